@@ -1,0 +1,1 @@
+"""Shard map and routing: key ranges -> Paxos group -> replicas."""

@@ -1,0 +1,1 @@
+"""Cross-shard transactions: hybrid logical clock, 2PC over Paxos groups, the client."""
