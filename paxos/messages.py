@@ -1,0 +1,165 @@
+"""Messages exchanged by the replicas of one Paxos group.
+
+Every message carries its sender, its destination and a ballot. Values are batches: a tuple of
+opaque commands; the empty tuple is the no-op that fills holes (Paxos Made Simple §3).
+Messages are frozen, slotted, keyword-only dataclasses; only `paxos.codec` turns them into
+protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paxos.ballot import Ballot
+
+Value = tuple[bytes, ...]
+NOOP: Value = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotValue:
+    """A value for one slot, as carried by Accept and CatchUpReply."""
+
+    slot: int
+    value: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptedEntry:
+    """An acceptor's vote for one slot, reported in a Promise.
+
+    `chosen` is true when the acceptor knows the value was chosen; such a value wins over any
+    ballot comparison.
+    """
+
+    slot: int
+    ballot: Ballot
+    value: Value
+    chosen: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepare:
+    """Phase 1a, for every slot from `from_slot` on."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    from_slot: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promise:
+    """Phase 1b: the acceptor promised `ballot` and reports its votes from the Prepare's slot."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    accepted: tuple[AcceptedEntry, ...]
+    chosen_watermark: int
+    log_start: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack:
+    """A refusal: the acceptor has promised `promised`, which is higher than `ballot`.
+
+    `lease_held` means the refusal is only the follower's lease promise to `leader_hint`.
+    """
+
+    src: int
+    dst: int
+    ballot: Ballot
+    promised: Ballot
+    leader_hint: int | None
+    lease_held: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accept:
+    """Phase 2a for a run of slots; also carries the leader's chosen watermark."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    entries: tuple[SlotValue, ...]
+    chosen_watermark: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """Phase 2b: the acceptor durably accepted these slots at `ballot`."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    slots: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    """Leader liveness, lease renewal and read-index confirmation (round `seq`)."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    chosen_watermark: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatAck:
+    """A follower still follows `ballot`; `chosen_watermark` tells the leader how far it got."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    seq: int
+    chosen_watermark: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatchUpRequest:
+    """A replica asks for the chosen values of slots [from_slot, to_slot]."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    from_slot: int
+    to_slot: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatchUpReply:
+    """Chosen values, contiguous from the requested slot."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    entries: tuple[SlotValue, ...]
+    chosen_watermark: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot:
+    """The application state as of slot `index`, for a replica whose slots were compacted."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    index: int
+    data: bytes
+
+
+Message = (
+    Prepare
+    | Promise
+    | Nack
+    | Accept
+    | Accepted
+    | Heartbeat
+    | HeartbeatAck
+    | CatchUpRequest
+    | CatchUpReply
+    | InstallSnapshot
+)

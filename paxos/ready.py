@@ -1,0 +1,95 @@
+"""The Ready batch: everything a replica asks its driver to do, and in which order.
+
+The driver executes a Ready in exactly this order (etcd raft's "total state machine handling
+loop"; raft-rs `messages()` vs `persisted_messages()`):
+
+1. send `messages` (they do not depend on this Ready's persist);
+2. make `persist` durable (one synced write; never skip the sync);
+3. only then send `messages_after_persist` (promises and accepts: an acceptor's vote leaves
+   only once it is durable);
+4. restore `snapshot` if present, then apply `committed` in order;
+5. answer `dropped` proposals and `reads` (a read may be served once the application has
+   applied up to its index), and serve `snapshot_requests`;
+6. call `replica.advance(ready)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from paxos.ballot import Ballot
+from paxos.errors import NotLeader
+from paxos.messages import Message, Value
+
+
+@dataclass(slots=True, kw_only=True)
+class PersistBatch:
+    """Changes to the acceptor's durable state; empty when nothing changed."""
+
+    promised: Ballot | None = None
+    accepted: dict[int, tuple[Ballot, Value]] = field(default_factory=dict)
+    chosen_watermark: int | None = None
+    # When set, every slot below `log_start` is deleted: the application state (or an installed
+    # snapshot) covers them. `log_start - 1` is the snapshot index.
+    log_start: int | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            self.promised is None
+            and not self.accepted
+            and self.chosen_watermark is None
+            and self.log_start is None
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommittedEntry:
+    """A chosen slot to apply. `proposal_ids[i]` is the local id of `value[i]`, or None."""
+
+    slot: int
+    value: Value
+    proposal_ids: tuple[int | None, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadState:
+    """A linearizable read may be served once the application has applied `index`."""
+
+    read_id: int
+    index: int
+    via_lease: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotToInstall:
+    """Application state as of slot `index`; restore it before applying `committed`."""
+
+    index: int
+    data: bytes
+
+
+@dataclass(slots=True, kw_only=True)
+class Ready:
+    persist: PersistBatch = field(default_factory=PersistBatch)
+    messages: list[Message] = field(default_factory=list)
+    messages_after_persist: list[Message] = field(default_factory=list)
+    snapshot: SnapshotToInstall | None = None
+    committed: list[CommittedEntry] = field(default_factory=list)
+    dropped: list[tuple[int, NotLeader]] = field(default_factory=list)
+    reads: list[ReadState] = field(default_factory=list)
+    dropped_reads: list[tuple[int, NotLeader]] = field(default_factory=list)
+    # Peers that need a snapshot: the driver calls `replica.send_snapshot(peer, index, data)`.
+    snapshot_requests: list[int] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return (
+            self.persist.is_empty()
+            and not self.messages
+            and not self.messages_after_persist
+            and self.snapshot is None
+            and not self.committed
+            and not self.dropped
+            and not self.reads
+            and not self.dropped_reads
+            and not self.snapshot_requests
+        )
