@@ -80,6 +80,8 @@ class Ready:
     dropped_reads: list[tuple[int, NotLeader]] = field(default_factory=list)
     # Peers that need a snapshot: the driver calls `replica.send_snapshot(peer, index, data)`.
     snapshot_requests: list[int] = field(default_factory=list)
+    # Proposals whose slot a snapshot covered: they may or may not have been chosen.
+    outcome_unknown: list[int] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -92,4 +94,5 @@ class Ready:
             and not self.reads
             and not self.dropped_reads
             and not self.snapshot_requests
+            and not self.outcome_unknown
         )

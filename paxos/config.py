@@ -1,0 +1,65 @@
+"""Replica configuration, validated before use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaConfig:
+    """Timing, batching and compaction settings of one replica.
+
+    Times are seconds of the monotonic clock the driver passes to `tick(now)`.
+    """
+
+    node_id: int
+    voters: tuple[int, ...]
+    #: A follower that hears no leader for a random time in [min, max) campaigns.
+    election_timeout_min_s: float = 0.15
+    election_timeout_max_s: float = 0.30
+    #: The leader's heartbeat period; must be well below election_timeout_min_s.
+    heartbeat_interval_s: float = 0.05
+    #: How long a follower promises not to support another leader after hearing this one.
+    #: Must not exceed election_timeout_min_s, or followers would refuse every candidate.
+    lease_duration_s: float = 0.12
+    #: Subtracted from the leader's lease: clock-rate drift plus processing delays.
+    lease_drift_s: float = 0.02
+    #: Most commands and bytes one slot (one chosen value) may carry.
+    max_batch_count: int = 1024
+    max_batch_bytes: int = 4 * 1024 * 1024
+    #: Most slots a leader has in flight (proposed, not yet chosen) at once.
+    pipeline_window: int = 32
+    #: Most chosen slots sent in one catch-up reply.
+    catchup_max_slots: int = 256
+    #: Compact the log once this many applied slots are held; keep the newest `compact_keep`.
+    compact_threshold: int = 20_000
+    compact_keep: int = 2_000
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if self.node_id <= 0:
+            raise ValueError(f"node_id must be positive, got {self.node_id}")
+        if len(set(self.voters)) != len(self.voters) or not self.voters:
+            raise ValueError(f"voters must be non-empty and distinct, got {self.voters}")
+        if self.node_id not in self.voters:
+            raise ValueError(f"node_id {self.node_id} is not among voters {self.voters}")
+        if not 0 < self.election_timeout_min_s < self.election_timeout_max_s:
+            raise ValueError(
+                "election_timeout_min_s must be positive and below election_timeout_max_s"
+            )
+        if not 0 < self.heartbeat_interval_s < self.election_timeout_min_s:
+            raise ValueError("heartbeat_interval_s must be positive and below the election timeout")
+        if not 0 <= self.lease_drift_s < self.lease_duration_s <= self.election_timeout_min_s:
+            raise ValueError("need 0 <= lease_drift_s < lease_duration_s <= election_timeout_min_s")
+        if self.max_batch_count < 1 or self.max_batch_bytes < 1:
+            raise ValueError("max_batch_count and max_batch_bytes must be at least 1")
+        if self.pipeline_window < 1:
+            raise ValueError("pipeline_window must be at least 1")
+        if self.catchup_max_slots < 1:
+            raise ValueError("catchup_max_slots must be at least 1")
+        if not 0 < self.compact_keep < self.compact_threshold:
+            raise ValueError("need 0 < compact_keep < compact_threshold")
+
+    @property
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1

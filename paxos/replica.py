@@ -1,0 +1,828 @@
+"""One replica of a Multi-Paxos group: proposer, acceptor and learner, as a sans-I/O object.
+
+Theory of operation
+-------------------
+The replica never reads a clock, sleeps, opens a socket or touches a disk. Its inputs are
+`step(message)`, `tick(now)`, `propose(command)` and `read(read_id, now)`; its output is a
+`Ready` batch (see `paxos.ready` for the order in which a driver must execute it), after which
+the driver calls `advance(ready)`. Time is the monotonic `now` the driver passes in.
+
+Rules
+-----
+1. Ballots are (round, node id). A campaign takes a round above every round this replica has
+   seen and persists it as its own promise before any Prepare leaves (ballots are never
+   reused, even across restarts).
+2. An acceptor's promise and accepted votes are durable before its Promise/Accepted leaves:
+   those replies are only ever placed in `Ready.messages_after_persist`.
+3. Phase 1 runs once per leadership over every slot above the candidate's chosen watermark
+   (Paxos Made Simple §3). For each slot the new leader re-proposes the value a promiser knows
+   chosen, else the value accepted under the highest ballot, else a no-op.
+4. In steady state only Phase 2 runs. A slot is chosen once a quorum of voters accepted it
+   under the leader's ballot; the leader's own vote counts only after its persist
+   (`advance`). The chosen watermark (every slot at or below it is chosen) rides on Accepts
+   and Heartbeats; a follower marks a slot chosen only if it accepted it under the very ballot
+   of the leader announcing the watermark, otherwise it asks for the chosen value (catch-up).
+5. Chosen slots are applied once each, in slot order, through `Ready.committed`.
+6. Leases (Paxos Made Live §5.2, "master leases"): a follower that heard the leader at local
+   time t refuses to promise any other proposer until t + lease_duration. The leader, having
+   sent heartbeat round n at t_n and heard a quorum acknowledge it, holds a lease until
+   t_n + lease_duration - lease_drift. The follower's window starts after t_n and lasts at
+   least as long, so two leases never overlap. A restarted replica may have forgotten a lease
+   promise, so it promises nobody (itself included) for lease_duration after its first tick.
+7. Linearizable reads are answered as "may be served at index X" (`Ready.reads`): at once
+   under a valid lease, otherwise after one heartbeat round confirms the leadership
+   (read-index). X covers every slot the leader recovered in Phase 1.
+8. A leader that has not heard from a quorum within the maximum election timeout steps down
+   (check-quorum), so a partitioned leader stops accepting proposals it cannot get chosen.
+9. A proposal is either chosen (reported with its id in `committed`), or reported in
+   `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
+   `outcome_unknown` when a snapshot covered its slot.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from paxos.ballot import Ballot
+from paxos.config import ReplicaConfig
+from paxos.errors import InvariantViolation, NotLeader, ProposalTooLarge
+from paxos.messages import (
+    NOOP,
+    Accept,
+    Accepted,
+    AcceptedEntry,
+    CatchUpReply,
+    CatchUpRequest,
+    Heartbeat,
+    HeartbeatAck,
+    InstallSnapshot,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    SlotValue,
+    Value,
+)
+from paxos.ready import CommittedEntry, PersistBatch, ReadState, Ready, SnapshotToInstall
+from paxos.storage import DurableState
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaStatus:
+    """A read-only view for status pages and tests."""
+
+    node_id: int
+    role: Role
+    promised: Ballot
+    leader_hint: int | None
+    chosen_watermark: int
+    applied_index: int
+    log_start: int
+    next_slot: int
+    lease_until: float
+
+
+class Replica:
+    """A Multi-Paxos replica. Not thread-safe; drive it from one loop."""
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        state: DurableState,
+        applied_index: int,
+        rng: random.Random,
+    ) -> None:
+        config.validate()
+        if applied_index < state.log_start - 1:
+            raise InvariantViolation(
+                f"application applied index {applied_index} is below the compacted log "
+                f"(log starts at slot {state.log_start}); the application state was lost"
+            )
+        self.config = config
+        self.id = config.node_id
+        self._peers = tuple(p for p in config.voters if p != config.node_id)
+        self._quorum = config.quorum
+        self._rng = rng
+
+        # Durable state, mirrored in memory.
+        self._promised = state.promised
+        self._log: dict[int, tuple[Ballot, Value]] = dict(state.accepted)
+        self._chosen_watermark = state.chosen_watermark
+        self._log_start = state.log_start
+        self._applied = applied_index
+
+        self._role = Role.FOLLOWER
+        self._leader_hint: int | None = None
+        self._ballot = state.promised
+        self._max_seen_round = state.promised.round
+
+        self._now = 0.0
+        self._started = False
+        self._election_deadline = 0.0
+        self._lease_block_until = 0.0
+        self._catchup_retry_at = 0.0
+        self._snapshot_sent_at: dict[int, float] = {}
+
+        # Candidate state.
+        self._promises: dict[int, Promise] = {}
+        self._from_slot = 0
+
+        # Leader state.
+        self._next_slot = max(self._log, default=self._chosen_watermark) + 1
+        self._votes: dict[int, set[int]] = {}
+        self._chosen_above: set[int] = set()
+        self._sent_at: dict[int, float] = {}
+        self._recovered_until = 0
+        self._queue: deque[tuple[int, bytes]] = deque()
+        self._last_ack: dict[int, float] = {}
+        self._hb_seq = 0
+        self._hb_sent: dict[int, float] = {}
+        self._hb_acks: dict[int, set[int]] = {}
+        self._confirmed_seq = 0
+        self._lease_until = 0.0
+        self._read_round_wanted = False
+        self._pending_reads: list[tuple[int, int, int]] = []  # (read_id, index, seq needed)
+
+        # Proposals this replica placed in slots, by slot: (value, proposal ids).
+        self._proposed: dict[int, tuple[Value, tuple[int, ...]]] = {}
+        self._next_proposal_id = 1
+        self._deferred_persist: PersistBatch | None = None
+        self._out = Ready()
+        self._outcome_unknown: list[int] = []
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self, now: float) -> None:
+        """Advance time: elections, heartbeats, lease and retransmission timers."""
+        self._now = now
+        if not self._started:
+            self._started = True
+            # Rule 6: we may have promised a lease before a restart and forgotten it.
+            self._lease_block_until = now + self.config.lease_duration_s
+            self._reset_election_deadline()
+        if self._role is Role.LEADER:
+            if not self._has_quorum_contact():
+                self._become_follower(None)
+                return
+            if now >= self._next_heartbeat_at:
+                self._broadcast_heartbeat()
+                self._retransmit_accepts()
+        elif now >= max(self._election_deadline, self._lease_block_until):
+            self._campaign()
+
+    def step(self, msg: Message) -> None:
+        """Handle one message from a peer. Stale or foreign messages are ignored or refused."""
+        if msg.dst != self.id or msg.src not in self._peers:
+            return
+        self._max_seen_round = max(self._max_seen_round, msg.ballot.round)
+        match msg:
+            case Prepare():
+                self._handle_prepare(msg)
+            case Promise():
+                self._handle_promise(msg)
+            case Nack():
+                self._handle_nack(msg)
+            case Accept():
+                self._handle_accept(msg)
+            case Accepted():
+                self._handle_accepted(msg)
+            case Heartbeat():
+                self._handle_heartbeat(msg)
+            case HeartbeatAck():
+                self._handle_heartbeat_ack(msg)
+            case CatchUpRequest():
+                self._handle_catchup_request(msg)
+            case CatchUpReply():
+                self._handle_catchup_reply(msg)
+            case InstallSnapshot():
+                self._handle_install_snapshot(msg)
+
+    def propose(self, command: bytes) -> int:
+        """Queue a command for the next slot; returns its proposal id.
+
+        Raises:
+            NotLeader: this replica is not the leader (nothing was queued).
+            ProposalTooLarge: the command alone exceeds max_batch_bytes.
+        """
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_hint)
+        if len(command) > self.config.max_batch_bytes:
+            raise ProposalTooLarge(
+                f"command of {len(command)} bytes exceeds max_batch_bytes "
+                f"{self.config.max_batch_bytes}"
+            )
+        proposal_id = self._next_proposal_id
+        self._next_proposal_id += 1
+        self._queue.append((proposal_id, command))
+        return proposal_id
+
+    def read(self, read_id: int, now: float) -> None:
+        """Ask for a linearizable read; answered in `Ready.reads` (rule 7).
+
+        Raises:
+            NotLeader: this replica is not the leader.
+        """
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_hint)
+        index = max(self._chosen_watermark, self._recovered_until)
+        if now < self._lease_until and self._chosen_watermark >= self._recovered_until:
+            self._out.reads.append(ReadState(read_id=read_id, index=index, via_lease=True))
+            return
+        self._pending_reads.append((read_id, index, self._hb_seq + 1))
+        self._read_round_wanted = True
+
+    def send_snapshot(self, peer: int, index: int, data: bytes) -> None:
+        """Answer a `Ready.snapshot_requests` entry with the application state at `index`."""
+        self._out.messages.append(
+            InstallSnapshot(src=self.id, dst=peer, ballot=self._promised, index=index, data=data)
+        )
+
+    # ------------------------------------------------------------------ outputs
+
+    def has_ready(self) -> bool:
+        return (
+            not self._out.is_empty()
+            or self._applied < self._chosen_watermark
+            or (self._role is Role.LEADER and bool(self._queue))
+            or self._read_round_wanted
+            or self._deferred_persist is not None
+            or bool(self._outcome_unknown)
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything to persist, send, apply and answer since the last call."""
+        applied_before = self._applied
+        if self._deferred_persist is not None:
+            self._merge_persist(self._deferred_persist)
+            self._deferred_persist = None
+        self._flush_proposals()
+        if self._read_round_wanted and self._role is Role.LEADER:
+            self._broadcast_heartbeat()
+        self._read_round_wanted = False
+        self._collect_committed()
+        self._release_reads()
+        self._maybe_compact(applied_before)
+        out, self._out = self._out, Ready()
+        out.outcome_unknown, self._outcome_unknown = self._outcome_unknown, []
+        return out
+
+    def advance(self, ready: Ready) -> None:
+        """The driver executed `ready`: the leader's own accepts are now durable votes."""
+        if self._role is not Role.LEADER:
+            return
+        for slot, (ballot, _) in ready.persist.accepted.items():
+            if ballot == self._ballot and slot in self._votes:
+                self._votes[slot].add(self.id)
+                self._maybe_mark_chosen(slot)
+        self._advance_chosen_watermark()
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def leader_hint(self) -> int | None:
+        return self._leader_hint
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    @property
+    def chosen_watermark(self) -> int:
+        return self._chosen_watermark
+
+    def has_valid_lease(self, now: float) -> bool:
+        return self._role is Role.LEADER and now < self._lease_until
+
+    def chosen_value(self, slot: int) -> Value | None:
+        """The chosen value of `slot` if this replica knows it and still holds it."""
+        if slot > self._chosen_watermark or slot not in self._log:
+            return None
+        return self._log[slot][1]
+
+    def status(self) -> ReplicaStatus:
+        return ReplicaStatus(
+            node_id=self.id,
+            role=self._role,
+            promised=self._promised,
+            leader_hint=self._leader_hint,
+            chosen_watermark=self._chosen_watermark,
+            applied_index=self._applied,
+            log_start=self._log_start,
+            next_slot=self._next_slot,
+            lease_until=self._lease_until,
+        )
+
+    # ------------------------------------------------------------------ roles
+
+    def _reset_election_deadline(self) -> None:
+        lo, hi = self.config.election_timeout_min_s, self.config.election_timeout_max_s
+        self._election_deadline = self._now + self._rng.uniform(lo, hi)
+
+    def _become_follower(self, leader_hint: int | None) -> None:
+        was_leader = self._role is Role.LEADER
+        self._role = Role.FOLLOWER
+        self._leader_hint = leader_hint
+        self._promises.clear()
+        self._reset_election_deadline()
+        if was_leader:
+            error = NotLeader(leader_hint, "leadership lost")
+            self._out.dropped.extend((pid, error) for pid, _ in self._queue)
+            self._out.dropped_reads.extend((rid, error) for rid, _, _ in self._pending_reads)
+            self._queue.clear()
+            self._pending_reads.clear()
+            self._votes.clear()
+            self._chosen_above.clear()
+            self._sent_at.clear()
+            self._hb_sent.clear()
+            self._hb_acks.clear()
+            self._lease_until = 0.0
+            self._read_round_wanted = False
+
+    def _campaign(self) -> None:
+        """Rule 1 and 3: start Phase 1 with a fresh ballot over all unchosen slots."""
+        self._role = Role.CANDIDATE
+        self._leader_hint = None
+        self._ballot = Ballot(max(self._promised.round, self._max_seen_round) + 1, self.id)
+        self._max_seen_round = self._ballot.round
+        self._set_promised(self._ballot)
+        self._from_slot = self._chosen_watermark + 1
+        self._promises = {self.id: self._make_promise(self.id, self._ballot, self._from_slot)}
+        self._reset_election_deadline()
+        for peer in self._peers:
+            self._out.messages_after_persist.append(
+                Prepare(src=self.id, dst=peer, ballot=self._ballot, from_slot=self._from_slot)
+            )
+        self._maybe_become_leader()
+
+    def _maybe_become_leader(self) -> None:
+        if len(self._promises) < self._quorum:
+            return
+        best: dict[int, AcceptedEntry] = {}
+        for promise in self._promises.values():
+            for entry in promise.accepted:
+                current = best.get(entry.slot)
+                if current is None or _outranks(entry, current):
+                    best[entry.slot] = entry
+        self._role = Role.LEADER
+        self._leader_hint = self.id
+        first = max(self._from_slot, self._chosen_watermark + 1)
+        last = max(best, default=self._chosen_watermark)
+        last = max(last, self._chosen_watermark)
+        self._votes.clear()
+        self._chosen_above.clear()
+        self._sent_at.clear()
+        recovered = []
+        for slot in range(first, last + 1):
+            found = best.get(slot)
+            value = found.value if found is not None else NOOP
+            self._store_accept(slot, self._ballot, value)
+            self._votes[slot] = set()
+            self._sent_at[slot] = self._now
+            recovered.append(SlotValue(slot=slot, value=value))
+        self._next_slot = last + 1
+        self._recovered_until = last
+        self._last_ack = dict.fromkeys(self._peers, self._now)
+        self._hb_sent.clear()
+        self._hb_acks.clear()
+        self._lease_until = 0.0
+        self._send_accepts(tuple(recovered))
+        self._broadcast_heartbeat()
+
+    # ------------------------------------------------------------------ handlers
+
+    def _handle_prepare(self, msg: Prepare) -> None:
+        if msg.ballot < self._promised:
+            self._nack(msg.src, msg.ballot)
+            return
+        if msg.ballot > self._promised:
+            if self._lease_blocks(msg.src):
+                self._out.messages.append(
+                    Nack(
+                        src=self.id,
+                        dst=msg.src,
+                        ballot=msg.ballot,
+                        promised=self._promised,
+                        leader_hint=self._leader_hint,
+                        lease_held=True,
+                    )
+                )
+                return
+            self._set_promised(msg.ballot)
+            self._become_follower(None)
+        self._out.messages_after_persist.append(
+            self._make_promise(msg.src, msg.ballot, msg.from_slot)
+        )
+
+    def _handle_promise(self, msg: Promise) -> None:
+        if self._role is not Role.CANDIDATE or msg.ballot != self._ballot:
+            return
+        if msg.log_start > self._from_slot:
+            # The promiser compacted chosen slots we lack; only a snapshot can bring us up.
+            self._become_follower(None)
+            self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
+            return
+        self._promises[msg.src] = msg
+        self._maybe_become_leader()
+
+    def _handle_nack(self, msg: Nack) -> None:
+        if self._role is Role.FOLLOWER or msg.ballot != self._ballot:
+            return
+        if msg.lease_held:
+            if self._role is Role.CANDIDATE:
+                self._become_follower(msg.leader_hint)
+            return
+        if msg.promised > self._ballot:
+            self._max_seen_round = max(self._max_seen_round, msg.promised.round)
+            self._become_follower(msg.leader_hint)
+
+    def _handle_accept(self, msg: Accept) -> None:
+        if not self._follow(msg.src, msg.ballot):
+            return
+        slots = []
+        for entry in msg.entries:
+            if entry.slot >= self._log_start and entry.slot > self._chosen_watermark:
+                self._store_accept(entry.slot, msg.ballot, entry.value)
+            slots.append(entry.slot)
+        if slots:
+            self._out.messages_after_persist.append(
+                Accepted(src=self.id, dst=msg.src, ballot=msg.ballot, slots=tuple(slots))
+            )
+        self._learn(msg.src, msg.ballot, msg.chosen_watermark)
+
+    def _handle_heartbeat(self, msg: Heartbeat) -> None:
+        if not self._follow(msg.src, msg.ballot):
+            return
+        self._learn(msg.src, msg.ballot, msg.chosen_watermark)
+        self._out.messages_after_persist.append(
+            HeartbeatAck(
+                src=self.id,
+                dst=msg.src,
+                ballot=msg.ballot,
+                seq=msg.seq,
+                chosen_watermark=self._chosen_watermark,
+            )
+        )
+
+    def _handle_accepted(self, msg: Accepted) -> None:
+        if self._role is not Role.LEADER or msg.ballot != self._ballot:
+            return
+        self._last_ack[msg.src] = self._now
+        for slot in msg.slots:
+            votes = self._votes.get(slot)
+            if votes is not None:
+                votes.add(msg.src)
+                self._maybe_mark_chosen(slot)
+        self._advance_chosen_watermark()
+
+    def _handle_heartbeat_ack(self, msg: HeartbeatAck) -> None:
+        if self._role is not Role.LEADER or msg.ballot != self._ballot:
+            return
+        self._last_ack[msg.src] = self._now
+        acks = self._hb_acks.get(msg.seq)
+        if acks is None:
+            return
+        acks.add(msg.src)
+        if len(acks) + 1 >= self._quorum:
+            self._confirm_round(msg.seq)
+
+    def _handle_catchup_request(self, msg: CatchUpRequest) -> None:
+        if msg.from_slot < self._log_start:
+            last = self._snapshot_sent_at.get(msg.src)
+            if last is None or self._now - last >= self.config.election_timeout_max_s:
+                self._snapshot_sent_at[msg.src] = self._now
+                self._out.snapshot_requests.append(msg.src)
+            return
+        last_slot = min(
+            msg.to_slot,
+            self._chosen_watermark,
+            msg.from_slot + self.config.catchup_max_slots - 1,
+        )
+        entries = tuple(
+            SlotValue(slot=slot, value=self._log[slot][1])
+            for slot in range(msg.from_slot, last_slot + 1)
+        )
+        if entries:
+            self._out.messages.append(
+                CatchUpReply(
+                    src=self.id,
+                    dst=msg.src,
+                    ballot=self._promised,
+                    entries=entries,
+                    chosen_watermark=self._chosen_watermark,
+                )
+            )
+
+    def _handle_catchup_reply(self, msg: CatchUpReply) -> None:
+        if self._role is Role.LEADER:
+            return
+        before = self._chosen_watermark
+        for entry in msg.entries:
+            if entry.slot != self._chosen_watermark + 1:
+                continue
+            self._store_accept(entry.slot, msg.ballot, entry.value)
+            self._chosen_watermark = entry.slot
+        if self._chosen_watermark > before:
+            self._out.persist.chosen_watermark = self._chosen_watermark
+            self._catchup_retry_at = 0.0
+        if msg.chosen_watermark > self._chosen_watermark:
+            self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
+
+    def _handle_install_snapshot(self, msg: InstallSnapshot) -> None:
+        if self._role is Role.LEADER or msg.index <= self._applied:
+            return
+        self._out.snapshot = SnapshotToInstall(index=msg.index, data=msg.data)
+        # Our log below the snapshot may hold votes that were never chosen: drop them.
+        for slot in [s for s in self._log if s <= msg.index]:
+            del self._log[slot]
+        for slot in [s for s in self._proposed if s <= msg.index]:
+            self._outcome_unknown.extend(self._proposed.pop(slot)[1])
+        self._applied = msg.index
+        self._chosen_watermark = max(self._chosen_watermark, msg.index)
+        self._log_start = msg.index + 1
+        self._next_slot = max(self._next_slot, self._log_start)
+        # The snapshot is restored after this Ready's persist; truncating the durable log in the
+        # same Ready could leave neither the old slots nor the restored state after a crash.
+        # So the truncation goes out with the next Ready, once the restore has been written.
+        self._deferred_persist = PersistBatch(
+            chosen_watermark=self._chosen_watermark, log_start=self._log_start
+        )
+        self._catchup_retry_at = 0.0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _follow(self, src: int, ballot: Ballot) -> bool:
+        """Accept `src` as leader at `ballot` if no higher promise forbids it."""
+        if ballot < self._promised:
+            self._nack(src, ballot)
+            return False
+        if ballot > self._promised:
+            self._set_promised(ballot)
+        if self._role is not Role.FOLLOWER:
+            self._become_follower(src)
+        self._leader_hint = src
+        self._reset_election_deadline()
+        self._lease_block_until = self._now + self.config.lease_duration_s
+        return True
+
+    def _lease_blocks(self, candidate: int) -> bool:
+        if self._role is Role.LEADER:
+            return True
+        return self._now < self._lease_block_until and candidate != self._leader_hint
+
+    def _nack(self, dst: int, ballot: Ballot) -> None:
+        self._out.messages.append(
+            Nack(
+                src=self.id,
+                dst=dst,
+                ballot=ballot,
+                promised=self._promised,
+                leader_hint=self._leader_hint,
+            )
+        )
+
+    def _set_promised(self, ballot: Ballot) -> None:
+        self._promised = ballot
+        self._out.persist.promised = ballot
+
+    def _store_accept(self, slot: int, ballot: Ballot, value: Value) -> None:
+        self._log[slot] = (ballot, value)
+        self._out.persist.accepted[slot] = (ballot, value)
+
+    def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
+        entries = tuple(
+            AcceptedEntry(
+                slot=slot,
+                ballot=vote_ballot,
+                value=value,
+                chosen=slot <= self._chosen_watermark,
+            )
+            for slot, (vote_ballot, value) in sorted(self._log.items())
+            if slot >= from_slot
+        )
+        return Promise(
+            src=self.id,
+            dst=dst,
+            ballot=ballot,
+            accepted=entries,
+            chosen_watermark=self._chosen_watermark,
+            log_start=self._log_start,
+        )
+
+    def _learn(self, leader: int, ballot: Ballot, leader_watermark: int) -> None:
+        """Rule 4: advance our watermark over slots we accepted under the leader's ballot."""
+        before = self._chosen_watermark
+        slot = before + 1
+        while slot <= leader_watermark:
+            vote = self._log.get(slot)
+            if vote is None or vote[0] != ballot:
+                break
+            self._chosen_watermark = slot
+            slot += 1
+        if self._chosen_watermark > before:
+            self._out.persist.chosen_watermark = self._chosen_watermark
+        if self._chosen_watermark < leader_watermark:
+            self._request_catchup(leader, self._chosen_watermark + 1, leader_watermark)
+
+    def _request_catchup(self, peer: int, from_slot: int, to_slot: int) -> None:
+        if self._now < self._catchup_retry_at:
+            return
+        self._catchup_retry_at = self._now + 2 * self.config.heartbeat_interval_s
+        self._out.messages.append(
+            CatchUpRequest(
+                src=self.id,
+                dst=peer,
+                ballot=self._promised,
+                from_slot=from_slot,
+                to_slot=to_slot,
+            )
+        )
+
+    @property
+    def _next_heartbeat_at(self) -> float:
+        last = max(self._hb_sent.values(), default=float("-inf"))
+        return last + self.config.heartbeat_interval_s
+
+    def _broadcast_heartbeat(self) -> None:
+        self._hb_seq += 1
+        seq = self._hb_seq
+        self._hb_sent[seq] = self._now
+        self._hb_acks[seq] = set()
+        for peer in self._peers:
+            self._out.messages.append(
+                Heartbeat(
+                    src=self.id,
+                    dst=peer,
+                    ballot=self._ballot,
+                    chosen_watermark=self._chosen_watermark,
+                    seq=seq,
+                )
+            )
+        if self._quorum == 1:
+            self._confirm_round(seq)
+
+    def _confirm_round(self, seq: int) -> None:
+        """A quorum acknowledged heartbeat round `seq`: renew the lease, release reads."""
+        sent = self._hb_sent.get(seq)
+        if sent is None:
+            return
+        self._confirmed_seq = max(self._confirmed_seq, seq)
+        lease = sent + self.config.lease_duration_s - self.config.lease_drift_s
+        self._lease_until = max(self._lease_until, lease)
+        # Keep only the newest round's send time, so the heartbeat timer still has a base.
+        for old in [s for s in self._hb_sent if s < seq]:
+            del self._hb_sent[old]
+        for old in [s for s in self._hb_acks if s <= seq]:
+            del self._hb_acks[old]
+
+    def _has_quorum_contact(self) -> bool:
+        horizon = self._now - self.config.election_timeout_max_s
+        alive = 1 + sum(1 for peer in self._peers if self._last_ack.get(peer, 0.0) > horizon)
+        return alive >= self._quorum
+
+    def _retransmit_accepts(self) -> None:
+        """Re-send unacknowledged in-flight slots (messages may have been lost)."""
+        stale = self._now - self.config.heartbeat_interval_s
+        per_peer: dict[int, list[SlotValue]] = {}
+        for slot in range(self._chosen_watermark + 1, self._next_slot):
+            if slot in self._chosen_above or self._sent_at.get(slot, self._now) > stale:
+                continue
+            self._sent_at[slot] = self._now
+            value = self._log[slot][1]
+            voters = self._votes.get(slot, set())
+            for peer in self._peers:
+                if peer not in voters:
+                    per_peer.setdefault(peer, []).append(SlotValue(slot=slot, value=value))
+        for peer, entries in sorted(per_peer.items()):
+            self._out.messages.append(
+                Accept(
+                    src=self.id,
+                    dst=peer,
+                    ballot=self._ballot,
+                    entries=tuple(entries),
+                    chosen_watermark=self._chosen_watermark,
+                )
+            )
+
+    def _send_accepts(self, entries: tuple[SlotValue, ...]) -> None:
+        if not entries:
+            return
+        for peer in self._peers:
+            self._out.messages.append(
+                Accept(
+                    src=self.id,
+                    dst=peer,
+                    ballot=self._ballot,
+                    entries=entries,
+                    chosen_watermark=self._chosen_watermark,
+                )
+            )
+
+    def _flush_proposals(self) -> None:
+        """Pack queued commands into new slots, within the pipeline window (batching)."""
+        if self._role is not Role.LEADER or not self._queue:
+            return
+        cfg = self.config
+        new_entries = []
+        while self._queue and self._next_slot - 1 - self._chosen_watermark < cfg.pipeline_window:
+            ids: list[int] = []
+            commands: list[bytes] = []
+            size = 0
+            while self._queue and len(commands) < cfg.max_batch_count:
+                proposal_id, command = self._queue[0]
+                if commands and size + len(command) > cfg.max_batch_bytes:
+                    break
+                self._queue.popleft()
+                ids.append(proposal_id)
+                commands.append(command)
+                size += len(command)
+            slot = self._next_slot
+            self._next_slot += 1
+            value = tuple(commands)
+            self._store_accept(slot, self._ballot, value)
+            self._votes[slot] = set()
+            self._sent_at[slot] = self._now
+            self._proposed[slot] = (value, tuple(ids))
+            new_entries.append(SlotValue(slot=slot, value=value))
+        self._send_accepts(tuple(new_entries))
+
+    def _maybe_mark_chosen(self, slot: int) -> None:
+        votes = self._votes.get(slot)
+        if votes is not None and len(votes) >= self._quorum:
+            self._chosen_above.add(slot)
+            del self._votes[slot]
+            self._sent_at.pop(slot, None)
+
+    def _advance_chosen_watermark(self) -> None:
+        before = self._chosen_watermark
+        while self._chosen_watermark + 1 in self._chosen_above:
+            self._chosen_watermark += 1
+            self._chosen_above.discard(self._chosen_watermark)
+        if self._chosen_watermark > before:
+            self._out.persist.chosen_watermark = self._chosen_watermark
+
+    def _collect_committed(self) -> None:
+        """Rule 5 and 9: hand chosen slots to the application in order, once each."""
+        for slot in range(self._applied + 1, self._chosen_watermark + 1):
+            vote = self._log.get(slot)
+            if vote is None:
+                raise InvariantViolation(f"slot {slot} is chosen but its value is not held")
+            value = vote[1]
+            ids: tuple[int | None, ...] = (None,) * len(value)
+            mine = self._proposed.pop(slot, None)
+            if mine is not None:
+                if mine[0] == value:
+                    ids = mine[1]
+                else:
+                    error = NotLeader(self._leader_hint, "another value was chosen for the slot")
+                    self._out.dropped.extend((pid, error) for pid in mine[1])
+            self._out.committed.append(CommittedEntry(slot=slot, value=value, proposal_ids=ids))
+            self._applied = slot
+
+    def _release_reads(self) -> None:
+        if not self._pending_reads:
+            return
+        waiting = []
+        for read_id, index, seq in self._pending_reads:
+            if seq <= self._confirmed_seq and index <= self._chosen_watermark:
+                self._out.reads.append(ReadState(read_id=read_id, index=index, via_lease=False))
+            else:
+                waiting.append((read_id, index, seq))
+        self._pending_reads = waiting
+
+    def _maybe_compact(self, applied_before: int) -> None:
+        """Drop slots the application already holds (applied in an earlier Ready)."""
+        cfg = self.config
+        if applied_before - self._log_start + 1 <= cfg.compact_threshold:
+            return
+        new_start = applied_before - cfg.compact_keep + 1
+        for slot in range(self._log_start, new_start):
+            self._log.pop(slot, None)
+        self._log_start = new_start
+        self._out.persist.log_start = new_start
+
+    def _merge_persist(self, batch: PersistBatch) -> None:
+        out = self._out.persist
+        if batch.chosen_watermark is not None:
+            out.chosen_watermark = max(out.chosen_watermark or 0, batch.chosen_watermark)
+        if batch.log_start is not None:
+            out.log_start = max(out.log_start or 0, batch.log_start)
+
+
+def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:
+    """Rule 3: a value known chosen wins; otherwise the higher ballot wins."""
+    if entry.chosen != other.chosen:
+        return entry.chosen
+    return entry.ballot > other.ballot
