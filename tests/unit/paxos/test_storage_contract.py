@@ -1,0 +1,93 @@
+"""One conformance suite, run on every Storage implementation (memory and RocksDB)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from paxos import Ballot, MemoryStorage, PersistBatch
+from paxos.rocks import RocksStorage
+from paxos.storage import Storage
+
+B1, B2 = Ballot(1, 1), Ballot(2, 3)
+
+
+def check_storage(storage: Storage, reopen: Callable[[], Storage]) -> None:
+    storage.save(
+        PersistBatch(
+            promised=B1,
+            accepted={1: (B1, (b"a",)), 2: (B1, ()), 3: (B1, (b"b", b"c"))},
+            chosen_watermark=1,
+        )
+    )
+    storage.save(PersistBatch(promised=B2, accepted={3: (B2, (b"z",))}, chosen_watermark=2))
+    storage.save(PersistBatch(log_start=2))
+    state = reopen().load()
+    assert state.promised == B2
+    assert state.accepted == {2: (B1, ()), 3: (B2, (b"z",))}
+    assert state.chosen_watermark == 2
+    assert state.log_start == 2
+    # The chosen watermark never moves back, whatever a batch says.
+    storage.save(PersistBatch(chosen_watermark=1))
+    assert reopen().load().chosen_watermark == 2
+
+
+def test_memory_storage_contract() -> None:
+    storage = MemoryStorage()
+    check_storage(storage, lambda: storage)
+
+
+def test_rocks_storage_contract(tmp_path: Path) -> None:
+    storage = RocksStorage.open(str(tmp_path / "db"), group_id=5)
+    check_storage(storage, lambda: storage)
+
+
+def test_memory_storage_crash_loses_only_unsynced() -> None:
+    storage = MemoryStorage()
+    storage.save(PersistBatch(promised=B1, accepted={1: (B1, (b"kept",))}))
+    storage.save(PersistBatch(promised=B2, accepted={2: (B2, (b"lost",))}), sync=False)
+    assert storage.load().promised == B2
+    storage.crash()
+    state = storage.load()
+    assert state.promised == B1
+    assert state.accepted == {1: (B1, (b"kept",))}
+
+
+def test_rocks_groups_do_not_see_each_other(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    db = Rdict(str(tmp_path / "db"), Options(raw_mode=True))
+    one, two = RocksStorage(db, 1), RocksStorage(db, 2)
+    one.save(PersistBatch(promised=B1, accepted={1: (B1, (b"one",))}))
+    two.save(PersistBatch(promised=B2, accepted={1: (B2, (b"two",))}, log_start=1))
+    assert one.load().accepted == {1: (B1, (b"one",))}
+    assert two.load().accepted == {1: (B2, (b"two",))}
+    db.close()
+
+
+@pytest.mark.timeout(60)
+def test_rocks_state_survives_process_kill(tmp_path: Path) -> None:
+    """A writer process is SIGKILLed right after save(); a new process finds every vote."""
+    path = tmp_path / "db"
+    writer = textwrap.dedent(
+        f"""
+        import os, signal
+        from paxos import Ballot, PersistBatch
+        from paxos.rocks import RocksStorage
+        s = RocksStorage.open({str(path)!r}, group_id=9)
+        s.save(PersistBatch(promised=Ballot(7, 2), accepted={{4: (Ballot(7, 2), (b"v",))}},
+                            chosen_watermark=3))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", writer], check=False)
+    assert proc.returncode == -9
+    state = RocksStorage.open(str(path), group_id=9).load()
+    assert state.promised == Ballot(7, 2)
+    assert state.accepted == {4: (Ballot(7, 2), (b"v",))}
+    assert state.chosen_watermark == 3
