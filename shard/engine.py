@@ -1,0 +1,341 @@
+"""The storage engine under the shard state machines: ordered bytes keys, atomic write batches.
+
+One engine per node holds the data of every group the node hosts (each under its own key
+prefix, see `shard.state_machine`). The node stages every apply of one event-loop cycle into
+ONE `EngineBatch` and writes it with `write(batch, sync=False)`: the Paxos log is already
+durable, and the applied index rides in the same batch as the data it covers, so a crash
+loses both together and the node re-applies from the log.
+
+Rules every implementation keeps (checked by `tests/unit/shard/test_engine_contract.py`):
+
+1. Keys order as plain bytes; `scan(lo, hi, ...)` covers [lo, hi), `hi=None` is +inf.
+2. A batch is atomic and applied in staging order (a `delete_range` then a `put` inside the
+   range leaves the put). A batch is single-use.
+3. `batch.get(key)` sees the batch's own staged writes first, then the engine.
+4. `scan` is one point-in-time view: a full `scan(lo, hi, None)` is a consistent snapshot.
+5. `write(batch, sync=True)` is durable on return, and so is every write before it.
+   `write(batch, sync=False)` may be lost on a crash, but only together with the writes
+   after it (a prefix of the write history survives, never a torn batch).
+
+`MemEngine` models crashes (`crash()` forgets unsynced writes). `RocksEngine` is rocksdict in
+raw mode; see /work/shared/REFERENCE.md for the two rocksdict bugs this module avoids
+(never `set_iterate_lower_bound`; consistent scans use a plain iterator, not a snapshot).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator
+from typing import Protocol, cast
+
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+KV = tuple[bytes, bytes]
+
+
+class EngineBatch(Protocol):
+    """Staged writes, applied atomically by `Engine.write`; reads see staged writes first."""
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Stage `key = value`."""
+        ...
+
+    def delete(self, key: bytes) -> None:
+        """Stage the removal of `key` (absent keys are fine)."""
+        ...
+
+    def delete_range(self, lo: bytes, hi: bytes) -> None:
+        """Stage the removal of every key in [lo, hi)."""
+        ...
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of `key` as if this batch were already written."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of staged operations."""
+        ...
+
+
+class Engine(Protocol):
+    """An ordered bytes-to-bytes store with atomic batches."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of `key`, or None."""
+        ...
+
+    def scan(
+        self, lo: bytes, hi: bytes | None, limit: int | None, reverse: bool = False
+    ) -> list[KV]:
+        """Up to `limit` (None: all) pairs with lo <= key < hi, ascending (descending if reverse)."""
+        ...
+
+    def new_batch(self) -> EngineBatch:
+        """A fresh, empty batch bound to this engine."""
+        ...
+
+    def write(self, batch: EngineBatch, sync: bool) -> None:
+        """Apply `batch` atomically; durable on return when `sync`."""
+        ...
+
+
+class _OverlayBatch:
+    """Read-your-writes bookkeeping shared by both batch types."""
+
+    __slots__ = ("_count", "_ranges", "_staged", "_used")
+
+    def __init__(self) -> None:
+        # key -> value, or None for a staged delete. A delete_range drops staged keys inside
+        # it and is remembered, so a later get of a covered key answers None.
+        self._staged: dict[bytes, bytes | None] = {}
+        self._ranges: list[tuple[bytes, bytes]] = []
+        self._count = 0
+        self._used = False
+
+    def _engine_get(self, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of `key` as if this batch were already written."""
+        staged = self._staged
+        if key in staged:
+            return staged[key]
+        for lo, hi in self._ranges:
+            if lo <= key < hi:
+                return None
+        return self._engine_get(key)
+
+    def _stage_range(self, lo: bytes, hi: bytes) -> None:
+        staged = self._staged
+        for key in [k for k in staged if lo <= k < hi]:
+            del staged[key]
+        self._ranges.append((lo, hi))
+        self._count += 1
+
+    def _check_open(self) -> None:
+        if self._used:
+            raise RuntimeError("this batch was already written; batches are single-use")
+
+    def __len__(self) -> int:
+        """Number of staged operations."""
+        return self._count
+
+
+# --------------------------------------------------------------------------------------------
+# MemEngine
+
+
+class MemBatch(_OverlayBatch):
+    """A batch for `MemEngine`: an ordered list of operations."""
+
+    __slots__ = ("_engine", "_ops")
+
+    def __init__(self, engine: MemEngine) -> None:
+        super().__init__()
+        self._engine = engine
+        # (key, value) put; (key, None) delete; (lo, hi, None) range delete, in staging order.
+        self._ops: list[tuple[bytes, bytes | None] | tuple[bytes, bytes, None]] = []
+
+    def _engine_get(self, key: bytes) -> bytes | None:
+        return self._engine.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Stage `key = value`."""
+        self._check_open()
+        self._staged[key] = value
+        self._ops.append((key, value))
+        self._count += 1
+
+    def delete(self, key: bytes) -> None:
+        """Stage the removal of `key`."""
+        self._check_open()
+        self._staged[key] = None
+        self._ops.append((key, None))
+        self._count += 1
+
+    def delete_range(self, lo: bytes, hi: bytes) -> None:
+        """Stage the removal of every key in [lo, hi)."""
+        self._check_open()
+        self._stage_range(lo, hi)
+        self._ops.append((lo, hi, None))
+
+
+class MemEngine:
+    """An in-memory engine over a sorted key list; `crash()` loses writes not yet synced."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+        # Undo records of writes since the last sync, newest last: (key, previous value|None).
+        self._undo: list[tuple[bytes, bytes | None]] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of `key`, or None."""
+        return self._data.get(key)
+
+    def scan(
+        self, lo: bytes, hi: bytes | None, limit: int | None, reverse: bool = False
+    ) -> list[KV]:
+        """Up to `limit` pairs with lo <= key < hi, ascending (descending if reverse)."""
+        keys = self._keys
+        i = bisect.bisect_left(keys, lo)
+        j = len(keys) if hi is None else bisect.bisect_left(keys, hi)
+        if i >= j or limit == 0:
+            return []
+        if reverse:
+            start = i if limit is None else max(i, j - limit)
+            selected = keys[start:j]
+            selected.reverse()
+        else:
+            selected = keys[i:j] if limit is None else keys[i : min(j, i + limit)]
+        data = self._data
+        return [(k, data[k]) for k in selected]
+
+    def new_batch(self) -> MemBatch:
+        """A fresh, empty batch bound to this engine."""
+        return MemBatch(self)
+
+    def write(self, batch: EngineBatch, sync: bool) -> None:
+        """Apply `batch` atomically; when `sync`, everything written so far becomes durable."""
+        if not isinstance(batch, MemBatch) or batch._engine is not self:
+            raise ValueError("batch was not created by this engine's new_batch()")
+        batch._check_open()
+        batch._used = True
+        for op in batch._ops:
+            if len(op) == 3:
+                lo, hi, _ = op
+                for key, _v in self.scan(lo, hi, None):
+                    self._set(key, None)
+            else:
+                key, value = op
+                self._set(key, value)
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make every write so far durable (as a later synced RocksDB write does to the WAL)."""
+        self._undo.clear()
+
+    def crash(self) -> None:
+        """Forget every write since the last sync, as a power loss would."""
+        for key, previous in reversed(self._undo):
+            self._raw_set(key, previous)
+        self._undo.clear()
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        self._undo.append((key, self._data.get(key)))
+        self._raw_set(key, value)
+
+    def _raw_set(self, key: bytes, value: bytes | None) -> None:
+        data = self._data
+        if value is None:
+            if key in data:
+                del data[key]
+                keys = self._keys
+                del keys[bisect.bisect_left(keys, key)]
+        else:
+            if key not in data:
+                bisect.insort(self._keys, key)
+            data[key] = value
+
+
+# --------------------------------------------------------------------------------------------
+# RocksEngine
+
+
+class RocksBatch(_OverlayBatch):
+    """A batch for `RocksEngine`: a rocksdict WriteBatch plus the read-your-writes overlay."""
+
+    __slots__ = ("_db", "_engine", "_wb")
+
+    def __init__(self, engine: RocksEngine) -> None:
+        super().__init__()
+        self._engine = engine
+        self._db = engine.db
+        self._wb = WriteBatch(raw_mode=True)
+
+    def _engine_get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Stage `key = value`."""
+        self._check_open()
+        self._staged[key] = value
+        self._wb.put(key, value)
+        self._count += 1
+
+    def delete(self, key: bytes) -> None:
+        """Stage the removal of `key`."""
+        self._check_open()
+        self._staged[key] = None
+        self._wb.delete(key)
+        self._count += 1
+
+    def delete_range(self, lo: bytes, hi: bytes) -> None:
+        """Stage the removal of every key in [lo, hi)."""
+        self._check_open()
+        self._stage_range(lo, hi)
+        self._wb.delete_range(lo, hi)
+
+
+class RocksEngine:
+    """The engine on a rocksdict `Rdict` in raw mode; `.db` is shared with the Paxos storage."""
+
+    def __init__(self, path: str | None = None, *, db: Rdict | None = None) -> None:
+        if (path is None) == (db is None):
+            raise ValueError("give exactly one of path or db")
+        if db is None:
+            assert path is not None
+            db = Rdict(path, Options(raw_mode=True))
+        self.db: Rdict = db
+        self._sync_opts = WriteOptions()
+        self._sync_opts.sync = True
+        self._nosync_opts = WriteOptions()
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of `key`, or None."""
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def scan(
+        self, lo: bytes, hi: bytes | None, limit: int | None, reverse: bool = False
+    ) -> list[KV]:
+        """Up to `limit` pairs with lo <= key < hi, ascending (descending if reverse)."""
+        if limit == 0 or (hi is not None and hi <= lo):
+            return []
+        ro = ReadOptions()
+        if hi is not None:
+            # Only the upper bound: set_iterate_lower_bound is broken in rocksdict 0.3.29.
+            ro.set_iterate_upper_bound(hi)
+        if reverse:
+            items = cast("Iterator[KV]", self.db.items(backwards=True, read_opt=ro))
+            out: list[KV] = []
+            for kv in items:
+                if kv[0] < lo:
+                    break
+                out.append(kv)
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+        forward = cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
+        if limit is None:
+            return list(forward)
+        return list(itertools.islice(forward, limit))
+
+    def new_batch(self) -> RocksBatch:
+        """A fresh, empty batch bound to this engine."""
+        return RocksBatch(self)
+
+    def write(self, batch: EngineBatch, sync: bool) -> None:
+        """Apply `batch` atomically with one RocksDB write; fdatasync'ed when `sync`."""
+        if not isinstance(batch, RocksBatch) or batch._engine is not self:
+            raise ValueError("batch was not created by this engine's new_batch()")
+        batch._check_open()
+        batch._used = True
+        self.db.write(batch._wb, self._sync_opts if sync else self._nosync_opts)
+
+    def close(self) -> None:
+        """Close the database (it closes for real once no iterator or view is alive)."""
+        self.db.close()

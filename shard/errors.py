@@ -1,0 +1,91 @@
+"""Errors of the shard state machine and its storage engine.
+
+Local misuse (a read outside the shard, an oversized client input, a corrupt snapshot) raises
+one of these. Inside `apply`, a bad chosen command never raises: it becomes an error
+`CommandResult` carrying the same `Status` code, identically on every replica.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.IntEnum):
+    """Outcome code of one command; the wire values of `shard.proto` `Status`."""
+
+    OK = 0
+    CAS_FAILED = 1  # the compare-and-set condition did not hold; nothing was written
+    MALFORMED = 2  # the command bytes do not decode to a well-formed command
+    LIMIT_EXCEEDED = 3  # a key, value or batch is over its size limit
+    INVALID_ARGUMENT = 4  # e.g. an empty key or a timestamp out of range
+    WRONG_SHARD = 5  # the key is outside this shard's key range
+
+
+class ShardError(Exception):
+    """Base class of every error raised by the shard package."""
+
+    status: Status = Status.INVALID_ARGUMENT
+
+
+class InvalidArgument(ShardError):
+    """A request argument is not acceptable (empty key, timestamp out of range, ...)."""
+
+    status = Status.INVALID_ARGUMENT
+
+
+class LimitExceeded(InvalidArgument):
+    """A key, value or batch is larger than its limit; the message names both sizes."""
+
+    status = Status.LIMIT_EXCEEDED
+
+    def __init__(self, what: str, size: int, limit: int, limit_name: str) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        self.limit_name = limit_name
+        super().__init__(
+            f"{what} is {size} bytes, over the limit of {limit} bytes ({limit_name}); "
+            f"split it or store a smaller {what}"
+        )
+
+
+class MalformedCommand(ShardError):
+    """Command bytes that do not decode to a well-formed command."""
+
+    status = Status.MALFORMED
+
+
+class WrongShard(ShardError):
+    """The key (or range) lies outside this shard's key range [start, end)."""
+
+    status = Status.WRONG_SHARD
+
+    def __init__(self, key: bytes, start: bytes, end: bytes | None) -> None:
+        self.key = key
+        self.start = start
+        self.end = end
+        super().__init__(f"key {key!r} is outside this shard's range [{start!r}, {end!r})")
+
+
+class VersionCompacted(ShardError):
+    """A read below the garbage-collection horizon: the versions it needs may be gone."""
+
+    def __init__(self, at_version: int, horizon: int) -> None:
+        self.at_version = at_version
+        self.horizon = horizon
+        super().__init__(
+            f"cannot read at version {at_version}: versions below {horizon} were "
+            "garbage-collected; read at a newer version"
+        )
+
+
+class SnapshotCorrupt(ShardError):
+    """Snapshot bytes that fail their checksum or framing, or do not match the given index."""
+
+
+class ApplyOrderError(ShardError):
+    """A slot applied out of order (a gap above `applied_index`): a bug in the caller."""
+
+
+class InvariantViolation(ShardError):
+    """The stored data breaks an invariant of the layout: a bug or a corrupt database."""

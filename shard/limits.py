@@ -1,0 +1,59 @@
+"""Size limits on client input, with one validator each.
+
+The node validates client input before proposing it; the state machine validates again at
+apply time (a command that somehow got chosen past the node applies as an error result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shard.errors import InvalidArgument, LimitExceeded
+
+MAX_KEY_BYTES = 4 * 1024
+"""Largest key, in bytes. Keys are never empty."""
+
+MAX_VALUE_BYTES = 1024 * 1024
+"""Largest value, in bytes. Empty values are allowed."""
+
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+"""Largest sum of encoded command sizes in one client batch."""
+
+MAX_COMMAND_BYTES = MAX_KEY_BYTES * 2 + MAX_VALUE_BYTES * 2 + 1024
+"""Largest encoded command (a compare-and-set carries a key, two values and framing)."""
+
+MAX_TS = (1 << 63) - 1
+"""Largest command timestamp; keeps every version below 2**64 with room to spare."""
+
+
+def validate_key(key: bytes) -> None:
+    """Raise `InvalidArgument` for an empty key, `LimitExceeded` for one over MAX_KEY_BYTES."""
+    if not key:
+        raise InvalidArgument("empty key: keys must be at least 1 byte")
+    if len(key) > MAX_KEY_BYTES:
+        raise LimitExceeded("key", len(key), MAX_KEY_BYTES, "MAX_KEY_BYTES")
+
+
+def validate_value(value: bytes) -> None:
+    """Raise `LimitExceeded` for a value over MAX_VALUE_BYTES."""
+    if len(value) > MAX_VALUE_BYTES:
+        raise LimitExceeded("value", len(value), MAX_VALUE_BYTES, "MAX_VALUE_BYTES")
+
+
+def validate_command_size(command: bytes) -> None:
+    """Raise `LimitExceeded` for one encoded command over MAX_COMMAND_BYTES."""
+    if len(command) > MAX_COMMAND_BYTES:
+        raise LimitExceeded("command", len(command), MAX_COMMAND_BYTES, "MAX_COMMAND_BYTES")
+
+
+def validate_batch(commands: Iterable[bytes]) -> None:
+    """Raise `LimitExceeded` when the encoded commands sum to more than MAX_BATCH_BYTES."""
+    total = sum(len(c) for c in commands)
+    if total > MAX_BATCH_BYTES:
+        raise LimitExceeded("batch", total, MAX_BATCH_BYTES, "MAX_BATCH_BYTES")
+
+
+def validate_ts(ts: int) -> None:
+    """Raise `InvalidArgument` for a timestamp outside [0, MAX_TS]."""
+    if ts < 0 or ts > MAX_TS:
+        raise InvalidArgument(f"timestamp {ts} is outside [0, {MAX_TS}]")

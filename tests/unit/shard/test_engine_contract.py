@@ -1,0 +1,229 @@
+"""The Engine contract (`shard.engine` module docstring, rules 1-5), run on every engine."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shard.engine import Engine, MemEngine, RocksEngine
+
+MakeEngine = Callable[[], Engine]
+
+
+def _put_all(engine: Engine, items: dict[bytes, bytes], sync: bool = False) -> None:
+    batch = engine.new_batch()
+    for k, v in items.items():
+        batch.put(k, v)
+    engine.write(batch, sync)
+
+
+def check_engine(make: MakeEngine) -> None:
+    """Run every contract check on fresh engines from `make`."""
+    for check in (
+        _check_get_put_delete,
+        _check_scan_bounds_and_order,
+        _check_scan_limit_and_reverse,
+        _check_batch_read_your_writes,
+        _check_batch_order_and_range_delete,
+        _check_batch_single_use,
+        _check_scan_is_point_in_time,
+        _check_against_model,
+    ):
+        check(make())
+
+
+def _check_get_put_delete(e: Engine) -> None:
+    assert e.get(b"a") is None
+    _put_all(e, {b"a": b"1", b"b": b""})
+    assert e.get(b"a") == b"1"
+    assert e.get(b"b") == b""  # empty values are values, not absence
+    batch = e.new_batch()
+    batch.delete(b"a")
+    batch.delete(b"zz")  # deleting an absent key is fine
+    e.write(batch, sync=True)
+    assert e.get(b"a") is None
+    assert e.get(b"b") == b""
+
+
+def _check_scan_bounds_and_order(e: Engine) -> None:
+    keys = [b"\x00", b"a", b"a\x00", b"a\xff", b"b", b"ba", b"\xff", b"\xff\xff"]
+    _put_all(e, {k: k * 2 for k in reversed(keys)})
+    assert [k for k, _ in e.scan(b"", None, None)] == keys
+    assert e.scan(b"a", b"b", None) == [(k, k * 2) for k in (b"a", b"a\x00", b"a\xff")]
+    assert [k for k, _ in e.scan(b"a\x00", b"ba", None)] == [b"a\x00", b"a\xff", b"b"]
+    assert e.scan(b"b", b"b", None) == []
+    assert e.scan(b"c", b"b", None) == []
+    assert [k for k, _ in e.scan(b"\xff", None, None)] == [b"\xff", b"\xff\xff"]
+
+
+def _check_scan_limit_and_reverse(e: Engine) -> None:
+    _put_all(e, {b"k%02d" % i: b"%d" % i for i in range(20)})
+    assert [k for k, _ in e.scan(b"k05", b"k15", 3)] == [b"k05", b"k06", b"k07"]
+    assert e.scan(b"k05", b"k15", 0) == []
+    assert [k for k, _ in e.scan(b"k05", b"k15", 3, reverse=True)] == [b"k14", b"k13", b"k12"]
+    assert [k for k, _ in e.scan(b"k05", b"k08", None, reverse=True)] == [
+        b"k07",
+        b"k06",
+        b"k05",
+    ]
+    assert len(e.scan(b"k", None, None, reverse=True)) == 20
+    assert e.scan(b"k", None, 1, reverse=True)[0][0] == b"k19"
+    assert len(e.scan(b"k", b"l", 100)) == 20
+
+
+def _check_batch_read_your_writes(e: Engine) -> None:
+    _put_all(e, {b"x": b"old", b"y": b"y0"})
+    batch = e.new_batch()
+    assert batch.get(b"x") == b"old"
+    batch.put(b"x", b"new")
+    batch.delete(b"y")
+    batch.put(b"z", b"z1")
+    assert (batch.get(b"x"), batch.get(b"y"), batch.get(b"z")) == (b"new", None, b"z1")
+    assert len(batch) == 3
+    # Unwritten: the engine does not see it.
+    assert (e.get(b"x"), e.get(b"y"), e.get(b"z")) == (b"old", b"y0", None)
+    e.write(batch, sync=False)
+    assert (e.get(b"x"), e.get(b"y"), e.get(b"z")) == (b"new", None, b"z1")
+
+
+def _check_batch_order_and_range_delete(e: Engine) -> None:
+    _put_all(e, {b"r1": b"1", b"r2": b"2", b"r3": b"3", b"s": b"s"})
+    batch = e.new_batch()
+    batch.put(b"r4", b"4")  # staged before the range delete: removed by it
+    batch.delete_range(b"r", b"s")
+    batch.put(b"r2", b"again")  # staged after: survives
+    assert batch.get(b"r1") is None
+    assert batch.get(b"r4") is None
+    assert batch.get(b"r2") == b"again"
+    assert batch.get(b"s") == b"s"
+    e.write(batch, sync=False)
+    assert e.scan(b"", None, None) == [(b"r2", b"again"), (b"s", b"s")]
+
+
+def _check_batch_single_use(e: Engine) -> None:
+    batch = e.new_batch()
+    batch.put(b"a", b"1")
+    e.write(batch, sync=False)
+    with pytest.raises(RuntimeError):
+        e.write(batch, sync=False)
+    with pytest.raises(RuntimeError):
+        batch.put(b"b", b"2")
+
+
+def _check_scan_is_point_in_time(e: Engine) -> None:
+    _put_all(e, {b"p%03d" % i: b"v" for i in range(300)})
+    before = e.scan(b"p", b"q", None)
+    _put_all(e, {b"p%03d" % i: b"w" for i in range(300)})
+    assert all(v == b"v" for _, v in before)
+    assert all(v == b"w" for _, v in e.scan(b"p", b"q", None))
+
+
+def _check_against_model(e: Engine) -> None:
+    rng = random.Random(7)
+    model: dict[bytes, bytes] = {}
+    for _ in range(40):
+        batch = e.new_batch()
+        staged = dict(model)
+        for _ in range(rng.randrange(1, 12)):
+            k = bytes([rng.randrange(4), rng.randrange(4)])
+            action = rng.random()
+            if action < 0.6:
+                v = bytes([rng.randrange(256)])
+                batch.put(k, v)
+                staged[k] = v
+            elif action < 0.9:
+                batch.delete(k)
+                staged.pop(k, None)
+            else:
+                lo = bytes([rng.randrange(4)])
+                hi = bytes([lo[0] + rng.randrange(1, 3)])
+                batch.delete_range(lo, hi)
+                staged = {kk: vv for kk, vv in staged.items() if not lo <= kk < hi}
+            probe = bytes([rng.randrange(4), rng.randrange(4)])
+            assert batch.get(probe) == staged.get(probe)
+        e.write(batch, sync=rng.random() < 0.5)
+        model = staged
+        assert e.scan(b"", None, None) == sorted(model.items())
+        lo, hi = sorted([bytes([rng.randrange(5)]), bytes([rng.randrange(5)])])
+        limit = rng.randrange(0, 6)
+        expect = sorted(kv for kv in model.items() if lo <= kv[0] < hi)
+        assert e.scan(lo, hi, limit) == expect[:limit]
+        assert e.scan(lo, hi, limit, reverse=True) == expect[::-1][:limit]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rocks_factory(tmp_path: Path) -> Iterator[MakeEngine]:
+    opened: list[RocksEngine] = []
+
+    def make() -> Engine:
+        engine = RocksEngine(str(tmp_path / f"db{len(opened)}"))
+        opened.append(engine)
+        return engine
+
+    yield make
+    for engine in opened:
+        engine.close()
+
+
+def test_mem_engine_contract() -> None:
+    check_engine(MemEngine)
+
+
+def test_rocks_engine_contract(rocks_factory: MakeEngine) -> None:
+    check_engine(rocks_factory)
+
+
+def test_batch_from_another_engine_is_refused(rocks_factory: MakeEngine) -> None:
+    a, b = MemEngine(), MemEngine()
+    with pytest.raises(ValueError):
+        a.write(b.new_batch(), sync=False)
+    r = rocks_factory()
+    with pytest.raises(ValueError):
+        r.write(a.new_batch(), sync=False)
+
+
+def test_mem_engine_crash_loses_only_unsynced_writes() -> None:
+    e = MemEngine()
+    _put_all(e, {b"a": b"1", b"b": b"1"}, sync=True)
+    _put_all(e, {b"a": b"2", b"c": b"2"}, sync=False)
+    batch = e.new_batch()
+    batch.delete_range(b"a", b"z")
+    e.write(batch, sync=False)
+    assert e.scan(b"", None, None) == []
+    e.crash()
+    assert e.scan(b"", None, None) == [(b"a", b"1"), (b"b", b"1")]
+
+
+def test_mem_engine_sync_write_makes_earlier_writes_durable() -> None:
+    e = MemEngine()
+    _put_all(e, {b"a": b"1"}, sync=False)
+    _put_all(e, {b"b": b"1"}, sync=True)
+    e.crash()
+    assert e.scan(b"", None, None) == [(b"a", b"1"), (b"b", b"1")]
+
+
+def test_rocks_engine_reopen_keeps_written_batches(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    e = RocksEngine(path)
+    _put_all(e, {b"a": b"1"}, sync=True)
+    _put_all(e, {b"b": b"2"}, sync=False)
+    e.close()
+    e = RocksEngine(path)
+    assert e.scan(b"", None, None) == [(b"a", b"1"), (b"b", b"2")]
+    e.close()
+
+
+def test_rocks_engine_shares_its_db(tmp_path: Path) -> None:
+    e = RocksEngine(str(tmp_path / "db"))
+    e.db.put(b"p\x00\x00\x00\x01", b"paxos")  # the Paxos storage writes the same DB
+    shared = RocksEngine(db=e.db)
+    assert shared.get(b"p\x00\x00\x00\x01") == b"paxos"
+    with pytest.raises(ValueError):
+        RocksEngine()
+    e.close()
