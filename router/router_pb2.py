@@ -4,46 +4,49 @@
 # source: router/router.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "router/router.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'router/router.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x13router/router.proto\x12\x0epaxoskv.router"T\n\x0bNodeAddress\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x11\n\tpeer_addr\x18\x04 \x01(\t"x\n\x0fRangeDescriptor\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x10\n\x03\x65nd\x18\x03 \x01(\x0cH\x00\x88\x01\x01\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x18\n\x10preferred_leader\x18\x05 \x01(\x04\x42\x06\n\x04_end"\xae\x01\n\x08ShardMap\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12/\n\x06ranges\x18\x02 \x03(\x0b\x32\x1f.paxoskv.router.RangeDescriptor\x12*\n\x05nodes\x18\x03 \x03(\x0b\x32\x1b.paxoskv.router.NodeAddress\x12\x15\n\rmeta_replicas\x18\x04 \x03(\x04\x12\x1d\n\x15meta_preferred_leader\x18\x05 \x01(\x04"2\n\tBootstrap\x12%\n\x03map\x18\x01 \x01(\x0b\x32\x18.paxoskv.router.ShardMap"\xa7\x01\n\nSplitRange\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x11\n\tsplit_key\x18\x02 \x01(\x0c\x12\x14\n\x0cnew_group_id\x18\x03 \x01(\x04\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x18\n\x10preferred_leader\x18\x05 \x01(\x04\x12\x1d\n\x10\x65xpected_version\x18\x06 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_expected_version"{\n\x0bMetaCommand\x12.\n\tbootstrap\x18\x01 \x01(\x0b\x32\x19.paxoskv.router.BootstrapH\x00\x12\x31\n\x0bsplit_range\x18\x02 \x01(\x0b\x32\x1a.paxoskv.router.SplitRangeH\x00\x42\t\n\x07\x63ommand"\xe8\x01\n\nMetaResult\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.paxoskv.router.MetaResult.Status\x12*\n\x03map\x18\x02 \x01(\x0b\x32\x18.paxoskv.router.ShardMapH\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x03 \x01(\t"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPLIED\x10\x01\x12\x18\n\x14\x41LREADY_BOOTSTRAPPED\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x12\r\n\tMALFORMED\x10\x04\x42\x06\n\x04_map"Y\n\x0cMetaSnapshot\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12*\n\x03map\x18\x02 \x01(\x0b\x32\x18.paxoskv.router.ShardMapH\x00\x88\x01\x01\x42\x06\n\x04_mapb\x06proto3'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13router/router.proto\x12\x0epaxoskv.router\"T\n\x0bNodeAddress\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x11\n\tpeer_addr\x18\x04 \x01(\t\"x\n\x0fRangeDescriptor\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x10\n\x03\x65nd\x18\x03 \x01(\x0cH\x00\x88\x01\x01\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x18\n\x10preferred_leader\x18\x05 \x01(\x04\x42\x06\n\x04_end\"\xae\x01\n\x08ShardMap\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12/\n\x06ranges\x18\x02 \x03(\x0b\x32\x1f.paxoskv.router.RangeDescriptor\x12*\n\x05nodes\x18\x03 \x03(\x0b\x32\x1b.paxoskv.router.NodeAddress\x12\x15\n\rmeta_replicas\x18\x04 \x03(\x04\x12\x1d\n\x15meta_preferred_leader\x18\x05 \x01(\x04\"2\n\tBootstrap\x12%\n\x03map\x18\x01 \x01(\x0b\x32\x18.paxoskv.router.ShardMap\"\xa7\x01\n\nSplitRange\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x11\n\tsplit_key\x18\x02 \x01(\x0c\x12\x14\n\x0cnew_group_id\x18\x03 \x01(\x04\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x18\n\x10preferred_leader\x18\x05 \x01(\x04\x12\x1d\n\x10\x65xpected_version\x18\x06 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"{\n\x0bMetaCommand\x12.\n\tbootstrap\x18\x01 \x01(\x0b\x32\x19.paxoskv.router.BootstrapH\x00\x12\x31\n\x0bsplit_range\x18\x02 \x01(\x0b\x32\x1a.paxoskv.router.SplitRangeH\x00\x42\t\n\x07\x63ommand\"\xe8\x01\n\nMetaResult\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.paxoskv.router.MetaResult.Status\x12*\n\x03map\x18\x02 \x01(\x0b\x32\x18.paxoskv.router.ShardMapH\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPLIED\x10\x01\x12\x18\n\x14\x41LREADY_BOOTSTRAPPED\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x12\r\n\tMALFORMED\x10\x04\x42\x06\n\x04_map\"Y\n\x0cMetaSnapshot\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12*\n\x03map\x18\x02 \x01(\x0b\x32\x18.paxoskv.router.ShardMapH\x00\x88\x01\x01\x42\x06\n\x04_mapb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "router.router_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'router.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_NODEADDRESS"]._serialized_start = 39
-    _globals["_NODEADDRESS"]._serialized_end = 123
-    _globals["_RANGEDESCRIPTOR"]._serialized_start = 125
-    _globals["_RANGEDESCRIPTOR"]._serialized_end = 245
-    _globals["_SHARDMAP"]._serialized_start = 248
-    _globals["_SHARDMAP"]._serialized_end = 422
-    _globals["_BOOTSTRAP"]._serialized_start = 424
-    _globals["_BOOTSTRAP"]._serialized_end = 474
-    _globals["_SPLITRANGE"]._serialized_start = 477
-    _globals["_SPLITRANGE"]._serialized_end = 644
-    _globals["_METACOMMAND"]._serialized_start = 646
-    _globals["_METACOMMAND"]._serialized_end = 769
-    _globals["_METARESULT"]._serialized_start = 772
-    _globals["_METARESULT"]._serialized_end = 1004
-    _globals["_METARESULT_STATUS"]._serialized_start = 896
-    _globals["_METARESULT_STATUS"]._serialized_end = 996
-    _globals["_METASNAPSHOT"]._serialized_start = 1006
-    _globals["_METASNAPSHOT"]._serialized_end = 1095
+  DESCRIPTOR._loaded_options = None
+  _globals['_NODEADDRESS']._serialized_start=39
+  _globals['_NODEADDRESS']._serialized_end=123
+  _globals['_RANGEDESCRIPTOR']._serialized_start=125
+  _globals['_RANGEDESCRIPTOR']._serialized_end=245
+  _globals['_SHARDMAP']._serialized_start=248
+  _globals['_SHARDMAP']._serialized_end=422
+  _globals['_BOOTSTRAP']._serialized_start=424
+  _globals['_BOOTSTRAP']._serialized_end=474
+  _globals['_SPLITRANGE']._serialized_start=477
+  _globals['_SPLITRANGE']._serialized_end=644
+  _globals['_METACOMMAND']._serialized_start=646
+  _globals['_METACOMMAND']._serialized_end=769
+  _globals['_METARESULT']._serialized_start=772
+  _globals['_METARESULT']._serialized_end=1004
+  _globals['_METARESULT_STATUS']._serialized_start=896
+  _globals['_METARESULT_STATUS']._serialized_end=996
+  _globals['_METASNAPSHOT']._serialized_start=1006
+  _globals['_METASNAPSHOT']._serialized_end=1095
 # @@protoc_insertion_point(module_scope)
