@@ -1,0 +1,218 @@
+"""Commands and results of the shard state machine, and their protobuf encoding.
+
+The only importer of `shard_pb2`. The state machine sees `Command` (decoded once per command)
+and returns `CommandResult`; the node encodes results with `encode_result` for clients.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from shard import shard_pb2 as pb
+from shard.errors import InvalidArgument, MalformedCommand, Status
+
+
+class Op(enum.IntEnum):
+    """What a command does."""
+
+    PUT = 1
+    DELETE = 2
+    CAS = 3
+
+
+class Expect(enum.IntEnum):
+    """The condition of a compare-and-set."""
+
+    VALUE = 1  # the key holds exactly `expected_value`
+    VERSION = 2  # the key's current version is `expected_version` (0: absent)
+    ABSENT = 3  # the key is absent (never written, or deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One decoded command: `value` is the Put value or the CAS new value (None: CAS deletes)."""
+
+    op: Op
+    key: bytes
+    ts: int
+    value: bytes | None = None
+    expect: Expect | None = None
+    expected_value: bytes | None = None
+    expected_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The outcome of one applied command.
+
+    `version` is the version the command created (0 when it wrote nothing, e.g. deleting an
+    absent key or a failed CAS). On `CAS_FAILED`, `current_value`/`current_version` describe
+    the key as found (None/0 when absent). Error statuses carry a `message`.
+    """
+
+    status: Status
+    version: int = 0
+    current_value: bytes | None = None
+    current_version: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the command took effect."""
+        return self.status is Status.OK
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def encode_put(key: bytes, value: bytes, ts: int) -> bytes:
+    """Encode a Put."""
+    data: bytes = pb.Command(ts=ts, put=pb.Put(key=key, value=value)).SerializeToString()
+    return data
+
+
+def encode_delete(key: bytes, ts: int) -> bytes:
+    """Encode a Delete."""
+    data: bytes = pb.Command(ts=ts, delete=pb.Delete(key=key)).SerializeToString()
+    return data
+
+
+def encode_cas(
+    key: bytes,
+    ts: int,
+    *,
+    expected_value: bytes | None = None,
+    expected_version: int | None = None,
+    expect_absent: bool = False,
+    new_value: bytes | None = None,
+    delete: bool = False,
+) -> bytes:
+    """Encode a CompareAndSet: exactly one condition, and exactly one of new_value / delete.
+
+    Raises:
+        InvalidArgument: not exactly one condition or not exactly one action.
+    """
+    conditions = (expected_value is not None) + (expected_version is not None) + expect_absent
+    if conditions != 1:
+        raise InvalidArgument(
+            "compare-and-set needs exactly one of expected_value, expected_version, expect_absent"
+        )
+    if (new_value is not None) == delete:
+        raise InvalidArgument("compare-and-set needs exactly one of new_value, delete=True")
+    cas = pb.CompareAndSet(key=key)
+    if expected_value is not None:
+        cas.expected_value = expected_value
+    elif expected_version is not None:
+        cas.expected_version = expected_version
+    else:
+        cas.expect_absent = True
+    if new_value is not None:
+        cas.new_value = new_value
+    else:
+        cas.delete = True
+    data: bytes = pb.Command(ts=ts, cas=cas).SerializeToString()
+    return data
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode a decoded `Command` back to bytes."""
+    if command.op is Op.PUT:
+        return encode_put(command.key, command.value or b"", command.ts)
+    if command.op is Op.DELETE:
+        return encode_delete(command.key, command.ts)
+    return encode_cas(
+        command.key,
+        command.ts,
+        expected_value=command.expected_value if command.expect is Expect.VALUE else None,
+        expected_version=command.expected_version if command.expect is Expect.VERSION else None,
+        expect_absent=command.expect is Expect.ABSENT,
+        new_value=command.value,
+        delete=command.value is None,
+    )
+
+
+_EXPECT_OF_FIELD = {
+    "expected_value": Expect.VALUE,
+    "expected_version": Expect.VERSION,
+    "expect_absent": Expect.ABSENT,
+}
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode one command; key and value sizes are not checked here (see `shard.limits`).
+
+    Raises:
+        MalformedCommand: the bytes are not a well-formed Command.
+    """
+    try:
+        msg = pb.Command.FromString(data)
+    except Exception as exc:  # untrusted bytes: any decoder failure is "malformed"
+        raise MalformedCommand(f"undecodable command ({type(exc).__name__})") from None
+    which = msg.WhichOneof("op")
+    if which == "put":
+        put = msg.put
+        return Command(Op.PUT, put.key, msg.ts, put.value)
+    if which == "delete":
+        return Command(Op.DELETE, msg.delete.key, msg.ts)
+    if which == "cas":
+        cas = msg.cas
+        cond = cas.WhichOneof("expect")
+        if cond is None:
+            raise MalformedCommand("compare-and-set without a condition")
+        action = cas.WhichOneof("action")
+        if action is None:
+            raise MalformedCommand("compare-and-set without an action")
+        if (cond == "expect_absent" and not cas.expect_absent) or (
+            action == "delete" and not cas.delete
+        ):
+            raise MalformedCommand("compare-and-set flag set to false")
+        return Command(
+            Op.CAS,
+            cas.key,
+            msg.ts,
+            cas.new_value if action == "new_value" else None,
+            _EXPECT_OF_FIELD[cond],
+            cas.expected_value if cond == "expected_value" else None,
+            cas.expected_version,
+        )
+    raise MalformedCommand("command without an operation")
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+def encode_result(result: CommandResult) -> bytes:
+    """Encode a `CommandResult` for a client."""
+    msg = pb.CommandResult(
+        status=int(result.status),  # type: ignore[arg-type]
+        version=result.version,
+        current_version=result.current_version,
+        message=result.message,
+    )
+    if result.current_value is not None:
+        msg.current_value = result.current_value
+    data: bytes = msg.SerializeToString()
+    return data
+
+
+def decode_result(data: bytes) -> CommandResult:
+    """Decode a `CommandResult`.
+
+    Raises:
+        MalformedCommand: the bytes are not a well-formed result.
+    """
+    try:
+        msg = pb.CommandResult.FromString(data)
+        status = Status(msg.status)
+    except Exception as exc:  # untrusted bytes
+        raise MalformedCommand(f"undecodable result ({type(exc).__name__})") from None
+    return CommandResult(
+        status=status,
+        version=msg.version,
+        current_value=msg.current_value if msg.HasField("current_value") else None,
+        current_version=msg.current_version,
+        message=msg.message,
+    )

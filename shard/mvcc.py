@@ -1,0 +1,91 @@
+"""The MVCC key encoding of a shard group's data in the node's shared engine.
+
+Pure functions; the layout itself is documented at the top of `shard.state_machine`.
+
+User keys inside version records are escaped so that byte order is preserved and no encoded
+key is a prefix of another: every 0x00 becomes 0x00 0xFF and the key ends with 0x00 0x01
+(the order-preserving encoding of CockroachDB's and FoundationDB's tuple layers). The version
+follows as 8 big-endian bytes of (2**64 - 1 - version), so a forward scan meets a key's newest
+version first.
+"""
+
+from __future__ import annotations
+
+import struct
+
+DATA_TAG = b"d"
+"""First byte of every shard data key (the Paxos library uses b"p")."""
+
+META_TAG = b"m"
+LATEST_TAG = b"l"
+VERSION_TAG = b"v"
+
+KIND_VALUE = b"v"
+KIND_TOMBSTONE = b"t"
+KIND_VALUE_INT = KIND_VALUE[0]
+KIND_TOMBSTONE_INT = KIND_TOMBSTONE[0]
+
+MAX_U64 = (1 << 64) - 1
+KEY_TERMINATOR = b"\x00\x01"
+KEY_TERMINATOR_END = b"\x00\x02"
+VERSION_SUFFIX_BYTES = 9  # 8 bytes of inverted version + 1 kind byte
+
+_META = struct.Struct(">QQQ")
+_LATEST = struct.Struct(">Qc")
+
+
+def group_prefix(group_id: int) -> bytes:
+    """The prefix b"d" + group id (4 bytes, big-endian) under which a group's keys live."""
+    if not 0 <= group_id < (1 << 32):
+        raise ValueError(f"group id {group_id} is outside [0, 2**32)")
+    return DATA_TAG + group_id.to_bytes(4, "big")
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        raise ValueError("a prefix of only 0xFF bytes has no finite end")
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def escape_key(key: bytes) -> bytes:
+    """Order-preserving, prefix-free encoding of a user key (terminator included)."""
+    return key.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+
+
+def unescape_key(encoded: bytes) -> bytes:
+    """Inverse of `escape_key` (the terminator must be present)."""
+    return encoded[:-2].replace(b"\x00\xff", b"\x00")
+
+
+def invert_version(version: int) -> bytes:
+    """8 bytes that sort newest-first: big-endian (2**64 - 1 - version)."""
+    return (MAX_U64 - version).to_bytes(8, "big")
+
+
+def record_version(record_key: bytes) -> int:
+    """The version of a version record key."""
+    return MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+
+
+def pack_meta(applied_index: int, max_version: int, gc_horizon: int) -> bytes:
+    """Encode the group's meta record."""
+    return _META.pack(applied_index, max_version, gc_horizon)
+
+
+def unpack_meta(data: bytes) -> tuple[int, int, int]:
+    """Decode the group's meta record: (applied_index, max_version, gc_horizon)."""
+    applied_index, max_version, gc_horizon = _META.unpack(data)
+    return applied_index, max_version, gc_horizon
+
+
+def pack_latest(version: int, kind: bytes) -> bytes:
+    """Encode a latest record: the key's newest version and its kind."""
+    return _LATEST.pack(version, kind)
+
+
+def unpack_latest(data: bytes) -> tuple[int, bytes]:
+    """Decode a latest record: (version, kind)."""
+    version, kind = _LATEST.unpack(data)
+    return version, kind

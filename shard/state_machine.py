@@ -1,0 +1,515 @@
+"""One shard's replicated state machine: MVCC single-key commands over a shared engine.
+
+Theory of operation
+-------------------
+A Paxos group chooses slots; each slot holds a batch of encoded commands (`shard.codec`). The
+node applies every chosen slot of every group it hosts into ONE engine batch per event-loop
+cycle and writes it unsynced: the Paxos log is durable already, and a crash re-applies from
+it. The state machine is pure: no clock, no randomness, no I/O but the `Engine` calls it is
+handed, so every replica computes the same results and the same bytes.
+
+Keyspace layout (one engine per node, shared by every group and by the Paxos storage)
+-------------------------------------------------------------------------------------
+``P = b"d" + group_id.to_bytes(4, "big")``; all of a group's keys lie in [P, prefix_end(P)),
+so a snapshot is one range scan and a restore is one range delete. Paxos uses first byte b"p".
+
+=========================================  ==========================================
+key                                        value
+=========================================  ==========================================
+``P + b"l" + key``                         latest record: ``>Q`` newest version + kind
+                                           (b"v" value / b"t" tombstone)
+``P + b"m"``                               meta: ``>QQQ`` applied_index, max_version,
+                                           gc_horizon
+``P + b"v" + esc(key) + inv(ver) + kind``  the value at that version (b"" for a tombstone)
+=========================================  ==========================================
+
+``esc`` is the order-preserving escape of `shard.mvcc` (0x00 -> 0x00 0xFF, then 0x00 0x01),
+``inv(ver)`` is 8 big-endian bytes of 2**64-1-ver: a forward scan meets the newest version of
+a key first, and keys come in user-key order. Letters b"i" and b"t" are reserved for write
+intents and transaction records.
+
+Rules
+-----
+1. The applied index, the max version and the data they cover are staged in the same batch.
+2. A slot <= applied_index is a no-op (re-apply after a crash); a gap raises ApplyOrderError.
+3. version = max(ts, max_version + 1): versions strictly increase across the whole shard.
+4. Apply never raises on a bad command: it returns an error `CommandResult`, the same on
+   every replica. Deleting an absent key writes nothing and reports version 0.
+5. Apply needs only point lookups (through the batch, so a later command of the same cycle
+   sees an earlier one's write). Reads (`get`, `scan`) read the written engine state.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+
+from shard.codec import Command, CommandResult, Expect, Op, decode_command
+from shard.engine import Engine, EngineBatch
+from shard.errors import (
+    ApplyOrderError,
+    InvalidArgument,
+    InvariantViolation,
+    LimitExceeded,
+    MalformedCommand,
+    ShardError,
+    SnapshotCorrupt,
+    Status,
+    VersionCompacted,
+    WrongShard,
+)
+from shard.limits import (
+    MAX_COMMAND_BYTES,
+    MAX_KEY_BYTES,
+    MAX_TS,
+    MAX_VALUE_BYTES,
+    validate_command_size,
+    validate_key,
+    validate_ts,
+    validate_value,
+)
+from shard.mvcc import (
+    KEY_TERMINATOR,
+    KEY_TERMINATOR_END,
+    KIND_TOMBSTONE,
+    KIND_TOMBSTONE_INT,
+    KIND_VALUE,
+    LATEST_TAG,
+    MAX_U64,
+    META_TAG,
+    VERSION_TAG,
+    group_prefix,
+    pack_latest,
+    pack_meta,
+    prefix_end,
+    unescape_key,
+    unpack_latest,
+    unpack_meta,
+)
+
+__all__ = ["CommandResult", "ShardStateMachine"]
+
+_SNAPSHOT_MAGIC = b"PKVSNAP\x01"
+_SNAPSHOT_HEADER = struct.Struct(">QQQ")
+_FRAME = struct.Struct(">II")
+_CRC = struct.Struct(">I")
+_SCAN_PAGE = 256
+
+_OK_NO_WRITE = CommandResult(Status.OK, 0)
+
+
+class ShardStateMachine:
+    """The MVCC state of one shard (key range [start, end)) of Paxos group `group_id`."""
+
+    def __init__(
+        self, group_id: int, key_range: tuple[bytes, bytes | None], engine: Engine
+    ) -> None:
+        start, end = key_range
+        if end is not None and end <= start:
+            raise ValueError(f"empty key range [{start!r}, {end!r})")
+        self._group_id = group_id
+        self._start = start
+        self._end = end
+        self._engine = engine
+        self._prefix = group_prefix(group_id)
+        self._prefix_end = prefix_end(self._prefix)
+        self._meta_key = self._prefix + META_TAG
+        self._latest_prefix = self._prefix + LATEST_TAG
+        self._version_prefix = self._prefix + VERSION_TAG
+        self._version_end = prefix_end(self._version_prefix)
+        meta = engine.get(self._meta_key)
+        if meta is None:
+            self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
+        else:
+            self._applied_index, self._max_version, self._gc_horizon = unpack_meta(meta)
+
+    # ----------------------------------------------------------------------------------------
+    # Properties
+
+    @property
+    def group_id(self) -> int:
+        """The Paxos group this shard belongs to."""
+        return self._group_id
+
+    @property
+    def key_range(self) -> tuple[bytes, bytes | None]:
+        """The shard's key range [start, end); end None is +inf."""
+        return (self._start, self._end)
+
+    @property
+    def applied_index(self) -> int:
+        """The last slot applied (staged into a batch, possibly not yet written)."""
+        return self._applied_index
+
+    @property
+    def max_version(self) -> int:
+        """The newest version written in this shard (0: none yet)."""
+        return self._max_version
+
+    @property
+    def gc_horizon(self) -> int:
+        """Reads below this version are refused: older versions may have been collected."""
+        return self._gc_horizon
+
+    # ----------------------------------------------------------------------------------------
+    # Apply
+
+    def apply(
+        self, slot: int, commands: Sequence[bytes], batch: EngineBatch
+    ) -> list[CommandResult]:
+        """Apply the commands of chosen `slot` into `batch`; one result per command.
+
+        Returns [] for a slot already applied (<= applied_index).
+
+        Raises:
+            ApplyOrderError: `slot` is above applied_index + 1 (the caller skipped a slot).
+        """
+        if slot <= self._applied_index:
+            return []
+        if slot != self._applied_index + 1:
+            raise ApplyOrderError(
+                f"group {self._group_id}: slot {slot} applied after {self._applied_index}"
+            )
+        apply_one = self._apply_one
+        results = [apply_one(data, batch) for data in commands]
+        self._applied_index = slot
+        batch.put(self._meta_key, self._pack_meta())
+        return results
+
+    def _pack_meta(self) -> bytes:
+        return pack_meta(self._applied_index, self._max_version, self._gc_horizon)
+
+    def _apply_one(self, data: bytes, batch: EngineBatch) -> CommandResult:
+        """Apply one encoded command; every failure becomes an error result."""
+        if len(data) > MAX_COMMAND_BYTES:
+            return _oversized_command_result(data)
+        try:
+            cmd = decode_command(data)
+        except MalformedCommand as exc:
+            return CommandResult(Status.MALFORMED, message=str(exc))
+        key = cmd.key
+        value = cmd.value
+        end = self._end
+        if (
+            not key
+            or len(key) > MAX_KEY_BYTES
+            or key < self._start
+            or (end is not None and key >= end)
+            or cmd.ts > MAX_TS
+            or (value is not None and len(value) > MAX_VALUE_BYTES)
+        ):
+            return self._invalid_command_result(cmd)
+        op = cmd.op
+        if op is Op.PUT:
+            assert value is not None
+            return CommandResult(Status.OK, self._write(key, value, cmd.ts, batch))
+        if op is Op.DELETE:
+            latest = batch.get(self._latest_prefix + key)
+            if latest is None or latest[-1] == KIND_TOMBSTONE_INT:
+                return _OK_NO_WRITE
+            return CommandResult(Status.OK, self._write(key, None, cmd.ts, batch))
+        return self._compare_and_set(cmd, batch)
+
+    def _compare_and_set(self, cmd: Command, batch: EngineBatch) -> CommandResult:
+        key = cmd.key
+        latest = batch.get(self._latest_prefix + key)
+        if latest is None:
+            cur_version, live = 0, False
+        else:
+            cur_version, kind = unpack_latest(latest)
+            live = kind == KIND_VALUE
+            if not live:
+                cur_version = 0
+        cur_value: bytes | None = None
+        if live:
+            cur_value = batch.get(self._version_key(key, cur_version, KIND_VALUE))
+            if cur_value is None:
+                raise InvariantViolation(f"latest version {cur_version} of {key!r} is missing")
+        expect = cmd.expect
+        if expect is Expect.VALUE:
+            holds = cur_value is not None and cur_value == cmd.expected_value
+        elif expect is Expect.VERSION:
+            holds = cur_version == cmd.expected_version
+        else:
+            holds = not live
+        if not holds:
+            return CommandResult(Status.CAS_FAILED, 0, cur_value, cur_version)
+        if cmd.value is None and not live:
+            return _OK_NO_WRITE
+        return CommandResult(Status.OK, self._write(key, cmd.value, cmd.ts, batch))
+
+    def _write(self, key: bytes, value: bytes | None, ts: int, batch: EngineBatch) -> int:
+        """Stage a new version of `key` (None: a tombstone) and return its version."""
+        max_version = self._max_version
+        version = ts if ts > max_version else max_version + 1
+        self._max_version = version
+        if value is None:
+            batch.put(self._version_key(key, version, KIND_TOMBSTONE), b"")
+            batch.put(self._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))
+        else:
+            batch.put(self._version_key(key, version, KIND_VALUE), value)
+            batch.put(self._latest_prefix + key, pack_latest(version, KIND_VALUE))
+        return version
+
+    def _version_key(self, key: bytes, version: int, kind: bytes) -> bytes:
+        return (
+            self._version_prefix
+            + key.replace(b"\x00", b"\x00\xff")
+            + KEY_TERMINATOR
+            + (MAX_U64 - version).to_bytes(8, "big")
+            + kind
+        )
+
+    def _invalid_command_result(self, cmd: Command) -> CommandResult:
+        """The error result of a decoded command that fails a check (the slow path)."""
+        try:
+            validate_key(cmd.key)
+            if cmd.value is not None:
+                validate_value(cmd.value)
+            validate_ts(cmd.ts)
+            self._check_key_in_range(cmd.key)
+        except ShardError as exc:
+            return CommandResult(exc.status, message=str(exc))
+        raise InvariantViolation(f"command {cmd!r} failed a check but no validator rejects it")
+
+    # ----------------------------------------------------------------------------------------
+    # Reads (not through the log)
+
+    def _check_key_in_range(self, key: bytes) -> None:
+        if key < self._start or (self._end is not None and key >= self._end):
+            raise WrongShard(key, self._start, self._end)
+
+    def _check_at_version(self, at_version: int | None) -> None:
+        if at_version is not None:
+            if at_version < 0:
+                raise InvalidArgument(f"negative read version {at_version}")
+            if at_version < self._gc_horizon:
+                raise VersionCompacted(at_version, self._gc_horizon)
+
+    def get(self, key: bytes, at_version: int | None = None) -> tuple[bytes, int] | None:
+        """The (value, version) of `key` as of `at_version` (None: latest), or None if absent.
+
+        Raises:
+            InvalidArgument, LimitExceeded: bad key; WrongShard: key outside the range;
+            VersionCompacted: `at_version` below the GC horizon.
+        """
+        validate_key(key)
+        self._check_key_in_range(key)
+        self._check_at_version(at_version)
+        engine = self._engine
+        if at_version is None:
+            latest = engine.get(self._latest_prefix + key)
+            if latest is None:
+                return None
+            version, kind = unpack_latest(latest)
+            if kind == KIND_TOMBSTONE:
+                return None
+            value = engine.get(self._version_key(key, version, KIND_VALUE))
+            if value is None:
+                raise InvariantViolation(f"latest version {version} of {key!r} is missing")
+            return value, version
+        base = self._version_prefix + key.replace(b"\x00", b"\x00\xff")
+        lo = base + KEY_TERMINATOR + (MAX_U64 - at_version).to_bytes(8, "big")
+        found = engine.scan(lo, base + KEY_TERMINATOR_END, 1)
+        if not found:
+            return None
+        record_key, value = found[0]
+        if record_key[-1] == KIND_TOMBSTONE_INT:
+            return None
+        return value, MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+
+    def scan(
+        self, start: bytes, end: bytes | None, limit: int, at_version: int | None = None
+    ) -> list[tuple[bytes, bytes, int]]:
+        """Up to `limit` live (key, value, version) with start <= key < end, as of `at_version`.
+
+        `end` None is +inf and is allowed only when the shard's range is unbounded above.
+
+        Raises:
+            WrongShard: [start, end) is not inside the shard's range;
+            VersionCompacted: `at_version` below the GC horizon.
+        """
+        if start < self._start:
+            raise WrongShard(start, self._start, self._end)
+        if self._end is not None and (end is None or end > self._end):
+            raise WrongShard(b"" if end is None else end, self._start, self._end)
+        self._check_at_version(at_version)
+        if limit <= 0 or (end is not None and end <= start):
+            return []
+        vp = self._version_prefix
+        lo = vp + start.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+        hi = (
+            self._version_end
+            if end is None
+            else vp + end.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+        )
+        prefix_len = len(vp)
+        out: list[tuple[bytes, bytes, int]] = []
+        done_body = b""  # the encoded key whose visible version was already decided
+        engine = self._engine
+        while True:
+            records = engine.scan(lo, hi, _SCAN_PAGE)
+            for record_key, value in records:
+                body = record_key[:-9]
+                if body == done_body:
+                    continue
+                version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+                if at_version is not None and version > at_version:
+                    continue
+                done_body = body
+                if record_key[-1] == KIND_TOMBSTONE_INT:
+                    continue
+                out.append((unescape_key(body[prefix_len:]), value, version))
+                if len(out) >= limit:
+                    return out
+            if len(records) < _SCAN_PAGE:
+                return out
+            lo = records[-1][0] + b"\x00"
+
+    # ----------------------------------------------------------------------------------------
+    # Garbage collection
+
+    def gc_below(self, horizon_version: int, batch: EngineBatch) -> int:
+        """Stage removal of versions shadowed at `horizon_version`; returns records removed.
+
+        For each key, the newest version <= horizon is kept (or removed too when it is a
+        tombstone) and every older one is removed; reads below the horizon are refused from
+        now on. Reads the written engine state; writes staged in `batch` are never removed.
+        """
+        if horizon_version <= self._gc_horizon:
+            return 0
+        horizon = horizon_version
+        removed = 0
+        prefix_len = len(self._version_prefix)
+        body = b""
+        decided = False  # the current key's newest version <= horizon was met
+        first = True  # the next record is the newest of its key
+        lo = self._version_prefix
+        engine = self._engine
+        while True:
+            records = engine.scan(lo, self._version_end, _SCAN_PAGE)
+            for record_key, _value in records:
+                record_body = record_key[:-9]
+                if record_body != body:
+                    body, decided, first = record_body, False, True
+                is_newest, first = first, False
+                if decided:
+                    batch.delete(record_key)
+                    removed += 1
+                    continue
+                version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+                if version > horizon:
+                    continue
+                decided = True
+                if record_key[-1] == KIND_TOMBSTONE_INT:
+                    batch.delete(record_key)
+                    removed += 1
+                    if is_newest:
+                        latest_key = self._latest_prefix + unescape_key(body[prefix_len:])
+                        # Remove the latest record only if the batch has not moved it on.
+                        if batch.get(latest_key) == pack_latest(version, KIND_TOMBSTONE):
+                            batch.delete(latest_key)
+            if len(records) < _SCAN_PAGE:
+                break
+            lo = records[-1][0] + b"\x00"
+        self._gc_horizon = horizon
+        batch.put(self._meta_key, self._pack_meta())
+        return removed
+
+    # ----------------------------------------------------------------------------------------
+    # Snapshots
+
+    def snapshot(self) -> bytes:
+        """All of this group's written data, applied index and max version, as one blob.
+
+        One engine scan (a point-in-time view), so data and applied index agree. It reflects
+        what was written, not what is staged in an unwritten batch.
+        """
+        records = self._engine.scan(self._prefix, self._prefix_end, None)
+        meta = pack_meta(0, 0, 0)
+        strip = len(self._prefix)
+        meta_suffix = META_TAG
+        parts = [_SNAPSHOT_MAGIC, b""]
+        frame = _FRAME.pack
+        for key, value in records:
+            suffix = key[strip:]
+            if suffix == meta_suffix:
+                meta = value
+                continue
+            parts.append(frame(len(suffix), len(value)))
+            parts.append(suffix)
+            parts.append(value)
+        applied_index, max_version, gc_horizon = unpack_meta(meta)
+        parts[1] = _SNAPSHOT_HEADER.pack(applied_index, max_version, gc_horizon)
+        body = b"".join(parts)
+        return body + _CRC.pack(zlib.crc32(body))
+
+    @staticmethod
+    def snapshot_index(data: bytes) -> int:
+        """The applied index a snapshot blob covers.
+
+        Raises:
+            SnapshotCorrupt: bad magic, framing or checksum.
+        """
+        return _check_snapshot(data)[0]
+
+    def restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
+        """Stage replacing this group's data by snapshot `data`; applied_index becomes `index`.
+
+        Raises:
+            SnapshotCorrupt: bad blob, or it covers another index than `index`.
+        """
+        applied_index, max_version, gc_horizon = _check_snapshot(data)
+        if applied_index != index:
+            raise SnapshotCorrupt(f"snapshot covers index {applied_index}, not {index}")
+        prefix = self._prefix
+        batch.delete_range(prefix, self._prefix_end)
+        pos = len(_SNAPSHOT_MAGIC) + _SNAPSHOT_HEADER.size
+        stop = len(data) - _CRC.size
+        unpack = _FRAME.unpack_from
+        view = memoryview(data)
+        while pos < stop:
+            key_len, value_len = unpack(data, pos)
+            pos += _FRAME.size
+            key = bytes(view[pos : pos + key_len])
+            pos += key_len
+            value = bytes(view[pos : pos + value_len])
+            pos += value_len
+            batch.put(prefix + key, value)
+        self._applied_index = applied_index
+        self._max_version = max_version
+        self._gc_horizon = gc_horizon
+        batch.put(self._meta_key, self._pack_meta())
+
+
+def _oversized_command_result(data: bytes) -> CommandResult:
+    """The LIMIT_EXCEEDED result of an encoded command over MAX_COMMAND_BYTES."""
+    try:
+        validate_command_size(data)
+    except LimitExceeded as exc:
+        return CommandResult(exc.status, message=str(exc))
+    raise InvariantViolation("command size check disagrees with its validator")
+
+
+def _check_snapshot(data: bytes) -> tuple[int, int, int]:
+    """Verify magic, checksum and framing; return (applied_index, max_version, gc_horizon)."""
+    head = len(_SNAPSHOT_MAGIC) + _SNAPSHOT_HEADER.size
+    if len(data) < head + _CRC.size or not data.startswith(_SNAPSHOT_MAGIC):
+        raise SnapshotCorrupt("not a shard snapshot (bad magic or too short)")
+    stop = len(data) - _CRC.size
+    (crc,) = _CRC.unpack_from(data, stop)
+    if zlib.crc32(memoryview(data)[:stop]) != crc:
+        raise SnapshotCorrupt("shard snapshot checksum mismatch")
+    pos = head
+    while pos < stop:
+        if pos + _FRAME.size > stop:
+            raise SnapshotCorrupt("truncated record frame in shard snapshot")
+        key_len, value_len = _FRAME.unpack_from(data, pos)
+        pos += _FRAME.size + key_len + value_len
+        if pos > stop or key_len == 0:
+            raise SnapshotCorrupt("bad record frame in shard snapshot")
+    applied_index, max_version, gc_horizon = _SNAPSHOT_HEADER.unpack_from(
+        data, len(_SNAPSHOT_MAGIC)
+    )
+    return applied_index, max_version, gc_horizon
