@@ -1,0 +1,305 @@
+"""The load generator (shard/bench_harness.py) against in-process fake drivers.
+
+The fakes are test doubles for the *harness*: a dict behind `asyncio.sleep(0)`. Most tests also
+inject a fake clock that each operation advances by a known latency, so op counts, elapsed time
+and percentiles are exact and the tests take milliseconds, not seconds of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+
+import pytest
+
+from shard.bench_harness import (
+    BenchReport,
+    Driver,
+    ProgressSample,
+    key_for,
+    percentile,
+    run_workload,
+    run_workload_sync,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeDriver:
+    """A dict store; each op yields once, then advances the fake clock by `latency_s(op#)`."""
+
+    def __init__(
+        self,
+        store: dict[bytes, bytes],
+        clock: FakeClock | None = None,
+        latencies_s: list[float] | None = None,
+        fail_every: int = 0,
+        lose_writes: bool = False,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.latencies_s = latencies_s
+        self.fail_every = fail_every
+        self.lose_writes = lose_writes
+        self.calls = {"put": 0, "get": 0}
+        self.closed = False
+
+    async def _op(self, kind: str) -> None:
+        await asyncio.sleep(0)
+        n = self.calls["put"] + self.calls["get"]
+        self.calls[kind] += 1
+        if self.clock is not None:
+            self.clock.now += (
+                self.latencies_s[n % len(self.latencies_s)] if self.latencies_s else 0.001
+            )
+        if self.fail_every and (n + 1) % self.fail_every == 0:
+            raise ConnectionError(f"injected failure on call {n + 1}")
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        await self._op("put")
+        if not self.lose_writes:
+            self.store[key] = value
+
+    async def get(self, key: bytes) -> bytes | None:
+        await self._op("get")
+        return self.store.get(key)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_fake_driver_satisfies_the_driver_protocol() -> None:
+    assert isinstance(FakeDriver({}), Driver)
+
+
+def test_percentile_nearest_rank_on_a_known_distribution() -> None:
+    samples = [float(i) for i in range(1, 1001)]  # 1..1000
+    assert percentile(samples, 0) == 1.0
+    assert percentile(samples, 50) == 500.0
+    assert percentile(samples, 90) == 900.0
+    assert percentile(samples, 99) == 990.0
+    assert percentile(samples, 99.9) == 999.0
+    assert percentile(samples, 100) == 1000.0
+    assert percentile([7.0], 99.9) == 7.0
+    assert percentile([1.0, 2.0], 50) == 1.0
+    assert percentile([1.0, 2.0], 50.1) == 2.0
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(samples, 100.5)
+
+
+def test_sequential_latencies_and_percentiles_are_exact() -> None:
+    # One client; op i takes exactly latencies[i] of fake time; the window is their sum, so
+    # exactly len(latencies) operations run and every sample is known.
+    latencies = [i / 1000 for i in range(1, 1001)]  # 1 ms .. 1000 ms
+    random.Random(7).shuffle(latencies)
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, latencies)
+    report = run_workload_sync(
+        lambda: driver, "put", 1, math.fsum(latencies), clock=clock, target="fake"
+    )
+    assert report.ops == 1000 == driver.calls["put"]
+    assert report.errors == 0
+    assert report.p50_ms == pytest.approx(500.0)
+    assert report.p90_ms == pytest.approx(900.0)
+    assert report.p99_ms == pytest.approx(990.0)
+    assert report.p999_ms == pytest.approx(999.0)
+    assert report.min_ms == pytest.approx(1.0)
+    assert report.max_ms == pytest.approx(1000.0)
+    assert report.mean_ms == pytest.approx(500.5)
+    assert report.elapsed_s == pytest.approx(500.5)
+    assert report.throughput_ops_s == pytest.approx(1000 / 500.5)
+    assert driver.closed
+
+
+@pytest.mark.parametrize("clients", [1, 4, 32])
+def test_ops_are_counted_once_each(clients: int) -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock)  # every op advances the shared clock by 1 ms
+    report = run_workload_sync(lambda: driver, "put", clients, 1.0, clock=clock)
+    assert report.ops == driver.calls["put"]
+    # 1000 ops fill the 1 s window; ops already started at the deadline finish and count.
+    assert 1000 <= report.ops <= 1000 + clients
+    assert report.clients == clients and report.connections == 1
+
+
+def test_errors_are_counted_not_raised_and_give_no_samples() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, fail_every=4)
+    report = run_workload_sync(lambda: driver, "put", 8, 2.0, clock=clock)
+    total = driver.calls["put"]
+    assert report.ops + report.errors == total
+    assert report.errors == total // 4
+    assert report.errors_by_type == {"ConnectionError": report.errors}
+    assert report.first_errors and report.first_errors[0].startswith("ConnectionError:")
+    assert len(report.first_errors) <= 5
+
+
+def test_get_preloads_every_key_and_counts_no_misses() -> None:
+    clock = FakeClock()
+    store: dict[bytes, bytes] = {}
+    driver = FakeDriver(store, clock)
+    report = run_workload_sync(
+        lambda: driver, "get", 8, 0.5, key_count=300, value_size=16, clock=clock
+    )
+    assert driver.calls["put"] == 300  # the preload, not measured
+    assert set(store) == {key_for(i) for i in range(300)}
+    assert all(len(v) == 16 for v in store.values())
+    assert report.ops == driver.calls["get"] > 0
+    assert report.misses == 0
+    assert report.read_fraction == 1.0
+
+
+def test_lost_writes_show_up_as_misses() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, lose_writes=True)
+    report = run_workload_sync(lambda: driver, "get", 2, 0.1, key_count=10, clock=clock)
+    assert report.ops > 0
+    assert report.misses == report.ops
+
+
+@pytest.mark.parametrize(("fraction", "want_gets"), [(0.0, False), (1.0, True)])
+def test_mixed_workload_honours_the_read_fraction(fraction: float, want_gets: bool) -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock)
+    report = run_workload_sync(
+        lambda: driver,
+        "mixed",
+        4,
+        0.2,
+        key_count=20,
+        read_fraction=fraction,
+        clock=clock,
+    )
+    assert driver.calls["put"] == 20 + (0 if want_gets else report.ops)
+    assert driver.calls["get"] == (report.ops if want_gets else 0)
+
+
+def test_mixed_workload_mixes() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock)
+    report = run_workload_sync(
+        lambda: driver, "mixed", 4, 2.0, key_count=20, read_fraction=0.5, clock=clock
+    )
+    gets = driver.calls["get"]
+    assert 0.4 < gets / report.ops < 0.6
+
+
+@pytest.mark.parametrize(("connections", "opened"), [(1, 1), (3, 3), (None, 8)])
+def test_connections_shared_or_per_client_and_all_closed(
+    connections: int | None, opened: int
+) -> None:
+    clock = FakeClock()
+    store: dict[bytes, bytes] = {}
+    made: list[FakeDriver] = []
+
+    async def factory() -> FakeDriver:  # an async factory, like a real gRPC driver's
+        made.append(FakeDriver(store, clock))
+        return made[-1]
+
+    report = run_workload_sync(factory, "put", 8, 0.5, connections=connections, clock=clock)
+    assert len(made) == opened == report.connections
+    assert all(d.closed for d in made)
+    assert all(d.calls["put"] > 0 for d in made)  # round-robin: every connection used
+    assert sum(d.calls["put"] for d in made) == report.ops
+
+
+def test_drivers_are_closed_when_the_preload_fails() -> None:
+    driver = FakeDriver({}, fail_every=1)
+    with pytest.raises(ConnectionError):
+        run_workload_sync(lambda: driver, "get", 2, 0.1, key_count=5)
+    assert driver.closed
+
+
+def test_warmup_ops_are_not_recorded() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, latencies_s=[1 / 64])  # exact in binary floating point
+    report = run_workload_sync(lambda: driver, "put", 1, 1.0, warmup_s=0.5, clock=clock)
+    assert driver.calls["put"] == 96
+    assert report.ops == 64
+
+
+def test_progress_is_reported_about_every_interval() -> None:
+    # Real time here: 0.3 s with a 0.05 s interval.
+    samples: list[ProgressSample] = []
+    driver = FakeDriver({})
+    report = run_workload_sync(
+        lambda: driver,
+        "put",
+        4,
+        0.3,
+        progress=samples.append,
+        progress_interval_s=0.05,
+    )
+    assert 3 <= len(samples) <= 9
+    assert [s.ops for s in samples] == sorted(s.ops for s in samples)
+    assert samples[-1].ops == report.ops
+    assert any(s.rate_ops_s > 0 for s in samples)
+
+
+def test_report_json_has_the_documented_keys() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock)
+    report = run_workload_sync(
+        lambda: driver, "put", 2, 0.1, target="fake", clock=clock, extra={"note": "x"}
+    )
+    doc = json.loads(report.to_json())
+    for key in (
+        "target",
+        "workload",
+        "clients",
+        "connections",
+        "duration_s",
+        "elapsed_s",
+        "ops",
+        "errors",
+        "misses",
+        "throughput_ops_s",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "machine",
+        "started_at",
+        "extra",
+    ):
+        assert key in doc, key
+    assert doc["target"] == "fake" and doc["workload"] == "put" and doc["clients"] == 2
+    assert doc["extra"] == {"note": "x"}
+    assert {"cpu_count", "platform", "cpu_model"} <= set(doc["machine"])
+    assert "put" in report.summary_line()
+
+
+def test_report_without_samples_is_still_valid_json() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, fail_every=1)
+    report = run_workload_sync(lambda: driver, "put", 1, 0.01, clock=clock)
+    assert report.ops == 0 and report.errors > 0
+    doc = json.loads(report.to_json())
+    assert doc["p50_ms"] is None and doc["throughput_ops_s"] == 0.0
+    assert isinstance(report, BenchReport)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"workload": "scan"},
+        {"clients": 0},
+        {"duration_s": 0},
+        {"connections": 9},
+        {"connections": 0},
+        {"read_fraction": 1.5},
+        {"key_count": 0},
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict[str, object]) -> None:
+    args: dict[str, object] = {"workload": "put", "clients": 8, "duration_s": 0.1, **kwargs}
+    with pytest.raises(ValueError):
+        asyncio.run(run_workload(lambda: FakeDriver({}), **args))  # type: ignore[arg-type]
