@@ -1,0 +1,246 @@
+"""Property: the state machine agrees with a dict-of-version-lists model.
+
+Random slots of commands (including malformed and out-of-range ones), crashes of the MemEngine
+followed by re-apply from the "Paxos log", garbage collection, snapshot/restore into a fresh
+engine and RocksDB reopen; after each step every key's latest value, and at the end every
+version's full scan, must match the model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shard.codec import CommandResult, encode_cas, encode_delete, encode_put
+from shard.engine import Engine, MemEngine, RocksEngine
+from shard.errors import Status, VersionCompacted
+from shard.state_machine import ShardStateMachine
+
+KEYS = [b"a", b"a\x00", b"b", b"c", b"c\x00\xff", b"x", b"z"]
+RANGE: tuple[bytes, bytes | None] = (b"a", b"z")  # b"z" is outside: WRONG_SHARD
+GROUP = 7
+
+keys = st.sampled_from(KEYS)
+values = st.binary(max_size=3)
+tss = st.integers(0, 60)
+commands = st.one_of(
+    st.builds(encode_put, keys, values, tss),
+    st.builds(encode_delete, keys, tss),
+    st.builds(
+        lambda k, ts, v, cond, act: encode_cas(k, ts, **cond, **act),
+        keys,
+        tss,
+        values,
+        st.one_of(
+            st.builds(lambda v: {"expected_value": v}, values),
+            st.builds(lambda n: {"expected_version": n}, st.integers(0, 70)),
+            st.just({"expect_absent": True}),
+        ),
+        st.one_of(st.builds(lambda v: {"new_value": v}, values), st.just({"delete": True})),
+    ),
+    st.sampled_from([b"\xff\xff", b"", b"\x22\x00"]),  # malformed
+)
+slot_step = st.tuples(st.just("slot"), st.lists(commands, max_size=6), st.booleans())
+mem_steps = st.lists(
+    st.one_of(
+        slot_step,
+        slot_step,
+        slot_step,
+        st.tuples(st.just("crash")),
+        st.tuples(st.just("gc"), st.integers(0, 200)),
+        st.tuples(st.just("restore")),
+    ),
+    max_size=25,
+)
+rocks_steps = st.lists(
+    st.one_of(slot_step, slot_step, st.tuples(st.just("reopen")), st.tuples(st.just("gc"), tss)),
+    max_size=10,
+)
+
+
+@dataclass
+class Model:
+    """Per key: versions ascending, each (version, value or None for a tombstone)."""
+
+    versions: dict[bytes, list[tuple[int, bytes | None]]] = field(default_factory=dict)
+    max_version: int = 0
+    horizon: int = 0
+
+    def latest(self, key: bytes) -> tuple[bytes, int] | None:
+        history = self.versions.get(key)
+        if not history or history[-1][1] is None:
+            return None
+        version, value = history[-1]
+        assert value is not None
+        return value, version
+
+    def at(self, key: bytes, at_version: int) -> tuple[bytes, int] | None:
+        for version, value in reversed(self.versions.get(key, [])):
+            if version <= at_version:
+                return None if value is None else (value, version)
+        return None
+
+    def write(self, key: bytes, value: bytes | None, ts: int) -> int:
+        self.max_version = max(ts, self.max_version + 1)
+        self.versions.setdefault(key, []).append((self.max_version, value))
+        return self.max_version
+
+    def apply(self, cmd: bytes) -> CommandResult:
+        """The expected result of one command (decoded independently of the codec)."""
+        from shard.codec import Expect, Op, decode_command
+        from shard.errors import MalformedCommand
+
+        try:
+            c = decode_command(cmd)
+        except MalformedCommand:
+            return CommandResult(Status.MALFORMED)
+        if not RANGE[0] <= c.key < (RANGE[1] or b"\xff" * 9):
+            return CommandResult(Status.WRONG_SHARD)
+        current = self.latest(c.key)
+        if c.op is Op.PUT:
+            assert c.value is not None
+            return CommandResult(Status.OK, self.write(c.key, c.value, c.ts))
+        if c.op is Op.DELETE:
+            if current is None:
+                return CommandResult(Status.OK, 0)
+            return CommandResult(Status.OK, self.write(c.key, None, c.ts))
+        cur_value, cur_version = current if current is not None else (None, 0)
+        if c.expect is Expect.VALUE:
+            holds = cur_value is not None and cur_value == c.expected_value
+        elif c.expect is Expect.VERSION:
+            holds = cur_version == c.expected_version
+        else:
+            holds = current is None
+        if not holds:
+            return CommandResult(Status.CAS_FAILED, 0, cur_value, cur_version)
+        if c.value is None and current is None:
+            return CommandResult(Status.OK, 0)
+        return CommandResult(Status.OK, self.write(c.key, c.value, c.ts))
+
+
+def _same(got: CommandResult, want: CommandResult) -> bool:
+    """Compare results, ignoring error messages (the model does not compute them)."""
+    return (got.status, got.version, got.current_value, got.current_version) == (
+        want.status,
+        want.version,
+        want.current_value,
+        want.current_version,
+    )
+
+
+class Harness:
+    """The node's loop in miniature: a durable Paxos log, one batch per slot."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sm = ShardStateMachine(GROUP, RANGE, engine)
+        self.log: list[list[bytes]] = []  # slot i+1 -> commands
+        self.results: list[list[CommandResult]] = []
+        self.model = Model()
+
+    def slot(self, cmds: list[bytes], sync: bool) -> None:
+        self.log.append(cmds)
+        batch = self.engine.new_batch()
+        results = self.sm.apply(len(self.log), cmds, batch)
+        self.engine.write(batch, sync)
+        expected = [self.model.apply(c) for c in cmds]
+        assert all(_same(g, w) for g, w in zip(results, expected, strict=True)), (
+            results,
+            expected,
+        )
+        self.results.append(results)
+
+    def recover(self) -> None:
+        """Rebuild from the engine and re-apply the log above the applied index."""
+        self.sm = ShardStateMachine(GROUP, RANGE, self.engine)
+        assert self.sm.applied_index <= len(self.log)
+        for slot in range(self.sm.applied_index + 1, len(self.log) + 1):
+            batch = self.engine.new_batch()
+            again = self.sm.apply(slot, self.log[slot - 1], batch)
+            self.engine.write(batch, sync=False)
+            assert again == self.results[slot - 1]  # deterministic, messages included
+        assert self.sm.max_version == self.model.max_version
+        # An unsynced GC may be lost with its horizon (it is not in the log): both or neither.
+        assert self.sm.gc_horizon <= self.model.horizon
+        self.model.horizon = self.sm.gc_horizon
+
+    def gc(self, horizon: int) -> None:
+        horizon = min(horizon, self.model.max_version)
+        batch = self.engine.new_batch()
+        self.sm.gc_below(horizon, batch)
+        self.engine.write(batch, sync=False)
+        self.model.horizon = max(self.model.horizon, horizon)
+
+    def restore_into_fresh(self) -> None:
+        data = self.sm.snapshot()
+        fresh = MemEngine()
+        target = ShardStateMachine(GROUP, RANGE, fresh)
+        batch = fresh.new_batch()
+        target.restore(self.sm.applied_index, data, batch)
+        fresh.write(batch, sync=True)
+        self.engine, self.sm = fresh, ShardStateMachine(GROUP, RANGE, fresh)
+
+    def check_latest(self) -> None:
+        for key in KEYS[:-1]:
+            assert self.sm.get(key) == self.model.latest(key), key
+
+    def check_history(self) -> None:
+        model = self.model
+        for at in range(model.horizon, model.max_version + 2):
+            want = [
+                (k, *found) for k in sorted(KEYS[:-1]) if (found := model.at(k, at)) is not None
+            ]
+            assert self.sm.scan(RANGE[0], RANGE[1], 100, at_version=at) == want, at
+            assert self.sm.scan(RANGE[0], RANGE[1], 2, at_version=at) == want[:2], at
+            for k in KEYS[:-1]:
+                assert self.sm.get(k, at_version=at) == model.at(k, at)
+        if model.horizon > 0:
+            try:
+                self.sm.get(b"a", at_version=model.horizon - 1)
+            except VersionCompacted:
+                pass
+            else:
+                raise AssertionError("read below the GC horizon was served")
+
+
+@given(mem_steps)
+def test_state_machine_matches_model_on_mem_engine(steps: list[tuple[object, ...]]) -> None:
+    h = Harness(MemEngine())
+    for step in steps:
+        if step[0] == "slot":
+            h.slot(step[1], step[2])  # type: ignore[arg-type]
+        elif step[0] == "crash":
+            h.engine.crash()  # type: ignore[attr-defined]
+            h.recover()
+        elif step[0] == "gc":
+            h.gc(step[1])  # type: ignore[arg-type]
+        else:
+            h.restore_into_fresh()
+        h.check_latest()
+    h.check_history()
+
+
+@settings(max_examples=15)
+@given(rocks_steps)
+def test_state_machine_matches_model_on_rocks_engine(steps: list[tuple[object, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "db")
+        h = Harness(RocksEngine(path))
+        try:
+            for step in steps:
+                if step[0] == "slot":
+                    h.slot(step[1], step[2])  # type: ignore[arg-type]
+                elif step[0] == "reopen":
+                    h.engine.close()  # type: ignore[attr-defined]
+                    h.engine = RocksEngine(path)
+                    h.recover()
+                else:
+                    h.gc(step[1])  # type: ignore[arg-type]
+                h.check_latest()
+            h.check_history()
+        finally:
+            h.engine.close()  # type: ignore[attr-defined]

@@ -1,0 +1,176 @@
+"""Snapshot/restore of a shard group, and garbage collection of old versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shard.codec import CommandResult, encode_delete, encode_put
+from shard.engine import Engine, MemEngine, RocksEngine
+from shard.errors import SnapshotCorrupt, VersionCompacted
+from shard.state_machine import ShardStateMachine
+
+ALL: tuple[bytes, bytes | None] = (b"", None)
+
+
+def run(sm: ShardStateMachine, engine: Engine, *commands: bytes) -> list[CommandResult]:
+    batch = engine.new_batch()
+    results = sm.apply(sm.applied_index + 1, commands, batch)
+    engine.write(batch, sync=False)
+    return results
+
+
+def dump(engine: Engine, group_id: int) -> list[tuple[bytes, bytes]]:
+    prefix = b"d" + group_id.to_bytes(4, "big")
+    return [(k[len(prefix) :], v) for k, v in engine.scan(prefix, prefix + b"\xff", None)]
+
+
+def _populate(sm: ShardStateMachine, engine: Engine) -> None:
+    run(sm, engine, *[encode_put(b"k%03d" % i, b"v%d" % i, 10) for i in range(100)])
+    run(sm, engine, *[encode_put(b"k%03d" % i, b"w%d" % i, 10) for i in range(0, 100, 2)])
+    run(sm, engine, *[encode_delete(b"k%03d" % i, 10) for i in range(0, 100, 5)])
+    run(sm, engine, encode_put(b"z\x00", b"", 5000))
+
+
+def test_snapshot_restore_round_trip_into_a_fresh_engine(tmp_path: Path) -> None:
+    src = MemEngine()
+    sm = ShardStateMachine(3, ALL, src)
+    _populate(sm, src)
+    data = sm.snapshot()
+    assert ShardStateMachine.snapshot_index(data) == sm.applied_index == 4
+
+    dst = RocksEngine(str(tmp_path / "db"))
+    # The destination already hosts stale data of this group and data of another group.
+    other = ShardStateMachine(4, ALL, dst)
+    run(other, dst, encode_put(b"k000", b"other", 1))
+    stale = ShardStateMachine(3, ALL, dst)
+    run(stale, dst, encode_put(b"stale", b"x", 1))
+    batch = dst.new_batch()
+    stale.restore(4, data, batch)
+    assert stale.applied_index == 4 and stale.max_version == sm.max_version
+    dst.write(batch, sync=True)
+
+    assert dump(dst, 3) == dump(src, 3)
+    fresh = ShardStateMachine(3, ALL, dst)
+    assert (fresh.applied_index, fresh.max_version) == (sm.applied_index, sm.max_version)
+    assert fresh.scan(b"", None, 1000) == sm.scan(b"", None, 1000)
+    assert fresh.get(b"k000", at_version=150) == sm.get(b"k000", at_version=150)
+    assert fresh.get(b"stale") is None
+    assert other.get(b"k000") == (b"other", 1)
+    # It continues exactly where the source left off.
+    assert run(fresh, dst, encode_put(b"n", b"1", 1)) == run(sm, src, encode_put(b"n", b"1", 1))
+    dst.close()
+
+
+def test_snapshot_sees_written_state_only() -> None:
+    engine = MemEngine()
+    sm = ShardStateMachine(1, ALL, engine)
+    run(sm, engine, encode_put(b"a", b"1", 1))
+    batch = engine.new_batch()
+    sm.apply(2, [encode_put(b"b", b"2", 2)], batch)  # staged, not written
+    data = sm.snapshot()
+    assert ShardStateMachine.snapshot_index(data) == 1
+    engine.write(batch, sync=False)
+    target = MemEngine()
+    restored = ShardStateMachine(1, ALL, target)
+    batch = target.new_batch()
+    restored.restore(1, data, batch)
+    target.write(batch, sync=False)
+    assert restored.get(b"a") == (b"1", 1) and restored.get(b"b") is None
+
+
+def test_empty_snapshot_round_trip() -> None:
+    sm = ShardStateMachine(1, ALL, MemEngine())
+    data = sm.snapshot()
+    assert ShardStateMachine.snapshot_index(data) == 0
+    engine = MemEngine()
+    target = ShardStateMachine(1, ALL, engine)
+    run(target, engine, encode_put(b"x", b"y", 1))
+    batch = engine.new_batch()
+    target.restore(0, data, batch)
+    engine.write(batch, sync=False)
+    assert engine.scan(b"", None, None) == [(b"d\x00\x00\x00\x01m", bytes(24))]
+    assert target.get(b"x") is None and target.applied_index == 0
+
+
+def test_corrupt_snapshots_are_refused() -> None:
+    engine = MemEngine()
+    sm = ShardStateMachine(1, ALL, engine)
+    run(sm, engine, encode_put(b"a", b"1", 1))
+    data = sm.snapshot()
+    flipped = bytearray(data)
+    flipped[20] ^= 1
+    for bad in [b"", b"garbage", data[:-1], bytes(flipped), b"PKVSNAP\x02" + data[8:]]:
+        with pytest.raises(SnapshotCorrupt):
+            ShardStateMachine.snapshot_index(bad)
+        with pytest.raises(SnapshotCorrupt):
+            sm.restore(1, bad, engine.new_batch())
+    with pytest.raises(SnapshotCorrupt, match="covers index 1, not 2"):
+        sm.restore(2, data, engine.new_batch())
+    assert sm.applied_index == 1
+
+
+def test_gc_keeps_newest_at_or_below_horizon() -> None:
+    engine = MemEngine()
+    sm = ShardStateMachine(1, ALL, engine)
+    for v in (10, 20, 30, 40):
+        run(sm, engine, encode_put(b"a", b"a%d" % v, v))
+    run(sm, engine, encode_put(b"b", b"b50", 50), encode_delete(b"b", 60))  # deleted
+    run(sm, engine, encode_put(b"c", b"c70", 70), encode_delete(b"c", 80))
+    run(sm, engine, encode_put(b"c", b"c90", 90))  # deleted, then re-created
+    before = {(k, v): sm.get(k, at_version=v) for k in (b"a", b"b", b"c") for v in (35, 100)}
+
+    batch = engine.new_batch()
+    removed = sm.gc_below(35, batch)
+    engine.write(batch, sync=False)
+    assert removed == 2  # a@10, a@20
+    assert sm.gc_horizon == 35
+    for (k, v), want in before.items():
+        assert sm.get(k, at_version=v) == want
+    assert sm.get(b"a", at_version=35) == (b"a30", 30)
+    with pytest.raises(VersionCompacted):
+        sm.get(b"a", at_version=34)
+    with pytest.raises(VersionCompacted):
+        sm.scan(b"", None, 10, at_version=0)
+
+    batch = engine.new_batch()
+    removed = sm.gc_below(85, batch)
+    engine.write(batch, sync=False)
+    # a@30 (a@40 is kept); b's tombstone and b@50 and its latest record; c@80 tombstone, c@70.
+    assert removed == 5
+    assert sm.get(b"a") == (b"a40", 40) and sm.get(b"b") is None
+    assert sm.get(b"c") == (b"c90", 90) and sm.get(b"c", at_version=85) is None
+    assert sm.scan(b"", None, 10, at_version=85) == [(b"a", b"a40", 40)]
+    assert sm.gc_below(50, engine.new_batch()) == 0  # below the horizon: nothing to do
+    versions = [k for k, _ in engine.scan(b"d\x00\x00\x00\x01v", b"d\x00\x00\x00\x01w", None)]
+    assert len(versions) == 2  # a@40, c@90
+    assert engine.get(b"d\x00\x00\x00\x01lb") is None  # b is fully gone
+    # The horizon is durable with the data.
+    assert ShardStateMachine(1, ALL, engine).gc_horizon == 85
+
+
+def test_gc_never_removes_what_the_batch_moved_on() -> None:
+    engine = MemEngine()
+    sm = ShardStateMachine(1, ALL, engine)
+    run(sm, engine, encode_put(b"k", b"1", 1), encode_delete(b"k", 2))
+    batch = engine.new_batch()
+    sm.apply(2, [encode_put(b"k", b"again", 3)], batch)  # staged, same cycle as the GC
+    sm.gc_below(2, batch)
+    engine.write(batch, sync=False)
+    assert sm.get(b"k") == (b"again", 3)
+    assert ShardStateMachine(1, ALL, engine).applied_index == 2
+
+
+def test_gc_across_scan_pages() -> None:
+    engine = MemEngine()
+    sm = ShardStateMachine(1, ALL, engine)
+    for round_ in range(3):
+        run(sm, engine, *[encode_put(b"k%04d" % i, b"r%d" % round_, 1) for i in range(400)])
+    horizon = sm.max_version
+    run(sm, engine, *[encode_delete(b"k%04d" % i, 1) for i in range(0, 400, 2)])
+    batch = engine.new_batch()
+    assert sm.gc_below(horizon, batch) == 800
+    engine.write(batch, sync=False)
+    assert len(sm.scan(b"", None, 1000, at_version=horizon)) == 400
+    assert len(sm.scan(b"", None, 1000)) == 200
