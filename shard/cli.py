@@ -29,8 +29,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"paxoskv {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.set_defaults(handler=None)
-    parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    node = commands.add_parser(
+        "node",
+        help="run one node in the foreground",
+        description="Run one node in the "
+        "foreground until SIGTERM/SIGINT; logs are JSON lines on stderr.",
+    )
+    node.add_argument("--config", required=True, help="cluster TOML file")
+    node.add_argument("--node-id", required=True, help="node id or name from the config")
+    node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    node.set_defaults(handler=_run_node)
     return parser
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from shard.config import load_config
+    from shard.runtime import serve, setup_logging
+
+    config = load_config(args.config)
+    node = config.node(args.node_id)
+    setup_logging(args.log_level)
+    asyncio.run(serve(config, node))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

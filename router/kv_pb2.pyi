@@ -1,0 +1,286 @@
+from router import router_pb2 as _router_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OK: _ClassVar[ErrorCode]
+    NOT_LEADER: _ClassVar[ErrorCode]
+    WRONG_SHARD: _ClassVar[ErrorCode]
+    UNKNOWN_GROUP: _ClassVar[ErrorCode]
+    WRONG_CLUSTER: _ClassVar[ErrorCode]
+    LIMIT_EXCEEDED: _ClassVar[ErrorCode]
+    INVALID_ARGUMENT: _ClassVar[ErrorCode]
+    UNAVAILABLE: _ClassVar[ErrorCode]
+    OUTCOME_UNKNOWN: _ClassVar[ErrorCode]
+    INTERNAL: _ClassVar[ErrorCode]
+OK: ErrorCode
+NOT_LEADER: ErrorCode
+WRONG_SHARD: ErrorCode
+UNKNOWN_GROUP: ErrorCode
+WRONG_CLUSTER: ErrorCode
+LIMIT_EXCEEDED: ErrorCode
+INVALID_ARGUMENT: ErrorCode
+UNAVAILABLE: ErrorCode
+OUTCOME_UNKNOWN: ErrorCode
+INTERNAL: ErrorCode
+
+class Error(_message.Message):
+    __slots__ = ("code", "message", "leader_id", "leader_addr", "map_version")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    MAP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    code: ErrorCode
+    message: str
+    leader_id: int
+    leader_addr: str
+    map_version: int
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ..., map_version: _Optional[int] = ...) -> None: ...
+
+class Header(_message.Message):
+    __slots__ = ("cluster_id", "group_id", "map_version")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    MAP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    group_id: int
+    map_version: int
+    def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., map_version: _Optional[int] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("header", "key", "stale_ok", "at_version")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    AT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    key: bytes
+    stale_ok: bool
+    at_version: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("error", "found", "value", "version")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    found: bool
+    value: bytes
+    version: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PutRequest(_message.Message):
+    __slots__ = ("header", "key", "value")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    key: bytes
+    value: bytes
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class PutResponse(_message.Message):
+    __slots__ = ("error", "version")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    version: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("header", "key")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    key: bytes
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("error", "version")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    version: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CasRequest(_message.Message):
+    __slots__ = ("header", "key", "expected_value", "expected_version", "expect_absent", "new_value", "delete")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    NEW_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    key: bytes
+    expected_value: bytes
+    expected_version: int
+    expect_absent: bool
+    new_value: bytes
+    delete: bool
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
+
+class CasResponse(_message.Message):
+    __slots__ = ("error", "succeeded", "version", "found", "current_value", "current_version")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    succeeded: bool
+    version: int
+    found: bool
+    current_value: bytes
+    current_version: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    AT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    start: bytes
+    end: bytes
+    limit: int
+    stale_ok: bool
+    at_version: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ...) -> None: ...
+
+class KeyValue(_message.Message):
+    __slots__ = ("key", "value", "version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: bytes
+    version: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ScanResponse(_message.Message):
+    __slots__ = ("error", "items")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    items: _containers.RepeatedCompositeFieldContainer[KeyValue]
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GroupStatus(_message.Message):
+    __slots__ = ("group_id", "start", "end", "replicas", "role", "leader_id", "ballot", "chosen_index", "applied_index", "lease_valid")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    BALLOT_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEASE_VALID_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    start: bytes
+    end: bytes
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    role: str
+    leader_id: int
+    ballot: str
+    chosen_index: int
+    applied_index: int
+    lease_valid: bool
+    def __init__(self, group_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., role: _Optional[str] = ..., leader_id: _Optional[int] = ..., ballot: _Optional[str] = ..., chosen_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., lease_valid: _Optional[bool] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("cluster_id", "node_id", "node_name", "map_version", "groups", "software_version")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MAP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    node_id: int
+    node_name: str
+    map_version: int
+    groups: _containers.RepeatedCompositeFieldContainer[GroupStatus]
+    software_version: str
+    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., node_name: _Optional[str] = ..., map_version: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[GroupStatus, _Mapping]]] = ..., software_version: _Optional[str] = ...) -> None: ...
+
+class ShardMapRequest(_message.Message):
+    __slots__ = ("cluster_id",)
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    def __init__(self, cluster_id: _Optional[str] = ...) -> None: ...
+
+class ShardMapResponse(_message.Message):
+    __slots__ = ("error", "shard_map")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SHARD_MAP_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    shard_map: _router_pb2.ShardMap
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., shard_map: _Optional[_Union[_router_pb2.ShardMap, _Mapping]] = ...) -> None: ...
+
+class Request(_message.Message):
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GET_FIELD_NUMBER: _ClassVar[int]
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    CAS_FIELD_NUMBER: _ClassVar[int]
+    SCAN_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    get: GetRequest
+    put: PutRequest
+    delete: DeleteRequest
+    cas: CasRequest
+    scan: ScanRequest
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ...) -> None: ...
+
+class Response(_message.Message):
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GET_FIELD_NUMBER: _ClassVar[int]
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    CAS_FIELD_NUMBER: _ClassVar[int]
+    SCAN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    get: GetResponse
+    put: PutResponse
+    delete: DeleteResponse
+    cas: CasResponse
+    scan: ScanResponse
+    error: Error
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class RequestBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[Request]
+    def __init__(self, requests: _Optional[_Iterable[_Union[Request, _Mapping]]] = ...) -> None: ...
+
+class ResponseBatch(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[Response]
+    def __init__(self, responses: _Optional[_Iterable[_Union[Response, _Mapping]]] = ...) -> None: ...

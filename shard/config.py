@@ -1,0 +1,198 @@
+"""Cluster configuration (TOML), validated at start with errors that name the bad field.
+
+Example::
+
+    cluster_id = "demo"
+    data_dir = "/var/lib/paxoskv"          # each node uses data_dir/<node name>
+
+    [[nodes]]
+    id = 1
+    name = "n1"
+    address = "10.0.0.1:7001"              # gRPC address for peers and clients
+
+    [shards]
+    split_points = ["g", "p"]              # 3 shards: [, g) [g, p) [p, +inf)
+    replication = 3
+
+    [paxos]                                # all optional
+    election_timeout_min_ms = 150
+    election_timeout_max_ms = 300
+    heartbeat_interval_ms = 50
+    lease_ms = 120
+    max_batch_count = 1024
+    max_batch_bytes = 4194304
+    pipeline_window = 32
+
+    [client]
+    request_timeout_ms = 5000
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    id: int
+    name: str
+    address: str
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaxosSettings:
+    election_timeout_min_ms: int = 150
+    election_timeout_max_ms: int = 300
+    heartbeat_interval_ms: int = 50
+    lease_ms: int = 120
+    lease_drift_ms: int = 20
+    max_batch_count: int = 1024
+    max_batch_bytes: int = 4 * 1024 * 1024
+    pipeline_window: int = 32
+    compact_threshold: int = 20_000
+    compact_keep: int = 2_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    cluster_id: str
+    nodes: tuple[NodeConfig, ...]
+    split_points: tuple[bytes, ...] = ()
+    replication: int = 3
+    data_dir: str = "./paxoskv-data"
+    paxos: PaxosSettings = field(default_factory=PaxosSettings)
+    request_timeout_ms: int = 5000
+
+    def node(self, ref: str | int) -> NodeConfig:
+        """Find a node by id or name; raises ConfigError naming the known nodes."""
+        for node in self.nodes:
+            if str(node.id) == str(ref) or node.name == ref:
+                return node
+        known = ", ".join(f"{n.name} (id {n.id})" for n in self.nodes)
+        raise ConfigError(f"--node-id {ref!r} is not in the config; known nodes: {known}")
+
+    def node_data_dir(self, node: NodeConfig) -> Path:
+        return Path(node.data_dir) if node.data_dir else Path(self.data_dir) / node.name
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    """Read and validate a TOML config file."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(raw)
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{where}{key} is required")
+        return default
+    value = table[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"{where}{key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_config(raw: dict[str, Any]) -> ClusterConfig:
+    """Validate a parsed TOML document."""
+    cluster_id = _get(raw, "cluster_id", str, "")
+    if not cluster_id:
+        raise ConfigError("cluster_id must not be empty")
+    nodes_raw = raw.get("nodes")
+    if not isinstance(nodes_raw, list) or not nodes_raw:
+        raise ConfigError("nodes must be a non-empty array of [[nodes]] tables")
+    nodes = []
+    for i, table in enumerate(nodes_raw):
+        where = f"nodes[{i}]."
+        node = NodeConfig(
+            id=_get(table, "id", int, where),
+            name=_get(table, "name", str, where),
+            address=_get(table, "address", str, where),
+            data_dir=table.get("data_dir"),
+        )
+        if node.id <= 0:
+            raise ConfigError(f"{where}id must be a positive integer, got {node.id}")
+        host, _, port = node.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{where}address must be HOST:PORT, got {node.address!r}")
+        nodes.append(node)
+    for attr in ("id", "name", "address"):
+        values = [getattr(n, attr) for n in nodes]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"nodes[].{attr} must be unique, got {values}")
+    shards = raw.get("shards", {})
+    splits_raw = _get(shards, "split_points", list, "shards.", [])
+    splits = tuple(s.encode() if isinstance(s, str) else s for s in splits_raw)
+    if any(not isinstance(s, bytes) or not s for s in splits):
+        raise ConfigError("shards.split_points must be non-empty strings")
+    if list(splits) != sorted(set(splits)):
+        raise ConfigError(f"shards.split_points must be sorted and distinct, got {splits_raw}")
+    replication = _get(shards, "replication", int, "shards.", min(3, len(nodes)))
+    if not 1 <= replication <= len(nodes):
+        raise ConfigError(
+            f"shards.replication must be between 1 and the node count {len(nodes)}, "
+            f"got {replication}"
+        )
+    paxos_raw = raw.get("paxos", {})
+    defaults = PaxosSettings()
+    paxos_kwargs = {}
+    for name in PaxosSettings.__dataclass_fields__:
+        value = _get(paxos_raw, name, int, "paxos.", getattr(defaults, name))
+        if value <= 0:
+            raise ConfigError(f"paxos.{name} must be positive, got {value}")
+        paxos_kwargs[name] = value
+    unknown = set(paxos_raw) - set(PaxosSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"paxos: unknown settings {sorted(unknown)}")
+    settings = PaxosSettings(**paxos_kwargs)
+    if not settings.election_timeout_min_ms < settings.election_timeout_max_ms:
+        raise ConfigError("paxos.election_timeout_min_ms must be below election_timeout_max_ms")
+    if not settings.heartbeat_interval_ms < settings.election_timeout_min_ms:
+        raise ConfigError("paxos.heartbeat_interval_ms must be below election_timeout_min_ms")
+    if not settings.lease_drift_ms < settings.lease_ms <= settings.election_timeout_min_ms:
+        raise ConfigError(
+            "paxos.lease_ms must be above lease_drift_ms and at most election_timeout_min_ms"
+        )
+    client = raw.get("client", {})
+    timeout = _get(client, "request_timeout_ms", int, "client.", 5000)
+    if timeout <= 0:
+        raise ConfigError(f"client.request_timeout_ms must be positive, got {timeout}")
+    return ClusterConfig(
+        cluster_id=cluster_id,
+        nodes=tuple(nodes),
+        split_points=splits,
+        replication=replication,
+        data_dir=_get(raw, "data_dir", str, "", "./paxoskv-data"),
+        paxos=settings,
+        request_timeout_ms=timeout,
+    )
+
+
+def render_config(config: ClusterConfig) -> str:
+    """The TOML text of a config (what `paxoskv cluster start` writes)."""
+    lines = [f"cluster_id = {config.cluster_id!r}", f"data_dir = {config.data_dir!r}", ""]
+    for node in config.nodes:
+        lines += ["[[nodes]]", f"id = {node.id}", f"name = {node.name!r}"]
+        lines += [f"address = {node.address!r}"]
+        if node.data_dir:
+            lines.append(f"data_dir = {node.data_dir!r}")
+        lines.append("")
+    splits = ", ".join(repr(s.decode()) for s in config.split_points)
+    lines += ["[shards]", f"split_points = [{splits}]", f"replication = {config.replication}", ""]
+    lines.append("[paxos]")
+    for name in PaxosSettings.__dataclass_fields__:
+        lines.append(f"{name} = {getattr(config.paxos, name)}")
+    lines += ["", "[client]", f"request_timeout_ms = {config.request_timeout_ms}", ""]
+    return "\n".join(lines)

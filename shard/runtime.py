@@ -1,0 +1,214 @@
+"""The asyncio shell of a node process: time, sockets and the disk around a NodeCore.
+
+One loop, one thread. A ticker wakes the loop every few milliseconds; peer messages and
+client requests wake it too. Each wake runs `tick`, delivers the inbox and executes cycles
+(shard.execute) until no group has work. This file decides nothing: every decision is in
+NodeCore and the replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from paxos.messages import Message
+from router import kv_pb2 as kv
+from router import kv_pb2_grpc
+from router.shard_map import NodeAddress, ShardMap, bootstrap
+from shard import peer_pb2_grpc
+from shard.config import ClusterConfig, NodeConfig
+from shard.disk import RocksNodeDisk
+from shard.execute import execute_cycle
+from shard.node import NodeCore
+from shard.server import KVServicer
+from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
+
+log = logging.getLogger("paxoskv.node")
+
+TICK_S = 0.005
+MAX_CYCLES_PER_WAKE = 16
+
+
+def bootstrap_map(config: ClusterConfig) -> ShardMap:
+    """The initial shard map; every node derives the same one from the same config."""
+    nodes = [
+        NodeAddress(node_id=n.id, name=n.name, client_addr=n.address, peer_addr=n.address)
+        for n in config.nodes
+    ]
+    return bootstrap(nodes, config.split_points, config.replication)
+
+
+class NodeRuntime:
+    """A running node: gRPC server, peer links, the cycle loop."""
+
+    def __init__(self, config: ClusterConfig, node: NodeConfig) -> None:
+        self.config = config
+        self.node = node
+        self.disk = RocksNodeDisk(config.node_data_dir(node) / "db")
+        self.core = NodeCore(
+            cluster_id=config.cluster_id,
+            node_id=node.id,
+            bootstrap_map=bootstrap_map(config),
+            disk=self.disk,
+            paxos_settings=config.paxos,
+            rng=random.Random(),
+            request_timeout_s=config.request_timeout_ms / 1000,
+        )
+        peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
+        peer_ids.discard(node.id)
+        self.links = {
+            n.id: PeerLink(config.cluster_id, node.id, n.id, n.address)
+            for n in config.nodes
+            if n.id in peer_ids
+        }
+        self._inbox: list[tuple[int, Message]] = []
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._roles: dict[int, tuple[str, int | None]] = {}
+        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        kv_pb2_grpc.add_KVServicer_to_server(
+            KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000),
+            self.server,
+        )
+        peer_pb2_grpc.add_PeerServicer_to_server(
+            PeerServicer(config.cluster_id, node.id, set(self.links), self._deliver), self.server
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def _deliver(self, src: int, group_id: int, msg: Message) -> None:
+        self._inbox.append((group_id, msg))
+        self._wake.set()
+
+    def submit(self, request: kv.Request, reply: Callable[[kv.Response], None]) -> None:
+        self.core.submit(request, reply)
+        self._wake.set()
+
+    def _send(self, group_id: int, msgs: Sequence[Message]) -> None:
+        by_peer: dict[int, list[Message]] = {}
+        for msg in msgs:
+            by_peer.setdefault(msg.dst, []).append(msg)
+        for peer, items in by_peer.items():
+            link = self.links.get(peer)
+            if link is not None:
+                link.send(group_id, items)
+
+    # ------------------------------------------------------------------ loop
+
+    async def start(self) -> None:
+        bound = self.server.add_insecure_port(self.node.address)
+        if bound == 0:
+            raise OSError(f"cannot listen on {self.node.address} (address in use?)")
+        await self.server.start()
+        for link in self.links.values():
+            link.start()
+        log.info(
+            "node started",
+            extra={
+                "node": self.node.name,
+                "address": self.node.address,
+                "groups": len(self.core.hosts),
+            },
+        )
+
+    async def run(self) -> None:
+        ticker = asyncio.create_task(self._ticker())
+        try:
+            while not self._stopped.is_set():
+                await self._wake.wait()
+                self._wake.clear()
+                self._run_cycles()
+        finally:
+            ticker.cancel()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._wake.set()
+
+    def _run_cycles(self) -> None:
+        self.core.tick(time.monotonic(), time.time_ns())
+        inbox, self._inbox = self._inbox, []
+        for group_id, msg in inbox:
+            self.core.step(group_id, msg)
+        for _ in range(MAX_CYCLES_PER_WAKE):
+            if not execute_cycle(self.core, self.disk, self._send):
+                break
+        self._log_role_changes()
+
+    def _log_role_changes(self) -> None:
+        for group_id, host in self.core.hosts.items():
+            now = (host.replica.role.value, host.replica.leader_hint)
+            if self._roles.get(group_id) != now:
+                self._roles[group_id] = now
+                log.info(
+                    "group role",
+                    extra={
+                        "group": group_id,
+                        "role": now[0],
+                        "leader": now[1],
+                        "ballot": str(host.replica.status().promised),
+                    },
+                )
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        """Drain: stop taking requests, answer what is in flight, close the database."""
+        log.info("node stopping", extra={"node": self.node.name})
+        await self.server.stop(grace_s)
+        self._stopped.set()
+        self._wake.set()
+        for link in self.links.values():
+            await link.stop()
+        self.disk.close()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and every `extra` field."""
+
+    _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._STANDARD:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+async def serve(config: ClusterConfig, node: NodeConfig) -> None:
+    """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
+    runtime = NodeRuntime(config, node)
+    await runtime.start()
+    print(f"paxoskv node {node.name} (id {node.id}) serving on {node.address}", flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(runtime.run())
+    await stop.wait()
+    await runtime.stop()
+    runner.cancel()

@@ -1,0 +1,125 @@
+"""The client gRPC service of a node: thin handlers that decode, submit to the core, await."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from router import kv_pb2 as kv
+from router import kv_pb2_grpc, router_pb2
+from router.codec import encode_shard_map
+from shard import __version__
+from shard.node import NodeCore
+
+Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
+
+
+class KVServicer(kv_pb2_grpc.KVServicer):
+    """Unary calls for tools, and the multiplexed Batch stream for the client library."""
+
+    def __init__(self, core: NodeCore, submit: Submit, node_name: str, timeout_s: float) -> None:
+        self._core = core
+        self._submit = submit
+        self._node_name = node_name
+        self._timeout_s = timeout_s
+
+    async def _call(self, kind: str, op: object) -> kv.Response:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[kv.Response] = loop.create_future()
+        request = kv.Request()
+        getattr(request, kind).CopyFrom(op)
+
+        def reply(response: kv.Response) -> None:
+            if not future.done():
+                future.set_result(response)
+
+        self._submit(request, reply)
+        try:
+            # The core answers by the request deadline; this is only a backstop.
+            return await asyncio.wait_for(future, self._timeout_s + 1.0)
+        except TimeoutError:
+            response = kv.Response()
+            error = getattr(response, kind).error
+            error.code = kv.UNAVAILABLE
+            error.message = "the node did not answer in time"
+            return response
+
+    async def Get(self, request: kv.GetRequest, context: object) -> kv.GetResponse:
+        return (await self._call("get", request)).get
+
+    async def Put(self, request: kv.PutRequest, context: object) -> kv.PutResponse:
+        return (await self._call("put", request)).put
+
+    async def Delete(self, request: kv.DeleteRequest, context: object) -> kv.DeleteResponse:
+        return (await self._call("delete", request)).delete
+
+    async def CompareAndSet(self, request: kv.CasRequest, context: object) -> kv.CasResponse:
+        return (await self._call("cas", request)).cas
+
+    async def Scan(self, request: kv.ScanRequest, context: object) -> kv.ScanResponse:
+        return (await self._call("scan", request)).scan
+
+    async def Status(self, request: kv.StatusRequest, context: object) -> kv.StatusResponse:
+        status = self._core.status()
+        status.node_name = self._node_name
+        status.software_version = __version__
+        return status
+
+    async def GetShardMap(
+        self, request: kv.ShardMapRequest, context: object
+    ) -> kv.ShardMapResponse:
+        if request.cluster_id and request.cluster_id != self._core.cluster_id:
+            return kv.ShardMapResponse(
+                error=kv.Error(
+                    code=kv.WRONG_CLUSTER,
+                    message=f"this node belongs to cluster {self._core.cluster_id!r}, "
+                    f"not {request.cluster_id!r}",
+                )
+            )
+        shard_map = router_pb2.ShardMap()
+        shard_map.ParseFromString(encode_shard_map(self._core.shard_map))
+        return kv.ShardMapResponse(shard_map=shard_map)
+
+    async def Batch(
+        self,
+        request_iterator: AsyncIterator[kv.RequestBatch],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[kv.ResponseBatch]:
+        answers: asyncio.Queue[kv.Response | None] = asyncio.Queue()
+        outstanding = 0
+        reader_done = False
+
+        def reply(response: kv.Response) -> None:
+            answers.put_nowait(response)
+
+        async def read() -> None:
+            nonlocal outstanding, reader_done
+            try:
+                async for batch in request_iterator:
+                    for request in batch.requests:
+                        outstanding += 1
+                        self._submit(request, reply)
+            finally:
+                reader_done = True
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await answers.get()
+                responses = []
+                while True:
+                    if item is not None:
+                        responses.append(item)
+                    if answers.empty():
+                        break
+                    item = answers.get_nowait()
+                outstanding -= len(responses)
+                if responses:
+                    yield kv.ResponseBatch(responses=responses)
+                if reader_done and outstanding <= 0:
+                    return
+        finally:
+            reader.cancel()

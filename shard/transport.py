@@ -1,0 +1,149 @@
+"""Peer transport: one gRPC stream per peer node, each message a batch of many groups' messages.
+
+Sending never blocks and never raises: messages queue per peer and a writer task drains the
+whole queue into one PeerBatch per stream write. A broken stream is reopened with capped
+exponential backoff; what was queued meanwhile is dropped (Paxos retransmits what matters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import grpc
+
+from paxos import codec as paxos_codec
+from paxos.messages import Message
+from shard import peer_pb2, peer_pb2_grpc
+
+log = logging.getLogger("paxoskv.transport")
+
+MAX_QUEUED = 50_000
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+]
+
+
+class PeerLink:
+    """The outgoing stream to one peer."""
+
+    def __init__(self, cluster_id: str, my_id: int, peer_id: int, address: str) -> None:
+        self._cluster_id = cluster_id
+        self._my_id = my_id
+        self.peer_id = peer_id
+        self.address = address
+        self._queue: list[peer_pb2.GroupMessage] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random(peer_id)
+        self.connected = False
+
+    def send(self, group_id: int, msgs: Sequence[Message]) -> None:
+        if len(self._queue) >= MAX_QUEUED:
+            return
+        for msg in msgs:
+            self._queue.append(
+                peer_pb2.GroupMessage(group_id=group_id, message=paxos_codec.to_proto(msg))
+            )
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"peer-{self.peer_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _batches(self) -> AsyncIterator[peer_pb2.PeerBatch]:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                continue
+            messages, self._queue = self._queue, []
+            yield peer_pb2.PeerBatch(
+                cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
+            )
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as ch:
+                    stub = peer_pb2_grpc.PeerStub(ch)
+                    self._queue.clear()
+                    call = stub.Exchange(self._batches())
+                    self.connected = True
+                    attempt = 0
+                    async for reply in call:
+                        if reply.refusal:
+                            log.error(
+                                "peer refused our stream",
+                                extra={"peer": self.peer_id, "reason": reply.refusal},
+                            )
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError:
+                pass
+            except Exception:
+                log.exception("peer stream failed", extra={"peer": self.peer_id})
+            self.connected = False
+            self._queue.clear()
+            attempt += 1
+            delay = min(1.0, 0.02 * 2 ** min(attempt, 10))
+            await asyncio.sleep(self._rng.uniform(delay / 2, delay))
+
+
+Deliver = Callable[[int, int, Message], None]
+
+
+class PeerServicer(peer_pb2_grpc.PeerServicer):
+    """Receives peers' streams; refuses other clusters and unknown nodes, drops garbage."""
+
+    def __init__(self, cluster_id: str, my_id: int, peers: set[int], deliver: Deliver) -> None:
+        self._cluster_id = cluster_id
+        self._my_id = my_id
+        self._peers = peers
+        self._deliver = deliver
+        self.refused = 0
+        self.malformed = 0
+
+    async def Exchange(
+        self,
+        request_iterator: AsyncIterator[peer_pb2.PeerBatch],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[peer_pb2.PeerReply]:
+        async for batch in request_iterator:
+            refusal = self._check(batch)
+            if refusal:
+                self.refused += 1
+                log.warning("refused peer stream", extra={"reason": refusal})
+                yield peer_pb2.PeerReply(refusal=refusal)
+                return
+            for item in batch.messages:
+                try:
+                    msg = paxos_codec.from_proto(item.message)
+                except Exception:
+                    self.malformed += 1
+                    continue
+                if msg.src != batch.from_node or msg.dst != self._my_id:
+                    self.malformed += 1
+                    continue
+                self._deliver(batch.from_node, item.group_id, msg)
+
+    def _check(self, batch: peer_pb2.PeerBatch) -> str:
+        if batch.cluster_id != self._cluster_id:
+            return (
+                f"cluster id {batch.cluster_id!r} does not match this node's cluster "
+                f"{self._cluster_id!r}"
+            )
+        if batch.from_node not in self._peers:
+            return f"node {batch.from_node} is not a peer of node {self._my_id}"
+        return ""
