@@ -339,3 +339,8 @@ class RocksEngine:
     def close(self) -> None:
         """Close the database (it closes for real once no iterator or view is alive)."""
         self.db.close()
+
+
+def _conformance(mem: MemEngine, rocks: RocksEngine) -> tuple[Engine, Engine]:
+    """Static check (mypy) that both engines satisfy the `Engine` protocol."""
+    return mem, rocks

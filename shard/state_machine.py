@@ -348,8 +348,10 @@ class ShardStateMachine:
         out: list[tuple[bytes, bytes, int]] = []
         done_body = b""  # the encoded key whose visible version was already decided
         engine = self._engine
+        # Old versions and tombstones are skipped, so read a little more than `limit`.
+        page = max(16, min(_SCAN_PAGE, 2 * limit))
         while True:
-            records = engine.scan(lo, hi, _SCAN_PAGE)
+            records = engine.scan(lo, hi, page)
             for record_key, value in records:
                 body = record_key[:-9]
                 if body == done_body:
@@ -363,9 +365,10 @@ class ShardStateMachine:
                 out.append((unescape_key(body[prefix_len:]), value, version))
                 if len(out) >= limit:
                     return out
-            if len(records) < _SCAN_PAGE:
+            if len(records) < page:
                 return out
             lo = records[-1][0] + b"\x00"
+            page = _SCAN_PAGE
 
     # ----------------------------------------------------------------------------------------
     # Garbage collection

@@ -25,7 +25,12 @@ ALL: tuple[bytes, bytes | None] = (b"", None)
 class Driver:
     """Applies one slot per call through a fresh batch, as the node's event loop does."""
 
-    def __init__(self, engine: Engine | None = None, group_id: int = 1, key_range=ALL) -> None:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        group_id: int = 1,
+        key_range: tuple[bytes, bytes | None] = ALL,
+    ) -> None:
         self.engine = engine if engine is not None else MemEngine()
         self.sm = ShardStateMachine(group_id, key_range, self.engine)
 
