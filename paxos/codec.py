@@ -76,6 +76,7 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
         case Heartbeat():
             out.heartbeat.chosen_watermark = msg.chosen_watermark
             out.heartbeat.seq = msg.seq
+            out.heartbeat.handoff_to = msg.handoff_to
         case HeartbeatAck():
             out.heartbeat_ack.seq = msg.seq
             out.heartbeat_ack.chosen_watermark = msg.chosen_watermark
@@ -136,7 +137,12 @@ def from_proto(m: pb.PaxosMessage) -> Message:
     if kind == "heartbeat":
         h = m.heartbeat
         return Heartbeat(
-            src=src, dst=dst, ballot=ballot, chosen_watermark=h.chosen_watermark, seq=h.seq
+            src=src,
+            dst=dst,
+            ballot=ballot,
+            chosen_watermark=h.chosen_watermark,
+            seq=h.seq,
+            handoff_to=h.handoff_to,
         )
     if kind == "heartbeat_ack":
         k = m.heartbeat_ack

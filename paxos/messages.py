@@ -98,13 +98,18 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
-    """Leader liveness, lease renewal and read-index confirmation (round `seq`)."""
+    """Leader liveness, lease renewal and read-index confirmation (round `seq`).
+
+    `handoff_to` (0 = none) names the replica the leader hands its leadership to: the leader
+    has already given up its lease, so followers may promise that replica at once.
+    """
 
     src: int
     dst: int
     ballot: Ballot
     chosen_watermark: int
     seq: int
+    handoff_to: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,12 +81,14 @@ class Accepted(_message.Message):
     def __init__(self, slots: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("chosen_watermark", "seq")
+    __slots__ = ("chosen_watermark", "seq", "handoff_to")
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_TO_FIELD_NUMBER: _ClassVar[int]
     chosen_watermark: int
     seq: int
-    def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    handoff_to: int
+    def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ..., handoff_to: _Optional[int] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ("seq", "chosen_watermark")

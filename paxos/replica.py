@@ -34,7 +34,11 @@ Rules
    (read-index). X covers every slot the leader recovered in Phase 1.
 8. A leader that has not heard from a quorum within the maximum election timeout steps down
    (check-quorum), so a partitioned leader stops accepting proposals it cannot get chosen.
-9. A proposal is either chosen (reported with its id in `committed`), or reported in
+9. Leadership transfer (to spread leaders over nodes): the leader first gives up its lease,
+   then names the target in its heartbeats; followers may promise that target at once, and
+   the target campaigns as soon as it is caught up. A heartbeat that names no target revokes
+   the permission before it is acknowledged, so a resumed lease never overlaps the target's.
+10. A proposal is either chosen (reported with its id in `committed`), or reported in
    `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
    `outcome_unknown` when a snapshot covered its slot.
 """
@@ -151,6 +155,13 @@ class Replica:
         self._lease_until = 0.0
         self._read_round_wanted = False
         self._pending_reads: list[tuple[int, int, int]] = []  # (read_id, index, seq needed)
+        self._peer_watermark: dict[int, int] = {}
+        self._handoff_target: int | None = None
+        self._handoff_deadline = 0.0
+        # Rounds that carried a handoff never renew the lease, even if acknowledged late.
+        self._hb_handoff_rounds: set[int] = set()
+        # Follower side: the replica our leader is handing over to (rule 9).
+        self._handoff_allowed: int | None = None
 
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
         self._proposed: dict[int, tuple[Value, tuple[int, ...]]] = {}
@@ -173,6 +184,8 @@ class Replica:
             if not self._has_quorum_contact():
                 self._become_follower(None)
                 return
+            if self._handoff_target is not None and now >= self._handoff_deadline:
+                self._handoff_target = None
             if now >= self._next_heartbeat_at:
                 self._broadcast_heartbeat()
                 self._retransmit_accepts()
@@ -215,6 +228,8 @@ class Replica:
         """
         if self._role is not Role.LEADER:
             raise NotLeader(self._leader_hint)
+        if self._handoff_target is not None:
+            raise NotLeader(self._handoff_target, "leadership is being transferred")
         if len(command) > self.config.max_batch_bytes:
             raise ProposalTooLarge(
                 f"command of {len(command)} bytes exceeds max_batch_bytes "
@@ -239,6 +254,25 @@ class Replica:
             return
         self._pending_reads.append((read_id, index, self._hb_seq + 1))
         self._read_round_wanted = True
+
+    def transfer_leadership(self, target: int) -> bool:
+        """Hand leadership to `target` if it is caught up (rule 9); False if not started.
+
+        The lease is given up at once; proposals are refused with a NotLeader naming the
+        target until it takes over or the attempt times out (election_timeout_max_s).
+        """
+        if (
+            self._role is not Role.LEADER
+            or target not in self._peers
+            or self._handoff_target is not None
+            or self._peer_watermark.get(target, -1) < self._chosen_watermark
+        ):
+            return False
+        self._handoff_target = target
+        self._handoff_deadline = self._now + self.config.election_timeout_max_s
+        self._lease_until = 0.0
+        self._broadcast_heartbeat()
+        return True
 
     def send_snapshot(self, peer: int, index: int, data: bytes) -> None:
         """Answer a `Ready.snapshot_requests` entry with the application state at `index`."""
@@ -350,6 +384,8 @@ class Replica:
             self._hb_acks.clear()
             self._lease_until = 0.0
             self._read_round_wanted = False
+            self._handoff_target = None
+            self._hb_handoff_rounds.clear()
 
     def _campaign(self) -> None:
         """Rule 1 and 3: start Phase 1 with a fresh ballot over all unchosen slots."""
@@ -398,6 +434,8 @@ class Replica:
         self._hb_sent.clear()
         self._hb_acks.clear()
         self._lease_until = 0.0
+        self._handoff_target = None
+        self._peer_watermark.clear()
         self._send_accepts(tuple(recovered))
         self._broadcast_heartbeat()
 
@@ -466,6 +504,11 @@ class Replica:
         if not self._follow(msg.src, msg.ballot):
             return
         self._learn(msg.src, msg.ballot, msg.chosen_watermark)
+        if msg.handoff_to:
+            self._handoff_allowed = msg.handoff_to
+            if msg.handoff_to == self.id and self._chosen_watermark >= msg.chosen_watermark:
+                self._campaign()
+                return
         self._out.messages_after_persist.append(
             HeartbeatAck(
                 src=self.id,
@@ -491,6 +534,7 @@ class Replica:
         if self._role is not Role.LEADER or msg.ballot != self._ballot:
             return
         self._last_ack[msg.src] = self._now
+        self._peer_watermark[msg.src] = msg.chosen_watermark
         acks = self._hb_acks.get(msg.seq)
         if acks is None:
             return
@@ -573,14 +617,19 @@ class Replica:
         if self._role is not Role.FOLLOWER:
             self._become_follower(src)
         self._leader_hint = src
+        self._handoff_allowed = None
         self._reset_election_deadline()
         self._lease_block_until = self._now + self.config.lease_duration_s
         return True
 
     def _lease_blocks(self, candidate: int) -> bool:
         if self._role is Role.LEADER:
-            return True
-        return self._now < self._lease_block_until and candidate != self._leader_hint
+            return candidate != self._handoff_target
+        return (
+            self._now < self._lease_block_until
+            and candidate != self._leader_hint
+            and candidate != self._handoff_allowed
+        )
 
     def _nack(self, dst: int, ballot: Ballot) -> None:
         self._out.messages.append(
@@ -660,6 +709,8 @@ class Replica:
         seq = self._hb_seq
         self._hb_sent[seq] = self._now
         self._hb_acks[seq] = set()
+        if self._handoff_target is not None:
+            self._hb_handoff_rounds.add(seq)
         for peer in self._peers:
             self._out.messages.append(
                 Heartbeat(
@@ -668,6 +719,7 @@ class Replica:
                     ballot=self._ballot,
                     chosen_watermark=self._chosen_watermark,
                     seq=seq,
+                    handoff_to=self._handoff_target or 0,
                 )
             )
         if self._quorum == 1:
@@ -679,13 +731,15 @@ class Replica:
         if sent is None:
             return
         self._confirmed_seq = max(self._confirmed_seq, seq)
-        lease = sent + self.config.lease_duration_s - self.config.lease_drift_s
-        self._lease_until = max(self._lease_until, lease)
+        if self._handoff_target is None and seq not in self._hb_handoff_rounds:
+            lease = sent + self.config.lease_duration_s - self.config.lease_drift_s
+            self._lease_until = max(self._lease_until, lease)
         # Keep only the newest round's send time, so the heartbeat timer still has a base.
         for old in [s for s in self._hb_sent if s < seq]:
             del self._hb_sent[old]
         for old in [s for s in self._hb_acks if s <= seq]:
             del self._hb_acks[old]
+        self._hb_handoff_rounds = {s for s in self._hb_handoff_rounds if s > seq}
 
     def _has_quorum_contact(self) -> bool:
         horizon = self._now - self.config.election_timeout_max_s

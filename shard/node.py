@@ -43,6 +43,8 @@ from txn.hlc import HybridClock
 
 Reply = Callable[[kv.Response], None]
 EXPIRY_SWEEP_S = 0.05
+# How often a leader checks whether its group's preferred leader should take over.
+REBALANCE_S = 1.0
 
 
 class App(Protocol):
@@ -161,6 +163,7 @@ class NodeCore:
         self._hlc = HybridClock()
         self._now = 0.0
         self._next_sweep = 0.0
+        self._next_rebalance = 0.0
         self._next_read_id = 1
         self._bootstrap_proposed = False
         self.hosts: dict[int, GroupHost] = {}
@@ -213,6 +216,9 @@ class NodeCore:
         if now >= self._next_sweep:
             self._next_sweep = now + EXPIRY_SWEEP_S
             self._expire(now)
+        if now >= self._next_rebalance:
+            self._next_rebalance = now + REBALANCE_S
+            self._spread_leaders()
         self._maybe_bootstrap_meta()
 
     def step(self, group_id: int, msg: Message) -> bool:
@@ -363,6 +369,16 @@ class NodeCore:
         command = encode_meta_command(Bootstrap(shard_map=self._bootstrap_map))
         meta.replica.propose(command)
         self._bootstrap_proposed = True
+
+    def _spread_leaders(self) -> None:
+        """Hand each group we lead to its preferred leader, so leaders spread over nodes."""
+        shard_map = self.shard_map
+        for group_id, host in self.hosts.items():
+            if host.replica.role is not Role.LEADER:
+                continue
+            preferred = shard_map.preferred_leader(group_id)
+            if preferred != self.node_id:
+                host.replica.transfer_leadership(preferred)
 
     def _expire(self, now: float) -> None:
         """Rule 4: answer requests whose deadline passed."""

@@ -51,7 +51,7 @@ messages = st.one_of(
     ),
     st.builds(Accept, entries=slot_values, chosen_watermark=ints, **common),
     st.builds(Accepted, slots=st.lists(ints, max_size=5).map(tuple), **common),
-    st.builds(Heartbeat, chosen_watermark=ints, seq=ints, **common),
+    st.builds(Heartbeat, chosen_watermark=ints, seq=ints, handoff_to=ints, **common),
     st.builds(HeartbeatAck, seq=ints, chosen_watermark=ints, **common),
     st.builds(CatchUpRequest, from_slot=ints, to_slot=ints, **common),
     st.builds(CatchUpReply, entries=slot_values, chosen_watermark=ints, **common),
