@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -65,9 +67,80 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--read-fraction", type=float, default=0.5, help="for --workload mixed")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-foreign-cpu",
+        type=float,
+        default=1.0,
+        help="re-run a run whose other processes took more than this share of all CPU",
+    )
+    p.add_argument("--attempts", type=int, default=3, help="tries per run, see above")
     p.add_argument("--json", type=Path, help="write all reports to this file")
     p.add_argument("--quiet", action="store_true", help="no per-second progress on stderr")
     return p.parse_args(argv)
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int | str) -> float:
+    """User+system CPU seconds of one process, from /proc (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _machine_cpu_s() -> tuple[float, float]:
+    """(process CPU, interrupt CPU) seconds of all cores since boot, from /proc/stat.
+
+    Process CPU is user+nice+system; interrupt CPU is irq+softirq, mostly the loopback network
+    traffic of the run itself, which no process is charged for.
+    """
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (
+            int(x) for x in f.readline().split()[1:8]
+        )
+    return (user + nice + system) / _CLK_TCK, (irq + softirq) / _CLK_TCK
+
+
+class _CpuMeter:
+    """CPU used during a run by the client, the etcd members and everything else.
+
+    The machine is shared; `other_s` shows how much of it foreign processes took, so a
+    contaminated run can be recognised (and re-run) instead of silently reported.
+    """
+
+    def __init__(self, etcd_pids: list[int]) -> None:
+        self.etcd_pids = etcd_pids
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        procs, irqs = _machine_cpu_s()
+        return (
+            time.monotonic(),
+            procs,
+            irqs,
+            _proc_cpu_s("self"),
+            sum(_proc_cpu_s(p) for p in self.etcd_pids),
+        )
+
+    def result(self) -> dict[str, float]:
+        t0, procs0, irq0, me0, etcd0 = self._start
+        t1, procs1, irq1, me1, etcd1 = self._sample()
+        client, etcd = me1 - me0, etcd1 - etcd0
+        capacity = (t1 - t0) * (os.cpu_count() or 1)
+        other = max(0.0, (procs1 - procs0) - client - etcd)
+        return {
+            "wall_s": round(t1 - t0, 3),
+            "capacity_s": round(capacity, 2),
+            "client_s": round(client, 2),
+            "etcd_s": round(etcd, 2),
+            "irq_s": round(irq1 - irq0, 2),
+            "other_s": round(other, 2),
+            "other_share": round(other / capacity, 3),
+        }
 
 
 def _progress_printer(label: str) -> Any:
@@ -82,36 +155,69 @@ def _progress_printer(label: str) -> Any:
     return show
 
 
+async def _run_one(
+    args: argparse.Namespace,
+    cluster: EtcdCluster,
+    workload: str,
+    clients: int,
+    rep: int,
+    attempt: int,
+) -> BenchReport:
+    endpoints = (
+        [cluster.leader_endpoint()] if args.endpoint == "leader" else cluster.client_endpoints
+    )
+    connections = None if args.connections == 0 else min(args.connections, clients)
+    label = f"{workload} c={clients} #{rep + 1}"
+    meter: list[_CpuMeter] = []
+    report = await run_workload(
+        etcd_driver_factory(endpoints),
+        workload,  # type: ignore[arg-type]
+        clients,
+        args.duration,
+        key_count=args.key_count,
+        value_size=args.value_size,
+        connections=connections,
+        read_fraction=args.read_fraction,
+        warmup_s=args.warmup,
+        progress=None if args.quiet else _progress_printer(label),
+        seed=args.seed + rep,
+        target="etcd-3node",
+        extra={
+            "endpoints": endpoints,
+            "endpoint_mode": args.endpoint,
+            "repeat": rep,
+            "attempt": attempt,
+        },
+        on_start=lambda: meter.append(_CpuMeter(cluster.pids)),
+    )
+    report.extra["cpu"] = cpu = meter[0].result()
+    print(
+        f"{report.summary_line()}  cpu: client={cpu['client_s']}s etcd={cpu['etcd_s']}s "
+        f"irq={cpu['irq_s']}s other={cpu['other_s']}s of {cpu['capacity_s']}s",
+        flush=True,
+    )
+    return report
+
+
 async def _run_all(
     args: argparse.Namespace, cluster: EtcdCluster, plan: list[tuple[str, int]]
 ) -> list[BenchReport]:
     reports: list[BenchReport] = []
     for workload, clients in plan:
         for rep in range(args.repeat):
-            endpoints = (
-                [cluster.leader_endpoint()]
-                if args.endpoint == "leader"
-                else cluster.client_endpoints
-            )
-            connections = None if args.connections == 0 else min(args.connections, clients)
-            label = f"{workload} c={clients} #{rep + 1}"
-            report = await run_workload(
-                etcd_driver_factory(endpoints),
-                workload,  # type: ignore[arg-type]
-                clients,
-                args.duration,
-                key_count=args.key_count,
-                value_size=args.value_size,
-                connections=connections,
-                read_fraction=args.read_fraction,
-                warmup_s=args.warmup,
-                progress=None if args.quiet else _progress_printer(label),
-                seed=args.seed + rep,
-                target="etcd-3node",
-                extra={"endpoints": endpoints, "endpoint_mode": args.endpoint, "repeat": rep},
-            )
-            print(report.summary_line(), flush=True)
-            reports.append(report)
+            # On a shared machine, keep the attempt that other processes disturbed least.
+            best: BenchReport | None = None
+            for attempt in range(1, args.attempts + 1):
+                report = await _run_one(args, cluster, workload, clients, rep, attempt)
+                share = report.extra["cpu"]["other_share"]
+                if best is None or share < best.extra["cpu"]["other_share"]:
+                    best = report
+                if share <= args.max_foreign_cpu:
+                    break
+                if attempt < args.attempts:
+                    print(f"  (other processes took {share:.0%} of the CPU; running it again)")
+            assert best is not None
+            reports.append(best)
     return reports
 
 
@@ -131,6 +237,7 @@ def _medians(reports: list[BenchReport]) -> list[dict[str, Any]]:
                     f: statistics.median(getattr(r, f) for r in rs)
                     for f in ("throughput_ops_s", "p50_ms", "p99_ms", "p999_ms")
                 },
+                "other_cpu_share": statistics.median(r.extra["cpu"]["other_share"] for r in rs),
                 "throughput_range": [
                     min(r.throughput_ops_s for r in rs),
                     max(r.throughput_ops_s for r in rs),

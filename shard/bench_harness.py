@@ -199,6 +199,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "hostname": platform.node(),
+        "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -275,6 +276,7 @@ async def run_workload(
     target: str = "",
     extra: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    on_start: Callable[[], None] | None = None,
 ) -> BenchReport:
     """Run one closed-loop workload and report throughput and latency.
 
@@ -298,6 +300,8 @@ async def run_workload(
         target: name of the system under test, copied into the report.
         extra: free-form facts copied into the report (endpoints, store settings, ...).
         clock: monotonic seconds; `time.perf_counter` except in tests of the harness itself.
+        on_start: called once after the preload, just before the clients start (e.g. to start
+            measuring the CPU the run uses).
 
     Returns:
         A `BenchReport`.
@@ -335,6 +339,8 @@ async def run_workload(
         if preload:
             await _preload(drivers, key_count, value, preload_concurrency)
 
+        if on_start is not None:
+            on_start()
         loop_start = clock()
         window_start = loop_start + warmup_s
         deadline = window_start + duration_s
