@@ -20,6 +20,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNAVAILABLE: _ClassVar[ErrorCode]
     OUTCOME_UNKNOWN: _ClassVar[ErrorCode]
     INTERNAL: _ClassVar[ErrorCode]
+    CONFLICT: _ClassVar[ErrorCode]
 OK: ErrorCode
 NOT_LEADER: ErrorCode
 WRONG_SHARD: ErrorCode
@@ -30,20 +31,35 @@ INVALID_ARGUMENT: ErrorCode
 UNAVAILABLE: ErrorCode
 OUTCOME_UNKNOWN: ErrorCode
 INTERNAL: ErrorCode
+CONFLICT: ErrorCode
+
+class Conflict(_message.Message):
+    __slots__ = ("key", "other_txn", "phase", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OTHER_TXN_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    other_txn: bytes
+    phase: str
+    reason: str
+    def __init__(self, key: _Optional[bytes] = ..., other_txn: _Optional[bytes] = ..., phase: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "leader_id", "leader_addr", "map_version")
+    __slots__ = ("code", "message", "leader_id", "leader_addr", "map_version", "conflict")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
     MAP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
     code: ErrorCode
     message: str
     leader_id: int
     leader_addr: str
     map_version: int
-    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ..., map_version: _Optional[int] = ...) -> None: ...
+    conflict: Conflict
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ..., map_version: _Optional[int] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("cluster_id", "group_id", "map_version")
@@ -56,16 +72,18 @@ class Header(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., map_version: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("header", "key", "stale_ok", "at_version")
+    __slots__ = ("header", "key", "stale_ok", "at_version", "snapshot")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STALE_OK_FIELD_NUMBER: _ClassVar[int]
     AT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     header: Header
     key: bytes
     stale_ok: bool
     at_version: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ...) -> None: ...
+    snapshot: bool
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("error", "found", "value", "version")
@@ -148,20 +166,22 @@ class CasResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version")
+    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STALE_OK_FIELD_NUMBER: _ClassVar[int]
     AT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     header: Header
     start: bytes
     end: bytes
     limit: int
     stale_ok: bool
     at_version: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ...) -> None: ...
+    snapshot: bool
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ...) -> None: ...
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "value", "version")
@@ -180,6 +200,154 @@ class ScanResponse(_message.Message):
     error: Error
     items: _containers.RepeatedCompositeFieldContainer[KeyValue]
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
+
+class ReadItem(_message.Message):
+    __slots__ = ("key", "version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    version: int
+    def __init__(self, key: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class WriteItem(_message.Message):
+    __slots__ = ("key", "value", "delete")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: bytes
+    delete: bool
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("header", "txn_id", "coordinator_group", "participants", "ts", "reads", "writes")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    READS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_id: bytes
+    coordinator_group: int
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    ts: int
+    reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
+    writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+
+class PrepareResponse(_message.Message):
+    __slots__ = ("error", "prepare_ts")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    prepare_ts: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("header", "txn_id", "participants", "commit", "commit_ts")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_id: bytes
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    commit: bool
+    commit_ts: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("error", "committed", "commit_ts")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    committed: bool
+    commit_ts: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class ResolveRequest(_message.Message):
+    __slots__ = ("header", "txn_id", "commit", "commit_ts")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_id: bytes
+    commit: bool
+    commit_ts: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class ResolveResponse(_message.Message):
+    __slots__ = ("error",)
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class CommitOnePhaseRequest(_message.Message):
+    __slots__ = ("header", "txn_id", "ts", "reads", "writes")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    READS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_id: bytes
+    ts: int
+    reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
+    writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+
+class CommitOnePhaseResponse(_message.Message):
+    __slots__ = ("error", "commit_ts")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    commit_ts: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class TxnStatusRequest(_message.Message):
+    __slots__ = ("header", "txn_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_id: bytes
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ...) -> None: ...
+
+class TxnStatusResponse(_message.Message):
+    __slots__ = ("error", "state", "commit_ts")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UNKNOWN: _ClassVar[TxnStatusResponse.State]
+        IN_PROGRESS: _ClassVar[TxnStatusResponse.State]
+        COMMITTED: _ClassVar[TxnStatusResponse.State]
+        ABORTED: _ClassVar[TxnStatusResponse.State]
+    UNKNOWN: TxnStatusResponse.State
+    IN_PROGRESS: TxnStatusResponse.State
+    COMMITTED: TxnStatusResponse.State
+    ABORTED: TxnStatusResponse.State
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    state: TxnStatusResponse.State
+    commit_ts: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., state: _Optional[_Union[TxnStatusResponse.State, str]] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class TimestampRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TimestampResponse(_message.Message):
+    __slots__ = ("error", "ts")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    ts: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., ts: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
@@ -240,23 +408,35 @@ class ShardMapResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., shard_map: _Optional[_Union[_router_pb2.ShardMap, _Mapping]] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("id", "get", "put", "delete", "cas", "scan")
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     CAS_FIELD_NUMBER: _ClassVar[int]
     SCAN_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    TXN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetRequest
     put: PutRequest
     delete: DeleteRequest
     cas: CasRequest
     scan: ScanRequest
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ...) -> None: ...
+    prepare: PrepareRequest
+    decide: DecideRequest
+    resolve: ResolveRequest
+    commit_one_phase: CommitOnePhaseRequest
+    txn_status: TxnStatusRequest
+    timestamp: TimestampRequest
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., decide: _Optional[_Union[DecideRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseRequest, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusRequest, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampRequest, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error")
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +444,12 @@ class Response(_message.Message):
     CAS_FIELD_NUMBER: _ClassVar[int]
     SCAN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    TXN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetResponse
     put: PutResponse
@@ -271,7 +457,13 @@ class Response(_message.Message):
     cas: CasResponse
     scan: ScanResponse
     error: Error
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    prepare: PrepareResponse
+    decide: DecideResponse
+    resolve: ResolveResponse
+    commit_one_phase: CommitOnePhaseResponse
+    txn_status: TxnStatusResponse
+    timestamp: TimestampResponse
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResponse, _Mapping]] = ..., decide: _Optional[_Union[DecideResponse, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResponse, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseResponse, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusResponse, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampResponse, _Mapping]] = ...) -> None: ...
 
 class RequestBatch(_message.Message):
     __slots__ = ("requests",)
