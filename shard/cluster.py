@@ -1,0 +1,764 @@
+"""A local cluster of `paxoskv node` processes on 127.0.0.1, managed from one data directory.
+
+Theory of operation
+-------------------
+`LocalCluster` is what `paxoskv cluster start|stop|status`, the real-process tests
+(tests/cluster/) and the demo use. Everything lives under one directory::
+
+    DIR/cluster.toml        the cluster config (shard.config format), written on first start
+    DIR/data/NAME/          each node's RocksDB
+    DIR/logs/NAME.log       each node's stdout (ready line) and stderr (JSON log lines), appended
+    DIR/pids/NAME.pid       the pid of each running node
+
+Starting a directory that holds no config creates a new cluster: node names n1..nN, ids 1..N,
+ports the OS reported free just now (bind-tested together, so distinct) or consecutive ports
+from `base_port`, and split points from `default_split_points`. Starting a directory that
+holds a stopped cluster restarts it from its data (recovery); starting one whose nodes still
+run is refused. `start` returns once every node printed its ready line and every group has a
+leader that a majority of the group's replicas acknowledge (polled through Status with a
+deadline).
+
+Rules
+-----
+1. Processes are only ever signalled by pid, and only after /proc/PID/cmdline shows that the
+   pid is still a `paxoskv node` process of this very config file and node name: a recycled
+   pid is never signalled.
+2. Node processes run in their own session, so they outlive the command that started them
+   and a terminal's Ctrl-C does not reach them.
+3. `stop` sends SIGTERM (and SIGCONT, so a paused node can act on it), waits with a deadline,
+   SIGKILLs stragglers, waits for them to vanish and removes the pid files.
+4. Nothing here decides anything about the data: the tests judge the cluster through its
+   gRPC API.
+
+This module needs Linux (/proc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+
+from router import kv_pb2 as kv
+from router import kv_pb2_grpc
+from router.shard_map import ShardMap
+from shard.config import ClusterConfig, NodeConfig, PaxosSettings, load_config, render_config
+
+__all__ = [
+    "ClusterError",
+    "GroupLeader",
+    "LocalCluster",
+    "NodeState",
+    "default_split_points",
+    "free_ports",
+]
+
+Progress = Callable[[str], None]
+
+CONFIG_NAME = "cluster.toml"
+SPLIT_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+MAX_SHARDS = len(SPLIT_ALPHABET)
+READY_MARK = "serving on"
+POLL_S = 0.02
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHANNEL_OPTIONS = [
+    # A restarted node must be reachable at once, not after gRPC's default 1-120 s backoff.
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 250),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+class ClusterError(RuntimeError):
+    """The local cluster cannot do what was asked; the message says why and what to do."""
+
+
+def default_split_points(shards: int) -> tuple[bytes, ...]:
+    """Split points that cut the lowercase alphabet into `shards` nearly equal ranges.
+
+    Keys are spread by their first byte: with 3 shards the points are "j" and "r", so keys
+    starting a-i go to group 1, j-q to group 2, r-z (and anything above "z", e.g. "~") to
+    group 3. Keys starting with a digit, an uppercase letter or most punctuation sort below
+    "a" and go to group 1. At most 26 shards.
+    """
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ClusterError(f"--shards must be between 1 and {MAX_SHARDS}, got {shards}")
+    n = len(SPLIT_ALPHABET)
+    return tuple(SPLIT_ALPHABET[(i * n + shards // 2) // shards].encode() for i in range(1, shards))
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that could be bound on `host` just now (all held until chosen).
+
+    Another process may still take one before the node binds it; `LocalCluster.start` picks
+    new ports and retries when that happens on a cluster's first start.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _check_ports_free(ports: Sequence[int], host: str) -> None:
+    for port in ports:
+        if not 0 < port < 65536:
+            raise ClusterError(f"port {port} is outside 1..65535; choose another --base-port")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise ClusterError(
+                    f"port {port} on {host} is not free ({exc.strerror}); choose another "
+                    "--base-port or omit it to pick free ports"
+                ) from None
+
+
+# ---------------------------------------------------------------------- processes
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    """The argv of a live (non-zombie) process, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    if not raw:  # zombies and kernel threads have an empty cmdline
+        return None
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0")
+
+
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state from /proc/PID/stat (R, S, T, Z, ...), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _arg_after(argv: Sequence[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == flag:
+            return argv[i + 1]
+    return None
+
+
+def is_node_process(pid: int, config_path: Path, name: str) -> bool:
+    """Rule 1: `pid` is a live `paxoskv node` of this config file and node name."""
+    argv = _proc_cmdline(pid)
+    if argv is None or "node" not in argv:
+        return False
+    config = _arg_after(argv, "--config")
+    return (
+        config is not None
+        and Path(config) == config_path
+        and _arg_after(argv, "--node-id") == name
+        and _proc_state(pid) not in (None, "Z", "X")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """What `status` reports about one node process."""
+
+    name: str
+    node_id: int
+    address: str
+    pid: int | None
+    state: str  # "running", "paused", "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeader:
+    """The leader of one group as the replicas report it (None when there is none)."""
+
+    group_id: int
+    leader: str | None
+    ballot: str
+    acknowledged_by: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------- the cluster
+
+
+class LocalCluster:
+    """A cluster of node processes on 127.0.0.1 under one data directory; see the module doc.
+
+    Args:
+        data_dir: the cluster directory. When it holds a cluster.toml, that config is used
+            and the shape arguments must be left unset or agree with it.
+        nodes, shards: cluster shape for a new cluster (defaults 3 and 3).
+        base_port: node i listens on base_port + i - 1; default: ports the OS reports free.
+        split_points: explicit split points instead of `default_split_points(shards)`.
+        cluster_id: default "local-" plus 6 random hex digits.
+        paxos: Paxos timing and batching settings for a new cluster.
+        request_timeout_ms: the nodes' client request deadline for a new cluster.
+        host: the address every node binds (127.0.0.1).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        nodes: int | None = None,
+        shards: int | None = None,
+        base_port: int | None = None,
+        split_points: Sequence[bytes] | None = None,
+        cluster_id: str | None = None,
+        paxos: PaxosSettings | None = None,
+        request_timeout_ms: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.config_path = self.data_dir / CONFIG_NAME
+        self.logs_dir = self.data_dir / "logs"
+        self.pids_dir = self.data_dir / "pids"
+        self._host = host
+        self._base_port = base_port
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._channels: dict[str, grpc.Channel] = {}
+        self._ready_offset: dict[str, int] = {}
+        if self.config_path.exists():
+            self.config = load_config(self.config_path)
+            self._fresh = False
+            self._check_shape(nodes, shards, base_port, split_points, cluster_id)
+            return
+        node_count = 3 if nodes is None else nodes
+        if node_count < 1:
+            raise ClusterError(f"--nodes must be at least 1, got {node_count}")
+        if split_points is None:
+            split_points = default_split_points(3 if shards is None else shards)
+        elif shards is not None and len(split_points) + 1 != shards:
+            raise ClusterError(
+                f"{len(split_points)} split points make {len(split_points) + 1} "
+                f"shards, not {shards}"
+            )
+        self.config = ClusterConfig(
+            cluster_id=cluster_id or f"local-{secrets.token_hex(3)}",
+            nodes=tuple(
+                NodeConfig(id=i, name=f"n{i}", address=f"{host}:{port}")
+                for i, port in enumerate(self._pick_ports(node_count), start=1)
+            ),
+            split_points=tuple(split_points),
+            replication=min(3, node_count),
+            data_dir=str(self.data_dir / "data"),
+            paxos=paxos or PaxosSettings(),
+            request_timeout_ms=request_timeout_ms or 5000,
+        )
+        self._fresh = True
+
+    def _check_shape(
+        self,
+        nodes: int | None,
+        shards: int | None,
+        base_port: int | None,
+        split_points: Sequence[bytes] | None,
+        cluster_id: str | None,
+    ) -> None:
+        have = self.config
+        problems = []
+        if nodes is not None and nodes != len(have.nodes):
+            problems.append(f"{len(have.nodes)} nodes (not {nodes})")
+        if shards is not None and shards != len(have.split_points) + 1:
+            problems.append(f"{len(have.split_points) + 1} shards (not {shards})")
+        if split_points is not None and tuple(split_points) != have.split_points:
+            problems.append(f"split points {list(have.split_points)}")
+        if base_port is not None and have.nodes[0].address != f"{self._host}:{base_port}":
+            problems.append(f"addresses starting at {have.nodes[0].address}")
+        if cluster_id is not None and cluster_id != have.cluster_id:
+            problems.append(f"cluster id {have.cluster_id!r}")
+        if problems:
+            raise ClusterError(
+                f"{self.data_dir} already holds a cluster with {', '.join(problems)}; omit "
+                "the shape options to restart it, or use another --data-dir"
+            )
+
+    def _pick_ports(self, count: int) -> list[int]:
+        if self._base_port is None:
+            return free_ports(count, self._host)
+        ports = list(range(self._base_port, self._base_port + count))
+        _check_ports_free(ports, self._host)
+        return ports
+
+    # ------------------------------------------------------------------ names
+
+    @property
+    def cluster_id(self) -> str:
+        return self.config.cluster_id
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.config.nodes]
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Node name -> client (and peer) address."""
+        return {n.name: n.address for n in self.config.nodes}
+
+    def node(self, ref: str | int) -> NodeConfig:
+        """A node by name or id."""
+        try:
+            return self.config.node(ref)
+        except Exception as exc:
+            raise ClusterError(str(exc)) from None
+
+    def name_of(self, node_id: int) -> str:
+        return self.node(node_id).name
+
+    @property
+    def shard_map(self) -> ShardMap:
+        """The bootstrap map every node derives from the config (groups, ranges, replicas)."""
+        from shard.runtime import bootstrap_map
+
+        return bootstrap_map(self.config)
+
+    def group_of(self, key: bytes) -> int:
+        return self.shard_map.locate(key).group_id
+
+    def env_value(self) -> str:
+        """The value of PAXOSKV_CLUSTER for clients: comma-separated node addresses."""
+        return ",".join(n.address for n in self.config.nodes)
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = self.log_file(name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ------------------------------------------------------------------ processes
+
+    def pid(self, name: str) -> int | None:
+        """The recorded pid of `name` if that process is still our node (rule 1), else None."""
+        self.node(name)
+        proc = self._procs.get(name)
+        if proc is not None:
+            proc.poll()  # reap our own child if it exited
+        try:
+            pid = int(self.pid_file(name).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if is_node_process(pid, self.config_path, name) else None
+
+    def is_running(self, name: str) -> bool:
+        return self.pid(name) is not None
+
+    def node_states(self) -> list[NodeState]:
+        out = []
+        for node in self.config.nodes:
+            pid = self.pid(node.name)
+            if pid is None:
+                state = "stopped"
+            else:
+                state = "paused" if _proc_state(pid) == "T" else "running"
+            out.append(NodeState(node.name, node.id, node.address, pid, state))
+        return out
+
+    def start(self, *, deadline_s: float = 60.0, progress: Progress | None = None) -> None:
+        """Start every node and wait until every group has a leader (see the module doc).
+
+        Raises:
+            ClusterError: some node of this directory is already running, a node did not
+                come up (the message quotes its log), or the deadline passed.
+        """
+        running = [s for s in self.node_states() if s.pid is not None]
+        if running:
+            which = ", ".join(f"{s.name} (pid {s.pid})" for s in running)
+            raise ClusterError(
+                f"a cluster is already running in {self.data_dir}: {which}; stop it first "
+                f"with: paxoskv cluster stop --data-dir {self.data_dir}"
+            )
+        say = progress or (lambda _msg: None)
+        end = time.monotonic() + deadline_s
+        attempts = 3 if self._fresh and self._base_port is None else 1
+        for attempt in range(1, attempts + 1):
+            if self._fresh:
+                self._write_config()
+                say(f"new cluster {self.cluster_id!r} in {self.data_dir}")
+            else:
+                say(f"restarting cluster {self.cluster_id!r} from {self.data_dir}")
+            try:
+                for node in self.config.nodes:
+                    self._spawn(node.name)
+                for node in self.config.nodes:
+                    self._wait_ready(node.name, end)
+                    say(f"{node.name} (id {node.id}) listening on {node.address}")
+                break
+            except _BindFailed as exc:
+                self._stop_all(grace_s=5.0)
+                if attempt == attempts:
+                    raise ClusterError(str(exc)) from None
+                say(f"{exc}; picking new ports")
+                self.config = replace(
+                    self.config,
+                    nodes=tuple(
+                        replace(n, address=f"{self._host}:{p}")
+                        for n, p in zip(
+                            self.config.nodes, free_ports(len(self.config.nodes)), strict=True
+                        )
+                    ),
+                )
+            except BaseException:
+                self._stop_all(grace_s=5.0)
+                raise
+        self._fresh = False
+        try:
+            self.wait_healthy(max(0.0, end - time.monotonic()), progress=progress)
+        except BaseException:
+            self._stop_all(grace_s=5.0)
+            raise
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        header = (
+            "# Written by `paxoskv cluster start`. Split points cut the lowercase alphabet into\n"
+            "# nearly equal ranges by a key's first byte (shard.cluster.default_split_points).\n"
+        )
+        tmp.write_text(header + render_config(self.config))
+        tmp.replace(self.config_path)
+
+    def _spawn(self, name: str) -> None:
+        """Launch one node process in its own session; records its pid."""
+        node = self.node(name)
+        if self.is_running(name):
+            raise ClusterError(f"{name} is already running (pid {self.pid(name)})")
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.pids_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_file(name)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [
+            sys.executable,
+            "-m",
+            "shard.cli",
+            "node",
+            "--config",
+            str(self.config_path),
+            "--node-id",
+            node.name,
+        ]
+        with log_path.open("ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
+            log.flush()
+            self._ready_offset[name] = log.tell()
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self.data_dir,
+                env=env,
+                start_new_session=True,
+            )
+        self._procs[name] = proc
+        self.pid_file(name).write_text(f"{proc.pid}\n")
+        self._drop_channel(name)
+
+    def _wait_ready(self, name: str, end: float) -> None:
+        """Wait for the node's ready line; raise with its log tail if it exits instead."""
+        proc = self._procs[name]
+        offset = self._ready_offset[name]
+        log_path = self.log_file(name)
+        while True:
+            with log_path.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            if READY_MARK in text:
+                return
+            code = proc.poll()
+            if code is not None:
+                self.pid_file(name).unlink(missing_ok=True)
+                tail = "\n".join(text.splitlines()[-8:])
+                if "cannot listen on" in text or "address in use" in text.lower():
+                    raise _BindFailed(f"{name} could not listen on {self.node(name).address}")
+                raise ClusterError(
+                    f"{name} exited with code {code} before it was ready; its log "
+                    f"({log_path}) ends with:\n{tail}"
+                )
+            if time.monotonic() > end:
+                raise ClusterError(f"{name} printed no ready line in time; see {log_path}")
+            time.sleep(POLL_S)
+
+    def start_node(self, name: str, *, deadline_s: float = 30.0) -> None:
+        """Start one stopped node and wait for its ready line (not for any election)."""
+        self._spawn(name)
+        self._wait_ready(name, time.monotonic() + deadline_s)
+
+    def restart(self, name: str, *, deadline_s: float = 30.0) -> None:
+        """Start `name` again after a kill or stop (it recovers from its data)."""
+        if self.is_running(name):
+            raise ClusterError(f"{name} is still running; kill or stop it before restart")
+        self.start_node(name, deadline_s=deadline_s)
+
+    def send_signal(self, name: str, sig: int) -> int:
+        """Send `sig` to the node's verified pid (rule 1); returns the pid."""
+        pid = self.pid(name)
+        if pid is None:
+            raise ClusterError(f"{name} is not running")
+        os.kill(pid, sig)
+        return pid
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, wait_s: float = 10.0) -> None:
+        """Send `sig` (default SIGKILL: a crash) and, for a fatal signal, wait until it is gone."""
+        pid = self.send_signal(name, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            if sig == signal.SIGTERM:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            if not self._wait_gone(name, pid, time.monotonic() + wait_s):
+                raise ClusterError(f"{name} (pid {pid}) did not exit within {wait_s} s")
+            self.pid_file(name).unlink(missing_ok=True)
+        self._drop_channel(name)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process freezes (sockets stay open, nothing is answered)."""
+        self.send_signal(name, signal.SIGSTOP)
+        end = time.monotonic() + 5.0
+        while _proc_state(self.pid(name) or 0) != "T" and time.monotonic() < end:
+            time.sleep(0.005)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT a paused node."""
+        self.send_signal(name, signal.SIGCONT)
+
+    def stop_node(self, name: str, *, grace_s: float = 10.0) -> None:
+        """SIGTERM one node, SIGKILL it after `grace_s`, remove its pid file."""
+        self._stop_names([name], grace_s)
+
+    def stop(self, *, grace_s: float = 10.0, progress: Progress | None = None) -> list[str]:
+        """Rule 3 for every node; returns the names that had to be SIGKILLed."""
+        return self._stop_names(self.names, grace_s, progress)
+
+    def _stop_all(self, grace_s: float) -> None:
+        self._stop_names(self.names, grace_s)
+
+    def _stop_names(
+        self, names: Sequence[str], grace_s: float, progress: Progress | None = None
+    ) -> list[str]:
+        say = progress or (lambda _msg: None)
+        targets: dict[str, int] = {}
+        for name in names:
+            pid = self.pid(name)
+            if pid is None:
+                self.pid_file(name).unlink(missing_ok=True)
+                continue
+            targets[name] = pid
+            say(f"stopping {name} (pid {pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGCONT)
+        end = time.monotonic() + grace_s
+        killed = []
+        for name, pid in targets.items():
+            if self._wait_gone(name, pid, end):
+                continue
+            if is_node_process(pid, self.config_path, name):
+                say(f"{name} (pid {pid}) did not stop within {grace_s} s; sending SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.append(name)
+        for name, pid in targets.items():
+            if not self._wait_gone(name, pid, time.monotonic() + 10.0):
+                raise ClusterError(f"{name} (pid {pid}) survived SIGKILL")
+            self.pid_file(name).unlink(missing_ok=True)
+            self._drop_channel(name)
+        return killed
+
+    def _wait_gone(self, name: str, pid: int, end: float) -> bool:
+        proc = self._procs.get(name)
+        while True:
+            if proc is not None and proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=POLL_S)
+                if proc.returncode is not None:
+                    return True
+            elif not is_node_process(pid, self.config_path, name):
+                return True
+            else:
+                time.sleep(POLL_S)
+            if time.monotonic() > end:
+                return not is_node_process(pid, self.config_path, name)
+
+    # ------------------------------------------------------------------ gRPC
+
+    def channel(self, name: str) -> grpc.Channel:
+        """A cached channel to the node (dropped on restart, kill and stop)."""
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = grpc.insecure_channel(self.node(name).address, options=CHANNEL_OPTIONS)
+            self._channels[name] = ch
+        return ch
+
+    def stub(self, name: str) -> kv_pb2_grpc.KVStub:
+        return kv_pb2_grpc.KVStub(self.channel(name))
+
+    def _drop_channel(self, name: str) -> None:
+        ch = self._channels.pop(name, None)
+        if ch is not None:
+            ch.close()
+
+    def close(self) -> None:
+        """Close the gRPC channels (the processes are left alone)."""
+        for name in list(self._channels):
+            self._drop_channel(name)
+
+    def status(self, name: str, timeout_s: float = 1.0) -> kv.StatusResponse:
+        """The node's Status; raises grpc.RpcError when it does not answer in time."""
+        response: kv.StatusResponse = self.stub(name).Status(kv.StatusRequest(), timeout=timeout_s)
+        return response
+
+    def status_all(
+        self, timeout_s: float = 1.0, names: Sequence[str] | None = None
+    ) -> dict[str, kv.StatusResponse | None]:
+        """Status of every running node (None for stopped or unresponsive ones), in parallel."""
+        futures = {}
+        for name in names or self.names:
+            if self.is_running(name):
+                futures[name] = self.stub(name).Status.future(kv.StatusRequest(), timeout=timeout_s)
+        out: dict[str, kv.StatusResponse | None] = {}
+        for name in names or self.names:
+            future = futures.get(name)
+            try:
+                out[name] = None if future is None else future.result()
+            except grpc.RpcError:
+                out[name] = None
+        return out
+
+    def leaders(self, timeout_s: float = 1.0) -> dict[int, GroupLeader]:
+        """Every group's leader: the replica claiming leadership that a majority follows."""
+        statuses = self.status_all(timeout_s)
+        shard_map = self.shard_map
+        out = {}
+        for group_id in shard_map.group_ids():
+            replicas = shard_map.replicas(group_id)
+            quorum = len(replicas) // 2 + 1
+            follows: dict[int, list[str]] = {}
+            claims: dict[int, str] = {}
+            for name, st in statuses.items():
+                if st is None:
+                    continue
+                for g in st.groups:
+                    if g.group_id != group_id:
+                        continue
+                    if g.leader_id:
+                        follows.setdefault(g.leader_id, []).append(name)
+                    if g.role == "leader":
+                        claims[st.node_id] = g.ballot
+            best: GroupLeader = GroupLeader(group_id, None, "", ())
+            for leader_id, ballot in claims.items():
+                acks = tuple(sorted(follows.get(leader_id, [])))
+                if len(acks) >= quorum and (
+                    best.leader is None or _ballot_key(ballot) > _ballot_key(best.ballot)
+                ):
+                    best = GroupLeader(group_id, self.name_of(leader_id), ballot, acks)
+            out[group_id] = best
+        return out
+
+    def leader_of(self, group_id: int, timeout_s: float = 1.0) -> str | None:
+        """The name of the group's leader (see `leaders`), or None right now."""
+        return self.leaders(timeout_s)[group_id].leader
+
+    def wait_for_leader(
+        self, group_id: int, deadline_s: float = 20.0, *, not_on: str | None = None
+    ) -> str:
+        """Wait until `group_id` has a leader (other than `not_on`); returns its name."""
+        found: list[str] = []
+
+        def ready() -> bool:
+            leader = self.leader_of(group_id, timeout_s=0.5)
+            if leader is not None and leader != not_on:
+                found.append(leader)
+                return True
+            return False
+
+        wait_for(ready, deadline_s, f"group {group_id} to elect a leader other than {not_on}")
+        return found[-1]
+
+    def wait_healthy(self, deadline_s: float = 30.0, *, progress: Progress | None = None) -> None:
+        """Wait until every node answers Status and every group has an acknowledged leader."""
+        say = progress or (lambda _msg: None)
+        end = time.monotonic() + deadline_s
+        last = ""
+        while True:
+            statuses = self.status_all(timeout_s=1.0)
+            down = [n for n, st in statuses.items() if st is None]
+            leaders = self.leaders(timeout_s=1.0)
+            missing = [g for g, lead in leaders.items() if lead.leader is None]
+            line = "leaders: " + ", ".join(
+                f"group {g} {lead.leader or '-'}" for g, lead in sorted(leaders.items())
+            )
+            if down:
+                line += f"; not answering: {', '.join(down)}"
+            if line != last:
+                say(line)
+                last = line
+            if not down and not missing:
+                return
+            if time.monotonic() > end:
+                raise ClusterError(
+                    f"the cluster in {self.data_dir} is not healthy after {deadline_s:.0f} s "
+                    f"({line}); see the logs in {self.logs_dir}"
+                )
+            time.sleep(0.05)
+
+    def describe(self) -> Iterator[str]:
+        """Human-readable lines: nodes, shards, the client export line."""
+        yield f"cluster {self.cluster_id!r} in {self.data_dir}"
+        for state in self.node_states():
+            pid = "-" if state.pid is None else str(state.pid)
+            yield f"  {state.name} (id {state.node_id})  {state.address}  pid {pid}  {state.state}"
+        for desc in self.shard_map.ranges:
+            end = "+inf" if desc.end is None else repr(desc.end.decode(errors="replace"))
+            replicas = ", ".join(self.name_of(r) for r in desc.replicas)
+            yield (
+                f"  group {desc.group_id}: keys [{desc.start.decode(errors='replace')!r}, {end}) "
+                f"on {replicas}"
+            )
+
+
+class _BindFailed(ClusterError):
+    pass
+
+
+def _ballot_key(ballot: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in ballot.split("."))
+    except ValueError:
+        return (0,)
+
+
+def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """Poll `condition` until it is true; raise TimeoutError naming `what` at the deadline."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out after {deadline_s} s waiting for {what}")
+        time.sleep(POLL_S)
