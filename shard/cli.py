@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from shard import __version__
+from shard.cluster_cli import register_cluster_commands
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--node-id", required=True, help="node id or name from the config")
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     node.set_defaults(handler=_run_node)
+    register_cluster_commands(commands)
     return parser
 
 

@@ -1,0 +1,158 @@
+"""`paxoskv cluster start|stop|status`: a local cluster of node processes (shard.cluster).
+
+Imports of grpc and the node stay inside the handlers, so `paxoskv --help` stays fast.
+Errors are raised as exceptions; `shard.cli.main` prints them as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DATA_DIR_HELP = "the cluster directory (config, data, logs, pid files)"
+
+
+def register_cluster_commands(subparsers: Any) -> None:
+    """Add `cluster start|stop|status` to the `paxoskv` parser's subcommands."""
+    cluster = subparsers.add_parser(
+        "cluster",
+        help="start, stop and inspect a local cluster",
+        description="A local cluster of `paxoskv node` processes on 127.0.0.1, all kept "
+        "under one --data-dir: DIR/cluster.toml, DIR/data/NAME, DIR/logs/NAME.log, "
+        "DIR/pids/NAME.pid.",
+    )
+    cluster.set_defaults(handler=lambda _args: _help(cluster))
+    commands = cluster.add_subparsers(title="cluster commands", metavar="COMMAND")
+
+    start = commands.add_parser(
+        "start",
+        help="start a local cluster in the background",
+        description="Start the nodes in the background and return once every group has a "
+        "leader. A directory without a cluster gets a new one; a directory with a stopped "
+        "cluster restarts it from its data; a running cluster is refused. Split points cut "
+        "the lowercase alphabet into nearly equal ranges by a key's first byte (3 shards: "
+        "a-i, j-q, r-z; digits, uppercase and most punctuation go to the first shard).",
+    )
+    start.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
+    start.add_argument("--nodes", type=int, default=None, help="node count (new cluster: 3)")
+    start.add_argument(
+        "--shards", type=int, default=None, help="data shard count, at most 26 (new cluster: 3)"
+    )
+    start.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help="node i listens on BASE_PORT+i-1 (default: free ports picked by bind-testing)",
+    )
+    start.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for leaders (default 60)"
+    )
+    start.set_defaults(handler=_start)
+
+    stop = commands.add_parser(
+        "stop",
+        help="stop a local cluster",
+        description="SIGTERM exactly the recorded node pids (each checked to still be this "
+        "cluster's node), wait, SIGKILL stragglers, remove the pid files.",
+    )
+    stop.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
+    stop.add_argument(
+        "--grace", type=float, default=10.0, help="seconds before SIGKILL (default 10)"
+    )
+    stop.set_defaults(handler=_stop)
+
+    status = commands.add_parser(
+        "status",
+        help="show nodes and group leaders of a local cluster",
+        description="Per node: pid, state, address. Per group: key range, leader, ballot, "
+        "chosen and applied index on each replica.",
+    )
+    status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
+    status.set_defaults(handler=_status)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(f"paxoskv cluster: {message}", file=sys.stderr, flush=True)
+
+
+def _open(data_dir: str, *, must_exist: bool = True, **shape: Any) -> Any:
+    from pathlib import Path
+
+    from shard.cluster import CONFIG_NAME, ClusterError, LocalCluster
+
+    if must_exist and not (Path(data_dir) / CONFIG_NAME).exists():
+        raise ClusterError(
+            f"{data_dir} holds no cluster ({CONFIG_NAME} is missing); create one with: "
+            f"paxoskv cluster start --data-dir {data_dir}"
+        )
+    return LocalCluster(data_dir, **shape)
+
+
+def _start(args: argparse.Namespace) -> int:
+    cluster = _open(
+        args.data_dir,
+        must_exist=False,
+        nodes=args.nodes,
+        shards=args.shards,
+        base_port=args.base_port,
+    )
+    try:
+        cluster.start(deadline_s=args.timeout, progress=_progress)
+        for line in cluster.describe():
+            print(line)
+        print("client addresses:")
+        for name, address in cluster.addresses.items():
+            print(f"  {name}  {address}")
+        print(f"export PAXOSKV_CLUSTER={cluster.env_value()}")
+    finally:
+        cluster.close()
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    cluster = _open(args.data_dir)
+    killed = cluster.stop(grace_s=args.grace, progress=_progress)
+    suffix = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
+    print(f"cluster {cluster.cluster_id!r} in {cluster.data_dir} stopped{suffix}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    cluster = _open(args.data_dir)
+    try:
+        for line in cluster.describe():
+            print(line)
+        states = {s.name: s.state for s in cluster.node_states()}
+        if all(state == "stopped" for state in states.values()):
+            print("no node is running")
+            return 0
+        statuses = cluster.status_all(timeout_s=1.0)
+        for name, st in statuses.items():
+            if states[name] != "stopped" and st is None:
+                print(f"  {name} does not answer Status ({states[name]})")
+        leaders = cluster.leaders(timeout_s=1.0)
+        print("groups:")
+        for group_id, leader in sorted(leaders.items()):
+            label = "meta" if group_id == 0 else "data"
+            replicas = []
+            for name, st in statuses.items():
+                if st is None:
+                    continue
+                for g in st.groups:
+                    if g.group_id == group_id:
+                        replicas.append(
+                            f"{name}:{g.role[0]} chosen {g.chosen_index} applied {g.applied_index}"
+                        )
+            who = leader.leader or "none"
+            ballot = f" ballot {leader.ballot}" if leader.leader else ""
+            print(f"  group {group_id} ({label}) leader {who}{ballot}  [{'; '.join(replicas)}]")
+        print(f"export PAXOSKV_CLUSTER={cluster.env_value()}")
+    finally:
+        cluster.close()
+    return 0
