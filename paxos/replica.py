@@ -286,10 +286,19 @@ class Replica:
         return (
             not self._out.is_empty()
             or self._applied < self._chosen_watermark
-            or (self._role is Role.LEADER and bool(self._queue))
+            or self._can_flush()
             or self._read_round_wanted
             or self._deferred_persist is not None
             or bool(self._outcome_unknown)
+        )
+
+    def _can_flush(self) -> bool:
+        # Queued commands only make a Ready once the pipeline window has room; reporting them
+        # while it is full would make a driver that loops on has_ready() spin forever.
+        return (
+            self._role is Role.LEADER
+            and bool(self._queue)
+            and self._next_slot - 1 - self._chosen_watermark < self.config.pipeline_window
         )
 
     def ready(self) -> Ready:
