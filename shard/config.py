@@ -25,6 +25,11 @@ Example::
 
     [client]
     request_timeout_ms = 5000
+
+    [txn]                                  # all optional
+    max_clock_offset_ms = 250              # default: 0 when every node is on loopback
+    resolve_after_ms = 1000                # participants ask about older prepares
+    decision_retention_s = 600             # txn_status answers this far back
 """
 
 from __future__ import annotations
@@ -70,6 +75,21 @@ class ClusterConfig:
     data_dir: str = "./paxoskv-data"
     paxos: PaxosSettings = field(default_factory=PaxosSettings)
     request_timeout_ms: int = 5000
+    #: None = automatic: 0 when every node is on loopback (one clock), else 250 ms.
+    max_clock_offset_ms: int | None = None
+    resolve_after_ms: int = 1000
+    decision_retention_s: int = 600
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """The maximum clock offset in force (see max_clock_offset_ms)."""
+        if self.max_clock_offset_ms is not None:
+            return self.max_clock_offset_ms
+        loopback = all(
+            n.address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]", "::1")
+            for n in self.nodes
+        )
+        return 0 if loopback else 250
 
     def node(self, ref: str | int) -> NodeConfig:
         """Find a node by id or name; raises ConfigError naming the known nodes."""
@@ -169,8 +189,22 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     timeout = _get(client, "request_timeout_ms", int, "client.", 5000)
     if timeout <= 0:
         raise ConfigError(f"client.request_timeout_ms must be positive, got {timeout}")
+    txn = raw.get("txn", {})
+    unknown_txn = set(txn) - {"max_clock_offset_ms", "resolve_after_ms", "decision_retention_s"}
+    if unknown_txn:
+        raise ConfigError(f"txn: unknown settings {sorted(unknown_txn)}")
+    offset = txn.get("max_clock_offset_ms")
+    if offset is not None and (not isinstance(offset, int) or offset < 0):
+        raise ConfigError(f"txn.max_clock_offset_ms must be a non-negative integer, got {offset!r}")
+    resolve_after = _get(txn, "resolve_after_ms", int, "txn.", 1000)
+    retention = _get(txn, "decision_retention_s", int, "txn.", 600)
+    if resolve_after <= 0 or retention <= 0:
+        raise ConfigError("txn.resolve_after_ms and txn.decision_retention_s must be positive")
     return ClusterConfig(
         cluster_id=cluster_id,
+        max_clock_offset_ms=offset,
+        resolve_after_ms=resolve_after,
+        decision_retention_s=retention,
         nodes=tuple(nodes),
         split_points=splits,
         replication=replication,
@@ -195,4 +229,9 @@ def render_config(config: ClusterConfig) -> str:
     for name in PaxosSettings.__dataclass_fields__:
         lines.append(f"{name} = {getattr(config.paxos, name)}")
     lines += ["", "[client]", f"request_timeout_ms = {config.request_timeout_ms}", ""]
+    lines += ["[txn]"]
+    if config.max_clock_offset_ms is not None:
+        lines.append(f"max_clock_offset_ms = {config.max_clock_offset_ms}")
+    lines += [f"resolve_after_ms = {config.resolve_after_ms}"]
+    lines += [f"decision_retention_s = {config.decision_retention_s}", ""]
     return "\n".join(lines)
