@@ -1,0 +1,885 @@
+"""RoutingClient: the asyncio client of a paxoskv cluster (grpc.aio), routing by shard map.
+
+Theory of operation
+-------------------
+The client keeps a `RoutingCache` (the newest shard map it has seen and a leader guess per
+group) and, per node address, one `_Connection`: one gRPC channel carrying ONE long-lived
+`Batch` stream. Requests of every concurrent caller are queued on the connection; a writer
+task drains the whole queue into one `RequestBatch` per stream write, and a reader task
+resolves each caller's future by request id from the `ResponseBatch`es the node sends back.
+A gRPC message costs ~200 µs of CPU per side here (REFERENCE.md), so under load many
+operations share one message each way; a single caller still gets one message per op.
+
+`send()` is the request core that every operation (and the transaction client) uses: it
+routes one `kv.Request` to its group's guessed leader and retries until the deadline:
+
+- NOT_LEADER(hint): follow the hint at once (back off only if hints keep bouncing).
+- UNAVAILABLE from a node (no leader yet, shutting down), or a request that surely never
+  left the client (node unreachable, stream broke before the write): rotate to the next
+  replica and retry after a jittered backoff.
+- WRONG_SHARD / UNKNOWN_GROUP: refresh the shard map (one fetch shared by all callers) and
+  route again.
+- A stream that breaks after a request was written, or a deadline that passes while waiting
+  for its answer: a read is retried (or raises DeadlineExceeded); a write may have been
+  applied, so it raises `OutcomeUnknown` and is never re-sent.
+
+Rules
+-----
+1. A write is re-sent only when it surely was not applied: refused by the node with a code
+   that says so (NOT_LEADER, UNAVAILABLE, WRONG_SHARD, UNKNOWN_GROUP), or never written to a
+   stream. Everything else indeterminate is `OutcomeUnknown` (PITFALLS.md, jetcd 0.8.2).
+2. A request abandoned by its caller (deadline, cancellation) before the writer took it is
+   never written afterwards, so "DeadlineExceeded" really means "not applied".
+3. Every wait is bounded by the operation's deadline (`timeout_s`, default 10 s).
+
+Only this module and the gRPC stubs touch sockets in `router/`; the decisions it makes on
+answers come from the sans-I/O `RoutingCache` and `Backoff`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from router import kv_pb2 as kv
+from router import kv_pb2_grpc
+from router.cache import Backoff, RoutingCache
+from router.client_errors import (
+    ClientClosed,
+    ClientError,
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    OutcomeUnknown,
+    ServerError,
+    Unavailable,
+    WrongCluster,
+)
+from router.codec import decode_shard_map
+from router.errors import RouterError, UnknownGroup, WrongShard
+from router.shard_map import ShardMap
+
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "CasResult",
+    "NodeStatus",
+    "RoutingClient",
+    "parse_seeds",
+]
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    # Reconnect soon after a node comes back (gRPC's default first backoff is 1 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # This client's own TCP connections, not shared with other channels of the process.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+SCAN_PAGE = 1000
+"""Largest number of items asked of one node in one scan request."""
+
+CONNECT_TIMEOUT_S = 2.0
+"""Longest wait for one node's channel to connect before trying another replica."""
+
+_STATUS_TIMEOUT_S = 2.0
+_NOT_LEADER_FREE_HOPS = 3  # redirects followed without sleeping before backing off
+
+
+def parse_seeds(text: str) -> list[str]:
+    """Split "host:port,host:port" into addresses, ignoring blanks and spaces."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class CasResult:
+    """The outcome of a compare-and-set.
+
+    `version` is the version written when `succeeded`. When not: `current_value` and
+    `current_version` describe the key as the node saw it (None and 0 when absent).
+    """
+
+    succeeded: bool
+    version: int
+    current_value: bytes | None
+    current_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One node of the map as `status_all` saw it: its StatusResponse, or why none came."""
+
+    node_id: int
+    name: str
+    address: str
+    status: kv.StatusResponse | None
+    error: str | None
+
+    @property
+    def reachable(self) -> bool:
+        return self.status is not None
+
+
+# ---------------------------------------------------------------------------- transport
+
+
+class _SendFailed(Exception):
+    """The connection failed before an answer came; `sent` = the request may have reached
+    the node (it was written to a stream), False = it surely did not."""
+
+    def __init__(self, address: str, reason: str, *, sent: bool) -> None:
+        super().__init__(f"{address}: {reason}")
+        self.address = address
+        self.reason = reason
+        self.sent = sent
+
+
+class _TimedOut(Exception):
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__("deadline passed while waiting for the answer")
+        self.sent = sent
+
+
+class _Call:
+    __slots__ = ("abandoned", "future", "request", "sent")
+
+    def __init__(self, request: kv.Request, future: asyncio.Future[kv.Response]) -> None:
+        self.request = request
+        self.future = future
+        self.sent = False
+        self.abandoned = False
+
+
+def _describe_rpc_error(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        details = exc.details() or ""
+        return f"{exc.code().name}: {details}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Connection:
+    """One node address: a channel, and one Batch stream multiplexing every request.
+
+    A stream session starts on the first request (and after a break): wait until the channel
+    is READY (or fail the queued requests as not sent), open the stream, then write every
+    queued request per write while a reader resolves answers. When the stream breaks, the
+    session fails what it wrote (`sent=True`) and what is still queued (`sent=False`); the
+    next request starts a new session.
+    """
+
+    def __init__(self, address: str, options: Sequence[tuple[str, Any]]) -> None:
+        self.address = address
+        self.channel = grpc.aio.insecure_channel(address, options=list(options))
+        self.stub = kv_pb2_grpc.KVStub(self.channel)
+        self._ids = itertools.count(1)
+        self._queue: list[_Call] = []
+        self._inflight: dict[int, _Call] = {}
+        self._wake = asyncio.Event()
+        self._session: asyncio.Task[None] | None = None
+        self._broken = False
+        self._break_reason = "the stream broke"
+        self._closed = False
+        # Counters: gRPC messages and requests each way (see RoutingClient.stats).
+        self.messages_out = 0
+        self.messages_in = 0
+        self.requests_out = 0
+        self.responses_in = 0
+        self.sessions = 0
+
+    # -- callers
+
+    def submit(self, request: kv.Request) -> _Call:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        request.id = next(self._ids)
+        call = _Call(request, asyncio.get_running_loop().create_future())
+        self._queue.append(call)
+        self._wake.set()
+        if self._session is None or self._session.done():
+            self._session = asyncio.create_task(self._run(), name=f"kv-stream-{self.address}")
+        return call
+
+    def expire(self, call: _Call) -> None:
+        """The caller's deadline passed: answer it now; never write it afterwards (rule 2)."""
+        if not call.future.done():
+            call.future.set_exception(_TimedOut(sent=call.sent))
+        self.abandon(call)
+
+    def abandon(self, call: _Call) -> None:
+        call.abandoned = True
+        if call.sent:
+            self._inflight.pop(call.request.id, None)
+
+    async def close(self) -> None:
+        self._closed = True
+        session = self._session
+        if session is not None and not session.done():
+            session.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await session
+        self._fail_all(ClientClosed("the client is closed"))
+        await self.channel.close()
+
+    # -- the stream session
+
+    async def _run(self) -> None:
+        self.sessions += 1
+        self._broken = False
+        try:
+            reason = await self._wait_ready()
+        except asyncio.CancelledError:
+            self._fail_all(ClientClosed("the client is closed"))
+            raise
+        if reason is not None:
+            self._fail_queued(reason)
+            return
+        stream = self.stub.Batch()
+        reader = asyncio.create_task(self._read(stream), name=f"kv-reader-{self.address}")
+        failure = "the stream was closed"
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._broken or stream.done():
+                    failure = self._break_reason
+                    break
+                if self.channel.get_state() is not grpc.ChannelConnectivity.READY:
+                    # The connection went away (e.g. the node stopped) and the reader has not
+                    # seen it yet: nothing queued is written to a dying stream.
+                    failure = "the connection to the node was lost"
+                    break
+                if not self._queue:
+                    continue
+                batch, self._queue = self._queue, []
+                calls = [c for c in batch if not (c.abandoned or c.future.done())]
+                if not calls:
+                    continue
+                for call in calls:
+                    call.sent = True
+                    self._inflight[call.request.id] = call
+                try:
+                    await stream.write(kv.RequestBatch(requests=[c.request for c in calls]))
+                except asyncio.InvalidStateError:
+                    # grpc.aio refuses before serializing: the RPC had already finished, so
+                    # nothing of this batch left the client.
+                    for call in calls:
+                        call.sent = False
+                        self._inflight.pop(call.request.id, None)
+                    self._queue[:0] = calls
+                    failure = "the stream had closed"
+                    break
+                self.messages_out += 1
+                self.requests_out += len(calls)
+        except asyncio.CancelledError:
+            stream.cancel()
+            reader.cancel()
+            self._fail_all(ClientClosed("the client is closed"))
+            raise
+        except Exception as exc:
+            failure = f"stream write failed ({_describe_rpc_error(exc)})"
+        stream.cancel()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        self._fail_inflight(failure)
+        self._fail_queued(failure)
+
+    async def _read(self, stream: Any) -> None:
+        try:
+            while True:
+                batch = await stream.read()
+                if batch is grpc.aio.EOF:
+                    self._break_reason = "the node closed the stream"
+                    break
+                self.messages_in += 1
+                inflight = self._inflight
+                for response in batch.responses:
+                    call = inflight.pop(response.id, None)
+                    if call is not None and not call.future.done():
+                        self.responses_in += 1
+                        call.future.set_result(response)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._break_reason = f"the stream broke ({_describe_rpc_error(exc)})"
+        finally:
+            self._broken = True
+            self._wake.set()
+
+    async def _wait_ready(self) -> str | None:
+        """None once the channel is READY, else why it is not (the node is unreachable)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_TIMEOUT_S
+        state = self.channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            if state is grpc.ChannelConnectivity.SHUTDOWN:
+                return "the channel is shut down"
+            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                # Fail fast: the caller tries another replica or backs off. gRPC reconnects
+                # in the background (CHANNEL_OPTIONS bound its backoff to 1 s).
+                return "cannot connect (connection refused or node down)"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return f"not connected after {CONNECT_TIMEOUT_S:g} s"
+            try:
+                await asyncio.wait_for(self.channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                return f"not connected after {CONNECT_TIMEOUT_S:g} s"
+            state = self.channel.get_state(try_to_connect=True)
+        return None
+
+    def _fail_queued(self, reason: str) -> None:
+        queued, self._queue = self._queue, []
+        for call in queued:
+            if not call.future.done():
+                call.future.set_exception(_SendFailed(self.address, reason, sent=False))
+
+    def _fail_inflight(self, reason: str) -> None:
+        inflight, self._inflight = self._inflight, {}
+        for call in inflight.values():
+            if not call.future.done():
+                call.future.set_exception(_SendFailed(self.address, reason, sent=True))
+
+    def _fail_all(self, exc: Exception) -> None:
+        calls = list(self._inflight.values()) + self._queue
+        self._inflight, self._queue = {}, []
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(exc)
+
+
+# ---------------------------------------------------------------------------- client
+
+
+_ROUTING_CODES = {kv.NOT_LEADER, kv.UNAVAILABLE, kv.WRONG_SHARD, kv.UNKNOWN_GROUP}
+
+
+def _error_of(response: kv.Response) -> kv.Error | None:
+    kind = response.WhichOneof("result")
+    if kind is None:
+        return None
+    if kind == "error":
+        return response.error
+    result = getattr(response, kind)
+    if result.HasField("error") and result.error.code != kv.OK:
+        return result.error
+    return None
+
+
+def _code_name(code: int) -> str:
+    try:
+        return kv.ErrorCode.Name(code)
+    except ValueError:
+        return f"code {code}"
+
+
+class RoutingClient:
+    """An asyncio client of one paxoskv cluster; safe for many concurrent coroutines.
+
+    Args:
+        seeds: client addresses ("host:port") of some nodes; any one that answers will do.
+        cluster_id: the cluster to talk to; learned from the first seed when None. A node
+            of another cluster is refused with `WrongCluster`.
+        timeout_s: the default deadline of one operation, retries included.
+        backoff: retry delays (default: full jitter, 10 ms doubling up to 0.5 s).
+        rng: the randomness of the backoff jitter (default: a fresh `random.Random()`).
+
+    Use as `async with RoutingClient([...]) as client:` or call `connect()` and `close()`.
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[str],
+        *,
+        cluster_id: str | None = None,
+        timeout_s: float = 10.0,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
+    ) -> None:
+        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
+        if not seed_list:
+            raise InvalidArgument("no cluster address given (expected HOST:PORT[,HOST:PORT...])")
+        if not timeout_s > 0:
+            raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s}")
+        self._cache = RoutingCache(seed_list)
+        self._cluster_id = cluster_id
+        self._timeout_s = timeout_s
+        self._backoff = backoff or Backoff(base_s=0.01, max_s=0.5)
+        self._rng = rng or random.Random()
+        self._options = list(channel_options)
+        self._conns: dict[str, _Connection] = {}
+        self._refreshing: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[RoutingClient] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def shard_map(self) -> ShardMap | None:
+        """The newest shard map this client has (None before `connect`)."""
+        return self._cache.shard_map
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._cluster_id
+
+    @property
+    def routing(self) -> RoutingCache:
+        """The routing cache (leader guesses, map); read-only use intended."""
+        return self._cache
+
+    async def __aenter__(self) -> RoutingClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> RoutingClient:
+        """Fetch the shard map from the first seed that answers; learn the cluster id.
+
+        Raises:
+            WrongCluster: a seed belongs to another cluster than `cluster_id`.
+            Unavailable: no seed answered (the message lists each seed's failure).
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        failures: list[str] = []
+        for seed in self._cache.seeds:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                failures.append(f"{seed}: not tried (deadline)")
+                continue
+            try:
+                await self._fetch_map(seed, min(remaining, CONNECT_TIMEOUT_S + 1.0))
+                return self
+            except WrongCluster:
+                raise
+            except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError) as exc:
+                failures.append(f"{seed}: {_describe_rpc_error(exc)}")
+        raise Unavailable(
+            "no node answered at " + "; ".join(failures) + " (check the cluster addresses "
+            "and that the nodes are running)"
+        )
+
+    async def close(self) -> None:
+        """Close every connection; outstanding calls fail with ClientClosed."""
+        self._closed = True
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        conns, self._conns = list(self._conns.values()), {}
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+
+    def _connection(self, address: str) -> _Connection:
+        conn = self._conns.get(address)
+        if conn is None:
+            self._check_open()
+            conn = self._conns[address] = _Connection(address, self._options)
+        return conn
+
+    def stats(self) -> dict[str, int]:
+        """gRPC messages and requests sent/received over the Batch streams, summed."""
+        out = {"messages_out": 0, "messages_in": 0, "requests_out": 0, "responses_in": 0}
+        out["sessions"] = 0
+        for c in self._conns.values():
+            out["messages_out"] += c.messages_out
+            out["messages_in"] += c.messages_in
+            out["requests_out"] += c.requests_out
+            out["responses_in"] += c.responses_in
+            out["sessions"] += c.sessions
+        return out
+
+    # ------------------------------------------------------------------ shard map
+
+    async def _fetch_map(self, address: str, timeout_s: float) -> None:
+        stub = self._connection(address).stub
+        if self._cluster_id is None:
+            status = await stub.Status(kv.StatusRequest(), timeout=timeout_s)
+            if not status.cluster_id:
+                raise Unavailable(f"{address} did not name its cluster")
+            self._cluster_id = status.cluster_id
+        reply = await stub.GetShardMap(
+            kv.ShardMapRequest(cluster_id=self._cluster_id), timeout=timeout_s
+        )
+        if reply.HasField("error") and reply.error.code != kv.OK:
+            if reply.error.code == kv.WRONG_CLUSTER:
+                raise WrongCluster(f"{address}: {reply.error.message}")
+            raise Unavailable(f"{address}: {reply.error.message}")
+        self._cache.update(decode_shard_map(reply.shard_map.SerializeToString()))
+
+    async def refresh_map(self, deadline: float | None = None) -> None:
+        """Fetch a fresh shard map (one fetch shared by all concurrent callers).
+
+        Tries the meta leader, the other nodes of the map, then the seeds. Keeps the cached
+        map when none answers (routing may still work).
+
+        Raises:
+            WrongCluster: a node belongs to another cluster.
+        """
+        task = self._refreshing
+        if task is None or task.done():
+            task = self._refreshing = asyncio.create_task(self._refresh_once())
+        if deadline is None:
+            await asyncio.shield(task)
+            return
+        remaining = deadline - asyncio.get_running_loop().time()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
+
+    async def _refresh_once(self) -> None:
+        for address in self._cache.refresh_targets():
+            try:
+                await self._fetch_map(address, CONNECT_TIMEOUT_S)
+                return
+            except WrongCluster:
+                raise
+            except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError):
+                continue
+
+    # ------------------------------------------------------------------ the request core
+
+    async def send(
+        self,
+        request: kv.Request,
+        *,
+        key: bytes | None = None,
+        group_id: int | None = None,
+        write: bool,
+        timeout_s: float | None = None,
+        passthrough: Collection[int] = (),
+    ) -> kv.Response:
+        """Send one request to its group's leader, retrying within the deadline.
+
+        Args:
+            request: a `kv.Request` with its op set; the op's header (cluster id, group,
+                map version) is filled in on every attempt.
+            key: route to the group owning this key (re-located after a map refresh).
+            group_id: route to this group instead; if the map changes under it, raises
+                WrongShard so the caller can re-plan (e.g. a scan split differently).
+            write: the request changes state: it is never re-sent once it may have
+                reached a node (OutcomeUnknown).
+            timeout_s: the deadline of this call, retries included (default: the client's).
+            passthrough: error codes returned in the response instead of raised (e.g. a
+                transaction conflict the caller handles).
+
+        Returns:
+            The node's `kv.Response` (with no error, or one of `passthrough`).
+
+        Raises:
+            OutcomeUnknown: a write may or may not have been applied.
+            DeadlineExceeded: no answer within the deadline (nothing was applied).
+            WrongShard / UnknownGroup: `group_id` routing and the shard map changed.
+            WrongCluster, LimitExceeded, InvalidArgument, ServerError: see router.client_errors.
+        """
+        if (key is None) == (group_id is None):
+            raise InvalidArgument("send() needs exactly one of key= or group_id=")
+        loop = asyncio.get_running_loop()
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        return await self._send(request, key, group_id, write, loop.time() + timeout, passthrough)
+
+    async def _send(
+        self,
+        request: kv.Request,
+        key: bytes | None,
+        group_id: int | None,
+        write: bool,
+        deadline: float,
+        passthrough: Collection[int] = (),
+    ) -> kv.Response:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        cache = self._cache
+        kind = request.WhichOneof("op")
+        if kind is None:
+            raise InvalidArgument("the request has no operation set")
+        op = getattr(request, kind)
+        has_header = "header" in op.DESCRIPTOR.fields_by_name
+        attempt = 0  # backoff exponent
+        hops = 0  # consecutive NOT_LEADER redirects
+        last = "no attempt made"
+        while True:
+            if loop.time() >= deadline:
+                raise DeadlineExceeded(f"gave up: {last}")
+            if cache.needs_refresh:
+                await self.refresh_map(deadline)
+            shard_map = cache.shard_map
+            if shard_map is None:
+                last = "no shard map: no node answered"
+                await self._sleep(attempt, deadline)
+                attempt += 1
+                continue
+            gid = shard_map.locate(key).group_id if key is not None else group_id
+            assert gid is not None
+            if not shard_map.has_group(gid):
+                raise UnknownGroup(gid, shard_map.version)
+            address = cache.route_group(gid)
+            if has_header:
+                header = op.header
+                header.cluster_id = self._cluster_id or ""
+                header.group_id = gid
+                header.map_version = shard_map.version
+            try:
+                response = await self._exchange(address, request, deadline)
+            except _SendFailed as exc:
+                if exc.sent and write:
+                    raise OutcomeUnknown(
+                        f"the connection to {exc.address} failed after the write was sent "
+                        f"({exc.reason}); it may or may not have been applied — read the key "
+                        "to find out"
+                    ) from None
+                last = str(exc)
+                cache.on_not_leader(gid, None)
+                await self._sleep(attempt, deadline)
+                attempt += 1
+                continue
+            except _TimedOut as exc:
+                if exc.sent and write:
+                    raise OutcomeUnknown(
+                        f"no answer from {address} before the deadline; the write may or may "
+                        "not have been applied — read the key to find out"
+                    ) from None
+                raise DeadlineExceeded(
+                    f"gave up: no answer from {address} before the deadline (last: {last})"
+                ) from None
+            error = _error_of(response)
+            if error is None or error.code in passthrough:
+                return response
+            code = error.code
+            last = f"{address} answered {_code_name(code)}: {error.message}"
+            if code == kv.NOT_LEADER:
+                cache.on_not_leader(gid, error.leader_id or None)
+                hops += 1
+                if hops > _NOT_LEADER_FREE_HOPS:
+                    await self._sleep(attempt, deadline)
+                    attempt += 1
+                continue
+            hops = 0
+            if code == kv.UNAVAILABLE:
+                cache.on_not_leader(gid, None)
+                await self._sleep(attempt, deadline)
+                attempt += 1
+                continue
+            if code in (kv.WRONG_SHARD, kv.UNKNOWN_GROUP):
+                if code == kv.UNKNOWN_GROUP:
+                    cache.mark_stale()
+                version = shard_map.version
+                if cache.on_wrong_shard(error.map_version):
+                    await self.refresh_map(deadline)
+                if group_id is not None and cache.map_version != version:
+                    if code == kv.UNKNOWN_GROUP:
+                        raise UnknownGroup(gid, cache.map_version)
+                    raise WrongShard(key or b"", cache.map_version or 0, gid)
+                if cache.map_version == version:
+                    # The node's map is older than ours (or ours could not be refreshed).
+                    await self._sleep(attempt, deadline)
+                    attempt += 1
+                continue
+            raise self._fatal(code, error, address, write)
+
+    def _fatal(self, code: int, error: kv.Error, address: str, write: bool) -> ClientError:
+        text = f"{address}: {error.message or _code_name(code)}"
+        if code == kv.WRONG_CLUSTER:
+            return WrongCluster(text)
+        if code == kv.LIMIT_EXCEEDED:
+            return LimitExceeded(text)
+        if code == kv.INVALID_ARGUMENT:
+            return InvalidArgument(text)
+        if code == kv.OUTCOME_UNKNOWN:
+            if write:
+                return OutcomeUnknown(text)
+            return Unavailable(text)
+        return ServerError(f"{_code_name(code)} from {text}", maybe_committed=write)
+
+    async def _exchange(self, address: str, request: kv.Request, deadline: float) -> kv.Response:
+        conn = self._connection(address)
+        call = conn.submit(request)
+        timer = asyncio.get_running_loop().call_at(deadline, conn.expire, call)
+        try:
+            return await call.future
+        finally:
+            timer.cancel()
+            if not call.future.done() or call.future.cancelled():
+                conn.abandon(call)
+
+    async def _sleep(self, attempt: int, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        delay = min(self._backoff.delay(attempt, self._rng), deadline - loop.time())
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _deadline(self, timeout_s: float | None) -> float:
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        return asyncio.get_running_loop().time() + timeout
+
+    async def _ready(self) -> None:
+        """Connect on first use; concurrent first callers share one connect."""
+        if self._cache.shard_map is not None:
+            return
+        task = self._connecting
+        if task is None or task.done():
+            task = self._connecting = asyncio.create_task(self.connect())
+        await asyncio.shield(task)
+
+    # ------------------------------------------------------------------ operations
+
+    async def get(
+        self,
+        key: bytes,
+        *,
+        stale_ok: bool = False,
+        at_version: int = 0,
+        timeout_s: float | None = None,
+    ) -> tuple[bytes, int] | None:
+        """The value and version of `key`, or None when it does not exist.
+
+        Linearizable unless `stale_ok` (then any replica's applied state, possibly behind).
+        `at_version` > 0 reads the newest version <= at_version.
+        """
+        await self._ready()
+        request = kv.Request(get=kv.GetRequest(key=key, stale_ok=stale_ok, at_version=at_version))
+        response = await self._send(request, key, None, False, self._deadline(timeout_s))
+        got = response.get
+        return (got.value, got.version) if got.found else None
+
+    async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
+        """Write `value` under `key`; returns the new version."""
+        await self._ready()
+        request = kv.Request(put=kv.PutRequest(key=key, value=value))
+        response = await self._send(request, key, None, True, self._deadline(timeout_s))
+        return response.put.version
+
+    async def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
+        """Delete `key`; returns the deletion's version, 0 when the key was absent."""
+        await self._ready()
+        request = kv.Request(delete=kv.DeleteRequest(key=key))
+        response = await self._send(request, key, None, True, self._deadline(timeout_s))
+        return response.delete.version
+
+    async def cas(
+        self,
+        key: bytes,
+        *,
+        expected_value: bytes | None = None,
+        expected_version: int | None = None,
+        expect_absent: bool = False,
+        new_value: bytes | None = None,
+        delete: bool = False,
+        timeout_s: float | None = None,
+    ) -> CasResult:
+        """Compare-and-set: if the key matches exactly one condition, apply one action.
+
+        Conditions: `expected_value`, `expected_version` or `expect_absent`. Actions:
+        `new_value` or `delete`.
+
+        Raises:
+            InvalidArgument: not exactly one condition and one action.
+        """
+        conditions = (expected_value is not None) + (expected_version is not None) + expect_absent
+        if conditions != 1:
+            raise InvalidArgument(
+                "compare-and-set needs exactly one condition: expected_value, "
+                "expected_version or expect_absent"
+            )
+        if (new_value is not None) == delete:
+            raise InvalidArgument("compare-and-set needs exactly one action: new_value or delete")
+        op = kv.CasRequest(key=key)
+        if expected_value is not None:
+            op.expected_value = expected_value
+        elif expected_version is not None:
+            op.expected_version = expected_version
+        else:
+            op.expect_absent = True
+        if new_value is not None:
+            op.new_value = new_value
+        else:
+            op.delete = True
+        await self._ready()
+        response = await self._send(kv.Request(cas=op), key, None, True, self._deadline(timeout_s))
+        cas = response.cas
+        return CasResult(
+            succeeded=cas.succeeded,
+            version=cas.version,
+            current_value=cas.current_value if cas.found else None,
+            current_version=cas.current_version,
+        )
+
+    async def scan(
+        self,
+        start: bytes = b"",
+        end: bytes | None = None,
+        limit: int = 1000,
+        *,
+        stale_ok: bool = False,
+        at_version: int = 0,
+        timeout_s: float | None = None,
+    ) -> list[tuple[bytes, bytes, int]]:
+        """Up to `limit` (key, value, version) with start <= key < end, in key order.
+
+        The range is cut at shard boundaries and read shard by shard (each part linearizable
+        on its own; the whole is not one snapshot across shards — use a transaction for that).
+        """
+        if limit <= 0 or (end is not None and end <= start):
+            return []
+        await self._ready()
+        deadline = self._deadline(timeout_s)
+        out: list[tuple[bytes, bytes, int]] = []
+        cursor = start
+        while len(out) < limit and (end is None or cursor < end):
+            parts = self._cache.plan_scan(cursor, end)
+            if not parts:
+                break
+            descriptor, sub_start, sub_end = parts[0]
+            want = min(limit - len(out), SCAN_PAGE)
+            op = kv.ScanRequest(start=sub_start, limit=want, stale_ok=stale_ok)
+            op.at_version = at_version
+            if sub_end is not None:
+                op.end = sub_end
+            try:
+                response = await self._send(
+                    kv.Request(scan=op), None, descriptor.group_id, False, deadline
+                )
+            except (WrongShard, UnknownGroup):
+                continue  # the map changed under us: re-plan from the cursor
+            items = response.scan.items
+            out.extend((item.key, item.value, item.version) for item in items)
+            if len(items) < want:
+                if sub_end is None:
+                    break
+                cursor = sub_end
+            else:
+                cursor = items[-1].key + b"\x00"
+        return out[:limit]
+
+    async def status_all(self, *, timeout_s: float = _STATUS_TIMEOUT_S) -> list[NodeStatus]:
+        """Every node of the map, in node id order: its status, or why it did not answer."""
+        await self._ready()
+        shard_map = self._cache.shard_map
+        assert shard_map is not None
+        nodes = sorted(shard_map.nodes.values(), key=lambda n: n.node_id)
+
+        async def one(node: Any) -> NodeStatus:
+            try:
+                status = await self._connection(node.client_addr).stub.Status(
+                    kv.StatusRequest(), timeout=timeout_s
+                )
+                return NodeStatus(node.node_id, node.name, node.client_addr, status, None)
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                error = _describe_rpc_error(exc)
+                return NodeStatus(node.node_id, node.name, node.client_addr, None, error)
+
+        return list(await asyncio.gather(*(one(n) for n in nodes)))

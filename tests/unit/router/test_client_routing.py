@@ -1,0 +1,568 @@
+"""RoutingClient against fake in-process grpc.aio nodes: routing, retries, batching, errors.
+
+The fake nodes share one in-memory store and a `leaders` table; every request goes through
+`FakeCluster.handle`, where a test can inject an answer (an error code), a silence (no
+answer) or a broken stream for chosen requests. The client under test is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from router import NodeAddress, ShardMap, bootstrap, kv_pb2_grpc
+from router import kv_pb2 as kv
+from router import router_pb2 as rpb
+from router.client import RoutingClient
+from router.client_errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    OutcomeUnknown,
+    ServerError,
+    Unavailable,
+    WrongCluster,
+)
+from router.codec import encode_shard_map
+
+CLUSTER = "test"
+DROP = "drop"  # swallow the request: no answer
+BREAK = "break"  # abort the stream
+
+Hook = Callable[["FakeNode", kv.Request], Any]
+
+
+def run(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test in a fresh event loop (no pytest-asyncio here)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 30))
+
+    return wrapper
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def error_response(request: kv.Request, code: int, **fields: Any) -> kv.Response:
+    response = kv.Response(id=request.id)
+    kind = request.WhichOneof("op")
+    getattr(response, kind).error.CopyFrom(kv.Error(code=code, message="injected", **fields))
+    return response
+
+
+class FakeNode(kv_pb2_grpc.KVServicer):
+    def __init__(self, cluster: FakeCluster, node_id: int) -> None:
+        self.cluster = cluster
+        self.node_id = node_id
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self.batches_received = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = grpc.aio.server()
+        kv_pb2_grpc.add_KVServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0)
+            self.server = None
+
+    async def Status(self, request: kv.StatusRequest, context: Any) -> kv.StatusResponse:
+        return kv.StatusResponse(cluster_id=CLUSTER, node_id=self.node_id, node_name="fake")
+
+    async def GetShardMap(self, request: kv.ShardMapRequest, context: Any) -> kv.ShardMapResponse:
+        self.cluster.map_fetches += 1
+        if request.cluster_id and request.cluster_id != CLUSTER:
+            return kv.ShardMapResponse(
+                error=kv.Error(code=kv.WRONG_CLUSTER, message=f"this is cluster {CLUSTER!r}")
+            )
+        shard_map = rpb.ShardMap()
+        shard_map.ParseFromString(encode_shard_map(self.cluster.map))
+        return kv.ShardMapResponse(shard_map=shard_map)
+
+    async def Batch(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for batch in request_iterator:
+            self.batches_received += 1
+            responses = []
+            for request in batch.requests:
+                outcome = self.cluster.handle(self, request)
+                if outcome == BREAK:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "injected stream break")
+                if isinstance(outcome, kv.Response):
+                    responses.append(outcome)
+            if responses:
+                yield kv.ResponseBatch(responses=responses)
+
+
+class FakeCluster:
+    """Three fake nodes replicating every group of a [g, p) split map; one shared store."""
+
+    def __init__(self, count: int = 3, splits: tuple[bytes, ...] = (b"g", b"p")) -> None:
+        self.nodes = {i: FakeNode(self, i) for i in range(1, count + 1)}
+        self.splits = splits
+        self.store: dict[bytes, tuple[bytes, int]] = {}
+        self.clock = 0
+        self.map: ShardMap
+        self.leaders: dict[int, int] = {}
+        self.hook: Hook | None = None
+        self.seen: list[tuple[int, str, bytes]] = []  # (node, op kind, key) of every request
+        self.map_fetches = 0
+
+    async def start(self) -> None:
+        for node in self.nodes.values():
+            await node.start()
+        self.map = bootstrap(
+            [
+                NodeAddress(node_id=i, name=f"n{i}", client_addr=n.address, peer_addr=n.address)
+                for i, n in self.nodes.items()
+            ],
+            list(self.splits),
+            3,
+        )
+        self.leaders = {g: self.map.preferred_leader(g) for g in self.map.group_ids()}
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            await node.stop()
+
+    def seeds(self) -> list[str]:
+        return [self.nodes[1].address]
+
+    def count(self, kind: str, key: bytes | None = None) -> int:
+        return sum(1 for _, k, key_ in self.seen if k == kind and (key is None or key_ == key))
+
+    def handle(self, node: FakeNode, request: kv.Request) -> Any:
+        kind = request.WhichOneof("op")
+        op = getattr(request, kind)
+        key = op.start if kind == "scan" else op.key
+        self.seen.append((node.node_id, kind, key))
+        if self.hook is not None:
+            outcome = self.hook(node, request)
+            if outcome is not None:
+                return outcome
+        header = op.header
+        if header.cluster_id != CLUSTER:
+            return error_response(request, kv.WRONG_CLUSTER)
+        if not self.map.has_group(header.group_id) or header.group_id == 0:
+            return error_response(request, kv.UNKNOWN_GROUP, map_version=self.map.version)
+        leader = self.leaders[header.group_id]
+        if leader != node.node_id:
+            return error_response(
+                request,
+                kv.NOT_LEADER,
+                leader_id=leader,
+                leader_addr=self.nodes[leader].address,
+            )
+        desc = self.map.group(header.group_id)
+        if kind == "scan":
+            end = op.end if op.HasField("end") else None
+            inside = op.start >= desc.start and (
+                desc.end is None or (end is not None and end <= desc.end)
+            )
+        else:
+            inside = desc.contains(op.key)
+        if not inside:
+            return error_response(request, kv.WRONG_SHARD, map_version=self.map.version)
+        return self.apply(kind, op, request.id)
+
+    def apply(self, kind: str, op: Any, request_id: int) -> kv.Response:
+        self.clock += 1
+        response = kv.Response(id=request_id)
+        if kind == "put":
+            self.store[op.key] = (op.value, self.clock)
+            response.put.version = self.clock
+        elif kind == "get":
+            found = self.store.get(op.key)
+            if found is not None:
+                response.get.found = True
+                response.get.value, response.get.version = found
+            else:
+                response.get.SetInParent()
+        elif kind == "delete":
+            response.delete.version = self.clock if self.store.pop(op.key, None) else 0
+        elif kind == "cas":
+            current = self.store.get(op.key)
+            expect = op.WhichOneof("expect")
+            ok = (
+                (expect == "expect_absent" and current is None)
+                or (expect == "expected_value" and current and current[0] == op.expected_value)
+                or (expect == "expected_version" and current and current[1] == op.expected_version)
+            )
+            response.cas.succeeded = bool(ok)
+            if ok:
+                if op.WhichOneof("action") == "delete":
+                    del self.store[op.key]
+                else:
+                    self.store[op.key] = (op.new_value, self.clock)
+                response.cas.version = self.clock
+            elif current is not None:
+                response.cas.found = True
+                response.cas.current_value, response.cas.current_version = current
+        else:  # scan
+            end = op.end if op.HasField("end") else None
+            keys = sorted(k for k in self.store if k >= op.start and (end is None or k < end))
+            items = [
+                kv.KeyValue(key=k, value=self.store[k][0], version=self.store[k][1])
+                for k in keys[: op.limit or 1000]
+            ]
+            response.scan.items.extend(items)
+        return response
+
+
+def with_cluster(fn: Callable[..., Awaitable[None]]) -> Callable[[], None]:
+    """Start a FakeCluster, pass it to the test, always stop it."""
+
+    @run
+    async def wrapper() -> None:
+        cluster = FakeCluster()
+        await cluster.start()
+        try:
+            await fn(cluster)
+        finally:
+            await cluster.stop()
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def client_for(cluster: FakeCluster, **kwargs: Any) -> RoutingClient:
+    kwargs.setdefault("timeout_s", 3.0)
+    return RoutingClient(cluster.seeds(), **kwargs)
+
+
+# ---------------------------------------------------------------------------- connect
+
+
+@with_cluster
+async def test_connect_learns_cluster_id_and_map(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        assert client.cluster_id == CLUSTER
+        assert client.shard_map == cluster.map
+
+
+@with_cluster
+async def test_connect_refuses_another_cluster(cluster: FakeCluster) -> None:
+    client = client_for(cluster, cluster_id="prod")
+    with pytest.raises(WrongCluster, match="this is cluster 'test'"):
+        await client.connect()
+    await client.close()
+
+
+@run
+async def test_connect_unreachable_seed_fails_fast_naming_it() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    client = RoutingClient([address], timeout_s=5)
+    t0 = time.monotonic()
+    with pytest.raises(Unavailable, match=address) as info:
+        await client.connect()
+    assert time.monotonic() - t0 < 4
+    assert info.value.retryable and not info.value.maybe_committed
+    await client.close()
+
+
+@with_cluster
+async def test_connect_tries_the_next_seed(cluster: FakeCluster) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    async with RoutingClient([dead, cluster.nodes[2].address], timeout_s=5) as client:
+        assert client.shard_map == cluster.map
+
+
+# ---------------------------------------------------------------------------- operations
+
+
+@with_cluster
+async def test_operations_route_to_each_shards_leader(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        keys = [b"a", b"h", b"q", b"zz"]  # groups 1, 2, 3, 3
+        versions = [await client.put(k, b"v-" + k) for k in keys]
+        assert versions == sorted(versions)
+        assert await client.get(b"h") == (b"v-h", versions[1])
+        assert await client.get(b"missing") is None
+        # Each request went straight to the group's leader: no redirect needed.
+        for node_id, kind, key in cluster.seen:
+            if kind == "put":
+                assert node_id == cluster.leaders[cluster.map.locate(key).group_id]
+        assert await client.delete(b"a") > 0
+        assert await client.delete(b"a") == 0
+        won = await client.cas(b"q", expected_value=b"v-q", new_value=b"new")
+        assert won.succeeded and won.version > 0
+        lost = await client.cas(b"q", expected_value=b"v-q", delete=True)
+        assert not lost.succeeded
+        assert (lost.current_value, lost.current_version) == (b"new", won.version)
+        absent = await client.cas(b"nope", expected_version=5, new_value=b"x")
+        assert absent == absent.__class__(False, 0, None, 0)
+
+
+@with_cluster
+async def test_scan_spans_shards_in_key_order_with_limit(cluster: FakeCluster) -> None:
+    import router.client as client_module
+
+    keys = [b"a", b"b", b"f", b"g", b"h", b"o", b"p", b"q", b"z"]
+    async with client_for(cluster) as client:
+        for k in keys:
+            await client.put(k, k.upper())
+        everything = await client.scan()
+        assert [k for k, _, _ in everything] == keys
+        assert all(v == k.upper() for k, v, _ in everything)
+        assert [k for k, _, _ in await client.scan(b"c", b"q")] == [b"f", b"g", b"h", b"o", b"p"]
+        assert [k for k, _, _ in await client.scan(limit=4)] == keys[:4]
+        assert await client.scan(b"x", b"c") == []
+        old_page = client_module.SCAN_PAGE
+        client_module.SCAN_PAGE = 2  # force paging inside one shard
+        try:
+            assert [k for k, _, _ in await client.scan(b"a", None, limit=7)] == keys[:7]
+        finally:
+            client_module.SCAN_PAGE = old_page
+
+
+@with_cluster
+async def test_cas_arguments_are_checked_locally(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        before = len(cluster.seen)
+        with pytest.raises(InvalidArgument, match="exactly one condition"):
+            await client.cas(b"k", new_value=b"v")
+        with pytest.raises(InvalidArgument, match="exactly one condition"):
+            await client.cas(b"k", expect_absent=True, expected_version=3, new_value=b"v")
+        with pytest.raises(InvalidArgument, match="exactly one action"):
+            await client.cas(b"k", expect_absent=True)
+        with pytest.raises(InvalidArgument, match="exactly one action"):
+            await client.cas(b"k", expect_absent=True, new_value=b"v", delete=True)
+        assert len(cluster.seen) == before
+
+
+# ---------------------------------------------------------------------------- redirects
+
+
+@with_cluster
+async def test_not_leader_hint_is_followed_and_remembered(cluster: FakeCluster) -> None:
+    cluster.leaders[1] = 3  # group 1's preferred leader is node 2
+    async with client_for(cluster) as client:
+        await client.put(b"a", b"1")
+        assert [(n, k) for n, k, _ in cluster.seen] == [(2, "put"), (3, "put")]
+        await client.put(b"b", b"2")
+        assert cluster.seen[-1][0] == 3
+        assert cluster.count("put") == 3
+
+
+@with_cluster
+async def test_unavailable_is_retried_with_backoff_on_other_replicas(
+    cluster: FakeCluster,
+) -> None:
+    refusals = 3
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        nonlocal refusals
+        if refusals > 0:
+            refusals -= 1
+            return error_response(request, kv.UNAVAILABLE)
+        return None
+
+    cluster.hook = hook
+    async with client_for(cluster) as client:
+        assert await client.put(b"a", b"1") > 0
+        assert cluster.count("put") >= 4
+        assert len({n for n, _, _ in cluster.seen}) >= 2  # rotated replicas
+        assert cluster.store[b"a"][0] == b"1"
+
+
+@with_cluster
+async def test_wrong_shard_refreshes_the_map_and_reroutes(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        fetches = cluster.map_fetches
+        # The cluster splits group 3 at "t": [t, +inf) moves to group 4, led by node 2.
+        cluster.map = cluster.map.split(3, b"t", 4, (1, 2, 3), preferred_leader=2)
+        cluster.leaders[4] = 2
+        assert await client.put(b"u", b"1") > 0
+        assert cluster.map_fetches == fetches + 1
+        assert client.shard_map is not None and client.shard_map.version == 2
+        assert cluster.seen[-1][0] == 2
+        # A scan planned on the old map is re-planned on the new one.
+        await client.put(b"q", b"2")
+        assert [k for k, _, _ in await client.scan(b"p")] == [b"q", b"u"]
+
+
+@with_cluster
+async def test_unknown_group_refreshes_the_map(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        refused = False
+
+        def hook(node: FakeNode, request: kv.Request) -> Any:
+            nonlocal refused
+            if not refused:
+                refused = True
+                return error_response(request, kv.UNKNOWN_GROUP, map_version=1)
+            return None
+
+        cluster.hook = hook
+        fetches = cluster.map_fetches
+        assert await client.put(b"a", b"1") > 0
+        assert cluster.map_fetches == fetches + 1
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+@with_cluster
+async def test_broken_stream_after_a_write_was_sent_is_outcome_unknown(
+    cluster: FakeCluster,
+) -> None:
+    broke = False
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        nonlocal broke
+        if request.WhichOneof("op") == "put" and not broke:
+            broke = True
+            return BREAK
+        return None
+
+    cluster.hook = hook
+    async with client_for(cluster) as client:
+        with pytest.raises(OutcomeUnknown, match="may or may not have been applied") as info:
+            await client.put(b"a", b"1")
+        assert info.value.maybe_committed and not info.value.retryable
+        assert cluster.count("put") == 1  # never re-sent
+        # The connection comes back for the next request.
+        assert await client.put(b"b", b"2") > 0
+
+
+@with_cluster
+async def test_broken_stream_during_a_read_is_retried(cluster: FakeCluster) -> None:
+    broke = False
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        nonlocal broke
+        if request.WhichOneof("op") == "get" and not broke:
+            broke = True
+            return BREAK
+        return None
+
+    async with client_for(cluster) as client:
+        await client.put(b"h", b"1")
+        cluster.hook = hook
+        assert (await client.get(b"h") or (b"",))[0] == b"1"
+        assert cluster.count("get") >= 2  # retried (via another replica's redirect)
+
+
+@with_cluster
+async def test_dead_leader_write_goes_to_the_new_leader(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        await client.get(b"a")  # opens group 1's leader connection (node 2)
+        await cluster.nodes[2].stop()
+        cluster.leaders[1] = 1
+        # Node 2 is unreachable: the put was never sent there, so it is safe to retry.
+        assert await client.put(b"a", b"1") > 0
+        assert cluster.count("put") == 1 or cluster.store[b"a"][0] == b"1"
+        assert [n for n, k, _ in cluster.seen if k == "put"][-1] == 1
+
+
+@with_cluster
+async def test_read_without_answer_is_deadline_exceeded(cluster: FakeCluster) -> None:
+    cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "get" else None
+    async with client_for(cluster, timeout_s=0.5) as client:
+        t0 = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.get(b"a")
+        assert 0.4 < time.monotonic() - t0 < 2
+        assert info.value.retryable and not info.value.maybe_committed
+
+
+@with_cluster
+async def test_write_without_answer_is_outcome_unknown(cluster: FakeCluster) -> None:
+    cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "put" else None
+    async with client_for(cluster, timeout_s=0.5) as client:
+        with pytest.raises(OutcomeUnknown, match="before the deadline"):
+            await client.put(b"a", b"1")
+        assert cluster.count("put") == 1
+
+
+@with_cluster
+async def test_node_outcome_unknown_is_not_retried(cluster: FakeCluster) -> None:
+    cluster.hook = lambda node, request: error_response(request, kv.OUTCOME_UNKNOWN)
+    async with client_for(cluster) as client:
+        with pytest.raises(OutcomeUnknown):
+            await client.put(b"a", b"1")
+        assert cluster.count("put") == 1
+
+
+@with_cluster
+async def test_non_retryable_errors_are_typed(cluster: FakeCluster) -> None:
+    codes = {b"big": kv.LIMIT_EXCEEDED, b"bad": kv.INVALID_ARGUMENT, b"bug": kv.INTERNAL}
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        code = codes.get(request.put.key)
+        return error_response(request, code) if code is not None else None
+
+    cluster.hook = hook
+    async with client_for(cluster) as client:
+        with pytest.raises(LimitExceeded):
+            await client.put(b"big", b"1")
+        with pytest.raises(InvalidArgument):
+            await client.put(b"bad", b"1")
+        with pytest.raises(ServerError) as info:
+            await client.put(b"bug", b"1")
+        assert info.value.maybe_committed
+        assert cluster.count("put") == 3  # one attempt each
+        # passthrough hands the response back instead of raising.
+        response = await client.send(
+            kv.Request(put=kv.PutRequest(key=b"bug", value=b"1")),
+            key=b"bug",
+            write=True,
+            passthrough={kv.INTERNAL},
+        )
+        assert response.put.error.code == kv.INTERNAL
+
+
+# ---------------------------------------------------------------------------- batching
+
+
+@with_cluster
+async def test_concurrent_requests_share_stream_messages(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        n = 300
+        await asyncio.gather(*(client.put(b"a%03d" % i, b"v") for i in range(n)))
+        stats = client.stats()
+        assert stats["requests_out"] == n
+        # All keys are in group 1 (led by node 2): far fewer messages than requests.
+        assert stats["messages_out"] <= n // 20, stats
+        assert cluster.nodes[2].batches_received == stats["messages_out"]
+        assert len(cluster.store) == n
+
+
+@with_cluster
+async def test_status_all_reports_unreachable_nodes(cluster: FakeCluster) -> None:
+    async with client_for(cluster) as client:
+        await cluster.nodes[3].stop()
+        statuses = await client.status_all(timeout_s=1.0)
+        assert [s.node_id for s in statuses] == [1, 2, 3]
+        assert [s.reachable for s in statuses] == [True, True, False]
+        assert statuses[0].status is not None and statuses[0].status.node_id == 1
+        assert statuses[2].error
+
+
+@with_cluster
+async def test_closed_client_refuses_new_calls(cluster: FakeCluster) -> None:
+    client = client_for(cluster)
+    await client.connect()
+    await client.close()
+    from router.client_errors import ClientClosed
+
+    with pytest.raises(ClientClosed):
+        await client.put(b"a", b"1")
