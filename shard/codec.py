@@ -2,6 +2,11 @@
 
 The only importer of `shard_pb2`. The state machine sees `Command` (decoded once per command)
 and returns `CommandResult`; the node encodes results with `encode_result` for clients.
+
+Transaction records (`txn.records`: Prepare, Resolve, Decide, Finish, PurgeDecisions,
+CommitOnePhase) ride in the same `Command` (field `txn`, `Op.TXN`): encode them with
+`encode_txn(record, ts)`. Their results come back in `CommandResult.txn`; a refusal has
+status CONFLICT and `CommandResult.conflict` (also for a single-key write that met an intent).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from dataclasses import dataclass
 
 from shard import shard_pb2 as pb
 from shard.errors import InvalidArgument, MalformedCommand, Status
+from txn import codec as txn_codec
+from txn.records import Conflict, TxnCommand, TxnResult
 
 
 class Op(enum.IntEnum):
@@ -19,6 +26,7 @@ class Op(enum.IntEnum):
     PUT = 1
     DELETE = 2
     CAS = 3
+    TXN = 4  # a transaction record: `Command.txn`, key empty
 
 
 class Expect(enum.IntEnum):
@@ -31,7 +39,10 @@ class Expect(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One decoded command: `value` is the Put value or the CAS new value (None: CAS deletes)."""
+    """One decoded command: `value` is the Put value or the CAS new value (None: CAS deletes).
+
+    For `Op.TXN`, `txn` is the transaction record and `key` is empty.
+    """
 
     op: Op
     key: bytes
@@ -40,6 +51,7 @@ class Command:
     expect: Expect | None = None
     expected_value: bytes | None = None
     expected_version: int = 0
+    txn: TxnCommand | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,11 @@ class CommandResult:
     `version` is the version the command created (0 when it wrote nothing, e.g. deleting an
     absent key or a failed CAS). On `CAS_FAILED`, `current_value`/`current_version` describe
     the key as found (None/0 when absent). Error statuses carry a `message`.
+
+    A transaction command's outcome is in `txn` (PrepareResult, ResolveResult,
+    DecisionResult, OnePhaseResult or PurgeResult; None for a Finish without a record and
+    for error statuses). On `CONFLICT`, `conflict` says which key and transaction refused
+    it (for Prepare and CommitOnePhase it is also in the txn result).
     """
 
     status: Status
@@ -56,6 +73,8 @@ class CommandResult:
     current_value: bytes | None = None
     current_version: int = 0
     message: str = ""
+    txn: TxnResult | None = None
+    conflict: Conflict | None = None
 
     @property
     def ok(self) -> bool:
@@ -116,8 +135,24 @@ def encode_cas(
     return data
 
 
+def encode_txn(record: TxnCommand, ts: int) -> bytes:
+    """Encode a transaction command (a `txn.records` command) with hybrid timestamp `ts`.
+
+    `ts` bounds what the record creates: Prepare's prepare_ts and CommitOnePhase's commit_ts
+    are max(ts, max_version + 1); a Decide records `ts` as its decided_ts (the retention
+    clock of PurgeDecisions). Resolve, Finish and PurgeDecisions ignore it.
+    """
+    msg = pb.Command(ts=ts)
+    msg.txn.MergeFromString(txn_codec.encode_command(record))
+    data: bytes = msg.SerializeToString()
+    return data
+
+
 def encode_command(command: Command) -> bytes:
     """Encode a decoded `Command` back to bytes."""
+    if command.op is Op.TXN:
+        assert command.txn is not None
+        return encode_txn(command.txn, command.ts)
     if command.op is Op.PUT:
         return encode_put(command.key, command.value or b"", command.ts)
     if command.op is Op.DELETE:
@@ -177,6 +212,12 @@ def decode_command(data: bytes) -> Command:
             cas.expected_value if cond == "expected_value" else None,
             cas.expected_version,
         )
+    if which == "txn":
+        try:
+            record = txn_codec.decode_command(msg.txn.SerializeToString())
+        except txn_codec.MalformedTxnRecord as exc:
+            raise MalformedCommand(str(exc)) from None
+        return Command(Op.TXN, b"", msg.ts, txn=record)
     raise MalformedCommand("command without an operation")
 
 
@@ -194,6 +235,10 @@ def encode_result(result: CommandResult) -> bytes:
     )
     if result.current_value is not None:
         msg.current_value = result.current_value
+    if result.txn is not None:
+        msg.txn.MergeFromString(txn_codec.encode_result(result.txn))
+    if result.conflict is not None:
+        msg.conflict.MergeFromString(txn_codec.encode_conflict(result.conflict))
     data: bytes = msg.SerializeToString()
     return data
 
@@ -207,6 +252,12 @@ def decode_result(data: bytes) -> CommandResult:
     try:
         msg = pb.CommandResult.FromString(data)
         status = Status(msg.status)
+        txn = txn_codec.decode_result(msg.txn.SerializeToString()) if msg.HasField("txn") else None
+        conflict = (
+            txn_codec.decode_conflict(msg.conflict.SerializeToString())
+            if msg.HasField("conflict")
+            else None
+        )
     except Exception as exc:  # untrusted bytes
         raise MalformedCommand(f"undecodable result ({type(exc).__name__})") from None
     return CommandResult(
@@ -215,4 +266,6 @@ def decode_result(data: bytes) -> CommandResult:
         current_value=msg.current_value if msg.HasField("current_value") else None,
         current_version=msg.current_version,
         message=msg.message,
+        txn=txn,
+        conflict=conflict,
     )

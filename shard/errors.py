@@ -19,6 +19,7 @@ class Status(enum.IntEnum):
     LIMIT_EXCEEDED = 3  # a key, value or batch is over its size limit
     INVALID_ARGUMENT = 4  # e.g. an empty key or a timestamp out of range
     WRONG_SHARD = 5  # the key is outside this shard's key range
+    CONFLICT = 6  # a transaction's intent (or a stale read) refused the command; retryable
 
 
 class ShardError(Exception):

@@ -19,6 +19,20 @@ DATA_TAG = b"d"
 META_TAG = b"m"
 LATEST_TAG = b"l"
 VERSION_TAG = b"v"
+INTENT_TAG = b"i"
+"""``P + b"i" + key``: every intent on the key (`txn.codec.encode_intents`)."""
+TXN_TAG = b"t"
+"""``P + b"t" + sub-tag + ...``: transaction records (the sub-tags below)."""
+PREPARED_TAG = TXN_TAG + b"p"
+"""``+ txn_id``: a participant's prepared record (`txn.codec.encode_prepared`)."""
+DECISION_TAG = TXN_TAG + b"d"
+"""``+ txn_id``: a coordinator's decision record (`txn.codec.encode_decision`)."""
+UNFINISHED_TAG = TXN_TAG + b"u"
+"""``+ txn_id``: b"" while the decision of txn_id is not finished (recovery's worklist)."""
+PURGE_QUEUE_TAG = TXN_TAG + b"q"
+"""``+ >Q seq``: the txn id of the seq-th decision to become finished (purge order)."""
+PURGE_COUNTERS_TAG = TXN_TAG + b"c"
+"""``>QQ`` head, tail of the purge queue (entries [head, tail) exist)."""
 
 KIND_VALUE = b"v"
 KIND_TOMBSTONE = b"t"
@@ -31,6 +45,8 @@ KEY_TERMINATOR_END = b"\x00\x02"
 VERSION_SUFFIX_BYTES = 9  # 8 bytes of inverted version + 1 kind byte
 
 _META = struct.Struct(">QQQ")
+_COUNTERS = struct.Struct(">QQ")
+_SEQ = struct.Struct(">Q")
 _LATEST = struct.Struct(">Qc")
 
 
@@ -89,3 +105,19 @@ def unpack_latest(data: bytes) -> tuple[int, bytes]:
     """Decode a latest record: (version, kind)."""
     version, kind = _LATEST.unpack(data)
     return version, kind
+
+
+def pack_counters(head: int, tail: int) -> bytes:
+    """Encode the purge queue's counters."""
+    return _COUNTERS.pack(head, tail)
+
+
+def unpack_counters(data: bytes) -> tuple[int, int]:
+    """Decode the purge queue's counters: (head, tail)."""
+    head, tail = _COUNTERS.unpack(data)
+    return head, tail
+
+
+def pack_seq(seq: int) -> bytes:
+    """8 big-endian bytes of a purge queue position."""
+    return _SEQ.pack(seq)

@@ -22,25 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from txn import txn_pb2 as txn_dot_txn__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11shard/shard.proto\x12\rpaxoskv.shard\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\xa6\x01\n\rCompareAndSet\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x02 \x01(\x0cH\x00\x12\x1a\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x12\x17\n\rexpect_absent\x18\x04 \x01(\x08H\x00\x12\x13\n\tnew_value\x18\x05 \x01(\x0cH\x01\x12\x10\n\x06\x64\x65lete\x18\x06 \x01(\x08H\x01\x42\x08\n\x06\x65xpectB\x08\n\x06\x61\x63tion\"\x94\x01\n\x07\x43ommand\x12\n\n\x02ts\x18\x01 \x01(\x04\x12!\n\x03put\x18\x02 \x01(\x0b\x32\x12.paxoskv.shard.PutH\x00\x12\'\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x15.paxoskv.shard.DeleteH\x00\x12+\n\x03\x63\x61s\x18\x04 \x01(\x0b\x32\x1c.paxoskv.shard.CompareAndSetH\x00\x42\x04\n\x02op\"\x9f\x01\n\rCommandResult\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.paxoskv.shard.Status\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x1a\n\rcurrent_value\x18\x03 \x01(\x0cH\x00\x88\x01\x01\x12\x17\n\x0f\x63urrent_version\x18\x04 \x01(\x04\x12\x0f\n\x07message\x18\x05 \x01(\tB\x10\n\x0e_current_value*\x94\x01\n\x06Status\x12\r\n\tSTATUS_OK\x10\x00\x12\x15\n\x11STATUS_CAS_FAILED\x10\x01\x12\x14\n\x10STATUS_MALFORMED\x10\x02\x12\x19\n\x15STATUS_LIMIT_EXCEEDED\x10\x03\x12\x1b\n\x17STATUS_INVALID_ARGUMENT\x10\x04\x12\x16\n\x12STATUS_WRONG_SHARD\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11shard/shard.proto\x12\rpaxoskv.shard\x1a\rtxn/txn.proto\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\xa6\x01\n\rCompareAndSet\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x02 \x01(\x0cH\x00\x12\x1a\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x12\x17\n\rexpect_absent\x18\x04 \x01(\x08H\x00\x12\x13\n\tnew_value\x18\x05 \x01(\x0cH\x01\x12\x10\n\x06\x64\x65lete\x18\x06 \x01(\x08H\x01\x42\x08\n\x06\x65xpectB\x08\n\x06\x61\x63tion\"\xbc\x01\n\x07\x43ommand\x12\n\n\x02ts\x18\x01 \x01(\x04\x12!\n\x03put\x18\x02 \x01(\x0b\x32\x12.paxoskv.shard.PutH\x00\x12\'\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x15.paxoskv.shard.DeleteH\x00\x12+\n\x03\x63\x61s\x18\x04 \x01(\x0b\x32\x1c.paxoskv.shard.CompareAndSetH\x00\x12&\n\x03txn\x18\x05 \x01(\x0b\x32\x17.paxoskv.txn.TxnCommandH\x00\x42\x04\n\x02op\"\xed\x01\n\rCommandResult\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.paxoskv.shard.Status\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x1a\n\rcurrent_value\x18\x03 \x01(\x0cH\x00\x88\x01\x01\x12\x17\n\x0f\x63urrent_version\x18\x04 \x01(\x04\x12\x0f\n\x07message\x18\x05 \x01(\t\x12#\n\x03txn\x18\x06 \x01(\x0b\x32\x16.paxoskv.txn.TxnResult\x12\'\n\x08\x63onflict\x18\x07 \x01(\x0b\x32\x15.paxoskv.txn.ConflictB\x10\n\x0e_current_value*\xa9\x01\n\x06Status\x12\r\n\tSTATUS_OK\x10\x00\x12\x15\n\x11STATUS_CAS_FAILED\x10\x01\x12\x14\n\x10STATUS_MALFORMED\x10\x02\x12\x19\n\x15STATUS_LIMIT_EXCEEDED\x10\x03\x12\x1b\n\x17STATUS_INVALID_ARGUMENT\x10\x04\x12\x16\n\x12STATUS_WRONG_SHARD\x10\x05\x12\x13\n\x0fSTATUS_CONFLICT\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shard.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=577
-  _globals['_STATUS']._serialized_end=725
-  _globals['_PUT']._serialized_start=36
-  _globals['_PUT']._serialized_end=69
-  _globals['_DELETE']._serialized_start=71
-  _globals['_DELETE']._serialized_end=92
-  _globals['_COMPAREANDSET']._serialized_start=95
-  _globals['_COMPAREANDSET']._serialized_end=261
-  _globals['_COMMAND']._serialized_start=264
-  _globals['_COMMAND']._serialized_end=412
-  _globals['_COMMANDRESULT']._serialized_start=415
-  _globals['_COMMANDRESULT']._serialized_end=574
+  _globals['_STATUS']._serialized_start=710
+  _globals['_STATUS']._serialized_end=879
+  _globals['_PUT']._serialized_start=51
+  _globals['_PUT']._serialized_end=84
+  _globals['_DELETE']._serialized_start=86
+  _globals['_DELETE']._serialized_end=107
+  _globals['_COMPAREANDSET']._serialized_start=110
+  _globals['_COMPAREANDSET']._serialized_end=276
+  _globals['_COMMAND']._serialized_start=279
+  _globals['_COMMAND']._serialized_end=467
+  _globals['_COMMANDRESULT']._serialized_start=470
+  _globals['_COMMANDRESULT']._serialized_end=707
 # @@protoc_insertion_point(module_scope)

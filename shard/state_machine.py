@@ -21,12 +21,28 @@ key                                        value
 ``P + b"m"``                               meta: ``>QQQ`` applied_index, max_version,
                                            gc_horizon
 ``P + b"v" + esc(key) + inv(ver) + kind``  the value at that version (b"" for a tombstone)
+``P + b"i" + key``                         every intent on the key (`txn.codec`
+                                           KeyIntents, ordered by txn id)
+``P + b"tp" + txn_id``                     prepared record (participant)
+``P + b"td" + txn_id``                     decision record (coordinator group)
+``P + b"tu" + txn_id``                     b"": the decision is not finished yet
+``P + b"tq" + >Q seq``                     txn id of the seq-th decision to finish
+``P + b"tc"``                              ``>QQ`` head, tail of that purge queue
 =========================================  ==========================================
 
 ``esc`` is the order-preserving escape of `shard.mvcc` (0x00 -> 0x00 0xFF, then 0x00 0x01),
 ``inv(ver)`` is 8 big-endian bytes of 2**64-1-ver: a forward scan meets the newest version of
-a key first, and keys come in user-key order. Letters b"i" and b"t" are reserved for write
-intents and transaction records.
+a key first, and keys come in user-key order. Intents and transaction records live under the
+group prefix too, so snapshots and restores carry them with the data.
+
+Transactions
+------------
+Transaction commands (`Op.TXN`, see `shard.codec.encode_txn`) run the rules of
+`txn.participant` and `txn.coordinator` over `_BatchTxnStore`, this module's `TxnStore`:
+point lookups through the slot's batch, like every other apply. A single-key Put, Delete or
+CAS on a key holding an intent is refused with `Status.CONFLICT` (rule W1) and writes
+nothing; `_intent_keys` (the number of keys holding intents, recounted from the engine at
+start and on restore) lets the common case skip that lookup.
 
 Rules
 -----
@@ -36,7 +52,10 @@ Rules
 4. Apply never raises on a bad command: it returns an error `CommandResult`, the same on
    every replica. Deleting an absent key writes nothing and reports version 0.
 5. Apply needs only point lookups (through the batch, so a later command of the same cycle
-   sees an earlier one's write). Reads (`get`, `scan`) read the written engine state.
+   sees an earlier one's write). Reads (`get`, `scan`, and the transaction queries
+   `latest_record`, `intents_on`, `prepared`, `decision`, ...) read the written engine state.
+6. A transaction command writes nothing unless every key and value in it is valid and inside
+   the shard's range; a refused one (CONFLICT) writes nothing either.
 """
 
 from __future__ import annotations
@@ -70,6 +89,8 @@ from shard.limits import (
     validate_value,
 )
 from shard.mvcc import (
+    DECISION_TAG,
+    INTENT_TAG,
     KEY_TERMINATOR,
     KEY_TERMINATOR_END,
     KIND_TOMBSTONE,
@@ -78,15 +99,46 @@ from shard.mvcc import (
     LATEST_TAG,
     MAX_U64,
     META_TAG,
+    PREPARED_TAG,
+    PURGE_COUNTERS_TAG,
+    PURGE_QUEUE_TAG,
+    UNFINISHED_TAG,
     VERSION_TAG,
     group_prefix,
+    pack_counters,
     pack_latest,
     pack_meta,
+    pack_seq,
     prefix_end,
     unescape_key,
+    unpack_counters,
     unpack_latest,
     unpack_meta,
 )
+from txn import coordinator, participant
+from txn.codec import (
+    MalformedTxnRecord,
+    decode_decision,
+    decode_intents,
+    decode_prepared,
+    encode_decision,
+    encode_intents,
+    encode_prepared,
+)
+from txn.records import (
+    CommitOnePhase,
+    Conflict,
+    Decide,
+    DecisionInfo,
+    Finish,
+    IntentInfo,
+    Prepare,
+    PreparedInfo,
+    PurgeDecisions,
+    Resolve,
+    TxnResult,
+)
+from txn.store import StoreInvariantError
 
 __all__ = ["CommandResult", "ShardStateMachine"]
 
@@ -118,6 +170,16 @@ class ShardStateMachine:
         self._latest_prefix = self._prefix + LATEST_TAG
         self._version_prefix = self._prefix + VERSION_TAG
         self._version_end = prefix_end(self._version_prefix)
+        self._intent_prefix = self._prefix + INTENT_TAG
+        self._intent_end = prefix_end(self._intent_prefix)
+        self._prepared_prefix = self._prefix + PREPARED_TAG
+        self._decision_prefix = self._prefix + DECISION_TAG
+        self._unfinished_prefix = self._prefix + UNFINISHED_TAG
+        self._queue_prefix = self._prefix + PURGE_QUEUE_TAG
+        self._counters_key = self._prefix + PURGE_COUNTERS_TAG
+        # Keys holding intents, as staged: a cache that lets single-key writes skip the intent
+        # lookup while no transaction is prepared. Derived from the data, never stored.
+        self._intent_keys = len(engine.scan(self._intent_prefix, self._intent_end, None))
         meta = engine.get(self._meta_key)
         if meta is None:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
@@ -188,6 +250,8 @@ class ShardStateMachine:
             cmd = decode_command(data)
         except MalformedCommand as exc:
             return CommandResult(Status.MALFORMED, message=str(exc))
+        if cmd.op is Op.TXN:
+            return self._apply_txn(cmd, batch)
         key = cmd.key
         value = cmd.value
         end = self._end
@@ -200,6 +264,14 @@ class ShardStateMachine:
             or (value is not None and len(value) > MAX_VALUE_BYTES)
         ):
             return self._invalid_command_result(cmd)
+        if self._intent_keys:
+            held = batch.get(self._intent_prefix + key)
+            if held is not None:
+                conflict = participant.single_key_conflict(key, self._decode_intents(held))
+                if conflict is not None:
+                    return CommandResult(
+                        Status.CONFLICT, message=conflict.reason, conflict=conflict
+                    )
         op = cmd.op
         if op is Op.PUT:
             assert value is not None
@@ -272,6 +344,139 @@ class ShardStateMachine:
         except ShardError as exc:
             return CommandResult(exc.status, message=str(exc))
         raise InvariantViolation(f"command {cmd!r} failed a check but no validator rejects it")
+
+    # ----------------------------------------------------------------------------------------
+    # Transactions (apply side)
+
+    def _apply_txn(self, cmd: Command, batch: EngineBatch) -> CommandResult:
+        """Apply one transaction command (rules in `txn.participant`, `txn.coordinator`)."""
+        record = cmd.txn
+        ts = cmd.ts
+        try:
+            validate_ts(ts)
+            if isinstance(record, Prepare | CommitOnePhase):
+                for read in record.reads:
+                    validate_key(read.key)
+                    self._check_key_in_range(read.key)
+                for write in record.writes:
+                    validate_key(write.key)
+                    self._check_key_in_range(write.key)
+                    if write.value is not None:
+                        validate_value(write.value)
+            elif isinstance(record, Resolve | Decide):
+                validate_ts(record.commit_ts)
+        except ShardError as exc:
+            return CommandResult(exc.status, message=str(exc))
+        store = _BatchTxnStore(self, batch)
+        result: TxnResult | None
+        conflict: Conflict | None = None
+        try:
+            if isinstance(record, Prepare):
+                prepared = participant.prepare(store, record, ts)
+                result, conflict = prepared, prepared.conflict
+            elif isinstance(record, Resolve):
+                result = participant.resolve(store, record)
+            elif isinstance(record, Decide):
+                result = coordinator.decide(store, record, ts)
+            elif isinstance(record, Finish):
+                result = coordinator.finish(store, record)
+            elif isinstance(record, PurgeDecisions):
+                result = coordinator.purge_decisions(store, record)
+            elif isinstance(record, CommitOnePhase):
+                committed = participant.commit_one_phase(store, record, ts)
+                result, conflict = committed, committed.conflict
+            else:
+                raise InvariantViolation(f"decoded an unknown transaction command {record!r}")
+        except StoreInvariantError as exc:
+            raise InvariantViolation(str(exc)) from exc
+        if conflict is not None:
+            return CommandResult(
+                Status.CONFLICT, message=conflict.reason, txn=result, conflict=conflict
+            )
+        return CommandResult(Status.OK, txn=result)
+
+    def _decode_intents(self, data: bytes) -> list[IntentInfo]:
+        try:
+            return decode_intents(data)
+        except MalformedTxnRecord as exc:
+            raise InvariantViolation(f"group {self._group_id}: {exc}") from None
+
+    def _decode_prepared(self, data: bytes) -> PreparedInfo:
+        try:
+            return decode_prepared(data)
+        except MalformedTxnRecord as exc:
+            raise InvariantViolation(f"group {self._group_id}: {exc}") from None
+
+    def _decode_decision(self, data: bytes) -> DecisionInfo:
+        try:
+            return decode_decision(data)
+        except MalformedTxnRecord as exc:
+            raise InvariantViolation(f"group {self._group_id}: {exc}") from None
+
+    # ----------------------------------------------------------------------------------------
+    # Transactions (queries of the written state, for the node)
+
+    def latest_record(self, key: bytes) -> tuple[int, bool] | None:
+        """(version, is_tombstone) of `key`'s latest record, or None if never written (or GC'd).
+
+        The version a transaction reports in its ReadItem for `key` (0 when None).
+        """
+        latest = self._engine.get(self._latest_prefix + key)
+        if latest is None:
+            return None
+        version, kind = unpack_latest(latest)
+        return version, kind == KIND_TOMBSTONE
+
+    def intents_on(self, key: bytes) -> list[IntentInfo]:
+        """Every intent on `key`, ordered by txn id (empty when none)."""
+        data = self._engine.get(self._intent_prefix + key)
+        return [] if data is None else self._decode_intents(data)
+
+    def intents_in_range(self, start: bytes, end: bytes | None) -> list[tuple[bytes, IntentInfo]]:
+        """(key, intent) for every intent on a key in [start, end) (`end` None: +inf).
+
+        Ordered by key, then txn id.
+        """
+        prefix = self._intent_prefix
+        hi = self._intent_end if end is None else prefix + end
+        if end is not None and end <= start:
+            return []
+        strip = len(prefix)
+        return [
+            (record_key[strip:], intent)
+            for record_key, data in self._engine.scan(prefix + start, hi, None)
+            for intent in self._decode_intents(data)
+        ]
+
+    def prepared_txns(self) -> list[PreparedInfo]:
+        """Every prepared, unresolved transaction of this group, ordered by txn id."""
+        prefix = self._prepared_prefix
+        return [
+            self._decode_prepared(data)
+            for _key, data in self._engine.scan(prefix, prefix_end(prefix), None)
+        ]
+
+    def prepared(self, txn_id: bytes) -> PreparedInfo | None:
+        """This group's prepared record of `txn_id`, or None."""
+        data = self._engine.get(self._prepared_prefix + txn_id)
+        return None if data is None else self._decode_prepared(data)
+
+    def decision(self, txn_id: bytes) -> DecisionInfo | None:
+        """This group's decision record of `txn_id` (it is the coordinator group), or None."""
+        data = self._engine.get(self._decision_prefix + txn_id)
+        return None if data is None else self._decode_decision(data)
+
+    def unfinished_decisions(self) -> list[DecisionInfo]:
+        """Every decision recorded here and not finished yet, ordered by txn id."""
+        prefix = self._unfinished_prefix
+        strip = len(prefix)
+        out = []
+        for key, _ in self._engine.scan(prefix, prefix_end(prefix), None):
+            info = self.decision(key[strip:])
+            if info is None:
+                raise InvariantViolation(f"unfinished marker of {key[strip:]!r} has no decision")
+            out.append(info)
+        return out
 
     # ----------------------------------------------------------------------------------------
     # Reads (not through the log)
@@ -472,6 +677,7 @@ class ShardStateMachine:
         stop = len(data) - _CRC.size
         unpack = _FRAME.unpack_from
         view = memoryview(data)
+        intent_keys = 0
         while pos < stop:
             key_len, value_len = unpack(data, pos)
             pos += _FRAME.size
@@ -480,10 +686,138 @@ class ShardStateMachine:
             value = bytes(view[pos : pos + value_len])
             pos += value_len
             batch.put(prefix + key, value)
+            if key[:1] == INTENT_TAG:
+                intent_keys += 1
+        self._intent_keys = intent_keys
         self._applied_index = applied_index
         self._max_version = max_version
         self._gc_horizon = gc_horizon
         batch.put(self._meta_key, self._pack_meta())
+
+
+class _BatchTxnStore:
+    """The `txn.store.TxnStore` of one group while applying one slot.
+
+    Point operations through the slot's batch (so commands of one slot see each other) on the
+    keyspace documented at the top of this module. Version writes mirror
+    `ShardStateMachine._write`, at an exact version.
+    """
+
+    __slots__ = ("_batch", "_sm")
+
+    def __init__(self, sm: ShardStateMachine, batch: EngineBatch) -> None:
+        self._sm = sm
+        self._batch = batch
+
+    def latest_version(self, key: bytes) -> tuple[int, bool]:
+        latest = self._batch.get(self._sm._latest_prefix + key)
+        if latest is None:
+            return 0, True
+        version, kind = unpack_latest(latest)
+        return version, kind == KIND_TOMBSTONE
+
+    def intents(self, key: bytes) -> list[IntentInfo]:
+        data = self._batch.get(self._sm._intent_prefix + key)
+        return [] if data is None else self._sm._decode_intents(data)
+
+    def put_intent(self, key: bytes, intent: IntentInfo) -> None:
+        record_key = self._sm._intent_prefix + key
+        data = self._batch.get(record_key)
+        if data is None:
+            intents = [intent]
+            self._sm._intent_keys += 1
+        else:
+            intents = [i for i in self._sm._decode_intents(data) if i.txn_id != intent.txn_id]
+            intents.append(intent)
+            intents.sort(key=lambda i: i.txn_id)
+        self._batch.put(record_key, encode_intents(intents))
+
+    def delete_intent(self, key: bytes, txn_id: bytes) -> None:
+        record_key = self._sm._intent_prefix + key
+        data = self._batch.get(record_key)
+        if data is None:
+            return
+        intents = self._sm._decode_intents(data)
+        kept = [i for i in intents if i.txn_id != txn_id]
+        if not kept:
+            self._batch.delete(record_key)
+            self._sm._intent_keys -= 1
+        elif len(kept) != len(intents):
+            self._batch.put(record_key, encode_intents(kept))
+
+    def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
+        sm = self._sm
+        batch = self._batch
+        if value is None:
+            batch.put(sm._version_key(key, version, KIND_TOMBSTONE), b"")
+            batch.put(sm._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))
+        else:
+            batch.put(sm._version_key(key, version, KIND_VALUE), value)
+            batch.put(sm._latest_prefix + key, pack_latest(version, KIND_VALUE))
+
+    def max_version(self) -> int:
+        return self._sm._max_version
+
+    def set_max_version(self, version: int) -> None:
+        self._sm._max_version = version
+
+    def prepared(self, txn_id: bytes) -> PreparedInfo | None:
+        data = self._batch.get(self._sm._prepared_prefix + txn_id)
+        return None if data is None else self._sm._decode_prepared(data)
+
+    def put_prepared(self, info: PreparedInfo) -> None:
+        self._batch.put(self._sm._prepared_prefix + info.txn_id, encode_prepared(info))
+
+    def delete_prepared(self, txn_id: bytes) -> None:
+        self._batch.delete(self._sm._prepared_prefix + txn_id)
+
+    def decision(self, txn_id: bytes) -> DecisionInfo | None:
+        data = self._batch.get(self._sm._decision_prefix + txn_id)
+        return None if data is None else self._sm._decode_decision(data)
+
+    def put_decision(self, info: DecisionInfo) -> None:
+        sm = self._sm
+        batch = self._batch
+        old = self.decision(info.txn_id)
+        batch.put(sm._decision_prefix + info.txn_id, encode_decision(info))
+        if not info.finished:
+            batch.put(sm._unfinished_prefix + info.txn_id, b"")
+        elif old is None or not old.finished:
+            batch.delete(sm._unfinished_prefix + info.txn_id)
+            head, tail = self._counters()
+            batch.put(sm._queue_prefix + pack_seq(tail), info.txn_id)
+            batch.put(sm._counters_key, pack_counters(head, tail + 1))
+
+    def _counters(self) -> tuple[int, int]:
+        data = self._batch.get(self._sm._counters_key)
+        return (0, 0) if data is None else unpack_counters(data)
+
+    def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
+        sm = self._sm
+        batch = self._batch
+        start_head, tail = self._counters()
+        head = start_head
+        deleted = 0
+        more = False
+        while head < tail:
+            if deleted >= limit:
+                more = True
+                break
+            entry_key = sm._queue_prefix + pack_seq(head)
+            txn_id = batch.get(entry_key)
+            if txn_id is None:
+                raise InvariantViolation(f"purge queue entry {head} (tail {tail}) is missing")
+            info = self.decision(txn_id)
+            if info is not None and info.decided_ts >= before_ts:
+                break
+            batch.delete(entry_key)
+            head += 1
+            if info is not None:
+                batch.delete(sm._decision_prefix + txn_id)
+                deleted += 1
+        if head != start_head:
+            batch.put(sm._counters_key, pack_counters(head, tail))
+        return deleted, more
 
 
 def _oversized_command_result(data: bytes) -> CommandResult:

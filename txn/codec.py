@@ -1,0 +1,387 @@
+"""Transaction records <-> protobuf bytes; the only importer of `txn_pb2`.
+
+Three families, all plain bytes in and out (other packages embed them without touching
+`txn_pb2`; the shard's `Command.txn` field is a `TxnCommand`):
+
+- commands: `encode_command` / `decode_command` (`txn.records.TxnCommand`);
+- results: `encode_result` / `decode_result`, `encode_conflict` / `decode_conflict`;
+- stored state: `encode_intents`, `encode_prepared`, `encode_decision` and their decoders.
+
+Decoders of untrusted bytes raise `MalformedTxnRecord` (a ValueError) and never anything
+else; encoders take well-formed records (construction validated them). Serialization is
+deterministic (no map fields), so every replica stores the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from txn import txn_pb2 as pb
+from txn.records import (
+    CommitOnePhase,
+    Conflict,
+    Decide,
+    DecisionInfo,
+    DecisionResult,
+    Finish,
+    IntentInfo,
+    IntentKind,
+    OnePhaseResult,
+    Prepare,
+    PreparedInfo,
+    PrepareResult,
+    PurgeDecisions,
+    PurgeResult,
+    ReadItem,
+    Resolve,
+    ResolveResult,
+    TxnCommand,
+    TxnResult,
+    WriteItem,
+)
+
+__all__ = [
+    "MalformedTxnRecord",
+    "decode_command",
+    "decode_conflict",
+    "decode_decision",
+    "decode_intents",
+    "decode_prepared",
+    "decode_result",
+    "encode_command",
+    "encode_conflict",
+    "encode_decision",
+    "encode_intents",
+    "encode_prepared",
+    "encode_result",
+]
+
+
+class MalformedTxnRecord(ValueError):
+    """Bytes that do not decode to a well-formed transaction record."""
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _reads_pb(reads: Sequence[ReadItem]) -> list[pb.ReadItem]:
+    return [pb.ReadItem(key=r.key, version=r.version) for r in reads]
+
+
+def _writes_pb(writes: Sequence[WriteItem]) -> list[pb.WriteItem]:
+    return [
+        pb.WriteItem(key=w.key, delete=True)
+        if w.value is None
+        else pb.WriteItem(key=w.key, value=w.value)
+        for w in writes
+    ]
+
+
+def _command_pb(record: TxnCommand) -> pb.TxnCommand:
+    if isinstance(record, Prepare):
+        return pb.TxnCommand(
+            prepare=pb.Prepare(
+                txn_id=record.txn_id,
+                coordinator_group=record.coordinator_group,
+                participants=record.participants,
+                reads=_reads_pb(record.reads),
+                writes=_writes_pb(record.writes),
+            )
+        )
+    if isinstance(record, Resolve):
+        return pb.TxnCommand(
+            resolve=pb.Resolve(
+                txn_id=record.txn_id, commit=record.commit, commit_ts=record.commit_ts
+            )
+        )
+    if isinstance(record, Decide):
+        return pb.TxnCommand(
+            decide=pb.Decide(
+                txn_id=record.txn_id,
+                participants=record.participants,
+                commit=record.commit,
+                commit_ts=record.commit_ts,
+            )
+        )
+    if isinstance(record, Finish):
+        return pb.TxnCommand(finish=pb.Finish(txn_id=record.txn_id))
+    if isinstance(record, PurgeDecisions):
+        return pb.TxnCommand(purge_decisions=pb.PurgeDecisions(before_ts=record.before_ts))
+    if isinstance(record, CommitOnePhase):
+        return pb.TxnCommand(
+            commit_one_phase=pb.CommitOnePhase(
+                txn_id=record.txn_id,
+                reads=_reads_pb(record.reads),
+                writes=_writes_pb(record.writes),
+            )
+        )
+    raise TypeError(f"not a transaction command: {record!r}")
+
+
+def encode_command(record: TxnCommand) -> bytes:
+    """Encode a transaction command as `paxoskv.txn.TxnCommand` bytes."""
+    data: bytes = _command_pb(record).SerializeToString()
+    return data
+
+
+def _reads(items: Sequence[pb.ReadItem]) -> tuple[ReadItem, ...]:
+    return tuple(ReadItem(key=r.key, version=r.version) for r in items)
+
+
+def _writes(items: Sequence[pb.WriteItem]) -> tuple[WriteItem, ...]:
+    out = []
+    for w in items:
+        if w.delete and w.value:
+            raise MalformedTxnRecord(f"write of {w.key!r} both deletes and sets a value")
+        out.append(WriteItem(key=w.key, value=None if w.delete else w.value))
+    return tuple(out)
+
+
+def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
+    which = msg.WhichOneof("op")
+    if which == "prepare":
+        p = msg.prepare
+        return Prepare(
+            txn_id=p.txn_id,
+            coordinator_group=p.coordinator_group,
+            participants=tuple(p.participants),
+            reads=_reads(p.reads),
+            writes=_writes(p.writes),
+        )
+    if which == "resolve":
+        r = msg.resolve
+        return Resolve(txn_id=r.txn_id, commit=r.commit, commit_ts=r.commit_ts)
+    if which == "decide":
+        d = msg.decide
+        return Decide(
+            txn_id=d.txn_id,
+            participants=tuple(d.participants),
+            commit=d.commit,
+            commit_ts=d.commit_ts,
+        )
+    if which == "finish":
+        return Finish(txn_id=msg.finish.txn_id)
+    if which == "purge_decisions":
+        return PurgeDecisions(before_ts=msg.purge_decisions.before_ts)
+    if which == "commit_one_phase":
+        c = msg.commit_one_phase
+        return CommitOnePhase(txn_id=c.txn_id, reads=_reads(c.reads), writes=_writes(c.writes))
+    raise MalformedTxnRecord("transaction command without an operation")
+
+
+def decode_command(data: bytes) -> TxnCommand:
+    """Decode `paxoskv.txn.TxnCommand` bytes.
+
+    Raises:
+        MalformedTxnRecord: undecodable bytes, or a record that fails validation (empty or
+            oversized txn id, duplicate keys, duplicate participants).
+    """
+    try:
+        return _decode_command_pb(pb.TxnCommand.FromString(data))
+    except MalformedTxnRecord:
+        raise
+    except Exception as exc:  # untrusted bytes: any decoder or validation failure
+        raise MalformedTxnRecord(f"bad transaction command: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+def _conflict_pb(conflict: Conflict) -> pb.Conflict:
+    return pb.Conflict(
+        key=conflict.key,
+        other_txn=conflict.other_txn,
+        phase=conflict.phase,
+        reason=conflict.reason,
+    )
+
+
+def _conflict(msg: pb.Conflict) -> Conflict:
+    return Conflict(key=msg.key, other_txn=msg.other_txn, phase=msg.phase, reason=msg.reason)
+
+
+def encode_conflict(conflict: Conflict) -> bytes:
+    """Encode a conflict as `paxoskv.txn.Conflict` bytes."""
+    data: bytes = _conflict_pb(conflict).SerializeToString()
+    return data
+
+
+def decode_conflict(data: bytes) -> Conflict:
+    """Decode `paxoskv.txn.Conflict` bytes.
+
+    Raises:
+        MalformedTxnRecord: undecodable bytes.
+    """
+    try:
+        return _conflict(pb.Conflict.FromString(data))
+    except Exception as exc:  # untrusted bytes
+        raise MalformedTxnRecord(f"bad conflict: {exc}") from None
+
+
+def encode_result(result: TxnResult) -> bytes:
+    """Encode a transaction result as `paxoskv.txn.TxnResult` bytes."""
+    msg = pb.TxnResult()
+    if isinstance(result, PrepareResult):
+        msg.prepare.prepare_ts = result.prepare_ts
+        if result.conflict is not None:
+            msg.prepare.conflict.CopyFrom(_conflict_pb(result.conflict))
+    elif isinstance(result, DecisionResult):
+        msg.decision.committed = result.committed
+        msg.decision.commit_ts = result.commit_ts
+    elif isinstance(result, ResolveResult):
+        msg.resolve.found = result.found
+        msg.resolve.versions_written = result.versions_written
+    elif isinstance(result, OnePhaseResult):
+        msg.one_phase.commit_ts = result.commit_ts
+        if result.conflict is not None:
+            msg.one_phase.conflict.CopyFrom(_conflict_pb(result.conflict))
+    elif isinstance(result, PurgeResult):
+        msg.purge.purged = result.purged
+        msg.purge.more = result.more
+    else:
+        raise TypeError(f"not a transaction result: {result!r}")
+    data: bytes = msg.SerializeToString()
+    return data
+
+
+def decode_result(data: bytes) -> TxnResult:
+    """Decode `paxoskv.txn.TxnResult` bytes.
+
+    Raises:
+        MalformedTxnRecord: undecodable bytes or no result set.
+    """
+    try:
+        msg = pb.TxnResult.FromString(data)
+    except Exception as exc:  # untrusted bytes
+        raise MalformedTxnRecord(f"bad transaction result: {exc}") from None
+    which = msg.WhichOneof("result")
+    if which == "prepare":
+        p = msg.prepare
+        return PrepareResult(
+            prepare_ts=p.prepare_ts,
+            conflict=_conflict(p.conflict) if p.HasField("conflict") else None,
+        )
+    if which == "decision":
+        return DecisionResult(committed=msg.decision.committed, commit_ts=msg.decision.commit_ts)
+    if which == "resolve":
+        return ResolveResult(found=msg.resolve.found, versions_written=msg.resolve.versions_written)
+    if which == "one_phase":
+        o = msg.one_phase
+        return OnePhaseResult(
+            commit_ts=o.commit_ts,
+            conflict=_conflict(o.conflict) if o.HasField("conflict") else None,
+        )
+    if which == "purge":
+        return PurgeResult(purged=msg.purge.purged, more=msg.purge.more)
+    raise MalformedTxnRecord("transaction result without a result")
+
+
+# --------------------------------------------------------------------------------------------
+# Stored state (written and read by the shard state machine; corrupt bytes are a bug)
+
+
+def encode_intents(intents: Sequence[IntentInfo]) -> bytes:
+    """Encode every intent of one key (the caller orders them by txn_id)."""
+    msg = pb.KeyIntents(
+        intents=[
+            pb.IntentRecord(
+                txn_id=i.txn_id,
+                write=i.kind is IntentKind.WRITE,
+                value=i.value or b"",
+                delete=i.kind is IntentKind.WRITE and i.value is None,
+                prepare_ts=i.prepare_ts,
+            )
+            for i in intents
+        ]
+    )
+    data: bytes = msg.SerializeToString()
+    return data
+
+
+def decode_intents(data: bytes) -> list[IntentInfo]:
+    """Decode the intents of one key.
+
+    Raises:
+        MalformedTxnRecord: undecodable bytes.
+    """
+    try:
+        msg = pb.KeyIntents.FromString(data)
+    except Exception as exc:
+        raise MalformedTxnRecord(f"bad intent record: {exc}") from None
+    return [
+        IntentInfo(
+            txn_id=i.txn_id,
+            kind=IntentKind.WRITE if i.write else IntentKind.READ,
+            prepare_ts=i.prepare_ts,
+            value=None if (i.delete or not i.write) else i.value,
+        )
+        for i in msg.intents
+    ]
+
+
+def encode_prepared(info: PreparedInfo) -> bytes:
+    """Encode a participant's prepared record."""
+    data: bytes = pb.PreparedRecord(
+        txn_id=info.txn_id,
+        coordinator_group=info.coordinator_group,
+        participants=info.participants,
+        prepare_ts=info.prepare_ts,
+        write_keys=info.write_keys,
+        read_keys=info.read_keys,
+    ).SerializeToString()
+    return data
+
+
+def decode_prepared(data: bytes) -> PreparedInfo:
+    """Decode a prepared record.
+
+    Raises:
+        MalformedTxnRecord: undecodable bytes.
+    """
+    try:
+        msg = pb.PreparedRecord.FromString(data)
+    except Exception as exc:
+        raise MalformedTxnRecord(f"bad prepared record: {exc}") from None
+    return PreparedInfo(
+        txn_id=msg.txn_id,
+        coordinator_group=msg.coordinator_group,
+        participants=tuple(msg.participants),
+        prepare_ts=msg.prepare_ts,
+        write_keys=tuple(msg.write_keys),
+        read_keys=tuple(msg.read_keys),
+    )
+
+
+def encode_decision(info: DecisionInfo) -> bytes:
+    """Encode a coordinator's decision record."""
+    data: bytes = pb.DecisionRecord(
+        txn_id=info.txn_id,
+        committed=info.committed,
+        commit_ts=info.commit_ts,
+        participants=info.participants,
+        decided_ts=info.decided_ts,
+        finished=info.finished,
+    ).SerializeToString()
+    return data
+
+
+def decode_decision(data: bytes) -> DecisionInfo:
+    """Decode a decision record.
+
+    Raises:
+        MalformedTxnRecord: undecodable bytes.
+    """
+    try:
+        msg = pb.DecisionRecord.FromString(data)
+    except Exception as exc:
+        raise MalformedTxnRecord(f"bad decision record: {exc}") from None
+    return DecisionInfo(
+        txn_id=msg.txn_id,
+        committed=msg.committed,
+        commit_ts=msg.commit_ts,
+        participants=tuple(msg.participants),
+        decided_ts=msg.decided_ts,
+        finished=msg.finished,
+    )

@@ -1,0 +1,121 @@
+"""Coordinator rules of 2PC: the decision record, exactly one per transaction.
+
+Theory of operation
+-------------------
+The coordinator of a transaction is a Paxos GROUP, not a process (Gray & Lamport, "Consensus
+on Transaction Commit"; Spanner §4.2.1): its decision is a record chosen through the group's
+log, so a crashed coordinator leader is replaced by another replica that reads the same
+record and finishes the job. Whoever drives the transaction (the client's node, or a
+recovering leader, or a participant asking about an intent whose coordinator went silent)
+proposes a Decide; the state machine keeps the FIRST one and answers every later Decide with
+it, so a late COMMIT after a recovery ABORT (or the reverse) cannot change the outcome.
+
+A decision record moves through these states (the table is the whole protocol):
+
+    (none)     --Decide-->          DECIDED     committed or aborted, answers TxnStatus
+    DECIDED    --Decide-->          DECIDED     the recorded decision is the answer
+    DECIDED    --Finish-->          FINISHED    every participant resolved
+    FINISHED   --PurgeDecisions-->  (none)      decided before the retention horizon
+    (none)     --CommitOnePhase-->  FINISHED    a single-group commit decides and finishes
+
+Rules
+-----
+D1. The first Decide of a txn records (committed, commit_ts (0 for an abort), participants,
+    decided_ts = the command's ts, finished = False); every later Decide returns it.
+F1. Finish marks the decision finished; without a record, or already finished, a no-op.
+G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
+    order they finished, stopping at the first one decided later (and after
+    MAX_PURGE_PER_COMMAND deletions). Logged, so every replica deletes the same records.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import replace
+
+from txn.records import (
+    Decide,
+    DecisionInfo,
+    DecisionResult,
+    Finish,
+    PurgeDecisions,
+    PurgeResult,
+)
+from txn.store import MAX_PURGE_PER_COMMAND, TxnStore
+
+__all__ = [
+    "TRANSITIONS",
+    "DecisionState",
+    "decide",
+    "decision_state",
+    "finish",
+    "purge_decisions",
+]
+
+
+class DecisionState(enum.Enum):
+    """The state of one transaction's decision record at its coordinator group."""
+
+    NONE = "none"
+    DECIDED = "decided"
+    FINISHED = "finished"
+
+
+TRANSITIONS: dict[DecisionState, dict[str, DecisionState]] = {
+    DecisionState.NONE: {
+        "Decide": DecisionState.DECIDED,
+        "CommitOnePhase": DecisionState.FINISHED,
+    },
+    DecisionState.DECIDED: {
+        "Decide": DecisionState.DECIDED,
+        "Finish": DecisionState.FINISHED,
+    },
+    DecisionState.FINISHED: {
+        "Decide": DecisionState.FINISHED,
+        "Finish": DecisionState.FINISHED,
+        "PurgeDecisions": DecisionState.NONE,
+    },
+}
+"""Documentation and test oracle of the decision record's life (see the module docstring)."""
+
+
+def decision_state(info: DecisionInfo | None) -> DecisionState:
+    """The state of a decision record."""
+    if info is None:
+        return DecisionState.NONE
+    return DecisionState.FINISHED if info.finished else DecisionState.DECIDED
+
+
+def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
+    """Rule D1: record `cmd`'s decision unless one exists; answer the recorded one."""
+    existing = store.decision(cmd.txn_id)
+    if existing is not None:
+        return DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
+    commit_ts = cmd.commit_ts if cmd.commit else 0
+    store.put_decision(
+        DecisionInfo(
+            txn_id=cmd.txn_id,
+            committed=cmd.commit,
+            commit_ts=commit_ts,
+            participants=tuple(cmd.participants),
+            decided_ts=ts,
+            finished=False,
+        )
+    )
+    return DecisionResult(committed=cmd.commit, commit_ts=commit_ts)
+
+
+def finish(store: TxnStore, cmd: Finish) -> DecisionResult | None:
+    """Rule F1: mark the decision finished. Returns the decision, or None without one."""
+    existing = store.decision(cmd.txn_id)
+    if existing is None:
+        return None
+    if not existing.finished:
+        store.put_decision(replace(existing, finished=True))
+    return DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
+
+
+def purge_decisions(store: TxnStore, cmd: PurgeDecisions) -> PurgeResult:
+    """Rule G1: delete finished decisions decided before `cmd.before_ts`."""
+    purged, more = store.purge_decisions(cmd.before_ts, MAX_PURGE_PER_COMMAND)
+    return PurgeResult(purged=purged, more=more)

@@ -1,0 +1,279 @@
+"""Participant rules of 2PC: PREPARE (validate, lock), RESOLVE (commit or abort), and 1PC.
+
+Theory of operation
+-------------------
+Concurrency control is optimistic, validated deterministically inside the replicated apply
+of PREPARE (the Paxos group has already chosen the command, so every replica validates the
+same command against the same state and reaches the same vote). A yes vote takes INTENTS,
+locks held from PREPARE until the coordinator's decision is resolved here:
+
+- a WRITE intent on every key written: exclusive, it carries the new value;
+- a READ intent on every key only read: shared, several transactions may hold one.
+
+Nothing ever waits: a command that meets a lock it cannot share is refused at once with a
+`Conflict` naming the key, the other transaction and the phase, and the client re-runs the
+whole transaction from fresh reads. With no waiting there is no deadlock.
+
+Why this is serializable: a transaction's reads are checked current at PREPARE, and its
+intents keep every read and written key unchanged until RESOLVE, so all of them hold at
+commit_ts. Versions are hybrid timestamps: commit_ts >= every prepare_ts > every version the
+transaction read or overwrote; RESOLVE raises the shard's max_version to commit_ts (the
+deterministic timestamp cache), so a later write to a key the transaction read gets a
+version above commit_ts. Ties cannot happen: a version is strictly above max_version.
+
+Every function here is pure over a `TxnStore` (point operations only) and deterministic:
+no clock (the command's ts is an argument), no randomness, no iteration over sets.
+
+Rules
+-----
+P1. Prepare is idempotent: if this group holds a prepared record of the txn, the answer is
+    the recorded prepare_ts and nothing changes.
+P2. If this group holds a decision record of the txn (it is the coordinator group and
+    recovery already decided, e.g. aborted it), the Prepare is refused ("already aborted").
+P3. For each read: a foreign WRITE intent on the key refuses; so does a latest version other
+    than the one read (value or tombstone; 0 if never written). A read of version 0 also
+    matches a tombstone: the transaction saw the key absent, and absent it still is.
+P4. For each write: any foreign intent (read or write) refuses.
+P5. Valid: prepare_ts = max(ts, max_version + 1); a write intent on each written key, a read
+    intent on each key only read, and a prepared record listing those keys.
+R1. Resolve without a prepared record is a no-op (a duplicate, or never prepared here).
+R2. Commit: each write intent becomes the version AT commit_ts (above every version of the
+    key: the intent blocked every other writer since prepare_ts <= commit_ts); max_version
+    = max(max_version, commit_ts). Deleting a key that is absent writes nothing, as a
+    single-key Delete does.
+R3. Commit with commit_ts < prepare_ts cannot be this prepare's decision (a decision's
+    commit_ts is >= every prepare_ts): the prepare is a stale duplicate that re-took intents
+    after the transaction was already resolved here. Its intents are released, nothing is
+    written (writing would bury newer versions).
+R4. Commit or abort: the transaction's intents and its prepared record are removed.
+O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
+O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
+O3. Validation as P3 and P4, phase "commit"; a refusal records nothing.
+O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
+    max_version = commit_ts; a finished decision record (committed) is stored.
+W1. A single-key Put/Delete/CAS on a key holding any intent is refused (phase "write").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from txn.records import (
+    CommitOnePhase,
+    Conflict,
+    DecisionInfo,
+    IntentInfo,
+    IntentKind,
+    OnePhaseResult,
+    Prepare,
+    PreparedInfo,
+    PrepareResult,
+    ReadItem,
+    Resolve,
+    ResolveResult,
+    WriteItem,
+)
+from txn.store import StoreInvariantError, TxnStore
+
+__all__ = ["commit_one_phase", "prepare", "resolve", "single_key_conflict", "validate"]
+
+PHASE_PREPARE = "prepare"
+PHASE_COMMIT = "commit"
+PHASE_WRITE = "write"
+
+
+def validate(
+    store: TxnStore,
+    txn_id: bytes,
+    reads: Sequence[ReadItem],
+    writes: Sequence[WriteItem],
+    phase: str,
+) -> Conflict | None:
+    """Rules P3 and P4: the first conflict in command order, or None when valid.
+
+    Args:
+        store: the group's state.
+        txn_id: the validating transaction (its own intents never conflict).
+        reads, writes: the transaction's read and write sets in this group.
+        phase: "prepare" or "commit", copied into the conflict.
+    """
+    for read in reads:
+        key = read.key
+        for intent in store.intents(key):
+            if intent.kind is IntentKind.WRITE and intent.txn_id != txn_id:
+                return Conflict(
+                    key=key,
+                    other_txn=intent.txn_id,
+                    phase=phase,
+                    reason="a key read is locked by another transaction's write intent",
+                )
+        latest, tombstone = store.latest_version(key)
+        if latest != read.version and not (read.version == 0 and tombstone):
+            return Conflict(
+                key=key,
+                other_txn=b"",
+                phase=phase,
+                reason=f"read version {read.version} is stale: the latest version is {latest}",
+            )
+    for write in writes:
+        key = write.key
+        for intent in store.intents(key):
+            if intent.txn_id != txn_id:
+                kind = "write" if intent.kind is IntentKind.WRITE else "read"
+                return Conflict(
+                    key=key,
+                    other_txn=intent.txn_id,
+                    phase=phase,
+                    reason=f"a key written is locked by another transaction's {kind} intent",
+                )
+    return None
+
+
+def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
+    """Rules P1-P5: vote on `cmd` (command timestamp `ts`) and lock its keys on a yes.
+
+    Returns:
+        PrepareResult with prepare_ts (yes) or a conflict (no; nothing changed).
+    """
+    txn_id = cmd.txn_id
+    existing = store.prepared(txn_id)
+    if existing is not None:
+        return PrepareResult(prepare_ts=existing.prepare_ts)
+    decided = store.decision(txn_id)
+    if decided is not None:
+        outcome = "committed" if decided.committed else "aborted"
+        return PrepareResult(
+            conflict=Conflict(
+                key=b"",
+                other_txn=txn_id,
+                phase=PHASE_PREPARE,
+                reason=f"already {outcome}: the coordinator group recorded its decision",
+            )
+        )
+    conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_PREPARE)
+    if conflict is not None:
+        return PrepareResult(conflict=conflict)
+    max_version = store.max_version()
+    prepare_ts = ts if ts > max_version else max_version + 1
+    write_keys = tuple(w.key for w in cmd.writes)
+    written = set(write_keys)
+    read_keys = tuple(r.key for r in cmd.reads if r.key not in written)
+    for write in cmd.writes:
+        store.put_intent(
+            write.key,
+            IntentInfo(
+                txn_id=txn_id, kind=IntentKind.WRITE, prepare_ts=prepare_ts, value=write.value
+            ),
+        )
+    for key in read_keys:
+        store.put_intent(
+            key, IntentInfo(txn_id=txn_id, kind=IntentKind.READ, prepare_ts=prepare_ts)
+        )
+    store.put_prepared(
+        PreparedInfo(
+            txn_id=txn_id,
+            coordinator_group=cmd.coordinator_group,
+            participants=tuple(cmd.participants),
+            prepare_ts=prepare_ts,
+            write_keys=write_keys,
+            read_keys=read_keys,
+        )
+    )
+    return PrepareResult(prepare_ts=prepare_ts)
+
+
+def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts: int) -> int:
+    """Write one committed value at commit_ts; returns 1, or 0 for a delete of an absent key."""
+    if value is None and store.latest_version(key)[1]:
+        return 0
+    store.write_version(key, value, commit_ts)
+    return 1
+
+
+def resolve(store: TxnStore, cmd: Resolve) -> ResolveResult:
+    """Rules R1-R4: apply the decision `cmd` to this group's prepared record of the txn.
+
+    Raises:
+        StoreInvariantError: a written key lacks the transaction's write intent (a corrupt
+            store; the prepared record and the intents are written together).
+    """
+    txn_id = cmd.txn_id
+    info = store.prepared(txn_id)
+    if info is None:
+        return ResolveResult(found=False)
+    written = 0
+    apply_writes = cmd.commit and cmd.commit_ts >= info.prepare_ts
+    for key in info.write_keys:
+        if apply_writes:
+            mine = [i for i in store.intents(key) if i.txn_id == txn_id and i.is_write]
+            if not mine:
+                raise StoreInvariantError(
+                    f"txn {txn_id!r} is prepared but holds no write intent on {key!r}"
+                )
+            written += _write_committed(store, key, mine[0].value, cmd.commit_ts)
+        store.delete_intent(key, txn_id)
+    for key in info.read_keys:
+        store.delete_intent(key, txn_id)
+    if apply_writes and cmd.commit_ts > store.max_version():
+        store.set_max_version(cmd.commit_ts)
+    store.delete_prepared(txn_id)
+    return ResolveResult(found=True, versions_written=written)
+
+
+def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseResult:
+    """Rules O1-O4: commit a single-group transaction at once, or refuse it unchanged."""
+    txn_id = cmd.txn_id
+    decided = store.decision(txn_id)
+    if decided is not None:
+        if decided.committed:
+            return OnePhaseResult(commit_ts=decided.commit_ts)
+        return OnePhaseResult(
+            conflict=Conflict(
+                key=b"",
+                other_txn=txn_id,
+                phase=PHASE_COMMIT,
+                reason="already aborted: this group recorded an abort of the transaction",
+            )
+        )
+    if store.prepared(txn_id) is not None:
+        return OnePhaseResult(
+            conflict=Conflict(
+                key=b"",
+                other_txn=txn_id,
+                phase=PHASE_COMMIT,
+                reason="the transaction is prepared here by two-phase commit",
+            )
+        )
+    conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_COMMIT)
+    if conflict is not None:
+        return OnePhaseResult(conflict=conflict)
+    max_version = store.max_version()
+    commit_ts = ts if ts > max_version else max_version + 1
+    for write in cmd.writes:
+        _write_committed(store, write.key, write.value, commit_ts)
+    store.set_max_version(commit_ts)
+    store.put_decision(
+        DecisionInfo(
+            txn_id=txn_id,
+            committed=True,
+            commit_ts=commit_ts,
+            participants=(),
+            decided_ts=ts,
+            finished=True,
+        )
+    )
+    return OnePhaseResult(commit_ts=commit_ts)
+
+
+def single_key_conflict(key: bytes, intents: Sequence[IntentInfo]) -> Conflict | None:
+    """Rule W1: the conflict of a single-key write on `key` given its intents, or None."""
+    if not intents:
+        return None
+    first = intents[0]
+    kind = "write" if first.kind is IntentKind.WRITE else "read"
+    return Conflict(
+        key=key,
+        other_txn=first.txn_id,
+        phase=PHASE_WRITE,
+        reason=f"the key is locked by a prepared transaction's {kind} intent; retry later",
+    )

@@ -1,0 +1,329 @@
+"""Transaction records: the commands a shard group logs for 2PC, their results, stored state.
+
+Frozen, slotted, keyword-only dataclasses that validate their shape on construction (h11
+`_events.py`): a record that exists is well-formed, so the rules in `txn.participant` and
+`txn.coordinator` never meet a duplicate key or an empty transaction id. Key and value SIZES
+and key RANGES are the shard's business (`shard.limits`), checked where the record is applied.
+
+Commands (each carried in a shard `Command`, whose `ts` is the command's hybrid timestamp):
+`Prepare`, `Resolve`, `Decide`, `Finish`, `PurgeDecisions`, `CommitOnePhase`.
+Results: `PrepareResult`, `ResolveResult`, `DecisionResult`, `OnePhaseResult`, `PurgeResult`;
+a refusal is a `Conflict` (retryable: nothing was written).
+Stored state: `IntentInfo` (per key), `PreparedInfo` (per prepared txn at a participant),
+`DecisionInfo` (per decided txn at its coordinator group).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_TXN_ID_BYTES",
+    "CommitOnePhase",
+    "Conflict",
+    "Decide",
+    "DecisionInfo",
+    "DecisionResult",
+    "Finish",
+    "IntentInfo",
+    "IntentKind",
+    "OnePhaseResult",
+    "Prepare",
+    "PrepareResult",
+    "PreparedInfo",
+    "PurgeDecisions",
+    "PurgeResult",
+    "ReadItem",
+    "Resolve",
+    "ResolveResult",
+    "TxnCommand",
+    "TxnResult",
+    "WriteItem",
+]
+
+MAX_TXN_ID_BYTES = 256
+"""Largest transaction id, in bytes. Ids are never empty (a client makes a random 16 bytes)."""
+
+_MAX_U64 = (1 << 64) - 1
+
+
+def _check_txn_id(txn_id: bytes) -> None:
+    if not isinstance(txn_id, bytes) or not txn_id:
+        raise ValueError("a transaction id is a non-empty bytes")
+    if len(txn_id) > MAX_TXN_ID_BYTES:
+        raise ValueError(f"transaction id is {len(txn_id)} bytes, over {MAX_TXN_ID_BYTES}")
+
+
+def _check_u64(name: str, value: int) -> None:
+    if not 0 <= value <= _MAX_U64:
+        raise ValueError(f"{name} {value} is outside [0, 2**64)")
+
+
+def _check_group_ids(participants: Sequence[int]) -> None:
+    for group in participants:
+        _check_u64("participant group", group)
+    if len(set(participants)) != len(participants):
+        raise ValueError(f"duplicate participant groups in {list(participants)}")
+
+
+def _check_items(reads: Sequence[ReadItem], writes: Sequence[WriteItem]) -> None:
+    read_keys = [r.key for r in reads]
+    if len(set(read_keys)) != len(read_keys):
+        raise ValueError("a key appears twice in the read set")
+    write_keys = [w.key for w in writes]
+    if len(set(write_keys)) != len(write_keys):
+        raise ValueError("a key appears twice in the write set")
+
+
+# --------------------------------------------------------------------------------------------
+# Items
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadItem:
+    """A key the transaction read, and the version it saw (0: never written).
+
+    The version is the key's latest record, value or tombstone: a transaction that saw a
+    deleted key may name the tombstone's version or 0 (see `txn.participant`, rule P3).
+    """
+
+    key: bytes
+    version: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, bytes):
+            raise ValueError("a read key is bytes")
+        _check_u64("read version", self.version)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteItem:
+    """A key the transaction writes: `value` None deletes it."""
+
+    key: bytes
+    value: bytes | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, bytes):
+            raise ValueError("a write key is bytes")
+        if self.value is not None and not isinstance(self.value, bytes):
+            raise ValueError("a write value is bytes or None (delete)")
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepare:
+    """Phase 1 at one participant group: validate `reads`, take intents, record PREPARED.
+
+    `coordinator_group` and `participants` are stored for recovery: a participant whose
+    coordinator is silent asks that group for the decision.
+    """
+
+    txn_id: bytes
+    coordinator_group: int
+    participants: tuple[int, ...]
+    reads: tuple[ReadItem, ...] = ()
+    writes: tuple[WriteItem, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_txn_id(self.txn_id)
+        _check_u64("coordinator group", self.coordinator_group)
+        _check_group_ids(self.participants)
+        _check_items(self.reads, self.writes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resolve:
+    """Apply the coordinator's decision at a participant: commit at `commit_ts`, or abort."""
+
+    txn_id: bytes
+    commit: bool
+    commit_ts: int = 0
+
+    def __post_init__(self) -> None:
+        _check_txn_id(self.txn_id)
+        _check_u64("commit_ts", self.commit_ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decide:
+    """Record the decision at the coordinator group; the first recorded decision wins."""
+
+    txn_id: bytes
+    participants: tuple[int, ...]
+    commit: bool
+    commit_ts: int = 0
+
+    def __post_init__(self) -> None:
+        _check_txn_id(self.txn_id)
+        _check_group_ids(self.participants)
+        _check_u64("commit_ts", self.commit_ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finish:
+    """Every participant resolved: the decision record becomes purgeable."""
+
+    txn_id: bytes
+
+    def __post_init__(self) -> None:
+        _check_txn_id(self.txn_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeDecisions:
+    """Delete finished decision records decided (command ts) before `before_ts`."""
+
+    before_ts: int
+
+    def __post_init__(self) -> None:
+        _check_u64("before_ts", self.before_ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitOnePhase:
+    """A transaction whose keys all live in this group: validate, write and decide at once."""
+
+    txn_id: bytes
+    reads: tuple[ReadItem, ...] = ()
+    writes: tuple[WriteItem, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_txn_id(self.txn_id)
+        _check_items(self.reads, self.writes)
+
+
+TxnCommand = Prepare | Resolve | Decide | Finish | PurgeDecisions | CommitOnePhase
+"""Every transaction command a shard group applies."""
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conflict:
+    """Why a transaction, or a single-key write, was refused. Retryable: nothing was written.
+
+    `phase` is "prepare" (a participant voted no), "commit" (a one-phase commit was refused)
+    or "write" (a single-key Put/Delete/CAS met an intent). `other_txn` is the transaction
+    in the way (b"" when none, e.g. a read-version mismatch).
+    """
+
+    key: bytes
+    other_txn: bytes
+    phase: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrepareResult:
+    """Prepared at `prepare_ts` (the participant votes yes), or refused with `conflict`."""
+
+    prepare_ts: int = 0
+    conflict: Conflict | None = None
+
+    @property
+    def prepared(self) -> bool:
+        """True when the participant voted yes."""
+        return self.conflict is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionResult:
+    """The decision recorded at the coordinator group (may differ from the one asked for)."""
+
+    committed: bool
+    commit_ts: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveResult:
+    """`found`: a prepared record existed (else the Resolve was a no-op)."""
+
+    found: bool
+    versions_written: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnePhaseResult:
+    """Committed at `commit_ts`, or refused with `conflict` (nothing written)."""
+
+    commit_ts: int = 0
+    conflict: Conflict | None = None
+
+    @property
+    def committed(self) -> bool:
+        """True when the transaction committed."""
+        return self.conflict is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeResult:
+    """`purged` decision records deleted; `more` when the per-command bound stopped it."""
+
+    purged: int
+    more: bool = False
+
+
+TxnResult = PrepareResult | DecisionResult | ResolveResult | OnePhaseResult | PurgeResult
+"""The result of a transaction command (`Finish` answers a DecisionResult or nothing)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Stored state
+
+
+class IntentKind(enum.IntEnum):
+    """What an intent locks: READ intents are shared, a WRITE intent is exclusive."""
+
+    READ = 1
+    WRITE = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntentInfo:
+    """A prepared transaction's lock on one key; a WRITE intent carries the new value."""
+
+    txn_id: bytes
+    kind: IntentKind
+    prepare_ts: int
+    value: bytes | None = None  # WRITE: the new value, None = delete; READ: always None
+
+    @property
+    def is_write(self) -> bool:
+        """True for a write intent."""
+        return self.kind is IntentKind.WRITE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedInfo:
+    """A participant's record of a prepared, undecided transaction.
+
+    It lists the keys holding the transaction's intents, so a Resolve releases them with
+    point lookups only.
+    """
+
+    txn_id: bytes
+    coordinator_group: int
+    participants: tuple[int, ...]
+    prepare_ts: int
+    write_keys: tuple[bytes, ...]
+    read_keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionInfo:
+    """The coordinator group's record of a decision (`decided_ts`: the Decide command's ts)."""
+
+    txn_id: bytes
+    committed: bool
+    commit_ts: int
+    participants: tuple[int, ...]
+    decided_ts: int
+    finished: bool = False

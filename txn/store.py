@@ -1,0 +1,191 @@
+"""The store the transaction rules run on, and an in-memory implementation for tests.
+
+`txn.participant` and `txn.coordinator` never import `shard/`: they read and write through
+this `TxnStore` Protocol, which the shard state machine implements over its MVCC keyspace and
+the engine batch of the slot being applied (so a later command of the same slot sees an
+earlier one's writes). Every method is a point operation: the rules never scan, so apply
+costs do not grow with the data.
+
+`MemTxnStore` is the reference implementation: plain dicts, used by the unit tests of the
+rules and usable by simulators.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from txn.records import DecisionInfo, IntentInfo, PreparedInfo
+
+__all__ = ["MAX_PURGE_PER_COMMAND", "MemTxnStore", "StoreInvariantError", "TxnStore"]
+
+MAX_PURGE_PER_COMMAND = 4096
+"""Decision records one PurgeDecisions command deletes at most (bounds one apply's work)."""
+
+
+class StoreInvariantError(Exception):
+    """The store's records contradict each other (a bug or a corrupt database)."""
+
+
+class TxnStore(Protocol):
+    """MVCC data, intents and transaction records of one shard group, as the rules see them."""
+
+    def latest_version(self, key: bytes) -> tuple[int, bool]:
+        """(version, is_tombstone) of the key's latest record; (0, True) if never written."""
+        ...
+
+    def intents(self, key: bytes) -> list[IntentInfo]:
+        """Every intent on `key`, ordered by txn_id (empty when none)."""
+        ...
+
+    def put_intent(self, key: bytes, intent: IntentInfo) -> None:
+        """Add `intent` on `key` (replacing one of the same txn_id)."""
+        ...
+
+    def delete_intent(self, key: bytes, txn_id: bytes) -> None:
+        """Remove `txn_id`'s intent on `key` (absent is fine)."""
+        ...
+
+    def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
+        """Write `value` (None: a tombstone) as `key`'s newest version, exactly at `version`.
+
+        The caller guarantees `version` is above every existing version of `key`; the store
+        does not move max_version (the rules do).
+        """
+        ...
+
+    def max_version(self) -> int:
+        """The newest version the shard has handed out (its timestamp cache)."""
+        ...
+
+    def set_max_version(self, version: int) -> None:
+        """Set max_version (the rules only ever raise it)."""
+        ...
+
+    def prepared(self, txn_id: bytes) -> PreparedInfo | None:
+        """This group's prepared record of `txn_id`, or None."""
+        ...
+
+    def put_prepared(self, info: PreparedInfo) -> None:
+        """Store a prepared record."""
+        ...
+
+    def delete_prepared(self, txn_id: bytes) -> None:
+        """Remove a prepared record (absent is fine)."""
+        ...
+
+    def decision(self, txn_id: bytes) -> DecisionInfo | None:
+        """This group's decision record of `txn_id`, or None."""
+        ...
+
+    def put_decision(self, info: DecisionInfo) -> None:
+        """Store (or replace) a decision record.
+
+        A record stored finished, or changing from unfinished to finished, joins the purge
+        queue: `purge_decisions` meets records in the order they became finished.
+        """
+        ...
+
+    def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
+        """Delete finished decisions with decided_ts < before_ts, in the order they finished.
+
+        Stops at the first finished record decided at or after `before_ts` (records finish
+        roughly in decided_ts order, and a late one is purged by a later command), or after
+        `limit` deletions. Returns (deleted, more_may_remain).
+        """
+        ...
+
+
+class MemTxnStore:
+    """A `TxnStore` in plain dicts: versions per key, intents, records, a purge queue."""
+
+    def __init__(self) -> None:
+        self.versions: dict[bytes, list[tuple[int, bytes | None]]] = {}
+        self.intent_map: dict[bytes, dict[bytes, IntentInfo]] = {}
+        self.prepared_map: dict[bytes, PreparedInfo] = {}
+        self.decision_map: dict[bytes, DecisionInfo] = {}
+        self.finished_queue: list[bytes] = []
+        self.max_ver = 0
+
+    def latest_version(self, key: bytes) -> tuple[int, bool]:
+        """(version, is_tombstone) of the newest version; (0, True) if never written."""
+        versions = self.versions.get(key)
+        if not versions:
+            return 0, True
+        version, value = versions[-1]
+        return version, value is None
+
+    def latest_value(self, key: bytes) -> bytes | None:
+        """The newest value of `key` (None: absent or deleted). Test helper."""
+        versions = self.versions.get(key)
+        return versions[-1][1] if versions else None
+
+    def intents(self, key: bytes) -> list[IntentInfo]:
+        """Every intent on `key`, ordered by txn_id."""
+        on_key = self.intent_map.get(key, {})
+        return [on_key[t] for t in sorted(on_key)]
+
+    def put_intent(self, key: bytes, intent: IntentInfo) -> None:
+        """Add `intent` on `key`."""
+        self.intent_map.setdefault(key, {})[intent.txn_id] = intent
+
+    def delete_intent(self, key: bytes, txn_id: bytes) -> None:
+        """Remove `txn_id`'s intent on `key`."""
+        on_key = self.intent_map.get(key)
+        if on_key is not None:
+            on_key.pop(txn_id, None)
+            if not on_key:
+                del self.intent_map[key]
+
+    def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
+        """Append a version; refuses one at or below the newest (a broken caller)."""
+        versions = self.versions.setdefault(key, [])
+        if versions and versions[-1][0] >= version:
+            raise AssertionError(f"version {version} of {key!r} is not above {versions[-1][0]}")
+        versions.append((version, value))
+
+    def max_version(self) -> int:
+        """The shard's max version."""
+        return self.max_ver
+
+    def set_max_version(self, version: int) -> None:
+        """Set the max version."""
+        self.max_ver = version
+
+    def prepared(self, txn_id: bytes) -> PreparedInfo | None:
+        """The prepared record of `txn_id`."""
+        return self.prepared_map.get(txn_id)
+
+    def put_prepared(self, info: PreparedInfo) -> None:
+        """Store a prepared record."""
+        self.prepared_map[info.txn_id] = info
+
+    def delete_prepared(self, txn_id: bytes) -> None:
+        """Remove a prepared record."""
+        self.prepared_map.pop(txn_id, None)
+
+    def decision(self, txn_id: bytes) -> DecisionInfo | None:
+        """The decision record of `txn_id`."""
+        return self.decision_map.get(txn_id)
+
+    def put_decision(self, info: DecisionInfo) -> None:
+        """Store a decision record; a newly finished one joins the purge queue."""
+        old = self.decision_map.get(info.txn_id)
+        if info.finished and (old is None or not old.finished):
+            self.finished_queue.append(info.txn_id)
+        self.decision_map[info.txn_id] = info
+
+    def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
+        """Delete finished decisions decided before `before_ts`, in finish order."""
+        deleted = 0
+        queue = self.finished_queue
+        while queue:
+            if deleted >= limit:
+                return deleted, True
+            info = self.decision_map.get(queue[0])
+            if info is not None and info.decided_ts >= before_ts:
+                break
+            queue.pop(0)
+            if info is not None:
+                del self.decision_map[info.txn_id]
+                deleted += 1
+        return deleted, False

@@ -1,0 +1,217 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReadItem(_message.Message):
+    __slots__ = ("key", "version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    version: int
+    def __init__(self, key: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class WriteItem(_message.Message):
+    __slots__ = ("key", "value", "delete")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: bytes
+    delete: bool
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
+
+class Prepare(_message.Message):
+    __slots__ = ("txn_id", "coordinator_group", "participants", "reads", "writes")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    READS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    coordinator_group: int
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
+    writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
+    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+
+class Resolve(_message.Message):
+    __slots__ = ("txn_id", "commit", "commit_ts")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    commit: bool
+    commit_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class Decide(_message.Message):
+    __slots__ = ("txn_id", "participants", "commit", "commit_ts")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    commit: bool
+    commit_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class Finish(_message.Message):
+    __slots__ = ("txn_id",)
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    def __init__(self, txn_id: _Optional[bytes] = ...) -> None: ...
+
+class PurgeDecisions(_message.Message):
+    __slots__ = ("before_ts",)
+    BEFORE_TS_FIELD_NUMBER: _ClassVar[int]
+    before_ts: int
+    def __init__(self, before_ts: _Optional[int] = ...) -> None: ...
+
+class CommitOnePhase(_message.Message):
+    __slots__ = ("txn_id", "reads", "writes")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    READS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
+    writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
+    def __init__(self, txn_id: _Optional[bytes] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+
+class TxnCommand(_message.Message):
+    __slots__ = ("prepare", "resolve", "decide", "finish", "purge_decisions", "commit_one_phase")
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_FIELD_NUMBER: _ClassVar[int]
+    FINISH_FIELD_NUMBER: _ClassVar[int]
+    PURGE_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    prepare: Prepare
+    resolve: Resolve
+    decide: Decide
+    finish: Finish
+    purge_decisions: PurgeDecisions
+    commit_one_phase: CommitOnePhase
+    def __init__(self, prepare: _Optional[_Union[Prepare, _Mapping]] = ..., resolve: _Optional[_Union[Resolve, _Mapping]] = ..., decide: _Optional[_Union[Decide, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., purge_decisions: _Optional[_Union[PurgeDecisions, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhase, _Mapping]] = ...) -> None: ...
+
+class Conflict(_message.Message):
+    __slots__ = ("key", "other_txn", "phase", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OTHER_TXN_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    other_txn: bytes
+    phase: str
+    reason: str
+    def __init__(self, key: _Optional[bytes] = ..., other_txn: _Optional[bytes] = ..., phase: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PrepareResult(_message.Message):
+    __slots__ = ("prepare_ts", "conflict")
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    prepare_ts: int
+    conflict: Conflict
+    def __init__(self, prepare_ts: _Optional[int] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
+
+class DecisionResult(_message.Message):
+    __slots__ = ("committed", "commit_ts")
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    committed: bool
+    commit_ts: int
+    def __init__(self, committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+
+class ResolveResult(_message.Message):
+    __slots__ = ("found", "versions_written")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    versions_written: int
+    def __init__(self, found: _Optional[bool] = ..., versions_written: _Optional[int] = ...) -> None: ...
+
+class OnePhaseResult(_message.Message):
+    __slots__ = ("commit_ts", "conflict")
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    commit_ts: int
+    conflict: Conflict
+    def __init__(self, commit_ts: _Optional[int] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
+
+class PurgeResult(_message.Message):
+    __slots__ = ("purged", "more")
+    PURGED_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    purged: int
+    more: bool
+    def __init__(self, purged: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class TxnResult(_message.Message):
+    __slots__ = ("prepare", "decision", "resolve", "one_phase", "purge")
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_FIELD_NUMBER: _ClassVar[int]
+    ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    PURGE_FIELD_NUMBER: _ClassVar[int]
+    prepare: PrepareResult
+    decision: DecisionResult
+    resolve: ResolveResult
+    one_phase: OnePhaseResult
+    purge: PurgeResult
+    def __init__(self, prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., decision: _Optional[_Union[DecisionResult, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResult, _Mapping]] = ..., one_phase: _Optional[_Union[OnePhaseResult, _Mapping]] = ..., purge: _Optional[_Union[PurgeResult, _Mapping]] = ...) -> None: ...
+
+class IntentRecord(_message.Message):
+    __slots__ = ("txn_id", "write", "value", "delete", "prepare_ts")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    write: bool
+    value: bytes
+    delete: bool
+    prepare_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., write: _Optional[bool] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
+
+class KeyIntents(_message.Message):
+    __slots__ = ("intents",)
+    INTENTS_FIELD_NUMBER: _ClassVar[int]
+    intents: _containers.RepeatedCompositeFieldContainer[IntentRecord]
+    def __init__(self, intents: _Optional[_Iterable[_Union[IntentRecord, _Mapping]]] = ...) -> None: ...
+
+class PreparedRecord(_message.Message):
+    __slots__ = ("txn_id", "coordinator_group", "participants", "prepare_ts", "write_keys", "read_keys")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    READ_KEYS_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    coordinator_group: int
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    prepare_ts: int
+    write_keys: _containers.RepeatedScalarFieldContainer[bytes]
+    read_keys: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., prepare_ts: _Optional[int] = ..., write_keys: _Optional[_Iterable[bytes]] = ..., read_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("txn_id", "committed", "commit_ts", "participants", "decided_ts", "finished")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_TS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    committed: bool
+    commit_ts: int
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    decided_ts: int
+    finished: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., decided_ts: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
