@@ -27,8 +27,11 @@ Rules
    time t refuses to promise any other proposer until t + lease_duration. The leader, having
    sent heartbeat round n at t_n and heard a quorum acknowledge it, holds a lease until
    t_n + lease_duration - lease_drift. The follower's window starts after t_n and lasts at
-   least as long, so two leases never overlap. A restarted replica may have forgotten a lease
-   promise, so it promises nobody (itself included) for lease_duration after its first tick.
+   least as long, so two leases never overlap. The follower measures its window from the
+   first tick after it heard the leader (while the driver steps messages, `now` is the last
+   tick's, which may be older than the message). A restarted replica may have forgotten a
+   lease promise, so it promises nobody (itself included) for lease_duration after its first
+   tick, and nobody at all before that tick.
 7. Linearizable reads are answered as "may be served at index X" (`Ready.reads`): at once
    under a valid lease, otherwise after one heartbeat round confirms the leadership
    (read-index). X covers every slot the leader recovered in Phase 1.
@@ -41,6 +44,13 @@ Rules
 10. A proposal is either chosen (reported with its id in `committed`), or reported in
    `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
    `outcome_unknown` when a snapshot covered its slot.
+11. Snapshots and compaction never outrun the application state on disk. The driver writes
+   application state unsynced, after the persist of the same Ready; the next synced persist
+   makes it durable (one ordered log, as RocksDB's WAL). So the log below a slot is
+   truncated only by a Ready returned after the Ready that applied or restored that slot;
+   the Ready carrying a snapshot persists nothing that depends on it (no other message is
+   handled until it is out); and a restart that finds the application ahead of the chosen
+   watermark (the restore survived, the truncation did not) finishes the install.
 """
 
 from __future__ import annotations
@@ -123,6 +133,23 @@ class Replica:
         self._chosen_watermark = state.chosen_watermark
         self._log_start = state.log_start
         self._applied = applied_index
+        # What the driver has been asked to apply by Readys already returned: the only slots
+        # whose application writes precede the next persist, so the only ones compaction may
+        # drop (rule 11).
+        self._applied_returned = applied_index
+        self._deferred_persist: PersistBatch | None = None
+        if applied_index > state.chosen_watermark:
+            # Rule 11: a snapshot restore reached the disk but the truncation that follows it
+            # did not. The application state is a snapshot at `applied_index`; the votes we
+            # hold at or below it may be stale (never chosen) and must not be reported as
+            # chosen by a Promise, so finish the install: drop them and move the log start.
+            for slot in [s for s in self._log if s <= applied_index]:
+                del self._log[slot]
+            self._chosen_watermark = applied_index
+            self._log_start = applied_index + 1
+            self._deferred_persist = PersistBatch(
+                chosen_watermark=applied_index, log_start=applied_index + 1
+            )
 
         self._role = Role.FOLLOWER
         self._leader_hint: int | None = None
@@ -166,7 +193,11 @@ class Replica:
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
         self._proposed: dict[int, tuple[Value, tuple[int, ...]]] = {}
         self._next_proposal_id = 1
-        self._deferred_persist: PersistBatch | None = None
+        # Set by an InstallSnapshot: its truncation, held back until the next Ready (rule 11).
+        self._install_persist: PersistBatch | None = None
+        self._installing = False
+        # A follower's lease promise must be measured from a fresh `now` (rule 6).
+        self._lease_refresh = False
         self._out = Ready()
         self._outcome_unknown: list[int] = []
 
@@ -180,6 +211,13 @@ class Replica:
             # Rule 6: we may have promised a lease before a restart and forgotten it.
             self._lease_block_until = now + self.config.lease_duration_s
             self._reset_election_deadline()
+        if self._lease_refresh:
+            # Rule 6: the leader was heard at some time after the previous tick; this `now` is
+            # not earlier than that, so the promise measured from it covers the leader's lease.
+            self._lease_refresh = False
+            self._lease_block_until = max(
+                self._lease_block_until, now + self.config.lease_duration_s
+            )
         if self._role is Role.LEADER:
             if not self._has_quorum_contact():
                 self._become_follower(None)
@@ -195,6 +233,11 @@ class Replica:
     def step(self, msg: Message) -> None:
         """Handle one message from a peer. Stale or foreign messages are ignored or refused."""
         if msg.dst != self.id or msg.src not in self._peers:
+            return
+        if self._installing:
+            # Rule 11: nothing else may change the durable state in the Ready that carries a
+            # snapshot (a later watermark would outrun both the old log and the restore if
+            # the restore were lost). Dropping a message is always allowed.
             return
         self._max_seen_round = max(self._max_seen_round, msg.ballot.round)
         match msg:
@@ -303,8 +346,8 @@ class Replica:
 
     def ready(self) -> Ready:
         """Collect everything to persist, send, apply and answer since the last call."""
-        applied_before = self._applied
         if self._deferred_persist is not None:
+            # A truncation held back from an earlier Ready, whose restore is written by now.
             self._merge_persist(self._deferred_persist)
             self._deferred_persist = None
         self._flush_proposals()
@@ -313,9 +356,13 @@ class Replica:
         self._read_round_wanted = False
         self._collect_committed()
         self._release_reads()
-        self._maybe_compact(applied_before)
+        self._maybe_compact(self._applied_returned)
         out, self._out = self._out, Ready()
         out.outcome_unknown, self._outcome_unknown = self._outcome_unknown, []
+        # Rule 11: this Ready carries the snapshot; its truncation goes out with the next one.
+        self._deferred_persist, self._install_persist = self._install_persist, None
+        self._installing = False
+        self._applied_returned = self._applied
         return out
 
     def advance(self, ready: Ready) -> None:
@@ -606,12 +653,15 @@ class Replica:
         self._chosen_watermark = max(self._chosen_watermark, msg.index)
         self._log_start = msg.index + 1
         self._next_slot = max(self._next_slot, self._log_start)
-        # The snapshot is restored after this Ready's persist; truncating the durable log in the
-        # same Ready could leave neither the old slots nor the restored state after a crash.
-        # So the truncation goes out with the next Ready, once the restore has been written.
-        self._deferred_persist = PersistBatch(
+        # Rule 11: the snapshot is restored after this Ready's persist; truncating the durable
+        # log in the same Ready could leave neither the old slots nor the restored state after
+        # a crash. So the truncation goes out with the next Ready, once the restore has been
+        # written (and the next synced persist makes both durable), and no other message is
+        # handled until this Ready is out.
+        self._install_persist = PersistBatch(
             chosen_watermark=self._chosen_watermark, log_start=self._log_start
         )
+        self._installing = True
         self._catchup_retry_at = 0.0
 
     # ------------------------------------------------------------------ helpers
@@ -628,10 +678,15 @@ class Replica:
         self._leader_hint = src
         self._handoff_allowed = None
         self._reset_election_deadline()
-        self._lease_block_until = self._now + self.config.lease_duration_s
+        self._lease_block_until = max(
+            self._lease_block_until, self._now + self.config.lease_duration_s
+        )
+        self._lease_refresh = True
         return True
 
     def _lease_blocks(self, candidate: int) -> bool:
+        if not self._started:
+            return True  # rule 6: before the first tick we cannot measure the restart block
         if self._role is Role.LEADER:
             return candidate != self._handoff_target
         return (
@@ -866,7 +921,7 @@ class Replica:
         self._pending_reads = waiting
 
     def _maybe_compact(self, applied_before: int) -> None:
-        """Drop slots the application already holds (applied in an earlier Ready)."""
+        """Drop slots the application already holds (applied by a Ready already returned)."""
         cfg = self.config
         if applied_before - self._log_start + 1 <= cfg.compact_threshold:
             return

@@ -1,0 +1,145 @@
+"""Fault schedules: partitions, one-way cuts, clogs, crashes (also in the middle of a Ready).
+
+A schedule is plain data drawn from the world's RNG before the run starts, so it prints and
+replays. Actions that name "the leader" resolve at run time (the adaptive nemesis of Jepsen's
+"partition the leader"), deterministically, since the run is.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from world import CrashMode
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scheduled fault. `target` 0 means "the current leader, else any up host"."""
+
+    at: float
+    kind: str
+    target: int = 0
+    other: int = 0
+    sides: tuple[tuple[int, ...], ...] = ()
+    duration: float = 0.0
+    mode: str = CrashMode.POWER_LOSS
+    phase: str = ""
+    k: int = 0
+
+    def describe(self) -> str:
+        parts = [f"{self.at:.3f}s {self.kind}"]
+        if self.target:
+            parts.append(f"host={self.target}")
+        elif self.kind in ("crash", "crash_in_ready", "isolate", "pause"):
+            parts.append("host=leader")
+        if self.other:
+            parts.append(f"other={self.other}")
+        if self.sides:
+            parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
+        if self.duration:
+            parts.append(f"for={self.duration:.3f}s")
+        if self.kind.startswith("crash"):
+            parts.append(f"mode={self.mode}")
+        if self.phase:
+            parts.append(f"phase={self.phase}/{self.k}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultMix:
+    """Relative weights of fault kinds, and how many faults per second of chaos."""
+
+    rate_per_s: float = 4.0
+    partition: float = 0.0
+    cut: float = 0.0
+    isolate: float = 0.0
+    clog: float = 0.0
+    heal: float = 0.0
+    crash: float = 0.0
+    crash_in_ready: float = 0.0
+    crash_all: float = 0.0
+
+
+PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
+
+
+def plan_faults(
+    rng: random.Random, mix: FaultMix, hosts: list[int], start: float, end: float
+) -> list[Fault]:
+    """Draw a fault schedule for [start, end)."""
+    kinds = [
+        (name, weight)
+        for name, weight in (
+            ("partition", mix.partition),
+            ("cut", mix.cut),
+            ("isolate", mix.isolate),
+            ("clog", mix.clog),
+            ("heal", mix.heal),
+            ("crash", mix.crash),
+            ("crash_in_ready", mix.crash_in_ready),
+            ("crash_all", mix.crash_all),
+        )
+        if weight > 0
+    ]
+    faults: list[Fault] = []
+    if not kinds or mix.rate_per_s <= 0:
+        return faults
+    names = [k for k, _ in kinds]
+    weights = [w for _, w in kinds]
+    t = start
+    while True:
+        t += rng.expovariate(mix.rate_per_s)
+        if t >= end:
+            break
+        kind = rng.choices(names, weights)[0]
+        target = rng.choice([0, *hosts])
+        if kind == "partition":
+            shuffled = list(hosts)
+            rng.shuffle(shuffled)
+            cut = rng.randint(1, len(hosts) - 1)
+            sides = (tuple(sorted(shuffled[:cut])), tuple(sorted(shuffled[cut:])))
+            faults.append(Fault(at=t, kind=kind, sides=sides))
+        elif kind == "cut":
+            a, b = rng.sample(hosts, 2)
+            faults.append(Fault(at=t, kind=kind, target=a, other=b))
+        elif kind == "isolate":
+            faults.append(Fault(at=t, kind=kind, target=target))
+        elif kind == "clog":
+            a, b = rng.sample(hosts, 2)
+            faults.append(Fault(at=t, kind=kind, target=a, other=b, duration=rng.uniform(0.05, 1)))
+        elif kind == "heal":
+            faults.append(Fault(at=t, kind=kind))
+        elif kind == "crash":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    target=target,
+                    mode=rng.choice(CrashMode.ALL),
+                    duration=_downtime(rng),
+                )
+            )
+        elif kind == "crash_in_ready":
+            phase = rng.choice(PHASES)
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    target=target,
+                    mode=rng.choice(CrashMode.ALL),
+                    duration=_downtime(rng),
+                    phase=phase,
+                    k=rng.randint(0, 3),
+                )
+            )
+        elif kind == "crash_all":
+            faults.append(
+                Fault(at=t, kind=kind, mode=rng.choice(CrashMode.ALL), duration=_downtime(rng))
+            )
+    return faults
+
+
+def _downtime(rng: random.Random) -> float:
+    # Mostly short (a restart inside a lease or an election timeout), sometimes long.
+    return rng.choice([rng.uniform(0.0, 0.05), rng.uniform(0.05, 0.4), rng.uniform(0.4, 1.5)])

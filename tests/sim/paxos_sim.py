@@ -1,0 +1,527 @@
+"""Seeded whole-group simulations: a workload, a fault schedule, the checkers, a verdict.
+
+`run_group(profile, seed)` builds a `World` from `random.Random(seed)`, draws the knobs of
+the profile (group size, network loss, fault mix, clock rates, batching, compaction) and a
+fault schedule, then runs three phases in virtual time:
+
+1. chaos: clients write and read registers while the nemesis partitions, cuts, clogs and
+   crashes (also in the middle of executing a Ready); every event is checked (agreement,
+   validity, integrity, at most one lease holder);
+2. heal: the network heals, every crashed replica restarts, then probe writes and reads are
+   submitted; each must complete within `TERMINATION_BOUND_S` of virtual time, and every
+   replica must converge on the same applied log;
+3. verdict: acknowledged writes are all in the log, the history linearizes, every read
+   returned what the log says.
+
+A failure raises `SafetyViolation` (or `LivenessViolation`) with the replay command in its
+notes: `PAXOS_SIM_SEED=<profile>:<seed> python -m pytest tests/sim -k replay`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from checkers import (
+    GroupOracle,
+    SafetyViolation,
+    check_linearizable,
+    check_read_values,
+)
+from nemesis import Fault, FaultMix, plan_faults
+from paxos_group import Listener, PaxosHost, ReadOp, WriteOp, leader_of
+from world import HostTiming, NetworkConfig, Stats, World
+
+from paxos import ReplicaConfig, Value
+
+TERMINATION_BOUND_S = 5.0
+REPLAY_HINT = (
+    "PAXOS_SIM_SEED={profile}:{seed} python -m pytest tests/sim/test_paxos_properties.py -k replay"
+)
+
+
+class LivenessViolation(AssertionError):
+    """Termination failed: a majority was up and connected, yet a request did not complete."""
+
+
+# ---------------------------------------------------------------------- knobs
+
+
+@dataclass(slots=True, kw_only=True)
+class Knobs:
+    """Everything a profile draws; printed with a failing seed."""
+
+    voters: tuple[int, ...] = (1, 2, 3)
+    net: NetworkConfig = field(default_factory=NetworkConfig)
+    faults: FaultMix = field(default_factory=FaultMix)
+    chaos_s: float = 2.0
+    rates: tuple[float, ...] = ()
+    timing: HostTiming = field(default_factory=HostTiming)
+    replica: dict[str, object] = field(default_factory=dict)
+    #: Closed-loop clients: each waits for its operation, thinks, then issues the next.
+    clients: int = 6
+    think_s: float = 0.01
+    write_share: float = 0.65
+    keys: int = 3
+    heal_drop: float | None = None
+
+    def describe(self) -> str:
+        return (
+            f"voters={self.voters} net={self.net} faults={self.faults} chaos={self.chaos_s}s "
+            f"rates={self.rates} timing={self.timing} replica={self.replica} "
+            f"clients={self.clients} think={self.think_s}s writes={self.write_share}"
+        )
+
+
+PROFILES = ("lossy", "partitions", "crashes", "compaction", "clocks", "chaos", "calm")
+
+
+def draw_knobs(profile: str, rng: random.Random) -> Knobs:
+    """The knobs of one run of `profile` (all randomness from `rng`)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
+    n = rng.choice((3, 3, 5))
+    voters = tuple(range(1, n + 1))
+    k = Knobs(voters=voters)
+    k.rates = tuple(1.0 for _ in voters)
+    batch = rng.choice((1, 3, 1024))
+    k.replica = {
+        "max_batch_count": batch,
+        "pipeline_window": rng.choice((1, 4, 32)),
+    }
+    if profile == "calm":
+        k.faults = FaultMix(rate_per_s=0)
+        return k
+    if profile in ("lossy", "chaos"):
+        k.net = NetworkConfig(
+            drop=rng.choice((0.01, 0.05, 0.2)),
+            duplicate=rng.choice((0.0, 0.05, 0.2)),
+            delay_max_s=rng.choice((0.001, 0.005, 0.03)),
+            long_delay=rng.choice((0.0, 0.02, 0.1)),
+            long_delay_max_s=rng.choice((0.1, 0.4)),
+        )
+    else:
+        k.net = NetworkConfig(
+            drop=rng.choice((0.0, 0.01)),
+            duplicate=rng.choice((0.0, 0.01)),
+            delay_max_s=rng.choice((0.001, 0.004)),
+            long_delay=rng.choice((0.0, 0.005)),
+        )
+    if profile == "lossy":
+        k.faults = FaultMix(rate_per_s=1.5, clog=1, heal=1, cut=0.5)
+    elif profile == "partitions":
+        k.faults = FaultMix(rate_per_s=5, partition=3, cut=2, isolate=3, clog=1, heal=3)
+    elif profile == "crashes":
+        k.faults = FaultMix(rate_per_s=5, crash=2, crash_in_ready=4, crash_all=0.5, heal=0.5)
+    elif profile == "compaction":
+        k.replica["compact_threshold"] = rng.choice((4, 8, 16))
+        k.replica["compact_keep"] = rng.choice((1, 2, 3))
+        k.replica["catchup_max_slots"] = rng.choice((1, 4, 256))
+        k.faults = FaultMix(
+            rate_per_s=5, partition=2, isolate=2, crash=1, crash_in_ready=3, heal=2, clog=1
+        )
+    elif profile == "clocks":
+        # Clock rates within the lease drift margin (lease 0.12 s, drift 0.02 s: ratio < 1.2),
+        # a coarse tick (the core may see a `now` one tick old while it steps), loop delays.
+        k.rates = tuple(rng.uniform(0.95, 1.05) for _ in voters)
+        k.timing = HostTiming(
+            tick_interval_s=rng.choice((0.002, 0.01, 0.03)),
+            wake_delay_max_s=rng.choice((0.0, 0.003, 0.015)),
+            tick_on_message=rng.random() < 0.5,
+        )
+        k.faults = FaultMix(rate_per_s=4, isolate=2, partition=2, cut=1, clog=2, heal=2, crash=1)
+    elif profile == "chaos":
+        k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
+        k.timing = HostTiming(
+            tick_interval_s=rng.choice((0.002, 0.005, 0.01)),
+            wake_delay_max_s=rng.choice((0.0, 0.002)),
+            tick_on_message=rng.random() < 0.7,
+        )
+        if rng.random() < 0.5:
+            k.replica["compact_threshold"] = rng.choice((6, 20))
+            k.replica["compact_keep"] = rng.choice((1, 4))
+        k.faults = FaultMix(
+            rate_per_s=6,
+            partition=2,
+            cut=1,
+            isolate=2,
+            clog=1,
+            heal=2,
+            crash=1,
+            crash_in_ready=2,
+            crash_all=0.3,
+        )
+        k.heal_drop = 0.02
+    return k
+
+
+# ---------------------------------------------------------------------- clients
+
+
+@dataclass(slots=True, kw_only=True)
+class Logical:
+    """A client-level operation, retried with fresh attempts until it completes."""
+
+    key: bytes
+    is_write: bool
+    start: float
+    probe: bool
+    client: int = -1
+    attempts: list[WriteOp | ReadOp] = field(default_factory=list)
+    done_at: float | None = None
+    gave_up: bool = False
+
+
+class GroupSim(Listener):
+    """One simulated Paxos group with clients, a nemesis and the checkers."""
+
+    ATTEMPT_TIMEOUT_S = 0.6
+    MAX_ATTEMPTS = 40
+
+    def __init__(self, profile: str, seed: int, knobs: Knobs | None = None) -> None:
+        self.profile = profile
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.knobs = knobs if knobs is not None else draw_knobs(profile, self.rng)
+        k = self.knobs
+        self.world = World(self.rng, k.net)
+        self.oracle = GroupOracle(quorum=len(k.voters) // 2 + 1)
+        self.hosts: dict[int, PaxosHost] = {}
+        for node_id, rate in zip(k.voters, k.rates, strict=True):
+            config = ReplicaConfig(node_id=node_id, voters=k.voters, **k.replica)  # type: ignore[arg-type]
+            self.hosts[node_id] = PaxosHost(self.world, config, k.timing, self, rate=rate)
+        self.writes: list[WriteOp] = []
+        self.reads: list[ReadOp] = []
+        self.logical: list[Logical] = []
+        self._logical_of: dict[int, Logical] = {}
+        self._next_op = 0
+        self._guess: int | None = None
+        self.faults: list[Fault] = []
+        self.fault_log: list[str] = []
+        self.healed_at: float | None = None
+        self.stats = Stats()
+        host_list = list(self.hosts.values())
+        oracle = self.oracle
+        self.world.observers.append(lambda: oracle.check_leases(host_list))
+
+    # ------------------------------------------------------------------ Listener
+
+    def on_persist(self, host: PaxosHost, batch) -> None:  # type: ignore[no-untyped-def]
+        self.oracle.on_persist(host, batch)
+
+    def on_apply(self, host: PaxosHost, slot: int, value: Value) -> None:
+        self.oracle.on_apply(host, slot, value)
+
+    def on_restore(self, host: PaxosHost, index: int, log: list[tuple[int, Value]]) -> None:
+        self.oracle.on_restore(host, index, log)
+        self.stats.add("snapshot_installs")
+
+    def on_boot(self, host: PaxosHost) -> None:
+        self.oracle.on_boot(host)
+
+    def on_crash_point(self, host: PaxosHost, phase: str) -> None:
+        self.stats.add(f"crash@{phase}")
+
+    def on_leader(self, host: PaxosHost) -> None:
+        self.stats.add("elections")
+
+    def on_write_done(self, op: WriteOp, hint: int | None) -> None:
+        self.oracle.on_write_done(op)
+        logical = self._logical_of.get(op.op_id)
+        if logical is None or logical.done_at is not None or logical.gave_up:
+            return
+        if op.status == "acked":
+            logical.done_at = self.world.now
+            self._guess = op.host
+            self._finished(logical)
+            return
+        if logical.attempts[-1] is not op:
+            return  # an older attempt; a newer one is in flight
+        self._retry(logical, hint)
+
+    def on_read_done(self, op: ReadOp, hint: int | None) -> None:
+        logical = self._logical_of.get(op.op_id)
+        if logical is None or logical.done_at is not None or logical.gave_up:
+            return
+        if op.status == "served":
+            logical.done_at = self.world.now
+            self._guess = op.host
+            self._finished(logical)
+            return
+        if logical.attempts[-1] is not op:
+            return
+        self._retry(logical, hint)
+
+    # ------------------------------------------------------------------ clients
+
+    def _retry(self, logical: Logical, hint: int | None) -> None:
+        if len(logical.attempts) >= self.MAX_ATTEMPTS and not logical.probe:
+            logical.gave_up = True
+            self._finished(logical)
+            return
+        if hint is not None:
+            self._guess = hint
+        else:
+            self._guess = None
+        delay = self.rng.uniform(0.001, 0.01 if hint is not None else 0.03)
+        self.world.schedule(self.world.now + delay, self._attempt, logical)
+
+    def start_op(self, is_write: bool, probe: bool = False, client: int = -1) -> Logical:
+        key = b"k%d" % self.rng.randrange(self.knobs.keys)
+        logical = Logical(
+            key=key, is_write=is_write, start=self.world.now, probe=probe, client=client
+        )
+        self.logical.append(logical)
+        self._attempt(logical)
+        return logical
+
+    def _attempt(self, logical: Logical) -> None:
+        if logical.done_at is not None or logical.gave_up:
+            return
+        target = self._guess
+        if target is None or not self.hosts[target].up:
+            up = [h for h in sorted(self.hosts) if self.hosts[h].up]
+            target = self.rng.choice(up) if up else self.rng.choice(sorted(self.hosts))
+        host = self.hosts[target]
+        self._next_op += 1
+        op_id = self._next_op
+        now = self.world.now
+        op: WriteOp | ReadOp
+        if logical.is_write:
+            command = logical.key + b"=v%d" % op_id
+            op = WriteOp(op_id=op_id, command=command, host=target, invoke=now, probe=logical.probe)
+            self.oracle.submitted[command] = op
+            self.writes.append(op)
+        else:
+            op = ReadOp(op_id=op_id, key=logical.key, host=target, invoke=now)
+            self.reads.append(op)
+        logical.attempts.append(op)
+        self._logical_of[op_id] = logical
+        if not host.up:
+            # Connection refused: certainly not proposed.
+            op.status = "rejected" if isinstance(op, WriteOp) else "lost"
+            self._guess = None
+            self._retry(logical, None)
+            return
+        host.submit(op)
+        self.world.schedule(now + self.ATTEMPT_TIMEOUT_S, self._check_timeout, logical, op)
+
+    def _check_timeout(self, logical: Logical, op: WriteOp | ReadOp) -> None:
+        if logical.done_at is not None or logical.gave_up or logical.attempts[-1] is not op:
+            return
+        if op.status == "pending":
+            # Give up waiting on this attempt (it may still complete) and try elsewhere.
+            self._guess = None
+            self._retry(logical, None)
+
+    def _client_step(self, client: int) -> None:
+        if self.healed_at is not None:
+            return
+        is_write = self.rng.random() < self.knobs.write_share
+        self.start_op(is_write, client=client)
+
+    def _finished(self, logical: Logical) -> None:
+        if logical.client >= 0 and self.healed_at is None:
+            think = self.rng.expovariate(1 / self.knobs.think_s) if self.knobs.think_s else 0.0
+            self.world.schedule(self.world.now + think, self._client_step, logical.client)
+
+    # ------------------------------------------------------------------ nemesis
+
+    def _apply_fault(self, fault: Fault) -> None:
+        world = self.world
+        if self.healed_at is not None:
+            return
+        self.fault_log.append(fault.describe())
+        net = world.net
+        if fault.kind == "partition":
+            net.partition(*fault.sides)
+        elif fault.kind == "cut":
+            net.cut(fault.target, fault.other)
+        elif fault.kind == "isolate":
+            net.isolate(self._resolve(fault.target))
+        elif fault.kind == "clog":
+            net.clog(fault.target, fault.other, world.now + fault.duration)
+        elif fault.kind == "heal":
+            net.heal()
+        elif fault.kind == "crash":
+            self._crash(self.hosts[self._resolve(fault.target)], fault.mode, fault.duration)
+        elif fault.kind == "crash_in_ready":
+            host = self.hosts[self._resolve(fault.target)]
+            if host.up:
+                from paxos_group import CrashPlan
+
+                host.crash_plan = CrashPlan(fault.phase, fault.k, fault.mode)
+                world.schedule(world.now + 0.5, self._restart_later, host, fault.duration)
+        elif fault.kind == "crash_all":
+            for host_id in sorted(self.hosts):
+                stagger = self.rng.uniform(0, 0.05)
+                self._crash(self.hosts[host_id], fault.mode, fault.duration + stagger)
+
+    def _resolve(self, target: int) -> int:
+        if target:
+            return target
+        leader = leader_of(list(self.hosts.values()))
+        if leader is not None:
+            return leader.id
+        up = [h for h in sorted(self.hosts) if self.hosts[h].up]
+        return self.rng.choice(up) if up else 1
+
+    def _crash(self, host: PaxosHost, mode: str, downtime: float) -> None:
+        if not host.up:
+            return
+        host.crash(mode)
+        self.world.schedule(self.world.now + downtime, self._restart, host)
+
+    def _restart_later(self, host: PaxosHost, downtime: float) -> None:
+        # An armed crash fires at the host's next Ready; restart it once it did.
+        if host.up:
+            host.crash_plan = None
+            return
+        self.world.schedule(self.world.now + downtime, self._restart, host)
+
+    def _restart(self, host: PaxosHost) -> None:
+        if not host.up:
+            host.start()
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> SimResult:
+        try:
+            return self._run()
+        except AssertionError as exc:
+            exc.add_note(f"replay: {REPLAY_HINT.format(profile=self.profile, seed=self.seed)}")
+            exc.add_note(f"knobs: {self.knobs.describe()}")
+            exc.add_note(f"at t={self.world.now:.6f}s; faults so far: {self.fault_log}")
+            raise
+
+    def _run(self) -> SimResult:
+        world = self.world
+        k = self.knobs
+        for host_id in sorted(self.hosts):
+            world.schedule(self.rng.uniform(0, 0.01), self.hosts[host_id].start)
+        self.faults = plan_faults(self.rng, k.faults, sorted(self.hosts), 0.2, k.chaos_s)
+        for fault in self.faults:
+            world.schedule(fault.at, self._apply_fault, fault)
+        for client in range(k.clients):
+            world.schedule(self.rng.uniform(0, 0.05), self._client_step, client)
+        world.run_until(k.chaos_s)
+
+        # Heal: a majority (here: everyone) is up and connected from now on.
+        self.healed_at = world.now
+        world.net.heal()
+        if k.heal_drop is not None:
+            world.net.config.drop = min(world.net.config.drop, k.heal_drop)
+        for host_id in sorted(self.hosts):
+            host = self.hosts[host_id]
+            host.crash_plan = None
+            if not host.up:
+                host.start()
+        probes = []
+        for i in range(6):
+            world.schedule(
+                world.now + 0.05 * i,
+                lambda w=(i % 3 != 2): probes.append(self.start_op(w, probe=True)),
+            )
+        deadline = self.healed_at + TERMINATION_BOUND_S
+
+        def settled() -> bool:
+            return (
+                len(probes) == 6
+                and all(p.done_at is not None for p in probes)
+                and self._converged()
+            )
+
+        if not world.run_until(deadline, settled):
+            late = [p for p in probes if p.done_at is None]
+            raise LivenessViolation(
+                f"termination: {len(late)} of {len(probes)} probes incomplete and "
+                f"converged={self._converged()} {TERMINATION_BOUND_S}s after heal; "
+                f"applied={ {h: self.hosts[h].app.index for h in sorted(self.hosts)} } "
+                f"roles={ {h: self._role(h) for h in sorted(self.hosts)} }"
+            )
+        for probe in probes:
+            assert probe.done_at is not None
+            if probe.done_at - probe.start > TERMINATION_BOUND_S:
+                raise LivenessViolation("termination: probe slower than the bound")
+        # Let in-flight work drain a little so late acks are observed, then judge.
+        world.run_until(world.now + 0.3)
+        return self._verdict(probes)
+
+    def _role(self, host_id: int) -> str:
+        host = self.hosts[host_id]
+        if not host.up or host.replica is None:
+            return "down"
+        return host.replica.role.value
+
+    def _converged(self) -> bool:
+        hosts = self.hosts.values()
+        if not all(h.up for h in hosts):
+            return False
+        top = self.oracle.max_slot
+        return all(h.app.index == top for h in hosts)
+
+    def _verdict(self, probes: list[Logical]) -> SimResult:
+        oracle = self.oracle
+        oracle.check_acked_durable(self.writes)
+        # Every replica holds the same log, which contains every acknowledged write.
+        log = dict(oracle.applied)
+        for host in self.hosts.values():
+            for slot, value in host.app.log:
+                if log.get(slot) != value:
+                    raise SafetyViolation(f"host {host.id} log differs at slot {slot}")
+        checked = check_linearizable(log, self.writes, self.reads)
+        check_read_values(log, self.reads)
+        for op in self.writes:
+            if op.status == "acked":
+                assert op.slot is not None and op.command in log[op.slot]
+        return SimResult(
+            digest=self.world.digest(),
+            slots=oracle.max_slot,
+            acked=sum(1 for w in self.writes if w.status == "acked"),
+            served=sum(1 for r in self.reads if r.status == "served"),
+            lease_reads=sum(1 for r in self.reads if r.status == "served" and r.via_lease),
+            linearized=checked,
+            crashes=sum(h.crashes for h in self.hosts.values()),
+            events=self.world.events_run,
+            faults=len(self.fault_log),
+            stats=dict(sorted(self.stats.counters.items())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    digest: str
+    slots: int
+    acked: int
+    served: int
+    lease_reads: int
+    linearized: int
+    crashes: int
+    events: int
+    faults: int
+    stats: dict[str, int]
+
+
+def run_group(profile: str, seed: int) -> SimResult:
+    """Run one seeded simulation of `profile`; raises on any violation."""
+    return GroupSim(profile, seed).run()
+
+
+def parse_replay(text: str) -> tuple[str, int]:
+    """`profile:seed` (or a bare seed, for the chaos profile)."""
+    if ":" in text:
+        profile, seed = text.split(":", 1)
+        return profile, int(seed)
+    return "chaos", int(text)
+
+
+__all__ = [
+    "PROFILES",
+    "GroupSim",
+    "Knobs",
+    "LivenessViolation",
+    "SimResult",
+    "draw_knobs",
+    "parse_replay",
+    "run_group",
+]
