@@ -161,9 +161,19 @@ class _Call:
 
 
 def _describe_rpc_error(exc: BaseException) -> str:
+    """A short reason for a failed gRPC call (gRPC's own details run to several lines)."""
     if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
         details = exc.details() or ""
-        return f"{exc.code().name}: {details}".rstrip(": ")
+        if code is grpc.StatusCode.UNAVAILABLE and "onnection refused" in details:
+            return "connection refused"
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "no answer before the deadline"
+        if len(details) > 120:
+            details = details[:117] + "..."
+        return f"{code.name}: {details}".rstrip(": ")
+    if isinstance(exc, TimeoutError):
+        return "no answer before the deadline"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from shard import __version__
+from shard.bench_cmd import register_bench_command
+from shard.cli_kv import register_kv_commands
 from shard.cluster_cli import register_cluster_commands
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     node.set_defaults(handler=_run_node)
     register_cluster_commands(commands)
+    register_kv_commands(commands)
+    register_bench_command(commands)
     return parser
 
 

@@ -1,0 +1,430 @@
+"""`paxoskv get|put|delete|cas|scan|status`: the data commands, over `router.client`.
+
+Output is plain and script-friendly: a command prints exactly its result on stdout (a
+value, a version, `KEY<TAB>VALUE` lines) and nothing else. Keys and values are UTF-8 text
+on the command line, or hex with `--hex` (then printed as hex too). Exit status: 0 success,
+1 error (one line on stderr, `paxoskv: error: ...`), 3 "no": a key not found by `get`, a
+compare-and-set whose condition did not hold.
+
+Imports of grpc and the client stay inside the handlers, so `paxoskv --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+ENV_CLUSTER = "PAXOSKV_CLUSTER"
+EXIT_NO = 3
+"""Exit status of `get` for a missing key and of `cas` when its condition did not hold."""
+
+
+class UsageError(Exception):
+    """A command-line mistake the user can fix; printed as one line."""
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--cluster",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        default=None,
+        help=f"client addresses of some nodes (default: ${ENV_CLUSTER})",
+    )
+    group.add_argument(
+        "--cluster-id", default=None, help="refuse nodes of another cluster (default: learn it)"
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks on errors (as `paxoskv --debug`)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline per operation, retries included (default 10)",
+    )
+    return common
+
+
+def _codec_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--hex",
+        action="store_true",
+        help="keys and values are hex on the command line and in the output",
+    )
+    return common
+
+
+def register_kv_commands(subparsers: Any) -> None:
+    """Add get/put/delete/cas/scan/status to the `paxoskv` parser's subcommands."""
+    conn = _connection_options()
+    codec = _codec_options()
+    parents = [conn, codec]
+
+    get = subparsers.add_parser(
+        "get",
+        parents=parents,
+        help="print the value of a key",
+        description="Print the value of KEY (linearizable read through the shard's leader). "
+        f"A missing key prints nothing and exits with status {EXIT_NO}.",
+    )
+    get.add_argument("key")
+    get.add_argument("-v", "--verbose", action="store_true", help="print VERSION<TAB>VALUE instead")
+    get.add_argument(
+        "--stale", action="store_true", help="allow a possibly stale read from any replica"
+    )
+    get.add_argument(
+        "--at-version", type=int, default=0, help="read the newest version <= this one"
+    )
+    get.set_defaults(handler=_cmd_get)
+
+    put = subparsers.add_parser(
+        "put",
+        parents=parents,
+        help="write a value; print its version",
+        description="Write VALUE under KEY and print the new version. Without VALUE, the "
+        "value is read from stdin (as bytes; --hex: as hex text).",
+    )
+    put.add_argument("key")
+    put.add_argument("value", nargs="?", default=None)
+    put.set_defaults(handler=_cmd_put)
+
+    delete = subparsers.add_parser(
+        "delete",
+        parents=parents,
+        help="delete a key; print the deletion's version",
+        description="Delete KEY and print the deletion's version (0 when the key was absent).",
+    )
+    delete.add_argument("key")
+    delete.set_defaults(handler=_cmd_delete)
+
+    cas = subparsers.add_parser(
+        "cas",
+        parents=parents,
+        help="compare-and-set: write or delete only if a condition holds",
+        description="If KEY matches the condition, apply the action and print the new "
+        f"version. Otherwise exit with status {EXIT_NO}, printing the key's current "
+        "VERSION<TAB>VALUE (nothing when absent) and the reason on stderr.",
+    )
+    cas.add_argument("key")
+    expect = cas.add_mutually_exclusive_group(required=True)
+    expect.add_argument("--expect-value", metavar="V", help="the key's value must be V")
+    expect.add_argument(
+        "--expect-version", metavar="N", type=int, help="the key's version must be N"
+    )
+    expect.add_argument("--expect-absent", action="store_true", help="the key must not exist")
+    action = cas.add_mutually_exclusive_group(required=True)
+    action.add_argument("--new-value", metavar="V", help="write V")
+    action.add_argument("--delete", action="store_true", help="delete the key")
+    cas.set_defaults(handler=_cmd_cas)
+
+    scan = subparsers.add_parser(
+        "scan",
+        parents=parents,
+        help="list keys in a range, in key order",
+        description="Print KEY<TAB>VALUE lines (-v: KEY<TAB>VERSION<TAB>VALUE) for keys in "
+        "[--start, --end), in key order, across shards. In text mode a backslash, tab, "
+        "newline or carriage return inside a key or value is printed escaped (\\\\, \\t, "
+        "\\n, \\r); use --hex for binary data.",
+    )
+    scan.add_argument("--start", default="", help="first key (inclusive; default: the start)")
+    scan.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
+    scan.add_argument("--prefix", default=None, help="only keys with this prefix")
+    scan.add_argument("--limit", type=int, default=1000, help="at most N items (default 1000)")
+    scan.add_argument("-v", "--verbose", action="store_true", help="add each item's version")
+    scan.add_argument("--stale", action="store_true", help="allow possibly stale reads")
+    scan.set_defaults(handler=_cmd_scan)
+
+    status = subparsers.add_parser(
+        "status",
+        parents=[conn],
+        help="show every group's leader, ballot and progress, and node reachability",
+        description="One row per group from its leader's view (key range, replicas, leader, "
+        "ballot, chosen and applied index), then one row per node (reachable or why not). "
+        "Exits 1 when a node is unreachable or a group has no leader.",
+    )
+    status.set_defaults(handler=_cmd_status)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _seeds(args: argparse.Namespace) -> list[str]:
+    from router.client import parse_seeds
+
+    text = args.cluster if args.cluster is not None else os.environ.get(ENV_CLUSTER, "")
+    seeds = parse_seeds(text)
+    if not seeds:
+        raise UsageError(
+            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}"
+        )
+    for seed in seeds:
+        host, _, port = seed.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"bad cluster address {seed!r}: expected HOST:PORT")
+    return seeds
+
+
+def _arg_bytes(args: argparse.Namespace, text: str, what: str) -> bytes:
+    if getattr(args, "hex", False):
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            raise UsageError(f"{what} {text!r} is not valid hex") from None
+    return text.encode()
+
+
+def _escape(data: bytes) -> str:
+    text = data.decode("utf-8", errors="backslashreplace")
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _show(args: argparse.Namespace, data: bytes) -> str:
+    return data.hex() if args.hex else _escape(data)
+
+
+def _write_line(*parts: bytes) -> None:
+    out = sys.stdout.buffer
+    out.write(b"\t".join(parts) + b"\n")
+    out.flush()
+
+
+def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
+    from router.client import RoutingClient
+
+    seeds = _seeds(args)
+
+    async def main() -> int:
+        client = RoutingClient(seeds, cluster_id=args.cluster_id, timeout_s=args.timeout)
+        try:
+            await client.connect()
+            return await body(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    key = _arg_bytes(args, args.key, "key")
+
+    async def body(client: Any) -> int:
+        found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
+        if found is None:
+            print(f"paxoskv: key {args.key!r} not found", file=sys.stderr)
+            return EXIT_NO
+        value, version = found
+        shown = value.hex().encode() if args.hex else value
+        if args.verbose:
+            _write_line(str(version).encode(), shown)
+        else:
+            _write_line(shown)
+        return 0
+
+    return _with_client(args, body)
+
+
+def _cmd_put(args: argparse.Namespace) -> int:
+    key = _arg_bytes(args, args.key, "key")
+    if args.value is None:
+        raw = sys.stdin.buffer.read()
+        value = _arg_bytes(args, raw.decode().strip(), "value") if args.hex else raw
+    else:
+        value = _arg_bytes(args, args.value, "value")
+
+    async def body(client: Any) -> int:
+        print(await client.put(key, value))
+        return 0
+
+    return _with_client(args, body)
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    key = _arg_bytes(args, args.key, "key")
+
+    async def body(client: Any) -> int:
+        print(await client.delete(key))
+        return 0
+
+    return _with_client(args, body)
+
+
+def _cmd_cas(args: argparse.Namespace) -> int:
+    key = _arg_bytes(args, args.key, "key")
+    kwargs: dict[str, Any] = {}
+    if args.expect_value is not None:
+        kwargs["expected_value"] = _arg_bytes(args, args.expect_value, "--expect-value")
+    elif args.expect_version is not None:
+        if args.expect_version < 0:
+            raise UsageError("--expect-version must be >= 0")
+        kwargs["expected_version"] = args.expect_version
+    else:
+        kwargs["expect_absent"] = True
+    if args.delete:
+        kwargs["delete"] = True
+    else:
+        kwargs["new_value"] = _arg_bytes(args, args.new_value, "--new-value")
+
+    async def body(client: Any) -> int:
+        result = await client.cas(key, **kwargs)
+        if result.succeeded:
+            print(result.version)
+            return 0
+        if result.current_value is None:
+            print(f"paxoskv: cas: condition not met: {args.key!r} is absent", file=sys.stderr)
+        else:
+            print(
+                f"paxoskv: cas: condition not met: {args.key!r} is at version "
+                f"{result.current_version}",
+                file=sys.stderr,
+            )
+            shown = result.current_value.hex().encode() if args.hex else result.current_value
+            _write_line(str(result.current_version).encode(), shown)
+        return EXIT_NO
+
+    return _with_client(args, body)
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix` (None: no bound)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    start = _arg_bytes(args, args.start, "--start")
+    end = None if args.end is None else _arg_bytes(args, args.end, "--end")
+    if args.prefix is not None:
+        prefix = _arg_bytes(args, args.prefix, "--prefix")
+        start = max(start, prefix)
+        prefix_end = _prefix_end(prefix)
+        if prefix_end is not None:
+            end = prefix_end if end is None else min(end, prefix_end)
+    if args.limit < 0:
+        raise UsageError("--limit must be >= 0")
+
+    async def body(client: Any) -> int:
+        items = await client.scan(start, end, args.limit, stale_ok=args.stale)
+        lines = []
+        for key, value, version in items:
+            fields = [_show(args, key)]
+            if args.verbose:
+                fields.append(str(version))
+            fields.append(_show(args, value))
+            lines.append("\t".join(fields))
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+        return 0
+
+    return _with_client(args, body)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    async def body(client: Any) -> int:
+        nodes = await client.status_all(timeout_s=min(args.timeout, 2.0))
+        rows, healthy = status_table(client.shard_map, nodes)
+        sys.stdout.write(rows)
+        return 0 if healthy else 1
+
+    return _with_client(args, body)
+
+
+def _format_range(start: bytes, end: bytes | None) -> str:
+    def show(key: bytes) -> str:
+        text = key.decode("ascii", errors="replace")
+        return text if key.isascii() and text.isprintable() else repr(key)[2:-1]
+
+    left = show(start) if start else "-inf"
+    right = "+inf" if end is None else show(end)
+    return f"[{left}, {right})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    head = "  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))
+    return "\n".join(line.rstrip() for line in [head, *lines]) + "\n"
+
+
+def _ballot_key(ballot: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in ballot.split("."))
+    except ValueError:
+        return (0,)
+
+
+def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
+    """The text of `paxoskv status` and whether every node answered and every group has a
+    leader. Each group's row comes from the view of the replica that reports itself leader
+    (the highest ballot if several do); without one, from the most advanced replica."""
+    names = {n.node_id: n.name for n in nodes}
+    views: dict[int, list[tuple[int, Any]]] = {}
+    for node in nodes:
+        if node.status is None:
+            continue
+        for group in node.status.groups:
+            views.setdefault(group.group_id, []).append((node.node_id, group))
+    healthy = all(n.reachable for n in nodes)
+    rows = []
+    group_ids = sorted(set(shard_map.group_ids()) | {0})
+    for group_id in group_ids:
+        seen = views.get(group_id, [])
+        leaders = [(nid, g) for nid, g in seen if g.role == "leader"]
+        if group_id == 0:
+            key_range = "(meta)"
+            replicas = shard_map.meta_replicas
+        else:
+            desc = shard_map.group(group_id)
+            key_range = _format_range(desc.start, desc.end)
+            replicas = desc.replicas
+        replica_text = ",".join(names.get(r, str(r)) for r in replicas)
+        if leaders:
+            node_id, view = max(leaders, key=lambda item: _ballot_key(item[1].ballot))
+            leader = names.get(node_id, str(node_id))
+        elif seen:
+            node_id, view = max(seen, key=lambda item: item[1].applied_index)
+            leader = "none"
+            healthy = False
+        else:
+            rows.append([str(group_id), key_range, replica_text, "unknown", "-", "-", "-"])
+            healthy = False
+            continue
+        rows.append(
+            [
+                str(group_id),
+                key_range,
+                replica_text,
+                leader,
+                view.ballot,
+                str(view.chosen_index),
+                str(view.applied_index),
+            ]
+        )
+    out = _table(["GROUP", "RANGE", "REPLICAS", "LEADER", "BALLOT", "CHOSEN", "APPLIED"], rows)
+    node_rows = []
+    for node in nodes:
+        if node.status is not None:
+            state = f"up (map v{node.status.map_version})"
+        else:
+            state = f"UNREACHABLE: {node.error}"
+        node_rows.append([str(node.node_id), node.name, node.address, state])
+    out += "\n" + _table(["NODE", "NAME", "ADDRESS", "STATE"], node_rows)
+    return out, healthy
