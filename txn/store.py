@@ -12,6 +12,7 @@ rules and usable by simulators.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 from txn.records import DecisionInfo, IntentInfo, PreparedInfo
@@ -103,7 +104,7 @@ class MemTxnStore:
         self.intent_map: dict[bytes, dict[bytes, IntentInfo]] = {}
         self.prepared_map: dict[bytes, PreparedInfo] = {}
         self.decision_map: dict[bytes, DecisionInfo] = {}
-        self.finished_queue: list[bytes] = []
+        self.finished_queue: deque[bytes] = deque()
         self.max_ver = 0
 
     def latest_version(self, key: bytes) -> tuple[int, bool]:
@@ -184,7 +185,7 @@ class MemTxnStore:
             info = self.decision_map.get(queue[0])
             if info is not None and info.decided_ts >= before_ts:
                 break
-            queue.pop(0)
+            queue.popleft()
             if info is not None:
                 del self.decision_map[info.txn_id]
                 deleted += 1

@@ -1,0 +1,274 @@
+"""ShardStateMachine's transaction side: what the rules tests cannot see.
+
+Snapshots and restarts carry intents and records, one slot's commands see each other, bad
+transaction commands write nothing, the node-facing queries, the codec of `Op.TXN` commands
+and of results with a txn part, and RocksDB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shard.codec import (
+    Command,
+    CommandResult,
+    Op,
+    decode_command,
+    decode_result,
+    encode_command,
+    encode_put,
+    encode_result,
+    encode_txn,
+)
+from shard.engine import Engine, MemEngine, RocksEngine
+from shard.errors import Status
+from shard.limits import MAX_KEY_BYTES, MAX_TS, MAX_VALUE_BYTES
+from shard.state_machine import ShardStateMachine
+from txn.codec import encode_command as encode_txn_record
+from txn.records import (
+    CommitOnePhase,
+    Conflict,
+    Decide,
+    Finish,
+    IntentInfo,
+    IntentKind,
+    OnePhaseResult,
+    Prepare,
+    PrepareResult,
+    PurgeDecisions,
+    PurgeResult,
+    ReadItem,
+    Resolve,
+    ResolveResult,
+    TxnCommand,
+    WriteItem,
+)
+
+GROUP = 5
+RANGE: tuple[bytes, bytes | None] = (b"b", b"y")
+
+
+class Node:
+    """One replica: a state machine on an engine, one slot per `run`."""
+
+    def __init__(self, engine: Engine | None = None, group: int = GROUP) -> None:
+        self.engine = engine if engine is not None else MemEngine()
+        self.sm = ShardStateMachine(group, RANGE, self.engine)
+
+    def run(self, *commands: bytes) -> list[CommandResult]:
+        batch = self.engine.new_batch()
+        results = self.sm.apply(self.sm.applied_index + 1, commands, batch)
+        self.engine.write(batch, False)
+        return results
+
+    def txn(self, record: TxnCommand, ts: int = 0) -> CommandResult:
+        (result,) = self.run(encode_txn(record, ts))
+        return result
+
+    def put(self, key: bytes, value: bytes, ts: int) -> CommandResult:
+        (result,) = self.run(encode_put(key, value, ts))
+        return result
+
+
+def prep(txn_id: bytes, reads: dict[bytes, int], writes: dict[bytes, bytes | None]) -> Prepare:
+    return Prepare(
+        txn_id=txn_id,
+        coordinator_group=GROUP,
+        participants=(GROUP,),
+        reads=tuple(ReadItem(key=k, version=v) for k, v in reads.items()),
+        writes=tuple(WriteItem(key=k, value=v) for k, v in writes.items()),
+    )
+
+
+def busy(node: Node) -> None:
+    """Leave one of everything: intents, a prepared txn, an unfinished and a finished decision."""
+    node.put(b"c", b"1", 10)
+    assert node.txn(prep(b"t1", {b"c": 10}, {b"d": b"x"}), 20).ok
+    assert node.txn(Decide(txn_id=b"t2", participants=(GROUP, 9), commit=False), 21).ok
+    assert node.txn(CommitOnePhase(txn_id=b"t3", writes=(WriteItem(key=b"e", value=b"1"),)), 22)
+
+
+def state(node: Node) -> tuple[object, ...]:
+    sm = node.sm
+    return (
+        sm.intents_in_range(b"", None),
+        sm.prepared_txns(),
+        sm.unfinished_decisions(),
+        sm.decision(b"t3"),
+        sm.max_version,
+        sm.applied_index,
+    )
+
+
+def test_snapshot_restore_carries_intents_and_records() -> None:
+    a = Node()
+    busy(a)
+    b = Node()
+    batch = b.engine.new_batch()
+    b.sm.restore(a.sm.applied_index, a.sm.snapshot(), batch)
+    b.engine.write(batch, False)
+    assert state(b) == state(a)
+    assert b.sm.prepared(b"t1") == a.sm.prepared(b"t1")
+    # The restored replica enforces the restored intents, resolves and purges as `a` does.
+    for node in (a, b):
+        assert node.put(b"d", b"y", 30).status is Status.CONFLICT
+        assert node.txn(Resolve(txn_id=b"t1", commit=True, commit_ts=40)).txn == ResolveResult(
+            found=True, versions_written=1
+        )
+        assert node.txn(Finish(txn_id=b"t2")).ok
+        assert node.txn(PurgeDecisions(before_ts=100)).txn == PurgeResult(purged=2)
+        assert node.put(b"d", b"z", 50).ok
+    assert a.engine.scan(b"", None, None) == b.engine.scan(b"", None, None)
+
+
+def test_restore_over_a_busy_group_recounts_intents() -> None:
+    a = Node()
+    a.put(b"c", b"1", 10)
+    snap = a.sm.snapshot()  # no intents
+    b = Node()
+    busy(b)
+    batch = b.engine.new_batch()
+    b.sm.restore(a.sm.applied_index, snap, batch)
+    b.engine.write(batch, False)
+    assert b.sm.intents_in_range(b"", None) == [] and b.sm.prepared_txns() == []
+    assert b.put(b"d", b"ok", 30).ok
+
+
+def test_a_restarted_state_machine_still_enforces_intents() -> None:
+    a = Node()
+    busy(a)
+    again = Node(a.engine)
+    assert state(again) == state(a)
+    r = again.put(b"d", b"y", 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert r.conflict.other_txn == b"t1"
+
+
+def test_commands_of_one_slot_see_each_other() -> None:
+    a = Node()
+    results = a.run(
+        encode_txn(prep(b"t1", {}, {b"c": b"1"}), 10),
+        encode_put(b"c", b"p", 11),
+        encode_txn(Resolve(txn_id=b"t1", commit=True, commit_ts=12), 0),
+        encode_put(b"c", b"q", 11),
+        encode_txn(CommitOnePhase(txn_id=b"t2", reads=(ReadItem(key=b"c", version=13),)), 1),
+    )
+    statuses = [r.status for r in results]
+    assert statuses == [Status.OK, Status.CONFLICT, Status.OK, Status.OK, Status.OK]
+    assert results[3].version == 13
+    assert results[4].txn == OnePhaseResult(commit_ts=14)
+    assert a.sm.get(b"c") == (b"q", 13)
+
+
+@pytest.mark.parametrize(
+    ("record", "ts", "status"),
+    [
+        (prep(b"t", {}, {b"a": b"1"}), 1, Status.WRONG_SHARD),  # below the range
+        (prep(b"t", {b"y": 0}, {b"c": b"1"}), 1, Status.WRONG_SHARD),  # read at the end
+        (prep(b"t", {b"": 0}, {}), 1, Status.INVALID_ARGUMENT),
+        (prep(b"t", {}, {b"c" * (MAX_KEY_BYTES + 1): b"1"}), 1, Status.LIMIT_EXCEEDED),
+        (prep(b"t", {}, {b"c": b"v" * (MAX_VALUE_BYTES + 1)}), 1, Status.LIMIT_EXCEEDED),
+        (prep(b"t", {}, {b"c": b"1"}), MAX_TS + 1, Status.INVALID_ARGUMENT),
+        (CommitOnePhase(txn_id=b"t", writes=(WriteItem(key=b"z", value=b"1"),)), 1, None),
+        (Resolve(txn_id=b"t", commit=True, commit_ts=MAX_TS + 1), 1, Status.INVALID_ARGUMENT),
+        (Decide(txn_id=b"t", participants=(), commit=True, commit_ts=MAX_TS + 1), 1, None),
+    ],
+)
+def test_bad_transaction_commands_write_nothing(
+    record: TxnCommand, ts: int, status: Status | None
+) -> None:
+    a = Node()
+    a.put(b"c", b"0", 5)
+    before = [kv for kv in a.engine.scan(b"", None, None) if not kv[0].endswith(b"m")]
+    (result,) = a.run(encode_txn(record, ts))
+    if status is None:
+        status = (
+            Status.WRONG_SHARD if isinstance(record, CommitOnePhase) else Status.INVALID_ARGUMENT
+        )
+    assert result.status is status and result.message
+    after = [kv for kv in a.engine.scan(b"", None, None) if not kv[0].endswith(b"m")]
+    assert after == before and a.sm.max_version == 5
+
+
+def test_malformed_transaction_command_is_a_malformed_result() -> None:
+    a = Node()
+    bad_prepare = b"\x2a\x02\x0a\x00"  # Command.txn = TxnCommand{prepare{txn_id=""}}
+    (result,) = a.run(bad_prepare)
+    assert result.status is Status.MALFORMED
+
+
+def test_queries_read_the_written_state() -> None:
+    a = Node()
+    a.put(b"c", b"1", 10)
+    a.put(b"f", b"1", 11)
+    a.run(encode_put(b"f", b"", 12))  # an empty value is a value
+    assert a.sm.latest_record(b"c") == (10, False)
+    assert a.sm.latest_record(b"n") is None
+    a.txn(prep(b"t2", {b"c": 10, b"f": 12}, {b"x": None}), 20)
+    a.txn(prep(b"t1", {b"c": 10}, {b"d": b"v"}), 21)
+    assert a.sm.intents_on(b"c") == [
+        IntentInfo(txn_id=b"t1", kind=IntentKind.READ, prepare_ts=21),
+        IntentInfo(txn_id=b"t2", kind=IntentKind.READ, prepare_ts=20),
+    ]
+    assert [k for k, _ in a.sm.intents_in_range(b"c", b"f")] == [b"c", b"c", b"d"]
+    assert [k for k, _ in a.sm.intents_in_range(b"d", None)] == [b"d", b"f", b"x"]
+    assert a.sm.intents_in_range(b"f", b"c") == []
+    (x,) = a.sm.intents_on(b"x")
+    assert x.is_write and x.value is None
+    assert [p.txn_id for p in a.sm.prepared_txns()] == [b"t1", b"t2"]
+    a.txn(Resolve(txn_id=b"t2", commit=True, commit_ts=30))
+    assert a.sm.latest_record(b"x") is None  # deleting an absent key writes nothing
+    assert a.sm.prepared(b"t2") is None and a.sm.decision(b"t2") is None
+
+
+def test_groups_sharing_an_engine_do_not_see_each_others_transactions() -> None:
+    engine = MemEngine()
+    g1, g2 = Node(engine, group=1), Node(engine, group=2)
+    g1.txn(prep(b"t", {}, {b"c": b"1"}), 10)
+    g1.txn(Decide(txn_id=b"t", participants=(1,), commit=True, commit_ts=10), 10)
+    assert g2.sm.intents_in_range(b"", None) == [] and g2.sm.unfinished_decisions() == []
+    assert g2.put(b"c", b"free", 11).ok
+    assert g2.txn(prep(b"t", {}, {b"c": b"2"}), 12).txn == PrepareResult(prepare_ts=12)
+
+
+def test_rocks_engine_transaction_round_trip(tmp_path: Path) -> None:
+    a = Node(RocksEngine(str(tmp_path / "db")))
+    busy(a)
+    expected = state(a)
+    engine = a.engine
+    assert isinstance(engine, RocksEngine)
+    engine.db.close()
+    b = Node(RocksEngine(str(tmp_path / "db")))
+    assert state(b) == expected
+    assert b.put(b"d", b"no", 30).status is Status.CONFLICT
+    b.txn(Resolve(txn_id=b"t1", commit=True, commit_ts=40))
+    assert b.sm.get(b"d") == (b"x", 40)
+    b.engine.db.close()  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------
+# Codec
+
+
+def test_encode_txn_decodes_to_a_txn_command() -> None:
+    record = prep(b"t", {b"c": 1}, {b"d": None})
+    data = encode_txn(record, 77)
+    cmd = decode_command(data)
+    assert cmd == Command(Op.TXN, b"", 77, txn=record)
+    assert encode_command(cmd) == data
+    # The shard Command embeds the txn bytes unchanged.
+    assert encode_txn_record(record) in data
+
+
+def test_results_with_a_txn_part_round_trip() -> None:
+    conflict = Conflict(key=b"k", other_txn=b"o", phase="write", reason="r")
+    for result in [
+        CommandResult(Status.OK, txn=PrepareResult(prepare_ts=4)),
+        CommandResult(Status.CONFLICT, message="r", txn=OnePhaseResult(conflict=conflict)),
+        CommandResult(Status.CONFLICT, message="r", conflict=conflict),
+        CommandResult(Status.OK, txn=ResolveResult(found=True, versions_written=2)),
+        CommandResult(Status.OK, 3),
+    ]:
+        assert decode_result(encode_result(result)) == result

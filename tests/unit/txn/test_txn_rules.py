@@ -1,0 +1,426 @@
+"""The participant and coordinator rules, one test per rule, on both harnesses.
+
+Each test names the rule of `txn.participant` (P*, R*, O*, W*) or `txn.coordinator` (D1, F1,
+G1) it checks, and runs twice: on `MemTxnStore` (the rules alone) and on the shard state
+machine (encoded commands through apply, one slot per call).
+"""
+
+from __future__ import annotations
+
+import pytest
+from txn_harness import Harness, MemHarness, ShardHarness
+
+from shard.codec import encode_txn
+from shard.errors import Status
+from txn.coordinator import TRANSITIONS, DecisionState, decision_state
+from txn.records import (
+    CommitOnePhase,
+    Decide,
+    DecisionResult,
+    Finish,
+    IntentKind,
+    OnePhaseResult,
+    Prepare,
+    PrepareResult,
+    PurgeDecisions,
+    PurgeResult,
+    ReadItem,
+    Resolve,
+    ResolveResult,
+    WriteItem,
+)
+from txn.store import MAX_PURGE_PER_COMMAND
+
+T1, T2, T3 = b"txn-1", b"txn-2", b"txn-3"
+
+
+@pytest.fixture(params=["mem", "shard"])
+def h(request: pytest.FixtureRequest) -> Harness:
+    return MemHarness() if request.param == "mem" else ShardHarness()
+
+
+def prep(
+    txn_id: bytes,
+    reads: dict[bytes, int] | None = None,
+    writes: dict[bytes, bytes | None] | None = None,
+) -> Prepare:
+    return Prepare(
+        txn_id=txn_id,
+        coordinator_group=3,
+        participants=(3, 4),
+        reads=tuple(ReadItem(key=k, version=v) for k, v in (reads or {}).items()),
+        writes=tuple(WriteItem(key=k, value=v) for k, v in (writes or {}).items()),
+    )
+
+
+def one_phase(
+    txn_id: bytes,
+    reads: dict[bytes, int] | None = None,
+    writes: dict[bytes, bytes | None] | None = None,
+) -> CommitOnePhase:
+    return CommitOnePhase(
+        txn_id=txn_id,
+        reads=tuple(ReadItem(key=k, version=v) for k, v in (reads or {}).items()),
+        writes=tuple(WriteItem(key=k, value=v) for k, v in (writes or {}).items()),
+    )
+
+
+def prepared_ts(h: Harness, record: Prepare, ts: int) -> int:
+    r = h.txn(record, ts)
+    assert r.status is Status.OK, r
+    assert isinstance(r.txn, PrepareResult) and r.txn.prepared
+    return r.txn.prepare_ts
+
+
+# --------------------------------------------------------------------------------------------
+# Prepare
+
+
+def test_p1_prepare_is_idempotent(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    record = prep(T1, reads={b"a": 10}, writes={b"b": b"x"})
+    first = prepared_ts(h, record, 20)
+    assert first == 20
+    h.put(b"z", b"1", 100)  # max_version moves on
+    again = h.txn(record, 200)
+    assert again.txn == PrepareResult(prepare_ts=20)
+    # Even a retry whose reads would now fail answers the first vote: it is the same txn.
+    stale = h.txn(prep(T1, reads={b"a": 1}), 300)
+    assert stale.txn == PrepareResult(prepare_ts=20)
+    assert [i.txn_id for i in h.intents(b"b")] == [T1]
+
+
+def test_p2_late_prepare_after_coordinator_abort_is_refused(h: Harness) -> None:
+    # This group is the coordinator; recovery aborted T1 before its own Prepare arrived.
+    d = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=False), 10)
+    assert d.txn == DecisionResult(committed=False)
+    r = h.txn(prep(T1, writes={b"a": b"1"}), 20)
+    assert r.status is Status.CONFLICT
+    assert r.conflict is not None and r.conflict.phase == "prepare"
+    assert "already aborted" in r.conflict.reason
+    assert isinstance(r.txn, PrepareResult) and r.txn.conflict == r.conflict
+    assert h.intents(b"a") == [] and h.prepared(T1) is None
+
+
+def test_p3_read_version_mismatch_conflicts_naming_both_versions(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    h.put(b"a", b"2", 20)
+    r = h.txn(prep(T1, reads={b"a": 10}, writes={b"b": b"x"}), 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert r.conflict.key == b"a" and r.conflict.other_txn == b""
+    assert "10" in r.conflict.reason and "20" in r.conflict.reason
+    assert h.intents(b"b") == [] and h.prepared(T1) is None
+    # A key never written reads as version 0; naming any other version conflicts.
+    assert h.txn(prep(T1, reads={b"n": 0}), 30).status is Status.OK
+    assert h.txn(prep(T2, reads={b"m": 5}), 30).status is Status.CONFLICT
+
+
+def test_p3_a_tombstone_matches_its_version_or_zero(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    h.put(b"a", None, 20)
+    assert h.latest(b"a") == (20, True)
+    assert h.txn(prep(T1, reads={b"a": 20}), 30).status is Status.OK
+    assert h.txn(prep(T2, reads={b"a": 0}), 30).status is Status.OK  # seen absent, still absent
+    assert h.txn(prep(T3, reads={b"a": 10}), 30).status is Status.CONFLICT
+
+
+def test_p3_foreign_write_intent_on_a_read_key_conflicts(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    prepared_ts(h, prep(T1, writes={b"a": b"2"}), 20)
+    r = h.txn(prep(T2, reads={b"a": 10}), 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert (r.conflict.key, r.conflict.other_txn, r.conflict.phase) == (b"a", T1, "prepare")
+
+
+def test_p3_read_intents_are_shared(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    prepared_ts(h, prep(T1, reads={b"a": 10}, writes={b"x": b"1"}), 20)
+    prepared_ts(h, prep(T2, reads={b"a": 10}, writes={b"y": b"1"}), 21)
+    intents = h.intents(b"a")
+    assert [(i.txn_id, i.kind) for i in intents] == [(T1, IntentKind.READ), (T2, IntentKind.READ)]
+
+
+def test_p4_write_conflicts_with_a_foreign_read_intent(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    prepared_ts(h, prep(T1, reads={b"a": 10}), 20)
+    r = h.txn(prep(T2, writes={b"a": b"2"}), 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert (r.conflict.key, r.conflict.other_txn) == (b"a", T1)
+    assert "read intent" in r.conflict.reason
+
+
+def test_p4_write_conflicts_with_a_foreign_write_intent(h: Harness) -> None:
+    prepared_ts(h, prep(T1, writes={b"a": b"1"}), 20)
+    r = h.txn(prep(T2, writes={b"a": b"2"}), 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert (r.conflict.key, r.conflict.other_txn) == (b"a", T1)
+    assert "write intent" in r.conflict.reason
+    assert [i.txn_id for i in h.intents(b"a")] == [T1]
+
+
+def test_p5_prepare_ts_intents_and_record(h: Harness) -> None:
+    h.put(b"a", b"1", 50)
+    # ts below max_version: prepare_ts = max_version + 1.
+    record = prep(T1, reads={b"a": 50, b"r": 0}, writes={b"a": b"2", b"w": None})
+    assert prepared_ts(h, record, 5) == 51
+    assert h.max_version == 50  # prepare does not move the shard's versions
+    info = h.prepared(T1)
+    assert info is not None
+    assert info.prepare_ts == 51 and info.coordinator_group == 3 and info.participants == (3, 4)
+    assert info.write_keys == (b"a", b"w") and info.read_keys == (b"r",)
+    (a,) = h.intents(b"a")  # read and written: one write intent
+    assert (a.kind, a.value, a.prepare_ts) == (IntentKind.WRITE, b"2", 51)
+    (w,) = h.intents(b"w")
+    assert (w.kind, w.value) == (IntentKind.WRITE, None)
+    (r,) = h.intents(b"r")
+    assert r.kind is IntentKind.READ
+    # ts above max_version: prepare_ts = ts.
+    assert prepared_ts(h, prep(T2, writes={b"q": b"1"}), 70) == 70
+
+
+# --------------------------------------------------------------------------------------------
+# Resolve
+
+
+def test_r1_resolve_of_an_unknown_txn_is_a_noop(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    before = h.data_contents() if isinstance(h, ShardHarness) else None
+    r = h.txn(Resolve(txn_id=T1, commit=True, commit_ts=100))
+    assert r.status is Status.OK and r.txn == ResolveResult(found=False)
+    assert h.max_version == 10 and h.value(b"a") == (b"1", 10)
+    if isinstance(h, ShardHarness):
+        assert h.data_contents() == before
+
+
+def test_r2_resolve_commit_writes_versions_at_commit_ts_and_bumps_max_version(
+    h: Harness,
+) -> None:
+    h.put(b"r", b"1", 10)
+    h.put(b"d", b"1", 11)
+    prepared_ts(h, prep(T1, reads={b"r": 10}, writes={b"a": b"A", b"d": None, b"n": None}), 20)
+    h.put(b"other", b"1", 30)  # unrelated keys still take writes
+    r = h.txn(Resolve(txn_id=T1, commit=True, commit_ts=100))
+    # b"n" was absent: deleting it writes nothing, as a single-key delete.
+    assert r.txn == ResolveResult(found=True, versions_written=2)
+    assert h.value(b"a") == (b"A", 100)
+    assert h.value(b"d") is None and h.latest(b"d") == (100, True)
+    assert h.latest(b"n") == (0, True)
+    assert h.max_version == 100
+    assert h.intents(b"a") == h.intents(b"r") == [] and h.prepared(T1) is None
+    # Timestamp cache: a later write to a key the txn only READ lands above commit_ts.
+    w = h.put(b"r", b"2", 50)
+    assert w.ok and w.version == 101
+
+
+def test_r2_commit_ts_below_max_version_still_writes_at_commit_ts(h: Harness) -> None:
+    prepared_ts(h, prep(T1, writes={b"a": b"A"}), 20)
+    h.put(b"other", b"1", 500)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=25))
+    assert h.value(b"a") == (b"A", 25)
+    assert h.max_version == 500
+
+
+def test_r3_stale_duplicate_prepare_after_resolve_writes_nothing(h: Harness) -> None:
+    record = prep(T1, writes={b"a": b"A"})
+    prepared_ts(h, record, 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30))
+    h.put(b"a", b"newer", 40)
+    # A delayed duplicate of the Prepare arrives after the resolve: it re-takes intents...
+    assert prepared_ts(h, record, 20) == 41
+    # ...and the decision, delivered again by recovery, only releases them.
+    r = h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30))
+    assert r.txn == ResolveResult(found=True, versions_written=0)
+    assert h.value(b"a") == (b"newer", 40)
+    assert h.intents(b"a") == [] and h.prepared(T1) is None
+
+
+def test_r4_resolve_abort_leaves_no_trace(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    before_max = h.max_version
+    before = h.data_contents() if isinstance(h, ShardHarness) else None
+    prepared_ts(h, prep(T1, reads={b"a": 10, b"r": 0}, writes={b"w": b"x", b"a": None}), 20)
+    r = h.txn(Resolve(txn_id=T1, commit=False))
+    assert r.txn == ResolveResult(found=True, versions_written=0)
+    assert h.all_intents() == [] and h.prepared_txns() == []
+    assert h.value(b"a") == (b"1", 10) and h.value(b"w") is None
+    assert h.max_version == before_max
+    if isinstance(h, ShardHarness):
+        assert h.data_contents() == before
+    # The key takes single-key writes again.
+    assert h.put(b"a", b"2", 30).ok
+
+
+# --------------------------------------------------------------------------------------------
+# Decide, Finish, PurgeDecisions
+
+
+def test_d1_first_decision_wins_commit_then_abort(h: Harness) -> None:
+    r = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=True, commit_ts=50), 40)
+    assert r.txn == DecisionResult(committed=True, commit_ts=50)
+    late = h.txn(Decide(txn_id=T1, participants=(3,), commit=False), 60)
+    assert late.status is Status.OK and late.txn == DecisionResult(committed=True, commit_ts=50)
+    info = h.decision(T1)
+    assert info is not None
+    assert (info.committed, info.commit_ts, info.participants) == (True, 50, (3, 4))
+    assert (info.decided_ts, info.finished) == (40, False)
+
+
+def test_d1_first_decision_wins_abort_then_commit(h: Harness) -> None:
+    r = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=False, commit_ts=99), 40)
+    assert r.txn == DecisionResult(committed=False, commit_ts=0)
+    late = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=True, commit_ts=50), 60)
+    assert late.txn == DecisionResult(committed=False, commit_ts=0)
+    info = h.decision(T1)
+    assert info is not None and not info.committed
+
+
+def test_f1_finish_marks_the_decision_finished(h: Harness) -> None:
+    assert h.txn(Finish(txn_id=T1)).txn is None  # no record: no-op
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=5), 5)
+    h.txn(Decide(txn_id=T2, participants=(3,), commit=False), 6)
+    assert [d.txn_id for d in h.unfinished()] == [T1, T2]
+    assert h.txn(Finish(txn_id=T1)).txn == DecisionResult(committed=True, commit_ts=5)
+    assert h.txn(Finish(txn_id=T1)).txn == DecisionResult(committed=True, commit_ts=5)
+    assert [d.txn_id for d in h.unfinished()] == [T2]
+    info = h.decision(T1)
+    assert info is not None and info.finished
+
+
+def test_g1_purge_deletes_finished_decisions_decided_before_the_horizon(h: Harness) -> None:
+    for i, (txn_id, ts) in enumerate([(T1, 10), (T2, 20), (T3, 30)]):
+        h.txn(Decide(txn_id=txn_id, participants=(3,), commit=i != 1, commit_ts=ts), ts)
+    h.txn(Finish(txn_id=T1))
+    h.txn(Finish(txn_id=T3))
+    # T2 (decided at 20) is unfinished: never purged. T3 is decided at 30: not before 25.
+    assert h.txn(PurgeDecisions(before_ts=25)).txn == PurgeResult(purged=1)
+    assert h.decision(T1) is None and h.decision(T2) is not None and h.decision(T3) is not None
+    assert h.txn(PurgeDecisions(before_ts=1000)).txn == PurgeResult(purged=1)
+    assert h.decision(T3) is None and h.decision(T2) is not None
+    h.txn(Finish(txn_id=T2))
+    assert h.txn(PurgeDecisions(before_ts=1000)).txn == PurgeResult(purged=1)
+    assert h.decision(T2) is None and h.unfinished() == []
+    # A purged transaction is unknown again: a Decide records afresh.
+    assert h.txn(Decide(txn_id=T1, participants=(3,), commit=False), 2000).txn == DecisionResult(
+        committed=False
+    )
+
+
+def test_g1_purge_goes_in_finish_order_and_stops_at_the_first_later_decision(h: Harness) -> None:
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=50), 50)
+    h.txn(Decide(txn_id=T2, participants=(3,), commit=True, commit_ts=10), 10)
+    h.txn(Finish(txn_id=T1))
+    h.txn(Finish(txn_id=T2))
+    # T2 is old enough, but T1 finished first and is not: T2 waits for a later purge.
+    assert h.txn(PurgeDecisions(before_ts=20)).txn == PurgeResult(purged=0)
+    assert h.txn(PurgeDecisions(before_ts=60)).txn == PurgeResult(purged=2)
+
+
+def test_g1_purge_is_bounded_per_command(h: Harness) -> None:
+    n = MAX_PURGE_PER_COMMAND + 3
+    records = [one_phase(b"t%d" % i, writes={b"k": b"%d" % i}) for i in range(n)]
+    if isinstance(h, ShardHarness):
+        h.run(*(encode_txn(r, 10) for r in records))  # one slot: faster
+    else:
+        for record in records:
+            h.txn(record, 10)
+    r = h.txn(PurgeDecisions(before_ts=100))
+    assert r.txn == PurgeResult(purged=MAX_PURGE_PER_COMMAND, more=True)
+    assert h.txn(PurgeDecisions(before_ts=100)).txn == PurgeResult(purged=3)
+
+
+def test_decision_record_follows_the_transition_table(h: Harness) -> None:
+    steps = [
+        ("Decide", Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=5), 5),
+        ("Decide", Decide(txn_id=T1, participants=(3,), commit=False), 6),
+        ("Finish", Finish(txn_id=T1), 0),
+        ("Finish", Finish(txn_id=T1), 0),
+        ("Decide", Decide(txn_id=T1, participants=(3,), commit=False), 7),
+        ("PurgeDecisions", PurgeDecisions(before_ts=100), 0),
+        ("CommitOnePhase", one_phase(T1, writes={b"a": b"1"}), 200),
+        ("PurgeDecisions", PurgeDecisions(before_ts=300), 0),
+    ]
+    state = DecisionState.NONE
+    for event, record, ts in steps:
+        state = TRANSITIONS[state][event]
+        h.txn(record, ts)
+        assert decision_state(h.decision(T1)) is state, event
+    assert state is DecisionState.NONE
+
+
+# --------------------------------------------------------------------------------------------
+# One-phase commit
+
+
+def test_o4_one_phase_commit_writes_at_commit_ts_and_records_a_finished_decision(
+    h: Harness,
+) -> None:
+    h.put(b"a", b"1", 10)
+    r = h.txn(one_phase(T1, reads={b"a": 10}, writes={b"a": b"2", b"b": b"3"}), 5)
+    assert r.status is Status.OK and r.txn == OnePhaseResult(commit_ts=11)
+    assert h.value(b"a") == (b"2", 11) and h.value(b"b") == (b"3", 11)
+    assert h.max_version == 11
+    info = h.decision(T1)
+    assert info is not None and info.committed and info.finished and info.commit_ts == 11
+    assert h.unfinished() == [] and h.all_intents() == []
+
+
+def test_o3_one_phase_conflict_records_nothing(h: Harness) -> None:
+    h.put(b"a", b"1", 10)
+    stale = h.txn(one_phase(T1, reads={b"a": 9}, writes={b"b": b"x"}), 20)
+    assert stale.status is Status.CONFLICT and stale.conflict is not None
+    assert stale.conflict.phase == "commit" and stale.conflict.key == b"a"
+    assert isinstance(stale.txn, OnePhaseResult) and not stale.txn.committed
+    prepared_ts(h, prep(T2, writes={b"c": b"1"}), 30)
+    locked = h.txn(one_phase(T3, writes={b"c": b"2"}), 40)
+    assert locked.status is Status.CONFLICT and locked.conflict is not None
+    assert (locked.conflict.key, locked.conflict.other_txn) == (b"c", T2)
+    assert h.decision(T1) is None and h.decision(T3) is None
+    assert h.value(b"b") is None and h.max_version == 10
+
+
+def test_o1_one_phase_commit_is_idempotent(h: Harness) -> None:
+    record = one_phase(T1, writes={b"a": b"1"})
+    first = h.txn(record, 10)
+    assert first.txn == OnePhaseResult(commit_ts=10)
+    h.put(b"a", b"2", 20)
+    again = h.txn(record, 30)
+    assert again.txn == OnePhaseResult(commit_ts=10)
+    assert h.value(b"a") == (b"2", 20)  # not written twice
+
+
+def test_o1_one_phase_of_an_aborted_txn_is_refused(h: Harness) -> None:
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=False), 10)
+    r = h.txn(one_phase(T1, writes={b"a": b"1"}), 20)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert "already aborted" in r.conflict.reason
+    assert h.value(b"a") is None
+
+
+def test_o2_one_phase_of_a_txn_prepared_here_is_refused(h: Harness) -> None:
+    prepared_ts(h, prep(T1, writes={b"a": b"1"}), 10)
+    r = h.txn(one_phase(T1, writes={b"a": b"2"}), 20)
+    assert r.status is Status.CONFLICT
+    assert h.value(b"a") is None and h.prepared(T1) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Single-key writes
+
+
+@pytest.mark.parametrize("kind", [IntentKind.READ, IntentKind.WRITE])
+def test_w1_single_key_put_and_delete_blocked_by_an_intent(h: Harness, kind: IntentKind) -> None:
+    h.put(b"a", b"1", 10)
+    if kind is IntentKind.READ:
+        prepared_ts(h, prep(T1, reads={b"a": 10}), 20)
+    else:
+        prepared_ts(h, prep(T1, writes={b"a": b"2"}), 20)
+    for value in (b"3", None):
+        r = h.put(b"a", value, 30)
+        assert r.status is Status.CONFLICT and r.version == 0
+        assert r.conflict is not None
+        assert (r.conflict.key, r.conflict.other_txn, r.conflict.phase) == (b"a", T1, "write")
+    assert h.value(b"a") == (b"1", 10) and h.max_version == 10
+    # Other keys are not blocked; after the resolve, neither is this one.
+    assert h.put(b"b", b"1", 31).ok
+    h.txn(Resolve(txn_id=T1, commit=False))
+    assert h.put(b"a", b"4", 40).ok

@@ -1,0 +1,187 @@
+"""Two harnesses with one interface: the txn rules over `MemTxnStore`, and the shard state
+machine applying encoded commands on a MemEngine (one slot, one batch, one write per call).
+
+Scenario tests run on both; the property test checks that they agree command by command.
+"""
+
+from __future__ import annotations
+
+from shard.codec import CommandResult, encode_delete, encode_put, encode_txn
+from shard.engine import MemEngine
+from shard.errors import Status
+from shard.mvcc import META_TAG, group_prefix
+from shard.state_machine import ShardStateMachine
+from txn import coordinator, participant
+from txn.records import (
+    CommitOnePhase,
+    Conflict,
+    Decide,
+    DecisionInfo,
+    Finish,
+    IntentInfo,
+    Prepare,
+    PreparedInfo,
+    PurgeDecisions,
+    Resolve,
+    TxnCommand,
+    TxnResult,
+)
+from txn.store import MemTxnStore
+
+GROUP = 3
+
+
+def _result(txn: TxnResult | None, conflict: Conflict | None = None) -> CommandResult:
+    if conflict is not None:
+        return CommandResult(Status.CONFLICT, message=conflict.reason, txn=txn, conflict=conflict)
+    return CommandResult(Status.OK, txn=txn)
+
+
+class MemHarness:
+    """The rules over `MemTxnStore`, with single-key writes done as the shard does them."""
+
+    name = "mem"
+
+    def __init__(self) -> None:
+        self.store = MemTxnStore()
+
+    def txn(self, record: TxnCommand, ts: int = 0) -> CommandResult:
+        store = self.store
+        if isinstance(record, Prepare):
+            r = participant.prepare(store, record, ts)
+            return _result(r, r.conflict)
+        if isinstance(record, Resolve):
+            return _result(participant.resolve(store, record))
+        if isinstance(record, Decide):
+            return _result(coordinator.decide(store, record, ts))
+        if isinstance(record, Finish):
+            return _result(coordinator.finish(store, record))
+        if isinstance(record, PurgeDecisions):
+            return _result(coordinator.purge_decisions(store, record))
+        assert isinstance(record, CommitOnePhase)
+        o = participant.commit_one_phase(store, record, ts)
+        return _result(o, o.conflict)
+
+    def put(self, key: bytes, value: bytes | None, ts: int) -> CommandResult:
+        """Put (value None: Delete), as `ShardStateMachine` applies it."""
+        store = self.store
+        conflict = participant.single_key_conflict(key, store.intents(key))
+        if conflict is not None:
+            return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)
+        if value is None and store.latest_version(key)[1]:
+            return CommandResult(Status.OK, 0)
+        version = max(ts, store.max_ver + 1)
+        store.write_version(key, value, version)
+        store.max_ver = version
+        return CommandResult(Status.OK, version)
+
+    def value(self, key: bytes) -> tuple[bytes, int] | None:
+        versions = self.store.versions.get(key)
+        if not versions or versions[-1][1] is None:
+            return None
+        version, value = versions[-1]
+        assert value is not None
+        return value, version
+
+    def value_at(self, key: bytes, version: int) -> bytes | None:
+        for v, value in reversed(self.store.versions.get(key, [])):
+            if v <= version:
+                return value
+        return None
+
+    def latest(self, key: bytes) -> tuple[int, bool]:
+        return self.store.latest_version(key)
+
+    def intents(self, key: bytes) -> list[IntentInfo]:
+        return self.store.intents(key)
+
+    def all_intents(self) -> list[tuple[bytes, IntentInfo]]:
+        return [(k, i) for k in sorted(self.store.intent_map) for i in self.store.intents(k)]
+
+    def prepared(self, txn_id: bytes) -> PreparedInfo | None:
+        return self.store.prepared(txn_id)
+
+    def prepared_txns(self) -> list[PreparedInfo]:
+        return [self.store.prepared_map[t] for t in sorted(self.store.prepared_map)]
+
+    def decision(self, txn_id: bytes) -> DecisionInfo | None:
+        return self.store.decision(txn_id)
+
+    def unfinished(self) -> list[DecisionInfo]:
+        m = self.store.decision_map
+        return [m[t] for t in sorted(m) if not m[t].finished]
+
+    @property
+    def max_version(self) -> int:
+        return self.store.max_ver
+
+
+class ShardHarness:
+    """`ShardStateMachine` on a MemEngine: every call is one slot in its own batch."""
+
+    name = "shard"
+
+    def __init__(self, engine: MemEngine | None = None) -> None:
+        self.engine = engine if engine is not None else MemEngine()
+        self.sm = ShardStateMachine(GROUP, (b"", None), self.engine)
+        self.log: list[bytes] = []
+
+    def run(self, *commands: bytes) -> list[CommandResult]:
+        self.log.extend(commands)
+        batch = self.engine.new_batch()
+        results = self.sm.apply(self.sm.applied_index + 1, commands, batch)
+        self.engine.write(batch, False)
+        return results
+
+    def txn(self, record: TxnCommand, ts: int = 0) -> CommandResult:
+        (result,) = self.run(encode_txn(record, ts))
+        return result
+
+    def put(self, key: bytes, value: bytes | None, ts: int) -> CommandResult:
+        command = encode_delete(key, ts) if value is None else encode_put(key, value, ts)
+        (result,) = self.run(command)
+        return result
+
+    def value(self, key: bytes) -> tuple[bytes, int] | None:
+        return self.sm.get(key)
+
+    def value_at(self, key: bytes, version: int) -> bytes | None:
+        found = self.sm.get(key, version)
+        return None if found is None else found[0]
+
+    def latest(self, key: bytes) -> tuple[int, bool]:
+        return self.sm.latest_record(key) or (0, True)
+
+    def intents(self, key: bytes) -> list[IntentInfo]:
+        return self.sm.intents_on(key)
+
+    def all_intents(self) -> list[tuple[bytes, IntentInfo]]:
+        return self.sm.intents_in_range(b"", None)
+
+    def prepared(self, txn_id: bytes) -> PreparedInfo | None:
+        return self.sm.prepared(txn_id)
+
+    def prepared_txns(self) -> list[PreparedInfo]:
+        return self.sm.prepared_txns()
+
+    def decision(self, txn_id: bytes) -> DecisionInfo | None:
+        return self.sm.decision(txn_id)
+
+    def unfinished(self) -> list[DecisionInfo]:
+        return self.sm.unfinished_decisions()
+
+    @property
+    def max_version(self) -> int:
+        return self.sm.max_version
+
+    def contents(self) -> list[tuple[bytes, bytes]]:
+        """Every engine record (the whole engine: data, meta, intents, txn records)."""
+        return self.engine.scan(b"", None, None)
+
+    def data_contents(self) -> list[tuple[bytes, bytes]]:
+        """Every engine record but the meta record (whose applied index every slot moves)."""
+        meta_key = group_prefix(GROUP) + META_TAG
+        return [kv for kv in self.contents() if kv[0] != meta_key]
+
+
+Harness = MemHarness | ShardHarness
