@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -131,6 +130,8 @@ class PaxosKvDriver:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import asyncio
+
     from router.client import RoutingClient
     from shard.bench_harness import ProgressSample, run_workload
     from shard.cli_kv import UsageError, _seeds

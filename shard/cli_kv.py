@@ -12,7 +12,6 @@ Imports of grpc and the client stay inside the handlers, so `paxoskv --help` sta
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -203,6 +202,8 @@ def _write_line(*parts: bytes) -> None:
 
 
 def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
+    import asyncio
+
     from router.client import RoutingClient
 
     seeds = _seeds(args)

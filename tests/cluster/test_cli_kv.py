@@ -1,0 +1,272 @@
+"""The data commands of the `paxoskv` CLI against a real 3-node, 3-shard cluster.
+
+One cluster (split points "g" and "p", so keys a.., h.. and q.. live in three different
+groups) serves the whole module; each test uses its own key prefix letters' suffixes so tests
+do not see each other's keys. Every CLI call is a subprocess, as a user or script runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shard.cluster import LocalCluster, is_node_process
+
+pytestmark = pytest.mark.cluster
+
+CLI_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def gp_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-node cluster with split points ["g", "p"]; every node stopped by pid at the end."""
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("cli") / "cluster", nodes=3, split_points=[b"g", b"p"]
+    )
+    try:
+        cluster.start(deadline_s=60.0, settle_s=3.0)
+        yield cluster
+    finally:
+        try:
+            cluster.stop(grace_s=3.0)
+        finally:
+            for name, proc in cluster._procs.items():
+                if proc.poll() is None and is_node_process(proc.pid, cluster.config_path, name):
+                    proc.kill()
+                    proc.wait(timeout=10)
+            cluster.close()
+
+
+def paxoskv(
+    *args: str,
+    cluster: LocalCluster | None = None,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `paxoskv ARGS` (as `python -m shard.cli`) with PAXOSKV_CLUSTER set to `cluster`."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PAXOSKV_CLUSTER"}
+    if cluster is not None:
+        full_env["PAXOSKV_CLUSTER"] = cluster.env_value()
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "shard.cli", *args],
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[bytes]) -> str:
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result.stdout.decode()
+
+
+def test_put_get_delete_in_every_shard(gp_cluster: LocalCluster) -> None:
+    keys = {b"a-pgd": 1, b"h-pgd": 2, b"q-pgd": 3}
+    for key, group in keys.items():
+        assert gp_cluster.group_of(key) == group
+    versions = {}
+    for key in keys:
+        out = ok(paxoskv("put", key.decode(), "value of " + key.decode(), cluster=gp_cluster))
+        versions[key] = int(out.strip())
+        assert versions[key] > 0
+    assert ok(paxoskv("get", "a-pgd", cluster=gp_cluster)) == "value of a-pgd\n"
+    verbose = ok(paxoskv("get", "-v", "q-pgd", cluster=gp_cluster))
+    assert verbose == f"{versions[b'q-pgd']}\tvalue of q-pgd\n"
+    deleted = int(ok(paxoskv("delete", "h-pgd", cluster=gp_cluster)).strip())
+    assert deleted > versions[b"h-pgd"]
+    missing = paxoskv("get", "h-pgd", cluster=gp_cluster)
+    assert missing.returncode == 3 and missing.stdout == b""
+    assert b"not found" in missing.stderr
+    assert ok(paxoskv("delete", "h-pgd", cluster=gp_cluster)) == "0\n"
+
+
+def test_values_from_stdin_and_hex(gp_cluster: LocalCluster) -> None:
+    ok(paxoskv("put", "q-stdin", cluster=gp_cluster, stdin=b"line1\nline2"))
+    assert ok(paxoskv("get", "q-stdin", cluster=gp_cluster)) == "line1\nline2\n"
+    ok(paxoskv("put", "--hex", "61ff00", "00ff10", cluster=gp_cluster))
+    assert ok(paxoskv("get", "--hex", "61ff00", cluster=gp_cluster)) == "00ff10\n"
+    bad = paxoskv("get", "--hex", "zz", cluster=gp_cluster)
+    assert bad.returncode == 1 and b"not valid hex" in bad.stderr
+
+
+def test_compare_and_set(gp_cluster: LocalCluster) -> None:
+    created = int(
+        ok(
+            paxoskv("cas", "h-cas", "--expect-absent", "--new-value", "one", cluster=gp_cluster)
+        ).strip()
+    )
+    again = paxoskv("cas", "h-cas", "--expect-absent", "--new-value", "two", cluster=gp_cluster)
+    assert again.returncode == 3
+    assert again.stdout.decode() == f"{created}\tone\n"
+    assert b"condition not met" in again.stderr
+    by_version = ok(
+        paxoskv(
+            "cas",
+            "h-cas",
+            "--expect-version",
+            str(created),
+            "--new-value",
+            "two",
+            cluster=gp_cluster,
+        )
+    )
+    assert int(by_version) > created
+    stale = paxoskv(
+        "cas", "h-cas", "--expect-version", str(created), "--delete", cluster=gp_cluster
+    )
+    assert stale.returncode == 3
+    ok(paxoskv("cas", "h-cas", "--expect-value", "two", "--delete", cluster=gp_cluster))
+    assert paxoskv("get", "h-cas", cluster=gp_cluster).returncode == 3
+    # Both a condition and an action are required (argparse usage error, exit 2).
+    usage = paxoskv("cas", "h-cas", "--new-value", "x", cluster=gp_cluster)
+    assert usage.returncode == 2
+
+
+def test_scan_across_shard_boundaries(gp_cluster: LocalCluster) -> None:
+    # Both boundaries (g and p) are crossed; other tests' keys may sit in between.
+    keys = [b"f-scan1", b"f-scan2", b"g-scan", b"o-scan", b"p-scan", b"z-scan"]
+    for key in keys:
+        ok(paxoskv("put", key.decode(), key.decode().upper(), cluster=gp_cluster))
+    out = ok(paxoskv("scan", "--start", "f-scan", "--end", "z-scan~", cluster=gp_cluster))
+    items = [line.split("\t") for line in out.splitlines()]
+    listed = [key for key, _ in items]
+    assert listed == sorted(listed)
+    assert [key for key in listed if "scan" in key] == [k.decode() for k in keys]
+    assert all(value == key.upper() for key, value in items if "scan" in key)
+    # The limit counts across shards: [f-scan, g-scan~) holds only this test's keys.
+    limited = ok(
+        paxoskv("scan", "--start", "f-scan", "--end", "g-scan~", "--limit", "2", cluster=gp_cluster)
+    )
+    assert [line.split("\t")[0] for line in limited.splitlines()] == ["f-scan1", "f-scan2"]
+    verbose = ok(paxoskv("scan", "-v", "--prefix", "o-scan", cluster=gp_cluster))
+    key, version, value = verbose.strip().split("\t")
+    assert (key, value) == ("o-scan", "O-SCAN") and int(version) > 0
+    assert ok(paxoskv("scan", "--start", "x", "--end", "c", cluster=gp_cluster)) == ""
+
+
+def test_status_table(gp_cluster: LocalCluster) -> None:
+    # `status` exits 1 while a group has no leader (an election on a loaded machine).
+    deadline = time.monotonic() + 20
+    result = paxoskv("status", cluster=gp_cluster)
+    while result.returncode != 0 and time.monotonic() < deadline:
+        assert b"none" in result.stdout or b"UNREACHABLE" in result.stdout, result
+        result = paxoskv("status", cluster=gp_cluster)
+    out = ok(result)
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "GROUP",
+        "RANGE",
+        "REPLICAS",
+        "LEADER",
+        "BALLOT",
+        "CHOSEN",
+        "APPLIED",
+    ]
+    rows = {line.split()[0]: line.split() for line in lines[1:5]}
+    assert rows["0"][1] == "(meta)"
+    assert rows["1"][1:3] == ["[-inf,", "g)"]
+    assert rows["2"][1:3] == ["[g,", "p)"]
+    assert rows["3"][1:3] == ["[p,", "+inf)"]
+    for row in rows.values():
+        assert row[-4] in {"n1", "n2", "n3"}  # a leader
+    node_lines = lines[lines.index("") + 2 :]
+    assert len(node_lines) == 3 and all(" up " in line for line in node_lines)
+
+
+def test_status_reports_an_unreachable_node(gp_cluster: LocalCluster) -> None:
+    name = "n3"
+    gp_cluster.stop_node(name, grace_s=3.0)
+    try:
+        result = paxoskv("status", "--timeout", "5", cluster=gp_cluster)
+        assert result.returncode == 1
+        text = result.stdout.decode()
+        assert "UNREACHABLE" in text and gp_cluster.addresses[name] in text
+        # Two of three replicas still make progress: writes to every shard succeed.
+        for key in ("a-down", "h-down", "q-down"):
+            ok(paxoskv("put", key, "v", cluster=gp_cluster))
+    finally:
+        gp_cluster.restart(name)
+        gp_cluster.wait_healthy(30.0)
+
+
+def test_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    start = time.monotonic()
+    result = paxoskv("get", "k", "--cluster", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("paxoskv: error: ") and f"127.0.0.1:{port}" in lines[0]
+    assert "connection refused" in lines[0]
+    assert time.monotonic() - start < 20
+    # --debug shows the traceback instead.
+    debug = paxoskv("get", "k", "--debug", "--cluster", f"127.0.0.1:{port}")
+    assert debug.returncode != 0 and b"Traceback" in debug.stderr
+    # No address at all.
+    missing = paxoskv("get", "k")
+    assert missing.returncode == 1
+    assert b"PAXOSKV_CLUSTER" in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+def test_wrong_cluster_id_is_refused(gp_cluster: LocalCluster) -> None:
+    result = paxoskv("get", "a", "--cluster-id", "not-this-one", cluster=gp_cluster)
+    assert result.returncode == 1
+    assert b"cluster" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_bench_writes_its_json_report(gp_cluster: LocalCluster, tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "bench.json"
+    out = ok(
+        paxoskv(
+            "bench",
+            "--workload",
+            "mixed",
+            "--clients",
+            "8",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--keys",
+            "50",
+            "--json",
+            str(path),
+            cluster=gp_cluster,
+        )
+    )
+    assert "ops/s" in out
+    report = json.loads(path.read_text())
+    for key in (
+        "workload",
+        "clients",
+        "duration_s",
+        "ops",
+        "errors",
+        "throughput_ops_s",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+    ):
+        assert key in report
+    assert report["workload"] == "mixed" and report["clients"] == 8
+    assert report["ops"] > 0 and report["errors"] == 0 and report["misses"] == 0
+
+
+def test_help_lists_every_command() -> None:
+    out = ok(paxoskv("--help"))
+    for command in ("node", "cluster", "get", "put", "delete", "cas", "scan", "status", "bench"):
+        assert f"    {command} " in out
