@@ -7,24 +7,39 @@ bootstrap map places on it. The core owns no socket, clock or thread: the runtim
 process) or the simulator feeds it `tick(now, wall_ns)`, peer messages (`step`) and client
 requests (`submit`), then runs `shard.execute.execute_cycle`, which persists the Ready
 batches of all groups in one synced write (group commit), sends, applies every chosen slot
-into one engine batch, and only then answers clients.
+into one engine batch, and only then answers clients. Requests the node itself must send to
+other groups (transaction resolution and recovery) are queued in `outbound` for the shell.
 
 Rules
 -----
-1. A write is answered only after its slot was chosen (a quorum persisted it) and applied.
+1. A write is answered only after its slot was chosen (a quorum persisted it) and applied,
+   and after the commit wait: not before every clock in the cluster (within the configured
+   maximum offset) has passed the version it created, so a later transaction anywhere gets a
+   larger timestamp (Spanner §4.1.2; strict serializability across machines).
 2. A linearizable read is served only at an index the replica vouched for (lease or
-   read-index), after that index was applied. `stale_ok` reads are served from local state.
-3. A request for another cluster, an unknown group, a key outside the group's range or over
+   read-index), after that index was applied, and refused with a retryable CONFLICT while a
+   prepared transaction holds a write intent on the key (its decision may already be made).
+3. A snapshot read at timestamp T needs the leader's lease. The leader first raises its
+   clock above T, then waits until every write it stamped below T is applied and no
+   undecided transaction prepared at or below T holds a write intent on the keys (safe time).
+   A new leader raises its clock by twice the maximum clock offset, above any timestamp the
+   previous leader could have served under its lease.
+4. A request for another cluster, an unknown group, a key outside the group's range or over
    a size limit is refused with a typed error and changes nothing.
-4. A write that was proposed but whose fate is unknown when its deadline passes is answered
+5. A write that was proposed but whose fate is unknown when its deadline passes is answered
    OUTCOME_UNKNOWN, never a guess; a write refused before any slot was assigned is NOT_LEADER.
+6. The leader of a coordinator group delivers every recorded decision to every participant
+   and then logs Finish; the leader of a participant group that holds a prepared transaction
+   for too long asks the coordinator group, which logs ABORT unless it has a decision, then
+   logs the answer locally. So no transaction stays in doubt while a majority of each
+   involved group is up.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, Role
@@ -37,14 +52,32 @@ from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
 from shard.engine import Engine, EngineBatch
 from shard.errors import ShardError, Status, WrongShard
-from shard.limits import validate_key, validate_value
+from shard.limits import MAX_BATCH_BYTES, validate_key, validate_value
 from shard.state_machine import ShardStateMachine
-from txn.hlc import HybridClock
+from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
+from txn.records import (
+    CommitOnePhase,
+    Conflict,
+    Decide,
+    Finish,
+    Prepare,
+    PurgeDecisions,
+    ReadItem,
+    Resolve,
+    WriteItem,
+)
 
 Reply = Callable[[kv.Response], None]
+Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
+
 EXPIRY_SWEEP_S = 0.05
 # How often a leader checks whether its group's preferred leader should take over.
 REBALANCE_S = 1.0
+# How often coordinator leaders push decisions and participant leaders look for stuck prepares.
+TXN_DUTY_S = 0.1
+MAX_TXN_ID_BYTES = 64
+WRITE_KINDS = frozenset({"put", "delete", "cas"})
+READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
 
 class App(Protocol):
@@ -97,9 +130,20 @@ def _meta_index(data: bytes) -> int:
 class _Pending:
     kind: str
     request: Any
-    reply: Reply
+    reply: Callable[[Any], None]
     deadline: float
     request_id: int
+    # The hybrid timestamp stamped on the proposal (0 for reads).
+    ts: int = 0
+
+
+@dataclass(slots=True)
+class _Resolving:
+    """A coordinator's delivery of one decision to its participants (rule 6)."""
+
+    confirmed: set[int] = field(default_factory=set)
+    inflight: set[int] = field(default_factory=set)
+    finishing: bool = False
 
 
 @dataclass(slots=True)
@@ -107,14 +151,25 @@ class GroupHost:
     group_id: int
     replica: Replica
     app: App
-    proposals: dict[int, _Pending]
-    reads: dict[int, _Pending]
+    proposals: dict[int, _Pending] = field(default_factory=dict)
+    reads: dict[int, _Pending] = field(default_factory=dict)
+    # Participant side: when each prepared transaction was first seen, and the ones asked about.
+    prepared_seen: dict[bytes, float] = field(default_factory=dict)
+    querying: set[bytes] = field(default_factory=set)
+    # Coordinator side: decisions being delivered.
+    resolving: dict[bytes, _Resolving] = field(default_factory=dict)
+
+    @property
+    def shard(self) -> ShardStateMachine:
+        assert isinstance(self.app, ShardStateMachine)
+        return self.app
 
 
 class NodeDisk(Protocol):
     """Durable storage of a node: Paxos state of every group plus the engine for data."""
 
-    engine: Engine
+    @property
+    def engine(self) -> Any: ...
 
     def load(self, group_id: int) -> DurableState: ...
 
@@ -141,6 +196,20 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxnSettings:
+    """Timing of the transaction duties of a node."""
+
+    #: Maximum clock offset between any two nodes (TrueTime's epsilon); 0 on one machine.
+    max_clock_offset_s: float = 0.0
+    #: A participant asks the coordinator about a transaction prepared this long ago.
+    resolve_after_s: float = 1.0
+    #: Decision records are kept this long (for txn_status and idempotent commits).
+    decision_retention_s: float = 600.0
+    #: How often leaders purge expired decision records.
+    purge_interval_s: float = 60.0
+
+
 class NodeCore:
     """All groups of one node; deterministic given its inputs."""
 
@@ -154,18 +223,25 @@ class NodeCore:
         paxos_settings: Any,
         rng: random.Random,
         request_timeout_s: float,
+        txn_settings: TxnSettings | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.node_id = node_id
         self._bootstrap_map = bootstrap_map
         self._engine = disk.engine
         self._timeout_s = request_timeout_s
+        self._txn = txn_settings or TxnSettings()
+        self._offset_us = int(self._txn.max_clock_offset_s * 1_000_000)
         self._hlc = HybridClock()
         self._now = 0.0
+        self._wall_ns = 0
         self._next_sweep = 0.0
         self._next_rebalance = 0.0
+        self._next_txn_duty = 0.0
+        self._next_purge = self._txn.purge_interval_s
         self._next_read_id = 1
         self._bootstrap_proposed = False
+        self._leading: set[int] = set()
         self.hosts: dict[int, GroupHost] = {}
         for group_id in bootstrap_map.group_ids():
             voters = bootstrap_map.replicas(group_id)
@@ -183,8 +259,13 @@ class NodeCore:
                 app.applied_index,
                 random.Random(rng.getrandbits(64)),
             )
-            self.hosts[group_id] = GroupHost(group_id, replica, app, {}, {})
+            self.hosts[group_id] = GroupHost(group_id, replica, app)
         self._answers: list[tuple[_Pending, Any]] = []
+        # Snapshot reads waiting for safe time (rule 3), and replies held for the commit wait.
+        self._parked: list[tuple[GroupHost, _Pending]] = []
+        self._delayed: list[tuple[int, _Pending, kv.Response]] = []
+        #: Requests for other groups; the shell sends them and calls back with the response.
+        self.outbound: list[Outbound] = []
 
     # ------------------------------------------------------------------ state
 
@@ -210,6 +291,7 @@ class NodeCore:
 
     def tick(self, now: float, wall_ns: int) -> None:
         self._now = now
+        self._wall_ns = wall_ns
         self._hlc.now(wall_ns)
         for host in self.hosts.values():
             host.replica.tick(now)
@@ -219,6 +301,14 @@ class NodeCore:
         if now >= self._next_rebalance:
             self._next_rebalance = now + REBALANCE_S
             self._spread_leaders()
+        if now >= self._next_txn_duty:
+            self._next_txn_duty = now + TXN_DUTY_S
+            self._drive_decisions()
+            self._recover_prepared()
+        if now >= self._next_purge:
+            self._next_purge = now + self._txn.purge_interval_s
+            self._purge_decisions()
+        self._release_delayed()
         self._maybe_bootstrap_meta()
 
     def step(self, group_id: int, msg: Message) -> bool:
@@ -237,17 +327,22 @@ class NodeCore:
             return
         op = getattr(request, kind)
         pending = _Pending(kind, op, reply, self._now + self._timeout_s, request.id)
+        if kind == "timestamp":
+            response = kv.Response(id=request.id)
+            response.timestamp.ts = self._hlc.now(self._wall_ns)
+            reply(response)
+            return
         try:
             host = self._admit(kind, op)
-            if kind in ("get", "scan"):
+            if kind in READ_KINDS:
                 self._start_read(host, pending)
             else:
-                self._start_write(host, pending)
+                self._start_write(host, pending, self._command_for(kind, op))
         except _Refusal as refusal:
             self._reply_error(pending, refusal.error)
 
     def _admit(self, kind: str, op: Any) -> GroupHost:
-        """Rule 3: check cluster, group, range and limits before anything else."""
+        """Rule 4: check cluster, group, range and limits before anything else."""
         header = op.header
         if header.cluster_id != self.cluster_id:
             raise _Refusal(
@@ -277,6 +372,27 @@ class NodeCore:
                 )
                 if not inside:
                     raise WrongShard(op.start, desc.start, desc.end)
+            elif kind in ("prepare", "commit_one_phase"):
+                size = 0
+                for item in list(op.reads) + list(op.writes):
+                    validate_key(item.key)
+                    if not desc.contains(item.key):
+                        raise WrongShard(item.key, desc.start, desc.end)
+                    size += len(item.key)
+                for write in op.writes:
+                    validate_value(write.value)
+                    size += len(write.value)
+                if size > MAX_BATCH_BYTES:
+                    raise _Refusal(
+                        _error(
+                            kv.LIMIT_EXCEEDED,
+                            f"transaction part is {size} bytes, over the limit of "
+                            f"{MAX_BATCH_BYTES} bytes per group; split the transaction",
+                        )
+                    )
+                _check_txn_id(op.txn_id)
+            elif kind in ("decide", "resolve", "txn_status"):
+                _check_txn_id(op.txn_id)
             else:
                 validate_key(op.key)
                 if not desc.contains(op.key):
@@ -294,35 +410,66 @@ class NodeCore:
             raise _Refusal(_error(code, str(exc))) from None
         return host
 
-    def _start_write(self, host: GroupHost, pending: _Pending) -> None:
-        op, kind = pending.request, pending.kind
-        ts = self._hlc.now(0)
-        try:
-            if kind == "put":
-                command = codec.encode_put(op.key, op.value, ts)
-            elif kind == "delete":
-                command = codec.encode_delete(op.key, ts)
-            else:
-                expect = op.WhichOneof("expect")
-                action = op.WhichOneof("action")
-                if expect is None or action is None:
-                    raise _Refusal(
-                        _error(
-                            kv.INVALID_ARGUMENT,
-                            "compare-and-set needs one condition (expected_value, "
-                            "expected_version or expect_absent) and one action (new_value or "
-                            "delete)",
-                        )
+    def _command_for(self, kind: str, op: Any) -> Callable[[int], bytes]:
+        """The command a write request proposes, as a function of its timestamp."""
+        if kind == "put":
+            return lambda ts: codec.encode_put(op.key, op.value, ts)
+        if kind == "delete":
+            return lambda ts: codec.encode_delete(op.key, ts)
+        if kind == "cas":
+            expect = op.WhichOneof("expect")
+            action = op.WhichOneof("action")
+            if expect is None or action is None:
+                raise _Refusal(
+                    _error(
+                        kv.INVALID_ARGUMENT,
+                        "compare-and-set needs one condition (expected_value, expected_version "
+                        "or expect_absent) and one action (new_value or delete)",
                     )
-                command = codec.encode_cas(
-                    op.key,
-                    ts,
-                    expected_value=op.expected_value if expect == "expected_value" else None,
-                    expected_version=op.expected_version if expect == "expected_version" else None,
-                    expect_absent=expect == "expect_absent",
-                    new_value=op.new_value if action == "new_value" else None,
-                    delete=action == "delete",
                 )
+            return lambda ts: codec.encode_cas(
+                op.key,
+                ts,
+                expected_value=op.expected_value if expect == "expected_value" else None,
+                expected_version=op.expected_version if expect == "expected_version" else None,
+                expect_absent=expect == "expect_absent",
+                new_value=op.new_value if action == "new_value" else None,
+                delete=action == "delete",
+            )
+        if kind == "prepare":
+            self._hlc.observe(op.ts)
+            record: Any = Prepare(
+                txn_id=op.txn_id,
+                coordinator_group=op.coordinator_group,
+                participants=tuple(op.participants),
+                reads=_reads(op.reads),
+                writes=_writes(op.writes),
+            )
+        elif kind == "commit_one_phase":
+            self._hlc.observe(op.ts)
+            record = CommitOnePhase(
+                txn_id=op.txn_id, reads=_reads(op.reads), writes=_writes(op.writes)
+            )
+        elif kind == "decide":
+            self._hlc.observe(op.commit_ts)
+            record = Decide(
+                txn_id=op.txn_id,
+                participants=tuple(op.participants),
+                commit=op.commit,
+                commit_ts=op.commit_ts if op.commit else 0,
+            )
+        elif kind == "resolve":
+            record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
+        else:
+            raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
+        return lambda ts: codec.encode_txn(record, ts)
+
+    def _start_write(
+        self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
+    ) -> None:
+        pending.ts = self._hlc.now(self._wall_ns)
+        try:
+            command = command_for(pending.ts)
         except ShardError as exc:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, str(exc))) from None
         try:
@@ -334,9 +481,15 @@ class NodeCore:
         host.proposals[proposal_id] = pending
 
     def _start_read(self, host: GroupHost, pending: _Pending) -> None:
-        if pending.request.stale_ok:
-            self._answers.append((pending, self._serve_read(host, pending)))
-            return
+        op = pending.request
+        if pending.kind in ("get", "scan"):
+            if op.snapshot:
+                if op.at_version <= 0:
+                    raise _Refusal(_error(kv.INVALID_ARGUMENT, "a snapshot read needs at_version"))
+                self._hlc.observe(op.at_version)
+            elif op.stale_ok:
+                self._answers.append((pending, self._serve_read(host, pending)))
+                return
         read_id = self._next_read_id
         self._next_read_id += 1
         try:
@@ -344,6 +497,19 @@ class NodeCore:
         except NotLeader as exc:
             raise _Refusal(self._not_leader(exc)) from None
         host.reads[read_id] = pending
+
+    def _propose_internal(
+        self, host: GroupHost, record: Any, on_result: Callable[[Any], None]
+    ) -> None:
+        """Propose a transaction record the node itself needs (recovery, delivery, purge)."""
+        pending = _Pending("internal", record, on_result, self._now + self._timeout_s, 0)
+        pending.ts = self._hlc.now(self._wall_ns)
+        try:
+            proposal_id = host.replica.propose(codec.encode_txn(record, pending.ts))
+        except NotLeader:
+            on_result(None)
+            return
+        host.proposals[proposal_id] = pending
 
     def _not_leader(self, exc: NotLeader) -> kv.Error:
         if exc.leader_hint is None:
@@ -354,6 +520,8 @@ class NodeCore:
             leader_id=exc.leader_hint,
             leader_addr=self.leader_address(exc.leader_hint),
         )
+
+    # ------------------------------------------------------------------ background duties
 
     def _maybe_bootstrap_meta(self) -> None:
         """The meta leader records the bootstrap map once, so the map lives in group 0."""
@@ -367,7 +535,10 @@ class NodeCore:
         ):
             return
         command = encode_meta_command(Bootstrap(shard_map=self._bootstrap_map))
-        meta.replica.propose(command)
+        try:
+            meta.replica.propose(command)
+        except NotLeader:
+            return
         self._bootstrap_proposed = True
 
     def _spread_leaders(self) -> None:
@@ -380,8 +551,84 @@ class NodeCore:
             if preferred != self.node_id:
                 host.replica.transfer_leadership(preferred)
 
+    def _data_leaders(self) -> list[GroupHost]:
+        return [
+            h for g, h in self.hosts.items() if g != META_GROUP_ID and h.replica.role is Role.LEADER
+        ]
+
+    def _drive_decisions(self) -> None:
+        """Rule 6, coordinator side: deliver recorded decisions, then log Finish."""
+        for host in self._data_leaders():
+            unfinished = {d.txn_id: d for d in host.shard.unfinished_decisions()}
+            for txn_id in [t for t in host.resolving if t not in unfinished]:
+                del host.resolving[txn_id]
+            for txn_id, decision in unfinished.items():
+                state = host.resolving.setdefault(txn_id, _Resolving())
+                if state.finishing:
+                    continue
+                if state.confirmed >= set(decision.participants):
+                    state.finishing = True
+                    self._propose_internal(
+                        host, Finish(txn_id=txn_id), lambda _r, s=state: _unfinish(s)
+                    )
+                    continue
+                for group_id in decision.participants:
+                    if group_id in state.confirmed or group_id in state.inflight:
+                        continue
+                    state.inflight.add(group_id)
+                    request = kv.Request()
+                    resolve = request.resolve
+                    resolve.header.cluster_id = self.cluster_id
+                    resolve.header.group_id = group_id
+                    resolve.txn_id = txn_id
+                    resolve.commit = decision.committed
+                    resolve.commit_ts = decision.commit_ts
+                    self.outbound.append((group_id, request, _on_resolved(state, group_id)))
+
+    def _recover_prepared(self) -> None:
+        """Rule 6, participant side: ask the coordinator about transactions stuck prepared."""
+        for host in self._data_leaders():
+            prepared = {p.txn_id: p for p in host.shard.prepared_txns()}
+            for txn_id in [t for t in host.prepared_seen if t not in prepared]:
+                del host.prepared_seen[txn_id]
+            for txn_id, info in prepared.items():
+                seen = host.prepared_seen.setdefault(txn_id, self._now)
+                if self._now - seen < self._txn.resolve_after_s or txn_id in host.querying:
+                    continue
+                host.querying.add(txn_id)
+                request = kv.Request()
+                decide = request.decide
+                decide.header.cluster_id = self.cluster_id
+                decide.header.group_id = info.coordinator_group
+                decide.txn_id = txn_id
+                decide.participants.extend(info.participants)
+                decide.commit = False
+                self.outbound.append(
+                    (info.coordinator_group, request, self._on_recovery_answer(host, txn_id))
+                )
+
+    def _on_recovery_answer(
+        self, host: GroupHost, txn_id: bytes
+    ) -> Callable[[kv.Response | None], None]:
+        def done(response: kv.Response | None) -> None:
+            answer = None if response is None else response.decide
+            if answer is None or answer.error.code != kv.OK:
+                host.querying.discard(txn_id)
+                return
+            record = Resolve(txn_id=txn_id, commit=answer.committed, commit_ts=answer.commit_ts)
+            self._propose_internal(host, record, lambda _r: host.querying.discard(txn_id))
+
+        return done
+
+    def _purge_decisions(self) -> None:
+        horizon_us = max(0, physical_us(self._hlc.last) - int(self._txn.decision_retention_s * 1e6))
+        for host in self._data_leaders():
+            self._propose_internal(
+                host, PurgeDecisions(before_ts=horizon_us << LOGICAL_BITS), lambda _r: None
+            )
+
     def _expire(self, now: float) -> None:
-        """Rule 4: answer requests whose deadline passed."""
+        """Rule 5: answer requests whose deadline passed."""
         for host in self.hosts.values():
             for table, code, text in (
                 (
@@ -395,14 +642,36 @@ class NodeCore:
                 expired = [k for k, p in table.items() if p.deadline <= now]
                 for key in expired:
                     self._reply_error(table.pop(key), _error(code, text))
+        still = []
+        for host, pending in self._parked:
+            if pending.deadline <= now:
+                self._reply_error(
+                    pending,
+                    _error(
+                        kv.UNAVAILABLE,
+                        "the snapshot read waited too long for a prepared transaction; retry",
+                    ),
+                )
+            else:
+                still.append((host, pending))
+        self._parked = still
 
     # ------------------------------------------------------------------ cycle
 
     def collect(self) -> list[tuple[GroupHost, Ready]]:
         """The Ready batches of every group with work to do."""
-        if self.hosts.get(META_GROUP_ID) is not None:
-            self._maybe_bootstrap_meta()
+        self._note_new_leaders()
         return [(h, h.replica.ready()) for h in self.hosts.values() if h.replica.has_ready()]
+
+    def _note_new_leaders(self) -> None:
+        """Rule 3: a new leader's timestamps start above anything its predecessor served."""
+        for group_id, host in self.hosts.items():
+            leading = host.replica.role is Role.LEADER
+            if leading and group_id not in self._leading:
+                self._leading.add(group_id)
+                self._hlc.now(self._wall_ns + 2 * self._offset_us * 1000)
+            elif not leading:
+                self._leading.discard(group_id)
 
     def apply(self, readies: Sequence[tuple[GroupHost, Ready]], batch: EngineBatch) -> None:
         """Restore snapshots and apply chosen slots into `batch`; stage the answers."""
@@ -440,38 +709,137 @@ class NodeCore:
                     self._reply_error(pending, self._not_leader(exc))
             for read in ready.reads:
                 pending = host.reads.pop(read.read_id, None)
-                if pending is not None:
+                if pending is None:
+                    continue
+                if getattr(pending.request, "snapshot", False):
+                    if not read.via_lease:
+                        self._reply_error(
+                            pending,
+                            _error(kv.UNAVAILABLE, "the leader has no lease yet; retry shortly"),
+                        )
+                        continue
+                    self._parked.append((host, pending))
+                else:
                     self._answers.append((pending, self._serve_read(host, pending)))
             for peer in ready.snapshot_requests:
                 host.replica.send_snapshot(peer, host.app.applied_index, host.app.snapshot())
             host.replica.advance(ready)
+        self._serve_parked()
         answers, self._answers = self._answers, []
         for pending, result in answers:
-            if isinstance(result, kv.Error):
-                self._reply_error(pending, result)
-            elif isinstance(result, codec.CommandResult):
-                pending.reply(_write_response(pending, result))
+            self._finish(pending, result)
+
+    def _finish(self, pending: _Pending, result: Any) -> None:
+        if pending.kind == "internal":
+            pending.reply(result)
+            return
+        if isinstance(result, kv.Error):
+            self._reply_error(pending, result)
+            return
+        if isinstance(result, kv.Response):
+            pending.reply(result)
+            return
+        response, visible_ts = _result_response(pending, result)
+        if pending.kind == "decide" and response.decide.error.code == kv.OK:
+            # Deliver the fresh decision at the next tick rather than a duty period later.
+            self._next_txn_duty = self._now
+        self._reply_after_commit_wait(pending, response, visible_ts)
+
+    def _reply_after_commit_wait(
+        self, pending: _Pending, response: kv.Response, visible_ts: int
+    ) -> None:
+        """Rule 1: hold the reply until every clock has passed the version it reports."""
+        if visible_ts:
+            self._hlc.observe(visible_ts)
+            not_before_us = physical_us(visible_ts) + self._offset_us
+            if self._wall_ns // 1000 <= not_before_us:
+                self._delayed.append((not_before_us, pending, response))
+                return
+        pending.reply(response)
+
+    def _release_delayed(self) -> None:
+        if not self._delayed:
+            return
+        wall_us = self._wall_ns // 1000
+        still = []
+        for not_before_us, pending, response in self._delayed:
+            if wall_us > not_before_us:
+                pending.reply(response)
             else:
-                pending.reply(result)
+                still.append((not_before_us, pending, response))
+        self._delayed = still
+
+    def _serve_parked(self) -> None:
+        """Rule 3: serve the snapshot reads whose timestamp is now safe."""
+        if not self._parked:
+            return
+        still = []
+        for host, pending in self._parked:
+            if self._snapshot_safe(host, pending):
+                self._answers.append((pending, self._serve_read(host, pending)))
+            else:
+                still.append((host, pending))
+        self._parked = still
+
+    def _snapshot_safe(self, host: GroupHost, pending: _Pending) -> bool:
+        at = pending.request.at_version
+        for waiting in host.proposals.values():
+            if 0 < waiting.ts <= at:
+                return False
+        shard = host.shard
+        op = pending.request
+        if pending.kind == "get":
+            intents = [(op.key, i) for i in shard.intents_on(op.key)]
+        else:
+            end = op.end if op.HasField("end") else shard.key_range[1]
+            intents = shard.intents_in_range(op.start, end)
+        return not any(i.is_write and i.prepare_ts <= at for _, i in intents)
 
     def _serve_read(self, host: GroupHost, pending: _Pending) -> kv.Response | kv.Error:
         op = pending.request
-        app = host.app
-        assert isinstance(app, ShardStateMachine)
+        shard = host.shard
+        if pending.kind == "txn_status":
+            return self._txn_status(host, pending)
         at = op.at_version or None
         try:
             if pending.kind == "get":
-                found = app.get(op.key, at)
+                if not op.snapshot:
+                    blocking = [i for i in shard.intents_on(op.key) if i.is_write]
+                    if blocking:
+                        return _conflict_error(
+                            Conflict(
+                                key=op.key,
+                                other_txn=blocking[0].txn_id,
+                                phase="read",
+                                reason="a prepared transaction is writing this key; retry",
+                            )
+                        )
+                found = shard.get(op.key, at)
                 if found is None:
-                    return kv.Response(id=pending.request_id, get=kv.GetResponse(found=False))
+                    latest = shard.latest_record(op.key) if at is None else None
+                    version = latest[0] if latest is not None else 0
+                    return kv.Response(
+                        id=pending.request_id, get=kv.GetResponse(found=False, version=version)
+                    )
                 value, version = found
                 return kv.Response(
                     id=pending.request_id,
                     get=kv.GetResponse(found=True, value=value, version=version),
                 )
-            end = op.end if op.HasField("end") else app.key_range[1]
+            end = op.end if op.HasField("end") else shard.key_range[1]
+            if not op.snapshot:
+                for key, intent in shard.intents_in_range(op.start, end):
+                    if intent.is_write:
+                        return _conflict_error(
+                            Conflict(
+                                key=key,
+                                other_txn=intent.txn_id,
+                                phase="read",
+                                reason="a prepared transaction is writing a key in the range",
+                            )
+                        )
             limit = op.limit or 1000
-            items = app.scan(op.start, end, limit, at)
+            items = shard.scan(op.start, end, limit, at)
             return kv.Response(
                 id=pending.request_id,
                 scan=kv.ScanResponse(
@@ -483,7 +851,29 @@ class NodeCore:
         except ShardError as exc:
             return _error(kv.INVALID_ARGUMENT, str(exc))
 
+    def _txn_status(self, host: GroupHost, pending: _Pending) -> kv.Response:
+        txn_id = pending.request.txn_id
+        shard = host.shard
+        response = kv.Response(id=pending.request_id)
+        status = response.txn_status
+        decision = shard.decision(txn_id)
+        if decision is not None:
+            status.state = (
+                kv.TxnStatusResponse.COMMITTED
+                if decision.committed
+                else kv.TxnStatusResponse.ABORTED
+            )
+            status.commit_ts = decision.commit_ts
+        elif shard.prepared(txn_id) is not None:
+            status.state = kv.TxnStatusResponse.IN_PROGRESS
+        else:
+            status.state = kv.TxnStatusResponse.UNKNOWN
+        return response
+
     def _reply_error(self, pending: _Pending, error: kv.Error) -> None:
+        if pending.kind == "internal":
+            pending.reply(None)
+            return
         response = kv.Response(id=pending.request_id)
         getattr(response, pending.kind).error.CopyFrom(error)
         pending.reply(response)
@@ -526,25 +916,95 @@ class _Refusal(Exception):
 
 
 def _error(code: int, message: str, **fields: Any) -> kv.Error:
-    return kv.Error(code=code, message=message, **fields)  # type: ignore[arg-type]
+    return kv.Error(code=code, message=message, **fields)
 
 
-def _write_response(pending: _Pending, result: codec.CommandResult) -> kv.Response:
+def _conflict_error(conflict: Conflict) -> kv.Error:
+    return kv.Error(
+        code=kv.CONFLICT,
+        message=(
+            f"conflict on key {conflict.key!r} in phase {conflict.phase}"
+            + (f" with transaction {conflict.other_txn.hex()}" if conflict.other_txn else "")
+            + f": {conflict.reason}"
+        ),
+        conflict=kv.Conflict(
+            key=conflict.key,
+            other_txn=conflict.other_txn,
+            phase=conflict.phase,
+            reason=conflict.reason,
+        ),
+    )
+
+
+def _check_txn_id(txn_id: bytes) -> None:
+    if not txn_id or len(txn_id) > MAX_TXN_ID_BYTES:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                f"txn_id must be 1 to {MAX_TXN_ID_BYTES} bytes, got {len(txn_id)}",
+            )
+        )
+
+
+def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:
+    return tuple(ReadItem(key=r.key, version=r.version) for r in items)
+
+
+def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
+    return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+
+
+def _unfinish(state: _Resolving) -> None:
+    state.finishing = False
+
+
+def _on_resolved(state: _Resolving, group_id: int) -> Callable[[kv.Response | None], None]:
+    def done(response: kv.Response | None) -> None:
+        state.inflight.discard(group_id)
+        if response is not None and response.resolve.error.code == kv.OK:
+            state.confirmed.add(group_id)
+
+    return done
+
+
+def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv.Response, int]:
+    """The client response for an applied command, and the timestamp it makes visible."""
     response = kv.Response(id=pending.request_id)
+    body = getattr(response, pending.kind)
+    if result.status is Status.CONFLICT and result.conflict is not None:
+        body.error.CopyFrom(_conflict_error(result.conflict))
+        return response, 0
     if result.status not in (Status.OK, Status.CAS_FAILED):
         code = kv.LIMIT_EXCEEDED if result.status is Status.LIMIT_EXCEEDED else kv.INVALID_ARGUMENT
-        getattr(response, pending.kind).error.CopyFrom(_error(code, result.message))
-        return response
-    if pending.kind == "put":
-        response.put.version = result.version
-    elif pending.kind == "delete":
-        response.delete.version = result.version
-    else:
-        cas = response.cas
-        cas.succeeded = result.ok
-        cas.version = result.version
+        body.error.CopyFrom(_error(code, result.message))
+        return response, 0
+    kind = pending.kind
+    txn = result.txn
+    if kind in ("put", "delete"):
+        body.version = result.version
+        return response, result.version
+    if kind == "cas":
+        body.succeeded = result.ok
+        body.version = result.version
         if not result.ok:
-            cas.found = result.current_value is not None
-            cas.current_value = result.current_value or b""
-            cas.current_version = result.current_version
-    return response
+            body.found = result.current_value is not None
+            body.current_value = result.current_value or b""
+            body.current_version = result.current_version
+        return response, result.version
+    if kind == "prepare":
+        if txn.conflict is not None:
+            body.error.CopyFrom(_conflict_error(txn.conflict))
+            return response, 0
+        body.prepare_ts = txn.prepare_ts
+        return response, 0
+    if kind == "decide":
+        body.committed = txn.committed
+        body.commit_ts = txn.commit_ts
+        return response, txn.commit_ts if txn.committed else 0
+    if kind == "commit_one_phase":
+        if txn.conflict is not None:
+            body.error.CopyFrom(_conflict_error(txn.conflict))
+            return response, 0
+        body.commit_ts = txn.commit_ts
+        return response, txn.commit_ts
+    return response, 0

@@ -23,12 +23,13 @@ import grpc
 from paxos.messages import Message
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
+from router.client import RoutingClient
 from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard import peer_pb2_grpc
 from shard.config import ClusterConfig, NodeConfig
 from shard.disk import RocksNodeDisk
 from shard.execute import execute_cycle
-from shard.node import NodeCore
+from shard.node import NodeCore, TxnSettings
 from shard.server import KVServicer
 from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
 
@@ -62,6 +63,11 @@ class NodeRuntime:
             paxos_settings=config.paxos,
             rng=random.Random(),
             request_timeout_s=config.request_timeout_ms / 1000,
+            txn_settings=TxnSettings(
+                max_clock_offset_s=config.clock_offset_ms / 1000,
+                resolve_after_s=config.resolve_after_ms / 1000,
+                decision_retention_s=config.decision_retention_s,
+            ),
         )
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)
@@ -74,6 +80,8 @@ class NodeRuntime:
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._roles: dict[int, tuple[str, int | None]] = {}
+        self._client: RoutingClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
         kv_pb2_grpc.add_KVServicer_to_server(
             KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000),
@@ -143,7 +151,46 @@ class NodeRuntime:
         for _ in range(MAX_CYCLES_PER_WAKE):
             if not execute_cycle(self.core, self.disk, self._send):
                 break
+        self._send_outbound()
         self._log_role_changes()
+
+    def _send_outbound(self) -> None:
+        """Requests the core addressed to other groups' leaders (transaction duties)."""
+        if not self.core.outbound:
+            return
+        outbound, self.core.outbound = self.core.outbound, []
+        for group_id, request, callback in outbound:
+            task = asyncio.create_task(self._call_group(group_id, request, callback))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _call_group(
+        self,
+        group_id: int,
+        request: kv.Request,
+        callback: Callable[[kv.Response | None], None],
+    ) -> None:
+        response: kv.Response | None = None
+        try:
+            client = await self._group_client()
+            response = await client.send(
+                request, group_id=group_id, write=True, passthrough=(kv.CONFLICT,)
+            )
+        except Exception as exc:
+            log.debug("outbound request failed", extra={"group": group_id, "error": str(exc)})
+        callback(response)
+        self._wake.set()
+
+    async def _group_client(self) -> RoutingClient:
+        if self._client is None:
+            client = RoutingClient(
+                [n.address for n in self.config.nodes],
+                cluster_id=self.config.cluster_id,
+                timeout_s=self.config.request_timeout_ms / 1000,
+            )
+            self._client = client
+            await client.connect()
+        return self._client
 
     def _log_role_changes(self) -> None:
         for group_id, host in self.core.hosts.items():
@@ -168,6 +215,10 @@ class NodeRuntime:
         self._wake.set()
         for link in self.links.values():
             await link.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._client is not None:
+            await self._client.close()
         self.disk.close()
 
 

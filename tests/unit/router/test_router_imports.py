@@ -59,7 +59,11 @@ def test_imports_no_higher_floor(path: Path) -> None:
     assert not bad, f"{path.name} imports {sorted(bad)}: router/ must not depend on them"
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+# The client is the router's I/O shell (grpc.aio); everything else in router/ decides.
+SANS_IO_SOURCES = [p for p in SOURCES if p.name != "client.py"]
+
+
+@pytest.mark.parametrize("path", SANS_IO_SOURCES, ids=lambda p: p.name)
 def test_is_pure(path: Path) -> None:
     bad = {m for m in imported_modules(path) if m.split(".")[0] in IMPURE_MODULES}
     assert not bad, f"{path.name} imports {sorted(bad)}: router/ must stay sans-I/O"
