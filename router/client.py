@@ -598,6 +598,7 @@ class RoutingClient:
         """
         if (key is None) == (group_id is None):
             raise InvalidArgument("send() needs exactly one of key= or group_id=")
+        await self._ready()
         loop = asyncio.get_running_loop()
         timeout = self._timeout_s if timeout_s is None else timeout_s
         return await self._send(request, key, group_id, write, loop.time() + timeout, passthrough)
