@@ -1,0 +1,363 @@
+"""Property: random interleavings of prepares, resolves, decisions, 1PC and single-key writes.
+
+An independent model (versions per key, open transactions, decision records), written from
+the protocol's statement rather than from `txn.participant`, predicts every result. After
+every step the shard state machine (MemEngine) and the rules on `MemTxnStore` must match it:
+- no committed write is lost: every version the model holds is readable at its version, and
+  each key's latest record is the model's;
+- no intent outlives its transaction's resolve, and every intent belongs to an open one;
+- the prepared and decision records are the model's.
+At the end, a second replica applies the same command log cut into different batches and
+must end byte-identical to the first (the whole engine, intents and records included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import event, given
+from hypothesis import strategies as st
+from txn_harness import MemHarness, ShardHarness
+
+from shard.codec import CommandResult
+from shard.engine import MemEngine
+from shard.errors import Status
+from txn.records import (
+    CommitOnePhase,
+    Decide,
+    DecisionResult,
+    Finish,
+    IntentKind,
+    OnePhaseResult,
+    Prepare,
+    PrepareResult,
+    PurgeDecisions,
+    PurgeResult,
+    ReadItem,
+    Resolve,
+    ResolveResult,
+    WriteItem,
+)
+
+KEYS = [b"a", b"b", b"c"]
+TXNS = [b"t0", b"t1", b"t2", b"t3"]
+GROUP = 3
+
+
+@dataclass
+class Open:
+    prepare_ts: int
+    reads: set[bytes]
+    writes: dict[bytes, bytes | None]
+
+
+@dataclass
+class Decision:
+    committed: bool
+    commit_ts: int
+    decided_ts: int
+    finished: bool = False
+
+
+@dataclass
+class Model:
+    versions: dict[bytes, list[tuple[int, bytes | None]]] = field(default_factory=dict)
+    max_version: int = 0
+    open: dict[bytes, Open] = field(default_factory=dict)
+    decisions: dict[bytes, Decision] = field(default_factory=dict)
+    finish_order: list[bytes] = field(default_factory=list)
+
+    def latest(self, key: bytes) -> tuple[int, bool]:
+        versions = self.versions.get(key)
+        if not versions:
+            return 0, True
+        return versions[-1][0], versions[-1][1] is None
+
+    def locked(self, key: bytes, by_others_of: bytes, writes_only: bool) -> bool:
+        for txn_id, o in self.open.items():
+            if txn_id == by_others_of:
+                continue
+            if key in o.writes or (not writes_only and key in o.reads):
+                return True
+        return False
+
+    def valid(self, txn_id: bytes, reads: dict[bytes, int], writes: dict[bytes, object]) -> bool:
+        for key, version in reads.items():
+            if self.locked(key, txn_id, writes_only=True):
+                return False
+            latest, tombstone = self.latest(key)
+            if latest != version and not (version == 0 and tombstone):
+                return False
+        return not any(self.locked(key, txn_id, writes_only=False) for key in writes)
+
+    def write(self, key: bytes, value: bytes | None, version: int) -> bool:
+        if value is None and self.latest(key)[1]:
+            return False
+        self.versions.setdefault(key, []).append((version, value))
+        return True
+
+    # Each returns (status, txn result or single-key version).
+
+    def put(self, key: bytes, value: bytes | None, ts: int) -> tuple[Status, object]:
+        if self.locked(key, b"", writes_only=False):
+            return Status.CONFLICT, None
+        if value is None and self.latest(key)[1]:
+            return Status.OK, 0
+        version = max(ts, self.max_version + 1)
+        self.write(key, value, version)
+        self.max_version = version
+        return Status.OK, version
+
+    def prepare(self, cmd: Prepare, ts: int) -> tuple[Status, object]:
+        if cmd.txn_id in self.open:
+            return Status.OK, PrepareResult(prepare_ts=self.open[cmd.txn_id].prepare_ts)
+        reads = {r.key: r.version for r in cmd.reads}
+        writes = {w.key: w.value for w in cmd.writes}
+        if cmd.txn_id in self.decisions or not self.valid(cmd.txn_id, reads, writes):
+            return Status.CONFLICT, None
+        prepare_ts = max(ts, self.max_version + 1)
+        self.open[cmd.txn_id] = Open(prepare_ts, set(reads) - set(writes), writes)
+        return Status.OK, PrepareResult(prepare_ts=prepare_ts)
+
+    def resolve(self, cmd: Resolve) -> tuple[Status, object]:
+        o = self.open.pop(cmd.txn_id, None)
+        if o is None:
+            return Status.OK, ResolveResult(found=False)
+        written = 0
+        if cmd.commit and cmd.commit_ts >= o.prepare_ts:
+            for key, value in o.writes.items():
+                written += self.write(key, value, cmd.commit_ts)
+            self.max_version = max(self.max_version, cmd.commit_ts)
+        return Status.OK, ResolveResult(found=True, versions_written=written)
+
+    def decide(self, cmd: Decide, ts: int) -> tuple[Status, object]:
+        if cmd.txn_id not in self.decisions:
+            commit_ts = cmd.commit_ts if cmd.commit else 0
+            self.decisions[cmd.txn_id] = Decision(cmd.commit, commit_ts, ts)
+        d = self.decisions[cmd.txn_id]
+        return Status.OK, DecisionResult(committed=d.committed, commit_ts=d.commit_ts)
+
+    def finish(self, cmd: Finish) -> tuple[Status, object]:
+        d = self.decisions.get(cmd.txn_id)
+        if d is None:
+            return Status.OK, None
+        if not d.finished:
+            d.finished = True
+            self.finish_order.append(cmd.txn_id)
+        return Status.OK, DecisionResult(committed=d.committed, commit_ts=d.commit_ts)
+
+    def purge(self, cmd: PurgeDecisions) -> tuple[Status, object]:
+        purged = 0
+        while self.finish_order:
+            d = self.decisions[self.finish_order[0]]
+            if d.decided_ts >= cmd.before_ts:
+                break
+            del self.decisions[self.finish_order.pop(0)]
+            purged += 1
+        return Status.OK, PurgeResult(purged=purged)
+
+    def one_phase(self, cmd: CommitOnePhase, ts: int) -> tuple[Status, object]:
+        d = self.decisions.get(cmd.txn_id)
+        if d is not None:
+            if d.committed:
+                return Status.OK, OnePhaseResult(commit_ts=d.commit_ts)
+            return Status.CONFLICT, None
+        reads = {r.key: r.version for r in cmd.reads}
+        writes = {w.key: w.value for w in cmd.writes}
+        if cmd.txn_id in self.open or not self.valid(cmd.txn_id, reads, writes):
+            return Status.CONFLICT, None
+        commit_ts = max(ts, self.max_version + 1)
+        for key, value in writes.items():
+            self.write(key, value, commit_ts)
+        self.max_version = commit_ts
+        self.decisions[cmd.txn_id] = Decision(True, commit_ts, ts, finished=True)
+        self.finish_order.append(cmd.txn_id)
+        return Status.OK, OnePhaseResult(commit_ts=commit_ts)
+
+
+# --------------------------------------------------------------------------------------------
+# Steps: drawn abstractly, made concrete against the model (read versions, commit_ts).
+
+key_idx = st.integers(0, len(KEYS) - 1)
+txn_idx = st.integers(0, len(TXNS) - 1)
+values = st.one_of(st.none(), st.sampled_from([b"", b"x", b"y"]))
+tss = st.integers(0, 40)
+read_specs = st.lists(st.tuples(key_idx, st.sampled_from(["fresh", "fresh", "zero", "stale"])))
+write_specs = st.lists(st.tuples(key_idx, values), max_size=3)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss),
+        st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss),
+        st.tuples(st.just("resolve"), txn_idx, st.booleans(), st.integers(-1, 3)),
+        st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
+        st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
+        st.tuples(st.just("put"), key_idx, values, tss),
+        st.tuples(st.just("decide"), txn_idx, st.booleans(), tss),
+        st.tuples(st.just("one_phase"), txn_idx, read_specs, write_specs, tss),
+        st.tuples(st.just("finish"), txn_idx),
+        st.tuples(st.just("purge"), st.integers(0, 60)),
+    ),
+    max_size=30,
+)
+
+
+def _items(
+    model: Model, reads: list[tuple[int, str]], writes: list[tuple[int, bytes | None]]
+) -> tuple[tuple[ReadItem, ...], tuple[WriteItem, ...]]:
+    read_map: dict[bytes, int] = {}
+    for i, mode in reads:
+        latest = model.latest(KEYS[i])[0]
+        read_map[KEYS[i]] = {"fresh": latest, "zero": 0, "stale": max(0, latest - 1)}[mode]
+    write_map = {KEYS[i]: v for i, v in writes}
+    return (
+        tuple(ReadItem(key=k, version=v) for k, v in read_map.items()),
+        tuple(WriteItem(key=k, value=v) for k, v in write_map.items()),
+    )
+
+
+def _check_result(expected: tuple[Status, object], got: CommandResult, what: object) -> None:
+    status, body = expected
+    assert got.status is status, (what, got)
+    if status is Status.CONFLICT:
+        assert got.conflict is not None, (what, got)
+        assert got.version == 0
+        return
+    if isinstance(body, int):
+        assert got.version == body, (what, got)
+    else:
+        assert got.txn == body, (what, got)
+
+
+def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
+    assert h.max_version == model.max_version
+    for key in KEYS:
+        versions = model.versions.get(key, [])
+        assert h.latest(key) == model.latest(key), key
+        for version, value in versions:  # no committed write is lost or overwritten
+            assert h.value_at(key, version) == value, (key, version)
+        live = versions[-1] if versions and versions[-1][1] is not None else None
+        assert h.value(key) == (None if live is None else (live[1], live[0]))
+    expected_intents = sorted(
+        [(k, t, IntentKind.WRITE, o.prepare_ts) for t, o in model.open.items() for k in o.writes]
+        + [(k, t, IntentKind.READ, o.prepare_ts) for t, o in model.open.items() for k in o.reads]
+    )
+    got = sorted((k, i.txn_id, i.kind, i.prepare_ts) for k, i in h.all_intents())
+    assert got == expected_intents
+    for k, i in h.all_intents():
+        if i.is_write:
+            assert i.value == model.open[i.txn_id].writes[k]
+    assert [p.txn_id for p in h.prepared_txns()] == sorted(model.open)
+    for txn_id in TXNS:
+        d = h.decision(txn_id)
+        m = model.decisions.get(txn_id)
+        if m is None:
+            assert d is None, txn_id
+        else:
+            assert d is not None, txn_id
+            assert (d.committed, d.commit_ts, d.decided_ts, d.finished) == (
+                m.committed,
+                m.commit_ts,
+                m.decided_ts,
+                m.finished,
+            )
+    assert [d.txn_id for d in h.unfinished()] == sorted(
+        t for t, d in model.decisions.items() if not d.finished
+    )
+
+
+@given(steps, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.integers(0, 30))
+def test_random_interleavings_keep_every_committed_write(
+    program: list[tuple[object, ...]], cuts: list[int], restore_at: int
+) -> None:
+    model = Model()
+    shard = ShardHarness()
+    mem = MemHarness()
+    results: list[CommandResult] = []
+    for step in program:
+        kind = step[0]
+        if kind == "put":
+            _, k, value, ts = step
+            key = KEYS[k]
+            expected = model.put(key, value, ts)
+            got = [shard.put(key, value, ts), mem.put(key, value, ts)]
+        else:
+            if kind in ("prepare", "one_phase"):
+                _, t, reads, writes, ts = step
+                r, w = _items(model, reads, writes)
+                if kind == "prepare":
+                    record: object = Prepare(
+                        txn_id=TXNS[t],
+                        coordinator_group=GROUP,
+                        participants=(GROUP,),
+                        reads=r,
+                        writes=w,
+                    )
+                    expected = model.prepare(record, ts)
+                else:
+                    record = CommitOnePhase(txn_id=TXNS[t], reads=r, writes=w)
+                    expected = model.one_phase(record, ts)
+            elif kind == "resolve":
+                _, t, commit, delta = step
+                # Mostly resolve an open transaction: that is where the writes happen.
+                candidates = sorted(model.open) or TXNS
+                txn_id = candidates[t % len(candidates)]
+                o = model.open.get(txn_id)
+                base = o.prepare_ts if o is not None else model.max_version
+                record = Resolve(txn_id=txn_id, commit=commit, commit_ts=max(0, base + delta))
+                ts = 0
+                expected = model.resolve(record)
+            elif kind == "decide":
+                _, t, commit, ts = step
+                record = Decide(
+                    txn_id=TXNS[t],
+                    participants=(GROUP,),
+                    commit=commit,
+                    commit_ts=model.max_version + 1 if commit else 0,
+                )
+                expected = model.decide(record, ts)
+            elif kind == "finish":
+                candidates = sorted(model.decisions) or TXNS
+                record = Finish(txn_id=candidates[step[1] % len(candidates)])
+                ts = 0
+                expected = model.finish(record)
+            else:
+                record, ts = PurgeDecisions(before_ts=step[1]), 0
+                expected = model.purge(record)
+            got = [shard.txn(record, ts), mem.txn(record, ts)]
+        for result in got:
+            _check_result(expected, result, step)
+        assert got[0] == got[1], step  # the shard's store behaves as MemTxnStore
+        results.append(got[0])
+        event(f"{kind} {got[0].status.name} {type(got[0].txn).__name__}")
+        _check_state(model, shard)
+        _check_state(model, mem)
+
+    # A second replica: the same log, cut into other batches (several slots per batch); a
+    # third one installs the second's snapshot at a batch boundary and applies the rest.
+    replica = ShardHarness(MemEngine())
+    late: ShardHarness | None = None
+    log = shard.log
+    replayed: list[CommandResult] = []
+    pos = 0
+    i = 0
+    while pos < len(log):
+        if late is None and pos >= restore_at:
+            late = ShardHarness(MemEngine())
+            batch = late.engine.new_batch()
+            late.sm.restore(replica.sm.applied_index, replica.sm.snapshot(), batch)
+            late.engine.write(batch, False)
+        batch = replica.engine.new_batch()
+        start = pos
+        for _ in range(cuts[i % len(cuts)]):
+            if pos == len(log):
+                break
+            replayed += replica.sm.apply(replica.sm.applied_index + 1, [log[pos]], batch)
+            pos += 1
+        replica.engine.write(batch, False)
+        if late is not None:
+            assert [late.run(c)[0] for c in log[start:pos]] == results[start:pos]
+        i += 1
+    assert replayed == results
+    assert replica.contents() == shard.contents()
+    if late is not None:
+        assert late.contents() == shard.contents()
