@@ -1,1 +1,76 @@
-"""Cross-shard transactions: hybrid logical clock, 2PC over Paxos groups, the client."""
+"""Cross-shard transactions: hybrid logical clock, 2PC over Paxos groups, the client.
+
+The supported client surface; import from here::
+
+    from txn import Client, AsyncClient, Conflict, CommitUnknown, transactional
+
+- `Client` (synchronous) / `AsyncClient` (asyncio): `transaction()`, `run(fn, ...)`,
+  `@client.transactional`, `snapshot()`, `txn_status(ref)`, single-key `get/put/delete/
+  cas/scan`, `close()`.
+- `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `commit`, `abort`,
+  `txn_id`, `commit_ts`, `ref`.
+- Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`.
+
+The 2PC rules themselves (`txn.records`, `txn.store`, the participant and coordinator) are
+imported by the shard from their modules.
+"""
+
+from txn.client import (
+    AsyncClient,
+    AsyncSnapshot,
+    AsyncTransaction,
+    CasResult,
+    Client,
+    Snapshot,
+    Transaction,
+    TransactionState,
+    TxnState,
+    TxnStatus,
+    transactional,
+)
+from txn.errors import (
+    ERRORS,
+    ClientClosed,
+    CommitUnknown,
+    Conflict,
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    OutcomeUnknown,
+    PaxosKVError,
+    ServerError,
+    TooManyRetries,
+    TransactionClosed,
+    TxnRef,
+    Unavailable,
+    WrongCluster,
+)
+
+__all__ = [
+    "ERRORS",
+    "AsyncClient",
+    "AsyncSnapshot",
+    "AsyncTransaction",
+    "CasResult",
+    "Client",
+    "ClientClosed",
+    "CommitUnknown",
+    "Conflict",
+    "DeadlineExceeded",
+    "InvalidArgument",
+    "LimitExceeded",
+    "OutcomeUnknown",
+    "PaxosKVError",
+    "ServerError",
+    "Snapshot",
+    "TooManyRetries",
+    "Transaction",
+    "TransactionClosed",
+    "TransactionState",
+    "TxnRef",
+    "TxnState",
+    "TxnStatus",
+    "Unavailable",
+    "WrongCluster",
+    "transactional",
+]

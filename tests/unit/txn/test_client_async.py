@@ -1,0 +1,751 @@
+"""AsyncClient against the fake cluster: commit paths, read sets, retries, ambiguity.
+
+Each test names the client rule (txn/client.py module docstring) or protocol clause it checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from test_client_fakekv import (
+    DROP,
+    LOSE,
+    FakeKV,
+    conflict_response,
+    fast_client,
+    with_fake,
+)
+
+import txn
+from router import kv_pb2 as kv
+from txn import (
+    AsyncTransaction,
+    CommitUnknown,
+    Conflict,
+    TooManyRetries,
+    TransactionClosed,
+    TransactionState,
+    TxnRef,
+    TxnState,
+)
+
+# Keys by group under the fake map (split points g, p).
+A1, A2 = b"apple", b"banana"  # group 1
+B1, B2 = b"grape", b"kiwi"  # group 2
+C1 = b"plum"  # group 3
+
+
+# ---------------------------------------------------------------------------- commit paths
+
+
+@with_fake
+async def test_one_group_commits_in_one_phase(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            tx.put(A1, b"1")
+            tx.put(A2, b"2")
+        assert tx.state is TransactionState.COMMITTED
+        assert tx.commit_ts is not None and tx.commit_ts > 0
+        assert tx.ref == TxnRef(tx.txn_id, 1)
+    assert fake.count("commit_one_phase") == 1
+    assert fake.count("prepare") == fake.count("decide") == 0
+    group, request = fake.requests("commit_one_phase")[0]
+    assert group == 1 and request.commit_one_phase.txn_id == tx.txn_id
+    assert [(w.key, w.value) for w in request.commit_one_phase.writes] == [(A1, b"1"), (A2, b"2")]
+    assert fake.store.value(A1) == b"1"
+
+
+@with_fake
+async def test_cross_group_commit_prepares_each_participant_with_its_own_keys(
+    fake: FakeKV,
+) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(B1, b"b")  # first written key: group 2 coordinates
+        tx.put(A1, b"a")
+        tx.delete(C1)
+        commit_ts = await tx.commit()
+        await asyncio.sleep(0.05)  # let the fire-and-forget resolves land
+    prepares = {g: r.prepare for g, r in fake.requests("prepare")}
+    assert sorted(prepares) == [1, 2, 3]
+    for group, prepare in prepares.items():
+        assert prepare.txn_id == tx.txn_id
+        assert prepare.coordinator_group == 2
+        assert list(prepare.participants) == [1, 2, 3]
+        assert all(fake.group_of(w.key) == group for w in prepare.writes)
+    assert [w.key for w in prepares[1].writes] == [A1]
+    assert prepares[3].writes[0].delete
+    [(group, decide)] = fake.requests("decide")
+    assert group == 2
+    assert decide.decide.commit and list(decide.decide.participants) == [1, 2, 3]
+    # commit_ts = max(prepare_ts): the fake hands out increasing prepare timestamps.
+    assert commit_ts == decide.decide.commit_ts >= decide.decide.commit_ts
+    assert sorted(g for g, _ in fake.requests("resolve")) == [1, 2, 3]
+    assert fake.store.value(A1) == b"a" and fake.store.value(B1) == b"b"
+    assert tx.ref == TxnRef(tx.txn_id, 2)
+
+
+@with_fake
+async def test_commit_ts_is_the_max_prepare_ts(fake: FakeKV) -> None:
+    stamps: list[int] = []
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "prepare":
+            response = kv.Response(id=request.id)
+            with fake.lock:
+                fake.store.apply(
+                    request.prepare.header.group_id, "prepare", request.prepare, response
+                )
+            response.prepare.prepare_ts += 1000 * (request.prepare.header.group_id == 3)
+            stamps.append(response.prepare.prepare_ts)
+            return response
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        commit_ts = await tx.commit()
+    assert commit_ts == max(stamps)
+    assert fake.requests("decide")[0][1].decide.commit_ts == max(stamps)
+
+
+@with_fake
+async def test_read_only_cross_group_coordinator_is_first_read_group(fake: FakeKV) -> None:
+    fake.store.write(C1, b"c", 5)
+    async with fast_client(fake) as client, client.transaction() as tx:
+        assert await tx.get(C1) == b"c"
+        assert await tx.get(A1) is None
+    [(group, _)] = fake.requests("decide")
+    assert group == 3
+    assert {g: r.prepare.coordinator_group for g, r in fake.requests("prepare")} == {1: 3, 3: 3}
+    assert not any(r.prepare.writes for _, r in fake.requests("prepare"))
+
+
+@with_fake
+async def test_empty_transaction_commits_trivially_and_sends_nothing(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.commit() == 0
+        assert tx.ref is None and tx.state is TransactionState.COMMITTED
+    assert not any(k in ("prepare", "commit_one_phase", "decide") for _, k, _ in fake.seen)
+
+
+# ---------------------------------------------------------------------------- reads
+
+
+@with_fake
+async def test_read_set_records_versions_of_present_and_absent_keys(fake: FakeKV) -> None:
+    fake.store.write(A1, b"v", 11)
+    fake.store.write(A2, b"old", 12)
+    fake.store.write(A2, None, 13)  # deleted: its tombstone's version is read
+    async with fast_client(fake) as client, client.transaction() as tx:
+        assert await tx.get(A1) == b"v"
+        assert await tx.get(A2) is None
+        assert await tx.get(b"cherry") is None  # never written
+        assert tx.read_set == {A1: 11, A2: 13, b"cherry": 0}
+        tx.put(b"date", b"x")
+    [(_, request)] = fake.requests("commit_one_phase")
+    reads = {r.key: r.version for r in request.commit_one_phase.reads}
+    assert reads == {A1: 11, A2: 13, b"cherry": 0}
+
+
+@with_fake
+async def test_reads_see_own_writes_and_repeat_without_asking_again(fake: FakeKV) -> None:
+    fake.store.write(A1, b"stored", 3)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.get(A1) == b"stored"
+        assert await tx.get(A1) == b"stored"
+        assert fake.count("get") == 1
+        tx.put(A1, b"mine")
+        assert await tx.get(A1) == b"mine"
+        tx.delete(A1)
+        assert await tx.get(A1) is None
+        tx.put(A2, b"new")
+        assert await tx.get(A2) == b"new"
+        assert fake.count("get") == 1  # own writes are never fetched
+        assert tx.read_set == {A1: 3}  # A2 was written before it was read: no read
+        tx.abort()
+
+
+@with_fake
+async def test_scan_merges_buffered_writes_and_records_versions(fake: FakeKV) -> None:
+    for i, key in enumerate([b"a1", b"a3", b"a5", b"h1", b"q1"]):
+        fake.store.write(key, b"s" + key, 10 + i)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(b"a2", b"mine")
+        tx.delete(b"a3")
+        tx.put(b"a5", b"over")
+        tx.put(b"z9", b"far")
+        assert await tx.scan(b"a", b"r") == [
+            (b"a1", b"sa1"),
+            (b"a2", b"mine"),
+            (b"a5", b"over"),
+            (b"h1", b"sh1"),
+            (b"q1", b"sq1"),
+        ]
+        # Written keys are not reads; every other returned key is, with its version.
+        assert tx.read_set == {b"a1": 10, b"h1": 13, b"q1": 14}
+        assert await tx.scan(b"a", None, limit=2) == [(b"a1", b"sa1"), (b"a2", b"mine")]
+        assert (await tx.scan(b"q"))[-1] == (b"z9", b"far")
+        assert await tx.scan(b"b", b"a") == []
+        tx.abort()
+
+
+@with_fake
+async def test_scan_limit_does_not_skip_store_keys_before_a_buffered_put(fake: FakeKV) -> None:
+    for key in [b"a1", b"a2", b"a3", b"a4"]:
+        fake.store.write(key, b"s", 5)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.delete(b"a1")
+        tx.put(b"a9", b"mine")
+        assert await tx.scan(b"a", b"b", limit=2) == [(b"a2", b"s"), (b"a3", b"s")]
+        assert await tx.scan(b"a", b"b", limit=10) == [
+            (b"a2", b"s"),
+            (b"a3", b"s"),
+            (b"a4", b"s"),
+            (b"a9", b"mine"),
+        ]
+        tx.abort()
+
+
+@with_fake
+async def test_a_key_that_changes_between_two_reads_conflicts_early(fake: FakeKV) -> None:
+    fake.store.write(A1, b"v1", 5)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.get(A1) == b"v1"
+        fake.store.write(A1, b"v2", 6)
+        with pytest.raises(Conflict) as info:
+            await tx.scan(b"a", b"b")
+        assert info.value.key == A1 and info.value.phase == "read"
+        assert info.value.retryable and not info.value.maybe_committed
+
+
+@with_fake
+async def test_read_meeting_an_intent_is_resent_until_it_clears(fake: FakeKV) -> None:
+    """Rule 4: a read refused with CONFLICT (nothing recorded) is re-sent after a backoff."""
+    refusals = 3
+
+    def hook(node: int, request: kv.Request) -> Any:
+        nonlocal refusals
+        if request.WhichOneof("op") == "get" and refusals:
+            refusals -= 1
+            return conflict_response(request, request.get.key, "read")
+        return None
+
+    fake.hook = hook
+    fake.store.write(A1, b"v", 7)
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            assert await tx.get(A1) == b"v"
+        assert fake.count("get") == 4
+
+
+@with_fake
+async def test_read_blocked_past_its_deadline_raises_a_read_conflict(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: (
+        conflict_response(r, r.get.key, "read") if r.WhichOneof("op") == "get" else None
+    )
+    async with fast_client(fake, timeout_s=0.3) as client:
+        tx = client.transaction()
+        with pytest.raises(Conflict) as info:
+            await tx.get(A1)
+        assert info.value.phase == "read" and info.value.key == A1
+        assert info.value.other_txn == b"\xee" * 4
+        assert A1 not in tx.read_set
+
+
+# ---------------------------------------------------------------------------- conflicts
+
+
+@with_fake
+async def test_concurrent_conflicting_transactions_one_wins(fake: FakeKV) -> None:
+    fake.store.write(A1, b"0", 5)
+    async with fast_client(fake) as client:
+        t1, t2 = client.transaction(), client.transaction()
+        for tx in (t1, t2):
+            n = int(await tx.get(A1) or b"0")
+            tx.put(A1, b"%d" % (n + 1))
+        await t1.commit()
+        with pytest.raises(Conflict) as info:
+            await t2.commit()
+    assert info.value.key == A1 and info.value.phase == "commit"
+    assert A1.hex() not in str(info.value) and repr(A1) in str(info.value)
+    assert t2.state is TransactionState.ABORTED
+    assert fake.store.value(A1) == b"1"
+
+
+@with_fake
+async def test_prepare_conflict_decides_abort_and_resolves_who_prepared(fake: FakeKV) -> None:
+    fake.store.write(C1, b"c", 5)
+
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.get(C1) == b"c"
+        tx.put(A1, b"a")  # group 1 coordinates
+        tx.put(B1, b"b")
+        fake.store.write(C1, b"changed", 6)  # group 3 will vote no
+        with pytest.raises(Conflict) as info:
+            await tx.commit()
+        await asyncio.sleep(0.05)
+    assert info.value.phase == "prepare" and info.value.key == C1
+    assert tx.state is TransactionState.ABORTED
+    [(group, decide)] = fake.requests("decide")
+    assert group == 1 and not decide.decide.commit
+    assert sorted(g for g, _ in fake.requests("resolve")) == [1, 2]  # not group 3
+    assert fake.store.intents == {} and fake.store.value(A1) is None
+
+
+@with_fake
+async def test_recovery_abort_first_makes_the_commit_a_conflict(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(B1, b"b")
+
+        def hook(node: int, request: kv.Request) -> Any:
+            if request.WhichOneof("op") == "decide" and request.decide.commit:
+                # A participant's recovery query got there first.
+                with fake.lock:
+                    abort = kv.DecideRequest(txn_id=request.decide.txn_id, participants=[1, 2])
+                    fake.store.apply(1, "decide", abort, kv.Response())
+            return None
+
+        fake.hook = hook
+        with pytest.raises(Conflict) as info:
+            await tx.commit()
+    assert info.value.phase == "commit" and info.value.retryable
+    assert fake.store.value(A1) is None
+
+
+# ---------------------------------------------------------------------------- ambiguity
+
+
+@with_fake
+async def test_lost_decide_answer_resends_the_same_decide(fake: FakeKV) -> None:
+    """Rule 1: a lost answer is answered by re-sending the SAME request."""
+    lost = 1
+
+    def hook(node: int, request: kv.Request) -> Any:
+        nonlocal lost
+        if request.WhichOneof("op") == "decide" and lost:
+            lost -= 1
+            return LOSE
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        commit_ts = await tx.commit()
+    decides = [r.decide for _, r in fake.requests("decide")]
+    assert len(decides) == 2
+    assert decides[0].txn_id == decides[1].txn_id == tx.txn_id
+    assert decides[0].commit_ts == decides[1].commit_ts == commit_ts
+
+
+@with_fake
+async def test_decide_never_answered_raises_commit_unknown(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "decide" else None
+    async with fast_client(fake, timeout_s=1.0, attempt_timeout_s=0.2) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        with pytest.raises(CommitUnknown) as info:
+            await tx.commit()
+        err = info.value
+        assert err.maybe_committed and not err.retryable
+        assert err.ref == tx.ref == TxnRef(tx.txn_id, 1)
+        assert tx.state is TransactionState.UNKNOWN
+        assert fake.count("decide") >= 2
+        assert {r.decide.txn_id for _, r in fake.requests("decide")} == {tx.txn_id}
+        fake.hook = None
+        status = await client.txn_status(err.ref)
+        assert status.state is TxnState.COMMITTED and status.commit_ts
+        assert (await client.txn_status(tx.txn_id, key=A1)).committed
+
+
+@with_fake
+async def test_decide_that_never_arrived_is_not_committed(fake: FakeKV) -> None:
+    """Rule 2: no Decide(commit) applied anywhere -> only an abort can be decided."""
+    from router import client_errors
+
+    async with fast_client(fake, timeout_s=0.8) as client:
+        routing_send = client.routing.send
+
+        async def send(request: kv.Request, **kwargs: Any) -> kv.Response:
+            if request.WhichOneof("op") == "decide":
+                raise client_errors.DeadlineExceeded("injected: never sent")
+            return await routing_send(request, **kwargs)
+
+        client.routing.send = send  # type: ignore[method-assign]
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        with pytest.raises(txn.Unavailable) as info:
+            await tx.commit()
+    assert not info.value.maybe_committed and info.value.retryable
+    assert tx.state is TransactionState.ABORTED
+
+
+@with_fake
+async def test_lost_one_phase_answer_is_resent_and_applied_once(fake: FakeKV) -> None:
+    lost = 1
+
+    def hook(node: int, request: kv.Request) -> Any:
+        nonlocal lost
+        if request.WhichOneof("op") == "commit_one_phase" and lost:
+            lost -= 1
+            return LOSE
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        commit_ts = await tx.commit()
+    requests = [r.commit_one_phase for _, r in fake.requests("commit_one_phase")]
+    assert len(requests) == 2 and requests[0] == requests[1]
+    assert fake.store.versions[A1] == [(commit_ts, b"a")]
+
+
+@with_fake
+async def test_one_phase_never_answered_raises_commit_unknown(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "commit_one_phase" else None
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        with pytest.raises(CommitUnknown) as info:
+            await tx.commit()
+        assert info.value.ref == TxnRef(tx.txn_id, 1)
+        fake.hook = None
+        assert (await client.txn_status(info.value.ref)).state is TxnState.UNKNOWN
+
+
+@with_fake
+async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: (
+        DROP if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None
+    )
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        with pytest.raises(txn.Unavailable) as info:
+            await tx.commit()
+        await asyncio.sleep(0.05)
+    assert info.value.retryable and not info.value.maybe_committed
+    assert [r.decide.commit for _, r in fake.requests("decide")] == [False]
+    assert fake.store.intents == {}
+
+
+# ---------------------------------------------------------------------------- run / transactional
+
+
+@with_fake
+async def test_run_retries_the_whole_function_with_a_fresh_transaction(fake: FakeKV) -> None:
+    fake.store.write(A1, b"0", 5)
+    ids: list[bytes] = []
+    interfere = 2
+
+    async def increment(tx: AsyncTransaction, key: bytes) -> int:
+        nonlocal interfere
+        ids.append(tx.txn_id)
+        n = int(await tx.get(key) or b"0")
+        if interfere:
+            interfere -= 1
+            fake.store.write(key, b"%d" % (100 + interfere), fake.store.tick())
+        tx.put(key, b"%d" % (n + 1))
+        return n + 1
+
+    async with fast_client(fake) as client:
+        assert await client.run(increment, A1) == 101
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert fake.store.value(A1) == b"101"
+
+
+@with_fake
+async def test_run_gives_up_with_too_many_retries(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: (
+        conflict_response(r, A1, "commit") if r.WhichOneof("op") == "commit_one_phase" else None
+    )
+    calls = 0
+
+    async def body(tx: AsyncTransaction) -> None:
+        nonlocal calls
+        calls += 1
+        tx.put(A1, b"x")
+
+    async with fast_client(fake, max_attempts=3) as client:
+        with pytest.raises(TooManyRetries) as info:
+            await client.run(body)
+    assert calls == 3 and info.value.attempts == 3
+    assert isinstance(info.value.last_error, Conflict)
+    assert info.value.__cause__ is info.value.last_error
+
+
+@with_fake
+async def test_run_does_not_retry_commit_unknown_or_plain_errors(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "commit_one_phase" else None
+    calls = 0
+
+    async def body(tx: AsyncTransaction, fail: bool) -> None:
+        nonlocal calls
+        calls += 1
+        if fail:
+            raise ValueError("not a database error")
+        tx.put(A1, b"x")
+
+    async with fast_client(fake, timeout_s=0.6, attempt_timeout_s=0.2) as client:
+        with pytest.raises(CommitUnknown):
+            await client.run(body, False)
+        assert calls == 1
+        with pytest.raises(ValueError):
+            await client.run(body, True)
+        assert calls == 2
+
+
+@with_fake
+async def test_transactional_functions_compose_into_one_transaction(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+
+        @client.transactional
+        async def add(tx: AsyncTransaction, key: bytes, n: int) -> int:
+            total = int(await tx.get(key) or b"0") + n
+            tx.put(key, b"%d" % total)
+            return total
+
+        @client.transactional
+        async def transfer(tx: AsyncTransaction, src: bytes, dst: bytes, n: int) -> None:
+            await add(tx, src, -n)
+            await add(tx, dst, n)
+
+        assert await add(A1, 10) == 10
+        await transfer(A1, C1, 3)
+        async with client.transaction() as tx:
+            await transfer(tx, A1, C1, 1)
+            assert tx.state is TransactionState.OPEN  # composed: not committed inside
+        assert fake.store.value(A1) == b"6" and fake.store.value(C1) == b"4"
+        assert fake.count("commit_one_phase") == 1 and fake.count("decide") == 2
+
+
+@with_fake
+async def test_module_level_transactional_takes_a_client_or_a_transaction(fake: FakeKV) -> None:
+    @txn.transactional
+    async def put_two(tx: AsyncTransaction, value: bytes) -> str:
+        tx.put(A1, value)
+        tx.put(B1, value)
+        return "done"
+
+    async with fast_client(fake) as client:
+        assert await put_two(client, b"1") == "done"
+        async with client.transaction() as tx:
+            await put_two(tx, b"2")
+    assert fake.store.value(B1) == b"2"
+    with pytest.raises(TypeError):
+        put_two("not a client", b"3")
+
+
+def test_generator_functions_are_refused() -> None:
+    async def agen(tx: Any) -> Any:
+        yield 1
+
+    def gen(tx: Any) -> Any:
+        yield 1
+
+    client = txn.AsyncClient(["127.0.0.1:1"])
+    for fn in (agen, gen):
+        with pytest.raises(TypeError, match="generator"):
+            client.transactional(fn)
+        with pytest.raises(TypeError, match="generator"):
+            txn.transactional(fn)
+    with pytest.raises(TypeError, match="generator"):
+        asyncio.run(client.run(gen))
+
+
+# ---------------------------------------------------------------------------- context manager
+
+
+@with_fake
+async def test_exception_in_block_aborts_without_sending_anything(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        with pytest.raises(RuntimeError, match="boom"):
+            async with client.transaction() as tx:
+                tx.put(A1, b"a")
+                tx.put(C1, b"c")
+                raise RuntimeError("boom")
+        assert tx.state is TransactionState.ABORTED
+    assert not any(k in ("prepare", "commit_one_phase", "decide") for _, k, _ in fake.seen)
+    assert fake.store.value(A1) is None
+
+
+@with_fake
+async def test_closed_transaction_refuses_use(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        await tx.commit()
+        with pytest.raises(TransactionClosed):
+            tx.put(A1, b"b")
+        with pytest.raises(TransactionClosed):
+            await tx.get(A1)
+        with pytest.raises(TransactionClosed):
+            await tx.commit()
+        with pytest.raises(TransactionClosed):
+            tx.abort()
+        aborted = client.transaction()
+        aborted.abort()
+        aborted.abort()  # idempotent
+        with pytest.raises(TransactionClosed):
+            await aborted.scan(b"a")
+
+
+@with_fake
+async def test_cancelled_commit_after_prepare_aborts_in_background(fake: FakeKV) -> None:
+    gate = asyncio.Event()
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "prepare" and request.prepare.header.group_id == 3:
+            gate.set()
+            return DROP
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        task = asyncio.create_task(tx.commit())
+        await gate.wait()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        fake.hook = None
+    # close() let the background abort finish.
+    assert [r.decide.commit for _, r in fake.requests("decide")] == [False]
+    assert fake.store.intents == {}
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+
+@with_fake
+async def test_snapshot_reads_at_one_timestamp(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        await client.put(A1, b"old")
+        await client.put(C1, b"old")
+        async with client.snapshot() as snap:
+            ts = snap.read_ts
+            assert ts is not None and ts >= client.last_seen_ts - 1
+            await client.put(A1, b"new")
+            assert await snap.get(A1) == b"old"
+            assert await snap.scan(b"a") == [(A1, b"old"), (C1, b"old")]
+        assert fake.count("timestamp") == 1
+        gets = [r.get for _, r in fake.requests("get") if r.get.snapshot]
+        assert gets and all(g.at_version == ts for g in gets)
+        assert all(r.scan.snapshot and r.scan.at_version == ts for _, r in fake.requests("scan"))
+        with pytest.raises(TransactionClosed):
+            await snap.get(A1)
+        later = client.snapshot(read_ts=ts)
+        assert await later.get(A1) == b"old"
+        assert fake.count("timestamp") == 1
+
+
+@with_fake
+async def test_snapshot_never_reads_below_what_the_client_saw(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            tx.put(A1, b"v")
+        fake.store.clock = 1  # a node whose clock lags far behind
+        async with client.snapshot() as snap:
+            assert snap.read_ts is not None and tx.commit_ts is not None
+            assert snap.read_ts >= tx.commit_ts
+            assert await snap.get(A1) == b"v"
+
+
+# ---------------------------------------------------------------------------- clock
+
+
+@with_fake
+async def test_commit_ts_proposal_is_above_every_timestamp_seen(fake: FakeKV) -> None:
+    """Rule 5: the client's hybrid clock absorbs versions it reads."""
+    future = (fake.store.clock + (10**9 << 12)) | 7
+    fake.store.write(A1, b"v", future)
+    async with fast_client(fake) as client, client.transaction() as tx:
+        await tx.get(A1)
+        tx.put(A2, b"w")
+    [(_, request)] = fake.requests("commit_one_phase")
+    assert request.commit_one_phase.ts > future
+    assert tx.commit_ts is not None and tx.commit_ts > future
+
+
+# ---------------------------------------------------------------------------- single-key helpers
+
+
+@with_fake
+async def test_single_key_helpers(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        version = await client.put(A1, b"1")
+        assert await client.get(A1) == b"1"
+        assert (await client.cas(A1, expected_version=version, new_value=b"2")).succeeded
+        failed = await client.cas(A1, expected_value=b"nope", delete=True)
+        assert not failed.succeeded and failed.current_value == b"2"
+        assert await client.scan(b"a", b"z") == [(A1, b"2")]
+        assert await client.delete(A1) > version
+        assert await client.get(A1) is None
+        with pytest.raises(txn.InvalidArgument):
+            await client.cas(A1, new_value=b"x")
+        with pytest.raises(txn.InvalidArgument, match="bytes"):
+            await client.put("str key", b"x")  # type: ignore[arg-type]
+        with pytest.raises(txn.InvalidArgument, match="empty"):
+            await client.get(b"")
+
+
+@with_fake
+async def test_single_key_write_meeting_an_intent_is_retried_then_conflicts(fake: FakeKV) -> None:
+    refusals = 2
+
+    def hook(node: int, request: kv.Request) -> Any:
+        nonlocal refusals
+        if request.WhichOneof("op") == "put" and refusals:
+            refusals -= 1
+            return conflict_response(request, A1, "write")
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        await client.put(A1, b"x")
+        assert fake.count("put") == 3
+        fake.hook = lambda node, r: conflict_response(r, A1, "write")
+        with pytest.raises(Conflict) as info:
+            await client.put(A1, b"y", timeout_s=0.4)
+    assert info.value.phase == "write"
+
+
+@with_fake
+async def test_txn_status_argument_forms(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(B1, b"b")
+        tx.put(C1, b"c")
+        await tx.commit()
+        assert tx.ref is not None
+        by_ref = await client.txn_status(tx.ref)
+        by_group = await client.txn_status(tx.txn_id, group_id=2)
+        by_key = await client.txn_status(tx.txn_id, key=B1)
+        assert by_ref == by_group == by_key
+        assert by_ref.state is TxnState.COMMITTED and by_ref.commit_ts == tx.commit_ts
+        assert (await client.txn_status(b"unknown-id", group_id=1)).state is TxnState.UNKNOWN
+        with pytest.raises(txn.InvalidArgument):
+            await client.txn_status(tx.txn_id)
+        with pytest.raises(txn.InvalidArgument):
+            await client.txn_status(tx.ref, group_id=1)

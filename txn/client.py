@@ -1,0 +1,1833 @@
+"""The paxoskv client: transactions with FoundationDB's ergonomics, asyncio and synchronous.
+
+Quick start
+-----------
+::
+
+    from txn import Client
+
+    with Client("127.0.0.1:7001,127.0.0.1:7002") as client:
+
+        @client.transactional
+        def transfer(tx, src: bytes, dst: bytes, amount: int) -> None:
+            a = int(tx.get(src) or b"0")
+            b = int(tx.get(dst) or b"0")
+            tx.put(src, b"%d" % (a - amount))
+            tx.put(dst, b"%d" % (b + amount))
+
+        transfer(b"alice", b"bob", 10)          # runs, commits, retries on conflicts
+
+        with client.transaction() as tx:        # commits on exit, aborts on exception
+            tx.put(b"k", b"v")
+        print(tx.commit_ts)                     # the commit timestamp (a fencing token)
+
+        with client.snapshot() as snap:         # read-only, one consistent timestamp
+            rows = snap.scan(b"a", b"z")
+
+`AsyncClient` is the same API for asyncio (`async with client.transaction() as tx`, `await
+tx.get(k)`; `tx.put` and `tx.delete` only buffer, so they are plain calls in both).
+
+Theory of operation
+-------------------
+A read-write transaction reads through the shard leaders (linearizable `Get`/`Scan`) and
+remembers every key it read with the version it saw, also for absent keys (the version of the
+key's newest tombstone, 0 when never written). Writes are buffered in the client; reads see
+them (read-your-writes, scans included). Nothing is locked while the transaction runs
+(optimistic concurrency, docs/ARCHITECTURE.md "Transactions").
+
+Commit sends the read and write sets to the participants, the groups owning those keys:
+
+- one group: `CommitOnePhase` — validate, write and decide in one Paxos round;
+- several groups: `Prepare` to every participant in parallel (each gets only its own keys);
+  when all voted yes, `commit_ts = max(prepare_ts)` and `Decide(commit)` goes to the
+  coordinator group (the group of the first written key; of the first read key for a
+  transaction that only read). The coordinator's answer is the recorded decision (first
+  decision wins: recovery may have aborted the transaction first). `Resolve` messages to the
+  participants are then sent without waiting: the coordinator group delivers decisions too.
+  A `no` vote (or a participant that cannot be reached) records `Decide(abort)` and resolves
+  the participants that may have prepared, then raises.
+
+Rules
+-----
+1. The transaction id is fixed before the first commit request and every commit request is
+   idempotent under it (Prepare, CommitOnePhase, Decide, Resolve), so a lost answer is
+   answered by re-sending the SAME request. Only when no answer comes before the deadline
+   does the commit raise `CommitUnknown` — never a guess (PITFALLS.md, jetcd 0.8.2).
+2. Before `Decide(commit)` is sent the transaction cannot commit (recovery only ever
+   decides abort), so every failure before it is "not committed": retryable or definite.
+3. `run` / `@transactional` retry the WHOLE function with a fresh transaction (new id, fresh
+   reads) on retryable errors, with capped exponential backoff and full jitter, bounded by
+   `max_attempts` and `retry_timeout_s` (PITFALLS.md, TiDB 2.1.7: retry the function, not the
+   commit). `CommitUnknown` is never retried automatically.
+4. A read that meets a prepared transaction's write intent is re-sent after a short backoff
+   until the read's deadline (the intent is resolved within about a second even if that
+   transaction's client died); nothing is recorded from a refused read, so this is safe.
+5. The client's hybrid clock absorbs every timestamp it sees (versions, prepare and commit
+   timestamps, snapshot timestamps) and proposes `ts = max(seen + 1, wall-clock)` to
+   participants; a snapshot never reads below a timestamp the client already saw.
+
+Not protected: phantoms. A scan records the versions of the keys it returned; a key inserted
+later into the scanned range by another transaction does not conflict with this one. Read the
+keys you depend on, or guard a range with a key every writer to it also writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import inspect
+import random
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from router import kv_pb2 as kv
+from router.cache import Backoff
+from router.client import SCAN_PAGE, CasResult, RoutingClient
+from router.client_errors import ClientError
+from router.errors import UnknownGroup, WrongShard
+from router.shard_map import ShardMap
+from txn.errors import (
+    ClientClosed,
+    CommitUnknown,
+    Conflict,
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    OutcomeUnknown,
+    PaxosKVError,
+    ServerError,
+    TooManyRetries,
+    TransactionClosed,
+    TxnRef,
+    Unavailable,
+    from_routing_error,
+)
+from txn.hlc import HybridClock
+
+__all__ = [
+    "AsyncClient",
+    "AsyncSnapshot",
+    "AsyncTransaction",
+    "CasResult",
+    "Client",
+    "Snapshot",
+    "Transaction",
+    "TransactionState",
+    "TxnState",
+    "TxnStatus",
+    "transactional",
+]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MAX_ATTEMPTS = 20
+DEFAULT_SCAN_LIMIT = 1000
+TXN_ID_BYTES = 16
+
+_ABORT_TIMEOUT_S = 2.0  # budget of the best-effort Decide(abort) after a failed prepare
+_CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
+_CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
+_RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
+
+
+# ---------------------------------------------------------------------------- public types
+
+
+class TransactionState(enum.Enum):
+    """Where a transaction is in its life."""
+
+    OPEN = "open"
+    """Reading and buffering writes."""
+    COMMITTING = "committing"
+    """`commit()` is running."""
+    COMMITTED = "committed"
+    """Committed at `commit_ts`."""
+    ABORTED = "aborted"
+    """Aborted by the caller, by an exception, or by a failed commit: nothing was written."""
+    UNKNOWN = "unknown"
+    """The commit raised `CommitUnknown`: ask `client.txn_status(tx.ref)`."""
+
+
+class TxnState(enum.IntEnum):
+    """A transaction's outcome as its decision group records it (`client.txn_status`)."""
+
+    UNKNOWN = kv.TxnStatusResponse.UNKNOWN
+    """No record: never prepared at the coordinator, or older than the retention window."""
+    IN_PROGRESS = kv.TxnStatusResponse.IN_PROGRESS
+    """Prepared at the coordinator group, not decided yet."""
+    COMMITTED = kv.TxnStatusResponse.COMMITTED
+    ABORTED = kv.TxnStatusResponse.ABORTED
+
+
+@dataclass(frozen=True, slots=True)
+class TxnStatus:
+    """The answer of `client.txn_status`: the state and, when committed, the commit ts."""
+
+    state: TxnState
+    commit_ts: int | None = None
+
+    @property
+    def committed(self) -> bool:
+        return self.state is TxnState.COMMITTED
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _as_key(key: object, what: str = "key") -> bytes:
+    if isinstance(key, bytes):
+        data = key
+    elif isinstance(key, bytearray | memoryview):
+        data = bytes(key)
+    else:
+        hint = " (encode str keys, e.g. 'user/1'.encode())" if isinstance(key, str) else ""
+        raise InvalidArgument(f"a {what} is bytes, got {type(key).__name__}{hint}")
+    if what == "key" and not data:
+        raise InvalidArgument("empty key: keys must be at least 1 byte")
+    return data
+
+
+def _as_value(value: object) -> bytes:
+    return _as_key(value, "value")
+
+
+def _error_of(response: kv.Response) -> kv.Error | None:
+    kind = response.WhichOneof("result")
+    if kind is None:
+        return None
+    if kind == "error":
+        return response.error
+    body = getattr(response, kind)
+    if body.HasField("error") and body.error.code != kv.OK:
+        return body.error  # type: ignore[no-any-return]
+    return None
+
+
+def _conflict(error: kv.Error, phase: str, txn_id: bytes) -> Conflict:
+    if error.HasField("conflict"):
+        c = error.conflict
+        return Conflict(
+            c.key, c.other_txn, c.phase or phase, c.reason or error.message, txn_id=txn_id
+        )
+    return Conflict(b"", b"", phase, error.message, txn_id=txn_id)
+
+
+def _refuse_generator(fn: Callable[..., Any]) -> None:
+    """The body may run many times: a generator would run at most once, silently."""
+    target = inspect.unwrap(fn)
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r} is a generator function; a transactional "
+            "function may run several times, so it must return its result instead of yielding"
+        )
+
+
+class _NoAnswer(Exception):
+    """An idempotent request got no answer before its deadline; `ambiguous`: some attempt
+    may have been applied."""
+
+    def __init__(self, ambiguous: bool, last: PaxosKVError) -> None:
+        super().__init__(str(last))
+        self.ambiguous = ambiguous
+        self.last = last
+
+
+class _RetryPolicy:
+    """FoundationDB's `Transaction.on_error`: decide whether and when to run again."""
+
+    def __init__(
+        self, max_attempts: int, timeout_s: float | None, backoff: Backoff, rng: random.Random
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.timeout_s = timeout_s
+        self.backoff = backoff
+        self.rng = rng
+
+    def next_delay(self, exc: BaseException, attempts: int, elapsed_s: float) -> float | None:
+        """The pause before attempt `attempts + 1`, or None: re-raise `exc` as it is.
+
+        Raises:
+            TooManyRetries: `exc` is retryable but the budget is used up.
+        """
+        if not isinstance(exc, PaxosKVError) or not exc.retryable or exc.maybe_committed:
+            return None
+        if attempts >= self.max_attempts:
+            raise TooManyRetries(exc, attempts) from exc
+        delay = self.backoff.delay(attempts - 1, self.rng)
+        if self.timeout_s is not None and elapsed_s + delay >= self.timeout_s:
+            raise TooManyRetries(exc, attempts) from exc
+        return delay
+
+
+# ---------------------------------------------------------------------------- async client
+
+
+class AsyncTransaction:
+    """A read-write transaction of an `AsyncClient`; create it with `client.transaction()`.
+
+    Use as `async with client.transaction() as tx:` (commits on normal exit, aborts when
+    the block raises) or call `commit()` / `abort()` yourself. Not safe to share between
+    threads; concurrent coroutines of one event loop may read through it at once.
+
+    Attributes:
+        txn_id: the transaction's id (16 random bytes), fixed at creation.
+    """
+
+    def __init__(self, client: AsyncClient, txn_id: bytes) -> None:
+        self._client = client
+        self.txn_id = txn_id
+        self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
+        self._reads: dict[bytes, int] = {}  # key -> version read, in read order
+        self._values: dict[bytes, bytes | None] = {}  # what each read returned
+        self._state = TransactionState.OPEN
+        self._commit_ts: int | None = None
+        self._ref: TxnRef | None = None
+
+    # -- state
+
+    @property
+    def state(self) -> TransactionState:
+        """Where the transaction is in its life."""
+        return self._state
+
+    @property
+    def commit_ts(self) -> int | None:
+        """The commit timestamp once committed (0 for an empty transaction), else None."""
+        return self._commit_ts
+
+    @property
+    def ref(self) -> TxnRef | None:
+        """The id and decision group for `client.txn_status`, once `commit()` started
+        (None before, and for an empty transaction)."""
+        return self._ref
+
+    @property
+    def read_set(self) -> dict[bytes, int]:
+        """A copy of the keys read so far with the version each had (0: never written)."""
+        return dict(self._reads)
+
+    @property
+    def write_set(self) -> dict[bytes, bytes | None]:
+        """A copy of the buffered writes (None: delete), in first-write order."""
+        return dict(self._writes)
+
+    def _check_open(self) -> None:
+        if self._state is not TransactionState.OPEN:
+            raise TransactionClosed(
+                f"transaction {self.txn_id.hex()} is {self._state.value}; start a new one"
+            )
+
+    # -- reads
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value of `key` as this transaction sees it: its own buffered write, else the
+        latest committed value (recorded in the read set).
+
+        Args:
+            key: the key (non-empty bytes).
+
+        Returns:
+            The value, or None when the key does not exist.
+
+        Raises:
+            Conflict: the key is held by a prepared transaction past the read's deadline,
+                or it changed since this transaction first read it.
+            Unavailable, DeadlineExceeded: the key's shard could not be read in time.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        key = _as_key(key)
+        self._check_open()
+        if key in self._writes:
+            return self._writes[key]
+        if key in self._values:
+            return self._values[key]
+        value, version = await self._client._read_latest(key, self.txn_id)
+        self._record_read(key, version, value)
+        return value
+
+    async def scan(
+        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` (key, value) with start <= key < end, in key order, as this
+        transaction sees them (its buffered writes and deletes applied).
+
+        Every key returned from the store is recorded in the read set with its version.
+        Phantoms are NOT protected: a key that another transaction inserts into the range
+        later does not conflict with this transaction (see the module docstring).
+
+        Args:
+            start: the first key of the range (inclusive).
+            end: the end of the range (exclusive); None: to the end of the key space.
+            limit: at most this many items.
+
+        Raises:
+            Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
+        """
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        self._check_open()
+        if limit <= 0 or (end is not None and end <= start):
+            return []
+        buffered = sorted(
+            (k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)
+        )
+        deletes = sum(1 for _, v in buffered if v is None)
+        items, exhausted = await self._client._scan_range(
+            start, end, limit + deletes, txn_id=self.txn_id
+        )
+        merged = {k: v for k, v, _ in items}
+        last = items[-1][0] if items else None
+        for k, v in buffered:
+            if not exhausted and last is not None and k > last:
+                break  # beyond what the store returned: keys in between are unknown
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        result = sorted(merged.items())[:limit]
+        horizon = result[-1][0] if result else last
+        for k, v, version in items:
+            if horizon is not None and k > horizon:
+                break
+            if k not in self._writes:
+                self._record_read(k, version, v)
+        return result
+
+    def _record_read(self, key: bytes, version: int, value: bytes | None) -> None:
+        seen = self._reads.get(key)
+        if seen is not None and seen != version:
+            raise Conflict(
+                key,
+                b"",
+                "read",
+                f"the key changed while this transaction ran (version {seen}, now {version})",
+                txn_id=self.txn_id,
+            )
+        self._reads[key] = version
+        self._values[key] = value
+
+    # -- writes
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Buffer a write of `value` under `key` (sent at commit; no I/O, no await).
+
+        Raises:
+            InvalidArgument: key or value is not bytes, or the key is empty.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        key, value = _as_key(key), _as_value(value)
+        self._check_open()
+        self._writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        """Buffer a delete of `key` (sent at commit; no I/O, no await).
+
+        Raises:
+            InvalidArgument: the key is not bytes or empty.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        key = _as_key(key)
+        self._check_open()
+        self._writes[key] = None
+
+    # -- end of life
+
+    async def commit(self) -> int:
+        """Commit: one-phase on one group, two-phase across groups (module docstring).
+
+        Returns:
+            The commit timestamp (also `commit_ts` afterwards): every version this
+            transaction wrote carries it, and it is above every commit it depends on, so it
+            serves as a fencing token. 0 for an empty transaction (nothing read or written).
+
+        Raises:
+            Conflict: a participant refused (a read key changed, or another transaction
+                holds a key), or recovery aborted the transaction first. Retryable.
+            CommitUnknown: the decision's answer was lost until the deadline; the
+                transaction may have committed (`err.ref` for `client.txn_status`).
+            Unavailable, DeadlineExceeded: a participant could not be reached; not committed.
+            LimitExceeded, InvalidArgument: the transaction is too large or malformed.
+            TransactionClosed: already committed or aborted.
+        """
+        self._check_open()
+        self._state = TransactionState.COMMITTING
+        try:
+            commit_ts = await self._client._commit(self)
+        except CommitUnknown:
+            self._state = TransactionState.UNKNOWN
+            raise
+        except BaseException:
+            self._state = TransactionState.ABORTED
+            raise
+        self._commit_ts = commit_ts
+        self._state = TransactionState.COMMITTED
+        return commit_ts
+
+    def abort(self) -> None:
+        """Discard the transaction: nothing was sent but reads, so nothing is undone.
+
+        (A commit that fails after preparing aborts what it prepared by itself.) A no-op
+        on an aborted transaction.
+
+        Raises:
+            TransactionClosed: the transaction is committed, committing, or its commit
+                outcome is unknown.
+        """
+        if self._state in (TransactionState.OPEN, TransactionState.ABORTED):
+            self._state = TransactionState.ABORTED
+            self._writes.clear()
+            return
+        raise TransactionClosed(
+            f"transaction {self.txn_id.hex()} is {self._state.value}; it cannot be aborted"
+        )
+
+    async def __aenter__(self) -> AsyncTransaction:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if self._state is TransactionState.OPEN:
+                await self.commit()
+        elif self._state is TransactionState.OPEN:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncTransaction {self.txn_id.hex()} {self._state.value} "
+            f"reads={len(self._reads)} writes={len(self._writes)}>"
+        )
+
+
+class AsyncSnapshot:
+    """Read-only work at one timestamp, lock-free: every read sees the same snapshot.
+
+    Create it with `client.snapshot()`; use as `async with client.snapshot() as snap:`
+    (entering fetches the read timestamp) or directly (the first read fetches it).
+    """
+
+    def __init__(self, client: AsyncClient, read_ts: int | None) -> None:
+        self._client = client
+        self._read_ts = read_ts
+        self._closed = False
+
+    @property
+    def read_ts(self) -> int | None:
+        """The snapshot's timestamp (None until entered or first read)."""
+        return self._read_ts
+
+    async def timestamp(self) -> int:
+        """The snapshot's timestamp, fetched from the cluster on first use."""
+        if self._closed:
+            raise TransactionClosed("the snapshot is closed")
+        if self._read_ts is None:
+            self._read_ts = await self._client._timestamp()
+        return self._read_ts
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value of `key` at the snapshot's timestamp, or None.
+
+        Raises:
+            Unavailable, DeadlineExceeded: the key's shard could not serve the read in time.
+            TransactionClosed: the snapshot is closed.
+        """
+        key = _as_key(key)
+        ts = await self.timestamp()
+        return await self._client._read_at(key, ts)
+
+    async def scan(
+        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` (key, value) with start <= key < end at the snapshot's timestamp.
+
+        Unlike a client-level scan, the whole result is one consistent snapshot, also
+        across shards.
+
+        Raises:
+            Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
+        """
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        ts = await self.timestamp()
+        if limit <= 0 or (end is not None and end <= start):
+            return []
+        items, _ = await self._client._scan_range(start, end, limit, at_ts=ts)
+        return [(k, v) for k, v, _ in items]
+
+    def close(self) -> None:
+        """Further reads raise TransactionClosed."""
+        self._closed = True
+
+    async def __aenter__(self) -> AsyncSnapshot:
+        await self.timestamp()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """An asyncio client of a paxoskv cluster: transactions, snapshots, single-key helpers.
+
+    One `AsyncClient` is safe for many concurrent coroutines of one event loop. It connects
+    on first use (or `await client.connect()`); close it with `await client.close()` or use
+    `async with AsyncClient(...) as client:`.
+
+    Args:
+        seeds: "host:port" addresses of some nodes (a list, or one comma-separated string);
+            any node that answers will do.
+        cluster_id: the cluster to talk to; learned from the first seed when None.
+        timeout_s: the deadline of one operation (a read, a commit), retries included.
+        max_attempts: `run` / `transactional` run a function at most this many times.
+        retry_timeout_s: `run` gives up retrying once this much time has passed (None: only
+            `max_attempts` bounds it).
+        backoff: pauses between attempts of `run` (default: full jitter, 10 ms doubling up
+            to 1 s).
+        rng: randomness for jitter (default: a fresh `random.Random()`).
+        attempt_timeout_s: how long one try of an idempotent commit request waits before it
+            is re-sent (default: a quarter of `timeout_s`, at least 0.5 s).
+        wall_ns: the wall clock, in ns (default `time.time_ns`).
+
+    Raises:
+        InvalidArgument: no seed, or a bad setting.
+    """
+
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        *,
+        cluster_id: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        attempt_timeout_s: float | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if max_attempts < 1:
+            raise InvalidArgument(f"max_attempts must be >= 1, got {max_attempts}")
+        if retry_timeout_s is not None and not retry_timeout_s > 0:
+            raise InvalidArgument(f"retry_timeout_s must be > 0, got {retry_timeout_s}")
+        if attempt_timeout_s is not None and not attempt_timeout_s > 0:
+            raise InvalidArgument(f"attempt_timeout_s must be > 0, got {attempt_timeout_s}")
+        self._rng = rng or random.Random()
+        try:
+            self._routing = RoutingClient(
+                seeds, cluster_id=cluster_id, timeout_s=timeout_s, rng=self._rng
+            )
+        except ClientError as exc:
+            raise from_routing_error(exc) from exc
+        self._timeout_s = timeout_s
+        self._attempt_timeout_s = attempt_timeout_s or max(0.5, timeout_s / 4)
+        self._policy = _RetryPolicy(
+            max_attempts, retry_timeout_s, backoff or Backoff(base_s=0.01, max_s=1.0), self._rng
+        )
+        self._wall_ns = wall_ns
+        self._clock = HybridClock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connect_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def routing(self) -> RoutingClient:
+        """The underlying routing client (shard map, raw requests); for advanced use."""
+        return self._routing
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The cluster's id (None until connected, unless given)."""
+        return self._routing.cluster_id
+
+    @property
+    def last_seen_ts(self) -> int:
+        """The newest timestamp this client has seen or proposed (its hybrid clock)."""
+        return self._clock.last
+
+    async def connect(self) -> AsyncClient:
+        """Fetch the shard map from the first seed that answers (done on first use too).
+
+        Raises:
+            WrongCluster: a seed belongs to another cluster.
+            Unavailable: no seed answered.
+        """
+        await self._ready()
+        return self
+
+    async def close(self) -> None:
+        """Let background resolves finish briefly, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=_CLOSE_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self._routing.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _ready(self) -> None:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if self._routing.shard_map is not None:
+            return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._routing.shard_map is None:
+                try:
+                    await self._routing.connect()
+                except ClientError as exc:
+                    raise from_routing_error(exc) from exc
+
+    # ------------------------------------------------------------------ transactions
+
+    def transaction(self) -> AsyncTransaction:
+        """A new read-write transaction with a fresh id (no I/O until the first read).
+
+        Returns:
+            An `AsyncTransaction`; use it as `async with client.transaction() as tx:`.
+        """
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        return AsyncTransaction(self, secrets.token_bytes(TXN_ID_BYTES))
+
+    def snapshot(self, read_ts: int | None = None) -> AsyncSnapshot:
+        """Read-only, lock-free reads at one timestamp.
+
+        Args:
+            read_ts: read at this timestamp (e.g. an earlier `commit_ts`); default: a fresh
+                timestamp from the cluster, at or above everything this client has seen.
+
+        Returns:
+            An `AsyncSnapshot`; use it as `async with client.snapshot() as snap:`.
+        """
+        if read_ts is not None and read_ts <= 0:
+            raise InvalidArgument(f"read_ts must be > 0, got {read_ts}")
+        return AsyncSnapshot(self, read_ts)
+
+    async def run(self, fn: Callable[..., Awaitable[T] | T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(tx, *args, **kwargs)` in a transaction and commit; on a retryable error
+        run it again from the start with a fresh transaction.
+
+        `fn` may be a coroutine function or a plain function; it must not commit (its
+        transaction is committed after it returns) and must not be a generator.
+
+        Returns:
+            What `fn` returned (in the attempt that committed).
+
+        Raises:
+            TooManyRetries: `max_attempts` or `retry_timeout_s` used up (wraps the last error).
+            CommitUnknown: the last commit's outcome is unknown (not retried).
+            Whatever `fn` raises that is not retryable, unchanged.
+        """
+        _refuse_generator(fn)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempts = 0
+        while True:
+            attempts += 1
+            tx = self.transaction()
+            try:
+                result = fn(tx, *args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                if tx.state is TransactionState.OPEN:
+                    await tx.commit()
+                return result
+            except Exception as exc:
+                if tx.state is TransactionState.OPEN:
+                    tx.abort()
+                delay = self._policy.next_delay(exc, attempts, loop.time() - started)
+                if delay is None:
+                    raise
+            except BaseException:
+                if tx.state is TransactionState.OPEN:
+                    tx.abort()
+                raise
+            await asyncio.sleep(delay)
+
+    def transactional(
+        self, fn: Callable[..., Awaitable[T] | T]
+    ) -> Callable[..., Coroutine[Any, Any, T]]:
+        """Decorator: a function whose first parameter is a transaction becomes retried.
+
+        Called with an `AsyncTransaction` as first argument, the function just runs in it
+        (no commit): transactional functions compose into one transaction. Called without,
+        it runs through `run` (fresh transaction, commit, retries).
+
+        Raises:
+            TypeError: `fn` is a generator function.
+        """
+        _refuse_generator(fn)
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> T:
+            if args and isinstance(args[0], AsyncTransaction):
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    return await result
+                return result
+            return await self.run(fn, *args, **kwargs)
+
+        return wrapper
+
+    async def txn_status(
+        self,
+        ref: TxnRef | bytes,
+        *,
+        group_id: int | None = None,
+        key: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> TxnStatus:
+        """The outcome of a transaction, from its decision group's records.
+
+        Args:
+            ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`), or a transaction id together
+                with `group_id` (its decision group) or `key` (a key of that group: the first
+                key the transaction wrote, or read if it wrote none).
+            group_id, key: where to ask, with a bare transaction id.
+            timeout_s: the deadline (default: the client's).
+
+        Returns:
+            A `TxnStatus`: UNKNOWN, IN_PROGRESS, COMMITTED (with commit_ts) or ABORTED.
+
+        Raises:
+            InvalidArgument: not exactly one of a TxnRef, group_id or key.
+            Unavailable, DeadlineExceeded: the group could not answer in time.
+        """
+        if isinstance(ref, TxnRef):
+            if group_id is not None or key is not None:
+                raise InvalidArgument("a TxnRef already names the group: drop group_id/key")
+            txn_id, gid = ref.txn_id, ref.group_id
+        else:
+            txn_id = _as_key(ref, "transaction id")
+            if (group_id is None) == (key is None):
+                raise InvalidArgument("with a bare transaction id give group_id= or key=")
+            if key is not None:
+                await self._ready()
+                gid = self._map().locate(_as_key(key)).group_id
+            else:
+                assert group_id is not None
+                gid = group_id
+        request = kv.Request(txn_status=kv.TxnStatusRequest(txn_id=txn_id))
+        response = await self._send(request, group_id=gid, write=False, timeout_s=timeout_s)
+        body = response.txn_status
+        state = TxnState(body.state)
+        if state is TxnState.COMMITTED:
+            self._clock.observe(body.commit_ts)
+            return TxnStatus(state, body.commit_ts)
+        return TxnStatus(state)
+
+    # ------------------------------------------------------------------ single-key helpers
+
+    async def get(self, key: bytes, *, timeout_s: float | None = None) -> bytes | None:
+        """The latest value of `key` (linearizable), or None when absent.
+
+        Raises:
+            Conflict: a prepared transaction held the key until the deadline.
+            Unavailable, DeadlineExceeded: the shard could not answer in time.
+        """
+        key = _as_key(key)
+        request = kv.Request(get=kv.GetRequest(key=key))
+        response = await self._single(request, key, False, timeout_s)
+        self._clock.observe(response.get.version)
+        return response.get.value if response.get.found else None
+
+    async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
+        """Write one key outside any transaction; returns the new version.
+
+        Raises:
+            Conflict: a prepared transaction held the key until the deadline (not written).
+            OutcomeUnknown: the answer was lost; the write may have been applied.
+            Unavailable, DeadlineExceeded, LimitExceeded, InvalidArgument: not written.
+        """
+        key, value = _as_key(key), _as_value(value)
+        request = kv.Request(put=kv.PutRequest(key=key, value=value))
+        response = await self._single(request, key, True, timeout_s)
+        self._clock.observe(response.put.version)
+        return response.put.version
+
+    async def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
+        """Delete one key outside any transaction; returns the delete's version (0: the key
+        was absent).
+
+        Raises:
+            As `put`.
+        """
+        key = _as_key(key)
+        request = kv.Request(delete=kv.DeleteRequest(key=key))
+        response = await self._single(request, key, True, timeout_s)
+        self._clock.observe(response.delete.version)
+        return response.delete.version
+
+    async def cas(
+        self,
+        key: bytes,
+        *,
+        expected_value: bytes | None = None,
+        expected_version: int | None = None,
+        expect_absent: bool = False,
+        new_value: bytes | None = None,
+        delete: bool = False,
+        timeout_s: float | None = None,
+    ) -> CasResult:
+        """Compare-and-set one key: if it matches exactly one condition, apply one action.
+
+        Args:
+            key: the key.
+            expected_value, expected_version, expect_absent: the condition (exactly one).
+            new_value, delete: the action (exactly one).
+            timeout_s: the deadline (default: the client's).
+
+        Returns:
+            A `CasResult` (`succeeded`, the new `version`, or the key's current state).
+
+        Raises:
+            InvalidArgument: not exactly one condition and one action.
+            Others as `put`.
+        """
+        key = _as_key(key)
+        conditions = (expected_value is not None) + (expected_version is not None) + expect_absent
+        if conditions != 1:
+            raise InvalidArgument(
+                "compare-and-set needs exactly one condition: expected_value, "
+                "expected_version or expect_absent"
+            )
+        if (new_value is not None) == delete:
+            raise InvalidArgument("compare-and-set needs exactly one action: new_value or delete")
+        op = kv.CasRequest(key=key)
+        if expected_value is not None:
+            op.expected_value = _as_value(expected_value)
+        elif expected_version is not None:
+            op.expected_version = expected_version
+        else:
+            op.expect_absent = True
+        if new_value is not None:
+            op.new_value = _as_value(new_value)
+        else:
+            op.delete = True
+        response = await self._single(kv.Request(cas=op), key, True, timeout_s)
+        body = response.cas
+        self._clock.observe(max(body.version, body.current_version))
+        return CasResult(
+            succeeded=body.succeeded,
+            version=body.version,
+            current_value=body.current_value if body.found else None,
+            current_version=body.current_version,
+        )
+
+    async def scan(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` (key, value) with start <= key < end, outside any transaction.
+
+        Each shard's part is linearizable; the whole is not one snapshot across shards (use
+        `snapshot().scan` for that).
+
+        Raises:
+            Unavailable, DeadlineExceeded, Conflict: as `get`.
+        """
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        if limit <= 0 or (end is not None and end <= start):
+            return []
+        items, _ = await self._scan_range(start, end, limit, timeout_s=timeout_s)
+        return [(k, v) for k, v, _ in items]
+
+    # ------------------------------------------------------------------ request plumbing
+
+    def _map(self) -> ShardMap:
+        shard_map = self._routing.shard_map
+        if shard_map is None:
+            raise Unavailable("no shard map yet: no node answered")
+        return shard_map
+
+    def _deadline(self, timeout_s: float | None = None) -> float:
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        return asyncio.get_running_loop().time() + timeout
+
+    async def _send(
+        self,
+        request: kv.Request,
+        *,
+        key: bytes | None = None,
+        group_id: int | None = None,
+        write: bool,
+        timeout_s: float | None = None,
+        passthrough: Collection[int] = (),
+    ) -> kv.Response:
+        """RoutingClient.send with its errors translated (WrongShard/UnknownGroup pass)."""
+        await self._ready()
+        try:
+            return await self._routing.send(
+                request,
+                key=key,
+                group_id=group_id,
+                write=write,
+                timeout_s=timeout_s,
+                passthrough=passthrough,
+            )
+        except ClientError as exc:
+            raise from_routing_error(exc) from exc
+
+    async def _pause(self, backoff: Backoff, attempt: int, deadline: float) -> bool:
+        """Sleep before a re-send; False when the deadline leaves no time for one."""
+        loop = asyncio.get_running_loop()
+        delay = backoff.delay(attempt, self._rng)
+        if loop.time() + delay >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        return True
+
+    async def _read(
+        self,
+        request: kv.Request,
+        *,
+        key: bytes | None = None,
+        group_id: int | None = None,
+        deadline: float,
+        txn_id: bytes = b"",
+    ) -> kv.Response:
+        """A read, re-sent while it meets a prepared transaction's intent (rule 4).
+
+        Raises:
+            Conflict: the intent was still there at the deadline (the last refusal).
+        """
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        refused: Conflict | None = None
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise DeadlineExceeded("the read got no answer before its deadline")
+                response = await self._send(
+                    request,
+                    key=key,
+                    group_id=group_id,
+                    write=False,
+                    timeout_s=remaining,
+                    passthrough=(kv.CONFLICT,),
+                )
+            except Unavailable:
+                if refused is not None:
+                    raise refused from None
+                raise
+            error = _error_of(response)
+            if error is None:
+                return response
+            refused = _conflict(error, "read", txn_id)
+            if not await self._pause(_CONFLICT_BACKOFF, attempt, deadline):
+                raise refused
+            attempt += 1
+
+    async def _single(
+        self, request: kv.Request, key: bytes, write: bool, timeout_s: float | None
+    ) -> kv.Response:
+        """A single-key operation; a CONFLICT (nothing applied) is re-sent until the deadline."""
+        if not write:
+            return await self._read(request, key=key, deadline=self._deadline(timeout_s))
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline(timeout_s)
+        margin = min(0.5, (self._timeout_s if timeout_s is None else timeout_s) / 4)
+        attempt = 0
+        refused: Conflict | None = None
+        while True:
+            try:
+                response = await self._send(
+                    request,
+                    key=key,
+                    write=True,
+                    timeout_s=max(deadline - loop.time(), 0.001),
+                    passthrough=(kv.CONFLICT,),
+                )
+            except Unavailable:
+                if refused is not None:
+                    raise refused from None  # the earlier refusals say more; nothing applied
+                raise
+            error = _error_of(response)
+            if error is None:
+                return response
+            refused = _conflict(error, "write", b"")
+            # Re-send only with time left for an answer: a re-sent write still in flight at
+            # the deadline could only be reported as OutcomeUnknown.
+            if not await self._pause(_CONFLICT_BACKOFF, attempt, deadline - margin):
+                raise refused
+            attempt += 1
+
+    async def _read_latest(self, key: bytes, txn_id: bytes) -> tuple[bytes | None, int]:
+        """(value or None, version) of `key` for a read-write transaction."""
+        request = kv.Request(get=kv.GetRequest(key=key))
+        response = await self._read(request, key=key, deadline=self._deadline(), txn_id=txn_id)
+        got = response.get
+        self._clock.observe(got.version)
+        return (got.value if got.found else None), got.version
+
+    async def _read_at(self, key: bytes, ts: int) -> bytes | None:
+        request = kv.Request(get=kv.GetRequest(key=key, snapshot=True, at_version=ts))
+        response = await self._read(request, key=key, deadline=self._deadline())
+        return response.get.value if response.get.found else None
+
+    async def _timestamp(self) -> int:
+        """A snapshot timestamp: a node's hybrid clock, never below what this client saw."""
+        await self._ready()
+        group_id = self._map().locate(b"").group_id
+        request = kv.Request(timestamp=kv.TimestampRequest())
+        response = await self._send(request, group_id=group_id, write=False)
+        ts = max(response.timestamp.ts, self._clock.last)
+        self._clock.observe(ts)
+        return ts
+
+    async def _scan_range(
+        self,
+        start: bytes,
+        end: bytes | None,
+        limit: int,
+        *,
+        at_ts: int = 0,
+        txn_id: bytes = b"",
+        timeout_s: float | None = None,
+    ) -> tuple[list[tuple[bytes, bytes, int]], bool]:
+        """Up to `limit` (key, value, version) of [start, end), shard by shard.
+
+        Returns:
+            The items, and whether the range was exhausted (fewer than `limit` exist).
+        """
+        await self._ready()
+        deadline = self._deadline(timeout_s)
+        out: list[tuple[bytes, bytes, int]] = []
+        cursor = start
+        while len(out) < limit and (end is None or cursor < end):
+            parts = self._routing.routing.plan_scan(cursor, end)
+            if not parts:
+                break
+            descriptor, sub_start, sub_end = parts[0]
+            want = min(limit - len(out), SCAN_PAGE)
+            op = kv.ScanRequest(start=sub_start, limit=want)
+            if at_ts:
+                op.snapshot = True
+                op.at_version = at_ts
+            if sub_end is not None:
+                op.end = sub_end
+            try:
+                response = await self._read(
+                    kv.Request(scan=op),
+                    group_id=descriptor.group_id,
+                    deadline=deadline,
+                    txn_id=txn_id,
+                )
+            except (WrongShard, UnknownGroup):
+                continue  # the map changed under us: re-plan from the cursor
+            items = response.scan.items
+            for item in items:
+                self._clock.observe(item.version)
+                out.append((item.key, item.value, item.version))
+            if len(items) < want:
+                if sub_end is None:
+                    return out, True
+                cursor = sub_end
+            else:
+                cursor = items[-1].key + b"\x00"
+        return out, len(out) < limit
+
+    # ------------------------------------------------------------------ commit
+
+    async def _commit(self, tx: AsyncTransaction) -> int:
+        reads = list(tx._reads.items())
+        writes = list(tx._writes.items())
+        if not reads and not writes:
+            return 0
+        await self._ready()
+        shard_map = self._map()
+        parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]] = {}
+        for key, version in reads:
+            group = shard_map.locate(key).group_id
+            parts.setdefault(group, ([], []))[0].append(kv.ReadItem(key=key, version=version))
+        for key, value in writes:
+            group = shard_map.locate(key).group_id
+            item = kv.WriteItem(key=key, value=value or b"", delete=value is None)
+            parts.setdefault(group, ([], []))[1].append(item)
+        first_key = writes[0][0] if writes else reads[0][0]
+        coordinator = shard_map.locate(first_key).group_id
+        tx._ref = TxnRef(tx.txn_id, coordinator)
+        ts = self._clock.now(self._wall_ns())
+        deadline = self._deadline()
+        if len(parts) == 1:
+            group_reads, group_writes = parts[coordinator]
+            return await self._commit_one_phase(
+                tx._ref, coordinator, ts, group_reads, group_writes, deadline
+            )
+        return await self._commit_two_phase(tx._ref, parts, ts, deadline, first_key)
+
+    async def _send_idempotent(
+        self,
+        request: kv.Request,
+        group_id: int,
+        deadline: float,
+        passthrough: Collection[int] = (),
+    ) -> kv.Response:
+        """Send an idempotent write, re-sending the SAME request while its answer is lost or
+        its group unavailable (rule 1).
+
+        Raises:
+            _NoAnswer: no answer before the deadline.
+            Unavailable: the shard map changed under the request (not applied).
+            LimitExceeded, InvalidArgument, WrongCluster, ServerError: from the node.
+        """
+        loop = asyncio.get_running_loop()
+        ambiguous = False
+        last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise _NoAnswer(ambiguous, last)
+            try:
+                return await self._send(
+                    request,
+                    group_id=group_id,
+                    write=True,
+                    timeout_s=min(remaining, self._attempt_timeout_s),
+                    passthrough=passthrough,
+                )
+            except OutcomeUnknown as exc:
+                ambiguous, last = True, exc
+            except Unavailable as exc:
+                last = exc
+            except (WrongShard, UnknownGroup) as exc:
+                raise Unavailable(
+                    f"the shard map changed during the commit ({exc}); nothing was committed"
+                ) from exc
+            if not await self._pause(_RESEND_BACKOFF, attempt, deadline):
+                raise _NoAnswer(ambiguous, last)
+            attempt += 1
+
+    async def _commit_one_phase(
+        self,
+        ref: TxnRef,
+        group_id: int,
+        ts: int,
+        reads: list[kv.ReadItem],
+        writes: list[kv.WriteItem],
+        deadline: float,
+    ) -> int:
+        op = kv.CommitOnePhaseRequest(txn_id=ref.txn_id, ts=ts, reads=reads, writes=writes)
+        request = kv.Request(commit_one_phase=op)
+        try:
+            response = await self._send_idempotent(
+                request, group_id, deadline, passthrough=(kv.CONFLICT,)
+            )
+        except _NoAnswer as exc:
+            if exc.ambiguous:
+                raise CommitUnknown(
+                    f"transaction {ref.txn_id.hex()}: the one-phase commit at group "
+                    f"{group_id} got no answer before the deadline (last: {exc.last}); it may "
+                    "or may not have committed — ask client.txn_status(err.ref)",
+                    ref=ref,
+                ) from exc.last
+            raise exc.last from None
+        except (ServerError, ClientClosed) as exc:
+            raise CommitUnknown(
+                f"transaction {ref.txn_id.hex()}: the one-phase commit failed on the node "
+                f"({exc}); it may or may not have committed",
+                ref=ref,
+            ) from exc
+        body = response.commit_one_phase
+        if body.error.code == kv.CONFLICT:
+            raise _conflict(body.error, "commit", ref.txn_id)
+        self._clock.observe(body.commit_ts)
+        return body.commit_ts
+
+    async def _commit_two_phase(
+        self,
+        ref: TxnRef,
+        parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]],
+        ts: int,
+        deadline: float,
+        first_key: bytes,
+    ) -> int:
+        participants = sorted(parts)
+        coordinator = ref.group_id
+        decide_sent = False
+        try:
+            outcomes = await asyncio.gather(
+                *(
+                    self._prepare(
+                        ref, group, coordinator, participants, ts, *parts[group], deadline
+                    )
+                    for group in participants
+                ),
+                return_exceptions=True,
+            )
+            failures = [
+                (group, outcome)
+                for group, outcome in zip(participants, outcomes, strict=True)
+                if isinstance(outcome, BaseException)
+            ]
+            if failures:
+                voted_no = [g for g, f in failures if isinstance(f, Conflict)]
+                await self._abort_prepared(ref, participants, voted_no)
+                raise _prepare_failure(ref, failures)
+            commit_ts = max(o for o in outcomes if isinstance(o, int))
+            self._clock.observe(commit_ts)
+            decide_sent = True
+            committed, decided_ts = await self._decide_commit(
+                ref, participants, commit_ts, deadline
+            )
+        except asyncio.CancelledError:
+            if not decide_sent:
+                self._spawn(self._abort_prepared(ref, participants, []))
+            raise
+        self._resolve_all(ref.txn_id, participants, committed, decided_ts)
+        if not committed:
+            raise Conflict(
+                first_key,
+                b"",
+                "commit",
+                "the coordinator group had already recorded an abort (a participant's "
+                "recovery decided before this commit arrived)",
+                txn_id=ref.txn_id,
+            )
+        return decided_ts
+
+    async def _prepare(
+        self,
+        ref: TxnRef,
+        group_id: int,
+        coordinator: int,
+        participants: list[int],
+        ts: int,
+        reads: list[kv.ReadItem],
+        writes: list[kv.WriteItem],
+        deadline: float,
+    ) -> int:
+        op = kv.PrepareRequest(
+            txn_id=ref.txn_id,
+            coordinator_group=coordinator,
+            participants=participants,
+            ts=ts,
+            reads=reads,
+            writes=writes,
+        )
+        try:
+            response = await self._send_idempotent(
+                kv.Request(prepare=op), group_id, deadline, passthrough=(kv.CONFLICT,)
+            )
+        except _NoAnswer as exc:
+            raise Unavailable(
+                f"group {group_id} did not answer the prepare before the deadline "
+                f"({exc.last}); the transaction was aborted"
+            ) from exc.last
+        body = response.prepare
+        if body.error.code == kv.CONFLICT:
+            raise _conflict(body.error, "prepare", ref.txn_id)
+        self._clock.observe(body.prepare_ts)
+        return body.prepare_ts
+
+    async def _decide_commit(
+        self, ref: TxnRef, participants: list[int], commit_ts: int, deadline: float
+    ) -> tuple[bool, int]:
+        op = kv.DecideRequest(
+            txn_id=ref.txn_id, participants=participants, commit=True, commit_ts=commit_ts
+        )
+        unknown = (
+            f"transaction {ref.txn_id.hex()}: the commit decision at group {ref.group_id} "
+            "got no answer before the deadline; it may or may not have committed — ask "
+            "client.txn_status(err.ref)"
+        )
+        try:
+            response = await self._send_idempotent(kv.Request(decide=op), ref.group_id, deadline)
+        except _NoAnswer as exc:
+            if exc.ambiguous:
+                raise CommitUnknown(f"{unknown} (last: {exc.last})", ref=ref) from exc.last
+            # Decide(commit) never reached the group, so only an abort can be decided.
+            raise Unavailable(
+                f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record the "
+                f"decision ({exc.last}); nothing was committed"
+            ) from exc.last
+        except (ServerError, LimitExceeded, InvalidArgument, ClientClosed) as exc:
+            raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
+        body = response.decide
+        self._clock.observe(body.commit_ts)
+        return body.committed, body.commit_ts
+
+    async def _abort_prepared(
+        self, ref: TxnRef, participants: list[int], voted_no: list[int]
+    ) -> None:
+        """Record ABORT at the coordinator (best effort), then resolve the participants that
+        may have prepared. Failures are fine: participants ask the coordinator in the end."""
+        op = kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(PaxosKVError, _NoAnswer):
+            await self._send_idempotent(
+                kv.Request(decide=op), ref.group_id, loop.time() + _ABORT_TIMEOUT_S
+            )
+        others = [g for g in participants if g not in voted_no]
+        self._resolve_all(ref.txn_id, others, False, 0)
+
+    def _resolve_all(
+        self, txn_id: bytes, participants: Iterable[int], commit: bool, commit_ts: int
+    ) -> None:
+        for group in participants:
+            op = kv.ResolveRequest(txn_id=txn_id, commit=commit, commit_ts=commit_ts)
+            self._spawn(self._resolve(kv.Request(resolve=op), group))
+
+    async def _resolve(self, request: kv.Request, group_id: int) -> None:
+        with contextlib.suppress(PaxosKVError, WrongShard, UnknownGroup):
+            await self._send(request, group_id=group_id, write=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._closed:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:
+    """The error to raise for failed prepares: a Conflict first; all are "not committed"."""
+    for _, exc in failures:
+        if isinstance(exc, Conflict):
+            return exc
+    _, exc = failures[0]
+    if isinstance(exc, PaxosKVError) and exc.maybe_committed:
+        exc.maybe_committed = False  # rule 2: no Decide(commit) was sent
+    return exc
+
+
+# ---------------------------------------------------------------------------- sync client
+
+
+class Transaction:
+    """A read-write transaction of a synchronous `Client`; see `AsyncTransaction`.
+
+    Use as `with client.transaction() as tx:` (commits on normal exit, aborts when the block
+    raises). Not safe to share between threads.
+
+    Attributes:
+        txn_id: the transaction's id (16 random bytes).
+    """
+
+    def __init__(self, client: Client, inner: AsyncTransaction) -> None:
+        self._client = client
+        self._inner = inner
+        self.txn_id = inner.txn_id
+
+    @property
+    def state(self) -> TransactionState:
+        """Where the transaction is in its life."""
+        return self._inner.state
+
+    @property
+    def commit_ts(self) -> int | None:
+        """The commit timestamp once committed (0 for an empty transaction), else None."""
+        return self._inner.commit_ts
+
+    @property
+    def ref(self) -> TxnRef | None:
+        """The id and decision group for `client.txn_status`, once `commit()` started."""
+        return self._inner.ref
+
+    @property
+    def read_set(self) -> dict[bytes, int]:
+        """A copy of the keys read so far with their versions."""
+        return self._inner.read_set
+
+    @property
+    def write_set(self) -> dict[bytes, bytes | None]:
+        """A copy of the buffered writes (None: delete)."""
+        return self._inner.write_set
+
+    def get(self, key: bytes) -> bytes | None:
+        """See `AsyncTransaction.get`."""
+        return self._client._call(self._inner.get(key))
+
+    def scan(
+        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+    ) -> list[tuple[bytes, bytes]]:
+        """See `AsyncTransaction.scan` (phantoms are not protected)."""
+        return self._client._call(self._inner.scan(start, end, limit))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Buffer a write (sent at commit). See `AsyncTransaction.put`."""
+        self._inner.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        """Buffer a delete (sent at commit). See `AsyncTransaction.delete`."""
+        self._inner.delete(key)
+
+    def commit(self) -> int:
+        """Commit; returns the commit timestamp. See `AsyncTransaction.commit`."""
+        return self._client._call(self._inner.commit())
+
+    def abort(self) -> None:
+        """Discard the transaction. See `AsyncTransaction.abort`."""
+        self._inner.abort()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if self.state is TransactionState.OPEN:
+                self.commit()
+        elif self.state is TransactionState.OPEN:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return repr(self._inner).replace("AsyncTransaction", "Transaction", 1)
+
+
+class Snapshot:
+    """Read-only reads at one timestamp for a synchronous `Client`; see `AsyncSnapshot`."""
+
+    def __init__(self, client: Client, inner: AsyncSnapshot) -> None:
+        self._client = client
+        self._inner = inner
+
+    @property
+    def read_ts(self) -> int:
+        """The snapshot's timestamp (fetched from the cluster on first use)."""
+        ts = self._inner.read_ts
+        if ts is None:
+            ts = self._client._call(self._inner.timestamp())
+        return ts
+
+    def get(self, key: bytes) -> bytes | None:
+        """See `AsyncSnapshot.get`."""
+        return self._client._call(self._inner.get(key))
+
+    def scan(
+        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+    ) -> list[tuple[bytes, bytes]]:
+        """See `AsyncSnapshot.scan` (one consistent snapshot across shards)."""
+        return self._client._call(self._inner.scan(start, end, limit))
+
+    def close(self) -> None:
+        """Further reads raise TransactionClosed."""
+        self._inner.close()
+
+    def __enter__(self) -> Snapshot:
+        self._client._call(self._inner.timestamp())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Client:
+    """A synchronous client of a paxoskv cluster: the `AsyncClient` API without `await`.
+
+    It runs an `AsyncClient` on a private event loop in a background thread, so it works
+    from plain scripts and from many threads at once (each thread with its own
+    transactions). Do not call it from inside its own callbacks; from asyncio code use
+    `AsyncClient`.
+
+    Args:
+        seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
+        attempt_timeout_s, wall_ns: as `AsyncClient`.
+
+    Raises:
+        InvalidArgument: no seed, or a bad setting.
+    """
+
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        *,
+        cluster_id: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        attempt_timeout_s: float | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._async = AsyncClient(
+            seeds,
+            cluster_id=cluster_id,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            retry_timeout_s=retry_timeout_s,
+            backoff=backoff,
+            rng=rng,
+            attempt_timeout_s=attempt_timeout_s,
+            wall_ns=wall_ns,
+        )
+        self._policy = self._async._policy
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="paxoskv-client", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the client's loop and wait for it (cancelled if we are interrupted)."""
+        if self._closed:
+            coro.close()
+            raise ClientClosed("the client is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "a synchronous paxoskv Client was called from its own event loop thread; "
+                "use AsyncClient from asyncio code"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The `AsyncClient` underneath (it lives on this client's private loop)."""
+        return self._async
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The cluster's id (None until connected, unless given)."""
+        return self._async.cluster_id
+
+    def connect(self) -> Client:
+        """Fetch the shard map now instead of on first use.
+
+        Raises:
+            WrongCluster, Unavailable: as `AsyncClient.connect`.
+        """
+        self._call(self._async.connect())
+        return self
+
+    def close(self) -> None:
+        """Close the connections and stop the background thread (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            if threading.current_thread() is not self._thread:
+                with contextlib.suppress(Exception):
+                    self._call(self._async.close())
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5.0)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def transaction(self) -> Transaction:
+        """A new read-write transaction; use as `with client.transaction() as tx:`."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        return Transaction(self, self._async.transaction())
+
+    def snapshot(self, read_ts: int | None = None) -> Snapshot:
+        """Read-only reads at one timestamp; use as `with client.snapshot() as snap:`.
+
+        Args:
+            read_ts: as `AsyncClient.snapshot`.
+        """
+        return Snapshot(self, self._async.snapshot(read_ts))
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(tx, *args, **kwargs)` in a transaction and commit, retrying the whole
+        function with a fresh transaction on retryable errors. See `AsyncClient.run`.
+
+        Raises:
+            TypeError: `fn` is a generator or coroutine function.
+            TooManyRetries, CommitUnknown: as `AsyncClient.run`.
+        """
+        _refuse_generator(fn)
+        if inspect.iscoroutinefunction(inspect.unwrap(fn)):
+            raise TypeError(
+                f"{getattr(fn, '__qualname__', fn)!r} is a coroutine function; use AsyncClient"
+            )
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            tx = self.transaction()
+            try:
+                result = fn(tx, *args, **kwargs)
+                if tx.state is TransactionState.OPEN:
+                    tx.commit()
+                return result
+            except Exception as exc:
+                if tx.state is TransactionState.OPEN:
+                    tx.abort()
+                delay = self._policy.next_delay(exc, attempts, time.monotonic() - started)
+                if delay is None:
+                    raise
+            except BaseException:
+                if tx.state is TransactionState.OPEN:
+                    tx.abort()
+                raise
+            time.sleep(delay)
+
+    def transactional(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """Decorator: see `AsyncClient.transactional` (first argument a `Transaction`:
+        compose without committing; otherwise run, commit and retry).
+
+        Raises:
+            TypeError: `fn` is a generator function.
+        """
+        _refuse_generator(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            if args and isinstance(args[0], Transaction):
+                return fn(*args, **kwargs)
+            return self.run(fn, *args, **kwargs)
+
+        return wrapper
+
+    def txn_status(
+        self,
+        ref: TxnRef | bytes,
+        *,
+        group_id: int | None = None,
+        key: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> TxnStatus:
+        """The outcome of a transaction; see `AsyncClient.txn_status`."""
+        return self._call(
+            self._async.txn_status(ref, group_id=group_id, key=key, timeout_s=timeout_s)
+        )
+
+    # ------------------------------------------------------------------ single-key helpers
+
+    def get(self, key: bytes, *, timeout_s: float | None = None) -> bytes | None:
+        """See `AsyncClient.get`."""
+        return self._call(self._async.get(key, timeout_s=timeout_s))
+
+    def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
+        """See `AsyncClient.put`."""
+        return self._call(self._async.put(key, value, timeout_s=timeout_s))
+
+    def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
+        """See `AsyncClient.delete`."""
+        return self._call(self._async.delete(key, timeout_s=timeout_s))
+
+    def cas(
+        self,
+        key: bytes,
+        *,
+        expected_value: bytes | None = None,
+        expected_version: int | None = None,
+        expect_absent: bool = False,
+        new_value: bytes | None = None,
+        delete: bool = False,
+        timeout_s: float | None = None,
+    ) -> CasResult:
+        """See `AsyncClient.cas`."""
+        return self._call(
+            self._async.cas(
+                key,
+                expected_value=expected_value,
+                expected_version=expected_version,
+                expect_absent=expect_absent,
+                new_value=new_value,
+                delete=delete,
+                timeout_s=timeout_s,
+            )
+        )
+
+    def scan(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """See `AsyncClient.scan`."""
+        return self._call(self._async.scan(start, end, limit, timeout_s=timeout_s))
+
+
+# ---------------------------------------------------------------------------- decorator
+
+
+def transactional(fn: Callable[..., T]) -> Callable[..., T]:
+    """FoundationDB's `@fdb.transactional`: the first argument picks what happens.
+
+    - a `Client` / `AsyncClient`: run `fn` in a fresh transaction, commit, retry on
+      retryable errors (`client.run`); with an `AsyncClient` the call returns an awaitable;
+    - a `Transaction` / `AsyncTransaction`: just call `fn` in it (no commit), so
+      transactional functions compose into one transaction.
+
+    Example::
+
+        @transactional
+        def add(tx, key: bytes, n: int) -> int:
+            total = int(tx.get(key) or b"0") + n
+            tx.put(key, b"%d" % total)
+            return total
+
+        add(client, b"counter", 1)      # its own transaction
+        with client.transaction() as tx:
+            add(tx, b"a", 1); add(tx, b"b", 1)   # both in one
+
+    Raises:
+        TypeError: `fn` is a generator function, or the first argument is neither a client
+            nor a transaction.
+    """
+    _refuse_generator(fn)
+
+    @functools.wraps(fn)
+    def wrapper(db_or_tx: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(db_or_tx, Transaction | AsyncTransaction):
+            return fn(db_or_tx, *args, **kwargs)
+        if isinstance(db_or_tx, Client | AsyncClient):
+            return db_or_tx.run(fn, *args, **kwargs)
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)}() needs a Client, AsyncClient, Transaction or "
+            f"AsyncTransaction as its first argument, got {type(db_or_tx).__name__}"
+        )
+
+    return wrapper

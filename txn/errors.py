@@ -1,0 +1,312 @@
+"""The errors of the transaction client: one table, flagged like FoundationDB's.
+
+Rule (flow `error_definitions.h`): a separate error exists *iff* a caller could sensibly catch
+it and react specifically. Every error carries three class-level flags (`fdb.options`
+predicates):
+
+- `code`: a stable name to match on (the server's `kv.ErrorCode` name where there is one);
+- `retryable`: re-running the transaction (from fresh reads) may succeed; nothing was
+  committed. `client.run` / `@client.transactional` retry exactly these;
+- `maybe_committed`: the transaction (or write) may have been applied. Never retried
+  automatically: check with `client.txn_status(err.ref)` or make the transaction idempotent
+  (FoundationDB developer guide, "Transactions with unknown results").
+
+=====================  ===================  =========  ===============  ==========================
+class                  code                 retryable  maybe_committed  meaning
+=====================  ===================  =========  ===============  ==========================
+PaxosKVError           ERROR                no         no               base class
+Conflict               CONFLICT             yes        no               a key changed or is held
+                                                                        by another transaction
+Unavailable            UNAVAILABLE          yes        no               no leader / node down /
+                                                                        shard map changed
+DeadlineExceeded       DEADLINE_EXCEEDED    yes        no               no answer before deadline
+OutcomeUnknown         OUTCOME_UNKNOWN      no         yes              a single-key write's answer
+                                                                        was lost
+CommitUnknown          COMMIT_UNKNOWN       no         yes              a commit's answer was lost
+LimitExceeded          LIMIT_EXCEEDED       no         no               key/value/txn too large
+InvalidArgument        INVALID_ARGUMENT     no         no               malformed request
+WrongCluster           WRONG_CLUSTER        no         no               seeds of another cluster
+ServerError            INTERNAL             no         per instance     a node reported a bug
+ClientClosed           CLIENT_CLOSED        no         no               the client was closed
+TransactionClosed      TRANSACTION_CLOSED   no         no               use after commit/abort
+TooManyRetries         TOO_MANY_RETRIES     no         no               retry budget used up
+=====================  ===================  =========  ===============  ==========================
+
+Routing errors. The routing layer (`router.client_errors`) has its own classes with the same
+flags. Each class here that has a routing counterpart *also* subclasses it, and the
+transaction client translates every routing error it meets into the class here. So both
+`except txn.Unavailable` and `except router.client_errors.Unavailable` catch what the
+transaction client raises, and `except txn.PaxosKVError` catches all of it.
+
+This module is pure: no I/O, importable anywhere (it imports only `router.client_errors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router import client_errors as routing
+
+__all__ = [
+    "ERRORS",
+    "ClientClosed",
+    "CommitUnknown",
+    "Conflict",
+    "DeadlineExceeded",
+    "InvalidArgument",
+    "LimitExceeded",
+    "OutcomeUnknown",
+    "PaxosKVError",
+    "ServerError",
+    "TooManyRetries",
+    "TransactionClosed",
+    "TxnRef",
+    "Unavailable",
+    "WrongCluster",
+    "from_routing_error",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRef:
+    """Where to ask about a transaction's outcome: its id and the group holding its decision.
+
+    `group_id` is the coordinator group of a two-phase commit, or the only group of a
+    one-phase commit. Pass it to `client.txn_status(ref)`.
+    """
+
+    txn_id: bytes
+    group_id: int
+
+    def __repr__(self) -> str:
+        return f"TxnRef(txn_id={self.txn_id.hex()!r}, group_id={self.group_id})"
+
+
+class PaxosKVError(Exception):
+    """Base class of every error the transaction client raises.
+
+    Attributes:
+        code: a stable name to match on.
+        retryable: re-running the whole transaction may succeed; nothing was committed.
+        maybe_committed: the transaction or write may have been applied.
+    """
+
+    code: str = "ERROR"
+    retryable: bool = False
+    maybe_committed: bool = False
+
+    def __init__(self, message: str, *, maybe_committed: bool | None = None) -> None:
+        super().__init__(message)
+        if maybe_committed is not None:
+            self.maybe_committed = maybe_committed
+
+
+class Conflict(PaxosKVError):
+    """Another transaction got in the way; nothing of this transaction was written.
+
+    Re-run the transaction from fresh reads (`client.run` does it for you).
+
+    Attributes:
+        key: the key in dispute (b"" when the conflict is not about one key).
+        other_txn: the other transaction's id (b"" when unknown or none, e.g. a read whose
+            version changed because of a committed write).
+        phase: "read" (a read met a prepared write intent, or a key changed between two reads
+            of this transaction), "prepare" (a participant voted no), "commit" (a one-phase
+            commit was refused, or the coordinator had already recorded an abort) or "write"
+            (a single-key write met an intent).
+        reason: the node's explanation.
+        txn_id: this transaction's id (b"" for single-key operations).
+    """
+
+    code = "CONFLICT"
+    retryable = True
+    maybe_committed = False
+
+    def __init__(
+        self,
+        key: bytes,
+        other_txn: bytes = b"",
+        phase: str = "",
+        reason: str = "",
+        *,
+        txn_id: bytes = b"",
+    ) -> None:
+        self.key = key
+        self.other_txn = other_txn
+        self.phase = phase
+        self.reason = reason
+        self.txn_id = txn_id
+        who = f"transaction {other_txn.hex()}" if other_txn else "another transaction"
+        text = f"conflict on key {key!r}" if key else "conflict"
+        if phase:
+            text += f" in the {phase} phase"
+        if reason:
+            text += f": {reason}"
+        text += f" ({who}"
+        if txn_id:
+            text += f"; this transaction {txn_id.hex()}"
+        text += "); nothing was written, re-run the transaction from fresh reads"
+        super().__init__(text)
+
+
+class Unavailable(PaxosKVError, routing.Unavailable):
+    """No replica could serve the request in time (no leader, nodes down, the shard map
+    changed under a commit). Nothing was committed; retryable."""
+
+    code = "UNAVAILABLE"
+    retryable = True
+    maybe_committed = False
+
+
+class DeadlineExceeded(Unavailable, routing.DeadlineExceeded):
+    """No answer before the deadline; nothing was committed (retryable)."""
+
+    code = "DEADLINE_EXCEEDED"
+    retryable = True
+    maybe_committed = False
+
+
+class OutcomeUnknown(PaxosKVError, routing.OutcomeUnknown):
+    """A single-key write may or may not have been applied: read the key to find out."""
+
+    code = "OUTCOME_UNKNOWN"
+    retryable = False
+    maybe_committed = True
+
+
+class CommitUnknown(OutcomeUnknown):
+    """The commit's answer was lost: the transaction may or may not have committed.
+
+    Not retried automatically (re-running could apply it twice). Ask
+    `client.txn_status(err.ref)`, or make the transaction idempotent (e.g. write a unique
+    marker key and check it at the start of the transaction).
+
+    Attributes:
+        ref: the transaction's id and decision group, for `client.txn_status`.
+    """
+
+    code = "COMMIT_UNKNOWN"
+    retryable = False
+    maybe_committed = True
+
+    def __init__(self, message: str, *, ref: TxnRef) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+class LimitExceeded(PaxosKVError, routing.LimitExceeded):
+    """A key, value or transaction is over a documented size limit; nothing was applied."""
+
+    code = "LIMIT_EXCEEDED"
+    retryable = False
+    maybe_committed = False
+
+
+class InvalidArgument(PaxosKVError, routing.InvalidArgument):
+    """A malformed request or call (e.g. an empty key); nothing was applied."""
+
+    code = "INVALID_ARGUMENT"
+    retryable = False
+    maybe_committed = False
+
+
+class WrongCluster(PaxosKVError, routing.WrongCluster):
+    """The seeds belong to another cluster than `cluster_id`."""
+
+    code = "WRONG_CLUSTER"
+    retryable = False
+    maybe_committed = False
+
+
+class ServerError(PaxosKVError, routing.ServerError):
+    """A node reported an internal error (a bug). `maybe_committed` is set per instance."""
+
+    code = "INTERNAL"
+    retryable = False
+    maybe_committed = False
+
+
+class ClientClosed(PaxosKVError, routing.ClientClosed):
+    """The client was closed; create a new one."""
+
+    code = "CLIENT_CLOSED"
+    retryable = False
+    maybe_committed = False
+
+
+class TransactionClosed(PaxosKVError):
+    """The transaction was already committed or aborted; start a new one."""
+
+    code = "TRANSACTION_CLOSED"
+    retryable = False
+    maybe_committed = False
+
+
+class TooManyRetries(PaxosKVError):
+    """`client.run` gave up after its attempt or time budget; nothing was committed.
+
+    Attributes:
+        last_error: the last retryable error (also the `__cause__`).
+        attempts: how many times the transaction ran.
+    """
+
+    code = "TOO_MANY_RETRIES"
+    retryable = False
+    maybe_committed = False
+
+    def __init__(self, last_error: PaxosKVError, attempts: int) -> None:
+        self.last_error = last_error
+        self.attempts = attempts
+        super().__init__(
+            f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}; last error: "
+            f"{last_error}"
+        )
+
+
+ERRORS: tuple[type[PaxosKVError], ...] = (
+    PaxosKVError,
+    Conflict,
+    Unavailable,
+    DeadlineExceeded,
+    OutcomeUnknown,
+    CommitUnknown,
+    LimitExceeded,
+    InvalidArgument,
+    WrongCluster,
+    ServerError,
+    ClientClosed,
+    TransactionClosed,
+    TooManyRetries,
+)
+"""Every error class, in the order of the table above."""
+
+# Routing class -> ours; most specific first (DeadlineExceeded is an Unavailable).
+_TRANSLATION: tuple[tuple[type[routing.ClientError], type[PaxosKVError]], ...] = (
+    (routing.DeadlineExceeded, DeadlineExceeded),
+    (routing.Unavailable, Unavailable),
+    (routing.OutcomeUnknown, OutcomeUnknown),
+    (routing.LimitExceeded, LimitExceeded),
+    (routing.InvalidArgument, InvalidArgument),
+    (routing.WrongCluster, WrongCluster),
+    (routing.ServerError, ServerError),
+    (routing.ClientClosed, ClientClosed),
+)
+
+
+def from_routing_error(exc: routing.ClientError) -> PaxosKVError:
+    """The error of this module that stands for a routing client error.
+
+    Args:
+        exc: an error raised by `router.client.RoutingClient`.
+
+    Returns:
+        `exc` itself when it already is a `PaxosKVError`; otherwise a new error of the
+        matching class with the same message and `maybe_committed` (chain it with
+        `raise ... from exc`).
+    """
+    if isinstance(exc, PaxosKVError):
+        return exc
+    for source, target in _TRANSLATION:
+        if isinstance(exc, source):
+            return target(str(exc), maybe_committed=exc.maybe_committed)
+    return ServerError(str(exc), maybe_committed=exc.maybe_committed)
