@@ -51,8 +51,8 @@ from router.meta import Bootstrap, MetaStateMachine
 from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
 from shard.engine import Engine, EngineBatch
-from shard.errors import ShardError, Status, WrongShard
-from shard.limits import MAX_BATCH_BYTES, validate_key, validate_value
+from shard.errors import LimitExceeded, ShardError, Status, WrongShard
+from shard.limits import MAX_BATCH_BYTES, validate_command_size, validate_key, validate_value
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
@@ -340,6 +340,9 @@ class NodeCore:
                 self._start_write(host, pending, self._command_for(kind, op))
         except _Refusal as refusal:
             self._reply_error(pending, refusal.error)
+        except ValueError as exc:
+            # Records validate themselves (e.g. a key listed twice in a transaction).
+            self._reply_error(pending, _error(kv.INVALID_ARGUMENT, str(exc)))
 
     def _admit(self, kind: str, op: Any) -> GroupHost:
         """Rule 4: check cluster, group, range and limits before anything else."""
@@ -470,6 +473,9 @@ class NodeCore:
         pending.ts = self._hlc.now(self._wall_ns)
         try:
             command = command_for(pending.ts)
+            validate_command_size(command)
+        except LimitExceeded as exc:
+            raise _Refusal(_error(kv.LIMIT_EXCEEDED, str(exc))) from None
         except ShardError as exc:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, str(exc))) from None
         try:
