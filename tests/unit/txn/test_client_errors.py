@@ -1,0 +1,126 @@
+"""The error table (txn/errors.py): flags, codes, translation of routing errors, messages."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import txn
+from router import client_errors as routing
+from router.cache import Backoff
+from txn.client import _RetryPolicy
+from txn.errors import ERRORS, from_routing_error
+
+# FoundationDB's predicates, one row per error: (retryable, maybe_committed).
+EXPECTED = {
+    txn.PaxosKVError: (False, False),
+    txn.Conflict: (True, False),
+    txn.Unavailable: (True, False),
+    txn.DeadlineExceeded: (True, False),
+    txn.OutcomeUnknown: (False, True),
+    txn.CommitUnknown: (False, True),
+    txn.LimitExceeded: (False, False),
+    txn.InvalidArgument: (False, False),
+    txn.WrongCluster: (False, False),
+    txn.ServerError: (False, False),
+    txn.ClientClosed: (False, False),
+    txn.TransactionClosed: (False, False),
+    txn.TooManyRetries: (False, False),
+}
+
+
+def test_table_flags_and_unique_codes() -> None:
+    assert set(ERRORS) == set(EXPECTED)
+    for cls, (retryable, maybe_committed) in EXPECTED.items():
+        assert (cls.retryable, cls.maybe_committed) == (retryable, maybe_committed), cls
+        assert issubclass(cls, txn.PaxosKVError)
+    codes = [cls.code for cls in ERRORS]
+    assert len(codes) == len(set(codes))
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (routing.Unavailable, txn.Unavailable),
+        (routing.DeadlineExceeded, txn.DeadlineExceeded),
+        (routing.OutcomeUnknown, txn.OutcomeUnknown),
+        (routing.LimitExceeded, txn.LimitExceeded),
+        (routing.InvalidArgument, txn.InvalidArgument),
+        (routing.WrongCluster, txn.WrongCluster),
+        (routing.ServerError, txn.ServerError),
+        (routing.ClientClosed, txn.ClientClosed),
+    ],
+)
+def test_routing_errors_translate_and_both_excepts_catch(
+    source: type[routing.ClientError], target: type[txn.PaxosKVError]
+) -> None:
+    translated = from_routing_error(source("why"))
+    assert type(translated) is target
+    assert str(translated) == "why"
+    assert isinstance(translated, source)  # `except router...Unavailable` still catches it
+    assert translated.retryable == source.retryable
+    assert translated.maybe_committed == source.maybe_committed
+    assert from_routing_error(translated) is translated
+
+
+def test_per_instance_maybe_committed_is_kept() -> None:
+    assert from_routing_error(routing.ServerError("x", maybe_committed=True)).maybe_committed
+    assert not from_routing_error(routing.ServerError("x")).maybe_committed
+
+
+def test_conflict_message_names_key_other_transaction_and_phase() -> None:
+    err = txn.Conflict(b"acct/1", b"\xab\xcd", "prepare", "held by an intent", txn_id=b"\x01")
+    text = str(err)
+    assert "b'acct/1'" in text and "abcd" in text and "prepare" in text and "01" in text
+    assert "held by an intent" in text and "re-run" in text
+    assert (err.key, err.other_txn, err.phase, err.reason) == (
+        b"acct/1",
+        b"\xab\xcd",
+        "prepare",
+        "held by an intent",
+    )
+
+
+def test_commit_unknown_carries_its_ref_and_is_an_outcome_unknown() -> None:
+    ref = txn.TxnRef(b"\x00\x01", 3)
+    err = txn.CommitUnknown("lost", ref=ref)
+    assert err.ref is ref and isinstance(err, txn.OutcomeUnknown)
+    assert isinstance(err, routing.OutcomeUnknown)
+    assert "0001" in repr(ref)
+
+
+def test_retry_policy() -> None:
+    policy = _RetryPolicy(3, None, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
+    conflict = txn.Conflict(b"k")
+    assert 0 <= (policy.next_delay(conflict, 1, 0.0) or 0) < 0.02
+    assert policy.next_delay(txn.CommitUnknown("?", ref=txn.TxnRef(b"t", 1)), 1, 0.0) is None
+    assert policy.next_delay(ValueError("mine"), 1, 0.0) is None
+    assert policy.next_delay(txn.LimitExceeded("big"), 1, 0.0) is None
+    with pytest.raises(txn.TooManyRetries) as info:
+        policy.next_delay(conflict, 3, 0.0)
+    assert info.value.last_error is conflict and info.value.attempts == 3
+    timed = _RetryPolicy(100, 1.0, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
+    with pytest.raises(txn.TooManyRetries):
+        timed.next_delay(txn.Unavailable("down"), 5, 1.0)
+
+
+def test_bad_settings_and_arguments_are_invalid_argument() -> None:
+    with pytest.raises(txn.InvalidArgument):
+        txn.AsyncClient([])
+    with pytest.raises(txn.InvalidArgument):
+        txn.AsyncClient(["127.0.0.1:1"], max_attempts=0)
+    with pytest.raises(txn.InvalidArgument):
+        txn.AsyncClient(["127.0.0.1:1"], timeout_s=0)
+    client = txn.AsyncClient("127.0.0.1:1,127.0.0.1:2")
+    with pytest.raises(txn.InvalidArgument):
+        client.snapshot(read_ts=0)
+    tx = client.transaction()
+    with pytest.raises(txn.InvalidArgument, match="encode"):
+        tx.put("k", b"v")  # type: ignore[arg-type]
+    with pytest.raises(txn.InvalidArgument):
+        tx.put(b"k", "v")  # type: ignore[arg-type]
+    with pytest.raises(txn.InvalidArgument, match="empty"):
+        tx.delete(b"")
+    tx.put(bytearray(b"k"), memoryview(b"v"))  # type: ignore[arg-type]
+    assert tx.write_set == {b"k": b"v"}

@@ -1,0 +1,205 @@
+"""The synchronous Client (a private event loop in a background thread) against the fake
+cluster, used from plain code and from many threads at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from test_client_fakekv import LOSE, FakeKV, fake_in_thread, sync_client
+
+import txn
+from router import kv_pb2 as kv
+from txn import (
+    ClientClosed,
+    CommitUnknown,
+    Conflict,
+    Transaction,
+    TransactionState,
+    TxnState,
+)
+
+A1, B1, C1 = b"apple", b"grape", b"plum"  # groups 1, 2, 3
+
+
+@pytest.fixture
+def fake() -> Any:
+    with fake_in_thread() as fake:
+        yield fake
+
+
+def test_transaction_context_manager_commits_and_reads_its_writes(fake: FakeKV) -> None:
+    with sync_client(fake) as client:
+        with client.transaction() as tx:
+            assert tx.get(A1) is None
+            tx.put(A1, b"a")
+            tx.put(C1, b"c")
+            assert tx.get(A1) == b"a"
+            assert tx.scan(b"a") == [(A1, b"a"), (C1, b"c")]
+        assert tx.state is TransactionState.COMMITTED and tx.commit_ts
+        assert client.get(A1) == b"a"
+        assert client.scan(b"a", b"z") == [(A1, b"a"), (C1, b"c")]
+        assert client.txn_status(tx.ref).state is TxnState.COMMITTED  # type: ignore[arg-type]
+
+
+def test_exception_aborts_and_propagates(fake: FakeKV) -> None:
+    with sync_client(fake) as client:
+        with pytest.raises(KeyError), client.transaction() as tx:
+            tx.put(A1, b"a")
+            raise KeyError("boom")
+        assert tx.state is TransactionState.ABORTED
+        assert client.get(A1) is None
+    assert fake.count("commit_one_phase") == 0
+
+
+def test_threads_incrementing_one_counter_lose_no_update(fake: FakeKV) -> None:
+    """Retry the function, not the commit: every increment re-reads after a conflict."""
+    threads, per_thread = 4, 8
+    with sync_client(fake, max_attempts=200) as client:
+        attempts = 0
+
+        @client.transactional
+        def increment(tx: Transaction, key: bytes) -> int:
+            nonlocal attempts
+            attempts += 1
+            n = int(tx.get(key) or b"0") + 1
+            tx.put(key, b"%d" % n)
+            tx.put(C1 + b"/" + b"%d" % n, b"x")  # a second group: two-phase commits
+            return n
+
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(per_thread):
+                    increment(A1)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        assert not errors, errors
+        assert client.get(A1) == b"%d" % (threads * per_thread)
+        assert len(client.scan(C1 + b"/", C1 + b"0")) == threads * per_thread
+        assert attempts >= threads * per_thread  # more when conflicts made some re-run
+
+
+def test_run_retries_and_composes(fake: FakeKV) -> None:
+    with sync_client(fake) as client:
+        ids: list[bytes] = []
+
+        @txn.transactional
+        def put_one(tx: Transaction, key: bytes, value: bytes) -> None:
+            tx.put(key, value)
+
+        def body(tx: Transaction) -> str:
+            ids.append(tx.txn_id)
+            n = tx.get(A1)
+            if len(ids) == 1:
+                client.put(A1, b"interfering")  # makes this attempt's read stale
+            put_one(tx, A1, (n or b"") + b"+")
+            put_one(tx, B1, b"b")
+            return "ok"
+
+        assert client.run(body) == "ok"
+        assert len(ids) == 2 and ids[0] != ids[1]
+        assert client.get(A1) == b"interfering+"
+        assert put_one(client, C1, b"c") is None
+        assert client.get(C1) == b"c"
+
+
+def test_commit_unknown_is_raised_not_retried(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "decide" else None
+    calls = 0
+
+    def body(tx: Transaction) -> None:
+        nonlocal calls
+        calls += 1
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+
+    with sync_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        with pytest.raises(CommitUnknown) as info:
+            client.run(body)
+        assert calls == 1
+        fake.hook = None
+        assert client.txn_status(info.value.ref).committed
+
+
+def test_snapshot(fake: FakeKV) -> None:
+    with sync_client(fake) as client:
+        client.put(A1, b"old")
+        with client.snapshot() as snap:
+            client.put(A1, b"new")
+            assert snap.get(A1) == b"old"
+            assert snap.scan(b"a") == [(A1, b"old")]
+            assert snap.read_ts > 0
+        assert client.snapshot(read_ts=snap.read_ts).get(A1) == b"old"
+        assert client.snapshot().get(A1) == b"new"
+
+
+def test_refusals(fake: FakeKV) -> None:
+    client = sync_client(fake)
+
+    async def coroutine_fn(tx: Any) -> None:
+        return None
+
+    def generator_fn(tx: Any) -> Any:
+        yield None
+
+    with pytest.raises(TypeError, match="coroutine"):
+        client.run(coroutine_fn)
+    with pytest.raises(TypeError, match="generator"):
+        client.transactional(generator_fn)
+
+    async def call_from_loop() -> None:
+        client.get(A1)
+
+    future = asyncio.run_coroutine_threadsafe(call_from_loop(), client._loop)
+    with pytest.raises(RuntimeError, match="own event loop"):
+        future.result(10)
+    client.close()
+    client.close()  # idempotent
+    with pytest.raises(ClientClosed):
+        client.get(A1)
+    with pytest.raises(ClientClosed):
+        client.transaction()
+
+
+def test_conflict_from_a_plain_transaction_names_the_key(fake: FakeKV) -> None:
+    with sync_client(fake) as client:
+        client.put(A1, b"0")
+        t1, t2 = client.transaction(), client.transaction()
+        t1.get(A1)
+        t2.get(A1)
+        t1.put(A1, b"1")
+        t2.put(A1, b"2")
+        t2.put(C1, b"2")  # two-phase: the conflict comes from a prepare
+        t1.commit()
+        with pytest.raises(Conflict) as info:
+            t2.commit()
+        assert info.value.key == A1 and info.value.phase == "prepare"
+        assert "apple" in str(info.value)
+        assert client.get(A1) == b"1" and client.get(C1) is None
+
+
+def test_client_works_from_a_thread_without_an_event_loop(fake: FakeKV) -> None:
+    results: list[Any] = []
+
+    def script() -> None:
+        with txn.Client(fake.seeds, timeout_s=5.0) as client:
+            with client.transaction() as tx:
+                tx.put(B1, b"from a thread")
+            results.append(client.get(B1))
+
+    thread = threading.Thread(target=script)
+    thread.start()
+    thread.join(30)
+    assert results == [b"from a thread"]
+    assert any(k == "commit_one_phase" for _, k, _ in fake.seen)
+    assert all(isinstance(r, kv.Request) for _, _, r in fake.seen)
