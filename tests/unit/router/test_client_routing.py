@@ -480,7 +480,7 @@ async def test_read_without_answer_is_deadline_exceeded(cluster: FakeCluster) ->
         t0 = time.monotonic()
         with pytest.raises(DeadlineExceeded) as info:
             await client.get(b"a")
-        assert 0.4 < time.monotonic() - t0 < 2
+        assert 0.4 < time.monotonic() - t0 < 5  # generous: the machine may be loaded
         assert info.value.retryable and not info.value.maybe_committed
 
 
@@ -566,3 +566,43 @@ async def test_closed_client_refuses_new_calls(cluster: FakeCluster) -> None:
 
     with pytest.raises(ClientClosed):
         await client.put(b"a", b"1")
+
+
+@with_cluster
+async def test_request_abandoned_before_the_writer_took_it_is_never_sent(
+    cluster: FakeCluster,
+) -> None:
+    """Rule 2: a deadline that passes while the request is still queued means "not applied",
+    so the request must never be written afterwards."""
+    async with client_for(cluster) as client:
+        await client.put(b"a", b"warm")  # the stream to node 2 is open and idle
+        conn = client._connection(cluster.nodes[2].address)
+        request = kv.Request(
+            put=kv.PutRequest(
+                header=kv.Header(cluster_id=CLUSTER, group_id=1), key=b"a", value=b"late"
+            )
+        )
+        call = conn.submit(request)
+        conn.expire(call)  # before the writer task got to run
+        with pytest.raises(Exception) as info:
+            await call.future
+        assert type(info.value).__name__ == "_TimedOut" and not info.value.sent  # type: ignore[attr-defined]
+        await client.put(b"b", b"after")  # the stream still works, and was flushed
+        assert cluster.store[b"a"][0] == b"warm"
+        assert cluster.count("put", b"a") == 1
+
+
+@with_cluster
+async def test_cancelled_callers_leave_nothing_behind(cluster: FakeCluster) -> None:
+    cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "get" else None
+    async with client_for(cluster) as client:
+        tasks = [asyncio.create_task(client.get(b"a%d" % i)) for i in range(10)]
+        while cluster.count("get") < 10:
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn = client._connection(cluster.nodes[2].address)
+        assert not conn._inflight and not conn._queue
+        cluster.hook = None
+        assert await client.get(b"a1") is None
