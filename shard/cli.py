@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from shard import __version__
 from shard.bench_cmd import register_bench_command
 from shard.cli_kv import register_kv_commands
+from shard.cli_txn import register_txn_command
 from shard.cluster_cli import register_cluster_commands
 
 Handler = Callable[[argparse.Namespace], int]
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.set_defaults(handler=_run_node)
     register_cluster_commands(commands)
     register_kv_commands(commands)
+    register_txn_command(commands)
     register_bench_command(commands)
     return parser
 

@@ -1,0 +1,244 @@
+"""`paxoskv txn`: run a few reads and writes as ONE transaction, from the command line.
+
+    paxoskv txn --cluster 127.0.0.1:7001 "get alice" "put bob 10" "delete carol"
+    paxoskv txn "get a; get b; put c hello world"          # ';' separates steps too
+    paxoskv txn --snapshot "get a" "scan a z"              # read-only, one timestamp
+
+The steps run in order inside one transaction (reads see the transaction's own writes), which
+commits at the end; a conflict re-runs all steps from fresh reads (the client's retry loop),
+and only the attempt that committed is printed: one line per read, then the commit line.
+
+Imports of grpc and the client stay inside the handler, so `paxoskv --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+ENV_CLUSTER = "PAXOSKV_CLUSTER"
+
+STEPS_HELP = """\
+steps (each argument is one step, or several separated by ';'):
+  get KEY                 print KEY's value as the transaction sees it
+  put KEY VALUE...        write VALUE (the rest of the step, spaces included)
+  delete KEY              delete KEY (also: del)
+  scan START [END]        print the keys in [START, END) (END omitted: to the end)
+
+output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan ...:" then
+"  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID, R reads, W writes)". With
+--snapshot: "snapshot at ts T" instead. Tabs, newlines and backslashes in keys and values
+are printed escaped; use --hex for binary data. Exit status: 0 committed, 1 error (one line
+on stderr; a commit whose outcome is unknown says so and names the transaction id).
+"""
+
+
+class UsageError(Exception):
+    """A command-line mistake the user can fix; printed as one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One parsed step: `op` is get/put/delete/scan; `end` is set for a bounded scan."""
+
+    op: str
+    key: bytes
+    value: bytes = b""
+    end: bytes | None = None
+    text: str = ""
+
+
+def register_txn_command(subparsers: Any) -> None:
+    """Add `txn` to the `paxoskv` parser's subcommands."""
+    cmd = subparsers.add_parser(
+        "txn",
+        help="run reads and writes as one transaction",
+        description="Run the STEPs in order as one transaction and commit it; conflicts "
+        "re-run every step from fresh reads. Keys in several shards commit atomically "
+        "(two-phase commit).",
+        epilog=STEPS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.add_argument("steps", nargs="+", metavar="STEP", help="a step (see below)")
+    cmd.add_argument(
+        "--cluster",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        default=None,
+        help=f"client addresses of some nodes (default: ${ENV_CLUSTER})",
+    )
+    cmd.add_argument(
+        "--cluster-id", default=None, help="refuse nodes of another cluster (default: learn it)"
+    )
+    cmd.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline per read and per commit, retries included (default 10)",
+    )
+    cmd.add_argument(
+        "--attempts",
+        type=int,
+        default=10,
+        metavar="N",
+        help="run the transaction at most N times on conflicts (default 10)",
+    )
+    cmd.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="read-only: every read at one timestamp, lock-free (no put/delete)",
+    )
+    cmd.add_argument(
+        "--hex", action="store_true", help="keys and values are hex, in the steps and output"
+    )
+    cmd.add_argument("--limit", type=int, default=1000, help="at most N items per scan")
+    cmd.set_defaults(handler=_cmd_txn)
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def _arg_bytes(text: str, hex_mode: bool, what: str) -> bytes:
+    if hex_mode:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            raise UsageError(f"{what} {text!r} is not valid hex") from None
+    return text.encode()
+
+
+def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
+    """Parse step arguments ("get K", "put K V...", "delete K", "scan A [B]"; ';' splits).
+
+    Raises:
+        UsageError: an unknown operation or a missing key/value.
+    """
+    steps: list[Step] = []
+    for arg in args:
+        for text in arg.split(";"):
+            text = text.strip()
+            if not text:
+                continue
+            op, _, rest = text.partition(" ")
+            op = {"del": "delete"}.get(op.lower(), op.lower())
+            rest = rest.strip()
+            if op in ("get", "delete"):
+                if not rest or len(rest.split()) != 1:
+                    raise UsageError(f"{text!r}: expected '{op} KEY'")
+                steps.append(Step(op, _arg_bytes(rest, hex_mode, "key"), text=text))
+            elif op == "put":
+                key, _, value = rest.partition(" ")
+                if not key or not value:
+                    raise UsageError(f"{text!r}: expected 'put KEY VALUE'")
+                steps.append(
+                    Step(
+                        op,
+                        _arg_bytes(key, hex_mode, "key"),
+                        _arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
+                        text=text,
+                    )
+                )
+            elif op == "scan":
+                bounds = rest.split()
+                if len(bounds) not in (1, 2):
+                    raise UsageError(f"{text!r}: expected 'scan START [END]'")
+                start = _arg_bytes(bounds[0], hex_mode, "scan start")
+                end = _arg_bytes(bounds[1], hex_mode, "scan end") if len(bounds) == 2 else None
+                steps.append(Step(op, start, end=end, text=text))
+            else:
+                raise UsageError(
+                    f"{text!r}: unknown step {op!r} (expected get, put, delete or scan)"
+                )
+    if not steps:
+        raise UsageError("no steps given")
+    return steps
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _escape(data: bytes) -> str:
+    text = data.decode("utf-8", errors="backslashreplace")
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _seeds(args: argparse.Namespace) -> list[str]:
+    from router.client import parse_seeds
+
+    text = args.cluster if args.cluster is not None else os.environ.get(ENV_CLUSTER, "")
+    seeds = parse_seeds(text)
+    if not seeds:
+        raise UsageError(
+            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}"
+        )
+    return seeds
+
+
+def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> list[str]:
+    """Run `steps` on a transaction or snapshot; returns the output lines of the reads."""
+    lines: list[str] = []
+    for step in steps:
+        if step.op == "get":
+            value = reader.get(step.key)
+            shown = "(not found)" if value is None else show(value)
+            lines.append(f"get {show(step.key)}: {shown}")
+        elif step.op == "scan":
+            items = reader.scan(step.key, step.end, limit)
+            where = show(step.key) + (f" {show(step.end)}" if step.end is not None else "")
+            lines.append(f"scan {where}: {len(items)} item{'s' if len(items) != 1 else ''}")
+            lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
+        elif step.op == "put":
+            reader.put(step.key, step.value)
+        else:
+            reader.delete(step.key)
+    return lines
+
+
+def _cmd_txn(args: argparse.Namespace) -> int:
+    steps = parse_steps(args.steps, hex_mode=args.hex)
+    if args.snapshot and any(s.op in ("put", "delete") for s in steps):
+        raise UsageError("--snapshot is read-only: put and delete are not allowed")
+    if args.attempts < 1 or args.limit < 0:
+        raise UsageError("--attempts must be >= 1 and --limit >= 0")
+    seeds = _seeds(args)
+
+    from txn import Client, CommitUnknown
+
+    def show(data: bytes) -> str:
+        return data.hex() if args.hex else _escape(data)
+
+    with Client(
+        seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, max_attempts=args.attempts
+    ) as client:
+        if args.snapshot:
+            with client.snapshot() as snap:
+                lines = run_steps(snap, steps, show, args.limit)
+                lines.append(f"snapshot at ts {snap.read_ts}")
+        else:
+            result: dict[str, Any] = {}
+
+            def body(tx: Any) -> list[str]:
+                out = run_steps(tx, steps, show, args.limit)
+                result["tx"] = tx
+                return out
+
+            try:
+                lines = client.run(body)
+            except CommitUnknown as exc:
+                raise UsageError(
+                    f"the commit's outcome is unknown (transaction {exc.ref.txn_id.hex()}, "
+                    f"decision group {exc.ref.group_id}): check before re-running; {exc}"
+                ) from exc
+            tx = result["tx"]
+            reads, writes = len(tx.read_set), len(tx.write_set)
+            lines.append(
+                f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}, "
+                f"{reads} read{'s' if reads != 1 else ''}, "
+                f"{writes} write{'s' if writes != 1 else ''})"
+            )
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    return 0
