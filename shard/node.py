@@ -884,6 +884,23 @@ class NodeCore:
         getattr(response, pending.kind).error.CopyFrom(error)
         pending.reply(response)
 
+    def has_client_requests(self) -> bool:
+        """True while some client request is not answered yet (used to drain on stop)."""
+        if self._parked or self._delayed:
+            return True
+        for host in self.hosts.values():
+            if host.reads or any(p.kind != "internal" for p in host.proposals.values()):
+                return True
+        return False
+
+    def refusal(self, request: kv.Request, code: int, message: str) -> kv.Response:
+        """An error response of the right shape for `request`."""
+        response = kv.Response(id=request.id)
+        kind = request.WhichOneof("op")
+        target = response.error if kind is None else getattr(response, kind).error
+        target.CopyFrom(_error(code, message))
+        return response
+
     # ------------------------------------------------------------------ status
 
     def status(self) -> kv.StatusResponse:

@@ -81,6 +81,7 @@ class NodeRuntime:
         self._stopped = asyncio.Event()
         self._roles: dict[int, tuple[str, int | None]] = {}
         self._client: RoutingClient | None = None
+        self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
         kv_pb2_grpc.add_KVServicer_to_server(
@@ -98,6 +99,9 @@ class NodeRuntime:
         self._wake.set()
 
     def submit(self, request: kv.Request, reply: Callable[[kv.Response], None]) -> None:
+        if self._draining:
+            reply(self.core.refusal(request, kv.UNAVAILABLE, "the node is shutting down; retry"))
+            return
         self.core.submit(request, reply)
         self._wake.set()
 
@@ -207,19 +211,24 @@ class NodeRuntime:
                     },
                 )
 
-    async def stop(self, grace_s: float = 1.0) -> None:
-        """Drain: stop taking requests, answer what is in flight, close the database."""
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Drain: refuse new requests, answer those in flight (up to grace_s), close."""
         log.info("node stopping", extra={"node": self.node.name})
-        await self.server.stop(grace_s)
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.core.has_client_requests() and loop.time() < deadline:
+            await asyncio.sleep(TICK_S)
         self._stopped.set()
         self._wake.set()
-        for link in self.links.values():
-            await link.stop()
+        await self.server.stop(0)
+        await asyncio.gather(*(link.stop() for link in self.links.values()))
         for task in list(self._tasks):
             task.cancel()
         if self._client is not None:
             await self._client.close()
         self.disk.close()
+        log.info("node stopped", extra={"node": self.node.name})
 
 
 class JsonFormatter(logging.Formatter):
