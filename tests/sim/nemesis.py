@@ -59,6 +59,8 @@ class FaultMix:
     crash: float = 0.0
     crash_in_ready: float = 0.0
     crash_all: float = 0.0
+    #: The leader hands leadership to `target` (Replica.transfer_leadership).
+    transfer: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -79,6 +81,7 @@ def plan_faults(
             ("crash", mix.crash),
             ("crash_in_ready", mix.crash_in_ready),
             ("crash_all", mix.crash_all),
+            ("transfer", mix.transfer),
         )
         if weight > 0
     ]
@@ -133,6 +136,8 @@ def plan_faults(
                     k=rng.randint(0, 3),
                 )
             )
+        elif kind == "transfer":
+            faults.append(Fault(at=t, kind=kind, target=rng.choice(hosts)))
         elif kind == "crash_all":
             faults.append(
                 Fault(at=t, kind=kind, mode=rng.choice(CrashMode.ALL), duration=_downtime(rng))

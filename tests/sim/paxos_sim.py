@@ -108,9 +108,9 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             long_delay=rng.choice((0.0, 0.005)),
         )
     if profile == "lossy":
-        k.faults = FaultMix(rate_per_s=1.5, clog=1, heal=1, cut=0.5)
+        k.faults = FaultMix(rate_per_s=2, clog=1, heal=1, cut=0.5, transfer=1)
     elif profile == "partitions":
-        k.faults = FaultMix(rate_per_s=5, partition=3, cut=2, isolate=3, clog=1, heal=3)
+        k.faults = FaultMix(rate_per_s=5, partition=3, cut=2, isolate=3, clog=1, heal=3, transfer=1)
     elif profile == "crashes":
         k.faults = FaultMix(rate_per_s=5, crash=2, crash_in_ready=4, crash_all=0.5, heal=0.5)
     elif profile == "compaction":
@@ -129,7 +129,9 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             wake_delay_max_s=rng.choice((0.0, 0.003, 0.015)),
             tick_on_message=rng.random() < 0.5,
         )
-        k.faults = FaultMix(rate_per_s=4, isolate=2, partition=2, cut=1, clog=2, heal=2, crash=1)
+        k.faults = FaultMix(
+            rate_per_s=6, isolate=2, partition=2, cut=1, clog=2, heal=2, crash=1, transfer=5
+        )
     elif profile == "chaos":
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
         k.timing = HostTiming(
@@ -150,6 +152,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             crash=1,
             crash_in_ready=2,
             crash_all=0.3,
+            transfer=1,
         )
         k.heal_drop = 0.02
     return k
@@ -352,6 +355,12 @@ class GroupSim(Listener):
 
                 host.crash_plan = CrashPlan(fault.phase, fault.k, fault.mode)
                 world.schedule(world.now + 0.5, self._restart_later, host, fault.duration)
+        elif fault.kind == "transfer":
+            leader = leader_of(list(self.hosts.values()))
+            if leader is not None and leader.replica is not None and leader.id != fault.target:
+                if leader.replica.transfer_leadership(fault.target):
+                    self.stats.add("transfers")
+                leader.request_wake(world.now)
         elif fault.kind == "crash_all":
             for host_id in sorted(self.hosts):
                 stagger = self.rng.uniform(0, 0.05)

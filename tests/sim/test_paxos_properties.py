@@ -105,9 +105,10 @@ REGRESSIONS = [
     # merged it at once) and compaction counted the snapshot as applied: after a power loss
     # the log started above the application's applied index (InvariantViolation at restart).
     ("compaction", 126),
-    ("chaos", 61),
-    ("chaos", 80),
+    ("chaos", 133),
 ]
+# A seed's meaning changes when the simulator gains knobs; the bugs themselves are pinned
+# by deterministic scenarios in tests/unit/paxos/test_replica_paths.py.
 
 
 @pytest.mark.parametrize(("profile", "seed"), REGRESSIONS)

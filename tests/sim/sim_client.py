@@ -1,0 +1,451 @@
+"""A deterministic simulated transaction client: the reference model of `txn/client.py`.
+
+Theory of operation
+-------------------
+The real client is asyncio over gRPC; this one is the same protocol written as plain
+callbacks over a `Transport` (the simulator's routed, retrying RPC layer), so that it runs
+inside the simulated world, in virtual time, and replays bit for bit. It is kept small on
+purpose: each step below is one method, in protocol order, and each says what it may
+conclude.
+
+A read-write transaction (`SimTxnClient.transaction(keys, body, done)`):
+
+1. `_read_next`: read every key, one after the other, with a linearizable `Get` at the key's
+   group leader; remember the value and the version (an absent key reports its tombstone
+   version, or 0). A CONFLICT answer (a prepared transaction's write intent) is retried after
+   a short backoff until the read deadline; nothing is recorded from a refused read.
+2. `body(values)` computes the writes (the workload's read-modify-write).
+3. `_commit`: the participants are the groups of every key read or written; the coordinator
+   is the group of the first written key (of the first read key when nothing is written).
+   The transaction id was fixed when the transaction began, so every commit request is
+   idempotent and is re-sent as is.
+   - one group: `CommitOnePhase`;
+   - several: `Prepare` to every participant in parallel (`_prepare_all`), then
+     `Decide(commit, commit_ts = max(prepare_ts))` at the coordinator group (`_decide`),
+     whose answer is the RECORDED decision (first decision wins), then `Resolve` to every
+     participant, fire and forget (`_resolve_all`). A `no` vote or a participant that gives
+     no answer leads to `Decide(abort)` (best effort) and `Resolve(abort)` to the others.
+4. The outcome (`TxnResult.status`), Jepsen's rule "only fail what surely did not happen":
+   - ``ok``: CommitOnePhase answered, or Decide answered committed;
+   - ``fail``: a read gave up, a vote was no or missing (Decide(commit) was never sent, so
+     only an abort can be decided), the recorded decision is an abort, a CONFLICT, or a
+     request every attempt of which was refused before being proposed;
+   - ``info``: a commit request that may have been proposed got no answer before the deadline
+     (the real client's `CommitUnknown`), or the client process died (`abandon`).
+
+A read-only snapshot (`SimTxnClient.snapshot(keys, done)`): a `TimestampRequest` to any node
+gives T (never below what this client has seen), then every key is read with
+`Get(snapshot=True, at_version=T)` at its leader. It writes nothing, so it is ``ok`` or
+``fail``.
+
+The client's hybrid clock absorbs every version, prepare, commit and snapshot timestamp it
+sees and proposes `ts = max(seen + 1, wall clock)`, as the real client does.
+
+Fault injection: `abandon(point)` is asked at each point where a real client process could
+die (``before_commit``, ``before_decide``, ``after_decide_sent``, ``before_resolve``); when
+it answers True the client stops there, sends nothing more, and reports ``info``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from router import kv_pb2 as kv
+from router.shard_map import ShardMap
+from txn.hlc import HybridClock
+
+__all__ = ["SimTxnClient", "Transport", "TxnResult", "error_of"]
+
+OnAnswer = Callable[[kv.Response | None, bool], None]
+Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
+
+ABANDON_POINTS = ("before_commit", "before_decide", "after_decide_sent", "before_resolve")
+
+
+class Transport(Protocol):
+    """What the client needs from its environment (the simulator implements it)."""
+
+    cluster_id: str
+    shard_map: ShardMap
+    rng: random.Random
+
+    def now(self) -> float:
+        """World time (for deadlines and the history)."""
+        ...
+
+    def wall_ns(self) -> int:
+        """The client machine's wall clock."""
+        ...
+
+    def later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        """Call `fn()` after `delay_s` seconds of virtual time."""
+        ...
+
+    def call(
+        self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
+    ) -> None:
+        """Send `request` to the leader of `group_id` (any node when None), following
+        NOT_LEADER redirects and re-sending on silence until `timeout_s`; then call
+        `on_done(response, ambiguous)`: the first answer that is not a redirect or
+        'unavailable', or None at the deadline, `ambiguous` telling whether some attempt may
+        have been proposed (a timeout or OUTCOME_UNKNOWN)."""
+        ...
+
+
+@dataclass(slots=True, kw_only=True)
+class TxnResult:
+    """What the client concluded about one transaction."""
+
+    txn_id: bytes
+    status: str = "pending"  # ok | fail | info
+    #: key -> (value or None, version) as read (for a snapshot: at `snapshot_ts`).
+    reads: dict[bytes, tuple[bytes | None, int]] = field(default_factory=dict)
+    writes: dict[bytes, bytes] = field(default_factory=dict)
+    commit_ts: int = 0
+    coordinator: int = 0
+    participants: tuple[int, ...] = ()
+    one_phase: bool = False
+    snapshot_ts: int = 0
+    #: Whether Decide(commit) / CommitOnePhase was ever sent (only then can it commit).
+    commit_sent: bool = False
+    why: str = ""
+
+
+def error_of(response: kv.Response) -> kv.Error:
+    """The error of any response (code OK when none)."""
+    kind = response.WhichOneof("result")
+    if kind is None:
+        return kv.Error(code=kv.INTERNAL, message="empty response")
+    body = getattr(response, kind)
+    return body if kind == "error" else body.error
+
+
+class SimTxnClient:
+    """One client process; runs one transaction or snapshot at a time."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        read_timeout_s: float = 1.5,
+        commit_timeout_s: float = 2.0,
+        abandon: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.t = transport
+        self.read_timeout_s = read_timeout_s
+        self.commit_timeout_s = commit_timeout_s
+        self.abandon = abandon or (lambda _point: False)
+        self.clock = HybridClock()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _header(self, header: kv.Header, group_id: int) -> None:
+        header.cluster_id = self.t.cluster_id
+        header.group_id = group_id
+
+    def _group(self, key: bytes) -> int:
+        return self.t.shard_map.locate(key).group_id
+
+    def new_txn_id(self) -> bytes:
+        return self.t.rng.getrandbits(128).to_bytes(16, "big")
+
+    # ------------------------------------------------------------------ read-write
+
+    def transaction(self, keys: list[bytes], body: Body, done: Callable[[TxnResult], None]) -> None:
+        """Read `keys`, compute writes with `body`, commit; `done(result)` once."""
+        _Txn(self, keys, body, done).start()
+
+    # ------------------------------------------------------------------ read-only
+
+    def snapshot(self, keys: list[bytes], done: Callable[[TxnResult], None]) -> None:
+        """Read `keys` at one timestamp; `done(result)` once (ok or fail)."""
+        _Snapshot(self, keys, done).start()
+
+
+class _Txn:
+    """One read-write transaction, step by step (the module docstring's steps 1-4)."""
+
+    def __init__(
+        self, client: SimTxnClient, keys: list[bytes], body: Body, done: Callable[[TxnResult], None]
+    ) -> None:
+        self.c = client
+        self.keys = list(dict.fromkeys(keys))
+        self.body = body
+        self.done_cb = done
+        self.result = TxnResult(txn_id=client.new_txn_id())
+        self.read_deadline = 0.0
+        self.votes: dict[int, int | None] = {}
+        self.no_votes: set[int] = set()
+        self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]] = {}
+        self.finished = False
+
+    def finish(self, status: str, why: str = "") -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.result.status = status
+        self.result.why = why
+        self.done_cb(self.result)
+
+    def start(self) -> None:
+        self._read_next(0)
+
+    # 1. reads ---------------------------------------------------------------------------
+
+    def _read_next(self, i: int) -> None:
+        if i == len(self.keys):
+            self._compute()
+            return
+        key = self.keys[i]
+        self.read_deadline = self.c.t.now() + self.c.read_timeout_s
+        self._read(i, key)
+
+    def _read(self, i: int, key: bytes) -> None:
+        request = kv.Request(get=kv.GetRequest(key=key))
+        group = self.c._group(key)
+        self.c._header(request.get.header, group)
+        remaining = self.read_deadline - self.c.t.now()
+        if remaining <= 0:
+            self.finish("fail", f"read of {key!r} refused until its deadline")
+            return
+        self.c.t.call(group, request, remaining, lambda r, _a: self._on_read(i, key, r))
+
+    def _on_read(self, i: int, key: bytes, response: kv.Response | None) -> None:
+        if response is None:
+            self.finish("fail", f"read of {key!r} got no answer")
+            return
+        error = error_of(response)
+        if error.code == kv.CONFLICT:
+            delay = self.c.t.rng.uniform(0.005, 0.03)
+            self.c.t.later(delay, lambda: self._read(i, key))
+            return
+        if error.code != kv.OK:
+            self.finish("fail", f"read of {key!r}: {kv.ErrorCode.Name(error.code)}")
+            return
+        got = response.get
+        self.c.clock.observe(got.version)
+        self.result.reads[key] = (got.value if got.found else None, got.version)
+        self._read_next(i + 1)
+
+    # 2. the body -------------------------------------------------------------------------
+
+    def _compute(self) -> None:
+        values = {k: v for k, (v, _ver) in self.result.reads.items()}
+        self.result.writes = dict(self.body(values))
+        if self.c.abandon("before_commit"):
+            self.finish("info", "client died before commit")
+            return
+        self._commit()
+
+    # 3. commit ---------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        res = self.result
+        reads, writes = res.reads, res.writes
+        if not reads and not writes:
+            self.finish("ok", "empty")
+            return
+        for key, (_v, version) in reads.items():
+            part = self.parts.setdefault(self.c._group(key), ([], []))
+            part[0].append(kv.ReadItem(key=key, version=version))
+        for key, value in writes.items():
+            part = self.parts.setdefault(self.c._group(key), ([], []))
+            part[1].append(kv.WriteItem(key=key, value=value))
+        first = next(iter(writes)) if writes else next(iter(reads))
+        res.coordinator = self.c._group(first)
+        res.participants = tuple(sorted(self.parts))
+        ts = self.c.clock.now(self.c.t.wall_ns())
+        self.commit_deadline = self.c.t.now() + self.c.commit_timeout_s
+        if len(self.parts) == 1:
+            self._one_phase(ts)
+        else:
+            self._prepare_all(ts)
+
+    def _remaining(self) -> float:
+        return max(self.commit_deadline - self.c.t.now(), 0.001)
+
+    def _one_phase(self, ts: int) -> None:
+        res = self.result
+        res.one_phase = True
+        res.commit_sent = True
+        reads, writes = self.parts[res.coordinator]
+        op = kv.CommitOnePhaseRequest(txn_id=res.txn_id, ts=ts, reads=reads, writes=writes)
+        self.c._header(op.header, res.coordinator)
+        self.c.t.call(
+            res.coordinator, kv.Request(commit_one_phase=op), self._remaining(), self._on_one_phase
+        )
+
+    def _on_one_phase(self, response: kv.Response | None, ambiguous: bool) -> None:
+        if response is None:
+            if ambiguous:
+                self.finish("info", "one-phase commit unanswered (CommitUnknown)")
+            else:
+                self.finish("fail", "one-phase commit refused before proposing")
+            return
+        error = error_of(response)
+        if error.code != kv.OK:
+            self.finish("fail", f"one-phase commit: {kv.ErrorCode.Name(error.code)}")
+            return
+        self.result.commit_ts = response.commit_one_phase.commit_ts
+        self.c.clock.observe(self.result.commit_ts)
+        self.finish("ok")
+
+    def _prepare_all(self, ts: int) -> None:
+        res = self.result
+        for group in res.participants:
+            reads, writes = self.parts[group]
+            op = kv.PrepareRequest(
+                txn_id=res.txn_id,
+                coordinator_group=res.coordinator,
+                participants=res.participants,
+                ts=ts,
+                reads=reads,
+                writes=writes,
+            )
+            self.c._header(op.header, group)
+            self.c.t.call(
+                group,
+                kv.Request(prepare=op),
+                self._remaining(),
+                lambda r, _a, g=group: self._on_vote(g, r),
+            )
+
+    def _on_vote(self, group: int, response: kv.Response | None) -> None:
+        if response is None or error_of(response).code != kv.OK:
+            self.votes[group] = None
+            if response is not None:
+                self.no_votes.add(group)
+        else:
+            self.votes[group] = response.prepare.prepare_ts
+            self.c.clock.observe(response.prepare.prepare_ts)
+        if len(self.votes) < len(self.result.participants):
+            return
+        if any(v is None for v in self.votes.values()):
+            missing = sorted(g for g, v in self.votes.items() if v is None)
+            self._abort(f"no or missing votes from groups {missing}")
+            return
+        if self.c.abandon("before_decide"):
+            self.finish("info", "client died before Decide")
+            return
+        self._decide(max(v for v in self.votes.values() if v is not None))
+
+    def _abort(self, why: str) -> None:
+        """Decide(abort) at the coordinator (best effort), Resolve(abort) at the others."""
+        res = self.result
+        op = kv.DecideRequest(txn_id=res.txn_id, participants=res.participants, commit=False)
+        self.c._header(op.header, res.coordinator)
+        self.c.t.call(res.coordinator, kv.Request(decide=op), 0.5, lambda _r, _a: None)
+        self._resolve_all([g for g in res.participants if g not in self.no_votes], False, 0)
+        self.finish("fail", why)
+
+    def _decide(self, commit_ts: int) -> None:
+        res = self.result
+        self.c.clock.observe(commit_ts)
+        op = kv.DecideRequest(
+            txn_id=res.txn_id, participants=res.participants, commit=True, commit_ts=commit_ts
+        )
+        self.c._header(op.header, res.coordinator)
+        res.commit_sent = True
+        self.c.t.call(res.coordinator, kv.Request(decide=op), self._remaining(), self._on_decided)
+        if self.c.abandon("after_decide_sent"):
+            self.finish("info", "client died after sending Decide(commit)")
+
+    def _on_decided(self, response: kv.Response | None, ambiguous: bool) -> None:
+        if self.finished:
+            return
+        if response is None:
+            if ambiguous:
+                self.finish("info", "Decide unanswered (CommitUnknown)")
+            else:
+                self.finish("fail", "Decide refused before proposing")
+            return
+        error = error_of(response)
+        if error.code != kv.OK:
+            # Decide has no conflict path; any other refusal leaves the outcome open.
+            self.finish("info", f"Decide: {kv.ErrorCode.Name(error.code)}")
+            return
+        answer = response.decide
+        self.c.clock.observe(answer.commit_ts)
+        res = self.result
+        if self.c.abandon("before_resolve"):
+            self.finish("info", "client died before Resolve")
+            return
+        self._resolve_all(list(res.participants), answer.committed, answer.commit_ts)
+        if answer.committed:
+            res.commit_ts = answer.commit_ts
+            self.finish("ok")
+        else:
+            self.finish("fail", "the coordinator group had recorded an abort")
+
+    def _resolve_all(self, groups: list[int], commit: bool, commit_ts: int) -> None:
+        for group in groups:
+            op = kv.ResolveRequest(txn_id=self.result.txn_id, commit=commit, commit_ts=commit_ts)
+            self.c._header(op.header, group)
+            self.c.t.call(group, kv.Request(resolve=op), 0.5, lambda _r, _a: None)
+
+
+class _Snapshot:
+    """One read-only snapshot transaction."""
+
+    def __init__(
+        self, client: SimTxnClient, keys: list[bytes], done: Callable[[TxnResult], None]
+    ) -> None:
+        self.c = client
+        self.keys = list(dict.fromkeys(keys))
+        self.done_cb = done
+        self.result = TxnResult(txn_id=client.new_txn_id())
+        self.deadline = 0.0
+
+    def finish(self, status: str, why: str = "") -> None:
+        self.result.status = status
+        self.result.why = why
+        self.done_cb(self.result)
+
+    def start(self) -> None:
+        self.deadline = self.c.t.now() + self.c.read_timeout_s
+        request = kv.Request(timestamp=kv.TimestampRequest())
+        self.c.t.call(None, request, self.c.read_timeout_s, lambda r, _a: self._on_ts(r))
+
+    def _on_ts(self, response: kv.Response | None) -> None:
+        if response is None or error_of(response).code != kv.OK:
+            self.finish("fail", "no timestamp")
+            return
+        ts = max(response.timestamp.ts, self.c.clock.last)
+        self.c.clock.observe(ts)
+        self.result.snapshot_ts = ts
+        self._read(0)
+
+    def _read(self, i: int) -> None:
+        if i == len(self.keys):
+            self.finish("ok")
+            return
+        key = self.keys[i]
+        group = self.c._group(key)
+        request = kv.Request(
+            get=kv.GetRequest(key=key, snapshot=True, at_version=self.result.snapshot_ts)
+        )
+        self.c._header(request.get.header, group)
+        remaining = self.deadline - self.c.t.now()
+        if remaining <= 0:
+            self.finish("fail", f"snapshot read of {key!r} timed out")
+            return
+        self.c.t.call(group, request, remaining, lambda r, _a: self._on_read(i, key, r))
+
+    def _on_read(self, i: int, key: bytes, response: kv.Response | None) -> None:
+        if response is None:
+            self.finish("fail", f"snapshot read of {key!r} got no answer")
+            return
+        error = error_of(response)
+        if error.code == kv.CONFLICT:
+            self.c.t.later(self.c.t.rng.uniform(0.005, 0.03), lambda: self._read(i))
+            return
+        if error.code != kv.OK:
+            self.finish("fail", f"snapshot read of {key!r}: {kv.ErrorCode.Name(error.code)}")
+            return
+        got = response.get
+        self.c.clock.observe(got.version)
+        self.result.reads[key] = (got.value if got.found else None, got.version)
+        self._read(i + 1)

@@ -1,0 +1,609 @@
+"""The replica's tricky paths, one hand-driven scenario each (etcd raft_test.go style).
+
+`Group` joins replicas by a list of in-flight messages that a test delivers, drops, duplicates
+or reorders explicitly, a MemoryStorage per replica, and a list of applied slots per replica.
+`process(i)` executes one Ready in the order of paxos/ready.py; `crash(i)` and `restart(i)`
+rebuild a replica from its storage and its (durable) applied list. Each replica has its own
+`now`; time only moves when a test ticks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from paxos import (
+    NOOP,
+    Ballot,
+    DurableState,
+    InvariantViolation,
+    MemoryStorage,
+    NotLeader,
+    PersistBatch,
+    Ready,
+    Replica,
+    ReplicaConfig,
+    Role,
+    Value,
+)
+from paxos.messages import (
+    Accept,
+    AcceptedEntry,
+    Heartbeat,
+    InstallSnapshot,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    SlotValue,
+)
+
+FAST = dict(election_timeout_min_s=0.15, election_timeout_max_s=0.16)
+SLOW = dict(election_timeout_min_s=50.0, election_timeout_max_s=60.0)
+LEASE = 0.12
+
+
+def config(node_id: int, voters: tuple[int, ...], fast: bool, **extra: object) -> ReplicaConfig:
+    timing = FAST if fast else SLOW
+    return ReplicaConfig(node_id=node_id, voters=voters, **timing, **extra)  # type: ignore[arg-type]
+
+
+class Group:
+    """Replicas of one group joined by an explicit message list."""
+
+    def __init__(self, n: int = 3, fast: tuple[int, ...] = (1,), **extra: object) -> None:
+        self.voters = tuple(range(1, n + 1))
+        self.fast = fast
+        self.extra = extra
+        self.storage = {i: MemoryStorage() for i in self.voters}
+        # Applied slots per replica, and the durable copy (what survives a crash).
+        self.applied: dict[int, list[tuple[int, Value]]] = {i: [] for i in self.voters}
+        self.replicas: dict[int, Replica] = {}
+        self.now = dict.fromkeys(self.voters, 0.0)
+        self.inflight: list[Message] = []
+        self.readies: dict[int, list[Ready]] = {i: [] for i in self.voters}
+        for i in self.voters:
+            self._boot(i)
+
+    def _boot(self, i: int) -> None:
+        cfg = config(i, self.voters, i in self.fast, **self.extra)
+        index = self.applied[i][-1][0] if self.applied[i] else 0
+        self.replicas[i] = Replica(cfg, self.storage[i].load(), index, random.Random(i))
+
+    def r(self, i: int) -> Replica:
+        return self.replicas[i]
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, i: int, now: float) -> None:
+        self.now[i] = now
+        self.r(i).tick(now)
+
+    def tick_all(self, now: float) -> None:
+        for i in self.voters:
+            self.tick(i, now)
+
+    def idle(self, i: int, until: float, step: float = 0.01) -> None:
+        """Tick `i` every `step` seconds up to `until`, stepping nothing (a silent network)."""
+        t = self.now[i]
+        while t + step < until:
+            t += step
+            self.tick(i, t)
+        self.tick(i, until)
+
+    # ------------------------------------------------------------------ readies
+
+    def process(self, i: int) -> Ready:
+        """Execute one Ready of replica i: send, persist, send after persist, apply, advance."""
+        replica = self.r(i)
+        ready = replica.ready()
+        self.inflight.extend(ready.messages)
+        if not ready.persist.is_empty():
+            self.storage[i].save(ready.persist)
+        self.inflight.extend(ready.messages_after_persist)
+        if ready.snapshot is not None:
+            self.applied[i] = _decode(ready.snapshot.data)
+        for entry in ready.committed:
+            last = self.applied[i][-1][0] if self.applied[i] else 0
+            assert entry.slot == last + 1, "applied out of order"
+            self.applied[i].append((entry.slot, entry.value))
+        for peer in ready.snapshot_requests:
+            replica.send_snapshot(peer, self.applied[i][-1][0], _encode(self.applied[i]))
+        replica.advance(ready)
+        self.readies[i].append(ready)
+        return ready
+
+    def process_all(self) -> None:
+        for i in self.voters:
+            while self.r(i).has_ready():
+                self.process(i)
+
+    def deliver(self, keep: Callable[[Message], bool] = lambda m: True) -> int:
+        """Step every in-flight message `keep` accepts (others are dropped); returns count."""
+        batch, self.inflight = self.inflight, []
+        delivered = 0
+        for msg in batch:
+            if keep(msg):
+                self.r(msg.dst).step(msg)
+                delivered += 1
+        return delivered
+
+    def stabilize(self, keep: Callable[[Message], bool] = lambda m: True) -> None:
+        self.process_all()
+        for _ in range(100):
+            if not self.inflight:
+                return
+            self.deliver(keep)
+            self.process_all()
+        raise AssertionError("no quiescence")
+
+    # ------------------------------------------------------------------ faults
+
+    def crash(self, i: int) -> None:
+        self.storage[i].crash()
+        self.inflight = [m for m in self.inflight if m.dst != i]
+
+    def restart(self, i: int, now: float) -> None:
+        self._boot(i)
+        self.tick(i, now)
+
+    def elect(self, i: int, now: float = 0.2) -> None:
+        """Start every replica at 0, then let `i` campaign at `now` and win."""
+        self.tick_all(0.0)
+        for j in self.voters:
+            # Others: past their restart lease block (0.12 s), before any election timeout.
+            self.tick(j, now if j == i else 0.13)
+        assert self.r(i).role is Role.CANDIDATE
+        self.stabilize()
+        assert self.r(i).role is Role.LEADER
+
+    def heartbeat(self, leader: int, keep: Callable[[Message], bool] = lambda m: True) -> None:
+        """Let the leader's heartbeat timer fire (the followers learn the watermark)."""
+        self.tick(leader, self.now[leader] + 0.06)
+        self.stabilize(keep)
+
+    def chosen(self, i: int) -> list[Value]:
+        return [value for _, value in self.applied[i]]
+
+
+def _encode(applied: list[tuple[int, Value]]) -> bytes:
+    return repr(applied).encode()
+
+
+def _decode(data: bytes) -> list[tuple[int, Value]]:
+    import ast
+
+    return list(ast.literal_eval(data.decode()))
+
+
+def to(*dsts: int) -> Callable[[Message], bool]:
+    return lambda m: m.dst in dsts
+
+
+def between(*nodes: int) -> Callable[[Message], bool]:
+    return lambda m: m.src in nodes and m.dst in nodes
+
+
+# ---------------------------------------------------------------------- leader change
+
+
+def test_value_accepted_by_a_minority_is_reproposed_if_in_the_promise_quorum() -> None:
+    """Paxos Made Simple §2.2: a new leader re-proposes what a promiser accepted."""
+    g = Group(3, fast=(1, 3))
+    g.elect(1)
+    g.r(1).propose(b"x")
+    ready = g.r(1).ready()  # the leader sends its Accepts, then crashes before persisting
+    assert {m.dst for m in ready.messages if isinstance(m, Accept)} == {2, 3}
+    g.inflight = [m for m in ready.messages if m.dst == 2]  # only node 2 hears it
+    g.crash(1)
+    g.deliver()
+    g.process(2)  # node 2 durably accepted (ballot of 1, x) and answers a dead leader
+    assert g.storage[2].load().accepted[1][1] == (b"x",)
+    g.inflight.clear()
+    # Node 3 campaigns; its promise quorum {3, 2} includes the minority that accepted x.
+    g.idle(2, 1.0)
+    g.idle(3, 1.0)
+    assert g.r(3).role is Role.CANDIDATE
+    g.stabilize(keep=between(2, 3))
+    assert g.r(3).role is Role.LEADER
+    g.heartbeat(3, keep=between(2, 3))
+    assert g.chosen(3) == [(b"x",)]
+    assert g.chosen(2) == [(b"x",)]
+
+
+def test_a_chosen_value_survives_a_leader_change_whatever_the_quorum() -> None:
+    for other in (1, 2):
+        g = Group(3, fast=(1, 3))
+        g.elect(1)
+        g.r(1).propose(b"v")
+        g.stabilize(keep=between(1, 2))  # chosen by {1, 2}; node 3 heard nothing
+        assert g.chosen(1) == [(b"v",)]
+        g.idle(other, 1.0)
+        g.idle(3, 1.0)
+        g.stabilize(keep=between(3, other))
+        assert g.r(3).role is Role.LEADER
+        assert g.chosen(3) == [(b"v",)]
+
+
+def test_holes_are_filled_with_noops() -> None:
+    """Paxos Made Simple §3: a new leader fills slots no promiser accepted with no-ops."""
+    g = Group(3, fast=(1, 2), pipeline_window=8, max_batch_count=1)
+    g.elect(1)
+    for command in (b"a", b"b", b"c"):
+        g.r(1).propose(command)
+    g.process(1)
+    # Node 2 hears slots 1 and 3 only; nobody else hears anything.
+    g.inflight = [
+        Accept(
+            src=m.src,
+            dst=m.dst,
+            ballot=m.ballot,
+            entries=tuple(e for e in m.entries if e.slot != 2),
+            chosen_watermark=m.chosen_watermark,
+        )
+        for m in g.inflight
+        if isinstance(m, Accept) and m.dst == 2
+    ]
+    g.deliver()
+    g.process(2)
+    g.inflight.clear()
+    g.crash(1)
+    g.idle(3, 1.0)
+    g.idle(2, 1.0)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(2).role is Role.LEADER
+    g.heartbeat(2, keep=between(2, 3))
+    assert g.chosen(2) == [(b"a",), NOOP, (b"c",)]
+    assert g.chosen(3) == [(b"a",), NOOP, (b"c",)]
+
+
+def test_phase1_takes_the_highest_ballot_value_per_slot() -> None:
+    """Rule 3: per slot, the value of the highest ballot among the promises, not the newest
+    looking one and not the candidate's own."""
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(1, 0.5)
+    assert g.r(1).role is Role.CANDIDATE
+    ballot = g.r(1).status().promised
+    low, high = Ballot(1, 2), Ballot(2, 3)
+    promise = Promise(
+        src=2,
+        dst=1,
+        ballot=ballot,
+        accepted=(
+            AcceptedEntry(slot=1, ballot=low, value=(b"older",), chosen=False),
+            AcceptedEntry(slot=2, ballot=high, value=(b"winner",), chosen=False),
+            AcceptedEntry(slot=3, ballot=low, value=(b"only",), chosen=False),
+        ),
+        chosen_watermark=0,
+        log_start=1,
+    )
+    # Pretend node 1 itself had voted for slot 1 at a higher ballot and slot 2 at a lower one.
+    g.r(1)._log[1] = (high, (b"mine-high",))
+    g.r(1)._log[2] = (low, (b"mine-low",))
+    g.r(1)._promises[1] = g.r(1)._make_promise(1, ballot, 1)
+    g.r(1).step(promise)
+    assert g.r(1).role is Role.LEADER
+    ready = g.r(1).ready()
+    accepted = ready.persist.accepted
+    assert accepted[1] == (ballot, (b"mine-high",))
+    assert accepted[2] == (ballot, (b"winner",))
+    assert accepted[3] == (ballot, (b"only",))
+
+
+def test_a_value_known_chosen_wins_over_any_ballot() -> None:
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(1, 0.5)
+    ballot = g.r(1).status().promised
+    promise = Promise(
+        src=2,
+        dst=1,
+        ballot=ballot,
+        accepted=(AcceptedEntry(slot=1, ballot=Ballot(1, 2), value=(b"c",), chosen=True),),
+        chosen_watermark=1,
+        log_start=1,
+    )
+    g.r(1)._log[1] = (Ballot(5, 3), (b"not-chosen",))
+    g.r(1)._promises[1] = g.r(1)._make_promise(1, ballot, 1)
+    g.r(1).step(promise)
+    assert g.r(1).ready().persist.accepted[1] == (ballot, (b"c",))
+
+
+# ---------------------------------------------------------------------- stale leaders
+
+
+def test_a_stale_leader_cannot_get_anything_chosen_and_drops_with_not_leader() -> None:
+    g = Group(3, fast=(1, 2))
+    g.elect(1)
+    # Partition {1} | {2, 3}; node 2 becomes leader after the lease it promised expires.
+    g.idle(3, 1.0)
+    g.idle(2, 1.0)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(2).role is Role.LEADER
+    assert g.r(1).role is Role.LEADER  # it has not noticed yet
+    stale = g.r(1).propose(b"stale")
+    g.process(1)
+    g.inflight = [m for m in g.inflight if m.dst in (2, 3)]
+    # Heal: the stale Accepts reach replicas that promised a higher ballot: Nack.
+    g.deliver()
+    g.process_all()
+    nacks = [m for m in g.inflight if isinstance(m, Nack) and m.dst == 1]
+    assert nacks and all(n.promised > n.ballot for n in nacks)
+    g.deliver(to(1))
+    assert g.r(1).role is Role.FOLLOWER
+    assert g.r(1).leader_hint == 2
+    # The slot the stale leader used gets chosen by the new leader; its proposal is dropped.
+    g.r(2).propose(b"fresh")
+    g.stabilize()
+    g.heartbeat(2)
+    g.heartbeat(2)
+    dropped = [pid for ready in g.readies[1] for pid, _ in ready.dropped]
+    errors = [exc for ready in g.readies[1] for _, exc in ready.dropped]
+    assert dropped == [stale]
+    assert all(isinstance(e, NotLeader) for e in errors)
+    assert all(b"stale" not in value for value in g.chosen(2))
+    assert g.chosen(1) == g.chosen(2) == g.chosen(3)
+
+
+def test_a_partitioned_leader_steps_down_and_drops_its_queue() -> None:
+    """Rule 8 (check-quorum): without acks from a quorum the leader stops accepting."""
+    g = Group(3, fast=(1,), pipeline_window=1, max_batch_count=1)
+    g.elect(1)
+    g.r(1).propose(b"a")
+    queued = g.r(1).propose(b"b")  # waits for the window
+    g.process(1)
+    g.inflight.clear()
+    g.tick(1, 0.2 + g.r(1).config.election_timeout_max_s + 0.01)
+    assert g.r(1).role is Role.FOLLOWER
+    ready = g.process(1)
+    assert [pid for pid, _ in ready.dropped] == [queued]
+    with pytest.raises(NotLeader):
+        g.r(1).propose(b"c")
+
+
+def test_not_leader_carries_the_hint() -> None:
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    for follower in (2, 3):
+        with pytest.raises(NotLeader) as info:
+            g.r(follower).propose(b"x")
+        assert info.value.leader_hint == 1
+        with pytest.raises(NotLeader) as info:
+            g.r(follower).read(7, 0.3)
+        assert info.value.leader_hint == 1
+
+
+# ---------------------------------------------------------------------- restarts
+
+
+def test_a_restarted_acceptor_keeps_its_promise_and_its_votes() -> None:
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.r(1).propose(b"kept")
+    g.stabilize()
+    g.tick(1, 0.3)  # a heartbeat tells the followers the slot is chosen
+    g.stabilize()
+    promised = g.r(2).status().promised
+    g.crash(2)
+    g.restart(2, 5.0)
+    assert g.r(2).status().promised == promised
+    assert g.r(2).chosen_value(1) == (b"kept",)
+    # A lower ballot is refused; a higher one learns the vote in the Promise.
+    g.r(2).step(Prepare(src=3, dst=2, ballot=Ballot(0, 3), from_slot=1))
+    assert any(isinstance(m, Nack) for m in g.r(2).ready().messages)
+    g.tick(2, 5.0 + LEASE + 0.01)
+    g.r(2).step(Prepare(src=3, dst=2, ballot=Ballot(promised.round + 1, 3), from_slot=1))
+    promise = next(m for m in g.r(2).ready().messages_after_persist if isinstance(m, Promise))
+    assert promise.accepted[0].value == (b"kept",)
+    assert promise.accepted[0].ballot == promised
+
+
+def test_unsynced_state_is_lost_and_nothing_was_answered_for_it() -> None:
+    """Promises and Accepted leave only after their persist: a crash before it loses both."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.r(1).propose(b"x")
+    g.process(1)
+    g.deliver(to(2))
+    ready = g.r(2).ready()
+    assert ready.messages_after_persist  # the Accepted waits for the persist...
+    g.storage[2].save(ready.persist, sync=False)
+    g.crash(2)  # ...which never became durable, so it never left
+    assert 1 not in g.storage[2].load().accepted
+
+
+def test_a_restarted_follower_refuses_candidates_for_a_lease_duration() -> None:
+    """Rule 6: it may have promised a lease before the crash and forgotten it."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.crash(2)
+    g._boot(2)
+    ballot = Ballot(g.r(1).status().promised.round + 1, 3)
+    # Before its first tick it cannot measure anything: refused.
+    g.r(2).step(Prepare(src=3, dst=2, ballot=ballot, from_slot=1))
+    refused = g.r(2).ready().messages
+    assert [m.lease_held for m in refused if isinstance(m, Nack)] == [True]
+    g.tick(2, 10.0)
+    g.r(2).step(Prepare(src=3, dst=2, ballot=ballot, from_slot=1))
+    assert any(isinstance(m, Nack) and m.lease_held for m in g.r(2).ready().messages)
+    g.tick(2, 10.0 + LEASE + 0.001)
+    g.r(2).step(Prepare(src=3, dst=2, ballot=ballot, from_slot=1))
+    assert any(isinstance(m, Promise) for m in g.r(2).ready().messages_after_persist)
+
+
+def test_a_follower_measures_its_lease_promise_from_a_fresh_tick() -> None:
+    """Rule 6: a heartbeat stepped with a stale `now` must not shorten the promise."""
+    g = Group(3, fast=(1,))
+    g.elect(1, now=0.2)
+    leader_ballot = g.r(1).status().promised
+    g.tick(2, 1.0)  # the follower's last tick
+    # The heartbeat really arrives at 1.05 (the driver has not ticked since 1.0).
+    g.r(2).step(Heartbeat(src=1, dst=2, ballot=leader_ballot, chosen_watermark=0, seq=99))
+    g.r(2).ready()
+    g.tick(2, 1.05)
+    # The leader's lease from a round sent at ~1.05 lasts until 1.05 + LEASE - drift; the
+    # follower must still refuse a candidate at 1.05 + LEASE - 0.001.
+    g.tick(2, 1.05 + LEASE - 0.001)
+    g.r(2).step(Prepare(src=3, dst=2, ballot=Ballot(leader_ballot.round + 1, 3), from_slot=1))
+    assert any(isinstance(m, Nack) and m.lease_held for m in g.r(2).ready().messages)
+
+
+# ---------------------------------------------------------------------- reads
+
+
+def test_lease_read_is_immediate_read_index_waits_for_a_heartbeat_round() -> None:
+    g = Group(3, fast=(1,))
+    g.elect(1, now=0.2)
+    g.r(1).propose(b"w")
+    g.stabilize()
+    assert g.r(1).has_valid_lease(0.2)
+    g.r(1).read(1, 0.2)
+    ready = g.process(1)
+    assert [(r.read_id, r.index, r.via_lease) for r in ready.reads] == [(1, 1, True)]
+    # Once the lease has run out, a read needs a fresh quorum round.
+    later = 0.2 + LEASE
+    assert not g.r(1).has_valid_lease(later)
+    g.tick(1, later)
+    g.r(1).read(2, later)
+    ready = g.process(1)
+    assert ready.reads == []
+    heartbeats = [m for m in g.inflight if isinstance(m, Heartbeat)]
+    assert {m.dst for m in heartbeats} == {2, 3}
+    g.deliver(to(2))  # one follower acknowledges: with the leader, a quorum
+    g.process(2)
+    g.deliver(to(1))
+    ready = g.process(1)
+    assert [(r.read_id, r.index, r.via_lease) for r in ready.reads] == [(2, 1, False)]
+
+
+def test_a_deposed_leader_never_answers_a_read_index_read() -> None:
+    g = Group(3, fast=(1, 2))
+    g.elect(1)
+    g.idle(3, 1.0)
+    g.idle(2, 1.0)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(2).role is Role.LEADER
+    # Node 1 has not ticked since 0.2, so it has noticed nothing; its lease is over.
+    assert g.r(1).role is Role.LEADER and not g.r(1).has_valid_lease(0.45)
+    g.r(1).read(5, 0.45)
+    g.stabilize()
+    reads = [r for ready in g.readies[1] for r in ready.reads]
+    dropped = [rid for ready in g.readies[1] for rid, _ in ready.dropped_reads]
+    assert reads == [] and dropped == [5]
+
+
+# ---------------------------------------------------------------------- messages
+
+
+def test_duplicated_and_reordered_messages_change_nothing() -> None:
+    reference = Group(3, fast=(1,), max_batch_count=1, pipeline_window=4)
+    noisy = Group(3, fast=(1,), max_batch_count=1, pipeline_window=4)
+    for g, noise in ((reference, False), (noisy, True)):
+        g.elect(1)
+        for i in range(6):
+            g.r(1).propose(b"c%d" % i)
+        g.process_all()
+        for _ in range(50):
+            if not g.inflight:
+                break
+            if noise:
+                g.inflight = list(reversed(g.inflight + g.inflight))
+            g.deliver()
+            g.process_all()
+        g.tick_all(0.3)
+        g.stabilize()
+    assert noisy.chosen(1) == reference.chosen(1)
+    assert noisy.chosen(1) == noisy.chosen(2) == noisy.chosen(3)
+    assert [c for v in noisy.chosen(1) for c in v] == [b"c%d" % i for i in range(6)]
+
+
+def test_messages_for_someone_else_or_from_a_stranger_are_ignored() -> None:
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    g.r(2).step(Prepare(src=9, dst=2, ballot=Ballot(9, 9), from_slot=1))
+    g.r(2).step(Prepare(src=3, dst=1, ballot=Ballot(9, 3), from_slot=1))
+    assert not g.r(2).has_ready()
+
+
+# ---------------------------------------------------------------------- snapshots
+
+
+def test_snapshot_install_after_compaction() -> None:
+    g = Group(3, fast=(1,), compact_threshold=4, compact_keep=1, max_batch_count=1)
+    g.elect(1)
+    for i in range(12):
+        g.r(1).propose(b"c%d" % i)
+        g.stabilize(keep=between(1, 2))  # node 3 is cut off
+    assert g.r(1).status().log_start > 1  # the leader compacted
+    g.tick_all(0.3)
+    g.stabilize()  # node 3 asks to catch up, gets a snapshot, then the rest
+    assert g.chosen(3) == g.chosen(1)
+    installs = [ready for ready in g.readies[3] if ready.snapshot is not None]
+    assert installs
+    # Rule 11: the Ready carrying the snapshot does not truncate; the next one does.
+    first = installs[0]
+    assert first.persist.log_start is None
+    after = g.readies[3][g.readies[3].index(first) + 1]
+    assert after.persist.log_start == first.snapshot.index + 1
+
+
+def test_nothing_else_is_handled_in_the_ready_that_carries_a_snapshot() -> None:
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    snap = _encode([(1, (b"a",)), (2, (b"b",))])
+    g.r(3).step(InstallSnapshot(src=1, dst=3, ballot=Ballot(1, 1), index=2, data=snap))
+    g.r(3).step(
+        Accept(
+            src=1,
+            dst=3,
+            ballot=Ballot(1, 1),
+            entries=(SlotValue(slot=3, value=(b"c",)),),
+            chosen_watermark=3,
+        )
+    )
+    ready = g.process(3)
+    assert ready.snapshot is not None and ready.persist.is_empty()
+    assert ready.messages_after_persist == []  # the Accept was dropped, not half-handled
+    follow = g.process(3)
+    assert follow.persist.log_start == 3 and follow.persist.chosen_watermark == 2
+
+
+def test_a_restart_after_a_surviving_restore_finishes_the_install() -> None:
+    """Rule 11: the restore reached the disk, the truncation did not."""
+    storage = MemoryStorage()
+    stale = Ballot(1, 2)
+    storage.save(PersistBatch(promised=stale, accepted={1: (stale, (b"never-chosen",))}))
+    cfg = config(3, (1, 2, 3), fast=False)
+    replica = Replica(cfg, storage.load(), applied_index=5, rng=random.Random(0))
+    assert replica.chosen_watermark == 5 and replica.status().log_start == 6
+    # The stale vote at slot 1 must not come back as a "chosen" entry of a Promise.
+    replica.tick(100.0)
+    replica.tick(100.0 + LEASE + 0.01)
+    replica.step(Prepare(src=1, dst=3, ballot=Ballot(9, 1), from_slot=1))
+    ready = replica.ready()
+    promise = next(m for m in ready.messages_after_persist if isinstance(m, Promise))
+    assert promise.accepted == () and promise.log_start == 6
+    assert ready.persist.log_start == 6 and ready.persist.chosen_watermark == 5
+
+
+def test_an_application_below_the_compacted_log_is_refused() -> None:
+    state = DurableState(log_start=10, chosen_watermark=12)
+    with pytest.raises(InvariantViolation):
+        Replica(config(1, (1, 2, 3), fast=False), state, 3, random.Random(0))
+
+
+# ---------------------------------------------------------------------- driver contract
+
+
+def test_has_ready_is_false_while_the_pipeline_window_is_full() -> None:
+    """A driver loops `while has_ready()`: queued commands must not keep it spinning."""
+    g = Group(3, fast=(1,), pipeline_window=1, max_batch_count=1)
+    g.elect(1)
+    g.r(1).propose(b"a")
+    g.r(1).propose(b"b")
+    g.process(1)  # slot for "a" in flight, "b" waits
+    assert not g.r(1).has_ready()
+    g.inflight.clear()
