@@ -1,0 +1,217 @@
+"""The transaction client (txn.Client) against a real 3-node cluster split at "g" and "p".
+
+Keys a.., h.. and q.. live in three different Paxos groups, so a transaction touching two of
+the prefixes commits by two-phase commit. One cluster serves the module; every test uses its
+own key names. Every node is stopped by pid in the fixture's finalizer.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import txn
+from shard.cluster import LocalCluster, is_node_process
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def gp_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("txn") / "cluster", nodes=3, split_points=[b"g", b"p"]
+    )
+    try:
+        cluster.start(deadline_s=60.0, settle_s=3.0)
+        yield cluster
+    finally:
+        try:
+            cluster.stop(grace_s=3.0)
+        finally:
+            for name, proc in cluster._procs.items():
+                if proc.poll() is None and is_node_process(proc.pid, cluster.config_path, name):
+                    proc.kill()
+                    proc.wait(timeout=10)
+            cluster.close()
+
+
+@pytest.fixture
+def client(gp_cluster: LocalCluster) -> Iterator[txn.Client]:
+    with txn.Client(gp_cluster.env_value(), timeout_s=10.0, max_attempts=100) as client:
+        yield client
+
+
+def test_cross_shard_transaction_commits_atomically(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    keys = [b"atomic-a", b"hatomic", b"qatomic"]
+    assert len({gp_cluster.group_of(k) for k in keys}) == 3
+    with client.transaction() as tx:
+        for key in keys:
+            assert tx.get(key) is None
+            tx.put(key, b"v1")
+    assert tx.ref is not None and tx.ref.group_id == gp_cluster.group_of(keys[0])
+    # Every key carries the commit timestamp as its version; all visible together.
+    with client.transaction() as check:
+        assert [check.get(k) for k in keys] == [b"v1"] * 3
+        assert check.read_set == dict.fromkeys(keys, tx.commit_ts)
+    with client.snapshot(read_ts=tx.commit_ts) as snap:
+        assert [snap.get(k) for k in keys] == [b"v1"] * 3
+    with client.snapshot(read_ts=tx.commit_ts - 1) as before:  # type: ignore[operator]
+        assert [before.get(k) for k in keys] == [None] * 3
+
+
+def test_bank_transfers_conserve_the_total_in_every_snapshot(client: txn.Client) -> None:
+    """Concurrent cross-shard transfers; snapshots taken meanwhile always sum to the total."""
+    accounts = [b"bank-a1", b"bank-a2", b"hbank-1", b"hbank-2", b"qbank-1", b"qbank-2"]
+    with client.transaction() as tx:
+        for account in accounts:
+            tx.put(account, b"100")
+    total = 100 * len(accounts)
+
+    @client.transactional
+    def transfer(tx: txn.Transaction, src: bytes, dst: bytes, amount: int) -> None:
+        a = int(tx.get(src) or b"0")
+        b = int(tx.get(dst) or b"0")
+        tx.put(src, b"%d" % (a - amount))
+        tx.put(dst, b"%d" % (b + amount))
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    sums: list[int] = []
+
+    def mover(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(15):
+                src, dst = rng.sample(accounts, 2)
+                transfer(src, dst, rng.randint(1, 20))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def auditor() -> None:
+        try:
+            while not stop.is_set():
+                with client.snapshot() as snap:
+                    rows = snap.scan(b"bank-", b"bank.") + snap.scan(b"hbank-", b"hbank.")
+                    rows += snap.scan(b"qbank-", b"qbank.")
+                sums.append(sum(int(v) for _, v in rows))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    movers = [threading.Thread(target=mover, args=(i,)) for i in range(4)]
+    audit = threading.Thread(target=auditor)
+    audit.start()
+    for m in movers:
+        m.start()
+    for m in movers:
+        m.join(120)
+    stop.set()
+    audit.join(60)
+    assert not errors, errors
+    assert sums and all(s == total for s in sums), sums
+    with client.transaction() as tx:
+        assert sum(int(tx.get(a) or b"0") for a in accounts) == total
+
+
+def test_conflicting_concurrent_pair_one_conflict_naming_the_key(client: txn.Client) -> None:
+    key = b"contended"
+    client.put(key, b"0")
+    t1, t2 = client.transaction(), client.transaction()
+    for tx, other in ((t1, b"hcontended-1"), (t2, b"qcontended-2")):
+        n = int(tx.get(key) or b"0")
+        tx.put(key, b"%d" % (n + 1))
+        tx.put(other, b"x")  # a second group: two-phase commit
+    barrier = threading.Barrier(2)
+    outcomes: dict[int, object] = {}
+
+    def commit(i: int, tx: txn.Transaction) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = tx.commit()
+        except txn.Conflict as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=commit, args=(i, tx)) for i, tx in enumerate((t1, t2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    conflicts = [o for o in outcomes.values() if isinstance(o, txn.Conflict)]
+    assert len(outcomes) == 2 and len(conflicts) == 1, outcomes
+    assert conflicts[0].key == key and "contended" in str(conflicts[0])
+    assert conflicts[0].retryable
+    assert client.get(key) == b"1"
+
+
+def test_snapshot_reads(client: txn.Client) -> None:
+    client.put(b"snap-a", b"v1")
+    client.put(b"qsnap", b"v1")
+    with client.snapshot() as snap:
+        assert snap.get(b"snap-a") == b"v1"
+        # Once a shard served a read at read_ts, its later writes are stamped above it, and
+        # a cross-shard commit takes the largest prepare timestamp: neither is visible.
+        client.put(b"snap-a", b"v2")
+        with client.transaction() as tx:
+            tx.put(b"snap-a", b"v3")
+            tx.put(b"qsnap", b"v3")
+        assert tx.commit_ts is not None and tx.commit_ts > snap.read_ts
+        assert snap.get(b"snap-a") == b"v1"
+        assert snap.get(b"qsnap") == b"v1"
+        assert snap.scan(b"snap-", b"snap.") == [(b"snap-a", b"v1")]
+    with client.snapshot() as later:
+        assert later.read_ts > snap.read_ts
+        assert later.get(b"snap-a") == b"v3" and later.get(b"qsnap") == b"v3"
+    with client.snapshot(read_ts=tx.commit_ts - 1) as before:
+        assert before.get(b"qsnap") == b"v1"
+
+
+def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
+    with client.transaction() as tx:
+        tx.put(b"status-a", b"1")
+        tx.put(b"hstatus", b"1")
+    assert tx.ref is not None
+    status = client.txn_status(tx.ref)
+    assert status.state is txn.TxnState.COMMITTED and status.commit_ts == tx.commit_ts
+    assert client.txn_status(tx.txn_id, key=b"status-a") == status
+    assert client.txn_status(b"never-ran", group_id=1).state is txn.TxnState.UNKNOWN
+    # A transaction that lost at prepare is recorded as aborted at its coordinator.
+    loser = client.transaction()
+    loser.get(b"hstatus")
+    loser.put(b"status-a", b"2")
+    loser.put(b"hstatus", b"2")
+    client.put(b"hstatus", b"changed")
+    with pytest.raises(txn.Conflict):
+        loser.commit()
+    assert loser.ref is not None
+    assert client.txn_status(loser.ref).state is txn.TxnState.ABORTED
+    assert client.get(b"status-a") == b"1"
+
+
+def test_txn_cli(gp_cluster: LocalCluster) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shard.cli",
+            "txn",
+            "--cluster",
+            gp_cluster.env_value(),
+            "put cli-a 1; put qcli 2",
+            "get cli-a",
+            "scan cli- cli.",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.decode().splitlines()
+    assert lines[0] == "get cli-a: 1"
+    assert lines[1:3] == ["scan cli- cli.: 1 item", "  cli-a\t1"]
+    assert lines[3].startswith("committed at ts ")
