@@ -685,6 +685,12 @@ class RoutingClient:
                 await self._sleep(attempt, deadline)
                 attempt += 1
                 continue
+            if code == kv.CONFLICT:
+                # A prepared transaction holds the key; nothing was applied and its decision
+                # is moments away: back off and retry at the same leader.
+                await self._sleep(attempt, deadline)
+                attempt += 1
+                continue
             if code in (kv.WRONG_SHARD, kv.UNKNOWN_GROUP):
                 if code == kv.UNKNOWN_GROUP:
                     cache.mark_stale()
