@@ -66,6 +66,22 @@ Rules
    timestamps, snapshot timestamps) and proposes `ts = max(seen + 1, wall-clock)` to
    participants; a snapshot never reads below a timestamp the client already saw.
 
+Fenced writes
+-------------
+`tx.put_fenced(key, value, lock=LOCK, token=T)` (and `delete_fenced`, `client.put_fenced`)
+writes only while the lock key's latest version is still exactly `T`: the transaction's read
+set gets `(LOCK, version=T)`, and every participant validates read versions inside the
+replicated PREPARE / one-phase commit, so the STORE refuses the write once the lock was
+re-acquired, renewed or released (each of those writes a new version of the lock key). The
+refusal raises `FencingTokenRejected` (a `Conflict` that `run` does not retry: the token
+can never become current again) and leaves nothing behind. The token of a lock is the
+commit timestamp of the transaction that wrote the lock record (`tx.commit_ts`, the
+version it wrote to the lock key; also `tx.read_set[LOCK]` after reading it). Tokens
+increase: every later write of the lock key gets a higher version. Renewing writes a new
+version, so a renewal is a new token. An expiry stored in the lock record is advisory data
+for acquirers to check; the store knows nothing of it. (Kleppmann, "How to do distributed
+locking", 2016; examples/lock_with_fencing.py.)
+
 Not protected: phantoms. A scan records the versions of the keys it returned; a key inserted
 later into the scanned range by another transaction does not conflict with this one. Read the
 keys you depend on, or guard a range with a key every writer to it also writes.
@@ -117,6 +133,7 @@ __all__ = [
     "AsyncTransaction",
     "CasResult",
     "Client",
+    "FencingTokenRejected",
     "Snapshot",
     "Transaction",
     "TransactionState",
@@ -136,6 +153,40 @@ _ABORT_TIMEOUT_S = 2.0  # budget of the best-effort Decide(abort) after a failed
 _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
+_FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
+
+
+class FencingTokenRejected(Conflict):
+    """A fenced write was refused: the lock key no longer has the token's version (someone
+    re-acquired, renewed or released the lock). Nothing of the transaction was written.
+
+    Not retryable: a newer version never goes away, so re-running cannot succeed with this
+    token. Re-acquire the lock for a new token instead.
+
+    Attributes:
+        lock: the lock key.
+        token: the token the write carried.
+        latest_version: the lock key's version the client saw when classifying the refusal
+            (None when unknown).
+    """
+
+    code = "FENCING_TOKEN_REJECTED"
+    retryable = False
+    maybe_committed = False
+
+    def __init__(
+        self, lock: bytes, token: int, latest_version: int | None = None, *, txn_id: bytes = b""
+    ) -> None:
+        now = "" if latest_version is None else f" (its latest version is {latest_version})"
+        reason = f"fencing token {token} is not the current version of lock {lock!r}{now}"
+        super().__init__(lock, b"", "commit", reason, txn_id=txn_id)
+        self.lock = lock
+        self.token = token
+        self.latest_version = latest_version
+        self.args = (
+            f"{reason}: the lock was re-acquired, renewed or released, so the store refused "
+            "the fenced write; nothing was written. Acquire the lock again for a new token",
+        )
 
 
 # ---------------------------------------------------------------------------- public types
@@ -287,6 +338,7 @@ class AsyncTransaction:
         self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
         self._values: dict[bytes, bytes | None] = {}  # what each read returned
+        self._fences: dict[bytes, int] = {}  # lock key -> fencing token (also in _reads)
         self._state = TransactionState.OPEN
         self._commit_ts: int | None = None
         self._ref: TxnRef | None = None
@@ -402,6 +454,9 @@ class AsyncTransaction:
         return result
 
     def _record_read(self, key: bytes, version: int, value: bytes | None) -> None:
+        token = self._fences.get(key)
+        if token is not None and version != token:
+            raise FencingTokenRejected(key, token, version, txn_id=self.txn_id)
         seen = self._reads.get(key)
         if seen is not None and seen != version:
             raise Conflict(
@@ -438,6 +493,51 @@ class AsyncTransaction:
         self._check_open()
         self._writes[key] = None
 
+    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a write that commits only while `lock`'s latest version is `token`.
+
+        The lock key joins the read set at version `token` (no I/O here), so the store
+        validates it in the same replicated PREPARE / one-phase commit that writes `key`
+        (module docstring, "Fenced writes").
+
+        Args:
+            key, value: the write.
+            lock: the lock key whose record the token came from.
+            token: the lock's fencing token: the commit timestamp of the transaction that
+                wrote the lock record (> 0).
+
+        Raises:
+            FencingTokenRejected: this transaction already read `lock` at another version,
+                or (at commit) the store refused the token.
+            InvalidArgument: a bad key, value or token, or two tokens for one lock.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        self._fence(lock, token)
+        self.put(key, value)
+
+    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a delete that commits only while `lock`'s latest version is `token`.
+
+        Raises:
+            As `put_fenced`.
+        """
+        self._fence(lock, token)
+        self.delete(key)
+
+    def _fence(self, lock: bytes, token: int) -> None:
+        lock = _as_key(lock, "key")
+        self._check_open()
+        if isinstance(token, bool) or not isinstance(token, int) or token <= 0:
+            raise InvalidArgument(f"a fencing token is a commit timestamp > 0, got {token!r}")
+        known = self._fences.get(lock)
+        if known is not None and known != token:
+            raise InvalidArgument(f"two fencing tokens ({known}, {token}) for lock {lock!r}")
+        seen = self._reads.get(lock)
+        if seen is not None and seen != token:
+            raise FencingTokenRejected(lock, token, seen, txn_id=self.txn_id)
+        self._fences[lock] = token
+        self._reads[lock] = token
+
     # -- end of life
 
     async def commit(self) -> int:
@@ -451,6 +551,8 @@ class AsyncTransaction:
         Raises:
             Conflict: a participant refused (a read key changed, or another transaction
                 holds a key), or recovery aborted the transaction first. Retryable.
+            FencingTokenRejected: a fenced write's lock has a newer version than its token
+                (a Conflict that is not retryable).
             CommitUnknown: the decision's answer was lost until the deadline; the
                 transaction may have committed (`err.ref` for `client.txn_status`).
             Unavailable, DeadlineExceeded: a participant could not be reached; not committed.
@@ -461,6 +563,13 @@ class AsyncTransaction:
         self._state = TransactionState.COMMITTING
         try:
             commit_ts = await self._client._commit(self)
+        except Conflict as exc:
+            self._state = TransactionState.ABORTED
+            if self._fences and not isinstance(exc, FencingTokenRejected):
+                stale = await self._client._stale_fence(self)
+                if stale is not None:
+                    raise stale from exc
+            raise
         except CommitUnknown:
             self._state = TransactionState.UNKNOWN
             raise
@@ -971,6 +1080,39 @@ class AsyncClient:
         items, _ = await self._scan_range(start, end, limit, timeout_s=timeout_s)
         return [(k, v) for k, v, _ in items]
 
+    async def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
+        """Write one key in its own transaction, only while `lock`'s latest version is
+        `token` (see `AsyncTransaction.put_fenced`); other conflicts are retried as `run`
+        retries them.
+
+        Returns:
+            The commit timestamp (the new version of `key`).
+
+        Raises:
+            FencingTokenRejected: the store refused the token; nothing was written.
+            Others as `run`.
+        """
+
+        def write(tx: AsyncTransaction) -> AsyncTransaction:
+            tx.put_fenced(key, value, lock=lock, token=token)
+            return tx
+
+        tx = await self.run(write)
+        assert tx.commit_ts is not None
+        return tx.commit_ts
+
+    async def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
+        """Delete one key in its own transaction, only while `lock`'s latest version is
+        `token`; returns the commit timestamp. Raises as `put_fenced`."""
+
+        def remove(tx: AsyncTransaction) -> AsyncTransaction:
+            tx.delete_fenced(key, lock=lock, token=token)
+            return tx
+
+        tx = await self.run(remove)
+        assert tx.commit_ts is not None
+        return tx.commit_ts
+
     # ------------------------------------------------------------------ request plumbing
 
     def _map(self) -> ShardMap:
@@ -1168,6 +1310,28 @@ class AsyncClient:
         return out, len(out) < limit
 
     # ------------------------------------------------------------------ commit
+
+    async def _stale_fence(self, tx: AsyncTransaction) -> FencingTokenRejected | None:
+        """After a refused commit of a fenced transaction: the error for a lock whose latest
+        version is not its token any more, else None (the refusal had another cause).
+
+        A version once superseded never becomes latest again, so a lock found at another
+        version means the store refused (or would now refuse) the token. When the lock
+        cannot be read in time the refusal stays an ordinary, retryable Conflict.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self._timeout_s, _FENCE_CHECK_TIMEOUT_S)
+        for lock, token in tx._fences.items():
+            request = kv.Request(get=kv.GetRequest(key=lock))
+            try:
+                response = await self._read(request, key=lock, deadline=deadline)
+            except PaxosKVError:
+                return None
+            version = response.get.version
+            self._clock.observe(version)
+            if version != token:
+                return FencingTokenRejected(lock, token, version, txn_id=tx.txn_id)
+        return None
 
     async def _commit(self, tx: AsyncTransaction) -> int:
         reads = list(tx._reads.items())
@@ -1494,6 +1658,14 @@ class Transaction:
         """Buffer a delete (sent at commit). See `AsyncTransaction.delete`."""
         self._inner.delete(key)
 
+    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a write fenced by `lock`'s token. See `AsyncTransaction.put_fenced`."""
+        self._inner.put_fenced(key, value, lock=lock, token=token)
+
+    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a delete fenced by `lock`'s token. See `AsyncTransaction.delete_fenced`."""
+        self._inner.delete_fenced(key, lock=lock, token=token)
+
     def commit(self) -> int:
         """Commit; returns the commit timestamp. See `AsyncTransaction.commit`."""
         return self._client._call(self._inner.commit())
@@ -1798,6 +1970,14 @@ class Client:
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncClient.scan`."""
         return self._call(self._async.scan(start, end, limit, timeout_s=timeout_s))
+
+    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
+        """See `AsyncClient.put_fenced`; returns the commit timestamp."""
+        return self._call(self._async.put_fenced(key, value, lock=lock, token=token))
+
+    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
+        """See `AsyncClient.delete_fenced`; returns the commit timestamp."""
+        return self._call(self._async.delete_fenced(key, lock=lock, token=token))
 
 
 # ---------------------------------------------------------------------------- decorator
