@@ -378,8 +378,16 @@ class LocalCluster:
             out.append(NodeState(node.name, node.id, node.address, pid, state))
         return out
 
-    def start(self, *, deadline_s: float = 60.0, progress: Progress | None = None) -> None:
-        """Start every node and wait until every group has a leader (see the module doc).
+    def start(
+        self,
+        *,
+        deadline_s: float = 60.0,
+        settle_s: float = 5.0,
+        progress: Progress | None = None,
+    ) -> None:
+        """Start every node and wait until every group has a leader (see the module doc),
+        then up to `settle_s` more until each leader sits on its group's preferred node (the
+        nodes hand leadership there), so callers start from a steady placement.
 
         Raises:
             ClusterError: some node of this directory is already running, a node did not
@@ -431,6 +439,8 @@ class LocalCluster:
         except BaseException:
             self._stop_all(grace_s=5.0)
             raise
+        if settle_s > 0 and not self.wait_settled(settle_s):
+            say("leaders have not all moved to their preferred nodes yet (that is fine)")
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -480,7 +490,6 @@ class LocalCluster:
             )
         self._procs[name] = proc
         self.pid_file(name).write_text(f"{proc.pid}\n")
-        self._drop_channel(name)
 
     def _wait_ready(self, name: str, end: float) -> None:
         """Wait for the node's ready line; raise with its log tail if it exits instead."""
@@ -536,7 +545,6 @@ class LocalCluster:
             if not self._wait_gone(name, pid, time.monotonic() + wait_s):
                 raise ClusterError(f"{name} (pid {pid}) did not exit within {wait_s} s")
             self.pid_file(name).unlink(missing_ok=True)
-        self._drop_channel(name)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: the process freezes (sockets stay open, nothing is answered)."""
@@ -589,7 +597,6 @@ class LocalCluster:
             if not self._wait_gone(name, pid, time.monotonic() + 10.0):
                 raise ClusterError(f"{name} (pid {pid}) survived SIGKILL")
             self.pid_file(name).unlink(missing_ok=True)
-            self._drop_channel(name)
         return killed
 
     def _wait_gone(self, name: str, pid: int, end: float) -> bool:
@@ -610,7 +617,8 @@ class LocalCluster:
     # ------------------------------------------------------------------ gRPC
 
     def channel(self, name: str) -> grpc.Channel:
-        """A cached channel to the node (dropped on restart, kill and stop)."""
+        """A cached channel to the node; it outlives kills and restarts (it reconnects within
+        CHANNEL_OPTIONS' short backoff), so other threads may keep using it."""
         ch = self._channels.get(name)
         if ch is None:
             ch = grpc.insecure_channel(self.node(name).address, options=CHANNEL_OPTIONS)
@@ -727,6 +735,21 @@ class LocalCluster:
                     f"the cluster in {self.data_dir} is not healthy after {deadline_s:.0f} s "
                     f"({line}); see the logs in {self.logs_dir}"
                 )
+            time.sleep(0.05)
+
+    def wait_settled(self, deadline_s: float = 5.0) -> bool:
+        """Wait until every group is led by its preferred leader; False at the deadline."""
+        shard_map = self.shard_map
+        end = time.monotonic() + deadline_s
+        while True:
+            leaders = self.leaders(timeout_s=1.0)
+            if all(
+                lead.leader == self.name_of(shard_map.preferred_leader(g))
+                for g, lead in leaders.items()
+            ):
+                return True
+            if time.monotonic() > end:
+                return False
             time.sleep(0.05)
 
     def describe(self) -> Iterator[str]:
