@@ -546,6 +546,23 @@ class LocalCluster:
                 raise ClusterError(f"{name} (pid {pid}) did not exit within {wait_s} s")
             self.pid_file(name).unlink(missing_ok=True)
 
+    def kill_all(self, sig: int = signal.SIGKILL, *, wait_s: float = 10.0) -> list[str]:
+        """Signal every running node at once (SIGKILL: a whole-cluster crash), then wait until
+        they are gone; returns the names that were signalled."""
+        signalled = {}
+        for name in self.names:
+            pid = self.pid(name)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                signalled[name] = pid
+        end = time.monotonic() + wait_s
+        for name, pid in signalled.items():
+            if not self._wait_gone(name, pid, end):
+                raise ClusterError(f"{name} (pid {pid}) did not exit within {wait_s} s")
+            self.pid_file(name).unlink(missing_ok=True)
+        return list(signalled)
+
     def pause(self, name: str) -> None:
         """SIGSTOP: the process freezes (sockets stay open, nothing is answered)."""
         self.send_signal(name, signal.SIGSTOP)
