@@ -350,13 +350,13 @@ class Writer:
 # Test modules get the helpers through fixtures (tests/ has no packages to import from).
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def kv_of() -> Callable[[LocalCluster], Kv]:
     """`kv_of(cluster)` -> a Kv helper for that cluster."""
     return Kv
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def writer_of() -> Callable[[LocalCluster, list[bytes]], Writer]:
     """`writer_of(cluster, [prefix, ...])` -> a Writer (use it as a context manager)."""
     return Writer
