@@ -69,6 +69,21 @@ def test_writes_in_every_shard_read_back_through_every_node(
         if desc.end is not None:
             crossing = kv_.scan_at(leader, group_id, desc.start, desc.end + b"zz")
             assert crossing.error.code == kv.WRONG_SHARD, crossing.error
+    # Through the routing client: a scan across every shard boundary, and routed reads.
+    everything = sorted(item for items in written.values() for item in items.items())
+    assert asyncio.run(_routed_scan_and_gets(cluster, everything)) == everything
+
+
+async def _routed_scan_and_gets(
+    cluster: LocalCluster, expected: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    from router.client import RoutingClient
+
+    async with RoutingClient(cluster.env_value(), timeout_s=20.0) as client:
+        for key, value in expected:
+            found = await client.get(key)
+            assert found is not None and found[0] == value, (key, found)
+        return [(k, v) for k, v, _ in await client.scan(b"", None)]
 
 
 def _read_following_hints(
