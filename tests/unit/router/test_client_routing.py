@@ -488,6 +488,7 @@ async def test_read_without_answer_is_deadline_exceeded(cluster: FakeCluster) ->
 async def test_write_without_answer_is_outcome_unknown(cluster: FakeCluster) -> None:
     cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "put" else None
     async with client_for(cluster, timeout_s=0.5) as client:
+        await client.get(b"a", timeout_s=10)  # open the stream first: the put is then sent
         with pytest.raises(OutcomeUnknown, match="before the deadline"):
             await client.put(b"a", b"1")
         assert cluster.count("put") == 1
