@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +62,8 @@ __all__ = [
     "NodeState",
     "default_split_points",
     "free_ports",
+    "is_node_process",
+    "wait_for",
 ]
 
 Progress = Callable[[str], None]
@@ -421,6 +424,9 @@ class LocalCluster:
                 if attempt == attempts:
                     raise ClusterError(str(exc)) from None
                 say(f"{exc}; picking new ports")
+                # A brand-new cluster: nothing of value is stored yet, but the meta group may
+                # already have recorded the old addresses. Start from empty data directories.
+                shutil.rmtree(self.data_dir / "data", ignore_errors=True)
                 self.config = replace(
                     self.config,
                     nodes=tuple(
