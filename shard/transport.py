@@ -41,6 +41,7 @@ class PeerLink:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random(peer_id)
+        self._generation = 0
         self.connected = False
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
@@ -61,9 +62,13 @@ class PeerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _batches(self) -> AsyncIterator[peer_pb2.PeerBatch]:
-        while True:
+    async def _batches(self, generation: int) -> AsyncIterator[peer_pb2.PeerBatch]:
+        # A failed call may leave gRPC's request consumer parked in here; the generation check
+        # ends such a stale generator instead of letting it steal batches from the new stream.
+        while generation == self._generation:
             await self._wake.wait()
+            if generation != self._generation:
+                return
             self._wake.clear()
             if not self._queue:
                 continue
@@ -79,15 +84,19 @@ class PeerLink:
                 async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._queue.clear()
-                    call = stub.Exchange(self._batches())
+                    self._generation += 1
+                    call = stub.Exchange(self._batches(self._generation))
                     self.connected = True
                     attempt = 0
-                    async for reply in call:
-                        if reply.refusal:
-                            log.error(
-                                "peer refused our stream",
-                                extra={"peer": self.peer_id, "reason": reply.refusal},
-                            )
+                    try:
+                        async for reply in call:
+                            if reply.refusal:
+                                log.error(
+                                    "peer refused our stream",
+                                    extra={"peer": self.peer_id, "reason": reply.refusal},
+                                )
+                    finally:
+                        call.cancel()
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError:
@@ -95,6 +104,8 @@ class PeerLink:
             except Exception:
                 log.exception("peer stream failed", extra={"peer": self.peer_id})
             self.connected = False
+            self._generation += 1
+            self._wake.set()
             self._queue.clear()
             attempt += 1
             delay = min(1.0, 0.02 * 2 ** min(attempt, 10))

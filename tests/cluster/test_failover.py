@@ -247,16 +247,6 @@ def _ballot(cluster: LocalCluster, name: str, group_id: int) -> tuple[int, int]:
     raise AssertionError(f"{name} does not host group {group_id}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shard/transport.py PeerLink: every reconnect attempt creates a new _batches() "
-    "generator over the shared _queue/_wake, and a failed call leaves grpc's request-consumer "
-    "task blocked on it; after a peer was down for D seconds ~30*D stale generators wait on "
-    "_wake (FIFO, oldest first), and each steals one batch into a dead call. The first ~30*D "
-    "batches sent after the peer is back are silently lost (measured: down 1 s -> first 87 of "
-    "200 lost; down 3 s -> first 162 lost). This is what stretches a failover right after a "
-    "restart to 0.8-2.7 s (the restarted node cannot hear its peers for that long).",
-)
 def test_peer_link_delivers_every_message_sent_after_the_peer_is_back() -> None:
     """Real gRPC on 127.0.0.1: a PeerLink whose peer was down for a while must deliver every
     message sent once the peer is back and the link's new stream is open (Paxos retransmits
@@ -276,9 +266,10 @@ async def _peer_link_after_restart(down_s: float, count: int) -> None:
     stream_open = asyncio.Event()
 
     class Servicer(PeerServicer):
-        def Exchange(self, request_iterator: Any, context: Any) -> Any:
+        async def Exchange(self, request_iterator: Any, context: Any) -> Any:
             stream_open.set()
-            return super().Exchange(request_iterator, context)
+            async for reply in super().Exchange(request_iterator, context):
+                yield reply
 
     link = PeerLink("c", 1, 2, address)
     link.start()
