@@ -451,10 +451,13 @@ class LocalCluster:
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")
-        header = (
-            "# Written by `paxoskv cluster start`. Split points cut the lowercase alphabet into\n"
-            "# nearly equal ranges by a key's first byte (shard.cluster.default_split_points).\n"
-        )
+        header = "# Written by `paxoskv cluster start`.\n"
+        shards = len(self.config.split_points) + 1
+        if self.config.split_points == default_split_points(min(shards, MAX_SHARDS)):
+            header += (
+                "# Split points cut the lowercase alphabet into nearly equal ranges by a key's\n"
+                "# first byte (shard.cluster.default_split_points).\n"
+            )
         tmp.write_text(header + render_config(self.config))
         tmp.replace(self.config_path)
 
