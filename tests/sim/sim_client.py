@@ -62,6 +62,12 @@ __all__ = ["SimTxnClient", "Transport", "TxnResult", "error_of"]
 OnAnswer = Callable[[kv.Response | None, bool], None]
 Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
 
+#: Deliberate client bugs the property tests must catch (never set outside those proofs):
+#: commit without the read set (no validation: lost updates), read the latest versions in a
+#: snapshot instead of the versions at T, report an unanswered commit (CommitUnknown) as a
+#: failure.
+MUTATIONS = ("no_read_validation", "snapshot_reads_latest", "unknown_as_fail")
+
 ABANDON_POINTS = ("before_commit", "before_decide", "after_decide_sent", "before_resolve")
 
 
@@ -115,12 +121,17 @@ class TxnResult:
 
 
 def error_of(response: kv.Response) -> kv.Error:
-    """The error of any response (code OK when none)."""
+    """The error of any response (code OK when none).
+
+    A response whose body has only default fields (an OK ResolveResponse) arrives with no
+    `result` set at all: that is a success, as the real clients read it.
+    """
     kind = response.WhichOneof("result")
     if kind is None:
-        return kv.Error(code=kv.INTERNAL, message="empty response")
+        return kv.Error()
     body = getattr(response, kind)
-    return body if kind == "error" else body.error
+    error: kv.Error = body if kind == "error" else body.error
+    return error
 
 
 class SimTxnClient:
@@ -133,8 +144,11 @@ class SimTxnClient:
         read_timeout_s: float = 1.5,
         commit_timeout_s: float = 2.0,
         abandon: Callable[[str], bool] | None = None,
+        mutations: frozenset[str] = frozenset(),
     ) -> None:
         self.t = transport
+        #: Deliberate bugs, for the proof that the checkers catch them (see MUTATIONS).
+        self.mutations = mutations
         self.read_timeout_s = read_timeout_s
         self.commit_timeout_s = commit_timeout_s
         self.abandon = abandon or (lambda _point: False)
@@ -245,6 +259,8 @@ class _Txn:
     def _commit(self) -> None:
         res = self.result
         reads, writes = res.reads, res.writes
+        if "no_read_validation" in self.c.mutations:
+            reads = {}
         if not reads and not writes:
             self.finish("ok", "empty")
             return
@@ -280,7 +296,7 @@ class _Txn:
 
     def _on_one_phase(self, response: kv.Response | None, ambiguous: bool) -> None:
         if response is None:
-            if ambiguous:
+            if ambiguous and "unknown_as_fail" not in self.c.mutations:
                 self.finish("info", "one-phase commit unanswered (CommitUnknown)")
             else:
                 self.finish("fail", "one-phase commit refused before proposing")
@@ -310,8 +326,11 @@ class _Txn:
                 group,
                 kv.Request(prepare=op),
                 self._remaining(),
-                lambda r, _a, g=group: self._on_vote(g, r),
+                self._vote_callback(group),
             )
+
+    def _vote_callback(self, group: int) -> OnAnswer:
+        return lambda response, _ambiguous: self._on_vote(group, response)
 
     def _on_vote(self, group: int, response: kv.Response | None) -> None:
         if response is None or error_of(response).code != kv.OK:
@@ -357,7 +376,7 @@ class _Txn:
         if self.finished:
             return
         if response is None:
-            if ambiguous:
+            if ambiguous and "unknown_as_fail" not in self.c.mutations:
                 self.finish("info", "Decide unanswered (CommitUnknown)")
             else:
                 self.finish("fail", "Decide refused before proposing")
@@ -427,6 +446,8 @@ class _Snapshot:
         request = kv.Request(
             get=kv.GetRequest(key=key, snapshot=True, at_version=self.result.snapshot_ts)
         )
+        if "snapshot_reads_latest" in self.c.mutations:
+            request = kv.Request(get=kv.GetRequest(key=key))
         self.c._header(request.get.header, group)
         remaining = self.deadline - self.c.t.now()
         if remaining <= 0:

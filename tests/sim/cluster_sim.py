@@ -1,0 +1,1511 @@
+"""Whole paxoskv clusters in the simulator: NodeCore hosts, routed clients, faults, verdicts.
+
+Theory of operation
+-------------------
+`ClusterSim(workload, profile, seed)` builds a `World` from `random.Random(seed)` (the only
+RNG of the run), draws the knobs of the profile, a fault schedule and the 2PC crash points,
+and runs a cluster of `NodeHost`s: N nodes, the meta group 0 and several data groups of 3
+replicas each, placed by `router.shard_map.bootstrap`. A `NodeHost` drives a real
+`shard.node.NodeCore` exactly as `shard/runtime.py` does, with virtual time: on each wake it
+calls `tick(monotonic, wall_ns)`, steps the peer messages and submits the client requests of
+its inbox, runs `shard.execute.execute_cycle` until no group has work (at most 16 cycles),
+hands `core.outbound` (transaction resolution and recovery requests) to its `Rpc`, and only
+then lets its replies leave (a crash at the end of a wake loses them, as a process killed
+before gRPC flushed would).
+
+Disks are `shard.disk.MemoryNodeDisk`s behind `SimNodeDisk`, which can crash the process at
+four points inside `execute_cycle` (before/after the synced persist, before/after the
+unsynced apply batch). A crash is a power loss (unsynced engine writes are lost; the Paxos
+log re-applies them) or a kill -9 (everything written survives).
+
+Clients (`ClientHost`) run `sim_client.SimTxnClient` over an `Rpc`: a request goes to the
+cached leader of its group, follows NOT_LEADER hints, rotates replicas on UNAVAILABLE and on
+silence, and is re-sent (every request the clients and nodes send is idempotent) until its
+deadline. Nodes use the same `Rpc` for their outbound requests.
+
+Faults: seeded drops, duplicates, delays and reordering (`world.SimNetwork`); partitions,
+leader isolation and clogged links; crashes and restarts of any node (also of the current
+leader of a group), crashes inside a cycle; and the 2PC crash points, "crash host X when
+condition C first holds", checked after every wake of a node:
+
+==========================  ===========================================================
+trigger                     crashes the leader of a group as soon as...
+==========================  ===========================================================
+``coord_prepared``          a PREPARE of a multi-group transaction is applied at its
+                            coordinator group (the vote has not left yet)
+``participant_prepared``    a PREPARE is applied at a non-coordinator participant
+``coord_decided``           a decision is applied at the coordinator group while its own
+                            prepare is still unresolved (no participant learned it yet)
+==========================  ===========================================================
+
+plus client processes that die (``abandon``) before the commit, before Decide, right after
+sending Decide(commit), or before the resolves.
+
+A run has four phases in virtual time: warm-up (every group elects a leader), chaos (the
+workload and the faults), heal (the network heals, crashed nodes restart, clients finish,
+a final reader reads every key) and quiescence (no prepared record, intent or unfinished
+decision may remain anywhere, every replica of a group converges). `verify()` then checks:
+
+- atomicity: per transaction, the truth is the decision record in its coordinator group;
+  the versions stored in every replica are exactly the writes of the committed
+  transactions at their commit_ts (each on all participants or on none), replicas agree;
+- the client's view matches the truth: ok means committed at that commit_ts, fail means
+  not committed (info may be either);
+- no transaction in doubt after heal;
+- the workload's own check: Elle on the list-append history (strict serializability with
+  real-time edges) and every acknowledged append read back at the end; for the bank, every
+  successful snapshot and the final state sum to the constant total.
+
+A failure raises `SafetyViolation` or `LivenessViolation` whose message ends with the
+replay command (`REPLAY_HINT`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import elle
+from sim_client import SimTxnClient, TxnResult, error_of
+from world import CrashMode, Host, HostTiming, NetworkConfig, World
+
+from paxos import Role
+from paxos.messages import Message
+from router import kv_pb2 as kv
+from router.shard_map import META_GROUP_ID, NodeAddress, ShardMap, bootstrap
+from shard.config import PaxosSettings
+from shard.disk import MemoryNodeDisk
+from shard.execute import execute_cycle
+from shard.node import NodeCore, TxnSettings
+
+__all__ = [
+    "PROFILES",
+    "WORKLOADS",
+    "ClusterResult",
+    "ClusterSim",
+    "LivenessViolation",
+    "SafetyViolation",
+    "parse_replay",
+    "run_cluster",
+]
+
+CLUSTER_ID = "sim"
+WALL_EPOCH_S = 1_750_000_000.0
+MAX_CYCLES_PER_WAKE = 16
+NODE_REQUEST_TIMEOUT_S = 1.0
+CYCLE_POINTS = ("before_persist", "after_persist", "before_apply", "after_apply")
+TRIGGERS = ("coord_prepared", "participant_prepared", "coord_decided")
+READ_KINDS = frozenset({"get", "scan", "txn_status", "timestamp"})
+REPLAY_HINT = (
+    "PAXOSKV_TXN_SEED={workload}:{profile}:{seed} "
+    "python -m pytest tests/sim/test_txn_properties.py -k replay"
+)
+
+
+class SafetyViolation(AssertionError):
+    """A property that must always hold was broken."""
+
+
+class LivenessViolation(AssertionError):
+    """After heal, with every node up and connected, something did not finish in time."""
+
+
+# ---------------------------------------------------------------------- the disk
+
+
+class _CrashNow(Exception):
+    """Raised at an armed crash point inside execute_cycle."""
+
+
+class _EngineProxy:
+    """The node's engine, with crash points around the apply batch's write."""
+
+    def __init__(self, disk: SimNodeDisk, engine: Any) -> None:
+        self._disk = disk
+        self._engine = engine
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._engine.get(key)  # type: ignore[no-any-return]
+
+    def scan(
+        self, lo: bytes, hi: bytes | None, limit: int | None, reverse: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        return self._engine.scan(lo, hi, limit, reverse)  # type: ignore[no-any-return]
+
+    def new_batch(self) -> Any:
+        return self._engine.new_batch()
+
+    def write(self, batch: Any, sync: bool) -> None:
+        self._disk.point("before_apply")
+        self._engine.write(batch, sync)
+        self._disk.point("after_apply")
+
+
+class SimNodeDisk:
+    """A `MemoryNodeDisk` that survives the process, with armable crash points."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryNodeDisk()
+        self.engine = _EngineProxy(self, self.inner.engine)
+        #: The crash point of the next cycle that reaches it (None: disarmed).
+        self.armed: str | None = None
+        self.hit: str | None = None
+
+    def load(self, group_id: int) -> Any:
+        return self.inner.load(group_id)
+
+    def persist(self, batches: Any) -> None:
+        self.point("before_persist")
+        self.inner.persist(batches)
+        self.point("after_persist")
+
+    def point(self, name: str) -> None:
+        if self.armed == name:
+            self.armed = None
+            self.hit = name
+            raise _CrashNow(name)
+
+    def crash(self, mode: str) -> None:
+        """The process died: a power loss forgets unsynced writes, a kill keeps them."""
+        self.armed = None
+        if mode != CrashMode.KILL:
+            self.inner.crash()
+
+
+# ---------------------------------------------------------------------- routed RPC
+
+OnAnswer = Callable[[kv.Response | None, bool], None]
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    id: int
+    group: int | None
+    data: bytes
+    deadline: float
+    on_done: OnAnswer
+    write: bool
+    attempt: int = 0
+    token: int = 0
+    rot: int = 0
+    target: int = 0
+    ambiguous: bool = False
+    done: bool = False
+
+
+class Rpc:
+    """Requests to group leaders over the simulated network, with redirects and re-sends.
+
+    Every request sent through it must be idempotent: it is re-sent on silence (after
+    `ATTEMPT_TIMEOUT_S`) and on NOT_LEADER / UNAVAILABLE / OUTCOME_UNKNOWN answers until its
+    deadline. `ambiguous` in the answer tells whether some attempt may have been proposed.
+    """
+
+    ATTEMPT_TIMEOUT_S = 0.25
+
+    def __init__(self, host: Host, sim: ClusterSim) -> None:
+        self.host = host
+        self.sim = sim
+        self.world = sim.world
+        self.leaders: dict[int, int] = {}
+        self.calls: dict[int, _Call] = {}
+        self._next_id = 1
+        self.alive = True
+
+    def call(
+        self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
+    ) -> None:
+        call = _Call(
+            id=self._next_id,
+            group=group_id,
+            data=request.SerializeToString(),
+            deadline=self.world.now + timeout_s,
+            on_done=on_done,
+            write=request.WhichOneof("op") not in READ_KINDS,
+        )
+        self._next_id += 1
+        self.calls[call.id] = call
+        self._attempt(call)
+
+    def _candidates(self, group: int | None) -> list[int]:
+        if group is None:
+            return self.sim.node_ids
+        return list(self.sim.shard_map.replicas(group))
+
+    def _attempt(self, c: _Call) -> None:
+        if not self.alive or c.done:
+            return
+        now = self.world.now
+        if now >= c.deadline:
+            self._finish(c, None)
+            return
+        nodes = self._candidates(c.group)
+        target = self.leaders.get(c.group) if c.group is not None else None
+        if target is None or target not in nodes:
+            target = nodes[c.rot % len(nodes)]
+            c.rot += 1
+        c.attempt += 1
+        c.target = target
+        self.world.net.send(self.host.id, target, ("req", c.id, c.attempt, c.data))
+        c.token += 1
+        self.world.schedule(
+            min(now + self.ATTEMPT_TIMEOUT_S, c.deadline), self._on_timeout, c, c.token
+        )
+
+    def _on_timeout(self, c: _Call, token: int) -> None:
+        if not self.alive or c.done or token != c.token:
+            return
+        if c.write:
+            c.ambiguous = True
+        if c.group is not None and self.leaders.get(c.group) == c.target:
+            del self.leaders[c.group]
+        self._attempt(c)
+
+    def _on_retry(self, c: _Call, token: int) -> None:
+        if self.alive and not c.done and token == c.token:
+            self._attempt(c)
+
+    def on_response(self, src: int, call_id: int, attempt: int, data: bytes) -> None:
+        c = self.calls.get(call_id)
+        if c is None or c.done or not self.alive:
+            return
+        response = kv.Response.FromString(data)
+        error = error_of(response)
+        code = error.code
+        if code in (kv.NOT_LEADER, kv.UNAVAILABLE, kv.OUTCOME_UNKNOWN):
+            if attempt != c.attempt:
+                return  # an older attempt's refusal; the current one is still in flight
+            if code == kv.OUTCOME_UNKNOWN:
+                c.ambiguous = True
+            rng = self.world.rng
+            if code == kv.NOT_LEADER and error.leader_id and c.group is not None:
+                self.leaders[c.group] = error.leader_id
+                delay = rng.uniform(0.0005, 0.003)
+            else:
+                if c.group is not None:
+                    self.leaders.pop(c.group, None)
+                delay = rng.uniform(0.005, 0.04)
+            c.token += 1
+            self.world.schedule(self.world.now + delay, self._on_retry, c, c.token)
+            return
+        if c.group is not None:
+            self.leaders[c.group] = src
+        self._finish(c, response)
+
+    def _finish(self, c: _Call, response: kv.Response | None) -> None:
+        c.done = True
+        self.calls.pop(c.id, None)
+        c.on_done(response, c.ambiguous)
+
+
+# ---------------------------------------------------------------------- nodes
+
+
+class NodeHost(Host):
+    """A node process: a NodeCore over a SimNodeDisk, driven like shard/runtime.py."""
+
+    def __init__(self, sim: ClusterSim, node_id: int, timing: HostTiming, skew_s: float) -> None:
+        super().__init__(sim.world, node_id, timing)
+        self.sim = sim
+        self.skew_s = skew_s
+        self.disk = SimNodeDisk()
+        self.core: NodeCore | None = None
+        self.rpc: Rpc | None = None
+        self._outgoing: list[tuple[int, int, int, bytes]] = []
+        self.cycles = 0
+        self.applied_in_wake = False
+
+    # ------------------------------------------------------------------ clocks
+
+    def wall_ns(self) -> int:
+        return int((WALL_EPOCH_S + self.world.now + self.skew_s) * 1e9)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def boot(self) -> None:
+        k = self.sim.knobs
+        self.core = NodeCore(
+            cluster_id=CLUSTER_ID,
+            node_id=self.id,
+            bootstrap_map=self.sim.shard_map,
+            disk=self.disk,
+            paxos_settings=k.paxos,
+            rng=random.Random(self.world.rng.getrandbits(64)),
+            request_timeout_s=NODE_REQUEST_TIMEOUT_S,
+            txn_settings=k.txn,
+        )
+        self.rpc = Rpc(self, self.sim)
+        self._outgoing = []
+
+    def on_crash(self, mode: str) -> None:
+        self.disk.crash(mode)
+        if self.rpc is not None:
+            self.rpc.alive = False
+        self.core = None
+        self.rpc = None
+        self._outgoing = []
+
+    # ------------------------------------------------------------------ the loop
+
+    def _send_peer(self, group_id: int, msgs: Any) -> None:
+        send = self.world.net.send
+        me = self.id
+        for msg in msgs:
+            send(me, msg.dst, ("peer", group_id, msg))
+
+    def _reply_to(self, src: int, call_id: int, attempt: int) -> Callable[[kv.Response], None]:
+        incarnation = self.incarnation
+
+        def reply(response: kv.Response) -> None:
+            if incarnation != self.incarnation or not self.up:
+                return
+            self._outgoing.append((src, call_id, attempt, response.SerializeToString()))
+            self.request_wake(self.world.now)
+
+        return reply
+
+    def on_wake(self, timer: bool) -> None:
+        core = self.core
+        rpc = self.rpc
+        assert core is not None and rpc is not None
+        core.tick(self.local_now(), self.wall_ns())
+        if self.inbox:
+            inbox, self.inbox = self.inbox, []
+            for src, payload in inbox:
+                kind = payload[0]
+                if kind == "peer":
+                    msg: Message = payload[2]
+                    core.step(payload[1], msg)
+                elif kind == "req":
+                    request = kv.Request.FromString(payload[3])
+                    core.submit(request, self._reply_to(src, payload[1], payload[2]))
+                elif kind == "resp":
+                    rpc.on_response(src, payload[1], payload[2], payload[3])
+        cycles = 0
+        try:
+            while cycles < MAX_CYCLES_PER_WAKE and execute_cycle(core, self.disk, self._send_peer):
+                cycles += 1
+        except _CrashNow as point:
+            self.sim.on_crash_point(self, str(point))
+            return
+        self.cycles += cycles
+        if core.outbound:
+            outbound, core.outbound = core.outbound, []
+            for group_id, request, callback in outbound:
+                rpc.call(group_id, request, NODE_REQUEST_TIMEOUT_S, self._outbound_done(callback))
+        if cycles and self.sim.after_cycles(self):
+            return  # a trigger crashed this node: its replies never leave
+        if self._outgoing:
+            outgoing, self._outgoing = self._outgoing, []
+            send = self.world.net.send
+            for dst, call_id, attempt, data in outgoing:
+                send(self.id, dst, ("resp", call_id, attempt, data))
+        if cycles:
+            self.world.trace("cycles", self.id, cycles)
+
+    def _outbound_done(
+        self, callback: Callable[[kv.Response | None], None]
+    ) -> Callable[[kv.Response | None, bool], None]:
+        """As the runtime's RoutingClient: only OK and CONFLICT answers reach the core."""
+        incarnation = self.incarnation
+
+        def done(response: kv.Response | None, _ambiguous: bool) -> None:
+            if incarnation != self.incarnation or not self.up:
+                return
+            if response is not None and error_of(response).code not in (kv.OK, kv.CONFLICT):
+                response = None
+            callback(response)
+            self.request_wake(self.world.now)
+
+        return done
+
+    # ------------------------------------------------------------------ inspection
+
+    def leads(self, group_id: int) -> bool:
+        core = self.core
+        if core is None or not self.up:
+            return False
+        host = core.hosts.get(group_id)
+        return host is not None and host.replica.role is Role.LEADER
+
+
+# ---------------------------------------------------------------------- clients
+
+
+class ClientHost(Host):
+    """A client machine: one `SimTxnClient` process at a time over an `Rpc` (the Transport)."""
+
+    def __init__(self, sim: ClusterSim, host_id: int, process: int, skew_s: float) -> None:
+        super().__init__(sim.world, host_id, HostTiming(tick_interval_s=3600.0))
+        self.sim = sim
+        self.cluster_id = CLUSTER_ID
+        self.shard_map = sim.shard_map
+        self.rng = sim.world.rng
+        self.skew_s = skew_s
+        self.process = process
+        self.rpc = Rpc(self, sim)
+        self.client = self._new_client()
+        self.busy = False
+        self.stopped = False
+
+    # Transport ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.world.now
+
+    def wall_ns(self) -> int:
+        return int((WALL_EPOCH_S + self.world.now + self.skew_s) * 1e9)
+
+    def later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        rpc = self.rpc
+        self.world.schedule(self.world.now + delay_s, self._later, rpc, fn)
+
+    def _later(self, rpc: Rpc, fn: Callable[[], None]) -> None:
+        if rpc.alive:
+            fn()
+
+    def call(
+        self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
+    ) -> None:
+        self.rpc.call(group_id, request, timeout_s, on_done)
+
+    # Host --------------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        pass
+
+    def on_wake(self, timer: bool) -> None:
+        pass
+
+    def on_crash(self, mode: str) -> None:
+        pass
+
+    def receive(self, src: int, payload: Any) -> None:
+        if payload[0] == "resp":
+            self.rpc.on_response(src, payload[1], payload[2], payload[3])
+
+    # the process -------------------------------------------------------------------------
+
+    def _abandon(self, point: str) -> bool:
+        """The fault hook of SimTxnClient: maybe die at `point` (a new process takes over)."""
+        if not self.sim.client_dies(point):
+            return False
+        self.rpc.alive = False  # everything the dead process had in flight stops here
+        self.rpc = Rpc(self, self.sim)
+        self.sim.stats_add(f"client_died@{point}")
+        return True
+
+    def new_process(self) -> None:
+        """After an indeterminate outcome the process counts as crashed (Jepsen's rule)."""
+        self.process += self.sim.knobs.clients
+        self.client = self._new_client()
+
+    def _new_client(self) -> SimTxnClient:
+        return SimTxnClient(
+            self,
+            commit_timeout_s=self.sim.knobs.commit_timeout_s,
+            abandon=self._abandon,
+            mutations=self.sim.mutations,
+        )
+
+
+# ---------------------------------------------------------------------- workloads
+
+
+def encode_list(values: list[int]) -> bytes:
+    return b",".join(b"%d" % v for v in values)
+
+
+def decode_list(data: bytes | None) -> list[int]:
+    if not data:
+        return []
+    return [int(x) for x in data.split(b",")]
+
+
+@dataclass(slots=True, kw_only=True)
+class TxnRecord:
+    """One transaction of the history, with what the client concluded."""
+
+    process: int
+    kind: str  # "rw" | "snapshot"
+    mops: list[list[Any]]
+    invoke: float
+    complete: float = 0.0
+    result: TxnResult | None = None
+
+
+class Workload:
+    """Generates transactions and judges the history; see ListAppend and Bank."""
+
+    name = ""
+
+    def __init__(self, sim: ClusterSim) -> None:
+        self.sim = sim
+        self.rng = sim.world.rng
+        self.records: list[TxnRecord] = []
+
+    def all_keys(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def setup(self, client: ClientHost, done: Callable[[bool], None]) -> None:
+        done(True)
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        raise NotImplementedError
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        raise NotImplementedError
+
+    def check(self, final: TxnRecord) -> list[str]:
+        raise NotImplementedError
+
+    def _run_rw(
+        self,
+        client: ClientHost,
+        kind: str,
+        mops: list[list[Any]],
+        keys: list[bytes],
+        body: Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]],
+        done: Callable[[TxnRecord], None],
+    ) -> TxnRecord:
+        record = TxnRecord(process=client.process, kind=kind, mops=mops, invoke=self.sim.world.now)
+        self.records.append(record)
+
+        def finished(result: TxnResult) -> None:
+            record.complete = self.sim.world.now
+            record.result = result
+            done(record)
+
+        if kind == "snapshot":
+            client.client.snapshot(keys, finished)
+        else:
+            client.client.transaction(keys, body, finished)
+        return record
+
+
+class ListAppend(Workload):
+    """Elle's list-append: each key holds an encoded list; append = read-modify-write."""
+
+    name = "append"
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
+        self._next_value = 1
+
+    def all_keys(self) -> list[bytes]:
+        return self._keys
+
+    def _key_name(self, key: bytes) -> int:
+        return int(key[1:])
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        rng = self.rng
+        n = rng.randint(1, 4)
+        mops: list[list[Any]] = []
+        hot = self._keys[: max(2, len(self._keys) // 2)] if rng.random() < 0.5 else self._keys
+        for _ in range(n):
+            key = rng.choice(hot)
+            if rng.random() < 0.5:
+                mops.append(["r", self._key_name(key), None])
+            else:
+                mops.append(["append", self._key_name(key), self._next_value])
+                self._next_value += 1
+        read_only = all(m[0] == "r" for m in mops)
+        kind = "snapshot" if read_only and rng.random() < 0.5 else "rw"
+        self._execute(client, kind, mops, done)
+
+    def _execute(
+        self,
+        client: ClientHost,
+        kind: str,
+        mops: list[list[Any]],
+        done: Callable[[TxnRecord], None],
+    ) -> None:
+        keys = [b"k%02d" % m[1] for m in mops]
+        observed: list[list[Any]] = [list(m) for m in mops]
+
+        def body(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+            state = {k: decode_list(v) for k, v in values.items()}
+            written: dict[bytes, bytes] = {}
+            for m in observed:
+                key = b"k%02d" % m[1]
+                if m[0] == "r":
+                    m[2] = list(state[key])
+                else:
+                    state[key].append(m[2])
+                    written[key] = encode_list(state[key])
+            return written
+
+        def finished(record: TxnRecord) -> None:
+            result = record.result
+            assert result is not None
+            if result.status == "ok":
+                if kind == "snapshot":
+                    for m in observed:
+                        m[2] = decode_list(result.reads[b"k%02d" % m[1]][0])
+                record.mops = observed
+            done(record)
+
+        self._run_rw(client, kind, mops, keys, body, finished)
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        mops: list[list[Any]] = [["r", self._key_name(k), None] for k in self._keys]
+        self._execute(client, "rw", mops, done)
+
+    def history(self) -> list[dict[str, Any]]:
+        """The Jepsen-style history (invoke and completion events, in time order)."""
+        events: list[tuple[float, int, dict[str, Any]]] = []
+        for i, rec in enumerate(self.records):
+            invoke_value = [list(m) for m in rec.mops]
+            for m in invoke_value:
+                if m[0] == "r":
+                    m[2] = None
+            events.append(
+                (
+                    rec.invoke,
+                    2 * i,
+                    {
+                        "process": rec.process,
+                        "type": "invoke",
+                        "value": invoke_value,
+                        "time": rec.invoke,
+                    },
+                )
+            )
+            if rec.result is None:
+                continue
+            status = rec.result.status
+            value = rec.mops if status == "ok" else invoke_value
+            events.append(
+                (
+                    rec.complete,
+                    2 * i + 1,
+                    {"process": rec.process, "type": status, "value": value, "time": rec.complete},
+                )
+            )
+        events.sort(key=lambda e: (e[0], e[1]))
+        return [e[2] for e in events]
+
+    def check(self, final: TxnRecord) -> list[str]:
+        problems: list[str] = []
+        history = self.history()
+        report = elle.check(history, realtime=True)
+        if not report["valid"]:
+            problems.append(f"elle: {elle.describe(report)}")
+        # Every acknowledged append is read back at the end.
+        final_lists = {m[1]: m[2] for m in final.mops}
+        for rec in self.records:
+            if rec.result is None or rec.result.status != "ok":
+                continue
+            for m in rec.mops:
+                if m[0] == "append" and m[2] not in (final_lists.get(m[1]) or []):
+                    problems.append(
+                        f"lost append: {m[2]} to key {m[1]} acknowledged "
+                        f"(txn {rec.result.txn_id.hex()}) but absent from the final read"
+                    )
+        return problems
+
+
+class Bank(Workload):
+    """Transfers between accounts over every shard; snapshot reads keep a constant total."""
+
+    name = "bank"
+    INITIAL = 100
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
+        self.total = self.INITIAL * len(self._keys)
+
+    def all_keys(self) -> list[bytes]:
+        return self._keys
+
+    def setup(self, client: ClientHost, done: Callable[[bool], None]) -> None:
+        def body(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+            return {k: b"%d" % self.INITIAL for k, v in values.items() if v is None}
+
+        def finished(record: TxnRecord) -> None:
+            assert record.result is not None
+            done(record.result.status == "ok")
+
+        self._run_rw(client, "rw", [["setup"]], list(self._keys), body, finished)
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        rng = self.rng
+        if rng.random() < 0.3:
+            kind = "snapshot" if rng.random() < 0.7 else "rw"
+            self._run_rw(client, kind, [["read"]], list(self._keys), lambda _v: {}, done)
+            return
+        a, b = rng.sample(self._keys, 2)
+        amount = rng.randint(1, 30)
+
+        def body(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+            balance_a = int(values[a] or b"0")
+            balance_b = int(values[b] or b"0")
+            if balance_a < amount:
+                return {}
+            return {a: b"%d" % (balance_a - amount), b: b"%d" % (balance_b + amount)}
+
+        self._run_rw(client, "rw", [["transfer", a, b, amount]], [a, b], body, done)
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
+
+    def check(self, final: TxnRecord) -> list[str]:
+        problems: list[str] = []
+        for rec in [*self.records, final]:
+            res = rec.result
+            if res is None or res.status != "ok" or rec.mops[0][0] != "read":
+                continue
+            balances = {k: int(v or b"0") for k, (v, _ver) in res.reads.items()}
+            total = sum(balances.values())
+            if total != self.total:
+                where = f"snapshot at {res.snapshot_ts}" if rec.kind == "snapshot" else "rw read"
+                problems.append(
+                    f"bank total {total} != {self.total} in {where} "
+                    f"(txn {res.txn_id.hex()}, t={rec.complete:.3f}): {balances}"
+                )
+            if any(v < 0 for v in balances.values()):
+                problems.append(f"negative balance in txn {res.txn_id.hex()}: {balances}")
+        return problems
+
+
+WORKLOADS: dict[str, type[Workload]] = {"append": ListAppend, "bank": Bank}
+
+
+# ---------------------------------------------------------------------- knobs and faults
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scheduled fault; `target` 0 = the leader of a random data group at that time."""
+
+    at: float
+    kind: str
+    target: int = 0
+    sides: tuple[tuple[int, ...], ...] = ()
+    other: int = 0
+    duration: float = 0.0
+    mode: str = CrashMode.POWER_LOSS
+    point: str = ""
+
+    def describe(self) -> str:
+        parts = [f"{self.at:.3f}s {self.kind}"]
+        if self.kind in ("crash", "cycle_crash", "isolate"):
+            parts.append(f"host={self.target or 'leader'}")
+        if self.sides:
+            parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
+        if self.other:
+            parts.append(f"{self.target}->{self.other}")
+        if self.duration:
+            parts.append(f"for={self.duration:.3f}s")
+        if self.kind in ("crash", "cycle_crash"):
+            parts.append(f"mode={self.mode}")
+        if self.point:
+            parts.append(f"at={self.point}")
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class Trigger:
+    """Crash the node that satisfies `kind` (see the module table) when it first does."""
+
+    kind: str
+    mode: str
+    restart_after: float
+    remaining: int = 1
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind}(mode={self.mode}, restart={self.restart_after:.3f}s, n={self.remaining})"
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class Knobs:
+    """Everything a profile draws; printed with a failing seed."""
+
+    nodes: int = 3
+    groups: int = 3
+    keys: int = 6
+    clients: int = 4
+    chaos_s: float = 2.0
+    think_s: float = 0.01
+    #: The client's deadline for a commit (a short one makes CommitUnknown frequent).
+    commit_timeout_s: float = 2.0
+    net: NetworkConfig = field(default_factory=NetworkConfig)
+    timing: HostTiming = field(default_factory=HostTiming)
+    paxos: PaxosSettings = field(default_factory=PaxosSettings)
+    txn: TxnSettings = field(default_factory=TxnSettings)
+    skews: tuple[float, ...] = ()
+    faults: list[Fault] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    #: Probability that a client process dies at each abandon point.
+    client_death: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"nodes={self.nodes} groups={self.groups} keys={self.keys} clients={self.clients} "
+            f"chaos={self.chaos_s}s commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
+            f"txn={self.txn} skews={self.skews} client_death={self.client_death} "
+            f"triggers={[t.describe() for t in self.triggers]} "
+            f"faults={[f.describe() for f in self.faults]}"
+        )
+
+
+PROFILES = ("calm", "lossy", "partitions", "crashes", "2pc", "chaos")
+
+
+def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
+    """The knobs of one run (every random choice from `rng`)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
+    k = Knobs()
+    k.nodes = rng.choice((3, 4, 5))
+    k.groups = rng.choice((2, 3))
+    k.keys = rng.choice((4, 6, 8)) if workload == "append" else rng.choice((4, 6))
+    k.clients = rng.choice((3, 4, 6))
+    k.chaos_s = rng.choice((1.0, 1.5, 2.0))
+    k.commit_timeout_s = rng.choice((0.4, 1.0, 2.0))
+    epsilon = rng.choice((0.0, 0.0, 0.003, 0.02))
+    k.skews = tuple(rng.uniform(0.0, epsilon) for _ in range(k.nodes + k.clients))
+    k.timing = HostTiming(
+        tick_interval_s=rng.choice((0.005, 0.01)),
+        wake_delay_max_s=rng.choice((0.0, 0.001, 0.003)),
+        tick_on_message=True,
+    )
+    compact = rng.random() < 0.3
+    k.paxos = PaxosSettings(
+        max_batch_count=rng.choice((1, 8, 1024)),
+        pipeline_window=rng.choice((2, 32)),
+        compact_threshold=rng.choice((20, 60)) if compact else 20_000,
+        compact_keep=rng.choice((2, 10)) if compact else 2_000,
+    )
+    k.txn = TxnSettings(
+        max_clock_offset_s=epsilon,
+        resolve_after_s=rng.choice((0.2, 0.4)),
+        decision_retention_s=3600.0,
+        purge_interval_s=3600.0,
+    )
+    nodes = list(range(1, k.nodes + 1))
+    if profile == "calm":
+        return k
+    if profile in ("lossy", "chaos"):
+        k.net = NetworkConfig(
+            drop=rng.choice((0.01, 0.05, 0.1)),
+            duplicate=rng.choice((0.0, 0.05, 0.15)),
+            delay_max_s=rng.choice((0.002, 0.01)),
+            long_delay=rng.choice((0.0, 0.02, 0.05)),
+            long_delay_max_s=rng.choice((0.1, 0.3)),
+        )
+    else:
+        k.net = NetworkConfig(drop=rng.choice((0.0, 0.01)), duplicate=rng.choice((0.0, 0.01)))
+    weights: dict[str, float] = {}
+    rate = 0.0
+    if profile == "lossy":
+        weights = {"clog": 1, "heal": 1}
+        rate = 2
+    elif profile == "partitions":
+        weights = {"partition": 3, "isolate": 3, "clog": 1, "heal": 2}
+        rate = 4
+    elif profile == "crashes":
+        weights = {"crash": 3, "cycle_crash": 3}
+        rate = 3
+    elif profile == "2pc":
+        rate = 0.5
+        weights = {"crash": 1}
+    elif profile == "chaos":
+        weights = {"partition": 2, "isolate": 2, "clog": 1, "heal": 2, "crash": 2, "cycle_crash": 2}
+        rate = 4
+    if profile in ("2pc", "chaos"):
+        count = rng.choice((1, 2, 3)) if profile == "2pc" else rng.choice((0, 1, 2))
+        for _ in range(count):
+            k.triggers.append(
+                Trigger(
+                    kind=rng.choice(TRIGGERS),
+                    mode=rng.choice((CrashMode.POWER_LOSS, CrashMode.KILL)),
+                    restart_after=rng.choice((0.05, 0.3, 1.0)),
+                    remaining=rng.choice((1, 2)),
+                )
+            )
+        k.client_death = rng.choice((0.02, 0.05, 0.1))
+    k.faults = plan_faults(rng, weights, rate, nodes, 0.1, k.chaos_s)
+    return k
+
+
+def plan_faults(
+    rng: random.Random,
+    weights: dict[str, float],
+    rate_per_s: float,
+    nodes: list[int],
+    start: float,
+    end: float,
+) -> list[Fault]:
+    """A fault schedule for [start, end) of the chaos phase (times relative to its start)."""
+    faults: list[Fault] = []
+    if not weights or rate_per_s <= 0:
+        return faults
+    kinds = sorted(weights)
+    t = start
+    while True:
+        t += rng.expovariate(rate_per_s)
+        if t >= end:
+            break
+        kind = rng.choices(kinds, weights=[weights[x] for x in kinds])[0]
+        target = 0 if rng.random() < 0.5 else rng.choice(nodes)
+        mode = rng.choice((CrashMode.POWER_LOSS, CrashMode.KILL))
+        if kind == "partition":
+            shuffled = list(nodes)
+            rng.shuffle(shuffled)
+            cut = rng.randint(1, len(nodes) - 1)
+            sides = (tuple(sorted(shuffled[:cut])), tuple(sorted(shuffled[cut:])))
+            faults.append(Fault(t, kind, sides=sides, duration=rng.uniform(0.1, 0.8)))
+        elif kind == "isolate":
+            faults.append(Fault(t, kind, target=target, duration=rng.uniform(0.1, 0.8)))
+        elif kind == "clog":
+            a, b = rng.sample(nodes, 2)
+            faults.append(Fault(t, kind, target=a, other=b, duration=rng.uniform(0.05, 0.5)))
+        elif kind == "heal":
+            faults.append(Fault(t, kind))
+        elif kind == "crash":
+            faults.append(Fault(t, kind, target=target, mode=mode, duration=rng.uniform(0.05, 1.0)))
+        elif kind == "cycle_crash":
+            faults.append(
+                Fault(
+                    t,
+                    kind,
+                    target=target,
+                    mode=mode,
+                    duration=rng.uniform(0.05, 1.0),
+                    point=rng.choice(CYCLE_POINTS),
+                )
+            )
+    return faults
+
+
+# ---------------------------------------------------------------------- the simulation
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterResult:
+    """What a run reports (equal for equal seeds: the determinism property)."""
+
+    digest: str
+    txns: int
+    ok: int
+    failed: int
+    info: int
+    stats: tuple[tuple[str, int], ...]
+    virtual_s: float
+
+
+class ClusterSim:
+    """One seeded run of a workload on a simulated cluster under a fault profile."""
+
+    WARMUP_BOUND_S = 5.0
+    DRAIN_BOUND_S = 6.0
+    FINAL_READ_BOUND_S = 10.0
+    QUIESCE_BOUND_S = 6.0
+
+    def __init__(
+        self,
+        workload: str,
+        profile: str,
+        seed: int,
+        knobs: Knobs | None = None,
+        mutations: frozenset[str] = frozenset(),
+    ) -> None:
+        if workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {workload!r}; choose from {sorted(WORKLOADS)}")
+        self.workload_name = workload
+        self.profile = profile
+        self.seed = seed
+        self.mutations = mutations
+        self.rng = random.Random(seed)
+        self.knobs = knobs if knobs is not None else draw_knobs(workload, profile, self.rng)
+        k = self.knobs
+        self.world = World(self.rng, k.net)
+        self.node_ids = list(range(1, k.nodes + 1))
+        self.shard_map = _cluster_map(self.node_ids, k.groups, k.keys)
+        self.nodes: dict[int, NodeHost] = {}
+        for i, node_id in enumerate(self.node_ids):
+            self.nodes[node_id] = NodeHost(self, node_id, k.timing, k.skews[i] if k.skews else 0)
+        self.clients: list[ClientHost] = []
+        for c in range(k.clients):
+            skew = k.skews[k.nodes + c] if k.skews else 0.0
+            self.clients.append(ClientHost(self, 101 + c, c, skew))
+        self.workload = WORKLOADS[workload](self)
+        self.stats: dict[str, int] = {}
+        self.fault_log: list[str] = []
+        self.chaos = False
+        self.triggers: list[Trigger] = []
+        self._chaos_end = 0.0
+        self.final: TxnRecord | None = None
+        self._pending_cycle_crash: dict[int, tuple[str, float]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def stats_add(self, name: str, n: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + n
+
+    def replay_hint(self) -> str:
+        return REPLAY_HINT.format(workload=self.workload_name, profile=self.profile, seed=self.seed)
+
+    def leader_of(self, group_id: int) -> NodeHost | None:
+        best: NodeHost | None = None
+        best_ballot: Any = None
+        for node_id in self.shard_map.replicas(group_id):
+            node = self.nodes[node_id]
+            if node.leads(group_id):
+                assert node.core is not None
+                ballot = node.core.hosts[group_id].replica.status().promised
+                if best is None or ballot > best_ballot:
+                    best, best_ballot = node, ballot
+        return best
+
+    def data_groups(self) -> list[int]:
+        return [g for g in self.shard_map.group_ids() if g != META_GROUP_ID]
+
+    # ------------------------------------------------------------------ faults
+
+    def client_dies(self, point: str) -> bool:
+        p = self.knobs.client_death
+        return self.chaos and p > 0 and self.rng.random() < p
+
+    def _resolve_target(self, target: int) -> int | None:
+        if target:
+            return target
+        group = self.rng.choice(self.data_groups())
+        leader = self.leader_of(group)
+        if leader is not None:
+            return leader.id
+        up = [n for n in self.node_ids if self.nodes[n].up]
+        return self.rng.choice(up) if up else None
+
+    def _crash(self, node: NodeHost, mode: str, restart_after: float | None, why: str) -> None:
+        if not node.up:
+            return
+        node.crash(mode)
+        self.stats_add(f"crash:{why}")
+        self.fault_log.append(f"{self.world.now:.3f}s crash node {node.id} ({why}, {mode})")
+        if restart_after is not None:
+            self.world.schedule(self.world.now + restart_after, self._restart, node.id)
+
+    def _restart(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            node.start()
+            self.fault_log.append(f"{self.world.now:.3f}s restart node {node_id}")
+
+    def _apply_fault(self, fault: Fault) -> None:
+        if not self.chaos:
+            return
+        net = self.world.net
+        now = self.world.now
+        self.stats_add(f"fault:{fault.kind}")
+        if fault.kind == "partition":
+            net.partition(*fault.sides)
+            self.world.schedule(now + fault.duration, net.heal)
+        elif fault.kind == "isolate":
+            target = self._resolve_target(fault.target)
+            if target is not None:
+                net.isolate(target)
+                self.world.schedule(now + fault.duration, net.heal)
+        elif fault.kind == "clog":
+            net.clog(fault.target, fault.other, now + fault.duration)
+        elif fault.kind == "heal":
+            net.heal()
+        elif fault.kind == "crash":
+            target = self._resolve_target(fault.target)
+            if target is not None:
+                self._crash(self.nodes[target], fault.mode, fault.duration, "scheduled")
+        elif fault.kind == "cycle_crash":
+            target = self._resolve_target(fault.target)
+            if target is not None and self.nodes[target].up:
+                node = self.nodes[target]
+                node.disk.armed = fault.point
+                self._pending_cycle_crash[target] = (fault.mode, fault.duration)
+        self.fault_log.append(f"{now:.3f}s {fault.describe()}")
+
+    def on_crash_point(self, node: NodeHost, point: str) -> None:
+        """A crash point inside execute_cycle fired on `node`."""
+        mode, restart_after = self._pending_cycle_crash.pop(node.id, (CrashMode.POWER_LOSS, 0.1))
+        self._crash(node, mode, restart_after if self.chaos else 0.0, f"cycle@{point}")
+
+    def after_cycles(self, node: NodeHost) -> bool:
+        """The 2PC crash points: True when a trigger crashed `node`."""
+        if not self.chaos or not self.triggers:
+            return False
+        core = node.core
+        assert core is not None
+        for trigger in self.triggers:
+            if trigger.remaining <= 0:
+                continue
+            if self._trigger_holds(trigger.kind, core):
+                trigger.remaining -= 1
+                self._crash(node, trigger.mode, trigger.restart_after, trigger.kind)
+                return True
+        return False
+
+    @staticmethod
+    def _trigger_holds(kind: str, core: NodeCore) -> bool:
+        for group_id, host in core.hosts.items():
+            if group_id == META_GROUP_ID or host.replica.role is not Role.LEADER:
+                continue
+            shard = host.shard
+            if kind == "coord_decided":
+                for decision in shard.unfinished_decisions():
+                    if len(decision.participants) > 1 and shard.prepared(decision.txn_id):
+                        return True
+                continue
+            for prepared in shard.prepared_txns():
+                if len(prepared.participants) < 2:
+                    continue
+                is_coord = prepared.coordinator_group == group_id
+                if is_coord == (kind == "coord_prepared"):
+                    return True
+        return False
+
+    # ------------------------------------------------------------------ clients
+
+    def _client_loop(self, client: ClientHost) -> None:
+        if client.stopped or not self.chaos:
+            client.busy = False
+            return
+        client.busy = True
+        self.workload.start_one(client, lambda rec: self._client_done(client, rec))
+
+    def _client_done(self, client: ClientHost, record: TxnRecord) -> None:
+        result = record.result
+        assert result is not None
+        self.stats_add(f"txn:{result.status}")
+        self.world.trace("txn", client.id, record.process, result.status, result.commit_ts)
+        if result.status == "info":
+            client.new_process()
+        client.busy = False
+        if self.chaos:
+            client.busy = True
+            think = self.rng.uniform(0, self.knobs.think_s)
+            self.world.schedule(self.world.now + think, self._client_loop, client)
+
+    # ------------------------------------------------------------------ phases
+
+    def run(self) -> ClusterResult:
+        world = self.world
+        k = self.knobs
+        for node in self.nodes.values():
+            node.start()
+        for client in self.clients:
+            client.start()
+        # Warm-up: every group elects a leader.
+        groups = list(self.shard_map.group_ids())
+        if not world.run_until(
+            world.now + self.WARMUP_BOUND_S,
+            lambda: all(self.leader_of(g) is not None for g in groups),
+        ):
+            raise LivenessViolation(self._fail_text("no leader for every group after warm-up"))
+        self._setup()
+        # Chaos.
+        self.chaos = True
+        self.triggers = [Trigger(t.kind, t.mode, t.restart_after, t.remaining) for t in k.triggers]
+        start = world.now
+        self._chaos_end = start + k.chaos_s
+        for fault in k.faults:
+            world.schedule(start + fault.at, self._apply_fault, fault)
+        for i, client in enumerate(self.clients):
+            world.schedule(start + 0.002 * i, self._client_loop, client)
+            client.busy = True
+        world.run_until(self._chaos_end)
+        self._heal()
+        # Drain: clients finish what they started.
+        if not world.run_until(
+            world.now + self.DRAIN_BOUND_S, lambda: not any(c.busy for c in self.clients)
+        ):
+            raise LivenessViolation(self._fail_text("clients still busy after heal"))
+        self._final_read()
+        self._quiesce()
+        return self._result()
+
+    def _setup(self) -> None:
+        client = self.clients[0]
+        outcome: list[bool] = []
+        deadline = self.world.now + self.FINAL_READ_BOUND_S
+        while not outcome or not outcome[-1]:
+            if self.world.now >= deadline:
+                raise LivenessViolation(self._fail_text("the workload setup did not commit"))
+            pending: list[bool] = []
+            self.workload.setup(client, pending.append)
+            self.world.run_until(deadline, lambda p=pending: bool(p))  # type: ignore[misc]
+            outcome.extend(pending)
+
+    def _heal(self) -> None:
+        """End of chaos: disarm, heal the network, restart every crashed node."""
+        self.chaos = False
+        self.triggers = []
+        world = self.world
+        world.net.config = NetworkConfig()
+        world.net.heal()
+        self._pending_cycle_crash.clear()
+        for node in self.nodes.values():
+            node.disk.armed = None
+            if not node.up:
+                node.start()
+        self.fault_log.append(f"{world.now:.3f}s heal: network healed, every node up")
+
+    def _final_read(self) -> None:
+        """One reader reads every key after heal (retried until it commits)."""
+        world = self.world
+        reader = self.clients[0]
+        reader.process = 10_000
+        deadline = world.now + self.FINAL_READ_BOUND_S
+        while self.final is None:
+            if world.now >= deadline:
+                raise LivenessViolation(self._fail_text("the final read never committed"))
+            got: list[TxnRecord] = []
+            self.workload.final_read(reader, got.append)
+            world.run_until(deadline, lambda g=got: bool(g))  # type: ignore[misc]
+            if got and got[0].result is not None and got[0].result.status == "ok":
+                self.final = got[0]
+            elif got and got[0].result is not None and got[0].result.status == "info":
+                reader.new_process()
+            if self.final is None:
+                world.run_until(world.now + 0.05)
+
+    def _quiesce(self) -> None:
+        world = self.world
+        done = world.run_until(world.now + self.QUIESCE_BOUND_S, self._quiet)
+        if not done:
+            raise LivenessViolation(self._fail_text("not quiescent after heal: " + self._doubts()))
+
+    def _quiet(self) -> bool:
+        if self.world.events_run % 50:
+            return False
+        return not self._doubts()
+
+    def _doubts(self) -> str:
+        """What still keeps the cluster from being settled ('' when settled)."""
+        out = []
+        for group_id in self.shard_map.group_ids():
+            indexes = set()
+            for node_id in self.shard_map.replicas(group_id):
+                node = self.nodes[node_id]
+                if node.core is None:
+                    out.append(f"node {node_id} down")
+                    continue
+                host = node.core.hosts[group_id]
+                indexes.add(host.app.applied_index)
+                if group_id == META_GROUP_ID:
+                    continue
+                shard = host.shard
+                prepared = shard.prepared_txns()
+                if prepared:
+                    out.append(
+                        f"group {group_id} node {node_id}: prepared "
+                        f"{[p.txn_id.hex()[:8] for p in prepared]}"
+                    )
+                intents = shard.intents_in_range(shard.key_range[0], shard.key_range[1])
+                if intents:
+                    out.append(f"group {group_id} node {node_id}: {len(intents)} intents")
+                unfinished = shard.unfinished_decisions()
+                if unfinished:
+                    out.append(
+                        f"group {group_id} node {node_id}: unfinished decisions "
+                        f"{[d.txn_id.hex()[:8] for d in unfinished]}"
+                    )
+            if len(indexes) > 1:
+                out.append(f"group {group_id}: replicas at applied indexes {sorted(indexes)}")
+        return "; ".join(out)
+
+    # ------------------------------------------------------------------ verdict
+
+    def _fail_text(self, what: str) -> str:
+        return (
+            f"{what}\nseed={self.seed} workload={self.workload_name} profile={self.profile}\n"
+            f"knobs: {self.knobs.describe()}\nfault log: {self.fault_log}\n"
+            f"replay: {self.replay_hint()}"
+        )
+
+    def versions(self, node: NodeHost, group_id: int) -> dict[bytes, list[tuple[int, bytes]]]:
+        """Every stored version of every workload key of `group_id` on `node`, newest first."""
+        assert node.core is not None
+        shard = node.core.hosts[group_id].shard
+        out: dict[bytes, list[tuple[int, bytes]]] = {}
+        for key in self.workload.all_keys():
+            if self.shard_map.locate(key).group_id != group_id:
+                continue
+            chain: list[tuple[int, bytes]] = []
+            latest = shard.latest_record(key)
+            at = latest[0] if latest is not None else 0
+            while at > 0:
+                found = shard.get(key, at)
+                if found is None:
+                    break
+                value, version = found
+                chain.append((version, value))
+                at = version - 1
+            out[key] = chain
+        return out
+
+    def verify(self) -> list[str]:
+        """Every safety property over the settled cluster and the history."""
+        problems: list[str] = []
+        stored: dict[tuple[bytes, int], bytes] = {}
+        chains: dict[bytes, list[tuple[int, bytes]]] = {}
+        for group_id in self.data_groups():
+            views = {
+                node_id: self.versions(self.nodes[node_id], group_id)
+                for node_id in self.shard_map.replicas(group_id)
+            }
+            first_id, first = next(iter(views.items()))
+            for node_id, view in views.items():
+                if view != first:
+                    problems.append(
+                        f"group {group_id}: replicas {first_id} and {node_id} store different "
+                        f"versions: {first} vs {view}"
+                    )
+            for key, chain in first.items():
+                chains[key] = chain
+                for version, value in chain:
+                    stored[(key, version)] = value
+        # The truth of every transaction: its coordinator group's decision record.
+        expected: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}
+        records = list(self.workload.records)
+        for rec in records:
+            res = rec.result
+            if res is None or rec.kind == "snapshot" or not res.coordinator:
+                continue
+            decision = self._decision(res.coordinator, res.txn_id)
+            committed = decision is not None and decision.committed
+            if res.status == "ok" and res.writes is not None:
+                if not committed:
+                    problems.append(
+                        f"txn {res.txn_id.hex()} acknowledged committed at {res.commit_ts} but "
+                        f"its coordinator group {res.coordinator} recorded "
+                        f"{'abort' if decision else 'nothing'}"
+                    )
+                elif decision is not None and decision.commit_ts != res.commit_ts:
+                    problems.append(
+                        f"txn {res.txn_id.hex()} acknowledged at {res.commit_ts} but decided at "
+                        f"{decision.commit_ts}"
+                    )
+            if res.status == "fail" and committed:
+                problems.append(f"txn {res.txn_id.hex()} reported failed ({res.why}) but committed")
+            if committed and decision is not None:
+                for key, value in res.writes.items():
+                    expected[(key, decision.commit_ts)] = (value, res.txn_id)
+                problems.extend(self._reads_current_at(res, decision.commit_ts, chains))
+        for where, (value, txn_id) in sorted(expected.items()):
+            got = stored.get(where)
+            if got != value:
+                problems.append(
+                    f"atomicity: committed txn {txn_id.hex()} wrote {where[0]!r}={value!r} at "
+                    f"{where[1]}, the store has {got!r}"
+                )
+        for where, value in sorted(stored.items()):
+            if where not in expected:
+                problems.append(
+                    f"atomicity: stored version {where[0]!r}@{where[1]}={value!r} belongs to no "
+                    "committed transaction"
+                )
+        for rec in records:
+            res = rec.result
+            if rec.kind == "snapshot" and res is not None and res.status == "ok":
+                problems.extend(self._snapshot_repeatable(res, chains))
+        assert self.final is not None
+        problems.extend(self.workload.check(self.final))
+        return problems
+
+    @staticmethod
+    def _reads_current_at(
+        res: TxnResult, commit_ts: int, chains: dict[bytes, list[tuple[int, bytes]]]
+    ) -> list[str]:
+        """Timestamp order: every version a committed txn read is still the newest one just
+        below its commit_ts (the txn could have run at once at commit_ts)."""
+        out = []
+        for key, (_value, version) in res.reads.items():
+            below = [v for v, _ in chains.get(key, []) if v < commit_ts]
+            newest = below[0] if below else 0
+            if newest != version:
+                out.append(
+                    f"timestamp order: txn {res.txn_id.hex()} committed at {commit_ts} read "
+                    f"{key!r} at version {version}, but the newest version below its commit_ts "
+                    f"is {newest}"
+                )
+        return out
+
+    @staticmethod
+    def _snapshot_repeatable(
+        res: TxnResult, chains: dict[bytes, list[tuple[int, bytes]]]
+    ) -> list[str]:
+        """A snapshot at T saw exactly the versions <= T that the settled store holds: no
+        commit landed at or below a timestamp already served."""
+        out = []
+        at = res.snapshot_ts
+        for key, read in res.reads.items():
+            found = next(((v, val) for v, val in chains.get(key, []) if v <= at), None)
+            settled = (None, 0) if found is None else (found[1], found[0])
+            if settled != read:
+                out.append(
+                    f"snapshot at {at} (txn {res.txn_id.hex()}) read {key!r} = {read}, but the "
+                    f"settled store holds {settled} at that timestamp"
+                )
+        return out
+
+    def _decision(self, group_id: int, txn_id: bytes) -> Any:
+        found = []
+        for node_id in self.shard_map.replicas(group_id):
+            node = self.nodes[node_id]
+            assert node.core is not None
+            found.append(node.core.hosts[group_id].shard.decision(txn_id))
+        if any(d != found[0] for d in found):
+            raise SafetyViolation(
+                self._fail_text(f"replicas of group {group_id} disagree on txn {txn_id.hex()}")
+            )
+        return found[0]
+
+    def _result(self) -> ClusterResult:
+        problems = self.verify()
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise SafetyViolation(self._fail_text(f"{len(problems)} problems:\n  {shown}{more}"))
+        counts = {"ok": 0, "fail": 0, "info": 0}
+        for rec in self.workload.records:
+            if rec.result is not None:
+                counts[rec.result.status] = counts.get(rec.result.status, 0) + 1
+        self.world.trace("final", repr([m for m in (self.final.mops if self.final else [])]))
+        return ClusterResult(
+            digest=self.world.digest(),
+            txns=len(self.workload.records),
+            ok=counts["ok"],
+            failed=counts["fail"],
+            info=counts["info"],
+            stats=tuple(sorted(self.stats.items())),
+            virtual_s=round(self.world.now, 6),
+        )
+
+
+def _cluster_map(node_ids: list[int], groups: int, keys: int) -> ShardMap:
+    """The bootstrap map: `groups` data groups splitting keys k00.. evenly, 3 replicas."""
+    nodes = [
+        NodeAddress(node_id=n, name=f"n{n}", client_addr=f"sim:{n}", peer_addr=f"sim:{n}")
+        for n in node_ids
+    ]
+    splits = [b"k%02d" % (keys * i // groups) for i in range(1, groups)]
+    return bootstrap(nodes, splits, 3)
+
+
+def parse_replay(text: str) -> tuple[str, str, int]:
+    """`workload:profile:seed` (as printed by a failing run)."""
+    workload, profile, seed = text.split(":")
+    return workload, profile, int(seed)
+
+
+def run_cluster(
+    workload: str, profile: str, seed: int, mutations: frozenset[str] = frozenset()
+) -> ClusterResult:
+    """Build, run and verify one seeded simulation; raises on any violation."""
+    return ClusterSim(workload, profile, seed, mutations=mutations).run()

@@ -1,0 +1,259 @@
+"""Issue 4's proof: atomic, strictly serializable transactions across shards, under faults.
+
+Each example is one seeded run of `cluster_sim.ClusterSim`: a whole cluster of real
+`NodeCore`s (3 to 5 nodes, the meta group and 2 or 3 data groups of 3 replicas) driven in
+virtual time over a lossy, partitionable network, with crashes (also inside a cycle and at
+the 2PC crash points: the coordinator leader right after a PREPARE or the decision is chosen,
+a participant leader right after its PREPARE) and clients that die in the middle of a
+commit. After the faults heal, the run checks (see `ClusterSim.verify`):
+
+- atomicity: every stored version is a write of a committed transaction at its commit_ts,
+  every committed transaction's writes are stored on all its participants, replicas agree;
+- the client's view matches the coordinator's decision: no acknowledged commit lost,
+  nothing reported failed is committed;
+- no transaction stays in doubt: no prepared record, intent or unfinished decision anywhere;
+- list-append: Elle finds no G0/G1a/G1b/G1c/G-single/G2 anomaly, also with real-time edges
+  (strict serializability), and every acknowledged append is read back at the end;
+- bank: every successful snapshot read, and the final state, sum to the constant total.
+
+Hypothesis draws the seeds (the simulator's only RNG); the profile fixes the fault mix. A
+failure prints its seed and a one-line replay command:
+
+    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> python -m pytest tests/sim/test_txn_properties.py -k replay
+
+`HYPOTHESIS_PROFILE=ci` bounds every test to a few examples (the file stays well under two
+minutes); `nightly` runs the profile's thousands.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cluster_sim import (
+    PROFILES,
+    WORKLOADS,
+    ClusterResult,
+    ClusterSim,
+    LivenessViolation,
+    SafetyViolation,
+    draw_knobs,
+    parse_replay,
+    run_cluster,
+)
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from sim_client import MUTATIONS
+
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
+
+
+def budget(examples: int) -> settings:
+    """`examples` per test in ci/dev; the loaded profile's count (thousands) in nightly."""
+    return settings() if NIGHTLY else settings(max_examples=examples)
+
+
+def _run(workload: str, profile: str, seed: int) -> ClusterResult:
+    note(
+        f"replay: PAXOSKV_TXN_SEED={workload}:{profile}:{seed} "
+        f"python -m pytest {__file__} -k replay"
+    )
+    return run_cluster(workload, profile, seed)
+
+
+# ---------------------------------------------------------------------- list-append (Elle)
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_list_append_without_faults(seed: int) -> None:
+    _run("append", "calm", seed)
+
+
+@budget(6)
+@given(seed=SEEDS)
+def test_list_append_under_drops_duplicates_and_reordering(seed: int) -> None:
+    """Lost, duplicated and late requests: every commit request is re-sent as is."""
+    _run("append", "lossy", seed)
+
+
+@budget(6)
+@given(seed=SEEDS)
+def test_list_append_under_partitions_and_leader_isolation(seed: int) -> None:
+    _run("append", "partitions", seed)
+
+
+@budget(5)
+@given(seed=SEEDS)
+def test_list_append_under_crashes_also_inside_a_cycle(seed: int) -> None:
+    """Power loss and kill -9 of any node (often a leader), also mid-cycle."""
+    _run("append", "crashes", seed)
+
+
+@budget(12)
+@given(seed=SEEDS)
+def test_list_append_under_2pc_crash_points_and_dying_clients(seed: int) -> None:
+    """Coordinator leader crashed right after a PREPARE / the decision is chosen, participant
+    leader right after its PREPARE; clients dying before Decide, after sending it, before
+    the resolves."""
+    _run("append", "2pc", seed)
+
+
+@budget(12)
+@given(seed=SEEDS)
+def test_list_append_under_everything_at_once(seed: int) -> None:
+    _run("append", "chaos", seed)
+
+
+# ---------------------------------------------------------------------- bank
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_bank_total_is_constant_under_lossy_network(seed: int) -> None:
+    _run("bank", "lossy", seed)
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_bank_total_is_constant_under_crashes(seed: int) -> None:
+    _run("bank", "crashes", seed)
+
+
+@budget(6)
+@given(seed=SEEDS)
+def test_bank_total_is_constant_under_2pc_crash_points(seed: int) -> None:
+    _run("bank", "2pc", seed)
+
+
+@budget(6)
+@given(seed=SEEDS)
+def test_bank_total_is_constant_under_everything_at_once(seed: int) -> None:
+    _run("bank", "chaos", seed)
+
+
+# ---------------------------------------------------------------------- determinism, replay
+
+
+def test_same_seed_same_run_bit_for_bit() -> None:
+    first = run_cluster("append", "chaos", 20260101)
+    second = run_cluster("append", "chaos", 20260101)
+    assert first == second
+    assert run_cluster("append", "chaos", 20260102).digest != first.digest
+
+
+def test_same_seed_same_digest_under_another_hash_seed() -> None:
+    """No iteration over str/bytes sets may steer the run (PITFALLS.md: determinism)."""
+    sim_dir = str(Path(__file__).resolve().parent)
+    code = (
+        f"import sys; sys.path.insert(0, {sim_dir!r}); import cluster_sim; "
+        "print(cluster_sim.run_cluster('bank', '2pc', 7).digest)"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1, digests
+    assert digests == {run_cluster("bank", "2pc", 7).digest}
+
+
+def test_replay() -> None:
+    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> (a bare seed means append:chaos)."""
+    text = os.environ.get("PAXOSKV_TXN_SEED")
+    if not text:
+        pytest.skip("set PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> to replay a failing run")
+    workload, profile, seed = parse_replay(text if ":" in text else f"append:chaos:{text}")
+    sim = ClusterSim(workload, profile, seed)
+    print(f"knobs: {sim.knobs.describe()}")
+    try:
+        result = sim.run()
+    finally:
+        print("faults:\n  " + "\n  ".join(sim.fault_log))
+    print(result)
+
+
+def test_profiles_and_workloads_are_known() -> None:
+    assert set(PROFILES) >= {"calm", "lossy", "partitions", "crashes", "2pc", "chaos"}
+    assert set(WORKLOADS) == {"append", "bank"}
+    with pytest.raises(ValueError):
+        ClusterSim("append", "nope", 1)
+
+
+# ---------------------------------------------------------------------- the checkers bite
+# Deliberate bugs (client mutations, or node rules patched for one run) that the properties
+# must catch: without these, a green run could just mean a blind checker.
+
+
+def test_commits_without_read_validation_are_caught_by_elle() -> None:
+    assert "no_read_validation" in MUTATIONS
+    with pytest.raises(SafetyViolation, match=r"elle: .*(G-single|G2|incompatible-order)"):
+        run_cluster("append", "calm", 0, mutations=frozenset({"no_read_validation"}))
+
+
+def test_snapshot_reads_of_latest_versions_are_caught_by_the_bank_total() -> None:
+    with pytest.raises(SafetyViolation, match="bank total"):
+        run_cluster("bank", "calm", 0, mutations=frozenset({"snapshot_reads_latest"}))
+
+
+def test_an_unknown_commit_reported_failed_is_caught() -> None:
+    """Jepsen's rule: only `fail` what surely did not happen."""
+    mutations = frozenset({"unknown_as_fail"})
+    sim = _sim_with("append", "lossy", 3, mutations, commit_timeout_s=0.15, drop=0.3)
+    with pytest.raises(SafetyViolation, match=r"reported failed .* but committed"):
+        sim.run()
+
+
+def test_a_partial_commit_is_caught_by_the_atomicity_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A participant that drops a commit's writes (releases the intents only)."""
+    import txn.participant as participant
+    from txn.records import Resolve
+
+    original = participant.resolve
+
+    def partial(store, cmd):  # type: ignore[no-untyped-def]
+        if cmd.commit and store._sm.group_id == 2:
+            cmd = Resolve(txn_id=cmd.txn_id, commit=False, commit_ts=cmd.commit_ts)
+        return original(store, cmd)
+
+    monkeypatch.setattr(participant, "resolve", partial)
+    with pytest.raises(SafetyViolation, match="atomicity: committed txn"):
+        run_cluster("bank", "calm", 0)
+
+
+def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the participants' recovery query, a client dying before Decide leaves
+    prepared records behind forever."""
+    from shard.node import NodeCore
+
+    monkeypatch.setattr(NodeCore, "_recover_prepared", lambda self: None)
+    sim = _sim_with("append", "2pc", 5, client_death=0.5)
+    with pytest.raises(LivenessViolation, match="prepared"):
+        sim.run()
+
+
+def _sim_with(
+    workload: str,
+    profile: str,
+    seed: int,
+    mutations: frozenset[str] = frozenset(),
+    **overrides: float,
+) -> ClusterSim:
+    """A ClusterSim whose drawn knobs are overridden (net `drop`, knob fields)."""
+    import random
+
+    knobs = draw_knobs(workload, profile, random.Random(seed))
+    for name, value in overrides.items():
+        if name == "drop":
+            knobs.net.drop = value
+        else:
+            setattr(knobs, name, value)
+    return ClusterSim(workload, profile, seed, knobs=knobs, mutations=mutations)
