@@ -382,13 +382,14 @@ def _error_of(response: kv.Response) -> kv.Error | None:
         return response.error
     result = getattr(response, kind)
     if result.HasField("error") and result.error.code != kv.OK:
-        return result.error
+        error: kv.Error = result.error
+        return error
     return None
 
 
 def _code_name(code: int) -> str:
     try:
-        return kv.ErrorCode.Name(code)
+        return str(kv.ErrorCode.Name(code))
     except ValueError:
         return f"code {code}"
 
