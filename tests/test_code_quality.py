@@ -21,7 +21,24 @@ ALLOWED_IMPORTS = {
 }
 
 # Sans-I/O cores never touch clocks, sockets, disks, threads or global randomness.
-SANS_IO_MODULES = ["paxos/replica.py", "paxos/ready.py", "paxos/messages.py", "paxos/config.py"]
+SANS_IO_MODULES = [
+    "paxos/replica.py",
+    "paxos/ready.py",
+    "paxos/messages.py",
+    "paxos/config.py",
+    "paxos/storage.py",
+    "router/shard_map.py",
+    "router/meta.py",
+    "router/cache.py",
+    "txn/hlc.py",
+    "txn/records.py",
+    "txn/store.py",
+    "txn/participant.py",
+    "txn/coordinator.py",
+    "shard/state_machine.py",
+    "shard/node.py",
+    "shard/execute.py",
+]
 FORBIDDEN_IN_CORE = {"asyncio", "grpc", "rocksdict", "time", "socket", "os", "uuid", "threading"}
 
 
