@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_kv_commands(commands)
     register_txn_command(commands)
     register_bench_command(commands)
+    from shard.chaos.cli import register_chaos_command  # one contiguous edit (chaos harness)
+
+    register_chaos_command(commands)
     from shard.demo_view import register_demo_command  # here: one contiguous edit of this file
 
     register_demo_command(commands)

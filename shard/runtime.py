@@ -29,6 +29,7 @@ from shard import peer_pb2_grpc
 from shard.config import ClusterConfig, NodeConfig
 from shard.disk import RocksNodeDisk
 from shard.execute import execute_cycle
+from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
 from shard.server import KVServicer
 from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
@@ -84,6 +85,8 @@ class NodeRuntime:
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        # Chaos harness only: fault hooks, None unless PAXOSKV_FAULTS=1 (shard/faults.py).
+        self.faults = maybe_install_faults(self)
         kv_pb2_grpc.add_KVServicer_to_server(
             KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000),
             self.server,
