@@ -127,13 +127,20 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         data_dir = Path(args.data_dir)
         temporary = False
-    cluster: LocalCluster | None = None
+    cluster: LocalCluster | None = None  # set once we may have started node processes
     result: _Result | None = None
     cleanup: list[str] = []
     try:
-        cluster = LocalCluster(data_dir, nodes=args.nodes, shards=args.shards)
-        if cluster.config.replication < 3:
+        candidate = LocalCluster(data_dir, nodes=args.nodes, shards=args.shards)
+        if candidate.config.replication < 3:
             raise DemoError("the demo needs 3 replicas per group (at least 3 nodes)")
+        running = [f"{s.name} (pid {s.pid})" for s in candidate.node_states() if s.pid]
+        if running:  # not ours to run a workload on, kill or stop
+            raise DemoError(
+                f"a cluster is already running in {data_dir}: {', '.join(running)}; stop it "
+                f"first with: paxoskv cluster stop --data-dir {data_dir}"
+            )
+        cluster = candidate
         out.line(f"paxoskv demo: starting {len(cluster.names)} nodes in {cluster.data_dir}")
         cluster.start(deadline_s=60.0, progress=lambda msg: out.line(f"  {msg}"))
         for state in cluster.node_states():
@@ -153,6 +160,9 @@ def run_demo(args: argparse.Namespace) -> int:
                     cleanup.append(f"removed the temporary directory {data_dir}")
             else:
                 cleanup.append(f"kept the cluster's data in {data_dir}")
+            if result is None and cluster is not None:  # the CLI prints the error next
+                for line in cleanup:
+                    out.line(f"paxoskv demo: {line}")
     assert result is not None and cluster is not None
     for line in summary_lines(
         result.state,
@@ -589,12 +599,15 @@ class _Demo:
         return await self.txn("signup", self._user_groups(), create)
 
     async def _pick_user(self, tx: AsyncTransaction, rng: random.Random) -> tuple[str, Any]:
-        prefix = self.user_key("")
+        """A random user of the workers ("w..." ids). Racers' users ("r...") are left alone:
+        deleting or renaming a race's winner mid-race would free its name for a second
+        winner, and the race check would report a violation that is not one."""
+        prefix = self.user_key("w")
         rows = await tx.scan(prefix, _prefix_end(prefix), limit=100)
         if not rows:
             return "", None
         key, raw = rng.choice(rows)
-        return key[len(prefix) :].decode(), json.loads(raw)
+        return key[len(self.user_key("")) :].decode(), json.loads(raw)
 
     async def delete_user(self, rng: random.Random, uid: str | None = None) -> Outcome:
         async def delete(tx: AsyncTransaction) -> None:
@@ -771,10 +784,8 @@ class _Demo:
             replicas = []
             claims: dict[str, str] = {}
             follows: Counter[int] = Counter()
-            by_id = {}
             for node_id in self.shard_map.replicas(group_id):
                 name = cluster.name_of(node_id)
-                by_id[node_id] = name
                 status = statuses.get(name)
                 found = None
                 if status is not None:
