@@ -208,6 +208,10 @@ class TxnSettings:
     decision_retention_s: float = 600.0
     #: How often leaders purge expired decision records.
     purge_interval_s: float = 60.0
+    #: MVCC versions shadowed longer ago than this are garbage-collected (snapshot reads
+    #: further back are refused), checked every `gc_interval_s`.
+    mvcc_retention_s: float = 600.0
+    gc_interval_s: float = 30.0
 
 
 class NodeCore:
@@ -239,6 +243,7 @@ class NodeCore:
         self._next_rebalance = 0.0
         self._next_txn_duty = 0.0
         self._next_purge = self._txn.purge_interval_s
+        self._next_gc = self._txn.gc_interval_s
         self._next_read_id = 1
         self._bootstrap_proposed = False
         self._leading: set[int] = set()
@@ -633,6 +638,16 @@ class NodeCore:
                 host, PurgeDecisions(before_ts=horizon_us << LOGICAL_BITS), lambda _r: None
             )
 
+    def _collect_garbage(self, batch: EngineBatch) -> None:
+        """Drop MVCC versions shadowed before the retention horizon, on every replica."""
+        retention_us = int(self._txn.mvcc_retention_s * 1_000_000)
+        horizon_us = physical_us(self._hlc.last) - retention_us
+        if horizon_us <= 0:
+            return
+        for group_id, host in self.hosts.items():
+            if group_id != META_GROUP_ID:
+                host.shard.gc_below(horizon_us << LOGICAL_BITS, batch)
+
     def _expire(self, now: float) -> None:
         """Rule 5: answer requests whose deadline passed."""
         for host in self.hosts.values():
@@ -681,6 +696,9 @@ class NodeCore:
 
     def apply(self, readies: Sequence[tuple[GroupHost, Ready]], batch: EngineBatch) -> None:
         """Restore snapshots and apply chosen slots into `batch`; stage the answers."""
+        if self._now >= self._next_gc:
+            self._next_gc = self._now + self._txn.gc_interval_s
+            self._collect_garbage(batch)
         for host, ready in readies:
             if ready.snapshot is not None:
                 host.app.restore(ready.snapshot.index, ready.snapshot.data, batch)

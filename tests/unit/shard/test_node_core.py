@@ -1,0 +1,199 @@
+"""NodeCore on its own: a one-node cluster in memory, driven by execute_cycle with fake time.
+
+Admission (rule 4), writes answered only after apply (rule 1), the commit wait, snapshot reads
+parked behind a prepared write intent (rule 3), drain support and MVCC garbage collection.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from router import kv_pb2 as kv
+from router.shard_map import NodeAddress, bootstrap
+from shard.config import PaxosSettings
+from shard.disk import MemoryNodeDisk
+from shard.execute import execute_cycle
+from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from shard.node import NodeCore, TxnSettings
+from txn.hlc import LOGICAL_BITS
+
+CLUSTER = "unit"
+WALL0 = 1_800_000_000 * 10**9  # a plausible wall clock, in ns
+
+
+class OneNode:
+    """A single-node cluster (every group has one replica) with controllable time."""
+
+    def __init__(self, **txn: Any) -> None:
+        nodes = [NodeAddress(node_id=1, name="n1", client_addr="x:1", peer_addr="x:1")]
+        self.map = bootstrap(nodes, [b"m"], 1)
+        self.disk = MemoryNodeDisk()
+        self.core = NodeCore(
+            cluster_id=CLUSTER,
+            node_id=1,
+            bootstrap_map=self.map,
+            disk=self.disk,
+            paxos_settings=PaxosSettings(),
+            rng=random.Random(1),
+            request_timeout_s=5.0,
+            txn_settings=TxnSettings(**txn),
+        )
+        self.now = 0.0
+        self.wall = WALL0
+        self.advance(1.0)  # elections: every group elects its only replica
+
+    def advance(self, seconds: float, step: float = 0.01) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += step
+            self.wall += int(step * 1e9)
+            self.core.tick(self.now, self.wall)
+            while execute_cycle(self.core, self.disk, lambda g, m: None):
+                pass
+
+    def call(self, request: kv.Request, settle: float = 0.05) -> kv.Response:
+        answers: list[kv.Response] = []
+        self.core.submit(request, answers.append)
+        waited = 0.0
+        while not answers and waited < 2.0:
+            self.advance(settle)
+            waited += settle
+        assert len(answers) == 1, answers
+        return answers[0]
+
+
+def header(group: int = 1, cluster: str = CLUSTER) -> kv.Header:
+    return kv.Header(cluster_id=cluster, group_id=group)
+
+
+def put(key: bytes, value: bytes, group: int = 1, **kw: Any) -> kv.Request:
+    return kv.Request(put=kv.PutRequest(header=header(group, **kw), key=key, value=value))
+
+
+def get(key: bytes, group: int = 1, **kw: Any) -> kv.Request:
+    return kv.Request(get=kv.GetRequest(header=header(group), key=key, **kw))
+
+
+@pytest.fixture
+def node() -> OneNode:
+    return OneNode()
+
+
+def test_put_then_get(node: OneNode) -> None:
+    written = node.call(put(b"apple", b"red")).put
+    assert written.error.code == kv.OK and written.version > 0
+    read = node.call(get(b"apple")).get
+    assert (read.found, read.value, read.version) == (True, b"red", written.version)
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (put(b"apple", b"x", cluster="other"), kv.WRONG_CLUSTER),
+        (put(b"apple", b"x", group=9), kv.UNKNOWN_GROUP),
+        (put(b"apple", b"x", group=0), kv.UNKNOWN_GROUP),
+        (put(b"zebra", b"x", group=1), kv.WRONG_SHARD),
+        (put(b"k" * (MAX_KEY_BYTES + 1), b"x"), kv.LIMIT_EXCEEDED),
+        (put(b"apple", b"v" * (MAX_VALUE_BYTES + 1)), kv.LIMIT_EXCEEDED),
+        (put(b"", b"x"), kv.INVALID_ARGUMENT),
+        (kv.Request(cas=kv.CasRequest(header=header(), key=b"apple")), kv.INVALID_ARGUMENT),
+    ],
+)
+def test_bad_requests_are_refused_and_change_nothing(
+    node: OneNode, request_: kv.Request, code: int
+) -> None:
+    before = node.core.hosts[1].shard.applied_index
+    response = node.call(request_)
+    body = getattr(response, response.WhichOneof("result"))
+    assert body.error.code == code, body.error
+    assert node.core.hosts[1].shard.applied_index == before
+    assert node.call(get(b"apple")).get.found is False
+
+
+def test_duplicate_keys_in_a_transaction_are_invalid(node: OneNode) -> None:
+    write = kv.WriteItem(key=b"a", value=b"1")
+    request = kv.Request(
+        commit_one_phase=kv.CommitOnePhaseRequest(
+            header=header(), txn_id=b"t", ts=1, writes=[write, write]
+        )
+    )
+    assert node.call(request).commit_one_phase.error.code == kv.INVALID_ARGUMENT
+
+
+def test_commit_wait_holds_the_reply_until_clocks_pass_the_version() -> None:
+    node = OneNode(max_clock_offset_s=0.2)
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"red"), answers.append)
+    node.advance(0.1)
+    assert answers == []  # applied, but the clocks may not all have passed its version yet
+    node.advance(0.2)
+    assert len(answers) == 1
+    version_us = answers[0].put.version >> LOGICAL_BITS
+    assert node.wall // 1000 > version_us + 200_000
+
+
+def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
+    node.call(put(b"apple", b"red"))
+    prepare = kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(),
+            txn_id=b"t1",
+            coordinator_group=1,
+            participants=[1, 2],
+            ts=1,
+            writes=[kv.WriteItem(key=b"apple", value=b"green")],
+        )
+    )
+    prepared = node.call(prepare).prepare
+    assert prepared.error.code == kv.OK
+    # A linearizable read refuses (the decision may already exist elsewhere).
+    assert node.call(get(b"apple")).get.error.code == kv.CONFLICT
+    ts = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple", snapshot=True, at_version=ts), answers.append)
+    node.advance(0.2)
+    assert answers == []  # parked: an undecided prepare below ts holds the key
+    decide = kv.Request(
+        decide=kv.DecideRequest(
+            header=header(),
+            txn_id=b"t1",
+            participants=[1, 2],
+            commit=True,
+            commit_ts=prepared.prepare_ts,
+        )
+    )
+    assert node.call(decide).decide.committed
+    resolve = kv.Request(
+        resolve=kv.ResolveRequest(
+            header=header(), txn_id=b"t1", commit=True, commit_ts=prepared.prepare_ts
+        )
+    )
+    assert node.call(resolve).resolve.error.code == kv.OK
+    node.advance(0.05)
+    assert len(answers) == 1 and answers[0].get.value == b"green"
+
+
+def test_drain_support(node: OneNode) -> None:
+    assert not node.core.has_client_requests()
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"red"), answers.append)
+    assert node.core.has_client_requests()
+    node.advance(0.05)
+    assert answers and not node.core.has_client_requests()
+    refused = node.core.refusal(put(b"a", b"b"), kv.UNAVAILABLE, "draining")
+    assert refused.put.error.code == kv.UNAVAILABLE
+
+
+def test_old_versions_are_garbage_collected() -> None:
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    first = node.call(put(b"apple", b"v1")).put.version
+    second = node.call(put(b"apple", b"v2")).put.version
+    assert node.call(get(b"apple", at_version=first)).get.value == b"v1"
+    node.advance(2.0)
+    old = node.call(get(b"apple", at_version=first)).get
+    assert old.error.code == kv.INVALID_ARGUMENT and "garbage-collected" in old.error.message
+    latest = node.call(get(b"apple")).get
+    assert (latest.value, latest.version) == (b"v2", second)
