@@ -28,6 +28,18 @@ Rules
 
 A driver for any store plugs in unchanged: etcd's is `bench/etcd_driver.py`; a paxoskv driver
 only needs the same three coroutines.
+
+Custom workloads
+----------------
+Besides the built-in "put", "get" and "mixed", `workload` may be a `CustomWorkload`: any async
+operation `operation(driver, rng, tally)` (e.g. a whole transaction with its retries), plus an
+optional `setup(drivers)` run once before the clients start (not measured). The driver is then
+whatever the factory returns; the harness only calls its `close()`. The operation fills in the
+`OpTally` it is given (tries it took, tries that aborted on a conflict, whether a read missed);
+the harness counts the tallies of every operation that started inside the window, the failed
+ones too. A `transactional` workload's report adds `committed` (= ops), `attempts`, `aborts`,
+`retries` (tries beyond the first, summed), `abort_rate` (aborts / attempts) and the aborts and
+retries per committed operation. Its latency is the whole operation, retries included.
 """
 
 from __future__ import annotations
@@ -51,8 +63,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 __all__ = [
     "WORKLOADS",
     "BenchReport",
+    "CustomWorkload",
     "Driver",
     "DriverFactory",
+    "OpTally",
+    "Operation",
     "ProgressSample",
     "Workload",
     "key_for",
@@ -106,6 +121,44 @@ ProgressCallback = Callable[[ProgressSample], None]
 
 
 @dataclass(slots=True)
+class OpTally:
+    """What one operation of a `CustomWorkload` reports besides its latency.
+
+    A fresh tally (one attempt, no abort, no miss) is handed to every call; the operation
+    updates it as it goes, so the figures count also when it finally raises.
+    """
+
+    attempts: int = 1  # tries the operation took (1: no retry)
+    aborts: int = 0  # tries that ended in a conflict (the store refused, nothing written)
+    miss: bool = False  # a read found no value where one must exist
+
+
+# operation(driver, rng, tally): one operation against the store; raising counts one error.
+Operation = Callable[[Any, random.Random, OpTally], Awaitable[None]]
+# setup(drivers): prepares the store once before the clients start (not measured).
+Setup = Callable[[Sequence[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomWorkload:
+    """A workload made of an arbitrary async operation (see the module doc).
+
+    Attributes:
+        name: the report's `workload` field.
+        operation: called in a closed loop by every client with its driver, its own
+            `random.Random` and a fresh `OpTally`.
+        setup: called once with all opened drivers before the clients start (and before
+            `on_start`), unless `run_workload(preload=False)`.
+        transactional: the report gets the transaction figures (committed, aborts, ...).
+    """
+
+    name: str
+    operation: Operation
+    setup: Setup | None = None
+    transactional: bool = True
+
+
+@dataclass(slots=True)
 class BenchReport:
     """The result of one `run_workload` call. `to_json()` is the on-disk format."""
 
@@ -136,6 +189,14 @@ class BenchReport:
     machine: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Transaction figures: set for transactional custom workloads, None otherwise.
+    committed: int | None = None  # = ops: operations that succeeded (committed)
+    attempts: int | None = None  # tries of every recorded operation, failed ones included
+    aborts: int | None = None  # tries that ended in a conflict
+    retries: int | None = None  # tries beyond each operation's first
+    abort_rate: float | None = None  # aborts / attempts
+    aborts_per_committed: float | None = None
+    retries_per_committed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; NaN (no samples) becomes None, since JSON has no NaN."""
@@ -149,13 +210,19 @@ class BenchReport:
 
     def summary_line(self) -> str:
         """One human-readable line, e.g. for a CLI printing one line per run."""
-        return (
+        line = (
             f"{self.target} {self.workload:<5} clients={self.clients:<4} "
             f"conns={self.connections:<3} ops={self.ops:<7} "
             f"{self.throughput_ops_s:9.1f} ops/s  p50={self.p50_ms:.2f}ms "
             f"p99={self.p99_ms:.2f}ms p99.9={self.p999_ms:.2f}ms max={self.max_ms:.2f}ms "
             f"errors={self.errors} misses={self.misses}"
         )
+        if self.committed is not None:
+            line += (
+                f" committed={self.committed} aborts={self.aborts} retries={self.retries}"
+                f" abort_rate={self.abort_rate or 0.0:.3f}"
+            )
+        return line
 
 
 def percentile(sorted_samples: Sequence[float], p: float) -> float:
@@ -215,6 +282,9 @@ class _Counters:
     ops: int = 0
     errors: int = 0
     misses: int = 0
+    attempts: int = 0
+    aborts: int = 0
+    retries: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     first_errors: list[str] = field(default_factory=list)
 
@@ -224,6 +294,11 @@ class _Counters:
         self.errors_by_type[name] = self.errors_by_type.get(name, 0) + 1
         if len(self.first_errors) < 5:
             self.first_errors.append(f"{name}: {exc}"[:500])
+
+    def add_tally(self, tally: OpTally) -> None:
+        self.attempts += tally.attempts
+        self.aborts += tally.aborts
+        self.retries += max(0, tally.attempts - 1)
 
 
 async def _open_driver(factory: DriverFactory) -> Driver:
@@ -259,7 +334,7 @@ async def _preload(
 
 async def run_workload(
     driver_factory: DriverFactory,
-    workload: Workload,
+    workload: Workload | CustomWorkload,
     clients: int,
     duration_s: float,
     *,
@@ -284,7 +359,9 @@ async def run_workload(
         driver_factory: returns a new `Driver` (or an awaitable of one); called `connections`
             times.
         workload: "put" (writes only), "get" (reads of preloaded keys) or "mixed" (each
-            operation is a get with probability `read_fraction`, else a put).
+            operation is a get with probability `read_fraction`, else a put); or a
+            `CustomWorkload` (key_count, value_size and read_fraction then only go into the
+            report; the workload chooses its own keys and values).
         clients: concurrent closed-loop clients (operations outstanding); 1 is sequential.
         duration_s: length of the measurement window, after `warmup_s`.
         key_count: size of the key space; keys are chosen uniformly at random.
@@ -294,7 +371,8 @@ async def run_workload(
         read_fraction: probability of a get in the "mixed" workload.
         warmup_s: operations run but are not recorded for this long first.
         progress: called about every `progress_interval_s` with a `ProgressSample`.
-        preload: write every key before starting; default True for "get" and "mixed".
+        preload: write every key before starting; default True for "get" and "mixed". For a
+            `CustomWorkload`: whether to run its `setup` (default True).
         preload_concurrency: outstanding writes during the preload.
         seed: base seed for keys, operation choice and value bytes.
         target: name of the system under test, copied into the report.
@@ -311,8 +389,10 @@ async def run_workload(
         Exception: whatever the factory or the preload raised (operation errors during the
             run are counted, not raised).
     """
-    if workload not in WORKLOADS:
+    custom = workload if isinstance(workload, CustomWorkload) else None
+    if custom is None and workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
+    workload_name = custom.name if custom is not None else str(workload)
     if clients < 1:
         raise ValueError(f"clients must be >= 1, got {clients}")
     if duration_s <= 0 or warmup_s < 0:
@@ -325,7 +405,7 @@ async def run_workload(
     if not 1 <= n_conns <= clients:
         raise ValueError(f"connections must be in [1, clients] or None, got {connections}")
     if preload is None:
-        preload = workload != "put"
+        preload = custom is not None or workload != "put"
 
     value = random.Random(seed).randbytes(value_size)
     counters = _Counters()
@@ -336,7 +416,10 @@ async def run_workload(
     try:
         for _ in range(n_conns):
             drivers.append(await _open_driver(driver_factory))
-        if preload:
+        if preload and custom is not None:
+            if custom.setup is not None:
+                await custom.setup(drivers)
+        elif preload:
             await _preload(drivers, key_count, value, preload_concurrency)
 
         if on_start is not None:
@@ -349,6 +432,9 @@ async def run_workload(
             driver = drivers[index % n_conns]
             rng = random.Random(seed * 1_000_003 + index + 1)
             samples = per_client_samples[index]
+            if custom is not None:
+                await custom_client(driver, rng, samples)
+                return
             while True:
                 t0 = clock()
                 if t0 >= deadline:
@@ -372,6 +458,30 @@ async def run_workload(
                     samples.append(t1 - t0)
                     counters.ops += 1
                     if got is None and preload:
+                        counters.misses += 1
+
+        async def custom_client(driver: Any, rng: random.Random, samples: array[float]) -> None:
+            assert custom is not None
+            operation = custom.operation
+            while True:
+                t0 = clock()
+                if t0 >= deadline:
+                    return
+                tally = OpTally()
+                try:
+                    await operation(driver, rng, tally)
+                except Exception as exc:
+                    if t0 >= window_start:
+                        counters.record_error(exc)
+                        counters.add_tally(tally)
+                    await asyncio.sleep(0)
+                    continue
+                t1 = clock()
+                if t0 >= window_start:
+                    samples.append(t1 - t0)
+                    counters.ops += 1
+                    counters.add_tally(tally)
+                    if tally.miss:
                         counters.misses += 1
 
         stop = asyncio.Event()
@@ -411,9 +521,28 @@ async def run_workload(
     def ms(x: float) -> float:
         return x * 1000.0
 
+    txn: dict[str, Any] = {}
+    if custom is not None and custom.transactional:
+        ops = counters.ops
+        txn = {
+            "committed": ops,
+            "attempts": counters.attempts,
+            "aborts": counters.aborts,
+            "retries": counters.retries,
+            "abort_rate": counters.aborts / counters.attempts if counters.attempts else 0.0,
+            "aborts_per_committed": counters.aborts / ops if ops else None,
+            "retries_per_committed": counters.retries / ops if ops else None,
+        }
+    if custom is not None:
+        reported_fraction = 0.0
+    elif workload == "mixed":
+        reported_fraction = read_fraction
+    else:
+        reported_fraction = 1.0 if workload == "get" else 0.0
+
     return BenchReport(
         target=target,
-        workload=workload,
+        workload=workload_name,
         clients=clients,
         connections=n_conns,
         duration_s=duration_s,
@@ -432,13 +561,14 @@ async def run_workload(
         mean_ms=ms(math.fsum(merged) / len(merged)) if merged else math.nan,
         key_count=key_count,
         value_size=value_size,
-        read_fraction=read_fraction if workload == "mixed" else (1.0 if workload == "get" else 0.0),
+        read_fraction=reported_fraction,
         seed=seed,
         errors_by_type=dict(counters.errors_by_type),
         first_errors=list(counters.first_errors),
         machine=machine_info(),
         started_at=started_at,
         extra=dict(extra or {}),
+        **txn,
     )
 
 

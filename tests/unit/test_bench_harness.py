@@ -16,7 +16,9 @@ import pytest
 
 from shard.bench_harness import (
     BenchReport,
+    CustomWorkload,
     Driver,
+    OpTally,
     ProgressSample,
     key_for,
     percentile,
@@ -303,3 +305,91 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object]) -> None:
     args: dict[str, object] = {"workload": "put", "clients": 8, "duration_s": 0.1, **kwargs}
     with pytest.raises(ValueError):
         asyncio.run(run_workload(lambda: FakeDriver({}), **args))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- custom (transaction) workloads
+
+
+TRY_S = 1 / 512  # exact in binary floating point, so fake-time sums are exact
+
+
+class FakeTxnStore:
+    """A driver for custom workloads: each try takes TRY_S of fake time."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.setups = 0
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _txn_workload(tries: int, fail_every: int = 0, *, transactional: bool = True) -> CustomWorkload:
+    """Each operation takes `tries` tries (the first tries-1 abort); every `fail_every`-th
+    operation gives up with an error after its tries."""
+    calls = [0]
+
+    async def setup(drivers: list[FakeTxnStore]) -> None:
+        for d in drivers:
+            d.setups += 1
+
+    async def op(driver: FakeTxnStore, rng: random.Random, tally: OpTally) -> None:
+        calls[0] += 1
+        tally.attempts = 0
+        for attempt in range(tries):
+            tally.attempts += 1
+            await asyncio.sleep(0)
+            driver.clock.now += TRY_S
+            if attempt < tries - 1:
+                tally.aborts += 1
+        if fail_every and calls[0] % fail_every == 0:
+            raise TimeoutError("gave up")
+
+    return CustomWorkload("fake-txn", op, setup, transactional=transactional)
+
+
+def test_custom_workload_counts_commits_aborts_and_retries() -> None:
+    clock = FakeClock()
+    driver = FakeTxnStore(clock)
+    report = run_workload_sync(lambda: driver, _txn_workload(3), 1, 300 * TRY_S, clock=clock)
+    # One client, 3 tries per operation (two aborted, then the commit): 100 operations.
+    assert driver.setups == 1 and driver.closed
+    assert report.workload == "fake-txn"
+    assert report.ops == report.committed == 100
+    assert report.attempts == 300 and report.aborts == 200 and report.retries == 200
+    assert report.abort_rate == pytest.approx(2 / 3)
+    assert report.aborts_per_committed == pytest.approx(2.0)
+    assert report.retries_per_committed == pytest.approx(2.0)
+    assert report.p50_ms == pytest.approx(3000 * TRY_S)  # latency includes the retries
+    doc = json.loads(report.to_json())
+    for key in ("committed", "aborts", "retries", "abort_rate", "p50_ms", "p99_ms", "ops"):
+        assert doc[key] is not None, key
+    assert "abort_rate=" in report.summary_line()
+
+
+def test_custom_workload_failures_count_as_errors_with_their_tries() -> None:
+    clock = FakeClock()
+    driver = FakeTxnStore(clock)
+    report = run_workload_sync(lambda: driver, _txn_workload(2, fail_every=4), 2, 0.4, clock=clock)
+    assert report.errors > 0 and report.errors_by_type == {"TimeoutError": report.errors}
+    assert report.committed == report.ops
+    assert report.attempts == 2 * (report.ops + report.errors)
+    assert report.aborts == report.ops + report.errors
+
+
+def test_custom_workload_setup_can_be_skipped_and_plain_reports_have_no_txn_figures() -> None:
+    clock = FakeClock()
+    driver = FakeTxnStore(clock)
+    report = run_workload_sync(
+        lambda: driver,
+        _txn_workload(1, transactional=False),
+        1,
+        10 * TRY_S,
+        preload=False,
+        clock=clock,
+    )
+    assert driver.setups == 0 and report.ops == 10
+    assert report.committed is None and report.abort_rate is None
+    plain = run_workload_sync(lambda: FakeDriver({}, clock), "put", 1, 0.01, clock=clock)
+    assert plain.committed is None and plain.aborts is None
