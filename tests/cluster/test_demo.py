@@ -92,7 +92,9 @@ def test_demo_runs_kills_a_leader_and_leaves_nothing_running(demo_dir: Path) -> 
     assert failover is not None, summary
     victim, new_leader = failover.group(1), failover.group(4)
     assert new_leader != victim
-    assert float(failover.group(5)) <= float(failover.group(6)) < 20
+    # Both are measured from the kill (the leader by polling Status, so either may come
+    # first) and both well within the run.
+    assert 0 < float(failover.group(5)) < 15 and 0 < float(failover.group(6)) < 15
     checks = re.search(r"invariant checks: (\d+) passed, (\d+) failed", summary)
     assert checks is not None and int(checks.group(1)) >= 10 and checks.group(2) == "0", summary
     assert "result: PASS" in summary
