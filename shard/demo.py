@@ -260,11 +260,11 @@ def uniqueness_problems(
         for value, uids in sorted(owners.items()):
             if len(uids) > 1:
                 problems.append(f"users {', '.join(uids)} share the {field_name} {value!r}")
-        for value, uid in sorted(index.items()):
-            record = records.get(uid.decode())
+        for value, raw_uid in sorted(index.items()):
+            record = records.get(raw_uid.decode())
             if record is None or record[field_name] != value:
                 problems.append(
-                    f"{field_name} index entry {value!r} points to user {uid.decode()!r}, "
+                    f"{field_name} index entry {value!r} points to user {raw_uid.decode()!r}, "
                     f"who {'does not exist' if record is None else 'has another ' + field_name}"
                 )
     return problems
@@ -375,7 +375,7 @@ class _Demo:
         )
         try:
             await self.client.connect()
-            await self.client.run(self._open_accounts)
+            await self.client.run(self._open_accounts)  # type: ignore[arg-type]
             self.out.line(
                 f"paxoskv demo: {len(self.accounts)} accounts of {INITIAL_BALANCE} over groups "
                 f"{sorted(self.groups_of(self.accounts))}; users, usernames and emails in groups "

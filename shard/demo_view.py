@@ -204,8 +204,13 @@ def _check_text(check: CheckState, color: bool) -> str:
 
 def render_frame(state: DemoState, *, color: bool = True) -> list[str]:
     """The live view's lines (no trailing newlines)."""
-    b = lambda s: _paint(s, BOLD, color)  # noqa: E731
-    d = lambda s: _paint(s, DIM, color)  # noqa: E731
+
+    def b(text: str) -> str:
+        return _paint(text, BOLD, color)
+
+    def d(text: str) -> str:
+        return _paint(text, DIM, color)
+
     until = f" / {state.duration:.0f} s" if state.duration else " (Ctrl-C to stop)"
     lines = [b(f"paxoskv demo — {state.elapsed:5.1f} s{until}")]
     lines.append("nodes: " + "   ".join(f"{n} {s}" for n, s in state.nodes.items()))
