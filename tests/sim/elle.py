@@ -21,6 +21,10 @@ and every other read must be a prefix of it. From that order:
 - rt (with `realtime=True`): T1 -> T2 when T1 completed before T2 was invoked (kept sparse,
   as Elle does: the edges come from the "frontier" of completed transactions).
 
+The order of a key knows only the appends some read observed: an append nobody read has no
+place in it (nor any edge through it), so a history should end with a final read of every
+key, as Jepsen's tests do (the simulator's final reader does).
+
 Nodes are the ok transactions and the info transactions whose appends someone read.
 Anomalies reported (Adya's names, as Elle uses them):
 
