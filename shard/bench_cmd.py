@@ -1,16 +1,28 @@
 """`paxoskv bench`: closed-loop load against a running cluster (shard.bench_harness).
 
-One `RoutingClient` is shared by every client coroutine of the process (its Batch streams
-batch their requests), so `--clients N` is N operations outstanding over one connection per
-node. Prints one summary line (throughput, p50/p99/p99.9), progress about once a second on
-stderr for runs over 3 s, and writes the `BenchReport` JSON (`--json`), with extras: the
-client's gRPC message counts (requests per message each way) and CPU seconds used by this
-process, by the `--node-pids` given, and by the whole machine during the run.
+One `txn.AsyncClient` (and its `RoutingClient`) is shared by every client coroutine of the
+process (its Batch streams batch their requests), so `--clients N` is N operations
+outstanding over one connection per node. Prints one summary line (throughput, p50/p99/p99.9),
+progress about once a second on stderr for runs over 3 s, and writes the `BenchReport` JSON
+(`--json`), with extras: the client's gRPC message counts (requests per message each way) and
+CPU seconds used by this process, by the `--node-pids` given, and by the whole machine during
+the run.
+
+Workloads: `put`, `get`, `mixed` (single-key operations through the routing client), and the
+transactions of shard/bench_txn.py through the AsyncClient's retry loop (`client.run`):
+`txn1` (read-modify-write of one key of one shard, 1PC), `txn2` / `txn3` (one key read and
+written on each of 2 / 3 shards, 2PC), `ro` (snapshot reading one key on each of 3 shards)
+and `bank` (transfers between accounts over all shards; `--hot-keys N` limits them to N
+accounts). For transactions `--keys` is the key space over all shards (the bank: the number
+of accounts), the latency is per committed transaction including its retries, and the
+report adds `committed`, `aborts` (tries that hit a conflict), `retries` and `abort_rate`.
+The bank run ends with a snapshot audit of the total (exit status 1 if it is wrong).
 
 Example::
 
     paxoskv bench --cluster 127.0.0.1:7001 --workload put --clients 64 --duration 10 \\
         --json /tmp/put64.json
+    paxoskv bench --workload bank --hot-keys 4 --clients 16 --duration 5
 """
 
 from __future__ import annotations
@@ -21,6 +33,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+KV_WORKLOADS = ("put", "get", "mixed")
+# shard.bench_txn.TXN_WORKLOADS, repeated so the CLI starts without importing the client.
+TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
 
 
 def register_bench_command(subparsers: Any) -> None:
@@ -44,12 +60,24 @@ def register_bench_command(subparsers: Any) -> None:
     bench.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
-    bench.add_argument("--workload", choices=("put", "get", "mixed"), default="put")
+    bench.add_argument("--workload", choices=(*KV_WORKLOADS, *TXN_WORKLOADS), default="put")
     bench.add_argument("--clients", type=int, default=1, help="operations outstanding (1)")
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured (10)")
     bench.add_argument("--warmup", type=float, default=1.0, help="seconds not measured (1)")
     bench.add_argument("--value-size", type=int, default=100, help="bytes per value (100)")
-    bench.add_argument("--keys", type=int, default=10_000, help="key space size (10000)")
+    bench.add_argument(
+        "--keys",
+        type=int,
+        default=10_000,
+        help="key space size (10000); transactions: over all shards; bank: accounts",
+    )
+    bench.add_argument(
+        "--hot-keys",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bank: every transfer uses only these N accounts (contention)",
+    )
     bench.add_argument(
         "--read-fraction", type=float, default=0.5, help="share of gets in 'mixed' (0.5)"
     )
@@ -129,18 +157,34 @@ class PaxosKvDriver:
         return None
 
 
+def grpc_delta(before: dict[str, int] | None, after: dict[str, int]) -> dict[str, Any]:
+    """The routing client's message counters over a run, with requests per message."""
+    base = before or dict.fromkeys(after, 0)
+    delta: dict[str, Any] = {k: after[k] - base.get(k, 0) for k in after}
+    if delta["messages_out"]:
+        delta["requests_per_message_out"] = round(delta["requests_out"] / delta["messages_out"], 2)
+    if delta["messages_in"]:
+        delta["responses_per_message_in"] = round(delta["responses_in"] / delta["messages_in"], 2)
+    return delta
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
 
-    from router.client import RoutingClient
     from shard.bench_harness import ProgressSample, run_workload
+    from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
     from shard.cli_kv import UsageError, _seeds
+    from txn.client import AsyncClient
 
     seeds = _seeds(args)
     if args.clients < 1:
         raise UsageError("--clients must be >= 1")
     if args.duration <= 0:
         raise UsageError("--duration must be > 0")
+    if args.keys < 1:
+        raise UsageError("--keys must be >= 1")
+    if args.hot_keys is not None and (args.workload != "bank" or args.hot_keys < 2):
+        raise UsageError("--hot-keys is for --workload bank and must be >= 2")
     try:
         node_pids = [int(p) for p in args.node_pids.split(",") if p.strip()]
     except ValueError:
@@ -162,20 +206,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
 
     async def main() -> Any:
-        client = RoutingClient(seeds, timeout_s=args.timeout)
+        client = AsyncClient(seeds, timeout_s=args.timeout)
         meter: list[_CpuMeter] = []
         try:
             await client.connect()
-            driver = PaxosKvDriver(client)
+            routing = client.routing
+            shard_map = routing.shard_map
+            assert shard_map is not None
+            shards = len(shard_map.ranges)
+            workload: Any = args.workload
+            driver: Any = PaxosKvDriver(routing)
+            if args.workload in TXN_WORKLOADS:
+                try:
+                    workload = build_txn_workload(
+                        args.workload,
+                        shard_map,
+                        keys_per_shard=max(1, args.keys // shards),
+                        value_size=args.value_size,
+                        accounts=args.keys,
+                        hot_keys=args.hot_keys,
+                    )
+                except ValueError as exc:
+                    raise UsageError(str(exc)) from None
+                driver = TxnDriver(client)
             stats_before: list[dict[str, int]] = []
 
             def on_start() -> None:
-                stats_before.append(client.stats())
+                stats_before.append(routing.stats())
                 meter.append(_CpuMeter(node_pids))
 
             report = await run_workload(
                 lambda: driver,
-                args.workload,
+                workload,
                 args.clients,
                 args.duration,
                 key_count=args.keys,
@@ -189,23 +251,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 extra={"cluster": seeds},
                 on_start=on_start,
             )
-            after = client.stats()
-            before = stats_before[0] if stats_before else dict.fromkeys(after, 0)
-            delta = {k: after[k] - before.get(k, 0) for k in after}
-            if delta["messages_out"]:
-                delta["requests_per_message_out"] = round(
-                    delta["requests_out"] / delta["messages_out"], 2
-                )
-            if delta["messages_in"]:
-                delta["responses_per_message_in"] = round(
-                    delta["responses_in"] / delta["messages_in"], 2
-                )
-            report.extra["grpc"] = delta
+            report.extra["grpc"] = grpc_delta(
+                stats_before[0] if stats_before else None, routing.stats()
+            )
             if meter:
                 report.extra["cpu"] = meter[0].result()
-            shard_map = client.shard_map
-            if shard_map is not None:
-                report.extra["shards"] = len(shard_map.group_ids())
+            report.extra["shards"] = shards
+            if args.workload == "bank":
+                accounts, expected = bank_expected_total(workload)
+                found = await bank_total(client, accounts)
+                report.extra["bank_total"] = {
+                    "accounts": len(accounts),
+                    "expected": expected,
+                    "found": found,
+                    "ok": found == expected,
+                }
+            if args.hot_keys is not None:
+                report.extra["hot_keys"] = args.hot_keys
             return report
         finally:
             await client.close()
@@ -234,4 +296,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.to_json() + "\n")
+    audit = report.extra.get("bank_total")
+    if audit is not None:
+        verdict = "ok" if audit["ok"] else "WRONG"
+        print(
+            f"  bank total after the run: {audit['found']} (expected {audit['expected']}, "
+            f"{audit['accounts']} accounts): {verdict}"
+        )
+        if not audit["ok"]:
+            return 1
     return 0 if report.ops > 0 else 1

@@ -393,3 +393,48 @@ def test_custom_workload_setup_can_be_skipped_and_plain_reports_have_no_txn_figu
     assert report.committed is None and report.abort_rate is None
     plain = run_workload_sync(lambda: FakeDriver({}, clock), "put", 1, 0.01, clock=clock)
     assert plain.committed is None and plain.aborts is None
+
+
+# ---------------------------------------------------------------- transaction key placement
+
+
+def _map(split_points: list[bytes]):  # type: ignore[no-untyped-def]
+    from router.shard_map import NodeAddress, bootstrap
+
+    nodes = [
+        NodeAddress(node_id=i, name=f"n{i}", client_addr="x", peer_addr="x") for i in (1, 2, 3)
+    ]
+    return bootstrap(nodes, split_points, 3)
+
+
+@pytest.mark.parametrize(
+    "split_points", [[b"j", b"r"], [b"b", b"bench/txn/00000050"], [b"a\x00", b"a\x01"]]
+)
+def test_txn_keys_land_in_the_shard_they_are_chosen_for(split_points: list[bytes]) -> None:
+    from shard.bench_txn import bank_accounts, data_groups, keys_in_group
+
+    shard_map = _map(split_points)
+    groups = data_groups(shard_map)
+    assert groups == [1, 2, 3]
+    for g in groups:
+        keys = keys_in_group(shard_map, g, 100, b"txn")
+        assert len(set(keys)) == 100
+        assert {shard_map.locate(k).group_id for k in keys} == {g}
+    accounts = bank_accounts(shard_map, 4)
+    assert len(set(accounts)) == 4
+    assert [shard_map.locate(k).group_id for k in accounts] == [1, 2, 3, 1]
+
+
+def test_txn_workloads_refuse_too_few_shards() -> None:
+    from shard.bench_txn import build_txn_workload
+
+    one = _map([])
+    build_txn_workload("txn1", one)
+    build_txn_workload("bank", one, hot_keys=4)
+    for name in ("txn2", "txn3", "ro"):
+        with pytest.raises(ValueError, match="data shards"):
+            build_txn_workload(name, one)
+    with pytest.raises(ValueError):
+        build_txn_workload("bank", one, hot_keys=1)
+    with pytest.raises(ValueError):
+        build_txn_workload("scan", one)

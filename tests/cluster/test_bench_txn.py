@@ -1,0 +1,98 @@
+"""`paxoskv bench` transaction workloads against a real 3-node, 3-shard cluster.
+
+Each workload (shard/bench_txn.py) runs for about a second through the CLI, as a user runs
+it, and must write a JSON report with the transaction figures, no errors and some commits.
+No figure is judged: the machine is shared, so only the report's shape and counts are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shard.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+CLI_TIMEOUT_S = 60.0
+
+
+def bench(cluster: LocalCluster, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PAXOSKV_CLUSTER"}
+    env["PAXOSKV_CLUSTER"] = cluster.env_value()
+    pids = ",".join(str(cluster.pid(n)) for n in cluster.names)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shard.cli",
+            "bench",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--keys",
+            "60",
+            "--node-pids",
+            pids,
+            "--json",
+            str(path),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+
+
+@pytest.mark.parametrize(
+    ("workload", "extra"),
+    [
+        ("txn1", ()),
+        ("txn2", ()),
+        ("txn3", ()),
+        ("ro", ()),
+        ("bank", ("--hot-keys", "4")),
+    ],
+)
+def test_txn_workload_reports(
+    shared_cluster: LocalCluster, tmp_path: Path, workload: str, extra: tuple[str, ...]
+) -> None:
+    path = tmp_path / f"{workload}.json"
+    result = bench(shared_cluster, path, "--workload", workload, "--clients", "4", *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "committed=" in result.stdout
+    report = json.loads(path.read_text())
+    for key in (
+        "workload",
+        "clients",
+        "ops",
+        "errors",
+        "throughput_ops_s",
+        "p50_ms",
+        "p99_ms",
+        "committed",
+        "aborts",
+        "retries",
+        "abort_rate",
+        "attempts",
+    ):
+        assert key in report, key
+    assert report["workload"] == workload and report["clients"] == 4
+    assert report["errors"] == 0, report["first_errors"]
+    assert report["misses"] == 0
+    assert report["committed"] == report["ops"] > 0
+    assert report["attempts"] == report["ops"] + report["retries"]
+    assert 0.0 <= report["abort_rate"] <= 1.0
+    assert report["extra"]["shards"] == 3
+    if workload == "ro":
+        assert report["aborts"] == 0 and report["retries"] == 0
+    if workload == "bank":
+        audit = report["extra"]["bank_total"]
+        assert audit["ok"] and audit["accounts"] == 4 and report["extra"]["hot_keys"] == 4
