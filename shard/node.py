@@ -316,6 +316,15 @@ class NodeCore:
         self._release_delayed()
         self._maybe_bootstrap_meta()
 
+    def observe_time(self, now: float, wall_ns: int) -> None:
+        """Move the clock forward without running timers.
+
+        The shell calls it right before `submit`, so a lease read is judged on the current
+        time, not on the last tick's (which may be old after a stall or a SIGSTOP).
+        """
+        self._now = max(self._now, now)
+        self._wall_ns = max(self._wall_ns, wall_ns)
+
     def step(self, group_id: int, msg: Message) -> bool:
         """Deliver a peer message; False when this node hosts no such group."""
         host = self.hosts.get(group_id)

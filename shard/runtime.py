@@ -105,6 +105,7 @@ class NodeRuntime:
         if self._draining:
             reply(self.core.refusal(request, kv.UNAVAILABLE, "the node is shutting down; retry"))
             return
+        self.core.observe_time(time.monotonic(), time.time_ns())
         self.core.submit(request, reply)
         self._wake.set()
 

@@ -90,6 +90,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         answers: asyncio.Queue[kv.Response | None] = asyncio.Queue()
         outstanding = 0
         reader_done = False
+        failure: list[str] = []
 
         def reply(response: kv.Response) -> None:
             answers.put_nowait(response)
@@ -101,6 +102,10 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                     for request in batch.requests:
                         outstanding += 1
                         self._submit(request, reply)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure.append(f"undecodable request batch: {exc}")
             finally:
                 reader_done = True
                 answers.put_nowait(None)
@@ -119,6 +124,8 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 outstanding -= len(responses)
                 if responses:
                     yield kv.ResponseBatch(responses=responses)
+                if failure:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failure[0])
                 if reader_done and outstanding <= 0:
                     return
         finally:

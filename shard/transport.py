@@ -42,6 +42,7 @@ class PeerLink:
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random(peer_id)
         self._generation = 0
+        self._closed = False
         self.connected = False
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
@@ -56,11 +57,14 @@ class PeerLink:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"peer-{self.peer_id}")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the writer; bounded, because grpc.aio can swallow a cancellation."""
+        self._closed = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, timeout_s)
 
     async def _batches(self, generation: int) -> AsyncIterator[peer_pb2.PeerBatch]:
         # A failed call may leave gRPC's request consumer parked in here; the generation check
@@ -79,7 +83,9 @@ class PeerLink:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            opened_at = loop.time()
             try:
                 async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
@@ -87,7 +93,6 @@ class PeerLink:
                     self._generation += 1
                     call = stub.Exchange(self._batches(self._generation))
                     self.connected = True
-                    attempt = 0
                     try:
                         async for reply in call:
                             if reply.refusal:
@@ -107,7 +112,10 @@ class PeerLink:
             self._generation += 1
             self._wake.set()
             self._queue.clear()
-            attempt += 1
+            # Only a stream that stayed up a while resets the backoff: Exchange() returns
+            # before any connection exists, so a dead peer would otherwise be redialled
+            # every few milliseconds.
+            attempt = 0 if loop.time() - opened_at > 1.0 else attempt + 1
             delay = min(1.0, 0.02 * 2 ** min(attempt, 10))
             await asyncio.sleep(self._rng.uniform(delay / 2, delay))
 

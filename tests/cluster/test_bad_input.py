@@ -167,15 +167,6 @@ def test_garbage_bytes_are_refused(c: LocalCluster) -> None:
         assert c.status(name).node_name == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shard/server.py KVServicer.Batch: when a RequestBatch cannot be decoded, the "
-    "reader task's `async for batch in request_iterator` raises, its `finally` marks the "
-    "reader done and the exception is dropped (the task is never awaited); the stream then "
-    "ends with status OK and no responses, so the client gets no error for what it sent. "
-    "Expected: the stream fails with a gRPC error (INTERNAL/INVALID_ARGUMENT) or answers an "
-    "error Response.",
-)
 def test_garbage_on_the_batch_stream_is_an_error(c: LocalCluster) -> None:
     for name in c.names:
         stream = c.channel(name).stream_stream("/paxoskv.kv.KV/Batch")
