@@ -114,6 +114,7 @@ from txn.errors import (
     CommitUnknown,
     Conflict,
     DeadlineExceeded,
+    FencingTokenRejected,
     InvalidArgument,
     LimitExceeded,
     OutcomeUnknown,
@@ -154,39 +155,6 @@ _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
 _FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
-
-
-class FencingTokenRejected(Conflict):
-    """A fenced write was refused: the lock key no longer has the token's version (someone
-    re-acquired, renewed or released the lock). Nothing of the transaction was written.
-
-    Not retryable: a newer version never goes away, so re-running cannot succeed with this
-    token. Re-acquire the lock for a new token instead.
-
-    Attributes:
-        lock: the lock key.
-        token: the token the write carried.
-        latest_version: the lock key's version the client saw when classifying the refusal
-            (None when unknown).
-    """
-
-    code = "FENCING_TOKEN_REJECTED"
-    retryable = False
-    maybe_committed = False
-
-    def __init__(
-        self, lock: bytes, token: int, latest_version: int | None = None, *, txn_id: bytes = b""
-    ) -> None:
-        now = "" if latest_version is None else f" (its latest version is {latest_version})"
-        reason = f"fencing token {token} is not the current version of lock {lock!r}{now}"
-        super().__init__(lock, b"", "commit", reason, txn_id=txn_id)
-        self.lock = lock
-        self.token = token
-        self.latest_version = latest_version
-        self.args = (
-            f"{reason}: the lock was re-acquired, renewed or released, so the store refused "
-            "the fenced write; nothing was written. Acquire the lock again for a new token",
-        )
 
 
 # ---------------------------------------------------------------------------- public types

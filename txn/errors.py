@@ -263,9 +263,43 @@ class TooManyRetries(PaxosKVError):
         )
 
 
+class FencingTokenRejected(Conflict):
+    """A fenced write was refused: the lock key no longer has the token's version (someone
+    re-acquired, renewed or released the lock). Nothing of the transaction was written.
+
+    Not retryable: a newer version never goes away, so re-running cannot succeed with this
+    token. Re-acquire the lock for a new token instead.
+
+    Attributes:
+        lock: the lock key.
+        token: the token the write carried.
+        latest_version: the lock key's version the client saw when classifying the refusal
+            (None when unknown).
+    """
+
+    code = "FENCING_TOKEN_REJECTED"
+    retryable = False
+    maybe_committed = False
+
+    def __init__(
+        self, lock: bytes, token: int, latest_version: int | None = None, *, txn_id: bytes = b""
+    ) -> None:
+        now = "" if latest_version is None else f" (its latest version is {latest_version})"
+        reason = f"fencing token {token} is not the current version of lock {lock!r}{now}"
+        super().__init__(lock, b"", "commit", reason, txn_id=txn_id)
+        self.lock = lock
+        self.token = token
+        self.latest_version = latest_version
+        self.args = (
+            f"{reason}: the lock was re-acquired, renewed or released, so the store refused "
+            "the fenced write; nothing was written. Acquire the lock again for a new token",
+        )
+
+
 ERRORS: tuple[type[PaxosKVError], ...] = (
     PaxosKVError,
     Conflict,
+    FencingTokenRejected,
     Unavailable,
     DeadlineExceeded,
     OutcomeUnknown,

@@ -16,6 +16,7 @@ from txn.errors import ERRORS, from_routing_error
 EXPECTED = {
     txn.PaxosKVError: (False, False),
     txn.Conflict: (True, False),
+    txn.FencingTokenRejected: (False, False),
     txn.Unavailable: (True, False),
     txn.DeadlineExceeded: (True, False),
     txn.OutcomeUnknown: (False, True),
