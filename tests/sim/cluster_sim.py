@@ -856,7 +856,7 @@ class Knobs:
         )
 
 
-PROFILES = ("calm", "lossy", "partitions", "crashes", "2pc", "chaos")
+PROFILES = ("calm", "lossy", "dups", "partitions", "crashes", "2pc", "chaos")
 
 
 def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
@@ -892,6 +892,15 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
     )
     nodes = list(range(1, k.nodes + 1))
     if profile == "calm":
+        return k
+    if profile == "dups":
+        # Every third message twice, one in five held up to 0.6 s, few hot keys: requests
+        # arrive again long after their answer (as a deposed leader's accepted proposal can
+        # be chosen long after the client moved on).
+        k.keys = 3
+        k.net = NetworkConfig(
+            drop=0.05, duplicate=0.3, delay_max_s=0.003, long_delay=0.2, long_delay_max_s=0.6
+        )
         return k
     if profile in ("lossy", "chaos"):
         k.net = NetworkConfig(
@@ -1032,10 +1041,10 @@ class ClusterSim:
         self.shard_map = _cluster_map(self.node_ids, k.groups, k.keys)
         self.nodes: dict[int, NodeHost] = {}
         for i, node_id in enumerate(self.node_ids):
-            self.nodes[node_id] = NodeHost(self, node_id, k.timing, k.skews[i] if k.skews else 0)
+            self.nodes[node_id] = NodeHost(self, node_id, k.timing, _at(k.skews, i))
         self.clients: list[ClientHost] = []
         for c in range(k.clients):
-            skew = k.skews[k.nodes + c] if k.skews else 0.0
+            skew = _at(k.skews, k.nodes + c)
             self.clients.append(ClientHost(self, 101 + c, c, skew))
         self.workload = WORKLOADS[workload](self)
         self.stats: dict[str, int] = {}
@@ -1486,6 +1495,10 @@ class ClusterSim:
             stats=tuple(sorted(self.stats.items())),
             virtual_s=round(self.world.now, 6),
         )
+
+
+def _at(values: tuple[float, ...], i: int) -> float:
+    return values[i] if i < len(values) else 0.0
 
 
 def _cluster_map(node_ids: list[int], groups: int, keys: int) -> ShardMap:
