@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import elle
-from sim_client import SimTxnClient, TxnResult, error_of
+from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
 from world import CrashMode, Host, HostTiming, NetworkConfig, World
 
 from paxos import Role
@@ -802,7 +802,7 @@ class Fault:
             parts.append(f"{self.target}->{self.other}")
         if self.duration:
             parts.append(f"for={self.duration:.3f}s")
-        if self.kind in ("crash", "cycle_crash"):
+        if self.kind in ("crash", "cycle_crash", "crash_all"):
             parts.append(f"mode={self.mode}")
         if self.point:
             parts.append(f"at={self.point}")
@@ -843,8 +843,9 @@ class Knobs:
     skews: tuple[float, ...] = ()
     faults: list[Fault] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
-    #: Probability that a client process dies at each abandon point.
+    #: Probability that a client process dies at each abandon point of `death_points`.
     client_death: float = 0.0
+    death_points: tuple[str, ...] = ABANDON_POINTS
 
     def describe(self) -> str:
         return (
@@ -921,13 +922,21 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         weights = {"partition": 3, "isolate": 3, "clog": 1, "heal": 2}
         rate = 4
     elif profile == "crashes":
-        weights = {"crash": 3, "cycle_crash": 3}
+        weights = {"crash": 3, "cycle_crash": 3, "crash_all": 0.5}
         rate = 3
     elif profile == "2pc":
         rate = 0.5
         weights = {"crash": 1}
     elif profile == "chaos":
-        weights = {"partition": 2, "isolate": 2, "clog": 1, "heal": 2, "crash": 2, "cycle_crash": 2}
+        weights = {
+            "partition": 2,
+            "isolate": 2,
+            "clog": 1,
+            "heal": 2,
+            "crash": 2,
+            "cycle_crash": 2,
+            "crash_all": 0.3,
+        }
         rate = 4
     if profile in ("2pc", "chaos"):
         count = rng.choice((1, 2, 3)) if profile == "2pc" else rng.choice((0, 1, 2))
@@ -981,6 +990,8 @@ def plan_faults(
             faults.append(Fault(t, kind))
         elif kind == "crash":
             faults.append(Fault(t, kind, target=target, mode=mode, duration=rng.uniform(0.05, 1.0)))
+        elif kind == "crash_all":
+            faults.append(Fault(t, kind, mode=mode, duration=rng.uniform(0.05, 0.5)))
         elif kind == "cycle_crash":
             faults.append(
                 Fault(
@@ -1081,8 +1092,10 @@ class ClusterSim:
     # ------------------------------------------------------------------ faults
 
     def client_dies(self, point: str) -> bool:
-        p = self.knobs.client_death
-        return self.chaos and p > 0 and self.rng.random() < p
+        k = self.knobs
+        if not self.chaos or k.client_death <= 0 or point not in k.death_points:
+            return False
+        return self.rng.random() < k.client_death
 
     def _resolve_target(self, target: int) -> int | None:
         if target:
@@ -1131,6 +1144,9 @@ class ClusterSim:
             target = self._resolve_target(fault.target)
             if target is not None:
                 self._crash(self.nodes[target], fault.mode, fault.duration, "scheduled")
+        elif fault.kind == "crash_all":
+            for node in self.nodes.values():
+                self._crash(node, fault.mode, fault.duration, "all")
         elif fault.kind == "cycle_crash":
             target = self._resolve_target(fault.target)
             if target is not None and self.nodes[target].up:

@@ -57,7 +57,7 @@ from router import kv_pb2 as kv
 from router.shard_map import ShardMap
 from txn.hlc import HybridClock
 
-__all__ = ["SimTxnClient", "Transport", "TxnResult", "error_of"]
+__all__ = ["ABANDON_POINTS", "MUTATIONS", "SimTxnClient", "Transport", "TxnResult", "error_of"]
 
 OnAnswer = Callable[[kv.Response | None, bool], None]
 Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]

@@ -35,18 +35,21 @@ from pathlib import Path
 import pytest
 from cluster_sim import (
     PROFILES,
+    TRIGGERS,
     WORKLOADS,
     ClusterResult,
     ClusterSim,
     LivenessViolation,
     SafetyViolation,
+    Trigger,
     draw_knobs,
     parse_replay,
     run_cluster,
 )
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
-from sim_client import MUTATIONS
+from sim_client import ABANDON_POINTS, MUTATIONS
+from world import CrashMode
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
@@ -142,6 +145,36 @@ def test_bank_total_is_constant_under_2pc_crash_points(seed: int) -> None:
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_everything_at_once(seed: int) -> None:
     _run("bank", "chaos", seed)
+
+
+# ---------------------------------------------------------------------- each crash point
+# Directed runs: one 2PC crash point (or one way for a client to die) at a time, so each is
+# proven to fire and to be recovered from whatever the random draws of the profiles do.
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_each_2pc_crash_point_fires_and_the_cluster_recovers(trigger: str) -> None:
+    for seed in range(1, 6):
+        sim = _sim_with("append", "2pc", seed, client_death=0.0)
+        sim.knobs.faults = []
+        sim.knobs.triggers = [Trigger(trigger, CrashMode.POWER_LOSS, 0.2, remaining=2)]
+        sim.run()
+        if sim.stats.get(f"crash:{trigger}"):
+            return
+    pytest.fail(f"crash point {trigger} never fired in 5 runs")
+
+
+@pytest.mark.parametrize("point", ABANDON_POINTS)
+def test_each_client_death_point_fires_and_nothing_stays_in_doubt(point: str) -> None:
+    for seed in range(1, 6):
+        sim = _sim_with("append", "2pc", seed, client_death=0.3)
+        sim.knobs.faults = []
+        sim.knobs.triggers = []
+        sim.knobs.death_points = (point,)
+        sim.run()
+        if sim.stats.get(f"client_died@{point}"):
+            return
+    pytest.fail(f"no client died at {point} in 5 runs")
 
 
 # ---------------------------------------------------------------------- determinism, replay
