@@ -52,6 +52,7 @@ __all__ = [
     "bank_accounts",
     "bank_expected_total",
     "bank_total",
+    "build_put_workload",
     "build_txn_workload",
     "data_groups",
     "keys_in_group",
@@ -285,6 +286,30 @@ class _BankTransfer:
             tx.put(dst, b"%d" % (have_b + moved))
 
         await run_counted(driver.client, tally, body)
+
+
+def build_put_workload(
+    shard_map: ShardMap,
+    *,
+    keys_per_shard: int = 1000,
+    value_size: int = 100,
+    loaded: set[str] | None = None,
+) -> CustomWorkload:
+    """The single-key baseline for the transaction workloads: `client.put` of a random key
+    of a random shard, from the same key space as txn1..txn3/ro (and values they can read).
+    Not transactional (no tries or aborts are counted); the driver must be a `TxnDriver`."""
+    keys = build_txn_workload(
+        "txn1", shard_map, keys_per_shard=keys_per_shard, value_size=value_size, loaded=loaded
+    )
+    assert keys.setup is not None
+    groups = data_groups(shard_map)
+    space = {g: keys_in_group(shard_map, g, keys_per_shard, b"txn") for g in groups}
+    value = _encode_counter(0, value_size)
+
+    async def put(driver: TxnDriver, rng: random.Random, tally: OpTally) -> None:
+        await driver.client.put(rng.choice(space[rng.choice(groups)]), value)
+
+    return CustomWorkload("put", put, keys.setup, transactional=False)
 
 
 def _bank(accounts: list[bytes], loaded: set[str]) -> CustomWorkload:
