@@ -1,0 +1,85 @@
+"""Pure parts of the workloads and the report: key placement, value codecs, the
+acknowledged-write-lost counts, exit codes."""
+
+from __future__ import annotations
+
+from chaos_histories import Hist
+
+from shard.chaos import report as reports
+from shard.chaos.workloads import (
+    ListAppendWorkload,
+    _decode_list,
+    list_append_lost_writes,
+    register_lost_writes,
+    shard_prefixes,
+)
+
+
+def test_keys_spread_over_every_shard() -> None:
+    prefixes = shard_prefixes([b"", b"j", b"r"])
+    assert prefixes == ["0", "j", "r"]
+    workload = ListAppendWorkload(prefixes, active_keys=6)
+    firsts = {k.split("/")[0] for k in workload.all_keys}
+    assert firsts == {"0", "j", "r"}
+    for key in workload.all_keys:
+        start = key.split("/")[0]
+        assert key.encode() >= (b"" if start == "0" else start.encode())
+
+
+def test_list_codec() -> None:
+    assert _decode_list(None) is None
+    assert _decode_list(b"") == []
+    assert _decode_list(b"1,2,30") == [1, 2, 30]
+    assert _decode_list(b"1,x") == [1, "x"]
+
+
+def test_register_lost_write_is_the_latest_acknowledged_one_missing_at_the_end() -> None:
+    h = Hist()
+    h.op(0, "write", 1, 0, 1, key="x")
+    h.op(0, "write", 2, 2, 3, key="x")
+    h.op(1, "read", None, 10, 11, result=1, key="x", final=True)
+    lost = register_lost_writes(h.sorted_ops())
+    assert [(w["key"], w["value"]) for w in lost] == [("x", 2)]
+
+
+def test_register_final_value_from_a_concurrent_or_info_write_is_not_a_loss() -> None:
+    h = Hist()
+    h.op(0, "write", 1, 0, 5, key="x")
+    h.op(1, "write", 2, 1, 4, key="x")  # concurrent: either may be last
+    h.op(2, "read", None, 10, 11, result=1, key="x", final=True)
+    assert register_lost_writes(h.sorted_ops()) == []
+    h = Hist()
+    h.op(0, "write", 1, 0, 1, key="x")
+    h.op(1, "write", 2, 2, 3, "info", key="x")  # may land after 3
+    h.op(0, "write", 3, 4, 5, key="x")
+    h.op(2, "read", None, 10, 11, result=2, key="x", final=True)
+    assert register_lost_writes(h.sorted_ops()) == []
+    h = Hist()
+    h.op(0, "write", 1, 0, 1, key="x")
+    h.op(2, "read", None, 10, 11, result=None, key="x", final=True)
+    assert len(register_lost_writes(h.sorted_ops())) == 1
+
+
+def test_list_append_lost_writes() -> None:
+    h = Hist()
+    h.op(0, "txn", [["append", "x", 1]], 0, 1)
+    h.op(0, "txn", [["append", "x", 2]], 2, 3)
+    h.op(1, "txn", [["append", "x", 3]], 2, 3, "info")
+    h.op(9, "txn", [["r", "x", None]], 10, 11, result=[["r", "x", [1]]], final=True)
+    lost = list_append_lost_writes(h.sorted_ops())
+    assert [(w["key"], w["value"]) for w in lost] == [("x", 2)]
+
+
+def test_exit_codes() -> None:
+    base = {
+        "valid": True,
+        "anomalies": 0,
+        "lost_writes": 0,
+        "history_problems": [],
+        "harness_error": None,
+    }
+    assert reports.exit_code(base) == 0
+    assert reports.exit_code({**base, "valid": False, "anomalies": 2}) == 1
+    assert reports.exit_code({**base, "valid": False, "lost_writes": 1}) == 1
+    assert reports.exit_code({**base, "valid": False, "harness_error": "x"}) == 2
+    assert reports.exit_code({**base, "valid": False}) == 3
