@@ -172,6 +172,39 @@ class System:
     factory: Callable[[], Any]
     pids: list[int]
     idle_pids: list[int] = field(default_factory=list)
+    # {group: ballot or term} now, to count leader elections during a run (None: unknown)
+    terms: Callable[[], dict[int, str] | None] | None = None
+
+
+def paxoskv_terms(cluster: Any) -> Callable[[], dict[int, str] | None]:
+    """Every group's leader ballot (a new ballot = an election happened)."""
+
+    def get() -> dict[int, str] | None:
+        try:
+            return {g: lead.ballot for g, lead in cluster.leaders(timeout_s=2.0).items()}
+        except Exception:
+            return None
+
+    return get
+
+
+def etcd_terms(cluster: EtcdCluster) -> Callable[[], dict[int, str] | None]:
+    """The raft term of the cluster (a new term = an election happened)."""
+
+    def get() -> dict[int, str] | None:
+        try:
+            return {0: str(max(cluster.status(e).raftTerm for e in cluster.client_endpoints))}
+        except Exception:
+            return None
+
+    return get
+
+
+def _elections(before: dict[int, str] | None, after: dict[int, str] | None) -> int | None:
+    """Groups whose leader ballot / term changed between two probes."""
+    if before is None or after is None:
+        return None
+    return sum(1 for g, b in after.items() if before.get(g) != b)
 
 
 async def run_one(
@@ -200,6 +233,7 @@ async def run_one(
                 flush=True,
             )
 
+        terms_before = system.terms() if system.terms is not None else None
         report = await run_workload(
             system.factory,
             workload,  # type: ignore[arg-type]
@@ -216,12 +250,18 @@ async def run_one(
             on_start=lambda meter=meter: meter.append(CpuMeter(system.pids, system.idle_pids)),
         )
         report.extra["cpu"] = cpu = meter[0].result()
+        if system.terms is not None:
+            # Groups that elected a new leader during the run: a disturbed run (elections
+            # happen when a starved machine delays heartbeats past the election timeout).
+            report.extra["groups_with_new_leader"] = _elections(terms_before, system.terms())
         if after is not None:
             await after(report)
+        elections = report.extra.get("groups_with_new_leader")
         print(
             f"{report.summary_line()}  cpu: client={cpu['client_s']}s "
             f"servers={cpu['servers_s']}s other={cpu['other_s']}s "
-            f"({cpu['other_share']:.0%}) of {cpu['capacity_s']}s",
+            f"({cpu['other_share']:.0%}) of {cpu['capacity_s']}s"
+            + (f" new-leader groups={elections}" if elections else ""),
             flush=True,
         )
         if report.first_errors:
@@ -261,6 +301,9 @@ def medians(reports: list[BenchReport]) -> list[dict[str, Any]]:
             ],
             "other_share": statistics.median(r.extra["cpu"]["other_share"] for r in rs),
             "other_share_max": max(r.extra["cpu"]["other_share"] for r in rs),
+            "runs_with_elections": sum(
+                1 for r in rs if (r.extra.get("groups_with_new_leader") or 0) > 0
+            ),
         }
         if hot is not None:
             row["hot_keys"] = hot
@@ -331,8 +374,8 @@ async def kv_phase(
     await routing.connect()
     shared = PaxosKvDriver(routing)
     systems = [
-        System("etcd-3node", etcd_driver_factory([leader]), etcd_pids, pkv_pids),
-        System("paxoskv-3node-1shard", lambda: shared, pkv_pids, etcd_pids),
+        System("etcd-3node", etcd_driver_factory([leader]), etcd_pids, pkv_pids, etcd_terms(etcd)),
+        System("paxoskv-3node-1shard", lambda: shared, pkv_pids, etcd_pids, paxoskv_terms(pkv)),
     ]
     reports: list[BenchReport] = []
     try:
@@ -361,8 +404,9 @@ async def kv_phase(
 def kv_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| run | etcd ops/s | etcd p50 / p99 ms | paxoskv ops/s | paxoskv p50 / p99 ms "
-        "| ratio ops/s | ratio p50 | ratio p99 | other_share etcd / paxoskv |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ratio ops/s | ratio p50 | ratio p99 | other_share etcd / paxoskv "
+        "| runs with elections etcd / paxoskv |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for workload, clients in KV_PLAN:
         e = _find(rows, "etcd-3node", workload, clients)
@@ -375,7 +419,8 @@ def kv_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_fmt(_ratio(p['throughput_ops_s'], e['throughput_ops_s']))} "
             f"| {_fmt(_ratio(p['p50_ms'], e['p50_ms']))} "
             f"| {_fmt(_ratio(p['p99_ms'], e['p99_ms']))} "
-            f"| {e['other_share']:.2f} / {p['other_share']:.2f} |"
+            f"| {e['other_share']:.2f} / {p['other_share']:.2f} "
+            f"| {e['runs_with_elections']} / {p['runs_with_elections']} of {p['runs']} |"
         )
     return lines
 
@@ -402,7 +447,7 @@ async def txn_phase(
     shard_map = client.routing.shard_map
     assert shard_map is not None
     driver = TxnDriver(client)
-    system = System("paxoskv-3node-3shard", lambda: driver, pids)
+    system = System("paxoskv-3node-3shard", lambda: driver, pids, terms=paxoskv_terms(cluster))
     loaded: set[str] = set()
     shards = len(data_groups(shard_map))
     reports: list[BenchReport] = []
@@ -477,8 +522,8 @@ def txn_tables(rows: list[dict[str, Any]], hot_keys: int) -> list[str]:
     target = "paxoskv-3node-3shard"
     lines = [
         "| workload | clients | committed/s | p50 / p99 ms | aborts per txn | retries per txn "
-        "| abort rate | other_share |",
-        "|---|---|---|---|---|---|---|---|",
+        "| abort rate | other_share | runs with elections |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     plan = [(w, c) for c in TXN_CLIENTS for w in TXN_WORKLOADS]
     plan += [("bank", c) for c in BANK_CLIENTS]
@@ -490,7 +535,8 @@ def txn_tables(rows: list[dict[str, Any]], hot_keys: int) -> list[str]:
             f"| {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} "
             f"| {_fmt(r.get('aborts_per_committed'), '.3f')} "
             f"| {_fmt(r.get('retries_per_committed'), '.3f')} "
-            f"| {_fmt(r.get('abort_rate'), '.3f')} | {r['other_share']:.2f} |"
+            f"| {_fmt(r.get('abort_rate'), '.3f')} | {r['other_share']:.2f} "
+            f"| {r['runs_with_elections']} of {r['runs']} |"
         )
     lines.append("")
     lines.append(
