@@ -5,6 +5,9 @@
 
 - agreement: two replicas apply different values at one slot; or two different values reach
   a quorum of durable votes at one slot ("chosen", the ground truth of Paxos Made Simple §2);
+- durability: a replica applies a slot before a quorum durably accepted its value; a
+  Promise, Accepted or HeartbeatAck leaves before the state it vouches for is durable
+  (PITFALLS: "persist before you answer");
 - validity: a chosen command that no client proposed, or that the replica refused
   (NotLeader at propose) or reported `dropped`; a command chosen in two slots;
 - integrity: a replica applies a slot out of order, twice, or with a gap (per incarnation,
@@ -22,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from paxos import Ballot, PersistBatch, Value
+from paxos.messages import Accepted, HeartbeatAck, Message, Promise
 
 if TYPE_CHECKING:
     from paxos_group import PaxosHost, ReadOp, WriteOp
@@ -74,6 +78,30 @@ class GroupOracle:
                         f"{_short(value)} (quorum {sorted(voters)} at ballot {ballot})"
                     )
 
+    def on_send(self, host: PaxosHost, msg: Message) -> None:
+        """A vote must be durable before it leaves (checked against the host's disk)."""
+        if isinstance(msg, Accepted):
+            state = host.disk.durable.paxos
+            for slot in msg.slots:
+                vote = state.accepted.get(slot)
+                if vote is not None and vote[0] >= msg.ballot:
+                    # A vote at a higher ballot may have superseded this one in the same
+                    # cycle (an acceptor keeps only its highest vote): still consistent.
+                    continue
+                if slot <= state.chosen_watermark or slot < state.log_start:
+                    continue  # durably known chosen: the reply vouches for nothing new
+                raise SafetyViolation(
+                    f"durability: host {host.id} sent Accepted(slot {slot}, ballot "
+                    f"{msg.ballot}) before the vote was durable"
+                )
+        elif isinstance(msg, Promise | HeartbeatAck):
+            promised = host.disk.durable.paxos.promised
+            if promised < msg.ballot:
+                raise SafetyViolation(
+                    f"durability: host {host.id} sent {type(msg).__name__}({msg.ballot}) "
+                    f"with only {promised} durable"
+                )
+
     def on_apply(self, host: PaxosHost, slot: int, value: Value) -> None:
         expected = self._next_apply.get(host.id)
         if slot != expected:
@@ -81,6 +109,13 @@ class GroupOracle:
                 f"integrity: host {host.id} applied slot {slot}, expected slot {expected}"
             )
         self._next_apply[host.id] = slot + 1
+        if slot not in self.chosen:
+            # DESIGN contract 2: what a replica applies (and may acknowledge) is already
+            # durable on a quorum. Votes count here only once their persist returned.
+            raise SafetyViolation(
+                f"durability: host {host.id} applied slot {slot} before a quorum durably "
+                "accepted it"
+            )
         self._learn(host, slot, value, "apply")
 
     def on_restore(self, host: PaxosHost, index: int, log: list[tuple[int, Value]]) -> None:

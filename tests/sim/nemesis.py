@@ -61,6 +61,11 @@ class FaultMix:
     crash_all: float = 0.0
     #: The leader hands leadership to `target` (Replica.transfer_leadership).
     transfer: float = 0.0
+    #: Stop a host's loop for a while (SIGSTOP, GC or fsync stall).
+    pause: float = 0.0
+    #: Cut the leader from one replica only, then restart a replica that still hears both
+    #: quickly: the restarted bridge must not promise the cut-off candidate inside the lease.
+    lease_attack: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -82,6 +87,8 @@ def plan_faults(
             ("crash_in_ready", mix.crash_in_ready),
             ("crash_all", mix.crash_all),
             ("transfer", mix.transfer),
+            ("pause", mix.pause),
+            ("lease_attack", mix.lease_attack),
         )
         if weight > 0
     ]
@@ -134,6 +141,18 @@ def plan_faults(
                     duration=_downtime(rng),
                     phase=phase,
                     k=rng.randint(0, 3),
+                )
+            )
+        elif kind == "pause":
+            faults.append(Fault(at=t, kind=kind, target=target, duration=_downtime(rng)))
+        elif kind == "lease_attack":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    duration=rng.uniform(0.2, 0.5),
+                    mode=rng.choice(CrashMode.ALL),
+                    k=rng.randint(0, 1000),
                 )
             )
         elif kind == "transfer":

@@ -20,6 +20,7 @@ state slot by slot with what was chosen.
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from world import Host, HostTiming, SimDisk, World
 
 from paxos import (
     DurableState,
+    Message,
     NotLeader,
     PersistBatch,
     Ready,
@@ -192,6 +194,7 @@ class Listener:
     """What a host tells the checkers and the clients. Every method is optional."""
 
     def on_persist(self, host: PaxosHost, batch: PersistBatch) -> None: ...
+    def on_send(self, host: PaxosHost, msg: Message) -> None: ...
     def on_apply(self, host: PaxosHost, slot: int, value: Value) -> None: ...
     def on_restore(self, host: PaxosHost, index: int, log: list[tuple[int, Value]]) -> None: ...
     def on_boot(self, host: PaxosHost) -> None: ...
@@ -217,6 +220,8 @@ class CrashPlan:
     k: int
     mode: str
 
+
+_MUTATIONS = frozenset(os.environ.get("PAXOS_SIM_MUTATION", "").split(","))
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
 
@@ -249,8 +254,10 @@ class PaxosHost(Host):
         self._served_wait: list[tuple[ReadOp, int]] = []
         self.readies = 0
         self._was_leader = False
-        #: Mutation switch for the mutation proof only: send votes before they are durable.
-        self.send_votes_before_persist = False
+        #: Mutation switch for the mutation proof only (tests/sim/mutations.py): send
+        #: Promise/Accepted before they are durable, i.e. treat messages_after_persist as
+        #: messages.
+        self.send_votes_before_persist = "send_votes_before_persist" in _MUTATIONS
 
     # ------------------------------------------------------------------ life cycle
 
@@ -372,9 +379,11 @@ class PaxosHost(Host):
         late = ready.messages_after_persist
         if self.send_votes_before_persist:
             early, late = early + late, []
+        on_send = self.listener.on_send
         for i, msg in enumerate(early):
             if armed:
                 self._point("send", i)
+            on_send(self, msg)
             send(me, msg.dst, msg)
         if armed:
             self._point("send", len(early))
@@ -387,6 +396,7 @@ class PaxosHost(Host):
         for i, msg in enumerate(late):
             if armed:
                 self._point("send_after", i)
+            on_send(self, msg)
             send(me, msg.dst, msg)
         if armed:
             self._point("send_after", len(late))

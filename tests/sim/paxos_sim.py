@@ -32,7 +32,7 @@ from nemesis import Fault, FaultMix, plan_faults
 from paxos_group import Listener, PaxosHost, ReadOp, WriteOp, leader_of
 from world import HostTiming, NetworkConfig, Stats, World
 
-from paxos import ReplicaConfig, Value
+from paxos import Message, ReplicaConfig, Value
 
 TERMINATION_BOUND_S = 5.0
 REPLAY_HINT = (
@@ -110,9 +110,28 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
     if profile == "lossy":
         k.faults = FaultMix(rate_per_s=2, clog=1, heal=1, cut=0.5, transfer=1)
     elif profile == "partitions":
-        k.faults = FaultMix(rate_per_s=5, partition=3, cut=2, isolate=3, clog=1, heal=3, transfer=1)
+        k.faults = FaultMix(
+            rate_per_s=5,
+            partition=3,
+            cut=2,
+            isolate=3,
+            clog=1,
+            heal=3,
+            transfer=1,
+            pause=1,
+            lease_attack=2,
+        )
     elif profile == "crashes":
-        k.faults = FaultMix(rate_per_s=5, crash=2, crash_in_ready=4, crash_all=0.5, heal=0.5)
+        # Uneven delays: a crashed replica's vote is often the one that completed a quorum.
+        k.net = NetworkConfig(
+            drop=rng.choice((0.0, 0.02)),
+            delay_max_s=rng.choice((0.002, 0.01)),
+            long_delay=rng.choice((0.02, 0.1)),
+            long_delay_max_s=0.05,
+        )
+        k.faults = FaultMix(
+            rate_per_s=5, crash=2, crash_in_ready=4, crash_all=0.5, heal=0.5, pause=1
+        )
     elif profile == "compaction":
         k.replica["compact_threshold"] = rng.choice((4, 8, 16))
         k.replica["compact_keep"] = rng.choice((1, 2, 3))
@@ -130,7 +149,16 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             tick_on_message=rng.random() < 0.5,
         )
         k.faults = FaultMix(
-            rate_per_s=6, isolate=2, partition=2, cut=1, clog=2, heal=2, crash=1, transfer=5
+            rate_per_s=6,
+            isolate=2,
+            partition=2,
+            cut=1,
+            clog=2,
+            heal=2,
+            crash=1,
+            transfer=5,
+            pause=1,
+            lease_attack=4,
         )
     elif profile == "chaos":
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
@@ -153,6 +181,8 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             crash_in_ready=2,
             crash_all=0.3,
             transfer=1,
+            pause=1,
+            lease_attack=1,
         )
         k.heal_drop = 0.02
     return k
@@ -211,6 +241,9 @@ class GroupSim(Listener):
 
     def on_persist(self, host: PaxosHost, batch) -> None:  # type: ignore[no-untyped-def]
         self.oracle.on_persist(host, batch)
+
+    def on_send(self, host: PaxosHost, msg: Message) -> None:
+        self.oracle.on_send(host, msg)
 
     def on_apply(self, host: PaxosHost, slot: int, value: Value) -> None:
         self.oracle.on_apply(host, slot, value)
@@ -355,6 +388,12 @@ class GroupSim(Listener):
 
                 host.crash_plan = CrashPlan(fault.phase, fault.k, fault.mode)
                 world.schedule(world.now + 0.5, self._restart_later, host, fault.duration)
+        elif fault.kind == "pause":
+            host = self.hosts[self._resolve(fault.target)]
+            if host.up:
+                host.pause(world.now + fault.duration)
+        elif fault.kind == "lease_attack":
+            self._lease_attack(fault)
         elif fault.kind == "transfer":
             leader = leader_of(list(self.hosts.values()))
             if leader is not None and leader.replica is not None and leader.id != fault.target:
@@ -365,6 +404,26 @@ class GroupSim(Listener):
             for host_id in sorted(self.hosts):
                 stagger = self.rng.uniform(0, 0.05)
                 self._crash(self.hosts[host_id], fault.mode, fault.duration + stagger)
+
+    def _lease_attack(self, fault: Fault) -> None:
+        """Cut the leader from one replica (both ways), keep a bridge that hears both, then
+        crash and quickly restart the bridge while the cut-off replica campaigns."""
+        leader = leader_of(list(self.hosts.values()))
+        if leader is None:
+            return
+        others = [h for h in sorted(self.hosts) if h != leader.id and self.hosts[h].up]
+        if len(others) < 2:
+            return
+        candidate = others[fault.k % len(others)]
+        bridge = others[(fault.k // len(others)) % len(others)]
+        if bridge == candidate:
+            bridge = others[(others.index(candidate) + 1) % len(others)]
+        net = self.world.net
+        net.cut(leader.id, candidate)
+        net.cut(candidate, leader.id)
+        # Let the candidate's election timer run out, then bounce the bridge.
+        at = self.world.now + fault.duration
+        self.world.schedule(at, self._crash, self.hosts[bridge], fault.mode, 0.001)
 
     def _resolve(self, target: int) -> int:
         if target:

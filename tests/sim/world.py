@@ -319,6 +319,7 @@ class Host:
         self.incarnation = 0
         self.inbox: list[tuple[int, Any]] = []
         self._wake_at: float | None = None
+        self.paused_until = 0.0
         self.crashes = 0
         world.add_host(self)
 
@@ -330,6 +331,7 @@ class Host:
         self.up = True
         self.inbox = []
         self._wake_at = None
+        self.paused_until = 0.0
         offset = self.world.rng.uniform(0.0, 1000.0)
         # Monotonic time keeps going forward across the reboot in no particular relation to
         # the last incarnation: only durations measured inside one incarnation mean anything.
@@ -369,8 +371,23 @@ class Host:
     def _schedule_tick(self, at: float) -> None:
         self.world.schedule(at, self._on_wake_event, self.incarnation, True)
 
+    def pause(self, until: float) -> None:
+        """Stop running cycles until world time `until` (SIGSTOP, a long GC or fsync stall).
+
+        Messages keep arriving into the inbox; the clock keeps running.
+        """
+        self.paused_until = max(self.paused_until, until)
+        self.world.trace("pause", self.id, round(until, 9))
+
     def _on_wake_event(self, incarnation: int, timer: bool) -> None:
         if incarnation != self.incarnation or not self.up:
+            return
+        if self.world.now < self.paused_until:
+            if timer:
+                self._schedule_tick(self.paused_until)
+            else:
+                self._wake_at = None
+                self.request_wake(self.paused_until)
             return
         if timer:
             interval = self.timing.tick_interval_s / self.rate

@@ -1,0 +1,169 @@
+"""Mutation proof: break a safety rule on purpose and check that a test catches it.
+
+    python tests/sim/mutations.py [name ...] [--profile ci|dev|nightly]
+
+Each replica mutation is applied to a temporary copy of the `paxos` package (the shared
+working tree is never touched), which goes first on PYTHONPATH; the driver mutation is a
+switch of the simulated driver (PAXOS_SIM_MUTATION). The script runs the property tests and
+the replica path tests against the mutant and prints, per mutation, the tests that failed
+and the seed Hypothesis reported. A mutation nobody catches is a hole in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = [
+    ROOT / "tests/sim/test_paxos_properties.py",
+    ROOT / "tests/unit/paxos/test_replica_paths.py",
+]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    #: (file under paxos/, old text, new text) edits applied to the copy.
+    edits: tuple[tuple[str, str, str], ...] = ()
+    #: PAXOS_SIM_MUTATION switches of the simulated driver.
+    driver: str = ""
+
+
+MUTATIONS = [
+    Mutation(
+        "send_votes_before_persist",
+        "driver sends messages_after_persist (Promise, Accepted) before the persist",
+        driver="send_votes_before_persist",
+    ),
+    Mutation(
+        "phase1_ignores_ballots",
+        "Phase 1 takes the last promise's value for a slot, not the highest ballot's",
+        edits=(
+            (
+                "replica.py",
+                "        return entry.chosen\n    return entry.ballot > other.ballot",
+                "        return entry.chosen\n    return True",
+            ),
+        ),
+    ),
+    Mutation(
+        "phase1_lowest_ballot",
+        "Phase 1 takes the value of the lowest ballot",
+        edits=(
+            (
+                "replica.py",
+                "        return entry.chosen\n    return entry.ballot > other.ballot",
+                "        return entry.chosen\n    return entry.ballot < other.ballot",
+            ),
+        ),
+    ),
+    Mutation(
+        "no_restart_lease_block",
+        "a restarted replica promises candidates at once (no lease block after restart)",
+        edits=(
+            (
+                "replica.py",
+                "            self._lease_block_until = now + self.config.lease_duration_s\n"
+                "            self._reset_election_deadline()",
+                "            self._lease_block_until = now\n            self._reset_election_deadline()",
+            ),
+            (
+                "replica.py",
+                "        if not self._started:\n            return True",
+                "        if not self._started:\n            return False",
+            ),
+        ),
+    ),
+    Mutation(
+        "accept_lower_ballots",
+        "an acceptor accepts (and follows) ballots below its promise",
+        edits=(
+            (
+                "replica.py",
+                "        if ballot < self._promised:\n            self._nack(src, ballot)\n"
+                "            return False",
+                "        if False:\n            return False",
+            ),
+        ),
+    ),
+    Mutation(
+        "lease_without_drift",
+        "the leader's lease lasts lease_duration + 30 ms (no drift margin, and then some)",
+        edits=(
+            (
+                "replica.py",
+                "lease = sent + self.config.lease_duration_s - self.config.lease_drift_s",
+                "lease = sent + self.config.lease_duration_s + 0.03",
+            ),
+        ),
+    ),
+]
+
+
+def run(mutation: Mutation, profile: str) -> tuple[bool, list[str], list[str], str]:
+    with tempfile.TemporaryDirectory(prefix=f"mut-{mutation.name}-") as tmp:
+        shutil.copytree(ROOT / "paxos", Path(tmp) / "paxos")
+        for file, old, new in mutation.edits:
+            path = Path(tmp) / "paxos" / file
+            text = path.read_text()
+            if text.count(old) != 1:
+                raise SystemExit(f"{mutation.name}: the text to mutate is not unique in {file}")
+            path.write_text(text.replace(old, new))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
+        env["HYPOTHESIS_PROFILE"] = profile
+        env["PAXOS_SIM_MUTATION"] = mutation.driver
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))",
+            *map(str, TESTS),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "300",
+        ]
+        out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True).stdout
+    failed = sorted(set(re.findall(r"^FAILED \S+::(\S+)", out, re.M)))
+    seeds = sorted(set(re.findall(r"PAXOS_SIM_SEED=(\S+:\d+)", out)))
+    first = ""
+    match = re.search(r"^E\s+(\S.*Violation.*)$", out, re.M) or re.search(r"^E\s+(.+)$", out, re.M)
+    if match:
+        first = match.group(1)[:160]
+    return bool(failed), failed, seeds, first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--profile", default="ci")
+    args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    escaped = 0
+    for mutation in chosen:
+        caught, failed, seeds, first = run(mutation, args.profile)
+        escaped += not caught
+        print(f"== {mutation.name}: {mutation.what}")
+        print(f"   caught: {caught}")
+        for name in failed:
+            print(f"   failed: {name}")
+        if seeds:
+            print(f"   seeds:  {', '.join(seeds)}")
+        if first:
+            print(f"   first:  {first}")
+        sys.stdout.flush()
+    sys.exit(1 if escaped else 0)
+
+
+if __name__ == "__main__":
+    main()
