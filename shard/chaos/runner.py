@@ -153,7 +153,9 @@ def run(options: ChaosOptions, say: Callable[[str], None] = print) -> dict[str, 
         except _HarnessFailure as exc:
             harness_error = str(exc)
         say("checking the history")
+        checking = time.monotonic()
         check = workload.check(history.ops)
+        check["check_s"] = round(time.monotonic() - checking, 2)
     finally:
         if history is not None:
             history.close()

@@ -263,11 +263,9 @@ def register_lost_writes(history: Sequence[Op]) -> list[dict[str, Any]]:
     for key, final in finals.items():
         ops = writes.get(key, [])
         ok = [(i, c) for i, c in ops if c is not None and c["type"] == "ok"]
-        latest = [
-            (i, c)
-            for i, c in ok
-            if not any(c2["time"] > c["time"] and i2["time"] > c["time"] for i2, c2 in ok)
-        ]
+        # Not followed by another ok write <=> completed at or after the last ok invoke.
+        last_invoke = max((i["time"] for i, _c in ok), default=0)
+        latest = [(i, c) for i, c in ok if c["time"] >= last_invoke]
 
         def written(inv: Op) -> Any:
             return inv["value"][1] if inv["f"] == "cas" else inv["value"]
