@@ -48,7 +48,8 @@ R3. Commit with commit_ts < prepare_ts cannot be this prepare's decision (a deci
 R4. Commit or abort: the transaction's intents and its prepared record are removed.
 O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
-O3. Validation as P3 and P4, phase "commit"; a refusal records nothing.
+O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
+    late copy of the same request is refused too instead of committing.
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
     max_version = commit_ts; a finished decision record (committed) is stored.
 W1. A single-key Put/Delete/CAS on a key holding any intent is refused (phase "write").
@@ -246,6 +247,19 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
         )
     conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_COMMIT)
     if conflict is not None:
+        # Recorded, so a late duplicate of this request (retried after a lost answer) finds
+        # the abort instead of validating again and committing what the client was told
+        # had failed.
+        store.put_decision(
+            DecisionInfo(
+                txn_id=txn_id,
+                committed=False,
+                commit_ts=0,
+                participants=(),
+                decided_ts=ts,
+                finished=True,
+            )
+        )
         return OnePhaseResult(conflict=conflict)
     max_version = store.max_version()
     commit_ts = ts if ts > max_version else max_version + 1

@@ -302,27 +302,14 @@ def _sim_with(
     return ClusterSim(workload, profile, seed, knobs=knobs, mutations=mutations)
 
 
-# ---------------------------------------------------------------------- known bugs
-# Seeds that fail because of a bug in the node/txn code, kept as strict xfails with the
-# diagnosis (the owners fix the code; the xfail then turns into a regression seed).
-
-ONE_PHASE_CONFLICT_THEN_COMMIT = (
-    "txn/participant.py rule O3 + txn/client.py _commit_one_phase: a CommitOnePhase refused "
-    "with CONFLICT records nothing, so another copy of the SAME request (a client re-send "
-    "after a timeout, a duplicate, a deposed leader's accepted proposal chosen later) that "
-    "arrives once the conflicting intent is released validates and commits — after the "
-    "client was told CONFLICT. The real client raises a retryable Conflict there and run() "
-    "re-runs the body, so the effect can be applied twice. Seen as 'reported failed "
-    "(one-phase commit: CONFLICT) but committed' and Elle G1a. Fix: make the refusal durable "
-    "(record an aborted decision for the txn id on a 1PC conflict, so O1 answers every later "
-    "copy 'already aborted'). A client-side fix alone (CommitUnknown for a CONFLICT that "
-    "follows an ambiguous attempt) covers the real client's re-sends but not these seeds, "
-    "where the network delivers one request twice and the client's only answer is CONFLICT."
-)
+# ---------------------------------------------------------------------- regression seeds
+# Seeds that once failed because of a bug in the node/txn code, kept so it stays fixed.
 
 
-@pytest.mark.xfail(strict=True, raises=SafetyViolation, reason=ONE_PHASE_CONFLICT_THEN_COMMIT)
 @pytest.mark.parametrize("seed", [11, 15])
-def test_known_bug_one_phase_conflict_then_commit(seed: int) -> None:
-    """PAXOSKV_TXN_SEED=append:dups:<seed>: the duplicate of a refused CommitOnePhase commits."""
+def test_one_phase_conflict_is_not_committed_by_a_late_duplicate(seed: int) -> None:
+    """PAXOSKV_TXN_SEED=append:dups:<seed> used to fail: a CommitOnePhase refused with
+    CONFLICT recorded nothing, so a duplicate of the same request delivered later validated
+    and committed after the client was told CONFLICT (Elle G1a). A refusal now records an
+    abort decision (txn/participant.py rule O3), which every later copy finds."""
     run_cluster("append", "dups", seed)

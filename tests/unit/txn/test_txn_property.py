@@ -164,7 +164,11 @@ class Model:
             return Status.CONFLICT, None
         reads = {r.key: r.version for r in cmd.reads}
         writes = {w.key: w.value for w in cmd.writes}
-        if cmd.txn_id in self.open or not self.valid(cmd.txn_id, reads, writes):
+        if cmd.txn_id in self.open:
+            return Status.CONFLICT, None
+        if not self.valid(cmd.txn_id, reads, writes):
+            self.decisions[cmd.txn_id] = Decision(False, 0, ts, finished=True)
+            self.finish_order.append(cmd.txn_id)
             return Status.CONFLICT, None
         commit_ts = max(ts, self.max_version + 1)
         for key, value in writes.items():

@@ -364,9 +364,10 @@ def test_o4_one_phase_commit_writes_at_commit_ts_and_records_a_finished_decision
     assert h.unfinished() == [] and h.all_intents() == []
 
 
-def test_o3_one_phase_conflict_records_nothing(h: Harness) -> None:
+def test_o3_one_phase_conflict_records_an_abort(h: Harness) -> None:
     h.put(b"a", b"1", 10)
-    stale = h.txn(one_phase(T1, reads={b"a": 9}, writes={b"b": b"x"}), 20)
+    record = one_phase(T1, reads={b"a": 9}, writes={b"b": b"x"})
+    stale = h.txn(record, 20)
     assert stale.status is Status.CONFLICT and stale.conflict is not None
     assert stale.conflict.phase == "commit" and stale.conflict.key == b"a"
     assert isinstance(stale.txn, OnePhaseResult) and not stale.txn.committed
@@ -374,8 +375,15 @@ def test_o3_one_phase_conflict_records_nothing(h: Harness) -> None:
     locked = h.txn(one_phase(T3, writes={b"c": b"2"}), 40)
     assert locked.status is Status.CONFLICT and locked.conflict is not None
     assert (locked.conflict.key, locked.conflict.other_txn) == (b"c", T2)
-    assert h.decision(T1) is None and h.decision(T3) is None
+    for refused in (T1, T3):
+        decision = h.decision(refused)
+        assert decision is not None and not decision.committed
     assert h.value(b"b") is None and h.max_version == 10
+    # A late copy of the refused request (its answer was lost, it was re-sent) is refused
+    # again even though its reads would now validate: the client was told it failed.
+    h.put(b"a", b"1", 50)
+    late = h.txn(one_phase(T1, reads={b"a": 50}, writes={b"b": b"x"}), 60)
+    assert late.status is Status.CONFLICT and h.value(b"b") is None
 
 
 def test_o1_one_phase_commit_is_idempotent(h: Harness) -> None:
