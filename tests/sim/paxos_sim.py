@@ -211,10 +211,16 @@ class GroupSim(Listener):
     ATTEMPT_TIMEOUT_S = 0.6
     MAX_ATTEMPTS = 40
 
-    def __init__(self, profile: str, seed: int, knobs: Knobs | None = None) -> None:
+    def __init__(
+        self,
+        profile: str,
+        seed: int,
+        knobs: Knobs | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.profile = profile
         self.seed = seed
-        self.rng = random.Random(seed)
+        self.rng = rng if rng is not None else random.Random(seed)
         self.knobs = knobs if knobs is not None else draw_knobs(profile, self.rng)
         k = self.knobs
         self.world = World(self.rng, k.net)
@@ -463,17 +469,33 @@ class GroupSim(Listener):
             raise
 
     def _run(self) -> SimResult:
-        world = self.world
         k = self.knobs
-        for host_id in sorted(self.hosts):
-            world.schedule(self.rng.uniform(0, 0.01), self.hosts[host_id].start)
+        self.start_hosts()
         self.faults = plan_faults(self.rng, k.faults, sorted(self.hosts), 0.2, k.chaos_s)
         for fault in self.faults:
-            world.schedule(fault.at, self._apply_fault, fault)
-        for client in range(k.clients):
-            world.schedule(self.rng.uniform(0, 0.05), self._client_step, client)
-        world.run_until(k.chaos_s)
+            self.world.schedule(fault.at, self._apply_fault, fault)
+        self.start_clients()
+        self.world.run_until(k.chaos_s)
+        return self.heal_and_judge()
 
+    def start_hosts(self) -> None:
+        """Boot every replica within the first 10 ms."""
+        for host_id in sorted(self.hosts):
+            self.world.schedule(self.rng.uniform(0, 0.01), self.hosts[host_id].start)
+
+    def start_clients(self) -> None:
+        """Start the closed-loop clients; they stop at heal."""
+        for client in range(self.knobs.clients):
+            self.world.schedule(self.rng.uniform(0, 0.05), self._client_step, client)
+
+    def apply_fault(self, fault: Fault) -> None:
+        """Apply one fault now (for callers that drive the nemesis themselves)."""
+        self._apply_fault(fault)
+
+    def heal_and_judge(self) -> SimResult:
+        """Phases 2 and 3: heal, check termination and convergence, judge the history."""
+        world = self.world
+        k = self.knobs
         # Heal: a majority (here: everyone) is up and connected from now on.
         self.healed_at = world.now
         world.net.heal()
@@ -482,9 +504,10 @@ class GroupSim(Listener):
         for host_id in sorted(self.hosts):
             host = self.hosts[host_id]
             host.crash_plan = None
+            host.paused_until = 0.0
             if not host.up:
                 host.start()
-        probes = []
+        probes: list[Logical] = []
         for i in range(6):
             world.schedule(
                 world.now + 0.05 * i,
