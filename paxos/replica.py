@@ -40,7 +40,9 @@ Rules
 9. Leadership transfer (to spread leaders over nodes): the leader first gives up its lease,
    then names the target in its heartbeats; followers may promise that target at once, and
    the target campaigns as soon as it is caught up. A heartbeat that names no target revokes
-   the permission before it is acknowledged, so a resumed lease never overlaps the target's.
+   the permission before it is acknowledged, so a resumed lease never overlaps the target's;
+   a heartbeat older than the newest round seen from that leader grants nothing (a delayed
+   round of an abandoned transfer would otherwise reopen it under the resumed lease).
 10. A proposal is either chosen (reported with its id in `committed`), or reported in
    `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
    `outcome_unknown` when a snapshot covered its slot.
@@ -60,7 +62,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from paxos.ballot import Ballot
+from paxos.ballot import ZERO_BALLOT, Ballot
 from paxos.config import ReplicaConfig
 from paxos.errors import InvariantViolation, NotLeader, ProposalTooLarge
 from paxos.messages import (
@@ -187,8 +189,10 @@ class Replica:
         self._handoff_deadline = 0.0
         # Rounds that carried a handoff never renew the lease, even if acknowledged late.
         self._hb_handoff_rounds: set[int] = set()
-        # Follower side: the replica our leader is handing over to (rule 9).
+        # Follower side: the replica our leader is handing over to (rule 9), and the newest
+        # heartbeat round followed, so a reordered older round cannot grant it again.
         self._handoff_allowed: int | None = None
+        self._newest_heartbeat: tuple[Ballot, int] = (ZERO_BALLOT, 0)
 
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
         self._proposed: dict[int, tuple[Value, tuple[int, ...]]] = {}
@@ -560,7 +564,14 @@ class Replica:
         if not self._follow(msg.src, msg.ballot):
             return
         self._learn(msg.src, msg.ballot, msg.chosen_watermark)
-        if msg.handoff_to:
+        # Rule 9: only the newest round of this leader speaks for the transfer. A delayed
+        # heartbeat of an abandoned transfer must not reopen it after the leader resumed its
+        # lease with a later round (that round's ack promised to block the target).
+        round_key = (msg.ballot, msg.seq)
+        fresh = round_key >= self._newest_heartbeat
+        if fresh:
+            self._newest_heartbeat = round_key
+        if msg.handoff_to and fresh:
             self._handoff_allowed = msg.handoff_to
             if msg.handoff_to == self.id and self._chosen_watermark >= msg.chosen_watermark:
                 self._campaign()

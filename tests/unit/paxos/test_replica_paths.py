@@ -607,3 +607,37 @@ def test_has_ready_is_false_while_the_pipeline_window_is_full() -> None:
     g.process(1)  # slot for "a" in flight, "b" waits
     assert not g.r(1).has_ready()
     g.inflight.clear()
+
+
+# ---------------------------------------------------------------------- leadership transfer
+
+
+def test_a_reordered_handoff_heartbeat_cannot_reopen_an_abandoned_transfer() -> None:
+    """Rule 9: after a transfer times out and the leader renews its lease, a delayed
+    heartbeat of the abandoned transfer must not let the target in while that lease holds."""
+    g = Group(3, fast=(1,))
+    g.elect(1, now=0.2)
+    g.r(1).propose(b"w")
+    g.stabilize()
+    g.heartbeat(1)  # everyone caught up: the leader knows its followers' watermarks
+    t = g.now[1]
+    assert g.r(1).transfer_leadership(3)
+    g.process(1)
+    handoff = [m for m in g.inflight if isinstance(m, Heartbeat) and m.handoff_to == 3]
+    assert {m.dst for m in handoff} == {2, 3}
+    g.inflight.clear()  # both are delayed in the network
+    # The transfer times out; node 2 keeps acknowledging, the leader keeps its quorum.
+    while g.r(1).status().lease_until <= g.now[1] or g.now[1] < t + 0.2:
+        g.tick(1, g.now[1] + 0.05)
+        g.tick(2, g.now[1])
+        g.stabilize(keep=between(1, 2))
+    now = g.now[1]
+    assert g.r(1).role is Role.LEADER and g.r(1).has_valid_lease(now)
+    # The stale handoff heartbeats arrive now: node 3 campaigns, node 2 is asked to promise.
+    g.inflight = handoff
+    g.deliver()
+    g.tick(3, now)
+    g.process_all()
+    g.stabilize(keep=lambda m: {m.src, m.dst} != {1, 3})  # 1 and 3 cannot talk
+    holders = [i for i in (1, 2, 3) if g.r(i).has_valid_lease(now)]
+    assert len(holders) <= 1, f"replicas {holders} hold leases at once"
