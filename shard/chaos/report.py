@@ -24,7 +24,7 @@ from typing import Any
 
 from shard.chaos.history import client_ops, validate
 
-__all__ = ["build_report", "exit_code", "summary_lines", "write_report"]
+__all__ = ["build_report", "exit_code", "leader_churn", "summary_lines", "write_report"]
 
 
 def op_counts(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -64,6 +64,7 @@ def build_report(
     final_recovery_s: float | None,
     harness_error: str | None,
     wall_s: float,
+    churn: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report dict (see the module doc for `valid`)."""
     problems = validate(history)
@@ -98,6 +99,7 @@ def build_report(
         "anomaly_types": [] if check is None else _anomaly_types(check),
         "lost_writes": None if lost is None else len(lost),
         "lost_write_examples": [] if not lost else lost[:10],
+        "leader_churn": churn,
         "checker_conclusive": conclusive,
         "check": check,
         "history_problems": problems,
@@ -150,6 +152,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"  recovery: max {_s(rec['max_after_fault_s'])} after a fault, "
         f"{_s(rec['after_final_heal_s'])} after the final heal"
         + (f", {rec['not_recovered']} faults without recovery" if rec["not_recovered"] else ""),
+        f"  leader elections (node logs): {(report.get('leader_churn') or {}).get('elections', '-')}",
         f"  checker: {report['check']['summary'] if report['check'] else '-'}",
         f"  anomalies: {report['anomalies']} {report['anomaly_types'] or ''}; acknowledged "
         f"writes lost: {'n/a' if report['lost_writes'] is None else report['lost_writes']}",
@@ -159,6 +162,35 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if report["harness_error"]:
         lines.append(f"  harness error: {report['harness_error']}")
     return lines
+
+
+def leader_churn(logs_dir: Path) -> dict[str, Any]:
+    """Leader elections seen in the node logs (JSON lines "group role", best effort): how
+    many times some replica became leader, per group and per minute of the run. Frequent
+    elections with every node up are spurious (timeouts too short for the load)."""
+    per_group: Counter[int] = Counter()
+    times: list[float] = []
+    for path in sorted(logs_dir.glob("*.log")):
+        with path.open(errors="replace") as f:
+            for line in f:
+                if not line.startswith("{") or '"group role"' not in line:
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("role") == "leader" and isinstance(entry.get("group"), int):
+                    per_group[entry["group"]] += 1
+                    times.append(float(entry.get("ts", 0.0)))
+    if not times:
+        return {"elections": 0}
+    start = min(times)
+    per_minute: Counter[int] = Counter(int((t - start) // 60) for t in times)
+    return {
+        "elections": sum(per_group.values()),
+        "per_group": {str(g): n for g, n in sorted(per_group.items())},
+        "per_minute": [per_minute.get(m, 0) for m in range(max(per_minute) + 1)],
+    }
 
 
 def _s(value: float | None) -> str:

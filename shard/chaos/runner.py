@@ -132,6 +132,8 @@ def run(options: ChaosOptions, say: Callable[[str], None] = print) -> dict[str, 
         )
         cluster.start(deadline_s=90.0)
         history = History(out / "history.jsonl")  # time 0 = the workload's start
+        # Anchor for matching history times with the node logs' wall-clock "ts".
+        history.nemesis("begin", {"wall_time": round(time.time(), 3)})
         partitioner: Partitioner | None = None
         if network is not None:
             partitioner = NetnsPartitioner(network)
@@ -174,6 +176,7 @@ def run(options: ChaosOptions, say: Callable[[str], None] = print) -> dict[str, 
         final_recovery_s=final_recovery,
         harness_error=harness_error,
         wall_s=time.monotonic() - started,
+        churn=reports.leader_churn(out / "cluster" / "logs"),
     )
     report["exit_code"] = reports.exit_code(report)
     reports.write_report(out / "report.json", report)
@@ -290,7 +293,7 @@ async def _drive(
                 continue
             fault = Fault(chosen.name, detail, began)
             faults.append(fault)
-            history.nemesis(f"start-{chosen.name}", detail)
+            history.nemesis(f"start-{chosen.name}", detail, wall=round(time.time(), 3))
             say(f"  {began:7.2f}s nemesis start {chosen.name} {detail}")
             await wait_or_stop(rng.uniform(*options.fault_s))
             try:
@@ -301,7 +304,12 @@ async def _drive(
                     await asyncio.to_thread(chosen.heal, ctx)
             ended = time.monotonic()
             fault.ended_at = history.now() / 1e9
-            history.nemesis(f"stop-{chosen.name}", fault.stop_detail, error=fault.error)
+            history.nemesis(
+                f"stop-{chosen.name}",
+                fault.stop_detail,
+                error=fault.error,
+                wall=round(time.time(), 3),
+            )
             fault.recovery_s = await recovered(ended)
             say(
                 f"  {fault.ended_at:7.2f}s nemesis stop {chosen.name} {fault.stop_detail}; "
