@@ -65,6 +65,23 @@ BANK_CLIENTS: tuple[int, ...] = (1, 4, 16, 64)
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+# Failure-detection timings of the paxoskv clusters (shard.config.PaxosSettings fields).
+PAXOS_TIMEOUTS: dict[str, dict[str, int]] = {
+    "default": {},
+    "etcd": {
+        "heartbeat_interval_ms": 100,
+        "election_timeout_min_ms": 1000,
+        "election_timeout_max_ms": 2000,
+        "lease_ms": 900,
+    },
+}
+
+
+def paxos_settings(name: str) -> Any:
+    from shard.config import PaxosSettings
+
+    return PaxosSettings(**PAXOS_TIMEOUTS[name])
+
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -78,6 +95,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--txn-keys", type=int, default=1000, help="transaction keys per shard (1000)")
     p.add_argument("--hot-keys", type=int, default=4, help="bank accounts (4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--paxos-timeouts",
+        choices=tuple(PAXOS_TIMEOUTS),
+        default="default",
+        help="paxoskv's failure-detection timings: the node defaults (heartbeat 50 ms, "
+        "election 150-300 ms, lease 120 ms) or etcd's defaults (heartbeat 100 ms, election "
+        "1000-2000 ms; lease 900 ms)",
+    )
+    p.add_argument(
+        "--retry-timeout",
+        type=float,
+        default=30.0,
+        help="transactions: client.run gives up (TooManyRetries, an error) after this (30 s)",
+    )
     p.add_argument(
         "--max-foreign-cpu",
         type=float,
@@ -442,7 +473,7 @@ async def txn_phase(
     from txn.client import AsyncClient
 
     pids = _node_pids(cluster)
-    client = AsyncClient(cluster.env_value(), timeout_s=10.0)
+    client = AsyncClient(cluster.env_value(), timeout_s=10.0, retry_timeout_s=args.retry_timeout)
     await client.connect()
     shard_map = client.routing.shard_map
     assert shard_map is not None
@@ -600,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
             "value_size": args.value_size,
             "txn_keys_per_shard": args.txn_keys,
             "hot_keys": args.hot_keys,
+            "paxos_timeouts": args.paxos_timeouts,
+            "paxos_settings": PAXOS_TIMEOUTS[args.paxos_timeouts] or "node defaults",
+            "txn_retry_timeout_s": args.retry_timeout,
         },
     }
     failed = False
@@ -609,7 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.txn_only:
             with (
                 EtcdCluster(size=3) as etcd,
-                local_cluster(root, "kv", nodes=3, split_points=[]) as pkv,
+                local_cluster(
+                    root, "kv", nodes=3, split_points=[], paxos=paxos_settings(args.paxos_timeouts)
+                ) as pkv,
             ):
                 print(
                     f"etcd pids={etcd.pids} leader={etcd.leader_endpoint()}; paxoskv "
@@ -624,7 +660,9 @@ def main(argv: list[str] | None = None) -> int:
             output += ["", "paxoskv (3 nodes, 1 shard) vs etcd (3 members), same run:", *table]
             print("\n".join(output), flush=True)
         if args.txn or args.txn_only:
-            with local_cluster(root, "txn", nodes=3, shards=3) as pkv3:
+            with local_cluster(
+                root, "txn", nodes=3, shards=3, paxos=paxos_settings(args.paxos_timeouts)
+            ) as pkv3:
                 print(f"paxoskv (3 shards) pids={_node_pids(pkv3)}", flush=True)
                 reports, rows = asyncio.run(txn_phase(args, pkv3))
             doc["txn"] = {"medians": rows, "runs": [r.to_dict() for r in reports]}

@@ -84,6 +84,12 @@ def register_bench_command(subparsers: Any) -> None:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--timeout", type=float, default=10.0, help="deadline per operation")
     bench.add_argument(
+        "--retry-timeout",
+        type=float,
+        default=30.0,
+        help="transactions: give up retrying one (TooManyRetries, an error) after this (30 s)",
+    )
+    bench.add_argument(
         "--node-pids",
         default="",
         help="comma-separated pids of the node processes, to report their CPU use",
@@ -181,6 +187,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--clients must be >= 1")
     if args.duration <= 0:
         raise UsageError("--duration must be > 0")
+    if args.retry_timeout <= 0:
+        raise UsageError("--retry-timeout must be > 0")
     if args.keys < 1:
         raise UsageError("--keys must be >= 1")
     if args.hot_keys is not None and (args.workload != "bank" or args.hot_keys < 2):
@@ -206,7 +214,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
 
     async def main() -> Any:
-        client = AsyncClient(seeds, timeout_s=args.timeout)
+        client = AsyncClient(seeds, timeout_s=args.timeout, retry_timeout_s=args.retry_timeout)
         meter: list[_CpuMeter] = []
         try:
             await client.connect()
