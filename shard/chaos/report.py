@@ -119,8 +119,10 @@ def _anomaly_count(check: dict[str, Any] | None) -> int:
         return 0
     if "anomaly_counts" in check:
         return int(sum(check["anomaly_counts"].values()))
-    anomalies = check.get("anomalies", [])
-    return len(anomalies) if isinstance(anomalies, list) else len(anomalies or {})
+    anomalies = check.get("anomalies") or []
+    if isinstance(anomalies, dict):  # type -> examples (Elle)
+        return sum(len(examples) for examples in anomalies.values())
+    return len(anomalies)
 
 
 def exit_code(report: dict[str, Any]) -> int:

@@ -489,7 +489,7 @@ class ListAppendWorkload(Workload):
         return process
 
     def check(self, history: Sequence[Op]) -> dict[str, Any]:
-        result = elle.check(history, realtime=True)
+        result = elle.check(list(client_ops(history)), realtime=True)
         lost = list_append_lost_writes(history)
         return {
             "checker": "elle list-append (strict serializability)",

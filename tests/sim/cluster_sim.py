@@ -67,7 +67,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import elle
 from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
 from world import CrashMode, Host, HostTiming, NetworkConfig, World
 
@@ -75,6 +74,7 @@ from paxos import Role
 from paxos.messages import Message
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, NodeAddress, ShardMap, bootstrap
+from shard.chaos import elle
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import execute_cycle

@@ -7,19 +7,13 @@ history a serial execution produces (a Hypothesis property).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-_SIM = str(Path(__file__).resolve().parents[1] / "sim")
-if _SIM not in sys.path:
-    sys.path.insert(0, _SIM)
-
-import elle  # noqa: E402
+from shard.chaos import elle
 
 
 class H:
