@@ -211,21 +211,22 @@ class Rpc:
         self.world = sim.world
         self.leaders: dict[int, int] = {}
         self.calls: dict[int, _Call] = {}
-        self._next_id = 1
         self.alive = True
 
     def call(
         self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
     ) -> None:
+        # Ids are unique in the whole run: a late answer to a dead process's (or a previous
+        # incarnation's) request must never match a call of its successor.
+        self.sim.next_call_id += 1
         call = _Call(
-            id=self._next_id,
+            id=self.sim.next_call_id,
             group=group_id,
             data=request.SerializeToString(),
             deadline=self.world.now + timeout_s,
             on_done=on_done,
             write=request.WhichOneof("op") not in READ_KINDS,
         )
-        self._next_id += 1
         self.calls[call.id] = call
         self._attempt(call)
 
@@ -1059,6 +1060,7 @@ class ClusterSim:
             self.clients.append(ClientHost(self, 101 + c, c, skew))
         self.workload = WORKLOADS[workload](self)
         self.stats: dict[str, int] = {}
+        self.next_call_id = 0
         self.fault_log: list[str] = []
         self.chaos = False
         self.triggers: list[Trigger] = []

@@ -71,13 +71,13 @@ def _run(workload: str, profile: str, seed: int) -> ClusterResult:
 # ---------------------------------------------------------------------- list-append (Elle)
 
 
-@budget(3)
+@budget(2)
 @given(seed=SEEDS)
 def test_list_append_without_faults(seed: int) -> None:
     _run("append", "calm", seed)
 
 
-@budget(6)
+@budget(5)
 @given(seed=SEEDS)
 def test_list_append_under_drops_duplicates_and_reordering(seed: int) -> None:
     """Lost, duplicated and late requests: every commit request is re-sent as is."""
@@ -92,20 +92,20 @@ def test_list_append_under_heavy_duplication_and_late_delivery(seed: int) -> Non
     _run("append", "dups", seed)
 
 
-@budget(6)
+@budget(5)
 @given(seed=SEEDS)
 def test_list_append_under_partitions_and_leader_isolation(seed: int) -> None:
     _run("append", "partitions", seed)
 
 
-@budget(5)
+@budget(4)
 @given(seed=SEEDS)
 def test_list_append_under_crashes_also_inside_a_cycle(seed: int) -> None:
     """Power loss and kill -9 of any node (often a leader), also mid-cycle."""
     _run("append", "crashes", seed)
 
 
-@budget(12)
+@budget(10)
 @given(seed=SEEDS)
 def test_list_append_under_2pc_crash_points_and_dying_clients(seed: int) -> None:
     """Coordinator leader crashed right after a PREPARE / the decision is chosen, participant
@@ -114,7 +114,7 @@ def test_list_append_under_2pc_crash_points_and_dying_clients(seed: int) -> None
     _run("append", "2pc", seed)
 
 
-@budget(12)
+@budget(10)
 @given(seed=SEEDS)
 def test_list_append_under_everything_at_once(seed: int) -> None:
     _run("append", "chaos", seed)
@@ -123,25 +123,25 @@ def test_list_append_under_everything_at_once(seed: int) -> None:
 # ---------------------------------------------------------------------- bank
 
 
-@budget(3)
+@budget(2)
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_lossy_network(seed: int) -> None:
     _run("bank", "lossy", seed)
 
 
-@budget(3)
+@budget(2)
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_crashes(seed: int) -> None:
     _run("bank", "crashes", seed)
 
 
-@budget(6)
+@budget(5)
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_2pc_crash_points(seed: int) -> None:
     _run("bank", "2pc", seed)
 
 
-@budget(6)
+@budget(5)
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_everything_at_once(seed: int) -> None:
     _run("bank", "chaos", seed)
