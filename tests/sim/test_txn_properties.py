@@ -84,11 +84,11 @@ def test_list_append_under_drops_duplicates_and_reordering(seed: int) -> None:
     _run("append", "lossy", seed)
 
 
-@pytest.mark.skip(reason="known bug, see test_known_bug_one_phase_conflict_then_commit")
-@budget(6)
+@budget(4)
 @given(seed=SEEDS)
 def test_list_append_under_heavy_duplication_and_late_delivery(seed: int) -> None:
-    """Copies of a request arriving long after its answer (unskip once the bug is fixed)."""
+    """Copies of a request arriving long after its answer (a refused one-phase commit's
+    duplicate once committed: see the regression seeds at the end)."""
     _run("append", "dups", seed)
 
 
