@@ -46,7 +46,7 @@ from cluster_sim import (
     parse_replay,
     run_cluster,
 )
-from hypothesis import given, note, settings
+from hypothesis import Phase, given, note, settings
 from hypothesis import strategies as st
 from sim_client import ABANDON_POINTS, MUTATIONS
 from world import CrashMode
@@ -55,9 +55,15 @@ SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 
 
+# A seed has no "simpler" neighbour: shrinking it would only re-run unrelated schedules.
+_NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
+
+
 def budget(examples: int) -> settings:
     """`examples` per test in ci/dev; the loaded profile's count (thousands) in nightly."""
-    return settings() if NIGHTLY else settings(max_examples=examples)
+    if NIGHTLY:
+        return settings(phases=_NO_SHRINK)
+    return settings(max_examples=examples, phases=_NO_SHRINK)
 
 
 def _run(workload: str, profile: str, seed: int) -> ClusterResult:
