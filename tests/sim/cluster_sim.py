@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
@@ -307,8 +307,10 @@ class Rpc:
 class NodeHost(Host):
     """A node process: a NodeCore over a SimNodeDisk, driven like shard/runtime.py."""
 
-    def __init__(self, sim: ClusterSim, node_id: int, timing: HostTiming, skew_s: float) -> None:
-        super().__init__(sim.world, node_id, timing)
+    def __init__(
+        self, sim: ClusterSim, node_id: int, timing: HostTiming, skew_s: float, rate: float = 1.0
+    ) -> None:
+        super().__init__(sim.world, node_id, timing, rate)
         self.sim = sim
         self.skew_s = skew_s
         self.disk = SimNodeDisk()
@@ -841,7 +843,10 @@ class Knobs:
     timing: HostTiming = field(default_factory=HostTiming)
     paxos: PaxosSettings = field(default_factory=PaxosSettings)
     txn: TxnSettings = field(default_factory=TxnSettings)
+    #: Wall-clock offsets of nodes then clients (all within the max clock offset).
     skews: tuple[float, ...] = ()
+    #: Rates of the nodes' monotonic clocks (within the lease drift margin).
+    rates: tuple[float, ...] = ()
     faults: list[Fault] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
     #: Probability that a client process dies at each abandon point of `death_points`.
@@ -852,13 +857,13 @@ class Knobs:
         return (
             f"nodes={self.nodes} groups={self.groups} keys={self.keys} clients={self.clients} "
             f"chaos={self.chaos_s}s commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
-            f"txn={self.txn} skews={self.skews} client_death={self.client_death} "
+            f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
             f"triggers={[t.describe() for t in self.triggers]} "
             f"faults={[f.describe() for f in self.faults]}"
         )
 
 
-PROFILES = ("calm", "lossy", "dups", "partitions", "crashes", "2pc", "chaos")
+PROFILES = ("calm", "lossy", "dups", "partitions", "crashes", "2pc", "clocks", "chaos")
 
 
 def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
@@ -928,6 +933,16 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
     elif profile == "2pc":
         rate = 0.5
         weights = {"crash": 1}
+    elif profile == "clocks":
+        # Wall clocks at the extremes of the allowed offset, monotonic clocks at different
+        # rates (within the lease drift), leaders crashed and isolated: commit wait, the new
+        # leader's clock bump and lease hand-over are what keep snapshots and real time right.
+        epsilon = rng.choice((0.003, 0.02))
+        k.txn = replace(k.txn, max_clock_offset_s=epsilon)
+        k.skews = tuple(rng.choice((0.0, epsilon)) for _ in range(k.nodes + k.clients))
+        k.rates = tuple(rng.uniform(0.97, 1.03) for _ in range(k.nodes))
+        weights = {"isolate": 2, "crash": 2, "heal": 1}
+        rate = 3
     elif profile == "chaos":
         weights = {
             "partition": 2,
@@ -1053,7 +1068,8 @@ class ClusterSim:
         self.shard_map = _cluster_map(self.node_ids, k.groups, k.keys)
         self.nodes: dict[int, NodeHost] = {}
         for i, node_id in enumerate(self.node_ids):
-            self.nodes[node_id] = NodeHost(self, node_id, k.timing, _at(k.skews, i))
+            rate = k.rates[i] if i < len(k.rates) else 1.0
+            self.nodes[node_id] = NodeHost(self, node_id, k.timing, _at(k.skews, i), rate)
         self.clients: list[ClientHost] = []
         for c in range(k.clients):
             skew = _at(k.skews, k.nodes + c)

@@ -120,6 +120,14 @@ def test_list_append_under_2pc_crash_points_and_dying_clients(seed: int) -> None
     _run("append", "2pc", seed)
 
 
+@budget(3)
+@given(seed=SEEDS)
+def test_list_append_under_clock_offsets_and_drift(seed: int) -> None:
+    """Wall clocks at the extremes of the maximum offset, monotonic clocks drifting, leaders
+    crashed and isolated: real-time order still holds (commit wait, leader clock bump)."""
+    _run("append", "clocks", seed)
+
+
 @budget(10)
 @given(seed=SEEDS)
 def test_list_append_under_everything_at_once(seed: int) -> None:
@@ -145,6 +153,12 @@ def test_bank_total_is_constant_under_crashes(seed: int) -> None:
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_2pc_crash_points(seed: int) -> None:
     _run("bank", "2pc", seed)
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_bank_snapshots_are_consistent_under_clock_offsets_and_drift(seed: int) -> None:
+    _run("bank", "clocks", seed)
 
 
 @budget(5)
@@ -227,7 +241,8 @@ def test_replay() -> None:
 
 
 def test_profiles_and_workloads_are_known() -> None:
-    assert set(PROFILES) >= {"calm", "lossy", "partitions", "crashes", "2pc", "chaos"}
+    assert set(PROFILES) >= {"calm", "lossy", "dups", "partitions", "crashes", "2pc", "chaos"}
+    assert "clocks" in PROFILES
     assert set(WORKLOADS) == {"append", "bank"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
