@@ -365,8 +365,21 @@ class BankWorkload(Workload):
         return await self._run(history, worker, "read", None, read, read_only=True, **fields)
 
     async def final_reads(self, client: AsyncClient, history: History, process: int) -> int:
+        """One read-write transaction that reads every account and commits (the commit
+        validates every read: linearizable, not only a consistent snapshot)."""
+
+        async def read() -> tuple[str, Any]:
+            tx = client.transaction()
+            values = [await tx.get(a.encode()) for a in self.accounts]
+            await tx.commit()
+            return "ok", {a: _int_or_raw(v) for a, v in zip(self.accounts, values, strict=True)}
+
         return await _until_ok(
-            history, process, lambda p: self._read(client, Worker(p, 1), history, final=True)
+            history,
+            process,
+            lambda p: self._run(
+                history, Worker(p, 1), "read", None, read, read_only=True, final=True
+            ),
         )
 
     def check(self, history: Sequence[Op]) -> dict[str, Any]:

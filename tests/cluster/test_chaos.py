@@ -76,7 +76,8 @@ def test_workload_under_nemesis(tmp_path: Path, workload: str, nemesis: str) -> 
     report = _run(tmp_path, workload, nemesis)
     assert report["anomalies"] == 0
     assert report["lost_writes"] in (0, None)
-    assert report["ops"]["ok"] > 20, report["ops"]
+    # Throughput depends on the machine's load; only check that the workload really ran.
+    assert report["ops"]["ok"] > 0, report["ops"]
     assert report["ops"]["final_reads"].get("ok", 0) >= 1
     assert report["faults_injected"] >= 1, report["faults"]
     assert report["recovery"]["after_final_heal_s"] is not None
