@@ -2,7 +2,7 @@
 nemesis for a short run, with zero anomalies and zero acknowledged writes lost.
 
 The full matrix (3 workloads x 5 nemeses, 8 s of workload each, plus the fault-hook-only
-nemeses once each) runs by default: about 4-5 minutes on 2 cores. PAXOSKV_SOAK=1 adds a
+nemeses once each) runs by default: 4.3 minutes on 2 cores (5.7 with a busy machine). PAXOSKV_SOAK=1 adds a
 longer `mix` run per workload (PAXOSKV_SOAK_S seconds each, default 120).
 
 Partitions use Linux network namespaces when this runs as root with iproute2, else the
