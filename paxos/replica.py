@@ -207,6 +207,17 @@ class Replica:
 
     # ------------------------------------------------------------------ inputs
 
+    def observe_time(self, now: float) -> None:
+        """Move the clock forward without firing timers.
+
+        A driver that was stalled calls this, then delivers the messages that queued up
+        meanwhile, then ticks: so a leader does not step down, nor a follower campaign, on
+        stale information while the heartbeats that prove otherwise wait in its inbox, and
+        every message is still handled at the current time (lease promises count from it).
+        """
+        if self._started:
+            self._now = max(self._now, now)
+
     def tick(self, now: float) -> None:
         """Advance time: elections, heartbeats, lease and retransmission timers."""
         self._now = now

@@ -320,10 +320,14 @@ class NodeCore:
         """Move the clock forward without running timers.
 
         The shell calls it right before `submit`, so a lease read is judged on the current
-        time, not on the last tick's (which may be old after a stall or a SIGSTOP).
+        time, not on the last tick's (which may be old after a stall or a SIGSTOP), and
+        before delivering peer messages that queued up during a stall (see
+        `Replica.observe_time`).
         """
         self._now = max(self._now, now)
         self._wall_ns = max(self._wall_ns, wall_ns)
+        for host in self.hosts.values():
+            host.replica.observe_time(self._now)
 
     def step(self, group_id: int, msg: Message) -> bool:
         """Deliver a peer message; False when this node hosts no such group."""

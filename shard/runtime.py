@@ -152,10 +152,14 @@ class NodeRuntime:
             self._wake.set()
 
     def _run_cycles(self) -> None:
-        self.core.tick(time.monotonic(), time.time_ns())
+        # Messages first, timers second: after a stall, the heartbeats waiting in the inbox
+        # must count before check-quorum or an election timer looks at the time.
+        now, wall_ns = time.monotonic(), time.time_ns()
+        self.core.observe_time(now, wall_ns)
         inbox, self._inbox = self._inbox, []
         for group_id, msg in inbox:
             self.core.step(group_id, msg)
+        self.core.tick(now, wall_ns)
         for _ in range(MAX_CYCLES_PER_WAKE):
             if not execute_cycle(self.core, self.disk, self._send):
                 break
