@@ -66,6 +66,16 @@ class FaultMix:
     #: Cut the leader from one replica only, then restart a replica that still hears both
     #: quickly: the restarted bridge must not promise the cut-off candidate inside the lease.
     lease_attack: float = 0.0
+    #: For a while, messages on one link (or all links from the leader) take up to 0.4 s
+    #: longer: later messages overtake them.
+    slow: float = 0.0
+    #: Slow every link out of the leader, then hand leadership over: the transfer may time
+    #: out while its heartbeats are still on the way.
+    slow_transfer: float = 0.0
+    #: Crash the leader in the Ready that applies what it just got chosen (its followers
+    #: have not heard the watermark yet), restarting it soon: leader churn over in-flight
+    #: slots, where Phase 1 must pick the highest-ballot value per slot.
+    leader_churn: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -89,6 +99,9 @@ def plan_faults(
             ("transfer", mix.transfer),
             ("pause", mix.pause),
             ("lease_attack", mix.lease_attack),
+            ("slow", mix.slow),
+            ("slow_transfer", mix.slow_transfer),
+            ("leader_churn", mix.leader_churn),
         )
         if weight > 0
     ]
@@ -153,6 +166,40 @@ def plan_faults(
                     duration=rng.uniform(0.2, 0.5),
                     mode=rng.choice(CrashMode.ALL),
                     k=rng.randint(0, 1000),
+                )
+            )
+        elif kind == "slow":
+            a, b = rng.sample(hosts, 2)
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    target=rng.choice([0, a]),
+                    other=b,
+                    duration=rng.uniform(0.02, 0.3),
+                    k=rng.choice([50, 150, 400]),
+                )
+            )
+        elif kind == "leader_churn":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind="crash_in_ready",
+                    target=0,
+                    mode=rng.choice(CrashMode.ALL),
+                    duration=rng.uniform(0.0, 0.3),
+                    phase=rng.choice(("apply", "answer", "advance", "send")),
+                    k=rng.randint(0, 2),
+                )
+            )
+        elif kind == "slow_transfer":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    target=rng.choice(hosts),
+                    duration=rng.uniform(0.05, 0.3),
+                    k=rng.choice([150, 400]),
                 )
             )
         elif kind == "transfer":

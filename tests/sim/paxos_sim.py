@@ -73,7 +73,17 @@ class Knobs:
         )
 
 
-PROFILES = ("lossy", "partitions", "crashes", "compaction", "clocks", "chaos", "calm")
+PROFILES = (
+    "churn",
+    "lossy",
+    "partitions",
+    "crashes",
+    "compaction",
+    "clocks",
+    "leadership",
+    "chaos",
+    "calm",
+)
 
 
 def draw_knobs(profile: str, rng: random.Random) -> Knobs:
@@ -160,6 +170,39 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             pause=1,
             lease_attack=4,
         )
+    elif profile == "churn":
+        # Leaders die right after getting slots chosen, links are slow and lossy, pipelines
+        # are deep: new leaders recover slots with different values at different ballots.
+        k.voters = voters = (1, 2, 3)
+        k.rates = (1.0, 1.0, 1.0)
+        k.chaos_s = 6.0
+        k.replica["max_batch_count"] = rng.choice((1, 4))
+        k.replica["pipeline_window"] = rng.choice((8, 32))
+        k.net = NetworkConfig(
+            drop=rng.choice((0.05, 0.15)),
+            delay_max_s=rng.choice((0.005, 0.02)),
+            long_delay=rng.choice((0.05, 0.15)),
+            long_delay_max_s=0.1,
+        )
+        k.faults = FaultMix(rate_per_s=8, leader_churn=5, slow=2, cut=1, isolate=1, heal=2, pause=1)
+    elif profile == "leadership":
+        # Leadership transfers under reordering: slow links let old heartbeats arrive late.
+        # A lighter load: a leader only starts a transfer to a caught-up target.
+        k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
+        k.clients = 3
+        k.think_s = rng.choice((0.02, 0.1))
+        k.faults = FaultMix(
+            rate_per_s=8,
+            transfer=3,
+            slow_transfer=5,
+            slow=3,
+            isolate=1,
+            cut=1,
+            heal=2,
+            pause=1,
+            lease_attack=1,
+            crash=0.5,
+        )
     elif profile == "chaos":
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
         k.timing = HostTiming(
@@ -183,6 +226,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             transfer=1,
             pause=1,
             lease_attack=1,
+            slow=1,
         )
         k.heal_drop = 0.02
     return k
@@ -394,6 +438,12 @@ class GroupSim(Listener):
 
                 host.crash_plan = CrashPlan(fault.phase, fault.k, fault.mode)
                 world.schedule(world.now + 0.5, self._restart_later, host, fault.duration)
+        elif fault.kind == "slow":
+            src = self._resolve(fault.target)
+            dsts = [fault.other] if fault.target else [h for h in self.hosts if h != src]
+            for dst in sorted(dsts):
+                if dst != src:
+                    net.slow(src, dst, world.now + fault.duration, fault.k / 1000)
         elif fault.kind == "pause":
             host = self.hosts[self._resolve(fault.target)]
             if host.up:
@@ -401,15 +451,46 @@ class GroupSim(Listener):
         elif fault.kind == "lease_attack":
             self._lease_attack(fault)
         elif fault.kind == "transfer":
-            leader = leader_of(list(self.hosts.values()))
-            if leader is not None and leader.replica is not None and leader.id != fault.target:
-                if leader.replica.transfer_leadership(fault.target):
-                    self.stats.add("transfers")
-                leader.request_wake(world.now)
+            self._try_transfer(fault.target, 40)
+        elif fault.kind == "slow_transfer":
+            self._try_transfer(fault.target, 40, fault)
         elif fault.kind == "crash_all":
             for host_id in sorted(self.hosts):
                 stagger = self.rng.uniform(0, 0.05)
                 self._crash(self.hosts[host_id], fault.mode, fault.duration + stagger)
+
+    def _try_transfer(self, target: int, attempts: int, slow: Fault | None = None) -> None:
+        """Ask the leader to hand over to `target`; it refuses until the target is caught
+        up, so retry every 5 ms for a while.
+
+        With `slow`, once the transfer starts the target hears nothing from the leader until
+        the transfer has timed out (a clog) and the other links from the leader are slow:
+        the transfer's heartbeats arrive late and out of order, after the leader resumed.
+        """
+        if self.healed_at is not None:
+            return
+        leader = leader_of(list(self.hosts.values()))
+        if (
+            leader is not None
+            and leader.replica is not None
+            and leader.id != target
+            and leader.replica.transfer_leadership(target)
+        ):
+            self.stats.add("transfers")
+            if slow is not None:
+                net = self.world.net
+                now = self.world.now
+                timeout = leader.config.election_timeout_max_s
+                net.clog(leader.id, target, now + timeout + 0.02 + slow.duration / 4)
+                for dst in sorted(self.hosts):
+                    if dst not in (leader.id, target):
+                        net.slow(leader.id, dst, now + slow.duration, slow.k / 1000)
+            leader.request_wake(self.world.now)
+            return
+        if attempts > 1:
+            self.world.schedule(
+                self.world.now + 0.005, self._try_transfer, target, attempts - 1, slow
+            )
 
     def _lease_attack(self, fault: Fault) -> None:
         """Cut the leader from one replica (both ways), keep a bridge that hears both, then

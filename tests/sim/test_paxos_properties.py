@@ -54,6 +54,12 @@ def test_crashes_at_any_point_of_a_ready_keep_every_property(seed: int) -> None:
 
 
 @given(seed=SEEDS)
+def test_leader_churn_over_in_flight_slots_keeps_agreement(seed: int) -> None:
+    """Leaders die right after getting slots chosen; Phase 1 recovers in-flight slots."""
+    _run("churn", seed)
+
+
+@given(seed=SEEDS)
 def test_compaction_and_snapshot_install_keep_every_property(seed: int) -> None:
     """Tiny compaction thresholds: lagging and restarted replicas install snapshots."""
     _run("compaction", seed)
@@ -63,6 +69,12 @@ def test_compaction_and_snapshot_install_keep_every_property(seed: int) -> None:
 def test_clock_rates_coarse_ticks_and_loop_delays_keep_leases_disjoint(seed: int) -> None:
     """Per-node clock rates within the drift margin, stale `now` while stepping, batching."""
     _run("clocks", seed)
+
+
+@given(seed=SEEDS)
+def test_leadership_transfers_under_reordering_keep_leases_disjoint(seed: int) -> None:
+    """Transfers, slow links (old heartbeats overtaken by newer ones), isolation, pauses."""
+    _run("leadership", seed)
 
 
 @given(seed=SEEDS)
@@ -117,4 +129,13 @@ def test_regression_seed(profile: str, seed: int) -> None:
 
 
 def test_profiles_are_known() -> None:
-    assert set(PROFILES) >= {"lossy", "partitions", "crashes", "compaction", "clocks", "chaos"}
+    assert set(PROFILES) >= {
+        "churn",
+        "lossy",
+        "partitions",
+        "crashes",
+        "compaction",
+        "clocks",
+        "leadership",
+        "chaos",
+    }

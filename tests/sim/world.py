@@ -147,6 +147,7 @@ class SimNetwork:
         self.config = config
         self._blocked: set[tuple[int, int]] = set()
         self._clogged_until: dict[tuple[int, int], float] = {}
+        self._slow: dict[tuple[int, int], tuple[float, float]] = {}
         self.sent = 0
         self.delivered = 0
 
@@ -177,9 +178,16 @@ class SimNetwork:
         self._clogged_until[(src, dst)] = max(self._clogged_until.get((src, dst), 0.0), until)
         self.world.trace("clog", src, dst, round(until, 9))
 
+    def slow(self, src: int, dst: int, until: float, extra_max_s: float) -> None:
+        """Until `until`, messages from `src` to `dst` take up to `extra_max_s` longer, so
+        the ones sent after the window overtake them (route flap, retransmissions)."""
+        self._slow[(src, dst)] = (until, extra_max_s)
+        self.world.trace("slow", src, dst, round(until, 9))
+
     def heal(self) -> None:
         self._blocked.clear()
         self._clogged_until.clear()
+        self._slow.clear()
         self.world.trace("heal")
 
     def connected(self, src: int, dst: int) -> bool:
@@ -203,6 +211,9 @@ class SimNetwork:
             else:
                 delay = rng.uniform(cfg.delay_min_s, cfg.delay_max_s)
             at = self.world.now + delay
+            slow = self._slow.get((src, dst)) if self._slow else None
+            if slow is not None and slow[0] > self.world.now:
+                at += rng.uniform(0, slow[1])
             clog = self._clogged_until.get((src, dst))
             if clog is not None and clog > at:
                 at = clog + delay
