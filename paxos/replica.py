@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import deque
 from dataclasses import dataclass
 
 from paxos.ballot import ZERO_BALLOT, Ballot
@@ -175,7 +174,11 @@ class Replica:
         self._chosen_above: set[int] = set()
         self._sent_at: dict[int, float] = {}
         self._recovered_until = 0
-        self._queue: deque[tuple[int, bytes]] = deque()
+        # Queued commands: `_queue[_queue_pos:]`, oldest first. Their proposal ids are
+        # consecutive and end just below `_next_proposal_id` (the queue is FIFO and only ever
+        # cleared whole), so they are not stored; batches are cut with list slices.
+        self._queue: list[bytes] = []
+        self._queue_pos = 0
         self._last_ack: dict[int, float] = {}
         self._hb_seq = 0
         self._hb_sent: dict[int, float] = {}
@@ -294,8 +297,8 @@ class Replica:
                 f"{self.config.max_batch_bytes}"
             )
         proposal_id = self._next_proposal_id
-        self._next_proposal_id += 1
-        self._queue.append((proposal_id, command))
+        self._next_proposal_id = proposal_id + 1
+        self._queue.append(command)
         return proposal_id
 
     def read(self, read_id: int, now: float) -> None:
@@ -355,7 +358,7 @@ class Replica:
         # while it is full would make a driver that loops on has_ready() spin forever.
         return (
             self._role is Role.LEADER
-            and bool(self._queue)
+            and len(self._queue) > self._queue_pos
             and self._next_slot - 1 - self._chosen_watermark < self.config.pipeline_window
         )
 
@@ -444,9 +447,11 @@ class Replica:
         self._reset_election_deadline()
         if was_leader:
             error = NotLeader(leader_hint, "leadership lost")
-            self._out.dropped.extend((pid, error) for pid, _ in self._queue)
+            first = self._next_proposal_id - (len(self._queue) - self._queue_pos)
+            self._out.dropped.extend((pid, error) for pid in range(first, self._next_proposal_id))
             self._out.dropped_reads.extend((rid, error) for rid, _, _ in self._pending_reads)
             self._queue.clear()
+            self._queue_pos = 0
             self._pending_reads.clear()
             self._votes.clear()
             self._chosen_above.clear()
@@ -872,30 +877,48 @@ class Replica:
 
     def _flush_proposals(self) -> None:
         """Pack queued commands into new slots, within the pipeline window (batching)."""
-        if self._role is not Role.LEADER or not self._queue:
+        queue = self._queue
+        pos = self._queue_pos
+        end = len(queue)
+        if self._role is not Role.LEADER or pos == end:
             return
         cfg = self.config
+        max_count = cfg.max_batch_count
+        max_bytes = cfg.max_batch_bytes
+        first_id = self._next_proposal_id - (end - pos)
+        ballot = self._ballot
+        now = self._now
         new_entries = []
-        while self._queue and self._next_slot - 1 - self._chosen_watermark < cfg.pipeline_window:
-            ids: list[int] = []
-            commands: list[bytes] = []
-            size = 0
-            while self._queue and len(commands) < cfg.max_batch_count:
-                proposal_id, command = self._queue[0]
-                if commands and size + len(command) > cfg.max_batch_bytes:
-                    break
-                self._queue.popleft()
-                ids.append(proposal_id)
-                commands.append(command)
-                size += len(command)
+        while pos < end and self._next_slot - 1 - self._chosen_watermark < cfg.pipeline_window:
+            batch = queue[pos : pos + max_count]
+            if len(batch) > 1 and sum(map(len, batch)) > max_bytes:
+                # Cut at the byte limit; the first command always fits (propose checks it).
+                size = 0
+                cut = 0
+                for command in batch:
+                    size += len(command)
+                    if cut and size > max_bytes:
+                        break
+                    cut += 1
+                batch = batch[:cut]
+            n = len(batch)
             slot = self._next_slot
-            self._next_slot += 1
-            value = tuple(commands)
-            self._store_accept(slot, self._ballot, value)
+            self._next_slot = slot + 1
+            value = tuple(batch)
+            self._store_accept(slot, ballot, value)
             self._votes[slot] = set()
-            self._sent_at[slot] = self._now
-            self._proposed[slot] = (value, tuple(ids))
+            self._sent_at[slot] = now
+            self._proposed[slot] = (value, tuple(range(first_id, first_id + n)))
             new_entries.append(SlotValue(slot=slot, value=value))
+            first_id += n
+            pos += n
+        if pos == end:
+            queue.clear()
+            pos = 0
+        elif pos > 4096 and 2 * pos > end:
+            del queue[:pos]
+            pos = 0
+        self._queue_pos = pos
         self._send_accepts(tuple(new_entries))
 
     def _maybe_mark_chosen(self, slot: int) -> None:

@@ -641,3 +641,26 @@ def test_a_reordered_handoff_heartbeat_cannot_reopen_an_abandoned_transfer() -> 
     g.stabilize(keep=lambda m: {m.src, m.dst} != {1, 3})  # 1 and 3 cannot talk
     holders = [i for i in (1, 2, 3) if g.r(i).has_valid_lease(now)]
     assert len(holders) <= 1, f"replicas {holders} hold leases at once"
+
+
+# ---------------------------------------------------------------------- batching
+
+
+def test_batches_respect_count_and_byte_limits_and_keep_proposal_ids() -> None:
+    g = Group(3, fast=(1,), max_batch_count=3, max_batch_bytes=10, pipeline_window=2)
+    g.elect(1)
+    commands = [b"aaaa", b"bbbb", b"cc", b"dddddddddd", b"e", b"f", b"g", b"h"]
+    ids = [g.r(1).propose(c) for c in commands]
+    g.stabilize()
+    for _ in range(5):
+        g.heartbeat(1)
+    values = g.chosen(1)
+    # count <= 3, bytes <= 10 (a single command may fill a slot), order kept
+    assert values == [(b"aaaa", b"bbbb", b"cc"), (b"dddddddddd",), (b"e", b"f", b"g"), (b"h",)]
+    committed = {
+        pid: command
+        for ready in g.readies[1]
+        for entry in ready.committed
+        for pid, command in zip(entry.proposal_ids, entry.value, strict=True)
+    }
+    assert committed == dict(zip(ids, commands, strict=True))
