@@ -32,8 +32,11 @@ class ReplicaConfig:
     #: Most chosen slots sent in one catch-up reply.
     catchup_max_slots: int = 256
     #: Compact the log once this many applied slots are held; keep the newest `compact_keep`.
-    compact_threshold: int = 20_000
-    compact_keep: int = 2_000
+    compact_threshold: int = 5_000
+    compact_keep: int = 500
+    #: Also compact once the held log exceeds this many bytes (big batches), keeping at most
+    #: half of the applied slots held, so memory stays bounded whatever the batch size.
+    compact_threshold_bytes: int = 64 * 1024 * 1024
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -59,6 +62,8 @@ class ReplicaConfig:
             raise ValueError("catchup_max_slots must be at least 1")
         if not 0 < self.compact_keep < self.compact_threshold:
             raise ValueError("need 0 < compact_keep < compact_threshold")
+        if self.compact_threshold_bytes < 1:
+            raise ValueError("compact_threshold_bytes must be at least 1")
 
     @property
     def quorum(self) -> int:

@@ -131,6 +131,7 @@ class Replica:
         # Durable state, mirrored in memory.
         self._promised = state.promised
         self._log: dict[int, tuple[Ballot, Value]] = dict(state.accepted)
+        self._log_bytes = sum(_value_bytes(value) for _, value in self._log.values())
         self._chosen_watermark = state.chosen_watermark
         self._log_start = state.log_start
         self._applied = applied_index
@@ -145,7 +146,7 @@ class Replica:
             # hold at or below it may be stale (never chosen) and must not be reported as
             # chosen by a Promise, so finish the install: drop them and move the log start.
             for slot in [s for s in self._log if s <= applied_index]:
-                del self._log[slot]
+                self._log_bytes -= _value_bytes(self._log.pop(slot)[1])
             self._chosen_watermark = applied_index
             self._log_start = applied_index + 1
             self._deferred_persist = PersistBatch(
@@ -673,7 +674,7 @@ class Replica:
         self._out.snapshot = SnapshotToInstall(index=msg.index, data=msg.data)
         # Our log below the snapshot may hold votes that were never chosen: drop them.
         for slot in [s for s in self._log if s <= msg.index]:
-            del self._log[slot]
+            self._log_bytes -= _value_bytes(self._log.pop(slot)[1])
         for slot in [s for s in self._proposed if s <= msg.index]:
             self._outcome_unknown.extend(self._proposed.pop(slot)[1])
         self._applied = msg.index
@@ -738,6 +739,10 @@ class Replica:
         self._out.persist.promised = ballot
 
     def _store_accept(self, slot: int, ballot: Ballot, value: Value) -> None:
+        old = self._log.get(slot)
+        if old is not None:
+            self._log_bytes -= _value_bytes(old[1])
+        self._log_bytes += _value_bytes(value)
         self._log[slot] = (ballot, value)
         self._out.persist.accepted[slot] = (ballot, value)
 
@@ -968,11 +973,18 @@ class Replica:
     def _maybe_compact(self, applied_before: int) -> None:
         """Drop slots the application already holds (applied by a Ready already returned)."""
         cfg = self.config
-        if applied_before - self._log_start + 1 <= cfg.compact_threshold:
+        held = applied_before - self._log_start + 1
+        if held > cfg.compact_threshold:
+            keep = cfg.compact_keep
+        elif self._log_bytes > cfg.compact_threshold_bytes and held > 1:
+            keep = min(cfg.compact_keep, held // 2)
+        else:
             return
-        new_start = applied_before - cfg.compact_keep + 1
+        new_start = applied_before - keep + 1
         for slot in range(self._log_start, new_start):
-            self._log.pop(slot, None)
+            vote = self._log.pop(slot, None)
+            if vote is not None:
+                self._log_bytes -= _value_bytes(vote[1])
         self._log_start = new_start
         self._out.persist.log_start = new_start
 
@@ -982,6 +994,11 @@ class Replica:
             out.chosen_watermark = max(out.chosen_watermark or 0, batch.chosen_watermark)
         if batch.log_start is not None:
             out.log_start = max(out.log_start or 0, batch.log_start)
+
+
+def _value_bytes(value: Value) -> int:
+    """The memory a held value accounts for (its commands plus a small fixed cost)."""
+    return 64 + sum(len(command) for command in value)
 
 
 def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:

@@ -62,8 +62,9 @@ class PaxosSettings:
     max_batch_count: int = 1024
     max_batch_bytes: int = 4 * 1024 * 1024
     pipeline_window: int = 32
-    compact_threshold: int = 20_000
-    compact_keep: int = 2_000
+    compact_threshold: int = 5_000
+    compact_keep: int = 500
+    compact_threshold_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

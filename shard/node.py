@@ -193,6 +193,7 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
         pipeline_window=settings.pipeline_window,
         compact_threshold=settings.compact_threshold,
         compact_keep=settings.compact_keep,
+        compact_threshold_bytes=settings.compact_threshold_bytes,
     )
 
 
