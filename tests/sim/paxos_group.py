@@ -314,12 +314,18 @@ class PaxosHost(Host):
         replica = self.replica
         assert replica is not None
         now = self.local_now()
-        if timer or self.timing.tick_on_message:
+        timing = self.timing
+        tick = timer or timing.tick_on_message
+        if timing.deliver_before_tick:
+            replica.observe_time(now)
+        elif tick:
             replica.tick(now)
         if self.inbox:
             inbox, self.inbox = self.inbox, []
             for _, msg in inbox:
                 replica.step(msg)
+        if tick and timing.deliver_before_tick:
+            replica.tick(now)
         if self._client_queue:
             queue, self._client_queue = self._client_queue, []
             for op in queue:

@@ -157,6 +157,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             tick_interval_s=rng.choice((0.002, 0.01, 0.03)),
             wake_delay_max_s=rng.choice((0.0, 0.003, 0.015)),
             tick_on_message=rng.random() < 0.5,
+            deliver_before_tick=rng.random() < 0.5,
         )
         k.faults = FaultMix(
             rate_per_s=6,
@@ -209,6 +210,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             tick_interval_s=rng.choice((0.002, 0.005, 0.01)),
             wake_delay_max_s=rng.choice((0.0, 0.002)),
             tick_on_message=rng.random() < 0.7,
+            deliver_before_tick=rng.random() < 0.5,
         )
         if rng.random() < 0.5:
             k.replica["compact_threshold"] = rng.choice((6, 20))

@@ -38,6 +38,7 @@ class PaxosGroupMachine(RuleBasedStateMachine):
         batch=st.sampled_from((1, 1024)),
         compact=st.booleans(),
         tick_on_message=st.booleans(),
+        deliver_before_tick=st.booleans(),
     )
     def setup(
         self,
@@ -49,6 +50,7 @@ class PaxosGroupMachine(RuleBasedStateMachine):
         batch: int,
         compact: bool,
         tick_on_message: bool,
+        deliver_before_tick: bool,
     ) -> None:
         voters = tuple(range(1, size + 1))
         replica: dict[str, object] = {"max_batch_count": batch, "pipeline_window": 8}
@@ -59,7 +61,11 @@ class PaxosGroupMachine(RuleBasedStateMachine):
             net=NetworkConfig(drop=drop, duplicate=duplicate, long_delay=long_delay),
             faults=FaultMix(rate_per_s=0),
             rates=tuple(rng.uniform(0.97, 1.03) for _ in voters),
-            timing=HostTiming(tick_interval_s=0.005, tick_on_message=tick_on_message),
+            timing=HostTiming(
+                tick_interval_s=0.005,
+                tick_on_message=tick_on_message,
+                deliver_before_tick=deliver_before_tick,
+            ),
             replica=replica,
             clients=4,
         )

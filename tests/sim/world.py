@@ -310,11 +310,15 @@ class HostTiming:
             several messages may be handled in one cycle (group commit).
         tick_on_message: the loop calls `tick(now)` on every wake, not only on the timer;
             when false the core sees a `now` up to one tick interval old while it steps.
+        deliver_before_tick: see the attribute.
     """
 
     tick_interval_s: float = 0.005
     wake_delay_max_s: float = 0.0
     tick_on_message: bool = True
+    #: The loop first moves the core's clock without firing timers, delivers the inbox, and
+    #: only then ticks (shard/runtime.py after a stall: timers never act on stale inboxes).
+    deliver_before_tick: bool = False
 
 
 class Host:
