@@ -146,6 +146,10 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         k.replica["compact_threshold"] = rng.choice((4, 8, 16))
         k.replica["compact_keep"] = rng.choice((1, 2, 3))
         k.replica["catchup_max_slots"] = rng.choice((1, 4, 256))
+        if rng.random() < 0.4:
+            # Compaction by held bytes (a slot holds 64 bytes plus its commands).
+            k.replica["compact_threshold"] = 1000
+            k.replica["compact_threshold_bytes"] = rng.choice((300, 2000))
         k.faults = FaultMix(
             rate_per_s=5, partition=2, isolate=2, crash=1, crash_in_ready=3, heal=2, clog=1
         )
