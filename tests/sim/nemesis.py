@@ -76,6 +76,8 @@ class FaultMix:
     #: have not heard the watermark yet), restarting it soon: leader churn over in-flight
     #: slots, where Phase 1 must pick the highest-ballot value per slot.
     leader_churn: float = 0.0
+    #: Crash a replica in the next Ready that installs a snapshot (at a random point of it).
+    crash_on_install: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -102,6 +104,7 @@ def plan_faults(
             ("slow", mix.slow),
             ("slow_transfer", mix.slow_transfer),
             ("leader_churn", mix.leader_churn),
+            ("crash_on_install", mix.crash_on_install),
         )
         if weight > 0
     ]
@@ -189,6 +192,18 @@ def plan_faults(
                     mode=rng.choice(CrashMode.ALL),
                     duration=rng.uniform(0.0, 0.3),
                     phase=rng.choice(("apply", "answer", "advance", "send")),
+                    k=rng.randint(0, 2),
+                )
+            )
+        elif kind == "crash_on_install":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    target=rng.choice(hosts),
+                    mode=rng.choice(CrashMode.ALL),
+                    duration=_downtime(rng),
+                    phase=rng.choice(("persist", "after_persist", "apply", "answer", "advance")),
                     k=rng.randint(0, 2),
                 )
             )

@@ -219,6 +219,8 @@ class CrashPlan:
     phase: str
     k: int
     mode: str
+    #: Stay armed until a Ready that installs a snapshot, then strike there.
+    on_snapshot: bool = False
 
 
 _MUTATIONS = frozenset(os.environ.get("PAXOS_SIM_MUTATION", "").split(","))
@@ -378,7 +380,8 @@ class PaxosHost(Host):
         world = self.world
         send = world.net.send
         me = self.id
-        armed = self.crash_plan is not None
+        plan = self.crash_plan
+        armed = plan is not None and (not plan.on_snapshot or ready.snapshot is not None)
         if armed:
             self._point("start")
         early = ready.messages

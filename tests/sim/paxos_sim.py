@@ -29,7 +29,7 @@ from checkers import (
     check_read_values,
 )
 from nemesis import Fault, FaultMix, plan_faults
-from paxos_group import Listener, PaxosHost, ReadOp, WriteOp, leader_of
+from paxos_group import CrashPlan, Listener, PaxosHost, ReadOp, WriteOp, leader_of
 from world import HostTiming, NetworkConfig, Stats, World
 
 from paxos import Message, ReplicaConfig, Value
@@ -151,7 +151,14 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             k.replica["compact_threshold"] = 1000
             k.replica["compact_threshold_bytes"] = rng.choice((300, 2000))
         k.faults = FaultMix(
-            rate_per_s=5, partition=2, isolate=2, crash=1, crash_in_ready=3, heal=2, clog=1
+            rate_per_s=5,
+            partition=2,
+            isolate=2,
+            crash=1,
+            crash_in_ready=3,
+            heal=2,
+            clog=1,
+            crash_on_install=3,
         )
     elif profile == "clocks":
         # Clock rates within the lease drift margin (lease 0.12 s, drift 0.02 s: ratio < 1.2),
@@ -437,13 +444,13 @@ class GroupSim(Listener):
             net.heal()
         elif fault.kind == "crash":
             self._crash(self.hosts[self._resolve(fault.target)], fault.mode, fault.duration)
-        elif fault.kind == "crash_in_ready":
+        elif fault.kind in ("crash_in_ready", "crash_on_install"):
             host = self.hosts[self._resolve(fault.target)]
             if host.up:
-                from paxos_group import CrashPlan
-
-                host.crash_plan = CrashPlan(fault.phase, fault.k, fault.mode)
-                world.schedule(world.now + 0.5, self._restart_later, host, fault.duration)
+                on_snapshot = fault.kind == "crash_on_install"
+                host.crash_plan = CrashPlan(fault.phase, fault.k, fault.mode, on_snapshot)
+                wait = 1.5 if on_snapshot else 0.5
+                world.schedule(world.now + wait, self._restart_later, host, fault.duration)
         elif fault.kind == "slow":
             src = self._resolve(fault.target)
             dsts = [fault.other] if fault.target else [h for h in self.hosts if h != src]
@@ -549,7 +556,7 @@ class GroupSim(Listener):
     def run(self) -> SimResult:
         try:
             return self._run()
-        except AssertionError as exc:
+        except Exception as exc:
             exc.add_note(f"replay: {REPLAY_HINT.format(profile=self.profile, seed=self.seed)}")
             exc.add_note(f"knobs: {self.knobs.describe()}")
             exc.add_note(f"at t={self.world.now:.6f}s; faults so far: {self.fault_log}")

@@ -127,8 +127,8 @@ REGRESSIONS = [
     # InstallSnapshot's truncation went out in the same Ready as the snapshot (the deferral
     # merged it at once) and compaction counted the snapshot as applied: after a power loss
     # the log started above the application's applied index (InvariantViolation at restart).
-    ("compaction", 126),
-    ("chaos", 133),
+    ("compaction", 54),
+    ("compaction", 94),
 ]
 # A seed's meaning changes when the simulator gains knobs; the bugs themselves are pinned
 # by deterministic scenarios in tests/unit/paxos/test_replica_paths.py.
