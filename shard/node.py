@@ -1026,6 +1026,7 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
     """The client response for an applied command, and the timestamp it makes visible."""
     response = kv.Response(id=pending.request_id)
     body = getattr(response, pending.kind)
+    body.SetInParent()  # an OK answer with all-default fields must still say what it answers
     if result.status is Status.CONFLICT and result.conflict is not None:
         body.error.CopyFrom(_conflict_error(result.conflict))
         return response, 0

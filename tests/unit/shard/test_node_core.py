@@ -171,7 +171,8 @@ def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
             header=header(), txn_id=b"t1", commit=True, commit_ts=prepared.prepare_ts
         )
     )
-    assert node.call(resolve).resolve.error.code == kv.OK
+    resolved = node.call(resolve)
+    assert resolved.WhichOneof("result") == "resolve" and resolved.resolve.error.code == kv.OK
     node.advance(0.05)
     assert len(answers) == 1 and answers[0].get.value == b"green"
 
