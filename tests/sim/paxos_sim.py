@@ -507,7 +507,7 @@ class GroupSim(Listener):
 
     def _lease_attack(self, fault: Fault) -> None:
         """Cut the leader from one replica (both ways), keep a bridge that hears both, then
-        crash and quickly restart the bridge while the cut-off replica campaigns."""
+        crash and quickly restart the bridge just before the cut-off replica campaigns."""
         leader = leader_of(list(self.hosts.values()))
         if leader is None:
             return
@@ -521,9 +521,31 @@ class GroupSim(Listener):
         net = self.world.net
         net.cut(leader.id, candidate)
         net.cut(candidate, leader.id)
-        # Let the candidate's election timer run out, then bounce the bridge.
         at = self.world.now + fault.duration
-        self.world.schedule(at, self._crash, self.hosts[bridge], fault.mode, 0.001)
+        self.world.schedule(at, self._lease_attack_strike, leader.id, candidate, bridge, fault.mode)
+
+    def _lease_attack_strike(
+        self, leader_id: int, candidate_id: int, bridge_id: int, mode: str
+    ) -> None:
+        # The nemesis may look inside: time the bridge's restart to land just before the
+        # candidate's next campaign, while the leader's lease (renewed by the bridge) holds.
+        candidate = self.hosts[candidate_id]
+        replica = candidate.replica
+        if self.healed_at is not None or replica is None or not candidate.up:
+            return
+        local = max(replica._election_deadline, replica._lease_block_until)
+        when = max(self.world.now, candidate.clock.to_world(local) - self.rng.uniform(0, 0.01))
+        self.world.schedule(when, self._lease_attack_bounce, leader_id, bridge_id, mode)
+
+    def _lease_attack_bounce(self, leader_id: int, bridge_id: int, mode: str) -> None:
+        if self.healed_at is not None:
+            return
+        # The bridge restarts and, for a moment, misses the leader's heartbeats: only its
+        # restart lease block stands between the candidate and the leader's lease.
+        net = self.world.net
+        net.cut(leader_id, bridge_id)
+        self.world.schedule(self.world.now + 0.08, net.uncut, leader_id, bridge_id)
+        self._crash(self.hosts[bridge_id], mode, 0.0005)
 
     def _resolve(self, target: int) -> int:
         if target:

@@ -169,6 +169,11 @@ class SimNetwork:
         self._blocked.add((src, dst))
         self.world.trace("cut", src, dst)
 
+    def uncut(self, src: int, dst: int) -> None:
+        """Restore one direction of one link."""
+        self._blocked.discard((src, dst))
+        self.world.trace("uncut", src, dst)
+
     def isolate(self, host: int) -> None:
         others = [h for h in sorted(self.world.hosts) if h != host]
         self.partition([host], others)
