@@ -78,6 +78,10 @@ class FaultMix:
     leader_churn: float = 0.0
     #: Crash a replica in the next Ready that installs a snapshot (at a random point of it).
     crash_on_install: float = 0.0
+    #: Cut the leader from one replica (which campaigns, refused by the others' lease
+    #: promises), then isolate the leader one lease duration before that replica's next
+    #: campaign: the promises expire just in time for it; the old lease must be over too.
+    lease_race: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -105,6 +109,7 @@ def plan_faults(
             ("slow_transfer", mix.slow_transfer),
             ("leader_churn", mix.leader_churn),
             ("crash_on_install", mix.crash_on_install),
+            ("lease_race", mix.lease_race),
         )
         if weight > 0
     ]
@@ -161,6 +166,16 @@ def plan_faults(
             )
         elif kind == "pause":
             faults.append(Fault(at=t, kind=kind, target=target, duration=_downtime(rng)))
+        elif kind == "lease_race":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    duration=rng.uniform(0.2, 0.5),
+                    k=rng.randint(0, 1000),
+                    other=rng.randint(0, 20),
+                )
+            )
         elif kind == "lease_attack":
             faults.append(
                 Fault(

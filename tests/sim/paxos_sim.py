@@ -130,6 +130,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             transfer=1,
             pause=1,
             lease_attack=2,
+            lease_race=2,
         )
     elif profile == "crashes":
         # Uneven delays: a crashed replica's vote is often the one that completed a quorum.
@@ -181,6 +182,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             transfer=5,
             pause=1,
             lease_attack=4,
+            lease_race=4,
         )
     elif profile == "churn":
         # Leaders die right after getting slots chosen, links are slow and lossy, pipelines
@@ -463,6 +465,8 @@ class GroupSim(Listener):
                 host.pause(world.now + fault.duration)
         elif fault.kind == "lease_attack":
             self._lease_attack(fault)
+        elif fault.kind == "lease_race":
+            self._lease_race(fault)
         elif fault.kind == "transfer":
             self._try_transfer(fault.target, 40)
         elif fault.kind == "slow_transfer":
@@ -504,6 +508,35 @@ class GroupSim(Listener):
             self.world.schedule(
                 self.world.now + 0.005, self._try_transfer, target, attempts - 1, slow
             )
+
+    def _lease_race(self, fault: Fault) -> None:
+        leader = leader_of(list(self.hosts.values()))
+        if leader is None:
+            return
+        others = [h for h in sorted(self.hosts) if h != leader.id and self.hosts[h].up]
+        if not others:
+            return
+        candidate = others[fault.k % len(others)]
+        net = self.world.net
+        net.cut(leader.id, candidate)
+        net.cut(candidate, leader.id)
+        at = self.world.now + fault.duration
+        self.world.schedule(at, self._lease_race_strike, leader.id, candidate, fault.other)
+
+    def _lease_race_strike(self, leader_id: int, candidate_id: int, jitter_ms: int) -> None:
+        candidate = self.hosts[candidate_id]
+        replica = candidate.replica
+        if self.healed_at is not None or replica is None or not candidate.up:
+            return
+        local = max(replica._election_deadline, replica._lease_block_until)
+        campaign_at = candidate.clock.to_world(local)
+        lease = replica.config.lease_duration_s
+        when = max(self.world.now, campaign_at - lease - jitter_ms / 1000)
+        self.world.schedule(when, self._isolate_now, leader_id)
+
+    def _isolate_now(self, host_id: int) -> None:
+        if self.healed_at is None:
+            self.world.net.isolate(host_id)
 
     def _lease_attack(self, fault: Fault) -> None:
         """Cut the leader from one replica (both ways), keep a bridge that hears both, then
