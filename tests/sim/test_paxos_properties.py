@@ -12,7 +12,8 @@ one-line replay command:
 
     PAXOS_SIM_SEED=<profile>:<seed> python -m pytest tests/sim/test_paxos_properties.py -k replay
 
-`HYPOTHESIS_PROFILE=ci` runs 60 schedules per profile; `nightly` runs thousands.
+`HYPOTHESIS_PROFILE=ci` runs 2 x 60 schedules per fault mix (PAXOS_SIM_SCALE=2); `nightly`
+runs 2 x 5000.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from paxos_sim import PROFILES, GroupSim, SimResult, parse_replay, run_group
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 # A smaller seed is not a simpler schedule: shrinking a failing seed only burns time. The
 # failing seed is reported as drawn (test_paxos_stateful.py is the test that shrinks).
-no_shrink = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
+# One schedule takes ~0.05 s, so each test runs SCALE times the profile's max_examples
+# (ci: 2 x 60 per fault mix; PAXOS_SIM_SCALE=1 for the plain profile budget).
+SCALE = int(os.environ.get("PAXOS_SIM_SCALE", "2"))
+no_shrink = settings(
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    max_examples=settings().max_examples * SCALE,
+)
 
 
 def _run(profile: str, seed: int) -> SimResult:

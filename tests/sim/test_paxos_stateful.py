@@ -169,4 +169,4 @@ class PaxosGroupMachine(RuleBasedStateMachine):
 
 
 TestPaxosGroupMachine = PaxosGroupMachine.TestCase
-TestPaxosGroupMachine.settings = settings(settings(), stateful_step_count=25)
+TestPaxosGroupMachine.settings = settings(settings(), stateful_step_count=40)
