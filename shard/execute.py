@@ -11,20 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from paxos import Ready
 from paxos.messages import Message
-from shard.node import NodeCore, NodeDisk
+from shard.node import GroupHost, NodeCore, NodeDisk
 
 Send = Callable[[int, Sequence[Message]], None]
 
 
 def execute_cycle(core: NodeCore, disk: NodeDisk, send: Send) -> bool:
     """Run one cycle; returns False when no group had anything to do."""
-    readies = core.collect()
+    readies = start_cycle(core, send)
     if not readies:
         return False
+    finish_cycle(core, disk, send, readies)
+    return True
+
+
+def start_cycle(core: NodeCore, send: Send) -> list[tuple[GroupHost, Ready]]:
+    """First half: collect every group's Ready and send what needs no persist.
+
+    A shell may yield between the halves so that those messages (a leader's Accepts) leave
+    while the fsync of `finish_cycle` runs, instead of after it.
+    """
+    readies = core.collect()
     for host, ready in readies:
         if ready.messages:
             send(host.group_id, ready.messages)
+    return readies
+
+
+def finish_cycle(
+    core: NodeCore, disk: NodeDisk, send: Send, readies: list[tuple[GroupHost, Ready]]
+) -> None:
+    """Second half: persist (one synced write), send votes, apply, answer, advance."""
     batches = [(h.group_id, r.persist) for h, r in readies if not r.persist.is_empty()]
     if batches:
         disk.persist(batches)
@@ -36,4 +55,3 @@ def execute_cycle(core: NodeCore, disk: NodeDisk, send: Send) -> bool:
     if len(batch):
         disk.engine.write(batch, sync=False)
     core.answer(readies)
-    return True

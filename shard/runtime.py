@@ -28,7 +28,7 @@ from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard import peer_pb2_grpc
 from shard.config import ClusterConfig, NodeConfig
 from shard.disk import RocksNodeDisk
-from shard.execute import execute_cycle
+from shard.execute import finish_cycle, start_cycle
 from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
 from shard.server import KVServicer
@@ -142,7 +142,7 @@ class NodeRuntime:
             while not self._stopped.is_set():
                 await self._wake.wait()
                 self._wake.clear()
-                self._run_cycles()
+                await self._run_cycles()
         finally:
             ticker.cancel()
 
@@ -151,7 +151,7 @@ class NodeRuntime:
             await asyncio.sleep(TICK_S)
             self._wake.set()
 
-    def _run_cycles(self) -> None:
+    async def _run_cycles(self) -> None:
         # Messages first, timers second: after a stall, the heartbeats waiting in the inbox
         # must count before check-quorum or an election timer looks at the time.
         now, wall_ns = time.monotonic(), time.time_ns()
@@ -161,8 +161,15 @@ class NodeRuntime:
             self.core.step(group_id, msg)
         self.core.tick(now, wall_ns)
         for _ in range(MAX_CYCLES_PER_WAKE):
-            if not execute_cycle(self.core, self.disk, self._send):
+            readies = start_cycle(self.core, self._send)
+            if not readies:
                 break
+            if any(ready.messages for _, ready in readies) and any(
+                not ready.persist.is_empty() for _, ready in readies
+            ):
+                # Let the peer links hand the Accepts to gRPC before the fsync blocks the loop.
+                await asyncio.sleep(0)
+            finish_cycle(self.core, self.disk, self._send, readies)
         self._send_outbound()
         self._log_role_changes()
 
