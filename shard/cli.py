@@ -6,8 +6,13 @@ Failures print one line to stderr and exit non-zero; `--debug` shows the traceba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+# gRPC's C core logs connection events (GOAWAY, reconnects) at INFO on stderr; a command-line
+# tool prints only what the user asked for. Must be set before grpc is first imported.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from shard import __version__
 from shard.bench_cmd import register_bench_command
