@@ -23,10 +23,6 @@ from shard.cluster_cli import register_cluster_commands
 Handler = Callable[[argparse.Namespace], int]
 
 
-class CliError(Exception):
-    """A failure the user can act on; printed as one line without a traceback."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paxoskv",

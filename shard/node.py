@@ -56,6 +56,7 @@ from shard.limits import MAX_BATCH_BYTES, validate_command_size, validate_key, v
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
+    MAX_TXN_ID_BYTES,
     CommitOnePhase,
     Conflict,
     Decide,
@@ -75,7 +76,6 @@ EXPIRY_SWEEP_S = 0.05
 REBALANCE_S = 1.0
 # How often coordinator leaders push decisions and participant leaders look for stuck prepares.
 TXN_DUTY_S = 0.1
-MAX_TXN_ID_BYTES = 64
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
