@@ -284,6 +284,13 @@ async def serve(config: ClusterConfig, node: NodeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner = asyncio.create_task(runtime.run())
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if runner.done() and not runner.cancelled() and runner.exception() is not None:
+        # Fail-stop: a node whose loop died must not stay up answering Status as a zombie.
+        log.critical("node loop crashed", exc_info=runner.exception())
+        await runtime.stop()
+        raise SystemExit(70)
+    stopping.cancel()
     await runtime.stop()
     runner.cancel()
