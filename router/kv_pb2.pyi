@@ -72,18 +72,22 @@ class Header(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., map_version: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("header", "key", "stale_ok", "at_version", "snapshot")
+    __slots__ = ("header", "key", "stale_ok", "at_version", "snapshot", "lock_txn_id", "lock_priority")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STALE_OK_FIELD_NUMBER: _ClassVar[int]
     AT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCK_PRIORITY_FIELD_NUMBER: _ClassVar[int]
     header: Header
     key: bytes
     stale_ok: bool
     at_version: int
     snapshot: bool
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ...) -> None: ...
+    lock_txn_id: bytes
+    lock_priority: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., lock_txn_id: _Optional[bytes] = ..., lock_priority: _Optional[int] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("error", "found", "value", "version")
@@ -220,7 +224,7 @@ class WriteItem(_message.Message):
     def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "coordinator_group", "participants", "ts", "reads", "writes")
+    __slots__ = ("header", "txn_id", "coordinator_group", "participants", "ts", "reads", "writes", "priority")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +232,7 @@ class PrepareRequest(_message.Message):
     TS_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     coordinator_group: int
@@ -235,7 +240,8 @@ class PrepareRequest(_message.Message):
     ts: int
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+    priority: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
     __slots__ = ("error", "prepare_ts")

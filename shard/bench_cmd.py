@@ -79,6 +79,11 @@ def register_bench_command(subparsers: Any) -> None:
         help="bank: every transfer uses only these N accounts (contention)",
     )
     bench.add_argument(
+        "--optimistic",
+        action="store_true",
+        help="bank: plain optimistic reads instead of reads for update (update locks)",
+    )
+    bench.add_argument(
         "--read-fraction", type=float, default=0.5, help="share of gets in 'mixed' (0.5)"
     )
     bench.add_argument("--seed", type=int, default=0)
@@ -233,6 +238,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                         value_size=args.value_size,
                         accounts=args.keys,
                         hot_keys=args.hot_keys,
+                        lock_reads=not args.optimistic,
                     )
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
@@ -276,6 +282,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 }
             if args.hot_keys is not None:
                 report.extra["hot_keys"] = args.hot_keys
+            if args.workload == "bank":
+                report.extra["reads"] = "optimistic" if args.optimistic else "for_update"
             return report
         finally:
             await client.close()

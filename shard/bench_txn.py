@@ -21,8 +21,10 @@ Workloads (S = the number of data shards of the cluster's shard map):
   retry loop (a snapshot never conflicts).
 - `bank`: transfers between accounts spread round-robin over all shards: read two accounts,
   move 1-10 units (never below zero). `hot_keys=N` makes every transfer use only N accounts,
-  so contention (and the abort rate) rises with the number of clients. The total is checked
-  by a snapshot after the run (`bank_total`).
+  so contention (and the abort rate) rises with the number of clients. The accounts are read
+  for update (`tx.get(key, for_update=True)`: conflicting transfers queue at the leaders
+  instead of racing to commit), or with plain optimistic reads when `lock_reads=False`.
+  The total is checked by a snapshot after the run (`bank_total`).
 
 Keys are chosen so the shard placement is what the name says: for each data group, keys are
 built under its range's start key and checked with `ShardMap.locate`. Keys of these
@@ -191,6 +193,7 @@ def build_txn_workload(
     value_size: int = 100,
     accounts: int = 1000,
     hot_keys: int | None = None,
+    lock_reads: bool = True,
     loaded: set[str] | None = None,
 ) -> CustomWorkload:
     """One of `TXN_WORKLOADS` over `shard_map`; the driver must be a `TxnDriver`.
@@ -202,6 +205,7 @@ def build_txn_workload(
         value_size: bytes per txn*/ro value (a 20-digit counter, padded).
         accounts: bank accounts when `hot_keys` is None.
         hot_keys: bank: every transfer uses only this many accounts (>= 2).
+        lock_reads: bank: read the accounts for update (False: optimistic reads).
         loaded: key spaces already written (shared between runs); setup adds to it.
 
     Returns:
@@ -220,7 +224,7 @@ def build_txn_workload(
         n = accounts if hot_keys is None else hot_keys
         if n < 2:
             raise ValueError(f"bank needs at least 2 accounts, got {n}")
-        return _bank(bank_accounts(shard_map, n), loaded)
+        return _bank(bank_accounts(shard_map, n), lock_reads, loaded)
     touched = SHARDS_TOUCHED[name]
     if len(groups) < touched:
         raise ValueError(
@@ -270,15 +274,18 @@ def build_txn_workload(
 class _BankTransfer:
     """The bank operation; callable as an `Operation`, keeps its accounts for the audit."""
 
-    def __init__(self, accounts: list[bytes]) -> None:
+    def __init__(self, accounts: list[bytes], lock_reads: bool) -> None:
         self.accounts = accounts
+        self.lock_reads = lock_reads
 
     async def __call__(self, driver: TxnDriver, rng: random.Random, tally: OpTally) -> None:
         src, dst = rng.sample(self.accounts, 2)
         amount = rng.randint(1, 10)
 
         async def body(tx: AsyncTransaction) -> None:
-            a, b = await asyncio.gather(tx.get(src), tx.get(dst))
+            a, b = await asyncio.gather(
+                tx.get(src, for_update=self.lock_reads), tx.get(dst, for_update=self.lock_reads)
+            )
             tally.miss = a is None or b is None
             have_a, have_b = int(a or b"0"), int(b or b"0")
             moved = min(amount, have_a)
@@ -312,8 +319,8 @@ def build_put_workload(
     return CustomWorkload("put", put, keys.setup, transactional=False)
 
 
-def _bank(accounts: list[bytes], loaded: set[str]) -> CustomWorkload:
-    transfer = _BankTransfer(accounts)
+def _bank(accounts: list[bytes], lock_reads: bool, loaded: set[str]) -> CustomWorkload:
+    transfer = _BankTransfer(accounts, lock_reads)
 
     async def setup(drivers: Sequence[Any]) -> None:
         # Always reset the balances, so every run's total is known: INITIAL_BALANCE each.

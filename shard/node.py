@@ -53,6 +53,7 @@ from shard import codec
 from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, Status, WrongShard
 from shard.limits import MAX_BATCH_BYTES, validate_command_size, validate_key, validate_value
+from shard.lock_wait import LOCK_WAIT_MAX_S, Grant, LockTable, blocked, request_age
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
@@ -135,6 +136,19 @@ class _Pending:
     request_id: int
     # The hybrid timestamp stamped on the proposal (0 for reads).
     ts: int = 0
+    # When its lock wait gives up (0.0: it has not waited).
+    wait_until: float = 0.0
+
+
+@dataclass(slots=True)
+class _LockWait:
+    """A request parked until an intent is released in its group (shard.lock_wait)."""
+
+    host: GroupHost
+    pending: _Pending
+    releases: int  # the shard's intent_releases when it was last found blocked
+    resume: Callable[[], None]
+    wake_at: float | None = None  # decide again at this time even if nothing was released
 
 
 @dataclass(slots=True)
@@ -158,6 +172,10 @@ class GroupHost:
     querying: set[bytes] = field(default_factory=set)
     # Coordinator side: decisions being delivered.
     resolving: dict[bytes, _Resolving] = field(default_factory=dict)
+    # Leader side: wait-die age of each transaction whose Prepare arrived here, and when.
+    ages: dict[bytes, tuple[tuple[int, bytes], float]] = field(default_factory=dict)
+    # Leader side: update locks of reads for update (shard.lock_wait).
+    locks: LockTable = field(default_factory=LockTable)
 
     @property
     def shard(self) -> ShardStateMachine:
@@ -269,6 +287,7 @@ class NodeCore:
         self._answers: list[tuple[_Pending, Any]] = []
         # Snapshot reads waiting for safe time (rule 3), and replies held for the commit wait.
         self._parked: list[tuple[GroupHost, _Pending]] = []
+        self._lock_waits: list[_LockWait] = []
         self._delayed: list[tuple[int, _Pending, kv.Response]] = []
         #: Requests for other groups; the shell sends them and calls back with the response.
         self.outbound: list[Outbound] = []
@@ -315,6 +334,7 @@ class NodeCore:
             self._next_purge = now + self._txn.purge_interval_s
             self._purge_decisions()
         self._release_delayed()
+        self._wake_lock_waits()
         self._maybe_bootstrap_meta()
 
     def observe_time(self, now: float, wall_ns: int) -> None:
@@ -356,7 +376,12 @@ class NodeCore:
             if kind in READ_KINDS:
                 self._start_read(host, pending)
             else:
-                self._start_write(host, pending, self._command_for(kind, op))
+                command_for = self._command_for(kind, op)
+                if kind in ("prepare", "commit_one_phase"):
+                    self._begin_commit(host, op)
+                elif kind == "resolve":
+                    host.locks.release(op.txn_id)
+                self._submit_write(host, pending, command_for)
         except _Refusal as refusal:
             self._reply_error(pending, refusal.error)
         except ValueError as exc:
@@ -419,6 +444,8 @@ class NodeCore:
                 validate_key(op.key)
                 if not desc.contains(op.key):
                     raise WrongShard(op.key, desc.start, desc.end)
+                if kind == "get" and op.lock_txn_id:
+                    _check_update_lock(op)
                 if kind == "put":
                     validate_value(op.value)
                 elif kind == "cas" and op.WhichOneof("action") == "new_value":
@@ -515,6 +542,12 @@ class NodeCore:
             elif op.stale_ok:
                 self._answers.append((pending, self._serve_read(host, pending)))
                 return
+            elif (
+                pending.kind == "get"
+                and op.lock_txn_id
+                and not self._take_update_lock(host, pending)
+            ):
+                return
         read_id = self._next_read_id
         self._next_read_id += 1
         try:
@@ -522,6 +555,118 @@ class NodeCore:
         except NotLeader as exc:
             raise _Refusal(self._not_leader(exc)) from None
         host.reads[read_id] = pending
+
+    def _begin_commit(self, host: GroupHost, op: Any) -> None:
+        """A Prepare or one-phase commit arrived: note its age; refuse a wounded Prepare."""
+        if op.txn_id in host.ages:
+            return  # a re-sent Prepare: the first copy was admitted
+        if host.locks.wounded(op.txn_id) and isinstance(op, kv.PrepareRequest):
+            # A no vote needs no log entry: the transaction cannot commit without this
+            # group's yes, and recovery only ever decides abort (a one-phase commit, in
+            # contrast, must be refused through the log: see txn.participant rule O3).
+            raise _Refusal(
+                _conflict_error(
+                    Conflict(
+                        key=b"",
+                        other_txn=b"",
+                        phase="prepare",
+                        reason="wounded: an older transaction took the update lock of a key "
+                        "this transaction read for update",
+                    )
+                )
+            )
+        if isinstance(op, kv.PrepareRequest):
+            host.ages[op.txn_id] = (request_age(op), self._now)
+        host.locks.committing(op.txn_id)
+
+    def _submit_write(
+        self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
+    ) -> None:
+        if not self._wait_for_locks(
+            host, pending, lambda: self._submit_write(host, pending, command_for)
+        ):
+            self._start_write(host, pending, command_for)
+
+    def _wait_for_locks(
+        self, host: GroupHost, pending: _Pending, resume: Callable[[], None]
+    ) -> bool:
+        """Park `pending` while it meets an intent it may wait for; True when parked.
+
+        `resume` runs (and decides again) once an intent or lock of the group was released,
+        when the wait ran out (shard.lock_wait rule L4), or when this replica stopped leading.
+        """
+        if host.group_id == META_GROUP_ID:
+            return False
+        if pending.wait_until and self._now >= pending.wait_until:
+            return False
+        if not blocked(host.shard, pending.kind, pending.request, lambda t: _age(host, t)):
+            return False
+        self._park(host, pending, resume)
+        return True
+
+    def _park(
+        self,
+        host: GroupHost,
+        pending: _Pending,
+        resume: Callable[[], None],
+        wake_at: float | None = None,
+    ) -> None:
+        if not pending.wait_until:
+            pending.wait_until = min(
+                self._now + LOCK_WAIT_MAX_S, self._now + (pending.deadline - self._now) / 2
+            )
+        self._lock_waits.append(_LockWait(host, pending, _releases(host), resume, wake_at))
+
+    def _take_update_lock(self, host: GroupHost, pending: _Pending) -> bool:
+        """A read for update: take the key's lock first (rule U2); False when parked."""
+        op = pending.request
+        if host.replica.role is not Role.LEADER:
+            return True  # the read itself is refused with the leader's address
+        age = (op.lock_priority, op.lock_txn_id)
+        grant = host.locks.acquire(op.key, age, self._now)
+        if grant is Grant.GRANTED:
+            return True
+        if grant is Grant.WOUNDED:
+            reason = (
+                "wounded: an older transaction took the update lock of a key this "
+                "transaction read for update"
+            )
+            raise _Refusal(
+                _conflict_error(Conflict(key=op.key, other_txn=b"", phase="read", reason=reason))
+            )
+        if pending.wait_until and self._now >= pending.wait_until:
+            holder = host.locks.holder(op.key) or b""
+            reason = "the key is locked for update by an older transaction"
+            raise _Refusal(
+                _conflict_error(Conflict(key=op.key, other_txn=holder, phase="read", reason=reason))
+            )
+        wake_at = host.locks.wound_at(op.key, age)
+        self._park(host, pending, lambda: self._start_read(host, pending), wake_at)
+        return False
+
+    def _wake_lock_waits(self) -> None:
+        """Resume the parked requests whose group released something, whose wait ran out
+        or whose replica stopped leading; each decides again (and may park again)."""
+        if not self._lock_waits:
+            return
+        waiting, due = [], []
+        for wait in self._lock_waits:
+            host = wait.host
+            if (
+                _releases(host) == wait.releases
+                and self._now < wait.pending.wait_until
+                and (wait.wake_at is None or self._now < wait.wake_at)
+                and host.replica.role is Role.LEADER
+            ):
+                waiting.append(wait)
+            else:
+                due.append(wait)
+        self._lock_waits = waiting
+        for wait in due:
+            try:
+                wait.resume()
+            except _Refusal as refusal:
+                self._reply_error(wait.pending, refusal.error)
 
     def _propose_internal(
         self, host: GroupHost, record: Any, on_result: Callable[[Any], None]
@@ -616,6 +761,14 @@ class NodeCore:
             prepared = {p.txn_id: p for p in host.shard.prepared_txns()}
             for txn_id in [t for t in host.prepared_seen if t not in prepared]:
                 del host.prepared_seen[txn_id]
+            # An age is needed while its transaction may still prepare here or holds intents.
+            keep_s = self._timeout_s + LOCK_WAIT_MAX_S
+            for txn_id in [
+                t
+                for t, (_, since) in host.ages.items()
+                if t not in prepared and self._now - since > keep_s
+            ]:
+                del host.ages[txn_id]
             for txn_id, info in prepared.items():
                 seen = host.prepared_seen.setdefault(txn_id, self._now)
                 if self._now - seen < self._txn.resolve_after_s or txn_id in host.querying:
@@ -663,8 +816,9 @@ class NodeCore:
                 host.shard.gc_below(horizon_us << LOGICAL_BITS, batch)
 
     def _expire(self, now: float) -> None:
-        """Rule 5: answer requests whose deadline passed."""
+        """Rule 5: answer requests whose deadline passed; let old update locks go."""
         for host in self.hosts.values():
+            host.locks.expire(now)
             for table, code, text in (
                 (
                     host.proposals,
@@ -707,6 +861,8 @@ class NodeCore:
                 self._hlc.now(self._wall_ns + 2 * self._offset_us * 1000)
             elif not leading:
                 self._leading.discard(group_id)
+                host.ages.clear()
+                host.locks.clear()
 
     def apply(self, readies: Sequence[tuple[GroupHost, Ready]], batch: EngineBatch) -> None:
         """Restore snapshots and apply chosen slots into `batch`; stage the answers."""
@@ -757,12 +913,15 @@ class NodeCore:
                         )
                         continue
                     self._parked.append((host, pending))
-                else:
+                elif not self._wait_for_locks(
+                    host, pending, lambda h=host, p=pending: self._start_read(h, p)
+                ):
                     self._answers.append((pending, self._serve_read(host, pending)))
             for peer in ready.snapshot_requests:
                 host.replica.send_snapshot(peer, host.app.applied_index, host.app.snapshot())
             host.replica.advance(ready)
         self._serve_parked()
+        self._wake_lock_waits()
         answers, self._answers = self._answers, []
         for pending, result in answers:
             self._finish(pending, result)
@@ -771,6 +930,7 @@ class NodeCore:
         if pending.kind == "internal":
             pending.reply(result)
             return
+        self._release_update_locks(pending)
         if isinstance(result, kv.Error):
             self._reply_error(pending, result)
             return
@@ -912,13 +1072,21 @@ class NodeCore:
         if pending.kind == "internal":
             pending.reply(None)
             return
+        self._release_update_locks(pending)
         response = kv.Response(id=pending.request_id)
         getattr(response, pending.kind).error.CopyFrom(error)
         pending.reply(response)
 
+    def _release_update_locks(self, pending: _Pending) -> None:
+        """Rule U3: a transaction's Prepare or one-phase commit was applied (or failed)."""
+        if pending.kind in ("prepare", "commit_one_phase"):
+            host = self.hosts.get(pending.request.header.group_id)
+            if host is not None:
+                host.locks.release(pending.request.txn_id)
+
     def has_client_requests(self) -> bool:
         """True while some client request is not answered yet (used to drain on stop)."""
-        if self._parked or self._delayed:
+        if self._parked or self._delayed or self._lock_waits:
             return True
         for host in self.hosts.values():
             if host.reads or any(p.kind != "internal" for p in host.proposals.values()):
@@ -1001,12 +1169,35 @@ def _check_txn_id(txn_id: bytes) -> None:
         )
 
 
+def _check_update_lock(op: kv.GetRequest) -> None:
+    _check_txn_id(op.lock_txn_id)
+    if op.lock_priority == 0:
+        raise _Refusal(_error(kv.INVALID_ARGUMENT, "a read for update needs lock_priority > 0"))
+    if op.snapshot or op.stale_ok:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                "a read for update is a linearizable read: no snapshot, no stale_ok",
+            )
+        )
+
+
 def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:
     return tuple(ReadItem(key=r.key, version=r.version) for r in items)
 
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
     return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+
+
+def _releases(host: GroupHost) -> int:
+    """How often intents or update locks were released in the group (waiters re-check)."""
+    return host.shard.intent_releases + host.locks.releases
+
+
+def _age(host: GroupHost, txn_id: bytes) -> tuple[int, bytes] | None:
+    known = host.ages.get(txn_id)
+    return None if known is None else known[0]
 
 
 def _unfinish(state: _Resolving) -> None:

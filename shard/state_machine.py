@@ -180,6 +180,9 @@ class ShardStateMachine:
         # Keys holding intents, as staged: a cache that lets single-key writes skip the intent
         # lookup while no transaction is prepared. Derived from the data, never stored.
         self._intent_keys = len(engine.scan(self._intent_prefix, self._intent_end, None))
+        #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
+        #: request waiting for an intent re-checks only after something was released.
+        self.intent_releases = 0
         meta = engine.get(self._meta_key)
         if meta is None:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
@@ -689,6 +692,7 @@ class ShardStateMachine:
             if key[:1] == INTENT_TAG:
                 intent_keys += 1
         self._intent_keys = intent_keys
+        self.intent_releases += 1
         self._applied_index = applied_index
         self._max_version = max_version
         self._gc_horizon = gc_horizon
@@ -739,6 +743,8 @@ class _BatchTxnStore:
             return
         intents = self._sm._decode_intents(data)
         kept = [i for i in intents if i.txn_id != txn_id]
+        if len(kept) != len(intents):
+            self._sm.intent_releases += 1
         if not kept:
             self._batch.delete(record_key)
             self._sm._intent_keys -= 1

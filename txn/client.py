@@ -310,6 +310,10 @@ class AsyncTransaction:
         self._state = TransactionState.OPEN
         self._commit_ts: int | None = None
         self._ref: TxnRef | None = None
+        # Wait-die age at the participants (0: this attempt's timestamp); see `_attempt`.
+        self._priority = 0
+        self._locked: set[bytes] = set()  # keys read for update
+        self._lock_groups: set[int] = set()  # groups whose leaders hold those locks
 
     # -- state
 
@@ -347,19 +351,27 @@ class AsyncTransaction:
 
     # -- reads
 
-    async def get(self, key: bytes) -> bytes | None:
+    async def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
         """The value of `key` as this transaction sees it: its own buffered write, else the
         latest committed value (recorded in the read set).
 
         Args:
             key: the key (non-empty bytes).
+            for_update: take the key's update lock at its shard leader first (as SQL's
+                SELECT FOR UPDATE), for a key this transaction will write and others
+                write too: conflicting transactions then queue at this read instead of
+                all reading the same version and all but one aborting at commit. The
+                lock is a scheduling hint (wound-wait by age: an older transaction takes
+                it from a younger one, which then aborts and retries); correctness never
+                depends on it. Released when the commit or abort reaches the leader.
 
         Returns:
             The value, or None when the key does not exist.
 
         Raises:
             Conflict: the key is held by a prepared transaction past the read's deadline,
-                or it changed since this transaction first read it.
+                it changed since this transaction first read it, or (for update) an older
+                transaction holds or took its lock.
             Unavailable, DeadlineExceeded: the key's shard could not be read in time.
             TransactionClosed: the transaction is committed or aborted.
         """
@@ -367,9 +379,15 @@ class AsyncTransaction:
         self._check_open()
         if key in self._writes:
             return self._writes[key]
-        if key in self._values:
+        if key in self._values and (not for_update or key in self._locked):
             return self._values[key]
-        value, version = await self._client._read_latest(key, self.txn_id)
+        if for_update:
+            self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
+            self._lock_groups.add(self._client._map().locate(key).group_id)
+            self._locked.add(key)
+        value, version = await self._client._read_latest(
+            key, self.txn_id, self._priority if for_update else 0
+        )
         self._record_read(key, version, value)
         return value
 
@@ -559,6 +577,9 @@ class AsyncTransaction:
                 outcome is unknown.
         """
         if self._state in (TransactionState.OPEN, TransactionState.ABORTED):
+            if self._state is TransactionState.OPEN and self._lock_groups:
+                # Let the transactions queued behind this one's update locks go now.
+                self._client._resolve_all(self.txn_id, self._lock_groups, False, 0)
             self._state = TransactionState.ABORTED
             self._writes.clear()
             return
@@ -800,6 +821,17 @@ class AsyncClient:
             raise ClientClosed("the client is closed")
         return AsyncTransaction(self, secrets.token_bytes(TXN_ID_BYTES))
 
+    def _attempt(self, priority: int) -> AsyncTransaction:
+        """A transaction for one attempt of a retry loop, `priority` 0 on the first.
+
+        Every attempt carries the first attempt's timestamp as its age, so the leaders'
+        wait-die (shard.lock_wait) lets a transaction that lost a conflict win once it is
+        the oldest: retries cannot starve.
+        """
+        tx = self.transaction()
+        tx._priority = priority or self._clock.now(self._wall_ns())
+        return tx
+
     def snapshot(self, read_ts: int | None = None) -> AsyncSnapshot:
         """Read-only, lock-free reads at one timestamp.
 
@@ -833,9 +865,11 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         started = loop.time()
         attempts = 0
+        priority = 0
         while True:
             attempts += 1
-            tx = self.transaction()
+            tx = self._attempt(priority)
+            priority = tx._priority
             try:
                 result = fn(tx, *args, **kwargs)
                 if inspect.isawaitable(result):
@@ -1134,8 +1168,10 @@ class AsyncClient:
         group_id: int | None = None,
         deadline: float,
         txn_id: bytes = b"",
+        resend_conflicts: bool = True,
     ) -> kv.Response:
-        """A read, re-sent while it meets a prepared transaction's intent (rule 4).
+        """A read, re-sent while it meets a prepared transaction's intent (rule 4); a read
+        for update is not re-sent (the leader already queued it: its refusal is final).
 
         Raises:
             Conflict: the intent was still there at the deadline (the last refusal).
@@ -1164,7 +1200,7 @@ class AsyncClient:
             if error is None:
                 return response
             refused = _conflict(error, "read", txn_id)
-            if not await self._pause(_CONFLICT_BACKOFF, attempt, deadline):
+            if not resend_conflicts or not await self._pause(_CONFLICT_BACKOFF, attempt, deadline):
                 raise refused
             attempt += 1
 
@@ -1202,10 +1238,23 @@ class AsyncClient:
                 raise refused
             attempt += 1
 
-    async def _read_latest(self, key: bytes, txn_id: bytes) -> tuple[bytes | None, int]:
-        """(value or None, version) of `key` for a read-write transaction."""
-        request = kv.Request(get=kv.GetRequest(key=key))
-        response = await self._read(request, key=key, deadline=self._deadline(), txn_id=txn_id)
+    async def _read_latest(
+        self, key: bytes, txn_id: bytes, lock_priority: int = 0
+    ) -> tuple[bytes | None, int]:
+        """(value or None, version) of `key` for a read-write transaction; with a
+        `lock_priority`, a read for update (the leader gives `txn_id` the key's lock)."""
+        get = kv.GetRequest(key=key)
+        if lock_priority:
+            get.lock_txn_id = txn_id
+            get.lock_priority = lock_priority
+        request = kv.Request(get=get)
+        response = await self._read(
+            request,
+            key=key,
+            deadline=self._deadline(),
+            txn_id=txn_id,
+            resend_conflicts=not lock_priority,
+        )
         got = response.get
         self._clock.observe(got.version)
         return (got.value if got.found else None), got.version
@@ -1326,7 +1375,9 @@ class AsyncClient:
             return await self._commit_one_phase(
                 tx._ref, coordinator, ts, group_reads, group_writes, deadline
             )
-        return await self._commit_two_phase(tx._ref, parts, ts, deadline, first_key)
+        return await self._commit_two_phase(
+            tx._ref, parts, ts, tx._priority or ts, deadline, first_key
+        )
 
     async def _send_idempotent(
         self,
@@ -1412,6 +1463,7 @@ class AsyncClient:
         ref: TxnRef,
         parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]],
         ts: int,
+        priority: int,
         deadline: float,
         first_key: bytes,
     ) -> int:
@@ -1422,7 +1474,14 @@ class AsyncClient:
             outcomes = await asyncio.gather(
                 *(
                     self._prepare(
-                        ref, group, coordinator, participants, ts, *parts[group], deadline
+                        ref,
+                        group,
+                        coordinator,
+                        participants,
+                        ts,
+                        priority,
+                        *parts[group],
+                        deadline,
                     )
                     for group in participants
                 ),
@@ -1466,6 +1525,7 @@ class AsyncClient:
         coordinator: int,
         participants: list[int],
         ts: int,
+        priority: int,
         reads: list[kv.ReadItem],
         writes: list[kv.WriteItem],
         deadline: float,
@@ -1475,6 +1535,7 @@ class AsyncClient:
             coordinator_group=coordinator,
             participants=participants,
             ts=ts,
+            priority=priority,
             reads=reads,
             writes=writes,
         )
@@ -1608,9 +1669,9 @@ class Transaction:
         """A copy of the buffered writes (None: delete)."""
         return self._inner.write_set
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
         """See `AsyncTransaction.get`."""
-        return self._client._call(self._inner.get(key))
+        return self._client._call(self._inner.get(key, for_update=for_update))
 
     def scan(
         self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
@@ -1840,9 +1901,14 @@ class Client:
             )
         started = time.monotonic()
         attempts = 0
+        priority = 0
         while True:
             attempts += 1
-            tx = self.transaction()
+            if self._closed:
+                raise ClientClosed("the client is closed")
+            inner = self._async._attempt(priority)
+            priority = inner._priority
+            tx = Transaction(self, inner)
             try:
                 result = fn(tx, *args, **kwargs)
                 if tx.state is TransactionState.OPEN:

@@ -195,6 +195,11 @@ class _Txn:
         self.no_votes: set[int] = set()
         self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]] = {}
         self.finished = False
+        # Half the transactions read for update (leader-local update locks, wound-wait);
+        # the age goes with every read for update and every Prepare.
+        self.for_update = client.t.rng.random() < 0.5
+        self.priority = client.clock.now(client.t.wall_ns())
+        self.lock_groups: set[int] = set()
 
     def finish(self, status: str, why: str = "") -> None:
         if self.finished:
@@ -220,6 +225,10 @@ class _Txn:
     def _read(self, i: int, key: bytes) -> None:
         request = kv.Request(get=kv.GetRequest(key=key))
         group = self.c._group(key)
+        if self.for_update:
+            request.get.lock_txn_id = self.result.txn_id
+            request.get.lock_priority = self.priority
+            self.lock_groups.add(group)
         self.c._header(request.get.header, group)
         remaining = self.read_deadline - self.c.t.now()
         if remaining <= 0:
@@ -232,6 +241,11 @@ class _Txn:
             self.finish("fail", f"read of {key!r} got no answer")
             return
         error = error_of(response)
+        if error.code == kv.CONFLICT and self.for_update:
+            # Wounded or queued too long: give the locks back, as the real client does.
+            self._resolve_all(sorted(self.lock_groups), False, 0)
+            self.finish("fail", f"read for update of {key!r} refused")
+            return
         if error.code == kv.CONFLICT:
             delay = self.c.t.rng.uniform(0.005, 0.03)
             self.c.t.later(delay, lambda: self._read(i, key))
@@ -318,6 +332,7 @@ class _Txn:
                 coordinator_group=res.coordinator,
                 participants=res.participants,
                 ts=ts,
+                priority=self.priority,
                 reads=reads,
                 writes=writes,
             )

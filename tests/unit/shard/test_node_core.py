@@ -149,7 +149,8 @@ def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
     )
     prepared = node.call(prepare).prepare
     assert prepared.error.code == kv.OK
-    # A linearizable read refuses (the decision may already exist elsewhere).
+    # A linearizable read waits for the intent (the decision may already exist elsewhere),
+    # and refuses when its wait runs out.
     assert node.call(get(b"apple")).get.error.code == kv.CONFLICT
     ts = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
     answers: list[kv.Response] = []

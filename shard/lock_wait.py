@@ -1,0 +1,233 @@
+"""Lock waits: a request that meets another transaction's intent waits at the leader.
+
+Theory of operation
+-------------------
+Validation stays where it was — deterministic, inside the replicated apply (txn.participant)
+— so waiting changes WHEN a request is proposed or served, never what it decides. Without
+waiting, every request that met an intent was refused and its client retried blindly; under
+a hot key, two transactions that prepared on different shards refused each other, both
+aborted, and throughput collapsed. Here the leader parks such a request until an intent is
+released on its group (or its wait runs out) and then proceeds exactly as before.
+
+Who may wait (rule numbers as in shard.node):
+L1. A request that holds nothing may wait for any intent: a linearizable read, a single-key
+    write and a one-phase commit hold no intents, so no other request ever waits for them
+    and no wait cycle can pass through them.
+L2. A two-phase Prepare holds intents on its other participants while it waits, so it waits
+    only for YOUNGER holders (wait-die, Rosenkrantz et al. 1978): waits point from older to
+    younger, hence never form a cycle. Age is the client's `priority` (the timestamp of the
+    first attempt of a retried transaction, so a loser grows older each retry and cannot
+    starve). A holder of unknown age (e.g. prepared under an earlier leader) counts as older.
+L3. A request that is bound to be refused anyway (a read version already stale, a decision
+    or prepare already recorded for its transaction) does not wait.
+L4. Every wait is bounded by `LOCK_WAIT_MAX_S` and by half the request's remaining time;
+    after that the request proceeds and the apply refuses it as before (CONFLICT, retryable).
+
+Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
+a hot key all race to prepare and all but one abort, which wastes a commit's worth of work
+per loser. A read for update instead takes the key's update lock at the group leader, so
+transactions that would conflict queue at the read:
+U1. Locks are leader-local hints (never replicated; dropped when leadership moves, expire
+    `LOCK_TTL_S` after the holder's last read): validation in the log still decides, so a
+    lost lock costs at most an abort, never correctness.
+U2. Wound-wait (Rosenkrantz et al. 1978; Spanner §4.2.1): an older requester takes the lock
+    from a younger holder and wounds it (its next read for update or Prepare at this leader
+    is refused, so it aborts and retries, keeping its age); a younger requester waits. Waits
+    point from younger to older, so they never form a cycle with each other; a lock holder
+    holds no intents (its reads come before its Prepare), so no intent wait (L2) leads back
+    to it either.
+U3. A lock is released when the holder's Prepare or one-phase commit is applied there (its
+    intents, or its committed versions, take over), when its abort (Resolve) arrives, when
+    it is wounded, or when it expires.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from txn.records import IntentInfo
+
+# Longest a request waits at the leader for intents to be released (rule L4). A holder is
+# normally resolved within a round trip or two; one whose client died, after resolve_after.
+LOCK_WAIT_MAX_S = 1.0
+
+# An update lock's life after its holder's last read for update (rule U1): long enough for a
+# transaction's reads and commit, short enough that a holder whose client died stops
+# blocking younger transactions soon.
+LOCK_TTL_S = 0.5
+# An older requester waits this long for a younger holder to finish before wounding it:
+# most holders commit within a few round trips, and a wound wastes all their work.
+WOUND_GRACE_S = 0.05
+# How long a wounded transaction is remembered, so its later requests are refused: longer
+# than any request deadline.
+WOUND_MEMORY_S = 30.0
+
+#: (priority, txn_id): a transaction's wait-die / wound-wait age, smaller is older.
+Age = tuple[int, bytes]
+#: The age of a transaction whose Prepare this leader has seen, by txn id.
+AgeOf = Callable[[bytes], Age | None]
+
+
+class Grant(enum.Enum):
+    GRANTED = "granted"
+    WAIT = "wait"  # an older transaction holds the lock
+    WOUNDED = "wounded"  # an older transaction took a lock of this one (rule U2)
+
+
+class LockTable:
+    """The update locks of one group, at its leader (rules U1-U3). Pure: time is an argument."""
+
+    def __init__(self) -> None:
+        self._holder: dict[bytes, Age] = {}  # key -> holder's age
+        self._keys: dict[bytes, set[bytes]] = {}  # txn id -> keys it holds
+        self._expires: dict[bytes, float] = {}  # txn id -> when its locks expire
+        self._since: dict[bytes, float] = {}  # txn id -> when it took its first lock here
+        self._wounded: dict[bytes, float] = {}  # txn id -> when to forget the wound
+        self._committing: set[bytes] = set()  # holders whose Prepare is on its way: unwoundable
+        #: Bumped on every release, so waiters re-check only after something changed.
+        self.releases = 0
+
+    def __len__(self) -> int:
+        return len(self._holder)
+
+    def acquire(self, key: bytes, age: Age, now: float) -> Grant:
+        """Give `key`'s lock to the transaction of `age`, wounding a younger holder."""
+        txn_id = age[1]
+        if txn_id in self._wounded:
+            return Grant.WOUNDED
+        holder = self._holder.get(key)
+        if holder is not None and holder[1] != txn_id:
+            if self.wound_at(key, age) is None or now < self._since[holder[1]] + WOUND_GRACE_S:
+                return Grant.WAIT
+            self._wounded[holder[1]] = now + WOUND_MEMORY_S
+            self.release(holder[1])
+        self._holder[key] = age
+        if txn_id not in self._keys:
+            self._keys[txn_id] = set()
+            self._since[txn_id] = now
+        self._keys[txn_id].add(key)
+        self._expires[txn_id] = now + LOCK_TTL_S
+        return Grant.GRANTED
+
+    def wound_at(self, key: bytes, age: Age) -> float | None:
+        """When a requester of `age` that must WAIT for `key` may wound its holder (None:
+        never, it waits for the release: the holder is older or already committing)."""
+        holder = self._holder.get(key)
+        if holder is None or holder < age or holder[1] in self._committing:
+            return None
+        return self._since[holder[1]] + WOUND_GRACE_S
+
+    def holder(self, key: bytes) -> bytes | None:
+        """The txn id holding `key`'s lock."""
+        age = self._holder.get(key)
+        return None if age is None else age[1]
+
+    def wounded(self, txn_id: bytes) -> bool:
+        return txn_id in self._wounded
+
+    def committing(self, txn_id: bytes) -> None:
+        """The holder's Prepare (or one-phase commit) reached the leader: from now on its
+        locks are waited for, not wounded (it may already hold intents elsewhere; its own
+        intents here take over when it is applied)."""
+        if txn_id in self._keys:
+            self._committing.add(txn_id)
+
+    def release(self, txn_id: bytes) -> None:
+        """Release every lock of `txn_id` (no-op when it holds none)."""
+        keys = self._keys.pop(txn_id, None)
+        self._expires.pop(txn_id, None)
+        self._since.pop(txn_id, None)
+        self._committing.discard(txn_id)
+        if keys:
+            for key in keys:
+                del self._holder[key]
+            self.releases += 1
+
+    def expire(self, now: float) -> None:
+        """Release the locks past their life and forget old wounds."""
+        for txn_id in [t for t, at in self._expires.items() if at <= now]:
+            self.release(txn_id)
+        for txn_id in [t for t, at in self._wounded.items() if at <= now]:
+            del self._wounded[txn_id]
+
+    def clear(self) -> None:
+        """Forget everything (this replica stopped leading)."""
+        if self._holder:
+            self.releases += 1
+        self._holder.clear()
+        self._keys.clear()
+        self._expires.clear()
+        self._since.clear()
+        self._wounded.clear()
+        self._committing.clear()
+
+
+def request_age(op: Any) -> Age:
+    """The wait-die age of a Prepare request: smaller is older."""
+    return (op.priority or op.ts, op.txn_id)
+
+
+def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
+    """Whether the request should wait now (rules L1-L3).
+
+    Args:
+        shard: the group's `ShardStateMachine` (applied state).
+        kind: the request kind (`get`, `scan`, `put`, `delete`, `cas`, `prepare`,
+            `commit_one_phase`); other kinds never wait.
+        op: the request body.
+        age_of: ages of the prepared transactions this leader knows.
+    """
+    if kind == "get":
+        return not op.snapshot and not op.stale_ok and _any_write(shard.intents_on(op.key))
+    if kind == "scan":
+        if op.snapshot or op.stale_ok:
+            return False
+        end = op.end if op.HasField("end") else shard.key_range[1]
+        return any(i.is_write for _, i in shard.intents_in_range(op.start, end))
+    if kind in ("put", "delete", "cas"):
+        return bool(shard.intents_on(op.key))
+    if kind == "commit_one_phase":
+        if shard.decision(op.txn_id) is not None or _stale(shard, op.reads):
+            return False
+        return bool(_holders(shard, op))
+    if kind == "prepare":
+        if shard.prepared(op.txn_id) is not None or shard.decision(op.txn_id) is not None:
+            return False
+        if _stale(shard, op.reads):
+            return False
+        holders = _holders(shard, op)
+        if not holders:
+            return False
+        mine = request_age(op)
+        for holder in holders:
+            age = age_of(holder)
+            if age is None or age < mine:
+                return False
+        return True
+    return False
+
+
+def _any_write(intents: Iterable[IntentInfo]) -> bool:
+    return any(i.is_write for i in intents)
+
+
+def _stale(shard: Any, reads: Iterable[Any]) -> bool:
+    """A read version the apply would refuse (txn.participant rule P3's version test)."""
+    for read in reads:
+        latest = shard.latest_record(read.key)
+        version, tombstone = (0, True) if latest is None else latest
+        if version != read.version and not (read.version == 0 and tombstone):
+            return True
+    return False
+
+
+def _holders(shard: Any, op: Any) -> list[bytes]:
+    """Other transactions holding intents that conflict with `op` (rules P3 and P4)."""
+    found: list[bytes] = []
+    for read in op.reads:
+        found += [i.txn_id for i in shard.intents_on(read.key) if i.is_write]
+    for write in op.writes:
+        found += [i.txn_id for i in shard.intents_on(write.key)]
+    return [t for t in found if t != op.txn_id]

@@ -1,0 +1,251 @@
+"""Lock waits and update locks (shard.lock_wait): the table alone, the `blocked` rules on a
+real shard, and NodeCore parking requests behind intents and locks (one-node cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router import kv_pb2 as kv
+from shard.lock_wait import (
+    LOCK_TTL_S,
+    LOCK_WAIT_MAX_S,
+    WOUND_GRACE_S,
+    WOUND_MEMORY_S,
+    Grant,
+    LockTable,
+    blocked,
+)
+from tests.unit.shard.test_node_core import OneNode, get, header, put
+
+OLD = (100, b"old")
+MID = (200, b"mid")
+YOUNG = (300, b"young")
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def test_a_free_lock_is_granted_and_regranted_to_its_holder() -> None:
+    table = LockTable()
+    assert table.acquire(b"k", MID, 0.0) is Grant.GRANTED
+    assert table.acquire(b"k", MID, 0.01) is Grant.GRANTED
+    assert table.holder(b"k") == b"mid" and len(table) == 1
+
+
+def test_a_younger_requester_waits_and_never_wounds() -> None:
+    table = LockTable()
+    table.acquire(b"k", MID, 0.0)
+    assert table.acquire(b"k", YOUNG, 10.0) is Grant.WAIT
+    assert table.wound_at(b"k", YOUNG) is None
+    assert not table.wounded(b"mid")
+
+
+def test_an_older_requester_wounds_only_after_the_grace() -> None:
+    table = LockTable()
+    table.acquire(b"k", MID, 0.0)
+    table.acquire(b"other", MID, 0.0)
+    assert table.acquire(b"k", OLD, WOUND_GRACE_S / 2) is Grant.WAIT
+    assert table.wound_at(b"k", OLD) == pytest.approx(WOUND_GRACE_S)
+    before = table.releases
+    assert table.acquire(b"k", OLD, WOUND_GRACE_S) is Grant.GRANTED
+    # The wounded holder lost every lock it held here and is refused from now on.
+    assert table.wounded(b"mid") and table.holder(b"other") is None
+    assert table.releases > before
+    assert table.acquire(b"other", MID, WOUND_GRACE_S) is Grant.WOUNDED
+
+
+def test_a_committing_holder_is_waited_for_not_wounded() -> None:
+    table = LockTable()
+    table.acquire(b"k", MID, 0.0)
+    table.committing(b"mid")
+    assert table.wound_at(b"k", OLD) is None
+    assert table.acquire(b"k", OLD, 10 * WOUND_GRACE_S) is Grant.WAIT
+    table.release(b"mid")
+    assert table.acquire(b"k", OLD, 10 * WOUND_GRACE_S) is Grant.GRANTED
+
+
+def test_locks_expire_and_wounds_are_forgotten() -> None:
+    table = LockTable()
+    table.acquire(b"k", MID, 0.0)
+    table.expire(LOCK_TTL_S / 2)
+    assert table.holder(b"k") == b"mid"
+    table.expire(LOCK_TTL_S)
+    assert table.holder(b"k") is None
+    table.acquire(b"k", YOUNG, 1.0)
+    table.acquire(b"k", OLD, 1.0 + WOUND_GRACE_S)
+    assert table.wounded(b"young")
+    table.expire(1.0 + WOUND_GRACE_S + WOUND_MEMORY_S)
+    assert not table.wounded(b"young")
+    table.clear()
+    assert len(table) == 0
+
+
+# ---------------------------------------------------------------------- who may wait
+
+
+def prepare(
+    txn: bytes,
+    *,
+    reads: tuple[tuple[bytes, int], ...] = (),
+    writes: tuple[bytes, ...] = (),
+    priority: int = 0,
+    ts: int = 1,
+) -> kv.Request:
+    return kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(),
+            txn_id=txn,
+            coordinator_group=1,
+            participants=[1, 2],
+            ts=ts,
+            priority=priority,
+            reads=[kv.ReadItem(key=k, version=v) for k, v in reads],
+            writes=[kv.WriteItem(key=k, value=b"v") for k in writes],
+        )
+    )
+
+
+def one_phase(txn: bytes, *, writes: tuple[bytes, ...] = ()) -> kv.Request:
+    return kv.Request(
+        commit_one_phase=kv.CommitOnePhaseRequest(
+            header=header(),
+            txn_id=txn,
+            ts=1,
+            writes=[kv.WriteItem(key=k, value=b"w") for k in writes],
+        )
+    )
+
+
+def resolve(txn: bytes, commit: bool, commit_ts: int = 0) -> kv.Request:
+    return kv.Request(
+        resolve=kv.ResolveRequest(header=header(), txn_id=txn, commit=commit, commit_ts=commit_ts)
+    )
+
+
+def read_for_update(key: bytes, txn: bytes, priority: int, **kw: Any) -> kv.Request:
+    return get(key, lock_txn_id=txn, lock_priority=priority, **kw)
+
+
+@pytest.fixture
+def node() -> OneNode:
+    return OneNode()
+
+
+def hold_intent(node: OneNode, txn: bytes, key: bytes, priority: int) -> int:
+    """Prepare `txn` writing `key`; its prepare_ts."""
+    answer = node.call(prepare(txn, writes=(key,), priority=priority)).prepare
+    assert answer.error.code == kv.OK, answer.error
+    return answer.prepare_ts
+
+
+def test_blocked_rules_on_a_real_shard(node: OneNode) -> None:
+    version = node.call(put(b"apple", b"red")).put.version
+    hold_intent(node, b"holder", b"apple", priority=200)
+    shard = node.core.hosts[1].shard
+    ages = {b"holder": (200, b"holder")}
+
+    def age_of(txn: bytes) -> tuple[int, bytes] | None:
+        return ages.get(txn)
+
+    def is_blocked(request: kv.Request) -> bool:
+        kind = request.WhichOneof("op")
+        assert kind is not None
+        return blocked(shard, kind, getattr(request, kind), age_of)
+
+    assert is_blocked(get(b"apple"))  # L1: a read waits for a write intent
+    assert not is_blocked(get(b"apple", snapshot=True, at_version=1))  # parked elsewhere
+    assert not is_blocked(get(b"apple", stale_ok=True))
+    assert is_blocked(put(b"apple", b"x"))  # L1: a single-key write waits
+    assert not is_blocked(put(b"banana", b"x"))
+    assert is_blocked(one_phase(b"t1", writes=(b"apple",)))  # L1: holds nothing, waits
+    # L2 (wait-die): an older Prepare waits, a younger one does not, nor one facing a
+    # holder of unknown age.
+    assert is_blocked(prepare(b"old", writes=(b"apple",), priority=100))
+    assert not is_blocked(prepare(b"young", writes=(b"apple",), priority=300))
+    ages.clear()
+    assert not is_blocked(prepare(b"old", writes=(b"apple",), priority=100))
+    ages[b"holder"] = (200, b"holder")
+    # L3: a read version already stale is refused at once, waiting would not help.
+    stale = prepare(b"old", reads=((b"apple", version - 1),), priority=100)
+    assert not is_blocked(stale)
+    assert is_blocked(prepare(b"old", reads=((b"apple", version),), priority=100))
+
+
+def test_a_read_behind_an_intent_is_answered_when_it_is_resolved(node: OneNode) -> None:
+    node.call(put(b"apple", b"red"))
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple"), answers.append)
+    node.advance(0.2)
+    assert answers == [] and node.core.has_client_requests()
+    assert node.call(resolve(b"t1", True, prepare_ts)).resolve.error.code == kv.OK
+    node.advance(0.02)
+    assert len(answers) == 1 and answers[0].get.value == b"v"
+
+
+def test_a_wait_is_bounded_then_refused_as_before(node: OneNode) -> None:
+    hold_intent(node, b"t1", b"apple", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple"), answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 0.9)
+    assert answers == []
+    node.advance(LOCK_WAIT_MAX_S * 0.2)
+    assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT
+    assert answers[0].get.error.conflict.other_txn == b"t1"
+
+
+def test_a_younger_read_for_update_queues_behind_the_holder(node: OneNode) -> None:
+    node.call(put(b"apple", b"red"))
+    first = node.call(read_for_update(b"apple", b"t1", priority=100)).get
+    assert first.value == b"red"
+    answers: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"t2", priority=200), answers.append)
+    node.advance(0.1)
+    assert answers == []  # queued: t1 is older
+    committed = node.call(one_phase(b"t1", writes=(b"apple",))).commit_one_phase
+    assert committed.error.code == kv.OK
+    node.advance(0.02)
+    # t1's commit released the lock: t2 reads what t1 wrote.
+    assert len(answers) == 1 and answers[0].get.value == b"w"
+    assert node.core.hosts[1].locks.holder(b"apple") == b"t2"
+
+
+def test_an_older_reader_wounds_and_the_wounded_prepare_is_refused_unlogged(
+    node: OneNode,
+) -> None:
+    node.call(put(b"apple", b"red"))
+    assert node.call(read_for_update(b"apple", b"young", priority=300)).get.value == b"red"
+    assert node.call(read_for_update(b"apple", b"old", priority=100)).get.value == b"red"
+    host = node.core.hosts[1]
+    assert host.locks.holder(b"apple") == b"old" and host.locks.wounded(b"young")
+    chosen = host.replica.status().chosen_watermark
+    refused = node.call(prepare(b"young", writes=(b"apple",), priority=300)).prepare
+    assert refused.error.code == kv.CONFLICT and "wounded" in refused.error.message
+    assert host.replica.status().chosen_watermark == chosen  # a no vote needs no log entry
+    again = node.call(read_for_update(b"apple", b"young", priority=300)).get
+    assert again.error.code == kv.CONFLICT
+
+
+def test_an_abort_releases_the_locks_at_once(node: OneNode) -> None:
+    node.call(read_for_update(b"apple", b"t1", priority=100))
+    answers: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"t2", priority=200), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    node.core.submit(resolve(b"t1", False), lambda _r: None)
+    node.advance(0.02)
+    assert len(answers) == 1 and answers[0].get.error.code == kv.OK
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        read_for_update(b"apple", b"t1", priority=0),
+        read_for_update(b"apple", b"t1", priority=5, stale_ok=True),
+    ],
+)
+def test_bad_reads_for_update_are_refused(node: OneNode, request_: kv.Request) -> None:
+    assert node.call(request_).get.error.code == kv.INVALID_ARGUMENT
+    assert len(node.core.hosts[1].locks) == 0
