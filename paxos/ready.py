@@ -4,7 +4,8 @@ The driver executes a Ready in exactly this order (etcd raft's "total state mach
 loop"; raft-rs `messages()` vs `persisted_messages()`):
 
 1. send `messages` (they do not depend on this Ready's persist);
-2. make `persist` durable (one synced write; never skip the sync);
+2. write `persist`, synced whenever `persist.needs_sync()` (a promise, a vote or a
+   truncation; never skip that sync), in order with every earlier and later write;
 3. only then send `messages_after_persist` (promises and accepts: an acceptor's vote leaves
    only once it is durable);
 4. restore `snapshot` if present, then apply `committed` in order;
@@ -40,6 +41,20 @@ class PersistBatch:
             and self.chosen_watermark is None
             and self.log_start is None
         )
+
+    def needs_sync(self) -> bool:
+        """Whether this batch must be synced before the Ready goes on.
+
+        A promise, a vote and a truncation are what replies and the application state vouch
+        for, so they are synced. A chosen watermark alone is not (etcd raft's MustSync leaves
+        out the commit index for the same reason): storage writes reach the disk in order, so
+        a crash can only lose a suffix, which leaves the durable watermark at or below what
+        was chosen and at or above what was applied (applies are written after it), and the
+        replica learns the lost slots again from the leader or in Phase 1. The leader learns
+        a slot chosen only when its last vote arrives, so syncing the watermark alone would
+        put a second fsync between the quorum and the client's answer.
+        """
+        return self.promised is not None or bool(self.accepted) or self.log_start is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

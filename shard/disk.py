@@ -23,6 +23,7 @@ class RocksNodeDisk:
         self._storages: dict[int, RocksStorage] = {}
         self._sync = WriteOptions()
         self._sync.sync = True
+        self._nosync = WriteOptions()
 
     def _storage(self, group_id: int) -> RocksStorage:
         storage = self._storages.get(group_id)
@@ -34,11 +35,14 @@ class RocksNodeDisk:
         return self._storage(group_id).load()
 
     def persist(self, batches: Sequence[tuple[int, PersistBatch]]) -> None:
-        """Group commit: every group's batch in one write, synced before returning."""
+        """Group commit: every group's batch in one write, synced before returning if any
+        batch needs it (the single WAL keeps unsynced writes in order behind it)."""
         wb = WriteBatch(raw_mode=True)
+        sync = False
         for group_id, batch in batches:
             self._storage(group_id).stage(batch, wb)
-        self.db.write(wb, self._sync)
+            sync = sync or batch.needs_sync()
+        self.db.write(wb, self._sync if sync else self._nosync)
 
     def close(self) -> None:
         self.db.close()
@@ -47,8 +51,8 @@ class RocksNodeDisk:
 class MemoryNodeDisk:
     """In-memory node disk for the simulator: `crash()` loses whatever was not synced.
 
-    A synced persist also makes every earlier engine write durable, as RocksDB's single WAL
-    does for the real node.
+    A synced persist also makes every earlier write durable (other groups' unsynced
+    watermarks, engine writes), as RocksDB's single WAL does for the real node.
     """
 
     def __init__(self) -> None:
@@ -63,8 +67,11 @@ class MemoryNodeDisk:
 
     def persist(self, batches: Sequence[tuple[int, PersistBatch]]) -> None:
         for group_id, batch in batches:
-            self._storage(group_id).save(batch)
-        self.engine.sync()
+            self._storage(group_id).save(batch, sync=False)
+        if any(batch.needs_sync() for _, batch in batches):
+            for storage in self._storages.values():
+                storage.sync()
+            self.engine.sync()
 
     def crash(self) -> None:
         for storage in self._storages.values():

@@ -1,10 +1,11 @@
 """execute_cycle: the one legal order of executing a node's Ready batches.
 
 Shared by the real runtime and the simulator, so both run exactly the same sequence:
-send what needs no persist, persist every group in ONE synced write (group commit), send the
-votes that needed it, apply every chosen slot into ONE engine batch (unsynced: the Paxos log
-is durable and a crash re-applies; the applied index rides in the same batch), write it, then
-answer clients and advance the replicas.
+send what needs no persist, persist every group in ONE write (group commit; synced unless
+it carries nothing but chosen watermarks, see PersistBatch.needs_sync), send the votes that
+needed it, apply every chosen slot into ONE engine batch (unsynced: the Paxos log is durable
+and a crash re-applies; the applied index rides in the same batch), write it, then answer
+clients and advance the replicas.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def start_cycle(core: NodeCore, send: Send) -> list[tuple[GroupHost, Ready]]:
 def finish_cycle(
     core: NodeCore, disk: NodeDisk, send: Send, readies: list[tuple[GroupHost, Ready]]
 ) -> None:
-    """Second half: persist (one synced write), send votes, apply, answer, advance."""
+    """Second half: persist (one write), send votes, apply, answer, advance."""
     batches = [(h.group_id, r.persist) for h, r in readies if not r.persist.is_empty()]
     if batches:
         disk.persist(batches)

@@ -4,14 +4,15 @@
 (`paxos/ready.py`): on each wake it ticks, steps the inbox, hands client requests to the
 replica, then executes every Ready in order:
 
-    send messages -> persist (synced) -> send messages_after_persist -> restore snapshot,
-    apply committed -> answer dropped/reads/snapshot requests/outcome_unknown -> advance
+    send messages -> persist (synced if it needs it) -> send messages_after_persist ->
+    restore snapshot, apply committed -> answer dropped/reads/snapshot requests/
+    outcome_unknown -> advance
 
 A crash can be armed to strike at any point of that sequence (`CrashPlan`), including in the
 middle of the sends and of the applies. The application writes (applies and snapshot
-restores) go to the same `SimDisk` as the Paxos state but unsynced: they become durable with
-the next synced persist, as they would in the node's single RocksDB WAL, and a crash may lose
-all, some (a prefix) or none of them.
+restores) and a persist of chosen watermarks alone go to the same `SimDisk` as the Paxos state
+but unsynced: they become durable with the next synced persist, as they would in the node's
+single RocksDB WAL, and a crash may lose all, some (a prefix) or none of them.
 
 The application is a set of registers: a command is `b"key=value"` with a unique value. Its
 snapshot is the serialized list of applied slots, so the checkers can compare a restored
@@ -398,7 +399,7 @@ class PaxosHost(Host):
             self._point("send", len(early))
             self._point("persist")
         if not ready.persist.is_empty():
-            self.disk.write(("persist", ready.persist), sync=True)
+            self.disk.write(("persist", ready.persist), sync=ready.persist.needs_sync())
             self.listener.on_persist(self, ready.persist)
         if armed:
             self._point("after_persist")
