@@ -24,15 +24,16 @@ def execute_cycle(core: NodeCore, disk: NodeDisk, send: Send) -> bool:
     readies = start_cycle(core, send)
     if not readies:
         return False
-    finish_cycle(core, disk, send, readies)
+    persist_cycle(core, disk, send, readies)
+    apply_cycle(core, disk, readies)
     return True
 
 
 def start_cycle(core: NodeCore, send: Send) -> list[tuple[GroupHost, Ready]]:
-    """First half: collect every group's Ready and send what needs no persist.
+    """First step: collect every group's Ready and send what needs no persist.
 
-    A shell may yield between the halves so that those messages (a leader's Accepts) leave
-    while the fsync of `finish_cycle` runs, instead of after it.
+    A shell may yield between the steps so that those messages (a leader's Accepts) leave
+    while the fsync of `persist_cycle` runs, instead of after it.
     """
     readies = core.collect()
     for host, ready in readies:
@@ -41,16 +42,27 @@ def start_cycle(core: NodeCore, send: Send) -> list[tuple[GroupHost, Ready]]:
     return readies
 
 
-def finish_cycle(
+def persist_cycle(
     core: NodeCore, disk: NodeDisk, send: Send, readies: list[tuple[GroupHost, Ready]]
-) -> None:
-    """Second half: persist (one write), send votes, apply, answer, advance."""
+) -> bool:
+    """Second step: persist (one write), then send the votes; True if any vote was sent.
+
+    A shell may yield after it so that the votes (a follower's Accepted, on the leader's
+    critical path) leave before `apply_cycle` writes and answers, instead of after it.
+    """
     batches = [(h.group_id, r.persist) for h, r in readies if not r.persist.is_empty()]
     if batches:
         disk.persist(batches)
+    sent = False
     for host, ready in readies:
         if ready.messages_after_persist:
             send(host.group_id, ready.messages_after_persist)
+            sent = True
+    return sent
+
+
+def apply_cycle(core: NodeCore, disk: NodeDisk, readies: list[tuple[GroupHost, Ready]]) -> None:
+    """Last step: apply every chosen slot in one unsynced batch, answer, advance."""
     batch = disk.engine.new_batch()
     core.apply(readies, batch)
     if len(batch):

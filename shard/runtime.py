@@ -28,7 +28,7 @@ from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard import peer_pb2_grpc
 from shard.config import ClusterConfig, NodeConfig
 from shard.disk import RocksNodeDisk
-from shard.execute import finish_cycle, start_cycle
+from shard.execute import apply_cycle, persist_cycle, start_cycle
 from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
 from shard.server import KVServicer
@@ -169,7 +169,10 @@ class NodeRuntime:
             ):
                 # Let the peer links hand the Accepts to gRPC before the fsync blocks the loop.
                 await asyncio.sleep(0)
-            finish_cycle(self.core, self.disk, self._send, readies)
+            if persist_cycle(self.core, self.disk, self._send, readies):
+                # Let the peer links hand the votes to gRPC before the apply and the answers.
+                await asyncio.sleep(0)
+            apply_cycle(self.core, self.disk, readies)
         self._send_outbound()
         self._log_role_changes()
 
