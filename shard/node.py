@@ -61,6 +61,7 @@ from txn.records import (
     CommitOnePhase,
     Conflict,
     Decide,
+    DecisionInfo,
     Finish,
     Prepare,
     PurgeDecisions,
@@ -727,33 +728,42 @@ class NodeCore:
         ]
 
     def _drive_decisions(self) -> None:
-        """Rule 6, coordinator side: deliver recorded decisions, then log Finish."""
+        """Rule 6, coordinator side: deliver recorded decisions, then log Finish.
+
+        A fresh decision is delivered as soon as it is applied (`_finish`); this periodic
+        sweep finds the rest (a new leader's inheritance, failed deliveries).
+        """
         for host in self._data_leaders():
             unfinished = {d.txn_id: d for d in host.shard.unfinished_decisions()}
             for txn_id in [t for t in host.resolving if t not in unfinished]:
                 del host.resolving[txn_id]
-            for txn_id, decision in unfinished.items():
-                state = host.resolving.setdefault(txn_id, _Resolving())
-                if state.finishing:
-                    continue
-                if state.confirmed >= set(decision.participants):
-                    state.finishing = True
-                    self._propose_internal(
-                        host, Finish(txn_id=txn_id), lambda _r, s=state: _unfinish(s)
-                    )
-                    continue
-                for group_id in decision.participants:
-                    if group_id in state.confirmed or group_id in state.inflight:
-                        continue
-                    state.inflight.add(group_id)
-                    request = kv.Request()
-                    resolve = request.resolve
-                    resolve.header.cluster_id = self.cluster_id
-                    resolve.header.group_id = group_id
-                    resolve.txn_id = txn_id
-                    resolve.commit = decision.committed
-                    resolve.commit_ts = decision.commit_ts
-                    self.outbound.append((group_id, request, _on_resolved(state, group_id)))
+            for decision in unfinished.values():
+                self._deliver(host, decision)
+
+    def _deliver(self, host: GroupHost, decision: DecisionInfo) -> None:
+        """Send `decision` to the participants that have not confirmed it; Finish once all
+        have. The coordinator's own part was resolved by the Decide itself (rule D2)."""
+        txn_id = decision.txn_id
+        state = host.resolving.setdefault(txn_id, _Resolving())
+        state.confirmed.add(host.group_id)
+        if state.finishing:
+            return
+        if state.confirmed >= set(decision.participants):
+            state.finishing = True
+            self._propose_internal(host, Finish(txn_id=txn_id), lambda _r: _unfinish(state))
+            return
+        for group_id in decision.participants:
+            if group_id in state.confirmed or group_id in state.inflight:
+                continue
+            state.inflight.add(group_id)
+            request = kv.Request()
+            resolve = request.resolve
+            resolve.header.cluster_id = self.cluster_id
+            resolve.header.group_id = group_id
+            resolve.txn_id = txn_id
+            resolve.commit = decision.committed
+            resolve.commit_ts = decision.commit_ts
+            self.outbound.append((group_id, request, _on_resolved(state, group_id)))
 
     def _recover_prepared(self) -> None:
         """Rule 6, participant side: ask the coordinator about transactions stuck prepared."""
@@ -939,9 +949,17 @@ class NodeCore:
             return
         response, visible_ts = _result_response(pending, result)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
-            # Deliver the fresh decision at the next tick rather than a duty period later.
-            self._next_txn_duty = self._now
+            self._deliver_fresh(pending.request)
         self._reply_after_commit_wait(pending, response, visible_ts)
+
+    def _deliver_fresh(self, op: kv.DecideRequest) -> None:
+        """Deliver a decision the moment it is applied, not a duty period later."""
+        host = self.hosts.get(op.header.group_id)
+        if host is None or host.replica.role is not Role.LEADER:
+            return
+        decision = host.shard.decision(op.txn_id)
+        if decision is not None and not decision.finished:
+            self._deliver(host, decision)
 
     def _reply_after_commit_wait(
         self, pending: _Pending, response: kv.Response, visible_ts: int

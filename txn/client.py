@@ -42,10 +42,13 @@ Commit sends the read and write sets to the participants, the groups owning thos
   when all voted yes, `commit_ts = max(prepare_ts)` and `Decide(commit)` goes to the
   coordinator group (the group of the first written key; of the first read key for a
   transaction that only read). The coordinator's answer is the recorded decision (first
-  decision wins: recovery may have aborted the transaction first). `Resolve` messages to the
-  participants are then sent without waiting: the coordinator group delivers decisions too.
-  A `no` vote (or a participant that cannot be reached) records `Decide(abort)` and resolves
-  the participants that may have prepared, then raises.
+  decision wins: recovery may have aborted the transaction first). The Decide also resolves
+  the coordinator group's own part, and its leader sends `Resolve` to the other participants
+  the moment the decision is applied; the client sends none.
+  A `no` vote (or a participant that cannot be reached) records `Decide(abort)` (whose
+  delivery releases the others; the client resolves them itself only if that Decide fails),
+  then raises. An aborted transaction that read for update resolves the groups holding its
+  update locks, so the transactions queued behind them go on at once.
 
 Rules
 -----
@@ -59,9 +62,12 @@ Rules
    reads) on retryable errors, with capped exponential backoff and full jitter, bounded by
    `max_attempts` and `retry_timeout_s` (PITFALLS.md, TiDB 2.1.7: retry the function, not the
    commit). `CommitUnknown` is never retried automatically.
-4. A read that meets a prepared transaction's write intent is re-sent after a short backoff
-   until the read's deadline (the intent is resolved within about a second even if that
-   transaction's client died); nothing is recorded from a refused read, so this is safe.
+4. A read that meets a prepared transaction's write intent waits at the leader for the
+   intent's release (up to a second), and if still refused is re-sent after a short
+   backoff until the read's deadline (the intent is resolved within about a second even if
+   that transaction's client died); nothing is recorded from a refused read, so this is
+   safe. A read for update is not re-sent: it already queued at the leader (shard.lock_wait)
+   and its refusal (wounded, or queued too long) aborts the attempt.
 5. The client's hybrid clock absorbs every timestamp it sees (versions, prepare and commit
    timestamps, snapshot timestamps) and proposes `ts = max(seen + 1, wall-clock)` to
    participants; a snapshot never reads below a timestamp the client already saw.
@@ -1506,7 +1512,8 @@ class AsyncClient:
             if not decide_sent:
                 self._spawn(self._abort_prepared(ref, participants, []))
             raise
-        self._resolve_all(ref.txn_id, participants, committed, decided_ts)
+        # The participants learn the decision from the coordinator group's leader, which
+        # sends it the moment it is applied (a hop sooner than this client could).
         if not committed:
             raise Conflict(
                 first_key,
@@ -1584,16 +1591,18 @@ class AsyncClient:
     async def _abort_prepared(
         self, ref: TxnRef, participants: list[int], voted_no: list[int]
     ) -> None:
-        """Record ABORT at the coordinator (best effort), then resolve the participants that
-        may have prepared. Failures are fine: participants ask the coordinator in the end."""
+        """Record ABORT at the coordinator group, whose leader then resolves every
+        participant; if that fails, resolve the participants that may have prepared from
+        here. Failures are fine: participants ask the coordinator in the end."""
         op = kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(PaxosKVError, _NoAnswer):
+        try:
             await self._send_idempotent(
                 kv.Request(decide=op), ref.group_id, loop.time() + _ABORT_TIMEOUT_S
             )
-        others = [g for g in participants if g not in voted_no]
-        self._resolve_all(ref.txn_id, others, False, 0)
+        except (PaxosKVError, _NoAnswer):
+            others = [g for g in participants if g not in voted_no]
+            self._resolve_all(ref.txn_id, others, False, 0)
 
     def _resolve_all(
         self, txn_id: bytes, participants: Iterable[int], commit: bool, commit_ts: int

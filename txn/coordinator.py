@@ -22,6 +22,11 @@ Rules
 -----
 D1. The first Decide of a txn records (committed, commit_ts (0 for an abort), participants,
     decided_ts = the command's ts, finished = False); every later Decide returns it.
+D2. The coordinator group is usually a participant too: a Decide that finds the txn's
+    PREPARE in this group resolves it in the same command with the recorded decision
+    (txn.participant rules R1-R4), so its own part needs no Resolve round of its own. A
+    Prepare arriving after the decision is refused (participant rule P2), so once a
+    Decide is applied here nothing of the txn is left to resolve in this group.
 F1. Finish marks the decision finished; without a record, or already finished, a no-op.
 G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
     order they finished, stopping at the first one decided later (and after
@@ -33,6 +38,7 @@ from __future__ import annotations
 import enum
 from dataclasses import replace
 
+from txn import participant
 from txn.records import (
     Decide,
     DecisionInfo,
@@ -40,6 +46,7 @@ from txn.records import (
     Finish,
     PurgeDecisions,
     PurgeResult,
+    Resolve,
 )
 from txn.store import MAX_PURGE_PER_COMMAND, TxnStore
 
@@ -87,22 +94,28 @@ def decision_state(info: DecisionInfo | None) -> DecisionState:
 
 
 def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
-    """Rule D1: record `cmd`'s decision unless one exists; answer the recorded one."""
+    """Rules D1 and D2: record `cmd`'s decision unless one exists, resolve this group's own
+    prepared part with the recorded decision; answer the recorded one."""
     existing = store.decision(cmd.txn_id)
     if existing is not None:
-        return DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
-    commit_ts = cmd.commit_ts if cmd.commit else 0
-    store.put_decision(
-        DecisionInfo(
-            txn_id=cmd.txn_id,
-            committed=cmd.commit,
-            commit_ts=commit_ts,
-            participants=tuple(cmd.participants),
-            decided_ts=ts,
-            finished=False,
+        result = DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
+    else:
+        result = DecisionResult(committed=cmd.commit, commit_ts=cmd.commit_ts if cmd.commit else 0)
+        store.put_decision(
+            DecisionInfo(
+                txn_id=cmd.txn_id,
+                committed=result.committed,
+                commit_ts=result.commit_ts,
+                participants=tuple(cmd.participants),
+                decided_ts=ts,
+                finished=False,
+            )
         )
+    participant.resolve(
+        store,
+        Resolve(txn_id=cmd.txn_id, commit=result.committed, commit_ts=result.commit_ts),
     )
-    return DecisionResult(committed=cmd.commit, commit_ts=commit_ts)
+    return result
 
 
 def finish(store: TxnStore, cmd: Finish) -> DecisionResult | None:

@@ -34,8 +34,8 @@ trigger                     crashes the leader of a group as soon as...
 ``coord_prepared``          a PREPARE of a multi-group transaction is applied at its
                             coordinator group (the vote has not left yet)
 ``participant_prepared``    a PREPARE is applied at a non-coordinator participant
-``coord_decided``           a decision is applied at the coordinator group while its own
-                            prepare is still unresolved (no participant learned it yet)
+``coord_decided``           a decision is applied at the coordinator group (which resolved
+                            its own part with it) and no other participant learned it yet
 ==========================  ===========================================================
 
 plus client processes that die (``abandon``) before the commit, before Decide, right after
@@ -1201,7 +1201,9 @@ class ClusterSim:
             shard = host.shard
             if kind == "coord_decided":
                 for decision in shard.unfinished_decisions():
-                    if len(decision.participants) > 1 and shard.prepared(decision.txn_id):
+                    state = host.resolving.get(decision.txn_id)
+                    delivered = set() if state is None else state.confirmed - {group_id}
+                    if len(decision.participants) > 1 and not delivered:
                         return True
                 continue
             for prepared in shard.prepared_txns():

@@ -67,7 +67,7 @@ async def test_cross_group_commit_prepares_each_participant_with_its_own_keys(
         tx.put(A1, b"a")
         tx.delete(C1)
         commit_ts = await tx.commit()
-        await asyncio.sleep(0.05)  # let the fire-and-forget resolves land
+        await asyncio.sleep(0.05)  # nothing more may be sent: see below
     prepares = {g: r.prepare for g, r in fake.requests("prepare")}
     assert sorted(prepares) == [1, 2, 3]
     for group, prepare in prepares.items():
@@ -82,7 +82,8 @@ async def test_cross_group_commit_prepares_each_participant_with_its_own_keys(
     assert decide.decide.commit and list(decide.decide.participants) == [1, 2, 3]
     # commit_ts = max(prepare_ts): the fake hands out increasing prepare timestamps.
     assert commit_ts == decide.decide.commit_ts >= decide.decide.commit_ts
-    assert sorted(g for g, _ in fake.requests("resolve")) == [1, 2, 3]
+    # The coordinator group delivers the decision; the client sends no Resolve of its own.
+    assert fake.requests("resolve") == []
     assert fake.store.value(A1) == b"a" and fake.store.value(B1) == b"b"
     assert tx.ref == TxnRef(tx.txn_id, 2)
 
@@ -283,7 +284,7 @@ async def test_concurrent_conflicting_transactions_one_wins(fake: FakeKV) -> Non
 
 
 @with_fake
-async def test_prepare_conflict_decides_abort_and_resolves_who_prepared(fake: FakeKV) -> None:
+async def test_prepare_conflict_decides_abort_and_the_coordinator_resolves(fake: FakeKV) -> None:
     fake.store.write(C1, b"c", 5)
 
     async with fast_client(fake) as client:
@@ -299,8 +300,29 @@ async def test_prepare_conflict_decides_abort_and_resolves_who_prepared(fake: Fa
     assert tx.state is TransactionState.ABORTED
     [(group, decide)] = fake.requests("decide")
     assert group == 1 and not decide.decide.commit
-    assert sorted(g for g, _ in fake.requests("resolve")) == [1, 2]  # not group 3
+    # The recorded abort is delivered by the coordinator group: no client Resolve.
+    assert fake.requests("resolve") == []
     assert fake.store.intents == {} and fake.store.value(A1) is None
+
+
+@with_fake
+async def test_when_the_abort_cannot_be_recorded_the_client_resolves_who_prepared(
+    fake: FakeKV,
+) -> None:
+    fake.store.write(C1, b"c", 5)
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
+    async with fast_client(fake, timeout_s=0.3) as client:
+        tx = client.transaction()
+        assert await tx.get(C1) == b"c"
+        tx.put(A1, b"a")  # group 1 coordinates
+        tx.put(B1, b"b")
+        fake.store.write(C1, b"changed", 6)  # group 3 will vote no
+        with pytest.raises(Conflict):
+            await tx.commit()
+        await asyncio.sleep(0.05)
+    assert fake.store.decisions == {}
+    assert sorted(g for g, _ in fake.requests("resolve")) == [1, 2]  # not group 3
+    assert fake.store.intents == {}
 
 
 @with_fake

@@ -135,6 +135,8 @@ class Model:
             commit_ts = cmd.commit_ts if cmd.commit else 0
             self.decisions[cmd.txn_id] = Decision(cmd.commit, commit_ts, ts)
         d = self.decisions[cmd.txn_id]
+        # Rule D2: the decision resolves this group's own prepared part at once.
+        self.resolve(Resolve(txn_id=cmd.txn_id, commit=d.committed, commit_ts=d.commit_ts))
         return Status.OK, DecisionResult(committed=d.committed, commit_ts=d.commit_ts)
 
     def finish(self, cmd: Finish) -> tuple[Status, object]:

@@ -274,6 +274,19 @@ def test_d1_first_decision_wins_abort_then_commit(h: Harness) -> None:
     assert info is not None and not info.committed
 
 
+@pytest.mark.parametrize("commit", [True, False])
+def test_d2_decide_resolves_the_coordinators_own_prepared_part(h: Harness, commit: bool) -> None:
+    h.put(b"a", b"old", 10)
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    h.txn(Decide(txn_id=T1, participants=(1, 2), commit=commit, commit_ts=ts + 5), ts + 5)
+    assert h.prepared(T1) is None and h.all_intents() == []
+    assert h.value(b"a") == ((b"new", ts + 5) if commit else (b"old", 10))
+    # A later Decide (recovery asking again) changes nothing and resolves nothing twice.
+    late = h.txn(Decide(txn_id=T1, participants=(1, 2), commit=not commit, commit_ts=ts + 9))
+    assert late.txn == DecisionResult(committed=commit, commit_ts=ts + 5 if commit else 0)
+    assert h.value(b"a") == ((b"new", ts + 5) if commit else (b"old", 10))
+
+
 def test_f1_finish_marks_the_decision_finished(h: Harness) -> None:
     assert h.txn(Finish(txn_id=T1)).txn is None  # no record: no-op
     h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=5), 5)
