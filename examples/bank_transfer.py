@@ -43,9 +43,13 @@ class Overdraft(Exception):
 
 
 def transfer(tx: Transaction, src: str, dst: str, amount: int) -> None:
-    """Move `amount` from `src` to `dst`, all or nothing."""
-    a = int(tx.get(account(src)) or b"0")
-    b = int(tx.get(account(dst)) or b"0")
+    """Move `amount` from `src` to `dst`, all or nothing.
+
+    Balances are hot keys that every transfer writes: reading them for update makes
+    concurrent transfers of the same account queue at its leader instead of racing.
+    """
+    a = int(tx.get(account(src), for_update=True) or b"0")
+    b = int(tx.get(account(dst), for_update=True) or b"0")
     if a < amount:
         raise Overdraft(f"{src} has {a}, cannot send {amount}")
     tx.put(account(src), b"%d" % (a - amount))

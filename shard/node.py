@@ -17,8 +17,10 @@ Rules
    maximum offset) has passed the version it created, so a later transaction anywhere gets a
    larger timestamp (Spanner §4.1.2; strict serializability across machines).
 2. A linearizable read is served only at an index the replica vouched for (lease or
-   read-index), after that index was applied, and refused with a retryable CONFLICT while a
-   prepared transaction holds a write intent on the key (its decision may already be made).
+   read-index), after that index was applied, and never while a prepared transaction holds
+   a write intent on the key (its decision may already be made): it waits for the release
+   (shard.lock_wait), then is confirmed again, or is refused with a retryable CONFLICT when
+   its wait runs out.
 3. A snapshot read at timestamp T needs the leader's lease. The leader first raises its
    clock above T, then waits until every write it stamped below T is applied and no
    undecided transaction prepared at or below T holds a write intent on the keys (safe time).
