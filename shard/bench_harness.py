@@ -39,7 +39,9 @@ whatever the factory returns; the harness only calls its `close()`. The operatio
 the harness counts the tallies of every operation that started inside the window, the failed
 ones too. A `transactional` workload's report adds `committed` (= ops), `attempts`, `aborts`,
 `retries` (tries beyond the first, summed), `abort_rate` (aborts / attempts) and the aborts and
-retries per committed operation. Its latency is the whole operation, retries included.
+retries per committed operation. Its latency is the whole operation, retries included; when
+the operation reports how long its successful commit call took (`OpTally.commit_s`), the
+report also has `commit_p50_ms` and `commit_p99_ms`.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class OpTally:
     attempts: int = 1  # tries the operation took (1: no retry)
     aborts: int = 0  # tries that ended in a conflict (the store refused, nothing written)
     miss: bool = False  # a read found no value where one must exist
+    commit_s: float | None = None  # a transaction: how long its successful commit call took
 
 
 # operation(driver, rng, tally): one operation against the store; raising counts one error.
@@ -197,6 +200,9 @@ class BenchReport:
     abort_rate: float | None = None  # aborts / attempts
     aborts_per_committed: float | None = None
     retries_per_committed: float | None = None
+    # The commit call alone (Prepare/Decide or one-phase round), of the attempt that committed.
+    commit_p50_ms: float | None = None
+    commit_p99_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; NaN (no samples) becomes None, since JSON has no NaN."""
@@ -222,6 +228,8 @@ class BenchReport:
                 f" committed={self.committed} aborts={self.aborts} retries={self.retries}"
                 f" abort_rate={self.abort_rate or 0.0:.3f}"
             )
+        if self.commit_p50_ms is not None:
+            line += f" commit_p50={self.commit_p50_ms:.2f}ms commit_p99={self.commit_p99_ms:.2f}ms"
         return line
 
 
@@ -410,6 +418,7 @@ async def run_workload(
     value = random.Random(seed).randbytes(value_size)
     counters = _Counters()
     per_client_samples: list[array[float]] = [array("d") for _ in range(clients)]
+    commit_samples: array[float] = array("d")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     drivers: list[Driver] = []
@@ -479,6 +488,8 @@ async def run_workload(
                 t1 = clock()
                 if t0 >= window_start:
                     samples.append(t1 - t0)
+                    if tally.commit_s is not None:
+                        commit_samples.append(tally.commit_s)
                     counters.ops += 1
                     counters.add_tally(tally)
                     if tally.miss:
@@ -533,6 +544,10 @@ async def run_workload(
             "aborts_per_committed": counters.aborts / ops if ops else None,
             "retries_per_committed": counters.retries / ops if ops else None,
         }
+        if commit_samples:
+            commits = sorted(commit_samples)
+            txn["commit_p50_ms"] = ms(percentile(commits, 50))
+            txn["commit_p99_ms"] = ms(percentile(commits, 99))
     if custom is not None:
         reported_fraction = 0.0
     elif workload == "mixed":

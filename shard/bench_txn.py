@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -136,7 +137,9 @@ async def run_counted(
         tally.attempts += 1
         try:
             result = await body(tx)
+            started = time.perf_counter()
             await tx.commit()
+            tally.commit_s = time.perf_counter() - started
             return result
         except Conflict:
             tally.aborts += 1

@@ -343,6 +343,7 @@ def _txn_workload(tries: int, fail_every: int = 0, *, transactional: bool = True
             driver.clock.now += TRY_S
             if attempt < tries - 1:
                 tally.aborts += 1
+        tally.commit_s = TRY_S / 2  # the last try's commit call
         if fail_every and calls[0] % fail_every == 0:
             raise TimeoutError("gave up")
 
@@ -366,6 +367,9 @@ def test_custom_workload_counts_commits_aborts_and_retries() -> None:
     for key in ("committed", "aborts", "retries", "abort_rate", "p50_ms", "p99_ms", "ops"):
         assert doc[key] is not None, key
     assert "abort_rate=" in report.summary_line()
+    # The commit call alone, of the try that committed.
+    assert report.commit_p50_ms == report.commit_p99_ms == pytest.approx(1000 * TRY_S / 2)
+    assert "commit_p50=" in report.summary_line()
 
 
 def test_custom_workload_failures_count_as_errors_with_their_tries() -> None:
@@ -391,6 +395,7 @@ def test_custom_workload_setup_can_be_skipped_and_plain_reports_have_no_txn_figu
     )
     assert driver.setups == 0 and report.ops == 10
     assert report.committed is None and report.abort_rate is None
+    assert report.commit_p50_ms is None
     plain = run_workload_sync(lambda: FakeDriver({}, clock), "put", 1, 0.01, clock=clock)
     assert plain.committed is None and plain.aborts is None
 
