@@ -20,8 +20,9 @@ L2. A two-phase Prepare holds intents on its other participants while it waits, 
     starve). A holder of unknown age (e.g. prepared under an earlier leader) counts as older.
 L3. A request that is bound to be refused anyway (a read version already stale, a decision
     or prepare already recorded for its transaction) does not wait.
-L4. Every wait is bounded by `LOCK_WAIT_MAX_S` and by half the request's remaining time;
-    after that the request proceeds and the apply refuses it as before (CONFLICT, retryable).
+L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update lock) and
+    by half the request's remaining time; after that the request proceeds and the apply
+    refuses it as before (CONFLICT, retryable).
 
 Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
 a hot key all race to prepare and all but one abort, which wastes a commit's worth of work
@@ -53,10 +54,14 @@ from txn.records import IntentInfo
 # normally resolved within a round trip or two; one whose client died, after resolve_after.
 LOCK_WAIT_MAX_S = 1.0
 
-# An update lock's life after its holder's last read for update (rule U1): long enough for a
-# transaction's reads and commit, short enough that a holder whose client died stops
-# blocking younger transactions soon.
-LOCK_TTL_S = 0.5
+# An update lock's life after its holder's last read for update (rule U1): longer than a
+# transaction may queue for its other locks (else it loses this one while it waits), short
+# enough that a holder whose client died (and so never released it) stops blocking younger
+# transactions soon. Older ones wound it after WOUND_GRACE_S anyway.
+LOCK_TTL_S = 2.0
+# How long a read for update may queue for a lock (rule L4 for locks): queueing is the point
+# of the lock, and wound-wait already rules out deadlock, so this is only a safety net.
+LOCK_QUEUE_MAX_S = 3.0
 # An older requester waits this long for a younger holder to finish before wounding it:
 # most holders commit within a few round trips, and a wound wastes all their work.
 WOUND_GRACE_S = 0.05

@@ -55,7 +55,14 @@ from shard import codec
 from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, Status, WrongShard
 from shard.limits import MAX_BATCH_BYTES, validate_command_size, validate_key, validate_value
-from shard.lock_wait import LOCK_WAIT_MAX_S, Grant, LockTable, blocked, request_age
+from shard.lock_wait import (
+    LOCK_QUEUE_MAX_S,
+    LOCK_WAIT_MAX_S,
+    Grant,
+    LockTable,
+    blocked,
+    request_age,
+)
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
@@ -613,10 +620,11 @@ class NodeCore:
         pending: _Pending,
         resume: Callable[[], None],
         wake_at: float | None = None,
+        max_wait_s: float = LOCK_WAIT_MAX_S,
     ) -> None:
         if not pending.wait_until:
             pending.wait_until = min(
-                self._now + LOCK_WAIT_MAX_S, self._now + (pending.deadline - self._now) / 2
+                self._now + max_wait_s, self._now + (pending.deadline - self._now) / 2
             )
         self._lock_waits.append(_LockWait(host, pending, _releases(host), resume, wake_at))
 
@@ -644,7 +652,9 @@ class NodeCore:
                 _conflict_error(Conflict(key=op.key, other_txn=holder, phase="read", reason=reason))
             )
         wake_at = host.locks.wound_at(op.key, age)
-        self._park(host, pending, lambda: self._start_read(host, pending), wake_at)
+        self._park(
+            host, pending, lambda: self._start_read(host, pending), wake_at, LOCK_QUEUE_MAX_S
+        )
         return False
 
     def _wake_lock_waits(self) -> None:
