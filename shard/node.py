@@ -675,6 +675,9 @@ class NodeCore:
             else:
                 due.append(wait)
         self._lock_waits = waiting
+        # Oldest first: a younger waiter that took a freed lock ahead of an older one would
+        # only be wounded by it a grace period later, its work wasted.
+        due.sort(key=_wait_age)
         for wait in due:
             try:
                 wait.resume()
@@ -1218,6 +1221,14 @@ def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
     return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+
+
+def _wait_age(wait: _LockWait) -> tuple[int, bytes]:
+    """A parked read for update's wound-wait age; other requests hold no lock: first."""
+    op = wait.pending.request
+    if wait.pending.kind == "get" and op.lock_txn_id:
+        return (op.lock_priority, op.lock_txn_id)
+    return (0, b"")
 
 
 def _releases(host: GroupHost) -> int:

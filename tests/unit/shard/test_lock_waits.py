@@ -249,3 +249,18 @@ def test_an_abort_releases_the_locks_at_once(node: OneNode) -> None:
 def test_bad_reads_for_update_are_refused(node: OneNode, request_: kv.Request) -> None:
     assert node.call(request_).get.error.code == kv.INVALID_ARGUMENT
     assert len(node.core.hosts[1].locks) == 0
+
+
+def test_a_freed_lock_goes_to_the_oldest_waiter_not_the_first(node: OneNode) -> None:
+    node.call(read_for_update(b"apple", b"holder", priority=100))
+    young: list[kv.Response] = []
+    old: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"young", priority=300), young.append)
+    node.advance(0.02)
+    node.core.submit(read_for_update(b"apple", b"old", priority=200), old.append)
+    node.advance(0.02)
+    assert young == [] and old == []
+    node.core.submit(resolve(b"holder", False), lambda _r: None)
+    node.advance(0.02)
+    assert len(old) == 1 and old[0].get.error.code == kv.OK
+    assert young == [] and node.core.hosts[1].locks.holder(b"apple") == b"old"
