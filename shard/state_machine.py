@@ -42,7 +42,10 @@ Transaction commands (`Op.TXN`, see `shard.codec.encode_txn`) run the rules of
 point lookups through the slot's batch, like every other apply. A single-key Put, Delete or
 CAS on a key holding an intent is refused with `Status.CONFLICT` (rule W1) and writes
 nothing; `_intent_keys` (the number of keys holding intents, recounted from the engine at
-start and on restore) lets the common case skip that lookup.
+start and on restore) lets the common case skip that lookup. Likewise the ids of the
+prepared transactions and of the unfinished decisions are kept in memory (loaded at start and
+on restore, updated as staged), so the leaders' periodic transaction duties look up only
+those records instead of scanning prefixes that deletions fill with RocksDB tombstones.
 
 Rules
 -----
@@ -180,6 +183,8 @@ class ShardStateMachine:
         # Keys holding intents, as staged: a cache that lets single-key writes skip the intent
         # lookup while no transaction is prepared. Derived from the data, never stored.
         self._intent_keys = len(engine.scan(self._intent_prefix, self._intent_end, None))
+        self._prepared_ids = self._load_ids(self._prepared_prefix)
+        self._unfinished_ids = self._load_ids(self._unfinished_prefix)
         #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
         #: request waiting for an intent re-checks only after something was released.
         self.intent_releases = 0
@@ -453,11 +458,12 @@ class ShardStateMachine:
 
     def prepared_txns(self) -> list[PreparedInfo]:
         """Every prepared, unresolved transaction of this group, ordered by txn id."""
-        prefix = self._prepared_prefix
-        return [
-            self._decode_prepared(data)
-            for _key, data in self._engine.scan(prefix, prefix_end(prefix), None)
-        ]
+        found = (self.prepared(txn_id) for txn_id in sorted(self._prepared_ids))
+        return [info for info in found if info is not None]
+
+    def _load_ids(self, prefix: bytes) -> set[bytes]:
+        strip = len(prefix)
+        return {key[strip:] for key, _ in self._engine.scan(prefix, prefix_end(prefix), None)}
 
     def prepared(self, txn_id: bytes) -> PreparedInfo | None:
         """This group's prepared record of `txn_id`, or None."""
@@ -471,13 +477,11 @@ class ShardStateMachine:
 
     def unfinished_decisions(self) -> list[DecisionInfo]:
         """Every decision recorded here and not finished yet, ordered by txn id."""
-        prefix = self._unfinished_prefix
-        strip = len(prefix)
         out = []
-        for key, _ in self._engine.scan(prefix, prefix_end(prefix), None):
-            info = self.decision(key[strip:])
+        for txn_id in sorted(self._unfinished_ids):
+            info = self.decision(txn_id)
             if info is None:
-                raise InvariantViolation(f"unfinished marker of {key[strip:]!r} has no decision")
+                raise InvariantViolation(f"unfinished marker of {txn_id!r} has no decision")
             out.append(info)
         return out
 
@@ -681,6 +685,8 @@ class ShardStateMachine:
         unpack = _FRAME.unpack_from
         view = memoryview(data)
         intent_keys = 0
+        prepared: set[bytes] = set()
+        unfinished: set[bytes] = set()
         while pos < stop:
             key_len, value_len = unpack(data, pos)
             pos += _FRAME.size
@@ -691,7 +697,13 @@ class ShardStateMachine:
             batch.put(prefix + key, value)
             if key[:1] == INTENT_TAG:
                 intent_keys += 1
+            elif key.startswith(PREPARED_TAG):
+                prepared.add(key[len(PREPARED_TAG) :])
+            elif key.startswith(UNFINISHED_TAG):
+                unfinished.add(key[len(UNFINISHED_TAG) :])
         self._intent_keys = intent_keys
+        self._prepared_ids = prepared
+        self._unfinished_ids = unfinished
         self.intent_releases += 1
         self._applied_index = applied_index
         self._max_version = max_version
@@ -773,9 +785,11 @@ class _BatchTxnStore:
 
     def put_prepared(self, info: PreparedInfo) -> None:
         self._batch.put(self._sm._prepared_prefix + info.txn_id, encode_prepared(info))
+        self._sm._prepared_ids.add(info.txn_id)
 
     def delete_prepared(self, txn_id: bytes) -> None:
         self._batch.delete(self._sm._prepared_prefix + txn_id)
+        self._sm._prepared_ids.discard(txn_id)
 
     def decision(self, txn_id: bytes) -> DecisionInfo | None:
         data = self._batch.get(self._sm._decision_prefix + txn_id)
@@ -788,8 +802,10 @@ class _BatchTxnStore:
         batch.put(sm._decision_prefix + info.txn_id, encode_decision(info))
         if not info.finished:
             batch.put(sm._unfinished_prefix + info.txn_id, b"")
+            sm._unfinished_ids.add(info.txn_id)
         elif old is None or not old.finished:
             batch.delete(sm._unfinished_prefix + info.txn_id)
+            sm._unfinished_ids.discard(info.txn_id)
             head, tail = self._counters()
             batch.put(sm._queue_prefix + pack_seq(tail), info.txn_id)
             batch.put(sm._counters_key, pack_counters(head, tail + 1))

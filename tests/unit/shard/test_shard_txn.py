@@ -123,6 +123,17 @@ def test_snapshot_restore_carries_intents_and_records() -> None:
     assert a.engine.scan(b"", None, None) == b.engine.scan(b"", None, None)
 
 
+def test_a_restarted_state_machine_reloads_prepared_and_unfinished_transactions() -> None:
+    a = Node()
+    busy(a)
+    assert [p.txn_id for p in a.sm.prepared_txns()] == [b"t1"]
+    assert [d.txn_id for d in a.sm.unfinished_decisions()] == [b"t2"]
+    restarted = Node(a.engine)
+    assert state(restarted) == state(a)
+    assert restarted.txn(Finish(txn_id=b"t2")).ok
+    assert restarted.sm.unfinished_decisions() == []
+
+
 def test_restore_over_a_busy_group_recounts_intents() -> None:
     a = Node()
     a.put(b"c", b"1", 10)
