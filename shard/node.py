@@ -391,6 +391,7 @@ class NodeCore:
                     self._begin_commit(host, op)
                 elif kind == "resolve":
                     host.locks.release(op.txn_id)
+                    self._wake_lock_waits()
                 self._submit_write(host, pending, command_for)
         except _Refusal as refusal:
             self._reply_error(pending, refusal.error)
@@ -946,10 +947,12 @@ class NodeCore:
                 host.replica.send_snapshot(peer, host.app.applied_index, host.app.snapshot())
             host.replica.advance(ready)
         self._serve_parked()
-        self._wake_lock_waits()
         answers, self._answers = self._answers, []
         for pending, result in answers:
             self._finish(pending, result)
+        # After `_finish`, which releases the update locks of applied Prepares: the waiters
+        # must see a freed lock before a newly arriving request can take it.
+        self._wake_lock_waits()
 
     def _finish(self, pending: _Pending, result: Any) -> None:
         if pending.kind == "internal":

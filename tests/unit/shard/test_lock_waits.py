@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from router import kv_pb2 as kv
+from shard.execute import execute_cycle
 from shard.lock_wait import (
     LOCK_TTL_S,
     LOCK_WAIT_MAX_S,
@@ -264,3 +265,26 @@ def test_a_freed_lock_goes_to_the_oldest_waiter_not_the_first(node: OneNode) -> 
     node.advance(0.02)
     assert len(old) == 1 and old[0].get.error.code == kv.OK
     assert young == [] and node.core.hosts[1].locks.holder(b"apple") == b"old"
+
+
+def test_a_lock_freed_by_a_commit_goes_to_its_waiter_before_a_newcomer() -> None:
+    node = OneNode(max_clock_offset_s=0.0)  # no commit wait: the answer leaves in the cycle
+    node.call(read_for_update(b"apple", b"holder", priority=100))
+    waiter: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"waiter", priority=200), waiter.append)
+    node.advance(0.02)
+    committed: list[kv.Response] = []
+    node.core.submit(one_phase(b"holder", writes=(b"apple",)), committed.append)
+    while not committed:  # no tick between the answering cycle and the next request
+        node.now += 0.001
+        node.wall += 1_000_000
+        node.core.tick(node.now, node.wall)
+        while not committed and execute_cycle(node.core, node.disk, lambda g, m: None):
+            pass
+    # The commit's answer and the hand-over happen in the same cycle: a request arriving
+    # right after it finds the lock taken by the waiter, not free.
+    newcomer: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"newcomer", priority=300), newcomer.append)
+    assert node.core.hosts[1].locks.holder(b"apple") == b"waiter"
+    node.advance(0.02)
+    assert len(waiter) == 1 and waiter[0].get.value == b"w" and newcomer == []
