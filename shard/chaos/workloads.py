@@ -331,11 +331,13 @@ class BankWorkload(Workload):
             return await self._read(client, worker, history)
         src, dst = rng.sample(self.accounts, 2)
         amount = rng.randint(1, self.max_transfer)
+        # Half the transfers read for update, so update locks and their waits face the nemesis.
+        lock = rng.random() < 0.5
 
         async def transfer() -> tuple[str, Any]:
             tx = client.transaction()
-            a = int(await tx.get(src.encode()) or b"0")
-            b = int(await tx.get(dst.encode()) or b"0")
+            a = int(await tx.get(src.encode(), for_update=lock) or b"0")
+            b = int(await tx.get(dst.encode(), for_update=lock) or b"0")
             value = {"from": src, "to": dst, "amount": amount}
             if a < amount:
                 tx.abort()
