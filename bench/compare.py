@@ -54,6 +54,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/compare.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import shard  # noqa: F401 - first: it picks gRPC's I/O before grpc loads, for both drivers
 from bench.etcd_cluster import EtcdCluster
 from bench.etcd_driver import etcd_driver_factory
 from shard.bench_harness import BenchReport, CustomWorkload, machine_info, run_workload
