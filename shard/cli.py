@@ -6,15 +6,10 @@ Failures print one line to stderr and exit non-zero; `--debug` shows the traceba
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 
-# gRPC's C core logs connection events (GOAWAY, reconnects) at INFO on stderr; a command-line
-# tool prints only what the user asked for. Must be set before grpc is first imported.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-from shard import __version__
+from shard import __version__  # first: it sets gRPC's process-wide options
 from shard.bench_cmd import register_bench_command
 from shard.cli_kv import register_kv_commands
 from shard.cli_txn import register_txn_command
