@@ -388,6 +388,7 @@ class AsyncTransaction:
         if key in self._values and (not for_update or key in self._locked):
             return self._values[key]
         if for_update:
+            await self._client._ready()
             self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
             self._lock_groups.add(self._client._map().locate(key).group_id)
             self._locked.add(key)
@@ -1710,7 +1711,15 @@ class Transaction:
 
     def abort(self) -> None:
         """Discard the transaction. See `AsyncTransaction.abort`."""
-        self._inner.abort()
+        if self._client._closed:
+            self._inner.abort()  # nothing can be sent any more
+            return
+
+        async def on_the_client_loop() -> None:
+            # Its release of update locks starts tasks on the client's loop.
+            self._inner.abort()
+
+        self._client._call(on_the_client_loop())
 
     def __enter__(self) -> Transaction:
         return self

@@ -54,6 +54,26 @@ def test_exception_aborts_and_propagates(fake: FakeKV) -> None:
     assert fake.count("commit_one_phase") == 0
 
 
+def test_an_aborted_read_for_update_releases_its_lock_groups(fake: FakeKV) -> None:
+    fake.store.write(A1, b"1", 5)
+    with sync_client(fake) as client:
+        with pytest.raises(KeyError), client.transaction() as tx:
+            assert tx.get(A1, for_update=True) == b"1"
+            assert tx.get(B1, for_update=True) is None
+            raise KeyError("boom")
+        assert tx.state is TransactionState.ABORTED
+        # The user thread's abort reached the client's loop: one Resolve(abort) per group.
+        [get_a, get_b] = [r.get for _, r in fake.requests("get")]
+        assert get_a.lock_txn_id == get_b.lock_txn_id == tx.txn_id and get_a.lock_priority > 0
+        deadline = threading.Event()
+        for _ in range(50):
+            if len(fake.requests("resolve")) == 2:
+                break
+            deadline.wait(0.01)
+        resolves = sorted((g, r.resolve.commit) for g, r in fake.requests("resolve"))
+        assert resolves == [(1, False), (2, False)]
+
+
 def test_threads_incrementing_one_counter_lose_no_update(fake: FakeKV) -> None:
     """Retry the function, not the commit: every increment re-reads after a conflict."""
     threads, per_thread = 4, 8
