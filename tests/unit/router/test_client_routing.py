@@ -467,6 +467,13 @@ async def test_dead_leader_write_goes_to_the_new_leader(cluster: FakeCluster) ->
         await client.get(b"a")  # opens group 1's leader connection (node 2)
         await cluster.nodes[2].stop()
         cluster.leaders[1] = 1
+        # Until the client's connection has seen the node go, a put written to it is
+        # ambiguous (OutcomeUnknown is then the right answer); this test is about after.
+        channel = client._conns[cluster.nodes[2].address].channel
+        deadline = time.monotonic() + 5
+        while channel.get_state() is grpc.ChannelConnectivity.READY:
+            assert time.monotonic() < deadline, "the client never saw node 2 stop"
+            await asyncio.sleep(0.005)
         # Node 2 is unreachable: the put was never sent there, so it is safe to retry.
         assert await client.put(b"a", b"1") > 0
         assert cluster.count("put") == 1 or cluster.store[b"a"][0] == b"1"
