@@ -152,11 +152,11 @@ class _Pending:
 
 @dataclass(slots=True)
 class _LockWait:
-    """A request parked until an intent is released in its group (shard.lock_wait)."""
+    """A request parked until an intent or update lock of its group is released."""
 
     host: GroupHost
     pending: _Pending
-    releases: int  # the shard's intent_releases when it was last found blocked
+    releases: int  # `_releases(host)` when it was parked: re-check once that moves
     resume: Callable[[], None]
     wake_at: float | None = None  # decide again at this time even if nothing was released
 
