@@ -184,6 +184,8 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
         op: the request body.
         age_of: ages of the prepared transactions this leader knows.
     """
+    if not shard.has_intents:
+        return False  # the common case: nothing to wait for, no lookups
     if kind == "get":
         return not op.snapshot and not op.stale_ok and _any_write(shard.intents_on(op.key))
     if kind == "scan":

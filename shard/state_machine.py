@@ -213,6 +213,11 @@ class ShardStateMachine:
         return self._applied_index
 
     @property
+    def has_intents(self) -> bool:
+        """Whether any key of this group holds an intent (no lookup needed)."""
+        return self._intent_keys > 0
+
+    @property
     def max_version(self) -> int:
         """The newest version written in this shard (0: none yet)."""
         return self._max_version

@@ -130,6 +130,9 @@ def test_a_restarted_state_machine_reloads_prepared_and_unfinished_transactions(
     assert [d.txn_id for d in a.sm.unfinished_decisions()] == [b"t2"]
     restarted = Node(a.engine)
     assert state(restarted) == state(a)
+    assert restarted.sm.has_intents
+    assert restarted.txn(Resolve(txn_id=b"t1", commit=False)).ok
+    assert not restarted.sm.has_intents
     assert restarted.txn(Finish(txn_id=b"t2")).ok
     assert restarted.sm.unfinished_decisions() == []
 
