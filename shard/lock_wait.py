@@ -89,7 +89,8 @@ class LockTable:
         self._keys: dict[bytes, set[bytes]] = {}  # txn id -> keys it holds
         self._expires: dict[bytes, float] = {}  # txn id -> when its locks expire
         self._since: dict[bytes, float] = {}  # txn id -> when it took its first lock here
-        self._wounded: dict[bytes, float] = {}  # txn id -> when to forget the wound
+        # txn id -> (when to forget the wound, the key, the older txn that took it)
+        self._wounded: dict[bytes, tuple[float, bytes, bytes]] = {}
         self._committing: set[bytes] = set()  # holders whose Prepare is on its way: unwoundable
         #: Bumped on every release, so waiters re-check only after something changed.
         self.releases = 0
@@ -106,7 +107,7 @@ class LockTable:
         if holder is not None and holder[1] != txn_id:
             if self.wound_at(key, age) is None or now < self._since[holder[1]] + WOUND_GRACE_S:
                 return Grant.WAIT
-            self._wounded[holder[1]] = now + WOUND_MEMORY_S
+            self._wounded[holder[1]] = (now + WOUND_MEMORY_S, key, txn_id)
             self.release(holder[1])
         self._holder[key] = age
         if txn_id not in self._keys:
@@ -129,8 +130,10 @@ class LockTable:
         age = self._holder.get(key)
         return None if age is None else age[1]
 
-    def wounded(self, txn_id: bytes) -> bool:
-        return txn_id in self._wounded
+    def wound(self, txn_id: bytes) -> tuple[bytes, bytes] | None:
+        """(key, older txn id) of the wound `txn_id` received here, or None."""
+        found = self._wounded.get(txn_id)
+        return None if found is None else (found[1], found[2])
 
     def committing(self, txn_id: bytes) -> None:
         """The holder's Prepare (or one-phase commit) reached the leader: from now on its
@@ -154,7 +157,7 @@ class LockTable:
         """Release the locks past their life and forget old wounds."""
         for txn_id in [t for t, at in self._expires.items() if at <= now]:
             self.release(txn_id)
-        for txn_id in [t for t, at in self._wounded.items() if at <= now]:
+        for txn_id in [t for t, (at, _, _) in self._wounded.items() if at <= now]:
             del self._wounded[txn_id]
 
     def clear(self) -> None:

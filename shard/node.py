@@ -571,21 +571,12 @@ class NodeCore:
         """A Prepare or one-phase commit arrived: note its age; refuse a wounded Prepare."""
         if op.txn_id in host.ages:
             return  # a re-sent Prepare: the first copy was admitted
-        if host.locks.wounded(op.txn_id) and isinstance(op, kv.PrepareRequest):
+        wound = host.locks.wound(op.txn_id)
+        if wound is not None and isinstance(op, kv.PrepareRequest):
             # A no vote needs no log entry: the transaction cannot commit without this
             # group's yes, and recovery only ever decides abort (a one-phase commit, in
             # contrast, must be refused through the log: see txn.participant rule O3).
-            raise _Refusal(
-                _conflict_error(
-                    Conflict(
-                        key=b"",
-                        other_txn=b"",
-                        phase="prepare",
-                        reason="wounded: an older transaction took the update lock of a key "
-                        "this transaction read for update",
-                    )
-                )
-            )
+            raise _Refusal(_wounded_error(wound, "prepare"))
         if isinstance(op, kv.PrepareRequest):
             host.ages[op.txn_id] = (request_age(op), self._now)
         host.locks.committing(op.txn_id)
@@ -639,13 +630,9 @@ class NodeCore:
         if grant is Grant.GRANTED:
             return True
         if grant is Grant.WOUNDED:
-            reason = (
-                "wounded: an older transaction took the update lock of a key this "
-                "transaction read for update"
-            )
-            raise _Refusal(
-                _conflict_error(Conflict(key=op.key, other_txn=b"", phase="read", reason=reason))
-            )
+            wound = host.locks.wound(op.lock_txn_id)
+            assert wound is not None
+            raise _Refusal(_wounded_error(wound, "read"))
         if pending.wait_until and self._now >= pending.wait_until:
             holder = host.locks.holder(op.key) or b""
             reason = "the key is locked for update by an older transaction"
@@ -1203,6 +1190,15 @@ def _check_txn_id(txn_id: bytes) -> None:
                 f"txn_id must be 1 to {MAX_TXN_ID_BYTES} bytes, got {len(txn_id)}",
             )
         )
+
+
+def _wounded_error(wound: tuple[bytes, bytes], phase: str) -> kv.Error:
+    key, by_txn = wound
+    reason = (
+        "wounded: an older transaction took the update lock of a key this transaction read "
+        "for update; it retries with its age kept, so it wins in the end"
+    )
+    return _conflict_error(Conflict(key=key, other_txn=by_txn, phase=phase, reason=reason))
 
 
 def _check_update_lock(op: kv.GetRequest) -> None:

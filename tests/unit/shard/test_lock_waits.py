@@ -40,7 +40,7 @@ def test_a_younger_requester_waits_and_never_wounds() -> None:
     table.acquire(b"k", MID, 0.0)
     assert table.acquire(b"k", YOUNG, 10.0) is Grant.WAIT
     assert table.wound_at(b"k", YOUNG) is None
-    assert not table.wounded(b"mid")
+    assert table.wound(b"mid") is None
 
 
 def test_an_older_requester_wounds_only_after_the_grace() -> None:
@@ -52,7 +52,7 @@ def test_an_older_requester_wounds_only_after_the_grace() -> None:
     before = table.releases
     assert table.acquire(b"k", OLD, WOUND_GRACE_S) is Grant.GRANTED
     # The wounded holder lost every lock it held here and is refused from now on.
-    assert table.wounded(b"mid") and table.holder(b"other") is None
+    assert table.wound(b"mid") == (b"k", b"old") and table.holder(b"other") is None
     assert table.releases > before
     assert table.acquire(b"other", MID, WOUND_GRACE_S) is Grant.WOUNDED
 
@@ -76,9 +76,9 @@ def test_locks_expire_and_wounds_are_forgotten() -> None:
     assert table.holder(b"k") is None
     table.acquire(b"k", YOUNG, 1.0)
     table.acquire(b"k", OLD, 1.0 + WOUND_GRACE_S)
-    assert table.wounded(b"young")
+    assert table.wound(b"young") == (b"k", b"old")
     table.expire(1.0 + WOUND_GRACE_S + WOUND_MEMORY_S)
-    assert not table.wounded(b"young")
+    assert table.wound(b"young") is None
     table.clear()
     assert len(table) == 0
 
@@ -220,10 +220,13 @@ def test_an_older_reader_wounds_and_the_wounded_prepare_is_refused_unlogged(
     assert node.call(read_for_update(b"apple", b"young", priority=300)).get.value == b"red"
     assert node.call(read_for_update(b"apple", b"old", priority=100)).get.value == b"red"
     host = node.core.hosts[1]
-    assert host.locks.holder(b"apple") == b"old" and host.locks.wounded(b"young")
+    assert host.locks.holder(b"apple") == b"old"
+    assert host.locks.wound(b"young") == (b"apple", b"old")
     chosen = host.replica.status().chosen_watermark
     refused = node.call(prepare(b"young", writes=(b"apple",), priority=300)).prepare
     assert refused.error.code == kv.CONFLICT and "wounded" in refused.error.message
+    # Explainable: the key and the older transaction that took its lock.
+    assert (refused.error.conflict.key, refused.error.conflict.other_txn) == (b"apple", b"old")
     assert host.replica.status().chosen_watermark == chosen  # a no vote needs no log entry
     again = node.call(read_for_update(b"apple", b"young", priority=300)).get
     assert again.error.code == kv.CONFLICT
