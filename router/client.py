@@ -279,16 +279,16 @@ class _Connection:
                     self._inflight[call.request.id] = call
                 try:
                     await stream.write(kv.RequestBatch(requests=[c.request for c in calls]))
-                except (asyncio.InvalidStateError, grpc.aio.AioRpcError) as exc:
-                    # grpc.aio refuses before serializing (InvalidStateError), or the send op
-                    # itself failed and the error is the call's final status (e.g. the node
-                    # stopped and cancelled the stream): either way the RPC was over before
-                    # this batch was handed to the transport, so nothing of it left.
+                except asyncio.InvalidStateError:
+                    # grpc.aio refuses before serializing: the RPC had already finished, so
+                    # nothing of this batch left the client. (An AioRpcError from the send
+                    # itself proves no such thing: its bytes may have left, so those calls
+                    # stay `sent` and a write among them is reported OutcomeUnknown.)
                     for call in calls:
                         call.sent = False
                         self._inflight.pop(call.request.id, None)
                     self._queue[:0] = calls
-                    failure = f"the stream had closed ({_describe_rpc_error(exc)})"
+                    failure = "the stream had closed"
                     break
                 self.messages_out += 1
                 self.requests_out += len(calls)

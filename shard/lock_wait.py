@@ -22,7 +22,8 @@ L3. A request that is bound to be refused anyway (a read version already stale, 
     or prepare already recorded for its transaction) does not wait.
 L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update lock) and
     by half the request's remaining time; after that the request proceeds and the apply
-    refuses it as before (CONFLICT, retryable).
+    refuses it as before (CONFLICT, retryable). A replica that stops leading refuses what it
+    parked (NOT_LEADER), and a Prepare whose abort already arrived is refused (shard.node).
 
 Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
 a hot key all race to prepare and all but one abort, which wastes a commit's worth of work

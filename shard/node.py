@@ -186,6 +186,8 @@ class GroupHost:
     ages: dict[bytes, tuple[tuple[int, bytes], float]] = field(default_factory=dict)
     # Leader side: update locks of reads for update (shard.lock_wait).
     locks: LockTable = field(default_factory=LockTable)
+    # Leader side: transactions a Resolve(abort) reached before their Prepare did, and when.
+    aborted: dict[bytes, float] = field(default_factory=dict)
 
     @property
     def shard(self) -> ShardStateMachine:
@@ -390,6 +392,8 @@ class NodeCore:
                 if kind in ("prepare", "commit_one_phase"):
                     self._begin_commit(host, op)
                 elif kind == "resolve":
+                    if not op.commit:
+                        host.aborted[op.txn_id] = self._now
                     host.locks.release(op.txn_id)
                     self._wake_lock_waits()
                 self._submit_write(host, pending, command_for)
@@ -584,6 +588,20 @@ class NodeCore:
     def _submit_write(
         self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
     ) -> None:
+        if _aborted_here(host, pending):
+            # Its abort arrived first (e.g. while this Prepare waited for a lock): a no vote
+            # needs no log entry, and proposing it would only take intents nobody resolves
+            # until the recovery query.
+            raise _Refusal(
+                _conflict_error(
+                    Conflict(
+                        key=b"",
+                        other_txn=pending.request.txn_id,
+                        phase="prepare",
+                        reason="this transaction was already aborted",
+                    )
+                )
+            )
         if not self._wait_for_locks(
             host, pending, lambda: self._submit_write(host, pending, command_for)
         ):
@@ -597,8 +615,8 @@ class NodeCore:
         `resume` runs (and decides again) once an intent or lock of the group was released,
         when the wait ran out (shard.lock_wait rule L4), or when this replica stopped leading.
         """
-        if host.group_id == META_GROUP_ID:
-            return False
+        if host.group_id == META_GROUP_ID or host.replica.role is not Role.LEADER:
+            return False  # a follower refuses at once, with the leader's address
         if pending.wait_until and self._now >= pending.wait_until:
             return False
         if not blocked(host.shard, pending.kind, pending.request, lambda t: _age(host, t)):
@@ -658,6 +676,7 @@ class NodeCore:
                 and self._now < wait.pending.wait_until
                 and (wait.wake_at is None or self._now < wait.wake_at)
                 and host.replica.role is Role.LEADER
+                and not _aborted_here(host, wait.pending)
             ):
                 waiting.append(wait)
             else:
@@ -782,6 +801,8 @@ class NodeCore:
                 if t not in prepared and self._now - since > keep_s
             ]:
                 del host.ages[txn_id]
+            for txn_id in [t for t, since in host.aborted.items() if self._now - since > keep_s]:
+                del host.aborted[txn_id]
             for txn_id, info in prepared.items():
                 seen = host.prepared_seen.setdefault(txn_id, self._now)
                 if self._now - seen < self._txn.resolve_after_s or txn_id in host.querying:
@@ -875,6 +896,7 @@ class NodeCore:
             elif not leading:
                 self._leading.discard(group_id)
                 host.ages.clear()
+                host.aborted.clear()
                 host.locks.clear()
 
     def apply(self, readies: Sequence[tuple[GroupHost, Ready]], batch: EngineBatch) -> None:
@@ -1220,6 +1242,11 @@ def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
     return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+
+
+def _aborted_here(host: GroupHost, pending: _Pending) -> bool:
+    """A Prepare whose transaction's abort (Resolve) already reached this leader."""
+    return pending.kind == "prepare" and pending.request.txn_id in host.aborted
 
 
 def _wait_age(wait: _LockWait) -> tuple[int, bytes]:

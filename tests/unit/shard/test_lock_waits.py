@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from paxos import Role
 from router import kv_pb2 as kv
 from shard.execute import execute_cycle
 from shard.lock_wait import (
@@ -291,3 +292,35 @@ def test_a_lock_freed_by_a_commit_goes_to_its_waiter_before_a_newcomer() -> None
     assert node.core.hosts[1].locks.holder(b"apple") == b"waiter"
     node.advance(0.02)
     assert len(waiter) == 1 and waiter[0].get.value == b"w" and newcomer == []
+
+
+def test_a_parked_write_is_refused_at_once_when_its_replica_stops_leading(
+    node: OneNode,
+) -> None:
+    hold_intent(node, b"t1", b"apple", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"x"), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    replica = node.core.hosts[1].replica
+    replica._role = Role.FOLLOWER  # as a lost election would; no peers here to elect anyone
+    node.core.observe_time(node.now + 0.01, node.wall + 10_000_000)
+    node.core._wake_lock_waits()
+    assert len(answers) == 1 and answers[0].put.error.code == kv.NOT_LEADER
+
+
+def test_a_prepare_whose_abort_arrived_first_is_refused_and_takes_no_intent(
+    node: OneNode,
+) -> None:
+    hold_intent(node, b"young", b"apple", priority=300)
+    answers: list[kv.Response] = []
+    # An older Prepare waits for the younger holder (wait-die)...
+    node.core.submit(prepare(b"old", writes=(b"apple",), priority=100), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    # ...and meanwhile its client gave up and the abort is delivered here.
+    assert node.call(resolve(b"old", False)).resolve.error.code == kv.OK
+    node.advance(0.02)
+    assert len(answers) == 1 and answers[0].prepare.error.code == kv.CONFLICT
+    assert "already aborted" in answers[0].prepare.error.message
+    assert node.core.hosts[1].shard.prepared(b"old") is None
