@@ -40,7 +40,7 @@ Rules
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -793,16 +793,7 @@ class NodeCore:
             prepared = {p.txn_id: p for p in host.shard.prepared_txns()}
             for txn_id in [t for t in host.prepared_seen if t not in prepared]:
                 del host.prepared_seen[txn_id]
-            # An age is needed while its transaction may still prepare here or holds intents.
-            keep_s = self._timeout_s + LOCK_WAIT_MAX_S
-            for txn_id in [
-                t
-                for t, (_, since) in host.ages.items()
-                if t not in prepared and self._now - since > keep_s
-            ]:
-                del host.ages[txn_id]
-            for txn_id in [t for t, since in host.aborted.items() if self._now - since > keep_s]:
-                del host.aborted[txn_id]
+            self._forget_old_notes(host, prepared)
             for txn_id, info in prepared.items():
                 seen = host.prepared_seen.setdefault(txn_id, self._now)
                 if self._now - seen < self._txn.resolve_after_s or txn_id in host.querying:
@@ -818,6 +809,16 @@ class NodeCore:
                 self.outbound.append(
                     (info.coordinator_group, request, self._on_recovery_answer(host, txn_id))
                 )
+
+    def _forget_old_notes(self, host: GroupHost, prepared: Collection[bytes]) -> None:
+        """Drop the leader's notes (ages, early aborts) no request can need any more: an age
+        is kept while its transaction may still prepare here or holds intents."""
+        stale_before = self._now - (self._timeout_s + LOCK_WAIT_MAX_S)
+        for txn_id in [t for t, (_, since) in host.ages.items() if since < stale_before]:
+            if txn_id not in prepared:
+                del host.ages[txn_id]
+        for txn_id in [t for t, since in host.aborted.items() if since < stale_before]:
+            del host.aborted[txn_id]
 
     def _on_recovery_answer(
         self, host: GroupHost, txn_id: bytes

@@ -165,7 +165,7 @@ class NodeRuntime:
             if not readies:
                 break
             if any(ready.messages for _, ready in readies) and any(
-                not ready.persist.is_empty() for _, ready in readies
+                ready.persist.needs_sync() for _, ready in readies
             ):
                 # Let the peer links hand the Accepts to gRPC before the fsync blocks the loop.
                 await asyncio.sleep(0)

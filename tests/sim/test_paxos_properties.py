@@ -19,11 +19,12 @@ runs 2 x 5000.
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 from hypothesis import Phase, given, note, settings
 from hypothesis import strategies as st
-from paxos_sim import PROFILES, GroupSim, SimResult, parse_replay, run_group
+from paxos_sim import PROFILES, GroupSim, SimResult, draw_knobs, parse_replay, run_group
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 # A smaller seed is not a simpler schedule: shrinking a failing seed only burns time. The
@@ -146,14 +147,8 @@ def test_regression_seed(profile: str, seed: int) -> None:
     run_group(profile, seed)
 
 
-def test_profiles_are_known() -> None:
-    assert set(PROFILES) >= {
-        "churn",
-        "lossy",
-        "partitions",
-        "crashes",
-        "compaction",
-        "clocks",
-        "leadership",
-        "chaos",
-    }
+def test_every_profile_draws_its_own_knobs_and_an_unknown_one_is_refused() -> None:
+    drawn = {p: str(draw_knobs(p, random.Random(1))) for p in PROFILES}
+    assert len(set(drawn.values())) == len(PROFILES)  # no profile falls back to another's
+    with pytest.raises(ValueError, match="unknown profile"):
+        draw_knobs("nope", random.Random(1))
