@@ -252,28 +252,50 @@ class PrepareResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "participants", "commit", "commit_ts")
+    __slots__ = ("header", "txn_id", "participants", "commit", "commit_ts", "recover")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    RECOVER_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     participants: _containers.RepeatedScalarFieldContainer[int]
     commit: bool
     commit_ts: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    recover: bool
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("error", "committed", "commit_ts")
+    __slots__ = ("error", "committed", "commit_ts", "pending")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     error: Error
     committed: bool
     commit_ts: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    pending: bool
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
+
+class PreventRequest(_message.Message):
+    __slots__ = ("header", "txn_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_id: bytes
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ...) -> None: ...
+
+class PreventResponse(_message.Message):
+    __slots__ = ("error", "prepared", "prepare_ts")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    prepared: bool
+    prepare_ts: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
 
 class ResolveRequest(_message.Message):
     __slots__ = ("header", "txn_id", "commit", "commit_ts")
@@ -414,7 +436,7 @@ class ShardMapResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., shard_map: _Optional[_Union[_router_pb2.ShardMap, _Mapping]] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp")
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp", "prevent")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -427,6 +449,7 @@ class Request(_message.Message):
     COMMIT_ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
     TXN_STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PREVENT_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetRequest
     put: PutRequest
@@ -439,10 +462,11 @@ class Request(_message.Message):
     commit_one_phase: CommitOnePhaseRequest
     txn_status: TxnStatusRequest
     timestamp: TimestampRequest
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., decide: _Optional[_Union[DecideRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseRequest, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusRequest, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampRequest, _Mapping]] = ...) -> None: ...
+    prevent: PreventRequest
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., decide: _Optional[_Union[DecideRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseRequest, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusRequest, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampRequest, _Mapping]] = ..., prevent: _Optional[_Union[PreventRequest, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp")
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp", "prevent")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -456,6 +480,7 @@ class Response(_message.Message):
     COMMIT_ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
     TXN_STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PREVENT_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetResponse
     put: PutResponse
@@ -469,7 +494,8 @@ class Response(_message.Message):
     commit_one_phase: CommitOnePhaseResponse
     txn_status: TxnStatusResponse
     timestamp: TimestampResponse
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResponse, _Mapping]] = ..., decide: _Optional[_Union[DecideResponse, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResponse, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseResponse, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusResponse, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampResponse, _Mapping]] = ...) -> None: ...
+    prevent: PreventResponse
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResponse, _Mapping]] = ..., decide: _Optional[_Union[DecideResponse, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResponse, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseResponse, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusResponse, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampResponse, _Mapping]] = ..., prevent: _Optional[_Union[PreventResponse, _Mapping]] = ...) -> None: ...
 
 class RequestBatch(_message.Message):
     __slots__ = ("requests",)

@@ -79,7 +79,16 @@ CRASH_POINTS = {
     "decision-chosen": Decide,
     "resolve-apply": Resolve,
 }
-_WRITE_KINDS = {"put", "delete", "cas", "prepare", "decide", "resolve", "commit_one_phase"}
+_WRITE_KINDS = {
+    "put",
+    "delete",
+    "cas",
+    "prepare",
+    "decide",
+    "resolve",
+    "commit_one_phase",
+    "prevent",
+}
 CRASH_EXIT_CODE = 137
 
 

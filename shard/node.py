@@ -32,9 +32,17 @@ Rules
    OUTCOME_UNKNOWN, never a guess; a write refused before any slot was assigned is NOT_LEADER.
 6. The leader of a coordinator group delivers every recorded decision to every participant
    and then logs Finish; the leader of a participant group that holds a prepared transaction
-   for too long asks the coordinator group, which logs ABORT unless it has a decision, then
-   logs the answer locally. So no transaction stays in doubt while a majority of each
-   involved group is up.
+   for too long asks the coordinator group (a recovery Decide), then logs the answer
+   locally. A transaction is committed once all its PREPAREs are logged (parallel commits,
+   txn.coordinator), so recovery may not simply abort: the coordinator group logs ABORT
+   at once only while it holds no PREPARE of the transaction (rule D3); otherwise its leader
+   runs the PREVENT ROUND: every other participant logs a Prevent (txn.participant rule V1),
+   which answers its PREPARE or forbids it forever, and the leader logs COMMIT at
+   max(prepare_ts) when all are prepared, ABORT when one never will be. So no transaction
+   stays in doubt while a majority of each involved group is up.
+7. A yes vote is answered after the commit wait of its prepare_ts: the client may report the
+   commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
+   them (rule 1).
 """
 
 from __future__ import annotations
@@ -73,6 +81,7 @@ from txn.records import (
     DecisionInfo,
     Finish,
     Prepare,
+    Prevent,
     PurgeDecisions,
     ReadItem,
     Resolve,
@@ -171,6 +180,15 @@ class _Resolving:
 
 
 @dataclass(slots=True)
+class _Prevention:
+    """A coordinator leader's prevent round for one transaction (rule 6)."""
+
+    participants: tuple[int, ...]
+    prepared: dict[int, int]  # group -> prepare_ts, for the groups that answered prepared
+    deciding: bool = False
+
+
+@dataclass(slots=True)
 class GroupHost:
     group_id: int
     replica: Replica
@@ -180,8 +198,9 @@ class GroupHost:
     # Participant side: when each prepared transaction was first seen, and the ones asked about.
     prepared_seen: dict[bytes, float] = field(default_factory=dict)
     querying: set[bytes] = field(default_factory=set)
-    # Coordinator side: decisions being delivered.
+    # Coordinator side: decisions being delivered, and prevent rounds running.
     resolving: dict[bytes, _Resolving] = field(default_factory=dict)
+    preventing: dict[bytes, _Prevention] = field(default_factory=dict)
     # Leader side: wait-die age of each transaction whose Prepare arrived here, and when.
     ages: dict[bytes, tuple[tuple[int, bytes], float]] = field(default_factory=dict)
     # Leader side: update locks of reads for update (shard.lock_wait).
@@ -453,8 +472,12 @@ class NodeCore:
                         )
                     )
                 _check_txn_id(op.txn_id)
-            elif kind in ("decide", "resolve", "txn_status"):
+            elif kind in ("decide", "resolve", "txn_status", "prevent"):
                 _check_txn_id(op.txn_id)
+                if kind == "decide" and op.recover and op.commit:
+                    raise _Refusal(
+                        _error(kv.INVALID_ARGUMENT, "a recovery Decide can only ask for abort")
+                    )
             else:
                 validate_key(op.key)
                 if not desc.contains(op.key):
@@ -521,7 +544,10 @@ class NodeCore:
                 participants=tuple(op.participants),
                 commit=op.commit,
                 commit_ts=op.commit_ts if op.commit else 0,
+                recover=op.recover,
             )
+        elif kind == "prevent":
+            record = Prevent(txn_id=op.txn_id)
         elif kind == "resolve":
             record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
         else:
@@ -806,9 +832,73 @@ class NodeCore:
                 decide.txn_id = txn_id
                 decide.participants.extend(info.participants)
                 decide.commit = False
+                decide.recover = True
                 self.outbound.append(
                     (info.coordinator_group, request, self._on_recovery_answer(host, txn_id))
                 )
+
+    def _start_prevention(self, host: GroupHost, txn_id: bytes) -> None:
+        """Rule 6: ask every other participant to Prevent `txn_id` (prepared here)."""
+        info = host.shard.prepared(txn_id)
+        if info is None or txn_id in host.preventing or host.replica.role is not Role.LEADER:
+            return
+        state = _Prevention(info.participants, {host.group_id: info.prepare_ts})
+        host.preventing[txn_id] = state
+        for group_id in info.participants:
+            if group_id == host.group_id:
+                continue
+            request = kv.Request()
+            prevent = request.prevent
+            prevent.header.cluster_id = self.cluster_id
+            prevent.header.group_id = group_id
+            prevent.txn_id = txn_id
+            self.outbound.append((group_id, request, self._on_prevented(host, txn_id, group_id)))
+        self._decide_if_prevented(host, txn_id, state)
+
+    def _on_prevented(
+        self, host: GroupHost, txn_id: bytes, group_id: int
+    ) -> Callable[[kv.Response | None], None]:
+        def done(response: kv.Response | None) -> None:
+            state = host.preventing.get(txn_id)
+            if state is None or state.deciding:
+                return
+            answer = None if response is None else response.prevent
+            if answer is None or answer.error.code != kv.OK:
+                # Given up for now; the next recovery Decide about the txn starts it again.
+                del host.preventing[txn_id]
+                return
+            if not answer.prepared:
+                self._decide_prevented(host, txn_id, state, commit=False)
+                return
+            state.prepared[group_id] = answer.prepare_ts
+            self._decide_if_prevented(host, txn_id, state)
+
+        return done
+
+    def _decide_if_prevented(self, host: GroupHost, txn_id: bytes, state: _Prevention) -> None:
+        if set(state.prepared) >= set(state.participants):
+            self._decide_prevented(host, txn_id, state, commit=True)
+
+    def _decide_prevented(
+        self, host: GroupHost, txn_id: bytes, state: _Prevention, *, commit: bool
+    ) -> None:
+        """Log the prevent round's outcome; the decision is then delivered as any other."""
+        state.deciding = True
+        record = Decide(
+            txn_id=txn_id,
+            participants=state.participants,
+            commit=commit,
+            commit_ts=max(state.prepared.values()) if commit else 0,
+        )
+
+        def decided(_result: Any) -> None:
+            if host.preventing.get(txn_id) is state:
+                del host.preventing[txn_id]
+            decision = host.shard.decision(txn_id)
+            if decision is not None and not decision.finished and host.replica.role is Role.LEADER:
+                self._deliver(host, decision)
+
+        self._propose_internal(host, record, decided)
 
     def _forget_old_notes(self, host: GroupHost, prepared: Collection[bytes]) -> None:
         """Drop the leader's notes (ages, early aborts) no request can need any more: an age
@@ -825,8 +915,11 @@ class NodeCore:
     ) -> Callable[[kv.Response | None], None]:
         def done(response: kv.Response | None) -> None:
             answer = None if response is None else response.decide
-            if answer is None or answer.error.code != kv.OK:
+            if answer is None or answer.error.code != kv.OK or answer.pending:
                 host.querying.discard(txn_id)
+                if answer is not None and answer.pending:
+                    # The coordinator's prevent round decides; ask again only if it fails.
+                    host.prepared_seen[txn_id] = self._now
                 return
             record = Resolve(txn_id=txn_id, commit=answer.committed, commit_ts=answer.commit_ts)
             self._propose_internal(host, record, lambda _r: host.querying.discard(txn_id))
@@ -899,6 +992,7 @@ class NodeCore:
                 host.ages.clear()
                 host.aborted.clear()
                 host.locks.clear()
+                host.preventing.clear()
 
     def apply(self, readies: Sequence[tuple[GroupHost, Ready]], batch: EngineBatch) -> None:
         """Restore snapshots and apply chosen slots into `batch`; stage the answers."""
@@ -977,7 +1071,12 @@ class NodeCore:
             return
         response, visible_ts = _result_response(pending, result)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
-            self._deliver_fresh(pending.request)
+            if response.decide.pending:
+                host = self.hosts.get(pending.request.header.group_id)
+                if host is not None:
+                    self._start_prevention(host, pending.request.txn_id)
+            else:
+                self._deliver_fresh(pending.request)
         self._reply_after_commit_wait(pending, response, visible_ts)
 
     def _deliver_fresh(self, op: kv.DecideRequest) -> None:
@@ -1311,11 +1410,16 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
             body.error.CopyFrom(_conflict_error(txn.conflict))
             return response, 0
         body.prepare_ts = txn.prepare_ts
-        return response, 0
+        return response, txn.prepare_ts  # rule 7
     if kind == "decide":
         body.committed = txn.committed
         body.commit_ts = txn.commit_ts
+        body.pending = txn.pending
         return response, txn.commit_ts if txn.committed else 0
+    if kind == "prevent":
+        body.prepared = txn.prepared
+        body.prepare_ts = txn.prepare_ts
+        return response, 0
     if kind == "commit_one_phase":
         if txn.conflict is not None:
             body.error.CopyFrom(_conflict_error(txn.conflict))

@@ -137,6 +137,7 @@ from txn.records import (
     IntentInfo,
     Prepare,
     PreparedInfo,
+    Prevent,
     PurgeDecisions,
     Resolve,
     TxnResult,
@@ -388,7 +389,7 @@ class ShardStateMachine:
                 prepared = participant.prepare(store, record, ts)
                 result, conflict = prepared, prepared.conflict
             elif isinstance(record, Resolve):
-                result = participant.resolve(store, record)
+                result = participant.resolve(store, record, ts)
             elif isinstance(record, Decide):
                 result = coordinator.decide(store, record, ts)
             elif isinstance(record, Finish):
@@ -398,6 +399,8 @@ class ShardStateMachine:
             elif isinstance(record, CommitOnePhase):
                 committed = participant.commit_one_phase(store, record, ts)
                 result, conflict = committed, committed.conflict
+            elif isinstance(record, Prevent):
+                result = participant.prevent(store, record, ts)
             else:
                 raise InvariantViolation(f"decoded an unknown transaction command {record!r}")
         except StoreInvariantError as exc:

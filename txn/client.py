@@ -38,17 +38,19 @@ them (read-your-writes, scans included). Nothing is locked while the transaction
 Commit sends the read and write sets to the participants, the groups owning those keys:
 
 - one group: `CommitOnePhase` — validate, write and decide in one Paxos round;
-- several groups: `Prepare` to every participant in parallel (each gets only its own keys);
-  when all voted yes, `commit_ts = max(prepare_ts)` and `Decide(commit)` goes to the
-  coordinator group (the group of the first written key; of the first read key for a
-  transaction that only read). The coordinator's answer is the recorded decision (first
-  decision wins: recovery may have aborted the transaction first). The Decide also resolves
-  the coordinator group's own part, and its leader sends `Resolve` to the other participants
-  the moment the decision is applied; the client sends none.
-  A `no` vote (or a participant that cannot be reached) records `Decide(abort)` (whose
-  delivery releases the others; the client resolves them itself only if that Decide fails),
-  then raises. An aborted transaction that read for update resolves the groups holding its
-  update locks, so the transactions queued behind them go on at once.
+- several groups: `Prepare` to every participant in parallel (each gets only its own keys;
+  the coordinator group is the group of the first written key, of the first read key for a
+  transaction that only read). When all voted yes the transaction IS committed, at
+  `commit_ts = max(prepare_ts)` (parallel commits, as CockroachDB's: one Paxos round on the
+  commit path), and `commit` returns. `Decide(commit)` then goes to the coordinator group
+  in the background: it records the decision, resolves the coordinator's own part, and its
+  leader sends `Resolve` to the other participants. If this client dies first, recovery
+  finds every PREPARE logged and records the same commit (txn.coordinator rule D3).
+  A `no` vote (or a participant that cannot be reached) records `Decide(abort)` and waits
+  for its answer: the recorded decision is the outcome (a commit, if recovery found every
+  vote yes first), and without an answer it is `CommitUnknown`. An aborted transaction that
+  read for update resolves the groups holding its update locks, so the transactions queued
+  behind them go on at once.
 
 Rules
 -----
@@ -56,8 +58,10 @@ Rules
    idempotent under it (Prepare, CommitOnePhase, Decide, Resolve), so a lost answer is
    answered by re-sending the SAME request. Only when no answer comes before the deadline
    does the commit raise `CommitUnknown` — never a guess (PITFALLS.md, jetcd 0.8.2).
-2. Before `Decide(commit)` is sent the transaction cannot commit (recovery only ever
-   decides abort), so every failure before it is "not committed": retryable or definite.
+2. A transaction commits exactly when every participant has logged its PREPARE, whoever
+   learns it (this client from the votes, or recovery). So a failed prepare is reported
+   "not committed" only once the coordinator group has recorded the abort; a client that
+   cannot record it raises `CommitUnknown`, never a guess.
 3. `run` / `@transactional` retry the WHOLE function with a fresh transaction (new id, fresh
    reads) on retryable errors, with capped exponential backoff and full jitter, bounded by
    `max_attempts` and `retry_timeout_s` (PITFALLS.md, TiDB 2.1.7: retry the function, not the
@@ -156,7 +160,7 @@ DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_SCAN_LIMIT = 1000
 TXN_ID_BYTES = 16
 
-_ABORT_TIMEOUT_S = 2.0  # budget of the best-effort Decide(abort) after a failed prepare
+_DECIDE_TIMEOUT_S = 2.0  # budget of a Decide sent after the prepares (commit or abort)
 _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
@@ -755,6 +759,7 @@ class AsyncClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connect_lock: asyncio.Lock | None = None
         self._closed = False
+        self._draining = False  # closed, but the background tasks may still send
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -787,13 +792,17 @@ class AsyncClient:
         """Let background resolves finish briefly, then close every connection."""
         if self._closed:
             return
+        # New work is refused from here, but the background Decides and Resolves already
+        # spawned may still send (they record decisions recovery would otherwise wait for).
         self._closed = True
+        self._draining = True
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=_CLOSE_GRACE_S)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        self._draining = False
         await self._routing.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -803,7 +812,7 @@ class AsyncClient:
         await self.close()
 
     async def _ready(self) -> None:
-        if self._closed:
+        if self._closed and not self._draining:
             raise ClientClosed("the client is closed")
         if self._routing.shard_map is not None:
             return
@@ -1383,7 +1392,7 @@ class AsyncClient:
                 tx._ref, coordinator, ts, group_reads, group_writes, deadline
             )
         return await self._commit_two_phase(
-            tx._ref, parts, ts, tx._priority or ts, deadline, first_key
+            tx._ref, parts, ts, tx._priority or ts, deadline
         )
 
     async def _send_idempotent(
@@ -1472,11 +1481,9 @@ class AsyncClient:
         ts: int,
         priority: int,
         deadline: float,
-        first_key: bytes,
     ) -> int:
         participants = sorted(parts)
         coordinator = ref.group_id
-        decide_sent = False
         try:
             outcomes = await asyncio.gather(
                 *(
@@ -1494,37 +1501,22 @@ class AsyncClient:
                 ),
                 return_exceptions=True,
             )
-            failures = [
-                (group, outcome)
-                for group, outcome in zip(participants, outcomes, strict=True)
-                if isinstance(outcome, BaseException)
-            ]
-            if failures:
-                voted_no = [g for g, f in failures if isinstance(f, Conflict)]
-                await self._abort_prepared(ref, participants, voted_no)
-                raise _prepare_failure(ref, failures)
-            commit_ts = max(o for o in outcomes if isinstance(o, int))
-            self._clock.observe(commit_ts)
-            decide_sent = True
-            committed, decided_ts = await self._decide_commit(
-                ref, participants, commit_ts, deadline
-            )
         except asyncio.CancelledError:
-            if not decide_sent:
-                self._spawn(self._abort_prepared(ref, participants, []))
+            # Nobody was told it committed; recording the abort settles it sooner.
+            self._spawn(self._record_decision(ref, participants, False, 0))
             raise
-        # The participants learn the decision from the coordinator group's leader, which
-        # sends it the moment it is applied (a hop sooner than this client could).
-        if not committed:
-            raise Conflict(
-                first_key,
-                b"",
-                "commit",
-                "the coordinator group had already recorded an abort (a participant's "
-                "recovery decided before this commit arrived)",
-                txn_id=ref.txn_id,
-            )
-        return decided_ts
+        failures = [
+            (group, outcome)
+            for group, outcome in zip(participants, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if failures:
+            return await self._abort_after_failed_prepare(ref, participants, failures, deadline)
+        commit_ts = max(o for o in outcomes if isinstance(o, int))
+        self._clock.observe(commit_ts)
+        # Committed (rule 2). The decision record and the participants' resolution follow.
+        self._spawn(self._record_decision(ref, participants, True, commit_ts))
+        return commit_ts
 
     async def _prepare(
         self,
@@ -1562,48 +1554,54 @@ class AsyncClient:
         self._clock.observe(body.prepare_ts)
         return body.prepare_ts
 
-    async def _decide_commit(
-        self, ref: TxnRef, participants: list[int], commit_ts: int, deadline: float
-    ) -> tuple[bool, int]:
-        op = kv.DecideRequest(
-            txn_id=ref.txn_id, participants=participants, commit=True, commit_ts=commit_ts
-        )
-        unknown = (
-            f"transaction {ref.txn_id.hex()}: the commit decision at group {ref.group_id} "
-            "got no answer before the deadline; it may or may not have committed — ask "
-            "client.txn_status(err.ref)"
-        )
-        try:
-            response = await self._send_idempotent(kv.Request(decide=op), ref.group_id, deadline)
-        except _NoAnswer as exc:
-            if exc.ambiguous:
-                raise CommitUnknown(f"{unknown} (last: {exc.last})", ref=ref) from exc.last
-            # Decide(commit) never reached the group, so only an abort can be decided.
-            raise Unavailable(
-                f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record the "
-                f"decision ({exc.last}); nothing was committed"
-            ) from exc.last
-        except (ServerError, LimitExceeded, InvalidArgument, ClientClosed) as exc:
-            raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
-        body = response.decide
-        self._clock.observe(body.commit_ts)
-        return body.committed, body.commit_ts
-
-    async def _abort_prepared(
-        self, ref: TxnRef, participants: list[int], voted_no: list[int]
+    async def _record_decision(
+        self, ref: TxnRef, participants: list[int], commit: bool, commit_ts: int
     ) -> None:
-        """Record ABORT at the coordinator group, whose leader then resolves every
-        participant; if that fails, resolve the participants that may have prepared from
-        here. Failures are fine: participants ask the coordinator in the end."""
+        """Best effort, in the background: recovery records the same decision otherwise."""
+        op = kv.DecideRequest(
+            txn_id=ref.txn_id, participants=participants, commit=commit, commit_ts=commit_ts
+        )
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(PaxosKVError, _NoAnswer):
+            await self._send_idempotent(
+                kv.Request(decide=op), ref.group_id, loop.time() + _DECIDE_TIMEOUT_S
+            )
+
+    async def _abort_after_failed_prepare(
+        self,
+        ref: TxnRef,
+        participants: list[int],
+        failures: list[tuple[int, BaseException]],
+        deadline: float,
+    ) -> int:
+        """Record ABORT at the coordinator group (whose leader then resolves every
+        participant) and raise the prepare's failure; return the commit timestamp instead
+        if the recorded decision is a commit (rule 2)."""
         op = kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
         loop = asyncio.get_running_loop()
+        unknown = (
+            f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
+            f"{ref.group_id} could not record the abort"
+        )
         try:
-            await self._send_idempotent(
-                kv.Request(decide=op), ref.group_id, loop.time() + _ABORT_TIMEOUT_S
+            response = await self._send_idempotent(
+                kv.Request(decide=op),
+                ref.group_id,
+                max(deadline, loop.time() + _DECIDE_TIMEOUT_S),
             )
-        except (PaxosKVError, _NoAnswer):
-            others = [g for g in participants if g not in voted_no]
-            self._resolve_all(ref.txn_id, others, False, 0)
+        except _NoAnswer as exc:
+            raise CommitUnknown(
+                f"{unknown} (last: {exc.last}); it may still commit if every participant "
+                "prepared — ask client.txn_status(err.ref)",
+                ref=ref,
+            ) from exc.last
+        except (PaxosKVError, ClientClosed) as exc:
+            raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
+        body = response.decide
+        if body.committed:
+            self._clock.observe(body.commit_ts)
+            return body.commit_ts
+        raise _prepare_failure(ref, failures)
 
     def _resolve_all(
         self, txn_id: bytes, participants: Iterable[int], commit: bool, commit_ts: int
@@ -1632,7 +1630,7 @@ def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> 
             return exc
     _, exc = failures[0]
     if isinstance(exc, PaxosKVError) and exc.maybe_committed:
-        exc.maybe_committed = False  # rule 2: no Decide(commit) was sent
+        exc.maybe_committed = False  # rule 2: the abort is recorded
     return exc
 
 

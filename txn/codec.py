@@ -30,6 +30,8 @@ from txn.records import (
     Prepare,
     PreparedInfo,
     PrepareResult,
+    Prevent,
+    PreventResult,
     PurgeDecisions,
     PurgeResult,
     ReadItem,
@@ -102,6 +104,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 participants=record.participants,
                 commit=record.commit,
                 commit_ts=record.commit_ts,
+                recover=record.recover,
             )
         )
     if isinstance(record, Finish):
@@ -116,6 +119,8 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 writes=_writes_pb(record.writes),
             )
         )
+    if isinstance(record, Prevent):
+        return pb.TxnCommand(prevent=pb.Prevent(txn_id=record.txn_id))
     raise TypeError(f"not a transaction command: {record!r}")
 
 
@@ -159,6 +164,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             participants=tuple(d.participants),
             commit=d.commit,
             commit_ts=d.commit_ts,
+            recover=d.recover,
         )
     if which == "finish":
         return Finish(txn_id=msg.finish.txn_id)
@@ -167,6 +173,8 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
     if which == "commit_one_phase":
         c = msg.commit_one_phase
         return CommitOnePhase(txn_id=c.txn_id, reads=_reads(c.reads), writes=_writes(c.writes))
+    if which == "prevent":
+        return Prevent(txn_id=msg.prevent.txn_id)
     raise MalformedTxnRecord("transaction command without an operation")
 
 
@@ -230,6 +238,7 @@ def encode_result(result: TxnResult) -> bytes:
     elif isinstance(result, DecisionResult):
         msg.decision.committed = result.committed
         msg.decision.commit_ts = result.commit_ts
+        msg.decision.pending = result.pending
     elif isinstance(result, ResolveResult):
         msg.resolve.found = result.found
         msg.resolve.versions_written = result.versions_written
@@ -240,6 +249,9 @@ def encode_result(result: TxnResult) -> bytes:
     elif isinstance(result, PurgeResult):
         msg.purge.purged = result.purged
         msg.purge.more = result.more
+    elif isinstance(result, PreventResult):
+        msg.prevent.prepared = result.prepared
+        msg.prevent.prepare_ts = result.prepare_ts
     else:
         raise TypeError(f"not a transaction result: {result!r}")
     data: bytes = msg.SerializeToString()
@@ -264,7 +276,8 @@ def decode_result(data: bytes) -> TxnResult:
             conflict=_conflict(p.conflict) if p.HasField("conflict") else None,
         )
     if which == "decision":
-        return DecisionResult(committed=msg.decision.committed, commit_ts=msg.decision.commit_ts)
+        d = msg.decision
+        return DecisionResult(committed=d.committed, commit_ts=d.commit_ts, pending=d.pending)
     if which == "resolve":
         return ResolveResult(found=msg.resolve.found, versions_written=msg.resolve.versions_written)
     if which == "one_phase":
@@ -275,6 +288,8 @@ def decode_result(data: bytes) -> TxnResult:
         )
     if which == "purge":
         return PurgeResult(purged=msg.purge.purged, more=msg.purge.more)
+    if which == "prevent":
+        return PreventResult(prepared=msg.prevent.prepared, prepare_ts=msg.prevent.prepare_ts)
     raise MalformedTxnRecord("transaction result without a result")
 
 

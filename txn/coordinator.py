@@ -10,6 +10,14 @@ recovering leader, or a participant asking about an intent whose coordinator wen
 proposes a Decide; the state machine keeps the FIRST one and answers every later Decide with
 it, so a late COMMIT after a recovery ABORT (or the reverse) cannot change the outcome.
 
+A transaction is COMMITTED the moment every participant has logged its PREPARE (parallel
+commits, as CockroachDB's): the client answers its user then and writes the decision
+afterwards. So the decision record is a consequence, and whoever records one must respect
+votes it has not seen: a client records `commit` only after every yes vote, and `abort` only
+instead of reporting a commit; recovery records `abort` only when some participant cannot
+have prepared (rule D3), found out by the prevent round (`shard.node`, rule 6; each
+participant's answer is logged there, txn.participant rule V1).
+
 A decision record moves through these states (the table is the whole protocol):
 
     (none)     --Decide-->          DECIDED     committed or aborted, answers TxnStatus
@@ -27,6 +35,13 @@ D2. The coordinator group is usually a participant too: a Decide that finds the 
     (txn.participant rules R1-R4), so its own part needs no Resolve round of its own. A
     Prepare arriving after the decision is refused (participant rule P2), so once a
     Decide is applied here nothing of the txn is left to resolve in this group.
+D3. A recovery Decide (`recover`, always an abort) that finds no decision but the txn's
+    PREPARE in this group records nothing and answers `pending`: this group's yes vote may
+    complete a set of yes votes a client already reported as committed. The coordinator's
+    leader then asks every other participant to Prevent the txn and records `commit` at
+    max(prepare_ts) when all are prepared, `abort` when one never will be. Without the
+    PREPARE here, the recorded abort also stops any later Prepare here (rule P2), so no set
+    of yes votes can ever be complete.
 F1. Finish marks the decision finished; without a record, or already finished, a no-op.
 G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
     order they finished, stopping at the first one decided later (and after
@@ -94,9 +109,12 @@ def decision_state(info: DecisionInfo | None) -> DecisionState:
 
 
 def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
-    """Rules D1 and D2: record `cmd`'s decision unless one exists, resolve this group's own
-    prepared part with the recorded decision; answer the recorded one."""
+    """Rules D1-D3: record `cmd`'s decision unless one exists (or, for a recovery abort,
+    this group holds the txn's PREPARE), resolve this group's own prepared part with the
+    recorded decision; answer the recorded one."""
     existing = store.decision(cmd.txn_id)
+    if existing is None and cmd.recover and store.prepared(cmd.txn_id) is not None:
+        return DecisionResult(committed=False, pending=True)
     if existing is not None:
         result = DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
     else:
@@ -114,6 +132,7 @@ def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
     participant.resolve(
         store,
         Resolve(txn_id=cmd.txn_id, commit=result.committed, commit_ts=result.commit_ts),
+        ts,
     )
     return result
 

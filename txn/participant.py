@@ -29,7 +29,8 @@ Rules
 P1. Prepare is idempotent: if this group holds a prepared record of the txn, the answer is
     the recorded prepare_ts and nothing changes.
 P2. If this group holds a decision record of the txn (it is the coordinator group and
-    recovery already decided, e.g. aborted it), the Prepare is refused ("already aborted").
+    recovery already decided, e.g. aborted it; or recovery prevented the txn here, V1), the
+    Prepare is refused ("already aborted").
 P3. For each read: a foreign WRITE intent on the key refuses; so does a latest version other
     than the one read (value or tombstone; 0 if never written). A read of version 0 also
     matches a tombstone: the transaction saw the key absent, and absent it still is.
@@ -46,12 +47,21 @@ R3. Commit with commit_ts < prepare_ts cannot be this prepare's decision (a deci
     after the transaction was already resolved here. Its intents are released, nothing is
     written (writing would bury newer versions).
 R4. Commit or abort: the transaction's intents and its prepared record are removed.
+R5. Unless a decision record of the txn exists here, the Resolve stores one (finished, so
+    purged after the retention window, as O3): a late copy of the txn's Prepare then finds
+    it (P2) and is refused instead of preparing again. Without it, a re-sent Prepare that
+    arrives after recovery resolved the txn would prepare anew at a later prepare_ts and
+    vote yes, and the client would report a commit timestamp the decision does not have.
 O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
     late copy of the same request is refused too instead of committing.
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
     max_version = commit_ts; a finished decision record (committed) is stored.
+V1. Prevent (recovery, sent by the coordinator group's leader): with a prepared record, answer
+    its prepare_ts and change nothing; else record an abort decision (finished, as O3) unless
+    a decision exists, so every later Prepare of the txn here is refused (P2), and answer
+    "not prepared". Logged, so the answer holds against every Prepare ordered after it.
 W1. A single-key Put/Delete/CAS on a key holding any intent is refused (phase "write").
 """
 
@@ -69,6 +79,8 @@ from txn.records import (
     Prepare,
     PreparedInfo,
     PrepareResult,
+    Prevent,
+    PreventResult,
     ReadItem,
     Resolve,
     ResolveResult,
@@ -76,7 +88,14 @@ from txn.records import (
 )
 from txn.store import StoreInvariantError, TxnStore
 
-__all__ = ["commit_one_phase", "prepare", "resolve", "single_key_conflict", "validate"]
+__all__ = [
+    "commit_one_phase",
+    "prepare",
+    "prevent",
+    "resolve",
+    "single_key_conflict",
+    "validate",
+]
 
 PHASE_PREPARE = "prepare"
 PHASE_COMMIT = "commit"
@@ -148,7 +167,7 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
                 key=b"",
                 other_txn=txn_id,
                 phase=PHASE_PREPARE,
-                reason=f"already {outcome}: the coordinator group recorded its decision",
+                reason=f"already {outcome}: the transaction's decision is recorded here",
             )
         )
     conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_PREPARE)
@@ -191,14 +210,26 @@ def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts
     return 1
 
 
-def resolve(store: TxnStore, cmd: Resolve) -> ResolveResult:
-    """Rules R1-R4: apply the decision `cmd` to this group's prepared record of the txn.
+def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
+    """Rules R1-R5: apply the decision `cmd` (command timestamp `ts`) to this group's
+    prepared record of the txn.
 
     Raises:
         StoreInvariantError: a written key lacks the transaction's write intent (a corrupt
             store; the prepared record and the intents are written together).
     """
     txn_id = cmd.txn_id
+    if store.decision(txn_id) is None:
+        store.put_decision(
+            DecisionInfo(
+                txn_id=txn_id,
+                committed=cmd.commit,
+                commit_ts=cmd.commit_ts if cmd.commit else 0,
+                participants=(),
+                decided_ts=ts,
+                finished=True,
+            )
+        )
     info = store.prepared(txn_id)
     if info is None:
         return ResolveResult(found=False)
@@ -277,6 +308,25 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
         )
     )
     return OnePhaseResult(commit_ts=commit_ts)
+
+
+def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
+    """Rule V1: report the txn's PREPARE here, or make sure it never happens here."""
+    info = store.prepared(cmd.txn_id)
+    if info is not None:
+        return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
+    if store.decision(cmd.txn_id) is None:
+        store.put_decision(
+            DecisionInfo(
+                txn_id=cmd.txn_id,
+                committed=False,
+                commit_ts=0,
+                participants=(),
+                decided_ts=ts,
+                finished=True,
+            )
+        )
+    return PreventResult(prepared=False)
 
 
 def single_key_conflict(key: bytes, intents: Sequence[IntentInfo]) -> Conflict | None:

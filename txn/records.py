@@ -6,8 +6,9 @@ Frozen, slotted, keyword-only dataclasses that validate their shape on construct
 and key RANGES are the shard's business (`shard.limits`), checked where the record is applied.
 
 Commands (each carried in a shard `Command`, whose `ts` is the command's hybrid timestamp):
-`Prepare`, `Resolve`, `Decide`, `Finish`, `PurgeDecisions`, `CommitOnePhase`.
-Results: `PrepareResult`, `ResolveResult`, `DecisionResult`, `OnePhaseResult`, `PurgeResult`;
+`Prepare`, `Resolve`, `Decide`, `Finish`, `PurgeDecisions`, `CommitOnePhase`, `Prevent`.
+Results: `PrepareResult`, `ResolveResult`, `DecisionResult`, `OnePhaseResult`, `PurgeResult`,
+`PreventResult`;
 a refusal is a `Conflict` (retryable: nothing was written).
 Stored state: `IntentInfo` (per key), `PreparedInfo` (per prepared txn at a participant),
 `DecisionInfo` (per decided txn at its coordinator group).
@@ -33,6 +34,8 @@ __all__ = [
     "Prepare",
     "PrepareResult",
     "PreparedInfo",
+    "Prevent",
+    "PreventResult",
     "PurgeDecisions",
     "PurgeResult",
     "ReadItem",
@@ -152,12 +155,17 @@ class Resolve:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decide:
-    """Record the decision at the coordinator group; the first recorded decision wins."""
+    """Record the decision at the coordinator group; the first recorded decision wins.
+
+    `recover`: an abort asked for by recovery, recorded only while this group does not hold
+    the transaction's PREPARE (txn.coordinator rule D3).
+    """
 
     txn_id: bytes
     participants: tuple[int, ...]
     commit: bool
     commit_ts: int = 0
+    recover: bool = False
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
@@ -198,7 +206,17 @@ class CommitOnePhase:
         _check_items(self.reads, self.writes)
 
 
-TxnCommand = Prepare | Resolve | Decide | Finish | PurgeDecisions | CommitOnePhase
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prevent:
+    """Recovery at a participant: report the PREPARE of the txn here, or forbid it."""
+
+    txn_id: bytes
+
+    def __post_init__(self) -> None:
+        _check_txn_id(self.txn_id)
+
+
+TxnCommand = Prepare | Resolve | Decide | Finish | PurgeDecisions | CommitOnePhase | Prevent
 """Every transaction command a shard group applies."""
 
 
@@ -236,10 +254,14 @@ class PrepareResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecisionResult:
-    """The decision recorded at the coordinator group (may differ from the one asked for)."""
+    """The decision recorded at the coordinator group (may differ from the one asked for).
+
+    `pending`: nothing was recorded (a recovery abort met this group's PREPARE of the txn).
+    """
 
     committed: bool
     commit_ts: int = 0
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,7 +293,17 @@ class PurgeResult:
     more: bool = False
 
 
-TxnResult = PrepareResult | DecisionResult | ResolveResult | OnePhaseResult | PurgeResult
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreventResult:
+    """The txn is prepared here at `prepare_ts`, or (`prepared` False) never will be."""
+
+    prepared: bool
+    prepare_ts: int = 0
+
+
+TxnResult = (
+    PrepareResult | DecisionResult | ResolveResult | OnePhaseResult | PurgeResult | PreventResult
+)
 """The result of a transaction command (`Finish` answers a DecisionResult or nothing)."""
 
 

@@ -49,16 +49,24 @@ class Resolve(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
 
 class Decide(_message.Message):
-    __slots__ = ("txn_id", "participants", "commit", "commit_ts")
+    __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    RECOVER_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     participants: _containers.RepeatedScalarFieldContainer[int]
     commit: bool
     commit_ts: int
-    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    recover: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ...) -> None: ...
+
+class Prevent(_message.Message):
+    __slots__ = ("txn_id",)
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    def __init__(self, txn_id: _Optional[bytes] = ...) -> None: ...
 
 class Finish(_message.Message):
     __slots__ = ("txn_id",)
@@ -83,20 +91,22 @@ class CommitOnePhase(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
 
 class TxnCommand(_message.Message):
-    __slots__ = ("prepare", "resolve", "decide", "finish", "purge_decisions", "commit_one_phase")
+    __slots__ = ("prepare", "resolve", "decide", "finish", "purge_decisions", "commit_one_phase", "prevent")
     PREPARE_FIELD_NUMBER: _ClassVar[int]
     RESOLVE_FIELD_NUMBER: _ClassVar[int]
     DECIDE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     PURGE_DECISIONS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    PREVENT_FIELD_NUMBER: _ClassVar[int]
     prepare: Prepare
     resolve: Resolve
     decide: Decide
     finish: Finish
     purge_decisions: PurgeDecisions
     commit_one_phase: CommitOnePhase
-    def __init__(self, prepare: _Optional[_Union[Prepare, _Mapping]] = ..., resolve: _Optional[_Union[Resolve, _Mapping]] = ..., decide: _Optional[_Union[Decide, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., purge_decisions: _Optional[_Union[PurgeDecisions, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhase, _Mapping]] = ...) -> None: ...
+    prevent: Prevent
+    def __init__(self, prepare: _Optional[_Union[Prepare, _Mapping]] = ..., resolve: _Optional[_Union[Resolve, _Mapping]] = ..., decide: _Optional[_Union[Decide, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., purge_decisions: _Optional[_Union[PurgeDecisions, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhase, _Mapping]] = ..., prevent: _Optional[_Union[Prevent, _Mapping]] = ...) -> None: ...
 
 class Conflict(_message.Message):
     __slots__ = ("key", "other_txn", "phase", "reason")
@@ -119,12 +129,22 @@ class PrepareResult(_message.Message):
     def __init__(self, prepare_ts: _Optional[int] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
 
 class DecisionResult(_message.Message):
-    __slots__ = ("committed", "commit_ts")
+    __slots__ = ("committed", "commit_ts", "pending")
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     committed: bool
     commit_ts: int
-    def __init__(self, committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    pending: bool
+    def __init__(self, committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
+
+class PreventResult(_message.Message):
+    __slots__ = ("prepared", "prepare_ts")
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    prepared: bool
+    prepare_ts: int
+    def __init__(self, prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
 
 class ResolveResult(_message.Message):
     __slots__ = ("found", "versions_written")
@@ -151,18 +171,20 @@ class PurgeResult(_message.Message):
     def __init__(self, purged: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class TxnResult(_message.Message):
-    __slots__ = ("prepare", "decision", "resolve", "one_phase", "purge")
+    __slots__ = ("prepare", "decision", "resolve", "one_phase", "purge", "prevent")
     PREPARE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESOLVE_FIELD_NUMBER: _ClassVar[int]
     ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
     PURGE_FIELD_NUMBER: _ClassVar[int]
+    PREVENT_FIELD_NUMBER: _ClassVar[int]
     prepare: PrepareResult
     decision: DecisionResult
     resolve: ResolveResult
     one_phase: OnePhaseResult
     purge: PurgeResult
-    def __init__(self, prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., decision: _Optional[_Union[DecisionResult, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResult, _Mapping]] = ..., one_phase: _Optional[_Union[OnePhaseResult, _Mapping]] = ..., purge: _Optional[_Union[PurgeResult, _Mapping]] = ...) -> None: ...
+    prevent: PreventResult
+    def __init__(self, prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., decision: _Optional[_Union[DecisionResult, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResult, _Mapping]] = ..., one_phase: _Optional[_Union[OnePhaseResult, _Mapping]] = ..., purge: _Optional[_Union[PurgeResult, _Mapping]] = ..., prevent: _Optional[_Union[PreventResult, _Mapping]] = ...) -> None: ...
 
 class IntentRecord(_message.Message):
     __slots__ = ("txn_id", "write", "value", "delete", "prepare_ts")

@@ -20,18 +20,20 @@ A read-write transaction (`SimTxnClient.transaction(keys, body, done)`):
    The transaction id was fixed when the transaction began, so every commit request is
    idempotent and is re-sent as is.
    - one group: `CommitOnePhase`;
-   - several: `Prepare` to every participant in parallel (`_prepare_all`), then
-     `Decide(commit, commit_ts = max(prepare_ts))` at the coordinator group (`_decide`),
-     whose answer is the RECORDED decision (first decision wins), then `Resolve` to every
-     participant, fire and forget (`_resolve_all`). A `no` vote or a participant that gives
-     no answer leads to `Decide(abort)` (best effort) and `Resolve(abort)` to the others.
+   - several: `Prepare` to every participant in parallel (`_prepare_all`). All yes votes
+     ARE the commit (parallel commits): the client reports ``ok`` at
+     `commit_ts = max(prepare_ts)` at once, then sends `Decide(commit)` to the coordinator
+     group, fire and forget (`_decide`); the coordinator's leader resolves the participants.
+     A `no` vote or a participant that gives no answer leads to `Decide(abort)`, whose
+     answer (the RECORDED decision: recovery may have found every PREPARE logged first) is
+     the outcome (`_abort`).
 4. The outcome (`TxnResult.status`), Jepsen's rule "only fail what surely did not happen":
-   - ``ok``: CommitOnePhase answered, or Decide answered committed;
-   - ``fail``: a read gave up, a vote was no or missing (Decide(commit) was never sent, so
-     only an abort can be decided), the recorded decision is an abort, a CONFLICT, or a
-     request every attempt of which was refused before being proposed;
-   - ``info``: a commit request that may have been proposed got no answer before the deadline
-     (the real client's `CommitUnknown`), or the client process died (`abandon`).
+   - ``ok``: CommitOnePhase answered, every vote yes, or Decide(abort) answered committed;
+   - ``fail``: a read gave up, the recorded decision is an abort, a CONFLICT of a one-phase
+     commit, or a one-phase commit every attempt of which was refused before being proposed;
+   - ``info``: a commit request that may have been proposed got no answer before the
+     deadline, an abort that could not be recorded (the real client's `CommitUnknown`), or
+     the client process died (`abandon`) before it knew.
 
 A read-only snapshot (`SimTxnClient.snapshot(keys, done)`): a `TimestampRequest` to any node
 gives T (never below what this client has seen), then every key is read with
@@ -42,8 +44,10 @@ The client's hybrid clock absorbs every version, prepare, commit and snapshot ti
 sees and proposes `ts = max(seen + 1, wall clock)`, as the real client does.
 
 Fault injection: `abandon(point)` is asked at each point where a real client process could
-die (``before_commit``, ``before_decide``, ``after_decide_sent``, ``before_resolve``); when
-it answers True the client stops there, sends nothing more, and reports ``info``.
+die: ``before_commit``; ``mid_prepare`` (the prepares are in flight: the votes decide, and
+nobody will hear them); ``before_decide`` (every vote was yes and the user was told so: the
+report is ``ok`` and recovery must record the commit); ``before_abort`` (a vote failed, no
+abort is recorded). When it answers True the client stops there and sends nothing more.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
 #: failure.
 MUTATIONS = ("no_read_validation", "snapshot_reads_latest", "unknown_as_fail")
 
-ABANDON_POINTS = ("before_commit", "before_decide", "after_decide_sent", "before_resolve")
+ABANDON_POINTS = ("before_commit", "mid_prepare", "before_decide", "before_abort")
 
 
 class Transport(Protocol):
@@ -115,8 +119,6 @@ class TxnResult:
     participants: tuple[int, ...] = ()
     one_phase: bool = False
     snapshot_ts: int = 0
-    #: Whether Decide(commit) / CommitOnePhase was ever sent (only then can it commit).
-    commit_sent: bool = False
     why: str = ""
 
 
@@ -300,7 +302,6 @@ class _Txn:
     def _one_phase(self, ts: int) -> None:
         res = self.result
         res.one_phase = True
-        res.commit_sent = True
         reads, writes = self.parts[res.coordinator]
         op = kv.CommitOnePhaseRequest(txn_id=res.txn_id, ts=ts, reads=reads, writes=writes)
         self.c._header(op.header, res.coordinator)
@@ -343,11 +344,15 @@ class _Txn:
                 self._remaining(),
                 self._vote_callback(group),
             )
+        if self.c.abandon("mid_prepare"):
+            self.finish("info", "client died with its prepares in flight")
 
     def _vote_callback(self, group: int) -> OnAnswer:
         return lambda response, _ambiguous: self._on_vote(group, response)
 
     def _on_vote(self, group: int, response: kv.Response | None) -> None:
+        if self.finished:
+            return
         if response is None or error_of(response).code != kv.OK:
             self.votes[group] = None
             if response is not None:
@@ -361,58 +366,53 @@ class _Txn:
             missing = sorted(g for g, v in self.votes.items() if v is None)
             self._abort(f"no or missing votes from groups {missing}")
             return
+        commit_ts = max(v for v in self.votes.values() if v is not None)
+        self.result.commit_ts = commit_ts
+        self.c.clock.observe(commit_ts)
         if self.c.abandon("before_decide"):
-            self.finish("info", "client died before Decide")
+            self.finish("ok", "every vote yes; the client died before its Decide")
             return
-        self._decide(max(v for v in self.votes.values() if v is not None))
+        self.finish("ok")
+        self._decide(commit_ts)
 
     def _abort(self, why: str) -> None:
-        """Decide(abort) at the coordinator (best effort), Resolve(abort) at the others."""
+        """Record the abort at the coordinator group; its answer is the outcome."""
+        if self.c.abandon("before_abort"):
+            self.finish("info", f"{why}; the client died before recording the abort")
+            return
         res = self.result
         op = kv.DecideRequest(txn_id=res.txn_id, participants=res.participants, commit=False)
         self.c._header(op.header, res.coordinator)
-        self.c.t.call(res.coordinator, kv.Request(decide=op), 0.5, lambda _r, _a: None)
-        self._resolve_all([g for g in res.participants if g not in self.no_votes], False, 0)
-        self.finish("fail", why)
+        self.c.t.call(
+            res.coordinator,
+            kv.Request(decide=op),
+            max(self._remaining(), 0.5),
+            lambda r, _a: self._on_abort_decided(r, why),
+        )
+
+    def _on_abort_decided(self, response: kv.Response | None, why: str) -> None:
+        if response is None or error_of(response).code != kv.OK:
+            if "unknown_as_fail" in self.c.mutations:
+                self.finish("fail", why)
+            else:
+                self.finish("info", f"{why}; the abort was not recorded (CommitUnknown)")
+            return
+        answer = response.decide
+        self.c.clock.observe(answer.commit_ts)
+        if answer.committed:
+            self.result.commit_ts = answer.commit_ts
+            self.finish("ok", "recovery had recorded the commit")
+        else:
+            self.finish("fail", why)
 
     def _decide(self, commit_ts: int) -> None:
+        """Record the commit the votes made (fire and forget: recovery would record it)."""
         res = self.result
-        self.c.clock.observe(commit_ts)
         op = kv.DecideRequest(
             txn_id=res.txn_id, participants=res.participants, commit=True, commit_ts=commit_ts
         )
         self.c._header(op.header, res.coordinator)
-        res.commit_sent = True
-        self.c.t.call(res.coordinator, kv.Request(decide=op), self._remaining(), self._on_decided)
-        if self.c.abandon("after_decide_sent"):
-            self.finish("info", "client died after sending Decide(commit)")
-
-    def _on_decided(self, response: kv.Response | None, ambiguous: bool) -> None:
-        if self.finished:
-            return
-        if response is None:
-            if ambiguous and "unknown_as_fail" not in self.c.mutations:
-                self.finish("info", "Decide unanswered (CommitUnknown)")
-            else:
-                self.finish("fail", "Decide refused before proposing")
-            return
-        error = error_of(response)
-        if error.code != kv.OK:
-            # Decide has no conflict path; any other refusal leaves the outcome open.
-            self.finish("info", f"Decide: {kv.ErrorCode.Name(error.code)}")
-            return
-        answer = response.decide
-        self.c.clock.observe(answer.commit_ts)
-        res = self.result
-        if self.c.abandon("before_resolve"):
-            self.finish("info", "client died before Resolve")
-            return
-        self._resolve_all(list(res.participants), answer.committed, answer.commit_ts)
-        if answer.committed:
-            res.commit_ts = answer.commit_ts
-            self.finish("ok")
-        else:
-            self.finish("fail", "the coordinator group had recorded an abort")
+        self.c.t.call(res.coordinator, kv.Request(decide=op), 0.5, lambda _r, _a: None)
 
     def _resolve_all(self, groups: list[int], commit: bool, commit_ts: int) -> None:
         for group in groups:

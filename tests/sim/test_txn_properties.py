@@ -282,10 +282,10 @@ def test_a_partial_commit_is_caught_by_the_atomicity_check(
 
     original = participant.resolve
 
-    def partial(store, cmd):  # type: ignore[no-untyped-def]
+    def partial(store, cmd, ts):  # type: ignore[no-untyped-def]
         if cmd.commit and store._sm.group_id == 2:
             cmd = Resolve(txn_id=cmd.txn_id, commit=False, commit_ts=cmd.commit_ts)
-        return original(store, cmd)
+        return original(store, cmd, ts)
 
     monkeypatch.setattr(participant, "resolve", partial)
     sim = ClusterSim("bank", "calm", 0)
@@ -302,6 +302,30 @@ def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(NodeCore, "_recover_prepared", lambda self: None)
     sim = _sim_with("append", "2pc", 5, client_death=0.5)
     with pytest.raises(LivenessViolation, match="prepared"):
+        sim.run()
+
+
+def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rule D3 (txn.coordinator): all yes votes are the commit, so recovery may not abort
+    while the coordinator group holds the PREPARE. Without the rule, a client that reported
+    the commit and died before its Decide loses it to recovery's abort."""
+    import dataclasses
+
+    import txn.coordinator as coordinator
+
+    original = coordinator.decide
+
+    def unconditional(store, cmd, ts):  # type: ignore[no-untyped-def]
+        return original(store, dataclasses.replace(cmd, recover=False), ts)
+
+    monkeypatch.setattr(coordinator, "decide", unconditional)
+    sim = _sim_with("append", "2pc", 5, client_death=0.5)
+    sim.knobs.faults = []
+    sim.knobs.triggers = []
+    sim.knobs.death_points = ("before_decide",)
+    with pytest.raises(SafetyViolation, match="lost|committed|elle"):
         sim.run()
 
 

@@ -31,6 +31,7 @@ from txn.records import (
     CommitOnePhase,
     Conflict,
     Decide,
+    DecisionInfo,
     Finish,
     IntentInfo,
     IntentKind,
@@ -118,7 +119,8 @@ def test_snapshot_restore_carries_intents_and_records() -> None:
             found=True, versions_written=1
         )
         assert node.txn(Finish(txn_id=b"t2")).ok
-        assert node.txn(PurgeDecisions(before_ts=100)).txn == PurgeResult(purged=2)
+        # t2's decision, t3's one-phase record and t1's resolution record (rule R5).
+        assert node.txn(PurgeDecisions(before_ts=100)).txn == PurgeResult(purged=3)
         assert node.put(b"d", b"z", 50).ok
     assert a.engine.scan(b"", None, None) == b.engine.scan(b"", None, None)
 
@@ -234,7 +236,11 @@ def test_queries_read_the_written_state() -> None:
     assert [p.txn_id for p in a.sm.prepared_txns()] == [b"t1", b"t2"]
     a.txn(Resolve(txn_id=b"t2", commit=True, commit_ts=30))
     assert a.sm.latest_record(b"x") is None  # deleting an absent key writes nothing
-    assert a.sm.prepared(b"t2") is None and a.sm.decision(b"t2") is None
+    assert a.sm.prepared(b"t2") is None
+    # Rule R5: the resolution is remembered (finished, purgeable), so late Prepares fail.
+    assert a.sm.decision(b"t2") == DecisionInfo(
+        txn_id=b"t2", committed=True, commit_ts=30, participants=(), decided_ts=0, finished=True
+    )
 
 
 def test_groups_sharing_an_engine_do_not_see_each_others_transactions() -> None:

@@ -14,6 +14,7 @@ from test_client_fakekv import (
     LOSE,
     FakeKV,
     conflict_response,
+    decided,
     fast_client,
     with_fake,
 )
@@ -306,9 +307,10 @@ async def test_prepare_conflict_decides_abort_and_the_coordinator_resolves(fake:
 
 
 @with_fake
-async def test_when_the_abort_cannot_be_recorded_the_client_resolves_who_prepared(
-    fake: FakeKV,
-) -> None:
+async def test_when_the_abort_cannot_be_recorded_the_outcome_is_unknown(fake: FakeKV) -> None:
+    """Rule 2: a no vote is "not committed" only once the abort is recorded. Resolving the
+    others from the client instead could undo a commit recovery found (every PREPARE
+    logged, e.g. a late copy of the refused one), so the client resolves nothing."""
     fake.store.write(C1, b"c", 5)
     fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
     async with fast_client(fake, timeout_s=0.3) as client:
@@ -317,37 +319,39 @@ async def test_when_the_abort_cannot_be_recorded_the_client_resolves_who_prepare
         tx.put(A1, b"a")  # group 1 coordinates
         tx.put(B1, b"b")
         fake.store.write(C1, b"changed", 6)  # group 3 will vote no
-        with pytest.raises(Conflict):
+        with pytest.raises(CommitUnknown) as info:
             await tx.commit()
-        await asyncio.sleep(0.05)
+    assert info.value.ref is not None and info.value.ref.group_id == 1
     assert fake.store.decisions == {}
-    assert sorted(g for g, _ in fake.requests("resolve")) == [1, 2]  # not group 3
-    assert fake.store.intents == {}
+    assert fake.requests("resolve") == []
+    assert set(fake.store.intents) == {A1, B1}  # left to the participants' recovery
 
 
 @with_fake
-async def test_recovery_abort_first_makes_the_commit_a_conflict(fake: FakeKV) -> None:
-    async with fast_client(fake) as client:
+async def test_a_failed_prepare_reports_the_commit_recovery_recorded_first(
+    fake: FakeKV,
+) -> None:
+    """Rule 2: the recorded decision is the outcome, also when it is a commit."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        op = request.WhichOneof("op")
+        if op == "prepare" and request.prepare.header.group_id == 2:
+            return kv.Response(id=request.id, prepare=kv.PrepareResponse(error=kv.Error(code=kv.UNAVAILABLE)))
+        if op == "decide" and not request.decide.commit:
+            # Recovery found every PREPARE logged and recorded the commit first.
+            with fake.lock:
+                commit = kv.DecideRequest(
+                    txn_id=request.decide.txn_id, participants=[1, 2], commit=True, commit_ts=77
+                )
+                fake.store.apply(1, "decide", commit, kv.Response())
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake, timeout_s=0.5) as client:
         tx = client.transaction()
         tx.put(A1, b"a")
         tx.put(B1, b"b")
-
-        def hook(node: int, request: kv.Request) -> Any:
-            if request.WhichOneof("op") == "decide" and request.decide.commit:
-                # A participant's recovery query got there first.
-                with fake.lock:
-                    abort = kv.DecideRequest(txn_id=request.decide.txn_id, participants=[1, 2])
-                    fake.store.apply(1, "decide", abort, kv.Response())
-            return None
-
-        fake.hook = hook
-        with pytest.raises(Conflict) as info:
-            await tx.commit()
-    assert info.value.phase == "commit" and info.value.retryable
-    assert fake.store.value(A1) is None
-
-
-# ---------------------------------------------------------------------------- ambiguity
+        assert await tx.commit() == 77
 
 
 @with_fake
@@ -375,29 +379,30 @@ async def test_lost_decide_answer_resends_the_same_decide(fake: FakeKV) -> None:
 
 
 @with_fake
-async def test_decide_never_answered_raises_commit_unknown(fake: FakeKV) -> None:
+async def test_commit_returns_on_the_votes_and_the_decide_follows(fake: FakeKV) -> None:
+    """Parallel commits: all yes votes ARE the commit; the Decide is sent afterwards and
+    re-sent while its answer is lost, without holding the caller."""
     fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "decide" else None
     async with fast_client(fake, timeout_s=1.0, attempt_timeout_s=0.2) as client:
         tx = client.transaction()
         tx.put(A1, b"a")
         tx.put(C1, b"c")
-        with pytest.raises(CommitUnknown) as info:
-            await tx.commit()
-        err = info.value
-        assert err.maybe_committed and not err.retryable
-        assert err.ref == tx.ref == TxnRef(tx.txn_id, 1)
-        assert tx.state is TransactionState.UNKNOWN
-        assert fake.count("decide") >= 2
-        assert {r.decide.txn_id for _, r in fake.requests("decide")} == {tx.txn_id}
-        fake.hook = None
-        status = await client.txn_status(err.ref)
-        assert status.state is TxnState.COMMITTED and status.commit_ts
-        assert (await client.txn_status(tx.txn_id, key=A1)).committed
+        commit_ts = await tx.commit()
+        assert tx.state is TransactionState.COMMITTED and tx.commit_ts == commit_ts
+        assert fake.count("decide") <= 1  # returned before any re-send of the Decide
+    assert fake.count("decide") >= 2
+    assert {r.decide.txn_id for _, r in fake.requests("decide")} == {tx.txn_id}
+    assert {r.decide.commit_ts for _, r in fake.requests("decide")} == {commit_ts}
+    fake.hook = None
+    async with fast_client(fake) as client:
+        status = await client.txn_status(TxnRef(tx.txn_id, 1))
+        assert status.state is TxnState.COMMITTED and status.commit_ts == commit_ts
 
 
 @with_fake
-async def test_decide_that_never_arrived_is_not_committed(fake: FakeKV) -> None:
-    """Rule 2: no Decide(commit) applied anywhere -> only an abort can be decided."""
+async def test_a_decide_that_never_arrives_leaves_the_commit_to_recovery(fake: FakeKV) -> None:
+    """The client may die (or lose its network) right after the votes: the transaction is
+    committed all the same, its PREPAREs stay logged, and recovery records the commit."""
     from router import client_errors
 
     async with fast_client(fake, timeout_s=0.8) as client:
@@ -412,10 +417,10 @@ async def test_decide_that_never_arrived_is_not_committed(fake: FakeKV) -> None:
         tx = client.transaction()
         tx.put(A1, b"a")
         tx.put(C1, b"c")
-        with pytest.raises(txn.Unavailable) as info:
-            await tx.commit()
-    assert not info.value.maybe_committed and info.value.retryable
-    assert tx.state is TransactionState.ABORTED
+        await tx.commit()
+    assert tx.state is TransactionState.COMMITTED
+    assert fake.store.decisions == {}
+    assert set(fake.store.intents) == {A1, C1}
 
 
 @with_fake
@@ -555,6 +560,7 @@ async def test_transactional_functions_compose_into_one_transaction(fake: FakeKV
         async with client.transaction() as tx:
             await transfer(tx, A1, C1, 1)
             assert tx.state is TransactionState.OPEN  # composed: not committed inside
+        await decided(fake)
         assert fake.store.value(A1) == b"6" and fake.store.value(C1) == b"4"
         assert fake.count("commit_one_phase") == 1 and fake.count("decide") == 2
 
@@ -569,6 +575,7 @@ async def test_module_level_transactional_takes_a_client_or_a_transaction(fake: 
 
     async with fast_client(fake) as client:
         assert await put_two(client, b"1") == "done"
+        await decided(fake)  # its intents are released a round after commit returned
         async with client.transaction() as tx:
             await put_two(tx, b"2")
     assert fake.store.value(B1) == b"2"
@@ -761,6 +768,7 @@ async def test_txn_status_argument_forms(fake: FakeKV) -> None:
         tx.put(C1, b"c")
         await tx.commit()
         assert tx.ref is not None
+        await decided(fake)
         by_ref = await client.txn_status(tx.ref)
         by_group = await client.txn_status(tx.txn_id, group_id=2)
         by_key = await client.txn_status(tx.txn_id, key=B1)

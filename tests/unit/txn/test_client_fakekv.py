@@ -388,6 +388,28 @@ class FakeKV:
         return None if outcome == LOSE else response
 
 
+def _unprepared(fake: FakeKV) -> bool:
+    with fake.lock:
+        return not fake.store.prepared
+
+
+async def decided(fake: FakeKV, timeout_s: float = 5.0) -> None:
+    """Wait until nothing is left prepared in the fake: the Decide a client sends after its
+    commit returned (parallel commits) has landed and resolved every participant."""
+    deadline = time.monotonic() + timeout_s
+    while not _unprepared(fake):
+        assert time.monotonic() < deadline, f"still prepared after {timeout_s} s"
+        await asyncio.sleep(0.002)
+
+
+def decided_sync(fake: FakeKV, timeout_s: float = 5.0) -> None:
+    """`decided` for a fake served from its own thread (the synchronous Client's tests)."""
+    deadline = time.monotonic() + timeout_s
+    while not _unprepared(fake):
+        assert time.monotonic() < deadline, f"still prepared after {timeout_s} s"
+        time.sleep(0.002)
+
+
 def fast_client(fake: FakeKV, **kwargs: Any) -> AsyncClient:
     kwargs.setdefault("timeout_s", 5.0)
     kwargs.setdefault("attempt_timeout_s", 0.3)

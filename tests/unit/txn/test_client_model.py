@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_client_fakekv import FakeKV, fake_in_thread, sync_client
+from test_client_fakekv import FakeKV, decided_sync, fake_in_thread, sync_client
 
 from txn import Client
 
@@ -85,5 +85,6 @@ def test_transaction_reads_match_the_model(
         # Every read recorded the version the store had (0 when never written).
         for key, version in tx.read_set.items():
             assert version == fake.store.latest(key)[0]
+    decided_sync(fake)
     committed = {k: v for k, hist in fake.store.versions.items() if (v := hist[-1][1]) is not None}
     assert committed == model

@@ -134,14 +134,13 @@ def test_run_retries_and_composes(fake: FakeKV) -> None:
 
 
 def test_commit_unknown_is_raised_not_retried(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "decide" else None
+    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "commit_one_phase" else None
     calls = 0
 
     def body(tx: Transaction) -> None:
         nonlocal calls
         calls += 1
         tx.put(A1, b"a")
-        tx.put(C1, b"c")
 
     with sync_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
         with pytest.raises(CommitUnknown) as info:

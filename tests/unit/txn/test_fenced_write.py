@@ -14,6 +14,7 @@ import pytest
 from test_client_fakekv import (
     FakeKV,
     conflict_response,
+    decided,
     fake_in_thread,
     fast_client,
     sync_client,
@@ -60,6 +61,7 @@ async def test_current_token_is_accepted_across_groups_and_in_one_group(fake: Fa
         token = await acquire(client, b"A")
         assert fake.store.latest(LOCK)[0] == token  # the token IS the lock key's version
         ts = await client.put_fenced(DATA, b"v1", lock=LOCK, token=token)  # 2PC: groups 1, 2
+        await decided(fake)
         assert fake.store.latest(DATA) == (ts, b"v1")
         [(_, prepare)] = [(g, r) for g, r in fake.requests("prepare") if g == 2]
         assert [(r.key, r.version) for r in prepare.prepare.reads] == [(LOCK, token)]
@@ -76,6 +78,7 @@ async def test_stale_token_is_refused_by_the_store_and_not_retried(fake: FakeKV)
     async with fast_client(fake) as client:
         old = await acquire(client, b"A")
         await client.put_fenced(DATA, b"by A", lock=LOCK, token=old)
+        await decided(fake)
         new = await acquire(client, b"B")  # B re-acquires: a newer version of the lock key
         assert new > old  # tokens increase
         before = list(fake.store.versions[DATA])
@@ -94,6 +97,7 @@ async def test_stale_token_is_refused_by_the_store_and_not_retried(fake: FakeKV)
         assert fake.store.versions[DATA] == before
         no_trace(fake)
         await client.put_fenced(DATA, b"by B", lock=LOCK, token=new)  # current token works
+        await decided(fake)
         assert fake.store.value(DATA) == b"by B"
 
 
@@ -156,6 +160,7 @@ async def test_other_conflicts_stay_retryable(fake: FakeKV) -> None:
 
         await client.run(body)
         assert len(injected) == 1 and len(attempts) == 2
+        await decided(fake)
         assert fake.store.value(DATA) == b"v"
 
         tx = client.transaction()

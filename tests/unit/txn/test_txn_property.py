@@ -119,7 +119,11 @@ class Model:
         self.open[cmd.txn_id] = Open(prepare_ts, set(reads) - set(writes), writes)
         return Status.OK, PrepareResult(prepare_ts=prepare_ts)
 
-    def resolve(self, cmd: Resolve) -> tuple[Status, object]:
+    def resolve(self, cmd: Resolve, ts: int) -> tuple[Status, object]:
+        if cmd.txn_id not in self.decisions:  # rule R5: the resolution record
+            commit_ts = cmd.commit_ts if cmd.commit else 0
+            self.decisions[cmd.txn_id] = Decision(cmd.commit, commit_ts, ts, finished=True)
+            self.finish_order.append(cmd.txn_id)
         o = self.open.pop(cmd.txn_id, None)
         if o is None:
             return Status.OK, ResolveResult(found=False)
@@ -136,7 +140,7 @@ class Model:
             self.decisions[cmd.txn_id] = Decision(cmd.commit, commit_ts, ts)
         d = self.decisions[cmd.txn_id]
         # Rule D2: the decision resolves this group's own prepared part at once.
-        self.resolve(Resolve(txn_id=cmd.txn_id, commit=d.committed, commit_ts=d.commit_ts))
+        self.resolve(Resolve(txn_id=cmd.txn_id, commit=d.committed, commit_ts=d.commit_ts), ts)
         return Status.OK, DecisionResult(committed=d.committed, commit_ts=d.commit_ts)
 
     def finish(self, cmd: Finish) -> tuple[Status, object]:
@@ -311,7 +315,7 @@ def test_random_interleavings_keep_every_committed_write(
                 base = o.prepare_ts if o is not None else model.max_version
                 record = Resolve(txn_id=txn_id, commit=commit, commit_ts=max(0, base + delta))
                 ts = 0
-                expected = model.resolve(record)
+                expected = model.resolve(record, ts)
             elif kind == "decide":
                 _, t, commit, ts = step
                 record = Decide(

@@ -16,6 +16,7 @@ from txn.coordinator import TRANSITIONS, DecisionState, decision_state
 from txn.records import (
     CommitOnePhase,
     Decide,
+    DecisionInfo,
     DecisionResult,
     Finish,
     IntentKind,
@@ -184,12 +185,17 @@ def test_p5_prepare_ts_intents_and_record(h: Harness) -> None:
 
 def test_r1_resolve_of_an_unknown_txn_is_a_noop(h: Harness) -> None:
     h.put(b"a", b"1", 10)
-    before = h.data_contents() if isinstance(h, ShardHarness) else None
-    r = h.txn(Resolve(txn_id=T1, commit=True, commit_ts=100))
+    before = h.data_without_txn_records() if isinstance(h, ShardHarness) else None
+    r = h.txn(Resolve(txn_id=T1, commit=True, commit_ts=100), 50)
     assert r.status is Status.OK and r.txn == ResolveResult(found=False)
     assert h.max_version == 10 and h.value(b"a") == (b"1", 10)
+    # Only the purgeable resolution record (rule R5) is left.
+    assert h.decision(T1) == DecisionInfo(
+        txn_id=T1, committed=True, commit_ts=100, participants=(), decided_ts=50, finished=True
+    )
+    assert h.txn(PurgeDecisions(before_ts=51)).txn == PurgeResult(purged=1)
     if isinstance(h, ShardHarness):
-        assert h.data_contents() == before
+        assert h.data_without_txn_records() == before
 
 
 def test_r2_resolve_commit_writes_versions_at_commit_ts_and_bumps_max_version(
@@ -220,12 +226,23 @@ def test_r2_commit_ts_below_max_version_still_writes_at_commit_ts(h: Harness) ->
     assert h.max_version == 500
 
 
+def test_r5_a_late_prepare_after_the_resolve_is_refused(h: Harness) -> None:
+    record = prep(T1, writes={b"a": b"A"})
+    prepared_ts(h, record, 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30), 31)
+    r = h.txn(record, 40)
+    assert r.status is Status.CONFLICT and "already committed" in r.message
+    assert h.intents(b"a") == [] and h.prepared(T1) is None
+    assert h.value(b"a") == (b"A", 30)
+
+
 def test_r3_stale_duplicate_prepare_after_resolve_writes_nothing(h: Harness) -> None:
     record = prep(T1, writes={b"a": b"A"})
     prepared_ts(h, record, 20)
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30))
     h.put(b"a", b"newer", 40)
-    # A delayed duplicate of the Prepare arrives after the resolve: it re-takes intents...
+    h.txn(PurgeDecisions(before_ts=1))  # the resolution record (R5) is past its retention
+    # A delayed duplicate of the Prepare arrives after that: it re-takes intents...
     assert prepared_ts(h, record, 20) == 41
     # ...and the decision, delivered again by recovery, only releases them.
     r = h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30))
@@ -237,15 +254,16 @@ def test_r3_stale_duplicate_prepare_after_resolve_writes_nothing(h: Harness) -> 
 def test_r4_resolve_abort_leaves_no_trace(h: Harness) -> None:
     h.put(b"a", b"1", 10)
     before_max = h.max_version
-    before = h.data_contents() if isinstance(h, ShardHarness) else None
+    before = h.data_without_txn_records() if isinstance(h, ShardHarness) else None
     prepared_ts(h, prep(T1, reads={b"a": 10, b"r": 0}, writes={b"w": b"x", b"a": None}), 20)
-    r = h.txn(Resolve(txn_id=T1, commit=False))
+    r = h.txn(Resolve(txn_id=T1, commit=False), 25)
     assert r.txn == ResolveResult(found=True, versions_written=0)
+    assert h.txn(PurgeDecisions(before_ts=26)).txn == PurgeResult(purged=1)  # R5's record
     assert h.all_intents() == [] and h.prepared_txns() == []
     assert h.value(b"a") == (b"1", 10) and h.value(b"w") is None
     assert h.max_version == before_max
     if isinstance(h, ShardHarness):
-        assert h.data_contents() == before
+        assert h.data_without_txn_records() == before
     # The key takes single-key writes again.
     assert h.put(b"a", b"2", 30).ok
 

@@ -21,6 +21,7 @@ from txn.records import (
     IntentInfo,
     Prepare,
     PreparedInfo,
+    Prevent,
     PurgeDecisions,
     Resolve,
     TxnCommand,
@@ -51,13 +52,15 @@ class MemHarness:
             r = participant.prepare(store, record, ts)
             return _result(r, r.conflict)
         if isinstance(record, Resolve):
-            return _result(participant.resolve(store, record))
+            return _result(participant.resolve(store, record, ts))
         if isinstance(record, Decide):
             return _result(coordinator.decide(store, record, ts))
         if isinstance(record, Finish):
             return _result(coordinator.finish(store, record))
         if isinstance(record, PurgeDecisions):
             return _result(coordinator.purge_decisions(store, record))
+        if isinstance(record, Prevent):
+            return _result(participant.prevent(store, record, ts))
         assert isinstance(record, CommitOnePhase)
         o = participant.commit_one_phase(store, record, ts)
         return _result(o, o.conflict)
@@ -182,6 +185,11 @@ class ShardHarness:
         """Every engine record but the meta record (whose applied index every slot moves)."""
         meta_key = group_prefix(GROUP) + META_TAG
         return [kv for kv in self.contents() if kv[0] != meta_key]
+
+    def data_without_txn_records(self) -> list[tuple[bytes, bytes]]:
+        """`data_contents` without the transaction bookkeeping (intents, records, counters)."""
+        txn_prefix = group_prefix(GROUP) + b"t"
+        return [kv for kv in self.data_contents() if not kv[0].startswith(txn_prefix)]
 
 
 Harness = MemHarness | ShardHarness
