@@ -199,3 +199,84 @@ def test_old_versions_are_garbage_collected() -> None:
     assert old.error.code == kv.INVALID_ARGUMENT and "garbage-collected" in old.error.message
     latest = node.call(get(b"apple")).get
     assert (latest.value, latest.version) == (b"v2", second)
+
+
+# ---------------------------------------------------------------------- recovery (rule 6)
+
+
+def prepare_request(group: int, key: bytes, txn_id: bytes = b"t1") -> kv.Request:
+    return kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(group),
+            txn_id=txn_id,
+            coordinator_group=1,
+            participants=[1, 2],
+            ts=1,
+            writes=[kv.WriteItem(key=key, value=b"v")],
+        )
+    )
+
+
+def recover_until_decided(node: OneNode, txn_id: bytes) -> None:
+    """Play the shell for the node's own requests (recovery Decides, Prevents, Resolves)
+    until the coordinator group (1) holds a finished decision of `txn_id`."""
+    for _ in range(100):
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            done(node.call(request))
+        decision = node.core.hosts[1].shard.decision(txn_id)
+        if decision is not None and decision.finished:
+            return
+    raise AssertionError("recovery did not finish the transaction")
+
+
+def test_recovery_commits_a_transaction_whose_every_prepare_is_logged() -> None:
+    """Parallel commits: all yes votes are the commit, even if its client died before
+    sending the Decide. The recovery abort meets the coordinator's PREPARE (rule D3), the
+    prevent round finds group 2 prepared, and the commit is recorded at max(prepare_ts)."""
+    node = OneNode(resolve_after_s=0.2)
+    votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
+    assert all(v.error.code == kv.OK for v in votes)
+    recover_until_decided(node, b"t1")
+    decision = node.core.hosts[1].shard.decision(b"t1")
+    assert decision is not None and decision.committed
+    assert decision.commit_ts == max(v.prepare_ts for v in votes)
+    for key, group in ((b"apple", 1), (b"zebra", 2)):
+        read = node.call(get(key, group=group)).get
+        assert (read.value, read.version) == (b"v", decision.commit_ts)
+
+
+def test_recovery_aborts_only_after_preventing_the_missing_prepare() -> None:
+    node = OneNode(resolve_after_s=0.2)
+    assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
+    recover_until_decided(node, b"t1")
+    decision = node.core.hosts[1].shard.decision(b"t1")
+    assert decision is not None and not decision.committed
+    # Group 2 logged the Prevent: the client's Prepare, arriving late, is refused there.
+    late = node.call(prepare_request(2, b"zebra")).prepare
+    assert late.error.code == kv.CONFLICT and "already aborted" in late.error.message
+    assert node.call(get(b"apple")).get.found is False
+    assert node.core.hosts[2].shard.prepared(b"t1") is None
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        kv.Request(
+            decide=kv.DecideRequest(
+                header=header(), txn_id=b"t", commit=True, commit_ts=5, recover=True
+            )
+        ),
+        kv.Request(prevent=kv.PreventRequest(header=header(), txn_id=b"")),
+        kv.Request(prevent=kv.PreventRequest(header=header(cluster="other"), txn_id=b"t")),
+    ],
+)
+def test_bad_recovery_requests_are_refused_and_change_nothing(
+    node: OneNode, request_: kv.Request
+) -> None:
+    before = node.core.hosts[1].shard.applied_index
+    response = node.call(request_)
+    body = getattr(response, response.WhichOneof("result"))
+    assert body.error.code in (kv.INVALID_ARGUMENT, kv.WRONG_CLUSTER), body.error
+    assert node.core.hosts[1].shard.applied_index == before

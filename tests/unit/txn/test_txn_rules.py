@@ -1,7 +1,7 @@
 """The participant and coordinator rules, one test per rule, on both harnesses.
 
-Each test names the rule of `txn.participant` (P*, R*, O*, W*) or `txn.coordinator` (D1, F1,
-G1) it checks, and runs twice: on `MemTxnStore` (the rules alone) and on the shard state
+Each test names the rule of `txn.participant` (P*, R*, O*, V1, W*) or `txn.coordinator`
+(D1-D3, F1, G1) it checks, and runs twice: on `MemTxnStore` (the rules alone) and on the shard state
 machine (encoded commands through apply, one slot per call).
 """
 
@@ -23,6 +23,8 @@ from txn.records import (
     OnePhaseResult,
     Prepare,
     PrepareResult,
+    Prevent,
+    PreventResult,
     PurgeDecisions,
     PurgeResult,
     ReadItem,
@@ -303,6 +305,53 @@ def test_d2_decide_resolves_the_coordinators_own_prepared_part(h: Harness, commi
     late = h.txn(Decide(txn_id=T1, participants=(1, 2), commit=not commit, commit_ts=ts + 9))
     assert late.txn == DecisionResult(committed=commit, commit_ts=ts + 5 if commit else 0)
     assert h.value(b"a") == ((b"new", ts + 5) if commit else (b"old", 10))
+
+
+def test_d3_recovery_abort_over_this_groups_prepare_records_nothing(h: Harness) -> None:
+    """This group's yes vote may complete the votes a client reported as a commit."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    r = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True), 30)
+    assert r.status is Status.OK
+    assert r.txn == DecisionResult(committed=False, commit_ts=0, pending=True)
+    assert h.decision(T1) is None
+    assert h.prepared(T1) is not None and h.intents(b"a") != []
+    # The prevent round found every participant prepared: the commit is recorded at
+    # max(prepare_ts), and a later recovery abort finds it.
+    h.txn(Decide(txn_id=T1, participants=(3, 4), commit=True, commit_ts=ts + 7), 31)
+    late = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True), 32)
+    assert late.txn == DecisionResult(committed=True, commit_ts=ts + 7)
+    assert h.value(b"a") == (b"new", ts + 7)
+
+
+def test_d3_recovery_abort_without_a_prepare_here_is_recorded_and_forbids_it(
+    h: Harness,
+) -> None:
+    r = h.txn(Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True), 30)
+    assert r.txn == DecisionResult(committed=False, commit_ts=0)
+    late = h.txn(prep(T1, writes={b"a": b"new"}), 40)
+    assert late.status is Status.CONFLICT and "already aborted" in late.message
+    assert h.prepared(T1) is None and h.intents(b"a") == []
+
+
+def test_v1_prevent_reports_a_prepare_and_changes_nothing(h: Harness) -> None:
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    for at in (30, 31):  # idempotent
+        r = h.txn(Prevent(txn_id=T1), at)
+        assert r.status is Status.OK and r.txn == PreventResult(prepared=True, prepare_ts=ts)
+    assert h.decision(T1) is None and h.prepared(T1) is not None
+
+
+def test_v1_prevent_forbids_every_later_prepare(h: Harness) -> None:
+    r = h.txn(Prevent(txn_id=T1), 30)
+    assert r.txn == PreventResult(prepared=False)
+    assert h.decision(T1) == DecisionInfo(
+        txn_id=T1, committed=False, commit_ts=0, participants=(), decided_ts=30, finished=True
+    )
+    late = h.txn(prep(T1, writes={b"a": b"new"}), 40)
+    assert late.status is Status.CONFLICT
+    assert h.prepared(T1) is None and h.intents(b"a") == []
+    assert h.txn(Prevent(txn_id=T1), 50).txn == PreventResult(prepared=False)
+    assert h.txn(PurgeDecisions(before_ts=31)).txn == PurgeResult(purged=1)  # purgeable
 
 
 def test_f1_finish_marks_the_decision_finished(h: Harness) -> None:
