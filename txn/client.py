@@ -191,7 +191,10 @@ class TxnState(enum.IntEnum):
     UNKNOWN = kv.TxnStatusResponse.UNKNOWN
     """No record: never prepared at the coordinator, or older than the retention window."""
     IN_PROGRESS = kv.TxnStatusResponse.IN_PROGRESS
-    """Prepared at the coordinator group, not decided yet."""
+    """Prepared at the coordinator group, no decision recorded yet. A transaction whose
+    commit already returned reads so for about one Paxos round (its decision is recorded
+    after the commit: parallel commits); ask again. If its client died, recovery records
+    the decision within about `txn.resolve_after_ms`."""
     COMMITTED = kv.TxnStatusResponse.COMMITTED
     ABORTED = kv.TxnStatusResponse.ABORTED
 

@@ -38,8 +38,9 @@ trigger                     crashes the leader of a group as soon as...
                             its own part with it) and no other participant learned it yet
 ==========================  ===========================================================
 
-plus client processes that die (``abandon``) before the commit, before Decide, right after
-sending Decide(commit), or before the resolves.
+plus client processes that die (``abandon``) before the commit, with their Prepares in
+flight, after every yes vote (the user was told "committed") before sending the Decide, or
+after a failed vote before recording the abort.
 
 A run has four phases in virtual time: warm-up (every group elects a leader), chaos (the
 workload and the faults), heal (the network heals, crashed nodes restart, clients finish,
