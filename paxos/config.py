@@ -37,6 +37,12 @@ class ReplicaConfig:
     #: Also compact once the held log exceeds this many bytes (big batches), keeping at most
     #: half of the applied slots held, so memory stays bounded whatever the batch size.
     compact_threshold_bytes: int = 64 * 1024 * 1024
+    #: Thrifty Paxos: send a new slot's Accept only to the quorum's worth of followers that
+    #: acknowledged most recently; the others learn chosen slots in bulk by catch-up (one
+    #: message per heartbeat instead of one per slot). A slot still unchosen after a
+    #: heartbeat interval is re-sent to every follower that has not voted, so a slow or dead
+    #: follower costs one heartbeat interval, once.
+    thrifty_accepts: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""

@@ -866,10 +866,17 @@ class Replica:
                 )
             )
 
+    def _accept_targets(self) -> list[int]:
+        """Every peer, or (thrifty) the quorum's worth that acknowledged most recently."""
+        if not self.config.thrifty_accepts:
+            return list(self._peers)
+        ranked = sorted(self._peers, key=lambda p: (-self._last_ack.get(p, 0.0), p))
+        return ranked[: self._quorum - 1]
+
     def _send_accepts(self, entries: tuple[SlotValue, ...]) -> None:
         if not entries:
             return
-        for peer in self._peers:
+        for peer in self._accept_targets():
             self._out.messages.append(
                 Accept(
                     src=self.id,

@@ -22,6 +22,7 @@ Example::
     max_batch_count = 1024
     max_batch_bytes = 4194304
     pipeline_window = 32
+    thrifty_accepts = true                 # Accepts to a quorum only (paxos/config.py)
 
     [client]
     request_timeout_ms = 5000
@@ -65,6 +66,7 @@ class PaxosSettings:
     compact_threshold: int = 5_000
     compact_keep: int = 500
     compact_threshold_bytes: int = 64 * 1024 * 1024
+    thrifty_accepts: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,8 +172,10 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     defaults = PaxosSettings()
     paxos_kwargs = {}
     for name in PaxosSettings.__dataclass_fields__:
-        value = _get(paxos_raw, name, int, "paxos.", getattr(defaults, name))
-        if value <= 0:
+        default = getattr(defaults, name)
+        kind = bool if isinstance(default, bool) else int
+        value = _get(paxos_raw, name, kind, "paxos.", default)
+        if kind is int and value <= 0:
             raise ConfigError(f"paxos.{name} must be positive, got {value}")
         paxos_kwargs[name] = value
     unknown = set(paxos_raw) - set(PaxosSettings.__dataclass_fields__)
@@ -228,7 +232,8 @@ def render_config(config: ClusterConfig) -> str:
     lines += ["[shards]", f"split_points = [{splits}]", f"replication = {config.replication}", ""]
     lines.append("[paxos]")
     for name in PaxosSettings.__dataclass_fields__:
-        lines.append(f"{name} = {getattr(config.paxos, name)}")
+        value = getattr(config.paxos, name)
+        lines.append(f"{name} = {str(value).lower() if isinstance(value, bool) else value}")
     lines += ["", "[client]", f"request_timeout_ms = {config.request_timeout_ms}", ""]
     lines += ["[txn]"]
     if config.max_clock_offset_ms is not None:

@@ -891,6 +891,7 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         pipeline_window=rng.choice((2, 32)),
         compact_threshold=rng.choice((20, 60)) if compact else 20_000,
         compact_keep=rng.choice((2, 10)) if compact else 2_000,
+        thrifty_accepts=rng.random() < 0.75,
     )
     k.txn = TxnSettings(
         max_clock_offset_s=epsilon,

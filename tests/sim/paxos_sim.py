@@ -98,6 +98,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
     k.replica = {
         "max_batch_count": batch,
         "pipeline_window": rng.choice((1, 4, 32)),
+        "thrifty_accepts": rng.random() < 0.75,
     }
     if profile == "calm":
         k.faults = FaultMix(rate_per_s=0)

@@ -301,7 +301,8 @@ def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(NodeCore, "_recover_prepared", lambda self: None)
     sim = _sim_with("append", "2pc", 5, client_death=0.5)
-    with pytest.raises(LivenessViolation, match="prepared"):
+    # Either the records themselves, or the final reader stuck behind their intents.
+    with pytest.raises(LivenessViolation, match="prepared|final read never committed"):
         sim.run()
 
 

@@ -46,7 +46,10 @@ LEASE = 0.12
 
 
 def config(node_id: int, voters: tuple[int, ...], fast: bool, **extra: object) -> ReplicaConfig:
+    """The paths below follow each Accept, so they send to every follower unless a test asks
+    for thrifty Accepts (`thrifty_accepts=True`)."""
     timing = FAST if fast else SLOW
+    extra = {"thrifty_accepts": False, **extra}
     return ReplicaConfig(node_id=node_id, voters=voters, **timing, **extra)  # type: ignore[arg-type]
 
 
@@ -664,3 +667,46 @@ def test_batches_respect_count_and_byte_limits_and_keep_proposal_ids() -> None:
         for pid, command in zip(entry.proposal_ids, entry.value, strict=True)
     }
     assert committed == dict(zip(ids, commands, strict=True))
+
+
+# ---------------------------------------------------------------------- thrifty Accepts
+
+
+def _accept_targets(ready: Ready) -> set[int]:
+    return {m.dst for m in ready.messages if isinstance(m, Accept)}
+
+
+def test_thrifty_accepts_go_to_a_quorum_the_other_follower_catches_up_in_bulk() -> None:
+    g = Group(3, thrifty_accepts=True)
+    g.elect(1)
+    g.heartbeat(1)
+    for value in (b"a", b"b", b"c"):
+        g.r(1).propose(value)
+        targets = _accept_targets(g.process(1))
+        assert len(targets) == 1  # with the leader: a quorum
+        g.stabilize()
+    (fresh,) = targets
+    (other,) = {2, 3} - targets
+    assert g.chosen(1) == [(b"a",), (b"b",), (b"c",)]
+    assert g.chosen(other) == []  # nothing was sent to it per slot
+    g.heartbeat(1)  # both learn the watermark; the other asks once for every slot it lacks
+    g.heartbeat(1)
+    assert g.chosen(fresh) == g.chosen(other) == g.chosen(1)
+
+
+def test_thrifty_accept_to_a_silent_follower_is_resent_to_the_others() -> None:
+    g = Group(3, thrifty_accepts=True)
+    g.elect(1)
+    g.heartbeat(1)
+    g.r(1).propose(b"x")
+    (silent,) = _accept_targets(g.process(1))
+    (other,) = {2, 3} - {silent}
+    g.deliver(lambda m: m.dst != silent)  # its Accept is lost
+    g.process_all()
+    assert g.chosen(1) == []
+    g.tick(1, g.now[1] + 0.06)  # a heartbeat interval later the slot goes to every non-voter
+    g.stabilize(lambda m: silent not in (m.src, m.dst))
+    assert g.chosen(1) == [(b"x",)]
+    # The other follower answered last: the next slot's Accept goes to it.
+    g.r(1).propose(b"y")
+    assert _accept_targets(g.process(1)) == {other}
