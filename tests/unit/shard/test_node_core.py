@@ -280,3 +280,27 @@ def test_bad_recovery_requests_are_refused_and_change_nothing(
     body = getattr(response, response.WhichOneof("result"))
     assert body.error.code in (kv.INVALID_ARGUMENT, kv.WRONG_CLUSTER), body.error
     assert node.core.hosts[1].shard.applied_index == before
+
+
+def test_finish_records_of_many_transactions_share_one_slot() -> None:
+    """A Finish only makes a decision purgeable: the coordinator leader batches them."""
+    from shard.node import FINISH_DELAY_S, TXN_DUTY_S
+
+    node = OneNode()
+    txn_ids = [b"t%d" % i for i in range(3)]
+    for n, txn_id in enumerate(txn_ids):
+        for group, key in ((1, b"apple%d" % n), (2, b"zebra%d" % n)):
+            assert node.call(prepare_request(group, key, txn_id)).prepare.error.code == kv.OK
+        decide = kv.DecideRequest(
+            header=header(1), txn_id=txn_id, participants=[1, 2], commit=True, commit_ts=1
+        )
+        assert node.call(kv.Request(decide=decide)).decide.committed
+    outbound, node.core.outbound = node.core.outbound, []
+    for _group, request, done in outbound:  # the Resolves to group 2
+        done(node.call(request, settle=0.001))
+    shard = node.core.hosts[1].shard
+    assert not any(shard.decision(t).finished for t in txn_ids)  # type: ignore[union-attr]
+    before = shard.applied_index
+    node.advance(TXN_DUTY_S + FINISH_DELAY_S + 0.02)  # the sweep sees them delivered
+    assert all(shard.decision(t).finished for t in txn_ids)  # type: ignore[union-attr]
+    assert shard.applied_index == before + 1
