@@ -96,11 +96,6 @@ EXPIRY_SWEEP_S = 0.05
 REBALANCE_S = 1.0
 # How often coordinator leaders push decisions and participant leaders look for stuck prepares.
 TXN_DUTY_S = 0.1
-# Finish records wait this long (or for FINISH_BATCH of them) so that many share one Paxos
-# slot: a Finish only makes a decision purgeable, and a round per transaction for it would
-# be a fifth of a 2-shard transaction's work.
-FINISH_DELAY_S = 0.05
-FINISH_BATCH = 64
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
@@ -206,9 +201,6 @@ class GroupHost:
     # Coordinator side: decisions being delivered, and prevent rounds running.
     resolving: dict[bytes, _Resolving] = field(default_factory=dict)
     preventing: dict[bytes, _Prevention] = field(default_factory=dict)
-    # Delivered decisions waiting for their batched Finish, and since when the oldest waits.
-    finish_queue: list[tuple[bytes, _Resolving]] = field(default_factory=list)
-    finish_since: float = 0.0
     # Leader side: wait-die age of each transaction whose Prepare arrived here, and when.
     ages: dict[bytes, tuple[tuple[int, bytes], float]] = field(default_factory=dict)
     # Leader side: update locks of reads for update (shard.lock_wait).
@@ -373,7 +365,6 @@ class NodeCore:
         if now >= self._next_purge:
             self._next_purge = now + self._txn.purge_interval_s
             self._purge_decisions()
-        self._flush_due_finishes()
         self._release_delayed()
         self._wake_lock_waits()
         self._maybe_bootstrap_meta()
@@ -808,11 +799,7 @@ class NodeCore:
             return
         if state.confirmed >= set(decision.participants):
             state.finishing = True
-            if not host.finish_queue:
-                host.finish_since = self._now
-            host.finish_queue.append((txn_id, state))
-            if len(host.finish_queue) >= FINISH_BATCH:
-                self._flush_finishes(host)
+            self._propose_internal(host, Finish(txn_id=txn_id), lambda _r: _unfinish(state))
             return
         for group_id in decision.participants:
             if group_id in state.confirmed or group_id in state.inflight:
@@ -826,17 +813,6 @@ class NodeCore:
             resolve.commit = decision.committed
             resolve.commit_ts = decision.commit_ts
             self.outbound.append((group_id, request, _on_resolved(state, group_id)))
-
-    def _flush_finishes(self, host: GroupHost) -> None:
-        """Propose the queued Finish records together: one Paxos slot carries them all."""
-        queue, host.finish_queue = host.finish_queue, []
-        for txn_id, state in queue:
-            self._propose_internal(host, Finish(txn_id=txn_id), lambda _r, s=state: _unfinish(s))
-
-    def _flush_due_finishes(self) -> None:
-        for host in self.hosts.values():
-            if host.finish_queue and self._now - host.finish_since >= FINISH_DELAY_S:
-                self._flush_finishes(host)
 
     def _recover_prepared(self) -> None:
         """Rule 6, participant side: ask the coordinator about transactions stuck prepared."""
