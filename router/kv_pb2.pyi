@@ -346,7 +346,7 @@ class TxnStatusRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ...) -> None: ...
 
 class TxnStatusResponse(_message.Message):
-    __slots__ = ("error", "state", "commit_ts")
+    __slots__ = ("error", "state", "commit_ts", "prepare_ts", "participants")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         UNKNOWN: _ClassVar[TxnStatusResponse.State]
@@ -360,10 +360,14 @@ class TxnStatusResponse(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     error: Error
     state: TxnStatusResponse.State
     commit_ts: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., state: _Optional[_Union[TxnStatusResponse.State, str]] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    prepare_ts: int
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., state: _Optional[_Union[TxnStatusResponse.State, str]] = ..., commit_ts: _Optional[int] = ..., prepare_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TimestampRequest(_message.Message):
     __slots__ = ()

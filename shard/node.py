@@ -1208,8 +1208,10 @@ class NodeCore:
                 else kv.TxnStatusResponse.ABORTED
             )
             status.commit_ts = decision.commit_ts
-        elif shard.prepared(txn_id) is not None:
+        elif (prepared := shard.prepared(txn_id)) is not None:
             status.state = kv.TxnStatusResponse.IN_PROGRESS
+            status.prepare_ts = prepared.prepare_ts
+            status.participants.extend(prepared.participants)
         else:
             status.state = kv.TxnStatusResponse.UNKNOWN
         return response

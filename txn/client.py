@@ -191,10 +191,10 @@ class TxnState(enum.IntEnum):
     UNKNOWN = kv.TxnStatusResponse.UNKNOWN
     """No record: never prepared at the coordinator, or older than the retention window."""
     IN_PROGRESS = kv.TxnStatusResponse.IN_PROGRESS
-    """Prepared at the coordinator group, no decision recorded yet. A transaction whose
-    commit already returned reads so for about one Paxos round (its decision is recorded
-    after the commit: parallel commits); ask again. If its client died, recovery records
-    the decision within about `txn.resolve_after_ms`."""
+    """Prepared at the coordinator group, and not every participant is prepared yet: it may
+    still commit or abort. (A transaction whose every participant is prepared is reported
+    COMMITTED even before its decision record is written: parallel commits.) If its client
+    died, recovery decides it within about `txn.resolve_after_ms`."""
     COMMITTED = kv.TxnStatusResponse.COMMITTED
     ABORTED = kv.TxnStatusResponse.ABORTED
 
@@ -971,14 +971,44 @@ class AsyncClient:
             else:
                 assert group_id is not None
                 gid = group_id
-        request = kv.Request(txn_status=kv.TxnStatusRequest(txn_id=txn_id))
-        response = await self._send(request, group_id=gid, write=False, timeout_s=timeout_s)
-        body = response.txn_status
+        body = await self._group_txn_status(txn_id, gid, timeout_s)
         state = TxnState(body.state)
+        if state is TxnState.IN_PROGRESS:
+            body = await self._implicit_commit(txn_id, gid, body, timeout_s)
+            state = TxnState(body.state)
         if state is TxnState.COMMITTED:
             self._clock.observe(body.commit_ts)
             return TxnStatus(state, body.commit_ts)
         return TxnStatus(state)
+
+    async def _group_txn_status(
+        self, txn_id: bytes, group_id: int, timeout_s: float | None
+    ) -> kv.TxnStatusResponse:
+        request = kv.Request(txn_status=kv.TxnStatusRequest(txn_id=txn_id))
+        response = await self._send(request, group_id=group_id, write=False, timeout_s=timeout_s)
+        return response.txn_status
+
+    async def _implicit_commit(
+        self, txn_id: bytes, coordinator: int, body: kv.TxnStatusResponse, timeout_s: float | None
+    ) -> kv.TxnStatusResponse:
+        """An undecided transaction IS committed once every participant holds its PREPARE
+        (parallel commits): ask the others, with linearizable reads at their leaders.
+        Returns a COMMITTED answer at max(prepare_ts), or `body` when some participant is
+        not prepared (the transaction may still commit or abort: in progress)."""
+        if coordinator not in body.participants:
+            return body  # an answer without the participants: nothing to conclude
+        others = [g for g in body.participants if g != coordinator]
+        answers = await asyncio.gather(
+            *(self._group_txn_status(txn_id, g, timeout_s) for g in others)
+        )
+        stamps = [body.prepare_ts]
+        for answer in answers:
+            if answer.state == kv.TxnStatusResponse.COMMITTED:
+                return answer  # a participant already resolved it with the decision
+            if answer.state != kv.TxnStatusResponse.IN_PROGRESS:
+                return body
+            stamps.append(answer.prepare_ts)
+        return kv.TxnStatusResponse(state=kv.TxnStatusResponse.COMMITTED, commit_ts=max(stamps))
 
     # ------------------------------------------------------------------ single-key helpers
 

@@ -30,6 +30,7 @@ from txn import (
     TransactionState,
     TxnRef,
     TxnState,
+    TxnStatus,
 )
 
 # Keys by group under the fake map (split points g, p).
@@ -779,3 +780,23 @@ async def test_txn_status_argument_forms(fake: FakeKV) -> None:
             await client.txn_status(tx.txn_id)
         with pytest.raises(txn.InvalidArgument):
             await client.txn_status(tx.ref, group_id=1)
+
+
+@with_fake
+async def test_txn_status_reports_a_commit_whose_decision_is_not_recorded_yet(
+    fake: FakeKV,
+) -> None:
+    """Parallel commits: every participant prepared IS committed, at max(prepare_ts), even
+    before the decision record exists; one participant not prepared is still in progress."""
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
+    async with fast_client(fake, timeout_s=0.5) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        commit_ts = await tx.commit()
+        assert tx.ref is not None and fake.store.decisions == {}
+        status = await client.txn_status(tx.ref)
+        assert status == TxnStatus(TxnState.COMMITTED, commit_ts)
+        with fake.lock:  # group 3's part vanishes, as if its Prepare had not arrived yet
+            del fake.store.prepared[(tx.txn_id, 3)]
+        assert (await client.txn_status(tx.ref)).state is TxnState.IN_PROGRESS

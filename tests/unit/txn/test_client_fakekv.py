@@ -224,7 +224,10 @@ class FakeStore:
                 )
                 body.commit_ts = commit_ts
             elif (op.txn_id, group) in self.prepared:
+                record = self.prepared[(op.txn_id, group)]
                 body.state = kv.TxnStatusResponse.IN_PROGRESS
+                body.prepare_ts = record.prepare_ts
+                body.participants.extend(record.participants)
             else:
                 body.state = kv.TxnStatusResponse.UNKNOWN
         elif kind == "timestamp":
