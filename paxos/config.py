@@ -29,7 +29,7 @@ class ReplicaConfig:
     max_batch_bytes: int = 4 * 1024 * 1024
     #: Most slots a leader has in flight (proposed, not yet chosen) at once.
     pipeline_window: int = 32
-    #: Most chosen slots sent in one catch-up reply.
+    #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
     #: Compact the log once this many applied slots are held; keep the newest `compact_keep`.
     compact_threshold: int = 5_000

@@ -638,17 +638,23 @@ class Replica:
             self._chosen_watermark,
             msg.from_slot + self.config.catchup_max_slots - 1,
         )
-        entries = tuple(
-            SlotValue(slot=slot, value=self._log[slot][1])
-            for slot in range(msg.from_slot, last_slot + 1)
-        )
+        # Bounded by bytes too: with thrifty Accepts catch-up carries a follower's whole
+        # share of the writes, and one reply must stay a message the peer stream can take.
+        entries = []
+        size = 0
+        for slot in range(msg.from_slot, last_slot + 1):
+            value = self._log[slot][1]
+            size += _value_bytes(value)
+            if entries and size > self.config.max_batch_bytes:
+                break
+            entries.append(SlotValue(slot=slot, value=value))
         if entries:
             self._out.messages.append(
                 CatchUpReply(
                     src=self.id,
                     dst=msg.src,
                     ballot=self._promised,
-                    entries=entries,
+                    entries=tuple(entries),
                     chosen_watermark=self._chosen_watermark,
                 )
             )

@@ -31,6 +31,7 @@ from paxos import (
 from paxos.messages import (
     Accept,
     AcceptedEntry,
+    CatchUpReply,
     Heartbeat,
     InstallSnapshot,
     Message,
@@ -710,3 +711,25 @@ def test_thrifty_accept_to_a_silent_follower_is_resent_to_the_others() -> None:
     # The other follower answered last: the next slot's Accept goes to it.
     g.r(1).propose(b"y")
     assert _accept_targets(g.process(1)) == {other}
+
+
+def test_a_catch_up_reply_is_bounded_by_bytes() -> None:
+    g = Group(3, max_batch_bytes=1000)
+    g.elect(1)
+    g.heartbeat(1)
+    for i in range(6):  # node 3 is cut off while six 400-byte slots are chosen
+        g.r(1).propose(bytes([i]) * 400)
+        g.stabilize(between(1, 2))
+    assert len(g.chosen(1)) == 6 and g.chosen(3) == []
+    replies: list[Message] = []
+    for _ in range(10):  # healed: node 3 catches up from the heartbeats' watermark
+        g.tick(1, g.now[1] + 0.06)
+        g.process_all()
+        for _ in range(5):
+            replies += [m for m in g.inflight if isinstance(m, CatchUpReply)]
+            g.deliver()
+            g.process_all()
+        if len(g.chosen(3)) == 6:
+            break
+    assert g.chosen(3) == g.chosen(1)
+    assert replies and all(len(m.entries) <= 2 for m in replies)  # 2 x (400 + 64) <= 1000
