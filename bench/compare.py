@@ -580,7 +580,7 @@ def txn_tables(rows: list[dict[str, Any]], hot_keys: int) -> list[str]:
     lines.append("")
     lines.append(
         "Ratios to a single-key put's p50 in the same run; `commit` = the commit call alone "
-        "(txn2: Prepare round + Decide round, the target), `whole` = reads + commit:"
+        "(txn2: one Paxos round, the Prepares in parallel; the target), `whole` = reads + commit:"
     )
     lines.append("")
     lines.append(
