@@ -640,7 +640,7 @@ class Replica:
         )
         # Bounded by bytes too: with thrifty Accepts catch-up carries a follower's whole
         # share of the writes, and one reply must stay a message the peer stream can take.
-        entries = []
+        entries: list[SlotValue] = []
         size = 0
         for slot in range(msg.from_slot, last_slot + 1):
             value = self._log[slot][1]

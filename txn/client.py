@@ -126,7 +126,6 @@ from txn.errors import (
     DeadlineExceeded,
     FencingTokenRejected,
     InvalidArgument,
-    LimitExceeded,
     OutcomeUnknown,
     PaxosKVError,
     ServerError,
@@ -1424,9 +1423,7 @@ class AsyncClient:
             return await self._commit_one_phase(
                 tx._ref, coordinator, ts, group_reads, group_writes, deadline
             )
-        return await self._commit_two_phase(
-            tx._ref, parts, ts, tx._priority or ts, deadline
-        )
+        return await self._commit_two_phase(tx._ref, parts, ts, tx._priority or ts, deadline)
 
     async def _send_idempotent(
         self,

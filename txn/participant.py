@@ -202,6 +202,24 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
     return PrepareResult(prepare_ts=prepare_ts)
 
 
+def _record_outcome(
+    store: TxnStore, txn_id: bytes, committed: bool, commit_ts: int, ts: int
+) -> None:
+    """Remember the txn's outcome in this group (rules O3, O4, R5, V1): a finished decision
+    record, which every later Prepare or one-phase commit of the txn finds, purged after the
+    retention window."""
+    store.put_decision(
+        DecisionInfo(
+            txn_id=txn_id,
+            committed=committed,
+            commit_ts=commit_ts if committed else 0,
+            participants=(),
+            decided_ts=ts,
+            finished=True,
+        )
+    )
+
+
 def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts: int) -> int:
     """Write one committed value at commit_ts; returns 1, or 0 for a delete of an absent key."""
     if value is None and store.latest_version(key)[1]:
@@ -220,16 +238,7 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     """
     txn_id = cmd.txn_id
     if store.decision(txn_id) is None:
-        store.put_decision(
-            DecisionInfo(
-                txn_id=txn_id,
-                committed=cmd.commit,
-                commit_ts=cmd.commit_ts if cmd.commit else 0,
-                participants=(),
-                decided_ts=ts,
-                finished=True,
-            )
-        )
+        _record_outcome(store, txn_id, cmd.commit, cmd.commit_ts, ts)
     info = store.prepared(txn_id)
     if info is None:
         return ResolveResult(found=False)
@@ -281,32 +290,14 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
         # Recorded, so a late duplicate of this request (retried after a lost answer) finds
         # the abort instead of validating again and committing what the client was told
         # had failed.
-        store.put_decision(
-            DecisionInfo(
-                txn_id=txn_id,
-                committed=False,
-                commit_ts=0,
-                participants=(),
-                decided_ts=ts,
-                finished=True,
-            )
-        )
+        _record_outcome(store, txn_id, False, 0, ts)
         return OnePhaseResult(conflict=conflict)
     max_version = store.max_version()
     commit_ts = ts if ts > max_version else max_version + 1
     for write in cmd.writes:
         _write_committed(store, write.key, write.value, commit_ts)
     store.set_max_version(commit_ts)
-    store.put_decision(
-        DecisionInfo(
-            txn_id=txn_id,
-            committed=True,
-            commit_ts=commit_ts,
-            participants=(),
-            decided_ts=ts,
-            finished=True,
-        )
-    )
+    _record_outcome(store, txn_id, True, commit_ts, ts)
     return OnePhaseResult(commit_ts=commit_ts)
 
 
@@ -316,16 +307,7 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     if info is not None:
         return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
     if store.decision(cmd.txn_id) is None:
-        store.put_decision(
-            DecisionInfo(
-                txn_id=cmd.txn_id,
-                committed=False,
-                commit_ts=0,
-                participants=(),
-                decided_ts=ts,
-                finished=True,
-            )
-        )
+        _record_outcome(store, cmd.txn_id, False, 0, ts)
     return PreventResult(prepared=False)
 
 

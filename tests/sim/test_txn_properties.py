@@ -302,7 +302,7 @@ def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(NodeCore, "_recover_prepared", lambda self: None)
     sim = _sim_with("append", "2pc", 5, client_death=0.5)
     # Either the records themselves, or the final reader stuck behind their intents.
-    with pytest.raises(LivenessViolation, match="prepared|final read never committed"):
+    with pytest.raises(LivenessViolation, match=r"prepared|final read never committed"):
         sim.run()
 
 
@@ -326,7 +326,7 @@ def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
     sim.knobs.faults = []
     sim.knobs.triggers = []
     sim.knobs.death_points = ("before_decide",)
-    with pytest.raises(SafetyViolation, match="lost|committed|elle"):
+    with pytest.raises(SafetyViolation, match=r"lost|committed|elle"):
         sim.run()
 
 

@@ -337,7 +337,9 @@ async def test_a_failed_prepare_reports_the_commit_recovery_recorded_first(
     def hook(node: int, request: kv.Request) -> Any:
         op = request.WhichOneof("op")
         if op == "prepare" and request.prepare.header.group_id == 2:
-            return kv.Response(id=request.id, prepare=kv.PrepareResponse(error=kv.Error(code=kv.UNAVAILABLE)))
+            return kv.Response(
+                id=request.id, prepare=kv.PrepareResponse(error=kv.Error(code=kv.UNAVAILABLE))
+            )
         if op == "decide" and not request.decide.commit:
             # Recovery found every PREPARE logged and recorded the commit first.
             with fake.lock:
