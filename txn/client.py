@@ -42,10 +42,13 @@ Commit sends the read and write sets to the participants, the groups owning thos
   the coordinator group is the group of the first written key, of the first read key for a
   transaction that only read). When all voted yes the transaction IS committed, at
   `commit_ts = max(prepare_ts)` (parallel commits, as CockroachDB's: one Paxos round on the
-  commit path), and `commit` returns. `Decide(commit)` then goes to the coordinator group
-  in the background: it records the decision, resolves the coordinator's own part, and its
-  leader sends `Resolve` to the other participants. If this client dies first, recovery
-  finds every PREPARE logged and records the same commit (txn.coordinator rule D3).
+  commit path), and `commit` returns. Every participant, the coordinator group included,
+  then gets `Resolve(commit, commit_ts)` in the background: its versions appear and its
+  intents go, and it keeps a record of the outcome (participant rule R5), which at the
+  coordinator group is what `txn_status` reads. No Decide is needed for a commit. If this
+  client dies first, the participants left prepared ask the coordinator group, whose
+  recovery finds every PREPARE logged (or resolved) and records the same commit (txn.
+  coordinator rule D3).
   A `no` vote (or a participant that cannot be reached) records `Decide(abort)` and waits
   for its answer: the recorded decision is the outcome (a commit, if recovery found every
   vote yes first), and without an answer it is `CommitUnknown`. An aborted transaction that
@@ -159,7 +162,7 @@ DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_SCAN_LIMIT = 1000
 TXN_ID_BYTES = 16
 
-_DECIDE_TIMEOUT_S = 2.0  # budget of a Decide sent after the prepares (commit or abort)
+_DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
 _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
@@ -1533,7 +1536,7 @@ class AsyncClient:
             )
         except asyncio.CancelledError:
             # Nobody was told it committed; recording the abort settles it sooner.
-            self._spawn(self._record_decision(ref, participants, False, 0))
+            self._spawn(self._record_abort(ref, participants))
             raise
         failures = [
             (group, outcome)
@@ -1544,8 +1547,9 @@ class AsyncClient:
             return await self._abort_after_failed_prepare(ref, participants, failures, deadline)
         commit_ts = max(o for o in outcomes if isinstance(o, int))
         self._clock.observe(commit_ts)
-        # Committed (rule 2). The decision record and the participants' resolution follow.
-        self._spawn(self._record_decision(ref, participants, True, commit_ts))
+        # Committed (rule 2). Every participant, the coordinator included, now resolves its
+        # part; that leaves the record txn_status and recovery read (participant rule R5).
+        self._resolve_all(ref.txn_id, participants, True, commit_ts)
         return commit_ts
 
     async def _prepare(
@@ -1584,13 +1588,9 @@ class AsyncClient:
         self._clock.observe(body.prepare_ts)
         return body.prepare_ts
 
-    async def _record_decision(
-        self, ref: TxnRef, participants: list[int], commit: bool, commit_ts: int
-    ) -> None:
-        """Best effort, in the background: recovery records the same decision otherwise."""
-        op = kv.DecideRequest(
-            txn_id=ref.txn_id, participants=participants, commit=commit, commit_ts=commit_ts
-        )
+    async def _record_abort(self, ref: TxnRef, participants: list[int]) -> None:
+        """Best effort, in the background: recovery records the abort otherwise."""
+        op = kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(PaxosKVError, _NoAnswer):
             await self._send_idempotent(
@@ -1641,8 +1641,11 @@ class AsyncClient:
             self._spawn(self._resolve(kv.Request(resolve=op), group))
 
     async def _resolve(self, request: kv.Request, group_id: int) -> None:
-        with contextlib.suppress(PaxosKVError, WrongShard, UnknownGroup):
-            await self._send(request, group_id=group_id, write=True)
+        """Best effort, in the background: a participant left prepared asks its coordinator
+        group in the end (recovery)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(PaxosKVError, _NoAnswer):
+            await self._send_idempotent(request, group_id, loop.time() + _DECIDE_TIMEOUT_S)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closed:

@@ -59,9 +59,12 @@ O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
     max_version = commit_ts; a finished decision record (committed) is stored.
 V1. Prevent (recovery, sent by the coordinator group's leader): with a prepared record, answer
-    its prepare_ts and change nothing; else record an abort decision (finished, as O3) unless
-    a decision exists, so every later Prepare of the txn here is refused (P2), and answer
-    "not prepared". Logged, so the answer holds against every Prepare ordered after it.
+    its prepare_ts and change nothing; with a committed decision record (the txn was
+    prepared here and resolved by its commit, R5), answer "prepared" at its commit_ts (at
+    least every prepare_ts, so the recovered commit_ts is the same); else record an abort
+    decision (finished, as O3) unless one exists, so every later Prepare of the txn here is
+    refused (P2), and answer "not prepared". Logged, so the answer holds against every
+    Prepare ordered after it.
 W1. A single-key Put/Delete/CAS on a key holding any intent is refused (phase "write").
 """
 
@@ -306,8 +309,11 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     info = store.prepared(cmd.txn_id)
     if info is not None:
         return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
-    if store.decision(cmd.txn_id) is None:
+    decided = store.decision(cmd.txn_id)
+    if decided is None:
         _record_outcome(store, cmd.txn_id, False, 0, ts)
+    elif decided.committed:
+        return PreventResult(prepared=True, prepare_ts=decided.commit_ts)
     return PreventResult(prepared=False)
 
 

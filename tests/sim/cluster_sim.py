@@ -39,7 +39,7 @@ trigger                     crashes the leader of a group as soon as...
 ==========================  ===========================================================
 
 plus client processes that die (``abandon``) before the commit, with their Prepares in
-flight, after every yes vote (the user was told "committed") before sending the Decide, or
+flight, after every yes vote (the user was told "committed") before resolving anything, or
 after a failed vote before recording the abort.
 
 A run has four phases in virtual time: warm-up (every group elects a leader), chaos (the

@@ -22,8 +22,8 @@ A read-write transaction (`SimTxnClient.transaction(keys, body, done)`):
    - one group: `CommitOnePhase`;
    - several: `Prepare` to every participant in parallel (`_prepare_all`). All yes votes
      ARE the commit (parallel commits): the client reports ``ok`` at
-     `commit_ts = max(prepare_ts)` at once, then sends `Decide(commit)` to the coordinator
-     group, fire and forget (`_decide`); the coordinator's leader resolves the participants.
+     `commit_ts = max(prepare_ts)` at once, then sends `Resolve(commit)` to every
+     participant, the coordinator group included, fire and forget (`_resolve_all`).
      A `no` vote or a participant that gives no answer leads to `Decide(abort)`, whose
      answer (the RECORDED decision: recovery may have found every PREPARE logged first) is
      the outcome (`_abort`).
@@ -45,7 +45,7 @@ sees and proposes `ts = max(seen + 1, wall clock)`, as the real client does.
 
 Fault injection: `abandon(point)` is asked at each point where a real client process could
 die: ``before_commit``; ``mid_prepare`` (the prepares are in flight: the votes decide, and
-nobody will hear them); ``before_decide`` (every vote was yes and the user was told so: the
+nobody will hear them); ``before_resolve`` (every vote was yes and the user was told so: the
 report is ``ok`` and recovery must record the commit); ``before_abort`` (a vote failed, no
 abort is recorded). When it answers True the client stops there and sends nothing more.
 """
@@ -72,7 +72,7 @@ Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
 #: failure.
 MUTATIONS = ("no_read_validation", "snapshot_reads_latest", "unknown_as_fail")
 
-ABANDON_POINTS = ("before_commit", "mid_prepare", "before_decide", "before_abort")
+ABANDON_POINTS = ("before_commit", "mid_prepare", "before_resolve", "before_abort")
 
 
 class Transport(Protocol):
@@ -369,11 +369,11 @@ class _Txn:
         commit_ts = max(v for v in self.votes.values() if v is not None)
         self.result.commit_ts = commit_ts
         self.c.clock.observe(commit_ts)
-        if self.c.abandon("before_decide"):
-            self.finish("ok", "every vote yes; the client died before its Decide")
+        if self.c.abandon("before_resolve"):
+            self.finish("ok", "every vote yes; the client died before resolving")
             return
         self.finish("ok")
-        self._decide(commit_ts)
+        self._resolve_all(list(self.result.participants), True, commit_ts)
 
     def _abort(self, why: str) -> None:
         """Record the abort at the coordinator group; its answer is the outcome."""
@@ -404,15 +404,6 @@ class _Txn:
             self.finish("ok", "recovery had recorded the commit")
         else:
             self.finish("fail", why)
-
-    def _decide(self, commit_ts: int) -> None:
-        """Record the commit the votes made (fire and forget: recovery would record it)."""
-        res = self.result
-        op = kv.DecideRequest(
-            txn_id=res.txn_id, participants=res.participants, commit=True, commit_ts=commit_ts
-        )
-        self.c._header(op.header, res.coordinator)
-        self.c.t.call(res.coordinator, kv.Request(decide=op), 0.5, lambda _r, _a: None)
 
     def _resolve_all(self, groups: list[int], commit: bool, commit_ts: int) -> None:
         for group in groups:

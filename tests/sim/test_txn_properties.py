@@ -115,8 +115,8 @@ def test_list_append_under_crashes_also_inside_a_cycle(seed: int) -> None:
 @given(seed=SEEDS)
 def test_list_append_under_2pc_crash_points_and_dying_clients(seed: int) -> None:
     """Coordinator leader crashed right after a PREPARE / the decision is chosen, participant
-    leader right after its PREPARE; clients dying before Decide, after sending it, before
-    the resolves."""
+    leader right after its PREPARE; clients dying before the commit, with their Prepares in
+    flight, after every yes vote before resolving, or before recording an abort."""
     _run("append", "2pc", seed)
 
 
@@ -256,8 +256,8 @@ def test_profiles_and_workloads_are_known() -> None:
 def test_commits_without_read_validation_are_caught_by_elle() -> None:
     assert "no_read_validation" in MUTATIONS
     with pytest.raises(SafetyViolation, match=r"elle: .*(G-single|G2|incompatible-order)"):
-        # Seed 1: a schedule where Elle, not an earlier checker, reports it first.
-        run_cluster("append", "calm", 1, mutations=frozenset({"no_read_validation"}))
+        # Seed 2: a schedule where Elle, not an earlier checker, reports it first.
+        run_cluster("append", "calm", 2, mutations=frozenset({"no_read_validation"}))
 
 
 def test_snapshot_reads_of_latest_versions_are_caught_by_the_bank_total() -> None:
@@ -295,7 +295,7 @@ def test_a_partial_commit_is_caught_by_the_atomicity_check(
 
 
 def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the participants' recovery query, a client dying before Decide leaves
+    """Without the participants' recovery query, a client dying before it resolves leaves
     prepared records behind forever."""
     from shard.node import NodeCore
 
@@ -311,7 +311,7 @@ def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
 ) -> None:
     """Rule D3 (txn.coordinator): all yes votes are the commit, so recovery may not abort
     while the coordinator group holds the PREPARE. Without the rule, a client that reported
-    the commit and died before its Decide loses it to recovery's abort."""
+    the commit and died before resolving anything loses it to recovery's abort."""
     import dataclasses
 
     import txn.coordinator as coordinator
@@ -325,7 +325,7 @@ def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
     sim = _sim_with("append", "2pc", 5, client_death=0.5)
     sim.knobs.faults = []
     sim.knobs.triggers = []
-    sim.knobs.death_points = ("before_decide",)
+    sim.knobs.death_points = ("before_resolve",)
     with pytest.raises(SafetyViolation, match=r"lost|committed|elle"):
         sim.run()
 

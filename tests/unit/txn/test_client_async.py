@@ -69,7 +69,6 @@ async def test_cross_group_commit_prepares_each_participant_with_its_own_keys(
         tx.put(A1, b"a")
         tx.delete(C1)
         commit_ts = await tx.commit()
-        await asyncio.sleep(0.05)  # nothing more may be sent: see below
     prepares = {g: r.prepare for g, r in fake.requests("prepare")}
     assert sorted(prepares) == [1, 2, 3]
     for group, prepare in prepares.items():
@@ -79,13 +78,14 @@ async def test_cross_group_commit_prepares_each_participant_with_its_own_keys(
         assert all(fake.group_of(w.key) == group for w in prepare.writes)
     assert [w.key for w in prepares[1].writes] == [A1]
     assert prepares[3].writes[0].delete
-    [(group, decide)] = fake.requests("decide")
-    assert group == 2
-    assert decide.decide.commit and list(decide.decide.participants) == [1, 2, 3]
-    # commit_ts = max(prepare_ts): the fake hands out increasing prepare timestamps.
-    assert commit_ts == decide.decide.commit_ts >= decide.decide.commit_ts
-    # The coordinator group delivers the decision; the client sends no Resolve of its own.
-    assert fake.requests("resolve") == []
+    # Committed on the votes: each participant, the coordinator included, gets the commit
+    # at max(prepare_ts) as a Resolve; no Decide is needed for a commit.
+    assert fake.requests("decide") == []
+    resolves = {g: r.resolve for g, r in fake.requests("resolve")}
+    assert sorted(resolves) == [1, 2, 3]
+    assert {(r.txn_id, r.commit, r.commit_ts) for r in resolves.values()} == {
+        (tx.txn_id, True, commit_ts)
+    }
     assert fake.store.value(A1) == b"a" and fake.store.value(B1) == b"b"
     assert tx.ref == TxnRef(tx.txn_id, 2)
 
@@ -113,7 +113,7 @@ async def test_commit_ts_is_the_max_prepare_ts(fake: FakeKV) -> None:
         tx.put(C1, b"c")
         commit_ts = await tx.commit()
     assert commit_ts == max(stamps)
-    assert fake.requests("decide")[0][1].decide.commit_ts == max(stamps)
+    assert {r.resolve.commit_ts for _, r in fake.requests("resolve")} == {max(stamps)}
 
 
 @with_fake
@@ -122,8 +122,7 @@ async def test_read_only_cross_group_coordinator_is_first_read_group(fake: FakeK
     async with fast_client(fake) as client, client.transaction() as tx:
         assert await tx.get(C1) == b"c"
         assert await tx.get(A1) is None
-    [(group, _)] = fake.requests("decide")
-    assert group == 3
+    assert tx.ref is not None and tx.ref.group_id == 3
     assert {g: r.prepare.coordinator_group for g, r in fake.requests("prepare")} == {1: 3, 3: 3}
     assert not any(r.prepare.writes for _, r in fake.requests("prepare"))
 
@@ -358,15 +357,16 @@ async def test_a_failed_prepare_reports_the_commit_recovery_recorded_first(
 
 
 @with_fake
-async def test_lost_decide_answer_resends_the_same_decide(fake: FakeKV) -> None:
+async def test_lost_resolve_answer_resends_the_same_resolve(fake: FakeKV) -> None:
     """Rule 1: a lost answer is answered by re-sending the SAME request."""
     lost = 1
 
     def hook(node: int, request: kv.Request) -> Any:
         nonlocal lost
-        if request.WhichOneof("op") == "decide" and lost:
-            lost -= 1
-            return LOSE
+        if request.WhichOneof("op") == "resolve" and request.resolve.header.group_id == 1:
+            if lost:
+                lost -= 1
+                return LOSE
         return None
 
     fake.hook = hook
@@ -375,27 +375,29 @@ async def test_lost_decide_answer_resends_the_same_decide(fake: FakeKV) -> None:
         tx.put(A1, b"a")
         tx.put(C1, b"c")
         commit_ts = await tx.commit()
-    decides = [r.decide for _, r in fake.requests("decide")]
-    assert len(decides) == 2
-    assert decides[0].txn_id == decides[1].txn_id == tx.txn_id
-    assert decides[0].commit_ts == decides[1].commit_ts == commit_ts
+    resolves = [r.resolve for g, r in fake.requests("resolve") if g == 1]
+    assert len(resolves) == 2 and resolves[0] == resolves[1]
+    assert (resolves[0].txn_id, resolves[0].commit, resolves[0].commit_ts) == (
+        tx.txn_id,
+        True,
+        commit_ts,
+    )
 
 
 @with_fake
-async def test_commit_returns_on_the_votes_and_the_decide_follows(fake: FakeKV) -> None:
-    """Parallel commits: all yes votes ARE the commit; the Decide is sent afterwards and
-    re-sent while its answer is lost, without holding the caller."""
-    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "decide" else None
+async def test_commit_returns_on_the_votes_and_the_resolves_follow(fake: FakeKV) -> None:
+    """Parallel commits: all yes votes ARE the commit; the participants are resolved
+    afterwards, re-sent while their answers are lost, without holding the caller."""
+    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "resolve" else None
     async with fast_client(fake, timeout_s=1.0, attempt_timeout_s=0.2) as client:
         tx = client.transaction()
         tx.put(A1, b"a")
         tx.put(C1, b"c")
         commit_ts = await tx.commit()
         assert tx.state is TransactionState.COMMITTED and tx.commit_ts == commit_ts
-        assert fake.count("decide") <= 1  # returned before any re-send of the Decide
-    assert fake.count("decide") >= 2
-    assert {r.decide.txn_id for _, r in fake.requests("decide")} == {tx.txn_id}
-    assert {r.decide.commit_ts for _, r in fake.requests("decide")} == {commit_ts}
+        assert fake.count("resolve") <= 2  # returned before any re-send
+    assert fake.count("resolve") >= 4
+    assert fake.requests("decide") == []
     fake.hook = None
     async with fast_client(fake) as client:
         status = await client.txn_status(TxnRef(tx.txn_id, 1))
@@ -403,7 +405,7 @@ async def test_commit_returns_on_the_votes_and_the_decide_follows(fake: FakeKV) 
 
 
 @with_fake
-async def test_a_decide_that_never_arrives_leaves_the_commit_to_recovery(fake: FakeKV) -> None:
+async def test_resolves_that_never_arrive_leave_the_commit_to_recovery(fake: FakeKV) -> None:
     """The client may die (or lose its network) right after the votes: the transaction is
     committed all the same, its PREPAREs stay logged, and recovery records the commit."""
     from router import client_errors
@@ -412,7 +414,7 @@ async def test_a_decide_that_never_arrives_leaves_the_commit_to_recovery(fake: F
         routing_send = client.routing.send
 
         async def send(request: kv.Request, **kwargs: Any) -> kv.Response:
-            if request.WhichOneof("op") == "decide":
+            if request.WhichOneof("op") == "resolve":
                 raise client_errors.DeadlineExceeded("injected: never sent")
             return await routing_send(request, **kwargs)
 
@@ -565,7 +567,7 @@ async def test_transactional_functions_compose_into_one_transaction(fake: FakeKV
             assert tx.state is TransactionState.OPEN  # composed: not committed inside
         await decided(fake)
         assert fake.store.value(A1) == b"6" and fake.store.value(C1) == b"4"
-        assert fake.count("commit_one_phase") == 1 and fake.count("decide") == 2
+        assert fake.count("commit_one_phase") == 1 and fake.count("prepare") == 4
 
 
 @with_fake
@@ -790,7 +792,7 @@ async def test_txn_status_reports_a_commit_whose_decision_is_not_recorded_yet(
 ) -> None:
     """Parallel commits: every participant prepared IS committed, at max(prepare_ts), even
     before the decision record exists; one participant not prepared is still in progress."""
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "resolve" else None
     async with fast_client(fake, timeout_s=0.5) as client:
         tx = client.transaction()
         tx.put(A1, b"a")

@@ -41,7 +41,7 @@ def test_txn_command_prints_reads_and_commit(fake: FakeKV, capsys: Any) -> None:
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith("committed at ts ")
     assert "0 reads, 2 writes" in out[0]
-    assert fake.count("decide") == 1  # apple and plum live in two groups
+    assert fake.count("prepare") == 2  # apple and plum live in two groups
 
     assert run_cli(fake, "get apple", "get nope", "put kiwi a\tb", "scan a z") == 0
     out = capsys.readouterr().out.splitlines()

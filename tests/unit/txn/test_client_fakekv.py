@@ -198,6 +198,11 @@ class FakeStore:
             committed, commit_ts, _ = self.decisions[op.txn_id]
             body.committed, body.commit_ts = committed, commit_ts
         elif kind == "resolve":
+            record = self.prepared.get((op.txn_id, group))
+            if record is not None and record.coordinator == group:
+                # Rule R5: the coordinator group keeps the outcome its Resolve applied.
+                commit_ts = op.commit_ts if op.commit else 0
+                self.decisions.setdefault(op.txn_id, (op.commit, commit_ts, group))
             self.resolve(op.txn_id, group, op.commit, op.commit_ts)
         elif kind == "commit_one_phase":
             self.observe(op.ts)

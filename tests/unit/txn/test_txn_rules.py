@@ -341,6 +341,16 @@ def test_v1_prevent_reports_a_prepare_and_changes_nothing(h: Harness) -> None:
     assert h.decision(T1) is None and h.prepared(T1) is not None
 
 
+def test_v1_prevent_reports_a_prepare_resolved_by_its_commit(h: Harness) -> None:
+    """The client resolves the participants itself after the votes, in no particular order:
+    recovery may find this part already resolved while the coordinator's is not."""
+    prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=35), 36)
+    r = h.txn(Prevent(txn_id=T1), 40)
+    assert r.txn == PreventResult(prepared=True, prepare_ts=35)
+    assert h.value(b"a") == (b"new", 35)
+
+
 def test_v1_prevent_forbids_every_later_prepare(h: Harness) -> None:
     r = h.txn(Prevent(txn_id=T1), 30)
     assert r.txn == PreventResult(prepared=False)
