@@ -11,12 +11,15 @@ proposes a Decide; the state machine keeps the FIRST one and answers every later
 it, so a late COMMIT after a recovery ABORT (or the reverse) cannot change the outcome.
 
 A transaction is COMMITTED the moment every participant has logged its PREPARE (parallel
-commits, as CockroachDB's): the client answers its user then and writes the decision
-afterwards. So the decision record is a consequence, and whoever records one must respect
-votes it has not seen: a client records `commit` only after every yes vote, and `abort` only
-instead of reporting a commit; recovery records `abort` only when some participant cannot
-have prepared (rule D3), found out by the prevent round (`shard.node`, rule 6; each
-participant's answer is logged there, txn.participant rule V1).
+commits, as CockroachDB's): the client answers its user then and resolves every
+participant afterwards, the coordinator group included, whose outcome record (participant
+rule R5, finished from the start) is then the commit's record here: no Decide is needed
+for a commit. So a decision record is a consequence, and whoever records one must respect
+votes it has not seen: a client resolves with `commit` only after every yes vote, and
+records `abort` only instead of reporting a commit; recovery records `abort` only when some
+participant cannot have prepared (rule D3), found out by the prevent round (`shard.node`,
+rule 6; each participant's answer is logged there, txn.participant rule V1). Decide records
+come from aborts and from recovery.
 
 A decision record moves through these states (the table is the whole protocol):
 
