@@ -363,10 +363,10 @@ async def test_lost_resolve_answer_resends_the_same_resolve(fake: FakeKV) -> Non
 
     def hook(node: int, request: kv.Request) -> Any:
         nonlocal lost
-        if request.WhichOneof("op") == "resolve" and request.resolve.header.group_id == 1:
-            if lost:
-                lost -= 1
-                return LOSE
+        op = request.WhichOneof("op")
+        if op == "resolve" and request.resolve.header.group_id == 1 and lost:
+            lost -= 1
+            return LOSE
         return None
 
     fake.hook = hook
