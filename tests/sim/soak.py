@@ -1,11 +1,12 @@
-"""Soak the whole-cluster simulator: random (workload, fault profile, seed) runs for a while.
+"""Soak a simulator: random (workload, fault profile, seed) runs for a while.
 
-    python tests/sim/soak.py --seconds 600 [--seed N]
+    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos]
 
-Each run is `cluster_sim.run_cluster(workload, profile, seed)` with every checker on, as the
-property tests run them, but for as long as you give it rather than a fixed count: about 5
-runs a second on one core. A failure prints its replay line (the same one the property
-tests print); the exit code is 1 if any run failed.
+Each run is `cluster_sim.run_cluster(workload, profile, seed)` (or, with `--paxos`, one
+Paxos group: `paxos_sim.run_group(profile, seed)`) with every checker on, as the property
+tests run them, but for as long as you give it rather than a fixed count: about 5 cluster
+runs or 25 group runs a second on one core. A failure prints its replay line (the same one
+the property tests print); the exit code is 1 if any run failed.
 """
 
 from __future__ import annotations
@@ -19,34 +20,47 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cluster_sim import PROFILES, WORKLOADS, SafetyViolation, run_cluster
+import paxos_sim
+from cluster_sim import PROFILES, WORKLOADS, run_cluster
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="how long to run (600)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the run picker")
+    parser.add_argument("--paxos", action="store_true", help="soak the Paxos group simulator")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     end = time.monotonic() + args.seconds
     runs, failed = 0, []
     while time.monotonic() < end:
-        workload = rng.choice(sorted(WORKLOADS))
-        profile = rng.choice(sorted(PROFILES))
         seed = rng.getrandbits(32)
         try:
-            run_cluster(workload, profile, seed)
-        except SafetyViolation as exc:
-            failed.append(f"{workload}:{profile}:{seed}")
-            print(f"FAILED {workload}:{profile}:{seed}\n{exc}", flush=True)
+            if args.paxos:
+                profile = rng.choice(sorted(paxos_sim.PROFILES))
+                name = f"{profile}:{seed}"
+                paxos_sim.run_group(profile, seed)
+            else:
+                workload = rng.choice(sorted(WORKLOADS))
+                profile = rng.choice(sorted(PROFILES))
+                name = f"{workload}:{profile}:{seed}"
+                run_cluster(workload, profile, seed)
+        except AssertionError as exc:  # SafetyViolation and the Paxos checkers' failures
+            failed.append(name)
+            print(f"FAILED {name}\n{exc}", flush=True)
         runs += 1
         if runs % 500 == 0:
             print(f"{runs} runs, {len(failed)} failed", flush=True)
     print(f"{runs} runs, {len(failed)} failed: {failed}", flush=True)
     for name in failed:
-        print(
-            f"replay: PAXOSKV_TXN_SEED={name} python -m pytest tests/sim/test_txn_properties.py -k replay"
-        )
+        if args.paxos:
+            print(
+                f"replay: PAXOS_SIM_SEED={name} python -m pytest tests/sim/test_paxos_properties.py -k replay"
+            )
+        else:
+            print(
+                f"replay: PAXOSKV_TXN_SEED={name} python -m pytest tests/sim/test_txn_properties.py -k replay"
+            )
     return 1 if failed else 0
 
 
