@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from paxos.ballot import ZERO_BALLOT, Ballot
@@ -872,10 +873,10 @@ class Replica:
                 )
             )
 
-    def _accept_targets(self) -> list[int]:
+    def _accept_targets(self) -> Sequence[int]:
         """Every peer, or (thrifty) the quorum's worth that acknowledged most recently."""
         if not self.config.thrifty_accepts:
-            return list(self._peers)
+            return self._peers
         ranked = sorted(self._peers, key=lambda p: (-self._last_ack.get(p, 0.0), p))
         return ranked[: self._quorum - 1]
 

@@ -475,10 +475,6 @@ class NodeCore:
                 _check_txn_id(op.txn_id)
             elif kind in ("decide", "resolve", "txn_status", "prevent"):
                 _check_txn_id(op.txn_id)
-                if kind == "decide" and op.recover and op.commit:
-                    raise _Refusal(
-                        _error(kv.INVALID_ARGUMENT, "a recovery Decide can only ask for abort")
-                    )
             else:
                 validate_key(op.key)
                 if not desc.contains(op.key):
@@ -805,14 +801,18 @@ class NodeCore:
             if group_id in state.confirmed or group_id in state.inflight:
                 continue
             state.inflight.add(group_id)
-            request = kv.Request()
-            resolve = request.resolve
-            resolve.header.cluster_id = self.cluster_id
-            resolve.header.group_id = group_id
-            resolve.txn_id = txn_id
-            resolve.commit = decision.committed
-            resolve.commit_ts = decision.commit_ts
+            resolve = kv.ResolveRequest(
+                header=self._header(group_id),
+                txn_id=txn_id,
+                commit=decision.committed,
+                commit_ts=decision.commit_ts,
+            )
+            request = kv.Request(resolve=resolve)
             self.outbound.append((group_id, request, _on_resolved(state, group_id)))
+
+    def _header(self, group_id: int) -> kv.Header:
+        """The header of a request this node sends another group (transaction duties)."""
+        return kv.Header(cluster_id=self.cluster_id, group_id=group_id)
 
     def _recover_prepared(self) -> None:
         """Rule 6, participant side: ask the coordinator about transactions stuck prepared."""
@@ -826,17 +826,16 @@ class NodeCore:
                 if self._now - seen < self._txn.resolve_after_s or txn_id in host.querying:
                     continue
                 host.querying.add(txn_id)
-                request = kv.Request()
-                decide = request.decide
-                decide.header.cluster_id = self.cluster_id
-                decide.header.group_id = info.coordinator_group
-                decide.txn_id = txn_id
-                decide.participants.extend(info.participants)
-                decide.commit = False
-                decide.recover = True
-                self.outbound.append(
-                    (info.coordinator_group, request, self._on_recovery_answer(host, txn_id))
+                coordinator = info.coordinator_group
+                decide = kv.DecideRequest(
+                    header=self._header(coordinator),
+                    txn_id=txn_id,
+                    participants=info.participants,
+                    commit=False,
+                    recover=True,
                 )
+                request = kv.Request(decide=decide)
+                self.outbound.append((coordinator, request, self._on_recovery_answer(host, txn_id)))
 
     def _start_prevention(self, host: GroupHost, txn_id: bytes) -> None:
         """Rule 6: ask every other participant to Prevent `txn_id` (prepared here)."""
@@ -848,11 +847,9 @@ class NodeCore:
         for group_id in info.participants:
             if group_id == host.group_id:
                 continue
-            request = kv.Request()
-            prevent = request.prevent
-            prevent.header.cluster_id = self.cluster_id
-            prevent.header.group_id = group_id
-            prevent.txn_id = txn_id
+            request = kv.Request(
+                prevent=kv.PreventRequest(header=self._header(group_id), txn_id=txn_id)
+            )
             self.outbound.append((group_id, request, self._on_prevented(host, txn_id, group_id)))
         self._decide_if_prevented(host, txn_id, state)
 

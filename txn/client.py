@@ -1536,7 +1536,7 @@ class AsyncClient:
             )
         except asyncio.CancelledError:
             # Nobody was told it committed; recording the abort settles it sooner.
-            self._spawn(self._record_abort(ref, participants))
+            self._spawn(self._send_after_outcome(_abort_request(ref, participants), ref.group_id))
             raise
         failures = [
             (group, outcome)
@@ -1588,15 +1588,6 @@ class AsyncClient:
         self._clock.observe(body.prepare_ts)
         return body.prepare_ts
 
-    async def _record_abort(self, ref: TxnRef, participants: list[int]) -> None:
-        """Best effort, in the background: recovery records the abort otherwise."""
-        op = kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(PaxosKVError, _NoAnswer):
-            await self._send_idempotent(
-                kv.Request(decide=op), ref.group_id, loop.time() + _DECIDE_TIMEOUT_S
-            )
-
     async def _abort_after_failed_prepare(
         self,
         ref: TxnRef,
@@ -1607,7 +1598,6 @@ class AsyncClient:
         """Record ABORT at the coordinator group (whose leader then resolves every
         participant) and raise the prepare's failure; return the commit timestamp instead
         if the recorded decision is a commit (rule 2)."""
-        op = kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
         loop = asyncio.get_running_loop()
         unknown = (
             f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
@@ -1615,7 +1605,7 @@ class AsyncClient:
         )
         try:
             response = await self._send_idempotent(
-                kv.Request(decide=op),
+                _abort_request(ref, participants),
                 ref.group_id,
                 max(deadline, loop.time() + _DECIDE_TIMEOUT_S),
             )
@@ -1638,11 +1628,11 @@ class AsyncClient:
     ) -> None:
         for group in participants:
             op = kv.ResolveRequest(txn_id=txn_id, commit=commit, commit_ts=commit_ts)
-            self._spawn(self._resolve(kv.Request(resolve=op), group))
+            self._spawn(self._send_after_outcome(kv.Request(resolve=op), group))
 
-    async def _resolve(self, request: kv.Request, group_id: int) -> None:
-        """Best effort, in the background: a participant left prepared asks its coordinator
-        group in the end (recovery)."""
+    async def _send_after_outcome(self, request: kv.Request, group_id: int) -> None:
+        """Best effort, in the background, a Resolve or Decide(abort) sent once the outcome
+        is known: if it fails, recovery records the same outcome in the end."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(PaxosKVError, _NoAnswer):
             await self._send_idempotent(request, group_id, loop.time() + _DECIDE_TIMEOUT_S)
@@ -1654,6 +1644,12 @@ class AsyncClient:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
+    return kv.Request(
+        decide=kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
+    )
 
 
 def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:

@@ -171,6 +171,8 @@ class Decide:
         _check_txn_id(self.txn_id)
         _check_group_ids(self.participants)
         _check_u64("commit_ts", self.commit_ts)
+        if self.recover and self.commit:
+            raise ValueError("a recovery Decide can only ask for abort")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

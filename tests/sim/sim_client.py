@@ -194,7 +194,6 @@ class _Txn:
         self.result = TxnResult(txn_id=client.new_txn_id())
         self.read_deadline = 0.0
         self.votes: dict[int, int | None] = {}
-        self.no_votes: set[int] = set()
         self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]] = {}
         self.finished = False
         # Half the transactions read for update (leader-local update locks, wound-wait);
@@ -355,8 +354,6 @@ class _Txn:
             return
         if response is None or error_of(response).code != kv.OK:
             self.votes[group] = None
-            if response is not None:
-                self.no_votes.add(group)
         else:
             self.votes[group] = response.prepare.prepare_ts
             self.c.clock.observe(response.prepare.prepare_ts)
