@@ -43,6 +43,13 @@ Rules
 7. A yes vote is answered after the commit wait of its prepare_ts: the client may report the
    commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
    them (rule 1).
+8. A Resolve(commit) changes nothing anyone waits for until it is applied, so a participant
+   leader may hold it (up to RESOLVE_HOLD_S) to ride in the slot of the next proposal of its
+   group instead of paying a Paxos round of its own: the client already has its answer, and
+   CockroachDB batches intent resolution the same way. It is proposed at once when a request
+   waits on the group's intents (a lock wait or a parked snapshot read), when the replica
+   stops leading (to be refused with the leader's address), and when its hold runs out.
+   A Resolve(abort) is never held: it frees waiters and refuses a late Prepare.
 """
 
 from __future__ import annotations
@@ -96,6 +103,8 @@ EXPIRY_SWEEP_S = 0.05
 REBALANCE_S = 1.0
 # How often coordinator leaders push decisions and participant leaders look for stuck prepares.
 TXN_DUTY_S = 0.1
+# How long a participant leader may hold a Resolve(commit) for a ride (rule 8).
+RESOLVE_HOLD_S = 0.01
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
@@ -207,6 +216,9 @@ class GroupHost:
     locks: LockTable = field(default_factory=LockTable)
     # Leader side: transactions a Resolve(abort) reached before their Prepare did, and when.
     aborted: dict[bytes, float] = field(default_factory=dict)
+    # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
+    held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
+    held_until: float = 0.0
 
     @property
     def shard(self) -> ShardStateMachine:
@@ -416,6 +428,9 @@ class NodeCore:
                         host.aborted[op.txn_id] = self._now
                     host.locks.release(op.txn_id)
                     self._wake_lock_waits()
+                    if op.commit:
+                        self._hold_resolve(host, pending, command_for)
+                        return
                 self._submit_write(host, pending, command_for)
         except _Refusal as refusal:
             self._reply_error(pending, refusal.error)
@@ -629,6 +644,37 @@ class NodeCore:
             host, pending, lambda: self._submit_write(host, pending, command_for)
         ):
             self._start_write(host, pending, command_for)
+
+    def _hold_resolve(
+        self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
+    ) -> None:
+        """Rule 8: keep a Resolve(commit) for the next slot this group fills anyway."""
+        if host.replica.role is not Role.LEADER:
+            self._submit_write(host, pending, command_for)  # refused with the leader's address
+            return
+        if not host.held_resolves:
+            host.held_until = self._now + RESOLVE_HOLD_S
+        host.held_resolves.append((pending, command_for))
+
+    def _release_held_resolves(self) -> None:
+        """Rule 8: propose the held Resolves once they can ride, are needed, or are due."""
+        for host in self.hosts.values():
+            if not host.held_resolves:
+                continue
+            if not (
+                host.replica.has_queued()
+                or self._now >= host.held_until
+                or host.replica.role is not Role.LEADER
+                or any(wait.host is host for wait in self._lock_waits)
+                or any(parked is host for parked, _ in self._parked)
+            ):
+                continue
+            held, host.held_resolves = host.held_resolves, []
+            for pending, command_for in held:
+                try:
+                    self._submit_write(host, pending, command_for)
+                except _Refusal as refusal:
+                    self._reply_error(pending, refusal.error)
 
     def _wait_for_locks(
         self, host: GroupHost, pending: _Pending, resume: Callable[[], None]
@@ -976,6 +1022,7 @@ class NodeCore:
     def collect(self) -> list[tuple[GroupHost, Ready]]:
         """The Ready batches of every group with work to do."""
         self._note_new_leaders()
+        self._release_held_resolves()
         return [(h, h.replica.ready()) for h in self.hosts.values() if h.replica.has_ready()]
 
     def _note_new_leaders(self) -> None:
@@ -1234,7 +1281,9 @@ class NodeCore:
         if self._parked or self._delayed or self._lock_waits:
             return True
         for host in self.hosts.values():
-            if host.reads or any(p.kind != "internal" for p in host.proposals.values()):
+            if host.reads or host.held_resolves:
+                return True
+            if any(p.kind != "internal" for p in host.proposals.values()):
                 return True
         return False
 

@@ -305,3 +305,71 @@ def test_finish_records_of_many_transactions_share_one_slot() -> None:
     node.advance(TXN_DUTY_S + 0.02)  # the sweep sees them delivered
     assert all(shard.decision(t).finished for t in txn_ids)  # type: ignore[union-attr]
     assert shard.applied_index == before + 1
+
+
+# ------------------------------------------------------------ held commit resolves (rule 8)
+
+
+def resolve_request(txn_id: bytes, commit_ts: int, group: int = 1) -> kv.Request:
+    return kv.Request(
+        resolve=kv.ResolveRequest(
+            header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts
+        )
+    )
+
+
+def prepared_on_apple(node: OneNode) -> int:
+    """Prepare t1 writing apple=green in group 1; its prepare_ts (the commit_ts it gets)."""
+    prepared = node.call(prepare_request(1, b"apple")).prepare
+    assert prepared.error.code == kv.OK
+    return prepared.prepare_ts
+
+
+def test_a_commit_resolve_rides_in_the_slot_of_the_next_proposal() -> None:
+    from shard.node import RESOLVE_HOLD_S
+
+    node = OneNode()
+    commit_ts = prepared_on_apple(node)
+    resolved: list[kv.Response] = []
+    node.core.submit(resolve_request(b"t1", commit_ts), resolved.append)
+    node.advance(RESOLVE_HOLD_S / 2, step=0.001)
+    assert resolved == []  # held: no slot of its own
+    before = node.core.hosts[1].shard.applied_index
+    put_answer: list[kv.Response] = []
+    node.core.submit(put(b"banana", b"yellow"), put_answer.append)
+    node.advance(RESOLVE_HOLD_S / 4, step=0.001)  # the hold has not run out yet
+    assert len(put_answer) == 1 and put_answer[0].put.error.code == kv.OK
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert node.core.hosts[1].shard.applied_index == before + 1  # one slot carried both
+    assert node.call(get(b"apple")).get.value == b"v"
+
+
+def test_a_held_resolve_is_proposed_alone_when_its_hold_runs_out() -> None:
+    from shard.node import RESOLVE_HOLD_S
+
+    node = OneNode()
+    commit_ts = prepared_on_apple(node)
+    resolved: list[kv.Response] = []
+    node.core.submit(resolve_request(b"t1", commit_ts), resolved.append)
+    node.advance(RESOLVE_HOLD_S / 2, step=0.001)
+    assert resolved == []
+    assert node.core.has_client_requests()  # a drain waits for it
+    node.advance(RESOLVE_HOLD_S, step=0.001)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert node.call(get(b"apple")).get.value == b"v"
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["linearizable", "snapshot"])
+def test_a_read_waiting_on_the_intent_releases_the_held_resolve(snapshot: bool) -> None:
+    from shard.node import RESOLVE_HOLD_S
+
+    node = OneNode()
+    commit_ts = prepared_on_apple(node)
+    resolved: list[kv.Response] = []
+    node.core.submit(resolve_request(b"t1", commit_ts), resolved.append)
+    read = get(b"apple", snapshot=True, at_version=commit_ts + 1) if snapshot else get(b"apple")
+    answers: list[kv.Response] = []
+    node.core.submit(read, answers.append)
+    node.advance(RESOLVE_HOLD_S / 2, step=0.001)  # well before the hold would run out
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert len(answers) == 1 and answers[0].get.value == b"v"
