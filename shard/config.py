@@ -21,7 +21,7 @@ Example::
     lease_ms = 120
     max_batch_count = 1024
     max_batch_bytes = 4194304
-    pipeline_window = 32
+    pipeline_window = 1                    # slots in flight per group (docs/ARCHITECTURE.md)
     thrifty_accepts = true                 # Accepts to a quorum only (paxos/config.py)
 
     [client]
@@ -62,7 +62,7 @@ class PaxosSettings:
     lease_drift_ms: int = 20
     max_batch_count: int = 1024
     max_batch_bytes: int = 4 * 1024 * 1024
-    pipeline_window: int = 32
+    pipeline_window: int = 1
     compact_threshold: int = 5_000
     compact_keep: int = 500
     compact_threshold_bytes: int = 64 * 1024 * 1024

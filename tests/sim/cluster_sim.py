@@ -888,7 +888,7 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
     compact = rng.random() < 0.3
     k.paxos = PaxosSettings(
         max_batch_count=rng.choice((1, 8, 1024)),
-        pipeline_window=rng.choice((2, 32)),
+        pipeline_window=rng.choice((1, 32)),  # 1: the node default
         compact_threshold=rng.choice((20, 60)) if compact else 20_000,
         compact_keep=rng.choice((2, 10)) if compact else 2_000,
         thrifty_accepts=rng.random() < 0.75,
