@@ -17,7 +17,7 @@ from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
-from shard.node import NodeCore, TxnSettings
+from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
 from txn.hlc import LOGICAL_BITS
 
 CLUSTER = "unit"
@@ -318,22 +318,21 @@ def resolve_request(txn_id: bytes, commit_ts: int, group: int = 1) -> kv.Request
     )
 
 
-def prepared_on_apple(node: OneNode) -> int:
-    """Prepare t1 writing apple=green in group 1; its prepare_ts (the commit_ts it gets)."""
+def hold_a_resolve() -> tuple[OneNode, int, list[kv.Response]]:
+    """A node where t1 prepared apple=v in group 1 and its Resolve(commit) is now held:
+    the node, the commit timestamp, and the list the Resolve's answer will land in."""
+    node = OneNode()
     prepared = node.call(prepare_request(1, b"apple")).prepare
     assert prepared.error.code == kv.OK
-    return prepared.prepare_ts
+    resolved: list[kv.Response] = []
+    node.core.submit(resolve_request(b"t1", prepared.prepare_ts), resolved.append)
+    node.advance(RESOLVE_HOLD_S / 2, step=0.001)
+    assert resolved == []  # held: no slot of its own
+    return node, prepared.prepare_ts, resolved
 
 
 def test_a_commit_resolve_rides_in_the_slot_of_the_next_proposal() -> None:
-    from shard.node import RESOLVE_HOLD_S
-
-    node = OneNode()
-    commit_ts = prepared_on_apple(node)
-    resolved: list[kv.Response] = []
-    node.core.submit(resolve_request(b"t1", commit_ts), resolved.append)
-    node.advance(RESOLVE_HOLD_S / 2, step=0.001)
-    assert resolved == []  # held: no slot of its own
+    node, _, resolved = hold_a_resolve()
     before = node.core.hosts[1].shard.applied_index
     put_answer: list[kv.Response] = []
     node.core.submit(put(b"banana", b"yellow"), put_answer.append)
@@ -345,14 +344,7 @@ def test_a_commit_resolve_rides_in_the_slot_of_the_next_proposal() -> None:
 
 
 def test_a_held_resolve_is_proposed_alone_when_its_hold_runs_out() -> None:
-    from shard.node import RESOLVE_HOLD_S
-
-    node = OneNode()
-    commit_ts = prepared_on_apple(node)
-    resolved: list[kv.Response] = []
-    node.core.submit(resolve_request(b"t1", commit_ts), resolved.append)
-    node.advance(RESOLVE_HOLD_S / 2, step=0.001)
-    assert resolved == []
+    node, _, resolved = hold_a_resolve()
     assert node.core.has_client_requests()  # a drain waits for it
     node.advance(RESOLVE_HOLD_S, step=0.001)
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
@@ -361,15 +353,10 @@ def test_a_held_resolve_is_proposed_alone_when_its_hold_runs_out() -> None:
 
 @pytest.mark.parametrize("snapshot", [False, True], ids=["linearizable", "snapshot"])
 def test_a_read_waiting_on_the_intent_releases_the_held_resolve(snapshot: bool) -> None:
-    from shard.node import RESOLVE_HOLD_S
-
-    node = OneNode()
-    commit_ts = prepared_on_apple(node)
-    resolved: list[kv.Response] = []
-    node.core.submit(resolve_request(b"t1", commit_ts), resolved.append)
+    node, commit_ts, resolved = hold_a_resolve()
     read = get(b"apple", snapshot=True, at_version=commit_ts + 1) if snapshot else get(b"apple")
     answers: list[kv.Response] = []
     node.core.submit(read, answers.append)
-    node.advance(RESOLVE_HOLD_S / 2, step=0.001)  # well before the hold would run out
+    node.advance(RESOLVE_HOLD_S / 4, step=0.001)  # well before the hold would run out
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert len(answers) == 1 and answers[0].get.value == b"v"
