@@ -36,6 +36,8 @@ class RocksNodeDisk:
     def __init__(self, path: str | Path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
+        # With recycling RocksDB refuses writes with the WAL disabled: every write here,
+        # synced or not, goes through the log (and must, for the crash rules in execute.py).
         options.set_recycle_log_file_num(RECYCLED_LOGS)
         self.db = Rdict(str(path), options)
         _recycle_a_full_log(self.db)

@@ -44,8 +44,8 @@ Rules
    commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
    them (rule 1).
 8. A Resolve(commit) changes nothing anyone waits for until it is applied, so a participant
-   leader may hold it (up to RESOLVE_HOLD_S) to ride in the slot of the next proposal of its
-   group instead of paying a Paxos round of its own: the client already has its answer, and
+   leader may hold it (up to RESOLVE_HOLD_S) to ride, ahead of it, in the slot of the next
+   proposal of its group instead of paying a Paxos round of its own: the client already has its answer, and
    CockroachDB batches intent resolution the same way. It is proposed at once when a request
    waits on the group's intents (a lock wait or a parked snapshot read), when the replica
    stops leading (to be refused with the leader's address), and when its hold runs out.
@@ -569,6 +569,8 @@ class NodeCore:
     def _start_write(
         self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
     ) -> None:
+        if host.held_resolves:
+            self._propose_held_resolves(host)
         pending.ts = self._hlc.now(self._wall_ns)
         try:
             command = command_for(pending.ts)
@@ -659,22 +661,24 @@ class NodeCore:
     def _release_held_resolves(self) -> None:
         """Rule 8: propose the held Resolves once they can ride, are needed, or are due."""
         for host in self.hosts.values():
-            if not host.held_resolves:
-                continue
-            if not (
+            if host.held_resolves and (
                 host.replica.has_queued()
                 or self._now >= host.held_until
                 or host.replica.role is not Role.LEADER
                 or any(wait.host is host for wait in self._lock_waits)
                 or any(parked is host for parked, _ in self._parked)
             ):
-                continue
-            held, host.held_resolves = host.held_resolves, []
-            for pending, command_for in held:
-                try:
-                    self._submit_write(host, pending, command_for)
-                except _Refusal as refusal:
-                    self._reply_error(pending, refusal.error)
+                self._propose_held_resolves(host)
+
+    def _propose_held_resolves(self, host: GroupHost) -> None:
+        # Ahead of whatever proposal comes next: a Prepare that meets the committed
+        # transaction's intents must find them resolved, as it would without the hold.
+        held, host.held_resolves = host.held_resolves, []
+        for pending, command_for in held:
+            try:
+                self._submit_write(host, pending, command_for)
+            except _Refusal as refusal:
+                self._reply_error(pending, refusal.error)
 
     def _wait_for_locks(
         self, host: GroupHost, pending: _Pending, resume: Callable[[], None]
@@ -764,6 +768,8 @@ class NodeCore:
         self, host: GroupHost, record: Any, on_result: Callable[[Any], None]
     ) -> None:
         """Propose a transaction record the node itself needs (recovery, delivery, purge)."""
+        if host.held_resolves:
+            self._propose_held_resolves(host)
         pending = _Pending("internal", record, on_result, self._now + self._timeout_s, 0)
         pending.ts = self._hlc.now(self._wall_ns)
         try:

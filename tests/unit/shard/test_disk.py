@@ -99,11 +99,13 @@ from shard.disk import RocksNodeDisk
 disk = RocksNodeDisk(sys.argv[1])
 for slot in range(1, 201):
     disk.persist([(1, PersistBatch(accepted={slot: (Ballot(1, 1), (b"v%d" % slot,))}))])
-os._exit(0)  # no close, no flush: only what the synced writes put on disk survives
+os._exit(0)  # no close, no flush of the memtable: the reopen must replay the recycled log
 """
 
 
 def test_rocks_disk_recovers_every_synced_write_from_a_recycled_log(tmp_path: Path) -> None:
+    # The log format, not power loss: os._exit keeps the page cache. A recycled log holds
+    # an older log's records past the new ones, and recovery must stop exactly between.
     path = tmp_path / "db"
     RocksNodeDisk(path).close()  # a restart: the second open recycles the first's logs too
     subprocess.run([sys.executable, "-c", _CRASH_AFTER_SYNCED_WRITES, str(path)], check=True)

@@ -346,8 +346,10 @@ def test_a_commit_resolve_rides_in_the_slot_of_the_next_proposal() -> None:
 def test_a_held_resolve_is_proposed_alone_when_its_hold_runs_out() -> None:
     node, _, resolved = hold_a_resolve()
     assert node.core.has_client_requests()  # a drain waits for it
+    before = node.core.hosts[1].shard.applied_index
     node.advance(RESOLVE_HOLD_S, step=0.001)
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert node.core.hosts[1].shard.applied_index == before + 1
     assert node.call(get(b"apple")).get.value == b"v"
 
 
@@ -360,3 +362,16 @@ def test_a_read_waiting_on_the_intent_releases_the_held_resolve(snapshot: bool) 
     node.advance(RESOLVE_HOLD_S / 4, step=0.001)  # well before the hold would run out
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert len(answers) == 1 and answers[0].get.value == b"v"
+
+
+def test_a_held_resolve_goes_ahead_of_the_proposal_it_rides_with() -> None:
+    # A younger transaction's Prepare of the same key does not wait (wait-die): it must
+    # still find the committed transaction's intent resolved, as without the hold.
+    node, _, resolved = hold_a_resolve()
+    before = node.core.hosts[1].shard.applied_index
+    answers: list[kv.Response] = []
+    node.core.submit(prepare_request(1, b"apple", txn_id=b"t2"), answers.append)
+    node.advance(RESOLVE_HOLD_S / 4, step=0.001)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
+    assert node.core.hosts[1].shard.applied_index == before + 1
