@@ -44,12 +44,13 @@ Rules
    commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
    them (rule 1).
 8. A Resolve(commit) changes nothing anyone waits for until it is applied, so a participant
-   leader may hold it (up to RESOLVE_HOLD_S) to ride, ahead of it, in the slot of the next
-   proposal of its group instead of paying a Paxos round of its own: the client already has its answer, and
-   CockroachDB batches intent resolution the same way. It is proposed at once when a request
-   waits on the group's intents (a lock wait or a parked snapshot read), when the replica
-   stops leading (to be refused with the leader's address), and when its hold runs out.
-   A Resolve(abort) is never held: it frees waiters and refuses a late Prepare.
+   leader may hold it (up to RESOLVE_HOLD_S) to ride, just ahead of it, in the slot of the
+   next proposal of its group instead of paying a Paxos round of its own: the client already
+   has its answer, and CockroachDB batches intent resolution the same way. It is proposed at
+   once when a request waits on the group's intents (a lock wait or a parked snapshot read),
+   when the replica stops leading (to be refused with the leader's address), and when its
+   hold runs out. A Resolve(abort) is never held: it frees waiters and refuses a late
+   Prepare.
 """
 
 from __future__ import annotations
