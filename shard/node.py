@@ -20,7 +20,12 @@ Rules
    read-index), after that index was applied, and never while a prepared transaction holds
    a write intent on the key (its decision may already be made): it waits for the release
    (shard.lock_wait), then is confirmed again, or is refused with a retryable CONFLICT when
-   its wait runs out.
+   its wait runs out. Every get or scan answer (linearizable or snapshot; not stale_ok)
+   also waits for the commit wait of the newest version it shows, as a write's answer does
+   (rule 1): a version stamped by a clock ahead of the others can be visible before the
+   other clocks reach it, and a reader that saw it must not finish before they do, or a
+   snapshot started after that reader could take a timestamp below the version and miss it
+   (strict serializability; found by the simulator, seed append:clocks:186978151).
 3. A snapshot read at timestamp T needs the leader's lease. The leader first raises its
    clock above T, then waits until every write it stamped below T is applied and no
    undecided transaction prepared at or below T holds a write intent on the keys (safe time).
@@ -1119,7 +1124,7 @@ class NodeCore:
             self._reply_error(pending, result)
             return
         if isinstance(result, kv.Response):
-            pending.reply(result)
+            self._reply_after_commit_wait(pending, result, _newest_version_read(pending, result))
             return
         response, visible_ts = _result_response(pending, result)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
@@ -1434,6 +1439,15 @@ def _on_resolved(state: _Resolving, group_id: int) -> Callable[[kv.Response | No
             state.confirmed.add(group_id)
 
     return done
+
+
+def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
+    """Rule 2: the newest version a get or scan answer shows (0: nothing to wait for)."""
+    if pending.kind not in ("get", "scan") or pending.request.stale_ok:
+        return 0
+    if pending.kind == "get":
+        return int(response.get.version)
+    return max((item.version for item in response.scan.items), default=0)
 
 
 def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv.Response, int]:

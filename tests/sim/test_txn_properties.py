@@ -360,3 +360,12 @@ def test_one_phase_conflict_is_not_committed_by_a_late_duplicate(seed: int) -> N
     and committed after the client was told CONFLICT (Elle G1a). A refusal now records an
     abort decision (txn/participant.py rule O3), which every later copy finds."""
     run_cluster("append", "dups", seed)
+
+
+def test_a_read_is_answered_only_after_every_clock_passed_the_version_it_shows() -> None:
+    """PAXOSKV_TXN_SEED=append:clocks:186978151 used to fail (Elle G-single-realtime): a
+    one-phase commit stamped by a clock 20 ms ahead was applied, a snapshot taken from that
+    fast clock read it and finished, and a snapshot started afterwards on a correct clock
+    got a timestamp below the commit and missed it. Every get and scan answer now waits for
+    the commit wait of the newest version it shows (shard/node.py rule 2)."""
+    run_cluster("append", "clocks", 186978151)

@@ -135,6 +135,29 @@ def test_commit_wait_holds_the_reply_until_clocks_pass_the_version() -> None:
     assert node.wall // 1000 > version_us + 200_000
 
 
+@pytest.mark.parametrize(
+    "read",
+    [get(b"apple"), kv.Request(scan=kv.ScanRequest(header=header(), start=b"a", end=b"b"))],
+    ids=["get", "scan"],
+)
+def test_a_read_of_a_fresh_version_waits_for_its_commit_wait_too(read: kv.Request) -> None:
+    # Rule 2: a reader must not finish before every clock has passed what it saw, or a
+    # snapshot started after it could take a lower timestamp and miss that write.
+    node = OneNode(max_clock_offset_s=0.2)
+    written: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"red"), written.append)
+    node.advance(0.1)
+    assert written == []  # applied, still in its commit wait
+    answers: list[kv.Response] = []
+    node.core.submit(read, answers.append)
+    node.advance(0.05)
+    assert answers == []  # it would show the version before the clocks passed it
+    node.advance(0.2)
+    assert len(answers) == 1 and len(written) == 1
+    version_us = written[0].put.version >> LOGICAL_BITS
+    assert node.wall // 1000 > version_us + 200_000
+
+
 def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
     prepare = kv.Request(
