@@ -355,10 +355,6 @@ class Replica:
             or bool(self._outcome_unknown)
         )
 
-    def has_queued(self) -> bool:
-        """Whether proposed commands wait for a slot (the next Ready may carry them)."""
-        return len(self._queue) > self._queue_pos
-
     def _can_flush(self) -> bool:
         # Queued commands only make a Ready once the pipeline window has room; reporting them
         # while it is full would make a driver that loops on has_ready() spin forever.

@@ -14,8 +14,8 @@ Workloads (S = the number of data shards of the cluster's shard map):
 - `txn1`: read-modify-write of one key of one shard (read it, write it back incremented).
   One participant group: the commit is one `CommitOnePhase` Paxos round (1PC).
 - `txn2`, `txn3`: read and write one key on each of 2 / 3 distinct shards (2PC: Prepare on
-  every participant in parallel, which commits; the Decide follows in the background). The
-  shards are drawn at random per transaction, the reads run concurrently.
+  every participant in parallel, which commits; each participant is resolved in the
+  background). The shards are drawn at random per transaction, the reads run concurrently.
 - `ro`: a read-only snapshot (`client.snapshot()`) reading one key on each of 3 distinct
   shards at one timestamp: a timestamp request and three snapshot reads, no Paxos round, no
   retry loop (a snapshot never conflicts).

@@ -665,11 +665,11 @@ class NodeCore:
         host.held_resolves.append((pending, command_for))
 
     def _release_held_resolves(self) -> None:
-        """Rule 8: propose the held Resolves once they can ride, are needed, or are due."""
+        """Rule 8: propose the held Resolves once they are needed or due."""
         for host in self.hosts.values():
+            # A new proposal takes the held ones along by itself (`_start_write`).
             if host.held_resolves and (
-                host.replica.has_queued()
-                or self._now >= host.held_until
+                self._now >= host.held_until
                 or host.replica.role is not Role.LEADER
                 or any(wait.host is host for wait in self._lock_waits)
                 or any(parked is host for parked, _ in self._parked)
