@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+import shard.node as node_module
+from paxos import Role
 from router import kv_pb2 as kv
 from router.shard_map import NodeAddress, bootstrap
 from shard.config import PaxosSettings
@@ -398,3 +400,116 @@ def test_a_held_resolve_goes_ahead_of_the_proposal_it_rides_with() -> None:
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
     assert node.core.hosts[1].shard.applied_index == before + 1
+
+
+def test_a_held_resolve_rides_with_a_proposal_of_the_node_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The node's own proposals (recovery, delivery, purge) take the held Resolves along too,
+    # ahead of them in the same slot: here the leader's periodic decision purge.
+    monkeypatch.setattr(node_module, "RESOLVE_HOLD_S", 60.0)  # only the purge can release it
+    node = OneNode(purge_interval_s=1.5)  # the first purge runs at t = 1.5 s
+    prepared = node.call(prepare_request(1, b"apple")).prepare
+    assert prepared.error.code == kv.OK
+    resolved: list[kv.Response] = []
+    node.core.submit(resolve_request(b"t1", prepared.prepare_ts), resolved.append)
+    before = node.core.hosts[1].shard.applied_index
+    node.advance(1.45 - node.now, step=0.001)
+    assert resolved == []
+    node.advance(0.1, step=0.001)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert node.core.hosts[1].shard.applied_index == before + 1  # one slot for both
+    assert node.call(get(b"apple")).get.value == b"v"
+
+
+class ThreeNodes:
+    """Three nodes, every group on all three, with an in-memory network that can cut one
+    node off; time is controlled as in OneNode."""
+
+    def __init__(self) -> None:
+        addrs = [
+            NodeAddress(node_id=i, name=f"n{i}", client_addr=f"x:{i}", peer_addr=f"x:{i}")
+            for i in (1, 2, 3)
+        ]
+        shard_map = bootstrap(addrs, [b"m"], 3)
+        self.disks = {i: MemoryNodeDisk() for i in (1, 2, 3)}
+        self.cores = {
+            i: NodeCore(
+                cluster_id=CLUSTER,
+                node_id=i,
+                bootstrap_map=shard_map,
+                disk=self.disks[i],
+                paxos_settings=PaxosSettings(),
+                rng=random.Random(i),
+                request_timeout_s=5.0,
+                txn_settings=TxnSettings(),
+            )
+            for i in (1, 2, 3)
+        }
+        self.cut: int | None = None
+        self.inflight: list[tuple[int, int, Any]] = []
+        self.now = 0.0
+        self.wall = WALL0
+        self.advance(2.0)
+
+    def _send(self, group_id: int, msgs: Any) -> None:
+        for msg in msgs:
+            if self.cut not in (msg.src, msg.dst):
+                self.inflight.append((msg.dst, group_id, msg))
+
+    def advance(self, seconds: float, step: float = 0.001) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += step
+            self.wall += int(step * 1e9)
+            delivered, self.inflight = self.inflight, []
+            for dst, group_id, msg in delivered:
+                self.cores[dst].step(group_id, msg)
+            for i, core in self.cores.items():
+                core.tick(self.now, self.wall)
+                while execute_cycle(core, self.disks[i], self._send):
+                    pass
+
+    def leader(self, group_id: int) -> int:
+        leaders = [
+            i for i, c in self.cores.items() if c.hosts[group_id].replica.role is Role.LEADER
+        ]
+        assert len(leaders) == 1, leaders
+        return leaders[0]
+
+    def call(self, node_id: int, request: kv.Request) -> kv.Response:
+        answers: list[kv.Response] = []
+        self.cores[node_id].submit(request, answers.append)
+        for _ in range(500):
+            if answers:
+                break
+            self.advance(0.001)
+        assert len(answers) == 1, answers
+        return answers[0]
+
+
+def test_a_replica_that_stops_leading_answers_its_held_resolves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rule 8: a held Resolve must not wait out its hold at a replica that can no longer
+    # propose it: once the leader steps down it is refused at once, with the leader's
+    # address when known, and the client re-sends it there.
+    monkeypatch.setattr(node_module, "RESOLVE_HOLD_S", 60.0)
+    nodes = ThreeNodes()
+    leader = nodes.leader(1)
+    prepared = nodes.call(leader, prepare_request(1, b"apple")).prepare
+    assert prepared.error.code == kv.OK
+    resolved: list[kv.Response] = []
+    nodes.cores[leader].submit(resolve_request(b"t1", prepared.prepare_ts), resolved.append)
+    nodes.advance(0.05)
+    assert resolved == []  # held
+    nodes.cut = leader  # check-quorum makes it step down within an election timeout
+    replica = nodes.cores[leader].hosts[1].replica
+    for _ in range(2000):
+        nodes.advance(0.001)
+        if replica.role is not Role.LEADER:
+            break
+    assert replica.role is not Role.LEADER
+    nodes.advance(0.002)  # two more cycles, nothing like the hold
+    assert len(resolved) == 1
+    assert resolved[0].resolve.error.code in (kv.NOT_LEADER, kv.UNAVAILABLE), resolved
