@@ -58,13 +58,13 @@ import shard  # noqa: F401 - first: it picks gRPC's I/O before grpc loads, for b
 from bench.etcd_cluster import EtcdCluster
 from bench.etcd_driver import etcd_driver_factory
 from shard.bench_harness import BenchReport, CustomWorkload, machine_info, run_workload
+from shard.cpu_meter import CpuMeter
 
 KV_PLAN: tuple[tuple[str, int], ...] = (("put", 1), ("put", 64), ("put", 256), ("get", 64))
 TXN_WORKLOADS: tuple[str, ...] = ("put", "txn1", "txn2", "txn3", "ro")
 TXN_CLIENTS: tuple[int, ...] = (1, 16, 64)
 BANK_CLIENTS: tuple[int, ...] = (1, 4, 16, 64)
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Failure-detection timings of the paxoskv clusters (shard.config.PaxosSettings fields).
 PAXOS_TIMEOUTS: dict[str, dict[str, int]] = {
@@ -126,63 +126,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------- CPU accounting
-
-
-def _proc_cpu_s(pid: int | str) -> float:
-    """User+system CPU seconds of one process, from /proc (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _machine_cpu_s() -> tuple[float, float]:
-    """(process CPU, interrupt CPU) seconds of all cores since boot."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq = (
-            int(x) for x in f.readline().split()[1:8]
-        )
-    return (user + nice + system) / _CLK_TCK, (irq + softirq) / _CLK_TCK
-
-
-class CpuMeter:
-    """CPU used between construction and `result()`: this process (the client), the servers
-    under test, our other (idle) servers, interrupts and every other process."""
-
-    def __init__(self, servers: list[int], idle: list[int] | None = None) -> None:
-        self.servers = servers
-        self.idle = idle or []
-        self._start = self._sample()
-
-    def _sample(self) -> tuple[float, ...]:
-        procs, irqs = _machine_cpu_s()
-        return (
-            time.monotonic(),
-            procs,
-            irqs,
-            _proc_cpu_s("self"),
-            sum(_proc_cpu_s(p) for p in self.servers),
-            sum(_proc_cpu_s(p) for p in self.idle),
-        )
-
-    def result(self) -> dict[str, float]:
-        t0, procs0, irq0, me0, srv0, idle0 = self._start
-        t1, procs1, irq1, me1, srv1, idle1 = self._sample()
-        client, servers, idle = me1 - me0, srv1 - srv0, idle1 - idle0
-        capacity = (t1 - t0) * (os.cpu_count() or 1)
-        other = max(0.0, (procs1 - procs0) - client - servers - idle)
-        return {
-            "wall_s": round(t1 - t0, 3),
-            "capacity_s": round(capacity, 2),
-            "client_s": round(client, 2),
-            "servers_s": round(servers, 2),
-            "idle_servers_s": round(idle, 2),
-            "irq_s": round(irq1 - irq0, 2),
-            "other_s": round(other, 2),
-            "other_share": round(other / capacity, 3) if capacity > 0 else 0.0,
-        }
 
 
 def foreign_baseline(seconds: float = 2.0, ours: list[int] | None = None) -> dict[str, float]:

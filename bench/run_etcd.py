@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import statistics
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,6 +36,7 @@ from shard.bench_harness import (
     machine_info,
     run_workload,
 )
+from shard.cpu_meter import CpuMeter
 
 # (workload, clients) of --suite, in order.
 SUITE: tuple[tuple[str, int], ...] = (("put", 1), ("put", 64), ("put", 256), ("get", 64))
@@ -79,70 +78,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu_s(pid: int | str) -> float:
-    """User+system CPU seconds of one process, from /proc (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _machine_cpu_s() -> tuple[float, float]:
-    """(process CPU, interrupt CPU) seconds of all cores since boot, from /proc/stat.
-
-    Process CPU is user+nice+system; interrupt CPU is irq+softirq, mostly the loopback network
-    traffic of the run itself, which no process is charged for.
-    """
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq = (
-            int(x) for x in f.readline().split()[1:8]
-        )
-    return (user + nice + system) / _CLK_TCK, (irq + softirq) / _CLK_TCK
-
-
-class _CpuMeter:
-    """CPU used during a run by the client, the etcd members and everything else.
-
-    The machine is shared; `other_s` shows how much of it foreign processes took, so a
-    contaminated run can be recognised (and re-run) instead of silently reported.
-    """
-
-    def __init__(self, etcd_pids: list[int]) -> None:
-        self.etcd_pids = etcd_pids
-        self._start = self._sample()
-
-    def _sample(self) -> tuple[float, float, float, float, float]:
-        procs, irqs = _machine_cpu_s()
-        return (
-            time.monotonic(),
-            procs,
-            irqs,
-            _proc_cpu_s("self"),
-            sum(_proc_cpu_s(p) for p in self.etcd_pids),
-        )
-
-    def result(self) -> dict[str, float]:
-        t0, procs0, irq0, me0, etcd0 = self._start
-        t1, procs1, irq1, me1, etcd1 = self._sample()
-        client, etcd = me1 - me0, etcd1 - etcd0
-        capacity = (t1 - t0) * (os.cpu_count() or 1)
-        other = max(0.0, (procs1 - procs0) - client - etcd)
-        return {
-            "wall_s": round(t1 - t0, 3),
-            "capacity_s": round(capacity, 2),
-            "client_s": round(client, 2),
-            "etcd_s": round(etcd, 2),
-            "irq_s": round(irq1 - irq0, 2),
-            "other_s": round(other, 2),
-            "other_share": round(other / capacity, 3),
-        }
-
-
 def _progress_printer(label: str) -> Any:
     def show(s: ProgressSample) -> None:
         print(
@@ -168,7 +103,7 @@ async def _run_one(
     )
     connections = None if args.connections == 0 else min(args.connections, clients)
     label = f"{workload} c={clients} #{rep + 1}"
-    meter: list[_CpuMeter] = []
+    meter: list[CpuMeter] = []
     report = await run_workload(
         etcd_driver_factory(endpoints),
         workload,  # type: ignore[arg-type]
@@ -188,11 +123,11 @@ async def _run_one(
             "repeat": rep,
             "attempt": attempt,
         },
-        on_start=lambda: meter.append(_CpuMeter(cluster.pids)),
+        on_start=lambda: meter.append(CpuMeter(cluster.pids)),
     )
     report.extra["cpu"] = cpu = meter[0].result()
     print(
-        f"{report.summary_line()}  cpu: client={cpu['client_s']}s etcd={cpu['etcd_s']}s "
+        f"{report.summary_line()}  cpu: client={cpu['client_s']}s etcd={cpu['servers_s']}s "
         f"irq={cpu['irq_s']}s other={cpu['other_s']}s of {cpu['capacity_s']}s",
         flush=True,
     )

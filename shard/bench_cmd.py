@@ -5,8 +5,8 @@ process (its Batch streams batch their requests), so `--clients N` is N operatio
 outstanding over one connection per node. Prints one summary line (throughput, p50/p99/p99.9),
 progress about once a second on stderr for runs over 3 s, and writes the `BenchReport` JSON
 (`--json`), with extras: the client's gRPC message counts (requests per message each way) and
-CPU seconds used by this process, by the `--node-pids` given, and by the whole machine during
-the run.
+CPU seconds (shard.cpu_meter) used by this process, by each of the `--node-pids` given, by
+interrupts and by everything else during the run.
 
 Workloads: `put`, `get`, `mixed` (single-key operations through the routing client), and the
 transactions of shard/bench_txn.py through the AsyncClient's retry loop (`client.run`):
@@ -28,9 +28,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -103,54 +101,6 @@ def register_bench_command(subparsers: Any) -> None:
     bench.set_defaults(handler=_cmd_bench)
 
 
-def _proc_cpu_s(pid: int | str) -> float:
-    """User+system CPU seconds of one process (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _machine_cpu_s() -> float:
-    """Busy CPU seconds of all cores since boot (user, nice, system, irq, softirq)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
-        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return 0.0
-
-
-class _CpuMeter:
-    def __init__(self, node_pids: list[int]) -> None:
-        self.node_pids = node_pids
-        self.start = self._sample()
-
-    def _sample(self) -> tuple[float, float, float, float]:
-        nodes = sum(_proc_cpu_s(p) for p in self.node_pids)
-        return time.monotonic(), _machine_cpu_s(), time.process_time(), nodes
-
-    def result(self) -> dict[str, Any]:
-        t1, machine1, me1, nodes1 = self._sample()
-        t0, machine0, me0, nodes0 = self.start
-        wall = t1 - t0
-        capacity = wall * (os.cpu_count() or 1)
-        client = me1 - me0
-        nodes = nodes1 - nodes0
-        machine = machine1 - machine0
-        return {
-            "wall_s": round(wall, 3),
-            "capacity_s": round(capacity, 3),
-            "client_s": round(client, 3),
-            "nodes_s": round(nodes, 3) if self.node_pids else None,
-            "machine_busy_s": round(machine, 3),
-            "other_s": round(max(0.0, machine - client - nodes), 3),
-        }
-
-
 class PaxosKvDriver:
     """A bench_harness Driver over one shared RoutingClient (the command closes it)."""
 
@@ -185,6 +135,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from shard.bench_harness import ProgressSample, run_workload
     from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
     from shard.cli_kv import UsageError, _seeds
+    from shard.cpu_meter import CpuMeter
     from txn.client import AsyncClient
 
     seeds = _seeds(args)
@@ -220,7 +171,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     async def main() -> Any:
         client = AsyncClient(seeds, timeout_s=args.timeout, retry_timeout_s=args.retry_timeout)
-        meter: list[_CpuMeter] = []
+        meter: list[CpuMeter] = []
         try:
             await client.connect()
             routing = client.routing
@@ -247,7 +198,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
             def on_start() -> None:
                 stats_before.append(routing.stats())
-                meter.append(_CpuMeter(node_pids))
+                meter.append(CpuMeter(node_pids))
 
             report = await run_workload(
                 lambda: driver,
@@ -299,10 +250,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"in={grpc_stats.get('responses_per_message_in')}"
         )
     if cpu:
-        nodes = f" nodes={cpu['nodes_s']}s" if cpu["nodes_s"] is not None else ""
+        each = ",".join(f"{s:g}" for s in cpu["servers_each_s"])
+        nodes = f" nodes={cpu['servers_s']}s ({each})" if each else ""
         details.append(
-            f"cpu: client={cpu['client_s']}s{nodes} machine={cpu['machine_busy_s']}s "
-            f"of {cpu['capacity_s']}s"
+            f"cpu: client={cpu['client_s']}s{nodes} irq={cpu['irq_s']}s "
+            f"other={cpu['other_s']}s ({cpu['other_share']:.0%}) of {cpu['capacity_s']}s"
         )
     if details:
         print("  " + "  ".join(details))

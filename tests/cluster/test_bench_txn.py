@@ -91,8 +91,37 @@ def test_txn_workload_reports(
     assert report["attempts"] == report["ops"] + report["retries"]
     assert 0.0 <= report["abort_rate"] <= 1.0
     assert report["extra"]["shards"] == 3
+    cpu = report["extra"]["cpu"]
+    assert len(cpu["servers_each_s"]) == 3 and cpu["servers_s"] > 0, cpu
     if workload == "ro":
         assert report["aborts"] == 0 and report["retries"] == 0
     if workload == "bank":
         audit = report["extra"]["bank_total"]
         assert audit["ok"] and audit["accounts"] == 4 and report["extra"]["hot_keys"] == 4
+
+
+def test_cpu_per_op_reports_every_mode(shared_cluster: LocalCluster, tmp_path: Path) -> None:
+    path = tmp_path / "cpu.json"
+    script = Path(__file__).resolve().parents[2] / "bench" / "cpu_per_op.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--data-dir",
+            str(shared_cluster.data_dir),
+            "--duration",
+            "0.3",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = {r["mode"]: r for r in json.loads(path.read_text())["results"]}
+    assert set(results) == {"put", "par2", "txn2w", "txn2"}
+    for mode, r in results.items():
+        assert r["ops"] > 0 and r["p50_ms"] > 0, r
+        assert len(r["node_cpu_us_per_op"]) == 3 and r["client_cpu_us_per_op"] > 0, r
+        assert (r["commit_p50_ms"] is not None) == mode.startswith("txn"), r
