@@ -223,8 +223,16 @@ class WriteItem(_message.Message):
     delete: bool
     def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
 
+class KeyRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: bytes
+    end: bytes
+    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ...) -> None: ...
+
 class PrepareRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "coordinator_group", "participants", "ts", "reads", "writes", "priority")
+    __slots__ = ("header", "txn_id", "coordinator_group", "participants", "ts", "reads", "writes", "priority", "read_ranges")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +241,7 @@ class PrepareRequest(_message.Message):
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    READ_RANGES_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     coordinator_group: int
@@ -241,7 +250,8 @@ class PrepareRequest(_message.Message):
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
     priority: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., priority: _Optional[int] = ...) -> None: ...
+    read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., priority: _Optional[int] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
     __slots__ = ("error", "prepare_ts")
@@ -316,18 +326,20 @@ class ResolveResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class CommitOnePhaseRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "ts", "reads", "writes")
+    __slots__ = ("header", "txn_id", "ts", "reads", "writes", "read_ranges")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
+    READ_RANGES_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     ts: int
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+    read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class CommitOnePhaseResponse(_message.Message):
     __slots__ = ("error", "commit_ts")

@@ -53,6 +53,10 @@ class EngineBatch(Protocol):
         """The value of `key` as if this batch were already written."""
         ...
 
+    def scan(self, lo: bytes, hi: bytes) -> list[KV]:
+        """Every pair with lo <= key < hi, ascending, as if this batch were already written."""
+        ...
+
     def __len__(self) -> int:
         """Number of staged operations."""
         ...
@@ -96,6 +100,9 @@ class _OverlayBatch:
     def _engine_get(self, key: bytes) -> bytes | None:
         raise NotImplementedError
 
+    def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
+        raise NotImplementedError
+
     def get(self, key: bytes) -> bytes | None:
         """The value of `key` as if this batch were already written."""
         staged = self._staged
@@ -105,6 +112,22 @@ class _OverlayBatch:
             if lo <= key < hi:
                 return None
         return self._engine_get(key)
+
+    def scan(self, lo: bytes, hi: bytes) -> list[KV]:
+        """Every pair with lo <= key < hi, ascending, as if this batch were already written."""
+        ranges = self._ranges
+        merged = {
+            k: v
+            for k, v in self._engine_scan(lo, hi)
+            if not any(r_lo <= k < r_hi for r_lo, r_hi in ranges)
+        }
+        for k, staged in self._staged.items():
+            if lo <= k < hi:
+                if staged is None:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = staged
+        return sorted(merged.items())
 
     def _stage_range(self, lo: bytes, hi: bytes) -> None:
         staged = self._staged
@@ -139,6 +162,9 @@ class MemBatch(_OverlayBatch):
 
     def _engine_get(self, key: bytes) -> bytes | None:
         return self._engine.get(key)
+
+    def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
+        return self._engine.scan(lo, hi, None)
 
     def put(self, key: bytes, value: bytes) -> None:
         """Stage `key = value`."""
@@ -258,6 +284,9 @@ class RocksBatch(_OverlayBatch):
     def _engine_get(self, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(key)
         return value
+
+    def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
+        return self._engine.scan(lo, hi, None)
 
     def put(self, key: bytes, value: bytes) -> None:
         """Stage `key = value`."""

@@ -93,6 +93,7 @@ from txn.records import (
     Decide,
     DecisionInfo,
     Finish,
+    KeyRange,
     Prepare,
     Prevent,
     PurgeDecisions,
@@ -485,6 +486,15 @@ class NodeCore:
                 for write in op.writes:
                     validate_value(write.value)
                     size += len(write.value)
+                for key_range in op.read_ranges:
+                    validate_key(key_range.start)
+                    if key_range.end:
+                        validate_key(key_range.end)
+                    if not desc.contains(key_range.start):
+                        raise WrongShard(key_range.start, desc.start, desc.end)
+                    if desc.end is not None and (not key_range.end or key_range.end > desc.end):
+                        raise WrongShard(key_range.end, desc.start, desc.end)
+                    size += len(key_range.start) + len(key_range.end)
                 if size > MAX_BATCH_BYTES:
                     raise _Refusal(
                         _error(
@@ -549,11 +559,15 @@ class NodeCore:
                 participants=tuple(op.participants),
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
+                read_ranges=_ranges(op.read_ranges),
             )
         elif kind == "commit_one_phase":
             self._hlc.observe(op.ts)
             record = CommitOnePhase(
-                txn_id=op.txn_id, reads=_reads(op.reads), writes=_writes(op.writes)
+                txn_id=op.txn_id,
+                reads=_reads(op.reads),
+                writes=_writes(op.writes),
+                read_ranges=_ranges(op.read_ranges),
             )
         elif kind == "decide":
             self._hlc.observe(op.commit_ts)
@@ -1399,6 +1413,10 @@ def _check_update_lock(op: kv.GetRequest) -> None:
 
 def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:
     return tuple(ReadItem(key=r.key, version=r.version) for r in items)
+
+
+def _ranges(items: Sequence[Any]) -> tuple[KeyRange, ...]:
+    return tuple(KeyRange(start=r.start, end=r.end) for r in items)
 
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:

@@ -135,6 +135,7 @@ from txn.records import (
     DecisionInfo,
     Finish,
     IntentInfo,
+    KeyRange,
     Prepare,
     PreparedInfo,
     Prevent,
@@ -186,6 +187,9 @@ class ShardStateMachine:
         self._intent_keys = len(engine.scan(self._intent_prefix, self._intent_end, None))
         self._prepared_ids = self._load_ids(self._prepared_prefix)
         self._unfinished_ids = self._load_ids(self._unfinished_prefix)
+        # The ranges each prepared transaction scanned (its range intents, rule P6): every
+        # write checks them. Derived from the prepared records, never stored on its own.
+        self._scanned = self._load_scanned()
         #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
         #: request waiting for an intent re-checks only after something was released.
         self.intent_releases = 0
@@ -278,14 +282,13 @@ class ShardStateMachine:
             or (value is not None and len(value) > MAX_VALUE_BYTES)
         ):
             return self._invalid_command_result(cmd)
-        if self._intent_keys:
-            held = batch.get(self._intent_prefix + key)
-            if held is not None:
-                conflict = participant.single_key_conflict(key, self._decode_intents(held))
-                if conflict is not None:
-                    return CommandResult(
-                        Status.CONFLICT, message=conflict.reason, conflict=conflict
-                    )
+        if self._intent_keys or self._scanned:
+            held = batch.get(self._intent_prefix + key) if self._intent_keys else None
+            conflict = participant.single_key_conflict(
+                key, [] if held is None else self._decode_intents(held), self._scanners(key)
+            )
+            if conflict is not None:
+                return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)
         op = cmd.op
         if op is Op.PUT:
             assert value is not None
@@ -369,6 +372,11 @@ class ShardStateMachine:
         try:
             validate_ts(ts)
             if isinstance(record, Prepare | CommitOnePhase):
+                for key_range in record.read_ranges:
+                    validate_key(key_range.start)
+                    if key_range.end:
+                        validate_key(key_range.end)
+                    self._check_range_in_range(key_range)
                 for read in record.reads:
                     validate_key(read.key)
                     self._check_key_in_range(read.key)
@@ -469,6 +477,20 @@ class ShardStateMachine:
         found = (self.prepared(txn_id) for txn_id in sorted(self._prepared_ids))
         return [info for info in found if info is not None]
 
+    def _scanners(self, key: bytes) -> list[bytes]:
+        """Prepared transactions whose scanned ranges hold `key` (rule P6), sorted."""
+        return sorted(
+            txn_id for txn_id, ranges in self._scanned.items() if any(key in r for r in ranges)
+        )
+
+    def _load_scanned(self) -> dict[bytes, tuple[KeyRange, ...]]:
+        prefix = self._prepared_prefix
+        found = (
+            self._decode_prepared(data)
+            for _, data in self._engine.scan(prefix, prefix_end(prefix), None)
+        )
+        return {info.txn_id: info.read_ranges for info in found if info.read_ranges}
+
     def _load_ids(self, prefix: bytes) -> set[bytes]:
         strip = len(prefix)
         return {key[strip:] for key, _ in self._engine.scan(prefix, prefix_end(prefix), None)}
@@ -499,6 +521,11 @@ class ShardStateMachine:
     def _check_key_in_range(self, key: bytes) -> None:
         if key < self._start or (self._end is not None and key >= self._end):
             raise WrongShard(key, self._start, self._end)
+
+    def _check_range_in_range(self, key_range: KeyRange) -> None:
+        self._check_key_in_range(key_range.start)
+        if self._end is not None and (not key_range.end or key_range.end > self._end):
+            raise WrongShard(key_range.end, self._start, self._end)
 
     def _check_at_version(self, at_version: int | None) -> None:
         if at_version is not None:
@@ -694,6 +721,7 @@ class ShardStateMachine:
         view = memoryview(data)
         intent_keys = 0
         prepared: set[bytes] = set()
+        scanned: dict[bytes, tuple[KeyRange, ...]] = {}
         unfinished: set[bytes] = set()
         while pos < stop:
             key_len, value_len = unpack(data, pos)
@@ -707,10 +735,14 @@ class ShardStateMachine:
                 intent_keys += 1
             elif key.startswith(PREPARED_TAG):
                 prepared.add(key[len(PREPARED_TAG) :])
+                ranges = self._decode_prepared(value).read_ranges
+                if ranges:
+                    scanned[key[len(PREPARED_TAG) :]] = ranges
             elif key.startswith(UNFINISHED_TAG):
                 unfinished.add(key[len(UNFINISHED_TAG) :])
         self._intent_keys = intent_keys
         self._prepared_ids = prepared
+        self._scanned = scanned
         self._unfinished_ids = unfinished
         self.intent_releases += 1
         self._applied_index = applied_index
@@ -743,6 +775,30 @@ class _BatchTxnStore:
     def intents(self, key: bytes) -> list[IntentInfo]:
         data = self._batch.get(self._sm._intent_prefix + key)
         return [] if data is None else self._sm._decode_intents(data)
+
+    def live_keys(self, key_range: KeyRange) -> list[tuple[bytes, int]]:
+        sm = self._sm
+        prefix = sm._latest_prefix
+        hi = prefix + key_range.end if key_range.end else prefix_end(prefix)
+        out = []
+        for record_key, latest in self._batch.scan(prefix + key_range.start, hi):
+            version, kind = unpack_latest(latest)
+            if kind == KIND_VALUE:
+                out.append((record_key[len(prefix) :], version))
+        return out
+
+    def intents_in(self, key_range: KeyRange) -> list[tuple[bytes, IntentInfo]]:
+        sm = self._sm
+        prefix = sm._intent_prefix
+        hi = prefix + key_range.end if key_range.end else sm._intent_end
+        return [
+            (record_key[len(prefix) :], intent)
+            for record_key, data in self._batch.scan(prefix + key_range.start, hi)
+            for intent in sm._decode_intents(data)
+        ]
+
+    def scanners(self, key: bytes) -> list[bytes]:
+        return self._sm._scanners(key)
 
     def put_intent(self, key: bytes, intent: IntentInfo) -> None:
         record_key = self._sm._intent_prefix + key
@@ -794,10 +850,13 @@ class _BatchTxnStore:
     def put_prepared(self, info: PreparedInfo) -> None:
         self._batch.put(self._sm._prepared_prefix + info.txn_id, encode_prepared(info))
         self._sm._prepared_ids.add(info.txn_id)
+        if info.read_ranges:
+            self._sm._scanned[info.txn_id] = info.read_ranges
 
     def delete_prepared(self, txn_id: bytes) -> None:
         self._batch.delete(self._sm._prepared_prefix + txn_id)
         self._sm._prepared_ids.discard(txn_id)
+        self._sm._scanned.pop(txn_id, None)
 
     def decision(self, txn_id: bytes) -> DecisionInfo | None:
         data = self._batch.get(self._sm._decision_prefix + txn_id)

@@ -112,7 +112,7 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -322,6 +322,8 @@ class AsyncTransaction:
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
         self._values: dict[bytes, bytes | None] = {}  # what each read returned
         self._fences: dict[bytes, int] = {}  # lock key -> fencing token (also in _reads)
+        # Ranges [start, end) scanned (end None: no end); every key seen in them is in _reads.
+        self._scanned: list[tuple[bytes, bytes | None]] = []
         self._state = TransactionState.OPEN
         self._commit_ts: int | None = None
         self._ref: TxnRef | None = None
@@ -413,9 +415,12 @@ class AsyncTransaction:
         """Up to `limit` (key, value) with start <= key < end, in key order, as this
         transaction sees them (its buffered writes and deletes applied).
 
-        Every key returned from the store is recorded in the read set with its version.
-        Phantoms are NOT protected: a key that another transaction inserts into the range
-        later does not conflict with this transaction (see the module docstring).
+        Every key returned from the store is recorded in the read set with its version, and
+        the range itself (up to the last key returned when `limit` cut the scan) is recorded
+        too: a key that another transaction adds to the range before this one commits is a
+        phantom, and the commit raises `Conflict` (retryable), so "scan a prefix, then insert
+        if nothing is there" is serializable. Until this transaction's commit is resolved,
+        writes of others into the range wait (they meet a retryable conflict).
 
         Args:
             start: the first key of the range (inclusive).
@@ -446,13 +451,21 @@ class AsyncTransaction:
                 merged.pop(k, None)
             else:
                 merged[k] = v
-        result = sorted(merged.items())[:limit]
+        ordered = sorted(merged.items())
+        result = ordered[:limit]
         horizon = result[-1][0] if result else last
         for k, v, version in items:
             if horizon is not None and k > horizon:
                 break
             if k not in self._writes:
                 self._record_read(k, version, v)
+        if exhausted and len(ordered) <= limit:
+            covered: tuple[bytes, bytes | None] | None = (start, end)
+        else:
+            # Seen up to `horizon` only: the range ends just after it.
+            covered = None if horizon is None else (start, horizon + b"\x00")
+        if covered is not None and covered not in self._scanned:
+            self._scanned.append(covered)
         return result
 
     def _record_read(self, key: bytes, version: int, value: bytes | None) -> None:
@@ -1404,27 +1417,32 @@ class AsyncClient:
     async def _commit(self, tx: AsyncTransaction) -> int:
         reads = list(tx._reads.items())
         writes = list(tx._writes.items())
-        if not reads and not writes:
+        if not reads and not writes and not tx._scanned:
             return 0
         await self._ready()
         shard_map = self._map()
-        parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]] = {}
+        parts: dict[int, _Part] = {}
         for key, version in reads:
             group = shard_map.locate(key).group_id
-            parts.setdefault(group, ([], []))[0].append(kv.ReadItem(key=key, version=version))
+            parts.setdefault(group, _Part()).reads.append(kv.ReadItem(key=key, version=version))
         for key, value in writes:
             group = shard_map.locate(key).group_id
             item = kv.WriteItem(key=key, value=value or b"", delete=value is None)
-            parts.setdefault(group, ([], []))[1].append(item)
-        first_key = writes[0][0] if writes else reads[0][0]
+            parts.setdefault(group, _Part()).writes.append(item)
+        for start, end in tx._scanned:
+            for desc in shard_map.ranges_overlapping(start, end):
+                lo = max(start, desc.start)
+                hi = desc.end if end is None else end if desc.end is None else min(end, desc.end)
+                part = parts.setdefault(desc.group_id, _Part())
+                part.ranges.append(kv.KeyRange(start=lo, end=hi or b""))
+        first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
         tx._ref = TxnRef(tx.txn_id, coordinator)
         ts = self._clock.now(self._wall_ns())
         deadline = self._deadline()
         if len(parts) == 1:
-            group_reads, group_writes = parts[coordinator]
             return await self._commit_one_phase(
-                tx._ref, coordinator, ts, group_reads, group_writes, deadline
+                tx._ref, coordinator, ts, parts[coordinator], deadline
             )
         return await self._commit_two_phase(tx._ref, parts, ts, tx._priority or ts, deadline)
 
@@ -1476,11 +1494,16 @@ class AsyncClient:
         ref: TxnRef,
         group_id: int,
         ts: int,
-        reads: list[kv.ReadItem],
-        writes: list[kv.WriteItem],
+        part: _Part,
         deadline: float,
     ) -> int:
-        op = kv.CommitOnePhaseRequest(txn_id=ref.txn_id, ts=ts, reads=reads, writes=writes)
+        op = kv.CommitOnePhaseRequest(
+            txn_id=ref.txn_id,
+            ts=ts,
+            reads=part.reads,
+            writes=part.writes,
+            read_ranges=part.ranges,
+        )
         request = kv.Request(commit_one_phase=op)
         try:
             response = await self._send_idempotent(
@@ -1510,7 +1533,7 @@ class AsyncClient:
     async def _commit_two_phase(
         self,
         ref: TxnRef,
-        parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]],
+        parts: dict[int, _Part],
         ts: int,
         priority: int,
         deadline: float,
@@ -1527,7 +1550,7 @@ class AsyncClient:
                         participants,
                         ts,
                         priority,
-                        *parts[group],
+                        parts[group],
                         deadline,
                     )
                     for group in participants
@@ -1560,8 +1583,7 @@ class AsyncClient:
         participants: list[int],
         ts: int,
         priority: int,
-        reads: list[kv.ReadItem],
-        writes: list[kv.WriteItem],
+        part: _Part,
         deadline: float,
     ) -> int:
         op = kv.PrepareRequest(
@@ -1570,8 +1592,9 @@ class AsyncClient:
             participants=participants,
             ts=ts,
             priority=priority,
-            reads=reads,
-            writes=writes,
+            reads=part.reads,
+            writes=part.writes,
+            read_ranges=part.ranges,
         )
         try:
             response = await self._send_idempotent(
@@ -1644,6 +1667,15 @@ class AsyncClient:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+@dataclass
+class _Part:
+    """One participant group's share of a transaction's commit."""
+
+    reads: list[kv.ReadItem] = field(default_factory=list)
+    writes: list[kv.WriteItem] = field(default_factory=list)
+    ranges: list[kv.KeyRange] = field(default_factory=list)
 
 
 def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:

@@ -26,6 +26,7 @@ from txn.records import (
     Finish,
     IntentInfo,
     IntentKind,
+    KeyRange,
     OnePhaseResult,
     Prepare,
     PreparedInfo,
@@ -80,6 +81,10 @@ def _writes_pb(writes: Sequence[WriteItem]) -> list[pb.WriteItem]:
     ]
 
 
+def _ranges_pb(ranges: Sequence[KeyRange]) -> list[pb.KeyRange]:
+    return [pb.KeyRange(start=r.start, end=r.end) for r in ranges]
+
+
 def _command_pb(record: TxnCommand) -> pb.TxnCommand:
     if isinstance(record, Prepare):
         return pb.TxnCommand(
@@ -89,6 +94,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 participants=record.participants,
                 reads=_reads_pb(record.reads),
                 writes=_writes_pb(record.writes),
+                read_ranges=_ranges_pb(record.read_ranges),
             )
         )
     if isinstance(record, Resolve):
@@ -117,6 +123,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 txn_id=record.txn_id,
                 reads=_reads_pb(record.reads),
                 writes=_writes_pb(record.writes),
+                read_ranges=_ranges_pb(record.read_ranges),
             )
         )
     if isinstance(record, Prevent):
@@ -132,6 +139,10 @@ def encode_command(record: TxnCommand) -> bytes:
 
 def _reads(items: Sequence[pb.ReadItem]) -> tuple[ReadItem, ...]:
     return tuple(ReadItem(key=r.key, version=r.version) for r in items)
+
+
+def _ranges(items: Sequence[pb.KeyRange]) -> tuple[KeyRange, ...]:
+    return tuple(KeyRange(start=r.start, end=r.end) for r in items)
 
 
 def _writes(items: Sequence[pb.WriteItem]) -> tuple[WriteItem, ...]:
@@ -153,6 +164,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             participants=tuple(p.participants),
             reads=_reads(p.reads),
             writes=_writes(p.writes),
+            read_ranges=_ranges(p.read_ranges),
         )
     if which == "resolve":
         r = msg.resolve
@@ -172,7 +184,12 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
         return PurgeDecisions(before_ts=msg.purge_decisions.before_ts)
     if which == "commit_one_phase":
         c = msg.commit_one_phase
-        return CommitOnePhase(txn_id=c.txn_id, reads=_reads(c.reads), writes=_writes(c.writes))
+        return CommitOnePhase(
+            txn_id=c.txn_id,
+            reads=_reads(c.reads),
+            writes=_writes(c.writes),
+            read_ranges=_ranges(c.read_ranges),
+        )
     if which == "prevent":
         return Prevent(txn_id=msg.prevent.txn_id)
     raise MalformedTxnRecord("transaction command without an operation")
@@ -345,6 +362,7 @@ def encode_prepared(info: PreparedInfo) -> bytes:
         prepare_ts=info.prepare_ts,
         write_keys=info.write_keys,
         read_keys=info.read_keys,
+        read_ranges=_ranges_pb(info.read_ranges),
     ).SerializeToString()
     return data
 
@@ -366,6 +384,7 @@ def decode_prepared(data: bytes) -> PreparedInfo:
         prepare_ts=msg.prepare_ts,
         write_keys=tuple(msg.write_keys),
         read_keys=tuple(msg.read_keys),
+        read_ranges=_ranges(msg.read_ranges),
     )
 
 

@@ -65,7 +65,23 @@ V1. Prevent (recovery, sent by the coordinator group's leader): with a prepared 
     decision (finished, as O3) unless one exists, so every later Prepare of the txn here is
     refused (P2), and answer "not prepared". Logged, so the answer holds against every
     Prepare ordered after it.
-W1. A single-key Put/Delete/CAS on a key holding any intent is refused (phase "write").
+W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a prepared
+    transaction scanned (P6), is refused (phase "write").
+
+Scanned ranges (phantoms)
+-------------------------
+P6. A transaction that scanned a range [start, end) of this group claims it saw every key of
+    it: each key the scan returned is in its reads (P3 checks their versions), and
+    `read_ranges` names the range (cut after the last key returned when the scan's limit
+    stopped it). The Prepare or one-phase commit is refused when a foreign WRITE intent sits
+    on a key of the range (an insert, update or delete in flight), or when a key of the
+    range holds a value and is neither in the reads nor written by the transaction (a
+    phantom: another transaction added it after the scan). A yes vote takes a range intent:
+    the prepared record lists the ranges, and until the Resolve every write of another
+    transaction to a key of them is refused (P4 for Prepares and one-phase commits, W1 for
+    single-key writes), as a read intent refuses writes to one key. Two scanners of one
+    range share it. So the range stays as the transaction saw it from its scan to its
+    commit timestamp: no insert can be serialized between them.
 """
 
 from __future__ import annotations
@@ -78,6 +94,7 @@ from txn.records import (
     DecisionInfo,
     IntentInfo,
     IntentKind,
+    KeyRange,
     OnePhaseResult,
     Prepare,
     PreparedInfo,
@@ -111,14 +128,16 @@ def validate(
     reads: Sequence[ReadItem],
     writes: Sequence[WriteItem],
     phase: str,
+    read_ranges: Sequence[KeyRange] = (),
 ) -> Conflict | None:
-    """Rules P3 and P4: the first conflict in command order, or None when valid.
+    """Rules P3, P4 and P6: the first conflict in command order, or None when valid.
 
     Args:
         store: the group's state.
         txn_id: the validating transaction (its own intents never conflict).
         reads, writes: the transaction's read and write sets in this group.
         phase: "prepare" or "commit", copied into the conflict.
+        read_ranges: the ranges it scanned in this group (P6).
     """
     for read in reads:
         key = read.key
@@ -138,6 +157,10 @@ def validate(
                 phase=phase,
                 reason=f"read version {read.version} is stale: the latest version is {latest}",
             )
+    if read_ranges:
+        conflict = _phantom(store, txn_id, reads, writes, phase, read_ranges)
+        if conflict is not None:
+            return conflict
     for write in writes:
         key = write.key
         for intent in store.intents(key):
@@ -148,6 +171,46 @@ def validate(
                     other_txn=intent.txn_id,
                     phase=phase,
                     reason=f"a key written is locked by another transaction's {kind} intent",
+                )
+        for other in store.scanners(key):
+            if other != txn_id:
+                return Conflict(
+                    key=key,
+                    other_txn=other,
+                    phase=phase,
+                    reason="a key written is inside a range another transaction scanned",
+                )
+    return None
+
+
+def _phantom(
+    store: TxnStore,
+    txn_id: bytes,
+    reads: Sequence[ReadItem],
+    writes: Sequence[WriteItem],
+    phase: str,
+    read_ranges: Sequence[KeyRange],
+) -> Conflict | None:
+    """Rule P6: the first change to a scanned range since the scan, or None."""
+    seen = {r.key for r in reads} | {w.key for w in writes}
+    for key_range in read_ranges:
+        for key, intent in store.intents_in(key_range):
+            if intent.kind is IntentKind.WRITE and intent.txn_id != txn_id:
+                return Conflict(
+                    key=key,
+                    other_txn=intent.txn_id,
+                    phase=phase,
+                    reason="a key in a scanned range is locked by another transaction's "
+                    "write intent",
+                )
+        for key, version in store.live_keys(key_range):
+            if key not in seen:
+                return Conflict(
+                    key=key,
+                    other_txn=b"",
+                    phase=phase,
+                    reason=f"phantom: the key (version {version}) appeared in a scanned range "
+                    "after the scan",
                 )
     return None
 
@@ -173,7 +236,7 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
                 reason=f"already {outcome}: the transaction's decision is recorded here",
             )
         )
-    conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_PREPARE)
+    conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_PREPARE, cmd.read_ranges)
     if conflict is not None:
         return PrepareResult(conflict=conflict)
     max_version = store.max_version()
@@ -200,6 +263,7 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
             prepare_ts=prepare_ts,
             write_keys=write_keys,
             read_keys=read_keys,
+            read_ranges=cmd.read_ranges,
         )
     )
     return PrepareResult(prepare_ts=prepare_ts)
@@ -288,7 +352,7 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
                 reason="the transaction is prepared here by two-phase commit",
             )
         )
-    conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_COMMIT)
+    conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_COMMIT, cmd.read_ranges)
     if conflict is not None:
         # Recorded, so a late duplicate of this request (retried after a lost answer) finds
         # the abort instead of validating again and committing what the client was told
@@ -317,9 +381,19 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     return PreventResult(prepared=False)
 
 
-def single_key_conflict(key: bytes, intents: Sequence[IntentInfo]) -> Conflict | None:
-    """Rule W1: the conflict of a single-key write on `key` given its intents, or None."""
+def single_key_conflict(
+    key: bytes, intents: Sequence[IntentInfo], scanners: Sequence[bytes] = ()
+) -> Conflict | None:
+    """Rule W1: the conflict of a single-key write on `key` given its intents and the
+    prepared transactions that scanned a range holding it, or None."""
     if not intents:
+        if scanners:
+            return Conflict(
+                key=key,
+                other_txn=scanners[0],
+                phase=PHASE_WRITE,
+                reason="the key is inside a range a prepared transaction scanned; retry later",
+            )
         return None
     first = intents[0]
     kind = "write" if first.kind is IntentKind.WRITE else "read"

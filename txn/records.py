@@ -30,6 +30,7 @@ __all__ = [
     "Finish",
     "IntentInfo",
     "IntentKind",
+    "KeyRange",
     "OnePhaseResult",
     "Prepare",
     "PrepareResult",
@@ -71,6 +72,11 @@ def _check_group_ids(participants: Sequence[int]) -> None:
         raise ValueError(f"duplicate participant groups in {list(participants)}")
 
 
+def _check_ranges(ranges: Sequence[KeyRange]) -> None:
+    if len(set(ranges)) != len(ranges):
+        raise ValueError("a key range appears twice in the scanned ranges")
+
+
 def _check_items(reads: Sequence[ReadItem], writes: Sequence[WriteItem]) -> None:
     read_keys = [r.key for r in reads]
     if len(set(read_keys)) != len(read_keys):
@@ -99,6 +105,28 @@ class ReadItem:
         if not isinstance(self.key, bytes):
             raise ValueError("a read key is bytes")
         _check_u64("read version", self.version)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRange:
+    """Keys start <= key < end that a transaction scanned; `end` b"" means no end.
+
+    With the range the transaction claims it saw EVERY key of it (the keys are in its read
+    set with their versions): a key added to the range by another transaction is a phantom
+    (rule P6 of `txn.participant`).
+    """
+
+    start: bytes
+    end: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.start, bytes) or not isinstance(self.end, bytes):
+            raise ValueError("a key range's start and end are bytes")
+        if self.end and self.end <= self.start:
+            raise ValueError(f"empty key range [{self.start!r}, {self.end!r})")
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and self.start <= key and (not self.end or key < self.end)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,12 +160,14 @@ class Prepare:
     participants: tuple[int, ...]
     reads: tuple[ReadItem, ...] = ()
     writes: tuple[WriteItem, ...] = ()
+    read_ranges: tuple[KeyRange, ...] = ()
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_u64("coordinator group", self.coordinator_group)
         _check_group_ids(self.participants)
         _check_items(self.reads, self.writes)
+        _check_ranges(self.read_ranges)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,10 +232,12 @@ class CommitOnePhase:
     txn_id: bytes
     reads: tuple[ReadItem, ...] = ()
     writes: tuple[WriteItem, ...] = ()
+    read_ranges: tuple[KeyRange, ...] = ()
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_items(self.reads, self.writes)
+        _check_ranges(self.read_ranges)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,8 +371,8 @@ class IntentInfo:
 class PreparedInfo:
     """A participant's record of a prepared, undecided transaction.
 
-    It lists the keys holding the transaction's intents, so a Resolve releases them with
-    point lookups only.
+    It lists the keys holding the transaction's intents, and the ranges holding its range
+    intents, so a Resolve releases them with point lookups only.
     """
 
     txn_id: bytes
@@ -349,6 +381,7 @@ class PreparedInfo:
     prepare_ts: int
     write_keys: tuple[bytes, ...]
     read_keys: tuple[bytes, ...]
+    read_ranges: tuple[KeyRange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,8 +3,9 @@
 `txn.participant` and `txn.coordinator` never import `shard/`: they read and write through
 this `TxnStore` Protocol, which the shard state machine implements over its MVCC keyspace and
 the engine batch of the slot being applied (so a later command of the same slot sees an
-earlier one's writes). Every method is a point operation: the rules never scan, so apply
-costs do not grow with the data.
+earlier one's writes). Every method is a point operation except `live_keys` and
+`intents_in`, which read one range a transaction scanned (rule P6): their cost is the size
+of that range, which the transaction's own scan already paid once.
 
 `MemTxnStore` is the reference implementation: plain dicts, used by the unit tests of the
 rules and usable by simulators.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from txn.records import DecisionInfo, IntentInfo, PreparedInfo
+from txn.records import DecisionInfo, IntentInfo, KeyRange, PreparedInfo
 
 __all__ = ["MAX_PURGE_PER_COMMAND", "MemTxnStore", "StoreInvariantError", "TxnStore"]
 
@@ -40,6 +41,19 @@ class TxnStore(Protocol):
 
     def put_intent(self, key: bytes, intent: IntentInfo) -> None:
         """Add `intent` on `key` (replacing one of the same txn_id)."""
+        ...
+
+    def live_keys(self, key_range: KeyRange) -> list[tuple[bytes, int]]:
+        """(key, version) of every key of the range whose latest record is a value, in key
+        order."""
+        ...
+
+    def intents_in(self, key_range: KeyRange) -> list[tuple[bytes, IntentInfo]]:
+        """(key, intent) of every intent on a key of the range, in key order."""
+        ...
+
+    def scanners(self, key: bytes) -> list[bytes]:
+        """Ids of the prepared transactions whose scanned ranges hold `key`, sorted."""
         ...
 
     def delete_intent(self, key: bytes, txn_id: bytes) -> None:
@@ -128,6 +142,31 @@ class MemTxnStore:
     def put_intent(self, key: bytes, intent: IntentInfo) -> None:
         """Add `intent` on `key`."""
         self.intent_map.setdefault(key, {})[intent.txn_id] = intent
+
+    def live_keys(self, key_range: KeyRange) -> list[tuple[bytes, int]]:
+        """(key, version) of every key of the range holding a value, in key order."""
+        return [
+            (key, versions[-1][0])
+            for key, versions in sorted(self.versions.items())
+            if key in key_range and versions and versions[-1][1] is not None
+        ]
+
+    def intents_in(self, key_range: KeyRange) -> list[tuple[bytes, IntentInfo]]:
+        """(key, intent) of every intent on a key of the range, in key order."""
+        return [
+            (key, intent)
+            for key in sorted(self.intent_map)
+            if key in key_range
+            for intent in self.intents(key)
+        ]
+
+    def scanners(self, key: bytes) -> list[bytes]:
+        """Prepared transactions whose scanned ranges hold `key`."""
+        return sorted(
+            txn_id
+            for txn_id, info in self.prepared_map.items()
+            if any(key in r for r in info.read_ranges)
+        )
 
     def delete_intent(self, key: bytes, txn_id: bytes) -> None:
         """Remove `txn_id`'s intent on `key`."""

@@ -24,19 +24,29 @@ class WriteItem(_message.Message):
     delete: bool
     def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
 
+class KeyRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: bytes
+    end: bytes
+    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ...) -> None: ...
+
 class Prepare(_message.Message):
-    __slots__ = ("txn_id", "coordinator_group", "participants", "reads", "writes")
+    __slots__ = ("txn_id", "coordinator_group", "participants", "reads", "writes", "read_ranges")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
+    READ_RANGES_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     coordinator_group: int
     participants: _containers.RepeatedScalarFieldContainer[int]
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
-    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+    read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
+    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class Resolve(_message.Message):
     __slots__ = ("txn_id", "commit", "commit_ts")
@@ -81,14 +91,16 @@ class PurgeDecisions(_message.Message):
     def __init__(self, before_ts: _Optional[int] = ...) -> None: ...
 
 class CommitOnePhase(_message.Message):
-    __slots__ = ("txn_id", "reads", "writes")
+    __slots__ = ("txn_id", "reads", "writes", "read_ranges")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
+    READ_RANGES_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
-    def __init__(self, txn_id: _Optional[bytes] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ...) -> None: ...
+    read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
+    def __init__(self, txn_id: _Optional[bytes] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class TxnCommand(_message.Message):
     __slots__ = ("prepare", "resolve", "decide", "finish", "purge_decisions", "commit_one_phase", "prevent")
@@ -207,20 +219,22 @@ class KeyIntents(_message.Message):
     def __init__(self, intents: _Optional[_Iterable[_Union[IntentRecord, _Mapping]]] = ...) -> None: ...
 
 class PreparedRecord(_message.Message):
-    __slots__ = ("txn_id", "coordinator_group", "participants", "prepare_ts", "write_keys", "read_keys")
+    __slots__ = ("txn_id", "coordinator_group", "participants", "prepare_ts", "write_keys", "read_keys", "read_ranges")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
     WRITE_KEYS_FIELD_NUMBER: _ClassVar[int]
     READ_KEYS_FIELD_NUMBER: _ClassVar[int]
+    READ_RANGES_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     coordinator_group: int
     participants: _containers.RepeatedScalarFieldContainer[int]
     prepare_ts: int
     write_keys: _containers.RepeatedScalarFieldContainer[bytes]
     read_keys: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., prepare_ts: _Optional[int] = ..., write_keys: _Optional[_Iterable[bytes]] = ..., read_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
+    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., prepare_ts: _Optional[int] = ..., write_keys: _Optional[_Iterable[bytes]] = ..., read_keys: _Optional[_Iterable[bytes]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
     __slots__ = ("txn_id", "committed", "commit_ts", "participants", "decided_ts", "finished")

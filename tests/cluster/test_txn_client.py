@@ -149,6 +149,56 @@ def test_conflicting_concurrent_pair_one_conflict_naming_the_key(client: txn.Cli
     assert client.get(key) == b"1"
 
 
+def test_an_insert_into_a_scanned_range_aborts_the_scanner(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """Rule P6 end to end: a key another transaction adds to a range this one scanned (here
+    in the middle group of three) makes this one's commit a retryable Conflict."""
+    start, end = b"fscan", b"rscan"  # spans all three groups
+    assert {gp_cluster.group_of(k) for k in (start, b"hscan", b"qscan")} == {1, 2, 3}
+    scanner = client.transaction()
+    assert scanner.scan(start, end) == []
+    with client.transaction() as inserter:
+        inserter.put(b"hscan-new", b"1")
+    scanner.put(b"fscan-mine", b"1")
+    with pytest.raises(txn.Conflict) as info:
+        scanner.commit()
+    assert info.value.key == b"hscan-new" and info.value.retryable
+    assert "phantom" in str(info.value)
+    assert client.get(b"fscan-mine") is None
+
+
+def test_uniqueness_by_scan_holds_under_concurrent_claims(client: txn.Client) -> None:
+    """Eight threads each claim a name by scanning its prefix and inserting a key of their
+    own if the prefix is empty (a constraint no single key expresses): exactly one wins."""
+    prefix = b"hclaim/ada/"
+    outcomes: list[bool] = []
+    errors: list[BaseException] = []
+
+    @client.transactional
+    def claim(tx: txn.Transaction, who: int) -> bool:
+        if tx.scan(prefix, prefix + b"\xff"):
+            return False
+        tx.put(prefix + b"%d" % who, b"taken")
+        return True
+
+    def run(who: int) -> None:
+        try:
+            outcomes.append(claim(who))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sorted(outcomes) == [False] * 7 + [True]
+    with client.snapshot() as snap:
+        assert len(snap.scan(prefix, prefix + b"\xff")) == 1
+
+
 def test_snapshot_reads(client: txn.Client) -> None:
     client.put(b"snap-a", b"v1")
     client.put(b"qsnap", b"v1")

@@ -82,6 +82,7 @@ def _check_batch_read_your_writes(e: Engine) -> None:
     batch.delete(b"y")
     batch.put(b"z", b"z1")
     assert (batch.get(b"x"), batch.get(b"y"), batch.get(b"z")) == (b"new", None, b"z1")
+    assert batch.scan(b"x", b"zz") == [(b"x", b"new"), (b"z", b"z1")]
     assert len(batch) == 3
     # Unwritten: the engine does not see it.
     assert (e.get(b"x"), e.get(b"y"), e.get(b"z")) == (b"old", b"y0", None)
@@ -99,6 +100,9 @@ def _check_batch_order_and_range_delete(e: Engine) -> None:
     assert batch.get(b"r4") is None
     assert batch.get(b"r2") == b"again"
     assert batch.get(b"s") == b"s"
+    # A batch scan shows the range as the write will leave it (rule 3 for ranges).
+    assert batch.scan(b"r", b"t") == [(b"r2", b"again"), (b"s", b"s")]
+    assert batch.scan(b"r1", b"r3") == [(b"r2", b"again")]
     e.write(batch, sync=False)
     assert e.scan(b"", None, None) == [(b"r2", b"again"), (b"s", b"s")]
 

@@ -35,6 +35,7 @@ from txn.records import (
     Finish,
     IntentInfo,
     IntentKind,
+    KeyRange,
     OnePhaseResult,
     Prepare,
     PrepareResult,
@@ -292,3 +293,47 @@ def test_results_with_a_txn_part_round_trip() -> None:
         CommandResult(Status.OK, 3),
     ]:
         assert decode_result(encode_result(result)) == result
+
+
+def test_scanned_ranges_survive_a_restart_and_a_snapshot() -> None:
+    """Rule P6's range intents live in the prepared records: a restarted or restored replica
+    rebuilds them and refuses writes into the range as the original does."""
+    a = Node()
+    scan = Prepare(
+        txn_id=b"t9",
+        coordinator_group=1,
+        participants=(1, 2),
+        read_ranges=(KeyRange(start=b"d", end=b"e"),),
+    )
+    assert a.txn(scan, 10).ok
+    restored = Node()
+    batch = restored.engine.new_batch()
+    restored.sm.restore(a.sm.applied_index, a.sm.snapshot(), batch)
+    restored.engine.write(batch, False)
+    r = a.put(b"d1", b"x", 15)
+    assert r.status is Status.CONFLICT
+    restarted = Node(a.engine)  # a reopened from its engine (a itself is not used again)
+    for node in (restarted, restored):
+        r = node.put(b"d1", b"x", 20)
+        assert r.status is Status.CONFLICT and r.conflict is not None
+        assert r.conflict.other_txn == b"t9"
+        assert node.put(b"e1", b"x", 21).ok
+        assert node.txn(Resolve(txn_id=b"t9", commit=False)).ok
+        assert node.put(b"d1", b"x", 22).ok
+
+
+@pytest.mark.parametrize(
+    ("key_range", "status"),
+    [
+        (KeyRange(start=b"a", end=b"d"), Status.WRONG_SHARD),  # starts below the shard
+        (KeyRange(start=b"c", end=b"z"), Status.WRONG_SHARD),  # ends beyond it
+        (KeyRange(start=b"c", end=b""), Status.WRONG_SHARD),  # no end, but the shard has one
+        (KeyRange(start=b"c" * (MAX_KEY_BYTES + 1), end=b"d"), Status.LIMIT_EXCEEDED),
+    ],
+)
+def test_a_scanned_range_outside_the_shard_is_refused(key_range: KeyRange, status: Status) -> None:
+    a = Node()
+    record = Prepare(txn_id=b"t", coordinator_group=1, participants=(1,), read_ranges=(key_range,))
+    r = a.txn(record, 10)
+    assert r.status is status, r
+    assert a.sm.prepared(b"t") is None

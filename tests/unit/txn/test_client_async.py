@@ -218,6 +218,26 @@ async def test_scan_limit_does_not_skip_store_keys_before_a_buffered_put(fake: F
 
 
 @with_fake
+async def test_scans_send_their_ranges_with_the_commit_split_by_group(fake: FakeKV) -> None:
+    # Rule P6 on the client side: each scanned range goes to the groups it covers, clipped to
+    # them; a scan its limit stopped covers up to its last key only; a range twice, once.
+    for key in [b"a1", b"a2", b"h1", b"h2", b"q1"]:
+        fake.store.write(key, b"s", 5)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        await tx.scan(b"a", b"r")
+        await tx.scan(b"h", None, limit=1)
+        await tx.scan(b"a", b"r")
+        tx.put(b"z", b"1")
+        await tx.commit()
+    sent = {
+        group: [(r.start, r.end) for r in request.prepare.read_ranges]
+        for group, request in fake.requests("prepare")
+    }
+    assert sent == {1: [(b"a", b"g")], 2: [(b"g", b"p"), (b"h", b"h1\x00")], 3: [(b"p", b"r")]}
+
+
+@with_fake
 async def test_a_key_that_changes_between_two_reads_conflicts_early(fake: FakeKV) -> None:
     fake.store.write(A1, b"v1", 5)
     async with fast_client(fake) as client:

@@ -1,4 +1,5 @@
-"""Property: random interleavings of prepares, resolves, decisions, 1PC and single-key writes.
+"""Property: random interleavings of prepares, resolves, decisions, 1PC and single-key writes,
+with scanned ranges (rule P6: phantoms, and range intents that hold off other writers).
 
 An independent model (versions per key, open transactions, decision records), written from
 the protocol's statement rather than from `txn.participant`, predicts every result. After
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 from txn_harness import MemHarness, ShardHarness
 
@@ -28,6 +29,7 @@ from txn.records import (
     DecisionResult,
     Finish,
     IntentKind,
+    KeyRange,
     OnePhaseResult,
     Prepare,
     PrepareResult,
@@ -49,6 +51,7 @@ class Open:
     prepare_ts: int
     reads: set[bytes]
     writes: dict[bytes, bytes | None]
+    ranges: tuple[KeyRange, ...] = ()
 
 
 @dataclass
@@ -77,17 +80,34 @@ class Model:
         for txn_id, o in self.open.items():
             if txn_id == by_others_of:
                 continue
-            if key in o.writes or (not writes_only and key in o.reads):
+            if key in o.writes:
+                return True
+            if not writes_only and (key in o.reads or any(key in r for r in o.ranges)):
                 return True
         return False
 
-    def valid(self, txn_id: bytes, reads: dict[bytes, int], writes: dict[bytes, object]) -> bool:
+    def valid(
+        self,
+        txn_id: bytes,
+        reads: dict[bytes, int],
+        writes: dict[bytes, object],
+        ranges: tuple[KeyRange, ...] = (),
+    ) -> bool:
         for key, version in reads.items():
             if self.locked(key, txn_id, writes_only=True):
                 return False
             latest, tombstone = self.latest(key)
             if latest != version and not (version == 0 and tombstone):
                 return False
+        for key_range in ranges:  # P6, stated over the whole key space
+            for key in KEYS:
+                if key not in key_range:
+                    continue
+                if self.locked(key, txn_id, writes_only=True):
+                    return False
+                live = not self.latest(key)[1]
+                if live and key not in reads and key not in writes:
+                    return False
         return not any(self.locked(key, txn_id, writes_only=False) for key in writes)
 
     def write(self, key: bytes, value: bytes | None, version: int) -> bool:
@@ -113,10 +133,12 @@ class Model:
             return Status.OK, PrepareResult(prepare_ts=self.open[cmd.txn_id].prepare_ts)
         reads = {r.key: r.version for r in cmd.reads}
         writes = {w.key: w.value for w in cmd.writes}
-        if cmd.txn_id in self.decisions or not self.valid(cmd.txn_id, reads, writes):
+        if cmd.txn_id in self.decisions or not self.valid(
+            cmd.txn_id, reads, writes, cmd.read_ranges
+        ):
             return Status.CONFLICT, None
         prepare_ts = max(ts, self.max_version + 1)
-        self.open[cmd.txn_id] = Open(prepare_ts, set(reads) - set(writes), writes)
+        self.open[cmd.txn_id] = Open(prepare_ts, set(reads) - set(writes), writes, cmd.read_ranges)
         return Status.OK, PrepareResult(prepare_ts=prepare_ts)
 
     def resolve(self, cmd: Resolve, ts: int) -> tuple[Status, object]:
@@ -172,7 +194,7 @@ class Model:
         writes = {w.key: w.value for w in cmd.writes}
         if cmd.txn_id in self.open:
             return Status.CONFLICT, None
-        if not self.valid(cmd.txn_id, reads, writes):
+        if not self.valid(cmd.txn_id, reads, writes, cmd.read_ranges):
             self.decisions[cmd.txn_id] = Decision(False, 0, ts, finished=True)
             self.finish_order.append(cmd.txn_id)
             return Status.CONFLICT, None
@@ -193,17 +215,22 @@ txn_idx = st.integers(0, len(TXNS) - 1)
 values = st.one_of(st.none(), st.sampled_from([b"", b"x", b"y"]))
 tss = st.integers(0, 40)
 read_specs = st.lists(st.tuples(key_idx, st.sampled_from(["fresh", "fresh", "zero", "stale"])))
+# (first key, end key index or len(KEYS) for no end, whether the scan saw every live key).
+range_spec = st.tuples(key_idx, st.integers(1, len(KEYS)), st.booleans())
+no_ranges: st.SearchStrategy[list[tuple[int, int, bool]]] = st.just([])
+scans = st.lists(range_spec, min_size=1, max_size=2)
 write_specs = st.lists(st.tuples(key_idx, values), max_size=3)
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss),
-        st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss),
+        st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss, no_ranges),
+        st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss, scans),
         st.tuples(st.just("resolve"), txn_idx, st.booleans(), st.integers(-1, 3)),
         st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
         st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
         st.tuples(st.just("put"), key_idx, values, tss),
         st.tuples(st.just("decide"), txn_idx, st.booleans(), tss),
-        st.tuples(st.just("one_phase"), txn_idx, read_specs, write_specs, tss),
+        st.tuples(st.just("one_phase"), txn_idx, read_specs, write_specs, tss, no_ranges),
+        st.tuples(st.just("one_phase"), txn_idx, read_specs, write_specs, tss, scans),
         st.tuples(st.just("finish"), txn_idx),
         st.tuples(st.just("purge"), st.integers(0, 60)),
     ),
@@ -212,16 +239,31 @@ steps = st.lists(
 
 
 def _items(
-    model: Model, reads: list[tuple[int, str]], writes: list[tuple[int, bytes | None]]
-) -> tuple[tuple[ReadItem, ...], tuple[WriteItem, ...]]:
+    model: Model,
+    reads: list[tuple[int, str]],
+    writes: list[tuple[int, bytes | None]],
+    ranges: list[tuple[int, int, bool]],
+) -> tuple[tuple[ReadItem, ...], tuple[WriteItem, ...], tuple[KeyRange, ...]]:
     read_map: dict[bytes, int] = {}
     for i, mode in reads:
         latest = model.latest(KEYS[i])[0]
         read_map[KEYS[i]] = {"fresh": latest, "zero": 0, "stale": max(0, latest - 1)}[mode]
+    key_ranges: dict[KeyRange, None] = {}
+    for start, end, complete in ranges:
+        if end <= start:
+            continue
+        key_range = KeyRange(start=KEYS[start], end=KEYS[end] if end < len(KEYS) else b"")
+        key_ranges[key_range] = None
+        if complete:  # what a scan records: every live key of the range, at its version
+            for key in KEYS[start:end]:
+                latest, tombstone = model.latest(key)
+                if not tombstone:
+                    read_map.setdefault(key, latest)
     write_map = {KEYS[i]: v for i, v in writes}
     return (
         tuple(ReadItem(key=k, version=v) for k, v in read_map.items()),
         tuple(WriteItem(key=k, value=v) for k, v in write_map.items()),
+        tuple(key_ranges),
     )
 
 
@@ -256,7 +298,9 @@ def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
     for k, i in h.all_intents():
         if i.is_write:
             assert i.value == model.open[i.txn_id].writes[k]
-    assert [p.txn_id for p in h.prepared_txns()] == sorted(model.open)
+    assert [(p.txn_id, p.read_ranges) for p in h.prepared_txns()] == [
+        (t, model.open[t].ranges) for t in sorted(model.open)
+    ]
     for txn_id in TXNS:
         d = h.decision(txn_id)
         m = model.decisions.get(txn_id)
@@ -276,6 +320,21 @@ def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
 
 
 @given(steps, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.integers(0, 30))
+# Always run: t0 scans everything (nothing is there), then t1's Prepare and one-phase commit,
+# and a single-key put, write a key of that range while t0 is open: only the range intent
+# refuses them.
+@example(
+    [
+        ("prepare", 0, [], [], 10, [(0, 3, True)]),
+        ("prepare", 1, [], [(1, b"x")], 20, []),
+        ("one_phase", 2, [], [(2, b"y")], 21, []),
+        ("put", 0, b"z", 22),
+        ("resolve", 0, True, 5),
+        ("prepare", 3, [], [(1, b"x")], 30, []),
+    ],
+    [1],
+    2,
+)
 def test_random_interleavings_keep_every_committed_write(
     program: list[tuple[object, ...]], cuts: list[int], restore_at: int
 ) -> None:
@@ -292,8 +351,8 @@ def test_random_interleavings_keep_every_committed_write(
             got = [shard.put(key, value, ts), mem.put(key, value, ts)]
         else:
             if kind in ("prepare", "one_phase"):
-                _, t, reads, writes, ts = step
-                r, w = _items(model, reads, writes)
+                _, t, reads, writes, ts, ranges = step
+                r, w, kr = _items(model, reads, writes, ranges)
                 if kind == "prepare":
                     record: object = Prepare(
                         txn_id=TXNS[t],
@@ -301,10 +360,11 @@ def test_random_interleavings_keep_every_committed_write(
                         participants=(GROUP,),
                         reads=r,
                         writes=w,
+                        read_ranges=kr,
                     )
                     expected = model.prepare(record, ts)
                 else:
-                    record = CommitOnePhase(txn_id=TXNS[t], reads=r, writes=w)
+                    record = CommitOnePhase(txn_id=TXNS[t], reads=r, writes=w, read_ranges=kr)
                     expected = model.one_phase(record, ts)
             elif kind == "resolve":
                 _, t, commit, delta = step

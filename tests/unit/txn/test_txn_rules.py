@@ -20,6 +20,7 @@ from txn.records import (
     DecisionResult,
     Finish,
     IntentKind,
+    KeyRange,
     OnePhaseResult,
     Prepare,
     PrepareResult,
@@ -46,6 +47,7 @@ def prep(
     txn_id: bytes,
     reads: dict[bytes, int] | None = None,
     writes: dict[bytes, bytes | None] | None = None,
+    ranges: tuple[tuple[bytes, bytes], ...] = (),
 ) -> Prepare:
     return Prepare(
         txn_id=txn_id,
@@ -53,6 +55,7 @@ def prep(
         participants=(3, 4),
         reads=tuple(ReadItem(key=k, version=v) for k, v in (reads or {}).items()),
         writes=tuple(WriteItem(key=k, value=v) for k, v in (writes or {}).items()),
+        read_ranges=tuple(KeyRange(start=s, end=e) for s, e in ranges),
     )
 
 
@@ -60,11 +63,13 @@ def one_phase(
     txn_id: bytes,
     reads: dict[bytes, int] | None = None,
     writes: dict[bytes, bytes | None] | None = None,
+    ranges: tuple[tuple[bytes, bytes], ...] = (),
 ) -> CommitOnePhase:
     return CommitOnePhase(
         txn_id=txn_id,
         reads=tuple(ReadItem(key=k, version=v) for k, v in (reads or {}).items()),
         writes=tuple(WriteItem(key=k, value=v) for k, v in (writes or {}).items()),
+        read_ranges=tuple(KeyRange(start=s, end=e) for s, e in ranges),
     )
 
 
@@ -522,3 +527,84 @@ def test_w1_single_key_put_and_delete_blocked_by_an_intent(h: Harness, kind: Int
     assert h.put(b"b", b"1", 31).ok
     h.txn(Resolve(txn_id=T1, commit=False))
     assert h.put(b"a", b"4", 40).ok
+
+
+# --------------------------------------------------------------------------------------------
+# Scanned ranges (P6)
+
+A_TO_B = ((b"a", b"b"),)
+
+
+def test_p6_a_key_added_to_a_scanned_range_is_a_phantom(h: Harness) -> None:
+    h.put(b"a1", b"1", 10)
+    # T1 scanned [a, b) and saw a1: still true, it prepares.
+    prepared_ts(h, prep(T1, reads={b"a1": 10}, ranges=A_TO_B), 20)
+    h.txn(Resolve(txn_id=T1, commit=False))
+    h.put(b"a2", b"1", 30)
+    r = h.txn(prep(T2, reads={b"a1": 10}, ranges=A_TO_B), 40)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert (r.conflict.key, r.conflict.other_txn, r.conflict.phase) == (b"a2", b"", "prepare")
+    assert "phantom" in r.conflict.reason
+    assert h.prepared(T2) is None and h.intents(b"a1") == []
+    # Keys outside the range are no phantoms; nor is a2 for a scan its limit cut after a1.
+    assert h.txn(prep(T3, reads={b"a1": 10}, ranges=((b"a", b"a1\x00"),)), 50).ok
+
+
+def test_p6_a_deleted_key_is_no_phantom_but_a_changed_read_conflicts(h: Harness) -> None:
+    h.put(b"a1", b"1", 10)
+    h.put(b"a2", b"1", 11)
+    h.put(b"a2", None, 12)  # deleted: a scan now would not see it
+    prepared_ts(h, prep(T1, reads={b"a1": 10}, ranges=A_TO_B), 20)
+    h.txn(Resolve(txn_id=T1, commit=False))
+    h.put(b"a1", None, 30)  # a key the scan saw is gone: its read version is stale (P3)
+    r = h.txn(prep(T2, reads={b"a1": 10}, ranges=A_TO_B), 40)
+    assert r.status is Status.CONFLICT and r.conflict is not None and r.conflict.key == b"a1"
+
+
+def test_p6_a_foreign_write_intent_in_a_scanned_range_conflicts(h: Harness) -> None:
+    prepared_ts(h, prep(T1, writes={b"a5": b"x"}), 20)  # an insert in flight
+    r = h.txn(prep(T2, ranges=A_TO_B), 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert (r.conflict.key, r.conflict.other_txn) == (b"a5", T1)
+    assert "write intent" in r.conflict.reason
+    # A read intent in the range is shared, as on a single key.
+    h.txn(Resolve(txn_id=T1, commit=False))
+    h.put(b"a6", b"1", 40)
+    prepared_ts(h, prep(T3, reads={b"a6": 40}), 50)
+    assert h.txn(prep(b"txn-4", reads={b"a6": 40}, ranges=A_TO_B), 60).ok
+
+
+def test_p6_the_transactions_own_writes_in_its_range_are_no_phantoms(h: Harness) -> None:
+    h.put(b"a1", b"1", 10)
+    # A blind overwrite of a1 and an insert of a2, with the scan recording neither.
+    record = prep(T1, writes={b"a1": b"2", b"a2": b"3"}, ranges=A_TO_B)
+    assert h.txn(record, 20).ok
+
+
+def test_p6_a_scanned_range_refuses_writes_of_others_until_the_resolve(h: Harness) -> None:
+    prepared_ts(h, prep(T1, ranges=A_TO_B, writes={b"z": b"1"}), 20)
+    for r in (
+        h.txn(prep(T2, writes={b"a3": b"x"}), 30),
+        h.txn(one_phase(T3, writes={b"a3": b"x"}), 31),
+    ):
+        assert r.status is Status.CONFLICT and r.conflict is not None
+        assert (r.conflict.key, r.conflict.other_txn) == (b"a3", T1)
+        assert "range another transaction scanned" in r.conflict.reason
+    w = h.put(b"a3", b"x", 32)  # W1
+    assert w.status is Status.CONFLICT and w.conflict is not None
+    assert (w.conflict.key, w.conflict.other_txn, w.conflict.phase) == (b"a3", T1, "write")
+    assert h.put(b"b1", b"x", 33).ok  # outside the range
+    assert h.txn(prep(T2, ranges=A_TO_B), 34).ok  # two scanners share a range
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=40))
+    h.txn(Resolve(txn_id=T2, commit=False))
+    assert h.prepared(T1) is None
+    assert h.put(b"a3", b"x", 50).ok  # the Resolves released the range
+
+
+def test_p6_a_one_phase_commit_checks_its_scanned_ranges(h: Harness) -> None:
+    h.put(b"a1", b"1", 10)
+    r = h.txn(one_phase(T1, writes={b"c": b"1"}, ranges=A_TO_B), 20)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert (r.conflict.key, r.conflict.phase) == (b"a1", "commit")
+    assert h.value(b"c") is None
+    assert h.txn(one_phase(T2, reads={b"a1": 10}, writes={b"c": b"1"}, ranges=A_TO_B), 30).ok

@@ -68,7 +68,7 @@ class MemHarness:
     def put(self, key: bytes, value: bytes | None, ts: int) -> CommandResult:
         """Put (value None: Delete), as `ShardStateMachine` applies it."""
         store = self.store
-        conflict = participant.single_key_conflict(key, store.intents(key))
+        conflict = participant.single_key_conflict(key, store.intents(key), store.scanners(key))
         if conflict is not None:
             return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)
         if value is None and store.latest_version(key)[1]:
