@@ -95,9 +95,15 @@ version, so a renewal is a new token. An expiry stored in the lock record is adv
 for acquirers to check; the store knows nothing of it. (Kleppmann, "How to do distributed
 locking", 2016; examples/lock_with_fencing.py.)
 
-Not protected: phantoms. A scan records the versions of the keys it returned; a key inserted
-later into the scanned range by another transaction does not conflict with this one. Read the
-keys you depend on, or guard a range with a key every writer to it also writes.
+Scans are protected against phantoms (rule P6 of `txn.participant`): a scan records the
+versions of the keys it returned AND the range it covered (up to its last key when `limit`
+cut it), each participant re-checks the range inside its PREPARE (a key added since is a
+retryable `Conflict`), and until the decision is resolved other transactions' writes into
+the range are refused (retryable; single-key writes back off and retry by themselves). So
+"scan a prefix, then insert if it is empty" is serializable. The cost: a long scan in a
+read-write transaction is re-read by every replica of its groups at commit, and it holds
+writers to the range off until the transaction's Resolve; a read-only `snapshot()` takes
+no such range.
 """
 
 from __future__ import annotations
@@ -1745,7 +1751,7 @@ class Transaction:
     def scan(
         self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
     ) -> list[tuple[bytes, bytes]]:
-        """See `AsyncTransaction.scan` (phantoms are not protected)."""
+        """See `AsyncTransaction.scan` (the range is protected against phantoms)."""
         return self._client._call(self._inner.scan(start, end, limit))
 
     def put(self, key: bytes, value: bytes) -> None:
