@@ -601,12 +601,21 @@ class _Demo:
     async def _pick_user(self, tx: AsyncTransaction, rng: random.Random) -> tuple[str, Any]:
         """A random user of the workers ("w..." ids). Racers' users ("r...") are left alone:
         deleting or renaming a race's winner mid-race would free its name for a second
-        winner, and the race check would report a violation that is not one."""
+        winner, and the race check would report a violation that is not one.
+
+        The candidates come from a snapshot scan: any user will do, so the pick needs no
+        phantom protection, and a scan inside the transaction would hold off every write to
+        the scanned users until it commits (rule P6). The chosen user is read inside the
+        transaction, so it must still be there, unchanged, when the transaction commits."""
         prefix = self.user_key("w")
-        rows = await tx.scan(prefix, _prefix_end(prefix), limit=100)
+        async with self.client.snapshot() as snap:
+            rows = await snap.scan(prefix, _prefix_end(prefix), limit=100)
         if not rows:
             return "", None
-        key, raw = rng.choice(rows)
+        key = rng.choice(rows)[0]
+        raw = await tx.get(key)
+        if raw is None:
+            return "", None
         return key[len(self.user_key("")) :].decode(), json.loads(raw)
 
     async def delete_user(self, rng: random.Random, uid: str | None = None) -> Outcome:
