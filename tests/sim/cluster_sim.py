@@ -64,7 +64,7 @@ replay command (`REPLAY_HINT`).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -573,6 +573,7 @@ class Workload:
         keys: list[bytes],
         body: Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]],
         done: Callable[[TxnRecord], None],
+        scans: Sequence[tuple[bytes, bytes]] = (),
     ) -> TxnRecord:
         record = TxnRecord(process=client.process, kind=kind, mops=mops, invoke=self.sim.world.now)
         self.records.append(record)
@@ -585,7 +586,7 @@ class Workload:
         if kind == "snapshot":
             client.client.snapshot(keys, finished)
         else:
-            client.client.transaction(keys, body, finished)
+            client.client.transaction(keys, body, finished, scans)
         return record
 
 
@@ -777,7 +778,93 @@ class Bank(Workload):
         return problems
 
 
-WORKLOADS: dict[str, type[Workload]] = {"append": ListAppend, "bank": Bank}
+class Claims(Workload):
+    """Claims by scan, a constraint no single key holds (rule P6, phantoms).
+
+    Each round is a key range across a shard boundary (when the map has one there). A claim
+    scans its round's range and, only if no key of it is held, writes `held` to a key of its
+    own choosing in the range; a release scans the range and frees every held key (writes
+    an empty value). Serializable scans keep at most one key of a round held at every
+    timestamp; the check sweeps the settled store's versions of every round in timestamp
+    order. Without phantom protection two claims that both saw the range free both commit.
+    """
+
+    name = "claims"
+    CLAIMANTS = 4
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        n = sim.knobs.keys
+        #: Round r covers key numbers 2r+1 and 2r+2: [k(2r+1), k(2r+3)).
+        self._rounds = [(b"k%02d" % (2 * r + 1), b"k%02d" % (2 * r + 3)) for r in range(n // 2 - 1)]
+        self._keys = [
+            b"k%02d/%d" % (2 * r + 1 + j, c)
+            for r in range(len(self._rounds))
+            for j in (0, 1)
+            for c in range(self.CLAIMANTS)
+        ]
+
+    def all_keys(self) -> list[bytes]:
+        return self._keys
+
+    def _in(self, r: int, key: bytes) -> bool:
+        start, end = self._rounds[r]
+        return start <= key < end
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        rng = self.rng
+        r = rng.randrange(len(self._rounds))
+        if rng.random() < 0.3:
+
+            def release(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+                return {k: b"" for k, v in values.items() if self._in(r, k) and v}
+
+            self._run_rw(client, "rw", [["release", r]], [], release, done, [self._rounds[r]])
+            return
+        mine = rng.choice([k for k in self._keys if self._in(r, k)])
+
+        def claim(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+            if any(v for k, v in values.items() if self._in(r, k)):
+                return {}
+            return {mine: b"held"}
+
+        self._run_rw(client, "rw", [["claim", r, mine]], [], claim, done, [self._rounds[r]])
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        self._run_rw(client, "rw", [["read"]], [], lambda _v: {}, done, self._rounds)
+
+    def check(self, final: TxnRecord) -> list[str]:
+        chains: dict[bytes, list[tuple[int, bytes]]] = {}
+        for desc in self.sim.shard_map.ranges:
+            # Any replica: verify() checks separately that the replicas agree.
+            replica = next(
+                n
+                for n in self.sim.nodes.values()
+                if n.core is not None and desc.group_id in n.core.hosts
+            )
+            chains.update(self.sim.versions(replica, desc.group_id))
+        problems = []
+        for r in range(len(self._rounds)):
+            events = sorted(
+                (version, key, value)
+                for key in self._keys
+                if self._in(r, key)
+                for version, value in chains.get(key, [])
+            )
+            held: dict[bytes, bytes] = {}
+            for i, (version, key, value) in enumerate(events):
+                held[key] = value
+                last_at_ts = i + 1 == len(events) or events[i + 1][0] != version
+                holders = sorted(k for k, v in held.items() if v)
+                if last_at_ts and len(holders) > 1:
+                    problems.append(
+                        f"claims: round {r} has {len(holders)} holders at {version}: {holders}"
+                    )
+                    break
+        return problems
+
+
+WORKLOADS: dict[str, type[Workload]] = {"append": ListAppend, "bank": Bank, "claims": Claims}
 
 
 # ---------------------------------------------------------------------- knobs and faults

@@ -8,8 +8,12 @@ inside the simulated world, in virtual time, and replays bit for bit. It is kept
 purpose: each step below is one method, in protocol order, and each says what it may
 conclude.
 
-A read-write transaction (`SimTxnClient.transaction(keys, body, done)`):
+A read-write transaction (`SimTxnClient.transaction(keys, body, done, scans)`):
 
+0. `_scan_next`: scan every range of `scans`, shard by shard, with a linearizable `Scan` at
+   each group's leader (retried on CONFLICT as reads are); every key returned is read (its
+   value and version recorded, as below), and each shard's part of the range is sent with
+   the commit (`read_ranges`, rule P6: a key added to it since makes the commit a conflict).
 1. `_read_next`: read every key, one after the other, with a linearizable `Get` at the key's
    group leader; remember the value and the version (an absent key reports its tombstone
    version, or 0). A CONFLICT answer (a prepared transaction's write intent) is retried after
@@ -53,7 +57,7 @@ abort is recorded). When it answers True the client stops there and sends nothin
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,10 +73,12 @@ Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
 #: Deliberate client bugs the property tests must catch (never set outside those proofs):
 #: commit without the read set (no validation: lost updates), read the latest versions in a
 #: snapshot instead of the versions at T, report an unanswered commit (CommitUnknown) as a
-#: failure.
-MUTATIONS = ("no_read_validation", "snapshot_reads_latest", "unknown_as_fail")
+#: failure, commit without the scanned ranges (phantoms).
+MUTATIONS = ("no_read_validation", "snapshot_reads_latest", "unknown_as_fail", "no_read_ranges")
 
 ABANDON_POINTS = ("before_commit", "mid_prepare", "before_resolve", "before_abort")
+
+SCAN_LIMIT = 100  # keys per simulated scan; the workloads' ranges hold far fewer
 
 
 class Transport(Protocol):
@@ -170,9 +176,15 @@ class SimTxnClient:
 
     # ------------------------------------------------------------------ read-write
 
-    def transaction(self, keys: list[bytes], body: Body, done: Callable[[TxnResult], None]) -> None:
-        """Read `keys`, compute writes with `body`, commit; `done(result)` once."""
-        _Txn(self, keys, body, done).start()
+    def transaction(
+        self,
+        keys: list[bytes],
+        body: Body,
+        done: Callable[[TxnResult], None],
+        scans: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Scan `scans`, read `keys`, compute writes with `body`, commit; `done(result)` once."""
+        _Txn(self, keys, body, done, list(scans)).start()
 
     # ------------------------------------------------------------------ read-only
 
@@ -185,16 +197,28 @@ class _Txn:
     """One read-write transaction, step by step (the module docstring's steps 1-4)."""
 
     def __init__(
-        self, client: SimTxnClient, keys: list[bytes], body: Body, done: Callable[[TxnResult], None]
+        self,
+        client: SimTxnClient,
+        keys: list[bytes],
+        body: Body,
+        done: Callable[[TxnResult], None],
+        scans: list[tuple[bytes, bytes]],
     ) -> None:
         self.c = client
         self.keys = list(dict.fromkeys(keys))
+        # (group, start, end) of every shard's part of every scanned range, in scan order.
+        self.scan_parts = [
+            (desc.group_id, max(start, desc.start), end if desc.end is None else min(end, desc.end))
+            for start, end in scans
+            for desc in client.t.shard_map.ranges_overlapping(start, end)
+        ]
+        self.ranges: dict[int, list[kv.KeyRange]] = {}
         self.body = body
         self.done_cb = done
         self.result = TxnResult(txn_id=client.new_txn_id())
         self.read_deadline = 0.0
         self.votes: dict[int, int | None] = {}
-        self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem]]] = {}
+        self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem], list[kv.KeyRange]]] = {}
         self.finished = False
         # Half the transactions read for update (leader-local update locks, wound-wait);
         # the age goes with every read for update and every Prepare.
@@ -211,7 +235,47 @@ class _Txn:
         self.done_cb(self.result)
 
     def start(self) -> None:
-        self._read_next(0)
+        self._scan_next(0)
+
+    # 0. scans ---------------------------------------------------------------------------
+
+    def _scan_next(self, i: int) -> None:
+        if i == len(self.scan_parts):
+            self._read_next(0)
+            return
+        self.read_deadline = self.c.t.now() + self.c.read_timeout_s
+        self._scan(i)
+
+    def _scan(self, i: int) -> None:
+        group, start, end = self.scan_parts[i]
+        request = kv.Request(scan=kv.ScanRequest(start=start, end=end, limit=SCAN_LIMIT))
+        self.c._header(request.scan.header, group)
+        remaining = self.read_deadline - self.c.t.now()
+        if remaining <= 0:
+            self.finish("fail", f"scan of [{start!r}, {end!r}) refused until its deadline")
+            return
+        self.c.t.call(group, request, remaining, lambda r, _a: self._on_scan(i, r))
+
+    def _on_scan(self, i: int, response: kv.Response | None) -> None:
+        group, start, end = self.scan_parts[i]
+        if response is None:
+            self.finish("fail", f"scan of [{start!r}, {end!r}) got no answer")
+            return
+        error = error_of(response)
+        if error.code == kv.CONFLICT:
+            self.c.t.later(self.c.t.rng.uniform(0.005, 0.03), lambda: self._scan(i))
+            return
+        if error.code != kv.OK:
+            self.finish("fail", f"scan of [{start!r}, {end!r}): {kv.ErrorCode.Name(error.code)}")
+            return
+        items = response.scan.items
+        if len(items) >= SCAN_LIMIT:
+            raise AssertionError("a simulated scan range holds more keys than SCAN_LIMIT")
+        for item in items:
+            self.c.clock.observe(item.version)
+            self.result.reads[item.key] = (item.value, item.version)
+        self.ranges.setdefault(group, []).append(kv.KeyRange(start=start, end=end))
+        self._scan_next(i + 1)
 
     # 1. reads ---------------------------------------------------------------------------
 
@@ -280,11 +344,14 @@ class _Txn:
             self.finish("ok", "empty")
             return
         for key, (_v, version) in reads.items():
-            part = self.parts.setdefault(self.c._group(key), ([], []))
+            part = self.parts.setdefault(self.c._group(key), ([], [], []))
             part[0].append(kv.ReadItem(key=key, version=version))
         for key, value in writes.items():
-            part = self.parts.setdefault(self.c._group(key), ([], []))
+            part = self.parts.setdefault(self.c._group(key), ([], [], []))
             part[1].append(kv.WriteItem(key=key, value=value))
+        if "no_read_ranges" not in self.c.mutations:
+            for group, ranges in self.ranges.items():
+                self.parts.setdefault(group, ([], [], []))[2].extend(ranges)
         first = next(iter(writes)) if writes else next(iter(reads))
         res.coordinator = self.c._group(first)
         res.participants = tuple(sorted(self.parts))
@@ -301,8 +368,10 @@ class _Txn:
     def _one_phase(self, ts: int) -> None:
         res = self.result
         res.one_phase = True
-        reads, writes = self.parts[res.coordinator]
-        op = kv.CommitOnePhaseRequest(txn_id=res.txn_id, ts=ts, reads=reads, writes=writes)
+        reads, writes, ranges = self.parts[res.coordinator]
+        op = kv.CommitOnePhaseRequest(
+            txn_id=res.txn_id, ts=ts, reads=reads, writes=writes, read_ranges=ranges
+        )
         self.c._header(op.header, res.coordinator)
         self.c.t.call(
             res.coordinator, kv.Request(commit_one_phase=op), self._remaining(), self._on_one_phase
@@ -326,7 +395,7 @@ class _Txn:
     def _prepare_all(self, ts: int) -> None:
         res = self.result
         for group in res.participants:
-            reads, writes = self.parts[group]
+            reads, writes, ranges = self.parts[group]
             op = kv.PrepareRequest(
                 txn_id=res.txn_id,
                 coordinator_group=res.coordinator,
@@ -335,6 +404,7 @@ class _Txn:
                 priority=self.priority,
                 reads=reads,
                 writes=writes,
+                read_ranges=ranges,
             )
             self.c._header(op.header, group)
             self.c.t.call(

@@ -14,7 +14,9 @@ commit. After the faults heal, the run checks (see `ClusterSim.verify`):
 - no transaction stays in doubt: no prepared record, intent or unfinished decision anywhere;
 - list-append: Elle finds no G0/G1a/G1b/G1c/G-single/G2 anomaly, also with real-time edges
   (strict serializability), and every acknowledged append is read back at the end;
-- bank: every successful snapshot read, and the final state, sum to the constant total.
+- bank: every successful snapshot read, and the final state, sum to the constant total;
+- claims: transactions that scan a range across a shard boundary and claim a key in it only
+  when none is held leave at most one held key per range at every timestamp (phantoms).
 
 Hypothesis draws the seeds (the simulator's only RNG); the profile fixes the fault mix. A
 failure prints its seed and a one-line replay command:
@@ -167,6 +169,39 @@ def test_bank_total_is_constant_under_everything_at_once(seed: int) -> None:
     _run("bank", "chaos", seed)
 
 
+# ---------------------------------------------------------------------- claims (phantoms)
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_claims_by_scan_have_one_holder_without_faults(seed: int) -> None:
+    _run("claims", "calm", seed)
+
+
+@budget(2)
+@given(seed=SEEDS)
+def test_claims_by_scan_have_one_holder_under_partitions(seed: int) -> None:
+    _run("claims", "partitions", seed)
+
+
+@budget(2)
+@given(seed=SEEDS)
+def test_claims_by_scan_have_one_holder_under_crashes(seed: int) -> None:
+    _run("claims", "crashes", seed)
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_claims_by_scan_have_one_holder_under_2pc_crash_points(seed: int) -> None:
+    _run("claims", "2pc", seed)
+
+
+@budget(3)
+@given(seed=SEEDS)
+def test_claims_by_scan_have_one_holder_under_everything_at_once(seed: int) -> None:
+    _run("claims", "chaos", seed)
+
+
 # ---------------------------------------------------------------------- each crash point
 # Directed runs: one 2PC crash point (or one way for a client to die) at a time, so each is
 # proven to fire and to be recovered from whatever the random draws of the profiles do.
@@ -243,7 +278,7 @@ def test_replay() -> None:
 def test_profiles_and_workloads_are_known() -> None:
     assert set(PROFILES) >= {"calm", "lossy", "dups", "partitions", "crashes", "2pc", "chaos"}
     assert "clocks" in PROFILES
-    assert set(WORKLOADS) == {"append", "bank"}
+    assert set(WORKLOADS) == {"append", "bank", "claims"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
 
@@ -258,6 +293,12 @@ def test_commits_without_read_validation_are_caught_by_elle() -> None:
     with pytest.raises(SafetyViolation, match=r"elle: .*(G-single|G2|incompatible-order)"):
         # Seed 2: a schedule where Elle, not an earlier checker, reports it first.
         run_cluster("append", "calm", 2, mutations=frozenset({"no_read_validation"}))
+
+
+def test_commits_without_their_scanned_ranges_are_caught_by_the_claims_check() -> None:
+    assert "no_read_ranges" in MUTATIONS
+    with pytest.raises(SafetyViolation, match=r"claims: round \d+ has 2 holders"):
+        run_cluster("claims", "calm", 0, mutations=frozenset({"no_read_ranges"}))
 
 
 def test_snapshot_reads_of_latest_versions_are_caught_by_the_bank_total() -> None:
