@@ -796,7 +796,9 @@ class Claims(Workload):
         super().__init__(sim)
         n = sim.knobs.keys
         #: Round r covers key numbers 2r+1 and 2r+2: [k(2r+1), k(2r+3)).
-        self._rounds = [(b"k%02d" % (2 * r + 1), b"k%02d" % (2 * r + 3)) for r in range(n // 2 - 1)]
+        self._rounds = [
+            (b"k%02d" % (2 * r + 1), b"k%02d" % (2 * r + 3)) for r in range(max(1, n // 2 - 1))
+        ]
         self._keys = [
             b"k%02d/%d" % (2 * r + 1 + j, c)
             for r in range(len(self._rounds))

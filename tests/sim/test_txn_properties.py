@@ -180,6 +180,14 @@ def test_claims_by_scan_have_one_holder_without_faults(seed: int) -> None:
 
 @budget(2)
 @given(seed=SEEDS)
+def test_claims_by_scan_have_one_holder_under_heavy_duplication_and_late_delivery(
+    seed: int,
+) -> None:
+    _run("claims", "dups", seed)
+
+
+@budget(2)
+@given(seed=SEEDS)
 def test_claims_by_scan_have_one_holder_under_partitions(seed: int) -> None:
     _run("claims", "partitions", seed)
 
