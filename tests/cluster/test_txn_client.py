@@ -153,19 +153,20 @@ def test_an_insert_into_a_scanned_range_aborts_the_scanner(
     gp_cluster: LocalCluster, client: txn.Client
 ) -> None:
     """Rule P6 end to end: a key another transaction adds to a range this one scanned (here
-    in the middle group of three) makes this one's commit a retryable Conflict."""
-    start, end = b"fscan", b"rscan"  # spans all three groups
-    assert {gp_cluster.group_of(k) for k in (start, b"hscan", b"qscan")} == {1, 2, 3}
+    in the other of the two groups the range spans) makes this one's commit a retryable
+    Conflict."""
+    start, end = b"ozz-scan", b"p-scan~"  # across the split point "p"; no other test's keys
+    assert [gp_cluster.group_of(k) for k in (start, b"p-scan-new")] == [2, 3]
     scanner = client.transaction()
     assert scanner.scan(start, end) == []
     with client.transaction() as inserter:
-        inserter.put(b"hscan-new", b"1")
-    scanner.put(b"fscan-mine", b"1")
+        inserter.put(b"p-scan-new", b"1")
+    scanner.put(b"ozz-scan-mine", b"1")
     with pytest.raises(txn.Conflict) as info:
         scanner.commit()
-    assert info.value.key == b"hscan-new" and info.value.retryable
+    assert info.value.key == b"p-scan-new" and info.value.retryable
     assert "phantom" in str(info.value)
-    assert client.get(b"fscan-mine") is None
+    assert client.get(b"ozz-scan-mine") is None
 
 
 def test_uniqueness_by_scan_holds_under_concurrent_claims(client: txn.Client) -> None:
