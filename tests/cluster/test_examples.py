@@ -29,6 +29,7 @@ EXAMPLES = [
     "secondary_index",
     "lock_with_fencing",
     "config_pointer",
+    "room_capacity",
 ]
 EXAMPLE_TIMEOUT_S = 40.0
 
