@@ -12,7 +12,9 @@ released on its group (or its wait runs out) and then proceeds exactly as before
 Who may wait (rule numbers as in shard.node):
 L1. A request that holds nothing may wait for any intent: a linearizable read, a single-key
     write and a one-phase commit hold no intents, so no other request ever waits for them
-    and no wait cycle can pass through them.
+    and no wait cycle can pass through them. A range a prepared transaction scanned (rule
+    P6) counts as a read intent on every key of it; a write intent inside a range a request
+    scanned counts as one on a key it read.
 L2. A two-phase Prepare holds intents on its other participants while it waits, so it waits
     only for YOUNGER holders (wait-die, Rosenkrantz et al. 1978): waits point from older to
     younger, hence never form a cycle. Age is the client's `priority` (the timestamp of the
@@ -198,7 +200,7 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
         end = op.end if op.HasField("end") else shard.key_range[1]
         return any(i.is_write for _, i in shard.intents_in_range(op.start, end))
     if kind in ("put", "delete", "cas"):
-        return bool(shard.intents_on(op.key))
+        return bool(shard.intents_on(op.key) or shard.scanners(op.key))
     if kind == "commit_one_phase":
         if shard.decision(op.txn_id) is not None or _stale(shard, op.reads):
             return False
@@ -235,10 +237,15 @@ def _stale(shard: Any, reads: Iterable[Any]) -> bool:
 
 
 def _holders(shard: Any, op: Any) -> list[bytes]:
-    """Other transactions holding intents that conflict with `op` (rules P3 and P4)."""
+    """Other transactions holding intents or scanned ranges that conflict with `op` (rules
+    P3, P4 and P6)."""
     found: list[bytes] = []
     for read in op.reads:
         found += [i.txn_id for i in shard.intents_on(read.key) if i.is_write]
     for write in op.writes:
         found += [i.txn_id for i in shard.intents_on(write.key)]
+        found += shard.scanners(write.key)
+    for key_range in op.read_ranges:
+        end = key_range.end or shard.key_range[1]
+        found += [i.txn_id for _, i in shard.intents_in_range(key_range.start, end) if i.is_write]
     return [t for t in found if t != op.txn_id]

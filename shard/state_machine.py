@@ -219,8 +219,9 @@ class ShardStateMachine:
 
     @property
     def has_intents(self) -> bool:
-        """Whether any key of this group holds an intent (no lookup needed)."""
-        return self._intent_keys > 0
+        """Whether any key of this group holds an intent, or a prepared transaction holds a
+        scanned range (rule P6), with no lookup."""
+        return self._intent_keys > 0 or bool(self._scanned)
 
     @property
     def max_version(self) -> int:
@@ -285,7 +286,7 @@ class ShardStateMachine:
         if self._intent_keys or self._scanned:
             held = batch.get(self._intent_prefix + key) if self._intent_keys else None
             conflict = participant.single_key_conflict(
-                key, [] if held is None else self._decode_intents(held), self._scanners(key)
+                key, [] if held is None else self._decode_intents(held), self.scanners(key)
             )
             if conflict is not None:
                 return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)
@@ -477,7 +478,7 @@ class ShardStateMachine:
         found = (self.prepared(txn_id) for txn_id in sorted(self._prepared_ids))
         return [info for info in found if info is not None]
 
-    def _scanners(self, key: bytes) -> list[bytes]:
+    def scanners(self, key: bytes) -> list[bytes]:
         """Prepared transactions whose scanned ranges hold `key` (rule P6), sorted."""
         return sorted(
             txn_id for txn_id, ranges in self._scanned.items() if any(key in r for r in ranges)
@@ -798,7 +799,7 @@ class _BatchTxnStore:
         ]
 
     def scanners(self, key: bytes) -> list[bytes]:
-        return self._sm._scanners(key)
+        return self._sm.scanners(key)
 
     def put_intent(self, key: bytes, intent: IntentInfo) -> None:
         record_key = self._sm._intent_prefix + key
@@ -856,7 +857,8 @@ class _BatchTxnStore:
     def delete_prepared(self, txn_id: bytes) -> None:
         self._batch.delete(self._sm._prepared_prefix + txn_id)
         self._sm._prepared_ids.discard(txn_id)
-        self._sm._scanned.pop(txn_id, None)
+        if self._sm._scanned.pop(txn_id, None) is not None:
+            self._sm.intent_releases += 1  # a range intent is gone: waiting writes retry
 
     def decision(self, txn_id: bytes) -> DecisionInfo | None:
         data = self._batch.get(self._sm._decision_prefix + txn_id)

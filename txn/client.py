@@ -99,7 +99,7 @@ Scans are protected against phantoms (rule P6 of `txn.participant`): a scan reco
 versions of the keys it returned AND the range it covered (up to its last key when `limit`
 cut it), each participant re-checks the range inside its PREPARE (a key added since is a
 retryable `Conflict`), and until the decision is resolved other transactions' writes into
-the range are refused (retryable; single-key writes back off and retry by themselves). So
+the range wait at the shard leader, as for a read intent (bounded; then refused, retryable). So
 "scan a prefix, then insert if it is empty" is serializable. The cost: a long scan in a
 read-write transaction is re-read by every replica of its groups at commit, and it holds
 writers to the range off until the transaction's Resolve; a read-only `snapshot()` takes
@@ -426,7 +426,8 @@ class AsyncTransaction:
         too: a key that another transaction adds to the range before this one commits is a
         phantom, and the commit raises `Conflict` (retryable), so "scan a prefix, then insert
         if nothing is there" is serializable. Until this transaction's commit is resolved,
-        writes of others into the range wait (they meet a retryable conflict).
+        writes of others into the range wait at the shard leader (bounded; then they meet a
+        retryable conflict).
 
         Args:
             start: the first key of the range (inclusive).

@@ -175,6 +175,34 @@ def test_blocked_rules_on_a_real_shard(node: OneNode) -> None:
     assert is_blocked(prepare(b"old", reads=((b"apple", version),), priority=100))
 
 
+def test_blocked_rules_for_scanned_ranges(node: OneNode) -> None:
+    """Rule L1 with P6: a prepared scanner's range holds writes as a read intent would, and a
+    write intent inside a range a request scanned is waited for as one on a key it read."""
+    scanner = prepare(b"scanner", priority=200)
+    scanner.prepare.read_ranges.append(kv.KeyRange(start=b"c", end=b"d"))
+    assert node.call(scanner).prepare.error.code == kv.OK
+    hold_intent(node, b"holder", b"apple", priority=200)
+    shard = node.core.hosts[1].shard
+    ages = {b"scanner": (200, b"scanner"), b"holder": (200, b"holder")}
+
+    def is_blocked(request: kv.Request) -> bool:
+        kind = request.WhichOneof("op")
+        assert kind is not None
+        return blocked(shard, kind, getattr(request, kind), ages.get)
+
+    assert is_blocked(put(b"cherry", b"x"))  # a single-key write into the scanned range
+    assert not is_blocked(get(b"cherry"))  # reads share a range, as read intents
+    assert is_blocked(one_phase(b"t1", writes=(b"cherry",)))
+    assert is_blocked(prepare(b"old", writes=(b"cherry",), priority=100))  # wait-die
+    assert not is_blocked(prepare(b"young", writes=(b"cherry",), priority=300))
+    older_scan = prepare(b"old", priority=100)  # scanned over the holder's write intent
+    older_scan.prepare.read_ranges.append(kv.KeyRange(start=b"a", end=b"b"))
+    assert is_blocked(older_scan)
+    clear_scan = prepare(b"old", priority=100)
+    clear_scan.prepare.read_ranges.append(kv.KeyRange(start=b"b", end=b"c"))
+    assert not is_blocked(clear_scan)
+
+
 def test_a_read_behind_an_intent_is_answered_when_it_is_resolved(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
     prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)

@@ -513,3 +513,31 @@ def test_a_replica_that_stops_leading_answers_its_held_resolves(
     nodes.advance(0.002)  # two more cycles, nothing like the hold
     assert len(resolved) == 1
     assert resolved[0].resolve.error.code in (kv.NOT_LEADER, kv.UNAVAILABLE), resolved
+
+
+def test_a_write_into_a_scanned_range_waits_for_the_scanner_at_the_leader() -> None:
+    # Rule L1 with P6: the range a prepared transaction scanned holds writes off like a read
+    # intent, so a single-key write waits at the leader and goes once the scanner resolves,
+    # instead of being refused.
+    node = OneNode()
+    scan = kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(1),
+            txn_id=b"t1",
+            coordinator_group=1,
+            participants=[1, 2],
+            ts=1,
+            read_ranges=[kv.KeyRange(start=b"a", end=b"b")],
+        )
+    )
+    assert node.call(scan).prepare.error.code == kv.OK
+    written: list[kv.Response] = []
+    node.core.submit(put(b"a5", b"x"), written.append)
+    node.advance(0.1, step=0.001)
+    assert written == []  # parked, not refused
+    assert node.call(put(b"b5", b"x")).put.error.code == kv.OK  # outside the range: no wait
+    resolve = kv.ResolveRequest(header=header(1), txn_id=b"t1", commit=False)
+    node.core.submit(kv.Request(resolve=resolve), lambda _r: None)
+    node.advance(0.05, step=0.001)
+    assert len(written) == 1 and written[0].put.error.code == kv.OK, written
+    assert node.call(get(b"a5")).get.value == b"x"
