@@ -34,6 +34,14 @@ def validate_key(key: bytes) -> None:
         raise LimitExceeded("key", len(key), MAX_KEY_BYTES, "MAX_KEY_BYTES")
 
 
+def validate_range(start: bytes, end: bytes) -> None:
+    """Raise `LimitExceeded` for a range bound over MAX_KEY_BYTES. Empty bounds are fine: an
+    empty start is the first key, an empty end means no end."""
+    for bound in (start, end):
+        if len(bound) > MAX_KEY_BYTES:
+            raise LimitExceeded("range bound", len(bound), MAX_KEY_BYTES, "MAX_KEY_BYTES")
+
+
 def validate_value(value: bytes) -> None:
     """Raise `LimitExceeded` for a value over MAX_VALUE_BYTES."""
     if len(value) > MAX_VALUE_BYTES:

@@ -75,7 +75,13 @@ from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
 from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, Status, WrongShard
-from shard.limits import MAX_BATCH_BYTES, validate_command_size, validate_key, validate_value
+from shard.limits import (
+    MAX_BATCH_BYTES,
+    validate_command_size,
+    validate_key,
+    validate_range,
+    validate_value,
+)
 from shard.lock_wait import (
     LOCK_QUEUE_MAX_S,
     LOCK_WAIT_MAX_S,
@@ -487,9 +493,7 @@ class NodeCore:
                     validate_value(write.value)
                     size += len(write.value)
                 for key_range in op.read_ranges:
-                    validate_key(key_range.start)
-                    if key_range.end:
-                        validate_key(key_range.end)
+                    validate_range(key_range.start, key_range.end)
                     if not desc.contains(key_range.start):
                         raise WrongShard(key_range.start, desc.start, desc.end)
                     if desc.end is not None and (not key_range.end or key_range.end > desc.end):

@@ -88,6 +88,7 @@ from shard.limits import (
     MAX_VALUE_BYTES,
     validate_command_size,
     validate_key,
+    validate_range,
     validate_ts,
     validate_value,
 )
@@ -374,9 +375,7 @@ class ShardStateMachine:
             validate_ts(ts)
             if isinstance(record, Prepare | CommitOnePhase):
                 for key_range in record.read_ranges:
-                    validate_key(key_range.start)
-                    if key_range.end:
-                        validate_key(key_range.end)
+                    validate_range(key_range.start, key_range.end)
                     self._check_range_in_range(key_range)
                 for read in record.reads:
                     validate_key(read.key)

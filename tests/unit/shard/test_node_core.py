@@ -541,3 +541,20 @@ def test_a_write_into_a_scanned_range_waits_for_the_scanner_at_the_leader() -> N
     node.advance(0.05, step=0.001)
     assert len(written) == 1 and written[0].put.error.code == kv.OK, written
     assert node.call(get(b"a5")).get.value == b"x"
+
+
+def test_a_transaction_that_scanned_from_the_first_key_commits() -> None:
+    # tx.scan(b"") scans from the first key: its range starts with an empty bound, which the
+    # node must accept (an empty KEY is invalid, an empty range START is not).
+    node = OneNode()
+    request = kv.Request(
+        commit_one_phase=kv.CommitOnePhaseRequest(
+            header=header(1),
+            txn_id=b"t1",
+            ts=1,
+            writes=[kv.WriteItem(key=b"apple", value=b"v")],
+            read_ranges=[kv.KeyRange(start=b"", end=b"b")],
+        )
+    )
+    answer = node.call(request).commit_one_phase
+    assert answer.error.code == kv.OK and answer.commit_ts > 0, answer

@@ -337,3 +337,18 @@ def test_a_scanned_range_outside_the_shard_is_refused(key_range: KeyRange, statu
     r = a.txn(record, 10)
     assert r.status is status, r
     assert a.sm.prepared(b"t") is None
+
+
+def test_a_scan_from_the_first_key_is_a_valid_range() -> None:
+    # An empty start is the first key of the key space (a scan of everything): a shard whose
+    # range starts there accepts it; elsewhere it is outside the shard.
+    first = Node()
+    first.sm = ShardStateMachine(GROUP, (b"", b"m"), first.engine)
+    record = Prepare(
+        txn_id=b"t",
+        coordinator_group=1,
+        participants=(1,),
+        read_ranges=(KeyRange(start=b"", end=b"m"),),
+    )
+    assert first.txn(record, 10).ok
+    assert Node().txn(record, 10).status is Status.WRONG_SHARD
