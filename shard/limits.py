@@ -35,11 +35,13 @@ def validate_key(key: bytes) -> None:
 
 
 def validate_range(start: bytes, end: bytes) -> None:
-    """Raise `LimitExceeded` for a range bound over MAX_KEY_BYTES. Empty bounds are fine: an
-    empty start is the first key, an empty end means no end."""
-    for bound in (start, end):
-        if len(bound) > MAX_KEY_BYTES:
-            raise LimitExceeded("range bound", len(bound), MAX_KEY_BYTES, "MAX_KEY_BYTES")
+    """Raise `LimitExceeded` for a range bound longer than a key may be. Empty bounds are
+    fine (an empty start is the first key, an empty end means no end), and an end may be one
+    byte longer than a key: a scan cut after its last key K ends at K + b"\\x00"."""
+    if len(start) > MAX_KEY_BYTES:
+        raise LimitExceeded("range start", len(start), MAX_KEY_BYTES, "MAX_KEY_BYTES")
+    if len(end) > MAX_KEY_BYTES + 1:
+        raise LimitExceeded("range end", len(end), MAX_KEY_BYTES + 1, "MAX_KEY_BYTES + 1")
 
 
 def validate_value(value: bytes) -> None:

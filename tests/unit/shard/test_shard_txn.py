@@ -329,6 +329,7 @@ def test_scanned_ranges_survive_a_restart_and_a_snapshot() -> None:
         (KeyRange(start=b"c", end=b"z"), Status.WRONG_SHARD),  # ends beyond it
         (KeyRange(start=b"c", end=b""), Status.WRONG_SHARD),  # no end, but the shard has one
         (KeyRange(start=b"c" * (MAX_KEY_BYTES + 1), end=b"d"), Status.LIMIT_EXCEEDED),
+        (KeyRange(start=b"c", end=b"c" * (MAX_KEY_BYTES + 2)), Status.LIMIT_EXCEEDED),
     ],
 )
 def test_a_scanned_range_outside_the_shard_is_refused(key_range: KeyRange, status: Status) -> None:
@@ -352,3 +353,14 @@ def test_a_scan_from_the_first_key_is_a_valid_range() -> None:
     )
     assert first.txn(record, 10).ok
     assert Node().txn(record, 10).status is Status.WRONG_SHARD
+
+
+def test_a_range_cut_after_a_key_of_the_maximum_length_is_valid() -> None:
+    longest = b"c" * MAX_KEY_BYTES
+    record = Prepare(
+        txn_id=b"t",
+        coordinator_group=1,
+        participants=(1,),
+        read_ranges=(KeyRange(start=b"c", end=longest + b"\x00"),),
+    )
+    assert Node().txn(record, 10).ok
