@@ -464,8 +464,9 @@ class AsyncTransaction:
         for k, v, version in items:
             if horizon is not None and k > horizon:
                 break
-            if k not in self._writes:
-                self._record_read(k, version, v)
+            # Also a key this transaction overwrites: the range's content is what the
+            # commit validates (rule P6), and a key the store had here is part of it.
+            self._record_read(k, version, v)
         if exhausted and len(ordered) <= limit:
             covered: tuple[bytes, bytes | None] | None = (start, end)
         else:
@@ -480,6 +481,15 @@ class AsyncTransaction:
         if token is not None and version != token:
             raise FencingTokenRejected(key, token, version, txn_id=self.txn_id)
         seen = self._reads.get(key)
+        if seen is None and value is not None and self._covered(key):
+            # An earlier scan of this transaction saw the key absent (rule P6).
+            raise Conflict(
+                key,
+                b"",
+                "read",
+                "phantom: the key appeared in a range this transaction scanned, after the scan",
+                txn_id=self.txn_id,
+            )
         if seen is not None and seen != version:
             raise Conflict(
                 key,
@@ -490,6 +500,10 @@ class AsyncTransaction:
             )
         self._reads[key] = version
         self._values[key] = value
+
+    def _covered(self, key: bytes) -> bool:
+        """Whether a scan of this transaction covered `key`."""
+        return any(s <= key and (e is None or key < e) for s, e in self._scanned)
 
     # -- writes
 
@@ -1441,7 +1455,9 @@ class AsyncClient:
                 lo = max(start, desc.start)
                 hi = desc.end if end is None else end if desc.end is None else min(end, desc.end)
                 part = parts.setdefault(desc.group_id, _Part())
-                part.ranges.append(kv.KeyRange(start=lo, end=hi or b""))
+                clipped = kv.KeyRange(start=lo, end=hi or b"")
+                if clipped not in part.ranges:  # two scans can clip to one range here
+                    part.ranges.append(clipped)
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
         tx._ref = TxnRef(tx.txn_id, coordinator)

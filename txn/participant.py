@@ -75,8 +75,11 @@ P6. A transaction that scanned a range [start, end) of this group claims it saw 
     `read_ranges` names the range (cut after the last key returned when the scan's limit
     stopped it). The Prepare or one-phase commit is refused when a foreign WRITE intent sits
     on a key of the range (an insert, update or delete in flight), or when a key of the
-    range holds a value and is neither in the reads nor written by the transaction (a
-    phantom: another transaction added it after the scan). A yes vote takes a range intent:
+    range holds a value and is not in the reads (a phantom: another transaction added it
+    after the scan). The transaction's own writes are no exception: a key it writes after
+    the scan must have been absent then, or the scan would have returned it as a read (the
+    client records every key the scan returned, also those it overwrites). A yes vote takes
+    a range intent:
     the prepared record lists the ranges, and until the Resolve every write of another
     transaction to a key of them is refused (P4 for Prepares and one-phase commits, W1 for
     single-key writes), as a read intent refuses writes to one key. Two scanners of one
@@ -158,7 +161,7 @@ def validate(
                 reason=f"read version {read.version} is stale: the latest version is {latest}",
             )
     if read_ranges:
-        conflict = _phantom(store, txn_id, reads, writes, phase, read_ranges)
+        conflict = _phantom(store, txn_id, reads, phase, read_ranges)
         if conflict is not None:
             return conflict
     for write in writes:
@@ -187,12 +190,11 @@ def _phantom(
     store: TxnStore,
     txn_id: bytes,
     reads: Sequence[ReadItem],
-    writes: Sequence[WriteItem],
     phase: str,
     read_ranges: Sequence[KeyRange],
 ) -> Conflict | None:
     """Rule P6: the first change to a scanned range since the scan, or None."""
-    seen = {r.key for r in reads} | {w.key for w in writes}
+    seen = {r.key for r in reads}
     for key_range in read_ranges:
         for key, intent in store.intents_in(key_range):
             if intent.kind is IntentKind.WRITE and intent.txn_id != txn_id:

@@ -782,11 +782,12 @@ class Claims(Workload):
     """Claims by scan, a constraint no single key holds (rule P6, phantoms).
 
     Each round is a key range across a shard boundary (when the map has one there). A claim
-    scans its round's range and, only if no key of it is held, writes `held` to a key of its
-    own choosing in the range; a release scans the range and frees every held key (writes
-    an empty value). Serializable scans keep at most one key of a round held at every
-    timestamp; the check sweeps the settled store's versions of every round in timestamp
-    order. Without phantom protection two claims that both saw the range free both commit.
+    scans its round's range and, only if no key of it is held, writes its own claim id to a
+    key of the range (two claims may pick the same key); a release scans the range and frees
+    every held key (writes an empty value). Serializable scans keep at most one claim of a
+    round held at every timestamp, and never let a claim overwrite another; the check sweeps
+    the settled store's versions of every round in timestamp order. Without phantom
+    protection two claims that both saw the range free both commit.
     """
 
     name = "claims"
@@ -795,6 +796,7 @@ class Claims(Workload):
     def __init__(self, sim: ClusterSim) -> None:
         super().__init__(sim)
         n = sim.knobs.keys
+        self._next_claim = 1
         #: Round r covers key numbers 2r+1 and 2r+2: [k(2r+1), k(2r+3)).
         self._rounds = [
             (b"k%02d" % (2 * r + 1), b"k%02d" % (2 * r + 3)) for r in range(max(1, n // 2 - 1))
@@ -824,11 +826,13 @@ class Claims(Workload):
             self._run_rw(client, "rw", [["release", r]], [], release, done, [self._rounds[r]])
             return
         mine = rng.choice([k for k in self._keys if self._in(r, k)])
+        claim_id = b"claim-%d" % self._next_claim
+        self._next_claim += 1
 
         def claim(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
             if any(v for k, v in values.items() if self._in(r, k)):
                 return {}
-            return {mine: b"held"}
+            return {mine: claim_id}
 
         self._run_rw(client, "rw", [["claim", r, mine]], [], claim, done, [self._rounds[r]])
 
@@ -855,6 +859,12 @@ class Claims(Workload):
             )
             held: dict[bytes, bytes] = {}
             for i, (version, key, value) in enumerate(events):
+                if value and held.get(key) and held[key] != value:
+                    problems.append(
+                        f"claims: {value!r} took {key!r} at {version} from {held[key]!r} "
+                        "without a release"
+                    )
+                    break
                 held[key] = value
                 last_at_ts = i + 1 == len(events) or events[i + 1][0] != version
                 holders = sorted(k for k, v in held.items() if v)

@@ -309,6 +309,29 @@ def test_commits_without_their_scanned_ranges_are_caught_by_the_claims_check() -
         run_cluster("claims", "calm", 0, mutations=frozenset({"no_read_ranges"}))
 
 
+def test_a_claim_over_anothers_claim_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """P6 with the transaction's own writes exempt (a bug a review found): two claimants
+    that both saw a range empty and chose the same key both commit, the second over the
+    first. Emulated by validating every written key as if it had been read current."""
+    import txn.participant as participant
+    from txn.records import ReadItem
+
+    original = participant.validate
+
+    def writes_exempt(store, txn_id, reads, writes, phase, read_ranges=()):  # type: ignore[no-untyped-def]
+        read_keys = {r.key for r in reads}
+        extra = [
+            ReadItem(key=w.key, version=store.latest_version(w.key)[0])
+            for w in writes
+            if w.key not in read_keys
+        ]
+        return original(store, txn_id, [*reads, *extra], writes, phase, read_ranges)
+
+    monkeypatch.setattr(participant, "validate", writes_exempt)
+    with pytest.raises(SafetyViolation, match=r"claims: .* took .* without a release"):
+        run_cluster("claims", "calm", 3)
+
+
 def test_snapshot_reads_of_latest_versions_are_caught_by_the_bank_total() -> None:
     with pytest.raises(SafetyViolation, match="bank total"):
         run_cluster("bank", "calm", 0, mutations=frozenset({"snapshot_reads_latest"}))

@@ -191,8 +191,9 @@ async def test_scan_merges_buffered_writes_and_records_versions(fake: FakeKV) ->
             (b"h1", b"sh1"),
             (b"q1", b"sq1"),
         ]
-        # Written keys are not reads; every other returned key is, with its version.
-        assert tx.read_set == {b"a1": 10, b"h1": 13, b"q1": 14}
+        # Every key the store returned is a read with its version, also the ones this
+        # transaction overwrites or deletes: the scanned range's content is validated (P6).
+        assert tx.read_set == {b"a1": 10, b"a3": 11, b"a5": 12, b"h1": 13, b"q1": 14}
         assert await tx.scan(b"a", None, limit=2) == [(b"a1", b"sa1"), (b"a2", b"mine")]
         assert (await tx.scan(b"q"))[-1] == (b"z9", b"far")
         assert await tx.scan(b"b", b"a") == []
@@ -235,6 +236,47 @@ async def test_scans_send_their_ranges_with_the_commit_split_by_group(fake: Fake
         for group, request in fake.requests("prepare")
     }
     assert sent == {1: [(b"a", b"g")], 2: [(b"g", b"p"), (b"h", b"h1\x00")], 3: [(b"p", b"r")]}
+
+
+@with_fake
+async def test_two_scans_clipped_to_one_range_send_it_once(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        await tx.scan(b"a", b"r")
+        await tx.scan(b"b", b"r")  # in group 2 both are [g, p)
+        tx.put(b"z", b"1")
+        await tx.commit()
+    sent = {
+        g: [(r.start, r.end) for r in req.prepare.read_ranges]
+        for g, req in fake.requests("prepare")
+    }
+    assert sent[2] == [(b"g", b"p")]
+
+
+@with_fake
+async def test_a_key_that_appears_in_a_scanned_range_conflicts_at_the_read(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.scan(b"a", b"b") == []
+        fake.store.write(b"a-new", b"theirs", fake.store.tick())
+        with pytest.raises(Conflict) as info:
+            await tx.get(b"a-new")  # the scan saw it absent
+        assert info.value.key == b"a-new" and info.value.retryable
+        assert "phantom" in str(info.value)
+        assert await tx.get(b"c-new") is None  # outside the range: an ordinary read
+        tx.abort()
+
+
+@with_fake
+async def test_a_scan_after_overwriting_a_key_commits(fake: FakeKV) -> None:
+    # The overwritten key is recorded as read by the scan, so the range validates.
+    fake.store.write(b"a1", b"old", 5)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(b"a1", b"new")
+        assert await tx.scan(b"a", b"b") == [(b"a1", b"new")]
+        await tx.commit()
+        assert await client.get(b"a1") == b"new"
 
 
 @with_fake

@@ -106,7 +106,7 @@ class Model:
                 if self.locked(key, txn_id, writes_only=True):
                     return False
                 live = not self.latest(key)[1]
-                if live and key not in reads and key not in writes:
+                if live and key not in reads:  # even if this transaction writes it
                     return False
         return not any(self.locked(key, txn_id, writes_only=False) for key in writes)
 

@@ -574,11 +574,21 @@ def test_p6_a_foreign_write_intent_in_a_scanned_range_conflicts(h: Harness) -> N
     assert h.txn(prep(b"txn-4", reads={b"a6": 40}, ranges=A_TO_B), 60).ok
 
 
-def test_p6_the_transactions_own_writes_in_its_range_are_no_phantoms(h: Harness) -> None:
+def test_p6_the_transactions_own_writes_in_its_range(h: Harness) -> None:
     h.put(b"a1", b"1", 10)
-    # A blind overwrite of a1 and an insert of a2, with the scan recording neither.
-    record = prep(T1, writes={b"a1": b"2", b"a2": b"3"}, ranges=A_TO_B)
-    assert h.txn(record, 20).ok
+    # Overwriting a key the scan returned (it is in the reads) and inserting a new one: fine.
+    assert h.txn(
+        prep(T1, reads={b"a1": 10}, writes={b"a1": b"2", b"a2": b"3"}, ranges=A_TO_B), 20
+    ).ok
+    h.txn(Resolve(txn_id=T1, commit=False))
+    # Both claimants saw [a, b) without a2; T2 inserted it first. T3 writing a2 too is no
+    # excuse: a2 is live and not in T3's reads, so it is a phantom (else both would "win").
+    h.put(b"a2", b"mine", 30)
+    r = h.txn(prep(T3, reads={b"a1": 10}, writes={b"a2": b"yours"}, ranges=A_TO_B), 40)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert r.conflict.key == b"a2" and "phantom" in r.conflict.reason
+    r = h.txn(one_phase(b"txn-4", reads={b"a1": 10}, writes={b"a2": None}, ranges=A_TO_B), 41)
+    assert r.status is Status.CONFLICT and r.conflict is not None and r.conflict.key == b"a2"
 
 
 def test_p6_a_scanned_range_refuses_writes_of_others_until_the_resolve(h: Harness) -> None:
