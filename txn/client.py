@@ -461,13 +461,16 @@ class AsyncTransaction:
         ordered = sorted(merged.items())
         result = ordered[:limit]
         horizon = result[-1][0] if result else last
+        # The whole range was seen when the store had no more and the limit cut nothing.
+        whole = exhausted and len(ordered) <= limit
         for k, v, version in items:
-            if horizon is not None and k > horizon:
+            if not whole and horizon is not None and k > horizon:
                 break
-            # Also a key this transaction overwrites: the range's content is what the
-            # commit validates (rule P6), and a key the store had here is part of it.
+            # Every key the store returned, also one this transaction overwrites or deletes
+            # (even past the last key shown): the range's content is what the commit
+            # validates (rule P6).
             self._record_read(k, version, v)
-        if exhausted and len(ordered) <= limit:
+        if whole:
             covered: tuple[bytes, bytes | None] | None = (start, end)
         else:
             # Seen up to `horizon` only: the range ends just after it.
@@ -482,14 +485,7 @@ class AsyncTransaction:
             raise FencingTokenRejected(key, token, version, txn_id=self.txn_id)
         seen = self._reads.get(key)
         if seen is None and value is not None and self._covered(key):
-            # An earlier scan of this transaction saw the key absent (rule P6).
-            raise Conflict(
-                key,
-                b"",
-                "read",
-                "phantom: the key appeared in a range this transaction scanned, after the scan",
-                txn_id=self.txn_id,
-            )
+            raise self._phantom_read(key)  # an earlier scan saw the key absent (rule P6)
         if seen is not None and seen != version:
             raise Conflict(
                 key,
@@ -504,6 +500,15 @@ class AsyncTransaction:
     def _covered(self, key: bytes) -> bool:
         """Whether a scan of this transaction covered `key`."""
         return any(s <= key and (e is None or key < e) for s, e in self._scanned)
+
+    def _phantom_read(self, key: bytes) -> Conflict:
+        return Conflict(
+            key,
+            b"",
+            "read",
+            "phantom: the key appeared in a range this transaction scanned, after the scan",
+            txn_id=self.txn_id,
+        )
 
     # -- writes
 
@@ -571,6 +576,9 @@ class AsyncTransaction:
         seen = self._reads.get(lock)
         if seen is not None and seen != token:
             raise FencingTokenRejected(lock, token, seen, txn_id=self.txn_id)
+        if seen is None and self._covered(lock):
+            # A scan of this transaction saw the lock absent: a retry's scan will see it.
+            raise self._phantom_read(lock)
         self._fences[lock] = token
         self._reads[lock] = token
 

@@ -1,0 +1,131 @@
+"""Scans in transactions (rule P6), end to end on the client side: what the client records
+against the fake cluster, and its commit replayed on the real rules from the store as it was
+before the commit (MemHarness: txn.participant over MemTxnStore; ShardHarness: the shard
+state machine). The fake cluster itself does not validate scanned ranges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_client_fakekv import FakeKV, fast_client, with_fake
+from txn_harness import MemHarness, ShardHarness
+
+from shard.errors import Status
+from txn import Conflict
+from txn.records import CommitOnePhase, KeyRange, ReadItem, WriteItem
+
+HARNESSES = [MemHarness, ShardHarness]
+
+
+def _snapshot(fake: FakeKV) -> list[tuple[int, bytes, bytes | None]]:
+    return sorted((ver, k, val) for k, hist in fake.store.versions.items() for ver, val in hist)
+
+
+def _replay(events: list[tuple[int, bytes, bytes | None]], fake: FakeKV, h: Any) -> Any:
+    """Seed h with the store as it was before the commit, then apply the client's
+    one-phase commit under the real rules."""
+    for ver, key, val in events:
+        assert h.put(key, val, ver).status is Status.OK
+    [(_, req)] = fake.requests("commit_one_phase")
+    op = req.commit_one_phase
+    record = CommitOnePhase(
+        txn_id=op.txn_id,
+        reads=tuple(ReadItem(key=r.key, version=r.version) for r in op.reads),
+        writes=tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in op.writes),
+        read_ranges=tuple(KeyRange(start=r.start, end=r.end) for r in op.read_ranges),
+    )
+    return h.txn(record, events[-1][0] + 100)
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_delete_then_scan_of_the_last_key_of_a_range_commits(harness: Any) -> None:
+    """tx.delete(a2); tx.scan(a, b) -> [a1]. The range is recorded whole (exhausted), but the
+    store's a2 sorts after the merged result's last key (horizon a1), so the loop breaks
+    before recording it. The real P6 rule then finds a2 live in the range and not in the
+    reads: a phantom, on every retry, so this transaction can never commit."""
+    out: dict[str, Any] = {}
+
+    @with_fake
+    async def run(fake: FakeKV) -> None:
+        fake.store.write(b"a1", b"1", fake.store.tick())
+        fake.store.write(b"a2", b"2", fake.store.tick())
+        before = _snapshot(fake)
+        async with fast_client(fake) as client:
+            tx = client.transaction()
+            tx.delete(b"a2")
+            assert await tx.scan(b"a", b"b") == [(b"a1", b"1")]
+            out["read_set"] = tx.read_set
+            await tx.commit()  # the fake does not check P6
+        out["result"] = _replay(before, fake, harness())
+
+    run()
+    r = out["result"]
+    assert r.status is Status.OK, (out["read_set"], r)
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_delete_then_limited_scan_exhausted(harness: Any) -> None:
+    """Same with a limit above the result: delete a3, scan(a, b, limit=5) -> [a1, a2];
+    store asked for 6, got 3 (exhausted), range recorded whole, a3 not recorded."""
+    out: dict[str, Any] = {}
+
+    @with_fake
+    async def run(fake: FakeKV) -> None:
+        fake.store.write(b"a1", b"1", fake.store.tick())
+        fake.store.write(b"a2", b"2", fake.store.tick())
+        fake.store.write(b"a3", b"3", fake.store.tick())
+        before = _snapshot(fake)
+        async with fast_client(fake) as client:
+            tx = client.transaction()
+            tx.delete(b"a3")
+            assert await tx.scan(b"a", b"b", limit=5) == [(b"a1", b"1"), (b"a2", b"2")]
+            await tx.commit()
+        out["result"] = _replay(before, fake, harness())
+
+    run()
+    assert out["result"].status is Status.OK, out["result"]
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_a_fenced_write_whose_lock_a_scan_saw_absent(harness: Any) -> None:
+    """The scan saw [a/lock/, a/lock0) empty; then a/lock/x was taken (token t). put_fenced
+    with lock=a/lock/x puts the lock into the reads at t without the `_covered` check that
+    `_record_read` makes, so the transaction claims both "no lock in the range" and
+    "a/lock/x at t". The real P6 rule accepts it (the key is in the reads). A get of the lock
+    after the scan is a phantom Conflict; the fence should be one too."""
+    out: dict[str, Any] = {}
+
+    @with_fake
+    async def run(fake: FakeKV) -> None:
+        async with fast_client(fake) as client:
+            tx = client.transaction()
+            assert await tx.scan(b"a/lock/", b"a/lock0") == []
+            token = fake.store.tick()
+            fake.store.write(b"a/lock/x", b"holder", token)
+            before = _snapshot(fake)
+            try:
+                tx.put_fenced(b"a/data", b"v", lock=b"a/lock/x", token=token)
+                await tx.commit()
+            except Conflict:
+                out["conflict"] = True
+                return
+            out["result"] = _replay(before, fake, harness())
+
+    run()
+    assert out.get("conflict"), f"committed; real rules say {out['result'].status}"
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_control_get_after_scan_is_a_phantom(harness: Any) -> None:
+    @with_fake
+    async def run(fake: FakeKV) -> None:
+        async with fast_client(fake) as client:
+            tx = client.transaction()
+            assert await tx.scan(b"a/lock/", b"a/lock0") == []
+            fake.store.write(b"a/lock/x", b"holder", fake.store.tick())
+            with pytest.raises(Conflict):
+                await tx.get(b"a/lock/x")
+            tx.abort()
+
+    run()
