@@ -170,18 +170,7 @@ class RoutingCache:
         Raises:
             ShardMapUnavailable: no map yet.
         """
-        shard_map = self._require_map()
-        parts: list[ScanPart] = []
-        for r in shard_map.ranges_overlapping(start, end):
-            sub_start = max(start, r.start)
-            if r.end is None:
-                sub_end = end
-            elif end is None:
-                sub_end = r.end
-            else:
-                sub_end = min(end, r.end)
-            parts.append((r, sub_start, sub_end))
-        return parts
+        return self._require_map().split_range(start, end)
 
     def refresh_targets(self) -> list[str]:
         """Client addresses to ask for a fresh map, best first, without duplicates.

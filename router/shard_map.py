@@ -243,6 +243,22 @@ class ShardMap:
             out.append(r)
         return out
 
+    def split_range(
+        self, start: bytes, end: bytes | None
+    ) -> list[tuple[RangeDescriptor, bytes, bytes | None]]:
+        """[start, end) (end None = +inf) cut at the shard boundaries: (range, part start,
+        part end) for each range it overlaps, in key order."""
+        parts = []
+        for r in self.ranges_overlapping(start, end):
+            if r.end is None:
+                part_end = end
+            elif end is None:
+                part_end = r.end
+            else:
+                part_end = min(end, r.end)
+            parts.append((r, max(start, r.start), part_end))
+        return parts
+
     def group(self, group_id: int) -> RangeDescriptor:
         """The range of data group `group_id`.
 

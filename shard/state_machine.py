@@ -186,11 +186,10 @@ class ShardStateMachine:
         # Keys holding intents, as staged: a cache that lets single-key writes skip the intent
         # lookup while no transaction is prepared. Derived from the data, never stored.
         self._intent_keys = len(engine.scan(self._intent_prefix, self._intent_end, None))
-        self._prepared_ids = self._load_ids(self._prepared_prefix)
         self._unfinished_ids = self._load_ids(self._unfinished_prefix)
         # The ranges each prepared transaction scanned (its range intents, rule P6): every
         # write checks them. Derived from the prepared records, never stored on its own.
-        self._scanned = self._load_scanned()
+        self._prepared_ids, self._scanned = self._load_prepared()
         #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
         #: request waiting for an intent re-checks only after something was released.
         self.intent_releases = 0
@@ -483,13 +482,14 @@ class ShardStateMachine:
             txn_id for txn_id, ranges in self._scanned.items() if any(key in r for r in ranges)
         )
 
-    def _load_scanned(self) -> dict[bytes, tuple[KeyRange, ...]]:
+    def _load_prepared(self) -> tuple[set[bytes], dict[bytes, tuple[KeyRange, ...]]]:
+        """The prepared transactions' ids and the ranges they scanned, in one scan."""
         prefix = self._prepared_prefix
-        found = (
+        infos = [
             self._decode_prepared(data)
             for _, data in self._engine.scan(prefix, prefix_end(prefix), None)
-        )
-        return {info.txn_id: info.read_ranges for info in found if info.read_ranges}
+        ]
+        return {i.txn_id for i in infos}, {i.txn_id: i.read_ranges for i in infos if i.read_ranges}
 
     def _load_ids(self, prefix: bytes) -> set[bytes]:
         strip = len(prefix)

@@ -1459,9 +1459,7 @@ class AsyncClient:
             item = kv.WriteItem(key=key, value=value or b"", delete=value is None)
             parts.setdefault(group, _Part()).writes.append(item)
         for start, end in tx._scanned:
-            for desc in shard_map.ranges_overlapping(start, end):
-                lo = max(start, desc.start)
-                hi = desc.end if end is None else end if desc.end is None else min(end, desc.end)
+            for desc, lo, hi in shard_map.split_range(start, end):
                 part = parts.setdefault(desc.group_id, _Part())
                 clipped = kv.KeyRange(start=lo, end=hi or b"")
                 if clipped not in part.ranges:  # two scans can clip to one range here

@@ -79,12 +79,11 @@ P6. A transaction that scanned a range [start, end) of this group claims it saw 
     after the scan). The transaction's own writes are no exception: a key it writes after
     the scan must have been absent then, or the scan would have returned it as a read (the
     client records every key the scan returned, also those it overwrites). A yes vote takes
-    a range intent:
-    the prepared record lists the ranges, and until the Resolve every write of another
-    transaction to a key of them is refused (P4 for Prepares and one-phase commits, W1 for
-    single-key writes), as a read intent refuses writes to one key. Two scanners of one
-    range share it. So the range stays as the transaction saw it from its scan to its
-    commit timestamp: no insert can be serialized between them.
+    a range intent: the prepared record lists the ranges, and until the Resolve every write
+    of another transaction to a key of them is refused (P4 for Prepares and one-phase
+    commits, W1 for single-key writes), as a read intent refuses writes to one key. Two
+    scanners of one range share it. So the range stays as the transaction saw it from its
+    scan to its commit timestamp: no insert can be serialized between them.
 """
 
 from __future__ import annotations

@@ -208,9 +208,9 @@ class _Txn:
         self.keys = list(dict.fromkeys(keys))
         # (group, start, end) of every shard's part of every scanned range, in scan order.
         self.scan_parts = [
-            (desc.group_id, max(start, desc.start), end if desc.end is None else min(end, desc.end))
+            (desc.group_id, lo, hi)
             for start, end in scans
-            for desc in client.t.shard_map.ranges_overlapping(start, end)
+            for desc, lo, hi in client.t.shard_map.split_range(start, end)
         ]
         self.ranges: dict[int, list[kv.KeyRange]] = {}
         self.body = body
