@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from paxos import Ballot, PersistBatch
-from shard.disk import WAL_WARMUP_BYTES, MemoryNodeDisk, RocksNodeDisk
+from shard.disk import WAL_WARMUP_BYTES, WRITE_BUFFER_BYTES, MemoryNodeDisk, RocksNodeDisk
 
 B1 = Ballot(1, 1)
 
@@ -90,6 +90,20 @@ def test_rocks_disk_writes_into_a_recycled_full_log_from_the_start(tmp_path: Pat
         assert disk.db.get(b"~wal-warmup") is None
     finally:
         disk.close()
+
+
+def test_rocks_disk_bounds_the_memtable_and_filters_point_misses(tmp_path: Path) -> None:
+    # RocksDB writes the options in force to OPTIONS-<n>; the newest one is this open's.
+    disk = RocksNodeDisk(tmp_path / "db")
+    disk.close()
+    newest = max((tmp_path / "db").glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+    lines = {line.strip() for line in newest.read_text().splitlines()}
+    assert f"write_buffer_size={WRITE_BUFFER_BYTES}" in lines
+    assert WRITE_BUFFER_BYTES == WAL_WARMUP_BYTES  # a generation fits its recycled log
+    assert "memtable_whole_key_filtering=true" in lines
+    assert "memtable_prefix_bloom_size_ratio=0.100000" in lines
+    assert "filter_policy=bloomfilter" in lines
+    assert "whole_key_filtering=true" in lines
 
 
 _CRASH_AFTER_SYNCED_WRITES = """
