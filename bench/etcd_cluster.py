@@ -147,6 +147,11 @@ class EtcdCluster:
             except EtcdClusterError as e:
                 last_error = e
                 self.stop()
+            except BaseException:
+                # Interrupted (SIGTERM turned SystemExit, Ctrl-C): `with` never reaches
+                # __exit__ when __enter__ raises, so no member may outlive this call.
+                self.stop()
+                raise
         raise EtcdClusterError(f"etcd cluster did not start in {self.attempts} attempts") from (
             last_error
         )
