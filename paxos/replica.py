@@ -250,6 +250,20 @@ class Replica:
         elif now >= max(self._election_deadline, self._lease_block_until):
             self._campaign()
 
+    def next_deadline(self) -> float:
+        """When `tick` next has something to do if no message comes first: the next
+        heartbeat (or the end of a leadership handoff) for a leader, else the time it may
+        campaign. A shell that ticks at this time, and whenever messages arrive, runs
+        every timer on time without ticking in between."""
+        if self._role is Role.LEADER:
+            due = self._next_heartbeat_at
+            if self._handoff_target is not None:
+                due = min(due, self._handoff_deadline)
+            return due
+        if not self._started:
+            return self._now
+        return max(self._election_deadline, self._lease_block_until)
+
     def step(self, msg: Message) -> None:
         """Handle one message from a peer. Stale or foreign messages are ignored or refused."""
         if msg.dst != self.id or msg.src not in self._peers:

@@ -394,6 +394,27 @@ class NodeCore:
         self._wake_lock_waits()
         self._maybe_bootstrap_meta()
 
+    def next_deadline(self) -> float | None:
+        """The earliest time (tick's clock) a short timer of this node is due, or None.
+
+        Every timer finer than the shell's regular tick: each replica's (heartbeats,
+        elections), a held Resolve's hold (rule 8), a reply held for its commit wait, and a
+        parked request's wake-up or end of wait. The periodic sweeps are coarse and run at
+        whichever tick comes.
+        """
+        due = [h.replica.next_deadline() for h in self.hosts.values()]
+        due += [h.held_until for h in self.hosts.values() if h.held_resolves]
+        if self._delayed:
+            # `_release_delayed` replies once the wall clock is past the held version; one
+            # microsecond more covers the rounding of this float deadline.
+            first_us = min(not_before_us for not_before_us, _, _ in self._delayed)
+            due.append(self._now + ((first_us + 2) * 1000 - self._wall_ns) / 1e9)
+        for wait in self._lock_waits:
+            due.append(wait.pending.wait_until)
+            if wait.wake_at is not None:
+                due.append(wait.wake_at)
+        return min(due) if due else None
+
     def observe_time(self, now: float, wall_ns: int) -> None:
         """Move the clock forward without running timers.
 

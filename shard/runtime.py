@@ -1,9 +1,9 @@
 """The asyncio shell of a node process: time, sockets and the disk around a NodeCore.
 
-One loop, one thread. A ticker wakes the loop every few milliseconds; peer messages and
-client requests wake it too. Each wake runs `tick`, delivers the inbox and executes cycles
-(shard.execute) until no group has work. This file decides nothing: every decision is in
-NodeCore and the replicas.
+One loop, one thread. Peer messages and client requests wake the loop; a timer wakes it at
+the core's next short deadline (`NodeCore.next_deadline`) and at least every TICK_S. Each
+wake delivers the inbox, runs `tick` and executes cycles (shard.execute) until no group has
+work. This file decides nothing: every decision is in NodeCore and the replicas.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
 
 log = logging.getLogger("paxoskv.node")
 
-TICK_S = 0.005
+# The longest a node sleeps with nothing due: its periodic sweeps (request deadlines, lock
+# expiry, transaction duties) run at 50 ms or longer. Every finer timer, the replicas'
+# heartbeats and elections included, is a deadline the loop wakes for exactly
+# (NodeCore.next_deadline).
+TICK_S = 0.05
+DRAIN_POLL_S = 0.005
 MAX_CYCLES_PER_WAKE = 16
 
 
@@ -81,6 +86,8 @@ class NodeRuntime:
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._roles: dict[int, tuple[str, int | None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_tick = 0.0
         self._client: RoutingClient | None = None
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,19 +144,36 @@ class NodeRuntime:
         )
 
     async def run(self) -> None:
-        ticker = asyncio.create_task(self._ticker())
         try:
             while not self._stopped.is_set():
+                self._arm_timer()
                 await self._wake.wait()
                 self._wake.clear()
                 await self._run_cycles()
         finally:
-            ticker.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
 
-    async def _ticker(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            self._wake.set()
+    def _arm_timer(self) -> None:
+        """Wake the loop at the core's next deadline, or TICK_S after the last tick.
+
+        Messages and requests wake the loop by themselves (and each wake ticks), so an idle
+        node wakes for its heartbeats and little else, not every few milliseconds.
+        """
+        due = self._last_tick + TICK_S
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline < due:
+            due = deadline
+        if self._timer is not None:
+            if self._timer.when() <= due:
+                return
+            self._timer.cancel()
+        # loop.time() is time.monotonic(), the clock the core's deadlines are on.
+        self._timer = asyncio.get_running_loop().call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     async def _run_cycles(self) -> None:
         # Messages first, timers second: after a stall, the heartbeats waiting in the inbox
@@ -160,6 +184,7 @@ class NodeRuntime:
         for group_id, msg in inbox:
             self.core.step(group_id, msg)
         self.core.tick(now, wall_ns)
+        self._last_tick = now
         for _ in range(MAX_CYCLES_PER_WAKE):
             readies = start_cycle(self.core, self._send)
             if not readies:
@@ -236,7 +261,7 @@ class NodeRuntime:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         while self.core.has_client_requests() and loop.time() < deadline:
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(DRAIN_POLL_S)
         self._stopped.set()
         self._wake.set()
         await self.server.stop(0)

@@ -9,6 +9,7 @@ rebuild a replica from its storage and its (durable) applied list. Each replica 
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
@@ -733,3 +734,36 @@ def test_a_catch_up_reply_is_bounded_by_bytes() -> None:
             break
     assert g.chosen(3) == g.chosen(1)
     assert replies and all(len(m.entries) <= 2 for m in replies)  # 2 x (400 + 64) <= 1000
+
+
+# ---------------------------------------------------------------------- next_deadline
+
+
+def test_a_leader_ticked_only_at_its_deadline_keeps_its_heartbeats_on_time() -> None:
+    g = Group()
+    g.elect(1)
+    start = g.now[1]
+    beats: list[float] = []
+    while g.now[1] < start + 0.5:
+        due = g.r(1).next_deadline()
+        assert due > g.now[1] - 1e-9  # never a deadline it has already served
+        g.tick(1, max(due, g.now[1]))
+        seen = len(g.readies[1])
+        g.stabilize()  # the followers acknowledge: the leader keeps its quorum contact
+        if any(isinstance(m, Heartbeat) for r in g.readies[1][seen:] for m in r.messages):
+            beats.append(g.now[1])
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    interval = g.r(1).config.heartbeat_interval_s
+    assert len(beats) >= 8 and all(abs(gap - interval) < 1e-6 for gap in gaps), gaps
+
+
+def test_a_follower_ticked_only_at_its_deadline_campaigns_on_time() -> None:
+    g = Group()
+    g.tick_all(0.0)
+    due = g.r(1).next_deadline()
+    assert due > 0.0
+    g.tick(1, due - 0.001)
+    assert g.r(1).role is Role.FOLLOWER
+    g.tick(1, due)
+    assert g.r(1).role is Role.CANDIDATE
+    assert g.r(1).next_deadline() > due  # the new election timer

@@ -226,6 +226,18 @@ def test_a_wait_is_bounded_then_refused_as_before(node: OneNode) -> None:
     assert answers[0].get.error.conflict.other_txn == b"t1"
 
 
+def test_the_end_of_a_wait_is_a_deadline_the_shell_wakes_for(node: OneNode) -> None:
+    hold_intent(node, b"t1", b"apple", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple"), answers.append)
+    node.advance(0.05)
+    (wait,) = node.core._lock_waits
+    node.tick_on_deadlines(until=wait.pending.wait_until - 0.0001)
+    assert answers == []
+    node.tick_on_deadlines(until=wait.pending.wait_until)
+    assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT
+
+
 def test_a_younger_read_for_update_queues_behind_the_holder(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
     first = node.call(read_for_update(b"apple", b"t1", priority=100)).get

@@ -56,6 +56,21 @@ class OneNode:
             while execute_cycle(self.core, self.disk, lambda g, m: None):
                 pass
 
+    def tick_on_deadlines(self, until: float) -> None:
+        """Tick only when `core.next_deadline()` says, up to `until`, as the shell's timer
+        does while no message or request wakes it."""
+        for _ in range(10_000):
+            due = self.core.next_deadline()
+            if due is None or due > until:
+                return
+            at = max(due, self.now)
+            self.wall += int((at - self.now) * 1e9)
+            self.now = at
+            self.core.tick(self.now, self.wall)
+            while execute_cycle(self.core, self.disk, lambda g, m: None):
+                pass
+        raise AssertionError(f"next_deadline() stays at {due} (now {self.now}): a busy loop")
+
     def call(self, request: kv.Request, settle: float = 0.05) -> kv.Response:
         answers: list[kv.Response] = []
         self.core.submit(request, answers.append)
@@ -135,6 +150,22 @@ def test_commit_wait_holds_the_reply_until_clocks_pass_the_version() -> None:
     assert len(answers) == 1
     version_us = answers[0].put.version >> LOGICAL_BITS
     assert node.wall // 1000 > version_us + 200_000
+
+
+def test_the_commit_wait_is_a_deadline_the_shell_wakes_for() -> None:
+    node = OneNode(max_clock_offset_s=0.2)
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"red"), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    # The wall clock and the tick clock move together here: when the wall passes the
+    # version by the offset, the tick clock reads `release`.
+    delayed_until_us = node.core._delayed[0][0]
+    release = node.now + (delayed_until_us * 1000 - node.wall) / 1e9
+    node.tick_on_deadlines(until=release - 0.0001)
+    assert answers == []
+    node.tick_on_deadlines(until=release + 0.0001)
+    assert len(answers) == 1 and answers[0].put.error.code == kv.OK
 
 
 @pytest.mark.parametrize(
@@ -366,6 +397,15 @@ def test_a_commit_resolve_rides_in_the_slot_of_the_next_proposal() -> None:
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert node.core.hosts[1].shard.applied_index == before + 1  # one slot carried both
     assert node.call(get(b"apple")).get.value == b"v"
+
+
+def test_a_held_resolves_hold_is_a_deadline_the_shell_wakes_for() -> None:
+    node, _, resolved = hold_a_resolve()
+    held_until = node.core.hosts[1].held_until
+    node.tick_on_deadlines(until=held_until - 0.0001)
+    assert resolved == []
+    node.tick_on_deadlines(until=held_until)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
 
 
 def test_a_held_resolve_is_proposed_alone_when_its_hold_runs_out() -> None:
