@@ -16,8 +16,8 @@ its recycled 16 MiB, and the skip list of a large memtable makes every read and 
 dearer (which of the two weighs more was not measured apart).
 Measured here (`bench/cpu_per_op.py --modes txn2w,put`, twelve 4 s runs in a row on one
 fresh 3-shard cluster, about 70 s): with the default the 2-shard commit p50 drifted from
-2.2-2.3 ms to 2.9-3.3 ms and the put p50 from 1.07-1.10 to 1.24-1.50 ms (two clusters); with
-16 MiB it stayed at 2.21-2.55 and 1.06-1.26 ms.
+about 2.2-2.4 ms to 2.9-3.3 ms and the put p50 from 1.03-1.10 to 1.24-1.50 ms (two
+clusters); with 16 MiB it stayed at 2.21-2.55 and 1.06-1.26 ms.
 """
 
 from __future__ import annotations
