@@ -72,7 +72,13 @@ class Cores:
         self.inflight: list[tuple[int, int, Message]] = []
         self.now = 0.0
         self.wall_ns = 1_800_000_000 * 10**9
-        self.run_until(lambda: all(self._leader(g) is not None for g in (1, 2)), max_steps=20_000)
+        try:
+            self.run_until(
+                lambda: all(self._leader(g) is not None for g in (1, 2)), max_steps=20_000
+            )
+        except BaseException:
+            self.close()
+            raise
 
     def _send(self, group_id: int, msgs: Any) -> None:
         self.inflight.extend((msg.dst, group_id, msg) for msg in msgs)

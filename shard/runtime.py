@@ -153,6 +153,7 @@ class NodeRuntime:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+                self._timer = None
 
     def _arm_timer(self) -> None:
         """Wake the loop at the core's next deadline, or TICK_S after the last tick.
@@ -198,6 +199,10 @@ class NodeRuntime:
                 # Let the peer links hand the votes to gRPC before the apply and the answers.
                 await asyncio.sleep(0)
             apply_cycle(self.core, self.disk, readies)
+        else:
+            # Work is left after MAX_CYCLES_PER_WAKE cycles: come back at once, after the
+            # loop has served the sockets, not at the next deadline.
+            self._wake.set()
         self._send_outbound()
         self._log_role_changes()
 
@@ -225,6 +230,9 @@ class NodeRuntime:
             )
         except Exception as exc:
             log.debug("outbound request failed", extra={"group": group_id, "error": str(exc)})
+        # Outside a wake the core's clock may be a tick period old; the callback stamps
+        # notes and deadlines with it.
+        self.core.observe_time(time.monotonic(), time.time_ns())
         callback(response)
         self._wake.set()
 
