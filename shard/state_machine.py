@@ -198,6 +198,8 @@ class ShardStateMachine:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
         else:
             self._applied_index, self._max_version, self._gc_horizon = unpack_meta(meta)
+        # A collection pass in progress (start_gc / gc_step): the next version record to read.
+        self._gc_cursor: bytes | None = None
 
     # ----------------------------------------------------------------------------------------
     # Properties
@@ -626,23 +628,58 @@ class ShardStateMachine:
         For each key, the newest version <= horizon is kept (or removed too when it is a
         tombstone) and every older one is removed; reads below the horizon are refused from
         now on. Reads the written engine state; writes staged in `batch` are never removed.
+        The whole pass at once: `start_gc` and `gc_step` do it in bounded steps.
+        """
+        if not self.start_gc(horizon_version, batch):
+            return 0
+        removed = 0
+        while self.gc_pending:
+            removed += self.gc_step(batch, max_records=_SCAN_PAGE)
+        return removed
+
+    @property
+    def gc_pending(self) -> bool:
+        """A pass of `start_gc` has keys left for `gc_step`."""
+        return self._gc_cursor is not None
+
+    def start_gc(self, horizon_version: int, batch: EngineBatch) -> bool:
+        """Begin a collection pass up to `horizon_version`; False if there is nothing new.
+
+        The horizon is raised (and staged in `batch`) at once, before any version is
+        removed, so no read below it is served from a half-collected store; the pass then
+        restarts from the first key, so it covers every key at the new horizon.
         """
         if horizon_version <= self._gc_horizon:
+            return False
+        self._gc_horizon = horizon_version
+        self._gc_cursor = self._version_prefix
+        batch.put(self._meta_key, self._pack_meta())
+        return True
+
+    def gc_step(self, batch: EngineBatch, max_records: int) -> int:
+        """Continue the pending pass: whole keys, until about `max_records` version records
+        were read; returns records removed. Reads the written engine state (see gc_below).
+        """
+        lo = self._gc_cursor
+        if lo is None:
             return 0
-        horizon = horizon_version
+        horizon = self._gc_horizon
         removed = 0
+        read = 0
         prefix_len = len(self._version_prefix)
         body = b""
         decided = False  # the current key's newest version <= horizon was met
         first = True  # the next record is the newest of its key
-        lo = self._version_prefix
-        engine = self._engine
         while True:
-            records = engine.scan(lo, self._version_end, _SCAN_PAGE)
+            records = self._engine.scan(lo, self._version_end, _SCAN_PAGE)
             for record_key, _value in records:
                 record_body = record_key[:-9]
                 if record_body != body:
+                    if read >= max_records:
+                        self._gc_cursor = record_key  # resume at this key's first version
+                        return removed
                     body, decided, first = record_body, False, True
+                read += 1
                 is_newest, first = first, False
                 if decided:
                     batch.delete(record_key)
@@ -661,11 +698,9 @@ class ShardStateMachine:
                         if batch.get(latest_key) == pack_latest(version, KIND_TOMBSTONE):
                             batch.delete(latest_key)
             if len(records) < _SCAN_PAGE:
-                break
+                self._gc_cursor = None
+                return removed
             lo = records[-1][0] + b"\x00"
-        self._gc_horizon = horizon
-        batch.put(self._meta_key, self._pack_meta())
-        return removed
 
     # ----------------------------------------------------------------------------------------
     # Snapshots
@@ -748,6 +783,7 @@ class ShardStateMachine:
         self._applied_index = applied_index
         self._max_version = max_version
         self._gc_horizon = gc_horizon
+        self._gc_cursor = None  # a pass over the replaced state would resume at random
         batch.put(self._meta_key, self._pack_meta())
 
 

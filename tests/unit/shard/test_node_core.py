@@ -257,6 +257,29 @@ def test_old_versions_are_garbage_collected() -> None:
     assert (latest.value, latest.version) == (b"v2", second)
 
 
+def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node_module, "GC_RECORDS_PER_CYCLE", 2)
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    for i in range(12):
+        node.call(put(b"k%d" % (i % 4), b"v%d" % i))  # 4 keys, 3 versions each
+    shard = node.core.hosts[1].shard
+    steps: list[int] = []
+    step = shard.gc_step
+
+    def counted(batch: Any, max_records: int) -> int:
+        steps.append(max_records)
+        return step(batch, max_records)
+
+    monkeypatch.setattr(shard, "gc_step", counted)
+    node.advance(2.0)
+    for _ in range(10):  # apply cycles (a read makes one) carry the collection on
+        node.call(get(b"k0"))
+    engine = node.disk.engine
+    records = engine.scan(b"d\x00\x00\x00\x01v", b"d\x00\x00\x00\x01w", None)
+    assert len(records) == 4  # only each key's newest version is left
+    assert len(steps) >= 4 and set(steps) == {2}  # one pass, several cycles, 2 records each
+
+
 # ---------------------------------------------------------------------- recovery (rule 6)
 
 
