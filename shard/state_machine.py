@@ -198,8 +198,11 @@ class ShardStateMachine:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
         else:
             self._applied_index, self._max_version, self._gc_horizon = unpack_meta(meta)
-        # A collection pass in progress (start_gc / gc_step): the next version record to read.
+        # A collection pass in progress (start_gc / gc_step): the next version record to
+        # read, and the escaped key it was reading with whether that key's newest version at
+        # or below the horizon was met.
         self._gc_cursor: bytes | None = None
+        self._gc_key: tuple[bytes, bool] = (b"", False)
 
     # ----------------------------------------------------------------------------------------
     # Properties
@@ -643,44 +646,53 @@ class ShardStateMachine:
         return self._gc_cursor is not None
 
     def start_gc(self, horizon_version: int, batch: EngineBatch) -> bool:
-        """Begin a collection pass up to `horizon_version`; False if there is nothing new.
+        """Raise the collection horizon to `horizon_version` and collect up to it; False if
+        it is not above the current one.
 
         The horizon is raised (and staged in `batch`) at once, before any version is
-        removed, so no read below it is served from a half-collected store; the pass then
-        restarts from the first key, so it covers every key at the new horizon.
+        removed, so no read below it is served from a half-collected store. A pass starts
+        at the first key; a pass still going on continues where it is, at the new horizon,
+        so every pass ends however large the store and the keys it already went over are
+        collected to the new horizon by the next one.
         """
         if horizon_version <= self._gc_horizon:
             return False
         self._gc_horizon = horizon_version
-        self._gc_cursor = self._version_prefix
+        if self._gc_cursor is None:
+            self._gc_cursor, self._gc_key = self._version_prefix, (b"", False)
         batch.put(self._meta_key, self._pack_meta())
         return True
 
     def gc_step(self, batch: EngineBatch, max_records: int) -> int:
-        """Continue the pending pass: whole keys, until about `max_records` version records
-        were read; returns records removed. Reads the written engine state (see gc_below).
+        """Continue the pending pass over at most `max_records` version records (it may
+        stop inside a key's versions); returns records removed. Reads the written engine
+        state (see gc_below).
+
+        A key's versions sort newest first, and a version written between two steps is
+        newer than the horizon, so it sorts before the cursor and never changes what the
+        pass decided about the older ones. The `latest` records are never removed: a
+        tombstone's `latest` gives every replica, collected or not, the same version to
+        validate a transaction's read of the absent key against.
         """
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
         lo = self._gc_cursor
         if lo is None:
             return 0
         horizon = self._gc_horizon
+        body, decided = self._gc_key  # decided: the key's newest version <= horizon was met
         removed = 0
         read = 0
-        prefix_len = len(self._version_prefix)
-        body = b""
-        decided = False  # the current key's newest version <= horizon was met
-        first = True  # the next record is the newest of its key
         while True:
             records = self._engine.scan(lo, self._version_end, _SCAN_PAGE)
             for record_key, _value in records:
+                if read >= max_records:
+                    self._gc_cursor, self._gc_key = record_key, (body, decided)
+                    return removed
+                read += 1
                 record_body = record_key[:-9]
                 if record_body != body:
-                    if read >= max_records:
-                        self._gc_cursor = record_key  # resume at this key's first version
-                        return removed
-                    body, decided, first = record_body, False, True
-                read += 1
-                is_newest, first = first, False
+                    body, decided = record_body, False
                 if decided:
                     batch.delete(record_key)
                     removed += 1
@@ -690,13 +702,8 @@ class ShardStateMachine:
                     continue
                 decided = True
                 if record_key[-1] == KIND_TOMBSTONE_INT:
-                    batch.delete(record_key)
+                    batch.delete(record_key)  # the newest is a deletion: nothing to read
                     removed += 1
-                    if is_newest:
-                        latest_key = self._latest_prefix + unescape_key(body[prefix_len:])
-                        # Remove the latest record only if the batch has not moved it on.
-                        if batch.get(latest_key) == pack_latest(version, KIND_TOMBSTONE):
-                            batch.delete(latest_key)
             if len(records) < _SCAN_PAGE:
                 self._gc_cursor = None
                 return removed

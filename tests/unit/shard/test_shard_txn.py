@@ -364,3 +364,23 @@ def test_a_range_cut_after_a_key_of_the_maximum_length_is_valid() -> None:
         read_ranges=(KeyRange(start=b"c", end=longest + b"\x00"),),
     )
     assert Node().txn(record, 10).ok
+
+
+def test_a_read_of_a_collected_deletion_validates_alike_on_every_replica() -> None:
+    # Replicas collect old versions each on their own clock. A transaction read "c" absent
+    # at the deletion's version 20; its Prepare must get the same answer on a replica that
+    # already collected the deletion as on one that did not (it used to be a Conflict on the
+    # first and a yes on the second: replicas disagreeing on one log entry).
+    collected, pending = Node(), Node()
+    for node in (collected, pending):
+        node.put(b"c", b"1", 10)
+        (deleted,) = node.run(encode_command(Command(op=Op.DELETE, key=b"c", ts=20)))
+        assert deleted.ok
+    batch = collected.engine.new_batch()
+    assert collected.sm.gc_below(30, batch) == 2  # c@10 and the tombstone c@20
+    collected.engine.write(batch, False)
+    assert collected.sm.get(b"c") is None and pending.sm.get(b"c") is None
+    record = prep(b"t9", {b"c": 20}, {b"d": b"x"})
+    results = [node.txn(record, 40) for node in (collected, pending)]
+    assert [r.status for r in results] == [Status.OK, Status.OK]
+    assert results[0] == results[1]
