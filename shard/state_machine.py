@@ -629,12 +629,15 @@ class ShardStateMachine:
         """Stage removal of versions shadowed at `horizon_version`; returns records removed.
 
         For each key, the newest version <= horizon is kept (or removed too when it is a
-        tombstone) and every older one is removed; reads below the horizon are refused from
-        now on. Reads the written engine state; writes staged in `batch` are never removed.
-        The whole pass at once: `start_gc` and `gc_step` do it in bounded steps.
+        tombstone; the key's `latest` record stays) and every older one is removed; reads
+        below the horizon are refused from now on. Reads the written engine state. The whole
+        pass at once, over every key (a pending pass is abandoned): `start_gc` and `gc_step`
+        do it in bounded steps.
         """
-        if not self.start_gc(horizon_version, batch):
+        if horizon_version <= self._gc_horizon:
             return 0
+        self._gc_cursor = None
+        self.start_gc(horizon_version, batch)
         removed = 0
         while self.gc_pending:
             removed += self.gc_step(batch, max_records=_SCAN_PAGE)
