@@ -767,3 +767,22 @@ def test_a_follower_ticked_only_at_its_deadline_campaigns_on_time() -> None:
     g.tick(1, due)
     assert g.r(1).role is Role.CANDIDATE
     assert g.r(1).next_deadline() > due  # the new election timer
+
+
+def test_a_leader_ticked_only_at_its_deadlines_ends_an_unanswered_handoff_on_time() -> None:
+    g = Group(3, fast=(1,))
+    g.elect(1, now=0.2)
+    g.heartbeat(1)
+    assert g.r(1).transfer_leadership(3)
+    ends_at = g.r(1)._handoff_deadline
+    g.process(1)
+    g.inflight.clear()  # the target never hears of it
+    ticks: list[float] = []
+    while g.r(1)._handoff_target is not None and len(ticks) < 50:
+        due = g.r(1).next_deadline()
+        assert due <= ends_at  # the handoff's end is one of the deadlines
+        g.tick(1, max(due, g.now[1]))
+        ticks.append(g.now[1])
+        g.stabilize(keep=between(1, 2))
+    assert g.r(1)._handoff_target is None and ticks[-1] == ends_at
+    assert g.r(1).role is Role.LEADER
