@@ -1,0 +1,101 @@
+"""NodeRuntime's cycle loop, in process: a one-node cluster on a real disk, no socket opened."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from paxos import Role
+from router import kv_pb2 as kv
+from shard import runtime as runtime_module
+from shard.config import ClusterConfig, NodeConfig
+from shard.runtime import MAX_CYCLES_PER_WAKE, NodeRuntime
+
+DEADLINE_S = 10.0
+
+
+def one_node_config(data_dir: Path) -> ClusterConfig:
+    return ClusterConfig(
+        cluster_id="runtime-test",
+        nodes=(NodeConfig(id=1, name="n1", address="127.0.0.1:1"),),
+        replication=1,
+        data_dir=str(data_dir),
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Iterator[ClusterConfig]:
+    yield one_node_config(tmp_path)
+
+
+async def wake_until(runtime: NodeRuntime, condition: Callable[[], bool]) -> None:
+    """Run wakes as the loop would (one `_run_cycles` per wake) until `condition`, bounded."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        await runtime._run_cycles()
+        await asyncio.sleep(0.001)
+
+
+def test_a_wake_serves_a_write_end_to_end(config: ClusterConfig) -> None:
+    async def main() -> kv.Response:
+        runtime = NodeRuntime(config, config.nodes[0])
+        try:
+            replica = runtime.core.hosts[1].replica
+            await wake_until(runtime, lambda: replica.role is Role.LEADER)
+            answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
+            request = kv.Request(id=7, put=kv.PutRequest(key=b"k", value=b"v"))
+            request.put.header.cluster_id = config.cluster_id
+            request.put.header.group_id = 1
+            runtime.submit(request, answer.set_result)
+            await wake_until(runtime, answer.done)
+            return answer.result()
+        finally:
+            runtime.disk.close()
+
+    response = asyncio.run(main())
+    assert response.id == 7
+    assert response.put.error.code == kv.OK, response
+    assert response.put.version > 0
+
+
+@pytest.mark.parametrize(
+    ("cycles_with_work", "rewakes"),
+    [(3, False), (MAX_CYCLES_PER_WAKE - 1, False), (MAX_CYCLES_PER_WAKE, True), (40, True)],
+)
+def test_a_wake_runs_a_bounded_number_of_cycles_and_comes_back_for_the_rest(
+    config: ClusterConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    cycles_with_work: int,
+    rewakes: bool,
+) -> None:
+    """A wake stops after MAX_CYCLES_PER_WAKE cycles so the sockets are served, and sets
+    its own wake when work is left; it does not when the work ran out first."""
+    started: list[int] = []
+
+    work = [(None, SimpleNamespace(messages=()))]
+
+    def start_cycle(core: object, send: object) -> list[tuple[None, SimpleNamespace]]:
+        started.append(1)
+        return work if len(started) <= cycles_with_work else []
+
+    monkeypatch.setattr(runtime_module, "start_cycle", start_cycle)
+    monkeypatch.setattr(runtime_module, "persist_cycle", lambda *args: False)
+    monkeypatch.setattr(runtime_module, "apply_cycle", lambda *args: None)
+
+    async def main() -> bool:
+        runtime = NodeRuntime(config, config.nodes[0])
+        try:
+            runtime._wake.clear()
+            await runtime._run_cycles()
+            return runtime._wake.is_set()
+        finally:
+            runtime.disk.close()
+
+    assert asyncio.run(main()) is rewakes
+    assert len(started) == min(cycles_with_work + 1, MAX_CYCLES_PER_WAKE)
