@@ -75,6 +75,11 @@ class Engine(Protocol):
         """Up to `limit` (None: all) pairs with lo <= key < hi, ascending (descending if reverse)."""
         ...
 
+    def scan_bounded(self, lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[KV]:
+        """Pairs with lo <= key < hi, ascending: up to `limit` pairs, and no more once their
+        keys and values reach `max_bytes` (the pair that reaches it is included)."""
+        ...
+
     def new_batch(self) -> EngineBatch:
         """A fresh, empty batch bound to this engine."""
         ...
@@ -82,6 +87,19 @@ class Engine(Protocol):
     def write(self, batch: EngineBatch, sync: bool) -> None:
         """Apply `batch` atomically; durable on return when `sync`."""
         ...
+
+
+def take_bounded(pairs: Iterator[KV], limit: int, max_bytes: int) -> list[KV]:
+    """The first pairs of `pairs`: at most `limit`, and none after the one with which their
+    keys and values reach `max_bytes`."""
+    out: list[KV] = []
+    size = 0
+    for pair in pairs:
+        out.append(pair)
+        size += len(pair[0]) + len(pair[1])
+        if len(out) >= limit or size >= max_bytes:
+            break
+    return out
 
 
 class _OverlayBatch:
@@ -218,6 +236,12 @@ class MemEngine:
         data = self._data
         return [(k, data[k]) for k in selected]
 
+    def scan_bounded(self, lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[KV]:
+        """See Engine.scan_bounded."""
+        keys, data = self._keys, self._data
+        i, j = bisect.bisect_left(keys, lo), bisect.bisect_left(keys, hi)
+        return take_bounded(((keys[x], data[keys[x]]) for x in range(i, j)), limit, max_bytes)
+
     def new_batch(self) -> MemBatch:
         """A fresh, empty batch bound to this engine."""
         return MemBatch(self)
@@ -352,6 +376,15 @@ class RocksEngine:
         if limit is None:
             return list(forward)
         return list(itertools.islice(forward, limit))
+
+    def scan_bounded(self, lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[KV]:
+        """See Engine.scan_bounded: the iterator stops there, so no more is read."""
+        if hi <= lo:
+            return []
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(hi)
+        forward = cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
+        return take_bounded(forward, limit, max_bytes)
 
     def new_batch(self) -> RocksBatch:
         """A fresh, empty batch bound to this engine."""

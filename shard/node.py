@@ -124,6 +124,10 @@ RESOLVE_HOLD_S = 0.01
 # writes: its followers elected another leader (47 role changes in 70 s of `paxoskv bench
 # --workload put --clients 256`, max latency 974 ms; none and 48 ms with steps).
 GC_RECORDS_PER_CYCLE = 1_000
+# ... and bytes of those records (keys and values): a step reads the values too, so with
+# large values the record bound alone let one step read a gigabyte (a thousand 1 MiB versions:
+# 0.85 s in one cycle, measured here; with this bound, at most one such version per cycle).
+GC_BYTES_PER_CYCLE = 1 << 20
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
@@ -1036,8 +1040,9 @@ class NodeCore:
 
     def _start_garbage_collection(self, batch: EngineBatch) -> None:
         """Begin dropping MVCC versions shadowed before the retention horizon, on every
-        replica; each apply cycle then collects up to GC_RECORDS_PER_CYCLE versions per
-        shard, so a large store is never swept in one go while heartbeats wait."""
+        replica; each apply cycle then collects up to GC_RECORDS_PER_CYCLE versions (or
+        GC_BYTES_PER_CYCLE of them) per shard, so a large store is never swept in one go
+        while heartbeats wait."""
         retention_us = int(self._txn.mvcc_retention_s * 1_000_000)
         horizon_us = physical_us(self._hlc.last) - retention_us
         if horizon_us <= 0:
@@ -1105,7 +1110,7 @@ class NodeCore:
             self._start_garbage_collection(batch)
         for group_id, host in self.hosts.items():
             if group_id != META_GROUP_ID and host.shard.gc_pending:
-                host.shard.gc_step(batch, GC_RECORDS_PER_CYCLE)
+                host.shard.gc_step(batch, GC_RECORDS_PER_CYCLE, GC_BYTES_PER_CYCLE)
         for host, ready in readies:
             if ready.snapshot is not None:
                 host.app.restore(ready.snapshot.index, ready.snapshot.data, batch)

@@ -135,6 +135,11 @@ class _EngineProxy:
     ) -> list[tuple[bytes, bytes]]:
         return self._engine.scan(lo, hi, limit, reverse)  # type: ignore[no-any-return]
 
+    def scan_bounded(
+        self, lo: bytes, hi: bytes, limit: int, max_bytes: int
+    ) -> list[tuple[bytes, bytes]]:
+        return self._engine.scan_bounded(lo, hi, limit, max_bytes)  # type: ignore[no-any-return]
+
     def new_batch(self) -> Any:
         return self._engine.new_batch()
 

@@ -26,6 +26,7 @@ def check_engine(make: MakeEngine) -> None:
         _check_get_put_delete,
         _check_scan_bounds_and_order,
         _check_scan_limit_and_reverse,
+        _check_scan_bounded,
         _check_batch_read_your_writes,
         _check_batch_order_and_range_delete,
         _check_batch_single_use,
@@ -72,6 +73,20 @@ def _check_scan_limit_and_reverse(e: Engine) -> None:
     assert len(e.scan(b"k", None, None, reverse=True)) == 20
     assert e.scan(b"k", None, 1, reverse=True)[0][0] == b"k19"
     assert len(e.scan(b"k", b"l", 100)) == 20
+
+
+def _check_scan_bounded(e: Engine) -> None:
+    _put_all(e, {b"k%d" % i: b"v" * 10 for i in range(6)})  # 12 bytes a pair
+    keys = [b"k%d" % i for i in range(6)]
+    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 10_000)] == keys
+    assert [k for k, _ in e.scan_bounded(b"k", b"l", 2, 10_000)] == keys[:2]
+    # The pair that reaches the byte bound is the last: 36 bytes is 3 pairs, 37 is 4.
+    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 36)] == keys[:3]
+    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 37)] == keys[:4]
+    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 1)] == keys[:1]  # one at least
+    assert [k for k, _ in e.scan_bounded(b"k2", b"k4", 100, 10_000)] == keys[2:4]
+    assert e.scan_bounded(b"k4", b"k2", 100, 10_000) == []
+    assert e.scan_bounded(b"x", b"y", 100, 10_000) == []
 
 
 def _check_batch_read_your_writes(e: Engine) -> None:

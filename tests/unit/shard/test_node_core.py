@@ -266,9 +266,10 @@ def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.Monk
     steps: list[int] = []
     step = shard.gc_step
 
-    def counted(batch: Any, max_records: int) -> int:
+    def counted(batch: Any, max_records: int, max_bytes: int) -> int:
         steps.append(max_records)
-        return step(batch, max_records)
+        assert max_bytes == node_module.GC_BYTES_PER_CYCLE
+        return step(batch, max_records, max_bytes)
 
     monkeypatch.setattr(shard, "gc_step", counted)
     node.advance(2.0)

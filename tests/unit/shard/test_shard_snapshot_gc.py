@@ -219,6 +219,57 @@ def test_gc_in_bounded_steps_ends_as_one_pass_does() -> None:
     assert stepped.scan(b"", None, 1000) == whole.scan(b"", None, 1000)
 
 
+def test_gc_steps_stop_at_their_byte_bound_and_end_as_one_pass_does() -> None:
+    """Large values: a step reads no more than its byte bound (one record at least)."""
+
+    def store() -> tuple[MemEngine, ShardStateMachine, int]:
+        engine = MemEngine()
+        sm = ShardStateMachine(1, ALL, engine)
+        horizon = 0
+        for round_ in range(5):
+            value = bytes([round_]) * 10_000
+            run(sm, engine, *[encode_put(b"k%02d" % i, value, round_ + 1) for i in range(20)])
+            if round_ == 3:
+                horizon = sm.max_version
+        return engine, sm, horizon
+
+    whole_engine, whole, horizon = store()
+    batch = whole_engine.new_batch()
+    removed_at_once = whole.gc_below(horizon, batch)
+    whole_engine.write(batch, sync=False)
+
+    engine, sm, _ = store()
+    batch = engine.new_batch()
+    sm.start_gc(horizon, batch)
+    read_per_step: list[int] = []
+    removed = 0
+    scan_bounded = engine.scan_bounded
+
+    def counted(lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        pairs = scan_bounded(lo, hi, limit, max_bytes)
+        read_per_step[-1] += sum(len(k) + len(v) for k, v in pairs)
+        return pairs
+
+    engine.scan_bounded = counted  # type: ignore[method-assign]
+    while sm.gc_pending:
+        read_per_step.append(0)
+        removed += sm.gc_step(batch, max_records=1_000, max_bytes=25_000)
+    engine.write(batch, sync=False)
+    assert removed == removed_at_once == 60  # 3 of each key's 5 versions
+    assert len(read_per_step) == 34  # 100 records of 10 kB, three a step (the third crosses)
+    assert max(read_per_step) < 25_000 + 10_100  # the bound, plus the record crossing it
+    assert _version_records(engine) == _version_records(whole_engine)
+
+
+@pytest.mark.parametrize("bounds", [(0, 1), (1, 0)])
+def test_gc_step_refuses_empty_bounds(bounds: tuple[int, int]) -> None:
+    engine, sm = _versions_store(keys=5, rounds=2)
+    batch = engine.new_batch()
+    sm.start_gc(2, batch)
+    with pytest.raises(ValueError, match="at least 1"):
+        sm.gc_step(batch, max_records=bounds[0], max_bytes=bounds[1])
+
+
 def test_a_gc_pass_refuses_reads_below_its_horizon_from_its_first_step() -> None:
     engine, sm = _versions_store(keys=300, rounds=4)
     batch = engine.new_batch()
