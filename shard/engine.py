@@ -76,8 +76,9 @@ class Engine(Protocol):
         ...
 
     def scan_bounded(self, lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[KV]:
-        """Pairs with lo <= key < hi, ascending: up to `limit` pairs, and no more once their
-        keys and values reach `max_bytes` (the pair that reaches it is included)."""
+        """Pairs with lo <= key < hi, ascending: up to `limit` (>= 1) pairs, and no more once
+        their keys and values reach `max_bytes` (the pair that reaches it is included, so
+        a non-empty range gives at least one pair)."""
         ...
 
     def new_batch(self) -> EngineBatch:
@@ -378,7 +379,8 @@ class RocksEngine:
         return list(itertools.islice(forward, limit))
 
     def scan_bounded(self, lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[KV]:
-        """See Engine.scan_bounded: the iterator stops there, so no more is read."""
+        """See Engine.scan_bounded: the iterator is dropped there (having read at most the
+        next record ahead), so a page of large values is not read whole."""
         if hi <= lo:
             return []
         ro = ReadOptions()

@@ -124,9 +124,10 @@ RESOLVE_HOLD_S = 0.01
 # writes: its followers elected another leader (47 role changes in 70 s of `paxoskv bench
 # --workload put --clients 256`, max latency 974 ms; none and 48 ms with steps).
 GC_RECORDS_PER_CYCLE = 1_000
-# ... and bytes of those records (keys and values): a step reads the values too, so with
-# large values the record bound alone let one step read a gigabyte (a thousand 1 MiB versions:
-# 0.85 s in one cycle, measured here; with this bound, at most one such version per cycle).
+# ... or this many bytes of them (keys and values), whichever bound comes first: a step reads
+# the values too, so with large values the record bound alone let one step read a gigabyte
+# (a thousand 1 MiB versions: 0.85 s in one cycle, measured here; with this bound a step
+# reads 1 MiB per shard, plus the one record that crosses it).
 GC_BYTES_PER_CYCLE = 1 << 20
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
@@ -1040,9 +1041,9 @@ class NodeCore:
 
     def _start_garbage_collection(self, batch: EngineBatch) -> None:
         """Begin dropping MVCC versions shadowed before the retention horizon, on every
-        replica; each apply cycle then collects up to GC_RECORDS_PER_CYCLE versions (or
-        GC_BYTES_PER_CYCLE of them) per shard, so a large store is never swept in one go
-        while heartbeats wait."""
+        replica; each apply cycle then collects up to GC_RECORDS_PER_CYCLE versions or
+        GC_BYTES_PER_CYCLE of them per shard, whichever comes first, so a large store is
+        never swept in one go while heartbeats wait."""
         retention_us = int(self._txn.mvcc_retention_s * 1_000_000)
         horizon_us = physical_us(self._hlc.last) - retention_us
         if horizon_us <= 0:

@@ -76,15 +76,15 @@ def _check_scan_limit_and_reverse(e: Engine) -> None:
 
 
 def _check_scan_bounded(e: Engine) -> None:
-    _put_all(e, {b"k%d" % i: b"v" * 10 for i in range(6)})  # 12 bytes a pair
-    keys = [b"k%d" % i for i in range(6)]
-    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 10_000)] == keys
-    assert [k for k, _ in e.scan_bounded(b"k", b"l", 2, 10_000)] == keys[:2]
+    pairs = [(b"k%d" % i, b"v%d" % i * 5) for i in range(6)]  # 12 bytes each
+    _put_all(e, dict(pairs))
+    assert e.scan_bounded(b"k", b"l", 100, 10_000) == pairs
+    assert e.scan_bounded(b"k", b"l", 2, 10_000) == pairs[:2]
     # The pair that reaches the byte bound is the last: 36 bytes is 3 pairs, 37 is 4.
-    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 36)] == keys[:3]
-    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 37)] == keys[:4]
-    assert [k for k, _ in e.scan_bounded(b"k", b"l", 100, 1)] == keys[:1]  # one at least
-    assert [k for k, _ in e.scan_bounded(b"k2", b"k4", 100, 10_000)] == keys[2:4]
+    assert e.scan_bounded(b"k", b"l", 100, 36) == pairs[:3]
+    assert e.scan_bounded(b"k", b"l", 100, 37) == pairs[:4]
+    assert e.scan_bounded(b"k", b"l", 100, 1) == pairs[:1]  # one at least
+    assert e.scan_bounded(b"k2", b"k4", 100, 10_000) == pairs[2:4]
     assert e.scan_bounded(b"k4", b"k2", 100, 10_000) == []
     assert e.scan_bounded(b"x", b"y", 100, 10_000) == []
 

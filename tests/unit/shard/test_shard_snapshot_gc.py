@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from shard import state_machine
 from shard.codec import CommandResult, encode_delete, encode_put
 from shard.engine import Engine, MemEngine, RocksEngine
 from shard.errors import SnapshotCorrupt, VersionCompacted
-from shard.mvcc import KIND_TOMBSTONE, pack_latest
+from shard.mvcc import KIND_TOMBSTONE, MAX_U64, pack_latest
 from shard.state_machine import ShardStateMachine
 
 ALL: tuple[bytes, bytes | None] = (b"", None)
@@ -268,6 +271,102 @@ def test_gc_step_refuses_empty_bounds(bounds: tuple[int, int]) -> None:
     sm.start_gc(2, batch)
     with pytest.raises(ValueError, match="at least 1"):
         sm.gc_step(batch, max_records=bounds[0], max_bytes=bounds[1])
+
+
+_AWKWARD_KEYS = [b"", b"\x00", b"a", b"a\x00", b"a\x00b", b"ab", b"b", b"\xff"]
+_write = st.tuples(st.sampled_from(_AWKWARD_KEYS), st.booleans(), st.integers(0, 120))
+
+
+def _store_of(writes: list[tuple[bytes, bool, int]]) -> tuple[MemEngine, ShardStateMachine]:
+    engine = MemEngine()
+    sm = ShardStateMachine(1, ALL, engine)
+    for write in writes:
+        _apply_write(sm, engine, write)
+    return engine, sm
+
+
+def _apply_write(sm: ShardStateMachine, engine: Engine, write: tuple[bytes, bool, int]) -> None:
+    key, delete, size = write
+    run(sm, engine, encode_delete(key, 0) if delete else encode_put(key, b"v" * size, 0))
+
+
+@given(
+    writes=st.lists(_write, min_size=1, max_size=30),
+    horizon_share=st.floats(0, 1),
+    max_records=st.integers(1, 8),
+    # A byte bound, or the exact size of the first n version records: a page then ends
+    # exactly on the bound.
+    max_bytes=st.one_of(st.integers(1, 400), st.just(MAX_U64), st.tuples(st.integers(1, 6))),
+    page=st.sampled_from([1, 2, 3, 256]),
+    between=st.lists(_write, max_size=6),
+)
+def test_any_stepped_gc_pass_reads_each_record_once_and_ends_as_one_pass_does(
+    writes: list[tuple[bytes, bool, int]],
+    horizon_share: float,
+    max_records: int,
+    max_bytes: int | tuple[int],
+    page: int,
+    between: list[tuple[bytes, bool, int]],
+) -> None:
+    """Any bounds, pages that end anywhere (exactly on a bound too), tombstones, and writes
+    between the steps (newer than the horizon, as a node's are)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state_machine, "_SCAN_PAGE", page)
+        _check_stepped_pass(writes, horizon_share, max_records, max_bytes, between)
+
+
+def _check_stepped_pass(
+    writes: list[tuple[bytes, bool, int]],
+    horizon_share: float,
+    max_records: int,
+    max_bytes: int | tuple[int],
+    between: list[tuple[bytes, bool, int]],
+) -> None:
+    whole_engine, whole = _store_of(writes)
+    horizon = max(1, int(horizon_share * whole.max_version))
+    batch = whole_engine.new_batch()
+    whole.gc_below(horizon, batch)
+    whole_engine.write(batch, sync=False)
+    for write in between:
+        _apply_write(whole, whole_engine, write)
+
+    engine, sm = _store_of(writes)
+    records = engine.scan(sm._version_prefix, sm._version_end, None)
+    sizes = {k: len(k) + len(v) for k, v in records}
+    if isinstance(max_bytes, tuple):
+        max_bytes = max(1, sum(len(k) + len(v) for k, v in records[: max_bytes[0]]))
+    steps: list[list[bytes]] = []
+    scan_bounded = engine.scan_bounded
+
+    def recorded(lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        assert limit >= 1 and max_bytes >= 1
+        pairs = scan_bounded(lo, hi, limit, max_bytes)
+        steps[-1].extend(k for k, _ in pairs)
+        return pairs
+
+    engine.scan_bounded = recorded  # type: ignore[method-assign]
+    batch = engine.new_batch()
+    sm.start_gc(horizon, batch)
+    engine.write(batch, sync=False)
+    pending = list(between)
+    while sm.gc_pending:
+        assert len(steps) <= len(sizes) + len(between) + 2, "the pass makes no progress"
+        steps.append([])
+        batch = engine.new_batch()
+        sm.gc_step(batch, max_records, max_bytes)
+        engine.write(batch, sync=False)
+        read = steps[-1]
+        assert len(read) <= max_records
+        assert sum(sizes.get(k, 0) for k in read[:-1]) < max_bytes  # only the last crosses
+        assert read or not sm.gc_pending
+        if pending:
+            _apply_write(sm, engine, pending.pop(0))
+    for write in pending:
+        _apply_write(sm, engine, write)
+    read_keys = [k for step in steps for k in step]
+    assert len(read_keys) == len(set(read_keys)), "a record was read twice"
+    assert set(sizes) <= set(read_keys), "a record was skipped"
+    assert engine.scan(b"", None, None) == whole_engine.scan(b"", None, None)
 
 
 def test_a_gc_pass_refuses_reads_below_its_horizon_from_its_first_step() -> None:
