@@ -286,6 +286,44 @@ def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.Monk
     assert len(steps) >= 4 and set(steps) == {2}  # passes over several cycles, 2 records each
 
 
+def test_a_node_steps_its_garbage_collection_at_most_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load a node runs many apply cycles at once; GC steps only once per interval."""
+    monkeypatch.setattr(node_module, "GC_RECORDS_PER_CYCLE", 1)
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    for i in range(40):
+        node.call(put(b"k%d" % (i % 4), b"v%d" % i))
+    shard = node.core.hosts[1].shard
+    for _ in range(500):
+        if shard.gc_pending:
+            break
+        node.advance(0.01)
+    assert shard.gc_pending
+    steps: list[int] = []
+    step = shard.gc_step
+
+    def counted(batch: Any, max_records: int, max_bytes: int) -> int:
+        steps.append(max_records)
+        return step(batch, max_records, max_bytes)
+
+    monkeypatch.setattr(shard, "gc_step", counted)
+    answers: list[kv.Response] = []
+    cycles = 0
+    for i in range(10):  # ten writes applied at one instant: many apply cycles
+        node.core.submit(put(b"j%d" % i, b"v"), answers.append)
+        while execute_cycle(node.core, node.disk, lambda g, m: None):
+            cycles += 1
+    assert cycles >= 10 and shard.gc_pending
+    assert len(steps) <= 1
+    node.advance(0.05)  # the answers wait out their commit timestamps
+    assert [a.put.error.code for a in answers] == [kv.OK] * 10
+    before = len(steps)
+    for _ in range(4):  # 0.2 s of reads, 10 ms ticks: steps go on, every 20 ms at most
+        node.call(get(b"k0"))
+    assert before < len(steps) <= before + 0.2 / node_module.GC_STEP_INTERVAL_S + 1
+
+
 # ---------------------------------------------------------------------- recovery (rule 6)
 
 
