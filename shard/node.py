@@ -118,22 +118,24 @@ REBALANCE_S = 1.0
 TXN_DUTY_S = 0.1
 # How long a participant leader may hold a Resolve(commit) for a ride (rule 8).
 RESOLVE_HOLD_S = 0.01
-# Version records a shard's garbage collection reads per apply cycle (0.5 ms median here).
+# Version records a shard's garbage collection reads per step (0.5 ms median here).
 # A pass reads every version record of the shard (about 0.6 µs each), and one pass per
 # cycle stalled a leader's loop for up to a second every gc_interval_s under sustained
 # writes: its followers elected another leader (47 role changes in 70 s of `paxoskv bench
 # --workload put --clients 256`, max latency 974 ms; none and 48 ms with steps).
-GC_RECORDS_PER_CYCLE = 1_000
+GC_RECORDS_PER_STEP = 1_000
 # ... or this many bytes of them (keys and values), whichever bound comes first: a step reads
 # the values too, so with large values the record bound alone let one step read a gigabyte
 # (a thousand 1 MiB versions: 0.85 s in one cycle, measured here; with this bound a step
-# reads 1 MiB per shard, plus the one record that crosses it).
-GC_BYTES_PER_CYCLE = 1 << 20
-# ... and a node steps at most once per this interval: under load a node runs thousands of
-# apply cycles a second, and a step in each made a pass over a store of large values read
-# without pause (1 MiB and about 1.8 ms per cycle). Paced, a shard's steps take at most about
-# 9 % of a node's loop with 1 MiB values (1.8 ms each) and 2.5 % with small ones (0.5 ms),
-# and a pass reads at most 50 MiB or 50,000 records a second per shard.
+# reads 1 MiB per shard, plus the one record that crosses it, itself at most 1 MiB).
+GC_BYTES_PER_STEP = 1 << 20
+# ... and a node steps at most once per this interval while its passes keep up: under load a
+# node runs about a thousand apply cycles a second, and a step in each made a pass over a
+# store of large values read without pause (1 MiB and about 1.8 ms per cycle). Paced, a
+# shard's steps take about 9 % of a node's loop with 1 MiB values and 2.5 % with small ones
+# (median steps of 1.8 and 0.5 ms), and a pass reads up to about 50-100 MiB or 50,000 records
+# a second per shard. A pass still going when the next is due is behind: the node then steps
+# in every apply cycle until it ends, as garbage must not outgrow the collection.
 GC_STEP_INTERVAL_S = 0.02
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
@@ -338,6 +340,7 @@ class NodeCore:
         self._next_purge = self._txn.purge_interval_s
         self._next_gc = self._txn.gc_interval_s
         self._next_gc_step = 0.0
+        self._gc_behind = False
         self._next_read_id = 1
         self._bootstrap_proposed = False
         self._leading: set[int] = set()
@@ -1048,15 +1051,17 @@ class NodeCore:
 
     def _start_garbage_collection(self, batch: EngineBatch) -> None:
         """Begin dropping MVCC versions shadowed before the retention horizon, on every
-        replica; apply cycles then collect, one step per GC_STEP_INTERVAL_S at most, up to
-        GC_RECORDS_PER_CYCLE versions or GC_BYTES_PER_CYCLE of them per shard, whichever
-        comes first, so a large store is never swept in one go while heartbeats wait."""
+        replica; apply cycles then collect, one step per GC_STEP_INTERVAL_S at most unless a
+        pass is behind, up to GC_RECORDS_PER_STEP versions or GC_BYTES_PER_STEP of them per
+        shard, whichever comes first, so a large store is never swept in one go while
+        heartbeats wait."""
         retention_us = int(self._txn.mvcc_retention_s * 1_000_000)
         horizon_us = physical_us(self._hlc.last) - retention_us
         if horizon_us <= 0:
             return
         for group_id, host in self.hosts.items():
             if group_id != META_GROUP_ID:
+                self._gc_behind = self._gc_behind or host.shard.gc_pending
                 host.shard.start_gc(horizon_us << LOGICAL_BITS, batch)
 
     def _expire(self, now: float) -> None:
@@ -1116,11 +1121,14 @@ class NodeCore:
         if self._now >= self._next_gc:
             self._next_gc = self._now + self._txn.gc_interval_s
             self._start_garbage_collection(batch)
-        if self._now >= self._next_gc_step:
+        if self._gc_behind or self._now >= self._next_gc_step:
+            self._next_gc_step = self._now + GC_STEP_INTERVAL_S
+            pending = False
             for group_id, host in self.hosts.items():
                 if group_id != META_GROUP_ID and host.shard.gc_pending:
-                    host.shard.gc_step(batch, GC_RECORDS_PER_CYCLE, GC_BYTES_PER_CYCLE)
-                    self._next_gc_step = self._now + GC_STEP_INTERVAL_S
+                    host.shard.gc_step(batch, GC_RECORDS_PER_STEP, GC_BYTES_PER_STEP)
+                    pending = pending or host.shard.gc_pending
+            self._gc_behind = self._gc_behind and pending
         for host, ready in readies:
             if ready.snapshot is not None:
                 host.app.restore(ready.snapshot.index, ready.snapshot.data, batch)

@@ -258,7 +258,7 @@ def test_old_versions_are_garbage_collected() -> None:
 
 
 def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node_module, "GC_RECORDS_PER_CYCLE", 2)
+    monkeypatch.setattr(node_module, "GC_RECORDS_PER_STEP", 2)
     node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
     for i in range(12):
         node.call(put(b"k%d" % (i % 4), b"v%d" % i))  # 4 keys, 3 versions each
@@ -268,7 +268,7 @@ def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.Monk
 
     def counted(batch: Any, max_records: int, max_bytes: int) -> int:
         steps.append(max_records)
-        assert max_bytes == node_module.GC_BYTES_PER_CYCLE
+        assert max_bytes == node_module.GC_BYTES_PER_STEP
         return step(batch, max_records, max_bytes)
 
     monkeypatch.setattr(shard, "gc_step", counted)
@@ -286,19 +286,19 @@ def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.Monk
     assert len(steps) >= 4 and set(steps) == {2}  # passes over several cycles, 2 records each
 
 
-def test_a_node_steps_its_garbage_collection_at_most_once_per_interval(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Under load a node runs many apply cycles at once; GC steps only once per interval."""
-    monkeypatch.setattr(node_module, "GC_RECORDS_PER_CYCLE", 1)
-    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+def _node_with_a_long_gc_pass(
+    monkeypatch: pytest.MonkeyPatch, gc_interval_s: float
+) -> tuple[OneNode, list[int]]:
+    """A node in the middle of a pass of one record per step; returns it and a step log."""
+    monkeypatch.setattr(node_module, "GC_RECORDS_PER_STEP", 1)
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=gc_interval_s)
     for i in range(40):
         node.call(put(b"k%d" % (i % 4), b"v%d" % i))
     shard = node.core.hosts[1].shard
-    for _ in range(500):
+    for _ in range(200):  # reads make apply cycles, which start passes when they are due
         if shard.gc_pending:
             break
-        node.advance(0.01)
+        node.call(get(b"k0"))
     assert shard.gc_pending
     steps: list[int] = []
     step = shard.gc_step
@@ -308,20 +308,55 @@ def test_a_node_steps_its_garbage_collection_at_most_once_per_interval(
         return step(batch, max_records, max_bytes)
 
     monkeypatch.setattr(shard, "gc_step", counted)
+    return node, steps
+
+
+def _burst_of_writes(node: OneNode, steps: list[int]) -> tuple[int, int]:
+    """Ten writes applied at one instant: the apply cycles they made and the GC steps."""
     answers: list[kv.Response] = []
-    cycles = 0
-    for i in range(10):  # ten writes applied at one instant: many apply cycles
+    cycles, before = 0, len(steps)
+    for i in range(10):
         node.core.submit(put(b"j%d" % i, b"v"), answers.append)
         while execute_cycle(node.core, node.disk, lambda g, m: None):
             cycles += 1
-    assert cycles >= 10 and shard.gc_pending
-    assert len(steps) <= 1
+    stepped = len(steps) - before
     node.advance(0.05)  # the answers wait out their commit timestamps
     assert [a.put.error.code for a in answers] == [kv.OK] * 10
-    before = len(steps)
-    for _ in range(4):  # 0.2 s of reads, 10 ms ticks: steps go on, every 20 ms at most
+    return cycles, stepped
+
+
+def test_a_node_steps_its_garbage_collection_at_most_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load a node runs many apply cycles at once; GC steps once per interval."""
+    node, steps = _node_with_a_long_gc_pass(monkeypatch, gc_interval_s=5.0)
+    shard = node.core.hosts[1].shard
+    node.advance(node_module.GC_STEP_INTERVAL_S)  # a step is due
+    cycles, stepped = _burst_of_writes(node, steps)
+    assert cycles >= 10 and stepped == 1
+    assert not node.core._gc_behind
+    start, before = node.now, len(steps)
+    for _ in range(200):  # reads for the cycles; the pass goes on at its pace to its end
+        if not shard.gc_pending:
+            break
         node.call(get(b"k0"))
-    assert before < len(steps) <= before + 0.2 / node_module.GC_STEP_INTERVAL_S + 1
+    assert not shard.gc_pending
+    assert len(steps) - before <= (node.now - start) / node_module.GC_STEP_INTERVAL_S + 1
+
+
+def test_a_gc_pass_that_is_behind_steps_in_every_apply_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass still going when the next is due: no pacing until it ends, so garbage cannot
+    outgrow a collection held to one step per interval."""
+    node, steps = _node_with_a_long_gc_pass(monkeypatch, gc_interval_s=0.05)
+    for _ in range(100):  # the next pass becomes due while this one goes on
+        if node.core._gc_behind:
+            break
+        node.call(get(b"k0"))
+    assert node.core._gc_behind and node.core.hosts[1].shard.gc_pending
+    cycles, stepped = _burst_of_writes(node, steps)
+    assert cycles >= 10 and stepped >= 10
 
 
 # ---------------------------------------------------------------------- recovery (rule 6)
