@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -62,6 +64,56 @@ def test_a_wake_serves_a_write_end_to_end(config: ClusterConfig) -> None:
     assert response.id == 7
     assert response.put.error.code == kv.OK, response
     assert response.put.version > 0
+
+
+def test_a_slow_wake_is_logged_with_where_its_time_went(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(runtime_module.time, "perf_counter", lambda: clock.now)
+    slow_disk = SimpleNamespace(on=True)
+    persist_cycle = runtime_module.persist_cycle
+
+    def persist(*args: Any) -> bool:
+        if slow_disk.on:
+            clock.now += 0.25  # a synced write held the loop 250 ms
+        return persist_cycle(*args)
+
+    monkeypatch.setattr(runtime_module, "persist_cycle", persist)
+
+    async def write(runtime: NodeRuntime, key: bytes) -> None:
+        answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
+        request = kv.Request(id=1, put=kv.PutRequest(key=key, value=b"v"))
+        request.put.header.cluster_id = config.cluster_id
+        request.put.header.group_id = 1
+        runtime.submit(request, answer.set_result)
+        await wake_until(runtime, answer.done)
+        assert answer.result().put.error.code == kv.OK
+
+    def slow_wakes() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("slow wake")]
+
+    async def main() -> None:
+        runtime = NodeRuntime(config, config.nodes[0])
+        try:
+            replica = runtime.core.hosts[1].replica
+            await wake_until(runtime, lambda: replica.role is Role.LEADER)
+            caplog.clear()
+            await write(runtime, b"slow")
+            logged = slow_wakes()
+            assert logged, "a wake with a 250 ms synced write was not logged"
+            fields = logged[0].__dict__
+            assert fields["ms"] >= 250 and fields["persist_ms"] >= 250
+            assert fields["cycles"] >= 1 and fields["apply_ms"] >= 0
+            slow_disk.on = False
+            caplog.clear()
+            await write(runtime, b"fast")
+            assert slow_wakes() == []
+        finally:
+            runtime.disk.close()
+
+    with caplog.at_level(logging.WARNING, logger="paxoskv.node"):
+        asyncio.run(main())
 
 
 @pytest.mark.parametrize(
