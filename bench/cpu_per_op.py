@@ -61,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class NoOperationSucceeded(RuntimeError):
+    """A mode ended without one successful operation to time."""
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
@@ -109,7 +113,7 @@ async def _measure(
     cpu = meter.result()
     ops = len(latencies)
     if not ops:
-        raise SystemExit(f"{mode}: every operation failed ({errors}); is the cluster up?")
+        raise NoOperationSucceeded(f"{mode}: every operation failed ({errors}); is the cluster up?")
     latencies.sort()
     commits.sort()
     each = cpu["servers_each_s"]
@@ -168,7 +172,10 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    results = asyncio.run(_run(args))
+    try:
+        results = asyncio.run(_run(args))
+    except NoOperationSucceeded as exc:
+        raise SystemExit(f"cpu_per_op: {exc}") from None
     if args.json:
         args.json.write_text(json.dumps({"results": results}, indent=2) + "\n")
 

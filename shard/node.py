@@ -126,7 +126,7 @@ RESOLVE_HOLD_S = 0.01
 GC_RECORDS_PER_STEP = 1_000
 # ... or this many bytes of them (keys and values), whichever bound comes first: a step reads
 # the values too, so with large values the record bound alone let one step read a gigabyte
-# (a thousand 1 MiB versions: 0.85 s in one cycle, measured here; with this bound a step
+# (600 versions of 1 MiB: 0.85 s in one cycle, measured here; with this bound a step
 # reads 1 MiB per shard, plus the one record that crosses it, itself at most 1 MiB).
 GC_BYTES_PER_STEP = 1 << 20
 # ... and a node steps at most once per this interval while its passes keep up: under load a

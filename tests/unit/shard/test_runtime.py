@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,18 +21,14 @@ from shard.runtime import MAX_CYCLES_PER_WAKE, NodeRuntime
 DEADLINE_S = 10.0
 
 
-def one_node_config(data_dir: Path) -> ClusterConfig:
+@pytest.fixture
+def config(tmp_path: Path) -> ClusterConfig:
     return ClusterConfig(
         cluster_id="runtime-test",
         nodes=(NodeConfig(id=1, name="n1", address="127.0.0.1:1"),),
         replication=1,
-        data_dir=str(data_dir),
+        data_dir=str(tmp_path),
     )
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Iterator[ClusterConfig]:
-    yield one_node_config(tmp_path)
 
 
 async def wake_until(runtime: NodeRuntime, condition: Callable[[], bool]) -> None:
@@ -44,19 +40,30 @@ async def wake_until(runtime: NodeRuntime, condition: Callable[[], bool]) -> Non
         await asyncio.sleep(0.001)
 
 
+async def elected(config: ClusterConfig) -> NodeRuntime:
+    """A one-node runtime whose data group has elected its only replica."""
+    runtime = NodeRuntime(config, config.nodes[0])
+    replica = runtime.core.hosts[1].replica
+    await wake_until(runtime, lambda: replica.role is Role.LEADER)
+    return runtime
+
+
+async def put_and_wait(runtime: NodeRuntime, key: bytes, request_id: int = 1) -> kv.Response:
+    """Submit a put as the client service does and run wakes until it is answered."""
+    answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
+    request = kv.Request(id=request_id, put=kv.PutRequest(key=key, value=b"v"))
+    request.put.header.cluster_id = runtime.config.cluster_id
+    request.put.header.group_id = 1
+    runtime.submit(request, answer.set_result)
+    await wake_until(runtime, answer.done)
+    return answer.result()
+
+
 def test_a_wake_serves_a_write_end_to_end(config: ClusterConfig) -> None:
     async def main() -> kv.Response:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = await elected(config)
         try:
-            replica = runtime.core.hosts[1].replica
-            await wake_until(runtime, lambda: replica.role is Role.LEADER)
-            answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
-            request = kv.Request(id=7, put=kv.PutRequest(key=b"k", value=b"v"))
-            request.put.header.cluster_id = config.cluster_id
-            request.put.header.group_id = 1
-            runtime.submit(request, answer.set_result)
-            await wake_until(runtime, answer.done)
-            return answer.result()
+            return await put_and_wait(runtime, b"k", request_id=7)
         finally:
             runtime.disk.close()
 
@@ -69,45 +76,38 @@ def test_a_wake_serves_a_write_end_to_end(config: ClusterConfig) -> None:
 def test_a_slow_wake_is_logged_with_where_its_time_went(
     config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Threshold: two thirds of the shortest election timeout (150 ms here), so 100 ms."""
     clock = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr(runtime_module.time, "perf_counter", lambda: clock.now)
-    slow_disk = SimpleNamespace(on=True)
+    runtime_clock = SimpleNamespace(
+        perf_counter=lambda: clock.now, monotonic=time.monotonic, time_ns=time.time_ns
+    )
+    monkeypatch.setattr(runtime_module, "time", runtime_clock)  # this module's clock only
+    disk = SimpleNamespace(sync_s=0.12)
     persist_cycle = runtime_module.persist_cycle
 
     def persist(*args: Any) -> bool:
-        if slow_disk.on:
-            clock.now += 0.25  # a synced write held the loop 250 ms
+        clock.now += disk.sync_s  # the synced write held the loop this long
         return persist_cycle(*args)
 
     monkeypatch.setattr(runtime_module, "persist_cycle", persist)
-
-    async def write(runtime: NodeRuntime, key: bytes) -> None:
-        answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
-        request = kv.Request(id=1, put=kv.PutRequest(key=key, value=b"v"))
-        request.put.header.cluster_id = config.cluster_id
-        request.put.header.group_id = 1
-        runtime.submit(request, answer.set_result)
-        await wake_until(runtime, answer.done)
-        assert answer.result().put.error.code == kv.OK
 
     def slow_wakes() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.getMessage().startswith("slow wake")]
 
     async def main() -> None:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = await elected(config)
         try:
-            replica = runtime.core.hosts[1].replica
-            await wake_until(runtime, lambda: replica.role is Role.LEADER)
             caplog.clear()
-            await write(runtime, b"slow")
+            assert (await put_and_wait(runtime, b"slow")).put.error.code == kv.OK
             logged = slow_wakes()
-            assert logged, "a wake with a 250 ms synced write was not logged"
+            assert logged, "a wake with a 120 ms synced write was not logged"
             fields = logged[0].__dict__
-            assert fields["ms"] >= 250 and fields["persist_ms"] >= 250
+            assert fields["wake_ms"] >= 120 and fields["persist_ms"] >= 120
             assert fields["cycles"] >= 1 and fields["apply_ms"] >= 0
-            slow_disk.on = False
+            assert fields["election_timeout_ms"] == config.paxos.election_timeout_min_ms
+            disk.sync_s = 0.03  # under the 100 ms threshold, even three in one wake
             caplog.clear()
-            await write(runtime, b"fast")
+            assert (await put_and_wait(runtime, b"fast")).put.error.code == kv.OK
             assert slow_wakes() == []
         finally:
             runtime.disk.close()
@@ -129,7 +129,6 @@ def test_a_wake_runs_a_bounded_number_of_cycles_and_comes_back_for_the_rest(
     """A wake stops after MAX_CYCLES_PER_WAKE cycles so the sockets are served, and sets
     its own wake when work is left; it does not when the work ran out first."""
     started: list[int] = []
-
     work = [(None, SimpleNamespace(messages=()))]
 
     def start_cycle(core: object, send: object) -> list[tuple[None, SimpleNamespace]]:
