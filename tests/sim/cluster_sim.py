@@ -853,7 +853,9 @@ class Claims(Workload):
                 for n in self.sim.nodes.values()
                 if n.core is not None and desc.group_id in n.core.hosts
             )
-            chains.update(self.sim.versions(replica, desc.group_id))
+            # From the collection horizon on: a state read there is the true state then.
+            horizon = self.sim.gc_horizon(desc.group_id)
+            chains.update(self.sim.versions(replica, desc.group_id, horizon))
         problems = []
         for r in range(len(self._rounds)):
             events = sorted(
@@ -997,11 +999,14 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         compact_keep=rng.choice((2, 10)) if compact else 2_000,
         thrifty_accepts=rng.random() < 0.75,
     )
+    collect = rng.random() < 0.5
     k.txn = TxnSettings(
         max_clock_offset_s=epsilon,
         resolve_after_s=rng.choice((0.2, 0.4)),
         decision_retention_s=3600.0,
         purge_interval_s=3600.0,
+        mvcc_retention_s=rng.choice((0.3, 1.0)) if collect else 600.0,
+        gc_interval_s=rng.choice((0.1, 0.5)) if collect else 30.0,
     )
     nodes = list(range(1, k.nodes + 1))
     if profile == "calm":
@@ -1479,8 +1484,21 @@ class ClusterSim:
             f"replay: {self.replay_hint()}"
         )
 
-    def versions(self, node: NodeHost, group_id: int) -> dict[bytes, list[tuple[int, bytes]]]:
-        """Every stored version of every workload key of `group_id` on `node`, newest first."""
+    def gc_horizon(self, group_id: int) -> int:
+        """The highest MVCC collection horizon among `group_id`'s replicas: below it, a
+        replica may have dropped versions another still has (each collects on its clock)."""
+        horizons = []
+        for node_id in self.shard_map.replicas(group_id):
+            core = self.nodes[node_id].core
+            assert core is not None
+            horizons.append(core.hosts[group_id].shard.gc_horizon)
+        return max(horizons)
+
+    def versions(
+        self, node: NodeHost, group_id: int, horizon: int
+    ) -> dict[bytes, list[tuple[int, bytes]]]:
+        """Every version of every workload key of `group_id` on `node` readable at or above
+        `horizon`, newest first: the ones above it and the one visible at it."""
         assert node.core is not None
         shard = node.core.hosts[group_id].shard
         out: dict[bytes, list[tuple[int, bytes]]] = {}
@@ -1489,8 +1507,9 @@ class ClusterSim:
                 continue
             chain: list[tuple[int, bytes]] = []
             latest = shard.latest_record(key)
-            at = latest[0] if latest is not None else 0
-            while at > 0:
+            # The walk starts at the newest version, or at the horizon if that is older.
+            at = max(latest[0], horizon) if latest is not None else 0
+            while at > 0 and at >= horizon:
                 found = shard.get(key, at)
                 if found is None:
                     break
@@ -1507,9 +1526,16 @@ class ClusterSim:
         problems: list[str] = self.workload.check(self.final)
         stored: dict[tuple[bytes, int], bytes] = {}
         chains: dict[bytes, list[tuple[int, bytes]]] = {}
+        # Below a group's collection horizon the history is gone: checks about a time
+        # below it are skipped (`collected_at`), every other check keeps its full strength.
+        horizons = {g: self.gc_horizon(g) for g in self.data_groups()}
+
+        def collected_at(key: bytes, ts: int) -> bool:
+            return ts < horizons[self.shard_map.locate(key).group_id]
+
         for group_id in self.data_groups():
             views = {
-                node_id: self.versions(self.nodes[node_id], group_id)
+                node_id: self.versions(self.nodes[node_id], group_id, horizons[group_id])
                 for node_id in self.shard_map.replicas(group_id)
             }
             first_id, first = next(iter(views.items()))
@@ -1549,9 +1575,13 @@ class ClusterSim:
             if committed and decision is not None:
                 for key, value in res.writes.items():
                     expected[(key, decision.commit_ts)] = (value, res.txn_id)
-                problems.extend(self._reads_current_at(res, decision.commit_ts, chains))
+                problems.extend(
+                    self._reads_current_at(res, decision.commit_ts, chains, collected_at)
+                )
         for where, (value, txn_id) in sorted(expected.items()):
             got = stored.get(where)
+            if got is None and collected_at(*where):
+                continue  # shadowed below the horizon and collected
             if got != value:
                 problems.append(
                     f"atomicity: committed txn {txn_id.hex()} wrote {where[0]!r}={value!r} at "
@@ -1566,17 +1596,22 @@ class ClusterSim:
         for rec in records:
             res = rec.result
             if rec.kind == "snapshot" and res is not None and res.status == "ok":
-                problems.extend(self._snapshot_repeatable(res, chains))
+                problems.extend(self._snapshot_repeatable(res, chains, collected_at))
         return problems
 
     @staticmethod
     def _reads_current_at(
-        res: TxnResult, commit_ts: int, chains: dict[bytes, list[tuple[int, bytes]]]
+        res: TxnResult,
+        commit_ts: int,
+        chains: dict[bytes, list[tuple[int, bytes]]],
+        collected_at: Callable[[bytes, int], bool],
     ) -> list[str]:
         """Timestamp order: every version a committed txn read is still the newest one just
         below its commit_ts (the txn could have run at once at commit_ts)."""
         out = []
         for key, (_value, version) in res.reads.items():
+            if collected_at(key, commit_ts - 1):
+                continue
             below = [v for v, _ in chains.get(key, []) if v < commit_ts]
             newest = below[0] if below else 0
             if newest != version:
@@ -1589,13 +1624,17 @@ class ClusterSim:
 
     @staticmethod
     def _snapshot_repeatable(
-        res: TxnResult, chains: dict[bytes, list[tuple[int, bytes]]]
+        res: TxnResult,
+        chains: dict[bytes, list[tuple[int, bytes]]],
+        collected_at: Callable[[bytes, int], bool],
     ) -> list[str]:
         """A snapshot at T saw exactly the versions <= T that the settled store holds: no
         commit landed at or below a timestamp already served."""
         out = []
         at = res.snapshot_ts
         for key, read in res.reads.items():
+            if collected_at(key, at):
+                continue
             found = next(((v, val) for v, val in chains.get(key, []) if v <= at), None)
             settled = (None, 0) if found is None else (found[1], found[0])
             if settled != read:
