@@ -2,11 +2,12 @@
 
     python tests/sim/mutations.py [name ...] [--profile ci|dev|nightly]
 
-Each replica mutation is applied to a temporary copy of the `paxos` package (the shared
-working tree is never touched), which goes first on PYTHONPATH; the driver mutation is a
-switch of the simulated driver (PAXOS_SIM_MUTATION). The script runs the property tests and
-the replica path tests against the mutant and prints, per mutation, the tests that failed
-and the seed Hypothesis reported. A mutation nobody catches is a hole in the tests.
+Each code mutation is applied to a temporary copy of its package (`paxos`, or `shard` for the
+shard state machine; the shared working tree is never touched), which goes first on
+PYTHONPATH; the driver mutation is a switch of the simulated driver (PAXOS_SIM_MUTATION). The
+script runs the mutation's tests against the mutant (the Paxos property and replica path
+tests, or the whole-cluster transaction properties) and prints, per mutation, the tests that
+failed and the seed Hypothesis reported. A mutation nobody catches is a hole in the tests.
 """
 
 from __future__ import annotations
@@ -22,20 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = [
+PAXOS_TESTS = (
     ROOT / "tests/sim/test_paxos_properties.py",
     ROOT / "tests/unit/paxos/test_replica_paths.py",
-]
+)
+CLUSTER_TESTS = (ROOT / "tests/sim/test_txn_properties.py",)
 
 
 @dataclass(frozen=True)
 class Mutation:
     name: str
     what: str
-    #: (file under paxos/, old text, new text) edits applied to the copy.
+    #: (file under `package`/, old text, new text) edits applied to the copy.
     edits: tuple[tuple[str, str, str], ...] = ()
     #: PAXOS_SIM_MUTATION switches of the simulated driver.
     driver: str = ""
+    package: str = "paxos"
+    tests: tuple[Path, ...] = PAXOS_TESTS
 
 
 MUTATIONS = [
@@ -106,14 +110,31 @@ MUTATIONS = [
             ),
         ),
     ),
+    Mutation(
+        "gc_drops_visible_version",
+        "MVCC garbage collection also removes each key's newest version at the horizon",
+        edits=(
+            (
+                "state_machine.py",
+                "                decided = True\n"
+                "                if record_key[-1] == KIND_TOMBSTONE_INT:\n"
+                "                    batch.delete(record_key)",
+                "                decided = True\n"
+                "                if True:\n"
+                "                    batch.delete(record_key)",
+            ),
+        ),
+        package="shard",
+        tests=CLUSTER_TESTS,
+    ),
 ]
 
 
 def run(mutation: Mutation, profile: str) -> tuple[bool, list[str], list[str], str]:
     with tempfile.TemporaryDirectory(prefix=f"mut-{mutation.name}-") as tmp:
-        shutil.copytree(ROOT / "paxos", Path(tmp) / "paxos")
+        shutil.copytree(ROOT / mutation.package, Path(tmp) / mutation.package)
         for file, old, new in mutation.edits:
-            path = Path(tmp) / "paxos" / file
+            path = Path(tmp) / mutation.package / file
             text = path.read_text()
             if text.count(old) != 1:
                 raise SystemExit(f"{mutation.name}: the text to mutate is not unique in {file}")
@@ -126,7 +147,7 @@ def run(mutation: Mutation, profile: str) -> tuple[bool, list[str], list[str], s
             sys.executable,
             "-c",
             "import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))",
-            *map(str, TESTS),
+            *map(str, mutation.tests),
             "-q",
             "-p",
             "no:cacheprovider",
@@ -135,7 +156,7 @@ def run(mutation: Mutation, profile: str) -> tuple[bool, list[str], list[str], s
         ]
         out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True).stdout
     failed = sorted(set(re.findall(r"^FAILED \S+::(\S+)", out, re.M)))
-    seeds = sorted(set(re.findall(r"PAXOS_SIM_SEED=(\S+:\d+)", out)))
+    seeds = sorted(set(re.findall(r"(?:PAXOS_SIM_SEED|PAXOSKV_TXN_SEED)=(\S+:\d+)", out)))
     first = ""
     match = re.search(r"^E\s+(\S.*Violation.*)$", out, re.M) or re.search(r"^E\s+(.+)$", out, re.M)
     if match:
