@@ -257,21 +257,28 @@ def test_old_versions_are_garbage_collected() -> None:
     assert (latest.value, latest.version) == (b"v2", second)
 
 
+def _log_gc_steps(monkeypatch: pytest.MonkeyPatch, node: OneNode) -> list[int]:
+    """The record bound of every GC step group 1's shard takes from now on (each step must
+    carry the node's byte bound)."""
+    shard = node.core.hosts[1].shard
+    steps: list[int] = []
+    step = shard.gc_step
+
+    def logged(batch: Any, max_records: int, max_bytes: int) -> int:
+        steps.append(max_records)
+        assert max_bytes == node_module.GC_BYTES_PER_STEP
+        return step(batch, max_records, max_bytes)
+
+    monkeypatch.setattr(shard, "gc_step", logged)
+    return steps
+
+
 def test_garbage_collection_is_spread_over_apply_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(node_module, "GC_RECORDS_PER_STEP", 2)
     node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
     for i in range(12):
         node.call(put(b"k%d" % (i % 4), b"v%d" % i))  # 4 keys, 3 versions each
-    shard = node.core.hosts[1].shard
-    steps: list[int] = []
-    step = shard.gc_step
-
-    def counted(batch: Any, max_records: int, max_bytes: int) -> int:
-        steps.append(max_records)
-        assert max_bytes == node_module.GC_BYTES_PER_STEP
-        return step(batch, max_records, max_bytes)
-
-    monkeypatch.setattr(shard, "gc_step", counted)
+    steps = _log_gc_steps(monkeypatch, node)
     node.advance(2.0)
     engine = node.disk.engine
 
@@ -300,15 +307,7 @@ def _node_with_a_long_gc_pass(
             break
         node.call(get(b"k0"))
     assert shard.gc_pending
-    steps: list[int] = []
-    step = shard.gc_step
-
-    def counted(batch: Any, max_records: int, max_bytes: int) -> int:
-        steps.append(max_records)
-        return step(batch, max_records, max_bytes)
-
-    monkeypatch.setattr(shard, "gc_step", counted)
-    return node, steps
+    return node, _log_gc_steps(monkeypatch, node)
 
 
 def _burst_of_writes(node: OneNode, steps: list[int]) -> tuple[int, int]:

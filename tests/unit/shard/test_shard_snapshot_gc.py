@@ -199,6 +199,21 @@ def _version_records(engine: MemEngine) -> list[bytes]:
     return [k for k, _ in engine.scan(b"d\x00\x00\x00\x01v", b"d\x00\x00\x00\x01w", None)]
 
 
+def _record_scans(engine: MemEngine) -> list[list[tuple[bytes, bytes]]]:
+    """The pairs each `gc_step` reads: append an empty list before each step."""
+    steps: list[list[tuple[bytes, bytes]]] = []
+    scan_bounded = engine.scan_bounded
+
+    def recorded(lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        assert limit >= 1 and max_bytes >= 1
+        pairs = scan_bounded(lo, hi, limit, max_bytes)
+        steps[-1].extend(pairs)
+        return pairs
+
+    engine.scan_bounded = recorded  # type: ignore[method-assign]
+    return steps
+
+
 def test_gc_in_bounded_steps_ends_as_one_pass_does() -> None:
     whole_engine, whole = _versions_store(keys=300, rounds=4)
     stepped_engine, stepped = _versions_store(keys=300, rounds=4)
@@ -244,20 +259,13 @@ def test_gc_steps_stop_at_their_byte_bound_and_end_as_one_pass_does() -> None:
     engine, sm, _ = store()
     batch = engine.new_batch()
     sm.start_gc(horizon, batch)
-    read_per_step: list[int] = []
+    steps = _record_scans(engine)
     removed = 0
-    scan_bounded = engine.scan_bounded
-
-    def counted(lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
-        pairs = scan_bounded(lo, hi, limit, max_bytes)
-        read_per_step[-1] += sum(len(k) + len(v) for k, v in pairs)
-        return pairs
-
-    engine.scan_bounded = counted  # type: ignore[method-assign]
     while sm.gc_pending:
-        read_per_step.append(0)
+        steps.append([])
         removed += sm.gc_step(batch, max_records=1_000, max_bytes=25_000)
     engine.write(batch, sync=False)
+    read_per_step = [sum(len(k) + len(v) for k, v in step) for step in steps]
     assert removed == removed_at_once == 60  # 3 of each key's 5 versions
     assert len(read_per_step) == 34  # 100 records of 10 kB, three a step (the third crosses)
     assert max(read_per_step) < 25_000 + 10_100  # the bound, plus the record crossing it
@@ -335,16 +343,7 @@ def _check_stepped_pass(
     sizes = {k: len(k) + len(v) for k, v in records}
     if isinstance(max_bytes, tuple):
         max_bytes = max(1, sum(len(k) + len(v) for k, v in records[: max_bytes[0]]))
-    steps: list[list[bytes]] = []
-    scan_bounded = engine.scan_bounded
-
-    def recorded(lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
-        assert limit >= 1 and max_bytes >= 1
-        pairs = scan_bounded(lo, hi, limit, max_bytes)
-        steps[-1].extend(k for k, _ in pairs)
-        return pairs
-
-    engine.scan_bounded = recorded  # type: ignore[method-assign]
+    steps = _record_scans(engine)
     batch = engine.new_batch()
     sm.start_gc(horizon, batch)
     engine.write(batch, sync=False)
@@ -355,7 +354,7 @@ def _check_stepped_pass(
         batch = engine.new_batch()
         sm.gc_step(batch, max_records, max_bytes)
         engine.write(batch, sync=False)
-        read = steps[-1]
+        read = [k for k, _ in steps[-1]]
         assert len(read) <= max_records
         assert sum(sizes.get(k, 0) for k in read[:-1]) < max_bytes  # only the last crosses
         assert read or not sm.gc_pending
@@ -363,7 +362,7 @@ def _check_stepped_pass(
             _apply_write(sm, engine, pending.pop(0))
     for write in pending:
         _apply_write(sm, engine, write)
-    read_keys = [k for step in steps for k in step]
+    read_keys = [k for step in steps for k, _ in step]
     assert len(read_keys) == len(set(read_keys)), "a record was read twice"
     assert set(sizes) <= set(read_keys), "a record was skipped"
     assert engine.scan(b"", None, None) == whole_engine.scan(b"", None, None)
