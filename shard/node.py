@@ -885,10 +885,12 @@ class NodeCore:
             if preferred != self.node_id:
                 host.replica.transfer_leadership(preferred)
 
+    def _data_hosts(self) -> list[GroupHost]:
+        """The hosts of this node's data groups (every group but the meta group)."""
+        return [h for g, h in self.hosts.items() if g != META_GROUP_ID]
+
     def _data_leaders(self) -> list[GroupHost]:
-        return [
-            h for g, h in self.hosts.items() if g != META_GROUP_ID and h.replica.role is Role.LEADER
-        ]
+        return [h for h in self._data_hosts() if h.replica.role is Role.LEADER]
 
     def _drive_decisions(self) -> None:
         """Rule 6, coordinator side: deliver recorded decisions, then log Finish.
@@ -1059,10 +1061,9 @@ class NodeCore:
         horizon_us = physical_us(self._hlc.last) - retention_us
         if horizon_us <= 0:
             return
-        for group_id, host in self.hosts.items():
-            if group_id != META_GROUP_ID:
-                self._gc_behind = self._gc_behind or host.shard.gc_pending
-                host.shard.start_gc(horizon_us << LOGICAL_BITS, batch)
+        for host in self._data_hosts():
+            self._gc_behind = self._gc_behind or host.shard.gc_pending
+            host.shard.start_gc(horizon_us << LOGICAL_BITS, batch)
 
     def _expire(self, now: float) -> None:
         """Rule 5: answer requests whose deadline passed; let old update locks go."""
@@ -1124,8 +1125,8 @@ class NodeCore:
         if self._gc_behind or self._now >= self._next_gc_step:
             self._next_gc_step = self._now + GC_STEP_INTERVAL_S
             pending = False
-            for group_id, host in self.hosts.items():
-                if group_id != META_GROUP_ID and host.shard.gc_pending:
+            for host in self._data_hosts():
+                if host.shard.gc_pending:
                     host.shard.gc_step(batch, GC_RECORDS_PER_STEP, GC_BYTES_PER_STEP)
                     pending = pending or host.shard.gc_pending
             self._gc_behind = self._gc_behind and pending
