@@ -128,8 +128,27 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any =
     return value
 
 
+def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name} must be a [{name}] table, got {table!r}")
+    return table
+
+
+def _refuse_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
+    """A misspelt key would otherwise silently keep its default."""
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown settings {sorted(unknown)} (known: {sorted(known)})")
+
+
 def parse_config(raw: dict[str, Any]) -> ClusterConfig:
-    """Validate a parsed TOML document."""
+    """Validate a parsed TOML document; every unknown key is refused with its name."""
+    _refuse_unknown(
+        raw,
+        {"cluster_id", "data_dir", "nodes", "shards", "paxos", "client", "txn"},
+        "the top level",
+    )
     cluster_id = _get(raw, "cluster_id", str, "")
     if not cluster_id:
         raise ConfigError("cluster_id must not be empty")
@@ -139,11 +158,14 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     nodes = []
     for i, table in enumerate(nodes_raw):
         where = f"nodes[{i}]."
+        if not isinstance(table, dict):
+            raise ConfigError(f"nodes[{i}] must be a [[nodes]] table, got {table!r}")
+        _refuse_unknown(table, {"id", "name", "address", "data_dir"}, f"nodes[{i}]")
         node = NodeConfig(
             id=_get(table, "id", int, where),
             name=_get(table, "name", str, where),
             address=_get(table, "address", str, where),
-            data_dir=table.get("data_dir"),
+            data_dir=_get(table, "data_dir", str, where, "") or None,
         )
         if node.id <= 0:
             raise ConfigError(f"{where}id must be a positive integer, got {node.id}")
@@ -155,7 +177,8 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         values = [getattr(n, attr) for n in nodes]
         if len(set(values)) != len(values):
             raise ConfigError(f"nodes[].{attr} must be unique, got {values}")
-    shards = raw.get("shards", {})
+    shards = _table(raw, "shards")
+    _refuse_unknown(shards, {"split_points", "replication"}, "shards")
     splits_raw = _get(shards, "split_points", list, "shards.", [])
     splits = tuple(s.encode() if isinstance(s, str) else s for s in splits_raw)
     if any(not isinstance(s, bytes) or not s for s in splits):
@@ -168,7 +191,8 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
             f"shards.replication must be between 1 and the node count {len(nodes)}, "
             f"got {replication}"
         )
-    paxos_raw = raw.get("paxos", {})
+    paxos_raw = _table(raw, "paxos")
+    _refuse_unknown(paxos_raw, set(PaxosSettings.__dataclass_fields__), "paxos")
     defaults = PaxosSettings()
     paxos_kwargs = {}
     for name in PaxosSettings.__dataclass_fields__:
@@ -178,9 +202,6 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         if kind is int and value <= 0:
             raise ConfigError(f"paxos.{name} must be positive, got {value}")
         paxos_kwargs[name] = value
-    unknown = set(paxos_raw) - set(PaxosSettings.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"paxos: unknown settings {sorted(unknown)}")
     settings = PaxosSettings(**paxos_kwargs)
     if not settings.election_timeout_min_ms < settings.election_timeout_max_ms:
         raise ConfigError("paxos.election_timeout_min_ms must be below election_timeout_max_ms")
@@ -190,14 +211,13 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         raise ConfigError(
             "paxos.lease_ms must be above lease_drift_ms and at most election_timeout_min_ms"
         )
-    client = raw.get("client", {})
+    client = _table(raw, "client")
+    _refuse_unknown(client, {"request_timeout_ms"}, "client")
     timeout = _get(client, "request_timeout_ms", int, "client.", 5000)
     if timeout <= 0:
         raise ConfigError(f"client.request_timeout_ms must be positive, got {timeout}")
-    txn = raw.get("txn", {})
-    unknown_txn = set(txn) - {"max_clock_offset_ms", "resolve_after_ms", "decision_retention_s"}
-    if unknown_txn:
-        raise ConfigError(f"txn: unknown settings {sorted(unknown_txn)}")
+    txn = _table(raw, "txn")
+    _refuse_unknown(txn, {"max_clock_offset_ms", "resolve_after_ms", "decision_retention_s"}, "txn")
     offset = txn.get("max_clock_offset_ms")
     if offset is not None and (not isinstance(offset, int) or offset < 0):
         raise ConfigError(f"txn.max_clock_offset_ms must be a non-negative integer, got {offset!r}")

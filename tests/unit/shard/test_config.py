@@ -1,0 +1,150 @@
+"""Cluster config (TOML): what `paxoskv cluster start` writes parses back to the same
+config, and every bad or unknown field is refused with an error that names it."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shard.config import (
+    ClusterConfig,
+    ConfigError,
+    NodeConfig,
+    PaxosSettings,
+    load_config,
+    parse_config,
+    render_config,
+)
+
+
+def sample() -> ClusterConfig:
+    return ClusterConfig(
+        cluster_id="prod-1",
+        nodes=(
+            NodeConfig(id=1, name="n1", address="10.0.0.1:7001"),
+            NodeConfig(id=2, name="n2", address="10.0.0.2:7001", data_dir="/srv/n2"),
+            NodeConfig(id=3, name="n3", address="10.0.0.3:7001"),
+        ),
+        split_points=(b"g", b"p"),
+        replication=3,
+        data_dir="/srv/pkv",
+        paxos=PaxosSettings(election_timeout_min_ms=1000, election_timeout_max_ms=2000),
+        request_timeout_ms=7000,
+        max_clock_offset_ms=100,
+        resolve_after_ms=500,
+        decision_retention_s=900,
+    )
+
+
+def raw() -> dict[str, Any]:
+    return tomllib.loads(render_config(sample()))
+
+
+def test_a_rendered_config_parses_back_to_the_same_config() -> None:
+    assert parse_config(raw()) == sample()
+    assert (
+        parse_config(
+            tomllib.loads(
+                render_config(
+                    ClusterConfig(
+                        cluster_id="c",
+                        nodes=(NodeConfig(id=1, name="n1", address="127.0.0.1:1"),),
+                        replication=1,
+                    )
+                )
+            )
+        ).clock_offset_ms
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        (None, "clusterid"),
+        ("nodes", "adress"),
+        ("shards", "split_point"),
+        ("paxos", "election_timeout_ms"),
+        ("client", "request_timeout"),
+        ("txn", "resolve_after"),
+    ],
+)
+def test_an_unknown_key_is_refused_with_its_name(table: str | None, key: str) -> None:
+    doc = raw()
+    if table is None:
+        doc[key] = 1
+    elif table == "nodes":
+        doc["nodes"][1][key] = "x"
+    else:
+        doc.setdefault(table, {})[key] = 1
+    with pytest.raises(ConfigError, match=key):
+        parse_config(doc)
+
+
+def test_an_unknown_table_is_refused() -> None:
+    doc = raw()
+    doc["clinet"] = {"request_timeout_ms": 1}
+    with pytest.raises(ConfigError, match="clinet"):
+        parse_config(doc)
+
+
+def _set(path: str, value: Any) -> dict[str, Any]:
+    doc = raw()
+    *tables, key = path.split(".")
+    target: Any = doc
+    for name in tables:
+        target = target[int(name)] if name.isdigit() else target.setdefault(name, {})
+    target[key] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        ("cluster_id", "", "cluster_id"),
+        ("cluster_id", 7, "cluster_id"),
+        ("nodes.0.id", 0, "nodes[0].id"),
+        ("nodes.0.id", True, "nodes[0].id"),
+        ("nodes.1.address", "no-port", "nodes[1].address"),
+        ("nodes.1.address", "h:70000", "nodes[1].address"),
+        ("nodes.2.name", "n1", "nodes[].name"),
+        ("nodes.2.data_dir", 5, "nodes[2].data_dir"),
+        ("shards.split_points", ["p", "g"], "shards.split_points"),
+        ("shards.split_points", ["", "g"], "shards.split_points"),
+        ("shards.replication", 4, "shards.replication"),
+        ("paxos.heartbeat_interval_ms", 0, "paxos.heartbeat_interval_ms"),
+        ("paxos.election_timeout_max_ms", 900, "election_timeout_min_ms"),
+        ("paxos.lease_ms", 5000, "paxos.lease_ms"),
+        ("paxos.thrifty_accepts", 1, "paxos.thrifty_accepts"),
+        ("client.request_timeout_ms", -1, "client.request_timeout_ms"),
+        ("txn.max_clock_offset_ms", -5, "txn.max_clock_offset_ms"),
+        ("txn.decision_retention_s", 0, "txn.decision_retention_s"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_set(path, value))
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize(("key", "value"), [("nodes", []), ("nodes", [5]), ("shards", 3)])
+def test_a_table_of_the_wrong_shape_is_refused(key: str, value: Any) -> None:
+    doc = raw()
+    doc[key] = value
+    with pytest.raises(ConfigError, match=key):
+        parse_config(doc)
+
+
+def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("cluster_id = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
+    good = tmp_path / "good.toml"
+    good.write_text(render_config(sample()))
+    assert load_config(good) == sample()
