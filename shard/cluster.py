@@ -392,12 +392,16 @@ class LocalCluster:
         then up to `settle_s` more until each leader sits on its group's preferred node (the
         nodes hand leadership there), so callers start from a steady placement.
 
+        When some nodes of the directory's cluster run and others do not (one was killed),
+        only the stopped ones are started, each recovering from its data.
+
         Raises:
-            ClusterError: some node of this directory is already running, a node did not
+            ClusterError: every node of this directory is already running, a node did not
                 come up (the message quotes its log), or the deadline passed.
         """
-        running = [s for s in self.node_states() if s.pid is not None]
-        if running:
+        states = self.node_states()
+        running = [s for s in states if s.pid is not None]
+        if running and len(running) == len(states):
             which = ", ".join(f"{s.name} (pid {s.pid})" for s in running)
             raise ClusterError(
                 f"a cluster is already running in {self.data_dir}: {which}; stop it first "
@@ -405,6 +409,9 @@ class LocalCluster:
             )
         say = progress or (lambda _msg: None)
         end = time.monotonic() + deadline_s
+        if running:
+            self._start_stopped([s.name for s in states if s.pid is None], end, say)
+            return
         attempts = 3 if self._fresh and self._base_port is None else 1
         for attempt in range(1, attempts + 1):
             if self._fresh:
@@ -447,6 +454,23 @@ class LocalCluster:
             raise
         if settle_s > 0 and not self.wait_settled(settle_s):
             say("leaders have not all moved to their preferred nodes yet (that is fine)")
+
+    def _start_stopped(self, names: list[str], end: float, say: Progress) -> None:
+        """Start `names` next to the running nodes and wait until every group has a leader;
+        on failure stop only what this call started."""
+        try:
+            for name in names:
+                say(f"restarting {name} from its data in {self.data_dir}")
+                self._spawn(name)
+            for name in names:
+                self._wait_ready(name, end)
+                say(f"{name} (id {self.node(name).id}) listening on {self.node(name).address}")
+            self.wait_healthy(max(0.0, end - time.monotonic()), progress=say)
+        except BaseException:
+            for name in names:
+                if self.is_running(name):
+                    self.stop_node(name)
+            raise
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

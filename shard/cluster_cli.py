@@ -30,7 +30,8 @@ def register_cluster_commands(subparsers: Any) -> None:
         help="start a local cluster in the background",
         description="Start the nodes in the background and return once every group has a "
         "leader. A directory without a cluster gets a new one; a directory with a stopped "
-        "cluster restarts it from its data; a running cluster is refused. Split points cut "
+        "cluster restarts it from its data, and so does a node that was killed or stopped "
+        "while the others run; a cluster whose every node runs is refused. Split points cut "
         "the lowercase alphabet into nearly equal ranges by a key's first byte (3 shards: "
         "a-i, j-q, r-z; digits, uppercase and most punctuation go to the first shard).",
     )

@@ -103,6 +103,21 @@ def test_start_status_stop_and_restart_from_data(data_dir: Path) -> None:
     leader = cluster.wait_for_leader(1)
     got = cluster.stub(leader).Get(kv.GetRequest(header=header, key=b"apple"), timeout=5)
     assert (got.found, got.value) == (True, b"red"), got
+
+    # kill -9 one node, as the README's tour does: `cluster start` starts only that one.
+    cluster.kill(leader)
+    survivors = {name: pid for name, pid in _pids(data_dir).items() if name != leader}
+    revived = paxoskv("cluster", "start", "--data-dir", str(data_dir))
+    assert revived.returncode == 0, revived.stderr
+    assert f"restarting {leader} from its data" in revived.stderr
+    assert "restarting cluster" not in revived.stderr
+    pids = _pids(data_dir)
+    assert {name: pids[name] for name in survivors} == survivors  # the others were left alone
+    assert is_node_process(pids[leader], cluster.config_path, leader)
+    got = cluster.stub(leader).Get(
+        kv.GetRequest(header=header, key=b"apple", stale_ok=True), timeout=5
+    )
+    assert (got.found, got.value) == (True, b"red"), got
     cluster.close()
 
 
