@@ -134,11 +134,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from shard.bench_harness import ProgressSample, run_workload
     from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
-    from shard.cli_kv import UsageError, _seeds
+    from shard.cli_kv import UsageError, seeds_from
     from shard.cpu_meter import CpuMeter
     from txn.client import AsyncClient
 
-    seeds = _seeds(args)
+    seeds = seeds_from(args)
     if args.clients < 1:
         raise UsageError("--clients must be >= 1")
     if args.duration <= 0:

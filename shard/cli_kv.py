@@ -29,7 +29,10 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------- parser
 
 
-def _connection_options() -> argparse.ArgumentParser:
+def connection_options(
+    timeout_help: str = "deadline per operation, retries included (default 10)",
+) -> argparse.ArgumentParser:
+    """The options of every command that talks to a cluster (an argparse parent)."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection")
     group.add_argument(
@@ -52,7 +55,7 @@ def _connection_options() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="deadline per operation, retries included (default 10)",
+        help=timeout_help,
     )
     return common
 
@@ -69,7 +72,7 @@ def _codec_options() -> argparse.ArgumentParser:
 
 def register_kv_commands(subparsers: Any) -> None:
     """Add get/put/delete/cas/scan/status to the `paxoskv` parser's subcommands."""
-    conn = _connection_options()
+    conn = connection_options()
     codec = _codec_options()
     parents = [conn, codec]
 
@@ -161,7 +164,8 @@ def register_kv_commands(subparsers: Any) -> None:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _seeds(args: argparse.Namespace) -> list[str]:
+def seeds_from(args: argparse.Namespace) -> list[str]:
+    """The seed addresses of `--cluster`, else of $PAXOSKV_CLUSTER; UsageError if none."""
     from router.client import parse_seeds
 
     text = args.cluster if args.cluster is not None else os.environ.get(ENV_CLUSTER, "")
@@ -186,13 +190,14 @@ def _arg_bytes(args: argparse.Namespace, text: str, what: str) -> bytes:
     return text.encode()
 
 
-def _escape(data: bytes) -> str:
+def escape(data: bytes) -> str:
+    """Bytes as one printable line: undecodable bytes, tabs, newlines and backslashes escaped."""
     text = data.decode("utf-8", errors="backslashreplace")
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _show(args: argparse.Namespace, data: bytes) -> str:
-    return data.hex() if args.hex else _escape(data)
+    return data.hex() if args.hex else escape(data)
 
 
 def _write_line(*parts: bytes) -> None:
@@ -206,7 +211,7 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 
     from router.client import RoutingClient
 
-    seeds = _seeds(args)
+    seeds = seeds_from(args)
 
     async def main() -> int:
         client = RoutingClient(seeds, cluster_id=args.cluster_id, timeout_s=args.timeout)

@@ -14,12 +14,11 @@ Imports of grpc and the client stay inside the handler, so `paxoskv --help` stay
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-ENV_CLUSTER = "PAXOSKV_CLUSTER"
+from shard.cli_kv import UsageError, connection_options, escape, seeds_from
 
 STEPS_HELP = """\
 steps (each argument is one step, or several separated by ';'):
@@ -34,10 +33,6 @@ output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan ...
 are printed escaped; use --hex for binary data. Exit status: 0 committed, 1 error (one line
 on stderr; a commit whose outcome is unknown says so and names the transaction id).
 """
-
-
-class UsageError(Exception):
-    """A command-line mistake the user can fix; printed as one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,26 +54,13 @@ def register_txn_command(subparsers: Any) -> None:
         description="Run the STEPs in order as one transaction and commit it; conflicts "
         "re-run every step from fresh reads. Keys in several shards commit atomically "
         "(two-phase commit).",
+        parents=[
+            connection_options("deadline per read and per commit, retries included (default 10)")
+        ],
         epilog=STEPS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.add_argument("steps", nargs="+", metavar="STEP", help="a step (see below)")
-    cmd.add_argument(
-        "--cluster",
-        metavar="HOST:PORT[,HOST:PORT...]",
-        default=None,
-        help=f"client addresses of some nodes (default: ${ENV_CLUSTER})",
-    )
-    cmd.add_argument(
-        "--cluster-id", default=None, help="refuse nodes of another cluster (default: learn it)"
-    )
-    cmd.add_argument(
-        "--timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="deadline per read and per commit, retries included (default 10)",
-    )
     cmd.add_argument(
         "--attempts",
         type=int,
@@ -160,23 +142,6 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
 # ---------------------------------------------------------------------------- running
 
 
-def _escape(data: bytes) -> str:
-    text = data.decode("utf-8", errors="backslashreplace")
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _seeds(args: argparse.Namespace) -> list[str]:
-    from router.client import parse_seeds
-
-    text = args.cluster if args.cluster is not None else os.environ.get(ENV_CLUSTER, "")
-    seeds = parse_seeds(text)
-    if not seeds:
-        raise UsageError(
-            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}"
-        )
-    return seeds
-
-
 def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> list[str]:
     """Run `steps` on a transaction or snapshot; returns the output lines of the reads."""
     lines: list[str] = []
@@ -203,12 +168,12 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         raise UsageError("--snapshot is read-only: put and delete are not allowed")
     if args.attempts < 1 or args.limit < 0:
         raise UsageError("--attempts must be >= 1 and --limit >= 0")
-    seeds = _seeds(args)
+    seeds = seeds_from(args)
 
     from txn import Client, CommitUnknown
 
     def show(data: bytes) -> str:
-        return data.hex() if args.hex else _escape(data)
+        return data.hex() if args.hex else escape(data)
 
     with Client(
         seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, max_attempts=args.attempts
