@@ -2,6 +2,7 @@
 
     paxoskv chaos --workload register --nemesis kill --duration 30 --out /tmp/run1
     paxoskv chaos --workload list-append --nemesis mix --duration 300 --out /tmp/soak --seed 7
+    paxoskv chaos --recheck /tmp/soak      # check a kept history again, offline
 
 Imports of the harness stay inside the handler, so `paxoskv --help` stays fast.
 """
@@ -49,10 +50,16 @@ def register_chaos_command(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument("--workload", required=True, choices=WORKLOAD_NAMES)
+    cmd.add_argument("--workload", choices=WORKLOAD_NAMES, help="required for a run")
     cmd.add_argument("--nemesis", default="mix", choices=NEMESIS_NAMES)
     cmd.add_argument("--duration", type=float, default=30.0, help="seconds of workload")
-    cmd.add_argument("--out", required=True, help="output directory (must be new or empty)")
+    cmd.add_argument("--out", help="output directory (must be new or empty; required for a run)")
+    cmd.add_argument(
+        "--recheck",
+        metavar="DIR",
+        help="run nothing: check the history kept in the run directory DIR again (same "
+        "exit status; writes DIR/recheck.json)",
+    )
     cmd.add_argument("--clients", type=int, default=5, help="concurrent logical clients")
     cmd.add_argument("--seed", type=int, default=None, help="seed of every harness choice")
     cmd.add_argument("--nodes", type=int, default=3)
@@ -84,8 +91,13 @@ def register_chaos_command(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from shard.chaos.runner import ChaosOptions, run
+    from shard.chaos.runner import ChaosOptions, recheck, run
 
+    if args.recheck:
+        report = recheck(Path(args.recheck), say=lambda line: print(line, flush=True))
+        return int(report["exit_code"])
+    if not args.workload or not args.out:
+        raise ValueError("--workload and --out are required (or --recheck DIR)")
     if args.clients < 1 or args.duration <= 0:
         raise ValueError("--clients must be >= 1 and --duration > 0")
     options = ChaosOptions(

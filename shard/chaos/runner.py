@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import secrets
 import time
@@ -41,6 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shard.chaos import history as histories
 from shard.chaos import report as reports
 from shard.chaos.history import History, Worker
 from shard.chaos.nemesis import (
@@ -55,9 +57,10 @@ from shard.chaos.nemesis import (
 )
 from shard.chaos.netns import NODE_PORT, ChaosCluster, NetnsNetwork, probe, write_config
 from shard.chaos.workloads import WORKLOADS, Workload, shard_prefixes
+from shard.config import load_config
 from txn.client import AsyncClient
 
-__all__ = ["ChaosError", "ChaosOptions", "run"]
+__all__ = ["ChaosError", "ChaosOptions", "recheck", "run"]
 
 PARTITIONING = {"partition", "mix"}
 HOOKED = {"crash-2pc", "flaky-net", "drop-replies", "mix"}
@@ -183,6 +186,46 @@ def run(options: ChaosOptions, say: Callable[[str], None] = print) -> dict[str, 
     for line in reports.summary_lines(report):
         say(line)
     say(f"history: {out / 'history.jsonl'}; report: {out / 'report.json'}")
+    return report
+
+
+def recheck(out: Path, say: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
+    """Check a kept run's history again, offline, with today's checker.
+
+    The workload, its key layout and the run's facts (faults, recovery, network) come from
+    OUT/report.json and OUT/cluster/cluster.toml; the rebuilt report goes to
+    OUT/recheck.json (the original report is left as it was) and is returned.
+
+    Raises:
+        ChaosError: OUT is not a chaos run directory with its history and report.
+    """
+    try:
+        saved = json.loads((out / "report.json").read_text())
+        config = load_config(out / "cluster" / "cluster.toml")
+        ops = histories.load(out / "history.jsonl")
+    except (OSError, ValueError) as exc:
+        raise ChaosError(f"{out} is not a complete chaos run directory: {exc}") from None
+    options = saved["options"]
+    starts = [b"", *config.split_points]
+    workload = WORKLOADS[options["workload"]](
+        shard_prefixes(starts), timeout_s=options["timeout_s"]
+    )
+    say(f"checking {len(ops)} history records of {out}")
+    report = reports.build_report(
+        options=options,
+        history=ops,
+        check=workload.check(ops),
+        faults=saved["faults"],
+        network=saved["network"],
+        final_recovery_s=saved["recovery"]["after_final_heal_s"],
+        harness_error=saved["harness_error"],
+        wall_s=saved["wall_s"],
+        churn=saved.get("leader_churn"),
+    )
+    report["exit_code"] = reports.exit_code(report)
+    reports.write_report(out / "recheck.json", report)
+    for line in reports.summary_lines(report):
+        say(line)
     return report
 
 

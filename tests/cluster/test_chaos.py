@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import grpc
 import pytest
 
 from shard.chaos.netns import ChaosCluster, probe
-from shard.chaos.runner import ChaosOptions, run
+from shard.chaos.runner import ChaosOptions, recheck, run
 from shard.faults import FaultsClient
 
 pytestmark = pytest.mark.cluster
@@ -54,6 +56,13 @@ def _run(tmp_path: Path, workload: str, nemesis: str, **overrides: Any) -> dict[
     assert (tmp_path / "run" / "history.jsonl").stat().st_size > 0
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["valid"] == report["valid"]
+    # The kept directory alone is enough to check the run again, to the same verdict.
+    again = recheck(tmp_path / "run")
+    assert (again["valid"], again["anomalies"], again["exit_code"]) == (
+        report["valid"],
+        report["anomalies"],
+        report["exit_code"],
+    )
     if not report["valid"]:
         detail = json.dumps(
             {
@@ -124,3 +133,27 @@ def test_fault_service_exists_only_with_the_environment_variable(tmp_path: Path)
         finally:
             cluster.stop(grace_s=3.0)
             cluster.close()
+
+
+def test_recheck_of_a_forged_history_reports_the_anomaly(tmp_path: Path) -> None:
+    """`paxoskv chaos --recheck DIR` checks the kept history, not the saved verdict: one
+    snapshot read of a bank run forged to show a dollar more is an anomaly (exit status 1)."""
+    _run(tmp_path, "bank", "none", duration_s=3.0)
+    run_dir = tmp_path / "run"
+    path = run_dir / "history.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    reads = [r for r in records if r["type"] == "ok" and r["f"] == "read" and r["value"]]
+    assert reads, "the bank run made no snapshot read"
+    account = sorted(reads[-1]["value"])[0]
+    reads[-1]["value"][account] += 1
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = subprocess.run(
+        [sys.executable, "-m", "shard.cli", "chaos", "--recheck", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "INVALID" in result.stdout
+    assert json.loads((run_dir / "recheck.json").read_text())["anomalies"] >= 1
+    assert json.loads((run_dir / "report.json").read_text())["valid"] is True
