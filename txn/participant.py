@@ -10,9 +10,11 @@ locks held from PREPARE until the coordinator's decision is resolved here:
 - a WRITE intent on every key written: exclusive, it carries the new value;
 - a READ intent on every key only read: shared, several transactions may hold one.
 
-Nothing ever waits: a command that meets a lock it cannot share is refused at once with a
-`Conflict` naming the key, the other transaction and the phase, and the client re-runs the
-whole transaction from fresh reads. With no waiting there is no deadlock.
+Nothing waits in the log: a command that meets a lock it cannot share when it is applied is
+refused with a `Conflict` naming the key, the other transaction and the phase, and the
+client re-runs the whole transaction from fresh reads. Waiting happens only before a
+command is proposed (the shard leader parks such a request, bounded, see shard/lock_wait.py),
+so nothing chosen ever waits for anything and there is no deadlock.
 
 Why this is serializable: a transaction's reads are checked current at PREPARE, and its
 intents keep every read and written key unchanged until RESOLVE, so all of them hold at
