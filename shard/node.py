@@ -622,7 +622,7 @@ class NodeCore:
                 participants=tuple(op.participants),
                 commit=op.commit,
                 commit_ts=op.commit_ts if op.commit else 0,
-                recover=op.recover,
+                recover=_recovers(op),
             )
         elif kind == "prevent":
             record = Prevent(txn_id=op.txn_id)
@@ -1481,6 +1481,12 @@ def _ranges(items: Sequence[Any]) -> tuple[KeyRange, ...]:
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
     return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+
+
+def _recovers(op: kv.DecideRequest) -> bool:
+    """An abort asked for over the wire is always a recovery Decide (txn.coordinator rule
+    D3): a vote whose answer its sender lost may have been the last yes, which committed."""
+    return op.recover or not op.commit
 
 
 def _aborted_here(host: GroupHost, pending: _Pending) -> bool:

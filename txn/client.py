@@ -1649,27 +1649,46 @@ class AsyncClient:
     ) -> int:
         """Record ABORT at the coordinator group (whose leader then resolves every
         participant) and raise the prepare's failure; return the commit timestamp instead
-        if the recorded decision is a commit (rule 2)."""
+        if the recorded decision is a commit (rule 2).
+
+        A prepare whose answer was lost may have been logged, and then it may have been the
+        last yes vote: the transaction committed the moment it was logged. So the abort is a
+        recovery Decide (`_abort_request`): while the coordinator group holds its own
+        PREPARE it records nothing and answers `pending`, and its leader asks the other
+        participants to prevent the txn, recording COMMIT if every one had prepared. The
+        Decide is re-sent until the answer is a recorded decision.
+        """
         loop = asyncio.get_running_loop()
+        end = max(deadline, loop.time() + _DECIDE_TIMEOUT_S)
         unknown = (
             f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
             f"{ref.group_id} could not record the abort"
         )
-        try:
-            response = await self._send_idempotent(
-                _abort_request(ref, participants),
-                ref.group_id,
-                max(deadline, loop.time() + _DECIDE_TIMEOUT_S),
-            )
-        except _NoAnswer as exc:
-            raise CommitUnknown(
-                f"{unknown} (last: {exc.last}); it may still commit if every participant "
-                "prepared — ask client.txn_status(err.ref)",
-                ref=ref,
-            ) from exc.last
-        except (PaxosKVError, ClientClosed) as exc:
-            raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
-        body = response.decide
+        attempt = 0
+        while True:
+            try:
+                response = await self._send_idempotent(
+                    _abort_request(ref, participants), ref.group_id, end
+                )
+            except _NoAnswer as exc:
+                raise CommitUnknown(
+                    f"{unknown} (last: {exc.last}); it may still commit if every participant "
+                    "prepared — ask client.txn_status(err.ref)",
+                    ref=ref,
+                ) from exc.last
+            except (PaxosKVError, ClientClosed) as exc:
+                raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
+            body = response.decide
+            if not body.pending:
+                break
+            attempt += 1
+            if not await self._pause(_RESEND_BACKOFF, attempt, end):
+                raise CommitUnknown(
+                    f"{unknown}: it is still asking the participants whether every one "
+                    "prepared (then the transaction committed) — ask "
+                    "client.txn_status(err.ref)",
+                    ref=ref,
+                )
         if body.committed:
             self._clock.observe(body.commit_ts)
             return body.commit_ts
@@ -1708,8 +1727,12 @@ class _Part:
 
 
 def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
+    """The client's abort of a 2PC commit: a recovery Decide (txn.coordinator rule D3), never
+    recorded over a set of yes votes that may be complete."""
     return kv.Request(
-        decide=kv.DecideRequest(txn_id=ref.txn_id, participants=participants, commit=False)
+        decide=kv.DecideRequest(
+            txn_id=ref.txn_id, participants=participants, commit=False, recover=True
+        )
     )
 
 

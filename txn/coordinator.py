@@ -16,10 +16,11 @@ participant afterwards, the coordinator group included, whose outcome record (pa
 rule R5, finished from the start) is then the commit's record here: no Decide is needed
 for a commit. So a decision record is a consequence, and whoever records one must respect
 votes it has not seen: a client resolves with `commit` only after every yes vote, and
-records `abort` only instead of reporting a commit; recovery records `abort` only when some
-participant cannot have prepared (rule D3), found out by the prevent round (`shard.node`,
-rule 6; each participant's answer is logged there, txn.participant rule V1). Decide records
-come from aborts and from recovery.
+asks for `abort` (instead of reporting a commit) with a recovery Decide like everyone
+else, since a vote whose answer it lost may have been the last yes; `abort` is recorded
+only when some participant cannot have prepared (rule D3), found out by the prevent round
+(`shard.node`, rule 6; each participant's answer is logged there, txn.participant rule
+V1). Decide records come from aborts and from recovery.
 
 A decision record moves through these states (the table is the whole protocol):
 

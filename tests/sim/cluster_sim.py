@@ -1189,6 +1189,8 @@ class ClusterSim:
         self.stats: dict[str, int] = {}
         self.next_call_id = 0
         self.fault_log: list[str] = []
+        # txn id -> (coordinator group, participants, groups seen holding its PREPARE).
+        self.prepares_logged: dict[bytes, tuple[int, frozenset[int], set[int]]] = {}
         self.chaos = False
         self.triggers: list[Trigger] = []
         self._chaos_end = 0.0
@@ -1291,6 +1293,7 @@ class ClusterSim:
 
     def after_cycles(self, node: NodeHost) -> bool:
         """The 2PC crash points: True when a trigger crashed `node`."""
+        self._note_prepares(node)
         if not self.chaos or not self.triggers:
             return False
         core = node.core
@@ -1303,6 +1306,22 @@ class ClusterSim:
                 self._crash(node, trigger.mode, trigger.restart_after, trigger.kind)
                 return True
         return False
+
+    def _note_prepares(self, node: NodeHost) -> None:
+        """Remember which groups logged a PREPARE of each multi-group txn (for `verify`)."""
+        if node.core is None:
+            return
+        for group_id, host in node.core.hosts.items():
+            if group_id == META_GROUP_ID:
+                continue
+            for prepared in host.shard.prepared_txns():
+                if len(prepared.participants) < 2:
+                    continue
+                _, _, groups = self.prepares_logged.setdefault(
+                    prepared.txn_id,
+                    (prepared.coordinator_group, frozenset(prepared.participants), set()),
+                )
+                groups.add(group_id)
 
     @staticmethod
     def _trigger_holds(kind: str, core: NodeCore) -> bool:
@@ -1597,6 +1616,17 @@ class ClusterSim:
             res = rec.result
             if rec.kind == "snapshot" and res is not None and res.status == "ok":
                 problems.extend(self._snapshot_repeatable(res, chains, collected_at))
+        # Parallel commits: a transaction committed the moment its last PREPARE was logged,
+        # whoever knew it (txn.coordinator); no abort may be recorded over that.
+        for txn_id, (coordinator, participants, groups) in sorted(self.prepares_logged.items()):
+            if groups >= participants:
+                decision = self._decision(coordinator, txn_id)
+                if decision is None or not decision.committed:
+                    problems.append(
+                        f"parallel commit: every participant {sorted(participants)} logged the "
+                        f"PREPARE of txn {txn_id.hex()}, but its coordinator group "
+                        f"{coordinator} recorded {'abort' if decision else 'nothing'}"
+                    )
         return problems
 
     @staticmethod

@@ -28,9 +28,10 @@ A read-write transaction (`SimTxnClient.transaction(keys, body, done, scans)`):
      ARE the commit (parallel commits): the client reports ``ok`` at
      `commit_ts = max(prepare_ts)` at once, then sends `Resolve(commit)` to every
      participant, the coordinator group included, fire and forget (`_resolve_all`).
-     A `no` vote or a participant that gives no answer leads to `Decide(abort)`, whose
-     answer (the RECORDED decision: recovery may have found every PREPARE logged first) is
-     the outcome (`_abort`).
+     A `no` vote or a participant that gives no answer leads to a recovery `Decide(abort)`
+     (`recover`, rule D3: a lost answer may have been the last yes vote), re-sent while it
+     answers `pending` (the coordinator's prevent round is finding out); its answer (the
+     RECORDED decision: every PREPARE may have been logged) is the outcome (`_abort`).
 4. The outcome (`TxnResult.status`), Jepsen's rule "only fail what surely did not happen":
    - ``ok``: CommitOnePhase answered, every vote yes, or Decide(abort) answered committed;
    - ``fail``: a read gave up, the recorded decision is an abort, a CONFLICT of a one-phase
@@ -74,7 +75,13 @@ Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
 #: commit without the read set (no validation: lost updates), read the latest versions in a
 #: snapshot instead of the versions at T, report an unanswered commit (CommitUnknown) as a
 #: failure, commit without the scanned ranges (phantoms).
-MUTATIONS = ("no_read_validation", "snapshot_reads_latest", "unknown_as_fail", "no_read_ranges")
+MUTATIONS = (
+    "no_read_validation",
+    "snapshot_reads_latest",
+    "unknown_as_fail",
+    "no_read_ranges",
+    "abort_without_recovery",
+)
 
 ABANDON_POINTS = ("before_commit", "mid_prepare", "before_resolve", "before_abort")
 
@@ -447,13 +454,20 @@ class _Txn:
         if self.c.abandon("before_abort"):
             self.finish("info", f"{why}; the client died before recording the abort")
             return
+        self.abort_deadline = self.c.t.now() + max(self._remaining(), 0.5)
+        self._send_abort(why)
+
+    def _send_abort(self, why: str) -> None:
         res = self.result
-        op = kv.DecideRequest(txn_id=res.txn_id, participants=res.participants, commit=False)
+        recover = "abort_without_recovery" not in self.c.mutations
+        op = kv.DecideRequest(
+            txn_id=res.txn_id, participants=res.participants, commit=False, recover=recover
+        )
         self.c._header(op.header, res.coordinator)
         self.c.t.call(
             res.coordinator,
             kv.Request(decide=op),
-            max(self._remaining(), 0.5),
+            max(self.abort_deadline - self.c.t.now(), 0.001),
             lambda r, _a: self._on_abort_decided(r, why),
         )
 
@@ -465,6 +479,13 @@ class _Txn:
                 self.finish("info", f"{why}; the abort was not recorded (CommitUnknown)")
             return
         answer = response.decide
+        if answer.pending:
+            delay = self.c.t.rng.uniform(0.005, 0.03)
+            if self.c.t.now() + delay < self.abort_deadline:
+                self.c.t.later(delay, lambda: self._send_abort(why))
+            else:
+                self.finish("info", f"{why}; the prevent round had not decided (CommitUnknown)")
+            return
         self.c.clock.observe(answer.commit_ts)
         if answer.committed:
             self.result.commit_ts = answer.commit_ts

@@ -337,6 +337,29 @@ def test_snapshot_reads_of_latest_versions_are_caught_by_the_bank_total() -> Non
         run_cluster("bank", "calm", 0, mutations=frozenset({"snapshot_reads_latest"}))
 
 
+def test_a_client_abort_over_a_complete_set_of_prepares_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parallel commits: the last PREPARE logged is the commit. A client that lost a vote's
+    answer and records a plain abort (no recovery Decide, rule D3), at nodes that take it
+    as given, aborts a committed transaction; the verification finds every PREPARE logged
+    under a recorded abort."""
+    import shard.node
+
+    assert "abort_without_recovery" in MUTATIONS
+    monkeypatch.setattr(shard.node, "_recovers", lambda op: op.recover)
+    mutations = frozenset({"abort_without_recovery"})
+    sim = ClusterSim("bank", "crashes", 986209988, mutations=mutations)
+    with pytest.raises(SafetyViolation, match=r"parallel commit: every participant"):
+        sim.run()
+
+
+def test_the_nodes_take_a_plain_client_abort_as_a_recovery_decide() -> None:
+    """The same run with the same client, at nodes as they are: a Decide(abort) from the
+    wire always meets rule D3, so the old client's plain abort cannot break the commit."""
+    ClusterSim("bank", "crashes", 986209988, mutations=frozenset({"abort_without_recovery"})).run()
+
+
 def test_an_unknown_commit_reported_failed_is_caught() -> None:
     """Jepsen's rule: only `fail` what surely did not happen."""
     mutations = frozenset({"unknown_as_fail"})

@@ -361,8 +361,11 @@ async def test_prepare_conflict_decides_abort_and_the_coordinator_resolves(fake:
         await asyncio.sleep(0.05)
     assert info.value.phase == "prepare" and info.value.key == C1
     assert tx.state is TransactionState.ABORTED
-    [(group, decide)] = fake.requests("decide")
-    assert group == 1 and not decide.decide.commit
+    # A recovery Decide: the coordinator holds its PREPARE, so the first answer is pending
+    # (rule D3) and the re-sent one carries the recorded abort.
+    decides = fake.requests("decide")
+    assert len(decides) == 2
+    assert all(g == 1 and d.decide.recover and not d.decide.commit for g, d in decides)
     # The recorded abort is delivered by the coordinator group: no client Resolve.
     assert fake.requests("resolve") == []
     assert fake.store.intents == {} and fake.store.value(A1) is None
@@ -537,8 +540,32 @@ async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> N
             await tx.commit()
         await asyncio.sleep(0.05)
     assert info.value.retryable and not info.value.maybe_committed
-    assert [r.decide.commit for _, r in fake.requests("decide")] == [False]
+    assert [r.decide.commit for _, r in fake.requests("decide")] == [False, False]
     assert fake.store.intents == {}
+
+
+@with_fake
+async def test_a_prepare_whose_answer_was_lost_may_have_committed_the_transaction(
+    fake: FakeKV,
+) -> None:
+    """Both PREPAREs are logged but group 3's answers never arrive: the transaction committed
+    when the last one was logged, so the client's abort (a recovery Decide, rule D3) must not
+    record an abort over it. The coordinator's prevent round finds every participant
+    prepared and records COMMIT, and the commit call returns it."""
+    fake.hook = lambda node, r: (
+        LOSE if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None
+    )
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        commit_ts = await tx.commit()
+        fake.hook = None
+        status = await client.txn_status(tx.ref)
+        assert (status.state, status.commit_ts) == (TxnState.COMMITTED, commit_ts)
+        assert (await client.get(A1), await client.get(C1)) == (b"a", b"c")
+    assert tx.state is TransactionState.COMMITTED
+    assert all(r.decide.recover for _, r in fake.requests("decide"))
 
 
 # ---------------------------------------------------------------------------- run / transactional

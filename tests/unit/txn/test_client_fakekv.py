@@ -171,6 +171,8 @@ class FakeStore:
                 body.prepare_ts = known.prepare_ts
                 return
             error = self.validate(op.txn_id, op.reads, op.writes, "prepare")
+            if op.txn_id in self.decisions:  # rule P2: decided here, too late to prepare
+                error = conflict(b"", op.txn_id, "prepare", "already decided")
             if error is not None:
                 body.error.CopyFrom(error)
                 return
@@ -189,6 +191,26 @@ class FakeStore:
             body.prepare_ts = prepare_ts
         elif kind == "decide":
             self.observe(op.commit_ts)
+            if (
+                op.recover
+                and op.txn_id not in self.decisions
+                and (op.txn_id, group) in self.prepared
+            ):
+                # Rule D3: record nothing, answer pending; the prevent round (done here at
+                # once) records COMMIT if every participant prepared, else ABORT, which
+                # then stops any later Prepare (P2).
+                votes = [self.prepared.get((op.txn_id, g)) for g in op.participants]
+                if all(votes):
+                    commit_ts = max(v.prepare_ts for v in votes if v is not None)
+                    self.decisions[op.txn_id] = (True, commit_ts, group)
+                else:
+                    commit_ts = 0
+                    self.decisions[op.txn_id] = (False, 0, group)
+                if self.deliver:
+                    for g in op.participants:
+                        self.resolve(op.txn_id, g, commit_ts > 0, commit_ts)
+                body.pending = True
+                return
             if op.txn_id not in self.decisions:
                 commit_ts = op.commit_ts if op.commit else 0
                 self.decisions[op.txn_id] = (op.commit, commit_ts, group)
