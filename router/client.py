@@ -362,10 +362,12 @@ class _Connection:
             if not call.future.done():
                 call.future.set_exception(_SendFailed(self.address, reason, sent=True))
 
-    def _fail_all(self, exc: Exception) -> None:
-        calls = list(self._inflight.values()) + self._queue
-        self._inflight, self._queue = {}, []
-        for call in calls:
+    def _fail_all(self, exc: ClientClosed) -> None:
+        """Closing: calls already written may have been applied (a write among them is
+        reported OutcomeUnknown); only the queued ones surely were not."""
+        self._fail_inflight(str(exc))
+        queued, self._queue = self._queue, []
+        for call in queued:
             if not call.future.done():
                 call.future.set_exception(exc)
 

@@ -190,7 +190,8 @@ class TransactionState(enum.Enum):
     ABORTED = "aborted"
     """Aborted by the caller, by an exception, or by a failed commit: nothing was written."""
     UNKNOWN = "unknown"
-    """The commit raised `CommitUnknown`: ask `client.txn_status(tx.ref)`."""
+    """The commit raised `CommitUnknown`, or was cancelled or interrupted part-way: it may
+    have committed; ask `client.txn_status(tx.ref)`."""
 
 
 class TxnState(enum.IntEnum):
@@ -614,11 +615,14 @@ class AsyncTransaction:
                 if stale is not None:
                     raise stale from exc
             raise
-        except CommitUnknown:
-            self._state = TransactionState.UNKNOWN
+        except PaxosKVError as exc:  # a typed error says whether it may have committed
+            self._state = (
+                TransactionState.UNKNOWN if exc.maybe_committed else TransactionState.ABORTED
+            )
             raise
         except BaseException:
-            self._state = TransactionState.ABORTED
+            # Cancelled or interrupted part-way: the commit requests may be on the wire.
+            self._state = TransactionState.UNKNOWN
             raise
         self._commit_ts = commit_ts
         self._state = TransactionState.COMMITTED

@@ -528,6 +528,43 @@ async def test_one_phase_never_answered_raises_commit_unknown(fake: FakeKV) -> N
 
 
 @with_fake
+async def test_a_commit_cancelled_after_its_request_left_is_unknown_not_aborted(
+    fake: FakeKV,
+) -> None:
+    """ABORTED promises that nothing was written; a commit cancelled (wait_for, Ctrl-C)
+    after its CommitOnePhase was applied may well have been."""
+    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "commit_one_phase" else None
+    async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=1.0) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(tx.commit(), 0.3)
+        assert tx.state is TransactionState.UNKNOWN
+        fake.hook = None
+        assert (await client.txn_status(tx.ref)).state is TxnState.COMMITTED
+    assert fake.store.value(A1) == b"a"
+
+
+@with_fake
+async def test_closing_the_client_under_a_written_put_reports_an_unknown_outcome(
+    fake: FakeKV,
+) -> None:
+    """Only `fail` what surely did not happen: a put already on the stream when the client
+    closes may have been applied (it was, here), so it is OutcomeUnknown, not ClientClosed."""
+    async with fast_client(fake, timeout_s=3.0) as client:
+        await client.get(A1)  # the stream is open
+        fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "put" else None
+        put = asyncio.create_task(client.put(A1, b"1"))
+        while fake.count("put") == 0:
+            await asyncio.sleep(0.005)
+        await client.close()
+        with pytest.raises(txn.PaxosKVError) as info:
+            await put
+    assert info.value.maybe_committed and not info.value.retryable, info.value
+    assert fake.store.value(A1) == b"1"
+
+
+@with_fake
 async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> None:
     fake.hook = lambda node, r: (
         DROP if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None
