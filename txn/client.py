@@ -988,8 +988,15 @@ class AsyncClient:
         group_id: int | None = None,
         key: bytes | None = None,
         timeout_s: float | None = None,
+        settle: bool = False,
     ) -> TxnStatus:
         """The outcome of a transaction, from its decision group's records.
+
+        UNKNOWN (no record) and IN_PROGRESS are not final: a commit request still in flight
+        may yet be chosen. `settle=True` makes the answer final: without a decision, it
+        records ABORT at the decision group (a recovery Decide: a transaction whose every
+        PREPARE is logged is recorded COMMITTED instead), and a late copy of the commit is
+        then refused. Settle before re-running the work of a `CommitUnknown`.
 
         Args:
             ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`), or a transaction id together
@@ -997,13 +1004,17 @@ class AsyncClient:
                 key the transaction wrote, or read if it wrote none).
             group_id, key: where to ask, with a bare transaction id.
             timeout_s: the deadline (default: the client's).
+            settle: record an outcome if there is none yet: the answer is then COMMITTED or
+                ABORTED, and stays so.
 
         Returns:
-            A `TxnStatus`: UNKNOWN, IN_PROGRESS, COMMITTED (with commit_ts) or ABORTED.
+            A `TxnStatus`: UNKNOWN, IN_PROGRESS, COMMITTED (with commit_ts) or ABORTED;
+            with `settle`, COMMITTED or ABORTED.
 
         Raises:
             InvalidArgument: not exactly one of a TxnRef, group_id or key.
-            Unavailable, DeadlineExceeded: the group could not answer in time.
+            Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
+                record the outcome) in time; asking again is safe.
         """
         if isinstance(ref, TxnRef):
             if group_id is not None or key is not None:
@@ -1024,10 +1035,37 @@ class AsyncClient:
         if state is TxnState.IN_PROGRESS:
             body = await self._implicit_commit(txn_id, gid, body, timeout_s)
             state = TxnState(body.state)
+        if settle and state in (TxnState.UNKNOWN, TxnState.IN_PROGRESS):
+            return await self._settle(TxnRef(txn_id, gid), list(body.participants), timeout_s)
         if state is TxnState.COMMITTED:
             self._clock.observe(body.commit_ts)
             return TxnStatus(state, body.commit_ts)
         return TxnStatus(state)
+
+    async def _settle(
+        self, ref: TxnRef, participants: list[int], timeout_s: float | None
+    ) -> TxnStatus:
+        """`txn_status(settle=True)` for a transaction without a decision."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (self._timeout_s if timeout_s is None else timeout_s)
+        what = f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record an outcome"
+        try:
+            body = await self._record_abort(ref, participants, end)
+        except _NoAnswer as exc:
+            raise DeadlineExceeded(f"{what} in time (last: {exc.last}); ask again") from None
+        except ClientClosed:
+            raise
+        except PaxosKVError as exc:
+            raise Unavailable(f"{what} ({exc}); ask again") from exc
+        if body is None:
+            raise DeadlineExceeded(
+                f"{what} in time: it is still asking the participants whether every one "
+                "prepared; ask again"
+            )
+        if body.committed:
+            self._clock.observe(body.commit_ts)
+            return TxnStatus(TxnState.COMMITTED, body.commit_ts)
+        return TxnStatus(TxnState.ABORTED)
 
     async def _group_txn_status(
         self, txn_id: bytes, group_id: int, timeout_s: float | None
@@ -1547,7 +1585,8 @@ class AsyncClient:
                 raise CommitUnknown(
                     f"transaction {ref.txn_id.hex()}: the one-phase commit at group "
                     f"{group_id} got no answer before the deadline (last: {exc.last}); it may "
-                    "or may not have committed — ask client.txn_status(err.ref)",
+                    "or may not have committed — settle it with "
+                    "client.txn_status(err.ref, settle=True)",
                     ref=ref,
                 ) from exc.last
             raise exc.last from None
@@ -1668,35 +1707,47 @@ class AsyncClient:
             f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
             f"{ref.group_id} could not record the abort"
         )
-        attempt = 0
-        while True:
-            try:
-                response = await self._send_idempotent(
-                    _abort_request(ref, participants), ref.group_id, end
-                )
-            except _NoAnswer as exc:
-                raise CommitUnknown(
-                    f"{unknown} (last: {exc.last}); it may still commit if every participant "
-                    "prepared — ask client.txn_status(err.ref)",
-                    ref=ref,
-                ) from exc.last
-            except (PaxosKVError, ClientClosed) as exc:
-                raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
-            body = response.decide
-            if not body.pending:
-                break
-            attempt += 1
-            if not await self._pause(_RESEND_BACKOFF, attempt, end):
-                raise CommitUnknown(
-                    f"{unknown}: it is still asking the participants whether every one "
-                    "prepared (then the transaction committed) — ask "
-                    "client.txn_status(err.ref)",
-                    ref=ref,
-                )
+        try:
+            body = await self._record_abort(ref, participants, end)
+        except _NoAnswer as exc:
+            raise CommitUnknown(
+                f"{unknown} (last: {exc.last}); it may still commit if every participant "
+                "prepared — settle it with client.txn_status(err.ref, settle=True)",
+                ref=ref,
+            ) from exc.last
+        except (PaxosKVError, ClientClosed) as exc:
+            raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
+        if body is None:
+            raise CommitUnknown(
+                f"{unknown}: it is still asking the participants whether every one prepared "
+                "(then the transaction committed) — settle it with client.txn_status(err.ref, settle=True)",
+                ref=ref,
+            )
         if body.committed:
             self._clock.observe(body.commit_ts)
             return body.commit_ts
         raise _prepare_failure(ref, failures)
+
+    async def _record_abort(
+        self, ref: TxnRef, participants: list[int], end: float
+    ) -> kv.DecideResponse | None:
+        """Ask `ref`'s decision group for ABORT with a recovery Decide (`_abort_request`),
+        re-sent while it answers `pending` (its prevent round is finding out whether every
+        participant prepared); the recorded decision, or None if still pending at `end`.
+
+        Raises:
+            _NoAnswer, PaxosKVError, ClientClosed: as `_send_idempotent`.
+        """
+        attempt = 0
+        while True:
+            response = await self._send_idempotent(
+                _abort_request(ref, participants), ref.group_id, end
+            )
+            if not response.decide.pending:
+                return response.decide
+            attempt += 1
+            if not await self._pause(_RESEND_BACKOFF, attempt, end):
+                return None
 
     def _resolve_all(
         self, txn_id: bytes, participants: Iterable[int], commit: bool, commit_ts: int
@@ -2083,10 +2134,13 @@ class Client:
         group_id: int | None = None,
         key: bytes | None = None,
         timeout_s: float | None = None,
+        settle: bool = False,
     ) -> TxnStatus:
         """The outcome of a transaction; see `AsyncClient.txn_status`."""
         return self._call(
-            self._async.txn_status(ref, group_id=group_id, key=key, timeout_s=timeout_s)
+            self._async.txn_status(
+                ref, group_id=group_id, key=key, timeout_s=timeout_s, settle=settle
+            )
         )
 
     # ------------------------------------------------------------------ single-key helpers

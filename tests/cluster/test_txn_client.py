@@ -231,6 +231,12 @@ def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
     assert status.state is txn.TxnState.COMMITTED and status.commit_ts == tx.commit_ts
     assert client.txn_status(tx.txn_id, key=b"status-a") == status
     assert client.txn_status(b"never-ran", group_id=1).state is txn.TxnState.UNKNOWN
+    # Settling: a committed one stays committed; one with no record is recorded aborted,
+    # for good (a late commit of it would now be refused).
+    assert client.txn_status(tx.ref, settle=True) == status
+    settled = client.txn_status(b"never-ran", group_id=1, settle=True)
+    assert settled.state is txn.TxnState.ABORTED
+    assert client.txn_status(b"never-ran", group_id=1).state is txn.TxnState.ABORTED
     # A transaction that lost at prepare is recorded as aborted at its coordinator.
     loser = client.transaction()
     loser.get(b"hstatus")

@@ -565,6 +565,47 @@ async def test_closing_the_client_under_a_written_put_reports_an_unknown_outcome
 
 
 @with_fake
+async def test_settling_a_lost_one_phase_commit_fences_its_late_copy(fake: FakeKV) -> None:
+    """UNKNOWN is not final: the one-phase commit may still be chosen. `settle=True`
+    records an abort first, and the late copy is then refused (rule O1), so re-running the
+    work cannot apply it twice."""
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "commit_one_phase" else None
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        with pytest.raises(CommitUnknown) as info:
+            await tx.commit()
+        assert "settle=True" in str(info.value)
+        fake.hook = None
+        ref = info.value.ref
+        assert (await client.txn_status(ref)).state is TxnState.UNKNOWN
+        assert await client.txn_status(ref, settle=True) == TxnStatus(TxnState.ABORTED)
+        # The lost request arrives now: refused, nothing written.
+        [(_, late)] = fake.requests("commit_one_phase")[-1:]
+        answer = fake.handle(fake.leaders[1], late)
+        assert answer is not None and answer.commit_one_phase.error.code == kv.CONFLICT
+        assert fake.store.value(A1) is None
+        assert (await client.txn_status(ref)).state is TxnState.ABORTED
+
+
+@with_fake
+async def test_settling_keeps_a_commit_whose_every_prepare_is_logged(fake: FakeKV) -> None:
+    """A 2PC transaction in progress whose prepares are all logged is committed: settling
+    records COMMIT (the recovery Decide's prevent round), never an abort over it."""
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        tx.put(C1, b"c")
+        fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "resolve" else None
+        commit_ts = await tx.commit()
+        assert tx.ref is not None
+        assert await client.txn_status(tx.ref, settle=True) == TxnStatus(
+            TxnState.COMMITTED, commit_ts
+        )
+        assert all(r.decide.recover for _, r in fake.requests("decide"))
+
+
+@with_fake
 async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> None:
     fake.hook = lambda node, r: (
         DROP if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None

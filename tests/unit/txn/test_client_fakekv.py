@@ -232,6 +232,9 @@ class FakeStore:
             if known is not None:
                 body.CopyFrom(known)
                 return
+            if op.txn_id in self.decisions:  # rule O1: an abort recorded first (settled)
+                body.error.CopyFrom(conflict(b"", op.txn_id, "commit", "already aborted"))
+                return
             error = self.validate(op.txn_id, op.reads, op.writes, "commit")
             if error is not None:
                 body.error.CopyFrom(error)
