@@ -1528,7 +1528,8 @@ class AsyncClient:
         its group unavailable (rule 1).
 
         Raises:
-            _NoAnswer: no answer before the deadline.
+            _NoAnswer: no answer before the deadline, or the shard map changed under a
+                request an earlier attempt of which may have been applied.
             Unavailable: the shard map changed under the request (not applied).
             LimitExceeded, InvalidArgument, WrongCluster, ServerError: from the node.
         """
@@ -1553,9 +1554,10 @@ class AsyncClient:
             except Unavailable as exc:
                 last = exc
             except (WrongShard, UnknownGroup) as exc:
-                raise Unavailable(
-                    f"the shard map changed during the commit ({exc}); nothing was committed"
-                ) from exc
+                moved = Unavailable(f"the shard map changed during the commit ({exc})")
+                if ambiguous:  # an earlier copy may have been applied before the change
+                    raise _NoAnswer(True, moved) from exc
+                raise Unavailable(f"{moved}; nothing was committed") from exc
             if not await self._pause(_RESEND_BACKOFF, attempt, deadline):
                 raise _NoAnswer(ambiguous, last)
             attempt += 1

@@ -15,6 +15,7 @@ from test_client_fakekv import (
     FakeKV,
     conflict_response,
     decided,
+    error_response,
     fast_client,
     with_fake,
 )
@@ -603,6 +604,34 @@ async def test_settling_keeps_a_commit_whose_every_prepare_is_logged(fake: FakeK
             TxnState.COMMITTED, commit_ts
         )
         assert all(r.decide.recover for _, r in fake.requests("decide"))
+
+
+@with_fake
+async def test_a_map_change_after_a_lost_one_phase_answer_is_commit_unknown(fake: FakeKV) -> None:
+    """The first CommitOnePhase is applied and its answer lost; the re-send meets a shard
+    map change. That does not mean "nothing was committed": `run` must not re-run it."""
+    sent = []
+
+    def hook(node: int, r: kv.Request) -> Any:
+        if r.WhichOneof("op") != "commit_one_phase":
+            return None
+        sent.append(r)
+        if len(sent) == 1:
+            fake.map = fake.map.split(1, b"c", 4, (1, 2, 3), preferred_leader=1)
+            fake.leaders[4] = 1
+            return LOSE
+        return error_response(r, kv.WRONG_SHARD, map_version=fake.map.version)
+
+    async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.3) as client:
+        await client.put(A1, b"0")
+        fake.hook = hook
+
+        async def increment(tx: AsyncTransaction) -> None:
+            tx.put(A1, b"%d" % (int(await tx.get(A1) or b"0") + 1))
+
+        with pytest.raises(CommitUnknown):
+            await client.run(increment)
+    assert fake.store.value(A1) == b"1" and len(sent) == 2
 
 
 @with_fake
