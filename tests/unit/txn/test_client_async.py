@@ -13,6 +13,7 @@ from test_client_fakekv import (
     DROP,
     LOSE,
     FakeKV,
+    Hook,
     conflict_response,
     decided,
     error_response,
@@ -109,9 +110,7 @@ async def test_commit_ts_is_the_max_prepare_ts(fake: FakeKV) -> None:
 
     fake.hook = hook
     async with fast_client(fake) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         commit_ts = await tx.commit()
     assert commit_ts == max(stamps)
     assert {r.resolve.commit_ts for _, r in fake.requests("resolve")} == {max(stamps)}
@@ -437,9 +436,7 @@ async def test_lost_resolve_answer_resends_the_same_resolve(fake: FakeKV) -> Non
 
     fake.hook = hook
     async with fast_client(fake) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         commit_ts = await tx.commit()
     resolves = [r.resolve for g, r in fake.requests("resolve") if g == 1]
     assert len(resolves) == 2 and resolves[0] == resolves[1]
@@ -456,9 +453,7 @@ async def test_commit_returns_on_the_votes_and_the_resolves_follow(fake: FakeKV)
     afterwards, re-sent while their answers are lost, without holding the caller."""
     fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "resolve" else None
     async with fast_client(fake, timeout_s=1.0, attempt_timeout_s=0.2) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         commit_ts = await tx.commit()
         assert tx.state is TransactionState.COMMITTED and tx.commit_ts == commit_ts
         assert fake.count("resolve") <= 2  # returned before any re-send
@@ -485,9 +480,7 @@ async def test_resolves_that_never_arrive_leave_the_commit_to_recovery(fake: Fak
             return await routing_send(request, **kwargs)
 
         client.routing.send = send  # type: ignore[method-assign]
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         await tx.commit()
     assert tx.state is TransactionState.COMMITTED
     assert fake.store.decisions == {}
@@ -594,9 +587,7 @@ async def test_settling_keeps_a_commit_whose_every_prepare_is_logged(fake: FakeK
     """A 2PC transaction in progress whose prepares are all logged is committed: settling
     records COMMIT (the recovery Decide's prevent round), never an abort over it."""
     async with fast_client(fake) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "resolve" else None
         commit_ts = await tx.commit()
         assert tx.ref is not None
@@ -634,15 +625,26 @@ async def test_a_map_change_after_a_lost_one_phase_answer_is_commit_unknown(fake
     assert fake.store.value(A1) == b"1" and len(sent) == 2
 
 
+def group_3_prepares(action: str) -> Hook:
+    """A fake hook that applies `action` (DROP or LOSE) to every Prepare of group 3."""
+    return lambda node, r: (
+        action if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None
+    )
+
+
+def two_group_writes(client: txn.AsyncClient) -> AsyncTransaction:
+    """A transaction writing A1 (group 1, the coordinator) and C1 (group 3)."""
+    tx = client.transaction()
+    tx.put(A1, b"a")
+    tx.put(C1, b"c")
+    return tx
+
+
 @with_fake
 async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: (
-        DROP if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None
-    )
+    fake.hook = group_3_prepares(DROP)
     async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         with pytest.raises(txn.Unavailable) as info:
             await tx.commit()
         await asyncio.sleep(0.05)
@@ -659,13 +661,9 @@ async def test_a_prepare_whose_answer_was_lost_may_have_committed_the_transactio
     when the last one was logged, so the client's abort (a recovery Decide, rule D3) must not
     record an abort over it. The coordinator's prevent round finds every participant
     prepared and records COMMIT, and the commit call returns it."""
-    fake.hook = lambda node, r: (
-        LOSE if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3 else None
-    )
+    fake.hook = group_3_prepares(LOSE)
     async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         commit_ts = await tx.commit()
         fake.hook = None
         status = await client.txn_status(tx.ref)
@@ -850,9 +848,7 @@ async def test_cancelled_commit_after_prepare_aborts_in_background(fake: FakeKV)
 
     fake.hook = hook
     async with fast_client(fake) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         task = asyncio.create_task(tx.commit())
         await gate.wait()
         await asyncio.sleep(0.05)
@@ -990,9 +986,7 @@ async def test_txn_status_reports_a_commit_whose_decision_is_not_recorded_yet(
     before the decision record exists; one participant not prepared is still in progress."""
     fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "resolve" else None
     async with fast_client(fake, timeout_s=0.5) as client:
-        tx = client.transaction()
-        tx.put(A1, b"a")
-        tx.put(C1, b"c")
+        tx = two_group_writes(client)
         commit_ts = await tx.commit()
         assert tx.ref is not None and fake.store.decisions == {}
         status = await client.txn_status(tx.ref)
