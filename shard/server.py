@@ -11,7 +11,7 @@ from router import kv_pb2 as kv
 from router import kv_pb2_grpc, router_pb2
 from router.codec import encode_shard_map
 from shard import __version__
-from shard.node import NodeCore
+from shard.node import READ_KINDS, NodeCore
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
 
@@ -42,8 +42,15 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         except TimeoutError:
             response = kv.Response()
             error = getattr(response, kind).error
-            error.code = kv.UNAVAILABLE
-            error.message = "the node did not answer in time"
+            if kind in READ_KINDS:
+                error.code = kv.UNAVAILABLE
+                error.message = "the node did not answer in time"
+            else:  # submitted, so perhaps proposed: only `fail` what surely did not happen
+                error.code = kv.OUTCOME_UNKNOWN
+                error.message = (
+                    "the node did not answer in time; the write may or may not have been "
+                    "applied — read the key to find out"
+                )
             return response
 
     async def Get(self, request: kv.GetRequest, context: object) -> kv.GetResponse:
