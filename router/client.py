@@ -608,10 +608,9 @@ class RoutingClient:
         """
         if (key is None) == (group_id is None):
             raise InvalidArgument("send() needs exactly one of key= or group_id=")
-        await self._ready()
-        loop = asyncio.get_running_loop()
-        timeout = self._timeout_s if timeout_s is None else timeout_s
-        return await self._send(request, key, group_id, write, loop.time() + timeout, passthrough)
+        deadline = self._deadline(timeout_s)
+        await self.ready(deadline)
+        return await self._send(request, key, group_id, write, deadline, passthrough)
 
     async def _send(
         self,
@@ -753,14 +752,30 @@ class RoutingClient:
         timeout = self._timeout_s if timeout_s is None else timeout_s
         return asyncio.get_running_loop().time() + timeout
 
-    async def _ready(self) -> None:
-        """Connect on first use; concurrent first callers share one connect."""
+    async def ready(self, deadline: float | None = None) -> None:
+        """Connect on first use; concurrent first callers share one connect, each waiting
+        for it at most until its own `deadline` (loop time).
+
+        Raises:
+            DeadlineExceeded: not connected by `deadline` (the connect goes on for others).
+        """
         if self._cache.shard_map is not None:
             return
         task = self._connecting
         if task is None or task.done():
             task = self._connecting = asyncio.create_task(self.connect())
-        await asyncio.shield(task)
+            # Its failure may reach no waiter (each gave up at its own deadline).
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if deadline is None:
+            await asyncio.shield(task)
+            return
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
+        except TimeoutError:
+            raise DeadlineExceeded(
+                "gave up: no seed answered before the deadline (still connecting)"
+            ) from None
 
     # ------------------------------------------------------------------ operations
 
@@ -777,24 +792,27 @@ class RoutingClient:
         Linearizable unless `stale_ok` (then any replica's applied state, possibly behind).
         `at_version` > 0 reads the newest version <= at_version.
         """
-        await self._ready()
+        deadline = self._deadline(timeout_s)
+        await self.ready(deadline)
         request = kv.Request(get=kv.GetRequest(key=key, stale_ok=stale_ok, at_version=at_version))
-        response = await self._send(request, key, None, False, self._deadline(timeout_s))
+        response = await self._send(request, key, None, False, deadline)
         got = response.get
         return (got.value, got.version) if got.found else None
 
     async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """Write `value` under `key`; returns the new version."""
-        await self._ready()
+        deadline = self._deadline(timeout_s)
+        await self.ready(deadline)
         request = kv.Request(put=kv.PutRequest(key=key, value=value))
-        response = await self._send(request, key, None, True, self._deadline(timeout_s))
+        response = await self._send(request, key, None, True, deadline)
         return response.put.version
 
     async def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
         """Delete `key`; returns the deletion's version, 0 when the key was absent."""
-        await self._ready()
+        deadline = self._deadline(timeout_s)
+        await self.ready(deadline)
         request = kv.Request(delete=kv.DeleteRequest(key=key))
-        response = await self._send(request, key, None, True, self._deadline(timeout_s))
+        response = await self._send(request, key, None, True, deadline)
         return response.delete.version
 
     async def cas(
@@ -835,8 +853,9 @@ class RoutingClient:
             op.new_value = new_value
         else:
             op.delete = True
-        await self._ready()
-        response = await self._send(kv.Request(cas=op), key, None, True, self._deadline(timeout_s))
+        deadline = self._deadline(timeout_s)
+        await self.ready(deadline)
+        response = await self._send(kv.Request(cas=op), key, None, True, deadline)
         cas = response.cas
         return CasResult(
             succeeded=cas.succeeded,
@@ -862,8 +881,8 @@ class RoutingClient:
         """
         if limit <= 0 or (end is not None and end <= start):
             return []
-        await self._ready()
         deadline = self._deadline(timeout_s)
+        await self.ready(deadline)
         out: list[tuple[bytes, bytes, int]] = []
         cursor = start
         while len(out) < limit and (end is None or cursor < end):
@@ -894,7 +913,7 @@ class RoutingClient:
 
     async def status_all(self, *, timeout_s: float = _STATUS_TIMEOUT_S) -> list[NodeStatus]:
         """Every node of the map, in node id order: its status, or why it did not answer."""
-        await self._ready()
+        await self.ready()
         shard_map = self._cache.shard_map
         assert shard_map is not None
         nodes = sorted(shard_map.nodes.values(), key=lambda n: n.node_id)

@@ -808,7 +808,6 @@ class AsyncClient:
         self._wall_ns = wall_ns
         self._clock = HybridClock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connect_lock: asyncio.Lock | None = None
         self._closed = False
         self._draining = False  # closed, but the background tasks may still send
 
@@ -862,19 +861,16 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _ready(self) -> None:
+    async def _ready(self, deadline: float | None = None) -> None:
+        """Connect on first use, waiting at most until `deadline` (loop time)."""
         if self._closed and not self._draining:
             raise ClientClosed("the client is closed")
         if self._routing.shard_map is not None:
             return
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-        async with self._connect_lock:
-            if self._routing.shard_map is None:
-                try:
-                    await self._routing.connect()
-                except ClientError as exc:
-                    raise from_routing_error(exc) from exc
+        try:
+            await self._routing.ready(deadline)
+        except ClientError as exc:
+            raise from_routing_error(exc) from exc
 
     # ------------------------------------------------------------------ transactions
 
@@ -1273,14 +1269,15 @@ class AsyncClient:
         passthrough: Collection[int] = (),
     ) -> kv.Response:
         """RoutingClient.send with its errors translated (WrongShard/UnknownGroup pass)."""
-        await self._ready()
+        deadline = self._deadline(timeout_s)
+        await self._ready(deadline)
         try:
             return await self._routing.send(
                 request,
                 key=key,
                 group_id=group_id,
                 write=write,
-                timeout_s=timeout_s,
+                timeout_s=max(deadline - asyncio.get_running_loop().time(), 0.001),
                 passthrough=passthrough,
             )
         except ClientError as exc:
@@ -1424,8 +1421,8 @@ class AsyncClient:
         Returns:
             The items, and whether the range was exhausted (fewer than `limit` exist).
         """
-        await self._ready()
         deadline = self._deadline(timeout_s)
+        await self._ready(deadline)
         out: list[tuple[bytes, bytes, int]] = []
         cursor = start
         while len(out) < limit and (end is None or cursor < end):

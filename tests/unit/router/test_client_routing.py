@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
+import txn
 from router import NodeAddress, ShardMap, bootstrap, kv_pb2_grpc
 from router import kv_pb2 as kv
 from router import router_pb2 as rpb
@@ -276,6 +277,44 @@ async def test_connect_unreachable_seed_fails_fast_naming_it() -> None:
     assert time.monotonic() - t0 < 4
     assert info.value.retryable and not info.value.maybe_committed
     await client.close()
+
+
+class _SlowStatus(kv_pb2_grpc.KVServicer):
+    """A seed that is up but does not answer Status (an overloaded node)."""
+
+    async def Status(self, request: kv.StatusRequest, context: Any) -> kv.StatusResponse:
+        await asyncio.sleep(60)
+        return kv.StatusResponse()
+
+
+@run
+async def test_the_first_connect_is_bounded_by_the_operations_own_deadline() -> None:
+    """A put asked to finish in 0.5 s on a fresh client gives up in about that, not after
+    the client's 10 s connect budget; a second caller still shares the same connect."""
+    servers, seeds = [], []
+    for _ in range(3):
+        server = grpc.aio.server()
+        kv_pb2_grpc.add_KVServicer_to_server(_SlowStatus(), server)
+        seeds.append(f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
+        await server.start()
+        servers.append(server)
+    client = RoutingClient(seeds, timeout_s=10.0)
+    txn_client = txn.AsyncClient(seeds, timeout_s=10.0)
+    try:
+        for op, error in (
+            (client.put(b"k", b"v", timeout_s=0.5), DeadlineExceeded),
+            (client.get(b"k", timeout_s=0.3), DeadlineExceeded),
+            (txn_client.put(b"k", b"v", timeout_s=0.5), txn.DeadlineExceeded),
+        ):
+            t0 = time.monotonic()
+            with pytest.raises(error):
+                await op
+            assert time.monotonic() - t0 < 1.5
+    finally:
+        await client.close()
+        await txn_client.close()
+        for server in servers:
+            await server.stop(0)
 
 
 @with_cluster
