@@ -40,6 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: txn_status(settle=True) records an abort where it finds no decision, for transactions up
+#: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
+MIN_DECISION_RETENTION_S = 120
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the field."""
@@ -223,8 +227,13 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         raise ConfigError(f"txn.max_clock_offset_ms must be a non-negative integer, got {offset!r}")
     resolve_after = _get(txn, "resolve_after_ms", int, "txn.", 1000)
     retention = _get(txn, "decision_retention_s", int, "txn.", 600)
-    if resolve_after <= 0 or retention <= 0:
-        raise ConfigError("txn.resolve_after_ms and txn.decision_retention_s must be positive")
+    if resolve_after <= 0:
+        raise ConfigError("txn.resolve_after_ms must be positive")
+    if retention < MIN_DECISION_RETENTION_S:
+        raise ConfigError(
+            f"txn.decision_retention_s must be at least {MIN_DECISION_RETENTION_S} (clients "
+            f"settle outcomes of transactions up to a minute old), got {retention}"
+        )
     return ClusterConfig(
         cluster_id=cluster_id,
         max_clock_offset_ms=offset,

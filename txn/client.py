@@ -168,6 +168,9 @@ DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_SCAN_LIMIT = 1000
 TXN_ID_BYTES = 16
 
+SETTLE_WINDOW_S = 60.0
+"""How old a transaction may be to settle its outcome (txn_status(settle=True)): well below
+shard.config.MIN_DECISION_RETENTION_S, so no decision record of it can have been purged."""
 _DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
 _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
@@ -325,6 +328,7 @@ class AsyncTransaction:
     def __init__(self, client: AsyncClient, txn_id: bytes) -> None:
         self._client = client
         self.txn_id = txn_id
+        self._started_ns = client._wall_ns()
         self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
         self._values: dict[bytes, bytes | None] = {}  # what each read returned
@@ -1001,17 +1005,22 @@ class AsyncClient:
             group_id, key: where to ask, with a bare transaction id.
             timeout_s: the deadline (default: the client's).
             settle: record an outcome if there is none yet: the answer is then COMMITTED or
-                ABORTED, and stays so.
+                ABORTED, and stays so. Needs `tx.ref` / `CommitUnknown.ref` of a transaction
+                begun at most SETTLE_WINDOW_S (60 s) ago: an older one's record may have been
+                purged, and an abort recorded then would contradict its real outcome.
 
         Returns:
             A `TxnStatus`: UNKNOWN, IN_PROGRESS, COMMITTED (with commit_ts) or ABORTED;
             with `settle`, COMMITTED or ABORTED.
 
         Raises:
-            InvalidArgument: not exactly one of a TxnRef, group_id or key.
+            InvalidArgument: not exactly one of a TxnRef, group_id or key; or `settle` with
+                a bare id or a transaction older than SETTLE_WINDOW_S.
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
         """
+        if settle:
+            self._check_settleable(ref)
         if isinstance(ref, TxnRef):
             if group_id is not None or key is not None:
                 raise InvalidArgument("a TxnRef already names the group: drop group_id/key")
@@ -1032,11 +1041,30 @@ class AsyncClient:
             body = await self._implicit_commit(txn_id, gid, body, timeout_s)
             state = TxnState(body.state)
         if settle and state in (TxnState.UNKNOWN, TxnState.IN_PROGRESS):
-            return await self._settle(TxnRef(txn_id, gid), list(body.participants), timeout_s)
+            assert isinstance(ref, TxnRef)  # checked above
+            return await self._settle(ref, list(body.participants), timeout_s)
         if state is TxnState.COMMITTED:
             self._clock.observe(body.commit_ts)
             return TxnStatus(state, body.commit_ts)
         return TxnStatus(state)
+
+    def _check_settleable(self, ref: TxnRef | bytes) -> None:
+        """Settling records an abort where no record is found, so it must be sure that no
+        record was ever purged: only refs of transactions that began within
+        SETTLE_WINDOW_S, well inside the shortest decision retention a node accepts."""
+        if not isinstance(ref, TxnRef) or not ref.started_ns:
+            raise InvalidArgument(
+                "settle=True needs the TxnRef of the transaction (tx.ref or CommitUnknown.ref), "
+                "which says when it began"
+            )
+        age_s = (self._wall_ns() - ref.started_ns) / 1e9
+        if age_s > SETTLE_WINDOW_S:
+            raise InvalidArgument(
+                f"transaction {ref.txn_id.hex()} began {age_s:.0f} s ago: too old to settle "
+                f"(at most {SETTLE_WINDOW_S:g} s), as its decision record may have been purged "
+                "and settling would record an abort over it; its outcome is what "
+                "txn_status reports"
+            )
 
     async def _settle(
         self, ref: TxnRef, participants: list[int], timeout_s: float | None
@@ -1505,7 +1533,7 @@ class AsyncClient:
                     part.ranges.append(clipped)
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
-        tx._ref = TxnRef(tx.txn_id, coordinator)
+        tx._ref = TxnRef(tx.txn_id, coordinator, tx._started_ns)
         ts = self._clock.now(self._wall_ns())
         deadline = self._deadline()
         if len(parts) == 1:

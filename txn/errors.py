@@ -43,7 +43,7 @@ This module is pure: no I/O, importable anywhere (it imports only `router.client
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router import client_errors as routing
 
@@ -72,11 +72,14 @@ class TxnRef:
     """Where to ask about a transaction's outcome: its id and the group holding its decision.
 
     `group_id` is the coordinator group of a two-phase commit, or the only group of a
-    one-phase commit. Pass it to `client.txn_status(ref)`.
+    one-phase commit. Pass it to `client.txn_status(ref)`. `started_ns` is the wall-clock
+    time the transaction began (0 when unknown, e.g. a ref rebuilt from a bare id); settling
+    an outcome needs it (`txn_status(ref, settle=True)`).
     """
 
     txn_id: bytes
     group_id: int
+    started_ns: int = field(default=0, compare=False)
 
     def __repr__(self) -> str:
         return f"TxnRef(txn_id={self.txn_id.hex()!r}, group_id={self.group_id})"

@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -234,9 +235,9 @@ def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
     # Settling: a committed one stays committed; one with no record is recorded aborted,
     # for good (a late commit of it would now be refused).
     assert client.txn_status(tx.ref, settle=True) == status
-    settled = client.txn_status(b"never-ran", group_id=1, settle=True)
-    assert settled.state is txn.TxnState.ABORTED
-    assert client.txn_status(b"never-ran", group_id=1).state is txn.TxnState.ABORTED
+    never_sent = txn.TxnRef(b"never-sent", 1, time.time_ns())
+    assert client.txn_status(never_sent, settle=True).state is txn.TxnState.ABORTED
+    assert client.txn_status(never_sent).state is txn.TxnState.ABORTED
     # A transaction that lost at prepare is recorded as aborted at its coordinator.
     loser = client.transaction()
     loser.get(b"hstatus")

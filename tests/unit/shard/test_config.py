@@ -122,6 +122,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("client.request_timeout_ms", -1, "client.request_timeout_ms"),
         ("txn.max_clock_offset_ms", -5, "txn.max_clock_offset_ms"),
         ("txn.decision_retention_s", 0, "txn.decision_retention_s"),
+        ("txn.decision_retention_s", 60, "at least 120"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:

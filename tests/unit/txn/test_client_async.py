@@ -6,6 +6,7 @@ Each test names the client rule (txn/client.py module docstring) or protocol cla
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from txn import (
     TxnState,
     TxnStatus,
 )
+from txn.client import SETTLE_WINDOW_S
 
 # Keys by group under the fake map (split points g, p).
 A1, A2 = b"apple", b"banana"  # group 1
@@ -580,6 +582,20 @@ async def test_settling_a_lost_one_phase_commit_fences_its_late_copy(fake: FakeK
         assert answer is not None and answer.commit_one_phase.error.code == kv.CONFLICT
         assert fake.store.value(A1) is None
         assert (await client.txn_status(ref)).state is TxnState.ABORTED
+
+
+@with_fake
+async def test_settling_needs_a_recent_ref_whose_record_cannot_have_been_purged(
+    fake: FakeKV,
+) -> None:
+    """UNKNOWN also means "purged after the retention window": settling an old or undated
+    transaction could record an abort over a commit, so it is refused without a request."""
+    async with fast_client(fake) as client:
+        old = TxnRef(b"t" * 16, 1, time.time_ns() - int(SETTLE_WINDOW_S * 1e9) - 10**9)
+        for ref, kwargs in ((old, {}), (b"t" * 16, {"group_id": 1}), (TxnRef(b"t" * 16, 1), {})):
+            with pytest.raises(txn.InvalidArgument, match=r"settle|too old"):
+                await client.txn_status(ref, settle=True, **kwargs)
+    assert fake.requests("decide") == []
 
 
 @with_fake
