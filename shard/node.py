@@ -1206,6 +1206,17 @@ class NodeCore:
                 host = self.hosts.get(pending.request.header.group_id)
                 if host is not None:
                     self._start_prevention(host, pending.request.txn_id)
+                if not pending.request.recover:
+                    # Its sender asked for a plain abort and may not know `pending` (it would
+                    # read "not committed"): a retryable refusal makes it ask again instead.
+                    response = kv.Response(id=pending.request_id)
+                    response.decide.error.CopyFrom(
+                        _error(
+                            kv.UNAVAILABLE,
+                            "the coordinator is finding out whether every participant "
+                            "prepared; retry",
+                        )
+                    )
             else:
                 self._deliver_fresh(pending.request)
         self._reply_after_commit_wait(pending, response, visible_ts)

@@ -1051,7 +1051,9 @@ class AsyncClient:
     def _check_settleable(self, ref: TxnRef | bytes) -> None:
         """Settling records an abort where no record is found, so it must be sure that no
         record was ever purged: only refs of transactions that began within
-        SETTLE_WINDOW_S, well inside the shortest decision retention a node accepts."""
+        SETTLE_WINDOW_S, well inside the shortest decision retention a node accepts (this
+        assumes the client's clock within a minute of the nodes', far looser than the
+        `max_clock_offset_ms` strictness already needs)."""
         if not isinstance(ref, TxnRef) or not ref.started_ns:
             raise InvalidArgument(
                 "settle=True needs the TxnRef of the transaction (tx.ref or CommitUnknown.ref), "
@@ -1069,9 +1071,12 @@ class AsyncClient:
     async def _settle(
         self, ref: TxnRef, participants: list[int], timeout_s: float | None
     ) -> TxnStatus:
-        """`txn_status(settle=True)` for a transaction without a decision."""
+        """`txn_status(settle=True)` for a transaction without a decision: the abort may
+        be recorded only while the transaction is younger than SETTLE_WINDOW_S."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + (self._timeout_s if timeout_s is None else timeout_s)
+        window_left_s = SETTLE_WINDOW_S - (self._wall_ns() - ref.started_ns) / 1e9
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        end = loop.time() + min(timeout, window_left_s)
         what = f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record an outcome"
         try:
             body = await self._record_abort(ref, participants, end)

@@ -10,8 +10,12 @@ Imports of the harness stay inside the handler, so `paxoskv --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
+
+#: Exit status of `--recheck` when DIR cannot be read as a run (not an anomaly: 1 is that).
+RECHECK_FAILED = 4
 
 WORKLOAD_NAMES = ["register", "bank", "list-append"]
 NEMESIS_NAMES = [
@@ -31,7 +35,7 @@ output: OUT/history.jsonl (every operation, Jepsen conventions), OUT/report.json
 ok/fail/info counts, faults with timestamps, recovery times, anomalies, acknowledged writes
 lost), OUT/cluster/ (config, node logs and data). Exit status: 0 valid; 1 anomalies or lost
 acknowledged writes; 2 the cluster did not recover or final reads failed; 3 the checker was
-inconclusive.
+inconclusive; 4 (--recheck) DIR could not be read as a run.
 
 partitions: with --net auto, `partition` and `mix` put every node in its own Linux network
 namespace when that works (root, iproute2); otherwise they fall back to an in-node fault
@@ -91,10 +95,17 @@ def register_chaos_command(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from shard.chaos.runner import ChaosOptions, recheck, run
+    from shard.chaos.runner import ChaosError, ChaosOptions, recheck, run
 
     if args.recheck:
-        report = recheck(Path(args.recheck), say=lambda line: print(line, flush=True))
+        given = [f"--{name}" for name in ("workload", "out", "seed") if getattr(args, name)]
+        if given:
+            raise ValueError(f"--recheck runs nothing: drop {', '.join(given)}")
+        try:
+            report = recheck(Path(args.recheck), say=lambda line: print(line, flush=True))
+        except ChaosError as exc:
+            print(f"paxoskv: error: {exc}", file=sys.stderr)
+            return RECHECK_FAILED
         return int(report["exit_code"])
     if not args.workload or not args.out:
         raise ValueError("--workload and --out are required (or --recheck DIR)")

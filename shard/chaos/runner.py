@@ -203,24 +203,28 @@ def recheck(out: Path, say: Callable[[str], None] = lambda _line: None) -> dict[
         saved = json.loads((out / "report.json").read_text())
         config = load_config(out / "cluster" / "cluster.toml")
         ops = histories.load(out / "history.jsonl")
-    except (OSError, ValueError) as exc:
-        raise ChaosError(f"{out} is not a complete chaos run directory: {exc}") from None
-    options = saved["options"]
-    starts = [b"", *config.split_points]
-    workload = WORKLOADS[options["workload"]](
-        shard_prefixes(starts), timeout_s=options["timeout_s"]
-    )
+        options = saved["options"]
+        workload = WORKLOADS[options["workload"]](
+            shard_prefixes([b"", *config.split_points]), timeout_s=options["timeout_s"]
+        )
+        facts = {
+            "faults": saved["faults"],
+            "network": saved["network"],
+            "final_recovery_s": saved["recovery"]["after_final_heal_s"],
+            "harness_error": saved["harness_error"],
+            "wall_s": saved["wall_s"],
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ChaosError(
+            f"{out} is not a complete chaos run directory ({type(exc).__name__}: {exc})"
+        ) from None
     say(f"checking {len(ops)} history records of {out}")
     report = reports.build_report(
         options=options,
         history=ops,
         check=workload.check(ops),
-        faults=saved["faults"],
-        network=saved["network"],
-        final_recovery_s=saved["recovery"]["after_final_heal_s"],
-        harness_error=saved["harness_error"],
-        wall_s=saved["wall_s"],
         churn=saved.get("leader_churn"),
+        **facts,
     )
     report["exit_code"] = reports.exit_code(report)
     reports.write_report(out / "recheck.json", report)

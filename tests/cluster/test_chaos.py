@@ -157,3 +157,12 @@ def test_recheck_of_a_forged_history_reports_the_anomaly(tmp_path: Path) -> None
     assert "INVALID" in result.stdout
     assert json.loads((run_dir / "recheck.json").read_text())["anomalies"] >= 1
     assert json.loads((run_dir / "report.json").read_text())["valid"] is True
+    # A directory that is not a run: its own exit status (4), one line naming what is wrong.
+    (run_dir / "report.json").write_text("{}")
+    broken = subprocess.run(
+        [sys.executable, "-m", "shard.cli", "chaos", "--recheck", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert broken.returncode == 4 and "KeyError" in broken.stderr, broken.stderr

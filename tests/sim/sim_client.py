@@ -479,7 +479,8 @@ class _Txn:
                 self.finish("info", f"{why}; the abort was not recorded (CommitUnknown)")
             return
         answer = response.decide
-        if answer.pending:
+        # The mutation is a client of before the recovery Decide: it never heard of pending.
+        if answer.pending and "abort_without_recovery" not in self.c.mutations:
             delay = self.c.t.rng.uniform(0.005, 0.03)
             if self.c.t.now() + delay < self.abort_deadline:
                 self.c.t.later(delay, lambda: self._send_abort(why))

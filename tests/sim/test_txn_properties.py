@@ -355,8 +355,10 @@ def test_a_client_abort_over_a_complete_set_of_prepares_is_caught(
 
 
 def test_the_nodes_take_a_plain_client_abort_as_a_recovery_decide() -> None:
-    """The same run with the same client, at nodes as they are: a Decide(abort) from the
-    wire always meets rule D3, so the old client's plain abort cannot break the commit."""
+    """The same run with the same client (one of before the recovery Decide, which also
+    never heard of `pending`), at nodes as they are: a Decide(abort) from the wire always
+    meets rule D3, and a plain one that would be pending is refused as retryable instead, so
+    the old client neither breaks the commit nor reports it failed."""
     ClusterSim("bank", "crashes", 986209988, mutations=frozenset({"abort_without_recovery"})).run()
 
 

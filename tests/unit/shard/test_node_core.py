@@ -419,15 +419,16 @@ def test_recovery_aborts_only_after_preventing_the_missing_prepare() -> None:
 
 def test_an_abort_over_the_wire_never_overrules_a_complete_set_of_prepares() -> None:
     """Parallel commits: the last PREPARE logged is the commit. A plain Decide(abort) from a
-    client that lost a vote's answer (recover not set) is taken as a recovery Decide: it
-    answers pending, the prevent round finds every participant prepared, and the re-sent
-    Decide answers the recorded commit."""
+    client that lost a vote's answer (recover not set) is taken as a recovery Decide: the
+    prevent round starts, and the client, which may not know `pending`, gets a retryable
+    refusal; the prevent round finds every participant prepared, and the re-sent Decide
+    answers the recorded commit."""
     node = OneNode(resolve_after_s=60)
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     assert all(v.error.code == kv.OK for v in votes)
     abort = kv.Request(decide=kv.DecideRequest(header=header(1), txn_id=b"t1", participants=[1, 2]))
     first = node.call(abort).decide
-    assert first.error.code == kv.OK and first.pending
+    assert first.error.code == kv.UNAVAILABLE and not first.committed, first
     assert node.core.hosts[1].shard.decision(b"t1") is None
     recover_until_decided(node, b"t1")
     again = node.call(abort).decide
