@@ -410,7 +410,7 @@ class AsyncTransaction:
         if key in self._values and (not for_update or key in self._locked):
             return self._values[key]
         if for_update:
-            await self._client._ready()
+            await self._client._ready(self._client._deadline())
             self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
             self._lock_groups.add(self._client._map().locate(key).group_id)
             self._locked.add(key)
@@ -1030,7 +1030,7 @@ class AsyncClient:
             if (group_id is None) == (key is None):
                 raise InvalidArgument("with a bare transaction id give group_id= or key=")
             if key is not None:
-                await self._ready()
+                await self._ready(self._deadline(timeout_s))
                 gid = self._map().locate(_as_key(key)).group_id
             else:
                 assert group_id is not None
@@ -1431,10 +1431,12 @@ class AsyncClient:
 
     async def _timestamp(self) -> int:
         """A snapshot timestamp: a node's hybrid clock, never below what this client saw."""
-        await self._ready()
+        deadline = self._deadline()
+        await self._ready(deadline)
         group_id = self._map().locate(b"").group_id
         request = kv.Request(timestamp=kv.TimestampRequest())
-        response = await self._send(request, group_id=group_id, write=False)
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
+        response = await self._send(request, group_id=group_id, write=False, timeout_s=remaining)
         ts = max(response.timestamp.ts, self._clock.last)
         self._clock.observe(ts)
         return ts
@@ -1520,7 +1522,8 @@ class AsyncClient:
         writes = list(tx._writes.items())
         if not reads and not writes and not tx._scanned:
             return 0
-        await self._ready()
+        deadline = self._deadline()
+        await self._ready(deadline)
         shard_map = self._map()
         parts: dict[int, _Part] = {}
         for key, version in reads:
@@ -1540,7 +1543,6 @@ class AsyncClient:
         coordinator = shard_map.locate(first_key).group_id
         tx._ref = TxnRef(tx.txn_id, coordinator, tx._started_ns)
         ts = self._clock.now(self._wall_ns())
-        deadline = self._deadline()
         if len(parts) == 1:
             return await self._commit_one_phase(
                 tx._ref, coordinator, ts, parts[coordinator], deadline
