@@ -420,11 +420,7 @@ class LocalCluster:
             else:
                 say(f"restarting cluster {self.cluster_id!r} from {self.data_dir}")
             try:
-                for node in self.config.nodes:
-                    self._spawn(node.name)
-                for node in self.config.nodes:
-                    self._wait_ready(node.name, end)
-                    say(f"{node.name} (id {node.id}) listening on {node.address}")
+                self._launch([node.name for node in self.config.nodes], end, say)
                 break
             except _BindFailed as exc:
                 self._stop_all(grace_s=5.0)
@@ -461,16 +457,22 @@ class LocalCluster:
         try:
             for name in names:
                 say(f"restarting {name} from its data in {self.data_dir}")
-                self._spawn(name)
-            for name in names:
-                self._wait_ready(name, end)
-                say(f"{name} (id {self.node(name).id}) listening on {self.node(name).address}")
+            self._launch(names, end, say)
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=say)
         except BaseException:
             for name in names:
                 if self.is_running(name):
                     self.stop_node(name)
             raise
+
+    def _launch(self, names: list[str], end: float, say: Progress) -> None:
+        """Spawn `names`, then wait for each one's ready line (by `end`, monotonic)."""
+        for name in names:
+            self._spawn(name)
+        for name in names:
+            self._wait_ready(name, end)
+            node = self.node(name)
+            say(f"{name} (id {node.id}) listening on {node.address}")
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -1209,14 +1209,15 @@ class NodeCore:
                 if not pending.request.recover:
                     # Its sender asked for a plain abort and may not know `pending` (it would
                     # read "not committed"): a retryable refusal makes it ask again instead.
-                    response = kv.Response(id=pending.request_id)
-                    response.decide.error.CopyFrom(
+                    self._reply_error(
+                        pending,
                         _error(
                             kv.UNAVAILABLE,
                             "the coordinator is finding out whether every participant "
                             "prepared; retry",
-                        )
+                        ),
                     )
+                    return
             else:
                 self._deliver_fresh(pending.request)
         self._reply_after_commit_wait(pending, response, visible_ts)

@@ -1019,8 +1019,8 @@ class AsyncClient:
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
         """
-        if settle:
-            self._check_settleable(ref)
+        # The loop time by which a settle must be recorded (its window's end).
+        settle_by = self._deadline(self._settle_window_left(ref)) if settle else 0.0
         if isinstance(ref, TxnRef):
             if group_id is not None or key is not None:
                 raise InvalidArgument("a TxnRef already names the group: drop group_id/key")
@@ -1042,14 +1042,16 @@ class AsyncClient:
             state = TxnState(body.state)
         if settle and state in (TxnState.UNKNOWN, TxnState.IN_PROGRESS):
             assert isinstance(ref, TxnRef)  # checked above
-            return await self._settle(ref, list(body.participants), timeout_s)
+            return await self._settle(ref, list(body.participants), timeout_s, settle_by)
         if state is TxnState.COMMITTED:
             self._clock.observe(body.commit_ts)
             return TxnStatus(state, body.commit_ts)
         return TxnStatus(state)
 
-    def _check_settleable(self, ref: TxnRef | bytes) -> None:
-        """Settling records an abort where no record is found, so it must be sure that no
+    def _settle_window_left(self, ref: TxnRef | bytes) -> float:
+        """Seconds `ref` may still be settled in; InvalidArgument if none.
+
+        Settling records an abort where no record is found, so it must be sure that no
         record was ever purged: only refs of transactions that began within
         SETTLE_WINDOW_S, well inside the shortest decision retention a node accepts (this
         assumes the client's clock within a minute of the nodes', far looser than the
@@ -1067,16 +1069,14 @@ class AsyncClient:
                 "and settling would record an abort over it; its outcome is what "
                 "txn_status reports"
             )
+        return SETTLE_WINDOW_S - age_s
 
     async def _settle(
-        self, ref: TxnRef, participants: list[int], timeout_s: float | None
+        self, ref: TxnRef, participants: list[int], timeout_s: float | None, settle_by: float
     ) -> TxnStatus:
         """`txn_status(settle=True)` for a transaction without a decision: the abort may
-        be recorded only while the transaction is younger than SETTLE_WINDOW_S."""
-        loop = asyncio.get_running_loop()
-        window_left_s = SETTLE_WINDOW_S - (self._wall_ns() - ref.started_ns) / 1e9
-        timeout = self._timeout_s if timeout_s is None else timeout_s
-        end = loop.time() + min(timeout, window_left_s)
+        be recorded only until `settle_by`, the end of its settle window."""
+        end = min(self._deadline(timeout_s), settle_by)
         what = f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record an outcome"
         try:
             body = await self._record_abort(ref, participants, end)
@@ -1291,6 +1291,11 @@ class AsyncClient:
         timeout = self._timeout_s if timeout_s is None else timeout_s
         return asyncio.get_running_loop().time() + timeout
 
+    @staticmethod
+    def _left_s(deadline: float) -> float:
+        """The time left until `deadline`, as a positive timeout."""
+        return max(deadline - asyncio.get_running_loop().time(), 0.001)
+
     async def _send(
         self,
         request: kv.Request,
@@ -1310,7 +1315,7 @@ class AsyncClient:
                 key=key,
                 group_id=group_id,
                 write=write,
-                timeout_s=max(deadline - asyncio.get_running_loop().time(), 0.001),
+                timeout_s=self._left_s(deadline),
                 passthrough=passthrough,
             )
         except ClientError as exc:
@@ -1435,8 +1440,9 @@ class AsyncClient:
         await self._ready(deadline)
         group_id = self._map().locate(b"").group_id
         request = kv.Request(timestamp=kv.TimestampRequest())
-        remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
-        response = await self._send(request, group_id=group_id, write=False, timeout_s=remaining)
+        response = await self._send(
+            request, group_id=group_id, write=False, timeout_s=self._left_s(deadline)
+        )
         ts = max(response.timestamp.ts, self._clock.last)
         self._clock.observe(ts)
         return ts
@@ -1754,7 +1760,8 @@ class AsyncClient:
         if body is None:
             raise CommitUnknown(
                 f"{unknown}: it is still asking the participants whether every one prepared "
-                "(then the transaction committed) — settle it with client.txn_status(err.ref, settle=True)",
+                "(then the transaction committed) — settle it with "
+                "client.txn_status(err.ref, settle=True)",
                 ref=ref,
             )
         if body.committed:
