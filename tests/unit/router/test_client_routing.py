@@ -317,6 +317,51 @@ async def test_the_first_connect_is_bounded_by_the_operations_own_deadline() -> 
             await server.stop(0)
 
 
+async def _commit_one_write(client: txn.AsyncClient) -> None:
+    tx = client.transaction()
+    tx.put(b"k", b"v")
+    await tx.commit()
+
+
+async def _snapshot_read(client: txn.AsyncClient) -> None:
+    async with client.snapshot() as snap:
+        await snap.get(b"k")
+
+
+async def _read_for_update(client: txn.AsyncClient) -> None:
+    async with client.transaction() as tx:
+        await tx.get(b"k", for_update=True)
+
+
+@run
+async def test_transaction_paths_count_the_first_connect_against_their_deadline() -> None:
+    """Commit, snapshot timestamp, read for update and txn_status by key on a fresh client
+    whose seeds never answer Status: each gives up in about the client's 0.5 s deadline."""
+    servers, seeds = [], []
+    for _ in range(3):
+        server = grpc.aio.server()
+        kv_pb2_grpc.add_KVServicer_to_server(_SlowStatus(), server)
+        seeds.append(f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
+        await server.start()
+        servers.append(server)
+    try:
+        for name, op in (
+            ("commit", _commit_one_write),
+            ("snapshot", _snapshot_read),
+            ("read for update", _read_for_update),
+            ("txn_status by key", lambda c: c.txn_status(b"t" * 16, key=b"k", timeout_s=0.5)),
+        ):
+            client = txn.AsyncClient(seeds, timeout_s=0.5)
+            t0 = time.monotonic()
+            with pytest.raises(txn.DeadlineExceeded):
+                await op(client)
+            assert time.monotonic() - t0 < 1.5, name
+            await client.close()
+    finally:
+        for server in servers:
+            await server.stop(0)
+
+
 @with_cluster
 async def test_connect_tries_the_next_seed(cluster: FakeCluster) -> None:
     dead = f"127.0.0.1:{free_port()}"
