@@ -26,11 +26,13 @@ Rules
    other clocks reach it, and a reader that saw it must not finish before they do, or a
    snapshot started after that reader could take a timestamp below the version and miss it
    (strict serializability; found by the simulator, seed append:clocks:186978151).
-3. A snapshot read at timestamp T needs the leader's lease. The leader first raises its
-   clock above T, then waits until every write it stamped below T is applied and no
-   undecided transaction prepared at or below T holds a write intent on the keys (safe time).
-   A new leader raises its clock by twice the maximum clock offset, above any timestamp the
-   previous leader could have served under its lease.
+3. A snapshot read at timestamp T needs the leader's lease. It waits until the node's wall
+   clock is within the maximum clock offset of T; then the leader raises its clock above T
+   and waits until every write it stamped below T is applied and no undecided transaction
+   prepared at or below T holds a write intent on the keys (safe time). A new leader raises
+   its clock by twice the maximum clock offset: above any timestamp the previous leader
+   could have served under its lease, as that one served none ahead of its own wall clock
+   by more than the offset.
 4. A request for another cluster, an unknown group, a key outside the group's range or over
    a size limit is refused with a typed error and changes nothing.
 5. A write that was proposed but whose fate is unknown when its deadline passes is answered
@@ -56,6 +58,11 @@ Rules
    when the replica stops leading (to be refused with the leader's address), and when its
    hold runs out. A Resolve(abort) is never held: it frees waiters and refuses a late
    Prepare.
+9. A timestamp a request carries (a transaction's ts, a Decide's or Resolve's commit
+   timestamp, a read's at_version) is refused when it is further ahead of the node's wall
+   clock than legitimate ones can be (`_max_ahead_us`), before the clock sees it: one such
+   timestamp would move the clock, and with it every later version, the commit waits and
+   the GC and purge horizons, ahead for good.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, Status, WrongShard
 from shard.limits import (
     MAX_BATCH_BYTES,
+    MAX_TS,
     validate_command_size,
     validate_key,
     validate_range,
@@ -137,6 +145,10 @@ GC_BYTES_PER_STEP = 1 << 20
 # a second per shard. A pass still going when the next is due is behind: the node then steps
 # in every apply cycle until it ends, as garbage must not outgrow the collection.
 GC_STEP_INTERVAL_S = 0.02
+# Rule 9: a timestamp from a request may run ahead of this node's wall clock by four clock
+# offsets (a client's clock, another node's, and a new leader's raise by two, rule 3) plus
+# this margin for a loaded machine; anything further is a broken clock or a forged request.
+FUTURE_TS_MARGIN_S = 0.5
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
@@ -331,6 +343,7 @@ class NodeCore:
         self._timeout_s = request_timeout_s
         self._txn = txn_settings or TxnSettings()
         self._offset_us = int(self._txn.max_clock_offset_s * 1_000_000)
+        self._max_ahead_us = 4 * self._offset_us + int(FUTURE_TS_MARGIN_S * 1_000_000)
         self._hlc = HybridClock()
         self._now = 0.0
         self._wall_ns = 0
@@ -412,6 +425,9 @@ class NodeCore:
             self._next_purge = now + self._txn.purge_interval_s
             self._purge_decisions()
         self._release_delayed()
+        # A snapshot read parked until the wall clock reaches it has no cycle to wake it.
+        self._serve_parked()
+        self._answer_staged()
         self._wake_lock_waits()
         self._maybe_bootstrap_meta()
 
@@ -430,6 +446,11 @@ class NodeCore:
             # microsecond more covers the rounding of this float deadline.
             first_us = min(not_before_us for not_before_us, _, _ in self._delayed)
             due.append(self._now + ((first_us + 2) * 1000 - self._wall_ns) / 1e9)
+        for _, pending in self._parked:
+            # Rule 3: a snapshot read ahead of the wall clock is due once the clock is near it.
+            wait_ns = (physical_us(pending.request.at_version) - self._offset_us + 1) * 1000
+            if wait_ns > self._wall_ns:
+                due.append(self._now + (wait_ns - self._wall_ns) / 1e9)
         for wait in self._lock_waits:
             due.append(wait.pending.wait_until)
             if wait.wake_at is not None:
@@ -598,6 +619,7 @@ class NodeCore:
                 delete=action == "delete",
             )
         if kind == "prepare":
+            self._refuse_future(op.ts, "the transaction timestamp")
             self._hlc.observe(op.ts)
             record: Any = Prepare(
                 txn_id=op.txn_id,
@@ -608,6 +630,7 @@ class NodeCore:
                 read_ranges=_ranges(op.read_ranges),
             )
         elif kind == "commit_one_phase":
+            self._refuse_future(op.ts, "the transaction timestamp")
             self._hlc.observe(op.ts)
             record = CommitOnePhase(
                 txn_id=op.txn_id,
@@ -616,6 +639,7 @@ class NodeCore:
                 read_ranges=_ranges(op.read_ranges),
             )
         elif kind == "decide":
+            self._refuse_future(op.commit_ts, "the commit timestamp")
             self._hlc.observe(op.commit_ts)
             record = Decide(
                 txn_id=op.txn_id,
@@ -627,10 +651,25 @@ class NodeCore:
         elif kind == "prevent":
             record = Prevent(txn_id=op.txn_id)
         elif kind == "resolve":
+            self._refuse_future(op.commit_ts, "the commit timestamp")
             record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
         else:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
         return lambda ts: codec.encode_txn(record, ts)
+
+    def _refuse_future(self, ts: int, what: str) -> None:
+        """Rule 9."""
+        ahead_us = physical_us(ts) - self._wall_ns // 1000
+        if ahead_us > self._max_ahead_us or ts > MAX_TS:
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    f"{what} {ts} is {ahead_us / 1e6:.3f} s ahead of node {self.node_id}'s "
+                    f"clock (at most {self._max_ahead_us / 1e6:.3f} s): keep the clocks of "
+                    f"nodes and clients within max_clock_offset_ms "
+                    f"({self._offset_us // 1000} ms) of each other",
+                )
+            )
 
     def _start_write(
         self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
@@ -656,10 +695,13 @@ class NodeCore:
     def _start_read(self, host: GroupHost, pending: _Pending) -> None:
         op = pending.request
         if pending.kind in ("get", "scan"):
+            if op.at_version > 0 and not op.stale_ok:
+                # A read at a version is a snapshot read: only safe time makes it repeatable.
+                op.snapshot = True
             if op.snapshot:
                 if op.at_version <= 0:
                     raise _Refusal(_error(kv.INVALID_ARGUMENT, "a snapshot read needs at_version"))
-                self._hlc.observe(op.at_version)
+                self._refuse_future(op.at_version, "the snapshot timestamp")
             elif op.stale_ok:
                 self._answers.append((pending, self._serve_read(host, pending)))
                 return
@@ -1182,9 +1224,7 @@ class NodeCore:
                 host.replica.send_snapshot(peer, host.app.applied_index, host.app.snapshot())
             host.replica.advance(ready)
         self._serve_parked()
-        answers, self._answers = self._answers, []
-        for pending, result in answers:
-            self._finish(pending, result)
+        self._answer_staged()
         # After `_finish`, which releases the update locks of applied Prepares: the waiters
         # must see a freed lock before a newly arriving request can take it.
         self._wake_lock_waits()
@@ -1255,12 +1295,23 @@ class NodeCore:
                 still.append((not_before_us, pending, response))
         self._delayed = still
 
+    def _answer_staged(self) -> None:
+        answers, self._answers = self._answers, []
+        for pending, result in answers:
+            self._finish(pending, result)
+
     def _serve_parked(self) -> None:
         """Rule 3: serve the snapshot reads whose timestamp is now safe."""
         if not self._parked:
             return
         still = []
+        wall_us = self._wall_ns // 1000
         for host, pending in self._parked:
+            at = pending.request.at_version
+            if physical_us(at) > wall_us + self._offset_us:
+                still.append((host, pending))  # rule 3: not ahead of the wall clock
+                continue
+            self._hlc.observe(at)
             if self._snapshot_safe(host, pending):
                 self._answers.append((pending, self._serve_read(host, pending)))
             else:
@@ -1570,7 +1621,8 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
             body.found = result.current_value is not None
             body.current_value = result.current_value or b""
             body.current_version = result.current_version
-        return response, result.version
+        # A failed compare-and-set shows the current version: rule 2 holds for it too.
+        return response, max(result.version, result.current_version)
     if kind == "prepare":
         if txn.conflict is not None:
             body.error.CopyFrom(_conflict_error(txn.conflict))
