@@ -571,8 +571,17 @@ class NodeCore:
                         )
                     )
                 _check_txn_id(op.txn_id)
+                if kind == "prepare":
+                    _check_participants(shard_map, op.participants, group_id)
+                    _check_participants(shard_map, [op.coordinator_group], group_id=None)
+                    if op.coordinator_group not in op.participants:
+                        raise _Refusal(
+                            _error(kv.INVALID_ARGUMENT, "the coordinator group is no participant")
+                        )
             elif kind in ("decide", "resolve", "txn_status", "prevent"):
                 _check_txn_id(op.txn_id)
+                if kind == "decide" and (op.commit or op.participants):
+                    _check_participants(shard_map, op.participants, group_id)
             else:
                 validate_key(op.key)
                 if not desc.contains(op.key):
@@ -1500,6 +1509,28 @@ def _conflict_error(conflict: Conflict) -> kv.Error:
             reason=conflict.reason,
         ),
     )
+
+
+def _check_participants(
+    shard_map: ShardMap, participants: Sequence[int], group_id: int | None
+) -> None:
+    """Every participant is a data group of the map, and `group_id` (if given) is one of
+    them: a transaction naming groups that do not exist could never be decided or resolved,
+    and its record would be delivered and recovered forever."""
+    for participant in participants:
+        if participant == META_GROUP_ID or not shard_map.has_group(participant):
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    f"participant {participant} is not a data group of shard map "
+                    f"v{shard_map.version}",
+                    map_version=shard_map.version,
+                )
+            )
+    if group_id is not None and group_id not in participants:
+        raise _Refusal(
+            _error(kv.INVALID_ARGUMENT, f"group {group_id} is not among the participants")
+        )
 
 
 def _check_txn_id(txn_id: bytes) -> None:

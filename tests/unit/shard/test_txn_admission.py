@@ -1,0 +1,69 @@
+"""Node rule 4 for transaction requests: the groups a Prepare or Decide names must exist.
+
+Found by review: a Decide naming 200,000 groups that do not exist was recorded and
+delivered forever (20,000 of them kept a real cluster's leaders churning), and a Prepare
+whose coordinator group does not exist held its intent for good.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from router import kv_pb2 as kv
+from tests.unit.shard.test_node_core import OneNode, header, put
+
+# OneNode's map: data groups 1 and 2 (split at b"m").
+
+
+def prepare(coordinator: int, participants: list[int]) -> kv.Request:
+    return kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(1),
+            txn_id=b"t1",
+            coordinator_group=coordinator,
+            participants=participants,
+            ts=1,
+            writes=[kv.WriteItem(key=b"apple", value=b"v")],
+        )
+    )
+
+
+def decide(participants: list[int], commit: bool = True) -> kv.Request:
+    return kv.Request(
+        decide=kv.DecideRequest(
+            header=header(1), txn_id=b"t2", participants=participants, commit=commit, commit_ts=1
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "request_,message",
+    [
+        (prepare(77, [1, 77]), "participant 77 is not a data group"),
+        (prepare(2, [1, 2, 77]), "participant 77 is not a data group"),
+        (prepare(0, [0, 1]), "participant 0 is not a data group"),
+        (prepare(2, [2]), "group 1 is not among the participants"),
+        (prepare(2, [1]), "the coordinator group is no participant"),
+        (decide(list(range(1, 200_001))), "participant 3 is not a data group"),
+        (decide([1, 2, 9], commit=False), "participant 9 is not a data group"),
+        (decide([2]), "group 1 is not among the participants"),
+    ],
+)
+def test_a_transaction_naming_groups_that_do_not_exist_is_refused(
+    request_: kv.Request, message: str
+) -> None:
+    node = OneNode()
+    answer = node.call(request_)
+    kind = answer.WhichOneof("result")
+    error = getattr(answer, kind).error
+    assert error.code == kv.INVALID_ARGUMENT and message in error.message
+    shard = node.core.hosts[1].shard
+    assert shard.prepared(b"t1") is None and shard.decision(b"t2") is None
+    assert node.call(put(b"apple", b"x")).put.error.code == kv.OK  # no intent left
+
+
+def test_a_recovery_abort_without_participants_is_still_taken() -> None:
+    """A settle of a bare transaction reference knows no participants."""
+    node = OneNode()
+    answer = node.call(decide([], commit=False))
+    assert answer.decide.error.code == kv.OK
