@@ -262,20 +262,22 @@ class PrepareResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "participants", "commit", "commit_ts", "recover")
+    __slots__ = ("header", "txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     RECOVER_FIELD_NUMBER: _ClassVar[int]
+    ASKER_TS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     participants: _containers.RepeatedScalarFieldContainer[int]
     commit: bool
     commit_ts: int
     recover: bool
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ...) -> None: ...
+    asker_ts: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ..., asker_ts: _Optional[int] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("error", "committed", "commit_ts", "pending")
@@ -290,22 +292,26 @@ class DecideResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
 
 class PreventRequest(_message.Message):
-    __slots__ = ("header", "txn_id")
+    __slots__ = ("header", "txn_id", "asker_ts")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    ASKER_TS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ...) -> None: ...
+    asker_ts: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ...) -> None: ...
 
 class PreventResponse(_message.Message):
-    __slots__ = ("error", "prepared", "prepare_ts")
+    __slots__ = ("error", "prepared", "prepare_ts", "unknown")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PREPARED_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     error: Error
     prepared: bool
     prepare_ts: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
+    unknown: bool
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ...) -> None: ...
 
 class ResolveRequest(_message.Message):
     __slots__ = ("header", "txn_id", "commit", "commit_ts")

@@ -32,7 +32,9 @@ UNFINISHED_TAG = TXN_TAG + b"u"
 PURGE_QUEUE_TAG = TXN_TAG + b"q"
 """``+ >Q seq``: the txn id of the seq-th decision to become finished (purge order)."""
 PURGE_COUNTERS_TAG = TXN_TAG + b"c"
-"""``>QQ`` head, tail of the purge queue (entries [head, tail) exist)."""
+"""``>QQQ`` head, tail of the purge queue (entries [head, tail) exist), and the purge mark:
+the largest `before_ts` purged (`txn.store.TxnStore.purge_mark`). Stores written before the
+mark existed hold ``>QQ`` (mark 0)."""
 
 KIND_VALUE = b"v"
 KIND_TOMBSTONE = b"t"
@@ -45,7 +47,8 @@ KEY_TERMINATOR_END = b"\x00\x02"
 VERSION_SUFFIX_BYTES = 9  # 8 bytes of inverted version + 1 kind byte
 
 _META = struct.Struct(">QQQ")
-_COUNTERS = struct.Struct(">QQ")
+_COUNTERS = struct.Struct(">QQQ")
+_COUNTERS_WITHOUT_MARK = struct.Struct(">QQ")
 _SEQ = struct.Struct(">Q")
 _LATEST = struct.Struct(">Qc")
 
@@ -107,15 +110,18 @@ def unpack_latest(data: bytes) -> tuple[int, bytes]:
     return version, kind
 
 
-def pack_counters(head: int, tail: int) -> bytes:
-    """Encode the purge queue's counters."""
-    return _COUNTERS.pack(head, tail)
+def pack_counters(head: int, tail: int, mark: int) -> bytes:
+    """Encode the purge queue's counters and the purge mark."""
+    return _COUNTERS.pack(head, tail, mark)
 
 
-def unpack_counters(data: bytes) -> tuple[int, int]:
-    """Decode the purge queue's counters: (head, tail)."""
-    head, tail = _COUNTERS.unpack(data)
-    return head, tail
+def unpack_counters(data: bytes) -> tuple[int, int, int]:
+    """Decode the purge queue's counters: (head, tail, mark)."""
+    if len(data) == _COUNTERS_WITHOUT_MARK.size:
+        head, tail = _COUNTERS_WITHOUT_MARK.unpack(data)
+        return head, tail, 0
+    head, tail, mark = _COUNTERS.unpack(data)
+    return head, tail, mark
 
 
 def pack_seq(seq: int) -> bytes:

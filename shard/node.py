@@ -656,11 +656,15 @@ class NodeCore:
                 commit=op.commit,
                 commit_ts=op.commit_ts if op.commit else 0,
                 recover=_recovers(op),
+                asker_ts=op.asker_ts,
             )
         elif kind == "prevent":
-            record = Prevent(txn_id=op.txn_id)
+            record = Prevent(txn_id=op.txn_id, asker_ts=op.asker_ts)
         elif kind == "resolve":
             self._refuse_future(op.commit_ts, "the commit timestamp")
+            # Stamped above commit_ts, so the outcome record's decided_ts is at least it
+            # (txn.coordinator rule D4 relies on that).
+            self._hlc.observe(op.commit_ts)
             record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
         else:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
@@ -1004,6 +1008,7 @@ class NodeCore:
                     participants=info.participants,
                     commit=False,
                     recover=True,
+                    asker_ts=info.prepare_ts,
                 )
                 request = kv.Request(decide=decide)
                 self.outbound.append((coordinator, request, self._on_recovery_answer(host, txn_id)))
@@ -1018,9 +1023,10 @@ class NodeCore:
         for group_id in info.participants:
             if group_id == host.group_id:
                 continue
-            request = kv.Request(
-                prevent=kv.PreventRequest(header=self._header(group_id), txn_id=txn_id)
+            prevent = kv.PreventRequest(
+                header=self._header(group_id), txn_id=txn_id, asker_ts=info.prepare_ts
             )
+            request = kv.Request(prevent=prevent)
             self.outbound.append((group_id, request, self._on_prevented(host, txn_id, group_id)))
         self._decide_if_prevented(host, txn_id, state)
 
@@ -1032,8 +1038,10 @@ class NodeCore:
             if state is None or state.deciding:
                 return
             answer = None if response is None else response.prevent
-            if answer is None or answer.error.code != kv.OK:
+            if answer is None or answer.error.code != kv.OK or answer.unknown:
                 # Given up for now; the next recovery Decide about the txn starts it again.
+                # (`unknown`: that group may have purged the txn's record, rule V2; the txn
+                # stays in doubt rather than risk aborting a commit.)
                 del host.preventing[txn_id]
                 return
             if not answer.prepared:
@@ -1668,6 +1676,7 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
     if kind == "prevent":
         body.prepared = txn.prepared
         body.prepare_ts = txn.prepare_ts
+        body.unknown = txn.unknown
         return response, 0
     if kind == "commit_one_phase":
         if txn.conflict is not None:

@@ -927,18 +927,21 @@ class _BatchTxnStore:
         elif old is None or not old.finished:
             batch.delete(sm._unfinished_prefix + info.txn_id)
             sm._unfinished_ids.discard(info.txn_id)
-            head, tail = self._counters()
+            head, tail, mark = self._counters()
             batch.put(sm._queue_prefix + pack_seq(tail), info.txn_id)
-            batch.put(sm._counters_key, pack_counters(head, tail + 1))
+            batch.put(sm._counters_key, pack_counters(head, tail + 1, mark))
 
-    def _counters(self) -> tuple[int, int]:
+    def _counters(self) -> tuple[int, int, int]:
         data = self._batch.get(self._sm._counters_key)
-        return (0, 0) if data is None else unpack_counters(data)
+        return (0, 0, 0) if data is None else unpack_counters(data)
+
+    def purge_mark(self) -> int:
+        return self._counters()[2]
 
     def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
         sm = self._sm
         batch = self._batch
-        start_head, tail = self._counters()
+        start_head, tail, mark = self._counters()
         head = start_head
         deleted = 0
         more = False
@@ -958,8 +961,8 @@ class _BatchTxnStore:
             if info is not None:
                 batch.delete(sm._decision_prefix + txn_id)
                 deleted += 1
-        if head != start_head:
-            batch.put(sm._counters_key, pack_counters(head, tail))
+        if head != start_head or before_ts > mark:
+            batch.put(sm._counters_key, pack_counters(head, tail, max(mark, before_ts)))
         return deleted, more
 
 

@@ -144,7 +144,7 @@ from txn.errors import (
     Unavailable,
     from_routing_error,
 )
-from txn.hlc import HybridClock
+from txn.hlc import LOGICAL_BITS, HybridClock
 
 __all__ = [
     "AsyncClient",
@@ -1824,10 +1824,15 @@ class _Part:
 
 def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
     """The client's abort of a 2PC commit: a recovery Decide (txn.coordinator rule D3), never
-    recorded over a set of yes votes that may be complete."""
+    recorded over a set of yes votes that may be complete. Its `asker_ts`, the start time,
+    is below every timestamp of the transaction (rule D4)."""
     return kv.Request(
         decide=kv.DecideRequest(
-            txn_id=ref.txn_id, participants=participants, commit=False, recover=True
+            txn_id=ref.txn_id,
+            participants=participants,
+            commit=False,
+            recover=True,
+            asker_ts=(ref.started_ns // 1000) << LOGICAL_BITS,
         )
     )
 

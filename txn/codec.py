@@ -111,6 +111,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 commit=record.commit,
                 commit_ts=record.commit_ts,
                 recover=record.recover,
+                asker_ts=record.asker_ts,
             )
         )
     if isinstance(record, Finish):
@@ -127,7 +128,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
             )
         )
     if isinstance(record, Prevent):
-        return pb.TxnCommand(prevent=pb.Prevent(txn_id=record.txn_id))
+        return pb.TxnCommand(prevent=pb.Prevent(txn_id=record.txn_id, asker_ts=record.asker_ts))
     raise TypeError(f"not a transaction command: {record!r}")
 
 
@@ -177,6 +178,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             commit=d.commit,
             commit_ts=d.commit_ts,
             recover=d.recover,
+            asker_ts=d.asker_ts,
         )
     if which == "finish":
         return Finish(txn_id=msg.finish.txn_id)
@@ -191,7 +193,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             read_ranges=_ranges(c.read_ranges),
         )
     if which == "prevent":
-        return Prevent(txn_id=msg.prevent.txn_id)
+        return Prevent(txn_id=msg.prevent.txn_id, asker_ts=msg.prevent.asker_ts)
     raise MalformedTxnRecord("transaction command without an operation")
 
 
@@ -269,6 +271,7 @@ def encode_result(result: TxnResult) -> bytes:
     elif isinstance(result, PreventResult):
         msg.prevent.prepared = result.prepared
         msg.prevent.prepare_ts = result.prepare_ts
+        msg.prevent.unknown = result.unknown
     else:
         raise TypeError(f"not a transaction result: {result!r}")
     data: bytes = msg.SerializeToString()
@@ -306,7 +309,8 @@ def decode_result(data: bytes) -> TxnResult:
     if which == "purge":
         return PurgeResult(purged=msg.purge.purged, more=msg.purge.more)
     if which == "prevent":
-        return PreventResult(prepared=msg.prevent.prepared, prepare_ts=msg.prevent.prepare_ts)
+        p = msg.prevent
+        return PreventResult(prepared=p.prepared, prepare_ts=p.prepare_ts, unknown=p.unknown)
     raise MalformedTxnRecord("transaction result without a result")
 
 

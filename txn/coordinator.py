@@ -46,6 +46,14 @@ D3. A recovery Decide (`recover`, always an abort) that finds no decision but th
     max(prepare_ts) when all are prepared, `abort` when one never will be. Without the
     PREPARE here, the recorded abort also stops any later Prepare here (rule P2), so no set
     of yes votes can ever be complete.
+D4. A recovery Decide whose `asker_ts` (at or below every timestamp a commit record of the
+    txn carries: the asking participant's prepare_ts, a client's start time) is below this
+    group's purge mark, and that finds neither a decision nor a PREPARE, records nothing and
+    answers `pending`: the group may have purged the txn's commit record (rule G1), so "no
+    record" no longer proves "never committed", and recording ABORT could split a committed
+    transaction. The txn stays in doubt instead. (A commit record's decided_ts is at least
+    its commit_ts, itself at least every prepare_ts; a record decided at or after
+    `asker_ts` is never purged below it.)
 F1. Finish marks the decision finished; without a record, or already finished, a no-op.
 G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
     order they finished, stopping at the first one decided later (and after
@@ -113,12 +121,15 @@ def decision_state(info: DecisionInfo | None) -> DecisionState:
 
 
 def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
-    """Rules D1-D3: record `cmd`'s decision unless one exists (or, for a recovery abort,
+    """Rules D1-D4: record `cmd`'s decision unless one exists (or, for a recovery abort,
     this group holds the txn's PREPARE), resolve this group's own prepared part with the
     recorded decision; answer the recorded one."""
     existing = store.decision(cmd.txn_id)
-    if existing is None and cmd.recover and store.prepared(cmd.txn_id) is not None:
-        return DecisionResult(committed=False, pending=True)
+    if existing is None and cmd.recover:
+        if store.prepared(cmd.txn_id) is not None:  # D3
+            return DecisionResult(committed=False, pending=True)
+        if 0 < cmd.asker_ts < store.purge_mark():  # D4
+            return DecisionResult(committed=False, pending=True)
     if existing is not None:
         result = DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
     else:

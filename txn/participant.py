@@ -67,6 +67,11 @@ V1. Prevent (recovery, sent by the coordinator group's leader): with a prepared 
     decision (finished, as O3) unless one exists, so every later Prepare of the txn here is
     refused (P2), and answer "not prepared". Logged, so the answer holds against every
     Prepare ordered after it.
+V2. As coordinator rule D4: a Prevent whose `asker_ts` (the coordinator's prepare_ts) is
+    below this group's purge mark, and that finds neither a prepared record nor a decision
+    record, records nothing and answers `unknown`: the record of a commit resolved here may
+    have been purged (a group down longer than the retention window), and an abort recorded
+    now would split the transaction. The coordinator's leader asks again later.
 W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a prepared
     transaction scanned (P6), is refused (phase "write").
 
@@ -372,12 +377,14 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
 
 
 def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
-    """Rule V1: report the txn's PREPARE here, or make sure it never happens here."""
+    """Rules V1-V2: report the txn's PREPARE here, or make sure it never happens here."""
     info = store.prepared(cmd.txn_id)
     if info is not None:
         return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
     decided = store.decision(cmd.txn_id)
     if decided is None:
+        if 0 < cmd.asker_ts < store.purge_mark():
+            return PreventResult(prepared=False, unknown=True)
         _record_outcome(store, cmd.txn_id, False, 0, ts)
     elif decided.committed:
         return PreventResult(prepared=True, prepare_ts=decided.commit_ts)

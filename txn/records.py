@@ -196,6 +196,7 @@ class Decide:
     commit: bool
     commit_ts: int = 0
     recover: bool = False
+    asker_ts: int = 0
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
@@ -242,9 +243,13 @@ class CommitOnePhase:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prevent:
-    """Recovery at a participant: report the PREPARE of the txn here, or forbid it."""
+    """Recovery at a participant: report the PREPARE of the txn here, or forbid it.
+
+    `asker_ts`: at or below every timestamp a commit record of the txn carries (rule V2).
+    """
 
     txn_id: bytes
+    asker_ts: int = 0
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
@@ -329,10 +334,12 @@ class PurgeResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreventResult:
-    """The txn is prepared here at `prepare_ts`, or (`prepared` False) never will be."""
+    """The txn is prepared here at `prepare_ts`, or (`prepared` False) never will be, or
+    (`unknown`) this group may have purged the record that would say."""
 
     prepared: bool
     prepare_ts: int = 0
+    unknown: bool = False
 
 
 TxnResult = (

@@ -105,8 +105,14 @@ class TxnStore(Protocol):
 
         Stops at the first finished record decided at or after `before_ts` (records finish
         roughly in decided_ts order, and a late one is purged by a later command), or after
-        `limit` deletions. Returns (deleted, more_may_remain).
+        `limit` deletions. Raises the purge mark to `before_ts`. Returns (deleted,
+        more_may_remain).
         """
+        ...
+
+    def purge_mark(self) -> int:
+        """The largest `before_ts` purged here (0 if none): a finished record decided before
+        it may be gone, so "no record" no longer proves "never decided" below it."""
         ...
 
 
@@ -120,6 +126,7 @@ class MemTxnStore:
         self.decision_map: dict[bytes, DecisionInfo] = {}
         self.finished_queue: deque[bytes] = deque()
         self.max_ver = 0
+        self.mark = 0
 
     def latest_version(self, key: bytes) -> tuple[int, bool]:
         """(version, is_tombstone) of the newest version; (0, True) if never written."""
@@ -216,6 +223,7 @@ class MemTxnStore:
 
     def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
         """Delete finished decisions decided before `before_ts`, in finish order."""
+        self.mark = max(self.mark, before_ts)
         deleted = 0
         queue = self.finished_queue
         while queue:
@@ -229,3 +237,7 @@ class MemTxnStore:
                 del self.decision_map[info.txn_id]
                 deleted += 1
         return deleted, False
+
+    def purge_mark(self) -> int:
+        """The largest `before_ts` purged (0 if none)."""
+        return self.mark

@@ -59,24 +59,28 @@ class Resolve(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
 
 class Decide(_message.Message):
-    __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover")
+    __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     RECOVER_FIELD_NUMBER: _ClassVar[int]
+    ASKER_TS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     participants: _containers.RepeatedScalarFieldContainer[int]
     commit: bool
     commit_ts: int
     recover: bool
-    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ...) -> None: ...
+    asker_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ..., asker_ts: _Optional[int] = ...) -> None: ...
 
 class Prevent(_message.Message):
-    __slots__ = ("txn_id",)
+    __slots__ = ("txn_id", "asker_ts")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    ASKER_TS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
-    def __init__(self, txn_id: _Optional[bytes] = ...) -> None: ...
+    asker_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ...) -> None: ...
 
 class Finish(_message.Message):
     __slots__ = ("txn_id",)
@@ -151,12 +155,14 @@ class DecisionResult(_message.Message):
     def __init__(self, committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
 
 class PreventResult(_message.Message):
-    __slots__ = ("prepared", "prepare_ts")
+    __slots__ = ("prepared", "prepare_ts", "unknown")
     PREPARED_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     prepared: bool
     prepare_ts: int
-    def __init__(self, prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
+    unknown: bool
+    def __init__(self, prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ...) -> None: ...
 
 class ResolveResult(_message.Message):
     __slots__ = ("found", "versions_written")

@@ -225,6 +225,8 @@ class _Txn:
         self.result = TxnResult(txn_id=client.new_txn_id())
         self.read_deadline = 0.0
         self.votes: dict[int, int | None] = {}
+        # The ts of the Prepares: below every prepare_ts, so a valid asker_ts (rule D4).
+        self.prepare_ts_sent = 0
         self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem], list[kv.KeyRange]]] = {}
         self.finished = False
         # Half the transactions read for update (leader-local update locks, wound-wait);
@@ -401,6 +403,7 @@ class _Txn:
 
     def _prepare_all(self, ts: int) -> None:
         res = self.result
+        self.prepare_ts_sent = ts
         for group in res.participants:
             reads, writes, ranges = self.parts[group]
             op = kv.PrepareRequest(
@@ -461,7 +464,11 @@ class _Txn:
         res = self.result
         recover = "abort_without_recovery" not in self.c.mutations
         op = kv.DecideRequest(
-            txn_id=res.txn_id, participants=res.participants, commit=False, recover=recover
+            txn_id=res.txn_id,
+            participants=res.participants,
+            commit=False,
+            recover=recover,
+            asker_ts=self.prepare_ts_sent,
         )
         self.c._header(op.header, res.coordinator)
         self.c.t.call(

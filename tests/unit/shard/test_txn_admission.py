@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, header, put
+from tests.unit.shard.test_node_core import OneNode, header, prepare_request, put
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
 
@@ -67,3 +67,30 @@ def test_a_recovery_abort_without_participants_is_still_taken() -> None:
     node = OneNode()
     answer = node.call(decide([], commit=False))
     assert answer.decide.error.code == kv.OK
+
+
+def test_a_commit_whose_record_was_purged_while_the_coordinator_was_away_stays_in_doubt() -> None:
+    """Rules D4/V2 end to end (found by review): group 2 was resolved by the commit, then
+    group 1 (the coordinator, still prepared) could not reach anyone for longer than the
+    retention window, and group 2 purged its record meanwhile. Recovery must not record an
+    abort over the commit: the transaction stays in doubt, both parts as they were."""
+    node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
+    votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
+    commit_ts = max(v.prepare_ts for v in votes)
+    resolve = kv.ResolveRequest(header=header(2), txn_id=b"t1", commit=True, commit_ts=commit_ts)
+    assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    assert node.core.hosts[2].shard.decision(b"t1") is not None
+    for _ in range(40):  # 200 s in which group 1's recovery requests reach nobody
+        node.advance(5.0, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, _request, done in outbound:
+            done(None)
+    assert node.core.hosts[2].shard.decision(b"t1") is None  # purged
+    for _ in range(40):  # now it reaches group 2 again
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            done(node.call(request))
+    coordinator = node.core.hosts[1].shard
+    assert coordinator.decision(b"t1") is None and coordinator.prepared(b"t1") is not None
+    assert node.core.hosts[2].shard.get(b"zebra", None) is not None

@@ -369,6 +369,46 @@ def test_v1_prevent_forbids_every_later_prepare(h: Harness) -> None:
     assert h.txn(PurgeDecisions(before_ts=31)).txn == PurgeResult(purged=1)  # purgeable
 
 
+def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harness) -> None:
+    """The other participant was down longer than the retention window: this group (the
+    coordinator) resolved its part by the commit and purged that record since. "No record,
+    no PREPARE" must not become an abort: the other part would abort, this one stays
+    written (found by review)."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+    assert h.txn(PurgeDecisions(before_ts=1_000)).txn == PurgeResult(purged=1)
+    asked = Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True, asker_ts=ts)
+    r = h.txn(asked, 2_000)
+    assert r.txn == DecisionResult(committed=False, pending=True)
+    assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
+    # An asker at or above the mark proves no commit record of it was purged: abort.
+    recent = Decide(txn_id=T2, participants=(3, 4), commit=False, recover=True, asker_ts=1_000)
+    assert h.txn(recent, 2_001).txn == DecisionResult(committed=False)
+    # No claim (an older client): as before the mark existed.
+    old = Decide(txn_id=T3, participants=(3, 4), commit=False, recover=True)
+    assert h.txn(old, 2_002).txn == DecisionResult(committed=False)
+
+
+def test_v2_prevent_after_the_commit_record_was_purged_answers_unknown(h: Harness) -> None:
+    """The mirror case: the coordinator group was down longer than the retention window,
+    this participant resolved its part by the commit and purged that record since."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+    assert h.txn(PurgeDecisions(before_ts=1_000)).txn == PurgeResult(purged=1)
+    r = h.txn(Prevent(txn_id=T1, asker_ts=ts), 2_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True)
+    assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
+    assert h.txn(Prevent(txn_id=T2, asker_ts=1_000), 2_001).txn == PreventResult(prepared=False)
+    assert h.decision(T2) is not None
+
+
+def test_g1_the_purge_mark_only_rises(h: Harness) -> None:
+    h.txn(PurgeDecisions(before_ts=500))
+    h.txn(PurgeDecisions(before_ts=300))
+    r = h.txn(Prevent(txn_id=T1, asker_ts=400), 1_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True)
+
+
 def test_f1_finish_marks_the_decision_finished(h: Harness) -> None:
     assert h.txn(Finish(txn_id=T1)).txn is None  # no record: no-op
     h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=5), 5)
