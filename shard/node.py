@@ -73,10 +73,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, Role
-from paxos.messages import Message
+from paxos.messages import InstallSnapshot, Message
 from paxos.storage import DurableState
 from router import kv_pb2 as kv
 from router.codec import encode_meta_command
+from router.errors import RouterError
 from router.meta import Bootstrap, MetaStateMachine
 from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
@@ -165,6 +166,10 @@ class App(Protocol):
 
     def restore(self, index: int, data: bytes, batch: EngineBatch) -> None: ...
 
+    def snapshot_index(self, data: bytes) -> int:
+        """The index snapshot `data` covers; raises ShardError or RouterError if corrupt."""
+        ...
+
 
 class MetaApp:
     """The meta group's state machine, persisted as one snapshot record per applied batch."""
@@ -191,6 +196,17 @@ class MetaApp:
     def restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
         self.machine.restore(index, data)
         batch.put(self._key, data)
+
+    def snapshot_index(self, data: bytes) -> int:
+        return _meta_index(data)
+
+
+def _restorable(app: App, msg: InstallSnapshot) -> bool:
+    """Whether a snapshot from the wire is intact and covers the index it claims."""
+    try:
+        return app.snapshot_index(msg.data) == msg.index
+    except (ShardError, RouterError):
+        return False
 
 
 def _meta_index(data: bytes) -> int:
@@ -382,6 +398,8 @@ class NodeCore:
         self._delayed: list[tuple[int, _Pending, kv.Response]] = []
         #: Requests for other groups; the shell sends them and calls back with the response.
         self.outbound: list[Outbound] = []
+        # InstallSnapshot messages dropped because their snapshot would not restore.
+        self.snapshots_refused = 0
 
     # ------------------------------------------------------------------ state
 
@@ -475,6 +493,10 @@ class NodeCore:
         host = self.hosts.get(group_id)
         if host is None:
             return False
+        if isinstance(msg, InstallSnapshot) and not _restorable(host.app, msg):
+            # Met in the apply, it would stop the node's loop; the leader sends another.
+            self.snapshots_refused += 1
+            return True
         host.replica.step(msg)
         return True
 

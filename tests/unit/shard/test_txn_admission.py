@@ -1,4 +1,5 @@
-"""Node rule 4 for transaction requests: the groups a Prepare or Decide names must exist.
+"""Node rule 4 for what arrives from outside: the groups a Prepare or Decide names must
+exist, and a snapshot from a peer must restore.
 
 Found by review: a Decide naming 200,000 groups that do not exist was recorded and
 delivered forever (20,000 of them kept a real cluster's leaders churning), and a Prepare
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, header, prepare_request, put
+from tests.unit.shard.test_node_core import OneNode, ThreeNodes, header, prepare_request, put
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
 
@@ -94,3 +96,21 @@ def test_a_commit_whose_record_was_purged_while_the_coordinator_was_away_stays_i
     coordinator = node.core.hosts[1].shard
     assert coordinator.decision(b"t1") is None and coordinator.prepared(b"t1") is not None
     assert node.core.hosts[2].shard.get(b"zebra", None) is not None
+
+
+@pytest.mark.parametrize("group", [0, 1])
+def test_a_snapshot_that_would_not_restore_is_dropped_on_arrival(group: int) -> None:
+    """Found by review: a forged InstallSnapshot with garbage stopped the node's loop when
+    the apply met it. It is dropped where it arrives; the node goes on."""
+    nodes = ThreeNodes()
+    leader = nodes.leader(group)
+    follower = next(i for i in nodes.cores if i != leader)
+    core = nodes.cores[follower]
+    ballot = nodes.cores[leader].hosts[group].replica.status().promised
+    for data in (b"\xff garbage", core.hosts[group].app.snapshot()):
+        index = core.hosts[group].app.applied_index + 50  # the real one claims another index
+        msg = InstallSnapshot(src=leader, dst=follower, ballot=ballot, index=index, data=data)
+        assert core.step(group, msg)
+    assert core.snapshots_refused == 2
+    nodes.advance(0.2)
+    assert nodes.call(nodes.leader(1), put(b"apple", b"red")).put.error.code == kv.OK
