@@ -256,6 +256,7 @@ class LocalCluster:
             )
         self.config = ClusterConfig(
             cluster_id=cluster_id or f"local-{secrets.token_hex(3)}",
+            peer_secret=secrets.token_hex(16),
             nodes=tuple(
                 NodeConfig(id=i, name=f"n{i}", address=f"{host}:{port}")
                 for i, port in enumerate(self._pick_ports(node_count), start=1)

@@ -4,6 +4,8 @@ Example::
 
     cluster_id = "demo"
     data_dir = "/var/lib/paxoskv"          # each node uses data_dir/<node name>
+    peer_secret = "3f9c...e1"              # optional, >= 16 characters: nodes present it to
+                                           # each other (the peer service shares the client port)
 
     [[nodes]]
     id = 1
@@ -43,6 +45,7 @@ from typing import Any
 #: txn_status(settle=True) records an abort where it finds no decision, for transactions up
 #: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
 MIN_DECISION_RETENTION_S = 120
+MIN_PEER_SECRET_CHARS = 16
 
 
 class ConfigError(ValueError):
@@ -86,6 +89,8 @@ class ClusterConfig:
     max_clock_offset_ms: int | None = None
     resolve_after_ms: int = 1000
     decision_retention_s: int = 600
+    #: Shared by the nodes, presented on every peer stream ("" = peer streams unauthenticated).
+    peer_secret: str = ""
 
     @property
     def clock_offset_ms(self) -> int:
@@ -150,12 +155,18 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     """Validate a parsed TOML document; every unknown key is refused with its name."""
     _refuse_unknown(
         raw,
-        {"cluster_id", "data_dir", "nodes", "shards", "paxos", "client", "txn"},
+        {"cluster_id", "data_dir", "peer_secret", "nodes", "shards", "paxos", "client", "txn"},
         "the top level",
     )
     cluster_id = _get(raw, "cluster_id", str, "")
     if not cluster_id:
         raise ConfigError("cluster_id must not be empty")
+    peer_secret = _get(raw, "peer_secret", str, "", "")
+    if peer_secret and len(peer_secret) < MIN_PEER_SECRET_CHARS:
+        raise ConfigError(
+            f"peer_secret must be at least {MIN_PEER_SECRET_CHARS} characters "
+            f"(e.g. `python -c 'import secrets; print(secrets.token_hex(16))'`)"
+        )
     nodes_raw = raw.get("nodes")
     if not isinstance(nodes_raw, list) or not nodes_raw:
         raise ConfigError("nodes must be a non-empty array of [[nodes]] tables")
@@ -236,6 +247,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         )
     return ClusterConfig(
         cluster_id=cluster_id,
+        peer_secret=peer_secret,
         max_clock_offset_ms=offset,
         resolve_after_ms=resolve_after,
         decision_retention_s=retention,
@@ -250,7 +262,10 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
 
 def render_config(config: ClusterConfig) -> str:
     """The TOML text of a config (what `paxoskv cluster start` writes)."""
-    lines = [f"cluster_id = {config.cluster_id!r}", f"data_dir = {config.data_dir!r}", ""]
+    lines = [f"cluster_id = {config.cluster_id!r}", f"data_dir = {config.data_dir!r}"]
+    if config.peer_secret:
+        lines.append(f"peer_secret = {config.peer_secret!r}")
+    lines.append("")
     for node in config.nodes:
         lines += ["[[nodes]]", f"id = {node.id}", f"name = {node.name!r}"]
         lines += [f"address = {node.address!r}"]

@@ -83,7 +83,7 @@ class NodeRuntime:
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)
         self.links = {
-            n.id: PeerLink(config.cluster_id, node.id, n.id, n.address)
+            n.id: PeerLink(config.cluster_id, node.id, n.id, n.address, config.peer_secret)
             for n in config.nodes
             if n.id in peer_ids
         }
@@ -105,7 +105,10 @@ class NodeRuntime:
             self.server,
         )
         peer_pb2_grpc.add_PeerServicer_to_server(
-            PeerServicer(config.cluster_id, node.id, set(self.links), self._deliver), self.server
+            PeerServicer(
+                config.cluster_id, node.id, set(self.links), self._deliver, config.peer_secret
+            ),
+            self.server,
         )
 
     # ------------------------------------------------------------------ inputs

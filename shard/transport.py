@@ -3,12 +3,18 @@
 Sending never blocks and never raises: messages queue per peer and a writer task drains the
 whole queue into one PeerBatch per stream write. A broken stream is reopened with capped
 exponential backoff; what was queued meanwhile is dropped (Paxos retransmits what matters).
+
+The Peer service shares the client port, so a cluster with a `peer_secret` makes every
+stream present it (gRPC metadata, compared in constant time): without it, anyone who can
+reach a client port and read the cluster id from Status could send Paxos messages as a
+node. It authenticates, it does not encrypt: run the cluster on a private network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -27,13 +33,17 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 10_000),
 ]
+SECRET_HEADER = "x-paxoskv-peer-secret"
 
 
 class PeerLink:
     """The outgoing stream to one peer."""
 
-    def __init__(self, cluster_id: str, my_id: int, peer_id: int, address: str) -> None:
+    def __init__(
+        self, cluster_id: str, my_id: int, peer_id: int, address: str, secret: str = ""
+    ) -> None:
         self._cluster_id = cluster_id
+        self._metadata = ((SECRET_HEADER, secret),) if secret else None
         self._my_id = my_id
         self.peer_id = peer_id
         self.address = address
@@ -91,7 +101,7 @@ class PeerLink:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._queue.clear()
                     self._generation += 1
-                    call = stub.Exchange(self._batches(self._generation))
+                    call = stub.Exchange(self._batches(self._generation), metadata=self._metadata)
                     self.connected = True
                     try:
                         async for reply in call:
@@ -124,10 +134,14 @@ Deliver = Callable[[int, int, Message], None]
 
 
 class PeerServicer(peer_pb2_grpc.PeerServicer):
-    """Receives peers' streams; refuses other clusters and unknown nodes, drops garbage."""
+    """Receives peers' streams; refuses other clusters, unknown nodes and (when the cluster has
+    a peer secret) streams without it; drops garbage."""
 
-    def __init__(self, cluster_id: str, my_id: int, peers: set[int], deliver: Deliver) -> None:
+    def __init__(
+        self, cluster_id: str, my_id: int, peers: set[int], deliver: Deliver, secret: str = ""
+    ) -> None:
         self._cluster_id = cluster_id
+        self._secret = secret.encode()
         self._my_id = my_id
         self._peers = peers
         self._deliver = deliver
@@ -139,6 +153,15 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         request_iterator: AsyncIterator[peer_pb2.PeerBatch],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[peer_pb2.PeerReply]:
+        if self._secret:
+            presented = dict(context.invocation_metadata() or ()).get(SECRET_HEADER, "")
+            if not hmac.compare_digest(str(presented).encode(), self._secret):
+                self.refused += 1
+                log.warning("refused peer stream", extra={"reason": "bad peer secret"})
+                yield peer_pb2.PeerReply(
+                    refusal="missing or wrong peer secret (peer_secret in the cluster config)"
+                )
+                return
         async for batch in request_iterator:
             refusal = self._check(batch)
             if refusal:

@@ -23,6 +23,7 @@ from shard.config import (
 def sample() -> ClusterConfig:
     return ClusterConfig(
         cluster_id="prod-1",
+        peer_secret="0123456789abcdef0123",
         nodes=(
             NodeConfig(id=1, name="n1", address="10.0.0.1:7001"),
             NodeConfig(id=2, name="n2", address="10.0.0.2:7001", data_dir="/srv/n2"),
@@ -123,6 +124,8 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("txn.max_clock_offset_ms", -5, "txn.max_clock_offset_ms"),
         ("txn.decision_retention_s", 0, "txn.decision_retention_s"),
         ("txn.decision_retention_s", 60, "at least 120"),
+        ("peer_secret", "short", "peer_secret must be at least 16"),
+        ("peer_secret", 5, "peer_secret"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:
