@@ -903,7 +903,7 @@ class RoutingClient:
                 continue  # the map changed under us: re-plan from the cursor
             items = response.scan.items
             out.extend((item.key, item.value, item.version) for item in items)
-            if len(items) < want:
+            if len(items) < want and not response.scan.more:
                 if sub_end is None:
                     break
                 cursor = sub_end

@@ -22,6 +22,10 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_COMMAND_BYTES = MAX_KEY_BYTES * 2 + MAX_VALUE_BYTES * 2 + 1024
 """Largest encoded command (a compare-and-set carries a key, two values and framing)."""
 
+MAX_SCAN_RESPONSE_BYTES = 4 * 1024 * 1024
+"""Keys and values one scan answer carries at most (at least one item): a limit of many
+large values would otherwise pass gRPC's 64 MiB message limit and never be answered."""
+
 MAX_TS = (1 << 63) - 1
 """Largest command timestamp; keeps every version below 2**64 with room to spare."""
 

@@ -85,6 +85,7 @@ from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, Status, WrongShard
 from shard.limits import (
     MAX_BATCH_BYTES,
+    MAX_SCAN_RESPONSE_BYTES,
     MAX_TS,
     validate_command_size,
     validate_key,
@@ -1415,11 +1416,13 @@ class NodeCore:
                             )
                         )
             limit = op.limit or 1000
-            items = shard.scan(op.start, end, limit, at)
+            items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
+            size = sum(len(k) + len(v) for k, v, _ in items)
             return kv.Response(
                 id=pending.request_id,
                 scan=kv.ScanResponse(
-                    items=[kv.KeyValue(key=k, value=v, version=ver) for k, v, ver in items]
+                    items=[kv.KeyValue(key=k, value=v, version=ver) for k, v, ver in items],
+                    more=len(items) < limit and size >= MAX_SCAN_RESPONSE_BYTES,
                 ),
             )
         except WrongShard as exc:

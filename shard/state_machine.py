@@ -572,9 +572,15 @@ class ShardStateMachine:
         return value, MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
 
     def scan(
-        self, start: bytes, end: bytes | None, limit: int, at_version: int | None = None
+        self,
+        start: bytes,
+        end: bytes | None,
+        limit: int,
+        at_version: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[tuple[bytes, bytes, int]]:
-        """Up to `limit` live (key, value, version) with start <= key < end, as of `at_version`.
+        """Up to `limit` live (key, value, version) with start <= key < end, as of `at_version`,
+        stopping once their keys and values reach `max_bytes` (at least one item).
 
         `end` None is +inf and is allowed only when the shard's range is unbounded above.
 
@@ -600,6 +606,7 @@ class ShardStateMachine:
         out: list[tuple[bytes, bytes, int]] = []
         done_body = b""  # the encoded key whose visible version was already decided
         engine = self._engine
+        budget = max_bytes if max_bytes is not None else -1
         # Old versions and tombstones are skipped, so read a little more than `limit`.
         page = max(16, min(_SCAN_PAGE, 2 * limit))
         while True:
@@ -614,9 +621,14 @@ class ShardStateMachine:
                 done_body = body
                 if record_key[-1] == KIND_TOMBSTONE_INT:
                     continue
-                out.append((unescape_key(body[prefix_len:]), value, version))
+                key = unescape_key(body[prefix_len:])
+                out.append((key, value, version))
                 if len(out) >= limit:
                     return out
+                if budget >= 0:
+                    budget -= len(key) + len(value)
+                    if budget <= 0:
+                        return out
             if len(records) < page:
                 return out
             lo = records[-1][0] + b"\x00"

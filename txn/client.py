@@ -1491,7 +1491,7 @@ class AsyncClient:
             for item in items:
                 self._clock.observe(item.version)
                 out.append((item.key, item.value, item.version))
-            if len(items) < want:
+            if len(items) < want and not response.scan.more:
                 if sub_end is None:
                     return out, True
                 cursor = sub_end

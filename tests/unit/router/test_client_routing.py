@@ -126,6 +126,8 @@ class FakeCluster:
         self.hook: Hook | None = None
         self.seen: list[tuple[int, str, bytes]] = []  # (node, op kind, key) of every request
         self.map_fetches = 0
+        # As a node's MAX_SCAN_RESPONSE_BYTES: a scan answer stops at this many bytes.
+        self.scan_budget: int | None = None
 
     async def start(self) -> None:
         for node in self.nodes.values():
@@ -224,6 +226,14 @@ class FakeCluster:
                 kv.KeyValue(key=k, value=self.store[k][0], version=self.store[k][1])
                 for k in keys[: op.limit or 1000]
             ]
+            if self.scan_budget is not None:
+                size = 0
+                for n, item in enumerate(items):
+                    size += len(item.key) + len(item.value)
+                    if size >= self.scan_budget and n + 1 < len(items):
+                        items = items[: n + 1]
+                        response.scan.more = True
+                        break
             response.scan.items.extend(items)
         return response
 
@@ -393,6 +403,24 @@ async def test_operations_route_to_each_shards_leader(cluster: FakeCluster) -> N
         assert (lost.current_value, lost.current_version) == (b"new", won.version)
         absent = await client.cas(b"nope", expected_version=5, new_value=b"x")
         assert absent == absent.__class__(False, 0, None, 0)
+
+
+@with_cluster
+async def test_scan_pages_through_answers_cut_at_the_nodes_byte_budget(
+    cluster: FakeCluster,
+) -> None:
+    """A node cuts a scan answer at its byte budget and says `more`: both clients ask again
+    from after the last key instead of taking the short page for the end of the shard."""
+    keys = [bytes([c]) for c in b"abcdefhijk"]  # all in the first shard [, g) and [g, p)
+    async with client_for(cluster) as client:
+        for k in keys:
+            await client.put(k, k * 100)
+        cluster.scan_budget = 250  # two or three items per answer
+        assert [k for k, _, _ in await client.scan()] == keys
+        assert [k for k, _, _ in await client.scan(limit=5)] == keys[:5]
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as tclient:
+        assert [k for k, _ in await tclient.scan(b"a")] == keys
+        assert [k for k, _ in await tclient.scan(b"a", b"k", limit=4)] == keys[:4]
 
 
 @with_cluster

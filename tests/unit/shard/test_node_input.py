@@ -1,5 +1,6 @@
 """Node rule 4 for what arrives from outside: the groups a Prepare or Decide names must
-exist, and a snapshot from a peer must restore.
+exist, a snapshot from a peer must restore, a scan answer stays within its byte budget, and
+recovery does not take a purged record for an abort.
 
 Found by review: a Decide naming 200,000 groups that do not exist was recorded and
 delivered forever (20,000 of them kept a real cluster's leaders churning), and a Prepare
@@ -114,3 +115,19 @@ def test_a_snapshot_that_would_not_restore_is_dropped_on_arrival(group: int) -> 
     assert core.snapshots_refused == 2
     nodes.advance(0.2)
     assert nodes.call(nodes.leader(1), put(b"apple", b"red")).put.error.code == kv.OK
+
+
+def test_a_scan_answer_stops_at_the_byte_budget_and_says_more() -> None:
+    """Found by review: a scan of 70 values of 1 MiB (each within limits) made an answer over
+    gRPC's 64 MiB message limit, and it failed every time."""
+    node = OneNode()
+    mib = b"x" * (1 << 20)
+    for i in range(6):
+        assert node.call(put(b"k%d" % i, mib)).put.error.code == kv.OK
+    first = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", limit=100)))
+    assert [i.key for i in first.scan.items] == [b"k0", b"k1", b"k2", b"k3"]
+    assert first.scan.more
+    rest = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k3\x00", limit=100)))
+    assert [i.key for i in rest.scan.items] == [b"k4", b"k5"] and not rest.scan.more
+    small = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", limit=2)))
+    assert len(small.scan.items) == 2 and not small.scan.more
