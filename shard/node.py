@@ -563,6 +563,7 @@ class NodeCore:
         try:
             if kind == "scan":
                 end = op.end if op.HasField("end") else None
+                validate_range(op.start, end or b"")
                 inside = op.start >= desc.start and (
                     end is None or desc.end is None or end <= desc.end
                 )
@@ -613,8 +614,11 @@ class NodeCore:
                     _check_update_lock(op)
                 if kind == "put":
                     validate_value(op.value)
-                elif kind == "cas" and op.WhichOneof("action") == "new_value":
-                    validate_value(op.new_value)
+                elif kind == "cas":
+                    if op.WhichOneof("action") == "new_value":
+                        validate_value(op.new_value)
+                    if op.WhichOneof("expect") == "expected_value":
+                        validate_value(op.expected_value)
         except WrongShard as exc:
             raise _Refusal(
                 _error(kv.WRONG_SHARD, str(exc), map_version=shard_map.version)

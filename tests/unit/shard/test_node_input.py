@@ -131,3 +131,24 @@ def test_a_scan_answer_stops_at_the_byte_budget_and_says_more() -> None:
     assert [i.key for i in rest.scan.items] == [b"k4", b"k5"] and not rest.scan.more
     small = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", limit=2)))
     assert len(small.scan.items) == 2 and not small.scan.more
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=b"a" * 5000)),
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=b"a", end=b"b" * 5000)),
+        kv.Request(
+            cas=kv.CasRequest(
+                header=header(1), key=b"a", expected_value=b"v" * (2 << 20), new_value=b"w"
+            )
+        ),
+    ],
+    ids=["scan start", "scan end", "cas expected value"],
+)
+def test_an_oversized_bound_or_expected_value_is_refused_as_such(request_: kv.Request) -> None:
+    node = OneNode()
+    answer = node.call(request_)
+    error = getattr(answer, answer.WhichOneof("result")).error
+    assert error.code == kv.LIMIT_EXCEEDED
+    assert "range" in error.message or "value is" in error.message, error.message
