@@ -8,12 +8,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GroupMessage(_message.Message):
-    __slots__ = ("group_id", "message")
+    __slots__ = ("group_id", "message", "part")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
     group_id: int
     message: _paxos_pb2.PaxosMessage
-    def __init__(self, group_id: _Optional[int] = ..., message: _Optional[_Union[_paxos_pb2.PaxosMessage, _Mapping]] = ...) -> None: ...
+    part: SnapshotPart
+    def __init__(self, group_id: _Optional[int] = ..., message: _Optional[_Union[_paxos_pb2.PaxosMessage, _Mapping]] = ..., part: _Optional[_Union[SnapshotPart, _Mapping]] = ...) -> None: ...
+
+class SnapshotPart(_message.Message):
+    __slots__ = ("offset", "total", "data")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    total: int
+    data: bytes
+    def __init__(self, offset: _Optional[int] = ..., total: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
     __slots__ = ("cluster_id", "from_node", "messages")

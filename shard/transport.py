@@ -22,8 +22,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import grpc
 
 from paxos import codec as paxos_codec
-from paxos.messages import Message
+from paxos.messages import InstallSnapshot, Message
 from shard import peer_pb2, peer_pb2_grpc
+from shard.peer_parts import SnapshotAssembler, group_messages, take_batch
 
 log = logging.getLogger("paxoskv.transport")
 
@@ -59,9 +60,7 @@ class PeerLink:
         if len(self._queue) >= MAX_QUEUED:
             return
         for msg in msgs:
-            self._queue.append(
-                peer_pb2.GroupMessage(group_id=group_id, message=paxos_codec.to_proto(msg))
-            )
+            self._queue.extend(group_messages(group_id, msg))
         self._wake.set()
 
     def start(self) -> None:
@@ -84,12 +83,11 @@ class PeerLink:
             if generation != self._generation:
                 return
             self._wake.clear()
-            if not self._queue:
-                continue
-            messages, self._queue = self._queue, []
-            yield peer_pb2.PeerBatch(
-                cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
-            )
+            while self._queue and generation == self._generation:
+                messages, self._queue = take_batch(self._queue)
+                yield peer_pb2.PeerBatch(
+                    cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
+                )
 
     async def _run(self) -> None:
         attempt = 0
@@ -162,6 +160,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                     refusal="missing or wrong peer secret (peer_secret in the cluster config)"
                 )
                 return
+        assembler = SnapshotAssembler()
         async for batch in request_iterator:
             refusal = self._check(batch)
             if refusal:
@@ -178,6 +177,14 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 if msg.src != batch.from_node or msg.dst != self._my_id:
                     self.malformed += 1
                     continue
+                if item.HasField("part"):
+                    if not isinstance(msg, InstallSnapshot):
+                        self.malformed += 1
+                        continue
+                    whole = assembler.add(item.group_id, msg, item.part)
+                    if whole is None:
+                        continue
+                    msg = whole
                 self._deliver(batch.from_node, item.group_id, msg)
 
     def _check(self, batch: peer_pb2.PeerBatch) -> str:

@@ -1,0 +1,104 @@
+"""Peer messages within gRPC's message limit: snapshots in parts, batches bounded in bytes.
+
+A shard's snapshot holds all of its data, so it outgrows one gRPC message (64 MiB here)
+long before the shard is large: sent whole, it failed every time, broke the stream it was
+on (with the other groups' heartbeats queued behind it), and a lagging replica never caught
+up. So an InstallSnapshot larger than PART_BYTES travels as parts, each a GroupMessage with
+the snapshot's header and one slice, and a PeerBatch stops growing at BATCH_BYTES. The
+receiving stream reassembles the parts in order and delivers one InstallSnapshot; the
+Paxos core never sees a part. Parts travel in order on one stream; a part out of order (or
+a stream that breaks) drops what was gathered, and the leader sends the snapshot again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from paxos import codec as paxos_codec
+from paxos.messages import InstallSnapshot, Message
+from shard import peer_pb2
+
+PART_BYTES = 4 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
+# A claimed snapshot size beyond this is not gathered (memory is the receiver's).
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024 * 1024
+
+
+def group_messages(group_id: int, msg: Message) -> list[peer_pb2.GroupMessage]:
+    """`msg` as the GroupMessages that carry it: one, or a large snapshot's parts."""
+    if not isinstance(msg, InstallSnapshot) or len(msg.data) <= PART_BYTES:
+        return [peer_pb2.GroupMessage(group_id=group_id, message=paxos_codec.to_proto(msg))]
+    header = paxos_codec.to_proto(dataclasses.replace(msg, data=b""))
+    data = msg.data
+    total = len(data)
+    return [
+        peer_pb2.GroupMessage(
+            group_id=group_id,
+            message=header,
+            part=peer_pb2.SnapshotPart(
+                offset=offset, total=total, data=data[offset : offset + PART_BYTES]
+            ),
+        )
+        for offset in range(0, total, PART_BYTES)
+    ]
+
+
+def take_batch(
+    queue: Sequence[peer_pb2.GroupMessage],
+) -> tuple[list[peer_pb2.GroupMessage], list[peer_pb2.GroupMessage]]:
+    """The first messages of `queue` up to BATCH_BYTES (at least one), and the rest."""
+    size = 0
+    for n, item in enumerate(queue):
+        size += item.ByteSize()
+        if size >= BATCH_BYTES:
+            return list(queue[: n + 1]), list(queue[n + 1 :])
+    return list(queue), []
+
+
+@dataclasses.dataclass(slots=True)
+class _Gathering:
+    header: InstallSnapshot
+    total: int
+    parts: list[bytes]
+    size: int = 0
+
+
+class SnapshotAssembler:
+    """Gathers the parts of the snapshots arriving on one stream, one per group at a time."""
+
+    def __init__(self) -> None:
+        self._gathering: dict[int, _Gathering] = {}
+        self.dropped = 0
+
+    def add(
+        self, group_id: int, header: InstallSnapshot, part: peer_pb2.SnapshotPart
+    ) -> InstallSnapshot | None:
+        """The whole snapshot once its last part is in; None before. A part that does not
+        continue what was gathered (another snapshot, a gap) starts over or is dropped."""
+        state = self._gathering.get(group_id)
+        if part.offset == 0:
+            if part.total > MAX_SNAPSHOT_BYTES:
+                self.dropped += 1
+                self._gathering.pop(group_id, None)
+                return None
+            state = _Gathering(header=header, total=part.total, parts=[])
+            self._gathering[group_id] = state
+        elif (
+            state is None
+            or state.header != header
+            or state.total != part.total
+            or state.size != part.offset
+        ):
+            self.dropped += 1
+            self._gathering.pop(group_id, None)
+            return None
+        state.parts.append(part.data)
+        state.size += len(part.data)
+        if state.size < state.total:
+            return None
+        del self._gathering[group_id]
+        if state.size != state.total:
+            self.dropped += 1
+            return None
+        return dataclasses.replace(state.header, data=b"".join(state.parts))
