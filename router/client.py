@@ -5,7 +5,8 @@ Theory of operation
 The client keeps a `RoutingCache` (the newest shard map it has seen and a leader guess per
 group) and, per node address, one `_Connection`: one gRPC channel carrying ONE long-lived
 `Batch` stream. Requests of every concurrent caller are queued on the connection; a writer
-task drains the whole queue into one `RequestBatch` per stream write, and a reader task
+task drains the queue into one `RequestBatch` per stream write (up to WRITE_BYTES: a batch
+of large values would pass gRPC's message limit and fail every request in it), and a reader task
 resolves each caller's future by request id from the `ResponseBatch`es the node sends back.
 A gRPC message costs ~200 µs of CPU per side here (REFERENCE.md), so under load many
 operations share one message each way; a single caller still gets one message per op.
@@ -73,6 +74,9 @@ __all__ = [
     "RoutingClient",
     "parse_seeds",
 ]
+
+# One stream write carries requests up to this many bytes (at least one request).
+WRITE_BYTES = 8 * 1024 * 1024
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -270,7 +274,9 @@ class _Connection:
                     break
                 if not self._queue:
                     continue
-                batch, self._queue = self._queue, []
+                batch, self._queue = _take_write(self._queue)
+                if self._queue:
+                    self._wake.set()  # the rest goes in the next write
                 calls = [c for c in batch if not (c.abandoned or c.future.done())]
                 if not calls:
                     continue
@@ -929,3 +935,13 @@ class RoutingClient:
                 return NodeStatus(node.node_id, node.name, node.client_addr, None, error)
 
         return list(await asyncio.gather(*(one(n) for n in nodes)))
+
+
+def _take_write(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+    """The first calls of `queue` up to WRITE_BYTES (at least one), and the rest."""
+    size = 0
+    for n, call in enumerate(queue):
+        size += call.request.ByteSize()
+        if size >= WRITE_BYTES:
+            return queue[: n + 1], queue[n + 1 :]
+    return queue, []

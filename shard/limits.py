@@ -6,8 +6,6 @@ apply time (a command that somehow got chosen past the node applies as an error 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from shard.errors import InvalidArgument, LimitExceeded
 
 MAX_KEY_BYTES = 4 * 1024
@@ -15,9 +13,6 @@ MAX_KEY_BYTES = 4 * 1024
 
 MAX_VALUE_BYTES = 1024 * 1024
 """Largest value, in bytes. Empty values are allowed."""
-
-MAX_BATCH_BYTES = 4 * 1024 * 1024
-"""Largest sum of encoded command sizes in one client batch."""
 
 MAX_COMMAND_BYTES = MAX_KEY_BYTES * 2 + MAX_VALUE_BYTES * 2 + 1024
 """Largest encoded command (a compare-and-set carries a key, two values and framing)."""
@@ -58,13 +53,6 @@ def validate_command_size(command: bytes) -> None:
     """Raise `LimitExceeded` for one encoded command over MAX_COMMAND_BYTES."""
     if len(command) > MAX_COMMAND_BYTES:
         raise LimitExceeded("command", len(command), MAX_COMMAND_BYTES, "MAX_COMMAND_BYTES")
-
-
-def validate_batch(commands: Iterable[bytes]) -> None:
-    """Raise `LimitExceeded` when the encoded commands sum to more than MAX_BATCH_BYTES."""
-    total = sum(len(c) for c in commands)
-    if total > MAX_BATCH_BYTES:
-        raise LimitExceeded("batch", total, MAX_BATCH_BYTES, "MAX_BATCH_BYTES")
 
 
 def validate_ts(ts: int) -> None:

@@ -84,7 +84,7 @@ from shard import codec
 from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, Status, WrongShard
 from shard.limits import (
-    MAX_BATCH_BYTES,
+    MAX_COMMAND_BYTES,
     MAX_SCAN_RESPONSE_BYTES,
     MAX_TS,
     validate_command_size,
@@ -586,12 +586,13 @@ class NodeCore:
                     if desc.end is not None and (not key_range.end or key_range.end > desc.end):
                         raise WrongShard(key_range.end, desc.start, desc.end)
                     size += len(key_range.start) + len(key_range.end)
-                if size > MAX_BATCH_BYTES:
+                if size > MAX_COMMAND_BYTES:
                     raise _Refusal(
                         _error(
                             kv.LIMIT_EXCEEDED,
                             f"transaction part is {size} bytes, over the limit of "
-                            f"{MAX_BATCH_BYTES} bytes per group; split the transaction",
+                            f"{MAX_COMMAND_BYTES} bytes per group (MAX_COMMAND_BYTES); split the "
+                            "transaction",
                         )
                     )
                 _check_txn_id(op.txn_id)

@@ -9,6 +9,7 @@ import grpc
 
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc, router_pb2
+from router.client import WRITE_BYTES
 from router.codec import encode_shard_map
 from shard import __version__
 from shard.node import READ_KINDS, NodeCore
@@ -122,10 +123,14 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             while True:
                 item = await answers.get()
                 responses = []
+                size = 0
                 while True:
                     if item is not None:
                         responses.append(item)
-                    if answers.empty():
+                        size += item.ByteSize()
+                    if answers.empty() or size >= WRITE_BYTES:
+                        # Past WRITE_BYTES the rest waits for the next write: a batch of
+                        # large values would pass gRPC's message limit and fail them all.
                         break
                     item = answers.get_nowait()
                 outstanding -= len(responses)

@@ -32,6 +32,7 @@ from router.client_errors import (
     WrongCluster,
 )
 from router.codec import encode_shard_map
+from shard.transport import GRPC_OPTIONS
 
 CLUSTER = "test"
 DROP = "drop"  # swallow the request: no answer
@@ -76,7 +77,7 @@ class FakeNode(kv_pb2_grpc.KVServicer):
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=GRPC_OPTIONS)  # a node's message limits
         kv_pb2_grpc.add_KVServicer_to_server(self, self.server)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
         await self.server.start()
@@ -403,6 +404,19 @@ async def test_operations_route_to_each_shards_leader(cluster: FakeCluster) -> N
         assert (lost.current_value, lost.current_version) == (b"new", won.version)
         absent = await client.cas(b"nope", expected_version=5, new_value=b"x")
         assert absent == absent.__class__(False, 0, None, 0)
+
+
+@with_cluster
+async def test_concurrent_large_writes_go_in_writes_under_the_message_limit(
+    cluster: FakeCluster,
+) -> None:
+    """80 puts of 1 MiB at once: drained into one stream write they made an 80 MiB message,
+    over gRPC's limit, and every one of them failed."""
+    async with client_for(cluster, timeout_s=20.0) as client:
+        keys = [b"k%02d" % i for i in range(80)]
+        await asyncio.gather(*(client.put(k, b"v" * (1 << 20)) for k in keys))
+        assert sorted(cluster.store) == keys
+        assert client.stats()["messages_out"] >= 10
 
 
 @with_cluster

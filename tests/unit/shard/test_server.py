@@ -33,3 +33,26 @@ def test_an_unanswered_write_is_outcome_unknown() -> None:
 def test_an_unanswered_read_is_unavailable() -> None:
     for method, request in (("Get", kv.GetRequest(key=b"k")), ("Scan", kv.ScanRequest())):
         assert call(method, request).error.code == kv.UNAVAILABLE
+
+
+def test_answers_of_large_values_go_in_writes_under_the_message_limit() -> None:
+    """80 answers of 1 MiB each, ready at once: one ResponseBatch would be 80 MiB, over
+    gRPC's message limit, and the whole stream would fail."""
+    value = b"v" * (1 << 20)
+
+    def answer(request: kv.Request, reply: Any) -> None:
+        reply(kv.Response(id=request.id, get=kv.GetResponse(found=True, value=value)))
+
+    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(
+            requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(1, 81)]
+        )
+
+    async def run() -> list[kv.ResponseBatch]:
+        return [batch async for batch in servicer.Batch(requests(), None)]  # type: ignore[arg-type]
+
+    batches = asyncio.run(run())
+    assert sorted(r.id for b in batches for r in b.responses) == list(range(1, 81))
+    assert max(b.ByteSize() for b in batches) < 10 << 20

@@ -22,11 +22,9 @@ from shard.codec import (
 )
 from shard.errors import InvalidArgument, LimitExceeded, MalformedCommand, Status
 from shard.limits import (
-    MAX_BATCH_BYTES,
     MAX_KEY_BYTES,
     MAX_TS,
     MAX_VALUE_BYTES,
-    validate_batch,
     validate_command_size,
     validate_key,
     validate_ts,
@@ -46,14 +44,11 @@ def test_key_limits() -> None:
     assert info.value.status is Status.LIMIT_EXCEEDED
 
 
-def test_value_batch_and_ts_limits() -> None:
+def test_value_command_and_ts_limits() -> None:
     validate_value(b"")
     validate_value(b"v" * MAX_VALUE_BYTES)
     with pytest.raises(LimitExceeded, match="MAX_VALUE_BYTES"):
         validate_value(b"v" * (MAX_VALUE_BYTES + 1))
-    validate_batch([b"x" * MAX_VALUE_BYTES] * 4)
-    with pytest.raises(LimitExceeded, match=f"batch is {MAX_BATCH_BYTES + 1} bytes"):
-        validate_batch([b"x" * MAX_VALUE_BYTES] * 4 + [b"x"])
     with pytest.raises(LimitExceeded, match="MAX_COMMAND_BYTES"):
         validate_command_size(b"x" * (3 * MAX_VALUE_BYTES))
     validate_ts(0)
