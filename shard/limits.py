@@ -35,10 +35,11 @@ def validate_key(key: bytes) -> None:
 
 def validate_range(start: bytes, end: bytes) -> None:
     """Raise `LimitExceeded` for a range bound longer than a key may be. Empty bounds are
-    fine (an empty start is the first key, an empty end means no end), and an end may be one
-    byte longer than a key: a scan cut after its last key K ends at K + b"\\x00"."""
-    if len(start) > MAX_KEY_BYTES:
-        raise LimitExceeded("range start", len(start), MAX_KEY_BYTES, "MAX_KEY_BYTES")
+    fine (an empty start is the first key, an empty end means no end), and either bound may
+    be one byte longer than a key: a scan cut after its last key K ends at K + b"\\x00", and
+    the next page starts there."""
+    if len(start) > MAX_KEY_BYTES + 1:
+        raise LimitExceeded("range start", len(start), MAX_KEY_BYTES + 1, "MAX_KEY_BYTES + 1")
     if len(end) > MAX_KEY_BYTES + 1:
         raise LimitExceeded("range end", len(end), MAX_KEY_BYTES + 1, "MAX_KEY_BYTES + 1")
 

@@ -26,9 +26,9 @@ Rules
    other clocks reach it, and a reader that saw it must not finish before they do, or a
    snapshot started after that reader could take a timestamp below the version and miss it
    (strict serializability; found by the simulator, seed append:clocks:186978151).
-3. A snapshot read at timestamp T needs the leader's lease. It waits until the node's wall
-   clock is within the maximum clock offset of T; then the leader raises its clock above T
-   and waits until every write it stamped below T is applied and no undecided transaction
+3. A snapshot read at timestamp T needs the leader's lease, asked for only once the node's
+   wall clock is within the maximum clock offset of T; then the leader raises its clock
+   above T and waits until every write it stamped below T is applied and no undecided transaction
    prepared at or below T holds a write intent on the keys (safe time). A new leader raises
    its clock by twice the maximum clock offset: above any timestamp the previous leader
    could have served under its lease, as that one served none ahead of its own wall clock
@@ -395,6 +395,9 @@ class NodeCore:
         self._answers: list[tuple[_Pending, Any]] = []
         # Snapshot reads waiting for safe time (rule 3), and replies held for the commit wait.
         self._parked: list[tuple[GroupHost, _Pending]] = []
+        # Snapshot reads whose timestamp is ahead of the wall clock (rule 3): their lease
+        # read starts only once the clock is within the offset of it.
+        self._clock_waits: list[tuple[GroupHost, _Pending]] = []
         self._lock_waits: list[_LockWait] = []
         self._delayed: list[tuple[int, _Pending, kv.Response]] = []
         #: Requests for other groups; the shell sends them and calls back with the response.
@@ -444,9 +447,7 @@ class NodeCore:
             self._next_purge = now + self._txn.purge_interval_s
             self._purge_decisions()
         self._release_delayed()
-        # A snapshot read parked until the wall clock reaches it has no cycle to wake it.
-        self._serve_parked()
-        self._answer_staged()
+        self._release_clock_waits()
         self._wake_lock_waits()
         self._maybe_bootstrap_meta()
 
@@ -465,11 +466,10 @@ class NodeCore:
             # microsecond more covers the rounding of this float deadline.
             first_us = min(not_before_us for not_before_us, _, _ in self._delayed)
             due.append(self._now + ((first_us + 2) * 1000 - self._wall_ns) / 1e9)
-        for _, pending in self._parked:
-            # Rule 3: a snapshot read ahead of the wall clock is due once the clock is near it.
+        for _, pending in self._clock_waits:
+            # Rule 3: a snapshot read ahead of the wall clock starts once the clock is near it.
             wait_ns = (physical_us(pending.request.at_version) - self._offset_us + 1) * 1000
-            if wait_ns > self._wall_ns:
-                due.append(self._now + (wait_ns - self._wall_ns) / 1e9)
+            due.append(self._now + max(wait_ns - self._wall_ns, 0) / 1e9)
         for wait in self._lock_waits:
             due.append(wait.pending.wait_until)
             if wait.wake_at is not None:
@@ -743,6 +743,10 @@ class NodeCore:
                 if op.at_version <= 0:
                     raise _Refusal(_error(kv.INVALID_ARGUMENT, "a snapshot read needs at_version"))
                 self._refuse_future(op.at_version, "the snapshot timestamp")
+                if physical_us(op.at_version) > self._wall_ns // 1000 + self._offset_us:
+                    self._clock_waits.append((host, pending))  # rule 3
+                    return
+                self._hlc.observe(op.at_version)
             elif op.stale_ok:
                 self._answers.append((pending, self._serve_read(host, pending)))
                 return
@@ -920,6 +924,8 @@ class NodeCore:
         if host.held_resolves:
             self._propose_held_resolves(host)
         pending = _Pending("internal", record, on_result, self._now + self._timeout_s, 0)
+        # A recorded commit is stamped above its commit timestamp (txn.coordinator rule D4).
+        self._hlc.observe(getattr(record, "commit_ts", 0))
         pending.ts = self._hlc.now(self._wall_ns)
         try:
             proposal_id = host.replica.propose(codec.encode_txn(record, pending.ts))
@@ -1168,19 +1174,12 @@ class NodeCore:
                 expired = [k for k, p in table.items() if p.deadline <= now]
                 for key in expired:
                     self._reply_error(table.pop(key), _error(code, text))
-        still = []
-        for host, pending in self._parked:
-            if pending.deadline <= now:
-                self._reply_error(
-                    pending,
-                    _error(
-                        kv.UNAVAILABLE,
-                        "the snapshot read waited too long for a prepared transaction; retry",
-                    ),
-                )
-            else:
-                still.append((host, pending))
-        self._parked = still
+        self._parked = self._unexpired(
+            self._parked, now, "the snapshot read waited too long for a prepared transaction"
+        )
+        self._clock_waits = self._unexpired(
+            self._clock_waits, now, "the snapshot timestamp stayed ahead of this node's clock"
+        )
 
     # ------------------------------------------------------------------ cycle
 
@@ -1269,7 +1268,9 @@ class NodeCore:
                 host.replica.send_snapshot(peer, host.app.applied_index, host.app.snapshot())
             host.replica.advance(ready)
         self._serve_parked()
-        self._answer_staged()
+        answers, self._answers = self._answers, []
+        for pending, result in answers:
+            self._finish(pending, result)
         # After `_finish`, which releases the update locks of applied Prepares: the waiters
         # must see a freed lock before a newly arriving request can take it.
         self._wake_lock_waits()
@@ -1340,23 +1341,35 @@ class NodeCore:
                 still.append((not_before_us, pending, response))
         self._delayed = still
 
-    def _answer_staged(self) -> None:
-        answers, self._answers = self._answers, []
-        for pending, result in answers:
-            self._finish(pending, result)
+    def _unexpired(
+        self, waits: list[tuple[GroupHost, _Pending]], now: float, why: str
+    ) -> list[tuple[GroupHost, _Pending]]:
+        """`waits` without the reads whose deadline passed, which are answered UNAVAILABLE."""
+        still = []
+        for host, pending in waits:
+            if pending.deadline <= now:
+                self._reply_error(pending, _error(kv.UNAVAILABLE, f"{why}; retry"))
+            else:
+                still.append((host, pending))
+        return still
+
+    def _release_clock_waits(self) -> None:
+        """Rule 3: start the snapshot reads whose timestamp the wall clock has come near."""
+        if not self._clock_waits:
+            return
+        waits, self._clock_waits = self._clock_waits, []
+        for host, pending in waits:
+            try:
+                self._start_read(host, pending)
+            except _Refusal as refusal:
+                self._reply_error(pending, refusal.error)
 
     def _serve_parked(self) -> None:
         """Rule 3: serve the snapshot reads whose timestamp is now safe."""
         if not self._parked:
             return
         still = []
-        wall_us = self._wall_ns // 1000
         for host, pending in self._parked:
-            at = pending.request.at_version
-            if physical_us(at) > wall_us + self._offset_us:
-                still.append((host, pending))  # rule 3: not ahead of the wall clock
-                continue
-            self._hlc.observe(at)
             if self._snapshot_safe(host, pending):
                 self._answers.append((pending, self._serve_read(host, pending)))
             else:

@@ -144,7 +144,7 @@ from txn.errors import (
     Unavailable,
     from_routing_error,
 )
-from txn.hlc import LOGICAL_BITS, HybridClock
+from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 
 __all__ = [
     "AsyncClient",
@@ -1547,8 +1547,11 @@ class AsyncClient:
                     part.ranges.append(clipped)
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
-        tx._ref = TxnRef(tx.txn_id, coordinator, tx._started_ns)
         ts = self._clock.now(self._wall_ns())
+        # Never after the Prepares' ts, even if the wall clock stepped back since the start:
+        # an abort's asker_ts derives from it and must stay below every prepare_ts (rule D4).
+        started_ns = min(tx._started_ns, physical_us(ts) * 1000)
+        tx._ref = TxnRef(tx.txn_id, coordinator, started_ns)
         if len(parts) == 1:
             return await self._commit_one_phase(
                 tx._ref, coordinator, ts, parts[coordinator], deadline

@@ -179,3 +179,32 @@ def test_a_failed_compare_and_set_waits_for_the_version_it_shows() -> None:
     node.advance(0.3)
     assert written and failed and not failed[0].cas.succeeded
     assert failed[0].cas.current_version == written[0].put.version
+
+
+def test_a_snapshot_read_ahead_of_the_clock_is_not_served_by_a_deposed_leader() -> None:
+    """Found by review: a read confirmed under the lease and then parked until the wall
+    clock reached T was served from the old leader's state after a new leader had written
+    below T. Now the lease read starts only once the clock is near T."""
+    nodes = ThreeNodes()
+    old = nodes.leader(1)
+    assert nodes.call(old, put(b"apple", b"v0")).put.error.code == kv.OK
+    at = nodes.cores[old]._hlc.last + 49 * SECOND // 100  # within rule 9's bound (offset 0)
+    first: list[kv.Response] = []
+    nodes.cores[old].submit(snap_get(b"apple", at), first.append)
+    nodes.advance(0.005)
+    assert first == []
+    nodes.cut = old
+    new: list[int] = []
+    for _ in range(5000):
+        nodes.advance(0.001)
+        new = [
+            i for i, c in nodes.cores.items() if i != old and c.hosts[1].replica.role is Role.LEADER
+        ]
+        if new:
+            break
+    assert nodes.call(new[0], put(b"apple", b"v1")).put.error.code == kv.OK
+    nodes.advance(0.6)  # the old node's wall clock passes `at`
+    second = nodes.call(new[0], snap_get(b"apple", at)).get
+    assert first, "the read was never answered"
+    if first[0].get.error.code == kv.OK:
+        assert first[0].get.value == second.value, (first[0].get.value, second.value)

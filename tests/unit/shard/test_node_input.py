@@ -152,3 +152,22 @@ def test_an_oversized_bound_or_expected_value_is_refused_as_such(request_: kv.Re
     error = getattr(answer, answer.WhichOneof("result")).error
     assert error.code == kv.LIMIT_EXCEEDED
     assert "range" in error.message or "value is" in error.message, error.message
+
+
+def test_a_scan_pages_on_after_a_key_of_the_largest_size() -> None:
+    """Found by review: the next page starts at the last key + b"\\x00", one byte over the key
+    limit when that key is as long as a key may be."""
+    node = OneNode()
+    keys = [b"a" * 4095 + bytes([c]) for c in b"12345"]
+    for key in keys:
+        assert node.call(put(key, b"v" * (1 << 20))).put.error.code == kv.OK
+    first = node.call(
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=b"a", end=b"b", limit=10))
+    ).scan
+    assert first.more and len(first.items) == 4
+    cursor = first.items[-1].key + b"\x00"
+    second = node.call(
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=cursor, end=b"b", limit=6))
+    ).scan
+    assert second.error.code == kv.OK, second.error.message
+    assert [i.key for i in second.items] == keys[4:]

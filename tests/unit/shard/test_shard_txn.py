@@ -328,7 +328,7 @@ def test_scanned_ranges_survive_a_restart_and_a_snapshot() -> None:
         (KeyRange(start=b"a", end=b"d"), Status.WRONG_SHARD),  # starts below the shard
         (KeyRange(start=b"c", end=b"z"), Status.WRONG_SHARD),  # ends beyond it
         (KeyRange(start=b"c", end=b""), Status.WRONG_SHARD),  # no end, but the shard has one
-        (KeyRange(start=b"c" * (MAX_KEY_BYTES + 1), end=b"d"), Status.LIMIT_EXCEEDED),
+        (KeyRange(start=b"c" * (MAX_KEY_BYTES + 2), end=b"d"), Status.LIMIT_EXCEEDED),
         (KeyRange(start=b"c", end=b"c" * (MAX_KEY_BYTES + 2)), Status.LIMIT_EXCEEDED),
     ],
 )
