@@ -505,6 +505,14 @@ class ListAppendWorkload(Workload):
 
     def check(self, history: Sequence[Op]) -> dict[str, Any]:
         result = elle.check(list(client_ops(history)), realtime=True)
+        torn = list_append_torn(history)
+        if torn:
+            result = {
+                **result,
+                "valid": False,
+                "anomaly_types": [*result["anomaly_types"], "torn-transaction"],
+                "anomalies": {**result["anomalies"], "torn-transaction": torn},
+            }
         lost = list_append_lost_writes(history)
         return {
             "checker": "elle list-append (strict serializability)",
@@ -534,6 +542,32 @@ def list_append_lost_writes(history: Sequence[Op]) -> list[dict[str, Any]]:
         if key in final and value not in final[key]:
             lost.append({"key": key, "value": value, "acknowledged_at": at})
     return lost
+
+
+def list_append_torn(history: Sequence[Op]) -> list[str]:
+    """Transactions, acknowledged or indeterminate, whose appends the final reads show only
+    in part: Elle needs a transaction's effects seen to reason about it, and an info
+    transaction applied at one participant and not at another is seen half, so the
+    final state itself must say all or nothing."""
+    final: dict[str, list[Any]] = {}
+    for op in client_ops(history):
+        if op["type"] == "ok" and op.get("final") and op.get("f") == "txn":
+            for mop in op["value"]:
+                if mop[0] == "r":
+                    final[mop[1]] = list(mop[2] or [])
+    torn = []
+    for op in client_ops(history):
+        if op["type"] not in ("ok", "info") or op.get("f") != "txn" or op.get("final"):
+            continue
+        appends = [(m[1], m[2]) for m in op["value"] if m[0] == "append" and m[1] in final]
+        seen = [value in final[key] for key, value in appends]
+        if any(seen) and not all(seen):
+            shown = ", ".join(
+                f"{k}+{v}{'' if s else ' (missing)'}"
+                for (k, v), s in zip(appends, seen, strict=True)
+            )
+            torn.append(f"{op['type']} transaction of process {op['process']}: {shown}")
+    return torn
 
 
 async def _until_ok(

@@ -10,6 +10,7 @@ from shard.chaos.workloads import (
     ListAppendWorkload,
     _decode_list,
     list_append_lost_writes,
+    list_append_torn,
     register_lost_writes,
     shard_prefixes,
 )
@@ -83,3 +84,18 @@ def test_exit_codes() -> None:
     assert reports.exit_code({**base, "valid": False, "lost_writes": 1}) == 1
     assert reports.exit_code({**base, "valid": False, "harness_error": "x"}) == 2
     assert reports.exit_code({**base, "valid": False}) == 3
+
+
+def test_list_append_torn_transactions_are_anomalies() -> None:
+    """Found by review: an indeterminate transaction applied at one shard and not at the
+    other was seen only in part, and Elle alone called the history valid."""
+    h = Hist()
+    h.op(0, "txn", [["append", "x", 1], ["append", "y", 1]], 0, 5, "info")
+    h.op(1, "txn", [["append", "x", 2], ["append", "y", 2]], 0, 5)  # whole: fine
+    h.op(2, "txn", [["append", "x", 3], ["append", "y", 3]], 0, 5, "info")  # not applied
+    final = [["r", "x", [1, 2]], ["r", "y", [2]]]
+    h.op(9, "txn", [["r", "x", None], ["r", "y", None]], 10, 11, result=final, final=True)
+    ops = h.sorted_ops()
+    assert list_append_torn(ops) == ["info transaction of process 0: x+1, y+1 (missing)"]
+    result = ListAppendWorkload.check(None, ops)  # type: ignore[arg-type]
+    assert not result["valid"] and "torn-transaction" in result["anomaly_types"]
