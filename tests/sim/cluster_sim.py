@@ -400,12 +400,15 @@ class NodeHost(Host):
             self.sim.on_crash_point(self, str(point))
             return
         self.cycles += cycles
+        # Triggers first: a crash point "after the decision is applied, before participants
+        # learn it" must also stop the Resolves the same cycle queued (found by review: they
+        # left before the crash, so that point was never reached).
+        if cycles and self.sim.after_cycles(self):
+            return  # a trigger crashed this node: its requests and replies never leave
         if core.outbound:
             outbound, core.outbound = core.outbound, []
             for group_id, request, callback in outbound:
                 rpc.call(group_id, request, NODE_REQUEST_TIMEOUT_S, self._outbound_done(callback))
-        if cycles and self.sim.after_cycles(self):
-            return  # a trigger crashed this node: its replies never leave
         if self._outgoing:
             outgoing, self._outgoing = self._outgoing, []
             send = self.world.net.send
