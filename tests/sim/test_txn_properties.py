@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster_sim import (
@@ -401,6 +402,50 @@ def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> N
     # Either the records themselves, or the final reader stuck behind their intents.
     with pytest.raises(LivenessViolation, match=r"prepared|final read never committed"):
         sim.run()
+
+
+def test_writes_that_ignore_read_intents_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule P4: a write must be refused while another prepared transaction holds a READ
+    intent on the key; without it the reader commits below a version written under it
+    (found by review to be caught only by chance, 10-25 % of runs: seed 0 catches it)."""
+    import txn.participant as participant
+
+    original = participant.validate
+
+    def reads_unlocked(store, txn_id, reads, writes, phase, read_ranges=()):  # type: ignore[no-untyped-def]
+        class WritesOnly:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(store, name)
+
+            def intents(self, key: bytes) -> list[Any]:
+                written = {w.key for w in writes}
+                return [
+                    i
+                    for i in store.intents(key)
+                    if key not in written or i.kind is participant.IntentKind.WRITE
+                ]
+
+        return original(WritesOnly(), txn_id, reads, writes, phase, read_ranges)
+
+    monkeypatch.setattr(participant, "validate", reads_unlocked)
+    with pytest.raises(SafetyViolation, match=r"timestamp order|elle"):
+        run_cluster("append", "calm", 0)
+
+
+def test_answers_without_the_commit_wait_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node rules 1 and 2: an answer waits until every clock passed the version it shows.
+    Without the wait, clocks within the offset order a later transaction below an earlier
+    one that had already returned (Elle's real-time edges; seed 1 of the clocks profile)."""
+    import shard.node
+
+    def no_wait(self, pending, response, visible_ts):  # type: ignore[no-untyped-def]
+        if visible_ts:
+            self._hlc.observe(visible_ts)
+        pending.reply(response)
+
+    monkeypatch.setattr(shard.node.NodeCore, "_reply_after_commit_wait", no_wait)
+    with pytest.raises(SafetyViolation, match=r"elle: .*realtime"):
+        run_cluster("append", "clocks", 1)
 
 
 def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
