@@ -15,6 +15,11 @@ Checked on every ``ok`` read (reads are snapshots: one timestamp across every sh
 - ``missing-account`` / ``unexpected-account``: the read does not cover exactly the accounts;
 - ``non-integer``: a balance that is not an integer (garbage).
 
+And on the final read (after the faults healed), with every account's starting balance
+given: ``final-balance``, a balance outside what the transfers allow, i.e. the start plus
+every ``ok`` transfer plus some of the ``info`` ones (a bound per account, no subset
+search). Totals alone miss an acknowledged transfer lost whole, or one applied twice.
+
 Transfers themselves need no check: ``info`` transfers may or may not have happened and
 either way conserve the total. `check(history, accounts, total)` returns ``valid``, the
 anomalies with up to 5 examples each, and counts.
@@ -38,8 +43,10 @@ def check(
     total: int,
     *,
     negative_allowed: bool = False,
+    initial: int | None = None,
 ) -> dict[str, Any]:
-    """Check every ok read of a bank history; see the module doc."""
+    """Check every ok read of a bank history; with `initial` (each account's starting
+    balance) the final read too; see the module doc."""
     expected = set(accounts)
     anomalies: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, int] = {}
@@ -52,12 +59,17 @@ def check(
         if len(examples) < EXAMPLES:
             examples.append(example)
 
+    moved: dict[str, list[dict[str, Any]]] = {"ok": [], "info": []}
+    final: dict[str, Any] | None = None
     for op in client_ops(history):
         if op["type"] == "invoke":
             continue
         if op["f"] == "transfer":
             transfers[op["type"]] = transfers.get(op["type"], 0) + 1
+            moved.get(op["type"], []).append(op["value"])
             continue
+        if op["f"] == "read" and op["type"] == "ok" and op.get("final"):
+            final = op
         if op["f"] != "read" or op["type"] != "ok":
             continue
         reads += 1
@@ -78,6 +90,14 @@ def check(
         negative = {a: v for a, v in balances.items() if v < 0}
         if negative and not negative_allowed:
             add("negative", {**where, "negative": negative})
+    if initial is not None and final is not None:
+        for account, (low, high) in _final_bounds(accounts, initial, moved).items():
+            balance = (final.get("value") or {}).get(account)
+            if isinstance(balance, int) and not low <= balance <= high:
+                add(
+                    "final-balance",
+                    {"account": account, "balance": balance, "allowed": [low, high]},
+                )
     return {
         "valid": not anomalies,
         "reads": reads,
@@ -86,6 +106,25 @@ def check(
         "anomaly_counts": counts,
         "anomalies": anomalies,
     }
+
+
+def _final_bounds(
+    accounts: Sequence[str], initial: int, moved: dict[str, list[dict[str, Any]]]
+) -> dict[str, tuple[int, int]]:
+    """Per account: [start + ok transfers + every info debit, ... + every info credit]."""
+    low = dict.fromkeys(accounts, initial)
+    high = dict.fromkeys(accounts, initial)
+    for kind, values in moved.items():
+        for t in values:
+            src, dst, amount = t["from"], t["to"], t["amount"]
+            if kind == "ok":
+                for bound in (low, high):
+                    bound[src] -= amount
+                    bound[dst] += amount
+            else:
+                low[src] -= amount
+                high[dst] += amount
+    return {a: (low[a], high[a]) for a in accounts}
 
 
 def describe(result: dict[str, Any]) -> str:

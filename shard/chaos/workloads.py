@@ -385,7 +385,7 @@ class BankWorkload(Workload):
         )
 
     def check(self, history: Sequence[Op]) -> dict[str, Any]:
-        result = bank_checker.check(history, self.accounts, self.total)
+        result = bank_checker.check(history, self.accounts, self.total, initial=self.initial)
         return {
             "checker": "bank (snapshot totals)",
             **result,
