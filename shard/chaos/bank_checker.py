@@ -129,7 +129,10 @@ def _final_bounds(
 
 def describe(result: dict[str, Any]) -> str:
     if result["valid"]:
-        return f"bank: {result['reads']} snapshot reads all conserve the total"
+        return (
+            f"bank: {result['reads']} snapshot reads all conserve the total, and the final "
+            "balances agree with the transfers"
+        )
     parts = [f"{kind} x{result['anomaly_counts'][kind]}" for kind in result["anomaly_types"]]
     first = result["anomalies"][result["anomaly_types"][0]][0]
     return f"bank: ANOMALIES {', '.join(parts)}; first: {first}"
