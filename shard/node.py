@@ -28,11 +28,13 @@ Rules
    (strict serializability; found by the simulator, seed append:clocks:186978151).
 3. A snapshot read at timestamp T needs the leader's lease, asked for only once the node's
    wall clock is within the maximum clock offset of T; then the leader raises its clock
-   above T and waits until every write it stamped below T is applied and no undecided transaction
-   prepared at or below T holds a write intent on the keys (safe time). A new leader raises
-   its clock by twice the maximum clock offset: above any timestamp the previous leader
-   could have served under its lease, as that one served none ahead of its own wall clock
-   by more than the offset.
+   above T and waits until every write it stamped below T is applied (or known never to
+   be: one whose request expired still counts until its slot's fate is known) and no
+   undecided transaction prepared at or below T holds a write intent on the keys (safe
+   time). A replica that stops leading refuses its waiting snapshot reads. A new leader
+   raises its clock by twice the maximum clock offset: above any timestamp the previous
+   leader could have served under its lease, as that one served none ahead of its own wall
+   clock by more than the offset.
 4. A request for another cluster, an unknown group, a key outside the group's range or over
    a size limit is refused with a typed error and changes nothing.
 5. A write that was proposed but whose fate is unknown when its deadline passes is answered
@@ -280,6 +282,10 @@ class GroupHost:
     # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
     held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
     held_until: float = 0.0
+    # Leader side: the timestamps of proposals answered OUTCOME_UNKNOWN at their deadline,
+    # until the replica says what became of their slot: they may still be chosen below a
+    # parked snapshot read's timestamp (rule 3).
+    expired: dict[int, int] = field(default_factory=dict)
 
     @property
     def shard(self) -> ShardStateMachine:
@@ -1173,7 +1179,10 @@ class NodeCore:
             ):
                 expired = [k for k, p in table.items() if p.deadline <= now]
                 for key in expired:
-                    self._reply_error(table.pop(key), _error(code, text))
+                    pending = table.pop(key)
+                    if table is host.proposals and pending.ts:
+                        host.expired[key] = pending.ts
+                    self._reply_error(pending, _error(code, text))
         self._parked = self._unexpired(
             self._parked, now, "the snapshot read waited too long for a prepared transaction"
         )
@@ -1197,7 +1206,10 @@ class NodeCore:
                 self._leading.add(group_id)
                 self._hlc.now(self._wall_ns + 2 * self._offset_us * 1000)
             elif not leading:
+                if group_id in self._leading:
+                    self._refuse_snapshot_reads(host)
                 self._leading.discard(group_id)
+                host.expired.clear()
                 host.ages.clear()
                 host.aborted.clear()
                 host.locks.clear()
@@ -1226,6 +1238,7 @@ class NodeCore:
                 for proposal_id, result in zip(entry.proposal_ids, results, strict=True):
                     if proposal_id is None:
                         continue
+                    host.expired.pop(proposal_id, None)
                     pending = host.proposals.pop(proposal_id, None)
                     if pending is not None:
                         self._answers.append((pending, result))
@@ -1234,10 +1247,12 @@ class NodeCore:
         """After the apply batch is written: reply to clients and advance the replicas."""
         for host, ready in readies:
             for proposal_id, exc in ready.dropped:
+                host.expired.pop(proposal_id, None)
                 pending = host.proposals.pop(proposal_id, None)
                 if pending is not None:
                     self._reply_error(pending, self._not_leader(exc))
             for proposal_id in ready.outcome_unknown:
+                host.expired.pop(proposal_id, None)
                 pending = host.proposals.pop(proposal_id, None)
                 if pending is not None:
                     self._reply_error(
@@ -1341,6 +1356,16 @@ class NodeCore:
                 still.append((not_before_us, pending, response))
         self._delayed = still
 
+    def _refuse_snapshot_reads(self, host: GroupHost) -> None:
+        """Rule 3: a replica that stopped leading no longer knows every write below a
+        waiting snapshot read's timestamp (its own in-flight ones may still be chosen by
+        the next leader), so it refuses them with the leader it knows."""
+        error = self._not_leader(NotLeader(host.replica.leader_hint, "stopped leading"))
+        for waits in (self._parked, self._clock_waits):
+            for _, pending in [w for w in waits if w[0] is host]:
+                self._reply_error(pending, error)
+            waits[:] = [w for w in waits if w[0] is not host]
+
     def _unexpired(
         self, waits: list[tuple[GroupHost, _Pending]], now: float, why: str
     ) -> list[tuple[GroupHost, _Pending]]:
@@ -1381,6 +1406,8 @@ class NodeCore:
         for waiting in host.proposals.values():
             if 0 < waiting.ts <= at:
                 return False
+        if any(0 < ts <= at for ts in host.expired.values()):
+            return False
         shard = host.shard
         op = pending.request
         if pending.kind == "get":

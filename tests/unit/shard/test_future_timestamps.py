@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from paxos import Role
+from paxos.messages import Accept, Accepted
 from router import kv_pb2 as kv
 from tests.unit.shard.test_node_core import OneNode, ThreeNodes, get, header, put
 from txn.hlc import LOGICAL_BITS, physical_us
@@ -208,3 +209,29 @@ def test_a_snapshot_read_ahead_of_the_clock_is_not_served_by_a_deposed_leader() 
     assert first, "the read was never answered"
     if first[0].get.error.code == kv.OK:
         assert first[0].get.value == second.value, (first[0].get.value, second.value)
+
+
+def test_a_snapshot_read_waits_for_a_write_whose_request_expired() -> None:
+    """Found by review: a snapshot read parked behind the leader's own write was served once
+    that write's request expired (OUTCOME_UNKNOWN), though its slot could still be chosen
+    below the read's timestamp, and it was once the Accepts got through."""
+    nodes = ThreeNodes()
+    leader = nodes.leader(1)
+    core = nodes.cores[leader]
+    nodes.drop = lambda group_id, msg: group_id == 1 and isinstance(msg, (Accept, Accepted))
+    written: list[kv.Response] = []
+    core.submit(put(b"apple", b"v1"), written.append)
+    nodes.advance(0.01)
+    (proposal,) = core.hosts[1].proposals.values()
+    at = proposal.ts
+    first: list[kv.Response] = []
+    core.submit(snap_get(b"apple", at), first.append)
+    nodes.advance(5.5)  # past the write's 5 s deadline
+    assert written and written[0].put.error.code == kv.OUTCOME_UNKNOWN
+    nodes.drop = lambda group_id, msg: False
+    nodes.advance(0.5)
+    again = nodes.call(nodes.leader(1), snap_get(b"apple", at)).get
+    assert again.value == b"v1"
+    assert first, "the parked read was never answered"
+    if first[0].get.error.code == kv.OK:
+        assert first[0].get.value == again.value, (first[0].get.value, again.value)

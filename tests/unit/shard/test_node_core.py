@@ -7,6 +7,7 @@ parked behind a prepared write intent (rule 3), drain support and MVCC garbage c
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -607,6 +608,8 @@ class ThreeNodes:
             for i in (1, 2, 3)
         }
         self.cut: int | None = None
+        # (group, message) -> True drops it on the way, as a lossy link would.
+        self.drop: Callable[[int, Any], bool] = lambda group_id, msg: False
         self.inflight: list[tuple[int, int, Any]] = []
         self.now = 0.0
         self.wall = WALL0
@@ -614,7 +617,7 @@ class ThreeNodes:
 
     def _send(self, group_id: int, msgs: Any) -> None:
         for msg in msgs:
-            if self.cut not in (msg.src, msg.dst):
+            if self.cut not in (msg.src, msg.dst) and not self.drop(group_id, msg):
                 self.inflight.append((msg.dst, group_id, msg))
 
     def advance(self, seconds: float, step: float = 0.001) -> None:
