@@ -43,6 +43,13 @@ class ReplicaConfig:
     #: heartbeat interval is re-sent to every follower that has not voted, so a slow or dead
     #: follower costs one heartbeat interval, once.
     thrifty_accepts: bool = True
+    #: After Phase 1, also fill the `pipeline_window` slots past the highest one the promises
+    #: show with no-ops, and serve no lease read before they are chosen. A command of an older
+    #: ballot lies at most that far past a slot chosen when it was proposed (which every
+    #: promise quorum sees), so none can be chosen later behind this leader's reads. Consensus
+    #: does not need it; an application whose commands carry a timestamp fixed at proposal
+    #: time does (the shard's snapshot reads: a recovered old command keeps its timestamp).
+    election_fence: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""

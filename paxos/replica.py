@@ -509,6 +509,10 @@ class Replica:
         first = max(self._from_slot, self._chosen_watermark + 1)
         last = max(best, default=self._chosen_watermark)
         last = max(last, self._chosen_watermark)
+        if self.config.election_fence:
+            # No-ops up to the pipeline window past what the promises show (see the config
+            # field); a stale no-op changes nothing if a later leader chooses it.
+            last += self.config.pipeline_window
         self._votes.clear()
         self._chosen_above.clear()
         self._sent_at.clear()

@@ -323,6 +323,8 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
         compact_keep=settings.compact_keep,
         compact_threshold_bytes=settings.compact_threshold_bytes,
         thrifty_accepts=settings.thrifty_accepts,
+        # Commands carry timestamps fixed when proposed; snapshot reads need the fence.
+        election_fence=True,
     )
 
 

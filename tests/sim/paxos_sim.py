@@ -99,6 +99,8 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         "max_batch_count": batch,
         "pipeline_window": rng.choice((1, 4, 32)),
         "thrifty_accepts": rng.random() < 0.75,
+        # Derived, not drawn, so that the seeds of earlier runs keep their schedules.
+        "election_fence": batch == 1024,
     }
     if profile == "calm":
         k.faults = FaultMix(rate_per_s=0)

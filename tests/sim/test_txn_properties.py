@@ -306,7 +306,9 @@ def test_commits_without_read_validation_are_caught_by_elle() -> None:
 
 def test_commits_without_their_scanned_ranges_are_caught_by_the_claims_check() -> None:
     assert "no_read_ranges" in MUTATIONS
-    with pytest.raises(SafetyViolation, match=r"claims: round \d+ has 2 holders"):
+    with pytest.raises(
+        SafetyViolation, match=r"claims: (round \d+ has 2 holders|.* without a release)"
+    ):
         run_cluster("claims", "calm", 0, mutations=frozenset({"no_read_ranges"}))
 
 
@@ -350,7 +352,7 @@ def test_a_client_abort_over_a_complete_set_of_prepares_is_caught(
     assert "abort_without_recovery" in MUTATIONS
     monkeypatch.setattr(shard.node, "_recovers", lambda op: op.recover)
     mutations = frozenset({"abort_without_recovery"})
-    sim = ClusterSim("bank", "crashes", 986209988, mutations=mutations)
+    sim = ClusterSim("bank", "crashes", 17, mutations=mutations)
     with pytest.raises(SafetyViolation, match=r"parallel commit: every participant"):
         sim.run()
 
@@ -360,13 +362,13 @@ def test_the_nodes_take_a_plain_client_abort_as_a_recovery_decide() -> None:
     never heard of `pending`), at nodes as they are: a Decide(abort) from the wire always
     meets rule D3, and a plain one that would be pending is refused as retryable instead, so
     the old client neither breaks the commit nor reports it failed."""
-    ClusterSim("bank", "crashes", 986209988, mutations=frozenset({"abort_without_recovery"})).run()
+    ClusterSim("bank", "crashes", 17, mutations=frozenset({"abort_without_recovery"})).run()
 
 
 def test_an_unknown_commit_reported_failed_is_caught() -> None:
     """Jepsen's rule: only `fail` what surely did not happen."""
     mutations = frozenset({"unknown_as_fail"})
-    sim = _sim_with("append", "lossy", 3, mutations, commit_timeout_s=0.15, drop=0.3)
+    sim = _sim_with("append", "lossy", 0, mutations, commit_timeout_s=0.15, drop=0.3)
     with pytest.raises(SafetyViolation, match=r"reported failed .* but committed"):
         sim.run()
 
@@ -404,10 +406,28 @@ def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> N
         sim.run()
 
 
+def test_an_older_leaders_command_is_not_chosen_behind_a_served_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a soak: an isolated leader's Prepare, accepted by it alone, was chosen by its
+    next term after the leader in between had served a snapshot read above the Prepare's
+    (older) timestamp; the read at that timestamp then gave another answer. The replicas'
+    `election_fence` stops it; without it this seed fails."""
+    import shard.node
+
+    run_cluster("bank", "partitions", 4052547049)
+    real = shard.node.ReplicaConfig
+    monkeypatch.setattr(
+        shard.node, "ReplicaConfig", lambda **kw: real(**{**kw, "election_fence": False})
+    )
+    with pytest.raises(SafetyViolation, match=r"snapshot at"):
+        run_cluster("bank", "partitions", 4052547049)
+
+
 def test_writes_that_ignore_read_intents_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rule P4: a write must be refused while another prepared transaction holds a READ
     intent on the key; without it the reader commits below a version written under it
-    (found by review to be caught only by chance, 10-25 % of runs: seed 0 catches it)."""
+    (found by review to be caught only by chance, 10-25 % of runs: seed 11 catches it)."""
     import txn.participant as participant
 
     original = participant.validate
@@ -429,7 +449,7 @@ def test_writes_that_ignore_read_intents_are_caught(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(participant, "validate", reads_unlocked)
     with pytest.raises(SafetyViolation, match=r"timestamp order|elle"):
-        run_cluster("append", "calm", 0)
+        run_cluster("append", "calm", 11)
 
 
 def test_answers_without_the_commit_wait_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
