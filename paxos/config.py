@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The largest pipeline window a node may use, and the length of every election fence.
+MAX_PIPELINE_WINDOW = 64
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaConfig:
@@ -27,7 +30,8 @@ class ReplicaConfig:
     #: Most commands and bytes one slot (one chosen value) may carry.
     max_batch_count: int = 1024
     max_batch_bytes: int = 4 * 1024 * 1024
-    #: Most slots a leader has in flight (proposed, not yet chosen) at once.
+    #: Most slots a leader has in flight (proposed, not yet chosen) at once; at most
+    #: MAX_PIPELINE_WINDOW, which every node's election fence covers whatever its own setting.
     pipeline_window: int = 32
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
@@ -43,12 +47,14 @@ class ReplicaConfig:
     #: heartbeat interval is re-sent to every follower that has not voted, so a slow or dead
     #: follower costs one heartbeat interval, once.
     thrifty_accepts: bool = True
-    #: After Phase 1, also fill the `pipeline_window` slots past the highest one the promises
-    #: show with no-ops, and serve no lease read before they are chosen. A command of an older
-    #: ballot lies at most that far past a slot chosen when it was proposed (which every
-    #: promise quorum sees), so none can be chosen later behind this leader's reads. Consensus
-    #: does not need it; an application whose commands carry a timestamp fixed at proposal
-    #: time does (the shard's snapshot reads: a recovered old command keeps its timestamp).
+    #: After Phase 1, also fill the MAX_PIPELINE_WINDOW slots past the highest one the
+    #: promises show with no-ops, and serve no lease read before they are chosen. A command
+    #: was first proposed at most a pipeline window past a slot chosen at the time (which
+    #: every promise quorum sees; recovery re-proposes commands only at their own slots), so
+    #: none of an older ballot can be chosen later behind this leader's reads. A fixed length,
+    #: not this node's window: nodes may be configured differently. Consensus does not need
+    #: it; an application whose commands carry a timestamp fixed at proposal time does (the
+    #: shard's snapshot reads: a recovered old command keeps its timestamp).
     election_fence: bool = False
 
     def validate(self) -> None:
@@ -69,8 +75,8 @@ class ReplicaConfig:
             raise ValueError("need 0 <= lease_drift_s < lease_duration_s <= election_timeout_min_s")
         if self.max_batch_count < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_count and max_batch_bytes must be at least 1")
-        if self.pipeline_window < 1:
-            raise ValueError("pipeline_window must be at least 1")
+        if not 1 <= self.pipeline_window <= MAX_PIPELINE_WINDOW:
+            raise ValueError(f"pipeline_window must be between 1 and {MAX_PIPELINE_WINDOW}")
         if self.catchup_max_slots < 1:
             raise ValueError("catchup_max_slots must be at least 1")
         if not 0 < self.compact_keep < self.compact_threshold:

@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from paxos.ballot import ZERO_BALLOT, Ballot
-from paxos.config import ReplicaConfig
+from paxos.config import MAX_PIPELINE_WINDOW, ReplicaConfig
 from paxos.errors import InvariantViolation, NotLeader, ProposalTooLarge
 from paxos.messages import (
     NOOP,
@@ -510,9 +510,9 @@ class Replica:
         last = max(best, default=self._chosen_watermark)
         last = max(last, self._chosen_watermark)
         if self.config.election_fence:
-            # No-ops up to the pipeline window past what the promises show (see the config
-            # field); a stale no-op changes nothing if a later leader chooses it.
-            last += self.config.pipeline_window
+            # No-ops past what the promises show (see the config field); a stale no-op
+            # changes nothing if a later leader chooses it.
+            last += MAX_PIPELINE_WINDOW
         self._votes.clear()
         self._chosen_above.clear()
         self._sent_at.clear()
@@ -532,7 +532,9 @@ class Replica:
         self._lease_until = 0.0
         self._handoff_target = None
         self._peer_watermark.clear()
-        self._send_accepts(tuple(recovered))
+        # To every peer: at election the recent-ack ranking of thrifty Accepts is a tie, and
+        # the peer it would pick may be the old leader that just died (a heartbeat's delay).
+        self._send_accepts(tuple(recovered), everyone=True)
         self._broadcast_heartbeat()
 
     # ------------------------------------------------------------------ handlers
@@ -898,10 +900,10 @@ class Replica:
         ranked = sorted(self._peers, key=lambda p: (-self._last_ack.get(p, 0.0), p))
         return ranked[: self._quorum - 1]
 
-    def _send_accepts(self, entries: tuple[SlotValue, ...]) -> None:
+    def _send_accepts(self, entries: tuple[SlotValue, ...], everyone: bool = False) -> None:
         if not entries:
             return
-        for peer in self._accept_targets():
+        for peer in self._peers if everyone else self._accept_targets():
             self._out.messages.append(
                 Accept(
                     src=self.id,

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paxos.config import MAX_PIPELINE_WINDOW
+
 #: txn_status(settle=True) records an abort where it finds no decision, for transactions up
 #: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
 MIN_DECISION_RETENTION_S = 120
@@ -217,6 +219,11 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         if kind is int and value <= 0:
             raise ConfigError(f"paxos.{name} must be positive, got {value}")
         paxos_kwargs[name] = value
+    if paxos_kwargs["pipeline_window"] > MAX_PIPELINE_WINDOW:
+        raise ConfigError(
+            f"paxos.pipeline_window must be at most {MAX_PIPELINE_WINDOW}, "
+            f"got {paxos_kwargs['pipeline_window']}"
+        )
     settings = PaxosSettings(**paxos_kwargs)
     if not settings.election_timeout_min_ms < settings.election_timeout_max_ms:
         raise ConfigError("paxos.election_timeout_min_ms must be below election_timeout_max_ms")

@@ -816,3 +816,58 @@ def test_the_election_fence_keeps_an_older_ballots_command_from_being_chosen_lat
     theirs; found by the simulator, seed bank:partitions:4052547049)."""
     assert (b"x",) in _minority_value_after_a_newer_leader(fence=False)  # legal Paxos
     assert (b"x",) not in _minority_value_after_a_newer_leader(fence=True)
+
+
+class _MixedWindows(Group):
+    """Node 1 keeps 4 slots in flight; nodes 2 and 3 one."""
+
+    windows = {1: 4, 2: 1, 3: 1}
+
+    def _boot(self, i: int) -> None:
+        extra = {**self.extra, "pipeline_window": self.windows[i]}
+        cfg = config(i, self.voters, i in self.fast, **extra)
+        index = self.applied[i][-1][0] if self.applied[i] else 0
+        self.replicas[i] = Replica(cfg, self.storage[i].load(), index, random.Random(i))
+
+
+def test_the_election_fence_holds_whatever_window_the_old_leader_had() -> None:
+    """Found by review: a fence as long as the new leader's own window (1) let the old
+    leader's commands at slots 2 and 3 (its window was 4) be chosen after the new leader
+    held a lease; the fence is now MAX_PIPELINE_WINDOW long on every node."""
+    g = _MixedWindows(3, fast=(1, 3), election_fence=True, max_batch_count=1)
+    g.elect(1)
+    for command in (b"x1", b"x2", b"x3"):
+        g.r(1).propose(command)
+    g.process(1)  # slots 1..3 accepted by node 1 only
+    g.inflight.clear()
+    g.idle(2, 1.0)
+    g.idle(3, 1.0)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(3).role is Role.LEADER
+    g.heartbeat(3, keep=between(2, 3))
+    assert g.r(3).has_valid_lease(g.now[3])  # node 3 may serve reads now
+    seen_by_3 = list(g.chosen(3))
+    g.idle(2, 3.0)
+    g.idle(1, 3.0)
+    g.stabilize(keep=between(1, 2))
+    assert g.r(1).role is Role.LEADER
+    g.heartbeat(1, keep=between(1, 2))
+    assert [v for v in g.chosen(2) if v not in seen_by_3 and v != ()] == []
+
+
+def test_recovery_accepts_go_to_every_peer_even_when_thrifty() -> None:
+    """Found by review: at election every peer ties on recent acks, and the one thrifty
+    Accepts picked could be the old leader that just died: the fence waited a heartbeat."""
+    g = Group(3, fast=(2,), election_fence=True, thrifty_accepts=True)
+    g.tick_all(0.0)
+    for j in g.voters:
+        g.tick(j, 0.2 if j == 2 else 0.13)
+    accepts: list[Message] = []
+    for _ in range(10):
+        g.process_all()
+        accepts += [m for m in g.inflight if isinstance(m, Accept)]
+        if accepts:
+            break
+        g.deliver()
+    assert g.r(2).role is Role.LEADER
+    assert {m.dst for m in accepts} == {1, 3}

@@ -125,6 +125,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("txn.decision_retention_s", 0, "txn.decision_retention_s"),
         ("txn.decision_retention_s", 60, "at least 120"),
         ("peer_secret", "short", "peer_secret must be at least 16"),
+        ("paxos.pipeline_window", 65, "paxos.pipeline_window must be at most 64"),
         ("peer_secret", 5, "peer_secret"),
     ],
 )
