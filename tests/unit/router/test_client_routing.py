@@ -298,10 +298,8 @@ class _SlowStatus(kv_pb2_grpc.KVServicer):
         return kv.StatusResponse()
 
 
-@run
-async def test_the_first_connect_is_bounded_by_the_operations_own_deadline() -> None:
-    """A put asked to finish in 0.5 s on a fresh client gives up in about that, not after
-    the client's 10 s connect budget; a second caller still shares the same connect."""
+async def _slow_seeds() -> tuple[list[grpc.aio.Server], list[str]]:
+    """Three seeds that are up but never answer Status; their servers and addresses."""
     servers, seeds = [], []
     for _ in range(3):
         server = grpc.aio.server()
@@ -309,6 +307,14 @@ async def test_the_first_connect_is_bounded_by_the_operations_own_deadline() -> 
         seeds.append(f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
         await server.start()
         servers.append(server)
+    return servers, seeds
+
+
+@run
+async def test_the_first_connect_is_bounded_by_the_operations_own_deadline() -> None:
+    """A put asked to finish in 0.5 s on a fresh client gives up in about that, not after
+    the client's 10 s connect budget; a second caller still shares the same connect."""
+    servers, seeds = await _slow_seeds()
     client = RoutingClient(seeds, timeout_s=10.0)
     txn_client = txn.AsyncClient(seeds, timeout_s=10.0)
     try:
@@ -348,13 +354,7 @@ async def _read_for_update(client: txn.AsyncClient) -> None:
 async def test_transaction_paths_count_the_first_connect_against_their_deadline() -> None:
     """Commit, snapshot timestamp, read for update and txn_status by key on a fresh client
     whose seeds never answer Status: each gives up in about the client's 0.5 s deadline."""
-    servers, seeds = [], []
-    for _ in range(3):
-        server = grpc.aio.server()
-        kv_pb2_grpc.add_KVServicer_to_server(_SlowStatus(), server)
-        seeds.append(f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
-        await server.start()
-        servers.append(server)
+    servers, seeds = await _slow_seeds()
     try:
         for name, op in (
             ("commit", _commit_one_write),

@@ -12,7 +12,14 @@ import pytest
 from paxos import Role
 from paxos.messages import Accept, Accepted
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, ThreeNodes, get, header, put
+from tests.unit.shard.test_node_core import (
+    OneNode,
+    ThreeNodes,
+    get,
+    header,
+    prepare_request,
+    put,
+)
 from txn.hlc import LOGICAL_BITS, physical_us
 
 SECOND = 10**6 << LOGICAL_BITS
@@ -25,21 +32,19 @@ def snap_get(key: bytes, at: int, group: int = 1) -> kv.Request:
     )
 
 
+def cut_off_and_elect_another(nodes: ThreeNodes, old: int) -> int:
+    """Cut node `old` off; the id of the node the others elect to lead group 1."""
+    nodes.cut = old
+    for _ in range(5000):
+        nodes.advance(0.001)
+        for i, core in nodes.cores.items():
+            if i != old and core.hosts[1].replica.role is Role.LEADER:
+                return i
+    raise AssertionError("no new leader of group 1")
+
+
 def now_ts(node: OneNode) -> int:
     return node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
-
-
-def prepare(ts: int, txn_id: bytes = b"t1") -> kv.Request:
-    return kv.Request(
-        prepare=kv.PrepareRequest(
-            header=header(),
-            txn_id=txn_id,
-            coordinator_group=1,
-            participants=[1, 2],
-            ts=ts,
-            writes=[kv.WriteItem(key=b"apple", value=b"v")],
-        )
-    )
 
 
 def one_phase(ts: int) -> kv.Request:
@@ -73,7 +78,10 @@ FAR = (
     ("snapshot read an hour ahead", lambda ts: snap_get(b"apple", ts + HOUR)),
     ("snapshot read at 2**64-1", lambda ts: snap_get(b"apple", 2**64 - 1)),
     ("read at a version a day ahead", lambda ts: get(b"apple", at_version=ts + 24 * HOUR)),
-    ("Prepare from a client clock 5 s ahead", lambda ts: prepare(ts + 5 * SECOND)),
+    (
+        "Prepare from a client clock 5 s ahead",
+        lambda ts: prepare_request(1, b"apple", ts=ts + 5 * SECOND),
+    ),
     ("one-phase commit an hour ahead", lambda ts: one_phase(ts + HOUR)),
     ("Resolve with a commit timestamp an hour ahead", lambda ts: resolve(ts + HOUR)),
     ("Decide with a commit timestamp an hour ahead", lambda ts: decide(ts + HOUR)),
@@ -150,18 +158,11 @@ def test_a_snapshot_read_stays_repeatable_across_a_leader_change() -> None:
     assert nodes.call(old, put(b"apple", b"v0")).put.error.code == kv.OK
     at = nodes.cores[old]._hlc.last + 49 * SECOND // 100  # within the bound of rule 9
     assert nodes.call(old, snap_get(b"apple", at)).get.value == b"v0"
-    nodes.cut = old
-    for _ in range(5000):
-        nodes.advance(0.001)
-        new = [
-            i for i, c in nodes.cores.items() if i != old and c.hosts[1].replica.role is Role.LEADER
-        ]
-        if new:
-            break
-    written = nodes.call(new[0], put(b"apple", b"v1")).put
+    new = cut_off_and_elect_another(nodes, old)
+    written = nodes.call(new, put(b"apple", b"v1")).put
     assert written.error.code == kv.OK and written.version > at
     nodes.advance(0.3)  # the new leader's lease
-    assert nodes.call(new[0], snap_get(b"apple", at)).get.value == b"v0"
+    assert nodes.call(new, snap_get(b"apple", at)).get.value == b"v0"
 
 
 def test_a_failed_compare_and_set_waits_for_the_version_it_shows() -> None:
@@ -194,18 +195,10 @@ def test_a_snapshot_read_ahead_of_the_clock_is_not_served_by_a_deposed_leader() 
     nodes.cores[old].submit(snap_get(b"apple", at), first.append)
     nodes.advance(0.005)
     assert first == []
-    nodes.cut = old
-    new: list[int] = []
-    for _ in range(5000):
-        nodes.advance(0.001)
-        new = [
-            i for i, c in nodes.cores.items() if i != old and c.hosts[1].replica.role is Role.LEADER
-        ]
-        if new:
-            break
-    assert nodes.call(new[0], put(b"apple", b"v1")).put.error.code == kv.OK
+    new = cut_off_and_elect_another(nodes, old)
+    assert nodes.call(new, put(b"apple", b"v1")).put.error.code == kv.OK
     nodes.advance(0.6)  # the old node's wall clock passes `at`
-    second = nodes.call(new[0], snap_get(b"apple", at)).get
+    second = nodes.call(new, snap_get(b"apple", at)).get
     assert first, "the read was never answered"
     if first[0].get.error.code == kv.OK:
         assert first[0].get.value == second.value, (first[0].get.value, second.value)

@@ -362,14 +362,14 @@ def test_a_gc_pass_that_is_behind_steps_in_every_apply_cycle(
 # ---------------------------------------------------------------------- recovery (rule 6)
 
 
-def prepare_request(group: int, key: bytes, txn_id: bytes = b"t1") -> kv.Request:
+def prepare_request(group: int, key: bytes, txn_id: bytes = b"t1", ts: int = 1) -> kv.Request:
     return kv.Request(
         prepare=kv.PrepareRequest(
             header=header(group),
             txn_id=txn_id,
             coordinator_group=1,
             participants=[1, 2],
-            ts=1,
+            ts=ts,
             writes=[kv.WriteItem(key=key, value=b"v")],
         )
     )
