@@ -323,6 +323,8 @@ class NodeHost(Host):
         self.core: NodeCore | None = None
         self.rpc: Rpc | None = None
         self._outgoing: list[tuple[int, int, int, bytes]] = []
+        # (client host, call id, attempt) of every request delivered here, across restarts.
+        self.requests_seen: set[tuple[int, int, int]] = set()
         self.cycles = 0
         self.applied_in_wake = False
 
@@ -388,6 +390,13 @@ class NodeHost(Host):
                     msg: Message = payload[2]
                     core.step(payload[1], msg)
                 elif kind == "req":
+                    # A client's request travels on a stream: it arrives once or not at all.
+                    # (A duplicate answered NOT_LEADER while its original copy was already
+                    # proposed made the client report a committed transaction failed.)
+                    copy = (src, payload[1], payload[2])
+                    if copy in self.requests_seen:
+                        continue
+                    self.requests_seen.add(copy)
                     request = kv.Request.FromString(payload[3])
                     core.submit(request, self._reply_to(src, payload[1], payload[2]))
                 elif kind == "resp":
