@@ -798,27 +798,21 @@ class RoutingClient:
         Linearizable unless `stale_ok` (then any replica's applied state, possibly behind).
         `at_version` > 0 reads the newest version <= at_version.
         """
-        deadline = self._deadline(timeout_s)
-        await self.ready(deadline)
         request = kv.Request(get=kv.GetRequest(key=key, stale_ok=stale_ok, at_version=at_version))
-        response = await self._send(request, key, None, False, deadline)
+        response = await self.send(request, key=key, write=False, timeout_s=timeout_s)
         got = response.get
         return (got.value, got.version) if got.found else None
 
     async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """Write `value` under `key`; returns the new version."""
-        deadline = self._deadline(timeout_s)
-        await self.ready(deadline)
         request = kv.Request(put=kv.PutRequest(key=key, value=value))
-        response = await self._send(request, key, None, True, deadline)
+        response = await self.send(request, key=key, write=True, timeout_s=timeout_s)
         return response.put.version
 
     async def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
         """Delete `key`; returns the deletion's version, 0 when the key was absent."""
-        deadline = self._deadline(timeout_s)
-        await self.ready(deadline)
         request = kv.Request(delete=kv.DeleteRequest(key=key))
-        response = await self._send(request, key, None, True, deadline)
+        response = await self.send(request, key=key, write=True, timeout_s=timeout_s)
         return response.delete.version
 
     async def cas(
@@ -859,9 +853,7 @@ class RoutingClient:
             op.new_value = new_value
         else:
             op.delete = True
-        deadline = self._deadline(timeout_s)
-        await self.ready(deadline)
-        response = await self._send(kv.Request(cas=op), key, None, True, deadline)
+        response = await self.send(kv.Request(cas=op), key=key, write=True, timeout_s=timeout_s)
         cas = response.cas
         return CasResult(
             succeeded=cas.succeeded,

@@ -139,8 +139,9 @@ def encode_txn(record: TxnCommand, ts: int) -> bytes:
     """Encode a transaction command (a `txn.records` command) with hybrid timestamp `ts`.
 
     `ts` bounds what the record creates: Prepare's prepare_ts and CommitOnePhase's commit_ts
-    are max(ts, max_version + 1); a Decide records `ts` as its decided_ts (the retention
-    clock of PurgeDecisions). Resolve, Finish and PurgeDecisions ignore it.
+    are max(ts, max_version + 1); a Decide, and a Resolve or Prevent that records an
+    outcome, records `ts` as its decided_ts (the retention clock of PurgeDecisions). Finish
+    and PurgeDecisions ignore it.
     """
     msg = pb.Command(ts=ts)
     msg.txn.MergeFromString(txn_codec.encode_command(record))

@@ -606,7 +606,6 @@ class NodeCore:
                 _check_txn_id(op.txn_id)
                 if kind == "prepare":
                     _check_participants(shard_map, op.participants, group_id)
-                    _check_participants(shard_map, [op.coordinator_group], group_id=None)
                     if op.coordinator_group not in op.participants:
                         raise _Refusal(
                             _error(kv.INVALID_ARGUMENT, "the coordinator group is no participant")
@@ -664,8 +663,7 @@ class NodeCore:
                 delete=action == "delete",
             )
         if kind == "prepare":
-            self._refuse_future(op.ts, "the transaction timestamp")
-            self._hlc.observe(op.ts)
+            self._observe_from_request(op.ts, "the transaction timestamp")
             record: Any = Prepare(
                 txn_id=op.txn_id,
                 coordinator_group=op.coordinator_group,
@@ -675,8 +673,7 @@ class NodeCore:
                 read_ranges=_ranges(op.read_ranges),
             )
         elif kind == "commit_one_phase":
-            self._refuse_future(op.ts, "the transaction timestamp")
-            self._hlc.observe(op.ts)
+            self._observe_from_request(op.ts, "the transaction timestamp")
             record = CommitOnePhase(
                 txn_id=op.txn_id,
                 reads=_reads(op.reads),
@@ -684,8 +681,7 @@ class NodeCore:
                 read_ranges=_ranges(op.read_ranges),
             )
         elif kind == "decide":
-            self._refuse_future(op.commit_ts, "the commit timestamp")
-            self._hlc.observe(op.commit_ts)
+            self._observe_from_request(op.commit_ts, "the commit timestamp")
             record = Decide(
                 txn_id=op.txn_id,
                 participants=tuple(op.participants),
@@ -697,14 +693,18 @@ class NodeCore:
         elif kind == "prevent":
             record = Prevent(txn_id=op.txn_id, asker_ts=op.asker_ts)
         elif kind == "resolve":
-            self._refuse_future(op.commit_ts, "the commit timestamp")
             # Stamped above commit_ts, so the outcome record's decided_ts is at least it
             # (txn.coordinator rule D4 relies on that).
-            self._hlc.observe(op.commit_ts)
+            self._observe_from_request(op.commit_ts, "the commit timestamp")
             record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
         else:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
         return lambda ts: codec.encode_txn(record, ts)
+
+    def _observe_from_request(self, ts: int, what: str) -> None:
+        """Rule 9, then let the clock absorb `ts`."""
+        self._refuse_future(ts, what)
+        self._hlc.observe(ts)
 
     def _refuse_future(self, ts: int, what: str) -> None:
         """Rule 9."""
@@ -1591,11 +1591,8 @@ def _conflict_error(conflict: Conflict) -> kv.Error:
     )
 
 
-def _check_participants(
-    shard_map: ShardMap, participants: Sequence[int], group_id: int | None
-) -> None:
-    """Every participant is a data group of the map, and `group_id` (if given) is one of
-    them: a transaction naming groups that do not exist could never be decided or resolved,
+def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:
+    """Every participant is a data group of the map, and `group_id` is one of them: a transaction naming groups that do not exist could never be decided or resolved,
     and its record would be delivered and recovered forever."""
     for participant in participants:
         if participant == META_GROUP_ID or not shard_map.has_group(participant):
@@ -1607,7 +1604,7 @@ def _check_participants(
                     map_version=shard_map.version,
                 )
             )
-    if group_id is not None and group_id not in participants:
+    if group_id not in participants:
         raise _Refusal(
             _error(kv.INVALID_ARGUMENT, f"group {group_id} is not among the participants")
         )

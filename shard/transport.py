@@ -151,22 +151,15 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         request_iterator: AsyncIterator[peer_pb2.PeerBatch],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[peer_pb2.PeerReply]:
-        if self._secret:
-            presented = dict(context.invocation_metadata() or ()).get(SECRET_HEADER, "")
-            if not hmac.compare_digest(str(presented).encode(), self._secret):
-                self.refused += 1
-                log.warning("refused peer stream", extra={"reason": "bad peer secret"})
-                yield peer_pb2.PeerReply(
-                    refusal="missing or wrong peer secret (peer_secret in the cluster config)"
-                )
-                return
+        refusal = self._check_secret(context)
+        if refusal:
+            yield self._refuse(refusal)
+            return
         assembler = SnapshotAssembler()
         async for batch in request_iterator:
             refusal = self._check(batch)
             if refusal:
-                self.refused += 1
-                log.warning("refused peer stream", extra={"reason": refusal})
-                yield peer_pb2.PeerReply(refusal=refusal)
+                yield self._refuse(refusal)
                 return
             for item in batch.messages:
                 try:
@@ -186,6 +179,20 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                         continue
                     msg = whole
                 self._deliver(batch.from_node, item.group_id, msg)
+
+    def _refuse(self, reason: str) -> peer_pb2.PeerReply:
+        """Count and log a refused stream; the reply that ends it."""
+        self.refused += 1
+        log.warning("refused peer stream", extra={"reason": reason})
+        return peer_pb2.PeerReply(refusal=reason)
+
+    def _check_secret(self, context: grpc.aio.ServicerContext) -> str:
+        if not self._secret:
+            return ""
+        presented = dict(context.invocation_metadata() or ()).get(SECRET_HEADER, "")
+        if hmac.compare_digest(str(presented).encode(), self._secret):
+            return ""
+        return "missing or wrong peer secret (peer_secret in the cluster config)"
 
     def _check(self, batch: peer_pb2.PeerBatch) -> str:
         if batch.cluster_id != self._cluster_id:

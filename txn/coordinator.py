@@ -128,7 +128,7 @@ def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
     if existing is None and cmd.recover:
         if store.prepared(cmd.txn_id) is not None:  # D3
             return DecisionResult(committed=False, pending=True)
-        if 0 < cmd.asker_ts < store.purge_mark():  # D4
+        if participant.may_be_purged(store, cmd.asker_ts):  # D4
             return DecisionResult(committed=False, pending=True)
     if existing is not None:
         result = DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)

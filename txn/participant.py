@@ -383,12 +383,18 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
         return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
     decided = store.decision(cmd.txn_id)
     if decided is None:
-        if 0 < cmd.asker_ts < store.purge_mark():
+        if may_be_purged(store, cmd.asker_ts):
             return PreventResult(prepared=False, unknown=True)
         _record_outcome(store, cmd.txn_id, False, 0, ts)
     elif decided.committed:
         return PreventResult(prepared=True, prepare_ts=decided.commit_ts)
     return PreventResult(prepared=False)
+
+
+def may_be_purged(store: TxnStore, asker_ts: int) -> bool:
+    """Rules V2 and coordinator D4: with no record of a txn here, whether one may have been
+    purged (a commit record is decided at or after `asker_ts`; 0: the asker makes no claim)."""
+    return 0 < asker_ts < store.purge_mark()
 
 
 def single_key_conflict(

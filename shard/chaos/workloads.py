@@ -525,18 +525,27 @@ class ListAppendWorkload(Workload):
         return str(result["summary"])
 
 
+def _final_lists(history: Sequence[Op]) -> dict[str, list[Any]]:
+    """Each key's list as the final reads (ok, after the heal) saw it."""
+    final: dict[str, list[Any]] = {}
+    for op in client_ops(history):
+        if op["type"] == "ok" and op.get("final") and op.get("f") == "txn":
+            for mop in op["value"]:
+                if mop[0] == "r":
+                    final[mop[1]] = list(mop[2] or [])
+    return final
+
+
 def list_append_lost_writes(history: Sequence[Op]) -> list[dict[str, Any]]:
     """Acknowledged appends missing from the final read of their key."""
-    final: dict[str, list[Any]] = {}
-    acked: list[tuple[str, Any, int]] = []
-    for op in client_ops(history):
-        if op["type"] != "ok" or op.get("f") != "txn":
-            continue
-        for mop in op["value"]:
-            if op.get("final") and mop[0] == "r":
-                final[mop[1]] = list(mop[2] or [])
-            elif mop[0] == "append":
-                acked.append((mop[1], mop[2], op["time"]))
+    final = _final_lists(history)
+    acked = [
+        (mop[1], mop[2], op["time"])
+        for op in client_ops(history)
+        if op["type"] == "ok" and op.get("f") == "txn" and not op.get("final")
+        for mop in op["value"]
+        if mop[0] == "append"
+    ]
     lost = []
     for key, value, at in acked:
         if key in final and value not in final[key]:
@@ -549,12 +558,7 @@ def list_append_torn(history: Sequence[Op]) -> list[str]:
     in part: Elle needs a transaction's effects seen to reason about it, and an info
     transaction applied at one participant and not at another is seen half, so the
     final state itself must say all or nothing."""
-    final: dict[str, list[Any]] = {}
-    for op in client_ops(history):
-        if op["type"] == "ok" and op.get("final") and op.get("f") == "txn":
-            for mop in op["value"]:
-                if mop[0] == "r":
-                    final[mop[1]] = list(mop[2] or [])
+    final = _final_lists(history)
     torn = []
     for op in client_ops(history):
         if op["type"] not in ("ok", "info") or op.get("f") != "txn" or op.get("final"):
