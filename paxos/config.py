@@ -35,6 +35,10 @@ class ReplicaConfig:
     pipeline_window: int = 32
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
+    #: Most bytes of chosen values one Ready hands to the application (at least one slot), so
+    #: a replica with a backlog (a follower catching up) applies it over several Readies
+    #: instead of holding its driver for one; reads wait until their index is applied.
+    max_apply_bytes: int = 256 * 1024
     #: Compact the log once this many applied slots are held; keep the newest `compact_keep`.
     compact_threshold: int = 5_000
     compact_keep: int = 500
@@ -79,6 +83,8 @@ class ReplicaConfig:
             raise ValueError(f"pipeline_window must be between 1 and {MAX_PIPELINE_WINDOW}")
         if self.catchup_max_slots < 1:
             raise ValueError("catchup_max_slots must be at least 1")
+        if self.max_apply_bytes < 1:
+            raise ValueError("max_apply_bytes must be at least 1")
         if not 0 < self.compact_keep < self.compact_threshold:
             raise ValueError("need 0 < compact_keep < compact_threshold")
         if self.compact_threshold_bytes < 1:

@@ -22,7 +22,9 @@ Rules
    (`advance`). The chosen watermark (every slot at or below it is chosen) rides on Accepts
    and Heartbeats; a follower marks a slot chosen only if it accepted it under the very ballot
    of the leader announcing the watermark, otherwise it asks for the chosen value (catch-up).
-5. Chosen slots are applied once each, in slot order, through `Ready.committed`.
+5. Chosen slots are applied once each, in slot order, through `Ready.committed`, at most
+   `max_apply_bytes` of them per Ready (at least one slot). A read is answered in the Ready
+   whose committed entries reach its index, never before.
 6. Leases (Paxos Made Live §5.2, "master leases"): a follower that heard the leader at local
    time t refuses to promise any other proposer until t + lease_duration. The leader, having
    sent heartbeat round n at t_n and heard a quorum acknowledge it, holds a lease until
@@ -189,6 +191,8 @@ class Replica:
         self._lease_until = 0.0
         self._read_round_wanted = False
         self._pending_reads: list[tuple[int, int, int]] = []  # (read_id, index, seq needed)
+        # Reads confirmed at an index the application has not reached yet (rule 5).
+        self._reads_after_apply: list[ReadState] = []
         self._peer_watermark: dict[int, int] = {}
         self._handoff_target: int | None = None
         self._handoff_deadline = 0.0
@@ -363,6 +367,7 @@ class Replica:
         return (
             not self._out.is_empty()
             or self._applied < self._chosen_watermark
+            or bool(self._reads_after_apply)
             or self._can_flush()
             or self._read_round_wanted
             or self._deferred_persist is not None
@@ -390,6 +395,7 @@ class Replica:
         self._read_round_wanted = False
         self._collect_committed()
         self._release_reads()
+        self._hold_reads_until_applied()
         self._maybe_compact(self._applied_returned)
         out, self._out = self._out, Ready()
         out.outcome_unknown, self._outcome_unknown = self._outcome_unknown, []
@@ -426,6 +432,18 @@ class Replica:
     @property
     def chosen_watermark(self) -> int:
         return self._chosen_watermark
+
+    def defer_election(self, now: float) -> None:
+        """Start the election timer afresh at `now`: the driver held this replica paused (a
+        long snapshot restore) right after hearing its leader, so the timer that ran out
+        meanwhile says nothing about the leader. Waiting longer is always safe."""
+        self.observe_time(now)
+        if self._role is Role.FOLLOWER:
+            self._reset_election_deadline()
+
+    def peer_watermark(self, peer: int) -> int:
+        """The chosen watermark `peer` last acknowledged to this leader (-1: none)."""
+        return self._peer_watermark.get(peer, -1)
 
     def has_valid_lease(self, now: float) -> bool:
         return self._role is Role.LEADER and now < self._lease_until
@@ -977,11 +995,15 @@ class Replica:
 
     def _collect_committed(self) -> None:
         """Rule 5 and 9: hand chosen slots to the application in order, once each."""
+        size = 0
         for slot in range(self._applied + 1, self._chosen_watermark + 1):
             vote = self._log.get(slot)
             if vote is None:
                 raise InvariantViolation(f"slot {slot} is chosen but its value is not held")
             value = vote[1]
+            size += _value_bytes(value)
+            if self._out.committed and size > self.config.max_apply_bytes:
+                break
             ids: tuple[int | None, ...] = (None,) * len(value)
             mine = self._proposed.pop(slot, None)
             if mine is not None:
@@ -992,6 +1014,12 @@ class Replica:
                     self._out.dropped.extend((pid, error) for pid in mine[1])
             self._out.committed.append(CommittedEntry(slot=slot, value=value, proposal_ids=ids))
             self._applied = slot
+
+    def _hold_reads_until_applied(self) -> None:
+        """Rule 5: a read is served from the application, so only once it reached the index."""
+        reads = self._reads_after_apply + self._out.reads
+        self._out.reads = [r for r in reads if r.index <= self._applied]
+        self._reads_after_apply = [r for r in reads if r.index > self._applied]
 
     def _release_reads(self) -> None:
         if not self._pending_reads:

@@ -25,6 +25,7 @@ Example::
     max_batch_bytes = 4194304
     pipeline_window = 1                    # slots in flight per group (docs/ARCHITECTURE.md)
     thrifty_accepts = true                 # Accepts to a quorum only (paxos/config.py)
+    max_apply_bytes = 262144               # chosen bytes applied per cycle (a backlog: more cycles)
 
     [client]
     request_timeout_ms = 5000
@@ -76,6 +77,7 @@ class PaxosSettings:
     compact_keep: int = 500
     compact_threshold_bytes: int = 64 * 1024 * 1024
     thrifty_accepts: bool = True
+    max_apply_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,6 +81,11 @@ class Engine(Protocol):
         a non-empty range gives at least one pair)."""
         ...
 
+    def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
+        """The pairs with lo <= key < hi, ascending, as they were when this was called:
+        writes made later are not seen however long the iterator is kept."""
+        ...
+
     def new_batch(self) -> EngineBatch:
         """A fresh, empty batch bound to this engine."""
         ...
@@ -243,6 +248,10 @@ class MemEngine:
         i, j = bisect.bisect_left(keys, lo), bisect.bisect_left(keys, hi)
         return take_bounded(((keys[x], data[keys[x]]) for x in range(i, j)), limit, max_bytes)
 
+    def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
+        """See Engine.iterate (a copy of the range: the dict changes under a live view)."""
+        return iter(self.scan(lo, hi, None))
+
     def new_batch(self) -> MemBatch:
         """A fresh, empty batch bound to this engine."""
         return MemBatch(self)
@@ -387,6 +396,13 @@ class RocksEngine:
         ro.set_iterate_upper_bound(hi)
         forward = cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
         return take_bounded(forward, limit, max_bytes)
+
+    def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
+        """See Engine.iterate: a RocksDB iterator pins its point-in-time view when created
+        (`../shared/REFERENCE.md`; a `db.snapshot()` would not, its iteration is live)."""
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(hi)
+        return cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
 
     def new_batch(self) -> RocksBatch:
         """A fresh, empty batch bound to this engine."""

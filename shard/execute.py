@@ -6,6 +6,9 @@ it carries nothing but chosen watermarks, see PersistBatch.needs_sync), send the
 needed it, apply every chosen slot into ONE engine batch (unsynced: the Paxos log is durable
 and a crash re-applies; the applied index rides in the same batch), write it, then answer
 clients and advance the replicas.
+
+`background_cycle` runs, once per wake of the shell, the paced steps of snapshot builds and
+restores that span many wakes (`NodeCore.background`).
 """
 
 from __future__ import annotations
@@ -68,3 +71,19 @@ def apply_cycle(core: NodeCore, disk: NodeDisk, readies: list[tuple[GroupHost, R
     if len(batch):
         disk.engine.write(batch, sync=False)
     core.answer(readies)
+
+
+def background_cycle(core: NodeCore, disk: NodeDisk) -> bool:
+    """One paced step of the snapshot builds and restores, if one is due; True if it ran.
+
+    Its writes are unsynced like an apply's: the next synced persist makes them durable, and
+    a restore's replica sends nothing that depends on them until it is done.
+    """
+    if not core.background_due():
+        return False
+    batch = disk.engine.new_batch()
+    core.background(batch)
+    if len(batch):
+        disk.engine.write(batch, sync=False)
+    core.answer(())
+    return True

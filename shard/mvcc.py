@@ -16,6 +16,9 @@ import struct
 DATA_TAG = b"d"
 """First byte of every shard data key (the Paxos library uses b"p")."""
 
+RESTORE_TAG = b"r"
+"""First byte of a restore's staging keys (`shard.snapshots`), outside every group's data."""
+
 META_TAG = b"m"
 LATEST_TAG = b"l"
 VERSION_TAG = b"v"
@@ -58,6 +61,11 @@ def group_prefix(group_id: int) -> bytes:
     if not 0 <= group_id < (1 << 32):
         raise ValueError(f"group id {group_id} is outside [0, 2**32)")
     return DATA_TAG + group_id.to_bytes(4, "big")
+
+
+def restore_prefix(group_id: int) -> bytes:
+    """The prefix b"r" + group id (4 bytes, big-endian) of a restore's staging keys."""
+    return RESTORE_TAG + group_prefix(group_id)[len(DATA_TAG) :]
 
 
 def prefix_end(prefix: bytes) -> bytes:

@@ -76,6 +76,7 @@ from typing import Any, Protocol
 
 from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, Role
 from paxos.messages import InstallSnapshot, Message
+from paxos.ready import CommittedEntry
 from paxos.storage import DurableState
 from router import kv_pb2 as kv
 from router.codec import encode_meta_command
@@ -84,7 +85,7 @@ from router.meta import Bootstrap, MetaStateMachine
 from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
 from shard.engine import Engine, EngineBatch
-from shard.errors import LimitExceeded, ShardError, Status, WrongShard
+from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import (
     MAX_COMMAND_BYTES,
     MAX_SCAN_RESPONSE_BYTES,
@@ -102,6 +103,8 @@ from shard.lock_wait import (
     blocked,
     request_age,
 )
+from shard.mvcc import restore_prefix
+from shard.snapshots import stage_cleared
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
@@ -153,6 +156,9 @@ GC_STEP_INTERVAL_S = 0.02
 # offsets (a client's clock, another node's, and a new leader's raise by two, rule 3) plus
 # this margin for a loaded machine; anything further is a broken clock or a forged request.
 FUTURE_TS_MARGIN_S = 0.5
+# After a snapshot that took steps to build, a peer gets the next one no sooner than this
+# (or four times the build's duration, if longer): see NodeCore._send_snapshot.
+SNAPSHOT_COOLDOWN_MIN_S = 1.0
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
 
@@ -165,13 +171,60 @@ class App(Protocol):
 
     def apply(self, slot: int, commands: Sequence[bytes], batch: EngineBatch) -> list[Any]: ...
 
-    def snapshot(self) -> bytes: ...
+    def snapshot_build(self) -> SnapshotBuild:
+        """A snapshot of the written state, built in steps (`shard.snapshots`)."""
+        ...
 
-    def restore(self, index: int, data: bytes, batch: EngineBatch) -> None: ...
+    def begin_restore(self, index: int, data: bytes) -> RestoreJob:
+        """A restore of snapshot `data` (as applied index `index`), run in steps."""
+        ...
 
     def snapshot_index(self, data: bytes) -> int:
         """The index snapshot `data` covers; raises ShardError or RouterError if corrupt."""
         ...
+
+
+class SnapshotBuild(Protocol):
+    def step(self, max_records: int, max_bytes: int) -> tuple[int, bytes] | None:
+        """Build some more; (index, blob) once done."""
+        ...
+
+
+class RestoreJob(Protocol):
+    @property
+    def index(self) -> int: ...
+
+    def step(self, batch: EngineBatch, max_records: int, max_bytes: int) -> bool:
+        """Stage some more of the restore into `batch`; True once done."""
+        ...
+
+    def run(self, batch: EngineBatch) -> None:
+        """The whole restore, in `batch`."""
+        ...
+
+
+@dataclass(slots=True)
+class _WholeSnapshot:
+    """A snapshot small enough to take at once (the meta group's)."""
+
+    index: int
+    data: bytes
+
+    def step(self, max_records: int, max_bytes: int) -> tuple[int, bytes] | None:
+        return self.index, self.data
+
+
+@dataclass(slots=True)
+class _WholeRestore:
+    index: int
+    restore: Callable[[EngineBatch], None]
+
+    def step(self, batch: EngineBatch, max_records: int, max_bytes: int) -> bool:
+        self.restore(batch)
+        return True
+
+    def run(self, batch: EngineBatch) -> None:
+        self.restore(batch)
 
 
 class MetaApp:
@@ -193,10 +246,13 @@ class MetaApp:
         batch.put(self._key, self.machine.snapshot())
         return results
 
-    def snapshot(self) -> bytes:
-        return self.machine.snapshot()
+    def snapshot_build(self) -> SnapshotBuild:
+        return _WholeSnapshot(self.machine.applied_index, self.machine.snapshot())
 
-    def restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
+    def begin_restore(self, index: int, data: bytes) -> RestoreJob:
+        return _WholeRestore(index, lambda batch: self._restore(index, data, batch))
+
+    def _restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
         self.machine.restore(index, data)
         batch.put(self._key, data)
 
@@ -286,6 +342,14 @@ class GroupHost:
     # until the replica says what became of their slot: they may still be chosen below a
     # parked snapshot read's timestamp (rule 3).
     expired: dict[int, int] = field(default_factory=dict)
+    # Snapshots being built for lagging peers; a peer sent one is sent no other before
+    # (until, index): that time, or its acknowledging the snapshot's index.
+    builds: dict[int, tuple[SnapshotBuild, float]] = field(default_factory=dict)
+    snapshot_cooldown: dict[int, tuple[float, int]] = field(default_factory=dict)
+    # A snapshot being restored in steps: the replica is paused (no messages, no ticks, no
+    # Ready) until it is done, and the slots chosen after it wait here.
+    restore: RestoreJob | None = None
+    after_restore: list[CommittedEntry] = field(default_factory=list)
 
     @property
     def shard(self) -> ShardStateMachine:
@@ -323,6 +387,7 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
         compact_keep=settings.compact_keep,
         compact_threshold_bytes=settings.compact_threshold_bytes,
         thrifty_accepts=settings.thrifty_accepts,
+        max_apply_bytes=settings.max_apply_bytes,
         # Commands carry timestamps fixed when proposed; snapshot reads need the fence.
         election_fence=True,
     )
@@ -330,7 +395,7 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TxnSettings:
-    """Timing of the transaction duties of a node."""
+    """Timing of the transaction duties and background work of a node."""
 
     #: Maximum clock offset between any two nodes (TrueTime's epsilon); 0 on one machine.
     max_clock_offset_s: float = 0.0
@@ -344,6 +409,13 @@ class TxnSettings:
     #: further back are refused), checked every `gc_interval_s`.
     mvcc_retention_s: float = 600.0
     gc_interval_s: float = 30.0
+    #: Snapshots are built and restored in steps of at most this many records and bytes,
+    #: one step per `snapshot_step_interval_s` at most (`NodeCore.background`); a snapshot
+    #: of at most `snapshot_whole_bytes` is restored at once, in the cycle it arrives.
+    snapshot_step_records: int = 2_000
+    snapshot_step_bytes: int = 1024 * 1024
+    snapshot_step_interval_s: float = 0.01
+    snapshot_whole_bytes: int = 64 * 1024
 
 
 class NodeCore:
@@ -365,6 +437,9 @@ class NodeCore:
         self.node_id = node_id
         self._bootstrap_map = bootstrap_map
         self._engine = disk.engine
+        self._disk = disk
+        self._paxos_settings = paxos_settings
+        self._rng = rng
         self._timeout_s = request_timeout_s
         self._txn = txn_settings or TxnSettings()
         self._offset_us = int(self._txn.max_clock_offset_s * 1_000_000)
@@ -379,6 +454,7 @@ class NodeCore:
         self._next_gc = self._txn.gc_interval_s
         self._next_gc_step = 0.0
         self._gc_behind = False
+        self._next_background = 0.0
         self._next_read_id = 1
         self._bootstrap_proposed = False
         self._leading: set[int] = set()
@@ -393,13 +469,7 @@ class NodeCore:
             else:
                 desc = bootstrap_map.group(group_id)
                 app = ShardStateMachine(group_id, (desc.start, desc.end), disk.engine)
-            replica = Replica(
-                replica_config(node_id, voters, paxos_settings),
-                disk.load(group_id),
-                app.applied_index,
-                random.Random(rng.getrandbits(64)),
-            )
-            self.hosts[group_id] = GroupHost(group_id, replica, app)
+            self.hosts[group_id] = GroupHost(group_id, self._load_replica(group_id, app), app)
         self._answers: list[tuple[_Pending, Any]] = []
         # Snapshot reads waiting for safe time (rule 3), and replies held for the commit wait.
         self._parked: list[tuple[GroupHost, _Pending]] = []
@@ -412,6 +482,17 @@ class NodeCore:
         self.outbound: list[Outbound] = []
         # InstallSnapshot messages dropped because their snapshot would not restore.
         self.snapshots_refused = 0
+
+    def _load_replica(self, group_id: int, app: App) -> Replica:
+        """The group's replica as a restart finds it: from its durable state alone."""
+        return Replica(
+            replica_config(
+                self.node_id, self._bootstrap_map.replicas(group_id), self._paxos_settings
+            ),
+            self._disk.load(group_id),
+            app.applied_index,
+            random.Random(self._rng.getrandbits(64)),
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -440,7 +521,8 @@ class NodeCore:
         self._wall_ns = wall_ns
         self._hlc.now(wall_ns)
         for host in self.hosts.values():
-            host.replica.tick(now)
+            if host.restore is None:
+                host.replica.tick(now)
         if now >= self._next_sweep:
             self._next_sweep = now + EXPIRY_SWEEP_S
             self._expire(now)
@@ -467,8 +549,10 @@ class NodeCore:
         parked request's wake-up or end of wait. The periodic sweeps are coarse and run at
         whichever tick comes.
         """
-        due = [h.replica.next_deadline() for h in self.hosts.values()]
+        due = [h.replica.next_deadline() for h in self.hosts.values() if h.restore is None]
         due += [h.held_until for h in self.hosts.values() if h.held_resolves]
+        if self.has_background_work():
+            due.append(self._next_background)
         if self._delayed:
             # `_release_delayed` replies once the wall clock is past the held version; one
             # microsecond more covers the rounding of this float deadline.
@@ -502,6 +586,8 @@ class NodeCore:
         host = self.hosts.get(group_id)
         if host is None:
             return False
+        if host.restore is not None:
+            return True  # the replica is paused while it restores; a message may be lost
         if isinstance(msg, InstallSnapshot) and not _restorable(host.app, msg):
             # Met in the apply, it would stop the node's loop; the leader sends another.
             self.snapshots_refused += 1
@@ -634,6 +720,14 @@ class NodeCore:
         except ShardError as exc:
             code = kv.LIMIT_EXCEEDED if exc.status is Status.LIMIT_EXCEEDED else kv.INVALID_ARGUMENT
             raise _Refusal(_error(code, str(exc))) from None
+        if host.restore is not None:
+            raise _Refusal(
+                _error(
+                    kv.UNAVAILABLE,
+                    f"group {group_id} on node {self.node_id} is restoring a snapshot; retry "
+                    "(another replica, for a stale_ok read)",
+                )
+            )
         return host
 
     def _command_for(self, kind: str, op: Any) -> Callable[[int], bytes]:
@@ -1163,6 +1257,8 @@ class NodeCore:
         if horizon_us <= 0:
             return
         for host in self._data_hosts():
+            if host.restore is not None:
+                continue  # its state is being replaced; the next pass covers it
             self._gc_behind = self._gc_behind or host.shard.gc_pending
             host.shard.start_gc(horizon_us << LOGICAL_BITS, batch)
 
@@ -1198,7 +1294,11 @@ class NodeCore:
         """The Ready batches of every group with work to do."""
         self._note_new_leaders()
         self._release_held_resolves()
-        return [(h, h.replica.ready()) for h in self.hosts.values() if h.replica.has_ready()]
+        return [
+            (h, h.replica.ready())
+            for h in self.hosts.values()
+            if h.restore is None and h.replica.has_ready()
+        ]
 
     def _note_new_leaders(self) -> None:
         """Rule 3: a new leader's timestamps start above anything its predecessor served."""
@@ -1226,24 +1326,117 @@ class NodeCore:
             self._next_gc_step = self._now + GC_STEP_INTERVAL_S
             pending = False
             for host in self._data_hosts():
-                if host.shard.gc_pending:
+                if host.restore is None and host.shard.gc_pending:
                     host.shard.gc_step(batch, GC_RECORDS_PER_STEP, GC_BYTES_PER_STEP)
                     pending = pending or host.shard.gc_pending
             self._gc_behind = self._gc_behind and pending
         for host, ready in readies:
             if ready.snapshot is not None:
-                host.app.restore(ready.snapshot.index, ready.snapshot.data, batch)
-            for entry in ready.committed:
-                results = host.app.apply(entry.slot, entry.value, batch)
-                if not results:
+                restore = host.app.begin_restore(ready.snapshot.index, ready.snapshot.data)
+                if len(ready.snapshot.data) <= self._txn.snapshot_whole_bytes:
+                    restore.run(batch)
+                else:
+                    host.restore = restore
+                    host.after_restore = list(ready.committed)
                     continue
-                for proposal_id, result in zip(entry.proposal_ids, results, strict=True):
-                    if proposal_id is None:
-                        continue
-                    host.expired.pop(proposal_id, None)
-                    pending = host.proposals.pop(proposal_id, None)
-                    if pending is not None:
-                        self._answers.append((pending, result))
+            self._apply_committed(host, ready.committed, batch)
+
+    def _apply_committed(
+        self, host: GroupHost, committed: Sequence[CommittedEntry], batch: EngineBatch
+    ) -> None:
+        for entry in committed:
+            results = host.app.apply(entry.slot, entry.value, batch)
+            if not results:
+                continue
+            for proposal_id, result in zip(entry.proposal_ids, results, strict=True):
+                if proposal_id is None:
+                    continue
+                host.expired.pop(proposal_id, None)
+                pending = host.proposals.pop(proposal_id, None)
+                if pending is not None:
+                    self._answers.append((pending, result))
+
+    # ------------------------------------------------------------------ background work
+
+    def has_background_work(self) -> bool:
+        """Whether a snapshot is being built or restored (see `background`)."""
+        return any(h.restore is not None or h.builds for h in self.hosts.values())
+
+    def background_due(self) -> bool:
+        return self._now >= self._next_background and self.has_background_work()
+
+    def background(self, batch: EngineBatch) -> None:
+        """One step of every snapshot build and restore; the shell writes `batch` unsynced,
+        then calls `answer(())`.
+
+        Paced (one step per `snapshot_step_interval_s`), so a large snapshot never holds
+        the loop past an election timeout, and the loop's other work goes on in between.
+        """
+        self._next_background = self._now + self._txn.snapshot_step_interval_s
+        records, size = self._txn.snapshot_step_records, self._txn.snapshot_step_bytes
+        for host in self.hosts.values():
+            if host.restore is not None:
+                self._step_restore(host, batch, records, size)
+            for peer, (build, started) in list(host.builds.items()):
+                done = build.step(records, size)
+                if done is not None:
+                    del host.builds[peer]
+                    self._send_snapshot(host, peer, done, started)
+
+    def _step_restore(self, host: GroupHost, batch: EngineBatch, records: int, size: int) -> None:
+        assert host.restore is not None
+        try:
+            finished = host.restore.step(batch, records, size)
+        except SnapshotCorrupt:
+            # Met before the group's data was touched (shard.snapshots): drop the staging
+            # and take the replica back to its durable state, as a restart would; the
+            # leader sends another snapshot.
+            self.snapshots_refused += 1
+            stage_cleared(batch, restore_prefix(host.group_id))
+            host.restore = None
+            host.after_restore = []
+            host.replica = self._load_replica(host.group_id, host.app)
+            return
+        if finished:
+            host.restore = None
+            host.replica.defer_election(self._now)
+            committed, host.after_restore = host.after_restore, []
+            self._apply_committed(host, committed, batch)
+
+    def _start_snapshot(self, host: GroupHost, peer: int) -> None:
+        """A lagging peer needs a snapshot: build it, at once if it is small."""
+        if peer in host.builds:
+            return
+        until, index = host.snapshot_cooldown.get(peer, (0.0, 0))
+        if self._now < until and host.replica.peer_watermark(peer) < index:
+            return
+        build = host.app.snapshot_build()
+        done = build.step(self._txn.snapshot_step_records, self._txn.snapshot_step_bytes)
+        if done is None:
+            host.builds[peer] = (build, self._now)
+            self._next_background = min(
+                self._next_background, self._now + self._txn.snapshot_step_interval_s
+            )
+        else:
+            self._send_snapshot(host, peer, done, self._now)
+
+    def _send_snapshot(
+        self, host: GroupHost, peer: int, done: tuple[int, bytes], started: float
+    ) -> None:
+        index, data = done
+        host.replica.send_snapshot(peer, index, data)
+        if started < self._now:
+            # The replica asks again every election timeout while the peer lags, and the
+            # peer takes longer to restore than this node took to build: rebuilding each
+            # time would keep this node busy with copies the peer will ignore. Once the
+            # peer acknowledges the index it has it, and may need a newer one at once.
+            until = self._now + max(SNAPSHOT_COOLDOWN_MIN_S, 4 * (self._now - started))
+            host.snapshot_cooldown[peer] = (until, index)
+
+    def close(self) -> None:
+        """Drop what holds the engine open (the point-in-time iterators of builds)."""
+        for host in self.hosts.values():
+            host.builds.clear()
 
     def answer(self, readies: Sequence[tuple[GroupHost, Ready]]) -> None:
         """After the apply batch is written: reply to clients and advance the replicas."""
@@ -1282,7 +1475,7 @@ class NodeCore:
                 ):
                     self._answers.append((pending, self._serve_read(host, pending)))
             for peer in ready.snapshot_requests:
-                host.replica.send_snapshot(peer, host.app.applied_index, host.app.snapshot())
+                self._start_snapshot(host, peer)
             host.replica.advance(ready)
         self._serve_parked()
         answers, self._answers = self._answers, []
@@ -1543,11 +1736,12 @@ class NodeCore:
             group = kv.GroupStatus(
                 group_id=group_id,
                 replicas=shard_map.replicas(group_id),
-                role=st.role.value,
+                # A replica restoring a snapshot in steps is paused; its data is the old state.
+                role="restoring" if host.restore is not None else st.role.value,
                 leader_id=st.leader_hint or 0,
                 ballot=str(st.promised),
                 chosen_index=st.chosen_watermark,
-                applied_index=st.applied_index,
+                applied_index=host.app.applied_index,
                 lease_valid=host.replica.has_valid_lease(self._now),
             )
             if group_id != META_GROUP_ID:

@@ -63,8 +63,6 @@ Rules
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Sequence
 
 from shard.codec import Command, CommandResult, Expect, Op, decode_command
@@ -114,10 +112,18 @@ from shard.mvcc import (
     pack_meta,
     pack_seq,
     prefix_end,
+    restore_prefix,
     unescape_key,
     unpack_counters,
     unpack_latest,
     unpack_meta,
+)
+from shard.snapshots import (
+    ShardRestore,
+    ShardSnapshotBuild,
+    check_header,
+    interrupted_restore,
+    stage_cleared,
 )
 from txn import coordinator, participant
 from txn.codec import (
@@ -148,10 +154,6 @@ from txn.store import StoreInvariantError
 
 __all__ = ["CommandResult", "ShardStateMachine"]
 
-_SNAPSHOT_MAGIC = b"PKVSNAP\x01"
-_SNAPSHOT_HEADER = struct.Struct(">QQQ")
-_FRAME = struct.Struct(">II")
-_CRC = struct.Struct(">I")
 _SCAN_PAGE = 256
 
 _OK_NO_WRITE = CommandResult(Status.OK, 0)
@@ -203,6 +205,14 @@ class ShardStateMachine:
         # or below the horizon was met.
         self._gc_cursor: bytes | None = None
         self._gc_key: tuple[bytes, bool] = (b"", False)
+        staged = interrupted_restore(engine, restore_prefix(group_id))
+        if staged is not None:
+            # A crash interrupted a restore after it began replacing this group's keys: the
+            # blob it staged first is whole (shard.snapshots), so redo it all at once.
+            batch = engine.new_batch()
+            self.begin_restore(check_header(staged)[0], staged).run(batch)
+            stage_cleared(batch, restore_prefix(group_id))
+            engine.write(batch, sync=False)
 
     # ----------------------------------------------------------------------------------------
     # Properties
@@ -734,86 +744,78 @@ class ShardStateMachine:
     # ----------------------------------------------------------------------------------------
     # Snapshots
 
-    def snapshot(self) -> bytes:
-        """All of this group's written data, applied index and max version, as one blob.
+    def snapshot_build(self) -> ShardSnapshotBuild:
+        """A snapshot of this group's written data (not what an unwritten batch stages), to
+        build in steps (`shard.snapshots`): a point-in-time view, so data and applied index
+        agree however long the build takes."""
+        return ShardSnapshotBuild(
+            self._engine.iterate(self._prefix, self._prefix_end), len(self._prefix)
+        )
 
-        One engine scan (a point-in-time view), so data and applied index agree. It reflects
-        what was written, not what is staged in an unwritten batch.
-        """
-        records = self._engine.scan(self._prefix, self._prefix_end, None)
-        meta = pack_meta(0, 0, 0)
-        strip = len(self._prefix)
-        meta_suffix = META_TAG
-        parts = [_SNAPSHOT_MAGIC, b""]
-        frame = _FRAME.pack
-        for key, value in records:
-            suffix = key[strip:]
-            if suffix == meta_suffix:
-                meta = value
-                continue
-            parts.append(frame(len(suffix), len(value)))
-            parts.append(suffix)
-            parts.append(value)
-        applied_index, max_version, gc_horizon = unpack_meta(meta)
-        parts[1] = _SNAPSHOT_HEADER.pack(applied_index, max_version, gc_horizon)
-        body = b"".join(parts)
-        return body + _CRC.pack(zlib.crc32(body))
+    def snapshot(self) -> bytes:
+        """All of this group's written data, applied index and max version, as one blob."""
+        build = self.snapshot_build()
+        while (done := build.step(1 << 62, 1 << 62)) is None:
+            pass
+        return done[1]
 
     @staticmethod
     def snapshot_index(data: bytes) -> int:
-        """The applied index a snapshot blob covers.
+        """The applied index a snapshot blob covers (its frames are checked by the restore).
 
         Raises:
-            SnapshotCorrupt: bad magic, framing or checksum.
+            SnapshotCorrupt: bad magic or checksum.
         """
-        return _check_snapshot(data)[0]
+        return check_header(data)[0]
+
+    def begin_restore(self, index: int, data: bytes) -> ShardRestore:
+        """A restore of snapshot `data` as applied index `index`, to run in steps.
+
+        Raises:
+            SnapshotCorrupt: bad magic or checksum, or it covers another index than `index`.
+        """
+        restore = ShardRestore(data, self._prefix, restore_prefix(self._group_id), self)
+        if restore.index != index:
+            raise SnapshotCorrupt(f"snapshot covers index {restore.index}, not {index}")
+        return restore
 
     def restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
-        """Stage replacing this group's data by snapshot `data`; applied_index becomes `index`.
+        """Stage replacing this group's data by snapshot `data` in `batch`, all at once.
 
         Raises:
             SnapshotCorrupt: bad blob, or it covers another index than `index`.
         """
-        applied_index, max_version, gc_horizon = _check_snapshot(data)
-        if applied_index != index:
-            raise SnapshotCorrupt(f"snapshot covers index {applied_index}, not {index}")
-        prefix = self._prefix
-        batch.delete_range(prefix, self._prefix_end)
-        pos = len(_SNAPSHOT_MAGIC) + _SNAPSHOT_HEADER.size
-        stop = len(data) - _CRC.size
-        unpack = _FRAME.unpack_from
-        view = memoryview(data)
-        intent_keys = 0
-        prepared: set[bytes] = set()
-        scanned: dict[bytes, tuple[KeyRange, ...]] = {}
-        unfinished: set[bytes] = set()
-        while pos < stop:
-            key_len, value_len = unpack(data, pos)
-            pos += _FRAME.size
-            key = bytes(view[pos : pos + key_len])
-            pos += key_len
-            value = bytes(view[pos : pos + value_len])
-            pos += value_len
-            batch.put(prefix + key, value)
-            if key[:1] == INTENT_TAG:
-                intent_keys += 1
-            elif key.startswith(PREPARED_TAG):
-                prepared.add(key[len(PREPARED_TAG) :])
-                ranges = self._decode_prepared(value).read_ranges
-                if ranges:
-                    scanned[key[len(PREPARED_TAG) :]] = ranges
-            elif key.startswith(UNFINISHED_TAG):
-                unfinished.add(key[len(UNFINISHED_TAG) :])
-        self._intent_keys = intent_keys
-        self._prepared_ids = prepared
-        self._scanned = scanned
-        self._unfinished_ids = unfinished
+        self.begin_restore(index, data).run(batch)
+
+    # RestoreSink: a restore keeps the derived state in step with the records it writes.
+
+    def restore_started(self) -> None:
+        """The group's keys are being replaced: forget what was derived from them."""
+        self._intent_keys = 0
+        self._prepared_ids = set()
+        self._scanned = {}
+        self._unfinished_ids = set()
+        self._gc_cursor = None  # a pass over the replaced state would resume at random
+
+    def restore_record(self, suffix: bytes, value: bytes) -> None:
+        """One record the restore writes (key without the group prefix)."""
+        if suffix[:1] == INTENT_TAG:
+            self._intent_keys += 1
+        elif suffix.startswith(PREPARED_TAG):
+            txn_id = suffix[len(PREPARED_TAG) :]
+            self._prepared_ids.add(txn_id)
+            ranges = self._decode_prepared(value).read_ranges
+            if ranges:
+                self._scanned[txn_id] = ranges
+        elif suffix.startswith(UNFINISHED_TAG):
+            self._unfinished_ids.add(suffix[len(UNFINISHED_TAG) :])
+
+    def restore_finished(self, applied_index: int, max_version: int, gc_horizon: int) -> None:
+        """Every record is written (the meta record in the same batch)."""
         self.intent_releases += 1
         self._applied_index = applied_index
         self._max_version = max_version
         self._gc_horizon = gc_horizon
-        self._gc_cursor = None  # a pass over the replaced state would resume at random
-        batch.put(self._meta_key, self._pack_meta())
 
 
 class _BatchTxnStore:
@@ -985,26 +987,3 @@ def _oversized_command_result(data: bytes) -> CommandResult:
     except LimitExceeded as exc:
         return CommandResult(exc.status, message=str(exc))
     raise InvariantViolation("command size check disagrees with its validator")
-
-
-def _check_snapshot(data: bytes) -> tuple[int, int, int]:
-    """Verify magic, checksum and framing; return (applied_index, max_version, gc_horizon)."""
-    head = len(_SNAPSHOT_MAGIC) + _SNAPSHOT_HEADER.size
-    if len(data) < head + _CRC.size or not data.startswith(_SNAPSHOT_MAGIC):
-        raise SnapshotCorrupt("not a shard snapshot (bad magic or too short)")
-    stop = len(data) - _CRC.size
-    (crc,) = _CRC.unpack_from(data, stop)
-    if zlib.crc32(memoryview(data)[:stop]) != crc:
-        raise SnapshotCorrupt("shard snapshot checksum mismatch")
-    pos = head
-    while pos < stop:
-        if pos + _FRAME.size > stop:
-            raise SnapshotCorrupt("truncated record frame in shard snapshot")
-        key_len, value_len = _FRAME.unpack_from(data, pos)
-        pos += _FRAME.size + key_len + value_len
-        if pos > stop or key_len == 0:
-            raise SnapshotCorrupt("bad record frame in shard snapshot")
-    applied_index, max_version, gc_horizon = _SNAPSHOT_HEADER.unpack_from(
-        data, len(_SNAPSHOT_MAGIC)
-    )
-    return applied_index, max_version, gc_horizon

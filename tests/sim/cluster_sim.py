@@ -78,7 +78,7 @@ from router.shard_map import META_GROUP_ID, NodeAddress, ShardMap, bootstrap
 from shard.chaos import elle
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
-from shard.execute import execute_cycle
+from shard.execute import background_cycle, execute_cycle
 from shard.node import NodeCore, TxnSettings
 
 __all__ = [
@@ -139,6 +139,9 @@ class _EngineProxy:
         self, lo: bytes, hi: bytes, limit: int, max_bytes: int
     ) -> list[tuple[bytes, bytes]]:
         return self._engine.scan_bounded(lo, hi, limit, max_bytes)  # type: ignore[no-any-return]
+
+    def iterate(self, lo: bytes, hi: bytes) -> Any:
+        return self._engine.iterate(lo, hi)
 
     def new_batch(self) -> Any:
         return self._engine.new_batch()
@@ -403,6 +406,7 @@ class NodeHost(Host):
                     rpc.on_response(src, payload[1], payload[2], payload[3])
         cycles = 0
         try:
+            background_cycle(core, self.disk)
             while cycles < MAX_CYCLES_PER_WAKE and execute_cycle(core, self.disk, self._send_peer):
                 cycles += 1
         except _CrashNow as point:
@@ -1011,7 +1015,13 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         compact_keep=rng.choice((2, 10)) if compact else 2_000,
         thrifty_accepts=rng.random() < 0.75,
     )
+    if k.paxos.max_batch_count == 8:
+        # Derived, not drawn (seeds keep their schedules): one slot applied per cycle.
+        k.paxos = replace(k.paxos, max_apply_bytes=1)
     collect = rng.random() < 0.5
+    # Half of the runs that compact build and restore snapshots in steps of 50 records
+    # (crashes then land inside restores). No draw of its own: seeds keep their schedules.
+    steps = compact and k.paxos.compact_keep == 2
     k.txn = TxnSettings(
         max_clock_offset_s=epsilon,
         resolve_after_s=rng.choice((0.2, 0.4)),
@@ -1019,6 +1029,9 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         purge_interval_s=3600.0,
         mvcc_retention_s=rng.choice((0.3, 1.0)) if collect else 600.0,
         gc_interval_s=rng.choice((0.1, 0.5)) if collect else 30.0,
+        snapshot_step_records=50 if steps else 2_000,
+        snapshot_step_bytes=4096 if steps else 1024 * 1024,
+        snapshot_whole_bytes=0 if steps else 64 * 1024,
     )
     nodes = list(range(1, k.nodes + 1))
     if profile == "calm":

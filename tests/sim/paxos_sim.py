@@ -101,6 +101,8 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         "thrifty_accepts": rng.random() < 0.75,
         # Derived, not drawn, so that the seeds of earlier runs keep their schedules.
         "election_fence": batch == 1024,
+        # One slot per Ready: reads wait for the apply to reach them (rule 5).
+        "max_apply_bytes": 1 if batch == 3 else 256 * 1024,
     }
     if profile == "calm":
         k.faults = FaultMix(rate_per_s=0)

@@ -18,7 +18,7 @@ from router import kv_pb2 as kv
 from router.shard_map import NodeAddress, bootstrap
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
-from shard.execute import execute_cycle
+from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
 from txn.hlc import LOGICAL_BITS
@@ -587,26 +587,18 @@ class ThreeNodes:
     """Three nodes, every group on all three, with an in-memory network that can cut one
     node off; time is controlled as in OneNode."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, paxos_settings: PaxosSettings | None = None, txn_settings: TxnSettings | None = None
+    ) -> None:
         addrs = [
             NodeAddress(node_id=i, name=f"n{i}", client_addr=f"x:{i}", peer_addr=f"x:{i}")
             for i in (1, 2, 3)
         ]
-        shard_map = bootstrap(addrs, [b"m"], 3)
+        self.shard_map = bootstrap(addrs, [b"m"], 3)
+        self.paxos_settings = paxos_settings or PaxosSettings()
+        self.txn_settings = txn_settings or TxnSettings()
         self.disks = {i: MemoryNodeDisk() for i in (1, 2, 3)}
-        self.cores = {
-            i: NodeCore(
-                cluster_id=CLUSTER,
-                node_id=i,
-                bootstrap_map=shard_map,
-                disk=self.disks[i],
-                paxos_settings=PaxosSettings(),
-                rng=random.Random(i),
-                request_timeout_s=5.0,
-                txn_settings=TxnSettings(),
-            )
-            for i in (1, 2, 3)
-        }
+        self.cores = {i: self.boot(i) for i in (1, 2, 3)}
         self.cut: int | None = None
         # (group, message) -> True drops it on the way, as a lossy link would.
         self.drop: Callable[[int, Any], bool] = lambda group_id, msg: False
@@ -614,6 +606,19 @@ class ThreeNodes:
         self.now = 0.0
         self.wall = WALL0
         self.advance(2.0)
+
+    def boot(self, i: int) -> NodeCore:
+        """Node `i` as it starts from its disk."""
+        return NodeCore(
+            cluster_id=CLUSTER,
+            node_id=i,
+            bootstrap_map=self.shard_map,
+            disk=self.disks[i],
+            paxos_settings=self.paxos_settings,
+            rng=random.Random(i),
+            request_timeout_s=5.0,
+            txn_settings=self.txn_settings,
+        )
 
     def _send(self, group_id: int, msgs: Any) -> None:
         for msg in msgs:
@@ -630,6 +635,7 @@ class ThreeNodes:
                 self.cores[dst].step(group_id, msg)
             for i, core in self.cores.items():
                 core.tick(self.now, self.wall)
+                background_cycle(core, self.disks[i])
                 while execute_cycle(core, self.disks[i], self._send):
                     pass
 

@@ -1,0 +1,167 @@
+"""A follower catches up by snapshot while the cluster serves writes: what does it cost?
+
+    python bench/snapshot_catchup.py --keys 300000 --json /tmp/catchup.json
+
+Starts a 3-node, 1-shard cluster in a temporary directory, pauses one follower of the shard
+(SIGSTOP), writes `--keys` distinct keys (100-byte values, 256 at a time), so the group
+compacts its log far past the paused follower, then resumes it: its leader must send the
+whole shard as a snapshot. Meanwhile a probe writes one key at a time and records each
+put's latency. Reports how long the follower took to catch up, the probe's p50 / p99 / max
+latency during the catch-up, how many groups elected a new leader, and the nodes' "slow
+wake" log lines (a loop held past the threshold). Every process it started is stopped by
+pid at the end, also on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from router.client import RoutingClient
+from shard.cluster import LocalCluster, is_node_process
+
+GROUP = 1
+VALUE = b"v" * 100
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, default=300_000, help="distinct keys to write")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--deadline", type=float, default=300.0, help="catch-up deadline, s")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--keep", type=Path, help="cluster directory to use and keep")
+    return parser.parse_args(argv)
+
+
+def _applied(cluster: LocalCluster, name: str) -> int | None:
+    status = cluster.status_all(timeout_s=1.0, names=[name]).get(name)
+    if status is None:
+        return None
+    return next((g.applied_index for g in status.groups if g.group_id == GROUP), None)
+
+
+def _ballots(cluster: LocalCluster) -> dict[int, str]:
+    return {g: leader.ballot for g, leader in cluster.leaders().items()}
+
+
+def _slow_wakes(cluster: LocalCluster) -> list[dict[str, Any]]:
+    out = []
+    for name in cluster.names:
+        for line in cluster.log_file(name).read_text(errors="replace").splitlines():
+            if "slow wake" in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                record["node"] = name
+                out.append(record)
+    return out
+
+
+async def _load(client: RoutingClient, keys: int, concurrency: int) -> None:
+    next_key = 0
+    started = time.monotonic()
+
+    async def worker() -> None:
+        nonlocal next_key
+        while next_key < keys:
+            n = next_key
+            next_key += 1
+            await client.put(b"key%09d" % n, VALUE)
+            if (n + 1) % 50_000 == 0:
+                rate = (n + 1) / (time.monotonic() - started)
+                print(f"  {n + 1:,} keys written ({rate:,.0f}/s)", flush=True)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def _probe(client: RoutingClient, latencies: list[float], stop: asyncio.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        await client.put(b"probe%d" % (n % 100), VALUE)
+        latencies.append((time.perf_counter() - started) * 1e3)
+        n += 1
+        await asyncio.sleep(0.005)
+
+
+async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
+    leader = cluster.wait_for_leader(GROUP)
+    follower = next(n for n in cluster.names if n != leader)
+    print(f"pausing {follower} (a follower of group {GROUP}; the leader is {leader})")
+    cluster.pause(follower)
+    seeds = [a for n, a in cluster.addresses.items() if n != follower]
+    async with RoutingClient(seeds) as client:
+        print(f"writing {args.keys:,} keys")
+        await _load(client, args.keys, args.concurrency)
+        target = _applied(cluster, leader) or 0
+        before = _ballots(cluster)
+        wakes_before = len(_slow_wakes(cluster))
+        latencies: list[float] = []
+        stop = asyncio.Event()
+        probe = asyncio.create_task(_probe(client, latencies, stop))
+        await asyncio.sleep(1.0)
+        latencies.clear()
+        print(f"resuming {follower}; it must reach applied index {target:,}")
+        resumed = time.monotonic()
+        cluster.resume(follower)
+        caught_up = None
+        while time.monotonic() - resumed < args.deadline:
+            applied = await asyncio.to_thread(_applied, cluster, follower)
+            if applied is not None and applied >= target:
+                caught_up = time.monotonic() - resumed
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await probe
+        after = _ballots(cluster)
+    wakes = _slow_wakes(cluster)[wakes_before:]
+    ordered = sorted(latencies)
+    return {
+        "keys": args.keys,
+        "catch_up_s": None if caught_up is None else round(caught_up, 2),
+        "probe_puts": len(ordered),
+        "probe_p50_ms": round(statistics.median(ordered), 2),
+        "probe_p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
+        "probe_max_ms": round(ordered[-1], 2),
+        "elections": sum(1 for g in after if after[g] != before.get(g)),
+        "slow_wakes": len(wakes),
+        "slowest_wake_ms": max((w.get("wake_ms", 0) for w in wakes), default=0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="paxoskv-catchup-"))
+    cluster = LocalCluster(root, shards=1)
+    try:
+        cluster.start(deadline_s=120.0, settle_s=10.0)
+        report = asyncio.run(_run(cluster, args))
+    finally:
+        try:
+            cluster.stop(grace_s=5.0)
+        finally:
+            for node, proc in cluster._procs.items():
+                if proc.poll() is None and is_node_process(proc.pid, cluster.config_path, node):
+                    proc.kill()
+                    proc.wait(timeout=10)
+            cluster.close()
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["catch_up_s"] is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
