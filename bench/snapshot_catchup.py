@@ -1,12 +1,13 @@
-"""A follower catches up by snapshot while the cluster serves writes: what does it cost?
+"""A follower catches up while the cluster serves writes: what does it cost?
 
     python bench/snapshot_catchup.py --keys 300000 --json /tmp/catchup.json
+    python bench/snapshot_catchup.py --keys 300000 --compact-slots 500
 
 Starts a 3-node, 1-shard cluster in a temporary directory, pauses one follower of the shard
-(SIGSTOP), writes `--keys` distinct keys (100-byte values, 256 at a time), so the group
-compacts its log far past the paused follower, then resumes it: its leader must send the
-whole shard as a snapshot. Meanwhile a probe writes one key at a time and records each
-put's latency. Reports how long the follower took to catch up, the probe's p50 / p99 / max
+(SIGSTOP), writes `--keys` distinct keys (100-byte values, 256 at a time), then resumes
+it: it catches up from its leader's log, or, with `--compact-slots` below the slots the
+load took, from a snapshot of the whole shard. Meanwhile a probe writes one key at a time
+and records each put's latency. Reports how long the follower took to catch up, the probe's p50 / p99 / max
 latency during the catch-up, how many groups elected a new leader, and the nodes' "slow
 wake" log lines (a loop held past the threshold). Every process it started is stopped by
 pid at the end, also on errors.
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from router.client import RoutingClient
 from shard.cluster import LocalCluster, is_node_process
+from shard.config import PaxosSettings
 
 GROUP = 1
 VALUE = b"v" * 100
@@ -40,6 +42,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=300.0, help="catch-up deadline, s")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--keep", type=Path, help="cluster directory to use and keep")
+    parser.add_argument(
+        "--compact-slots",
+        type=int,
+        help="the nodes' [paxos] compact_threshold (keep a tenth): below the slots the load "
+        "takes, the follower needs a snapshot; by default it catches up from the log",
+    )
     return parser.parse_args(argv)
 
 
@@ -130,6 +138,7 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
     ordered = sorted(latencies)
     return {
         "keys": args.keys,
+        "compact_slots": args.compact_slots,
         "catch_up_s": None if caught_up is None else round(caught_up, 2),
         "probe_puts": len(ordered),
         "probe_p50_ms": round(statistics.median(ordered), 2),
@@ -144,7 +153,12 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="paxoskv-catchup-"))
-    cluster = LocalCluster(root, shards=1)
+    paxos = None
+    if args.compact_slots:
+        paxos = PaxosSettings(
+            compact_threshold=args.compact_slots, compact_keep=max(1, args.compact_slots // 10)
+        )
+    cluster = LocalCluster(root, shards=1, paxos=paxos)
     try:
         cluster.start(deadline_s=120.0, settle_s=10.0)
         report = asyncio.run(_run(cluster, args))

@@ -55,6 +55,11 @@ Rules
    the Ready carrying a snapshot persists nothing that depends on it (no other message is
    handled until it is out); and a restart that finds the application ahead of the chosen
    watermark (the restore survived, the truncation did not) finishes the install.
+12. A leader nacked by a replica that promised a higher ballot and names no other leader,
+   while the leader's lease holds, campaigns again at once with a higher ballot (it is the
+   one candidate the followers' lease promises let through) instead of stepping down for an
+   election timeout: a replica rejoining after a partition no longer costs every group it
+   hosts an election.
 """
 
 from __future__ import annotations
@@ -600,7 +605,16 @@ class Replica:
             return
         if msg.promised > self._ballot:
             self._max_seen_round = max(self._max_seen_round, msg.promised.round)
+            rejoined = msg.leader_hint in (None, self.id)
+            lease = self._role is Role.LEADER and self._now < self._lease_until
             self._become_follower(msg.leader_hint)
+            if rejoined and lease:
+                # Rule 12: the nacker names no other leader, and this leader's lease says a
+                # quorum follows it: a replica back from a partition, whose round ran up in
+                # campaigns nobody could grant. Take a higher ballot at once rather than
+                # leave the group leaderless for an election timeout; the followers' lease
+                # promises let this same leader through.
+                self._campaign()
 
     def _handle_accept(self, msg: Accept) -> None:
         if not self._follow(msg.src, msg.ballot):
