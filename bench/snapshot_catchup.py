@@ -8,8 +8,8 @@ Starts a 3-node, 1-shard cluster in a temporary directory, pauses one follower o
 it: it catches up from its leader's log, or, with `--compact-slots` below the slots the
 load took, from a snapshot of the whole shard. Meanwhile a probe writes one key at a time
 and records each put's latency. Reports how long the follower took to catch up, the probe's p50 / p99 / max
-latency during the catch-up, how many groups elected a new leader, and the nodes' "slow
-wake" log lines (a loop held past the threshold). Every process it started is stopped by
+latency during the catch-up, how many groups took a new ballot or moved their leader, and
+the nodes' "slow wake" log lines (a loop held past the threshold). Every process it started is stopped by
 pid at the end, also on errors.
 """
 
@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from router.client import RoutingClient
+from router.client_errors import ClientError
 from shard.cluster import LocalCluster, is_node_process
 from shard.config import PaxosSettings
 
@@ -58,8 +59,8 @@ def _applied(cluster: LocalCluster, name: str) -> int | None:
     return next((g.applied_index for g in status.groups if g.group_id == GROUP), None)
 
 
-def _ballots(cluster: LocalCluster) -> dict[int, str]:
-    return {g: leader.ballot for g, leader in cluster.leaders().items()}
+def _leaders(cluster: LocalCluster) -> dict[int, tuple[str | None, str]]:
+    return {g: (leader.leader, leader.ballot) for g, leader in cluster.leaders().items()}
 
 
 def _slow_wakes(cluster: LocalCluster) -> list[dict[str, Any]]:
@@ -93,11 +94,16 @@ async def _load(client: RoutingClient, keys: int, concurrency: int) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _probe(client: RoutingClient, latencies: list[float], stop: asyncio.Event) -> None:
+async def _probe(
+    client: RoutingClient, latencies: list[float], errors: list[str], stop: asyncio.Event
+) -> None:
     n = 0
     while not stop.is_set():
         started = time.perf_counter()
-        await client.put(b"probe%d" % (n % 100), VALUE)
+        try:
+            await client.put(b"probe%d" % (n % 100), VALUE)
+        except ClientError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
         latencies.append((time.perf_counter() - started) * 1e3)
         n += 1
         await asyncio.sleep(0.005)
@@ -113,11 +119,12 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
         print(f"writing {args.keys:,} keys")
         await _load(client, args.keys, args.concurrency)
         target = _applied(cluster, leader) or 0
-        before = _ballots(cluster)
+        before = _leaders(cluster)
         wakes_before = len(_slow_wakes(cluster))
         latencies: list[float] = []
+        errors: list[str] = []
         stop = asyncio.Event()
-        probe = asyncio.create_task(_probe(client, latencies, stop))
+        probe = asyncio.create_task(_probe(client, latencies, errors, stop))
         await asyncio.sleep(1.0)
         latencies.clear()
         print(f"resuming {follower}; it must reach applied index {target:,}")
@@ -133,7 +140,7 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
         await asyncio.sleep(1.0)
         stop.set()
         await probe
-        after = _ballots(cluster)
+        after = _leaders(cluster)
     wakes = _slow_wakes(cluster)[wakes_before:]
     ordered = sorted(latencies)
     return {
@@ -141,10 +148,14 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
         "compact_slots": args.compact_slots,
         "catch_up_s": None if caught_up is None else round(caught_up, 2),
         "probe_puts": len(ordered),
+        "probe_errors": errors,
         "probe_p50_ms": round(statistics.median(ordered), 2),
         "probe_p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
         "probe_max_ms": round(ordered[-1], 2),
-        "elections": sum(1 for g in after if after[g] != before.get(g)),
+        # A new ballot is an election, or a leader re-taking its group at once (Paxos rule
+        # 12); a group whose leader is another node moved (an election or a transfer).
+        "new_ballots": sum(1 for g in after if after[g][1] != before[g][1]),
+        "leaders_moved": sum(1 for g in after if after[g][0] != before[g][0]),
         "slow_wakes": len(wakes),
         "slowest_wake_ms": max((w.get("wake_ms", 0) for w in wakes), default=0),
     }

@@ -455,6 +455,7 @@ class NodeCore:
         self._next_gc_step = 0.0
         self._gc_behind = False
         self._next_background = 0.0
+        self._background_turn = 0
         self._next_read_id = 1
         self._bootstrap_proposed = False
         self._leading: set[int] = set()
@@ -1334,7 +1335,11 @@ class NodeCore:
             if ready.snapshot is not None:
                 restore = host.app.begin_restore(ready.snapshot.index, ready.snapshot.data)
                 if len(ready.snapshot.data) <= self._txn.snapshot_whole_bytes:
-                    restore.run(batch)
+                    try:
+                        restore.run(batch)
+                    except SnapshotCorrupt:
+                        self._abandon_restore(host, batch)
+                        continue
                 else:
                     host.restore = restore
                     host.after_restore = list(ready.committed)
@@ -1366,42 +1371,64 @@ class NodeCore:
         return self._now >= self._next_background and self.has_background_work()
 
     def background(self, batch: EngineBatch) -> None:
-        """One step of every snapshot build and restore; the shell writes `batch` unsynced,
-        then calls `answer(())`.
+        """One step of one snapshot build or restore (each in turn); the shell writes
+        `batch` unsynced, then calls `answer(())`.
 
-        Paced (one step per `snapshot_step_interval_s`), so a large snapshot never holds
-        the loop past an election timeout, and the loop's other work goes on in between.
+        Paced (one step per `snapshot_step_interval_s`) and one step per call however many
+        groups are building or restoring, so the loop is never held for more than a step
+        and its other work goes on in between.
         """
         self._next_background = self._now + self._txn.snapshot_step_interval_s
-        records, size = self._txn.snapshot_step_records, self._txn.snapshot_step_bytes
+        jobs: list[tuple[GroupHost, int | None]] = []
         for host in self.hosts.values():
             if host.restore is not None:
-                self._step_restore(host, batch, records, size)
-            for peer, (build, started) in list(host.builds.items()):
-                done = build.step(records, size)
-                if done is not None:
-                    del host.builds[peer]
-                    self._send_snapshot(host, peer, done, started)
+                jobs.append((host, None))
+            jobs.extend((host, peer) for peer in host.builds)
+        if not jobs:
+            return
+        host, peer = jobs[self._background_turn % len(jobs)]
+        self._background_turn += 1
+        records, size = self._txn.snapshot_step_records, self._txn.snapshot_step_bytes
+        if peer is None:
+            self._step_restore(host, batch, records, size)
+            return
+        build, started = host.builds[peer]
+        done = build.step(records, size)
+        if done is not None:
+            del host.builds[peer]
+            self._send_snapshot(host, peer, done, started)
 
     def _step_restore(self, host: GroupHost, batch: EngineBatch, records: int, size: int) -> None:
         assert host.restore is not None
         try:
             finished = host.restore.step(batch, records, size)
         except SnapshotCorrupt:
-            # Met before the group's data was touched (shard.snapshots): drop the staging
-            # and take the replica back to its durable state, as a restart would; the
-            # leader sends another snapshot.
-            self.snapshots_refused += 1
-            stage_cleared(batch, restore_prefix(host.group_id))
-            host.restore = None
-            host.after_restore = []
-            host.replica = self._load_replica(host.group_id, host.app)
+            self._abandon_restore(host, batch)
             return
         if finished:
             host.restore = None
             host.replica.defer_election(self._now)
             committed, host.after_restore = host.after_restore, []
             self._apply_committed(host, committed, batch)
+
+    def _abandon_restore(self, host: GroupHost, batch: EngineBatch) -> None:
+        """A snapshot's frames are bad (a sender's bug: the checksum passed), met before the
+        group's data was touched (shard.snapshots): drop the staging and take the replica
+        back to its durable state, as a restart would; the leader sends another snapshot."""
+        self.snapshots_refused += 1
+        stage_cleared(batch, restore_prefix(host.group_id))
+        host.restore = None
+        host.after_restore = []
+        host.replica = self._load_replica(host.group_id, host.app)
+        # The new replica numbers its proposals and reads afresh: settle the old ones.
+        for pending in host.proposals.values():
+            self._reply_error(
+                pending, _error(kv.OUTCOME_UNKNOWN, "the replica restarted under this write")
+            )
+        for pending in host.reads.values():
+            self._reply_error(pending, _error(kv.UNAVAILABLE, "the replica restarted; retry"))
+        host.proposals.clear()
+        host.reads.clear()
 
     def _start_snapshot(self, host: GroupHost, peer: int) -> None:
         """A lagging peer needs a snapshot: build it, at once if it is small."""

@@ -78,36 +78,49 @@ def _walk_frames(data: bytes, pos: int, limit: int, max_bytes: int) -> int:
 
 
 class ShardSnapshotBuild:
-    """The snapshot blob of one group, built from a point-in-time iterator in steps."""
+    """The snapshot blob of one group, built from a point-in-time iterator in steps.
 
-    def __init__(self, records: Iterator[KV], strip: int) -> None:
+    `meta` is the group's meta record as of the iterator's view (read in the same loop
+    turn that created it, so no write falls between them): the header goes first, and each
+    step joins and checksums only its own records, so no step costs the whole blob but the
+    last one's final copy.
+    """
+
+    def __init__(self, records: Iterator[KV], strip: int, meta: bytes | None) -> None:
         self._records = records
         self._strip = strip
-        self._meta = pack_meta(0, 0, 0)
-        self._parts: list[bytes] = [MAGIC, b""]
+        self.index, max_version, gc_horizon = unpack_meta(meta or pack_meta(0, 0, 0))
+        head = MAGIC + _HEADER.pack(self.index, max_version, gc_horizon)
+        self._chunks = [head]
+        self._crc = zlib.crc32(head)
         self.records = 0
 
     def step(self, max_records: int, max_bytes: int) -> tuple[int, bytes] | None:
         """Read up to `max_records` records or `max_bytes` of them; (index, blob) at the end."""
-        strip, parts, frame = self._strip, self._parts, _FRAME.pack
+        strip, frame = self._strip, _FRAME.pack
+        parts: list[bytes] = []
         size = 0
+        done = True
         for n, (key, value) in enumerate(self._records, 1):
             suffix = key[strip:]
-            if suffix == META_TAG:
-                self._meta = value
-            else:
+            if suffix != META_TAG:
                 parts.append(frame(len(suffix), len(value)))
                 parts.append(suffix)
                 parts.append(value)
                 self.records += 1
             size += len(key) + len(value)
             if n >= max_records or size >= max_bytes:
-                return None
-        applied_index, max_version, gc_horizon = unpack_meta(self._meta)
-        parts[1] = _HEADER.pack(applied_index, max_version, gc_horizon)
-        body = b"".join(parts)
-        self._parts = []
-        return applied_index, body + _CRC.pack(zlib.crc32(body))
+                done = False
+                break
+        chunk = b"".join(parts)
+        self._crc = zlib.crc32(chunk, self._crc)
+        self._chunks.append(chunk)
+        if not done:
+            return None
+        self._chunks.append(_CRC.pack(self._crc))
+        blob = b"".join(self._chunks)
+        self._chunks = []
+        return self.index, blob
 
 
 class RestoreSink:

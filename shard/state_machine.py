@@ -748,9 +748,9 @@ class ShardStateMachine:
         """A snapshot of this group's written data (not what an unwritten batch stages), to
         build in steps (`shard.snapshots`): a point-in-time view, so data and applied index
         agree however long the build takes."""
-        return ShardSnapshotBuild(
-            self._engine.iterate(self._prefix, self._prefix_end), len(self._prefix)
-        )
+        records = self._engine.iterate(self._prefix, self._prefix_end)
+        # No write can fall between these two reads: both run in this one call.
+        return ShardSnapshotBuild(records, len(self._prefix), self._engine.get(self._meta_key))
 
     def snapshot(self) -> bytes:
         """All of this group's written data, applied index and max version, as one blob."""

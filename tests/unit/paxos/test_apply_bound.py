@@ -11,6 +11,9 @@ from __future__ import annotations
 import random
 
 from paxos import MemoryStorage, Replica, ReplicaConfig, Role
+from paxos.ballot import Ballot
+from paxos.messages import Nack
+from tests.unit.paxos.test_replica_paths import Group
 
 
 def leader(config: ReplicaConfig) -> tuple[Replica, MemoryStorage, float]:
@@ -71,3 +74,30 @@ def test_one_slot_larger_than_the_bound_is_still_applied() -> None:
         committed += ready.committed
         replica.advance(ready)
     assert [c.value for c in committed if c.value] == [(b"x" * 1_000,)]
+
+
+def test_reads_held_for_the_apply_are_dropped_when_the_leader_steps_down() -> None:
+    """Found by review: a held read outlived the leadership; the replica then installed a
+    snapshot, which set its applied index, and the read was answered from the node's old
+    data while the restore had not begun (a stale read)."""
+    g = Group(max_apply_bytes=1, max_batch_count=1)
+    g.elect(1)
+    leader = g.r(1)
+    for i in range(3):
+        leader.propose(bytes([i]) * 10)
+    g.process(1)
+    g.deliver()
+    g.process(2)
+    g.process(3)
+    g.deliver()  # the Accepteds: all three slots are chosen, none applied yet
+    leader.read(9, g.now[1])
+    first = g.process(1)
+    assert len(first.committed) == 1 and not first.reads  # held for the apply
+    ballot = leader.status().promised
+    leader.step(
+        Nack(src=2, dst=1, ballot=ballot, promised=Ballot(ballot.round + 5, 3), leader_hint=3)
+    )
+    assert leader.role is Role.FOLLOWER
+    later = [g.process(1) for _ in range(5) if leader.has_ready()]
+    assert [rid for r in later for rid, _ in r.dropped_reads] == [9]
+    assert not [read for r in later for read in r.reads]

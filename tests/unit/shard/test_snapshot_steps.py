@@ -23,6 +23,7 @@ from router import kv_pb2 as kv
 from shard.config import PaxosSettings
 from shard.engine import Engine, MemEngine, RocksEngine
 from shard.errors import SnapshotCorrupt, Status
+from shard.execute import background_cycle
 from shard.mvcc import group_prefix, prefix_end, restore_prefix
 from shard.node import TxnSettings
 from shard.snapshots import MAGIC, ShardRestore
@@ -269,11 +270,17 @@ def test_a_lagging_follower_catches_up_by_a_snapshot_built_and_restored_in_steps
     assert nodes.call(lagging, get(b"d", stale_ok=True)).get.value == b"4"
 
 
-def test_a_follower_that_meets_a_bad_frame_drops_the_restore_and_follows_on() -> None:
+@pytest.mark.parametrize("whole_bytes", [0, 64 * 1024])
+def test_a_follower_that_meets_a_bad_frame_drops_the_restore_and_follows_on(
+    whole_bytes: int,
+) -> None:
     """The restore's frame walk finds what the check on arrival cannot (a checksum over bad
     frames): the node drops the staging, takes the group's replica back to its durable
-    state as a restart would, and the group goes on; nothing of the bad blob is applied."""
-    nodes = ThreeNodes(txn_settings=TxnSettings(snapshot_step_records=1, snapshot_whole_bytes=0))
+    state as a restart would, and the group goes on; nothing of the bad blob is applied.
+    Both for a restore in steps and for a small one restored at once (found by review: that
+    one raised out of the apply and stopped the node's loop)."""
+    settings = TxnSettings(snapshot_step_records=1, snapshot_whole_bytes=whole_bytes)
+    nodes = ThreeNodes(txn_settings=settings)
     leader = nodes.leader(1)
     follower = next(i for i in nodes.cores if i != leader)
     assert nodes.call(leader, put(b"a", b"1")).put.error.code == kv.OK
@@ -289,8 +296,9 @@ def test_a_follower_that_meets_a_bad_frame_drops_the_restore_and_follows_on() ->
     index = core.hosts[1].replica.applied_index + 50
     msg = InstallSnapshot(src=leader, dst=follower, ballot=ballot, index=index, data=bad)
     assert core.step(1, msg)
-    nodes.advance(0.002)
-    assert core.hosts[1].restore is not None and core.snapshots_refused == 0
+    if not whole_bytes:
+        nodes.advance(0.002)
+        assert core.hosts[1].restore is not None and core.snapshots_refused == 0
     nodes.advance(0.2)
     assert core.snapshots_refused == 1
     assert core.hosts[1].restore is None
@@ -314,3 +322,34 @@ def test_restore_steps_stop_at_their_byte_budget() -> None:
         written.append(sum(len(v or b"") for op, _, v in recorder.ops if op == "put"))
     # Staging the blob and writing its 6 kB of versions both took steps of about 2 kB.
     assert len(written) >= 6 and max(written) < 2 * 1500 + 200, written
+
+
+class _CountingJob:
+    """A restore that never ends, counting its steps."""
+
+    index = 0
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def step(self, batch: object, max_records: int, max_bytes: int) -> bool:
+        self.steps += 1
+        return False
+
+    def run(self, batch: object) -> None:
+        raise AssertionError("not restored at once")
+
+
+def test_one_background_call_steps_one_job_in_turn() -> None:
+    """Found by review: every restoring group and every build took a step in the same call,
+    so a node restoring 16 groups held its loop 16 steps long."""
+    nodes = ThreeNodes()
+    core = nodes.cores[1]
+    jobs = {g: _CountingJob() for g in (1, 2)}
+    for g, job in jobs.items():
+        core.hosts[g].restore = job  # type: ignore[assignment]
+    for call in range(1, 7):
+        nodes.now += 0.02
+        core.tick(nodes.now, nodes.wall)
+        assert background_cycle(core, nodes.disks[1])
+        assert sorted(j.steps for j in jobs.values()) == [call // 2, (call + 1) // 2]
