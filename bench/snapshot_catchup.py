@@ -34,6 +34,7 @@ from shard.config import PaxosSettings
 
 GROUP = 1
 VALUE = b"v" * 100
+SLOW_PROBE_MS = 100.0
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,7 +96,11 @@ async def _load(client: RoutingClient, keys: int, concurrency: int) -> None:
 
 
 async def _probe(
-    client: RoutingClient, latencies: list[float], errors: list[str], stop: asyncio.Event
+    client: RoutingClient,
+    latencies: list[float],
+    errors: list[str],
+    slow: list[tuple[float, float]],
+    stop: asyncio.Event,
 ) -> None:
     n = 0
     while not stop.is_set():
@@ -105,6 +110,8 @@ async def _probe(
         except ClientError as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
         latencies.append((time.perf_counter() - started) * 1e3)
+        if latencies[-1] >= SLOW_PROBE_MS:
+            slow.append((round(time.time() - latencies[-1] / 1e3, 3), round(latencies[-1], 1)))
         n += 1
         await asyncio.sleep(0.005)
 
@@ -123,12 +130,15 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
         wakes_before = len(_slow_wakes(cluster))
         latencies: list[float] = []
         errors: list[str] = []
+        slow: list[tuple[float, float]] = []
         stop = asyncio.Event()
-        probe = asyncio.create_task(_probe(client, latencies, errors, stop))
+        probe = asyncio.create_task(_probe(client, latencies, errors, slow, stop))
         await asyncio.sleep(1.0)
         latencies.clear()
+        slow.clear()
         print(f"resuming {follower}; it must reach applied index {target:,}")
         resumed = time.monotonic()
+        resumed_at = time.time()
         cluster.resume(follower)
         caught_up = None
         while time.monotonic() - resumed < args.deadline:
@@ -152,6 +162,9 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
         "probe_p50_ms": round(statistics.median(ordered), 2),
         "probe_p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
         "probe_max_ms": round(ordered[-1], 2),
+        # (seconds after the resume when it started, ms) of every probe put that slow, to
+        # set beside the nodes' logs.
+        "probe_slow": [(round(at - resumed_at, 3), ms) for at, ms in slow],
         # A new ballot is an election, or a leader re-taking its group at once (Paxos rule
         # 12); a group whose leader is another node moved (an election or a transfer).
         "new_ballots": sum(1 for g in after if after[g][1] != before[g][1]),
