@@ -489,10 +489,13 @@ class Replica:
             first = self._next_proposal_id - (len(self._queue) - self._queue_pos)
             self._out.dropped.extend((pid, error) for pid in range(first, self._next_proposal_id))
             self._out.dropped_reads.extend((rid, error) for rid, _, _ in self._pending_reads)
-            # Held for the apply (rule 5): this replica may next install a snapshot whose
-            # data its node restores later, so they are answered nowhere but here.
-            self._out.dropped_reads.extend((r.read_id, error) for r in self._reads_after_apply)
+            # Confirmed but not answered yet (queued, or held for the apply by rule 5): this
+            # replica may next install a snapshot whose data its node restores later, so
+            # they are answered nowhere but here.
+            for read in self._reads_after_apply + self._out.reads:
+                self._out.dropped_reads.append((read.read_id, error))
             self._reads_after_apply.clear()
+            self._out.reads.clear()
             self._queue.clear()
             self._queue_pos = 0
             self._pending_reads.clear()

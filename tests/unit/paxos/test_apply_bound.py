@@ -12,7 +12,7 @@ import random
 
 from paxos import MemoryStorage, Replica, ReplicaConfig, Role
 from paxos.ballot import Ballot
-from paxos.messages import Nack
+from paxos.messages import InstallSnapshot, Nack
 from tests.unit.paxos.test_replica_paths import Group
 
 
@@ -101,3 +101,31 @@ def test_reads_held_for_the_apply_are_dropped_when_the_leader_steps_down() -> No
     later = [g.process(1) for _ in range(5) if leader.has_ready()]
     assert [rid for r in later for rid, _ in r.dropped_reads] == [9]
     assert not [read for r in later for read in r.reads]
+
+
+def test_a_lease_read_queued_before_a_step_down_is_dropped_not_answered_by_a_snapshot() -> None:
+    """Found by the second review: a lease read still queued in the outgoing Ready (not yet
+    held) survived the step-down; an InstallSnapshot then set the applied index, and the
+    Ready carrying the snapshot answered it while the node had restored nothing (on a real
+    node: a get missing 344 acknowledged writes)."""
+    g = Group(max_apply_bytes=1, max_batch_count=1)
+    g.elect(1)
+    leader = g.r(1)
+    for i in range(3):
+        leader.propose(bytes([i]) * 10)
+    g.process(1)
+    g.deliver()
+    g.process(2)
+    g.process(3)
+    g.deliver()  # all three slots chosen on 1, none applied yet
+    assert leader.has_valid_lease(g.now[1])
+    leader.read(9, g.now[1])  # a lease read, queued in the outgoing Ready
+    ballot = leader.status().promised
+    newer = Ballot(ballot.round + 5, 3)
+    leader.step(Nack(src=2, dst=1, ballot=ballot, promised=newer, leader_hint=3))
+    assert leader.role is Role.FOLLOWER
+    index = leader.chosen_watermark
+    leader.step(InstallSnapshot(src=3, dst=1, ballot=newer, index=index, data=b"state"))
+    ready = leader.ready()
+    assert ready.snapshot is not None and not ready.reads
+    assert [rid for rid, _ in ready.dropped_reads] == [9]
