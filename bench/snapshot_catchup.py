@@ -27,9 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.compare import local_cluster
 from router.client import RoutingClient
 from router.client_errors import ClientError
-from shard.cluster import LocalCluster, is_node_process
+from shard.cluster import LocalCluster
 from shard.config import PaxosSettings
 
 GROUP = 1
@@ -182,19 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         paxos = PaxosSettings(
             compact_threshold=args.compact_slots, compact_keep=max(1, args.compact_slots // 10)
         )
-    cluster = LocalCluster(root, shards=1, paxos=paxos)
-    try:
-        cluster.start(deadline_s=120.0, settle_s=10.0)
+    with local_cluster(root.parent, root.name, shards=1, paxos=paxos) as cluster:
         report = asyncio.run(_run(cluster, args))
-    finally:
-        try:
-            cluster.stop(grace_s=5.0)
-        finally:
-            for node, proc in cluster._procs.items():
-                if proc.poll() is None and is_node_process(proc.pid, cluster.config_path, node):
-                    proc.kill()
-                    proc.wait(timeout=10)
-            cluster.close()
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -76,20 +76,26 @@ def test_one_slot_larger_than_the_bound_is_still_applied() -> None:
     assert [c.value for c in committed if c.value] == [(b"x" * 1_000,)]
 
 
-def test_reads_held_for_the_apply_are_dropped_when_the_leader_steps_down() -> None:
-    """Found by review: a held read outlived the leadership; the replica then installed a
-    snapshot, which set its applied index, and the read was answered from the node's old
-    data while the restore had not begun (a stale read)."""
+def chosen_not_applied() -> Group:
+    """Leader 1 of three, one slot applied per Ready, with three slots chosen, none applied."""
     g = Group(max_apply_bytes=1, max_batch_count=1)
     g.elect(1)
-    leader = g.r(1)
     for i in range(3):
-        leader.propose(bytes([i]) * 10)
+        g.r(1).propose(bytes([i]) * 10)
     g.process(1)
     g.deliver()
     g.process(2)
     g.process(3)
-    g.deliver()  # the Accepteds: all three slots are chosen, none applied yet
+    g.deliver()  # the Accepteds
+    return g
+
+
+def test_reads_held_for_the_apply_are_dropped_when_the_leader_steps_down() -> None:
+    """Found by review: a held read outlived the leadership; the replica then installed a
+    snapshot, which set its applied index, and the read was answered from the node's old
+    data while the restore had not begun (a stale read)."""
+    g = chosen_not_applied()
+    leader = g.r(1)
     leader.read(9, g.now[1])
     first = g.process(1)
     assert len(first.committed) == 1 and not first.reads  # held for the apply
@@ -108,16 +114,8 @@ def test_a_lease_read_queued_before_a_step_down_is_dropped_not_answered_by_a_sna
     held) survived the step-down; an InstallSnapshot then set the applied index, and the
     Ready carrying the snapshot answered it while the node had restored nothing (on a real
     node: a get missing 344 acknowledged writes)."""
-    g = Group(max_apply_bytes=1, max_batch_count=1)
-    g.elect(1)
+    g = chosen_not_applied()
     leader = g.r(1)
-    for i in range(3):
-        leader.propose(bytes([i]) * 10)
-    g.process(1)
-    g.deliver()
-    g.process(2)
-    g.process(3)
-    g.deliver()  # all three slots chosen on 1, none applied yet
     assert leader.has_valid_lease(g.now[1])
     leader.read(9, g.now[1])  # a lease read, queued in the outgoing Ready
     ballot = leader.status().promised
