@@ -32,6 +32,7 @@ from shard.execute import apply_cycle, background_cycle, persist_cycle, start_cy
 from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
 from shard.server import KVServicer
+from shard.state_machine import ShardStateMachine
 from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
 
 log = logging.getLogger("paxoskv.node")
@@ -145,6 +146,12 @@ class NodeRuntime:
         await self.server.start()
         for link in self.links.values():
             link.start()
+        for group_id, host in self.core.hosts.items():
+            if isinstance(host.app, ShardStateMachine) and host.app.redid_restore:
+                log.warning(
+                    "redid a snapshot restore a crash had interrupted",
+                    extra={"group": group_id, "applied_index": host.app.applied_index},
+                )
         log.info(
             "node started",
             extra={

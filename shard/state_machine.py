@@ -206,6 +206,8 @@ class ShardStateMachine:
         self._gc_cursor: bytes | None = None
         self._gc_key: tuple[bytes, bool] = (b"", False)
         staged = interrupted_restore(engine, restore_prefix(group_id))
+        #: Whether opening redid a snapshot restore a crash had interrupted (for the log).
+        self.redid_restore = staged is not None
         if staged is not None:
             # A crash interrupted a restore after it began replacing this group's keys: the
             # blob it staged first is whole (shard.snapshots), so redo it all at once.
