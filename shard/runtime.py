@@ -165,6 +165,11 @@ class NodeRuntime:
         try:
             while not self._stopped.is_set():
                 self._arm_timer()
+                if self._wake.is_set():
+                    # A wake that stopped early (its budget, or MAX_CYCLES_PER_WAKE) set its
+                    # own wake, and waiting on a set Event does not suspend: let the loop
+                    # read the sockets, fire timers and run the peer links first.
+                    await asyncio.sleep(0)
                 await self._wake.wait()
                 self._wake.clear()
                 await self._run_cycles()

@@ -150,3 +150,52 @@ def test_a_wake_runs_a_bounded_number_of_cycles_and_comes_back_for_the_rest(
 
     assert asyncio.run(main()) is rewakes
     assert len(started) == min(cycles_with_work + 1, MAX_CYCLES_PER_WAKE)
+
+
+def test_a_wake_that_ran_past_its_budget_lets_the_loop_run_before_the_next(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: a wake that stopped at WAKE_BUDGET_S set its own wake and `run()`
+    went straight back in (an Event already set does not suspend its waiter), so a follower
+    applying a backlog held the loop until the end of it: no socket read, no timer, no peer
+    link send in between. Every cycle here runs past a zero budget."""
+    left = [20]
+
+    def start_cycle(core: object, send: object) -> list[tuple[None, SimpleNamespace]]:
+        return [(None, SimpleNamespace(messages=()))] if left[0] else []
+
+    def apply_cycle(*args: object) -> None:
+        left[0] -= 1
+
+    monkeypatch.setattr(runtime_module, "WAKE_BUDGET_S", 0.0)
+    monkeypatch.setattr(runtime_module, "start_cycle", start_cycle)
+    monkeypatch.setattr(runtime_module, "persist_cycle", lambda *args: False)
+    monkeypatch.setattr(runtime_module, "apply_cycle", apply_cycle)
+
+    async def main() -> list[int]:
+        runtime = NodeRuntime(config, config.nodes[0])
+        turns: list[int] = []
+
+        async def other_task() -> None:  # a gRPC handler or a peer link, say
+            while left[0]:
+                turns.append(left[0])
+                await asyncio.sleep(0)
+
+        try:
+            runtime._wake.set()
+            runner = asyncio.create_task(runtime.run())
+            other = asyncio.create_task(other_task())
+            deadline = time.monotonic() + DEADLINE_S
+            while left[0] and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            runtime._stopped.set()
+            runtime._wake.set()
+            await asyncio.wait_for(runner, DEADLINE_S)
+            await other
+            return turns
+        finally:
+            runtime.disk.close()
+
+    turns = asyncio.run(main())
+    # The other task ran between (nearly) every two cycles, not only once they were done.
+    assert len(set(turns)) >= 15, turns
