@@ -1460,6 +1460,12 @@ class NodeCore:
             until = self._now + max(SNAPSHOT_COOLDOWN_MIN_S, 4 * (self._now - started))
             host.snapshot_cooldown[peer] = (until, index)
 
+    def defer_elections(self, now: float) -> None:
+        """Start every follower's election timer afresh (the shell saw this node stalled)."""
+        for host in self.hosts.values():
+            if host.restore is None:
+                host.replica.defer_election(now)
+
     def close(self) -> None:
         """Drop what holds the engine open (the point-in-time iterators of builds)."""
         for host in self.hosts.values():

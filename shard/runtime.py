@@ -96,6 +96,7 @@ class NodeRuntime:
         self._roles: dict[int, tuple[str, int | None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._last_tick = 0.0
+        self._stall_s = config.paxos.election_timeout_max_ms / 1000
         self._slow_wake_s = SLOW_WAKE_SHARE * config.paxos.election_timeout_min_ms / 1000
         self._client: RoutingClient | None = None
         self._draining = False
@@ -204,10 +205,18 @@ class NodeRuntime:
         # Messages first, timers second: after a stall, the heartbeats waiting in the inbox
         # must count before check-quorum or an election timer looks at the time.
         now, wall_ns = time.monotonic(), time.time_ns()
+        stalled = self._last_tick > 0 and now - self._last_tick > self._stall_s
         self.core.observe_time(now, wall_ns)
         inbox, self._inbox = self._inbox, []
         for group_id, msg in inbox:
             self.core.step(group_id, msg)
+        if stalled:
+            # The process was stopped (SIGSTOP, a paused VM) or its loop held past the
+            # election timeout: the followers' timers ran out while it heard nothing, which
+            # says nothing of their leaders. A campaign now would only raise a round the
+            # leaders must take back (Paxos rule 12); give the peer links an election
+            # timeout to bring their heartbeats first.
+            self.core.defer_elections(now)
         self.core.tick(now, wall_ns)
         self._last_tick = now
         # Before the cycles, which then send a snapshot it finished or resume its replica.

@@ -47,3 +47,17 @@ def test_a_node_back_from_a_partition_leaves_every_leader_in_place() -> None:
     )
     assert nodes.call(2, put(b"apple", b"red")).put.error.code == kv.OK
     assert len(leaders(nodes)[2]) == 1
+
+
+def test_deferred_elections_let_a_stalled_follower_hear_its_leader_first() -> None:
+    """NodeCore.defer_elections: a follower whose election timers ran out during a stall
+    does not campaign at its next tick when the shell deferred them."""
+    for defer in (False, True):
+        nodes = ThreeNodes()
+        core = nodes.cores[3]
+        stalled_until = nodes.now + 1.0
+        if defer:
+            core.defer_elections(stalled_until)
+        core.tick(stalled_until, nodes.wall + 10**9)
+        campaigning = [g for g in GROUPS if core.hosts[g].replica.role.value == "candidate"]
+        assert (campaigning == []) is defer, campaigning

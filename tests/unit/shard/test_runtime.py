@@ -199,3 +199,26 @@ def test_a_wake_that_ran_past_its_budget_lets_the_loop_run_before_the_next(
     turns = asyncio.run(main())
     # The other task ran between (nearly) every two cycles, not only once they were done.
     assert len(set(turns)) >= 15, turns
+
+
+@pytest.mark.parametrize(("idle_s", "deferred"), [(0.01, False), (5.0, True)])
+def test_a_wake_after_a_stall_defers_the_elections_before_the_timers_fire(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, idle_s: float, deferred: bool
+) -> None:
+    """A node back from SIGSTOP campaigned at once (its timers ran out while it heard
+    nothing) and its leaders had to take their groups back (rule 12); it now first gives
+    the peer links an election timeout to bring the leaders' heartbeats."""
+    calls: list[str] = []
+
+    async def main() -> None:
+        runtime = NodeRuntime(config, config.nodes[0])
+        try:
+            monkeypatch.setattr(runtime.core, "defer_elections", lambda now: calls.append("d"))
+            monkeypatch.setattr(runtime.core, "tick", lambda now, wall: calls.append("t"))
+            runtime._last_tick = time.monotonic() - idle_s
+            await runtime._run_cycles()
+        finally:
+            runtime.disk.close()
+
+    asyncio.run(main())
+    assert calls == (["d", "t"] if deferred else ["t"])
