@@ -103,8 +103,6 @@ from shard.lock_wait import (
     blocked,
     request_age,
 )
-from shard.mvcc import restore_prefix
-from shard.snapshots import stage_cleared
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
@@ -191,15 +189,16 @@ class SnapshotBuild(Protocol):
 
 
 class RestoreJob(Protocol):
-    @property
-    def index(self) -> int: ...
-
     def step(self, batch: EngineBatch, max_records: int, max_bytes: int) -> bool:
         """Stage some more of the restore into `batch`; True once done."""
         ...
 
     def run(self, batch: EngineBatch) -> None:
         """The whole restore, in `batch`."""
+        ...
+
+    def abandon(self, batch: EngineBatch) -> None:
+        """Drop what the steps staged (the restore met bad frames before touching data)."""
         ...
 
 
@@ -216,7 +215,6 @@ class _WholeSnapshot:
 
 @dataclass(slots=True)
 class _WholeRestore:
-    index: int
     restore: Callable[[EngineBatch], None]
 
     def step(self, batch: EngineBatch, max_records: int, max_bytes: int) -> bool:
@@ -225,6 +223,9 @@ class _WholeRestore:
 
     def run(self, batch: EngineBatch) -> None:
         self.restore(batch)
+
+    def abandon(self, batch: EngineBatch) -> None:
+        """Nothing was staged."""
 
 
 class MetaApp:
@@ -250,7 +251,7 @@ class MetaApp:
         return _WholeSnapshot(self.machine.applied_index, self.machine.snapshot())
 
     def begin_restore(self, index: int, data: bytes) -> RestoreJob:
-        return _WholeRestore(index, lambda batch: self._restore(index, data, batch))
+        return _WholeRestore(lambda batch: self._restore(index, data, batch))
 
     def _restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
         self.machine.restore(index, data)
@@ -1338,7 +1339,7 @@ class NodeCore:
                     try:
                         restore.run(batch)
                     except SnapshotCorrupt:
-                        self._abandon_restore(host, batch)
+                        self._abandon_restore(host, restore, batch)
                         continue
                 else:
                     host.restore = restore
@@ -1399,11 +1400,12 @@ class NodeCore:
             self._send_snapshot(host, peer, done, started)
 
     def _step_restore(self, host: GroupHost, batch: EngineBatch, records: int, size: int) -> None:
-        assert host.restore is not None
+        restore = host.restore
+        assert restore is not None
         try:
-            finished = host.restore.step(batch, records, size)
+            finished = restore.step(batch, records, size)
         except SnapshotCorrupt:
-            self._abandon_restore(host, batch)
+            self._abandon_restore(host, restore, batch)
             return
         if finished:
             host.restore = None
@@ -1411,12 +1413,12 @@ class NodeCore:
             committed, host.after_restore = host.after_restore, []
             self._apply_committed(host, committed, batch)
 
-    def _abandon_restore(self, host: GroupHost, batch: EngineBatch) -> None:
+    def _abandon_restore(self, host: GroupHost, restore: RestoreJob, batch: EngineBatch) -> None:
         """A snapshot's frames are bad (a sender's bug: the checksum passed), met before the
         group's data was touched (shard.snapshots): drop the staging and take the replica
         back to its durable state, as a restart would; the leader sends another snapshot."""
         self.snapshots_refused += 1
-        stage_cleared(batch, restore_prefix(host.group_id))
+        restore.abandon(batch)
         host.restore = None
         host.after_restore = []
         host.replica = self._load_replica(host.group_id, host.app)

@@ -190,6 +190,10 @@ class ShardRestore:
         self._write_records(batch, _HEAD, len(self._data), len(self._data))
         self._finish(batch)
 
+    def abandon(self, batch: EngineBatch) -> None:
+        """Drop the staged blob: the restore met bad frames, before the group's data changed."""
+        stage_cleared(batch, self._stage)
+
     def _stage_up_to(self, batch: EngineBatch, end: int) -> None:
         if end > self._staged:
             batch.put(

@@ -8,33 +8,18 @@ puts), ten times in a row; the groups its node led elected new leaders.
 
 from __future__ import annotations
 
-import random
-
-from paxos import MemoryStorage, Replica, ReplicaConfig, Role
+from paxos import ReplicaConfig, Role
 from paxos.ballot import Ballot
 from paxos.messages import InstallSnapshot, Nack
+from tests.unit.paxos.test_compaction_bytes import single_voter_leader
 from tests.unit.paxos.test_replica_paths import Group
-
-
-def leader(config: ReplicaConfig) -> tuple[Replica, MemoryStorage, float]:
-    storage = MemoryStorage()
-    replica = Replica(config, storage.load(), 0, random.Random(1))
-    now = 0.0
-    while replica.role is not Role.LEADER or not replica.has_valid_lease(now):
-        now += 0.05
-        replica.tick(now)
-        while replica.has_ready():
-            ready = replica.ready()
-            storage.save(ready.persist)
-            replica.advance(ready)
-    return replica, storage, now
 
 
 def test_a_backlog_is_applied_over_several_readies_and_reads_wait_for_it() -> None:
     config = ReplicaConfig(
         node_id=1, voters=(1,), max_batch_count=1, pipeline_window=32, max_apply_bytes=2_500
     )
-    replica, storage, now = leader(config)
+    replica, storage, now = single_voter_leader(config)
     start = replica.applied_index
     for i in range(10):
         replica.propose(bytes([i]) * 1_000)  # ten slots of 1 kB
@@ -65,7 +50,7 @@ def test_a_backlog_is_applied_over_several_readies_and_reads_wait_for_it() -> No
 
 def test_one_slot_larger_than_the_bound_is_still_applied() -> None:
     config = ReplicaConfig(node_id=1, voters=(1,), max_batch_count=1, max_apply_bytes=10)
-    replica, storage, _ = leader(config)
+    replica, storage, _ = single_voter_leader(config)
     replica.propose(b"x" * 1_000)
     committed = []
     while replica.has_ready():

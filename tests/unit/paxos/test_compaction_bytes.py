@@ -7,6 +7,21 @@ import random
 from paxos import MemoryStorage, Replica, ReplicaConfig, Role
 
 
+def single_voter_leader(config: ReplicaConfig) -> tuple[Replica, MemoryStorage, float]:
+    """A one-voter replica run until it leads with a valid lease; (replica, storage, now)."""
+    storage = MemoryStorage()
+    replica = Replica(config, storage.load(), 0, random.Random(1))
+    now = 0.0
+    while replica.role is not Role.LEADER or not replica.has_valid_lease(now):
+        now += 0.05
+        replica.tick(now)
+        while replica.has_ready():
+            ready = replica.ready()
+            storage.save(ready.persist)
+            replica.advance(ready)
+    return replica, storage, now
+
+
 def test_big_batches_trigger_compaction_by_bytes() -> None:
     config = ReplicaConfig(
         node_id=1,
@@ -15,16 +30,7 @@ def test_big_batches_trigger_compaction_by_bytes() -> None:
         compact_keep=100,
         compact_threshold_bytes=200_000,
     )
-    storage = MemoryStorage()
-    replica = Replica(config, storage.load(), 0, random.Random(1))
-    now = 0.0
-    while replica.role is not Role.LEADER:
-        now += 0.05
-        replica.tick(now)
-        while replica.has_ready():
-            ready = replica.ready()
-            storage.save(ready.persist)
-            replica.advance(ready)
+    replica, storage, _ = single_voter_leader(config)
     applied = 0
     for i in range(200):
         replica.propose(bytes([i % 256]) * 10_000)  # one 10 kB command per slot

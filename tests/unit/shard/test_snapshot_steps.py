@@ -327,8 +327,6 @@ def test_restore_steps_stop_at_their_byte_budget() -> None:
 class _CountingJob:
     """A restore that never ends, counting its steps."""
 
-    index = 0
-
     def __init__(self) -> None:
         self.steps = 0
 
@@ -338,6 +336,9 @@ class _CountingJob:
 
     def run(self, batch: object) -> None:
         raise AssertionError("not restored at once")
+
+    def abandon(self, batch: object) -> None:
+        raise AssertionError("not abandoned")
 
 
 def test_one_background_call_steps_one_job_in_turn() -> None:
