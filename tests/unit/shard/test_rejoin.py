@@ -9,6 +9,8 @@ whose lease shows a quorum still follows it, takes a higher ballot at once.
 
 from __future__ import annotations
 
+from paxos.ballot import Ballot
+from paxos.messages import Nack
 from router import kv_pb2 as kv
 from tests.unit.shard.test_node_core import ThreeNodes, put
 
@@ -61,3 +63,21 @@ def test_deferred_elections_let_a_stalled_follower_hear_its_leader_first() -> No
         core.tick(stalled_until, nodes.wall + 10**9)
         campaigning = [g for g in GROUPS if core.hosts[g].replica.role.value == "candidate"]
         assert (campaigning == []) is defer, campaigning
+
+
+def test_a_leader_without_a_valid_lease_steps_down_on_such_a_nack() -> None:
+    """Rule 12's guard: only a leader whose lease shows a quorum follows it re-campaigns;
+    one whose lease ran out may have been replaced, so it steps down as before."""
+    for lease_valid in (True, False):
+        nodes = ThreeNodes()
+        replica = nodes.cores[1].hosts[0].replica  # node 1 leads group 0
+        ballot = replica.status().promised
+        now = nodes.now if lease_valid else nodes.now + 1.0  # no heartbeat acks meanwhile
+        replica.observe_time(now)
+        assert replica.has_valid_lease(now) is lease_valid
+        replica.step(
+            Nack(
+                src=3, dst=1, ballot=ballot, promised=Ballot(ballot.round + 9, 3), leader_hint=None
+            )
+        )
+        assert replica.role.value == ("candidate" if lease_valid else "follower")
