@@ -19,6 +19,8 @@ from paxos.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
     Value,
@@ -54,6 +56,12 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
     out = pb.PaxosMessage(src=msg.src, dst=msg.dst)
     _ballot_to_pb(msg.ballot, out.ballot)
     match msg:
+        case PreVote():
+            out.pre_vote.seq = msg.seq
+        case PreVoteReply():
+            out.pre_vote_reply.seq = msg.seq
+            out.pre_vote_reply.granted = msg.granted
+            out.pre_vote_reply.leader_hint = msg.leader_hint or 0
         case Prepare():
             out.prepare.from_slot = msg.from_slot
         case Promise():
@@ -96,6 +104,18 @@ def from_proto(m: pb.PaxosMessage) -> Message:
     """Decode a PaxosMessage; raises MalformedMessage when it carries no known body."""
     src, dst, ballot = m.src, m.dst, _ballot(m.ballot)
     kind = m.WhichOneof("body")
+    if kind == "pre_vote":
+        return PreVote(src=src, dst=dst, ballot=ballot, seq=m.pre_vote.seq)
+    if kind == "pre_vote_reply":
+        r = m.pre_vote_reply
+        return PreVoteReply(
+            src=src,
+            dst=dst,
+            ballot=ballot,
+            seq=r.seq,
+            granted=r.granted,
+            leader_hint=r.leader_hint or None,
+        )
     if kind == "prepare":
         return Prepare(src=src, dst=dst, ballot=ballot, from_slot=m.prepare.from_slot)
     if kind == "promise":

@@ -60,6 +60,11 @@ class ReplicaConfig:
     #: it; an application whose commands carry a timestamp fixed at proposal time does (the
     #: shard's snapshot reads: a recovered old command keeps its timestamp).
     election_fence: bool = False
+    #: Pre-vote (rule 13 of paxos.replica; the Raft thesis §9.6, etcd's PreVote): before a
+    #: campaign raises its round, ask the peers whether they would promise it; campaign only
+    #: if a quorum would. A replica cut off from its group then never raises its round, so
+    #: its return disturbs no leader.
+    pre_vote: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""

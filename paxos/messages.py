@@ -49,6 +49,33 @@ class Prepare:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PreVote:
+    """Would you promise me if I campaigned now? (asked before a campaign, rule 13)
+
+    `ballot` is the asker's current promise, not a raised one: a pre-vote persists nothing
+    and raises no round on either side. `seq` tells one pre-vote's replies from another's.
+    """
+
+    src: int
+    dst: int
+    ballot: Ballot
+    seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreVoteReply:
+    """`granted` when the replier would promise the asker now (it holds no lease for another
+    leader); `ballot` is the replier's promise, `leader_hint` the leader it follows."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    seq: int
+    granted: bool
+    leader_hint: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Promise:
     """Phase 1b: the acceptor promised `ballot` and reports its votes from the Prepare's slot."""
 
@@ -157,7 +184,9 @@ class InstallSnapshot:
 
 
 Message = (
-    Prepare
+    PreVote
+    | PreVoteReply
+    | Prepare
     | Promise
     | Nack
     | Accept

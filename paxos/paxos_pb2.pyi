@@ -40,6 +40,22 @@ class AcceptedEntry(_message.Message):
     chosen: bool
     def __init__(self, slot: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[Value, _Mapping]] = ..., chosen: _Optional[bool] = ...) -> None: ...
 
+class PreVote(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class PreVoteReply(_message.Message):
+    __slots__ = ("seq", "granted", "leader_hint")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    LEADER_HINT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    granted: bool
+    leader_hint: int
+    def __init__(self, seq: _Optional[int] = ..., granted: _Optional[bool] = ..., leader_hint: _Optional[int] = ...) -> None: ...
+
 class Prepare(_message.Message):
     __slots__ = ("from_slot",)
     FROM_SLOT_FIELD_NUMBER: _ClassVar[int]
@@ -123,7 +139,7 @@ class InstallSnapshot(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PaxosMessage(_message.Message):
-    __slots__ = ("src", "dst", "ballot", "prepare", "promise", "nack", "accept", "accepted", "heartbeat", "heartbeat_ack", "catch_up_request", "catch_up_reply", "install_snapshot")
+    __slots__ = ("src", "dst", "ballot", "prepare", "promise", "nack", "accept", "accepted", "heartbeat", "heartbeat_ack", "catch_up_request", "catch_up_reply", "install_snapshot", "pre_vote", "pre_vote_reply")
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
     BALLOT_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +153,8 @@ class PaxosMessage(_message.Message):
     CATCH_UP_REQUEST_FIELD_NUMBER: _ClassVar[int]
     CATCH_UP_REPLY_FIELD_NUMBER: _ClassVar[int]
     INSTALL_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    PRE_VOTE_FIELD_NUMBER: _ClassVar[int]
+    PRE_VOTE_REPLY_FIELD_NUMBER: _ClassVar[int]
     src: int
     dst: int
     ballot: Ballot
@@ -150,4 +168,6 @@ class PaxosMessage(_message.Message):
     catch_up_request: CatchUpRequest
     catch_up_reply: CatchUpReply
     install_snapshot: InstallSnapshot
-    def __init__(self, src: _Optional[int] = ..., dst: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up_reply: _Optional[_Union[CatchUpReply, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ...) -> None: ...
+    pre_vote: PreVote
+    pre_vote_reply: PreVoteReply
+    def __init__(self, src: _Optional[int] = ..., dst: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up_reply: _Optional[_Union[CatchUpReply, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., pre_vote: _Optional[_Union[PreVote, _Mapping]] = ..., pre_vote_reply: _Optional[_Union[PreVoteReply, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,13 @@ Rules
    one candidate the followers' lease promises let through) instead of stepping down for an
    election timeout: a replica rejoining after a partition no longer costs every group it
    hosts an election.
+13. Pre-vote (`pre_vote`; the Raft thesis §9.6): a follower whose election timer ran out
+   first asks its peers whether they would promise it now, persisting nothing and raising
+   no round; a peer says yes when its lease promise (rule 6) would not refuse the asker's
+   Prepare. Only a quorum of yeses (its own included) starts the campaign of rule 1. So a
+   replica that cannot reach a quorum, or whose peers still hear a leader, keeps its round,
+   and rule 12 is left for the races pre-vote cannot see. A leadership transfer's target
+   (rule 9) and rule 12's leader campaign at once: their peers' promises are known.
 """
 
 from __future__ import annotations
@@ -85,6 +92,8 @@ from paxos.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
     Value,
@@ -173,6 +182,10 @@ class Replica:
         self._catchup_retry_at = 0.0
         self._snapshot_sent_at: dict[int, float] = {}
 
+        # Pre-vote state (rule 13): the yeses of pre-vote `_pre_vote_seq`, empty when none
+        # is under way.
+        self._pre_vote_seq = 0
+        self._pre_votes: set[int] = set()
         # Candidate state.
         self._promises: dict[int, Promise] = {}
         self._from_slot = 0
@@ -257,7 +270,10 @@ class Replica:
                 self._broadcast_heartbeat()
                 self._retransmit_accepts()
         elif now >= max(self._election_deadline, self._lease_block_until):
-            self._campaign()
+            if self.config.pre_vote:
+                self._pre_campaign()
+            else:
+                self._campaign()
 
     def next_deadline(self) -> float:
         """When `tick` next has something to do if no message comes first: the next
@@ -284,6 +300,10 @@ class Replica:
             return
         self._max_seen_round = max(self._max_seen_round, msg.ballot.round)
         match msg:
+            case PreVote():
+                self._handle_pre_vote(msg)
+            case PreVoteReply():
+                self._handle_pre_vote_reply(msg)
             case Prepare():
                 self._handle_prepare(msg)
             case Promise():
@@ -483,6 +503,7 @@ class Replica:
         self._role = Role.FOLLOWER
         self._leader_hint = leader_hint
         self._promises.clear()
+        self._pre_votes.clear()
         self._reset_election_deadline()
         if was_leader:
             error = NotLeader(leader_hint, "leadership lost")
@@ -509,8 +530,25 @@ class Replica:
             self._handoff_target = None
             self._hb_handoff_rounds.clear()
 
+    def _pre_campaign(self) -> None:
+        """Rule 13: ask the peers whether they would promise us, before raising any round."""
+        self._pre_vote_seq += 1
+        self._pre_votes = {self.id}
+        self._reset_election_deadline()
+        for peer in self._peers:
+            self._out.messages.append(
+                PreVote(src=self.id, dst=peer, ballot=self._promised, seq=self._pre_vote_seq)
+            )
+        self._maybe_campaign_after_pre_vote()
+
+    def _maybe_campaign_after_pre_vote(self) -> None:
+        if len(self._pre_votes) >= self._quorum:
+            self._pre_votes.clear()
+            self._campaign()
+
     def _campaign(self) -> None:
         """Rule 1 and 3: start Phase 1 with a fresh ballot over all unchosen slots."""
+        self._pre_votes.clear()
         self._role = Role.CANDIDATE
         self._leader_hint = None
         self._ballot = Ballot(max(self._promised.round, self._max_seen_round) + 1, self.id)
@@ -568,6 +606,25 @@ class Replica:
         self._broadcast_heartbeat()
 
     # ------------------------------------------------------------------ handlers
+
+    def _handle_pre_vote(self, msg: PreVote) -> None:
+        # Rule 13: yes exactly when our lease promise would let the asker's Prepare through.
+        self._out.messages.append(
+            PreVoteReply(
+                src=self.id,
+                dst=msg.src,
+                ballot=self._promised,
+                seq=msg.seq,
+                granted=not self._lease_blocks(msg.src),
+                leader_hint=self._leader_hint,
+            )
+        )
+
+    def _handle_pre_vote_reply(self, msg: PreVoteReply) -> None:
+        if not self._pre_votes or msg.seq != self._pre_vote_seq or not msg.granted:
+            return
+        self._pre_votes.add(msg.src)
+        self._maybe_campaign_after_pre_vote()
 
     def _handle_prepare(self, msg: Prepare) -> None:
         if msg.ballot < self._promised:
@@ -769,6 +826,7 @@ class Replica:
             self._set_promised(ballot)
         if self._role is not Role.FOLLOWER:
             self._become_follower(src)
+        self._pre_votes.clear()
         self._leader_hint = src
         self._handoff_allowed = None
         self._reset_election_deadline()

@@ -26,6 +26,7 @@ Example::
     pipeline_window = 1                    # slots in flight per group (docs/ARCHITECTURE.md)
     thrifty_accepts = true                 # Accepts to a quorum only (paxos/config.py)
     max_apply_bytes = 262144               # chosen bytes applied per cycle (a backlog: more cycles)
+    pre_vote = true                        # ask before campaigning (paxos/config.py)
 
     [client]
     request_timeout_ms = 5000
@@ -78,6 +79,7 @@ class PaxosSettings:
     compact_threshold_bytes: int = 64 * 1024 * 1024
     thrifty_accepts: bool = True
     max_apply_bytes: int = 256 * 1024
+    pre_vote: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -389,6 +389,7 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
         compact_threshold_bytes=settings.compact_threshold_bytes,
         thrifty_accepts=settings.thrifty_accepts,
         max_apply_bytes=settings.max_apply_bytes,
+        pre_vote=settings.pre_vote,
         # Commands carry timestamps fixed when proposed; snapshot reads need the fence.
         election_fence=True,
     )

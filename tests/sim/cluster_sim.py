@@ -1015,6 +1015,9 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         compact_keep=rng.choice((2, 10)) if compact else 2_000,
         thrifty_accepts=rng.random() < 0.75,
     )
+    # Pre-vote (Paxos rule 13) with the node default window, as the nodes run; without it
+    # on the others, where rule 12 carries the rejoins. Derived, not drawn.
+    k.paxos = replace(k.paxos, pre_vote=k.paxos.pipeline_window == 1)
     if k.paxos.max_batch_count == 8:
         # Derived, not drawn (seeds keep their schedules): one slot applied per cycle.
         k.paxos = replace(k.paxos, max_apply_bytes=1)

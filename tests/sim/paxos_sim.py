@@ -104,6 +104,8 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         # One slot per Ready: reads wait for the apply to reach them (rule 5).
         "max_apply_bytes": 1 if batch == 3 else 256 * 1024,
     }
+    # Pre-vote (rule 13) in two runs of three; without it rule 12 carries the rejoins.
+    k.replica["pre_vote"] = k.replica["pipeline_window"] != 4
     if profile == "calm":
         k.faults = FaultMix(rate_per_s=0)
         return k

@@ -19,6 +19,8 @@ from paxos.messages import (
     InstallSnapshot,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
 )
@@ -31,6 +33,8 @@ slot_values = st.lists(st.builds(SlotValue, slot=ints, value=values), max_size=4
 common = dict(src=ids, dst=ids, ballot=ballots)
 
 messages = st.one_of(
+    st.builds(PreVote, seq=ints, **common),
+    st.builds(PreVoteReply, seq=ints, granted=st.booleans(), leader_hint=st.none() | ids, **common),
     st.builds(Prepare, from_slot=ints, **common),
     st.builds(
         Promise,

@@ -120,6 +120,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("paxos.election_timeout_max_ms", 900, "election_timeout_min_ms"),
         ("paxos.lease_ms", 5000, "paxos.lease_ms"),
         ("paxos.thrifty_accepts", 1, "paxos.thrifty_accepts"),
+        ("paxos.pre_vote", "yes", "paxos.pre_vote"),
         ("client.request_timeout_ms", -1, "client.request_timeout_ms"),
         ("txn.max_clock_offset_ms", -5, "txn.max_clock_offset_ms"),
         ("txn.decision_retention_s", 0, "txn.decision_retention_s"),

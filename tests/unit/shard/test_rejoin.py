@@ -1,17 +1,22 @@
-"""Paxos rule 12 on whole nodes: a node back from a partition costs no group an election.
+"""Paxos rules 12 and 13 on whole nodes: a node back from a partition costs no group an
+election.
 
 Found while testing snapshot catch-up: a node cut off for 2 s campaigned again and again
 (nobody could grant it), so its promised round ran up; back in touch, it nacked each
 leader's heartbeat with that round and every leader stepped down, leaving every group it
-hosts without a leader for an election timeout (150-300 ms by default). Now the leader,
-whose lease shows a quorum still follows it, takes a higher ballot at once.
+hosts without a leader for an election timeout (150-300 ms by default). Rule 12: the leader,
+whose lease shows a quorum still follows it, takes a higher ballot at once. Rule 13
+(pre-vote, on by default): the cut-off node asks before it campaigns, hears no yes, and so
+never raises its round; its return changes nothing.
 """
 
 from __future__ import annotations
 
 from paxos.ballot import Ballot
-from paxos.messages import Nack
+from paxos.messages import Nack, Prepare, PreVote
 from router import kv_pb2 as kv
+from shard.config import PaxosSettings
+from shard.node import NodeCore
 from tests.unit.shard.test_node_core import ThreeNodes, put
 
 GROUPS = (0, 1, 2)
@@ -24,8 +29,9 @@ def leaders(nodes: ThreeNodes) -> dict[int, list[int]]:
     }
 
 
-def test_a_node_back_from_a_partition_leaves_every_leader_in_place() -> None:
-    nodes = ThreeNodes()
+def test_without_pre_vote_a_leader_retakes_its_group_from_a_rejoining_node() -> None:
+    """Rule 12 alone (pre-vote off): the rejoining node's round ran up and it nacks."""
+    nodes = ThreeNodes(PaxosSettings(pre_vote=False))
     assert [nodes.leader(g) for g in GROUPS] == [1, 2, 3]  # spread over the nodes
     nodes.cut = 3
     nodes.advance(2.0)
@@ -51,6 +57,50 @@ def test_a_node_back_from_a_partition_leaves_every_leader_in_place() -> None:
     assert len(leaders(nodes)[2]) == 1
 
 
+def test_with_pre_vote_a_cut_off_node_keeps_its_round_and_its_return_changes_nothing() -> None:
+    nodes = ThreeNodes()
+    assert [nodes.leader(g) for g in GROUPS] == [1, 2, 3]
+    ballots = {g: nodes.cores[nodes.leader(g)].hosts[g].replica.status().promised for g in (0, 1)}
+    rounds = [nodes.cores[3].hosts[g].replica.status().promised.round for g in GROUPS]
+    nodes.cut = 3
+    nodes.advance(2.0)
+    # It asked (its timers ran out ~10 times) but nobody heard it: no round was raised.
+    assert [nodes.cores[3].hosts[g].replica.status().promised.round for g in (0, 1)] == rounds[:2]
+    nodes.cut = None
+    for _ in range(500):
+        nodes.advance(0.001)
+        assert [leaders(nodes)[g] for g in (0, 1)] == [[1], [2]]
+    # The leaders of groups 0 and 1 never needed a new ballot.
+    assert {g: nodes.cores[nodes.leader(g)].hosts[g].replica.status().promised for g in (0, 1)} == (
+        ballots
+    )
+    assert nodes.call(2, put(b"apple", b"red")).put.error.code == kv.OK
+    assert len(leaders(nodes)[2]) == 1
+
+
+def test_pre_vote_still_elects_when_a_leader_dies() -> None:
+    """Rule 13 keeps elections live: with the leader's node cut off, the others' leases run
+    out, they grant each other's pre-votes, and each of its groups elects a new leader."""
+    nodes = ThreeNodes()
+    assert nodes.leader(0) == 1
+    nodes.cut = 1
+    nodes.advance(1.0)
+    assert leaders(nodes)[0] in ([2], [3])
+    assert nodes.call(2, put(b"apple", b"red")).put.error.code == kv.OK
+
+
+def campaigning(core: NodeCore) -> list[int]:
+    """Groups whose replica on `core` asks for votes (a pre-vote or a Prepare) in its Ready."""
+    asking = []
+    for g in GROUPS:
+        ready = core.hosts[g].replica.ready()
+        if any(
+            isinstance(m, PreVote | Prepare) for m in ready.messages + ready.messages_after_persist
+        ):
+            asking.append(g)
+    return asking
+
+
 def test_deferred_elections_let_a_stalled_follower_hear_its_leader_first() -> None:
     """NodeCore.defer_elections: a follower whose election timers ran out during a stall
     does not campaign at its next tick when the shell deferred them."""
@@ -61,8 +111,8 @@ def test_deferred_elections_let_a_stalled_follower_hear_its_leader_first() -> No
         if defer:
             core.defer_elections(stalled_until)
         core.tick(stalled_until, nodes.wall + 10**9)
-        campaigning = [g for g in GROUPS if core.hosts[g].replica.role.value == "candidate"]
-        assert (campaigning == []) is defer, campaigning
+        asking = campaigning(core)
+        assert (asking == []) is defer, asking
 
 
 def test_a_leader_without_a_valid_lease_steps_down_on_such_a_nack() -> None:

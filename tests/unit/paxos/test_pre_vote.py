@@ -1,0 +1,115 @@
+"""Rule 13, pre-vote: a replica asks before it campaigns, and a campaign nobody would grant
+never raises a round (the Raft thesis §9.6; etcd's PreVote)."""
+
+from __future__ import annotations
+
+from paxos.messages import Message, Prepare, PreVote, PreVoteReply
+from paxos.replica import Role
+from tests.unit.paxos.test_replica_paths import Group, between
+
+
+def kinds(msgs: list[Message]) -> list[str]:
+    return [type(m).__name__ for m in msgs]
+
+
+def test_a_timer_that_runs_out_asks_first_and_persists_nothing() -> None:
+    g = Group(3, fast=(1,), pre_vote=True)
+    g.tick_all(0.0)
+    g.tick(1, 0.2)
+    ready = g.r(1).ready()
+    assert kinds(ready.messages) == ["PreVote", "PreVote"]
+    assert ready.messages_after_persist == []  # no Prepare yet
+    assert ready.persist.is_empty()  # no promise raised
+    assert g.r(1).role is Role.FOLLOWER
+    assert g.r(1).status().promised == g.storage[1].load().promised
+
+
+def test_a_quorum_of_yeses_starts_the_campaign_above_every_round_it_heard() -> None:
+    g = Group(3, fast=(1,), pre_vote=True)
+    g.tick_all(0.0)
+    for j in (2, 3):
+        g.tick(j, 0.13)  # past their restart lease block: they would promise anyone
+    g.tick(1, 0.2)
+    g.process(1)
+    g.deliver()  # the PreVotes
+    for j in (2, 3):
+        ready = g.process(j)
+        assert [m.granted for m in ready.messages if isinstance(m, PreVoteReply)] == [True]
+    g.deliver()  # the yeses
+    assert g.r(1).role is Role.CANDIDATE
+    prepares = [m for m in g.r(1).ready().messages_after_persist if isinstance(m, Prepare)]
+    assert len(prepares) == 2
+    g.r(1).advance(g.r(1).ready())
+
+
+def test_the_campaign_then_wins() -> None:
+    g = Group(3, fast=(1,), pre_vote=True)
+    g.tick_all(0.0)
+    for j in (2, 3):
+        g.tick(j, 0.13)
+    g.tick(1, 0.2)
+    g.stabilize()
+    assert g.r(1).role is Role.LEADER
+
+
+def test_peers_that_hear_a_leader_say_no_and_the_asker_keeps_its_round() -> None:
+    g = Group(3, fast=(1,), pre_vote=True)
+    g.elect(1)
+    round_before = g.r(3).status().promised
+    # Node 3 stops hearing the leader (the link from 1 to 3 is cut) while node 2 still does.
+    t = g.now[1]
+    for step in range(1, 200):
+        now = t + step * 0.01
+        g.tick(1, now)
+        g.tick(2, now)
+        g.tick(3, 100.0 + step * 60.0)  # its election timer (50-60 s) runs out each time
+        g.stabilize(keep=lambda m: not (m.src == 1 and m.dst == 3))
+    asked = [r for r in g.readies[3] if any(isinstance(m, PreVote) for m in r.messages)]
+    assert asked, "node 3 never asked"
+    assert g.r(3).status().promised == round_before  # never raised
+    assert g.r(1).role is Role.LEADER
+    assert g.r(1).status().promised == round_before  # the leader was never disturbed
+
+
+def test_a_stale_or_overtaken_yes_starts_nothing() -> None:
+    g = Group(3, fast=(1,), pre_vote=True)
+    g.tick_all(0.0)
+    for j in (2, 3):
+        g.tick(j, 0.13)
+    g.tick(1, 0.2)
+    g.process(1)
+    first = [m for m in g.inflight if isinstance(m, PreVote)]
+    g.inflight = []
+    # A second pre-vote (its timer ran out again) makes the first one's yes stale.
+    g.tick(1, 0.5)
+    g.process(1)
+    g.inflight = []
+    for ask in first:
+        g.r(ask.dst).step(ask)
+        g.process(ask.dst)
+    g.deliver()
+    assert g.r(1).role is Role.FOLLOWER
+    assert not any(isinstance(m, Prepare) for m in g.inflight)
+
+
+def test_a_yes_that_arrives_after_a_leader_was_heard_starts_nothing() -> None:
+    g = Group(3, fast=(1, 2), pre_vote=True)
+    g.elect(2, now=0.2)
+    leader_round = g.r(2).status().promised
+    # Node 1's timer runs out with the heartbeats from 2 held back; node 3's yes is in
+    # flight when 2's heartbeat reaches node 1.
+    for j in (3, 1):
+        g.tick(j, g.now[j] + 0.001)  # the first tick after hearing 2 starts the lease promise
+        g.tick(j, g.now[j] + 1.0)  # which has run out: node 3 would say yes, 1 asks
+    g.process(1)
+    asks = [m for m in g.inflight if isinstance(m, PreVote) and m.dst == 3]
+    g.inflight = []
+    g.r(3).step(asks[0])
+    g.process(3)
+    yes = [m for m in g.inflight if isinstance(m, PreVoteReply)]
+    g.inflight = []
+    assert [m.granted for m in yes] == [True]
+    g.heartbeat(2, keep=between(1, 2))  # node 1 follows 2 again
+    g.r(1).step(yes[0])
+    assert g.r(1).role is Role.FOLLOWER
+    assert g.r(1).status().promised == leader_round
