@@ -110,7 +110,12 @@ class NodeRuntime:
         )
         peer_pb2_grpc.add_PeerServicer_to_server(
             PeerServicer(
-                config.cluster_id, node.id, set(self.links), self._deliver, config.peer_secret
+                config.cluster_id,
+                node.id,
+                set(self.links),
+                self._deliver,
+                config.peer_secret,
+                seen=self._peer_seen,
             ),
             self.server,
         )
@@ -120,6 +125,11 @@ class NodeRuntime:
     def _deliver(self, src: int, group_id: int, msg: Message) -> None:
         self._inbox.append((group_id, msg))
         self._wake.set()
+
+    def _peer_seen(self, src: int) -> None:
+        link = self.links.get(src)
+        if link is not None:
+            link.peer_up()
 
     def submit(self, request: kv.Request, reply: Callable[[kv.Response], None]) -> None:
         if self._draining:

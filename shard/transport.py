@@ -3,6 +3,10 @@
 Sending never blocks and never raises: messages queue per peer and a writer task drains the
 whole queue into one PeerBatch per stream write. A broken stream is reopened with capped
 exponential backoff; what was queued meanwhile is dropped (Paxos retransmits what matters).
+A new stream opens with an empty batch (a hello), and a batch that arrives from a peer cuts
+our link's backoff to that peer short: a restarted peer is redialled as soon as it dials us,
+not after a backoff that grew while it was down (up to a second, which every group whose
+leader died meanwhile spent without one).
 
 The Peer service shares the client port, so a cluster with a `peer_secret` makes every
 stream present it (gRPC metadata, compared in constant time): without it, anyone who can
@@ -35,15 +39,28 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
 ]
 SECRET_HEADER = "x-paxoskv-peer-secret"
+#: Redial backoff: the first delay and the cap (each delay is drawn from [d/2, d]).
+BACKOFF_BASE_S = 0.02
+BACKOFF_MAX_S = 1.0
+#: The shortest pause between two dials, also when the peer is known to be up.
+REDIAL_MIN_S = 0.02
 
 
 class PeerLink:
     """The outgoing stream to one peer."""
 
     def __init__(
-        self, cluster_id: str, my_id: int, peer_id: int, address: str, secret: str = ""
+        self,
+        cluster_id: str,
+        my_id: int,
+        peer_id: int,
+        address: str,
+        secret: str = "",
+        backoff_s: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
     ) -> None:
         self._cluster_id = cluster_id
+        self._backoff_base_s, self._backoff_max_s = backoff_s
+        self._peer_up = asyncio.Event()
         self._metadata = ((SECRET_HEADER, secret),) if secret else None
         self._my_id = my_id
         self.peer_id = peer_id
@@ -55,6 +72,8 @@ class PeerLink:
         self._generation = 0
         self._closed = False
         self.connected = False
+        #: Streams opened so far (each dial of the peer opens one).
+        self.dials = 0
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
         if len(self._queue) >= MAX_QUEUED:
@@ -62,6 +81,10 @@ class PeerLink:
         for msg in msgs:
             self._queue.extend(group_messages(group_id, msg))
         self._wake.set()
+
+    def peer_up(self) -> None:
+        """The peer is up (a batch from it arrived): end a redial backoff early."""
+        self._peer_up.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"peer-{self.peer_id}")
@@ -78,6 +101,9 @@ class PeerLink:
     async def _batches(self, generation: int) -> AsyncIterator[peer_pb2.PeerBatch]:
         # A failed call may leave gRPC's request consumer parked in here; the generation check
         # ends such a stale generator instead of letting it steal batches from the new stream.
+        # The hello: tells the peer we are up (it redials us at once), and checks the cluster
+        # id and secret before there is anything to send.
+        yield peer_pb2.PeerBatch(cluster_id=self._cluster_id, from_node=self._my_id)
         while generation == self._generation:
             await self._wake.wait()
             if generation != self._generation:
@@ -97,6 +123,8 @@ class PeerLink:
             try:
                 async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
+                    self._peer_up.clear()
+                    self.dials += 1
                     self._queue.clear()
                     self._generation += 1
                     call = stub.Exchange(self._batches(self._generation), metadata=self._metadata)
@@ -124,11 +152,20 @@ class PeerLink:
             # before any connection exists, so a dead peer would otherwise be redialled
             # every few milliseconds.
             attempt = 0 if loop.time() - opened_at > 1.0 else attempt + 1
-            delay = min(1.0, 0.02 * 2 ** min(attempt, 10))
-            await asyncio.sleep(self._rng.uniform(delay / 2, delay))
+            delay = min(self._backoff_max_s, self._backoff_base_s * 2 ** min(attempt, 10))
+            await self._pause_before_redial(self._rng.uniform(delay / 2, delay))
+
+    async def _pause_before_redial(self, delay: float) -> None:
+        """Wait `delay`, or only REDIAL_MIN_S once the peer is known to be up."""
+        await asyncio.sleep(min(delay, REDIAL_MIN_S))
+        if delay > REDIAL_MIN_S and not self._peer_up.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._peer_up.wait(), delay - REDIAL_MIN_S)
 
 
 Deliver = Callable[[int, int, Message], None]
+#: Called with a peer's node id for every accepted batch from it.
+PeerSeen = Callable[[int], None]
 
 
 class PeerServicer(peer_pb2_grpc.PeerServicer):
@@ -136,13 +173,20 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     a peer secret) streams without it; drops garbage."""
 
     def __init__(
-        self, cluster_id: str, my_id: int, peers: set[int], deliver: Deliver, secret: str = ""
+        self,
+        cluster_id: str,
+        my_id: int,
+        peers: set[int],
+        deliver: Deliver,
+        secret: str = "",
+        seen: PeerSeen = lambda node_id: None,
     ) -> None:
         self._cluster_id = cluster_id
         self._secret = secret.encode()
         self._my_id = my_id
         self._peers = peers
         self._deliver = deliver
+        self._seen = seen
         self.refused = 0
         self.malformed = 0
 
@@ -161,6 +205,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             if refusal:
                 yield self._refuse(refusal)
                 return
+            self._seen(batch.from_node)
             for item in batch.messages:
                 try:
                     msg = paxos_codec.from_proto(item.message)
