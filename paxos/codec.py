@@ -61,7 +61,6 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
         case PreVoteReply():
             out.pre_vote_reply.seq = msg.seq
             out.pre_vote_reply.granted = msg.granted
-            out.pre_vote_reply.leader_hint = msg.leader_hint or 0
         case Prepare():
             out.prepare.from_slot = msg.from_slot
         case Promise():
@@ -108,14 +107,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
         return PreVote(src=src, dst=dst, ballot=ballot, seq=m.pre_vote.seq)
     if kind == "pre_vote_reply":
         r = m.pre_vote_reply
-        return PreVoteReply(
-            src=src,
-            dst=dst,
-            ballot=ballot,
-            seq=r.seq,
-            granted=r.granted,
-            leader_hint=r.leader_hint or None,
-        )
+        return PreVoteReply(src=src, dst=dst, ballot=ballot, seq=r.seq, granted=r.granted)
     if kind == "prepare":
         return Prepare(src=src, dst=dst, ballot=ballot, from_slot=m.prepare.from_slot)
     if kind == "promise":

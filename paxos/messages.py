@@ -65,14 +65,13 @@ class PreVote:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreVoteReply:
     """`granted` when the replier would promise the asker now (it holds no lease for another
-    leader); `ballot` is the replier's promise, `leader_hint` the leader it follows."""
+    leader); `ballot` is the replier's promise, so the asker's campaign goes above it."""
 
     src: int
     dst: int
     ballot: Ballot
     seq: int
     granted: bool
-    leader_hint: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,14 +47,12 @@ class PreVote(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class PreVoteReply(_message.Message):
-    __slots__ = ("seq", "granted", "leader_hint")
+    __slots__ = ("seq", "granted")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
-    LEADER_HINT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     granted: bool
-    leader_hint: int
-    def __init__(self, seq: _Optional[int] = ..., granted: _Optional[bool] = ..., leader_hint: _Optional[int] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., granted: _Optional[bool] = ...) -> None: ...
 
 class Prepare(_message.Message):
     __slots__ = ("from_slot",)

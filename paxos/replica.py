@@ -60,13 +60,17 @@ Rules
    one candidate the followers' lease promises let through) instead of stepping down for an
    election timeout: a replica rejoining after a partition no longer costs every group it
    hosts an election.
-13. Pre-vote (`pre_vote`; the Raft thesis §9.6): a follower whose election timer ran out
-   first asks its peers whether they would promise it now, persisting nothing and raising
-   no round; a peer says yes when its lease promise (rule 6) would not refuse the asker's
-   Prepare. Only a quorum of yeses (its own included) starts the campaign of rule 1. So a
-   replica that cannot reach a quorum, or whose peers still hear a leader, keeps its round,
-   and rule 12 is left for the races pre-vote cannot see. A leadership transfer's target
-   (rule 9) and rule 12's leader campaign at once: their peers' promises are known.
+13. Pre-vote (`pre_vote`; the Raft thesis §9.6): a follower or candidate whose election
+   timer ran out first asks its peers whether they would promise it now, persisting nothing
+   and raising no round; a peer says yes when its lease promise (rule 6) would not refuse
+   the asker's Prepare (a leader says no unless the asker is its transfer target). Only a
+   quorum of yeses (its own included) to the same pre-vote starts the campaign of rule 1;
+   a pre-vote ends when its asker hears a leader, becomes one, campaigns, or starts the
+   next. So a replica that cannot reach a quorum, or whose peers still hear a leader,
+   keeps its round, and rule 12 is left for the races pre-vote cannot see. A leadership
+   transfer's target (rule 9) and rule 12's leader campaign at once: their peers'
+   promises are known. A leader never campaigns without first stepping down (its queued
+   proposals and reads are dropped with NotLeader).
 """
 
 from __future__ import annotations
@@ -184,7 +188,8 @@ class Replica:
 
         # Pre-vote state (rule 13): the yeses of pre-vote `_pre_vote_seq`, empty when none
         # is under way.
-        self._pre_vote_seq = 0
+        # Random start: a yes to a pre-vote of this replica's previous life must not count.
+        self._pre_vote_seq = rng.getrandbits(32)
         self._pre_votes: set[int] = set()
         # Candidate state.
         self._promises: dict[int, Promise] = {}
@@ -464,6 +469,7 @@ class Replica:
         meanwhile says nothing about the leader. Waiting longer is always safe."""
         self.observe_time(now)
         if self._role is Role.FOLLOWER:
+            self._pre_votes.clear()  # yeses from before the pause speak of an older state
             self._reset_election_deadline()
 
     def peer_watermark(self, peer: int) -> int:
@@ -548,6 +554,9 @@ class Replica:
 
     def _campaign(self) -> None:
         """Rule 1 and 3: start Phase 1 with a fresh ballot over all unchosen slots."""
+        if self._role is Role.LEADER:
+            # Leadership ends before a campaign starts: what it held is dropped, reported.
+            self._become_follower(None)
         self._pre_votes.clear()
         self._role = Role.CANDIDATE
         self._leader_hint = None
@@ -574,6 +583,7 @@ class Replica:
                     best[entry.slot] = entry
         self._role = Role.LEADER
         self._leader_hint = self.id
+        self._pre_votes.clear()  # a pre-vote started while a candidate is over
         first = max(self._from_slot, self._chosen_watermark + 1)
         last = max(best, default=self._chosen_watermark)
         last = max(last, self._chosen_watermark)
@@ -616,12 +626,16 @@ class Replica:
                 ballot=self._promised,
                 seq=msg.seq,
                 granted=not self._lease_blocks(msg.src),
-                leader_hint=self._leader_hint,
             )
         )
 
     def _handle_pre_vote_reply(self, msg: PreVoteReply) -> None:
-        if not self._pre_votes or msg.seq != self._pre_vote_seq or not msg.granted:
+        if (
+            self._role is Role.LEADER
+            or not self._pre_votes
+            or msg.seq != self._pre_vote_seq
+            or not msg.granted
+        ):
             return
         self._pre_votes.add(msg.src)
         self._maybe_campaign_after_pre_vote()

@@ -34,7 +34,7 @@ common = dict(src=ids, dst=ids, ballot=ballots)
 
 messages = st.one_of(
     st.builds(PreVote, seq=ints, **common),
-    st.builds(PreVoteReply, seq=ints, granted=st.booleans(), leader_hint=st.none() | ids, **common),
+    st.builds(PreVoteReply, seq=ints, granted=st.booleans(), **common),
     st.builds(Prepare, from_slot=ints, **common),
     st.builds(
         Promise,
