@@ -188,8 +188,9 @@ class Replica:
 
         # Pre-vote state (rule 13): the yeses of pre-vote `_pre_vote_seq`, empty when none
         # is under way.
-        # Random start: a yes to a pre-vote of this replica's previous life must not count.
-        self._pre_vote_seq = rng.getrandbits(32)
+        # Not persisted: a yes to a pre-vote of this replica's previous life may count, which
+        # costs at most an early campaign (and its streams died with that life anyway).
+        self._pre_vote_seq = 0
         self._pre_votes: set[int] = set()
         # Candidate state.
         self._promises: dict[int, Promise] = {}
