@@ -44,7 +44,10 @@ Rules
    the target campaigns as soon as it is caught up. A heartbeat that names no target revokes
    the permission before it is acknowledged, so a resumed lease never overlaps the target's;
    a heartbeat older than the newest round seen from that leader grants nothing (a delayed
-   round of an abandoned transfer would otherwise reopen it under the resumed lease).
+   round of an abandoned transfer would otherwise reopen it under the resumed lease). A
+   candidate refused by a follower's lease gives up only once too few voters are left to
+   make a quorum: a follower that missed the handoff does not sink a transfer that the old
+   leader and the others grant.
 10. A proposal is either chosen (reported with its id in `committed`), or reported in
    `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
    `outcome_unknown` when a snapshot covered its slot.
@@ -194,6 +197,7 @@ class Replica:
         self._pre_votes: set[int] = set()
         # Candidate state.
         self._promises: dict[int, Promise] = {}
+        self._lease_refusals: set[int] = set()
         self._from_slot = 0
 
         # Leader state.
@@ -566,6 +570,7 @@ class Replica:
         self._set_promised(self._ballot)
         self._from_slot = self._chosen_watermark + 1
         self._promises = {self.id: self._make_promise(self.id, self._ballot, self._from_slot)}
+        self._lease_refusals = set()
         self._reset_election_deadline()
         for peer in self._peers:
             self._out.messages_after_persist.append(
@@ -680,7 +685,11 @@ class Replica:
             return
         if msg.lease_held:
             if self._role is Role.CANDIDATE:
-                self._become_follower(msg.leader_hint)
+                # Give up once no quorum is left to promise: one replica still under the
+                # old leader's lease need not sink a transfer the old leader itself grants.
+                self._lease_refusals.add(msg.src)
+                if len(self._lease_refusals) > len(self.config.voters) - self._quorum:
+                    self._become_follower(msg.leader_hint)
             return
         if msg.promised > self._ballot:
             self._max_seen_round = max(self._max_seen_round, msg.promised.round)

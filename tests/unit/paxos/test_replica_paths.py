@@ -862,3 +862,31 @@ def test_recovery_accepts_go_to_every_peer_even_when_thrifty() -> None:
         g.deliver()
     assert g.r(2).role is Role.LEADER
     assert {m.dst for m in accepts} == {1, 3}
+
+
+def test_a_transfer_survives_a_follower_that_missed_the_handoff() -> None:
+    """Rule 9: the target's Prepare meets a follower still under the old leader's lease (it
+    missed the handoff heartbeat, or an Accept after it) and a promise from the old leader.
+    Seen on real nodes: the target gave up at the first lease refusal, the old leader had
+    already promised it, and the group had no leader for an election timeout."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    assert g.r(1).transfer_leadership(3)
+    g.process(1)
+    g.deliver(to(3))  # node 2 misses the handoff round
+    g.process(3)  # node 3 campaigns
+    prepares = [m for m in g.inflight if isinstance(m, Prepare)]
+    g.inflight = []
+    assert {m.dst for m in prepares} == {1, 2}
+    for prepare in sorted(prepares, key=lambda m: m.dst != 2):  # node 2's refusal first
+        g.r(prepare.dst).step(prepare)
+        g.process(prepare.dst)
+    replies = sorted(g.inflight, key=lambda m: m.src != 2)
+    g.inflight = []
+    assert isinstance(replies[0], Nack) and replies[0].lease_held
+    for reply in replies:
+        g.r(3).step(reply)
+    assert g.r(3).role is Role.LEADER
+    g.stabilize()
+    assert g.r(3).role is Role.LEADER and g.r(1).role is Role.FOLLOWER
