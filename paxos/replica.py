@@ -41,7 +41,8 @@ Rules
    (check-quorum), so a partitioned leader stops accepting proposals it cannot get chosen.
 9. Leadership transfer (to spread leaders over nodes): the leader first gives up its lease,
    then names the target in its heartbeats; followers may promise that target at once, and
-   the target campaigns as soon as it is caught up. A heartbeat that names no target revokes
+   the target campaigns as soon as it is caught up (a target within one catch-up reply of
+   the leader may be chosen; it catches up first). A heartbeat that names no target revokes
    the permission before it is acknowledged, so a resumed lease never overlaps the target's;
    a heartbeat older than the newest round seen from that leader grants nothing (a delayed
    round of an abandoned transfer would otherwise reopen it under the resumed lease). A
@@ -229,6 +230,8 @@ class Replica:
         # Follower side: the replica our leader is handing over to (rule 9), and the newest
         # heartbeat round followed, so a reordered older round cannot grant it again.
         self._handoff_allowed: int | None = None
+        # As a transfer's target: the leader's watermark to catch up to before campaigning.
+        self._handoff_watermark = 0
         self._newest_heartbeat: tuple[Ballot, int] = (ZERO_BALLOT, 0)
 
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
@@ -381,7 +384,11 @@ class Replica:
             self._role is not Role.LEADER
             or target not in self._peers
             or self._handoff_target is not None
-            or self._peer_watermark.get(target, -1) < self._chosen_watermark
+            # Within one catch-up reply of us: under a stream of writes the target's last
+            # acknowledged watermark always trails ours a little, and it catches up while
+            # the handoff holds new proposals back.
+            or self._peer_watermark.get(target, -1)
+            < self._chosen_watermark - self.config.catchup_max_slots
         ):
             return False
         self._handoff_target = target
@@ -731,9 +738,11 @@ class Replica:
             self._newest_heartbeat = round_key
         if msg.handoff_to and fresh:
             self._handoff_allowed = msg.handoff_to
-            if msg.handoff_to == self.id and self._chosen_watermark >= msg.chosen_watermark:
-                self._campaign()
-                return
+            if msg.handoff_to == self.id:
+                if self._chosen_watermark >= msg.chosen_watermark:
+                    self._campaign()
+                    return
+                self._handoff_watermark = msg.chosen_watermark  # see _handle_catchup_reply
         self._out.messages_after_persist.append(
             HeartbeatAck(
                 src=self.id,
@@ -812,6 +821,15 @@ class Replica:
         if self._chosen_watermark > before:
             self._out.persist.chosen_watermark = self._chosen_watermark
             self._catchup_retry_at = 0.0
+            if (
+                self._handoff_allowed == self.id
+                and self._role is Role.FOLLOWER
+                and self._chosen_watermark >= self._handoff_watermark
+            ):
+                # Rule 9: a target that was behind campaigns once it has caught up, not a
+                # heartbeat later (the old leader holds proposals back meanwhile).
+                self._campaign()
+                return
         if msg.chosen_watermark > self._chosen_watermark:
             self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
 

@@ -419,7 +419,8 @@ def test_an_older_leaders_command_is_not_chosen_behind_a_served_snapshot() -> No
 def test_writes_that_ignore_read_intents_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rule P4: a write must be refused while another prepared transaction holds a READ
     intent on the key; without it the reader commits below a version written under it
-    (found by review to be caught only by chance, 10-25 % of runs: seed 3 catches it)."""
+    (found by review to be caught only by chance, 10-25 % of runs: seed 0 catches it; seed 3
+    did until the leadership transfers of session 11 changed the schedules)."""
     import txn.participant as participant
 
     original = participant.validate
@@ -441,7 +442,7 @@ def test_writes_that_ignore_read_intents_are_caught(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(participant, "validate", reads_unlocked)
     with pytest.raises(SafetyViolation, match=r"timestamp order|elle"):
-        run_cluster("append", "calm", 3)
+        run_cluster("append", "calm", 0)
 
 
 def test_answers_without_the_commit_wait_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -890,3 +890,26 @@ def test_a_transfer_survives_a_follower_that_missed_the_handoff() -> None:
     assert g.r(3).role is Role.LEADER
     g.stabilize()
     assert g.r(3).role is Role.LEADER and g.r(1).role is Role.FOLLOWER
+
+
+def test_a_transfer_to_a_target_a_few_slots_behind_catches_it_up_first() -> None:
+    """Rule 9 under a stream of writes: the target's last acknowledged watermark trails the
+    leader's (with thrifty Accepts the third replica catches up once per heartbeat). Before,
+    such a target was never eligible, and leaders stayed where a failover had put them for
+    as long as writes went on; now it catches up during the handoff and takes over."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    for i in range(5):  # chosen by nodes 1 and 2; node 3 hears none of it
+        g.r(1).propose(b"w%d" % i)
+        g.stabilize(keep=lambda m: 3 not in (m.src, m.dst))
+    assert g.r(1).chosen_watermark > g.r(3).chosen_watermark
+    assert g.r(1).peer_watermark(3) < g.r(1).chosen_watermark
+    assert g.r(1).transfer_leadership(3)
+    g.stabilize()
+    assert g.r(3).role is Role.LEADER
+    g.r(3).propose(b"after")
+    g.stabilize()
+    g.heartbeat(3)
+    assert g.chosen(1)[-6:] == [(b"w0",), (b"w1",), (b"w2",), (b"w3",), (b"w4",), (b"after",)]
+    assert g.chosen(3) == g.chosen(1)
