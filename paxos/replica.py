@@ -41,8 +41,9 @@ Rules
    (check-quorum), so a partitioned leader stops accepting proposals it cannot get chosen.
 9. Leadership transfer (to spread leaders over nodes): the leader first gives up its lease,
    then names the target in its heartbeats; followers may promise that target at once, and
-   the target campaigns as soon as it is caught up (a target within one catch-up reply of
-   the leader may be chosen; it catches up first). A heartbeat that names no target revokes
+   the target campaigns as soon as it is caught up (a target heard within the election
+   timeout and within one catch-up reply of the leader may be chosen; it catches up
+   first). A heartbeat that names no target revokes
    the permission before it is acknowledged, so a resumed lease never overlaps the target's;
    a heartbeat older than the newest round seen from that leader grants nothing (a delayed
    round of an abandoned transfer would otherwise reopen it under the resumed lease). A
@@ -389,6 +390,10 @@ class Replica:
             # the handoff holds new proposals back.
             or self._peer_watermark.get(target, -1)
             < self._chosen_watermark - self.config.catchup_max_slots
+            # Heard lately: a stopped target's old acknowledgement must not make every
+            # REBALANCE_S hold proposals back for a handoff that cannot finish.
+            or self._now - self._last_ack.get(target, float("-inf"))
+            > self.config.election_timeout_min_s
         ):
             return False
         self._handoff_target = target

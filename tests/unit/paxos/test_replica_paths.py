@@ -913,3 +913,21 @@ def test_a_transfer_to_a_target_a_few_slots_behind_catches_it_up_first() -> None
     g.heartbeat(3)
     assert g.chosen(1)[-6:] == [(b"w0",), (b"w1",), (b"w2",), (b"w3",), (b"w4",), (b"after",)]
     assert g.chosen(3) == g.chosen(1)
+
+
+def test_no_transfer_to_a_target_not_heard_lately() -> None:
+    """Rule 9: a stopped target's last acknowledgement still shows it caught up (an idle
+    group's watermark does not move). Seen on real nodes with the meta group: its leader
+    tried to hand over to a SIGSTOPped node every second, each time refusing proposals for
+    an election timeout, and the handoff met the node as it resumed."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    assert g.r(1).peer_watermark(3) == g.r(1).chosen_watermark
+    t = g.now[1]
+    for step in range(1, 10):  # node 3 is stopped: no ack for 0.45 s
+        g.tick(1, t + step * 0.05)
+        g.stabilize(keep=lambda m: 3 not in (m.src, m.dst))
+    assert g.r(1).peer_watermark(3) == g.r(1).chosen_watermark
+    assert not g.r(1).transfer_leadership(3)
+    assert g.r(1).transfer_leadership(2)
