@@ -231,8 +231,10 @@ class Replica:
         # Follower side: the replica our leader is handing over to (rule 9), and the newest
         # heartbeat round followed, so a reordered older round cannot grant it again.
         self._handoff_allowed: int | None = None
-        # As a transfer's target: the leader's watermark to catch up to before campaigning.
+        # As a transfer's target: the leader's watermark to catch up to before campaigning,
+        # and the ballot of the leader that asked (a newer promise voids the request).
         self._handoff_watermark = 0
+        self._handoff_ballot = ZERO_BALLOT
         self._newest_heartbeat: tuple[Ballot, int] = (ZERO_BALLOT, 0)
 
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
@@ -376,7 +378,9 @@ class Replica:
         self._read_round_wanted = True
 
     def transfer_leadership(self, target: int) -> bool:
-        """Hand leadership to `target` if it is caught up (rule 9); False if not started.
+        """Hand leadership to `target` (rule 9); False if not started: the target must have
+        acknowledged this leader within the election timeout and be within one catch-up
+        reply of it, from the log (it catches up first, while proposals are held back).
 
         The lease is given up at once; proposals are refused with a NotLeader naming the
         target until it takes over or the attempt times out (election_timeout_max_s).
@@ -388,12 +392,14 @@ class Replica:
             # Within one catch-up reply of us: under a stream of writes the target's last
             # acknowledged watermark always trails ours a little, and it catches up while
             # the handoff holds new proposals back.
-            or self._peer_watermark.get(target, -1)
-            < self._chosen_watermark - self.config.catchup_max_slots
-            # Heard lately: a stopped target's old acknowledgement must not make every
-            # REBALANCE_S hold proposals back for a handoff that cannot finish.
+            # Acknowledged this leader, lately: a stopped target's old acknowledgement must
+            # not make every REBALANCE_S hold proposals back for a handoff that cannot end.
+            or target not in self._peer_watermark
             or self._now - self._last_ack.get(target, float("-inf"))
             > self.config.election_timeout_min_s
+            # Within one catch-up reply of us, from our log (no snapshot needed).
+            or self._peer_watermark[target]
+            < max(self._chosen_watermark - self.config.catchup_max_slots, self._log_start - 1)
         ):
             return False
         self._handoff_target = target
@@ -748,6 +754,7 @@ class Replica:
                     self._campaign()
                     return
                 self._handoff_watermark = msg.chosen_watermark  # see _handle_catchup_reply
+                self._handoff_ballot = msg.ballot
         self._out.messages_after_persist.append(
             HeartbeatAck(
                 src=self.id,
@@ -829,6 +836,7 @@ class Replica:
             if (
                 self._handoff_allowed == self.id
                 and self._role is Role.FOLLOWER
+                and self._promised == self._handoff_ballot
                 and self._chosen_watermark >= self._handoff_watermark
             ):
                 # Rule 9: a target that was behind campaigns once it has caught up, not a

@@ -3,8 +3,8 @@
 Sending never blocks and never raises: messages queue per peer and a writer task drains the
 whole queue into one PeerBatch per stream write. A broken stream is reopened with capped
 exponential backoff; what was queued meanwhile is dropped (Paxos retransmits what matters).
-A new stream opens with an empty batch (a hello), and a batch that arrives from a peer cuts
-our link's backoff to that peer short: a restarted peer is redialled as soon as it dials us,
+A new stream opens with an empty batch (a hello), and a new stream from a peer cuts our
+link's backoff to that peer short: a restarted peer is redialled as soon as it dials us,
 not after a backoff that grew while it was down (up to a second, which every group whose
 leader died meanwhile spent without one).
 
@@ -38,6 +38,9 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 10_000),
 ]
+# Each dial its own subchannel: with gRPC's shared pool, a dial right after a failed one
+# met the failed connection's backoff in gRPC and failed too, however the peer was doing.
+CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
 SECRET_HEADER = "x-paxoskv-peer-secret"
 #: Redial backoff: the first delay and the cap (each delay is drawn from [d/2, d]).
 BACKOFF_BASE_S = 0.02
@@ -121,7 +124,7 @@ class PeerLink:
         while not self._closed:
             opened_at = loop.time()
             try:
-                async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as ch:
+                async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._peer_up.clear()
                     self.dials += 1
@@ -164,7 +167,7 @@ class PeerLink:
 
 
 Deliver = Callable[[int, int, Message], None]
-#: Called with a peer's node id for every accepted batch from it.
+#: Called with a peer's node id when a stream from it opens (its first accepted batch).
 PeerSeen = Callable[[int], None]
 
 
@@ -200,12 +203,17 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             yield self._refuse(refusal)
             return
         assembler = SnapshotAssembler()
+        first = True
         async for batch in request_iterator:
             refusal = self._check(batch)
             if refusal:
                 yield self._refuse(refusal)
                 return
-            self._seen(batch.from_node)
+            if first:
+                # Once per stream (its hello): a peer whose stream we accept while it
+                # refuses ours must not cut our backoff at each of its heartbeats.
+                first = False
+                self._seen(batch.from_node)
             for item in batch.messages:
                 try:
                     msg = paxos_codec.from_proto(item.message)

@@ -208,7 +208,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         k.faults = FaultMix(rate_per_s=8, leader_churn=5, slow=2, cut=1, isolate=1, heal=2, pause=1)
     elif profile == "leadership":
         # Leadership transfers under reordering: slow links let old heartbeats arrive late.
-        # A lighter load: a leader only starts a transfer to a caught-up target.
+        # A lighter load: a leader only starts a transfer to a target close behind it.
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
         k.clients = 3
         k.think_s = rng.choice((0.02, 0.1))

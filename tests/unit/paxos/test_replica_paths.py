@@ -931,3 +931,120 @@ def test_no_transfer_to_a_target_not_heard_lately() -> None:
     assert g.r(1).peer_watermark(3) == g.r(1).chosen_watermark
     assert not g.r(1).transfer_leadership(3)
     assert g.r(1).transfer_leadership(2)
+
+
+def test_no_transfer_to_a_target_that_never_acknowledged_this_leader() -> None:
+    """Found by review: node 3 (the preferred leader) is dead and node 1, elected by {1, 2},
+    never heard it; a tolerance of catchup_max_slots below a young group's watermark let
+    the transfer through, and node 1 refused every proposal for an election timeout, naming
+    the dead node as leader, once per REBALANCE_S (shard/node.py)."""
+    g = Group(3, fast=(1,))
+    g.crash(3)
+    g.tick_all(0.0)
+    g.tick(2, 0.13)
+    g.tick(1, 0.2)
+    g.stabilize(keep=between(1, 2))
+    assert g.r(1).role is Role.LEADER
+    for i in range(3):
+        g.r(1).propose(b"w%d" % i)
+        g.stabilize(keep=between(1, 2))
+    g.heartbeat(1, keep=between(1, 2))
+    assert g.r(1).peer_watermark(3) == -1
+    assert g.r(1).chosen_watermark > 0
+    assert not g.r(1).transfer_leadership(3), "a node this leader never heard from"
+
+
+def test_no_transfer_to_a_target_silent_since_it_died() -> None:
+    """Found by review: node 3 acknowledged, then died; a handful of writes later (fewer
+    than catchup_max_slots) the leader handed off to it each time it was asked."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    assert g.r(1).peer_watermark(3) == g.r(1).chosen_watermark
+    g.crash(3)
+    refused_for = []
+    t = g.now[1]
+    for round_ in range(3):
+        g.r(1).propose(b"w%d" % round_)
+        g.stabilize(keep=between(1, 2))
+        for _ in range(20):  # REBALANCE_S of heartbeats between 1 and 2
+            t += 0.05
+            g.tick(1, t)
+            g.tick(2, t)
+            g.stabilize(keep=between(1, 2))
+        assert g.r(1).role is Role.LEADER
+        if g.r(1).transfer_leadership(3):
+            start = g.now[1]
+            while True:
+                try:
+                    g.r(1).propose(b"probe")
+                    break
+                except NotLeader:
+                    t += 0.01
+                    g.tick(1, t)
+                    g.tick(2, t)
+                    g.stabilize(keep=between(1, 2))
+            refused_for.append(round(g.now[1] - start, 2))
+    assert not refused_for
+
+
+def test_a_stale_handoff_permission_does_not_start_a_campaign_under_a_new_leader() -> None:
+    """Found by review: node 3 (lagging target) remembers the handoff and campaigns from the first
+    catch-up reply that brings it up to the handoff watermark. The permission is reset only
+    by `_follow`, not by promising another candidate. Trace: 1 hands off to 3 (behind),
+    3 asks 1 for catch-up; 1 answers, then dies; the reply is delayed; 2 is elected with 3's
+    promise; the reply arrives before 2's first Accept: 3 campaigns against leader 2."""
+    from paxos.messages import CatchUpReply
+
+    g = Group(3, fast=(1, 2))
+    g.elect(1)
+    g.heartbeat(1)
+    for i in range(3):
+        g.r(1).propose(b"w%d" % i)
+        g.stabilize(keep=lambda m: 3 not in (m.src, m.dst))
+    assert g.r(1).transfer_leadership(3)
+    g.process(1)
+    g.deliver()  # handoff heartbeats reach 2 and 3
+    g.process_all()  # 3: ack + CatchUpRequest to 1
+    g.deliver()
+    g.process_all()  # 1 answers the catch-up request
+    held = [m for m in g.inflight if isinstance(m, CatchUpReply)]
+    assert held and g.r(3).role is Role.FOLLOWER
+    g.inflight = []
+    g.crash(1)
+    t = g.now[1] + 0.01
+    g.tick(3, t)
+    g.tick(2, t)  # the first ticks after hearing 1 start the lease promises (rule 6)
+    g.tick(3, t + 0.13)  # node 3's lease promise to 1 ran out (node 3 is slow: no campaign)
+    g.tick(2, t + 0.5)  # node 2's election timer fires
+    assert g.r(2).role is Role.CANDIDATE
+    g.process(2)
+    g.deliver(keep=to(3))
+    g.process(3)  # 3 promises 2
+    g.deliver(keep=to(2))
+    assert g.r(2).role is Role.LEADER
+    g.process(2)  # 2's recovery Accepts and first heartbeat are in flight to 3...
+    in_flight_from_2 = g.inflight
+    g.inflight = []
+    for reply in held:  # ...when the delayed catch-up reply from dead node 1 arrives
+        g.r(3).step(reply)
+    g.inflight = in_flight_from_2 + g.inflight
+    g.process(3)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(3).role is Role.FOLLOWER, "node 3 campaigned against the new leader 2"
+
+
+def test_no_transfer_to_a_target_that_needs_a_snapshot() -> None:
+    """Found by review: within catchup_max_slots is not within the leader's log: with the
+    log compacted past the target's watermark (compaction keeps as few as half the applied
+    slots once the log is big in bytes), the handoff's catch-up turns into a snapshot,
+    which real nodes build and restore in steps while the handoff holds writes back."""
+    g = Group(3, fast=(1,), compact_threshold=3, compact_keep=1)
+    g.elect(1)
+    g.heartbeat(1)
+    for i in range(8):
+        g.r(1).propose(b"w%d" % i)
+        g.stabilize(keep=lambda m: 3 not in (m.src, m.dst))
+    r1 = g.r(1)
+    assert r1.peer_watermark(3) + 1 < r1.status().log_start
+    assert not r1.transfer_leadership(3)

@@ -94,3 +94,48 @@ def test_a_link_in_backoff_redials_as_soon_as_its_peer_is_up() -> None:
 
     reopened, dials = asyncio.run(run())
     assert reopened and dials == 2
+
+
+def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
+    """Found by review: node 2 refuses node 1's stream (it has the peer secret, node 1 not
+    yet: a secret rolled out node by node) while node 1 accepts node 2's. When every batch
+    from node 2 cut node 1's backoff short, node 1 redialled about 20 times a second; now
+    only a new stream from node 2 does."""
+    from paxos.ballot import Ballot
+    from paxos.messages import Heartbeat
+
+    secret = "s" * 16
+
+    async def run() -> int:
+        p1, p2 = free_ports(2)
+        links: dict[int, PeerLink] = {}
+        servers = []
+        for port, servicer in (
+            (p1, PeerServicer("c", 1, {2}, lambda *a: None, "", seen=lambda n: links[1].peer_up())),
+            (p2, PeerServicer("c", 2, {1}, lambda *a: None, secret)),
+        ):
+            server = grpc.aio.server(options=GRPC_OPTIONS)
+            peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+            server.add_insecure_port(f"127.0.0.1:{port}")
+            await server.start()
+            servers.append(server)
+        links[1] = PeerLink("c", 1, 2, f"127.0.0.1:{p2}", "", backoff_s=(1.0, 1.0))
+        links[2] = PeerLink("c", 2, 1, f"127.0.0.1:{p1}", secret)
+        for link in links.values():
+            link.start()
+        try:
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:  # node 2's heartbeats, every 20 ms for 2 s
+                hb = Heartbeat(src=2, dst=1, ballot=Ballot(1, 2), chosen_watermark=0, seq=1)
+                links[2].send(1, [hb])
+                await asyncio.sleep(0.02)
+            return links[1].dials
+        finally:
+            for link in links.values():
+                await link.stop()
+            for server in servers:
+                await server.stop(0)
+
+    # One dial at the start, then one per 0.5-1 s of backoff (and one cut short by node 2's
+    # new stream): at most 5 in 2 s. Poked by every heartbeat it made about 40.
+    assert asyncio.run(run()) <= 6
