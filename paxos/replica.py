@@ -43,13 +43,13 @@ Rules
    then names the target in its heartbeats; followers may promise that target at once, and
    the target campaigns as soon as it is caught up (a target heard within the election
    timeout and within one catch-up reply of the leader may be chosen; it catches up
-   first). A heartbeat that names no target revokes
-   the permission before it is acknowledged, so a resumed lease never overlaps the target's;
-   a heartbeat older than the newest round seen from that leader grants nothing (a delayed
-   round of an abandoned transfer would otherwise reopen it under the resumed lease). A
-   candidate refused by a follower's lease gives up only once too few voters are left to
-   make a quorum: a follower that missed the handoff does not sink a transfer that the old
-   leader and the others grant.
+   first). A heartbeat that names no target revokes the permission before it is
+   acknowledged, so a resumed lease never overlaps the target's; a heartbeat older than the
+   newest round seen from that leader grants nothing (a delayed round of an abandoned
+   transfer would otherwise reopen it under the resumed lease). A candidate refused by a
+   follower's lease gives up only once too few voters are left to make a quorum: a
+   follower that missed the handoff does not sink a transfer that the old leader and the
+   others grant.
 10. A proposal is either chosen (reported with its id in `committed`), or reported in
    `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
    `outcome_unknown` when a snapshot covered its slot.
@@ -192,9 +192,8 @@ class Replica:
         self._snapshot_sent_at: dict[int, float] = {}
 
         # Pre-vote state (rule 13): the yeses of pre-vote `_pre_vote_seq`, empty when none
-        # is under way.
-        # Not persisted: a yes to a pre-vote of this replica's previous life may count, which
-        # costs at most an early campaign (and its streams died with that life anyway).
+        # is under way. The seq is not persisted: a yes to a pre-vote of this replica's
+        # previous life may count, which costs at most an early campaign.
         self._pre_vote_seq = 0
         self._pre_votes: set[int] = set()
         # Candidate state.
@@ -389,15 +388,15 @@ class Replica:
             self._role is not Role.LEADER
             or target not in self._peers
             or self._handoff_target is not None
-            # Within one catch-up reply of us: under a stream of writes the target's last
-            # acknowledged watermark always trails ours a little, and it catches up while
-            # the handoff holds new proposals back.
             # Acknowledged this leader, lately: a stopped target's old acknowledgement must
-            # not make every REBALANCE_S hold proposals back for a handoff that cannot end.
+            # not make each retry of the driver hold proposals back for a handoff that
+            # cannot end.
             or target not in self._peer_watermark
             or self._now - self._last_ack.get(target, float("-inf"))
             > self.config.election_timeout_min_s
-            # Within one catch-up reply of us, from our log (no snapshot needed).
+            # Within one catch-up reply of us, from our log (no snapshot needed): under a
+            # stream of writes its acknowledged watermark always trails ours a little, and
+            # it catches up while the handoff holds new proposals back.
             or self._peer_watermark[target]
             < max(self._chosen_watermark - self.config.catchup_max_slots, self._log_start - 1)
         ):
@@ -572,7 +571,6 @@ class Replica:
 
     def _maybe_campaign_after_pre_vote(self) -> None:
         if len(self._pre_votes) >= self._quorum:
-            self._pre_votes.clear()
             self._campaign()
 
     def _campaign(self) -> None:

@@ -86,7 +86,7 @@ class PeerLink:
         self._wake.set()
 
     def peer_up(self) -> None:
-        """The peer is up (a batch from it arrived): end a redial backoff early."""
+        """The peer is up (a new stream from it opened): end a redial backoff early."""
         self._peer_up.set()
 
     def start(self) -> None:

@@ -3,6 +3,7 @@ never raises a round (the Raft thesis §9.6; etcd's PreVote)."""
 
 from __future__ import annotations
 
+from paxos.ballot import Ballot
 from paxos.messages import Message, Prepare, PreVote, PreVoteReply, Promise
 from paxos.replica import Role
 from tests.unit.paxos.test_replica_paths import Group, between, to
@@ -37,6 +38,11 @@ def test_a_timer_that_runs_out_asks_first_and_persists_nothing() -> None:
 
 def test_a_quorum_of_yeses_starts_the_campaign_above_every_round_it_heard() -> None:
     g = node_1_asks()
+    # Node 2 has promised round 7 to node 3 (whose campaign went nowhere): it still says
+    # yes, and its reply carries that promise.
+    g.r(2).step(Prepare(src=3, dst=2, ballot=Ballot(7, 3), from_slot=1))
+    g.process(2)
+    g.inflight = []
     g.process(1)
     g.deliver()  # the PreVotes
     for j in (2, 3):
@@ -46,6 +52,7 @@ def test_a_quorum_of_yeses_starts_the_campaign_above_every_round_it_heard() -> N
     assert g.r(1).role is Role.CANDIDATE
     prepares = [m for m in g.r(1).ready().messages_after_persist if isinstance(m, Prepare)]
     assert len(prepares) == 2
+    assert all(m.ballot > Ballot(7, 3) for m in prepares)
 
 
 def test_the_campaign_then_wins() -> None:
