@@ -73,8 +73,11 @@ class Cores:
         self.now = 0.0
         self.wall_ns = 1_800_000_000 * 10**9
         try:
+            # Every group led by its preferred leader: until then a leadership transfer may
+            # refuse a measured request.
             self.run_until(
-                lambda: all(self._leader(g) is not None for g in (1, 2)), max_steps=20_000
+                lambda: all(self._leader(g) == shard_map.preferred_leader(g) for g in (0, 1, 2)),
+                max_steps=20_000,
             )
         except BaseException:
             self.close()

@@ -150,7 +150,10 @@ def test_kill9_leader_during_writes(
             # The restarted node takes its preferred groups back by leadership transfer; let
             # that finish, or the next round may read a leader that is one no more and kill
             # a follower (seen: a round that measured nothing).
-            cluster.wait_settled(10.0)
+            assert cluster.wait_settled(10.0), (
+                f"round {round_}: {old} restarted but did not lead its preferred groups "
+                f"again within 10 s: {cluster.leaders()}"
+            )
     assert writer.acks, "nothing was acknowledged"
     for ack in writer.acks:
         assert kv_.get(ack.key) == ack.value, f"acknowledged write {ack.key!r} was lost"

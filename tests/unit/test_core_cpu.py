@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -41,3 +42,21 @@ def test_core_cpu_refuses_an_unknown_mode() -> None:
     )
     assert done.returncode == 2
     assert "unknown modes ['txn9']" in done.stderr
+
+
+def test_core_cpu_measures_only_after_every_group_has_its_preferred_leader(
+    tmp_path: Path,
+) -> None:
+    # Measured from the first leaders elected, a leadership transfer to a group's preferred
+    # leader later refused a measured Prepare (NOT_LEADER) and stopped a 2,000-op run.
+    spec = importlib.util.spec_from_file_location("core_cpu", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    core_cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core_cpu)
+    cores = core_cpu.Cores(tmp_path)
+    try:
+        shard_map = cores.cores[1].shard_map
+        for group_id in (0, 1, 2):
+            assert cores._leader(group_id) == shard_map.preferred_leader(group_id)
+    finally:
+        cores.close()
