@@ -66,6 +66,7 @@ from router.client_errors import (
 from router.codec import decode_shard_map
 from router.errors import RouterError, UnknownGroup, WrongShard
 from router.shard_map import ShardMap
+from router.tls import ClientTls, TlsSetupError, resolve_client_tls
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -191,9 +192,17 @@ class _Connection:
     next request starts a new session.
     """
 
-    def __init__(self, address: str, options: Sequence[tuple[str, Any]]) -> None:
+    def __init__(
+        self,
+        address: str,
+        options: Sequence[tuple[str, Any]],
+        credentials: grpc.ChannelCredentials | None,
+    ) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address, options=list(options))
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(address, options=list(options))
+        else:
+            self.channel = grpc.aio.secure_channel(address, credentials, options=list(options))
         self.stub = kv_pb2_grpc.KVStub(self.channel)
         self._ids = itertools.count(1)
         self._queue: list[_Call] = []
@@ -414,6 +423,8 @@ class RoutingClient:
         timeout_s: the default deadline of one operation, retries included.
         backoff: retry delays (default: full jitter, 10 ms doubling up to 0.5 s).
         rng: the randomness of the backoff jitter (default: a fresh `random.Random()`).
+        tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
+            None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
 
     Use as `async with RoutingClient([...]) as client:` or call `connect()` and `close()`.
     """
@@ -427,6 +438,7 @@ class RoutingClient:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
+        tls: ClientTls = "env",
     ) -> None:
         seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
         if not seed_list:
@@ -439,6 +451,11 @@ class RoutingClient:
         self._backoff = backoff or Backoff(base_s=0.01, max_s=0.5)
         self._rng = rng or random.Random()
         self._options = list(channel_options)
+        try:
+            files = resolve_client_tls(tls)
+            self._credentials = None if files is None else files.channel_credentials()
+        except TlsSetupError as exc:
+            raise InvalidArgument(str(exc)) from None
         self._conns: dict[str, _Connection] = {}
         self._refreshing: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[RoutingClient] | None = None
@@ -489,9 +506,20 @@ class RoutingClient:
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError) as exc:
                 failures.append(f"{seed}: {_describe_rpc_error(exc)}")
+        if self._credentials is None:
+            tls_hint = (
+                "; a cluster with TLS needs the CA (PAXOSKV_TLS_CA) and, if it asks for one, "
+                "a client certificate (PAXOSKV_TLS_CERT, PAXOSKV_TLS_KEY)"
+            )
+        else:
+            tls_hint = (
+                "; with TLS, that the CA is the one that signed the nodes' certificates, that "
+                "these name the addresses used, and that the client certificate is signed by "
+                "the nodes' CA"
+            )
         raise Unavailable(
             "no node answered at " + "; ".join(failures) + " (check the cluster addresses "
-            "and that the nodes are running)"
+            "and that the nodes are running" + tls_hint + ")"
         )
 
     async def close(self) -> None:
@@ -515,7 +543,7 @@ class RoutingClient:
         conn = self._conns.get(address)
         if conn is None:
             self._check_open()
-            conn = self._conns[address] = _Connection(address, self._options)
+            conn = self._conns[address] = _Connection(address, self._options, self._credentials)
         return conn
 
     def stats(self) -> dict[str, int]:

@@ -39,7 +39,7 @@ TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
 
 def register_bench_command(subparsers: Any) -> None:
     """Add `bench` to the `paxoskv` parser's subcommands."""
-    from shard.cli_kv import ENV_CLUSTER
+    from shard.cli_kv import ENV_CLUSTER, add_tls_options
 
     bench = subparsers.add_parser(
         "bench",
@@ -58,6 +58,7 @@ def register_bench_command(subparsers: Any) -> None:
     bench.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
+    add_tls_options(bench)
     bench.add_argument("--workload", choices=(*KV_WORKLOADS, *TXN_WORKLOADS), default="put")
     bench.add_argument("--clients", type=int, default=1, help="operations outstanding (1)")
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured (10)")
@@ -134,11 +135,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from shard.bench_harness import ProgressSample, run_workload
     from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
-    from shard.cli_kv import UsageError, seeds_from
+    from shard.cli_kv import UsageError, seeds_from, tls_from
     from shard.cpu_meter import CpuMeter
     from txn.client import AsyncClient
 
     seeds = seeds_from(args)
+    tls = tls_from(args)
     if args.clients < 1:
         raise UsageError("--clients must be >= 1")
     if args.duration <= 0:
@@ -170,7 +172,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
 
     async def main() -> Any:
-        client = AsyncClient(seeds, timeout_s=args.timeout, retry_timeout_s=args.retry_timeout)
+        client = AsyncClient(
+            seeds, timeout_s=args.timeout, retry_timeout_s=args.retry_timeout, tls=tls
+        )
         meter: list[CpuMeter] = []
         try:
             await client.connect()

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-ENV_CLUSTER = "PAXOSKV_CLUSTER"
+from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
+
 EXIT_NO = 3
 """Exit status of `get` for a missing key and of `cas` when its condition did not hold."""
 
@@ -57,7 +58,27 @@ def connection_options(
         metavar="SECONDS",
         help=timeout_help,
     )
+    add_tls_options(group)
     return common
+
+
+def add_tls_options(group: Any) -> None:
+    """--tls-ca/--tls-cert/--tls-key, each defaulting to its environment variable."""
+    group.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        default=None,
+        help=f"connect over TLS trusting this CA (default: ${ENV_CA}; unset: plaintext)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=None,
+        help=f"client certificate to present (default: ${ENV_CERT})",
+    )
+    group.add_argument(
+        "--tls-key", metavar="PEM", default=None, help=f"its private key (default: ${ENV_KEY})"
+    )
 
 
 def _codec_options() -> argparse.ArgumentParser:
@@ -181,6 +202,20 @@ def seeds_from(args: argparse.Namespace) -> list[str]:
     return seeds
 
 
+def tls_from(args: argparse.Namespace) -> Any:
+    """The client TLS files of --tls-* over $PAXOSKV_TLS_*; None for plaintext."""
+    from router.tls import TlsFiles, TlsSetupError
+
+    environ = dict(os.environ)
+    for flag, name in ((args.tls_ca, ENV_CA), (args.tls_cert, ENV_CERT), (args.tls_key, ENV_KEY)):
+        if flag is not None:
+            environ[name] = flag
+    try:
+        return TlsFiles.from_env(environ)
+    except TlsSetupError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _arg_bytes(args: argparse.Namespace, text: str, what: str) -> bytes:
     if getattr(args, "hex", False):
         try:
@@ -214,7 +249,9 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
     seeds = seeds_from(args)
 
     async def main() -> int:
-        client = RoutingClient(seeds, cluster_id=args.cluster_id, timeout_s=args.timeout)
+        client = RoutingClient(
+            seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, tls=tls_from(args)
+        )
         try:
             await client.connect()
             return await body(client)

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from shard.cli_kv import UsageError, connection_options, escape, seeds_from
+from shard.cli_kv import UsageError, connection_options, escape, seeds_from, tls_from
 
 STEPS_HELP = """\
 steps (each argument is one step, or several separated by ';'):
@@ -176,7 +176,11 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         return data.hex() if args.hex else escape(data)
 
     with Client(
-        seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, max_attempts=args.attempts
+        seeds,
+        cluster_id=args.cluster_id,
+        timeout_s=args.timeout,
+        max_attempts=args.attempts,
+        tls=tls_from(args),
     ) as client:
         if args.snapshot:
             with client.snapshot() as snap:

@@ -52,8 +52,18 @@ import grpc
 
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
+from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.shard_map import ShardMap
-from shard.config import ClusterConfig, NodeConfig, PaxosSettings, load_config, render_config
+from router.tls import TlsFiles
+from shard.config import (
+    ClusterConfig,
+    NodeConfig,
+    NodeTls,
+    PaxosSettings,
+    load_config,
+    render_config,
+)
+from shard.tls_certs import make_local_pki
 
 __all__ = [
     "ClusterError",
@@ -69,6 +79,7 @@ __all__ = [
 Progress = Callable[[str], None]
 
 CONFIG_NAME = "cluster.toml"
+TLS_DIR_NAME = "tls"
 SPLIT_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 MAX_SHARDS = len(SPLIT_ALPHABET)
 READY_MARK = "serving on"
@@ -229,6 +240,7 @@ class LocalCluster:
         paxos: PaxosSettings | None = None,
         request_timeout_ms: int | None = None,
         host: str = "127.0.0.1",
+        tls: bool | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.config_path = self.data_dir / CONFIG_NAME
@@ -242,7 +254,7 @@ class LocalCluster:
         if self.config_path.exists():
             self.config = load_config(self.config_path)
             self._fresh = False
-            self._check_shape(nodes, shards, base_port, split_points, cluster_id)
+            self._check_shape(nodes, shards, base_port, split_points, cluster_id, tls)
             return
         node_count = 3 if nodes is None else nodes
         if node_count < 1:
@@ -266,6 +278,8 @@ class LocalCluster:
             data_dir=str(self.data_dir / "data"),
             paxos=paxos or PaxosSettings(),
             request_timeout_ms=request_timeout_ms or 5000,
+            # The files are written with the config (_write_config).
+            tls=NodeTls(files=self._pki_files("node")) if tls else None,
         )
         self._fresh = True
 
@@ -276,9 +290,12 @@ class LocalCluster:
         base_port: int | None,
         split_points: Sequence[bytes] | None,
         cluster_id: str | None,
+        tls: bool | None,
     ) -> None:
         have = self.config
         problems = []
+        if tls is not None and tls != (have.tls is not None):
+            problems.append("TLS on" if have.tls is not None else "TLS off")
         if nodes is not None and nodes != len(have.nodes):
             problems.append(f"{len(have.nodes)} nodes (not {nodes})")
         if shards is not None and shards != len(have.split_points) + 1:
@@ -340,6 +357,24 @@ class LocalCluster:
     def env_value(self) -> str:
         """The value of PAXOSKV_CLUSTER for clients: comma-separated node addresses."""
         return ",".join(n.address for n in self.config.nodes)
+
+    @property
+    def client_tls(self) -> TlsFiles | None:
+        """What a client of this cluster trusts and presents (None: plaintext)."""
+        return None if self.config.tls is None else self._pki_files("client")
+
+    def client_env(self) -> dict[str, str]:
+        """The environment a client needs: PAXOSKV_CLUSTER and, with TLS, its files."""
+        env = {ENV_CLUSTER: self.env_value()}
+        tls = self.client_tls
+        if tls is not None:
+            env |= {ENV_CA: str(tls.ca_file), ENV_CERT: str(tls.cert_file)}
+            env[ENV_KEY] = str(tls.key_file)
+        return env
+
+    def _pki_files(self, stem: str) -> TlsFiles:
+        tls_dir = self.data_dir / TLS_DIR_NAME
+        return TlsFiles(tls_dir / "ca.pem", tls_dir / f"{stem}.pem", tls_dir / f"{stem}-key.pem")
 
     def pid_file(self, name: str) -> Path:
         return self.pids_dir / f"{name}.pid"
@@ -477,6 +512,8 @@ class LocalCluster:
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.tls is not None:
+            make_local_pki(self.data_dir / TLS_DIR_NAME, self.cluster_id)
         tmp = self.config_path.with_suffix(".tmp")
         header = "# Written by `paxoskv cluster start`.\n"
         shards = len(self.config.split_points) + 1
@@ -674,7 +711,11 @@ class LocalCluster:
         CHANNEL_OPTIONS' short backoff), so other threads may keep using it."""
         ch = self._channels.get(name)
         if ch is None:
-            ch = grpc.insecure_channel(self.node(name).address, options=CHANNEL_OPTIONS)
+            address, tls = self.node(name).address, self.client_tls
+            if tls is None:
+                ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+            else:
+                ch = grpc.secure_channel(address, tls.channel_credentials(), CHANNEL_OPTIONS)
             self._channels[name] = ch
         return ch
 

@@ -7,6 +7,7 @@ Errors are raised as exceptions; `shard.cli.main` prints them as one line.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -48,6 +49,13 @@ def register_cluster_commands(subparsers: Any) -> None:
     )
     start.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for leaders (default 60)"
+    )
+    start.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="new cluster: TLS on every hop, clients included, with a private CA and "
+        "certificates written under DATA_DIR/tls (prints the client's export lines)",
     )
     start.set_defaults(handler=_start)
 
@@ -102,6 +110,7 @@ def _start(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         shards=args.shards,
         base_port=args.base_port,
+        tls=args.tls,
     )
     try:
         cluster.start(deadline_s=args.timeout, progress=_progress)
@@ -110,10 +119,15 @@ def _start(args: argparse.Namespace) -> int:
         print("client addresses:")
         for name, address in cluster.addresses.items():
             print(f"  {name}  {address}")
-        print(f"export PAXOSKV_CLUSTER={cluster.env_value()}")
+        _print_exports(cluster)
     finally:
         cluster.close()
     return 0
+
+
+def _print_exports(cluster: Any) -> None:
+    for name, value in cluster.client_env().items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -153,7 +167,7 @@ def _status(args: argparse.Namespace) -> int:
             who = leader.leader or "none"
             ballot = f" ballot {leader.ballot}" if leader.leader else ""
             print(f"  group {group_id} ({label}) leader {who}{ballot}  [{'; '.join(replicas)}]")
-        print(f"export PAXOSKV_CLUSTER={cluster.env_value()}")
+        _print_exports(cluster)
     finally:
         cluster.close()
     return 0

@@ -31,6 +31,12 @@ Example::
     [client]
     request_timeout_ms = 5000
 
+    [tls]                                  # optional: TLS on every hop (router/tls.py)
+    ca_file = "/etc/paxoskv/ca.pem"        # trusted by nodes and clients
+    cert_file = "/etc/paxoskv/node.pem"    # this node's certificate (SANs: node addresses)
+    key_file = "/etc/paxoskv/node-key.pem"
+    require_client_cert = true             # clients must present a CA-signed certificate
+
     [txn]                                  # all optional
     max_clock_offset_ms = 250              # default: 0 when every node is on loopback
     resolve_after_ms = 1000                # participants ask about older prepares
@@ -45,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from paxos.config import MAX_PIPELINE_WINDOW
+from router.tls import TlsFiles, TlsSetupError, read_pem
 
 #: txn_status(settle=True) records an abort where it finds no decision, for transactions up
 #: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
@@ -83,6 +90,14 @@ class PaxosSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NodeTls:
+    """A node's TLS: what it trusts and presents, and whether clients must present too."""
+
+    files: TlsFiles
+    require_client_cert: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
     cluster_id: str
     nodes: tuple[NodeConfig, ...]
@@ -97,6 +112,8 @@ class ClusterConfig:
     decision_retention_s: int = 600
     #: Shared by the nodes, presented on every peer stream ("" = peer streams unauthenticated).
     peer_secret: str = ""
+    #: None = plaintext on every hop.
+    tls: NodeTls | None = None
 
     @property
     def clock_offset_ms(self) -> int:
@@ -161,7 +178,17 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     """Validate a parsed TOML document; every unknown key is refused with its name."""
     _refuse_unknown(
         raw,
-        {"cluster_id", "data_dir", "peer_secret", "nodes", "shards", "paxos", "client", "txn"},
+        {
+            "cluster_id",
+            "data_dir",
+            "peer_secret",
+            "nodes",
+            "shards",
+            "paxos",
+            "client",
+            "txn",
+            "tls",
+        },
         "the top level",
     )
     cluster_id = _get(raw, "cluster_id", str, "")
@@ -259,6 +286,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     return ClusterConfig(
         cluster_id=cluster_id,
         peer_secret=peer_secret,
+        tls=_parse_tls(raw),
         max_clock_offset_ms=offset,
         resolve_after_ms=resolve_after,
         decision_retention_s=retention,
@@ -269,6 +297,29 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         paxos=settings,
         request_timeout_ms=timeout,
     )
+
+
+def _parse_tls(raw: dict[str, Any]) -> NodeTls | None:
+    if "tls" not in raw:
+        return None
+    table = _table(raw, "tls")
+    _refuse_unknown(table, {"ca_file", "cert_file", "key_file", "require_client_cert"}, "tls")
+    paths = {name: Path(_get(table, name, str, "tls.")) for name in TLS_FILES}
+    files = TlsFiles(paths["ca_file"], paths["cert_file"], paths["key_file"])
+    tls = NodeTls(
+        files=files, require_client_cert=_get(table, "require_client_cert", bool, "tls.", True)
+    )
+    for name, path in paths.items():
+        # Read now, so a bad file stops the node at start with the field named.
+        try:
+            read_pem(path, f"tls.{name}")
+        except TlsSetupError as exc:
+            raise ConfigError(str(exc)) from None
+    return tls
+
+
+#: The [tls] table's file settings, in TlsFiles order.
+TLS_FILES = ("ca_file", "cert_file", "key_file")
 
 
 def render_config(config: ClusterConfig) -> str:
@@ -295,4 +346,9 @@ def render_config(config: ClusterConfig) -> str:
         lines.append(f"max_clock_offset_ms = {config.max_clock_offset_ms}")
     lines += [f"resolve_after_ms = {config.resolve_after_ms}"]
     lines += [f"decision_retention_s = {config.decision_retention_s}", ""]
+    if config.tls is not None:
+        files = config.tls.files
+        lines += ["[tls]", f"ca_file = {str(files.ca_file)!r}"]
+        lines += [f"cert_file = {str(files.cert_file)!r}", f"key_file = {str(files.key_file)!r}"]
+        lines += [f"require_client_cert = {str(config.tls.require_client_cert).lower()}", ""]
     return "\n".join(lines)

@@ -85,8 +85,19 @@ class NodeRuntime:
         )
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)
+        # A node dials its peers and its groups' leaders as a client of their port, with its
+        # own certificate.
+        self._client_tls = None if config.tls is None else config.tls.files
+        credentials = None if config.tls is None else config.tls.files.channel_credentials()
         self.links = {
-            n.id: PeerLink(config.cluster_id, node.id, n.id, n.address, config.peer_secret)
+            n.id: PeerLink(
+                config.cluster_id,
+                node.id,
+                n.id,
+                n.address,
+                config.peer_secret,
+                credentials=credentials,
+            )
             for n in config.nodes
             if n.id in peer_ids
         }
@@ -151,7 +162,12 @@ class NodeRuntime:
     # ------------------------------------------------------------------ loop
 
     async def start(self) -> None:
-        bound = self.server.add_insecure_port(self.node.address)
+        tls = self.config.tls
+        if tls is None:
+            bound = self.server.add_insecure_port(self.node.address)
+        else:
+            credentials = tls.files.server_credentials(require_client_cert=tls.require_client_cert)
+            bound = self.server.add_secure_port(self.node.address, credentials)
         if bound == 0:
             raise OSError(f"cannot listen on {self.node.address} (address in use?)")
         await self.server.start()
@@ -302,6 +318,7 @@ class NodeRuntime:
                 [n.address for n in self.config.nodes],
                 cluster_id=self.config.cluster_id,
                 timeout_s=self.config.request_timeout_ms / 1000,
+                tls=self._client_tls,
             )
             self._client = client
             await client.connect()

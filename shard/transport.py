@@ -60,8 +60,10 @@ class PeerLink:
         address: str,
         secret: str = "",
         backoff_s: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._cluster_id = cluster_id
+        self._credentials = credentials
         self._backoff_base_s, self._backoff_max_s = backoff_s
         self._peer_up = asyncio.Event()
         self._metadata = ((SECRET_HEADER, secret),) if secret else None
@@ -118,13 +120,18 @@ class PeerLink:
                     cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
                 )
 
+    def _channel(self) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(self.address, self._credentials, options=CHANNEL_OPTIONS)
+
     async def _run(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
         while not self._closed:
             opened_at = loop.time()
             try:
-                async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as ch:
+                async with self._channel() as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._peer_up.clear()
                     self.dials += 1

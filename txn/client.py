@@ -128,6 +128,7 @@ from router.client import SCAN_PAGE, CasResult, RoutingClient
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
 from router.shard_map import ShardMap
+from router.tls import ClientTls
 from txn.errors import (
     ClientClosed,
     CommitUnknown,
@@ -773,6 +774,8 @@ class AsyncClient:
         attempt_timeout_s: how long one try of an idempotent commit request waits before it
             is re-sent (default: a quarter of `timeout_s`, at least 0.5 s).
         wall_ns: the wall clock, in ns (default `time.time_ns`).
+        tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
+            None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -790,6 +793,7 @@ class AsyncClient:
         rng: random.Random | None = None,
         attempt_timeout_s: float | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
+        tls: ClientTls = "env",
     ) -> None:
         if max_attempts < 1:
             raise InvalidArgument(f"max_attempts must be >= 1, got {max_attempts}")
@@ -800,7 +804,7 @@ class AsyncClient:
         self._rng = rng or random.Random()
         try:
             self._routing = RoutingClient(
-                seeds, cluster_id=cluster_id, timeout_s=timeout_s, rng=self._rng
+                seeds, cluster_id=cluster_id, timeout_s=timeout_s, rng=self._rng, tls=tls
             )
         except ClientError as exc:
             raise from_routing_error(exc) from exc
@@ -2020,6 +2024,7 @@ class Client:
         rng: random.Random | None = None,
         attempt_timeout_s: float | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
+        tls: ClientTls = "env",
     ) -> None:
         self._async = AsyncClient(
             seeds,
@@ -2031,6 +2036,7 @@ class Client:
             rng=rng,
             attempt_timeout_s=attempt_timeout_s,
             wall_ns=wall_ns,
+            tls=tls,
         )
         self._policy = self._async._policy
         self._closed = False

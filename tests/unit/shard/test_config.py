@@ -18,6 +18,7 @@ from shard.config import (
     parse_config,
     render_config,
 )
+from shard.tls_certs import make_local_pki
 
 
 def sample() -> ClusterConfig:
@@ -154,3 +155,54 @@ def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(render_config(sample()))
     assert load_config(good) == sample()
+
+
+def _with_tls(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    pki = make_local_pki(tmp_path / "tls", "c")
+    tls: dict[str, Any] = {
+        "ca_file": str(pki.ca_file),
+        "cert_file": str(pki.node.cert_file),
+        "key_file": str(pki.node.key_file),
+    }
+    tls.update(overrides)
+    return raw() | {"tls": tls}
+
+
+def test_a_tls_table_parses_renders_back_and_requires_client_certificates_by_default(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(_with_tls(tmp_path))
+    assert config.tls is not None
+    assert config.tls.require_client_cert is True
+    assert config.tls.files.key_file == tmp_path / "tls" / "node-key.pem"
+    assert parse_config(tomllib.loads(render_config(config))) == config
+    relaxed = parse_config(_with_tls(tmp_path, require_client_cert=False))
+    assert relaxed.tls is not None and relaxed.tls.require_client_cert is False
+    assert parse_config(raw()).tls is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"ca_file": "/nonexistent/ca.pem"}, "cannot read tls.ca_file /nonexistent/ca.pem"),
+        ({"key_file": None}, "tls.key_file is required"),
+        ({"require_client_cert": "yes"}, "tls.require_client_cert must be a bool"),
+        ({"cafile": "x"}, "unknown settings ['cafile']"),
+    ],
+)
+def test_a_bad_tls_setting_is_refused_naming_it(
+    tmp_path: Path, overrides: dict[str, Any], named: str
+) -> None:
+    doc = _with_tls(tmp_path, **{k: v for k, v in overrides.items() if v is not None})
+    for key in [k for k, v in overrides.items() if v is None]:
+        del doc["tls"][key]
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert named in str(err.value)
+
+
+def test_a_tls_file_that_is_not_pem_is_refused_naming_the_field(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("hello")
+    with pytest.raises(ConfigError, match=r"tls.cert_file .*junk.pem is not PEM"):
+        parse_config(_with_tls(tmp_path, cert_file=str(junk)))

@@ -1,0 +1,107 @@
+"""TLS for every gRPC hop: the PEM files a node or a client trusts and presents.
+
+One CA file says whom to trust; a certificate and its key say who we are. Nodes present
+theirs to clients and to each other (the peer service shares the client port); clients
+present theirs when the nodes require client certificates. Certificates must name the host
+part of the addresses used to reach the nodes (an IP SAN for an IP address), as gRPC checks.
+
+A client given no `tls=` (its default "env") reads the same files from PAXOSKV_TLS_CA, PAXOSKV_TLS_CERT and
+PAXOSKV_TLS_KEY (as libpq reads PGSSLROOTCERT), so scripts and the command line reach a TLS
+cluster without code changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import grpc
+
+from router.env import ENV_CA, ENV_CERT, ENV_KEY
+
+
+class TlsSetupError(ValueError):
+    """A TLS file is missing, unreadable or not PEM; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Paths of a CA bundle and, optionally, of our certificate chain and its private key."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise TlsSetupError(
+                "a TLS certificate needs its private key and a key its certificate: give both "
+                f"or neither (certificate {self.cert_file}, key {self.key_file})"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> TlsFiles | None:
+        """The files named by PAXOSKV_TLS_CA/CERT/KEY; None when PAXOSKV_TLS_CA is unset."""
+        ca = environ.get(ENV_CA, "")
+        cert = environ.get(ENV_CERT, "")
+        key = environ.get(ENV_KEY, "")
+        if not ca:
+            if cert or key:
+                raise TlsSetupError(
+                    f"a TLS certificate or key is given without a CA to trust ({ENV_CA}, or "
+                    "--tls-ca on the command line)"
+                )
+            return None
+        return cls(Path(ca), Path(cert) if cert else None, Path(key) if key else None)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """Credentials of a client channel: trust the CA, present our certificate if any."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=read_pem(self.ca_file, "the TLS CA file"),
+            private_key=None
+            if self.key_file is None
+            else read_pem(self.key_file, "the TLS key file"),
+            certificate_chain=None
+            if self.cert_file is None
+            else read_pem(self.cert_file, "the TLS certificate file"),
+        )
+
+    def server_credentials(self, *, require_client_cert: bool) -> grpc.ServerCredentials:
+        """Credentials of a node's port: present our certificate; with `require_client_cert`
+        refuse every connection that does not present one signed by the CA."""
+        if self.cert_file is None or self.key_file is None:
+            raise TlsSetupError("a node needs its own TLS certificate and key, not a CA alone")
+        return grpc.ssl_server_credentials(
+            [
+                (
+                    read_pem(self.key_file, "the TLS key file"),
+                    read_pem(self.cert_file, "the TLS certificate file"),
+                )
+            ],
+            root_certificates=read_pem(self.ca_file, "the TLS CA file"),
+            require_client_auth=require_client_cert,
+        )
+
+
+#: What a client's `tls=` takes: files, None for plaintext, or "env" (the default) for the
+#: files the environment names, if any.
+ClientTls = TlsFiles | None | Literal["env"]
+
+
+def resolve_client_tls(tls: ClientTls) -> TlsFiles | None:
+    """The files a client uses (None: plaintext)."""
+    return TlsFiles.from_env() if tls == "env" else tls
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    """The bytes of a PEM file; TlsSetupError naming `what` and the path if unusable."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TlsSetupError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if b"-----BEGIN " not in data:
+        raise TlsSetupError(f"{what} {path} is not PEM (no -----BEGIN line)")
+    return data

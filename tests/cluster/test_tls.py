@@ -1,0 +1,106 @@
+"""A TLS cluster of real node processes (`paxoskv cluster start --tls`): peers and clients
+speak TLS on every hop, clients must present a certificate of the cluster's CA, and a client
+without one (or speaking plaintext) is refused with a line that says what to check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+import txn
+from router.tls import ClientTls, TlsFiles
+from shard.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def tls_cluster(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
+    return make_cluster(tls=True)
+
+
+def _client(cluster: LocalCluster, tls: ClientTls, **kwargs: object) -> txn.Client:
+    return txn.Client(cluster.env_value(), tls=tls, timeout_s=3.0, max_attempts=3, **kwargs)
+
+
+def test_a_tls_cluster_commits_across_shards_and_refuses_clients_without_a_certificate(
+    tls_cluster: LocalCluster,
+) -> None:
+    tls = tls_cluster.client_tls
+    assert tls is not None and tls_cluster.config.tls is not None
+    # Every group elected a leader over TLS peer streams (start waited for it); the data
+    # goes through the Paxos groups of every shard and a 2PC commit across two of them.
+    with _client(tls_cluster, tls) as client:
+        for key in (b"alpha", b"kilo", b"tango"):
+            client.put(key, b"v-" + key)
+        with client.transaction() as tx:
+            tx.put(b"bravo", b"1")
+            tx.put(b"sierra", b"2")
+        assert [k for k, _ in client.scan(b"", None)] == [
+            b"alpha",
+            b"bravo",
+            b"kilo",
+            b"sierra",
+            b"tango",
+        ]
+    # The local cluster's own calls (status, leaders) use the client certificate too.
+    assert all(lead.leader for lead in tls_cluster.leaders().values())
+
+    refused = {
+        "plaintext": None,
+        "no client certificate": TlsFiles(tls.ca_file),
+    }
+    for what, files in refused.items():
+        with pytest.raises(txn.Unavailable) as err, _client(tls_cluster, files) as client:
+            client.get(b"alpha")
+        assert "a cluster with TLS needs the CA" in str(err.value) or (
+            "with TLS, that the CA is the one" in str(err.value)
+        ), what
+
+
+def test_the_command_line_reaches_a_tls_cluster_through_the_printed_exports(
+    tls_cluster: LocalCluster,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAXOSKV_")}
+    cli = [sys.executable, "-m", "shard.cli"]
+    status = subprocess.run(
+        [*cli, "cluster", "status", "--data-dir", str(tls_cluster.data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in status.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    assert set(exports) == {
+        "PAXOSKV_CLUSTER",
+        "PAXOSKV_TLS_CA",
+        "PAXOSKV_TLS_CERT",
+        "PAXOSKV_TLS_KEY",
+    }
+    with_tls = env | exports
+    put = subprocess.run(
+        [*cli, "put", "hotel", "h"], env=with_tls, capture_output=True, text=True, timeout=60
+    )
+    assert put.returncode == 0, put.stderr
+    got = subprocess.run(
+        [*cli, "get", "hotel"], env=with_tls, capture_output=True, text=True, timeout=60
+    )
+    assert (got.returncode, got.stdout) == (0, "h\n"), got.stderr
+    plaintext = subprocess.run(
+        [*cli, "get", "hotel", "--timeout", "2"],
+        env=env | {"PAXOSKV_CLUSTER": exports["PAXOSKV_CLUSTER"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plaintext.returncode == 1
+    assert plaintext.stderr.count("\n") == 1 and "PAXOSKV_TLS_CA" in plaintext.stderr

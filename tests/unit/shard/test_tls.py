@@ -1,0 +1,163 @@
+"""TLS: the files (router.tls), the local PKI (shard.tls_certs), and peer streams over TLS on
+real gRPC (127.0.0.1): a peer with the cluster's CA gets through, one with another CA's
+certificate or none is refused before any message reaches the node."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+
+from paxos.ballot import Ballot
+from paxos.messages import Heartbeat
+from router.client import RoutingClient
+from router.client_errors import InvalidArgument
+from router.tls import TlsFiles, TlsSetupError, read_pem, resolve_client_tls
+from shard import peer_pb2_grpc
+from shard.cluster import free_ports
+from shard.tls_certs import LocalPki, make_local_pki
+from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
+    return make_local_pki(tmp_path_factory.mktemp("pki"), "test")
+
+
+@pytest.fixture(scope="module")
+def other_pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
+    return make_local_pki(tmp_path_factory.mktemp("other"), "other")
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def test_a_certificate_needs_its_key_and_a_key_its_certificate(tmp_path: Path) -> None:
+    with pytest.raises(TlsSetupError, match="give both or neither"):
+        TlsFiles(tmp_path / "ca.pem", cert_file=tmp_path / "c.pem")
+    with pytest.raises(TlsSetupError, match="give both or neither"):
+        TlsFiles(tmp_path / "ca.pem", key_file=tmp_path / "k.pem")
+
+
+def test_from_env_reads_the_three_variables_and_none_without_a_ca() -> None:
+    assert TlsFiles.from_env({}) is None
+    assert TlsFiles.from_env({"PAXOSKV_TLS_CA": "/x/ca.pem"}) == TlsFiles(Path("/x/ca.pem"))
+    env = {
+        "PAXOSKV_TLS_CA": "/x/ca.pem",
+        "PAXOSKV_TLS_CERT": "/x/c.pem",
+        "PAXOSKV_TLS_KEY": "/x/k.pem",
+    }
+    assert TlsFiles.from_env(env) == TlsFiles(Path("/x/ca.pem"), Path("/x/c.pem"), Path("/x/k.pem"))
+    with pytest.raises(TlsSetupError, match="without a CA"):
+        TlsFiles.from_env({"PAXOSKV_TLS_CERT": "/x/c.pem", "PAXOSKV_TLS_KEY": "/x/k.pem"})
+
+
+def test_a_client_reads_the_environment_only_by_default(
+    monkeypatch: pytest.MonkeyPatch, pki: LocalPki
+) -> None:
+    monkeypatch.setenv("PAXOSKV_TLS_CA", str(pki.ca_file))
+    assert resolve_client_tls("env") == TlsFiles(pki.ca_file)
+    assert resolve_client_tls(None) is None
+    assert resolve_client_tls(pki.client) == pki.client
+
+
+def test_unreadable_and_non_pem_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(TlsSetupError, match=r"cannot read the CA .*missing.pem"):
+        read_pem(tmp_path / "missing.pem", "the CA")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    with pytest.raises(TlsSetupError, match=r"junk.pem is not PEM"):
+        read_pem(junk, "the CA")
+    # A routing client refuses bad files at construction, as a typed client error.
+    with pytest.raises(InvalidArgument, match=r"junk\.pem is not PEM"):
+        RoutingClient(["127.0.0.1:1"], tls=TlsFiles(junk))
+
+
+def test_a_node_needs_its_own_certificate(pki: LocalPki) -> None:
+    with pytest.raises(TlsSetupError, match="not a CA alone"):
+        TlsFiles(pki.ca_file).server_credentials(require_client_cert=True)
+
+
+# ---------------------------------------------------------------------------- local PKI
+
+
+def test_the_local_pki_signs_node_and_client_certificates_with_its_ca(pki: LocalPki) -> None:
+    ca = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+    for files, usage in (
+        (pki.node, x509.oid.ExtendedKeyUsageOID.SERVER_AUTH),
+        (pki.client, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        assert files.cert_file is not None and files.key_file is not None
+        cert = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+        cert.verify_directly_issued_by(ca)
+        assert usage in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        # Private keys: the owner's alone.
+        assert stat.S_IMODE(files.key_file.stat().st_mode) == 0o600
+    node = x509.load_pem_x509_certificate(read_pem(pki.node.cert_file or Path(), "node"))
+    names = node.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+
+
+# ---------------------------------------------------------------------------- peer streams
+
+
+async def _until(condition: Any, deadline_s: float) -> bool:
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _peer_batches(server_pki: LocalPki, link_credentials: grpc.ChannelCredentials | None) -> int:
+    """Messages node 2 (TLS, client certificates required) received from node 1's link
+    within 3 s of heartbeats."""
+
+    async def run() -> int:
+        port = free_ports(1)[0]
+        received: list[Any] = []
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda src, g, m: received.append(m))
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        credentials = server_pki.node.server_credentials(require_client_cert=True)
+        server.add_secure_port(f"127.0.0.1:{port}", credentials)
+        await server.start()
+        link = PeerLink(
+            "c", 1, 2, f"127.0.0.1:{port}", credentials=link_credentials, backoff_s=(0.05, 0.1)
+        )
+        link.start()
+        try:
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end and not received:
+                hb = Heartbeat(src=1, dst=2, ballot=Ballot(1, 1), chosen_watermark=0, seq=1)
+                link.send(1, [hb])
+                await asyncio.sleep(0.02)
+            return len(received)
+        finally:
+            await link.stop()
+            await server.stop(0)
+
+    return asyncio.run(run())
+
+
+def test_a_peer_with_the_clusters_ca_and_certificate_gets_through(pki: LocalPki) -> None:
+    assert _peer_batches(pki, pki.node.channel_credentials()) > 0
+
+
+def test_a_peer_with_another_cas_certificate_is_refused(pki: LocalPki, other_pki: LocalPki) -> None:
+    # It trusts our CA (so it would accept our certificate) but presents one we did not sign.
+    impostor = TlsFiles(pki.ca_file, other_pki.node.cert_file, other_pki.node.key_file)
+    assert _peer_batches(pki, impostor.channel_credentials()) == 0
+
+
+def test_a_peer_without_a_certificate_or_without_tls_is_refused(pki: LocalPki) -> None:
+    assert _peer_batches(pki, TlsFiles(pki.ca_file).channel_credentials()) == 0
+    assert _peer_batches(pki, None) == 0
