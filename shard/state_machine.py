@@ -202,9 +202,9 @@ class ShardStateMachine:
             self._applied_index, self._max_version, self._gc_horizon = unpack_meta(meta)
         # A collection pass in progress (start_gc / gc_step): the next version record to
         # read, and the escaped key it was reading with whether that key's newest version at
-        # or below the horizon was met.
+        # or below the horizon was met and, if that version is a tombstone, its record.
         self._gc_cursor: bytes | None = None
-        self._gc_key: tuple[bytes, bool] = (b"", False)
+        self._gc_key: tuple[bytes, bool, bytes | None] = (b"", False, None)
         staged = interrupted_restore(engine, restore_prefix(group_id))
         #: Whether opening redid a snapshot restore a crash had interrupted (for the log).
         self.redid_restore = staged is not None
@@ -686,7 +686,7 @@ class ShardStateMachine:
             return False
         self._gc_horizon = horizon_version
         if self._gc_cursor is None:
-            self._gc_cursor, self._gc_key = self._version_prefix, (b"", False)
+            self._gc_cursor, self._gc_key = self._version_prefix, (b"", False, None)
         batch.put(self._meta_key, self._pack_meta())
         return True
 
@@ -704,6 +704,12 @@ class ShardStateMachine:
         pass decided about the older ones. The `latest` records are never removed: a
         tombstone's `latest` gives every replica, collected or not, the same version to
         validate a transaction's read of the absent key against.
+
+        A tombstone that is a key's newest version at or below the horizon goes last, once
+        the pass has moved past the key's older versions: a read between two steps, a
+        snapshot built then, or a restart that drops the pass must meet the deletion before
+        any older value (found by review: a step that stopped just after the tombstone showed
+        the deleted value to snapshot reads and scans, and for good after a restart).
         """
         if max_records < 1 or max_bytes < 1:
             raise ValueError("max_records and max_bytes must be at least 1")
@@ -711,7 +717,9 @@ class ShardStateMachine:
         if lo is None:
             return 0
         horizon = self._gc_horizon
-        body, decided = self._gc_key  # decided: the key's newest version <= horizon was met
+        # decided: the key's newest version <= horizon was met; tombstone: that version, if
+        # it is a deletion, removed when the pass leaves the key.
+        body, decided, tombstone = self._gc_key
         removed = 0
         read = 0
         read_bytes = 0
@@ -723,7 +731,10 @@ class ShardStateMachine:
                 read_bytes += len(record_key) + len(value)
                 record_body = record_key[:-9]
                 if record_body != body:
-                    body, decided = record_body, False
+                    if tombstone is not None:
+                        batch.delete(tombstone)
+                        removed += 1
+                    body, decided, tombstone = record_body, False, None
                 if decided:
                     batch.delete(record_key)
                     removed += 1
@@ -733,14 +744,17 @@ class ShardStateMachine:
                     continue
                 decided = True
                 if record_key[-1] == KIND_TOMBSTONE_INT:
-                    batch.delete(record_key)  # the newest is a deletion: nothing to read
-                    removed += 1
+                    tombstone = record_key  # the newest is a deletion: nothing to read
             if len(records) < page and read_bytes < max_bytes:
-                self._gc_cursor = None  # the range ended before either bound
+                # The range ended before either bound.
+                if tombstone is not None:
+                    batch.delete(tombstone)
+                    removed += 1
+                self._gc_cursor = None
                 return removed
             lo = records[-1][0] + b"\x00"
             if read >= max_records or read_bytes >= max_bytes:
-                self._gc_cursor, self._gc_key = lo, (body, decided)
+                self._gc_cursor, self._gc_key = lo, (body, decided, tombstone)
                 return removed
 
     # ----------------------------------------------------------------------------------------
