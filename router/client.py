@@ -666,9 +666,15 @@ class RoutingClient:
         attempt = 0  # backoff exponent
         hops = 0  # consecutive NOT_LEADER redirects
         last = "no attempt made"
+        started = loop.time()
+        target = "the cluster"
         while True:
             if loop.time() >= deadline:
-                raise DeadlineExceeded(f"gave up: {last}")
+                raise DeadlineExceeded(
+                    f"gave up after {loop.time() - started:.1f} s (the deadline) without an "
+                    f"answer from {target}; last: {last}. A group answers once a majority of "
+                    "its replicas are up and connected"
+                )
             if cache.needs_refresh:
                 await self.refresh_map(deadline)
             shard_map = cache.shard_map
@@ -681,6 +687,7 @@ class RoutingClient:
             assert gid is not None
             if not shard_map.has_group(gid):
                 raise UnknownGroup(gid, shard_map.version)
+            target = f"group {gid}'s leader"
             address = cache.route_group(gid)
             if has_header:
                 header = op.header

@@ -119,9 +119,21 @@ class RangeDescriptor:
         """Whether `key` falls in [start, end)."""
         return self.start <= key and (self.end is None or key < self.end)
 
+    @property
+    def label(self) -> str:
+        """The range as people read it: "[-inf, j)", "[j, r)", "[r, +inf)"."""
+        left = _show_key(self.start) if self.start else "-inf"
+        right = "+inf" if self.end is None else _show_key(self.end)
+        return f"[{left}, {right})"
+
     def __str__(self) -> str:
         end = "+inf" if self.end is None else repr(self.end)
         return f"g{self.group_id}[{self.start!r}, {end}) on {list(self.replicas)}"
+
+
+def _show_key(key: bytes) -> str:
+    text = key.decode("ascii", errors="replace")
+    return text if key.isascii() and text.isprintable() else repr(key)[2:-1]
 
 
 @dataclass(frozen=True, slots=True, init=False)

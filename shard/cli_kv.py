@@ -390,16 +390,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return _with_client(args, body)
 
 
-def _format_range(start: bytes, end: bytes | None) -> str:
-    def show(key: bytes) -> str:
-        text = key.decode("ascii", errors="replace")
-        return text if key.isascii() and text.isprintable() else repr(key)[2:-1]
-
-    left = show(start) if start else "-inf"
-    right = "+inf" if end is None else show(end)
-    return f"[{left}, {right})"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
@@ -436,7 +426,7 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
             replicas = shard_map.meta_replicas
         else:
             desc = shard_map.group(group_id)
-            key_range = _format_range(desc.start, desc.end)
+            key_range = desc.label
             replicas = desc.replicas
         replica_text = ",".join(names.get(r, str(r)) for r in replicas)
         if leaders:

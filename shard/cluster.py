@@ -853,12 +853,8 @@ class LocalCluster:
             pid = "-" if state.pid is None else str(state.pid)
             yield f"  {state.name} (id {state.node_id})  {state.address}  pid {pid}  {state.state}"
         for desc in self.shard_map.ranges:
-            end = "+inf" if desc.end is None else repr(desc.end.decode(errors="replace"))
             replicas = ", ".join(self.name_of(r) for r in desc.replicas)
-            yield (
-                f"  group {desc.group_id}: keys [{desc.start.decode(errors='replace')!r}, {end}) "
-                f"on {replicas}"
-            )
+            yield f"  group {desc.group_id}: keys {desc.label} on {replicas}"
 
 
 class _BindFailed(ClusterError):

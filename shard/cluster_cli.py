@@ -79,6 +79,13 @@ def register_cluster_commands(subparsers: Any) -> None:
     )
     status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     status.set_defaults(handler=_status)
+    for command in (start, stop, status):
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks on errors (as `paxoskv --debug`)",
+        )
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

@@ -785,9 +785,7 @@ class _Demo:
                 nodes[s.name] = f"pid {s.pid} {s.state if answering else 'not answering'}"
         labels = {0: "meta"}
         for desc in self.shard_map.ranges:
-            start = desc.start.decode(errors="replace") or "-inf"
-            end = "+inf" if desc.end is None else desc.end.decode(errors="replace")
-            labels[desc.group_id] = f"[{start}, {end})"
+            labels[desc.group_id] = desc.label
         rows = []
         for group_id in self.shard_map.group_ids():
             replicas = []

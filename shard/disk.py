@@ -44,6 +44,10 @@ BLOOM_BITS_PER_KEY = 10
 _WARMUP_KEY = b"~wal-warmup"
 
 
+class DataDirInUse(OSError):
+    """Another process (or this one) holds the node's RocksDB open."""
+
+
 class RocksNodeDisk:
     """One rocksdict database (raw mode): Paxos state under b"p", data under b"d"/b"m"."""
 
@@ -57,7 +61,15 @@ class RocksNodeDisk:
         # full), then the size every later generation keeps to, under its recycled log's.
         options.set_write_buffer_size(2 * WRITE_BUFFER_BYTES)
         _filter_point_misses(options)
-        self.db = Rdict(str(path), options)
+        try:
+            self.db = Rdict(str(path), options)
+        except Exception as exc:
+            if "LOCK" not in str(exc):
+                raise
+            raise DataDirInUse(
+                f"the data directory {path} is in use by another process: is this node "
+                "already running? (`paxoskv cluster status` or `ps` shows it)"
+            ) from None
         _recycle_a_full_log(self.db)
         self.db.set_options({"write_buffer_size": str(WRITE_BUFFER_BYTES)})
         self.engine = RocksEngine(db=self.db)

@@ -214,6 +214,12 @@ def test_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
     # --debug shows the traceback instead.
     debug = paxoskv("get", "k", "--debug", "--cluster", f"127.0.0.1:{port}")
     assert debug.returncode != 0 and b"Traceback" in debug.stderr
+    # The cluster commands take it after the command too.
+    nowhere = str(tmp_path / "no-cluster")
+    plain = paxoskv("cluster", "status", "--data-dir", nowhere)
+    assert plain.returncode == 1 and len(plain.stderr.splitlines()) == 1
+    debug = paxoskv("cluster", "status", "--data-dir", nowhere, "--debug")
+    assert debug.returncode != 0 and b"Traceback" in debug.stderr
     # No address at all.
     missing = paxoskv("get", "k")
     assert missing.returncode == 1

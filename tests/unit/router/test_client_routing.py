@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -507,6 +508,26 @@ async def test_unavailable_is_retried_with_backoff_on_other_replicas(
         assert cluster.count("put") >= 4
         assert len({n for n, _, _ in cluster.seen}) >= 2  # rotated replicas
         assert cluster.store[b"a"][0] == b"1"
+
+
+@with_cluster
+async def test_a_group_without_a_leader_until_the_deadline_is_named_in_the_error(
+    cluster: FakeCluster,
+) -> None:
+    """Found by a walkthrough: with two of three nodes killed, `paxoskv put` said only
+    "gave up: <one node>: cannot connect", not that a group had no leader for the whole
+    deadline."""
+    cluster.hook = lambda node, request: (
+        error_response(request, kv.UNAVAILABLE) if request.WhichOneof("op") == "put" else None
+    )
+    async with client_for(cluster) as client:
+        with pytest.raises(DeadlineExceeded) as err:
+            await client.put(b"a", b"1", timeout_s=0.3)
+    message = str(err.value)
+    assert re.search(
+        r"gave up after 0\.\d s \(the deadline\) without an answer from group 1's", message
+    )
+    assert "answered UNAVAILABLE" in message and "a majority of its replicas" in message
 
 
 @with_cluster

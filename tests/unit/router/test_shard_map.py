@@ -305,3 +305,10 @@ def test_split_rejects_taken_group_id_and_unknown_group(map3: ShardMap) -> None:
 def test_describe_mentions_every_group(map3: ShardMap) -> None:
     text = map3.describe()
     assert "v1" in text and "g1" in text and "g3" in text and "+inf" in text
+
+
+def test_a_range_label_is_what_status_and_cluster_print() -> None:
+    assert RangeDescriptor(1, b"", b"j", [1]).label == "[-inf, j)"
+    assert RangeDescriptor(2, b"j", b"r", [1]).label == "[j, r)"
+    assert RangeDescriptor(3, b"r", None, [1]).label == "[r, +inf)"
+    assert RangeDescriptor(4, b"\x00\xff", None, [1]).label == "[\\x00\\xff, +inf)"

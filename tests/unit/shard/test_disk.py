@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from paxos import Ballot, PersistBatch
-from shard.disk import WAL_WARMUP_BYTES, WRITE_BUFFER_BYTES, MemoryNodeDisk, RocksNodeDisk
+from shard.disk import (
+    WAL_WARMUP_BYTES,
+    WRITE_BUFFER_BYTES,
+    DataDirInUse,
+    MemoryNodeDisk,
+    RocksNodeDisk,
+)
 
 B1 = Ballot(1, 1)
 
@@ -130,3 +138,13 @@ def test_rocks_disk_recovers_every_synced_write_from_a_recycled_log(tmp_path: Pa
         assert accepted[200] == (B1, (b"v200",))
     finally:
         disk.close()
+
+
+def test_a_data_directory_open_elsewhere_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    first = RocksNodeDisk(tmp_path / "db")
+    try:
+        with pytest.raises(DataDirInUse, match=r"in use by another process: is this node"):
+            RocksNodeDisk(tmp_path / "db")
+    finally:
+        first.close()
+    RocksNodeDisk(tmp_path / "db").close()  # free again once closed
