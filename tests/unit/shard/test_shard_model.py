@@ -1,8 +1,9 @@
 """Property: the state machine agrees with a dict-of-version-lists model.
 
 Random slots of commands (including malformed and out-of-range ones), crashes of the MemEngine
-followed by re-apply from the "Paxos log", garbage collection, snapshot/restore into a fresh
-engine and RocksDB reopen; after each step every key's latest value, and at the end every
+followed by re-apply from the "Paxos log", garbage collection (whole passes, and bounded steps
+of a pass with reads between them), snapshot/restore into a fresh engine and RocksDB reopen;
+after each step every key's latest value, and at the end (and between GC steps) every
 version's full scan, must match the model.
 """
 
@@ -45,6 +46,8 @@ commands = st.one_of(
     st.sampled_from([b"\xff\xff", b"", b"\x22\x00"]),  # malformed
 )
 slot_step = st.tuples(st.just("slot"), st.lists(commands, max_size=6), st.booleans())
+# One bounded step of a stepped pass (as the node runs them), then reads between steps.
+gc_step = st.tuples(st.just("gcstep"), st.integers(0, 200), st.integers(1, 3))
 mem_steps = st.lists(
     st.one_of(
         slot_step,
@@ -52,12 +55,16 @@ mem_steps = st.lists(
         slot_step,
         st.tuples(st.just("crash")),
         st.tuples(st.just("gc"), st.integers(0, 200)),
+        gc_step,
+        gc_step,
         st.tuples(st.just("restore")),
     ),
     max_size=25,
 )
 rocks_steps = st.lists(
-    st.one_of(slot_step, slot_step, st.tuples(st.just("reopen")), st.tuples(st.just("gc"), tss)),
+    st.one_of(
+        slot_step, slot_step, st.tuples(st.just("reopen")), st.tuples(st.just("gc"), tss), gc_step
+    ),
     max_size=10,
 )
 
@@ -175,6 +182,15 @@ class Harness:
         self.engine.write(batch, sync=False)
         self.model.horizon = max(self.model.horizon, horizon)
 
+    def gc_step(self, horizon: int, max_records: int) -> None:
+        """Start a stepped pass at `horizon` (or raise a pending one's), run one step."""
+        horizon = min(horizon, self.model.max_version)
+        batch = self.engine.new_batch()
+        self.sm.start_gc(horizon, batch)
+        self.sm.gc_step(batch, max_records)
+        self.engine.write(batch, sync=False)
+        self.model.horizon = max(self.model.horizon, horizon)
+
     def restore_into_fresh(self) -> None:
         data = self.sm.snapshot()
         fresh = MemEngine()
@@ -218,6 +234,9 @@ def test_state_machine_matches_model_on_mem_engine(steps: list[tuple[object, ...
             h.recover()
         elif step[0] == "gc":
             h.gc(step[1])  # type: ignore[arg-type]
+        elif step[0] == "gcstep":
+            h.gc_step(step[1], step[2])  # type: ignore[arg-type]
+            h.check_history()  # between two steps of a pass
         else:
             h.restore_into_fresh()
         h.check_latest()
@@ -238,6 +257,9 @@ def test_state_machine_matches_model_on_rocks_engine(steps: list[tuple[object, .
                     h.engine.close()  # type: ignore[attr-defined]
                     h.engine = RocksEngine(path)
                     h.recover()
+                elif step[0] == "gcstep":
+                    h.gc_step(step[1], step[2])  # type: ignore[arg-type]
+                    h.check_history()
                 else:
                     h.gc(step[1])  # type: ignore[arg-type]
                 h.check_latest()
