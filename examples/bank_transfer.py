@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
     with Client(args.cluster, max_attempts=200) as client:
+        client.connect()  # a wrong address fails here at once, not after run()'s retries
         # Open every account in one transaction: all appear at once.
         with client.transaction() as tx:
             for name in NAMES:

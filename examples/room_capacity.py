@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--racers must be more than the capacity ({CAPACITY})")
 
     with Client(args.cluster, max_attempts=100) as client:
+        client.connect()  # a wrong address fails here at once, not after run()'s retries
         print(f"run {RUN}: rooms hold at most {CAPACITY} bookings")
 
         # 1. Book until full; the next booking is refused with a clear error.

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
     with Client(args.cluster, max_attempts=200) as client:
+        client.connect()  # a wrong address fails here at once, not after run()'s retries
         rng = random.Random(7)
         pids = [f"p{i:02d}" for i in range(12)]
         for pid in pids:

@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
     with Client(args.cluster, max_attempts=100) as client:
+        client.connect()  # a wrong address fails here at once, not after run()'s retries
         # Where the three tables live (the client's cached shard map; for the printout).
         shard_map = client.connect().async_client.routing.shard_map
         assert shard_map is not None

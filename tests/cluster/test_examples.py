@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,24 @@ def test_example_runs_and_its_checks_hold(examples_cluster: LocalCluster, name: 
     )
     assert done.returncode == 0, f"{name} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     assert done.stdout.rstrip().endswith("OK"), done.stdout
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_an_example_pointed_at_no_cluster_fails_at_once_in_one_line(name: str) -> None:
+    """Found by a walkthrough: with a wrong address, room_capacity printed nothing for 47 s
+    (its client.run retried connecting 100 times) before failing."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--cluster", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=EXAMPLE_TIMEOUT_S,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    failure = (done.stdout + done.stderr).strip().splitlines()[-1]
+    assert failure.startswith("FAILED: Unavailable: no node answered at 127.0.0.1:1"), failure
+    assert time.monotonic() - started < 15.0
 
 
 def test_example_reads_the_cluster_from_the_environment(examples_cluster: LocalCluster) -> None:
