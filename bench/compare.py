@@ -351,7 +351,7 @@ async def kv_phase(
 
     leader = etcd.leader_endpoint()
     etcd_pids, pkv_pids = etcd.pids, _node_pids(pkv)
-    routing = RoutingClient(pkv.env_value().split(","), timeout_s=10.0)
+    routing = RoutingClient(pkv.env_value().split(","), timeout_s=10.0, tls=pkv.client_tls)
     await routing.connect()
     shared = PaxosKvDriver(routing)
     systems = [
@@ -423,7 +423,12 @@ async def txn_phase(
     from txn.client import AsyncClient
 
     pids = _node_pids(cluster)
-    client = AsyncClient(cluster.env_value(), timeout_s=10.0, retry_timeout_s=args.retry_timeout)
+    client = AsyncClient(
+        cluster.env_value(),
+        timeout_s=10.0,
+        retry_timeout_s=args.retry_timeout,
+        tls=cluster.client_tls,
+    )
     await client.connect()
     shard_map = client.routing.shard_map
     assert shard_map is not None

@@ -136,7 +136,7 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     node_pids = [pid for pid in (cluster.pid(n) for n in cluster.names) if pid is not None]
     if len(node_pids) != len(cluster.names):
         raise SystemExit(f"not every node of {args.data_dir} is running (paxoskv cluster start)")
-    client = AsyncClient([n.address for n in cluster.config.nodes])
+    client = AsyncClient([n.address for n in cluster.config.nodes], tls=cluster.client_tls)
     try:
         await client.connect()
         shard_map = client.routing.shard_map

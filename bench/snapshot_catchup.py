@@ -123,7 +123,7 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
     print(f"pausing {follower} (a follower of group {GROUP}; the leader is {leader})")
     cluster.pause(follower)
     seeds = [a for n, a in cluster.addresses.items() if n != follower]
-    async with RoutingClient(seeds) as client:
+    async with RoutingClient(seeds, tls=cluster.client_tls) as client:
         print(f"writing {args.keys:,} keys")
         await _load(client, args.keys, args.concurrency)
         target = _applied(cluster, leader) or 0

@@ -513,9 +513,9 @@ class RoutingClient:
             )
         else:
             tls_hint = (
-                "; with TLS, that the CA is the one that signed the nodes' certificates, that "
-                "these name the addresses used, and that the client certificate is signed by "
-                "the nodes' CA"
+                "; this client speaks TLS (tls=, or PAXOSKV_TLS_CA when none is given): check "
+                "that the nodes use TLS, that the CA signed their certificates, that these "
+                "name the addresses used, and that the CA signed the client certificate"
             )
         raise Unavailable(
             "no node answered at " + "; ".join(failures) + " (check the cluster addresses "

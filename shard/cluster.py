@@ -54,7 +54,7 @@ from router import kv_pb2 as kv
 from router import kv_pb2_grpc
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.shard_map import ShardMap
-from router.tls import TlsFiles
+from router.tls import TlsFiles, TlsSetupError
 from shard.config import (
     ClusterConfig,
     NodeConfig,
@@ -63,7 +63,7 @@ from shard.config import (
     load_config,
     render_config,
 )
-from shard.tls_certs import make_local_pki
+from shard.tls_certs import LOCAL_HOSTS, make_local_pki
 
 __all__ = [
     "ClusterError",
@@ -513,7 +513,12 @@ class LocalCluster:
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.config.tls is not None:
-            make_local_pki(self.data_dir / TLS_DIR_NAME, self.cluster_id)
+            try:
+                make_local_pki(
+                    self.data_dir / TLS_DIR_NAME, self.cluster_id, (self._host, *LOCAL_HOSTS)
+                )
+            except TlsSetupError as exc:
+                raise ClusterError(str(exc)) from None
         tmp = self.config_path.with_suffix(".tmp")
         header = "# Written by `paxoskv cluster start`.\n"
         shards = len(self.config.split_points) + 1
@@ -522,7 +527,10 @@ class LocalCluster:
                 "# Split points cut the lowercase alphabet into nearly equal ranges by a key's\n"
                 "# first byte (shard.cluster.default_split_points).\n"
             )
-        tmp.write_text(header + render_config(self.config))
+        # Owner-only: it holds the peer secret.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(header + render_config(self.config))
         tmp.replace(self.config_path)
 
     def _spawn(self, name: str) -> None:

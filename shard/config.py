@@ -52,6 +52,7 @@ from typing import Any
 
 from paxos.config import MAX_PIPELINE_WINDOW
 from router.tls import TlsFiles, TlsSetupError, read_pem
+from shard.tls_certs import check_node_pems
 
 #: txn_status(settle=True) records an abort where it finds no decision, for transactions up
 #: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
@@ -286,7 +287,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     return ClusterConfig(
         cluster_id=cluster_id,
         peer_secret=peer_secret,
-        tls=_parse_tls(raw),
+        tls=_parse_tls(raw, peer_secret),
         max_clock_offset_ms=offset,
         resolve_after_ms=resolve_after,
         decision_retention_s=retention,
@@ -299,23 +300,30 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     )
 
 
-def _parse_tls(raw: dict[str, Any]) -> NodeTls | None:
+def _parse_tls(raw: dict[str, Any], peer_secret: str) -> NodeTls | None:
     if "tls" not in raw:
         return None
+    if not peer_secret:
+        # The CA signs clients' certificates too: without the secret, any client certificate
+        # (or, with require_client_cert = false, none) would open a Paxos peer stream.
+        raise ConfigError(
+            "[tls] needs peer_secret: a certificate the CA signed for a client must not be "
+            "enough to speak Paxos to the nodes"
+        )
     table = _table(raw, "tls")
     _refuse_unknown(table, {"ca_file", "cert_file", "key_file", "require_client_cert"}, "tls")
     paths = {name: Path(_get(table, name, str, "tls.")) for name in TLS_FILES}
-    files = TlsFiles(paths["ca_file"], paths["cert_file"], paths["key_file"])
-    tls = NodeTls(
-        files=files, require_client_cert=_get(table, "require_client_cert", bool, "tls.", True)
+    # Read and parse now, so a bad file stops the node at start with the field named (gRPC
+    # itself says only that it failed to bind the port).
+    try:
+        pems = {name: read_pem(path, f"tls.{name}") for name, path in paths.items()}
+        check_node_pems(pems["ca_file"], pems["cert_file"], pems["key_file"])
+    except TlsSetupError as exc:
+        raise ConfigError(str(exc)) from None
+    return NodeTls(
+        files=TlsFiles(paths["ca_file"], paths["cert_file"], paths["key_file"]),
+        require_client_cert=_get(table, "require_client_cert", bool, "tls.", True),
     )
-    for name, path in paths.items():
-        # Read now, so a bad file stops the node at start with the field named.
-        try:
-            read_pem(path, f"tls.{name}")
-        except TlsSetupError as exc:
-            raise ConfigError(str(exc)) from None
-    return tls
 
 
 #: The [tls] table's file settings, in TlsFiles order.

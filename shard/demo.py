@@ -371,7 +371,10 @@ class _Demo:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._interrupt)
         self.client: AsyncClient = AsyncClient(
-            self.cluster.env_value(), timeout_s=CLIENT_TIMEOUT_S, max_attempts=MAX_ATTEMPTS
+            self.cluster.env_value(),
+            timeout_s=CLIENT_TIMEOUT_S,
+            max_attempts=MAX_ATTEMPTS,
+            tls=self.cluster.client_tls,
         )
         try:
             await self.client.connect()

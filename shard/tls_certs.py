@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from router.tls import TlsFiles
+from router.tls import TlsFiles, TlsSetupError
 
 VALIDITY = datetime.timedelta(days=365)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -36,8 +37,14 @@ class LocalPki:
 
 def make_local_pki(directory: Path, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS) -> LocalPki:
     """Write a new CA, a node certificate for `hosts` and a client certificate under
-    `directory` (keys readable by the owner only)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    `directory`, a directory of the owner's alone (keys readable by the owner only).
+
+    Raises:
+        TlsSetupError: `directory` exists and is not a directory of ours that only we can
+            enter (in a shared /tmp another user could read or swap the keys).
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(directory)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"paxoskv {name} CA")])
@@ -89,6 +96,28 @@ def make_local_pki(directory: Path, name: str, hosts: tuple[str, ...] = LOCAL_HO
     )
 
 
+def check_node_pems(ca: bytes, cert: bytes, key: bytes) -> None:
+    """Raise TlsSetupError, naming the [tls] field, unless `ca` and `cert` hold certificates
+    and `key` is the unencrypted private key of `cert`'s first one."""
+    try:
+        x509.load_pem_x509_certificates(ca)
+    except ValueError as exc:
+        raise TlsSetupError(f"tls.ca_file holds no PEM certificate ({exc})") from None
+    try:
+        leaf = x509.load_pem_x509_certificates(cert)[0]
+    except ValueError as exc:
+        raise TlsSetupError(f"tls.cert_file holds no PEM certificate ({exc})") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise TlsSetupError(f"tls.key_file is not an unencrypted PEM private key ({exc})") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(
+        serialization.Encoding.PEM, public
+    ) != leaf.public_key().public_bytes(serialization.Encoding.PEM, public):
+        raise TlsSetupError("tls.key_file is not the private key of tls.cert_file's certificate")
+
+
 def _builder(
     subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePublicKey, now: datetime.datetime
 ) -> x509.CertificateBuilder:
@@ -122,23 +151,31 @@ def _issue(
         .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
     )
     if hosts:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
-        )
+        names = [_general_name(h) for h in dict.fromkeys(hosts)]  # once each, in order
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     cert_file = directory / f"{stem}.pem"
     key_file = directory / f"{stem}-key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    # A new file of our own (never an existing one or a link's target), then renamed over.
+    staged = key_file.with_name(f".{key_file.name}.{os.getpid()}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        out.write(private)
+    os.replace(staged, key_file)
     return cert_file, key_file
+
+
+def _check_private(directory: Path) -> None:
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise TlsSetupError(
+            f"{directory} must be a directory of this user's that no one else can enter "
+            f"(mode 0700) to hold private keys; remove it or pick another data directory"
+        )
 
 
 def _general_name(host: str) -> x509.GeneralName:

@@ -47,6 +47,8 @@ BACKOFF_BASE_S = 0.02
 BACKOFF_MAX_S = 1.0
 #: The shortest pause between two dials, also when the peer is known to be up.
 REDIAL_MIN_S = 0.02
+#: A failed stream's gRPC reason is logged up to this many characters.
+MAX_LOGGED_REASON = 300
 
 
 class PeerLink:
@@ -79,6 +81,7 @@ class PeerLink:
         self.connected = False
         #: Streams opened so far (each dial of the peer opens one).
         self.dials = 0
+        self._last_failure: str | None = None
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
         if len(self._queue) >= MAX_QUEUED:
@@ -150,8 +153,8 @@ class PeerLink:
                         call.cancel()
             except asyncio.CancelledError:
                 raise
-            except grpc.aio.AioRpcError:
-                pass
+            except grpc.aio.AioRpcError as exc:
+                self._log_failure(exc)
             except Exception:
                 log.exception("peer stream failed", extra={"peer": self.peer_id})
             self.connected = False
@@ -161,9 +164,23 @@ class PeerLink:
             # Only a stream that stayed up a while resets the backoff: Exchange() returns
             # before any connection exists, so a dead peer would otherwise be redialled
             # every few milliseconds.
-            attempt = 0 if loop.time() - opened_at > 1.0 else attempt + 1
+            if loop.time() - opened_at > 1.0:
+                attempt, self._last_failure = 0, None
+            else:
+                attempt += 1
             delay = min(self._backoff_max_s, self._backoff_base_s * 2 ** min(attempt, 10))
             await self._pause_before_redial(self._rng.uniform(delay / 2, delay))
+
+    def _log_failure(self, exc: grpc.aio.AioRpcError) -> None:
+        """Log a failed stream once per distinct reason (not at every redial): a TLS
+        handshake refused, for one, otherwise only shows as groups that never elect."""
+        reason = f"{exc.code().name}: {exc.details() or ''}"[:MAX_LOGGED_REASON]
+        if reason != self._last_failure:
+            self._last_failure = reason
+            log.warning(
+                "peer stream failed",
+                extra={"peer": self.peer_id, "address": self.address, "reason": reason},
+            )
 
     async def _pause_before_redial(self, delay: float) -> None:
         """Wait `delay`, or only REDIAL_MIN_S once the peer is known to be up."""

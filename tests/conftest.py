@@ -1,6 +1,10 @@
 """Hypothesis profiles: `dev` (default), `ci` (bounded for CI), `nightly` (thousands of runs).
 
 Select with HYPOTHESIS_PROFILE=ci|dev|nightly. Long soaks are behind PAXOSKV_SOAK=1.
+
+The client variables of a developer's shell (PAXOSKV_CLUSTER, PAXOSKV_TLS_*) are removed
+for the session: clients that take their defaults would otherwise dial that cluster or
+speak TLS to the tests' plaintext clusters.
 """
 
 from __future__ import annotations
@@ -8,6 +12,8 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
+
+from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 
 _COMMON = dict(
     deadline=None,
@@ -18,3 +24,6 @@ settings.register_profile("ci", max_examples=60, derandomize=True, **_COMMON)
 settings.register_profile("dev", max_examples=100, **_COMMON)
 settings.register_profile("nightly", max_examples=5000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+for _name in (ENV_CLUSTER, ENV_CA, ENV_CERT, ENV_KEY):
+    os.environ.pop(_name, None)

@@ -282,10 +282,15 @@ async def _drive(
     seeds = cluster.env_value()
     seed = options.seed
     clients = [
-        AsyncClient(seeds, timeout_s=options.timeout_s, rng=random.Random(f"{seed}-client{i}"))
+        AsyncClient(
+            seeds,
+            timeout_s=options.timeout_s,
+            rng=random.Random(f"{seed}-client{i}"),
+            tls=cluster.client_tls,
+        )
         for i in range(options.clients)
     ]
-    probe_client = AsyncClient(seeds, timeout_s=2.0)
+    probe_client = AsyncClient(seeds, timeout_s=2.0, tls=cluster.client_tls)
     probe_keys = [
         (r.group_id, (r.start.decode() or "0") + "/~probe") for r in cluster.shard_map.ranges
     ]
@@ -384,7 +389,7 @@ async def _drive(
                 "the final heal (no leader in some group, or a probe write failed)"
             )
         say(f"recovered {final_recovery:.2f} s after the final heal; final reads")
-        final_client = AsyncClient(seeds, timeout_s=options.timeout_s)
+        final_client = AsyncClient(seeds, timeout_s=options.timeout_s, tls=cluster.client_tls)
         try:
             next_process = max(w.process for w in workers) + 1
             await asyncio.wait_for(

@@ -206,3 +206,30 @@ def test_a_tls_file_that_is_not_pem_is_refused_naming_the_field(tmp_path: Path) 
     junk.write_text("hello")
     with pytest.raises(ConfigError, match=r"tls.cert_file .*junk.pem is not PEM"):
         parse_config(_with_tls(tmp_path, cert_file=str(junk)))
+
+
+def test_tls_needs_a_peer_secret(tmp_path: Path) -> None:
+    """Found by review: the CA signs clients' certificates too, so without the secret any
+    client certificate (or with require_client_cert = false, none) opened peer streams."""
+    doc = _with_tls(tmp_path)
+    del doc["peer_secret"]
+    with pytest.raises(ConfigError, match=r"\[tls\] needs peer_secret"):
+        parse_config(doc)
+
+
+def test_tls_files_that_are_pem_but_wrong_are_refused_naming_the_field(tmp_path: Path) -> None:
+    """Found by review: gRPC itself said only that it failed to bind the port."""
+    other = make_local_pki(tmp_path / "other", "other")
+    cases = {
+        "tls.key_file is not the private key of tls.cert_file": {
+            "key_file": str(other.node.key_file)
+        },
+        "tls.key_file is not an unencrypted PEM private key": {
+            "key_file": str(other.node.cert_file)
+        },
+        "tls.ca_file holds no PEM certificate": {"ca_file": str(other.node.key_file)},
+        "tls.cert_file holds no PEM certificate": {"cert_file": str(other.node.key_file)},
+    }
+    for message, overrides in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            parse_config(_with_tls(tmp_path, **overrides))

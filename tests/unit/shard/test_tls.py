@@ -5,6 +5,7 @@ certificate or none is refused before any message reaches the node."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import stat
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from router.client_errors import InvalidArgument
 from router.tls import TlsFiles, TlsSetupError, read_pem, resolve_client_tls
 from shard import peer_pb2_grpc
 from shard.cluster import free_ports
+from shard.config import ClusterConfig, NodeConfig, NodeTls
+from shard.runtime import NodeRuntime
 from shard.tls_certs import LocalPki, make_local_pki
 from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
 
@@ -117,9 +120,12 @@ async def _until(condition: Any, deadline_s: float) -> bool:
     return True
 
 
-def _peer_batches(server_pki: LocalPki, link_credentials: grpc.ChannelCredentials | None) -> int:
-    """Messages node 2 (TLS, client certificates required) received from node 1's link
-    within 3 s of heartbeats."""
+def _peer_batches(
+    server_pki: LocalPki | TlsFiles, link_credentials: grpc.ChannelCredentials | None
+) -> int:
+    """Messages node 2 (TLS with `server_pki`'s node files, client certificates required)
+    received from node 1's link within 3 s of heartbeats."""
+    server_files = server_pki.node if isinstance(server_pki, LocalPki) else server_pki
 
     async def run() -> int:
         port = free_ports(1)[0]
@@ -127,7 +133,7 @@ def _peer_batches(server_pki: LocalPki, link_credentials: grpc.ChannelCredential
         server = grpc.aio.server(options=GRPC_OPTIONS)
         servicer = PeerServicer("c", 2, {1}, lambda src, g, m: received.append(m))
         peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
-        credentials = server_pki.node.server_credentials(require_client_cert=True)
+        credentials = server_files.server_credentials(require_client_cert=True)
         server.add_secure_port(f"127.0.0.1:{port}", credentials)
         await server.start()
         link = PeerLink(
@@ -161,3 +167,75 @@ def test_a_peer_with_another_cas_certificate_is_refused(pki: LocalPki, other_pki
 def test_a_peer_without_a_certificate_or_without_tls_is_refused(pki: LocalPki) -> None:
     assert _peer_batches(pki, TlsFiles(pki.ca_file).channel_credentials()) == 0
     assert _peer_batches(pki, None) == 0
+
+
+def test_a_peer_refuses_a_node_whose_certificate_another_ca_signed(
+    pki: LocalPki, other_pki: LocalPki
+) -> None:
+    # The server presents another CA's certificate (and trusts our CA, so our certificate
+    # would pass): our link must not talk to it.
+    impostor = TlsFiles(pki.ca_file, other_pki.node.cert_file, other_pki.node.key_file)
+    assert _peer_batches(impostor, pki.node.channel_credentials()) == 0
+
+
+def test_a_peer_refuses_a_node_whose_certificate_names_another_host(
+    tmp_path: Path, pki: LocalPki
+) -> None:
+    """The link dials 127.0.0.1; a certificate of our CA for 127.0.0.2 only must not do."""
+    elsewhere = make_local_pki(tmp_path / "elsewhere", "elsewhere", hosts=("127.0.0.2",))
+    link = TlsFiles(elsewhere.ca_file, elsewhere.node.cert_file, elsewhere.node.key_file)
+    assert _peer_batches(elsewhere, link.channel_credentials()) == 0
+    named = make_local_pki(tmp_path / "named", "named")  # the same, naming 127.0.0.1
+    assert _peer_batches(named, named.node.channel_credentials()) > 0
+
+
+def test_a_nodes_own_calls_to_other_groups_leaders_use_its_certificate(
+    tmp_path: Path, pki: LocalPki
+) -> None:
+    """The node's internal client (transaction duties: a participant asking a coordinator)
+    reaches a TLS node, which refuses plaintext and certificate-less clients."""
+    config = ClusterConfig(
+        cluster_id="tls-runtime",
+        peer_secret="s" * 16,
+        nodes=(NodeConfig(id=1, name="n1", address=f"127.0.0.1:{free_ports(1)[0]}"),),
+        replication=1,
+        data_dir=str(tmp_path),
+        tls=NodeTls(files=pki.node),
+    )
+
+    async def run() -> bool:
+        runtime = NodeRuntime(config, config.nodes[0])
+        await runtime.start()
+        try:
+            client = await asyncio.wait_for(runtime._group_client(), 10.0)
+            return client.shard_map is not None
+        finally:
+            await runtime.stop(grace_s=0.1)
+
+    assert asyncio.run(run())
+
+
+def test_private_keys_go_to_a_directory_of_ours_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(TlsSetupError, match="no one else can enter"):
+        make_local_pki(shared, "x")
+    assert not list(shared.iterdir())
+    fresh = make_local_pki(tmp_path / "fresh", "x")
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+    assert fresh.node.key_file is not None
+    assert stat.S_IMODE(fresh.node.key_file.stat().st_mode) == 0o600
+
+
+def test_a_refused_handshake_is_logged_once_per_reason(
+    pki: LocalPki, other_pki: LocalPki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by review: a node whose certificate its peers refuse logged nothing; its groups
+    just never elected a leader. The link redials every 50-100 ms and logs once."""
+    caplog.set_level(logging.WARNING, logger="paxoskv.transport")
+    impostor = TlsFiles(pki.ca_file, other_pki.node.cert_file, other_pki.node.key_file)
+    assert _peer_batches(pki, impostor.channel_credentials()) == 0
+    failures = [r for r in caplog.records if r.getMessage() == "peer stream failed"]
+    assert len(failures) == 1, [r.__dict__.get("reason") for r in failures]
+    assert failures[0].__dict__["address"].startswith("127.0.0.1:")
