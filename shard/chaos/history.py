@@ -195,17 +195,28 @@ class Worker:
 
 
 def load(path: str | Path) -> list[Op]:
-    """Read a JSON-lines history (a torn last line from a crash is ignored)."""
+    """Read a JSON-lines history; a torn last line (a crash while writing) is ignored.
+
+    Raises:
+        HistoryError: a line before the last is not JSON. Dropping it and what follows hid
+            the final reads, and with them every lost write (found by review).
+    """
+    lines = [
+        (number, line.strip())
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip()
+    ]
     ops = []
-    with Path(path).open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                ops.append(json.loads(line))
-            except json.JSONDecodeError:
+    for position, (number, line) in enumerate(lines):
+        try:
+            ops.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if position == len(lines) - 1:
                 break
+            raise HistoryError(
+                f"{path}: line {number} is not JSON ({exc.msg}) and is not the last line: "
+                "the history is damaged, not torn by a crash"
+            ) from None
     return ops
 
 

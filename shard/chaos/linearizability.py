@@ -104,9 +104,14 @@ def _key_ops(history: Iterable[dict[str, Any]]) -> dict[Any, list[RegisterOp]]:
     finished.sort(key=lambda pair: pair[0]["time"])
     for n, (inv, done) in enumerate(finished):
         kind = "info" if done is None else done["type"]
-        if kind == "fail":
-            continue
         f = inv["f"]
+        if kind == "fail":
+            if f != "cas" or not isinstance(done, dict) or not _observed(done):
+                continue
+            # A compare that did not hold read the register: check what it saw (a failed
+            # cas whose condition did hold passed unseen, found by review).
+            f, kind = "read", "ok"
+            done = {**done, "value": done["value"]["current"]}
         if f == "read":
             if kind != "ok":
                 continue
@@ -122,6 +127,11 @@ def _key_ops(history: Iterable[dict[str, Any]]) -> dict[Any, list[RegisterOp]]:
             RegisterOp(n, f, value, float(inv["time"]), ret, kind, inv["index"], inv["process"])
         )
     return out
+
+
+def _observed(done: Op) -> bool:
+    value = done.get("value")
+    return isinstance(value, dict) and "current" in value
 
 
 def _written(op: RegisterOp) -> Any:

@@ -186,8 +186,10 @@ class RegisterWorkload(Workload):
             if result.succeeded:
                 self._last_seen[key] = new
                 return "ok", [expected, new]
-            self._last_seen[key] = _int_or_raw(result.current_value)
-            return "fail", [expected, new]
+            current = _int_or_raw(result.current_value)
+            self._last_seen[key] = current
+            # What the failed compare saw is a read (linearizability checks it as one).
+            return "fail", {"current": current}
 
         return await self._run(
             history, worker, "cas", [expected, new], cas, read_only=False, key=key
@@ -260,6 +262,9 @@ def register_lost_writes(history: Sequence[Op]) -> list[dict[str, Any]]:
         if inv["f"] in ("write", "cas"):
             writes.setdefault(inv["key"], []).append((inv, None))
     lost = []
+    for key, ops in writes.items():
+        if key not in finals and any(c is not None and c["type"] == "ok" for _i, c in ops):
+            lost.append(_unread(key))
     for key, final in finals.items():
         ops = writes.get(key, [])
         ok = [(i, c) for i, c in ops if c is not None and c["type"] == "ok"]
@@ -546,11 +551,18 @@ def list_append_lost_writes(history: Sequence[Op]) -> list[dict[str, Any]]:
         for mop in op["value"]
         if mop[0] == "append"
     ]
-    lost = []
+    lost = [_unread(key) for key in dict.fromkeys(k for k, _v, _at in acked if k not in final)]
     for key, value, at in acked:
         if key in final and value not in final[key]:
             lost.append({"key": key, "value": value, "acknowledged_at": at})
     return lost
+
+
+def _unread(key: str) -> dict[str, Any]:
+    """A key with acknowledged writes that no final read covered: its writes cannot be
+    shown kept, so the run does not pass (a history cut before its final reads passed,
+    found by review)."""
+    return {"key": key, "value": None, "final": "no final read of this key"}
 
 
 def list_append_torn(history: Sequence[Op]) -> list[str]:
