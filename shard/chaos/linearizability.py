@@ -129,7 +129,7 @@ def _key_ops(history: Iterable[dict[str, Any]]) -> dict[Any, list[RegisterOp]]:
     return out
 
 
-def _observed(done: Op) -> bool:
+def _observed(done: dict[str, Any]) -> bool:
     value = done.get("value")
     return isinstance(value, dict) and "current" in value
 
