@@ -45,6 +45,9 @@ class ReplicaConfig:
     #: Also compact once the held log exceeds this many bytes (big batches), keeping at most
     #: half of the applied slots held, so memory stays bounded whatever the batch size.
     compact_threshold_bytes: int = 64 * 1024 * 1024
+    #: How long a leader keeps the log a follower needs after the snapshot it sent it (rule
+    #: 11 of paxos.replica): its transfer and paced restore, then catch-up from the log.
+    snapshot_hold_s: float = 30.0
     #: Thrifty Paxos: send a new slot's Accept only to the quorum's worth of followers that
     #: acknowledged most recently; the others learn chosen slots in bulk by catch-up (one
     #: message per heartbeat instead of one per slot). A slot still unchosen after a

@@ -60,6 +60,12 @@ Rules
    the Ready carrying a snapshot persists nothing that depends on it (no other message is
    handled until it is out); and a restart that finds the application ahead of the chosen
    watermark (the restore survived, the truncation did not) finishes the install.
+   A leader that sent a follower a snapshot at index I keeps its log from I + 1 (or from
+   the follower's acknowledged watermark + 1, once higher) until the follower is within one
+   catch-up reply of it, for at most `snapshot_hold_s` and while the log stays under twice
+   `compact_threshold_bytes` (CockroachDB's snapshot log truncation constraint): compacting
+   past I while the snapshot travels and is restored made the follower need another one,
+   round after round, under sustained writes.
 12. A leader nacked by a replica that promised a higher ballot and names no other leader,
    while the leader's lease holds, campaigns again at once with a higher ballot (it is the
    one candidate the followers' lease promises let through) instead of stepping down for an
@@ -190,6 +196,8 @@ class Replica:
         self._lease_block_until = 0.0
         self._catchup_retry_at = 0.0
         self._snapshot_sent_at: dict[int, float] = {}
+        # Per follower: (index, sent at) of the last snapshot sent to it (rule 11's hold).
+        self._snapshot_holds: dict[int, tuple[int, float]] = {}
 
         # Pre-vote state (rule 13): the yeses of pre-vote `_pre_vote_seq`, empty when none
         # is under way. The seq is not persisted: a yes to a pre-vote of this replica's
@@ -409,6 +417,7 @@ class Replica:
 
     def send_snapshot(self, peer: int, index: int, data: bytes) -> None:
         """Answer a `Ready.snapshot_requests` entry with the application state at `index`."""
+        self._snapshot_holds[peer] = (index, self._now)
         self._out.messages.append(
             InstallSnapshot(src=self.id, dst=peer, ballot=self._promised, index=index, data=data)
         )
@@ -1175,12 +1184,32 @@ class Replica:
         else:
             return
         new_start = applied_before - keep + 1
+        floor = self._snapshot_hold_floor(new_start)
+        if floor is not None and self._log_bytes <= 2 * cfg.compact_threshold_bytes:
+            new_start = min(new_start, floor)
+        if new_start <= self._log_start:
+            return
         for slot in range(self._log_start, new_start):
             vote = self._log.pop(slot, None)
             if vote is not None:
                 self._log_bytes -= _value_bytes(vote[1])
         self._log_start = new_start
         self._out.persist.log_start = new_start
+
+    def _snapshot_hold_floor(self, new_start: int) -> int | None:
+        """The lowest slot below `new_start` that a follower sent a snapshot still needs
+        from the log (rule 11); None if none."""
+        floor = None
+        for peer, (index, sent_at) in list(self._snapshot_holds.items()):
+            acked = self._peer_watermark.get(peer, -1)
+            need = max(index, acked) + 1
+            if self._now - sent_at > self.config.snapshot_hold_s or (
+                acked >= index and need >= new_start
+            ):
+                del self._snapshot_holds[peer]  # gone, or installed and back on the log
+                continue
+            floor = need if floor is None else min(floor, need)
+        return floor
 
     def _merge_persist(self, batch: PersistBatch) -> None:
         out = self._out.persist

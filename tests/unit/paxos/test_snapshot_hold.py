@@ -1,0 +1,93 @@
+"""Rule 11's snapshot hold: a leader keeps the log a follower needs after the snapshot it
+sent it, so the follower gets back onto the log (found by review: compacting while the
+snapshot travelled and was restored made the follower need another one, round after round,
+under sustained writes), but never for a follower that does not come back, nor past the
+memory cap."""
+
+from __future__ import annotations
+
+from test_replica_paths import Group, between
+
+from paxos.messages import InstallSnapshot
+
+
+def _writes(g: Group, count: int, start: int) -> int:
+    """`count` writes chosen by nodes 1 and 2 alone; returns the next command number."""
+    for n in range(start, start + count):
+        g.r(1).propose(b"c%d" % n)
+        g.stabilize(keep=between(1, 2))
+    return start + count
+
+
+def _snapshot_for_node3(g: Group, t: float) -> tuple[list[InstallSnapshot], float]:
+    """Heartbeats until node 3 asks to catch up and the leader answers with a snapshot;
+    returns the snapshot messages (held back, not delivered) and the time reached."""
+    held: list[InstallSnapshot] = []
+    for _ in range(6):
+        t += 0.4  # past the leader's per-peer snapshot throttle and node 3's retry timer
+        g.tick_all(t)
+        g.process_all()
+        for _ in range(10):
+            held += [m for m in g.inflight if isinstance(m, InstallSnapshot)]
+            g.inflight = [m for m in g.inflight if not isinstance(m, InstallSnapshot)]
+            if not g.inflight:
+                break
+            g.deliver()
+            g.process_all()
+        if held:
+            return held, t
+    return held, t
+
+
+def _group(**extra: object) -> Group:
+    g = Group(3, fast=(1,), compact_threshold=4, compact_keep=1, max_batch_count=1, **extra)
+    g.elect(1)
+    return g
+
+
+def test_a_follower_rejoins_the_log_after_one_snapshot_under_sustained_writes() -> None:
+    g = _group()
+    n = _writes(g, 12, 0)
+    assert g.r(1).status().log_start > 1  # compacted: node 3 needs a snapshot
+    snapshots: list[int] = []
+    t = 1.0
+    for _round in range(6):
+        held, t = _snapshot_for_node3(g, t)
+        if not held:
+            break  # node 3 follows the log
+        snapshots.append(held[0].index)
+        # The snapshot travels and is restored (seconds for a large shard) while the writes
+        # go on: more slots than the leader keeps after a compaction.
+        n = _writes(g, 6, n)
+        assert g.r(1).status().log_start <= held[0].index + 1  # held for node 3
+        g.inflight.extend(held)
+        g.stabilize(keep=lambda m: isinstance(m, InstallSnapshot) or 3 not in (m.src, m.dst))
+        assert g.r(3).applied_index == held[0].index
+    assert len(snapshots) == 1, f"node 3 needed snapshots at {snapshots}"
+    g.stabilize()
+    assert g.r(3).applied_index == g.r(1).applied_index
+
+
+def test_the_hold_ends_for_a_follower_that_does_not_come_back() -> None:
+    g = _group(snapshot_hold_s=2.0)
+    n = _writes(g, 12, 0)
+    held, t = _snapshot_for_node3(g, 1.0)
+    index = held[0].index
+    n = _writes(g, 6, n)
+    assert g.r(1).status().log_start <= index + 1
+    # Node 3 never installs it (dead); past the hold the leader compacts as usual.
+    for _ in range(50):  # 2.5 s of heartbeats between nodes 1 and 2
+        t += 0.05
+        for i in (1, 2):
+            g.tick(i, t)
+        g.stabilize(keep=between(1, 2))
+    _writes(g, 6, n)
+    assert g.r(1).status().log_start > index + 1
+
+
+def test_the_hold_gives_way_to_the_memory_cap() -> None:
+    g = _group(compact_threshold_bytes=200)  # a few slots' worth: the cap is 400 bytes
+    n = _writes(g, 12, 0)
+    held, _t = _snapshot_for_node3(g, 1.0)
+    _writes(g, 12, n)
+    assert g.r(1).status().log_start > held[0].index + 1
