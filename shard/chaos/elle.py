@@ -364,6 +364,23 @@ def check(history: Sequence[dict[str, Any]], *, realtime: bool = False) -> dict[
                 "incompatible-order",
                 {"key": key, "txn": txn.name(), "read": seen, "longest": order},
             )
+    # A transaction's appends to a key land at once and in its order: the elements of one
+    # writer must sit together in the longest read, in the order it appended them. (The
+    # ww edges skip a writer's own neighbours and G1b looks at a read's last element only,
+    # so a transaction's appends seen reordered passed; found by review.)
+    for key, order in longest.items():
+        spots: dict[int, tuple[_Txn, list[int]]] = {}
+        for i, v in enumerate(order):
+            w = writer.get((key, v))
+            if w is not None:
+                spots.setdefault(w.index, (w, []))[1].append(i)
+        for w, positions in spots.values():
+            seen = [order[i] for i in positions]
+            if seen != w.appends[key][: len(seen)] or positions[-1] - positions[0] >= len(seen):
+                report.add(
+                    "append-order",
+                    {"key": key, "writer": w.name(), "appended": w.appends[key], "seen": seen},
+                )
     # Element checks: garbage, aborted reads, intermediate reads.
     observed: set[int] = set()
     for key, order in longest.items():

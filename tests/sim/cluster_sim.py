@@ -1621,7 +1621,16 @@ class ClusterSim:
                 problems.append(f"txn {res.txn_id.hex()} reported failed ({res.why}) but committed")
             if committed and decision is not None:
                 for key, value in res.writes.items():
-                    expected[(key, decision.commit_ts)] = (value, res.txn_id)
+                    where = (key, decision.commit_ts)
+                    other = expected.get(where)
+                    if other is not None and other[1] != res.txn_id:
+                        # One version per (key, timestamp): one of the two writes is lost
+                        # (the dict kept the second alone, found by review).
+                        problems.append(
+                            f"committed txns {other[1].hex()} and {res.txn_id.hex()} both wrote "
+                            f"{key!r} at {decision.commit_ts}"
+                        )
+                    expected[where] = (value, res.txn_id)
                 problems.extend(
                     self._reads_current_at(res, decision.commit_ts, chains, collected_at)
                 )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from chaos_histories import Hist
 
+from shard.chaos import elle, linearizability
 from shard.chaos import history as histories
-from shard.chaos import linearizability
 from shard.chaos.workloads import (
     ListAppendWorkload,
     list_append_lost_writes,
@@ -82,3 +82,35 @@ def test_a_failed_compare_and_set_is_checked_as_the_read_it_made() -> None:
     h.op(3, "write", 1, 5, 6, key="x")
     h.op(2, "read", None, 8, 9, result=1, key="x", final=True)
     assert linearizability.check(h.sorted_ops())["valid"] is True
+
+
+def _txn(h: Hist, p: int, mops: list[list[object]], start: int, end: int, **fields: object) -> None:
+    h.invoke(p, "txn", [[m[0], m[1], None] if m[0] == "r" else m for m in mops], start, **fields)
+    h.done(p, "ok", "txn", mops, end, **fields)
+
+
+def test_a_transactions_own_appends_seen_reordered_are_an_anomaly() -> None:
+    """T0 appends 1 then 2 to x, T1 then appends 3; every read shows [2, 1, 3]: no execution
+    produces it. The ww edges skipped a writer's own neighbours and G1b looked at a read's
+    last element only: valid."""
+    h = Hist()
+    _txn(h, 0, [["append", "x", 1], ["append", "x", 2]], 0, 1)
+    _txn(h, 1, [["append", "x", 3]], 2, 3)
+    _txn(h, 2, [["r", "x", [2, 1, 3]]], 4, 5)
+    _txn(h, 9, [["r", "x", [2, 1, 3]]], 100, 101, final=True)
+    result = elle.check(h.sorted_ops(), realtime=True)
+    assert result["anomaly_types"] == ["append-order"], result
+
+
+def test_a_transactions_appends_split_by_another_transactions_are_an_anomaly() -> None:
+    h = Hist()
+    _txn(h, 0, [["append", "x", 1], ["append", "x", 2]], 0, 10)
+    _txn(h, 1, [["append", "x", 3]], 0, 10)
+    _txn(h, 9, [["r", "x", [1, 3, 2]]], 100, 101, final=True)
+    assert "append-order" in elle.check(h.sorted_ops(), realtime=True)["anomaly_types"]
+    # In order and together passes.
+    h = Hist()
+    _txn(h, 0, [["append", "x", 1], ["append", "x", 2]], 0, 10)
+    _txn(h, 1, [["append", "x", 3]], 0, 10)
+    _txn(h, 9, [["r", "x", [3, 1, 2]]], 100, 101, final=True)
+    assert elle.check(h.sorted_ops(), realtime=True)["valid"] is True
