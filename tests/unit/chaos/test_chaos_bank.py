@@ -56,7 +56,7 @@ def test_the_final_read_must_show_every_acknowledged_transfer() -> None:
     """Found by review: totals alone called valid an acknowledged transfer lost whole."""
     lost = bank_checker.check(_final({"a": 10, "b": 10, "c": 10}, "ok"), ACCOUNTS, 30, initial=10)
     assert lost["anomaly_types"] == ["final-balance"]
-    assert lost["anomalies"]["final-balance"][0]["allowed"] == [5, 5]
+    assert lost["anomalies"]["final-balance"][0]["balances"] == {"a": 10, "b": 10, "c": 10}
     applied = bank_checker.check(_final({"a": 5, "b": 15, "c": 10}, "ok"), ACCOUNTS, 30, initial=10)
     assert applied["valid"]
 
@@ -70,3 +70,82 @@ def test_an_indeterminate_transfer_may_be_applied_once_or_not_at_all() -> None:
         _final({"a": 5, "b": 15, "c": 10}, "fail"), ACCOUNTS, 30, initial=10
     )
     assert failed["anomaly_types"] == ["final-balance"]
+
+
+# Found by a review that fed the checker anomalies: bounds per account, and totals for the
+# other reads, accepted each of these.
+
+
+def _transfer(
+    h: Hist, p: int, src: str, dst: str, amount: int, start: int, end: int | None, kind: str = "ok"
+) -> None:
+    h.op(p, "transfer", {"from": src, "to": dst, "amount": amount}, start, end, kind)
+
+
+ABCD = ["a", "b", "c", "d"]
+
+
+def test_final_balances_made_of_halves_of_two_indeterminate_transfers_are_refused() -> None:
+    h = Hist()
+    _transfer(h, 0, "c", "a", 5, 0, 1, "info")
+    _transfer(h, 1, "d", "b", 5, 0, 1, "info")
+    h.op(9, "read", None, 10, 11, result={"a": 15, "b": 10, "c": 10, "d": 5}, final=True)
+    result = bank_checker.check(h.sorted_ops(), ABCD, 40, initial=10)
+    assert result["anomaly_types"] == ["final-balance"]
+    # Either, both or none of them applied whole: explained.
+    for balances in (
+        {"a": 15, "b": 10, "c": 5, "d": 10},
+        {"a": 15, "b": 15, "c": 5, "d": 5},
+        {"a": 10, "b": 10, "c": 10, "d": 10},
+    ):
+        h = Hist()
+        _transfer(h, 0, "c", "a", 5, 0, 1, "info")
+        _transfer(h, 1, "d", "b", 5, 0, 1, "info")
+        h.op(9, "read", None, 10, 11, result=balances, final=True)
+        assert bank_checker.check(h.sorted_ops(), ABCD, 40, initial=10)["valid"], balances
+
+
+def test_an_acknowledged_transfer_applied_twice_beside_indeterminate_ones_is_refused() -> None:
+    h = Hist()
+    _transfer(h, 0, "a", "b", 5, 0, 1)
+    _transfer(h, 1, "a", "c", 5, 0, 1, "info")
+    _transfer(h, 2, "d", "b", 5, 0, 1, "info")
+    h.op(9, "read", None, 10, 11, result={"a": 0, "b": 20, "c": 10, "d": 10}, final=True)
+    assert bank_checker.check(h.sorted_ops(), ABCD, 40, initial=10)["anomaly_types"] == [
+        "final-balance"
+    ]
+
+
+def test_a_snapshot_with_halves_of_two_transfers_that_cancel_is_refused() -> None:
+    h = Hist()
+    _transfer(h, 0, "a", "b", 3, 0, 20)
+    _transfer(h, 1, "c", "d", 3, 0, 20)
+    # Total 40 holds: a and d moved, b and c did not (half of each transfer).
+    h.op(9, "read", None, 5, 6, result={"a": 7, "b": 10, "c": 10, "d": 13})
+    assert bank_checker.check(h.sorted_ops(), ABCD, 40, initial=10)["anomaly_types"] == [
+        "unexplained-read"
+    ]
+
+
+def test_a_snapshot_that_misses_a_transfer_acknowledged_before_it_began_is_refused() -> None:
+    h = Hist()
+    _transfer(h, 0, "a", "b", 5, 0, 1)
+    h.op(9, "read", None, 5, 6, result={"a": 5, "b": 15, "c": 10, "d": 10})
+    h.op(9, "read", None, 7, 8, result={"a": 10, "b": 10, "c": 10, "d": 10})  # back in time
+    result = bank_checker.check(h.sorted_ops(), ABCD, 40, initial=10)
+    assert result["anomaly_types"] == ["unexplained-read"]
+    assert result["anomaly_counts"]["unexplained-read"] == 1
+
+
+def test_a_search_too_large_is_counted_as_unchecked_not_as_an_anomaly() -> None:
+    h = Hist()
+    for p in range(30):  # 2**30 subsets, about 30**3 distinct sums: over a small cap
+        _transfer(h, p, "abcd"[p % 4], "abcd"[(p + 1) % 4], 1 + p % 5, 0, 1, "info")
+    h.op(99, "read", None, 10, 11, result={"a": 10, "b": 10, "c": 10, "d": 10}, final=True)
+    saved = bank_checker.SEARCH_STATES
+    bank_checker.SEARCH_STATES = 50
+    try:
+        result = bank_checker.check(h.sorted_ops(), ABCD, 40, initial=10)
+    finally:
+        bank_checker.SEARCH_STATES = saved
+    assert result["valid"] and result["unchecked_reads"] == 1
