@@ -86,7 +86,8 @@ def acquire(client: Client, owner: str, clock: Clock, ttl_s: float = TTL_S) -> L
         if raw is not None:
             record = json.loads(raw)
             if record["owner"] != owner and record["expires_at"] > clock.now():
-                raise LockHeld(f"{record['owner']} holds the lock until {record['expires_at']}")
+                left = record["expires_at"] - clock.now()
+                raise LockHeld(f"{record['owner']} holds the lock for {left:.1f} s more")
         tx.put(LOCK, json.dumps({"owner": owner, "expires_at": expires_at}).encode())
 
     with client.transaction() as tx:
