@@ -485,6 +485,26 @@ class NodeCore:
         self.outbound: list[Outbound] = []
         # InstallSnapshot messages dropped because their snapshot would not restore.
         self.snapshots_refused = 0
+        self._check_config_matches_stored_map()
+
+    def _check_config_matches_stored_map(self) -> None:
+        """Refuse to run a config whose nodes, split points or replication differ from the
+        map the cluster stored at its bootstrap: the groups this node hosts and their key
+        ranges come from the config, what it admits and tells clients from the stored map
+        (found by review: a moved split point looped clients on WRONG_SHARD, an added one
+        crashed the loop)."""
+        meta = self.hosts.get(META_GROUP_ID)
+        if meta is None or not isinstance(meta.app, MetaApp):
+            return
+        stored = meta.app.machine.shard_map
+        config = self._bootstrap_map
+        if stored is None or stored.version != config.version or stored == config:
+            return
+        raise ConfigMismatch(
+            f"the config does not match the shard map this cluster stored when it was "
+            f"bootstrapped ({_map_difference(config, stored)}): nodes' addresses, split points "
+            f"and replication cannot change after the first start; restore the config"
+        )
 
     def _load_replica(self, group_id: int, app: App) -> Replica:
         """The group's replica as a restart finds it: from its durable state alone."""
@@ -1819,6 +1839,27 @@ def _conflict_error(conflict: Conflict) -> kv.Error:
             reason=conflict.reason,
         ),
     )
+
+
+class ConfigMismatch(ValueError):
+    """The node's config no longer matches the shard map its cluster stored."""
+
+
+def _map_difference(config: ShardMap, stored: ShardMap) -> str:
+    """What differs between two maps, as the config would say it."""
+
+    def nodes(m: ShardMap) -> dict[int, str]:
+        return {i: n.client_addr for i, n in sorted(m.nodes.items())}
+
+    def ranges(m: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
+        return [(r.label, r.replicas) for r in m.ranges]
+
+    parts = []
+    if nodes(config) != nodes(stored):
+        parts.append(f"nodes {nodes(config)} in the config, {nodes(stored)} stored")
+    if ranges(config) != ranges(stored):
+        parts.append(f"ranges {ranges(config)} in the config, {ranges(stored)} stored")
+    return "; ".join(parts) or "the maps differ"
 
 
 def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:
