@@ -78,6 +78,8 @@ __all__ = [
 
 # One stream write carries requests up to this many bytes (at least one request).
 WRITE_BYTES = 8 * 1024 * 1024
+#: ... and at most this many requests; a node refuses the rest of a larger batch.
+WRITE_REQUESTS = 4096
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -965,10 +967,11 @@ class RoutingClient:
 
 
 def _take_write(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:
-    """The first calls of `queue` up to WRITE_BYTES (at least one), and the rest."""
+    """The first calls of `queue` up to WRITE_BYTES and WRITE_REQUESTS (at least one), and
+    the rest."""
     size = 0
-    for n, call in enumerate(queue):
+    for n, call in enumerate(queue[:WRITE_REQUESTS]):
         size += call.request.ByteSize()
         if size >= WRITE_BYTES:
             return queue[: n + 1], queue[n + 1 :]
-    return queue, []
+    return queue[:WRITE_REQUESTS], queue[WRITE_REQUESTS:]

@@ -9,12 +9,17 @@ import grpc
 
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc, router_pb2
-from router.client import WRITE_BYTES
+from router.client import WRITE_BYTES, WRITE_REQUESTS
 from router.codec import encode_shard_map
 from shard import __version__
 from shard.node import READ_KINDS, NodeCore
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
+
+#: Requests one Batch stream may have unanswered; more are refused (LIMIT_EXCEEDED).
+MAX_OUTSTANDING = 65_536
+#: The stream's reader lets the loop run after this many requests of one message.
+SUBMIT_SLICE = 256
 
 
 class KVServicer(kv_pb2_grpc.KVServicer):
@@ -25,6 +30,16 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         self._submit = submit
         self._node_name = node_name
         self._timeout_s = timeout_s
+
+    def _refuse_excess(self, request: kv.Request, outstanding: int) -> kv.Response:
+        if outstanding > MAX_OUTSTANDING:
+            message = (
+                f"this stream has {MAX_OUTSTANDING} requests unanswered, the most it may; "
+                "wait for answers before sending more"
+            )
+        else:
+            message = f"one request batch carries at most {WRITE_REQUESTS} requests"
+        return self._core.refusal(request, kv.LIMIT_EXCEEDED, message)
 
     async def _call(self, kind: str, op: object) -> kv.Response:
         loop = asyncio.get_running_loop()
@@ -107,9 +122,16 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             nonlocal outstanding, reader_done
             try:
                 async for batch in request_iterator:
-                    for request in batch.requests:
+                    for n, request in enumerate(batch.requests):
                         outstanding += 1
+                        if n >= WRITE_REQUESTS or outstanding > MAX_OUTSTANDING:
+                            reply(self._refuse_excess(request, outstanding))
+                            continue
                         self._submit(request, reply)
+                        if n % SUBMIT_SLICE == SUBMIT_SLICE - 1:
+                            # Found by review: 20,000 requests in one message held the
+                            # loop (heartbeats, peer links, other clients) until all were in.
+                            await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -761,3 +761,19 @@ async def test_cancelled_callers_leave_nothing_behind(cluster: FakeCluster) -> N
         assert not conn._inflight and not conn._queue
         cluster.hook = None
         assert await client.get(b"a1") is None
+
+
+def test_one_stream_write_carries_at_most_write_requests_requests() -> None:
+    from router.client import WRITE_REQUESTS, _Call, _take_write
+
+    loop = asyncio.new_event_loop()
+    try:
+        queue = [
+            _Call(kv.Request(id=i, get=kv.GetRequest(key=b"k")), loop.create_future())
+            for i in range(WRITE_REQUESTS + 5)
+        ]
+    finally:
+        loop.close()
+    first, rest = _take_write(queue)
+    assert (len(first), len(rest)) == (WRITE_REQUESTS, 5)
+    assert _take_write(rest) == (rest, [])

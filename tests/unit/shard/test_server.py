@@ -4,6 +4,7 @@ error, and a write's error does not claim that nothing happened."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from router import kv_pb2 as kv
@@ -56,3 +57,55 @@ def test_answers_of_large_values_go_in_writes_under_the_message_limit() -> None:
     batches = asyncio.run(run())
     assert sorted(r.id for b in batches for r in b.responses) == list(range(1, 81))
     assert max(b.ByteSize() for b in batches) < 10 << 20
+
+
+def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> None:
+    """Found by review: 20,000 requests in one message were all submitted in one turn of the
+    loop (0.3 s here, a 64 MiB message about a minute), with no heartbeat or peer link
+    running meanwhile; now the reader yields every SUBMIT_SLICE requests, and the requests of
+    one message past WRITE_REQUESTS are refused."""
+    from router.client import WRITE_REQUESTS
+    from shard.server import SUBMIT_SLICE
+
+    turns = 0
+    submitted_at: list[int] = []
+
+    def answer(request: kv.Request, reply: Any) -> None:
+        submitted_at.append(turns)
+        reply(kv.Response(id=request.id, get=kv.GetResponse(found=False)))
+
+    core = SimpleNamespace(refusal=_refusal)
+    servicer = KVServicer(core=core, submit=answer, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
+    total = WRITE_REQUESTS + 10
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(
+            requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(total)]
+        )
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def run() -> list[kv.Response]:
+        tick = asyncio.create_task(ticker())
+        try:
+            return [r async for b in servicer.Batch(requests(), None) for r in b.responses]  # type: ignore[arg-type]
+        finally:
+            tick.cancel()
+
+    responses = asyncio.run(run())
+    assert len(submitted_at) == WRITE_REQUESTS
+    assert len(set(submitted_at)) >= WRITE_REQUESTS // SUBMIT_SLICE  # the loop ran between
+    refused = [r for r in responses if r.get.error.code == kv.LIMIT_EXCEEDED]
+    assert sorted(r.id for r in refused) == list(range(WRITE_REQUESTS, total))
+    assert "at most 4096 requests" in refused[0].get.error.message
+
+
+def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
+    response = kv.Response(id=request.id)
+    error = getattr(response, request.WhichOneof("op")).error
+    error.code, error.message = code, message
+    return response
