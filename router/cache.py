@@ -65,22 +65,33 @@ class RoutingCache:
         """Offer a map; keep it only if it is newer than the cached one. Returns whether kept.
 
         Leader guesses survive for groups whose guessed node is still a replica; other groups
-        start again from their preferred leader. A map no older than the cached one clears the
-        stale mark set by `on_not_leader` (the refresh happened).
+        start again from their preferred leader. A map of the cached version (the refresh
+        found nothing newer) clears the stale mark set by `on_not_leader` and a newer version
+        a server claimed (`on_wrong_shard`), and drops guesses outside the replicas.
         """
         current = self._map
         if current is not None and shard_map.version <= current.version:
             if shard_map.version == current.version:
+                # The refresh found no newer map. A newer version some server claimed is
+                # not the cluster's (yet): forget it, or one bad answer made every later
+                # request fetch the map. A guess outside a group's replicas (a hint from a
+                # stale or confused node) goes too: it answered UNKNOWN_GROUP until the
+                # deadline, for every request of the group (both found by review).
                 self._stale = False
+                self._min_version = min(self._min_version, shard_map.version)
+                self._keep_replica_guesses(shard_map)
             return False
         self._map = shard_map
         self._stale = False
+        self._keep_replica_guesses(shard_map)
+        return True
+
+    def _keep_replica_guesses(self, shard_map: ShardMap) -> None:
         self._leaders = {
             g: leader
             for g, leader in self._leaders.items()
             if shard_map.has_group(g) and leader in shard_map.replicas(g)
         }
-        return True
 
     def _require_map(self) -> ShardMap:
         if self._map is None:
