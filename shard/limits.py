@@ -21,6 +21,10 @@ MAX_SCAN_RESPONSE_BYTES = 4 * 1024 * 1024
 """Keys and values one scan answer carries at most (at least one item): a limit of many
 large values would otherwise pass gRPC's 64 MiB message limit and never be answered."""
 
+MAX_SCAN_ITEMS = 10_000
+"""Items one scan answer carries at most, whatever its limit (it says `more` when cut): a
+limit of millions of small keys held a node's loop for seconds (found by review)."""
+
 MAX_TS = (1 << 63) - 1
 """Largest command timestamp; keeps every version below 2**64 with room to spare."""
 

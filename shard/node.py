@@ -88,6 +88,7 @@ from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import (
     MAX_COMMAND_BYTES,
+    MAX_SCAN_ITEMS,
     MAX_SCAN_RESPONSE_BYTES,
     MAX_TS,
     validate_command_size,
@@ -681,8 +682,12 @@ class NodeCore:
             if kind == "scan":
                 end = op.end if op.HasField("end") else None
                 validate_range(op.start, end or b"")
+                # The whole scan inside the group's range, or WRONG_SHARD: a client
+                # planning on an older map (the range since split) must re-plan, not take a
+                # cut answer for the whole (found by review).
                 inside = op.start >= desc.start and (
-                    end is None or desc.end is None or end <= desc.end
+                    desc.end is None
+                    or (op.start < desc.end and end is not None and end <= desc.end)
                 )
                 if not inside:
                     raise WrongShard(op.start, desc.start, desc.end)
@@ -1711,14 +1716,16 @@ class NodeCore:
                                 reason="a prepared transaction is writing a key in the range",
                             )
                         )
-            limit = op.limit or 1000
+            asked = op.limit or 1000
+            limit = min(asked, MAX_SCAN_ITEMS)
             items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
             size = sum(len(k) + len(v) for k, v, _ in items)
+            cut = size >= MAX_SCAN_RESPONSE_BYTES or len(items) == limit < asked
             return kv.Response(
                 id=pending.request_id,
                 scan=kv.ScanResponse(
                     items=[kv.KeyValue(key=k, value=v, version=ver) for k, v, ver in items],
-                    more=len(items) < limit and size >= MAX_SCAN_RESPONSE_BYTES,
+                    more=len(items) < asked and cut,
                 ),
             )
         except WrongShard as exc:

@@ -126,12 +126,18 @@ def test_a_scan_answer_stops_at_the_byte_budget_and_says_more() -> None:
     mib = b"x" * (1 << 20)
     for i in range(6):
         assert node.call(put(b"k%d" % i, mib)).put.error.code == kv.OK
-    first = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", limit=100)))
+    first = node.call(
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", end=b"m", limit=100))
+    )
     assert [i.key for i in first.scan.items] == [b"k0", b"k1", b"k2", b"k3"]
     assert first.scan.more
-    rest = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k3\x00", limit=100)))
+    rest = node.call(
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k3\x00", end=b"m", limit=100))
+    )
     assert [i.key for i in rest.scan.items] == [b"k4", b"k5"] and not rest.scan.more
-    small = node.call(kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", limit=2)))
+    small = node.call(
+        kv.Request(scan=kv.ScanRequest(header=header(1), start=b"k", end=b"m", limit=2))
+    )
     assert len(small.scan.items) == 2 and not small.scan.more
 
 
