@@ -801,6 +801,14 @@ class Replica:
             if last is None or self._now - last >= self.config.election_timeout_max_s:
                 self._snapshot_sent_at[msg.src] = self._now
                 self._out.snapshot_requests.append(msg.src)
+                # Held from the request: the driver may build the snapshot in steps for
+                # seconds, at the applied index it starts from (found by review); a repeated
+                # request keeps the lower index, which a build under way may have.
+                held = self._snapshot_holds.get(msg.src)
+                index = (
+                    self._applied_returned if held is None else min(held[0], self._applied_returned)
+                )
+                self._snapshot_holds[msg.src] = (index, self._now)
             return
         last_slot = min(
             msg.to_slot,
@@ -1203,8 +1211,10 @@ class Replica:
         for peer, (index, sent_at) in list(self._snapshot_holds.items()):
             acked = self._peer_watermark.get(peer, -1)
             need = max(index, acked) + 1
-            if self._now - sent_at > self.config.snapshot_hold_s or (
-                acked >= index and need >= new_start
+            if (
+                self._now - sent_at > self.config.snapshot_hold_s
+                or (acked >= index and need >= new_start)
+                or need < self._log_start  # already compacted past: holding keeps nothing
             ):
                 del self._snapshot_holds[peer]  # gone, or installed and back on the log
                 continue

@@ -91,3 +91,58 @@ def test_the_hold_gives_way_to_the_memory_cap() -> None:
     held, _t = _snapshot_for_node3(g, 1.0)
     _writes(g, 12, n)
     assert g.r(1).status().log_start > held[0].index + 1
+
+
+class _BuildingGroup(Group):
+    """As a node drives it: a snapshot request starts a build at the applied index, and the
+    driver calls send_snapshot only when the build's paced steps are done (the harness's
+    Group answers in the same Ready)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.builds: list[tuple[int, int, bytes]] = []
+
+    def process(self, i: int) -> object:
+        replica = self.r(i)
+        captured: list[tuple[int, int, bytes]] = []
+        replica.send_snapshot = lambda peer, index, data: captured.append((peer, index, data))  # type: ignore[method-assign]
+        try:
+            return super().process(i)
+        finally:
+            del replica.send_snapshot
+            self.builds += captured
+
+
+def test_the_hold_starts_with_the_request_not_when_a_paced_build_is_sent() -> None:
+    """Found by review: held from send_snapshot only, the log was compacted past the
+    build's index while a large shard's snapshot was built in steps."""
+    g = _BuildingGroup(3, fast=(1,), compact_threshold=4, compact_keep=1, max_batch_count=1)
+    g.elect(1)
+    n = _writes(g, 12, 0)
+    t = 1.0
+    for _ in range(6):
+        t += 0.4
+        g.tick_all(t)
+        g.stabilize(keep=lambda m: not isinstance(m, InstallSnapshot))
+        if g.builds:
+            break
+    peer, index, data = g.builds.pop(0)
+    _writes(g, 6, n)  # during the build
+    g.r(1).send_snapshot(peer, index, data)
+    assert g.r(1).status().log_start <= index + 1
+
+
+def test_a_hold_the_log_was_compacted_past_does_not_stop_compaction() -> None:
+    """Found by review: once the memory cap compacted past a follower's floor, the hold kept
+    nothing useful, yet stopped every compaction until it expired (up to 30 s)."""
+    g = _group(compact_threshold_bytes=1000)  # the cap: 2,000 bytes
+    n = _writes(g, 12, 0)
+    held, _t = _snapshot_for_node3(g, 1.0)
+    for k in range(6):  # large values: past the cap, the log is compacted past the floor
+        g.r(1).propose(b"x" * 600 + b"%d" % k)
+        g.stabilize(keep=between(1, 2))
+    assert g.r(1).status().log_start > held[0].index + 1
+    _writes(g, 15, n)  # small values: compaction by slot count goes on
+    status = g.r(1).status()
+    assert status.applied_index - status.log_start < 8, status
+    assert not g.r(1)._snapshot_holds  # the useless hold is gone, not waiting out its 30 s
