@@ -48,6 +48,14 @@ class DataDirInUse(OSError):
     """Another process (or this one) holds the node's RocksDB open."""
 
 
+def _held_by_another(message: str) -> bool:
+    """Whether RocksDB's open failed because someone holds its LOCK (not, say, because
+    the lock file cannot be opened: that error must keep its own words; found by review)."""
+    return "lock hold by current process" in message or (
+        "While lock file" in message and "Resource temporarily unavailable" in message
+    )
+
+
 class RocksNodeDisk:
     """One rocksdict database (raw mode): Paxos state under b"p", data under b"d"/b"m"."""
 
@@ -64,11 +72,11 @@ class RocksNodeDisk:
         try:
             self.db = Rdict(str(path), options)
         except Exception as exc:
-            if "LOCK" not in str(exc):
+            if not _held_by_another(str(exc)):
                 raise
             raise DataDirInUse(
                 f"the data directory {path} is in use by another process: is this node "
-                "already running? (`paxoskv cluster status` or `ps` shows it)"
+                f"already running? (`paxoskv cluster status` or `ps` shows it; {exc})"
             ) from None
         _recycle_a_full_log(self.db)
         self.db.set_options({"write_buffer_size": str(WRITE_BUFFER_BYTES)})

@@ -109,6 +109,7 @@ no such range.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import functools
@@ -1932,7 +1933,17 @@ class Transaction:
 
     def commit(self) -> int:
         """Commit; returns the commit timestamp. See `AsyncTransaction.commit`."""
-        return self._client._call(self._inner.commit())
+        try:
+            return self._client._call(self._inner.commit())
+        except ClientClosed:
+            ref = self._inner.ref
+            if self._inner.state is not TransactionState.UNKNOWN or ref is None:
+                raise
+            raise CommitUnknown(
+                "the client was closed while the commit was in flight: it may or may not "
+                "have committed; ask txn_status(err.ref) from another client",
+                ref=ref,
+            ) from None
 
     def abort(self) -> None:
         """Discard the transaction. See `AsyncTransaction.abort`."""
@@ -2059,6 +2070,7 @@ class Client:
         self._policy = self._async._policy
         self._closed = False
         self._close_lock = threading.Lock()
+        self._closing = False  # close() began: a cancelled call is ClientClosed
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="paxoskv-client", daemon=True
@@ -2081,6 +2093,15 @@ class Client:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if not self._closing:
+                raise
+            # close() (from another thread) cancelled what was still running on the loop;
+            # a cancellation is no error of ours (found by review).
+            raise ClientClosed(
+                "the client was closed while this call was in flight; a write or commit it "
+                "made may or may not have happened"
+            ) from None
         except BaseException:
             future.cancel()
             raise
@@ -2111,6 +2132,7 @@ class Client:
         with self._close_lock:
             if self._closed:
                 return
+            self._closing = True
             if threading.current_thread() is not self._thread:
                 with contextlib.suppress(Exception):
                     self._call(self._async.close())

@@ -148,3 +148,35 @@ def test_a_data_directory_open_elsewhere_is_refused_with_a_clear_error(tmp_path:
     finally:
         first.close()
     RocksNodeDisk(tmp_path / "db").close()  # free again once closed
+
+
+def test_an_unusable_lock_file_keeps_rocksdbs_own_error(tmp_path: Path) -> None:
+    """Found by review: any RocksDB error naming LOCK was reported as a running node."""
+    RocksNodeDisk(tmp_path / "db").close()
+    (tmp_path / "db" / "LOCK").unlink()
+    (tmp_path / "db" / "LOCK").mkdir()  # stands for any I/O error on the lock file
+    with pytest.raises(Exception, match="LOCK") as err:
+        RocksNodeDisk(tmp_path / "db")
+    assert not isinstance(err.value, DataDirInUse)
+
+
+def test_a_data_directory_held_by_another_process_is_named_as_such(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from shard.disk import RocksNodeDisk; "
+            f"d = RocksNodeDisk({str(tmp_path / 'db')!r}); print('open', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(DataDirInUse, match="Resource temporarily unavailable"):
+            RocksNodeDisk(tmp_path / "db")
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
