@@ -673,9 +673,9 @@ class RoutingClient:
         while True:
             if loop.time() >= deadline:
                 raise DeadlineExceeded(
-                    f"gave up after {loop.time() - started:.1f} s (the deadline) without an "
-                    f"answer from {target}; last: {last}. A group answers once a majority of "
-                    "its replicas are up and connected"
+                    f"gave up at the deadline, after {loop.time() - started:.1f} s of tries "
+                    f"at {target}; last: {last}. A group has a leader to answer once a "
+                    "majority of its replicas are up and connected"
                 )
             if cache.needs_refresh:
                 await self.refresh_map(deadline)
