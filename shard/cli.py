@@ -18,8 +18,21 @@ from shard.cluster_cli import register_cluster_commands
 Handler = Callable[[argparse.Namespace], int]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command's parser reports an argument it does not know itself, with its own usage
+    (argparse left it to the top-level parser, which printed `paxoskv [-h] ... COMMAND`)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != "paxoskv":
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="paxoskv",
         description=(
             "paxoskv: a transactional, sharded key-value store. Each shard is a Multi-Paxos "

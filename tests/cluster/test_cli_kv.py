@@ -214,6 +214,11 @@ def test_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
     # --debug shows the traceback instead.
     debug = paxoskv("get", "k", "--debug", "--cluster", f"127.0.0.1:{port}")
     assert debug.returncode != 0 and b"Traceback" in debug.stderr
+    # An unknown option is reported by its command, with the command's usage.
+    unknown = paxoskv("get", "--bogus", "k", "--cluster", f"127.0.0.1:{port}")
+    assert unknown.returncode == 2
+    assert b"paxoskv get: error: unrecognized arguments: --bogus" in unknown.stderr
+    assert unknown.stderr.startswith(b"usage: paxoskv get ")
     # The cluster commands take it after the command too.
     nowhere = str(tmp_path / "no-cluster")
     plain = paxoskv("cluster", "status", "--data-dir", nowhere)
