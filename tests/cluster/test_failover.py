@@ -56,7 +56,8 @@ def test_writes_in_every_shard_read_back_through_every_node(
                 10.0,
                 f"stale_ok reads on {name} to show group {group_id}'s writes",
             )
-            stale = kv_.scan_at(name, group_id, PREFIX[group_id], stale_ok=True)
+            prefix = PREFIX[group_id]
+            stale = kv_.scan_at(name, group_id, prefix, prefix + b"\xff", stale_ok=True)
             assert stale.error.code == kv.OK, stale.error
             assert [(i.key, i.value) for i in stale.items] == sorted(items.items())
         # A linearizable scan of the whole group's range through the leader.
