@@ -1856,7 +1856,7 @@ def _map_difference(config: ShardMap, stored: ShardMap) -> str:
     """What differs between two maps, as the config would say it."""
 
     def nodes(m: ShardMap) -> dict[int, str]:
-        return {i: n.client_addr for i, n in sorted(m.nodes.items())}
+        return {i: f"{n.name} {n.client_addr}" for i, n in sorted(m.nodes.items())}
 
     def ranges(m: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
         return [(r.label, r.replicas) for r in m.ranges]

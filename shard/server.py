@@ -16,7 +16,7 @@ from shard.node import READ_KINDS, NodeCore
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
 
-#: Requests one Batch stream may have unanswered; more are refused (LIMIT_EXCEEDED).
+#: Requests one Batch stream may have unanswered; more are refused (UNAVAILABLE: retried).
 MAX_OUTSTANDING = 65_536
 #: The stream's reader lets the loop run after this many requests of one message.
 SUBMIT_SLICE = 256
@@ -31,15 +31,15 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         self._node_name = node_name
         self._timeout_s = timeout_s
 
-    def _refuse_excess(self, request: kv.Request, outstanding: int) -> kv.Response:
-        if outstanding > MAX_OUTSTANDING:
-            message = (
-                f"this stream has {MAX_OUTSTANDING} requests unanswered, the most it may; "
-                "wait for answers before sending more"
-            )
-        else:
-            message = f"one request batch carries at most {WRITE_REQUESTS} requests"
-        return self._core.refusal(request, kv.LIMIT_EXCEEDED, message)
+    def _refuse_excess(self, request: kv.Request) -> kv.Response:
+        """UNAVAILABLE (nothing was done, the client retries after a pause): a bulk load of
+        more requests at once than this is slowed down, not failed (found by review)."""
+        return self._core.refusal(
+            request,
+            kv.UNAVAILABLE,
+            f"this stream has {MAX_OUTSTANDING} requests unanswered, the most it may; retry "
+            "once some are answered",
+        )
 
     async def _call(self, kind: str, op: object) -> kv.Response:
         loop = asyncio.get_running_loop()
@@ -122,10 +122,18 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             nonlocal outstanding, reader_done
             try:
                 async for batch in request_iterator:
+                    if len(batch.requests) > WRITE_REQUESTS:
+                        # No client of ours sends one: end the stream at once, not one
+                        # refusal per request (millions fit in a 64 MiB message).
+                        failure.append(
+                            f"a request batch carries at most {WRITE_REQUESTS} requests, "
+                            f"this one {len(batch.requests)}"
+                        )
+                        return
                     for n, request in enumerate(batch.requests):
                         outstanding += 1
-                        if n >= WRITE_REQUESTS or outstanding > MAX_OUTSTANDING:
-                            reply(self._refuse_excess(request, outstanding))
+                        if outstanding > MAX_OUTSTANDING:
+                            reply(self._refuse_excess(request))
                             continue
                         self._submit(request, reply)
                         if n % SUBMIT_SLICE == SUBMIT_SLICE - 1:

@@ -17,8 +17,10 @@ from shard.config import PaxosSettings
 from shard.node import ConfigMismatch, NodeCore, TxnSettings
 
 
-def _restart(node: OneNode, split_points: list[bytes], address: str = "x:1") -> NodeCore:
-    nodes = [NodeAddress(node_id=1, name="n1", client_addr=address, peer_addr=address)]
+def _restart(
+    node: OneNode, split_points: list[bytes], address: str = "x:1", name: str = "n1"
+) -> NodeCore:
+    nodes = [NodeAddress(node_id=1, name=name, client_addr=address, peer_addr=address)]
     return NodeCore(
         cluster_id=CLUSTER,
         node_id=1,
@@ -34,9 +36,10 @@ def _restart(node: OneNode, split_points: list[bytes], address: str = "x:1") -> 
 @pytest.mark.parametrize(
     ("split_points", "address", "named"),
     [
+        ([b"m"], "renamed", "nodes {1: 'alpha x:1'} in the config, {1: 'n1 x:1'} stored"),
         ([b"n"], "x:1", "ranges [('[-inf, n)', (1,)), ('[n, +inf)', (1,))] in the config"),
         ([b"m", b"t"], "x:1", "[t, +inf)"),
-        ([b"m"], "newhost:1", "nodes {1: 'newhost:1'} in the config, {1: 'x:1'} stored"),
+        ([b"m"], "newhost:1", "nodes {1: 'n1 newhost:1'} in the config, {1: 'n1 x:1'} stored"),
     ],
 )
 def test_a_changed_config_is_refused_at_start_naming_the_difference(
@@ -45,7 +48,10 @@ def test_a_changed_config_is_refused_at_start_naming_the_difference(
     node = OneNode()  # bootstrapped with a split at b"m" and address x:1
     assert node.call(put(b"mango", b"v1", group=2)).put.error.code == kv.OK
     with pytest.raises(ConfigMismatch, match="cannot change after the first start") as err:
-        _restart(node, split_points, address)
+        if address == "renamed":  # the same address, another name
+            _restart(node, split_points, name="alpha")
+        else:
+            _restart(node, split_points, address)
     assert named in str(err.value)
 
 

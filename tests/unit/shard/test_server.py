@@ -7,6 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from router import kv_pb2 as kv
 from shard.server import KVServicer
 
@@ -62,8 +64,9 @@ def test_answers_of_large_values_go_in_writes_under_the_message_limit() -> None:
 def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> None:
     """Found by review: 20,000 requests in one message were all submitted in one turn of the
     loop (0.3 s here, a 64 MiB message about a minute), with no heartbeat or peer link
-    running meanwhile; now the reader yields every SUBMIT_SLICE requests, and the requests of
-    one message past WRITE_REQUESTS are refused."""
+    running meanwhile. Now the reader yields every SUBMIT_SLICE requests, and a message over
+    WRITE_REQUESTS (no client of ours sends one) ends the stream before any of it is
+    submitted, not with one refusal per request (a second review: those held the loop too)."""
     from router.client import WRITE_REQUESTS
     from shard.server import SUBMIT_SLICE
 
@@ -74,14 +77,7 @@ def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> Non
         submitted_at.append(turns)
         reply(kv.Response(id=request.id, get=kv.GetResponse(found=False)))
 
-    core = SimpleNamespace(refusal=_refusal)
-    servicer = KVServicer(core=core, submit=answer, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
-    total = WRITE_REQUESTS + 10
-
-    async def requests() -> Any:
-        yield kv.RequestBatch(
-            requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(total)]
-        )
+    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
 
     async def ticker() -> None:
         nonlocal turns
@@ -89,19 +85,70 @@ def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> Non
             turns += 1
             await asyncio.sleep(0)
 
-    async def run() -> list[kv.Response]:
+    async def run(count: int) -> list[kv.Response]:
+        async def requests() -> Any:
+            yield kv.RequestBatch(
+                requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(count)]
+            )
+
         tick = asyncio.create_task(ticker())
         try:
-            return [r async for b in servicer.Batch(requests(), None) for r in b.responses]  # type: ignore[arg-type]
+            stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+            return [r async for b in stream for r in b.responses]
         finally:
             tick.cancel()
 
-    responses = asyncio.run(run())
-    assert len(submitted_at) == WRITE_REQUESTS
+    responses = asyncio.run(run(WRITE_REQUESTS))
+    assert len(responses) == len(submitted_at) == WRITE_REQUESTS
     assert len(set(submitted_at)) >= WRITE_REQUESTS // SUBMIT_SLICE  # the loop ran between
-    refused = [r for r in responses if r.get.error.code == kv.LIMIT_EXCEEDED]
-    assert sorted(r.id for r in refused) == list(range(WRITE_REQUESTS, total))
-    assert "at most 4096 requests" in refused[0].get.error.message
+    submitted_at.clear()
+    with pytest.raises(_Aborted, match="at most 4096 requests, this one 4097"):
+        asyncio.run(run(WRITE_REQUESTS + 1))
+    assert submitted_at == []
+
+
+def test_a_stream_past_its_unanswered_limit_is_told_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """UNAVAILABLE, which clients retry after a pause: a bulk load of more requests at once
+    is slowed down, not failed (found by review)."""
+    from shard import server
+
+    monkeypatch.setattr(server, "MAX_OUTSTANDING", 3)
+    held: list[tuple[kv.Request, Any]] = []
+    servicer = KVServicer(
+        core=SimpleNamespace(refusal=_refusal),  # type: ignore[arg-type]
+        submit=lambda request, reply: held.append((request, reply)),
+        node_name="n1",
+        timeout_s=1.0,
+    )
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(5)])
+
+    async def run() -> list[kv.Response]:
+        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        first = await stream.__anext__()  # the two refusals; three requests still held
+        for request, reply in held:
+            reply(kv.Response(id=request.id, get=kv.GetResponse()))
+        rest = [r async for b in stream for r in b.responses]
+        return list(first.responses) + rest
+
+    responses = asyncio.run(run())
+    refused = [r.id for r in responses if r.get.error.code == kv.UNAVAILABLE]
+    assert refused == [3, 4] and len(responses) == 5
+    assert "retry once some are answered" in responses[0].get.error.message
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Aborting:
+    """grpc.aio's context.abort raises to end the call."""
+
+    async def abort(self, code: object, details: str) -> None:
+        raise _Aborted(details)
 
 
 def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
