@@ -60,12 +60,14 @@ Rules
    the Ready carrying a snapshot persists nothing that depends on it (no other message is
    handled until it is out); and a restart that finds the application ahead of the chosen
    watermark (the restore survived, the truncation did not) finishes the install.
-   A leader that sent a follower a snapshot at index I keeps its log from I + 1 (or from
-   the follower's acknowledged watermark + 1, once higher) until the follower is within one
-   catch-up reply of it, for at most `snapshot_hold_s` and while the log stays under twice
-   `compact_threshold_bytes` (CockroachDB's snapshot log truncation constraint): compacting
-   past I while the snapshot travels and is restored made the follower need another one,
-   round after round, under sustained writes.
+   A leader asked for a snapshot by a follower keeps its log from I + 1, I the index the
+   snapshot is built at (the applied index at the request until the snapshot is sent), or
+   from the follower's acknowledged watermark + 1 once higher, until the follower has
+   installed it and compaction would keep what it needs anyway; for at most
+   `snapshot_hold_s`, while the log stays under twice `compact_threshold_bytes`, and not once
+   the log was compacted past it (CockroachDB's snapshot log truncation constraint):
+   compacting past I while the snapshot was built, sent and restored made the follower need
+   another one, round after round, under sustained writes.
 12. A leader nacked by a replica that promised a higher ballot and names no other leader,
    while the leader's lease holds, campaigns again at once with a higher ballot (it is the
    one candidate the followers' lease promises let through) instead of stepping down for an
@@ -196,7 +198,7 @@ class Replica:
         self._lease_block_until = 0.0
         self._catchup_retry_at = 0.0
         self._snapshot_sent_at: dict[int, float] = {}
-        # Per follower: (index, sent at) of the last snapshot sent to it (rule 11's hold).
+        # Per follower: (index, since) of the snapshot it asked for (rule 11's hold).
         self._snapshot_holds: dict[int, tuple[int, float]] = {}
 
         # Pre-vote state (rule 13): the yeses of pre-vote `_pre_vote_seq`, empty when none

@@ -66,7 +66,7 @@ from router.client_errors import (
 from router.codec import decode_shard_map
 from router.errors import RouterError, UnknownGroup, WrongShard
 from router.shard_map import ShardMap
-from router.tls import ClientTls, TlsSetupError, resolve_client_tls
+from router.tls import ClientTls, TlsSetupError, aio_channel, resolve_client_tls
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -201,10 +201,7 @@ class _Connection:
         credentials: grpc.ChannelCredentials | None,
     ) -> None:
         self.address = address
-        if credentials is None:
-            self.channel = grpc.aio.insecure_channel(address, options=list(options))
-        else:
-            self.channel = grpc.aio.secure_channel(address, credentials, options=list(options))
+        self.channel = aio_channel(address, credentials, options)
         self.stub = kv_pb2_grpc.KVStub(self.channel)
         self._ids = itertools.count(1)
         self._queue: list[_Call] = []

@@ -5,18 +5,18 @@ theirs to clients and to each other (the peer service shares the client port); c
 present theirs when the nodes require client certificates. Certificates must name the host
 part of the addresses used to reach the nodes (an IP SAN for an IP address), as gRPC checks.
 
-A client given no `tls=` (its default "env") reads the same files from PAXOSKV_TLS_CA, PAXOSKV_TLS_CERT and
-PAXOSKV_TLS_KEY (as libpq reads PGSSLROOTCERT), so scripts and the command line reach a TLS
-cluster without code changes.
+A client given no `tls=` (its default "env") reads the same files from PAXOSKV_TLS_CA,
+PAXOSKV_TLS_CERT and PAXOSKV_TLS_KEY (as libpq reads PGSSLROOTCERT), so scripts and the
+command line reach a TLS cluster without code changes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import grpc
 
@@ -94,6 +94,24 @@ ClientTls = TlsFiles | None | Literal["env"]
 def resolve_client_tls(tls: ClientTls) -> TlsFiles | None:
     """The files a client uses (None: plaintext)."""
     return TlsFiles.from_env() if tls == "env" else tls
+
+
+def aio_channel(
+    address: str, credentials: grpc.ChannelCredentials | None, options: Sequence[tuple[str, Any]]
+) -> grpc.aio.Channel:
+    """An asyncio channel to `address`: TLS with `credentials`, plaintext without."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=list(options))
+    return grpc.aio.secure_channel(address, credentials, options=list(options))
+
+
+def sync_channel(
+    address: str, credentials: grpc.ChannelCredentials | None, options: Sequence[tuple[str, Any]]
+) -> grpc.Channel:
+    """The same, for synchronous callers (tools, the local cluster's Status calls)."""
+    if credentials is None:
+        return grpc.insecure_channel(address, options=list(options))
+    return grpc.secure_channel(address, credentials, options=list(options))
 
 
 def read_pem(path: Path, what: str) -> bytes:

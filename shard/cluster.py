@@ -54,7 +54,7 @@ from router import kv_pb2 as kv
 from router import kv_pb2_grpc
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.shard_map import ShardMap
-from router.tls import TlsFiles, TlsSetupError
+from router.tls import TlsFiles, TlsSetupError, sync_channel
 from shard.config import (
     ClusterConfig,
     NodeConfig,
@@ -719,11 +719,9 @@ class LocalCluster:
         CHANNEL_OPTIONS' short backoff), so other threads may keep using it."""
         ch = self._channels.get(name)
         if ch is None:
-            address, tls = self.node(name).address, self.client_tls
-            if tls is None:
-                ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-            else:
-                ch = grpc.secure_channel(address, tls.channel_credentials(), CHANNEL_OPTIONS)
+            tls = self.client_tls
+            credentials = None if tls is None else tls.channel_credentials()
+            ch = sync_channel(self.node(name).address, credentials, CHANNEL_OPTIONS)
             self._channels[name] = ch
         return ch
 

@@ -300,6 +300,10 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     )
 
 
+#: The [tls] table's file settings, in TlsFiles order.
+TLS_FILES = ("ca_file", "cert_file", "key_file")
+
+
 def _parse_tls(raw: dict[str, Any], peer_secret: str) -> NodeTls | None:
     if "tls" not in raw:
         return None
@@ -324,10 +328,6 @@ def _parse_tls(raw: dict[str, Any], peer_secret: str) -> NodeTls | None:
         files=TlsFiles(paths["ca_file"], paths["cert_file"], paths["key_file"]),
         require_client_cert=_get(table, "require_client_cert", bool, "tls.", True),
     )
-
-
-#: The [tls] table's file settings, in TlsFiles order.
-TLS_FILES = ("ca_file", "cert_file", "key_file")
 
 
 def render_config(config: ClusterConfig) -> str:

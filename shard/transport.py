@@ -27,6 +27,7 @@ import grpc
 
 from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
+from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
 from shard.peer_parts import SnapshotAssembler, group_messages, take_batch
 
@@ -123,18 +124,13 @@ class PeerLink:
                     cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
                 )
 
-    def _channel(self) -> grpc.aio.Channel:
-        if self._credentials is None:
-            return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-        return grpc.aio.secure_channel(self.address, self._credentials, options=CHANNEL_OPTIONS)
-
     async def _run(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
         while not self._closed:
             opened_at = loop.time()
             try:
-                async with self._channel() as ch:
+                async with aio_channel(self.address, self._credentials, CHANNEL_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._peer_up.clear()
                     self.dials += 1

@@ -9,18 +9,13 @@ key.
 
 from __future__ import annotations
 
+from test_shard_snapshot_gc import run
+
 from shard.codec import encode_delete, encode_put
 from shard.engine import MemEngine
 from shard.state_machine import ShardStateMachine
 
 ALL: tuple[bytes, bytes | None] = (b"", None)
-
-
-def run(sm: ShardStateMachine, engine: MemEngine, *commands: bytes) -> list[object]:
-    batch = engine.new_batch()
-    results = sm.apply(sm.applied_index + 1, commands, batch)
-    engine.write(batch, sync=False)
-    return results
 
 
 def test_deleted_key_never_reads_as_present_between_gc_steps() -> None:

@@ -111,15 +111,6 @@ def test_the_local_pki_signs_node_and_client_certificates_with_its_ca(pki: Local
 # ---------------------------------------------------------------------------- peer streams
 
 
-async def _until(condition: Any, deadline_s: float) -> bool:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
 def _peer_batches(
     server_pki: LocalPki | TlsFiles, link_credentials: grpc.ChannelCredentials | None
 ) -> int:

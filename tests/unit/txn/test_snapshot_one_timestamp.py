@@ -17,6 +17,24 @@ A1 = b"apple"  # group 1
 C1 = b"plum"  # group 3
 
 
+def _transfer_after_the_first_timestamp(fake: FakeKV) -> Any:
+    """A hook: a transfer of 10 from apple to plum commits between the first and the second
+    timestamp answers."""
+    seen = 0
+
+    def hook(node: int, request: kv.Request) -> Any:
+        nonlocal seen
+        if request.WhichOneof("op") == "timestamp":
+            seen += 1
+            if seen == 2:
+                ts = fake.store.tick()
+                fake.store.write(A1, b"40", ts)
+                fake.store.write(C1, b"60", ts)
+        return None
+
+    return hook
+
+
 @with_fake
 async def test_snapshot_used_directly_by_concurrent_reads_is_one_timestamp(fake: FakeKV) -> None:
     """AsyncSnapshot docs: 'use ... directly (the first read fetches it)'; every read sees
@@ -26,20 +44,7 @@ async def test_snapshot_used_directly_by_concurrent_reads_is_one_timestamp(fake:
     async with fast_client(fake) as client:
         await client.put(A1, b"50")
         await client.put(C1, b"50")
-        seen_ts = 0
-
-        def hook(node: int, request: kv.Request) -> Any:
-            nonlocal seen_ts
-            if request.WhichOneof("op") == "timestamp":
-                seen_ts += 1
-                if seen_ts == 2:
-                    # A transfer commits between the two timestamp answers.
-                    ts = fake.store.tick()
-                    fake.store.write(A1, b"40", ts)
-                    fake.store.write(C1, b"60", ts)
-            return None
-
-        fake.hook = hook
+        fake.hook = _transfer_after_the_first_timestamp(fake)
         snap = client.snapshot()
         a, c = await asyncio.gather(snap.get(A1), snap.get(C1))
         stamps = {r.get.at_version for _, r in fake.requests("get") if r.get.snapshot}
@@ -59,19 +64,7 @@ def test_sync_snapshot_read_from_two_threads_is_one_timestamp() -> None:
         client.put(A1, b"50")
         client.put(C1, b"50")
         gate = threading.Barrier(2)
-        calls = 0
-
-        def hook(node: int, request: kv.Request) -> Any:
-            nonlocal calls
-            if request.WhichOneof("op") == "timestamp":
-                calls += 1
-                if calls == 2:
-                    ts = fake.store.tick()
-                    fake.store.write(A1, b"40", ts)
-                    fake.store.write(C1, b"60", ts)
-            return None
-
-        fake.hook = hook
+        fake.hook = _transfer_after_the_first_timestamp(fake)
         snap = client.snapshot()
         out: dict[bytes, bytes | None] = {}
 
