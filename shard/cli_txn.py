@@ -3,6 +3,7 @@
     paxoskv txn --cluster 127.0.0.1:7001 "get alice" "put bob 10" "delete carol"
     paxoskv txn "get a; get b; put c hello world"          # ';' separates steps too
     paxoskv txn --snapshot "get a" "scan a z"              # read-only, one timestamp
+    paxoskv txn-status 6dba2be8de444790a9f8bbda4720b0d8:3:1764412345678901234 --settle
 
 The steps run in order inside one transaction (reads see the transaction's own writes), which
 commits at the end; a conflict re-runs all steps from fresh reads (the client's retry loop),
@@ -28,11 +29,36 @@ steps (each argument is one step, or several separated by ';'):
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan ...:" then
-"  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID, R reads, W writes)". With
+"  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W writes)". With
 --snapshot: "snapshot at ts T" instead. Tabs, newlines and backslashes in keys and values
 are printed escaped; use --hex for binary data. Exit status: 0 committed, 1 error (one line
-on stderr; a commit whose outcome is unknown says so and names the transaction id).
+on stderr; a commit whose outcome is unknown says so and prints the command that settles it,
+`paxoskv txn-status REF --settle`).
 """
+
+STATUS_HELP = """\
+REF is what a commit whose outcome is unknown prints (TXN_ID_HEX:GROUP:STARTED_NS, from
+`str(CommitUnknown.ref)` in Python), the "txn ID:GROUP" of a commit line, or a bare
+transaction id with --group or --key (a key of its decision group: the first key it wrote).
+
+output: one line, its first word the state:
+  committed at ts T       the transaction committed (every participant prepared)
+  aborted                 it did not commit, and never will
+  in-progress ...         prepared at its decision group, not everywhere yet: not final
+  unknown ...             no record: never prepared there, or purged after the retention
+                          window (txn.decision_retention_s); not final
+
+--settle makes the answer final, as `client.txn_status(ref, settle=True)`: with no decision
+yet it records one (ABORT, or COMMIT when every participant turns out prepared), and a late
+copy of the commit is then refused. It needs the full REF of a transaction begun at most
+60 s ago. Settle before re-running the work of a commit whose outcome is unknown.
+
+exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error.
+"""
+
+#: `paxoskv txn-status` exit codes past 0 (committed) and 1 (error).
+EXIT_ABORTED = 3
+EXIT_UNDECIDED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +104,26 @@ def register_txn_command(subparsers: Any) -> None:
     )
     cmd.add_argument("--limit", type=int, default=1000, help="at most N items per scan")
     cmd.set_defaults(handler=_cmd_txn)
+
+    status = subparsers.add_parser(
+        "txn-status",
+        help="show (or settle) a transaction's outcome",
+        description="Ask a transaction's decision group whether it committed: the "
+        "commit-outcome API (client.txn_status) from the command line.",
+        parents=[connection_options()],
+        epilog=STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("ref", metavar="REF", help="the transaction (see below)")
+    where = status.add_mutually_exclusive_group()
+    where.add_argument("--group", type=int, help="with a bare id: its decision group")
+    where.add_argument("--key", help="with a bare id: a key of its decision group")
+    status.add_argument(
+        "--settle",
+        action="store_true",
+        help="record an outcome if there is none yet (the answer is then final)",
+    )
+    status.set_defaults(handler=_cmd_txn_status)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -198,16 +244,68 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                 lines = client.run(body)
             except CommitUnknown as exc:
                 raise UsageError(
-                    f"the commit's outcome is unknown (transaction {exc.ref.txn_id.hex()}, "
-                    f"decision group {exc.ref.group_id}): check before re-running; {exc}"
+                    f"the commit's outcome is unknown; settle it before re-running: "
+                    f"paxoskv txn-status {exc.ref} --settle ({exc})"
                 ) from exc
             tx = result["tx"]
             reads, writes = len(tx.read_set), len(tx.write_set)
             lines.append(
-                f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}, "
+                f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}:{tx.ref.group_id}, "
                 f"{reads} read{'s' if reads != 1 else ''}, "
                 f"{writes} write{'s' if writes != 1 else ''})"
             )
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The `ref` and keyword arguments of `client.txn_status` for REF, --group, --key."""
+    from txn import TxnRef
+
+    if ":" in args.ref:
+        if args.group is not None or args.key is not None:
+            raise UsageError("REF already names its group: drop --group/--key")
+        return TxnRef.parse(args.ref), {}
+    try:
+        txn_id = bytes.fromhex(args.ref)
+    except ValueError:
+        raise UsageError(
+            f"{args.ref!r} is neither TXN_ID_HEX:GROUP[:STARTED_NS] nor a hex transaction id"
+        ) from None
+    if args.group is None and args.key is None:
+        raise UsageError("with a bare transaction id give --group or --key")
+    if args.settle:
+        raise UsageError(
+            "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS) a commit whose outcome "
+            "is unknown prints: it says when the transaction began"
+        )
+    if args.key is not None:
+        return txn_id, {"key": args.key.encode()}
+    return txn_id, {"group_id": args.group}
+
+
+def _cmd_txn_status(args: argparse.Namespace) -> int:
+    ref, where = _status_ref(args)
+    seeds = seeds_from(args)
+
+    from txn import Client, TxnState
+
+    with Client(
+        seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, tls=tls_from(args)
+    ) as client:
+        status = client.txn_status(ref, settle=args.settle, **where)
+    if status.state is TxnState.COMMITTED:
+        print(f"committed at ts {status.commit_ts}")
+        return 0
+    if status.state is TxnState.ABORTED:
+        print("aborted")
+        return EXIT_ABORTED
+    if status.state is TxnState.IN_PROGRESS:
+        print("in-progress: prepared at its decision group, not at every participant yet")
+    else:
+        print(
+            "unknown: no record at its decision group (never prepared there, or purged after "
+            "the retention window)"
+        )
+    return EXIT_UNDECIDED

@@ -84,6 +84,35 @@ class TxnRef:
     def __repr__(self) -> str:
         return f"TxnRef(txn_id={self.txn_id.hex()!r}, group_id={self.group_id})"
 
+    def __str__(self) -> str:
+        """`TXN_ID_HEX:GROUP:STARTED_NS` (`:STARTED_NS` left out when unknown), the form
+        `TxnRef.parse` and `paxoskv txn-status` read: log it to settle an outcome later."""
+        text = f"{self.txn_id.hex()}:{self.group_id}"
+        return f"{text}:{self.started_ns}" if self.started_ns else text
+
+    @classmethod
+    def parse(cls, text: str) -> TxnRef:
+        """The ref `str(ref)` printed.
+
+        Raises:
+            InvalidArgument: not `TXN_ID_HEX:GROUP[:STARTED_NS]`.
+        """
+        parts = text.strip().split(":")
+        try:
+            if len(parts) not in (2, 3) or not parts[0]:
+                raise ValueError("expected 2 or 3 fields")
+            txn_id = bytes.fromhex(parts[0])
+            group_id = int(parts[1])
+            started_ns = int(parts[2]) if len(parts) == 3 else 0
+            if group_id < 0 or started_ns < 0:
+                raise ValueError("negative")
+        except ValueError:
+            raise InvalidArgument(
+                f"{text!r} is not a transaction ref: expected TXN_ID_HEX:GROUP[:STARTED_NS], "
+                "as a CommitUnknown error prints it"
+            ) from None
+        return cls(txn_id, group_id, started_ns)
+
 
 class PaxosKVError(Exception):
     """Base class of every error the transaction client raises.

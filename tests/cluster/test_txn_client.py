@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 import txn
+from shard.cli_txn import EXIT_ABORTED, EXIT_UNDECIDED
 from shard.cluster import LocalCluster, is_node_process
 
 pytestmark = pytest.mark.cluster
@@ -273,3 +274,21 @@ def test_txn_cli(gp_cluster: LocalCluster) -> None:
     assert lines[0] == "get cli-a: 1"
     assert lines[1:3] == ["scan cli- cli.: 1 item", "  cli-a\t1"]
     assert lines[3].startswith("committed at ts ")
+
+    # The commit-outcome API from the command line: the commit line's "txn ID:GROUP".
+    def txn_status(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "shard.cli", "txn-status", "--cluster", env, *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    env = gp_cluster.env_value()
+    ref = lines[3].split("(txn ")[1].split(",")[0]
+    answer = txn_status(ref)
+    assert (answer.returncode, answer.stdout.decode()) == (0, f"{lines[3].split(' (')[0]}\n")
+    never_sent = str(txn.TxnRef(b"never-sent-cli", 1, time.time_ns()))
+    assert txn_status(never_sent).returncode == EXIT_UNDECIDED
+    settled = txn_status(never_sent, "--settle")
+    assert (settled.returncode, settled.stdout) == (EXIT_ABORTED, b"aborted\n")

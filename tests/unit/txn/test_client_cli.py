@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_client_fakekv import FakeKV, conflict_response, fake_in_thread
+from test_client_fakekv import DROP, FakeKV, conflict_response, fake_in_thread
 
 from router import kv_pb2 as kv
 from shard.cli import main
-from shard.cli_txn import Step, UsageError, parse_steps
+from shard.cli_txn import EXIT_ABORTED, EXIT_UNDECIDED, Step, UsageError, parse_steps
+from txn import TxnRef
 
 
 @pytest.fixture
@@ -80,3 +81,44 @@ def test_txn_command_snapshot_and_errors(fake: FakeKV, capsys: Any) -> None:
     assert "read-only" in capsys.readouterr().err
     assert main(["txn", "--cluster", "", "get a"]) == 1
     assert "no cluster address" in capsys.readouterr().err
+
+
+def test_a_lost_commit_prints_the_command_that_settles_it(fake: FakeKV, capsys: Any) -> None:
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "commit_one_phase" else None
+    assert main(["txn", "--cluster", fake.seeds[0], "--timeout", "1", "put apple 1"]) == 1
+    err = capsys.readouterr().err
+    assert "outcome is unknown" in err and err.count("\n") == 1
+    command = err.split("settle it before re-running: ")[1].split(" (")[0].split()
+    assert command[:2] == ["paxoskv", "txn-status"] and command[-1] == "--settle"
+    ref = TxnRef.parse(command[2])
+    assert ref.group_id == 1 and ref.started_ns > 0
+    fake.hook = None
+    status = ["txn-status", "--cluster", fake.seeds[0], "--timeout", "5", command[2]]
+    assert main(status) == EXIT_UNDECIDED
+    assert capsys.readouterr().out.startswith("unknown: no record")
+    # Settling records the abort for good: the dropped commit can never apply now.
+    assert main([*status, "--settle"]) == EXIT_ABORTED
+    assert main(status) == EXIT_ABORTED
+    assert capsys.readouterr().out.splitlines() == ["aborted", "aborted"]
+    assert fake.store.versions.get(b"apple") is None
+
+
+def test_txn_status_of_a_committed_transaction(fake: FakeKV, capsys: Any) -> None:
+    assert run_cli(fake, "put apple 1; put plum 2") == 0
+    line = capsys.readouterr().out.strip()
+    commit_ts = line.split()[3]
+    txn_ref = line.split("(txn ")[1].split(",")[0]
+    txn_id, group = txn_ref.split(":")
+    seeds = ["--cluster", fake.seeds[0], "--timeout", "5"]
+    for where in ([txn_ref], [txn_id, "--group", group], [txn_id, "--key", "apple"]):
+        assert main(["txn-status", *seeds, *where]) == 0
+        assert capsys.readouterr().out == f"committed at ts {commit_ts}\n"
+    for bad, says in (
+        ([txn_id], "give --group or --key"),
+        ([txn_id, "--group", group, "--settle"], "needs the full REF"),
+        ([txn_ref, "--key", "apple"], "already names its group"),
+        (["zz"], "neither"),
+        (["ab:x"], "not a transaction ref"),
+    ):
+        assert main(["txn-status", *seeds, *bad]) == 1
+        assert says in capsys.readouterr().err

@@ -91,6 +91,17 @@ def test_commit_unknown_carries_its_ref_and_is_an_outcome_unknown() -> None:
     assert "0001" in repr(ref)
 
 
+def test_a_ref_prints_as_the_text_it_parses_from() -> None:
+    for ref in (txn.TxnRef(b"\x00\x01", 3, 1_764_412_345_678_901_234), txn.TxnRef(b"\xff", 0)):
+        text = str(ref)
+        parsed = txn.TxnRef.parse(text)
+        assert parsed == ref and parsed.started_ns == ref.started_ns
+    assert str(txn.TxnRef(b"\xab", 2)) == "ab:2"
+    for bad in ("", "ab", ":1", "zz:1", "ab:x", "ab:1:y", "ab:-1", "ab:1:-5", "ab:1:2:3"):
+        with pytest.raises(txn.InvalidArgument, match="not a transaction ref"):
+            txn.TxnRef.parse(bad)
+
+
 def test_retry_policy() -> None:
     policy = _RetryPolicy(3, None, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
     conflict = txn.Conflict(b"k")
