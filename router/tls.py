@@ -29,13 +29,23 @@ class TlsSetupError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
-    """Paths of a CA bundle and, optionally, of our certificate chain and its private key."""
+    """Paths of a CA bundle and, optionally, of our certificate chain and its private key.
+
+    Paths may be given as `str` (`TlsFiles("ca.pem", "client.pem", "client-key.pem")`); they
+    are kept as `Path`s.
+    """
 
     ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
 
     def __post_init__(self) -> None:
+        # Found by a docs review: the README's TlsFiles(ca, cert, key) with strings failed
+        # with an AttributeError at the first connection.
+        for name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
         if (self.cert_file is None) != (self.key_file is None):
             raise TlsSetupError(
                 "a TLS certificate needs its private key and a key its certificate: give both "

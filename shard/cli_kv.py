@@ -428,7 +428,13 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
             desc = shard_map.group(group_id)
             key_range = desc.label
             replicas = desc.replicas
-        replica_text = ",".join(names.get(r, str(r)) for r in replicas)
+        # A replica in an unusual role says so: "n3:restoring" (a snapshot), "n2:candidate".
+        roles = {nid: g.role for nid, g in seen}
+        replica_text = ",".join(
+            names.get(r, str(r))
+            + (f":{roles[r]}" if roles.get(r, "follower") not in ("leader", "follower") else "")
+            for r in replicas
+        )
         if leaders:
             node_id, view = max(leaders, key=lambda item: _ballot_key(item[1].ballot))
             leader = names.get(node_id, str(node_id))

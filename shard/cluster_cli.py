@@ -169,7 +169,7 @@ def _status(args: argparse.Namespace) -> int:
                 for g in st.groups:
                     if g.group_id == group_id:
                         replicas.append(
-                            f"{name}:{g.role[0]} chosen {g.chosen_index} applied {g.applied_index}"
+                            f"{name} {g.role} chosen {g.chosen_index} applied {g.applied_index}"
                         )
             who = leader.leader or "none"
             ballot = f" ballot {leader.ballot}" if leader.leader else ""

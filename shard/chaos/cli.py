@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 #: Exit status of `--recheck` when DIR cannot be read as a run (not an anomaly: 1 is that).
-RECHECK_FAILED = 4
 
 WORKLOAD_NAMES = ["register", "bank", "list-append"]
 NEMESIS_NAMES = [
@@ -33,9 +32,10 @@ NEMESIS_NAMES = [
 EPILOG = """\
 output: OUT/history.jsonl (every operation, Jepsen conventions), OUT/report.json (ops,
 ok/fail/info counts, faults with timestamps, recovery times, anomalies, acknowledged writes
-lost), OUT/cluster/ (config, node logs and data). Exit status: 0 valid; 1 anomalies or lost
-acknowledged writes; 2 the cluster did not recover or final reads failed; 3 the checker was
-inconclusive; 4 (--recheck) DIR could not be read as a run.
+lost), OUT/cluster/ (config, node logs and data). Exit status: 0 valid; 3 anomalies or lost
+acknowledged writes; 4 the cluster did not recover or final reads failed; 5 the checker was
+inconclusive; 1 no verdict (an error: OUT already holds a run, --recheck DIR is not a run, ...);
+2 a usage error.
 
 partitions: with --net auto, `partition` and `mix` put every node in its own Linux network
 namespace when that works (root, iproute2); otherwise they fall back to an in-node fault
@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
             report = recheck(Path(args.recheck), say=lambda line: print(line, flush=True))
         except ChaosError as exc:
             print(f"paxoskv: error: {exc}", file=sys.stderr)
-            return RECHECK_FAILED
+            return 1
         return int(report["exit_code"])
     if not args.workload or not args.out:
         raise ValueError("--workload and --out are required (or --recheck DIR)")

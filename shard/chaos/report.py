@@ -8,10 +8,13 @@ and the cluster recovered after the faults healed. `exit_code` maps it for the C
 code  meaning
 ====  ======================================================================
 0     valid
-1     anomalies, acknowledged writes lost, or a malformed history
-2     the cluster did not recover after healing, or the final reads failed
-3     the checker was inconclusive (search budget) but found nothing
+3     anomalies, acknowledged writes lost, or a malformed history
+4     the cluster did not recover after healing, or the final reads failed
+5     the checker was inconclusive (search budget) but found nothing
 ====  ======================================================================
+
+1 and 2 stay what they are for every `paxoskv` command, an error and a usage error (no
+verdict), so a script never takes a typo for an anomaly (found by a docs review).
 """
 
 from __future__ import annotations
@@ -125,14 +128,19 @@ def _anomaly_count(check: dict[str, Any] | None) -> int:
     return len(anomalies)
 
 
+EXIT_INVALID = 3
+EXIT_NOT_RECOVERED = 4
+EXIT_INCONCLUSIVE = 5
+
+
 def exit_code(report: dict[str, Any]) -> int:
     if report["valid"]:
         return 0
     if report["anomalies"] or report["lost_writes"] or report["history_problems"]:
-        return 1
+        return EXIT_INVALID
     if report["harness_error"]:
-        return 2
-    return 3
+        return EXIT_NOT_RECOVERED
+    return EXIT_INCONCLUSIVE
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ import grpc
 import pytest
 
 from shard.chaos.netns import ChaosCluster, probe
+from shard.chaos.report import EXIT_INVALID
 from shard.chaos.runner import ChaosOptions, recheck, run
 from shard.faults import FaultsClient
 
@@ -137,7 +138,7 @@ def test_fault_service_exists_only_with_the_environment_variable(tmp_path: Path)
 
 def test_recheck_of_a_forged_history_reports_the_anomaly(tmp_path: Path) -> None:
     """`paxoskv chaos --recheck DIR` checks the kept history, not the saved verdict: one
-    snapshot read of a bank run forged to show a dollar more is an anomaly (exit status 1)."""
+    snapshot read of a bank run forged to show a dollar more is an anomaly (exit status EXIT_INVALID, 3)."""
     _run(tmp_path, "bank", "none", duration_s=3.0)
     run_dir = tmp_path / "run"
     path = run_dir / "history.jsonl"
@@ -153,11 +154,11 @@ def test_recheck_of_a_forged_history_reports_the_anomaly(tmp_path: Path) -> None
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.returncode == EXIT_INVALID, (result.stdout, result.stderr)
     assert "INVALID" in result.stdout
     assert json.loads((run_dir / "recheck.json").read_text())["anomalies"] >= 1
     assert json.loads((run_dir / "report.json").read_text())["valid"] is True
-    # A directory that is not a run: its own exit status (4), one line naming what is wrong.
+    # A directory that is not a run: no verdict (exit 1), one line naming what is wrong.
     (run_dir / "report.json").write_text("{}")
     broken = subprocess.run(
         [sys.executable, "-m", "shard.cli", "chaos", "--recheck", str(run_dir)],
@@ -165,4 +166,4 @@ def test_recheck_of_a_forged_history_reports_the_anomaly(tmp_path: Path) -> None
         text=True,
         timeout=60,
     )
-    assert broken.returncode == 4 and "KeyError" in broken.stderr, broken.stderr
+    assert broken.returncode == 1 and "KeyError" in broken.stderr, broken.stderr

@@ -80,10 +80,14 @@ def test_exit_codes() -> None:
         "harness_error": None,
     }
     assert reports.exit_code(base) == 0
-    assert reports.exit_code({**base, "valid": False, "anomalies": 2}) == 1
-    assert reports.exit_code({**base, "valid": False, "lost_writes": 1}) == 1
-    assert reports.exit_code({**base, "valid": False, "harness_error": "x"}) == 2
-    assert reports.exit_code({**base, "valid": False}) == 3
+    assert reports.exit_code({**base, "valid": False, "anomalies": 2}) == 3
+    assert reports.exit_code({**base, "valid": False, "lost_writes": 1}) == 3
+    assert reports.exit_code({**base, "valid": False, "harness_error": "x"}) == 4
+    assert reports.exit_code({**base, "valid": False}) == 5
+    # 1 and 2 are every paxoskv command's error and usage error: never a verdict.
+    assert {reports.EXIT_INVALID, reports.EXIT_NOT_RECOVERED, reports.EXIT_INCONCLUSIVE}.isdisjoint(
+        {0, 1, 2}
+    )
 
 
 def test_list_append_torn_transactions_are_anomalies() -> None:

@@ -90,6 +90,14 @@ def test_a_node_needs_its_own_certificate(pki: LocalPki) -> None:
 # ---------------------------------------------------------------------------- local PKI
 
 
+def test_paths_may_be_strings(pki: LocalPki) -> None:
+    """As the README writes it: TlsFiles(ca, cert, key) with str paths."""
+    assert pki.client.cert_file is not None and pki.client.key_file is not None
+    files = TlsFiles(str(pki.ca_file), str(pki.client.cert_file), str(pki.client.key_file))
+    assert files == pki.client and isinstance(files.ca_file, Path)
+    assert files.channel_credentials() is not None
+
+
 def test_the_local_pki_signs_node_and_client_certificates_with_its_ca(pki: LocalPki) -> None:
     ca = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
     for files, usage in (
