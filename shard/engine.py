@@ -57,6 +57,10 @@ class EngineBatch(Protocol):
         """Every pair with lo <= key < hi, ascending, as if this batch were already written."""
         ...
 
+    def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
+        """`scan(lo, hi)`, lazily."""
+        ...
+
     def __len__(self) -> int:
         """Number of staged operations."""
         ...
@@ -111,21 +115,57 @@ def take_bounded(pairs: Iterator[KV], limit: int, max_bytes: int) -> list[KV]:
 class _OverlayBatch:
     """Read-your-writes bookkeeping shared by both batch types."""
 
-    __slots__ = ("_count", "_ranges", "_staged", "_used")
+    __slots__ = ("_count", "_engine", "_ranges", "_sorted_staged", "_staged", "_used")
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         # key -> value, or None for a staged delete. A delete_range drops staged keys inside
         # it and is remembered, so a later get of a covered key answers None.
         self._staged: dict[bytes, bytes | None] = {}
         self._ranges: list[tuple[bytes, bytes]] = []
         self._count = 0
         self._used = False
+        # The staged keys in order, and the `_count` they were sorted at (reused while no
+        # operation was staged since: a Prepare's phantom check iterates many ranges).
+        self._sorted_staged: tuple[int, list[bytes]] = (-1, [])
 
     def _engine_get(self, key: bytes) -> bytes | None:
-        raise NotImplementedError
+        return self._engine.get(key)
 
     def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
-        raise NotImplementedError
+        return self._engine.scan(lo, hi, None)
+
+    def _engine_iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
+        return self._engine.iterate(lo, hi)
+
+    def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
+        """`scan(lo, hi)` lazily: a caller that stops early reads only what it consumed, not
+        the whole range (found by review: one Prepare whose scanned ranges covered a shard
+        read all of it in the replicated apply)."""
+        count, keys = self._sorted_staged
+        if count != self._count:
+            keys = sorted(self._staged)
+            self._sorted_staged = (self._count, keys)
+        staged, ranges = self._staged, self._ranges
+        pending = keys[bisect.bisect_left(keys, lo) : bisect.bisect_left(keys, hi)]
+        p = 0
+        for key, value in self._engine_iterate(lo, hi):
+            while p < len(pending) and pending[p] < key:
+                staged_value = staged[pending[p]]
+                if staged_value is not None:
+                    yield pending[p], staged_value
+                p += 1
+            if p < len(pending) and pending[p] == key:
+                p += 1
+                staged_value = staged[key]
+                if staged_value is not None:
+                    yield key, staged_value
+            elif not any(r_lo <= key < r_hi for r_lo, r_hi in ranges):
+                yield key, value
+        for key in pending[p:]:
+            staged_value = staged[key]
+            if staged_value is not None:
+                yield key, staged_value
 
     def get(self, key: bytes) -> bytes | None:
         """The value of `key` as if this batch were already written."""
@@ -176,19 +216,12 @@ class _OverlayBatch:
 class MemBatch(_OverlayBatch):
     """A batch for `MemEngine`: an ordered list of operations."""
 
-    __slots__ = ("_engine", "_ops")
+    __slots__ = ("_ops",)
 
     def __init__(self, engine: MemEngine) -> None:
-        super().__init__()
-        self._engine = engine
+        super().__init__(engine)
         # (key, value) put; (key, None) delete; (lo, hi, None) range delete, in staging order.
         self._ops: list[tuple[bytes, bytes | None] | tuple[bytes, bytes, None]] = []
-
-    def _engine_get(self, key: bytes) -> bytes | None:
-        return self._engine.get(key)
-
-    def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
-        return self._engine.scan(lo, hi, None)
 
     def put(self, key: bytes, value: bytes) -> None:
         """Stage `key = value`."""
@@ -307,20 +340,16 @@ class MemEngine:
 class RocksBatch(_OverlayBatch):
     """A batch for `RocksEngine`: a rocksdict WriteBatch plus the read-your-writes overlay."""
 
-    __slots__ = ("_db", "_engine", "_wb")
+    __slots__ = ("_db", "_wb")
 
     def __init__(self, engine: RocksEngine) -> None:
-        super().__init__()
-        self._engine = engine
+        super().__init__(engine)
         self._db = engine.db
         self._wb = WriteBatch(raw_mode=True)
 
     def _engine_get(self, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(key)
         return value
-
-    def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
-        return self._engine.scan(lo, hi, None)
 
     def put(self, key: bytes, value: bytes) -> None:
         """Stage `key = value`."""

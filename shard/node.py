@@ -69,6 +69,7 @@ Rules
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
     MAX_TXN_ID_BYTES,
+    MAX_TXN_ITEMS,
     CommitOnePhase,
     Conflict,
     Decide,
@@ -692,6 +694,17 @@ class NodeCore:
                 if not inside:
                     raise WrongShard(op.start, desc.start, desc.end)
             elif kind in ("prepare", "commit_one_phase"):
+                # Counted before any per-item work: that work is what the limit bounds.
+                items = len(op.reads) + len(op.writes) + len(op.read_ranges)
+                if items > MAX_TXN_ITEMS:
+                    raise _Refusal(
+                        _error(
+                            kv.LIMIT_EXCEEDED,
+                            f"transaction part has {items} keys and ranges, over the limit of "
+                            f"{MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); split the transaction",
+                        )
+                    )
+                _check_disjoint(op.read_ranges)
                 size = 0
                 for item in list(op.reads) + list(op.writes):
                     validate_key(item.key)
@@ -1867,6 +1880,22 @@ def _map_difference(config: ShardMap, stored: ShardMap) -> str:
     if ranges(config) != ranges(stored):
         parts.append(f"ranges {ranges(config)} in the config, {ranges(stored)} stored")
     return "; ".join(parts) or "the maps differ"
+
+
+def _check_disjoint(read_ranges: Sequence[kv.KeyRange]) -> None:
+    """Scanned ranges must not overlap: the phantom check reads each range's keys, so one
+    range listed many times over (found by review: 2,000 ranges of one shard in a 42 KB
+    Prepare) held every replica's apply for 15-20 s. Clients send their union."""
+    ordered = sorted(read_ranges, key=lambda r: r.start)
+    for before, after in itertools.pairwise(ordered):
+        if not before.end or before.end > after.start:
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    f"scanned ranges overlap ([{before.start!r}, {before.end or b'+inf'!r}) and "
+                    f"[{after.start!r}, ...)); send their union",
+                )
+            )
 
 
 def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:

@@ -63,7 +63,7 @@ Rules
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from shard.codec import Command, CommandResult, Expect, Op, decode_command
 from shard.engine import Engine, EngineBatch
@@ -859,26 +859,22 @@ class _BatchTxnStore:
         data = self._batch.get(self._sm._intent_prefix + key)
         return [] if data is None else self._sm._decode_intents(data)
 
-    def live_keys(self, key_range: KeyRange) -> list[tuple[bytes, int]]:
+    def live_keys(self, key_range: KeyRange) -> Iterator[tuple[bytes, int]]:
         sm = self._sm
         prefix = sm._latest_prefix
         hi = prefix + key_range.end if key_range.end else prefix_end(prefix)
-        out = []
-        for record_key, latest in self._batch.scan(prefix + key_range.start, hi):
+        for record_key, latest in self._batch.iterate(prefix + key_range.start, hi):
             version, kind = unpack_latest(latest)
             if kind == KIND_VALUE:
-                out.append((record_key[len(prefix) :], version))
-        return out
+                yield record_key[len(prefix) :], version
 
-    def intents_in(self, key_range: KeyRange) -> list[tuple[bytes, IntentInfo]]:
+    def intents_in(self, key_range: KeyRange) -> Iterator[tuple[bytes, IntentInfo]]:
         sm = self._sm
         prefix = sm._intent_prefix
         hi = prefix + key_range.end if key_range.end else sm._intent_end
-        return [
-            (record_key[len(prefix) :], intent)
-            for record_key, data in self._batch.scan(prefix + key_range.start, hi)
-            for intent in sm._decode_intents(data)
-        ]
+        for record_key, data in self._batch.iterate(prefix + key_range.start, hi):
+            for intent in sm._decode_intents(data):
+                yield record_key[len(prefix) :], intent
 
     def scanners(self, key: bytes) -> list[bytes]:
         return self._sm.scanners(key)

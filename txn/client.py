@@ -137,6 +137,7 @@ from txn.errors import (
     DeadlineExceeded,
     FencingTokenRejected,
     InvalidArgument,
+    LimitExceeded,
     OutcomeUnknown,
     PaxosKVError,
     ServerError,
@@ -147,6 +148,7 @@ from txn.errors import (
     from_routing_error,
 )
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
+from txn.records import MAX_TXN_ITEMS
 
 __all__ = [
     "AsyncClient",
@@ -1553,9 +1555,16 @@ class AsyncClient:
         for start, end in tx._scanned:
             for desc, lo, hi in shard_map.split_range(start, end):
                 part = parts.setdefault(desc.group_id, _Part())
-                clipped = kv.KeyRange(start=lo, end=hi or b"")
-                if clipped not in part.ranges:  # two scans can clip to one range here
-                    part.ranges.append(clipped)
+                part.ranges.append(kv.KeyRange(start=lo, end=hi or b""))
+        for group, part in parts.items():
+            part.ranges = _union(part.ranges)  # nodes refuse overlapping scanned ranges
+            items = len(part.reads) + len(part.writes) + len(part.ranges)
+            if items > MAX_TXN_ITEMS:
+                raise LimitExceeded(
+                    f"the transaction reads, writes and scans {items} keys and ranges in group "
+                    f"{group}, over the limit of {MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); "
+                    "split it into several transactions"
+                )
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
         ts = self._clock.now(self._wall_ns())
@@ -1834,6 +1843,19 @@ class _Part:
     reads: list[kv.ReadItem] = field(default_factory=list)
     writes: list[kv.WriteItem] = field(default_factory=list)
     ranges: list[kv.KeyRange] = field(default_factory=list)
+
+
+def _union(ranges: list[kv.KeyRange]) -> list[kv.KeyRange]:
+    """Scanned ranges as disjoint ones, in key order (an empty end is +inf): two scans of a
+    transaction may overlap, and the phantom check of their union is the same check."""
+    out: list[kv.KeyRange] = []
+    for key_range in sorted(ranges, key=lambda r: r.start):
+        last = out[-1] if out else None
+        if last is None or (last.end and last.end < key_range.start):
+            out.append(key_range)
+        elif last.end and (not key_range.end or key_range.end > last.end):
+            out[-1] = kv.KeyRange(start=last.start, end=key_range.end)
+    return out
 
 
 def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:

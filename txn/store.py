@@ -5,7 +5,8 @@ this `TxnStore` Protocol, which the shard state machine implements over its MVCC
 the engine batch of the slot being applied (so a later command of the same slot sees an
 earlier one's writes). Every method is a point operation except `live_keys` and
 `intents_in`, which read one range a transaction scanned (rule P6): their cost is the size
-of that range, which the transaction's own scan already paid once.
+of that range, which the transaction's own scan already paid once, and they are lazy: the
+phantom check stops at the first key the transaction did not read.
 
 `MemTxnStore` is the reference implementation: plain dicts, used by the unit tests of the
 rules and usable by simulators.
@@ -14,6 +15,7 @@ rules and usable by simulators.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from typing import Protocol
 
 from txn.records import DecisionInfo, IntentInfo, KeyRange, PreparedInfo
@@ -43,13 +45,13 @@ class TxnStore(Protocol):
         """Add `intent` on `key` (replacing one of the same txn_id)."""
         ...
 
-    def live_keys(self, key_range: KeyRange) -> list[tuple[bytes, int]]:
+    def live_keys(self, key_range: KeyRange) -> Iterator[tuple[bytes, int]]:
         """(key, version) of every key of the range whose latest record is a value, in key
-        order."""
+        order, lazily: a caller that stops early pays only for what it consumed."""
         ...
 
-    def intents_in(self, key_range: KeyRange) -> list[tuple[bytes, IntentInfo]]:
-        """(key, intent) of every intent on a key of the range, in key order."""
+    def intents_in(self, key_range: KeyRange) -> Iterator[tuple[bytes, IntentInfo]]:
+        """(key, intent) of every intent on a key of the range, in key order, lazily."""
         ...
 
     def scanners(self, key: bytes) -> list[bytes]:
@@ -150,22 +152,26 @@ class MemTxnStore:
         """Add `intent` on `key`."""
         self.intent_map.setdefault(key, {})[intent.txn_id] = intent
 
-    def live_keys(self, key_range: KeyRange) -> list[tuple[bytes, int]]:
+    def live_keys(self, key_range: KeyRange) -> Iterator[tuple[bytes, int]]:
         """(key, version) of every key of the range holding a value, in key order."""
-        return [
-            (key, versions[-1][0])
-            for key, versions in sorted(self.versions.items())
-            if key in key_range and versions and versions[-1][1] is not None
-        ]
+        return iter(
+            [
+                (key, versions[-1][0])
+                for key, versions in sorted(self.versions.items())
+                if key in key_range and versions and versions[-1][1] is not None
+            ]
+        )
 
-    def intents_in(self, key_range: KeyRange) -> list[tuple[bytes, IntentInfo]]:
+    def intents_in(self, key_range: KeyRange) -> Iterator[tuple[bytes, IntentInfo]]:
         """(key, intent) of every intent on a key of the range, in key order."""
-        return [
-            (key, intent)
-            for key in sorted(self.intent_map)
-            if key in key_range
-            for intent in self.intents(key)
-        ]
+        return iter(
+            [
+                (key, intent)
+                for key in sorted(self.intent_map)
+                if key in key_range
+                for intent in self.intents(key)
+            ]
+        )
 
     def scanners(self, key: bytes) -> list[bytes]:
         """Prepared transactions whose scanned ranges hold `key`."""

@@ -28,6 +28,7 @@ from txn import (
     AsyncTransaction,
     CommitUnknown,
     Conflict,
+    LimitExceeded,
     TooManyRetries,
     TransactionClosed,
     TransactionState,
@@ -35,7 +36,8 @@ from txn import (
     TxnState,
     TxnStatus,
 )
-from txn.client import SETTLE_WINDOW_S
+from txn.client import SETTLE_WINDOW_S, _union
+from txn.records import MAX_TXN_ITEMS
 
 # Keys by group under the fake map (split points g, p).
 A1, A2 = b"apple", b"banana"  # group 1
@@ -223,7 +225,8 @@ async def test_scan_limit_does_not_skip_store_keys_before_a_buffered_put(fake: F
 @with_fake
 async def test_scans_send_their_ranges_with_the_commit_split_by_group(fake: FakeKV) -> None:
     # Rule P6 on the client side: each scanned range goes to the groups it covers, clipped to
-    # them; a scan its limit stopped covers up to its last key only; a range twice, once.
+    # them; a scan its limit stopped covers up to its last key only; overlapping ranges go
+    # as their union (nodes refuse overlapping ones).
     for key in [b"a1", b"a2", b"h1", b"h2", b"q1"]:
         fake.store.write(key, b"s", 5)
     async with fast_client(fake) as client:
@@ -237,7 +240,33 @@ async def test_scans_send_their_ranges_with_the_commit_split_by_group(fake: Fake
         group: [(r.start, r.end) for r in request.prepare.read_ranges]
         for group, request in fake.requests("prepare")
     }
-    assert sent == {1: [(b"a", b"g")], 2: [(b"g", b"p"), (b"h", b"h1\x00")], 3: [(b"p", b"r")]}
+    assert sent == {1: [(b"a", b"g")], 2: [(b"g", b"p")], 3: [(b"p", b"r")]}
+
+
+def test_scanned_ranges_are_sent_as_their_union() -> None:
+    def union(*ranges: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        merged = _union([kv.KeyRange(start=a, end=b) for a, b in ranges])
+        return [(r.start, r.end) for r in merged]
+
+    assert union((b"c", b"e"), (b"a", b"b")) == [(b"a", b"b"), (b"c", b"e")]
+    assert union((b"a", b"c"), (b"b", b"d"), (b"b", b"c")) == [(b"a", b"d")]
+    assert union((b"a", b"b"), (b"b", b"c")) == [(b"a", b"c")]  # adjacent: one range
+    assert union((b"m", b""), (b"a", b"c"), (b"n", b"p")) == [(b"a", b"c"), (b"m", b"")]
+    assert union((b"a", b"n"), (b"m", b"")) == [(b"a", b"")]
+
+
+@with_fake
+async def test_a_part_over_max_txn_items_is_refused_before_anything_is_sent(
+    fake: FakeKV,
+) -> None:
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        for i in range(MAX_TXN_ITEMS + 1):
+            tx.put(b"a%05d" % i, b"v")
+        with pytest.raises(LimitExceeded, match="MAX_TXN_ITEMS"):
+            await tx.commit()
+        assert tx.state is TransactionState.ABORTED
+    assert fake.count("commit_one_phase") == 0
 
 
 @with_fake
