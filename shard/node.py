@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,6 +158,12 @@ GC_STEP_INTERVAL_S = 0.02
 # offsets (a client's clock, another node's, and a new leader's raise by two, rule 3) plus
 # this margin for a loaded machine; anything further is a broken clock or a forged request.
 FUTURE_TS_MARGIN_S = 0.5
+# Bytes of read answers (gets and scans) a node serves per wake of its loop (per `tick`); the
+# reads past it wait in order for the next wake, which comes at once. Found by review: 256
+# scans of 4 MiB answers in one Batch message were served in one wake, which held the loop
+# 15 s (and 800 MB); with the budget, a wake serves at most one such scan before the peers'
+# messages and the heartbeats get their turn.
+READ_BYTES_PER_WAKE = 4 << 20
 # After a snapshot that took steps to build, a peer gets the next one no sooner than this
 # (or four times the build's duration, if longer): see NodeCore._send_snapshot.
 SNAPSHOT_COOLDOWN_MIN_S = 1.0
@@ -477,6 +484,9 @@ class NodeCore:
                 app = ShardStateMachine(group_id, (desc.start, desc.end), disk.engine)
             self.hosts[group_id] = GroupHost(group_id, self._load_replica(group_id, app), app)
         self._answers: list[tuple[_Pending, Any]] = []
+        # Reads ready to serve past this wake's READ_BYTES_PER_WAKE, in arrival order.
+        self._read_backlog: deque[tuple[GroupHost, _Pending]] = deque()
+        self._read_bytes_left = READ_BYTES_PER_WAKE
         # Snapshot reads waiting for safe time (rule 3), and replies held for the commit wait.
         self._parked: list[tuple[GroupHost, _Pending]] = []
         # Snapshot reads whose timestamp is ahead of the wall clock (rule 3): their lease
@@ -566,6 +576,17 @@ class NodeCore:
         self._release_clock_waits()
         self._wake_lock_waits()
         self._maybe_bootstrap_meta()
+        self._read_bytes_left = READ_BYTES_PER_WAKE
+        while self._read_backlog and self._read_bytes_left > 0:
+            host, pending = self._read_backlog.popleft()
+            if host.restore is not None:  # began restoring a snapshot since: half a shard
+                self._reply_error(
+                    pending, _error(kv.UNAVAILABLE, "the replica began restoring a snapshot")
+                )
+                continue
+            self._serve(host, pending)
+        # Also the answers of reads served outside a cycle (stale_ok ones, on arrival).
+        self._flush_answers()
 
     def next_deadline(self) -> float | None:
         """The earliest time (tick's clock) a short timer of this node is due, or None.
@@ -579,6 +600,8 @@ class NodeCore:
         due += [h.held_until for h in self.hosts.values() if h.held_resolves]
         if self.has_background_work():
             due.append(self._next_background)
+        if self._read_backlog:
+            due.append(self._now)
         if self._delayed:
             # `_release_delayed` replies once the wall clock is past the held version; one
             # microsecond more covers the rounding of this float deadline.
@@ -891,7 +914,7 @@ class NodeCore:
                     return
                 self._hlc.observe(op.at_version)
             elif op.stale_ok:
-                self._answers.append((pending, self._serve_read(host, pending)))
+                self._serve(host, pending)
                 return
             elif (
                 pending.kind == "get"
@@ -1547,17 +1570,32 @@ class NodeCore:
                 elif not self._wait_for_locks(
                     host, pending, lambda h=host, p=pending: self._start_read(h, p)
                 ):
-                    self._answers.append((pending, self._serve_read(host, pending)))
+                    self._serve(host, pending)
             for peer in ready.snapshot_requests:
                 self._start_snapshot(host, peer)
             host.replica.advance(ready)
         self._serve_parked()
+        self._flush_answers()
+
+    def _flush_answers(self) -> None:
         answers, self._answers = self._answers, []
         for pending, result in answers:
             self._finish(pending, result)
         # After `_finish`, which releases the update locks of applied Prepares: the waiters
         # must see a freed lock before a newly arriving request can take it.
         self._wake_lock_waits()
+
+    def _serve(self, host: GroupHost, pending: _Pending) -> None:
+        """Serve a read now, or, once this wake's READ_BYTES_PER_WAKE is spent, in a later
+        wake (reads keep their order: a linearizable read may be served any time after its
+        read index, and a snapshot read's answer does not change)."""
+        if self._read_bytes_left <= 0:
+            self._read_backlog.append((host, pending))
+            return
+        result = self._serve_read(host, pending)
+        if isinstance(result, kv.Response):
+            self._read_bytes_left -= result.ByteSize()
+        self._answers.append((pending, result))
 
     def _finish(self, pending: _Pending, result: Any) -> None:
         if pending.kind == "internal":
@@ -1665,7 +1703,7 @@ class NodeCore:
         still = []
         for host, pending in self._parked:
             if self._snapshot_safe(host, pending):
-                self._answers.append((pending, self._serve_read(host, pending)))
+                self._serve(host, pending)
             else:
                 still.append((host, pending))
         self._parked = still
@@ -1785,7 +1823,7 @@ class NodeCore:
 
     def has_client_requests(self) -> bool:
         """True while some client request is not answered yet (used to drain on stop)."""
-        if self._parked or self._delayed or self._lock_waits:
+        if self._parked or self._delayed or self._lock_waits or self._read_backlog:
             return True
         for host in self.hosts.values():
             if host.reads or host.held_resolves:

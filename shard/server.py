@@ -20,6 +20,10 @@ Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
 MAX_OUTSTANDING = 65_536
 #: The stream's reader lets the loop run after this many requests of one message.
 SUBMIT_SLICE = 256
+#: Scans one stream may have unanswered (an answer is up to MAX_SCAN_RESPONSE_BYTES, 4 MiB);
+#: the reader waits for answers to leave before it submits more. Found by review: 256 scans
+#: in one 8 KB message made 800 MB of answers.
+MAX_STREAM_SCANS = 16
 
 
 class KVServicer(kv_pb2_grpc.KVServicer):
@@ -111,6 +115,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[kv.ResponseBatch]:
         answers: asyncio.Queue[kv.Response | None] = asyncio.Queue()
+        scan_slots = asyncio.Semaphore(MAX_STREAM_SCANS)
         outstanding = 0
         reader_done = False
         failure: list[str] = []
@@ -132,6 +137,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         return
                     for n, request in enumerate(batch.requests):
                         outstanding += 1
+                        if request.WhichOneof("op") == "scan":
+                            # Every scan's answer (refusals too) frees its slot once written.
+                            await scan_slots.acquire()
                         if outstanding > MAX_OUTSTANDING:
                             reply(self._refuse_excess(request))
                             continue
@@ -166,6 +174,10 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 outstanding -= len(responses)
                 if responses:
                     yield kv.ResponseBatch(responses=responses)
+                    # Written (gRPC asked for the next message): their scans' slots are free.
+                    for response in responses:
+                        if response.WhichOneof("result") == "scan":
+                            scan_slots.release()
                 if failure:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failure[0])
                 if reader_done and outstanding <= 0:

@@ -156,3 +156,56 @@ def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
     error = getattr(response, request.WhichOneof("op")).error
     error.code, error.message = code, message
     return response
+
+
+def test_a_stream_holds_at_most_max_stream_scans_unanswered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: 256 scans in one 8 KB message made 800 MB of 4 MiB answers at once.
+    The reader submits a scan only while fewer than MAX_STREAM_SCANS are unanswered."""
+    from shard import server
+
+    monkeypatch.setattr(server, "MAX_STREAM_SCANS", 2)
+    held: list[tuple[kv.Request, Any]] = []
+    received: list[int] = []
+    most_open = 0
+
+    def submit(request: kv.Request, reply: Any) -> None:
+        nonlocal most_open
+        held.append((request, reply))
+        scans = {r.id for r, _ in held if r.WhichOneof("op") == "scan"}
+        most_open = max(most_open, len(scans - set(received)))
+
+    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
+
+    async def requests() -> Any:
+        scans = [kv.Request(id=i, scan=kv.ScanRequest(start=b"a")) for i in range(8)]
+        yield kv.RequestBatch(requests=[*scans, kv.Request(id=9, get=kv.GetRequest())])
+
+    async def run() -> None:
+        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+
+        async def consume() -> None:
+            async for batch in stream:
+                received.extend(r.id for r in batch.responses)
+
+        async def answer() -> None:
+            answered = 0
+            while len(received) < 9:
+                if answered < len(held):
+                    request, reply = held[answered]
+                    answered += 1
+                    kind = request.WhichOneof("op")
+                    reply(
+                        kv.Response(
+                            id=request.id, **{kind: getattr(kv, kind.title() + "Response")()}
+                        )
+                    )
+                for _ in range(5):
+                    await asyncio.sleep(0)
+
+        await asyncio.wait_for(asyncio.gather(consume(), answer()), 10)
+
+    asyncio.run(run())
+    assert sorted(received) == [0, 1, 2, 3, 4, 5, 6, 7, 9]
+    assert most_open == 2
