@@ -9,10 +9,13 @@ shards: alice..ivan in the first, judy..quinn in the second, rupert..zoe in the 
 most transfers are cross-shard transactions committed by two-phase commit over Paxos groups.
 
 A transfer reads both balances, refuses to overdraw (raising `Overdraft`, which aborts the
-transaction: nothing is written) and writes both new balances. Threads run transfers
-concurrently; conflicting ones are re-run from fresh reads by `client.run`. Meanwhile, and at
-the end, a read-only snapshot (one timestamp across all shards) must always sum to the
-initial total and show no negative balance.
+transaction: nothing is written) and writes both new balances; it also refuses a transfer to
+the same account, a non-positive amount and an account that does not exist (each would
+create or destroy money). Threads run transfers concurrently; conflicting ones are re-run
+from fresh reads by `client.run`, and the client settles a commit whose answer was lost
+(`settle_unknown=True`) instead of raising `CommitUnknown`, so no transfer is applied twice.
+Meanwhile, and at the end, a read-only snapshot (one timestamp across all shards) must
+always sum to the initial total and show no negative balance.
 
 Exit status: 0 when every check held, 1 when one failed, 2 on a usage error.
 """
@@ -42,14 +45,25 @@ class Overdraft(Exception):
     does not retry it; the transaction is aborted and nothing is written."""
 
 
+class InvalidTransfer(ValueError):
+    """A transfer that would create or destroy money; refused before anything is read."""
+
+
 def transfer(tx: Transaction, src: str, dst: str, amount: int) -> None:
     """Move `amount` from `src` to `dst`, all or nothing.
 
     Balances are hot keys that every transfer writes: reading them for update makes
     concurrent transfers of the same account queue at its leader instead of racing.
     """
-    a = int(tx.get(account(src), for_update=True) or b"0")
-    b = int(tx.get(account(dst), for_update=True) or b"0")
+    if src == dst:  # both writes would go to one key, the second one winning: +amount
+        raise InvalidTransfer(f"a transfer from {src} to itself")
+    if amount <= 0:  # a negative amount would pass the overdraft check the other way
+        raise InvalidTransfer(f"amount {amount} is not positive")
+    raw_a = tx.get(account(src), for_update=True)
+    raw_b = tx.get(account(dst), for_update=True)
+    if raw_a is None or raw_b is None:  # a mistyped name must not open an account
+        raise InvalidTransfer(f"no account {src if raw_a is None else dst!r}")
+    a, b = int(raw_a), int(raw_b)
     if a < amount:
         raise Overdraft(f"{src} has {a}, cannot send {amount}")
     tx.put(account(src), b"%d" % (a - amount))
@@ -88,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cluster:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
-    with Client(args.cluster, max_attempts=200) as client:
+    # settle_unknown: a commit whose answer was lost is settled (committed, or aborted for
+    # good and run again) before run() returns, so no transfer is applied twice.
+    with Client(args.cluster, max_attempts=200, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
         # Open every account in one transaction: all appear at once.
         with client.transaction() as tx:
@@ -107,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             raise AssertionError("an overdraft was allowed")
         except Overdraft as exc:
             print(f"refused as expected: {exc}")
+        for src, dst, amount in (("alice", "alice", 40), ("bob", "judy", -150), ("bob", "bobb", 1)):
+            try:
+                client.run(transfer, src, dst, amount)
+                raise AssertionError(f"transfer({src}, {dst}, {amount}) was allowed")
+            except InvalidTransfer as exc:
+                print(f"refused as expected: {exc}")
         expect(balances(client) == before, "a refused transfer changed a balance")
 
         # Concurrent random transfers; an auditor checks snapshots meanwhile.

@@ -78,21 +78,29 @@ class Lease:
 
 
 def acquire(client: Client, owner: str, clock: Clock, ttl_s: float = TTL_S) -> Lease:
-    """Take (or renew) the lock; the commit timestamp of this transaction is the token."""
+    """Take (or renew) the lock; the commit timestamp of this transaction is the token.
+
+    Raises `LockHeld` while another owner's record is unexpired. Racing acquirers conflict
+    on the lock key: `client.run` re-runs the loser from fresh reads, where it finds the
+    winner's record and gets `LockHeld` (not a `Conflict`). Reading for update queues the
+    acquirers at the key's leader, so one whose holder keeps making fenced writes (each
+    reads the lock key) is not starved either. Give the client `settle_unknown=True` (as
+    main() does): an acquire whose commit answer was lost is then settled, so the caller
+    learns whether it holds the lock, with its token.
+    """
     expires_at = clock.now() + ttl_s
 
-    def take(tx: Transaction) -> None:
-        raw = tx.get(LOCK)
+    def take(tx: Transaction) -> Transaction:
+        raw = tx.get(LOCK, for_update=True)
         if raw is not None:
             record = json.loads(raw)
             if record["owner"] != owner and record["expires_at"] > clock.now():
                 left = record["expires_at"] - clock.now()
                 raise LockHeld(f"{record['owner']} holds the lock for {left:.1f} s more")
         tx.put(LOCK, json.dumps({"owner": owner, "expires_at": expires_at}).encode())
+        return tx  # committed by run(); its commit_ts is the token
 
-    with client.transaction() as tx:
-        take(tx)
-    # (With client.run you would return tx from the function to get at commit_ts.)
+    tx = client.run(take)
     assert tx.commit_ts is not None
     return Lease(owner, tx.commit_ts, expires_at)
 
@@ -139,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
 
     clock = Clock()
     storage = ExternalStorage()
-    with Client(args.cluster) as a, Client(args.cluster) as b:  # two clients, A and B
+    # Two clients, A and B; settle_unknown: see acquire().
+    with (
+        Client(args.cluster, settle_unknown=True) as a,
+        Client(args.cluster, settle_unknown=True) as b,
+    ):
+        a.connect()  # a wrong address fails here at once, not after run()'s retries
+        b.connect()
         # 1. A acquires the lock and writes with its token.
         lease_a = acquire(a, "A", clock)
         print(f"A acquired the lock: token {lease_a.token}")

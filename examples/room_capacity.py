@@ -51,10 +51,14 @@ class Full(Exception):
 
 def book(tx: Transaction, room: str, who: str) -> None:
     """Book `room` for `who`, unless the room is full (a re-run is a no-op)."""
-    prefix = room_prefix(room)
-    bookings = tx.scan(prefix, prefix_end(prefix))  # the range is checked again at commit
-    if any(holder == who.encode() for _, holder in bookings):
+    if tx.get(booking_key(room, who)) is not None:
         return
+    prefix = room_prefix(room)
+    # limit=CAPACITY, never the default (1,000): a scan stops at its limit, so a larger
+    # capacity would never look full. A scan that did not reach the limit covered the whole
+    # room, and that range is checked again at commit (phantom-safe); one that reached it
+    # says the room is full.
+    bookings = tx.scan(prefix, prefix_end(prefix), limit=CAPACITY)
     if len(bookings) >= CAPACITY:
         raise Full(f"room {room} is full ({len(bookings)} of {CAPACITY} booked)")
     tx.put(booking_key(room, who), who.encode())
@@ -68,7 +72,9 @@ def bookings_of(client: Client, room: str) -> list[str]:
     """Who holds `room`, read in one snapshot."""
     prefix = room_prefix(room)
     with client.snapshot() as snap:
-        return [holder.decode() for _, holder in snap.scan(prefix, prefix_end(prefix))]
+        # One more than CAPACITY: an overbooking would show.
+        rows = snap.scan(prefix, prefix_end(prefix), limit=CAPACITY + 1)
+        return [holder.decode() for _, holder in rows]
 
 
 def expect(condition: bool, what: str) -> None:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.racers <= CAPACITY:
         parser.error(f"--racers must be more than the capacity ({CAPACITY})")
 
-    with Client(args.cluster, max_attempts=100) as client:
+    with Client(args.cluster, max_attempts=100, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
         print(f"run {RUN}: rooms hold at most {CAPACITY} bookings")
 

@@ -86,10 +86,21 @@ def move_product(tx: Transaction, pid: str, category: str) -> None:
 # ---------------------------------------------------------------------------- reads
 
 
-def products_in(snap: Snapshot, category: str) -> list[dict[str, Any]]:
-    """Scan by index: the ids from the index range, then their records, in one snapshot."""
+def products_in(snap: Snapshot, category: str, page: int = 1000) -> list[dict[str, Any]]:
+    """Scan by index: the ids from the index range, then their records, in one snapshot.
+
+    A scan returns at most its limit: page on from the last key until a page comes back
+    short, or a category of more than `page` products would be cut silently.
+    """
     prefix = index_prefix(category)
-    ids = [k[len(prefix) :].decode() for k, _ in snap.scan(prefix, prefix_end(prefix))]
+    ids: list[str] = []
+    start = prefix
+    while True:
+        rows = snap.scan(start, prefix_end(prefix), limit=page)
+        ids += [k[len(prefix) :].decode() for k, _ in rows]
+        if len(rows) < page:
+            break
+        start = rows[-1][0] + b"\0"  # the first key after the last one
     out = []
     for pid in ids:
         raw = snap.get(product_key(pid))
@@ -105,7 +116,7 @@ def check_index(client: Client) -> dict[str, list[str]]:
         records = snap.scan(
             f"product/{RUN}/".encode(), prefix_end(f"product/{RUN}/".encode()), limit=100_000
         )
-        by_index = {c: products_in(snap, c) for c in CATEGORIES}
+        by_index = {c: products_in(snap, c, page=3) for c in CATEGORIES}  # pages, too
     products = [json.loads(v) for _, v in records]
     for category, listed in by_index.items():
         for p in listed:
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cluster:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
-    with Client(args.cluster, max_attempts=200) as client:
+    with Client(args.cluster, max_attempts=200, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
         rng = random.Random(7)
         pids = [f"p{i:02d}" for i in range(12)]

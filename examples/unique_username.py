@@ -151,10 +151,12 @@ def expect(condition: bool, what: str) -> None:
 
 def race_for(client: Client, attempts: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
     """Start one thread per (username, email) sign-up at the same moment; returns the user
-    ids that won and the errors the others got."""
+    ids that won and the errors the others got. Any other error (the cluster unreachable, a
+    commit that could not be settled) is raised here, not lost in its thread."""
     barrier = threading.Barrier(len(attempts))
     won: list[str] = []
     lost: list[str] = []
+    failed: list[PaxosKVError] = []
     lock = threading.Lock()
 
     def sign_up(i: int, username: str, email: str) -> None:
@@ -167,6 +169,9 @@ def race_for(client: Client, attempts: list[tuple[str, str]]) -> tuple[list[str]
         except Taken as exc:
             with lock:
                 lost.append(str(exc))
+        except PaxosKVError as exc:
+            with lock:
+                failed.append(exc)
 
     threads = [
         threading.Thread(target=sign_up, args=(i, username, email))
@@ -176,6 +181,8 @@ def race_for(client: Client, attempts: list[tuple[str, str]]) -> tuple[list[str]
         t.start()
     for t in threads:
         t.join()
+    if failed:
+        raise failed[0]
     return won, lost
 
 
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cluster:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
-    with Client(args.cluster, max_attempts=100) as client:
+    with Client(args.cluster, max_attempts=100, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
         # Where the three tables live (the client's cached shard map; for the printout).
         shard_map = client.connect().async_client.routing.shard_map

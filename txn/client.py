@@ -785,6 +785,12 @@ class AsyncClient:
         wall_ns: the wall clock, in ns (default `time.time_ns`).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
             None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
+        settle_unknown: `run` / `transactional` settle a commit whose answer was lost
+            (`txn_status(ref, settle=True)`) instead of raising `CommitUnknown`: committed,
+            they return as if the commit had answered (the transaction's `commit_ts` set);
+            aborted for good, they run the function again. So a non-idempotent body (a
+            transfer) is applied exactly once. `CommitUnknown` is still raised when the
+            outcome cannot be settled before the deadline.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -803,7 +809,9 @@ class AsyncClient:
         attempt_timeout_s: float | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
         tls: ClientTls = "env",
+        settle_unknown: bool = False,
     ) -> None:
+        self.settle_unknown = settle_unknown
         if max_attempts < 1:
             raise InvalidArgument(f"max_attempts must be >= 1, got {max_attempts}")
         if retry_timeout_s is not None and not retry_timeout_s > 0:
@@ -938,7 +946,8 @@ class AsyncClient:
 
         Raises:
             TooManyRetries: `max_attempts` or `retry_timeout_s` used up (wraps the last error).
-            CommitUnknown: the last commit's outcome is unknown (not retried).
+            CommitUnknown: the last commit's outcome is unknown (not retried; with
+                `settle_unknown`, only when it could not be settled in time).
             Whatever `fn` raises that is not retryable, unchanged.
         """
         _refuse_generator(fn)
@@ -960,7 +969,13 @@ class AsyncClient:
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:
                     tx.abort()
-                delay = self._policy.next_delay(exc, attempts, loop.time() - started)
+                error: BaseException = exc
+                if self._settles(tx, exc):
+                    settled = await self._settle_lost_commit(tx, exc)  # type: ignore[arg-type]
+                    if settled is None:
+                        return result  # type: ignore[return-value]  # awaited before commit
+                    error = settled
+                delay = self._policy.next_delay(error, attempts, loop.time() - started)
                 if delay is None:
                     raise
             except BaseException:
@@ -968,6 +983,36 @@ class AsyncClient:
                     tx.abort()
                 raise
             await asyncio.sleep(delay)
+
+    def _settles(self, tx: AsyncTransaction, exc: BaseException) -> bool:
+        """Whether `run` settles `exc`: this transaction's own lost commit, when asked to."""
+        return (
+            self.settle_unknown
+            and isinstance(exc, CommitUnknown)
+            and tx.ref is not None
+            and exc.ref == tx.ref
+        )
+
+    async def _settle_lost_commit(
+        self, tx: AsyncTransaction, lost: CommitUnknown
+    ) -> PaxosKVError | None:
+        """Settle `tx`'s lost commit: None if it committed (`tx` then says so), a retryable
+        Conflict if it is aborted for good, `lost` itself if the outcome stays unknown."""
+        try:
+            status = await self.txn_status(lost.ref, settle=True)
+        except PaxosKVError:
+            return lost
+        if status.committed:
+            assert status.commit_ts is not None
+            tx._commit_ts = status.commit_ts
+            tx._state = TransactionState.COMMITTED
+            return None
+        return Conflict(
+            b"",
+            phase="commit",
+            reason="the commit's answer was lost and it was settled as aborted",
+            txn_id=tx.txn_id,
+        )
 
     def transactional(
         self, fn: Callable[..., Awaitable[T] | T]
@@ -2057,7 +2102,7 @@ class Client:
 
     Args:
         seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
-        attempt_timeout_s, wall_ns: as `AsyncClient`.
+        attempt_timeout_s, wall_ns, tls, settle_unknown: as `AsyncClient`.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -2076,6 +2121,7 @@ class Client:
         attempt_timeout_s: float | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
         tls: ClientTls = "env",
+        settle_unknown: bool = False,
     ) -> None:
         self._async = AsyncClient(
             seeds,
@@ -2088,6 +2134,7 @@ class Client:
             attempt_timeout_s=attempt_timeout_s,
             wall_ns=wall_ns,
             tls=tls,
+            settle_unknown=settle_unknown,
         )
         self._policy = self._async._policy
         self._closed = False
@@ -2220,7 +2267,13 @@ class Client:
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:
                     tx.abort()
-                delay = self._policy.next_delay(exc, attempts, time.monotonic() - started)
+                error: BaseException = exc
+                if self._async._settles(inner, exc):
+                    settled = self._call(self._async._settle_lost_commit(inner, exc))  # type: ignore[arg-type]
+                    if settled is None:
+                        return result
+                    error = settled
+                delay = self._policy.next_delay(error, attempts, time.monotonic() - started)
                 if delay is None:
                     raise
             except BaseException:

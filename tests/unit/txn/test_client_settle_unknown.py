@@ -1,0 +1,97 @@
+"""`settle_unknown=True`: `run` settles a lost commit instead of raising CommitUnknown, so a
+non-idempotent body (a transfer) is applied exactly once (found by a review of the
+examples: `except CommitUnknown: client.run(transfer, ...)` moves the money twice whenever
+the first commit did land)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_client_fakekv import (
+    DROP,
+    LOSE,
+    FakeKV,
+    fake_in_thread,
+    fast_client,
+    sync_client,
+    with_fake,
+)
+
+from router import kv_pb2 as kv
+from txn import AsyncTransaction, CommitUnknown, Transaction, TransactionState
+
+A1 = b"apple"  # group 1 of the fake
+
+
+def lose_first_commit(outcome: str) -> Any:
+    """A hook losing every copy of the first one-phase commit's answer (LOSE) or the commit
+    itself (DROP); later transactions pass."""
+    first: list[bytes] = []
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "commit_one_phase":
+            return None
+        txn_id = request.commit_one_phase.txn_id
+        if not first:
+            first.append(txn_id)
+        return outcome if txn_id == first[0] else None
+
+    return hook
+
+
+@pytest.mark.parametrize("outcome", [LOSE, DROP])
+def test_run_settles_a_lost_commit_and_applies_the_body_once(outcome: str) -> None:
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        fake.hook = lose_first_commit(outcome)
+        runs: list[AsyncTransaction] = []
+
+        async def add_one(tx: AsyncTransaction) -> AsyncTransaction:
+            runs.append(tx)
+            value = await tx.get(A1)
+            tx.put(A1, b"%d" % (int(value or b"0") + 1))
+            return tx
+
+        async with fast_client(
+            fake, timeout_s=0.8, attempt_timeout_s=0.2, settle_unknown=True
+        ) as client:
+            tx = await client.run(add_one)
+            assert tx.state is TransactionState.COMMITTED and tx.commit_ts
+            assert await client.get(A1) == b"1"  # once, whether the lost commit landed or not
+            # Lost and landed: the body ran once. Never applied: settled aborted, ran again.
+            assert len(runs) == (1 if outcome == LOSE else 2)
+            assert [v for v, _ in fake.store.versions[A1]] == [tx.commit_ts]
+
+    check()
+
+
+def test_without_settle_unknown_the_loss_is_raised() -> None:
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        fake.hook = lose_first_commit(LOSE)
+        async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+
+            async def write(tx: AsyncTransaction) -> None:
+                tx.put(A1, b"x")
+
+            with pytest.raises(CommitUnknown):
+                await client.run(write)
+
+    check()
+
+
+def test_the_sync_client_settles_too() -> None:
+    with fake_in_thread() as fake:
+        fake.hook = lose_first_commit(LOSE)
+        runs: list[Transaction] = []
+
+        def write(tx: Transaction) -> Transaction:
+            runs.append(tx)
+            tx.put(A1, b"x")
+            return tx
+
+        with sync_client(fake, timeout_s=0.8, attempt_timeout_s=0.2, settle_unknown=True) as c:
+            tx = c.run(write)
+            assert tx.state is TransactionState.COMMITTED and tx.commit_ts
+            assert len(runs) == 1
