@@ -762,6 +762,12 @@ class NodeCore:
                         )
             elif kind in ("decide", "resolve", "txn_status", "prevent"):
                 _check_txn_id(op.txn_id)
+                if kind in ("decide", "resolve") and op.commit and op.commit_ts == 0:
+                    # No commit is at timestamp 0 (found by review: one was recorded as
+                    # committed while rule R3 dropped its writes).
+                    raise _Refusal(
+                        _error(kv.INVALID_ARGUMENT, f"a {kind} to commit needs its commit_ts")
+                    )
                 if kind == "decide" and (op.commit or op.participants):
                     _check_participants(shard_map, op.participants, group_id)
             else:

@@ -31,10 +31,14 @@ def prepare(coordinator: int, participants: list[int]) -> kv.Request:
     )
 
 
-def decide(participants: list[int], commit: bool = True) -> kv.Request:
+def decide(participants: list[int], commit: bool = True, commit_ts: int = 1) -> kv.Request:
     return kv.Request(
         decide=kv.DecideRequest(
-            header=header(1), txn_id=b"t2", participants=participants, commit=commit, commit_ts=1
+            header=header(1),
+            txn_id=b"t2",
+            participants=participants,
+            commit=commit,
+            commit_ts=commit_ts,
         )
     )
 
@@ -50,6 +54,11 @@ def decide(participants: list[int], commit: bool = True) -> kv.Request:
         (decide(list(range(1, 200_001))), "participant 3 is not a data group"),
         (decide([1, 2, 9], commit=False), "participant 9 is not a data group"),
         (decide([2]), "group 1 is not among the participants"),
+        (decide([1, 2], commit_ts=0), "a decide to commit needs its commit_ts"),
+        (
+            kv.Request(resolve=kv.ResolveRequest(header=header(1), txn_id=b"t2", commit=True)),
+            "a resolve to commit needs its commit_ts",
+        ),
     ],
 )
 def test_a_transaction_naming_groups_that_do_not_exist_is_refused(
