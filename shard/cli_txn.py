@@ -249,8 +249,10 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                 ) from exc
             tx = result["tx"]
             reads, writes = len(tx.read_set), len(tx.write_set)
+            # An empty transaction (nothing read or written) has no decision group.
+            ref_text = tx.txn_id.hex() if tx.ref is None else f"{tx.txn_id.hex()}:{tx.ref.group_id}"
             lines.append(
-                f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}:{tx.ref.group_id}, "
+                f"committed at ts {tx.commit_ts} (txn {ref_text}, "
                 f"{reads} read{'s' if reads != 1 else ''}, "
                 f"{writes} write{'s' if writes != 1 else ''})"
             )

@@ -964,18 +964,17 @@ class AsyncClient:
                 if inspect.isawaitable(result):
                     result = await result
                 if tx.state is TransactionState.OPEN:
-                    await tx.commit()
+                    try:
+                        await tx.commit()
+                    except CommitUnknown as lost:
+                        if not self.settle_unknown:
+                            raise
+                        await self._settle_lost_commit(tx, lost)
                 return result
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:
                     tx.abort()
-                error: BaseException = exc
-                if self._settles(tx, exc):
-                    settled = await self._settle_lost_commit(tx, exc)  # type: ignore[arg-type]
-                    if settled is None:
-                        return result  # type: ignore[return-value]  # awaited before commit
-                    error = settled
-                delay = self._policy.next_delay(error, attempts, loop.time() - started)
+                delay = self._policy.next_delay(exc, attempts, loop.time() - started)
                 if delay is None:
                     raise
             except BaseException:
@@ -984,35 +983,29 @@ class AsyncClient:
                 raise
             await asyncio.sleep(delay)
 
-    def _settles(self, tx: AsyncTransaction, exc: BaseException) -> bool:
-        """Whether `run` settles `exc`: this transaction's own lost commit, when asked to."""
-        return (
-            self.settle_unknown
-            and isinstance(exc, CommitUnknown)
-            and tx.ref is not None
-            and exc.ref == tx.ref
-        )
+    async def _settle_lost_commit(self, tx: AsyncTransaction, lost: CommitUnknown) -> None:
+        """Settle the lost commit of `run`'s own transaction `tx` (`settle_unknown`).
 
-    async def _settle_lost_commit(
-        self, tx: AsyncTransaction, lost: CommitUnknown
-    ) -> PaxosKVError | None:
-        """Settle `tx`'s lost commit: None if it committed (`tx` then says so), a retryable
-        Conflict if it is aborted for good, `lost` itself if the outcome stays unknown."""
+        Returns when it committed (`tx` then says so, with its commit_ts).
+
+        Raises:
+            Conflict: it is aborted for good; retryable, so `run` runs the body again.
+            CommitUnknown: `lost`, when the outcome could not be settled.
+        """
         try:
             status = await self.txn_status(lost.ref, settle=True)
         except PaxosKVError:
-            return lost
-        if status.committed:
-            assert status.commit_ts is not None
-            tx._commit_ts = status.commit_ts
-            tx._state = TransactionState.COMMITTED
-            return None
-        return Conflict(
-            b"",
-            phase="commit",
-            reason="the commit's answer was lost and it was settled as aborted",
-            txn_id=tx.txn_id,
-        )
+            raise lost from None
+        if not status.committed:
+            raise Conflict(
+                b"",
+                phase="commit",
+                reason="the commit's answer was lost and it was settled as aborted",
+                txn_id=tx.txn_id,
+            ) from lost
+        assert status.commit_ts is not None
+        tx._commit_ts = status.commit_ts
+        tx._state = TransactionState.COMMITTED
 
     def transactional(
         self, fn: Callable[..., Awaitable[T] | T]
@@ -1605,6 +1598,8 @@ class AsyncClient:
             part.ranges = _union(part.ranges)  # nodes refuse overlapping scanned ranges
             items = len(part.reads) + len(part.writes) + len(part.ranges)
             if items > MAX_TXN_ITEMS:
+                if tx._lock_groups:  # nothing was sent: free the update locks as abort() does
+                    self._resolve_all(tx.txn_id, tx._lock_groups, False, 0)
                 raise LimitExceeded(
                     f"the transaction reads, writes and scans {items} keys and ranges in group "
                     f"{group}, over the limit of {MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); "
@@ -2262,18 +2257,17 @@ class Client:
             try:
                 result = fn(tx, *args, **kwargs)
                 if tx.state is TransactionState.OPEN:
-                    tx.commit()
+                    try:
+                        tx.commit()
+                    except CommitUnknown as lost:
+                        if not self._async.settle_unknown:
+                            raise
+                        self._call(self._async._settle_lost_commit(inner, lost))
                 return result
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:
                     tx.abort()
-                error: BaseException = exc
-                if self._async._settles(inner, exc):
-                    settled = self._call(self._async._settle_lost_commit(inner, exc))  # type: ignore[arg-type]
-                    if settled is None:
-                        return result
-                    error = settled
-                delay = self._policy.next_delay(error, attempts, time.monotonic() - started)
+                delay = self._policy.next_delay(exc, attempts, time.monotonic() - started)
                 if delay is None:
                     raise
             except BaseException:

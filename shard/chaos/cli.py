@@ -34,8 +34,8 @@ output: OUT/history.jsonl (every operation, Jepsen conventions), OUT/report.json
 ok/fail/info counts, faults with timestamps, recovery times, anomalies, acknowledged writes
 lost), OUT/cluster/ (config, node logs and data). Exit status: 0 valid; 3 anomalies or lost
 acknowledged writes; 4 the cluster did not recover or final reads failed; 5 the checker was
-inconclusive; 1 no verdict (an error: OUT already holds a run, --recheck DIR is not a run, ...);
-2 a usage error.
+inconclusive; 1 no verdict (an error: no --workload, OUT already holds a run, --recheck DIR is
+not a run, ...); 2 an unknown option or value.
 
 partitions: with --net auto, `partition` and `mix` put every node in its own Linux network
 namespace when that works (root, iproute2); otherwise they fall back to an in-node fault

@@ -122,3 +122,12 @@ def test_txn_status_of_a_committed_transaction(fake: FakeKV, capsys: Any) -> Non
     ):
         assert main(["txn-status", *seeds, *bad]) == 1
         assert says in capsys.readouterr().err
+
+
+def test_an_empty_transaction_prints_its_commit_line(fake: FakeKV, capsys: Any) -> None:
+    """Found by review: a transaction that read nothing has no decision group, and the
+    commit line's "txn ID:GROUP" crashed on it."""
+    assert run_cli(fake, "scan z a") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "scan z a: 0 items"
+    assert out[1].startswith("committed at ts 0 (txn ") and ":" not in out[1].split("txn ")[1]

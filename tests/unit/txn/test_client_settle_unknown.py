@@ -5,6 +5,7 @@ the first commit did land)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from test_client_fakekv import (
 )
 
 from router import kv_pb2 as kv
-from txn import AsyncTransaction, CommitUnknown, Transaction, TransactionState
+from txn import AsyncTransaction, CommitUnknown, LimitExceeded, Transaction, TransactionState
+from txn.records import MAX_TXN_ITEMS
 
 A1 = b"apple"  # group 1 of the fake
 
@@ -95,3 +97,41 @@ def test_the_sync_client_settles_too() -> None:
             tx = c.run(write)
             assert tx.state is TransactionState.COMMITTED and tx.commit_ts
             assert len(runs) == 1
+
+
+def test_a_body_that_commits_itself_gets_its_commit_unknown_settled_or_raised() -> None:
+    """Found by review: run() settled a CommitUnknown the body's own tx.commit() raised and
+    returned a `result` the body never returned (a coroutine, an earlier attempt's value, or
+    an UnboundLocalError). Only run()'s own commit is settled."""
+    with fake_in_thread() as fake:
+        fake.hook = lose_first_commit(LOSE)
+
+        def commits_itself(tx: Transaction) -> str:
+            tx.put(A1, b"x")
+            tx.commit()
+            return "never reached"
+
+        client = sync_client(fake, timeout_s=0.8, attempt_timeout_s=0.2, settle_unknown=True)
+        with client, pytest.raises(CommitUnknown):
+            client.run(commits_itself)
+
+
+def test_a_refused_oversized_commit_frees_its_update_locks() -> None:
+    """Found by review: a commit refused by the client (MAX_TXN_ITEMS) sent nothing, and the
+    update locks its reads for update took stayed until they expired (1.9 s)."""
+
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        async with fast_client(fake) as client:
+            tx = client.transaction()
+            await tx.get(A1, for_update=True)
+            for i in range(MAX_TXN_ITEMS + 1):
+                tx.put(b"a%05d" % i, b"v")
+            with pytest.raises(LimitExceeded):
+                await tx.commit()
+            await asyncio.sleep(0.2)  # the release is sent in the background
+            assert any(not r.decide.commit for _, r in fake.requests("decide")) or any(
+                not r.resolve.commit for _, r in fake.requests("resolve")
+            )
+
+    check()
