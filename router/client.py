@@ -101,6 +101,10 @@ CONNECT_TIMEOUT_S = 2.0
 
 _STATUS_TIMEOUT_S = 2.0
 _NOT_LEADER_FREE_HOPS = 3  # redirects followed without sleeping before backing off
+# A retry is not started with less than this left before the deadline: its answer could not
+# come in time, and a write sent then ends as OutcomeUnknown ("may have been applied")
+# where DeadlineExceeded ("not applied") was true (a CI run on a loaded machine hit it).
+_MIN_RETRY_LEFT_S = 0.02
 
 
 def parse_seeds(text: str) -> list[str]:
@@ -783,10 +787,15 @@ class RoutingClient:
                 conn.abandon(call)
 
     async def _sleep(self, attempt: int, deadline: float) -> None:
+        """The backoff before retry `attempt`; until the deadline when too little would be
+        left after it for the retry to be answered (the caller then stops)."""
         loop = asyncio.get_running_loop()
-        delay = min(self._backoff.delay(attempt, self._rng), deadline - loop.time())
-        if delay > 0:
+        delay = self._backoff.delay(attempt, self._rng)
+        if deadline - loop.time() - delay >= _MIN_RETRY_LEFT_S:
             await asyncio.sleep(delay)
+            return
+        while loop.time() < deadline:  # a timer may fire a hair early
+            await asyncio.sleep(deadline - loop.time())
 
     def _deadline(self, timeout_s: float | None) -> float:
         timeout = self._timeout_s if timeout_s is None else timeout_s

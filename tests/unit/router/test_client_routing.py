@@ -775,3 +775,29 @@ def test_one_stream_write_carries_at_most_write_requests_requests() -> None:
     first, rest = _take_write(queue)
     assert (len(first), len(rest)) == (WRITE_REQUESTS, 5)
     assert _take_write(rest) == (rest, [])
+
+
+def test_no_retry_starts_too_close_to_the_deadline() -> None:
+    """Found by a CI run on a loaded machine: a retry sent a few ms before the deadline could
+    not be answered in time, and a write that surely did nothing (UNAVAILABLE each time)
+    ended as OutcomeUnknown instead of DeadlineExceeded. The backoff now runs to the deadline
+    when too little would be left after it."""
+
+    async def check() -> None:
+        client = RoutingClient(["127.0.0.1:1"], cluster_id="c")
+        client._backoff = _FixedBackoff()  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        near = loop.time() + 0.015  # 10 ms would be left after the backoff: too little
+        await client._sleep(0, near)
+        assert loop.time() >= near
+        far = loop.time() + 1.0
+        await client._sleep(0, far)
+        assert loop.time() < far - 0.5  # a plain backoff
+        await client.close()
+
+    asyncio.run(check())
+
+
+class _FixedBackoff:
+    def delay(self, attempt: int, rng: object) -> float:
+        return 0.005
