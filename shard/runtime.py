@@ -15,7 +15,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -33,6 +33,7 @@ from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
+from shard.tls_reload import TLS_CHECK_S, ReloadingTls
 from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
 
 log = logging.getLogger("paxoskv.node")
@@ -86,9 +87,13 @@ class NodeRuntime:
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)
         # A node dials its peers and its groups' leaders as a client of their port, with its
-        # own certificate.
+        # own certificate; files that change are taken up again (shard/tls_reload.py).
         self._client_tls = None if config.tls is None else config.tls.files
-        credentials = None if config.tls is None else config.tls.files.channel_credentials()
+        self._tls = (
+            None
+            if config.tls is None
+            else ReloadingTls(config.tls.files, require_client_cert=config.tls.require_client_cert)
+        )
         self.links = {
             n.id: PeerLink(
                 config.cluster_id,
@@ -96,7 +101,7 @@ class NodeRuntime:
                 n.id,
                 n.address,
                 config.peer_secret,
-                credentials=credentials,
+                credentials=None if self._tls is None else self._tls.channel_credentials,
             )
             for n in config.nodes
             if n.id in peer_ids
@@ -162,12 +167,11 @@ class NodeRuntime:
     # ------------------------------------------------------------------ loop
 
     async def start(self) -> None:
-        tls = self.config.tls
-        if tls is None:
+        if self._tls is None:
             bound = self.server.add_insecure_port(self.node.address)
         else:
-            credentials = tls.files.server_credentials(require_client_cert=tls.require_client_cert)
-            bound = self.server.add_secure_port(self.node.address, credentials)
+            bound = self.server.add_secure_port(self.node.address, self._tls.server_credentials())
+            self._spawn(self._watch_tls())
         if bound == 0:
             raise OSError(f"cannot listen on {self.node.address} (address in use?)")
         await self.server.start()
@@ -288,9 +292,7 @@ class NodeRuntime:
             return
         outbound, self.core.outbound = self.core.outbound, []
         for group_id, request, callback in outbound:
-            task = asyncio.create_task(self._call_group(group_id, request, callback))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._call_group(group_id, request, callback))
 
     async def _call_group(
         self,
@@ -311,6 +313,21 @@ class NodeRuntime:
         self.core.observe_time(time.monotonic(), time.time_ns())
         callback(response)
         self._wake.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_tls(self) -> None:
+        """Take up TLS files that changed: new connections use them (certificate rotation)."""
+        assert self._tls is not None
+        while True:
+            await asyncio.sleep(TLS_CHECK_S)
+            if self._tls.poll() and self._client is not None:
+                # The node's own client reads the files when it is built: build it again.
+                old, self._client = self._client, None
+                self._spawn(old.close())
 
     async def _group_client(self) -> RoutingClient:
         if self._client is None:

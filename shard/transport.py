@@ -63,9 +63,10 @@ class PeerLink:
         address: str,
         secret: str = "",
         backoff_s: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
-        credentials: grpc.ChannelCredentials | None = None,
+        credentials: Callable[[], grpc.ChannelCredentials] | None = None,
     ) -> None:
         self._cluster_id = cluster_id
+        # Called at each dial: a node's TLS files may have been taken up again since.
         self._credentials = credentials
         self._backoff_base_s, self._backoff_max_s = backoff_s
         self._peer_up = asyncio.Event()
@@ -130,7 +131,8 @@ class PeerLink:
         while not self._closed:
             opened_at = loop.time()
             try:
-                async with aio_channel(self.address, self._credentials, CHANNEL_OPTIONS) as ch:
+                credentials = None if self._credentials is None else self._credentials()
+                async with aio_channel(self.address, credentials, CHANNEL_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._peer_up.clear()
                     self.dials += 1

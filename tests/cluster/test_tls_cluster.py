@@ -9,12 +9,15 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 import txn
 from router.tls import ClientTls, TlsFiles
-from shard.cluster import LocalCluster
+from shard.cluster import LocalCluster, wait_for
+from shard.tls_certs import make_local_pki
+from shard.tls_reload import TLS_CHECK_S
 
 pytestmark = pytest.mark.cluster
 
@@ -106,3 +109,53 @@ def test_the_command_line_reaches_a_tls_cluster_through_the_printed_exports(
     )
     assert plaintext.returncode == 1
     assert plaintext.stderr.count("\n") == 1 and "PAXOSKV_TLS_CA" in plaintext.stderr
+
+
+def test_certificates_rotate_to_a_new_ca_without_a_restart(
+    tls_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A running cluster moves to a new CA: first a CA file trusting both, then every node's
+    certificate from the new CA (shard/tls_reload.py; the nodes look every TLS_CHECK_S).
+    Afterwards a client of the new CA only is served, over new connections to every node,
+    and the nodes' peer links still carry Paxos (writes to every shard commit)."""
+    node = tls_cluster.config.tls
+    assert node is not None and node.files.cert_file and node.files.key_file
+    new = make_local_pki(tmp_path / "new-ca", "new")
+    assert new.node.cert_file and new.node.key_file
+    old_ca = node.files.ca_file.read_bytes()
+    new_only = _client(tls_cluster, new.client)
+
+    def served(client: txn.Client) -> bool:
+        try:
+            client.put(b"rotated", b"1")
+        except txn.PaxosKVError:
+            return False
+        return True
+
+    with new_only:
+        assert not served(new_only)  # the nodes do not trust the new CA yet
+    node.files.ca_file.write_bytes(old_ca + new.ca_file.read_bytes())
+    wait_for(lambda: reloaded(tls_cluster) >= 1, 3 * TLS_CHECK_S + 5, "the CA bundle taken up")
+    # Each file is replaced whole (a half-written set is refused and looked at again).
+    tmp_cert, tmp_key = (
+        node.files.cert_file.with_suffix(".new"),
+        node.files.key_file.with_suffix(".new"),
+    )
+    tmp_cert.write_bytes(new.node.cert_file.read_bytes())
+    tmp_key.write_bytes(new.node.key_file.read_bytes())
+    os.replace(tmp_key, node.files.key_file)
+    os.replace(tmp_cert, node.files.cert_file)
+    wait_for(
+        lambda: reloaded(tls_cluster) >= 2, 3 * TLS_CHECK_S + 5, "the new certificates taken up"
+    )
+    with _client(
+        tls_cluster, TlsFiles(new.ca_file, new.client.cert_file, new.client.key_file)
+    ) as client:
+        for key in (b"alpha-2", b"kilo-2", b"tango-2"):
+            client.put(key, b"after rotation")
+        assert client.get(b"kilo-2") == b"after rotation"
+
+
+def reloaded(cluster: LocalCluster) -> int:
+    """The fewest "TLS files reloaded" lines of any node's log."""
+    return min(cluster.log_file(n).read_text().count("TLS files reloaded") for n in cluster.names)

@@ -136,7 +136,12 @@ def _peer_batches(
         server.add_secure_port(f"127.0.0.1:{port}", credentials)
         await server.start()
         link = PeerLink(
-            "c", 1, 2, f"127.0.0.1:{port}", credentials=link_credentials, backoff_s=(0.05, 0.1)
+            "c",
+            1,
+            2,
+            f"127.0.0.1:{port}",
+            credentials=None if link_credentials is None else lambda: link_credentials,
+            backoff_s=(0.05, 0.1),
         )
         link.start()
         try:
