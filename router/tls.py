@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import grpc
 
@@ -96,13 +96,20 @@ class TlsFiles:
         )
 
 
-#: What a client's `tls=` takes: files, None for plaintext, or "env" (the default) for the
-#: files the environment names, if any.
-ClientTls = TlsFiles | None | Literal["env"]
+class CredentialSource(Protocol):
+    """Anything that makes a client channel's TLS credentials: `TlsFiles`, or a node's
+    `shard.tls_reload.ReloadingTls` (the files it checked and took up last)."""
+
+    def channel_credentials(self) -> grpc.ChannelCredentials: ...
 
 
-def resolve_client_tls(tls: ClientTls) -> TlsFiles | None:
-    """The files a client uses (None: plaintext)."""
+#: What a client's `tls=` takes: files (or another credential source), None for plaintext,
+#: or "env" (the default) for the files the environment names, if any.
+ClientTls = CredentialSource | None | Literal["env"]
+
+
+def resolve_client_tls(tls: ClientTls) -> CredentialSource | None:
+    """Where a client's credentials come from (None: plaintext)."""
     return TlsFiles.from_env() if tls == "env" else tls
 
 

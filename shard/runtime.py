@@ -88,7 +88,6 @@ class NodeRuntime:
         peer_ids.discard(node.id)
         # A node dials its peers and its groups' leaders as a client of their port, with its
         # own certificate; files that change are taken up again (shard/tls_reload.py).
-        self._client_tls = None if config.tls is None else config.tls.files
         self._tls = (
             None
             if config.tls is None
@@ -171,9 +170,10 @@ class NodeRuntime:
             bound = self.server.add_insecure_port(self.node.address)
         else:
             bound = self.server.add_secure_port(self.node.address, self._tls.server_credentials())
-            self._spawn(self._watch_tls())
         if bound == 0:
             raise OSError(f"cannot listen on {self.node.address} (address in use?)")
+        if self._tls is not None:
+            self._spawn(self._watch_tls(self._tls))
         await self.server.start()
         for link in self.links.values():
             link.start()
@@ -308,26 +308,38 @@ class NodeRuntime:
             )
         except Exception as exc:
             log.debug("outbound request failed", extra={"group": group_id, "error": str(exc)})
-        # Outside a wake the core's clock may be a tick period old; the callback stamps
-        # notes and deadlines with it.
-        self.core.observe_time(time.monotonic(), time.time_ns())
-        callback(response)
-        self._wake.set()
+        finally:
+            # Always, a cancellation included (a closed client's calls are cancelled): the
+            # core keeps the duty in flight until it hears back, and would never retry it
+            # (found by review). Outside a wake the core's clock may be a tick period old;
+            # the callback stamps notes and deadlines with it.
+            self.core.observe_time(time.monotonic(), time.time_ns())
+            callback(response)
+            self._wake.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _watch_tls(self) -> None:
+    async def _watch_tls(self, tls: ReloadingTls) -> None:
         """Take up TLS files that changed: new connections use them (certificate rotation)."""
-        assert self._tls is not None
         while True:
             await asyncio.sleep(TLS_CHECK_S)
-            if self._tls.poll() and self._client is not None:
-                # The node's own client reads the files when it is built: build it again.
+            try:
+                taken_up = tls.poll()
+            except Exception:  # never let the watch end: rotation would stop for good
+                log.exception("looking at the TLS files failed")
+                continue
+            if taken_up and self._client is not None:
+                # The node's own client takes its credentials when it is built: build it
+                # again, and close the old one once its calls in flight are answered.
                 old, self._client = self._client, None
-                self._spawn(old.close())
+                self._spawn(self._close_later(old))
+
+    async def _close_later(self, client: RoutingClient) -> None:
+        await asyncio.sleep(self.config.request_timeout_ms / 1000 + 1.0)
+        await client.close()
 
     async def _group_client(self) -> RoutingClient:
         if self._client is None:
@@ -335,10 +347,13 @@ class NodeRuntime:
                 [n.address for n in self.config.nodes],
                 cluster_id=self.config.cluster_id,
                 timeout_s=self.config.request_timeout_ms / 1000,
-                tls=self._client_tls,
+                # The credentials of the files checked and taken up last, not whatever is
+                # on disk now (a set half-way through a copy is refused there).
+                tls=self._tls,
             )
             self._client = client
             await client.connect()
+            return client
         return self._client
 
     def _log_role_changes(self) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -109,7 +110,7 @@ def check_node_pems(ca: bytes, cert: bytes, key: bytes) -> None:
         raise TlsSetupError(f"tls.cert_file holds no PEM certificate ({exc})") from None
     try:
         private = serialization.load_pem_private_key(key, password=None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise TlsSetupError(f"tls.key_file is not an unencrypted PEM private key ({exc})") from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if private.public_key().public_bytes(

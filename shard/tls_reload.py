@@ -40,6 +40,7 @@ class ReloadingTls:
         self._stamp = self._stat()
         self._pems = self._load()
         self._fresh: grpc.ServerCertificateConfiguration | None = None
+        self._refused: str | None = None  # the last refusal logged, to log each once
         #: How many times new files were taken up since start.
         self.reloads = 0
 
@@ -49,7 +50,8 @@ class ReloadingTls:
 
     def _stat(self) -> _Stamp:
         stats = [os.stat(path) for path in self._paths()]
-        return tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in stats)
+        # ctime too: a chmod that makes a refused key readable changes nothing else.
+        return tuple((s.st_mtime_ns, s.st_ctime_ns, s.st_size, s.st_ino) for s in stats)
 
     def _load(self) -> _Pems:
         assert self.files.cert_file is not None and self.files.key_file is not None
@@ -84,22 +86,29 @@ class ReloadingTls:
         )
 
     def poll(self) -> bool:
-        """Take up the files if they changed since the last look; True if new ones were."""
+        """Take up the files if they changed since the last look; True if new ones were.
+
+        A changed set that cannot be used is looked at again at every poll until it can
+        (a half-copied key, a key made readable later), its refusal logged once.
+        """
         try:
             stamp = self._stat()
         except OSError:
             return False  # a file is being replaced: look again next time
         if stamp == self._stamp:
             return False
-        self._stamp = stamp
         try:
-            self._pems = self._load()
-        except ValueError as exc:  # TlsSetupError: not a usable set
-            log.warning(
-                "TLS files changed but cannot be used; keeping the previous ones",
-                extra={"reason": str(exc)},
-            )
+            pems = self._load()
+        except Exception as exc:  # any reason at all: the node keeps serving with the old
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason != self._refused:
+                self._refused = reason
+                log.warning(
+                    "TLS files changed but cannot be used; keeping the previous ones",
+                    extra={"reason": reason},
+                )
             return False
+        self._stamp, self._pems, self._refused = stamp, pems, None
         self._fresh = self._server_config()
         self.reloads += 1
         log.info("TLS files reloaded", extra={"files": list(self._paths())})

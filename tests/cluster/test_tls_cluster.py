@@ -114,16 +114,26 @@ def test_the_command_line_reaches_a_tls_cluster_through_the_printed_exports(
 def test_certificates_rotate_to_a_new_ca_without_a_restart(
     tls_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    """A running cluster moves to a new CA: first a CA file trusting both, then every node's
-    certificate from the new CA (shard/tls_reload.py; the nodes look every TLS_CHECK_S).
-    Afterwards a client of the new CA only is served, over new connections to every node,
-    and the nodes' peer links still carry Paxos (writes to every shard commit)."""
+    """A running cluster moves to a new CA as the README says: a CA file trusting both,
+    then every node's certificate from the new CA, then the clients' files and a CA file of
+    the new CA alone (shard/tls_reload.py; each step waits until every node logged it).
+    A client of the new CA only is refused before and served after; a node killed and
+    restarted at the end makes its peers dial it, and it them, with the new certificates,
+    and a cross-shard commit goes through."""
     node = tls_cluster.config.tls
+    client_files = tls_cluster.client_tls
     assert node is not None and node.files.cert_file and node.files.key_file
+    assert client_files is not None and client_files.cert_file and client_files.key_file
     new = make_local_pki(tmp_path / "new-ca", "new")
     assert new.node.cert_file and new.node.key_file
-    old_ca = node.files.ca_file.read_bytes()
-    new_only = _client(tls_cluster, new.client)
+    assert new.client.cert_file and new.client.key_file
+
+    def step(files: list[tuple[bytes, Path]], reloads: int) -> None:
+        for data, target in files:  # each file replaced whole
+            temporary = target.with_suffix(".new")
+            temporary.write_bytes(data)
+            os.replace(temporary, target)
+        wait_for(lambda: reloaded(tls_cluster) >= reloads, 3 * TLS_CHECK_S + 10, f"step {reloads}")
 
     def served(client: txn.Client) -> bool:
         try:
@@ -132,28 +142,36 @@ def test_certificates_rotate_to_a_new_ca_without_a_restart(
             return False
         return True
 
-    with new_only:
-        assert not served(new_only)  # the nodes do not trust the new CA yet
-    node.files.ca_file.write_bytes(old_ca + new.ca_file.read_bytes())
-    wait_for(lambda: reloaded(tls_cluster) >= 1, 3 * TLS_CHECK_S + 5, "the CA bundle taken up")
-    # Each file is replaced whole (a half-written set is refused and looked at again).
-    tmp_cert, tmp_key = (
-        node.files.cert_file.with_suffix(".new"),
-        node.files.key_file.with_suffix(".new"),
+    new_only = TlsFiles(new.ca_file, new.client.cert_file, new.client.key_file)
+    with _client(tls_cluster, new_only) as client:
+        assert not served(client)  # the nodes do not trust the new CA yet
+    bundle = node.files.ca_file.read_bytes() + new.ca_file.read_bytes()
+    step([(bundle, node.files.ca_file)], 1)
+    step(
+        [
+            (new.node.key_file.read_bytes(), node.files.key_file),
+            (new.node.cert_file.read_bytes(), node.files.cert_file),
+        ],
+        2,
     )
-    tmp_cert.write_bytes(new.node.cert_file.read_bytes())
-    tmp_key.write_bytes(new.node.key_file.read_bytes())
-    os.replace(tmp_key, node.files.key_file)
-    os.replace(tmp_cert, node.files.cert_file)
-    wait_for(
-        lambda: reloaded(tls_cluster) >= 2, 3 * TLS_CHECK_S + 5, "the new certificates taken up"
+    with _client(tls_cluster, new_only) as client:
+        assert served(client)
+    step(
+        [
+            (new.client.key_file.read_bytes(), client_files.key_file),
+            (new.client.cert_file.read_bytes(), client_files.cert_file),
+            (new.ca_file.read_bytes(), node.files.ca_file),
+        ],
+        3,
     )
-    with _client(
-        tls_cluster, TlsFiles(new.ca_file, new.client.cert_file, new.client.key_file)
-    ) as client:
-        for key in (b"alpha-2", b"kilo-2", b"tango-2"):
-            client.put(key, b"after rotation")
-        assert client.get(b"kilo-2") == b"after rotation"
+    tls_cluster.close()  # its cached channels hold the old client certificate
+    tls_cluster.kill("n2")
+    tls_cluster.restart("n2")
+    with _client(tls_cluster, new_only) as client:
+        with client.transaction() as tx:
+            tx.put(b"alpha-rotated", b"1")
+            tx.put(b"tango-rotated", b"2")
+        assert client.get(b"tango-rotated") == b"2"
 
 
 def reloaded(cluster: LocalCluster) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -222,3 +223,35 @@ def test_a_wake_after_a_stall_defers_the_elections_before_the_timers_fire(
 
     asyncio.run(main())
     assert calls == (["d", "t"] if deferred else ["t"])
+
+
+def test_an_outbound_duty_cancelled_midway_still_reports_back(config: ClusterConfig) -> None:
+    """Found by review: closing the node's own client (a TLS rotation rebuilds it) cancelled
+    a duty's call, and without its callback the core kept the duty in flight for good (a
+    Resolve never re-sent, a prepared transaction never asked about again)."""
+
+    async def main() -> list[Any]:
+        runtime = NodeRuntime(config, config.nodes[0])
+        answers: list[Any] = []
+        started = asyncio.Event()
+
+        class StuckClient:
+            async def send(self, *args: object, **kwargs: object) -> kv.Response:
+                started.set()
+                await asyncio.sleep(3600)
+                raise AssertionError("unreachable")
+
+        async def group_client() -> Any:
+            return StuckClient()
+
+        runtime._group_client = group_client  # type: ignore[method-assign]
+        task = asyncio.create_task(runtime._call_group(1, kv.Request(), answers.append))
+        await started.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        runtime.core.close()
+        runtime.disk.close()
+        return answers
+
+    assert asyncio.run(main()) == [None]

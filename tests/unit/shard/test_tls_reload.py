@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
+from paxos.ballot import Ballot
+from paxos.messages import Heartbeat
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
 from router.tls import TlsFiles
+from shard import peer_pb2_grpc
+from shard import tls_reload as tls_reload_module
 from shard.cluster import free_ports
 from shard.tls_certs import LocalPki, make_local_pki
 from shard.tls_reload import ReloadingTls
+from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
 
 
 @pytest.fixture
@@ -32,11 +40,21 @@ def node_files(tmp_path: Path) -> tuple[TlsFiles, LocalPki, LocalPki]:
 
 
 def install(pki: LocalPki, files: TlsFiles) -> None:
-    """Copy `pki`'s CA and node certificate over the node's files (a rotation)."""
+    """Put `pki`'s CA and node certificate in place of the node's files (a rotation), each
+    file replaced whole, as the README tells operators to."""
     assert pki.node.cert_file and pki.node.key_file and files.cert_file and files.key_file
-    shutil.copyfile(pki.ca_file, files.ca_file)
-    shutil.copyfile(pki.node.cert_file, files.cert_file)
-    shutil.copyfile(pki.node.key_file, files.key_file)
+    for source, target in (
+        (pki.ca_file, files.ca_file),
+        (pki.node.cert_file, files.cert_file),
+        (pki.node.key_file, files.key_file),
+    ):
+        replace(source, target)
+
+
+def replace(source: Path, target: Path) -> None:
+    temporary = target.with_suffix(".new")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def test_changed_files_are_taken_up_and_a_broken_set_is_refused(
@@ -49,7 +67,7 @@ def test_changed_files_are_taken_up_and_a_broken_set_is_refused(
     assert tls.poll() and tls.reloads == 1
     assert not tls.poll()
     assert files.key_file is not None and one.node.key_file is not None
-    shutil.copyfile(one.node.key_file, files.key_file)  # a key of another certificate
+    replace(one.node.key_file, files.key_file)  # a key of another certificate
     with caplog.at_level(logging.WARNING, logger="paxoskv.tls"):
         assert not tls.poll()
     assert "keeping the previous ones" in caplog.text
@@ -130,3 +148,73 @@ def test_outgoing_credentials_follow_the_files(
             await server.stop(0)
 
     assert asyncio.run(run()) == [False, True]
+
+
+def test_a_refused_set_is_looked_at_again_until_it_can_be_used(
+    node_files: tuple[TlsFiles, LocalPki, LocalPki],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: a set refused for any reason but ValueError (cryptography's
+    UnsupportedAlgorithm) ended the watch for good, and a refused set was not looked at
+    again until a file changed once more (a key made readable by a chmod never was)."""
+    files, _, two = node_files
+    tls = ReloadingTls(files, require_client_cert=True)
+
+    def unsupported(ca: bytes, cert: bytes, key: bytes) -> None:
+        raise RuntimeError("an algorithm this build does not support")
+
+    monkeypatch.setattr(tls_reload_module, "check_node_pems", unsupported)
+    install(two, files)
+    with caplog.at_level(logging.WARNING, logger="paxoskv.tls"):
+        assert not tls.poll() and not tls.poll()
+    assert [r.getMessage() for r in caplog.records].count(
+        "TLS files changed but cannot be used; keeping the previous ones"
+    ) == 1  # once per reason
+    monkeypatch.undo()
+    assert tls.poll() and tls.reloads == 1  # no file changed since: looked at again
+
+
+def test_a_peer_link_redials_with_the_rotated_certificate(
+    node_files: tuple[TlsFiles, LocalPki, LocalPki],
+) -> None:
+    """A peer link builds its channel credentials at each dial: against a peer of the new
+    CA only, nothing gets through before the rotation and heartbeats do after it."""
+    files, _, two = node_files
+    tls = ReloadingTls(files, require_client_cert=True)
+
+    async def run() -> tuple[int, int]:
+        received: list[Any] = []
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda src, g, m: received.append(m))
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_secure_port(address, two.node.server_credentials(require_client_cert=True))
+        await server.start()
+        link = PeerLink(
+            "c", 1, 2, address, credentials=tls.channel_credentials, backoff_s=(0.05, 0.1)
+        )
+        link.start()
+
+        async def heartbeats(seconds: float) -> int:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                hb = Heartbeat(src=1, dst=2, ballot=Ballot(1, 1), chosen_watermark=0, seq=1)
+                link.send(1, [hb])
+                await asyncio.sleep(0.02)
+            return len(received)
+
+        try:
+            before = await heartbeats(1.0)
+            install(two, files)
+            assert tls.poll()
+            end = time.monotonic() + 5.0
+            while not received and time.monotonic() < end:
+                await heartbeats(0.1)
+            return before, len(received)
+        finally:
+            await link.stop()
+            await server.stop(0)
+
+    before, after = asyncio.run(run())
+    assert before == 0 and after > 0
