@@ -292,8 +292,7 @@ class Replica:
             if self._handoff_target is not None and now >= self._handoff_deadline:
                 self._handoff_target = None
             if now >= self._next_heartbeat_at:
-                self._broadcast_heartbeat()
-                self._retransmit_accepts()
+                self._heartbeat_round()
         elif now >= max(self._election_deadline, self._lease_block_until):
             if self.config.pre_vote:
                 self._pre_campaign()
@@ -318,8 +317,7 @@ class Replica:
             return False
         if self._now < self._next_heartbeat_at - self.config.heartbeat_interval_s / 2:
             return False
-        self._broadcast_heartbeat()
-        self._retransmit_accepts()
+        self._heartbeat_round()
         return True
 
     def next_deadline(self) -> float:
@@ -1017,6 +1015,12 @@ class Replica:
     def _next_heartbeat_at(self) -> float:
         last = max(self._hb_sent.values(), default=float("-inf"))
         return last + self.config.heartbeat_interval_s
+
+    def _heartbeat_round(self) -> None:
+        """A leader's periodic round: a heartbeat to every follower, and the re-send of
+        slots still unacknowledged after an interval."""
+        self._broadcast_heartbeat()
+        self._retransmit_accepts()
 
     def _broadcast_heartbeat(self) -> None:
         self._hb_seq += 1

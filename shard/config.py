@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from paxos.config import MAX_PIPELINE_WINDOW
-from router.tls import TlsFiles, TlsSetupError, read_pem
-from shard.tls_certs import check_node_pems
+from router.tls import TlsFiles, TlsSetupError
+from shard.tls_certs import read_node_pems
 
 #: txn_status(settle=True) records an abort where it finds no decision, for transactions up
 #: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
@@ -320,8 +320,7 @@ def _parse_tls(raw: dict[str, Any], peer_secret: str) -> NodeTls | None:
     # Read and parse now, so a bad file stops the node at start with the field named (gRPC
     # itself says only that it failed to bind the port).
     try:
-        pems = {name: read_pem(path, f"tls.{name}") for name, path in paths.items()}
-        check_node_pems(pems["ca_file"], pems["cert_file"], pems["key_file"])
+        read_node_pems(paths["ca_file"], paths["cert_file"], paths["key_file"])
     except TlsSetupError as exc:
         raise ConfigError(str(exc)) from None
     return NodeTls(

@@ -132,16 +132,14 @@ class _OverlayBatch:
     def _engine_get(self, key: bytes) -> bytes | None:
         return self._engine.get(key)
 
-    def _engine_scan(self, lo: bytes, hi: bytes) -> list[KV]:
-        return self._engine.scan(lo, hi, None)
-
     def _engine_iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
         return self._engine.iterate(lo, hi)
 
     def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
-        """`scan(lo, hi)` lazily: a caller that stops early reads only what it consumed, not
-        the whole range (found by review: one Prepare whose scanned ranges covered a shard
-        read all of it in the replicated apply)."""
+        """Every pair with lo <= key < hi, ascending, as if this batch were already written,
+        lazily: a caller that stops early reads only what it consumed, not the whole range
+        (found by review: one Prepare whose scanned ranges covered a shard read all of it
+        in the replicated apply)."""
         count, keys = self._sorted_staged
         if count != self._count:
             keys = sorted(self._staged)
@@ -179,19 +177,7 @@ class _OverlayBatch:
 
     def scan(self, lo: bytes, hi: bytes) -> list[KV]:
         """Every pair with lo <= key < hi, ascending, as if this batch were already written."""
-        ranges = self._ranges
-        merged = {
-            k: v
-            for k, v in self._engine_scan(lo, hi)
-            if not any(r_lo <= k < r_hi for r_lo, r_hi in ranges)
-        }
-        for k, staged in self._staged.items():
-            if lo <= k < hi:
-                if staged is None:
-                    merged.pop(k, None)
-                else:
-                    merged[k] = staged
-        return sorted(merged.items())
+        return list(self.iterate(lo, hi))
 
     def _stage_range(self, lo: bytes, hi: bytes) -> None:
         staged = self._staged

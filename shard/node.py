@@ -577,6 +577,12 @@ class NodeCore:
         self._release_clock_waits()
         self._wake_lock_waits()
         self._maybe_bootstrap_meta()
+        self._serve_read_backlog()
+        # Also the answers of reads served outside a cycle (stale_ok ones, on arrival).
+        self._flush_answers()
+
+    def _serve_read_backlog(self) -> None:
+        """A new wake's READ_BYTES_PER_WAKE, first for the reads the last ones left."""
         self._read_bytes_left = READ_BYTES_PER_WAKE
         while self._read_backlog and self._read_bytes_left > 0:
             host, pending = self._read_backlog.popleft()
@@ -586,8 +592,6 @@ class NodeCore:
                 )
                 continue
             self._serve(host, pending)
-        # Also the answers of reads served outside a cycle (stale_ok ones, on arrival).
-        self._flush_answers()
 
     def _coalesce_heartbeats(self) -> None:
         """When this wake writes to the peers anyway (a heartbeat round came due, or acks to

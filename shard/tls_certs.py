@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from router.tls import TlsFiles, TlsSetupError
+from router.tls import TlsFiles, TlsSetupError, read_pem
 
 VALIDITY = datetime.timedelta(days=365)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -95,6 +95,20 @@ def make_local_pki(directory: Path, name: str, hosts: tuple[str, ...] = LOCAL_HO
         node=TlsFiles(ca_file, node[0], node[1]),
         client=TlsFiles(ca_file, client[0], client[1]),
     )
+
+
+def read_node_pems(ca_file: Path, cert_file: Path, key_file: Path) -> tuple[bytes, bytes, bytes]:
+    """The (CA, certificate chain, private key) PEMs of a node, checked as a usable set.
+
+    Raises:
+        TlsSetupError: a file is unreadable or not PEM, or `check_node_pems` refuses them
+            (each message names the [tls] field).
+    """
+    ca = read_pem(ca_file, "tls.ca_file")
+    cert = read_pem(cert_file, "tls.cert_file")
+    key = read_pem(key_file, "tls.key_file")
+    check_node_pems(ca, cert, key)
+    return ca, cert, key
 
 
 def check_node_pems(ca: bytes, cert: bytes, key: bytes) -> None:

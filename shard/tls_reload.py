@@ -16,8 +16,8 @@ import os
 
 import grpc
 
-from router.tls import TlsFiles, read_pem
-from shard.tls_certs import check_node_pems
+from router.tls import TlsFiles
+from shard.tls_certs import read_node_pems
 
 log = logging.getLogger("paxoskv.tls")
 
@@ -55,11 +55,7 @@ class ReloadingTls:
 
     def _load(self) -> _Pems:
         assert self.files.cert_file is not None and self.files.key_file is not None
-        ca = read_pem(self.files.ca_file, "the TLS CA file")
-        cert = read_pem(self.files.cert_file, "the TLS certificate file")
-        key = read_pem(self.files.key_file, "the TLS key file")
-        check_node_pems(ca, cert, key)
-        return ca, cert, key
+        return read_node_pems(self.files.ca_file, self.files.cert_file, self.files.key_file)
 
     def _server_config(self) -> grpc.ServerCertificateConfiguration:
         ca, cert, key = self._pems

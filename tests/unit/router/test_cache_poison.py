@@ -16,6 +16,7 @@ from tests.unit.router.test_client_routing import (
     FakeNode,
     client_for,
     error_response,
+    first_request_refused,
     with_cluster,
 )
 
@@ -34,16 +35,7 @@ async def test_one_bad_wrong_shard_makes_every_later_request_fetch_the_map(
     cluster: FakeCluster,
 ) -> None:
     async with client_for(cluster) as client:
-        poisoned = False
-
-        def hook(node: FakeNode, request: kv.Request) -> Any:
-            nonlocal poisoned
-            if not poisoned:
-                poisoned = True
-                return error_response(request, kv.WRONG_SHARD, map_version=2**64 - 1)
-            return None
-
-        cluster.hook = hook
+        cluster.hook = first_request_refused(kv.WRONG_SHARD, map_version=2**64 - 1)
         assert await client.put(b"a", b"1") > 0
         fetches = cluster.map_fetches
         for _ in range(20):

@@ -544,19 +544,25 @@ async def test_wrong_shard_refreshes_the_map_and_reroutes(cluster: FakeCluster) 
         assert [k for k, _, _ in await client.scan(b"p")] == [b"q", b"u"]
 
 
+def first_request_refused(code: int, map_version: int) -> Callable[[FakeNode, kv.Request], Any]:
+    """A FakeCluster hook: the first request gets error `code` naming `map_version`, the
+    rest pass."""
+    refused = False
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        nonlocal refused
+        if refused:
+            return None
+        refused = True
+        return error_response(request, code, map_version=map_version)
+
+    return hook
+
+
 @with_cluster
 async def test_unknown_group_refreshes_the_map(cluster: FakeCluster) -> None:
     async with client_for(cluster) as client:
-        refused = False
-
-        def hook(node: FakeNode, request: kv.Request) -> Any:
-            nonlocal refused
-            if not refused:
-                refused = True
-                return error_response(request, kv.UNKNOWN_GROUP, map_version=1)
-            return None
-
-        cluster.hook = hook
+        cluster.hook = first_request_refused(kv.UNKNOWN_GROUP, map_version=1)
         fetches = cluster.map_fetches
         assert await client.put(b"a", b"1") > 0
         assert cluster.map_fetches == fetches + 1

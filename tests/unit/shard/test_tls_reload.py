@@ -161,10 +161,10 @@ def test_a_refused_set_is_looked_at_again_until_it_can_be_used(
     files, _, two = node_files
     tls = ReloadingTls(files, require_client_cert=True)
 
-    def unsupported(ca: bytes, cert: bytes, key: bytes) -> None:
+    def unsupported(*paths: Path) -> tuple[bytes, bytes, bytes]:
         raise RuntimeError("an algorithm this build does not support")
 
-    monkeypatch.setattr(tls_reload_module, "check_node_pems", unsupported)
+    monkeypatch.setattr(tls_reload_module, "read_node_pems", unsupported)
     install(two, files)
     with caplog.at_level(logging.WARNING, logger="paxoskv.tls"):
         assert not tls.poll() and not tls.poll()
