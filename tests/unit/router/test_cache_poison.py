@@ -59,7 +59,10 @@ def test_cache_keeps_a_non_replica_guess_after_the_refresh() -> None:
     assert cache.leader_for(group) in current.replicas(group), cache.leader_for(group)
 
 
-async def _poisoned_by_a_non_replica_hint(cluster: FakeCluster) -> None:
+@with_cluster(count=4)
+async def test_one_not_leader_hint_naming_a_non_replica_cuts_the_group_off(
+    cluster: FakeCluster,
+) -> None:
     async with client_for(cluster, timeout_s=1.5) as client:
         shard_map = cluster.map
         group = shard_map.locate(b"a").group_id
@@ -85,17 +88,3 @@ async def _poisoned_by_a_non_replica_hint(cluster: FakeCluster) -> None:
             except Exception as exc:
                 failures.append(type(exc).__name__)
         assert failures == [], failures
-
-
-def test_one_not_leader_hint_naming_a_non_replica_cuts_the_group_off() -> None:
-    import asyncio
-
-    async def main() -> None:
-        cluster = FakeCluster(count=4)
-        await cluster.start()
-        try:
-            await _poisoned_by_a_non_replica_hint(cluster)
-        finally:
-            await cluster.stop()
-
-    asyncio.run(asyncio.wait_for(main(), 30))

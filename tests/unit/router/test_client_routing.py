@@ -240,20 +240,25 @@ class FakeCluster:
         return response
 
 
-def with_cluster(fn: Callable[..., Awaitable[None]]) -> Callable[[], None]:
-    """Start a FakeCluster, pass it to the test, always stop it."""
+def with_cluster(fn: Callable[..., Awaitable[None]] | None = None, *, count: int = 3) -> Any:
+    """Start a FakeCluster of `count` nodes, pass it to the test, always stop it.
 
-    @run
-    async def wrapper() -> None:
-        cluster = FakeCluster()
-        await cluster.start()
-        try:
-            await fn(cluster)
-        finally:
-            await cluster.stop()
+    Use as `@with_cluster`, or `@with_cluster(count=4)` for another node count."""
 
-    wrapper.__name__ = fn.__name__
-    return wrapper
+    def decorate(test: Callable[..., Awaitable[None]]) -> Callable[[], None]:
+        @run
+        async def wrapper() -> None:
+            cluster = FakeCluster(count=count)
+            await cluster.start()
+            try:
+                await test(cluster)
+            finally:
+                await cluster.stop()
+
+        wrapper.__name__ = test.__name__
+        return wrapper
+
+    return decorate if fn is None else decorate(fn)
 
 
 def client_for(cluster: FakeCluster, **kwargs: Any) -> RoutingClient:
