@@ -1062,6 +1062,15 @@ class NodeCore:
         op = pending.request
         if host.replica.role is not Role.LEADER:
             return True  # the read itself is refused with the leader's address
+        if op.lock_txn_id in host.aborted:
+            # Its abort (Resolve) already arrived, e.g. the client gave up on this read
+            # while it queued: a lock granted now would be held by nobody until its TTL.
+            reason = "this transaction was already aborted"
+            raise _Refusal(
+                _conflict_error(
+                    Conflict(key=op.key, other_txn=op.lock_txn_id, phase="read", reason=reason)
+                )
+            )
         age = (op.lock_priority, op.lock_txn_id)
         grant = host.locks.acquire(op.key, age, self._now)
         if grant is Grant.GRANTED:
@@ -2034,6 +2043,8 @@ def _recovers(op: kv.DecideRequest) -> bool:
 
 def _aborted_here(host: GroupHost, pending: _Pending) -> bool:
     """A Prepare whose transaction's abort (Resolve) already reached this leader."""
+    if pending.kind == "get" and pending.request.lock_txn_id:
+        return pending.request.lock_txn_id in host.aborted
     return pending.kind == "prepare" and pending.request.txn_id in host.aborted
 
 

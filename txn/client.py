@@ -305,8 +305,10 @@ class _RetryPolicy:
         Raises:
             TooManyRetries: `exc` is retryable but the budget is used up.
         """
-        if not isinstance(exc, PaxosKVError) or not exc.retryable or exc.maybe_committed:
+        leaf = _retryable_leaf(exc)
+        if leaf is None or not leaf.retryable or leaf.maybe_committed:
             return None
+        exc = leaf
         if attempts >= self.max_attempts:
             raise TooManyRetries(exc, attempts) from exc
         delay = self.backoff.delay(attempts - 1, self.rng)
@@ -421,6 +423,7 @@ class AsyncTransaction:
         value, version = await self._client._read_latest(
             key, self.txn_id, self._priority if for_update else 0
         )
+        self._check_open()  # commit() began meanwhile: it did not validate this read
         self._record_read(key, version, value)
         return value
 
@@ -458,6 +461,7 @@ class AsyncTransaction:
         items, exhausted = await self._client._scan_range(
             start, end, limit + deletes, txn_id=self.txn_id
         )
+        self._check_open()  # commit() began meanwhile: it did not validate this scan
         merged = {k: v for k, v, _ in items}
         last = items[-1][0] if items else None
         for k, v in buffered:
@@ -629,6 +633,13 @@ class AsyncTransaction:
             )
             raise
         except BaseException:
+            if self._ref is None:
+                # Cancelled before any commit request was built (e.g. while connecting):
+                # nothing was sent, so nothing can commit.
+                self._state = TransactionState.ABORTED
+                if self._lock_groups:
+                    self._client._resolve_all(self.txn_id, self._lock_groups, False, 0)
+                raise
             # Cancelled or interrupted part-way: the commit requests may be on the wire.
             self._state = TransactionState.UNKNOWN
             raise
@@ -652,6 +663,12 @@ class AsyncTransaction:
                 self._client._resolve_all(self.txn_id, self._lock_groups, False, 0)
             self._state = TransactionState.ABORTED
             self._writes.clear()
+            return
+        if self._state in (TransactionState.COMMITTED, TransactionState.UNKNOWN):
+            # As SQLAlchemy's rollback() after a commit: nothing to do, and raising here
+            # would replace the exception in flight in an `except: tx.abort(); raise`
+            # (a CommitUnknown then read as maybe_committed=False). The outcome stays
+            # what `state` / `txn_status` say.
             return
         raise TransactionClosed(
             f"transaction {self.txn_id.hex()} is {self._state.value}; it cannot be aborted"
@@ -917,7 +934,10 @@ class AsyncClient:
         the oldest: retries cannot starve.
         """
         tx = self.transaction()
-        tx._priority = priority or self._clock.now(self._wall_ns())
+        # peek, not now: the sync Client calls this from its caller's thread, where moving
+        # the clock would race the loop thread's observe() (a lost update moves it back).
+        # An age needs no uniqueness: ties go by transaction id.
+        tx._priority = priority or self._clock.peek(self._wall_ns())
         return tx
 
     def snapshot(self, read_ts: int | None = None) -> AsyncSnapshot:
@@ -974,6 +994,8 @@ class AsyncClient:
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:
                     tx.abort()
+                if tx.state is not TransactionState.ABORTED:
+                    raise  # committed (or may have): running the body again applies it twice
                 delay = self._policy.next_delay(exc, attempts, loop.time() - started)
                 if delay is None:
                     raise
@@ -997,6 +1019,7 @@ class AsyncClient:
         except PaxosKVError:
             raise lost from None
         if not status.committed:
+            tx._state = TransactionState.ABORTED  # settled: aborted for good
             raise Conflict(
                 b"",
                 phase="commit",
@@ -1812,6 +1835,11 @@ class AsyncClient:
         )
         try:
             body = await self._record_abort(ref, participants, end)
+        except asyncio.CancelledError:
+            # As for a cancellation during the prepares: let the abort reach the coordinator
+            # in the background, or the prepared intents wait for recovery.
+            self._spawn(self._send_after_outcome(_abort_request(ref, participants), ref.group_id))
+            raise
         except _NoAnswer as exc:
             raise CommitUnknown(
                 f"{unknown} (last: {exc.last}); it may still commit if every participant "
@@ -1911,6 +1939,26 @@ def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
             asker_ts=(ref.started_ns // 1000) << LOGICAL_BITS,
         )
     )
+
+
+def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
+    """The error to retry on for `exc`: itself, or the first leaf of an exception group
+    (a TaskGroup of reads in the body) whose every leaf is retryable and not committed."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [exc]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, BaseExceptionGroup):
+                stack.extend(e.exceptions)
+            else:
+                leaves.append(e)
+        if leaves and all(
+            isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed for e in leaves
+        ):
+            return leaves[0]  # type: ignore[return-value]
+        return None
+    return exc if isinstance(exc, PaxosKVError) else None
 
 
 def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:
@@ -2154,7 +2202,16 @@ class Client:
                 "a synchronous paxoskv Client was called from its own event loop thread; "
                 "use AsyncClient from asyncio code"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        started, finished = threading.Event(), threading.Event()
+
+        async def tracked() -> T:
+            started.set()
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self._loop)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
@@ -2168,6 +2225,10 @@ class Client:
             ) from None
         except BaseException:
             future.cancel()
+            if started.is_set():
+                # Let the loop run the cancellation (a commit then records UNKNOWN) before
+                # the caller looks at the transaction's state.
+                finished.wait(1.0)
             raise
 
     # ------------------------------------------------------------------ lifecycle
@@ -2267,6 +2328,8 @@ class Client:
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:
                     tx.abort()
+                if tx.state is not TransactionState.ABORTED:
+                    raise  # committed (or may have): running the body again applies it twice
                 delay = self._policy.next_delay(exc, attempts, time.monotonic() - started)
                 if delay is None:
                     raise

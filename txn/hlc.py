@@ -30,8 +30,12 @@ class HybridClock:
 
     def now(self, wall_ns: int) -> int:
         """A timestamp above every earlier one and at least the wall clock."""
-        self._last = max(self._last + 1, (wall_ns // 1000) << LOGICAL_BITS)
+        self._last = self.peek(wall_ns)
         return self._last
+
+    def peek(self, wall_ns: int) -> int:
+        """What `now` would return, without moving the clock (only reads it)."""
+        return max(self._last + 1, (wall_ns // 1000) << LOGICAL_BITS)
 
     def observe(self, ts: int) -> None:
         """Absorb a timestamp received from elsewhere (a message, a read)."""

@@ -364,3 +364,28 @@ def test_a_prepare_whose_abort_arrived_first_is_refused_and_takes_no_intent(
     assert len(answers) == 1 and answers[0].prepare.error.code == kv.CONFLICT
     assert "already aborted" in answers[0].prepare.error.message
     assert node.core.hosts[1].shard.prepared(b"old") is None
+
+
+def test_a_read_for_update_whose_abort_arrived_first_takes_no_lock(node: OneNode) -> None:
+    """Found by review: a client cancelled its queued read for update and sent the abort;
+    when the holder committed, the leader still granted the lock to the aborted
+    transaction, and the next reader for update waited LOCK_TTL_S for nobody."""
+    node.call(put(b"apple", b"red"))
+    node.call(read_for_update(b"apple", b"t1", priority=100))
+    answers: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"t2", priority=200), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    assert node.call(resolve(b"t2", False)).resolve.error.code == kv.OK
+    node.advance(0.02)
+    assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT
+    assert "already aborted" in answers[0].get.error.message
+    assert node.call(one_phase(b"t1", writes=(b"apple",))).commit_one_phase.error.code == kv.OK
+    node.advance(0.02)
+    assert node.core.hosts[1].locks.holder(b"apple") is None
+    third = node.call(read_for_update(b"apple", b"t3", priority=300)).get
+    assert third.error.code == kv.OK and third.value == b"w"
+    # A late copy of the aborted transaction's read is refused, not granted the lock.
+    late = node.call(read_for_update(b"apple", b"t2", priority=200)).get
+    assert late.error.code == kv.CONFLICT
+    assert node.core.hosts[1].locks.holder(b"apple") == b"t3"

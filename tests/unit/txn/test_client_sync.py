@@ -4,7 +4,9 @@ cluster, used from plain code and from many threads at once."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -236,3 +238,66 @@ def test_close_leaves_no_task_pending_on_the_clients_loop(fake: FakeKV) -> None:
     client.close()
     assert stray.cancelled()
     assert not asyncio.all_tasks(loop)
+
+
+def test_ctrl_c_during_a_commit_leaves_a_truthful_state(fake: FakeKV) -> None:
+    """Found by review: after KeyboardInterrupt in tx.commit() the user's handler looks at
+    tx.state at once. It said COMMITTING until the loop thread got round to the cancellation;
+    the call now waits (up to 1 s) for that, so the state says UNKNOWN (the commit landed)."""
+    gate = threading.Event()
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "commit_one_phase":
+            gate.set()
+            return LOSE  # applied, answer lost
+        return None
+
+    def interrupt_main_thread() -> None:
+        gate.wait(5)
+        time.sleep(0.05)  # the main thread is back waiting in commit()
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    with sync_client(fake, timeout_s=3.0, attempt_timeout_s=1.0) as client:
+        client.put(A1, b"0")
+        fake.hook = hook
+        tx = client.transaction()
+        tx.put(A1, b"1")
+        killer = threading.Thread(target=interrupt_main_thread)
+        killer.start()
+        with pytest.raises(KeyboardInterrupt):
+            tx.commit()
+        state = tx.state
+        killer.join()
+        fake.hook = None
+        assert client.get(A1) == b"1"  # it did commit
+        assert state is TransactionState.UNKNOWN, state
+
+
+def test_the_clock_moves_only_on_the_clients_loop_thread(fake: FakeKV) -> None:
+    """Found by review: run() took each attempt's age from the shared clock in the
+    caller's thread while the loop thread absorbed timestamps into it (no lock)."""
+    with sync_client(fake) as client:
+        clock = client._async._clock
+        threads: set[int] = set()
+        now, observe = clock.now, clock.observe
+
+        class Watched:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(clock, name)
+
+            def now(self, wall_ns: int) -> int:
+                threads.add(threading.get_ident())
+                return now(wall_ns)
+
+            def observe(self, ts: int) -> None:
+                threads.add(threading.get_ident())
+                observe(ts)
+
+        client._async._clock = Watched()  # type: ignore[assignment]
+
+        def add(tx: Transaction) -> None:
+            tx.put(A1, b"%d" % (int(tx.get(A1, for_update=True) or b"0") + 1))
+
+        for _ in range(3):
+            client.run(add)
+        assert threads and threading.get_ident() not in threads, "moved from the caller's thread"
