@@ -651,11 +651,12 @@ class AsyncTransaction:
         """Discard the transaction: nothing was sent but reads, so nothing is undone.
 
         (A commit that fails after preparing aborts what it prepared by itself.) A no-op
-        on an aborted transaction.
+        on an aborted or committed transaction, and on one whose commit outcome is unknown
+        (it changes nothing there: `state` and `client.txn_status` say what happened), so
+        `except: tx.abort(); raise` lets the commit's own error through.
 
         Raises:
-            TransactionClosed: the transaction is committed, committing, or its commit
-                outcome is unknown.
+            TransactionClosed: a commit of the transaction is in progress.
         """
         if self._state in (TransactionState.OPEN, TransactionState.ABORTED):
             if self._state is TransactionState.OPEN and self._lock_groups:
@@ -665,10 +666,8 @@ class AsyncTransaction:
             self._writes.clear()
             return
         if self._state in (TransactionState.COMMITTED, TransactionState.UNKNOWN):
-            # As SQLAlchemy's rollback() after a commit: nothing to do, and raising here
-            # would replace the exception in flight in an `except: tx.abort(); raise`
-            # (a CommitUnknown then read as maybe_committed=False). The outcome stays
-            # what `state` / `txn_status` say.
+            # As SQLAlchemy's rollback() after a commit. Raising here replaced the error in
+            # flight in `except: tx.abort(); raise`: a CommitUnknown read as not committed.
             return
         raise TransactionClosed(
             f"transaction {self.txn_id.hex()} is {self._state.value}; it cannot be aborted"
