@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--config", required=True, help="cluster TOML file")
     node.add_argument("--node-id", required=True, help="node id or name from the config")
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    node.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="the cluster's first start: create this node's data if its directory has none "
+        "(without it an empty data directory is refused: a node that lost its data must "
+        "not vote again). Not for restarts, nor in a service unit",
+    )
     node.set_defaults(handler=_run_node)
     register_cluster_commands(commands)
     register_kv_commands(commands)
@@ -75,7 +82,7 @@ def _run_node(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     node = config.node(args.node_id)
     setup_logging(args.log_level)
-    asyncio.run(serve(config, node))
+    asyncio.run(serve(config, node, first_start=args.bootstrap))
     return 0
 
 

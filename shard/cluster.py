@@ -251,6 +251,8 @@ class LocalCluster:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._ready_offset: dict[str, int] = {}
+        # True only while start() launches a cluster none of whose nodes has data yet.
+        self._bootstrapping = False
         if self.config_path.exists():
             self.config = load_config(self.config_path)
             self._fresh = False
@@ -449,6 +451,9 @@ class LocalCluster:
             self._start_stopped([s.name for s in states if s.pid is None], end, say)
             return
         attempts = 3 if self._fresh and self._base_port is None else 1
+        self._bootstrapping = not any(
+            (self.config.node_data_dir(node) / "db").exists() for node in self.config.nodes
+        )
         for attempt in range(1, attempts + 1):
             if self._fresh:
                 self._write_config()
@@ -478,7 +483,7 @@ class LocalCluster:
             except BaseException:
                 self._stop_all(grace_s=5.0)
                 raise
-        self._fresh = False
+        self._fresh = self._bootstrapping = False
         try:
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=progress)
         except BaseException:
@@ -535,7 +540,6 @@ class LocalCluster:
 
     def _spawn(self, name: str) -> None:
         """Launch one node process in its own session; records its pid."""
-        node = self.node(name)
         if self.is_running(name):
             raise ClusterError(f"{name} is already running (pid {self.pid(name)})")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -546,18 +550,9 @@ class LocalCluster:
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
-        argv = [
-            sys.executable,
-            "-m",
-            "shard.cli",
-            "node",
-            "--config",
-            str(self.config_path),
-            "--node-id",
-            node.name,
-        ]
+        argv, where = self._node_launch(name, env)
         with log_path.open("ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}{where}\n".encode())
             log.flush()
             self._ready_offset[name] = log.tell()
             proc = subprocess.Popen(
@@ -571,6 +566,25 @@ class LocalCluster:
             )
         self._procs[name] = proc
         self.pid_file(name).write_text(f"{proc.pid}\n")
+
+    def _node_launch(self, name: str, env: dict[str, str]) -> tuple[list[str], str]:
+        """The node's command line (a subclass may wrap it and adjust `env`) and what the
+        log's start line adds about where it runs. Only a start of every node of a cluster
+        none of whose nodes has data yet passes --bootstrap: a node whose data was lost
+        while the others kept theirs is refused by the node (shard/node_identity.py)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "shard.cli",
+            "node",
+            "--config",
+            str(self.config_path),
+            "--node-id",
+            self.node(name).name,
+        ]
+        if self._bootstrapping:
+            argv.append("--bootstrap")
+        return argv, ""
 
     def _wait_ready(self, name: str, end: float) -> None:
         """Wait for the node's ready line; raise with its log tail if it exits instead."""

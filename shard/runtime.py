@@ -27,10 +27,10 @@ from router.client import RoutingClient
 from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard import peer_pb2_grpc
 from shard.config import ClusterConfig, NodeConfig
-from shard.disk import RocksNodeDisk
 from shard.execute import apply_cycle, background_cycle, persist_cycle, start_cycle
 from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
+from shard.node_identity import NodeIdentity, open_node_disk
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
 from shard.tls_reload import TLS_CHECK_S, ReloadingTls
@@ -66,10 +66,18 @@ def bootstrap_map(config: ClusterConfig) -> ShardMap:
 class NodeRuntime:
     """A running node: gRPC server, peer links, the cycle loop."""
 
-    def __init__(self, config: ClusterConfig, node: NodeConfig) -> None:
+    def __init__(
+        self, config: ClusterConfig, node: NodeConfig, *, first_start: bool = False
+    ) -> None:
+        """`first_start`: the cluster's first start, so the node may create its data
+        (`paxoskv node --bootstrap`; shard/node_identity.py)."""
         self.config = config
         self.node = node
-        self.disk = RocksNodeDisk(config.node_data_dir(node) / "db")
+        self.disk = open_node_disk(
+            config.node_data_dir(node) / "db",
+            NodeIdentity(config.cluster_id, node.id, node.name),
+            first_start=first_start,
+        )
         self.core = NodeCore(
             cluster_id=config.cluster_id,
             node_id=node.id,
@@ -452,9 +460,9 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
 
 
-async def serve(config: ClusterConfig, node: NodeConfig) -> None:
+async def serve(config: ClusterConfig, node: NodeConfig, *, first_start: bool = False) -> None:
     """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
-    runtime = NodeRuntime(config, node)
+    runtime = NodeRuntime(config, node, first_start=first_start)
     await runtime.start()
     print(f"paxoskv node {node.name} (id {node.id}) serving on {node.address}", flush=True)
     loop = asyncio.get_running_loop()

@@ -30,12 +30,10 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shard.cluster import PROJECT_ROOT, ClusterError, LocalCluster
+from shard.cluster import LocalCluster
 from shard.config import ClusterConfig, NodeConfig, PaxosSettings, render_config
 
 __all__ = ["ChaosCluster", "NetnsError", "NetnsNetwork", "cleanup_stale", "probe"]
@@ -254,54 +252,18 @@ class ChaosCluster(LocalCluster):
         self.netns = dict(netns or {})
         self.faults = faults
 
-    def _spawn(self, name: str) -> None:
-        """LocalCluster._spawn with an `ip netns exec NS` prefix and the fault-hook env.
+    def _node_launch(self, name: str, env: dict[str, str]) -> tuple[list[str], str]:
+        """LocalCluster's launch with an `ip netns exec NS` prefix and the fault-hook env.
 
-        Kept in step with LocalCluster._spawn by hand (it has no launcher hook); `ip netns
-        exec` execs the node in place, so the recorded pid and /proc/PID/cmdline are the
-        node's own and LocalCluster's pid checks (rule 1) hold unchanged.
+        `ip netns exec` execs the node in place, so the recorded pid and /proc/PID/cmdline
+        are the node's own and LocalCluster's pid checks (rule 1) hold unchanged.
         """
-        node = self.node(name)
-        if self.is_running(name):
-            raise ClusterError(f"{name} is already running (pid {self.pid(name)})")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.pids_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_file(name)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONUNBUFFERED"] = "1"
         if self.faults:
             env["PAXOSKV_FAULTS"] = "1"
         else:
             env.pop("PAXOSKV_FAULTS", None)
-        argv = [
-            sys.executable,
-            "-m",
-            "shard.cli",
-            "node",
-            "--config",
-            str(self.config_path),
-            "--node-id",
-            node.name,
-        ]
-        ns = self.netns.get(node.id)
-        if ns is not None:
-            argv = ["ip", "netns", "exec", ns, *argv]
-        with log_path.open("ab") as log:
-            where = f" in netns {ns}" if ns else ""
-            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}{where}\n".encode())
-            log.flush()
-            self._ready_offset[name] = log.tell()
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=self.data_dir,
-                env=env,
-                start_new_session=True,
-            )
-        self._procs[name] = proc
-        self.pid_file(name).write_text(f"{proc.pid}\n")
+        argv, where = super()._node_launch(name, env)
+        ns = self.netns.get(self.node(name).id)
+        if ns is None:
+            return argv, where
+        return ["ip", "netns", "exec", ns, *argv], f" in netns {ns}"

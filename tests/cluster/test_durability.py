@@ -6,6 +6,7 @@ node followed by a restart, and a crashed follower catches up on what it missed.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from router import kv_pb2 as kv
-from shard.cluster import LocalCluster, wait_for
+from shard.cluster import ClusterError, LocalCluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -44,6 +45,23 @@ def test_kill9_every_node_during_writes_then_restart(
     ack = kv_.put(b"b-after-restart", b"ok")
     assert kv_.get(ack.key) == b"ok"
     print(f"\n{len(acked)} acknowledged writes survived kill -9 of all nodes")
+
+
+def test_a_node_whose_data_was_lost_refuses_to_start(cluster: LocalCluster, kv_of: Any) -> None:
+    """A node that voted and lost its data (a replaced disk) must not vote again with no
+    memory of its promises (shard/node_identity.py): its restart is refused with one clear
+    line, and the others go on serving what was written."""
+    kv_ = kv_of(cluster)
+    before = kv_.put(b"b-before-the-loss", b"1")
+    victim = cluster.names[-1]
+    cluster.kill(victim)
+    shutil.rmtree(cluster.config.node_data_dir(cluster.node(victim)) / "db")
+    with pytest.raises(ClusterError, match=rf"no data for node {victim} .*--bootstrap"):
+        cluster.restart(victim)
+    assert not cluster.is_running(victim)
+    assert kv_.get(before.key) == b"1"
+    after = kv_.put(b"m-after-the-loss", b"2")
+    assert kv_.get(after.key) == b"2"
 
 
 def test_crashed_follower_catches_up_after_restart(

@@ -43,7 +43,7 @@ async def wake_until(runtime: NodeRuntime, condition: Callable[[], bool]) -> Non
 
 async def elected(config: ClusterConfig) -> NodeRuntime:
     """A one-node runtime whose data group has elected its only replica."""
-    runtime = NodeRuntime(config, config.nodes[0])
+    runtime = NodeRuntime(config, config.nodes[0], first_start=True)
     replica = runtime.core.hosts[1].replica
     await wake_until(runtime, lambda: replica.role is Role.LEADER)
     return runtime
@@ -141,7 +141,7 @@ def test_a_wake_runs_a_bounded_number_of_cycles_and_comes_back_for_the_rest(
     monkeypatch.setattr(runtime_module, "apply_cycle", lambda *args: None)
 
     async def main() -> bool:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
         try:
             runtime._wake.clear()
             await runtime._run_cycles()
@@ -174,7 +174,7 @@ def test_a_wake_that_ran_past_its_budget_lets_the_loop_run_before_the_next(
     monkeypatch.setattr(runtime_module, "apply_cycle", apply_cycle)
 
     async def main() -> list[int]:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
         turns: list[int] = []
 
         async def other_task() -> None:  # a gRPC handler or a peer link, say
@@ -212,7 +212,7 @@ def test_a_wake_after_a_stall_defers_the_elections_before_the_timers_fire(
     calls: list[str] = []
 
     async def main() -> None:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
         try:
             monkeypatch.setattr(runtime.core, "defer_elections", lambda now: calls.append("d"))
             monkeypatch.setattr(runtime.core, "tick", lambda now, wall: calls.append("t"))
@@ -231,7 +231,7 @@ def test_an_outbound_duty_cancelled_midway_still_reports_back(config: ClusterCon
     Resolve never re-sent, a prepared transaction never asked about again)."""
 
     async def main() -> list[Any]:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
         answers: list[Any] = []
         started = asyncio.Event()
 

@@ -208,7 +208,7 @@ def test_a_nodes_own_calls_to_other_groups_leaders_use_its_certificate(
     )
 
     async def run() -> bool:
-        runtime = NodeRuntime(config, config.nodes[0])
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
         await runtime.start()
         try:
             client = await asyncio.wait_for(runtime._group_client(), 10.0)

@@ -1,0 +1,116 @@
+"""Which node a data directory belongs to, and whether a node may start on it.
+
+A node's data directory holds its Paxos promises and votes. A node that starts on an empty
+one remembers none of them, which is safe only on the cluster's first start: a node that
+voted and then lost its data (a replaced disk, a deleted directory, a config pointing it at
+nothing) may promise a new leader "I accepted nothing" for a slot its forgotten vote helped
+choose, and that leader may then choose a second value for the slot (Paxos Made Live §5.1;
+etcd refuses such a member for the same reason). So:
+
+- the first start of a node writes an identity record (cluster id, node id and name), synced,
+  before it does anything else, and needs `paxoskv node --bootstrap` (`paxoskv cluster
+  start` passes it when it creates a cluster);
+- every later start checks the record against the config: a directory with neither the
+  record nor any Paxos state is refused without `--bootstrap` (`NodeDataMissing`), one whose
+  record names another node or cluster is refused always (`NodeDataMismatch`);
+- a directory written before this record existed (Paxos state, no record) is given one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rocksdict import Rdict, WriteBatch, WriteOptions
+
+from shard.disk import RocksNodeDisk
+
+__all__ = [
+    "IDENTITY_KEY",
+    "NodeDataMismatch",
+    "NodeDataMissing",
+    "NodeIdentity",
+    "open_node_disk",
+]
+
+# Outside every prefix the node scans (b"p" Paxos, b"d"/b"m"/b"r" data), as the WAL warm-up's.
+IDENTITY_KEY = b"~node-identity"
+
+
+class NodeDataMissing(RuntimeError):
+    """The node's data directory holds no data and this is not the cluster's first start."""
+
+
+class NodeDataMismatch(RuntimeError):
+    """The node's data directory belongs to another node or another cluster."""
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    cluster_id: str
+    node_id: int
+    name: str
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> NodeIdentity:
+        fields = json.loads(raw)
+        return cls(str(fields["cluster_id"]), int(fields["node_id"]), str(fields["name"]))
+
+    def __str__(self) -> str:
+        return f"{self.name} (id {self.node_id}) of cluster {self.cluster_id!r}"
+
+
+def open_node_disk(path: Path, identity: NodeIdentity, *, first_start: bool) -> RocksNodeDisk:
+    """Open the node's RocksDB at `path` once it is known to be this node's (module doc).
+
+    Raises:
+        NodeDataMissing: no data at `path` and this is not `first_start`.
+        NodeDataMismatch: the data at `path` is another node's or another cluster's.
+    """
+    if not first_start and not (path / "CURRENT").exists():
+        raise NodeDataMissing(_missing(path, identity))  # and leave no empty database behind
+    disk = RocksNodeDisk(path)
+    try:
+        _claim(disk.db, path, identity, first_start)
+    except BaseException:
+        disk.close()
+        raise
+    return disk
+
+
+def _claim(db: Rdict, path: Path, identity: NodeIdentity, first_start: bool) -> None:
+    stored = db.get(IDENTITY_KEY)
+    if stored is not None:
+        found = NodeIdentity.decode(stored)
+        if (found.cluster_id, found.node_id) != (identity.cluster_id, identity.node_id):
+            raise NodeDataMismatch(
+                f"the data directory {path} belongs to node {found}, not to node {identity}: "
+                "check data_dir in the config (every node needs its own directory)"
+            )
+        return
+    if not first_start and not _holds_data(db):
+        raise NodeDataMissing(_missing(path, identity))
+    batch = WriteBatch(raw_mode=True)
+    batch.put(IDENTITY_KEY, identity.encode())
+    synced = WriteOptions()
+    synced.sync = True
+    db.write(batch, synced)
+
+
+def _holds_data(db: Rdict) -> bool:
+    """Whether any Paxos state or shard data is stored (keys below b"~": module doc)."""
+    first = next(iter(db.keys()), None)
+    return first is not None and not first.startswith(b"~")
+
+
+def _missing(path: Path, identity: NodeIdentity) -> str:
+    return (
+        f"no data for node {identity} in {path}: a node that voted and lost its data must not "
+        "vote again, so a node starts on an empty directory only with --bootstrap, on the "
+        "cluster's first start. If this node's data was lost, keep the cluster running on the "
+        "others (a majority of every group) and see docs/ARCHITECTURE.md, 'A node's data'"
+    )

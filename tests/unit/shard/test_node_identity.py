@@ -1,0 +1,89 @@
+"""A node starts on its own data, or on none only at the cluster's first start
+(shard/node_identity.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paxos import Ballot, PersistBatch
+from shard.disk import RocksNodeDisk
+from shard.node_identity import (
+    IDENTITY_KEY,
+    NodeDataMismatch,
+    NodeDataMissing,
+    NodeIdentity,
+    open_node_disk,
+)
+
+N1 = NodeIdentity("c1", 1, "n1")
+VOTE = PersistBatch(promised=Ballot(3, 2), accepted={7: (Ballot(3, 2), (b"v",))})
+
+
+def test_an_empty_directory_is_refused_unless_this_is_the_first_start(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with pytest.raises(NodeDataMissing, match=r"no data for node n1 \(id 1\).*--bootstrap"):
+        open_node_disk(path, N1, first_start=False)
+    assert not path.exists(), "a refused start must leave no empty database behind"
+    open_node_disk(path, N1, first_start=True).close()
+    open_node_disk(path, N1, first_start=False).close()  # a restart needs no flag
+
+
+def test_the_first_start_records_the_identity_before_anything_else(tmp_path: Path) -> None:
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        stored = disk.db.get(IDENTITY_KEY)
+        assert stored is not None and NodeIdentity.decode(stored) == N1
+    finally:
+        disk.close()
+
+
+def test_a_database_that_died_before_its_identity_was_written_is_still_empty(
+    tmp_path: Path,
+) -> None:
+    RocksNodeDisk(tmp_path / "db").close()  # created, nothing voted, no identity record
+    with pytest.raises(NodeDataMissing):
+        open_node_disk(tmp_path / "db", N1, first_start=False)
+
+
+def test_votes_survive_and_a_lost_directory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    disk = open_node_disk(path, N1, first_start=True)
+    disk.persist([(1, VOTE)])
+    disk.close()
+    reopened = open_node_disk(path, N1, first_start=False)
+    try:
+        assert reopened.load(1).accepted == VOTE.accepted
+    finally:
+        reopened.close()
+    for item in path.iterdir():  # the disk is replaced: the votes are gone
+        item.unlink()
+    with pytest.raises(NodeDataMissing):
+        open_node_disk(path, N1, first_start=False)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [NodeIdentity("c1", 2, "n2"), NodeIdentity("c2", 1, "n1")],
+    ids=["another node", "another cluster"],
+)
+def test_another_nodes_directory_is_refused_even_at_a_first_start(
+    tmp_path: Path, other: NodeIdentity
+) -> None:
+    open_node_disk(tmp_path / "db", other, first_start=True).close()
+    for first_start in (False, True):
+        with pytest.raises(NodeDataMismatch, match=rf"belongs to node {other.name} .*data_dir"):
+            open_node_disk(tmp_path / "db", N1, first_start=first_start)
+
+
+def test_a_directory_from_before_the_identity_record_is_adopted(tmp_path: Path) -> None:
+    old = RocksNodeDisk(tmp_path / "db")  # what earlier versions wrote: votes, no record
+    old.persist([(1, VOTE)])
+    old.close()
+    disk = open_node_disk(tmp_path / "db", N1, first_start=False)
+    try:
+        assert disk.load(1).accepted == VOTE.accepted
+        assert disk.db.get(IDENTITY_KEY) == N1.encode()
+    finally:
+        disk.close()
