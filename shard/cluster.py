@@ -78,6 +78,7 @@ __all__ = [
 
 Progress = Callable[[str], None]
 
+BOOTSTRAP_PENDING_NAME = "bootstrap-pending"
 CONFIG_NAME = "cluster.toml"
 TLS_DIR_NAME = "tls"
 SPLIT_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -451,17 +452,23 @@ class LocalCluster:
             self._start_stopped([s.name for s in states if s.pid is None], end, say)
             return
         attempts = 3 if self._fresh and self._base_port is None else 1
-        self._bootstrapping = not any(
+        # A first start stopped part-way (Ctrl-C, a node that failed, the deadline) leaves
+        # some nodes' databases created and maybe claimed, others not: until every node has
+        # come up once, every node gets --bootstrap, which claims only an empty directory.
+        pending = self.data_dir / BOOTSTRAP_PENDING_NAME
+        self._bootstrapping = pending.exists() or not any(
             (self.config.node_data_dir(node) / "db").exists() for node in self.config.nodes
         )
         for attempt in range(1, attempts + 1):
             if self._fresh:
                 self._write_config()
+                pending.touch()
                 say(f"new cluster {self.cluster_id!r} in {self.data_dir}")
             else:
                 say(f"restarting cluster {self.cluster_id!r} from {self.data_dir}")
             try:
                 self._launch([node.name for node in self.config.nodes], end, say)
+                pending.unlink(missing_ok=True)  # every node recorded its identity
                 break
             except _BindFailed as exc:
                 self._stop_all(grace_s=5.0)

@@ -22,7 +22,7 @@ clusters); with 16 MiB it stayed at 2.21-2.55 and 1.06-1.26 ms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
@@ -59,7 +59,9 @@ def _held_by_another(message: str) -> bool:
 class RocksNodeDisk:
     """One rocksdict database (raw mode): Paxos state under b"p", data under b"d"/b"m"."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, claim: Callable[[Rdict], None] | None = None) -> None:
+        """Open (or create) the database at `path`; `claim`, if given, checks whose it is
+        (and may record it) before the open writes anything (shard/node_identity.py)."""
         Path(path).mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         # With recycling RocksDB refuses writes with the WAL disabled: every write here,
@@ -78,6 +80,12 @@ class RocksNodeDisk:
                 f"the data directory {path} is in use by another process: is this node "
                 f"already running? (`paxoskv cluster status` or `ps` shows it; {exc})"
             ) from None
+        if claim is not None:
+            try:
+                claim(self.db)
+            except BaseException:
+                self.db.close()
+                raise
         _recycle_a_full_log(self.db)
         self.db.set_options({"write_buffer_size": str(WRITE_BUFFER_BYTES)})
         self.engine = RocksEngine(db=self.db)

@@ -344,7 +344,8 @@ class GroupHost:
     ages: dict[bytes, tuple[tuple[int, bytes], float]] = field(default_factory=dict)
     # Leader side: update locks of reads for update (shard.lock_wait).
     locks: LockTable = field(default_factory=LockTable)
-    # Leader side: transactions a Resolve(abort) reached before their Prepare did, and when.
+    # Leader side: transactions a Resolve(abort) reached before their Prepare (or a read for
+    # update of theirs) did, and when.
     aborted: dict[bytes, float] = field(default_factory=dict)
     # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
     held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
@@ -978,16 +979,7 @@ class NodeCore:
             # Its abort arrived first (e.g. while this Prepare waited for a lock): a no vote
             # needs no log entry, and proposing it would only take intents nobody resolves
             # until the recovery query.
-            raise _Refusal(
-                _conflict_error(
-                    Conflict(
-                        key=b"",
-                        other_txn=pending.request.txn_id,
-                        phase="prepare",
-                        reason="this transaction was already aborted",
-                    )
-                )
-            )
+            raise _already_aborted(b"", pending.request.txn_id, "prepare")
         if not self._wait_for_locks(
             host, pending, lambda: self._submit_write(host, pending, command_for)
         ):
@@ -1065,12 +1057,7 @@ class NodeCore:
         if op.lock_txn_id in host.aborted:
             # Its abort (Resolve) already arrived, e.g. the client gave up on this read
             # while it queued: a lock granted now would be held by nobody until its TTL.
-            reason = "this transaction was already aborted"
-            raise _Refusal(
-                _conflict_error(
-                    Conflict(key=op.key, other_txn=op.lock_txn_id, phase="read", reason=reason)
-                )
-            )
+            raise _already_aborted(op.key, op.lock_txn_id, "read")
         age = (op.lock_priority, op.lock_txn_id)
         grant = host.locks.acquire(op.key, age, self._now)
         if grant is Grant.GRANTED:
@@ -1918,6 +1905,14 @@ def _error(code: int, message: str, **fields: Any) -> kv.Error:
     return kv.Error(code=code, message=message, **fields)
 
 
+def _already_aborted(key: bytes, txn_id: bytes, phase: str) -> _Refusal:
+    """The refusal of a request of a transaction whose abort reached this leader first."""
+    reason = "this transaction was already aborted"
+    return _Refusal(
+        _conflict_error(Conflict(key=key, other_txn=txn_id, phase=phase, reason=reason))
+    )
+
+
 def _conflict_error(conflict: Conflict) -> kv.Error:
     return kv.Error(
         code=kv.CONFLICT,
@@ -2042,7 +2037,8 @@ def _recovers(op: kv.DecideRequest) -> bool:
 
 
 def _aborted_here(host: GroupHost, pending: _Pending) -> bool:
-    """A Prepare whose transaction's abort (Resolve) already reached this leader."""
+    """A Prepare or a read for update whose transaction's abort (Resolve) already reached
+    this leader."""
     if pending.kind == "get" and pending.request.lock_txn_id:
         return pending.request.lock_txn_id in host.aborted
     return pending.kind == "prepare" and pending.request.txn_id in host.aborted

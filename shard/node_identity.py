@@ -9,7 +9,8 @@ etcd refuses such a member for the same reason). So:
 
 - the first start of a node writes an identity record (cluster id, node id and name), synced,
   before it does anything else, and needs `paxoskv node --bootstrap` (`paxoskv cluster
-  start` passes it when it creates a cluster);
+  start` passes it while none of the cluster's nodes has data yet, or until the first start
+  of all of them has finished);
 - every later start checks the record against the config: a directory with neither the
   record nor any Paxos state is refused without `--bootstrap` (`NodeDataMissing`), one whose
   record names another node or cluster is refused always (`NodeDataMismatch`);
@@ -73,16 +74,11 @@ def open_node_disk(path: Path, identity: NodeIdentity, *, first_start: bool) -> 
     """
     if not first_start and not (path / "CURRENT").exists():
         raise NodeDataMissing(_missing(path, identity))  # and leave no empty database behind
-    disk = RocksNodeDisk(path)
-    try:
-        _claim(disk.db, path, identity, first_start)
-    except BaseException:
-        disk.close()
-        raise
-    return disk
+    return RocksNodeDisk(path, claim=lambda db: _claim(db, path, identity, first_start))
 
 
 def _claim(db: Rdict, path: Path, identity: NodeIdentity, first_start: bool) -> None:
+    """Check the record, or write it (synced, before the open's WAL warm-up writes)."""
     stored = db.get(IDENTITY_KEY)
     if stored is not None:
         found = NodeIdentity.decode(stored)
@@ -93,7 +89,7 @@ def _claim(db: Rdict, path: Path, identity: NodeIdentity, first_start: bool) -> 
             )
         return
     if not first_start and not _holds_data(db):
-        raise NodeDataMissing(_missing(path, identity))
+        raise NodeDataMissing(_missing(path, identity, created=True))
     batch = WriteBatch(raw_mode=True)
     batch.put(IDENTITY_KEY, identity.encode())
     synced = WriteOptions()
@@ -107,10 +103,16 @@ def _holds_data(db: Rdict) -> bool:
     return first is not None and not first.startswith(b"~")
 
 
-def _missing(path: Path, identity: NodeIdentity) -> str:
+def _missing(path: Path, identity: NodeIdentity, *, created: bool = False) -> str:
+    found = (
+        "its database exists but holds nothing, as when a first start was stopped before it "
+        "finished (then start it again with --bootstrap)"
+        if created
+        else "a node that voted and lost its data must not vote again, so a node starts on "
+        "an empty directory only with --bootstrap, on the cluster's first start"
+    )
     return (
-        f"no data for node {identity} in {path}: a node that voted and lost its data must not "
-        "vote again, so a node starts on an empty directory only with --bootstrap, on the "
-        "cluster's first start. If this node's data was lost, keep the cluster running on the "
-        "others (a majority of every group) and see docs/ARCHITECTURE.md, 'A node's data'"
+        f"no data for node {identity} in {path}: {found}. If this node's data was lost, keep "
+        "the cluster running on the others (a majority of every group) and see "
+        "docs/ARCHITECTURE.md, 'A node's data'"
     )

@@ -306,7 +306,7 @@ class _RetryPolicy:
             TooManyRetries: `exc` is retryable but the budget is used up.
         """
         leaf = _retryable_leaf(exc)
-        if leaf is None or not leaf.retryable or leaf.maybe_committed:
+        if leaf is None:
             return None
         exc = leaf
         if attempts >= self.max_attempts:
@@ -407,7 +407,8 @@ class AsyncTransaction:
                 it changed since this transaction first read it, or (for update) an older
                 transaction holds or took its lock.
             Unavailable, DeadlineExceeded: the key's shard could not be read in time.
-            TransactionClosed: the transaction is committed or aborted.
+            TransactionClosed: the transaction is committed or aborted, or a commit of it
+                began while this read was in flight (it did not validate the read).
         """
         key = _as_key(key)
         self._check_open()
@@ -417,6 +418,7 @@ class AsyncTransaction:
             return self._values[key]
         if for_update:
             await self._client._ready(self._client._deadline())
+            self._check_open()  # closed while connecting: its abort knew no lock group here
             self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
             self._lock_groups.add(self._client._map().locate(key).group_id)
             self._locked.add(key)
@@ -967,7 +969,8 @@ class AsyncClient:
             TooManyRetries: `max_attempts` or `retry_timeout_s` used up (wraps the last error).
             CommitUnknown: the last commit's outcome is unknown (not retried; with
                 `settle_unknown`, only when it could not be settled in time).
-            Whatever `fn` raises that is not retryable, unchanged.
+            Whatever `fn` raises that is not retryable, or that it raises after its
+                transaction committed (or may have), unchanged.
         """
         _refuse_generator(fn)
         loop = asyncio.get_running_loop()
@@ -1941,23 +1944,21 @@ def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
 
 
 def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
-    """The error to retry on for `exc`: itself, or the first leaf of an exception group
-    (a TaskGroup of reads in the body) whose every leaf is retryable and not committed."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-        stack: list[BaseException] = [exc]
-        while stack:
-            e = stack.pop()
-            if isinstance(e, BaseExceptionGroup):
-                stack.extend(e.exceptions)
-            else:
-                leaves.append(e)
-        if leaves and all(
-            isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed for e in leaves
-        ):
-            return leaves[0]  # type: ignore[return-value]
-        return None
-    return exc if isinstance(exc, PaxosKVError) else None
+    """The error to retry on for `exc`, or None when it must not be retried: `exc` itself,
+    or the first leaf of an exception group (a TaskGroup of reads in the body), when every
+    error in it is retryable and none may have committed."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    retryable = [
+        e for e in leaves if isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed
+    ]
+    return retryable[0] if leaves and len(retryable) == len(leaves) else None
 
 
 def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:

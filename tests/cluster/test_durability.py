@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +63,37 @@ def test_a_node_whose_data_was_lost_refuses_to_start(cluster: LocalCluster, kv_o
     assert kv_.get(before.key) == b"1"
     after = kv_.put(b"m-after-the-loss", b"2")
     assert kv_.get(after.key) == b"2"
+
+
+class _StoppedOnceDatabasesExist(LocalCluster):
+    """`paxoskv cluster start` stopped (Ctrl-C, a node failing, the deadline) as soon as
+    every node's new RocksDB exists, before the nodes are ready."""
+
+    def _wait_ready(self, name: str, end: float) -> None:
+        current = [self.config.node_data_dir(n) / "db" / "CURRENT" for n in self.config.nodes]
+        wait_for(lambda: all(p.exists() for p in current), 30.0, "the nodes' databases")
+        raise KeyboardInterrupt
+
+
+def test_a_first_start_stopped_part_way_starts_again(tmp_path: Path, kv_of: Any) -> None:
+    """Found by review: the nodes' databases existed, so the next start passed no
+    --bootstrap, and every node that had not recorded its identity yet was refused as one
+    that lost its data: the cluster could never start."""
+    first = _StoppedOnceDatabasesExist(tmp_path / "c", nodes=3, shards=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            first.start(deadline_s=30.0)
+    finally:
+        first.stop(grace_s=3.0)
+        first.close()
+    again = LocalCluster(tmp_path / "c")
+    try:
+        again.start(deadline_s=60.0, settle_s=0)
+        kv_ = kv_of(again)
+        assert kv_.get(kv_.put(b"b-after-a-stopped-start", b"1").key) == b"1"
+    finally:
+        again.stop(grace_s=3.0)
+        again.close()
 
 
 def test_crashed_follower_catches_up_after_restart(

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from paxos import Ballot, PersistBatch
-from shard.disk import RocksNodeDisk
+from shard.disk import WAL_WARMUP_BYTES, RocksNodeDisk
 from shard.node_identity import (
     IDENTITY_KEY,
     NodeDataMismatch,
@@ -43,8 +44,9 @@ def test_a_database_that_died_before_its_identity_was_written_is_still_empty(
     tmp_path: Path,
 ) -> None:
     RocksNodeDisk(tmp_path / "db").close()  # created, nothing voted, no identity record
-    with pytest.raises(NodeDataMissing):
+    with pytest.raises(NodeDataMissing, match=r"holds nothing, as when a first start was stop"):
         open_node_disk(tmp_path / "db", N1, first_start=False)
+    open_node_disk(tmp_path / "db", N1, first_start=True).close()  # the retried first start
 
 
 def test_votes_survive_and_a_lost_directory_is_refused(tmp_path: Path) -> None:
@@ -87,3 +89,25 @@ def test_a_directory_from_before_the_identity_record_is_adopted(tmp_path: Path) 
         assert disk.db.get(IDENTITY_KEY) == N1.encode()
     finally:
         disk.close()
+
+
+def test_the_record_is_written_before_the_open_writes_anything_else(tmp_path: Path) -> None:
+    """The open's WAL warm-up writes 16 MiB: a first start stopped during it used to leave
+    a database with no record (found by review)."""
+    path = tmp_path / "db"
+    logged: list[int] = []
+    original = RocksNodeDisk.__init__
+
+    def spy(self: RocksNodeDisk, at: Path, *, claim: Any = None) -> None:
+        def claim_then_measure(db: Any) -> None:
+            claim(db)
+            logged.append(sum(log.stat().st_size for log in path.glob("*.log")))
+
+        original(self, at, claim=claim_then_measure)
+
+    RocksNodeDisk.__init__ = spy  # type: ignore[method-assign]
+    try:
+        open_node_disk(path, N1, first_start=True).close()
+    finally:
+        RocksNodeDisk.__init__ = original  # type: ignore[method-assign]
+    assert len(logged) == 1 and logged[0] < WAL_WARMUP_BYTES // 16, logged

@@ -244,3 +244,41 @@ async def test_manual_cleanup_after_commit_unknown_does_not_hide_it(fake: FakeKV
         assert caught is not None and caught.maybe_committed, (
             f"the caller saw {caught!r} (maybe_committed={getattr(caught, 'maybe_committed', None)})"
         )
+
+
+# ------------------------------------------------------------------ 7. closed while connecting
+
+
+@with_fake
+async def test_a_read_for_update_of_a_transaction_aborted_while_it_connects_takes_no_lock(
+    fake: FakeKV,
+) -> None:
+    """A read for update waiting for the client's first connect when another task aborts
+    the transaction is not sent. It used to go out after the abort, which had sent its
+    Resolve(abort) to the lock groups it knew (none yet): the leader granted a lock nobody
+    would release until LOCK_TTL_S."""
+    client = fast_client(fake)
+    connected = asyncio.Event()
+    ready = client._ready
+
+    async def slow_first_connect(deadline: Any = None) -> None:
+        await connected.wait()
+        await ready(deadline)
+
+    client._ready = slow_first_connect  # type: ignore[method-assign]
+    try:
+        tx = client.transaction()
+        read = asyncio.create_task(tx.get(B1, for_update=True))
+        await asyncio.sleep(0.05)  # the read waits for the first connect
+        tx.abort()
+        connected.set()
+        with contextlib.suppress(TransactionClosed):
+            await read
+        locking = [r for _, r in fake.requests("get") if r.get.lock_txn_id == tx.txn_id]
+        resolves = [r for _, r in fake.requests("resolve") if r.resolve.txn_id == tx.txn_id]
+        assert not locking or resolves, (
+            f"{len(locking)} read(s) for update of the aborted transaction reached the "
+            f"leader and took its lock; no Resolve(abort) follows ({len(resolves)})"
+        )
+    finally:
+        await client.close()
