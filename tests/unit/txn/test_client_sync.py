@@ -257,7 +257,8 @@ def test_ctrl_c_during_a_commit_leaves_a_truthful_state(fake: FakeKV) -> None:
         time.sleep(0.05)  # the main thread is back waiting in commit()
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
-    with sync_client(fake, timeout_s=3.0, attempt_timeout_s=1.0) as client:
+    # A deadline far past the interrupt: the commit must still be waiting when it comes.
+    with sync_client(fake, timeout_s=60.0, attempt_timeout_s=1.0) as client:
         client.put(A1, b"0")
         fake.hook = hook
         tx = client.transaction()
