@@ -430,7 +430,12 @@ class AsyncTransaction:
         return value
 
     async def scan(
-        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """Up to `limit` (key, value) with start <= key < end, in key order, as this
         transaction sees them (its buffered writes and deletes applied).
@@ -447,13 +452,25 @@ class AsyncTransaction:
             start: the first key of the range (inclusive).
             end: the end of the range (exclusive); None: to the end of the key space.
             limit: at most this many items.
+            for_update: take the update lock of every key the scan returns from the store,
+                as `get(key, for_update=True)` does, and read each again under its lock
+                (the values returned are those; a key deleted meanwhile is left out), so
+                transactions that update the same rows queue instead of aborting. Keys
+                added to the range later are not locked: the commit still refuses them as
+                phantoms. At most MAX_TXN_ITEMS (4,096) items.
 
         Raises:
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
+            LimitExceeded: `for_update` with a `limit` over MAX_TXN_ITEMS.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
         self._check_open()
+        if for_update and limit > MAX_TXN_ITEMS:
+            raise LimitExceeded(
+                f"a scan for update locks every key it returns: its limit {limit} is over "
+                f"MAX_TXN_ITEMS ({MAX_TXN_ITEMS}), the most one transaction may read per group"
+            )
         if limit <= 0 or (end is not None and end <= start):
             return []
         buffered = sorted(
@@ -478,13 +495,23 @@ class AsyncTransaction:
         horizon = result[-1][0] if result else last
         # The whole range was seen when the store had no more and the limit cut nothing.
         whole = exhausted and len(ordered) <= limit
+        # Read again under their locks (below): what the scan saw of them is not the read.
+        relock = {k for k, _ in result if k not in self._writes} if for_update else set()
         for k, v, version in items:
             if not whole and horizon is not None and k > horizon:
                 break
             # Every key the store returned, also one this transaction overwrites or deletes
             # (even past the last key shown): the range's content is what the commit
             # validates (rule P6).
-            self._record_read(k, version, v)
+            if k not in relock:
+                self._record_read(k, version, v)
+        if relock:
+            locked = await self._read_for_update(sorted(relock))
+            result = [
+                (k, value)
+                for k, v in result
+                if (value := locked[k] if k in relock else v) is not None
+            ]
         if whole:
             covered: tuple[bytes, bytes | None] | None = (start, end)
         else:
@@ -493,6 +520,16 @@ class AsyncTransaction:
         if covered is not None and covered not in self._scanned:
             self._scanned.append(covered)
         return result
+
+    async def _read_for_update(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        """`get(key, for_update=True)` of every key at once; raises the first error."""
+        answers = await asyncio.gather(
+            *(self.get(k, for_update=True) for k in keys), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return dict(zip(keys, answers, strict=True))  # type: ignore[arg-type]
 
     def _record_read(self, key: bytes, version: int, value: bytes | None) -> None:
         token = self._fences.get(key)
@@ -2020,10 +2057,15 @@ class Transaction:
         return self._client._call(self._inner.get(key, for_update=for_update))
 
     def scan(
-        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncTransaction.scan` (the range is protected against phantoms)."""
-        return self._client._call(self._inner.scan(start, end, limit))
+        return self._client._call(self._inner.scan(start, end, limit, for_update=for_update))
 
     def put(self, key: bytes, value: bytes) -> None:
         """Buffer a write (sent at commit). See `AsyncTransaction.put`."""

@@ -7,6 +7,7 @@ own key names. Every node is stopped by pid in the fixture's finalizer.
 
 from __future__ import annotations
 
+import itertools
 import random
 import subprocess
 import sys
@@ -200,6 +201,46 @@ def test_uniqueness_by_scan_holds_under_concurrent_claims(client: txn.Client) ->
     assert sorted(outcomes) == [False] * 7 + [True]
     with client.snapshot() as snap:
         assert len(snap.scan(prefix, prefix + b"\xff")) == 1
+
+
+def test_increments_through_scans_for_update_across_two_shards(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """Four threads each add 1, five times, to every counter a scan for update returns, in a
+    range across the split point "g": every increment lands once, with no hang, and the
+    locks make most attempts wait instead of abort."""
+    lo, hi = b"fsfu-", b"gsfu-~"  # no other test's keys in between
+    keys = [b"fsfu-1", b"fsfu-2", b"gsfu-1"]
+    assert [gp_cluster.group_of(k) for k in keys] == [1, 1, 2]
+    for key in keys:
+        client.put(key, b"0")
+    attempts = itertools.count()
+
+    @client.transactional
+    def add_one(tx: txn.Transaction) -> None:
+        next(attempts)
+        for key, value in tx.scan(lo, hi, for_update=True):
+            tx.put(key, b"%d" % (int(value) + 1))
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                add_one()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert [client.get(k) for k in keys] == [b"20"] * 3
+    tries = next(attempts)
+    print(f"\n20 increments took {tries} attempts")
+    assert tries < 40, f"{tries} attempts for 20 increments: the locks did not queue them"
 
 
 def test_snapshot_reads(client: txn.Client) -> None:
