@@ -712,6 +712,11 @@ class RoutingClient:
                 attempt += 1
                 continue
             except _TimedOut as exc:
+                # A leader that does not answer at all (stopped, cut off) is no better a
+                # guess than the next replica, which names the leader if it is not: the
+                # caller's retry goes there (found by review: every retry waited out its
+                # whole deadline at the silent node while another replica led).
+                cache.on_not_leader(gid, None)
                 if exc.sent and write:
                     raise OutcomeUnknown(
                         f"no answer from {address} before the deadline; the write may or may "

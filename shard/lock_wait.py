@@ -18,8 +18,11 @@ L1. A request that holds nothing may wait for any intent: a linearizable read, a
 L2. A two-phase Prepare holds intents on its other participants while it waits, so it waits
     only for YOUNGER holders (wait-die, Rosenkrantz et al. 1978): waits point from older to
     younger, hence never form a cycle. Age is the client's `priority` (the timestamp of the
-    first attempt of a retried transaction, so a loser grows older each retry and cannot
-    starve). A holder of unknown age (e.g. prepared under an earlier leader) counts as older.
+    first attempt of a retried transaction, so a loser grows older each retry). Age only
+    orders waits and wounds: a transaction whose reads went stale aborts however old it is,
+    so with plain (optimistic) reads a long transaction among short ones on the same keys can
+    lose every retry; reads for update (U2) are what make the oldest win. A holder of
+    unknown age (e.g. prepared under an earlier leader) counts as older.
 L3. A request that is bound to be refused anyway (a read version already stale, a decision
     or prepare already recorded for its transaction) does not wait.
 L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update lock) and
@@ -35,8 +38,11 @@ U1. Locks are leader-local hints (never replicated; dropped when leadership move
     `LOCK_TTL_S` after the holder's last read): validation in the log still decides, so a
     lost lock costs at most an abort, never correctness.
 U2. Wound-wait (Rosenkrantz et al. 1978; Spanner §4.2.1): an older requester takes the lock
-    from a younger holder and wounds it (its next read for update or Prepare at this leader
-    is refused, so it aborts and retries, keeping its age); a younger requester waits. Waits
+    from a younger holder and wounds it (its next read for update, Prepare or one-phase
+    commit at this leader is refused; the one-phase commit through the log, a Prevent that
+    records its abort, since it is the decision itself), so it aborts and retries, keeping its
+    age; a younger requester waits. A transaction whose body outlives `LOCK_TTL_S` after its
+    last read for update loses its locks to the next reader and may lose every retry. Waits
     point from younger to older, so they never form a cycle with each other; a lock holder
     holds no intents (its reads come before its Prepare), so no intent wait (L2) leads back
     to it either.

@@ -686,7 +686,8 @@ class NodeCore:
             else:
                 command_for = self._command_for(kind, op)
                 if kind in ("prepare", "commit_one_phase"):
-                    self._begin_commit(host, op)
+                    if self._begin_commit(host, op, pending):
+                        return
                 elif kind == "resolve":
                     if not op.commit:
                         host.aborted[op.txn_id] = self._now
@@ -958,19 +959,41 @@ class NodeCore:
             raise _Refusal(self._not_leader(exc)) from None
         host.reads[read_id] = pending
 
-    def _begin_commit(self, host: GroupHost, op: Any) -> None:
-        """A Prepare or one-phase commit arrived: note its age; refuse a wounded Prepare."""
+    def _begin_commit(self, host: GroupHost, op: Any, pending: _Pending) -> bool:
+        """A Prepare or one-phase commit arrived: note its age; refuse it if its transaction
+        was wounded. True when the request is answered from here."""
         if op.txn_id in host.ages:
-            return  # a re-sent Prepare: the first copy was admitted
+            return False  # a re-sent Prepare: the first copy was admitted
         wound = host.locks.wound(op.txn_id)
         if wound is not None and isinstance(op, kv.PrepareRequest):
             # A no vote needs no log entry: the transaction cannot commit without this
-            # group's yes, and recovery only ever decides abort (a one-phase commit, in
-            # contrast, must be refused through the log: see txn.participant rule O3).
+            # group's yes, and recovery only ever decides abort.
             raise _Refusal(_wounded_error(wound, "prepare"))
+        if wound is not None:
+            self._refuse_wounded_one_phase(host, op, pending, wound)
+            return True
         if isinstance(op, kv.PrepareRequest):
             host.ages[op.txn_id] = (request_age(op), self._now)
         host.locks.committing(op.txn_id)
+        return False
+
+    def _refuse_wounded_one_phase(
+        self, host: GroupHost, op: Any, pending: _Pending, wound: tuple[bytes, bytes]
+    ) -> None:
+        """A one-phase commit IS the decision, so its refusal goes through the log: a
+        Prevent records the abort (participant rule V1), and a late copy of the request
+        meets it (O1). Without this a wounded holder still committed, its wounder's read
+        went stale, and the older transaction lost every retry (found by review)."""
+
+        def prevented(result: Any) -> None:
+            outcome = getattr(result, "txn", None)
+            if outcome is not None and not outcome.prepared and not outcome.unknown:
+                self._reply_error(pending, _wounded_error(wound, "commit"))
+            else:  # not recorded (not leading any more, say): a re-send finds out
+                message = "the wounded commit's abort is not recorded yet; retry"
+                self._reply_error(pending, _error(kv.UNAVAILABLE, message))
+
+        self._propose_internal(host, Prevent(txn_id=op.txn_id, asker_ts=op.ts), prevented)
 
     def _submit_write(
         self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]

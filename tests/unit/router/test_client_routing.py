@@ -812,3 +812,20 @@ def test_no_retry_starts_too_close_to_the_deadline() -> None:
 class _FixedBackoff:
     def delay(self, attempt: int, rng: object) -> float:
         return 0.005
+
+
+@with_cluster
+async def test_a_silent_leader_is_not_asked_again_after_a_timeout(cluster: FakeCluster) -> None:
+    """Found by review: a leader that is up but silent (SIGSTOP, cut off) kept the client's
+    guess, so every retry waited out its whole deadline there while another replica led."""
+    async with client_for(cluster, timeout_s=0.5) as client:
+        await client.put(b"a", b"1")
+        gid = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[gid]
+        cluster.hook = lambda node, request: DROP if node.node_id == old else None
+        cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)  # a new leader
+        with pytest.raises(DeadlineExceeded):
+            await client.get(b"a")
+        started = time.monotonic()
+        assert await client.get(b"a") is not None  # the caller's retry reaches the new one
+        assert time.monotonic() - started < 0.4
