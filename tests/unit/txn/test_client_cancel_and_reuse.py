@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,6 +25,15 @@ from txn import AsyncTransaction, TransactionClosed, TransactionState
 A1 = b"apple"  # group 1
 B1 = b"grape"  # group 2
 C1 = b"plum"  # group 3
+
+
+async def until(condition: Callable[[], bool], what: str, deadline_s: float = 5.0) -> None:
+    """Wait for `condition`, polling; fail naming `what` at the deadline."""
+    end = asyncio.get_running_loop().time() + deadline_s
+    while not condition():
+        if asyncio.get_running_loop().time() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 # ------------------------------------------------------------------ 1. read during commit
@@ -48,7 +58,7 @@ async def test_a_read_in_flight_when_commit_starts_is_refused(fake: FakeKV) -> N
         tx = client.transaction()
         tx.put(A1, b"x")
         read = asyncio.create_task(tx.get(B1))
-        await asyncio.sleep(0.05)  # the read is re-sending past the "intent"
+        await until(lambda: fake.count("get") >= 3, "the read re-sending past the intent")
         await tx.commit()
         assert tx.state is TransactionState.COMMITTED
         await client.put(B1, b"0")  # B1 changes after the commit
@@ -123,7 +133,6 @@ def test_commit_cancelled_before_anything_was_sent_has_a_ref_or_is_aborted() -> 
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(tx.commit(), 0.1)
             state, ref = tx.state, tx.ref
-            await asyncio.sleep(0.6)
             detail = ""
             try:
                 await client.txn_status(tx.ref)  # type: ignore[arg-type]
@@ -171,16 +180,12 @@ async def test_a_commit_cancelled_while_recording_its_abort_leaves_no_intents(
         tx.put(A1, b"a")
         tx.put(C1, b"c")
         task = asyncio.create_task(tx.commit())
-        while decides == 0:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.05)
+        await until(lambda: decides > 0, "the abort's first Decide")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert tx.state is TransactionState.UNKNOWN
-        await asyncio.sleep(0.5)  # anything spawned has long been answered
-        left = dict(fake.store.intents)
-    assert left == {}, f"intents left behind after the cancelled commit: {left}"
+        await until(lambda: not fake.store.intents, "the intents to be released")
 
 
 # ------------------------------------------------------------------ 5. TaskGroup in a body
@@ -258,10 +263,11 @@ async def test_a_read_for_update_of_a_transaction_aborted_while_it_connects_take
     Resolve(abort) to the lock groups it knew (none yet): the leader granted a lock nobody
     would release until LOCK_TTL_S."""
     client = fast_client(fake)
-    connected = asyncio.Event()
+    connecting, connected = asyncio.Event(), asyncio.Event()
     ready = client._ready
 
     async def slow_first_connect(deadline: Any = None) -> None:
+        connecting.set()
         await connected.wait()
         await ready(deadline)
 
@@ -269,7 +275,7 @@ async def test_a_read_for_update_of_a_transaction_aborted_while_it_connects_take
     try:
         tx = client.transaction()
         read = asyncio.create_task(tx.get(B1, for_update=True))
-        await asyncio.sleep(0.05)  # the read waits for the first connect
+        await asyncio.wait_for(connecting.wait(), 5)  # the read waits for the first connect
         tx.abort()
         connected.set()
         with contextlib.suppress(TransactionClosed):
