@@ -99,6 +99,9 @@ SCAN_PAGE = 1000
 CONNECT_TIMEOUT_S = 2.0
 """Longest wait for one node's channel to connect before trying another replica."""
 
+MAX_HEADER_TIMEOUT_MS = 3_600_000
+"""The most a request's header says the client waits (Header.timeout_ms)."""
+
 _STATUS_TIMEOUT_S = 2.0
 _NOT_LEADER_FREE_HOPS = 3  # redirects followed without sleeping before backing off
 # A retry is not started with less than this left before the deadline: its answer could not
@@ -697,6 +700,8 @@ class RoutingClient:
                 header.cluster_id = self._cluster_id or ""
                 header.group_id = gid
                 header.map_version = shard_map.version
+                left_s = deadline - asyncio.get_running_loop().time()
+                header.timeout_ms = max(1, min(int(left_s * 1000), MAX_HEADER_TIMEOUT_MS))
             try:
                 response = await self._exchange(address, request, deadline)
             except _SendFailed as exc:

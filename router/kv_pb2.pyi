@@ -62,14 +62,16 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ..., map_version: _Optional[int] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
 
 class Header(_message.Message):
-    __slots__ = ("cluster_id", "group_id", "map_version")
+    __slots__ = ("cluster_id", "group_id", "map_version", "timeout_ms")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MAP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     group_id: int
     map_version: int
-    def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., map_version: _Optional[int] = ...) -> None: ...
+    timeout_ms: int
+    def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., map_version: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("header", "key", "stale_ok", "at_version", "snapshot", "lock_txn_id", "lock_priority")

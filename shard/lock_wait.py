@@ -26,7 +26,9 @@ L2. A two-phase Prepare holds intents on its other participants while it waits, 
 L3. A request that is bound to be refused anyway (a read version already stale, a decision
     or prepare already recorded for its transaction) does not wait.
 L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update lock) and
-    by half the request's remaining time; after that the request proceeds and the apply
+    by half the request's remaining time (the node's request timeout, or less when the
+    request's header says the client gives up sooner, `Header.timeout_ms`, so the refusal
+    reaches it); after that the request proceeds and the apply
     refuses it as before (CONFLICT, retryable). A replica that stops leading refuses what it
     parked (NOT_LEADER), and a Prepare whose abort already arrived is refused (shard.node).
 

@@ -673,7 +673,13 @@ class NodeCore:
             reply(kv.Response(id=request.id, error=_error(kv.INVALID_ARGUMENT, "empty request")))
             return
         op = getattr(request, kind)
-        pending = _Pending(kind, op, reply, self._now + self._timeout_s, request.id)
+        deadline = self._now + self._timeout_s
+        header = getattr(op, "header", None)
+        if header is not None and header.timeout_ms:
+            # The client stops waiting then: lock waits must end in time for an answer
+            # (a Conflict naming the key) to reach it, not after it gave up.
+            deadline = min(deadline, self._now + header.timeout_ms / 1000)
+        pending = _Pending(kind, op, reply, deadline, request.id)
         if kind == "timestamp":
             response = kv.Response(id=request.id)
             response.timestamp.ts = self._hlc.now(self._wall_ns)

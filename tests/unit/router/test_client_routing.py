@@ -829,3 +829,18 @@ async def test_a_silent_leader_is_not_asked_again_after_a_timeout(cluster: FakeC
         started = time.monotonic()
         assert await client.get(b"a") is not None  # the caller's retry reaches the new one
         assert time.monotonic() - started < 0.4
+
+
+@with_cluster
+async def test_a_request_tells_the_node_how_long_the_client_waits(cluster: FakeCluster) -> None:
+    seen: list[int] = []
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        seen.append(getattr(request, request.WhichOneof("op")).header.timeout_ms)
+        return None
+
+    async with client_for(cluster, timeout_s=3.0) as client:
+        cluster.hook = hook
+        await client.put(b"a", b"1", timeout_s=1.5)
+        await client.get(b"a")
+    assert len(seen) == 2 and 1_000 < seen[0] <= 1_500 and 2_000 < seen[1] <= 3_000, seen
