@@ -720,8 +720,12 @@ class RoutingClient:
                 # A leader that does not answer at all (stopped, cut off) is no better a
                 # guess than the next replica, which names the leader if it is not: the
                 # caller's retry goes there (found by review: every retry waited out its
-                # whole deadline at the silent node while another replica led).
-                cache.on_not_leader(gid, None)
+                # whole deadline at the silent node while another replica led). Only while
+                # the guess is still that node: concurrent timeouts there would each move
+                # it one replica on (back to the silent node after one per replica), and a
+                # late one would move it off a leader another request already found.
+                if cache.route_group(gid) == address:
+                    cache.on_not_leader(gid, None)
                 if exc.sent and write:
                     raise OutcomeUnknown(
                         f"no answer from {address} before the deadline; the write may or may "

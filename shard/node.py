@@ -692,7 +692,7 @@ class NodeCore:
             else:
                 command_for = self._command_for(kind, op)
                 if kind in ("prepare", "commit_one_phase"):
-                    if self._begin_commit(host, op, pending):
+                    if self._begin_commit(host, op, pending, command_for):
                         return
                 elif kind == "resolve":
                     if not op.commit:
@@ -965,7 +965,13 @@ class NodeCore:
             raise _Refusal(self._not_leader(exc)) from None
         host.reads[read_id] = pending
 
-    def _begin_commit(self, host: GroupHost, op: Any, pending: _Pending) -> bool:
+    def _begin_commit(
+        self,
+        host: GroupHost,
+        op: Any,
+        pending: _Pending,
+        command_for: Callable[[int], bytes],
+    ) -> bool:
         """A Prepare or one-phase commit arrived: note its age; refuse it if its transaction
         was wounded. True when the request is answered from here."""
         if op.txn_id in host.ages:
@@ -976,7 +982,7 @@ class NodeCore:
             # group's yes, and recovery only ever decides abort.
             raise _Refusal(_wounded_error(wound, "prepare"))
         if wound is not None:
-            self._refuse_wounded_one_phase(host, op, pending, wound)
+            self._refuse_wounded_one_phase(host, op, pending, wound, command_for)
             return True
         if isinstance(op, kv.PrepareRequest):
             host.ages[op.txn_id] = (request_age(op), self._now)
@@ -984,7 +990,12 @@ class NodeCore:
         return False
 
     def _refuse_wounded_one_phase(
-        self, host: GroupHost, op: Any, pending: _Pending, wound: tuple[bytes, bytes]
+        self,
+        host: GroupHost,
+        op: Any,
+        pending: _Pending,
+        wound: tuple[bytes, bytes],
+        command_for: Callable[[int], bytes],
     ) -> None:
         """A one-phase commit IS the decision, so its refusal goes through the log: a
         Prevent records the abort (participant rule V1), and a late copy of the request
@@ -995,6 +1006,14 @@ class NodeCore:
             outcome = getattr(result, "txn", None)
             if outcome is not None and not outcome.prepared and not outcome.unknown:
                 self._reply_error(pending, _wounded_error(wound, "commit"))
+            elif outcome is not None and outcome.prepared:
+                # Already decided here (a committed record: an earlier copy of this very
+                # request committed before the wound) or prepared by 2PC: the request
+                # itself goes through the log, where rules O1/O2 answer it.
+                try:
+                    self._submit_write(host, pending, command_for)
+                except _Refusal as refusal:
+                    self._reply_error(pending, refusal.error)
             else:  # not recorded (not leading any more, say): a re-send finds out
                 message = "the wounded commit's abort is not recorded yet; retry"
                 self._reply_error(pending, _error(kv.UNAVAILABLE, message))

@@ -519,17 +519,28 @@ class AsyncTransaction:
             covered = None if horizon is None else (start, horizon + b"\x00")
         if covered is not None and covered not in self._scanned:
             self._scanned.append(covered)
+        if relock and not whole and horizon is not None and len(result) < limit:
+            # Keys deleted before their locked read left the page short although the range
+            # goes on past `horizon`: fill it up, as a plain scan's page would be full.
+            result += await self.scan(horizon + b"\x00", end, limit - len(result), for_update=True)
         return result
 
     async def _read_for_update(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
-        """`get(key, for_update=True)` of every key at once; raises the first error."""
-        answers = await asyncio.gather(
-            *(self.get(k, for_update=True) for k in keys), return_exceptions=True
-        )
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise answer
-        return dict(zip(keys, answers, strict=True))  # type: ignore[arg-type]
+        """`get(key, for_update=True)` of every key at once; raises the first error as
+        soon as it comes (the transaction is bound to abort: the other reads stop queueing
+        for locks; those already taken are freed by its abort)."""
+        tasks = [asyncio.ensure_future(self.get(k, for_update=True)) for k in keys]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
+                if task in done and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            return {k: t.result() for k, t in zip(keys, tasks, strict=True)}
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _record_read(self, key: bytes, version: int, value: bytes | None) -> None:
         token = self._fences.get(key)

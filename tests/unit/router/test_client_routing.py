@@ -844,3 +844,54 @@ async def test_a_request_tells_the_node_how_long_the_client_waits(cluster: FakeC
         await client.put(b"a", b"1", timeout_s=1.5)
         await client.get(b"a")
     assert len(seen) == 2 and 1_000 < seen[0] <= 1_500 and 2_000 < seen[1] <= 3_000, seen
+
+
+@with_cluster
+async def test_concurrent_timeouts_at_a_silent_leader_do_not_send_the_retry_back_there(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: each timeout moved the guess one replica on from the CURRENT guess,
+    so one timeout per replica put it back on the silent node."""
+    async with client_for(cluster, timeout_s=0.5) as client:
+        await client.put(b"a", b"1")
+        gid = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[gid]
+        cluster.hook = lambda node, request: DROP if node.node_id == old else None
+        cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)  # a new leader
+        replicas = len(cluster.map.replicas(gid))
+        results = await asyncio.gather(
+            *(client.get(b"a") for _ in range(replicas)), return_exceptions=True
+        )
+        assert all(isinstance(r, DeadlineExceeded) for r in results), results
+        started = time.monotonic()
+        assert await client.get(b"a") is not None  # the caller's retry
+        assert time.monotonic() - started < 0.4
+
+
+@with_cluster
+async def test_a_late_timeout_does_not_move_a_guess_another_request_corrected(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: a request timing out at the silent old leader, after another
+    request had learned the real leader from a hint, moved the guess off the real one."""
+    async with client_for(cluster, timeout_s=0.5) as client:
+        await client.put(b"a", b"1")
+        gid = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[gid]
+        reached = asyncio.Event()
+
+        def silent(node: FakeNode, request: kv.Request) -> Any:
+            if node.node_id != old:
+                return None
+            reached.set()
+            return DROP
+
+        cluster.hook = silent
+        new = next(n for n in cluster.nodes if n != old)
+        cluster.leaders[gid] = new
+        slow = asyncio.ensure_future(client.get(b"a"))  # in flight at the silent node
+        await asyncio.wait_for(reached.wait(), 5)
+        client._cache.on_not_leader(gid, new)  # another request learned the leader (a hint)
+        with pytest.raises(DeadlineExceeded):
+            await slow
+        assert client._cache.leader_for(gid) == new, "the guess left the real leader"

@@ -445,3 +445,24 @@ def test_a_wait_ends_in_time_to_answer_within_the_clients_time(node: OneNode) ->
     assert len(hurried) == 1 and hurried[0].get.error.code == kv.CONFLICT, hurried
     conflict = hurried[0].get.error.conflict
     assert (conflict.key, conflict.other_txn, conflict.phase) == (b"apple", b"old", "read")
+
+
+def test_a_resent_committed_one_phase_commit_gets_its_commit_answer_after_a_wound(
+    node: OneNode,
+) -> None:
+    """Found by review: a re-sent copy of a one-phase commit that had committed, meeting a
+    wound recorded after the commit (a late read for update of the same transaction took
+    the lock again), was answered UNAVAILABLE at every re-send instead of its commit."""
+    node.call(put(b"apple", b"0"))
+    young = node.call(read_for_update(b"apple", b"young", priority=300)).get
+    first = node.call(one_phase_rw(b"young", b"apple", young.version, b"y")).commit_one_phase
+    assert first.error.code == kv.OK and first.commit_ts > 0, first.error  # its answer lost
+    late = node.call(read_for_update(b"apple", b"young", priority=300)).get
+    assert late.error.code == kv.OK and node.core.hosts[1].locks.holder(b"apple") == b"young"
+    node.advance(WOUND_GRACE_S * 2)
+    node.call(read_for_update(b"apple", b"old", priority=100))
+    assert node.core.hosts[1].locks.wound(b"young") is not None
+    again = node.call(one_phase_rw(b"young", b"apple", young.version, b"y")).commit_one_phase
+    assert again.error.code == kv.OK, again.error  # rule O1: the recorded commit answers
+    assert again.commit_ts == first.commit_ts
+    assert node.call(get(b"apple")).get.value == b"y"
