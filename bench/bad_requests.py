@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -184,11 +185,12 @@ class Attacks:
 
 
 def _summary(answers: list[Any], kind: str) -> kv.Error:
-    codes = [getattr(a, kind).error.code for a in answers]
-    ok = sum(1 for c in codes if c == kv.OK)
-    return kv.Error(
-        code=kv.OK if ok == len(codes) else kv.UNAVAILABLE, message=f"{ok} of {len(codes)} OK"
-    )
+    codes = Counter(kv.ErrorCode.Name(getattr(a, kind).error.code) for a in answers)
+    ok = codes.pop("OK", 0)
+    message = f"{ok} of {len(answers)} OK"
+    if codes:
+        message += "; others: " + ", ".join(f"{n} {name}" for name, n in sorted(codes.items()))
+    return kv.Error(code=kv.UNAVAILABLE if codes else kv.OK, message=message)
 
 
 def _error_of(result: Any) -> kv.Error:

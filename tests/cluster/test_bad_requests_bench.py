@@ -5,6 +5,7 @@ not this test's)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,13 @@ def test_every_bad_request_is_answered_and_bounded(tmp_path: Path) -> None:
     assert results["reads"]["answer"] == "LIMIT_EXCEEDED"
     assert "MAX_TXN_ITEMS" in results["reads"]["message"]
     assert results["big_txn"]["answer"] == "OK"  # the largest part allowed commits
-    assert results["scans"]["message"] == "20 of 20 OK"
-    assert results["stale_scans"]["message"] == "20 of 20 OK"
+    for attack in ("scans", "stale_scans"):
+        row = results[attack]
+        if row["message"] != "20 of 20 OK":
+            # Only a leader change meanwhile (a wake slower than the election timeout on a
+            # loaded machine) may refuse some, with a routing answer the client retries.
+            refused = re.fullmatch(r"\d+ of 20 OK; others: (.*)", row["message"])
+            assert refused and row["new_ballots"] > 0, row
+            codes = {part.split(" ")[1] for part in refused.group(1).split(", ")}
+            assert codes <= {"UNAVAILABLE", "NOT_LEADER"}, row
     assert "| attack | answer |" in done.stdout
