@@ -814,16 +814,23 @@ class _FixedBackoff:
         return 0.005
 
 
+def silence_the_leader(cluster: FakeCluster, key: bytes) -> int:
+    """The leader of `key`'s group stops answering (SIGSTOP, cut off) and another replica
+    leads; the group id."""
+    gid = cluster.map.locate(key).group_id
+    old = cluster.leaders[gid]
+    cluster.hook = lambda node, request: DROP if node.node_id == old else None
+    cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)
+    return gid
+
+
 @with_cluster
 async def test_a_silent_leader_is_not_asked_again_after_a_timeout(cluster: FakeCluster) -> None:
     """Found by review: a leader that is up but silent (SIGSTOP, cut off) kept the client's
     guess, so every retry waited out its whole deadline there while another replica led."""
     async with client_for(cluster, timeout_s=0.5) as client:
         await client.put(b"a", b"1")
-        gid = cluster.map.locate(b"a").group_id
-        old = cluster.leaders[gid]
-        cluster.hook = lambda node, request: DROP if node.node_id == old else None
-        cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)  # a new leader
+        silence_the_leader(cluster, b"a")
         with pytest.raises(DeadlineExceeded):
             await client.get(b"a")
         started = time.monotonic()
@@ -854,10 +861,7 @@ async def test_concurrent_timeouts_at_a_silent_leader_do_not_send_the_retry_back
     so one timeout per replica put it back on the silent node."""
     async with client_for(cluster, timeout_s=0.5) as client:
         await client.put(b"a", b"1")
-        gid = cluster.map.locate(b"a").group_id
-        old = cluster.leaders[gid]
-        cluster.hook = lambda node, request: DROP if node.node_id == old else None
-        cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)  # a new leader
+        gid = silence_the_leader(cluster, b"a")
         replicas = len(cluster.map.replicas(gid))
         results = await asyncio.gather(
             *(client.get(b"a") for _ in range(replicas)), return_exceptions=True

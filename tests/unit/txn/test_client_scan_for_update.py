@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -144,24 +145,25 @@ async def test_paging_with_for_update_sees_every_key(fake: FakeKV) -> None:
     assert seen == [k for k in keys if k != keys[1]], seen
 
 
-@pytest.mark.parametrize("harness", HARNESSES)
-def test_for_update_scan_with_a_key_deleted_and_one_changed_commits_under_real_rules(
+def scan_for_update_then_replay(
     harness: Any,
-) -> None:
+    stored: tuple[bytes, ...],
+    before_locked_read: Callable[[FakeKV, bytes], None],
+    shown: list[tuple[bytes, bytes]],
+) -> Any:
+    """Store `stored` (value b"old"), run `before_locked_read(fake, key)` ahead of each
+    locked read, scan [a, b) for update (it must show `shown`), write each key shown, commit
+    against the fake, and replay that commit on the real rules from the store it met."""
     out: dict[str, Any] = {}
 
     @with_fake
     async def run(fake: FakeKV) -> None:
-        for key in (K1, K2, K3):
+        for key in stored:
             fake.store.write(key, b"old", fake.store.tick())
 
         def hook(node: int, request: kv.Request) -> Any:
             if request.WhichOneof("op") == "get" and request.get.lock_txn_id:
-                key = request.get.key
-                if key == K1 and fake.store.value(K1) == b"old":
-                    fake.store.write(K1, b"new", fake.store.tick())
-                if key == K2 and fake.store.value(K2) is not None:
-                    fake.store.write(K2, None, fake.store.tick())
+                before_locked_read(fake, request.get.key)
             return None
 
         async with fast_client(fake) as client:
@@ -169,47 +171,43 @@ def test_for_update_scan_with_a_key_deleted_and_one_changed_commits_under_real_r
             fake.hook = hook
             got = await tx.scan(b"a", b"b", 10, for_update=True)
             fake.hook = None
-            assert got == [(K1, b"new"), (K3, b"old")]
+            assert got == shown
             before = _snapshot(fake)
             for k, v in got:
                 tx.put(k, v + b"+")
-            await tx.commit()
+            await tx.commit()  # the fake does not check P6; the replay does
         out["result"] = _replay(before, fake, harness())
 
     run()
-    assert out["result"].status is Status.OK, out["result"]
+    return out["result"]
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_for_update_scan_with_a_key_deleted_and_one_changed_commits_under_real_rules(
+    harness: Any,
+) -> None:
+    def change_k1_delete_k2(fake: FakeKV, key: bytes) -> None:
+        if key == K1 and fake.store.value(K1) == b"old":
+            fake.store.write(K1, b"new", fake.store.tick())
+        if key == K2 and fake.store.value(K2) is not None:
+            fake.store.write(K2, None, fake.store.tick())
+
+    result = scan_for_update_then_replay(
+        harness, (K1, K2, K3), change_k1_delete_k2, [(K1, b"new"), (K3, b"old")]
+    )
+    assert result.status is Status.OK, result
 
 
 @pytest.mark.parametrize("harness", HARNESSES)
 def test_for_update_scan_a_key_inserted_before_the_locked_reads_is_a_phantom(
     harness: Any,
 ) -> None:
-    out: dict[str, Any] = {}
+    def insert_k2(fake: FakeKV, key: bytes) -> None:
+        if fake.store.value(K2) is None:
+            fake.store.write(K2, b"ins", fake.store.tick())
 
-    @with_fake
-    async def run(fake: FakeKV) -> None:
-        for key in (K1, K3):
-            fake.store.write(key, b"old", fake.store.tick())
-
-        def hook(node: int, request: kv.Request) -> Any:
-            locked = request.WhichOneof("op") == "get" and request.get.lock_txn_id
-            if locked and fake.store.value(K2) is None:
-                fake.store.write(K2, b"ins", fake.store.tick())
-            return None
-
-        async with fast_client(fake) as client:
-            tx = client.transaction()
-            fake.hook = hook
-            got = await tx.scan(b"a", b"b", 10, for_update=True)
-            fake.hook = None
-            assert got == [(K1, b"old"), (K3, b"old")]
-            before = _snapshot(fake)
-            tx.put(K1, b"x")
-            await tx.commit()  # the fake does not check P6
-        out["result"] = _replay(before, fake, harness())
-
-    run()
-    assert out["result"].status is not Status.OK, out["result"]
+    result = scan_for_update_then_replay(harness, (K1, K3), insert_k2, [(K1, b"old"), (K3, b"old")])
+    assert result.status is not Status.OK, result
 
 
 @with_fake
