@@ -576,9 +576,10 @@ class LocalCluster:
 
     def _node_launch(self, name: str, env: dict[str, str]) -> tuple[list[str], str]:
         """The node's command line (a subclass may wrap it and adjust `env`) and what the
-        log's start line adds about where it runs. Only a start of every node of a cluster
-        none of whose nodes has data yet passes --bootstrap: a node whose data was lost
-        while the others kept theirs is refused by the node (shard/node_identity.py)."""
+        log's start line adds about where it runs. --bootstrap goes only to the start of a
+        cluster none of whose nodes has data yet, or whose first start was stopped before
+        every node came up (BOOTSTRAP_PENDING_NAME): a node whose data was lost while the
+        others kept theirs is refused by the node (shard/node_identity.py)."""
         argv = [
             sys.executable,
             "-m",
