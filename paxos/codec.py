@@ -61,6 +61,7 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
         case PreVoteReply():
             out.pre_vote_reply.seq = msg.seq
             out.pre_vote_reply.granted = msg.granted
+            out.pre_vote_reply.rebuilding = msg.rebuilding
         case Prepare():
             out.prepare.from_slot = msg.from_slot
         case Promise():
@@ -84,9 +85,11 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
             out.heartbeat.chosen_watermark = msg.chosen_watermark
             out.heartbeat.seq = msg.seq
             out.heartbeat.handoff_to = msg.handoff_to
+            out.heartbeat.next_slot = msg.next_slot
         case HeartbeatAck():
             out.heartbeat_ack.seq = msg.seq
             out.heartbeat_ack.chosen_watermark = msg.chosen_watermark
+            out.heartbeat_ack.rebuilding = msg.rebuilding
         case CatchUpRequest():
             out.catch_up_request.from_slot = msg.from_slot
             out.catch_up_request.to_slot = msg.to_slot
@@ -107,7 +110,9 @@ def from_proto(m: pb.PaxosMessage) -> Message:
         return PreVote(src=src, dst=dst, ballot=ballot, seq=m.pre_vote.seq)
     if kind == "pre_vote_reply":
         r = m.pre_vote_reply
-        return PreVoteReply(src=src, dst=dst, ballot=ballot, seq=r.seq, granted=r.granted)
+        return PreVoteReply(
+            src=src, dst=dst, ballot=ballot, seq=r.seq, granted=r.granted, rebuilding=r.rebuilding
+        )
     if kind == "prepare":
         return Prepare(src=src, dst=dst, ballot=ballot, from_slot=m.prepare.from_slot)
     if kind == "promise":
@@ -155,11 +160,17 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             chosen_watermark=h.chosen_watermark,
             seq=h.seq,
             handoff_to=h.handoff_to,
+            next_slot=h.next_slot,
         )
     if kind == "heartbeat_ack":
         k = m.heartbeat_ack
         return HeartbeatAck(
-            src=src, dst=dst, ballot=ballot, seq=k.seq, chosen_watermark=k.chosen_watermark
+            src=src,
+            dst=dst,
+            ballot=ballot,
+            seq=k.seq,
+            chosen_watermark=k.chosen_watermark,
+            rebuilding=k.rebuilding,
         )
     if kind == "catch_up_request":
         c = m.catch_up_request

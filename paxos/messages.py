@@ -65,13 +65,16 @@ class PreVote:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreVoteReply:
     """`granted` when the replier would promise the asker now (it holds no lease for another
-    leader); `ballot` is the replier's promise, so the asker's campaign goes above it."""
+    leader); `ballot` is the replier's promise, so the asker's campaign goes above it (and a
+    rebuilding asker's floor, rule 14). `rebuilding`: the replier is rebuilding too, so its
+    promise bounds nothing."""
 
     src: int
     dst: int
     ballot: Ballot
     seq: int
     granted: bool
+    rebuilding: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +131,8 @@ class Heartbeat:
 
     `handoff_to` (0 = none) names the replica the leader hands its leadership to: the leader
     has already given up its lease, so followers may promise that replica at once.
+    `next_slot` is the first slot the leader has not proposed yet (a rebuilding follower's
+    target, rule 14).
     """
 
     src: int
@@ -136,17 +141,21 @@ class Heartbeat:
     chosen_watermark: int
     seq: int
     handoff_to: int = 0
+    next_slot: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatAck:
-    """A follower still follows `ballot`; `chosen_watermark` tells the leader how far it got."""
+    """A follower still follows `ballot`; `chosen_watermark` tells the leader how far it got.
+    `rebuilding`: the follower does not vote yet (rule 14), so the leader sends it no Accepts
+    and hands it no leadership."""
 
     src: int
     dst: int
     ballot: Ballot
     seq: int
     chosen_watermark: int
+    rebuilding: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

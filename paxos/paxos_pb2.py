@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11paxos/paxos.proto\x12\rpaxoskv.paxos\"(\n\x06\x42\x61llot\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\x04\"\x19\n\x05Value\x12\x10\n\x08\x63ommands\x18\x01 \x03(\x0c\">\n\tSlotValue\x12\x0c\n\x04slot\x18\x01 \x01(\x04\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.paxoskv.paxos.Value\"y\n\rAcceptedEntry\x12\x0c\n\x04slot\x18\x01 \x01(\x04\x12%\n\x06\x62\x61llot\x18\x02 \x01(\x0b\x32\x15.paxoskv.paxos.Ballot\x12#\n\x05value\x18\x03 \x01(\x0b\x32\x14.paxoskv.paxos.Value\x12\x0e\n\x06\x63hosen\x18\x04 \x01(\x08\"\x16\n\x07PreVote\x12\x0b\n\x03seq\x18\x01 \x01(\x04\",\n\x0cPreVoteReply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07granted\x18\x02 \x01(\x08\"\x1c\n\x07Prepare\x12\x11\n\tfrom_slot\x18\x01 \x01(\x04\"f\n\x07Promise\x12.\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\x0b\x32\x1c.paxoskv.paxos.AcceptedEntry\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\x12\x11\n\tlog_start\x18\x03 \x01(\x04\"X\n\x04Nack\x12\'\n\x08promised\x18\x01 \x01(\x0b\x32\x15.paxoskv.paxos.Ballot\x12\x13\n\x0bleader_hint\x18\x02 \x01(\x04\x12\x12\n\nlease_held\x18\x03 \x01(\x08\"M\n\x06\x41\x63\x63\x65pt\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.paxoskv.paxos.SlotValue\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\"\x19\n\x08\x41\x63\x63\x65pted\x12\r\n\x05slots\x18\x01 \x03(\x04\"F\n\tHeartbeat\x12\x18\n\x10\x63hosen_watermark\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nhandoff_to\x18\x03 \x01(\x04\"5\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\"4\n\x0e\x43\x61tchUpRequest\x12\x11\n\tfrom_slot\x18\x01 \x01(\x04\x12\x0f\n\x07to_slot\x18\x02 \x01(\x04\"S\n\x0c\x43\x61tchUpReply\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.paxoskv.paxos.SlotValue\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\".\n\x0fInstallSnapshot\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x9e\x05\n\x0cPaxosMessage\x12\x0b\n\x03src\x18\x01 \x01(\x04\x12\x0b\n\x03\x64st\x18\x02 \x01(\x04\x12%\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x15.paxoskv.paxos.Ballot\x12)\n\x07prepare\x18\n \x01(\x0b\x32\x16.paxoskv.paxos.PrepareH\x00\x12)\n\x07promise\x18\x0b \x01(\x0b\x32\x16.paxoskv.paxos.PromiseH\x00\x12#\n\x04nack\x18\x0c \x01(\x0b\x32\x13.paxoskv.paxos.NackH\x00\x12\'\n\x06\x61\x63\x63\x65pt\x18\r \x01(\x0b\x32\x15.paxoskv.paxos.AcceptH\x00\x12+\n\x08\x61\x63\x63\x65pted\x18\x0e \x01(\x0b\x32\x17.paxoskv.paxos.AcceptedH\x00\x12-\n\theartbeat\x18\x0f \x01(\x0b\x32\x18.paxoskv.paxos.HeartbeatH\x00\x12\x34\n\rheartbeat_ack\x18\x10 \x01(\x0b\x32\x1b.paxoskv.paxos.HeartbeatAckH\x00\x12\x39\n\x10\x63\x61tch_up_request\x18\x11 \x01(\x0b\x32\x1d.paxoskv.paxos.CatchUpRequestH\x00\x12\x35\n\x0e\x63\x61tch_up_reply\x18\x12 \x01(\x0b\x32\x1b.paxoskv.paxos.CatchUpReplyH\x00\x12:\n\x10install_snapshot\x18\x13 \x01(\x0b\x32\x1e.paxoskv.paxos.InstallSnapshotH\x00\x12*\n\x08pre_vote\x18\x14 \x01(\x0b\x32\x16.paxoskv.paxos.PreVoteH\x00\x12\x35\n\x0epre_vote_reply\x18\x15 \x01(\x0b\x32\x1b.paxoskv.paxos.PreVoteReplyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11paxos/paxos.proto\x12\rpaxoskv.paxos\"(\n\x06\x42\x61llot\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\x04\"\x19\n\x05Value\x12\x10\n\x08\x63ommands\x18\x01 \x03(\x0c\">\n\tSlotValue\x12\x0c\n\x04slot\x18\x01 \x01(\x04\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.paxoskv.paxos.Value\"y\n\rAcceptedEntry\x12\x0c\n\x04slot\x18\x01 \x01(\x04\x12%\n\x06\x62\x61llot\x18\x02 \x01(\x0b\x32\x15.paxoskv.paxos.Ballot\x12#\n\x05value\x18\x03 \x01(\x0b\x32\x14.paxoskv.paxos.Value\x12\x0e\n\x06\x63hosen\x18\x04 \x01(\x08\"\x16\n\x07PreVote\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"@\n\x0cPreVoteReply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07granted\x18\x02 \x01(\x08\x12\x12\n\nrebuilding\x18\x03 \x01(\x08\"\x1c\n\x07Prepare\x12\x11\n\tfrom_slot\x18\x01 \x01(\x04\"f\n\x07Promise\x12.\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\x0b\x32\x1c.paxoskv.paxos.AcceptedEntry\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\x12\x11\n\tlog_start\x18\x03 \x01(\x04\"X\n\x04Nack\x12\'\n\x08promised\x18\x01 \x01(\x0b\x32\x15.paxoskv.paxos.Ballot\x12\x13\n\x0bleader_hint\x18\x02 \x01(\x04\x12\x12\n\nlease_held\x18\x03 \x01(\x08\"M\n\x06\x41\x63\x63\x65pt\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.paxoskv.paxos.SlotValue\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\"\x19\n\x08\x41\x63\x63\x65pted\x12\r\n\x05slots\x18\x01 \x03(\x04\"Y\n\tHeartbeat\x12\x18\n\x10\x63hosen_watermark\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nhandoff_to\x18\x03 \x01(\x04\x12\x11\n\tnext_slot\x18\x04 \x01(\x04\"I\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\x12\x12\n\nrebuilding\x18\x03 \x01(\x08\"4\n\x0e\x43\x61tchUpRequest\x12\x11\n\tfrom_slot\x18\x01 \x01(\x04\x12\x0f\n\x07to_slot\x18\x02 \x01(\x04\"S\n\x0c\x43\x61tchUpReply\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.paxoskv.paxos.SlotValue\x12\x18\n\x10\x63hosen_watermark\x18\x02 \x01(\x04\".\n\x0fInstallSnapshot\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x9e\x05\n\x0cPaxosMessage\x12\x0b\n\x03src\x18\x01 \x01(\x04\x12\x0b\n\x03\x64st\x18\x02 \x01(\x04\x12%\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x15.paxoskv.paxos.Ballot\x12)\n\x07prepare\x18\n \x01(\x0b\x32\x16.paxoskv.paxos.PrepareH\x00\x12)\n\x07promise\x18\x0b \x01(\x0b\x32\x16.paxoskv.paxos.PromiseH\x00\x12#\n\x04nack\x18\x0c \x01(\x0b\x32\x13.paxoskv.paxos.NackH\x00\x12\'\n\x06\x61\x63\x63\x65pt\x18\r \x01(\x0b\x32\x15.paxoskv.paxos.AcceptH\x00\x12+\n\x08\x61\x63\x63\x65pted\x18\x0e \x01(\x0b\x32\x17.paxoskv.paxos.AcceptedH\x00\x12-\n\theartbeat\x18\x0f \x01(\x0b\x32\x18.paxoskv.paxos.HeartbeatH\x00\x12\x34\n\rheartbeat_ack\x18\x10 \x01(\x0b\x32\x1b.paxoskv.paxos.HeartbeatAckH\x00\x12\x39\n\x10\x63\x61tch_up_request\x18\x11 \x01(\x0b\x32\x1d.paxoskv.paxos.CatchUpRequestH\x00\x12\x35\n\x0e\x63\x61tch_up_reply\x18\x12 \x01(\x0b\x32\x1b.paxoskv.paxos.CatchUpReplyH\x00\x12:\n\x10install_snapshot\x18\x13 \x01(\x0b\x32\x1e.paxoskv.paxos.InstallSnapshotH\x00\x12*\n\x08pre_vote\x18\x14 \x01(\x0b\x32\x16.paxoskv.paxos.PreVoteH\x00\x12\x35\n\x0epre_vote_reply\x18\x15 \x01(\x0b\x32\x1b.paxoskv.paxos.PreVoteReplyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,27 +42,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREVOTE']._serialized_start=292
   _globals['_PREVOTE']._serialized_end=314
   _globals['_PREVOTEREPLY']._serialized_start=316
-  _globals['_PREVOTEREPLY']._serialized_end=360
-  _globals['_PREPARE']._serialized_start=362
-  _globals['_PREPARE']._serialized_end=390
-  _globals['_PROMISE']._serialized_start=392
-  _globals['_PROMISE']._serialized_end=494
-  _globals['_NACK']._serialized_start=496
-  _globals['_NACK']._serialized_end=584
-  _globals['_ACCEPT']._serialized_start=586
-  _globals['_ACCEPT']._serialized_end=663
-  _globals['_ACCEPTED']._serialized_start=665
-  _globals['_ACCEPTED']._serialized_end=690
-  _globals['_HEARTBEAT']._serialized_start=692
-  _globals['_HEARTBEAT']._serialized_end=762
-  _globals['_HEARTBEATACK']._serialized_start=764
-  _globals['_HEARTBEATACK']._serialized_end=817
-  _globals['_CATCHUPREQUEST']._serialized_start=819
-  _globals['_CATCHUPREQUEST']._serialized_end=871
-  _globals['_CATCHUPREPLY']._serialized_start=873
-  _globals['_CATCHUPREPLY']._serialized_end=956
-  _globals['_INSTALLSNAPSHOT']._serialized_start=958
-  _globals['_INSTALLSNAPSHOT']._serialized_end=1004
-  _globals['_PAXOSMESSAGE']._serialized_start=1007
-  _globals['_PAXOSMESSAGE']._serialized_end=1677
+  _globals['_PREVOTEREPLY']._serialized_end=380
+  _globals['_PREPARE']._serialized_start=382
+  _globals['_PREPARE']._serialized_end=410
+  _globals['_PROMISE']._serialized_start=412
+  _globals['_PROMISE']._serialized_end=514
+  _globals['_NACK']._serialized_start=516
+  _globals['_NACK']._serialized_end=604
+  _globals['_ACCEPT']._serialized_start=606
+  _globals['_ACCEPT']._serialized_end=683
+  _globals['_ACCEPTED']._serialized_start=685
+  _globals['_ACCEPTED']._serialized_end=710
+  _globals['_HEARTBEAT']._serialized_start=712
+  _globals['_HEARTBEAT']._serialized_end=801
+  _globals['_HEARTBEATACK']._serialized_start=803
+  _globals['_HEARTBEATACK']._serialized_end=876
+  _globals['_CATCHUPREQUEST']._serialized_start=878
+  _globals['_CATCHUPREQUEST']._serialized_end=930
+  _globals['_CATCHUPREPLY']._serialized_start=932
+  _globals['_CATCHUPREPLY']._serialized_end=1015
+  _globals['_INSTALLSNAPSHOT']._serialized_start=1017
+  _globals['_INSTALLSNAPSHOT']._serialized_end=1063
+  _globals['_PAXOSMESSAGE']._serialized_start=1066
+  _globals['_PAXOSMESSAGE']._serialized_end=1736
 # @@protoc_insertion_point(module_scope)

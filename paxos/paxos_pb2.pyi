@@ -47,12 +47,14 @@ class PreVote(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class PreVoteReply(_message.Message):
-    __slots__ = ("seq", "granted")
+    __slots__ = ("seq", "granted", "rebuilding")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
+    REBUILDING_FIELD_NUMBER: _ClassVar[int]
     seq: int
     granted: bool
-    def __init__(self, seq: _Optional[int] = ..., granted: _Optional[bool] = ...) -> None: ...
+    rebuilding: bool
+    def __init__(self, seq: _Optional[int] = ..., granted: _Optional[bool] = ..., rebuilding: _Optional[bool] = ...) -> None: ...
 
 class Prepare(_message.Message):
     __slots__ = ("from_slot",)
@@ -95,22 +97,26 @@ class Accepted(_message.Message):
     def __init__(self, slots: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("chosen_watermark", "seq", "handoff_to")
+    __slots__ = ("chosen_watermark", "seq", "handoff_to", "next_slot")
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_TO_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SLOT_FIELD_NUMBER: _ClassVar[int]
     chosen_watermark: int
     seq: int
     handoff_to: int
-    def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ..., handoff_to: _Optional[int] = ...) -> None: ...
+    next_slot: int
+    def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ..., handoff_to: _Optional[int] = ..., next_slot: _Optional[int] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
-    __slots__ = ("seq", "chosen_watermark")
+    __slots__ = ("seq", "chosen_watermark", "rebuilding")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
+    REBUILDING_FIELD_NUMBER: _ClassVar[int]
     seq: int
     chosen_watermark: int
-    def __init__(self, seq: _Optional[int] = ..., chosen_watermark: _Optional[int] = ...) -> None: ...
+    rebuilding: bool
+    def __init__(self, seq: _Optional[int] = ..., chosen_watermark: _Optional[int] = ..., rebuilding: _Optional[bool] = ...) -> None: ...
 
 class CatchUpRequest(_message.Message):
     __slots__ = ("from_slot", "to_slot")

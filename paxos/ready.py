@@ -33,6 +33,8 @@ class PersistBatch:
     # When set, every slot below `log_start` is deleted: the application state (or an installed
     # snapshot) covers them. `log_start - 1` is the snapshot index.
     log_start: int | None = None
+    # Whether the replica is rebuilding lost data and must not vote yet (replica rule 14).
+    rebuilding: bool | None = None
 
     def is_empty(self) -> bool:
         return (
@@ -40,6 +42,7 @@ class PersistBatch:
             and not self.accepted
             and self.chosen_watermark is None
             and self.log_start is None
+            and self.rebuilding is None
         )
 
     def needs_sync(self) -> bool:
@@ -54,7 +57,12 @@ class PersistBatch:
         a slot chosen only when its last vote arrives, so syncing the watermark alone would
         put a second fsync between the quorum and the client's answer.
         """
-        return self.promised is not None or bool(self.accepted) or self.log_start is not None
+        return (
+            self.promised is not None
+            or bool(self.accepted)
+            or self.log_start is not None
+            or self.rebuilding is not None
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

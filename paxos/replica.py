@@ -84,6 +84,26 @@ Rules
    transfer's target (rule 9) and rule 12's leader campaign at once: their peers'
    promises are known. A leader never campaigns without first stepping down (its queued
    proposals and reads are dropped with NotLeader).
+14. Rebuilding (Paxos Made Live §5.1): a replica whose durable state was lost (a replaced
+   disk) starts with `DurableState.rebuilding` set and casts no vote of any kind — no
+   Promise, no Accepted, no pre-vote yes, no campaign — while it stores Accepts and learns
+   chosen slots as any follower does. It may have promised a ballot and accepted values
+   it no longer remembers, so it votes again only once both are covered:
+   (a) the floor: it asks every other replica for its promise (a PreVote; the reply's
+   ballot) and waits until all of them that are not rebuilding themselves answered. Every
+   ballot it ever promised was first promised durably by its own proposer (rule 1), one of
+   those replicas, so the floor is at least every promise it forgot;
+   (b) the target: the `next_slot` of a heartbeat from a leader whose ballot is at least
+   the floor. That leader finished Phase 1 at a ballot at least every forgotten vote's, so
+   every slot its Phase 1 or its own proposals could have found chosen with a forgotten
+   vote is below `next_slot`;
+   (c) its chosen watermark reaches target - 1, durably (not while a snapshot install is
+   still being persisted).
+   It then raises its promise to the floor and persists `rebuilding = False`, and votes
+   as any replica. Leaders learn from heartbeat acks which followers are rebuilding: such
+   a follower is never a thrifty Accept target nor a leadership transfer's. Its heartbeat
+   acks count for leases and read-index rounds: it promises nobody, so it cannot be in
+   another leader's Phase 1 quorum.
 """
 
 from __future__ import annotations
@@ -138,6 +158,7 @@ class ReplicaStatus:
     log_start: int
     next_slot: int
     lease_until: float
+    rebuilding: bool = False
 
 
 class Replica:
@@ -257,6 +278,21 @@ class Replica:
         self._out = Ready()
         self._outcome_unknown: list[int] = []
 
+        # Rule 14. Rebuilding side: the peers' promises reported so far, the floor once every
+        # peer reported, the slot to learn up to, and the first pre-vote seq of this life
+        # (random and high, so that no reply to a pre-vote of a life before the data was
+        # lost, which may be older than the peer's newest promise, can count).
+        self._rebuilding = state.rebuilding
+        self._floor_reports: dict[int, Ballot] = {}
+        self._floor: Ballot | None = None
+        self._rebuild_target = 0
+        self._floor_ask_at = 0.0
+        if self._rebuilding:
+            self._pre_vote_seq = (1 << 40) + self._rng.getrandbits(40)
+        self._floor_first_seq = self._pre_vote_seq + 1
+        # Leader side: the followers whose last heartbeat ack said they are rebuilding.
+        self._rebuilding_peers: set[int] = set()
+
     # ------------------------------------------------------------------ inputs
 
     def observe_time(self, now: float) -> None:
@@ -285,6 +321,8 @@ class Replica:
             self._lease_block_until = max(
                 self._lease_block_until, now + self.config.lease_duration_s
             )
+        if self._rebuilding and self._floor is None and now >= self._floor_ask_at:
+            self._ask_floor()
         if self._role is Role.LEADER:
             if not self._has_quorum_contact():
                 self._become_follower(None)
@@ -294,7 +332,9 @@ class Replica:
             if now >= self._next_heartbeat_at:
                 self._heartbeat_round()
         elif now >= max(self._election_deadline, self._lease_block_until):
-            if self.config.pre_vote:
+            if self._rebuilding:
+                self._reset_election_deadline()  # rule 14: no campaign
+            elif self.config.pre_vote:
                 self._pre_campaign()
             else:
                 self._campaign()
@@ -332,7 +372,10 @@ class Replica:
             return due
         if not self._started:
             return self._now
-        return max(self._election_deadline, self._lease_block_until)
+        due = max(self._election_deadline, self._lease_block_until)
+        if self._rebuilding and self._floor is None:
+            due = min(due, self._floor_ask_at)
+        return due
 
     def step(self, msg: Message) -> None:
         """Handle one message from a peer. Stale or foreign messages are ignored or refused."""
@@ -369,6 +412,8 @@ class Replica:
                 self._handle_catchup_reply(msg)
             case InstallSnapshot():
                 self._handle_install_snapshot(msg)
+        if self._rebuilding:
+            self._maybe_finish_rebuild()
 
     def propose(self, command: bytes) -> int:
         """Queue a command for the next slot; returns its proposal id.
@@ -417,6 +462,7 @@ class Replica:
         if (
             self._role is not Role.LEADER
             or target not in self._peers
+            or target in self._rebuilding_peers
             or self._handoff_target is not None
             # Acknowledged this leader, lately: a stopped target's old acknowledgement must
             # not make each retry of the driver hold proposals back for a handoff that
@@ -549,6 +595,7 @@ class Replica:
             log_start=self._log_start,
             next_slot=self._next_slot,
             lease_until=self._lease_until,
+            rebuilding=self._rebuilding,
         )
 
     # ------------------------------------------------------------------ roles
@@ -678,11 +725,15 @@ class Replica:
                 dst=msg.src,
                 ballot=self._promised,
                 seq=msg.seq,
-                granted=not self._lease_blocks(msg.src),
+                granted=not self._rebuilding and not self._lease_blocks(msg.src),
+                rebuilding=self._rebuilding,
             )
         )
 
     def _handle_pre_vote_reply(self, msg: PreVoteReply) -> None:
+        if self._rebuilding:
+            self._note_floor_report(msg)
+            return
         if (
             self._role is Role.LEADER
             or not self._pre_votes
@@ -694,6 +745,8 @@ class Replica:
         self._maybe_campaign_after_pre_vote()
 
     def _handle_prepare(self, msg: Prepare) -> None:
+        if self._rebuilding:
+            return  # rule 14: no promise; the candidate needs the other replicas
         if msg.ballot < self._promised:
             self._nack(msg.src, msg.ballot)
             return
@@ -759,7 +812,7 @@ class Replica:
             if entry.slot >= self._log_start and entry.slot > self._chosen_watermark:
                 self._store_accept(entry.slot, msg.ballot, entry.value)
             slots.append(entry.slot)
-        if slots:
+        if slots and not self._rebuilding:  # rule 14: stored, but not a vote
             self._out.messages_after_persist.append(
                 Accepted(src=self.id, dst=msg.src, ballot=msg.ballot, slots=tuple(slots))
             )
@@ -769,6 +822,14 @@ class Replica:
         if not self._follow(msg.src, msg.ballot):
             return
         self._learn(msg.src, msg.ballot, msg.chosen_watermark)
+        if (
+            self._rebuilding
+            and self._floor is not None
+            and not self._rebuild_target
+            and msg.ballot >= self._floor
+            and msg.next_slot
+        ):
+            self._rebuild_target = msg.next_slot  # rule 14 (b)
         # Rule 9: only the newest round of this leader speaks for the transfer. A delayed
         # heartbeat of an abandoned transfer must not reopen it after the leader resumed its
         # lease with a later round (that round's ack promised to block the target).
@@ -778,7 +839,7 @@ class Replica:
             self._newest_heartbeat = round_key
         if msg.handoff_to and fresh:
             self._handoff_allowed = msg.handoff_to
-            if msg.handoff_to == self.id:
+            if msg.handoff_to == self.id and not self._rebuilding:
                 if self._chosen_watermark >= msg.chosen_watermark:
                     self._campaign()
                     return
@@ -791,6 +852,7 @@ class Replica:
                 ballot=msg.ballot,
                 seq=msg.seq,
                 chosen_watermark=self._chosen_watermark,
+                rebuilding=self._rebuilding,
             )
         )
 
@@ -810,6 +872,10 @@ class Replica:
             return
         self._last_ack[msg.src] = self._now
         self._peer_watermark[msg.src] = msg.chosen_watermark
+        if msg.rebuilding:
+            self._rebuilding_peers.add(msg.src)
+        else:
+            self._rebuilding_peers.discard(msg.src)
         acks = self._hb_acks.get(msg.seq)
         if acks is None:
             return
@@ -872,6 +938,7 @@ class Replica:
             self._catchup_retry_at = 0.0
             if (
                 self._handoff_allowed == self.id
+                and not self._rebuilding
                 and self._role is Role.FOLLOWER
                 and self._promised == self._handoff_ballot
                 and self._chosen_watermark >= self._handoff_watermark
@@ -1011,6 +1078,42 @@ class Replica:
             )
         )
 
+    def _ask_floor(self) -> None:
+        """Rule 14 (a): ask every peer that has not reported yet for its promise."""
+        self._pre_vote_seq += 1
+        self._floor_ask_at = self._now + self.config.heartbeat_interval_s
+        for peer in self._peers:
+            if peer not in self._floor_reports:
+                self._out.messages.append(
+                    PreVote(src=self.id, dst=peer, ballot=self._promised, seq=self._pre_vote_seq)
+                )
+
+    def _note_floor_report(self, msg: PreVoteReply) -> None:
+        if (
+            self._floor is not None
+            or msg.rebuilding
+            or not self._floor_first_seq <= msg.seq <= self._pre_vote_seq
+        ):
+            return
+        known = self._floor_reports.get(msg.src)
+        self._floor_reports[msg.src] = msg.ballot if known is None else max(known, msg.ballot)
+        if len(self._floor_reports) == len(self._peers):
+            self._floor = max(self._floor_reports.values(), default=ZERO_BALLOT)
+
+    def _maybe_finish_rebuild(self) -> None:
+        """Rule 14 (c): vote again once the slots up to the target are durably known."""
+        if (
+            self._floor is None
+            or not self._rebuild_target
+            or self._installing
+            or self._chosen_watermark < self._rebuild_target - 1
+        ):
+            return
+        self._rebuilding = False
+        self._out.persist.rebuilding = False
+        if self._floor > self._promised:
+            self._set_promised(self._floor)
+
     @property
     def _next_heartbeat_at(self) -> float:
         last = max(self._hb_sent.values(), default=float("-inf"))
@@ -1038,6 +1141,7 @@ class Replica:
                     chosen_watermark=self._chosen_watermark,
                     seq=seq,
                     handoff_to=self._handoff_target or 0,
+                    next_slot=self._next_slot,
                 )
             )
         if self._quorum == 1:
@@ -1092,7 +1196,8 @@ class Replica:
         """Every peer, or (thrifty) the quorum's worth that acknowledged most recently."""
         if not self.config.thrifty_accepts:
             return self._peers
-        ranked = sorted(self._peers, key=lambda p: (-self._last_ack.get(p, 0.0), p))
+        voters = [p for p in self._peers if p not in self._rebuilding_peers]
+        ranked = sorted(voters, key=lambda p: (-self._last_ack.get(p, 0.0), p))
         return ranked[: self._quorum - 1]
 
     def _send_accepts(self, entries: tuple[SlotValue, ...], everyone: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Acceptor state in RocksDB (rocksdict, raw mode), shared by every group of a node.
 
 Keyspace of group g (g as 4 bytes big-endian):
-    b"p" g b"m"            -> promised ballot, chosen watermark, log start
+    b"p" g b"m"            -> promised ballot, chosen watermark, log start, flags
     b"p" g b"s" slot(8 BE) -> accepted (ballot, value)
 
 `stage()` adds a group's persist batch to a caller's WriteBatch so that a node writes the
@@ -22,7 +22,11 @@ from paxos.messages import Value
 from paxos.ready import PersistBatch
 from paxos.storage import DurableState
 
-_META = struct.Struct(">QQQQ")  # promised round, promised node, chosen watermark, log start
+# Promised round, promised node, chosen watermark, log start, flags. Written before the
+# flags existed: the first four alone.
+_META = struct.Struct(">QQQQB")
+_META_NO_FLAGS = struct.Struct(">QQQQ")
+_REBUILDING = 1
 _VOTE_HEAD = struct.Struct(">QQI")  # ballot round, ballot node, command count
 _LEN = struct.Struct(">I")
 _SLOT = struct.Struct(">Q")
@@ -70,9 +74,16 @@ class RocksStorage:
         meta = self._db.get(self._meta_key)
         if meta is None:
             return DurableState()
-        round_, node, watermark, log_start = _META.unpack(meta)
+        if len(meta) == _META_NO_FLAGS.size:
+            round_, node, watermark, log_start = _META_NO_FLAGS.unpack(meta)
+            flags = 0
+        else:
+            round_, node, watermark, log_start, flags = _META.unpack(meta)
         return DurableState(
-            promised=Ballot(round_, node), chosen_watermark=watermark, log_start=log_start
+            promised=Ballot(round_, node),
+            chosen_watermark=watermark,
+            log_start=log_start,
+            rebuilding=bool(flags & _REBUILDING),
         )
 
     def load(self) -> DurableState:
@@ -95,6 +106,7 @@ class RocksStorage:
                 promised=batch.promised,
                 chosen_watermark=batch.chosen_watermark,
                 log_start=batch.log_start,
+                rebuilding=batch.rebuilding,
             )
         )
         if meta.log_start > old_start:
@@ -106,6 +118,7 @@ class RocksStorage:
             batch.promised is not None
             or batch.chosen_watermark is not None
             or batch.log_start is not None
+            or batch.rebuilding is not None
         ):
             wb.put(
                 self._meta_key,
@@ -114,6 +127,7 @@ class RocksStorage:
                     meta.promised.node_id,
                     meta.chosen_watermark,
                     meta.log_start,
+                    _REBUILDING if meta.rebuilding else 0,
                 ),
             )
 

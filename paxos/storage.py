@@ -25,6 +25,9 @@ class DurableState:
     chosen_watermark: int = 0
     # First slot still held; slots below it are covered by the application's snapshot.
     log_start: int = 1
+    # A replica whose data was lost and is being rebuilt: it votes again only once replica
+    # rule 14 says it is safe.
+    rebuilding: bool = False
 
     def apply(self, batch: PersistBatch) -> None:
         """Fold a persist batch into this state (the same rule every storage implements)."""
@@ -39,6 +42,8 @@ class DurableState:
                 self.accepted[slot] = vote
         if batch.chosen_watermark is not None:
             self.chosen_watermark = max(self.chosen_watermark, batch.chosen_watermark)
+        if batch.rebuilding is not None:
+            self.rebuilding = batch.rebuilding
 
 
 class Storage(Protocol):

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAXOS_TESTS = (
     ROOT / "tests/sim/test_paxos_properties.py",
     ROOT / "tests/unit/paxos/test_replica_paths.py",
+    ROOT / "tests/unit/paxos/test_rebuild.py",
 )
 CLUSTER_TESTS = (ROOT / "tests/sim/test_txn_properties.py",)
 
@@ -126,6 +127,33 @@ MUTATIONS = [
         ),
         package="shard",
         tests=CLUSTER_TESTS,
+    ),
+    Mutation(
+        "rebuild_votes_at_once",
+        "a replica that lost its disk votes at once, as a fresh acceptor (no rule 14)",
+        edits=(
+            (
+                "replica.py",
+                "        self._rebuilding = state.rebuilding\n",
+                "        self._rebuilding = False\n",
+            ),
+        ),
+    ),
+    Mutation(
+        "rebuild_target_below_floor",
+        "a rebuilding replica takes its target from any leader, even one below the floor",
+        edits=(("replica.py", "            and msg.ballot >= self._floor\n", ""),),
+    ),
+    Mutation(
+        "rebuild_skips_catch_up",
+        "a rebuilding replica votes once it has a target, before it learned the slots below",
+        edits=(
+            (
+                "replica.py",
+                "            or self._chosen_watermark < self._rebuild_target - 1\n",
+                "",
+            ),
+        ),
     ),
 ]
 

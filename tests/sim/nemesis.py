@@ -82,6 +82,10 @@ class FaultMix:
     #: promises), then isolate the leader one lease duration before that replica's next
     #: campaign: the promises expire just in time for it; the old lease must be over too.
     lease_race: float = 0.0
+    #: A follower loses its disk (a replaced drive) and restarts with nothing, rebuilding
+    #: (replica rule 14); then, half the time, the leader is isolated soon after, so that an
+    #: election may need the rebuilt replica while it knows little.
+    lose_disk: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -110,6 +114,7 @@ def plan_faults(
             ("leader_churn", mix.leader_churn),
             ("crash_on_install", mix.crash_on_install),
             ("lease_race", mix.lease_race),
+            ("lose_disk", mix.lose_disk),
         )
         if weight > 0
     ]
@@ -183,6 +188,16 @@ def plan_faults(
                     kind=kind,
                     duration=rng.uniform(0.2, 0.5),
                     mode=rng.choice(CrashMode.ALL),
+                    k=rng.randint(0, 1000),
+                )
+            )
+        elif kind == "lose_disk":
+            faults.append(
+                Fault(
+                    at=t,
+                    kind=kind,
+                    duration=_downtime(rng),
+                    other=rng.randint(0, 1),
                     k=rng.randint(0, 1000),
                 )
             )

@@ -150,6 +150,7 @@ def _copy(state: GroupDiskState) -> GroupDiskState:
             accepted=dict(p.accepted),
             chosen_watermark=p.chosen_watermark,
             log_start=p.log_start,
+            rebuilding=p.rebuilding,
         ),
         app_index=state.app_index,
         app_log=list(state.app_log),

@@ -29,10 +29,18 @@ from checkers import (
     check_read_values,
 )
 from nemesis import Fault, FaultMix, plan_faults
-from paxos_group import CrashPlan, Listener, PaxosHost, ReadOp, WriteOp, leader_of
-from world import HostTiming, NetworkConfig, Stats, World
+from paxos_group import (
+    CrashPlan,
+    Listener,
+    PaxosHost,
+    ReadOp,
+    WriteOp,
+    leader_of,
+    new_group_disk,
+)
+from world import CrashMode, HostTiming, NetworkConfig, Stats, World
 
-from paxos import Message, ReplicaConfig, Value
+from paxos import Message, PersistBatch, ReplicaConfig, Value
 
 TERMINATION_BOUND_S = 5.0
 REPLAY_HINT = (
@@ -83,6 +91,7 @@ PROFILES = (
     "leadership",
     "chaos",
     "calm",
+    "rebuild",
 )
 
 
@@ -223,6 +232,22 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             pause=1,
             lease_attack=1,
             crash=0.5,
+        )
+    elif profile == "rebuild":
+        # Followers lose their disks and rebuild under load, while leaders crash, are cut
+        # off and hand over; with compaction half the time, so rebuilds need snapshots.
+        if rng.random() < 0.5:
+            k.replica["compact_threshold"] = rng.choice((6, 20))
+            k.replica["compact_keep"] = rng.choice((1, 4))
+        k.faults = FaultMix(
+            rate_per_s=4,
+            lose_disk=3,
+            crash=1,
+            isolate=1,
+            partition=1,
+            heal=2,
+            transfer=1,
+            pause=0.5,
         )
     elif profile == "chaos":
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
@@ -482,6 +507,8 @@ class GroupSim(Listener):
             for host_id in sorted(self.hosts):
                 stagger = self.rng.uniform(0, 0.05)
                 self._crash(self.hosts[host_id], fault.mode, fault.duration + stagger)
+        elif fault.kind == "lose_disk":
+            self._lose_disk(fault)
 
     def _try_transfer(self, target: int, attempts: int, slow: Fault | None = None) -> None:
         """Ask the leader to hand over to `target`; it refuses until the target is caught
@@ -586,6 +613,36 @@ class GroupSim(Listener):
         net.cut(leader_id, bridge_id)
         self.world.schedule(self.world.now + 0.08, net.uncut, leader_id, bridge_id)
         self._crash(self.hosts[bridge_id], mode, 0.0005)
+
+    def _lose_disk(self, fault: Fault) -> None:
+        """A follower's disk is replaced: it restarts empty, rebuilding (replica rule 14).
+
+        One at a time, while every other replica is up with its disk: two replicas rebuilding
+        at once, or one rebuilding while another is down for good, is a lost majority in a
+        3-replica group, which no protocol survives.
+        """
+        hosts = list(self.hosts.values())
+        if any(
+            not h.up or (h.replica is not None and h.replica.status().rebuilding) for h in hosts
+        ):
+            return
+        leader = leader_of(hosts)
+        followers = [h for h in hosts if h is not leader]
+        victim = followers[fault.k % len(followers)]
+        self.stats.add("disk_losses")
+        victim.crash(CrashMode.POWER_LOSS)
+        victim.disk = new_group_disk()
+        victim.disk.write(("persist", PersistBatch(rebuilding=True)), sync=True)
+        self.world.schedule(self.world.now + fault.duration, self._restart, victim)
+        if fault.other and leader is not None:
+            # Once the victim is back, cut the leader off: the next leader's Phase 1 may
+            # need the rebuilt replica, which must not promise yet.
+            at = self.world.now + fault.duration + 0.01
+            self.world.schedule(at, self._isolate_unless_healed, leader.id)
+
+    def _isolate_unless_healed(self, host_id: int) -> None:
+        if self.healed_at is None:
+            self.world.net.isolate(host_id)
 
     def _resolve(self, target: int) -> int:
         if target:
@@ -705,7 +762,11 @@ class GroupSim(Listener):
         if not all(h.up for h in hosts):
             return False
         top = self.oracle.max_slot
-        return all(h.app.index == top for h in hosts)
+        # A replica that lost its disk votes again (replica rule 14) before the run settles.
+        return all(
+            h.app.index == top and h.replica is not None and not h.replica.status().rebuilding
+            for h in hosts
+        )
 
     def _verdict(self, probes: list[Logical]) -> SimResult:
         oracle = self.oracle

@@ -34,7 +34,7 @@ common = dict(src=ids, dst=ids, ballot=ballots)
 
 messages = st.one_of(
     st.builds(PreVote, seq=ints, **common),
-    st.builds(PreVoteReply, seq=ints, granted=st.booleans(), **common),
+    st.builds(PreVoteReply, seq=ints, granted=st.booleans(), rebuilding=st.booleans(), **common),
     st.builds(Prepare, from_slot=ints, **common),
     st.builds(
         Promise,
@@ -55,8 +55,10 @@ messages = st.one_of(
     ),
     st.builds(Accept, entries=slot_values, chosen_watermark=ints, **common),
     st.builds(Accepted, slots=st.lists(ints, max_size=5).map(tuple), **common),
-    st.builds(Heartbeat, chosen_watermark=ints, seq=ints, handoff_to=ints, **common),
-    st.builds(HeartbeatAck, seq=ints, chosen_watermark=ints, **common),
+    st.builds(
+        Heartbeat, chosen_watermark=ints, seq=ints, handoff_to=ints, next_slot=ints, **common
+    ),
+    st.builds(HeartbeatAck, seq=ints, chosen_watermark=ints, rebuilding=st.booleans(), **common),
     st.builds(CatchUpRequest, from_slot=ints, to_slot=ints, **common),
     st.builds(CatchUpReply, entries=slot_values, chosen_watermark=ints, **common),
     st.builds(InstallSnapshot, index=ints, data=st.binary(max_size=50), **common),

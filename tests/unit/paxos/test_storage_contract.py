@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,16 @@ def check_storage(storage: Storage, reopen: Callable[[], Storage]) -> None:
     # The chosen watermark never moves back, whatever a batch says.
     storage.save(PersistBatch(chosen_watermark=1))
     assert reopen().load().chosen_watermark == 2
+    # The rebuilding flag (replica rule 14) is kept until a batch clears it, alone or with
+    # the rest.
+    assert reopen().load().rebuilding is False
+    storage.save(PersistBatch(rebuilding=True))
+    state = reopen().load()
+    assert state.rebuilding is True and state.promised == B2 and state.log_start == 2
+    storage.save(PersistBatch(accepted={4: (B2, (b"y",))}))
+    assert reopen().load().rebuilding is True
+    storage.save(PersistBatch(promised=B2, rebuilding=False))
+    assert reopen().load().rebuilding is False
 
 
 def test_memory_storage_contract() -> None:
@@ -45,6 +56,16 @@ def test_memory_storage_contract() -> None:
 def test_rocks_storage_contract(tmp_path: Path) -> None:
     storage = RocksStorage.open(str(tmp_path / "db"), group_id=5)
     check_storage(storage, lambda: storage)
+
+
+def test_rocks_storage_reads_the_meta_written_before_the_flags(tmp_path: Path) -> None:
+    """A database from before the rebuilding flag holds a 32-byte meta record: not rebuilding."""
+    storage = RocksStorage.open(str(tmp_path / "db"), group_id=5)
+    meta_key = b"p" + (5).to_bytes(4, "big") + b"m"
+    storage._db[meta_key] = struct.pack(">QQQQ", 2, 3, 7, 4)
+    state = RocksStorage(storage._db, group_id=5).load()
+    assert (state.promised, state.chosen_watermark, state.log_start) == (B2, 7, 4)
+    assert state.rebuilding is False
 
 
 def test_memory_storage_crash_loses_only_unsynced() -> None:
