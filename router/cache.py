@@ -6,8 +6,10 @@ A client (or a node forwarding a request) keeps the newest `ShardMap` it has see
 group, a guess of the group's leader. It routes a key to the guessed leader of the range that
 owns it. Answers from servers move the cache:
 
-- `NotLeader(hint)`: the guess moves to the hint; without a hint, to the next replica of the
-  group (round-robin), so repeated misses visit every replica.
+- `NotLeader(hint)`, UNAVAILABLE, no connection or no answer from the node asked: the guess
+  moves to the hint; without a hint, to the next replica of the group (round-robin), so
+  repeated misses visit every replica. Only while the guess is still the node asked
+  (`on_not_leader`): concurrent requests that fail at one node move it once.
 - `WrongShard(map_version)`: the server's map is newer than ours; the cache becomes stale
   (`needs_refresh`) until a map of at least that version is given to `update`.
 
@@ -106,27 +108,37 @@ class RoutingCache:
         guess = self._leaders.get(group_id)
         return self._map.preferred_leader(group_id) if guess is None else guess
 
-    def on_not_leader(self, group_id: int, hint: int | None) -> None:
-        """A replica of `group_id` said it is not the leader, naming `hint` if it knows one.
+    def on_not_leader(self, group_id: int, asked: int, hint: int | None = None) -> None:
+        """Node `asked`, sent a request as `group_id`'s guessed leader, did not serve it: it
+        said NOT_LEADER (naming `hint` if it knows the leader) or UNAVAILABLE, could not be
+        reached, or did not answer in time.
 
-        A hint that is a replica of the group becomes the guess. A hint outside the group's
-        replicas means our map is stale: the guess still moves to it if the node is known
-        (it can serve the request), and `needs_refresh` turns on. With no usable hint, the
-        guess rotates to the next replica after the current one.
+        The one rule for every such answer: it moves the guess only while the guess is still
+        `asked`. Concurrent requests fail at the same node together; had each moved the guess
+        one replica on, one failure per replica put it back on that node, a second redirect
+        to the same leader rotated it off that leader, and a late answer moved it off a
+        leader another request had found meanwhile (all found by review).
+
+        A hint naming another node becomes the guess if the node is known (it can serve the
+        request); a hint outside the group's replicas means our map is stale, and
+        `needs_refresh` turns on. Otherwise the guess moves to the replica after `asked`, so
+        repeated misses visit every replica in a fixed order.
         """
         shard_map = self._map
         if shard_map is None or not shard_map.has_group(group_id):
             return
         replicas = shard_map.replicas(group_id)
-        current = self.leader_for(group_id)
-        if hint is not None and hint != current:
-            if hint not in replicas:
-                self._stale = True
-            if hint in shard_map.nodes:
-                self._leaders[group_id] = hint
-                return
+        if hint == asked:
+            hint = None  # the node names itself: no news
+        if hint is not None and hint not in replicas:
+            self._stale = True
+        if self.leader_for(group_id) != asked:
+            return
+        if hint is not None and hint in shard_map.nodes:
+            self._leaders[group_id] = hint
+            return
         # No (usable) hint: try the next replica in a fixed order.
-        position = replicas.index(current) if current in replicas else -1
+        position = replicas.index(asked) if asked in replicas else -1
         self._leaders[group_id] = replicas[(position + 1) % len(replicas)]
 
     def on_wrong_shard(self, map_version: int) -> bool:

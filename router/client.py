@@ -669,6 +669,9 @@ class RoutingClient:
             raise InvalidArgument("the request has no operation set")
         op = getattr(request, kind)
         has_header = "header" in op.DESCRIPTOR.fields_by_name
+        # A request routed by group was planned on this map (a scan's part, a transaction's
+        # share of keys): under another one it must be planned again.
+        planned = cache.map_version
         attempt = 0  # backoff exponent
         hops = 0  # consecutive NOT_LEADER redirects
         last = "no attempt made"
@@ -693,8 +696,14 @@ class RoutingClient:
             assert gid is not None
             if not shard_map.has_group(gid):
                 raise UnknownGroup(gid, shard_map.version)
+            if group_id is not None and shard_map.version != planned:
+                # Found by review: a scan part planned on map v1, sent under v2 after a
+                # refresh here, met WRONG_SHARD of v2 at every try until the deadline.
+                raise WrongShard(key or b"", shard_map.version, gid)
             target = f"group {gid}'s leader"
-            address = cache.route_group(gid)
+            asked = cache.leader_for(gid)
+            assert asked is not None
+            address = cache.address_of(asked)
             if has_header:
                 header = op.header
                 header.cluster_id = self._cluster_id or ""
@@ -712,7 +721,7 @@ class RoutingClient:
                         "to find out"
                     ) from None
                 last = str(exc)
-                cache.on_not_leader(gid, None)
+                cache.on_not_leader(gid, asked)
                 await self._sleep(attempt, deadline)
                 attempt += 1
                 continue
@@ -720,12 +729,8 @@ class RoutingClient:
                 # A leader that does not answer at all (stopped, cut off) is no better a
                 # guess than the next replica, which names the leader if it is not: the
                 # caller's retry goes there (found by review: every retry waited out its
-                # whole deadline at the silent node while another replica led). Only while
-                # the guess is still that node: concurrent timeouts there would each move
-                # it one replica on (back to the silent node after one per replica), and a
-                # late one would move it off a leader another request already found.
-                if cache.route_group(gid) == address:
-                    cache.on_not_leader(gid, None)
+                # whole deadline at the silent node while another replica led).
+                cache.on_not_leader(gid, asked)
                 if exc.sent and write:
                     raise OutcomeUnknown(
                         f"no answer from {address} before the deadline; the write may or may "
@@ -740,7 +745,7 @@ class RoutingClient:
             code = error.code
             last = f"{address} answered {_code_name(code)}: {error.message}"
             if code == kv.NOT_LEADER:
-                cache.on_not_leader(gid, error.leader_id or None)
+                cache.on_not_leader(gid, asked, error.leader_id or None)
                 hops += 1
                 if hops > _NOT_LEADER_FREE_HOPS:
                     await self._sleep(attempt, deadline)
@@ -748,7 +753,7 @@ class RoutingClient:
                 continue
             hops = 0
             if code == kv.UNAVAILABLE:
-                cache.on_not_leader(gid, None)
+                cache.on_not_leader(gid, asked)
                 await self._sleep(attempt, deadline)
                 attempt += 1
                 continue

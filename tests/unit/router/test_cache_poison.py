@@ -51,7 +51,7 @@ def test_cache_keeps_a_non_replica_guess_after_the_refresh() -> None:
     cache.update(current)
     group = current.locate(b"a").group_id
     outsider = next(n for n in current.nodes if n not in current.replicas(group))
-    cache.on_not_leader(group, outsider)  # a hint naming a node that is not a replica
+    cache.on_not_leader(group, current.preferred_leader(group), outsider)  # not a replica
     assert cache.needs_refresh
     cache.on_wrong_shard(current.version)
     cache.mark_stale()  # the outsider answers UNKNOWN_GROUP

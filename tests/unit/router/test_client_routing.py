@@ -895,7 +895,86 @@ async def test_a_late_timeout_does_not_move_a_guess_another_request_corrected(
         cluster.leaders[gid] = new
         slow = asyncio.ensure_future(client.get(b"a"))  # in flight at the silent node
         await asyncio.wait_for(reached.wait(), 5)
-        client._cache.on_not_leader(gid, new)  # another request learned the leader (a hint)
+        client._cache.on_not_leader(gid, old, new)  # another request was redirected there
         with pytest.raises(DeadlineExceeded):
             await slow
         assert client._cache.leader_for(gid) == new, "the guess left the real leader"
+
+
+# ------------------------------------------------ one rule for moving a leader guess
+
+
+def asked_nodes(cluster: FakeCluster, kind: str) -> list[int]:
+    return [n for n, k, _ in cluster.seen if k == kind]
+
+
+@with_cluster
+async def test_concurrent_redirects_naming_the_same_leader_all_go_there(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: the second of two answers NOT_LEADER(hint 3) from the same node
+    found the guess already at 3 and took the hint for "the node names itself": it rotated
+    the guess off the leader, to a node that redirected it back."""
+    cluster.leaders[1] = 3  # group 1's preferred leader (the first guess) is node 2
+    async with client_for(cluster) as client:
+        results = await asyncio.gather(client.get(b"a"), client.get(b"b"))
+        assert results == [None, None]
+        assert sorted(asked_nodes(cluster, "get")) == [2, 2, 3, 3], cluster.seen
+        assert client.routing.leader_for(1) == 3
+
+
+@with_cluster
+async def test_concurrent_unavailable_answers_move_the_guess_off_that_node_once(
+    cluster: FakeCluster,
+) -> None:
+    """The known weakness: each UNAVAILABLE moved the guess one replica on from the CURRENT
+    guess, so one per replica put it back on the refusing node (a replica restoring a
+    snapshot, say), and the retries went there again."""
+    cluster.leaders[1] = 3
+    cluster.hook = lambda node, request: (
+        error_response(request, kv.UNAVAILABLE) if node.node_id == 2 else None
+    )
+    async with client_for(cluster, backoff=_FixedBackoff()) as client:
+        results = await asyncio.gather(*(client.get(k) for k in (b"a", b"b", b"c")))
+        assert results == [None, None, None]
+        assert sorted(asked_nodes(cluster, "get")) == [2, 2, 2, 3, 3, 3], cluster.seen
+
+
+@with_cluster
+async def test_concurrent_connection_failures_move_the_guess_off_that_node_once(
+    cluster: FakeCluster,
+) -> None:
+    """As above for a node that cannot be reached: two requests failed together rotated the
+    guess twice, past the leader to a node that redirected back."""
+    cluster.leaders[1] = 3
+    await cluster.nodes[2].stop()
+    async with client_for(cluster, backoff=_FixedBackoff()) as client:
+        results = await asyncio.gather(client.get(b"a"), client.get(b"b"))
+        assert results == [None, None]
+        assert asked_nodes(cluster, "get") == [3, 3], cluster.seen
+        assert client.routing.leader_for(1) == 3
+
+
+@with_cluster
+async def test_a_scan_whose_map_is_refreshed_before_it_is_sent_is_replanned(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: a part planned on map v1 was sent after the request core refreshed
+    to v2 (another request had met WRONG_SHARD naming v2), under v2's header; every answer
+    was WRONG_SHARD of the version the client now had, so it retried the same part until
+    the deadline instead of re-planning."""
+    async with client_for(cluster) as client:
+        await client.put(b"q", b"1")
+        await client.put(b"u", b"2")
+        cluster.map = cluster.map.split(3, b"t", 4, (1, 2, 3), preferred_leader=2)
+        cluster.leaders[4] = 2
+        client.routing.on_wrong_shard(cluster.map.version)  # another request's answer
+        assert [k for k, _, _ in await client.scan(b"p")] == [b"q", b"u"]
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=3) as tclient:
+        cluster.map = cluster.map.split(4, b"v", 5, (1, 2, 3), preferred_leader=3)
+        cluster.leaders[5] = 3
+        await tclient.put(b"w", b"3")  # meets WRONG_SHARD, refreshes
+        cluster.map = cluster.map.split(5, b"x", 6, (1, 2, 3), preferred_leader=1)
+        cluster.leaders[6] = 1
+        tclient._routing.routing.on_wrong_shard(cluster.map.version)
+        assert [k for k, _ in await tclient.scan(b"p")] == [b"q", b"u", b"w"]

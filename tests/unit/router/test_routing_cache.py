@@ -34,7 +34,7 @@ def test_empty_cache(map3: ShardMap) -> None:
         cache.route(b"a")
     with pytest.raises(ShardMapUnavailable):
         cache.plan_scan(b"", None)
-    cache.on_not_leader(1, 2)  # ignored without a map
+    cache.on_not_leader(1, 1, 2)  # ignored without a map
     assert cache.on_wrong_shard(3) is True
 
 
@@ -60,7 +60,7 @@ def test_initial_leader_is_preferred(map3: ShardMap) -> None:
 def test_not_leader_with_hint(map3: ShardMap) -> None:
     cache = RoutingCache([])
     cache.update(map3)
-    cache.on_not_leader(1, 3)
+    cache.on_not_leader(1, map3.preferred_leader(1), 3)
     assert cache.leader_for(1) == 3
     assert cache.route(b"a")[1] == map3.nodes[3].client_addr
     assert not cache.needs_refresh
@@ -73,7 +73,7 @@ def test_not_leader_without_hint_rotates_through_replicas(map3: ShardMap) -> Non
     replicas = map3.group(1).replicas
     seen = [cache.leader_for(1)]
     for _ in range(len(replicas)):
-        cache.on_not_leader(1, None)
+        cache.on_not_leader(1, seen[-1])
         seen.append(cache.leader_for(1))
     assert sorted(seen[:-1]) == sorted(replicas)  # visits every replica once...
     assert seen[-1] == seen[0]  # ...then comes back around
@@ -83,7 +83,8 @@ def test_not_leader_hint_naming_itself_rotates(map3: ShardMap) -> None:
     cache = RoutingCache([])
     cache.update(map3)
     current = cache.leader_for(2)
-    cache.on_not_leader(2, current)
+    assert current is not None
+    cache.on_not_leader(2, current, current)
     assert cache.leader_for(2) != current
 
 
@@ -92,20 +93,54 @@ def test_not_leader_hint_outside_replicas_marks_stale(nodes3: list[NodeAddress])
     outsider = next(n for n in (1, 2, 3) if n not in m.group(1).replicas)
     cache = RoutingCache([])
     cache.update(m)
-    cache.on_not_leader(1, outsider)
+    cache.on_not_leader(1, m.preferred_leader(1), outsider)
     assert cache.needs_refresh
     assert cache.leader_for(1) == outsider  # a known node: worth trying
     cache.update(m)  # refreshed, same version: no longer stale
     assert not cache.needs_refresh
-    cache.on_not_leader(1, 42)  # unknown node: stale, and rotate instead
+    cache.on_not_leader(1, outsider, 42)  # unknown node: stale, and rotate instead
     assert cache.needs_refresh and cache.leader_for(1) in m.group(1).replicas
+
+
+def test_only_an_answer_from_the_guessed_node_moves_the_guess(map3: ShardMap) -> None:
+    """One rule for NOT_LEADER, UNAVAILABLE, no connection and no answer: concurrent requests
+    failing at one node move the guess once, and a late answer does not move it off a
+    leader another request found."""
+    cache = RoutingCache([])
+    cache.update(map3)
+    first = map3.preferred_leader(1)
+    replicas = map3.group(1).replicas
+    after = replicas[(replicas.index(first) + 1) % len(replicas)]
+    for _ in replicas:  # one failure per replica, all from the first guess
+        cache.on_not_leader(1, first)
+    assert cache.leader_for(1) == after
+    leader = next(n for n in replicas if n not in (first, after))
+    cache.on_not_leader(1, after, leader)
+    cache.on_not_leader(1, after, leader)  # a second redirect naming the same leader
+    assert cache.leader_for(1) == leader
+    cache.on_not_leader(1, first, after)  # a late answer from an earlier guess
+    cache.on_not_leader(1, after)
+    assert cache.leader_for(1) == leader
+
+
+def test_a_late_hint_outside_the_replicas_still_marks_the_map_stale(
+    nodes3: list[NodeAddress],
+) -> None:
+    m = bootstrap(nodes3, [b"m"], 2)
+    outsider = next(n for n in (1, 2, 3) if n not in m.group(1).replicas)
+    other = next(n for n in m.group(1).replicas if n != m.preferred_leader(1))
+    cache = RoutingCache([])
+    cache.update(m)
+    cache.on_not_leader(1, other, outsider)  # not the guess: the guess stays...
+    assert cache.leader_for(1) == m.preferred_leader(1)
+    assert cache.needs_refresh  # ...but the map is known stale
 
 
 def test_leader_guesses_survive_update_if_still_replicas(map3: ShardMap) -> None:
     cache = RoutingCache([])
     cache.update(map3)
-    cache.on_not_leader(1, 3)
-    cache.on_not_leader(2, 1)
+    cache.on_not_leader(1, map3.preferred_leader(1), 3)
+    cache.on_not_leader(2, map3.preferred_leader(2), 1)
     v2 = map3.split(2, b"k", 7, (2, 3))
     # group 2 keeps [g, k) on the same replicas, so both guesses survive
     cache.update(v2)
@@ -200,7 +235,7 @@ def test_refresh_targets_order(map3: ShardMap) -> None:
     assert targets[0] == meta_leader
     assert targets[-1] == "seed:9"
     assert len(targets) == len(set(targets)) == 4
-    cache.on_not_leader(0, 3)
+    cache.on_not_leader(0, map3.meta_preferred_leader, 3)
     assert cache.refresh_targets()[0] == map3.nodes[3].client_addr
     assert cache.address_of(2) == map3.nodes[2].client_addr
 
