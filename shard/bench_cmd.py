@@ -39,7 +39,7 @@ TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
 
 def register_bench_command(subparsers: Any) -> None:
     """Add `bench` to the `paxoskv` parser's subcommands."""
-    from shard.cli_kv import ENV_CLUSTER, add_tls_options
+    from shard.cli_kv import ENV_CLUSTER, add_tls_options, positive_seconds
 
     bench = subparsers.add_parser(
         "bench",
@@ -86,7 +86,12 @@ def register_bench_command(subparsers: Any) -> None:
         "--read-fraction", type=float, default=0.5, help="share of gets in 'mixed' (0.5)"
     )
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--timeout", type=float, default=10.0, help="deadline per operation")
+    bench.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="deadline per operation in seconds (10)",
+    )
     bench.add_argument(
         "--retry-timeout",
         type=float,

@@ -6,6 +6,8 @@ Failures print one line to stderr and exit non-zero; `--debug` shows the traceba
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 
@@ -99,10 +101,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("paxoskv: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_is_closed():
+            # The reader went away (`paxoskv scan | head -3`): nothing to report.
+            return 141  # 128 + SIGPIPE, what a C tool killed by the signal reports
         if args.debug:
             raise
         print(f"paxoskv: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _stdout_is_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports POLLERR on its write
+    end); if so, stdout now points at /dev/null, so the interpreter's last flush does not
+    complain either. A broken pipe of anything else is an error like any other."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+        if closed:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return closed
 
 
 if __name__ == "__main__":

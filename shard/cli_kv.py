@@ -30,6 +30,17 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------- parser
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type of a --timeout: a number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return seconds
+
+
 def connection_options(
     timeout_help: str = "deadline per operation, retries included (default 10)",
 ) -> argparse.ArgumentParser:
@@ -53,7 +64,7 @@ def connection_options(
     )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help=timeout_help,
@@ -110,7 +121,11 @@ def register_kv_commands(subparsers: Any) -> None:
         "--stale", action="store_true", help="allow a possibly stale read from any replica"
     )
     get.add_argument(
-        "--at-version", type=int, default=0, help="read the newest version <= this one"
+        "--at-version",
+        type=int,
+        default=0,
+        metavar="VERSION",
+        help="read the newest version <= this one (a version `put` printed)",
     )
     get.set_defaults(handler=_cmd_get)
 
@@ -161,12 +176,18 @@ def register_kv_commands(subparsers: Any) -> None:
         description="Print KEY<TAB>VALUE lines (-v: KEY<TAB>VERSION<TAB>VALUE) for keys in "
         "[--start, --end), in key order, across shards. In text mode a backslash, tab, "
         "newline or carriage return inside a key or value is printed escaped (\\\\, \\t, "
-        "\\n, \\r); use --hex for binary data.",
+        "\\n, \\r), and other control bytes and bytes that are not UTF-8 as \\xNN; use "
+        "--hex for binary data.",
     )
     scan.add_argument("--start", default="", help="first key (inclusive; default: the start)")
     scan.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
     scan.add_argument("--prefix", default=None, help="only keys with this prefix")
-    scan.add_argument("--limit", type=int, default=1000, help="at most N items (default 1000)")
+    scan.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        help="at most N items (default 1000); a note on stderr says when more follow",
+    )
     scan.add_argument("-v", "--verbose", action="store_true", help="add each item's version")
     scan.add_argument("--stale", action="store_true", help="allow possibly stale reads")
     scan.set_defaults(handler=_cmd_scan)
@@ -199,6 +220,8 @@ def seeds_from(args: argparse.Namespace) -> list[str]:
         host, _, port = seed.rpartition(":")
         if not host or not port.isdigit():
             raise UsageError(f"bad cluster address {seed!r}: expected HOST:PORT")
+        if not 0 < int(port) < 65536:
+            raise UsageError(f"bad cluster address {seed!r}: the port must be 1-65535")
     return seeds
 
 
@@ -222,13 +245,24 @@ def _arg_bytes(args: argparse.Namespace, text: str, what: str) -> bytes:
             return bytes.fromhex(text)
         except ValueError:
             raise UsageError(f"{what} {text!r} is not valid hex") from None
-    return text.encode()
+    # The bytes as given: argv bytes that are not UTF-8 came in as surrogate escapes.
+    return os.fsencode(text)
+
+
+_CONTROL_ESCAPES = {
+    **{code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]},
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
 
 
 def escape(data: bytes) -> str:
-    """Bytes as one printable line: undecodable bytes, tabs, newlines and backslashes escaped."""
-    text = data.decode("utf-8", errors="backslashreplace")
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    """Bytes as one printable line, unambiguously: a backslash doubled, tab, newline and
+    carriage return as \\t, \\n, \\r, other control bytes and bytes that are not UTF-8 as
+    \\xNN (so the key b"\\xff" and the 4-byte key b"\\\\xff" print differently)."""
+    text = data.replace(b"\\", b"\\\\").decode("utf-8", errors="backslashreplace")
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def _show(args: argparse.Namespace, data: bytes) -> str:
@@ -266,11 +300,13 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 
 def _cmd_get(args: argparse.Namespace) -> int:
     key = _arg_bytes(args, args.key, "key")
+    if args.at_version < 0:
+        raise UsageError("--at-version must be >= 0")
 
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
         if found is None:
-            print(f"paxoskv: key {args.key!r} not found", file=sys.stderr)
+            print(f"paxoskv: key '{_show(args, key)}' not found", file=sys.stderr)
             return EXIT_NO
         value, version = found
         shown = value.hex().encode() if args.hex else value
@@ -330,10 +366,13 @@ def _cmd_cas(args: argparse.Namespace) -> int:
             print(result.version)
             return 0
         if result.current_value is None:
-            print(f"paxoskv: cas: condition not met: {args.key!r} is absent", file=sys.stderr)
+            print(
+                f"paxoskv: cas: condition not met: '{_show(args, key)}' is absent",
+                file=sys.stderr,
+            )
         else:
             print(
-                f"paxoskv: cas: condition not met: {args.key!r} is at version "
+                f"paxoskv: cas: condition not met: '{_show(args, key)}' is at version "
                 f"{result.current_version}",
                 file=sys.stderr,
             )
@@ -365,7 +404,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be >= 0")
 
     async def body(client: Any) -> int:
-        items = await client.scan(start, end, args.limit, stale_ok=args.stale)
+        # One item over the limit says whether the listing was cut short.
+        want = args.limit + 1 if args.limit > 0 else 0
+        items = await client.scan(start, end, want, stale_ok=args.stale)
+        more = len(items) > args.limit
+        items = items[: args.limit]
         lines = []
         for key, value, version in items:
             fields = [_show(args, key)]
@@ -375,6 +418,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             lines.append("\t".join(fields))
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+        if more:
+            print(
+                f"paxoskv: scan: stopped at --limit {args.limit}; more keys follow the last "
+                "one printed (raise --limit, or scan again from there)",
+                file=sys.stderr,
+            )
         return 0
 
     return _with_client(args, body)

@@ -15,6 +15,7 @@ Imports of grpc and the client stay inside the handler, so `paxoskv --help` stay
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,9 @@ steps (each argument is one step, or several separated by ';'):
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan ...:" then
 "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W writes)". With
---snapshot: "snapshot at ts T" instead. Tabs, newlines and backslashes in keys and values
-are printed escaped; use --hex for binary data. Exit status: 0 committed, 1 error (one line
+--snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes
+and bytes that are not UTF-8 in keys and values are printed escaped (as `paxoskv scan`
+does); use --hex for binary data. Exit status: 0 committed, 1 error (one line
 on stderr; a commit whose outcome is unknown says so and prints the command that settles it,
 `paxoskv txn-status REF --settle`).
 """
@@ -135,7 +137,7 @@ def _arg_bytes(text: str, hex_mode: bool, what: str) -> bytes:
             return bytes.fromhex(text)
         except ValueError:
             raise UsageError(f"{what} {text!r} is not valid hex") from None
-    return text.encode()
+    return os.fsencode(text)  # the bytes as given, UTF-8 or not
 
 
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
@@ -268,7 +270,14 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if ":" in args.ref:
         if args.group is not None or args.key is not None:
             raise UsageError("REF already names its group: drop --group/--key")
-        return TxnRef.parse(args.ref), {}
+        ref = TxnRef.parse(args.ref)
+        if args.settle and not ref.started_ns:
+            raise UsageError(
+                "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS) a commit whose "
+                "outcome is unknown prints, not the 'txn ID:GROUP' of a commit line: it says "
+                "when the transaction began"
+            )
+        return ref, {}
     try:
         txn_id = bytes.fromhex(args.ref)
     except ValueError:
@@ -283,7 +292,7 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             "is unknown prints: it says when the transaction began"
         )
     if args.key is not None:
-        return txn_id, {"key": args.key.encode()}
+        return txn_id, {"key": os.fsencode(args.key)}
     return txn_id, {"group_id": args.group}
 
 

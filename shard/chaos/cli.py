@@ -34,7 +34,7 @@ output: OUT/history.jsonl (every operation, Jepsen conventions), OUT/report.json
 ok/fail/info counts, faults with timestamps, recovery times, anomalies, acknowledged writes
 lost), OUT/cluster/ (config, node logs and data). Exit status: 0 valid; 3 anomalies or lost
 acknowledged writes; 4 the cluster did not recover or final reads failed; 5 the checker was
-inconclusive; 1 no verdict (an error: no --workload, OUT already holds a run, --recheck DIR is
+inconclusive; 1 no verdict (an error: no --workload, OUT is not empty, --recheck DIR is
 not a run, ...); 2 an unknown option or value.
 
 partitions: with --net auto, `partition` and `mix` put every node in its own Linux network
@@ -55,8 +55,12 @@ def register_chaos_command(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.add_argument("--workload", choices=WORKLOAD_NAMES, help="required for a run")
-    cmd.add_argument("--nemesis", default="mix", choices=NEMESIS_NAMES)
-    cmd.add_argument("--duration", type=float, default=30.0, help="seconds of workload")
+    cmd.add_argument(
+        "--nemesis", default="mix", choices=NEMESIS_NAMES, help="the faults (default mix: all)"
+    )
+    cmd.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of workload (default 30)"
+    )
     cmd.add_argument("--out", help="output directory (must be new or empty; required for a run)")
     cmd.add_argument(
         "--recheck",
@@ -64,24 +68,30 @@ def register_chaos_command(subparsers: Any) -> None:
         help="run nothing: check the history kept in the run directory DIR again (same "
         "exit status; writes DIR/recheck.json)",
     )
-    cmd.add_argument("--clients", type=int, default=5, help="concurrent logical clients")
-    cmd.add_argument("--seed", type=int, default=None, help="seed of every harness choice")
-    cmd.add_argument("--nodes", type=int, default=3)
-    cmd.add_argument("--shards", type=int, default=3)
+    cmd.add_argument(
+        "--clients", type=int, default=5, help="concurrent logical clients (default 5)"
+    )
+    cmd.add_argument(
+        "--seed", type=int, default=None, help="seed of every harness choice (default: random)"
+    )
+    cmd.add_argument("--nodes", type=int, default=3, help="node count (default 3)")
+    cmd.add_argument("--shards", type=int, default=3, help="data shard count (default 3)")
     cmd.add_argument(
         "--net",
         default="auto",
         choices=["auto", "netns", "hook", "loopback"],
         help="how partitions are made (default auto: namespaces if usable, else the hook)",
     )
-    cmd.add_argument("--timeout", type=float, default=3.0, help="client deadline per op (s)")
+    cmd.add_argument(
+        "--timeout", type=float, default=3.0, help="client deadline per op (s, default 3)"
+    )
     cmd.add_argument(
         "--quiet",
         type=float,
         nargs=2,
         default=[1.0, 3.0],
         metavar=("MIN", "MAX"),
-        help="seconds between faults",
+        help="seconds between faults (default 1 3)",
     )
     cmd.add_argument(
         "--fault",
@@ -89,7 +99,7 @@ def register_chaos_command(subparsers: Any) -> None:
         nargs=2,
         default=[1.0, 4.0],
         metavar=("MIN", "MAX"),
-        help="seconds each fault lasts",
+        help="seconds each fault lasts (default 1 4)",
     )
     cmd.set_defaults(handler=_run)
 

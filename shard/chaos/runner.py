@@ -99,6 +99,12 @@ def run(options: ChaosOptions, say: Callable[[str], None] = print) -> dict[str, 
     out = Path(options.out).resolve()
     if (out / "cluster").exists() or (out / "history.jsonl").exists():
         raise ChaosError(f"{out} already holds a run; choose a new --out directory")
+    if out.is_dir() and any(out.iterdir()):
+        # As --help says: new or empty. A run writes cluster/, history.jsonl and report.json
+        # among whatever is there (a local cluster's directory, say).
+        raise ChaosError(f"{out} is not empty; choose a new or empty --out directory")
+    if out.exists() and not out.is_dir():
+        raise ChaosError(f"{out} is not a directory; choose a new or empty --out directory")
     out.mkdir(parents=True, exist_ok=True)
     network_info, use_netns, hook = _choose_network(options)
     started = time.monotonic()

@@ -1,0 +1,91 @@
+"""The `paxoskv` data commands' argument checks and messages, without a cluster: each
+mistake gets one line naming the option (never an internal name such as `timeout_s`), keys
+are the bytes given on the command line, printed keys are unambiguous, and a reader that
+goes away (`paxoskv scan | head`) is no error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shard.cli import main
+from shard.cli_kv import escape
+from shard.cli_txn import Step, parse_steps
+
+ROOT = Path(__file__).resolve().parents[3]
+NOWHERE = "127.0.0.1:9"  # never contacted: every case fails before connecting
+
+
+def test_escape_is_unambiguous_and_prints_no_control_bytes() -> None:
+    assert escape(b"a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+    # One byte that is not UTF-8 and the four bytes backslash, x, f, f differ.
+    assert escape(b"\xff") == "\\xff"
+    assert escape(b"\\xff") == "\\\\xff"
+    # A terminal never gets raw control bytes (NUL, ESC, DEL).
+    assert escape(b"\x00\x1b[31m\x7f") == "\\x00\\x1b[31m\\x7f"
+    assert escape("ünï".encode()) == "ünï"
+
+
+def test_keys_are_the_bytes_given_even_when_not_utf8() -> None:
+    raw = os.fsdecode(b"k\xff\xfe")  # how Python hands such an argv entry over
+    assert parse_steps([f"get {raw}"]) == [Step("get", b"k\xff\xfe", text=f"get {raw}")]
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_a_bad_timeout_names_the_option(timeout: str, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["get", "--cluster", NOWHERE, "--timeout", timeout, "k"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --timeout:" in err and "timeout_s" not in err
+
+
+def test_a_port_out_of_range_is_a_bad_address(capsys: Any) -> None:
+    assert main(["get", "--cluster", "127.0.0.1:99999", "k"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == "paxoskv: error: bad cluster address '127.0.0.1:99999': the port must be 1-65535\n"
+    )
+
+
+def test_a_negative_at_version_names_the_option(capsys: Any) -> None:
+    assert main(["get", "--cluster", NOWHERE, "--at-version", "-5", "k"]) == 1
+    assert capsys.readouterr().err == "paxoskv: error: --at-version must be >= 0\n"
+
+
+def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: Any) -> None:
+    ref = "9ca3e1000780cbe4d2609bdf348e2384:1"  # the "txn ID:GROUP" a commit line prints
+    assert main(["txn-status", "--cluster", NOWHERE, ref, "--settle"]) == 1
+    err = capsys.readouterr().err
+    assert "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS)" in err
+    assert "settle=True" not in err and "\n" not in err.rstrip("\n")
+
+
+def test_a_reader_that_goes_away_is_no_error() -> None:
+    script = (
+        "import sys, shard.cli_kv as kv, shard.cli as cli\n"
+        "def flood(args):\n"
+        "    for _ in range(10_000):\n"
+        "        print('x' * 100)\n"
+        "    return 0\n"
+        "kv._cmd_status = flood\n"
+        "sys.exit(cli.main(['status']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # `| head -c 10`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 141, err
+    assert err == ""
