@@ -54,12 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--config", required=True, help="cluster TOML file")
     node.add_argument("--node-id", required=True, help="node id or name from the config")
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    node.add_argument(
+    first = node.add_mutually_exclusive_group()
+    first.add_argument(
         "--bootstrap",
         action="store_true",
         help="the cluster's first start: create this node's data if its directory has none "
         "(without it an empty data directory is refused: a node that lost its data must "
-        "not vote again). Not for restarts, nor in a service unit",
+        "not vote again as if it had not). Not for restarts, nor in a service unit",
+    )
+    first.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="this node's data was lost (a replaced disk): start on its empty directory, "
+        "catch up from the other nodes and vote again once that is safe (one node at a "
+        "time; every other replica of its groups must be up). On a directory that holds "
+        "its data already it changes nothing",
     )
     node.set_defaults(handler=_run_node)
     register_cluster_commands(commands)
@@ -84,7 +93,7 @@ def _run_node(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     node = config.node(args.node_id)
     setup_logging(args.log_level)
-    asyncio.run(serve(config, node, first_start=args.bootstrap))
+    asyncio.run(serve(config, node, first_start=args.bootstrap, rebuild=args.rebuild))
     return 0
 
 

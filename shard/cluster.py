@@ -44,7 +44,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -254,6 +254,8 @@ class LocalCluster:
         self._ready_offset: dict[str, int] = {}
         # True only while start() launches a cluster none of whose nodes has data yet.
         self._bootstrapping = False
+        # Nodes start() launches with --rebuild (their data was lost).
+        self._rebuilding: frozenset[str] = frozenset()
         if self.config_path.exists():
             self.config = load_config(self.config_path)
             self._fresh = False
@@ -426,6 +428,7 @@ class LocalCluster:
         deadline_s: float = 60.0,
         settle_s: float = 5.0,
         progress: Progress | None = None,
+        rebuild: Collection[str] = (),
     ) -> None:
         """Start every node and wait until every group has a leader (see the module doc),
         then up to `settle_s` more until each leader sits on its group's preferred node (the
@@ -434,12 +437,18 @@ class LocalCluster:
         When some nodes of the directory's cluster run and others do not (one was killed),
         only the stopped ones are started, each recovering from its data.
 
+        `rebuild`: stopped nodes whose data was lost; they start with `--rebuild` (on an
+        empty data directory: shard/node_identity.py) and the call returns once each votes
+        again in every group it hosts.
+
         Raises:
-            ClusterError: every node of this directory is already running, a node did not
-                come up (the message quotes its log), or the deadline passed.
+            ClusterError: every node of this directory is already running, a node to rebuild
+                is unknown or running, or the cluster never ran; a node did not come up (the
+                message quotes its log), or the deadline passed.
         """
         states = self.node_states()
         running = [s for s in states if s.pid is not None]
+        self._check_rebuild(rebuild, states)
         if running and len(running) == len(states):
             which = ", ".join(f"{s.name} (pid {s.pid})" for s in running)
             raise ClusterError(
@@ -448,8 +457,10 @@ class LocalCluster:
             )
         say = progress or (lambda _msg: None)
         end = time.monotonic() + deadline_s
+        self._rebuilding = frozenset(rebuild)
         if running:
             self._start_stopped([s.name for s in states if s.pid is None], end, say)
+            self.wait_rebuilt(self._rebuilding, max(0.0, end - time.monotonic()), progress=say)
             return
         attempts = 3 if self._fresh and self._base_port is None else 1
         # A first start stopped part-way (Ctrl-C, a node that failed, the deadline) leaves
@@ -493,18 +504,83 @@ class LocalCluster:
         self._fresh = self._bootstrapping = False
         try:
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=progress)
+            self.wait_rebuilt(self._rebuilding, max(0.0, end - time.monotonic()), progress=say)
         except BaseException:
             self._stop_all(grace_s=5.0)
             raise
         if settle_s > 0 and not self.wait_settled(settle_s):
             say("leaders have not all moved to their preferred nodes yet (that is fine)")
 
+    def _check_rebuild(self, names: Collection[str], states: Sequence[NodeState]) -> None:
+        if not names:
+            return
+        unknown = sorted(set(names) - set(self.names))
+        if unknown:
+            raise ClusterError(
+                f"--rebuild names no node of this cluster: {', '.join(unknown)} "
+                f"(its nodes: {', '.join(self.names)})"
+            )
+        busy = [s.name for s in states if s.name in names and s.pid is not None]
+        if busy:
+            raise ClusterError(
+                f"{', '.join(busy)} is running: stop it before rebuilding it "
+                f"(paxoskv cluster stop, or kill it)"
+            )
+        if self._fresh or not any(
+            (self.config.node_data_dir(node) / "db").exists() for node in self.config.nodes
+        ):
+            raise ClusterError(
+                "--rebuild brings back a node whose data was lost while the others kept "
+                f"theirs; no node of the cluster in {self.data_dir} has data yet"
+            )
+
+    def wait_rebuilt(
+        self, names: Collection[str], deadline_s: float = 60.0, *, progress: Progress | None = None
+    ) -> None:
+        """Wait until none of `names` has a replica still rebuilding (Paxos rule 14)."""
+        if not names:
+            return
+        say = progress or (lambda _msg: None)
+        end = time.monotonic() + deadline_s
+        last = ""
+        while True:
+            statuses = self.status_all(timeout_s=1.0, names=sorted(names))
+            waiting = {
+                name: [g.group_id for g in st.groups if g.role == "rebuilding"]
+                if st is not None
+                else None
+                for name, st in statuses.items()
+            }
+            if all(groups == [] for groups in waiting.values()):
+                say(f"{', '.join(sorted(names))} rebuilt: voting in every group again")
+                return
+            line = "; ".join(
+                f"{name} not answering"
+                if groups is None
+                else f"{name} rebuilding groups "
+                f"{', '.join(map(str, groups))} (catching up from the others)"
+                for name, groups in sorted(waiting.items())
+                if groups != []
+            )
+            if line != last:
+                say(line)
+                last = line
+            if time.monotonic() > end:
+                raise ClusterError(
+                    f"the rebuild is not finished after {deadline_s:.0f} s ({line}): it needs "
+                    f"every other replica of those groups up; see the logs in {self.logs_dir}"
+                )
+            time.sleep(0.05)
+
     def _start_stopped(self, names: list[str], end: float, say: Progress) -> None:
         """Start `names` next to the running nodes and wait until every group has a leader;
         on failure stop only what this call started."""
         try:
             for name in names:
-                say(f"restarting {name} from its data in {self.data_dir}")
+                if name in self._rebuilding:
+                    say(f"rebuilding {name}: its data was lost; it catches up from the others")
+                else:
+                    say(f"restarting {name} from its data in {self.data_dir}")
             self._launch(names, end, say)
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=say)
         except BaseException:
@@ -579,7 +655,8 @@ class LocalCluster:
         log's start line adds about where it runs. --bootstrap goes only to the start of a
         cluster none of whose nodes has data yet, or whose first start was stopped before
         every node came up (BOOTSTRAP_PENDING_NAME): a node whose data was lost while the
-        others kept theirs is refused by the node (shard/node_identity.py)."""
+        others kept theirs is refused by the node (shard/node_identity.py) unless start()
+        was asked to rebuild it (--rebuild)."""
         argv = [
             sys.executable,
             "-m",
@@ -592,6 +669,8 @@ class LocalCluster:
         ]
         if self._bootstrapping:
             argv.append("--bootstrap")
+        elif name in self._rebuilding:
+            argv.append("--rebuild")
         return argv, ""
 
     def _wait_ready(self, name: str, end: float) -> None:

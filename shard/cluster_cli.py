@@ -57,6 +57,15 @@ def register_cluster_commands(subparsers: Any) -> None:
         help="new cluster: TLS on every hop, clients included, with a private CA and "
         "certificates written under DATA_DIR/tls (prints the client's export lines)",
     )
+    start.add_argument(
+        "--rebuild",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a stopped node whose data was lost (a replaced disk, a deleted data "
+        "directory): start it on its empty directory as a non-voter, wait until it caught "
+        "up and votes again (every other node must be up; one node at a time)",
+    )
     start.set_defaults(handler=_start)
 
     stop = commands.add_parser(
@@ -120,7 +129,7 @@ def _start(args: argparse.Namespace) -> int:
         tls=args.tls,
     )
     try:
-        cluster.start(deadline_s=args.timeout, progress=_progress)
+        cluster.start(deadline_s=args.timeout, progress=_progress, rebuild=args.rebuild)
         for line in cluster.describe():
             print(line)
         print("client addresses:")

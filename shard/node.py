@@ -76,7 +76,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, Role
+from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, ReplicaStatus, Role
 from paxos.messages import InstallSnapshot, Message
 from paxos.ready import CommittedEntry
 from paxos.storage import DurableState
@@ -1932,8 +1932,7 @@ class NodeCore:
             group = kv.GroupStatus(
                 group_id=group_id,
                 replicas=shard_map.replicas(group_id),
-                # A replica restoring a snapshot in steps is paused; its data is the old state.
-                role="restoring" if host.restore is not None else st.role.value,
+                role=_role_shown(host, st),
                 leader_id=st.leader_hint or 0,
                 ballot=str(st.promised),
                 chosen_index=st.chosen_watermark,
@@ -1952,6 +1951,15 @@ class NodeCore:
             map_version=shard_map.version,
             groups=groups,
         )
+
+
+def _role_shown(host: GroupHost, status: ReplicaStatus) -> str:
+    """The replica's role for status pages, with the states that keep it from serving."""
+    if host.restore is not None:
+        return "restoring"  # a snapshot restored in steps: paused, its data the old state
+    if status.rebuilding:
+        return "rebuilding"  # its data was lost: no vote until Paxos rule 14 allows one
+    return status.role.value
 
 
 class _Refusal(Exception):

@@ -14,17 +14,25 @@ etcd refuses such a member for the same reason). So:
 - every later start checks the record against the config: a directory with neither the
   record nor any Paxos state is refused without `--bootstrap` (`NodeDataMissing`), one whose
   record names another node or cluster is refused always (`NodeDataMismatch`);
-- a directory written before this record existed (Paxos state, no record) is given one.
+- a directory written before this record existed (Paxos state, no record) is given one;
+- `paxoskv node --rebuild` starts a node whose data was lost on an empty directory: with the
+  record it writes, in the same synced write, every group it hosts is marked rebuilding, so
+  each replica votes again only once Paxos rule 14 (paxos/replica.py) says its forgotten
+  promises and votes are covered. On a directory that already holds this node's record,
+  `--rebuild` changes nothing (a rebuild stopped half-way goes on from its marks).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
+from paxos import PersistBatch
+from paxos.rocks import RocksStorage
 from shard.disk import RocksNodeDisk
 
 __all__ = [
@@ -65,19 +73,37 @@ class NodeIdentity:
         return f"{self.name} (id {self.node_id}) of cluster {self.cluster_id!r}"
 
 
-def open_node_disk(path: Path, identity: NodeIdentity, *, first_start: bool) -> RocksNodeDisk:
+def open_node_disk(
+    path: Path,
+    identity: NodeIdentity,
+    *,
+    first_start: bool,
+    rebuild_groups: Sequence[int] | None = None,
+) -> RocksNodeDisk:
     """Open the node's RocksDB at `path` once it is known to be this node's (module doc).
 
+    `rebuild_groups`: `paxoskv node --rebuild`, the groups this node hosts; an empty
+    directory is then taken, and those groups are marked rebuilding.
+
     Raises:
-        NodeDataMissing: no data at `path` and this is not `first_start`.
+        NodeDataMissing: no data at `path`, and neither `first_start` nor a rebuild.
         NodeDataMismatch: the data at `path` is another node's or another cluster's.
     """
-    if not first_start and not (path / "CURRENT").exists():
+    creates = first_start or rebuild_groups is not None
+    if not creates and not (path / "CURRENT").exists():
         raise NodeDataMissing(_missing(path, identity))  # and leave no empty database behind
-    return RocksNodeDisk(path, claim=lambda db: _claim(db, path, identity, first_start))
+    return RocksNodeDisk(
+        path, claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups)
+    )
 
 
-def _claim(db: Rdict, path: Path, identity: NodeIdentity, first_start: bool) -> None:
+def _claim(
+    db: Rdict,
+    path: Path,
+    identity: NodeIdentity,
+    first_start: bool,
+    rebuild_groups: Sequence[int] | None,
+) -> None:
     """Check the record, or write it (synced, before the open's WAL warm-up writes)."""
     stored = db.get(IDENTITY_KEY)
     if stored is not None:
@@ -88,10 +114,14 @@ def _claim(db: Rdict, path: Path, identity: NodeIdentity, first_start: bool) -> 
                 "check data_dir in the config (every node needs its own directory)"
             )
         return
-    if not first_start and not _holds_data(db):
+    holds_data = _holds_data(db)
+    if not first_start and rebuild_groups is None and not holds_data:
         raise NodeDataMissing(_missing(path, identity, created=True))
     batch = WriteBatch(raw_mode=True)
     batch.put(IDENTITY_KEY, identity.encode())
+    if rebuild_groups is not None and not holds_data:
+        for group_id in rebuild_groups:
+            RocksStorage(db, group_id).stage(PersistBatch(rebuilding=True), batch)
     synced = WriteOptions()
     synced.sync = True
     db.write(batch, synced)
@@ -108,11 +138,13 @@ def _missing(path: Path, identity: NodeIdentity, *, created: bool = False) -> st
         "its database exists but holds nothing, as when a first start was stopped before it "
         "finished (then start it again with --bootstrap)"
         if created
-        else "a node that voted and lost its data must not vote again, so a node starts on "
-        "an empty directory only with --bootstrap, on the cluster's first start"
+        else "a node that voted and lost its data must not vote again as if it had not, so "
+        "a node starts on an empty directory only with --bootstrap, on the cluster's first "
+        "start"
     )
     return (
-        f"no data for node {identity} in {path}: {found}. If this node's data was lost, keep "
-        "the cluster running on the others (a majority of every group) and see "
-        "docs/ARCHITECTURE.md, 'A node's data'"
+        f"no data for node {identity} in {path}: {found}. If this node's data was lost, start "
+        "it with --rebuild (`paxoskv cluster start --rebuild NAME` for a local cluster): it "
+        "catches up from the others and votes again once that is safe (docs/ARCHITECTURE.md, "
+        "'A node's data')"
     )

@@ -67,21 +67,30 @@ class NodeRuntime:
     """A running node: gRPC server, peer links, the cycle loop."""
 
     def __init__(
-        self, config: ClusterConfig, node: NodeConfig, *, first_start: bool = False
+        self,
+        config: ClusterConfig,
+        node: NodeConfig,
+        *,
+        first_start: bool = False,
+        rebuild: bool = False,
     ) -> None:
         """`first_start`: the cluster's first start, so the node may create its data
-        (`paxoskv node --bootstrap`; shard/node_identity.py)."""
+        (`paxoskv node --bootstrap`); `rebuild`: its data was lost, so it may start on an
+        empty directory as a non-voter until it is safe (`paxoskv node --rebuild`;
+        shard/node_identity.py)."""
         self.config = config
         self.node = node
+        shard_map = bootstrap_map(config)
         self.disk = open_node_disk(
             config.node_data_dir(node) / "db",
             NodeIdentity(config.cluster_id, node.id, node.name),
             first_start=first_start,
+            rebuild_groups=shard_map.groups_of_node(node.id) if rebuild else None,
         )
         self.core = NodeCore(
             cluster_id=config.cluster_id,
             node_id=node.id,
-            bootstrap_map=bootstrap_map(config),
+            bootstrap_map=shard_map,
             disk=self.disk,
             paxos_settings=config.paxos,
             rng=random.Random(),
@@ -460,9 +469,11 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
 
 
-async def serve(config: ClusterConfig, node: NodeConfig, *, first_start: bool = False) -> None:
+async def serve(
+    config: ClusterConfig, node: NodeConfig, *, first_start: bool = False, rebuild: bool = False
+) -> None:
     """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
-    runtime = NodeRuntime(config, node, first_start=first_start)
+    runtime = NodeRuntime(config, node, first_start=first_start, rebuild=rebuild)
     await runtime.start()
     print(f"paxoskv node {node.name} (id {node.id}) serving on {node.address}", flush=True)
     loop = asyncio.get_running_loop()

@@ -48,21 +48,41 @@ def test_kill9_every_node_during_writes_then_restart(
     print(f"\n{len(acked)} acknowledged writes survived kill -9 of all nodes")
 
 
-def test_a_node_whose_data_was_lost_refuses_to_start(cluster: LocalCluster, kv_of: Any) -> None:
+def test_a_node_whose_data_was_lost_is_refused_then_rebuilt(
+    cluster: LocalCluster, kv_of: Any, writer_of: Any
+) -> None:
     """A node that voted and lost its data (a replaced disk) must not vote again with no
-    memory of its promises (shard/node_identity.py): its restart is refused with one clear
-    line, and the others go on serving what was written."""
+    memory of its promises (shard/node_identity.py): a plain restart is refused with one
+    clear line while the others go on serving. `start(rebuild=...)` (`paxoskv cluster start
+    --rebuild`) brings it back under writes as a non-voter until Paxos rule 14 lets it vote;
+    then with another node killed every group needs its vote, and every acknowledged write
+    is still there."""
     kv_ = kv_of(cluster)
-    before = kv_.put(b"b-before-the-loss", b"1")
     victim = cluster.names[-1]
-    cluster.kill(victim)
-    shutil.rmtree(cluster.config.node_data_dir(cluster.node(victim)) / "db")
-    with pytest.raises(ClusterError, match=rf"no data for node {victim} .*--bootstrap"):
-        cluster.restart(victim)
-    assert not cluster.is_running(victim)
-    assert kv_.get(before.key) == b"1"
-    after = kv_.put(b"m-after-the-loss", b"2")
+    with writer_of(cluster, PREFIXES) as writer:
+        writer.wait_acks(30)
+        cluster.kill(victim)
+        shutil.rmtree(cluster.config.node_data_dir(cluster.node(victim)) / "db")
+        with pytest.raises(ClusterError, match=rf"no data for node {victim} .*--rebuild"):
+            cluster.restart(victim)
+        assert not cluster.is_running(victim)
+        writer.wait_acks(len(writer.acks) + 30, deadline_s=30.0)
+        with pytest.raises(ClusterError, match="is running: stop it before rebuilding"):
+            cluster.start(rebuild=[cluster.names[0]])
+        cluster.start(deadline_s=60.0, rebuild=[victim])
+        roles = {g.group_id: g.role for g in cluster.status_all(names=[victim])[victim].groups}
+        assert "rebuilding" not in roles.values(), roles
+        writer.wait_acks(len(writer.acks) + 30, deadline_s=30.0)
+    acked = list(writer.acks)
+    other = cluster.names[0]
+    cluster.kill(other)  # from now on every group's quorum includes the rebuilt node
+    for group_id in cluster.shard_map.group_ids():
+        cluster.wait_for_leader(group_id)
+    lost = [a.key for a in acked if kv_.get(a.key) != a.value]
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged writes lost: {lost[:5]}"
+    after = kv_.put(b"m-after-the-rebuild", b"2")
     assert kv_.get(after.key) == b"2"
+    print(f"\n{victim} rebuilt; {len(acked)} acknowledged writes intact without {other}")
 
 
 class _StoppedOnceDatabasesExist(LocalCluster):

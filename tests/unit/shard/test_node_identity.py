@@ -111,3 +111,41 @@ def test_the_record_is_written_before_the_open_writes_anything_else(tmp_path: Pa
     finally:
         RocksNodeDisk.__init__ = original  # type: ignore[method-assign]
     assert len(logged) == 1 and logged[0] < WAL_WARMUP_BYTES // 16, logged
+
+
+def test_a_rebuild_takes_an_empty_directory_and_marks_every_group_rebuilding(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db"
+    with pytest.raises(NodeDataMissing, match=r"start it with --rebuild"):
+        open_node_disk(path, N1, first_start=False)
+    disk = open_node_disk(path, N1, first_start=False, rebuild_groups=[0, 2])
+    try:
+        stored = disk.db.get(IDENTITY_KEY)
+        assert stored is not None and NodeIdentity.decode(stored) == N1
+        assert disk.load(0).rebuilding and disk.load(2).rebuilding
+        assert not disk.load(1).rebuilding  # not hosted here
+    finally:
+        disk.close()
+    # A restart (with or without the flag again) goes on rebuilding from the marks.
+    for rebuild_groups in (None, [0, 2]):
+        again = open_node_disk(path, N1, first_start=False, rebuild_groups=rebuild_groups)
+        try:
+            assert again.load(0).rebuilding and again.load(2).rebuilding
+        finally:
+            again.close()
+
+
+def test_a_rebuild_of_a_directory_holding_the_nodes_data_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    disk = open_node_disk(path, N1, first_start=True)
+    disk.persist([(1, VOTE)])
+    disk.close()
+    again = open_node_disk(path, N1, first_start=False, rebuild_groups=[1])
+    try:
+        state = again.load(1)
+        assert not state.rebuilding and state.accepted == VOTE.accepted
+    finally:
+        again.close()
+    with pytest.raises(NodeDataMismatch):
+        open_node_disk(path, NodeIdentity("c1", 2, "n2"), first_start=False, rebuild_groups=[1])
