@@ -4,6 +4,7 @@ only once its forgotten promises and votes are covered (Paxos Made Live §5.1)."
 from __future__ import annotations
 
 import pytest
+from test_replica_paths import Group, between, to
 
 from paxos import MemoryStorage, PersistBatch, Role
 from paxos.ballot import Ballot
@@ -19,7 +20,6 @@ from paxos.messages import (
     Promise,
     SlotValue,
 )
-from tests.unit.paxos.test_replica_paths import Group, between, to
 
 
 def lose_disk(g: Group, i: int, now: float, *, rebuilding: bool = True) -> None:
