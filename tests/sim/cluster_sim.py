@@ -71,7 +71,7 @@ from typing import Any
 from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
 from world import CrashMode, Host, HostTiming, NetworkConfig, World
 
-from paxos import Role
+from paxos import PersistBatch, Role
 from paxos.messages import Message
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, NodeAddress, ShardMap, bootstrap
@@ -447,6 +447,11 @@ class NodeHost(Host):
         return done
 
     # ------------------------------------------------------------------ inspection
+
+    def rebuilding(self) -> bool:
+        """Whether a replica of this node still rebuilds lost data (Paxos rule 14)."""
+        core = self.core
+        return core is not None and any(h.replica.status().rebuilding for h in core.hosts.values())
 
     def leads(self, group_id: int) -> bool:
         core = self.core
@@ -920,7 +925,7 @@ class Fault:
 
     def describe(self) -> str:
         parts = [f"{self.at:.3f}s {self.kind}"]
-        if self.kind in ("crash", "cycle_crash", "isolate"):
+        if self.kind in ("crash", "cycle_crash", "isolate", "lose_disk"):
             parts.append(f"host={self.target or 'leader'}")
         if self.sides:
             parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
@@ -986,7 +991,7 @@ class Knobs:
         )
 
 
-PROFILES = ("calm", "lossy", "dups", "partitions", "crashes", "2pc", "clocks", "chaos")
+PROFILES = ("calm", "lossy", "dups", "partitions", "crashes", "2pc", "clocks", "chaos", "rebuild")
 
 
 def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
@@ -1082,6 +1087,11 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in range(k.nodes))
         weights = {"isolate": 2, "crash": 2, "heal": 1}
         rate = 3
+    elif profile == "rebuild":
+        # Nodes lose their disks under transactions and rebuild (Paxos rule 14) while
+        # others crash and leaders are cut off.
+        weights = {"lose_disk": 3, "crash": 1, "isolate": 1, "heal": 1}
+        rate = 3
     elif profile == "chaos":
         weights = {
             "partition": 2,
@@ -1147,6 +1157,8 @@ def plan_faults(
             faults.append(Fault(t, kind, target=target, mode=mode, duration=rng.uniform(0.05, 1.0)))
         elif kind == "crash_all":
             faults.append(Fault(t, kind, mode=mode, duration=rng.uniform(0.05, 0.5)))
+        elif kind == "lose_disk":
+            faults.append(Fault(t, kind, target=target, duration=rng.uniform(0.05, 0.5)))
         elif kind == "cycle_crash":
             faults.append(
                 Fault(
@@ -1275,6 +1287,20 @@ class ClusterSim:
         if restart_after is not None:
             self.world.schedule(self.world.now + restart_after, self._restart, node.id)
 
+    def _lose_disk(self, fault: Fault) -> None:
+        """A node's disk is replaced: it restarts empty, every group it hosts marked
+        rebuilding, as `paxoskv node --rebuild` does. One at a time, with every other node
+        up: more is a lost majority of some group, which no protocol survives."""
+        target = self._resolve_target(fault.target)
+        nodes = self.nodes.values()
+        if target is None or any(not n.up or n.rebuilding() for n in nodes):
+            return
+        node = self.nodes[target]
+        self._crash(node, CrashMode.POWER_LOSS, fault.duration, "lose_disk")
+        node.disk = SimNodeDisk()
+        marks = PersistBatch(rebuilding=True)
+        node.disk.inner.persist([(g, marks) for g in self.shard_map.groups_of_node(node.id)])
+
     def _restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
         if not node.up:
@@ -1306,6 +1332,8 @@ class ClusterSim:
         elif fault.kind == "crash_all":
             for node in self.nodes.values():
                 self._crash(node, fault.mode, fault.duration, "all")
+        elif fault.kind == "lose_disk":
+            self._lose_disk(fault)
         elif fault.kind == "cycle_crash":
             target = self._resolve_target(fault.target)
             if target is not None and self.nodes[target].up:

@@ -137,6 +137,15 @@ def test_list_append_under_everything_at_once(seed: int) -> None:
     _run("append", "chaos", seed)
 
 
+@budget(4)
+@given(seed=SEEDS)
+def test_list_append_while_nodes_lose_their_disks_and_rebuild(seed: int) -> None:
+    """A node's disk is replaced under transactions (every group it hosts rebuilds, Paxos
+    rule 14, while other nodes crash and leaders are cut off): nothing acknowledged is lost
+    and the history stays strictly serializable."""
+    _run("append", "rebuild", seed)
+
+
 # ---------------------------------------------------------------------- bank
 
 
@@ -156,6 +165,12 @@ def test_bank_total_is_constant_under_crashes(seed: int) -> None:
 @given(seed=SEEDS)
 def test_bank_total_is_constant_under_2pc_crash_points(seed: int) -> None:
     _run("bank", "2pc", seed)
+
+
+@budget(2)
+@given(seed=SEEDS)
+def test_bank_total_is_constant_while_nodes_lose_their_disks_and_rebuild(seed: int) -> None:
+    _run("bank", "rebuild", seed)
 
 
 @budget(3)
