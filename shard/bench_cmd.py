@@ -59,7 +59,13 @@ def register_bench_command(subparsers: Any) -> None:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
     add_tls_options(bench)
-    bench.add_argument("--workload", choices=(*KV_WORKLOADS, *TXN_WORKLOADS), default="put")
+    bench.add_argument(
+        "--workload",
+        choices=(*KV_WORKLOADS, *TXN_WORKLOADS),
+        default="put",
+        help="put, get, mixed: single keys; txn1, txn2, txn3: transactions on 1-3 shards; "
+        "ro: read-only snapshots; bank: transfers (default put)",
+    )
     bench.add_argument("--clients", type=int, default=1, help="operations outstanding (1)")
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured (10)")
     bench.add_argument("--warmup", type=float, default=1.0, help="seconds not measured (1)")
@@ -85,7 +91,9 @@ def register_bench_command(subparsers: Any) -> None:
     bench.add_argument(
         "--read-fraction", type=float, default=0.5, help="share of gets in 'mixed' (0.5)"
     )
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument(
+        "--seed", type=int, default=0, help="seed of the keys and values drawn (default 0)"
+    )
     bench.add_argument(
         "--timeout",
         type=positive_seconds,
@@ -142,6 +150,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
     from shard.cli_kv import UsageError, seeds_from, tls_from
     from shard.cpu_meter import CpuMeter
+    from shard.limits import MAX_VALUE_BYTES
     from txn.client import AsyncClient
 
     seeds = seeds_from(args)
@@ -154,6 +163,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--retry-timeout must be > 0")
     if args.keys < 1:
         raise UsageError("--keys must be >= 1")
+    if not 0 <= args.value_size <= MAX_VALUE_BYTES:
+        raise UsageError(f"--value-size must be 0-{MAX_VALUE_BYTES} bytes (the value limit)")
     if args.hot_keys is not None and (args.workload != "bank" or args.hot_keys < 2):
         raise UsageError("--hot-keys is for --workload bank and must be >= 2")
     try:

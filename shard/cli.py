@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--config", required=True, help="cluster TOML file")
     node.add_argument("--node-id", required=True, help="node id or name from the config")
-    node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    node.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe log lines written (default info)",
+    )
     first = node.add_mutually_exclusive_group()
     first.add_argument(
         "--bootstrap",

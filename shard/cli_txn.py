@@ -104,7 +104,9 @@ def register_txn_command(subparsers: Any) -> None:
     cmd.add_argument(
         "--hex", action="store_true", help="keys and values are hex, in the steps and output"
     )
-    cmd.add_argument("--limit", type=int, default=1000, help="at most N items per scan")
+    cmd.add_argument(
+        "--limit", type=int, default=1000, help="at most N items per scan (default 1000)"
+    )
     cmd.set_defaults(handler=_cmd_txn)
 
     status = subparsers.add_parser(

@@ -462,6 +462,11 @@ class LocalCluster:
             self._start_stopped([s.name for s in states if s.pid is None], end, say)
             self.wait_rebuilt(self._rebuilding, max(0.0, end - time.monotonic()), progress=say)
             return
+        if self._fresh and self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise ClusterError(
+                f"{self.data_dir} holds files but no cluster ({CONFIG_NAME} is missing): choose "
+                "a new or empty directory for a new cluster"
+            )
         attempts = 3 if self._fresh and self._base_port is None else 1
         # A first start stopped part-way (Ctrl-C, a node that failed, the deadline) leaves
         # some nodes' databases created and maybe claimed, others not: until every node has

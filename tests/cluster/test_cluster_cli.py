@@ -153,6 +153,12 @@ def test_refusals_are_clear(tmp_path: Path) -> None:
     assert missing.returncode != 0 and "holds no cluster" in missing.stderr
     zero = paxoskv("cluster", "start", "--data-dir", str(tmp_path / "z"), "--shards", "0")
     assert zero.returncode != 0 and "--shards" in zero.stderr
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("mine")
+    taken_dir = paxoskv("cluster", "start", "--data-dir", str(other))
+    assert taken_dir.returncode != 0 and "holds files but no cluster" in taken_dir.stderr
+    assert sorted(p.name for p in other.iterdir()) == ["todo.txt"]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
