@@ -49,8 +49,8 @@ class TlsFiles:
         if (self.cert_file is None) != (self.key_file is None):
             raise TlsSetupError(
                 "a TLS certificate needs its private key and a key its certificate: give both "
-                "(--tls-cert and --tls-key, or PAXOSKV_TLS_CERT and PAXOSKV_TLS_KEY) or neither "
-                f"(certificate: {self.cert_file or 'none'}, key: {self.key_file or 'none'})"
+                "or neither (--tls-cert and --tls-key, or PAXOSKV_TLS_CERT and PAXOSKV_TLS_KEY; "
+                f"certificate: {self.cert_file or 'none'}, key: {self.key_file or 'none'})"
             )
 
     @classmethod

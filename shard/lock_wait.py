@@ -51,6 +51,14 @@ U2. Wound-wait (Rosenkrantz et al. 1978; Spanner §4.2.1): an older requester ta
 U3. A lock is released when the holder's Prepare or one-phase commit is applied there (its
     intents, or its committed versions, take over), when its abort (Resolve) arrives, when
     it is wounded, or when it expires.
+U4. A single-key Put, Delete or CAS of a locked key waits for the lock's release (rule L1:
+    it holds nothing, so no cycle passes through it), bounded as L4, then meets the holder's
+    intents if its Prepare took over, and waits for those (L1) as well: so a plain write
+    lands after the holder's commit instead of making it abort, as SQL's SELECT FOR UPDATE
+    blocks writers. Transactions that write without reading for update do not wait for
+    locks: a Prepare or one-phase commit may hold locks or intents itself, and a wait for a
+    lock holder could close a cycle with that holder's own wait for its locks; such a
+    transaction goes ahead and validation decides, as before.
 """
 
 from __future__ import annotations

@@ -1078,7 +1078,9 @@ class NodeCore:
             return False  # a follower refuses at once, with the leader's address
         if pending.wait_until and self._now >= pending.wait_until:
             return False
-        if not blocked(host.shard, pending.kind, pending.request, lambda t: _age(host, t)):
+        if not blocked(
+            host.shard, pending.kind, pending.request, lambda t: _age(host, t)
+        ) and not _behind_update_lock(host, pending):
             return False
         self._park(host, pending, resume)
         return True
@@ -2117,6 +2119,11 @@ def _wait_age(wait: _LockWait) -> tuple[int, bytes]:
     if wait.pending.kind == "get" and op.lock_txn_id:
         return (op.lock_priority, op.lock_txn_id)
     return (0, b"")
+
+
+def _behind_update_lock(host: GroupHost, pending: _Pending) -> bool:
+    """Rule U4 (shard.lock_wait): a single-key write to a key locked for update waits."""
+    return pending.kind in WRITE_KINDS and host.locks.holder(pending.request.key) is not None
 
 
 def _releases(host: GroupHost) -> int:

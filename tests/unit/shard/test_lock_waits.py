@@ -466,3 +466,33 @@ def test_a_resent_committed_one_phase_commit_gets_its_commit_answer_after_a_woun
     assert again.error.code == kv.OK, again.error  # rule O1: the recorded commit answers
     assert again.commit_ts == first.commit_ts
     assert node.call(get(b"apple")).get.value == b"y"
+
+
+def test_a_plain_write_waits_for_the_update_lock_and_lands_after_the_holders_commit(
+    node: OneNode,
+) -> None:
+    """Rule U4 (found by a user's review): a put of a key read for update used to go ahead,
+    and the lock's holder then aborted at commit; SQL's SELECT FOR UPDATE blocks it."""
+    node.call(put(b"apple", b"red"))
+    assert node.call(read_for_update(b"apple", b"t1", priority=100)).get.value == b"red"
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"green"), answers.append)
+    node.advance(0.2)
+    assert answers == []  # parked behind t1's lock
+    committed = node.call(one_phase(b"t1", writes=(b"apple",))).commit_one_phase
+    assert committed.error.code == kv.OK  # the holder commits: the put did not overtake it
+    node.advance(0.02)
+    assert len(answers) == 1 and answers[0].put.error.code == kv.OK
+    assert node.call(get(b"apple")).get.value == b"green"  # the put landed after it
+
+
+def test_a_plain_write_behind_a_lock_whose_holder_vanished_goes_ahead_in_time(
+    node: OneNode,
+) -> None:
+    node.call(read_for_update(b"apple", b"t1", priority=100))
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"green"), answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 0.9)
+    assert answers == []
+    node.advance(LOCK_WAIT_MAX_S * 0.2)
+    assert len(answers) == 1 and answers[0].put.error.code == kv.OK
