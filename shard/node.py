@@ -25,7 +25,9 @@ Rules
    (rule 1): a version stamped by a clock ahead of the others can be visible before the
    other clocks reach it, and a reader that saw it must not finish before they do, or a
    snapshot started after that reader could take a timestamp below the version and miss it
-   (strict serializability; found by the simulator, seed append:clocks:186978151).
+   (strict serializability; found by the simulator, seed append:clocks:186978151). A
+   txn_status answer waits likewise for the commit or prepare timestamp it shows (a client
+   reports a commit at it; found by review).
 3. A snapshot read at timestamp T needs the leader's lease, asked for only once the node's
    wall clock is within the maximum clock offset of T; then the leader raises its clock
    above T and waits until every write it stamped below T is applied (or known never to
@@ -65,6 +67,13 @@ Rules
    clock than legitimate ones can be (`_max_ahead_us`), before the clock sees it: one such
    timestamp would move the clock, and with it every later version, the commit waits and
    the GC and purge horizons, ahead for good.
+10. A node's clock starts above every timestamp its stored groups hold (versions, prepared
+   transactions, recorded decisions), not at its wall clock: a restart after the wall clock
+   stepped back (an NTP step, a VM resumed, a lost RTC; with the loopback default of
+   max_clock_offset 0, a step of the one machine clock between two runs) handed out
+   timestamps below writes it had acknowledged, and a snapshot begun after them read below
+   them and missed them (found by review, tests/unit/shard/test_clock_restart.py). Replies
+   showing those versions then wait, by rule 1, until the wall clock has passed them.
 """
 
 from __future__ import annotations
@@ -484,6 +493,8 @@ class NodeCore:
                 desc = bootstrap_map.group(group_id)
                 app = ShardStateMachine(group_id, (desc.start, desc.end), disk.engine)
             self.hosts[group_id] = GroupHost(group_id, self._load_replica(group_id, app), app)
+        # Rule 10: the clock starts above every timestamp the stored groups show.
+        self._hlc.observe(self._stored_timestamps_floor())
         self._answers: list[tuple[_Pending, Any]] = []
         # Reads ready to serve past this wake's READ_BYTES_PER_WAKE, in arrival order.
         self._read_backlog: deque[tuple[GroupHost, _Pending]] = deque()
@@ -500,6 +511,21 @@ class NodeCore:
         # InstallSnapshot messages dropped because their snapshot would not restore.
         self.snapshots_refused = 0
         self._check_config_matches_stored_map()
+
+    def _stored_timestamps_floor(self) -> int:
+        """Rule 10: the newest timestamp this node's stored groups hold: versions (a
+        Resolve raises max_version to its commit_ts), prepared transactions (a client may
+        have reported their commit at prepare_ts on the votes alone) and recorded
+        decisions."""
+        floor = 0
+        for host in self._data_hosts():
+            shard = host.shard
+            floor = max(floor, shard.max_version)
+            for prepared in shard.prepared_txns():
+                floor = max(floor, prepared.prepare_ts)
+            for decision in shard.unfinished_decisions():
+                floor = max(floor, decision.commit_ts, decision.decided_ts)
+        return floor
 
     def _check_config_matches_stored_map(self) -> None:
         """Refuse to run a config whose nodes, split points or replication differ from the
@@ -2150,7 +2176,12 @@ def _on_resolved(state: _Resolving, group_id: int) -> Callable[[kv.Response | No
 
 
 def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
-    """Rule 2: the newest version a get or scan answer shows (0: nothing to wait for)."""
+    """Rule 2: the newest version a get or scan answer shows (0: nothing to wait for); for a
+    txn_status answer, the timestamp it shows: a client reports a commit at it (a
+    COMMITTED commit_ts, or max(prepare_ts) over IN_PROGRESS answers), so it waits as a
+    vote does (rule 7)."""
+    if pending.kind == "txn_status":
+        return max(int(response.txn_status.commit_ts), int(response.txn_status.prepare_ts))
     if pending.kind not in ("get", "scan") or pending.request.stale_ok:
         return 0
     if pending.kind == "get":

@@ -1,0 +1,106 @@
+"""A node's hybrid clock across a restart whose wall clock stepped back (NTP step, a VM
+resumed from a snapshot, a machine whose RTC lost time).
+
+Found by review: `NodeCore` started its clock at 0, so after such a restart the node handed
+out timestamps below versions it had already acknowledged and stored. A snapshot begun after
+a write (or a 2PC commit reported on its votes) had returned then read below it and missed
+it; with the default loopback config (max_clock_offset 0, one clock for every node) a step
+back of the machine's clock between two runs was enough. The node now starts its clock above
+every timestamp its stored groups show (versions, prepared transactions, decisions).
+"""
+
+from __future__ import annotations
+
+import random
+
+from router import kv_pb2 as kv
+from shard.config import PaxosSettings
+from shard.node import NodeCore, TxnSettings
+from tests.unit.shard.test_node_core import CLUSTER, OneNode, header, prepare_request, put
+from txn.hlc import physical_us
+
+STEP_BACK_NS = 10 * 10**9
+
+
+def restart(node: OneNode, step_back_ns: int) -> None:
+    """Node 1 starts again from its disk, its wall clock `step_back_ns` behind."""
+    node.core = NodeCore(
+        cluster_id=CLUSTER,
+        node_id=1,
+        bootstrap_map=node.map,
+        disk=node.disk,
+        paxos_settings=PaxosSettings(),
+        rng=random.Random(2),
+        request_timeout_s=5.0,
+        txn_settings=TxnSettings(),
+    )
+    node.wall -= step_back_ns
+    node.advance(1.0)  # elections
+
+
+def timestamp(node: OneNode) -> int:
+    return node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+
+
+def snap_get(key: bytes, at: int) -> kv.Request:
+    return kv.Request(get=kv.GetRequest(header=header(1), key=key, snapshot=True, at_version=at))
+
+
+def test_a_snapshot_after_a_restart_with_the_clock_stepped_back_sees_acknowledged_writes() -> None:
+    node = OneNode()
+    written = node.call(put(b"apple", b"red")).put
+    assert written.error.code == kv.OK
+    restart(node, STEP_BACK_NS)
+    at = timestamp(node)
+    assert at > written.version
+    # While the wall clock is that far behind, the read at `at` is refused, naming the
+    # clocks (node rule 9), never answered from below the write; once it caught up, served.
+    refused = node.call(snap_get(b"apple", at)).get
+    assert refused.error.code == kv.INVALID_ARGUMENT
+    assert "max_clock_offset_ms" in refused.error.message
+    node.advance(STEP_BACK_NS / 1e9, step=0.5)
+    served = node.call(snap_get(b"apple", at)).get
+    assert served.error.code == kv.OK and served.value == b"red"
+
+
+def test_a_snapshot_after_a_restart_waits_for_a_transaction_reported_on_its_votes() -> None:
+    # Parallel commits: the client reports the commit at max(prepare_ts) once the votes are
+    # in, before any Resolve. A snapshot begun after that must wait for the prepared
+    # transaction (its timestamp is at or above prepare_ts), not read below it.
+    node = OneNode()
+    prepared = node.call(prepare_request(1, b"apple", ts=1)).prepare
+    assert prepared.error.code == kv.OK
+    restart(node, STEP_BACK_NS)
+    assert timestamp(node) > prepared.prepare_ts
+
+
+def test_a_txn_status_answer_waits_for_the_commit_wait_of_the_timestamps_it_shows() -> None:
+    """Rules 1, 2 and 7 for `txn_status`: a client reports a transaction COMMITTED at
+    max(prepare_ts) from IN_PROGRESS answers of every participant (parallel commits), so
+    those answers, like the votes themselves, must leave only once every clock has passed
+    the prepare_ts they show. Found by review: they left at once, so a transaction could be
+    reported committed at a timestamp that another node's clock (behind by up to the offset)
+    had not reached, and a snapshot started there afterwards read below the commit."""
+    offset_s = 0.2
+    node = OneNode(max_clock_offset_s=offset_s)
+    votes: list[kv.Response] = []
+    for group in (1, 2):
+        key = b"apple" if group == 1 else b"zebra"
+        node.core.submit(prepare_request(group, key, txn_id=b"t9"), votes.append)
+    node.advance(0.01, step=0.001)  # the Prepares are applied; their votes wait
+    assert votes == []
+    answered_at: list[int] = []
+    statuses: list[kv.Response] = []
+
+    def answer(response: kv.Response) -> None:
+        answered_at.append(node.wall)
+        statuses.append(response)
+
+    for group in (1, 2):
+        request = kv.Request(txn_status=kv.TxnStatusRequest(header=header(group), txn_id=b"t9"))
+        node.core.submit(request, answer)
+    node.advance(0.5, step=0.001)
+    assert len(statuses) == 2
+    shown = max(s.txn_status.prepare_ts for s in statuses)
+    assert all(s.txn_status.state == kv.TxnStatusResponse.IN_PROGRESS for s in statuses)
+    assert min(answered_at) // 1000 > physical_us(shown) + int(offset_s * 1e6)
