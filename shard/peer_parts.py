@@ -44,16 +44,18 @@ def group_messages(group_id: int, msg: Message) -> list[peer_pb2.GroupMessage]:
     ]
 
 
-def take_batch(
-    queue: Sequence[peer_pb2.GroupMessage],
-) -> tuple[list[peer_pb2.GroupMessage], list[peer_pb2.GroupMessage]]:
-    """The first messages of `queue` up to BATCH_BYTES (at least one), and the rest."""
+Queued = tuple[peer_pb2.GroupMessage, int]  # a message and its size in bytes
+
+
+def take_batch(queue: Sequence[Queued]) -> tuple[list[peer_pb2.GroupMessage], int, list[Queued]]:
+    """The first messages of `queue` up to BATCH_BYTES (at least one), their bytes, and the
+    rest."""
     size = 0
-    for n, item in enumerate(queue):
-        size += item.ByteSize()
+    for n, (_, item_size) in enumerate(queue):
+        size += item_size
         if size >= BATCH_BYTES:
-            return list(queue[: n + 1]), list(queue[n + 1 :])
-    return list(queue), []
+            return [item for item, _ in queue[: n + 1]], size, list(queue[n + 1 :])
+    return [item for item, _ in queue], size, []
 
 
 @dataclasses.dataclass(slots=True)

@@ -24,6 +24,11 @@ SUBMIT_SLICE = 256
 #: the reader waits for answers to leave before it submits more. Found by review: 256 scans
 #: in one 8 KB message made 800 MB of answers.
 MAX_STREAM_SCANS = 16
+#: Answers one stream may hold ready but not yet written (gRPC writes them as fast as the
+#: client reads). Past this the reader waits, so gRPC's flow control holds the client back:
+#: a client that sent on without reading its answers grew the node's memory without bound
+#: with refusals past MAX_OUTSTANDING (found by review).
+MAX_UNWRITTEN = 65_536
 
 
 class KVServicer(kv_pb2_grpc.KVServicer):
@@ -117,10 +122,14 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         answers: asyncio.Queue[kv.Response | None] = asyncio.Queue()
         scan_slots = asyncio.Semaphore(MAX_STREAM_SCANS)
         outstanding = 0
+        unwritten = 0  # answers in `answers` or in the write under way
+        written = asyncio.Event()
         reader_done = False
         failure: list[str] = []
 
         def reply(response: kv.Response) -> None:
+            nonlocal unwritten
+            unwritten += 1
             answers.put_nowait(response)
 
         async def read() -> None:
@@ -136,6 +145,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         )
                         return
                     for n, request in enumerate(batch.requests):
+                        while unwritten >= MAX_UNWRITTEN:
+                            written.clear()
+                            await written.wait()
                         outstanding += 1
                         if request.WhichOneof("op") == "scan":
                             # Every scan's answer (refusals too) frees its slot once written.
@@ -174,6 +186,8 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 outstanding -= len(responses)
                 if responses:
                     yield kv.ResponseBatch(responses=responses)
+                    unwritten -= len(responses)
+                    written.set()
                     # Written (gRPC asked for the next message): their scans' slots are free.
                     for response in responses:
                         if response.WhichOneof("result") == "scan":

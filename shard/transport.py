@@ -29,11 +29,15 @@ from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
-from shard.peer_parts import SnapshotAssembler, group_messages, take_batch
+from shard.peer_parts import Queued, SnapshotAssembler, group_messages, take_batch
 
 log = logging.getLogger("paxoskv.transport")
 
 MAX_QUEUED = 50_000
+#: ... and at most this many bytes (an Accept carries up to max_batch_bytes, 4 MiB: counted
+#: in messages alone, a peer that stopped reading could hold 200 GB of ours). One message
+#: always fits in an empty queue, however large (a snapshot's parts).
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -74,7 +78,8 @@ class PeerLink:
         self._my_id = my_id
         self.peer_id = peer_id
         self.address = address
-        self._queue: list[peer_pb2.GroupMessage] = []
+        self._queue: list[Queued] = []
+        self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random(peer_id)
@@ -89,7 +94,12 @@ class PeerLink:
         if len(self._queue) >= MAX_QUEUED:
             return
         for msg in msgs:
-            self._queue.extend(group_messages(group_id, msg))
+            items = [(item, item.ByteSize()) for item in group_messages(group_id, msg)]
+            size = sum(item_size for _, item_size in items)
+            if self._queue and self._queued_bytes + size > MAX_QUEUED_BYTES:
+                continue  # dropped whole, never some parts of a snapshot
+            self._queue.extend(items)
+            self._queued_bytes += size
         self._wake.set()
 
     def peer_up(self) -> None:
@@ -120,7 +130,8 @@ class PeerLink:
                 return
             self._wake.clear()
             while self._queue and generation == self._generation:
-                messages, self._queue = take_batch(self._queue)
+                messages, size, self._queue = take_batch(self._queue)
+                self._queued_bytes -= size
                 yield peer_pb2.PeerBatch(
                     cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
                 )
@@ -136,7 +147,7 @@ class PeerLink:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._peer_up.clear()
                     self.dials += 1
-                    self._queue.clear()
+                    self._clear_queue()
                     self._generation += 1
                     call = stub.Exchange(self._batches(self._generation), metadata=self._metadata)
                     self.connected = True
@@ -158,7 +169,7 @@ class PeerLink:
             self.connected = False
             self._generation += 1
             self._wake.set()
-            self._queue.clear()
+            self._clear_queue()
             # Only a stream that stayed up a while resets the backoff: Exchange() returns
             # before any connection exists, so a dead peer would otherwise be redialled
             # every few milliseconds.
@@ -168,6 +179,10 @@ class PeerLink:
                 attempt += 1
             delay = min(self._backoff_max_s, self._backoff_base_s * 2 ** min(attempt, 10))
             await self._pause_before_redial(self._rng.uniform(delay / 2, delay))
+
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
 
     def _log_failure(self, exc: grpc.aio.AioRpcError) -> None:
         """Log a failed stream once per distinct reason (not at every redial): a TLS

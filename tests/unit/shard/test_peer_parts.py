@@ -69,11 +69,12 @@ def test_a_batch_stops_growing_at_its_byte_bound() -> None:
         entries=(SlotValue(slot=1, value=(b"v" * MIB,)),),
         chosen_watermark=0,
     )
-    queue = [m for _ in range(20) for m in group_messages(1, accept)]
-    first, rest = take_batch(queue)
-    assert BATCH_BYTES <= sum(m.ByteSize() for m in first) < BATCH_BYTES + 2 * MIB
-    assert first + rest == queue
-    assert take_batch(queue[:1]) == (queue[:1], [])
+    queue = [(m, m.ByteSize()) for _ in range(20) for m in group_messages(1, accept)]
+    first, size, rest = take_batch(queue)
+    assert size == sum(m.ByteSize() for m in first)
+    assert BATCH_BYTES <= size < BATCH_BYTES + 2 * MIB
+    assert first + [m for m, _ in rest] == [m for m, _ in queue]
+    assert take_batch(queue[:1]) == ([queue[0][0]], queue[0][1], [])
 
 
 def test_a_snapshot_over_the_grpc_message_limit_reaches_the_follower() -> None:

@@ -209,3 +209,45 @@ def test_a_stream_holds_at_most_max_stream_scans_unanswered(
     asyncio.run(run())
     assert sorted(received) == [0, 1, 2, 3, 4, 5, 6, 7, 9]
     assert most_open == 2
+
+
+def test_a_client_that_never_reads_its_answers_is_not_read_from_without_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: past MAX_OUTSTANDING every request read was answered with a refusal
+    queued for a writer that the client never let write (it does not read its answers), so a
+    client that went on sending grew the node's memory without bound (150-odd bytes per
+    20-byte request). Now the reader waits while MAX_UNWRITTEN answers wait to be written,
+    and gRPC's flow control holds the client back."""
+    from shard import server
+
+    monkeypatch.setattr(server, "MAX_OUTSTANDING", 3)
+    monkeypatch.setattr(server, "MAX_UNWRITTEN", 8, raising=False)
+    pulled = 0
+    servicer = KVServicer(
+        core=SimpleNamespace(refusal=_refusal),  # type: ignore[arg-type]
+        submit=lambda request, reply: None,  # held by the core, never answered
+        node_name="n1",
+        timeout_s=1.0,
+    )
+
+    async def requests() -> Any:
+        nonlocal pulled
+        while True:  # a client that keeps sending
+            pulled += 4
+            yield kv.RequestBatch(
+                requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(4)]
+            )
+            await asyncio.sleep(0)
+
+    async def run() -> int:
+        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        await stream.__anext__()  # the first answers; then the client stops reading
+        for _ in range(2_000):  # the loop runs on: the reader, the client's sends
+            await asyncio.sleep(0)
+        seen = pulled
+        await stream.aclose()
+        return seen
+
+    # 3 held + 8 unwritten refusals + the batch being written, a batch read ahead.
+    assert asyncio.run(run()) <= 32

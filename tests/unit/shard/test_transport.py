@@ -139,3 +139,42 @@ def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
     # One dial at the start, then one per 0.5-1 s of backoff (and one cut short by node 2's
     # new stream): at most 5 in 2 s. Poked by every heartbeat it made about 40.
     assert asyncio.run(run()) <= 6
+
+
+def test_a_peer_that_does_not_read_holds_a_bounded_number_of_bytes_in_our_queue(
+    monkeypatch: Any,
+) -> None:
+    """Found by review: the queue of a link was bounded only in messages (MAX_QUEUED,
+    50,000), and an Accept carries up to max_batch_bytes (4 MiB): a follower that stopped
+    reading its stream while still connected (SIGSTOP, a held loop; the keepalive notices
+    after about 30 s) or a link in its redial backoff held up to 200 GB of the leader's
+    memory, with thrifty Accepts off every write of the group. Now the queue also stops at
+    MAX_QUEUED_BYTES (Paxos takes the loss), though one message always fits in an empty
+    queue (a large snapshot's parts)."""
+    from paxos.ballot import Ballot
+    from paxos.messages import Accept, InstallSnapshot, SlotValue
+    from shard import transport
+
+    monkeypatch.setattr(transport, "MAX_QUEUED_BYTES", 8 << 20, raising=False)
+    link = PeerLink("c", 1, 2, "127.0.0.1:1")  # never started: nothing leaves the queue
+
+    def queued() -> int:
+        items = [item[0] if isinstance(item, tuple) else item for item in link._queue]
+        return sum(item.ByteSize() for item in items)
+
+    value = (b"v" * (1 << 20),)
+    for slot in range(1, 65):
+        accept = Accept(
+            src=1,
+            dst=2,
+            ballot=Ballot(1, 1),
+            entries=(SlotValue(slot=slot, value=value),),
+            chosen_watermark=slot - 1,
+        )
+        link.send(1, [accept])
+    assert queued() <= 9 << 20
+
+    link._clear_queue()
+    snapshot = InstallSnapshot(src=1, dst=2, ballot=Ballot(1, 1), index=9, data=b"s" * (20 << 20))
+    link.send(1, [snapshot])  # larger than the bound, but the queue was empty
+    assert queued() >= 20 << 20
