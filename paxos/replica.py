@@ -102,8 +102,9 @@ Rules
    It then raises its promise to the floor and persists `rebuilding = False`, and votes
    as any replica. Leaders learn from heartbeat acks which followers are rebuilding: such
    a follower is never a thrifty Accept target nor a leadership transfer's. Its heartbeat
-   acks count for leases and read-index rounds: it promises nobody, so it cannot be in
-   another leader's Phase 1 quorum.
+   acks count for no lease, read-index round or check-quorum: it promises nobody now, but
+   its forgotten promise may have helped elect a higher ballot whose chosen slots this
+   leader does not know (a deposed leader confirmed by it would serve stale reads).
 """
 
 from __future__ import annotations
@@ -825,11 +826,14 @@ class Replica:
         if (
             self._rebuilding
             and self._floor is not None
-            and not self._rebuild_target
             and msg.ballot >= self._floor
             and msg.next_slot
         ):
-            self._rebuild_target = msg.next_slot  # rule 14 (b)
+            # Rule 14 (b): every leader at or above the floor bounds the forgotten votes, so
+            # the lowest bound heard counts: a later leader's next slot may be lower (its
+            # Phase 1 did not see an earlier one's unchosen tail), and in an idle group the
+            # earlier bound would never be reached.
+            self._rebuild_target = min(self._rebuild_target or msg.next_slot, msg.next_slot)
         # Rule 9: only the newest round of this leader speaks for the transfer. A delayed
         # heartbeat of an abandoned transfer must not reopen it after the leader resumed its
         # lease with a later round (that round's ack promised to block the target).
@@ -870,12 +874,15 @@ class Replica:
     def _handle_heartbeat_ack(self, msg: HeartbeatAck) -> None:
         if self._role is not Role.LEADER or msg.ballot != self._ballot:
             return
-        self._last_ack[msg.src] = self._now
         self._peer_watermark[msg.src] = msg.chosen_watermark
         if msg.rebuilding:
+            # Rule 14: its ack vouches for no promise of its previous life (it may have
+            # helped elect a higher ballot, then lost that), so it counts for no lease,
+            # read-index round or check-quorum.
             self._rebuilding_peers.add(msg.src)
-        else:
-            self._rebuilding_peers.discard(msg.src)
+            return
+        self._rebuilding_peers.discard(msg.src)
+        self._last_ack[msg.src] = self._now
         acks = self._hb_acks.get(msg.seq)
         if acks is None:
             return

@@ -86,6 +86,11 @@ class FaultMix:
     #: (replica rule 14); then, half the time, the leader is isolated soon after, so that an
     #: election may need the rebuilt replica while it knows little.
     lose_disk: float = 0.0
+    #: Isolate the leader; once another replica leads (the old one has not noticed yet),
+    #: replace the disk of the follower that elected it and move the partition so that
+    #: only the old leader hears the rebuilding replica: its acks must not keep the old
+    #: leader's lease or read-index rounds going (rule 14).
+    stale_rebuild: float = 0.0
 
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
@@ -115,6 +120,7 @@ def plan_faults(
             ("crash_on_install", mix.crash_on_install),
             ("lease_race", mix.lease_race),
             ("lose_disk", mix.lose_disk),
+            ("stale_rebuild", mix.stale_rebuild),
         )
         if weight > 0
     ]
@@ -191,6 +197,8 @@ def plan_faults(
                     k=rng.randint(0, 1000),
                 )
             )
+        elif kind == "stale_rebuild":
+            faults.append(Fault(at=t, kind=kind, duration=rng.uniform(0.02, 0.1)))
         elif kind == "lose_disk":
             faults.append(
                 Fault(

@@ -39,6 +39,7 @@ from paxos import (
     Role,
     Value,
 )
+from paxos.messages import Accepted
 
 # ---------------------------------------------------------------------- the application
 
@@ -270,12 +271,37 @@ class PaxosHost(Host):
         self.app = RegisterApp(state.app_index, state.app_log)
         rng = random.Random(self.world.rng.getrandbits(64))
         self.replica = Replica(self.config, state.paxos, state.app_index, rng)
+        # Rule 14: what a rebuilding replica stores is no vote (the oracle counts votes).
+        self._rebuilding = state.paxos.rebuilding
         self._client_queue = []
         self._writes = {}
         self._reads = {}
         self._served_wait = []
         self._was_leader = False
         self.listener.on_boot(self)
+
+    def _votes_of(self, ready: Ready) -> PersistBatch:
+        """The persist as the oracle sees votes: while the replica was rebuilding (rule 14)
+        its stored Accepts are no votes, except those it answers with an Accepted in this
+        very Ready (it finished rebuilding in it)."""
+        batch = ready.persist
+        if not self._rebuilding or not batch.accepted:
+            return batch
+        answered = {
+            (slot, msg.ballot)
+            for msg in ready.messages_after_persist
+            if isinstance(msg, Accepted)
+            for slot in msg.slots
+        }
+        return PersistBatch(
+            promised=batch.promised,
+            accepted={
+                slot: vote for slot, vote in batch.accepted.items() if (slot, vote[0]) in answered
+            },
+            chosen_watermark=batch.chosen_watermark,
+            log_start=batch.log_start,
+            rebuilding=batch.rebuilding,
+        )
 
     def on_crash(self, mode: str) -> None:
         self.disk.crash(mode, self.world.rng)
@@ -401,7 +427,9 @@ class PaxosHost(Host):
             self._point("persist")
         if not ready.persist.is_empty():
             self.disk.write(("persist", ready.persist), sync=ready.persist.needs_sync())
-            self.listener.on_persist(self, ready.persist)
+            self.listener.on_persist(self, self._votes_of(ready))
+            if ready.persist.rebuilding is not None:
+                self._rebuilding = ready.persist.rebuilding
         if armed:
             self._point("after_persist")
         for i, msg in enumerate(late):

@@ -40,7 +40,7 @@ from paxos_group import (
 )
 from world import CrashMode, HostTiming, NetworkConfig, Stats, World
 
-from paxos import Message, PersistBatch, ReplicaConfig, Value
+from paxos import Message, PersistBatch, ReplicaConfig, Role, Value
 
 TERMINATION_BOUND_S = 5.0
 REPLAY_HINT = (
@@ -92,6 +92,7 @@ PROFILES = (
     "chaos",
     "calm",
     "rebuild",
+    "rebuild_stale",
 )
 
 
@@ -249,6 +250,8 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             transfer=1,
             pause=0.5,
         )
+    elif profile == "rebuild_stale":
+        k.faults = FaultMix(rate_per_s=2, stale_rebuild=3, heal=1)
     elif profile == "chaos":
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
         k.timing = HostTiming(
@@ -509,6 +512,8 @@ class GroupSim(Listener):
                 self._crash(self.hosts[host_id], fault.mode, fault.duration + stagger)
         elif fault.kind == "lose_disk":
             self._lose_disk(fault)
+        elif fault.kind == "stale_rebuild":
+            self._stale_rebuild(fault)
 
     def _try_transfer(self, target: int, attempts: int, slow: Fault | None = None) -> None:
         """Ask the leader to hand over to `target`; it refuses until the target is caught
@@ -639,6 +644,51 @@ class GroupSim(Listener):
             # need the rebuilt replica, which must not promise yet.
             at = self.world.now + fault.duration + 0.01
             self.world.schedule(at, self._isolate_unless_healed, leader.id)
+
+    def _stale_rebuild(self, fault: Fault) -> None:
+        hosts = list(self.hosts.values())
+        if any(
+            not h.up or (h.replica is not None and h.replica.status().rebuilding) for h in hosts
+        ):
+            return
+        leader = leader_of(hosts)
+        if leader is None:
+            return
+        self.world.net.heal()
+        self.world.net.isolate(leader.id)
+        self._stale_poll(leader.id, self.world.now + 1.0, fault.duration)
+
+    def _stale_poll(self, old_id: int, deadline: float, run_s: float) -> None:
+        if self.healed_at is not None or self.world.now > deadline:
+            return
+        new = [
+            h
+            for h in self.hosts.values()
+            if h.id != old_id and h.up and h.replica is not None and h.replica.role is Role.LEADER
+        ]
+        if not new:
+            self.world.schedule(self.world.now + 0.002, self._stale_poll, old_id, deadline, run_s)
+            return
+        # Let the new leader get writes chosen, then swap.
+        self.world.schedule(self.world.now + run_s, self._stale_swap, old_id, new[0].id)
+
+    def _stale_swap(self, old_id: int, new_id: int) -> None:
+        if self.healed_at is not None:
+            return
+        old, new = self.hosts[old_id], self.hosts[new_id]
+        if not (old.up and new.up) or old.replica is None or old.replica.role is not Role.LEADER:
+            return
+        victims = [h for h in self.hosts.values() if h.id not in (old_id, new_id) and h.up]
+        if not victims:
+            return
+        victim = victims[0]
+        self.stats.add("stale_rebuilds")
+        victim.crash(CrashMode.POWER_LOSS)
+        victim.disk = new_group_disk()
+        victim.disk.write(("persist", PersistBatch(rebuilding=True)), sync=True)
+        self.world.net.heal()
+        self.world.net.partition([new_id], [h for h in self.hosts if h != new_id])
+        self._restart(victim)
 
     def _isolate_unless_healed(self, host_id: int) -> None:
         if self.healed_at is None:

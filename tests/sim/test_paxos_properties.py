@@ -106,6 +106,14 @@ def test_followers_that_lose_their_disks_rebuild_and_keep_every_property(seed: i
 
 @no_shrink
 @given(seed=SEEDS)
+def test_a_rebuilding_replica_keeps_no_deposed_leader_going(seed: int) -> None:
+    """The leader is isolated; once another leads, the follower that elected it loses its
+    disk and only the old leader hears it: its acks must renew no lease (replica rule 14)."""
+    _run("rebuild_stale", seed)
+
+
+@no_shrink
+@given(seed=SEEDS)
 def test_everything_at_once(seed: int) -> None:
     _run("chaos", seed)
 

@@ -295,3 +295,114 @@ def test_a_rebuilt_replica_votes_only_once_it_caught_up_to_the_target() -> None:
     g.heartbeat(1)
     assert not g.r(2).status().rebuilding
     assert g.chosen(2) == [(b"v",)]
+
+
+# ---------------------------------------------------------------------- found by review
+
+
+def test_a_rebuilding_ack_does_not_confirm_a_deposed_leaders_read() -> None:
+    """Node 1 leads at 1.1. Nodes 2 and 3 stop hearing it; node 2 wins 2.2 with node 3's
+    promise and gets b"w" chosen with it: the write is acknowledged. Node 3 then loses its
+    disk and rebuilds; it forgot its promise of 2.2. Node 1, cut off from node 2 but heard
+    by node 3 again, still believes it leads (its check-quorum horizon has not passed when
+    node 3's acks resume, and they keep it satisfied). A read-index round acknowledged by
+    the rebuilding node 3 must not confirm node 1's leadership: node 3's ack says nothing
+    about the promise of 2.2 it forgot, and node 1's index does not cover b"w"."""
+    g = Group(3, fast=(1, 2))
+    g.elect(1)
+    g.idle(3, 1.0)
+    g.idle(2, 1.0)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(2).role is Role.LEADER
+    g.r(2).propose(b"w")
+    g.stabilize(keep=between(2, 3))
+    acked = [e for rd in g.readies[2] for e in rd.committed if e.proposal_ids[0] is not None]
+    assert [e.value for e in acked] == [(b"w",)]  # the client was told b"w" is written
+    lose_disk(g, 3, 1.1)
+    # Node 1 (stalled since 0.2, as in test_a_deposed_leader_never_answers_a_read_index_read)
+    # asks for a linearizable read; only node 3 hears it.
+    assert g.r(1).role is Role.LEADER
+    g.r(1).read(7, 0.45)
+    g.stabilize(keep=between(1, 3))
+    g.process(1)  # a driver takes a Ready after a step (the ack alone makes none pending)
+    reads = [r for rd in g.readies[1] for r in rd.reads if r.read_id == 7]
+    # A read answered here is served at an index without slot 1: a stale read.
+    assert reads == [], f"stale read confirmed by a rebuilding replica: {reads}"
+    # Nor does node 1 hold a lease thanks to node 3.
+    assert not g.r(1).has_valid_lease(0.46)
+
+
+def test_a_rebuilding_ack_renews_no_lease_of_a_deposed_leader_ticking_all_along() -> None:
+    """The same with every replica ticking every 10 ms: node 1 is cut off at 0.2; the
+    first of nodes 2 and 3 to campaign wins with the other's promise and gets b"w" chosen.
+    The other one then loses its disk and restarts at once, rebuilding, and the partition
+    moves: it hears node 1, which has not reached its check-quorum horizon yet. Its acks
+    then keep node 1 leading and its lease renewed, and node 1 answers a lease read at
+    an index without b"w", acknowledged before the read began."""
+    g = Group(3, fast=(1, 2, 3))
+    g.elect(1)
+    t = 0.2
+    while Role.LEADER not in (g.r(2).role, g.r(3).role):
+        t = round(t + 0.01, 3)
+        assert t < 1.0
+        for i in (1, 2, 3):
+            g.tick(i, t)
+        g.stabilize(keep=between(2, 3))
+    new, other = (2, 3) if g.r(2).role is Role.LEADER else (3, 2)
+    g.r(new).propose(b"w")
+    g.stabilize(keep=between(2, 3))
+    assert g.chosen(new) == [(b"w",)]  # acknowledged to its client
+    assert g.r(1).role is Role.LEADER  # check-quorum has not fired yet
+    lose_disk(g, other, t)
+    g.inflight = []
+    # The partition moves: nodes 1 and `other` hear each other, `new` is cut off.
+    served = []
+    for _ in range(100):
+        t = round(t + 0.01, 3)
+        for i in (1, 2, 3):
+            g.tick(i, t)
+        g.stabilize(keep=between(1, other))
+        if g.r(1).has_valid_lease(t):
+            g.r(1).read(100, t)
+            g.process(1)
+            served = [r for rd in g.readies[1] for r in rd.reads if r.read_id == 100]
+            break
+    assert served == [], f"node 1 served a lease read at {served} without slot 1 (t={t})"
+
+
+def test_a_rebuild_finishes_in_an_idle_group_after_its_target_leader_lost_its_tail() -> None:
+    """Node 2 rebuilds and has its floor. Node 1 (leading at 1.1) proposes three writes and
+    (one batch, slot 1); its next heartbeat, in the same Ready, names next slot 2: node 2
+    takes 2 as its target.
+    (A read-index read makes ready() send a heartbeat round after flushing the proposals,
+    in `messages`, before the persist.) Node 1 crashes before that Ready's persist, and only node 2 (a non-voter) got the
+    Accepts: slot 1 is chosen only if a client writes again. The group elects a new leader,
+    whose next slot is 1, and no client writes. Node 2 must not wait forever for slots
+    1..3 to be chosen: the new leader (at or above the floor too) bounds its forgotten
+    votes as well."""
+    g = Group(3, fast=(1, 3))
+    g.elect(1)
+    lose_disk(g, 2, 0.3)
+    g.tick(2, 0.31)
+    g.stabilize(keep=lambda m: isinstance(m, PreVote | PreVoteReply))
+    assert g.r(2)._floor is not None and g.r(2).status().rebuilding
+    for value in (b"a", b"b", b"c"):
+        g.r(1).propose(value)
+    g.r(1).read(1, 5.0)  # past its lease: the heartbeat round goes with the Accepts
+    ready = g.r(1).ready()
+    g.inflight.extend(m for m in ready.messages if m.dst == 2)  # sent before the persist
+    g.crash(1)  # ... which never happened
+    g.deliver()
+    g.process_all()
+    assert g.r(2)._rebuild_target == 2
+    g.inflight = [m for m in g.inflight if m.dst != 1]
+    g.restart(1, 1.0)
+    g.idle(3, 1.0)
+    g.idle(1, 1.2)
+    g.idle(3, 1.2)
+    g.stabilize()
+    leader = next(i for i in (1, 3) if g.r(i).role is Role.LEADER)
+    for _ in range(5):
+        g.heartbeat(leader)
+    assert g.r(leader).status().next_slot == 1
+    assert not g.r(2).status().rebuilding, "stuck rebuilding in an idle group"
