@@ -400,11 +400,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         prefix_end = _prefix_end(prefix)
         if prefix_end is not None:
             end = prefix_end if end is None else min(end, prefix_end)
-    if args.prefix is None and end is not None and end <= start:
-        raise UsageError(
-            f"--end '{_show(args, end)}' is not after --start '{_show(args, start)}': the range "
-            "[--start, --end) is empty"
-        )
     if args.limit < 0:
         raise UsageError("--limit must be >= 0")
 

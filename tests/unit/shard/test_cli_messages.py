@@ -45,12 +45,6 @@ def test_a_bad_timeout_names_the_option(timeout: str, capsys: Any) -> None:
     assert "argument --timeout:" in err and "timeout_s" not in err
 
 
-def test_a_scan_whose_end_is_not_after_its_start_is_refused(capsys: Any) -> None:
-    assert main(["scan", "--cluster", NOWHERE, "--start", "z", "--end", "a"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("paxoskv: error: --end 'a' is not after --start 'z'")
-
-
 def test_bench_refuses_a_value_over_the_limit(capsys: Any) -> None:
     assert main(["bench", "--cluster", NOWHERE, "--value-size", "2000000"]) == 1
     assert "--value-size must be 0-1048576 bytes" in capsys.readouterr().err
