@@ -104,11 +104,13 @@ def test_followers_that_lose_their_disks_rebuild_and_keep_every_property(seed: i
     _run("rebuild", seed)
 
 
-@no_shrink
+@settings(no_shrink, max_examples=max(1, settings().max_examples * SCALE // 4))
 @given(seed=SEEDS)
 def test_a_rebuilding_replica_keeps_no_deposed_leader_going(seed: int) -> None:
     """The leader is isolated; once another leads, the follower that elected it loses its
-    disk and only the old leader hears it: its acks must renew no lease (replica rule 14)."""
+    disk and only the old leader hears it: its acks must renew no lease (replica rule 14).
+    A quarter of the budget: about a third of these runs catch a lease renewed by such an
+    ack, and each run is slow."""
     _run("rebuild_stale", seed)
 
 
