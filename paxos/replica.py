@@ -502,6 +502,14 @@ class Replica:
             or self._read_round_wanted
             or self._deferred_persist is not None
             or bool(self._outcome_unknown)
+            or self._has_releasable_read()
+        )
+
+    def _has_releasable_read(self) -> bool:
+        """A read-index read a heartbeat ack just confirmed (`_release_reads` serves it)."""
+        return any(
+            seq <= self._confirmed_seq and index <= self._chosen_watermark
+            for _, index, seq in self._pending_reads
         )
 
     def _can_flush(self) -> bool:

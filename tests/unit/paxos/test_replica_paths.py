@@ -486,6 +486,9 @@ def test_lease_read_is_immediate_read_index_waits_for_a_heartbeat_round() -> Non
     g.deliver(to(2))  # one follower acknowledges: with the leader, a quorum
     g.process(2)
     g.deliver(to(1))
+    # The ack alone makes the Ready: a driver that waits for has_ready() (the node's cycle)
+    # must not leave the confirmed read for the next heartbeat (found by review).
+    assert g.r(1).has_ready()
     ready = g.process(1)
     assert [(r.read_id, r.index, r.via_lease) for r in ready.reads] == [(2, 1, False)]
 
