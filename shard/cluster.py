@@ -525,6 +525,12 @@ class LocalCluster:
                 f"--rebuild names no node of this cluster: {', '.join(unknown)} "
                 f"(its nodes: {', '.join(self.names)})"
             )
+        if len(set(names)) > 1:
+            # Two lost disks of one group may have held the only copies of chosen slots.
+            raise ClusterError(
+                f"--rebuild names {', '.join(sorted(set(names)))}: rebuild one node at a "
+                "time (start the next once the last votes again)"
+            )
         busy = [s.name for s in states if s.name in names and s.pid is not None]
         if busy:
             raise ClusterError(
@@ -551,7 +557,9 @@ class LocalCluster:
         while True:
             statuses = self.status_all(timeout_s=1.0, names=sorted(names))
             waiting = {
-                name: [g.group_id for g in st.groups if g.role == "rebuilding"]
+                # A rebuilding replica restoring a snapshot in steps shows "restoring"
+                # (paused, it is still rebuilding): wait for it too.
+                name: [g.group_id for g in st.groups if g.role in ("rebuilding", "restoring")]
                 if st is not None
                 else None
                 for name, st in statuses.items()

@@ -73,7 +73,11 @@ Rules
    max_clock_offset 0, a step of the one machine clock between two runs) handed out
    timestamps below writes it had acknowledged, and a snapshot begun after them read below
    them and missed them (found by review, tests/unit/shard/test_clock_restart.py). Replies
-   showing those versions then wait, by rule 1, until the wall clock has passed them.
+   showing those versions then wait, by rule 1, until the wall clock has passed them. The
+   same holds for what the node learns after its start (the slots it applies while catching
+   up, a snapshot it restores): else a node restarted, or rebuilt on an empty store, after
+   such a step handed out timestamps below writes the others had acknowledged
+   (tests/unit/shard/test_clock_catch_up.py).
 """
 
 from __future__ import annotations
@@ -517,15 +521,7 @@ class NodeCore:
         Resolve raises max_version to its commit_ts), prepared transactions (a client may
         have reported their commit at prepare_ts on the votes alone) and recorded
         decisions."""
-        floor = 0
-        for host in self._data_hosts():
-            shard = host.shard
-            floor = max(floor, shard.max_version)
-            for prepared in shard.prepared_txns():
-                floor = max(floor, prepared.prepare_ts)
-            for decision in shard.unfinished_decisions():
-                floor = max(floor, decision.commit_ts, decision.decided_ts)
-        return floor
+        return max((_group_timestamps_floor(h.shard) for h in self._data_hosts()), default=0)
 
     def _check_config_matches_stored_map(self) -> None:
         """Refuse to run a config whose nodes, split points or replication differ from the
@@ -1513,6 +1509,7 @@ class NodeCore:
                     except SnapshotCorrupt:
                         self._abandon_restore(host, restore, batch)
                         continue
+                    self._observe_restored(host)
                 else:
                     host.restore = restore
                     host.after_restore = list(ready.committed)
@@ -1522,10 +1519,22 @@ class NodeCore:
     def _apply_committed(
         self, host: GroupHost, committed: Sequence[CommittedEntry], batch: EngineBatch
     ) -> None:
+        data = isinstance(host.app, ShardStateMachine)
+        newest = 0
         for entry in committed:
             results = host.app.apply(entry.slot, entry.value, batch)
             if not results:
                 continue
+            if data:
+                # Rule 10 after the boot: timestamps learned from the others (log catch-up)
+                # move the clock too, or a node restarted (or rebuilt) after the wall clock
+                # stepped back hands out timestamps below writes the cluster acknowledged.
+                for result in results:
+                    txn = getattr(result, "txn", None)
+                    if txn is not None:
+                        newest = max(
+                            newest, getattr(txn, "prepare_ts", 0), getattr(txn, "commit_ts", 0)
+                        )
             for proposal_id, result in zip(entry.proposal_ids, results, strict=True):
                 if proposal_id is None:
                     continue
@@ -1533,6 +1542,8 @@ class NodeCore:
                 pending = host.proposals.pop(proposal_id, None)
                 if pending is not None:
                     self._answers.append((pending, result))
+        if data:
+            self._hlc.observe(max(newest, host.shard.max_version))
 
     # ------------------------------------------------------------------ background work
 
@@ -1581,9 +1592,15 @@ class NodeCore:
             return
         if finished:
             host.restore = None
+            self._observe_restored(host)
             host.replica.defer_election(self._now)
             committed, host.after_restore = host.after_restore, []
             self._apply_committed(host, committed, batch)
+
+    def _observe_restored(self, host: GroupHost) -> None:
+        """Rule 10 for a snapshot the group restored: its timestamps move the clock."""
+        if isinstance(host.app, ShardStateMachine):
+            self._hlc.observe(_group_timestamps_floor(host.shard))
 
     def _abandon_restore(self, host: GroupHost, restore: RestoreJob, batch: EngineBatch) -> None:
         """A snapshot's frames are bad (a sender's bug: the checksum passed), met before the
@@ -1979,6 +1996,16 @@ class NodeCore:
             map_version=shard_map.version,
             groups=groups,
         )
+
+
+def _group_timestamps_floor(shard: ShardStateMachine) -> int:
+    """Rule 10: the newest timestamp one group's stored state holds."""
+    floor = shard.max_version
+    for prepared in shard.prepared_txns():
+        floor = max(floor, prepared.prepare_ts)
+    for decision in shard.unfinished_decisions():
+        floor = max(floor, decision.commit_ts, decision.decided_ts)
+    return floor
 
 
 def _role_shown(host: GroupHost, status: ReplicaStatus) -> str:
