@@ -43,6 +43,14 @@ def sent(g: Group, i: int, kind: type) -> list[Message]:
     ]
 
 
+def wake_past_the_lease(g: Group, i: int, now: float) -> None:
+    """Tick replica i once just after it heard the leader (its lease promise is measured
+    from there, Paxos rule 6), then at `now`, long after that promise and its election
+    timer ran out."""
+    g.tick(i, 0.14)
+    g.tick(i, now)
+
+
 def chosen_by_1_and_2() -> Group:
     """Node 1 leads; b"v" is chosen at slot 1 by nodes 1 and 2; node 3 heard nothing."""
     g = Group(3, fast=(1, 3))
@@ -108,14 +116,12 @@ def test_the_floor_covers_a_promise_the_replica_forgot() -> None:
     slot. The floor (node 3 reports 2.3) keeps node 2 from voting for 1.1."""
     g = Group(3, fast=(1, 3))
     g.elect(1)
-    g.tick(3, 0.14)
-    g.tick(3, 5.0)  # node 3 heard nothing since: it campaigns
+    wake_past_the_lease(g, 3, 5.0)  # node 3 heard nothing since: it campaigns
     assert g.r(3).role is Role.CANDIDATE
     g.process(3)
     to_2 = [m for m in g.inflight if m.dst == 2]
     g.inflight = []
-    g.tick(2, 0.14)
-    g.tick(2, 5.0)  # past its lease promise to node 1
+    wake_past_the_lease(g, 2, 5.0)
     for m in to_2:
         g.r(2).step(m)
     g.process(2)  # node 2 promised 2.3, durably, and answers
@@ -242,10 +248,8 @@ def test_the_target_comes_from_a_leader_at_or_above_the_floor() -> None:
     would then choose its own write for slot 1 with it."""
     g = Group(3, fast=(1, 3))
     g.elect(1)
-    g.tick(3, 0.14)
-    g.tick(3, 5.0)
-    g.tick(2, 0.14)
-    g.tick(2, 5.0)
+    wake_past_the_lease(g, 3, 5.0)
+    wake_past_the_lease(g, 2, 5.0)
     g.stabilize(keep=between(2, 3))
     assert g.r(3).role is Role.LEADER
     g.r(3).propose(b"p")
