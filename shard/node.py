@@ -521,7 +521,7 @@ class NodeCore:
         Resolve raises max_version to its commit_ts), prepared transactions (a client may
         have reported their commit at prepare_ts on the votes alone) and recorded
         decisions."""
-        return max((_group_timestamps_floor(h.shard) for h in self._data_hosts()), default=0)
+        return max((h.shard.newest_timestamp for h in self._data_hosts()), default=0)
 
     def _check_config_matches_stored_map(self) -> None:
         """Refuse to run a config whose nodes, split points or replication differ from the
@@ -1519,22 +1519,10 @@ class NodeCore:
     def _apply_committed(
         self, host: GroupHost, committed: Sequence[CommittedEntry], batch: EngineBatch
     ) -> None:
-        data = isinstance(host.app, ShardStateMachine)
-        newest = 0
         for entry in committed:
             results = host.app.apply(entry.slot, entry.value, batch)
             if not results:
                 continue
-            if data:
-                # Rule 10 after the boot: timestamps learned from the others (log catch-up)
-                # move the clock too, or a node restarted (or rebuilt) after the wall clock
-                # stepped back hands out timestamps below writes the cluster acknowledged.
-                for result in results:
-                    txn = getattr(result, "txn", None)
-                    if txn is not None:
-                        newest = max(
-                            newest, getattr(txn, "prepare_ts", 0), getattr(txn, "commit_ts", 0)
-                        )
             for proposal_id, result in zip(entry.proposal_ids, results, strict=True):
                 if proposal_id is None:
                     continue
@@ -1542,8 +1530,11 @@ class NodeCore:
                 pending = host.proposals.pop(proposal_id, None)
                 if pending is not None:
                     self._answers.append((pending, result))
-        if data:
-            self._hlc.observe(max(newest, host.shard.max_version))
+        if committed and isinstance(host.app, ShardStateMachine):
+            # Rule 10 after the boot: timestamps learned from the others (log catch-up) move
+            # the clock too, or a node restarted (or rebuilt) after the wall clock stepped
+            # back hands out timestamps below writes the cluster acknowledged.
+            self._hlc.observe(host.app.newest_timestamp)
 
     # ------------------------------------------------------------------ background work
 
@@ -1598,12 +1589,12 @@ class NodeCore:
             self._apply_committed(host, committed, batch)
 
     def _observe_restored(self, host: GroupHost) -> None:
-        """Rule 10 for a snapshot the group restored: its newest version moves the clock.
-        (Its prepared and decision records are read from the engine, which does not hold
-        the restore's batch yet: the simulator found an unfinished marker without its
-        decision that way, seed append:2pc:829.)"""
+        """Rule 10 for a snapshot the group restored: its newest timestamp moves the clock
+        (tracked as its records were restored: the engine does not hold the restore's batch
+        yet, and reading it mid-batch found an unfinished marker without its decision,
+        simulator seed append:2pc:829)."""
         if isinstance(host.app, ShardStateMachine):
-            self._hlc.observe(host.shard.max_version)
+            self._hlc.observe(host.app.newest_timestamp)
 
     def _abandon_restore(self, host: GroupHost, restore: RestoreJob, batch: EngineBatch) -> None:
         """A snapshot's frames are bad (a sender's bug: the checksum passed), met before the
@@ -1999,16 +1990,6 @@ class NodeCore:
             map_version=shard_map.version,
             groups=groups,
         )
-
-
-def _group_timestamps_floor(shard: ShardStateMachine) -> int:
-    """Rule 10: the newest timestamp one group's stored state holds."""
-    floor = shard.max_version
-    for prepared in shard.prepared_txns():
-        floor = max(floor, prepared.prepare_ts)
-    for decision in shard.unfinished_decisions():
-        floor = max(floor, decision.commit_ts, decision.decided_ts)
-    return floor
 
 
 def _role_shown(host: GroupHost, status: ReplicaStatus) -> str:

@@ -191,7 +191,10 @@ class ShardStateMachine:
         self._unfinished_ids = self._load_ids(self._unfinished_prefix)
         # The ranges each prepared transaction scanned (its range intents, rule P6): every
         # write checks them. Derived from the prepared records, never stored on its own.
-        self._prepared_ids, self._scanned = self._load_prepared()
+        self._prepared_ids, self._scanned, prepared_ts = self._load_prepared()
+        # The newest prepare, commit or decision timestamp this group ever held (node rule
+        # 10: the clock starts and stays above it). Only rises; derived, never stored.
+        self._newest_txn_ts = prepared_ts
         #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
         #: request waiting for an intent re-checks only after something was released.
         self.intent_releases = 0
@@ -215,6 +218,9 @@ class ShardStateMachine:
             self.begin_restore(check_header(staged)[0], staged).run(batch)
             stage_cleared(batch, restore_prefix(group_id))
             engine.write(batch, sync=False)
+        # After the redo: an interrupted restore may have left a marker without its decision.
+        for decision in self.unfinished_decisions():
+            self._newest_txn_ts = max(self._newest_txn_ts, decision.commit_ts, decision.decided_ts)
 
     # ----------------------------------------------------------------------------------------
     # Properties
@@ -244,6 +250,12 @@ class ShardStateMachine:
     def max_version(self) -> int:
         """The newest version written in this shard (0: none yet)."""
         return self._max_version
+
+    @property
+    def newest_timestamp(self) -> int:
+        """The newest timestamp this group's state holds or held: versions, prepare
+        timestamps (a client may report a commit at one on the votes alone) and decisions."""
+        return max(self._max_version, self._newest_txn_ts)
 
     @property
     def gc_horizon(self) -> int:
@@ -499,14 +511,19 @@ class ShardStateMachine:
             txn_id for txn_id, ranges in self._scanned.items() if any(key in r for r in ranges)
         )
 
-    def _load_prepared(self) -> tuple[set[bytes], dict[bytes, tuple[KeyRange, ...]]]:
-        """The prepared transactions' ids and the ranges they scanned, in one scan."""
+    def _load_prepared(self) -> tuple[set[bytes], dict[bytes, tuple[KeyRange, ...]], int]:
+        """The prepared transactions' ids, the ranges they scanned and their newest
+        prepare timestamp, in one scan."""
         prefix = self._prepared_prefix
         infos = [
             self._decode_prepared(data)
             for _, data in self._engine.scan(prefix, prefix_end(prefix), None)
         ]
-        return {i.txn_id for i in infos}, {i.txn_id: i.read_ranges for i in infos if i.read_ranges}
+        return (
+            {i.txn_id for i in infos},
+            {i.txn_id: i.read_ranges for i in infos if i.read_ranges},
+            max((i.prepare_ts for i in infos), default=0),
+        )
 
     def _load_ids(self, prefix: bytes) -> set[bytes]:
         strip = len(prefix)
@@ -820,9 +837,13 @@ class ShardStateMachine:
         elif suffix.startswith(PREPARED_TAG):
             txn_id = suffix[len(PREPARED_TAG) :]
             self._prepared_ids.add(txn_id)
-            ranges = self._decode_prepared(value).read_ranges
-            if ranges:
-                self._scanned[txn_id] = ranges
+            info = self._decode_prepared(value)
+            if info.read_ranges:
+                self._scanned[txn_id] = info.read_ranges
+            self._newest_txn_ts = max(self._newest_txn_ts, info.prepare_ts)
+        elif suffix.startswith(DECISION_TAG):
+            decision = self._decode_decision(value)
+            self._newest_txn_ts = max(self._newest_txn_ts, decision.commit_ts, decision.decided_ts)
         elif suffix.startswith(UNFINISHED_TAG):
             self._unfinished_ids.add(suffix[len(UNFINISHED_TAG) :])
 
@@ -927,10 +948,12 @@ class _BatchTxnStore:
         return None if data is None else self._sm._decode_prepared(data)
 
     def put_prepared(self, info: PreparedInfo) -> None:
-        self._batch.put(self._sm._prepared_prefix + info.txn_id, encode_prepared(info))
-        self._sm._prepared_ids.add(info.txn_id)
+        sm = self._sm
+        self._batch.put(sm._prepared_prefix + info.txn_id, encode_prepared(info))
+        sm._prepared_ids.add(info.txn_id)
         if info.read_ranges:
-            self._sm._scanned[info.txn_id] = info.read_ranges
+            sm._scanned[info.txn_id] = info.read_ranges
+        sm._newest_txn_ts = max(sm._newest_txn_ts, info.prepare_ts)
 
     def delete_prepared(self, txn_id: bytes) -> None:
         self._batch.delete(self._sm._prepared_prefix + txn_id)
@@ -947,6 +970,7 @@ class _BatchTxnStore:
         batch = self._batch
         old = self.decision(info.txn_id)
         batch.put(sm._decision_prefix + info.txn_id, encode_decision(info))
+        sm._newest_txn_ts = max(sm._newest_txn_ts, info.commit_ts, info.decided_ts)
         if not info.finished:
             batch.put(sm._unfinished_prefix + info.txn_id, b"")
             sm._unfinished_ids.add(info.txn_id)
