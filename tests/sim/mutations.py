@@ -155,6 +155,17 @@ MUTATIONS = [
             ),
         ),
     ),
+    Mutation(
+        "rebuild_acks_count",
+        "a leader counts a rebuilding follower's heartbeat acks for its lease and read index",
+        edits=(
+            (
+                "replica.py",
+                "            self._rebuilding_peers.add(msg.src)\n            return\n",
+                "            self._rebuilding_peers.add(msg.src)\n",
+            ),
+        ),
+    ),
 ]
 
 
