@@ -16,7 +16,7 @@ loop"; raft-rs `messages()` vs `persisted_messages()`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from paxos.ballot import Ballot
 from paxos.errors import NotLeader
@@ -37,13 +37,21 @@ class PersistBatch:
     rebuilding: bool | None = None
 
     def is_empty(self) -> bool:
+        return not self.accepted and not self.touches_meta()
+
+    def touches_meta(self) -> bool:
+        """Whether a field other than the accepted votes changed (storages keep those in
+        one meta record)."""
         return (
-            self.promised is None
-            and not self.accepted
-            and self.chosen_watermark is None
-            and self.log_start is None
-            and self.rebuilding is None
+            self.promised is not None
+            or self.chosen_watermark is not None
+            or self.log_start is not None
+            or self.rebuilding is not None
         )
+
+    def with_votes(self, accepted: dict[int, tuple[Ballot, Value]]) -> PersistBatch:
+        """The same changes with `accepted` as the votes."""
+        return replace(self, accepted=accepted)
 
     def needs_sync(self) -> bool:
         """Whether this batch must be synced before the Ready goes on.

@@ -101,25 +101,13 @@ class RocksStorage:
         """Add `batch` to the caller's write batch; the caller writes it with sync=True."""
         meta = self._meta
         old_start = meta.log_start
-        meta.apply(
-            PersistBatch(
-                promised=batch.promised,
-                chosen_watermark=batch.chosen_watermark,
-                log_start=batch.log_start,
-                rebuilding=batch.rebuilding,
-            )
-        )
+        meta.apply(batch.with_votes({}))
         if meta.log_start > old_start:
             wb.delete_range(self._slot_key(0), self._slot_key(meta.log_start))
         for slot, (ballot, value) in batch.accepted.items():
             if slot >= meta.log_start:
                 wb.put(self._slot_key(slot), encode_vote(ballot, value))
-        if (
-            batch.promised is not None
-            or batch.chosen_watermark is not None
-            or batch.log_start is not None
-            or batch.rebuilding is not None
-        ):
+        if batch.touches_meta():
             wb.put(
                 self._meta_key,
                 _META.pack(

@@ -293,14 +293,8 @@ class PaxosHost(Host):
             if isinstance(msg, Accepted)
             for slot in msg.slots
         }
-        return PersistBatch(
-            promised=batch.promised,
-            accepted={
-                slot: vote for slot, vote in batch.accepted.items() if (slot, vote[0]) in answered
-            },
-            chosen_watermark=batch.chosen_watermark,
-            log_start=batch.log_start,
-            rebuilding=batch.rebuilding,
+        return batch.with_votes(
+            {slot: vote for slot, vote in batch.accepted.items() if (slot, vote[0]) in answered}
         )
 
     def on_crash(self, mode: str) -> None:

@@ -36,6 +36,8 @@ def check_storage(storage: Storage, reopen: Callable[[], Storage]) -> None:
     # The chosen watermark never moves back, whatever a batch says.
     storage.save(PersistBatch(chosen_watermark=1))
     assert reopen().load().chosen_watermark == 2
+    storage.save(PersistBatch(chosen_watermark=3))  # alone, it is still a meta change
+    assert reopen().load().chosen_watermark == 3
     # The rebuilding flag (replica rule 14) is kept until a batch clears it, alone or with
     # the rest.
     assert reopen().load().rebuilding is False
