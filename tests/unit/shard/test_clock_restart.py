@@ -11,12 +11,8 @@ every timestamp its stored groups show (versions, prepared transactions, decisio
 
 from __future__ import annotations
 
-import random
-
 from router import kv_pb2 as kv
-from shard.config import PaxosSettings
-from shard.node import NodeCore, TxnSettings
-from tests.unit.shard.test_node_core import CLUSTER, OneNode, header, prepare_request, put
+from tests.unit.shard.test_node_core import OneNode, header, prepare_request, put
 from txn.hlc import physical_us
 
 STEP_BACK_NS = 10 * 10**9
@@ -24,16 +20,7 @@ STEP_BACK_NS = 10 * 10**9
 
 def restart(node: OneNode, step_back_ns: int) -> None:
     """Node 1 starts again from its disk, its wall clock `step_back_ns` behind."""
-    node.core = NodeCore(
-        cluster_id=CLUSTER,
-        node_id=1,
-        bootstrap_map=node.map,
-        disk=node.disk,
-        paxos_settings=PaxosSettings(),
-        rng=random.Random(2),
-        request_timeout_s=5.0,
-        txn_settings=TxnSettings(),
-    )
+    node.core = node.boot(seed=2)
     node.wall -= step_back_ns
     node.advance(1.0)  # elections
 

@@ -34,19 +34,24 @@ class OneNode:
         nodes = [NodeAddress(node_id=1, name="n1", client_addr="x:1", peer_addr="x:1")]
         self.map = bootstrap(nodes, [b"m"], 1)
         self.disk = MemoryNodeDisk()
-        self.core = NodeCore(
+        self.txn_settings = TxnSettings(**txn)
+        self.core = self.boot()
+        self.now = 0.0
+        self.wall = WALL0
+        self.advance(1.0)  # elections: every group elects its only replica
+
+    def boot(self, seed: int = 1) -> NodeCore:
+        """A core of node 1 started from `self.disk` (as a restart does)."""
+        return NodeCore(
             cluster_id=CLUSTER,
             node_id=1,
             bootstrap_map=self.map,
             disk=self.disk,
             paxos_settings=PaxosSettings(),
-            rng=random.Random(1),
+            rng=random.Random(seed),
             request_timeout_s=5.0,
-            txn_settings=TxnSettings(**txn),
+            txn_settings=self.txn_settings,
         )
-        self.now = 0.0
-        self.wall = WALL0
-        self.advance(1.0)  # elections: every group elects its only replica
 
     def advance(self, seconds: float, step: float = 0.01) -> None:
         end = self.now + seconds
