@@ -237,9 +237,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
     elif profile == "rebuild":
         # Followers lose their disks and rebuild under load, while leaders crash, are cut
         # off and hand over; with compaction half the time, so rebuilds need snapshots.
-        if rng.random() < 0.5:
-            k.replica["compact_threshold"] = rng.choice((6, 20))
-            k.replica["compact_keep"] = rng.choice((1, 4))
+        _compact_half_the_time(k, rng)
         k.faults = FaultMix(
             rate_per_s=4,
             lose_disk=3,
@@ -260,9 +258,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             tick_on_message=rng.random() < 0.7,
             deliver_before_tick=rng.random() < 0.5,
         )
-        if rng.random() < 0.5:
-            k.replica["compact_threshold"] = rng.choice((6, 20))
-            k.replica["compact_keep"] = rng.choice((1, 4))
+        _compact_half_the_time(k, rng)
         k.faults = FaultMix(
             rate_per_s=6,
             partition=2,
@@ -280,6 +276,13 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         )
         k.heal_drop = 0.02
     return k
+
+
+def _compact_half_the_time(k: Knobs, rng: random.Random) -> None:
+    """Small compaction thresholds in half the runs, so that catching up needs snapshots."""
+    if rng.random() < 0.5:
+        k.replica["compact_threshold"] = rng.choice((6, 20))
+        k.replica["compact_keep"] = rng.choice((1, 4))
 
 
 # ---------------------------------------------------------------------- clients
