@@ -14,7 +14,9 @@ L1. A request that holds nothing may wait for any intent: a linearizable read, a
     write and a one-phase commit hold no intents, so no other request ever waits for them
     and no wait cycle can pass through them. A range a prepared transaction scanned (rule
     P6) counts as a read intent on every key of it; a write intent inside a range a request
-    scanned counts as one on a key it read.
+    scanned counts as one on a key it read. A linearizable scan waits only for the write
+    intents in the part of its range its answer covers (`scan_covers`: up to just past its
+    last item when its limit cut it; the client reads on from there).
 L2. A two-phase Prepare holds intents on its other participants while it waits, so it waits
     only for YOUNGER holders (wait-die, Rosenkrantz et al. 1978): waits point from older to
     younger, hence never form a cycle. Age is the client's `priority` (the timestamp of the
@@ -30,7 +32,9 @@ L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update
     request's header says the client gives up sooner, `Header.timeout_ms`, so the refusal
     reaches it); after that the request proceeds and the apply
     refuses it as before (CONFLICT, retryable). A replica that stops leading refuses what it
-    parked (NOT_LEADER), and a Prepare whose abort already arrived is refused (shard.node).
+    parked (NOT_LEADER), and a Prepare whose abort already arrived (a Resolve) or was
+    recorded in its group (the client's Decide at the coordinator group, a Prevent at a
+    participant) is refused (shard.node).
 
 Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
 a hot key all race to prepare and all but one abort, which wastes a commit's worth of work
@@ -55,7 +59,9 @@ U4. A single-key Put, Delete or CAS of a locked key waits for the lock's release
     it holds nothing, so no cycle passes through it), bounded as L4, then meets the holder's
     intents if its Prepare took over, and waits for those (L1) as well: so a plain write
     lands after the holder's commit instead of making it abort, as SQL's SELECT FOR UPDATE
-    blocks writers. Transactions that write without reading for update do not wait for
+    blocks writers. A freed lock goes to the oldest read for update waiting for it before
+    a parked write decides again, so that write waits for the new holder too. Transactions
+    that write without reading for update do not wait for
     locks: a Prepare or one-phase commit may hold locks or intents itself, and a wait for a
     lock holder could close a cycle with that holder's own wait for its locks; such a
     transaction goes ahead and validation decides, as before.
@@ -67,7 +73,11 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shard.limits import MAX_SCAN_ITEMS, MAX_SCAN_RESPONSE_BYTES
 from txn.records import IntentInfo
+
+# The items a scan request without a limit is answered with.
+DEFAULT_SCAN_ITEMS = 1000
 
 # Longest a request waits at the leader for intents to be released (rule L4). A holder is
 # normally resolved within a round trip or two; one whose client died, after resolve_after.
@@ -214,7 +224,13 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
         if op.snapshot or op.stale_ok:
             return False
         end = op.end if op.HasField("end") else shard.key_range[1]
-        return any(i.is_write for _, i in shard.intents_in_range(op.start, end))
+        held = [key for key, i in shard.intents_in_range(op.start, end) if i.is_write]
+        if not held:
+            return False
+        limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
+        items = shard.scan(op.start, end, limit, None, MAX_SCAN_RESPONSE_BYTES)
+        covered = scan_covers(end, items, limit)
+        return any(covered is None or key < covered for key in held)
     if kind in ("put", "delete", "cas"):
         return bool(shard.intents_on(op.key) or shard.scanners(op.key))
     if kind == "commit_one_phase":
@@ -236,6 +252,20 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
                 return False
         return True
     return False
+
+
+def scan_covers(
+    end: bytes | None, items: list[tuple[bytes, bytes, int]], limit: int
+) -> bytes | None:
+    """The end of the part of a scan's range its answer `items` covers (None: no end):
+    just past the last item when its item `limit` or the byte budget cut the answer, since
+    the client reads on from there (and a transaction records its range only up to there,
+    txn.participant rule P6); else the whole range. A write intent past it is nothing the
+    answer shows, so the scan neither waits for it nor is refused for it (rule L1)."""
+    size = sum(len(k) + len(v) for k, v, _ in items)
+    if items and (len(items) >= limit or size >= MAX_SCAN_RESPONSE_BYTES):
+        return items[-1][0] + b"\x00"
+    return end
 
 
 def _any_write(intents: Iterable[IntentInfo]) -> bool:

@@ -112,12 +112,14 @@ from shard.limits import (
     validate_value,
 )
 from shard.lock_wait import (
+    DEFAULT_SCAN_ITEMS,
     LOCK_QUEUE_MAX_S,
     LOCK_WAIT_MAX_S,
     Grant,
     LockTable,
     blocked,
     request_age,
+    scan_covers,
 )
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
@@ -1169,8 +1171,10 @@ class NodeCore:
             else:
                 due.append(wait)
         self._lock_waits = waiting
-        # Oldest first: a younger waiter that took a freed lock ahead of an older one would
-        # only be wounded by it a grace period later, its work wasted.
+        # Reads for update first, oldest first: a younger waiter that took a freed lock ahead
+        # of an older one would only be wounded by it a grace period later, its work wasted;
+        # and a plain write parked behind the lock (rule U4) that went ahead of them landed
+        # after the new holder's read, which then aborted at its commit (found by review).
         due.sort(key=_wait_age)
         for wait in due:
             try:
@@ -1730,6 +1734,16 @@ class NodeCore:
             self._reply_after_commit_wait(pending, result, _newest_version_read(pending, result))
             return
         response, visible_ts = _result_response(pending, result)
+        if _records_abort(pending.kind, response):
+            # The abort is recorded here: at the coordinator group it arrives as this Decide
+            # (its own part needs no Resolve), at a participant as a Prevent. A Prepare of
+            # the transaction parked here, or a queued read for update of it, is refused now
+            # (the waiters wake after the answers), not at the end of its wait, holding
+            # locks an older transaction could not wound (found by review).
+            host = self.hosts.get(pending.request.header.group_id)
+            if host is not None:
+                host.aborted[pending.request.txn_id] = self._now
+                host.locks.release(pending.request.txn_id)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
             if response.decide.pending:
                 host = self.hosts.get(pending.request.header.group_id)
@@ -1877,8 +1891,13 @@ class NodeCore:
                     get=kv.GetResponse(found=True, value=value, version=version),
                 )
             end = op.end if op.HasField("end") else shard.key_range[1]
+            asked = op.limit or DEFAULT_SCAN_ITEMS
+            limit = min(asked, MAX_SCAN_ITEMS)
+            items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
             if not op.snapshot:
-                for key, intent in shard.intents_in_range(op.start, end):
+                # Only the part of the range the answer covers (rule L1 of shard.lock_wait).
+                covered = scan_covers(end, items, limit)
+                for key, intent in shard.intents_in_range(op.start, covered):
                     if intent.is_write:
                         return _conflict_error(
                             Conflict(
@@ -1888,9 +1907,6 @@ class NodeCore:
                                 reason="a prepared transaction is writing a key in the range",
                             )
                         )
-            asked = op.limit or 1000
-            limit = min(asked, MAX_SCAN_ITEMS)
-            items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
             size = sum(len(k) + len(v) for k, v, _ in items)
             cut = size >= MAX_SCAN_RESPONSE_BYTES or len(items) == limit < asked
             return kv.Response(
@@ -2115,11 +2131,12 @@ def _check_update_lock(op: kv.GetRequest) -> None:
     _check_txn_id(op.lock_txn_id)
     if op.lock_priority == 0:
         raise _Refusal(_error(kv.INVALID_ARGUMENT, "a read for update needs lock_priority > 0"))
-    if op.snapshot or op.stale_ok:
+    if op.snapshot or op.stale_ok or op.at_version:
+        # A read at a version is a snapshot read (`_start_read`): it would take no lock.
         raise _Refusal(
             _error(
                 kv.INVALID_ARGUMENT,
-                "a read for update is a linearizable read: no snapshot, no stale_ok",
+                "a read for update is a linearizable read: no snapshot, no stale_ok, no at_version",
             )
         )
 
@@ -2142,6 +2159,18 @@ def _recovers(op: kv.DecideRequest) -> bool:
     return op.recover or not op.commit
 
 
+def _records_abort(kind: str, response: kv.Response) -> bool:
+    """Whether an applied Decide or Prevent answer says this group recorded the
+    transaction's abort (txn.coordinator, participant rule V1)."""
+    if kind == "decide":
+        body = response.decide
+        return body.error.code == kv.OK and not body.committed and not body.pending
+    if kind == "prevent":
+        body = response.prevent
+        return body.error.code == kv.OK and not body.prepared and not body.unknown
+    return False
+
+
 def _aborted_here(host: GroupHost, pending: _Pending) -> bool:
     """A Prepare or a read for update whose transaction's abort (Resolve) already reached
     this leader."""
@@ -2150,12 +2179,14 @@ def _aborted_here(host: GroupHost, pending: _Pending) -> bool:
     return pending.kind == "prepare" and pending.request.txn_id in host.aborted
 
 
-def _wait_age(wait: _LockWait) -> tuple[int, bytes]:
-    """A parked read for update's wound-wait age; other requests hold no lock: first."""
+def _wait_age(wait: _LockWait) -> tuple[bool, int, bytes]:
+    """The wake order of a parked request: reads for update first, by wound-wait age; the
+    others (they take no lock, and a plain write must find a freed lock taken, rule U4)
+    after them."""
     op = wait.pending.request
     if wait.pending.kind == "get" and op.lock_txn_id:
-        return (op.lock_priority, op.lock_txn_id)
-    return (0, b"")
+        return (False, op.lock_priority, op.lock_txn_id)
+    return (True, 0, b"")
 
 
 def _behind_update_lock(host: GroupHost, pending: _Pending) -> bool:

@@ -289,6 +289,8 @@ def test_an_abort_releases_the_locks_at_once(node: OneNode) -> None:
     [
         read_for_update(b"apple", b"t1", priority=0),
         read_for_update(b"apple", b"t1", priority=5, stale_ok=True),
+        # A read at a version is a snapshot read (it took no lock and said nothing).
+        read_for_update(b"apple", b"t1", priority=5, at_version=1),
     ],
 )
 def test_bad_reads_for_update_are_refused(node: OneNode, request_: kv.Request) -> None:
@@ -496,3 +498,112 @@ def test_a_plain_write_behind_a_lock_whose_holder_vanished_goes_ahead_in_time(
     assert answers == []
     node.advance(LOCK_WAIT_MAX_S * 0.2)
     assert len(answers) == 1 and answers[0].put.error.code == kv.OK
+
+
+def test_a_parked_prepare_whose_abort_the_coordinator_group_recorded_is_refused_at_once(
+    node: OneNode,
+) -> None:
+    """At the coordinator group the client's abort is a Decide, not a Resolve (the group's
+    own part is resolved by the Decide itself): a Prepare parked there behind a younger
+    holder stayed parked for the rest of its wait once the abort was recorded, holding its
+    transaction's update locks (unwoundable: committing), so an older reader for update
+    queued behind a transaction already aborted."""
+    node.call(put(b"banana", b"0"))
+    hold_intent(node, b"young", b"apple", priority=300)
+    assert node.call(read_for_update(b"banana", b"mid", priority=200)).get.value == b"0"
+    parked: list[kv.Response] = []
+    mid = prepare(b"mid", writes=(b"apple", b"banana"), priority=200)
+    node.core.submit(mid, parked.append)  # waits for the younger holder (wait-die)
+    node.advance(0.05)
+    assert parked == []
+    # Its Prepare failed at group 2: the client records the abort at the coordinator (1).
+    abort = kv.DecideRequest(header=header(1), txn_id=b"mid", participants=[1, 2], recover=True)
+    decided = node.call(kv.Request(decide=abort)).decide
+    assert decided.error.code == kv.OK and not decided.committed and not decided.pending
+    reader: list[kv.Response] = []
+    node.core.submit(read_for_update(b"banana", b"old", priority=100), reader.append)
+    node.advance(0.1)
+    assert len(parked) == 1 and parked[0].prepare.error.code == kv.CONFLICT, parked
+    assert "already aborted" in parked[0].prepare.error.message
+    assert len(reader) == 1 and reader[0].get.error.code == kv.OK, reader
+    assert node.core.hosts[1].locks.holder(b"banana") == b"old"
+
+
+def test_a_parked_prepare_whose_abort_a_prevent_recorded_is_refused_at_once(
+    node: OneNode,
+) -> None:
+    """As above at a participant: the coordinator's prevent round recorded that the
+    transaction never prepares here (rule V1) while its Prepare waited."""
+    hold_intent(node, b"young", b"apple", priority=300)
+    parked: list[kv.Response] = []
+    node.core.submit(prepare(b"mid", writes=(b"apple",), priority=200), parked.append)
+    node.advance(0.05)
+    assert parked == []
+    prevent = kv.PreventRequest(header=header(1), txn_id=b"mid")
+    answer = node.call(kv.Request(prevent=prevent)).prevent
+    assert answer.error.code == kv.OK and not answer.prepared and not answer.unknown
+    node.advance(0.05)
+    assert len(parked) == 1 and parked[0].prepare.error.code == kv.CONFLICT, parked
+    assert "already aborted" in parked[0].prepare.error.message
+
+
+def test_a_plain_write_queued_behind_a_lock_does_not_overtake_the_next_holder(
+    node: OneNode,
+) -> None:
+    """Rule U4 for the next holder too: when the lock was freed, a put parked behind it went
+    ahead of the read for update queued for it, landed after that read, and the transaction
+    that had just been granted the lock aborted at its commit (stale read)."""
+    node.call(put(b"apple", b"0"))
+    first = node.call(read_for_update(b"apple", b"t1", priority=100)).get
+    reader: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"t2", priority=200), reader.append)
+    node.advance(0.05)
+    writer: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"p"), writer.append)
+    node.advance(0.05)
+    assert reader == [] and writer == []
+    t1 = node.call(one_phase_rw(b"t1", b"apple", first.version, b"1")).commit_one_phase
+    assert t1.error.code == kv.OK
+    node.advance(0.05)
+    assert len(reader) == 1 and reader[0].get.value == b"1"
+    assert writer == []  # behind t2's lock now
+    got = reader[0].get
+    t2 = node.call(one_phase_rw(b"t2", b"apple", got.version, b"2")).commit_one_phase
+    assert t2.error.code == kv.OK, t2.error
+    node.advance(0.05)
+    assert len(writer) == 1 and writer[0].put.error.code == kv.OK
+    assert node.call(get(b"apple")).get.value == b"p"  # the put landed after t2's commit
+
+
+def scan(start: bytes, end: bytes, limit: int) -> kv.Request:
+    return kv.Request(scan=kv.ScanRequest(header=header(), start=start, end=end, limit=limit))
+
+
+def test_a_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
+    node: OneNode,
+) -> None:
+    """Rule L1 for scans: a prepared write past the last key a limited scan returns is
+    nothing the answer shows (the client reads on from just after that key, or records the
+    range only up to it, rule P6). The scan waited for it, then was refused: a paging scan
+    of a busy shard waited a second per page and failed while any transaction was prepared
+    anywhere after its start (found by review)."""
+    for key in (b"a1", b"a2", b"a3"):
+        node.call(put(key, b"v"))
+    hold_intent(node, b"t1", b"c9", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", limit=2), answers.append)
+    node.advance(0.05)
+    assert len(answers) == 1, "answered at once"
+    assert answers[0].scan.error.code == kv.OK, answers[0].scan.error
+    assert [item.key for item in answers[0].scan.items] == [b"a1", b"a2"]
+    # The whole range (no cut): the intent is in what the answer covers, and it waits.
+    waiting: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", limit=10), waiting.append)
+    node.advance(0.05)
+    assert waiting == []
+    # So does a cut scan that passed over an insert in flight before its last key.
+    hold_intent(node, b"t2", b"a15", priority=1)
+    cut: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", limit=2), cut.append)
+    node.advance(0.05)
+    assert cut == []
