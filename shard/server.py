@@ -29,6 +29,14 @@ MAX_STREAM_SCANS = 16
 #: a client that sent on without reading its answers grew the node's memory without bound
 #: with refusals past MAX_OUTSTANDING (found by review).
 MAX_UNWRITTEN = 65_536
+#: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
+#: put holds its value until chosen) and its answers not yet written. Past this the reader
+#: waits and gRPC's flow control holds the client back: before, a client that sent 5,000
+#: puts of 1 MiB at once, each within its limits, made the node hold all 5 GB of them.
+MAX_STREAM_BYTES = 64 << 20
+#: Gets one stream may have unanswered or unwritten (an answer is up to a 1 MiB value): the
+#: byte budget above learns an answer's size only once it is made.
+MAX_STREAM_GETS = 128
 
 
 class KVServicer(kv_pb2_grpc.KVServicer):
@@ -119,21 +127,30 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         request_iterator: AsyncIterator[kv.RequestBatch],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[kv.ResponseBatch]:
-        answers: asyncio.Queue[kv.Response | None] = asyncio.Queue()
-        scan_slots = asyncio.Semaphore(MAX_STREAM_SCANS)
+        answers: asyncio.Queue[tuple[kv.Response, int] | None] = asyncio.Queue()
+        slots = {
+            "scan": asyncio.Semaphore(MAX_STREAM_SCANS),
+            "get": asyncio.Semaphore(MAX_STREAM_GETS),
+        }
         outstanding = 0
         unwritten = 0  # answers in `answers` or in the write under way
+        held_bytes = 0  # see MAX_STREAM_BYTES
         written = asyncio.Event()
         reader_done = False
         failure: list[str] = []
 
-        def reply(response: kv.Response) -> None:
-            nonlocal unwritten
-            unwritten += 1
-            answers.put_nowait(response)
+        def replier(request_bytes: int) -> Callable[[kv.Response], None]:
+            def reply(response: kv.Response) -> None:
+                nonlocal unwritten, held_bytes
+                size = response.ByteSize()
+                unwritten += 1
+                held_bytes += size - request_bytes
+                answers.put_nowait((response, size))
+
+            return reply
 
         async def read() -> None:
-            nonlocal outstanding, reader_done
+            nonlocal outstanding, reader_done, held_bytes
             try:
                 async for batch in request_iterator:
                     if len(batch.requests) > WRITE_REQUESTS:
@@ -145,17 +162,20 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         )
                         return
                     for n, request in enumerate(batch.requests):
-                        while unwritten >= MAX_UNWRITTEN:
+                        while unwritten >= MAX_UNWRITTEN or held_bytes >= MAX_STREAM_BYTES:
                             written.clear()
                             await written.wait()
                         outstanding += 1
-                        if request.WhichOneof("op") == "scan":
-                            # Every scan's answer (refusals too) frees its slot once written.
-                            await scan_slots.acquire()
+                        slot = slots.get(request.WhichOneof("op"))
+                        if slot is not None:
+                            # Every such answer (refusals too) frees its slot once written.
+                            await slot.acquire()
+                        size = request.ByteSize()
+                        held_bytes += size
                         if outstanding > MAX_OUTSTANDING:
-                            reply(self._refuse_excess(request))
+                            replier(size)(self._refuse_excess(request))
                             continue
-                        self._submit(request, reply)
+                        self._submit(request, replier(size))
                         if n % SUBMIT_SLICE == SUBMIT_SLICE - 1:
                             # Found by review: 20,000 requests in one message held the
                             # loop (heartbeats, peer links, other clients) until all were in.
@@ -176,8 +196,8 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 size = 0
                 while True:
                     if item is not None:
-                        responses.append(item)
-                        size += item.ByteSize()
+                        responses.append(item[0])
+                        size += item[1]
                     if answers.empty() or size >= WRITE_BYTES:
                         # Past WRITE_BYTES the rest waits for the next write: a batch of
                         # large values would pass gRPC's message limit and fail them all.
@@ -187,11 +207,14 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 if responses:
                     yield kv.ResponseBatch(responses=responses)
                     unwritten -= len(responses)
+                    held_bytes -= size
                     written.set()
-                    # Written (gRPC asked for the next message): their scans' slots are free.
+                    # Written (gRPC asked for the next message): their gets' and scans'
+                    # slots are free.
                     for response in responses:
-                        if response.WhichOneof("result") == "scan":
-                            scan_slots.release()
+                        slot = slots.get(response.WhichOneof("result"))
+                        if slot is not None:
+                            slot.release()
                 if failure:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failure[0])
                 if reader_done and outstanding <= 0:

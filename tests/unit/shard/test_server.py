@@ -4,6 +4,7 @@ error, and a write's error does not claim that nothing happened."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -251,3 +252,63 @@ def test_a_client_that_never_reads_its_answers_is_not_read_from_without_bound(
 
     # 3 held + 8 unwritten refusals + the batch being written, a batch read ahead.
     assert asyncio.run(run()) <= 32
+
+
+def _submitted_while_the_core_holds_everything(
+    requests: list[kv.Request], monkeypatch: pytest.MonkeyPatch, **limits: int
+) -> list[kv.Request]:
+    """Stream `requests` (one per message) to a core that answers nothing; returns what
+    the reader submitted once it stopped."""
+    from shard import server
+
+    for name, value in limits.items():
+        monkeypatch.setattr(server, name, value)
+    submitted: list[kv.Request] = []
+    servicer = KVServicer(
+        core=None,  # type: ignore[arg-type]
+        submit=lambda request, reply: submitted.append(request),
+        node_name="n1",
+        timeout_s=1.0,
+    )
+
+    async def stream() -> Any:
+        for request in requests:
+            yield kv.RequestBatch(requests=[request])
+            await asyncio.sleep(0)
+
+    async def run() -> None:
+        batches = servicer.Batch(stream(), _Aborting())  # type: ignore[arg-type]
+        pending = asyncio.ensure_future(batches.__anext__())
+        for _ in range(2_000):  # the reader runs as far as it may
+            await asyncio.sleep(0)
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+        await batches.aclose()
+
+    asyncio.run(run())
+    return submitted
+
+
+def test_a_stream_holds_at_most_max_stream_bytes_of_unanswered_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each request was within its limits, but nothing bounded their sum: a client that sent
+    5,000 puts of 1 MiB at once (`asyncio.gather`) made the node hold 5 GB until they were
+    chosen. The reader now waits past MAX_STREAM_BYTES of held requests."""
+    value = b"v" * 1000
+    puts = [kv.Request(id=i, put=kv.PutRequest(key=b"k", value=value)) for i in range(100)]
+    submitted = _submitted_while_the_core_holds_everything(
+        puts, monkeypatch, MAX_STREAM_BYTES=10_000
+    )
+    assert 5 <= len(submitted) <= 11, len(submitted)
+
+
+def test_a_stream_holds_at_most_max_stream_gets_unanswered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A get is small, its answer up to a 1 MiB value: the byte budget learns its size only
+    once it is made, so unanswered gets are bounded by count (MAX_STREAM_GETS)."""
+    gets = [kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(100)]
+    submitted = _submitted_while_the_core_holds_everything(gets, monkeypatch, MAX_STREAM_GETS=7)
+    assert len(submitted) == 7
