@@ -179,6 +179,7 @@ _DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
 _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
+_LOOP_CHECK_S = 0.5  # how often a sync call checks that its loop thread still runs
 _FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
 
 
@@ -2264,9 +2265,15 @@ class Client:
             finally:
                 finished.set()
 
-        future = asyncio.run_coroutine_threadsafe(tracked(), self._loop)
+        job = tracked()
         try:
-            return future.result()
+            future = asyncio.run_coroutine_threadsafe(job, self._loop)
+        except RuntimeError:  # close() closed the loop since the check above
+            job.close()
+            coro.close()
+            raise ClientClosed("the client is closed") from None
+        try:
+            return self._wait(future)
         except concurrent.futures.CancelledError:
             if not self._closing:
                 raise
@@ -2283,6 +2290,19 @@ class Client:
                 # the caller looks at the transaction's state.
                 finished.wait(1.0)
             raise
+
+    def _wait(self, future: concurrent.futures.Future[T]) -> T:
+        """The result of `future`; ClientClosed if the loop thread ended without running it
+        (close() stopped the loop after `_call` checked `_closed`: nothing would ever finish
+        it, and the caller waited forever)."""
+        while True:
+            try:
+                return future.result(timeout=_LOOP_CHECK_S)
+            except TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError
+                if not self._thread.is_alive():
+                    raise ClientClosed("the client is closed") from None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -2350,7 +2370,8 @@ class Client:
         function with a fresh transaction on retryable errors. See `AsyncClient.run`.
 
         Raises:
-            TypeError: `fn` is a generator or coroutine function.
+            TypeError: `fn` is a generator or coroutine function, or returned an awaitable
+                (nothing is committed).
             TooManyRetries, CommitUnknown: as `AsyncClient.run`.
         """
         _refuse_generator(fn)
@@ -2370,6 +2391,15 @@ class Client:
             tx = Transaction(self, inner)
             try:
                 result = fn(tx, *args, **kwargs)
+                if inspect.isawaitable(result):
+                    # A coroutine function behind a plain wrapper: its body has not run, and
+                    # committing now would commit nothing and drop its writes silently.
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(
+                        f"{getattr(fn, '__qualname__', fn)!r} returned an awaitable: its "
+                        "body did not run; use AsyncClient for asynchronous functions"
+                    )
                 if tx.state is TransactionState.OPEN:
                     try:
                         tx.commit()

@@ -44,6 +44,7 @@ This module is pure: no I/O, importable anywhere (it imports only `router.client
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from router import client_errors as routing
 
@@ -131,6 +132,20 @@ class PaxosKVError(Exception):
         super().__init__(message)
         if maybe_committed is not None:
             self.maybe_committed = maybe_committed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling (multiprocessing, ProcessPoolExecutor, copy.copy) rebuilds an exception
+        # as cls(*args): the subclasses' __init__ take other arguments than the message, so
+        # a CommitUnknown failed to unpickle (TypeError) and a Conflict came back garbled.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[PaxosKVError], args: tuple[Any, ...], state: dict[str, Any]) -> PaxosKVError:
+    """The error `PaxosKVError.__reduce__` describes, without running its __init__."""
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class Conflict(PaxosKVError):

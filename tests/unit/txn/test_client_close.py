@@ -5,6 +5,7 @@ error and hid that a commit may have happened)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -77,3 +78,48 @@ def test_a_commit_in_flight_gets_commit_unknown_with_its_ref(fake: FakeKV) -> No
     exc = _close_while_in_flight(fake, commit, "prepare")
     assert isinstance(exc, CommitUnknown), repr(exc)
     assert exc.ref is not None
+
+
+@pytest.mark.parametrize("loop_closed", [True, False])
+def test_a_call_that_passed_the_closed_check_as_close_ran_gets_client_closed(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch, loop_closed: bool
+) -> None:
+    """A call checks `_closed`, then hands its coroutine to the loop thread; close() from
+    another thread may run in between. The call then raised RuntimeError ("Event loop is
+    closed"), or, when the loop had stopped but was not closed yet, waited forever for a
+    coroutine that no loop would ever run (found by review)."""
+    client = sync_client(fake)
+    client.put(b"apple", b"1")  # connected
+    submit = asyncio.run_coroutine_threadsafe
+
+    def close_first(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", submit)
+        if loop_closed:
+            client.close()
+        else:  # close()'s steps up to the loop's stop, its thread ended, the loop not closed
+            client._call(client._async.close())
+            client._closed = True
+            loop.call_soon_threadsafe(loop.stop)
+            client._thread.join(DEADLINE_S)
+        return submit(coro, loop)
+
+    got: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.get(b"apple")
+        except BaseException as exc:
+            got.append(exc)
+
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", close_first)
+    caller = threading.Thread(target=call, daemon=True)  # it may never end
+    caller.start()
+    caller.join(DEADLINE_S)
+    assert not caller.is_alive(), "the caller waits forever after close"
+    assert len(got) == 1 and isinstance(got[0], ClientClosed), got
+    client.close()
+    if not client._loop.is_closed():
+        # Run what was handed to the stopped loop (it meets the closed client), then close
+        # the loop, or its never-started coroutine warns in a later test.
+        client._loop.run_until_complete(asyncio.sleep(0.01))
+        client._loop.close()

@@ -136,3 +136,34 @@ def test_bad_settings_and_arguments_are_invalid_argument() -> None:
         tx.delete(b"")
     tx.put(bytearray(b"k"), memoryview(b"v"))  # type: ignore[arg-type]
     assert tx.write_set == {b"k": b"v"}
+
+
+def test_every_error_survives_pickling_with_its_fields() -> None:
+    """multiprocessing, concurrent.futures.ProcessPoolExecutor and copy.copy rebuild an
+    exception from its pickle: CommitUnknown (the one error that must not be lost, it may
+    have committed), TooManyRetries and FencingTokenRejected failed to unpickle with a
+    TypeError (their __init__ takes other arguments than the message)."""
+    import copy
+    import pickle
+
+    ref = txn.TxnRef(b"\x01\x02", 3, 1_764_412_345_678_901_234)
+    conflict = txn.Conflict(b"k", b"\xee", "prepare", "held", txn_id=b"\x01")
+    errors: list[txn.PaxosKVError] = [
+        conflict,
+        txn.CommitUnknown("lost", ref=ref),
+        txn.TooManyRetries(conflict, 3),
+        txn.FencingTokenRejected(b"lock", 5, 7, txn_id=b"\x02"),
+        txn.ServerError("bug", maybe_committed=True),
+        txn.Unavailable("down"),
+    ]
+    for err in errors:
+        for again in (pickle.loads(pickle.dumps(err)), copy.copy(err)):
+            assert type(again) is type(err)
+            assert str(again) == str(err)
+            assert again.maybe_committed == err.maybe_committed
+            assert vars(again).keys() == vars(err).keys()
+    assert pickle.loads(pickle.dumps(errors[1])).ref.started_ns == ref.started_ns
+    retries = pickle.loads(pickle.dumps(errors[2]))
+    assert retries.attempts == 3 and retries.last_error.key == b"k"
+    fence = pickle.loads(pickle.dumps(errors[3]))
+    assert (fence.lock, fence.token, fence.latest_version) == (b"lock", 5, 7)

@@ -192,6 +192,21 @@ def test_refusals(fake: FakeKV) -> None:
         client.transaction()
 
 
+def test_a_body_that_returns_an_awaitable_is_refused_not_committed_empty(fake: FakeKV) -> None:
+    """A coroutine function behind a plain wrapper (a lambda, a decorator without
+    functools.wraps) passes the coroutine-function check; its body then never ran, and
+    `run` committed the empty transaction and returned the coroutine: the writes were
+    silently lost (found by review)."""
+
+    async def body(tx: Any) -> None:
+        tx.put(A1, b"lost")
+
+    with sync_client(fake) as client:
+        with pytest.raises(TypeError, match="awaitable"):
+            client.run(lambda tx: body(tx))
+        assert fake.count("commit_one_phase") == 0
+
+
 def test_conflict_from_a_plain_transaction_names_the_key(fake: FakeKV) -> None:
     with sync_client(fake) as client:
         client.put(A1, b"0")
