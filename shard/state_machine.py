@@ -27,7 +27,7 @@ key                                        value
 ``P + b"td" + txn_id``                     decision record (coordinator group)
 ``P + b"tu" + txn_id``                     b"": the decision is not finished yet
 ``P + b"tq" + >Q seq``                     txn id of the seq-th decision to finish
-``P + b"tc"``                              ``>QQ`` head, tail of that purge queue
+``P + b"tc"``                              ``>QQQ`` head, tail of that queue, purge mark
 =========================================  ==========================================
 
 ``esc`` is the order-preserving escape of `shard.mvcc` (0x00 -> 0x00 0xFF, then 0x00 0x01),

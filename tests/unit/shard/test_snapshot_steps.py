@@ -15,14 +15,18 @@ import itertools
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
+from shard.codec import encode_delete
 from shard.config import PaxosSettings
 from shard.engine import Engine, MemEngine, RocksEngine
-from shard.errors import SnapshotCorrupt, Status
+from shard.errors import SnapshotCorrupt, Status, VersionCompacted
 from shard.execute import background_cycle
 from shard.mvcc import group_prefix, prefix_end, restore_prefix
 from shard.node import TxnSettings
@@ -30,7 +34,19 @@ from shard.snapshots import MAGIC, ShardRestore
 from shard.state_machine import ShardStateMachine
 from tests.unit.shard.test_node_core import ThreeNodes, get, put
 from tests.unit.shard.test_shard_txn import GROUP, RANGE, Node, busy, state
-from txn.records import Resolve, ResolveResult
+from txn.records import (
+    CommitOnePhase,
+    Decide,
+    Finish,
+    KeyRange,
+    Prepare,
+    Prevent,
+    PurgeDecisions,
+    ReadItem,
+    Resolve,
+    ResolveResult,
+    WriteItem,
+)
 
 STEP_RECORDS = 3
 
@@ -354,3 +370,143 @@ def test_one_background_call_steps_one_job_in_turn() -> None:
         core.tick(nodes.now, nodes.wall)
         assert background_cycle(core, nodes.disks[1])
         assert sorted(j.steps for j in jobs.values()) == [call // 2, (call + 1) // 2]
+
+
+# A random history of every kind of command (writes, deletions, transactions in each state,
+# decisions, purges, collection passes left half done), for the property below.
+OP_KEYS = [b"c", b"c\x00", b"d", b"e", b"f"]
+_TXNS = [b"t1", b"t2", b"t3"]
+_key = st.sampled_from(OP_KEYS)
+_txn = st.sampled_from(_TXNS)
+_ts = st.integers(0, 400)
+_keys = st.lists(_key, max_size=2, unique=True)
+any_op = st.one_of(
+    st.tuples(st.just("put"), _key, st.binary(max_size=3), _ts),
+    st.tuples(st.just("delete"), _key, _ts),
+    st.tuples(st.just("prepare"), _txn, _keys, _keys, st.booleans(), _ts),
+    st.tuples(st.just("resolve"), _txn, st.booleans(), _ts),
+    st.tuples(st.just("decide"), _txn, st.booleans(), _ts),
+    st.tuples(st.just("finish"), _txn),
+    st.tuples(st.just("purge"), _ts),
+    st.tuples(st.just("one_phase"), _txn, _keys, _ts),
+    st.tuples(st.just("prevent"), _txn, _ts),
+    st.tuples(st.just("gc"), _ts, st.integers(1, 3)),
+    st.tuples(st.just("gc"), st.just(0), st.integers(1, 3)),  # a pass going on
+)
+
+
+def apply_op(node: Node, op: tuple[Any, ...]) -> None:
+    """Apply one drawn operation to `node` (a refused command is fine: it writes nothing)."""
+    kind, sm = op[0], node.sm
+    if kind == "put":
+        node.put(op[1], op[2], op[3])
+    elif kind == "delete":
+        node.run(encode_delete(op[1], op[2]))
+    elif kind == "prepare":
+        _, txn_id, reads, writes, ranged, ts = op
+        if reads or writes or ranged:
+            record = Prepare(
+                txn_id=txn_id,
+                coordinator_group=GROUP,
+                participants=(GROUP,),
+                reads=tuple(
+                    ReadItem(key=k, version=(sm.latest_record(k) or (0,))[0]) for k in reads
+                ),
+                writes=tuple(
+                    WriteItem(key=k, value=None if n % 2 else b"w" + k)
+                    for n, k in enumerate(writes)
+                ),
+                read_ranges=(KeyRange(start=b"c", end=b"e"),) if ranged else (),
+            )
+            node.txn(record, ts)
+    elif kind == "resolve":
+        prepared = sm.prepared(op[1])
+        commit_ts = op[3] + (prepared.prepare_ts if prepared else 0)
+        node.txn(Resolve(txn_id=op[1], commit=op[2], commit_ts=commit_ts), op[3])
+    elif kind == "decide":
+        commit_ts = op[3] + sm.max_version
+        node.txn(Decide(txn_id=op[1], participants=(GROUP,), commit=op[2], commit_ts=commit_ts))
+    elif kind == "finish":
+        node.txn(Finish(txn_id=op[1]))
+    elif kind == "purge":
+        node.txn(PurgeDecisions(before_ts=op[1]), op[1])
+    elif kind == "one_phase":
+        if op[2]:
+            writes = tuple(WriteItem(key=k, value=b"o") for k in op[2])
+            node.txn(CommitOnePhase(txn_id=op[1], writes=writes), op[3])
+    elif kind == "prevent":
+        node.txn(Prevent(txn_id=op[1], asker_ts=op[2]), op[2])
+    else:
+        batch = node.engine.new_batch()
+        sm.start_gc(op[1], batch)
+        sm.gc_step(batch, op[2])
+        node.engine.write(batch, False)
+
+
+def _whole_state(node: Node) -> tuple[object, ...]:
+    """Every record but the meta, what is derived from them, and every read."""
+    sm = node.sm
+    prefix = group_prefix(GROUP)
+    reads: list[tuple[int | None, object]] = []
+    for at in [None, *range(0, 900, 23)]:
+        try:
+            got = ([sm.get(k, at) for k in OP_KEYS], sm.scan(b"c", b"x", 100, at))
+            reads.append((at, got))
+        except VersionCompacted:
+            reads.append((at, "compacted"))
+    return (
+        [kv for kv in group_keys(node.engine) if kv[0] != prefix + b"m"],
+        (sm.applied_index, sm.max_version, sm.gc_horizon, sm.has_intents),
+        (state(node), sm.scanners(b"c"), sm.scanners(b"d"), sm.scanners(b"e")),
+        [(t, sm.decision(t), sm.prepared(t)) for t in _TXNS],
+        reads,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    history=st.lists(any_op, max_size=25),
+    target_history=st.lists(any_op, max_size=8),
+    after=st.lists(any_op, max_size=6),
+    step_records=st.integers(1, 4),
+    crash_at=st.integers(0, 60),
+)
+def test_any_state_restored_in_steps_even_across_a_crash_is_the_state_snapshotted(
+    history: list[tuple[Any, ...]],
+    target_history: list[tuple[Any, ...]],
+    after: list[tuple[Any, ...]],
+    step_records: int,
+    crash_at: int,
+) -> None:
+    """Intents, prepared records with scanned ranges, decisions finished or not, the purge
+    queue and its mark, tombstones, a collection pass half done and its horizon: a restore
+    in steps (with a restart after any of them) leaves the state snapshotted or, before its
+    marker, the old one whole; and both replicas then apply the same commands alike."""
+    source = Node()
+    for op in history:
+        apply_op(source, op)
+    expected = _whole_state(source)
+    index, blob, _ = build_in_steps(source.sm, step_records)
+    target = Node()
+    for op in target_history:
+        apply_op(target, op)
+    old = _whole_state(target)
+    restore = target.sm.begin_restore(index, blob)
+    for step in itertools.count(1):
+        batch = target.engine.new_batch()
+        done = restore.step(batch, step_records, 1 << 30)
+        target.engine.write(batch, False)
+        if done:
+            break
+        if step == crash_at:
+            target = Node(target.engine)
+            if _whole_state(target) == old:
+                return
+            break
+    assert target.engine.scan(b"r", b"s", None) == []
+    assert _whole_state(target) == expected
+    for op in after:
+        if op[0] != "gc":  # the source's pass goes on, the restored replica's ended
+            apply_op(source, op)
+            apply_op(target, op)
+    assert _whole_state(target) == _whole_state(source)
