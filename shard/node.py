@@ -692,6 +692,20 @@ class NodeCore:
 
     def submit(self, request: kv.Request, reply: Reply) -> None:
         """Start one client request; `reply` is called exactly once with its response."""
+        if not self._lock_waits:
+            self._start(request, reply)
+            return
+        released = self._lock_releases()
+        self._start(request, reply)
+        if self._lock_releases() != released:
+            # A refused Prepare released its update locks, or a read wounded a holder: the
+            # waiters decide again now, not at the next tick (up to 50 ms later).
+            self._wake_lock_waits()
+
+    def _lock_releases(self) -> int:
+        return sum(_releases(host) for host in self._data_hosts())
+
+    def _start(self, request: kv.Request, reply: Reply) -> None:
         kind = request.WhichOneof("op")
         if kind is None:
             reply(kv.Response(id=request.id, error=_error(kv.INVALID_ARGUMENT, "empty request")))

@@ -607,3 +607,25 @@ def test_a_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
     node.core.submit(scan(b"a", b"d", limit=2), cut.append)
     node.advance(0.05)
     assert cut == []
+
+
+def test_a_lock_released_by_a_refused_prepare_goes_to_its_waiter_without_a_tick(
+    node: OneNode,
+) -> None:
+    """A Prepare refused on arrival releases its transaction's update locks (rule U3); the
+    reader queued for one was woken only by the next tick (up to 50 ms on a quiet node)."""
+    node.call(put(b"apple", b"red"))
+    assert node.call(read_for_update(b"apple", b"t1", priority=100)).get.value == b"red"
+    queued: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", b"t2", priority=200), queued.append)
+    node.advance(0.05)
+    assert queued == []
+    refused: list[kv.Response] = []
+    bad = prepare(b"t1", writes=(b"apple",), priority=100)
+    bad.prepare.writes.add(key=b"x" * 5000, value=b"v")  # over the key limit
+    node.core.submit(bad, refused.append)
+    assert refused and refused[0].prepare.error.code == kv.LIMIT_EXCEEDED, refused
+    while execute_cycle(node.core, node.disk, lambda g, m: None):  # no tick
+        pass
+    assert len(queued) == 1 and queued[0].get.value == b"red", queued
+    assert node.core.hosts[1].locks.holder(b"apple") == b"t2"
