@@ -1871,7 +1871,16 @@ class NodeCore:
         else:
             end = op.end if op.HasField("end") else shard.key_range[1]
             intents = shard.intents_in_range(op.start, end)
-        return not any(i.is_write and i.prepare_ts <= at for _, i in intents)
+        held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]
+        if not held or pending.kind == "get":
+            return not held
+        # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
+        # intent past a page's last item changes nothing the page shows.
+        limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
+        covered = scan_covers(
+            end, shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES), limit
+        )
+        return all(covered is not None and key >= covered for key in held)
 
     def _serve_read(self, host: GroupHost, pending: _Pending) -> kv.Response | kv.Error:
         op = pending.request

@@ -575,8 +575,8 @@ def test_a_plain_write_queued_behind_a_lock_does_not_overtake_the_next_holder(
     assert node.call(get(b"apple")).get.value == b"p"  # the put landed after t2's commit
 
 
-def scan(start: bytes, end: bytes, limit: int) -> kv.Request:
-    return kv.Request(scan=kv.ScanRequest(header=header(), start=start, end=end, limit=limit))
+def scan(start: bytes, end: bytes, limit: int, **kw: Any) -> kv.Request:
+    return kv.Request(scan=kv.ScanRequest(header=header(), start=start, end=end, limit=limit, **kw))
 
 
 def test_a_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
@@ -629,3 +629,25 @@ def test_a_lock_released_by_a_refused_prepare_goes_to_its_waiter_without_a_tick(
         pass
     assert len(queued) == 1 and queued[0].get.value == b"red", queued
     assert node.core.hosts[1].locks.holder(b"apple") == b"t2"
+
+
+def test_a_snapshot_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
+    node: OneNode,
+) -> None:
+    """Rule 3 with rule L1's range: a snapshot scan waits for a prepared write below its
+    timestamp only in the part of its range its answer covers (it waited for one anywhere
+    in the range, so a paging snapshot scan waited on every page for a transaction pages
+    ahead)."""
+    for key in (b"a1", b"a2", b"a3"):
+        node.call(put(key, b"v"))
+    hold_intent(node, b"t1", b"c9", priority=1)
+    at = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    answers: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", limit=2, snapshot=True, at_version=at), answers.append)
+    node.advance(0.05)
+    assert len(answers) == 1, "answered at once"
+    assert [item.key for item in answers[0].scan.items] == [b"a1", b"a2"]
+    waiting: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", limit=10, snapshot=True, at_version=at), waiting.append)
+    node.advance(0.05)
+    assert waiting == []  # the whole range: the intent may commit below `at`
