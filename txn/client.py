@@ -422,11 +422,12 @@ class AsyncTransaction:
             self._check_open()  # closed while connecting: its abort knew no lock group here
             self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
             self._lock_groups.add(self._client._map().locate(key).group_id)
-            self._locked.add(key)
         value, version = await self._client._read_latest(
             key, self.txn_id, self._priority if for_update else 0
         )
         self._check_open()  # commit() began meanwhile: it did not validate this read
+        if for_update:
+            self._locked.add(key)  # only now: a failed read took no lock
         self._record_read(key, version, value)
         return value
 
@@ -1009,7 +1010,10 @@ class AsyncClient:
         run it again from the start with a fresh transaction.
 
         `fn` may be a coroutine function or a plain function; it must not commit (its
-        transaction is committed after it returns) and must not be a generator.
+        transaction is committed after it returns) and must not be a generator. Only its
+        transaction's writes are undone by a retry: anything else `fn` does (appending to a
+        list, sending a message) happens once per attempt, so keep such effects out of it
+        or make them idempotent, as FoundationDB advises for its retry loop.
 
         Returns:
             What `fn` returned (in the attempt that committed).

@@ -288,3 +288,33 @@ async def test_a_read_for_update_of_a_transaction_aborted_while_it_connects_take
         )
     finally:
         await client.close()
+
+
+@with_fake
+async def test_a_failed_read_for_update_leaves_the_key_unlocked_for_the_next_one(
+    fake: FakeKV,
+) -> None:
+    """A read for update marked its key locked before the read: when that read failed (an
+    older transaction took the lock) and the caller went on, the next read for update of the
+    key returned the earlier plain read's value without taking the lock (found by review;
+    the commit still validates the read, but it could abort where the lock makes it wait)."""
+    async with fast_client(fake) as client:
+        await client.put(B1, b"100")
+        tx = client.transaction()
+        assert await tx.get(B1) == b"100"  # a plain read: its value is remembered
+        read_latest = client._read_latest
+        calls = 0
+
+        async def lock_taken_once(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise txn.Conflict(B1, b"older", "read", "an older transaction took the lock")
+            return await read_latest(*args)
+
+        client._read_latest = lock_taken_once  # type: ignore[method-assign]
+        with pytest.raises(txn.Conflict):
+            await tx.get(B1, for_update=True)
+        assert await tx.get(B1, for_update=True) == b"100"
+        assert calls == 2, "the second read for update was answered without taking the lock"
+        tx.abort()
