@@ -322,6 +322,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
 def _cmd_put(args: argparse.Namespace) -> int:
     key = _arg_bytes(args, args.key, "key")
     if args.value is None:
+        if sys.stdin.isatty():  # a forgotten VALUE must not look like a hang
+            print("paxoskv put: reading the value from stdin; end it with Ctrl-D", file=sys.stderr)
         raw = sys.stdin.buffer.read()
         value = _arg_bytes(args, raw.decode().strip(), "value") if args.hex else raw
     else:

@@ -83,7 +83,10 @@ def register_txn_command(subparsers: Any) -> None:
         "re-run every step from fresh reads. Keys in several shards commit atomically "
         "(two-phase commit).",
         parents=[
-            connection_options("deadline per read and per commit, retries included (default 10)")
+            connection_options(
+                "deadline per read and per commit, retries included; no new attempt of the "
+                "transaction starts once it has passed (default 10)"
+            )
         ],
         epilog=STEPS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -94,7 +97,8 @@ def register_txn_command(subparsers: Any) -> None:
         type=int,
         default=10,
         metavar="N",
-        help="run the transaction at most N times on conflicts (default 10)",
+        help="run the transaction at most N times on conflicts and other retryable errors, "
+        "within --timeout (default 10)",
     )
     cmd.add_argument(
         "--snapshot",
@@ -230,6 +234,9 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         cluster_id=args.cluster_id,
         timeout_s=args.timeout,
         max_attempts=args.attempts,
+        # Without it a leaderless group's DeadlineExceeded (retryable) re-ran the whole
+        # transaction --attempts times: 10 x --timeout of silence where `get` gives up at it.
+        retry_timeout_s=args.timeout,
         tls=tls_from(args),
     ) as client:
         if args.snapshot:

@@ -137,6 +137,9 @@ def _check_ports_free(ports: Sequence[int], host: str) -> None:
         if not 0 < port < 65536:
             raise ClusterError(f"port {port} is outside 1..65535; choose another --base-port")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As the node's gRPC server binds: a listener still makes the bind fail, the
+            # TIME_WAIT connections a stopped node leaves behind for a minute do not.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError as exc:

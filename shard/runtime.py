@@ -133,7 +133,10 @@ class NodeRuntime:
         self._client: RoutingClient | None = None
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        # Not gRPC's default SO_REUSEPORT: with it a node started on a port another server
+        # (a node of another cluster) listens on, and the kernel split the connections
+        # between the two, so clients and peers reached the wrong node.
+        self.server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
         # Chaos harness only: fault hooks, None unless PAXOSKV_FAULTS=1 (shard/faults.py).
         self.faults = maybe_install_faults(self)
         kv_pb2_grpc.add_KVServicer_to_server(
@@ -183,12 +186,20 @@ class NodeRuntime:
     # ------------------------------------------------------------------ loop
 
     async def start(self) -> None:
-        if self._tls is None:
-            bound = self.server.add_insecure_port(self.node.address)
-        else:
-            bound = self.server.add_secure_port(self.node.address, self._tls.server_credentials())
+        try:
+            if self._tls is None:
+                bound = self.server.add_insecure_port(self.node.address)
+            else:
+                bound = self.server.add_secure_port(
+                    self.node.address, self._tls.server_credentials()
+                )
+        except RuntimeError:  # newer gRPC raises where older returned 0
+            bound = 0
         if bound == 0:
-            raise OSError(f"cannot listen on {self.node.address} (address in use?)")
+            raise OSError(
+                f"cannot listen on {self.node.address}: address in use (another process "
+                "listens on the port) or not an address of this machine"
+            )
         if self._tls is not None:
             self._spawn(self._watch_tls(self._tls))
         await self.server.start()

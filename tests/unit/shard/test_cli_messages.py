@@ -94,3 +94,49 @@ def test_a_reader_that_goes_away_is_no_error() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141, err
     assert err == ""
+
+
+@pytest.mark.parametrize("command", ["start", "status"])
+def test_ctrl_c_in_cluster_commands_exits_without_closing_channels(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Found by the user review: Ctrl-C while `cluster start` waited for leaders hung the
+    command for good, in grpc's Channel.close: a KeyboardInterrupt that cuts a call short
+    as it starts leaves it registered, and closing its channel waits for it (1 in 40
+    interruptions of `leaders()`). After Ctrl-C the command now exits without closing."""
+    from shard.cluster import LocalCluster
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    def close(_self: Any) -> None:
+        raise AssertionError("closed the channels a Ctrl-C may have left hanging")
+
+    data_dir = tmp_path / "c"
+    if command == "status":
+        LocalCluster(data_dir)._write_config()  # a stopped cluster
+        monkeypatch.setattr(LocalCluster, "node_states", interrupted)
+    monkeypatch.setattr(LocalCluster, "start", interrupted)
+    monkeypatch.setattr(LocalCluster, "close", close)
+    assert main(["cluster", command, "--data-dir", str(data_dir)]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith("paxoskv: interrupted\n"), err
+    if command == "start":
+        assert "nodes already started keep running" in err
+
+
+def test_put_without_a_value_on_a_terminal_says_it_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Found by the user review: `paxoskv put KEY` with the value forgotten sat silent,
+    waiting for stdin, as if it hung."""
+    import io
+
+    class Terminal(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal(io.BytesIO(b"typed\n")))
+    assert main(["put", "--cluster", NOWHERE, "--timeout", "0.5", "k"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("paxoskv put: reading the value from stdin; end it with Ctrl-D\n")

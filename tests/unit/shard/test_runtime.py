@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 
 from paxos import Role
@@ -255,3 +257,24 @@ def test_an_outbound_duty_cancelled_midway_still_reports_back(config: ClusterCon
         return answers
 
     assert asyncio.run(main()) == [None]
+
+
+def test_a_node_does_not_share_its_port_with_another_server(config: ClusterConfig) -> None:
+    """Found by the user review: gRPC binds with SO_REUSEPORT by default, so a node started
+    on the port a node of another cluster listened on, and the kernel split connections
+    between the two (a client of one cluster read 'not found' from the other)."""
+
+    async def main() -> None:
+        other = grpc.aio.server()  # gRPC's defaults, SO_REUSEPORT included, as a node had
+        port = other.add_insecure_port("127.0.0.1:0")
+        await other.start()
+        node = NodeConfig(id=1, name="n1", address=f"127.0.0.1:{port}")
+        runtime = NodeRuntime(dataclasses.replace(config, nodes=(node,)), node, first_start=True)
+        try:
+            with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: address in use"):
+                await runtime.start()
+        finally:
+            await runtime.stop(grace_s=0)
+            await other.stop(0)
+
+    asyncio.run(main())

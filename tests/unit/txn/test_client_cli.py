@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -81,6 +82,22 @@ def test_txn_command_snapshot_and_errors(fake: FakeKV, capsys: Any) -> None:
     assert "read-only" in capsys.readouterr().err
     assert main(["txn", "--cluster", "", "get a"]) == 1
     assert "no cluster address" in capsys.readouterr().err
+
+
+def test_txn_command_gives_up_at_its_timeout_when_no_leader_answers(
+    fake: FakeKV, capsys: Any
+) -> None:
+    """Found by the user review: `--timeout` bounded each read, but `client.run` re-ran the
+    whole transaction on the retryable DeadlineExceeded, --attempts (10) times, so against a
+    cluster without a majority `paxoskv txn` sat silent for 10 x --timeout (100 s by default)
+    where `get` gives up after --timeout."""
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "get" else None
+    started = time.monotonic()
+    assert main(["txn", "--cluster", fake.seeds[0], "--timeout", "0.5", "get apple"]) == 1
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert err.startswith("paxoskv: error: ") and err.count("\n") == 1
+    assert elapsed < 2.0, f"gave up after {elapsed:.1f} s with --timeout 0.5"
 
 
 def test_a_lost_commit_prints_the_command_that_settles_it(fake: FakeKV, capsys: Any) -> None:
