@@ -184,7 +184,7 @@ def _describe_rpc_error(exc: BaseException) -> str:
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return "no answer before the deadline"
         if len(details) > 120:
-            details = details[:117] + "..."
+            details = details[:117].rsplit(" ", 1)[0] + "..."  # at a word boundary
         return f"{code.name}: {details}".rstrip(": ")
     if isinstance(exc, TimeoutError):
         return "no answer before the deadline"

@@ -112,7 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KeyboardInterrupt:
-        print("paxoskv: interrupted", file=sys.stderr)
+        if getattr(args, "writes", False):
+            # A write sent before the interrupt may still be chosen and applied.
+            print(
+                "paxoskv: interrupted; the write may or may not have happened: read the key "
+                "to find out",
+                file=sys.stderr,
+            )
+        else:
+            print("paxoskv: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) and _stdout_is_closed():

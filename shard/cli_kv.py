@@ -138,7 +138,7 @@ def register_kv_commands(subparsers: Any) -> None:
     )
     put.add_argument("key")
     put.add_argument("value", nargs="?", default=None)
-    put.set_defaults(handler=_cmd_put)
+    put.set_defaults(handler=_cmd_put, writes=True)
 
     delete = subparsers.add_parser(
         "delete",
@@ -147,7 +147,7 @@ def register_kv_commands(subparsers: Any) -> None:
         description="Delete KEY and print the deletion's version (0 when the key was absent).",
     )
     delete.add_argument("key")
-    delete.set_defaults(handler=_cmd_delete)
+    delete.set_defaults(handler=_cmd_delete, writes=True)
 
     cas = subparsers.add_parser(
         "cas",
@@ -167,7 +167,7 @@ def register_kv_commands(subparsers: Any) -> None:
     action = cas.add_mutually_exclusive_group(required=True)
     action.add_argument("--new-value", metavar="V", help="write V")
     action.add_argument("--delete", action="store_true", help="delete the key")
-    cas.set_defaults(handler=_cmd_cas)
+    cas.set_defaults(handler=_cmd_cas, writes=True)
 
     scan = subparsers.add_parser(
         "scan",

@@ -111,7 +111,7 @@ def register_txn_command(subparsers: Any) -> None:
     cmd.add_argument(
         "--limit", type=int, default=1000, help="at most N items per scan (default 1000)"
     )
-    cmd.set_defaults(handler=_cmd_txn)
+    cmd.set_defaults(handler=_cmd_txn, writes=True)
 
     status = subparsers.add_parser(
         "txn-status",

@@ -140,3 +140,36 @@ def test_put_without_a_value_on_a_terminal_says_it_reads_stdin(
     assert main(["put", "--cluster", NOWHERE, "--timeout", "0.5", "k"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("paxoskv put: reading the value from stdin; end it with Ctrl-D\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "write"),
+    [
+        (["put", "k", "v"], True),
+        (["delete", "k"], True),
+        (["cas", "k", "--expect-absent", "--new-value", "v"], True),
+        (["txn", "put k v"], True),
+        (["get", "k"], False),
+        (["scan", "--start", "a"], False),
+    ],
+)
+def test_ctrl_c_during_a_write_says_it_may_have_happened(
+    argv: list[str],
+    write: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A write sent before Ctrl-C may still be chosen: "interrupted" alone let a user
+    believe nothing happened (found by review)."""
+    from router.client import RoutingClient
+    from txn.client import Client
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RoutingClient, "connect", interrupted)
+    monkeypatch.setattr(Client, "__enter__", interrupted)
+    code = main([*argv, "--cluster", "127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert ("may or may not have happened" in err) is write, err
