@@ -41,8 +41,9 @@ a hot key all race to prepare and all but one abort, which wastes a commit's wor
 per loser. A read for update instead takes the key's update lock at the group leader, so
 transactions that would conflict queue at the read:
 U1. Locks are leader-local hints (never replicated; dropped when leadership moves, expire
-    `LOCK_TTL_S` after the holder's last read): validation in the log still decides, so a
-    lost lock costs at most an abort, never correctness.
+    `LOCK_TTL_S` after the holder's last read, or at the end of a queue wait of the holder
+    for another lock, if later): validation in the log still decides, so a lost lock costs
+    at most an abort, never correctness.
 U2. Wound-wait (Rosenkrantz et al. 1978; Spanner §4.2.1): an older requester takes the lock
     from a younger holder and wounds it (its next read for update, Prepare or one-phase
     commit at this leader is refused; the one-phase commit through the log, a Prevent that
@@ -83,9 +84,9 @@ DEFAULT_SCAN_ITEMS = 1000
 # normally resolved within a round trip or two; one whose client died, after resolve_after.
 LOCK_WAIT_MAX_S = 1.0
 
-# An update lock's life after its holder's last read for update (rule U1): longer than a
-# transaction may queue for its other locks (else it loses this one while it waits), short
-# enough that a holder whose client died (and so never released it) stops blocking younger
+# An update lock's life after its holder's last read for update (rule U1; a holder queued
+# for another lock keeps its locks through that wait, `LockTable.acquire`), short enough
+# that a holder whose client died (and so never released it) stops blocking younger
 # transactions soon. Older ones wound it after WOUND_GRACE_S anyway.
 LOCK_TTL_S = 2.0
 # How long a read for update may queue for a lock (rule L4 for locks): queueing is the point
@@ -135,6 +136,11 @@ class LockTable:
         holder = self._holder.get(key)
         if holder is not None and holder[1] != txn_id:
             if self.wound_at(key, age) is None or now < self._since[holder[1]] + WOUND_GRACE_S:
+                if txn_id in self._expires:
+                    # Its locks outlive its queue wait: a transaction queued behind an older
+                    # one lost the locks it held to younger readers after LOCK_TTL_S, which
+                    # is shorter than a wait may be (found by review).
+                    self._expires[txn_id] = max(self._expires[txn_id], now + LOCK_QUEUE_MAX_S)
                 return Grant.WAIT
             self._wounded[holder[1]] = (now + WOUND_MEMORY_S, key, txn_id)
             self.release(holder[1])

@@ -11,6 +11,7 @@ from paxos import Role
 from router import kv_pb2 as kv
 from shard.execute import execute_cycle
 from shard.lock_wait import (
+    LOCK_QUEUE_MAX_S,
     LOCK_TTL_S,
     LOCK_WAIT_MAX_S,
     WOUND_GRACE_S,
@@ -82,6 +83,22 @@ def test_locks_expire_and_wounds_are_forgotten() -> None:
     assert table.wound(b"young") is None
     table.clear()
     assert len(table) == 0
+
+
+def test_a_holder_queued_for_another_lock_keeps_its_locks_through_the_wait() -> None:
+    """A transaction queued behind an older holder lost the locks it already held after
+    LOCK_TTL_S, shorter than a queue wait (LOCK_QUEUE_MAX_S): a younger reader took them,
+    and the queued, older transaction then aborted on its write (found by review)."""
+    assert LOCK_QUEUE_MAX_S > LOCK_TTL_S  # else the scenario needs no fix
+    table = LockTable()
+    assert table.acquire(b"b", OLD, 0.0) is Grant.GRANTED
+    assert table.acquire(b"a", MID, 0.0) is Grant.GRANTED
+    assert table.acquire(b"b", MID, 0.0) is Grant.WAIT  # queued behind the older holder
+    table.expire(LOCK_TTL_S + 0.1)
+    assert table.holder(b"a") == b"mid"
+    assert table.acquire(b"a", YOUNG, LOCK_TTL_S + 0.1) is Grant.WAIT
+    table.expire(LOCK_QUEUE_MAX_S + 0.1)  # its wait is over: the locks expire as before
+    assert table.holder(b"a") is None
 
 
 # ---------------------------------------------------------------------- who may wait
