@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import itertools
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +113,31 @@ _MIN_RETRY_LEFT_S = 0.02
 def parse_seeds(text: str) -> list[str]:
     """Split "host:port,host:port" into addresses, ignoring blanks and spaces."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seed_list(seeds: str | Sequence[str]) -> list[str]:
+    """The addresses of `seeds`, a "host:port,..." string or a sequence of such strings.
+
+    Raises:
+        InvalidArgument: an entry is not a str (found by review: `[addr, 5]` was accepted
+            and failed at connect with "'int' object has no attribute 'encode'").
+    """
+    if isinstance(seeds, str):
+        return parse_seeds(seeds)
+    if isinstance(seeds, bytes | bytearray) or not isinstance(seeds, Iterable):
+        entries: list[object] = [seeds]
+    else:
+        entries = list(seeds)
+    addresses: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            where = "" if entry is seeds else f" in {seeds!r}"
+            raise InvalidArgument(
+                f"a cluster address must be a str HOST:PORT, got {entry!r} "
+                f"({type(entry).__name__}){where}"
+            )
+        addresses += parse_seeds(entry)
+    return addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +471,7 @@ class RoutingClient:
         channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
         tls: ClientTls = "env",
     ) -> None:
-        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
+        seed_list = _seed_list(seeds)
         if not seed_list:
             raise InvalidArgument("no cluster address given (expected HOST:PORT[,HOST:PORT...])")
         if not timeout_s > 0:
@@ -495,6 +520,7 @@ class RoutingClient:
         Raises:
             WrongCluster: a seed belongs to another cluster than `cluster_id`.
             Unavailable: no seed answered (the message lists each seed's failure).
+            ClientClosed: the client is (or was meanwhile) closed.
         """
         self._check_open()
         loop = asyncio.get_running_loop()
@@ -508,7 +534,7 @@ class RoutingClient:
             try:
                 await self._fetch_map(seed, min(remaining, CONNECT_TIMEOUT_S + 1.0))
                 return self
-            except WrongCluster:
+            except (WrongCluster, ClientClosed):
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError) as exc:
                 failures.append(f"{seed}: {_describe_rpc_error(exc)}")
@@ -567,6 +593,17 @@ class RoutingClient:
     # ------------------------------------------------------------------ shard map
 
     async def _fetch_map(self, address: str, timeout_s: float) -> None:
+        try:
+            await self._fetch_map_from(address, timeout_s)
+        except asyncio.CancelledError:
+            # close() closed the channel under the call (grpc.aio cancels it), not a
+            # cancellation of the task asking.
+            current = asyncio.current_task()
+            if self._closed and current is not None and not current.cancelling():
+                raise ClientClosed("the client is closed") from None
+            raise
+
+    async def _fetch_map_from(self, address: str, timeout_s: float) -> None:
         stub = self._connection(address).stub
         if self._cluster_id is None:
             status = await stub.Status(kv.StatusRequest(), timeout=timeout_s)
@@ -590,23 +627,21 @@ class RoutingClient:
 
         Raises:
             WrongCluster: a node belongs to another cluster.
+            ClientClosed: the client is (or was meanwhile) closed.
         """
+        self._check_open()
         task = self._refreshing
         if task is None or task.done():
             task = self._refreshing = asyncio.create_task(self._refresh_once())
-        if deadline is None:
-            await asyncio.shield(task)
-            return
-        remaining = deadline - asyncio.get_running_loop().time()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
+            await self._await_shared(task, deadline)
 
     async def _refresh_once(self) -> None:
         for address in self._cache.refresh_targets():
             try:
                 await self._fetch_map(address, CONNECT_TIMEOUT_S)
                 return
-            except WrongCluster:
+            except (WrongCluster, ClientClosed):
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError):
                 continue
@@ -710,7 +745,9 @@ class RoutingClient:
                 header.group_id = gid
                 header.map_version = shard_map.version
                 left_s = deadline - asyncio.get_running_loop().time()
-                header.timeout_ms = max(1, min(int(left_s * 1000), MAX_HEADER_TIMEOUT_MS))
+                # Capped before int(): a deadline of inf (timeout_s=math.inf, "no limit")
+                # raised OverflowError from every operation (found by review).
+                header.timeout_ms = max(1, int(min(left_s * 1000, MAX_HEADER_TIMEOUT_MS)))
             try:
                 response = await self._exchange(address, request, deadline)
             except _SendFailed as exc:
@@ -769,7 +806,14 @@ class RoutingClient:
                 version = shard_map.version
                 if cache.on_wrong_shard(error.map_version):
                     await self.refresh_map(deadline)
-                if group_id is not None and cache.map_version != version:
+                if group_id is not None and (
+                    cache.map_version != version
+                    or (code == kv.WRONG_SHARD and error.map_version == version)
+                ):
+                    # The map changed, or the node refused the request under the very map
+                    # we route by: it was planned on an older one (found by review: a scan
+                    # part re-sent after a CONFLICT pause, during which another request
+                    # refreshed the map, was re-sent as is until the deadline).
                     if code == kv.UNKNOWN_GROUP:
                         raise UnknownGroup(gid, cache.map_version)
                     raise WrongShard(key or b"", cache.map_version or 0, gid)
@@ -818,7 +862,31 @@ class RoutingClient:
 
     def _deadline(self, timeout_s: float | None) -> float:
         timeout = self._timeout_s if timeout_s is None else timeout_s
+        if timeout != timeout:
+            # A NaN deadline is never reached: no check ends the retries, and no timer fires.
+            raise InvalidArgument("timeout_s must be a number of seconds, got nan")
         return asyncio.get_running_loop().time() + timeout
+
+    async def _await_shared(self, task: asyncio.Task[Any], deadline: float | None) -> None:
+        """Wait for a task other callers share (the connect, a map refresh), until `deadline`.
+
+        Raises:
+            TimeoutError: the deadline passed first (the task goes on for the others).
+            ClientClosed: the client was closed meanwhile. close() cancels the task, or the
+                gRPC calls in it: that is not the cancellation of this caller's task, which
+                is what a bare CancelledError here would say (found by review).
+        """
+        try:
+            if deadline is None:
+                await asyncio.shield(task)
+            else:
+                remaining = deadline - asyncio.get_running_loop().time()
+                await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                raise ClientClosed("the client is closed") from None
+            raise
 
     async def ready(self, deadline: float | None = None) -> None:
         """Connect on first use; concurrent first callers share one connect, each waiting
@@ -826,6 +894,7 @@ class RoutingClient:
 
         Raises:
             DeadlineExceeded: not connected by `deadline` (the connect goes on for others).
+            ClientClosed: the client is (or was meanwhile) closed.
         """
         if self._cache.shard_map is not None:
             return
@@ -834,12 +903,8 @@ class RoutingClient:
             task = self._connecting = asyncio.create_task(self.connect())
             # Its failure may reach no waiter (each gave up at its own deadline).
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        if deadline is None:
-            await asyncio.shield(task)
-            return
-        remaining = deadline - asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
+            await self._await_shared(task, deadline)
         except TimeoutError:
             raise DeadlineExceeded(
                 "gave up: no seed answered before the deadline (still connecting)"

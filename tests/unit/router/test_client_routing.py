@@ -978,3 +978,109 @@ async def test_a_scan_whose_map_is_refreshed_before_it_is_sent_is_replanned(
         cluster.leaders[6] = 1
         tclient._routing.routing.on_wrong_shard(cluster.map.version)
         assert [k for k, _ in await tclient.scan(b"p")] == [b"q", b"u", b"w"]
+
+
+@with_cluster
+async def test_a_scan_part_resent_after_a_conflict_under_a_newer_map_is_replanned(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: the transaction client re-sends a scan part that met an intent
+    (CONFLICT) after a pause; another request refreshed the map meanwhile, so the re-sent
+    part (planned on v1, [p, +inf) for group 3) went under v2, where group 3 ends at "t".
+    Each answer was WRONG_SHARD naming v2, the version the client already had, and the
+    client re-sent the same part until the deadline instead of re-planning the scan."""
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=2) as tclient:
+        await tclient.put(b"q", b"1")
+        await tclient.put(b"u", b"2")
+        refused = False
+
+        def hook(node: FakeNode, request: kv.Request) -> Any:
+            nonlocal refused
+            if request.WhichOneof("op") != "scan" or refused:
+                return None
+            refused = True
+            # The split, and another request's refresh finishing during the pause.
+            cluster.map = cluster.map.split(3, b"t", 4, (1, 2, 3), preferred_leader=2)
+            cluster.leaders[4] = 2
+            tclient.routing.routing.update(cluster.map)
+            return error_response(request, kv.CONFLICT)
+
+        cluster.hook = hook
+        assert [k for k, _ in await tclient.scan(b"p")] == [b"q", b"u"]
+
+
+@pytest.mark.parametrize("seeds", [["127.0.0.1:1", 5], [None], [b"127.0.0.1:1"], b"h:1"])
+def test_seeds_that_are_not_strings_are_refused_at_once(seeds: Any) -> None:
+    """Found by review: a list with a non-string entry was accepted and failed at connect
+    with AttributeError ('int' object has no attribute 'encode')."""
+    with pytest.raises(InvalidArgument, match="HOST:PORT"):
+        RoutingClient(seeds)
+    with pytest.raises(txn.InvalidArgument, match="HOST:PORT"):
+        txn.AsyncClient(seeds)
+
+
+def test_seed_entries_are_cleaned_like_a_seed_string() -> None:
+    client = RoutingClient([" 127.0.0.1:1 ", "", "127.0.0.1:2,127.0.0.1:3"])
+    assert client.routing.seeds == ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+
+
+@with_cluster
+async def test_closing_the_client_during_a_map_refresh_fails_callers_with_client_closed(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: close() cancelled the shared refresh task, and a caller waiting for
+    it got that CancelledError, as if its own task had been cancelled (an asyncio.gather or
+    TaskGroup then treats it as such), not the documented ClientClosed."""
+    from router.client_errors import ClientClosed
+
+    async with client_for(cluster) as client:
+        fetching = asyncio.Event()
+
+        async def slow_fetch(address: str, timeout_s: float) -> None:
+            fetching.set()
+            await asyncio.sleep(60)
+
+        client._fetch_map = slow_fetch  # type: ignore[method-assign]
+        client.routing.on_wrong_shard(99)  # a node named a newer map: refresh first
+        get = asyncio.ensure_future(client.get(b"a"))
+        await asyncio.wait_for(fetching.wait(), 5)
+        await client.close()
+        with pytest.raises(ClientClosed):
+            await get
+
+
+@with_cluster
+async def test_an_infinite_timeout_means_no_limit_and_nan_is_refused(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: timeout_s=math.inf (accepted by the constructor) made every
+    operation raise OverflowError from the header's timeout_ms; NaN raised ValueError."""
+    import math
+
+    async with client_for(cluster, timeout_s=math.inf) as client:
+        assert await client.put(b"a", b"1") > 0
+        assert await client.get(b"a", timeout_s=math.inf) is not None
+        with pytest.raises(InvalidArgument, match="nan"):
+            await client.get(b"a", timeout_s=math.nan)
+
+
+@run
+async def test_closing_the_client_during_the_first_connect_fails_callers_with_client_closed() -> (
+    None
+):
+    """Found by review: close() during the first connect made the waiting callers fail with
+    Unavailable "no node answered ... check that the nodes are running" (the closed
+    connections failed each seed), not the documented ClientClosed."""
+    from router.client_errors import ClientClosed
+
+    servers, seeds = await _slow_seeds()
+    client = RoutingClient(seeds, timeout_s=10.0)
+    try:
+        get = asyncio.ensure_future(client.get(b"k"))
+        await asyncio.sleep(0.2)  # asking the first seed for its status
+        await client.close()
+        with pytest.raises(ClientClosed):
+            await asyncio.wait_for(get, 5)
+    finally:
+        for server in servers:
+            await server.stop(0)
