@@ -1158,12 +1158,17 @@ class AsyncClient:
             txn_id = _as_key(ref, "transaction id")
             if (group_id is None) == (key is None):
                 raise InvalidArgument("with a bare transaction id give group_id= or key=")
+            await self._ready(self._deadline(timeout_s))
             if key is not None:
-                await self._ready(self._deadline(timeout_s))
                 gid = self._map().locate(_as_key(key)).group_id
             else:
                 assert group_id is not None
                 gid = group_id
+                if not self._map().has_group(gid):
+                    raise InvalidArgument(
+                        f"group {gid} is not in the shard map (its groups: "
+                        f"{', '.join(map(str, self._map().group_ids()))})"
+                    )
         body = await self._group_txn_status(txn_id, gid, timeout_s)
         state = TxnState(body.state)
         if state is TxnState.IN_PROGRESS:
@@ -1229,8 +1234,17 @@ class AsyncClient:
         self, txn_id: bytes, group_id: int, timeout_s: float | None
     ) -> kv.TxnStatusResponse:
         request = kv.Request(txn_status=kv.TxnStatusRequest(txn_id=txn_id))
-        response = await self._send(request, group_id=group_id, write=False, timeout_s=timeout_s)
-        return response.txn_status
+        return (await self._send_to_group(request, group_id, timeout_s)).txn_status
+
+    async def _send_to_group(
+        self, request: kv.Request, group_id: int, timeout_s: float | None
+    ) -> kv.Response:
+        """A read-only request for one group; a change of the shard map meanwhile is
+        Unavailable (retryable: ask again), not the routing layer's own error."""
+        try:
+            return await self._send(request, group_id=group_id, write=False, timeout_s=timeout_s)
+        except (WrongShard, UnknownGroup) as exc:
+            raise Unavailable(f"the shard map changed; ask again ({exc})") from exc
 
     async def _implicit_commit(
         self, txn_id: bytes, coordinator: int, body: kv.TxnStatusResponse, timeout_s: float | None
@@ -1569,9 +1583,7 @@ class AsyncClient:
         await self._ready(deadline)
         group_id = self._map().locate(b"").group_id
         request = kv.Request(timestamp=kv.TimestampRequest())
-        response = await self._send(
-            request, group_id=group_id, write=False, timeout_s=self._left_s(deadline)
-        )
+        response = await self._send_to_group(request, group_id, self._left_s(deadline))
         ts = max(response.timestamp.ts, self._clock.last)
         self._clock.observe(ts)
         return ts

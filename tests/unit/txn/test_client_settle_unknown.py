@@ -135,3 +135,25 @@ def test_a_refused_oversized_commit_frees_its_update_locks() -> None:
             )
 
     check()
+
+
+@with_fake
+async def test_txn_status_errors_are_the_clients_own(fake: FakeKV) -> None:
+    """Found by review: a bare id with a group id not in the map, or a shard map change
+    while asking, raised the routing layer's UnknownGroup / WrongShard, which are not
+    `txn.PaxosKVError`s (a caller catching those missed them)."""
+    import txn
+    from router.errors import WrongShard
+
+    async with fast_client(fake) as client:
+        with pytest.raises(txn.InvalidArgument, match="group 99 is not in the shard map"):
+            await client.txn_status(b"t" * 16, group_id=99)
+
+        async def map_changed(*_args: Any, **_kwargs: Any) -> Any:
+            raise WrongShard(b"", 2, 1)
+
+        client._routing.send = map_changed  # type: ignore[method-assign]
+        with pytest.raises(txn.Unavailable, match="shard map changed"):
+            await client.txn_status(b"t" * 16, group_id=1)
+        with pytest.raises(txn.Unavailable, match="shard map changed"):
+            await client.snapshot().get(b"apple")
