@@ -279,6 +279,12 @@ def medians(reports: list[BenchReport]) -> list[dict[str, Any]]:
             "runs_with_elections": sum(
                 1 for r in rs if (r.extra.get("groups_with_new_leader") or 0) > 0
             ),
+            # A probe that failed (no Status answer in time) is no evidence of a quiet run.
+            "runs_elections_unknown": sum(
+                1
+                for r in rs
+                if "groups_with_new_leader" in r.extra and r.extra["groups_with_new_leader"] is None
+            ),
         }
         if hot is not None:
             row["hot_keys"] = hot
@@ -307,6 +313,18 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0 or a != a or b != b:  # None, zero or NaN
         return None
     return a / b
+
+
+def _elections_cell(rows: dict[str, dict[str, Any]]) -> str:
+    """`a / b of n` runs with elections per system, and which systems' probes failed."""
+    counts = " / ".join(str(r["runs_with_elections"]) for r in rows.values())
+    runs = next(iter(rows.values()))["runs"]
+    unknown = ", ".join(
+        f"{name}: {r['runs_elections_unknown']} unknown"
+        for name, r in rows.items()
+        if r.get("runs_elections_unknown")
+    )
+    return f"{counts} of {runs}" + (f" ({unknown})" if unknown else "")
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -401,7 +419,7 @@ def kv_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_fmt(_ratio(p['p50_ms'], e['p50_ms']))} "
             f"| {_fmt(_ratio(p['p99_ms'], e['p99_ms']))} "
             f"| {e['other_share']:.2f} / {p['other_share']:.2f} "
-            f"| {e['runs_with_elections']} / {p['runs_with_elections']} of {p['runs']} |"
+            f"| {_elections_cell({'etcd': e, 'paxoskv': p})} |"
         )
     return lines
 
@@ -523,7 +541,7 @@ def txn_tables(rows: list[dict[str, Any]], hot_keys: int) -> list[str]:
             f"| {_fmt(r.get('aborts_per_committed'), '.3f')} "
             f"| {_fmt(r.get('retries_per_committed'), '.3f')} "
             f"| {_fmt(r.get('abort_rate'), '.3f')} | {r['other_share']:.2f} "
-            f"| {r['runs_with_elections']} of {r['runs']} |"
+            f"| {_elections_cell({'paxoskv': r})} |"
         )
     lines.append("")
     lines.append(

@@ -12,6 +12,9 @@ healthy when `__enter__` returns: every member answered Maintenance.Status namin
 leader, and a linearizable Range succeeded on every member. Every member is stopped by PID
 (SIGTERM, then SIGKILL after a deadline) in `__exit__`/`stop()`, also when start-up fails.
 
+The members run with etcd's defaults (fsync on) plus `extra_args`: ETCD_* variables of the
+environment, which etcd would read as flags, are not passed on (ETCD_UNSUPPORTED_ARCH aside).
+
 Needs the `etcd` binary (Debian: `apt-get install -y etcd-server`, etcd 3.4).
 """
 
@@ -69,6 +72,17 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+# etcd takes every flag from an ETCD_<FLAG> variable as well; only this one is kept (etcd
+# refuses to start on arm64 without it). Any other, e.g. ETCD_UNSAFE_NO_FSYNC=true left in
+# the shell, would silently change the reference cluster (its fsyncs) that the figures
+# compare paxoskv with: the members get only the flags written below and `extra_args`.
+_KEPT_ETCD_ENV = frozenset({"ETCD_UNSUPPORTED_ARCH"})
+
+
+def _member_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_") or k in _KEPT_ETCD_ENV}
 
 
 @dataclass(slots=True)
@@ -234,7 +248,11 @@ class EtcdCluster:
             ]
             with open(m.log_path, "wb") as log:
                 m.proc = subprocess.Popen(
-                    args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=_member_env(),
                 )
         self._wait_healthy(time.monotonic() + self.startup_timeout_s)
 

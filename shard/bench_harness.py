@@ -386,8 +386,10 @@ async def run_workload(
         target: name of the system under test, copied into the report.
         extra: free-form facts copied into the report (endpoints, store settings, ...).
         clock: monotonic seconds; `time.perf_counter` except in tests of the harness itself.
-        on_start: called once after the preload, just before the clients start (e.g. to start
-            measuring the CPU the run uses).
+        on_start: called once when the measurement window opens: before the clients start
+            without a warm-up, else by the first operation to start inside the window (the
+            clients are then running). Start measuring the CPU the run uses here: its seconds
+            then cover the same window as `ops` (warm-up excluded).
 
     Returns:
         A `BenchReport`.
@@ -431,11 +433,22 @@ async def run_workload(
         elif preload:
             await _preload(drivers, key_count, value, preload_concurrency)
 
-        if on_start is not None:
-            on_start()
         loop_start = clock()
         window_start = loop_start + warmup_s
         deadline = window_start + duration_s
+        window_open = False
+
+        def open_window(t0: float) -> None:
+            # Figures per operation (CPU seconds / ops) need the meter to cover the window
+            # `ops` counts; started before the warm-up it also charged the warm-up's CPU.
+            nonlocal window_open
+            if not window_open and t0 >= window_start:
+                window_open = True
+                if on_start is not None:
+                    on_start()
+
+        if warmup_s == 0:
+            open_window(window_start)
 
         async def client(index: int) -> None:
             driver = drivers[index % n_conns]
@@ -448,6 +461,7 @@ async def run_workload(
                 t0 = clock()
                 if t0 >= deadline:
                     return
+                open_window(t0)
                 key = key_for(rng.randrange(key_count))
                 is_get = workload == "get" or (workload == "mixed" and rng.random() < read_fraction)
                 try:
@@ -476,6 +490,7 @@ async def run_workload(
                 t0 = clock()
                 if t0 >= deadline:
                     return
+                open_window(t0)
                 tally = OpTally()
                 try:
                     await operation(driver, rng, tally)
@@ -518,6 +533,9 @@ async def run_workload(
         reporter_task = asyncio.create_task(reporter(progress)) if progress is not None else None
         try:
             await asyncio.gather(*(client(i) for i in range(clients)))
+            # No operation started inside the window (one outlasted it): open it anyway, so a
+            # caller's on_start still runs once.
+            open_window(window_start)
         finally:
             end = clock()
             stop.set()

@@ -229,6 +229,43 @@ def test_warmup_ops_are_not_recorded() -> None:
     assert report.ops == 64
 
 
+def test_on_start_fires_when_the_measured_window_opens_not_before_the_warmup() -> None:
+    # Callers start their CPU meter in on_start and divide its seconds by `ops`, which counts
+    # the window only: fired before the warm-up, a 1 s warm-up + 5 s run charged 6 s of CPU
+    # to 5 s of operations (every CPU-per-op figure 1.2x too high, wall_s 6.0 in the JSON).
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, latencies_s=[1 / 64])
+    opened: list[float] = []
+    report = run_workload_sync(
+        lambda: driver,
+        "put",
+        1,
+        1.0,
+        warmup_s=0.5,
+        clock=clock,
+        on_start=lambda: opened.append(clock.now),
+    )
+    window_start = 1000.0 + 0.5
+    assert len(opened) == 1
+    assert window_start <= opened[0] < window_start + 1 / 64
+    assert report.ops == 64
+
+
+def test_on_start_without_warmup_fires_before_the_first_operation() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock)
+    seen: list[int] = []
+    run_workload_sync(
+        lambda: driver,
+        "put",
+        4,
+        0.1,
+        clock=clock,
+        on_start=lambda: seen.append(driver.calls["put"]),
+    )
+    assert seen == [0]
+
+
 def test_progress_is_reported_about_every_interval() -> None:
     # Real time here: 0.3 s with a 0.05 s interval.
     samples: list[ProgressSample] = []

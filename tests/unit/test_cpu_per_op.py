@@ -72,3 +72,13 @@ def test_a_mode_whose_every_operation_fails_says_so(
 ) -> None:
     with pytest.raises(cpu_per_op.NoOperationSucceeded, match="every operation failed"):
         measure(cpu_per_op, FlakyClient(failures=10**9), 0.02, monkeypatch)
+
+
+def test_percentiles_are_nearest_rank_as_the_harness_computes_them(cpu_per_op: ModuleType) -> None:
+    # int(n * q) picked one rank too high: the p99 of 100 samples was the maximum and the
+    # p50 of an even count the upper middle, unlike `paxoskv bench` and bench/compare.py.
+    values = [float(i) for i in range(1, 101)]
+    assert cpu_per_op._percentile(values, 0.99) == 99.0
+    assert cpu_per_op._percentile(values, 0.5) == 50.0
+    assert cpu_per_op._percentile([1.0, 2.0], 0.5) == 1.0
+    assert cpu_per_op._percentile([3.0], 0.99) == 3.0
