@@ -135,8 +135,9 @@ def _holds_data(db: Rdict) -> bool:
 
 def _missing(path: Path, identity: NodeIdentity, *, created: bool = False) -> str:
     found = (
-        "its database exists but holds nothing, as when a first start was stopped before it "
-        "finished (then start it again with --bootstrap)"
+        "its database exists but holds nothing, as when a first start (--bootstrap) or a "
+        "rebuild (--rebuild) was stopped before it finished: start it again the same way "
+        "(a node that was ever part of the cluster must not come back with --bootstrap)"
         if created
         else "a node that voted and lost its data must not vote again as if it had not, so "
         "a node starts on an empty directory only with --bootstrap, on the cluster's first "
