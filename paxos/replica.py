@@ -46,10 +46,11 @@ Rules
    first). A heartbeat that names no target revokes the permission before it is
    acknowledged, so a resumed lease never overlaps the target's; a heartbeat older than the
    newest round seen from that leader grants nothing (a delayed round of an abandoned
-   transfer would otherwise reopen it under the resumed lease). A candidate refused by a
-   follower's lease gives up only once too few voters are left to make a quorum: a
-   follower that missed the handoff does not sink a transfer that the old leader and the
-   others grant.
+   transfer would otherwise reopen it under the resumed lease), and a restarted replica,
+   which forgot that round, grants nothing before its restart block (rule 6) ends. A
+   candidate refused by a follower's lease gives up only once too few voters are left to
+   make a quorum: a follower that missed the handoff does not sink a transfer that the old
+   leader and the others grant.
 10. A proposal is either chosen (reported with its id in `committed`), or reported in
    `dropped` with a NotLeader error once it certainly cannot be chosen, or reported in
    `outcome_unknown` when a snapshot covered its slot.
@@ -218,6 +219,9 @@ class Replica:
         self._started = False
         self._election_deadline = 0.0
         self._lease_block_until = 0.0
+        # Rule 6's block after a restart: until then a handoff permission (rule 9) may come
+        # from a heartbeat older than one acknowledged in the life before, which we forgot.
+        self._restart_block_until = 0.0
         self._catchup_retry_at = 0.0
         self._snapshot_sent_at: dict[int, float] = {}
         # Per follower: (index, since) of the snapshot it asked for (rule 11's hold).
@@ -314,6 +318,7 @@ class Replica:
             self._started = True
             # Rule 6: we may have promised a lease before a restart and forgotten it.
             self._lease_block_until = now + self.config.lease_duration_s
+            self._restart_block_until = self._lease_block_until
             self._reset_election_deadline()
         if self._lease_refresh:
             # Rule 6: the leader was heard at some time after the previous tick; this `now` is
@@ -1018,7 +1023,10 @@ class Replica:
         return (
             self._now < self._lease_block_until
             and candidate != self._leader_hint
-            and candidate != self._handoff_allowed
+            # Rule 9's permission needs the newest round seen from the leader, which a
+            # restart forgets: a delayed round of an abandoned transfer would let the target
+            # through under the lease a later round's ack (before the restart) promised.
+            and (candidate != self._handoff_allowed or self._now < self._restart_block_until)
         )
 
     def _nack(self, dst: int, ballot: Ballot) -> None:
