@@ -424,12 +424,18 @@ class _Connection:
 _ROUTING_CODES = {kv.NOT_LEADER, kv.UNAVAILABLE, kv.WRONG_SHARD, kv.UNKNOWN_GROUP}
 
 
-def _error_of(response: kv.Response) -> kv.Error | None:
+def response_error(response: kv.Response, asked: str) -> kv.Error | None:
+    """The error a response to a request of kind `asked` carries, if any."""
     kind = response.WhichOneof("result")
-    if kind is None:
-        return None
     if kind == "error":
         return response.error
+    if kind != asked:
+        # No node answers so. Taken as a success, an empty answer's defaults (not prepared,
+        # not committed) would read as real outcomes to recovery (found by review).
+        return kv.Error(
+            code=kv.INTERNAL,
+            message=f"an answer of kind {kind or 'none'} to a {asked} request",
+        )
     result = getattr(response, kind)
     if result.HasField("error") and result.error.code != kv.OK:
         error: kv.Error = result.error
@@ -776,7 +782,7 @@ class RoutingClient:
                 raise DeadlineExceeded(
                     f"gave up: no answer from {address} before the deadline (last: {last})"
                 ) from None
-            error = _error_of(response)
+            error = response_error(response, request.WhichOneof("op"))
             if error is None or error.code in passthrough:
                 return response
             code = error.code

@@ -125,7 +125,7 @@ from typing import Any, TypeVar
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
-from router.client import SCAN_PAGE, CasResult, RoutingClient
+from router.client import SCAN_PAGE, CasResult, RoutingClient, response_error
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
 from router.shard_map import ShardMap
@@ -246,18 +246,6 @@ def _as_key(key: object, what: str = "key") -> bytes:
 
 def _as_value(value: object) -> bytes:
     return _as_key(value, "value")
-
-
-def _error_of(response: kv.Response) -> kv.Error | None:
-    kind = response.WhichOneof("result")
-    if kind is None:
-        return None
-    if kind == "error":
-        return response.error
-    body = getattr(response, kind)
-    if body.HasField("error") and body.error.code != kv.OK:
-        return body.error  # type: ignore[no-any-return]
-    return None
 
 
 def _conflict(error: kv.Error, phase: str, txn_id: bytes) -> Conflict:
@@ -1509,7 +1497,7 @@ class AsyncClient:
                 if refused is not None:
                     raise refused from None
                 raise
-            error = _error_of(response)
+            error = response_error(response, request.WhichOneof("op"))
             if error is None:
                 return response
             refused = _conflict(error, "read", txn_id)
@@ -1541,7 +1529,7 @@ class AsyncClient:
                 if refused is not None:
                     raise refused from None  # the earlier refusals say more; nothing applied
                 raise
-            error = _error_of(response)
+            error = response_error(response, request.WhichOneof("op"))
             if error is None:
                 return response
             refused = _conflict(error, "write", b"")

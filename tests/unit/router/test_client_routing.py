@@ -1084,3 +1084,19 @@ async def test_closing_the_client_during_the_first_connect_fails_callers_with_cl
     finally:
         for server in servers:
             await server.stop(0)
+
+
+@with_cluster
+async def test_an_answer_of_the_wrong_kind_is_a_server_error_not_a_success(
+    cluster: FakeCluster,
+) -> None:
+    """No node sends an empty answer (or one of another kind), but taken as a success its
+    defaults (not prepared, not committed) would read as real outcomes to the recovery that
+    asks (found by review). A write's such answer may hide an applied write."""
+    cluster.hook = lambda node, request: (
+        kv.Response(id=request.id) if request.WhichOneof("op") == "put" else None
+    )
+    async with client_for(cluster) as client:
+        with pytest.raises(ServerError, match="an answer of kind none to a put request") as err:
+            await client.put(b"a", b"1")
+        assert err.value.maybe_committed
