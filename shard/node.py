@@ -50,7 +50,9 @@ Rules
    runs the PREVENT ROUND: every other participant logs a Prevent (txn.participant rule V1),
    which answers its PREPARE or forbids it forever, and the leader logs COMMIT at
    max(prepare_ts) when all are prepared, ABORT when one never will be. So no transaction
-   stays in doubt while a majority of each involved group is up.
+   stays in doubt while a majority of each involved group is up, unless one of its groups
+   was cut off longer than `decision_retention_s` meanwhile (coordinator rule D4,
+   participant rule V2: it then stays in doubt rather than risk splitting a commit).
 7. A yes vote is answered after the commit wait of its prepare_ts: the client may report the
    commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
    them (rule 1).
