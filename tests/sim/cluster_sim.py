@@ -538,6 +538,7 @@ class ClientHost(Host):
             commit_timeout_s=self.sim.knobs.commit_timeout_s,
             abandon=self._abandon,
             mutations=self.sim.mutations,
+            settle_unknown=self.sim.knobs.settle_unknown,
         )
 
 
@@ -980,12 +981,15 @@ class Knobs:
     #: Probability that a client process dies at each abandon point of `death_points`.
     client_death: float = 0.0
     death_points: tuple[str, ...] = ABANDON_POINTS
+    #: Clients settle a commit whose outcome is unknown (`txn_status(ref, settle=True)`).
+    settle_unknown: bool = False
 
     def describe(self) -> str:
         return (
             f"nodes={self.nodes} groups={self.groups} keys={self.keys} clients={self.clients} "
             f"chaos={self.chaos_s}s commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
             f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
+            f"settle_unknown={self.settle_unknown} "
             f"triggers={[t.describe() for t in self.triggers]} "
             f"faults={[f.describe() for f in self.faults]}"
         )
@@ -1005,6 +1009,9 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
     k.clients = rng.choice((3, 4, 6))
     k.chaos_s = rng.choice((1.0, 1.5, 2.0))
     k.commit_timeout_s = rng.choice((0.4, 1.0, 2.0))
+    # The short deadline makes CommitUnknown frequent: those clients settle it, as
+    # `txn.Client(settle_unknown=True)` does. Derived, not drawn (seeds keep their schedules).
+    k.settle_unknown = k.commit_timeout_s == 0.4
     epsilon = rng.choice((0.0, 0.0, 0.003, 0.02))
     k.skews = tuple(rng.uniform(0.0, epsilon) for _ in range(k.nodes + k.clients))
     k.timing = HostTiming(

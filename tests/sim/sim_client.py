@@ -86,6 +86,7 @@ MUTATIONS = (
 ABANDON_POINTS = ("before_commit", "mid_prepare", "before_resolve", "before_abort")
 
 SCAN_LIMIT = 100  # keys per simulated scan; the workloads' ranges hold far fewer
+SETTLE_S = 2.0  # how long a settle may ask, past the commit's deadline
 
 
 class Transport(Protocol):
@@ -160,8 +161,13 @@ class SimTxnClient:
         commit_timeout_s: float = 2.0,
         abandon: Callable[[str], bool] | None = None,
         mutations: frozenset[str] = frozenset(),
+        settle_unknown: bool = False,
     ) -> None:
         self.t = transport
+        #: Settle a commit whose outcome is unknown, as `txn.Client(settle_unknown=True)`
+        #: does (`txn_status(ref, settle=True)`): a recovery Decide(abort) at the decision
+        #: group, re-sent while pending for SETTLE_S more, whose answer is the outcome.
+        self.settle_unknown = settle_unknown
         #: Deliberate bugs, for the proof that the checkers catch them (see MUTATIONS).
         self.mutations = mutations
         self.read_timeout_s = read_timeout_s
@@ -227,6 +233,8 @@ class _Txn:
         self.votes: dict[int, int | None] = {}
         # The ts of the Prepares: below every prepare_ts, so a valid asker_ts (rule D4).
         self.prepare_ts_sent = 0
+        self.abort_deadline = 0.0
+        self.settling = False
         self.parts: dict[int, tuple[list[kv.ReadItem], list[kv.WriteItem], list[kv.KeyRange]]] = {}
         self.finished = False
         # Half the transactions read for update (leader-local update locks, wound-wait);
@@ -377,6 +385,7 @@ class _Txn:
     def _one_phase(self, ts: int) -> None:
         res = self.result
         res.one_phase = True
+        self.prepare_ts_sent = ts  # a settle's asker_ts: the commit is stamped at or above
         reads, writes, ranges = self.parts[res.coordinator]
         op = kv.CommitOnePhaseRequest(
             txn_id=res.txn_id, ts=ts, reads=reads, writes=writes, read_ranges=ranges
@@ -389,7 +398,8 @@ class _Txn:
     def _on_one_phase(self, response: kv.Response | None, ambiguous: bool) -> None:
         if response is None:
             if ambiguous and "unknown_as_fail" not in self.c.mutations:
-                self.finish("info", "one-phase commit unanswered (CommitUnknown)")
+                if not self._settle("one-phase commit unanswered"):
+                    self.finish("info", "one-phase commit unanswered (CommitUnknown)")
             else:
                 self.finish("fail", "one-phase commit refused before proposing")
             return
@@ -478,11 +488,20 @@ class _Txn:
             lambda r, _a: self._on_abort_decided(r, why),
         )
 
+    def _settle(self, why: str) -> bool:
+        """The outcome is unknown: settle it if this client does (once); False if not."""
+        if not self.c.settle_unknown or self.settling:
+            return False
+        self.settling = True
+        self.abort_deadline = self.c.t.now() + SETTLE_S
+        self._send_abort(f"{why}; settled")
+        return True
+
     def _on_abort_decided(self, response: kv.Response | None, why: str) -> None:
         if response is None or error_of(response).code != kv.OK:
             if "unknown_as_fail" in self.c.mutations:
                 self.finish("fail", why)
-            else:
+            elif not self._settle(why):
                 self.finish("info", f"{why}; the abort was not recorded (CommitUnknown)")
             return
         answer = response.decide
@@ -491,7 +510,7 @@ class _Txn:
             delay = self.c.t.rng.uniform(0.005, 0.03)
             if self.c.t.now() + delay < self.abort_deadline:
                 self.c.t.later(delay, lambda: self._send_abort(why))
-            else:
+            elif not self._settle(why):
                 self.finish("info", f"{why}; the prevent round had not decided (CommitUnknown)")
             return
         self.c.clock.observe(answer.commit_ts)
