@@ -99,6 +99,10 @@ SCAN_PAGE = 1000
 CONNECT_TIMEOUT_S = 2.0
 """Longest wait for one node's channel to connect before trying another replica."""
 
+#: How long a stream's reader may take to read what an ending stream still brings (a
+#: stopping node's last answers and its `drained` batch).
+READER_END_S = 1.0
+
 MAX_HEADER_TIMEOUT_MS = 3_600_000
 """The most a request's header says the client waits (Header.timeout_ms)."""
 
@@ -242,6 +246,7 @@ class _Connection:
         self._session: asyncio.Task[None] | None = None
         self._broken = False
         self._break_reason = "the stream broke"
+        self._drained = False  # the node said it reads no more of the stream (`drained`)
         self._closed = False
         # Counters: gRPC messages and requests each way (see RoutingClient.stats).
         self.messages_out = 0
@@ -289,6 +294,7 @@ class _Connection:
     async def _run(self) -> None:
         self.sessions += 1
         self._broken = False
+        self._drained = False
         try:
             reason = await self._wait_ready()
         except asyncio.CancelledError:
@@ -300,6 +306,7 @@ class _Connection:
         stream = self.stub.Batch()
         reader = asyncio.create_task(self._read(stream), name=f"kv-reader-{self.address}")
         failure = "the stream was closed"
+        ending = False  # the stream is ending: its last answers may still come
         try:
             while True:
                 await self._wake.wait()
@@ -311,6 +318,7 @@ class _Connection:
                     # The connection went away (e.g. the node stopped) and the reader has not
                     # seen it yet: nothing queued is written to a dying stream.
                     failure = "the connection to the node was lost"
+                    ending = True
                     break
                 if not self._queue:
                     continue
@@ -345,11 +353,24 @@ class _Connection:
             raise
         except Exception as exc:
             failure = f"stream write failed ({_describe_rpc_error(exc)})"
+            ending = True
+            # Refused, the call never had a connection (a call keeps the one it started on):
+            # none of its requests left (a node that stopped between `_wait_ready` and here).
+            self._drained = _describe_rpc_error(exc) == "connection refused"
+        if (stream.done() or ending) and not reader.done():
+            # The node ended the stream (a write to it fails), or is closing the connection (a
+            # stopping node's GOAWAY): the reader reads the last answers and the `drained`
+            # batch that may still come, or meets the failure.
+            self._fail_queued(failure)
+            with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), READER_END_S)
         stream.cancel()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
-        self._fail_inflight(failure)
+        # The reader sets `_drained` only after the last answer: what is still in flight then
+        # was never read by the node.
+        self._fail_inflight(failure, sent=not self._drained)
         self._fail_queued(failure)
 
     async def _read(self, stream: Any) -> None:
@@ -366,6 +387,10 @@ class _Connection:
                     if call is not None and not call.future.done():
                         self.responses_in += 1
                         call.future.set_result(response)
+                if batch.drained:
+                    self._break_reason = "the node is shutting down"
+                    self._drained = True
+                    break
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -402,11 +427,11 @@ class _Connection:
             if not call.future.done():
                 call.future.set_exception(_SendFailed(self.address, reason, sent=False))
 
-    def _fail_inflight(self, reason: str) -> None:
+    def _fail_inflight(self, reason: str, *, sent: bool = True) -> None:
         inflight, self._inflight = self._inflight, {}
         for call in inflight.values():
             if not call.future.done():
-                call.future.set_exception(_SendFailed(self.address, reason, sent=True))
+                call.future.set_exception(_SendFailed(self.address, reason, sent=sent))
 
     def _fail_all(self, exc: ClientClosed) -> None:
         """Closing: calls already written may have been applied (a write among them is

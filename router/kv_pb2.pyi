@@ -530,7 +530,9 @@ class RequestBatch(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[Request, _Mapping]]] = ...) -> None: ...
 
 class ResponseBatch(_message.Message):
-    __slots__ = ("responses",)
+    __slots__ = ("responses", "drained")
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
     responses: _containers.RepeatedCompositeFieldContainer[Response]
-    def __init__(self, responses: _Optional[_Iterable[_Union[Response, _Mapping]]] = ...) -> None: ...
+    drained: bool
+    def __init__(self, responses: _Optional[_Iterable[_Union[Response, _Mapping]]] = ..., drained: _Optional[bool] = ...) -> None: ...

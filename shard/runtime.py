@@ -45,6 +45,12 @@ log = logging.getLogger("paxoskv.node")
 TICK_S = 0.05
 DRAIN_POLL_S = 0.005
 MAX_CYCLES_PER_WAKE = 16
+# On stop, once the core has answered: how long the client streams get to write their last
+# answers (one whose client does not read them is cut off then).
+STOP_GRACE_S = 1.0
+# Then the server's grace, in which a client stream opened meanwhile still meets a handler
+# that says `drained` at once (the peers' streams hold it this long: keep it short).
+SERVER_GRACE_S = 0.2
 # A wake runs no more cycles once it has held the loop this long (it comes back at once).
 WAKE_BUDGET_S = 0.02
 # A wake that holds the loop this share of the shortest election timeout or more is logged
@@ -139,10 +145,8 @@ class NodeRuntime:
         self.server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
         # Chaos harness only: fault hooks, None unless PAXOSKV_FAULTS=1 (shard/faults.py).
         self.faults = maybe_install_faults(self)
-        kv_pb2_grpc.add_KVServicer_to_server(
-            KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000),
-            self.server,
-        )
+        self._kv = KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000)
+        kv_pb2_grpc.add_KVServicer_to_server(self._kv, self.server)
         peer_pb2_grpc.add_PeerServicer_to_server(
             PeerServicer(
                 config.cluster_id,
@@ -407,9 +411,19 @@ class NodeRuntime:
         deadline = loop.time() + grace_s
         while self.core.has_client_requests() and loop.time() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
+        # Then each client stream writes its last answers (the loop runs on meanwhile) and
+        # says it reads no more, before the server's GOAWAY (a client takes a stream of a
+        # connection going away for lost). The server's stop(0) used to cancel the streams,
+        # their last answers and their unread requests alike. With a grace, a stream that
+        # opens meanwhile still meets a handler, which says `drained` at once.
+        self._kv.drain()
+        streams_grace_s = min(grace_s, STOP_GRACE_S)
+        deadline = loop.time() + streams_grace_s
+        while self._kv.open_streams() and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+        await self.server.stop(min(grace_s, SERVER_GRACE_S))
         self._stopped.set()
         self._wake.set()
-        await self.server.stop(0)
         await asyncio.gather(*(link.stop() for link in self.links.values()))
         for task in list(self._tasks):
             task.cancel()

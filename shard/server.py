@@ -47,6 +47,25 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         self._submit = submit
         self._node_name = node_name
         self._timeout_s = timeout_s
+        self._draining = False
+        # One per open Batch stream: stops its reading (see `drain`).
+        self._stream_drains: set[Callable[[], None]] = set()
+
+    def drain(self) -> None:
+        """Stop reading every Batch stream: each writes its last answers, then tells its
+        client that it read no more (`drained`), so the rest was never applied.
+
+        Called on stop, once the core has answered what it had. Before, the server's stop
+        cancelled the streams: requests still unread in them, and answers not yet written,
+        were both reported OutcomeUnknown by the client (found by review).
+        """
+        self._draining = True
+        for stop_reading in list(self._stream_drains):
+            stop_reading()
+
+    def open_streams(self) -> int:
+        """Batch streams that have not said `drained` (nor ended) yet."""
+        return len(self._stream_drains)
 
     def _refuse_excess(self, request: kv.Request) -> kv.Response:
         """UNAVAILABLE (nothing was done, the client retries after a pause): a bulk load of
@@ -137,6 +156,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         held_bytes = 0  # see MAX_STREAM_BYTES
         written = asyncio.Event()
         reader_done = False
+        drained = False  # the reader was stopped by `drain`
         failure: list[str] = []
 
         def replier(request_bytes: int) -> Callable[[kv.Response], None]:
@@ -165,11 +185,13 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         while unwritten >= MAX_UNWRITTEN or held_bytes >= MAX_STREAM_BYTES:
                             written.clear()
                             await written.wait()
-                        outstanding += 1
                         slot = slots.get(request.WhichOneof("op"))
                         if slot is not None:
                             # Every such answer (refusals too) frees its slot once written.
                             await slot.acquire()
+                        # Counted once nothing awaits before its submit: a drain that stops
+                        # the reader leaves no request counted that will never be answered.
+                        outstanding += 1
                         size = request.ByteSize()
                         held_bytes += size
                         if outstanding > MAX_OUTSTANDING:
@@ -189,6 +211,15 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 answers.put_nowait(None)
 
         reader = asyncio.create_task(read())
+
+        def stop_reading() -> None:
+            nonlocal drained
+            drained = True
+            reader.cancel()
+
+        self._stream_drains.add(stop_reading)
+        if self._draining:
+            stop_reading()
         try:
             while True:
                 item = await answers.get()
@@ -218,6 +249,15 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 if failure:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failure[0])
                 if reader_done and outstanding <= 0:
+                    if drained:
+                        # Every request read is answered above: the client may retry the
+                        # rest, which this node never read (router/client.py). Said in a
+                        # message, not by ending the stream: a stream that ends while the
+                        # client writes can fail there with INTERNAL, its ending unseen.
+                        yield kv.ResponseBatch(drained=True)
+                        self._stream_drains.discard(stop_reading)
+                        await asyncio.Future()  # until the client or the server's stop ends it
                     return
         finally:
+            self._stream_drains.discard(stop_reading)
             reader.cancel()

@@ -38,6 +38,7 @@ from shard.transport import GRPC_OPTIONS
 CLUSTER = "test"
 DROP = "drop"  # swallow the request: no answer
 BREAK = "break"  # abort the stream
+DRAINED = "drained"  # a stopping node: answer nothing more, say `drained`, keep the stream
 
 Hook = Callable[["FakeNode", kv.Request], Any]
 
@@ -109,6 +110,9 @@ class FakeNode(kv_pb2_grpc.KVServicer):
                 outcome = self.cluster.handle(self, request)
                 if outcome == BREAK:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "injected stream break")
+                if outcome == DRAINED:
+                    yield kv.ResponseBatch(responses=responses, drained=True)
+                    await asyncio.Future()  # as shard.server: open until the client ends it
                 if isinstance(outcome, kv.Response):
                     responses.append(outcome)
             if responses:
@@ -1100,3 +1104,27 @@ async def test_an_answer_of_the_wrong_kind_is_a_server_error_not_a_success(
         with pytest.raises(ServerError, match="an answer of kind none to a put request") as err:
             await client.put(b"a", b"1")
         assert err.value.maybe_committed
+
+
+@with_cluster
+async def test_a_write_a_stopping_node_never_read_is_retried_not_outcome_unknown(
+    cluster: FakeCluster,
+) -> None:
+    """A stopping node answers what it read, then says `drained` on each stream: what the
+    client still has in flight there was never read, so it is re-sent, not reported
+    OutcomeUnknown (found by review: a node's SIGTERM cancelled its streams, and every
+    write in flight on them was reported OutcomeUnknown, most never applied)."""
+    stopping = 1
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        nonlocal stopping
+        if request.WhichOneof("op") == "put" and stopping:
+            stopping -= 1
+            return DRAINED
+        return None
+
+    cluster.hook = hook
+    async with client_for(cluster) as client:
+        assert await client.put(b"a", b"1", timeout_s=2.0) > 0
+    assert cluster.store[b"a"][0] == b"1"
+    assert cluster.count("put") >= 2  # the unread one, then the re-sent one

@@ -312,3 +312,53 @@ def test_a_stream_holds_at_most_max_stream_gets_unanswered(
     gets = [kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(100)]
     submitted = _submitted_while_the_core_holds_everything(gets, monkeypatch, MAX_STREAM_GETS=7)
     assert len(submitted) == 7
+
+
+def test_a_drained_stream_answers_what_it_read_then_says_it_read_no_more() -> None:
+    """On stop, each Batch stream stops reading, writes the answers of what it read and
+    then a `drained` batch: the client re-sends the rest, which this node never read.
+    Before, the server's stop cancelled the streams, and the client reported every write in
+    flight OutcomeUnknown (found by review)."""
+    held: list[tuple[kv.Request, Any]] = []
+    servicer = KVServicer(
+        core=None,  # type: ignore[arg-type]
+        submit=lambda request, reply: held.append((request, reply)),
+        node_name="n1",
+        timeout_s=1.0,
+    )
+    more = asyncio.Event()
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(
+            requests=[kv.Request(id=i, put=kv.PutRequest(key=b"k")) for i in (1, 2)]
+        )
+        await more.wait()  # the client's next requests: sent once the drain began
+        yield kv.RequestBatch(requests=[kv.Request(id=3, put=kv.PutRequest(key=b"k"))])
+
+    async def run() -> list[kv.ResponseBatch]:
+        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        first = asyncio.ensure_future(stream.__anext__())
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert [r.id for r, _ in held] == [1, 2]
+        servicer.drain()
+        more.set()
+        for request, reply in held:
+            reply(kv.Response(id=request.id, put=kv.PutResponse(version=7)))
+        batches = [await first]
+        while not batches[-1].drained:
+            batches.append(await asyncio.wait_for(stream.__anext__(), 5))
+        # Written (gRPC asks for the next message): the stream no longer holds the stop.
+        after = asyncio.ensure_future(stream.__anext__())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert servicer.open_streams() == 0
+        after.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await after
+        return batches
+
+    batches = asyncio.run(run())
+    assert sorted(r.id for b in batches for r in b.responses) == [1, 2]
+    assert batches[-1].drained and not any(b.drained for b in batches[:-1])
+    assert [r.id for r, _ in held] == [1, 2], "a request read after the drain"
