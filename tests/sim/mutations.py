@@ -2,12 +2,16 @@
 
     python tests/sim/mutations.py [name ...] [--profile ci|dev|nightly]
 
-Each code mutation is applied to a temporary copy of its package (`paxos`, or `shard` for the
-shard state machine; the shared working tree is never touched), which goes first on
-PYTHONPATH; the driver mutation is a switch of the simulated driver (PAXOS_SIM_MUTATION). The
-script runs the mutation's tests against the mutant (the Paxos property and replica path
-tests, or the whole-cluster transaction properties) and prints, per mutation, the tests that
+Each code mutation is applied to a temporary copy of its package (`paxos`, `shard` for the
+shard state machine and the node's duties, or `txn` for the participant and coordinator
+rules; the shared working tree is never touched), which goes first on PYTHONPATH; the driver
+mutation is a switch of the simulated driver (PAXOS_SIM_MUTATION). The script runs the
+mutation's tests against the mutant (the Paxos property and replica path tests; the
+whole-cluster transaction properties; or, for the transaction protocol, the unit scenarios
+of its rules and then the whole-cluster properties) and prints, per mutation, the tests that
 failed and the seed Hypothesis reported. A mutation nobody catches is a hole in the tests.
+A transaction mutation takes about two minutes (the cluster properties, about a minute or
+two, run even when a unit scenario already failed).
 """
 
 from __future__ import annotations
@@ -29,6 +33,19 @@ PAXOS_TESTS = (
     ROOT / "tests/unit/paxos/test_rebuild.py",
 )
 CLUSTER_TESTS = (ROOT / "tests/sim/test_txn_properties.py",)
+# The transaction rules' unit scenarios (participant, coordinator, shard state machine, node
+# duties and clocks), then the whole-cluster properties.
+TXN_TESTS = (
+    ROOT / "tests/unit/txn/test_txn_rules.py",
+    ROOT / "tests/unit/txn/test_txn_property.py",
+    ROOT / "tests/unit/shard/test_shard_txn.py",
+    ROOT / "tests/unit/shard/test_node_core.py",
+    ROOT / "tests/unit/shard/test_clock_restart.py",
+    ROOT / "tests/unit/shard/test_clock_catch_up.py",
+    ROOT / "tests/unit/shard/test_future_timestamps.py",
+    ROOT / "tests/unit/shard/test_lock_waits.py",
+    *CLUSTER_TESTS,
+)
 
 
 @dataclass(frozen=True)
@@ -78,13 +95,14 @@ MUTATIONS = [
             (
                 "replica.py",
                 "            self._lease_block_until = now + self.config.lease_duration_s\n"
-                "            self._reset_election_deadline()",
-                "            self._lease_block_until = now\n            self._reset_election_deadline()",
+                "            self._restart_block_until = self._lease_block_until\n",
+                "            self._restart_block_until = now + self.config.lease_duration_s\n"
+                "            self._lease_block_until = now\n",
             ),
             (
                 "replica.py",
-                "        if not self._started:\n            return True",
-                "        if not self._started:\n            return False",
+                "        if not self._started:\n            return True  # rule 6:",
+                "        if not self._started:\n            return False  # rule 6:",
             ),
         ),
     ),
@@ -118,11 +136,8 @@ MUTATIONS = [
             (
                 "state_machine.py",
                 "                decided = True\n"
-                "                if record_key[-1] == KIND_TOMBSTONE_INT:\n"
-                "                    batch.delete(record_key)",
-                "                decided = True\n"
-                "                if True:\n"
-                "                    batch.delete(record_key)",
+                "                if record_key[-1] == KIND_TOMBSTONE_INT:\n",
+                "                decided = True\n                if True:\n",
             ),
         ),
         package="shard",
@@ -166,18 +181,346 @@ MUTATIONS = [
             ),
         ),
     ),
+    # ---- the transaction protocol (txn/participant.py, txn/coordinator.py, shard/node.py)
+    Mutation(
+        "prepare_after_decision",
+        "P2: a Prepare that finds the txn's decision record here prepares anyway",
+        edits=(
+            (
+                "participant.py",
+                "    if decided is not None:\n        outcome = ",
+                "    if False:\n        outcome = ",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "reads_ignore_write_intents",
+        "P3: a key read that holds another transaction's write intent validates",
+        edits=(
+            (
+                "participant.py",
+                "        for intent in store.intents(key):\n"
+                "            if intent.kind is IntentKind.WRITE and intent.txn_id != txn_id:",
+                "        for intent in store.intents(key):\n            if False:",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "writes_ignore_scanned_ranges",
+        "P6/P4: a write into a range another prepared transaction scanned validates",
+        edits=(
+            (
+                "participant.py",
+                "            if other != txn_id:\n",
+                "            if False:\n",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prepare_ts_ties_max_version",
+        "P5: a Prepare at ts == max_version takes prepare_ts = max_version (a tie)",
+        edits=(
+            (
+                "participant.py",
+                "    prepare_ts = ts if ts > max_version else max_version + 1",
+                "    prepare_ts = ts if ts >= max_version else max_version + 1",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "one_phase_ts_ties_max_version",
+        "O4: a one-phase commit at ts == max_version commits at max_version (a tie)",
+        edits=(
+            (
+                "participant.py",
+                "    commit_ts = ts if ts > max_version else max_version + 1",
+                "    commit_ts = ts if ts >= max_version else max_version + 1",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "timestamp_cache_only_where_written",
+        "R2: a commit raises max_version only in groups where the txn wrote (not read-only parts)",
+        edits=(
+            (
+                "participant.py",
+                "    if apply_writes and cmd.commit_ts > store.max_version():",
+                "    if apply_writes and info.write_keys and cmd.commit_ts > store.max_version():",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "stale_prepare_writes",
+        "R3: a commit below the prepare's prepare_ts (a stale duplicate Prepare) writes",
+        edits=(
+            (
+                "participant.py",
+                "    apply_writes = cmd.commit and cmd.commit_ts >= info.prepare_ts",
+                "    apply_writes = cmd.commit",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "resolve_leaves_no_record",
+        "R5: a Resolve stores no outcome record, so a late Prepare prepares anew",
+        edits=(
+            (
+                "participant.py",
+                "    if store.decision(txn_id) is None:\n        _record_outcome(",
+                "    if False:\n        _record_outcome(",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "one_phase_refusal_not_recorded",
+        "O3: a refused one-phase commit records no abort (a late copy may commit)",
+        edits=(
+            (
+                "participant.py",
+                "        _record_outcome(store, txn_id, False, 0, ts)\n"
+                "        return OnePhaseResult(conflict=conflict)",
+                "        return OnePhaseResult(conflict=conflict)",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prevent_ignores_resolved_commit",
+        "V1: a Prevent that finds the commit's outcome record answers 'not prepared'",
+        edits=(("participant.py", "    elif decided.committed:\n", "    elif False:\n"),),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "last_decision_wins",
+        "D1: a later Decide overwrites the recorded decision",
+        edits=(
+            (
+                "coordinator.py",
+                "    if existing is not None:\n        result = DecisionResult(",
+                "    if False:\n        result = DecisionResult(",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "recovery_aborts_over_prepare",
+        "D3: a recovery Decide records ABORT although this group holds the txn's PREPARE",
+        edits=(
+            (
+                "coordinator.py",
+                "        if store.prepared(cmd.txn_id) is not None:  # D3",
+                "        if False:  # D3",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "purged_record_is_no_record",
+        "D4/V2: below the purge mark, 'no record' is taken as 'never committed'",
+        edits=(
+            (
+                "participant.py",
+                "    return 0 < asker_ts < store.purge_mark()",
+                "    return False",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "vote_without_commit_wait",
+        "node rule 7: a yes vote is answered before the clocks passed its prepare_ts",
+        edits=(
+            (
+                "node.py",
+                "        return response, txn.prepare_ts  # rule 7",
+                "        return response, 0  # rule 7",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "txn_status_without_commit_wait",
+        "node rule 2: a txn_status answer shows a commit timestamp before the clocks passed it",
+        edits=(
+            (
+                "node.py",
+                '    if pending.kind == "txn_status":\n        return max(',
+                '    if pending.kind == "txn_status":\n        return 0 * max(',
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prevent_round_commits_at_min",
+        "node rule 6: the prevent round records COMMIT at min(prepare_ts), not max",
+        edits=(
+            (
+                "node.py",
+                "            commit_ts=max(state.prepared.values()) if commit else 0,",
+                "            commit_ts=min(state.prepared.values()) if commit else 0,",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prevent_unknown_is_not_prepared",
+        "node rule 6/V2: a Prevent answered `unknown` (record maybe purged) makes recovery abort",
+        edits=(
+            (
+                "node.py",
+                "            if answer is None or answer.error.code != kv.OK or answer.unknown:",
+                "            if answer is None or answer.error.code != kv.OK:",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "participant_takes_pending_as_abort",
+        "node rule 6: a participant resolves ABORT when its recovery Decide answers `pending`",
+        edits=(
+            (
+                "node.py",
+                "            if answer is None or answer.error.code != kv.OK or answer.pending:",
+                "            if answer is None or answer.error.code != kv.OK:",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "snapshot_ignores_prepare_at_its_ts",
+        "node rule 3: a snapshot read at T does not wait for a write intent prepared at T",
+        edits=(
+            (
+                "node.py",
+                "        held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]",
+                "        held = [key for key, i in intents if i.is_write and i.prepare_ts < at]",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "new_leader_no_clock_raise",
+        "node rule 3: a new leader does not raise its clock by twice the maximum offset",
+        edits=(
+            (
+                "node.py",
+                "                self._hlc.now(self._wall_ns + 2 * self._offset_us * 1000)",
+                "                self._hlc.now(self._wall_ns)",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "single_key_writes_ignore_intents",
+        "W1: a single-key Put/Delete/CAS of a key holding an intent is not refused",
+        edits=(
+            (
+                "participant.py",
+                "    if not intents:\n        if scanners:",
+                "    if True:\n        if scanners:",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "answers_without_commit_wait",
+        "node rule 1: a write's answer leaves before every clock passed its version",
+        edits=(
+            (
+                "node.py",
+                "            if self._wall_ns // 1000 <= not_before_us:",
+                "            if False:",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "read_through_write_intent",
+        "node rule 2: a linearizable get is served over a prepared write intent on its key",
+        edits=(
+            (
+                "node.py",
+                "                    blocking = [i for i in shard.intents_on(op.key) if i.is_write]",
+                "                    blocking = []",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "plain_abort_from_the_wire",
+        "D3 at the node: a client's plain Decide(abort) is recorded without the prevent round",
+        edits=(("node.py", "    return op.recover or not op.commit", "    return op.recover"),),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "restart_clock_at_wall",
+        "node rule 10: a restarted node's clock starts at its wall clock, not above its store",
+        edits=(
+            (
+                "node.py",
+                "        self._hlc.observe(self._stored_timestamps_floor())",
+                "        self._hlc.observe(0)",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
 ]
+
+
+def edited_texts(mutation: Mutation, package_dir: Path) -> dict[str, str]:
+    """The mutated text of each file the mutation edits, from the files in `package_dir`.
+
+    Raises:
+        SystemExit: a text to mutate is not in its file exactly once (the code moved on).
+    """
+    texts: dict[str, str] = {}
+    for file, old, new in mutation.edits:
+        text = texts.get(file) or (package_dir / file).read_text()
+        if text.count(old) != 1:
+            raise SystemExit(f"{mutation.name}: the text to mutate is not unique in {file}")
+        texts[file] = text.replace(old, new)
+    return texts
 
 
 def run(mutation: Mutation, profile: str) -> tuple[bool, list[str], list[str], str]:
     with tempfile.TemporaryDirectory(prefix=f"mut-{mutation.name}-") as tmp:
-        shutil.copytree(ROOT / mutation.package, Path(tmp) / mutation.package)
-        for file, old, new in mutation.edits:
-            path = Path(tmp) / mutation.package / file
-            text = path.read_text()
-            if text.count(old) != 1:
-                raise SystemExit(f"{mutation.name}: the text to mutate is not unique in {file}")
-            path.write_text(text.replace(old, new))
+        package_dir = Path(tmp) / mutation.package
+        shutil.copytree(ROOT / mutation.package, package_dir)
+        for file, text in edited_texts(mutation, package_dir).items():
+            (package_dir / file).write_text(text)
         env = dict(os.environ)
         env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
         env["HYPOTHESIS_PROFILE"] = profile

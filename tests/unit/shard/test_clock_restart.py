@@ -50,6 +50,22 @@ def test_a_snapshot_after_a_restart_with_the_clock_stepped_back_sees_acknowledge
     assert served.error.code == kv.OK and served.value == b"red"
 
 
+def test_a_timestamp_asked_before_the_restarted_node_applied_anything_is_above_its_writes() -> None:
+    """Rule 10 from the start: a node restarted as a follower applies nothing while nothing
+    new is written, so only its start puts its clock above what its store holds; a
+    timestamp it hands a read-only transaction then must already be above the write it
+    acknowledged, or the snapshot reads at it would miss that write."""
+    node = OneNode()
+    written = node.call(put(b"apple", b"red")).put
+    node.core = node.boot(seed=2)
+    node.wall -= STEP_BACK_NS
+    node.now += 0.001
+    node.core.tick(node.now, node.wall)  # no apply cycle yet
+    asked: list[kv.Response] = []
+    node.core.submit(kv.Request(timestamp=kv.TimestampRequest()), asked.append)
+    assert len(asked) == 1 and asked[0].timestamp.ts > written.version
+
+
 def test_a_snapshot_after_a_restart_waits_for_a_transaction_reported_on_its_votes() -> None:
     # Parallel commits: the client reports the commit at max(prepare_ts) once the votes are
     # in, before any Resolve. A snapshot begun after that must wait for the prepared

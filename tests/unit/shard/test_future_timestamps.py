@@ -12,6 +12,7 @@ import pytest
 from paxos import Role
 from paxos.messages import Accept, Accepted
 from router import kv_pb2 as kv
+from shard.node import TxnSettings
 from tests.unit.shard.test_node_core import (
     OneNode,
     ThreeNodes,
@@ -163,6 +164,36 @@ def test_a_snapshot_read_stays_repeatable_across_a_leader_change() -> None:
     assert written.error.code == kv.OK and written.version > at
     nodes.advance(0.3)  # the new leader's lease
     assert nodes.call(new, snap_get(b"apple", at)).get.value == b"v0"
+
+
+def test_a_new_leader_raises_its_clock_above_what_its_predecessor_served_ahead() -> None:
+    """Rule 3 with a clock offset: the old leader serves a snapshot read at T as soon as its
+    wall clock is within the offset of T, so its successor, whose clock may be as far
+    behind, raises its clock by twice the offset before writing: its writes land above T,
+    and the read at T stays repeatable. (The test above runs with offset 0, where the
+    raise is nothing.)"""
+    offset_s = 1.0
+    nodes = ThreeNodes(txn_settings=TxnSettings(max_clock_offset_s=offset_s))
+    old = nodes.leader(1)
+    assert slow_call(nodes, old, put(b"apple", b"v0")).put.error.code == kv.OK
+    at = nodes.cores[old]._hlc.last + 9 * SECOND // 10  # ahead, within the offset
+    assert slow_call(nodes, old, snap_get(b"apple", at)).get.value == b"v0"
+    new = cut_off_and_elect_another(nodes, old)
+    written = slow_call(nodes, new, put(b"apple", b"v1")).put
+    assert written.error.code == kv.OK and written.version > at
+    assert slow_call(nodes, new, snap_get(b"apple", at)).get.value == b"v0"
+
+
+def slow_call(nodes: ThreeNodes, node_id: int, request: kv.Request) -> kv.Response:
+    """`nodes.call` for answers held by a commit wait of up to a few seconds."""
+    answers: list[kv.Response] = []
+    nodes.cores[node_id].submit(request, answers.append)
+    for _ in range(100):
+        if answers:
+            break
+        nodes.advance(0.05, step=0.005)
+    assert len(answers) == 1, answers
+    return answers[0]
 
 
 def test_a_failed_compare_and_set_waits_for_the_version_it_shows() -> None:

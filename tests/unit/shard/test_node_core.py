@@ -442,6 +442,54 @@ def test_an_abort_over_the_wire_never_overrules_a_complete_set_of_prepares() -> 
     assert again.commit_ts == max(v.prepare_ts for v in votes)
 
 
+def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_purged() -> None:
+    """Rule 6 with participant rule V2: group 2 resolved its part by the commit and purged
+    that record since (it was down, or the coordinator was, longer than the retention
+    window). Its Prevent then answers `unknown`, which is no "not prepared": recovery must
+    not abort group 1's part, or group 2's committed write would stand alone."""
+    node = OneNode(resolve_after_s=0.2)
+    votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
+    assert all(v.error.code == kv.OK for v in votes)
+    commit_ts = max(v.prepare_ts for v in votes)
+    assert node.call(resolve_request(b"t1", commit_ts, group=2)).resolve.error.code == kv.OK
+    now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    node.core._propose_purge(node.core.hosts[2], now)
+    node.advance(0.05)
+    assert node.core.hosts[2].shard.decision(b"t1") is None  # purged
+    prevents = 0
+    for _ in range(40):  # several recovery rounds
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            prevents += request.WhichOneof("op") == "prevent"
+            done(node.call(request))
+    assert node.core.hosts[1].shard.decision(b"t1") is None  # in doubt, not aborted
+    assert prevents >= 2  # the prevent round ran, and ran again
+    assert node.core.hosts[1].shard.prepared(b"t1") is not None
+    assert node.call(get(b"zebra", group=2)).get.version == commit_ts
+
+
+def test_a_snapshot_read_at_a_prepare_timestamp_waits_for_that_prepare() -> None:
+    """Rule 3: a transaction prepared at T may commit at T (commit_ts = max(prepare_ts)), so
+    a snapshot read at exactly T waits for its decision too; served at once it showed the
+    old value, and the same read after the commit the new one."""
+    node = OneNode()
+    node.call(put(b"apple", b"red"))
+    prepared = node.call(prepare_request(1, b"apple")).prepare
+    assert prepared.error.code == kv.OK
+    answers: list[kv.Response] = []
+    at = prepared.prepare_ts
+    node.core.submit(get(b"apple", snapshot=True, at_version=at), answers.append)
+    node.advance(0.2)
+    assert answers == []  # parked behind the prepare at its own timestamp
+    resolved = node.call(resolve_request(b"t1", at))
+    assert resolved.resolve.error.code == kv.OK
+    node.advance(0.05)
+    assert len(answers) == 1 and (answers[0].get.value, answers[0].get.version) == (b"v", at)
+    again = node.call(get(b"apple", snapshot=True, at_version=at)).get
+    assert (again.value, again.version) == (b"v", at)
+
+
 @pytest.mark.parametrize(
     "request_",
     [
