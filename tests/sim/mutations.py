@@ -522,7 +522,8 @@ def run(mutation: Mutation, profile: str) -> tuple[bool, list[str], list[str], s
         for file, text in edited_texts(mutation, package_dir).items():
             (package_dir / file).write_text(text)
         env = dict(os.environ)
-        env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
+        # The mutant first, then the repository root (the tests import `tests.unit...`).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, str(ROOT), env.get("PYTHONPATH")) if p)
         env["HYPOTHESIS_PROFILE"] = profile
         env["PAXOS_SIM_MUTATION"] = mutation.driver
         cmd = [
