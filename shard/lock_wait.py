@@ -233,9 +233,7 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
         held = [key for key, i in shard.intents_in_range(op.start, end) if i.is_write]
         if not held:
             return False
-        limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
-        items = shard.scan(op.start, end, limit, None, MAX_SCAN_RESPONSE_BYTES)
-        covered = scan_covers(end, items, limit)
+        covered = scan_page(shard, op, end, None)[2]
         return any(covered is None or key < covered for key in held)
     if kind in ("put", "delete", "cas"):
         return bool(shard.intents_on(op.key) or shard.scanners(op.key))
@@ -258,6 +256,17 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
                 return False
         return True
     return False
+
+
+def scan_page(
+    shard: Any, op: Any, end: bytes | None, at: int | None
+) -> tuple[list[tuple[bytes, bytes, int]], int, bytes | None]:
+    """The page a scan request `op` of [op.start, end) gets at version `at` (None: the
+    latest): its items, the item limit in force, and the end of what it covers
+    (`scan_covers`)."""
+    limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
+    items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
+    return items, limit, scan_covers(end, items, limit)
 
 
 def scan_covers(

@@ -105,7 +105,6 @@ from shard.engine import Engine, EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import (
     MAX_COMMAND_BYTES,
-    MAX_SCAN_ITEMS,
     MAX_SCAN_RESPONSE_BYTES,
     MAX_TS,
     validate_command_size,
@@ -121,7 +120,7 @@ from shard.lock_wait import (
     LockTable,
     blocked,
     request_age,
-    scan_covers,
+    scan_page,
 )
 from shard.state_machine import ShardStateMachine
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
@@ -1529,7 +1528,7 @@ class NodeCore:
                     except SnapshotCorrupt:
                         self._abandon_restore(host, restore, batch)
                         continue
-                    self._observe_restored(host)
+                    self._observe_newest(host)
                 else:
                     host.restore = restore
                     host.after_restore = list(ready.committed)
@@ -1550,11 +1549,8 @@ class NodeCore:
                 pending = host.proposals.pop(proposal_id, None)
                 if pending is not None:
                     self._answers.append((pending, result))
-        if committed and isinstance(host.app, ShardStateMachine):
-            # Rule 10 after the boot: timestamps learned from the others (log catch-up) move
-            # the clock too, or a node restarted (or rebuilt) after the wall clock stepped
-            # back hands out timestamps below writes the cluster acknowledged.
-            self._hlc.observe(host.app.newest_timestamp)
+        if committed:
+            self._observe_newest(host)
 
     # ------------------------------------------------------------------ background work
 
@@ -1603,16 +1599,18 @@ class NodeCore:
             return
         if finished:
             host.restore = None
-            self._observe_restored(host)
+            self._observe_newest(host)
             host.replica.defer_election(self._now)
             committed, host.after_restore = host.after_restore, []
             self._apply_committed(host, committed, batch)
 
-    def _observe_restored(self, host: GroupHost) -> None:
-        """Rule 10 for a snapshot the group restored: its newest timestamp moves the clock
-        (tracked as its records were restored: the engine does not hold the restore's batch
-        yet, and reading it mid-batch found an unfinished marker without its decision,
-        simulator seed append:2pc:829)."""
+    def _observe_newest(self, host: GroupHost) -> None:
+        """Rule 10 after the boot: what a data group learned from the others (slots applied
+        while catching up, a snapshot restored) moves the clock, or a node restarted (or
+        rebuilt) after the wall clock stepped back hands out timestamps below writes the
+        cluster acknowledged. The group tracks its newest timestamp as it applies and
+        restores (reading a restore's records from the engine mid-batch found an unfinished
+        marker without its decision, simulator seed append:2pc:829)."""
         if isinstance(host.app, ShardStateMachine):
             self._hlc.observe(host.app.newest_timestamp)
 
@@ -1878,10 +1876,7 @@ class NodeCore:
             return not held
         # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
         # intent past a page's last item changes nothing the page shows.
-        limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
-        covered = scan_covers(
-            end, shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES), limit
-        )
+        covered = scan_page(shard, op, end, at)[2]
         return all(covered is not None and key >= covered for key in held)
 
     def _serve_read(self, host: GroupHost, pending: _Pending) -> kv.Response | kv.Error:
@@ -1917,11 +1912,9 @@ class NodeCore:
                 )
             end = op.end if op.HasField("end") else shard.key_range[1]
             asked = op.limit or DEFAULT_SCAN_ITEMS
-            limit = min(asked, MAX_SCAN_ITEMS)
-            items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
+            items, limit, covered = scan_page(shard, op, end, at)
             if not op.snapshot:
                 # Only the part of the range the answer covers (rule L1 of shard.lock_wait).
-                covered = scan_covers(end, items, limit)
                 for key, intent in shard.intents_in_range(op.start, covered):
                     if intent.is_write:
                         return _conflict_error(

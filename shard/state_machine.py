@@ -220,7 +220,7 @@ class ShardStateMachine:
             engine.write(batch, sync=False)
         # After the redo: an interrupted restore may have left a marker without its decision.
         for decision in self.unfinished_decisions():
-            self._newest_txn_ts = max(self._newest_txn_ts, decision.commit_ts, decision.decided_ts)
+            self._saw_timestamps(decision.commit_ts, decision.decided_ts)
 
     # ----------------------------------------------------------------------------------------
     # Properties
@@ -256,6 +256,10 @@ class ShardStateMachine:
         """The newest timestamp this group's state holds or held: versions, prepare
         timestamps (a client may report a commit at one on the votes alone) and decisions."""
         return max(self._max_version, self._newest_txn_ts)
+
+    def _saw_timestamps(self, *stamps: int) -> None:
+        """A prepare, commit or decision timestamp the group holds (see newest_timestamp)."""
+        self._newest_txn_ts = max(self._newest_txn_ts, *stamps)
 
     @property
     def gc_horizon(self) -> int:
@@ -840,10 +844,10 @@ class ShardStateMachine:
             info = self._decode_prepared(value)
             if info.read_ranges:
                 self._scanned[txn_id] = info.read_ranges
-            self._newest_txn_ts = max(self._newest_txn_ts, info.prepare_ts)
+            self._saw_timestamps(info.prepare_ts)
         elif suffix.startswith(DECISION_TAG):
             decision = self._decode_decision(value)
-            self._newest_txn_ts = max(self._newest_txn_ts, decision.commit_ts, decision.decided_ts)
+            self._saw_timestamps(decision.commit_ts, decision.decided_ts)
         elif suffix.startswith(UNFINISHED_TAG):
             self._unfinished_ids.add(suffix[len(UNFINISHED_TAG) :])
 
@@ -953,7 +957,7 @@ class _BatchTxnStore:
         sm._prepared_ids.add(info.txn_id)
         if info.read_ranges:
             sm._scanned[info.txn_id] = info.read_ranges
-        sm._newest_txn_ts = max(sm._newest_txn_ts, info.prepare_ts)
+        sm._saw_timestamps(info.prepare_ts)
 
     def delete_prepared(self, txn_id: bytes) -> None:
         self._batch.delete(self._sm._prepared_prefix + txn_id)
@@ -970,7 +974,7 @@ class _BatchTxnStore:
         batch = self._batch
         old = self.decision(info.txn_id)
         batch.put(sm._decision_prefix + info.txn_id, encode_decision(info))
-        sm._newest_txn_ts = max(sm._newest_txn_ts, info.commit_ts, info.decided_ts)
+        sm._saw_timestamps(info.commit_ts, info.decided_ts)
         if not info.finished:
             batch.put(sm._unfinished_prefix + info.txn_id, b"")
             sm._unfinished_ids.add(info.txn_id)

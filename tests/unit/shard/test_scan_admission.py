@@ -7,7 +7,7 @@ import pytest
 from test_node_core import OneNode, header, put
 
 from router import kv_pb2 as kv
-from shard import node as node_module
+from shard import lock_wait
 
 
 def _scan(group: int, start: bytes, end: bytes | None = None, limit: int = 0) -> kv.Request:
@@ -39,7 +39,7 @@ def test_a_scan_answer_carries_at_most_max_scan_items(monkeypatch: pytest.Monkey
     node = OneNode()
     for i in range(5):
         assert node.call(put(b"n%d" % i, b"v", group=2)).put.error.code == kv.OK
-    monkeypatch.setattr(node_module, "MAX_SCAN_ITEMS", 3)
+    monkeypatch.setattr(lock_wait, "MAX_SCAN_ITEMS", 3)  # where a scan page is cut
     huge = node.call(_scan(2, b"m", limit=1_000_000)).scan
     assert [i.key for i in huge.items] == [b"n0", b"n1", b"n2"] and huge.more
     small = node.call(_scan(2, b"m", limit=2)).scan
