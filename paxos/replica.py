@@ -271,6 +271,8 @@ class Replica:
         self._handoff_watermark = 0
         self._handoff_ballot = ZERO_BALLOT
         self._newest_heartbeat: tuple[Ballot, int] = (ZERO_BALLOT, 0)
+        # Leader side: the newest round's messages, for `repeat_heartbeats`.
+        self._last_round: list[Heartbeat] = []
 
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
         self._proposed: dict[int, tuple[Value, tuple[int, ...]]] = {}
@@ -575,6 +577,20 @@ class Replica:
     @property
     def chosen_watermark(self) -> int:
         return self._chosen_watermark
+
+    def repeat_heartbeats(self) -> list[Heartbeat]:
+        """As leader, the messages of the newest heartbeat round once more; else none.
+
+        For a driver whose loop is held past a heartbeat interval (a long fsync), so that
+        its followers do not elect while it is alive. A copy is what a duplicating network
+        delivers, so it grants nothing the round did not: a follower's window starts at
+        receipt, after the round's send time on which the lease is counted (rule 6), and
+        a round counts once by its (ballot, seq) (rule 9). Outside `ready()`: nothing here
+        waits for a persist.
+        """
+        if self._role is not Role.LEADER:
+            return []
+        return [msg for msg in self._last_round if msg.ballot == self._ballot]
 
     def defer_election(self, now: float) -> None:
         """Start the election timer afresh at `now`: the driver held this replica paused (a
@@ -1155,18 +1171,19 @@ class Replica:
         self._hb_acks[seq] = set()
         if self._handoff_target is not None:
             self._hb_handoff_rounds.add(seq)
-        for peer in self._peers:
-            self._out.messages.append(
-                Heartbeat(
-                    src=self.id,
-                    dst=peer,
-                    ballot=self._ballot,
-                    chosen_watermark=self._chosen_watermark,
-                    seq=seq,
-                    handoff_to=self._handoff_target or 0,
-                    next_slot=self._next_slot,
-                )
+        self._last_round = [
+            Heartbeat(
+                src=self.id,
+                dst=peer,
+                ballot=self._ballot,
+                chosen_watermark=self._chosen_watermark,
+                seq=seq,
+                handoff_to=self._handoff_target or 0,
+                next_slot=self._next_slot,
             )
+            for peer in self._peers
+        ]
+        self._out.messages.extend(self._last_round)
         if self._quorum == 1:
             self._confirm_round(seq)
 

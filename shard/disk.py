@@ -106,12 +106,31 @@ class RocksNodeDisk:
     def persist(self, batches: Sequence[tuple[int, PersistBatch]]) -> None:
         """Group commit: every group's batch in one write, synced before returning if any
         batch needs it (the single WAL keeps unsynced writes in order behind it)."""
+        self.persist_owing_sync(batches, defer_from_bytes=None)
+
+    def persist_owing_sync(
+        self, batches: Sequence[tuple[int, PersistBatch]], defer_from_bytes: int | None
+    ) -> bool:
+        """`persist`, except that a write of at least `defer_from_bytes` that needs a sync
+        is written unsynced and True returned: the caller owes `sync()` before anything
+        depends on the write (a vote, an answer, an apply)."""
         wb = WriteBatch(raw_mode=True)
         sync = False
         for group_id, batch in batches:
             self._storage(group_id).stage(batch, wb)
             sync = sync or batch.needs_sync()
-        self.db.write(wb, self._sync if sync else self._nosync)
+        owed = sync and defer_from_bytes is not None and wb.size_in_bytes() >= defer_from_bytes
+        self.db.write(wb, self._sync if sync and not owed else self._nosync)
+        return owed
+
+    def sync(self) -> None:
+        """fdatasync the write-ahead log: every write so far becomes durable.
+
+        Unlike a synced write, which holds the GIL through its fdatasync (REFERENCE.md),
+        rocksdict's flush_wal releases it, so a worker thread may run this while the
+        process's loop goes on.
+        """
+        self.db.flush_wal(True)
 
     def close(self) -> None:
         self.db.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from paxos import Ready
+from paxos import PersistBatch, Ready
 from paxos.messages import Message
 from shard.node import GroupHost, NodeCore, NodeDisk
 
@@ -53,9 +53,20 @@ def persist_cycle(
     A shell may yield after it so that the votes (a follower's Accepted, on the leader's
     critical path) leave before `apply_cycle` writes and answers, instead of after it.
     """
-    batches = [(h.group_id, r.persist) for h, r in readies if not r.persist.is_empty()]
+    batches = cycle_persists(readies)
     if batches:
         disk.persist(batches)
+    return send_votes(send, readies)
+
+
+def cycle_persists(readies: list[tuple[GroupHost, Ready]]) -> list[tuple[int, PersistBatch]]:
+    """What the second step writes: every group's non-empty persist batch, for ONE write."""
+    return [(h.group_id, r.persist) for h, r in readies if not r.persist.is_empty()]
+
+
+def send_votes(send: Send, readies: list[tuple[GroupHost, Ready]]) -> bool:
+    """The second step's end, once its write is durable: send the messages that waited for
+    it; True if any was sent."""
     sent = False
     for host, ready in readies:
         if ready.messages_after_persist:

@@ -4,9 +4,10 @@ A normal node never calls into this module beyond `maybe_install_faults`, which 
 None at once when the environment variable is not exactly "1". Only the chaos harness sets
 it (shard/chaos/netns.py `ChaosCluster(faults=True)`). When it is set, the node:
 
-- wraps four seams of its `NodeRuntime` (all no-ops until armed):
+- wraps five seams of its `NodeRuntime` (all no-ops until armed):
   outgoing peer messages (`_send`), incoming peer messages (`_deliver`), client requests
-  (`submit`: their reply callback) and the apply step (`core.apply`);
+  (`submit`: their reply callback), the apply step (`core.apply`) and the disk's synced
+  writes (`disk.persist_owing_sync`, `disk.sync`);
 - serves one extra gRPC method, ``/paxoskv.Faults/Control``, whose request and response
   are JSON objects (no proto: the service is a test tool and must not grow an API).
 
@@ -35,6 +36,11 @@ arm                ``point``, optional ``groups: [ids]``: the node exits at once
                    decision), ``resolve-apply`` (a participant's RESOLVE). The slot is chosen
                    and durable on a majority, so only this node's apply and reply are lost
 disarm             clear every crash point
+disk-stall         ``ms``, ``min_bytes``: every synced write whose accepted values total at least
+                   `min_bytes` takes `ms` longer (a slow disk): one whose fsync runs aside
+                   (shard/runtime.py `_sync_aside`) sleeps in its worker thread, any other in
+                   the loop's thread, holding the loop as a synced write holds the process;
+                   ``ms: 0`` turns it off
 clear              everything above back to off
 =================  ===========================================================================
 """
@@ -46,11 +52,13 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from paxos import PersistBatch
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID
 from shard.codec import MalformedCommand, Op, decode_command
@@ -119,6 +127,10 @@ class Faults:
         self.crash_groups: set[int] | None = None
         self.counters = {"dropped_out": 0, "dropped_in": 0, "duplicated": 0, "delayed": 0}
         self.counters["replies_dropped"] = 0
+        self.counters["disk_stalls"] = 0
+        self.stall_s = 0.0
+        self.stall_min_bytes = 0
+        self._stall_owed = False
 
     # ------------------------------------------------------------------ control
 
@@ -143,6 +155,9 @@ class Faults:
             self.crash_points.add(point)
             groups = request.get("groups")
             self.crash_groups = None if groups is None else {int(g) for g in groups}
+        elif op == "disk-stall":
+            self.stall_s = float(request.get("ms", 0)) / 1000
+            self.stall_min_bytes = int(request.get("min_bytes", 0))
         elif op == "disarm":
             self.crash_points.clear()
             self.crash_groups = None
@@ -165,6 +180,8 @@ class Faults:
             "drop_replies_left": self.drop_reply_left,
             "crash_points": sorted(self.crash_points),
             "crash_groups": None if self.crash_groups is None else sorted(self.crash_groups),
+            "disk_stall_ms": self.stall_s * 1000,
+            "disk_stall_min_bytes": self.stall_min_bytes,
             "counters": dict(self.counters),
         }
 
@@ -268,6 +285,30 @@ class Faults:
 
         return faulty_apply
 
+    def wrap_disk(self, disk: Any) -> None:
+        """Slow down `disk`'s synced writes while a disk stall is armed."""
+        persist, sync = disk.persist_owing_sync, disk.sync
+
+        def stalled_persist(batches: Sequence[tuple[int, PersistBatch]], defer: int | None) -> bool:
+            owed = persist(batches, defer)
+            stall = bool(self.stall_s) and _accepted_bytes(batches) >= self.stall_min_bytes
+            self._stall_owed = owed and stall
+            if stall and not owed and any(batch.needs_sync() for _, batch in batches):
+                self._stall()
+            return owed
+
+        def stalled_sync() -> None:
+            if self._stall_owed:
+                self._stall()
+            sync()
+
+        disk.persist_owing_sync = stalled_persist
+        disk.sync = stalled_sync
+
+    def _stall(self) -> None:
+        self.counters["disk_stalls"] += 1
+        time.sleep(self.stall_s)
+
     def _maybe_crash(self, group_id: int, ready: Any) -> None:
         if group_id == META_GROUP_ID or (
             self.crash_groups is not None and group_id not in self.crash_groups
@@ -303,9 +344,19 @@ def maybe_install_faults(runtime: NodeRuntime) -> Faults | None:
     runtime._deliver = faults.wrap_deliver(runtime._deliver)  # type: ignore[method-assign]
     runtime.submit = faults.wrap_submit(runtime.submit)  # type: ignore[method-assign]
     runtime.core.apply = faults.wrap_apply(runtime.core.apply)  # type: ignore[method-assign]
+    faults.wrap_disk(runtime.disk)
     faults.serve(runtime.server)
     log.warning("fault hooks installed (PAXOSKV_FAULTS=1): this node is for chaos tests only")
     return faults
+
+
+def _accepted_bytes(batches: Sequence[tuple[int, PersistBatch]]) -> int:
+    return sum(
+        len(value)
+        for _, batch in batches
+        for _, values in batch.accepted.values()
+        for value in values
+    )
 
 
 class FaultsClient:

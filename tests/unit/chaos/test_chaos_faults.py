@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from paxos import Ballot, PersistBatch
 from router import kv_pb2 as kv
 from shard import faults as faults_mod
 from shard.codec import encode_put, encode_txn
@@ -186,3 +187,47 @@ def test_bad_controls_are_refused() -> None:
         f.control({"op": "explode"})
     f.control({"op": "partition", "peers": [2]})
     assert f.control({"op": "clear"})["cut"] == []
+
+
+class _Disk:
+    """A disk that owes the fsync of writes of 100 bytes or more (`defer` is ignored)."""
+
+    def __init__(self) -> None:
+        self.synced = 0
+
+    def persist_owing_sync(self, batches: Any, defer: int | None) -> bool:
+        return faults_mod._accepted_bytes(batches) >= 100
+
+    def sync(self) -> None:
+        self.synced += 1
+
+
+def test_disk_stall_slows_the_synced_writes_of_its_size_where_they_sync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Owed fsyncs sleep in `sync` (the worker thread), other synced writes in the persist
+    itself (the loop's thread); smaller writes and bare watermarks never; `ms: 0` is off."""
+    slept: list[float] = []
+    monkeypatch.setattr(faults_mod.time, "sleep", slept.append)
+    f = Faults(1)
+    disk = _Disk()
+    f.wrap_disk(disk)
+    large = [(1, PersistBatch(accepted={1: (Ballot(1, 1), (bytes(150),))}))]
+    small = [(1, PersistBatch(accepted={2: (Ballot(1, 1), (bytes(60),))}))]
+    watermark = [(1, PersistBatch(chosen_watermark=2))]
+    assert disk.persist_owing_sync(large, None) is True and slept == []
+    disk.sync()
+    assert slept == [] and disk.synced == 1  # not armed
+    f.control({"op": "disk-stall", "ms": 200, "min_bytes": 50})
+    assert disk.persist_owing_sync(large, None) is True and slept == []
+    disk.sync()
+    assert slept == [0.2] and disk.synced == 2
+    assert disk.persist_owing_sync(small, None) is False and slept == [0.2, 0.2]
+    assert disk.persist_owing_sync(watermark, None) is False and len(slept) == 2
+    f.control({"op": "disk-stall", "ms": 200, "min_bytes": 100})
+    disk.persist_owing_sync(small, None)
+    assert len(slept) == 2
+    f.control({"op": "disk-stall", "ms": 0})
+    disk.persist_owing_sync(large, None)
+    disk.sync()
+    assert len(slept) == 2 and f.state()["counters"]["disk_stalls"] == 2

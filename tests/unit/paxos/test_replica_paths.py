@@ -1150,3 +1150,62 @@ def test_an_early_heartbeat_round_is_sent_only_by_a_leader_half_an_interval_on()
     assert not g.r(2).heartbeat_early()  # a follower never does
     g.stabilize()
     assert leader.heartbeat_early() is False  # the round just sent is the last one now
+
+
+def _hold_leader_loop(g: Group, until: float, repeat: bool) -> None:
+    """Leader 1's loop is held (a long fsync): it is not ticked and steps nothing, while
+    the followers' clocks run on; with `repeat`, its driver re-sends the newest heartbeat
+    round every 50 ms (`repeat_heartbeats`), and the followers' acks wait in its inbox."""
+    t = g.now[2]
+    while t < until:
+        t = min(t + 0.05, until)
+        for j in (2, 3):
+            g.tick(j, t)
+        if repeat:
+            g.inflight.extend(g.r(1).repeat_heartbeats())
+        g.deliver(keep=to(2, 3))
+        for j in (2, 3):
+            while g.r(j).has_ready():
+                g.process(j)
+
+
+def test_a_leader_held_by_its_disk_keeps_its_followers_with_repeated_heartbeats() -> None:
+    """A node whose loop waits on a long fsync re-sends its newest round: the followers do
+    not elect, and the copies grant nothing the round did not (rules 6 and 9)."""
+    g = Group(fast=(1, 2, 3))
+    g.elect(1)
+    g.heartbeat(1)
+    leader = g.r(1)
+    round_sent_at = g.now[1]
+    newest = leader.repeat_heartbeats()
+    assert {(m.dst, m.seq) for m in newest} == {(2, leader._hb_seq), (3, leader._hb_seq)}
+    assert g.r(2).repeat_heartbeats() == []  # only a leader repeats
+    lease_before = leader._lease_until
+
+    _hold_leader_loop(g, g.now[1] + 0.5, repeat=True)
+    assert g.r(2).role is Role.FOLLOWER and g.r(3).role is Role.FOLLOWER
+    acks = [m for m in g.inflight if m.dst == 1]
+    assert acks and {m.seq for m in acks} == {newest[0].seq}  # the same round, acked again
+    g.deliver()  # the loop resumes: the late acks renew nothing past the round's send time
+    assert leader._lease_until == lease_before
+    assert lease_before <= round_sent_at + leader.config.lease_duration_s
+
+
+def test_a_leader_held_by_its_disk_without_repeats_loses_its_followers() -> None:
+    """The same hold without the repeats: the followers' timers run out (the control)."""
+    g = Group(fast=(1, 2, 3))
+    g.elect(1)
+    g.heartbeat(1)
+    _hold_leader_loop(g, g.now[1] + 0.5, repeat=False)
+    assert {g.r(2).role, g.r(3).role} != {Role.FOLLOWER}
+
+
+def test_a_replica_that_stepped_down_repeats_no_heartbeat() -> None:
+    g = Group(fast=(1, 2, 3))
+    g.elect(1)
+    g.heartbeat(1)
+    assert g.r(1).repeat_heartbeats()
+    assert g.r(1).transfer_leadership(2)
+    g.stabilize()
+    assert g.r(2).role is Role.LEADER and g.r(1).role is Role.FOLLOWER
+    assert g.r(1).repeat_heartbeats() == []

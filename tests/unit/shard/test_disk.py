@@ -84,6 +84,31 @@ def test_rocks_disk_syncs_votes_but_not_a_bare_watermark(tmp_path: Path) -> None
         reopened.close()
 
 
+def test_rocks_disk_leaves_a_large_writes_fsync_to_its_caller(tmp_path: Path) -> None:
+    """`persist_owing_sync`: a synced write of at least the threshold goes unsynced and
+    says so; smaller ones, and bare watermarks of any size, are written as `persist` does;
+    `sync()` then makes the large one durable."""
+    disk = RocksNodeDisk(tmp_path / "db")
+    recorder = _RecordingDb(disk.db)
+    disk.db = recorder  # type: ignore[assignment]
+    large = PersistBatch(accepted={2: (B1, (bytes(300_000),))})
+    small = [(1, PersistBatch(promised=B1, accepted={1: (B1, (b"a",))}))]
+    assert disk.persist_owing_sync(small, defer_from_bytes=256 << 10) is False
+    assert disk.persist_owing_sync([(1, large)], defer_from_bytes=256 << 10) is True
+    assert disk.persist_owing_sync([(1, large)], defer_from_bytes=None) is False
+    watermark = [(1, PersistBatch(chosen_watermark=1))]
+    assert disk.persist_owing_sync(watermark, defer_from_bytes=0) is False
+    assert recorder.syncs == [True, False, True, False]
+    disk.sync()
+    disk.db = recorder._db
+    disk.close()
+    reopened = RocksNodeDisk(tmp_path / "db")
+    try:
+        assert reopened.load(1).accepted[2] == (B1, (bytes(300_000),))
+    finally:
+        reopened.close()
+
+
 def _live_log(path: Path) -> Path:
     # RocksDB numbers files in creation order; the open log is the newest one.
     return max(path.glob("*.log"), key=lambda p: int(p.stem))

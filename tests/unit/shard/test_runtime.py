@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import grpc
 import pytest
 
-from paxos import Role
+from paxos import Ballot, Role
+from paxos.messages import Heartbeat
 from router import kv_pb2 as kv
 from shard import runtime as runtime_module
 from shard.config import ClusterConfig, NodeConfig
@@ -51,13 +53,17 @@ async def elected(config: ClusterConfig) -> NodeRuntime:
     return runtime
 
 
-async def put_and_wait(runtime: NodeRuntime, key: bytes, request_id: int = 1) -> kv.Response:
-    """Submit a put as the client service does and run wakes until it is answered."""
-    answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
+def _put(runtime: NodeRuntime, key: bytes, request_id: int = 1) -> kv.Request:
     request = kv.Request(id=request_id, put=kv.PutRequest(key=key, value=b"v"))
     request.put.header.cluster_id = runtime.config.cluster_id
     request.put.header.group_id = 1
-    runtime.submit(request, answer.set_result)
+    return request
+
+
+async def put_and_wait(runtime: NodeRuntime, key: bytes, request_id: int = 1) -> kv.Response:
+    """Submit a put as the client service does and run wakes until it is answered."""
+    answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
+    runtime.submit(_put(runtime, key, request_id), answer.set_result)
     await wake_until(runtime, answer.done)
     return answer.result()
 
@@ -86,13 +92,13 @@ def test_a_slow_wake_is_logged_with_where_its_time_went(
     )
     monkeypatch.setattr(runtime_module, "time", runtime_clock)  # this module's clock only
     disk = SimpleNamespace(sync_s=0.12)
-    persist_cycle = runtime_module.persist_cycle
+    cycle_persists = runtime_module.cycle_persists
 
-    def persist(*args: Any) -> bool:
+    def persists(*args: Any) -> Any:
         clock.now += disk.sync_s  # the synced write held the loop this long
-        return persist_cycle(*args)
+        return cycle_persists(*args)
 
-    monkeypatch.setattr(runtime_module, "persist_cycle", persist)
+    monkeypatch.setattr(runtime_module, "cycle_persists", persists)
 
     def slow_wakes() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.getMessage().startswith("slow wake")]
@@ -139,7 +145,8 @@ def test_a_wake_runs_a_bounded_number_of_cycles_and_comes_back_for_the_rest(
         return work if len(started) <= cycles_with_work else []
 
     monkeypatch.setattr(runtime_module, "start_cycle", start_cycle)
-    monkeypatch.setattr(runtime_module, "persist_cycle", lambda *args: False)
+    monkeypatch.setattr(runtime_module, "cycle_persists", lambda *args: [])
+    monkeypatch.setattr(runtime_module, "send_votes", lambda *args: False)
     monkeypatch.setattr(runtime_module, "apply_cycle", lambda *args: None)
 
     async def main() -> bool:
@@ -172,7 +179,8 @@ def test_a_wake_that_ran_past_its_budget_lets_the_loop_run_before_the_next(
 
     monkeypatch.setattr(runtime_module, "WAKE_BUDGET_S", 0.0)
     monkeypatch.setattr(runtime_module, "start_cycle", start_cycle)
-    monkeypatch.setattr(runtime_module, "persist_cycle", lambda *args: False)
+    monkeypatch.setattr(runtime_module, "cycle_persists", lambda *args: [])
+    monkeypatch.setattr(runtime_module, "send_votes", lambda *args: False)
     monkeypatch.setattr(runtime_module, "apply_cycle", apply_cycle)
 
     async def main() -> list[int]:
@@ -278,3 +286,125 @@ def test_a_node_does_not_share_its_port_with_another_server(config: ClusterConfi
             await other.stop(0)
 
     asyncio.run(main())
+
+
+class _HeldSync:
+    """The disk's fsync, held in its worker thread until released (a slow disk)."""
+
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self._sync = runtime.disk.sync
+        self.release = threading.Event()
+        self.started = threading.Event()
+        runtime.disk.sync = self  # type: ignore[method-assign]
+
+    def __call__(self) -> None:
+        self.started.set()
+        self.release.wait(DEADLINE_S)
+        self._sync()
+
+
+def _record_repeats(runtime: NodeRuntime, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The groups whose heartbeats the runtime sent; its one group repeats a fake round."""
+    sent: list[int] = []
+    beat = Heartbeat(src=1, dst=2, ballot=Ballot(1, 1), chosen_watermark=0, seq=1)
+    monkeypatch.setattr(runtime.core.hosts[1].replica, "repeat_heartbeats", lambda: [beat])
+    monkeypatch.setattr(runtime, "_send", lambda group_id, msgs: sent.append(group_id))
+    return sent
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.005)
+
+
+def test_a_large_write_syncs_aside_while_its_leader_repeats_its_heartbeats(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fsync of a large write runs in a worker thread; the loop meanwhile re-sends the
+    heartbeats of the groups the node leads, and answers nothing before the fsync ends.
+    The wait is not logged as a slow wake: the loop was not held."""
+    monkeypatch.setattr(runtime_module, "SYNC_ASIDE_BYTES", 0)  # every synced write here
+
+    async def main() -> None:
+        runtime = await elected(config)
+        try:
+            held = _HeldSync(runtime)
+            sent = _record_repeats(runtime, monkeypatch)
+            answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
+            runtime.submit(_put(runtime, b"big"), answer.set_result)
+            wake = asyncio.create_task(runtime._run_cycles())
+            await _until(lambda: len(sent) >= 3)  # three heartbeat intervals, still held
+            assert held.started.is_set() and not wake.done() and not answer.done()
+            held.release.set()
+            await asyncio.wait_for(wake, DEADLINE_S)
+            await wake_until(runtime, answer.done)
+            assert answer.result().put.error.code == kv.OK
+        finally:
+            runtime.disk.close()
+
+    with caplog.at_level(logging.WARNING, logger="paxoskv.node"):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if r.getMessage().startswith("slow wake")]
+
+
+def test_a_disk_that_hangs_gets_its_heartbeats_repeated_for_a_bounded_time(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SYNC_COVER_ELECTION_TIMEOUTS the repeats stop, so the followers may elect a
+    leader whose disk works (here the cover is one heartbeat interval)."""
+    monkeypatch.setattr(runtime_module, "SYNC_ASIDE_BYTES", 0)
+    interval_s = config.paxos.heartbeat_interval_ms / 1000
+    cover = interval_s / (config.paxos.election_timeout_max_ms / 1000)
+    monkeypatch.setattr(runtime_module, "SYNC_COVER_ELECTION_TIMEOUTS", cover)
+
+    async def main() -> list[int]:
+        runtime = await elected(config)
+        try:
+            held = _HeldSync(runtime)
+            sent = _record_repeats(runtime, monkeypatch)
+            runtime.submit(_put(runtime, b"k"), lambda response: None)
+            wake = asyncio.create_task(runtime._run_cycles())
+            await _until(held.started.is_set)
+            held_from = time.monotonic()
+            await _until(lambda: time.monotonic() > held_from + 6 * interval_s)
+            held.release.set()
+            await asyncio.wait_for(wake, DEADLINE_S)
+            return sent
+        finally:
+            runtime.disk.close()
+
+    assert len(asyncio.run(main())) <= 2  # at most the interval or two the cover spans
+
+
+def test_a_stop_during_an_aside_fsync_waits_for_it_before_closing_the_disk(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop task may be cancelled while its fsync runs on: the database must stay open
+    until the fsync ends (closing it under a running flush_wal is undefined)."""
+    monkeypatch.setattr(runtime_module, "SYNC_ASIDE_BYTES", 0)
+    closed_while_syncing: list[bool] = []
+
+    async def main() -> None:
+        runtime = await elected(config)
+        held = _HeldSync(runtime)
+        close = runtime.disk.close
+
+        def checked_close() -> None:
+            closed_while_syncing.append(held.started.is_set() and not held.release.is_set())
+            close()
+
+        runtime.disk.close = checked_close  # type: ignore[method-assign]
+        runtime.submit(_put(runtime, b"k"), lambda response: None)
+        wake = asyncio.create_task(runtime._run_cycles())
+        await _until(held.started.is_set)
+        wake.cancel()
+        stopping = asyncio.create_task(runtime.stop(grace_s=0.0))
+        await _until(lambda: runtime._stopped.is_set())
+        assert not stopping.done()  # waits on the fsync
+        held.release.set()
+        await asyncio.wait_for(stopping, DEADLINE_S)
+
+    asyncio.run(main())
+    assert closed_while_syncing == [False]
