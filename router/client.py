@@ -203,13 +203,22 @@ class _Call:
         self.abandoned = False
 
 
+def _connection_refused(exc: BaseException) -> bool:
+    """Whether the call never had a connection: the node refused it (nothing was sent)."""
+    return (
+        isinstance(exc, grpc.aio.AioRpcError)
+        and exc.code() is grpc.StatusCode.UNAVAILABLE
+        and "onnection refused" in (exc.details() or "")
+    )
+
+
 def _describe_rpc_error(exc: BaseException) -> str:
     """A short reason for a failed gRPC call (gRPC's own details run to several lines)."""
+    if _connection_refused(exc):
+        return "connection refused"
     if isinstance(exc, grpc.aio.AioRpcError):
         code = exc.code()
         details = exc.details() or ""
-        if code is grpc.StatusCode.UNAVAILABLE and "onnection refused" in details:
-            return "connection refused"
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return "no answer before the deadline"
         if len(details) > 120:
@@ -356,7 +365,7 @@ class _Connection:
             ending = True
             # Refused, the call never had a connection (a call keeps the one it started on):
             # none of its requests left (a node that stopped between `_wait_ready` and here).
-            self._drained = _describe_rpc_error(exc) == "connection refused"
+            self._drained = _connection_refused(exc)
         if (stream.done() or ending) and not reader.done():
             # The node ended the stream (a write to it fails), or is closing the connection (a
             # stopping node's GOAWAY): the reader reads the last answers and the `drained`
