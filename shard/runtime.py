@@ -480,8 +480,9 @@ class NodeRuntime:
             task.cancel()
         if self._client is not None:
             await self._client.close()
-        if self._syncing is not None:
-            # The loop task may be gone, its fsync not: the database stays open until it ends.
+        while self._syncing is not None and not self._syncing.done():
+            # The loop task may be gone, its fsync not: the database stays open until it
+            # ends. The loop may start another meanwhile (the cycle after the one it ended).
             await asyncio.wait({self._syncing})
         self.core.close()
         self.disk.close()

@@ -289,18 +289,36 @@ def test_a_node_does_not_share_its_port_with_another_server(config: ClusterConfi
 
 
 class _HeldSync:
-    """The disk's fsync, held in its worker thread until released (a slow disk)."""
+    """The disk's fsync, each held in its worker thread until released (a slow disk)."""
 
     def __init__(self, runtime: NodeRuntime) -> None:
         self._sync = runtime.disk.sync
-        self.release = threading.Event()
-        self.started = threading.Event()
+        self._releases = threading.Semaphore(0)
+        self.calls = 0
+        self.released = 0
+        self.open = False
         runtime.disk.sync = self  # type: ignore[method-assign]
 
     def __call__(self) -> None:
-        self.started.set()
-        self.release.wait(DEADLINE_S)
+        self.calls += 1
+        if not self.open:
+            assert self._releases.acquire(timeout=DEADLINE_S), "an fsync was never released"
         self._sync()
+
+    def started(self) -> bool:
+        return self.calls > 0
+
+    def release(self) -> None:
+        self.released += 1
+        self._releases.release()
+
+    def release_all(self) -> None:
+        """Release the one held and hold none from now on."""
+        self.open = True
+        self.release()
+
+    def holding(self) -> bool:
+        return not self.open and self.calls > self.released
 
 
 def _record_repeats(runtime: NodeRuntime, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -336,8 +354,8 @@ def test_a_large_write_syncs_aside_while_its_leader_repeats_its_heartbeats(
             runtime.submit(_put(runtime, b"big"), answer.set_result)
             wake = asyncio.create_task(runtime._run_cycles())
             await _until(lambda: len(sent) >= 3)  # three heartbeat intervals, still held
-            assert held.started.is_set() and not wake.done() and not answer.done()
-            held.release.set()
+            assert held.started() and not wake.done() and not answer.done()
+            held.release_all()
             await asyncio.wait_for(wake, DEADLINE_S)
             await wake_until(runtime, answer.done)
             assert answer.result().put.error.code == kv.OK
@@ -366,10 +384,10 @@ def test_a_disk_that_hangs_gets_its_heartbeats_repeated_for_a_bounded_time(
             sent = _record_repeats(runtime, monkeypatch)
             runtime.submit(_put(runtime, b"k"), lambda response: None)
             wake = asyncio.create_task(runtime._run_cycles())
-            await _until(held.started.is_set)
+            await _until(held.started)
             held_from = time.monotonic()
             await _until(lambda: time.monotonic() > held_from + 6 * interval_s)
-            held.release.set()
+            held.release_all()
             await asyncio.wait_for(wake, DEADLINE_S)
             return sent
         finally:
@@ -381,30 +399,38 @@ def test_a_disk_that_hangs_gets_its_heartbeats_repeated_for_a_bounded_time(
 def test_a_stop_during_an_aside_fsync_waits_for_it_before_closing_the_disk(
     config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The loop task may be cancelled while its fsync runs on: the database must stay open
-    until the fsync ends (closing it under a running flush_wal is undefined)."""
+    """The loop task may be cancelled while its fsync runs on, or start the next one once
+    it ends: the database must stay open until no fsync runs (closing it under a running
+    flush_wal is undefined)."""
     monkeypatch.setattr(runtime_module, "SYNC_ASIDE_BYTES", 0)
     closed_while_syncing: list[bool] = []
 
-    async def main() -> None:
+    async def main(cancel_the_loop: bool) -> None:
         runtime = await elected(config)
         held = _HeldSync(runtime)
         close = runtime.disk.close
 
         def checked_close() -> None:
-            closed_while_syncing.append(held.started.is_set() and not held.release.is_set())
+            closed_while_syncing.append(held.holding())
             close()
 
         runtime.disk.close = checked_close  # type: ignore[method-assign]
-        runtime.submit(_put(runtime, b"k"), lambda response: None)
+        runtime.submit(_put(runtime, b"k1"), lambda response: None)
         wake = asyncio.create_task(runtime._run_cycles())
-        await _until(held.started.is_set)
-        wake.cancel()
+        await _until(held.started)
+        runtime.submit(_put(runtime, b"k2", request_id=2), lambda response: None)
+        if cancel_the_loop:
+            wake.cancel()
         stopping = asyncio.create_task(runtime.stop(grace_s=0.0))
         await _until(lambda: runtime._stopped.is_set())
-        assert not stopping.done()  # waits on the fsync
-        held.release.set()
+        held.release()
+        if not cancel_the_loop:  # the next cycle persists k2: another fsync aside
+            await _until(lambda: held.calls == 2)
+            assert not stopping.done()
+            held.release()
         await asyncio.wait_for(stopping, DEADLINE_S)
+        wake.cancel()
 
-    asyncio.run(main())
-    assert closed_while_syncing == [False]
+    asyncio.run(main(cancel_the_loop=True))
+    asyncio.run(main(cancel_the_loop=False))
+    assert closed_while_syncing == [False, False]
