@@ -44,8 +44,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from txn import Client, PaxosKVError, Transaction
-from txn.client import FencingTokenRejected
+from txn import Client, FencingTokenRejected, PaxosKVError, Transaction
 
 RUN = secrets.token_hex(3)
 LOCK = f"lock/{RUN}/report".encode()  # with 3 default shards: the second shard

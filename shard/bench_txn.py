@@ -46,8 +46,9 @@ from typing import Any
 
 from router.shard_map import ShardMap
 from shard.bench_harness import CustomWorkload, OpTally
-from txn.client import AsyncClient, AsyncTransaction
+from txn.client import AsyncClient
 from txn.errors import Conflict
+from txn.transaction import AsyncTransaction
 
 __all__ = [
     "TXN_WORKLOADS",

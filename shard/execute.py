@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 
 from paxos import PersistBatch, Ready
 from paxos.messages import Message
-from shard.node import GroupHost, NodeCore, NodeDisk
+from shard.node import NodeCore, NodeDisk
+from shard.node_records import GroupHost
 
 Send = Callable[[int, Sequence[Message]], None]
 

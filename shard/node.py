@@ -84,11 +84,10 @@ Rules
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, ReplicaStatus, Role
@@ -97,52 +96,51 @@ from paxos.ready import CommittedEntry
 from paxos.storage import DurableState
 from router import kv_pb2 as kv
 from router.codec import encode_meta_command
-from router.errors import RouterError
-from router.meta import Bootstrap, MetaStateMachine
+from router.meta import Bootstrap
 from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
-from shard.engine import Engine, EngineBatch
+from shard.admission_checks import (
+    _already_aborted,
+    _check_disjoint,
+    _check_participants,
+    _check_txn_id,
+    _check_update_lock,
+    _conflict_error,
+    _error,
+    _Refusal,
+    _wounded_error,
+)
+from shard.answers import _newest_version_read, _result_response, serve_read, snapshot_safe
+from shard.apps import App, MetaApp, RestoreJob, _restorable
+from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import (
     MAX_COMMAND_BYTES,
-    MAX_SCAN_RESPONSE_BYTES,
     MAX_TS,
     validate_command_size,
     validate_key,
     validate_range,
     validate_value,
 )
-from shard.lock_wait import (
-    DEFAULT_SCAN_ITEMS,
-    LOCK_QUEUE_MAX_S,
-    LOCK_WAIT_MAX_S,
-    Grant,
-    LockTable,
-    blocked,
-    request_age,
-    scan_page,
-)
+from shard.lock_wait import LOCK_QUEUE_MAX_S, LOCK_WAIT_MAX_S, Grant, blocked, request_age
+from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
+from shard.txn_duties import Outbound, TxnDuties
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import (
-    MAX_TXN_ID_BYTES,
     MAX_TXN_ITEMS,
     CommitOnePhase,
     Conflict,
     Decide,
-    DecisionInfo,
-    Finish,
     KeyRange,
     Prepare,
     Prevent,
-    PurgeDecisions,
     ReadItem,
     Resolve,
     WriteItem,
 )
 
 Reply = Callable[[kv.Response], None]
-Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
 
 EXPIRY_SWEEP_S = 0.05
 # How often a leader checks whether its group's preferred leader should take over.
@@ -185,204 +183,6 @@ READ_BYTES_PER_WAKE = 4 << 20
 SNAPSHOT_COOLDOWN_MIN_S = 1.0
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
 READ_KINDS = frozenset({"get", "scan", "txn_status"})
-
-
-class App(Protocol):
-    """The application state machine of one group, as the node drives it."""
-
-    @property
-    def applied_index(self) -> int: ...
-
-    def apply(self, slot: int, commands: Sequence[bytes], batch: EngineBatch) -> list[Any]: ...
-
-    def snapshot_build(self) -> SnapshotBuild:
-        """A snapshot of the written state, built in steps (`shard.snapshots`)."""
-        ...
-
-    def begin_restore(self, index: int, data: bytes) -> RestoreJob:
-        """A restore of snapshot `data` (as applied index `index`), run in steps."""
-        ...
-
-    def snapshot_index(self, data: bytes) -> int:
-        """The index snapshot `data` covers; raises ShardError or RouterError if corrupt."""
-        ...
-
-
-class SnapshotBuild(Protocol):
-    def step(self, max_records: int, max_bytes: int) -> tuple[int, bytes] | None:
-        """Build some more; (index, blob) once done."""
-        ...
-
-
-class RestoreJob(Protocol):
-    def step(self, batch: EngineBatch, max_records: int, max_bytes: int) -> bool:
-        """Stage some more of the restore into `batch`; True once done."""
-        ...
-
-    def run(self, batch: EngineBatch) -> None:
-        """The whole restore, in `batch`."""
-        ...
-
-    def abandon(self, batch: EngineBatch) -> None:
-        """Drop what the steps staged (the restore met bad frames before touching data)."""
-        ...
-
-
-@dataclass(slots=True)
-class _WholeSnapshot:
-    """A snapshot small enough to take at once (the meta group's)."""
-
-    index: int
-    data: bytes
-
-    def step(self, max_records: int, max_bytes: int) -> tuple[int, bytes] | None:
-        return self.index, self.data
-
-
-@dataclass(slots=True)
-class _WholeRestore:
-    restore: Callable[[EngineBatch], None]
-
-    def step(self, batch: EngineBatch, max_records: int, max_bytes: int) -> bool:
-        self.restore(batch)
-        return True
-
-    def run(self, batch: EngineBatch) -> None:
-        self.restore(batch)
-
-    def abandon(self, batch: EngineBatch) -> None:
-        """Nothing was staged."""
-
-
-class MetaApp:
-    """The meta group's state machine, persisted as one snapshot record per applied batch."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._key = b"m" + META_GROUP_ID.to_bytes(4, "big")
-        self.machine = MetaStateMachine()
-        data = engine.get(self._key)
-        if data is not None:
-            self.machine.restore(_meta_index(data), data)
-
-    @property
-    def applied_index(self) -> int:
-        return self.machine.applied_index
-
-    def apply(self, slot: int, commands: Sequence[bytes], batch: EngineBatch) -> list[Any]:
-        results = self.machine.apply(slot, commands)
-        batch.put(self._key, self.machine.snapshot())
-        return results
-
-    def snapshot_build(self) -> SnapshotBuild:
-        return _WholeSnapshot(self.machine.applied_index, self.machine.snapshot())
-
-    def begin_restore(self, index: int, data: bytes) -> RestoreJob:
-        return _WholeRestore(lambda batch: self._restore(index, data, batch))
-
-    def _restore(self, index: int, data: bytes, batch: EngineBatch) -> None:
-        self.machine.restore(index, data)
-        batch.put(self._key, data)
-
-    def snapshot_index(self, data: bytes) -> int:
-        return _meta_index(data)
-
-
-def _restorable(app: App, msg: InstallSnapshot) -> bool:
-    """Whether a snapshot from the wire is intact and covers the index it claims."""
-    try:
-        return app.snapshot_index(msg.data) == msg.index
-    except (ShardError, RouterError):
-        return False
-
-
-def _meta_index(data: bytes) -> int:
-    from router.codec import decode_meta_snapshot
-
-    return decode_meta_snapshot(data)[0]
-
-
-@dataclass(slots=True)
-class _Pending:
-    kind: str
-    request: Any
-    reply: Callable[[Any], None]
-    deadline: float
-    request_id: int
-    # The hybrid timestamp stamped on the proposal (0 for reads).
-    ts: int = 0
-    # When its lock wait gives up (0.0: it has not waited).
-    wait_until: float = 0.0
-
-
-@dataclass(slots=True)
-class _LockWait:
-    """A request parked until an intent or update lock of its group is released."""
-
-    host: GroupHost
-    pending: _Pending
-    releases: int  # `_releases(host)` when it was parked: re-check once that moves
-    resume: Callable[[], None]
-    wake_at: float | None = None  # decide again at this time even if nothing was released
-
-
-@dataclass(slots=True)
-class _Resolving:
-    """A coordinator's delivery of one decision to its participants (rule 6)."""
-
-    confirmed: set[int] = field(default_factory=set)
-    inflight: set[int] = field(default_factory=set)
-    finishing: bool = False
-
-
-@dataclass(slots=True)
-class _Prevention:
-    """A coordinator leader's prevent round for one transaction (rule 6)."""
-
-    participants: tuple[int, ...]
-    prepared: dict[int, int]  # group -> prepare_ts, for the groups that answered prepared
-    deciding: bool = False
-
-
-@dataclass(slots=True)
-class GroupHost:
-    group_id: int
-    replica: Replica
-    app: App
-    proposals: dict[int, _Pending] = field(default_factory=dict)
-    reads: dict[int, _Pending] = field(default_factory=dict)
-    # Participant side: when each prepared transaction was first seen, and the ones asked about.
-    prepared_seen: dict[bytes, float] = field(default_factory=dict)
-    querying: set[bytes] = field(default_factory=set)
-    # Coordinator side: decisions being delivered, and prevent rounds running.
-    resolving: dict[bytes, _Resolving] = field(default_factory=dict)
-    preventing: dict[bytes, _Prevention] = field(default_factory=dict)
-    # Leader side: wait-die age of each transaction whose Prepare arrived here, and when.
-    ages: dict[bytes, tuple[tuple[int, bytes], float]] = field(default_factory=dict)
-    # Leader side: update locks of reads for update (shard.lock_wait).
-    locks: LockTable = field(default_factory=LockTable)
-    # Leader side: transactions a Resolve(abort) reached before their Prepare (or a read for
-    # update of theirs) did, and when.
-    aborted: dict[bytes, float] = field(default_factory=dict)
-    # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
-    held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
-    held_until: float = 0.0
-    # Leader side: the timestamps of proposals answered OUTCOME_UNKNOWN at their deadline,
-    # until the replica says what became of their slot: they may still be chosen below a
-    # parked snapshot read's timestamp (rule 3).
-    expired: dict[int, int] = field(default_factory=dict)
-    # Snapshots being built for lagging peers; a peer sent one is sent no other before
-    # (until, index): that time, or its acknowledging the snapshot's index.
-    builds: dict[int, tuple[SnapshotBuild, float]] = field(default_factory=dict)
-    snapshot_cooldown: dict[int, tuple[float, int]] = field(default_factory=dict)
-    # A snapshot being restored in steps: the replica is paused (no messages, no ticks, no
-    # Ready) until it is done, and the slots chosen after it wait here.
-    restore: RestoreJob | None = None
-    after_restore: list[CommittedEntry] = field(default_factory=list)
-
-    @property
-    def shard(self) -> ShardStateMachine:
-        assert isinstance(self.app, ShardStateMachine)
-        return self.app
 
 
 class NodeDisk(Protocol):
@@ -515,6 +315,17 @@ class NodeCore:
         self._delayed: list[tuple[int, _Pending, kv.Response]] = []
         #: Requests for other groups; the shell sends them and calls back with the response.
         self.outbound: list[Outbound] = []
+        self._duties = TxnDuties(
+            cluster_id=cluster_id,
+            hlc=self._hlc,
+            request_timeout_s=request_timeout_s,
+            resolve_after_s=self._txn.resolve_after_s,
+            decision_retention_s=self._txn.decision_retention_s,
+            now=lambda: self._now,
+            propose=self._propose_internal,
+            # Looked up on each send: the shell takes the list away by replacing it.
+            send=lambda out: self.outbound.append(out),
+        )
         # InstallSnapshot messages dropped because their snapshot would not restore.
         self.snapshots_refused = 0
         self._check_config_matches_stored_map()
@@ -594,11 +405,11 @@ class NodeCore:
             self._spread_leaders()
         if now >= self._next_txn_duty:
             self._next_txn_duty = now + TXN_DUTY_S
-            self._drive_decisions()
-            self._recover_prepared()
+            self._duties.drive_decisions(self._data_leaders())
+            self._duties.recover_prepared(self._data_leaders())
         if now >= self._next_purge:
             self._next_purge = now + self._txn.purge_interval_s
-            self._purge_decisions()
+            self._duties.purge_decisions(self._data_leaders())
         self._release_delayed()
         self._release_clock_waits()
         self._wake_lock_waits()
@@ -1261,180 +1072,6 @@ class NodeCore:
     def _data_leaders(self) -> list[GroupHost]:
         return [h for h in self._data_hosts() if h.replica.role is Role.LEADER]
 
-    def _drive_decisions(self) -> None:
-        """Rule 6, coordinator side: deliver recorded decisions, then log Finish.
-
-        A fresh decision is delivered as soon as it is applied (`_finish`); this periodic
-        sweep finds the rest (a new leader's inheritance, failed deliveries).
-        """
-        for host in self._data_leaders():
-            unfinished = {d.txn_id: d for d in host.shard.unfinished_decisions()}
-            for txn_id in [t for t in host.resolving if t not in unfinished]:
-                del host.resolving[txn_id]
-            for decision in unfinished.values():
-                self._deliver(host, decision)
-
-    def _deliver(self, host: GroupHost, decision: DecisionInfo) -> None:
-        """Send `decision` to the participants that have not confirmed it; Finish once all
-        have. The coordinator's own part was resolved by the Decide itself (rule D2)."""
-        txn_id = decision.txn_id
-        state = host.resolving.setdefault(txn_id, _Resolving())
-        state.confirmed.add(host.group_id)
-        if state.finishing:
-            return
-        if state.confirmed >= set(decision.participants):
-            state.finishing = True
-            self._propose_internal(host, Finish(txn_id=txn_id), lambda _r: _unfinish(state))
-            return
-        for group_id in decision.participants:
-            if group_id in state.confirmed or group_id in state.inflight:
-                continue
-            state.inflight.add(group_id)
-            resolve = kv.ResolveRequest(
-                header=self._header(group_id),
-                txn_id=txn_id,
-                commit=decision.committed,
-                commit_ts=decision.commit_ts,
-            )
-            request = kv.Request(resolve=resolve)
-            self.outbound.append((group_id, request, _on_resolved(state, group_id)))
-
-    def _header(self, group_id: int) -> kv.Header:
-        """The header of a request this node sends another group (transaction duties)."""
-        return kv.Header(cluster_id=self.cluster_id, group_id=group_id)
-
-    def _recover_prepared(self) -> None:
-        """Rule 6, participant side: ask the coordinator about transactions stuck prepared."""
-        for host in self._data_leaders():
-            prepared = {p.txn_id: p for p in host.shard.prepared_txns()}
-            for txn_id in [t for t in host.prepared_seen if t not in prepared]:
-                del host.prepared_seen[txn_id]
-            self._forget_old_notes(host, prepared)
-            for txn_id, info in prepared.items():
-                seen = host.prepared_seen.setdefault(txn_id, self._now)
-                if self._now - seen < self._txn.resolve_after_s or txn_id in host.querying:
-                    continue
-                host.querying.add(txn_id)
-                coordinator = info.coordinator_group
-                decide = kv.DecideRequest(
-                    header=self._header(coordinator),
-                    txn_id=txn_id,
-                    participants=info.participants,
-                    commit=False,
-                    recover=True,
-                    asker_ts=info.prepare_ts,
-                )
-                request = kv.Request(decide=decide)
-                self.outbound.append((coordinator, request, self._on_recovery_answer(host, txn_id)))
-
-    def _start_prevention(self, host: GroupHost, txn_id: bytes) -> None:
-        """Rule 6: ask every other participant to Prevent `txn_id` (prepared here)."""
-        info = host.shard.prepared(txn_id)
-        if info is None or txn_id in host.preventing or host.replica.role is not Role.LEADER:
-            return
-        state = _Prevention(info.participants, {host.group_id: info.prepare_ts})
-        host.preventing[txn_id] = state
-        for group_id in info.participants:
-            if group_id == host.group_id:
-                continue
-            prevent = kv.PreventRequest(
-                header=self._header(group_id), txn_id=txn_id, asker_ts=info.prepare_ts
-            )
-            request = kv.Request(prevent=prevent)
-            self.outbound.append((group_id, request, self._on_prevented(host, txn_id, group_id)))
-        self._decide_if_prevented(host, txn_id, state)
-
-    def _on_prevented(
-        self, host: GroupHost, txn_id: bytes, group_id: int
-    ) -> Callable[[kv.Response | None], None]:
-        def done(response: kv.Response | None) -> None:
-            state = host.preventing.get(txn_id)
-            if state is None or state.deciding:
-                return
-            answer = None if response is None else response.prevent
-            if answer is None or answer.error.code != kv.OK or answer.unknown:
-                # Given up for now; the next recovery Decide about the txn starts it again.
-                # (`unknown`: that group may have purged the txn's record, rule V2; the txn
-                # stays in doubt rather than risk aborting a commit.)
-                del host.preventing[txn_id]
-                return
-            if not answer.prepared:
-                self._decide_prevented(host, txn_id, state, commit=False)
-                return
-            state.prepared[group_id] = answer.prepare_ts
-            self._decide_if_prevented(host, txn_id, state)
-
-        return done
-
-    def _decide_if_prevented(self, host: GroupHost, txn_id: bytes, state: _Prevention) -> None:
-        if set(state.prepared) >= set(state.participants):
-            self._decide_prevented(host, txn_id, state, commit=True)
-
-    def _decide_prevented(
-        self, host: GroupHost, txn_id: bytes, state: _Prevention, *, commit: bool
-    ) -> None:
-        """Log the prevent round's outcome; the decision is then delivered as any other."""
-        state.deciding = True
-        record = Decide(
-            txn_id=txn_id,
-            participants=state.participants,
-            commit=commit,
-            commit_ts=max(state.prepared.values()) if commit else 0,
-        )
-
-        def decided(_result: Any) -> None:
-            if host.preventing.get(txn_id) is state:
-                del host.preventing[txn_id]
-            decision = host.shard.decision(txn_id)
-            if decision is not None and not decision.finished and host.replica.role is Role.LEADER:
-                self._deliver(host, decision)
-
-        self._propose_internal(host, record, decided)
-
-    def _forget_old_notes(self, host: GroupHost, prepared: Collection[bytes]) -> None:
-        """Drop the leader's notes (ages, early aborts) no request can need any more: an age
-        is kept while its transaction may still prepare here or holds intents."""
-        stale_before = self._now - (self._timeout_s + LOCK_WAIT_MAX_S)
-        for txn_id in [t for t, (_, since) in host.ages.items() if since < stale_before]:
-            if txn_id not in prepared:
-                del host.ages[txn_id]
-        for txn_id in [t for t, since in host.aborted.items() if since < stale_before]:
-            del host.aborted[txn_id]
-
-    def _on_recovery_answer(
-        self, host: GroupHost, txn_id: bytes
-    ) -> Callable[[kv.Response | None], None]:
-        def done(response: kv.Response | None) -> None:
-            answer = None if response is None else response.decide
-            if answer is None or answer.error.code != kv.OK or answer.pending:
-                host.querying.discard(txn_id)
-                if answer is not None and answer.pending:
-                    # The coordinator's prevent round decides; ask again only if it fails.
-                    host.prepared_seen[txn_id] = self._now
-                return
-            record = Resolve(txn_id=txn_id, commit=answer.committed, commit_ts=answer.commit_ts)
-            self._propose_internal(host, record, lambda _r: host.querying.discard(txn_id))
-
-        return done
-
-    def _purge_decisions(self) -> None:
-        horizon_us = max(0, physical_us(self._hlc.last) - int(self._txn.decision_retention_s * 1e6))
-        for host in self._data_leaders():
-            self._propose_purge(host, horizon_us << LOGICAL_BITS)
-
-    def _propose_purge(self, host: GroupHost, before_ts: int) -> None:
-        """Purge below `before_ts`, one bounded command after the other while the last one
-        says `more` (rule G1's per-command bound): one command per purge interval let a
-        group recording more decisions than that bound per interval fall behind for good
-        (found by review)."""
-
-        def purged(result: Any) -> None:
-            outcome = getattr(result, "txn", None)
-            if getattr(outcome, "more", False) and host.replica.role is Role.LEADER:
-                self._propose_purge(host, before_ts)
-
-        self._propose_internal(host, PurgeDecisions(before_ts=before_ts), purged)
-
     def _start_garbage_collection(self, batch: EngineBatch) -> None:
         """Begin dropping MVCC versions shadowed before the retention horizon, on every
         replica; apply cycles then collect, one step per GC_STEP_INTERVAL_S at most unless a
@@ -1731,7 +1368,7 @@ class NodeCore:
         if self._read_bytes_left <= 0:
             self._read_backlog.append((host, pending))
             return
-        result = self._serve_read(host, pending)
+        result = serve_read(host, pending, self.shard_map.version)
         if isinstance(result, kv.Response):
             self._read_bytes_left -= result.ByteSize()
         self._answers.append((pending, result))
@@ -1762,7 +1399,7 @@ class NodeCore:
             if response.decide.pending:
                 host = self.hosts.get(pending.request.header.group_id)
                 if host is not None:
-                    self._start_prevention(host, pending.request.txn_id)
+                    self._duties.start_prevention(host, pending.request.txn_id)
                 if not pending.request.recover:
                     # Its sender asked for a plain abort and may not know `pending` (it would
                     # read "not committed"): a retryable refusal makes it ask again instead.
@@ -1786,7 +1423,7 @@ class NodeCore:
             return
         decision = host.shard.decision(op.txn_id)
         if decision is not None and not decision.finished:
-            self._deliver(host, decision)
+            self._duties.deliver(host, decision)
 
     def _reply_after_commit_wait(
         self, pending: _Pending, response: kv.Response, visible_ts: int
@@ -1851,114 +1488,11 @@ class NodeCore:
             return
         still = []
         for host, pending in self._parked:
-            if self._snapshot_safe(host, pending):
+            if snapshot_safe(host, pending):
                 self._serve(host, pending)
             else:
                 still.append((host, pending))
         self._parked = still
-
-    def _snapshot_safe(self, host: GroupHost, pending: _Pending) -> bool:
-        at = pending.request.at_version
-        for waiting in host.proposals.values():
-            if 0 < waiting.ts <= at:
-                return False
-        if any(0 < ts <= at for ts in host.expired.values()):
-            return False
-        shard = host.shard
-        op = pending.request
-        if pending.kind == "get":
-            intents = [(op.key, i) for i in shard.intents_on(op.key)]
-        else:
-            end = op.end if op.HasField("end") else shard.key_range[1]
-            intents = shard.intents_in_range(op.start, end)
-        held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]
-        if not held or pending.kind == "get":
-            return not held
-        # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
-        # intent past a page's last item changes nothing the page shows.
-        covered = scan_page(shard, op, end, at)[2]
-        return all(covered is not None and key >= covered for key in held)
-
-    def _serve_read(self, host: GroupHost, pending: _Pending) -> kv.Response | kv.Error:
-        op = pending.request
-        shard = host.shard
-        if pending.kind == "txn_status":
-            return self._txn_status(host, pending)
-        at = op.at_version or None
-        try:
-            if pending.kind == "get":
-                if not op.snapshot:
-                    blocking = [i for i in shard.intents_on(op.key) if i.is_write]
-                    if blocking:
-                        return _conflict_error(
-                            Conflict(
-                                key=op.key,
-                                other_txn=blocking[0].txn_id,
-                                phase="read",
-                                reason="a prepared transaction is writing this key; retry",
-                            )
-                        )
-                found = shard.get(op.key, at)
-                if found is None:
-                    latest = shard.latest_record(op.key) if at is None else None
-                    version = latest[0] if latest is not None else 0
-                    return kv.Response(
-                        id=pending.request_id, get=kv.GetResponse(found=False, version=version)
-                    )
-                value, version = found
-                return kv.Response(
-                    id=pending.request_id,
-                    get=kv.GetResponse(found=True, value=value, version=version),
-                )
-            end = op.end if op.HasField("end") else shard.key_range[1]
-            asked = op.limit or DEFAULT_SCAN_ITEMS
-            items, limit, covered = scan_page(shard, op, end, at)
-            if not op.snapshot:
-                # Only the part of the range the answer covers (rule L1 of shard.lock_wait).
-                for key, intent in shard.intents_in_range(op.start, covered):
-                    if intent.is_write:
-                        return _conflict_error(
-                            Conflict(
-                                key=key,
-                                other_txn=intent.txn_id,
-                                phase="read",
-                                reason="a prepared transaction is writing a key in the range",
-                            )
-                        )
-            size = sum(len(k) + len(v) for k, v, _ in items)
-            cut = size >= MAX_SCAN_RESPONSE_BYTES or len(items) == limit < asked
-            return kv.Response(
-                id=pending.request_id,
-                scan=kv.ScanResponse(
-                    items=[kv.KeyValue(key=k, value=v, version=ver) for k, v, ver in items],
-                    more=len(items) < asked and cut,
-                ),
-            )
-        except WrongShard as exc:
-            return _error(kv.WRONG_SHARD, str(exc), map_version=self.shard_map.version)
-        except ShardError as exc:
-            return _error(kv.INVALID_ARGUMENT, str(exc))
-
-    def _txn_status(self, host: GroupHost, pending: _Pending) -> kv.Response:
-        txn_id = pending.request.txn_id
-        shard = host.shard
-        response = kv.Response(id=pending.request_id)
-        status = response.txn_status
-        decision = shard.decision(txn_id)
-        if decision is not None:
-            status.state = (
-                kv.TxnStatusResponse.COMMITTED
-                if decision.committed
-                else kv.TxnStatusResponse.ABORTED
-            )
-            status.commit_ts = decision.commit_ts
-        elif (prepared := shard.prepared(txn_id)) is not None:
-            status.state = kv.TxnStatusResponse.IN_PROGRESS
-            status.prepare_ts = prepared.prepare_ts
-            status.participants.extend(prepared.participants)
-        else:
-            status.state = kv.TxnStatusResponse.UNKNOWN
-        return response
 
     def _reply_error(self, pending: _Pending, error: kv.Error) -> None:
         if pending.kind == "internal":
@@ -2035,41 +1569,6 @@ def _role_shown(host: GroupHost, status: ReplicaStatus) -> str:
     return status.role.value
 
 
-class _Refusal(Exception):
-    def __init__(self, error: kv.Error) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def _error(code: int, message: str, **fields: Any) -> kv.Error:
-    return kv.Error(code=code, message=message, **fields)
-
-
-def _already_aborted(key: bytes, txn_id: bytes, phase: str) -> _Refusal:
-    """The refusal of a request of a transaction whose abort reached this leader first."""
-    reason = "this transaction was already aborted"
-    return _Refusal(
-        _conflict_error(Conflict(key=key, other_txn=txn_id, phase=phase, reason=reason))
-    )
-
-
-def _conflict_error(conflict: Conflict) -> kv.Error:
-    return kv.Error(
-        code=kv.CONFLICT,
-        message=(
-            f"conflict on key {conflict.key!r} in phase {conflict.phase}"
-            + (f" with transaction {conflict.other_txn.hex()}" if conflict.other_txn else "")
-            + f": {conflict.reason}"
-        ),
-        conflict=kv.Conflict(
-            key=conflict.key,
-            other_txn=conflict.other_txn,
-            phase=conflict.phase,
-            reason=conflict.reason,
-        ),
-    )
-
-
 class ConfigMismatch(ValueError):
     """The node's config no longer matches the shard map its cluster stored."""
 
@@ -2089,74 +1588,6 @@ def _map_difference(config: ShardMap, stored: ShardMap) -> str:
     if ranges(config) != ranges(stored):
         parts.append(f"ranges {ranges(config)} in the config, {ranges(stored)} stored")
     return "; ".join(parts) or "the maps differ"
-
-
-def _check_disjoint(read_ranges: Sequence[kv.KeyRange]) -> None:
-    """Scanned ranges must not overlap: the phantom check reads each range's keys, so one
-    range listed many times over (found by review: 2,000 ranges of one shard in a 42 KB
-    Prepare) held every replica's apply for 15-20 s. Clients send their union."""
-    ordered = sorted(read_ranges, key=lambda r: r.start)
-    for before, after in itertools.pairwise(ordered):
-        if not before.end or before.end > after.start:
-            raise _Refusal(
-                _error(
-                    kv.INVALID_ARGUMENT,
-                    f"scanned ranges overlap ([{before.start!r}, {before.end or b'+inf'!r}) and "
-                    f"[{after.start!r}, ...)); send their union",
-                )
-            )
-
-
-def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:
-    """Every participant is a data group of the map, and `group_id` is one of them: a transaction naming groups that do not exist could never be decided or resolved,
-    and its record would be delivered and recovered forever."""
-    for participant in participants:
-        if participant == META_GROUP_ID or not shard_map.has_group(participant):
-            raise _Refusal(
-                _error(
-                    kv.INVALID_ARGUMENT,
-                    f"participant {participant} is not a data group of shard map "
-                    f"v{shard_map.version}",
-                    map_version=shard_map.version,
-                )
-            )
-    if group_id not in participants:
-        raise _Refusal(
-            _error(kv.INVALID_ARGUMENT, f"group {group_id} is not among the participants")
-        )
-
-
-def _check_txn_id(txn_id: bytes) -> None:
-    if not txn_id or len(txn_id) > MAX_TXN_ID_BYTES:
-        raise _Refusal(
-            _error(
-                kv.INVALID_ARGUMENT,
-                f"txn_id must be 1 to {MAX_TXN_ID_BYTES} bytes, got {len(txn_id)}",
-            )
-        )
-
-
-def _wounded_error(wound: tuple[bytes, bytes], phase: str) -> kv.Error:
-    key, by_txn = wound
-    reason = (
-        "wounded: an older transaction took the update lock of a key this transaction read "
-        "for update; it retries with its age kept, so it wins in the end"
-    )
-    return _conflict_error(Conflict(key=key, other_txn=by_txn, phase=phase, reason=reason))
-
-
-def _check_update_lock(op: kv.GetRequest) -> None:
-    _check_txn_id(op.lock_txn_id)
-    if op.lock_priority == 0:
-        raise _Refusal(_error(kv.INVALID_ARGUMENT, "a read for update needs lock_priority > 0"))
-    if op.snapshot or op.stale_ok or op.at_version:
-        # A read at a version is a snapshot read (`_start_read`): it would take no lock.
-        raise _Refusal(
-            _error(
-                kv.INVALID_ARGUMENT,
-                "a read for update is a linearizable read: no snapshot, no stale_ok, no at_version",
-            )
-        )
 
 
 def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:
@@ -2220,81 +1651,3 @@ def _releases(host: GroupHost) -> int:
 def _age(host: GroupHost, txn_id: bytes) -> tuple[int, bytes] | None:
     known = host.ages.get(txn_id)
     return None if known is None else known[0]
-
-
-def _unfinish(state: _Resolving) -> None:
-    state.finishing = False
-
-
-def _on_resolved(state: _Resolving, group_id: int) -> Callable[[kv.Response | None], None]:
-    def done(response: kv.Response | None) -> None:
-        state.inflight.discard(group_id)
-        if response is not None and response.resolve.error.code == kv.OK:
-            state.confirmed.add(group_id)
-
-    return done
-
-
-def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
-    """Rule 2: the newest version a get or scan answer shows (0: nothing to wait for); for a
-    txn_status answer, the timestamp it shows: a client reports a commit at it (a
-    COMMITTED commit_ts, or max(prepare_ts) over IN_PROGRESS answers), so it waits as a
-    vote does (rule 7)."""
-    if pending.kind == "txn_status":
-        return max(int(response.txn_status.commit_ts), int(response.txn_status.prepare_ts))
-    if pending.kind not in ("get", "scan") or pending.request.stale_ok:
-        return 0
-    if pending.kind == "get":
-        return int(response.get.version)
-    return max((item.version for item in response.scan.items), default=0)
-
-
-def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv.Response, int]:
-    """The client response for an applied command, and the timestamp it makes visible."""
-    response = kv.Response(id=pending.request_id)
-    body = getattr(response, pending.kind)
-    body.SetInParent()  # an OK answer with all-default fields must still say what it answers
-    if result.status is Status.CONFLICT and result.conflict is not None:
-        body.error.CopyFrom(_conflict_error(result.conflict))
-        return response, 0
-    if result.status not in (Status.OK, Status.CAS_FAILED):
-        code = kv.LIMIT_EXCEEDED if result.status is Status.LIMIT_EXCEEDED else kv.INVALID_ARGUMENT
-        body.error.CopyFrom(_error(code, result.message))
-        return response, 0
-    kind = pending.kind
-    txn = result.txn
-    if kind in ("put", "delete"):
-        body.version = result.version
-        return response, result.version
-    if kind == "cas":
-        body.succeeded = result.ok
-        body.version = result.version
-        if not result.ok:
-            body.found = result.current_value is not None
-            body.current_value = result.current_value or b""
-            body.current_version = result.current_version
-        # A failed compare-and-set shows the current version: rule 2 holds for it too.
-        return response, max(result.version, result.current_version)
-    if kind == "prepare":
-        if txn.conflict is not None:
-            body.error.CopyFrom(_conflict_error(txn.conflict))
-            return response, 0
-        body.prepare_ts = txn.prepare_ts
-        return response, txn.prepare_ts  # rule 7
-    if kind == "decide":
-        body.committed = txn.committed
-        body.commit_ts = txn.commit_ts
-        body.pending = txn.pending
-        return response, txn.commit_ts if txn.committed else 0
-    if kind == "prevent":
-        body.prepared = txn.prepared
-        body.prepare_ts = txn.prepare_ts
-        body.unknown = txn.unknown
-        return response, 0
-    if kind == "commit_one_phase":
-        if txn.conflict is not None:
-            body.error.CopyFrom(_conflict_error(txn.conflict))
-            return response, 0
-        body.commit_ts = txn.commit_ts
-        return response, txn.commit_ts
-    return response, 0

@@ -36,8 +36,9 @@ from shard.execute import (
     start_cycle,
 )
 from shard.faults import maybe_install_faults
-from shard.node import GroupHost, NodeCore, TxnSettings
+from shard.node import NodeCore, TxnSettings
 from shard.node_identity import NodeIdentity, open_node_disk
+from shard.node_records import GroupHost
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
 from shard.tls_reload import TLS_CHECK_S, ReloadingTls

@@ -15,19 +15,8 @@ The 2PC rules themselves (`txn.records`, `txn.store`, the participant and coordi
 imported by the shard from their modules.
 """
 
-from txn.client import (
-    AsyncClient,
-    AsyncSnapshot,
-    AsyncTransaction,
-    CasResult,
-    Client,
-    Snapshot,
-    Transaction,
-    TransactionState,
-    TxnState,
-    TxnStatus,
-    transactional,
-)
+from router.client import CasResult
+from txn.client import AsyncClient
 from txn.errors import (
     ERRORS,
     ClientClosed,
@@ -46,6 +35,10 @@ from txn.errors import (
     Unavailable,
     WrongCluster,
 )
+from txn.snapshot import AsyncSnapshot
+from txn.status import TransactionState, TxnState, TxnStatus
+from txn.sync_client import Client, Snapshot, Transaction, transactional
+from txn.transaction import AsyncTransaction
 
 __all__ = [
     "ERRORS",

@@ -44,9 +44,12 @@ This module is pure: no I/O, importable anywhere (it imports only `router.client
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router import client_errors as routing
+
+if TYPE_CHECKING:
+    from router import kv_pb2 as kv
 
 __all__ = [
     "ERRORS",
@@ -391,3 +394,12 @@ def from_routing_error(exc: routing.ClientError) -> PaxosKVError:
         if isinstance(exc, source):
             return target(str(exc), maybe_committed=exc.maybe_committed)
     return ServerError(str(exc), maybe_committed=exc.maybe_committed)
+
+
+def _conflict(error: kv.Error, phase: str, txn_id: bytes) -> Conflict:
+    if error.HasField("conflict"):
+        c = error.conflict
+        return Conflict(
+            c.key, c.other_txn, c.phase or phase, c.reason or error.message, txn_id=txn_id
+        )
+    return Conflict(b"", b"", phase, error.message, txn_id=txn_id)

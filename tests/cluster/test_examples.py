@@ -19,7 +19,7 @@ import pytest
 
 import txn
 from shard.cluster import LocalCluster, is_node_process
-from txn.client import FencingTokenRejected
+from txn.errors import FencingTokenRejected
 
 pytestmark = pytest.mark.cluster
 

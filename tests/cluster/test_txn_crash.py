@@ -24,7 +24,7 @@ import pytest
 import txn
 from router.client import RoutingClient
 from shard.cluster import LocalCluster, wait_for
-from txn.client import TxnState
+from txn.status import TxnState
 
 pytestmark = pytest.mark.cluster
 

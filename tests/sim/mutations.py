@@ -181,7 +181,8 @@ MUTATIONS = [
             ),
         ),
     ),
-    # ---- the transaction protocol (txn/participant.py, txn/coordinator.py, shard/node.py)
+    # ---- the transaction protocol (txn/participant.py, txn/coordinator.py, shard/node.py,
+    # shard/txn_duties.py, shard/answers.py)
     Mutation(
         "prepare_after_decision",
         "P2: a Prepare that finds the txn's decision record here prepares anyway",
@@ -352,7 +353,7 @@ MUTATIONS = [
         "node rule 7: a yes vote is answered before the clocks passed its prepare_ts",
         edits=(
             (
-                "node.py",
+                "answers.py",
                 "        return response, txn.prepare_ts  # rule 7",
                 "        return response, 0  # rule 7",
             ),
@@ -365,7 +366,7 @@ MUTATIONS = [
         "node rule 2: a txn_status answer shows a commit timestamp before the clocks passed it",
         edits=(
             (
-                "node.py",
+                "answers.py",
                 '    if pending.kind == "txn_status":\n        return max(',
                 '    if pending.kind == "txn_status":\n        return 0 * max(',
             ),
@@ -378,7 +379,7 @@ MUTATIONS = [
         "node rule 6: the prevent round records COMMIT at min(prepare_ts), not max",
         edits=(
             (
-                "node.py",
+                "txn_duties.py",
                 "            commit_ts=max(state.prepared.values()) if commit else 0,",
                 "            commit_ts=min(state.prepared.values()) if commit else 0,",
             ),
@@ -391,7 +392,7 @@ MUTATIONS = [
         "node rule 6/V2: a Prevent answered `unknown` (record maybe purged) makes recovery abort",
         edits=(
             (
-                "node.py",
+                "txn_duties.py",
                 "            if answer is None or answer.error.code != kv.OK or answer.unknown:",
                 "            if answer is None or answer.error.code != kv.OK:",
             ),
@@ -404,7 +405,7 @@ MUTATIONS = [
         "node rule 6: a participant resolves ABORT when its recovery Decide answers `pending`",
         edits=(
             (
-                "node.py",
+                "txn_duties.py",
                 "            if answer is None or answer.error.code != kv.OK or answer.pending:",
                 "            if answer is None or answer.error.code != kv.OK:",
             ),
@@ -417,9 +418,9 @@ MUTATIONS = [
         "node rule 3: a snapshot read at T does not wait for a write intent prepared at T",
         edits=(
             (
-                "node.py",
-                "        held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]",
-                "        held = [key for key, i in intents if i.is_write and i.prepare_ts < at]",
+                "answers.py",
+                "    held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]",
+                "    held = [key for key, i in intents if i.is_write and i.prepare_ts < at]",
             ),
         ),
         package="shard",
@@ -469,9 +470,9 @@ MUTATIONS = [
         "node rule 2: a linearizable get is served over a prepared write intent on its key",
         edits=(
             (
-                "node.py",
-                "                    blocking = [i for i in shard.intents_on(op.key) if i.is_write]",
-                "                    blocking = []",
+                "answers.py",
+                "                blocking = [i for i in shard.intents_on(op.key) if i.is_write]",
+                "                blocking = []",
             ),
         ),
         package="shard",

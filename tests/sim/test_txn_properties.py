@@ -416,9 +416,9 @@ def test_a_partial_commit_is_caught_by_the_atomicity_check(
 def test_prepares_left_in_doubt_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the participants' recovery query, a client dying before it resolves leaves
     prepared records behind forever."""
-    from shard.node import NodeCore
+    from shard.txn_duties import TxnDuties
 
-    monkeypatch.setattr(NodeCore, "_recover_prepared", lambda self: None)
+    monkeypatch.setattr(TxnDuties, "recover_prepared", lambda self, leaders: None)
     sim = _sim_with("append", "2pc", 5, client_death=0.5)
     # Either the records themselves, or the final reader stuck behind their intents.
     with pytest.raises(LivenessViolation, match=r"prepared|final read never committed"):

@@ -162,7 +162,7 @@ def test_ctrl_c_during_a_write_says_it_may_have_happened(
     """A write sent before Ctrl-C may still be chosen: "interrupted" alone let a user
     believe nothing happened (found by review)."""
     from router.client import RoutingClient
-    from txn.client import Client
+    from txn.sync_client import Client
 
     def interrupted(*_args: Any, **_kwargs: Any) -> None:
         raise KeyboardInterrupt

@@ -453,7 +453,7 @@ def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_pu
     commit_ts = max(v.prepare_ts for v in votes)
     assert node.call(resolve_request(b"t1", commit_ts, group=2)).resolve.error.code == kv.OK
     now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
-    node.core._propose_purge(node.core.hosts[2], now)
+    node.core._duties._propose_purge(node.core.hosts[2], now)
     node.advance(0.05)
     assert node.core.hosts[2].shard.decision(b"t1") is None  # purged
     prevents = 0

@@ -36,7 +36,8 @@ from txn import (
     TxnState,
     TxnStatus,
 )
-from txn.client import SETTLE_WINDOW_S, _union
+from txn.client import SETTLE_WINDOW_S
+from txn.commit import _union
 from txn.records import MAX_TXN_ITEMS
 
 # Keys by group under the fake map (split points g, p).

@@ -9,8 +9,8 @@ import pytest
 import txn
 from router import client_errors as routing
 from router.cache import Backoff
-from txn.client import _RetryPolicy
 from txn.errors import ERRORS, from_routing_error
+from txn.retry import _RetryPolicy
 
 # FoundationDB's predicates, one row per error: (retryable, maybe_committed).
 EXPECTED = {

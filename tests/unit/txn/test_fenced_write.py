@@ -29,7 +29,7 @@ from txn import (
     InvalidArgument,
     TransactionState,
 )
-from txn.client import FencingTokenRejected
+from txn.errors import FencingTokenRejected
 
 # Keys by group under the fake map (split points g, p).
 DATA = b"apple"  # group 1

@@ -1,0 +1,114 @@
+"""Rule 4's checks of a request at admission, and the typed errors a node refuses with."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from router import kv_pb2 as kv
+from router.shard_map import META_GROUP_ID, ShardMap
+from txn.records import MAX_TXN_ID_BYTES, Conflict
+
+
+class _Refusal(Exception):
+    def __init__(self, error: kv.Error) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _error(code: int, message: str, **fields: Any) -> kv.Error:
+    return kv.Error(code=code, message=message, **fields)
+
+
+def _already_aborted(key: bytes, txn_id: bytes, phase: str) -> _Refusal:
+    """The refusal of a request of a transaction whose abort reached this leader first."""
+    reason = "this transaction was already aborted"
+    return _Refusal(
+        _conflict_error(Conflict(key=key, other_txn=txn_id, phase=phase, reason=reason))
+    )
+
+
+def _conflict_error(conflict: Conflict) -> kv.Error:
+    return kv.Error(
+        code=kv.CONFLICT,
+        message=(
+            f"conflict on key {conflict.key!r} in phase {conflict.phase}"
+            + (f" with transaction {conflict.other_txn.hex()}" if conflict.other_txn else "")
+            + f": {conflict.reason}"
+        ),
+        conflict=kv.Conflict(
+            key=conflict.key,
+            other_txn=conflict.other_txn,
+            phase=conflict.phase,
+            reason=conflict.reason,
+        ),
+    )
+
+
+def _check_disjoint(read_ranges: Sequence[kv.KeyRange]) -> None:
+    """Scanned ranges must not overlap: the phantom check reads each range's keys, so one
+    range listed many times over (found by review: 2,000 ranges of one shard in a 42 KB
+    Prepare) held every replica's apply for 15-20 s. Clients send their union."""
+    ordered = sorted(read_ranges, key=lambda r: r.start)
+    for before, after in itertools.pairwise(ordered):
+        if not before.end or before.end > after.start:
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    f"scanned ranges overlap ([{before.start!r}, {before.end or b'+inf'!r}) and "
+                    f"[{after.start!r}, ...)); send their union",
+                )
+            )
+
+
+def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:
+    """Every participant is a data group of the map, and `group_id` is one of them: a transaction naming groups that do not exist could never be decided or resolved,
+    and its record would be delivered and recovered forever."""
+    for participant in participants:
+        if participant == META_GROUP_ID or not shard_map.has_group(participant):
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    f"participant {participant} is not a data group of shard map "
+                    f"v{shard_map.version}",
+                    map_version=shard_map.version,
+                )
+            )
+    if group_id not in participants:
+        raise _Refusal(
+            _error(kv.INVALID_ARGUMENT, f"group {group_id} is not among the participants")
+        )
+
+
+def _check_txn_id(txn_id: bytes) -> None:
+    if not txn_id or len(txn_id) > MAX_TXN_ID_BYTES:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                f"txn_id must be 1 to {MAX_TXN_ID_BYTES} bytes, got {len(txn_id)}",
+            )
+        )
+
+
+def _wounded_error(wound: tuple[bytes, bytes], phase: str) -> kv.Error:
+    key, by_txn = wound
+    reason = (
+        "wounded: an older transaction took the update lock of a key this transaction read "
+        "for update; it retries with its age kept, so it wins in the end"
+    )
+    return _conflict_error(Conflict(key=key, other_txn=by_txn, phase=phase, reason=reason))
+
+
+def _check_update_lock(op: kv.GetRequest) -> None:
+    _check_txn_id(op.lock_txn_id)
+    if op.lock_priority == 0:
+        raise _Refusal(_error(kv.INVALID_ARGUMENT, "a read for update needs lock_priority > 0"))
+    if op.snapshot or op.stale_ok or op.at_version:
+        # A read at a version is a snapshot read (`NodeCore._start_read`): it would take no lock.
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                "a read for update is a linearizable read: no snapshot, no stale_ok, no at_version",
+            )
+        )

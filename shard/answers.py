@@ -1,0 +1,186 @@
+"""The client answers a group's state gives: served reads, snapshot safe time, applied commands.
+
+Rule numbers are those of shard.node.
+"""
+
+from __future__ import annotations
+
+from router import kv_pb2 as kv
+from shard import codec
+from shard.admission_checks import _conflict_error, _error
+from shard.errors import ShardError, Status, WrongShard
+from shard.limits import MAX_SCAN_RESPONSE_BYTES
+from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page
+from shard.node_records import GroupHost, _Pending
+from txn.records import Conflict
+
+
+def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
+    """Rule 3: whether a parked snapshot read's timestamp is safe time for its keys."""
+    at = pending.request.at_version
+    for waiting in host.proposals.values():
+        if 0 < waiting.ts <= at:
+            return False
+    if any(0 < ts <= at for ts in host.expired.values()):
+        return False
+    shard = host.shard
+    op = pending.request
+    if pending.kind == "get":
+        intents = [(op.key, i) for i in shard.intents_on(op.key)]
+    else:
+        end = op.end if op.HasField("end") else shard.key_range[1]
+        intents = shard.intents_in_range(op.start, end)
+    held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]
+    if not held or pending.kind == "get":
+        return not held
+    # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
+    # intent past a page's last item changes nothing the page shows.
+    covered = scan_page(shard, op, end, at)[2]
+    return all(covered is not None and key >= covered for key in held)
+
+
+def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Response | kv.Error:
+    """The answer to a read, from the group's state now (`map_version` for WRONG_SHARD)."""
+    op = pending.request
+    shard = host.shard
+    if pending.kind == "txn_status":
+        return _txn_status(host, pending)
+    at = op.at_version or None
+    try:
+        if pending.kind == "get":
+            if not op.snapshot:
+                blocking = [i for i in shard.intents_on(op.key) if i.is_write]
+                if blocking:
+                    return _conflict_error(
+                        Conflict(
+                            key=op.key,
+                            other_txn=blocking[0].txn_id,
+                            phase="read",
+                            reason="a prepared transaction is writing this key; retry",
+                        )
+                    )
+            found = shard.get(op.key, at)
+            if found is None:
+                latest = shard.latest_record(op.key) if at is None else None
+                version = latest[0] if latest is not None else 0
+                return kv.Response(
+                    id=pending.request_id, get=kv.GetResponse(found=False, version=version)
+                )
+            value, version = found
+            return kv.Response(
+                id=pending.request_id,
+                get=kv.GetResponse(found=True, value=value, version=version),
+            )
+        end = op.end if op.HasField("end") else shard.key_range[1]
+        asked = op.limit or DEFAULT_SCAN_ITEMS
+        items, limit, covered = scan_page(shard, op, end, at)
+        if not op.snapshot:
+            # Only the part of the range the answer covers (rule L1 of shard.lock_wait).
+            for key, intent in shard.intents_in_range(op.start, covered):
+                if intent.is_write:
+                    return _conflict_error(
+                        Conflict(
+                            key=key,
+                            other_txn=intent.txn_id,
+                            phase="read",
+                            reason="a prepared transaction is writing a key in the range",
+                        )
+                    )
+        size = sum(len(k) + len(v) for k, v, _ in items)
+        cut = size >= MAX_SCAN_RESPONSE_BYTES or len(items) == limit < asked
+        return kv.Response(
+            id=pending.request_id,
+            scan=kv.ScanResponse(
+                items=[kv.KeyValue(key=k, value=v, version=ver) for k, v, ver in items],
+                more=len(items) < asked and cut,
+            ),
+        )
+    except WrongShard as exc:
+        return _error(kv.WRONG_SHARD, str(exc), map_version=map_version)
+    except ShardError as exc:
+        return _error(kv.INVALID_ARGUMENT, str(exc))
+
+
+def _txn_status(host: GroupHost, pending: _Pending) -> kv.Response:
+    txn_id = pending.request.txn_id
+    shard = host.shard
+    response = kv.Response(id=pending.request_id)
+    status = response.txn_status
+    decision = shard.decision(txn_id)
+    if decision is not None:
+        status.state = (
+            kv.TxnStatusResponse.COMMITTED if decision.committed else kv.TxnStatusResponse.ABORTED
+        )
+        status.commit_ts = decision.commit_ts
+    elif (prepared := shard.prepared(txn_id)) is not None:
+        status.state = kv.TxnStatusResponse.IN_PROGRESS
+        status.prepare_ts = prepared.prepare_ts
+        status.participants.extend(prepared.participants)
+    else:
+        status.state = kv.TxnStatusResponse.UNKNOWN
+    return response
+
+
+def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
+    """Rule 2: the newest version a get or scan answer shows (0: nothing to wait for); for a
+    txn_status answer, the timestamp it shows: a client reports a commit at it (a
+    COMMITTED commit_ts, or max(prepare_ts) over IN_PROGRESS answers), so it waits as a
+    vote does (rule 7)."""
+    if pending.kind == "txn_status":
+        return max(int(response.txn_status.commit_ts), int(response.txn_status.prepare_ts))
+    if pending.kind not in ("get", "scan") or pending.request.stale_ok:
+        return 0
+    if pending.kind == "get":
+        return int(response.get.version)
+    return max((item.version for item in response.scan.items), default=0)
+
+
+def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv.Response, int]:
+    """The client response for an applied command, and the timestamp it makes visible."""
+    response = kv.Response(id=pending.request_id)
+    body = getattr(response, pending.kind)
+    body.SetInParent()  # an OK answer with all-default fields must still say what it answers
+    if result.status is Status.CONFLICT and result.conflict is not None:
+        body.error.CopyFrom(_conflict_error(result.conflict))
+        return response, 0
+    if result.status not in (Status.OK, Status.CAS_FAILED):
+        code = kv.LIMIT_EXCEEDED if result.status is Status.LIMIT_EXCEEDED else kv.INVALID_ARGUMENT
+        body.error.CopyFrom(_error(code, result.message))
+        return response, 0
+    kind = pending.kind
+    txn = result.txn
+    if kind in ("put", "delete"):
+        body.version = result.version
+        return response, result.version
+    if kind == "cas":
+        body.succeeded = result.ok
+        body.version = result.version
+        if not result.ok:
+            body.found = result.current_value is not None
+            body.current_value = result.current_value or b""
+            body.current_version = result.current_version
+        # A failed compare-and-set shows the current version: rule 2 holds for it too.
+        return response, max(result.version, result.current_version)
+    if kind == "prepare":
+        if txn.conflict is not None:
+            body.error.CopyFrom(_conflict_error(txn.conflict))
+            return response, 0
+        body.prepare_ts = txn.prepare_ts
+        return response, txn.prepare_ts  # rule 7
+    if kind == "decide":
+        body.committed = txn.committed
+        body.commit_ts = txn.commit_ts
+        body.pending = txn.pending
+        return response, txn.commit_ts if txn.committed else 0
+    if kind == "prevent":
+        body.prepared = txn.prepared
+        body.prepare_ts = txn.prepare_ts
+        body.unknown = txn.unknown
+        return response, 0
+    if kind == "commit_one_phase":
+        if txn.conflict is not None:
+            body.error.CopyFrom(_conflict_error(txn.conflict))
+            return response, 0
+        body.commit_ts = txn.commit_ts
+        return response, txn.commit_ts
+    return response, 0

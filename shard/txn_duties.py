@@ -1,0 +1,233 @@
+"""The transaction duties of a node's leaders: deliver decisions, recover prepares, purge.
+
+Rule numbers are those of shard.node (rule 6 above all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from paxos import Role
+from router import kv_pb2 as kv
+from shard.lock_wait import LOCK_WAIT_MAX_S
+from shard.node_records import GroupHost, _Prevention, _Resolving
+from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
+from txn.records import Decide, DecisionInfo, Finish, PurgeDecisions, Resolve
+
+Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
+
+
+class TxnDuties:
+    """Rule 6 for the groups a node leads; `NodeCore` runs it and hands it what it uses."""
+
+    def __init__(
+        self,
+        *,
+        cluster_id: str,
+        hlc: HybridClock,
+        request_timeout_s: float,
+        resolve_after_s: float,
+        decision_retention_s: float,
+        now: Callable[[], float],
+        propose: Callable[[GroupHost, Any, Callable[[Any], None]], None],
+        send: Callable[[Outbound], None],
+    ) -> None:
+        self._cluster_id = cluster_id
+        self._hlc = hlc
+        self._timeout_s = request_timeout_s
+        self._resolve_after_s = resolve_after_s
+        self._decision_retention_s = decision_retention_s
+        #: The node's time (tick's clock), read when a duty runs or an answer arrives.
+        self._now = now
+        #: Propose a transaction record the node itself needs (`NodeCore._propose_internal`).
+        self._propose = propose
+        #: Queue a request for another group (`NodeCore.outbound`).
+        self._send = send
+
+    def drive_decisions(self, leaders: list[GroupHost]) -> None:
+        """Rule 6, coordinator side: deliver recorded decisions, then log Finish.
+
+        A fresh decision is delivered as soon as it is applied (`NodeCore._finish`); this
+        periodic sweep finds the rest (a new leader's inheritance, failed deliveries).
+        """
+        for host in leaders:
+            unfinished = {d.txn_id: d for d in host.shard.unfinished_decisions()}
+            for txn_id in [t for t in host.resolving if t not in unfinished]:
+                del host.resolving[txn_id]
+            for decision in unfinished.values():
+                self.deliver(host, decision)
+
+    def deliver(self, host: GroupHost, decision: DecisionInfo) -> None:
+        """Send `decision` to the participants that have not confirmed it; Finish once all
+        have. The coordinator's own part was resolved by the Decide itself (rule D2)."""
+        txn_id = decision.txn_id
+        state = host.resolving.setdefault(txn_id, _Resolving())
+        state.confirmed.add(host.group_id)
+        if state.finishing:
+            return
+        if state.confirmed >= set(decision.participants):
+            state.finishing = True
+            self._propose(host, Finish(txn_id=txn_id), lambda _r: _unfinish(state))
+            return
+        for group_id in decision.participants:
+            if group_id in state.confirmed or group_id in state.inflight:
+                continue
+            state.inflight.add(group_id)
+            resolve = kv.ResolveRequest(
+                header=self._header(group_id),
+                txn_id=txn_id,
+                commit=decision.committed,
+                commit_ts=decision.commit_ts,
+            )
+            request = kv.Request(resolve=resolve)
+            self._send((group_id, request, _on_resolved(state, group_id)))
+
+    def _header(self, group_id: int) -> kv.Header:
+        """The header of a request this node sends another group (transaction duties)."""
+        return kv.Header(cluster_id=self._cluster_id, group_id=group_id)
+
+    def recover_prepared(self, leaders: list[GroupHost]) -> None:
+        """Rule 6, participant side: ask the coordinator about transactions stuck prepared."""
+        for host in leaders:
+            prepared = {p.txn_id: p for p in host.shard.prepared_txns()}
+            for txn_id in [t for t in host.prepared_seen if t not in prepared]:
+                del host.prepared_seen[txn_id]
+            self._forget_old_notes(host, prepared)
+            for txn_id, info in prepared.items():
+                seen = host.prepared_seen.setdefault(txn_id, self._now())
+                if self._now() - seen < self._resolve_after_s or txn_id in host.querying:
+                    continue
+                host.querying.add(txn_id)
+                coordinator = info.coordinator_group
+                decide = kv.DecideRequest(
+                    header=self._header(coordinator),
+                    txn_id=txn_id,
+                    participants=info.participants,
+                    commit=False,
+                    recover=True,
+                    asker_ts=info.prepare_ts,
+                )
+                request = kv.Request(decide=decide)
+                self._send((coordinator, request, self._on_recovery_answer(host, txn_id)))
+
+    def start_prevention(self, host: GroupHost, txn_id: bytes) -> None:
+        """Rule 6: ask every other participant to Prevent `txn_id` (prepared here)."""
+        info = host.shard.prepared(txn_id)
+        if info is None or txn_id in host.preventing or host.replica.role is not Role.LEADER:
+            return
+        state = _Prevention(info.participants, {host.group_id: info.prepare_ts})
+        host.preventing[txn_id] = state
+        for group_id in info.participants:
+            if group_id == host.group_id:
+                continue
+            prevent = kv.PreventRequest(
+                header=self._header(group_id), txn_id=txn_id, asker_ts=info.prepare_ts
+            )
+            request = kv.Request(prevent=prevent)
+            self._send((group_id, request, self._on_prevented(host, txn_id, group_id)))
+        self._decide_if_prevented(host, txn_id, state)
+
+    def _on_prevented(
+        self, host: GroupHost, txn_id: bytes, group_id: int
+    ) -> Callable[[kv.Response | None], None]:
+        def done(response: kv.Response | None) -> None:
+            state = host.preventing.get(txn_id)
+            if state is None or state.deciding:
+                return
+            answer = None if response is None else response.prevent
+            if answer is None or answer.error.code != kv.OK or answer.unknown:
+                # Given up for now; the next recovery Decide about the txn starts it again.
+                # (`unknown`: that group may have purged the txn's record, rule V2; the txn
+                # stays in doubt rather than risk aborting a commit.)
+                del host.preventing[txn_id]
+                return
+            if not answer.prepared:
+                self._decide_prevented(host, txn_id, state, commit=False)
+                return
+            state.prepared[group_id] = answer.prepare_ts
+            self._decide_if_prevented(host, txn_id, state)
+
+        return done
+
+    def _decide_if_prevented(self, host: GroupHost, txn_id: bytes, state: _Prevention) -> None:
+        if set(state.prepared) >= set(state.participants):
+            self._decide_prevented(host, txn_id, state, commit=True)
+
+    def _decide_prevented(
+        self, host: GroupHost, txn_id: bytes, state: _Prevention, *, commit: bool
+    ) -> None:
+        """Log the prevent round's outcome; the decision is then delivered as any other."""
+        state.deciding = True
+        record = Decide(
+            txn_id=txn_id,
+            participants=state.participants,
+            commit=commit,
+            commit_ts=max(state.prepared.values()) if commit else 0,
+        )
+
+        def decided(_result: Any) -> None:
+            if host.preventing.get(txn_id) is state:
+                del host.preventing[txn_id]
+            decision = host.shard.decision(txn_id)
+            if decision is not None and not decision.finished and host.replica.role is Role.LEADER:
+                self.deliver(host, decision)
+
+        self._propose(host, record, decided)
+
+    def _forget_old_notes(self, host: GroupHost, prepared: Collection[bytes]) -> None:
+        """Drop the leader's notes (ages, early aborts) no request can need any more: an age
+        is kept while its transaction may still prepare here or holds intents."""
+        stale_before = self._now() - (self._timeout_s + LOCK_WAIT_MAX_S)
+        for txn_id in [t for t, (_, since) in host.ages.items() if since < stale_before]:
+            if txn_id not in prepared:
+                del host.ages[txn_id]
+        for txn_id in [t for t, since in host.aborted.items() if since < stale_before]:
+            del host.aborted[txn_id]
+
+    def _on_recovery_answer(
+        self, host: GroupHost, txn_id: bytes
+    ) -> Callable[[kv.Response | None], None]:
+        def done(response: kv.Response | None) -> None:
+            answer = None if response is None else response.decide
+            if answer is None or answer.error.code != kv.OK or answer.pending:
+                host.querying.discard(txn_id)
+                if answer is not None and answer.pending:
+                    # The coordinator's prevent round decides; ask again only if it fails.
+                    host.prepared_seen[txn_id] = self._now()
+                return
+            record = Resolve(txn_id=txn_id, commit=answer.committed, commit_ts=answer.commit_ts)
+            self._propose(host, record, lambda _r: host.querying.discard(txn_id))
+
+        return done
+
+    def purge_decisions(self, leaders: list[GroupHost]) -> None:
+        horizon_us = max(0, physical_us(self._hlc.last) - int(self._decision_retention_s * 1e6))
+        for host in leaders:
+            self._propose_purge(host, horizon_us << LOGICAL_BITS)
+
+    def _propose_purge(self, host: GroupHost, before_ts: int) -> None:
+        """Purge below `before_ts`, one bounded command after the other while the last one
+        says `more` (rule G1's per-command bound): one command per purge interval let a
+        group recording more decisions than that bound per interval fall behind for good
+        (found by review)."""
+
+        def purged(result: Any) -> None:
+            outcome = getattr(result, "txn", None)
+            if getattr(outcome, "more", False) and host.replica.role is Role.LEADER:
+                self._propose_purge(host, before_ts)
+
+        self._propose(host, PurgeDecisions(before_ts=before_ts), purged)
+
+
+def _unfinish(state: _Resolving) -> None:
+    state.finishing = False
+
+
+def _on_resolved(state: _Resolving, group_id: int) -> Callable[[kv.Response | None], None]:
+    def done(response: kv.Response | None) -> None:
+        state.inflight.discard(group_id)
+        if response is not None and response.resolve.error.code == kv.OK:
+            state.confirmed.add(group_id)
+
+    return done

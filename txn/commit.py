@@ -1,0 +1,455 @@
+"""The commit protocol of `AsyncClient`: one- or two-phase commit, aborts and resolves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from router import kv_pb2 as kv
+from router.cache import Backoff
+from router.errors import UnknownGroup, WrongShard
+from txn.errors import (
+    ClientClosed,
+    CommitUnknown,
+    Conflict,
+    DeadlineExceeded,
+    FencingTokenRejected,
+    LimitExceeded,
+    OutcomeUnknown,
+    PaxosKVError,
+    ServerError,
+    TxnRef,
+    Unavailable,
+    _conflict,
+)
+from txn.hlc import LOGICAL_BITS, physical_us
+from txn.records import MAX_TXN_ITEMS
+from txn.status import TxnState, TxnStatus
+
+if TYPE_CHECKING:
+    from txn.client import AsyncClient
+    from txn.transaction import AsyncTransaction
+
+__all__ = ["Committer"]
+
+_DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
+_RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
+_FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
+
+
+class _NoAnswer(Exception):
+    """An idempotent request got no answer before its deadline; `ambiguous`: some attempt
+    may have been applied."""
+
+    def __init__(self, ambiguous: bool, last: PaxosKVError) -> None:
+        super().__init__(str(last))
+        self.ambiguous = ambiguous
+        self.last = last
+
+
+class Committer:
+    """An `AsyncClient`'s commits (rules 1 and 2 of the `txn.client` docstring): it sends
+    through the client, whose clock, deadlines and background tasks it uses."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def stale_fence(self, tx: AsyncTransaction) -> FencingTokenRejected | None:
+        """After a refused commit of a fenced transaction: the error for a lock whose latest
+        version is not its token any more, else None (the refusal had another cause).
+
+        A version once superseded never becomes latest again, so a lock found at another
+        version means the store refused (or would now refuse) the token. When the lock
+        cannot be read in time the refusal stays an ordinary, retryable Conflict.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self._client._timeout_s, _FENCE_CHECK_TIMEOUT_S)
+        for lock, token in tx._fences.items():
+            request = kv.Request(get=kv.GetRequest(key=lock))
+            try:
+                response = await self._client._read(request, key=lock, deadline=deadline)
+            except PaxosKVError:
+                return None
+            version = response.get.version
+            self._client._clock.observe(version)
+            if version != token:
+                return FencingTokenRejected(lock, token, version, txn_id=tx.txn_id)
+        return None
+
+    async def commit(self, tx: AsyncTransaction) -> int:
+        reads = list(tx._reads.items())
+        writes = list(tx._writes.items())
+        if not reads and not writes and not tx._scanned:
+            return 0
+        deadline = self._client._deadline()
+        await self._client._ready(deadline)
+        shard_map = self._client._map()
+        parts: dict[int, _Part] = {}
+        for key, version in reads:
+            group = shard_map.locate(key).group_id
+            parts.setdefault(group, _Part()).reads.append(kv.ReadItem(key=key, version=version))
+        for key, value in writes:
+            group = shard_map.locate(key).group_id
+            item = kv.WriteItem(key=key, value=value or b"", delete=value is None)
+            parts.setdefault(group, _Part()).writes.append(item)
+        for start, end in tx._scanned:
+            for desc, lo, hi in shard_map.split_range(start, end):
+                part = parts.setdefault(desc.group_id, _Part())
+                part.ranges.append(kv.KeyRange(start=lo, end=hi or b""))
+        for group, part in parts.items():
+            part.ranges = _union(part.ranges)  # nodes refuse overlapping scanned ranges
+            items = len(part.reads) + len(part.writes) + len(part.ranges)
+            if items > MAX_TXN_ITEMS:
+                if tx._lock_groups:  # nothing was sent: free the update locks as abort() does
+                    self.resolve_all(tx.txn_id, tx._lock_groups, False, 0)
+                raise LimitExceeded(
+                    f"the transaction reads, writes and scans {items} keys and ranges in group "
+                    f"{group}, over the limit of {MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); "
+                    "split it into several transactions"
+                )
+        first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
+        coordinator = shard_map.locate(first_key).group_id
+        ts = self._client._clock.now(self._client._wall_ns())
+        # Never after the Prepares' ts, even if the wall clock stepped back since the start:
+        # an abort's asker_ts derives from it and must stay below every prepare_ts (rule D4).
+        started_ns = min(tx._started_ns, physical_us(ts) * 1000)
+        tx._ref = TxnRef(tx.txn_id, coordinator, started_ns)
+        if len(parts) == 1:
+            return await self._commit_one_phase(
+                tx._ref, coordinator, ts, parts[coordinator], deadline
+            )
+        return await self._commit_two_phase(tx._ref, parts, ts, tx._priority or ts, deadline)
+
+    async def _send_idempotent(
+        self,
+        request: kv.Request,
+        group_id: int,
+        deadline: float,
+        passthrough: Collection[int] = (),
+    ) -> kv.Response:
+        """Send an idempotent write, re-sending the SAME request while its answer is lost or
+        its group unavailable (rule 1).
+
+        Raises:
+            _NoAnswer: no answer before the deadline, or the shard map changed under a
+                request an earlier attempt of which may have been applied.
+            Unavailable: the shard map changed under the request (not applied).
+            LimitExceeded, InvalidArgument, WrongCluster, ServerError: from the node.
+        """
+        loop = asyncio.get_running_loop()
+        ambiguous = False
+        last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise _NoAnswer(ambiguous, last)
+            try:
+                return await self._client._send(
+                    request,
+                    group_id=group_id,
+                    write=True,
+                    timeout_s=min(remaining, self._client._attempt_timeout_s),
+                    passthrough=passthrough,
+                )
+            except OutcomeUnknown as exc:
+                ambiguous, last = True, exc
+            except Unavailable as exc:
+                last = exc
+            except (WrongShard, UnknownGroup) as exc:
+                moved = Unavailable(f"the shard map changed during the commit ({exc})")
+                if ambiguous:  # an earlier copy may have been applied before the change
+                    raise _NoAnswer(True, moved) from exc
+                raise Unavailable(f"{moved}; nothing was committed") from exc
+            if not await self._client._pause(_RESEND_BACKOFF, attempt, deadline):
+                raise _NoAnswer(ambiguous, last)
+            attempt += 1
+
+    async def _commit_one_phase(
+        self,
+        ref: TxnRef,
+        group_id: int,
+        ts: int,
+        part: _Part,
+        deadline: float,
+    ) -> int:
+        op = kv.CommitOnePhaseRequest(
+            txn_id=ref.txn_id,
+            ts=ts,
+            reads=part.reads,
+            writes=part.writes,
+            read_ranges=part.ranges,
+        )
+        request = kv.Request(commit_one_phase=op)
+        try:
+            response = await self._send_idempotent(
+                request, group_id, deadline, passthrough=(kv.CONFLICT,)
+            )
+        except _NoAnswer as exc:
+            if exc.ambiguous:
+                raise CommitUnknown(
+                    f"transaction {ref.txn_id.hex()}: the one-phase commit at group "
+                    f"{group_id} got no answer before the deadline (last: {exc.last}); it may "
+                    "or may not have committed — settle it with "
+                    "client.txn_status(err.ref, settle=True)",
+                    ref=ref,
+                ) from exc.last
+            raise exc.last from None
+        except (ServerError, ClientClosed) as exc:
+            raise CommitUnknown(
+                f"transaction {ref.txn_id.hex()}: the one-phase commit failed on the node "
+                f"({exc}); it may or may not have committed",
+                ref=ref,
+            ) from exc
+        body = response.commit_one_phase
+        if body.error.code == kv.CONFLICT:
+            raise _conflict(body.error, "commit", ref.txn_id)
+        self._client._clock.observe(body.commit_ts)
+        return body.commit_ts
+
+    async def _commit_two_phase(
+        self,
+        ref: TxnRef,
+        parts: dict[int, _Part],
+        ts: int,
+        priority: int,
+        deadline: float,
+    ) -> int:
+        participants = sorted(parts)
+        coordinator = ref.group_id
+        try:
+            outcomes = await asyncio.gather(
+                *(
+                    self._prepare(
+                        ref,
+                        group,
+                        coordinator,
+                        participants,
+                        ts,
+                        priority,
+                        parts[group],
+                        deadline,
+                    )
+                    for group in participants
+                ),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            # Nobody was told it committed; recording the abort settles it sooner.
+            self._client._spawn(
+                self._send_after_outcome(_abort_request(ref, participants), ref.group_id)
+            )
+            raise
+        failures = [
+            (group, outcome)
+            for group, outcome in zip(participants, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if failures:
+            return await self._abort_after_failed_prepare(ref, participants, failures, deadline)
+        commit_ts = max(o for o in outcomes if isinstance(o, int))
+        self._client._clock.observe(commit_ts)
+        # Committed (rule 2). Every participant, the coordinator included, now resolves its
+        # part; that leaves the record txn_status and recovery read (participant rule R5).
+        self.resolve_all(ref.txn_id, participants, True, commit_ts)
+        return commit_ts
+
+    async def _prepare(
+        self,
+        ref: TxnRef,
+        group_id: int,
+        coordinator: int,
+        participants: list[int],
+        ts: int,
+        priority: int,
+        part: _Part,
+        deadline: float,
+    ) -> int:
+        op = kv.PrepareRequest(
+            txn_id=ref.txn_id,
+            coordinator_group=coordinator,
+            participants=participants,
+            ts=ts,
+            priority=priority,
+            reads=part.reads,
+            writes=part.writes,
+            read_ranges=part.ranges,
+        )
+        try:
+            response = await self._send_idempotent(
+                kv.Request(prepare=op), group_id, deadline, passthrough=(kv.CONFLICT,)
+            )
+        except _NoAnswer as exc:
+            raise Unavailable(
+                f"group {group_id} did not answer the prepare before the deadline "
+                f"({exc.last}); the transaction was aborted"
+            ) from exc.last
+        body = response.prepare
+        if body.error.code == kv.CONFLICT:
+            raise _conflict(body.error, "prepare", ref.txn_id)
+        self._client._clock.observe(body.prepare_ts)
+        return body.prepare_ts
+
+    async def _abort_after_failed_prepare(
+        self,
+        ref: TxnRef,
+        participants: list[int],
+        failures: list[tuple[int, BaseException]],
+        deadline: float,
+    ) -> int:
+        """Record ABORT at the coordinator group (whose leader then resolves every
+        participant) and raise the prepare's failure; return the commit timestamp instead
+        if the recorded decision is a commit (rule 2).
+
+        A prepare whose answer was lost may have been logged, and then it may have been the
+        last yes vote: the transaction committed the moment it was logged. So the abort is a
+        recovery Decide (`_abort_request`): while the coordinator group holds its own
+        PREPARE it records nothing and answers `pending`, and its leader asks the other
+        participants to prevent the txn, recording COMMIT if every one had prepared. The
+        Decide is re-sent until the answer is a recorded decision.
+        """
+        loop = asyncio.get_running_loop()
+        end = max(deadline, loop.time() + _DECIDE_TIMEOUT_S)
+        unknown = (
+            f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
+            f"{ref.group_id} could not record the abort"
+        )
+        try:
+            body = await self._record_abort(ref, participants, end)
+        except asyncio.CancelledError:
+            # As for a cancellation during the prepares: let the abort reach the coordinator
+            # in the background, or the prepared intents wait for recovery.
+            self._client._spawn(
+                self._send_after_outcome(_abort_request(ref, participants), ref.group_id)
+            )
+            raise
+        except _NoAnswer as exc:
+            raise CommitUnknown(
+                f"{unknown} (last: {exc.last}); it may still commit if every participant "
+                "prepared — settle it with client.txn_status(err.ref, settle=True)",
+                ref=ref,
+            ) from exc.last
+        except (PaxosKVError, ClientClosed) as exc:
+            raise CommitUnknown(f"{unknown} ({exc})", ref=ref) from exc
+        if body is None:
+            raise CommitUnknown(
+                f"{unknown}: it is still asking the participants whether every one prepared "
+                "(then the transaction committed) — settle it with "
+                "client.txn_status(err.ref, settle=True)",
+                ref=ref,
+            )
+        if body.committed:
+            self._client._clock.observe(body.commit_ts)
+            return body.commit_ts
+        raise _prepare_failure(ref, failures)
+
+    async def _record_abort(
+        self, ref: TxnRef, participants: list[int], end: float
+    ) -> kv.DecideResponse | None:
+        """Ask `ref`'s decision group for ABORT with a recovery Decide (`_abort_request`),
+        re-sent while it answers `pending` (its prevent round is finding out whether every
+        participant prepared); the recorded decision, or None if still pending at `end`.
+
+        Raises:
+            _NoAnswer, PaxosKVError, ClientClosed: as `_send_idempotent`.
+        """
+        attempt = 0
+        while True:
+            response = await self._send_idempotent(
+                _abort_request(ref, participants), ref.group_id, end
+            )
+            if not response.decide.pending:
+                return response.decide
+            attempt += 1
+            if not await self._client._pause(_RESEND_BACKOFF, attempt, end):
+                return None
+
+    def resolve_all(
+        self, txn_id: bytes, participants: Iterable[int], commit: bool, commit_ts: int
+    ) -> None:
+        for group in participants:
+            op = kv.ResolveRequest(txn_id=txn_id, commit=commit, commit_ts=commit_ts)
+            self._client._spawn(self._send_after_outcome(kv.Request(resolve=op), group))
+
+    async def _send_after_outcome(self, request: kv.Request, group_id: int) -> None:
+        """Best effort, in the background, a Resolve or Decide(abort) sent once the outcome
+        is known: if it fails, recovery records the same outcome in the end."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(PaxosKVError, _NoAnswer):
+            await self._send_idempotent(request, group_id, loop.time() + _DECIDE_TIMEOUT_S)
+
+    async def settle(
+        self, ref: TxnRef, participants: list[int], timeout_s: float | None, settle_by: float
+    ) -> TxnStatus:
+        """`txn_status(settle=True)` for a transaction without a decision: the abort may
+        be recorded only until `settle_by`, the end of its settle window."""
+        end = min(self._client._deadline(timeout_s), settle_by)
+        what = f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record an outcome"
+        try:
+            body = await self._record_abort(ref, participants, end)
+        except _NoAnswer as exc:
+            raise DeadlineExceeded(f"{what} in time (last: {exc.last}); ask again") from None
+        except ClientClosed:
+            raise
+        except PaxosKVError as exc:
+            raise Unavailable(f"{what} ({exc}); ask again") from exc
+        if body is None:
+            raise DeadlineExceeded(
+                f"{what} in time: it is still asking the participants whether every one "
+                "prepared; ask again"
+            )
+        if body.committed:
+            self._client._clock.observe(body.commit_ts)
+            return TxnStatus(TxnState.COMMITTED, body.commit_ts)
+        return TxnStatus(TxnState.ABORTED)
+
+
+@dataclass
+class _Part:
+    """One participant group's share of a transaction's commit."""
+
+    reads: list[kv.ReadItem] = field(default_factory=list)
+    writes: list[kv.WriteItem] = field(default_factory=list)
+    ranges: list[kv.KeyRange] = field(default_factory=list)
+
+
+def _union(ranges: list[kv.KeyRange]) -> list[kv.KeyRange]:
+    """Scanned ranges as disjoint ones, in key order (an empty end is +inf): two scans of a
+    transaction may overlap, and the phantom check of their union is the same check."""
+    out: list[kv.KeyRange] = []
+    for key_range in sorted(ranges, key=lambda r: r.start):
+        last = out[-1] if out else None
+        if last is None or (last.end and last.end < key_range.start):
+            out.append(key_range)
+        elif last.end and (not key_range.end or key_range.end > last.end):
+            out[-1] = kv.KeyRange(start=last.start, end=key_range.end)
+    return out
+
+
+def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
+    """The client's abort of a 2PC commit: a recovery Decide (txn.coordinator rule D3), never
+    recorded over a set of yes votes that may be complete. Its `asker_ts`, the start time,
+    is below every timestamp of the transaction (rule D4)."""
+    return kv.Request(
+        decide=kv.DecideRequest(
+            txn_id=ref.txn_id,
+            participants=participants,
+            commit=False,
+            recover=True,
+            asker_ts=(ref.started_ns // 1000) << LOGICAL_BITS,
+        )
+    )
+
+
+def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:
+    """The error to raise for failed prepares: a Conflict first; all are "not committed"."""
+    for _, exc in failures:
+        if isinstance(exc, Conflict):
+            return exc
+    _, exc = failures[0]
+    if isinstance(exc, PaxosKVError) and exc.maybe_committed:
+        exc.maybe_committed = False  # rule 2: the abort is recorded
+    return exc

@@ -1,0 +1,68 @@
+"""The retry loop's rules: which functions may run again, and when to run them again."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable
+from typing import Any
+
+from router.cache import Backoff
+from txn.errors import PaxosKVError, TooManyRetries
+
+
+def _refuse_generator(fn: Callable[..., Any]) -> None:
+    """The body may run many times: a generator would run at most once, silently."""
+    target = inspect.unwrap(fn)
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r} is a generator function; a transactional "
+            "function may run several times, so it must return its result instead of yielding"
+        )
+
+
+class _RetryPolicy:
+    """FoundationDB's `Transaction.on_error`: decide whether and when to run again."""
+
+    def __init__(
+        self, max_attempts: int, timeout_s: float | None, backoff: Backoff, rng: random.Random
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.timeout_s = timeout_s
+        self.backoff = backoff
+        self.rng = rng
+
+    def next_delay(self, exc: BaseException, attempts: int, elapsed_s: float) -> float | None:
+        """The pause before attempt `attempts + 1`, or None: re-raise `exc` as it is.
+
+        Raises:
+            TooManyRetries: `exc` is retryable but the budget is used up.
+        """
+        leaf = _retryable_leaf(exc)
+        if leaf is None:
+            return None
+        exc = leaf
+        if attempts >= self.max_attempts:
+            raise TooManyRetries(exc, attempts) from exc
+        delay = self.backoff.delay(attempts - 1, self.rng)
+        if self.timeout_s is not None and elapsed_s + delay >= self.timeout_s:
+            raise TooManyRetries(exc, attempts) from exc
+        return delay
+
+
+def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
+    """The error to retry on for `exc`, or None when it must not be retried: `exc` itself,
+    or the first leaf of an exception group (a TaskGroup of reads in the body), when every
+    error in it is retryable and none may have committed."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    retryable = [
+        e for e in leaves if isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed
+    ]
+    return retryable[0] if leaves and len(retryable) == len(leaves) else None

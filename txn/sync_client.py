@@ -1,0 +1,564 @@
+"""The synchronous client: `AsyncClient` run on a private event loop in its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import inspect
+import random
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from router.cache import Backoff
+from router.client import CasResult
+from router.tls import ClientTls
+from txn.args import DEFAULT_SCAN_LIMIT
+from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
+from txn.errors import ClientClosed, CommitUnknown, TxnRef
+from txn.retry import _refuse_generator
+from txn.snapshot import AsyncSnapshot
+from txn.status import TransactionState, TxnStatus
+from txn.transaction import AsyncTransaction
+
+__all__ = ["Client", "Snapshot", "Transaction", "transactional"]
+
+T = TypeVar("T")
+
+_LOOP_CHECK_S = 0.5  # how often a sync call checks that its loop thread still runs
+
+
+class Transaction:
+    """A read-write transaction of a synchronous `Client`; see `AsyncTransaction`.
+
+    Use as `with client.transaction() as tx:` (commits on normal exit, aborts when the block
+    raises). Not safe to share between threads.
+
+    Attributes:
+        txn_id: the transaction's id (16 random bytes).
+    """
+
+    def __init__(self, client: Client, inner: AsyncTransaction) -> None:
+        self._client = client
+        self._inner = inner
+        self.txn_id = inner.txn_id
+
+    @property
+    def state(self) -> TransactionState:
+        """Where the transaction is in its life."""
+        return self._inner.state
+
+    @property
+    def commit_ts(self) -> int | None:
+        """The commit timestamp once committed (0 for an empty transaction), else None."""
+        return self._inner.commit_ts
+
+    @property
+    def ref(self) -> TxnRef | None:
+        """The id and decision group for `client.txn_status`, once `commit()` started."""
+        return self._inner.ref
+
+    @property
+    def read_set(self) -> dict[bytes, int]:
+        """A copy of the keys read so far with their versions."""
+        return self._inner.read_set
+
+    @property
+    def write_set(self) -> dict[bytes, bytes | None]:
+        """A copy of the buffered writes (None: delete)."""
+        return self._inner.write_set
+
+    def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
+        """See `AsyncTransaction.get`."""
+        return self._client._call(self._inner.get(key, for_update=for_update))
+
+    def scan(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        for_update: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        """See `AsyncTransaction.scan` (the range is protected against phantoms)."""
+        return self._client._call(self._inner.scan(start, end, limit, for_update=for_update))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Buffer a write (sent at commit). See `AsyncTransaction.put`."""
+        self._inner.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        """Buffer a delete (sent at commit). See `AsyncTransaction.delete`."""
+        self._inner.delete(key)
+
+    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a write fenced by `lock`'s token. See `AsyncTransaction.put_fenced`."""
+        self._inner.put_fenced(key, value, lock=lock, token=token)
+
+    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a delete fenced by `lock`'s token. See `AsyncTransaction.delete_fenced`."""
+        self._inner.delete_fenced(key, lock=lock, token=token)
+
+    def commit(self) -> int:
+        """Commit; returns the commit timestamp. See `AsyncTransaction.commit`."""
+        try:
+            return self._client._call(self._inner.commit())
+        except ClientClosed:
+            ref = self._inner.ref
+            if self._inner.state is not TransactionState.UNKNOWN or ref is None:
+                raise
+            raise CommitUnknown(
+                "the client was closed while the commit was in flight: it may or may not "
+                "have committed; ask txn_status(err.ref) from another client",
+                ref=ref,
+            ) from None
+
+    def abort(self) -> None:
+        """Discard the transaction. See `AsyncTransaction.abort`."""
+        if self._client._closed:
+            self._inner.abort()  # nothing can be sent any more
+            return
+
+        async def on_the_client_loop() -> None:
+            # Its release of update locks starts tasks on the client's loop.
+            self._inner.abort()
+
+        self._client._call(on_the_client_loop())
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if self.state is TransactionState.OPEN:
+                self.commit()
+        elif self.state is TransactionState.OPEN:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return repr(self._inner).replace("AsyncTransaction", "Transaction", 1)
+
+
+class Snapshot:
+    """Read-only reads at one timestamp for a synchronous `Client`; see `AsyncSnapshot`."""
+
+    def __init__(self, client: Client, inner: AsyncSnapshot) -> None:
+        self._client = client
+        self._inner = inner
+
+    @property
+    def read_ts(self) -> int:
+        """The snapshot's timestamp (fetched from the cluster on first use)."""
+        ts = self._inner.read_ts
+        if ts is None:
+            ts = self._client._call(self._inner.timestamp())
+        return ts
+
+    def get(self, key: bytes) -> bytes | None:
+        """See `AsyncSnapshot.get`."""
+        return self._client._call(self._inner.get(key))
+
+    def scan(
+        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+    ) -> list[tuple[bytes, bytes]]:
+        """See `AsyncSnapshot.scan` (one consistent snapshot across shards)."""
+        return self._client._call(self._inner.scan(start, end, limit))
+
+    def close(self) -> None:
+        """Further reads raise TransactionClosed."""
+        self._inner.close()
+
+    def __enter__(self) -> Snapshot:
+        self._client._call(self._inner.timestamp())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _finish_loop_tasks() -> None:
+    """Cancel and await every other task of the loop, as `asyncio.run` does at its end:
+    gRPC's own tasks left pending when the loop stops print "Task was destroyed but it is
+    pending!" when they are collected (seen after successful runs)."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+class Client:
+    """A synchronous client of a paxoskv cluster: the `AsyncClient` API without `await`.
+
+    It runs an `AsyncClient` on a private event loop in a background thread, so it works
+    from plain scripts and from many threads at once (each thread with its own
+    transactions). Do not call it from inside its own callbacks; from asyncio code use
+    `AsyncClient`.
+
+    Args:
+        seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
+        attempt_timeout_s, wall_ns, tls, settle_unknown: as `AsyncClient`.
+
+    Raises:
+        InvalidArgument: no seed, or a bad setting.
+    """
+
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        *,
+        cluster_id: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        attempt_timeout_s: float | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+        tls: ClientTls = "env",
+        settle_unknown: bool = False,
+    ) -> None:
+        self._async = AsyncClient(
+            seeds,
+            cluster_id=cluster_id,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            retry_timeout_s=retry_timeout_s,
+            backoff=backoff,
+            rng=rng,
+            attempt_timeout_s=attempt_timeout_s,
+            wall_ns=wall_ns,
+            tls=tls,
+            settle_unknown=settle_unknown,
+        )
+        self._policy = self._async._policy
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._closing = False  # close() began: a cancelled call is ClientClosed
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="paxoskv-client", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the client's loop and wait for it (cancelled if we are interrupted)."""
+        if self._closed:
+            coro.close()
+            raise ClientClosed("the client is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "a synchronous paxoskv Client was called from its own event loop thread; "
+                "use AsyncClient from asyncio code"
+            )
+        started, finished = threading.Event(), threading.Event()
+
+        async def tracked() -> T:
+            started.set()
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        job = tracked()
+        try:
+            future = asyncio.run_coroutine_threadsafe(job, self._loop)
+        except RuntimeError:  # close() closed the loop since the check above
+            job.close()
+            coro.close()
+            raise ClientClosed("the client is closed") from None
+        try:
+            return self._wait(future)
+        except concurrent.futures.CancelledError:
+            if not self._closing:
+                raise
+            # close() (from another thread) cancelled what was still running on the loop;
+            # a cancellation is no error of ours (found by review).
+            raise ClientClosed(
+                "the client was closed while this call was in flight; a write or commit it "
+                "made may or may not have happened"
+            ) from None
+        except BaseException:
+            future.cancel()
+            if started.is_set():
+                # Let the loop run the cancellation (a commit then records UNKNOWN) before
+                # the caller looks at the transaction's state.
+                finished.wait(1.0)
+            raise
+
+    def _wait(self, future: concurrent.futures.Future[T]) -> T:
+        """The result of `future`; ClientClosed if the loop thread ended without running it
+        (close() stopped the loop after `_call` checked `_closed`: nothing would ever finish
+        it, and the caller waited forever)."""
+        while True:
+            try:
+                return future.result(timeout=_LOOP_CHECK_S)
+            except TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError
+                if not self._thread.is_alive():
+                    raise ClientClosed("the client is closed") from None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The `AsyncClient` underneath (it lives on this client's private loop)."""
+        return self._async
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The cluster's id (None until connected, unless given)."""
+        return self._async.cluster_id
+
+    def connect(self) -> Client:
+        """Fetch the shard map now instead of on first use.
+
+        Raises:
+            WrongCluster, Unavailable: as `AsyncClient.connect`.
+        """
+        self._call(self._async.connect())
+        return self
+
+    def close(self) -> None:
+        """Close the connections and stop the background thread (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closing = True
+            if threading.current_thread() is not self._thread:
+                with contextlib.suppress(Exception):
+                    self._call(self._async.close())
+                with contextlib.suppress(Exception):
+                    self._call(_finish_loop_tasks())
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5.0)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def transaction(self) -> Transaction:
+        """A new read-write transaction; use as `with client.transaction() as tx:`."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        return Transaction(self, self._async.transaction())
+
+    def snapshot(self, read_ts: int | None = None) -> Snapshot:
+        """Read-only reads at one timestamp; use as `with client.snapshot() as snap:`.
+
+        Args:
+            read_ts: as `AsyncClient.snapshot`.
+        """
+        return Snapshot(self, self._async.snapshot(read_ts))
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(tx, *args, **kwargs)` in a transaction and commit, retrying the whole
+        function with a fresh transaction on retryable errors. See `AsyncClient.run`.
+
+        Raises:
+            TypeError: `fn` is a generator or coroutine function, or returned an awaitable
+                (nothing is committed).
+            TooManyRetries, CommitUnknown: as `AsyncClient.run`.
+        """
+        _refuse_generator(fn)
+        if inspect.iscoroutinefunction(inspect.unwrap(fn)):
+            raise TypeError(
+                f"{getattr(fn, '__qualname__', fn)!r} is a coroutine function; use AsyncClient"
+            )
+        started = time.monotonic()
+        attempts = 0
+        priority = 0
+        while True:
+            attempts += 1
+            if self._closed:
+                raise ClientClosed("the client is closed")
+            inner = self._async._attempt(priority)
+            priority = inner._priority
+            tx = Transaction(self, inner)
+            try:
+                result = fn(tx, *args, **kwargs)
+                if inspect.isawaitable(result):
+                    # A coroutine function behind a plain wrapper: its body has not run, and
+                    # committing now would commit nothing and drop its writes silently.
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(
+                        f"{getattr(fn, '__qualname__', fn)!r} returned an awaitable: its "
+                        "body did not run; use AsyncClient for asynchronous functions"
+                    )
+                if tx.state is TransactionState.OPEN:
+                    try:
+                        tx.commit()
+                    except CommitUnknown as lost:
+                        if not self._async.settle_unknown:
+                            raise
+                        self._call(self._async._settle_lost_commit(inner, lost))
+                return result
+            except Exception as exc:
+                if tx.state is TransactionState.OPEN:
+                    tx.abort()
+                if tx.state is not TransactionState.ABORTED:
+                    raise  # committed (or may have): running the body again applies it twice
+                delay = self._policy.next_delay(exc, attempts, time.monotonic() - started)
+                if delay is None:
+                    raise
+            except BaseException:
+                if tx.state is TransactionState.OPEN:
+                    tx.abort()
+                raise
+            time.sleep(delay)
+
+    def transactional(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """Decorator: see `AsyncClient.transactional` (first argument a `Transaction`:
+        compose without committing; otherwise run, commit and retry).
+
+        Raises:
+            TypeError: `fn` is a generator function.
+        """
+        _refuse_generator(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            if args and isinstance(args[0], Transaction):
+                return fn(*args, **kwargs)
+            return self.run(fn, *args, **kwargs)
+
+        return wrapper
+
+    def txn_status(
+        self,
+        ref: TxnRef | bytes,
+        *,
+        group_id: int | None = None,
+        key: bytes | None = None,
+        timeout_s: float | None = None,
+        settle: bool = False,
+    ) -> TxnStatus:
+        """The outcome of a transaction; see `AsyncClient.txn_status`."""
+        return self._call(
+            self._async.txn_status(
+                ref, group_id=group_id, key=key, timeout_s=timeout_s, settle=settle
+            )
+        )
+
+    # ------------------------------------------------------------------ single-key helpers
+
+    def get(self, key: bytes, *, timeout_s: float | None = None) -> bytes | None:
+        """See `AsyncClient.get`."""
+        return self._call(self._async.get(key, timeout_s=timeout_s))
+
+    def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
+        """See `AsyncClient.put`."""
+        return self._call(self._async.put(key, value, timeout_s=timeout_s))
+
+    def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
+        """See `AsyncClient.delete`."""
+        return self._call(self._async.delete(key, timeout_s=timeout_s))
+
+    def cas(
+        self,
+        key: bytes,
+        *,
+        expected_value: bytes | None = None,
+        expected_version: int | None = None,
+        expect_absent: bool = False,
+        new_value: bytes | None = None,
+        delete: bool = False,
+        timeout_s: float | None = None,
+    ) -> CasResult:
+        """See `AsyncClient.cas`."""
+        return self._call(
+            self._async.cas(
+                key,
+                expected_value=expected_value,
+                expected_version=expected_version,
+                expect_absent=expect_absent,
+                new_value=new_value,
+                delete=delete,
+                timeout_s=timeout_s,
+            )
+        )
+
+    def scan(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """See `AsyncClient.scan`."""
+        return self._call(self._async.scan(start, end, limit, timeout_s=timeout_s))
+
+    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
+        """See `AsyncClient.put_fenced`; returns the commit timestamp."""
+        return self._call(self._async.put_fenced(key, value, lock=lock, token=token))
+
+    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
+        """See `AsyncClient.delete_fenced`; returns the commit timestamp."""
+        return self._call(self._async.delete_fenced(key, lock=lock, token=token))
+
+
+# ---------------------------------------------------------------------------- decorator
+
+
+def transactional(fn: Callable[..., T]) -> Callable[..., T]:
+    """FoundationDB's `@fdb.transactional`: the first argument picks what happens.
+
+    - a `Client` / `AsyncClient`: run `fn` in a fresh transaction, commit, retry on
+      retryable errors (`client.run`); with an `AsyncClient` the call returns an awaitable;
+    - a `Transaction` / `AsyncTransaction`: just call `fn` in it (no commit), so
+      transactional functions compose into one transaction.
+
+    Example::
+
+        @transactional
+        def add(tx, key: bytes, n: int) -> int:
+            total = int(tx.get(key) or b"0") + n
+            tx.put(key, b"%d" % total)
+            return total
+
+        add(client, b"counter", 1)      # its own transaction
+        with client.transaction() as tx:
+            add(tx, b"a", 1); add(tx, b"b", 1)   # both in one
+
+    Raises:
+        TypeError: `fn` is a generator function, or the first argument is neither a client
+            nor a transaction.
+    """
+    _refuse_generator(fn)
+
+    @functools.wraps(fn)
+    def wrapper(db_or_tx: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(db_or_tx, Transaction | AsyncTransaction):
+            return fn(db_or_tx, *args, **kwargs)
+        if isinstance(db_or_tx, Client | AsyncClient):
+            return db_or_tx.run(fn, *args, **kwargs)
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)}() needs a Client, AsyncClient, Transaction or "
+            f"AsyncTransaction as its first argument, got {type(db_or_tx).__name__}"
+        )
+
+    return wrapper

@@ -1,0 +1,452 @@
+"""A read-write transaction of `AsyncClient`: reads recorded, writes buffered, commit."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_value
+from txn.errors import (
+    Conflict,
+    FencingTokenRejected,
+    InvalidArgument,
+    LimitExceeded,
+    PaxosKVError,
+    TransactionClosed,
+    TxnRef,
+)
+from txn.records import MAX_TXN_ITEMS
+from txn.status import TransactionState
+
+if TYPE_CHECKING:
+    from txn.client import AsyncClient
+
+__all__ = ["AsyncTransaction"]
+
+
+class AsyncTransaction:
+    """A read-write transaction of an `AsyncClient`; create it with `client.transaction()`.
+
+    Use as `async with client.transaction() as tx:` (commits on normal exit, aborts when
+    the block raises) or call `commit()` / `abort()` yourself. Not safe to share between
+    threads; concurrent coroutines of one event loop may read through it at once.
+
+    Attributes:
+        txn_id: the transaction's id (16 random bytes), fixed at creation.
+    """
+
+    def __init__(self, client: AsyncClient, txn_id: bytes) -> None:
+        self._client = client
+        self.txn_id = txn_id
+        self._started_ns = client._wall_ns()
+        self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
+        self._reads: dict[bytes, int] = {}  # key -> version read, in read order
+        self._values: dict[bytes, bytes | None] = {}  # what each read returned
+        self._fences: dict[bytes, int] = {}  # lock key -> fencing token (also in _reads)
+        # Ranges [start, end) scanned (end None: no end); every key seen in them is in _reads.
+        self._scanned: list[tuple[bytes, bytes | None]] = []
+        self._state = TransactionState.OPEN
+        self._commit_ts: int | None = None
+        self._ref: TxnRef | None = None
+        # Wait-die age at the participants (0: this attempt's timestamp); see
+        # `AsyncClient._attempt`.
+        self._priority = 0
+        self._locked: set[bytes] = set()  # keys read for update
+        self._lock_groups: set[int] = set()  # groups whose leaders hold those locks
+
+    # -- state
+
+    @property
+    def state(self) -> TransactionState:
+        """Where the transaction is in its life."""
+        return self._state
+
+    @property
+    def commit_ts(self) -> int | None:
+        """The commit timestamp once committed (0 for an empty transaction), else None."""
+        return self._commit_ts
+
+    @property
+    def ref(self) -> TxnRef | None:
+        """The id and decision group for `client.txn_status`, once `commit()` started
+        (None before, and for an empty transaction)."""
+        return self._ref
+
+    @property
+    def read_set(self) -> dict[bytes, int]:
+        """A copy of the keys read so far with the version each had (0: never written)."""
+        return dict(self._reads)
+
+    @property
+    def write_set(self) -> dict[bytes, bytes | None]:
+        """A copy of the buffered writes (None: delete), in first-write order."""
+        return dict(self._writes)
+
+    def _check_open(self) -> None:
+        if self._state is not TransactionState.OPEN:
+            raise TransactionClosed(
+                f"transaction {self.txn_id.hex()} is {self._state.value}; start a new one"
+            )
+
+    # -- reads
+
+    async def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
+        """The value of `key` as this transaction sees it: its own buffered write, else the
+        latest committed value (recorded in the read set).
+
+        Args:
+            key: the key (non-empty bytes).
+            for_update: take the key's update lock at its shard leader first (as SQL's
+                SELECT FOR UPDATE), for a key this transaction will write and others
+                write too: conflicting transactions then queue at this read instead of
+                all reading the same version and all but one aborting at commit. The
+                lock is a scheduling hint (wound-wait by age: an older transaction takes
+                it from a younger one, which then aborts and retries); correctness never
+                depends on it. Released when the commit or abort reaches the leader.
+
+        Returns:
+            The value, or None when the key does not exist.
+
+        Raises:
+            Conflict: the key is held by a prepared transaction past the read's deadline,
+                it changed since this transaction first read it, or (for update) an older
+                transaction holds or took its lock.
+            Unavailable, DeadlineExceeded: the key's shard could not be read in time.
+            TransactionClosed: the transaction is committed or aborted, or a commit of it
+                began while this read was in flight (it did not validate the read).
+        """
+        key = _as_key(key)
+        self._check_open()
+        if key in self._writes:
+            return self._writes[key]
+        if key in self._values and (not for_update or key in self._locked):
+            return self._values[key]
+        if for_update:
+            await self._client._ready(self._client._deadline())
+            self._check_open()  # closed while connecting: its abort knew no lock group here
+            self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
+            self._lock_groups.add(self._client._map().locate(key).group_id)
+        value, version = await self._client._read_latest(
+            key, self.txn_id, self._priority if for_update else 0
+        )
+        self._check_open()  # commit() began meanwhile: it did not validate this read
+        if for_update:
+            self._locked.add(key)  # only now: a failed read took no lock
+        self._record_read(key, version, value)
+        return value
+
+    async def scan(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int = DEFAULT_SCAN_LIMIT,
+        *,
+        for_update: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` (key, value) with start <= key < end, in key order, as this
+        transaction sees them (its buffered writes and deletes applied).
+
+        Every key returned from the store is recorded in the read set with its version, and
+        the range itself (up to the last key returned when `limit` cut the scan) is recorded
+        too: a key that another transaction adds to the range before this one commits is a
+        phantom, and the commit raises `Conflict` (retryable), so "scan a prefix, then insert
+        if nothing is there" is serializable. Until this transaction's commit is resolved,
+        writes of others into the range wait at the shard leader (bounded; then they meet a
+        retryable conflict).
+
+        Args:
+            start: the first key of the range (inclusive).
+            end: the end of the range (exclusive); None: to the end of the key space.
+            limit: at most this many items.
+            for_update: take the update lock of every key the scan returns from the store,
+                as `get(key, for_update=True)` does, and read each again under its lock
+                (the values returned are those; a key deleted meanwhile is left out), so
+                transactions that update the same rows queue instead of aborting. Keys
+                added to the range later are not locked: the commit still refuses them as
+                phantoms. At most MAX_TXN_ITEMS (4,096) items.
+
+        Raises:
+            Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
+            LimitExceeded: `for_update` with a `limit` over MAX_TXN_ITEMS.
+        """
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        self._check_open()
+        if for_update and limit > MAX_TXN_ITEMS:
+            raise LimitExceeded(
+                f"a scan for update locks every key it returns: its limit {limit} is over "
+                f"MAX_TXN_ITEMS ({MAX_TXN_ITEMS}), the most one transaction may read per group"
+            )
+        if limit <= 0 or (end is not None and end <= start):
+            return []
+        buffered = sorted(
+            (k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)
+        )
+        deletes = sum(1 for _, v in buffered if v is None)
+        items, exhausted = await self._client._scan_range(
+            start, end, limit + deletes, txn_id=self.txn_id
+        )
+        self._check_open()  # commit() began meanwhile: it did not validate this scan
+        merged = {k: v for k, v, _ in items}
+        last = items[-1][0] if items else None
+        for k, v in buffered:
+            if not exhausted and last is not None and k > last:
+                break  # beyond what the store returned: keys in between are unknown
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        ordered = sorted(merged.items())
+        result = ordered[:limit]
+        horizon = result[-1][0] if result else last
+        # The whole range was seen when the store had no more and the limit cut nothing.
+        whole = exhausted and len(ordered) <= limit
+        # Read again under their locks (below): what the scan saw of them is not the read.
+        relock = {k for k, _ in result if k not in self._writes} if for_update else set()
+        for k, v, version in items:
+            if not whole and horizon is not None and k > horizon:
+                break
+            # Every key the store returned, also one this transaction overwrites or deletes
+            # (even past the last key shown): the range's content is what the commit
+            # validates (rule P6).
+            if k not in relock:
+                self._record_read(k, version, v)
+        if relock:
+            locked = await self._read_for_update(sorted(relock))
+            result = [
+                (k, value)
+                for k, v in result
+                if (value := locked[k] if k in relock else v) is not None
+            ]
+        if whole:
+            covered: tuple[bytes, bytes | None] | None = (start, end)
+        else:
+            # Seen up to `horizon` only: the range ends just after it.
+            covered = None if horizon is None else (start, horizon + b"\x00")
+        if covered is not None and covered not in self._scanned:
+            self._scanned.append(covered)
+        if relock and not whole and horizon is not None and len(result) < limit:
+            # Keys deleted before their locked read left the page short although the range
+            # goes on past `horizon`: fill it up, as a plain scan's page would be full.
+            result += await self.scan(horizon + b"\x00", end, limit - len(result), for_update=True)
+        return result
+
+    async def _read_for_update(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        """`get(key, for_update=True)` of every key at once; raises the first error as
+        soon as it comes (the transaction is bound to abort: the other reads stop queueing
+        for locks; those already taken are freed by its abort)."""
+        tasks = [asyncio.ensure_future(self.get(k, for_update=True)) for k in keys]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
+                if task in done and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            return {k: t.result() for k, t in zip(keys, tasks, strict=True)}
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _record_read(self, key: bytes, version: int, value: bytes | None) -> None:
+        token = self._fences.get(key)
+        if token is not None and version != token:
+            raise FencingTokenRejected(key, token, version, txn_id=self.txn_id)
+        seen = self._reads.get(key)
+        if seen is None and value is not None and self._covered(key):
+            raise self._phantom_read(key)  # an earlier scan saw the key absent (rule P6)
+        if seen is not None and seen != version:
+            raise Conflict(
+                key,
+                b"",
+                "read",
+                f"the key changed while this transaction ran (version {seen}, now {version})",
+                txn_id=self.txn_id,
+            )
+        self._reads[key] = version
+        self._values[key] = value
+
+    def _covered(self, key: bytes) -> bool:
+        """Whether a scan of this transaction covered `key`."""
+        return any(s <= key and (e is None or key < e) for s, e in self._scanned)
+
+    def _phantom_read(self, key: bytes) -> Conflict:
+        return Conflict(
+            key,
+            b"",
+            "read",
+            "phantom: the key appeared in a range this transaction scanned, after the scan",
+            txn_id=self.txn_id,
+        )
+
+    # -- writes
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Buffer a write of `value` under `key` (sent at commit; no I/O, no await).
+
+        Raises:
+            InvalidArgument: key or value is not bytes, or the key is empty.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        key, value = _as_key(key), _as_value(value)
+        self._check_open()
+        self._writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        """Buffer a delete of `key` (sent at commit; no I/O, no await).
+
+        Raises:
+            InvalidArgument: the key is not bytes or empty.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        key = _as_key(key)
+        self._check_open()
+        self._writes[key] = None
+
+    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a write that commits only while `lock`'s latest version is `token`.
+
+        The lock key joins the read set at version `token` (no I/O here), so the store
+        validates it in the same replicated PREPARE / one-phase commit that writes `key`
+        (`txn.client` docstring, "Fenced writes").
+
+        Args:
+            key, value: the write.
+            lock: the lock key whose record the token came from.
+            token: the lock's fencing token: the commit timestamp of the transaction that
+                wrote the lock record (> 0).
+
+        Raises:
+            FencingTokenRejected: this transaction already read `lock` at another version,
+                or (at commit) the store refused the token.
+            InvalidArgument: a bad key, value or token, or two tokens for one lock.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        self._fence(lock, token)
+        self.put(key, value)
+
+    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> None:
+        """Buffer a delete that commits only while `lock`'s latest version is `token`.
+
+        Raises:
+            As `put_fenced`.
+        """
+        self._fence(lock, token)
+        self.delete(key)
+
+    def _fence(self, lock: bytes, token: int) -> None:
+        lock = _as_key(lock, "key")
+        self._check_open()
+        if isinstance(token, bool) or not isinstance(token, int) or token <= 0:
+            raise InvalidArgument(f"a fencing token is a commit timestamp > 0, got {token!r}")
+        known = self._fences.get(lock)
+        if known is not None and known != token:
+            raise InvalidArgument(f"two fencing tokens ({known}, {token}) for lock {lock!r}")
+        seen = self._reads.get(lock)
+        if seen is not None and seen != token:
+            raise FencingTokenRejected(lock, token, seen, txn_id=self.txn_id)
+        if seen is None and self._covered(lock):
+            # A scan of this transaction saw the lock absent: a retry's scan will see it.
+            raise self._phantom_read(lock)
+        self._fences[lock] = token
+        self._reads[lock] = token
+
+    # -- end of life
+
+    async def commit(self) -> int:
+        """Commit: one-phase on one group, two-phase across groups (`txn.client` docstring).
+
+        Returns:
+            The commit timestamp (also `commit_ts` afterwards): every version this
+            transaction wrote carries it, and it is above every commit it depends on, so it
+            serves as a fencing token. 0 for an empty transaction (nothing read or written).
+
+        Raises:
+            Conflict: a participant refused (a read key changed, or another transaction
+                holds a key), or recovery aborted the transaction first. Retryable.
+            FencingTokenRejected: a fenced write's lock has a newer version than its token
+                (a Conflict that is not retryable).
+            CommitUnknown: the decision's answer was lost until the deadline; the
+                transaction may have committed (`err.ref` for `client.txn_status`).
+            Unavailable, DeadlineExceeded: a participant could not be reached; not committed.
+            LimitExceeded, InvalidArgument: the transaction is too large or malformed.
+            TransactionClosed: already committed or aborted.
+        """
+        self._check_open()
+        self._state = TransactionState.COMMITTING
+        try:
+            commit_ts = await self._client._committer.commit(self)
+        except Conflict as exc:
+            self._state = TransactionState.ABORTED
+            if self._fences and not isinstance(exc, FencingTokenRejected):
+                stale = await self._client._committer.stale_fence(self)
+                if stale is not None:
+                    raise stale from exc
+            raise
+        except PaxosKVError as exc:  # a typed error says whether it may have committed
+            self._state = (
+                TransactionState.UNKNOWN if exc.maybe_committed else TransactionState.ABORTED
+            )
+            raise
+        except BaseException:
+            if self._ref is None:
+                # Cancelled before any commit request was built (e.g. while connecting):
+                # nothing was sent, so nothing can commit.
+                self._state = TransactionState.ABORTED
+                if self._lock_groups:
+                    self._client._committer.resolve_all(self.txn_id, self._lock_groups, False, 0)
+                raise
+            # Cancelled or interrupted part-way: the commit requests may be on the wire.
+            self._state = TransactionState.UNKNOWN
+            raise
+        self._commit_ts = commit_ts
+        self._state = TransactionState.COMMITTED
+        return commit_ts
+
+    def abort(self) -> None:
+        """Discard the transaction: nothing was sent but reads, so nothing is undone.
+
+        (A commit that fails after preparing aborts what it prepared by itself.) A no-op
+        on an aborted or committed transaction, and on one whose commit outcome is unknown
+        (it changes nothing there: `state` and `client.txn_status` say what happened), so
+        `except: tx.abort(); raise` lets the commit's own error through.
+
+        Raises:
+            TransactionClosed: a commit of the transaction is in progress.
+        """
+        if self._state in (TransactionState.OPEN, TransactionState.ABORTED):
+            if self._state is TransactionState.OPEN and self._lock_groups:
+                # Let the transactions queued behind this one's update locks go now.
+                self._client._committer.resolve_all(self.txn_id, self._lock_groups, False, 0)
+            self._state = TransactionState.ABORTED
+            self._writes.clear()
+            return
+        if self._state in (TransactionState.COMMITTED, TransactionState.UNKNOWN):
+            # As SQLAlchemy's rollback() after a commit. Raising here replaced the error in
+            # flight in `except: tx.abort(); raise`: a CommitUnknown read as not committed.
+            return
+        raise TransactionClosed(
+            f"transaction {self.txn_id.hex()} is {self._state.value}; it cannot be aborted"
+        )
+
+    async def __aenter__(self) -> AsyncTransaction:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if self._state is TransactionState.OPEN:
+                await self.commit()
+        elif self._state is TransactionState.OPEN:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncTransaction {self.txn_id.hex()} {self._state.value} "
+            f"reads={len(self._reads)} writes={len(self._writes)}>"
+        )
