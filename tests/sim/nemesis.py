@@ -39,7 +39,7 @@ class Fault:
             parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
         if self.duration:
             parts.append(f"for={self.duration:.3f}s")
-        if self.kind.startswith("crash"):
+        if self.kind.startswith("crash") or self.kind == "pause":
             parts.append(f"mode={self.mode}")
         if self.phase:
             parts.append(f"phase={self.phase}/{self.k}")
@@ -92,6 +92,13 @@ class FaultMix:
     #: leader's lease or read-index rounds going (rule 14).
     stale_rebuild: float = 0.0
 
+
+# A paused host is stopped (SIGSTOP, a GC), or held by its disk: no cycle runs, but the
+# loop re-sends the newest heartbeat round of each group it leads (shard/runtime.py
+# `_sync_aside`).
+PAUSE_STOPPED = "stopped"
+PAUSE_HELD_BY_DISK = "held_by_disk"
+PAUSE_MODES = (PAUSE_STOPPED, PAUSE_HELD_BY_DISK)
 
 PHASES = ("start", "send", "persist", "after_persist", "send_after", "apply", "answer", "advance")
 
@@ -176,7 +183,8 @@ def plan_faults(
                 )
             )
         elif kind == "pause":
-            faults.append(Fault(at=t, kind=kind, target=target, duration=_downtime(rng)))
+            mode = rng.choice(PAUSE_MODES)
+            faults.append(Fault(at=t, kind=kind, target=target, duration=_downtime(rng), mode=mode))
         elif kind == "lease_race":
             faults.append(
                 Fault(

@@ -28,7 +28,7 @@ from checkers import (
     check_linearizable,
     check_read_values,
 )
-from nemesis import Fault, FaultMix, plan_faults
+from nemesis import PAUSE_HELD_BY_DISK, Fault, FaultMix, plan_faults
 from paxos_group import (
     CrashPlan,
     Listener,
@@ -41,6 +41,7 @@ from paxos_group import (
 from world import CrashMode, HostTiming, NetworkConfig, Stats, World
 
 from paxos import Message, PersistBatch, ReplicaConfig, Role, Value
+from shard.runtime import SYNC_COVER_ELECTION_TIMEOUTS
 
 TERMINATION_BOUND_S = 5.0
 REPLAY_HINT = (
@@ -501,6 +502,10 @@ class GroupSim(Listener):
             host = self.hosts[self._resolve(fault.target)]
             if host.up:
                 host.pause(world.now + fault.duration)
+                if fault.mode == PAUSE_HELD_BY_DISK:
+                    cover = SYNC_COVER_ELECTION_TIMEOUTS * host.config.election_timeout_max_s
+                    until = world.now + min(fault.duration, cover / host.rate)
+                    self._repeat_heartbeats(host, host.incarnation, until)
         elif fault.kind == "lease_attack":
             self._lease_attack(fault)
         elif fault.kind == "lease_race":
@@ -517,6 +522,20 @@ class GroupSim(Listener):
             self._lose_disk(fault)
         elif fault.kind == "stale_rebuild":
             self._stale_rebuild(fault)
+
+    def _repeat_heartbeats(self, host: PaxosHost, incarnation: int, until: float) -> None:
+        """A host held by its disk runs no cycle, but re-sends its newest heartbeat round
+        once per heartbeat interval (shard/runtime.py `_sync_aside`), up to `until`."""
+        world = self.world
+        if host.incarnation != incarnation or not host.up or world.now >= until:
+            return
+        assert host.replica is not None
+        for msg in host.replica.repeat_heartbeats():
+            self.on_send(host, msg)
+            world.net.send(host.id, msg.dst, msg)
+        self.stats.add("repeated_heartbeat_rounds")
+        interval = host.config.heartbeat_interval_s / host.rate
+        world.schedule(world.now + interval, self._repeat_heartbeats, host, incarnation, until)
 
     def _try_transfer(self, target: int, attempts: int, slow: Fault | None = None) -> None:
         """Ask the leader to hand over to `target`; it refuses until the target is caught
