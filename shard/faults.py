@@ -289,8 +289,10 @@ class Faults:
         """Slow down `disk`'s synced writes while a disk stall is armed."""
         persist, sync = disk.persist_owing_sync, disk.sync
 
-        def stalled_persist(batches: Sequence[tuple[int, PersistBatch]], defer: int | None) -> bool:
-            owed = persist(batches, defer)
+        def stalled_persist(
+            batches: Sequence[tuple[int, PersistBatch]], defer_from_bytes: int | None
+        ) -> bool:
+            owed = persist(batches, defer_from_bytes)
             stall = bool(self.stall_s) and _accepted_bytes(batches) >= self.stall_min_bytes
             self._stall_owed = owed and stall
             if stall and not owed and any(batch.needs_sync() for _, batch in batches):

@@ -154,6 +154,8 @@ class NodeRuntime:
         self._stall_s = config.paxos.election_timeout_max_ms / 1000
         self._heartbeat_s = config.paxos.heartbeat_interval_ms / 1000
         self._syncing: asyncio.Future[None] | None = None
+        # Inside `_run_cycles`: stop() closes the disk only outside a wake.
+        self._waking = False
         self._slow_wake_s = SLOW_WAKE_SHARE * config.paxos.election_timeout_min_ms / 1000
         self._client: RoutingClient | None = None
         self._draining = False
@@ -253,6 +255,8 @@ class NodeRuntime:
                     # read the sockets, fire timers and run the peer links first.
                     await asyncio.sleep(0)
                 await self._wake.wait()
+                if self._stopped.is_set():
+                    break  # stop() may have closed the disk while this task waited
                 self._wake.clear()
                 await self._run_cycles()
         finally:
@@ -282,6 +286,13 @@ class NodeRuntime:
         self._wake.set()
 
     async def _run_cycles(self) -> None:
+        self._waking = True
+        try:
+            await self._wake_cycles()
+        finally:
+            self._waking = False
+
+    async def _wake_cycles(self) -> None:
         timing = _WakeTiming()
         # Messages first, timers second: after a stall, the heartbeats waiting in the inbox
         # must count before check-quorum or an election timer looks at the time.
@@ -481,10 +492,14 @@ class NodeRuntime:
             task.cancel()
         if self._client is not None:
             await self._client.close()
-        while self._syncing is not None and not self._syncing.done():
+        while self._waking or (self._syncing is not None and not self._syncing.done()):
             # The loop task may be gone, its fsync not: the database stays open until it
-            # ends. The loop may start another meanwhile (the cycle after the one it ended).
-            await asyncio.wait({self._syncing})
+            # ends. Nor does it close in the middle of a wake: once the fsync ends, the wake
+            # sends the votes, applies and answers, or starts the next cycle's fsync. (A
+            # wait on the fsync's future resumed stop() first whenever the loop had waited
+            # on it anew since, a heartbeat interval later: a loop task not cancelled at
+            # once then died on DbClosedError; found by review.)
+            await asyncio.sleep(DRAIN_POLL_S)
         self.core.close()
         self.disk.close()
         log.info("node stopped", extra={"node": self.node.name})

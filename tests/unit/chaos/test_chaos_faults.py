@@ -195,7 +195,7 @@ class _Disk:
     def __init__(self) -> None:
         self.synced = 0
 
-    def persist_owing_sync(self, batches: Any, defer: int | None) -> bool:
+    def persist_owing_sync(self, batches: Any, defer_from_bytes: int | None) -> bool:
         return faults_mod._accepted_bytes(batches) >= 100
 
     def sync(self) -> None:
@@ -228,6 +228,6 @@ def test_disk_stall_slows_the_synced_writes_of_its_size_where_they_sync(
     disk.persist_owing_sync(small, None)
     assert len(slept) == 2
     f.control({"op": "disk-stall", "ms": 0})
-    disk.persist_owing_sync(large, None)
+    disk.persist_owing_sync(large, defer_from_bytes=None)  # as RocksNodeDisk.persist calls it
     disk.sync()
     assert len(slept) == 2 and f.state()["counters"]["disk_stalls"] == 2

@@ -434,3 +434,37 @@ def test_a_stop_during_an_aside_fsync_waits_for_it_before_closing_the_disk(
     asyncio.run(main(cancel_the_loop=True))
     asyncio.run(main(cancel_the_loop=False))
     assert closed_while_syncing == [False, False]
+
+
+def test_a_stop_during_an_aside_fsync_lets_the_wake_end_before_closing_the_disk(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() runs while the loop task runs on (`serve` cancels it only afterwards). Once
+    the fsync ends, the rest of that wake still needs the database (the apply of the slot
+    chosen before, its answer), however long stop() waited on the fsync: when stop's wait
+    outlived a heartbeat interval, stop() resumed first and closed the database, and the
+    loop task died on DbClosedError with the chosen put unanswered (found by review)."""
+    monkeypatch.setattr(runtime_module, "SYNC_ASIDE_BYTES", 0)
+    monkeypatch.setattr(runtime_module, "WAKE_BUDGET_S", DEADLINE_S)  # both cycles, one wake
+    interval_s = config.paxos.heartbeat_interval_ms / 1000
+
+    async def main() -> list[kv.Response]:
+        runtime = await elected(config)
+        held = _HeldSync(runtime)
+        answers: list[kv.Response] = []
+        runner = asyncio.create_task(runtime.run())
+        runtime.submit(_put(runtime, b"k1"), answers.append)
+        await _until(held.started)  # k1's accept, held
+        runtime.submit(_put(runtime, b"k2", request_id=2), answers.append)
+        held.release()
+        await _until(lambda: held.calls == 2)  # k2's accept; k1 is chosen in this cycle
+        stopping = asyncio.create_task(runtime.stop(grace_s=0.0))
+        await _until(runtime._stopped.is_set)
+        await asyncio.sleep(3 * interval_s)  # the loop waits on the fsync anew, after stop
+        held.release_all()
+        await asyncio.wait_for(stopping, DEADLINE_S)
+        await asyncio.wait_for(runner, DEADLINE_S)  # the loop ended cleanly
+        return answers
+
+    answers = asyncio.run(main())
+    assert [a.put.error.code for a in answers if a.id == 1] == [kv.OK]
