@@ -1,4 +1,5 @@
-"""A deterministic simulated transaction client: the reference model of `txn/client.py`.
+"""A deterministic simulated transaction client: the reference model of `txn/client.py`
+(`AsyncClient`) and `txn/commit.py` (its commit protocol).
 
 Theory of operation
 -------------------
