@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shard.engine import Engine, MemEngine, RocksEngine
+from shard.engine import Engine, EngineBatch, MemEngine, RocksEngine
 
 MakeEngine = Callable[[], Engine]
 
@@ -157,37 +157,84 @@ def _check_iterate_is_point_in_time(e: Engine) -> None:
     assert list(e.iterate(b"p2", b"p1")) == []
 
 
-def _check_against_model(e: Engine) -> None:
-    rng = random.Random(7)
-    model: dict[bytes, bytes] = {}
-    for _ in range(40):
+Model = dict[bytes, bytes]
+
+
+def _random_batches(
+    e: Engine,
+    rng: random.Random,
+    *,
+    batches: int,
+    key: Callable[[], bytes],
+    key_range: Callable[[], tuple[bytes, bytes]],
+    check_staged: Callable[[EngineBatch, Model], None],
+    check_written: Callable[[Model], None],
+) -> None:
+    """Write `batches` random batches of puts, deletes and range deletes, keeping a model:
+    `check_staged` after each staged operation (the batch against what it staged on the
+    written state), `check_written` after each write (the engine against the model)."""
+    model: Model = {}
+    for _ in range(batches):
         batch = e.new_batch()
         staged = dict(model)
-        for _ in range(rng.randrange(1, 12)):
-            k = bytes([rng.randrange(4), rng.randrange(4)])
+        for _ in range(rng.randrange(1, 15)):
             action = rng.random()
-            if action < 0.6:
-                v = bytes([rng.randrange(256)])
+            if action < 0.55:
+                k, v = key(), bytes([rng.randrange(256)])
                 batch.put(k, v)
                 staged[k] = v
-            elif action < 0.9:
+            elif action < 0.85:
+                k = key()
                 batch.delete(k)
                 staged.pop(k, None)
             else:
-                lo = bytes([rng.randrange(4)])
-                hi = bytes([lo[0] + rng.randrange(1, 3)])
-                batch.delete_range(lo, hi)
-                staged = {kk: vv for kk, vv in staged.items() if not lo <= kk < hi}
-            probe = bytes([rng.randrange(4), rng.randrange(4)])
-            assert batch.get(probe) == staged.get(probe)
+                lo, hi = key_range()
+                if lo < hi:
+                    batch.delete_range(lo, hi)
+                    staged = {kk: vv for kk, vv in staged.items() if not lo <= kk < hi}
+            check_staged(batch, staged)
         e.write(batch, sync=rng.random() < 0.5)
         model = staged
+        check_written(model)
+
+
+def _in_range(model: Model, lo: bytes, hi: bytes) -> list[tuple[bytes, bytes]]:
+    return sorted(kv for kv in model.items() if lo <= kv[0] < hi)
+
+
+def _check_against_model(e: Engine) -> None:
+    """Rules 1-3 for points: a batch reads its own staged writes; `scan` of the engine, with
+    limits and in reverse, agrees with the written state."""
+    rng = random.Random(7)
+
+    def key() -> bytes:
+        return bytes([rng.randrange(4), rng.randrange(4)])
+
+    def key_range() -> tuple[bytes, bytes]:
+        lo = bytes([rng.randrange(4)])
+        return lo, bytes([lo[0] + rng.randrange(1, 3)])
+
+    def check_staged(batch: EngineBatch, staged: Model) -> None:
+        probe = key()
+        assert batch.get(probe) == staged.get(probe)
+
+    def check_written(model: Model) -> None:
         assert e.scan(b"", None, None) == sorted(model.items())
         lo, hi = sorted([bytes([rng.randrange(5)]), bytes([rng.randrange(5)])])
         limit = rng.randrange(0, 6)
-        expect = sorted(kv for kv in model.items() if lo <= kv[0] < hi)
+        expect = _in_range(model, lo, hi)
         assert e.scan(lo, hi, limit) == expect[:limit]
         assert e.scan(lo, hi, limit, reverse=True) == expect[::-1][:limit]
+
+    _random_batches(
+        e,
+        rng,
+        batches=40,
+        key=key,
+        key_range=key_range,
+        check_staged=check_staged,
+        check_written=check_written,
+    )
 
 
 def _check_batch_iterate_against_model(e: Engine) -> None:
@@ -196,39 +243,24 @@ def _check_batch_iterate_against_model(e: Engine) -> None:
     check stops at the first key it did not read); `scan_bounded` and `iterate` of the
     engine agree with the written state."""
     rng = random.Random(11)
-    model: dict[bytes, bytes] = {}
 
-    def probe() -> tuple[bytes, bytes]:
+    def key() -> bytes:
+        return bytes([rng.randrange(4), rng.randrange(3)])
+
+    def key_range() -> tuple[bytes, bytes]:
         lo, hi = sorted([bytes([rng.randrange(5), rng.randrange(3)]), bytes([rng.randrange(5)])])
         return lo, hi
 
-    for _ in range(30):
-        batch = e.new_batch()
-        staged = dict(model)
-        for _ in range(rng.randrange(1, 15)):
-            k = bytes([rng.randrange(4), rng.randrange(3)])
-            action = rng.random()
-            if action < 0.5:
-                v = bytes([rng.randrange(256)])
-                batch.put(k, v)
-                staged[k] = v
-            elif action < 0.8:
-                batch.delete(k)
-                staged.pop(k, None)
-            else:
-                lo, hi = probe()
-                if lo < hi:
-                    batch.delete_range(lo, hi)
-                    staged = {kk: vv for kk, vv in staged.items() if not lo <= kk < hi}
-            lo, hi = probe()
-            expect = sorted(kv for kv in staged.items() if lo <= kv[0] < hi)
-            assert list(batch.iterate(lo, hi)) == expect
-            taken = rng.randrange(4)
-            assert list(itertools.islice(batch.iterate(lo, hi), taken)) == expect[:taken]
-        e.write(batch, sync=rng.random() < 0.5)
-        model = staged
-        lo, hi = probe()
-        expect = sorted(kv for kv in model.items() if lo <= kv[0] < hi)
+    def check_staged(batch: EngineBatch, staged: Model) -> None:
+        lo, hi = key_range()
+        expect = _in_range(staged, lo, hi)
+        assert list(batch.iterate(lo, hi)) == expect
+        taken = rng.randrange(4)
+        assert list(itertools.islice(batch.iterate(lo, hi), taken)) == expect[:taken]
+
+    def check_written(model: Model) -> None:
+        lo, hi = key_range()
+        expect = _in_range(model, lo, hi)
         assert list(e.iterate(lo, hi)) == expect
         limit, max_bytes = rng.randrange(1, 5), rng.randrange(1, 10)
         bounded = []
@@ -237,6 +269,16 @@ def _check_batch_iterate_against_model(e: Engine) -> None:
             if len(bounded) >= limit or sum(len(k) + len(v) for k, v in bounded) >= max_bytes:
                 break
         assert e.scan_bounded(lo, hi, limit, max_bytes) == bounded
+
+    _random_batches(
+        e,
+        rng,
+        batches=30,
+        key=key,
+        key_range=key_range,
+        check_staged=check_staged,
+        check_written=check_written,
+    )
 
 
 # --------------------------------------------------------------------------------------------
