@@ -17,7 +17,7 @@ class _Refusal(Exception):
         self.error = error
 
 
-def _error(code: int, message: str, **fields: Any) -> kv.Error:
+def _error(code: kv.ErrorCode, message: str, **fields: Any) -> kv.Error:
     return kv.Error(code=code, message=message, **fields)
 
 

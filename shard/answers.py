@@ -12,7 +12,7 @@ from shard.errors import ShardError, Status, WrongShard
 from shard.limits import MAX_SCAN_RESPONSE_BYTES
 from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page
 from shard.node_records import GroupHost, _Pending
-from txn.records import Conflict
+from txn.records import Conflict, DecisionResult, OnePhaseResult, PrepareResult, PreventResult
 
 
 def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
@@ -148,6 +148,8 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
         body.error.CopyFrom(_error(code, result.message))
         return response, 0
     kind = pending.kind
+    # A transaction kind proposed its own command (`NodeCore._command_for`), whose applied
+    # result has one type (`ShardStateMachine._apply_txn`): the asserts below narrow to it.
     txn = result.txn
     if kind in ("put", "delete"):
         body.version = result.version
@@ -162,22 +164,26 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
         # A failed compare-and-set shows the current version: rule 2 holds for it too.
         return response, max(result.version, result.current_version)
     if kind == "prepare":
+        assert isinstance(txn, PrepareResult)
         if txn.conflict is not None:
             body.error.CopyFrom(_conflict_error(txn.conflict))
             return response, 0
         body.prepare_ts = txn.prepare_ts
         return response, txn.prepare_ts  # rule 7
     if kind == "decide":
+        assert isinstance(txn, DecisionResult)
         body.committed = txn.committed
         body.commit_ts = txn.commit_ts
         body.pending = txn.pending
         return response, txn.commit_ts if txn.committed else 0
     if kind == "prevent":
+        assert isinstance(txn, PreventResult)
         body.prepared = txn.prepared
         body.prepare_ts = txn.prepare_ts
         body.unknown = txn.unknown
         return response, 0
     if kind == "commit_one_phase":
+        assert isinstance(txn, OnePhaseResult)
         if txn.conflict is not None:
             body.error.CopyFrom(_conflict_error(txn.conflict))
             return response, 0

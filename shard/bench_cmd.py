@@ -39,7 +39,8 @@ TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
 
 def register_bench_command(subparsers: Any) -> None:
     """Add `bench` to the `paxoskv` parser's subcommands."""
-    from shard.cli_kv import ENV_CLUSTER, add_tls_options, positive_seconds
+    from router.env import ENV_CLUSTER
+    from shard.cli_kv import add_tls_options, positive_seconds
 
     bench = subparsers.add_parser(
         "bench",

@@ -29,8 +29,8 @@ steps (each argument is one step, or several separated by ';'):
   delete KEY              delete KEY (also: del)
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
 
-output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan ...:" then
-"  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W writes)". With
+output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N items"
+then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W writes)". With
 --snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes
 and bytes that are not UTF-8 in keys and values are printed escaped (as `paxoskv scan`
 does); use --hex for binary data. Exit status: 0 committed, 1 error (one line

@@ -61,7 +61,8 @@ import grpc
 from paxos import PersistBatch
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID
-from shard.codec import MalformedCommand, Op, decode_command
+from shard.codec import Op, decode_command
+from shard.errors import MalformedCommand
 from txn.records import Decide, Prepare, Resolve
 
 if TYPE_CHECKING:
@@ -188,7 +189,9 @@ class Faults:
     def serve(self, server: grpc.aio.Server) -> None:
         """Add the Faults method to the node's gRPC server."""
 
-        async def handle(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict:
+        async def handle(
+            request: dict[str, Any], context: grpc.aio.ServicerContext
+        ) -> dict[str, Any]:
             try:
                 return self.control(request)
             except (ValueError, TypeError) as exc:
@@ -292,7 +295,7 @@ class Faults:
         def stalled_persist(
             batches: Sequence[tuple[int, PersistBatch]], defer_from_bytes: int | None
         ) -> bool:
-            owed = persist(batches, defer_from_bytes)
+            owed: bool = persist(batches, defer_from_bytes)
             stall = bool(self.stall_s) and _accepted_bytes(batches) >= self.stall_min_bytes
             self._stall_owed = owed and stall
             if stall and not owed and any(batch.needs_sync() for _, batch in batches):
@@ -342,9 +345,11 @@ def maybe_install_faults(runtime: NodeRuntime) -> Faults | None:
     if os.environ.get(ENV) != "1":
         return None
     faults = Faults(runtime.node.id)
-    runtime._send = faults.wrap_send(runtime._send)  # type: ignore[method-assign]
-    runtime._deliver = faults.wrap_deliver(runtime._deliver)  # type: ignore[method-assign]
-    runtime.submit = faults.wrap_submit(runtime.submit)  # type: ignore[method-assign]
+    # Patching methods on purpose; `assignment` too because a wrapper's Callable type has no
+    # parameter names (the wrappers do take the methods' names: keyword calls still work).
+    runtime._send = faults.wrap_send(runtime._send)  # type: ignore[method-assign,assignment]
+    runtime._deliver = faults.wrap_deliver(runtime._deliver)  # type: ignore[method-assign,assignment]
+    runtime.submit = faults.wrap_submit(runtime.submit)  # type: ignore[method-assign,assignment]
     runtime.core.apply = faults.wrap_apply(runtime.core.apply)  # type: ignore[method-assign]
     faults.wrap_disk(runtime.disk)
     faults.serve(runtime.server)
@@ -365,7 +370,9 @@ class FaultsClient:
     """Harness side: `call(channel, {"op": ...})` on a node started with PAXOSKV_FAULTS=1."""
 
     @staticmethod
-    def call(channel: grpc.Channel, request: dict[str, Any], timeout_s: float = 2.0) -> dict:
+    def call(
+        channel: grpc.Channel, request: dict[str, Any], timeout_s: float = 2.0
+    ) -> dict[str, Any]:
         method = channel.unary_unary(
             METHOD, request_serializer=_encode, response_deserializer=_decode
         )

@@ -88,6 +88,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from paxos import NotLeader, ProposalTooLarge, Ready, Replica, ReplicaConfig, ReplicaStatus, Role
@@ -1344,7 +1345,7 @@ class NodeCore:
                         continue
                     self._parked.append((host, pending))
                 elif not self._wait_for_locks(
-                    host, pending, lambda h=host, p=pending: self._start_read(h, p)
+                    host, pending, partial(self._start_read, host, pending)
                 ):
                     self._serve(host, pending)
             for peer in ready.snapshot_requests:
@@ -1521,7 +1522,7 @@ class NodeCore:
                 return True
         return False
 
-    def refusal(self, request: kv.Request, code: int, message: str) -> kv.Response:
+    def refusal(self, request: kv.Request, code: kv.ErrorCode, message: str) -> kv.Response:
         """An error response of the right shape for `request`."""
         response = kv.Response(id=request.id)
         kind = request.WhichOneof("op")

@@ -25,9 +25,10 @@ etcd refuses such a member for the same reason). So:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
@@ -129,7 +130,8 @@ def _claim(
 
 def _holds_data(db: Rdict) -> bool:
     """Whether any Paxos state or shard data is stored (keys below b"~": module doc)."""
-    first = next(iter(db.keys()), None)
+    # The database is opened in raw mode (shard.disk): its keys are bytes.
+    first = next(cast("Iterator[bytes]", iter(db.keys())), None)
     return first is not None and not first.startswith(b"~")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Protocol
 
 from shard.engine import KV, Engine, EngineBatch
 from shard.errors import SnapshotCorrupt
@@ -123,7 +124,7 @@ class ShardSnapshotBuild:
         return self.index, blob
 
 
-class RestoreSink:
+class RestoreSink(Protocol):
     """What a restore tells the state machine whose keys it replaces (its derived state)."""
 
     def restore_started(self) -> None: ...

@@ -25,7 +25,7 @@ log = logging.getLogger("paxoskv.tls")
 TLS_CHECK_S = 2.0
 
 _Pems = tuple[bytes, bytes, bytes]  # CA, certificate chain, private key
-_Stamp = tuple[tuple[int, int, int], ...]
+_Stamp = tuple[tuple[int, int, int, int], ...]  # per file: mtime, ctime (ns), size, inode
 
 
 class ReloadingTls:

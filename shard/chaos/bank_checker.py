@@ -35,6 +35,7 @@ anomalies with up to 5 examples each, and counts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from shard.chaos.history import client_ops, pairs
@@ -134,7 +135,7 @@ def _explain_reads(
         if inv["f"] == "transfer" and (done is None or done["type"] != "fail"):
             acked_at = done["time"] if done is not None and done["type"] == "ok" else None
             transfers.append((inv["time"], acked_at, inv["value"]))
-    acked = sorted((t for t in transfers if t[1] is not None), key=lambda t: t[1])
+    acked = sorted((t for t in transfers if t[1] is not None), key=itemgetter(1))
     by_start = sorted(transfers, key=lambda t: t[0])
     reads = sorted(
         (

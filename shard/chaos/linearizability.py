@@ -120,7 +120,7 @@ def _key_ops(history: Iterable[dict[str, Any]]) -> dict[Any, list[RegisterOp]]:
         elif f == "write":
             value = _freeze(inv.get("value"))
         else:
-            expected, new = inv.get("value")
+            expected, new = inv["value"]
             value = (_freeze(expected), _freeze(new))
         ret = INF if kind == "info" or done is None else float(done["time"])
         out.setdefault(inv.get("key"), []).append(

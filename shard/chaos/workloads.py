@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from shard.chaos import bank_checker, elle, linearizability
@@ -203,7 +204,7 @@ class RegisterWorkload(Workload):
                 return "ok", _int_or_raw(await client.get(raw, timeout_s=self.timeout_s))
 
             process = await _until_ok(
-                history, process, lambda p, read=read, key=key: self._final(history, p, read, key)
+                history, process, partial(self._final, history, body=read, key=key)
             )
         return process
 
