@@ -543,6 +543,24 @@ class ShardStateMachine:
         data = self._engine.get(self._decision_prefix + txn_id)
         return None if data is None else self._decode_decision(data)
 
+    def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
+        """Of the first `limit` records of the purge queue decided before `before_ts` (up to
+        the first decided later), those that need verification (coordinator rule G2), in
+        queue order: what the leader checks before it proposes the purge."""
+        data = self._engine.get(self._counters_key)
+        head, tail, _ = (0, 0, 0) if data is None else unpack_counters(data)
+        found = []
+        for seq in range(head, min(tail, head + limit)):
+            txn_id = self._engine.get(self._queue_prefix + pack_seq(seq))
+            info = None if txn_id is None else self.decision(txn_id)
+            if info is None:
+                continue
+            if info.decided_ts >= before_ts:
+                break
+            if info.needs_verification():
+                found.append(info)
+        return found
+
     def unfinished_decisions(self) -> list[DecisionInfo]:
         """Every decision recorded here and not finished yet, ordered by txn id."""
         out = []
@@ -992,15 +1010,17 @@ class _BatchTxnStore:
     def purge_mark(self) -> int:
         return self._counters()[2]
 
-    def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
+    def purge_decisions(
+        self, before_ts: int, limit: int, verified: frozenset[bytes]
+    ) -> tuple[int, bool]:
         sm = self._sm
         batch = self._batch
-        start_head, tail, mark = self._counters()
-        head = start_head
-        deleted = 0
+        start_head, start_tail, mark = self._counters()
+        head, tail = start_head, start_tail
+        deleted = handled = 0
         more = False
-        while head < tail:
-            if deleted >= limit:
+        while head < start_tail:  # the records moved to the back are not met again
+            if handled >= limit:
                 more = True
                 break
             entry_key = sm._queue_prefix + pack_seq(head)
@@ -1012,7 +1032,13 @@ class _BatchTxnStore:
                 break
             batch.delete(entry_key)
             head += 1
-            if info is not None:
+            handled += 1
+            if info is None:
+                continue
+            if info.needs_verification() and txn_id not in verified:
+                batch.put(sm._queue_prefix + pack_seq(tail), txn_id)  # rule G2
+                tail += 1
+            else:
                 batch.delete(sm._decision_prefix + txn_id)
                 deleted += 1
         if head != start_head or before_ts > mark:

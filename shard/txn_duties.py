@@ -6,6 +6,7 @@ Rule numbers are those of shard.node (rule 6 above all).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from paxos import Role
@@ -14,8 +15,13 @@ from shard.lock_wait import LOCK_WAIT_MAX_S
 from shard.node_records import GroupHost, _Prevention, _Resolving
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.records import Decide, DecisionInfo, Finish, PurgeDecisions, Resolve
+from txn.store import MAX_PURGE_PER_COMMAND
 
 Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
+
+# A purge whose check or command has not ended after this many request timeouts is given up
+# (its answers lost with a leadership change, say) and the next purge interval starts anew.
+PURGE_PASS_TIMEOUTS = 4
 
 
 class TxnDuties:
@@ -44,6 +50,8 @@ class TxnDuties:
         self._propose = propose
         #: Queue a request for another group (`NodeCore.outbound`).
         self._send = send
+        #: Groups whose purge is under way (checking, or its command in flight), since when.
+        self._purging: dict[int, float] = {}
 
     def drive_decisions(self, leaders: list[GroupHost]) -> None:
         """Rule 6, coordinator side: deliver recorded decisions, then log Finish.
@@ -204,20 +212,90 @@ class TxnDuties:
     def purge_decisions(self, leaders: list[GroupHost]) -> None:
         horizon_us = max(0, physical_us(self._hlc.last) - int(self._decision_retention_s * 1e6))
         for host in leaders:
-            self._propose_purge(host, horizon_us << LOGICAL_BITS)
+            started = self._purging.get(host.group_id)
+            if started is None or self._now() - started > PURGE_PASS_TIMEOUTS * self._timeout_s:
+                self._purge_step(host, horizon_us << LOGICAL_BITS)
 
-    def _propose_purge(self, host: GroupHost, before_ts: int) -> None:
+    def _purge_step(self, host: GroupHost, before_ts: int) -> None:
         """Purge below `before_ts`, one bounded command after the other while the last one
-        says `more` (rule G1's per-command bound): one command per purge interval let a
-        group recording more decisions than that bound per interval fall behind for good
-        (found by review)."""
+        says `more` (rule G1's per-command bound: one command per purge interval let a
+        group recording more decisions than that bound per interval fall behind for good;
+        found by review). Before each command, ask the other participants of every commit
+        it would meet whether they still hold it prepared (rule G2)."""
+        self._purging[host.group_id] = self._now()
+        check = _PurgeCheck(host.shard.purge_candidates(before_ts, MAX_PURGE_PER_COMMAND))
 
         def purged(result: Any) -> None:
+            self._purging.pop(host.group_id, None)
             outcome = getattr(result, "txn", None)
             if getattr(outcome, "more", False) and host.replica.role is Role.LEADER:
-                self._propose_purge(host, before_ts)
+                self._purge_step(host, before_ts)
 
-        self._propose(host, PurgeDecisions(before_ts=before_ts), purged)
+        def propose() -> None:
+            verified = tuple(
+                info.txn_id for info in check.candidates if info.txn_id not in check.unverified
+            )
+            self._propose(host, PurgeDecisions(before_ts=before_ts, verified=verified), purged)
+
+        for info in check.candidates:
+            for group_id in info.participants:
+                if group_id != host.group_id:
+                    check.asked += 1
+                    request = kv.Request(
+                        txn_status=kv.TxnStatusRequest(
+                            header=self._header(group_id), txn_id=info.txn_id
+                        )
+                    )
+                    self._send(
+                        (group_id, request, self._on_purge_check(check, info, group_id, propose))
+                    )
+        if not check.asked:
+            propose()
+
+    def _on_purge_check(
+        self,
+        check: _PurgeCheck,
+        info: DecisionInfo,
+        group_id: int,
+        propose: Callable[[], None],
+    ) -> Callable[[kv.Response | None], None]:
+        """Rule G2: a participant that still holds the commit prepared (or does not answer)
+        keeps the record; the one that holds it gets the Resolve it missed."""
+
+        def done(response: kv.Response | None) -> None:
+            status = _txn_status_answer(response)
+            if status is None or status.state == kv.TxnStatusResponse.IN_PROGRESS:
+                check.unverified.add(info.txn_id)
+            if status is not None and status.state == kv.TxnStatusResponse.IN_PROGRESS:
+                resolve = kv.ResolveRequest(
+                    header=self._header(group_id),
+                    txn_id=info.txn_id,
+                    commit=True,
+                    commit_ts=info.commit_ts,
+                )
+                self._send((group_id, kv.Request(resolve=resolve), lambda _r: None))
+            check.answered += 1
+            if check.answered == check.asked:
+                propose()
+
+        return done
+
+
+@dataclass(slots=True)
+class _PurgeCheck:
+    """One purge command's check of its commits with their other participants (rule G2)."""
+
+    candidates: list[DecisionInfo]
+    asked: int = 0
+    answered: int = 0
+    unverified: set[bytes] = field(default_factory=set)
+
+
+def _txn_status_answer(response: kv.Response | None) -> kv.TxnStatusResponse | None:
+    """The group's answer to a txn_status request, or None if it gave none."""
+    if response is None or response.WhichOneof("result") != "txn_status":
+        return None
+    return response.txn_status if response.txn_status.error.code == kv.OK else None
 
 
 def _unfinish(state: _Resolving) -> None:

@@ -117,7 +117,11 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
     if isinstance(record, Finish):
         return pb.TxnCommand(finish=pb.Finish(txn_id=record.txn_id))
     if isinstance(record, PurgeDecisions):
-        return pb.TxnCommand(purge_decisions=pb.PurgeDecisions(before_ts=record.before_ts))
+        return pb.TxnCommand(
+            purge_decisions=pb.PurgeDecisions(
+                before_ts=record.before_ts, verified=list(record.verified)
+            )
+        )
     if isinstance(record, CommitOnePhase):
         return pb.TxnCommand(
             commit_one_phase=pb.CommitOnePhase(
@@ -183,7 +187,9 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
     if which == "finish":
         return Finish(txn_id=msg.finish.txn_id)
     if which == "purge_decisions":
-        return PurgeDecisions(before_ts=msg.purge_decisions.before_ts)
+        return PurgeDecisions(
+            before_ts=msg.purge_decisions.before_ts, verified=tuple(msg.purge_decisions.verified)
+        )
     if which == "commit_one_phase":
         c = msg.commit_one_phase
         return CommitOnePhase(

@@ -58,6 +58,17 @@ F1. Finish marks the decision finished; without a record, or already finished, a
 G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
     order they finished, stopping at the first one decided later (and after
     MAX_PURGE_PER_COMMAND deletions). Logged, so every replica deletes the same records.
+G2. A finished record of a commit with other participants (`DecisionInfo.needs_verification`:
+    a participant's outcome record, R5) is deleted only if the command names it in
+    `verified`; otherwise it goes to the back of the purge queue. The leader names a txn
+    only after every other participant answered that it does not hold the txn prepared,
+    and sends those that do a Resolve with the recorded commit (shard.txn_duties). So no
+    group forgets a commit while another may still ask about it: a participant cut off
+    for longer than the retention window, or a coordinator group still prepared while
+    another participant resolved and would purge, gets its answer on return instead of
+    staying in doubt (D4, V2). A txn can newly become prepared after that check only by a
+    Prepare re-sent past the retention window, which no client does (its deadline is far
+    shorter).
 """
 
 from __future__ import annotations
@@ -163,6 +174,9 @@ def finish(store: TxnStore, cmd: Finish) -> DecisionResult | None:
 
 
 def purge_decisions(store: TxnStore, cmd: PurgeDecisions) -> PurgeResult:
-    """Rule G1: delete finished decisions decided before `cmd.before_ts`."""
-    purged, more = store.purge_decisions(cmd.before_ts, MAX_PURGE_PER_COMMAND)
+    """Rules G1, G2: delete finished decisions decided before `cmd.before_ts`, except the
+    commits with other participants that `cmd.verified` does not name."""
+    purged, more = store.purge_decisions(
+        cmd.before_ts, MAX_PURGE_PER_COMMAND, frozenset(cmd.verified)
+    )
     return PurgeResult(purged=purged, more=more)

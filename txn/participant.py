@@ -54,6 +54,10 @@ R5. Unless a decision record of the txn exists here, the Resolve stores one (fin
     it (P2) and is refused instead of preparing again. Without it, a re-sent Prepare that
     arrives after recovery resolved the txn would prepare anew at a later prepare_ts and
     vote yes, and the client would report a commit timestamp the decision does not have.
+    A commit resolving this group's prepared record keeps that record's participants: such
+    an outcome record is purged only once no other participant holds the txn prepared
+    (coordinator rule G2), because it is the only record of the commit a participant still
+    in doubt can be answered from (rules D4, V2).
 O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
@@ -278,17 +282,23 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
 
 
 def _record_outcome(
-    store: TxnStore, txn_id: bytes, committed: bool, commit_ts: int, ts: int
+    store: TxnStore,
+    txn_id: bytes,
+    committed: bool,
+    commit_ts: int,
+    ts: int,
+    participants: tuple[int, ...] = (),
 ) -> None:
     """Remember the txn's outcome in this group (rules O3, O4, R5, V1): a finished decision
     record, which every later Prepare or one-phase commit of the txn finds, purged after the
-    retention window."""
+    retention window (a commit with other `participants` only once none of them still
+    holds it prepared, coordinator rule G2)."""
     store.put_decision(
         DecisionInfo(
             txn_id=txn_id,
             committed=committed,
             commit_ts=commit_ts if committed else 0,
-            participants=(),
+            participants=participants,
             decided_ts=ts,
             finished=True,
         )
@@ -312,9 +322,12 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
             store; the prepared record and the intents are written together).
     """
     txn_id = cmd.txn_id
-    if store.decision(txn_id) is None:
-        _record_outcome(store, txn_id, cmd.commit, cmd.commit_ts, ts)
     info = store.prepared(txn_id)
+    if store.decision(txn_id) is None:
+        # A commit resolved here keeps its participants (R5): the record must outlive every
+        # other participant's prepared record (G2), or recovery there would find no record.
+        participants = info.participants if info is not None and cmd.commit else ()
+        _record_outcome(store, txn_id, cmd.commit, cmd.commit_ts, ts, participants)
     if info is None:
         return ResolveResult(found=False)
     written = 0

@@ -225,12 +225,19 @@ class Finish:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PurgeDecisions:
-    """Delete finished decision records decided (command ts) before `before_ts`."""
+    """Delete finished decision records decided (command ts) before `before_ts`.
+
+    A record that must be verified first (`needs_verification`) is deleted only if its txn
+    is in `verified`: the leader found no other participant still holding it prepared.
+    """
 
     before_ts: int
+    verified: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _check_u64("before_ts", self.before_ts)
+        for txn_id in self.verified:
+            _check_txn_id(txn_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -400,7 +407,11 @@ class PreparedInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecisionInfo:
-    """The coordinator group's record of a decision (`decided_ts`: the Decide command's ts)."""
+    """The coordinator group's record of a decision (`decided_ts`: the Decide command's ts).
+
+    A participant's outcome record (`txn.participant` rule R5) has the same shape; for a
+    commit resolved here it lists the participants of the prepared record it replaced.
+    """
 
     txn_id: bytes
     committed: bool
@@ -408,3 +419,8 @@ class DecisionInfo:
     participants: tuple[int, ...]
     decided_ts: int
     finished: bool = False
+
+    def needs_verification(self) -> bool:
+        """A commit with other participants: purged only once none of them still holds
+        the transaction prepared (coordinator rule G2)."""
+        return self.committed and len(self.participants) > 1

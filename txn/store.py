@@ -14,6 +14,7 @@ rules and usable by simulators.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from typing import Protocol
@@ -102,13 +103,17 @@ class TxnStore(Protocol):
         """
         ...
 
-    def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
+    def purge_decisions(
+        self, before_ts: int, limit: int, verified: frozenset[bytes]
+    ) -> tuple[int, bool]:
         """Delete finished decisions with decided_ts < before_ts, in the order they finished.
 
-        Stops at the first finished record decided at or after `before_ts` (records finish
-        roughly in decided_ts order, and a late one is purged by a later command), or after
-        `limit` deletions. Raises the purge mark to `before_ts`. Returns (deleted,
-        more_may_remain).
+        A record that `needs_verification` and whose txn `verified` does not name is not
+        deleted but moved to the back of the queue (coordinator rule G2). Stops at the first
+        finished record decided at or after `before_ts` (records finish roughly in
+        decided_ts order, and a late one is purged by a later command), at the records it
+        moved, or after `limit` records deleted or moved. Raises the purge mark to
+        `before_ts`. Returns (deleted, more_may_remain).
         """
         ...
 
@@ -227,22 +232,42 @@ class MemTxnStore:
             self.finished_queue.append(info.txn_id)
         self.decision_map[info.txn_id] = info
 
-    def purge_decisions(self, before_ts: int, limit: int) -> tuple[int, bool]:
-        """Delete finished decisions decided before `before_ts`, in finish order."""
+    def purge_decisions(
+        self, before_ts: int, limit: int, verified: frozenset[bytes]
+    ) -> tuple[int, bool]:
+        """Delete finished decisions decided before `before_ts`, in finish order; move the
+        unverified ones that need it to the back (rule G2)."""
         self.mark = max(self.mark, before_ts)
-        deleted = 0
+        deleted = handled = 0
         queue = self.finished_queue
-        while queue:
-            if deleted >= limit:
+        for _ in range(len(queue)):  # the records moved to the back are not met again
+            if handled >= limit:
                 return deleted, True
             info = self.decision_map.get(queue[0])
             if info is not None and info.decided_ts >= before_ts:
                 break
-            queue.popleft()
-            if info is not None:
-                del self.decision_map[info.txn_id]
+            txn_id = queue.popleft()
+            handled += 1
+            if info is None:
+                continue
+            if info.needs_verification() and txn_id not in verified:
+                queue.append(txn_id)
+            else:
+                del self.decision_map[txn_id]
                 deleted += 1
         return deleted, False
+
+    def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
+        """The records the next purge below `before_ts` would meet first (at most `limit`)
+        that need verification (rule G2), in queue order."""
+        found = []
+        for txn_id in itertools.islice(self.finished_queue, limit):
+            info = self.decision_map.get(txn_id)
+            if info is not None and info.decided_ts >= before_ts:
+                break
+            if info is not None and info.needs_verification():
+                found.append(info)
+        return found
 
     def purge_mark(self) -> int:
         """The largest `before_ts` purged (0 if none)."""

@@ -89,10 +89,12 @@ class Finish(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ...) -> None: ...
 
 class PurgeDecisions(_message.Message):
-    __slots__ = ("before_ts",)
+    __slots__ = ("before_ts", "verified")
     BEFORE_TS_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
     before_ts: int
-    def __init__(self, before_ts: _Optional[int] = ...) -> None: ...
+    verified: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, before_ts: _Optional[int] = ..., verified: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class CommitOnePhase(_message.Message):
     __slots__ = ("txn_id", "reads", "writes", "read_ranges")

@@ -281,11 +281,51 @@ MUTATIONS = [
         edits=(
             (
                 "participant.py",
-                "    if store.decision(txn_id) is None:\n        _record_outcome(",
-                "    if False:\n        _record_outcome(",
+                "    if store.decision(txn_id) is None:\n        # A commit resolved here keeps",
+                "    if False:\n        # A commit resolved here keeps",
             ),
         ),
         package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "outcome_record_drops_participants",
+        "R5/G2: a commit's outcome record forgets its participants, so it is purged unchecked",
+        edits=(
+            (
+                "participant.py",
+                "        participants = info.participants if info is not None and cmd.commit else ()",
+                "        participants = ()",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "purge_ignores_verification",
+        "G2: a purge deletes a commit's record although no check named it verified",
+        edits=(
+            (
+                "records.py",
+                "        return self.committed and len(self.participants) > 1",
+                "        return False",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "purge_check_trusts_a_prepared_part",
+        "G2: the purge check takes a participant still holding the txn prepared for resolved",
+        edits=(
+            (
+                "txn_duties.py",
+                "            if status is None or status.state == kv.TxnStatusResponse.IN_PROGRESS:\n"
+                "                check.unverified.add(info.txn_id)",
+                "            if status is None:\n                check.unverified.add(info.txn_id)",
+            ),
+        ),
+        package="shard",
         tests=TXN_TESTS,
     ),
     Mutation(

@@ -22,6 +22,7 @@ from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
 from txn.hlc import LOGICAL_BITS
+from txn.records import PurgeDecisions
 
 CLUSTER = "unit"
 WALL0 = 1_800_000_000 * 10**9  # a plausible wall clock, in ns
@@ -442,18 +443,60 @@ def test_an_abort_over_the_wire_never_overrules_a_complete_set_of_prepares() -> 
     assert again.commit_ts == max(v.prepare_ts for v in votes)
 
 
-def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_purged() -> None:
-    """Rule 6 with participant rule V2: group 2 resolved its part by the commit and purged
-    that record since (it was down, or the coordinator was, longer than the retention
-    window). Its Prevent then answers `unknown`, which is no "not prepared": recovery must
-    not abort group 1's part, or group 2's committed write would stand alone."""
-    node = OneNode(resolve_after_s=0.2)
+def _resolved_in_group_2_only(node: OneNode) -> int:
+    """t1 prepared in groups 1 (its coordinator) and 2, then resolved by its commit in
+    group 2 only (the Resolve to group 1 was lost); returns the commit timestamp."""
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     assert all(v.error.code == kv.OK for v in votes)
     commit_ts = max(v.prepare_ts for v in votes)
     assert node.call(resolve_request(b"t1", commit_ts, group=2)).resolve.error.code == kv.OK
-    now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
-    node.core._duties._propose_purge(node.core.hosts[2], now)
+    return commit_ts
+
+
+def _now_ts(node: OneNode) -> int:
+    return node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+
+
+def test_a_purge_resolves_the_group_still_prepared_instead_of_forgetting_the_commit() -> None:
+    """Coordinator rule G2: at group 2's purge, group 1 still holds t1 prepared. Group 2
+    keeps its record of the commit and sends group 1 the Resolve it missed; the purge
+    after that, with nobody left prepared, forgets it. Before, group 2 forgot the commit
+    and group 1's recovery stayed in doubt for good (rule V2, the test below)."""
+    node = OneNode(resolve_after_s=60.0)  # group 1's own recovery stays out of the way
+    commit_ts = _resolved_in_group_2_only(node)
+    group_2 = node.core.hosts[2]
+    asked: list[str] = []
+
+    def play_outbound() -> None:
+        outbound, node.core.outbound = node.core.outbound, []
+        for group, request, done in outbound:
+            asked.append(f"{request.WhichOneof('op')}@{group}")
+            done(node.call(request))
+
+    node.core._duties._purge_step(group_2, _now_ts(node))
+    play_outbound()  # txn_status to group 1: IN_PROGRESS
+    node.advance(0.05)
+    assert asked == ["txn_status@1"]
+    assert group_2.shard.decision(b"t1") is not None  # kept
+    play_outbound()  # the Resolve group 1 missed
+    assert asked == ["txn_status@1", "resolve@1"]
+    assert node.call(get(b"apple", group=1)).get.version == commit_ts
+    node.advance(0.05)
+    node.core._duties._purge_step(group_2, _now_ts(node))
+    play_outbound()  # group 1 answers COMMITTED now
+    node.advance(0.05)
+    assert group_2.shard.decision(b"t1") is None  # purged once verified
+
+
+def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_purged() -> None:
+    """Rule 6 with participant rule V2: group 2 resolved its part by the commit and its
+    record is gone (purged before rule G2 checked the other participants, as an older
+    version did). Its Prevent then answers `unknown`, which is no "not prepared": recovery
+    must not abort group 1's part, or group 2's committed write would stand alone."""
+    node = OneNode(resolve_after_s=0.2)
+    commit_ts = _resolved_in_group_2_only(node)
+    purge = PurgeDecisions(before_ts=_now_ts(node), verified=(b"t1",))
+    node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
     node.advance(0.05)
     assert node.core.hosts[2].shard.decision(b"t1") is None  # purged
     prevents = 0

@@ -1,6 +1,7 @@
 """Node rule 4 for what arrives from outside: the groups a Prepare or Decide names must
 exist, a snapshot from a peer must restore, a scan answer stays within its byte budget, and
-recovery does not take a purged record for an abort.
+recovery does not take a purged record for an abort, nor a purge forget a commit in doubt
+elsewhere.
 
 Found by review: a Decide naming 200,000 groups that do not exist was recorded and
 delivered forever (20,000 of them kept a real cluster's leaders churning), and a Prepare
@@ -13,7 +14,14 @@ import pytest
 
 from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, ThreeNodes, header, prepare_request, put
+from tests.unit.shard.test_node_core import (
+    OneNode,
+    ThreeNodes,
+    get,
+    header,
+    prepare_request,
+    put,
+)
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
 
@@ -81,31 +89,34 @@ def test_a_recovery_abort_without_participants_is_still_taken() -> None:
     assert answer.decide.error.code == kv.OK
 
 
-def test_a_commit_whose_record_was_purged_while_the_coordinator_was_away_stays_in_doubt() -> None:
-    """Rules D4/V2 end to end (found by review): group 2 was resolved by the commit, then
-    group 1 (the coordinator, still prepared) could not reach anyone for longer than the
-    retention window, and group 2 purged its record meanwhile. Recovery must not record an
-    abort over the commit: the transaction stays in doubt, both parts as they were."""
+def test_a_long_absent_coordinator_still_completes_a_commit_resolved_elsewhere() -> None:
+    """Rules G2, D4/V2 end to end: group 2 was resolved by the commit, then group 1 (the
+    coordinator, still prepared) could reach nobody, nor anybody it, for longer than the
+    retention window. Group 2 keeps its record while it cannot check group 1, and once
+    group 1 is back the commit is completed there too. Before rule G2, group 2 purged its
+    record meanwhile, and the transaction stayed in doubt for good, its intents held (an
+    abort over the commit, which recovery recorded before rule D4, was worse; both found by
+    review)."""
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     commit_ts = max(v.prepare_ts for v in votes)
     resolve = kv.ResolveRequest(header=header(2), txn_id=b"t1", commit=True, commit_ts=commit_ts)
     assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
     assert node.core.hosts[2].shard.decision(b"t1") is not None
-    for _ in range(40):  # 200 s in which group 1's recovery requests reach nobody
+    for _ in range(40):  # 200 s in which no request between the groups arrives
         node.advance(5.0, step=0.05)
         outbound, node.core.outbound = node.core.outbound, []
         for _group, _request, done in outbound:
             done(None)
-    assert node.core.hosts[2].shard.decision(b"t1") is None  # purged
-    for _ in range(40):  # now it reaches group 2 again
+    assert node.core.hosts[2].shard.decision(b"t1") is not None  # kept: group 1 unchecked
+    for _ in range(40):  # now the groups reach each other again
         node.advance(0.05)
         outbound, node.core.outbound = node.core.outbound, []
         for _group, request, done in outbound:
             done(node.call(request))
-    coordinator = node.core.hosts[1].shard
-    assert coordinator.decision(b"t1") is None and coordinator.prepared(b"t1") is not None
-    assert node.core.hosts[2].shard.get(b"zebra", None) is not None
+    assert node.core.hosts[1].shard.prepared(b"t1") is None
+    assert node.call(get(b"apple", group=1)).get.version == commit_ts
+    assert node.call(get(b"zebra", group=2)).get.version == commit_ts
 
 
 @pytest.mark.parametrize("group", [0, 1])

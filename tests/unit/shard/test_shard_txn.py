@@ -238,9 +238,10 @@ def test_queries_read_the_written_state() -> None:
     a.txn(Resolve(txn_id=b"t2", commit=True, commit_ts=30))
     assert a.sm.latest_record(b"x") is None  # deleting an absent key writes nothing
     assert a.sm.prepared(b"t2") is None
-    # Rule R5: the resolution is remembered (finished, purgeable), so late Prepares fail.
+    # Rule R5: the resolution is remembered (finished, purgeable), so late Prepares fail; a
+    # commit keeps the prepared record's participants (rule G2 checks the others first).
     assert a.sm.decision(b"t2") == DecisionInfo(
-        txn_id=b"t2", committed=True, commit_ts=30, participants=(), decided_ts=0, finished=True
+        txn_id=b"t2", committed=True, commit_ts=30, participants=(5,), decided_ts=0, finished=True
     )
 
 

@@ -63,6 +63,7 @@ COMMANDS = [
     Finish(txn_id=b"t" * MAX_TXN_ID_BYTES),
     PurgeDecisions(before_ts=0),
     PurgeDecisions(before_ts=2**64 - 1),
+    PurgeDecisions(before_ts=7, verified=(b"t1", b"t2")),
     CommitOnePhase(txn_id=b"t", reads=READS, writes=WRITES),
 ]
 RESULTS = [

@@ -44,6 +44,16 @@ from txn.records import (
 KEYS = [b"a", b"b", b"c"]
 TXNS = [b"t0", b"t1", b"t2", b"t3"]
 GROUP = 3
+OTHER = 4  # t1 and t3 also have a part in this group (rules R5, G2)
+
+
+def participants_of(txn_id: bytes) -> tuple[int, ...]:
+    return (GROUP, OTHER) if TXNS.index(txn_id) % 2 else (GROUP,)
+
+
+def verified_by(before_ts: int) -> tuple[bytes, ...]:
+    """The txns a purge names verified (rule G2): some, by the bits of its `before_ts`."""
+    return tuple(t for i, t in enumerate(TXNS) if before_ts >> i & 1)
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Open:
     reads: set[bytes]
     writes: dict[bytes, bytes | None]
     ranges: tuple[KeyRange, ...] = ()
+    participants: tuple[int, ...] = (GROUP,)
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Decision:
     commit_ts: int
     decided_ts: int
     finished: bool = False
+    participants: tuple[int, ...] = ()
 
 
 @dataclass
@@ -138,15 +150,20 @@ class Model:
         ):
             return Status.CONFLICT, None
         prepare_ts = max(ts, self.max_version + 1)
-        self.open[cmd.txn_id] = Open(prepare_ts, set(reads) - set(writes), writes, cmd.read_ranges)
+        self.open[cmd.txn_id] = Open(
+            prepare_ts, set(reads) - set(writes), writes, cmd.read_ranges, cmd.participants
+        )
         return Status.OK, PrepareResult(prepare_ts=prepare_ts)
 
     def resolve(self, cmd: Resolve, ts: int) -> tuple[Status, object]:
+        o = self.open.pop(cmd.txn_id, None)
         if cmd.txn_id not in self.decisions:  # rule R5: the resolution record
             commit_ts = cmd.commit_ts if cmd.commit else 0
-            self.decisions[cmd.txn_id] = Decision(cmd.commit, commit_ts, ts, finished=True)
+            participants = o.participants if o is not None and cmd.commit else ()
+            self.decisions[cmd.txn_id] = Decision(
+                cmd.commit, commit_ts, ts, finished=True, participants=participants
+            )
             self.finish_order.append(cmd.txn_id)
-        o = self.open.pop(cmd.txn_id, None)
         if o is None:
             return Status.OK, ResolveResult(found=False)
         written = 0
@@ -176,12 +193,16 @@ class Model:
 
     def purge(self, cmd: PurgeDecisions) -> tuple[Status, object]:
         purged = 0
-        while self.finish_order:
+        for _ in range(len(self.finish_order)):
             d = self.decisions[self.finish_order[0]]
             if d.decided_ts >= cmd.before_ts:
                 break
-            del self.decisions[self.finish_order.pop(0)]
-            purged += 1
+            txn_id = self.finish_order.pop(0)
+            if d.committed and len(d.participants) > 1 and txn_id not in cmd.verified:
+                self.finish_order.append(txn_id)  # rule G2: not checked, kept for later
+            else:
+                del self.decisions[txn_id]
+                purged += 1
         return Status.OK, PurgeResult(purged=purged)
 
     def one_phase(self, cmd: CommitOnePhase, ts: int) -> tuple[Status, object]:
@@ -314,6 +335,8 @@ def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
                 m.decided_ts,
                 m.finished,
             )
+            if m.participants:  # an R5 record of a commit (a Decide's keeps its own list)
+                assert d.participants == m.participants, txn_id
     assert [d.txn_id for d in h.unfinished()] == sorted(
         t for t, d in model.decisions.items() if not d.finished
     )
@@ -331,6 +354,18 @@ def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
         ("put", 0, b"z", 22),
         ("resolve", 0, True, 5),
         ("prepare", 3, [], [(1, b"x")], 30, []),
+    ],
+    [1],
+    2,
+)
+# Always run: t1 (a part in another group too) commits here; a purge that does not name it
+# verified keeps its record (rule G2), the next one, naming it, deletes it.
+@example(
+    [
+        ("prepare", 1, [], [(0, b"x")], 10, []),
+        ("resolve", 0, True, 0),
+        ("purge", 4),
+        ("purge", 2),
     ],
     [1],
     2,
@@ -357,7 +392,7 @@ def test_random_interleavings_keep_every_committed_write(
                     record: object = Prepare(
                         txn_id=TXNS[t],
                         coordinator_group=GROUP,
-                        participants=(GROUP,),
+                        participants=participants_of(TXNS[t]),
                         reads=r,
                         writes=w,
                         read_ranges=kr,
@@ -391,7 +426,8 @@ def test_random_interleavings_keep_every_committed_write(
                 ts = 0
                 expected = model.finish(record)
             else:
-                record, ts = PurgeDecisions(before_ts=step[1]), 0
+                record = PurgeDecisions(before_ts=step[1], verified=verified_by(step[1]))
+                ts = 0
                 expected = model.purge(record)
             got = [shard.txn(record, ts), mem.txn(record, ts)]
         for result in got:

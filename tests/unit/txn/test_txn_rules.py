@@ -12,6 +12,7 @@ from txn_harness import Harness, MemHarness, ShardHarness
 
 from shard.codec import encode_txn
 from shard.errors import Status
+from txn import coordinator
 from txn.coordinator import TRANSITIONS, DecisionState, decision_state
 from txn.records import (
     CommitOnePhase,
@@ -248,7 +249,8 @@ def test_r3_stale_duplicate_prepare_after_resolve_writes_nothing(h: Harness) -> 
     prepared_ts(h, record, 20)
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30))
     h.put(b"a", b"newer", 40)
-    h.txn(PurgeDecisions(before_ts=1))  # the resolution record (R5) is past its retention
+    # The resolution record (R5) is past its retention, and rule G2 found T1 prepared nowhere.
+    h.txn(PurgeDecisions(before_ts=1, verified=(T1,)))
     # A delayed duplicate of the Prepare arrives after that: it re-takes intents...
     assert prepared_ts(h, record, 20) == 41
     # ...and the decision, delivered again by recovery, only releases them.
@@ -376,7 +378,9 @@ def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harnes
     written (found by review)."""
     ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
-    assert h.txn(PurgeDecisions(before_ts=1_000)).txn == PurgeResult(purged=1)
+    # Purged as before rule G2 (which keeps it while the other part is prepared), or after a
+    # check that a re-sent Prepare outran.
+    assert h.txn(PurgeDecisions(before_ts=1_000, verified=(T1,))).txn == PurgeResult(purged=1)
     asked = Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True, asker_ts=ts)
     r = h.txn(asked, 2_000)
     assert r.txn == DecisionResult(committed=False, pending=True)
@@ -394,7 +398,7 @@ def test_v2_prevent_after_the_commit_record_was_purged_answers_unknown(h: Harnes
     this participant resolved its part by the commit and purged that record since."""
     ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
-    assert h.txn(PurgeDecisions(before_ts=1_000)).txn == PurgeResult(purged=1)
+    assert h.txn(PurgeDecisions(before_ts=1_000, verified=(T1,))).txn == PurgeResult(purged=1)
     r = h.txn(Prevent(txn_id=T1, asker_ts=ts), 2_000)
     assert r.txn == PreventResult(prepared=False, unknown=True)
     assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
@@ -407,6 +411,54 @@ def test_g1_the_purge_mark_only_rises(h: Harness) -> None:
     h.txn(PurgeDecisions(before_ts=300))
     r = h.txn(Prevent(txn_id=T1, asker_ts=400), 1_000)
     assert r.txn == PreventResult(prepared=False, unknown=True)
+
+
+def test_g2_a_commit_with_other_participants_is_purged_only_once_verified(h: Harness) -> None:
+    """R5 keeps the prepared record's participants with a commit; G2 purges such a record
+    only if the command names it verified, and moves it to the back of the queue otherwise,
+    so the records behind it are purged meanwhile and it is met again later."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"1"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+    info = h.decision(T1)
+    assert info is not None and info.participants == (3, 4) and info.needs_verification()
+    ts2 = prepared_ts(h, prep(T2, writes={b"b": b"2"}), ts + 7)
+    h.txn(Resolve(txn_id=T2, commit=False), ts2 + 1)  # an abort: nothing to verify
+    h.txn(CommitOnePhase(txn_id=T3, writes=(WriteItem(key=b"c", value=b"3"),)), ts2 + 2)
+    assert h.txn(PurgeDecisions(before_ts=10_000)).txn == PurgeResult(purged=2)
+    assert h.decision(T1) is not None and h.decision(T2) is None and h.decision(T3) is None
+    assert h.txn(PurgeDecisions(before_ts=10_000)).txn == PurgeResult(purged=0)  # met again
+    assert h.txn(PurgeDecisions(before_ts=10_000, verified=(T1,))).txn == PurgeResult(purged=1)
+    assert h.decision(T1) is None
+
+
+def test_g2_candidates_are_the_commits_to_check_that_the_next_purge_would_meet(
+    h: Harness,
+) -> None:
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"1"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+    h.txn(CommitOnePhase(txn_id=T2, writes=(WriteItem(key=b"b", value=b"2"),)), ts + 7)
+    ts3 = prepared_ts(h, prep(T3, writes={b"c": b"3"}), ts + 8)
+    h.txn(Resolve(txn_id=T3, commit=True, commit_ts=ts3 + 1), ts3 + 2)
+    assert [d.txn_id for d in h.purge_candidates(10_000, 10)] == [T1, T3]
+    assert [d.txn_id for d in h.purge_candidates(10_000, 2)] == [T1]  # the first 2 records
+    assert [d.txn_id for d in h.purge_candidates(ts3 + 2, 10)] == [T1]  # T3 decided later
+    assert h.purge_candidates(ts + 6, 10) == []
+
+
+def test_g2_an_unverified_record_counts_against_the_commands_bound(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command moves or deletes at most MAX_PURGE_PER_COMMAND records and says `more`;
+    records it moved are not met again in the same command."""
+    monkeypatch.setattr(coordinator, "MAX_PURGE_PER_COMMAND", 2)
+    for i, txn_id in enumerate((T1, T2, T3)):
+        ts = prepared_ts(h, prep(txn_id, writes={b"k%d" % i: b"v"}), 20 + 10 * i)
+        h.txn(Resolve(txn_id=txn_id, commit=True, commit_ts=ts + 1), ts + 2)
+    assert h.txn(PurgeDecisions(before_ts=10_000, verified=(T2,))).txn == PurgeResult(
+        purged=1, more=True
+    )
+    assert h.txn(PurgeDecisions(before_ts=10_000, verified=(T3,))).txn == PurgeResult(purged=1)
+    assert [t for t in (T1, T2, T3) if h.decision(t) is not None] == [T1]
 
 
 def test_f1_finish_marks_the_decision_finished(h: Harness) -> None:

@@ -114,6 +114,9 @@ class MemHarness:
         m = self.store.decision_map
         return [m[t] for t in sorted(m) if not m[t].finished]
 
+    def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
+        return self.store.purge_candidates(before_ts, limit)
+
     @property
     def max_version(self) -> int:
         return self.store.max_ver
@@ -172,6 +175,9 @@ class ShardHarness:
 
     def unfinished(self) -> list[DecisionInfo]:
         return self.sm.unfinished_decisions()
+
+    def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
+        return self.sm.purge_candidates(before_ts, limit)
 
     @property
     def max_version(self) -> int:
