@@ -5,6 +5,7 @@ Rule numbers are those of shard.node (rule 6 above all).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,10 @@ from txn.store import MAX_PURGE_PER_COMMAND
 
 Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
 
+# Questions of a purge check (rule G2) outstanding at once: a purge meets up to
+# MAX_PURGE_PER_COMMAND records, and asking about all at once would queue thousands of
+# requests ahead of the clients' at the participants' leaders.
+PURGE_CHECKS_IN_FLIGHT = 64
 # A purge whose check or command has not ended after this many request timeouts is given up
 # (its answers lost with a leadership change, say) and the next purge interval starts anew.
 PURGE_PASS_TIMEOUTS = 4
@@ -221,9 +226,16 @@ class TxnDuties:
         says `more` (rule G1's per-command bound: one command per purge interval let a
         group recording more decisions than that bound per interval fall behind for good;
         found by review). Before each command, ask the other participants of every commit
-        it would meet whether they still hold it prepared (rule G2)."""
+        it would meet whether they still hold it prepared (rule G2), PURGE_CHECKS_IN_FLIGHT
+        questions at a time."""
         self._purging[host.group_id] = self._now()
-        check = _PurgeCheck(host.shard.purge_candidates(before_ts, MAX_PURGE_PER_COMMAND))
+        candidates = host.shard.purge_candidates(before_ts, MAX_PURGE_PER_COMMAND)
+        check = _PurgeCheck(
+            candidates,
+            deque(
+                (info, g) for info in candidates for g in info.participants if g != host.group_id
+            ),
+        )
 
         def purged(result: Any) -> None:
             self._purging.pop(host.group_id, None)
@@ -231,33 +243,27 @@ class TxnDuties:
             if getattr(outcome, "more", False) and host.replica.role is Role.LEADER:
                 self._purge_step(host, before_ts)
 
-        def propose() -> None:
-            verified = tuple(
-                info.txn_id for info in check.candidates if info.txn_id not in check.unverified
-            )
-            self._propose(host, PurgeDecisions(before_ts=before_ts, verified=verified), purged)
+        def ask_or_propose() -> None:
+            while check.questions and check.in_flight < PURGE_CHECKS_IN_FLIGHT:
+                info, group_id = check.questions.popleft()
+                check.in_flight += 1
+                request = kv.Request(
+                    txn_status=kv.TxnStatusRequest(
+                        header=self._header(group_id), txn_id=info.txn_id
+                    )
+                )
+                self._send((group_id, request, self._on_purge_check(check, info, group_id)))
+            if check.in_flight == 0:  # every question answered
+                verified = tuple(
+                    info.txn_id for info in check.candidates if info.txn_id not in check.unverified
+                )
+                self._propose(host, PurgeDecisions(before_ts=before_ts, verified=verified), purged)
 
-        for info in check.candidates:
-            for group_id in info.participants:
-                if group_id != host.group_id:
-                    check.asked += 1
-                    request = kv.Request(
-                        txn_status=kv.TxnStatusRequest(
-                            header=self._header(group_id), txn_id=info.txn_id
-                        )
-                    )
-                    self._send(
-                        (group_id, request, self._on_purge_check(check, info, group_id, propose))
-                    )
-        if not check.asked:
-            propose()
+        check.next = ask_or_propose
+        ask_or_propose()
 
     def _on_purge_check(
-        self,
-        check: _PurgeCheck,
-        info: DecisionInfo,
-        group_id: int,
-        propose: Callable[[], None],
+        self, check: _PurgeCheck, info: DecisionInfo, group_id: int
     ) -> Callable[[kv.Response | None], None]:
         """Rule G2: a participant that still holds the commit prepared (or does not answer)
         keeps the record; the one that holds it gets the Resolve it missed."""
@@ -274,9 +280,8 @@ class TxnDuties:
                     commit_ts=info.commit_ts,
                 )
                 self._send((group_id, kv.Request(resolve=resolve), lambda _r: None))
-            check.answered += 1
-            if check.answered == check.asked:
-                propose()
+            check.in_flight -= 1
+            check.next()
 
         return done
 
@@ -286,9 +291,12 @@ class _PurgeCheck:
     """One purge command's check of its commits with their other participants (rule G2)."""
 
     candidates: list[DecisionInfo]
-    asked: int = 0
-    answered: int = 0
+    #: (record, participant group) still to ask.
+    questions: deque[tuple[DecisionInfo, int]]
+    in_flight: int = 0
     unverified: set[bytes] = field(default_factory=set)
+    #: Ask the next questions, or propose the command once all are answered.
+    next: Callable[[], None] = lambda: None
 
 
 def _txn_status_answer(response: kv.Response | None) -> kv.TxnStatusResponse | None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import shard.node as node_module
+import shard.txn_duties as txn_duties_module
 from paxos import Role
 from router import kv_pb2 as kv
 from router.shard_map import NodeAddress, bootstrap
@@ -443,13 +444,16 @@ def test_an_abort_over_the_wire_never_overrules_a_complete_set_of_prepares() -> 
     assert again.commit_ts == max(v.prepare_ts for v in votes)
 
 
-def _resolved_in_group_2_only(node: OneNode) -> int:
-    """t1 prepared in groups 1 (its coordinator) and 2, then resolved by its commit in
+def _resolved_in_group_2_only(node: OneNode, txn_id: bytes = b"t1", keys: bytes = b"") -> int:
+    """The txn prepared in groups 1 (its coordinator) and 2, then resolved by its commit in
     group 2 only (the Resolve to group 1 was lost); returns the commit timestamp."""
-    votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
+    votes = [
+        node.call(prepare_request(g, k + keys, txn_id)).prepare
+        for g, k in ((1, b"apple"), (2, b"zebra"))
+    ]
     assert all(v.error.code == kv.OK for v in votes)
     commit_ts = max(v.prepare_ts for v in votes)
-    assert node.call(resolve_request(b"t1", commit_ts, group=2)).resolve.error.code == kv.OK
+    assert node.call(resolve_request(txn_id, commit_ts, group=2)).resolve.error.code == kv.OK
     return commit_ts
 
 
@@ -486,6 +490,28 @@ def test_a_purge_resolves_the_group_still_prepared_instead_of_forgetting_the_com
     play_outbound()  # group 1 answers COMMITTED now
     node.advance(0.05)
     assert group_2.shard.decision(b"t1") is None  # purged once verified
+
+
+def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rule G2's questions go out PURGE_CHECKS_IN_FLIGHT at a time (a purge meets up to
+    4,096 records); the purge is proposed once the last is answered."""
+    monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
+    node = OneNode(resolve_after_s=60.0)
+    for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
+        _resolved_in_group_2_only(node, txn_id, keys)
+    node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
+    asked = []
+    for _ in range(3):
+        outbound, node.core.outbound = node.core.outbound, []
+        assert [request.WhichOneof("op") for _, request, _ in outbound] == ["txn_status"]
+        (_group, request, done) = outbound[0]
+        asked.append(request.txn_status.txn_id)
+        done(None)  # no answer: kept
+    assert asked == [b"t1", b"t2", b"t3"] and node.core.outbound == []
+    node.advance(0.05)
+    assert all(node.core.hosts[2].shard.decision(t) is not None for t in asked)
 
 
 def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_purged() -> None:
