@@ -246,6 +246,9 @@ class TxnDuties:
         def ask_or_propose() -> None:
             while check.questions and check.in_flight < PURGE_CHECKS_IN_FLIGHT:
                 info, group_id = check.questions.popleft()
+                if group_id in check.silent:
+                    check.unverified.add(info.txn_id)  # kept without asking again
+                    continue
                 check.in_flight += 1
                 request = kv.Request(
                     txn_status=kv.TxnStatusRequest(
@@ -270,6 +273,9 @@ class TxnDuties:
 
         def done(response: kv.Response | None) -> None:
             status = _txn_status_answer(response)
+            if status is None:
+                # A group down for hours would otherwise cost a timeout per record each pass.
+                check.silent.add(group_id)
             if status is None or status.state == kv.TxnStatusResponse.IN_PROGRESS:
                 check.unverified.add(info.txn_id)
             if status is not None and status.state == kv.TxnStatusResponse.IN_PROGRESS:
@@ -295,6 +301,8 @@ class _PurgeCheck:
     questions: deque[tuple[DecisionInfo, int]]
     in_flight: int = 0
     unverified: set[bytes] = field(default_factory=set)
+    #: Groups that left a question unanswered: not asked again in this check.
+    silent: set[int] = field(default_factory=set)
     #: Ask the next questions, or propose the command once all are answered.
     next: Callable[[], None] = lambda: None
 
