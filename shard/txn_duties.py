@@ -24,8 +24,11 @@ Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
 # MAX_PURGE_PER_COMMAND records, and asking about all at once would queue thousands of
 # requests ahead of the clients' at the participants' leaders.
 PURGE_CHECKS_IN_FLIGHT = 64
-# A purge whose check or command has not ended after this many request timeouts is given up
-# (its answers lost with a leadership change, say) and the next purge interval starts anew.
+# A purge of which nothing was heard for this many request timeouts (no answer to its check,
+# no result of its command) is given up (its answers lost with a leadership change, say) and
+# the next purge interval starts anew. Not the pass's whole length: a check asks
+# PURGE_CHECKS_IN_FLIGHT questions at a time, and a participant slow to answer takes up to a
+# request timeout for each round of them.
 PURGE_PASS_TIMEOUTS = 4
 
 
@@ -55,8 +58,8 @@ class TxnDuties:
         self._propose = propose
         #: Queue a request for another group (`NodeCore.outbound`).
         self._send = send
-        #: Groups whose purge is under way (checking, or its command in flight), since when.
-        self._purging: dict[int, float] = {}
+        #: The purge under way of each group (checking, or its command in flight).
+        self._purging: dict[int, _PurgeCheck] = {}
 
     def drive_decisions(self, leaders: list[GroupHost]) -> None:
         """Rule 6, coordinator side: deliver recorded decisions, then log Finish.
@@ -217,33 +220,45 @@ class TxnDuties:
     def purge_decisions(self, leaders: list[GroupHost]) -> None:
         horizon_us = max(0, physical_us(self._hlc.last) - int(self._decision_retention_s * 1e6))
         for host in leaders:
-            started = self._purging.get(host.group_id)
-            if started is None or self._now() - started > PURGE_PASS_TIMEOUTS * self._timeout_s:
+            check = self._purging.get(host.group_id)
+            if check is None or self._now() - check.heard > PURGE_PASS_TIMEOUTS * self._timeout_s:
                 self._purge_step(host, horizon_us << LOGICAL_BITS)
 
     def _purge_step(self, host: GroupHost, before_ts: int) -> None:
         """Purge below `before_ts`, one bounded command after the other while the last one
-        says `more` (rule G1's per-command bound: one command per purge interval let a
-        group recording more decisions than that bound per interval fall behind for good;
-        found by review). Before each command, ask the other participants of every commit
-        it would meet whether they still hold it prepared (rule G2), PURGE_CHECKS_IN_FLIGHT
-        questions at a time."""
-        self._purging[host.group_id] = self._now()
+        says `more` and deleted something (rule G1's per-command bound: one command per
+        purge interval let a group recording more decisions than that bound per interval
+        fall behind for good; found by review). Before each command, ask the other
+        participants of every commit it would meet whether they still hold it prepared
+        (rule G2), PURGE_CHECKS_IN_FLIGHT questions at a time."""
         candidates = host.shard.purge_candidates(before_ts, MAX_PURGE_PER_COMMAND)
         check = _PurgeCheck(
             candidates,
             deque(
                 (info, g) for info in candidates for g in info.participants if g != host.group_id
             ),
+            heard=self._now(),
         )
+        # The pass under way from now on: one given up before goes no further.
+        self._purging[host.group_id] = check
 
         def purged(result: Any) -> None:
-            self._purging.pop(host.group_id, None)
+            if self._purging.get(host.group_id) is not check:
+                return  # given up meanwhile, and another pass may be under way
+            del self._purging[host.group_id]
             outcome = getattr(result, "txn", None)
-            if getattr(outcome, "more", False) and host.replica.role is Role.LEADER:
+            # A command that deleted nothing met only commits it could not verify (rule
+            # G2), which it moved to the back: the next command would meet them again, so
+            # the pass ends here and the next purge interval goes on (found by review:
+            # with more of them than a command handles, the pass never ended).
+            more = getattr(outcome, "more", False) and getattr(outcome, "purged", 0) > 0
+            if more and host.replica.role is Role.LEADER:
                 self._purge_step(host, before_ts)
 
         def ask_or_propose() -> None:
+            if self._purging.get(host.group_id) is not check:
+                return  # given up: a later pass asks again
+            check.heard = self._now()
             while check.questions and check.in_flight < PURGE_CHECKS_IN_FLIGHT:
                 info, group_id = check.questions.popleft()
                 if group_id in check.silent:
@@ -299,6 +314,8 @@ class _PurgeCheck:
     candidates: list[DecisionInfo]
     #: (record, participant group) still to ask.
     questions: deque[tuple[DecisionInfo, int]]
+    #: When the pass last heard anything (started, an answer came, its command proposed).
+    heard: float = 0.0
     in_flight: int = 0
     unverified: set[bytes] = field(default_factory=set)
     #: Groups that left a question unanswered: not asked again in this check.

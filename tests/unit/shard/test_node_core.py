@@ -520,6 +520,62 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     assert all(node.core.hosts[2].shard.decision(t) is not None for t in (b"t1", b"t2", b"t3"))
 
 
+def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules G1, G2: more unverifiable commits than one command handles (a participant
+    down for long) each command moves to the back and answers `more`. Found by review:
+    the pass then never ended, re-asking the other participant and proposing command after
+    command without pause (each moving the same records around) while that group stayed
+    away, instead of once per purge interval."""
+    import txn.coordinator as coordinator_module
+
+    monkeypatch.setattr(coordinator_module, "MAX_PURGE_PER_COMMAND", 2)
+    monkeypatch.setattr(txn_duties_module, "MAX_PURGE_PER_COMMAND", 2)
+    node = OneNode(resolve_after_s=60.0)
+    for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
+        _resolved_in_group_2_only(node, txn_id, keys)
+    node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
+    asked = 0
+    for _ in range(20):  # group 1 never answers; well within one purge interval
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            asked += request.WhichOneof("op") == "txn_status"
+            done(None)
+        node.advance(0.05)
+    assert asked == 2  # one command's check; the records it moved wait for the next pass
+    assert all(node.core.hosts[2].shard.decision(t) is not None for t in (b"t1", b"t2", b"t3"))
+
+
+def test_a_slow_purge_check_is_not_overlapped_by_the_next_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A check whose participant answers slowly (an overloaded leader: each answer just
+    inside the request timeout) takes that long per PURGE_CHECKS_IN_FLIGHT questions,
+    longer than PURGE_PASS_TIMEOUTS request timeouts in all. Found by review: the next
+    purge interval took such a pass for lost and started another beside it, past the
+    bound on questions in flight (and the first pass's end cleared the second's guard). A
+    pass is given up only when nothing of it was heard for that long."""
+    monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
+    node = OneNode(resolve_after_s=600.0, decision_retention_s=1.0, purge_interval_s=10.0)
+    for i in range(6):
+        _resolved_in_group_2_only(node, b"t%d" % i, b"%d" % i)
+    waiting: list[tuple[float, kv.Request, Callable[[kv.Response | None], None]]] = []
+    most = 0
+    for _ in range(120):  # 60 s; group 1 answers each question after 4.5 s
+        node.advance(0.5, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            if request.WhichOneof("op") == "txn_status":
+                waiting.append((node.now, request, done))
+            else:
+                done(None)  # the Resolves group 2 sends are lost: group 1 stays prepared
+        most = max(most, len(waiting))
+        due = [(request, done) for sent, request, done in waiting if node.now - sent >= 4.5]
+        waiting = [entry for entry in waiting if node.now - entry[0] < 4.5]
+        for request, done in due:
+            done(node.call(request))
+    assert most == 1
+
+
 def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_purged() -> None:
     """Rule 6 with participant rule V2: group 2 resolved its part by the commit and its
     record is gone (purged before rule G2 checked the other participants, as an older

@@ -119,6 +119,34 @@ def test_a_long_absent_coordinator_still_completes_a_commit_resolved_elsewhere()
     assert node.call(get(b"zebra", group=2)).get.version == commit_ts
 
 
+def test_a_coordinator_away_past_the_retention_stays_in_doubt_if_a_part_never_prepared() -> None:
+    """What rule G2 does not close (found by review): t1 prepared in group 1 (its
+    coordinator) only, its Prepare in group 2 lost (or refused, which records nothing
+    either), and group 1 reached nobody for longer than the retention window. Group 2 has
+    no record to keep, and its purge mark passed t1's prepare_ts, so its Prevent answers
+    `unknown` (rule V2) for good: t1 stays in doubt and its intent stays held. The docs
+    must not promise that every return completes its transactions."""
+    node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
+    assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
+    for _ in range(40):  # 200 s in which no request between the groups arrives
+        node.advance(5.0, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, _request, done in outbound:
+            done(None)
+    answers: list[str] = []
+    for _ in range(40):  # now the groups reach each other again
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            response = node.call(request)
+            if request.WhichOneof("op") == "prevent":
+                answers.append("unknown" if response.prevent.unknown else "answered")
+            done(response)
+    assert answers and set(answers) == {"unknown"}
+    assert node.core.hosts[1].shard.prepared(b"t1") is not None  # in doubt, intent held
+    assert node.core.hosts[1].shard.decision(b"t1") is None
+
+
 @pytest.mark.parametrize("group", [0, 1])
 def test_a_snapshot_that_would_not_restore_is_dropped_on_arrival(group: int) -> None:
     """Found by review: a forged InstallSnapshot with garbage stopped the node's loop when
