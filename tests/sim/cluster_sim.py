@@ -63,8 +63,9 @@ replay command (`REPLAY_HINT`).
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -75,11 +76,13 @@ from paxos import PersistBatch, Role
 from paxos.messages import Message
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, NodeAddress, ShardMap, bootstrap
+from shard import state_machine as state_machine_module
 from shard.chaos import elle
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
 from shard.node import NodeCore, TxnSettings
+from txn.records import DecisionInfo
 
 __all__ = [
     "PROFILES",
@@ -995,7 +998,22 @@ class Knobs:
         )
 
 
-PROFILES = ("calm", "lossy", "dups", "partitions", "crashes", "2pc", "clocks", "chaos", "rebuild")
+PROFILES = (
+    "calm",
+    "lossy",
+    "dups",
+    "partitions",
+    "crashes",
+    "2pc",
+    "clocks",
+    "chaos",
+    "rebuild",
+    "purge",
+)
+# The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s;
+# a Prepare re-sent after its txn's record was purged could prepare anew, which is why the
+# window must outlast every client deadline), shorter than its outage.
+PURGE_RETENTION_S = 0.5
 
 
 def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
@@ -1099,6 +1117,15 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         # others crash and leaders are cut off.
         weights = {"lose_disk": 3, "crash": 1, "isolate": 1, "heal": 1}
         rate = 3
+    elif profile == "purge":
+        # Decision records purged while every group is down longer than the retention
+        # window, with clients dying and 2PC crash points losing Resolves: no commit may be
+        # left in doubt by a purge (coordinator rule G2). Set after every shared draw.
+        k.commit_timeout_s = 0.4
+        k.settle_unknown = True
+        k.txn = replace(k.txn, decision_retention_s=PURGE_RETENTION_S, purge_interval_s=0.1)
+        weights = {"crash": 2, "partition": 1}
+        rate = 2
     elif profile == "chaos":
         weights = {
             "partition": 2,
@@ -1110,8 +1137,8 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
             "crash_all": 0.3,
         }
         rate = 4
-    if profile in ("2pc", "chaos"):
-        count = rng.choice((1, 2, 3)) if profile == "2pc" else rng.choice((0, 1, 2))
+    if profile in ("2pc", "chaos", "purge"):
+        count = rng.choice((0, 1, 2)) if profile == "chaos" else rng.choice((1, 2, 3))
         for _ in range(count):
             k.triggers.append(
                 Trigger(
@@ -1123,6 +1150,16 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
             )
         k.client_death = rng.choice((0.02, 0.05, 0.1))
     k.faults = plan_faults(rng, weights, rate, nodes, 0.1, k.chaos_s)
+    if profile == "purge":
+        # Every node down at once for longer than the window: on restart, each group's first
+        # purge meets records older than it while other groups may still hold those
+        # transactions prepared (their Resolves lost with a dying client or a crash).
+        outage = PURGE_RETENTION_S * rng.uniform(1.2, 2.5)
+        mode = rng.choice((CrashMode.POWER_LOSS, CrashMode.KILL))
+        at = rng.uniform(0.2, k.chaos_s / 2)
+        k.faults = sorted(
+            [*k.faults, Fault(at, "crash_all", mode=mode, duration=outage)], key=lambda f: f.at
+        )
     return k
 
 
@@ -1243,6 +1280,10 @@ class ClusterSim:
         self._chaos_end = 0.0
         self.final: TxnRecord | None = None
         self._pending_cycle_crash: dict[int, tuple[str, float]] = {}
+        # (group, txn id) -> the newest decision record a replica applied: the truth the
+        # checkers read after a purge deleted it (the "purge" profile's short retention).
+        self.decisions_applied: dict[tuple[int, bytes], DecisionInfo] = {}
+        self.decision_changes: list[str] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -1432,6 +1473,37 @@ class ClusterSim:
     # ------------------------------------------------------------------ phases
 
     def run(self) -> ClusterResult:
+        with self._archiving_decisions():
+            return self._run()
+
+    @contextlib.contextmanager
+    def _archiving_decisions(self) -> Iterator[None]:
+        """Every decision record any replica applies during the run goes to
+        `decisions_applied` too (the simulator runs one cluster at a time in its process)."""
+        store_class = state_machine_module._BatchTxnStore
+        original = store_class.put_decision
+
+        def put_decision(store: Any, info: DecisionInfo) -> None:
+            key = (store._sm._group_id, info.txn_id)
+            seen = self.decisions_applied.get(key)
+            if seen is not None and (seen.committed, seen.commit_ts) != (
+                info.committed,
+                info.commit_ts,
+            ):
+                self.decision_changes.append(
+                    f"group {key[0]} changed its decision of txn {info.txn_id.hex()}: "
+                    f"{seen} then {info}"
+                )
+            self.decisions_applied[key] = info
+            original(store, info)
+
+        store_class.put_decision = put_decision  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            store_class.put_decision = original  # type: ignore[method-assign]
+
+    def _run(self) -> ClusterResult:
         world = self.world
         k = self.knobs
         for node in self.nodes.values():
@@ -1606,6 +1678,7 @@ class ClusterSim:
         assert self.final is not None
         # The workload's own verdict (Elle, bank totals) first: it names the anomaly.
         problems: list[str] = self.workload.check(self.final)
+        problems += self.decision_changes
         stored: dict[tuple[bytes, int], bytes] = {}
         chains: dict[bytes, list[tuple[int, bytes]]] = {}
         # Below a group's collection horizon the history is gone: checks about a time
@@ -1746,6 +1819,23 @@ class ClusterSim:
                 )
         return out
 
+    def held_prepared(self) -> dict[bytes, set[int]]:
+        """Transactions some replica of a data group still holds prepared, with the groups."""
+        held: dict[bytes, set[int]] = {}
+        for group_id in self.data_groups():
+            for node_id in self.shard_map.replicas(group_id):
+                core = self.nodes[node_id].core
+                if core is not None:
+                    for info in core.hosts[group_id].shard.prepared_txns():
+                        held.setdefault(info.txn_id, set()).add(group_id)
+        return held
+
+    def committed_anywhere(self, txn_id: bytes) -> bool:
+        """Whether any group ever applied a commit record of the transaction."""
+        return any(
+            key[1] == txn_id and info.committed for key, info in self.decisions_applied.items()
+        )
+
     def _decision(self, group_id: int, txn_id: bytes) -> Any:
         found = []
         for node_id in self.shard_map.replicas(group_id):
@@ -1756,6 +1846,8 @@ class ClusterSim:
             raise SafetyViolation(
                 self._fail_text(f"replicas of group {group_id} disagree on txn {txn_id.hex()}")
             )
+        if found[0] is None:  # never recorded, or purged since (rule G1)
+            return self.decisions_applied.get((group_id, txn_id))
         return found[0]
 
     def _result(self) -> ClusterResult:
