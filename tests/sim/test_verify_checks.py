@@ -2,7 +2,8 @@
 lost" or atomicity, and verify must say so (from a review that fed the checkers anomalies).
 
 verify() reads only a few seams of the sim (data_groups, gc_horizon, versions, _decision,
-shard_map.replicas/locate, workload.records/check, prepares_logged, final), so a fake
+shard_map.replicas/locate, workload.records/check, prepares_logged, decision_changes,
+final), so a fake
 subclass supplies a hand-made store and decision table and the real verify() judges it.
 """
 
@@ -37,6 +38,7 @@ class FakeSim(ClusterSim):
         self._chain = chain  # newest first, as ClusterSim.versions returns
         self._decisions = decisions
         self.prepares_logged = {}
+        self.decision_changes = []
         self.shard_map = SimpleNamespace(
             replicas=lambda g: [1, 2, 3], locate=lambda key: SimpleNamespace(group_id=GROUP)
         )
@@ -145,3 +147,12 @@ def test_verify_reports_two_acknowledged_writes_of_one_key_at_one_commit_ts() ->
         },
     )
     assert any("both wrote" in p for p in sim.verify())
+
+
+def test_verify_reports_a_group_that_changed_a_decision_it_had_recorded() -> None:
+    """A decision seen applied twice with different outcomes (`ClusterSim.decision_changes`,
+    kept as the records are applied, since a purge may delete them before the verdict)."""
+    recs = [_setup(), _final(10, b"100")]
+    sim = FakeSim(recs, [(10, b"100")], {b"t0": Decision(True, 10), b"tf": Decision(True, 90)})
+    sim.decision_changes = ["group 1 changed its decision of txn 74 ..."]
+    assert "group 1 changed its decision of txn 74 ..." in sim.verify()
