@@ -93,14 +93,18 @@ class TxnDuties:
             if group_id in state.confirmed or group_id in state.inflight:
                 continue
             state.inflight.add(group_id)
-            resolve = kv.ResolveRequest(
-                header=self._header(group_id),
-                txn_id=txn_id,
-                commit=decision.committed,
-                commit_ts=decision.commit_ts,
-            )
-            request = kv.Request(resolve=resolve)
+            request = self._resolve_request(group_id, decision)
             self._send((group_id, request, _on_resolved(state, group_id)))
+
+    def _resolve_request(self, group_id: int, decision: DecisionInfo) -> kv.Request:
+        """The Resolve that tells `group_id` the recorded `decision`."""
+        resolve = kv.ResolveRequest(
+            header=self._header(group_id),
+            txn_id=decision.txn_id,
+            commit=decision.committed,
+            commit_ts=decision.commit_ts,
+        )
+        return kv.Request(resolve=resolve)
 
     def _header(self, group_id: int) -> kv.Header:
         """The header of a request this node sends another group (transaction duties)."""
@@ -273,21 +277,22 @@ class TxnDuties:
                         header=self._header(group_id), txn_id=info.txn_id
                     )
                 )
-                self._send((group_id, request, self._on_purge_check(check, info, group_id)))
+                answered = self._on_purge_check(check, info, group_id, ask_or_propose)
+                self._send((group_id, request, answered))
             if check.in_flight == 0:  # every question answered
                 verified = tuple(
                     info.txn_id for info in check.candidates if info.txn_id not in check.unverified
                 )
                 self._propose(host, PurgeDecisions(before_ts=before_ts, verified=verified), purged)
 
-        check.next = ask_or_propose
         ask_or_propose()
 
     def _on_purge_check(
-        self, check: _PurgeCheck, info: DecisionInfo, group_id: int
+        self, check: _PurgeCheck, info: DecisionInfo, group_id: int, then: Callable[[], None]
     ) -> Callable[[kv.Response | None], None]:
         """Rule G2: a participant that still holds the commit prepared (or does not answer)
-        keeps the record; the one that holds it gets the Resolve it missed."""
+        keeps the record; the one that holds it gets the Resolve it missed. `then` asks the
+        next question or proposes the purge."""
 
         def done(response: kv.Response | None) -> None:
             status = _txn_status_answer(response)
@@ -297,15 +302,9 @@ class TxnDuties:
             if status is None or status.state == kv.TxnStatusResponse.IN_PROGRESS:
                 check.unverified.add(info.txn_id)
             if status is not None and status.state == kv.TxnStatusResponse.IN_PROGRESS:
-                resolve = kv.ResolveRequest(
-                    header=self._header(group_id),
-                    txn_id=info.txn_id,
-                    commit=True,
-                    commit_ts=info.commit_ts,
-                )
-                self._send((group_id, kv.Request(resolve=resolve), lambda _r: None))
+                self._send((group_id, self._resolve_request(group_id, info), lambda _r: None))
             check.in_flight -= 1
-            check.next()
+            then()
 
         return done
 
@@ -323,8 +322,6 @@ class _PurgeCheck:
     unverified: set[bytes] = field(default_factory=set)
     #: Groups that left a question unanswered: not asked again in this check.
     silent: set[int] = field(default_factory=set)
-    #: Ask the next questions, or propose the command once all are answered.
-    next: Callable[[], None] = lambda: None
 
 
 def _txn_status_answer(response: kv.Response | None) -> kv.TxnStatusResponse | None:
