@@ -284,16 +284,18 @@ class DecideRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ..., asker_ts: _Optional[int] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("error", "committed", "commit_ts", "pending")
+    __slots__ = ("error", "committed", "commit_ts", "pending", "checked")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
     error: Error
     committed: bool
     commit_ts: int
     pending: bool
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
+    checked: bool
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
 
 class PreventRequest(_message.Message):
     __slots__ = ("header", "txn_id", "asker_ts")
@@ -306,16 +308,18 @@ class PreventRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ...) -> None: ...
 
 class PreventResponse(_message.Message):
-    __slots__ = ("error", "prepared", "prepare_ts", "unknown")
+    __slots__ = ("error", "prepared", "prepare_ts", "unknown", "checked")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PREPARED_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
     error: Error
     prepared: bool
     prepare_ts: int
     unknown: bool
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ...) -> None: ...
+    checked: bool
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
 
 class ResolveRequest(_message.Message):
     __slots__ = ("header", "txn_id", "commit", "commit_ts")

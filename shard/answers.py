@@ -175,12 +175,14 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
         body.committed = txn.committed
         body.commit_ts = txn.commit_ts
         body.pending = txn.pending
+        body.checked = txn.checked
         return response, txn.commit_ts if txn.committed else 0
     if kind == "prevent":
         assert isinstance(txn, PreventResult)
         body.prepared = txn.prepared
         body.prepare_ts = txn.prepare_ts
         body.unknown = txn.unknown
+        body.checked = txn.checked
         return response, 0
     if kind == "commit_one_phase":
         assert isinstance(txn, OnePhaseResult)

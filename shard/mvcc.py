@@ -12,6 +12,7 @@ version first.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 DATA_TAG = b"d"
 """First byte of every shard data key (the Paxos library uses b"p")."""
@@ -50,7 +51,8 @@ KEY_TERMINATOR_END = b"\x00\x02"
 VERSION_SUFFIX_BYTES = 9  # 8 bytes of inverted version + 1 kind byte
 
 _META = struct.Struct(">QQQ")
-_COUNTERS = struct.Struct(">QQQ")
+_COUNTERS = struct.Struct(">QQQQ")
+_COUNTERS_WITHOUT_UNVERIFIED_MARK = struct.Struct(">QQQ")
 _COUNTERS_WITHOUT_MARK = struct.Struct(">QQ")
 _SEQ = struct.Struct(">Q")
 _LATEST = struct.Struct(">Qc")
@@ -118,18 +120,30 @@ def unpack_latest(data: bytes) -> tuple[int, bytes]:
     return version, kind
 
 
-def pack_counters(head: int, tail: int, mark: int) -> bytes:
-    """Encode the purge queue's counters and the purge mark."""
-    return _COUNTERS.pack(head, tail, mark)
+class PurgeCounters(NamedTuple):
+    """The purge queue's head and tail and the group's purge marks (coordinator rule G1)."""
+
+    head: int = 0
+    tail: int = 0
+    mark: int = 0
+    unverified_mark: int = 0
 
 
-def unpack_counters(data: bytes) -> tuple[int, int, int]:
-    """Decode the purge queue's counters: (head, tail, mark)."""
+def pack_counters(counters: PurgeCounters) -> bytes:
+    """Encode the purge queue's counters and the purge marks."""
+    return _COUNTERS.pack(*counters)
+
+
+def unpack_counters(data: bytes) -> PurgeCounters:
+    """Decode the purge queue's counters. Those of older versions lack the marks: without
+    the unverified one, every purge there may have left a commit in doubt, so it is the
+    purge mark."""
     if len(data) == _COUNTERS_WITHOUT_MARK.size:
-        head, tail = _COUNTERS_WITHOUT_MARK.unpack(data)
-        return head, tail, 0
-    head, tail, mark = _COUNTERS.unpack(data)
-    return head, tail, mark
+        return PurgeCounters(*_COUNTERS_WITHOUT_MARK.unpack(data))
+    if len(data) == _COUNTERS_WITHOUT_UNVERIFIED_MARK.size:
+        head, tail, mark = _COUNTERS_WITHOUT_UNVERIFIED_MARK.unpack(data)
+        return PurgeCounters(head, tail, mark, mark)
+    return PurgeCounters(*_COUNTERS.unpack(data))
 
 
 def pack_seq(seq: int) -> bytes:

@@ -49,10 +49,14 @@ Rules
    at once only while it holds no PREPARE of the transaction (rule D3); otherwise its leader
    runs the PREVENT ROUND: every other participant logs a Prevent (txn.participant rule V1),
    which answers its PREPARE or forbids it forever, and the leader logs COMMIT at
-   max(prepare_ts) when all are prepared, ABORT when one never will be. So no transaction
-   stays in doubt while a majority of each involved group is up, unless one of its groups
-   was cut off longer than `decision_retention_s` meanwhile (coordinator rule D4,
-   participant rule V2: it then stays in doubt rather than risk splitting a commit).
+   max(prepare_ts) when all are prepared, ABORT when one never will be (and still holds the
+   PREPARE, rule D5). After an outage longer than `decision_retention_s` the group asked
+   may have purged the record that would answer: it answers `pending` (D4) or `unknown`
+   (V2) and records nothing; with `checked` (every purge there that could have deleted a
+   commit record of the txn was checked, rule G2) the asker aborts its own part if it
+   still holds it prepared (D5, R6), else it asks again later. So no transaction stays in
+   doubt while a majority of each involved group is up, unless a record of it was purged
+   unchecked (written by a version before rule G2).
 7. A yes vote is answered after the commit wait of its prepare_ts: the client may report the
    commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
    them (rule 1).

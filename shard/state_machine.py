@@ -27,7 +27,8 @@ key                                        value
 ``P + b"td" + txn_id``                     decision record (coordinator group)
 ``P + b"tu" + txn_id``                     b"": the decision is not finished yet
 ``P + b"tq" + >Q seq``                     txn id of the seq-th decision to finish
-``P + b"tc"``                              ``>QQQ`` head, tail of that queue, purge mark
+``P + b"tc"``                              ``>QQQQ`` head, tail of that queue, purge
+                                           mark, unverified purge mark
 =========================================  ==========================================
 
 ``esc`` is the order-preserving escape of `shard.mvcc` (0x00 -> 0x00 0xFF, then 0x00 0x01),
@@ -106,6 +107,7 @@ from shard.mvcc import (
     PURGE_QUEUE_TAG,
     UNFINISHED_TAG,
     VERSION_TAG,
+    PurgeCounters,
     group_prefix,
     pack_counters,
     pack_latest,
@@ -543,12 +545,16 @@ class ShardStateMachine:
         data = self._engine.get(self._decision_prefix + txn_id)
         return None if data is None else self._decode_decision(data)
 
+    def purge_counters(self) -> PurgeCounters:
+        """The purge queue's head and tail and the purge marks (coordinator rule G1)."""
+        data = self._engine.get(self._counters_key)
+        return PurgeCounters() if data is None else unpack_counters(data)
+
     def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
         """Of the first `limit` records of the purge queue decided before `before_ts` (up to
         the first decided later), those that need verification (coordinator rule G2), in
         queue order: what the leader checks before it proposes the purge."""
-        data = self._engine.get(self._counters_key)
-        head, tail, _ = (0, 0, 0) if data is None else unpack_counters(data)
+        head, tail, *_ = self.purge_counters()
         found = []
         for seq in range(head, min(tail, head + limit)):
             txn_id = self._engine.get(self._queue_prefix + pack_seq(seq))
@@ -999,27 +1005,31 @@ class _BatchTxnStore:
         elif old is None or not old.finished:
             batch.delete(sm._unfinished_prefix + info.txn_id)
             sm._unfinished_ids.discard(info.txn_id)
-            head, tail, mark = self._counters()
-            batch.put(sm._queue_prefix + pack_seq(tail), info.txn_id)
-            batch.put(sm._counters_key, pack_counters(head, tail + 1, mark))
+            counters = self._counters()
+            batch.put(sm._queue_prefix + pack_seq(counters.tail), info.txn_id)
+            batch.put(sm._counters_key, pack_counters(counters._replace(tail=counters.tail + 1)))
 
-    def _counters(self) -> tuple[int, int, int]:
+    def _counters(self) -> PurgeCounters:
         data = self._batch.get(self._sm._counters_key)
-        return (0, 0, 0) if data is None else unpack_counters(data)
+        return PurgeCounters() if data is None else unpack_counters(data)
 
     def purge_mark(self) -> int:
-        return self._counters()[2]
+        return self._counters().mark
+
+    def unverified_purge_mark(self) -> int:
+        return self._counters().unverified_mark
 
     def purge_decisions(
         self, before_ts: int, limit: int, verified: frozenset[bytes]
     ) -> tuple[int, bool]:
         sm = self._sm
         batch = self._batch
-        start_head, start_tail, mark = self._counters()
-        head, tail = start_head, start_tail
+        start = self._counters()
+        head, tail = start.head, start.tail
+        unverified_mark = start.unverified_mark
         deleted = handled = 0
         more = False
-        while head < start_tail:  # the records moved to the back are not met again
+        while head < start.tail:  # the records moved to the back are not met again
             if handled >= limit:
                 more = True
                 break
@@ -1041,8 +1051,11 @@ class _BatchTxnStore:
             else:
                 batch.delete(sm._decision_prefix + txn_id)
                 deleted += 1
-        if head != start_head or before_ts > mark:
-            batch.put(sm._counters_key, pack_counters(head, tail, max(mark, before_ts)))
+                if info.purge_leaves_doubt():
+                    unverified_mark = max(unverified_mark, before_ts)
+        end = PurgeCounters(head, tail, max(start.mark, before_ts), unverified_mark)
+        if end != start:
+            batch.put(sm._counters_key, pack_counters(end))
         return deleted, more
 
 

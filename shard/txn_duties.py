@@ -159,13 +159,17 @@ class TxnDuties:
             if state is None or state.deciding:
                 return
             answer = None if response is None else response.prevent
-            if answer is None or answer.error.code != kv.OK or answer.unknown:
+            if (
+                answer is None
+                or answer.error.code != kv.OK
+                or (answer.unknown and not answer.checked)
+            ):
                 # Given up for now; the next recovery Decide about the txn starts it again.
                 # (`unknown`: that group may have purged the txn's record, rule V2; the txn
                 # stays in doubt rather than risk aborting a commit.)
                 del host.preventing[txn_id]
                 return
-            if not answer.prepared:
+            if not answer.prepared:  # prevented, or unknown but `checked` (rule V2)
                 self._decide_prevented(host, txn_id, state, commit=False)
                 return
             state.prepared[group_id] = answer.prepare_ts
@@ -187,6 +191,7 @@ class TxnDuties:
             participants=state.participants,
             commit=commit,
             commit_ts=max(state.prepared.values()) if commit else 0,
+            if_prepared=not commit,  # rule D5: the round's premise must still hold
         )
 
         def decided(_result: Any) -> None:
@@ -213,13 +218,20 @@ class TxnDuties:
     ) -> Callable[[kv.Response | None], None]:
         def done(response: kv.Response | None) -> None:
             answer = None if response is None else response.decide
-            if answer is None or answer.error.code != kv.OK or answer.pending:
+            if (
+                answer is None
+                or answer.error.code != kv.OK
+                or (answer.pending and not answer.checked)
+            ):
                 host.querying.discard(txn_id)
                 if answer is not None and answer.pending:
                     # The coordinator's prevent round decides; ask again only if it fails.
                     host.prepared_seen[txn_id] = self._now()
                 return
-            record = Resolve(txn_id=txn_id, commit=answer.committed, commit_ts=answer.commit_ts)
+            if answer.pending:  # `checked`: aborted here if still prepared (rules D4, R6)
+                record = Resolve(txn_id=txn_id, commit=False, if_prepared=True)
+            else:
+                record = Resolve(txn_id=txn_id, commit=answer.committed, commit_ts=answer.commit_ts)
             self._propose(host, record, lambda _r: host.querying.discard(txn_id))
 
         return done

@@ -100,7 +100,10 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
     if isinstance(record, Resolve):
         return pb.TxnCommand(
             resolve=pb.Resolve(
-                txn_id=record.txn_id, commit=record.commit, commit_ts=record.commit_ts
+                txn_id=record.txn_id,
+                commit=record.commit,
+                commit_ts=record.commit_ts,
+                if_prepared=record.if_prepared,
             )
         )
     if isinstance(record, Decide):
@@ -112,6 +115,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 commit_ts=record.commit_ts,
                 recover=record.recover,
                 asker_ts=record.asker_ts,
+                if_prepared=record.if_prepared,
             )
         )
     if isinstance(record, Finish):
@@ -173,7 +177,9 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
         )
     if which == "resolve":
         r = msg.resolve
-        return Resolve(txn_id=r.txn_id, commit=r.commit, commit_ts=r.commit_ts)
+        return Resolve(
+            txn_id=r.txn_id, commit=r.commit, commit_ts=r.commit_ts, if_prepared=r.if_prepared
+        )
     if which == "decide":
         d = msg.decide
         return Decide(
@@ -183,6 +189,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             commit_ts=d.commit_ts,
             recover=d.recover,
             asker_ts=d.asker_ts,
+            if_prepared=d.if_prepared,
         )
     if which == "finish":
         return Finish(txn_id=msg.finish.txn_id)
@@ -264,6 +271,7 @@ def encode_result(result: TxnResult) -> bytes:
         msg.decision.committed = result.committed
         msg.decision.commit_ts = result.commit_ts
         msg.decision.pending = result.pending
+        msg.decision.checked = result.checked
     elif isinstance(result, ResolveResult):
         msg.resolve.found = result.found
         msg.resolve.versions_written = result.versions_written
@@ -278,6 +286,7 @@ def encode_result(result: TxnResult) -> bytes:
         msg.prevent.prepared = result.prepared
         msg.prevent.prepare_ts = result.prepare_ts
         msg.prevent.unknown = result.unknown
+        msg.prevent.checked = result.checked
     else:
         raise TypeError(f"not a transaction result: {result!r}")
     data: bytes = msg.SerializeToString()
@@ -303,7 +312,9 @@ def decode_result(data: bytes) -> TxnResult:
         )
     if which == "decision":
         d = msg.decision
-        return DecisionResult(committed=d.committed, commit_ts=d.commit_ts, pending=d.pending)
+        return DecisionResult(
+            committed=d.committed, commit_ts=d.commit_ts, pending=d.pending, checked=d.checked
+        )
     if which == "resolve":
         return ResolveResult(found=msg.resolve.found, versions_written=msg.resolve.versions_written)
     if which == "one_phase":
@@ -316,7 +327,9 @@ def decode_result(data: bytes) -> TxnResult:
         return PurgeResult(purged=msg.purge.purged, more=msg.purge.more)
     if which == "prevent":
         p = msg.prevent
-        return PreventResult(prepared=p.prepared, prepare_ts=p.prepare_ts, unknown=p.unknown)
+        return PreventResult(
+            prepared=p.prepared, prepare_ts=p.prepare_ts, unknown=p.unknown, checked=p.checked
+        )
     raise MalformedTxnRecord("transaction result without a result")
 
 
@@ -407,6 +420,7 @@ def encode_decision(info: DecisionInfo) -> bytes:
         participants=info.participants,
         decided_ts=info.decided_ts,
         finished=info.finished,
+        one_phase=info.one_phase,
     ).SerializeToString()
     return data
 
@@ -428,4 +442,5 @@ def decode_decision(data: bytes) -> DecisionInfo:
         participants=tuple(msg.participants),
         decided_ts=msg.decided_ts,
         finished=msg.finished,
+        one_phase=msg.one_phase,
     )

@@ -53,11 +53,26 @@ D4. A recovery Decide whose `asker_ts` (at or below every timestamp a commit rec
     record" no longer proves "never committed", and recording ABORT could split a committed
     transaction. The txn stays in doubt instead. (A commit record's decided_ts is at least
     its commit_ts, itself at least every prepare_ts; a record decided at or after
-    `asker_ts` is never purged below it.)
+    `asker_ts` is never purged below it.) The answer is also `checked` when the unverified
+    purge mark is at or below `asker_ts`, as in participant rule V2, which gives the reason:
+    the asking participant then aborts its own part if it still holds it prepared when that
+    abort is applied (rule R6). So a participant back after an outage longer than the
+    retention window gets out of a txn this group never prepared, instead of staying in
+    doubt with its intents held.
+D5. The prevent round's abort (`if_prepared`) is recorded only while this group holds the
+    txn's PREPARE, the premise of the round; otherwise, without a decision, it records
+    nothing and answers `pending`. The round may be stale: the txn resolved here by its
+    commit since, and that record purged after its check, an abort recorded now would
+    contradict the commit.
 F1. Finish marks the decision finished; without a record, or already finished, a no-op.
 G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
     order they finished, stopping at the first one decided later (and after
     MAX_PURGE_PER_COMMAND deletions). Logged, so every replica deletes the same records.
+    It raises the purge mark to before_ts, and the unverified purge mark too when it
+    deleted a commit record that may be a two-phase commit's and that no check covered
+    (`DecisionInfo.purge_leaves_doubt`: one written before rule G2 kept participants, or a
+    Resolve's arriving after the first outcome record of its txn was purged). Counters of
+    an older version, which has no unverified mark, read it as the purge mark.
 G2. A finished record of a commit with other participants (`DecisionInfo.needs_verification`:
     a participant's outcome record, R5) is deleted only if the command names it in
     `verified`; otherwise it goes to the back of the purge queue. The leader names a txn
@@ -140,7 +155,10 @@ def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
         if store.prepared(cmd.txn_id) is not None:  # D3
             return DecisionResult(committed=False, pending=True)
         if participant.may_be_purged(store, cmd.asker_ts):  # D4
-            return DecisionResult(committed=False, pending=True)
+            checked = participant.purges_checked(store, cmd.asker_ts)
+            return DecisionResult(committed=False, pending=True, checked=checked)
+    if existing is None and cmd.if_prepared and store.prepared(cmd.txn_id) is None:  # D5
+        return DecisionResult(committed=False, pending=True)
     if existing is not None:
         result = DecisionResult(committed=existing.committed, commit_ts=existing.commit_ts)
     else:

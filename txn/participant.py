@@ -63,7 +63,8 @@ O2. A txn prepared here by two-phase commit cannot also commit in one phase: ref
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
     late copy of the same request is refused too instead of committing.
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
-    max_version = commit_ts; a finished decision record (committed) is stored.
+    max_version = commit_ts; a finished decision record (committed, marked one-phase) is
+    stored.
 V1. Prevent (recovery, sent by the coordinator group's leader): with a prepared record, answer
     its prepare_ts and change nothing; with a committed decision record (the txn was
     prepared here and resolved by its commit, R5), answer "prepared" at its commit_ts (at
@@ -75,7 +76,23 @@ V2. As coordinator rule D4: a Prevent whose `asker_ts` (the coordinator's prepar
     below this group's purge mark, and that finds neither a prepared record nor a decision
     record, records nothing and answers `unknown`: the record of a commit resolved here may
     have been purged (a group down longer than the retention window), and an abort recorded
-    now would split the transaction. The coordinator's leader asks again later.
+    now would split the transaction. The answer is also `checked` when the unverified purge
+    mark (coordinator rule G1) is at or below `asker_ts`: every purge here that could have
+    deleted a commit record of the txn checked it with its other participants (G2). Then
+    a coordinator group that still holds the txn prepared when its abort is applied (rule
+    D5) knows the txn never committed: had it committed, this group prepared it before the
+    commit and held a record of it since, prepared or resolved; a resolved commit's record
+    keeps its participants and is purged only once none of them holds the txn prepared, and
+    the coordinator group has held it prepared since before the commit. (A purged abort
+    agrees with an abort; a one-phase commit is no two-phase txn.) Without `checked`, the
+    coordinator's leader asks again later and the txn stays in doubt. Nothing is recorded
+    here in either case: the question may be stale, its asker resolved by the commit and
+    purged since, and an abort here would contradict that commit (the simulator's seed
+    bank:purge:0 split a transaction so when an abort was recorded on this evidence).
+R6. Resolve(abort, if_prepared), a participant's own abort after a `checked` pending answer
+    of its coordinator group (coordinator rule D4), changes nothing unless this group holds
+    the txn prepared when it is applied, and then resolves it as R2-R5 do: the evidence
+    says "never committed" only while this group still holds it prepared.
 W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a prepared
     transaction scanned (P6), is refused (phase "write").
 
@@ -288,6 +305,7 @@ def _record_outcome(
     commit_ts: int,
     ts: int,
     participants: tuple[int, ...] = (),
+    one_phase: bool = False,
 ) -> None:
     """Remember the txn's outcome in this group (rules O3, O4, R5, V1): a finished decision
     record, which every later Prepare or one-phase commit of the txn finds, purged after the
@@ -301,6 +319,7 @@ def _record_outcome(
             participants=participants,
             decided_ts=ts,
             finished=True,
+            one_phase=one_phase,
         )
     )
 
@@ -323,6 +342,8 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     """
     txn_id = cmd.txn_id
     info = store.prepared(txn_id)
+    if info is None and cmd.if_prepared:  # R6
+        return ResolveResult(found=False)
     if store.decision(txn_id) is None:
         # A commit resolved here keeps its participants (R5): the record must outlive every
         # other participant's prepared record (G2), or recovery there would find no record.
@@ -385,7 +406,7 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
     for write in cmd.writes:
         _write_committed(store, write.key, write.value, commit_ts)
     store.set_max_version(commit_ts)
-    _record_outcome(store, txn_id, True, commit_ts, ts)
+    _record_outcome(store, txn_id, True, commit_ts, ts, one_phase=True)
     return OnePhaseResult(commit_ts=commit_ts)
 
 
@@ -397,7 +418,9 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     decided = store.decision(cmd.txn_id)
     if decided is None:
         if may_be_purged(store, cmd.asker_ts):
-            return PreventResult(prepared=False, unknown=True)
+            return PreventResult(
+                prepared=False, unknown=True, checked=purges_checked(store, cmd.asker_ts)
+            )
         _record_outcome(store, cmd.txn_id, False, 0, ts)
     elif decided.committed:
         return PreventResult(prepared=True, prepare_ts=decided.commit_ts)
@@ -408,6 +431,12 @@ def may_be_purged(store: TxnStore, asker_ts: int) -> bool:
     """Rules V2 and coordinator D4: with no record of a txn here, whether one may have been
     purged (a commit record is decided at or after `asker_ts`; 0: the asker makes no claim)."""
     return 0 < asker_ts < store.purge_mark()
+
+
+def purges_checked(store: TxnStore, asker_ts: int) -> bool:
+    """Rules V2 and coordinator D4: whether every purge here that could have deleted a commit
+    record decided at or after `asker_ts` checked it with its other participants (G2)."""
+    return store.unverified_purge_mark() <= asker_ts
 
 
 def single_key_conflict(

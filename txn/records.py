@@ -179,15 +179,22 @@ class Prepare:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Resolve:
-    """Apply the coordinator's decision at a participant: commit at `commit_ts`, or abort."""
+    """Apply the coordinator's decision at a participant: commit at `commit_ts`, or abort.
+
+    `if_prepared`: an abort that changes nothing unless this group holds the txn prepared
+    (txn.participant rule R6; a participant's own recovery, never from the wire).
+    """
 
     txn_id: bytes
     commit: bool
     commit_ts: int = 0
+    if_prepared: bool = False
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_u64("commit_ts", self.commit_ts)
+        if self.if_prepared and self.commit:
+            raise ValueError("only an abort can be conditional on the prepared record")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,7 +202,8 @@ class Decide:
     """Record the decision at the coordinator group; the first recorded decision wins.
 
     `recover`: an abort asked for by recovery, recorded only while this group does not hold
-    the transaction's PREPARE (txn.coordinator rule D3).
+    the transaction's PREPARE (txn.coordinator rule D3). `if_prepared`: the prevent round's
+    abort, recorded only while this group holds it (rule D5; never from the wire).
     """
 
     txn_id: bytes
@@ -204,13 +212,14 @@ class Decide:
     commit_ts: int = 0
     recover: bool = False
     asker_ts: int = 0
+    if_prepared: bool = False
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_group_ids(self.participants)
         _check_u64("commit_ts", self.commit_ts)
-        if self.recover and self.commit:
-            raise ValueError("a recovery Decide can only ask for abort")
+        if (self.recover or self.if_prepared) and self.commit:
+            raise ValueError("a recovery or prevent-round Decide can only ask for abort")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,12 +318,16 @@ class PrepareResult:
 class DecisionResult:
     """The decision recorded at the coordinator group (may differ from the one asked for).
 
-    `pending`: nothing was recorded (a recovery abort met this group's PREPARE of the txn).
+    `pending`: nothing was recorded (a recovery abort met this group's PREPARE of the txn, or
+    this group may have purged its record). `checked`: pending for the second reason only,
+    and every purge here that could have deleted a commit record of the txn was checked
+    with its other participants: one still holding the txn prepared may abort (rule D4).
     """
 
     committed: bool
     commit_ts: int = 0
     pending: bool = False
+    checked: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,11 +362,15 @@ class PurgeResult:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreventResult:
     """The txn is prepared here at `prepare_ts`, or (`prepared` False) never will be, or
-    (`unknown`) this group may have purged the record that would say."""
+    (`unknown`) this group may have purged the record that would say; `checked` with
+    `unknown`: every purge here that could have deleted a commit record of the txn was
+    checked with its other participants, so an asker still holding it prepared may abort
+    (rule V2)."""
 
     prepared: bool
     prepare_ts: int = 0
     unknown: bool = False
+    checked: bool = False
 
 
 TxnResult = (
@@ -419,8 +436,15 @@ class DecisionInfo:
     participants: tuple[int, ...]
     decided_ts: int
     finished: bool = False
+    one_phase: bool = False
 
     def needs_verification(self) -> bool:
         """A commit with other participants: purged only once none of them still holds
         the transaction prepared (coordinator rule G2)."""
         return self.committed and len(self.participants) > 1
+
+    def purge_leaves_doubt(self) -> bool:
+        """A commit whose purge no check covers that may be a two-phase commit's last record
+        here: one written before rule G2 kept participants, or a Resolve's that arrived after
+        the first outcome record was purged. Its purge raises the unverified mark (G1)."""
+        return self.committed and not self.one_phase and not self.needs_verification()

@@ -113,13 +113,20 @@ class TxnStore(Protocol):
         finished record decided at or after `before_ts` (records finish roughly in
         decided_ts order, and a late one is purged by a later command), at the records it
         moved, or after `limit` records deleted or moved. Raises the purge mark to
-        `before_ts`. Returns (deleted, more_may_remain).
+        `before_ts`, and the unverified purge mark too if it deleted a record that
+        `purge_leaves_doubt`. Returns (deleted, more_may_remain).
         """
         ...
 
     def purge_mark(self) -> int:
         """The largest `before_ts` purged here (0 if none): a finished record decided before
         it may be gone, so "no record" no longer proves "never decided" below it."""
+        ...
+
+    def unverified_purge_mark(self) -> int:
+        """The largest `before_ts` of a purge here that deleted a record which
+        `purge_leaves_doubt` (0 if none): below it, "no record" no longer proves that a
+        two-phase transaction never committed here."""
         ...
 
 
@@ -134,6 +141,7 @@ class MemTxnStore:
         self.finished_queue: deque[bytes] = deque()
         self.max_ver = 0
         self.mark = 0
+        self.unverified_mark = 0
 
     def latest_version(self, key: bytes) -> tuple[int, bool]:
         """(version, is_tombstone) of the newest version; (0, True) if never written."""
@@ -255,6 +263,8 @@ class MemTxnStore:
             else:
                 del self.decision_map[txn_id]
                 deleted += 1
+                if info.purge_leaves_doubt():
+                    self.unverified_mark = max(self.unverified_mark, before_ts)
         return deleted, False
 
     def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
@@ -272,3 +282,8 @@ class MemTxnStore:
     def purge_mark(self) -> int:
         """The largest `before_ts` purged (0 if none)."""
         return self.mark
+
+    def unverified_purge_mark(self) -> int:
+        """The largest `before_ts` of a purge that deleted a record which may leave a
+        two-phase commit in doubt (0 if none)."""
+        return self.unverified_mark

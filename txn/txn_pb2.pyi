@@ -49,30 +49,34 @@ class Prepare(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class Resolve(_message.Message):
-    __slots__ = ("txn_id", "commit", "commit_ts")
+    __slots__ = ("txn_id", "commit", "commit_ts", "if_prepared")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    IF_PREPARED_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     commit: bool
     commit_ts: int
-    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    if_prepared: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ...) -> None: ...
 
 class Decide(_message.Message):
-    __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts")
+    __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts", "if_prepared")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     RECOVER_FIELD_NUMBER: _ClassVar[int]
     ASKER_TS_FIELD_NUMBER: _ClassVar[int]
+    IF_PREPARED_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     participants: _containers.RepeatedScalarFieldContainer[int]
     commit: bool
     commit_ts: int
     recover: bool
     asker_ts: int
-    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ..., asker_ts: _Optional[int] = ...) -> None: ...
+    if_prepared: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ..., asker_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ...) -> None: ...
 
 class Prevent(_message.Message):
     __slots__ = ("txn_id", "asker_ts")
@@ -147,24 +151,28 @@ class PrepareResult(_message.Message):
     def __init__(self, prepare_ts: _Optional[int] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
 
 class DecisionResult(_message.Message):
-    __slots__ = ("committed", "commit_ts", "pending")
+    __slots__ = ("committed", "commit_ts", "pending", "checked")
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
     committed: bool
     commit_ts: int
     pending: bool
-    def __init__(self, committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
+    checked: bool
+    def __init__(self, committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
 
 class PreventResult(_message.Message):
-    __slots__ = ("prepared", "prepare_ts", "unknown")
+    __slots__ = ("prepared", "prepare_ts", "unknown", "checked")
     PREPARED_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
     prepared: bool
     prepare_ts: int
     unknown: bool
-    def __init__(self, prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ...) -> None: ...
+    checked: bool
+    def __init__(self, prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
 
 class ResolveResult(_message.Message):
     __slots__ = ("found", "versions_written")
@@ -245,17 +253,19 @@ class PreparedRecord(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., prepare_ts: _Optional[int] = ..., write_keys: _Optional[_Iterable[bytes]] = ..., read_keys: _Optional[_Iterable[bytes]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("txn_id", "committed", "commit_ts", "participants", "decided_ts", "finished")
+    __slots__ = ("txn_id", "committed", "commit_ts", "participants", "decided_ts", "finished", "one_phase")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     DECIDED_TS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     committed: bool
     commit_ts: int
     participants: _containers.RepeatedScalarFieldContainer[int]
     decided_ts: int
     finished: bool
-    def __init__(self, txn_id: _Optional[bytes] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., decided_ts: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+    one_phase: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., decided_ts: _Optional[int] = ..., finished: _Optional[bool] = ..., one_phase: _Optional[bool] = ...) -> None: ...

@@ -1819,23 +1819,6 @@ class ClusterSim:
                 )
         return out
 
-    def held_prepared(self) -> dict[bytes, set[int]]:
-        """Transactions some replica of a data group still holds prepared, with the groups."""
-        held: dict[bytes, set[int]] = {}
-        for group_id in self.data_groups():
-            for node_id in self.shard_map.replicas(group_id):
-                core = self.nodes[node_id].core
-                if core is not None:
-                    for info in core.hosts[group_id].shard.prepared_txns():
-                        held.setdefault(info.txn_id, set()).add(group_id)
-        return held
-
-    def committed_anywhere(self, txn_id: bytes) -> bool:
-        """Whether any group ever applied a commit record of the transaction."""
-        return any(
-            key[1] == txn_id and info.committed for key, info in self.decisions_applied.items()
-        )
-
     def _decision(self, group_id: int, txn_id: bytes) -> Any:
         found = []
         for node_id in self.shard_map.replicas(group_id):

@@ -44,6 +44,7 @@ TXN_TESTS = (
     ROOT / "tests/unit/shard/test_clock_catch_up.py",
     ROOT / "tests/unit/shard/test_future_timestamps.py",
     ROOT / "tests/unit/shard/test_lock_waits.py",
+    ROOT / "tests/unit/shard/test_node_input.py",
     *CLUSTER_TESTS,
 )
 
@@ -383,6 +384,73 @@ MUTATIONS = [
                 "participant.py",
                 "    return 0 < asker_ts < store.purge_mark()",
                 "    return False",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "unchecked_purge_leaves_no_doubt",
+        "G1: purging a commit record no check covered leaves the unverified mark where it was",
+        edits=(
+            (
+                "records.py",
+                "        return self.committed and not self.one_phase and not self.needs_verification()",
+                "        return False",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "every_commit_purge_leaves_doubt",
+        "G1: a verified or one-phase commit's purge raises the unverified mark (answers are "
+        "never `checked`: the in-doubt case it closes comes back)",
+        edits=(
+            (
+                "records.py",
+                "        return self.committed and not self.one_phase and not self.needs_verification()",
+                "        return self.committed",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prevent_round_abort_unconditional",
+        "D5: the prevent round's abort is recorded even where the txn is no longer prepared",
+        edits=(
+            (
+                "txn_duties.py",
+                "            if_prepared=not commit,  # rule D5: the round's premise must still hold",
+                "            if_prepared=False,",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "checked_abort_unconditional",
+        "R6: a participant's abort after a `checked` pending answer also records an abort "
+        "where the txn is no longer prepared",
+        edits=(
+            (
+                "txn_duties.py",
+                "                record = Resolve(txn_id=txn_id, commit=False, if_prepared=True)",
+                "                record = Resolve(txn_id=txn_id, commit=False)",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "one_phase_record_unmarked",
+        "O4: a one-phase commit's record is not marked one-phase",
+        edits=(
+            (
+                "participant.py",
+                "    _record_outcome(store, txn_id, True, commit_ts, ts, one_phase=True)",
+                "    _record_outcome(store, txn_id, True, commit_ts, ts)",
             ),
         ),
         package="txn",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from shard.mvcc import DECISION_TAG, group_prefix
 from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
+from txn.codec import decode_decision, encode_decision
 from txn.hlc import LOGICAL_BITS
 from txn.records import PurgeDecisions
 
@@ -583,7 +586,13 @@ def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_pu
     must not abort group 1's part, or group 2's committed write would stand alone."""
     node = OneNode(resolve_after_s=0.2)
     commit_ts = _resolved_in_group_2_only(node)
-    purge = PurgeDecisions(before_ts=_now_ts(node), verified=(b"t1",))
+    record_key = group_prefix(2) + DECISION_TAG + b"t1"
+    stored = node.disk.engine.get(record_key)
+    assert stored is not None
+    batch = node.disk.engine.new_batch()  # the record as a version before rule G2 wrote it
+    batch.put(record_key, encode_decision(replace(decode_decision(stored), participants=())))
+    node.disk.engine.write(batch, False)
+    purge = PurgeDecisions(before_ts=_now_ts(node))
     node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
     node.advance(0.05)
     assert node.core.hosts[2].shard.decision(b"t1") is None  # purged

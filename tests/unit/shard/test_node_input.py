@@ -119,32 +119,48 @@ def test_a_long_absent_coordinator_still_completes_a_commit_resolved_elsewhere()
     assert node.call(get(b"zebra", group=2)).get.version == commit_ts
 
 
-def test_a_coordinator_away_past_the_retention_stays_in_doubt_if_a_part_never_prepared() -> None:
-    """What rule G2 does not close (found by review): t1 prepared in group 1 (its
-    coordinator) only, its Prepare in group 2 lost (or refused, which records nothing
-    either), and group 1 reached nobody for longer than the retention window. Group 2 has
-    no record to keep, and its purge mark passed t1's prepare_ts, so its Prevent answers
-    `unknown` (rule V2) for good: t1 stays in doubt and its intent stays held. The docs
-    must not promise that every return completes its transactions."""
+@pytest.mark.parametrize(
+    "prepared_in,asks", [(1, "prevent"), (2, "decide")], ids=["coordinator", "participant"]
+)
+def test_a_group_away_past_the_retention_gets_the_abort_of_a_part_never_prepared(
+    prepared_in: int, asks: str
+) -> None:
+    """t1 prepared in one group only, its Prepare in the other lost (or refused, which
+    records nothing either), and the groups reached each other not at all for longer than
+    the retention window, so the other group's purge mark passed t1's prepare_ts. Prepared
+    in group 1 (the coordinator): its Prevent to group 2 answers `unknown` (rule V2);
+    prepared in group 2: its recovery Decide to group 1 answers `pending` (rule D4). Both
+    are `checked` (no purge there deleted a commit record unchecked), so the group holding
+    t1 prepared aborts it while it still does (rules D5, R6) and frees its intent. Before,
+    t1 stayed in doubt for good, its intent held (found by review)."""
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
-    assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
+    key = b"apple" if prepared_in == 1 else b"zebra"
+    assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
     for _ in range(40):  # 200 s in which no request between the groups arrives
         node.advance(5.0, step=0.05)
         outbound, node.core.outbound = node.core.outbound, []
         for _group, _request, done in outbound:
             done(None)
+    marks = node.core.hosts[3 - prepared_in].shard.purge_counters()
+    prepared = node.core.hosts[prepared_in].shard.prepared(b"t1")
+    assert prepared is not None and marks.mark > prepared.prepare_ts
+    assert marks.unverified_mark == 0
     answers: list[str] = []
     for _ in range(40):  # now the groups reach each other again
         node.advance(0.05)
         outbound, node.core.outbound = node.core.outbound, []
         for _group, request, done in outbound:
             response = node.call(request)
-            if request.WhichOneof("op") == "prevent":
-                answers.append("unknown" if response.prevent.unknown else "answered")
+            if request.WhichOneof("op") == asks:
+                answer = getattr(response, asks)
+                in_doubt = answer.unknown if asks == "prevent" else answer.pending
+                answers.append("checked" if in_doubt and answer.checked else "other")
             done(response)
-    assert answers and set(answers) == {"unknown"}
-    assert node.core.hosts[1].shard.prepared(b"t1") is not None  # in doubt, intent held
-    assert node.core.hosts[1].shard.decision(b"t1") is None
+    assert answers and set(answers) == {"checked"}
+    assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
+    decision = node.core.hosts[prepared_in].shard.decision(b"t1")
+    assert decision is not None and not decision.committed
+    assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
 
 
 @pytest.mark.parametrize("group", [0, 1])

@@ -7,6 +7,7 @@ and of results with a txn part, and RocksDB.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from shard.codec import (
 from shard.engine import Engine, MemEngine, RocksEngine
 from shard.errors import Status
 from shard.limits import MAX_KEY_BYTES, MAX_TS, MAX_VALUE_BYTES
+from shard.mvcc import PURGE_COUNTERS_TAG, PurgeCounters, group_prefix, unpack_counters
 from shard.state_machine import ShardStateMachine
 from txn.codec import encode_command as encode_txn_record
 from txn.records import (
@@ -39,6 +41,8 @@ from txn.records import (
     OnePhaseResult,
     Prepare,
     PrepareResult,
+    Prevent,
+    PreventResult,
     PurgeDecisions,
     PurgeResult,
     ReadItem,
@@ -385,3 +389,25 @@ def test_a_read_of_a_collected_deletion_validates_alike_on_every_replica() -> No
     results = [node.txn(record, 40) for node in (collected, pending)]
     assert [r.status for r in results] == [Status.OK, Status.OK]
     assert results[0] == results[1]
+
+
+def test_purge_counters_of_an_older_version_read_every_purge_as_unverified() -> None:
+    """An upgraded node's counters lack the unverified purge mark (coordinator rule G1):
+    every purge of the older version may have deleted a commit record no check covered, so
+    recovery below its purge mark stays cautious (rule V2), and the counters are rewritten
+    in the new layout at the next purge."""
+    node = Node()
+    key = group_prefix(GROUP) + PURGE_COUNTERS_TAG
+    batch = node.engine.new_batch()
+    batch.put(key, struct.pack(">QQQ", 0, 0, 1_000))  # head, tail, mark: the old layout
+    node.engine.write(batch, False)
+    assert unpack_counters(struct.pack(">QQQ", 4, 7, 1_000)) == PurgeCounters(4, 7, 1_000, 1_000)
+    assert node.txn(Prevent(txn_id=b"t1", asker_ts=999), 2_000).txn == PreventResult(
+        prepared=False, unknown=True
+    )
+    assert node.txn(Prevent(txn_id=b"t2", asker_ts=1_000), 2_001).txn == PreventResult(
+        prepared=False
+    )
+    node.txn(PurgeDecisions(before_ts=1_500), 2_002)
+    data = node.engine.get(key)
+    assert data is not None and unpack_counters(data) == PurgeCounters(0, 1, 1_500, 1_000)

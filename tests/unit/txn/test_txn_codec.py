@@ -178,5 +178,5 @@ def test_records_validate_on_construction() -> None:
         reads=(ReadItem(key=b"a", version=1),),
         writes=(WriteItem(key=b"a", value=b"2"),),
     )
-    with pytest.raises(ValueError, match="recovery Decide"):
+    with pytest.raises(ValueError, match="recovery or prevent-round Decide"):
         Decide(txn_id=b"t", participants=(1, 2), commit=True, commit_ts=5, recover=True)

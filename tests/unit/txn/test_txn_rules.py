@@ -375,16 +375,22 @@ def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harnes
     """The other participant was down longer than the retention window: this group (the
     coordinator) resolved its part by the commit and purged that record since. "No record,
     no PREPARE" must not become an abort: the other part would abort, this one stays
-    written (found by review)."""
-    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
-    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
-    # Purged as before rule G2 (which keeps it while the other part is prepared), or after a
-    # check that a re-sent Prepare outran.
-    assert h.txn(PurgeDecisions(before_ts=1_000, verified=(T1,))).txn == PurgeResult(purged=1)
-    asked = Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True, asker_ts=ts)
-    r = h.txn(asked, 2_000)
-    assert r.txn == DecisionResult(committed=False, pending=True)
-    assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
+    written (found by review). Purged as a version before rule G2 did (no participants
+    kept), the answer is not even `checked`; purged after G2's check, it is, but records
+    nothing either: the asker may no longer hold the txn prepared (a stale request; the
+    simulator's seed bank:purge:0 split a transaction when this recorded an abort)."""
+    for unchecked in (True, False):
+        h = type(h)()
+        ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+        h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+        if unchecked:
+            h.as_written_before_g2(T1)
+        purge = PurgeDecisions(before_ts=1_000, verified=() if unchecked else (T1,))
+        assert h.txn(purge).txn == PurgeResult(purged=1)
+        asked = Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True, asker_ts=ts)
+        r = h.txn(asked, 2_000)
+        assert r.txn == DecisionResult(committed=False, pending=True, checked=not unchecked)
+        assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
     # An asker at or above the mark proves no commit record of it was purged: abort.
     recent = Decide(txn_id=T2, participants=(3, 4), commit=False, recover=True, asker_ts=1_000)
     assert h.txn(recent, 2_001).txn == DecisionResult(committed=False)
@@ -395,22 +401,104 @@ def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harnes
 
 def test_v2_prevent_after_the_commit_record_was_purged_answers_unknown(h: Harness) -> None:
     """The mirror case: the coordinator group was down longer than the retention window,
-    this participant resolved its part by the commit and purged that record since."""
-    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
-    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
-    assert h.txn(PurgeDecisions(before_ts=1_000, verified=(T1,))).txn == PurgeResult(purged=1)
-    r = h.txn(Prevent(txn_id=T1, asker_ts=ts), 2_000)
-    assert r.txn == PreventResult(prepared=False, unknown=True)
-    assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
+    this participant resolved its part by the commit and purged that record since. Nothing
+    is recorded; `checked` says whether every purge that could have deleted the record
+    was checked with the other participants (rule G2)."""
+    for unchecked in (True, False):
+        h = type(h)()
+        ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+        h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+        if unchecked:
+            h.as_written_before_g2(T1)
+        purge = PurgeDecisions(before_ts=1_000, verified=() if unchecked else (T1,))
+        assert h.txn(purge).txn == PurgeResult(purged=1)
+        r = h.txn(Prevent(txn_id=T1, asker_ts=ts), 2_000)
+        assert r.txn == PreventResult(prepared=False, unknown=True, checked=not unchecked)
+        assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
     assert h.txn(Prevent(txn_id=T2, asker_ts=1_000), 2_001).txn == PreventResult(prepared=False)
     assert h.decision(T2) is not None
 
 
-def test_g1_the_purge_mark_only_rises(h: Harness) -> None:
+def test_d4_v2_a_late_resolve_record_counts_as_unchecked(h: Harness) -> None:
+    """A Resolve that finds neither a prepared record nor a decision (a copy arriving after
+    the first outcome record was purged) keeps no participants: its purge raises the
+    unverified mark as an older version's record does."""
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30), 31)
+    info = h.decision(T1)
+    assert info is not None and info.participants == () and info.purge_leaves_doubt()
+    h.txn(PurgeDecisions(before_ts=1_000))
+    r = h.txn(Prevent(txn_id=T2, asker_ts=500), 2_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=False)
+
+
+@pytest.mark.parametrize("record", ["verified commit", "abort", "one-phase commit", "none"])
+def test_d4_v2_purges_that_leave_no_doubt_answer_checked(h: Harness, record: str) -> None:
+    """Below the purge mark but not the unverified one, the answer is `checked`: a commit
+    with other participants was purged only once none of them held it prepared (G2), a
+    purged abort agrees with an abort, and a one-phase commit is no two-phase txn. So an
+    asker that still holds the txn prepared when its own abort is applied may abort it
+    (D5, R6). Nothing is recorded here: the asker may have resolved it since."""
+    if record == "verified commit":
+        ts = prepared_ts(h, prep(T3, writes={b"a": b"1"}), 20)
+        h.txn(Resolve(txn_id=T3, commit=True, commit_ts=ts + 5), ts + 6)
+        verified: tuple[bytes, ...] = (T3,)
+    else:
+        verified = ()
+        if record == "abort":
+            h.txn(Prevent(txn_id=T3), 20)
+        elif record == "one-phase commit":
+            h.txn(one_phase(T3, writes={b"a": b"1"}), 20)
+    assert h.txn(PurgeDecisions(before_ts=1_000, verified=verified)).txn == PurgeResult(
+        purged=0 if record == "none" else 1
+    )
+    prevented = h.txn(Prevent(txn_id=T1, asker_ts=500), 2_000)
+    assert prevented.txn == PreventResult(prepared=False, unknown=True, checked=True)
+    asked = Decide(txn_id=T2, participants=(3, 4), commit=False, recover=True, asker_ts=500)
+    assert h.txn(asked, 2_002).txn == DecisionResult(committed=False, pending=True, checked=True)
+    assert h.decision(T1) is None and h.decision(T2) is None
+
+
+def test_d5_the_prevent_round_abort_is_recorded_only_while_prepared_here(h: Harness) -> None:
+    """The prevent round's premise is this group's PREPARE: its abort is recorded only
+    while the group still holds it, else it records nothing (the txn was resolved here
+    since, and its record may be purged: an abort now could land over its commit)."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    abort = Decide(txn_id=T1, participants=(3, 4), commit=False, if_prepared=True)
+    assert h.txn(abort, ts + 1).txn == DecisionResult(committed=False)
+    assert h.prepared(T1) is None and h.intents(b"a") == []
+    info = h.decision(T1)
+    assert info is not None and not info.committed and not info.finished
+    lone = Decide(txn_id=T2, participants=(3, 4), commit=False, if_prepared=True)
+    assert h.txn(lone, ts + 2).txn == DecisionResult(committed=False, pending=True)
+    assert h.decision(T2) is None
+    assert h.txn(abort, ts + 3).txn == DecisionResult(committed=False)  # recorded: the answer
+
+
+def test_r6_a_conditional_abort_changes_nothing_unless_prepared(h: Harness) -> None:
+    """A participant's own abort after a `checked` answer (D4) resolves its part only if it
+    still holds the txn prepared, and leaves no record otherwise: the txn may have been
+    resolved by its commit here since, and that record purged."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    aborted = h.txn(Resolve(txn_id=T1, commit=False, if_prepared=True), ts + 1)
+    assert aborted.txn == ResolveResult(found=True)
+    assert h.prepared(T1) is None and h.intents(b"a") == []
+    info = h.decision(T1)
+    assert info is not None and not info.committed  # R5: a late Prepare is refused
+    none = h.txn(Resolve(txn_id=T2, commit=False, if_prepared=True), ts + 2)
+    assert none.txn == ResolveResult(found=False) and h.decision(T2) is None
+    with pytest.raises(ValueError, match="only an abort"):
+        Resolve(txn_id=T2, commit=True, commit_ts=5, if_prepared=True)
+
+
+def test_g1_the_purge_marks_only_rise(h: Harness) -> None:
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30), 31)
     h.txn(PurgeDecisions(before_ts=500))
     h.txn(PurgeDecisions(before_ts=300))
-    r = h.txn(Prevent(txn_id=T1, asker_ts=400), 1_000)
-    assert r.txn == PreventResult(prepared=False, unknown=True)
+    r = h.txn(Prevent(txn_id=T2, asker_ts=400), 1_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=False)
+    h.txn(PurgeDecisions(before_ts=800))
+    r = h.txn(Prevent(txn_id=T2, asker_ts=600), 1_001)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=True)
 
 
 def test_g2_a_commit_with_other_participants_is_purged_only_once_verified(h: Harness) -> None:

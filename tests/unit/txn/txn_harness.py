@@ -6,12 +6,15 @@ Scenario tests run on both; the property test checks that they agree command by 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shard.codec import CommandResult, encode_delete, encode_put, encode_txn
 from shard.engine import MemEngine
 from shard.errors import Status
-from shard.mvcc import META_TAG, group_prefix
+from shard.mvcc import DECISION_TAG, META_TAG, group_prefix
 from shard.state_machine import ShardStateMachine
 from txn import coordinator, participant
+from txn.codec import decode_decision, encode_decision
 from txn.records import (
     CommitOnePhase,
     Conflict,
@@ -117,6 +120,11 @@ class MemHarness:
     def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
         return self.store.purge_candidates(before_ts, limit)
 
+    def as_written_before_g2(self, txn_id: bytes) -> None:
+        """Make the txn's decision record what a version before rule G2 wrote: no
+        participants kept (an upgraded node's old records)."""
+        self.store.decision_map[txn_id] = replace(self.store.decision_map[txn_id], participants=())
+
     @property
     def max_version(self) -> int:
         return self.store.max_ver
@@ -178,6 +186,15 @@ class ShardHarness:
 
     def purge_candidates(self, before_ts: int, limit: int) -> list[DecisionInfo]:
         return self.sm.purge_candidates(before_ts, limit)
+
+    def as_written_before_g2(self, txn_id: bytes) -> None:
+        """As `MemHarness.as_written_before_g2`, in the engine."""
+        key = group_prefix(GROUP) + DECISION_TAG + txn_id
+        data = self.engine.get(key)
+        assert data is not None
+        batch = self.engine.new_batch()
+        batch.put(key, encode_decision(replace(decode_decision(data), participants=())))
+        self.engine.write(batch, False)
 
     @property
     def max_version(self) -> int:
