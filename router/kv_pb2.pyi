@@ -451,6 +451,22 @@ class StatusResponse(_message.Message):
     software_version: str
     def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., node_name: _Optional[str] = ..., map_version: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[GroupStatus, _Mapping]]] = ..., software_version: _Optional[str] = ...) -> None: ...
 
+class TxnStatusesRequest(_message.Message):
+    __slots__ = ("header", "txn_ids")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TXN_IDS_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    txn_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class TxnStatusesResponse(_message.Message):
+    __slots__ = ("error", "statuses")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    error: Error
+    statuses: _containers.RepeatedCompositeFieldContainer[TxnStatusResponse]
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., statuses: _Optional[_Iterable[_Union[TxnStatusResponse, _Mapping]]] = ...) -> None: ...
+
 class ShardMapRequest(_message.Message):
     __slots__ = ("cluster_id",)
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -466,7 +482,7 @@ class ShardMapResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., shard_map: _Optional[_Union[_router_pb2.ShardMap, _Mapping]] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp", "prevent")
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp", "prevent", "txn_statuses")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -480,6 +496,7 @@ class Request(_message.Message):
     TXN_STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     PREVENT_FIELD_NUMBER: _ClassVar[int]
+    TXN_STATUSES_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetRequest
     put: PutRequest
@@ -493,10 +510,11 @@ class Request(_message.Message):
     txn_status: TxnStatusRequest
     timestamp: TimestampRequest
     prevent: PreventRequest
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., decide: _Optional[_Union[DecideRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseRequest, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusRequest, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampRequest, _Mapping]] = ..., prevent: _Optional[_Union[PreventRequest, _Mapping]] = ...) -> None: ...
+    txn_statuses: TxnStatusesRequest
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., cas: _Optional[_Union[CasRequest, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., decide: _Optional[_Union[DecideRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseRequest, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusRequest, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampRequest, _Mapping]] = ..., prevent: _Optional[_Union[PreventRequest, _Mapping]] = ..., txn_statuses: _Optional[_Union[TxnStatusesRequest, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp", "prevent")
+    __slots__ = ("id", "get", "put", "delete", "cas", "scan", "error", "prepare", "decide", "resolve", "commit_one_phase", "txn_status", "timestamp", "prevent", "txn_statuses")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -511,6 +529,7 @@ class Response(_message.Message):
     TXN_STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     PREVENT_FIELD_NUMBER: _ClassVar[int]
+    TXN_STATUSES_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetResponse
     put: PutResponse
@@ -525,7 +544,8 @@ class Response(_message.Message):
     txn_status: TxnStatusResponse
     timestamp: TimestampResponse
     prevent: PreventResponse
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResponse, _Mapping]] = ..., decide: _Optional[_Union[DecideResponse, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResponse, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseResponse, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusResponse, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampResponse, _Mapping]] = ..., prevent: _Optional[_Union[PreventResponse, _Mapping]] = ...) -> None: ...
+    txn_statuses: TxnStatusesResponse
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., cas: _Optional[_Union[CasResponse, _Mapping]] = ..., scan: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResponse, _Mapping]] = ..., decide: _Optional[_Union[DecideResponse, _Mapping]] = ..., resolve: _Optional[_Union[ResolveResponse, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhaseResponse, _Mapping]] = ..., txn_status: _Optional[_Union[TxnStatusResponse, _Mapping]] = ..., timestamp: _Optional[_Union[TimestampResponse, _Mapping]] = ..., prevent: _Optional[_Union[PreventResponse, _Mapping]] = ..., txn_statuses: _Optional[_Union[TxnStatusesResponse, _Mapping]] = ...) -> None: ...
 
 class RequestBatch(_message.Message):
     __slots__ = ("requests",)

@@ -12,6 +12,7 @@ from shard.errors import ShardError, Status, WrongShard
 from shard.limits import MAX_SCAN_RESPONSE_BYTES
 from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page
 from shard.node_records import GroupHost, _Pending
+from shard.state_machine import ShardStateMachine
 from txn.records import Conflict, DecisionResult, OnePhaseResult, PrepareResult, PreventResult
 
 
@@ -44,7 +45,14 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
     op = pending.request
     shard = host.shard
     if pending.kind == "txn_status":
-        return _txn_status(host, pending)
+        response = kv.Response(id=pending.request_id)
+        _fill_txn_status(shard, op.txn_id, response.txn_status)
+        return response
+    if pending.kind == "txn_statuses":
+        response = kv.Response(id=pending.request_id)
+        for txn_id in op.txn_ids:
+            _fill_txn_status(shard, txn_id, response.txn_statuses.statuses.add())
+        return response
     at = op.at_version or None
     try:
         if pending.kind == "get":
@@ -101,11 +109,8 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
         return _error(kv.INVALID_ARGUMENT, str(exc))
 
 
-def _txn_status(host: GroupHost, pending: _Pending) -> kv.Response:
-    txn_id = pending.request.txn_id
-    shard = host.shard
-    response = kv.Response(id=pending.request_id)
-    status = response.txn_status
+def _fill_txn_status(shard: ShardStateMachine, txn_id: bytes, status: kv.TxnStatusResponse) -> None:
+    """`status` := what this group's records say of `txn_id`."""
     decision = shard.decision(txn_id)
     if decision is not None:
         status.state = (
@@ -118,7 +123,10 @@ def _txn_status(host: GroupHost, pending: _Pending) -> kv.Response:
         status.participants.extend(prepared.participants)
     else:
         status.state = kv.TxnStatusResponse.UNKNOWN
-    return response
+
+
+def _shown_ts(status: kv.TxnStatusResponse) -> int:
+    return max(int(status.commit_ts), int(status.prepare_ts))
 
 
 def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
@@ -127,7 +135,9 @@ def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
     COMMITTED commit_ts, or max(prepare_ts) over IN_PROGRESS answers), so it waits as a
     vote does (rule 7)."""
     if pending.kind == "txn_status":
-        return max(int(response.txn_status.commit_ts), int(response.txn_status.prepare_ts))
+        return _shown_ts(response.txn_status)
+    if pending.kind == "txn_statuses":
+        return max((_shown_ts(s) for s in response.txn_statuses.statuses), default=0)
     if pending.kind not in ("get", "scan") or pending.request.stale_ok:
         return 0
     if pending.kind == "get":

@@ -28,6 +28,10 @@ limit of millions of small keys held a node's loop for seconds (found by review)
 MAX_TS = (1 << 63) - 1
 """Largest command timestamp; keeps every version below 2**64 with room to spare."""
 
+MAX_STATUS_IDS = 1024
+"""Transaction ids one txn_statuses request asks about at most (an answer of about 100 KiB
+with three participants each)."""
+
 
 def validate_key(key: bytes) -> None:
     """Raise `InvalidArgument` for an empty key, `LimitExceeded` for one over MAX_KEY_BYTES."""

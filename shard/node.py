@@ -121,6 +121,7 @@ from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import (
     MAX_COMMAND_BYTES,
+    MAX_STATUS_IDS,
     MAX_TS,
     validate_command_size,
     validate_key,
@@ -187,7 +188,7 @@ READ_BYTES_PER_WAKE = 4 << 20
 # (or four times the build's duration, if longer): see NodeCore._send_snapshot.
 SNAPSHOT_COOLDOWN_MIN_S = 1.0
 WRITE_KINDS = frozenset({"put", "delete", "cas"})
-READ_KINDS = frozenset({"get", "scan", "txn_status"})
+READ_KINDS = frozenset({"get", "scan", "txn_status", "txn_statuses"})
 
 
 class NodeDisk(Protocol):
@@ -644,6 +645,17 @@ class NodeCore:
                         raise _Refusal(
                             _error(kv.INVALID_ARGUMENT, "the coordinator group is no participant")
                         )
+            elif kind == "txn_statuses":
+                if not 0 < len(op.txn_ids) <= MAX_STATUS_IDS:
+                    raise _Refusal(
+                        _error(
+                            kv.LIMIT_EXCEEDED if op.txn_ids else kv.INVALID_ARGUMENT,
+                            f"txn_statuses asks about 1 to {MAX_STATUS_IDS} transactions "
+                            f"(MAX_STATUS_IDS), not {len(op.txn_ids)}",
+                        )
+                    )
+                for txn_id in op.txn_ids:
+                    _check_txn_id(txn_id)
             elif kind in ("decide", "resolve", "txn_status", "prevent"):
                 _check_txn_id(op.txn_id)
                 if kind in ("decide", "resolve") and op.commit and op.commit_ts == 0:

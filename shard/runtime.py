@@ -334,7 +334,7 @@ class NodeRuntime:
             started = time.perf_counter()
             apply_cycle(self.core, self.disk, readies)
             timing.apply_s += time.perf_counter() - started
-            if time.perf_counter() - timing.started >= WAKE_BUDGET_S:
+            if timing.held_s() >= WAKE_BUDGET_S:
                 # A backlog (a follower catching up applies max_apply_bytes per cycle) goes
                 # on at once, after the loop has read the sockets: other groups' heartbeats
                 # are not left waiting behind it.
@@ -521,10 +521,15 @@ class _WakeTiming:
         self.background_s = 0.0
         self.aside_s = 0.0
 
+    def held_s(self) -> float:
+        """How long the wake has held the loop: its time so far but its waits on an fsync
+        aside (`_sync_aside`), during which the loop ran on."""
+        return time.perf_counter() - self.started - self.aside_s
+
     def log_if_slow(self, threshold_s: float, election_timeout_ms: int) -> None:
+        if self.held_s() < threshold_s:
+            return
         wake_s = time.perf_counter() - self.started
-        if wake_s - self.aside_s < threshold_s:
-            return  # the loop ran on during a long fsync aside (`_sync_aside`)
         log.warning(
             "slow wake: the node's loop was held; a leader held past the election timeout "
             "loses its followers",

@@ -6,7 +6,7 @@ Rule numbers are those of shard.node (rule 6 above all).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +20,15 @@ from txn.store import MAX_PURGE_PER_COMMAND
 
 Outbound = tuple[int, kv.Request, Callable[[kv.Response | None], None]]
 
-# Questions of a purge check (rule G2) outstanding at once: a purge meets up to
-# MAX_PURGE_PER_COMMAND records, and asking about all at once would queue thousands of
-# requests ahead of the clients' at the participants' leaders. Measured (bench/README.md,
-# session 17: txn2 at 16 clients across purges of a minute's records): with 64 the clients'
-# commits fell to 2-100/s for 10 s each pass, p99 201 ms; with 8, seconds under 120/s 5
-# instead of 19, p99 172 ms (without any check, 136 ms).
+# Questions of a purge check (rule G2) outstanding at once, each a txn_statuses request about
+# up to PURGE_CHECK_BATCH transactions of one participant group. Measured before the
+# questions were batched (bench/README.md, session 17: txn2 at 16 clients across purges of
+# a minute's records, one txn_status per question): with 64 in flight the clients' commits
+# fell to 2-100/s for 10 s each pass, p99 201 ms; with 8, seconds under 120/s 5 instead of
+# 19, p99 172 ms (without any check, 136 ms).
 PURGE_CHECKS_IN_FLIGHT = 8
+# Transactions one question of a purge check asks a group about (at most MAX_STATUS_IDS).
+PURGE_CHECK_BATCH = 256
 # A purge of which nothing was heard for this many request timeouts (no answer to its check,
 # no result of its command) is given up (its answers lost with a leadership change, say) and
 # the next purge interval starts anew. Not the pass's whole length: a check asks
@@ -249,12 +251,20 @@ class TxnDuties:
         purge interval let a group recording more decisions than that bound per interval
         fall behind for good; found by review). Before each command, ask the other
         participants of every commit it would meet whether they still hold it prepared
-        (rule G2), PURGE_CHECKS_IN_FLIGHT questions at a time."""
+        (rule G2): one txn_statuses request per participant group and PURGE_CHECK_BATCH
+        commits, PURGE_CHECKS_IN_FLIGHT requests at a time."""
         candidates = host.shard.purge_candidates(before_ts, MAX_PURGE_PER_COMMAND)
+        by_group: dict[int, list[DecisionInfo]] = {}
+        for info in candidates:
+            for group_id in info.participants:
+                if group_id != host.group_id:
+                    by_group.setdefault(group_id, []).append(info)
         check = _PurgeCheck(
             candidates,
             deque(
-                (info, g) for info in candidates for g in info.participants if g != host.group_id
+                (group_id, infos[i : i + PURGE_CHECK_BATCH])
+                for group_id, infos in sorted(by_group.items())
+                for i in range(0, len(infos), PURGE_CHECK_BATCH)
             ),
             heard=self._now(),
         )
@@ -279,17 +289,17 @@ class TxnDuties:
                 return  # given up: a later pass asks again
             check.heard = self._now()
             while check.questions and check.in_flight < PURGE_CHECKS_IN_FLIGHT:
-                info, group_id = check.questions.popleft()
+                group_id, infos = check.questions.popleft()
                 if group_id in check.silent:
-                    check.unverified.add(info.txn_id)  # kept without asking again
+                    check.unverified.update(info.txn_id for info in infos)  # not asked again
                     continue
                 check.in_flight += 1
                 request = kv.Request(
-                    txn_status=kv.TxnStatusRequest(
-                        header=self._header(group_id), txn_id=info.txn_id
+                    txn_statuses=kv.TxnStatusesRequest(
+                        header=self._header(group_id), txn_ids=[info.txn_id for info in infos]
                     )
                 )
-                answered = self._on_purge_check(check, info, group_id, ask_or_propose)
+                answered = self._on_purge_check(check, infos, group_id, ask_or_propose)
                 self._send((group_id, request, answered))
             if check.in_flight == 0:  # every question answered
                 verified = tuple(
@@ -300,21 +310,28 @@ class TxnDuties:
         ask_or_propose()
 
     def _on_purge_check(
-        self, check: _PurgeCheck, info: DecisionInfo, group_id: int, then: Callable[[], None]
+        self,
+        check: _PurgeCheck,
+        infos: list[DecisionInfo],
+        group_id: int,
+        then: Callable[[], None],
     ) -> Callable[[kv.Response | None], None]:
-        """Rule G2: a participant that still holds the commit prepared (or does not answer)
+        """Rule G2: a participant that still holds a commit prepared (or does not answer)
         keeps the record; the one that holds it gets the Resolve it missed. `then` asks the
         next question or proposes the purge."""
 
         def done(response: kv.Response | None) -> None:
-            status = _txn_status_answer(response)
-            if status is None:
-                # A group down for hours would otherwise cost a timeout per record each pass.
+            statuses = _txn_statuses_answer(response, len(infos))
+            if statuses is None:
+                # A group down for hours would otherwise cost a timeout per question each pass.
                 check.silent.add(group_id)
-            if status is None or status.state == kv.TxnStatusResponse.IN_PROGRESS:
-                check.unverified.add(info.txn_id)
-            if status is not None and status.state == kv.TxnStatusResponse.IN_PROGRESS:
-                self._send((group_id, self._resolve_request(group_id, info), lambda _r: None))
+                check.unverified.update(info.txn_id for info in infos)
+            else:
+                for info, status in zip(infos, statuses, strict=True):
+                    if status.state == kv.TxnStatusResponse.IN_PROGRESS:
+                        check.unverified.add(info.txn_id)
+                        resolve = self._resolve_request(group_id, info)
+                        self._send((group_id, resolve, lambda _r: None))
             check.in_flight -= 1
             then()
 
@@ -326,8 +343,8 @@ class _PurgeCheck:
     """One purge command's check of its commits with their other participants (rule G2)."""
 
     candidates: list[DecisionInfo]
-    #: (record, participant group) still to ask.
-    questions: deque[tuple[DecisionInfo, int]]
+    #: (participant group, the commits to ask it about) still to ask.
+    questions: deque[tuple[int, list[DecisionInfo]]]
     #: When the pass last heard anything (started, an answer came, its command proposed).
     heard: float = 0.0
     in_flight: int = 0
@@ -336,11 +353,18 @@ class _PurgeCheck:
     silent: set[int] = field(default_factory=set)
 
 
-def _txn_status_answer(response: kv.Response | None) -> kv.TxnStatusResponse | None:
-    """The group's answer to a txn_status request, or None if it gave none."""
-    if response is None or response.WhichOneof("result") != "txn_status":
+def _txn_statuses_answer(
+    response: kv.Response | None, asked: int
+) -> Sequence[kv.TxnStatusResponse] | None:
+    """The group's answers to a txn_statuses request about `asked` transactions, or None if
+    it gave none (or not one per transaction)."""
+    if response is None or response.WhichOneof("result") != "txn_statuses":
         return None
-    return response.txn_status if response.txn_status.error.code == kv.OK else None
+    body = response.txn_statuses
+    if body.error.code != kv.OK or len(body.statuses) != asked:
+        return None
+    statuses: Sequence[kv.TxnStatusResponse] = body.statuses
+    return statuses
 
 
 def _unfinish(state: _Resolving) -> None:

@@ -21,7 +21,7 @@ from router.shard_map import NodeAddress, bootstrap
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
-from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from shard.limits import MAX_KEY_BYTES, MAX_STATUS_IDS, MAX_VALUE_BYTES
 from shard.mvcc import DECISION_TAG, group_prefix
 from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
 from txn.codec import decode_decision, encode_decision
@@ -481,12 +481,12 @@ def test_a_purge_resolves_the_group_still_prepared_instead_of_forgetting_the_com
             done(node.call(request))
 
     node.core._duties._purge_step(group_2, _now_ts(node))
-    play_outbound()  # txn_status to group 1: IN_PROGRESS
+    play_outbound()  # txn_statuses to group 1: IN_PROGRESS
     node.advance(0.05)
-    assert asked == ["txn_status@1"]
+    assert asked == ["txn_statuses@1"]
     assert group_2.shard.decision(b"t1") is not None  # kept
     play_outbound()  # the Resolve group 1 missed
-    assert asked == ["txn_status@1", "resolve@1"]
+    assert asked == ["txn_statuses@1", "resolve@1"]
     assert node.call(get(b"apple", group=1)).get.version == commit_ts
     node.advance(0.05)
     node.core._duties._purge_step(group_2, _now_ts(node))
@@ -502,6 +502,7 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     4,096 records), a group that left one unanswered is not asked again in the same check,
     and the purge is proposed once the last is answered."""
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
+    monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 1)
     node = OneNode(resolve_after_s=60.0)
     for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
         _resolved_in_group_2_only(node, txn_id, keys)
@@ -510,10 +511,11 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     for answer in (True, False):
         outbound, node.core.outbound = node.core.outbound, []
         resolved += [r.resolve.txn_id for _, r, _ in outbound if r.WhichOneof("op") == "resolve"]
-        questions = [o for o in outbound if o[1].WhichOneof("op") == "txn_status"]
+        questions = [o for o in outbound if o[1].WhichOneof("op") == "txn_statuses"]
         assert len(questions) == 1
         (_group, request, done) = questions[0]
-        asked.append(request.txn_status.txn_id)
+        (txn_id,) = request.txn_statuses.txn_ids
+        asked.append(txn_id)
         done(node.call(request) if answer else None)
     resolved += [r.resolve.txn_id for _, r, _ in node.core.outbound]
     # Group 1 answered about t1 (prepared: it gets the Resolve), then left t2 unanswered:
@@ -521,6 +523,35 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     assert asked == [b"t1", b"t2"] and resolved == [b"t1"]
     node.advance(0.05)
     assert all(node.core.hosts[2].shard.decision(t) is not None for t in (b"t1", b"t2", b"t3"))
+
+
+def test_a_purge_check_asks_each_group_about_many_commits_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rule G2's check costs one txn_statuses request per participant group and
+    PURGE_CHECK_BATCH commits, not one request per commit (session 17 measured 8 % fewer
+    commits/s under txn2 load with one per commit). An answer that does not give one status
+    per transaction asked counts as none: the records stay."""
+    monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 2)
+    node = OneNode(resolve_after_s=60.0)
+    for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
+        commit_ts = _resolved_in_group_2_only(node, txn_id, keys)
+        done = node.call(resolve_request(txn_id, commit_ts, group=1)).resolve  # there too
+        assert done.error.code == kv.OK
+    node.advance(0.05)
+    node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
+    outbound, node.core.outbound = node.core.outbound, []
+    assert [list(r.txn_statuses.txn_ids) for _, r, _ in outbound] == [[b"t1", b"t2"], [b"t3"]]
+    (_g, first, first_done), (_g2, second, second_done) = outbound
+    short = node.call(first)
+    del short.txn_statuses.statuses[1:]  # one status for two transactions asked
+    first_done(short)
+    answer = node.call(second)
+    assert [s.state for s in answer.txn_statuses.statuses] == [kv.TxnStatusResponse.COMMITTED]
+    second_done(answer)
+    node.advance(0.05)
+    kept = [t for t in (b"t1", b"t2", b"t3") if node.core.hosts[2].shard.decision(t)]
+    assert kept == [b"t1", b"t2"]  # t3 verified and purged; the short answer's kept
 
 
 def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -541,10 +572,10 @@ def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.Monke
     for _ in range(20):  # group 1 never answers; well within one purge interval
         outbound, node.core.outbound = node.core.outbound, []
         for _group, request, done in outbound:
-            asked += request.WhichOneof("op") == "txn_status"
+            asked += request.WhichOneof("op") == "txn_statuses"
             done(None)
         node.advance(0.05)
-    assert asked == 2  # one command's check; the records it moved wait for the next pass
+    assert asked == 1  # one command's check; the records it moved wait for the next pass
     assert all(node.core.hosts[2].shard.decision(t) is not None for t in (b"t1", b"t2", b"t3"))
 
 
@@ -558,6 +589,7 @@ def test_a_slow_purge_check_is_not_overlapped_by_the_next_pass(
     bound on questions in flight (and the first pass's end cleared the second's guard). A
     pass is given up only when nothing of it was heard for that long."""
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
+    monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 1)
     node = OneNode(resolve_after_s=600.0, decision_retention_s=1.0, purge_interval_s=10.0)
     for i in range(6):
         _resolved_in_group_2_only(node, b"t%d" % i, b"%d" % i)
@@ -567,7 +599,7 @@ def test_a_slow_purge_check_is_not_overlapped_by_the_next_pass(
         node.advance(0.5, step=0.05)
         outbound, node.core.outbound = node.core.outbound, []
         for _group, request, done in outbound:
-            if request.WhichOneof("op") == "txn_status":
+            if request.WhichOneof("op") == "txn_statuses":
                 waiting.append((node.now, request, done))
             else:
                 done(None)  # the Resolves group 2 sends are lost: group 1 stays prepared
@@ -650,6 +682,45 @@ def test_bad_recovery_requests_are_refused_and_change_nothing(
     body = getattr(response, response.WhichOneof("result"))
     assert body.error.code in (kv.INVALID_ARGUMENT, kv.WRONG_CLUSTER), body.error
     assert node.core.hosts[1].shard.applied_index == before
+
+
+def statuses_request(txn_ids: list[bytes], **kw: Any) -> kv.Request:
+    return kv.Request(txn_statuses=kv.TxnStatusesRequest(header=header(**kw), txn_ids=txn_ids))
+
+
+@pytest.mark.parametrize(
+    "request_,code",
+    [
+        (statuses_request([]), kv.INVALID_ARGUMENT),
+        (statuses_request([b"t"] * (MAX_STATUS_IDS + 1)), kv.LIMIT_EXCEEDED),
+        (statuses_request([b"t", b""]), kv.INVALID_ARGUMENT),
+        (statuses_request([b"t", b"x" * 1000]), kv.INVALID_ARGUMENT),
+        (statuses_request([b"t"], cluster="other"), kv.WRONG_CLUSTER),
+        (statuses_request([b"t"], group=77), kv.UNKNOWN_GROUP),
+    ],
+)
+def test_bad_txn_statuses_requests_are_refused_with_a_typed_error(
+    node: OneNode, request_: kv.Request, code: int
+) -> None:
+    response = node.call(request_)
+    assert response.WhichOneof("result") == "txn_statuses"
+    assert response.txn_statuses.error.code == code, response
+    assert not response.txn_statuses.statuses
+
+
+def test_txn_statuses_answers_each_transaction_in_order(node: OneNode) -> None:
+    """A linearizable read of the group's records, one status per id asked."""
+    assert node.call(prepare_request(1, b"apple", b"t1")).prepare.error.code == kv.OK
+    abort = kv.DecideRequest(header=header(1), txn_id=b"t2", participants=[1, 2])
+    assert node.call(kv.Request(decide=abort)).decide.error.code == kv.OK  # never prepared
+    answer = node.call(statuses_request([b"t1", b"nope", b"t2", b"t1"] * 2)).txn_statuses
+    assert answer.error.code == kv.OK
+    states = [s.state for s in answer.statuses]
+    in_progress, unknown = kv.TxnStatusResponse.IN_PROGRESS, kv.TxnStatusResponse.UNKNOWN
+    aborted = kv.TxnStatusResponse.ABORTED
+    assert states == [in_progress, unknown, aborted, in_progress] * 2
+    assert list(answer.statuses[0].participants) == [1, 2]
+    assert answer.statuses[0].prepare_ts > 0
 
 
 def test_finish_records_of_many_transactions_share_one_slot() -> None:

@@ -401,7 +401,9 @@ def test_a_stop_during_an_aside_fsync_waits_for_it_before_closing_the_disk(
 ) -> None:
     """The loop task may be cancelled while its fsync runs on, or start the next one once
     it ends: the database must stay open until no fsync runs (closing it under a running
-    flush_wal is undefined)."""
+    flush_wal is undefined). (The wake goes on to k2's cycle however long the first fsync
+    took: a wait aside does not count towards its budget. It did, and this test failed
+    whenever stop() took over WAKE_BUDGET_S, the wake ending before k2.)"""
     monkeypatch.setattr(runtime_module, "SYNC_ASIDE_BYTES", 0)
     closed_while_syncing: list[bool] = []
 
