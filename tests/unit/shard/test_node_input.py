@@ -22,6 +22,7 @@ from tests.unit.shard.test_node_core import (
     prepare_request,
     put,
 )
+from txn.records import PurgeDecisions
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
 
@@ -161,6 +162,76 @@ def test_a_group_away_past_the_retention_gets_the_abort_of_a_part_never_prepared
     decision = node.core.hosts[prepared_in].shard.decision(b"t1")
     assert decision is not None and not decision.committed
     assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
+
+
+def _commit_everywhere_and_purge(node: OneNode, votes: list[kv.PrepareResponse]) -> None:
+    """t1, prepared in groups 1 and 2 (`votes`), resolved by its commit in both, and both
+    records purged after rule G2's check (neither group holds it prepared any more)."""
+    commit_ts = max(v.prepare_ts for v in votes)
+    for group in (1, 2):
+        resolve = kv.ResolveRequest(
+            header=header(group), txn_id=b"t1", commit=True, commit_ts=commit_ts
+        )
+        assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    node.advance(0.05)
+    now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    for group in (1, 2):
+        purge = PurgeDecisions(before_ts=now, verified=(b"t1",))
+        node.core._propose_internal(node.core.hosts[group], purge, lambda _result: None)
+    node.advance(0.05)
+    assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
+    assert node.call(get(b"apple", group=1)).get.version == commit_ts
+
+
+def test_a_stale_prevent_round_records_no_abort_over_a_purged_commit() -> None:
+    """Rule D5: the coordinator group's leader started a prevent round while it held t1
+    prepared; by the time group 2's answer arrives, t1 committed and was resolved and
+    purged everywhere, so group 2 answers `unknown` and `checked`. The round's abort must
+    then record nothing: an ABORT recorded now would contradict the commit (txn_status
+    would answer aborted for a committed transaction)."""
+    node = OneNode(resolve_after_s=600.0)
+    first = node.call(prepare_request(1, b"apple")).prepare
+    node.core._duties.start_prevention(node.core.hosts[1], b"t1")
+    ((_group, stale, answered),) = node.core.outbound
+    node.core.outbound = []
+    assert stale.WhichOneof("op") == "prevent"
+    second = node.call(prepare_request(2, b"zebra")).prepare
+    _commit_everywhere_and_purge(node, [first, second])
+    answer = node.call(stale)
+    assert answer.prevent.unknown and answer.prevent.checked
+    answered(answer)
+    node.advance(0.05)
+    assert node.core.hosts[1].shard.decision(b"t1") is None
+
+
+def test_a_stale_recovery_answer_records_no_abort_over_a_purged_commit() -> None:
+    """Rule R6, the mirror case: group 2 asked the coordinator group about t1 while it held
+    it prepared; by the time the answer comes, t1 committed and was resolved and purged
+    everywhere, so the answer is `pending` and `checked`. Group 2's own abort must change
+    nothing: not prepared any more, it must not record an abort of a committed
+    transaction (its txn_status would answer aborted, and a Prevent "not prepared")."""
+    node = OneNode(resolve_after_s=0.2)
+    votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
+    stale = None
+    for _ in range(40):  # until group 2's recovery asks group 1 (its asker_ts: its vote)
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            asks = request.WhichOneof("op") == "decide"
+            if asks and request.decide.asker_ts == votes[1].prepare_ts and stale is None:
+                stale = (request, done)
+            else:
+                done(None)  # group 1's own recovery gets nowhere meanwhile
+        if stale is not None:
+            break
+    assert stale is not None
+    _commit_everywhere_and_purge(node, votes)
+    request, answered = stale
+    answer = node.call(request)
+    assert answer.decide.pending and answer.decide.checked
+    answered(answer)
+    node.advance(0.05)
+    assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
 
 
 @pytest.mark.parametrize("group", [0, 1])
