@@ -1,5 +1,7 @@
 """Property: random interleavings of prepares, resolves, decisions, 1PC and single-key writes,
-with scanned ranges (rule P6: phantoms, and range intents that hold off other writers).
+with scanned ranges (rule P6: phantoms, and range intents that hold off other writers), and
+recovery's commands over purged records (Prevent, recovery and prevent-round Decides,
+conditional Resolves: rules V1, V2, D3-D5, R6, with both purge marks of G1).
 
 An independent model (versions per key, open transactions, decision records), written from
 the protocol's statement rather than from `txn.participant`, predicts every result. After
@@ -33,6 +35,8 @@ from txn.records import (
     OnePhaseResult,
     Prepare,
     PrepareResult,
+    Prevent,
+    PreventResult,
     PurgeDecisions,
     PurgeResult,
     ReadItem,
@@ -72,6 +76,7 @@ class Decision:
     decided_ts: int
     finished: bool = False
     participants: tuple[int, ...] = ()
+    one_phase: bool = False
 
 
 @dataclass
@@ -81,6 +86,10 @@ class Model:
     open: dict[bytes, Open] = field(default_factory=dict)
     decisions: dict[bytes, Decision] = field(default_factory=dict)
     finish_order: list[bytes] = field(default_factory=list)
+    #: Rule G1: the largest horizon purged, and of a purge that deleted a commit record no
+    #: check covered (neither verified nor one-phase).
+    mark: int = 0
+    unverified_mark: int = 0
 
     def latest(self, key: bytes) -> tuple[int, bool]:
         versions = self.versions.get(key)
@@ -156,6 +165,8 @@ class Model:
         return Status.OK, PrepareResult(prepare_ts=prepare_ts)
 
     def resolve(self, cmd: Resolve, ts: int) -> tuple[Status, object]:
+        if cmd.if_prepared and cmd.txn_id not in self.open:  # rule R6
+            return Status.OK, ResolveResult(found=False)
         o = self.open.pop(cmd.txn_id, None)
         if cmd.txn_id not in self.decisions:  # rule R5: the resolution record
             commit_ts = cmd.commit_ts if cmd.commit else 0
@@ -175,6 +186,13 @@ class Model:
 
     def decide(self, cmd: Decide, ts: int) -> tuple[Status, object]:
         if cmd.txn_id not in self.decisions:
+            if cmd.recover and cmd.txn_id in self.open:  # D3
+                return Status.OK, DecisionResult(committed=False, pending=True)
+            if cmd.recover and 0 < cmd.asker_ts < self.mark:  # D4
+                checked = self.unverified_mark <= cmd.asker_ts
+                return Status.OK, DecisionResult(committed=False, pending=True, checked=checked)
+            if cmd.if_prepared and cmd.txn_id not in self.open:  # D5
+                return Status.OK, DecisionResult(committed=False, pending=True)
             commit_ts = cmd.commit_ts if cmd.commit else 0
             self.decisions[cmd.txn_id] = Decision(cmd.commit, commit_ts, ts)
         d = self.decisions[cmd.txn_id]
@@ -191,7 +209,24 @@ class Model:
             self.finish_order.append(cmd.txn_id)
         return Status.OK, DecisionResult(committed=d.committed, commit_ts=d.commit_ts)
 
+    def prevent(self, cmd: Prevent, ts: int) -> tuple[Status, object]:
+        o = self.open.get(cmd.txn_id)
+        if o is not None:  # V1
+            return Status.OK, PreventResult(prepared=True, prepare_ts=o.prepare_ts)
+        d = self.decisions.get(cmd.txn_id)
+        if d is None:
+            if 0 < cmd.asker_ts < self.mark:  # V2
+                checked = self.unverified_mark <= cmd.asker_ts
+                return Status.OK, PreventResult(prepared=False, unknown=True, checked=checked)
+            self.decisions[cmd.txn_id] = Decision(False, 0, ts, finished=True)
+            self.finish_order.append(cmd.txn_id)
+            return Status.OK, PreventResult(prepared=False)
+        if d.committed:
+            return Status.OK, PreventResult(prepared=True, prepare_ts=d.commit_ts)
+        return Status.OK, PreventResult(prepared=False)
+
     def purge(self, cmd: PurgeDecisions) -> tuple[Status, object]:
+        self.mark = max(self.mark, cmd.before_ts)
         purged = 0
         for _ in range(len(self.finish_order)):
             d = self.decisions[self.finish_order[0]]
@@ -203,6 +238,8 @@ class Model:
             else:
                 del self.decisions[txn_id]
                 purged += 1
+                if d.committed and not d.one_phase and len(d.participants) <= 1:
+                    self.unverified_mark = max(self.unverified_mark, cmd.before_ts)
         return Status.OK, PurgeResult(purged=purged)
 
     def one_phase(self, cmd: CommitOnePhase, ts: int) -> tuple[Status, object]:
@@ -223,7 +260,7 @@ class Model:
         for key, value in writes.items():
             self.write(key, value, commit_ts)
         self.max_version = commit_ts
-        self.decisions[cmd.txn_id] = Decision(True, commit_ts, ts, finished=True)
+        self.decisions[cmd.txn_id] = Decision(True, commit_ts, ts, finished=True, one_phase=True)
         self.finish_order.append(cmd.txn_id)
         return Status.OK, OnePhaseResult(commit_ts=commit_ts)
 
@@ -250,6 +287,11 @@ steps = st.lists(
         st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
         st.tuples(st.just("put"), key_idx, values, tss),
         st.tuples(st.just("decide"), txn_idx, st.booleans(), tss),
+        # A recovery Decide (abort) with an asker_ts, or the prevent round's (if_prepared).
+        st.tuples(st.just("recover"), txn_idx, st.integers(0, 60), tss),
+        st.tuples(st.just("decide_if_prepared"), txn_idx, tss),
+        st.tuples(st.just("prevent"), txn_idx, st.integers(0, 60), tss),
+        st.tuples(st.just("resolve_if_prepared"), txn_idx, tss),
         st.tuples(st.just("one_phase"), txn_idx, read_specs, write_specs, tss, no_ranges),
         st.tuples(st.just("one_phase"), txn_idx, read_specs, write_specs, tss, scans),
         st.tuples(st.just("finish"), txn_idx),
@@ -370,6 +412,25 @@ def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
     [1],
     2,
 )
+# Always run: a purge passes records no check covered (t1's commit resolved without a
+# prepared record) and records that leave no doubt (t0's one-phase commit); recovery's
+# answers below each mark (V2, D4: `checked` or not), a prevent-round abort without the
+# PREPARE (D5) and a conditional abort (R6) of a txn no longer prepared.
+@example(
+    [
+        ("one_phase", 0, [], [(0, b"x")], 5, []),
+        ("purge", 20),
+        ("prevent", 1, 10, 30),
+        ("recover", 2, 10, 31),
+        ("decide_if_prepared", 3, 32),
+        ("resolve", 1, True, 0),
+        ("purge", 50),
+        ("prevent", 3, 40, 51),
+        ("resolve_if_prepared", 2, 52),
+    ],
+    [1],
+    2,
+)
 def test_random_interleavings_keep_every_committed_write(
     program: list[tuple[object, ...]], cuts: list[int], restore_at: int
 ) -> None:
@@ -420,6 +481,25 @@ def test_random_interleavings_keep_every_committed_write(
                     commit_ts=model.max_version + 1 if commit else 0,
                 )
                 expected = model.decide(record, ts)
+            elif kind in ("recover", "decide_if_prepared"):
+                t, ts = step[1], step[-1]
+                record = Decide(
+                    txn_id=TXNS[t],
+                    participants=participants_of(TXNS[t]),
+                    commit=False,
+                    recover=kind == "recover",
+                    asker_ts=step[2] if kind == "recover" else 0,
+                    if_prepared=kind == "decide_if_prepared",
+                )
+                expected = model.decide(record, ts)
+            elif kind == "prevent":
+                _, t, asker_ts, ts = step
+                record = Prevent(txn_id=TXNS[t], asker_ts=asker_ts)
+                expected = model.prevent(record, ts)
+            elif kind == "resolve_if_prepared":
+                _, t, ts = step
+                record = Resolve(txn_id=TXNS[t], commit=False, if_prepared=True)
+                expected = model.resolve(record, ts)
             elif kind == "finish":
                 candidates = sorted(model.decisions) or TXNS
                 record = Finish(txn_id=candidates[step[1] % len(candidates)])
