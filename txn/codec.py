@@ -421,6 +421,7 @@ def encode_decision(info: DecisionInfo) -> bytes:
         decided_ts=info.decided_ts,
         finished=info.finished,
         one_phase=info.one_phase,
+        late=info.late,
     ).SerializeToString()
     return data
 
@@ -443,4 +444,5 @@ def decode_decision(data: bytes) -> DecisionInfo:
         decided_ts=msg.decided_ts,
         finished=msg.finished,
         one_phase=msg.one_phase,
+        late=msg.late,
     )

@@ -70,9 +70,13 @@ G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_
     MAX_PURGE_PER_COMMAND deletions). Logged, so every replica deletes the same records.
     It raises the purge mark to before_ts, and the unverified purge mark too when it
     deleted a commit record that may be a two-phase commit's and that no check covered
-    (`DecisionInfo.purge_leaves_doubt`: one written before rule G2 kept participants, or a
-    Resolve's arriving after the first outcome record of its txn was purged). Counters of
-    an older version, which has no unverified mark, read it as the purge mark.
+    (`DecisionInfo.purge_leaves_doubt`: one written before rule G2 kept participants).
+    Not a late Resolve's (`late`, arriving after the first outcome record of its txn here
+    was purged): that first record replaced the PREPARE a commit needed here, kept its
+    participants and was purged only after its check, so no participant is left in doubt;
+    counting it let one late copy of any Resolve keep every never-committed txn prepared
+    before it in doubt for good (found by review). Counters of an older version, which has
+    no unverified mark, read it as the purge mark.
 G2. A finished record of a commit with other participants (`DecisionInfo.needs_verification`:
     a participant's outcome record, R5) is deleted only if the command names it in
     `verified`; otherwise it goes to the back of the purge queue. The leader names a txn

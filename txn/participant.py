@@ -306,6 +306,7 @@ def _record_outcome(
     ts: int,
     participants: tuple[int, ...] = (),
     one_phase: bool = False,
+    late: bool = False,
 ) -> None:
     """Remember the txn's outcome in this group (rules O3, O4, R5, V1): a finished decision
     record, which every later Prepare or one-phase commit of the txn finds, purged after the
@@ -320,6 +321,7 @@ def _record_outcome(
             decided_ts=ts,
             finished=True,
             one_phase=one_phase,
+            late=late,
         )
     )
 
@@ -348,7 +350,12 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
         # A commit resolved here keeps its participants (R5): the record must outlive every
         # other participant's prepared record (G2), or recovery there would find no record.
         participants = info.participants if info is not None and cmd.commit else ()
-        _record_outcome(store, txn_id, cmd.commit, cmd.commit_ts, ts, participants)
+        # A commit with nothing prepared here is a late copy: the PREPARE a commit needed
+        # here was replaced by a record with its participants, purged only after its check
+        # (G2), so this record's purge leaves nobody in doubt (it does not raise the
+        # unverified purge mark, G1).
+        late = info is None and cmd.commit
+        _record_outcome(store, txn_id, cmd.commit, cmd.commit_ts, ts, participants, late=late)
     if info is None:
         return ResolveResult(found=False)
     written = 0

@@ -437,6 +437,9 @@ class DecisionInfo:
     decided_ts: int
     finished: bool = False
     one_phase: bool = False
+    #: A commit a Resolve recorded without a prepared record here (participant rule R5):
+    #: a late copy, after the txn's first outcome record here was purged, checked (G2).
+    late: bool = False
 
     def needs_verification(self) -> bool:
         """A commit with other participants: purged only once none of them still holds
@@ -445,6 +448,15 @@ class DecisionInfo:
 
     def purge_leaves_doubt(self) -> bool:
         """A commit whose purge no check covers that may be a two-phase commit's last record
-        here: one written before rule G2 kept participants, or a Resolve's that arrived after
-        the first outcome record was purged. Its purge raises the unverified mark (G1)."""
-        return self.committed and not self.one_phase and not self.needs_verification()
+        here: one written before rule G2 kept participants (or before `late` existed). Its
+        purge raises the unverified mark (G1). A `late` record is not one: a commit was
+        prepared here first, and the outcome record that replaced that PREPARE kept the
+        participants and was purged only after its check (G2), so no participant holds the
+        txn prepared any more; counting it let one late copy of any Resolve keep every
+        never-committed txn prepared before it in doubt for good (found by review)."""
+        return (
+            self.committed
+            and not self.one_phase
+            and not self.late
+            and not self.needs_verification()
+        )

@@ -253,7 +253,7 @@ class PreparedRecord(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., prepare_ts: _Optional[int] = ..., write_keys: _Optional[_Iterable[bytes]] = ..., read_keys: _Optional[_Iterable[bytes]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("txn_id", "committed", "commit_ts", "participants", "decided_ts", "finished", "one_phase")
+    __slots__ = ("txn_id", "committed", "commit_ts", "participants", "decided_ts", "finished", "one_phase", "late")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class DecisionRecord(_message.Message):
     DECIDED_TS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     ONE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     committed: bool
     commit_ts: int
@@ -268,4 +269,5 @@ class DecisionRecord(_message.Message):
     decided_ts: int
     finished: bool
     one_phase: bool
-    def __init__(self, txn_id: _Optional[bytes] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., decided_ts: _Optional[int] = ..., finished: _Optional[bool] = ..., one_phase: _Optional[bool] = ...) -> None: ...
+    late: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., decided_ts: _Optional[int] = ..., finished: _Optional[bool] = ..., one_phase: _Optional[bool] = ..., late: _Optional[bool] = ...) -> None: ...

@@ -321,9 +321,9 @@ MUTATIONS = [
         edits=(
             (
                 "txn_duties.py",
-                "            if status is None or status.state == kv.TxnStatusResponse.IN_PROGRESS:\n"
-                "                check.unverified.add(info.txn_id)",
-                "            if status is None:\n                check.unverified.add(info.txn_id)",
+                "                    if status.state == kv.TxnStatusResponse.IN_PROGRESS:\n"
+                "                        check.unverified.add(info.txn_id)\n",
+                "                    if status.state == kv.TxnStatusResponse.IN_PROGRESS:\n",
             ),
         ),
         package="shard",
@@ -395,7 +395,12 @@ MUTATIONS = [
         edits=(
             (
                 "records.py",
-                "        return self.committed and not self.one_phase and not self.needs_verification()",
+                "        return (\n"
+                "            self.committed\n"
+                "            and not self.one_phase\n"
+                "            and not self.late\n"
+                "            and not self.needs_verification()\n"
+                "        )",
                 "        return False",
             ),
         ),
@@ -409,7 +414,12 @@ MUTATIONS = [
         edits=(
             (
                 "records.py",
-                "        return self.committed and not self.one_phase and not self.needs_verification()",
+                "        return (\n"
+                "            self.committed\n"
+                "            and not self.one_phase\n"
+                "            and not self.late\n"
+                "            and not self.needs_verification()\n"
+                "        )",
                 "        return self.committed",
             ),
         ),
@@ -475,8 +485,8 @@ MUTATIONS = [
         edits=(
             (
                 "answers.py",
-                '    if pending.kind == "txn_status":\n        return max(',
-                '    if pending.kind == "txn_status":\n        return 0 * max(',
+                '    if pending.kind == "txn_status":\n        return _shown_ts(',
+                '    if pending.kind == "txn_status":\n        return 0 * _shown_ts(',
             ),
         ),
         package="shard",
@@ -501,8 +511,8 @@ MUTATIONS = [
         edits=(
             (
                 "txn_duties.py",
-                "            if answer is None or answer.error.code != kv.OK or answer.unknown:",
-                "            if answer is None or answer.error.code != kv.OK:",
+                "                or (answer.unknown and not answer.checked)\n",
+                "                or False\n",
             ),
         ),
         package="shard",
@@ -514,8 +524,8 @@ MUTATIONS = [
         edits=(
             (
                 "txn_duties.py",
-                "            if answer is None or answer.error.code != kv.OK or answer.pending:",
-                "            if answer is None or answer.error.code != kv.OK:",
+                "                or (answer.pending and not answer.checked)\n",
+                "                or False\n",
             ),
         ),
         package="shard",

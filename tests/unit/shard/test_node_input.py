@@ -314,3 +314,67 @@ def test_a_scan_pages_on_after_a_key_of_the_largest_size() -> None:
     ).scan
     assert second.error.code == kv.OK, second.error.message
     assert [i.key for i in second.items] == keys[4:]
+
+
+@pytest.mark.parametrize(
+    "prepared_in,asks", [(1, "prevent"), (2, "decide")], ids=["coordinator", "participant"]
+)
+def test_a_late_resolve_of_another_commit_does_not_keep_a_part_never_prepared_in_doubt(
+    prepared_in: int, asks: str
+) -> None:
+    """As the test above, but while the groups could not reach each other the other group
+    took a late copy of the Resolve of t9, a commit of both groups whose records there were
+    purged after their check (rule G2) well before. That Resolve records t9's commit anew,
+    without participants (R5), and its purge raised the unverified purge mark above t1's
+    prepare_ts: every later Prevent or recovery Decide about t1 answered unchecked, and t1,
+    which never committed, stayed in doubt for good, its intent held (found by review). The
+    late record's purge leaves nothing in doubt: t9's first record there was checked."""
+    node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
+    other = 3 - prepared_in
+    votes = [
+        node.call(prepare_request(g, k, txn_id=b"t9")).prepare
+        for g, k in ((1, b"avocado"), (2, b"zucchini"))
+    ]
+    commit_ts = max(v.prepare_ts for v in votes)
+    late = kv.Request(
+        resolve=kv.ResolveRequest(
+            header=header(other), txn_id=b"t9", commit=True, commit_ts=commit_ts
+        )
+    )
+    for group in (1, 2):
+        resolve = kv.ResolveRequest(
+            header=header(group), txn_id=b"t9", commit=True, commit_ts=commit_ts
+        )
+        assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    for _ in range(80):  # 200 s of a healthy cluster: t9's records are checked and purged
+        node.advance(2.5, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            done(node.call(request))
+    assert node.core.hosts[other].shard.decision(b"t9") is None
+    key = b"apple" if prepared_in == 1 else b"zebra"
+    assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
+    assert node.call(late).resolve.error.code == kv.OK  # a late copy of t9's Resolve
+    for _ in range(40):  # 200 s in which no request between the groups arrives
+        node.advance(5.0, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, _request, done in outbound:
+            done(None)
+    assert node.core.hosts[other].shard.decision(b"t9") is None  # purged again
+    prepared = node.core.hosts[prepared_in].shard.prepared(b"t1")
+    assert prepared is not None
+    assert node.core.hosts[other].shard.purge_counters().mark > prepared.prepare_ts
+    answers: list[str] = []
+    for _ in range(40):  # now the groups reach each other again
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            response = node.call(request)
+            if request.WhichOneof("op") == asks:
+                answer = getattr(response, asks)
+                in_doubt = answer.unknown if asks == "prevent" else answer.pending
+                answers.append("checked" if in_doubt and answer.checked else "other")
+            done(response)
+    assert answers and set(answers) == {"checked"}
+    assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
+    assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK

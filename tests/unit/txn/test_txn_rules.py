@@ -199,7 +199,13 @@ def test_r1_resolve_of_an_unknown_txn_is_a_noop(h: Harness) -> None:
     assert h.max_version == 10 and h.value(b"a") == (b"1", 10)
     # Only the purgeable resolution record (rule R5) is left.
     assert h.decision(T1) == DecisionInfo(
-        txn_id=T1, committed=True, commit_ts=100, participants=(), decided_ts=50, finished=True
+        txn_id=T1,
+        committed=True,
+        commit_ts=100,
+        participants=(),
+        decided_ts=50,
+        finished=True,
+        late=True,
     )
     assert h.txn(PurgeDecisions(before_ts=51)).txn == PurgeResult(purged=1)
     if isinstance(h, ShardHarness):
@@ -419,15 +425,24 @@ def test_v2_prevent_after_the_commit_record_was_purged_answers_unknown(h: Harnes
     assert h.decision(T2) is not None
 
 
-def test_d4_v2_a_late_resolve_record_counts_as_unchecked(h: Harness) -> None:
+def test_d4_v2_a_late_resolve_record_leaves_no_doubt(h: Harness) -> None:
     """A Resolve that finds neither a prepared record nor a decision (a copy arriving after
-    the first outcome record was purged) keeps no participants: its purge raises the
-    unverified mark as an older version's record does."""
+    the first outcome record was purged, that one only after its check, G2) keeps no
+    participants, but its purge leaves no commit in doubt: it does not raise the unverified
+    mark. Found by review: it did, and one late copy of any Resolve kept every
+    never-committed txn prepared before it in doubt for good. An older version's record
+    without participants still does."""
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30), 31)
     info = h.decision(T1)
-    assert info is not None and info.participants == () and info.purge_leaves_doubt()
+    assert info is not None and info.participants == () and info.late
+    assert not info.purge_leaves_doubt()
     h.txn(PurgeDecisions(before_ts=1_000))
     r = h.txn(Prevent(txn_id=T2, asker_ts=500), 2_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=True)
+    h.txn(Resolve(txn_id=T3, commit=True, commit_ts=1_100), 1_101)
+    h.as_written_before_g2(T3)
+    h.txn(PurgeDecisions(before_ts=3_000))
+    r = h.txn(Prevent(txn_id=T2, asker_ts=2_500), 4_000)
     assert r.txn == PreventResult(prepared=False, unknown=True, checked=False)
 
 
@@ -492,6 +507,7 @@ def test_r6_a_conditional_abort_changes_nothing_unless_prepared(h: Harness) -> N
 
 def test_g1_the_purge_marks_only_rise(h: Harness) -> None:
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30), 31)
+    h.as_written_before_g2(T1)  # its purge raises the unverified mark too
     h.txn(PurgeDecisions(before_ts=500))
     h.txn(PurgeDecisions(before_ts=300))
     r = h.txn(Prevent(txn_id=T2, asker_ts=400), 1_000)

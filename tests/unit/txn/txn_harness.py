@@ -122,8 +122,10 @@ class MemHarness:
 
     def as_written_before_g2(self, txn_id: bytes) -> None:
         """Make the txn's decision record what a version before rule G2 wrote: no
-        participants kept (an upgraded node's old records)."""
-        self.store.decision_map[txn_id] = replace(self.store.decision_map[txn_id], participants=())
+        participants kept, nor `late` (an upgraded node's old records)."""
+        self.store.decision_map[txn_id] = replace(
+            self.store.decision_map[txn_id], participants=(), late=False
+        )
 
     @property
     def max_version(self) -> int:
@@ -193,7 +195,7 @@ class ShardHarness:
         data = self.engine.get(key)
         assert data is not None
         batch = self.engine.new_batch()
-        batch.put(key, encode_decision(replace(decode_decision(data), participants=())))
+        batch.put(key, encode_decision(replace(decode_decision(data), participants=(), late=False)))
         self.engine.write(batch, False)
 
     @property
