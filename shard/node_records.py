@@ -53,6 +53,8 @@ class _Prevention:
     participants: tuple[int, ...]
     prepared: dict[int, int]  # group -> prepare_ts, for the groups that answered prepared
     deciding: bool = False
+    #: Groups whose answer decided nothing (none, an error, `unknown` without `checked`).
+    inconclusive: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)

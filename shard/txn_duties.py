@@ -166,10 +166,14 @@ class TxnDuties:
                 or answer.error.code != kv.OK
                 or (answer.unknown and not answer.checked)
             ):
-                # Given up for now; the next recovery Decide about the txn starts it again.
                 # (`unknown`: that group may have purged the txn's record, rule V2; the txn
-                # stays in doubt rather than risk aborting a commit.)
-                del host.preventing[txn_id]
+                # stays in doubt rather than risk aborting a commit.) Another participant's
+                # answer may still decide: given up only once every one answered, and the
+                # next recovery Decide about the txn starts it again. (Given up at once, the
+                # round's outcome hung on which group answered first; found by review.)
+                state.inconclusive.add(group_id)
+                if state.inconclusive | set(state.prepared) >= set(state.participants):
+                    del host.preventing[txn_id]
                 return
             if not answer.prepared:  # prevented, or unknown but `checked` (rule V2)
                 self._decide_prevented(host, txn_id, state, commit=False)

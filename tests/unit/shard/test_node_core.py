@@ -35,9 +35,9 @@ WALL0 = 1_800_000_000 * 10**9  # a plausible wall clock, in ns
 class OneNode:
     """A single-node cluster (every group has one replica) with controllable time."""
 
-    def __init__(self, **txn: Any) -> None:
+    def __init__(self, splits: tuple[bytes, ...] = (b"m",), **txn: Any) -> None:
         nodes = [NodeAddress(node_id=1, name="n1", client_addr="x:1", peer_addr="x:1")]
-        self.map = bootstrap(nodes, [b"m"], 1)
+        self.map = bootstrap(nodes, list(splits), 1)
         self.disk = MemoryNodeDisk()
         self.txn_settings = TxnSettings(**txn)
         self.core = self.boot()

@@ -10,10 +10,13 @@ whose coordinator group does not exist held its intent for good.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
+from shard.mvcc import DECISION_TAG, group_prefix
 from tests.unit.shard.test_node_core import (
     OneNode,
     ThreeNodes,
@@ -22,6 +25,7 @@ from tests.unit.shard.test_node_core import (
     prepare_request,
     put,
 )
+from txn.codec import decode_decision, encode_decision
 from txn.records import PurgeDecisions
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
@@ -232,6 +236,65 @@ def test_a_stale_recovery_answer_records_no_abort_over_a_purged_commit() -> None
     answered(answer)
     node.advance(0.05)
     assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
+
+
+def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first() -> None:
+    """Rule 6 with three participants: group 2 answers `unknown` without `checked` (it
+    purged a record an older version wrote), group 3 "not prepared" (it recorded the
+    abort, V1). The transaction can never commit, so the round records the abort. Found by
+    review: the round was given up at the first inconclusive answer, and its outcome hung
+    on which group answered first (each new round in the same order stayed in doubt)."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=600.0)
+    old = kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(2),
+            txn_id=b"t9",
+            coordinator_group=2,
+            participants=[2, 3],
+            ts=1,
+            writes=[kv.WriteItem(key=b"kiwi", value=b"v")],
+        )
+    )
+    vote = node.call(old).prepare
+    resolve = kv.ResolveRequest(
+        header=header(2), txn_id=b"t9", commit=True, commit_ts=vote.prepare_ts
+    )
+    assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    engine = node.disk.engine
+    record_key = group_prefix(2) + DECISION_TAG + b"t9"
+    stored = engine.get(record_key)
+    assert stored is not None
+    batch = engine.new_batch()  # as a version before rule G2 wrote it: no participants
+    batch.put(record_key, encode_decision(replace(decode_decision(stored), participants=())))
+    engine.write(batch, False)
+    prepare = kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(1),
+            txn_id=b"t1",
+            coordinator_group=1,
+            participants=[1, 2, 3],
+            ts=1,
+            writes=[kv.WriteItem(key=b"apple", value=b"v")],
+        )
+    )
+    assert node.call(prepare).prepare.error.code == kv.OK
+    now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    node.core._propose_internal(node.core.hosts[2], PurgeDecisions(before_ts=now), lambda _r: None)
+    node.advance(0.05)
+    assert node.core.hosts[2].shard.purge_counters().unverified_mark == now
+    node.core._duties.start_prevention(node.core.hosts[1], b"t1")
+    questions = sorted(node.core.outbound, key=lambda o: o[0])  # group 2's answer first
+    node.core.outbound = []
+    answers = []
+    for _group, request, done in questions:
+        answer = node.call(request)
+        answers.append((answer.prevent.prepared, answer.prevent.unknown, answer.prevent.checked))
+        done(answer)
+    assert answers == [(False, True, False), (False, False, False)]
+    node.advance(0.05)
+    decision = node.core.hosts[1].shard.decision(b"t1")
+    assert decision is not None and not decision.committed
+    assert node.core.hosts[1].shard.prepared(b"t1") is None
 
 
 @pytest.mark.parametrize("group", [0, 1])
