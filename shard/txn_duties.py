@@ -150,16 +150,15 @@ class TxnDuties:
                 header=self._header(group_id), txn_id=txn_id, asker_ts=info.prepare_ts
             )
             request = kv.Request(prevent=prevent)
-            self._send((group_id, request, self._on_prevented(host, txn_id, group_id)))
+            self._send((group_id, request, self._on_prevented(host, txn_id, group_id, state)))
         self._decide_if_prevented(host, txn_id, state)
 
     def _on_prevented(
-        self, host: GroupHost, txn_id: bytes, group_id: int
+        self, host: GroupHost, txn_id: bytes, group_id: int, state: _Prevention
     ) -> Callable[[kv.Response | None], None]:
         def done(response: kv.Response | None) -> None:
-            state = host.preventing.get(txn_id)
-            if state is None or state.deciding:
-                return
+            if host.preventing.get(txn_id) is not state or state.deciding:
+                return  # an answer to a round given up since (a later one has its own)
             answer = None if response is None else response.prevent
             if (
                 answer is None
@@ -172,8 +171,7 @@ class TxnDuties:
                 # next recovery Decide about the txn starts it again. (Given up at once, the
                 # round's outcome hung on which group answered first; found by review.)
                 state.inconclusive.add(group_id)
-                if state.inconclusive | set(state.prepared) >= set(state.participants):
-                    del host.preventing[txn_id]
+                self._decide_if_prevented(host, txn_id, state)
                 return
             if not answer.prepared:  # prevented, or unknown but `checked` (rule V2)
                 self._decide_prevented(host, txn_id, state, commit=False)
@@ -184,8 +182,18 @@ class TxnDuties:
         return done
 
     def _decide_if_prevented(self, host: GroupHost, txn_id: bytes, state: _Prevention) -> None:
-        if set(state.prepared) >= set(state.participants):
+        """Commit once every participant answered prepared; give the round up once every one
+        answered and some inconclusively (whichever answer came last: given up only when
+        the inconclusive one did, a round whose last answer was `prepared` stayed in
+        `host.preventing` for good, and no later recovery Decide started another)."""
+        answered = set(state.prepared)
+        if answered >= set(state.participants):
             self._decide_prevented(host, txn_id, state, commit=True)
+        elif (
+            answered | state.inconclusive >= set(state.participants)
+            and host.preventing.get(txn_id) is state
+        ):
+            del host.preventing[txn_id]
 
     def _decide_prevented(
         self, host: GroupHost, txn_id: bytes, state: _Prevention, *, commit: bool

@@ -297,6 +297,28 @@ def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first
     assert node.core.hosts[1].shard.prepared(b"t1") is None
 
 
+def test_a_late_answer_to_a_round_given_up_does_not_end_the_next_round() -> None:
+    """Rule 6: the leader lost and regained its group (its rounds cleared) and started a
+    new prevent round; an answer to the old round that arrives now belongs to no round.
+    Fed to the new one (found by review: answers were matched by transaction id), a late
+    inconclusive one ended it early and the new round's own answer was dropped."""
+    node = OneNode(resolve_after_s=600.0)
+    assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
+    host = node.core.hosts[1]
+    node.core._duties.start_prevention(host, b"t1")
+    ((_g, _old_request, old_answered),) = node.core.outbound
+    host.preventing.clear()  # as a lost leadership does
+    node.core.outbound = []
+    node.core._duties.start_prevention(host, b"t1")
+    ((_g, request, answered),) = node.core.outbound
+    node.core.outbound = []
+    old_answered(None)  # the old round's question came to nothing
+    answered(node.call(request))  # group 2 never prepared t1: it records the abort (V1)
+    node.advance(0.05)
+    decision = host.shard.decision(b"t1")
+    assert decision is not None and not decision.committed
+
+
 @pytest.mark.parametrize("group", [0, 1])
 def test_a_snapshot_that_would_not_restore_is_dropped_on_arrival(group: int) -> None:
     """Found by review: a forged InstallSnapshot with garbage stopped the node's loop when
@@ -441,3 +463,50 @@ def test_a_late_resolve_of_another_commit_does_not_keep_a_part_never_prepared_in
     assert answers and set(answers) == {"checked"}
     assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
     assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
+
+
+def _prepare_three(group: int, key: bytes) -> kv.Request:
+    return kv.Request(
+        prepare=kv.PrepareRequest(
+            header=header(group),
+            txn_id=b"t1",
+            coordinator_group=1,
+            participants=[1, 2, 3],
+            ts=1,
+            writes=[kv.WriteItem(key=key, value=b"v")],
+        )
+    )
+
+
+@pytest.mark.parametrize("inconclusive_first", [True, False])
+def test_a_prevent_round_with_an_inconclusive_and_a_prepared_answer_ends(
+    inconclusive_first: bool,
+) -> None:
+    """Rule 6 with three participants, t1 prepared at groups 1 (the coordinator) and 3:
+    group 2's answer is lost (the runtime calls back with None), group 3 answers prepared.
+    Nothing is decided, so the round must be given up, and the next recovery Decide starts
+    a new one. Before, the round was given up only when the *inconclusive* answer came
+    last: with the prepared answer last it stayed in `host.preventing` for good, every
+    later start_prevention was a no-op, and t1 stayed in doubt until a leader change."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=600.0)
+    assert node.call(_prepare_three(1, b"apple")).prepare.error.code == kv.OK
+    assert node.call(_prepare_three(3, b"zebra")).prepare.error.code == kv.OK
+    host = node.core.hosts[1]
+    node.core._duties.start_prevention(host, b"t1")
+    questions = sorted(node.core.outbound, key=lambda o: o[0], reverse=not inconclusive_first)
+    node.core.outbound = []
+    assert [g for g, _r, _d in sorted(questions, key=lambda o: o[0])] == [2, 3]
+    for group, request, done in questions:
+        done(None if group == 2 else node.call(request))
+    node.advance(0.05)
+    assert host.shard.decision(b"t1") is None
+    assert b"t1" not in host.preventing  # given up: nothing decided it
+    node.core._duties.start_prevention(host, b"t1")  # the next recovery Decide's round
+    again = node.core.outbound
+    node.core.outbound = []
+    assert sorted(g for g, _r, _d in again) == [2, 3]
+    for _group, request, done in again:
+        done(node.call(request))
+    node.advance(0.05)
+    decision = host.shard.decision(b"t1")
+    assert decision is not None and not decision.committed
