@@ -133,7 +133,7 @@ def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
     """Rule 2: the newest version a get or scan answer shows (0: nothing to wait for); for a
     txn_status answer, the timestamp it shows: a client reports a commit at it (a
     COMMITTED commit_ts, or max(prepare_ts) over IN_PROGRESS answers), so it waits as a
-    vote does (rule 7)."""
+    vote does (rule 7); for a txn_statuses answer, the newest of those it shows."""
     if pending.kind == "txn_status":
         return _shown_ts(response.txn_status)
     if pending.kind == "txn_statuses":

@@ -29,7 +29,7 @@ MAX_TS = (1 << 63) - 1
 """Largest command timestamp; keeps every version below 2**64 with room to spare."""
 
 MAX_STATUS_IDS = 1024
-"""Transaction ids one txn_statuses request asks about at most (an answer of about 100 KiB
+"""Transaction ids one txn_statuses request asks about at most (an answer of about 20 KiB
 with three participants each)."""
 
 

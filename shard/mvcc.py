@@ -36,9 +36,11 @@ UNFINISHED_TAG = TXN_TAG + b"u"
 PURGE_QUEUE_TAG = TXN_TAG + b"q"
 """``+ >Q seq``: the txn id of the seq-th decision to become finished (purge order)."""
 PURGE_COUNTERS_TAG = TXN_TAG + b"c"
-"""``>QQQ`` head, tail of the purge queue (entries [head, tail) exist), and the purge mark:
-the largest `before_ts` purged (`txn.store.TxnStore.purge_mark`). Stores written before the
-mark existed hold ``>QQ`` (mark 0)."""
+"""``>QQQQ`` head, tail of the purge queue (entries [head, tail) exist), the purge mark (the
+largest `before_ts` purged, `txn.store.TxnStore.purge_mark`) and the unverified purge mark
+(`txn.store.TxnStore.unverified_purge_mark`; `PurgeCounters`). Stores written before the
+unverified mark existed hold ``>QQQ`` (read as equal to the purge mark), and before the
+purge mark existed ``>QQ`` (both marks 0)."""
 
 KIND_VALUE = b"v"
 KIND_TOMBSTONE = b"t"

@@ -26,8 +26,8 @@ Rules
    other clocks reach it, and a reader that saw it must not finish before they do, or a
    snapshot started after that reader could take a timestamp below the version and miss it
    (strict serializability; found by the simulator, seed append:clocks:186978151). A
-   txn_status answer waits likewise for the commit or prepare timestamp it shows (a client
-   reports a commit at it; found by review).
+   txn_status (or txn_statuses) answer waits likewise for the commit or prepare timestamp
+   it shows (a client reports a commit at it; found by review).
 3. A snapshot read at timestamp T needs the leader's lease, asked for only once the node's
    wall clock is within the maximum clock offset of T; then the leader raises its clock
    above T and waits until every write it stamped below T is applied (or known never to
@@ -55,8 +55,9 @@ Rules
    (V2) and records nothing; with `checked` (every purge there that could have deleted a
    commit record of the txn was checked, rule G2) the asker aborts its own part if it
    still holds it prepared (D5, R6), else it asks again later. So no transaction stays in
-   doubt while a majority of each involved group is up, unless a record of it was purged
-   unchecked (written by a version before rule G2).
+   doubt while a majority of each involved group is up, unless a purge there, with a
+   horizon above the txn's prepare timestamp, deleted a commit record no check covered
+   (one an older version wrote: coordinator rule G1's unverified purge mark).
 7. A yes vote is answered after the commit wait of its prepare_ts: the client may report the
    commit on the votes alone, at max(prepare_ts), so every clock must have passed each of
    them (rule 1).

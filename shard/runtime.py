@@ -59,7 +59,8 @@ STOP_GRACE_S = 1.0
 # Then the server's grace, in which a client stream opened meanwhile still meets a handler
 # that says `drained` at once (the peers' streams hold it this long: keep it short).
 SERVER_GRACE_S = 0.2
-# A wake runs no more cycles once it has held the loop this long (it comes back at once).
+# A wake runs no more cycles once it has held the loop this long, not counting its waits on
+# an fsync aside, or after a cycle whose fsync ran aside (it comes back at once).
 WAKE_BUDGET_S = 0.02
 # A wake that holds the loop this share of the shortest election timeout or more is logged
 # (as etcd logs a slow fdatasync or apply): a leader held past that timeout loses its
@@ -250,9 +251,10 @@ class NodeRuntime:
             while not self._stopped.is_set():
                 self._arm_timer()
                 if self._wake.is_set():
-                    # A wake that stopped early (its budget, or MAX_CYCLES_PER_WAKE) set its
-                    # own wake, and waiting on a set Event does not suspend: let the loop
-                    # read the sockets, fire timers and run the peer links first.
+                    # A wake that stopped early (its budget, an fsync aside, or
+                    # MAX_CYCLES_PER_WAKE) set its own wake, and waiting on a set Event does
+                    # not suspend: let the loop read the sockets, fire timers and run the
+                    # peer links first.
                     await asyncio.sleep(0)
                 await self._wake.wait()
                 if self._stopped.is_set():
@@ -498,10 +500,10 @@ class NodeRuntime:
         while self._waking or (self._syncing is not None and not self._syncing.done()):
             # The loop task may be gone, its fsync not: the database stays open until it
             # ends. Nor does it close in the middle of a wake: once the fsync ends, the wake
-            # sends the votes, applies and answers, or starts the next cycle's fsync. (A
-            # wait on the fsync's future resumed stop() first whenever the loop had waited
-            # on it anew since, a heartbeat interval later: a loop task not cancelled at
-            # once then died on DbClosedError; found by review.)
+            # sends the votes, applies and answers, and ends (a cycle whose fsync ran aside
+            # ends its wake). (A wait on the fsync's future resumed stop() first whenever the
+            # loop had waited on it anew since, a heartbeat interval later: a loop task not
+            # cancelled at once then died on DbClosedError; found by review.)
             await asyncio.sleep(DRAIN_POLL_S)
         self.core.close()
         self.disk.close()

@@ -239,7 +239,8 @@ class TxnDuties:
             ):
                 host.querying.discard(txn_id)
                 if answer is not None and answer.pending:
-                    # The coordinator's prevent round decides; ask again only if it fails.
+                    # The coordinator's prevent round decides; ask again only if it fails
+                    # (pending for a purge there, rule D4, nothing decides: ask again later).
                     host.prepared_seen[txn_id] = self._now()
                 return
             if answer.pending:  # `checked`: aborted here if still prepared (rules D4, R6)

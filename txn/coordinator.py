@@ -43,22 +43,23 @@ D3. A recovery Decide (`recover`, always an abort) that finds no decision but th
     PREPARE in this group records nothing and answers `pending`: this group's yes vote may
     complete a set of yes votes a client already reported as committed. The coordinator's
     leader then asks every other participant to Prevent the txn and records `commit` at
-    max(prepare_ts) when all are prepared, `abort` when one never will be. Without the
-    PREPARE here, the recorded abort also stops any later Prepare here (rule P2), so no set
-    of yes votes can ever be complete.
+    max(prepare_ts) when all are prepared, `abort` when one never will be (or answers
+    `unknown` and `checked`, participant rule V2; rule D5). Without the PREPARE here, the
+    recorded abort also stops any later Prepare here (rule P2), so no set of yes votes can
+    ever be complete.
 D4. A recovery Decide whose `asker_ts` (at or below every timestamp a commit record of the
     txn carries: the asking participant's prepare_ts, a client's start time) is below this
     group's purge mark, and that finds neither a decision nor a PREPARE, records nothing and
     answers `pending`: the group may have purged the txn's commit record (rule G1), so "no
     record" no longer proves "never committed", and recording ABORT could split a committed
-    transaction. The txn stays in doubt instead. (A commit record's decided_ts is at least
-    its commit_ts, itself at least every prepare_ts; a record decided at or after
-    `asker_ts` is never purged below it.) The answer is also `checked` when the unverified
-    purge mark is at or below `asker_ts`, as in participant rule V2, which gives the reason:
-    the asking participant then aborts its own part if it still holds it prepared when that
-    abort is applied (rule R6). So a participant back after an outage longer than the
-    retention window gets out of a txn this group never prepared, instead of staying in
-    doubt with its intents held.
+    transaction. Unless the answer is `checked` (below), the txn stays in doubt instead.
+    (A commit record's decided_ts is at least its commit_ts, itself at least every
+    prepare_ts; a record decided at or after `asker_ts` is never purged below it.) The
+    answer is also `checked` when the unverified purge mark is at or below `asker_ts`, as
+    in participant rule V2, which gives the reason: the asking participant then aborts its
+    own part if it still holds it prepared when that abort is applied (rule R6). So a
+    participant back after an outage longer than the retention window gets out of a txn
+    this group never prepared, instead of staying in doubt with its intents held.
 D5. The prevent round's abort (`if_prepared`) is recorded only while this group holds the
     txn's PREPARE, the premise of the round; otherwise, without a decision, it records
     nothing and answers `pending`. The round may be stale: the txn resolved here by its
@@ -70,7 +71,8 @@ G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_
     MAX_PURGE_PER_COMMAND deletions). Logged, so every replica deletes the same records.
     It raises the purge mark to before_ts, and the unverified purge mark too when it
     deleted a commit record that may be a two-phase commit's and that no check covered
-    (`DecisionInfo.purge_leaves_doubt`: one written before rule G2 kept participants).
+    (`DecisionInfo.purge_leaves_doubt`: one written before rule G2 kept participants, or
+    a one-phase or late commit's written before records were marked so).
     Not a late Resolve's (`late`, arriving after the first outcome record of its txn here
     was purged): that first record replaced the PREPARE a commit needed here, kept its
     participants and was purged only after its check, so no participant is left in doubt;

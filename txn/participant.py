@@ -39,7 +39,8 @@ P3. For each read: a foreign WRITE intent on the key refuses; so does a latest v
 P4. For each write: any foreign intent (read or write) refuses.
 P5. Valid: prepare_ts = max(ts, max_version + 1); a write intent on each written key, a read
     intent on each key only read, and a prepared record listing those keys.
-R1. Resolve without a prepared record is a no-op (a duplicate, or never prepared here).
+R1. Resolve without a prepared record releases and writes nothing (a duplicate, or never
+    prepared here); it may still leave a decision record (R5).
 R2. Commit: each write intent becomes the version AT commit_ts (above every version of the
     key: the intent blocked every other writer since prepare_ts <= commit_ts); max_version
     = max(max_version, commit_ts). Deleting a key that is absent writes nothing, as a
@@ -57,7 +58,9 @@ R5. Unless a decision record of the txn exists here, the Resolve stores one (fin
     A commit resolving this group's prepared record keeps that record's participants: such
     an outcome record is purged only once no other participant holds the txn prepared
     (coordinator rule G2), because it is the only record of the commit a participant still
-    in doubt can be answered from (rules D4, V2).
+    in doubt can be answered from (rules D4, V2). A commit with nothing prepared here is
+    marked `late`: its purge leaves nobody in doubt (coordinator rule G1). A conditional
+    abort (R6) with nothing prepared here stores nothing.
 O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a

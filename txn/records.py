@@ -319,9 +319,10 @@ class DecisionResult:
     """The decision recorded at the coordinator group (may differ from the one asked for).
 
     `pending`: nothing was recorded (a recovery abort met this group's PREPARE of the txn, or
-    this group may have purged its record). `checked`: pending for the second reason only,
-    and every purge here that could have deleted a commit record of the txn was checked
-    with its other participants: one still holding the txn prepared may abort (rule D4).
+    this group may have purged its record, or a prevent-round abort met no PREPARE, D5).
+    `checked`: pending only because this group may have purged its record, and every purge
+    here that could have deleted a commit record of the txn was checked with its other
+    participants: one still holding the txn prepared may abort (rule D4).
     """
 
     committed: bool
@@ -448,12 +449,12 @@ class DecisionInfo:
 
     def purge_leaves_doubt(self) -> bool:
         """A commit whose purge no check covers that may be a two-phase commit's last record
-        here: one written before rule G2 kept participants (or before `late` existed). Its
-        purge raises the unverified mark (G1). A `late` record is not one: a commit was
-        prepared here first, and the outcome record that replaced that PREPARE kept the
-        participants and was purged only after its check (G2), so no participant holds the
-        txn prepared any more; counting it let one late copy of any Resolve keep every
-        never-committed txn prepared before it in doubt for good (found by review)."""
+        here: one written before rule G2 kept participants (or before `one_phase` or `late`
+        existed). Its purge raises the unverified mark (G1). A `late` record is not one: a
+        commit was prepared here first, and the outcome record that replaced that PREPARE
+        kept the participants and was purged only after its check (G2), so no participant
+        holds the txn prepared any more; counting it let one late copy of any Resolve keep
+        every never-committed txn prepared before it in doubt for good (found by review)."""
         return (
             self.committed
             and not self.one_phase

@@ -1119,8 +1119,9 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         rate = 3
     elif profile == "purge":
         # Decision records purged while every group is down longer than the retention
-        # window, with clients dying and 2PC crash points losing Resolves: no commit may be
-        # left in doubt by a purge (coordinator rule G2). Set after every shared draw.
+        # window, with clients dying and 2PC crash points losing Resolves: no transaction
+        # may be left in doubt by a purge (coordinator rules G1, G2). Set after every
+        # shared draw.
         k.commit_timeout_s = 0.4
         k.settle_unknown = True
         k.txn = replace(k.txn, decision_retention_s=PURGE_RETENTION_S, purge_interval_s=0.1)

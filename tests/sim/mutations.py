@@ -507,7 +507,7 @@ MUTATIONS = [
     ),
     Mutation(
         "prevent_unknown_is_not_prepared",
-        "node rule 6/V2: a Prevent answered `unknown` (record maybe purged) makes recovery abort",
+        "node rule 6/V2: a Prevent answered `unknown` without `checked` makes recovery abort",
         edits=(
             (
                 "txn_duties.py",
@@ -520,7 +520,8 @@ MUTATIONS = [
     ),
     Mutation(
         "participant_takes_pending_as_abort",
-        "node rule 6: a participant resolves ABORT when its recovery Decide answers `pending`",
+        "node rule 6: a participant resolves ABORT when its recovery Decide answers `pending` "
+        "without `checked`",
         edits=(
             (
                 "txn_duties.py",
