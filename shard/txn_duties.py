@@ -189,11 +189,8 @@ class TxnDuties:
         answered = set(state.prepared)
         if answered >= set(state.participants):
             self._decide_prevented(host, txn_id, state, commit=True)
-        elif (
-            answered | state.inconclusive >= set(state.participants)
-            and host.preventing.get(txn_id) is state
-        ):
-            del host.preventing[txn_id]
+        elif answered | state.inconclusive >= set(state.participants):
+            del host.preventing[txn_id]  # both callers hold the round listed
 
     def _decide_prevented(
         self, host: GroupHost, txn_id: bytes, state: _Prevention, *, commit: bool

@@ -49,6 +49,17 @@ TXN_TESTS = (
 )
 
 
+# The body of `DecisionInfo.purge_leaves_doubt` (txn/records.py), edited by two mutations.
+_PURGE_LEAVES_DOUBT = (
+    "        return (\n"
+    "            self.committed\n"
+    "            and not self.one_phase\n"
+    "            and not self.late\n"
+    "            and not self.needs_verification()\n"
+    "        )"
+)
+
+
 @dataclass(frozen=True)
 class Mutation:
     name: str
@@ -395,12 +406,7 @@ MUTATIONS = [
         edits=(
             (
                 "records.py",
-                "        return (\n"
-                "            self.committed\n"
-                "            and not self.one_phase\n"
-                "            and not self.late\n"
-                "            and not self.needs_verification()\n"
-                "        )",
+                _PURGE_LEAVES_DOUBT,
                 "        return False",
             ),
         ),
@@ -414,12 +420,7 @@ MUTATIONS = [
         edits=(
             (
                 "records.py",
-                "        return (\n"
-                "            self.committed\n"
-                "            and not self.one_phase\n"
-                "            and not self.late\n"
-                "            and not self.needs_verification()\n"
-                "        )",
+                _PURGE_LEAVES_DOUBT,
                 "        return self.committed",
             ),
         ),

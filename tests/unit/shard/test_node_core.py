@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,9 +21,8 @@ from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_STATUS_IDS, MAX_VALUE_BYTES
-from shard.mvcc import DECISION_TAG, group_prefix
 from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
-from txn.codec import decode_decision, encode_decision
+from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.hlc import LOGICAL_BITS
 from txn.records import PurgeDecisions
 
@@ -372,13 +370,20 @@ def test_a_gc_pass_that_is_behind_steps_in_every_apply_cycle(
 # ---------------------------------------------------------------------- recovery (rule 6)
 
 
-def prepare_request(group: int, key: bytes, txn_id: bytes = b"t1", ts: int = 1) -> kv.Request:
+def prepare_request(
+    group: int,
+    key: bytes,
+    txn_id: bytes = b"t1",
+    ts: int = 1,
+    coordinator: int = 1,
+    participants: tuple[int, ...] = (1, 2),
+) -> kv.Request:
     return kv.Request(
         prepare=kv.PrepareRequest(
             header=header(group),
             txn_id=txn_id,
-            coordinator_group=1,
-            participants=[1, 2],
+            coordinator_group=coordinator,
+            participants=participants,
             ts=ts,
             writes=[kv.WriteItem(key=key, value=b"v")],
         )
@@ -460,6 +465,14 @@ def _resolved_in_group_2_only(node: OneNode, txn_id: bytes = b"t1", keys: bytes 
     return commit_ts
 
 
+def _resolved_in_group_2_only_each(
+    node: OneNode, txn_ids: tuple[bytes, ...]
+) -> list[tuple[bytes, int]]:
+    """`_resolved_in_group_2_only` for each txn (its keys suffixed by its last byte):
+    (txn id, commit timestamp) of each."""
+    return [(t, _resolved_in_group_2_only(node, t, t[-1:])) for t in txn_ids]
+
+
 def _now_ts(node: OneNode) -> int:
     return node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
 
@@ -504,8 +517,7 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 1)
     node = OneNode(resolve_after_s=60.0)
-    for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
-        _resolved_in_group_2_only(node, txn_id, keys)
+    _resolved_in_group_2_only_each(node, (b"t1", b"t2", b"t3"))
     node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
     asked, resolved = [], []
     for answer in (True, False):
@@ -534,8 +546,7 @@ def test_a_purge_check_asks_each_group_about_many_commits_at_once(
     per transaction asked counts as none: the records stay."""
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 2)
     node = OneNode(resolve_after_s=60.0)
-    for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
-        commit_ts = _resolved_in_group_2_only(node, txn_id, keys)
+    for txn_id, commit_ts in _resolved_in_group_2_only_each(node, (b"t1", b"t2", b"t3")):
         done = node.call(resolve_request(txn_id, commit_ts, group=1)).resolve  # there too
         assert done.error.code == kv.OK
     node.advance(0.05)
@@ -565,8 +576,7 @@ def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.Monke
     monkeypatch.setattr(coordinator_module, "MAX_PURGE_PER_COMMAND", 2)
     monkeypatch.setattr(txn_duties_module, "MAX_PURGE_PER_COMMAND", 2)
     node = OneNode(resolve_after_s=60.0)
-    for txn_id, keys in ((b"t1", b"1"), (b"t2", b"2"), (b"t3", b"3")):
-        _resolved_in_group_2_only(node, txn_id, keys)
+    _resolved_in_group_2_only_each(node, (b"t1", b"t2", b"t3"))
     node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
     asked = 0
     for _ in range(20):  # group 1 never answers; well within one purge interval
@@ -591,8 +601,7 @@ def test_a_slow_purge_check_is_not_overlapped_by_the_next_pass(
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 1)
     node = OneNode(resolve_after_s=600.0, decision_retention_s=1.0, purge_interval_s=10.0)
-    for i in range(6):
-        _resolved_in_group_2_only(node, b"t%d" % i, b"%d" % i)
+    _resolved_in_group_2_only_each(node, tuple(b"t%d" % i for i in range(6)))
     waiting: list[tuple[float, kv.Request, Callable[[kv.Response | None], None]]] = []
     most = 0
     for _ in range(120):  # 60 s; group 1 answers each question after 4.5 s
@@ -618,12 +627,7 @@ def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_pu
     must not abort group 1's part, or group 2's committed write would stand alone."""
     node = OneNode(resolve_after_s=0.2)
     commit_ts = _resolved_in_group_2_only(node)
-    record_key = group_prefix(2) + DECISION_TAG + b"t1"
-    stored = node.disk.engine.get(record_key)
-    assert stored is not None
-    batch = node.disk.engine.new_batch()  # the record as a version before rule G2 wrote it
-    batch.put(record_key, encode_decision(replace(decode_decision(stored), participants=())))
-    node.disk.engine.write(batch, False)
+    rewrite_as_before_g2(node.disk.engine, 2, b"t1")
     purge = PurgeDecisions(before_ts=_now_ts(node))
     node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
     node.advance(0.05)

@@ -10,22 +10,20 @@ whose coordinator group does not exist held its intent for good.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
-from shard.mvcc import DECISION_TAG, group_prefix
 from tests.unit.shard.test_node_core import (
     OneNode,
     ThreeNodes,
+    _now_ts,
     get,
     header,
     prepare_request,
     put,
 )
-from txn.codec import decode_decision, encode_decision
+from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.records import PurgeDecisions
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
@@ -54,6 +52,48 @@ def decide(participants: list[int], commit: bool = True, commit_ts: int = 1) -> 
             commit_ts=commit_ts,
         )
     )
+
+
+def _cut_off(node: OneNode) -> None:
+    """200 s in which no request between the groups arrives (each fails, as the runtime
+    reports a lost one)."""
+    for _ in range(40):
+        node.advance(5.0, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, _request, done in outbound:
+            done(None)
+
+
+def _connected(
+    node: OneNode, rounds: int = 40, seconds: float = 0.05, watch: str = ""
+) -> list[kv.Response]:
+    """Let the groups reach each other for `rounds` steps of `seconds`, every request the
+    node sends answered; returns the answers to requests of kind `watch`."""
+    watched = []
+    for _ in range(rounds):
+        node.advance(seconds, step=0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            response = node.call(request)
+            if request.WhichOneof("op") == watch:
+                watched.append(response)
+            done(response)
+    return watched
+
+
+def _all_checked(answers: list[kv.Response], asks: str) -> bool:
+    """Whether every `prevent` / `decide` answer is `unknown` / `pending` and `checked`."""
+    bodies = [getattr(a, asks) for a in answers]
+    in_doubt = [b.unknown if asks == "prevent" else b.pending for b in bodies]
+    return bool(bodies) and all(in_doubt) and all(b.checked for b in bodies)
+
+
+def _resolve(node: OneNode, txn_id: bytes, commit_ts: int, groups: tuple[int, ...]) -> None:
+    for group in groups:
+        resolve = kv.ResolveRequest(
+            header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts
+        )
+        assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
 
 
 @pytest.mark.parametrize(
@@ -105,20 +145,11 @@ def test_a_long_absent_coordinator_still_completes_a_commit_resolved_elsewhere()
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     commit_ts = max(v.prepare_ts for v in votes)
-    resolve = kv.ResolveRequest(header=header(2), txn_id=b"t1", commit=True, commit_ts=commit_ts)
-    assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    _resolve(node, b"t1", commit_ts, (2,))
     assert node.core.hosts[2].shard.decision(b"t1") is not None
-    for _ in range(40):  # 200 s in which no request between the groups arrives
-        node.advance(5.0, step=0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, _request, done in outbound:
-            done(None)
+    _cut_off(node)
     assert node.core.hosts[2].shard.decision(b"t1") is not None  # kept: group 1 unchecked
-    for _ in range(40):  # now the groups reach each other again
-        node.advance(0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, request, done in outbound:
-            done(node.call(request))
+    _connected(node)
     assert node.core.hosts[1].shard.prepared(b"t1") is None
     assert node.call(get(b"apple", group=1)).get.version == commit_ts
     assert node.call(get(b"zebra", group=2)).get.version == commit_ts
@@ -141,27 +172,12 @@ def test_a_group_away_past_the_retention_gets_the_abort_of_a_part_never_prepared
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
     key = b"apple" if prepared_in == 1 else b"zebra"
     assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
-    for _ in range(40):  # 200 s in which no request between the groups arrives
-        node.advance(5.0, step=0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, _request, done in outbound:
-            done(None)
+    _cut_off(node)
     marks = node.core.hosts[3 - prepared_in].shard.purge_counters()
     prepared = node.core.hosts[prepared_in].shard.prepared(b"t1")
     assert prepared is not None and marks.mark > prepared.prepare_ts
     assert marks.unverified_mark == 0
-    answers: list[str] = []
-    for _ in range(40):  # now the groups reach each other again
-        node.advance(0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, request, done in outbound:
-            response = node.call(request)
-            if request.WhichOneof("op") == asks:
-                answer = getattr(response, asks)
-                in_doubt = answer.unknown if asks == "prevent" else answer.pending
-                answers.append("checked" if in_doubt and answer.checked else "other")
-            done(response)
-    assert answers and set(answers) == {"checked"}
+    assert _all_checked(_connected(node, watch=asks), asks)
     assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
     decision = node.core.hosts[prepared_in].shard.decision(b"t1")
     assert decision is not None and not decision.committed
@@ -172,13 +188,9 @@ def _commit_everywhere_and_purge(node: OneNode, votes: list[kv.PrepareResponse])
     """t1, prepared in groups 1 and 2 (`votes`), resolved by its commit in both, and both
     records purged after rule G2's check (neither group holds it prepared any more)."""
     commit_ts = max(v.prepare_ts for v in votes)
-    for group in (1, 2):
-        resolve = kv.ResolveRequest(
-            header=header(group), txn_id=b"t1", commit=True, commit_ts=commit_ts
-        )
-        assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    _resolve(node, b"t1", commit_ts, (1, 2))
     node.advance(0.05)
-    now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    now = _now_ts(node)
     for group in (1, 2):
         purge = PurgeDecisions(before_ts=now, verified=(b"t1",))
         node.core._propose_internal(node.core.hosts[group], purge, lambda _result: None)
@@ -245,40 +257,11 @@ def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first
     review: the round was given up at the first inconclusive answer, and its outcome hung
     on which group answered first (each new round in the same order stayed in doubt)."""
     node = OneNode(splits=(b"h", b"p"), resolve_after_s=600.0)
-    old = kv.Request(
-        prepare=kv.PrepareRequest(
-            header=header(2),
-            txn_id=b"t9",
-            coordinator_group=2,
-            participants=[2, 3],
-            ts=1,
-            writes=[kv.WriteItem(key=b"kiwi", value=b"v")],
-        )
-    )
-    vote = node.call(old).prepare
-    resolve = kv.ResolveRequest(
-        header=header(2), txn_id=b"t9", commit=True, commit_ts=vote.prepare_ts
-    )
-    assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
-    engine = node.disk.engine
-    record_key = group_prefix(2) + DECISION_TAG + b"t9"
-    stored = engine.get(record_key)
-    assert stored is not None
-    batch = engine.new_batch()  # as a version before rule G2 wrote it: no participants
-    batch.put(record_key, encode_decision(replace(decode_decision(stored), participants=())))
-    engine.write(batch, False)
-    prepare = kv.Request(
-        prepare=kv.PrepareRequest(
-            header=header(1),
-            txn_id=b"t1",
-            coordinator_group=1,
-            participants=[1, 2, 3],
-            ts=1,
-            writes=[kv.WriteItem(key=b"apple", value=b"v")],
-        )
-    )
-    assert node.call(prepare).prepare.error.code == kv.OK
-    now = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    old = prepare_request(2, b"kiwi", b"t9", coordinator=2, participants=(2, 3))
+    _resolve(node, b"t9", node.call(old).prepare.prepare_ts, (2,))
+    rewrite_as_before_g2(node.disk.engine, 2, b"t9")
+    assert node.call(_prepare_three(1, b"apple")).prepare.error.code == kv.OK
+    now = _now_ts(node)
     node.core._propose_internal(node.core.hosts[2], PurgeDecisions(before_ts=now), lambda _r: None)
     node.advance(0.05)
     assert node.core.hosts[2].shard.purge_counters().unverified_mark == now
@@ -421,61 +404,25 @@ def test_a_late_resolve_of_another_commit_does_not_keep_a_part_never_prepared_in
         for g, k in ((1, b"avocado"), (2, b"zucchini"))
     ]
     commit_ts = max(v.prepare_ts for v in votes)
-    late = kv.Request(
-        resolve=kv.ResolveRequest(
-            header=header(other), txn_id=b"t9", commit=True, commit_ts=commit_ts
-        )
-    )
-    for group in (1, 2):
-        resolve = kv.ResolveRequest(
-            header=header(group), txn_id=b"t9", commit=True, commit_ts=commit_ts
-        )
-        assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
-    for _ in range(80):  # 200 s of a healthy cluster: t9's records are checked and purged
-        node.advance(2.5, step=0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, request, done in outbound:
-            done(node.call(request))
+    _resolve(node, b"t9", commit_ts, (1, 2))
+    _connected(node, rounds=80, seconds=2.5)  # 200 s: t9's records are checked and purged
     assert node.core.hosts[other].shard.decision(b"t9") is None
     key = b"apple" if prepared_in == 1 else b"zebra"
     assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
-    assert node.call(late).resolve.error.code == kv.OK  # a late copy of t9's Resolve
-    for _ in range(40):  # 200 s in which no request between the groups arrives
-        node.advance(5.0, step=0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, _request, done in outbound:
-            done(None)
+    _resolve(node, b"t9", commit_ts, (other,))  # a late copy of t9's Resolve
+    _cut_off(node)
     assert node.core.hosts[other].shard.decision(b"t9") is None  # purged again
     prepared = node.core.hosts[prepared_in].shard.prepared(b"t1")
     assert prepared is not None
     assert node.core.hosts[other].shard.purge_counters().mark > prepared.prepare_ts
-    answers: list[str] = []
-    for _ in range(40):  # now the groups reach each other again
-        node.advance(0.05)
-        outbound, node.core.outbound = node.core.outbound, []
-        for _group, request, done in outbound:
-            response = node.call(request)
-            if request.WhichOneof("op") == asks:
-                answer = getattr(response, asks)
-                in_doubt = answer.unknown if asks == "prevent" else answer.pending
-                answers.append("checked" if in_doubt and answer.checked else "other")
-            done(response)
-    assert answers and set(answers) == {"checked"}
+    assert _all_checked(_connected(node, watch=asks), asks)
     assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
     assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
 
 
 def _prepare_three(group: int, key: bytes) -> kv.Request:
-    return kv.Request(
-        prepare=kv.PrepareRequest(
-            header=header(group),
-            txn_id=b"t1",
-            coordinator_group=1,
-            participants=[1, 2, 3],
-            ts=1,
-            writes=[kv.WriteItem(key=key, value=b"v")],
-        )
-    )
+    """t1's Prepare in `group`, with groups 1 (its coordinator), 2 and 3 participants."""
+    return prepare_request(group, key, participants=(1, 2, 3))
 
 
 @pytest.mark.parametrize("inconclusive_first", [True, False])

@@ -377,7 +377,22 @@ def test_v1_prevent_forbids_every_later_prepare(h: Harness) -> None:
     assert h.txn(PurgeDecisions(before_ts=31)).txn == PurgeResult(purged=1)  # purgeable
 
 
-def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harness) -> None:
+def _commit_resolved_and_purged(h: Harness, unchecked: bool) -> int:
+    """T1 prepared here, resolved by its commit (a = b"new") and that record purged: after
+    G2's check, or `unchecked` as a version before rule G2 did. Returns its prepare_ts."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+    if unchecked:
+        h.as_written_before_g2(T1)
+    purge = PurgeDecisions(before_ts=1_000, verified=() if unchecked else (T1,))
+    assert h.txn(purge).txn == PurgeResult(purged=1)
+    return ts
+
+
+@pytest.mark.parametrize("unchecked", [True, False])
+def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(
+    h: Harness, unchecked: bool
+) -> None:
     """The other participant was down longer than the retention window: this group (the
     coordinator) resolved its part by the commit and purged that record since. "No record,
     no PREPARE" must not become an abort: the other part would abort, this one stays
@@ -385,18 +400,11 @@ def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harnes
     kept), the answer is not even `checked`; purged after G2's check, it is, but records
     nothing either: the asker may no longer hold the txn prepared (a stale request; the
     simulator's seed bank:purge:0 split a transaction when this recorded an abort)."""
-    for unchecked in (True, False):
-        h = type(h)()
-        ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
-        h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
-        if unchecked:
-            h.as_written_before_g2(T1)
-        purge = PurgeDecisions(before_ts=1_000, verified=() if unchecked else (T1,))
-        assert h.txn(purge).txn == PurgeResult(purged=1)
-        asked = Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True, asker_ts=ts)
-        r = h.txn(asked, 2_000)
-        assert r.txn == DecisionResult(committed=False, pending=True, checked=not unchecked)
-        assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
+    ts = _commit_resolved_and_purged(h, unchecked)
+    asked = Decide(txn_id=T1, participants=(3, 4), commit=False, recover=True, asker_ts=ts)
+    r = h.txn(asked, 2_000)
+    assert r.txn == DecisionResult(committed=False, pending=True, checked=not unchecked)
+    assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
     # An asker at or above the mark proves no commit record of it was purged: abort.
     recent = Decide(txn_id=T2, participants=(3, 4), commit=False, recover=True, asker_ts=1_000)
     assert h.txn(recent, 2_001).txn == DecisionResult(committed=False)
@@ -405,22 +413,18 @@ def test_d4_recovery_after_the_commit_record_was_purged_stays_in_doubt(h: Harnes
     assert h.txn(old, 2_002).txn == DecisionResult(committed=False)
 
 
-def test_v2_prevent_after_the_commit_record_was_purged_answers_unknown(h: Harness) -> None:
+@pytest.mark.parametrize("unchecked", [True, False])
+def test_v2_prevent_after_the_commit_record_was_purged_answers_unknown(
+    h: Harness, unchecked: bool
+) -> None:
     """The mirror case: the coordinator group was down longer than the retention window,
     this participant resolved its part by the commit and purged that record since. Nothing
     is recorded; `checked` says whether every purge that could have deleted the record
     was checked with the other participants (rule G2)."""
-    for unchecked in (True, False):
-        h = type(h)()
-        ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
-        h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
-        if unchecked:
-            h.as_written_before_g2(T1)
-        purge = PurgeDecisions(before_ts=1_000, verified=() if unchecked else (T1,))
-        assert h.txn(purge).txn == PurgeResult(purged=1)
-        r = h.txn(Prevent(txn_id=T1, asker_ts=ts), 2_000)
-        assert r.txn == PreventResult(prepared=False, unknown=True, checked=not unchecked)
-        assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
+    ts = _commit_resolved_and_purged(h, unchecked)
+    r = h.txn(Prevent(txn_id=T1, asker_ts=ts), 2_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=not unchecked)
+    assert h.decision(T1) is None and h.value(b"a") == (b"new", ts + 5)
     assert h.txn(Prevent(txn_id=T2, asker_ts=1_000), 2_001).txn == PreventResult(prepared=False)
     assert h.decision(T2) is not None
 

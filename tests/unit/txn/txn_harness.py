@@ -41,6 +41,17 @@ def _result(txn: TxnResult | None, conflict: Conflict | None = None) -> CommandR
     return CommandResult(Status.OK, txn=txn)
 
 
+def rewrite_as_before_g2(engine: MemEngine, group: int, txn_id: bytes) -> None:
+    """Make the txn's decision record in `group` what a version before rule G2 wrote: no
+    participants kept, nor `late` (an upgraded node's old records)."""
+    key = group_prefix(group) + DECISION_TAG + txn_id
+    data = engine.get(key)
+    assert data is not None
+    batch = engine.new_batch()
+    batch.put(key, encode_decision(replace(decode_decision(data), participants=(), late=False)))
+    engine.write(batch, False)
+
+
 class MemHarness:
     """The rules over `MemTxnStore`, with single-key writes done as the shard does them."""
 
@@ -191,12 +202,7 @@ class ShardHarness:
 
     def as_written_before_g2(self, txn_id: bytes) -> None:
         """As `MemHarness.as_written_before_g2`, in the engine."""
-        key = group_prefix(GROUP) + DECISION_TAG + txn_id
-        data = self.engine.get(key)
-        assert data is not None
-        batch = self.engine.new_batch()
-        batch.put(key, encode_decision(replace(decode_decision(data), participants=(), late=False)))
-        self.engine.write(batch, False)
+        rewrite_as_before_g2(self.engine, GROUP, txn_id)
 
     @property
     def max_version(self) -> int:
