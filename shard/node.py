@@ -732,6 +732,7 @@ class NodeCore:
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
                 read_ranges=_ranges(op.read_ranges),
+                began_ts=op.ts,
             )
         elif kind == "commit_one_phase":
             self._observe_from_request(op.ts, "the transaction timestamp")
@@ -740,6 +741,7 @@ class NodeCore:
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
                 read_ranges=_ranges(op.read_ranges),
+                began_ts=op.ts,
             )
         elif kind == "decide":
             self._observe_from_request(op.commit_ts, "the commit timestamp")

@@ -95,6 +95,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 reads=_reads_pb(record.reads),
                 writes=_writes_pb(record.writes),
                 read_ranges=_ranges_pb(record.read_ranges),
+                began_ts=record.began_ts,
             )
         )
     if isinstance(record, Resolve):
@@ -133,6 +134,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 reads=_reads_pb(record.reads),
                 writes=_writes_pb(record.writes),
                 read_ranges=_ranges_pb(record.read_ranges),
+                began_ts=record.began_ts,
             )
         )
     if isinstance(record, Prevent):
@@ -174,6 +176,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             reads=_reads(p.reads),
             writes=_writes(p.writes),
             read_ranges=_ranges(p.read_ranges),
+            began_ts=p.began_ts,
         )
     if which == "resolve":
         r = msg.resolve
@@ -204,6 +207,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             reads=_reads(c.reads),
             writes=_writes(c.writes),
             read_ranges=_ranges(c.read_ranges),
+            began_ts=c.began_ts,
         )
     if which == "prevent":
         return Prevent(txn_id=msg.prevent.txn_id, asker_ts=msg.prevent.asker_ts)

@@ -39,6 +39,16 @@ P3. For each read: a foreign WRITE intent on the key refuses; so does a latest v
 P4. For each write: any foreign intent (read or write) refuses.
 P5. Valid: prepare_ts = max(ts, max_version + 1); a write intent on each written key, a read
     intent on each key only read, and a prepared record listing those keys.
+P7. A Prepare whose `began_ts` (the client's timestamp: the same in every Prepare of the
+    txn, and at or below every prepare_ts, so at or below the `asker_ts` of every Prevent
+    and every participant's recovery Decide) is below this group's purge mark is refused,
+    after P1 and P2: this group may have answered such a question from "no record" (V2,
+    coordinator rule D4: `checked`), and its asker may have aborted its own prepared part
+    on that answer (D5, R6). Preparing now could complete a set of yes votes, the
+    definition of committed, after that abort. Such an answer means asker_ts < mark, and
+    the mark only rises, so from then on every Prepare of the txn is refused here. It
+    refuses only a request delayed longer than the retention window or from a client
+    whose clock is that far behind; 0 (an older client) claims nothing.
 R1. Resolve without a prepared record releases and writes nothing (a duplicate, or never
     prepared here); it may still leave a decision record (R5).
 R2. Commit: each write intent becomes the version AT commit_ts (above every version of the
@@ -68,6 +78,12 @@ O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
     max_version = commit_ts; a finished decision record (committed, marked one-phase) is
     stored.
+O5. As P7, after O1 and O2: a CommitOnePhase whose `began_ts` (the client's timestamp, at
+    or below the commit_ts of any earlier copy of it) is below this group's purge mark is
+    refused, and nothing is recorded. An earlier copy may have committed and its record
+    been purged since (G1): validating again would write the same values a second time
+    over newer versions (a blind write), or record an abort of a committed transaction (a
+    read that no longer matches, O3).
 V1. Prevent (recovery, sent by the coordinator group's leader): with a prepared record, answer
     its prepare_ts and change nothing; with a committed decision record (the txn was
     prepared here and resolved by its commit, R5), answer "prepared" at its commit_ts (at
@@ -248,7 +264,7 @@ def _phantom(
 
 
 def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
-    """Rules P1-P5: vote on `cmd` (command timestamp `ts`) and lock its keys on a yes.
+    """Rules P1-P5, P7: vote on `cmd` (command timestamp `ts`) and lock its keys on a yes.
 
     Returns:
         PrepareResult with prepare_ts (yes) or a conflict (no; nothing changed).
@@ -268,6 +284,8 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
                 reason=f"already {outcome}: the transaction's decision is recorded here",
             )
         )
+    if may_be_purged(store, cmd.began_ts):  # P7
+        return PrepareResult(conflict=_began_before_purge(txn_id, PHASE_PREPARE))
     conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_PREPARE, cmd.read_ranges)
     if conflict is not None:
         return PrepareResult(conflict=conflict)
@@ -299,6 +317,20 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
         )
     )
     return PrepareResult(prepare_ts=prepare_ts)
+
+
+def _began_before_purge(txn_id: bytes, phase: str) -> Conflict:
+    """Rules P7 and O5: the request is older than what this group still remembers."""
+    return Conflict(
+        key=b"",
+        other_txn=txn_id,
+        phase=phase,
+        reason=(
+            "the transaction's timestamp is older than this group's purge mark "
+            "(decision_retention_s): a request delayed that long, or from a client whose "
+            "clock is that far behind, cannot be taken"
+        ),
+    )
 
 
 def _record_outcome(
@@ -381,7 +413,7 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
 
 
 def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseResult:
-    """Rules O1-O4: commit a single-group transaction at once, or refuse it unchanged."""
+    """Rules O1-O5: commit a single-group transaction at once, or refuse it unchanged."""
     txn_id = cmd.txn_id
     decided = store.decision(txn_id)
     if decided is not None:
@@ -404,6 +436,8 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
                 reason="the transaction is prepared here by two-phase commit",
             )
         )
+    if may_be_purged(store, cmd.began_ts):  # O5: nothing recorded, the commit may be purged
+        return OnePhaseResult(conflict=_began_before_purge(txn_id, PHASE_COMMIT))
     conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_COMMIT, cmd.read_ranges)
     if conflict is not None:
         # Recorded, so a late duplicate of this request (retried after a lost answer) finds

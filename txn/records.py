@@ -159,7 +159,10 @@ class Prepare:
     """Phase 1 at one participant group: validate `reads`, take intents, record PREPARED.
 
     `coordinator_group` and `participants` are stored for recovery: a participant whose
-    coordinator is silent asks that group for the decision.
+    coordinator is silent asks that group for the decision. `began_ts`: the client's
+    timestamp, the same in every Prepare of the txn and at or below every prepare_ts, so
+    at or below the `asker_ts` of every Prevent and participant's recovery Decide (0: no
+    claim; rule P7).
     """
 
     txn_id: bytes
@@ -168,10 +171,12 @@ class Prepare:
     reads: tuple[ReadItem, ...] = ()
     writes: tuple[WriteItem, ...] = ()
     read_ranges: tuple[KeyRange, ...] = ()
+    began_ts: int = 0
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_u64("coordinator group", self.coordinator_group)
+        _check_u64("began_ts", self.began_ts)
         _check_group_ids(self.participants)
         _check_items(self.reads, self.writes)
         _check_ranges(self.read_ranges)
@@ -251,17 +256,22 @@ class PurgeDecisions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitOnePhase:
-    """A transaction whose keys all live in this group: validate, write and decide at once."""
+    """A transaction whose keys all live in this group: validate, write and decide at once.
+
+    `began_ts`: the client's timestamp, at or below the commit's (0: no claim; rule O5).
+    """
 
     txn_id: bytes
     reads: tuple[ReadItem, ...] = ()
     writes: tuple[WriteItem, ...] = ()
     read_ranges: tuple[KeyRange, ...] = ()
+    began_ts: int = 0
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_items(self.reads, self.writes)
         _check_ranges(self.read_ranges)
+        _check_u64("began_ts", self.began_ts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,20 +33,22 @@ class KeyRange(_message.Message):
     def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ...) -> None: ...
 
 class Prepare(_message.Message):
-    __slots__ = ("txn_id", "coordinator_group", "participants", "reads", "writes", "read_ranges")
+    __slots__ = ("txn_id", "coordinator_group", "participants", "reads", "writes", "read_ranges", "began_ts")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_GROUP_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
     READ_RANGES_FIELD_NUMBER: _ClassVar[int]
+    BEGAN_TS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     coordinator_group: int
     participants: _containers.RepeatedScalarFieldContainer[int]
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
     read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
-    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
+    began_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ..., began_ts: _Optional[int] = ...) -> None: ...
 
 class Resolve(_message.Message):
     __slots__ = ("txn_id", "commit", "commit_ts", "if_prepared")
@@ -101,16 +103,18 @@ class PurgeDecisions(_message.Message):
     def __init__(self, before_ts: _Optional[int] = ..., verified: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class CommitOnePhase(_message.Message):
-    __slots__ = ("txn_id", "reads", "writes", "read_ranges")
+    __slots__ = ("txn_id", "reads", "writes", "read_ranges", "began_ts")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
     READ_RANGES_FIELD_NUMBER: _ClassVar[int]
+    BEGAN_TS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     reads: _containers.RepeatedCompositeFieldContainer[ReadItem]
     writes: _containers.RepeatedCompositeFieldContainer[WriteItem]
     read_ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
-    def __init__(self, txn_id: _Optional[bytes] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
+    began_ts: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ..., began_ts: _Optional[int] = ...) -> None: ...
 
 class TxnCommand(_message.Message):
     __slots__ = ("prepare", "resolve", "decide", "finish", "purge_decisions", "commit_one_phase", "prevent")

@@ -102,6 +102,8 @@ NODE_REQUEST_TIMEOUT_S = 1.0
 CYCLE_POINTS = ("before_persist", "after_persist", "before_apply", "after_apply")
 TRIGGERS = ("coord_prepared", "participant_prepared", "coord_decided")
 READ_KINDS = frozenset({"get", "scan", "txn_status", "timestamp"})
+# Requests of which the "purge" profile's network may deliver a copy very late.
+LATE_COPY_KINDS = frozenset({"prepare", "commit_one_phase"})
 REPLAY_HINT = (
     "PAXOSKV_TXN_SEED={workload}:{profile}:{seed} "
     "python -m pytest tests/sim/test_txn_properties.py -k replay"
@@ -503,6 +505,7 @@ class ClientHost(Host):
         self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
     ) -> None:
         self.rpc.call(group_id, request, timeout_s, on_done)
+        self.sim.maybe_copy_late(self.id, group_id, request)
 
     # Host --------------------------------------------------------------------------------
 
@@ -986,13 +989,16 @@ class Knobs:
     death_points: tuple[str, ...] = ABANDON_POINTS
     #: Clients settle a commit whose outcome is unknown (`txn_status(ref, settle=True)`).
     settle_unknown: bool = False
+    #: Probability that the network delivers a copy of a Prepare or one-phase commit again
+    #: after 1-3 retention windows (participant rules P7, O5).
+    late_copies: float = 0.0
 
     def describe(self) -> str:
         return (
             f"nodes={self.nodes} groups={self.groups} keys={self.keys} clients={self.clients} "
             f"chaos={self.chaos_s}s commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
             f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
-            f"settle_unknown={self.settle_unknown} "
+            f"settle_unknown={self.settle_unknown} late_copies={self.late_copies} "
             f"triggers={[t.describe() for t in self.triggers]} "
             f"faults={[f.describe() for f in self.faults]}"
         )
@@ -1010,9 +1016,9 @@ PROFILES = (
     "rebuild",
     "purge",
 )
-# The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s;
-# a Prepare re-sent after its txn's record was purged could prepare anew, which is why the
-# window must outlast every client deadline), shorter than its outage.
+# The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s:
+# a client's own re-sent Prepare is then never below a purge mark, where rule P7 would
+# refuse it), shorter than its outage.
 PURGE_RETENTION_S = 0.5
 
 
@@ -1124,6 +1130,7 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         # shared draw.
         k.commit_timeout_s = 0.4
         k.settle_unknown = True
+        k.late_copies = rng.choice((0.0, 0.1, 0.3))
         k.txn = replace(k.txn, decision_retention_s=PURGE_RETENTION_S, purge_interval_s=0.1)
         weights = {"crash": 2, "partition": 1}
         rate = 2
@@ -1310,6 +1317,26 @@ class ClusterSim:
         return [g for g in self.shard_map.group_ids() if g != META_GROUP_ID]
 
     # ------------------------------------------------------------------ faults
+
+    def maybe_copy_late(self, src: int, group_id: int | None, request: kv.Request) -> None:
+        """Maybe hold a copy of a commit request longer than the retention window (a
+        middlebox, a stuck retransmission), then deliver it to its group's leader: every
+        record of the transaction there may be purged by then (rules P7, O5)."""
+        k = self.knobs
+        if not self.chaos or k.late_copies <= 0 or group_id is None:
+            return
+        if request.WhichOneof("op") not in LATE_COPY_KINDS or self.rng.random() >= k.late_copies:
+            return
+        self.next_call_id += 1  # its answer matches no call
+        copy = ("req", self.next_call_id, 1, request.SerializeToString())
+        at = self.world.now + self.rng.uniform(1.0, 3.0) * k.txn.decision_retention_s
+        self.world.schedule(at, self._deliver_late_copy, src, group_id, copy)
+
+    def _deliver_late_copy(self, src: int, group_id: int, copy: tuple[Any, ...]) -> None:
+        leader = self.leader_of(group_id)
+        if leader is not None:
+            self.stats_add("late_copies_delivered")
+            self.world.net.send(src, leader.id, copy)
 
     def client_dies(self, point: str) -> bool:
         k = self.knobs

@@ -468,6 +468,63 @@ MUTATIONS = [
         tests=TXN_TESTS,
     ),
     Mutation(
+        "prepare_below_purge_mark_votes",
+        "P7: a Prepare that began below the purge mark still votes",
+        edits=(
+            (
+                "participant.py",
+                "    if may_be_purged(store, cmd.began_ts):  # P7",
+                "    if False:  # P7",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "late_one_phase_copy_taken",
+        "O5: a one-phase commit that began below the purge mark is validated again",
+        edits=(
+            (
+                "participant.py",
+                "    if may_be_purged(store, cmd.began_ts):  # O5",
+                "    if False:  # O5",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prepare_claims_no_start",
+        "P7 at the node: a Prepare from the wire carries no began_ts",
+        edits=(
+            (
+                "node.py",
+                "                read_ranges=_ranges(op.read_ranges),\n"
+                "                began_ts=op.ts,\n"
+                "            )\n"
+                '        elif kind == "commit_one_phase":',
+                "                read_ranges=_ranges(op.read_ranges),\n"
+                "            )\n"
+                '        elif kind == "commit_one_phase":',
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "one_phase_claims_no_start",
+        "O5 at the node: a one-phase commit from the wire carries no began_ts",
+        edits=(
+            (
+                "node.py",
+                '                began_ts=op.ts,\n            )\n        elif kind == "decide":',
+                '            )\n        elif kind == "decide":',
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
         "vote_without_commit_wait",
         "node rule 7: a yes vote is answered before the clocks passed its prepare_ts",
         edits=(

@@ -168,7 +168,11 @@ def test_a_group_away_past_the_retention_gets_the_abort_of_a_part_never_prepared
     prepared in group 2: its recovery Decide to group 1 answers `pending` (rule D4). Both
     are `checked` (no purge there deleted a commit record unchecked), so the group holding
     t1 prepared aborts it while it still does (rules D5, R6) and frees its intent. Before,
-    t1 stayed in doubt for good, its intent held (found by review)."""
+    t1 stayed in doubt for good, its intent held (found by review). The lost Prepare,
+    arriving at last, is refused: its yes vote would now complete t1's set of yes votes,
+    the definition of committed, after the abort. At the coordinator group, which recorded
+    no decision, rule P7 refuses it (at a participant the delivered abort's record does,
+    P2)."""
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
     key = b"apple" if prepared_in == 1 else b"zebra"
     assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
@@ -182,6 +186,38 @@ def test_a_group_away_past_the_retention_gets_the_abort_of_a_part_never_prepared
     decision = node.core.hosts[prepared_in].shard.decision(b"t1")
     assert decision is not None and not decision.committed
     assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
+    lost = b"zebra" if prepared_in == 1 else b"apple"
+    late = node.call(prepare_request(3 - prepared_in, lost)).prepare
+    reason = "purge mark" if prepared_in == 2 else "already aborted"
+    assert late.error.code == kv.CONFLICT and reason in late.error.message
+    assert node.core.hosts[3 - prepared_in].shard.prepared(b"t1") is None
+
+
+def test_a_copy_of_a_transaction_held_longer_than_the_retention_is_refused() -> None:
+    """Rules P7 and O5 through the node: the request's own timestamp is its `began_ts`. A
+    one-phase commit, delivered again after its record was purged, would write its value a
+    second time over a newer one; a Prepare of a transaction that began that long ago
+    would vote after every record of it may be gone."""
+    node = OneNode(decision_retention_s=120.0)
+    commit = kv.Request(
+        commit_one_phase=kv.CommitOnePhaseRequest(
+            header=header(1),
+            txn_id=b"t1",
+            ts=_now_ts(node),
+            writes=[kv.WriteItem(key=b"apple", value=b"once")],
+        )
+    )
+    assert node.call(commit).commit_one_phase.error.code == kv.OK
+    assert node.call(put(b"apple", b"newer")).put.error.code == kv.OK
+    _connected(node, rounds=80, seconds=2.5)  # 200 s: t1's record is purged
+    assert node.core.hosts[1].shard.decision(b"t1") is None
+    again = node.call(commit).commit_one_phase.error
+    assert again.code == kv.CONFLICT and "purge mark" in again.message
+    assert node.call(get(b"apple", group=1)).get.value == b"newer"
+    old = prepare_request(1, b"avocado", txn_id=b"t2", ts=commit.commit_one_phase.ts)
+    refused = node.call(old).prepare.error
+    assert refused.code == kv.CONFLICT and "purge mark" in refused.message
+    assert node.core.hosts[1].shard.prepared(b"t2") is None
 
 
 def _commit_everywhere_and_purge(node: OneNode, votes: list[kv.PrepareResponse]) -> None:
@@ -408,7 +444,8 @@ def test_a_late_resolve_of_another_commit_does_not_keep_a_part_never_prepared_in
     _connected(node, rounds=80, seconds=2.5)  # 200 s: t9's records are checked and purged
     assert node.core.hosts[other].shard.decision(b"t9") is None
     key = b"apple" if prepared_in == 1 else b"zebra"
-    assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
+    t1 = prepare_request(prepared_in, key, ts=_now_ts(node))  # t1 begins now
+    assert node.call(t1).prepare.error.code == kv.OK
     _resolve(node, b"t9", commit_ts, (other,))  # a late copy of t9's Resolve
     _cut_off(node)
     assert node.core.hosts[other].shard.decision(b"t9") is None  # purged again

@@ -52,7 +52,14 @@ READS = (ReadItem(key=b"a", version=0), ReadItem(key=b"b", version=2**64 - 1))
 WRITES = (WriteItem(key=b"a", value=b""), WriteItem(key=b"c", value=None))
 
 COMMANDS = [
-    Prepare(txn_id=b"t", coordinator_group=7, participants=(7, 2**32), reads=READS, writes=WRITES),
+    Prepare(
+        txn_id=b"t",
+        coordinator_group=7,
+        participants=(7, 2**32),
+        reads=READS,
+        writes=WRITES,
+        began_ts=2**63,
+    ),
     Prepare(txn_id=b"t", coordinator_group=0, participants=()),
     Resolve(txn_id=b"t", commit=True, commit_ts=99),
     Resolve(txn_id=b"t", commit=False),

@@ -1,7 +1,8 @@
 """Property: random interleavings of prepares, resolves, decisions, 1PC and single-key writes,
 with scanned ranges (rule P6: phantoms, and range intents that hold off other writers), and
 recovery's commands over purged records (Prevent, recovery and prevent-round Decides,
-conditional Resolves: rules V1, V2, D3-D5, R6, with both purge marks of G1).
+conditional Resolves, Prepares and one-phase commits that began below the purge mark:
+rules V1, V2, D3-D5, R6, P7, O5, with both purge marks of G1).
 
 An independent model (versions per key, open transactions, decision records), written from
 the protocol's statement rather than from `txn.participant`, predicts every result. After
@@ -155,9 +156,9 @@ class Model:
             return Status.OK, PrepareResult(prepare_ts=self.open[cmd.txn_id].prepare_ts)
         reads = {r.key: r.version for r in cmd.reads}
         writes = {w.key: w.value for w in cmd.writes}
-        if cmd.txn_id in self.decisions or not self.valid(
-            cmd.txn_id, reads, writes, cmd.read_ranges
-        ):
+        if cmd.txn_id in self.decisions or 0 < cmd.began_ts < self.mark:  # P2, P7
+            return Status.CONFLICT, None
+        if not self.valid(cmd.txn_id, reads, writes, cmd.read_ranges):
             return Status.CONFLICT, None
         prepare_ts = max(ts, self.max_version + 1)
         self.open[cmd.txn_id] = Open(
@@ -256,7 +257,7 @@ class Model:
             return Status.CONFLICT, None
         reads = {r.key: r.version for r in cmd.reads}
         writes = {w.key: w.value for w in cmd.writes}
-        if cmd.txn_id in self.open:
+        if cmd.txn_id in self.open or 0 < cmd.began_ts < self.mark:  # O2, O5
             return Status.CONFLICT, None
         if not self.valid(cmd.txn_id, reads, writes, cmd.read_ranges):
             self.decisions[cmd.txn_id] = Decision(False, 0, ts, finished=True)
@@ -288,6 +289,10 @@ steps = st.lists(
     st.one_of(
         st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss, no_ranges),
         st.tuples(st.just("prepare"), txn_idx, read_specs, write_specs, tss, scans),
+        # A blind Prepare or one-phase commit whose transaction began at a timestamp, maybe
+        # below the purge mark.
+        st.tuples(st.just("prepare_began"), txn_idx, write_specs, st.integers(0, 60), tss),
+        st.tuples(st.just("one_phase_began"), txn_idx, write_specs, st.integers(0, 60), tss),
         st.tuples(st.just("resolve"), txn_idx, st.booleans(), st.integers(-1, 3)),
         st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
         st.tuples(st.just("resolve"), txn_idx, st.just(True), st.integers(0, 3)),
@@ -333,6 +338,24 @@ def _items(
         tuple(ReadItem(key=k, version=v) for k, v in read_map.items()),
         tuple(WriteItem(key=k, value=v) for k, v in write_map.items()),
         tuple(key_ranges),
+    )
+
+
+def _prepare(
+    txn_id: bytes,
+    reads: tuple[ReadItem, ...],
+    writes: tuple[WriteItem, ...],
+    ranges: tuple[KeyRange, ...],
+    began_ts: int = 0,
+) -> Prepare:
+    return Prepare(
+        txn_id=txn_id,
+        coordinator_group=GROUP,
+        participants=participants_of(txn_id),
+        reads=reads,
+        writes=writes,
+        read_ranges=ranges,
+        began_ts=began_ts,
     )
 
 
@@ -457,17 +480,19 @@ def test_random_interleavings_keep_every_committed_write(
                 _, t, reads, writes, ts, ranges = step
                 r, w, kr = _items(model, reads, writes, ranges)
                 if kind == "prepare":
-                    record: object = Prepare(
-                        txn_id=TXNS[t],
-                        coordinator_group=GROUP,
-                        participants=participants_of(TXNS[t]),
-                        reads=r,
-                        writes=w,
-                        read_ranges=kr,
-                    )
+                    record: object = _prepare(TXNS[t], r, w, kr)
                     expected = model.prepare(record, ts)
                 else:
                     record = CommitOnePhase(txn_id=TXNS[t], reads=r, writes=w, read_ranges=kr)
+                    expected = model.one_phase(record, ts)
+            elif kind in ("prepare_began", "one_phase_began"):
+                _, t, writes, began_ts, ts = step
+                _, w, _ = _items(model, [], writes, [])
+                if kind == "prepare_began":
+                    record = _prepare(TXNS[t], (), w, (), began_ts)
+                    expected = model.prepare(record, ts)
+                else:
+                    record = CommitOnePhase(txn_id=TXNS[t], writes=w, began_ts=began_ts)
                     expected = model.one_phase(record, ts)
             elif kind == "resolve":
                 _, t, commit, delta = step

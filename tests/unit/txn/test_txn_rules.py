@@ -1,8 +1,8 @@
 """The participant and coordinator rules, one test per rule, on both harnesses.
 
-Each test names the rule of `txn.participant` (P*, R*, O*, V1, W*) or `txn.coordinator`
-(D1-D3, F1, G1) it checks, and runs twice: on `MemTxnStore` (the rules alone) and on the shard state
-machine (encoded commands through apply, one slot per call).
+Each test names the rule of `txn.participant` (P*, R*, O*, V*, W*) or `txn.coordinator`
+(D*, F1, G*) it checks, and runs twice: on `MemTxnStore` (the rules alone) and on the shard
+state machine (encoded commands through apply, one slot per call).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def prep(
     reads: dict[bytes, int] | None = None,
     writes: dict[bytes, bytes | None] | None = None,
     ranges: tuple[tuple[bytes, bytes], ...] = (),
+    began_ts: int = 0,
 ) -> Prepare:
     return Prepare(
         txn_id=txn_id,
@@ -57,6 +58,7 @@ def prep(
         reads=tuple(ReadItem(key=k, version=v) for k, v in (reads or {}).items()),
         writes=tuple(WriteItem(key=k, value=v) for k, v in (writes or {}).items()),
         read_ranges=tuple(KeyRange(start=s, end=e) for s, e in ranges),
+        began_ts=began_ts,
     )
 
 
@@ -65,12 +67,14 @@ def one_phase(
     reads: dict[bytes, int] | None = None,
     writes: dict[bytes, bytes | None] | None = None,
     ranges: tuple[tuple[bytes, bytes], ...] = (),
+    began_ts: int = 0,
 ) -> CommitOnePhase:
     return CommitOnePhase(
         txn_id=txn_id,
         reads=tuple(ReadItem(key=k, version=v) for k, v in (reads or {}).items()),
         writes=tuple(WriteItem(key=k, value=v) for k, v in (writes or {}).items()),
         read_ranges=tuple(KeyRange(start=s, end=e) for s, e in ranges),
+        began_ts=began_ts,
     )
 
 
@@ -109,6 +113,28 @@ def test_p2_late_prepare_after_coordinator_abort_is_refused(h: Harness) -> None:
     assert "already aborted" in r.conflict.reason
     assert isinstance(r.txn, PrepareResult) and r.txn.conflict == r.conflict
     assert h.intents(b"a") == [] and h.prepared(T1) is None
+
+
+def test_p7_a_prepare_that_began_below_the_purge_mark_is_refused(h: Harness) -> None:
+    """A question about T2 answered `checked` below the purge mark (V2) may have let its
+    asker abort its own part: a Prepare of T2 arriving later must not vote yes, or every
+    PREPARE of T2 would be logged after that abort. P1 and P2 still come first."""
+    ts = prepared_ts(h, prep(T1, writes={b"b": b"1"}, began_ts=10), 20)
+    h.txn(PurgeDecisions(before_ts=1_000))
+    assert h.txn(Prevent(txn_id=T2, asker_ts=500), 1_100).txn == PreventResult(
+        prepared=False, unknown=True, checked=True
+    )
+    late = prep(T2, writes={b"a": b"1"}, began_ts=400)
+    r = h.txn(late, 1_200)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert r.conflict.phase == "prepare" and r.conflict.other_txn == T2
+    assert "purge mark" in r.conflict.reason
+    assert h.intents(b"a") == [] and h.prepared(T2) is None and h.decision(T2) is None
+    again = h.txn(prep(T1, writes={b"b": b"1"}, began_ts=10), 1_300)
+    assert again.txn == PrepareResult(prepare_ts=ts)  # P1: its vote was cast before
+    for began in (0, 1_000):  # no claim (an older client), and at the mark
+        txn_id = b"txn-%d" % began
+        assert prepared_ts(h, prep(txn_id, began_ts=began), 1_400) > 1_000
 
 
 def test_p3_read_version_mismatch_conflicts_naming_both_versions(h: Harness) -> None:
@@ -679,6 +705,28 @@ def test_o3_one_phase_conflict_records_an_abort(h: Harness) -> None:
     h.put(b"a", b"1", 50)
     late = h.txn(one_phase(T1, reads={b"a": 50}, writes={b"b": b"x"}), 60)
     assert late.status is Status.CONFLICT and h.value(b"b") is None
+
+
+@pytest.mark.parametrize("reads", [False, True], ids=["blind", "read-write"])
+def test_o5_a_copy_of_a_one_phase_commit_older_than_the_purge_mark_is_refused(
+    h: Harness, reads: bool
+) -> None:
+    """T1 committed in one phase and its record was purged; a copy of the request held in
+    the network that long arrives. Validated again, a blind write would land a second
+    time over T2's newer value, and a read-write one would record an abort of the
+    committed T1 (O3). Refused instead, recording nothing."""
+    h.put(b"a", b"0", 5)
+    record = one_phase(T1, reads={b"a": 5} if reads else None, writes={b"a": b"1"}, began_ts=10)
+    first = h.txn(record, 20)
+    assert first.txn == OnePhaseResult(commit_ts=20)
+    h.put(b"a", b"2", 30)  # T2 overwrites it
+    assert h.txn(PurgeDecisions(before_ts=1_000)).txn == PurgeResult(purged=1)
+    late = h.txn(record, 1_100)
+    assert late.status is Status.CONFLICT and late.conflict is not None
+    assert late.conflict.phase == "commit" and "purge mark" in late.conflict.reason
+    assert h.value(b"a") == (b"2", 30) and h.decision(T1) is None
+    fresh = one_phase(T2, writes={b"b": b"1"}, began_ts=1_000)  # at the mark: taken
+    assert h.txn(fresh, 1_200).txn == OnePhaseResult(commit_ts=1_200)
 
 
 def test_o1_one_phase_commit_is_idempotent(h: Harness) -> None:
