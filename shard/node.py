@@ -280,6 +280,11 @@ class NodeCore:
         self._txn = txn_settings or TxnSettings()
         self._offset_us = int(self._txn.max_clock_offset_s * 1_000_000)
         self._max_ahead_us = 4 * self._offset_us + int(FUTURE_TS_MARGIN_S * 1_000_000)
+        # Rules P7, O5: how far below a request's ts a record of its transaction may be
+        # stamped. At most a quarter of the retention window, or a fresh request would be
+        # refused: only the simulator's windows are that short (nodes refuse under 120 s).
+        retention_us = int(self._txn.decision_retention_s * 1_000_000)
+        self._began_margin = min(self._max_ahead_us, retention_us // 4) << LOGICAL_BITS
         self._hlc = HybridClock()
         self._now = 0.0
         self._wall_ns = 0
@@ -732,7 +737,7 @@ class NodeCore:
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
                 read_ranges=_ranges(op.read_ranges),
-                began_ts=op.ts,
+                began_ts=self._began_bound(op.ts),
             )
         elif kind == "commit_one_phase":
             self._observe_from_request(op.ts, "the transaction timestamp")
@@ -741,7 +746,7 @@ class NodeCore:
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
                 read_ranges=_ranges(op.read_ranges),
-                began_ts=op.ts,
+                began_ts=self._began_bound(op.ts),
             )
         elif kind == "decide":
             self._observe_from_request(op.commit_ts, "the commit timestamp")
@@ -768,6 +773,13 @@ class NodeCore:
         """Rule 9, then let the clock absorb `ts`."""
         self._refuse_future(ts, what)
         self._hlc.observe(ts)
+
+    def _began_bound(self, ts: int) -> int:
+        """Rules P7 and O5: at or below the timestamp of every record any group keeps of a
+        transaction whose request carries `ts` (each is stamped by a clock read after the
+        client took `ts`, and a clock may lag the client's by as much as rule 9 lets a
+        request's timestamp run ahead; `_began_margin`). 0 (no claim) stays 0."""
+        return max(1, ts - self._began_margin) if ts else 0
 
     def _refuse_future(self, ts: int, what: str) -> None:
         """Rule 9."""

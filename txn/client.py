@@ -64,7 +64,11 @@ Rules
 1. The transaction id is fixed before the first commit request and every commit request is
    idempotent under it (Prepare, CommitOnePhase, Decide, Resolve), so a lost answer is
    answered by re-sending the SAME request. Only when no answer comes before the deadline
-   does the commit raise `CommitUnknown` — never a guess (PITFALLS.md, jetcd 0.8.2).
+   does the commit raise `CommitUnknown` — never a guess (PITFALLS.md, jetcd 0.8.2). A
+   Prepare or one-phase commit is re-sent for at most `txn.commit.RESEND_WINDOW_S` (60 s,
+   half the minimum decision retention) whatever the deadline: later, a group may refuse it
+   by its timestamp (participant rules P7, O5) after its first copy committed, and that
+   refusal would read as a Conflict.
 2. A transaction commits exactly when every participant has logged its PREPARE, whoever
    learns it (this client from the votes, or recovery). So a failed prepare is reported
    "not committed" only once the coordinator group has recorded the abort; a client that

@@ -38,6 +38,14 @@ __all__ = ["Committer"]
 _DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
 _FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
+# How long after its timestamp was taken a commit request (Prepare, one-phase commit) is
+# still sent, whatever the deadline. Nodes keep decision records at least
+# MIN_DECISION_RETENTION_S (120 s, shard/config.py); a copy sent later may arrive below a
+# group's purge mark and be refused by its own timestamp (participant rules P7, O5), and that
+# refusal says nothing about an earlier copy: a one-phase commit whose first copy committed
+# (its answer lost) would be reported as a Conflict, and `run` would do it again. Half the
+# minimum retention leaves room for clock offsets and the purge interval.
+RESEND_WINDOW_S = 60.0
 
 
 class _NoAnswer(Exception):
@@ -113,15 +121,19 @@ class Committer:
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
         ts = self._client._clock.now(self._client._wall_ns())
+        # Rules P7, O5: no copy of a commit request leaves after RESEND_WINDOW_S.
+        send_by = min(deadline, asyncio.get_running_loop().time() + RESEND_WINDOW_S)
         # Never after the Prepares' ts, even if the wall clock stepped back since the start:
         # an abort's asker_ts derives from it and must stay below every prepare_ts (rule D4).
         started_ns = min(tx._started_ns, physical_us(ts) * 1000)
         tx._ref = TxnRef(tx.txn_id, coordinator, started_ns)
         if len(parts) == 1:
             return await self._commit_one_phase(
-                tx._ref, coordinator, ts, parts[coordinator], deadline
+                tx._ref, coordinator, ts, parts[coordinator], send_by
             )
-        return await self._commit_two_phase(tx._ref, parts, ts, tx._priority or ts, deadline)
+        return await self._commit_two_phase(
+            tx._ref, parts, ts, tx._priority or ts, deadline, send_by
+        )
 
     async def _send_idempotent(
         self,
@@ -217,6 +229,7 @@ class Committer:
         ts: int,
         priority: int,
         deadline: float,
+        send_by: float,
     ) -> int:
         participants = sorted(parts)
         coordinator = ref.group_id
@@ -231,7 +244,7 @@ class Committer:
                         ts,
                         priority,
                         parts[group],
-                        deadline,
+                        send_by,
                     )
                     for group in participants
                 ),

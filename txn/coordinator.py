@@ -87,9 +87,9 @@ G2. A finished record of a commit with other participants (`DecisionInfo.needs_v
     group forgets a commit while another may still ask about it: a participant cut off
     for longer than the retention window, or a coordinator group still prepared while
     another participant resolved and would purge, gets its answer on return instead of
-    staying in doubt (D4, V2). A txn can newly become prepared after that check only by a
-    Prepare re-sent past the retention window, which no client does (its deadline is far
-    shorter).
+    staying in doubt (D4, V2). A txn cannot newly become prepared after that check: a
+    participant that answered it holds a record of the txn (P2) or purged one decided after
+    the txn began, and then refuses the Prepare by its `began_ts` (participant rule P7).
 """
 
 from __future__ import annotations

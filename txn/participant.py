@@ -39,16 +39,18 @@ P3. For each read: a foreign WRITE intent on the key refuses; so does a latest v
 P4. For each write: any foreign intent (read or write) refuses.
 P5. Valid: prepare_ts = max(ts, max_version + 1); a write intent on each written key, a read
     intent on each key only read, and a prepared record listing those keys.
-P7. A Prepare whose `began_ts` (the client's timestamp: the same in every Prepare of the
-    txn, and at or below every prepare_ts, so at or below the `asker_ts` of every Prevent
-    and every participant's recovery Decide) is below this group's purge mark is refused,
+P7. A Prepare whose `began_ts` (at or below the timestamp of every record any group keeps
+    of the txn and every prepare_ts, so at or below the `asker_ts` of every Prevent and
+    every participant's recovery Decide) is below this group's purge mark is refused,
     after P1 and P2: this group may have answered such a question from "no record" (V2,
     coordinator rule D4: `checked`), and its asker may have aborted its own prepared part
     on that answer (D5, R6). Preparing now could complete a set of yes votes, the
     definition of committed, after that abort. Such an answer means asker_ts < mark, and
-    the mark only rises, so from then on every Prepare of the txn is refused here. It
-    refuses only a request delayed longer than the retention window or from a client
-    whose clock is that far behind; 0 (an older client) claims nothing.
+    the mark only rises, so from then on every Prepare of the txn is refused here. It also
+    stands in for a purged record P2 would have met (a Prevent's abort, V1): stamped at or
+    above `began_ts`, its purge raised the mark above it. It refuses only a request
+    delayed longer than the retention window or from a client whose clock is that far
+    behind; 0 (an older client) claims nothing.
 R1. Resolve without a prepared record releases and writes nothing (a duplicate, or never
     prepared here); it may still leave a decision record (R5).
 R2. Commit: each write intent becomes the version AT commit_ts (above every version of the
@@ -78,8 +80,8 @@ O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
     max_version = commit_ts; a finished decision record (committed, marked one-phase) is
     stored.
-O5. As P7, after O1 and O2: a CommitOnePhase whose `began_ts` (the client's timestamp, at
-    or below the commit_ts of any earlier copy of it) is below this group's purge mark is
+O5. As P7, after O1 and O2: a CommitOnePhase whose `began_ts` (at or below the decided_ts
+    of any record an earlier copy of it left) is below this group's purge mark is
     refused, and nothing is recorded. An earlier copy may have committed and its record
     been purged since (G1): validating again would write the same values a second time
     over newer versions (a blind write), or record an abort of a committed transaction (a

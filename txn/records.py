@@ -159,10 +159,10 @@ class Prepare:
     """Phase 1 at one participant group: validate `reads`, take intents, record PREPARED.
 
     `coordinator_group` and `participants` are stored for recovery: a participant whose
-    coordinator is silent asks that group for the decision. `began_ts`: the client's
-    timestamp, the same in every Prepare of the txn and at or below every prepare_ts, so
-    at or below the `asker_ts` of every Prevent and participant's recovery Decide (0: no
-    claim; rule P7).
+    coordinator is silent asks that group for the decision. `began_ts`: at or below the
+    timestamp of every record any group keeps of the txn and every prepare_ts, so at or
+    below the `asker_ts` of every Prevent and participant's recovery Decide (the node puts
+    the request's ts less how far a clock may run ahead, its rule 9; 0: no claim; rule P7).
     """
 
     txn_id: bytes
@@ -258,7 +258,7 @@ class PurgeDecisions:
 class CommitOnePhase:
     """A transaction whose keys all live in this group: validate, write and decide at once.
 
-    `began_ts`: the client's timestamp, at or below the commit's (0: no claim; rule O5).
+    `began_ts`: as Prepare's, at or below the timestamp of every record of the txn (rule O5).
     """
 
     txn_id: bytes

@@ -500,7 +500,7 @@ MUTATIONS = [
             (
                 "node.py",
                 "                read_ranges=_ranges(op.read_ranges),\n"
-                "                began_ts=op.ts,\n"
+                "                began_ts=self._began_bound(op.ts),\n"
                 "            )\n"
                 '        elif kind == "commit_one_phase":',
                 "                read_ranges=_ranges(op.read_ranges),\n"
@@ -517,8 +517,21 @@ MUTATIONS = [
         edits=(
             (
                 "node.py",
-                '                began_ts=op.ts,\n            )\n        elif kind == "decide":',
+                '                began_ts=self._began_bound(op.ts),\n            )\n        elif kind == "decide":',
                 '            )\n        elif kind == "decide":',
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "began_bound_without_margin",
+        "P7 at the node: began_ts is the request's ts, above records stamped by a clock behind",
+        edits=(
+            (
+                "node.py",
+                "        return max(1, ts - self._began_margin) if ts else 0",
+                "        return ts",
             ),
         ),
         package="shard",

@@ -220,6 +220,29 @@ def test_a_copy_of_a_transaction_held_longer_than_the_retention_is_refused() -> 
     assert node.core.hosts[1].shard.prepared(b"t2") is None
 
 
+def test_a_prepare_from_a_clock_ahead_of_the_record_it_would_meet_is_refused() -> None:
+    """Rule P7's bound through the node: the coordinator's Prevent recorded t1's abort in
+    group 2 (rule V1) at group 2's clock, which may lag the client's. A copy of t1's
+    Prepare whose `ts` is a little above that record's timestamp, arriving after a purge
+    just past the record, must still be refused: it would vote yes where the coordinator
+    was told "not prepared". So the node claims the request's ts less how far a clock may
+    run ahead (rule 9), not the ts itself."""
+    node = OneNode()
+    prevent = kv.PreventRequest(header=header(2), txn_id=b"t1")
+    assert node.call(kv.Request(prevent=prevent)).prevent.error.code == kv.OK
+    recorded = node.core.hosts[2].shard.decision(b"t1")
+    assert recorded is not None and not recorded.committed
+    purge = PurgeDecisions(before_ts=recorded.decided_ts + 1)
+    node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
+    node.advance(0.05)
+    assert node.core.hosts[2].shard.decision(b"t1") is None
+    node.core.hosts[2].aborted.clear()  # as after a leader change: only the log remembers
+    late = prepare_request(2, b"zebra", ts=recorded.decided_ts + 2)
+    refused = node.call(late).prepare.error
+    assert refused.code == kv.CONFLICT and "purge mark" in refused.message
+    assert node.core.hosts[2].shard.prepared(b"t1") is None
+
+
 def _commit_everywhere_and_purge(node: OneNode, votes: list[kv.PrepareResponse]) -> None:
     """t1, prepared in groups 1 and 2 (`votes`), resolved by its commit in both, and both
     records purged after rule G2's check (neither group holds it prepared any more)."""

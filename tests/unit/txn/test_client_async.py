@@ -619,6 +619,61 @@ async def test_settling_a_lost_one_phase_commit_fences_its_late_copy(fake: FakeK
 
 
 @with_fake
+async def test_a_one_phase_commit_is_not_re_sent_past_the_window_where_o5_would_refuse_it(
+    fake: FakeKV,
+) -> None:
+    """Participant rule O5 refuses a one-phase commit whose timestamp is below the group's
+    purge mark, and says nothing about an earlier copy. A client re-sending its own request
+    that long (a deadline longer than the retention) met it after its first copy had
+    committed with the answer lost, and reported a Conflict: `run` did the work again.
+    Scaled down: records purged 0.6 s after the commit began (the minimum retention, 120
+    s), re-sends stop after RESEND_WINDOW_S (60 s), here 0.3 s."""
+    import txn.commit
+
+    window = txn.commit.RESEND_WINDOW_S
+    txn.commit.RESEND_WINDOW_S = 0.3
+    first: list[float] = []
+
+    def node(_node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "commit_one_phase":
+            return None
+        first.append(first[0] if first else time.monotonic())
+        if time.monotonic() - first[0] < 0.6:
+            return LOSE  # applied (the first copy commits), its answer lost
+        response = kv.Response(id=request.id)  # what a node answers now (rule O5)
+        reason = "the transaction's timestamp is older than this group's purge mark"
+        response.commit_one_phase.error.CopyFrom(
+            kv.Error(
+                code=kv.CONFLICT,
+                message=reason,
+                conflict=kv.Conflict(
+                    other_txn=request.commit_one_phase.txn_id, phase="commit", reason=reason
+                ),
+            )
+        )
+        return response
+
+    fake.hook = node
+    try:
+        async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.1) as client:
+            tx = client.transaction()
+            tx.put(A1, b"a")
+            with pytest.raises(CommitUnknown):
+                await tx.commit()
+            assert tx.state is TransactionState.UNKNOWN
+    finally:
+        txn.commit.RESEND_WINDOW_S = window
+    assert fake.store.value(A1) == b"a"  # it did commit
+
+
+def test_the_re_send_window_is_well_inside_the_minimum_decision_retention() -> None:
+    from shard.config import MIN_DECISION_RETENTION_S
+    from txn.commit import RESEND_WINDOW_S
+
+    assert 2 * RESEND_WINDOW_S <= MIN_DECISION_RETENTION_S
+
+
+@with_fake
 async def test_settling_needs_a_recent_ref_whose_record_cannot_have_been_purged(
     fake: FakeKV,
 ) -> None:
