@@ -102,8 +102,9 @@ NODE_REQUEST_TIMEOUT_S = 1.0
 CYCLE_POINTS = ("before_persist", "after_persist", "before_apply", "after_apply")
 TRIGGERS = ("coord_prepared", "participant_prepared", "coord_decided")
 READ_KINDS = frozenset({"get", "scan", "txn_status", "timestamp"})
-# Requests of which the "purge" profile's network may deliver a copy very late.
-LATE_COPY_KINDS = frozenset({"prepare", "commit_one_phase"})
+# Requests of which the "purge" profile's network may deliver a copy very late (the ones
+# that a purge may leave without the record that deduplicates them).
+LATE_COPY_KINDS = frozenset({"prepare", "commit_one_phase", "decide", "resolve"})
 REPLAY_HINT = (
     "PAXOSKV_TXN_SEED={workload}:{profile}:{seed} "
     "python -m pytest tests/sim/test_txn_properties.py -k replay"
@@ -989,8 +990,8 @@ class Knobs:
     death_points: tuple[str, ...] = ABANDON_POINTS
     #: Clients settle a commit whose outcome is unknown (`txn_status(ref, settle=True)`).
     settle_unknown: bool = False
-    #: Probability that the network delivers a copy of a Prepare or one-phase commit again
-    #: after 1-3 retention windows (participant rules P7, O5).
+    #: Probability that the network delivers a copy of a commit request (Prepare, one-phase
+    #: commit, Decide, Resolve) again after 1-3 retention windows (participant rules P7, O5).
     late_copies: float = 0.0
 
     def describe(self) -> str:
