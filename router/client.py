@@ -66,7 +66,7 @@ from router.client_errors import (
 from router.codec import decode_shard_map
 from router.errors import RouterError, UnknownGroup, WrongShard
 from router.shard_map import ShardMap
-from router.tls import ClientTls, TlsSetupError, aio_channel, resolve_client_tls
+from router.tls import ClientTls, TlsFiles, TlsSetupError, aio_channel, resolve_client_tls
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -525,6 +525,9 @@ class RoutingClient:
         try:
             files = resolve_client_tls(tls)
             self._credentials = None if files is None else files.channel_credentials()
+            # TlsFiles with a CA alone: the hint of an unreachable cluster names the missing
+            # client certificate (a node with require_client_cert, the default, refuses it).
+            self._no_client_cert = isinstance(files, TlsFiles) and files.cert_file is None
         except TlsSetupError as exc:
             raise InvalidArgument(str(exc)) from None
         self._conns: dict[str, _Connection] = {}
@@ -582,6 +585,14 @@ class RoutingClient:
             tls_hint = (
                 "; a cluster with TLS needs the CA (PAXOSKV_TLS_CA) and, if it asks for one, "
                 "a client certificate (PAXOSKV_TLS_CERT, PAXOSKV_TLS_KEY)"
+            )
+        elif self._no_client_cert:
+            tls_hint = (
+                "; this client speaks TLS with a CA but no client certificate, which a cluster "
+                "that requires one (require_client_cert, the default) refuses: give "
+                "--tls-cert and --tls-key (PAXOSKV_TLS_CERT, PAXOSKV_TLS_KEY, or "
+                "TlsFiles(ca, cert, key)); also check that the nodes use TLS and that the CA "
+                "signed their certificates"
             )
         else:
             tls_hint = (

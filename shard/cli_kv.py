@@ -217,6 +217,8 @@ def seeds_from(args: argparse.Namespace) -> list[str]:
             f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}"
         )
     for seed in seeds:
+        if "://" in seed:  # a URL (http://host:port): gRPC would try to resolve it as a name
+            raise UsageError(f"bad cluster address {seed!r}: expected HOST:PORT, without a scheme")
         host, _, port = seed.rpartition(":")
         if not host or not port.isdigit():
             raise UsageError(f"bad cluster address {seed!r}: expected HOST:PORT")
@@ -300,8 +302,8 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 
 def _cmd_get(args: argparse.Namespace) -> int:
     key = _arg_bytes(args, args.key, "key")
-    if args.at_version < 0:
-        raise UsageError("--at-version must be >= 0")
+    if not 0 <= args.at_version < 2**64:
+        raise UsageError("--at-version must be a version (0 to 2**64-1), as `put` prints one")
 
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
@@ -352,8 +354,8 @@ def _cmd_cas(args: argparse.Namespace) -> int:
     if args.expect_value is not None:
         kwargs["expected_value"] = _arg_bytes(args, args.expect_value, "--expect-value")
     elif args.expect_version is not None:
-        if args.expect_version < 0:
-            raise UsageError("--expect-version must be >= 0")
+        if not 0 <= args.expect_version < 2**64:
+            raise UsageError("--expect-version must be a version (0 to 2**64-1)")
         kwargs["expected_version"] = args.expect_version
     else:
         kwargs["expect_absent"] = True

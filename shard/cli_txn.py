@@ -79,8 +79,8 @@ def register_txn_command(subparsers: Any) -> None:
     cmd = subparsers.add_parser(
         "txn",
         help="run reads and writes as one transaction",
-        description="Run the STEPs in order as one transaction and commit it; conflicts "
-        "re-run every step from fresh reads. Keys in several shards commit atomically "
+        description="Run the STEPs in order as one transaction and commit it; conflicts\n"
+        "re-run every step from fresh reads. Keys in several shards commit atomically\n"
         "(two-phase commit).",
         parents=[
             connection_options(
@@ -116,7 +116,7 @@ def register_txn_command(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "txn-status",
         help="show (or settle) a transaction's outcome",
-        description="Ask a transaction's decision group whether it committed: the "
+        description="Ask a transaction's decision group whether it committed: the\n"
         "commit-outcome API (client.txn_status) from the command line.",
         parents=[connection_options()],
         epilog=STATUS_HELP,
@@ -161,14 +161,20 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
             op, _, rest = text.partition(" ")
             op = {"del": "delete"}.get(op.lower(), op.lower())
             rest = rest.strip()
+            # `paxoskv txn get alice` (unquoted) makes "get" a step of its own.
+            unquoted = (
+                ' (each STEP is one argument: quote it, as in paxoskv txn "get alice" "put bob 50")'
+                if not rest and len(args) > 1
+                else ""
+            )
             if op in ("get", "delete"):
                 if not rest or len(rest.split()) != 1:
-                    raise UsageError(f"{text!r}: expected '{op} KEY'")
+                    raise UsageError(f"{text!r}: expected '{op} KEY'{unquoted}")
                 steps.append(Step(op, _arg_bytes(rest, hex_mode, "key"), text=text))
             elif op == "put":
                 key, _, value = rest.partition(" ")
                 if not key or not value:
-                    raise UsageError(f"{text!r}: expected 'put KEY VALUE'")
+                    raise UsageError(f"{text!r}: expected 'put KEY VALUE'{unquoted}")
                 steps.append(
                     Step(
                         op,
@@ -180,7 +186,7 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
             elif op == "scan":
                 bounds = rest.split()
                 if len(bounds) not in (1, 2):
-                    raise UsageError(f"{text!r}: expected 'scan START [END]'")
+                    raise UsageError(f"{text!r}: expected 'scan START [END]'{unquoted}")
                 start = _arg_bytes(bounds[0], hex_mode, "scan start")
                 end = _arg_bytes(bounds[1], hex_mode, "scan end") if len(bounds) == 2 else None
                 steps.append(Step(op, start, end=end, text=text))

@@ -492,7 +492,15 @@ class LocalCluster:
             except _BindFailed as exc:
                 self._stop_all(grace_s=5.0)
                 if attempt == attempts:
-                    raise ClusterError(str(exc)) from None
+                    hint = (
+                        "choose another --base-port, or omit it to pick free ports"
+                        if self._fresh
+                        else "a cluster's addresses are fixed at its first start: free the "
+                        "port, then start again"
+                    )
+                    raise ClusterError(
+                        f"{exc}: another process listens on the port (`ss -ltnp` names it); {hint}"
+                    ) from None
                 say(f"{exc}; picking new ports")
                 # A brand-new cluster: nothing of value is stored yet, but the meta group may
                 # already have recorded the old addresses. Start from empty data directories.

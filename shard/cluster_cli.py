@@ -172,8 +172,11 @@ def _print_exports(cluster: Any) -> None:
 
 def _stop(args: argparse.Namespace) -> int:
     cluster = _open(args.data_dir)
+    was_running = any(cluster.is_running(name) for name in cluster.names)
     killed = cluster.stop(grace_s=args.grace, progress=_progress)
     suffix = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
+    if not was_running:
+        suffix = " (no node was running)"
     print(f"cluster {cluster.cluster_id!r} in {cluster.data_dir} stopped{suffix}")
     return 0
 

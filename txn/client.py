@@ -130,7 +130,7 @@ from router.cache import Backoff
 from router.client import SCAN_PAGE, CasResult, RoutingClient, response_error
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
-from router.shard_map import ShardMap
+from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
 from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_value
 from txn.commit import Committer
@@ -492,6 +492,7 @@ class AsyncClient:
             if group_id is not None or key is not None:
                 raise InvalidArgument("a TxnRef already names the group: drop group_id/key")
             txn_id, gid = ref.txn_id, ref.group_id
+            await self._ready(self._deadline(timeout_s))
         else:
             txn_id = _as_key(ref, "transaction id")
             if (group_id is None) == (key is None):
@@ -502,11 +503,18 @@ class AsyncClient:
             else:
                 assert group_id is not None
                 gid = group_id
-                if not self._map().has_group(gid):
-                    raise InvalidArgument(
-                        f"group {gid} is not in the shard map (its groups: "
-                        f"{', '.join(map(str, self._map().group_ids()))})"
-                    )
+        # A mistyped group (a REF's ":GROUP", or group_id=) is the caller's error, not a
+        # shard map change to ask again about; the meta group decides no transaction.
+        data_groups = [g for g in self._map().group_ids() if g != META_GROUP_ID]
+        if gid not in data_groups:
+            what = (
+                "the meta group, which decides no transaction"
+                if gid == META_GROUP_ID
+                else "not in the shard map"
+            )
+            raise InvalidArgument(
+                f"group {gid} is {what} (its data groups: {', '.join(map(str, data_groups))})"
+            )
         body = await self._group_txn_status(txn_id, gid, timeout_s)
         state = TxnState(body.state)
         if state is TxnState.IN_PROGRESS:

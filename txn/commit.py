@@ -298,7 +298,7 @@ class Committer:
         except _NoAnswer as exc:
             raise Unavailable(
                 f"group {group_id} did not answer the prepare before the deadline "
-                f"({exc.last}); the transaction was aborted"
+                f"({exc.last}){_ABORTED_SUFFIX}"
             ) from exc.last
         body = response.prepare
         if body.error.code == kv.CONFLICT:
@@ -326,8 +326,11 @@ class Committer:
         """
         loop = asyncio.get_running_loop()
         end = max(deadline, loop.time() + _DECIDE_TIMEOUT_S)
+        # The prepare's error says "the transaction was aborted", true once the abort is
+        # recorded; next to "could not record the abort" it would contradict the outcome.
+        failure = str(failures[0][1]).removesuffix(_ABORTED_SUFFIX)
         unknown = (
-            f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
+            f"transaction {ref.txn_id.hex()}: a prepare failed ({failure}) and group "
             f"{ref.group_id} could not record the abort"
         )
         try:
@@ -455,6 +458,10 @@ def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
             asker_ts=(ref.started_ns // 1000) << LOGICAL_BITS,
         )
     )
+
+
+#: The end of an unanswered prepare's error: true when it is raised, after the recorded abort.
+_ABORTED_SUFFIX = "; the transaction was aborted"
 
 
 def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:

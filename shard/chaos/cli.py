@@ -48,8 +48,8 @@ def register_chaos_command(subparsers: Any) -> None:
     cmd = subparsers.add_parser(
         "chaos",
         help="Jepsen-style chaos run: workload + faults on a real local cluster, checked",
-        description="Start a local cluster, run concurrent clients under a seeded fault "
-        "schedule, heal, read everything back, check the history (linearizability, bank "
+        description="Start a local cluster, run concurrent clients under a seeded fault\n"
+        "schedule, heal, read everything back, check the history (linearizability, bank\n"
         "totals or Elle list-append) and write a report.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -59,8 +59,24 @@ def test_a_port_out_of_range_is_a_bad_address(capsys: Any) -> None:
 
 
 def test_a_negative_at_version_names_the_option(capsys: Any) -> None:
+    expected = (
+        "paxoskv: error: --at-version must be a version (0 to 2**64-1), as `put` prints one\n"
+    )
     assert main(["get", "--cluster", NOWHERE, "--at-version", "-5", "k"]) == 1
-    assert capsys.readouterr().err == "paxoskv: error: --at-version must be >= 0\n"
+    assert capsys.readouterr().err == expected
+    # Found by a new user's review: one past 2**64-1 was protobuf's "Value out of range".
+    assert main(["get", "--cluster", NOWHERE, "--at-version", str(2**64), "k"]) == 1
+    assert capsys.readouterr().err == expected
+
+
+def test_a_url_is_a_bad_address(capsys: Any) -> None:
+    assert main(["get", "--cluster", "http://127.0.0.1:7001", "k"]) == 1
+    assert "expected HOST:PORT, without a scheme" in capsys.readouterr().err
+
+
+def test_unquoted_txn_steps_say_to_quote_them(capsys: Any) -> None:
+    assert main(["txn", "--cluster", NOWHERE, "get", "alice"]) == 1
+    assert "each STEP is one argument: quote it" in capsys.readouterr().err
 
 
 def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: Any) -> None:

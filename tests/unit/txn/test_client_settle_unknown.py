@@ -148,6 +148,12 @@ async def test_txn_status_errors_are_the_clients_own(fake: FakeKV) -> None:
     async with fast_client(fake) as client:
         with pytest.raises(txn.InvalidArgument, match="group 99 is not in the shard map"):
             await client.txn_status(b"t" * 16, group_id=99)
+        # Found by a new user's review: a REF with a mistyped group said "the shard map
+        # changed; ask again", and group 0 (meta) waited out the deadline.
+        with pytest.raises(txn.InvalidArgument, match="group 99 is not in the shard map"):
+            await client.txn_status(txn.TxnRef(b"t" * 16, 99))
+        with pytest.raises(txn.InvalidArgument, match="group 0 is the meta group"):
+            await client.txn_status(txn.TxnRef(b"t" * 16, 0))
 
         async def map_changed(*_args: Any, **_kwargs: Any) -> Any:
             raise WrongShard(b"", 2, 1)
