@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from router.env import ENV_CA, ENV_CERT, ENV_KEY
 
@@ -70,14 +73,19 @@ class TlsFiles:
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """Credentials of a client channel: trust the CA, present our certificate if any."""
+        ca = read_pem(self.ca_file, "the TLS CA file")
+        if self.cert_file is None or self.key_file is None:
+            return grpc.ssl_channel_credentials(root_certificates=ca)
+        cert = read_pem(self.cert_file, "the TLS certificate file")
+        key = read_pem(self.key_file, "the TLS key file")
+        check_key_pair(
+            cert,
+            key,
+            f"the TLS certificate file {self.cert_file}",
+            f"the TLS key file {self.key_file}",
+        )
         return grpc.ssl_channel_credentials(
-            root_certificates=read_pem(self.ca_file, "the TLS CA file"),
-            private_key=None
-            if self.key_file is None
-            else read_pem(self.key_file, "the TLS key file"),
-            certificate_chain=None
-            if self.cert_file is None
-            else read_pem(self.cert_file, "the TLS certificate file"),
+            root_certificates=ca, private_key=key, certificate_chain=cert
         )
 
     def server_credentials(self, *, require_client_cert: bool) -> grpc.ServerCredentials:
@@ -130,6 +138,25 @@ def sync_channel(
     if credentials is None:
         return grpc.insecure_channel(address, options=list(options))
     return grpc.secure_channel(address, credentials, options=list(options))
+
+
+def check_key_pair(cert: bytes, key: bytes, cert_name: str, key_name: str) -> None:
+    """Raise TlsSetupError, naming the files, unless `cert` holds a certificate and `key` is
+    the unencrypted private key of its first one (gRPC itself only logs lines of its own
+    and fails the handshake)."""
+    try:
+        leaf = x509.load_pem_x509_certificates(cert)[0]
+    except ValueError as exc:
+        raise TlsSetupError(f"{cert_name} holds no PEM certificate ({exc})") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise TlsSetupError(f"{key_name} is not an unencrypted PEM private key ({exc})") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(
+        serialization.Encoding.PEM, public
+    ) != leaf.public_key().public_bytes(serialization.Encoding.PEM, public):
+        raise TlsSetupError(f"{key_name} is not the private key of {cert_name}'s certificate")
 
 
 def read_pem(path: Path, what: str) -> bytes:

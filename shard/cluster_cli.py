@@ -86,7 +86,8 @@ def register_cluster_commands(subparsers: Any) -> None:
         "status",
         help="show nodes and group leaders of a local cluster",
         description="Per node: pid, state, address. Per group: key range, leader, ballot, "
-        "chosen and applied index on each replica.",
+        "chosen and applied index on each replica. Exits 3 when no node is running (as "
+        "`systemctl status` does), so scripts can tell.",
     )
     status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     status.set_defaults(handler=_status)
@@ -102,6 +103,10 @@ def register_cluster_commands(subparsers: Any) -> None:
 def _help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 0
+
+
+#: `cluster status`'s exit status when no node runs (LSB's "program is not running").
+NOT_RUNNING_EXIT = 3
 
 
 def _progress(message: str) -> None:
@@ -147,6 +152,11 @@ def _start(args: argparse.Namespace) -> int:
         tls=args.tls,
     )
     with _closing(cluster):
+        if len(cluster.names) < 3:
+            _progress(
+                f"warning: {len(cluster.names)} node(s), so every group has "
+                f"{len(cluster.names)} replica(s) and survives no node failure (3 survive one)"
+            )
         try:
             cluster.start(deadline_s=args.timeout, progress=_progress, rebuild=args.rebuild)
         except KeyboardInterrupt:
@@ -189,7 +199,7 @@ def _status(args: argparse.Namespace) -> int:
         states = {s.name: s.state for s in cluster.node_states()}
         if all(state == "stopped" for state in states.values()):
             print("no node is running")
-            return 0
+            return NOT_RUNNING_EXIT
         statuses = cluster.status_all(timeout_s=1.0)
         for name, st in statuses.items():
             if states[name] != "stopped" and st is None:

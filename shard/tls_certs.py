@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from router.tls import TlsFiles, TlsSetupError, read_pem
+from router.tls import TlsFiles, TlsSetupError, check_key_pair, read_pem
 
 VALIDITY = datetime.timedelta(days=365)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -118,19 +117,7 @@ def check_node_pems(ca: bytes, cert: bytes, key: bytes) -> None:
         x509.load_pem_x509_certificates(ca)
     except ValueError as exc:
         raise TlsSetupError(f"tls.ca_file holds no PEM certificate ({exc})") from None
-    try:
-        leaf = x509.load_pem_x509_certificates(cert)[0]
-    except ValueError as exc:
-        raise TlsSetupError(f"tls.cert_file holds no PEM certificate ({exc})") from None
-    try:
-        private = serialization.load_pem_private_key(key, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise TlsSetupError(f"tls.key_file is not an unencrypted PEM private key ({exc})") from None
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if private.public_key().public_bytes(
-        serialization.Encoding.PEM, public
-    ) != leaf.public_key().public_bytes(serialization.Encoding.PEM, public):
-        raise TlsSetupError("tls.key_file is not the private key of tls.cert_file's certificate")
+    check_key_pair(cert, key, "tls.cert_file", "tls.key_file")
 
 
 def _builder(

@@ -94,7 +94,7 @@ def test_start_status_stop_and_restart_from_data(data_dir: Path) -> None:
     for name, pid in pids.items():
         assert not is_node_process(pid, cluster.config_path, name)
     status = paxoskv("cluster", "status", "--data-dir", str(data_dir))
-    assert "no node is running" in status.stdout
+    assert "no node is running" in status.stdout and status.returncode == 3
 
     restarted = paxoskv("cluster", "start", "--data-dir", str(data_dir))
     assert restarted.returncode == 0, restarted.stderr
@@ -172,6 +172,7 @@ def test_refusals_are_clear(tmp_path: Path) -> None:
 def test_single_node_cluster_and_shape_mismatch(data_dir: Path) -> None:
     started = paxoskv("cluster", "start", "--data-dir", str(data_dir), "--nodes", "1")
     assert started.returncode == 0, started.stderr
+    assert "warning: 1 node(s)" in started.stderr and "survives no node failure" in started.stderr
     cluster = LocalCluster(data_dir)
     assert len(cluster.names) == 1 and len(cluster.shard_map.ranges) == 3
     assert cluster.leaders()[2].leader == "n1"

@@ -82,6 +82,17 @@ def test_unreadable_and_non_pem_files_are_named(tmp_path: Path) -> None:
         RoutingClient(["127.0.0.1:1"], tls=TlsFiles(junk))
 
 
+def test_a_client_key_that_is_not_its_certificates_is_named(pki: LocalPki) -> None:
+    """Found by a new user's review: gRPC only logged lines of its own ("Invalid private
+    key") and failed the handshake; the nodes already checked their own pair."""
+    assert pki.client.cert_file is not None and pki.node.key_file is not None
+    mixed = TlsFiles(pki.ca_file, pki.client.cert_file, pki.node.key_file)
+    with pytest.raises(TlsSetupError, match=r"TLS key file .* is not the private key of"):
+        mixed.channel_credentials()
+    with pytest.raises(InvalidArgument, match="is not the private key of"):
+        RoutingClient(["127.0.0.1:1"], tls=mixed)
+
+
 def test_a_node_needs_its_own_certificate(pki: LocalPki) -> None:
     with pytest.raises(TlsSetupError, match="not a CA alone"):
         TlsFiles(pki.ca_file).server_credentials(require_client_cert=True)
