@@ -504,7 +504,10 @@ class AsyncClient:
                 assert group_id is not None
                 gid = group_id
         # A mistyped group (a REF's ":GROUP", or group_id=) is the caller's error, not a
-        # shard map change to ask again about; the meta group decides no transaction.
+        # shard map change to ask again about; the meta group decides no transaction. A
+        # group the cached map lacks may be newer than it: refreshed once before refusing.
+        if gid != META_GROUP_ID and not self._map().has_group(gid):
+            await self._routing.refresh_map(self._deadline(timeout_s))
         data_groups = [g for g in self._map().group_ids() if g != META_GROUP_ID]
         if gid not in data_groups:
             what = (

@@ -20,6 +20,7 @@ from test_client_fakekv import (
 )
 
 from router import kv_pb2 as kv
+from router.shard_map import NodeAddress, bootstrap
 from txn import AsyncTransaction, CommitUnknown, LimitExceeded, Transaction, TransactionState
 from txn.records import MAX_TXN_ITEMS
 
@@ -154,6 +155,19 @@ async def test_txn_status_errors_are_the_clients_own(fake: FakeKV) -> None:
             await client.txn_status(txn.TxnRef(b"t" * 16, 99))
         with pytest.raises(txn.InvalidArgument, match="group 0 is the meta group"):
             await client.txn_status(txn.TxnRef(b"t" * 16, 0))
+        # A group newer than the cached map (a split since) is looked up before refusing.
+        fake.map = bootstrap(
+            [
+                NodeAddress(node_id=i, name=f"n{i}", client_addr=n.address, peer_addr=n.address)
+                for i, n in fake.nodes.items()
+            ],
+            [b"g", b"p", b"t"],
+            3,
+            version=2,
+        )
+        fake.leaders[4] = fake.map.preferred_leader(4)
+        status = await client.txn_status(txn.TxnRef(b"t" * 16, 4))
+        assert status.state is txn.TxnState.UNKNOWN
 
         async def map_changed(*_args: Any, **_kwargs: Any) -> Any:
             raise WrongShard(b"", 2, 1)
