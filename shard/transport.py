@@ -54,6 +54,12 @@ BACKOFF_MAX_S = 1.0
 REDIAL_MIN_S = 0.02
 #: A failed stream's gRPC reason is logged up to this many characters.
 MAX_LOGGED_REASON = 300
+#: The version of what nodes exchange and log. Raise it whenever the replicated meaning of
+#: a command or message changes (docs/ARCHITECTURE.md, "Operations": upgrades are all at
+#: once). A node refuses a peer's stream in another version, and sends a peer nothing but
+#: its hello until the peer accepted it in this one, so nodes of two versions never apply
+#: each other's commands; they act as a partition. Versions before this field sent 0.
+PROTOCOL = 1
 
 
 class PeerLink:
@@ -74,6 +80,8 @@ class PeerLink:
         self._credentials = credentials
         self._backoff_base_s, self._backoff_max_s = backoff_s
         self._peer_up = asyncio.Event()
+        # Set once the peer accepted this stream's hello in our protocol version.
+        self._accepted = asyncio.Event()
         self._metadata = ((SECRET_HEADER, secret),) if secret else None
         self._my_id = my_id
         self.peer_id = peer_id
@@ -123,17 +131,24 @@ class PeerLink:
         # ends such a stale generator instead of letting it steal batches from the new stream.
         # The hello: tells the peer we are up (it redials us at once), and checks the cluster
         # id and secret before there is anything to send.
-        yield peer_pb2.PeerBatch(cluster_id=self._cluster_id, from_node=self._my_id)
+        yield peer_pb2.PeerBatch(
+            cluster_id=self._cluster_id, from_node=self._my_id, protocol=PROTOCOL
+        )
         while generation == self._generation:
             await self._wake.wait()
             if generation != self._generation:
                 return
             self._wake.clear()
-            while self._queue and generation == self._generation:
+            # Nothing but the hello before the peer accepted it in our version (PROTOCOL):
+            # a node of an older version would apply what it does not understand.
+            while self._queue and self._accepted.is_set() and generation == self._generation:
                 messages, size, self._queue = take_batch(self._queue)
                 self._queued_bytes -= size
                 yield peer_pb2.PeerBatch(
-                    cluster_id=self._cluster_id, from_node=self._my_id, messages=messages
+                    cluster_id=self._cluster_id,
+                    from_node=self._my_id,
+                    messages=messages,
+                    protocol=PROTOCOL,
                 )
 
     async def _run(self) -> None:
@@ -146,6 +161,7 @@ class PeerLink:
                 async with aio_channel(self.address, credentials, CHANNEL_OPTIONS) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)
                     self._peer_up.clear()
+                    self._accepted.clear()
                     self.dials += 1
                     self._clear_queue()
                     self._generation += 1
@@ -158,6 +174,9 @@ class PeerLink:
                                     "peer refused our stream",
                                     extra={"peer": self.peer_id, "reason": reply.refusal},
                                 )
+                            elif reply.protocol == PROTOCOL:
+                                self._accepted.set()
+                                self._wake.set()
                     finally:
                         call.cancel()
             except asyncio.CancelledError:
@@ -251,6 +270,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 # refuses ours must not cut our backoff at each of its heartbeats.
                 first = False
                 self._seen(batch.from_node)
+                yield peer_pb2.PeerReply(protocol=PROTOCOL)  # accepted: it may send now
             for item in batch.messages:
                 try:
                     msg = paxos_codec.from_proto(item.message)
@@ -292,4 +312,10 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             )
         if batch.from_node not in self._peers:
             return f"node {batch.from_node} is not a peer of node {self._my_id}"
+        if batch.protocol != PROTOCOL:
+            return (
+                f"node {batch.from_node} speaks protocol version {batch.protocol}, node "
+                f"{self._my_id} version {PROTOCOL}: run one paxoskv version on every node "
+                "(stop every node, upgrade, start)"
+            )
         return ""

@@ -19,7 +19,7 @@ from router import kv_pb2 as kv
 from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import LocalCluster, wait_for
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
-from shard.transport import SECRET_HEADER
+from shard.transport import PROTOCOL, SECRET_HEADER
 
 pytestmark = pytest.mark.cluster
 
@@ -199,17 +199,21 @@ def test_unknown_group_and_wrong_cluster(c: LocalCluster) -> None:
 def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalCluster) -> None:
     """Open the node-to-node Exchange stream as an impostor: a stream without the cluster's
     peer secret (a client knows the cluster id and the node ids from Status), a batch
-    claiming another cluster, or a node that is not a peer, is refused with a reason and
-    the stream ends; a batch of undecodable messages is dropped."""
+    claiming another cluster, a node that is not a peer, or one of an older protocol
+    version, is refused with a reason and the stream ends; a batch of undecodable messages
+    is dropped."""
     target = c.names[0]
     stub = peer_pb2_grpc.PeerStub(c.channel(target))
     peer = c.node(c.names[1]).id
     secret = ((SECRET_HEADER, c.config.peer_secret),)
+    ours = {"cluster_id": c.cluster_id, "protocol": PROTOCOL}
     impostors = [
-        (peer_pb2.PeerBatch(cluster_id=c.cluster_id, from_node=peer), None),
-        (peer_pb2.PeerBatch(cluster_id=c.cluster_id, from_node=peer), ((SECRET_HEADER, "x"),)),
-        (peer_pb2.PeerBatch(cluster_id="bogus-cluster", from_node=2), secret),
-        (peer_pb2.PeerBatch(cluster_id=c.cluster_id, from_node=99), secret),
+        (peer_pb2.PeerBatch(from_node=peer, **ours), None),
+        (peer_pb2.PeerBatch(from_node=peer, **ours), ((SECRET_HEADER, "x"),)),
+        (peer_pb2.PeerBatch(cluster_id="bogus-cluster", from_node=2, protocol=PROTOCOL), secret),
+        (peer_pb2.PeerBatch(from_node=99, **ours), secret),
+        # A node of an older version (no protocol field): refused, nothing of it applied.
+        (peer_pb2.PeerBatch(cluster_id=c.cluster_id, from_node=peer), secret),
     ]
     refusals = []
     for batch, metadata in impostors:
@@ -217,13 +221,16 @@ def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalClust
         assert len(replies) == 1 and replies[0].refusal, (batch, replies)
         refusals.append(replies[0].refusal)
     assert all("peer secret" in r for r in refusals[:2]), refusals
-    # Right cluster and a real peer, but messages that do not decode: dropped, not applied.
+    assert "speaks protocol version 0" in refusals[-1], refusals
+    # Right cluster and a real peer, but messages that do not decode: dropped, not applied
+    # (the one reply accepts the stream's first batch).
     junk = peer_pb2.PeerBatch(
-        cluster_id=c.cluster_id,
-        from_node=peer,
         messages=[peer_pb2.GroupMessage(group_id=1), peer_pb2.GroupMessage(group_id=99)],
+        from_node=peer,
+        **ours,
     )
-    assert list(stub.Exchange(iter([junk]), timeout=5, metadata=secret)) == []
+    replies = list(stub.Exchange(iter([junk]), timeout=5, metadata=secret))
+    assert [(r.refusal, r.protocol) for r in replies] == [("", PROTOCOL)]
     assert c.status(target).node_name == target
 
 

@@ -16,7 +16,7 @@ import grpc
 
 from shard import peer_pb2_grpc
 from shard.cluster import free_ports
-from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
+from shard.transport import GRPC_OPTIONS, PROTOCOL, PeerLink, PeerServicer
 
 
 class _Peer:
@@ -178,3 +178,86 @@ def test_a_peer_that_does_not_read_holds_a_bounded_number_of_bytes_in_our_queue(
     snapshot = InstallSnapshot(src=1, dst=2, ballot=Ballot(1, 1), index=9, data=b"s" * (20 << 20))
     link.send(1, [snapshot])  # larger than the bound, but the queue was empty
     assert queued() >= 20 << 20
+
+
+def test_a_peer_stream_in_another_protocol_version_is_refused() -> None:
+    """A node of an older version (protocol 0: before versions existed) or a newer one: its
+    stream is refused with both versions named, before anything of it is applied."""
+    from shard import peer_pb2
+
+    async def run() -> list[str]:
+        delivered: list[Any] = []
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a))
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        try:
+            refusals = []
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = peer_pb2_grpc.PeerStub(channel)
+                for version in (0, PROTOCOL + 1):
+                    hello = peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=version)
+                    replies = [r async for r in stub.Exchange(iter([hello]))]
+                    assert len(replies) == 1, replies
+                    refusals.append(replies[0].refusal)
+                accepted = peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=PROTOCOL)
+                replies = [r async for r in stub.Exchange(iter([accepted]))]
+                assert [(r.refusal, r.protocol) for r in replies] == [("", PROTOCOL)]
+            assert delivered == [] and servicer.refused == 2
+            return refusals
+        finally:
+            await server.stop(0)
+
+    old, new = asyncio.run(run())
+    assert f"speaks protocol version 0, node 2 version {PROTOCOL}" in old
+    assert f"protocol version {PROTOCOL + 1}" in new and "upgrade" in new
+
+
+def test_nothing_but_the_hello_goes_to_a_peer_until_it_accepts_our_version() -> None:
+    """A node of an older version accepts every stream and never says which version it
+    speaks: a link sends it its hello and nothing else, so it never applies what it does
+    not understand (without the gate the queued heartbeat leaves at once). Once the peer
+    accepts in our version, the queue goes."""
+    from paxos.ballot import Ballot
+    from paxos.messages import Heartbeat
+    from shard import peer_pb2
+
+    async def run() -> tuple[list[int], bool, list[int]]:
+        batches: list[int] = []  # messages per batch received
+        accept = asyncio.Event()
+
+        class OldNode(peer_pb2_grpc.PeerServicer):
+            async def Exchange(self, request_iterator: Any, context: Any) -> Any:
+                async def read() -> None:
+                    async for batch in request_iterator:
+                        batches.append(len(batch.messages))
+
+                reader = asyncio.create_task(read())
+                await accept.wait()
+                yield peer_pb2.PeerReply(protocol=PROTOCOL)
+                await reader
+
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        peer_pb2_grpc.add_PeerServicer_to_server(OldNode(), server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        link = PeerLink("c", 1, 2, address)
+        link.start()
+        try:
+            assert await _until(lambda: batches == [0], 10.0)  # the hello
+            hb = Heartbeat(src=1, dst=2, ballot=Ballot(1, 1), chosen_watermark=0, seq=1)
+            link.send(1, [hb])
+            drained = await _until(lambda: not link._queue, 0.5)
+            before = list(batches)
+            accept.set()
+            assert await _until(lambda: sum(batches) == 1, 10.0)
+            return before, drained, batches
+        finally:
+            await link.stop()
+            await server.stop(0)
+
+    before, drained, after = asyncio.run(run())
+    assert before == [0] and not drained and after == [0, 1]
