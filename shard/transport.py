@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
@@ -60,6 +61,18 @@ MAX_LOGGED_REASON = 300
 #: its hello until the peer accepted it in this one, so nodes of two versions never apply
 #: each other's commands; they act as a partition. Versions before this field sent 0.
 PROTOCOL = 1
+#: Until the peer accepted the stream (one round trip, or for good with a peer of an older
+#: version, which never does) a link queues at most this many messages and bytes: they only
+#: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long
+#: as its stream lives. One message always fits in an empty queue, as above.
+MAX_GATED = 1_000
+MAX_GATED_BYTES = 4 * 1024 * 1024
+#: A stream the peer has not accepted after this long is logged once (an older version,
+#: most likely: it accepts every stream and never answers in a version).
+ACCEPT_WARN_S = 5.0
+#: The Peer service logs a refusal with a given reason at most once per this many seconds
+#: (a node of another version or secret redials about once a second, for good).
+REFUSAL_LOG_EVERY_S = 60.0
 
 
 class PeerLink:
@@ -99,12 +112,15 @@ class PeerLink:
         self._last_failure: str | None = None
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
-        if len(self._queue) >= MAX_QUEUED:
+        accepted = self._accepted.is_set()
+        max_count = MAX_QUEUED if accepted else MAX_GATED
+        max_bytes = MAX_QUEUED_BYTES if accepted else MAX_GATED_BYTES
+        if len(self._queue) >= max_count:
             return
         for msg in msgs:
             items = [(item, item.ByteSize()) for item in group_messages(group_id, msg)]
             size = sum(item_size for _, item_size in items)
-            if self._queue and self._queued_bytes + size > MAX_QUEUED_BYTES:
+            if self._queue and self._queued_bytes + size > max_bytes:
                 continue  # dropped whole, never some parts of a snapshot
             self._queue.extend(items)
             self._queued_bytes += size
@@ -167,17 +183,16 @@ class PeerLink:
                     self._generation += 1
                     call = stub.Exchange(self._batches(self._generation), metadata=self._metadata)
                     self.connected = True
+                    warn = loop.call_later(ACCEPT_WARN_S, self._warn_not_accepted, self._generation)
                     try:
                         async for reply in call:
                             if reply.refusal:
-                                log.error(
-                                    "peer refused our stream",
-                                    extra={"peer": self.peer_id, "reason": reply.refusal},
-                                )
+                                self._log_refusal(reply.refusal)
                             elif reply.protocol == PROTOCOL:
                                 self._accepted.set()
                                 self._wake.set()
                     finally:
+                        warn.cancel()
                         call.cancel()
             except asyncio.CancelledError:
                 raise
@@ -186,6 +201,7 @@ class PeerLink:
             except Exception:
                 log.exception("peer stream failed", extra={"peer": self.peer_id})
             self.connected = False
+            self._accepted.clear()  # the gated bounds while no stream is accepted
             self._generation += 1
             self._wake.set()
             self._clear_queue()
@@ -202,6 +218,23 @@ class PeerLink:
     def _clear_queue(self) -> None:
         self._queue.clear()
         self._queued_bytes = 0
+
+    def _warn_not_accepted(self, generation: int) -> None:
+        if generation == self._generation and not self._accepted.is_set():
+            log.warning(
+                "peer has not accepted our stream: nothing but its hello goes to the peer "
+                "(a node of an older paxoskv version accepts without saying its version: "
+                "run one version on every node; or the peer's loop is held)",
+                extra={"peer": self.peer_id, "address": self.address, "protocol": PROTOCOL},
+            )
+
+    def _log_refusal(self, refusal: str) -> None:
+        """Log a refusal once per distinct reason, as a failure: a peer of another version
+        refuses every redial, about once a second, for good."""
+        reason = f"refused: {refusal}"[:MAX_LOGGED_REASON]
+        if reason != self._last_failure:
+            self._last_failure = reason
+            log.error("peer refused our stream", extra={"peer": self.peer_id, "reason": refusal})
 
     def _log_failure(self, exc: grpc.aio.AioRpcError) -> None:
         """Log a failed stream once per distinct reason (not at every redial): a TLS
@@ -248,6 +281,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self._seen = seen
         self.refused = 0
         self.malformed = 0
+        # When each refusal reason was last logged (bounded: reasons hold what peers sent).
+        self._refusals_logged: dict[str, float] = {}
 
     async def Exchange(
         self,
@@ -293,7 +328,13 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     def _refuse(self, reason: str) -> peer_pb2.PeerReply:
         """Count and log a refused stream; the reply that ends it."""
         self.refused += 1
-        log.warning("refused peer stream", extra={"reason": reason})
+        now = time.monotonic()
+        last = self._refusals_logged.get(reason)
+        if last is None or now - last >= REFUSAL_LOG_EVERY_S:
+            if len(self._refusals_logged) >= 64:
+                self._refusals_logged.clear()
+            self._refusals_logged[reason] = now
+            log.warning("refused peer stream", extra={"reason": reason, "refused": self.refused})
         return peer_pb2.PeerReply(refusal=reason)
 
     def _check_secret(self, context: grpc.aio.ServicerContext) -> str:

@@ -157,6 +157,7 @@ def test_a_peer_that_does_not_read_holds_a_bounded_number_of_bytes_in_our_queue(
 
     monkeypatch.setattr(transport, "MAX_QUEUED_BYTES", 8 << 20, raising=False)
     link = PeerLink("c", 1, 2, "127.0.0.1:1")  # never started: nothing leaves the queue
+    link._accepted.set()  # the bounds of an accepted stream (a gated one holds less)
 
     def queued() -> int:
         items = [item[0] if isinstance(item, tuple) else item for item in link._queue]
@@ -261,3 +262,156 @@ def test_nothing_but_the_hello_goes_to_a_peer_until_it_accepts_our_version() -> 
 
     before, drained, after = asyncio.run(run())
     assert before == [0] and not drained and after == [0, 1]
+
+
+class _OldNode:
+    """A peer of an older version: accepts every stream, applies what comes, never says a
+    version (`reply_empty`: answers the first batch with an empty PeerReply, as no version
+    does, but a gate opened by any non-refusal would open)."""
+
+    def __init__(self, address: str, *, reply_empty: bool = False) -> None:
+        self.address = address
+        self.batches: list[int] = []  # messages per batch received
+        self.reply_empty = reply_empty
+        self.server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        from shard import peer_pb2
+
+        outer = self
+
+        class Servicer(peer_pb2_grpc.PeerServicer):
+            async def Exchange(self, request_iterator: Any, context: Any) -> Any:
+                first = True
+                async for batch in request_iterator:
+                    outer.batches.append(len(batch.messages))
+                    if first and outer.reply_empty:
+                        yield peer_pb2.PeerReply()
+                    first = False
+
+        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        peer_pb2_grpc.add_PeerServicer_to_server(Servicer(), self.server)
+        self.server.add_insecure_port(self.address)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0)
+
+
+def _heartbeat(seq: int) -> Any:
+    from paxos.ballot import Ballot
+    from paxos.messages import Heartbeat
+
+    return Heartbeat(src=1, dst=2, ballot=Ballot(1, 1), chosen_watermark=0, seq=seq)
+
+
+def test_a_peer_restarted_in_an_older_version_gets_nothing_but_the_hello() -> None:
+    """Found by review: the gate must close again at every redial. Node 2 accepts in our
+    version, is stopped, and comes back (same address) in an older version that never
+    accepts (here: answers with an empty reply): the link's new stream sends it its hello
+    and nothing else. Fails if `_accepted` outlives its stream or any reply opens it."""
+
+    async def run() -> tuple[list[int], list[int]]:
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        delivered: list[int] = []
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda src, g, m: delivered.append(g))
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        server.add_insecure_port(address)
+        await server.start()
+        link = PeerLink("c", 1, 2, address, backoff_s=(0.02, 0.05))
+        link.start()
+        old = _OldNode(address, reply_empty=True)
+        try:
+            seq = 0
+            while not delivered and seq < 500:  # accepted: messages flow
+                seq += 1
+                link.send(1, [_heartbeat(seq)])
+                await asyncio.sleep(0.02)
+            assert delivered, "the same version never accepted"
+            await server.stop(0)
+            await old.start()
+            assert await _until(lambda: old.batches, 10.0)  # the new stream's hello
+            for seq in range(1000, 1050):
+                link.send(1, [_heartbeat(seq)])
+                await asyncio.sleep(0.01)
+            return delivered, old.batches
+        finally:
+            await link.stop()
+            await old.stop()
+
+    delivered, old_batches = asyncio.run(run())
+    assert delivered and all(n == 0 for n in old_batches), old_batches
+
+
+def test_a_link_a_peer_never_accepts_holds_little_and_says_so_once(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    """Found by review: while gated a link kept queueing up to MAX_QUEUED_BYTES (256 MB)
+    of messages that never leave, for as long as a peer of an older version keeps the
+    stream, and nothing said why that peer got nothing. Now the queue stops at
+    MAX_GATED_BYTES until the peer accepts, and the link logs the unaccepted stream once."""
+    import logging
+
+    from paxos.ballot import Ballot
+    from paxos.messages import Accept, SlotValue
+    from shard import transport
+
+    monkeypatch.setattr(transport, "ACCEPT_WARN_S", 0.3)
+    caplog.set_level(logging.WARNING, logger="paxoskv.transport")
+
+    async def run() -> tuple[int, list[int]]:
+        old = _OldNode(f"127.0.0.1:{free_ports(1)[0]}")
+        await old.start()
+        link = PeerLink("c", 1, 2, old.address)
+        link.start()
+        try:
+            assert await _until(lambda: old.batches == [0], 10.0)
+            value = (b"v" * (1 << 20),)
+            for slot in range(1, 65):
+                entries = (SlotValue(slot=slot, value=value),)
+                accept = Accept(
+                    src=1, dst=2, ballot=Ballot(1, 1), entries=entries, chosen_watermark=0
+                )
+                link.send(1, [accept])
+            for seq in range(5000):
+                link.send(1, [_heartbeat(seq)])
+            await asyncio.sleep(1.0)
+            return link._queued_bytes, old.batches
+        finally:
+            await link.stop()
+            await old.stop()
+
+    queued, batches = asyncio.run(run())
+    assert batches == [0]
+    assert queued <= transport.MAX_GATED_BYTES + (2 << 20), queued
+    warned = [r for r in caplog.records if "has not accepted" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_a_refusal_is_logged_once_per_reason_not_at_every_redial(caplog: Any) -> None:
+    """Found by review: a node of another version redials about once a second for good,
+    and each refusal logged a warning; now one per reason per REFUSAL_LOG_EVERY_S (the
+    count still grows)."""
+    import logging
+
+    from shard import peer_pb2
+
+    caplog.set_level(logging.WARNING, logger="paxoskv.transport")
+    servicer = PeerServicer("c", 2, {1}, lambda *a: None)
+
+    async def refuse(version: int) -> list[Any]:
+        async def batches() -> Any:
+            yield peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=version)
+
+        return [r async for r in servicer.Exchange(batches(), None)]
+
+    async def run() -> None:
+        for version in (0, 0, 0, PROTOCOL + 1):
+            replies = await refuse(version)
+            assert len(replies) == 1 and replies[0].refusal
+
+    asyncio.run(run())
+    logged = [r for r in caplog.records if r.getMessage() == "refused peer stream"]
+    assert servicer.refused == 4 and len(logged) == 2
