@@ -127,7 +127,7 @@ from typing import Any, TypeVar
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
-from router.client import SCAN_PAGE, CasResult, RoutingClient, response_error
+from router.client import CONNECT_TIMEOUT_S, SCAN_PAGE, CasResult, RoutingClient, response_error
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
 from router.shard_map import META_GROUP_ID, ShardMap
@@ -507,7 +507,11 @@ class AsyncClient:
         # shard map change to ask again about; the meta group decides no transaction. A
         # group the cached map lacks may be newer than it: refreshed once before refusing.
         if gid != META_GROUP_ID and not self._map().has_group(gid):
-            await self._routing.refresh_map(self._deadline(timeout_s))
+            # Bounded as a connection: an unreachable cluster must not spend the whole
+            # deadline here before the (likely) answer that the group does not exist.
+            loop = asyncio.get_running_loop()
+            refresh_by = min(self._deadline(timeout_s), loop.time() + CONNECT_TIMEOUT_S)
+            await self._routing.refresh_map(refresh_by)
         data_groups = [g for g in self._map().group_ids() if g != META_GROUP_ID]
         if gid not in data_groups:
             what = (

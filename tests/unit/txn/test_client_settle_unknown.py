@@ -20,6 +20,7 @@ from test_client_fakekv import (
 )
 
 from router import kv_pb2 as kv
+from router.client import CONNECT_TIMEOUT_S
 from router.shard_map import NodeAddress, bootstrap
 from txn import AsyncTransaction, CommitUnknown, LimitExceeded, Transaction, TransactionState
 from txn.records import MAX_TXN_ITEMS
@@ -168,6 +169,20 @@ async def test_txn_status_errors_are_the_clients_own(fake: FakeKV) -> None:
         fake.leaders[4] = fake.map.preferred_leader(4)
         status = await client.txn_status(txn.TxnRef(b"t" * 16, 4))
         assert status.state is txn.TxnState.UNKNOWN
+        # That lookup is bounded as a connection, not by the (here 60 s) deadline.
+        asked: list[float | None] = []
+        refresh = client._routing.refresh_map
+
+        async def recording(deadline: float | None = None) -> None:
+            asked.append(deadline)
+            await refresh(deadline)
+
+        client._routing.refresh_map = recording  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        with pytest.raises(txn.InvalidArgument, match="group 98 is not in the shard map"):
+            await client.txn_status(txn.TxnRef(b"t" * 16, 98), timeout_s=60.0)
+        assert asked and asked[0] is not None
+        assert asked[0] <= loop.time() + CONNECT_TIMEOUT_S
 
         async def map_changed(*_args: Any, **_kwargs: Any) -> Any:
             raise WrongShard(b"", 2, 1)
