@@ -296,9 +296,8 @@ class Committer:
                 kv.Request(prepare=op), group_id, deadline, passthrough=(kv.CONFLICT,)
             )
         except _NoAnswer as exc:
-            raise Unavailable(
-                f"group {group_id} did not answer the prepare before the deadline "
-                f"({exc.last}){_ABORTED_SUFFIX}"
+            raise _PrepareUnanswered(
+                f"group {group_id} did not answer the prepare before the deadline ({exc.last})"
             ) from exc.last
         body = response.prepare
         if body.error.code == kv.CONFLICT:
@@ -326,11 +325,8 @@ class Committer:
         """
         loop = asyncio.get_running_loop()
         end = max(deadline, loop.time() + _DECIDE_TIMEOUT_S)
-        # The prepare's error says "the transaction was aborted", true once the abort is
-        # recorded; next to "could not record the abort" it would contradict the outcome.
-        failure = str(failures[0][1]).removesuffix(_ABORTED_SUFFIX)
         unknown = (
-            f"transaction {ref.txn_id.hex()}: a prepare failed ({failure}) and group "
+            f"transaction {ref.txn_id.hex()}: a prepare failed ({failures[0][1]}) and group "
             f"{ref.group_id} could not record the abort"
         )
         try:
@@ -460,8 +456,10 @@ def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
     )
 
 
-#: The end of an unanswered prepare's error: true when it is raised, after the recorded abort.
-_ABORTED_SUFFIX = "; the transaction was aborted"
+class _PrepareUnanswered(Unavailable):
+    """A prepare got no answer; raised as a plain Unavailable saying the transaction was
+    aborted once that abort is recorded (`_prepare_failure`), and not before (next to
+    "could not record the abort" it would contradict the outcome)."""
 
 
 def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:
@@ -470,6 +468,10 @@ def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> 
         if isinstance(exc, Conflict):
             return exc
     _, exc = failures[0]
+    if isinstance(exc, _PrepareUnanswered):
+        aborted = Unavailable(f"{exc}; the transaction was aborted")
+        aborted.__cause__ = exc.__cause__
+        return aborted
     if isinstance(exc, PaxosKVError) and exc.maybe_committed:
         exc.maybe_committed = False  # rule 2: the abort is recorded
     return exc

@@ -756,8 +756,25 @@ async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> N
             await tx.commit()
         await asyncio.sleep(0.05)
     assert info.value.retryable and not info.value.maybe_committed
+    assert type(info.value) is txn.Unavailable  # not the client's private subclass
+    assert str(info.value).endswith("; the transaction was aborted")
     assert [r.decide.commit for _, r in fake.requests("decide")] == [False, False]
     assert fake.store.intents == {}
+
+
+@with_fake
+async def test_an_abort_that_could_not_be_recorded_is_not_called_an_abort(fake: FakeKV) -> None:
+    """Found by a new user's review: the CommitUnknown of a prepare without an answer and an
+    abort the coordinator group could not record also said "the transaction was aborted"."""
+    prepare_3 = group_3_prepares(DROP)
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else prepare_3(node, r)
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        tx = two_group_writes(client)
+        with pytest.raises(CommitUnknown) as info:
+            await tx.commit()
+        fake.hook = None
+    assert "could not record the abort" in str(info.value)
+    assert "the transaction was aborted" not in str(info.value)
 
 
 @with_fake
