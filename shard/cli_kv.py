@@ -300,10 +300,15 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 # ---------------------------------------------------------------------------- commands
 
 
+def _check_version(value: int, option: str, hint: str = "") -> None:
+    """Versions are unsigned 64-bit (past 2**64-1 protobuf says only "Value out of range")."""
+    if not 0 <= value < 2**64:
+        raise UsageError(f"{option} must be a version (0 to 2**64-1){hint}")
+
+
 def _cmd_get(args: argparse.Namespace) -> int:
     key = _arg_bytes(args, args.key, "key")
-    if not 0 <= args.at_version < 2**64:
-        raise UsageError("--at-version must be a version (0 to 2**64-1), as `put` prints one")
+    _check_version(args.at_version, "--at-version", ", as `put` prints one")
 
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
@@ -354,8 +359,7 @@ def _cmd_cas(args: argparse.Namespace) -> int:
     if args.expect_value is not None:
         kwargs["expected_value"] = _arg_bytes(args, args.expect_value, "--expect-value")
     elif args.expect_version is not None:
-        if not 0 <= args.expect_version < 2**64:
-            raise UsageError("--expect-version must be a version (0 to 2**64-1)")
+        _check_version(args.expect_version, "--expect-version")
         kwargs["expected_version"] = args.expect_version
     else:
         kwargs["expect_absent"] = True

@@ -229,23 +229,22 @@ class PeerLink:
             )
 
     def _log_refusal(self, refusal: str) -> None:
-        """Log a refusal once per distinct reason, as a failure: a peer of another version
-        refuses every redial, about once a second, for good."""
-        reason = f"refused: {refusal}"[:MAX_LOGGED_REASON]
-        if reason != self._last_failure:
-            self._last_failure = reason
-            log.error("peer refused our stream", extra={"peer": self.peer_id, "reason": refusal})
+        """A peer of another version refuses every redial, about once a second, for good."""
+        self._log_once(logging.ERROR, "peer refused our stream", refusal)
 
     def _log_failure(self, exc: grpc.aio.AioRpcError) -> None:
-        """Log a failed stream once per distinct reason (not at every redial): a TLS
-        handshake refused, for one, otherwise only shows as groups that never elect."""
-        reason = f"{exc.code().name}: {exc.details() or ''}"[:MAX_LOGGED_REASON]
+        """A TLS handshake refused, for one, otherwise only shows as groups that never
+        elect."""
+        reason = f"{exc.code().name}: {exc.details() or ''}"
+        self._log_once(logging.WARNING, "peer stream failed", reason)
+
+    def _log_once(self, level: int, event: str, reason: str) -> None:
+        """Log `event` once per distinct reason in a row, not at every redial."""
+        reason = reason[:MAX_LOGGED_REASON]
         if reason != self._last_failure:
             self._last_failure = reason
-            log.warning(
-                "peer stream failed",
-                extra={"peer": self.peer_id, "address": self.address, "reason": reason},
-            )
+            extra = {"peer": self.peer_id, "address": self.address, "reason": reason}
+            log.log(level, event, extra=extra)
 
     async def _pause_before_redial(self, delay: float) -> None:
         """Wait `delay`, or only REDIAL_MIN_S once the peer is known to be up."""
