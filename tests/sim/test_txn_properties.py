@@ -519,10 +519,12 @@ def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
 
 
 @pytest.mark.parametrize(
-    "rule,command,seed", [("P7", "prepare", 242), ("O5", "commit_one_phase", 95)]
+    "command,seed,violation",
+    [("prepare", 242, "recorded abort"), ("commit_one_phase", 95, "changed its decision")],
+    ids=["P7", "O5"],
 )
 def test_late_copies_taken_after_the_purge_are_caught(
-    monkeypatch: pytest.MonkeyPatch, rule: str, command: str, seed: int
+    monkeypatch: pytest.MonkeyPatch, command: str, seed: int, violation: str
 ) -> None:
     """Participant rules P7 and O5: the "purge" profile's network delivers copies of
     commit requests after 1-3 retention windows. Taken as if new (no `began_ts`), a
@@ -540,7 +542,7 @@ def test_late_copies_taken_after_the_purge_are_caught(
         return original(store, dataclasses.replace(cmd, began_ts=0), ts)
 
     monkeypatch.setattr(participant, command, without_start)
-    with pytest.raises(SafetyViolation, match=r"changed its decision|recorded abort"):
+    with pytest.raises(SafetyViolation, match=violation):
         run_cluster("bank", "purge", seed)
 
 
