@@ -69,7 +69,7 @@ Rules
    when the replica stops leading (to be refused with the leader's address), and when its
    hold runs out. A Resolve(abort) is never held: it frees waiters and refuses a late
    Prepare.
-9. A timestamp a request carries (a transaction's ts, a Decide's or Resolve's commit
+9. A timestamp a request carries (a transaction's ts, a Resolve's commit
    timestamp, a read's at_version) is refused when it is further ahead of the node's wall
    clock than legitimate ones can be (`_max_ahead_us`), before the clock sees it: one such
    timestamp would move the clock, and with it every later version, the commit waits and
@@ -85,6 +85,12 @@ Rules
    up, a snapshot it restores): else a node restarted, or rebuilt on an empty store, after
    such a step handed out timestamps below writes the others had acknowledged
    (tests/unit/shard/test_clock_catch_up.py).
+11. A Decide from the wire only asks for an abort, and is always a recovery Decide
+   (txn.coordinator rule D3): nobody sends a commit Decide (a commit's records come from
+   the Resolves, sent after every yes vote, and from the prevent round), and taking one
+   would let a single request record a commit over a missing vote, splitting the
+   transaction. An abort may not be a plain one either: a vote whose answer its sender
+   lost may have been the last yes, which committed.
 """
 
 from __future__ import annotations
@@ -664,7 +670,17 @@ class NodeCore:
                     _check_txn_id(txn_id)
             elif kind in ("decide", "resolve", "txn_status", "prevent"):
                 _check_txn_id(op.txn_id)
-                if kind in ("decide", "resolve") and op.commit and op.commit_ts == 0:
+                if kind == "decide" and op.commit:
+                    # Rule 11.
+                    raise _Refusal(
+                        _error(
+                            kv.INVALID_ARGUMENT,
+                            "a Decide only asks for an abort: a transaction commits when "
+                            "every participant has logged its PREPARE, and is then resolved "
+                            "with a Resolve(commit) at each participant",
+                        )
+                    )
+                if kind == "resolve" and op.commit and op.commit_ts == 0:
                     # No commit is at timestamp 0 (found by review: one was recorded as
                     # committed while rule R3 dropped its writes).
                     raise _Refusal(
@@ -749,13 +765,12 @@ class NodeCore:
                 began_ts=self._began_bound(op.ts),
             )
         elif kind == "decide":
-            self._observe_from_request(op.commit_ts, "the commit timestamp")
+            # Rule 11: a recovery Decide, whatever its `recover` says.
             record = Decide(
                 txn_id=op.txn_id,
                 participants=tuple(op.participants),
-                commit=op.commit,
-                commit_ts=op.commit_ts if op.commit else 0,
-                recover=_recovers(op),
+                commit=False,
+                recover=True,
                 asker_ts=op.asker_ts,
             )
         elif kind == "prevent":
@@ -1632,12 +1647,6 @@ def _ranges(items: Sequence[Any]) -> tuple[KeyRange, ...]:
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
     return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
-
-
-def _recovers(op: kv.DecideRequest) -> bool:
-    """An abort asked for over the wire is always a recovery Decide (txn.coordinator rule
-    D3): a vote whose answer its sender lost may have been the last yes, which committed."""
-    return op.recover or not op.commit
 
 
 def _records_abort(kind: str, response: kv.Response) -> bool:

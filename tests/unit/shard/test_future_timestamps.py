@@ -62,14 +62,6 @@ def resolve(commit_ts: int) -> kv.Request:
     )
 
 
-def decide(commit_ts: int) -> kv.Request:
-    return kv.Request(
-        decide=kv.DecideRequest(
-            header=header(), txn_id=b"t3", participants=[1, 2], commit=True, commit_ts=commit_ts
-        )
-    )
-
-
 def error_of(response: kv.Response) -> Any:
     kind = response.WhichOneof("result")
     return response.error if kind == "error" else getattr(response, kind).error
@@ -85,7 +77,6 @@ FAR = (
     ),
     ("one-phase commit an hour ahead", lambda ts: one_phase(ts + HOUR)),
     ("Resolve with a commit timestamp an hour ahead", lambda ts: resolve(ts + HOUR)),
-    ("Decide with a commit timestamp an hour ahead", lambda ts: decide(ts + HOUR)),
 )
 
 

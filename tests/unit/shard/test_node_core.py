@@ -222,16 +222,6 @@ def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
     node.core.submit(get(b"apple", snapshot=True, at_version=ts), answers.append)
     node.advance(0.2)
     assert answers == []  # parked: an undecided prepare below ts holds the key
-    decide = kv.Request(
-        decide=kv.DecideRequest(
-            header=header(),
-            txn_id=b"t1",
-            participants=[1, 2],
-            commit=True,
-            commit_ts=prepared.prepare_ts,
-        )
-    )
-    assert node.call(decide).decide.committed
     resolve = kv.Request(
         resolve=kv.ResolveRequest(
             header=header(), txn_id=b"t1", commit=True, commit_ts=prepared.prepare_ts
@@ -735,15 +725,17 @@ def test_finish_records_of_many_transactions_share_one_slot() -> None:
     node = OneNode()
     txn_ids = [b"t%d" % i for i in range(3)]
     for n, txn_id in enumerate(txn_ids):
-        for group, key in ((1, b"apple%d" % n), (2, b"zebra%d" % n)):
-            assert node.call(prepare_request(group, key, txn_id)).prepare.error.code == kv.OK
-        decide = kv.DecideRequest(
-            header=header(1), txn_id=txn_id, participants=[1, 2], commit=True, commit_ts=1
-        )
-        assert node.call(kv.Request(decide=decide)).decide.committed
+        # Prepared in group 2 only, so the coordinator (group 1) records the abort at once.
+        assert node.call(prepare_request(2, b"zebra%d" % n, txn_id)).prepare.error.code == kv.OK
+        decide = kv.DecideRequest(header=header(1), txn_id=txn_id, participants=[1, 2])
+        decided = node.call(kv.Request(decide=decide)).decide
+        assert decided.error.code == kv.OK and not decided.committed and not decided.pending
     outbound, node.core.outbound = node.core.outbound, []
-    for _group, request, done in outbound:  # the Resolves to group 2
-        done(node.call(request, settle=0.001))
+    assert len(outbound) == len(txn_ids)
+    answers = [node.call(request, settle=0.001) for _group, request, _done in outbound]
+    # The Resolves to group 2, all answered before any is confirmed.
+    for (_group, _request, done), answer in zip(outbound, answers, strict=True):
+        done(answer)
     shard = node.core.hosts[1].shard
     assert not any(shard.decision(t).finished for t in txn_ids)  # type: ignore[union-attr]
     before = shard.applied_index

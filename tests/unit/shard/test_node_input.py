@@ -22,6 +22,7 @@ from tests.unit.shard.test_node_core import (
     header,
     prepare_request,
     put,
+    recover_until_decided,
 )
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.records import PurgeDecisions
@@ -42,7 +43,7 @@ def prepare(coordinator: int, participants: list[int]) -> kv.Request:
     )
 
 
-def decide(participants: list[int], commit: bool = True, commit_ts: int = 1) -> kv.Request:
+def decide(participants: list[int], commit: bool = False, commit_ts: int = 0) -> kv.Request:
     return kv.Request(
         decide=kv.DecideRequest(
             header=header(1),
@@ -105,9 +106,10 @@ def _resolve(node: OneNode, txn_id: bytes, commit_ts: int, groups: tuple[int, ..
         (prepare(2, [2]), "group 1 is not among the participants"),
         (prepare(2, [1]), "the coordinator group is no participant"),
         (decide(list(range(1, 200_001))), "participant 3 is not a data group"),
-        (decide([1, 2, 9], commit=False), "participant 9 is not a data group"),
+        (decide([1, 2, 9]), "participant 9 is not a data group"),
         (decide([2]), "group 1 is not among the participants"),
-        (decide([1, 2], commit_ts=0), "a decide to commit needs its commit_ts"),
+        (decide([1, 2], commit=True, commit_ts=5), "a Decide only asks for an abort"),
+        (decide([1, 2], commit=True), "a Decide only asks for an abort"),
         (
             kv.Request(resolve=kv.ResolveRequest(header=header(1), txn_id=b"t2", commit=True)),
             "a resolve to commit needs its commit_ts",
@@ -127,10 +129,31 @@ def test_a_transaction_naming_groups_that_do_not_exist_is_refused(
     assert node.call(put(b"apple", b"x")).put.error.code == kv.OK  # no intent left
 
 
+def test_a_commit_decide_from_the_wire_cannot_commit_over_a_missing_vote() -> None:
+    """Rule 11: group 2 never prepared, so the transaction is not committed; a commit
+    Decide sent to the coordinator group (a buggy or hostile client) records nothing, and
+    the transaction still ends aborted."""
+    node = OneNode(resolve_after_s=0.2)
+    vote = node.call(prepare_request(1, b"apple")).prepare
+    assert vote.error.code == kv.OK
+    shard = node.core.hosts[1].shard
+    before = shard.applied_index
+    forced = kv.DecideRequest(
+        header=header(1), txn_id=b"t1", participants=[1, 2], commit=True, commit_ts=vote.prepare_ts
+    )
+    refused = node.call(kv.Request(decide=forced)).decide
+    assert refused.error.code == kv.INVALID_ARGUMENT and not refused.committed
+    assert shard.applied_index == before and shard.decision(b"t1") is None
+    recover_until_decided(node, b"t1")
+    decision = shard.decision(b"t1")
+    assert decision is not None and not decision.committed
+    assert node.call(get(b"apple")).get.value == b""
+
+
 def test_a_recovery_abort_without_participants_is_still_taken() -> None:
     """A settle of a bare transaction reference knows no participants."""
     node = OneNode()
-    answer = node.call(decide([], commit=False))
+    answer = node.call(decide([]))
     assert answer.decide.error.code == kv.OK
 
 
