@@ -765,14 +765,7 @@ class NodeCore:
                 began_ts=self._began_bound(op.ts),
             )
         elif kind == "decide":
-            # Rule 11: a recovery Decide, whatever its `recover` says.
-            record = Decide(
-                txn_id=op.txn_id,
-                participants=tuple(op.participants),
-                commit=False,
-                recover=True,
-                asker_ts=op.asker_ts,
-            )
+            record = _wire_decide(op)
         elif kind == "prevent":
             record = Prevent(txn_id=op.txn_id, asker_ts=op.asker_ts)
         elif kind == "resolve":
@@ -1647,6 +1640,17 @@ def _ranges(items: Sequence[Any]) -> tuple[KeyRange, ...]:
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
     return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+
+
+def _wire_decide(op: kv.DecideRequest) -> Decide:
+    """Rule 11: a Decide from the wire is a recovery abort, whatever its `recover` says."""
+    return Decide(
+        txn_id=op.txn_id,
+        participants=tuple(op.participants),
+        commit=False,
+        recover=True,
+        asker_ts=op.asker_ts,
+    )
 
 
 def _records_abort(kind: str, response: kv.Response) -> bool:

@@ -671,7 +671,7 @@ MUTATIONS = [
     Mutation(
         "plain_abort_from_the_wire",
         "D3 at the node: a client's plain Decide(abort) is recorded without the prevent round",
-        edits=(("node.py", "    return op.recover or not op.commit", "    return op.recover"),),
+        edits=(("node.py", "        recover=True,\n", "        recover=op.recover,\n"),),
         package="shard",
         tests=TXN_TESTS,
     ),

@@ -54,6 +54,8 @@ from hypothesis import strategies as st
 from sim_client import ABANDON_POINTS, MUTATIONS
 from world import CrashMode
 
+from txn.records import Decide
+
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 
@@ -379,7 +381,17 @@ def test_a_client_abort_over_a_complete_set_of_prepares_is_caught(
     import shard.node
 
     assert "abort_without_recovery" in MUTATIONS
-    monkeypatch.setattr(shard.node, "_recovers", lambda op: op.recover)
+    monkeypatch.setattr(
+        shard.node,
+        "_wire_decide",
+        lambda op: Decide(
+            txn_id=op.txn_id,
+            participants=tuple(op.participants),
+            commit=False,
+            recover=op.recover,
+            asker_ts=op.asker_ts,
+        ),
+    )
     mutations = frozenset({"abort_without_recovery"})
     # A seed whose run reaches the mutation (re-picked whenever message timing changes: when
     # heartbeat rounds were coalesced, 22 and 27 of 14-29 did; since read-index reads are
