@@ -138,7 +138,7 @@ def _put(cores: Cores, i: int) -> None:
 
 def _txn2w(cores: Cores, i: int) -> None:
     txn_id = b"core-cpu-%08d" % i
-    answers: list[kv.Response] = []
+    answers: dict[int, kv.Response] = {}
     for group_id, key in ((1, b"a%05d" % (i % KEYS)), (2, b"z%05d" % (i % KEYS))):
         prepare = kv.PrepareRequest(
             header=_header(group_id),
@@ -148,13 +148,24 @@ def _txn2w(cores: Cores, i: int) -> None:
             ts=cores.wall_ns,
             writes=[kv.WriteItem(key=key, value=VALUE)],
         )
-        cores.leader(group_id).submit(kv.Request(prepare=prepare), answers.append)
+        cores.leader(group_id).submit(
+            kv.Request(prepare=prepare), lambda r, g=group_id: answers.__setitem__(g, r)
+        )
     cores.run_until(lambda: len(answers) == 2)
-    assert all(a.prepare.error.code == kv.OK for a in answers), answers
-    commit_ts = max(a.prepare.prepare_ts for a in answers)
+    assert all(a.prepare.error.code == kv.OK for a in answers.values()), answers
+    votes = [
+        kv.VoteProof(group_id=g, prepare_ts=a.prepare.prepare_ts, mac=a.prepare.vote_mac)
+        for g, a in answers.items()
+    ]
+    commit_ts = max(v.prepare_ts for v in votes)
     for group_id in (1, 2):
         resolve = kv.ResolveRequest(
-            header=_header(group_id), txn_id=txn_id, commit=True, commit_ts=commit_ts
+            header=_header(group_id),
+            txn_id=txn_id,
+            commit=True,
+            commit_ts=commit_ts,
+            participants=[1, 2],
+            votes=votes,
         )
         cores.leader(group_id).submit(kv.Request(resolve=resolve), lambda _response: None)
 

@@ -258,12 +258,24 @@ class PrepareRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., priority: _Optional[int] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("error", "prepare_ts")
+    __slots__ = ("error", "prepare_ts", "vote_mac")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    VOTE_MAC_FIELD_NUMBER: _ClassVar[int]
     error: Error
     prepare_ts: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
+    vote_mac: bytes
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepare_ts: _Optional[int] = ..., vote_mac: _Optional[bytes] = ...) -> None: ...
+
+class VoteProof(_message.Message):
+    __slots__ = ("group_id", "prepare_ts", "mac")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    prepare_ts: int
+    mac: bytes
+    def __init__(self, group_id: _Optional[int] = ..., prepare_ts: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
     __slots__ = ("header", "txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts")
@@ -322,16 +334,22 @@ class PreventResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., prepared: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., unknown: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
 
 class ResolveRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "commit", "commit_ts")
+    __slots__ = ("header", "txn_id", "commit", "commit_ts", "participants", "votes", "decision_mac")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    DECISION_MAC_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     commit: bool
     commit_ts: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    votes: _containers.RepeatedCompositeFieldContainer[VoteProof]
+    decision_mac: bytes
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., votes: _Optional[_Iterable[_Union[VoteProof, _Mapping]]] = ..., decision_mac: _Optional[bytes] = ...) -> None: ...
 
 class ResolveResponse(_message.Message):
     __slots__ = ("error",)

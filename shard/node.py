@@ -91,6 +91,13 @@ Rules
    would let a single request record a commit over a missing vote, splitting the
    transaction. An abort may not be a plain one either: a vote whose answer its sender
    lost may have been the last yes, which committed.
+12. A Resolve from the wire carries a proof of its outcome (txn/proofs.py): the MAC of
+   every participant's yes vote, each answered with its Prepare under a key only the nodes
+   hold, or the MAC of the decision recorded at the coordinator group, which the node
+   delivering it sends. A Resolve(commit) without one is refused; a Resolve(abort) without
+   one changes nothing where the transaction is prepared (participant rule R7), so it can
+   free the update locks of a transaction that never prepared but not abort a part of one
+   that may have committed.
 """
 
 from __future__ import annotations
@@ -140,6 +147,7 @@ from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
 from shard.txn_duties import Outbound, TxnDuties
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
+from txn.proofs import decision_proves, proof_key, vote_mac, votes_prove_commit
 from txn.records import (
     MAX_TXN_ITEMS,
     CommitOnePhase,
@@ -274,8 +282,12 @@ class NodeCore:
         rng: random.Random,
         request_timeout_s: float,
         txn_settings: TxnSettings | None = None,
+        peer_secret: str = "",
     ) -> None:
+        """`peer_secret`: the cluster's, from which the outcome proofs' key derives (rule
+        12, txn/proofs.py)."""
         self.cluster_id = cluster_id
+        self._proof_key = proof_key(cluster_id, peer_secret)
         self.node_id = node_id
         self._bootstrap_map = bootstrap_map
         self._engine = disk.engine
@@ -335,6 +347,7 @@ class NodeCore:
         self.outbound: list[Outbound] = []
         self._duties = TxnDuties(
             cluster_id=cluster_id,
+            proof_key=self._proof_key,
             hlc=self._hlc,
             request_timeout_s=request_timeout_s,
             resolve_after_s=self._txn.resolve_after_s,
@@ -686,7 +699,17 @@ class NodeCore:
                     raise _Refusal(
                         _error(kv.INVALID_ARGUMENT, f"a {kind} to commit needs its commit_ts")
                     )
-                if kind == "decide" and (op.commit or op.participants):
+                if kind == "resolve" and op.commit and not self._vouched(op):
+                    # Rule 12.
+                    raise _Refusal(
+                        _error(
+                            kv.INVALID_ARGUMENT,
+                            "a Resolve(commit) needs the proof of every participant's yes "
+                            "vote (the vote_mac of each Prepare's answer, with commit_ts "
+                            "their largest prepare_ts) or of the recorded decision",
+                        )
+                    )
+                if kind == "decide" and op.participants:
                     _check_participants(shard_map, op.participants, group_id)
             else:
                 validate_key(op.key)
@@ -772,10 +795,26 @@ class NodeCore:
             # Stamped above commit_ts, so the outcome record's decided_ts is at least it
             # (txn.coordinator rule D4 relies on that).
             self._observe_from_request(op.commit_ts, "the commit timestamp")
-            record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
+            record = Resolve(
+                txn_id=op.txn_id,
+                commit=op.commit,
+                commit_ts=op.commit_ts,
+                unless_prepared=not op.commit and not self._vouched(op),
+            )
         else:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
         return lambda ts: codec.encode_txn(record, ts)
+
+    def _vouched(self, op: kv.ResolveRequest) -> bool:
+        """Rule 12: whether a Resolve carries a proof of its outcome."""
+        if decision_proves(self._proof_key, op.txn_id, op.commit, op.commit_ts, op.decision_mac):
+            return True
+        # Votes over another set of participants than this group's Prepare named prove
+        # nothing here: its own vote, over that set, must be among them.
+        if not op.commit or op.header.group_id not in op.participants:
+            return False
+        votes = ((v.group_id, v.prepare_ts, v.mac) for v in op.votes)
+        return votes_prove_commit(self._proof_key, op.txn_id, op.participants, votes, op.commit_ts)
 
     def _observe_from_request(self, ts: int, what: str) -> None:
         """Rule 9, then let the clock absorb `ts`."""
@@ -1425,6 +1464,15 @@ class NodeCore:
             self._reply_after_commit_wait(pending, result, _newest_version_read(pending, result))
             return
         response, visible_ts = _result_response(pending, result)
+        if pending.kind == "prepare" and response.prepare.prepare_ts:
+            op = pending.request
+            response.prepare.vote_mac = vote_mac(  # rule 12
+                self._proof_key,
+                op.txn_id,
+                op.header.group_id,
+                response.prepare.prepare_ts,
+                op.participants,
+            )
         if _records_abort(pending.kind, response):
             # The abort is recorded here: at the coordinator group it arrives as this Decide
             # (its own part needs no Resolve), at a participant as a Prevent. A Prepare of

@@ -124,6 +124,7 @@ class NodeRuntime:
                 resolve_after_s=config.resolve_after_ms / 1000,
                 decision_retention_s=config.decision_retention_s,
             ),
+            peer_secret=config.peer_secret,
         )
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)

@@ -15,6 +15,7 @@ from router import kv_pb2 as kv
 from shard.lock_wait import LOCK_WAIT_MAX_S
 from shard.node_records import GroupHost, _Prevention, _Resolving
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
+from txn.proofs import decision_mac
 from txn.records import Decide, DecisionInfo, Finish, PurgeDecisions, Resolve
 from txn.store import MAX_PURGE_PER_COMMAND
 
@@ -44,6 +45,7 @@ class TxnDuties:
         self,
         *,
         cluster_id: str,
+        proof_key: bytes,
         hlc: HybridClock,
         request_timeout_s: float,
         resolve_after_s: float,
@@ -53,6 +55,7 @@ class TxnDuties:
         send: Callable[[Outbound], None],
     ) -> None:
         self._cluster_id = cluster_id
+        self._proof_key = proof_key
         self._hlc = hlc
         self._timeout_s = request_timeout_s
         self._resolve_after_s = resolve_after_s
@@ -105,6 +108,10 @@ class TxnDuties:
             txn_id=decision.txn_id,
             commit=decision.committed,
             commit_ts=decision.commit_ts,
+            # Node rule 12: this node vouches for the decision its group recorded.
+            decision_mac=decision_mac(
+                self._proof_key, decision.txn_id, decision.committed, decision.commit_ts
+            ),
         )
         return kv.Request(resolve=resolve)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -263,11 +263,13 @@ class Committer:
         ]
         if failures:
             return await self._abort_after_failed_prepare(ref, participants, failures, deadline)
-        commit_ts = max(o for o in outcomes if isinstance(o, int))
+        votes = [o for o in outcomes if isinstance(o, kv.VoteProof)]
+        commit_ts = max(v.prepare_ts for v in votes)
         self._client._clock.observe(commit_ts)
         # Committed (rule 2). Every participant, the coordinator included, now resolves its
         # part; that leaves the record txn_status and recovery read (participant rule R5).
-        self.resolve_all(ref.txn_id, participants, True, commit_ts)
+        # The votes are the commit's proof (txn/proofs.py).
+        self.resolve_all(ref.txn_id, participants, True, commit_ts, votes)
         return commit_ts
 
     async def _prepare(
@@ -280,7 +282,8 @@ class Committer:
         priority: int,
         part: _Part,
         deadline: float,
-    ) -> int:
+    ) -> kv.VoteProof:
+        """The group's yes vote, or raise why there is none."""
         op = kv.PrepareRequest(
             txn_id=ref.txn_id,
             coordinator_group=coordinator,
@@ -303,7 +306,7 @@ class Committer:
         if body.error.code == kv.CONFLICT:
             raise _conflict(body.error, "prepare", ref.txn_id)
         self._client._clock.observe(body.prepare_ts)
-        return body.prepare_ts
+        return kv.VoteProof(group_id=group_id, prepare_ts=body.prepare_ts, mac=body.vote_mac)
 
     async def _abort_after_failed_prepare(
         self,
@@ -380,10 +383,24 @@ class Committer:
                 return None
 
     def resolve_all(
-        self, txn_id: bytes, participants: Iterable[int], commit: bool, commit_ts: int
+        self,
+        txn_id: bytes,
+        participants: Iterable[int],
+        commit: bool,
+        commit_ts: int,
+        votes: Sequence[kv.VoteProof] = (),
     ) -> None:
-        for group in participants:
-            op = kv.ResolveRequest(txn_id=txn_id, commit=commit, commit_ts=commit_ts)
+        """Resolve each of `participants`; a commit with every one's yes vote as its proof,
+        an abort (freeing update locks) with none (participant rule R7)."""
+        groups = list(participants)
+        for group in groups:
+            op = kv.ResolveRequest(
+                txn_id=txn_id,
+                commit=commit,
+                commit_ts=commit_ts,
+                participants=groups if commit else (),
+                votes=votes,
+            )
             self._client._spawn(self._send_after_outcome(kv.Request(resolve=op), group))
 
     async def _send_after_outcome(self, request: kv.Request, group_id: int) -> None:

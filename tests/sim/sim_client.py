@@ -231,7 +231,7 @@ class _Txn:
         self.done_cb = done
         self.result = TxnResult(txn_id=client.new_txn_id())
         self.read_deadline = 0.0
-        self.votes: dict[int, int | None] = {}
+        self.votes: dict[int, kv.VoteProof | None] = {}
         # The ts of the Prepares: below every prepare_ts, so a valid asker_ts (rule D4).
         self.prepare_ts_sent = 0
         self.abort_deadline = 0.0
@@ -446,22 +446,26 @@ class _Txn:
         if response is None or error_of(response).code != kv.OK:
             self.votes[group] = None
         else:
-            self.votes[group] = response.prepare.prepare_ts
-            self.c.clock.observe(response.prepare.prepare_ts)
+            vote = response.prepare
+            self.votes[group] = kv.VoteProof(
+                group_id=group, prepare_ts=vote.prepare_ts, mac=vote.vote_mac
+            )
+            self.c.clock.observe(vote.prepare_ts)
         if len(self.votes) < len(self.result.participants):
             return
         if any(v is None for v in self.votes.values()):
             missing = sorted(g for g, v in self.votes.items() if v is None)
             self._abort(f"no or missing votes from groups {missing}")
             return
-        commit_ts = max(v for v in self.votes.values() if v is not None)
+        votes = [v for v in self.votes.values() if v is not None]
+        commit_ts = max(v.prepare_ts for v in votes)
         self.result.commit_ts = commit_ts
         self.c.clock.observe(commit_ts)
         if self.c.abandon("before_resolve"):
             self.finish("ok", "every vote yes; the client died before resolving")
             return
         self.finish("ok")
-        self._resolve_all(list(self.result.participants), True, commit_ts)
+        self._resolve_all(list(self.result.participants), True, commit_ts, votes)
 
     def _abort(self, why: str) -> None:
         """Record the abort at the coordinator group; its answer is the outcome."""
@@ -521,9 +525,18 @@ class _Txn:
         else:
             self.finish("fail", why)
 
-    def _resolve_all(self, groups: list[int], commit: bool, commit_ts: int) -> None:
+    def _resolve_all(
+        self, groups: list[int], commit: bool, commit_ts: int, votes: Sequence[kv.VoteProof] = ()
+    ) -> None:
+        """A commit carries every yes vote as its proof (node rule 12)."""
         for group in groups:
-            op = kv.ResolveRequest(txn_id=self.result.txn_id, commit=commit, commit_ts=commit_ts)
+            op = kv.ResolveRequest(
+                txn_id=self.result.txn_id,
+                commit=commit,
+                commit_ts=commit_ts,
+                participants=groups if commit else [],
+                votes=votes,
+            )
             self.c._header(op.header, group)
             self.c.t.call(group, kv.Request(resolve=op), 0.5, lambda _r, _a: None)
 

@@ -20,6 +20,7 @@ from tests.unit.shard.test_node_core import (
     header,
     prepare_request,
     put,
+    vouched,
 )
 from txn.hlc import LOGICAL_BITS, physical_us
 
@@ -58,7 +59,9 @@ def one_phase(ts: int) -> kv.Request:
 
 def resolve(commit_ts: int) -> kv.Request:
     return kv.Request(
-        resolve=kv.ResolveRequest(header=header(), txn_id=b"t1", commit=True, commit_ts=commit_ts)
+        resolve=vouched(
+            kv.ResolveRequest(header=header(), txn_id=b"t1", commit=True, commit_ts=commit_ts)
+        )
     )
 
 

@@ -20,7 +20,7 @@ from shard.lock_wait import (
     LockTable,
     blocked,
 )
-from tests.unit.shard.test_node_core import OneNode, get, header, put
+from tests.unit.shard.test_node_core import OneNode, get, header, put, vouched
 
 OLD = (100, b"old")
 MID = (200, b"mid")
@@ -139,7 +139,9 @@ def one_phase(txn: bytes, *, writes: tuple[bytes, ...] = ()) -> kv.Request:
 
 def resolve(txn: bytes, commit: bool, commit_ts: int = 0) -> kv.Request:
     return kv.Request(
-        resolve=kv.ResolveRequest(header=header(), txn_id=txn, commit=commit, commit_ts=commit_ts)
+        resolve=vouched(
+            kv.ResolveRequest(header=header(), txn_id=txn, commit=commit, commit_ts=commit_ts)
+        )
     )
 
 

@@ -24,6 +24,7 @@ from shard.limits import MAX_KEY_BYTES, MAX_STATUS_IDS, MAX_VALUE_BYTES
 from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.hlc import LOGICAL_BITS
+from txn.proofs import decision_mac, proof_key
 from txn.records import PurgeDecisions
 
 CLUSTER = "unit"
@@ -93,6 +94,14 @@ class OneNode:
 
 def header(group: int = 1, cluster: str = CLUSTER) -> kv.Header:
     return kv.Header(cluster_id=cluster, group_id=group)
+
+
+def vouched(resolve: kv.ResolveRequest) -> kv.ResolveRequest:
+    """`resolve` with the proof of its decision, as a coordinator's leader sends it (node
+    rule 12): for tests whose subject is not the proof."""
+    key = proof_key(CLUSTER, "")
+    resolve.decision_mac = decision_mac(key, resolve.txn_id, resolve.commit, resolve.commit_ts)
+    return resolve
 
 
 def put(key: bytes, value: bytes, group: int = 1, **kw: Any) -> kv.Request:
@@ -223,8 +232,10 @@ def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
     node.advance(0.2)
     assert answers == []  # parked: an undecided prepare below ts holds the key
     resolve = kv.Request(
-        resolve=kv.ResolveRequest(
-            header=header(), txn_id=b"t1", commit=True, commit_ts=prepared.prepare_ts
+        resolve=vouched(
+            kv.ResolveRequest(
+                header=header(), txn_id=b"t1", commit=True, commit_ts=prepared.prepare_ts
+            )
         )
     )
     resolved = node.call(resolve)
@@ -749,8 +760,8 @@ def test_finish_records_of_many_transactions_share_one_slot() -> None:
 
 def resolve_request(txn_id: bytes, commit_ts: int, group: int = 1) -> kv.Request:
     return kv.Request(
-        resolve=kv.ResolveRequest(
-            header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts
+        resolve=vouched(
+            kv.ResolveRequest(header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts)
         )
     )
 
@@ -965,7 +976,7 @@ def test_a_write_into_a_scanned_range_waits_for_the_scanner_at_the_leader() -> N
     node.advance(0.1, step=0.001)
     assert written == []  # parked, not refused
     assert node.call(put(b"b5", b"x")).put.error.code == kv.OK  # outside the range: no wait
-    resolve = kv.ResolveRequest(header=header(1), txn_id=b"t1", commit=False)
+    resolve = vouched(kv.ResolveRequest(header=header(1), txn_id=b"t1", commit=False))
     node.core.submit(kv.Request(resolve=resolve), lambda _r: None)
     node.advance(0.05, step=0.001)
     assert len(written) == 1 and written[0].put.error.code == kv.OK, written

@@ -23,8 +23,10 @@ from tests.unit.shard.test_node_core import (
     prepare_request,
     put,
     recover_until_decided,
+    vouched,
 )
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
+from txn.proofs import MAC_BYTES
 from txn.records import PurgeDecisions
 
 # OneNode's map: data groups 1 and 2 (split at b"m").
@@ -91,8 +93,8 @@ def _all_checked(answers: list[kv.Response], asks: str) -> bool:
 
 def _resolve(node: OneNode, txn_id: bytes, commit_ts: int, groups: tuple[int, ...]) -> None:
     for group in groups:
-        resolve = kv.ResolveRequest(
-            header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts
+        resolve = vouched(
+            kv.ResolveRequest(header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts)
         )
         assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
 
@@ -148,6 +150,85 @@ def test_a_commit_decide_from_the_wire_cannot_commit_over_a_missing_vote() -> No
     decision = shard.decision(b"t1")
     assert decision is not None and not decision.committed
     assert node.call(get(b"apple")).get.value == b""
+
+
+def _votes(node: OneNode, parts: tuple[tuple[int, bytes], ...]) -> list[kv.VoteProof]:
+    """Prepare t1 (participants 1 and 2) in each (group, key) of `parts`: the yes votes."""
+    votes = []
+    for group, key in parts:
+        vote = node.call(prepare_request(group, key)).prepare
+        assert vote.error.code == kv.OK and len(vote.vote_mac) == MAC_BYTES
+        votes.append(kv.VoteProof(group_id=group, prepare_ts=vote.prepare_ts, mac=vote.vote_mac))
+    return votes
+
+
+def _resolve_commit(group: int, votes: list[kv.VoteProof], commit_ts: int) -> kv.Request:
+    return kv.Request(
+        resolve=kv.ResolveRequest(
+            header=header(group),
+            txn_id=b"t1",
+            commit=True,
+            commit_ts=commit_ts,
+            participants=[1, 2],
+            votes=votes,
+        )
+    )
+
+
+def test_a_resolve_commit_needs_every_yes_vote() -> None:
+    """Rule 12: group 2 never prepared, so t1 is not committed, and a Resolve(commit) to
+    group 1 with only its own vote, or none, or a forged one, is refused and changes
+    nothing; the transaction ends aborted."""
+    node = OneNode(resolve_after_s=0.2)
+    [vote] = _votes(node, ((1, b"apple"),))
+    shard = node.core.hosts[1].shard
+    before = shard.applied_index
+    forged = kv.VoteProof(group_id=2, prepare_ts=vote.prepare_ts, mac=b"\0" * MAC_BYTES)
+    for votes in ([vote], [], [vote, forged]):
+        refused = node.call(_resolve_commit(1, votes, vote.prepare_ts)).resolve
+        assert refused.error.code == kv.INVALID_ARGUMENT
+        assert "proof of every participant's yes vote" in refused.error.message
+    assert shard.applied_index == before and shard.decision(b"t1") is None
+    recover_until_decided(node, b"t1")
+    decision = shard.decision(b"t1")
+    assert decision is not None and not decision.committed
+    assert node.call(get(b"apple")).get.value == b""
+
+
+def test_a_resolve_commit_with_every_yes_vote_commits() -> None:
+    node = OneNode()
+    votes = _votes(node, ((1, b"apple"), (2, b"zebra")))
+    commit_ts = max(v.prepare_ts for v in votes)
+    wrong_ts = node.call(_resolve_commit(1, votes, commit_ts - 1)).resolve
+    assert wrong_ts.error.code == kv.INVALID_ARGUMENT  # not their largest prepare_ts
+    for group in (1, 2):
+        assert node.call(_resolve_commit(group, votes, commit_ts)).resolve.error.code == kv.OK
+    for key, group in ((b"apple", 1), (b"zebra", 2)):
+        read = node.call(get(key, group=group)).get
+        assert (read.value, read.version) == (b"v", commit_ts)
+
+
+def test_an_abort_nobody_vouched_for_leaves_a_prepared_part_alone() -> None:
+    """Rule 12 and participant rule R7: every vote of t1 is yes (it committed) when a
+    Resolve(abort) without the decision's proof reaches group 1; its part stays prepared
+    and the commit still lands there. An abort of a transaction not prepared (a client
+    freeing its update locks) is taken."""
+    node = OneNode()
+    votes = _votes(node, ((1, b"apple"), (2, b"zebra")))
+    forged = kv.ResolveRequest(header=header(1), txn_id=b"t1", commit=False)
+    assert node.call(kv.Request(resolve=forged)).resolve.error.code == kv.OK
+    shard = node.core.hosts[1].shard
+    assert shard.prepared(b"t1") is not None and shard.decision(b"t1") is None
+    commit_ts = max(v.prepare_ts for v in votes)
+    assert node.call(_resolve_commit(1, votes, commit_ts)).resolve.error.code == kv.OK
+    read = node.call(get(b"apple")).get
+    assert (read.value, read.version) == (b"v", commit_ts)
+    free = kv.ResolveRequest(header=header(1), txn_id=b"t9", commit=False)
+    assert node.call(kv.Request(resolve=free)).resolve.error.code == kv.OK
+    decision = shard.decision(b"t9")
+    assert decision is not None and not decision.committed
+    late = node.call(prepare_request(1, b"avocado", txn_id=b"t9")).prepare
+    assert late.error.code == kv.CONFLICT  # the abort it stands for holds (P2)
 
 
 def test_a_recovery_abort_without_participants_is_still_taken() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 import txn.coordinator as coordinator_module
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, header
+from tests.unit.shard.test_node_core import OneNode, header, vouched
 
 PER_COMMAND = 2
 RECORDS = 7
@@ -27,7 +27,9 @@ def test_a_purge_that_stopped_at_its_bound_goes_on_until_the_backlog_is_gone(
     txn_ids = [b"t%d" % i for i in range(RECORDS)]
     for txn_id in txn_ids:
         # A Resolve of a transaction never prepared here still leaves its record (R5).
-        resolve = kv.ResolveRequest(header=header(1), txn_id=txn_id, commit=True, commit_ts=1)
+        resolve = vouched(
+            kv.ResolveRequest(header=header(1), txn_id=txn_id, commit=True, commit_ts=1)
+        )
         assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
     shard = node.core.hosts[1].shard
     assert all(shard.decision(t) is not None for t in txn_ids)

@@ -1,0 +1,86 @@
+"""Proofs that a transaction's outcome is real, so that no client can split one.
+
+A transaction commits when every participant has logged its PREPARE; the client, which alone
+sees every vote, then resolves the participants. A node cannot see the other votes, so a
+Resolve(commit) carries them: each yes vote is answered with a MAC over (txn id, group,
+prepare_ts, participants) under a key only the nodes hold, and a participant takes a
+Resolve(commit) only with a valid MAC of every participant's vote and the commit timestamp
+they give (the largest prepare_ts). A Resolve a node sends from a decision recorded at the
+coordinator group (recovery) carries a MAC over that decision instead. Without a valid proof a
+Resolve(commit) is refused, and a Resolve(abort) may free only a transaction that is not
+prepared (participant rule R7).
+
+The key derives from the cluster's `peer_secret`, which separates nodes from clients (every
+`paxoskv cluster start` cluster has one). Without a secret it derives from the cluster id,
+which clients know: the proofs then stop mistakes (a buggy client), not forgery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable, Sequence
+
+MAC_BYTES = 16
+_DOMAIN = b"paxoskv outcome proofs v1"
+
+
+def proof_key(cluster_id: str, peer_secret: str) -> bytes:
+    """The key every node of the cluster derives alike."""
+    secret = (peer_secret or cluster_id).encode()
+    return hmac.new(secret, _DOMAIN + b"|" + cluster_id.encode(), hashlib.sha256).digest()
+
+
+def _mac(key: bytes, *parts: bytes) -> bytes:
+    message = b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    return hmac.new(key, message, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def _groups(participants: Iterable[int]) -> bytes:
+    return b"".join(struct.pack(">Q", g) for g in sorted(set(participants)))
+
+
+def vote_mac(
+    key: bytes, txn_id: bytes, group_id: int, prepare_ts: int, participants: Iterable[int]
+) -> bytes:
+    """The MAC of `group_id`'s yes vote, answered with its Prepare."""
+    return _mac(
+        key,
+        b"vote",
+        txn_id,
+        struct.pack(">QQ", group_id, prepare_ts),
+        _groups(participants),
+    )
+
+
+def decision_mac(key: bytes, txn_id: bytes, commit: bool, commit_ts: int) -> bytes:
+    """The MAC of a decision recorded at the coordinator group, sent with its Resolves."""
+    return _mac(key, b"decision", txn_id, struct.pack(">?Q", commit, commit_ts if commit else 0))
+
+
+def votes_prove_commit(
+    key: bytes,
+    txn_id: bytes,
+    participants: Sequence[int],
+    votes: Iterable[tuple[int, int, bytes]],
+    commit_ts: int,
+) -> bool:
+    """Whether `votes` (group, prepare_ts, mac) hold a valid yes vote of every one of
+    `participants` and `commit_ts` is the largest of their prepare_ts."""
+    groups = set(participants)
+    if not groups:
+        return False
+    seen: dict[int, int] = {}
+    for group_id, prepare_ts, mac in votes:
+        if group_id not in groups or group_id in seen:
+            return False
+        if not hmac.compare_digest(mac, vote_mac(key, txn_id, group_id, prepare_ts, groups)):
+            return False
+        seen[group_id] = prepare_ts
+    return set(seen) == groups and max(seen.values()) == commit_ts
+
+
+def decision_proves(key: bytes, txn_id: bytes, commit: bool, commit_ts: int, mac: bytes) -> bool:
+    """Whether `mac` vouches for this decision."""
+    return bool(mac) and hmac.compare_digest(mac, decision_mac(key, txn_id, commit, commit_ts))
