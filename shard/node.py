@@ -94,10 +94,12 @@ Rules
 12. A Resolve from the wire carries a proof of its outcome (txn/proofs.py): the MAC of
    every participant's yes vote, each answered with its Prepare under a key only the nodes
    hold, or the MAC of the decision recorded at the coordinator group, which the node
-   delivering it sends. A Resolve(commit) without one is refused; a Resolve(abort) without
-   one changes nothing where the transaction is prepared (participant rule R7), so it can
-   free the update locks of a transaction that never prepared but not abort a part of one
-   that may have committed.
+   delivering it sends. A Resolve(commit) without one is refused. A Resolve(abort) without
+   one frees the update locks the leader holds for the transaction (and refuses its
+   Prepares that have not been proposed yet, a no vote, which nobody records) but is not
+   logged: the client sends one only for a transaction that sent no commit request, and
+   logged, it would abort a prepared part of a transaction that may have committed, or,
+   after a purge, record an abort over a commit.
 """
 
 from __future__ import annotations
@@ -583,6 +585,10 @@ class NodeCore:
                     if op.commit:
                         self._hold_resolve(host, pending, command_for)
                         return
+                    if not self._vouched(op):
+                        # Rule 12: it freed what this leader holds in memory; nothing more.
+                        self._reply_done(pending)
+                        return
                 self._submit_write(host, pending, command_for)
         except _Refusal as refusal:
             self._reply_error(pending, refusal.error)
@@ -795,12 +801,7 @@ class NodeCore:
             # Stamped above commit_ts, so the outcome record's decided_ts is at least it
             # (txn.coordinator rule D4 relies on that).
             self._observe_from_request(op.commit_ts, "the commit timestamp")
-            record = Resolve(
-                txn_id=op.txn_id,
-                commit=op.commit,
-                commit_ts=op.commit_ts,
-                unless_prepared=not op.commit and not self._vouched(op),
-            )
+            record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
         else:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
         return lambda ts: codec.encode_txn(record, ts)
@@ -1581,6 +1582,12 @@ class NodeCore:
             else:
                 still.append((host, pending))
         self._parked = still
+
+    def _reply_done(self, pending: _Pending) -> None:
+        """Answer OK, with nothing more to say."""
+        response = kv.Response(id=pending.request_id)
+        getattr(response, pending.kind).SetInParent()
+        pending.reply(response)
 
     def _reply_error(self, pending: _Pending, error: kv.Error) -> None:
         if pending.kind == "internal":

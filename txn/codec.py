@@ -105,7 +105,6 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 commit=record.commit,
                 commit_ts=record.commit_ts,
                 if_prepared=record.if_prepared,
-                unless_prepared=record.unless_prepared,
             )
         )
     if isinstance(record, Decide):
@@ -182,11 +181,7 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
     if which == "resolve":
         r = msg.resolve
         return Resolve(
-            txn_id=r.txn_id,
-            commit=r.commit,
-            commit_ts=r.commit_ts,
-            if_prepared=r.if_prepared,
-            unless_prepared=r.unless_prepared,
+            txn_id=r.txn_id, commit=r.commit, commit_ts=r.commit_ts, if_prepared=r.if_prepared
         )
     if which == "decide":
         d = msg.decide

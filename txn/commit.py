@@ -391,7 +391,7 @@ class Committer:
         votes: Sequence[kv.VoteProof] = (),
     ) -> None:
         """Resolve each of `participants`; a commit with every one's yes vote as its proof,
-        an abort (freeing update locks) with none (participant rule R7)."""
+        an abort (freeing update locks) with none (node rule 12)."""
         groups = list(participants)
         for group in groups:
             op = kv.ResolveRequest(

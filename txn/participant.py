@@ -114,11 +114,6 @@ R6. Resolve(abort, if_prepared), a participant's own abort after a `checked` pen
     of its coordinator group (coordinator rule D4), changes nothing unless this group holds
     the txn prepared when it is applied, and then resolves it as R2-R5 do: the evidence
     says "never committed" only while this group still holds it prepared.
-R7. Resolve(abort, unless_prepared), an abort nobody vouched for (from the wire without the
-    proof of a recorded decision, txn/proofs.py; a client freeing the update locks of a
-    transaction it never committed), changes nothing if this group holds the txn prepared:
-    its votes may be complete, and it committed. Otherwise it records the abort as R5 does,
-    which refuses a later Prepare of the txn here (P2), so the abort it stands for holds.
 W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a prepared
     transaction scanned (P6), is refused (phase "write").
 
@@ -387,8 +382,6 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     txn_id = cmd.txn_id
     info = store.prepared(txn_id)
     if info is None and cmd.if_prepared:  # R6
-        return ResolveResult(found=False)
-    if info is not None and cmd.unless_prepared:  # R7
         return ResolveResult(found=False)
     if store.decision(txn_id) is None:
         # A commit resolved here keeps its participants (R5): the record must outlive every

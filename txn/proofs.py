@@ -7,8 +7,9 @@ prepare_ts, participants) under a key only the nodes hold, and a participant tak
 Resolve(commit) only with a valid MAC of every participant's vote and the commit timestamp
 they give (the largest prepare_ts). A Resolve a node sends from a decision recorded at the
 coordinator group (recovery) carries a MAC over that decision instead. Without a valid proof a
-Resolve(commit) is refused, and a Resolve(abort) may free only a transaction that is not
-prepared (participant rule R7).
+Resolve(commit) is refused, and a Resolve(abort) only frees the update locks the leader holds
+in memory, as a client's abort of a transaction that sent no commit request does; it is not
+logged (shard/node.py rule 12).
 
 The key derives from the cluster's `peer_secret`, which separates nodes from clients (every
 `paxoskv cluster start` cluster has one). Without a secret it derives from the cluster id,

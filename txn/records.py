@@ -188,20 +188,17 @@ class Resolve:
 
     `if_prepared`: an abort that changes nothing unless this group holds the txn prepared
     (txn.participant rule R6; a participant's own recovery, never from the wire).
-    `unless_prepared`: an abort nobody vouched for, which changes nothing if this group
-    holds the txn prepared (rule R7; from the wire without the decision's proof).
     """
 
     txn_id: bytes
     commit: bool
     commit_ts: int = 0
     if_prepared: bool = False
-    unless_prepared: bool = False
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
         _check_u64("commit_ts", self.commit_ts)
-        if self.commit and (self.if_prepared or self.unless_prepared):
+        if self.if_prepared and self.commit:
             raise ValueError("only an abort can be conditional on the prepared record")
 
 

@@ -51,18 +51,16 @@ class Prepare(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ..., began_ts: _Optional[int] = ...) -> None: ...
 
 class Resolve(_message.Message):
-    __slots__ = ("txn_id", "commit", "commit_ts", "if_prepared", "unless_prepared")
+    __slots__ = ("txn_id", "commit", "commit_ts", "if_prepared")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     IF_PREPARED_FIELD_NUMBER: _ClassVar[int]
-    UNLESS_PREPARED_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     commit: bool
     commit_ts: int
     if_prepared: bool
-    unless_prepared: bool
-    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ..., unless_prepared: _Optional[bool] = ...) -> None: ...
+    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ...) -> None: ...
 
 class Decide(_message.Message):
     __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts", "if_prepared")

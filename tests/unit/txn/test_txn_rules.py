@@ -535,25 +535,6 @@ def test_r6_a_conditional_abort_changes_nothing_unless_prepared(h: Harness) -> N
         Resolve(txn_id=T2, commit=True, commit_ts=5, if_prepared=True)
 
 
-def test_r7_an_abort_nobody_vouched_for_leaves_a_prepared_part_alone(h: Harness) -> None:
-    """A Resolve(abort) from the wire without the decision's proof: this part's vote may
-    have completed a commit, so it is left prepared; where the txn is not prepared, the
-    abort is recorded (R5) and refuses a later Prepare (P2), so that abort holds."""
-    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
-    ignored = h.txn(Resolve(txn_id=T1, commit=False, unless_prepared=True), ts + 1)
-    assert ignored.txn == ResolveResult(found=False)
-    assert h.prepared(T1) is not None and h.decision(T1) is None
-    assert [i.txn_id for i in h.intents(b"a")] == [T1]
-    freed = h.txn(Resolve(txn_id=T2, commit=False, unless_prepared=True), ts + 2)
-    assert freed.txn == ResolveResult(found=False)
-    info = h.decision(T2)
-    assert info is not None and not info.committed
-    late = h.txn(prep(T2, writes={b"b": b"1"}), ts + 3)
-    assert late.status is Status.CONFLICT and h.prepared(T2) is None
-    with pytest.raises(ValueError, match="only an abort"):
-        Resolve(txn_id=T2, commit=True, commit_ts=5, unless_prepared=True)
-
-
 def test_g1_the_purge_marks_only_rise(h: Harness) -> None:
     h.txn(Resolve(txn_id=T1, commit=True, commit_ts=30), 31)
     h.as_written_before_g2(T1)  # its purge raises the unverified mark too
