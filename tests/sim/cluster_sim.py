@@ -508,6 +508,9 @@ class ClientHost(Host):
         self.rpc.call(group_id, request, timeout_s, on_done)
         self.sim.maybe_copy_late(self.id, group_id, request)
 
+    def count(self, name: str) -> None:
+        self.sim.stats_add(name)
+
     # Host --------------------------------------------------------------------------------
 
     def boot(self) -> None:
@@ -546,6 +549,7 @@ class ClientHost(Host):
             abandon=self._abandon,
             mutations=self.sim.mutations,
             settle_unknown=self.sim.knobs.settle_unknown,
+            forged_resolves=self.sim.knobs.forged_resolves,
         )
 
 
@@ -993,6 +997,10 @@ class Knobs:
     #: Probability that the network delivers a copy of a commit request (Prepare, one-phase
     #: commit, Decide, Resolve) again after 1-3 retention windows (participant rules P7, O5).
     late_copies: float = 0.0
+    #: Probability of each forgery of a buggy client: a Resolve(commit) with the votes it
+    #: has so far and made-up ones for the rest, a Resolve(abort) of a committed
+    #: transaction's part (node rule 12).
+    forged_resolves: float = 0.0
 
     def describe(self) -> str:
         return (
@@ -1000,6 +1008,7 @@ class Knobs:
             f"chaos={self.chaos_s}s commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
             f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
             f"settle_unknown={self.settle_unknown} late_copies={self.late_copies} "
+            f"forged_resolves={self.forged_resolves} "
             f"triggers={[t.describe() for t in self.triggers]} "
             f"faults={[f.describe() for f in self.faults]}"
         )
@@ -1016,6 +1025,7 @@ PROFILES = (
     "chaos",
     "rebuild",
     "purge",
+    "forgery",
 )
 # The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s:
 # a client's own re-sent Prepare is then never below a purge mark, where rule P7 would
@@ -1133,6 +1143,12 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.settle_unknown = True
         k.late_copies = rng.choice((0.0, 0.1, 0.3))
         k.txn = replace(k.txn, decision_retention_s=PURGE_RETENTION_S, purge_interval_s=0.1)
+        weights = {"crash": 2, "partition": 1}
+        rate = 2
+    elif profile == "forgery":
+        # A buggy client forges Resolves under crashes: atomicity must hold because the
+        # nodes take none of them (node rule 12).
+        k.forged_resolves = rng.choice((0.2, 0.5))
         weights = {"crash": 2, "partition": 1}
         rate = 2
     elif profile == "chaos":

@@ -676,6 +676,20 @@ MUTATIONS = [
         tests=TXN_TESTS,
     ),
     Mutation(
+        "resolve_taken_without_proof",
+        "node rule 12: a Resolve from the wire is taken without a proof of its outcome",
+        edits=(
+            (
+                "node.py",
+                '        """Rule 12: whether a Resolve carries a proof of its outcome."""\n',
+                '        """Rule 12: whether a Resolve carries a proof of its outcome."""\n'
+                "        return True\n",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
         "restart_clock_at_wall",
         "node rule 10: a restarted node's clock starts at its wall clock, not above its store",
         edits=(

@@ -109,6 +109,10 @@ class Transport(Protocol):
         """Call `fn()` after `delay_s` seconds of virtual time."""
         ...
 
+    def count(self, name: str) -> None:
+        """Add one to the run's statistic `name`."""
+        ...
+
     def call(
         self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
     ) -> None:
@@ -163,8 +167,11 @@ class SimTxnClient:
         abandon: Callable[[str], bool] | None = None,
         mutations: frozenset[str] = frozenset(),
         settle_unknown: bool = False,
+        forged_resolves: float = 0.0,
     ) -> None:
         self.t = transport
+        #: Probability of each forgery of a buggy client (`_Txn._forge_*`; node rule 12).
+        self.forged_resolves = forged_resolves
         #: Settle a commit whose outcome is unknown, as `txn.Client(settle_unknown=True)`
         #: does (`txn_status(ref, settle=True)`): a recovery Decide(abort) at the decision
         #: group, re-sent while pending for SETTLE_S more, whose answer is the outcome.
@@ -451,6 +458,8 @@ class _Txn:
                 group_id=group, prepare_ts=vote.prepare_ts, mac=vote.vote_mac
             )
             self.c.clock.observe(vote.prepare_ts)
+            if self._forges():
+                self._forge_early_commit()
         if len(self.votes) < len(self.result.participants):
             return
         if any(v is None for v in self.votes.values()):
@@ -464,6 +473,8 @@ class _Txn:
         if self.c.abandon("before_resolve"):
             self.finish("ok", "every vote yes; the client died before resolving")
             return
+        if self._forges():
+            self._forge_abort()
         self.finish("ok")
         self._resolve_all(list(self.result.participants), True, commit_ts, votes)
 
@@ -524,6 +535,30 @@ class _Txn:
             self.finish("ok", "recovery had recorded the commit")
         else:
             self.finish("fail", why)
+
+    def _forges(self) -> bool:
+        return self.c.forged_resolves > 0 and self.c.t.rng.random() < self.c.forged_resolves
+
+    def _forge_early_commit(self) -> None:
+        """A buggy client resolves as committed on the votes it has so far, and fills in
+        the missing ones: the nodes must refuse it (rule 12), or a participant that votes
+        no would leave this one committed."""
+        parts = list(self.result.participants)
+        votes = [v for v in self.votes.values() if v is not None]
+        votes += [
+            kv.VoteProof(group_id=g, prepare_ts=votes[0].prepare_ts, mac=bytes(16))
+            for g in parts
+            if self.votes.get(g) is None
+        ]
+        self.c.t.count("forged_commit_resolves")
+        self._resolve_all(parts, True, max(v.prepare_ts for v in votes), votes)
+
+    def _forge_abort(self) -> None:
+        """A buggy client aborts one participant of a committed transaction, as if it
+        had freed its update locks: the nodes must not log it (rule 12)."""
+        group = self.c.t.rng.choice(sorted(self.result.participants))
+        self.c.t.count("forged_abort_resolves")
+        self._resolve_all([group], False, 0)
 
     def _resolve_all(
         self, groups: list[int], commit: bool, commit_ts: int, votes: Sequence[kv.VoteProof] = ()
