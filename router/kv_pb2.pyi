@@ -310,14 +310,16 @@ class DecideResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., committed: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., pending: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
 
 class PreventRequest(_message.Message):
-    __slots__ = ("header", "txn_id", "asker_ts")
+    __slots__ = ("header", "txn_id", "asker_ts", "participants")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     ASKER_TS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     txn_id: bytes
     asker_ts: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PreventResponse(_message.Message):
     __slots__ = ("error", "prepared", "prepare_ts", "unknown", "checked")

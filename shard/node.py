@@ -796,19 +796,34 @@ class NodeCore:
         elif kind == "decide":
             record = _wire_decide(op)
         elif kind == "prevent":
-            record = Prevent(txn_id=op.txn_id, asker_ts=op.asker_ts)
+            record = Prevent(
+                txn_id=op.txn_id, asker_ts=op.asker_ts, participants=tuple(op.participants)
+            )
         elif kind == "resolve":
             # Stamped above commit_ts, so the outcome record's decided_ts is at least it
             # (txn.coordinator rule D4 relies on that).
             self._observe_from_request(op.commit_ts, "the commit timestamp")
-            record = Resolve(txn_id=op.txn_id, commit=op.commit, commit_ts=op.commit_ts)
+            # With what its proof names (participant rule R7).
+            record = Resolve(
+                txn_id=op.txn_id,
+                commit=op.commit,
+                commit_ts=op.commit_ts,
+                participants=tuple(op.participants),
+            )
         else:
             raise _Refusal(_error(kv.INVALID_ARGUMENT, f"unsupported request {kind!r}"))
         return lambda ts: codec.encode_txn(record, ts)
 
     def _vouched(self, op: kv.ResolveRequest) -> bool:
         """Rule 12: whether a Resolve carries a proof of its outcome."""
-        if decision_proves(self._proof_key, op.txn_id, op.commit, op.commit_ts, op.decision_mac):
+        if decision_proves(
+            self._proof_key,
+            op.txn_id,
+            op.commit,
+            op.commit_ts,
+            op.participants,
+            op.decision_mac,
+        ):
             return True
         # Votes over another set of participants than this group's Prepare named prove
         # nothing here: its own vote, over that set, must be among them.

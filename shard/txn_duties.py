@@ -102,15 +102,21 @@ class TxnDuties:
             self._send((group_id, request, _on_resolved(state, group_id)))
 
     def _resolve_request(self, group_id: int, decision: DecisionInfo) -> kv.Request:
-        """The Resolve that tells `group_id` the recorded `decision`."""
+        """The Resolve that tells `group_id` the recorded `decision`, vouched for by this
+        node (node rule 12)."""
         resolve = kv.ResolveRequest(
             header=self._header(group_id),
             txn_id=decision.txn_id,
             commit=decision.committed,
             commit_ts=decision.commit_ts,
             # Node rule 12: this node vouches for the decision its group recorded.
+            participants=decision.participants,
             decision_mac=decision_mac(
-                self._proof_key, decision.txn_id, decision.committed, decision.commit_ts
+                self._proof_key,
+                decision.txn_id,
+                decision.committed,
+                decision.commit_ts,
+                decision.participants,
             ),
         )
         return kv.Request(resolve=resolve)
@@ -154,7 +160,10 @@ class TxnDuties:
             if group_id == host.group_id:
                 continue
             prevent = kv.PreventRequest(
-                header=self._header(group_id), txn_id=txn_id, asker_ts=info.prepare_ts
+                header=self._header(group_id),
+                txn_id=txn_id,
+                asker_ts=info.prepare_ts,
+                participants=info.participants,
             )
             request = kv.Request(prevent=prevent)
             self._send((group_id, request, self._on_prevented(host, txn_id, group_id, state)))

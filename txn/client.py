@@ -488,21 +488,20 @@ class AsyncClient:
         """
         # The loop time by which a settle must be recorded (its window's end).
         settle_by = self._deadline(self._settle_window_left(ref)) if settle else 0.0
+        gid: int | None
         if isinstance(ref, TxnRef):
             if group_id is not None or key is not None:
                 raise InvalidArgument("a TxnRef already names the group: drop group_id/key")
             txn_id, gid = ref.txn_id, ref.group_id
-            await self._ready(self._deadline(timeout_s))
         else:
             txn_id = _as_key(ref, "transaction id")
             if (group_id is None) == (key is None):
                 raise InvalidArgument("with a bare transaction id give group_id= or key=")
-            await self._ready(self._deadline(timeout_s))
-            if key is not None:
-                gid = self._map().locate(_as_key(key)).group_id
-            else:
-                assert group_id is not None
-                gid = group_id
+            gid = group_id
+        await self._ready(self._deadline(timeout_s))
+        if key is not None:
+            gid = self._map().locate(_as_key(key)).group_id
+        assert gid is not None
         # A mistyped group (a REF's ":GROUP", or group_id=) is the caller's error, not a
         # shard map change to ask again about; the meta group decides no transaction. A
         # group the cached map lacks may be newer than it: refreshed once before refusing.

@@ -105,6 +105,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
                 commit=record.commit,
                 commit_ts=record.commit_ts,
                 if_prepared=record.if_prepared,
+                participants=record.participants,
             )
         )
     if isinstance(record, Decide):
@@ -138,7 +139,11 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
             )
         )
     if isinstance(record, Prevent):
-        return pb.TxnCommand(prevent=pb.Prevent(txn_id=record.txn_id, asker_ts=record.asker_ts))
+        return pb.TxnCommand(
+            prevent=pb.Prevent(
+                txn_id=record.txn_id, asker_ts=record.asker_ts, participants=record.participants
+            )
+        )
     raise TypeError(f"not a transaction command: {record!r}")
 
 
@@ -181,7 +186,11 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
     if which == "resolve":
         r = msg.resolve
         return Resolve(
-            txn_id=r.txn_id, commit=r.commit, commit_ts=r.commit_ts, if_prepared=r.if_prepared
+            txn_id=r.txn_id,
+            commit=r.commit,
+            commit_ts=r.commit_ts,
+            if_prepared=r.if_prepared,
+            participants=tuple(r.participants),
         )
     if which == "decide":
         d = msg.decide
@@ -210,7 +219,8 @@ def _decode_command_pb(msg: pb.TxnCommand) -> TxnCommand:
             began_ts=c.began_ts,
         )
     if which == "prevent":
-        return Prevent(txn_id=msg.prevent.txn_id, asker_ts=msg.prevent.asker_ts)
+        p = msg.prevent
+        return Prevent(txn_id=p.txn_id, asker_ts=p.asker_ts, participants=tuple(p.participants))
     raise MalformedTxnRecord("transaction command without an operation")
 
 

@@ -29,7 +29,9 @@ no clock (the command's ts is an argument), no randomness, no iteration over set
 Rules
 -----
 P1. Prepare is idempotent: if this group holds a prepared record of the txn, the answer is
-    the recorded prepare_ts and nothing changes.
+    the recorded prepare_ts and nothing changes; a Prepare naming another coordinator or
+    other participants than that record is refused (its yes vote's proof would name
+    participants this group never logged, node rule 12).
 P2. If this group holds a decision record of the txn (it is the coordinator group and
     recovery already decided, e.g. aborted it; or recovery prevented the txn here, V1), the
     Prepare is refused ("already aborted").
@@ -110,10 +112,27 @@ V2. As coordinator rule D4: a Prevent whose `asker_ts` (the coordinator's prepar
     here in either case: the question may be stale, its asker resolved by the commit and
     purged since, and an abort here would contradict that commit (the simulator's seed
     bank:purge:0 split a transaction so when an abort was recorded on this evidence).
+V3. A Prevent naming the asker's participants, where this group holds the txn prepared (or
+    its commit recorded) over other participants, answers "not prepared" and records
+    nothing: the two groups were sent different transactions under one id (a buggy
+    client), this group's PREPARE is no yes vote of the asker's, and by rule P1 it never
+    will be one, so the asker's transaction can never commit. Answered "prepared", the
+    asker recorded a commit this group never took (R7), while its own coordinator aborted
+    it (found by review).
 R6. Resolve(abort, if_prepared), a participant's own abort after a `checked` pending answer
     of its coordinator group (coordinator rule D4), changes nothing unless this group holds
     the txn prepared when it is applied, and then resolves it as R2-R5 do: the evidence
     says "never committed" only while this group still holds it prepared.
+R7. A Resolve from the wire names the participants its proof vouches for (node rule 12):
+    those whose yes votes it carries, or those of the recorded decision it delivers. Where
+    this group holds the txn prepared over other participants, it changes nothing, not
+    even an outcome record: it is about another transaction under the same id (found by
+    review: a Decide(abort) naming one more group, sent to that group, which holds no
+    PREPARE and so records the abort, had it delivered, vouched for, to the parts of a
+    committed transaction). A decision over the same participants is the transaction's: a
+    group takes a Decide only naming it among the participants, records a commit only when
+    every PREPARE is logged, and an abort only when some participant cannot prepare (rules
+    D3, D5), itself included.
 W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a prepared
     transaction scanned (P6), is refused (phase "write").
 
@@ -274,6 +293,20 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
     txn_id = cmd.txn_id
     existing = store.prepared(txn_id)
     if existing is not None:
+        if existing.coordinator_group != cmd.coordinator_group or sorted(
+            set(existing.participants)
+        ) != sorted(set(cmd.participants)):
+            # P1: a copy naming another coordinator or participants is no copy; its yes
+            # would carry a vote proof over participants this group never logged (node
+            # rule 12), letting a Resolve(commit) land under another set's recovery.
+            return PrepareResult(
+                conflict=Conflict(
+                    key=b"",
+                    other_txn=txn_id,
+                    phase=PHASE_PREPARE,
+                    reason="prepared here with another coordinator or other participants",
+                )
+            )
         return PrepareResult(prepare_ts=existing.prepare_ts)
     decided = store.decision(txn_id)
     if decided is not None:
@@ -371,6 +404,11 @@ def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts
     return 1
 
 
+def _proof_matches(cmd: Resolve, info: PreparedInfo) -> bool:
+    """Rule R7."""
+    return _same_participants(cmd.participants, info.participants)
+
+
 def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     """Rules R1-R5: apply the decision `cmd` (command timestamp `ts`) to this group's
     prepared record of the txn.
@@ -382,6 +420,8 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     txn_id = cmd.txn_id
     info = store.prepared(txn_id)
     if info is None and cmd.if_prepared:  # R6
+        return ResolveResult(found=False)
+    if info is not None and not _proof_matches(cmd, info):  # R7
         return ResolveResult(found=False)
     if store.decision(txn_id) is None:
         # A commit resolved here keeps its participants (R5): the record must outlive every
@@ -460,8 +500,12 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     """Rules V1-V2: report the txn's PREPARE here, or make sure it never happens here."""
     info = store.prepared(cmd.txn_id)
     if info is not None:
+        if not _same_participants(cmd.participants, info.participants):  # V3
+            return PreventResult(prepared=False)
         return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
     decided = store.decision(cmd.txn_id)
+    if decided is not None and not _same_participants(cmd.participants, decided.participants):
+        return PreventResult(prepared=False)  # V3
     if decided is None:
         if may_be_purged(store, cmd.asker_ts):
             return PreventResult(
@@ -471,6 +515,11 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     elif decided.committed:
         return PreventResult(prepared=True, prepare_ts=decided.commit_ts)
     return PreventResult(prepared=False)
+
+
+def _same_participants(asked: Sequence[int], held: Sequence[int]) -> bool:
+    """Rule V3 (either side empty: nothing to compare)."""
+    return not asked or not held or set(asked) == set(held)
 
 
 def may_be_purged(store: TxnStore, asker_ts: int) -> bool:

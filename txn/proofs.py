@@ -6,7 +6,9 @@ Resolve(commit) carries them: each yes vote is answered with a MAC (keyed BLAKE2
 prepare_ts, participants) under a key only the nodes hold, and a participant takes a
 Resolve(commit) only with a valid MAC of every participant's vote and the commit timestamp
 they give (the largest prepare_ts). A Resolve a node sends from a decision recorded at the
-coordinator group (recovery) carries a MAC over that decision instead. Without a valid proof a
+coordinator group (recovery) carries a MAC over that decision and its participants instead. A
+participant takes either only if its own PREPARE names the same participants (participant
+rule R7). Without a valid proof a
 Resolve(commit) is refused, and a Resolve(abort) only frees the update locks the leader holds
 in memory, as a client's abort of a transaction that sent no commit request does; it is not
 logged (shard/node.py rule 12).
@@ -50,9 +52,13 @@ def vote_mac(
     )
 
 
-def decision_mac(key: bytes, txn_id: bytes, commit: bool, commit_ts: int) -> bytes:
-    """The MAC of a decision recorded at the coordinator group, sent with its Resolves."""
-    return _mac(key, b"decision", txn_id, struct.pack(">?Q", commit, commit_ts if commit else 0))
+def decision_mac(
+    key: bytes, txn_id: bytes, commit: bool, commit_ts: int, participants: Iterable[int]
+) -> bytes:
+    """The MAC of a recorded decision over `participants`, sent with its Resolves."""
+    groups = sorted(set(participants))
+    fields = struct.pack(f">?Q{len(groups)}Q", commit, commit_ts if commit else 0, *groups)
+    return _mac(key, b"decision", txn_id, fields)
 
 
 def votes_prove_commit(
@@ -77,6 +83,14 @@ def votes_prove_commit(
     return set(seen) == groups and max(seen.values()) == commit_ts
 
 
-def decision_proves(key: bytes, txn_id: bytes, commit: bool, commit_ts: int, mac: bytes) -> bool:
+def decision_proves(
+    key: bytes,
+    txn_id: bytes,
+    commit: bool,
+    commit_ts: int,
+    participants: Iterable[int],
+    mac: bytes,
+) -> bool:
     """Whether `mac` vouches for this decision."""
-    return bool(mac) and hmac.compare_digest(mac, decision_mac(key, txn_id, commit, commit_ts))
+    expected = decision_mac(key, txn_id, commit, commit_ts, participants)
+    return bool(mac) and hmac.compare_digest(mac, expected)

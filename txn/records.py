@@ -188,12 +188,14 @@ class Resolve:
 
     `if_prepared`: an abort that changes nothing unless this group holds the txn prepared
     (txn.participant rule R6; a participant's own recovery, never from the wire).
+    `participants`: those the Resolve's proof names (rule R7; empty: nothing to match).
     """
 
     txn_id: bytes
     commit: bool
     commit_ts: int = 0
     if_prepared: bool = False
+    participants: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)
@@ -279,10 +281,12 @@ class Prevent:
     """Recovery at a participant: report the PREPARE of the txn here, or forbid it.
 
     `asker_ts`: at or below every timestamp a commit record of the txn carries (rule V2).
+    `participants`: the asker's (rule V3; empty: nothing to match).
     """
 
     txn_id: bytes
     asker_ts: int = 0
+    participants: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_txn_id(self.txn_id)

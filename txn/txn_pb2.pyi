@@ -51,16 +51,18 @@ class Prepare(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., coordinator_group: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ..., reads: _Optional[_Iterable[_Union[ReadItem, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[WriteItem, _Mapping]]] = ..., read_ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ..., began_ts: _Optional[int] = ...) -> None: ...
 
 class Resolve(_message.Message):
-    __slots__ = ("txn_id", "commit", "commit_ts", "if_prepared")
+    __slots__ = ("txn_id", "commit", "commit_ts", "if_prepared", "participants")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     IF_PREPARED_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     commit: bool
     commit_ts: int
     if_prepared: bool
-    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, txn_id: _Optional[bytes] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ..., participants: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Decide(_message.Message):
     __slots__ = ("txn_id", "participants", "commit", "commit_ts", "recover", "asker_ts", "if_prepared")
@@ -81,12 +83,14 @@ class Decide(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., commit: _Optional[bool] = ..., commit_ts: _Optional[int] = ..., recover: _Optional[bool] = ..., asker_ts: _Optional[int] = ..., if_prepared: _Optional[bool] = ...) -> None: ...
 
 class Prevent(_message.Message):
-    __slots__ = ("txn_id", "asker_ts")
+    __slots__ = ("txn_id", "asker_ts", "participants")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     ASKER_TS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     asker_ts: int
-    def __init__(self, txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, txn_id: _Optional[bytes] = ..., asker_ts: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Finish(_message.Message):
     __slots__ = ("txn_id",)

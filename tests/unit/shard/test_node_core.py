@@ -96,11 +96,16 @@ def header(group: int = 1, cluster: str = CLUSTER) -> kv.Header:
     return kv.Header(cluster_id=cluster, group_id=group)
 
 
-def vouched(resolve: kv.ResolveRequest) -> kv.ResolveRequest:
+def vouched(
+    resolve: kv.ResolveRequest, participants: tuple[int, ...] = (1, 2)
+) -> kv.ResolveRequest:
     """`resolve` with the proof of its decision, as a coordinator's leader sends it (node
     rule 12): for tests whose subject is not the proof."""
     key = proof_key(CLUSTER, "")
-    resolve.decision_mac = decision_mac(key, resolve.txn_id, resolve.commit, resolve.commit_ts)
+    resolve.participants[:] = participants
+    resolve.decision_mac = decision_mac(
+        key, resolve.txn_id, resolve.commit, resolve.commit_ts, participants
+    )
     return resolve
 
 

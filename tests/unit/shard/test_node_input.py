@@ -91,10 +91,19 @@ def _all_checked(answers: list[kv.Response], asks: str) -> bool:
     return bool(bodies) and all(in_doubt) and all(b.checked for b in bodies)
 
 
-def _resolve(node: OneNode, txn_id: bytes, commit_ts: int, groups: tuple[int, ...]) -> None:
+def _resolve(
+    node: OneNode,
+    txn_id: bytes,
+    commit_ts: int,
+    groups: tuple[int, ...],
+    participants: tuple[int, ...] = (1, 2),
+) -> None:
     for group in groups:
         resolve = vouched(
-            kv.ResolveRequest(header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts)
+            kv.ResolveRequest(
+                header=header(group), txn_id=txn_id, commit=True, commit_ts=commit_ts
+            ),
+            participants=participants,
         )
         assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
 
@@ -423,7 +432,7 @@ def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first
     on which group answered first (each new round in the same order stayed in doubt)."""
     node = OneNode(splits=(b"h", b"p"), resolve_after_s=600.0)
     old = prepare_request(2, b"kiwi", b"t9", coordinator=2, participants=(2, 3))
-    _resolve(node, b"t9", node.call(old).prepare.prepare_ts, (2,))
+    _resolve(node, b"t9", node.call(old).prepare.prepare_ts, (2,), participants=(2, 3))
     rewrite_as_before_g2(node.disk.engine, 2, b"t9")
     assert node.call(_prepare_three(1, b"apple")).prepare.error.code == kv.OK
     now = _now_ts(node)

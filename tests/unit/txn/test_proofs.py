@@ -51,19 +51,21 @@ def test_nothing_less_proves_a_commit(
 
 
 def test_a_decision_mac_vouches_for_that_decision_only() -> None:
-    mac = decision_mac(KEY, TXN, True, 300)
-    assert decision_proves(KEY, TXN, True, 300, mac)
-    assert not decision_proves(KEY, TXN, True, 301, mac)
-    assert not decision_proves(KEY, TXN, False, 0, mac)
-    assert not decision_proves(KEY, b"txn-2", True, 300, mac)
-    assert not decision_proves(KEY, TXN, True, 300, b"")
-    abort = decision_mac(KEY, TXN, False, 0)
-    assert decision_proves(KEY, TXN, False, 0, abort)
+    mac = decision_mac(KEY, TXN, True, 300, PARTS)
+    assert decision_proves(KEY, TXN, True, 300, (3, 2, 1), mac)
+    assert not decision_proves(KEY, TXN, True, 301, PARTS, mac)
+    assert not decision_proves(KEY, TXN, False, 0, PARTS, mac)
+    assert not decision_proves(KEY, b"txn-2", True, 300, PARTS, mac)
+    assert not decision_proves(KEY, TXN, True, 300, (1, 2), mac)  # other participants
+    assert not decision_proves(KEY, TXN, True, 300, PARTS, b"")
+    abort = decision_mac(KEY, TXN, False, 0, PARTS)
+    assert decision_proves(KEY, TXN, False, 0, PARTS, abort)
     # A vote's MAC is no decision's, whatever its fields.
-    assert not decision_proves(KEY, TXN, True, 300, vote_mac(KEY, TXN, 1, 300, PARTS))
+    vote = vote_mac(KEY, TXN, 1, 300, PARTS)
+    assert not decision_proves(KEY, TXN, True, 300, PARTS, vote)
 
 
 def test_the_key_needs_the_secret_when_there_is_one() -> None:
     assert proof_key("c", "s" * 16) != proof_key("c", "t" * 16)
     assert proof_key("c", "s" * 16) != proof_key("d", "s" * 16)
-    assert proof_key("c", "") == proof_key("c", "")  # without one, from the cluster id
+    assert proof_key("c", "") != proof_key("d", "")  # without one, from the cluster id

@@ -1,0 +1,179 @@
+"""Made-up requests that split a transaction before node rule 12 and participant rules P1,
+R7 and V3 (found by review of rule 12's first version), and two that still make a purged
+commit's txn_status answer ABORTED (xfail: asker_ts 0 skips rules D4 and V2). Groups of
+OneNode(splits=(b"h", b"p")): 1 = [.., h), 2 = [h, p), 3 = [p, ..)."""
+
+from __future__ import annotations
+
+import pytest
+
+from router import kv_pb2 as kv
+from tests.unit.shard.test_node_core import OneNode, get, header, prepare_request
+
+
+def _node() -> OneNode:
+    node = OneNode(splits=(b"h", b"p"))
+    assert sorted(g for g in node.core.hosts if g) == [1, 2, 3]
+    return node
+
+
+def _yes(node: OneNode, request: kv.Request) -> kv.VoteProof:
+    vote = node.call(request).prepare
+    assert vote.error.code == kv.OK, vote.error
+    return kv.VoteProof(
+        group_id=request.prepare.header.group_id, prepare_ts=vote.prepare_ts, mac=vote.vote_mac
+    )
+
+
+def _resolve_commit(group: int, votes: list[kv.VoteProof], parts: list[int]) -> kv.Request:
+    return kv.Request(
+        resolve=kv.ResolveRequest(
+            header=header(group),
+            txn_id=b"t1",
+            commit=True,
+            commit_ts=max(v.prepare_ts for v in votes),
+            participants=parts,
+            votes=votes,
+        )
+    )
+
+
+def _deliver_outbound(node: OneNode, rounds: int = 20) -> None:
+    """Play the shell for the node's own requests for a while."""
+    for _ in range(rounds):
+        node.advance(0.05)
+        outbound, node.core.outbound = node.core.outbound, []
+        for _group, request, done in outbound:
+            done(node.call(request))
+
+
+def _values(node: OneNode) -> tuple[bytes, bytes]:
+    a = node.call(get(b"apple", group=1)).get.value
+    b = node.call(get(b"kiwi", group=2)).get.value
+    return a, b
+
+
+def test_a_wire_decide_at_a_group_that_is_not_the_coordinator_aborts_no_committed_txn() -> None:
+    """t1 prepared at 1 and 2 (participants [1, 2], coordinator 1): every vote yes, so it
+    is COMMITTED. A Decide(abort) sent to group 3 naming participants [1, 2, 3] finds no
+    PREPARE there and records an abort; group 3's leader then delivers Resolve(abort) with
+    a valid decision_mac to groups 1 and 2. With the client's Resolve(commit) reaching
+    group 1 first, group 1 committed and group 2 aborted: split. Now group 2 takes no
+    decision over participants [1, 2, 3] (rule R7)."""
+    node = _node()
+    votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
+    committed = node.call(_resolve_commit(1, votes, [1, 2])).resolve
+    assert committed.error.code == kv.OK
+    forged = kv.DecideRequest(
+        header=header(3), txn_id=b"t1", participants=[1, 2, 3], recover=True, asker_ts=0
+    )
+    answer = node.call(kv.Request(decide=forged)).decide
+    assert answer.error.code == kv.OK and not answer.committed and not answer.pending
+    _deliver_outbound(node)
+    assert _values(node) == (b"v", b"v"), "split: group 1 committed, group 2 aborted"
+
+
+def test_a_vote_mac_over_any_participant_set_from_a_duplicate_prepare() -> None:
+    """Prepare is idempotent (rule P1): a re-sent Prepare was answered with the recorded
+    prepare_ts whatever participants it named, and the vote MAC is computed over the
+    REQUEST's participants, not the logged ones. Group 2 logs t1 as participants [2, 3],
+    coordinator 3; a second Prepare naming [1, 2] yielded a valid vote of group 2 over
+    [1, 2], with which a Resolve(commit) was taken at group 1 although group 2's own
+    recovery (asking group 3, which never prepared) aborts its part. Fixed: the copy is
+    refused and carries no proof."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=600.0)
+    vote1 = _yes(node, prepare_request(1, b"apple"))  # [1, 2], coordinator 1
+    _yes(node, prepare_request(2, b"kiwi", coordinator=3, participants=(2, 3)))
+    copy = node.call(prepare_request(2, b"kiwi")).prepare  # the "copy": [1, 2], coordinator 1
+    assert copy.error.code == kv.CONFLICT and not copy.vote_mac, "a vote over unlogged participants"
+    vote2 = kv.VoteProof(group_id=2, prepare_ts=copy.prepare_ts, mac=copy.vote_mac)
+    refused = node.call(_resolve_commit(1, [vote1, vote2], [1, 2])).resolve
+    assert refused.error.code == kv.INVALID_ARGUMENT
+
+
+def test_participant_lists_that_differ_between_groups_split_through_recovery_alone() -> None:
+    """No forged Resolve at all: t1 prepared at group 1 as ([1, 2], coordinator 1) and at
+    group 2 as ([2, 3], coordinator 3), every vote yes. Group 1's prevent round asks group
+    2, which answers "prepared" (rule V1 does not compare participants) -> COMMIT at group
+    1; group 2's recovery asks group 3, which holds nothing -> ABORT. The commit then
+    delivered to group 2 meets its abort record. Group 1 committed, group 2 aborted."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=0.2)
+    _yes(node, prepare_request(1, b"apple"))
+    _yes(node, prepare_request(2, b"kiwi", coordinator=3, participants=(2, 3)))
+    _deliver_outbound(node, rounds=40)
+    assert _values(node) in ((b"v", b"v"), (b"", b"")), "split"
+
+
+def test_a_third_partys_decide_elsewhere_aborts_no_honest_committed_txn() -> None:
+    """The same hole against an honest client: a third party that learned t1's id (every
+    Conflict names the other transaction) sends Decide(abort) to group 3 between t1's
+    votes and its client's Resolves. The client reported t1 committed; none of it lands."""
+    node = _node()
+    votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
+    forged = kv.DecideRequest(header=header(3), txn_id=b"t1", participants=[1, 2, 3])
+    assert node.call(kv.Request(decide=forged)).decide.error.code == kv.OK
+    _deliver_outbound(node)
+    for group in (1, 2):  # the honest client's Resolves, with every vote
+        assert node.call(_resolve_commit(group, votes, [1, 2])).resolve.error.code == kv.OK
+    assert _values(node) == (b"v", b"v"), "a committed transaction was aborted"
+
+
+def _commit_and_purge(node: OneNode) -> int:
+    from tests.unit.shard.test_node_core import _now_ts
+    from txn.records import PurgeDecisions
+
+    votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
+    for group in (1, 2):
+        assert node.call(_resolve_commit(group, votes, [1, 2])).resolve.error.code == kv.OK
+    node.advance(0.05)
+    now = _now_ts(node)
+    for group in (1, 2):
+        purge = PurgeDecisions(before_ts=now, verified=(b"t1",))
+        node.core._propose_internal(node.core.hosts[group], purge, lambda _r: None)
+    node.advance(0.05)
+    assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
+    return max(v.prepare_ts for v in votes)
+
+
+def _status(node: OneNode, group: int) -> kv.TxnStatusResponse:
+    request = kv.TxnStatusRequest(header=header(group), txn_id=b"t1")
+    return node.call(kv.Request(txn_status=request)).txn_status
+
+
+@pytest.mark.xfail(strict=True, reason="open hole: asker_ts=0 skips rule D4")
+def test_after_a_purge_a_wire_decide_with_asker_ts_0_records_an_abort_over_a_commit() -> None:
+    """Rule D4 only holds when the asker claims a timestamp; asker_ts=0 ("no claim") skips
+    it, so a client's recovery Decide records ABORT over a purged commit, exactly what
+    commit 23106aa stopped an unproven Resolve(abort) from doing. txn_status then says
+    aborted for a committed transaction."""
+    node = _node()
+    _commit_and_purge(node)
+    assert _status(node, 1).state == kv.TxnStatusResponse.UNKNOWN
+    forged = kv.DecideRequest(header=header(1), txn_id=b"t1", participants=[1, 2], asker_ts=0)
+    assert node.call(kv.Request(decide=forged)).decide.error.code == kv.OK
+    assert _status(node, 1).state != kv.TxnStatusResponse.ABORTED, "a commit reported aborted"
+
+
+@pytest.mark.xfail(strict=True, reason="open hole: asker_ts=0 skips rule V2")
+def test_after_a_purge_a_client_prevent_with_asker_ts_0_records_an_abort_over_a_commit() -> None:
+    node = _node()
+    _commit_and_purge(node)
+    prevent = kv.PreventRequest(header=header(1), txn_id=b"t1", asker_ts=0)
+    assert node.call(kv.Request(prevent=prevent)).prevent.error.code == kv.OK
+    assert _status(node, 1).state != kv.TxnStatusResponse.ABORTED, "a commit reported aborted"
+
+
+def test_a_resolve_commit_proves_nothing_at_a_group_whose_vote_it_lacks() -> None:
+    """Guards the `header.group_id in participants` clause of `_vouched` (no other test
+    fails without it): the votes of groups 1 and 2 over [1, 2] are complete, but group 3
+    prepared t1 as ([3, 4], coordinator 4) and group 4 never did. A Resolve(commit) with
+    the votes of 1 and 2 sent to group 3 must be refused: taken, it commits group 3's part
+    where t1 never committed (group 4 then records the abort group 3's recovery asks for)."""
+    node = OneNode(splits=(b"h", b"p", b"t"))
+    assert sorted(g for g in node.core.hosts if g) == [1, 2, 3, 4]
+    votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
+    _yes(node, prepare_request(3, b"pear", coordinator=4, participants=(3, 4)))
+    answer = node.call(_resolve_commit(3, votes, [1, 2])).resolve
+    assert answer.error.code == kv.INVALID_ARGUMENT
+    assert node.core.hosts[3].shard.prepared(b"t1") is not None
+    assert node.call(get(b"pear", group=3)).get.value == b""
