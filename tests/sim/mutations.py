@@ -45,6 +45,7 @@ TXN_TESTS = (
     ROOT / "tests/unit/shard/test_future_timestamps.py",
     ROOT / "tests/unit/shard/test_lock_waits.py",
     ROOT / "tests/unit/shard/test_node_input.py",
+    ROOT / "tests/unit/shard/test_forged_outcomes.py",
     *CLUSTER_TESTS,
 )
 
@@ -687,6 +688,19 @@ MUTATIONS = [
             ),
         ),
         package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "resolve_over_other_participants",
+        "R7: a prepared part takes a proven Resolve whatever participants its proof names",
+        edits=(
+            (
+                "participant.py",
+                "    return _same_participants(cmd.participants, info.participants)\n",
+                "    return True\n",
+            ),
+        ),
+        package="txn",
         tests=TXN_TESTS,
     ),
     Mutation(

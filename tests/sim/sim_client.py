@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from router import kv_pb2 as kv
-from router.shard_map import ShardMap
+from router.shard_map import META_GROUP_ID, ShardMap
 from txn.hlc import HybridClock
 
 __all__ = ["ABANDON_POINTS", "MUTATIONS", "SimTxnClient", "Transport", "TxnResult", "error_of"]
@@ -555,10 +555,24 @@ class _Txn:
 
     def _forge_abort(self) -> None:
         """A buggy client aborts one participant of a committed transaction, as if it
-        had freed its update locks: the nodes must not log it (rule 12)."""
-        group = self.c.t.rng.choice(sorted(self.result.participants))
+        had freed its update locks: the nodes must not log it (rule 12). Or it asks a
+        group with no part in the transaction to record its abort, naming that group among
+        the participants: the abort that group delivers must change nothing (rule R7)."""
+        parts = sorted(self.result.participants)
+        others = [
+            g for g in self.c.t.shard_map.group_ids() if g != META_GROUP_ID and g not in parts
+        ]
+        if others and self.c.t.rng.random() < 0.5:
+            group = self.c.t.rng.choice(others)
+            op = kv.DecideRequest(
+                txn_id=self.result.txn_id, participants=[*parts, group], recover=True
+            )
+            self.c._header(op.header, group)
+            self.c.t.count("forged_decides_elsewhere")
+            self.c.t.call(group, kv.Request(decide=op), 0.5, lambda _r, _a: None)
+            return
         self.c.t.count("forged_abort_resolves")
-        self._resolve_all([group], False, 0)
+        self._resolve_all([self.c.t.rng.choice(parts)], False, 0)
 
     def _resolve_all(
         self, groups: list[int], commit: bool, commit_ts: int, votes: Sequence[kv.VoteProof] = ()
