@@ -126,6 +126,12 @@ class PeerLink:
             self._queued_bytes += size
         self._wake.set()
 
+    @property
+    def accepted(self) -> bool:
+        """Whether the peer accepted this stream in our protocol version: until then only
+        MAX_GATED messages (MAX_GATED_BYTES) are kept for it."""
+        return self._accepted.is_set()
+
     def peer_up(self) -> None:
         """The peer is up (a new stream from it opened): end a redial backoff early."""
         self._peer_up.set()
