@@ -93,8 +93,8 @@ Rules
    lost may have been the last yes, which committed.
 12. A Resolve from the wire carries a proof of its outcome (txn/proofs.py): the MAC of
    every participant's yes vote, each answered with its Prepare under a key only the nodes
-   hold, or the MAC of the decision recorded at the coordinator group, which the node
-   delivering it sends. A Resolve(commit) without one is refused. A Resolve(abort) without
+   hold, or the MAC of a recorded decision, which the node delivering it sends (a
+   coordinator leader, or a group's leader re-sending a missed commit in its purge check). A Resolve(commit) without one is refused. A Resolve(abort) without
    one frees the update locks the leader holds for the transaction (and refuses its
    Prepares that have not been proposed yet, a no vote, which nobody records) but is not
    logged: the client sends one only for a transaction that sent no commit request, and

@@ -112,9 +112,8 @@ class PeerLink:
         self._last_failure: str | None = None
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
-        accepted = self._accepted.is_set()
-        max_count = MAX_QUEUED if accepted else MAX_GATED
-        max_bytes = MAX_QUEUED_BYTES if accepted else MAX_GATED_BYTES
+        max_count = MAX_QUEUED if self.accepted else MAX_GATED
+        max_bytes = MAX_QUEUED_BYTES if self.accepted else MAX_GATED_BYTES
         if len(self._queue) >= max_count:
             return
         for msg in msgs:

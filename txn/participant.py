@@ -293,18 +293,16 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
     txn_id = cmd.txn_id
     existing = store.prepared(txn_id)
     if existing is not None:
-        if existing.coordinator_group != cmd.coordinator_group or sorted(
-            set(existing.participants)
-        ) != sorted(set(cmd.participants)):
+        same_participants = set(existing.participants) == set(cmd.participants)
+        if existing.coordinator_group != cmd.coordinator_group or not same_participants:
             # P1: a copy naming another coordinator or participants is no copy; its yes
             # would carry a vote proof over participants this group never logged (node
             # rule 12), letting a Resolve(commit) land under another set's recovery.
             return PrepareResult(
-                conflict=Conflict(
-                    key=b"",
-                    other_txn=txn_id,
-                    phase=PHASE_PREPARE,
-                    reason="prepared here with another coordinator or other participants",
+                conflict=_refused(
+                    txn_id,
+                    PHASE_PREPARE,
+                    "prepared here with another coordinator or other participants",
                 )
             )
         return PrepareResult(prepare_ts=existing.prepare_ts)
@@ -312,11 +310,10 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
     if decided is not None:
         outcome = "committed" if decided.committed else "aborted"
         return PrepareResult(
-            conflict=Conflict(
-                key=b"",
-                other_txn=txn_id,
-                phase=PHASE_PREPARE,
-                reason=f"already {outcome}: the transaction's decision is recorded here",
+            conflict=_refused(
+                txn_id,
+                PHASE_PREPARE,
+                f"already {outcome}: the transaction's decision is recorded here",
             )
         )
     if may_be_purged(store, cmd.began_ts):  # P7
@@ -354,13 +351,17 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
     return PrepareResult(prepare_ts=prepare_ts)
 
 
+def _refused(txn_id: bytes, phase: str, reason: str) -> Conflict:
+    """A refusal of the transaction as a whole: no key, and the other party is itself."""
+    return Conflict(key=b"", other_txn=txn_id, phase=phase, reason=reason)
+
+
 def _began_before_purge(txn_id: bytes, phase: str) -> Conflict:
     """Rules P7 and O5: the request is older than what this group still remembers."""
-    return Conflict(
-        key=b"",
-        other_txn=txn_id,
-        phase=phase,
-        reason=(
+    return _refused(
+        txn_id,
+        phase,
+        (
             "the transaction's timestamp is older than this group's purge mark "
             "(decision_retention_s): a request delayed that long, or from a client whose "
             "clock is that far behind, cannot be taken"
@@ -462,20 +463,16 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
         if decided.committed:
             return OnePhaseResult(commit_ts=decided.commit_ts)
         return OnePhaseResult(
-            conflict=Conflict(
-                key=b"",
-                other_txn=txn_id,
-                phase=PHASE_COMMIT,
-                reason="already aborted: this group recorded an abort of the transaction",
+            conflict=_refused(
+                txn_id,
+                PHASE_COMMIT,
+                "already aborted: this group recorded an abort of the transaction",
             )
         )
     if store.prepared(txn_id) is not None:
         return OnePhaseResult(
-            conflict=Conflict(
-                key=b"",
-                other_txn=txn_id,
-                phase=PHASE_COMMIT,
-                reason="the transaction is prepared here by two-phase commit",
+            conflict=_refused(
+                txn_id, PHASE_COMMIT, "the transaction is prepared here by two-phase commit"
             )
         )
     if may_be_purged(store, cmd.began_ts):  # O5: nothing recorded, the commit may be purged

@@ -2,13 +2,12 @@
 
 A transaction commits when every participant has logged its PREPARE; the client, which alone
 sees every vote, then resolves the participants. A node cannot see the other votes, so a
-Resolve(commit) carries them: each yes vote is answered with a MAC (keyed BLAKE2b) over (txn id, group,
-prepare_ts, participants) under a key only the nodes hold, and a participant takes a
-Resolve(commit) only with a valid MAC of every participant's vote and the commit timestamp
-they give (the largest prepare_ts). A Resolve a node sends from a decision recorded at the
-coordinator group (recovery) carries a MAC over that decision and its participants instead. A
-participant takes either only if its own PREPARE names the same participants (participant
-rule R7). Without a valid proof a
+Resolve(commit) carries them: each yes vote is answered with a MAC (keyed BLAKE2b) over (txn
+id, group, prepare_ts, participants) under a key only the nodes hold, and a participant takes
+a Resolve(commit) only with a valid MAC of every participant's vote and the commit timestamp
+they give (the largest prepare_ts). A Resolve a node sends from a recorded decision carries a
+MAC over that decision and its participants instead. A participant takes either only if its
+own PREPARE names the same participants (participant rule R7). Without a valid proof a
 Resolve(commit) is refused, and a Resolve(abort) only frees the update locks the leader holds
 in memory, as a client's abort of a transaction that sent no commit request does; it is not
 logged (shard/node.py rule 12).
@@ -92,5 +91,6 @@ def decision_proves(
     mac: bytes,
 ) -> bool:
     """Whether `mac` vouches for this decision."""
-    expected = decision_mac(key, txn_id, commit, commit_ts, participants)
-    return bool(mac) and hmac.compare_digest(mac, expected)
+    if not mac:  # a client's Resolve: no MAC to compute
+        return False
+    return hmac.compare_digest(mac, decision_mac(key, txn_id, commit, commit_ts, participants))

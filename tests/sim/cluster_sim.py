@@ -998,8 +998,9 @@ class Knobs:
     #: commit, Decide, Resolve) again after 1-3 retention windows (participant rules P7, O5).
     late_copies: float = 0.0
     #: Probability of each forgery of a buggy client: a Resolve(commit) with the votes it
-    #: has so far and made-up ones for the rest, a Resolve(abort) of a committed
-    #: transaction's part (node rule 12).
+    #: has so far and made-up ones for the rest; a Resolve(abort) of a committed
+    #: transaction's part, or a Decide(abort) of it at a group with no part in it (node
+    #: rule 12, participant rule R7).
     forged_resolves: float = 0.0
 
     def describe(self) -> str:
@@ -1146,8 +1147,8 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         weights = {"crash": 2, "partition": 1}
         rate = 2
     elif profile == "forgery":
-        # A buggy client forges Resolves under crashes: atomicity must hold because the
-        # nodes take none of them (node rule 12).
+        # A buggy client forges Resolves and Decides under crashes: atomicity must hold
+        # because the nodes take none of them (node rule 12, participant rule R7).
         k.forged_resolves = rng.choice((0.2, 0.5))
         weights = {"crash": 2, "partition": 1}
         rate = 2

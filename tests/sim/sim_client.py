@@ -66,6 +66,7 @@ from typing import Protocol
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
 from txn.hlc import HybridClock
+from txn.proofs import MAC_BYTES
 
 __all__ = ["ABANDON_POINTS", "MUTATIONS", "SimTxnClient", "Transport", "TxnResult", "error_of"]
 
@@ -546,7 +547,7 @@ class _Txn:
         parts = list(self.result.participants)
         votes = [v for v in self.votes.values() if v is not None]
         votes += [
-            kv.VoteProof(group_id=g, prepare_ts=votes[0].prepare_ts, mac=bytes(16))
+            kv.VoteProof(group_id=g, prepare_ts=votes[0].prepare_ts, mac=bytes(MAC_BYTES))
             for g in parts
             if self.votes.get(g) is None
         ]

@@ -167,9 +167,18 @@ def test_no_purge_leaves_a_transaction_in_doubt(seed: int, workload: str) -> Non
 def test_forged_resolves_split_no_transaction(seed: int, workload: str) -> None:
     """Node rule 12 under the "forgery" profile: a buggy client resolves as committed on
     the votes it has so far (making up the rest), or aborts a part of a transaction every
-    participant voted yes on, while nodes crash and partitions come and go. Every checker
-    holds: the nodes take none of these Resolves."""
+    participant voted yes on, or asks a group with no part in a committed transaction to
+    record its abort, while nodes crash and partitions come and go. Every checker holds:
+    the nodes take none of these (node rule 12, participant rule R7)."""
     _run(workload, "forgery", seed)
+
+
+@pytest.mark.parametrize("workload", ["append", "bank"])
+def test_the_forgery_profile_sends_every_forgery(workload: str) -> None:
+    """What the property above runs under: seed 0 of each workload sends every kind."""
+    stats = dict(run_cluster(workload, "forgery", 0).stats)
+    for kind in ("forged_commit_resolves", "forged_abort_resolves", "forged_decides_elsewhere"):
+        assert stats.get(kind, 0) > 0, (kind, stats)
 
 
 def test_forged_resolves_taken_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:

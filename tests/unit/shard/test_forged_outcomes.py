@@ -9,33 +9,13 @@ import pytest
 
 from router import kv_pb2 as kv
 from tests.unit.shard.test_node_core import OneNode, get, header, prepare_request
+from tests.unit.shard.test_node_input import _commit_everywhere_and_purge, _resolve_commit, _yes
 
 
 def _node() -> OneNode:
     node = OneNode(splits=(b"h", b"p"))
     assert sorted(g for g in node.core.hosts if g) == [1, 2, 3]
     return node
-
-
-def _yes(node: OneNode, request: kv.Request) -> kv.VoteProof:
-    vote = node.call(request).prepare
-    assert vote.error.code == kv.OK, vote.error
-    return kv.VoteProof(
-        group_id=request.prepare.header.group_id, prepare_ts=vote.prepare_ts, mac=vote.vote_mac
-    )
-
-
-def _resolve_commit(group: int, votes: list[kv.VoteProof], parts: list[int]) -> kv.Request:
-    return kv.Request(
-        resolve=kv.ResolveRequest(
-            header=header(group),
-            txn_id=b"t1",
-            commit=True,
-            commit_ts=max(v.prepare_ts for v in votes),
-            participants=parts,
-            votes=votes,
-        )
-    )
 
 
 def _deliver_outbound(node: OneNode, rounds: int = 20) -> None:
@@ -62,7 +42,7 @@ def test_a_wire_decide_at_a_group_that_is_not_the_coordinator_aborts_no_committe
     decision over participants [1, 2, 3] (rule R7)."""
     node = _node()
     votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
-    committed = node.call(_resolve_commit(1, votes, [1, 2])).resolve
+    committed = node.call(_resolve_commit(1, votes)).resolve
     assert committed.error.code == kv.OK
     forged = kv.DecideRequest(
         header=header(3), txn_id=b"t1", participants=[1, 2, 3], recover=True, asker_ts=0
@@ -87,7 +67,7 @@ def test_a_vote_mac_over_any_participant_set_from_a_duplicate_prepare() -> None:
     copy = node.call(prepare_request(2, b"kiwi")).prepare  # the "copy": [1, 2], coordinator 1
     assert copy.error.code == kv.CONFLICT and not copy.vote_mac, "a vote over unlogged participants"
     vote2 = kv.VoteProof(group_id=2, prepare_ts=copy.prepare_ts, mac=copy.vote_mac)
-    refused = node.call(_resolve_commit(1, [vote1, vote2], [1, 2])).resolve
+    refused = node.call(_resolve_commit(1, [vote1, vote2])).resolve
     assert refused.error.code == kv.INVALID_ARGUMENT
 
 
@@ -114,25 +94,13 @@ def test_a_third_partys_decide_elsewhere_aborts_no_honest_committed_txn() -> Non
     assert node.call(kv.Request(decide=forged)).decide.error.code == kv.OK
     _deliver_outbound(node)
     for group in (1, 2):  # the honest client's Resolves, with every vote
-        assert node.call(_resolve_commit(group, votes, [1, 2])).resolve.error.code == kv.OK
+        assert node.call(_resolve_commit(group, votes)).resolve.error.code == kv.OK
     assert _values(node) == (b"v", b"v"), "a committed transaction was aborted"
 
 
-def _commit_and_purge(node: OneNode) -> int:
-    from tests.unit.shard.test_node_core import _now_ts
-    from txn.records import PurgeDecisions
-
-    votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
-    for group in (1, 2):
-        assert node.call(_resolve_commit(group, votes, [1, 2])).resolve.error.code == kv.OK
-    node.advance(0.05)
-    now = _now_ts(node)
-    for group in (1, 2):
-        purge = PurgeDecisions(before_ts=now, verified=(b"t1",))
-        node.core._propose_internal(node.core.hosts[group], purge, lambda _r: None)
-    node.advance(0.05)
-    assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
-    return max(v.prepare_ts for v in votes)
+def _commit_and_purge(node: OneNode) -> None:
+    votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"kiwi"))]
+    _commit_everywhere_and_purge(node, votes)
 
 
 def _status(node: OneNode, group: int) -> kv.TxnStatusResponse:
@@ -173,7 +141,7 @@ def test_a_resolve_commit_proves_nothing_at_a_group_whose_vote_it_lacks() -> Non
     assert sorted(g for g in node.core.hosts if g) == [1, 2, 3, 4]
     votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
     _yes(node, prepare_request(3, b"pear", coordinator=4, participants=(3, 4)))
-    answer = node.call(_resolve_commit(3, votes, [1, 2])).resolve
+    answer = node.call(_resolve_commit(3, votes)).resolve
     assert answer.error.code == kv.INVALID_ARGUMENT
     assert node.core.hosts[3].shard.prepared(b"t1") is not None
     assert node.call(get(b"pear", group=3)).get.value == b""

@@ -161,23 +161,30 @@ def test_a_commit_decide_from_the_wire_cannot_commit_over_a_missing_vote() -> No
     assert node.call(get(b"apple")).get.value == b""
 
 
+def _yes(node: OneNode, request: kv.Request) -> kv.VoteProof:
+    """The yes vote `request`, a Prepare, gets, with its proof."""
+    vote = node.call(request).prepare
+    assert vote.error.code == kv.OK and len(vote.vote_mac) == MAC_BYTES, vote.error
+    group = request.prepare.header.group_id
+    return kv.VoteProof(group_id=group, prepare_ts=vote.prepare_ts, mac=vote.vote_mac)
+
+
 def _votes(node: OneNode, parts: tuple[tuple[int, bytes], ...]) -> list[kv.VoteProof]:
     """Prepare t1 (participants 1 and 2) in each (group, key) of `parts`: the yes votes."""
-    votes = []
-    for group, key in parts:
-        vote = node.call(prepare_request(group, key)).prepare
-        assert vote.error.code == kv.OK and len(vote.vote_mac) == MAC_BYTES
-        votes.append(kv.VoteProof(group_id=group, prepare_ts=vote.prepare_ts, mac=vote.vote_mac))
-    return votes
+    return [_yes(node, prepare_request(group, key)) for group, key in parts]
 
 
-def _resolve_commit(group: int, votes: list[kv.VoteProof], commit_ts: int) -> kv.Request:
+def _resolve_commit(
+    group: int, votes: list[kv.VoteProof], commit_ts: int | None = None
+) -> kv.Request:
+    """t1's Resolve(commit) with `votes` as its proof (participants 1 and 2), at `commit_ts`
+    (default: the largest prepare_ts, as the client sends it)."""
     return kv.Request(
         resolve=kv.ResolveRequest(
             header=header(group),
             txn_id=b"t1",
             commit=True,
-            commit_ts=commit_ts,
+            commit_ts=max(v.prepare_ts for v in votes) if commit_ts is None else commit_ts,
             participants=[1, 2],
             votes=votes,
         )
