@@ -100,6 +100,12 @@ Rules
    logged: the client sends one only for a transaction that sent no commit request, and
    logged, it would abort a prepared part of a transaction that may have committed, or,
    after a purge, record an abort over a commit.
+13. A transaction id that carries its start timestamp (txn/txn_ids.py) speaks for the
+   transaction's start: a Prepare or one-phase commit whose ts is below it is refused, and
+   a Decide or Prevent of it is judged by that start (rules D4 and V2), whatever `asker_ts`
+   it claims. A claim is wire data: with a claim of 0 or above the purge mark, a request
+   for a committed transaction whose records were purged recorded its abort, and
+   txn_status then answered aborted for a committed transaction.
 """
 
 from __future__ import annotations
@@ -162,6 +168,7 @@ from txn.records import (
     Resolve,
     WriteItem,
 )
+from txn.txn_ids import start_ts_of
 
 Reply = Callable[[kv.Response], None]
 
@@ -775,6 +782,7 @@ class NodeCore:
             )
         if kind == "prepare":
             self._observe_from_request(op.ts, "the transaction timestamp")
+            _refuse_started_after(op)
             record: Any = Prepare(
                 txn_id=op.txn_id,
                 coordinator_group=op.coordinator_group,
@@ -782,22 +790,25 @@ class NodeCore:
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
                 read_ranges=_ranges(op.read_ranges),
-                began_ts=self._began_bound(op.ts),
+                began_ts=self._began_bound(op),
             )
         elif kind == "commit_one_phase":
             self._observe_from_request(op.ts, "the transaction timestamp")
+            _refuse_started_after(op)
             record = CommitOnePhase(
                 txn_id=op.txn_id,
                 reads=_reads(op.reads),
                 writes=_writes(op.writes),
                 read_ranges=_ranges(op.read_ranges),
-                began_ts=self._began_bound(op.ts),
+                began_ts=self._began_bound(op),
             )
         elif kind == "decide":
             record = _wire_decide(op)
         elif kind == "prevent":
             record = Prevent(
-                txn_id=op.txn_id, asker_ts=op.asker_ts, participants=tuple(op.participants)
+                txn_id=op.txn_id,
+                asker_ts=asker_ts(op.txn_id, op.asker_ts),
+                participants=tuple(op.participants),
             )
         elif kind == "resolve":
             # Stamped above commit_ts, so the outcome record's decided_ts is at least it
@@ -837,11 +848,13 @@ class NodeCore:
         self._refuse_future(ts, what)
         self._hlc.observe(ts)
 
-    def _began_bound(self, ts: int) -> int:
+    def _began_bound(self, op: kv.PrepareRequest | kv.CommitOnePhaseRequest) -> int:
         """Rules P7 and O5: at or below the timestamp of every record any group keeps of a
-        transaction whose request carries `ts` (each is stamped by a clock read after the
-        client took `ts`, and a clock may lag the client's by as much as rule 9 lets a
-        request's timestamp run ahead; `_began_margin`). 0 (no claim) stays 0."""
+        transaction whose request carries `op.ts` (each is stamped by a clock read after the
+        client took it, and a clock may lag the client's by as much as rule 9 lets a
+        request's timestamp run ahead; `_began_margin`), and at or below the start its id
+        carries (rule 13), which stands for every asker's claim. 0 (no claim) stays 0."""
+        ts = start_ts_of(op.txn_id) or op.ts
         return max(1, ts - self._began_margin) if ts else 0
 
     def _refuse_future(self, ts: int, what: str) -> None:
@@ -963,7 +976,8 @@ class NodeCore:
                 message = "the wounded commit's abort is not recorded yet; retry"
                 self._reply_error(pending, _error(kv.UNAVAILABLE, message))
 
-        self._propose_internal(host, Prevent(txn_id=op.txn_id, asker_ts=op.ts), prevented)
+        prevent = Prevent(txn_id=op.txn_id, asker_ts=asker_ts(op.txn_id, op.ts))
+        self._propose_internal(host, prevent, prevented)
 
     def _submit_write(
         self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
@@ -1719,8 +1733,26 @@ def _wire_decide(op: kv.DecideRequest) -> Decide:
         participants=tuple(op.participants),
         commit=False,
         recover=True,
-        asker_ts=op.asker_ts,
+        asker_ts=asker_ts(op.txn_id, op.asker_ts),
     )
+
+
+def asker_ts(txn_id: bytes, claimed: int) -> int:
+    """Rule 13: the timestamp a recovery Decide or Prevent of `txn_id` is judged by."""
+    return start_ts_of(txn_id) or claimed
+
+
+def _refuse_started_after(op: kv.PrepareRequest | kv.CommitOnePhaseRequest) -> None:
+    """Rule 13: every record of the transaction is stamped at or above its id's start."""
+    start = start_ts_of(op.txn_id)
+    if start > op.ts:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                f"the transaction's timestamp {op.ts} is below the start {start} its id "
+                "carries: take the commit's timestamp from the clock that made the id",
+            )
+        )
 
 
 def _records_abort(kind: str, response: kv.Response) -> bool:

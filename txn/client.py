@@ -120,7 +120,6 @@ import asyncio
 import functools
 import inspect
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -151,6 +150,7 @@ from txn.retry import _refuse_generator, _RetryPolicy
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.transaction import AsyncTransaction
+from txn.txn_ids import new_txn_id
 
 __all__ = ["AsyncClient"]
 
@@ -158,7 +158,6 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ATTEMPTS = 20
-TXN_ID_BYTES = 16
 
 SETTLE_WINDOW_S = 60.0
 """How old a transaction may be to settle its outcome (txn_status(settle=True)): well below
@@ -313,7 +312,9 @@ class AsyncClient:
         """
         if self._closed:
             raise ClientClosed("the client is closed")
-        return AsyncTransaction(self, secrets.token_bytes(TXN_ID_BYTES))
+        # peek, as in _attempt: the sync Client calls this from its caller's thread. The
+        # commit's clock reading observes this start first (shard/node.py rule 13).
+        return AsyncTransaction(self, new_txn_id(self._clock.peek(self._wall_ns())))
 
     def _attempt(self, priority: int) -> AsyncTransaction:
         """A transaction for one attempt of a retry loop, `priority` 0 on the first.

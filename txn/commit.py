@@ -28,6 +28,7 @@ from txn.errors import (
 from txn.hlc import LOGICAL_BITS, physical_us
 from txn.records import MAX_TXN_ITEMS
 from txn.status import TxnState, TxnStatus
+from txn.txn_ids import start_ts_of
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
@@ -120,6 +121,8 @@ class Committer:
                 )
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
+        # At or above the start the id carries, or the nodes refuse it (node rule 13).
+        self._client._clock.observe(start_ts_of(tx.txn_id))
         ts = self._client._clock.now(self._client._wall_ns())
         # Rules P7, O5: no copy of a commit request leaves after RESEND_WINDOW_S.
         send_by = min(deadline, asyncio.get_running_loop().time() + RESEND_WINDOW_S)

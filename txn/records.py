@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 MAX_TXN_ID_BYTES = 256
-"""Largest transaction id, in bytes. Ids are never empty (a client makes a random 16 bytes)."""
+"""Largest transaction id, in bytes. Ids are never empty (a client makes 24 bytes,
+txn/txn_ids.py)."""
 
 MAX_TXN_ITEMS = 4096
 """Most keys read, keys written and ranges scanned one transaction may have in one group (its

@@ -33,7 +33,8 @@ class AsyncTransaction:
     threads; concurrent coroutines of one event loop may read through it at once.
 
     Attributes:
-        txn_id: the transaction's id (16 random bytes), fixed at creation.
+        txn_id: the transaction's id, fixed at creation: its start timestamp and random
+            bytes (txn/txn_ids.py).
     """
 
     def __init__(self, client: AsyncClient, txn_id: bytes) -> None:

@@ -501,7 +501,7 @@ MUTATIONS = [
             (
                 "node.py",
                 "                read_ranges=_ranges(op.read_ranges),\n"
-                "                began_ts=self._began_bound(op.ts),\n"
+                "                began_ts=self._began_bound(op),\n"
                 "            )\n"
                 '        elif kind == "commit_one_phase":',
                 "                read_ranges=_ranges(op.read_ranges),\n"
@@ -518,7 +518,7 @@ MUTATIONS = [
         edits=(
             (
                 "node.py",
-                '                began_ts=self._began_bound(op.ts),\n            )\n        elif kind == "decide":',
+                '                began_ts=self._began_bound(op),\n            )\n        elif kind == "decide":',
                 '            )\n        elif kind == "decide":',
             ),
         ),
@@ -535,6 +535,20 @@ MUTATIONS = [
                 "        return ts",
             ),
         ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "asker_claims_taken",
+        "node rule 13: a Decide or Prevent is judged by the start it claims, not its id's",
+        edits=(("node.py", "    return start_ts_of(txn_id) or claimed", "    return claimed"),),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "commit_below_start_taken",
+        "node rule 13: a Prepare or one-phase commit below its id's start is taken",
+        edits=(("node.py", "    if start > op.ts:\n", "    if False:\n"),),
         package="shard",
         tests=TXN_TESTS,
     ),

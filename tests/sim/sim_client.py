@@ -67,6 +67,7 @@ from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
 from txn.hlc import HybridClock
 from txn.proofs import MAC_BYTES
+from txn.txn_ids import RANDOM_BYTES, start_ts_of, txn_id_with_start
 
 __all__ = ["ABANDON_POINTS", "MUTATIONS", "SimTxnClient", "Transport", "TxnResult", "error_of"]
 
@@ -194,7 +195,10 @@ class SimTxnClient:
         return self.t.shard_map.locate(key).group_id
 
     def new_txn_id(self) -> bytes:
-        return self.t.rng.getrandbits(128).to_bytes(16, "big")
+        """An id carrying its start, as the real client makes (shard/node.py rule 13)."""
+        # 128 bits drawn as before ids carried a start, so every seed replays as it did.
+        nonce = self.t.rng.getrandbits(128).to_bytes(16, "big")[:RANDOM_BYTES]
+        return txn_id_with_start(self.clock.peek(self.t.wall_ns()), nonce)
 
     # ------------------------------------------------------------------ read-write
 
@@ -381,6 +385,7 @@ class _Txn:
         first = next(iter(writes)) if writes else next(iter(reads))
         res.coordinator = self.c._group(first)
         res.participants = tuple(sorted(self.parts))
+        self.c.clock.observe(start_ts_of(self.result.txn_id))  # as txn/commit.py
         ts = self.c.clock.now(self.c.t.wall_ns())
         self.commit_deadline = self.c.t.now() + self.c.commit_timeout_s
         if len(self.parts) == 1:

@@ -365,18 +365,20 @@ def test_a_prepare_from_a_clock_ahead_of_the_record_it_would_meet_is_refused() -
     assert node.core.hosts[2].shard.prepared(b"t1") is None
 
 
-def _commit_everywhere_and_purge(node: OneNode, votes: list[kv.PrepareResponse]) -> None:
-    """t1, prepared in groups 1 and 2 (`votes`), resolved by its commit in both, and both
-    records purged after rule G2's check (neither group holds it prepared any more)."""
+def _commit_everywhere_and_purge(
+    node: OneNode, votes: list[kv.PrepareResponse], txn_id: bytes = b"t1"
+) -> None:
+    """`txn_id`, prepared in groups 1 and 2 (`votes`), resolved by its commit in both, and
+    both records purged after rule G2's check (neither group holds it prepared any more)."""
     commit_ts = max(v.prepare_ts for v in votes)
-    _resolve(node, b"t1", commit_ts, (1, 2))
+    _resolve(node, txn_id, commit_ts, (1, 2))
     node.advance(0.05)
     now = _now_ts(node)
     for group in (1, 2):
-        purge = PurgeDecisions(before_ts=now, verified=(b"t1",))
+        purge = PurgeDecisions(before_ts=now, verified=(txn_id,))
         node.core._propose_internal(node.core.hosts[group], purge, lambda _result: None)
     node.advance(0.05)
-    assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
+    assert all(node.core.hosts[g].shard.decision(txn_id) is None for g in (1, 2))
     assert node.call(get(b"apple", group=1)).get.version == commit_ts
 
 

@@ -6,6 +6,7 @@ Each test names the client rule (txn/client.py module docstring) or protocol cla
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -38,7 +39,9 @@ from txn import (
 )
 from txn.client import SETTLE_WINDOW_S
 from txn.commit import _union
+from txn.hlc import LOGICAL_BITS
 from txn.records import MAX_TXN_ITEMS
+from txn.txn_ids import start_ts_of
 
 # Keys by group under the fake map (split points g, p).
 A1, A2 = b"apple", b"banana"  # group 1
@@ -119,6 +122,27 @@ async def test_commit_ts_is_the_max_prepare_ts(fake: FakeKV) -> None:
         commit_ts = await tx.commit()
     assert commit_ts == max(stamps)
     assert {r.resolve.commit_ts for _, r in fake.requests("resolve")} == {max(stamps)}
+
+
+@with_fake
+async def test_a_commit_ts_is_at_or_above_the_start_its_id_carries(fake: FakeKV) -> None:
+    """shard/node.py rule 13: nodes refuse a commit request below its id's start, so the
+    client's commit never takes one below it, even after its wall clock stepped back a
+    minute between the transaction's start and its commit (one-phase and two-phase)."""
+    async with fast_client(fake) as client:
+        for kind, keys in (("commit_one_phase", [A1]), ("prepare", [A2, B1])):
+            wall = time.time_ns() + 3600 * 10**9
+            client._wall_ns = functools.partial(int, wall)  # type: ignore[method-assign]
+            tx = client.transaction()
+            start = start_ts_of(tx.txn_id)
+            assert start >= (wall // 1000) << LOGICAL_BITS
+            stepped_back = wall - 60 * 10**9
+            client._wall_ns = functools.partial(int, stepped_back)  # type: ignore[method-assign]
+            for key in keys:
+                tx.put(key, b"v")
+            await tx.commit()
+            [ts] = {getattr(r, kind).ts for _, r in fake.requests(kind)}
+            assert ts >= start
 
 
 @with_fake
