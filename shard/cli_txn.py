@@ -40,8 +40,9 @@ on stderr; a commit whose outcome is unknown says so and prints the command that
 
 STATUS_HELP = """\
 REF is what a commit whose outcome is unknown prints (TXN_ID_HEX:GROUP:STARTED_NS, from
-`str(CommitUnknown.ref)` in Python), the "txn ID:GROUP" of a commit line, or a bare
-transaction id with --group or --key (a key of its decision group: the first key it wrote).
+`str(CommitUnknown.ref)` in Python), the "txn ID:GROUP" of a commit line (its id says when it
+began), or a bare transaction id with --group or --key (a key of its decision group: the
+first key it wrote).
 
 output: one line, its first word the state:
   committed at ts T       the transaction committed (every participant prepared)
@@ -289,8 +290,8 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if args.settle and not ref.started_ns:
             raise UsageError(
                 "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS) a commit whose "
-                "outcome is unknown prints, not the 'txn ID:GROUP' of a commit line: it says "
-                "when the transaction began"
+                "outcome is unknown prints: this transaction's id does not say when it began "
+                "(an id made by hand or by an older client)"
             )
         return ref, {}
     try:

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router import client_errors as routing
+from txn.hlc import physical_us
+from txn.txn_ids import start_ts_of
 
 if TYPE_CHECKING:
     from router import kv_pb2 as kv
@@ -77,13 +79,19 @@ class TxnRef:
 
     `group_id` is the coordinator group of a two-phase commit, or the only group of a
     one-phase commit. Pass it to `client.txn_status(ref)`. `started_ns` is the wall-clock
-    time the transaction began (0 when unknown, e.g. a ref rebuilt from a bare id); settling
-    an outcome needs it (`txn_status(ref, settle=True)`).
+    time the transaction began; settling an outcome needs it (`txn_status(ref,
+    settle=True)`). Left out, it is taken from the start the id carries (txn/txn_ids.py), or
+    0 (unknown) for an id without one.
     """
 
     txn_id: bytes
     group_id: int
     started_ns: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.started_ns:
+            start_ns = physical_us(start_ts_of(self.txn_id)) * 1000
+            object.__setattr__(self, "started_ns", start_ns)
 
     def __repr__(self) -> str:
         return f"TxnRef(txn_id={self.txn_id.hex()!r}, group_id={self.group_id})"

@@ -20,6 +20,8 @@ import pytest
 import txn
 from shard.cli_txn import EXIT_ABORTED, EXIT_UNDECIDED
 from shard.cluster import LocalCluster, is_node_process
+from txn.hlc import LOGICAL_BITS
+from txn.txn_ids import new_txn_id
 
 pytestmark = pytest.mark.cluster
 
@@ -332,4 +334,10 @@ def test_txn_cli(gp_cluster: LocalCluster) -> None:
     never_sent = str(txn.TxnRef(b"never-sent-cli", 1, time.time_ns()))
     assert txn_status(never_sent).returncode == EXIT_UNDECIDED
     settled = txn_status(never_sent, "--settle")
+    assert (settled.returncode, settled.stdout) == (EXIT_ABORTED, b"aborted\n")
+    # The commit line's ref settles too: the id says when the transaction began.
+    settled = txn_status(ref, "--settle")
+    assert (settled.returncode, settled.stdout.decode()) == (0, answer.stdout.decode())
+    never_sent_tagged = f"{new_txn_id(time.time_ns() // 1000 << LOGICAL_BITS).hex()}:1"
+    settled = txn_status(never_sent_tagged, "--settle")
     assert (settled.returncode, settled.stdout) == (EXIT_ABORTED, b"aborted\n")

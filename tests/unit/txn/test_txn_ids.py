@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from txn.errors import TxnRef
+from txn.hlc import LOGICAL_BITS
 from txn.records import MAX_TXN_ID_BYTES
 from txn.txn_ids import RANDOM_BYTES, TAG, TXN_ID_BYTES, new_txn_id, start_ts_of, txn_id_with_start
 
@@ -45,3 +47,13 @@ def test_a_start_outside_a_timestamp_is_refused(start: int) -> None:
 def test_a_nonce_of_another_length_is_refused() -> None:
     with pytest.raises(ValueError, match="nonce"):
         txn_id_with_start(5, b"short")
+
+
+def test_a_ref_without_its_start_time_takes_the_one_its_id_carries() -> None:
+    """So `paxoskv txn-status ID:GROUP --settle` works with a commit line's ref."""
+    start_ns = 1_700_000_000_123_456_000
+    txn_id = new_txn_id((start_ns // 1000) << LOGICAL_BITS)
+    assert TxnRef.parse(f"{txn_id.hex()}:2").started_ns == start_ns
+    assert TxnRef(txn_id, 2).started_ns == start_ns
+    assert TxnRef(txn_id, 2, 5).started_ns == 5  # a start the caller knows wins
+    assert TxnRef(b"t1", 2).started_ns == 0  # unknown: settling refuses it
