@@ -21,6 +21,7 @@ from txn.errors import (
     OutcomeUnknown,
     PaxosKVError,
     ServerError,
+    TransactionTooOld,
     TxnRef,
     Unavailable,
     _conflict,
@@ -39,14 +40,19 @@ __all__ = ["Committer"]
 _DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
 _RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
 _FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
-# How long after its timestamp was taken a commit request (Prepare, one-phase commit) is
+# How long after its transaction's start a commit request (Prepare, one-phase commit) is
 # still sent, whatever the deadline. Nodes keep decision records at least
-# MIN_DECISION_RETENTION_S (120 s, shard/config.py); a copy sent later may arrive below a
-# group's purge mark and be refused by its own timestamp (participant rules P7, O5), and that
-# refusal says nothing about an earlier copy: a one-phase commit whose first copy committed
-# (its answer lost) would be reported as a Conflict, and `run` would do it again. Half the
-# minimum retention leaves room for clock offsets and the purge interval.
+# MIN_DECISION_RETENTION_S (120 s, shard/config.py) and judge a commit request by the start
+# its id carries (shard/node.py rule 13); a copy sent later may arrive below a group's purge
+# mark and be refused for it (participant rules P7, O5), and that refusal says nothing about
+# an earlier copy: a one-phase commit whose first copy committed (its answer lost) would be
+# reported as a Conflict, and `run` would do it again. Half the minimum retention leaves
+# room for clock offsets, P7's margin (a quarter of the retention at most) and the purge
+# interval.
 RESEND_WINDOW_S = 60.0
+MAX_TXN_AGE_S = 20.0
+"""How long after its start a transaction may begin its commit (TransactionTooOld after
+that): the commit's copies then have RESEND_WINDOW_S - MAX_TXN_AGE_S left to be sent in."""
 
 
 class _NoAnswer(Exception):
@@ -119,13 +125,24 @@ class Committer:
                     f"{group}, over the limit of {MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); "
                     "split it into several transactions"
                 )
+        age_s = (self._client._wall_ns() - tx._started_ns) / 1e9
+        if age_s > MAX_TXN_AGE_S:
+            if tx._lock_groups:  # nothing was sent: free the update locks as abort() does
+                self.resolve_all(tx.txn_id, tx._lock_groups, False, 0)
+            raise TransactionTooOld(
+                f"transaction {tx.txn_id.hex()} began {age_s:.1f} s ago, over the "
+                f"{MAX_TXN_AGE_S:g} s a transaction may take to commit (MAX_TXN_AGE_S); "
+                "nothing was written: re-run it"
+            )
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
         # At or above the start the id carries, or the nodes refuse it (node rule 13).
         self._client._clock.observe(start_ts_of(tx.txn_id))
         ts = self._client._clock.now(self._client._wall_ns())
-        # Rules P7, O5: no copy of a commit request leaves after RESEND_WINDOW_S.
-        send_by = min(deadline, asyncio.get_running_loop().time() + RESEND_WINDOW_S)
+        # Rules P7, O5: no copy of a commit request leaves RESEND_WINDOW_S after the start.
+        send_by = min(
+            deadline, asyncio.get_running_loop().time() + RESEND_WINDOW_S - max(age_s, 0.0)
+        )
         # Never after the Prepares' ts, even if the wall clock stepped back since the start:
         # an abort's asker_ts derives from it and must stay below every prepare_ts (rule D4).
         started_ns = min(tx._started_ns, physical_us(ts) * 1000)

@@ -29,6 +29,8 @@ WrongCluster           WRONG_CLUSTER        no         no               seeds of
 ServerError            INTERNAL             no         per instance     a node reported a bug
 ClientClosed           CLIENT_CLOSED        no         no               the client was closed
 TransactionClosed      TRANSACTION_CLOSED   no         no               use after commit/abort
+TransactionTooOld      TRANSACTION_TOO_OLD  yes        no               committed too long after
+                                                                        its start
 TooManyRetries         TOO_MANY_RETRIES     no         no               retry budget used up
 =====================  ===================  =========  ===============  ==========================
 
@@ -66,6 +68,7 @@ __all__ = [
     "ServerError",
     "TooManyRetries",
     "TransactionClosed",
+    "TransactionTooOld",
     "TxnRef",
     "Unavailable",
     "WrongCluster",
@@ -300,6 +303,22 @@ class TransactionClosed(PaxosKVError):
     maybe_committed = False
 
 
+class TransactionTooOld(PaxosKVError):
+    """The transaction began more than `txn.commit.MAX_TXN_AGE_S` before its commit, which
+    was refused before anything was sent; nothing was written. Re-run it (`client.run`
+    does), keeping its work between the first read and the commit short.
+
+    Nodes judge a transaction's commit by the start its id carries and refuse one older
+    than what they still remember (shard/node.py rule 13, participant rule P7), so a
+    transaction kept open longer could never commit (FoundationDB's `transaction_too_old`
+    limits a transaction to 5 s).
+    """
+
+    code = "TRANSACTION_TOO_OLD"
+    retryable = True
+    maybe_committed = False
+
+
 class TooManyRetries(PaxosKVError):
     """`client.run` gave up after its attempt or time budget; nothing was committed.
 
@@ -368,6 +387,7 @@ ERRORS: tuple[type[PaxosKVError], ...] = (
     ServerError,
     ClientClosed,
     TransactionClosed,
+    TransactionTooOld,
     TooManyRetries,
 )
 """Every error class, in the order of the table above."""

@@ -51,8 +51,10 @@ P7. A Prepare whose `began_ts` (at or below the timestamp of every record any gr
     the mark only rises, so from then on every Prepare of the txn is refused here. It also
     stands in for a purged record P2 would have met (a Prevent's abort, V1): stamped at or
     above `began_ts`, its purge raised the mark above it. It refuses only a request
-    delayed longer than the retention window or from a client whose clock is that far
-    behind; 0 (an older client) claims nothing.
+    delayed longer than the retention window, from a client whose clock is that far
+    behind, or (`began_ts` derives from the start a txn id carries, shard/node.py rule 13)
+    of a transaction that began that long ago, which the client refuses to commit first
+    (txn.commit.MAX_TXN_AGE_S); 0 (an older client) claims nothing.
 R1. Resolve without a prepared record releases and writes nothing (a duplicate, or never
     prepared here); it may still leave a decision record (R5).
 R2. Commit: each write intent becomes the version AT commit_ts (above every version of the
@@ -362,9 +364,10 @@ def _began_before_purge(txn_id: bytes, phase: str) -> Conflict:
         txn_id,
         phase,
         (
-            "the transaction's timestamp is older than this group's purge mark "
-            "(decision_retention_s): a request delayed that long, or from a client whose "
-            "clock is that far behind, cannot be taken"
+            "the transaction's start or timestamp is older than this group's purge mark "
+            "(decision_retention_s): a request delayed that long, from a client whose "
+            "clock is that far behind, or of a transaction begun that long ago cannot be "
+            "taken"
         ),
     )
 

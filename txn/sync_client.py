@@ -39,7 +39,8 @@ class Transaction:
     raises). Not safe to share between threads.
 
     Attributes:
-        txn_id: the transaction's id (16 random bytes).
+        txn_id: the transaction's id: its start timestamp and random bytes
+            (txn/txn_ids.py).
     """
 
     def __init__(self, client: Client, inner: AsyncTransaction) -> None:

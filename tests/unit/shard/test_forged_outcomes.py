@@ -162,7 +162,8 @@ def test_a_commit_request_below_the_start_its_id_carries_is_refused(kind: str) -
     which D4 and V2 rely on; a request that would stamp one below it changes nothing."""
     node = _node()
     start = _now_ts(node) + 1000
-    request = prepare_request(1, b"apple", txn_id=new_txn_id(start), ts=start - 1)
+    txn_id = new_txn_id(start)
+    request = prepare_request(1, b"apple", txn_id=txn_id, ts=start - 1)
     if kind == "commit_one_phase":
         op = request.prepare
         request = kv.Request(
@@ -173,7 +174,8 @@ def test_a_commit_request_below_the_start_its_id_carries_is_refused(kind: str) -
     answer = getattr(node.call(request), kind)
     assert answer.error.code == kv.INVALID_ARGUMENT
     assert "below the start" in answer.error.message
-    assert node.core.hosts[1].shard.prepared(request.prepare.txn_id) is None
+    shard = node.core.hosts[1].shard
+    assert shard.prepared(txn_id) is None and shard.decision(txn_id) is None
     assert node.call(get(b"apple", group=1)).get.version == 0
 
 

@@ -38,7 +38,7 @@ from txn import (
     TxnStatus,
 )
 from txn.client import SETTLE_WINDOW_S
-from txn.commit import _union
+from txn.commit import MAX_TXN_AGE_S, _union
 from txn.hlc import LOGICAL_BITS
 from txn.records import MAX_TXN_ITEMS
 from txn.txn_ids import start_ts_of
@@ -143,6 +143,43 @@ async def test_a_commit_ts_is_at_or_above_the_start_its_id_carries(fake: FakeKV)
             await tx.commit()
             [ts] = {getattr(r, kind).ts for _, r in fake.requests(kind)}
             assert ts >= start
+
+
+@with_fake
+async def test_a_commit_too_long_after_the_start_is_refused_before_anything_is_sent(
+    fake: FakeKV,
+) -> None:
+    """Nodes judge a commit by its id's start (shard/node.py rule 13) and refuse one older
+    than their purge mark, so a transaction kept open longer than MAX_TXN_AGE_S gets a
+    retryable TransactionTooOld instead of a Prepare that could never commit (found by
+    review: the client then reported CommitUnknown). Its update locks are freed, and `run`
+    re-runs it with a fresh start."""
+    async with fast_client(fake) as client:
+        wall = time.time_ns()
+        client._wall_ns = functools.partial(int, wall)  # type: ignore[method-assign]
+        tx = client.transaction()
+        await tx.get(A1, for_update=True)
+        tx.put(B1, b"b")
+        later = wall + int((MAX_TXN_AGE_S + 1) * 1e9)
+        client._wall_ns = functools.partial(int, later)  # type: ignore[method-assign]
+        with pytest.raises(txn.TransactionTooOld, match="over the 20 s") as caught:
+            await tx.commit()
+        assert caught.value.retryable and not caught.value.maybe_committed
+        await asyncio.sleep(0.05)  # the update lock's release goes out in the background
+        assert fake.requests("prepare") == fake.requests("commit_one_phase") == []
+        [(group, release)] = fake.requests("resolve")
+        assert group == 1 and release.resolve.txn_id == tx.txn_id and not release.resolve.commit
+
+        attempts = []
+
+        async def body(t: AsyncTransaction) -> None:
+            attempts.append(t)
+            t.put(B1, b"again")
+            if len(attempts) == 1:
+                client._wall_ns = functools.partial(int, later + 10**12)  # type: ignore[method-assign]
+
+        await client.run(body)
+        assert len(attempts) == 2 and fake.store.value(B1) == b"again"
 
 
 @with_fake

@@ -27,6 +27,7 @@ EXPECTED = {
     txn.ServerError: (False, False),
     txn.ClientClosed: (False, False),
     txn.TransactionClosed: (False, False),
+    txn.TransactionTooOld: (True, False),
     txn.TooManyRetries: (False, False),
 }
 
