@@ -66,6 +66,8 @@ def test_start_status_stop_and_restart_from_data(data_dir: Path) -> None:
     assert sorted(pids) == ["n1", "n2", "n3"]
     for name, pid in pids.items():
         assert is_node_process(pid, cluster.config_path, name)
+        # `pgrep paxoskv` finds the nodes (shard/proc_name.py)
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == f"paxoskv-{name}"
 
     again = paxoskv("cluster", "start", "--data-dir", str(data_dir))
     assert again.returncode != 0

@@ -1,0 +1,32 @@
+"""A node process's name (shard/proc_name.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from shard.proc_name import MAX_NAME_BYTES
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+@pytest.mark.parametrize(
+    ("name", "shown"), [("paxoskv-n1", "paxoskv-n1"), ("paxoskv-" + "x" * 20, None)]
+)
+def test_the_process_and_the_threads_it_starts_show_the_name(name: str, shown: str | None) -> None:
+    script = (
+        "import sys, threading\n"
+        "from shard.proc_name import set_process_name\n"
+        "assert set_process_name(sys.argv[1])\n"
+        "names = []\n"
+        "t = threading.Thread(target=lambda: names.append(\n"
+        "    open(f'/proc/self/task/{threading.get_native_id()}/comm').read().strip()))\n"
+        "t.start(); t.join()\n"
+        "print(open('/proc/self/comm').read().strip(), names[0])\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, name], capture_output=True, text=True, check=True
+    )
+    expected = shown or name[:MAX_NAME_BYTES]
+    assert run.stdout.split() == [expected, expected]
