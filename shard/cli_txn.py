@@ -303,10 +303,15 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.group is None and args.key is None:
         raise UsageError("with a bare transaction id give --group or --key")
     if args.settle:
-        raise UsageError(
-            "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS) a commit whose outcome "
-            "is unknown prints: it says when the transaction began"
-        )
+        ref = TxnRef(txn_id, args.group if args.group is not None else 0)
+        if args.group is None or not ref.started_ns:
+            raise UsageError(
+                "--settle needs the transaction's group (TXN_ID_HEX:GROUP, or --group) and "
+                "when it began, which its id says unless an older client made it (then give "
+                "the full REF, TXN_ID_HEX:GROUP:STARTED_NS, a commit whose outcome is "
+                "unknown prints)"
+            )
+        return ref, {}
     if args.key is not None:
         return txn_id, {"key": os.fsencode(args.key)}
     return txn_id, {"group_id": args.group}

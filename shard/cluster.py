@@ -166,7 +166,8 @@ def _proc_cmdline(pid: int) -> list[str] | None:
 def _proc_state(pid: int) -> str | None:
     """The one-letter state from /proc/PID/stat (R, S, T, Z, ...), or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        # Any bytes: the name in parentheses is whatever the process set (shard/proc_name.py).
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return stat.rpartition(")")[2].split()[0]

@@ -16,11 +16,14 @@ MAX_NAME_BYTES = 15
 
 
 def set_process_name(name: str) -> bool:
-    """Name this process `name` (cut to MAX_NAME_BYTES); False where that is unsupported."""
+    """Name this process `name`, cut to MAX_NAME_BYTES on a character boundary; False where
+    that is unsupported."""
     if not sys.platform.startswith("linux"):
         return False
+    # Cut whole characters: half of one is invalid UTF-8 in /proc/PID/stat and comm.
+    title = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore").encode()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_NAME, name.encode()[:MAX_NAME_BYTES], 0, 0, 0) == 0)
+        return bool(libc.prctl(_PR_SET_NAME, title, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False

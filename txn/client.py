@@ -305,7 +305,9 @@ class AsyncClient:
     # ------------------------------------------------------------------ transactions
 
     def transaction(self) -> AsyncTransaction:
-        """A new read-write transaction with a fresh id (no I/O until the first read).
+        """A new read-write transaction with a fresh id (no I/O until the first read). It
+        must commit within `txn.commit.MAX_TXN_AGE_S` (20 s) of this call, or its commit
+        raises the retryable `TransactionTooOld`.
 
         Returns:
             An `AsyncTransaction`; use it as `async with client.transaction() as tx:`.
@@ -352,7 +354,9 @@ class AsyncClient:
         transaction is committed after it returns) and must not be a generator. Only its
         transaction's writes are undone by a retry: anything else `fn` does (appending to a
         list, sending a message) happens once per attempt, so keep such effects out of it
-        or make them idempotent, as FoundationDB advises for its retry loop.
+        or make them idempotent, as FoundationDB advises for its retry loop. An attempt must
+        reach its commit within `txn.commit.MAX_TXN_AGE_S` (20 s), or it is retried
+        (`TransactionTooOld`): a body that always takes longer ends in `TooManyRetries`.
 
         Returns:
             What `fn` returned (in the attempt that committed).

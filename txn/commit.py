@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -125,7 +126,7 @@ class Committer:
                     f"{group}, over the limit of {MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); "
                     "split it into several transactions"
                 )
-        age_s = (self._client._wall_ns() - tx._started_ns) / 1e9
+        age_s = time.monotonic() - tx._started_mono
         if age_s > MAX_TXN_AGE_S:
             if tx._lock_groups:  # nothing was sent: free the update locks as abort() does
                 self.resolve_all(tx.txn_id, tx._lock_groups, False, 0)
@@ -140,9 +141,7 @@ class Committer:
         self._client._clock.observe(start_ts_of(tx.txn_id))
         ts = self._client._clock.now(self._client._wall_ns())
         # Rules P7, O5: no copy of a commit request leaves RESEND_WINDOW_S after the start.
-        send_by = min(
-            deadline, asyncio.get_running_loop().time() + RESEND_WINDOW_S - max(age_s, 0.0)
-        )
+        send_by = min(deadline, asyncio.get_running_loop().time() + RESEND_WINDOW_S - age_s)
         # Never after the Prepares' ts, even if the wall clock stepped back since the start:
         # an abort's asker_ts derives from it and must stay below every prepare_ts (rule D4).
         started_ns = min(tx._started_ns, physical_us(ts) * 1000)

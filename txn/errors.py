@@ -81,10 +81,10 @@ class TxnRef:
     """Where to ask about a transaction's outcome: its id and the group holding its decision.
 
     `group_id` is the coordinator group of a two-phase commit, or the only group of a
-    one-phase commit. Pass it to `client.txn_status(ref)`. `started_ns` is the wall-clock
-    time the transaction began; settling an outcome needs it (`txn_status(ref,
-    settle=True)`). Left out, it is taken from the start the id carries (txn/txn_ids.py), or
-    0 (unknown) for an id without one.
+    one-phase commit. Pass it to `client.txn_status(ref)`. `started_ns` is when the
+    transaction began, in wall-clock nanoseconds; settling an outcome needs it
+    (`txn_status(ref, settle=True)`). Left out (or 0), it is the physical part of the start
+    timestamp the id carries (txn/txn_ids.py), or 0 (unknown) for an id without one.
     """
 
     txn_id: bytes

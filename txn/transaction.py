@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,8 @@ class AsyncTransaction:
         self._client = client
         self.txn_id = txn_id
         self._started_ns = client._wall_ns()
+        # Its age for MAX_TXN_AGE_S: a clock no wall-clock step moves.
+        self._started_mono = time.monotonic()
         self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
         self._values: dict[bytes, bytes | None] = {}  # what each read returned
@@ -372,6 +375,8 @@ class AsyncTransaction:
                 transaction may have committed (`err.ref` for `client.txn_status`).
             Unavailable, DeadlineExceeded: a participant could not be reached; not committed.
             LimitExceeded, InvalidArgument: the transaction is too large or malformed.
+            TransactionTooOld: it began more than `txn.commit.MAX_TXN_AGE_S` (20 s) ago;
+                nothing was sent. Retryable.
             TransactionClosed: already committed or aborted.
         """
         self._check_open()

@@ -341,3 +341,6 @@ def test_txn_cli(gp_cluster: LocalCluster) -> None:
     never_sent_tagged = f"{new_txn_id(time.time_ns() // 1000 << LOGICAL_BITS).hex()}:1"
     settled = txn_status(never_sent_tagged, "--settle")
     assert (settled.returncode, settled.stdout) == (EXIT_ABORTED, b"aborted\n")
+    bare = new_txn_id(time.time_ns() // 1000 << LOGICAL_BITS).hex()
+    settled = txn_status(bare, "--group", "1", "--settle")
+    assert (settled.returncode, settled.stdout) == (EXIT_ABORTED, b"aborted\n")

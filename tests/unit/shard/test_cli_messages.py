@@ -16,6 +16,7 @@ import pytest
 from shard.cli import main
 from shard.cli_kv import escape
 from shard.cli_txn import Step, parse_steps
+from txn.txn_ids import new_txn_id
 
 ROOT = Path(__file__).resolve().parents[3]
 NOWHERE = "127.0.0.1:9"  # never contacted: every case fails before connecting
@@ -85,6 +86,21 @@ def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: An
     err = capsys.readouterr().err
     assert "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS)" in err
     assert "settle=True" not in err and "\n" not in err.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("txn_id", "where"),
+    [
+        ("9ca3e1000780cbe4d2609bdf348e2384", ["--group", "1"]),  # an older client's id
+        (new_txn_id(1 << 40).hex(), ["--key", "alice"]),  # says when it began, not where
+    ],
+)
+def test_settle_with_a_bare_id_says_what_it_lacks(
+    capsys: Any, txn_id: str, where: list[str]
+) -> None:
+    assert main(["txn-status", "--cluster", NOWHERE, txn_id, *where, "--settle"]) == 1
+    err = capsys.readouterr().err
+    assert "--settle needs the transaction's group" in err and "\n" not in err.rstrip("\n")
 
 
 def test_a_reader_that_goes_away_is_no_error() -> None:

@@ -153,18 +153,18 @@ async def test_a_commit_too_long_after_the_start_is_refused_before_anything_is_s
     than their purge mark, so a transaction kept open longer than MAX_TXN_AGE_S gets a
     retryable TransactionTooOld instead of a Prepare that could never commit (found by
     review: the client then reported CommitUnknown). Its update locks are freed, and `run`
-    re-runs it with a fresh start."""
+    re-runs it with a fresh start. The age is taken from a clock no wall-clock step moves."""
     async with fast_client(fake) as client:
-        wall = time.time_ns()
-        client._wall_ns = functools.partial(int, wall)  # type: ignore[method-assign]
         tx = client.transaction()
         await tx.get(A1, for_update=True)
         tx.put(B1, b"b")
-        later = wall + int((MAX_TXN_AGE_S + 1) * 1e9)
-        client._wall_ns = functools.partial(int, later)  # type: ignore[method-assign]
+        tx._started_mono -= MAX_TXN_AGE_S + 1  # it began 21 s ago
+        stepped_back = time.time_ns() - 3600 * 10**9  # the wall clock says it just began
+        client._wall_ns = functools.partial(int, stepped_back)  # type: ignore[method-assign]
         with pytest.raises(txn.TransactionTooOld, match="over the 20 s") as caught:
             await tx.commit()
         assert caught.value.retryable and not caught.value.maybe_committed
+        assert tx.state is TransactionState.ABORTED
         await asyncio.sleep(0.05)  # the update lock's release goes out in the background
         assert fake.requests("prepare") == fake.requests("commit_one_phase") == []
         [(group, release)] = fake.requests("resolve")
@@ -176,7 +176,7 @@ async def test_a_commit_too_long_after_the_start_is_refused_before_anything_is_s
             attempts.append(t)
             t.put(B1, b"again")
             if len(attempts) == 1:
-                client._wall_ns = functools.partial(int, later + 10**12)  # type: ignore[method-assign]
+                t._started_mono -= MAX_TXN_AGE_S + 1
 
         await client.run(body)
         assert len(attempts) == 2 and fake.store.value(B1) == b"again"

@@ -127,12 +127,18 @@ def test_txn_status_of_a_committed_transaction(fake: FakeKV, capsys: Any) -> Non
     txn_ref = line.split("(txn ")[1].split(",")[0]
     txn_id, group = txn_ref.split(":")
     seeds = ["--cluster", fake.seeds[0], "--timeout", "5"]
-    for where in ([txn_ref], [txn_id, "--group", group], [txn_id, "--key", "apple"]):
+    for where in (
+        [txn_ref],
+        [txn_id, "--group", group],
+        [txn_id, "--key", "apple"],
+        [txn_ref, "--settle"],  # the id says when the transaction began
+        [txn_id, "--group", group, "--settle"],
+    ):
         assert main(["txn-status", *seeds, *where]) == 0
         assert capsys.readouterr().out == f"committed at ts {commit_ts}\n"
     for bad, says in (
         ([txn_id], "give --group or --key"),
-        ([txn_id, "--group", group, "--settle"], "needs the full REF"),
+        ([txn_id, "--key", "apple", "--settle"], "needs the transaction's group"),
         ([txn_ref, "--key", "apple"], "already names its group"),
         (["zz"], "neither"),
         (["ab:x"], "not a transaction ref"),
