@@ -282,6 +282,7 @@ def _cmd_txn(args: argparse.Namespace) -> int:
 def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The `ref` and keyword arguments of `client.txn_status` for REF, --group, --key."""
     from txn import TxnRef
+    from txn.txn_ids import start_ts_of
 
     if ":" in args.ref:
         if args.group is not None or args.key is not None:
@@ -303,15 +304,14 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.group is None and args.key is None:
         raise UsageError("with a bare transaction id give --group or --key")
     if args.settle:
-        ref = TxnRef(txn_id, args.group if args.group is not None else 0)
-        if args.group is None or not ref.started_ns:
+        if args.group is None or not start_ts_of(txn_id):
             raise UsageError(
                 "--settle needs the transaction's group (TXN_ID_HEX:GROUP, or --group) and "
                 "when it began, which its id says unless an older client made it (then give "
                 "the full REF, TXN_ID_HEX:GROUP:STARTED_NS, a commit whose outcome is "
                 "unknown prints)"
             )
-        return ref, {}
+        return TxnRef(txn_id, args.group), {}
     if args.key is not None:
         return txn_id, {"key": os.fsencode(args.key)}
     return txn_id, {"group_id": args.group}

@@ -854,7 +854,7 @@ class NodeCore:
         client took it, and a clock may lag the client's by as much as rule 9 lets a
         request's timestamp run ahead; `_began_margin`), and at or below the start its id
         carries (rule 13), which stands for every asker's claim. 0 (no claim) stays 0."""
-        ts = start_ts_of(op.txn_id) or op.ts
+        ts = asker_ts(op.txn_id, op.ts)
         return max(1, ts - self._began_margin) if ts else 0
 
     def _refuse_future(self, ts: int, what: str) -> None:

@@ -119,21 +119,23 @@ class Committer:
             part.ranges = _union(part.ranges)  # nodes refuse overlapping scanned ranges
             items = len(part.reads) + len(part.writes) + len(part.ranges)
             if items > MAX_TXN_ITEMS:
-                if tx._lock_groups:  # nothing was sent: free the update locks as abort() does
-                    self.resolve_all(tx.txn_id, tx._lock_groups, False, 0)
-                raise LimitExceeded(
-                    f"the transaction reads, writes and scans {items} keys and ranges in group "
-                    f"{group}, over the limit of {MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); "
-                    "split it into several transactions"
+                raise self._refused_unsent(
+                    tx,
+                    LimitExceeded(
+                        f"the transaction reads, writes and scans {items} keys and ranges in "
+                        f"group {group}, over the limit of {MAX_TXN_ITEMS} per group "
+                        "(MAX_TXN_ITEMS); split it into several transactions"
+                    ),
                 )
         age_s = time.monotonic() - tx._started_mono
         if age_s > MAX_TXN_AGE_S:
-            if tx._lock_groups:  # nothing was sent: free the update locks as abort() does
-                self.resolve_all(tx.txn_id, tx._lock_groups, False, 0)
-            raise TransactionTooOld(
-                f"transaction {tx.txn_id.hex()} began {age_s:.1f} s ago, over the "
-                f"{MAX_TXN_AGE_S:g} s a transaction may take to commit (MAX_TXN_AGE_S); "
-                "nothing was written: re-run it"
+            raise self._refused_unsent(
+                tx,
+                TransactionTooOld(
+                    f"transaction {tx.txn_id.hex()} began {age_s:.1f} s ago, over the "
+                    f"{MAX_TXN_AGE_S:g} s a transaction may take to commit (MAX_TXN_AGE_S); "
+                    "nothing was written: re-run it"
+                ),
             )
         first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
@@ -153,6 +155,13 @@ class Committer:
         return await self._commit_two_phase(
             tx._ref, parts, ts, tx._priority or ts, deadline, send_by
         )
+
+    def _refused_unsent(self, tx: AsyncTransaction, error: PaxosKVError) -> PaxosKVError:
+        """`error`, for a commit refused before anything was sent, once the update locks
+        the transaction's reads took are freed (as abort() does)."""
+        if tx._lock_groups:
+            self.resolve_all(tx.txn_id, tx._lock_groups, False, 0)
+        return error
 
     async def _send_idempotent(
         self,
