@@ -683,26 +683,43 @@ async def test_settling_a_lost_one_phase_commit_fences_its_late_copy(fake: FakeK
 async def test_a_one_phase_commit_is_not_re_sent_past_the_window_where_o5_would_refuse_it(
     fake: FakeKV,
 ) -> None:
-    """Participant rule O5 refuses a one-phase commit whose timestamp is below the group's
-    purge mark, and says nothing about an earlier copy. A client re-sending its own request
-    that long (a deadline longer than the retention) met it after its first copy had
-    committed with the answer lost, and reported a Conflict: `run` did the work again.
-    Scaled down: records purged 0.6 s after the commit began (the minimum retention, 120
-    s), re-sends stop after RESEND_WINDOW_S (60 s), here 0.3 s."""
+    """Participant rule O5 refuses a one-phase commit whose transaction began before the
+    group's purge mark, and says nothing about an earlier copy. A client re-sending its own
+    request that long (a deadline longer than the retention) met it after its first copy
+    had committed with the answer lost, and reported a Conflict: `run` did the work again.
+    Scaled down: records purged 0.6 s after the start (the minimum retention, 120 s),
+    re-sends stop RESEND_WINDOW_S (60 s) after it, here 0.3 s."""
+    await _re_send_until_purged(fake, window_s=0.3, purged_after_s=0.6, began_before_s=0.0)
+
+
+@with_fake
+async def test_re_sends_stop_a_window_after_the_start_not_after_the_commit(fake: FakeKV) -> None:
+    """Nodes judge a commit by the start its id carries (shard/node.py rule 13), so the
+    window counts from the start: a transaction that began 0.5 s before its commit stops
+    re-sending 0.2 s into it, before the purge 0.4 s into it (counted from the commit, it
+    went on to 0.7 s and met the refusal)."""
+    await _re_send_until_purged(fake, window_s=0.7, purged_after_s=0.9, began_before_s=0.5)
+
+
+async def _re_send_until_purged(
+    fake: FakeKV, window_s: float, purged_after_s: float, began_before_s: float
+) -> None:
+    """A one-phase commit whose answers are lost until `purged_after_s` after the
+    transaction's start, then refused as O5 does: the client must report CommitUnknown."""
     import txn.commit
 
     window = txn.commit.RESEND_WINDOW_S
-    txn.commit.RESEND_WINDOW_S = 0.3
+    txn.commit.RESEND_WINDOW_S = window_s
     first: list[float] = []
 
     def node(_node: int, request: kv.Request) -> Any:
         if request.WhichOneof("op") != "commit_one_phase":
             return None
         first.append(first[0] if first else time.monotonic())
-        if time.monotonic() - first[0] < 0.6:
+        if time.monotonic() - first[0] < purged_after_s - began_before_s:
             return LOSE  # applied (the first copy commits), its answer lost
         response = kv.Response(id=request.id)  # what a node answers now (rule O5)
-        reason = "the transaction's timestamp is older than this group's purge mark"
+        reason = "the transaction's start or timestamp is older than this group's purge mark"
         response.commit_one_phase.error.CopyFrom(
             kv.Error(
                 code=kv.CONFLICT,
@@ -718,6 +735,7 @@ async def test_a_one_phase_commit_is_not_re_sent_past_the_window_where_o5_would_
     try:
         async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.1) as client:
             tx = client.transaction()
+            tx._started_mono -= began_before_s
             tx.put(A1, b"a")
             with pytest.raises(CommitUnknown):
                 await tx.commit()
