@@ -58,6 +58,14 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
         if pending.kind == "get":
             if not op.snapshot:
                 blocking = [i for i in shard.intents_on(op.key) if i.is_write]
+                through = host.proven.read_through(shard, op.key) if blocking else None
+                if through is not None:
+                    # Rule 14: its commit is proven; the apply will write this.
+                    value, version = through
+                    return kv.Response(
+                        id=pending.request_id,
+                        get=kv.GetResponse(found=True, value=value, version=version),
+                    )
                 if blocking:
                     return _conflict_error(
                         Conflict(

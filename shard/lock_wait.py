@@ -10,6 +10,9 @@ aborted, and throughput collapsed. Here the leader parks such a request until an
 released on its group (or its wait runs out) and then proceeds exactly as before.
 
 Who may wait (rule numbers as in shard.node):
+L0. No request waits for the intents of a transaction whose commit the leader holds the
+    proof of (shard.node rule 14): a get reads through its write intent, and anything else
+    goes to the log behind its Resolve.
 L1. A request that holds nothing may wait for any intent: a linearizable read, a single-key
     write and a one-phase commit hold no intents, so no other request ever waits for them
     and no wait cycle can pass through them. A range a prepared transaction scanned (rule
@@ -75,7 +78,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shard.limits import MAX_SCAN_ITEMS, MAX_SCAN_RESPONSE_BYTES
-from txn.records import IntentInfo
+from shard.proven_commits import ProvenCommits
 
 # The items a scan request without a limit is answered with.
 DEFAULT_SCAN_ITEMS = 1000
@@ -212,7 +215,7 @@ def request_age(op: Any) -> Age:
     return (op.priority or op.ts, op.txn_id)
 
 
-def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
+def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits) -> bool:
     """Whether the request should wait now (rules L1-L3).
 
     Args:
@@ -221,11 +224,16 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
             `commit_one_phase`); other kinds never wait.
         op: the request body.
         age_of: ages of the prepared transactions this leader knows.
+        proven: the transactions whose commit is proven at this leader (node rule 14):
+            their intents hold up nothing proposed from now on, and a get reads through.
     """
     if not shard.has_intents:
         return False  # the common case: nothing to wait for, no lookups
     if kind == "get":
-        return not op.snapshot and not op.stale_ok and _any_write(shard.intents_on(op.key))
+        if op.snapshot or op.stale_ok:
+            return False
+        writes = any(i.is_write for i in shard.intents_on(op.key))
+        return writes and proven.read_through(shard, op.key) is None
     if kind == "scan":
         if op.snapshot or op.stale_ok:
             return False
@@ -236,17 +244,18 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf) -> bool:
         covered = scan_page(shard, op, end, None)[2]
         return any(covered is None or key < covered for key in held)
     if kind in ("put", "delete", "cas"):
-        return bool(shard.intents_on(op.key) or shard.scanners(op.key))
+        holders = [i.txn_id for i in shard.intents_on(op.key)] + shard.scanners(op.key)
+        return any(not proven.resolves(shard, t) for t in holders)
     if kind == "commit_one_phase":
         if shard.decision(op.txn_id) is not None or _stale(shard, op.reads):
             return False
-        return bool(_holders(shard, op))
+        return bool(_holders(shard, op, proven))
     if kind == "prepare":
         if shard.prepared(op.txn_id) is not None or shard.decision(op.txn_id) is not None:
             return False
         if _stale(shard, op.reads):
             return False
-        holders = _holders(shard, op)
+        holders = _holders(shard, op, proven)
         if not holders:
             return False
         mine = request_age(op)
@@ -283,10 +292,6 @@ def scan_covers(
     return end
 
 
-def _any_write(intents: Iterable[IntentInfo]) -> bool:
-    return any(i.is_write for i in intents)
-
-
 def _stale(shard: Any, reads: Iterable[Any]) -> bool:
     """A read version the apply would refuse (txn.participant rule P3's version test)."""
     for read in reads:
@@ -297,9 +302,9 @@ def _stale(shard: Any, reads: Iterable[Any]) -> bool:
     return False
 
 
-def _holders(shard: Any, op: Any) -> list[bytes]:
+def _holders(shard: Any, op: Any, proven: ProvenCommits) -> list[bytes]:
     """Other transactions holding intents or scanned ranges that conflict with `op` (rules
-    P3, P4 and P6)."""
+    P3, P4 and P6), but for those whose proven commit resolves them first (node rule 14)."""
     found: list[bytes] = []
     for read in op.reads:
         found += [i.txn_id for i in shard.intents_on(read.key) if i.is_write]
@@ -309,4 +314,4 @@ def _holders(shard: Any, op: Any) -> list[bytes]:
     for key_range in op.read_ranges:
         end = key_range.end or shard.key_range[1]
         found += [i.txn_id for _, i in shard.intents_in_range(key_range.start, end) if i.is_write]
-    return [t for t in found if t != op.txn_id]
+    return [t for t in found if t != op.txn_id and not proven.resolves(shard, t)]

@@ -18,7 +18,8 @@ Rules
    larger timestamp (Spanner §4.1.2; strict serializability across machines).
 2. A linearizable read is served only at an index the replica vouched for (lease or
    read-index), after that index was applied, and never while a prepared transaction holds
-   a write intent on the key (its decision may already be made): it waits for the release
+   a write intent on the key (its decision may already be made; unless the leader holds
+   the proof of its commit, rule 14): it waits for the release
    (shard.lock_wait), then is confirmed again, or is refused with a retryable CONFLICT when
    its wait runs out. Every get or scan answer (linearizable or snapshot; not stale_ok)
    also waits for the commit wait of the newest version it shows, as a write's answer does
@@ -106,6 +107,14 @@ Rules
    it claims. A claim is wire data: with a claim of 0 or above the purge mark, a request
    for a committed transaction whose records were purged recorded its abort, and
    txn_status then answered aborted for a committed transaction.
+14. A Resolve(commit) that reaches the leader with its proof (rule 12) shows that its
+   transaction committed at commit_ts, for good (shard.proven_commits), so until the Resolve
+   ends its intents hold up no request: a linearizable get of a key under its write intent
+   is answered at once with the intent's value at commit_ts (what the apply will write;
+   participant rules R3 and R7 checked against the PREPARE here, a delete still waits),
+   and a write or Prepare that would wait for it goes to the log, behind the Resolve (held
+   ones ride just ahead of it, rule 8). Before, each waited for the Resolve's own Paxos
+   round. Only this leader knows, and only while it leads.
 """
 
 from __future__ import annotations
@@ -587,6 +596,10 @@ class NodeCore:
                 elif kind == "resolve":
                     if not op.commit:
                         host.aborted[op.txn_id] = self._now
+                    elif host.replica.role is Role.LEADER:
+                        # Rule 14 (vouched at admission, rule 12): before the wake, so the
+                        # reads parked on its intents are served now.
+                        host.proven.add(op.txn_id, op.commit_ts, op.participants)
                     host.locks.release(op.txn_id)
                     self._wake_lock_waits()
                     if op.commit:
@@ -1038,7 +1051,11 @@ class NodeCore:
         if pending.wait_until and self._now >= pending.wait_until:
             return False
         if not blocked(
-            host.shard, pending.kind, pending.request, lambda t: _age(host, t)
+            host.shard,
+            pending.kind,
+            pending.request,
+            lambda t: _age(host, t),
+            host.proven,
         ) and not _behind_update_lock(host, pending):
             return False
         self._park(host, pending, resume)
@@ -1247,6 +1264,7 @@ class NodeCore:
                     self._refuse_snapshot_reads(host)
                 self._leading.discard(group_id)
                 host.expired.clear()
+                host.proven.clear()
                 host.ages.clear()
                 host.aborted.clear()
                 host.locks.clear()
@@ -1486,7 +1504,7 @@ class NodeCore:
         if pending.kind == "internal":
             pending.reply(result)
             return
-        self._release_update_locks(pending)
+        self._end_request(pending)
         if isinstance(result, kv.Error):
             self._reply_error(pending, result)
             return
@@ -1622,17 +1640,23 @@ class NodeCore:
         if pending.kind == "internal":
             pending.reply(None)
             return
-        self._release_update_locks(pending)
+        self._end_request(pending)
         response = kv.Response(id=pending.request_id)
         getattr(response, pending.kind).error.CopyFrom(error)
         pending.reply(response)
 
-    def _release_update_locks(self, pending: _Pending) -> None:
-        """Rule U3: a transaction's Prepare or one-phase commit was applied (or failed)."""
-        if pending.kind in ("prepare", "commit_one_phase"):
-            host = self.hosts.get(pending.request.header.group_id)
-            if host is not None:
-                host.locks.release(pending.request.txn_id)
+    def _end_request(self, pending: _Pending) -> None:
+        """What a request frees at the leader once applied (or failed): a Prepare's or
+        one-phase commit's update locks (rule U3), a Resolve's proven commit (rule 14)."""
+        if pending.kind not in ("prepare", "commit_one_phase", "resolve"):
+            return
+        host = self.hosts.get(pending.request.header.group_id)
+        if host is None:
+            return
+        if pending.kind == "resolve":
+            host.proven.discard(pending.request.txn_id)
+        else:
+            host.locks.release(pending.request.txn_id)
 
     def has_client_requests(self) -> bool:
         """True while some client request is not answered yet (used to drain on stop)."""
@@ -1791,8 +1815,9 @@ def _behind_update_lock(host: GroupHost, pending: _Pending) -> bool:
 
 
 def _releases(host: GroupHost) -> int:
-    """How often intents or update locks were released in the group (waiters re-check)."""
-    return host.shard.intent_releases + host.locks.releases
+    """How often intents or update locks were released in the group, or a commit proven
+    (rule 14) (waiters re-check)."""
+    return host.shard.intent_releases + host.locks.releases + host.proven.added
 
 
 def _age(host: GroupHost, txn_id: bytes) -> tuple[int, bytes] | None:

@@ -10,6 +10,7 @@ from paxos import Replica
 from paxos.ready import CommittedEntry
 from shard.apps import App, RestoreJob, SnapshotBuild
 from shard.lock_wait import LockTable
+from shard.proven_commits import ProvenCommits
 from shard.state_machine import ShardStateMachine
 
 
@@ -80,6 +81,9 @@ class GroupHost:
     # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
     held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
     held_until: float = 0.0
+    # Leader side: transactions a Resolve(commit) with its proof showed committed, until that
+    # Resolve ends; a read meeting their intents is served at once (rule 14).
+    proven: ProvenCommits = field(default_factory=ProvenCommits)
     # Leader side: the timestamps of proposals answered OUTCOME_UNKNOWN at their deadline,
     # until the replica says what became of their slot: they may still be chosen below a
     # parked snapshot read's timestamp (rule 3).

@@ -413,6 +413,12 @@ def _proof_matches(cmd: Resolve, info: PreparedInfo) -> bool:
     return _same_participants(cmd.participants, info.participants)
 
 
+def commit_writes_here(info: PreparedInfo, participants: Sequence[int], commit_ts: int) -> bool:
+    """Whether a Resolve(commit) at `commit_ts` naming `participants` writes the values of
+    the transaction prepared here as `info` when applied (rules R3 and R7)."""
+    return _same_participants(participants, info.participants) and commit_ts >= info.prepare_ts
+
+
 def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     """Rules R1-R5: apply the decision `cmd` (command timestamp `ts`) to this group's
     prepared record of the txn.
@@ -440,7 +446,7 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     if info is None:
         return ResolveResult(found=False)
     written = 0
-    apply_writes = cmd.commit and cmd.commit_ts >= info.prepare_ts
+    apply_writes = cmd.commit and commit_writes_here(info, cmd.participants, cmd.commit_ts)
     for key in info.write_keys:
         if apply_writes:
             mine = [i for i in store.intents(key) if i.txn_id == txn_id and i.is_write]

@@ -571,7 +571,7 @@ class TxnRecord:
     """One transaction of the history, with what the client concluded."""
 
     process: int
-    kind: str  # "rw" | "snapshot"
+    kind: str  # "rw" | "snapshot" | "get" (a plain linearizable read of one key)
     mops: list[list[Any]]
     invoke: float
     complete: float = 0.0
@@ -623,6 +623,8 @@ class Workload:
 
         if kind == "snapshot":
             client.client.snapshot(keys, finished)
+        elif kind == "get":
+            client.client.get(keys[0], finished)
         else:
             client.client.transaction(keys, body, finished, scans)
         return record
@@ -646,6 +648,11 @@ class ListAppend(Workload):
 
     def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
         rng = self.rng
+        # No draw at all without plain gets: the other profiles' seeds keep their schedules.
+        if self.sim.knobs.plain_gets and rng.random() < self.sim.knobs.plain_gets:
+            hot = self._keys[: max(2, len(self._keys) // 2)]
+            self._execute(client, "get", [["r", self._key_name(rng.choice(hot)), None]], done)
+            return
         n = rng.randint(1, 4)
         mops: list[list[Any]] = []
         hot = self._keys[: max(2, len(self._keys) // 2)] if rng.random() < 0.5 else self._keys
@@ -686,7 +693,7 @@ class ListAppend(Workload):
             result = record.result
             assert result is not None
             if result.status == "ok":
-                if kind == "snapshot":
+                if kind in ("snapshot", "get"):
                     for m in observed:
                         m[2] = decode_list(result.reads[b"k%02d" % m[1]][0])
                 record.mops = observed
@@ -997,6 +1004,9 @@ class Knobs:
     #: Probability that the network delivers a copy of a commit request (Prepare, one-phase
     #: commit, Decide, Resolve) again after 1-3 retention windows (participant rules P7, O5).
     late_copies: float = 0.0
+    #: Share of the list-append operations that are plain linearizable gets of one hot key
+    #: (outside transactions; node rule 14 serves some through a proven commit's intent).
+    plain_gets: float = 0.0
     #: Probability of each forgery of a buggy client: a Resolve(commit) with the votes it
     #: has so far and made-up ones for the rest; a Resolve(abort) of a committed
     #: transaction's part, or a Decide(abort) of it at a group with no part in it (node
@@ -1009,7 +1019,7 @@ class Knobs:
             f"chaos={self.chaos_s}s commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
             f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
             f"settle_unknown={self.settle_unknown} late_copies={self.late_copies} "
-            f"forged_resolves={self.forged_resolves} "
+            f"forged_resolves={self.forged_resolves} plain_gets={self.plain_gets} "
             f"triggers={[t.describe() for t in self.triggers]} "
             f"faults={[f.describe() for f in self.faults]}"
         )
@@ -1027,6 +1037,7 @@ PROFILES = (
     "rebuild",
     "purge",
     "forgery",
+    "reads",
 )
 # The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s:
 # a client's own re-sent Prepare is then never below a purge mark, where rule P7 would
@@ -1152,6 +1163,14 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.forged_resolves = rng.choice((0.2, 0.5))
         weights = {"crash": 2, "partition": 1}
         rate = 2
+    elif profile == "reads":
+        # Plain linearizable gets among the transactions, under crashes and 2PC crash
+        # points: each must show a committed state, in real-time order (Elle), at a version
+        # the settled store holds with that value (node rule 14's reads through the intents
+        # of proven commits).
+        k.plain_gets = 0.4
+        weights = {"crash": 2, "isolate": 1, "heal": 1}
+        rate = 2
     elif profile == "chaos":
         weights = {
             "partition": 2,
@@ -1163,7 +1182,7 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
             "crash_all": 0.3,
         }
         rate = 4
-    if profile in ("2pc", "chaos", "purge"):
+    if profile in ("2pc", "chaos", "purge", "reads"):
         count = rng.choice((0, 1, 2)) if profile == "chaos" else rng.choice((1, 2, 3))
         for _ in range(count):
             k.triggers.append(
@@ -1805,8 +1824,8 @@ class ClusterSim:
                 )
         for rec in records:
             res = rec.result
-            if rec.kind == "snapshot" and res is not None and res.status == "ok":
-                problems.extend(self._snapshot_repeatable(res, chains, collected_at))
+            if rec.kind in ("snapshot", "get") and res is not None and res.status == "ok":
+                problems.extend(self._reads_settled(res, chains, collected_at))
         # Parallel commits: a transaction committed the moment its last PREPARE was logged,
         # whoever knew it (txn.coordinator); no abort may be recorded over that.
         for txn_id, (coordinator, participants, groups) in sorted(self.prepares_logged.items()):
@@ -1844,23 +1863,26 @@ class ClusterSim:
         return out
 
     @staticmethod
-    def _snapshot_repeatable(
+    def _reads_settled(
         res: TxnResult,
         chains: dict[bytes, list[tuple[int, bytes]]],
         collected_at: Callable[[bytes, int], bool],
     ) -> list[str]:
         """A snapshot at T saw exactly the versions <= T that the settled store holds: no
-        commit landed at or below a timestamp already served."""
+        commit landed at or below a timestamp already served. A plain get (no snapshot
+        timestamp) saw a version the settled store holds, with that value: what a read
+        through a proven commit's intent shows is what its Resolve wrote (node rule 14)."""
         out = []
-        at = res.snapshot_ts
         for key, read in res.reads.items():
+            at = res.snapshot_ts or read[1]
             if collected_at(key, at):
                 continue
             found = next(((v, val) for v, val in chains.get(key, []) if v <= at), None)
             settled = (None, 0) if found is None else (found[1], found[0])
             if settled != read:
                 out.append(
-                    f"snapshot at {at} (txn {res.txn_id.hex()}) read {key!r} = {read}, but the "
+                    f"{'snapshot' if res.snapshot_ts else 'plain get'} at {at} "
+                    f"(txn {res.txn_id.hex()}) read {key!r} = {read}, but the "
                     f"settled store holds {settled} at that timestamp"
                 )
         return out

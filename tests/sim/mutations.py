@@ -143,6 +143,24 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "read_through_unproven",
+        "node rule 14: a read takes the value of any write intent, its commit proven or not",
+        edits=(
+            (
+                "proven_commits.py",
+                "        if value is None or not self.resolves(shard, txn_id):\n",
+                "        if value is None:\n",
+            ),
+            (
+                "proven_commits.py",
+                "        return value, self._by_txn[txn_id][0]\n",
+                "        return value, writes[0].prepare_ts\n",
+            ),
+        ),
+        package="shard",
+        tests=CLUSTER_TESTS,
+    ),
+    Mutation(
         "gc_drops_visible_version",
         "MVCC garbage collection also removes each key's newest version at the horizon",
         edits=(
@@ -281,8 +299,8 @@ MUTATIONS = [
         edits=(
             (
                 "participant.py",
-                "    apply_writes = cmd.commit and cmd.commit_ts >= info.prepare_ts",
-                "    apply_writes = cmd.commit",
+                "    return _same_participants(participants, info.participants) and commit_ts >= info.prepare_ts",
+                "    return _same_participants(participants, info.participants)",
             ),
         ),
         package="txn",

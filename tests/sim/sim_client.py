@@ -218,6 +218,11 @@ class SimTxnClient:
         """Read `keys` at one timestamp; `done(result)` once (ok or fail)."""
         _Snapshot(self, keys, done).start()
 
+    def get(self, key: bytes, done: Callable[[TxnResult], None]) -> None:
+        """A plain linearizable read of `key`, outside any transaction (`client.get`);
+        `done(result)` once (ok or fail)."""
+        _Snapshot(self, [key], done, plain=True).start()
+
 
 class _Txn:
     """One read-write transaction, step by step (the module docstring's steps 1-4)."""
@@ -597,13 +602,18 @@ class _Txn:
 
 
 class _Snapshot:
-    """One read-only snapshot transaction."""
+    """One read-only snapshot transaction, or (`plain`) one linearizable read of one key."""
 
     def __init__(
-        self, client: SimTxnClient, keys: list[bytes], done: Callable[[TxnResult], None]
+        self,
+        client: SimTxnClient,
+        keys: list[bytes],
+        done: Callable[[TxnResult], None],
+        plain: bool = False,
     ) -> None:
         self.c = client
         self.keys = list(dict.fromkeys(keys))
+        self.plain = plain
         self.done_cb = done
         self.result = TxnResult(txn_id=client.new_txn_id())
         self.deadline = 0.0
@@ -615,6 +625,10 @@ class _Snapshot:
 
     def start(self) -> None:
         self.deadline = self.c.t.now() + self.c.read_timeout_s
+        if self.plain:
+            self.c.t.count("plain_gets")
+            self._read(0)
+            return
         request = kv.Request(timestamp=kv.TimestampRequest())
         self.c.t.call(None, request, self.c.read_timeout_s, lambda r, _a: self._on_ts(r))
 
@@ -636,7 +650,7 @@ class _Snapshot:
         request = kv.Request(
             get=kv.GetRequest(key=key, snapshot=True, at_version=self.result.snapshot_ts)
         )
-        if "snapshot_reads_latest" in self.c.mutations:
+        if self.plain or "snapshot_reads_latest" in self.c.mutations:
             request = kv.Request(get=kv.GetRequest(key=key))
         self.c._header(request.get.header, group)
         remaining = self.deadline - self.c.t.now()

@@ -20,6 +20,7 @@ from shard.lock_wait import (
     LockTable,
     blocked,
 )
+from shard.proven_commits import ProvenCommits
 from tests.unit.shard.test_node_core import OneNode, get, header, put, vouched
 
 OLD = (100, b"old")
@@ -173,7 +174,7 @@ def test_blocked_rules_on_a_real_shard(node: OneNode) -> None:
     def is_blocked(request: kv.Request) -> bool:
         kind = request.WhichOneof("op")
         assert kind is not None
-        return blocked(shard, kind, getattr(request, kind), age_of)
+        return blocked(shard, kind, getattr(request, kind), age_of, ProvenCommits())
 
     assert is_blocked(get(b"apple"))  # L1: a read waits for a write intent
     assert not is_blocked(get(b"apple", snapshot=True, at_version=1))  # parked elsewhere
@@ -207,7 +208,7 @@ def test_blocked_rules_for_scanned_ranges(node: OneNode) -> None:
     def is_blocked(request: kv.Request) -> bool:
         kind = request.WhichOneof("op")
         assert kind is not None
-        return blocked(shard, kind, getattr(request, kind), ages.get)
+        return blocked(shard, kind, getattr(request, kind), ages.get, ProvenCommits())
 
     assert is_blocked(put(b"cherry", b"x"))  # a single-key write into the scanned range
     assert not is_blocked(get(b"cherry"))  # reads share a range, as read intents
@@ -670,3 +671,113 @@ def test_a_snapshot_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_l
     node.core.submit(scan(b"a", b"d", limit=10, snapshot=True, at_version=at), waiting.append)
     node.advance(0.05)
     assert waiting == []  # the whole range: the intent may commit below `at`
+
+
+# ---------------------------------------------------------------- behind a proven commit
+
+
+def resolve_held(node: OneNode, txn: bytes, commit_ts: int) -> list[kv.Response]:
+    """Submit `txn`'s Resolve(commit) with its proof, which the leader holds (node rule 8);
+    the list its answer lands in once it is applied."""
+    resolved: list[kv.Response] = []
+    node.core.submit(resolve(txn, True, commit_ts), resolved.append)
+    return resolved
+
+
+def submit_and_step(node: OneNode, request: kv.Request) -> list[kv.Response]:
+    """Submit `request` and run the node for 2 ms, well inside RESOLVE_HOLD_S."""
+    answers: list[kv.Response] = []
+    node.core.submit(request, answers.append)
+    node.advance(0.002, step=0.001)
+    return answers
+
+
+def test_a_read_meeting_a_proven_commit_is_answered_before_its_resolve_is_applied(
+    node: OneNode,
+) -> None:
+    """Rule 14: the read gets what the Resolve will write (the value at commit_ts) without
+    waiting for the Resolve's own Paxos round; the Resolve stays held for its ride."""
+    node.call(put(b"apple", b"red"))
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    shard = node.core.hosts[1].shard
+    applied = shard.applied_index
+    answers = submit_and_step(node, get(b"apple"))
+    assert len(answers) == 1 and answers[0].get.value == b"v"
+    assert answers[0].get.version == prepare_ts
+    assert resolved == [] and shard.applied_index == applied  # still held, nothing applied
+    node.advance(0.05)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    after = node.call(get(b"apple")).get
+    assert (after.value, after.version) == (b"v", prepare_ts)  # what the apply wrote
+    assert len(node.core.hosts[1].proven) == 0  # forgotten once its Resolve ended
+
+
+def test_a_read_parked_on_an_intent_is_answered_when_the_commit_is_proven(
+    node: OneNode,
+) -> None:
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple"), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    node.advance(0.002, step=0.001)
+    assert len(answers) == 1 and answers[0].get.value == b"v"
+    assert answers[0].get.version == prepare_ts
+    assert resolved == []  # the read did not wait for it: it is still held
+
+
+def test_an_older_prepare_behind_a_proven_commit_rides_in_its_resolves_slot(
+    node: OneNode,
+) -> None:
+    """Wait-die would park an older Prepare behind the younger holder until its Resolve's
+    own round; with the commit proven it goes at once, the held Resolve just ahead of it in
+    the same slot, so it finds the intent resolved. (A Prepare that read the key through
+    the intent never waited: its read version is not the applied one yet, rule L3.)"""
+    prepare_ts = hold_intent(node, b"young", b"apple", priority=300)
+    resolved = resolve_held(node, b"young", prepare_ts)
+    shard = node.core.hosts[1].shard
+    applied = shard.applied_index
+    answers = submit_and_step(node, prepare(b"old", writes=(b"apple",), priority=100))
+    assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert shard.applied_index == applied + 1  # one slot for both
+
+
+def test_a_plain_write_behind_a_proven_commit_rides_in_its_resolves_slot(node: OneNode) -> None:
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    shard = node.core.hosts[1].shard
+    applied = shard.applied_index
+    answers = submit_and_step(node, put(b"apple", b"green"))
+    assert len(answers) == 1 and answers[0].put.version > prepare_ts, answers
+    assert len(resolved) == 1 and shard.applied_index == applied + 1
+    assert node.call(get(b"apple")).get.value == b"green"
+
+
+def test_a_proof_over_other_participants_is_not_read_through(node: OneNode) -> None:
+    """Participant rule R7: a Resolve naming other participants than the PREPARE leaves the
+    intent in place when applied, so a read may not take its value (it waits, as before)."""
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    other = vouched(
+        kv.ResolveRequest(header=header(), txn_id=b"t1", commit=True, commit_ts=prepare_ts),
+        participants=(1, 3),
+    )
+    node.core.submit(kv.Request(resolve=other), lambda response: None)
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple"), answers.append)
+    node.advance(0.1)
+    assert answers == []
+    assert [i.txn_id for i in node.core.hosts[1].shard.intents_on(b"apple")] == [b"t1"]
+
+
+def test_a_proven_delete_is_waited_for_not_read_through(node: OneNode) -> None:
+    node.call(put(b"apple", b"red"))
+    deleting = prepare(b"t1", writes=(b"apple",), priority=1)
+    deleting.prepare.writes[0].delete = True
+    prepare_ts = node.call(deleting).prepare.prepare_ts
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    answers = submit_and_step(node, get(b"apple"))
+    assert len(answers) == 1 and not answers[0].get.found
+    assert len(resolved) == 1  # the read waited for the Resolve to be applied

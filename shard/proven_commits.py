@@ -1,0 +1,69 @@
+"""Transactions a leader knows committed while their intents still stand (node rule 14).
+
+A Resolve(commit) that carries its proof (node rule 12: every participant's yes vote, or a
+recorded decision) shows that its transaction committed at `commit_ts`; the outcome can no
+longer change. Until the Resolve is applied, the transaction's intents still stand, and a
+request that met one waited for the Resolve's own Paxos round. The leader keeps each proven
+commit here from the Resolve's arrival to its end, so that such a read is served at once
+with what the apply will write (the intent's value at `commit_ts`), and such a write goes to
+the log behind the Resolve instead of waiting (shard.lock_wait rule L0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shard.state_machine import ShardStateMachine
+from txn.participant import commit_writes_here
+
+
+class ProvenCommits:
+    """The proven commits of one group, at its leader. In memory only: a new leader starts
+    empty, and its readers wait for the intents' release as before."""
+
+    def __init__(self) -> None:
+        self._by_txn: dict[bytes, tuple[int, tuple[int, ...]]] = {}
+        #: How many were added; waiters parked on an intent decide again when it moves.
+        self.added = 0
+
+    def add(self, txn_id: bytes, commit_ts: int, participants: Sequence[int]) -> None:
+        """Note a transaction whose Resolve(commit), with a valid proof, reached the leader."""
+        self._by_txn[txn_id] = (commit_ts, tuple(participants))
+        self.added += 1
+
+    def discard(self, txn_id: bytes) -> None:
+        """Its Resolve was applied or refused: the applied state speaks for it again."""
+        self._by_txn.pop(txn_id, None)
+
+    def clear(self) -> None:
+        """The replica stopped leading."""
+        self._by_txn.clear()
+
+    def resolves(self, shard: ShardStateMachine, txn_id: bytes) -> bool:
+        """Whether the proven commit of `txn_id` resolves what it holds prepared here, so
+        that its intents and scanned ranges conflict with nothing proposed from now on: its
+        Resolve, held or in flight, is applied ahead of any later proposal (rule 8), and
+        writes the intents' values (participant rules R3 and R7)."""
+        proven = self._by_txn.get(txn_id)
+        if proven is None:
+            return False
+        info = shard.prepared(txn_id)
+        commit_ts, participants = proven
+        return info is not None and commit_writes_here(info, participants, commit_ts)
+
+    def read_through(self, shard: ShardStateMachine, key: bytes) -> tuple[bytes, int] | None:
+        """(value, version) that `key` holds once the proven commit of the transaction
+        holding its one write intent is applied here; None when there is no such intent,
+        its commit is not proven here, or it deletes the key."""
+        if not self._by_txn:
+            return None  # the common case: no lookups
+        writes = [i for i in shard.intents_on(key) if i.is_write]
+        if len(writes) != 1:
+            return None
+        txn_id, value = writes[0].txn_id, writes[0].value
+        if value is None or not self.resolves(shard, txn_id):
+            return None
+        return value, self._by_txn[txn_id][0]
+
+    def __len__(self) -> int:
+        return len(self._by_txn)
