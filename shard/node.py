@@ -66,7 +66,8 @@ Rules
    leader may hold it (up to RESOLVE_HOLD_S) to ride, just ahead of it, in the slot of the
    next proposal of its group instead of paying a Paxos round of its own: the client already
    has its answer, and CockroachDB batches intent resolution the same way. It is proposed at
-   once when a request waits on the group's intents (a lock wait or a parked snapshot read),
+   once when a request waits on the group's intents (a read, write or Prepare parked on one,
+   or a parked snapshot read; a wait for an update lock does not need it),
    when the replica stops leading (to be refused with the leader's address), and when its
    hold runs out. A Resolve(abort) is never held: it frees waiters and refuses a late
    Prepare.
@@ -1023,7 +1024,7 @@ class NodeCore:
             if host.held_resolves and (
                 self._now >= host.held_until
                 or host.replica.role is not Role.LEADER
-                or any(wait.host is host for wait in self._lock_waits)
+                or any(wait.host is host and wait.on_intents for wait in self._lock_waits)
                 or any(parked is host for parked, _ in self._parked)
             ):
                 self._propose_held_resolves(host)
@@ -1050,15 +1051,12 @@ class NodeCore:
             return False  # a follower refuses at once, with the leader's address
         if pending.wait_until and self._now >= pending.wait_until:
             return False
-        if not blocked(
-            host.shard,
-            pending.kind,
-            pending.request,
-            lambda t: _age(host, t),
-            host.proven,
-        ) and not _behind_update_lock(host, pending):
+        on_intents = blocked(
+            host.shard, pending.kind, pending.request, lambda t: _age(host, t), host.proven
+        )
+        if not on_intents and not _behind_update_lock(host, pending):
             return False
-        self._park(host, pending, resume)
+        self._park(host, pending, resume, on_intents=on_intents)
         return True
 
     def _park(
@@ -1068,12 +1066,15 @@ class NodeCore:
         resume: Callable[[], None],
         wake_at: float | None = None,
         max_wait_s: float = LOCK_WAIT_MAX_S,
+        on_intents: bool = False,
     ) -> None:
         if not pending.wait_until:
             pending.wait_until = min(
                 self._now + max_wait_s, self._now + (pending.deadline - self._now) / 2
             )
-        self._lock_waits.append(_LockWait(host, pending, _releases(host), resume, wake_at))
+        self._lock_waits.append(
+            _LockWait(host, pending, _releases(host), resume, wake_at, on_intents)
+        )
 
     def _take_update_lock(self, host: GroupHost, pending: _Pending) -> bool:
         """A read for update: take the key's lock first (rule U2); False when parked."""

@@ -36,6 +36,8 @@ class _LockWait:
     releases: int  # `shard.node._releases(host)` when it was parked: re-check once that moves
     resume: Callable[[], None]
     wake_at: float | None = None  # decide again at this time even if nothing was released
+    # It met an intent (not only an update lock): held Resolves go now (rule 8).
+    on_intents: bool = False
 
 
 @dataclass(slots=True)

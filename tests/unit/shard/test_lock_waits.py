@@ -781,3 +781,19 @@ def test_a_proven_delete_is_waited_for_not_read_through(node: OneNode) -> None:
     answers = submit_and_step(node, get(b"apple"))
     assert len(answers) == 1 and not answers[0].get.found
     assert len(resolved) == 1  # the read waited for the Resolve to be applied
+
+
+def test_a_wait_for_an_update_lock_leaves_a_held_resolve_for_its_ride(node: OneNode) -> None:
+    """Node rule 8: a held Resolve goes at once only for a request parked on an intent.
+    A read queued for an update lock needs no Resolve: the lock's holder goes on, and its
+    Prepare takes the held Resolve along in one slot (under a hot key, every transaction
+    paid the Resolve's own round while others queued for the lock)."""
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    assert node.call(read_for_update(b"banana", b"t2", priority=100)).get.error.code == kv.OK
+    queued = submit_and_step(node, read_for_update(b"banana", b"t3", priority=300))
+    assert queued == [] and len(node.core._lock_waits) == 1
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    node.advance(0.006, step=0.001)
+    assert resolved == []  # still held, 6 ms in (RESOLVE_HOLD_S is 10 ms)
+    node.advance(0.01)
+    assert len(resolved) == 1  # its hold ran out
