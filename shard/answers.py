@@ -58,9 +58,11 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
         if pending.kind == "get":
             if not op.snapshot:
                 blocking = [i for i in shard.intents_on(op.key) if i.is_write]
-                through = host.proven.read_through(shard, op.key) if blocking else None
+                # Rule 14, linearizable reads only: a stale_ok one may ask for an older version.
+                linearizable = blocking and not op.stale_ok
+                through = host.proven.read_through(shard, op.key) if linearizable else None
                 if through is not None:
-                    # Rule 14: its commit is proven; the apply will write this.
+                    # Its commit is proven; the apply will write this.
                     value, version = through
                     return kv.Response(
                         id=pending.request_id,

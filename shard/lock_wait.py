@@ -216,7 +216,7 @@ def request_age(op: Any) -> Age:
 
 
 def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits) -> bool:
-    """Whether the request should wait now (rules L1-L3).
+    """Whether the request should wait now (rules L0-L3).
 
     Args:
         shard: the group's `ShardStateMachine` (applied state).

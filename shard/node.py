@@ -595,17 +595,19 @@ class NodeCore:
                     if self._begin_commit(host, op, pending, command_for):
                         return
                 elif kind == "resolve":
-                    if not op.commit:
-                        host.aborted[op.txn_id] = self._now
-                    elif host.replica.role is Role.LEADER:
-                        # Rule 14 (vouched at admission, rule 12): before the wake, so the
-                        # reads parked on its intents are served now.
-                        host.proven.add(op.txn_id, op.commit_ts, op.participants)
                     host.locks.release(op.txn_id)
-                    self._wake_lock_waits()
                     if op.commit:
+                        if host.replica.role is Role.LEADER:
+                            # Rule 14 (vouched at admission, rule 12).
+                            host.proven.add(op.txn_id, op.commit_ts, op.participants, pending)
+                        # Held before the wake: a write parked on its intents, which the
+                        # proof lets go, is then proposed behind it, in its slot (found by
+                        # review: proposed first, it met the intent and was refused).
                         self._hold_resolve(host, pending, command_for)
+                        self._wake_lock_waits()
                         return
+                    host.aborted[op.txn_id] = self._now
+                    self._wake_lock_waits()
                     if not self._vouched(op):
                         # Rule 12: it freed what this leader holds in memory; nothing more.
                         self._reply_done(pending)
@@ -1655,7 +1657,7 @@ class NodeCore:
         if host is None:
             return
         if pending.kind == "resolve":
-            host.proven.discard(pending.request.txn_id)
+            host.proven.discard(pending.request.txn_id, pending)
         else:
             host.locks.release(pending.request.txn_id)
 

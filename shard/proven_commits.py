@@ -22,18 +22,24 @@ class ProvenCommits:
     empty, and its readers wait for the intents' release as before."""
 
     def __init__(self) -> None:
-        self._by_txn: dict[bytes, tuple[int, tuple[int, ...]]] = {}
+        self._by_txn: dict[bytes, tuple[int, tuple[int, ...], object]] = {}
         #: How many were added; waiters parked on an intent decide again when it moves.
         self.added = 0
 
-    def add(self, txn_id: bytes, commit_ts: int, participants: Sequence[int]) -> None:
-        """Note a transaction whose Resolve(commit), with a valid proof, reached the leader."""
-        self._by_txn[txn_id] = (commit_ts, tuple(participants))
+    def add(
+        self, txn_id: bytes, commit_ts: int, participants: Sequence[int], resolve: object
+    ) -> None:
+        """Note a transaction whose Resolve(commit) request `resolve`, with a valid proof,
+        reached the leader (a later copy of it takes over)."""
+        self._by_txn[txn_id] = (commit_ts, tuple(participants), resolve)
         self.added += 1
 
-    def discard(self, txn_id: bytes) -> None:
-        """Its Resolve was applied or refused: the applied state speaks for it again."""
-        self._by_txn.pop(txn_id, None)
+    def discard(self, txn_id: bytes, resolve: object) -> None:
+        """Resolve request `resolve` ended (applied or refused): if it is the one noted, the
+        applied state speaks for its transaction again. Another request for the same
+        transaction that ends (a refused copy, a made-up one) changes nothing."""
+        if self._by_txn.get(txn_id, (0, (), None))[2] is resolve:
+            del self._by_txn[txn_id]
 
     def clear(self) -> None:
         """The replica stopped leading."""
@@ -48,7 +54,7 @@ class ProvenCommits:
         if proven is None:
             return False
         info = shard.prepared(txn_id)
-        commit_ts, participants = proven
+        commit_ts, participants, _ = proven
         return info is not None and commit_writes_here(info, participants, commit_ts)
 
     def read_through(self, shard: ShardStateMachine, key: bytes) -> tuple[bytes, int] | None:

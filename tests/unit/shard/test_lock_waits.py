@@ -797,3 +797,67 @@ def test_a_wait_for_an_update_lock_leaves_a_held_resolve_for_its_ride(node: OneN
     assert resolved == []  # still held, 6 ms in (RESOLVE_HOLD_S is 10 ms)
     node.advance(0.01)
     assert len(resolved) == 1  # its hold ran out
+
+
+def test_a_write_parked_on_an_intent_goes_behind_the_resolve_that_proves_it(
+    node: OneNode,
+) -> None:
+    """Found by review: the proof woke the parked put before the Resolve was held, so the
+    put was proposed alone, met the intent at its apply and was refused (rule W1)."""
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"green"), answers.append)
+    node.advance(0.05)
+    assert answers == []  # parked on the intent
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    node.advance(0.05)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert len(answers) == 1 and answers[0].put.error.code == kv.OK, answers
+    assert node.call(get(b"apple")).get.value == b"green"
+
+
+def test_an_older_prepare_parked_on_an_intent_goes_behind_the_resolve_that_proves_it(
+    node: OneNode,
+) -> None:
+    prepare_ts = hold_intent(node, b"young", b"apple", priority=300)
+    answers: list[kv.Response] = []
+    node.core.submit(prepare(b"old", writes=(b"apple",), priority=100), answers.append)
+    node.advance(0.05)
+    assert answers == []  # the older one waits for the younger holder (wait-die)
+    resolve_held(node, b"young", prepare_ts)
+    node.advance(0.05)
+    assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
+
+
+def test_a_stale_ok_read_at_a_version_is_not_read_through(node: OneNode) -> None:
+    """Found by review: only linearizable gets read through; a stale_ok get at a version
+    below the commit was answered with the commit's value."""
+    old = node.call(put(b"apple", b"red")).put.version
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolve_held(node, b"t1", prepare_ts)
+    answers = submit_and_step(node, get(b"apple", stale_ok=True, at_version=old))
+    assert len(answers) == 1
+    assert answers[0].get.error.code == kv.CONFLICT, answers  # as before rule 14
+
+
+def test_a_read_through_shows_the_commit_timestamp_not_the_prepare_timestamp(
+    node: OneNode,
+) -> None:
+    """A 2-shard commit's timestamp is the largest prepare_ts, often another group's."""
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    commit_ts = prepare_ts + 1000
+    resolve_held(node, b"t1", commit_ts)
+    answers = submit_and_step(node, get(b"apple"))
+    assert len(answers) == 1 and answers[0].get.version == commit_ts, answers
+
+
+def test_a_refused_copy_of_a_resolve_leaves_the_held_ones_proof(node: OneNode) -> None:
+    """The proof ends with the request that brought it, not with any other request for the
+    transaction: here a copy whose commit_ts is 0, refused at admission."""
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    refused = submit_and_step(node, resolve(b"t1", True, 0))
+    assert refused and refused[0].resolve.error.code == kv.INVALID_ARGUMENT
+    answers = submit_and_step(node, get(b"apple"))
+    assert len(answers) == 1 and answers[0].get.value == b"v", answers
+    assert resolved == []  # the read did not need it applied
