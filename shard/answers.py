@@ -13,7 +13,14 @@ from shard.limits import MAX_SCAN_RESPONSE_BYTES
 from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page
 from shard.node_records import GroupHost, _Pending
 from shard.state_machine import ShardStateMachine
-from txn.records import Conflict, DecisionResult, OnePhaseResult, PrepareResult, PreventResult
+from txn.records import (
+    Conflict,
+    DecisionResult,
+    IntentInfo,
+    OnePhaseResult,
+    PrepareResult,
+    PreventResult,
+)
 
 
 def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
@@ -32,12 +39,27 @@ def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
         end = op.end if op.HasField("end") else shard.key_range[1]
         intents = shard.intents_in_range(op.start, end)
     held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]
+    if held and host.proven:
+        held = [key for key, i in intents if _undecided_at(host, pending, i, at)]
     if not held or pending.kind == "get":
         return not held
     # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
     # intent past a page's last item changes nothing the page shows.
     covered = scan_page(shard, op, end, at)[2]
     return all(covered is not None and key >= covered for key in held)
+
+
+def _undecided_at(host: GroupHost, pending: _Pending, intent: IntentInfo, at: int) -> bool:
+    """Rules 3 and 14: whether a snapshot read at `at` waits for write `intent`, prepared at
+    or below `at`. Not when its commit is proven here and lands above `at` (the read never
+    shows it), nor, for a get, when it lands at or below `at` with a value (the read shows
+    that value: `ProvenCommits.read_through`)."""
+    if not intent.is_write or intent.prepare_ts > at:
+        return False
+    commit_ts = host.proven.commit_ts(host.shard, intent.txn_id)
+    if commit_ts is None:
+        return True
+    return commit_ts <= at and (pending.kind != "get" or intent.value is None)
 
 
 def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Response | kv.Error:
@@ -76,6 +98,15 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                             phase="read",
                             reason="a prepared transaction is writing this key; retry",
                         )
+                    )
+            elif at is not None and shard.has_intents:
+                through = host.proven.read_through(shard, op.key, at)
+                if through is not None:
+                    # Rule 14: a proven commit at or below the snapshot (_undecided_at).
+                    value, version = through
+                    return kv.Response(
+                        id=pending.request_id,
+                        get=kv.GetResponse(found=True, value=value, version=version),
                     )
             found = shard.get(op.key, at)
             if found is None:

@@ -34,7 +34,7 @@ Rules
    above T and waits until every write it stamped below T is applied (or known never to
    be: one whose request expired still counts until its slot's fate is known) and no
    undecided transaction prepared at or below T holds a write intent on the keys (safe
-   time). A replica that stops leading refuses its waiting snapshot reads. A new leader
+   time; a proven commit is decided, rule 14). A replica that stops leading refuses its waiting snapshot reads. A new leader
    raises its clock by twice the maximum clock offset: above any timestamp the previous
    leader could have served under its lease, as that one served none ahead of its own wall
    clock by more than the offset.
@@ -112,10 +112,12 @@ Rules
    transaction committed at commit_ts, for good (shard.proven_commits), so until the Resolve
    ends its intents hold up no request: a linearizable get of a key under its write intent
    is answered at once with the intent's value at commit_ts (what the apply will write;
-   participant rules R3 and R7 checked against the PREPARE here, a delete still waits),
-   and a write or Prepare that would wait for it goes to the log, behind the Resolve (held
-   ones ride just ahead of it, rule 8). Before, each waited for the Resolve's own Paxos
-   round. Only this leader knows, and only while it leads.
+   participant rules R3 and R7 checked against the PREPARE here, a delete still waits); a
+   snapshot get at T does not wait for it either (rule 3): it shows that value when
+   commit_ts <= T, and reads past it when commit_ts > T; and a write or Prepare that would
+   wait for it goes to the log, behind the Resolve (held ones ride just ahead of it, rule
+   8). Before, each waited for the Resolve's own Paxos round. Scans still wait. Only this
+   leader knows, and only while it leads.
 """
 
 from __future__ import annotations

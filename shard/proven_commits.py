@@ -45,31 +45,45 @@ class ProvenCommits:
         """The replica stopped leading."""
         self._by_txn.clear()
 
-    def resolves(self, shard: ShardStateMachine, txn_id: bytes) -> bool:
-        """Whether the proven commit of `txn_id` resolves what it holds prepared here, so
-        that its intents and scanned ranges conflict with nothing proposed from now on: its
-        Resolve, held or in flight, is applied ahead of any later proposal (rule 8), and
-        writes the intents' values (participant rules R3 and R7)."""
+    def commit_ts(self, shard: ShardStateMachine, txn_id: bytes) -> int | None:
+        """The commit timestamp of `txn_id` when its proven commit resolves what it holds
+        prepared here, so that its intents and scanned ranges conflict with nothing proposed
+        from now on: its Resolve, held or in flight, is applied ahead of any later proposal
+        (rule 8), and writes the intents' values (participant rules R3 and R7). None when
+        its commit is not proven here, or its Resolve would not write by that proof."""
         proven = self._by_txn.get(txn_id)
         if proven is None:
-            return False
+            return None
         info = shard.prepared(txn_id)
         commit_ts, participants, _ = proven
-        return info is not None and commit_writes_here(info, participants, commit_ts)
+        if info is None or not commit_writes_here(info, participants, commit_ts):
+            return None
+        return commit_ts
 
-    def read_through(self, shard: ShardStateMachine, key: bytes) -> tuple[bytes, int] | None:
-        """(value, version) that `key` holds once the proven commit of the transaction
-        holding its one write intent is applied here; None when there is no such intent,
-        its commit is not proven here, or it deletes the key."""
+    def resolves(self, shard: ShardStateMachine, txn_id: bytes) -> bool:
+        """Whether `txn_id`'s proven commit resolves what it holds prepared here
+        (`commit_ts`)."""
+        return self.commit_ts(shard, txn_id) is not None
+
+    def read_through(
+        self, shard: ShardStateMachine, key: bytes, at: int | None = None
+    ) -> tuple[bytes, int] | None:
+        """(value, version) that a read of `key` (the latest, or at timestamp `at`) shows
+        once the proven commit of the transaction holding its one write intent is applied
+        here; None when there is no such intent, its commit is not proven here, it deletes
+        the key, or it lands above `at`."""
         if not self._by_txn:
             return None  # the common case: no lookups
         writes = [i for i in shard.intents_on(key) if i.is_write]
         if len(writes) != 1:
             return None
         txn_id, value = writes[0].txn_id, writes[0].value
-        if value is None or not self.resolves(shard, txn_id):
+        if value is None:
             return None
-        return value, self._by_txn[txn_id][0]
+        commit_ts = self.commit_ts(shard, txn_id)
+        if commit_ts is None or (at is not None and commit_ts > at):
+            return None
+        return value, commit_ts
 
     def __len__(self) -> int:
         return len(self._by_txn)

@@ -148,17 +148,25 @@ MUTATIONS = [
         edits=(
             (
                 "proven_commits.py",
-                "        if value is None or not self.resolves(shard, txn_id):\n",
-                "        if value is None:\n",
-            ),
-            (
-                "proven_commits.py",
-                "        return value, self._by_txn[txn_id][0]\n",
-                "        return value, writes[0].prepare_ts\n",
+                "        commit_ts = self.commit_ts(shard, txn_id)\n",
+                "        commit_ts = writes[0].prepare_ts\n",
             ),
         ),
         package="shard",
         tests=CLUSTER_TESTS,
+    ),
+    Mutation(
+        "snapshot_reads_a_later_proven_commit",
+        "node rule 14: a snapshot read shows a proven commit that lands above its timestamp",
+        edits=(
+            (
+                "proven_commits.py",
+                "        if commit_ts is None or (at is not None and commit_ts > at):\n",
+                "        if commit_ts is None:\n",
+            ),
+        ),
+        package="shard",
+        tests=(ROOT / "tests/unit/shard/test_lock_waits.py", *CLUSTER_TESTS),
     ),
     Mutation(
         "gc_drops_visible_version",

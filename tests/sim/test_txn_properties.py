@@ -30,8 +30,10 @@ minutes); `nightly` runs the profile's thousands.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,9 @@ from shard.proven_commits import ProvenCommits
 from txn.records import Decide
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+# Runs of the "purge" profile that reach the mutants of participant rules P7 and O5.
+P7_SEEDS = (306, 13)
+O5_SEEDS = (56, 57, 68)
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 
 
@@ -229,12 +234,13 @@ def test_decisions_over_other_participants_taken_are_caught(
     group, has it record the abort and deliver it, vouched for, to the participants. Taken
     by prepared parts whatever participants it names, it aborts parts of committed
     transactions (4 of 120 runs of seeds 0-59 broke; since reads go through proven commits,
-    node rule 14, 4 of bank's seeds 0-171: 5, 41, 154 and 171)."""
+    node rule 14, 2-4 of bank's seeds 0-299, these among them)."""
     import txn.participant
 
     monkeypatch.setattr(txn.participant, "_proof_matches", lambda _cmd, _info: True)
-    with pytest.raises(SafetyViolation, match="bank total"):
-        run_cluster("bank", "forgery", 5)
+    _caught_in_one_of(
+        (82, 154, 5, 41, 171), lambda seed: run_cluster("bank", "forgery", seed), "bank total"
+    )
 
 
 # ---------------------------------------------------------------------- bank
@@ -473,9 +479,11 @@ def test_a_client_abort_over_a_complete_set_of_prepares_is_caught(
     # heartbeat rounds were coalesced, 22 and 27 of 14-29 did; since read-index reads are
     # served on the confirming ack, 27, 32, 39, 46 and 53 of 0-59 did; since reads go
     # through proven commits, node rule 14, 12, 18 and 20 of 0-20 do).
-    sim = ClusterSim("bank", "crashes", 12, mutations=mutations)
-    with pytest.raises(SafetyViolation, match=r"parallel commit: every participant"):
-        sim.run()
+    _caught_in_one_of(
+        (12, 18, 20),
+        lambda seed: ClusterSim("bank", "crashes", seed, mutations=mutations).run(),
+        r"parallel commit: every participant",
+    )
 
 
 def test_the_nodes_take_a_plain_client_abort_as_a_recovery_decide() -> None:
@@ -491,9 +499,13 @@ def test_an_unknown_commit_reported_failed_is_caught() -> None:
     mutations = frozenset({"unknown_as_fail"})
     # A seed whose run reaches it (15 of seeds 0-24 did since heartbeats were coalesced;
     # since reads go through proven commits, node rule 14, 3, 5 and 6 of 0-6 do).
-    sim = _sim_with("append", "lossy", 3, mutations, commit_timeout_s=0.15, drop=0.3)
-    with pytest.raises(SafetyViolation, match=r"reported failed .* but committed"):
-        sim.run()
+    _caught_in_one_of(
+        (3, 5, 6),
+        lambda seed: _sim_with(
+            "append", "lossy", seed, mutations, commit_timeout_s=0.15, drop=0.3
+        ).run(),
+        r"reported failed .* but committed",
+    )
 
 
 def test_a_partial_commit_is_caught_by_the_atomicity_check(
@@ -571,8 +583,8 @@ def test_writes_that_ignore_read_intents_are_caught(monkeypatch: pytest.MonkeyPa
 def test_answers_without_the_commit_wait_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Node rules 1 and 2: an answer waits until every clock passed the version it shows.
     Without the wait, clocks within the offset order a later transaction below an earlier
-    one that had already returned (Elle's real-time edges; seed 3 of the clocks profile, 1
-    before reads went through proven commits, node rule 14)."""
+    one that had already returned (Elle's real-time edges; seeds of the clocks profile: 1
+    until reads went through proven commits, node rule 14, 3, 35 and 42 since)."""
     import shard.node
 
     def no_wait(self, pending, response, visible_ts):  # type: ignore[no-untyped-def]
@@ -581,8 +593,9 @@ def test_answers_without_the_commit_wait_are_caught(monkeypatch: pytest.MonkeyPa
         pending.reply(response)
 
     monkeypatch.setattr(shard.node.NodeCore, "_reply_after_commit_wait", no_wait)
-    with pytest.raises(SafetyViolation, match=r"elle: .*realtime"):
-        run_cluster("append", "clocks", 3)
+    _caught_in_one_of(
+        (3, 35, 42), lambda seed: run_cluster("append", "clocks", seed), r"elle: .*realtime"
+    )
 
 
 def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
@@ -610,21 +623,24 @@ def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
 
 
 @pytest.mark.parametrize(
-    "command,seed,violation",
-    [("prepare", 13, "bank total"), ("commit_one_phase", 56, "changed its decision")],
+    "command,seeds,violation",
+    [
+        ("prepare", P7_SEEDS, "bank total"),
+        ("commit_one_phase", O5_SEEDS, "changed its decision"),
+    ],
     ids=["P7", "O5"],
 )
 def test_late_copies_taken_after_the_purge_are_caught(
-    monkeypatch: pytest.MonkeyPatch, command: str, seed: int, violation: str
+    monkeypatch: pytest.MonkeyPatch, command: str, seeds: tuple[int, ...], violation: str
 ) -> None:
     """Participant rules P7 and O5: the "purge" profile's network delivers copies of
     commit requests after 1-3 retention windows. Taken as if new (no `began_ts`), a
     Prepare completed the set of yes votes of a transaction its coordinator group had
-    recorded aborted (seed 242 before ids carried their start, 36 since, 13 since reads go
-    through proven commits, node rule 14: the bank's total changes), and a one-phase commit
-    whose record was purged validated again and changed a decision (seed 95 before rule 14,
-    56 since; PAXOSKV_TXN_SEED=bank:purge:<seed>; with the rules, the same seeds
-    pass in `test_late_copies_are_refused_after_the_purge`)."""
+    recorded aborted (seed 242 before ids carried their start, 36 since, then 13 and 306 as
+    node rule 14 changed the schedules: the bank's total changes; a rare run, 1-2 in 300),
+    and a one-phase commit whose record was purged validated again and changed a decision
+    (seed 95 before rule 14, 56, 57 and 68 since; PAXOSKV_TXN_SEED=bank:purge:<seed>; with
+    the rules, the same seeds pass in `test_late_copies_are_refused_after_the_purge`)."""
     import dataclasses
 
     import txn.participant as participant
@@ -635,8 +651,20 @@ def test_late_copies_taken_after_the_purge_are_caught(
         return original(store, dataclasses.replace(cmd, began_ts=0), ts)
 
     monkeypatch.setattr(participant, command, without_start)
-    with pytest.raises(SafetyViolation, match=violation):
-        run_cluster("bank", "purge", seed)
+    _caught_in_one_of(seeds, lambda seed: run_cluster("bank", "purge", seed), violation)
+
+
+def _caught_in_one_of(seeds: tuple[int, ...], run: Callable[[int], Any], match: str) -> None:
+    """A mutant's violation (`match`) shows in one of `seeds`. Several seeds are kept: any
+    change of message timing moves which runs reach a rare mutant, and a list that fails
+    only when all of them stop needs re-picking less often."""
+    for seed in seeds:
+        try:
+            run(seed)
+        except SafetyViolation as exc:
+            assert re.search(match, str(exc)), exc
+            return
+    pytest.fail(f"none of seeds {seeds} showed {match!r}: re-pick them")
 
 
 def _sim_with(
@@ -680,7 +708,7 @@ def test_a_read_is_answered_only_after_every_clock_passed_the_version_it_shows()
     run_cluster("append", "clocks", 186978151)
 
 
-@pytest.mark.parametrize("seed", [13, 56])
+@pytest.mark.parametrize("seed", P7_SEEDS + O5_SEEDS)
 def test_late_copies_are_refused_after_the_purge(seed: int) -> None:
     """The seeds of `test_late_copies_taken_after_the_purge_are_caught`, with rules P7 and
     O5 in place."""

@@ -861,3 +861,38 @@ def test_a_refused_copy_of_a_resolve_leaves_the_held_ones_proof(node: OneNode) -
     answers = submit_and_step(node, get(b"apple"))
     assert len(answers) == 1 and answers[0].get.value == b"v", answers
     assert resolved == []  # the read did not need it applied
+
+
+def test_a_snapshot_get_at_or_above_a_proven_commit_reads_it_through(node: OneNode) -> None:
+    """Rules 3 and 14: a snapshot read at T waited for every intent prepared at or below T;
+    a proven commit at or below T is decided, and the read shows its value at once."""
+    node.call(put(b"apple", b"red"))
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 1))
+    assert len(answers) == 1, answers
+    assert (answers[0].get.value, answers[0].get.version) == (b"v", prepare_ts)
+    assert resolved == []  # still held: the read did not wait for it
+
+
+def test_a_snapshot_get_below_a_proven_commit_reads_past_it(node: OneNode) -> None:
+    """Prepared at or below T, committed above it: the read at T never shows it."""
+    old = node.call(put(b"apple", b"red")).put.version
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolved = resolve_held(node, b"t1", prepare_ts + 1000)
+    answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 10))
+    assert len(answers) == 1, answers
+    assert (answers[0].get.value, answers[0].get.version) == (b"red", old)
+    assert resolved == []
+
+
+def test_a_snapshot_scan_over_a_proven_commit_releases_the_held_resolve(node: OneNode) -> None:
+    """A scan does not read through (it would have to merge the intents' values): it waits,
+    and its wait sends the held Resolve at once (rule 8)."""
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    at = prepare_ts + 1
+    answers = submit_and_step(node, scan(b"a", b"b", limit=10, snapshot=True, at_version=at))
+    node.advance(0.003, step=0.001)  # well before the hold would run out
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert len(answers) == 1 and [i.value for i in answers[0].scan.items] == [b"v"]

@@ -815,17 +815,6 @@ def test_a_held_resolve_is_proposed_alone_when_its_hold_runs_out() -> None:
     assert node.call(get(b"apple")).get.value == b"v"
 
 
-def test_a_snapshot_read_waiting_on_the_intent_releases_the_held_resolve() -> None:
-    # (A linearizable read does not wait: it reads the proven commit through, rule 14.)
-    node, commit_ts, resolved = hold_a_resolve()
-    read = get(b"apple", snapshot=True, at_version=commit_ts + 1)
-    answers: list[kv.Response] = []
-    node.core.submit(read, answers.append)
-    node.advance(RESOLVE_HOLD_S / 4, step=0.001)  # well before the hold would run out
-    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
-    assert len(answers) == 1 and answers[0].get.value == b"v"
-
-
 def test_a_held_resolve_goes_ahead_of_the_proposal_it_rides_with() -> None:
     # A younger transaction's Prepare of the same key does not wait (wait-die): it must
     # still find the committed transaction's intent resolved, as without the hold.
