@@ -16,7 +16,10 @@ the CPU the whole machine spent on it. Modes, each on random keys of distinct da
 - `par2`: two single-key puts on two shards at once (two Paxos rounds in parallel, no
   transaction): the floor a 2-shard commit could reach on this machine;
 - `txn2w`: a blind write of one key on each of two shards (the commit is the Prepares);
-- `txn2`: read both keys, then write both (the `paxoskv bench --workload txn2` shape).
+- `txn2`: read both keys, then write both (the `paxoskv bench --workload txn2` shape);
+- `readback`: `txn2w`, then a linearizable get of one key and a snapshot read of both:
+  reads right after a commit, which meet its intents until its Resolves are applied (node
+  rule 14 serves them at once); `read_p50_ms` is the reads' part.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from shard.cpu_meter import CpuMeter
 from txn.client import AsyncClient
 from txn.errors import PaxosKVError
 
-MODES = ("put", "par2", "txn2w", "txn2")
+MODES = ("put", "par2", "txn2w", "txn2", "readback")
 KEYS_PER_SHARD = 100
 VALUE = b"v" * 100
 
@@ -81,6 +84,7 @@ async def _measure(
 ) -> dict[str, Any]:
     latencies: list[float] = []
     commits: list[float] = []
+    reads: list[float] = []
 
     async def txn(k1: bytes, k2: bytes, read: bool) -> None:
         tx = client.transaction()
@@ -92,11 +96,20 @@ async def _measure(
         await tx.commit()
         commits.append(time.perf_counter() - started)
 
+    async def readback(k1: bytes, k2: bytes) -> None:
+        await txn(k1, k2, read=False)
+        started = time.perf_counter()
+        await client.get(k1)
+        async with client.snapshot() as snap:
+            await asyncio.gather(snap.get(k1), snap.get(k2))
+        reads.append(time.perf_counter() - started)
+
     operations: dict[str, Callable[[bytes, bytes], Awaitable[Any]]] = {
         "put": lambda k1, _k2: client.put(k1, VALUE),
         "par2": lambda k1, k2: asyncio.gather(client.put(k1, VALUE), client.put(k2, VALUE)),
         "txn2w": lambda k1, k2: txn(k1, k2, read=False),
         "txn2": lambda k1, k2: txn(k1, k2, read=True),
+        "readback": readback,
     }
     operation = operations[mode]
     meter = CpuMeter(node_pids)
@@ -119,6 +132,7 @@ async def _measure(
         raise NoOperationSucceeded(f"{mode}: every operation failed ({errors}); is the cluster up?")
     latencies.sort()
     commits.sort()
+    reads.sort()
     each = cpu["servers_each_s"]
     assert isinstance(each, list)
     return {
@@ -128,6 +142,7 @@ async def _measure(
         "p50_ms": round(_percentile(latencies, 0.5) * 1e3, 3),
         "p99_ms": round(_percentile(latencies, 0.99) * 1e3, 3),
         "commit_p50_ms": round(_percentile(commits, 0.5) * 1e3, 3) if commits else None,
+        "read_p50_ms": round(_percentile(reads, 0.5) * 1e3, 3) if reads else None,
         "client_cpu_us_per_op": round(float(cpu["client_s"]) / ops * 1e6),
         "node_cpu_us_per_op": [round(s / ops * 1e6) for s in each],
         "other_share": cpu["other_share"],
@@ -158,9 +173,11 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for mode in args.modes:
             result = await _measure(client, mode, args.duration, pick, node_pids)
             commit = f" commit p50={result['commit_p50_ms']} ms" if result["commit_p50_ms"] else ""
+            if result["read_p50_ms"]:
+                commit += f" reads p50={result['read_p50_ms']} ms"
             nodes = ",".join(str(c) for c in result["node_cpu_us_per_op"])
             print(
-                f"{mode:6s} ops={result['ops']:<6d} errors={result['errors']} "
+                f"{mode:8s} ops={result['ops']:<6d} errors={result['errors']} "
                 f"p50={result['p50_ms']} ms "
                 f"p99={result['p99_ms']} ms{commit}  cpu per op: client "
                 f"{result['client_cpu_us_per_op']} us, nodes {nodes} us  "
