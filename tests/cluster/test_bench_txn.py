@@ -120,8 +120,10 @@ def test_cpu_per_op_reports_every_mode(shared_cluster: LocalCluster, tmp_path: P
     )
     assert result.returncode == 0, result.stdout + result.stderr
     results = {r["mode"]: r for r in json.loads(path.read_text())["results"]}
-    assert set(results) == {"put", "par2", "txn2w", "txn2"}
+    assert set(results) == {"put", "par2", "txn2w", "txn2", "readback"}
     for mode, r in results.items():
         assert r["ops"] > 0 and r["p50_ms"] > 0 and r["errors"] >= 0, r
         assert len(r["node_cpu_us_per_op"]) == 3 and r["client_cpu_us_per_op"] > 0, r
-        assert (r["commit_p50_ms"] is not None) == mode.startswith("txn"), r
+        commits = mode.startswith("txn") or mode == "readback"
+        assert (r["commit_p50_ms"] is not None) == commits, r
+        assert (r["read_p50_ms"] is not None) == (mode == "readback"), r
