@@ -34,10 +34,10 @@ Rules
    above T and waits until every write it stamped below T is applied (or known never to
    be: one whose request expired still counts until its slot's fate is known) and no
    undecided transaction prepared at or below T holds a write intent on the keys (safe
-   time; a proven commit is decided, rule 14). A replica that stops leading refuses its waiting snapshot reads. A new leader
-   raises its clock by twice the maximum clock offset: above any timestamp the previous
-   leader could have served under its lease, as that one served none ahead of its own wall
-   clock by more than the offset.
+   time; a proven commit is decided, rule 14). A replica that stops leading refuses its
+   waiting snapshot reads. A new leader raises its clock by twice the maximum clock offset:
+   above any timestamp the previous leader could have served under its lease, as that one
+   served none ahead of its own wall clock by more than the offset.
 4. A request for another cluster, an unknown group, a key outside the group's range or over
    a size limit is refused with a typed error and changes nothing.
 5. A write that was proposed but whose fate is unknown when its deadline passes is answered
