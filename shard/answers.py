@@ -108,6 +108,15 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                         id=pending.request_id,
                         get=kv.GetResponse(found=True, value=value, version=version),
                     )
+                intents = shard.intents_on(op.key)
+                if any(_undecided_at(host, pending, i, op.at_version) for i in intents):
+                    # Judged safe on a proof this leader no longer holds (it stopped leading
+                    # while the read waited in the backlog): the store alone would miss the
+                    # commit (found by review).
+                    return _error(
+                        kv.UNAVAILABLE,
+                        "the snapshot read lost its safe time (leadership moved); retry",
+                    )
             found = shard.get(op.key, at)
             if found is None:
                 latest = shard.latest_record(op.key) if at is None else None

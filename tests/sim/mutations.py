@@ -144,7 +144,8 @@ MUTATIONS = [
     ),
     Mutation(
         "read_through_unproven",
-        "node rule 14: a read takes the value of any write intent, its commit proven or not",
+        "node rule 14: in a group holding any proof, a read takes the value of any write "
+        "intent, its commit proven or not",
         edits=(
             (
                 "proven_commits.py",

@@ -896,3 +896,44 @@ def test_a_snapshot_scan_over_a_proven_commit_releases_the_held_resolve(node: On
     node.advance(0.003, step=0.001)  # well before the hold would run out
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert len(answers) == 1 and [i.value for i in answers[0].scan.items] == [b"v"]
+
+
+def test_a_snapshot_get_over_a_proven_delete_at_or_below_it_waits(node: OneNode) -> None:
+    """The read shows no value then, and what it shows depends on the versions before: it
+    waits for the Resolve (sent at once by the wait, rule 8)."""
+    node.call(put(b"apple", b"red"))
+    deleting = prepare(b"t1", writes=(b"apple",), priority=1)
+    deleting.prepare.writes[0].delete = True
+    prepare_ts = node.call(deleting).prepare.prepare_ts
+    resolved = resolve_held(node, b"t1", prepare_ts)
+    answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 1))
+    node.advance(0.05)
+    assert len(answers) == 1 and len(resolved) == 1
+    assert not answers[0].get.found, answers[0].get
+
+
+def test_a_backlogged_snapshot_get_whose_proof_is_gone_is_refused_not_misread(
+    node: OneNode,
+) -> None:
+    """Found by review: a snapshot get judged safe on a proof, then left in the read backlog
+    (the wake's read budget was spent) while the replica stopped leading, read the store
+    alone and missed the commit. It is refused, retryable, instead."""
+    node.call(put(b"apple", b"red"))
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolve_held(node, b"t1", prepare_ts)
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple", snapshot=True, at_version=prepare_ts + 1), answers.append)
+    node.core._read_bytes_left = 0  # other reads spent this wake's budget
+    while execute_cycle(node.core, node.disk, lambda g, m: None):
+        pass
+    assert answers == []  # judged safe, left for the next wake
+    node.core.hosts[1].replica._role = Role.FOLLOWER  # a lost election
+    while execute_cycle(node.core, node.disk, lambda g, m: None):
+        pass  # the proof is cleared
+    node.core.tick(node.now, node.wall)  # the next wake serves the backlog
+    while execute_cycle(node.core, node.disk, lambda g, m: None):
+        pass
+    assert len(answers) == 1
+    got = answers[0].get
+    assert got.error.code == kv.UNAVAILABLE or (got.value, got.version) == (b"v", prepare_ts)
+    assert got.value != b"red", got
