@@ -99,7 +99,9 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                             reason="a prepared transaction is writing this key; retry",
                         )
                     )
-            elif at is not None and shard.has_intents:
+            # First, so that a read below the GC horizon is refused as every read there.
+            found = shard.get(op.key, at)
+            if op.snapshot and at is not None and shard.has_intents:
                 through = host.proven.read_through(shard, op.key, at)
                 if through is not None:
                     # Rule 14: a proven commit at or below the snapshot (_undecided_at).
@@ -117,7 +119,6 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                         kv.UNAVAILABLE,
                         "the snapshot read lost its safe time (leadership moved); retry",
                     )
-            found = shard.get(op.key, at)
             if found is None:
                 latest = shard.latest_record(op.key) if at is None else None
                 version = latest[0] if latest is not None else 0

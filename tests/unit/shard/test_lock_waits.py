@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import shard.node as node_module
 from paxos import Role
 from router import kv_pb2 as kv
 from shard.execute import execute_cycle
@@ -937,3 +938,19 @@ def test_a_backlogged_snapshot_get_whose_proof_is_gone_is_refused_not_misread(
     got = answers[0].get
     assert got.error.code == kv.UNAVAILABLE or (got.value, got.version) == (b"v", prepare_ts)
     assert got.value != b"red", got
+
+
+def test_a_snapshot_get_below_the_gc_horizon_is_refused_over_a_proven_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: the read through a proven commit skipped the GC horizon check that
+    every read at a version makes."""
+    monkeypatch.setattr(node_module, "RESOLVE_HOLD_S", 60.0)  # the proof outlives the GC pass
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    resolve_held(node, b"t1", prepare_ts)
+    node.advance(1.5)
+    node.call(put(b"zebra", b"z", group=2))  # a cycle that applies something runs the GC
+    assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1
+    old = node.call(get(b"apple", snapshot=True, at_version=prepare_ts + 1)).get
+    assert old.error.code == kv.INVALID_ARGUMENT and "garbage-collected" in old.error.message
