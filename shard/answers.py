@@ -62,6 +62,13 @@ def _undecided_at(host: GroupHost, pending: _Pending, intent: IntentInfo, at: in
     return commit_ts <= at and (pending.kind != "get" or intent.value is None)
 
 
+def _found(pending: _Pending, value: bytes, version: int) -> kv.Response:
+    """A get's answer with the value it found."""
+    return kv.Response(
+        id=pending.request_id, get=kv.GetResponse(found=True, value=value, version=version)
+    )
+
+
 def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Response | kv.Error:
     """The answer to a read, from the group's state now (`map_version` for WRONG_SHARD)."""
     op = pending.request
@@ -79,17 +86,15 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
     try:
         if pending.kind == "get":
             if not op.snapshot:
-                blocking = [i for i in shard.intents_on(op.key) if i.is_write]
+                intents = shard.intents_on(op.key)
+                blocking = [i for i in intents if i.is_write]
                 # Rule 14, linearizable reads only: a stale_ok one may ask for an older version.
-                linearizable = blocking and not op.stale_ok
-                through = host.proven.read_through(shard, op.key) if linearizable else None
+                through = None
+                if blocking and not op.stale_ok:
+                    through = host.proven.read_through(shard, intents)
                 if through is not None:
                     # Its commit is proven; the apply will write this.
-                    value, version = through
-                    return kv.Response(
-                        id=pending.request_id,
-                        get=kv.GetResponse(found=True, value=value, version=version),
-                    )
+                    return _found(pending, *through)
                 if blocking:
                     return _conflict_error(
                         Conflict(
@@ -102,15 +107,11 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
             # First, so that a read below the GC horizon is refused as every read there.
             found = shard.get(op.key, at)
             if op.snapshot and at is not None and shard.has_intents:
-                through = host.proven.read_through(shard, op.key, at)
+                intents = shard.intents_on(op.key)
+                through = host.proven.read_through(shard, intents, at)
                 if through is not None:
                     # Rule 14: a proven commit at or below the snapshot (_undecided_at).
-                    value, version = through
-                    return kv.Response(
-                        id=pending.request_id,
-                        get=kv.GetResponse(found=True, value=value, version=version),
-                    )
-                intents = shard.intents_on(op.key)
+                    return _found(pending, *through)
                 if any(_undecided_at(host, pending, i, op.at_version) for i in intents):
                     # Judged safe on a proof this leader no longer holds (it stopped leading
                     # while the read waited in the backlog): the store alone would miss the
@@ -125,11 +126,7 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                 return kv.Response(
                     id=pending.request_id, get=kv.GetResponse(found=False, version=version)
                 )
-            value, version = found
-            return kv.Response(
-                id=pending.request_id,
-                get=kv.GetResponse(found=True, value=value, version=version),
-            )
+            return _found(pending, *found)
         end = op.end if op.HasField("end") else shard.key_range[1]
         asked = op.limit or DEFAULT_SCAN_ITEMS
         items, limit, covered = scan_page(shard, op, end, at)

@@ -232,8 +232,9 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
     if kind == "get":
         if op.snapshot or op.stale_ok:
             return False
-        writes = any(i.is_write for i in shard.intents_on(op.key))
-        return writes and proven.read_through(shard, op.key) is None
+        intents = shard.intents_on(op.key)
+        writes = any(i.is_write for i in intents)
+        return writes and proven.read_through(shard, intents) is None
     if kind == "scan":
         if op.snapshot or op.stale_ok:
             return False

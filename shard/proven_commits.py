@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from shard.state_machine import ShardStateMachine
 from txn.participant import commit_writes_here
+from txn.records import IntentInfo
 
 
 class ProvenCommits:
@@ -66,15 +67,15 @@ class ProvenCommits:
         return self.commit_ts(shard, txn_id) is not None
 
     def read_through(
-        self, shard: ShardStateMachine, key: bytes, at: int | None = None
+        self, shard: ShardStateMachine, intents: Sequence[IntentInfo], at: int | None = None
     ) -> tuple[bytes, int] | None:
-        """(value, version) that a read of `key` (the latest, or at timestamp `at`) shows
-        once the proven commit of the transaction holding its one write intent is applied
-        here; None when there is no such intent, its commit is not proven here, it deletes
-        the key, or it lands above `at`."""
+        """(value, version) that a read of the key holding `intents` (the latest, or at
+        timestamp `at`) shows once the proven commit of the transaction holding its one
+        write intent is applied here; None when there is no such intent, its commit is not
+        proven here, it deletes the key, or it lands above `at`."""
         if not self._by_txn:
             return None  # the common case: no lookups
-        writes = [i for i in shard.intents_on(key) if i.is_write]
+        writes = [i for i in intents if i.is_write]
         if len(writes) != 1:
             return None
         txn_id, value = writes[0].txn_id, writes[0].value

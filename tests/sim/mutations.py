@@ -703,7 +703,7 @@ MUTATIONS = [
         edits=(
             (
                 "answers.py",
-                "                blocking = [i for i in shard.intents_on(op.key) if i.is_write]",
+                "                blocking = [i for i in intents if i.is_write]",
                 "                blocking = []",
             ),
         ),

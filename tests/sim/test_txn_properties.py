@@ -169,13 +169,15 @@ def test_plain_gets_see_committed_states_in_real_time_order(seed: int) -> None:
 def test_the_reads_profile_reads_through_proven_commits(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the property above runs under: plain gets and transactions' reads meet the
     intents of proven commits and are served through them (node rule 14)."""
-    served: list[bytes] = []
+    served: list[bytes] = []  # the values read through
     read_through = ProvenCommits.read_through
 
-    def counting(self: ProvenCommits, shard: Any, key: bytes) -> tuple[bytes, int] | None:
-        found = read_through(self, shard, key)
+    def counting(
+        self: ProvenCommits, shard: Any, intents: Any, at: int | None = None
+    ) -> tuple[bytes, int] | None:
+        found = read_through(self, shard, intents, at)
         if found is not None:
-            served.append(key)
+            served.append(found[0])
         return found
 
     monkeypatch.setattr(ProvenCommits, "read_through", counting)
