@@ -638,6 +638,7 @@ class ListAppend(Workload):
     def __init__(self, sim: ClusterSim) -> None:
         super().__init__(sim)
         self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
+        self._hot_keys = self._keys[: max(2, len(self._keys) // 2)]
         self._next_value = 1
 
     def all_keys(self) -> list[bytes]:
@@ -650,12 +651,12 @@ class ListAppend(Workload):
         rng = self.rng
         # No draw at all without plain gets: the other profiles' seeds keep their schedules.
         if self.sim.knobs.plain_gets and rng.random() < self.sim.knobs.plain_gets:
-            hot = self._keys[: max(2, len(self._keys) // 2)]
-            self._execute(client, "get", [["r", self._key_name(rng.choice(hot)), None]], done)
+            key = rng.choice(self._hot_keys)
+            self._execute(client, "get", [["r", self._key_name(key), None]], done)
             return
         n = rng.randint(1, 4)
         mops: list[list[Any]] = []
-        hot = self._keys[: max(2, len(self._keys) // 2)] if rng.random() < 0.5 else self._keys
+        hot = self._hot_keys if rng.random() < 0.5 else self._keys
         for _ in range(n):
             key = rng.choice(hot)
             if rng.random() < 0.5:
