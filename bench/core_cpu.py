@@ -39,6 +39,7 @@ from shard.disk import RocksNodeDisk
 from shard.execute import execute_cycle
 from shard.node import NodeCore, TxnSettings
 from shard.state_machine import ShardStateMachine
+from txn.txn_ids import new_txn_id
 
 MODES = ("put", "txn2w")
 CLUSTER = "core-cpu"
@@ -137,7 +138,7 @@ def _put(cores: Cores, i: int) -> None:
 
 
 def _txn2w(cores: Cores, i: int) -> None:
-    txn_id = b"core-cpu-%08d" % i
+    txn_id = new_txn_id(cores.wall_ns)
     answers: dict[int, kv.Response] = {}
     for group_id, key in ((1, b"a%05d" % (i % KEYS)), (2, b"z%05d" % (i % KEYS))):
         prepare = kv.PrepareRequest(

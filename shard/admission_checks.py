@@ -9,6 +9,7 @@ from typing import Any
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
 from txn.records import MAX_TXN_ID_BYTES, Conflict
+from txn.txn_ids import start_ts_of
 
 
 class _Refusal(Exception):
@@ -91,6 +92,21 @@ def _check_txn_id(txn_id: bytes) -> None:
         )
 
 
+def _check_new_txn_id(txn_id: bytes) -> None:
+    """Node rule 13: a request that may leave a record or a lock of a transaction names it
+    by an id that carries its start, so every later question about it is judged by that
+    start and never by what the asker claims."""
+    _check_txn_id(txn_id)
+    if not start_ts_of(txn_id):
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                f"txn_id {txn_id[:32]!r} carries no start timestamp: make transaction ids "
+                "with txn.txn_ids.new_txn_id (the txn client does)",
+            )
+        )
+
+
 def _wounded_error(wound: tuple[bytes, bytes], phase: str) -> kv.Error:
     key, by_txn = wound
     reason = (
@@ -101,7 +117,7 @@ def _wounded_error(wound: tuple[bytes, bytes], phase: str) -> kv.Error:
 
 
 def _check_update_lock(op: kv.GetRequest) -> None:
-    _check_txn_id(op.lock_txn_id)
+    _check_new_txn_id(op.lock_txn_id)
     if op.lock_priority == 0:
         raise _Refusal(_error(kv.INVALID_ARGUMENT, "a read for update needs lock_priority > 0"))
     if op.snapshot or op.stale_ok or op.at_version:

@@ -107,7 +107,10 @@ Rules
    a Decide or Prevent of it is judged by that start (rules D4 and V2), whatever `asker_ts`
    it claims. A claim is wire data: with a claim of 0 or above the purge mark, a request
    for a committed transaction whose records were purged recorded its abort, and
-   txn_status then answered aborted for a committed transaction.
+   txn_status then answered aborted for a committed transaction. So a request that could
+   leave a record or a lock of a transaction (Prepare, one-phase commit, read for update)
+   is refused when its id carries no start; a claim is taken only about an id an older
+   version recorded.
 14. A Resolve(commit) that reaches the leader with its proof (rule 12) shows that its
    transaction committed at commit_ts, for good (shard.proven_commits), so until the Resolve
    ends its intents hold up no request: a linearizable get of a key under its write intent
@@ -141,6 +144,7 @@ from shard import codec
 from shard.admission_checks import (
     _already_aborted,
     _check_disjoint,
+    _check_new_txn_id,
     _check_participants,
     _check_txn_id,
     _check_update_lock,
@@ -694,7 +698,7 @@ class NodeCore:
                             "transaction",
                         )
                     )
-                _check_txn_id(op.txn_id)
+                _check_new_txn_id(op.txn_id)
                 if kind == "prepare":
                     _check_participants(shard_map, op.participants, group_id)
                     if op.coordinator_group not in op.participants:

@@ -11,8 +11,9 @@ random bytes. Its start is part of the id: a request about a transaction names i
 id, so it cannot claim another start for it. A node refuses a Prepare or one-phase commit
 whose timestamp is below its id's start (node rule 13), so every record of a committed
 transaction is stamped at or above it, and for a tagged id a node takes the start in place
-of any `asker_ts`. An id without the tag (made by a client that predates it, or by hand)
-keeps the old rule: its asker's claim is taken.
+of any `asker_ts`. A node refuses a Prepare, one-phase commit or read for update whose id
+lacks the tag, so every transaction that can leave a record or a lock carries its start; an
+asker's claim is taken only about an id that an older version recorded.
 """
 
 from __future__ import annotations

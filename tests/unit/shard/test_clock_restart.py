@@ -12,7 +12,7 @@ every timestamp its stored groups show (versions, prepared transactions, decisio
 from __future__ import annotations
 
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, header, prepare_request, put
+from tests.unit.shard.test_node_core import OneNode, header, prepare_request, put, tid
 from txn.hlc import physical_us
 
 STEP_BACK_NS = 10 * 10**9
@@ -89,7 +89,7 @@ def test_a_txn_status_answer_waits_for_the_commit_wait_of_the_timestamps_it_show
     votes: list[kv.Response] = []
     for group in (1, 2):
         key = b"apple" if group == 1 else b"zebra"
-        node.core.submit(prepare_request(group, key, txn_id=b"t9"), votes.append)
+        node.core.submit(prepare_request(group, key, txn_id=tid(b"t9")), votes.append)
     node.advance(0.01, step=0.001)  # the Prepares are applied; their votes wait
     assert votes == []
     answered_at: list[int] = []
@@ -100,7 +100,9 @@ def test_a_txn_status_answer_waits_for_the_commit_wait_of_the_timestamps_it_show
         statuses.append(response)
 
     for group in (1, 2):
-        request = kv.Request(txn_status=kv.TxnStatusRequest(header=header(group), txn_id=b"t9"))
+        request = kv.Request(
+            txn_status=kv.TxnStatusRequest(header=header(group), txn_id=tid(b"t9"))
+        )
         node.core.submit(request, answer)
     node.advance(0.5, step=0.001)
     assert len(statuses) == 2

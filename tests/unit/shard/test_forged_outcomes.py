@@ -1,7 +1,7 @@
 """Made-up requests that split a transaction before node rule 12 and participant rules P1,
 R7 and V3 (found by review of rule 12's first version), and made-up `asker_ts` claims that
-made a purged commit's txn_status answer ABORTED before node rule 13 (still so for an id
-that carries no start: xfail). Groups of OneNode(splits=(b"h", b"p")): 1 = [.., h),
+made a purged commit's txn_status answer ABORTED before node rule 13 (for an id without a
+start, until such ids were refused). Groups of OneNode(splits=(b"h", b"p")): 1 = [.., h),
 2 = [h, p), 3 = [p, ..)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from router import kv_pb2 as kv
-from tests.unit.shard.test_node_core import OneNode, _now_ts, get, header, prepare_request
+from tests.unit.shard.test_node_core import OneNode, _now_ts, get, header, prepare_request, tid
 from tests.unit.shard.test_node_input import _commit_everywhere_and_purge, _resolve_commit, _yes
 from txn.hlc import LOGICAL_BITS
 from txn.txn_ids import new_txn_id
@@ -48,7 +48,7 @@ def test_a_wire_decide_at_a_group_that_is_not_the_coordinator_aborts_no_committe
     committed = node.call(_resolve_commit(1, votes)).resolve
     assert committed.error.code == kv.OK
     forged = kv.DecideRequest(
-        header=header(3), txn_id=b"t1", participants=[1, 2, 3], recover=True, asker_ts=0
+        header=header(3), txn_id=tid(b"t1"), participants=[1, 2, 3], recover=True, asker_ts=0
     )
     answer = node.call(kv.Request(decide=forged)).decide
     assert answer.error.code == kv.OK and not answer.committed and not answer.pending
@@ -93,7 +93,7 @@ def test_a_third_partys_decide_elsewhere_aborts_no_honest_committed_txn() -> Non
     votes and its client's Resolves. The client reported t1 committed; none of it lands."""
     node = _node()
     votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
-    forged = kv.DecideRequest(header=header(3), txn_id=b"t1", participants=[1, 2, 3])
+    forged = kv.DecideRequest(header=header(3), txn_id=tid(b"t1"), participants=[1, 2, 3])
     assert node.call(kv.Request(decide=forged)).decide.error.code == kv.OK
     _deliver_outbound(node)
     for group in (1, 2):  # the honest client's Resolves, with every vote
@@ -101,7 +101,7 @@ def test_a_third_partys_decide_elsewhere_aborts_no_honest_committed_txn() -> Non
     assert _values(node) == (b"v", b"v"), "a committed transaction was aborted"
 
 
-def _commit_and_purge(node: OneNode, txn_id: bytes = b"t1", ts: int = 1) -> None:
+def _commit_and_purge(node: OneNode, txn_id: bytes = tid(b"t1"), ts: int = 1) -> None:
     parts = ((1, b"apple"), (2, b"kiwi"))
     votes = [node.call(prepare_request(g, k, txn_id=txn_id, ts=ts)).prepare for g, k in parts]
     assert all(v.error.code == kv.OK for v in votes)
@@ -116,7 +116,7 @@ def _commit_tagged_and_purge(node: OneNode) -> bytes:
     return txn_id
 
 
-def _status(node: OneNode, group: int, txn_id: bytes = b"t1") -> kv.TxnStatusResponse:
+def _status(node: OneNode, group: int, txn_id: bytes = tid(b"t1")) -> kv.TxnStatusResponse:
     request = kv.TxnStatusRequest(header=header(group), txn_id=txn_id)
     return node.call(kv.Request(txn_status=request)).txn_status
 
@@ -156,14 +156,12 @@ def test_after_a_purge_a_prevent_claiming_any_asker_ts_records_no_abort_over_a_c
     assert _status(node, 1, txn_id).state == kv.TxnStatusResponse.UNKNOWN
 
 
-@pytest.mark.parametrize("kind", ["prepare", "commit_one_phase"])
-def test_a_commit_request_below_the_start_its_id_carries_is_refused(kind: str) -> None:
-    """Node rule 13: every record of a transaction is stamped at or above its id's start,
-    which D4 and V2 rely on; a request that would stamp one below it changes nothing."""
-    node = _node()
-    start = _now_ts(node) + 1000
-    txn_id = new_txn_id(start)
-    request = prepare_request(1, b"apple", txn_id=txn_id, ts=start - 1)
+def _opening_request(kind: str, txn_id: bytes, ts: int) -> kv.Request:
+    """A request of `kind` that would leave a record (prepare, commit_one_phase) or a lock
+    (get for update) of `txn_id` at group 1, about the key apple."""
+    if kind == "get":
+        return get(b"apple", group=1, lock_txn_id=txn_id, lock_priority=ts)
+    request = prepare_request(1, b"apple", txn_id=txn_id, ts=ts)
     if kind == "commit_one_phase":
         op = request.prepare
         request = kv.Request(
@@ -171,12 +169,27 @@ def test_a_commit_request_below_the_start_its_id_carries_is_refused(kind: str) -
                 header=op.header, txn_id=op.txn_id, ts=op.ts, writes=op.writes
             )
         )
-    answer = getattr(node.call(request), kind)
-    assert answer.error.code == kv.INVALID_ARGUMENT
-    assert "below the start" in answer.error.message
+    return request
+
+
+def _assert_left_nothing(node: OneNode, txn_id: bytes) -> None:
     shard = node.core.hosts[1].shard
     assert shard.prepared(txn_id) is None and shard.decision(txn_id) is None
+    assert len(node.core.hosts[1].locks) == 0
     assert node.call(get(b"apple", group=1)).get.version == 0
+
+
+@pytest.mark.parametrize("kind", ["prepare", "commit_one_phase"])
+def test_a_commit_request_below_the_start_its_id_carries_is_refused(kind: str) -> None:
+    """Node rule 13: every record of a transaction is stamped at or above its id's start,
+    which D4 and V2 rely on; a request that would stamp one below it changes nothing."""
+    node = _node()
+    start = _now_ts(node) + 1000
+    txn_id = new_txn_id(start)
+    answer = getattr(node.call(_opening_request(kind, txn_id, ts=start - 1)), kind)
+    assert answer.error.code == kv.INVALID_ARGUMENT
+    assert "below the start" in answer.error.message
+    _assert_left_nothing(node, txn_id)
 
 
 def test_a_prepare_whose_id_started_before_the_purge_mark_is_refused() -> None:
@@ -193,26 +206,18 @@ def test_a_prepare_whose_id_started_before_the_purge_mark_is_refused() -> None:
     assert "purge mark" in answer.error.message
 
 
-@pytest.mark.xfail(strict=True, reason="open for an id without a start: its asker_ts is taken")
-def test_after_a_purge_a_wire_decide_with_asker_ts_0_records_an_abort_over_a_commit() -> None:
-    """Rule D4 only holds when the asker claims a timestamp; asker_ts=0 ("no claim") skips
-    it, so for an id without a start (node rule 13) a recovery Decide records ABORT over a
-    purged commit. txn_status then says aborted for a committed transaction."""
+@pytest.mark.parametrize("kind", ["prepare", "commit_one_phase", "get"])
+def test_a_transaction_id_without_a_start_is_refused(kind: str) -> None:
+    """Node rule 13 for every transaction: a request that could leave a record or a lock
+    names its transaction by an id that carries its start, so every Decide and Prevent
+    about a transaction with a record is judged by that start. Before, an id without one
+    was judged by what its asker claimed: after its commit was purged, a Decide or Prevent
+    claiming asker_ts 0 recorded an abort over it, and txn_status answered ABORTED."""
     node = _node()
-    _commit_and_purge(node)
-    assert _status(node, 1).state == kv.TxnStatusResponse.UNKNOWN
-    forged = kv.DecideRequest(header=header(1), txn_id=b"t1", participants=[1, 2], asker_ts=0)
-    assert node.call(kv.Request(decide=forged)).decide.error.code == kv.OK
-    assert _status(node, 1).state != kv.TxnStatusResponse.ABORTED, "a commit reported aborted"
-
-
-@pytest.mark.xfail(strict=True, reason="open for an id without a start: its asker_ts is taken")
-def test_after_a_purge_a_client_prevent_with_asker_ts_0_records_an_abort_over_a_commit() -> None:
-    node = _node()
-    _commit_and_purge(node)
-    prevent = kv.PreventRequest(header=header(1), txn_id=b"t1", asker_ts=0)
-    assert node.call(kv.Request(prevent=prevent)).prevent.error.code == kv.OK
-    assert _status(node, 1).state != kv.TxnStatusResponse.ABORTED, "a commit reported aborted"
+    answer = getattr(node.call(_opening_request(kind, b"t1", ts=_now_ts(node))), kind)
+    assert answer.error.code == kv.INVALID_ARGUMENT
+    assert "carries no start" in answer.error.message
+    _assert_left_nothing(node, b"t1")
 
 
 def test_a_resolve_commit_proves_nothing_at_a_group_whose_vote_it_lacks() -> None:
@@ -221,11 +226,11 @@ def test_a_resolve_commit_proves_nothing_at_a_group_whose_vote_it_lacks() -> Non
     prepared t1 as ([3, 4], coordinator 4) and group 4 never did. A Resolve(commit) with
     the votes of 1 and 2 sent to group 3 must be refused: taken, it commits group 3's part
     where t1 never committed (group 4 then records the abort group 3's recovery asks for)."""
-    node = OneNode(splits=(b"h", b"p", b"t"))
+    node = OneNode(splits=(b"h", b"p", tid(b"t")))
     assert sorted(g for g in node.core.hosts if g) == [1, 2, 3, 4]
     votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
     _yes(node, prepare_request(3, b"pear", coordinator=4, participants=(3, 4)))
     answer = node.call(_resolve_commit(3, votes)).resolve
     assert answer.error.code == kv.INVALID_ARGUMENT
-    assert node.core.hosts[3].shard.prepared(b"t1") is not None
+    assert node.core.hosts[3].shard.prepared(tid(b"t1")) is not None
     assert node.call(get(b"pear", group=3)).get.value == b""

@@ -20,6 +20,7 @@ from tests.unit.shard.test_node_core import (
     header,
     prepare_request,
     put,
+    tid,
     vouched,
 )
 from txn.hlc import LOGICAL_BITS, physical_us
@@ -52,7 +53,10 @@ def now_ts(node: OneNode) -> int:
 def one_phase(ts: int) -> kv.Request:
     return kv.Request(
         commit_one_phase=kv.CommitOnePhaseRequest(
-            header=header(), txn_id=b"t2", ts=ts, writes=[kv.WriteItem(key=b"apple", value=b"v")]
+            header=header(),
+            txn_id=tid(b"t2"),
+            ts=ts,
+            writes=[kv.WriteItem(key=b"apple", value=b"v")],
         )
     )
 
@@ -60,7 +64,7 @@ def one_phase(ts: int) -> kv.Request:
 def resolve(commit_ts: int) -> kv.Request:
     return kv.Request(
         resolve=vouched(
-            kv.ResolveRequest(header=header(), txn_id=b"t1", commit=True, commit_ts=commit_ts)
+            kv.ResolveRequest(header=header(), txn_id=tid(b"t1"), commit=True, commit_ts=commit_ts)
         )
     )
 

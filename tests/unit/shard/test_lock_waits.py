@@ -22,11 +22,11 @@ from shard.lock_wait import (
     blocked,
 )
 from shard.proven_commits import ProvenCommits
-from tests.unit.shard.test_node_core import OneNode, get, header, put, vouched
+from tests.unit.shard.test_node_core import OneNode, get, header, put, tid, vouched
 
-OLD = (100, b"old")
-MID = (200, b"mid")
-YOUNG = (300, b"young")
+OLD = (100, tid(b"old"))
+MID = (200, tid(b"mid"))
+YOUNG = (300, tid(b"young"))
 
 
 # ---------------------------------------------------------------------- the table
@@ -36,7 +36,7 @@ def test_a_free_lock_is_granted_and_regranted_to_its_holder() -> None:
     table = LockTable()
     assert table.acquire(b"k", MID, 0.0) is Grant.GRANTED
     assert table.acquire(b"k", MID, 0.01) is Grant.GRANTED
-    assert table.holder(b"k") == b"mid" and len(table) == 1
+    assert table.holder(b"k") == tid(b"mid") and len(table) == 1
 
 
 def test_a_younger_requester_waits_and_never_wounds() -> None:
@@ -44,7 +44,7 @@ def test_a_younger_requester_waits_and_never_wounds() -> None:
     table.acquire(b"k", MID, 0.0)
     assert table.acquire(b"k", YOUNG, 10.0) is Grant.WAIT
     assert table.wound_at(b"k", YOUNG) is None
-    assert table.wound(b"mid") is None
+    assert table.wound(tid(b"mid")) is None
 
 
 def test_an_older_requester_wounds_only_after_the_grace() -> None:
@@ -56,7 +56,7 @@ def test_an_older_requester_wounds_only_after_the_grace() -> None:
     before = table.releases
     assert table.acquire(b"k", OLD, WOUND_GRACE_S) is Grant.GRANTED
     # The wounded holder lost every lock it held here and is refused from now on.
-    assert table.wound(b"mid") == (b"k", b"old") and table.holder(b"other") is None
+    assert table.wound(tid(b"mid")) == (b"k", tid(b"old")) and table.holder(b"other") is None
     assert table.releases > before
     assert table.acquire(b"other", MID, WOUND_GRACE_S) is Grant.WOUNDED
 
@@ -64,10 +64,10 @@ def test_an_older_requester_wounds_only_after_the_grace() -> None:
 def test_a_committing_holder_is_waited_for_not_wounded() -> None:
     table = LockTable()
     table.acquire(b"k", MID, 0.0)
-    table.committing(b"mid")
+    table.committing(tid(b"mid"))
     assert table.wound_at(b"k", OLD) is None
     assert table.acquire(b"k", OLD, 10 * WOUND_GRACE_S) is Grant.WAIT
-    table.release(b"mid")
+    table.release(tid(b"mid"))
     assert table.acquire(b"k", OLD, 10 * WOUND_GRACE_S) is Grant.GRANTED
 
 
@@ -75,14 +75,14 @@ def test_locks_expire_and_wounds_are_forgotten() -> None:
     table = LockTable()
     table.acquire(b"k", MID, 0.0)
     table.expire(LOCK_TTL_S / 2)
-    assert table.holder(b"k") == b"mid"
+    assert table.holder(b"k") == tid(b"mid")
     table.expire(LOCK_TTL_S)
     assert table.holder(b"k") is None
     table.acquire(b"k", YOUNG, 1.0)
     table.acquire(b"k", OLD, 1.0 + WOUND_GRACE_S)
-    assert table.wound(b"young") == (b"k", b"old")
+    assert table.wound(tid(b"young")) == (b"k", tid(b"old"))
     table.expire(1.0 + WOUND_GRACE_S + WOUND_MEMORY_S)
-    assert table.wound(b"young") is None
+    assert table.wound(tid(b"young")) is None
     table.clear()
     assert len(table) == 0
 
@@ -97,7 +97,7 @@ def test_a_holder_queued_for_another_lock_keeps_its_locks_through_the_wait() -> 
     assert table.acquire(b"a", MID, 0.0) is Grant.GRANTED
     assert table.acquire(b"b", MID, 0.0) is Grant.WAIT  # queued behind the older holder
     table.expire(LOCK_TTL_S + 0.1)
-    assert table.holder(b"a") == b"mid"
+    assert table.holder(b"a") == tid(b"mid")
     assert table.acquire(b"a", YOUNG, LOCK_TTL_S + 0.1) is Grant.WAIT
     table.expire(LOCK_QUEUE_MAX_S + 0.1)  # its wait is over: the locks expire as before
     assert table.holder(b"a") is None
@@ -165,9 +165,9 @@ def hold_intent(node: OneNode, txn: bytes, key: bytes, priority: int) -> int:
 
 def test_blocked_rules_on_a_real_shard(node: OneNode) -> None:
     version = node.call(put(b"apple", b"red")).put.version
-    hold_intent(node, b"holder", b"apple", priority=200)
+    hold_intent(node, tid(b"holder"), b"apple", priority=200)
     shard = node.core.hosts[1].shard
-    ages = {b"holder": (200, b"holder")}
+    ages = {tid(b"holder"): (200, tid(b"holder"))}
 
     def age_of(txn: bytes) -> tuple[int, bytes] | None:
         return ages.get(txn)
@@ -182,29 +182,29 @@ def test_blocked_rules_on_a_real_shard(node: OneNode) -> None:
     assert not is_blocked(get(b"apple", stale_ok=True))
     assert is_blocked(put(b"apple", b"x"))  # L1: a single-key write waits
     assert not is_blocked(put(b"banana", b"x"))
-    assert is_blocked(one_phase(b"t1", writes=(b"apple",)))  # L1: holds nothing, waits
+    assert is_blocked(one_phase(tid(b"t1"), writes=(b"apple",)))  # L1: holds nothing, waits
     # L2 (wait-die): an older Prepare waits, a younger one does not, nor one facing a
     # holder of unknown age.
-    assert is_blocked(prepare(b"old", writes=(b"apple",), priority=100))
-    assert not is_blocked(prepare(b"young", writes=(b"apple",), priority=300))
+    assert is_blocked(prepare(tid(b"old"), writes=(b"apple",), priority=100))
+    assert not is_blocked(prepare(tid(b"young"), writes=(b"apple",), priority=300))
     ages.clear()
-    assert not is_blocked(prepare(b"old", writes=(b"apple",), priority=100))
-    ages[b"holder"] = (200, b"holder")
+    assert not is_blocked(prepare(tid(b"old"), writes=(b"apple",), priority=100))
+    ages[tid(b"holder")] = (200, tid(b"holder"))
     # L3: a read version already stale is refused at once, waiting would not help.
-    stale = prepare(b"old", reads=((b"apple", version - 1),), priority=100)
+    stale = prepare(tid(b"old"), reads=((b"apple", version - 1),), priority=100)
     assert not is_blocked(stale)
-    assert is_blocked(prepare(b"old", reads=((b"apple", version),), priority=100))
+    assert is_blocked(prepare(tid(b"old"), reads=((b"apple", version),), priority=100))
 
 
 def test_blocked_rules_for_scanned_ranges(node: OneNode) -> None:
     """Rule L1 with P6: a prepared scanner's range holds writes as a read intent would, and a
     write intent inside a range a request scanned is waited for as one on a key it read."""
-    scanner = prepare(b"scanner", priority=200)
+    scanner = prepare(tid(b"scanner"), priority=200)
     scanner.prepare.read_ranges.append(kv.KeyRange(start=b"c", end=b"d"))
     assert node.call(scanner).prepare.error.code == kv.OK
-    hold_intent(node, b"holder", b"apple", priority=200)
+    hold_intent(node, tid(b"holder"), b"apple", priority=200)
     shard = node.core.hosts[1].shard
-    ages = {b"scanner": (200, b"scanner"), b"holder": (200, b"holder")}
+    ages = {tid(b"scanner"): (200, tid(b"scanner")), tid(b"holder"): (200, tid(b"holder"))}
 
     def is_blocked(request: kv.Request) -> bool:
         kind = request.WhichOneof("op")
@@ -213,42 +213,42 @@ def test_blocked_rules_for_scanned_ranges(node: OneNode) -> None:
 
     assert is_blocked(put(b"cherry", b"x"))  # a single-key write into the scanned range
     assert not is_blocked(get(b"cherry"))  # reads share a range, as read intents
-    assert is_blocked(one_phase(b"t1", writes=(b"cherry",)))
-    assert is_blocked(prepare(b"old", writes=(b"cherry",), priority=100))  # wait-die
-    assert not is_blocked(prepare(b"young", writes=(b"cherry",), priority=300))
-    older_scan = prepare(b"old", priority=100)  # scanned over the holder's write intent
+    assert is_blocked(one_phase(tid(b"t1"), writes=(b"cherry",)))
+    assert is_blocked(prepare(tid(b"old"), writes=(b"cherry",), priority=100))  # wait-die
+    assert not is_blocked(prepare(tid(b"young"), writes=(b"cherry",), priority=300))
+    older_scan = prepare(tid(b"old"), priority=100)  # scanned over the holder's write intent
     older_scan.prepare.read_ranges.append(kv.KeyRange(start=b"a", end=b"b"))
     assert is_blocked(older_scan)
-    clear_scan = prepare(b"old", priority=100)
+    clear_scan = prepare(tid(b"old"), priority=100)
     clear_scan.prepare.read_ranges.append(kv.KeyRange(start=b"b", end=b"c"))
     assert not is_blocked(clear_scan)
 
 
 def test_a_read_behind_an_intent_is_answered_when_it_is_resolved(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(get(b"apple"), answers.append)
     node.advance(0.2)
     assert answers == [] and node.core.has_client_requests()
-    assert node.call(resolve(b"t1", True, prepare_ts)).resolve.error.code == kv.OK
+    assert node.call(resolve(tid(b"t1"), True, prepare_ts)).resolve.error.code == kv.OK
     node.advance(0.02)
     assert len(answers) == 1 and answers[0].get.value == b"v"
 
 
 def test_a_wait_is_bounded_then_refused_as_before(node: OneNode) -> None:
-    hold_intent(node, b"t1", b"apple", priority=1)
+    hold_intent(node, tid(b"t1"), b"apple", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(get(b"apple"), answers.append)
     node.advance(LOCK_WAIT_MAX_S * 0.9)
     assert answers == []
     node.advance(LOCK_WAIT_MAX_S * 0.2)
     assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT
-    assert answers[0].get.error.conflict.other_txn == b"t1"
+    assert answers[0].get.error.conflict.other_txn == tid(b"t1")
 
 
 def test_the_end_of_a_wait_is_a_deadline_the_shell_wakes_for(node: OneNode) -> None:
-    hold_intent(node, b"t1", b"apple", priority=1)
+    hold_intent(node, tid(b"t1"), b"apple", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(get(b"apple"), answers.append)
     node.advance(0.05)
@@ -261,46 +261,46 @@ def test_the_end_of_a_wait_is_a_deadline_the_shell_wakes_for(node: OneNode) -> N
 
 def test_a_younger_read_for_update_queues_behind_the_holder(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
-    first = node.call(read_for_update(b"apple", b"t1", priority=100)).get
+    first = node.call(read_for_update(b"apple", tid(b"t1"), priority=100)).get
     assert first.value == b"red"
     answers: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"t2", priority=200), answers.append)
+    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), answers.append)
     node.advance(0.1)
     assert answers == []  # queued: t1 is older
-    committed = node.call(one_phase(b"t1", writes=(b"apple",))).commit_one_phase
+    committed = node.call(one_phase(tid(b"t1"), writes=(b"apple",))).commit_one_phase
     assert committed.error.code == kv.OK
     node.advance(0.02)
     # t1's commit released the lock: t2 reads what t1 wrote.
     assert len(answers) == 1 and answers[0].get.value == b"w"
-    assert node.core.hosts[1].locks.holder(b"apple") == b"t2"
+    assert node.core.hosts[1].locks.holder(b"apple") == tid(b"t2")
 
 
 def test_an_older_reader_wounds_and_the_wounded_prepare_is_refused_unlogged(
     node: OneNode,
 ) -> None:
     node.call(put(b"apple", b"red"))
-    assert node.call(read_for_update(b"apple", b"young", priority=300)).get.value == b"red"
-    assert node.call(read_for_update(b"apple", b"old", priority=100)).get.value == b"red"
+    assert node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get.value == b"red"
+    assert node.call(read_for_update(b"apple", tid(b"old"), priority=100)).get.value == b"red"
     host = node.core.hosts[1]
-    assert host.locks.holder(b"apple") == b"old"
-    assert host.locks.wound(b"young") == (b"apple", b"old")
+    assert host.locks.holder(b"apple") == tid(b"old")
+    assert host.locks.wound(tid(b"young")) == (b"apple", tid(b"old"))
     chosen = host.replica.status().chosen_watermark
-    refused = node.call(prepare(b"young", writes=(b"apple",), priority=300)).prepare
+    refused = node.call(prepare(tid(b"young"), writes=(b"apple",), priority=300)).prepare
     assert refused.error.code == kv.CONFLICT and "wounded" in refused.error.message
     # Explainable: the key and the older transaction that took its lock.
-    assert (refused.error.conflict.key, refused.error.conflict.other_txn) == (b"apple", b"old")
+    assert (refused.error.conflict.key, refused.error.conflict.other_txn) == (b"apple", tid(b"old"))
     assert host.replica.status().chosen_watermark == chosen  # a no vote needs no log entry
-    again = node.call(read_for_update(b"apple", b"young", priority=300)).get
+    again = node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get
     assert again.error.code == kv.CONFLICT
 
 
 def test_an_abort_releases_the_locks_at_once(node: OneNode) -> None:
-    node.call(read_for_update(b"apple", b"t1", priority=100))
+    node.call(read_for_update(b"apple", tid(b"t1"), priority=100))
     answers: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"t2", priority=200), answers.append)
+    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), answers.append)
     node.advance(0.05)
     assert answers == []
-    node.core.submit(resolve(b"t1", False), lambda _r: None)
+    node.core.submit(resolve(tid(b"t1"), False), lambda _r: None)
     node.advance(0.02)
     assert len(answers) == 1 and answers[0].get.error.code == kv.OK
 
@@ -308,10 +308,10 @@ def test_an_abort_releases_the_locks_at_once(node: OneNode) -> None:
 @pytest.mark.parametrize(
     "request_",
     [
-        read_for_update(b"apple", b"t1", priority=0),
-        read_for_update(b"apple", b"t1", priority=5, stale_ok=True),
+        read_for_update(b"apple", tid(b"t1"), priority=0),
+        read_for_update(b"apple", tid(b"t1"), priority=5, stale_ok=True),
         # A read at a version is a snapshot read (it took no lock and said nothing).
-        read_for_update(b"apple", b"t1", priority=5, at_version=1),
+        read_for_update(b"apple", tid(b"t1"), priority=5, at_version=1),
     ],
 )
 def test_bad_reads_for_update_are_refused(node: OneNode, request_: kv.Request) -> None:
@@ -320,28 +320,28 @@ def test_bad_reads_for_update_are_refused(node: OneNode, request_: kv.Request) -
 
 
 def test_a_freed_lock_goes_to_the_oldest_waiter_not_the_first(node: OneNode) -> None:
-    node.call(read_for_update(b"apple", b"holder", priority=100))
+    node.call(read_for_update(b"apple", tid(b"holder"), priority=100))
     young: list[kv.Response] = []
     old: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"young", priority=300), young.append)
+    node.core.submit(read_for_update(b"apple", tid(b"young"), priority=300), young.append)
     node.advance(0.02)
-    node.core.submit(read_for_update(b"apple", b"old", priority=200), old.append)
+    node.core.submit(read_for_update(b"apple", tid(b"old"), priority=200), old.append)
     node.advance(0.02)
     assert young == [] and old == []
-    node.core.submit(resolve(b"holder", False), lambda _r: None)
+    node.core.submit(resolve(tid(b"holder"), False), lambda _r: None)
     node.advance(0.02)
     assert len(old) == 1 and old[0].get.error.code == kv.OK
-    assert young == [] and node.core.hosts[1].locks.holder(b"apple") == b"old"
+    assert young == [] and node.core.hosts[1].locks.holder(b"apple") == tid(b"old")
 
 
 def test_a_lock_freed_by_a_commit_goes_to_its_waiter_before_a_newcomer() -> None:
     node = OneNode(max_clock_offset_s=0.0)  # no commit wait: the answer leaves in the cycle
-    node.call(read_for_update(b"apple", b"holder", priority=100))
+    node.call(read_for_update(b"apple", tid(b"holder"), priority=100))
     waiter: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"waiter", priority=200), waiter.append)
+    node.core.submit(read_for_update(b"apple", tid(b"waiter"), priority=200), waiter.append)
     node.advance(0.02)
     committed: list[kv.Response] = []
-    node.core.submit(one_phase(b"holder", writes=(b"apple",)), committed.append)
+    node.core.submit(one_phase(tid(b"holder"), writes=(b"apple",)), committed.append)
     while not committed:  # no tick between the answering cycle and the next request
         node.now += 0.001
         node.wall += 1_000_000
@@ -351,8 +351,8 @@ def test_a_lock_freed_by_a_commit_goes_to_its_waiter_before_a_newcomer() -> None
     # The commit's answer and the hand-over happen in the same cycle: a request arriving
     # right after it finds the lock taken by the waiter, not free.
     newcomer: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"newcomer", priority=300), newcomer.append)
-    assert node.core.hosts[1].locks.holder(b"apple") == b"waiter"
+    node.core.submit(read_for_update(b"apple", tid(b"newcomer"), priority=300), newcomer.append)
+    assert node.core.hosts[1].locks.holder(b"apple") == tid(b"waiter")
     node.advance(0.02)
     assert len(waiter) == 1 and waiter[0].get.value == b"w" and newcomer == []
 
@@ -360,7 +360,7 @@ def test_a_lock_freed_by_a_commit_goes_to_its_waiter_before_a_newcomer() -> None
 def test_a_parked_write_is_refused_at_once_when_its_replica_stops_leading(
     node: OneNode,
 ) -> None:
-    hold_intent(node, b"t1", b"apple", priority=1)
+    hold_intent(node, tid(b"t1"), b"apple", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(put(b"apple", b"x"), answers.append)
     node.advance(0.05)
@@ -375,18 +375,18 @@ def test_a_parked_write_is_refused_at_once_when_its_replica_stops_leading(
 def test_a_prepare_whose_abort_arrived_first_is_refused_and_takes_no_intent(
     node: OneNode,
 ) -> None:
-    hold_intent(node, b"young", b"apple", priority=300)
+    hold_intent(node, tid(b"young"), b"apple", priority=300)
     answers: list[kv.Response] = []
     # An older Prepare waits for the younger holder (wait-die)...
-    node.core.submit(prepare(b"old", writes=(b"apple",), priority=100), answers.append)
+    node.core.submit(prepare(tid(b"old"), writes=(b"apple",), priority=100), answers.append)
     node.advance(0.05)
     assert answers == []
     # ...and meanwhile its client gave up and the abort is delivered here.
-    assert node.call(resolve(b"old", False)).resolve.error.code == kv.OK
+    assert node.call(resolve(tid(b"old"), False)).resolve.error.code == kv.OK
     node.advance(0.02)
     assert len(answers) == 1 and answers[0].prepare.error.code == kv.CONFLICT
     assert "already aborted" in answers[0].prepare.error.message
-    assert node.core.hosts[1].shard.prepared(b"old") is None
+    assert node.core.hosts[1].shard.prepared(tid(b"old")) is None
 
 
 def test_a_read_for_update_whose_abort_arrived_first_takes_no_lock(node: OneNode) -> None:
@@ -394,24 +394,24 @@ def test_a_read_for_update_whose_abort_arrived_first_takes_no_lock(node: OneNode
     when the holder committed, the leader still granted the lock to the aborted
     transaction, and the next reader for update waited LOCK_TTL_S for nobody."""
     node.call(put(b"apple", b"red"))
-    node.call(read_for_update(b"apple", b"t1", priority=100))
+    node.call(read_for_update(b"apple", tid(b"t1"), priority=100))
     answers: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"t2", priority=200), answers.append)
+    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), answers.append)
     node.advance(0.05)
     assert answers == []
-    assert node.call(resolve(b"t2", False)).resolve.error.code == kv.OK
+    assert node.call(resolve(tid(b"t2"), False)).resolve.error.code == kv.OK
     node.advance(0.02)
     assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT
     assert "already aborted" in answers[0].get.error.message
-    assert node.call(one_phase(b"t1", writes=(b"apple",))).commit_one_phase.error.code == kv.OK
+    assert node.call(one_phase(tid(b"t1"), writes=(b"apple",))).commit_one_phase.error.code == kv.OK
     node.advance(0.02)
     assert node.core.hosts[1].locks.holder(b"apple") is None
-    third = node.call(read_for_update(b"apple", b"t3", priority=300)).get
+    third = node.call(read_for_update(b"apple", tid(b"t3"), priority=300)).get
     assert third.error.code == kv.OK and third.value == b"w"
     # A late copy of the aborted transaction's read is refused, not granted the lock.
-    late = node.call(read_for_update(b"apple", b"t2", priority=200)).get
+    late = node.call(read_for_update(b"apple", tid(b"t2"), priority=200)).get
     assert late.error.code == kv.CONFLICT
-    assert node.core.hosts[1].locks.holder(b"apple") == b"t3"
+    assert node.core.hosts[1].locks.holder(b"apple") == tid(b"t3")
 
 
 def one_phase_rw(txn: bytes, key: bytes, version: int, value: bytes) -> kv.Request:
@@ -433,19 +433,19 @@ def test_a_wounded_one_phase_commit_is_refused_and_the_older_wounder_commits(
     transaction that took its lock then met a stale read, and kept losing on every retry
     (starved) while wound-wait promised it would win."""
     node.call(put(b"apple", b"0"))
-    young = node.call(read_for_update(b"apple", b"young", priority=300)).get
+    young = node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get
     node.advance(WOUND_GRACE_S * 2)  # the young holder's body runs past the grace
-    old = node.call(read_for_update(b"apple", b"old", priority=100)).get
-    assert node.core.hosts[1].locks.wound(b"young") == (b"apple", b"old")
-    y = node.call(one_phase_rw(b"young", b"apple", young.version, b"y")).commit_one_phase
+    old = node.call(read_for_update(b"apple", tid(b"old"), priority=100)).get
+    assert node.core.hosts[1].locks.wound(tid(b"young")) == (b"apple", tid(b"old"))
+    y = node.call(one_phase_rw(tid(b"young"), b"apple", young.version, b"y")).commit_one_phase
     assert y.error.code == kv.CONFLICT and "wounded" in y.error.message, y.error
-    assert (y.error.conflict.key, y.error.conflict.other_txn) == (b"apple", b"old")
-    o = node.call(one_phase_rw(b"old", b"apple", old.version, b"o")).commit_one_phase
+    assert (y.error.conflict.key, y.error.conflict.other_txn) == (b"apple", tid(b"old"))
+    o = node.call(one_phase_rw(tid(b"old"), b"apple", old.version, b"o")).commit_one_phase
     assert o.error.code == kv.OK, o.error
     # The refusal is in the log: a late copy meets the recorded abort (rule O1), even at a
     # leader that forgot the wound.
     node.core.hosts[1].locks.clear()
-    late = node.call(one_phase_rw(b"young", b"apple", young.version, b"y")).commit_one_phase
+    late = node.call(one_phase_rw(tid(b"young"), b"apple", young.version, b"y")).commit_one_phase
     assert late.error.code == kv.CONFLICT and "aborted" in late.error.message, late.error
     assert node.call(get(b"apple")).get.value == b"o"
 
@@ -456,18 +456,18 @@ def test_a_wait_ends_in_time_to_answer_within_the_clients_time(node: OneNode) ->
     bare deadline at the client (found by review: a 1.5 s client timeout met the node's 3 s
     queue bound)."""
     node.call(put(b"apple", b"red"))
-    node.call(read_for_update(b"apple", b"old", priority=100))
+    node.call(read_for_update(b"apple", tid(b"old"), priority=100))
     patient: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"young", priority=200), patient.append)
+    node.core.submit(read_for_update(b"apple", tid(b"young"), priority=200), patient.append)
     hurried: list[kv.Response] = []
-    request = read_for_update(b"apple", b"younger", priority=300)
+    request = read_for_update(b"apple", tid(b"younger"), priority=300)
     request.get.header.timeout_ms = 400
     node.core.submit(request, hurried.append)
     node.advance(0.25)
     assert patient == [], "no header: the node's own bounds"
     assert len(hurried) == 1 and hurried[0].get.error.code == kv.CONFLICT, hurried
     conflict = hurried[0].get.error.conflict
-    assert (conflict.key, conflict.other_txn, conflict.phase) == (b"apple", b"old", "read")
+    assert (conflict.key, conflict.other_txn, conflict.phase) == (b"apple", tid(b"old"), "read")
 
 
 def test_a_resent_committed_one_phase_commit_gets_its_commit_answer_after_a_wound(
@@ -477,15 +477,15 @@ def test_a_resent_committed_one_phase_commit_gets_its_commit_answer_after_a_woun
     wound recorded after the commit (a late read for update of the same transaction took
     the lock again), was answered UNAVAILABLE at every re-send instead of its commit."""
     node.call(put(b"apple", b"0"))
-    young = node.call(read_for_update(b"apple", b"young", priority=300)).get
-    first = node.call(one_phase_rw(b"young", b"apple", young.version, b"y")).commit_one_phase
+    young = node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get
+    first = node.call(one_phase_rw(tid(b"young"), b"apple", young.version, b"y")).commit_one_phase
     assert first.error.code == kv.OK and first.commit_ts > 0, first.error  # its answer lost
-    late = node.call(read_for_update(b"apple", b"young", priority=300)).get
-    assert late.error.code == kv.OK and node.core.hosts[1].locks.holder(b"apple") == b"young"
+    late = node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get
+    assert late.error.code == kv.OK and node.core.hosts[1].locks.holder(b"apple") == tid(b"young")
     node.advance(WOUND_GRACE_S * 2)
-    node.call(read_for_update(b"apple", b"old", priority=100))
-    assert node.core.hosts[1].locks.wound(b"young") is not None
-    again = node.call(one_phase_rw(b"young", b"apple", young.version, b"y")).commit_one_phase
+    node.call(read_for_update(b"apple", tid(b"old"), priority=100))
+    assert node.core.hosts[1].locks.wound(tid(b"young")) is not None
+    again = node.call(one_phase_rw(tid(b"young"), b"apple", young.version, b"y")).commit_one_phase
     assert again.error.code == kv.OK, again.error  # rule O1: the recorded commit answers
     assert again.commit_ts == first.commit_ts
     assert node.call(get(b"apple")).get.value == b"y"
@@ -497,12 +497,12 @@ def test_a_plain_write_waits_for_the_update_lock_and_lands_after_the_holders_com
     """Rule U4 (found by a user's review): a put of a key read for update used to go ahead,
     and the lock's holder then aborted at commit; SQL's SELECT FOR UPDATE blocks it."""
     node.call(put(b"apple", b"red"))
-    assert node.call(read_for_update(b"apple", b"t1", priority=100)).get.value == b"red"
+    assert node.call(read_for_update(b"apple", tid(b"t1"), priority=100)).get.value == b"red"
     answers: list[kv.Response] = []
     node.core.submit(put(b"apple", b"green"), answers.append)
     node.advance(0.2)
     assert answers == []  # parked behind t1's lock
-    committed = node.call(one_phase(b"t1", writes=(b"apple",))).commit_one_phase
+    committed = node.call(one_phase(tid(b"t1"), writes=(b"apple",))).commit_one_phase
     assert committed.error.code == kv.OK  # the holder commits: the put did not overtake it
     node.advance(0.02)
     assert len(answers) == 1 and answers[0].put.error.code == kv.OK
@@ -512,7 +512,7 @@ def test_a_plain_write_waits_for_the_update_lock_and_lands_after_the_holders_com
 def test_a_plain_write_behind_a_lock_whose_holder_vanished_goes_ahead_in_time(
     node: OneNode,
 ) -> None:
-    node.call(read_for_update(b"apple", b"t1", priority=100))
+    node.call(read_for_update(b"apple", tid(b"t1"), priority=100))
     answers: list[kv.Response] = []
     node.core.submit(put(b"apple", b"green"), answers.append)
     node.advance(LOCK_WAIT_MAX_S * 0.9)
@@ -530,24 +530,26 @@ def test_a_parked_prepare_whose_abort_the_coordinator_group_recorded_is_refused_
     transaction's update locks (unwoundable: committing), so an older reader for update
     queued behind a transaction already aborted."""
     node.call(put(b"banana", b"0"))
-    hold_intent(node, b"young", b"apple", priority=300)
-    assert node.call(read_for_update(b"banana", b"mid", priority=200)).get.value == b"0"
+    hold_intent(node, tid(b"young"), b"apple", priority=300)
+    assert node.call(read_for_update(b"banana", tid(b"mid"), priority=200)).get.value == b"0"
     parked: list[kv.Response] = []
-    mid = prepare(b"mid", writes=(b"apple", b"banana"), priority=200)
+    mid = prepare(tid(b"mid"), writes=(b"apple", b"banana"), priority=200)
     node.core.submit(mid, parked.append)  # waits for the younger holder (wait-die)
     node.advance(0.05)
     assert parked == []
     # Its Prepare failed at group 2: the client records the abort at the coordinator (1).
-    abort = kv.DecideRequest(header=header(1), txn_id=b"mid", participants=[1, 2], recover=True)
+    abort = kv.DecideRequest(
+        header=header(1), txn_id=tid(b"mid"), participants=[1, 2], recover=True
+    )
     decided = node.call(kv.Request(decide=abort)).decide
     assert decided.error.code == kv.OK and not decided.committed and not decided.pending
     reader: list[kv.Response] = []
-    node.core.submit(read_for_update(b"banana", b"old", priority=100), reader.append)
+    node.core.submit(read_for_update(b"banana", tid(b"old"), priority=100), reader.append)
     node.advance(0.1)
     assert len(parked) == 1 and parked[0].prepare.error.code == kv.CONFLICT, parked
     assert "already aborted" in parked[0].prepare.error.message
     assert len(reader) == 1 and reader[0].get.error.code == kv.OK, reader
-    assert node.core.hosts[1].locks.holder(b"banana") == b"old"
+    assert node.core.hosts[1].locks.holder(b"banana") == tid(b"old")
 
 
 def test_a_parked_prepare_whose_abort_a_prevent_recorded_is_refused_at_once(
@@ -555,12 +557,12 @@ def test_a_parked_prepare_whose_abort_a_prevent_recorded_is_refused_at_once(
 ) -> None:
     """As above at a participant: the coordinator's prevent round recorded that the
     transaction never prepares here (rule V1) while its Prepare waited."""
-    hold_intent(node, b"young", b"apple", priority=300)
+    hold_intent(node, tid(b"young"), b"apple", priority=300)
     parked: list[kv.Response] = []
-    node.core.submit(prepare(b"mid", writes=(b"apple",), priority=200), parked.append)
+    node.core.submit(prepare(tid(b"mid"), writes=(b"apple",), priority=200), parked.append)
     node.advance(0.05)
     assert parked == []
-    prevent = kv.PreventRequest(header=header(1), txn_id=b"mid")
+    prevent = kv.PreventRequest(header=header(1), txn_id=tid(b"mid"))
     answer = node.call(kv.Request(prevent=prevent)).prevent
     assert answer.error.code == kv.OK and not answer.prepared and not answer.unknown
     node.advance(0.05)
@@ -575,21 +577,21 @@ def test_a_plain_write_queued_behind_a_lock_does_not_overtake_the_next_holder(
     ahead of the read for update queued for it, landed after that read, and the transaction
     that had just been granted the lock aborted at its commit (stale read)."""
     node.call(put(b"apple", b"0"))
-    first = node.call(read_for_update(b"apple", b"t1", priority=100)).get
+    first = node.call(read_for_update(b"apple", tid(b"t1"), priority=100)).get
     reader: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"t2", priority=200), reader.append)
+    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), reader.append)
     node.advance(0.05)
     writer: list[kv.Response] = []
     node.core.submit(put(b"apple", b"p"), writer.append)
     node.advance(0.05)
     assert reader == [] and writer == []
-    t1 = node.call(one_phase_rw(b"t1", b"apple", first.version, b"1")).commit_one_phase
+    t1 = node.call(one_phase_rw(tid(b"t1"), b"apple", first.version, b"1")).commit_one_phase
     assert t1.error.code == kv.OK
     node.advance(0.05)
     assert len(reader) == 1 and reader[0].get.value == b"1"
     assert writer == []  # behind t2's lock now
     got = reader[0].get
-    t2 = node.call(one_phase_rw(b"t2", b"apple", got.version, b"2")).commit_one_phase
+    t2 = node.call(one_phase_rw(tid(b"t2"), b"apple", got.version, b"2")).commit_one_phase
     assert t2.error.code == kv.OK, t2.error
     node.advance(0.05)
     assert len(writer) == 1 and writer[0].put.error.code == kv.OK
@@ -610,7 +612,7 @@ def test_a_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
     anywhere after its start (found by review)."""
     for key in (b"a1", b"a2", b"a3"):
         node.call(put(key, b"v"))
-    hold_intent(node, b"t1", b"c9", priority=1)
+    hold_intent(node, tid(b"t1"), b"c9", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(scan(b"a", b"d", limit=2), answers.append)
     node.advance(0.05)
@@ -623,7 +625,7 @@ def test_a_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
     node.advance(0.05)
     assert waiting == []
     # So does a cut scan that passed over an insert in flight before its last key.
-    hold_intent(node, b"t2", b"a15", priority=1)
+    hold_intent(node, tid(b"t2"), b"a15", priority=1)
     cut: list[kv.Response] = []
     node.core.submit(scan(b"a", b"d", limit=2), cut.append)
     node.advance(0.05)
@@ -636,20 +638,20 @@ def test_a_lock_released_by_a_refused_prepare_goes_to_its_waiter_without_a_tick(
     """A Prepare refused on arrival releases its transaction's update locks (rule U3); the
     reader queued for one was woken only by the next tick (up to 50 ms on a quiet node)."""
     node.call(put(b"apple", b"red"))
-    assert node.call(read_for_update(b"apple", b"t1", priority=100)).get.value == b"red"
+    assert node.call(read_for_update(b"apple", tid(b"t1"), priority=100)).get.value == b"red"
     queued: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", b"t2", priority=200), queued.append)
+    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), queued.append)
     node.advance(0.05)
     assert queued == []
     refused: list[kv.Response] = []
-    bad = prepare(b"t1", writes=(b"apple",), priority=100)
+    bad = prepare(tid(b"t1"), writes=(b"apple",), priority=100)
     bad.prepare.writes.add(key=b"x" * 5000, value=b"v")  # over the key limit
     node.core.submit(bad, refused.append)
     assert refused and refused[0].prepare.error.code == kv.LIMIT_EXCEEDED, refused
     while execute_cycle(node.core, node.disk, lambda g, m: None):  # no tick
         pass
     assert len(queued) == 1 and queued[0].get.value == b"red", queued
-    assert node.core.hosts[1].locks.holder(b"apple") == b"t2"
+    assert node.core.hosts[1].locks.holder(b"apple") == tid(b"t2")
 
 
 def test_a_snapshot_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
@@ -661,7 +663,7 @@ def test_a_snapshot_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_l
     ahead)."""
     for key in (b"a1", b"a2", b"a3"):
         node.call(put(key, b"v"))
-    hold_intent(node, b"t1", b"c9", priority=1)
+    hold_intent(node, tid(b"t1"), b"c9", priority=1)
     at = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
     answers: list[kv.Response] = []
     node.core.submit(scan(b"a", b"d", limit=2, snapshot=True, at_version=at), answers.append)
@@ -699,8 +701,8 @@ def test_a_read_meeting_a_proven_commit_is_answered_before_its_resolve_is_applie
     """Rule 14: the read gets what the Resolve will write (the value at commit_ts) without
     waiting for the Resolve's own Paxos round; the Resolve stays held for its ride."""
     node.call(put(b"apple", b"red"))
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     shard = node.core.hosts[1].shard
     applied = shard.applied_index
     answers = submit_and_step(node, get(b"apple"))
@@ -717,12 +719,12 @@ def test_a_read_meeting_a_proven_commit_is_answered_before_its_resolve_is_applie
 def test_a_read_parked_on_an_intent_is_answered_when_the_commit_is_proven(
     node: OneNode,
 ) -> None:
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(get(b"apple"), answers.append)
     node.advance(0.05)
     assert answers == []
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     node.advance(0.002, step=0.001)
     assert len(answers) == 1 and answers[0].get.value == b"v"
     assert answers[0].get.version == prepare_ts
@@ -736,19 +738,19 @@ def test_an_older_prepare_behind_a_proven_commit_rides_in_its_resolves_slot(
     own round; with the commit proven it goes at once, the held Resolve just ahead of it in
     the same slot, so it finds the intent resolved. (A Prepare that read the key through
     the intent never waited: its read version is not the applied one yet, rule L3.)"""
-    prepare_ts = hold_intent(node, b"young", b"apple", priority=300)
-    resolved = resolve_held(node, b"young", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"young"), b"apple", priority=300)
+    resolved = resolve_held(node, tid(b"young"), prepare_ts)
     shard = node.core.hosts[1].shard
     applied = shard.applied_index
-    answers = submit_and_step(node, prepare(b"old", writes=(b"apple",), priority=100))
+    answers = submit_and_step(node, prepare(tid(b"old"), writes=(b"apple",), priority=100))
     assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert shard.applied_index == applied + 1  # one slot for both
 
 
 def test_a_plain_write_behind_a_proven_commit_rides_in_its_resolves_slot(node: OneNode) -> None:
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     shard = node.core.hosts[1].shard
     applied = shard.applied_index
     answers = submit_and_step(node, put(b"apple", b"green"))
@@ -760,9 +762,9 @@ def test_a_plain_write_behind_a_proven_commit_rides_in_its_resolves_slot(node: O
 def test_a_proof_over_other_participants_is_not_read_through(node: OneNode) -> None:
     """Participant rule R7: a Resolve naming other participants than the PREPARE leaves the
     intent in place when applied, so a read may not take its value (it waits, as before)."""
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
     other = vouched(
-        kv.ResolveRequest(header=header(), txn_id=b"t1", commit=True, commit_ts=prepare_ts),
+        kv.ResolveRequest(header=header(), txn_id=tid(b"t1"), commit=True, commit_ts=prepare_ts),
         participants=(1, 3),
     )
     node.core.submit(kv.Request(resolve=other), lambda response: None)
@@ -770,15 +772,15 @@ def test_a_proof_over_other_participants_is_not_read_through(node: OneNode) -> N
     node.core.submit(get(b"apple"), answers.append)
     node.advance(0.1)
     assert answers == []
-    assert [i.txn_id for i in node.core.hosts[1].shard.intents_on(b"apple")] == [b"t1"]
+    assert [i.txn_id for i in node.core.hosts[1].shard.intents_on(b"apple")] == [tid(b"t1")]
 
 
 def test_a_proven_delete_is_waited_for_not_read_through(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
-    deleting = prepare(b"t1", writes=(b"apple",), priority=1)
+    deleting = prepare(tid(b"t1"), writes=(b"apple",), priority=1)
     deleting.prepare.writes[0].delete = True
     prepare_ts = node.call(deleting).prepare.prepare_ts
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     answers = submit_and_step(node, get(b"apple"))
     assert len(answers) == 1 and not answers[0].get.found
     assert len(resolved) == 1  # the read waited for the Resolve to be applied
@@ -789,11 +791,11 @@ def test_a_wait_for_an_update_lock_leaves_a_held_resolve_for_its_ride(node: OneN
     A read queued for an update lock needs no Resolve: the lock's holder goes on, and its
     Prepare takes the held Resolve along in one slot (under a hot key, every transaction
     paid the Resolve's own round while others queued for the lock)."""
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    assert node.call(read_for_update(b"banana", b"t2", priority=100)).get.error.code == kv.OK
-    queued = submit_and_step(node, read_for_update(b"banana", b"t3", priority=300))
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    assert node.call(read_for_update(b"banana", tid(b"t2"), priority=100)).get.error.code == kv.OK
+    queued = submit_and_step(node, read_for_update(b"banana", tid(b"t3"), priority=300))
     assert queued == [] and len(node.core._lock_waits) == 1
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     node.advance(0.006, step=0.001)
     assert resolved == []  # still held, 6 ms in (RESOLVE_HOLD_S is 10 ms)
     node.advance(0.01)
@@ -805,12 +807,12 @@ def test_a_write_parked_on_an_intent_goes_behind_the_resolve_that_proves_it(
 ) -> None:
     """Found by review: the proof woke the parked put before the Resolve was held, so the
     put was proposed alone, met the intent at its apply and was refused (rule W1)."""
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
     answers: list[kv.Response] = []
     node.core.submit(put(b"apple", b"green"), answers.append)
     node.advance(0.05)
     assert answers == []  # parked on the intent
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     node.advance(0.05)
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert len(answers) == 1 and answers[0].put.error.code == kv.OK, answers
@@ -820,12 +822,12 @@ def test_a_write_parked_on_an_intent_goes_behind_the_resolve_that_proves_it(
 def test_an_older_prepare_parked_on_an_intent_goes_behind_the_resolve_that_proves_it(
     node: OneNode,
 ) -> None:
-    prepare_ts = hold_intent(node, b"young", b"apple", priority=300)
+    prepare_ts = hold_intent(node, tid(b"young"), b"apple", priority=300)
     answers: list[kv.Response] = []
-    node.core.submit(prepare(b"old", writes=(b"apple",), priority=100), answers.append)
+    node.core.submit(prepare(tid(b"old"), writes=(b"apple",), priority=100), answers.append)
     node.advance(0.05)
     assert answers == []  # the older one waits for the younger holder (wait-die)
-    resolve_held(node, b"young", prepare_ts)
+    resolve_held(node, tid(b"young"), prepare_ts)
     node.advance(0.05)
     assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
 
@@ -834,8 +836,8 @@ def test_a_stale_ok_read_at_a_version_is_not_read_through(node: OneNode) -> None
     """Found by review: only linearizable gets read through; a stale_ok get at a version
     below the commit was answered with the commit's value."""
     old = node.call(put(b"apple", b"red")).put.version
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolve_held(node, tid(b"t1"), prepare_ts)
     answers = submit_and_step(node, get(b"apple", stale_ok=True, at_version=old))
     assert len(answers) == 1
     assert answers[0].get.error.code == kv.CONFLICT, answers  # as before rule 14
@@ -845,9 +847,9 @@ def test_a_read_through_shows_the_commit_timestamp_not_the_prepare_timestamp(
     node: OneNode,
 ) -> None:
     """A 2-shard commit's timestamp is the largest prepare_ts, often another group's."""
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
     commit_ts = prepare_ts + 1000
-    resolve_held(node, b"t1", commit_ts)
+    resolve_held(node, tid(b"t1"), commit_ts)
     answers = submit_and_step(node, get(b"apple"))
     assert len(answers) == 1 and answers[0].get.version == commit_ts, answers
 
@@ -855,9 +857,9 @@ def test_a_read_through_shows_the_commit_timestamp_not_the_prepare_timestamp(
 def test_a_refused_copy_of_a_resolve_leaves_the_held_ones_proof(node: OneNode) -> None:
     """The proof ends with the request that brought it, not with any other request for the
     transaction: here a copy whose commit_ts is 0, refused at admission."""
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolved = resolve_held(node, b"t1", prepare_ts)
-    refused = submit_and_step(node, resolve(b"t1", True, 0))
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
+    refused = submit_and_step(node, resolve(tid(b"t1"), True, 0))
     assert refused and refused[0].resolve.error.code == kv.INVALID_ARGUMENT
     answers = submit_and_step(node, get(b"apple"))
     assert len(answers) == 1 and answers[0].get.value == b"v", answers
@@ -868,8 +870,8 @@ def test_a_snapshot_get_at_or_above_a_proven_commit_reads_it_through(node: OneNo
     """Rules 3 and 14: a snapshot read at T waited for every intent prepared at or below T;
     a proven commit at or below T is decided, and the read shows its value at once."""
     node.call(put(b"apple", b"red"))
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 1))
     assert len(answers) == 1, answers
     assert (answers[0].get.value, answers[0].get.version) == (b"v", prepare_ts)
@@ -879,8 +881,8 @@ def test_a_snapshot_get_at_or_above_a_proven_commit_reads_it_through(node: OneNo
 def test_a_snapshot_get_below_a_proven_commit_reads_past_it(node: OneNode) -> None:
     """Prepared at or below T, committed above it: the read at T never shows it."""
     old = node.call(put(b"apple", b"red")).put.version
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolved = resolve_held(node, b"t1", prepare_ts + 1000)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts + 1000)
     answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 10))
     assert len(answers) == 1, answers
     assert (answers[0].get.value, answers[0].get.version) == (b"red", old)
@@ -890,8 +892,8 @@ def test_a_snapshot_get_below_a_proven_commit_reads_past_it(node: OneNode) -> No
 def test_a_snapshot_scan_over_a_proven_commit_releases_the_held_resolve(node: OneNode) -> None:
     """A scan does not read through (it would have to merge the intents' values): it waits,
     and its wait sends the held Resolve at once (rule 8)."""
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     at = prepare_ts + 1
     answers = submit_and_step(node, scan(b"a", b"b", limit=10, snapshot=True, at_version=at))
     node.advance(0.003, step=0.001)  # well before the hold would run out
@@ -903,10 +905,10 @@ def test_a_snapshot_get_over_a_proven_delete_at_or_below_it_waits(node: OneNode)
     """The read shows no value then, and what it shows depends on the versions before: it
     waits for the Resolve (sent at once by the wait, rule 8)."""
     node.call(put(b"apple", b"red"))
-    deleting = prepare(b"t1", writes=(b"apple",), priority=1)
+    deleting = prepare(tid(b"t1"), writes=(b"apple",), priority=1)
     deleting.prepare.writes[0].delete = True
     prepare_ts = node.call(deleting).prepare.prepare_ts
-    resolved = resolve_held(node, b"t1", prepare_ts)
+    resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 1))
     node.advance(0.05)
     assert len(answers) == 1 and len(resolved) == 1
@@ -920,8 +922,8 @@ def test_a_backlogged_snapshot_get_whose_proof_is_gone_is_refused_not_misread(
     (the wake's read budget was spent) while the replica stopped leading, read the store
     alone and missed the commit. It is refused, retryable, instead."""
     node.call(put(b"apple", b"red"))
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolve_held(node, tid(b"t1"), prepare_ts)
     answers: list[kv.Response] = []
     node.core.submit(get(b"apple", snapshot=True, at_version=prepare_ts + 1), answers.append)
     node.core._read_bytes_left = 0  # other reads spent this wake's budget
@@ -947,8 +949,8 @@ def test_a_snapshot_get_below_the_gc_horizon_is_refused_over_a_proven_commit(
     every read at a version makes."""
     monkeypatch.setattr(node_module, "RESOLVE_HOLD_S", 60.0)  # the proof outlives the GC pass
     node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
-    prepare_ts = hold_intent(node, b"t1", b"apple", priority=1)
-    resolve_held(node, b"t1", prepare_ts)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    resolve_held(node, tid(b"t1"), prepare_ts)
     node.advance(1.5)
     node.call(put(b"zebra", b"z", group=2))  # a cycle that applies something runs the GC
     assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1

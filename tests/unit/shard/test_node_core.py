@@ -26,8 +26,17 @@ from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.hlc import LOGICAL_BITS
 from txn.proofs import decision_mac, proof_key
 from txn.records import PurgeDecisions
+from txn.txn_ids import RANDOM_BYTES, txn_id_with_start
 
 CLUSTER = "unit"
+
+
+def tid(label: bytes, start: int = 1) -> bytes:
+    """The id a test calls `label`: it carries start `start` (node rule 13), the label its
+    nonce."""
+    return txn_id_with_start(start, label.rjust(RANDOM_BYTES, b".")[-RANDOM_BYTES:])
+
+
 WALL0 = 1_800_000_000 * 10**9  # a plausible wall clock, in ns
 
 
@@ -157,7 +166,7 @@ def test_duplicate_keys_in_a_transaction_are_invalid(node: OneNode) -> None:
     write = kv.WriteItem(key=b"a", value=b"1")
     request = kv.Request(
         commit_one_phase=kv.CommitOnePhaseRequest(
-            header=header(), txn_id=b"t", ts=1, writes=[write, write]
+            header=header(), txn_id=tid(b"t"), ts=1, writes=[write, write]
         )
     )
     assert node.call(request).commit_one_phase.error.code == kv.INVALID_ARGUMENT
@@ -219,7 +228,7 @@ def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
     prepare = kv.Request(
         prepare=kv.PrepareRequest(
             header=header(),
-            txn_id=b"t1",
+            txn_id=tid(b"t1"),
             coordinator_group=1,
             participants=[1, 2],
             ts=1,
@@ -239,7 +248,7 @@ def test_snapshot_read_waits_for_a_prepared_writer(node: OneNode) -> None:
     resolve = kv.Request(
         resolve=vouched(
             kv.ResolveRequest(
-                header=header(), txn_id=b"t1", commit=True, commit_ts=prepared.prepare_ts
+                header=header(), txn_id=tid(b"t1"), commit=True, commit_ts=prepared.prepare_ts
             )
         )
     )
@@ -379,7 +388,7 @@ def test_a_gc_pass_that_is_behind_steps_in_every_apply_cycle(
 def prepare_request(
     group: int,
     key: bytes,
-    txn_id: bytes = b"t1",
+    txn_id: bytes = tid(b"t1"),
     ts: int = 1,
     coordinator: int = 1,
     participants: tuple[int, ...] = (1, 2),
@@ -417,8 +426,8 @@ def test_recovery_commits_a_transaction_whose_every_prepare_is_logged() -> None:
     node = OneNode(resolve_after_s=0.2)
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     assert all(v.error.code == kv.OK for v in votes)
-    recover_until_decided(node, b"t1")
-    decision = node.core.hosts[1].shard.decision(b"t1")
+    recover_until_decided(node, tid(b"t1"))
+    decision = node.core.hosts[1].shard.decision(tid(b"t1"))
     assert decision is not None and decision.committed
     assert decision.commit_ts == max(v.prepare_ts for v in votes)
     for key, group in ((b"apple", 1), (b"zebra", 2)):
@@ -429,14 +438,14 @@ def test_recovery_commits_a_transaction_whose_every_prepare_is_logged() -> None:
 def test_recovery_aborts_only_after_preventing_the_missing_prepare() -> None:
     node = OneNode(resolve_after_s=0.2)
     assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
-    recover_until_decided(node, b"t1")
-    decision = node.core.hosts[1].shard.decision(b"t1")
+    recover_until_decided(node, tid(b"t1"))
+    decision = node.core.hosts[1].shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed
     # Group 2 logged the Prevent: the client's Prepare, arriving late, is refused there.
     late = node.call(prepare_request(2, b"zebra")).prepare
     assert late.error.code == kv.CONFLICT and "already aborted" in late.error.message
     assert node.call(get(b"apple")).get.found is False
-    assert node.core.hosts[2].shard.prepared(b"t1") is None
+    assert node.core.hosts[2].shard.prepared(tid(b"t1")) is None
 
 
 def test_an_abort_over_the_wire_never_overrules_a_complete_set_of_prepares() -> None:
@@ -448,17 +457,19 @@ def test_an_abort_over_the_wire_never_overrules_a_complete_set_of_prepares() -> 
     node = OneNode(resolve_after_s=60)
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     assert all(v.error.code == kv.OK for v in votes)
-    abort = kv.Request(decide=kv.DecideRequest(header=header(1), txn_id=b"t1", participants=[1, 2]))
+    abort = kv.Request(
+        decide=kv.DecideRequest(header=header(1), txn_id=tid(b"t1"), participants=[1, 2])
+    )
     first = node.call(abort).decide
     assert first.error.code == kv.UNAVAILABLE and not first.committed, first
-    assert node.core.hosts[1].shard.decision(b"t1") is None
-    recover_until_decided(node, b"t1")
+    assert node.core.hosts[1].shard.decision(tid(b"t1")) is None
+    recover_until_decided(node, tid(b"t1"))
     again = node.call(abort).decide
     assert (again.pending, again.committed) == (False, True)
     assert again.commit_ts == max(v.prepare_ts for v in votes)
 
 
-def _resolved_in_group_2_only(node: OneNode, txn_id: bytes = b"t1", keys: bytes = b"") -> int:
+def _resolved_in_group_2_only(node: OneNode, txn_id: bytes = tid(b"t1"), keys: bytes = b"") -> int:
     """The txn prepared in groups 1 (its coordinator) and 2, then resolved by its commit in
     group 2 only (the Resolve to group 1 was lost); returns the commit timestamp."""
     votes = [
@@ -503,7 +514,7 @@ def test_a_purge_resolves_the_group_still_prepared_instead_of_forgetting_the_com
     play_outbound()  # txn_statuses to group 1: IN_PROGRESS
     node.advance(0.05)
     assert asked == ["txn_statuses@1"]
-    assert group_2.shard.decision(b"t1") is not None  # kept
+    assert group_2.shard.decision(tid(b"t1")) is not None  # kept
     play_outbound()  # the Resolve group 1 missed
     assert asked == ["txn_statuses@1", "resolve@1"]
     assert node.call(get(b"apple", group=1)).get.version == commit_ts
@@ -511,7 +522,7 @@ def test_a_purge_resolves_the_group_still_prepared_instead_of_forgetting_the_com
     node.core._duties._purge_step(group_2, _now_ts(node))
     play_outbound()  # group 1 answers COMMITTED now
     node.advance(0.05)
-    assert group_2.shard.decision(b"t1") is None  # purged once verified
+    assert group_2.shard.decision(tid(b"t1")) is None  # purged once verified
 
 
 def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
@@ -523,7 +534,7 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 1)
     node = OneNode(resolve_after_s=60.0)
-    _resolved_in_group_2_only_each(node, (b"t1", b"t2", b"t3"))
+    _resolved_in_group_2_only_each(node, (tid(b"t1"), tid(b"t2"), tid(b"t3")))
     node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
     asked, resolved = [], []
     for answer in (True, False):
@@ -538,9 +549,12 @@ def test_a_purge_check_asks_a_bounded_number_of_questions_at_once(
     resolved += [r.resolve.txn_id for _, r, _ in node.core.outbound]
     # Group 1 answered about t1 (prepared: it gets the Resolve), then left t2 unanswered:
     # t3 is not asked about in this check, and the purge keeps all three.
-    assert asked == [b"t1", b"t2"] and resolved == [b"t1"]
+    assert asked == [tid(b"t1"), tid(b"t2")] and resolved == [tid(b"t1")]
     node.advance(0.05)
-    assert all(node.core.hosts[2].shard.decision(t) is not None for t in (b"t1", b"t2", b"t3"))
+    assert all(
+        node.core.hosts[2].shard.decision(t) is not None
+        for t in (tid(b"t1"), tid(b"t2"), tid(b"t3"))
+    )
 
 
 def test_a_purge_check_asks_each_group_about_many_commits_at_once(
@@ -552,13 +566,18 @@ def test_a_purge_check_asks_each_group_about_many_commits_at_once(
     per transaction asked counts as none: the records stay."""
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 2)
     node = OneNode(resolve_after_s=60.0)
-    for txn_id, commit_ts in _resolved_in_group_2_only_each(node, (b"t1", b"t2", b"t3")):
+    for txn_id, commit_ts in _resolved_in_group_2_only_each(
+        node, (tid(b"t1"), tid(b"t2"), tid(b"t3"))
+    ):
         done = node.call(resolve_request(txn_id, commit_ts, group=1)).resolve  # there too
         assert done.error.code == kv.OK
     node.advance(0.05)
     node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
     outbound, node.core.outbound = node.core.outbound, []
-    assert [list(r.txn_statuses.txn_ids) for _, r, _ in outbound] == [[b"t1", b"t2"], [b"t3"]]
+    assert [list(r.txn_statuses.txn_ids) for _, r, _ in outbound] == [
+        [tid(b"t1"), tid(b"t2")],
+        [tid(b"t3")],
+    ]
     (_g, first, first_done), (_g2, second, second_done) = outbound
     short = node.call(first)
     del short.txn_statuses.statuses[1:]  # one status for two transactions asked
@@ -567,8 +586,8 @@ def test_a_purge_check_asks_each_group_about_many_commits_at_once(
     assert [s.state for s in answer.txn_statuses.statuses] == [kv.TxnStatusResponse.COMMITTED]
     second_done(answer)
     node.advance(0.05)
-    kept = [t for t in (b"t1", b"t2", b"t3") if node.core.hosts[2].shard.decision(t)]
-    assert kept == [b"t1", b"t2"]  # t3 verified and purged; the short answer's kept
+    kept = [t for t in (tid(b"t1"), tid(b"t2"), tid(b"t3")) if node.core.hosts[2].shard.decision(t)]
+    assert kept == [tid(b"t1"), tid(b"t2")]  # t3 verified and purged; the short answer's kept
 
 
 def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -582,7 +601,7 @@ def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.Monke
     monkeypatch.setattr(coordinator_module, "MAX_PURGE_PER_COMMAND", 2)
     monkeypatch.setattr(txn_duties_module, "MAX_PURGE_PER_COMMAND", 2)
     node = OneNode(resolve_after_s=60.0)
-    _resolved_in_group_2_only_each(node, (b"t1", b"t2", b"t3"))
+    _resolved_in_group_2_only_each(node, (tid(b"t1"), tid(b"t2"), tid(b"t3")))
     node.core._duties._purge_step(node.core.hosts[2], _now_ts(node))
     asked = 0
     for _ in range(20):  # group 1 never answers; well within one purge interval
@@ -592,7 +611,10 @@ def test_a_purge_that_can_verify_nothing_ends_its_pass(monkeypatch: pytest.Monke
             done(None)
         node.advance(0.05)
     assert asked == 1  # one command's check; the records it moved wait for the next pass
-    assert all(node.core.hosts[2].shard.decision(t) is not None for t in (b"t1", b"t2", b"t3"))
+    assert all(
+        node.core.hosts[2].shard.decision(t) is not None
+        for t in (tid(b"t1"), tid(b"t2"), tid(b"t3"))
+    )
 
 
 def test_a_slow_purge_check_is_not_overlapped_by_the_next_pass(
@@ -607,7 +629,7 @@ def test_a_slow_purge_check_is_not_overlapped_by_the_next_pass(
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECKS_IN_FLIGHT", 1)
     monkeypatch.setattr(txn_duties_module, "PURGE_CHECK_BATCH", 1)
     node = OneNode(resolve_after_s=600.0, decision_retention_s=1.0, purge_interval_s=10.0)
-    _resolved_in_group_2_only_each(node, tuple(b"t%d" % i for i in range(6)))
+    _resolved_in_group_2_only_each(node, tuple(tid(b"t%d" % i) for i in range(6)))
     waiting: list[tuple[float, kv.Request, Callable[[kv.Response | None], None]]] = []
     most = 0
     for _ in range(120):  # 60 s; group 1 answers each question after 4.5 s
@@ -633,11 +655,11 @@ def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_pu
     must not abort group 1's part, or group 2's committed write would stand alone."""
     node = OneNode(resolve_after_s=0.2)
     commit_ts = _resolved_in_group_2_only(node)
-    rewrite_as_before_g2(node.disk.engine, 2, b"t1")
+    rewrite_as_before_g2(node.disk.engine, 2, tid(b"t1"))
     purge = PurgeDecisions(before_ts=_now_ts(node))
     node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
     node.advance(0.05)
-    assert node.core.hosts[2].shard.decision(b"t1") is None  # purged
+    assert node.core.hosts[2].shard.decision(tid(b"t1")) is None  # purged
     prevents = 0
     for _ in range(40):  # several recovery rounds
         node.advance(0.05)
@@ -645,9 +667,9 @@ def test_recovery_keeps_in_doubt_a_transaction_whose_other_part_may_have_been_pu
         for _group, request, done in outbound:
             prevents += request.WhichOneof("op") == "prevent"
             done(node.call(request))
-    assert node.core.hosts[1].shard.decision(b"t1") is None  # in doubt, not aborted
+    assert node.core.hosts[1].shard.decision(tid(b"t1")) is None  # in doubt, not aborted
     assert prevents >= 2  # the prevent round ran, and ran again
-    assert node.core.hosts[1].shard.prepared(b"t1") is not None
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is not None
     assert node.call(get(b"zebra", group=2)).get.version == commit_ts
 
 
@@ -664,7 +686,7 @@ def test_a_snapshot_read_at_a_prepare_timestamp_waits_for_that_prepare() -> None
     node.core.submit(get(b"apple", snapshot=True, at_version=at), answers.append)
     node.advance(0.2)
     assert answers == []  # parked behind the prepare at its own timestamp
-    resolved = node.call(resolve_request(b"t1", at))
+    resolved = node.call(resolve_request(tid(b"t1"), at))
     assert resolved.resolve.error.code == kv.OK
     node.advance(0.05)
     assert len(answers) == 1 and (answers[0].get.value, answers[0].get.version) == (b"v", at)
@@ -677,11 +699,11 @@ def test_a_snapshot_read_at_a_prepare_timestamp_waits_for_that_prepare() -> None
     [
         kv.Request(
             decide=kv.DecideRequest(
-                header=header(), txn_id=b"t", commit=True, commit_ts=5, recover=True
+                header=header(), txn_id=tid(b"t"), commit=True, commit_ts=5, recover=True
             )
         ),
         kv.Request(prevent=kv.PreventRequest(header=header(), txn_id=b"")),
-        kv.Request(prevent=kv.PreventRequest(header=header(cluster="other"), txn_id=b"t")),
+        kv.Request(prevent=kv.PreventRequest(header=header(cluster="other"), txn_id=tid(b"t"))),
     ],
 )
 def test_bad_recovery_requests_are_refused_and_change_nothing(
@@ -702,11 +724,11 @@ def statuses_request(txn_ids: list[bytes], **kw: Any) -> kv.Request:
     "request_,code",
     [
         (statuses_request([]), kv.INVALID_ARGUMENT),
-        (statuses_request([b"t"] * (MAX_STATUS_IDS + 1)), kv.LIMIT_EXCEEDED),
-        (statuses_request([b"t", b""]), kv.INVALID_ARGUMENT),
-        (statuses_request([b"t", b"x" * 1000]), kv.INVALID_ARGUMENT),
-        (statuses_request([b"t"], cluster="other"), kv.WRONG_CLUSTER),
-        (statuses_request([b"t"], group=77), kv.UNKNOWN_GROUP),
+        (statuses_request([tid(b"t")] * (MAX_STATUS_IDS + 1)), kv.LIMIT_EXCEEDED),
+        (statuses_request([tid(b"t"), b""]), kv.INVALID_ARGUMENT),
+        (statuses_request([tid(b"t"), b"x" * 1000]), kv.INVALID_ARGUMENT),
+        (statuses_request([tid(b"t")], cluster="other"), kv.WRONG_CLUSTER),
+        (statuses_request([tid(b"t")], group=77), kv.UNKNOWN_GROUP),
     ],
 )
 def test_bad_txn_statuses_requests_are_refused_with_a_typed_error(
@@ -720,10 +742,12 @@ def test_bad_txn_statuses_requests_are_refused_with_a_typed_error(
 
 def test_txn_statuses_answers_each_transaction_in_order(node: OneNode) -> None:
     """A linearizable read of the group's records, one status per id asked."""
-    assert node.call(prepare_request(1, b"apple", b"t1")).prepare.error.code == kv.OK
-    abort = kv.DecideRequest(header=header(1), txn_id=b"t2", participants=[1, 2])
+    assert node.call(prepare_request(1, b"apple", tid(b"t1"))).prepare.error.code == kv.OK
+    abort = kv.DecideRequest(header=header(1), txn_id=tid(b"t2"), participants=[1, 2])
     assert node.call(kv.Request(decide=abort)).decide.error.code == kv.OK  # never prepared
-    answer = node.call(statuses_request([b"t1", b"nope", b"t2", b"t1"] * 2)).txn_statuses
+    answer = node.call(
+        statuses_request([tid(b"t1"), b"nope", tid(b"t2"), tid(b"t1")] * 2)
+    ).txn_statuses
     assert answer.error.code == kv.OK
     states = [s.state for s in answer.statuses]
     in_progress, unknown = kv.TxnStatusResponse.IN_PROGRESS, kv.TxnStatusResponse.UNKNOWN
@@ -739,7 +763,7 @@ def test_finish_records_of_many_transactions_share_one_slot() -> None:
     from shard.node import TXN_DUTY_S
 
     node = OneNode()
-    txn_ids = [b"t%d" % i for i in range(3)]
+    txn_ids = [tid(b"t%d" % i) for i in range(3)]
     for n, txn_id in enumerate(txn_ids):
         # Prepared in group 2 only, so the coordinator (group 1) records the abort at once.
         assert node.call(prepare_request(2, b"zebra%d" % n, txn_id)).prepare.error.code == kv.OK
@@ -778,7 +802,7 @@ def hold_a_resolve() -> tuple[OneNode, int, list[kv.Response]]:
     prepared = node.call(prepare_request(1, b"apple")).prepare
     assert prepared.error.code == kv.OK
     resolved: list[kv.Response] = []
-    node.core.submit(resolve_request(b"t1", prepared.prepare_ts), resolved.append)
+    node.core.submit(resolve_request(tid(b"t1"), prepared.prepare_ts), resolved.append)
     node.advance(RESOLVE_HOLD_S / 2, step=0.001)
     assert resolved == []  # held: no slot of its own
     return node, prepared.prepare_ts, resolved
@@ -821,7 +845,7 @@ def test_a_held_resolve_goes_ahead_of_the_proposal_it_rides_with() -> None:
     node, _, resolved = hold_a_resolve()
     before = node.core.hosts[1].shard.applied_index
     answers: list[kv.Response] = []
-    node.core.submit(prepare_request(1, b"apple", txn_id=b"t2"), answers.append)
+    node.core.submit(prepare_request(1, b"apple", txn_id=tid(b"t2")), answers.append)
     node.advance(RESOLVE_HOLD_S / 4, step=0.001)
     assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
     assert len(answers) == 1 and answers[0].prepare.error.code == kv.OK, answers
@@ -838,7 +862,7 @@ def test_a_held_resolve_rides_with_a_proposal_of_the_node_itself(
     prepared = node.call(prepare_request(1, b"apple")).prepare
     assert prepared.error.code == kv.OK
     resolved: list[kv.Response] = []
-    node.core.submit(resolve_request(b"t1", prepared.prepare_ts), resolved.append)
+    node.core.submit(resolve_request(tid(b"t1"), prepared.prepare_ts), resolved.append)
     before = node.core.hosts[1].shard.applied_index
     node.advance(1.45 - node.now, step=0.001)
     assert resolved == []
@@ -934,7 +958,7 @@ def test_a_replica_that_stops_leading_answers_its_held_resolves(
     prepared = nodes.call(leader, prepare_request(1, b"apple")).prepare
     assert prepared.error.code == kv.OK
     resolved: list[kv.Response] = []
-    nodes.cores[leader].submit(resolve_request(b"t1", prepared.prepare_ts), resolved.append)
+    nodes.cores[leader].submit(resolve_request(tid(b"t1"), prepared.prepare_ts), resolved.append)
     nodes.advance(0.05)
     assert resolved == []  # held
     nodes.cut = leader  # check-quorum makes it step down within an election timeout
@@ -957,7 +981,7 @@ def test_a_write_into_a_scanned_range_waits_for_the_scanner_at_the_leader() -> N
     scan = kv.Request(
         prepare=kv.PrepareRequest(
             header=header(1),
-            txn_id=b"t1",
+            txn_id=tid(b"t1"),
             coordinator_group=1,
             participants=[1, 2],
             ts=1,
@@ -970,7 +994,7 @@ def test_a_write_into_a_scanned_range_waits_for_the_scanner_at_the_leader() -> N
     node.advance(0.1, step=0.001)
     assert written == []  # parked, not refused
     assert node.call(put(b"b5", b"x")).put.error.code == kv.OK  # outside the range: no wait
-    resolve = vouched(kv.ResolveRequest(header=header(1), txn_id=b"t1", commit=False))
+    resolve = vouched(kv.ResolveRequest(header=header(1), txn_id=tid(b"t1"), commit=False))
     node.core.submit(kv.Request(resolve=resolve), lambda _r: None)
     node.advance(0.05, step=0.001)
     assert len(written) == 1 and written[0].put.error.code == kv.OK, written
@@ -984,7 +1008,7 @@ def test_a_transaction_that_scanned_from_the_first_key_commits() -> None:
     request = kv.Request(
         commit_one_phase=kv.CommitOnePhaseRequest(
             header=header(1),
-            txn_id=b"t1",
+            txn_id=tid(b"t1"),
             ts=1,
             writes=[kv.WriteItem(key=b"apple", value=b"v")],
             read_ranges=[kv.KeyRange(start=b"", end=b"b")],

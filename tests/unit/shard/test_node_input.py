@@ -23,6 +23,7 @@ from tests.unit.shard.test_node_core import (
     prepare_request,
     put,
     recover_until_decided,
+    tid,
     vouched,
 )
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
@@ -36,7 +37,7 @@ def prepare(coordinator: int, participants: list[int]) -> kv.Request:
     return kv.Request(
         prepare=kv.PrepareRequest(
             header=header(1),
-            txn_id=b"t1",
+            txn_id=tid(b"t1"),
             coordinator_group=coordinator,
             participants=participants,
             ts=1,
@@ -49,7 +50,7 @@ def decide(participants: list[int], commit: bool = False, commit_ts: int = 0) ->
     return kv.Request(
         decide=kv.DecideRequest(
             header=header(1),
-            txn_id=b"t2",
+            txn_id=tid(b"t2"),
             participants=participants,
             commit=commit,
             commit_ts=commit_ts,
@@ -122,7 +123,7 @@ def _resolve(
         (decide([1, 2], commit=True, commit_ts=5), "a Decide only asks for an abort"),
         (decide([1, 2], commit=True), "a Decide only asks for an abort"),
         (
-            kv.Request(resolve=kv.ResolveRequest(header=header(1), txn_id=b"t2", commit=True)),
+            kv.Request(resolve=kv.ResolveRequest(header=header(1), txn_id=tid(b"t2"), commit=True)),
             "a resolve to commit needs its commit_ts",
         ),
     ],
@@ -136,7 +137,7 @@ def test_a_transaction_naming_groups_that_do_not_exist_is_refused(
     error = getattr(answer, kind).error
     assert error.code == kv.INVALID_ARGUMENT and message in error.message
     shard = node.core.hosts[1].shard
-    assert shard.prepared(b"t1") is None and shard.decision(b"t2") is None
+    assert shard.prepared(tid(b"t1")) is None and shard.decision(tid(b"t2")) is None
     assert node.call(put(b"apple", b"x")).put.error.code == kv.OK  # no intent left
 
 
@@ -150,13 +151,17 @@ def test_a_commit_decide_from_the_wire_cannot_commit_over_a_missing_vote() -> No
     shard = node.core.hosts[1].shard
     before = shard.applied_index
     forced = kv.DecideRequest(
-        header=header(1), txn_id=b"t1", participants=[1, 2], commit=True, commit_ts=vote.prepare_ts
+        header=header(1),
+        txn_id=tid(b"t1"),
+        participants=[1, 2],
+        commit=True,
+        commit_ts=vote.prepare_ts,
     )
     refused = node.call(kv.Request(decide=forced)).decide
     assert refused.error.code == kv.INVALID_ARGUMENT and not refused.committed
-    assert shard.applied_index == before and shard.decision(b"t1") is None
-    recover_until_decided(node, b"t1")
-    decision = shard.decision(b"t1")
+    assert shard.applied_index == before and shard.decision(tid(b"t1")) is None
+    recover_until_decided(node, tid(b"t1"))
+    decision = shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed
     assert node.call(get(b"apple")).get.value == b""
 
@@ -182,7 +187,7 @@ def _resolve_commit(
     return kv.Request(
         resolve=kv.ResolveRequest(
             header=header(group),
-            txn_id=b"t1",
+            txn_id=tid(b"t1"),
             commit=True,
             commit_ts=max(v.prepare_ts for v in votes) if commit_ts is None else commit_ts,
             participants=[1, 2],
@@ -204,9 +209,9 @@ def test_a_resolve_commit_needs_every_yes_vote() -> None:
         refused = node.call(_resolve_commit(1, votes, vote.prepare_ts)).resolve
         assert refused.error.code == kv.INVALID_ARGUMENT
         assert "proof of every participant's yes vote" in refused.error.message
-    assert shard.applied_index == before and shard.decision(b"t1") is None
-    recover_until_decided(node, b"t1")
-    decision = shard.decision(b"t1")
+    assert shard.applied_index == before and shard.decision(tid(b"t1")) is None
+    recover_until_decided(node, tid(b"t1"))
+    decision = shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed
     assert node.call(get(b"apple")).get.value == b""
 
@@ -233,19 +238,19 @@ def test_an_abort_nobody_vouched_for_leaves_a_prepared_part_alone() -> None:
     votes = _votes(node, ((1, b"apple"), (2, b"zebra")))
     shard = node.core.hosts[1].shard
     before = shard.applied_index
-    forged = kv.ResolveRequest(header=header(1), txn_id=b"t1", commit=False)
+    forged = kv.ResolveRequest(header=header(1), txn_id=tid(b"t1"), commit=False)
     assert node.call(kv.Request(resolve=forged)).resolve.error.code == kv.OK
-    assert shard.prepared(b"t1") is not None and shard.decision(b"t1") is None
+    assert shard.prepared(tid(b"t1")) is not None and shard.decision(tid(b"t1")) is None
     commit_ts = max(v.prepare_ts for v in votes)
     assert node.call(_resolve_commit(1, votes, commit_ts)).resolve.error.code == kv.OK
     read = node.call(get(b"apple")).get
     assert (read.value, read.version) == (b"v", commit_ts)
-    free = kv.ResolveRequest(header=header(1), txn_id=b"t9", commit=False)
+    free = kv.ResolveRequest(header=header(1), txn_id=tid(b"t9"), commit=False)
     assert node.call(kv.Request(resolve=free)).resolve.error.code == kv.OK
-    assert shard.decision(b"t9") is None
+    assert shard.decision(tid(b"t9")) is None
     assert shard.applied_index == before + 1  # the commit's Resolve alone
     assert node.call(kv.Request(resolve=vouched(free))).resolve.error.code == kv.OK
-    decision = shard.decision(b"t9")
+    decision = shard.decision(tid(b"t9"))
     assert decision is not None and not decision.committed
 
 
@@ -267,12 +272,12 @@ def test_a_long_absent_coordinator_still_completes_a_commit_resolved_elsewhere()
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
     votes = [node.call(prepare_request(g, k)).prepare for g, k in ((1, b"apple"), (2, b"zebra"))]
     commit_ts = max(v.prepare_ts for v in votes)
-    _resolve(node, b"t1", commit_ts, (2,))
-    assert node.core.hosts[2].shard.decision(b"t1") is not None
+    _resolve(node, tid(b"t1"), commit_ts, (2,))
+    assert node.core.hosts[2].shard.decision(tid(b"t1")) is not None
     _cut_off(node)
-    assert node.core.hosts[2].shard.decision(b"t1") is not None  # kept: group 1 unchecked
+    assert node.core.hosts[2].shard.decision(tid(b"t1")) is not None  # kept: group 1 unchecked
     _connected(node)
-    assert node.core.hosts[1].shard.prepared(b"t1") is None
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
     assert node.call(get(b"apple", group=1)).get.version == commit_ts
     assert node.call(get(b"zebra", group=2)).get.version == commit_ts
 
@@ -300,19 +305,19 @@ def test_a_group_away_past_the_retention_gets_the_abort_of_a_part_never_prepared
     assert node.call(prepare_request(prepared_in, key)).prepare.error.code == kv.OK
     _cut_off(node)
     marks = node.core.hosts[3 - prepared_in].shard.purge_counters()
-    prepared = node.core.hosts[prepared_in].shard.prepared(b"t1")
+    prepared = node.core.hosts[prepared_in].shard.prepared(tid(b"t1"))
     assert prepared is not None and marks.mark > prepared.prepare_ts
     assert marks.unverified_mark == 0
     assert _all_checked(_connected(node, watch=asks), asks)
-    assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
-    decision = node.core.hosts[prepared_in].shard.decision(b"t1")
+    assert node.core.hosts[prepared_in].shard.prepared(tid(b"t1")) is None  # the intent is freed
+    decision = node.core.hosts[prepared_in].shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed
     assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
     lost = b"zebra" if prepared_in == 1 else b"apple"
     late = node.call(prepare_request(3 - prepared_in, lost)).prepare
     reason = "purge mark" if prepared_in == 2 else "already aborted"
     assert late.error.code == kv.CONFLICT and reason in late.error.message
-    assert node.core.hosts[3 - prepared_in].shard.prepared(b"t1") is None
+    assert node.core.hosts[3 - prepared_in].shard.prepared(tid(b"t1")) is None
 
 
 def test_a_copy_of_a_transaction_held_longer_than_the_retention_is_refused() -> None:
@@ -324,7 +329,7 @@ def test_a_copy_of_a_transaction_held_longer_than_the_retention_is_refused() -> 
     commit = kv.Request(
         commit_one_phase=kv.CommitOnePhaseRequest(
             header=header(1),
-            txn_id=b"t1",
+            txn_id=tid(b"t1"),
             ts=_now_ts(node),
             writes=[kv.WriteItem(key=b"apple", value=b"once")],
         )
@@ -332,14 +337,14 @@ def test_a_copy_of_a_transaction_held_longer_than_the_retention_is_refused() -> 
     assert node.call(commit).commit_one_phase.error.code == kv.OK
     assert node.call(put(b"apple", b"newer")).put.error.code == kv.OK
     _connected(node, rounds=80, seconds=2.5)  # 200 s: t1's record is purged
-    assert node.core.hosts[1].shard.decision(b"t1") is None
+    assert node.core.hosts[1].shard.decision(tid(b"t1")) is None
     again = node.call(commit).commit_one_phase.error
     assert again.code == kv.CONFLICT and "purge mark" in again.message
     assert node.call(get(b"apple", group=1)).get.value == b"newer"
-    old = prepare_request(1, b"avocado", txn_id=b"t2", ts=commit.commit_one_phase.ts)
+    old = prepare_request(1, b"avocado", txn_id=tid(b"t2"), ts=commit.commit_one_phase.ts)
     refused = node.call(old).prepare.error
     assert refused.code == kv.CONFLICT and "purge mark" in refused.message
-    assert node.core.hosts[1].shard.prepared(b"t2") is None
+    assert node.core.hosts[1].shard.prepared(tid(b"t2")) is None
 
 
 def test_a_prepare_from_a_clock_ahead_of_the_record_it_would_meet_is_refused() -> None:
@@ -350,23 +355,23 @@ def test_a_prepare_from_a_clock_ahead_of_the_record_it_would_meet_is_refused() -
     was told "not prepared". So the node claims the request's ts less how far a clock may
     run ahead (rule 9), not the ts itself."""
     node = OneNode()
-    prevent = kv.PreventRequest(header=header(2), txn_id=b"t1")
+    prevent = kv.PreventRequest(header=header(2), txn_id=tid(b"t1"))
     assert node.call(kv.Request(prevent=prevent)).prevent.error.code == kv.OK
-    recorded = node.core.hosts[2].shard.decision(b"t1")
+    recorded = node.core.hosts[2].shard.decision(tid(b"t1"))
     assert recorded is not None and not recorded.committed
     purge = PurgeDecisions(before_ts=recorded.decided_ts + 1)
     node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
     node.advance(0.05)
-    assert node.core.hosts[2].shard.decision(b"t1") is None
+    assert node.core.hosts[2].shard.decision(tid(b"t1")) is None
     node.core.hosts[2].aborted.clear()  # as after a leader change: only the log remembers
     late = prepare_request(2, b"zebra", ts=recorded.decided_ts + 2)
     refused = node.call(late).prepare.error
     assert refused.code == kv.CONFLICT and "purge mark" in refused.message
-    assert node.core.hosts[2].shard.prepared(b"t1") is None
+    assert node.core.hosts[2].shard.prepared(tid(b"t1")) is None
 
 
 def _commit_everywhere_and_purge(
-    node: OneNode, votes: list[kv.PrepareResponse], txn_id: bytes = b"t1"
+    node: OneNode, votes: list[kv.PrepareResponse], txn_id: bytes = tid(b"t1")
 ) -> None:
     """`txn_id`, prepared in groups 1 and 2 (`votes`), resolved by its commit in both, and
     both records purged after rule G2's check (neither group holds it prepared any more)."""
@@ -390,7 +395,7 @@ def test_a_stale_prevent_round_records_no_abort_over_a_purged_commit() -> None:
     would answer aborted for a committed transaction)."""
     node = OneNode(resolve_after_s=600.0)
     first = node.call(prepare_request(1, b"apple")).prepare
-    node.core._duties.start_prevention(node.core.hosts[1], b"t1")
+    node.core._duties.start_prevention(node.core.hosts[1], tid(b"t1"))
     ((_group, stale, answered),) = node.core.outbound
     node.core.outbound = []
     assert stale.WhichOneof("op") == "prevent"
@@ -400,7 +405,7 @@ def test_a_stale_prevent_round_records_no_abort_over_a_purged_commit() -> None:
     assert answer.prevent.unknown and answer.prevent.checked
     answered(answer)
     node.advance(0.05)
-    assert node.core.hosts[1].shard.decision(b"t1") is None
+    assert node.core.hosts[1].shard.decision(tid(b"t1")) is None
 
 
 def test_a_stale_recovery_answer_records_no_abort_over_a_purged_commit() -> None:
@@ -430,7 +435,7 @@ def test_a_stale_recovery_answer_records_no_abort_over_a_purged_commit() -> None
     assert answer.decide.pending and answer.decide.checked
     answered(answer)
     node.advance(0.05)
-    assert all(node.core.hosts[g].shard.decision(b"t1") is None for g in (1, 2))
+    assert all(node.core.hosts[g].shard.decision(tid(b"t1")) is None for g in (1, 2))
 
 
 def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first() -> None:
@@ -440,15 +445,15 @@ def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first
     review: the round was given up at the first inconclusive answer, and its outcome hung
     on which group answered first (each new round in the same order stayed in doubt)."""
     node = OneNode(splits=(b"h", b"p"), resolve_after_s=600.0)
-    old = prepare_request(2, b"kiwi", b"t9", coordinator=2, participants=(2, 3))
-    _resolve(node, b"t9", node.call(old).prepare.prepare_ts, (2,), participants=(2, 3))
-    rewrite_as_before_g2(node.disk.engine, 2, b"t9")
+    old = prepare_request(2, b"kiwi", tid(b"t9"), coordinator=2, participants=(2, 3))
+    _resolve(node, tid(b"t9"), node.call(old).prepare.prepare_ts, (2,), participants=(2, 3))
+    rewrite_as_before_g2(node.disk.engine, 2, tid(b"t9"))
     assert node.call(_prepare_three(1, b"apple")).prepare.error.code == kv.OK
     now = _now_ts(node)
     node.core._propose_internal(node.core.hosts[2], PurgeDecisions(before_ts=now), lambda _r: None)
     node.advance(0.05)
     assert node.core.hosts[2].shard.purge_counters().unverified_mark == now
-    node.core._duties.start_prevention(node.core.hosts[1], b"t1")
+    node.core._duties.start_prevention(node.core.hosts[1], tid(b"t1"))
     questions = sorted(node.core.outbound, key=lambda o: o[0])  # group 2's answer first
     node.core.outbound = []
     answers = []
@@ -458,9 +463,9 @@ def test_a_prevent_round_is_decided_by_any_conclusive_answer_whatever_came_first
         done(answer)
     assert answers == [(False, True, False), (False, False, False)]
     node.advance(0.05)
-    decision = node.core.hosts[1].shard.decision(b"t1")
+    decision = node.core.hosts[1].shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed
-    assert node.core.hosts[1].shard.prepared(b"t1") is None
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
 
 
 def test_a_late_answer_to_a_round_given_up_does_not_end_the_next_round() -> None:
@@ -471,17 +476,17 @@ def test_a_late_answer_to_a_round_given_up_does_not_end_the_next_round() -> None
     node = OneNode(resolve_after_s=600.0)
     assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
     host = node.core.hosts[1]
-    node.core._duties.start_prevention(host, b"t1")
+    node.core._duties.start_prevention(host, tid(b"t1"))
     ((_g, _old_request, old_answered),) = node.core.outbound
     host.preventing.clear()  # as a lost leadership does
     node.core.outbound = []
-    node.core._duties.start_prevention(host, b"t1")
+    node.core._duties.start_prevention(host, tid(b"t1"))
     ((_g, request, answered),) = node.core.outbound
     node.core.outbound = []
     old_answered(None)  # the old round's question came to nothing
     answered(node.call(request))  # group 2 never prepared t1: it records the abort (V1)
     node.advance(0.05)
-    decision = host.shard.decision(b"t1")
+    decision = host.shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed
 
 
@@ -583,24 +588,26 @@ def test_a_late_resolve_of_another_commit_does_not_keep_a_part_never_prepared_in
     node = OneNode(resolve_after_s=0.2, decision_retention_s=120.0)
     other = 3 - prepared_in
     votes = [
-        node.call(prepare_request(g, k, txn_id=b"t9")).prepare
+        node.call(prepare_request(g, k, txn_id=tid(b"t9"))).prepare
         for g, k in ((1, b"avocado"), (2, b"zucchini"))
     ]
     commit_ts = max(v.prepare_ts for v in votes)
-    _resolve(node, b"t9", commit_ts, (1, 2))
+    _resolve(node, tid(b"t9"), commit_ts, (1, 2))
     _connected(node, rounds=80, seconds=2.5)  # 200 s: t9's records are checked and purged
-    assert node.core.hosts[other].shard.decision(b"t9") is None
+    assert node.core.hosts[other].shard.decision(tid(b"t9")) is None
     key = b"apple" if prepared_in == 1 else b"zebra"
-    t1 = prepare_request(prepared_in, key, ts=_now_ts(node))  # t1 begins now
+    now = _now_ts(node)
+    t1_id = tid(b"t1", start=now)  # t1 begins now
+    t1 = prepare_request(prepared_in, key, txn_id=t1_id, ts=now)
     assert node.call(t1).prepare.error.code == kv.OK
-    _resolve(node, b"t9", commit_ts, (other,))  # a late copy of t9's Resolve
+    _resolve(node, tid(b"t9"), commit_ts, (other,))  # a late copy of t9's Resolve
     _cut_off(node)
-    assert node.core.hosts[other].shard.decision(b"t9") is None  # purged again
-    prepared = node.core.hosts[prepared_in].shard.prepared(b"t1")
+    assert node.core.hosts[other].shard.decision(tid(b"t9")) is None  # purged again
+    prepared = node.core.hosts[prepared_in].shard.prepared(t1_id)
     assert prepared is not None
     assert node.core.hosts[other].shard.purge_counters().mark > prepared.prepare_ts
     assert _all_checked(_connected(node, watch=asks), asks)
-    assert node.core.hosts[prepared_in].shard.prepared(b"t1") is None  # the intent is freed
+    assert node.core.hosts[prepared_in].shard.prepared(t1_id) is None  # the intent is freed
     assert node.call(put(key, b"after", group=prepared_in)).put.error.code == kv.OK
 
 
@@ -623,21 +630,21 @@ def test_a_prevent_round_with_an_inconclusive_and_a_prepared_answer_ends(
     assert node.call(_prepare_three(1, b"apple")).prepare.error.code == kv.OK
     assert node.call(_prepare_three(3, b"zebra")).prepare.error.code == kv.OK
     host = node.core.hosts[1]
-    node.core._duties.start_prevention(host, b"t1")
+    node.core._duties.start_prevention(host, tid(b"t1"))
     questions = sorted(node.core.outbound, key=lambda o: o[0], reverse=not inconclusive_first)
     node.core.outbound = []
     assert [g for g, _r, _d in sorted(questions, key=lambda o: o[0])] == [2, 3]
     for group, request, done in questions:
         done(None if group == 2 else node.call(request))
     node.advance(0.05)
-    assert host.shard.decision(b"t1") is None
-    assert b"t1" not in host.preventing  # given up: nothing decided it
-    node.core._duties.start_prevention(host, b"t1")  # the next recovery Decide's round
+    assert host.shard.decision(tid(b"t1")) is None
+    assert tid(b"t1") not in host.preventing  # given up: nothing decided it
+    node.core._duties.start_prevention(host, tid(b"t1"))  # the next recovery Decide's round
     again = node.core.outbound
     node.core.outbound = []
     assert sorted(g for g, _r, _d in again) == [2, 3]
     for _group, request, done in again:
         done(node.call(request))
     node.advance(0.05)
-    decision = host.shard.decision(b"t1")
+    decision = host.shard.decision(tid(b"t1"))
     assert decision is not None and not decision.committed

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from router import kv_pb2 as kv
 from shard.engine import KV, MemEngine
-from tests.unit.shard.test_node_core import OneNode, header, put
+from tests.unit.shard.test_node_core import OneNode, header, put, tid
 from txn.records import MAX_TXN_ITEMS
 
 
@@ -41,28 +41,28 @@ def error_of(answer: kv.Response) -> kv.Error:
 def test_overlapping_scanned_ranges_are_refused() -> None:
     node = OneNode()
     ranges = [kv.KeyRange(start=b"a", end=b"f"), kv.KeyRange(start=b"c", end=b"d")]
-    error = error_of(node.call(prepare(b"t1", read_ranges=ranges)))
+    error = error_of(node.call(prepare(tid(b"t1"), read_ranges=ranges)))
     assert error.code == kv.INVALID_ARGUMENT and "overlap" in error.message
     whole = [kv.KeyRange(start=b"a", end=b"c"), kv.KeyRange(start=b"c", end=b"e")]
-    assert error_of(node.call(prepare(b"t2", read_ranges=whole))).code == kv.OK  # adjacent
-    assert node.core.hosts[1].shard.prepared(b"t1") is None
+    assert error_of(node.call(prepare(tid(b"t2"), read_ranges=whole))).code == kv.OK  # adjacent
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
 
 
 def test_a_part_over_max_txn_items_is_refused_and_nothing_changes() -> None:
     node = OneNode()
     writes = [kv.WriteItem(key=b"a%05d" % i, value=b"v") for i in range(MAX_TXN_ITEMS)]
     reads = [kv.ReadItem(key=b"b", version=0)]
-    error = error_of(node.call(prepare(b"t1", writes=writes, reads=reads)))
+    error = error_of(node.call(prepare(tid(b"t1"), writes=writes, reads=reads)))
     assert error.code == kv.LIMIT_EXCEEDED and "MAX_TXN_ITEMS" in error.message
-    assert node.core.hosts[1].shard.prepared(b"t1") is None
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
     assert node.call(put(b"a00001", b"x")).put.error.code == kv.OK  # no intent left
-    assert error_of(node.call(prepare(b"t2", writes=writes))).code == kv.OK  # at the limit
+    assert error_of(node.call(prepare(tid(b"t2"), writes=writes))).code == kv.OK  # at the limit
 
 
 def test_the_phantom_check_stops_at_the_first_key_not_read() -> None:
     node = OneNode()
     writes = [kv.WriteItem(key=b"a%05d" % i, value=b"v") for i in range(3000)]
-    one_phase = kv.CommitOnePhaseRequest(header=header(1), txn_id=b"load", ts=1, writes=writes)
+    one_phase = kv.CommitOnePhaseRequest(header=header(1), txn_id=tid(b"load"), ts=1, writes=writes)
     assert node.call(kv.Request(commit_one_phase=one_phase)).commit_one_phase.error.code == kv.OK
     engine = node.disk.engine
     consumed = 0
@@ -76,7 +76,7 @@ def test_the_phantom_check_stops_at_the_first_key_not_read() -> None:
 
     engine.iterate = counting_iterate  # type: ignore[method-assign]
     ranges = [kv.KeyRange(start=b"a", end=b"b")]
-    error = error_of(node.call(prepare(b"t1", read_ranges=ranges)))
+    error = error_of(node.call(prepare(tid(b"t1"), read_ranges=ranges)))
     assert error.code == kv.CONFLICT and "phantom" in error.message
     assert 0 < consumed < 50, consumed
 
