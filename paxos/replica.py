@@ -106,6 +106,15 @@ Rules
    acks count for no lease, read-index round or check-quorum: it promises nobody now, but
    its forgotten promise may have helped elect a higher ballot whose chosen slots this
    leader does not know (a deposed leader confirmed by it would serve stale reads).
+15. Numbers from peers are bounded before they count (found by review). A message whose
+   ballot round is above MAX_ROUND is dropped: its round became the replica's next
+   campaign's minus one, and a round of 2**64 - 1 made that campaign's Prepare
+   unencodable, which stopped the node. An acceptor stores no Accept entry more than
+   MAX_SLOTS_AHEAD above its chosen watermark (nor votes for it), and a candidate drops a
+   Promise showing a slot that far above its first slot: Phase 1 proposes every slot up to
+   the highest one promised, so one made-up slot near 2**63 meant a Phase 1 without end.
+   Dropping a vote is always safe; a follower that far behind learns the chosen slots by
+   catch-up first, and a candidate that far behind loses to a replica that is not.
 """
 
 from __future__ import annotations
@@ -139,6 +148,14 @@ from paxos.messages import (
 )
 from paxos.ready import CommittedEntry, PersistBatch, ReadState, Ready, SnapshotToInstall
 from paxos.storage import DurableState
+
+MAX_ROUND = 1 << 62
+"""Rule 15: the highest ballot round a peer may show (no group holds that many elections;
+its campaign's round + 1 stays a uint64)."""
+
+MAX_SLOTS_AHEAD = 1 << 18
+"""Rule 15: how far above a replica's chosen watermark a vote may lie. A follower further
+behind than this (minutes of a busy group's slots) catches up before it votes again."""
 
 
 class Role(enum.Enum):
@@ -393,6 +410,8 @@ class Replica:
             # Rule 11: nothing else may change the durable state in the Ready that carries a
             # snapshot (a later watermark would outrun both the old log and the restore if
             # the restore were lost). Dropping a message is always allowed.
+            return
+        if msg.ballot.round > MAX_ROUND:  # rule 15
             return
         self._max_seen_round = max(self._max_seen_round, msg.ballot.round)
         match msg:
@@ -807,6 +826,8 @@ class Replica:
             self._become_follower(None)
             self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
             return
+        if any(e.slot > self._from_slot + MAX_SLOTS_AHEAD for e in msg.accepted):  # rule 15
+            return
         self._promises[msg.src] = msg
         self._maybe_become_leader()
 
@@ -839,6 +860,8 @@ class Replica:
             return
         slots = []
         for entry in msg.entries:
+            if entry.slot > self._chosen_watermark + MAX_SLOTS_AHEAD:  # rule 15
+                continue
             if entry.slot >= self._log_start and entry.slot > self._chosen_watermark:
                 self._store_accept(entry.slot, msg.ballot, entry.value)
             slots.append(entry.slot)

@@ -1,0 +1,83 @@
+"""Replica rule 15: a peer's ballot round and slot numbers are bounded before they count
+(found by review: one decodable message with an extreme number stopped a node, or made its
+next Phase 1 propose billions of no-ops)."""
+
+from __future__ import annotations
+
+from paxos import Ballot, Role
+from paxos.codec import encode
+from paxos.messages import (
+    Accept,
+    Accepted,
+    AcceptedEntry,
+    Prepare,
+    PreVote,
+    Promise,
+    SlotValue,
+)
+from paxos.replica import MAX_ROUND, MAX_SLOTS_AHEAD
+from tests.unit.paxos.test_replica_paths import Group
+
+U64_MAX = 2**64 - 1
+
+
+def test_a_round_above_max_round_is_dropped_so_the_next_campaign_stays_encodable() -> None:
+    g = Group(3, fast=(2,))
+    g.tick_all(0.0)
+    g.r(2).step(PreVote(src=1, dst=2, ballot=Ballot(U64_MAX, 1), seq=1))
+    g.r(2).step(PreVote(src=3, dst=2, ballot=Ballot(MAX_ROUND, 3), seq=1))  # the highest taken
+    g.process(2)
+    g.inflight.clear()
+    g.idle(2, 1.0)  # its election timer runs out: it campaigns above every round it counted
+    assert g.r(2).role is Role.CANDIDATE
+    prepares = [m for m in g.r(2).ready().messages_after_persist if isinstance(m, Prepare)]
+    assert prepares and all(MAX_ROUND < m.ballot.round <= U64_MAX for m in prepares)
+    for message in prepares:
+        encode(message)  # the round of 2**64 raised ValueError here, and the node stopped
+
+
+def _accept(g: Group, slot: int) -> Accept:
+    """An Accept of `slot` from leader 1 to follower 3 at 1's ballot."""
+    return Accept(
+        src=1,
+        dst=3,
+        ballot=g.r(1).status().promised,
+        entries=(SlotValue(slot=slot, value=(b"x",)),),
+        chosen_watermark=0,
+    )
+
+
+def test_an_acceptor_votes_for_no_slot_more_than_max_slots_ahead_of_its_watermark() -> None:
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    watermark = g.r(3).status().chosen_watermark
+    far, near = watermark + MAX_SLOTS_AHEAD + 1, watermark + MAX_SLOTS_AHEAD
+    g.r(3).step(_accept(g, far))
+    g.r(3).step(_accept(g, near))
+    ready = g.process(3)
+    assert far not in g.storage[3].load().accepted
+    assert near in g.storage[3].load().accepted
+    voted = [m.slots for m in ready.messages_after_persist if isinstance(m, Accepted)]
+    assert voted == [(near,)]
+
+
+def test_a_candidate_drops_a_promise_showing_a_slot_more_than_max_slots_ahead() -> None:
+    """Taken, it would make the new leader propose a no-op for every slot up to it."""
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(1, 0.5)
+    assert g.r(1).role is Role.CANDIDATE
+    ballot = g.r(1).status().promised
+    first = g.r(1).status().chosen_watermark + 1
+
+    def promise(src: int, slot: int) -> Promise:
+        entry = AcceptedEntry(slot=slot, ballot=Ballot(1, src), value=(b"v",), chosen=False)
+        return Promise(
+            src=src, dst=1, ballot=ballot, accepted=(entry,), chosen_watermark=0, log_start=1
+        )
+
+    g.r(1).step(promise(2, first + MAX_SLOTS_AHEAD + 1))
+    assert g.r(1).role is Role.CANDIDATE
+    g.r(1).step(promise(3, first + MAX_SLOTS_AHEAD))
+    assert g.r(1).role is Role.LEADER
+    assert len(g.r(1).ready().persist.accepted) == MAX_SLOTS_AHEAD + 1
