@@ -53,6 +53,7 @@ from router import kv_pb2 as kv
 from router import kv_pb2_grpc
 from router.cache import Backoff, RoutingCache
 from router.client_errors import (
+    OUTCOME_ADVICE,
     ClientClosed,
     ClientError,
     DeadlineExceeded,
@@ -805,8 +806,8 @@ class RoutingClient:
                 if exc.sent and write:
                     raise OutcomeUnknown(
                         f"the connection to {exc.address} failed after the write was sent "
-                        f"({exc.reason}); it may or may not have been applied — read the key "
-                        "to find out"
+                        f"({exc.reason}); it may or may not have been applied, and "
+                        f"{OUTCOME_ADVICE}"
                     ) from None
                 last = str(exc)
                 cache.on_not_leader(gid, asked)
@@ -822,7 +823,7 @@ class RoutingClient:
                 if exc.sent and write:
                     raise OutcomeUnknown(
                         f"no answer from {address} before the deadline; the write may or may "
-                        "not have been applied — read the key to find out"
+                        f"not have been applied, and {OUTCOME_ADVICE}"
                     ) from None
                 raise DeadlineExceeded(
                     f"gave up: no answer from {address} before the deadline (last: {last})"
@@ -885,7 +886,7 @@ class RoutingClient:
             return InvalidArgument(text)
         if code == kv.OUTCOME_UNKNOWN:
             if write:
-                return OutcomeUnknown(text)
+                return OutcomeUnknown(f"{text}; {OUTCOME_ADVICE}")
             return Unavailable(text)
         return ServerError(f"{_code_name(code)} from {text}", maybe_committed=write)
 

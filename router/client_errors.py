@@ -5,8 +5,9 @@ Every error carries three flags (FoundationDB's `error_definitions.h` rule, STYL
 - `code`: the server's `kv.ErrorCode` name, or a client-side name ("DEADLINE_EXCEEDED").
 - `retryable`: the same request may succeed later (the client already retried until its
   deadline; a caller with a longer horizon may try again).
-- `maybe_committed`: a write may have been applied. Never re-send such a write blindly: read
-  the key (or compare-and-set on its version) to find out.
+- `maybe_committed`: a write may have been applied, and may still be applied later (a
+  proposal outlives its lost answer until its slot is decided), so a read now proves
+  nothing. Never re-send such a write blindly: see `OUTCOME_ADVICE`.
 
 This module is pure (no I/O): the transaction client can raise and catch these without
 importing the gRPC shell.
@@ -49,9 +50,19 @@ class DeadlineExceeded(Unavailable):
     code = "DEADLINE_EXCEEDED"
 
 
+OUTCOME_ADVICE = (
+    "it may still be applied later, so a read now settles nothing: re-send only a write "
+    "that applies at most once (compare-and-set on the version read), or use a "
+    "transaction, whose outcome txn_status(ref, settle=True) settles"
+)
+"""What to do about a write whose outcome is unknown (found by review: the advice was to
+read the key, but the node keeps the proposal in its pipeline after answering, so a read
+could show the old value and the write land afterwards)."""
+
+
 class OutcomeUnknown(ClientError):
     """A write may or may not have been applied (its answer was lost, or its leader changed
-    after proposing it). Read the key to find out; do not re-send it blindly."""
+    after proposing it), and may still be applied later: see `OUTCOME_ADVICE`."""
 
     code = "OUTCOME_UNKNOWN"
     maybe_committed = True

@@ -116,9 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if getattr(args, "writes", False):
             # A write sent before the interrupt may still be chosen and applied.
+            from router.client_errors import OUTCOME_ADVICE  # after shard's gRPC options
+
             print(
-                "paxoskv: interrupted; the write may or may not have happened: read the key "
-                "to find out",
+                f"paxoskv: interrupted; the write may or may not have happened, and "
+                f"{OUTCOME_ADVICE}",
                 file=sys.stderr,
             )
         else:

@@ -1232,7 +1232,7 @@ class NodeCore:
                     host.proposals,
                     kv.OUTCOME_UNKNOWN,
                     "the write was proposed but its outcome is unknown (leadership changed or "
-                    "the group lost its quorum); read the key to find out",
+                    "the group lost its quorum)",
                 ),
                 (host.reads, kv.UNAVAILABLE, "the read could not be confirmed in time; retry"),
             ):

@@ -10,6 +10,7 @@ import grpc
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc, router_pb2
 from router.client import WRITE_BYTES, WRITE_REQUESTS
+from router.client_errors import OUTCOME_ADVICE
 from router.codec import encode_shard_map
 from shard import __version__
 from shard.node import READ_KINDS, NodeCore
@@ -101,7 +102,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 error.code = kv.OUTCOME_UNKNOWN
                 error.message = (
                     "the node did not answer in time; the write may or may not have been "
-                    "applied — read the key to find out"
+                    f"applied, and {OUTCOME_ADVICE}"
                 )
             return response
 

@@ -413,7 +413,14 @@ class AsyncClient:
             CommitUnknown: `lost`, when the outcome could not be settled.
         """
         try:
-            status = await self.txn_status(lost.ref, settle=True)
+            status = await self._txn_status(
+                lost.ref,
+                group_id=None,
+                key=None,
+                timeout_s=None,
+                settle=True,
+                participants=tx._participants,
+            )
         except PaxosKVError:
             raise lost from None
         if not status.committed:
@@ -491,6 +498,24 @@ class AsyncClient:
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
         """
+        return await self._txn_status(
+            ref, group_id=group_id, key=key, timeout_s=timeout_s, settle=settle
+        )
+
+    async def _txn_status(
+        self,
+        ref: TxnRef | bytes,
+        *,
+        group_id: int | None,
+        key: bytes | None,
+        timeout_s: float | None,
+        settle: bool,
+        participants: Sequence[int] = (),
+    ) -> TxnStatus:
+        """`txn_status`; a settle records its abort for `participants` when the decision
+        group's answer names none (it has no record: only the caller knows them, and an
+        abort recorded for nobody leaves their intents until their own recovery asks)."""
+        deadline = self._deadline(timeout_s)  # one for every step: the caller's bound
         # The loop time by which a settle must be recorded (its window's end).
         settle_by = self._deadline(self._settle_window_left(ref)) if settle else 0.0
         gid: int | None
@@ -503,7 +528,7 @@ class AsyncClient:
             if (group_id is None) == (key is None):
                 raise InvalidArgument("with a bare transaction id give group_id= or key=")
             gid = group_id
-        await self._ready(self._deadline(timeout_s))
+        await self._ready(deadline)
         if key is not None:
             gid = self._map().locate(_as_key(key)).group_id
         assert gid is not None
@@ -514,7 +539,7 @@ class AsyncClient:
             # Bounded as a connection: an unreachable cluster must not spend the whole
             # deadline here before the (likely) answer that the group does not exist.
             loop = asyncio.get_running_loop()
-            refresh_by = min(self._deadline(timeout_s), loop.time() + CONNECT_TIMEOUT_S)
+            refresh_by = min(deadline, loop.time() + CONNECT_TIMEOUT_S)
             await self._routing.refresh_map(refresh_by)
         data_groups = [g for g in self._map().group_ids() if g != META_GROUP_ID]
         if gid not in data_groups:
@@ -526,14 +551,15 @@ class AsyncClient:
             raise InvalidArgument(
                 f"group {gid} is {what} (its data groups: {', '.join(map(str, data_groups))})"
             )
-        body = await self._group_txn_status(txn_id, gid, timeout_s)
+        body = await self._group_txn_status(txn_id, gid, self._left_s(deadline))
         state = TxnState(body.state)
         if state is TxnState.IN_PROGRESS:
-            body = await self._implicit_commit(txn_id, gid, body, timeout_s)
+            body = await self._implicit_commit(txn_id, gid, body, self._left_s(deadline))
             state = TxnState(body.state)
         if settle and state in (TxnState.UNKNOWN, TxnState.IN_PROGRESS):
             assert isinstance(ref, TxnRef)  # checked above
-            return await self._committer.settle(ref, list(body.participants), timeout_s, settle_by)
+            groups = list(body.participants or participants)
+            return await self._committer.settle(ref, groups, min(deadline, settle_by))
         if state is TxnState.COMMITTED:
             self._clock.observe(body.commit_ts)
             return TxnStatus(state, body.commit_ts)

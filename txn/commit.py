@@ -148,6 +148,7 @@ class Committer:
         # an abort's asker_ts derives from it and must stay below every prepare_ts (rule D4).
         started_ns = min(tx._started_ns, physical_us(ts) * 1000)
         tx._ref = TxnRef(tx.txn_id, coordinator, started_ns)
+        tx._participants = sorted(parts)
         if len(parts) == 1:
             return await self._commit_one_phase(
                 tx._ref, coordinator, ts, parts[coordinator], send_by
@@ -438,12 +439,10 @@ class Committer:
         with contextlib.suppress(PaxosKVError, _NoAnswer):
             await self._send_idempotent(request, group_id, loop.time() + _DECIDE_TIMEOUT_S)
 
-    async def settle(
-        self, ref: TxnRef, participants: list[int], timeout_s: float | None, settle_by: float
-    ) -> TxnStatus:
-        """`txn_status(settle=True)` for a transaction without a decision: the abort may
-        be recorded only until `settle_by`, the end of its settle window."""
-        end = min(self._client._deadline(timeout_s), settle_by)
+    async def settle(self, ref: TxnRef, participants: list[int], end: float) -> TxnStatus:
+        """`txn_status(settle=True)` for a transaction without a decision, by loop time
+        `end` (the caller's deadline, or the end of its settle window if sooner: no abort
+        may be recorded after that)."""
         what = f"transaction {ref.txn_id.hex()}: group {ref.group_id} could not record an outcome"
         try:
             body = await self._record_abort(ref, participants, end)

@@ -228,7 +228,8 @@ class DeadlineExceeded(Unavailable, routing.DeadlineExceeded):
 
 
 class OutcomeUnknown(PaxosKVError, routing.OutcomeUnknown):
-    """A single-key write may or may not have been applied: read the key to find out."""
+    """A single-key write may or may not have been applied, and may still be applied later
+    (`router.client_errors.OUTCOME_ADVICE` says what to do)."""
 
     code = "OUTCOME_UNKNOWN"
     retryable = False

@@ -53,6 +53,7 @@ class AsyncTransaction:
         self._state = TransactionState.OPEN
         self._commit_ts: int | None = None
         self._ref: TxnRef | None = None
+        self._participants: list[int] = []  # the groups its commit went to, once sent
         # Wait-die age at the participants (0: this attempt's timestamp); see
         # `AsyncClient._attempt`.
         self._priority = 0

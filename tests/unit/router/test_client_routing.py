@@ -24,6 +24,7 @@ from router import kv_pb2 as kv
 from router import router_pb2 as rpb
 from router.client import RoutingClient
 from router.client_errors import (
+    OUTCOME_ADVICE,
     DeadlineExceeded,
     InvalidArgument,
     LimitExceeded,
@@ -598,6 +599,7 @@ async def test_broken_stream_after_a_write_was_sent_is_outcome_unknown(
         with pytest.raises(OutcomeUnknown, match="may or may not have been applied") as info:
             await client.put(b"a", b"1")
         assert info.value.maybe_committed and not info.value.retryable
+        assert OUTCOME_ADVICE in str(info.value)
         assert cluster.count("put") == 1  # never re-sent
         # The connection comes back for the next request.
         assert await client.put(b"b", b"2") > 0
@@ -656,18 +658,21 @@ async def test_write_without_answer_is_outcome_unknown(cluster: FakeCluster) -> 
     cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "put" else None
     async with client_for(cluster, timeout_s=0.5) as client:
         await client.get(b"a", timeout_s=10)  # open the stream first: the put is then sent
-        with pytest.raises(OutcomeUnknown, match="before the deadline"):
+        with pytest.raises(OutcomeUnknown, match="before the deadline") as info:
             await client.put(b"a", b"1")
         assert cluster.count("put") == 1
+        assert OUTCOME_ADVICE in str(info.value)
 
 
 @with_cluster
 async def test_node_outcome_unknown_is_not_retried(cluster: FakeCluster) -> None:
     cluster.hook = lambda node, request: error_response(request, kv.OUTCOME_UNKNOWN)
     async with client_for(cluster) as client:
-        with pytest.raises(OutcomeUnknown):
+        with pytest.raises(OutcomeUnknown) as info:
             await client.put(b"a", b"1")
         assert cluster.count("put") == 1
+        # Not "read the key to find out": the node may still apply it after answering.
+        assert OUTCOME_ADVICE in str(info.value) and "read the key" not in str(info.value)
 
 
 @with_cluster

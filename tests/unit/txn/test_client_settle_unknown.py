@@ -6,6 +6,8 @@ the first commit did land)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -22,10 +24,20 @@ from test_client_fakekv import (
 from router import kv_pb2 as kv
 from router.client import CONNECT_TIMEOUT_S
 from router.shard_map import NodeAddress, bootstrap
-from txn import AsyncTransaction, CommitUnknown, LimitExceeded, Transaction, TransactionState
+from txn import (
+    AsyncTransaction,
+    CommitUnknown,
+    LimitExceeded,
+    PaxosKVError,
+    Transaction,
+    TransactionState,
+    TxnRef,
+)
 from txn.records import MAX_TXN_ITEMS
+from txn.txn_ids import new_txn_id
 
 A1 = b"apple"  # group 1 of the fake
+B2 = b"kiwi"  # group 2
 
 
 def lose_first_commit(outcome: str) -> Any:
@@ -192,3 +204,74 @@ async def test_txn_status_errors_are_the_clients_own(fake: FakeKV) -> None:
             await client.txn_status(b"t" * 16, group_id=1)
         with pytest.raises(txn.Unavailable, match="shard map changed"):
             await client.snapshot().get(b"apple")
+
+
+def test_a_settle_at_a_coordinator_without_a_record_aborts_every_participant() -> None:
+    """Found by review: the coordinator group never got the Prepare, so its status answer
+    (UNKNOWN) names no participants, and the settle recorded the abort for nobody: group
+    2's intent stayed until its own recovery asked (a second here), and the body's next
+    run met it. The settle now names the participants the commit went to."""
+
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        fake.store.deliver = True
+        blocked: list[bytes] = []
+
+        def hook(node: int, request: kv.Request) -> Any:
+            kind = request.WhichOneof("op")
+            op = getattr(request, kind)
+            if kind == "prepare" and not blocked:
+                blocked.append(op.txn_id)
+            if not blocked or getattr(op, "txn_id", b"") != blocked[0]:
+                return None
+            if kind == "txn_status":
+                fake.hook = None  # the settle began: group 1 is back
+                return None
+            return DROP if op.header.group_id == 1 else None
+
+        fake.hook = hook
+        runs: list[AsyncTransaction] = []
+
+        async def write_both(tx: AsyncTransaction) -> None:
+            runs.append(tx)
+            await tx.get(B2)
+            tx.put(A1, b"a")
+            tx.put(B2, b"b")
+
+        async with fast_client(
+            fake, timeout_s=2.0, attempt_timeout_s=0.2, settle_unknown=True
+        ) as client:
+            await client.run(write_both)
+            assert len(runs) == 2 and runs[1].state is TransactionState.COMMITTED
+            assert not any(txn == blocked[0] for txn, _ in fake.store.prepared)
+            assert fake.store.decisions[blocked[0]][0] is False
+            assert [g for g, r in fake.requests("decide") if not r.decide.participants] == []
+
+    check()
+
+
+def test_txn_status_keeps_to_its_timeout_across_its_steps() -> None:
+    """Found by review: the coordinator's status, the other participants' and the settle
+    each took a fresh `timeout_s`, so a call could last three times what the caller gave."""
+    with fake_in_thread() as fake:
+        txn_id = new_txn_id(fake.store.tick())
+        prepare = kv.PrepareRequest(
+            txn_id=txn_id,
+            coordinator_group=1,
+            participants=[1, 2],
+            ts=fake.store.tick(),
+            writes=[kv.WriteItem(key=A1, value=b"x")],
+        )
+        fake.store.apply(1, "prepare", prepare, kv.Response())  # group 2 never prepared
+
+        def slow(node: int, request: kv.Request) -> None:
+            if request.WhichOneof("op") in ("txn_status", "decide"):
+                time.sleep(0.45)  # each answer within the timeout, all of them not
+
+        fake.hook = slow
+        with sync_client(fake, timeout_s=1.0, attempt_timeout_s=1.0) as client:
+            client.connect()
+            started = time.monotonic()
+            with contextlib.suppress(PaxosKVError):
+                client.txn_status(TxnRef(txn_id, 1, time.time_ns()), timeout_s=1.0, settle=True)
+            assert time.monotonic() - started < 1.4
