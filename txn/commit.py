@@ -18,6 +18,7 @@ from txn.errors import (
     Conflict,
     DeadlineExceeded,
     FencingTokenRejected,
+    InvalidArgument,
     LimitExceeded,
     OutcomeUnknown,
     PaxosKVError,
@@ -175,8 +176,9 @@ class Committer:
         its group unavailable (rule 1).
 
         Raises:
-            _NoAnswer: no answer before the deadline, or the shard map changed under a
-                request an earlier attempt of which may have been applied.
+            _NoAnswer: no answer before the deadline, or the shard map changed under (or
+                the node refused) a request an earlier attempt of which may have been
+                applied.
             Unavailable: the shard map changed under the request (not applied).
             LimitExceeded, InvalidArgument, WrongCluster, ServerError: from the node.
         """
@@ -205,6 +207,13 @@ class Committer:
                 if ambiguous:  # an earlier copy may have been applied before the change
                     raise _NoAnswer(True, moved) from exc
                 raise Unavailable(f"{moved}; nothing was committed") from exc
+            except (LimitExceeded, InvalidArgument) as exc:
+                # This copy was refused, but an earlier one may have been applied (found by
+                # review: a re-send reaching a new leader whose clock lags refused by rule 9
+                # read as "not committed").
+                if ambiguous:
+                    raise _NoAnswer(True, exc) from exc
+                raise
             if not await self._client._pause(_RESEND_BACKOFF, attempt, deadline):
                 raise _NoAnswer(ambiguous, last)
             attempt += 1

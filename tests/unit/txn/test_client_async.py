@@ -811,6 +811,34 @@ async def test_a_map_change_after_a_lost_one_phase_answer_is_commit_unknown(fake
     assert fake.store.value(A1) == b"1" and len(sent) == 2
 
 
+@with_fake
+async def test_a_refused_re_send_after_a_lost_one_phase_answer_is_commit_unknown(
+    fake: FakeKV,
+) -> None:
+    """Found by review: the first CommitOnePhase is applied and its answer lost; its re-send
+    is refused (INVALID_ARGUMENT: a new leader whose clock lags refuses a timestamp too far
+    ahead, node rule 9). That refusal says nothing of the first copy: CommitUnknown, and
+    `run` must not re-run the body."""
+    sent = []
+
+    def hook(node: int, r: kv.Request) -> Any:
+        if r.WhichOneof("op") != "commit_one_phase":
+            return None
+        sent.append(r)
+        return LOSE if len(sent) == 1 else error_response(r, kv.INVALID_ARGUMENT)
+
+    async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.3) as client:
+        await client.put(A1, b"0")
+        fake.hook = hook
+
+        async def increment(tx: AsyncTransaction) -> None:
+            tx.put(A1, b"%d" % (int(await tx.get(A1) or b"0") + 1))
+
+        with pytest.raises(CommitUnknown):
+            await client.run(increment)
+    assert fake.store.value(A1) == b"1" and len(sent) == 2
+
+
 def group_3_prepares(action: str) -> Hook:
     """A fake hook that applies `action` (DROP or LOSE) to every Prepare of group 3."""
     return lambda node, r: (
