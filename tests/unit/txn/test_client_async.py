@@ -783,6 +783,21 @@ async def test_settling_a_commit_whose_every_prepare_is_logged_records_nothing(
         assert fake.requests("decide") == []
 
 
+async def _run_raises_commit_unknown_and_applies_once(fake: FakeKV, hook: Hook) -> None:
+    """`run` of an increment whose one-phase commit meets `hook`: CommitUnknown, and the
+    body's write is applied once (the lost first copy), never re-run."""
+    async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.3) as client:
+        await client.put(A1, b"0")
+        fake.hook = hook
+
+        async def increment(tx: AsyncTransaction) -> None:
+            tx.put(A1, b"%d" % (int(await tx.get(A1) or b"0") + 1))
+
+        with pytest.raises(CommitUnknown):
+            await client.run(increment)
+    assert fake.store.value(A1) == b"1"
+
+
 @with_fake
 async def test_a_map_change_after_a_lost_one_phase_answer_is_commit_unknown(fake: FakeKV) -> None:
     """The first CommitOnePhase is applied and its answer lost; the re-send meets a shard
@@ -799,16 +814,8 @@ async def test_a_map_change_after_a_lost_one_phase_answer_is_commit_unknown(fake
             return LOSE
         return error_response(r, kv.WRONG_SHARD, map_version=fake.map.version)
 
-    async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.3) as client:
-        await client.put(A1, b"0")
-        fake.hook = hook
-
-        async def increment(tx: AsyncTransaction) -> None:
-            tx.put(A1, b"%d" % (int(await tx.get(A1) or b"0") + 1))
-
-        with pytest.raises(CommitUnknown):
-            await client.run(increment)
-    assert fake.store.value(A1) == b"1" and len(sent) == 2
+    await _run_raises_commit_unknown_and_applies_once(fake, hook)
+    assert len(sent) == 2
 
 
 @with_fake
@@ -827,16 +834,8 @@ async def test_a_refused_re_send_after_a_lost_one_phase_answer_is_commit_unknown
         sent.append(r)
         return LOSE if len(sent) == 1 else error_response(r, kv.INVALID_ARGUMENT)
 
-    async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.3) as client:
-        await client.put(A1, b"0")
-        fake.hook = hook
-
-        async def increment(tx: AsyncTransaction) -> None:
-            tx.put(A1, b"%d" % (int(await tx.get(A1) or b"0") + 1))
-
-        with pytest.raises(CommitUnknown):
-            await client.run(increment)
-    assert fake.store.value(A1) == b"1" and len(sent) == 2
+    await _run_raises_commit_unknown_and_applies_once(fake, hook)
+    assert len(sent) == 2
 
 
 def group_3_prepares(action: str) -> Hook:
