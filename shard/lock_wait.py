@@ -45,8 +45,12 @@ per loser. A read for update instead takes the key's update lock at the group le
 transactions that would conflict queue at the read:
 U1. Locks are leader-local hints (never replicated; dropped when leadership moves, expire
     `LOCK_TTL_S` after the holder's last read, or at the end of a queue wait of the holder
-    for another lock, if later): validation in the log still decides, so a lost lock costs
-    at most an abort, never correctness.
+    for another lock in the same group, if later): validation in the log still decides, so
+    a lost lock costs at most an abort, never correctness. A queue wait lasts at most
+    `LOCK_QUEUE_MAX_S`, less than `LOCK_TTL_S`, so reads for update sent together (or
+    within the difference, 0.5 s) keep their locks in every group through any one of them
+    queueing; a transaction whose reads for update are further apart may lose an earlier
+    one's lock while a later one queues elsewhere.
 U2. Wound-wait (Rosenkrantz et al. 1978; Spanner §4.2.1): an older requester takes the lock
     from a younger holder and wounds it (its next read for update, Prepare or one-phase
     commit at this leader is refused; the one-phase commit through the log, a Prevent that
@@ -93,8 +97,11 @@ LOCK_WAIT_MAX_S = 1.0
 # transactions soon. Older ones wound it after WOUND_GRACE_S anyway.
 LOCK_TTL_S = 2.0
 # How long a read for update may queue for a lock (rule L4 for locks): queueing is the point
-# of the lock, and wound-wait already rules out deadlock, so this is only a safety net.
-LOCK_QUEUE_MAX_S = 3.0
+# of the lock, and wound-wait already rules out deadlock, so this is only a safety net. Below
+# LOCK_TTL_S, so the locks a transaction took in other groups (whose leaders cannot see this
+# wait) just before, or together with, this read outlast it (found by review: at 3 s, an
+# older transaction queued here lost its lock elsewhere to a younger one, and so its commit).
+LOCK_QUEUE_MAX_S = 1.5
 # An older requester waits this long for a younger holder to finish before wounding it:
 # most holders commit within a few round trips, and a wound wastes all their work.
 WOUND_GRACE_S = 0.05
@@ -131,8 +138,10 @@ class LockTable:
     def __len__(self) -> int:
         return len(self._holder)
 
-    def acquire(self, key: bytes, age: Age, now: float) -> Grant:
-        """Give `key`'s lock to the transaction of `age`, wounding a younger holder."""
+    def acquire(self, key: bytes, age: Age, now: float, queue_until: float = 0.0) -> Grant:
+        """Give `key`'s lock to the transaction of `age`, wounding a younger holder; one
+        that must wait keeps the locks it holds here until `queue_until`, when its wait
+        ends, if that is later than they would expire."""
         txn_id = age[1]
         if txn_id in self._wounded:
             return Grant.WOUNDED
@@ -142,8 +151,10 @@ class LockTable:
                 if txn_id in self._expires:
                     # Its locks outlive its queue wait: a transaction queued behind an older
                     # one lost the locks it held to younger readers after LOCK_TTL_S, which
-                    # is shorter than a wait may be (found by review).
-                    self._expires[txn_id] = max(self._expires[txn_id], now + LOCK_QUEUE_MAX_S)
+                    # is shorter than a wait may be (found by review). Not past the wait's
+                    # end: every wake asks again, and a dead client's locks outlived its
+                    # wait by LOCK_QUEUE_MAX_S (found by review).
+                    self._expires[txn_id] = max(self._expires[txn_id], queue_until)
                 return Grant.WAIT
             self._wounded[holder[1]] = (now + WOUND_MEMORY_S, key, txn_id)
             self.release(holder[1])

@@ -1077,12 +1077,14 @@ class NodeCore:
         on_intents: bool = False,
     ) -> None:
         if not pending.wait_until:
-            pending.wait_until = min(
-                self._now + max_wait_s, self._now + (pending.deadline - self._now) / 2
-            )
+            pending.wait_until = self._wait_end(pending, max_wait_s)
         self._lock_waits.append(
             _LockWait(host, pending, _releases(host), resume, wake_at, on_intents)
         )
+
+    def _wait_end(self, pending: _Pending, max_wait_s: float) -> float:
+        """Rule L4: when a wait that starts now ends."""
+        return min(self._now + max_wait_s, self._now + (pending.deadline - self._now) / 2)
 
     def _take_update_lock(self, host: GroupHost, pending: _Pending) -> bool:
         """A read for update: take the key's lock first (rule U2); False when parked."""
@@ -1094,7 +1096,8 @@ class NodeCore:
             # while it queued: a lock granted now would be held by nobody until its TTL.
             raise _already_aborted(op.key, op.lock_txn_id, "read")
         age = (op.lock_priority, op.lock_txn_id)
-        grant = host.locks.acquire(op.key, age, self._now)
+        queue_until = pending.wait_until or self._wait_end(pending, LOCK_QUEUE_MAX_S)
+        grant = host.locks.acquire(op.key, age, self._now, queue_until)
         if grant is Grant.GRANTED:
             return True
         if grant is Grant.WOUNDED:

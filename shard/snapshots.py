@@ -30,13 +30,16 @@ from typing import Protocol
 
 from shard.engine import KV, Engine, EngineBatch
 from shard.errors import SnapshotCorrupt
-from shard.mvcc import META_TAG, pack_meta, prefix_end, unpack_meta
+from shard.mvcc import INTENT_TAG, META_TAG, TXN_TAG, pack_meta, prefix_end, unpack_meta
 
 MAGIC = b"PKVSNAP\x01"
 _HEADER = struct.Struct(">QQQ")
 _FRAME = struct.Struct(">II")
 _CRC = struct.Struct(">I")
 _HEAD = len(MAGIC) + _HEADER.size
+# First bytes of the records a restore checks before it touches the group's data
+# (`RestoreSink.check_record`): intents and transaction records, which are decoded.
+_CHECKED_TAGS = frozenset(INTENT_TAG + TXN_TAG)
 _PART = struct.Struct(">I")
 # Staging keys, under the restore prefix of the group (`shard.mvcc.restore_prefix`).
 _MARKER = b"!"
@@ -60,9 +63,9 @@ def check_header(data: bytes) -> tuple[int, int, int]:
     return applied_index, max_version, gc_horizon
 
 
-def _walk_frames(data: bytes, pos: int, limit: int, max_bytes: int) -> int:
-    """Check record frames from `pos`, up to `limit` of them or `max_bytes` of blob; the
-    position after the last one checked."""
+def _walk_frames(data: bytes, pos: int, limit: int, max_bytes: int, sink: RestoreSink) -> int:
+    """Check record frames from `pos`, up to `limit` of them or `max_bytes` of blob, and
+    the records `sink.check_record` decodes; the position after the last one checked."""
     stop = len(data) - _CRC.size
     end = pos + max_bytes
     unpack = _FRAME.unpack_from
@@ -72,9 +75,12 @@ def _walk_frames(data: bytes, pos: int, limit: int, max_bytes: int) -> int:
         if pos + _FRAME.size > stop:
             raise SnapshotCorrupt("truncated record frame in shard snapshot")
         key_len, value_len = unpack(data, pos)
-        pos += _FRAME.size + key_len + value_len
+        key_at = pos + _FRAME.size
+        pos = key_at + key_len + value_len
         if pos > stop or key_len == 0:
             raise SnapshotCorrupt("bad record frame in shard snapshot")
+        if data[key_at] in _CHECKED_TAGS:
+            sink.check_record(data[key_at : key_at + key_len], data[key_at + key_len : pos])
     return pos
 
 
@@ -127,6 +133,10 @@ class ShardSnapshotBuild:
 class RestoreSink(Protocol):
     """What a restore tells the state machine whose keys it replaces (its derived state)."""
 
+    def check_record(self, suffix: bytes, value: bytes) -> None:
+        """Raise SnapshotCorrupt if a structured record (a tag of _CHECKED_TAGS) does not
+        decode: met while the frames are walked, before the group's data changes."""
+
     def restore_started(self) -> None: ...
 
     def restore_record(self, suffix: bytes, value: bytes) -> None: ...
@@ -165,7 +175,7 @@ class ShardRestore:
         if self._walked < stop:
             # A frame costs a tenth of a record's write: walk more of them per step.
             walk = WALK_RECORDS_PER_RECORD * max_records
-            self._walked = _walk_frames(self._data, self._walked, walk, max_bytes)
+            self._walked = _walk_frames(self._data, self._walked, walk, max_bytes, self._sink)
             self._stage_up_to(batch, self._walked)
             return False
         if self._staged < len(self._data):
@@ -185,7 +195,7 @@ class ShardRestore:
 
     def run(self, batch: EngineBatch) -> None:
         """The whole restore in one batch (one atomic write: no staging needed)."""
-        _walk_frames(self._data, _HEAD, len(self._data), len(self._data))
+        _walk_frames(self._data, _HEAD, len(self._data), len(self._data), self._sink)
         batch.delete_range(self._prefix, prefix_end(self._prefix))
         self._sink.restore_started()
         self._write_records(batch, _HEAD, len(self._data), len(self._data))

@@ -89,18 +89,30 @@ def test_locks_expire_and_wounds_are_forgotten() -> None:
 
 def test_a_holder_queued_for_another_lock_keeps_its_locks_through_the_wait() -> None:
     """A transaction queued behind an older holder lost the locks it already held after
-    LOCK_TTL_S, shorter than a queue wait (LOCK_QUEUE_MAX_S): a younger reader took them,
-    and the queued, older transaction then aborted on its write (found by review)."""
-    assert LOCK_QUEUE_MAX_S > LOCK_TTL_S  # else the scenario needs no fix
+    LOCK_TTL_S, shorter than a queue wait that began after them: a younger reader took
+    them, and the queued, older transaction then aborted on its write (found by review).
+    They last until the wait ends, and no longer: every wake asks again, and a dead
+    client's locks outlived its wait by LOCK_QUEUE_MAX_S (found by review)."""
     table = LockTable()
     assert table.acquire(b"b", OLD, 0.0) is Grant.GRANTED
     assert table.acquire(b"a", MID, 0.0) is Grant.GRANTED
-    assert table.acquire(b"b", MID, 0.0) is Grant.WAIT  # queued behind the older holder
+    queued_at = LOCK_TTL_S - LOCK_QUEUE_MAX_S / 2  # its wait ends after a's lock would
+    wait_end = queued_at + LOCK_QUEUE_MAX_S
+    for now in (queued_at, queued_at + 0.1, wait_end):  # it asks again at every wake
+        assert table.acquire(b"b", MID, now, queue_until=wait_end) is Grant.WAIT
     table.expire(LOCK_TTL_S + 0.1)
     assert table.holder(b"a") == tid(b"mid")
     assert table.acquire(b"a", YOUNG, LOCK_TTL_S + 0.1) is Grant.WAIT
-    table.expire(LOCK_QUEUE_MAX_S + 0.1)  # its wait is over: the locks expire as before
+    table.expire(wait_end)  # its wait is over: the locks expire then
     assert table.holder(b"a") is None
+
+
+def test_a_queue_wait_is_shorter_than_a_locks_life() -> None:
+    """So the locks a transaction took in other groups together with a read that queues
+    here outlast its wait: their leaders cannot see it (found by review: at 3 s, an older
+    transaction queued in one group lost its lock in another to a younger one, which
+    wrote there, and the older one's commit was then refused)."""
+    assert LOCK_QUEUE_MAX_S < LOCK_TTL_S
 
 
 # ---------------------------------------------------------------------- who may wait
@@ -147,8 +159,8 @@ def resolve(txn: bytes, commit: bool, commit_ts: int = 0) -> kv.Request:
     )
 
 
-def read_for_update(key: bytes, txn: bytes, priority: int, **kw: Any) -> kv.Request:
-    return get(key, lock_txn_id=txn, lock_priority=priority, **kw)
+def read_for_update(key: bytes, txn: bytes, priority: int, group: int = 1, **kw: Any) -> kv.Request:
+    return get(key, group, lock_txn_id=txn, lock_priority=priority, **kw)
 
 
 @pytest.fixture
@@ -317,6 +329,52 @@ def test_an_abort_releases_the_locks_at_once(node: OneNode) -> None:
 def test_bad_reads_for_update_are_refused(node: OneNode, request_: kv.Request) -> None:
     assert node.call(request_).get.error.code == kv.INVALID_ARGUMENT
     assert len(node.core.hosts[1].locks) == 0
+
+
+def test_a_lock_in_another_group_outlasts_a_queue_wait_that_began_with_it(
+    node: OneNode,
+) -> None:
+    """Found by review (groups 1 [.., m) and 2 [m, ..), both led here): mid locks n in
+    group 2, then queues for a in group 1 behind the older holder old. Group 2's leader
+    cannot see that wait; with a queue wait longer than a lock's life, young took n while
+    mid still queued, wrote it, and mid's commit was refused for its stale read of n."""
+    node.call(put(b"a", b"0"))
+    node.call(put(b"n", b"0", group=2))
+    mid, old, young = tid(b"mid"), tid(b"old"), tid(b"young")
+    assert node.call(read_for_update(b"n", mid, 200, group=2)).get.error.code == kv.OK
+    node.advance(0.3)  # mid's body reads on (less than LOCK_TTL_S - LOCK_QUEUE_MAX_S)
+    assert node.call(read_for_update(b"a", old, 100)).get.error.code == kv.OK
+    queued: list[kv.Response] = []
+    node.core.submit(read_for_update(b"a", mid, 200), queued.append)
+    younger: list[kv.Response] = []
+    node.core.submit(read_for_update(b"n", young, 300, group=2), younger.append)
+    while True:  # old never finishes: mid's wait runs to its end
+        node.advance(0.05)
+        if queued:
+            break
+        assert node.core.hosts[2].locks.holder(b"n") == mid and younger == []
+    assert queued[0].get.error.code == kv.CONFLICT  # refused at the wait's end, as L4 says
+
+
+def test_a_dead_clients_locks_expire_when_its_queue_wait_ends(node: OneNode) -> None:
+    """Found by review: a wake at the end of the wait asked the table again before seeing
+    the wait was over, and the WAIT answer kept the transaction's locks LOCK_QUEUE_MAX_S
+    longer: a client that died while queued blocked younger readers that much longer."""
+    node.call(put(b"a", b"0"))
+    node.call(put(b"b", b"0"))
+    old, dead = tid(b"old"), tid(b"dead")
+    assert node.call(read_for_update(b"a", old, 100)).get.error.code == kv.OK
+    assert node.call(read_for_update(b"b", dead, 200)).get.error.code == kv.OK
+    read_b_at = node.now
+    queued: list[kv.Response] = []
+    node.core.submit(read_for_update(b"a", dead, 200), queued.append)  # then its client dies
+    while not queued:
+        node.advance(0.3)
+        node.call(read_for_update(b"a", old, 100))  # old's long body keeps its lock
+    assert queued[0].get.error.code == kv.CONFLICT
+    assert node.now < read_b_at + LOCK_TTL_S  # the wait ended before b's lock would
+    node.advance(read_b_at + LOCK_TTL_S + 0.1 - node.now)
+    assert node.core.hosts[1].locks.holder(b"b") is None
 
 
 def test_a_freed_lock_goes_to_the_oldest_waiter_not_the_first(node: OneNode) -> None:
