@@ -231,7 +231,7 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         raise UsageError("--attempts must be >= 1 and --limit >= 0")
     seeds = seeds_from(args)
 
-    from txn import Client, CommitUnknown
+    from txn import Client, CommitUnknown, TransactionState
 
     def show(data: bytes) -> str:
         return data.hex() if args.hex else escape(data)
@@ -265,6 +265,18 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                     f"the commit's outcome is unknown; settle it before re-running: "
                     f"paxoskv txn-status {exc.ref} --settle ({exc})"
                 ) from exc
+            except KeyboardInterrupt:
+                sent = result.get("tx")
+                if sent is None or sent.ref is None or sent.state is TransactionState.ABORTED:
+                    print("paxoskv: interrupted; nothing was committed", file=sys.stderr)
+                    return 130
+                # Found by review: the single-key write's advice, and no REF to settle with.
+                print(
+                    "paxoskv: interrupted while committing; its outcome is unknown: settle it "
+                    f"before re-running: paxoskv txn-status {sent.ref} --settle",
+                    file=sys.stderr,
+                )
+                return 130
             tx = result["tx"]
             reads, writes = len(tx.read_set), len(tx.write_set)
             # An empty transaction (nothing read or written) has no decision group.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -118,6 +120,34 @@ def test_a_lost_commit_prints_the_command_that_settles_it(fake: FakeKV, capsys: 
     assert main(status) == EXIT_ABORTED
     assert capsys.readouterr().out.splitlines() == ["aborted", "aborted"]
     assert fake.store.versions.get(b"apple") is None
+
+
+@pytest.mark.parametrize("during", ["get", "commit_one_phase"])
+def test_ctrl_c_says_what_happened_to_the_transaction(
+    fake: FakeKV, capsys: Any, during: str
+) -> None:
+    """Found by review: Ctrl-C during the commit printed a single-key write's advice and no
+    REF, so the commit could not be settled. Before the commit, nothing was written."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != during:
+            return None
+        fake.hook = None
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, while the request is out
+        return DROP
+
+    fake.hook = hook
+    assert run_cli(fake, "get apple; put apple 1") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    if during == "get":
+        assert err == "paxoskv: interrupted; nothing was committed\n"
+        return
+    assert "outcome is unknown" in err
+    command = err.split("settle it before re-running: ")[1].split()
+    assert command[:2] == ["paxoskv", "txn-status"] and command[-1] == "--settle"
+    status = ["txn-status", "--cluster", fake.seeds[0], "--timeout", "5", command[2], "--settle"]
+    assert main(status) == EXIT_ABORTED  # the dropped commit can never apply now
 
 
 def test_txn_status_of_a_committed_transaction(fake: FakeKV, capsys: Any) -> None:
