@@ -294,4 +294,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
         if not audit["ok"]:
             return 1
-    return 0 if report.ops > 0 else 1
+    if report.ops == 0:
+        # Found by review: the run ended with exit 1, errors=0 and no word of why.
+        failed = f"{report.errors} failed" if report.errors else "none failed either"
+        print(
+            f"paxoskv: error: no operation completed in the run ({failed}): does every group "
+            "have a leader? see `paxoskv status`",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

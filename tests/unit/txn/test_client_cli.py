@@ -184,3 +184,13 @@ def test_an_empty_transaction_prints_its_commit_line(fake: FakeKV, capsys: Any) 
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "scan z a: 0 items"
     assert out[1].startswith("committed at ts 0 (txn ") and ":" not in out[1].split("txn ")[1]
+
+
+def test_a_bench_in_which_nothing_completes_says_so(fake: FakeKV, capsys: Any) -> None:
+    """Found by review: with no quorum, `paxoskv bench` exited 1 with errors=0 and nothing
+    on stderr."""
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "put" else None
+    argv = ["bench", "--cluster", fake.seeds[0], "--duration", "0.5", "--warmup", "0"]
+    assert main([*argv, "--clients", "1", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no operation completed in the run" in err and "paxoskv status" in err
