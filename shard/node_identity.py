@@ -38,6 +38,7 @@ from shard.disk import RocksNodeDisk
 
 __all__ = [
     "IDENTITY_KEY",
+    "NodeDataCorrupt",
     "NodeDataMismatch",
     "NodeDataMissing",
     "NodeIdentity",
@@ -54,6 +55,10 @@ class NodeDataMissing(RuntimeError):
 
 class NodeDataMismatch(RuntimeError):
     """The node's data directory belongs to another node or another cluster."""
+
+
+class NodeDataCorrupt(RuntimeError):
+    """RocksDB found the node's data directory corrupt."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +94,26 @@ def open_node_disk(
     Raises:
         NodeDataMissing: no data at `path`, and neither `first_start` nor a rebuild.
         NodeDataMismatch: the data at `path` is another node's or another cluster's.
+        NodeDataCorrupt: RocksDB found the data at `path` corrupt.
     """
     creates = first_start or rebuild_groups is not None
     if not creates and not (path / "CURRENT").exists():
         raise NodeDataMissing(_missing(path, identity))  # and leave no empty database behind
-    return RocksNodeDisk(
-        path, claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups)
-    )
+    try:
+        return RocksNodeDisk(
+            path, claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups)
+        )
+    except Exception as exc:  # rocksdict raises plain Exception("Corruption: ...")
+        if not str(exc).startswith("Corruption"):
+            raise
+        # Found by review: RocksDB's own line alone left the operator without a next step.
+        raise NodeDataCorrupt(
+            f"the data of node {identity} in {path} is corrupt ({exc}). If the cluster's other "
+            "nodes are up, move this directory aside and start the node with --rebuild "
+            "(`paxoskv cluster start --rebuild NAME` for a local cluster): it catches up "
+            "from them and votes again once that is safe (docs/ARCHITECTURE.md, 'A node's "
+            "data')"
+        ) from exc
 
 
 def _claim(

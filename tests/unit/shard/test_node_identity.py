@@ -12,6 +12,7 @@ from paxos import Ballot, PersistBatch
 from shard.disk import WAL_WARMUP_BYTES, RocksNodeDisk
 from shard.node_identity import (
     IDENTITY_KEY,
+    NodeDataCorrupt,
     NodeDataMismatch,
     NodeDataMissing,
     NodeIdentity,
@@ -153,3 +154,12 @@ def test_a_rebuild_of_a_directory_holding_the_nodes_data_changes_nothing(tmp_pat
         again.close()
     with pytest.raises(NodeDataMismatch):
         open_node_disk(path, NodeIdentity("c1", 2, "n2"), first_start=False, rebuild_groups=[1])
+
+
+def test_a_corrupt_directory_says_how_to_bring_the_node_back(tmp_path: Path) -> None:
+    """Found by review: RocksDB's "Corruption: ..." line alone gave no next step."""
+    path = tmp_path / "db"
+    open_node_disk(path, N1, first_start=True).close()
+    (path / "CURRENT").write_text("garbage")
+    with pytest.raises(NodeDataCorrupt, match=r"corrupt \(Corruption: .*--rebuild"):
+        open_node_disk(path, N1, first_start=False)
