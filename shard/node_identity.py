@@ -19,12 +19,20 @@ etcd refuses such a member for the same reason). So:
   record it writes, in the same synced write, every group it hosts is marked rebuilding, so
   each replica votes again only once Paxos rule 14 (paxos/replica.py) says its forgotten
   promises and votes are covered. On a directory that already holds this node's record,
-  `--rebuild` changes nothing (a rebuild stopped half-way goes on from its marks).
+  `--rebuild` changes nothing (a rebuild stopped half-way goes on from its marks);
+- the record comes with an incarnation: random bytes made when the node's data is created,
+  and whether a rebuild made them. A node sends its incarnation in the hello of every peer
+  stream, and each peer keeps (synced) the one it first accepted from it and refuses the
+  streams of another one unless a rebuild made it (`admit_peer`). So a node whose data was
+  lost and that came back with `--bootstrap`, which nothing on its own disk can tell from a
+  first start, casts no vote: its peers refuse it (found by review: it became a leader
+  within half a second).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,15 +46,21 @@ from shard.disk import RocksNodeDisk
 
 __all__ = [
     "IDENTITY_KEY",
+    "Incarnation",
     "NodeDataCorrupt",
     "NodeDataMismatch",
     "NodeDataMissing",
     "NodeIdentity",
+    "admit_peer",
+    "node_incarnation",
     "open_node_disk",
 ]
 
 # Outside every prefix the node scans (b"p" Paxos, b"d"/b"m"/b"r" data), as the WAL warm-up's.
 IDENTITY_KEY = b"~node-identity"
+INCARNATION_KEY = b"~node-incarnation"
+# + the peer's node id (decimal): the incarnation of that peer this node accepted.
+PEER_INCARNATION_PREFIX = b"~peer-incarnation/"
 
 
 class NodeDataMissing(RuntimeError):
@@ -77,6 +91,56 @@ class NodeIdentity:
 
     def __str__(self) -> str:
         return f"{self.name} (id {self.node_id}) of cluster {self.cluster_id!r}"
+
+
+@dataclass(frozen=True)
+class Incarnation:
+    """Which life of a node's data this is (module doc)."""
+
+    token: bytes
+    rebuilt: bool  # made by a rebuild (--rebuild), not by a first start
+
+    def encode(self) -> bytes:
+        return self.token + (b"\x01" if self.rebuilt else b"\x00")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Incarnation:
+        return cls(raw[:-1], raw[-1:] == b"\x01")
+
+    @classmethod
+    def new(cls, *, rebuilt: bool) -> Incarnation:
+        return cls(secrets.token_bytes(16), rebuilt)
+
+
+def node_incarnation(db: Rdict) -> Incarnation:
+    """This node's incarnation (written when its disk was opened: `open_node_disk`)."""
+    raw = db.get(INCARNATION_KEY)
+    if raw is None:
+        raise NodeDataMissing("the node's data has no incarnation record: open it first")
+    return Incarnation.decode(raw)
+
+
+def admit_peer(db: Rdict, node_id: int, incarnation: Incarnation) -> str:
+    """Whether this node takes peer `node_id`'s streams in `incarnation`: "" if so (its
+    first accepted incarnation is kept, synced), else the refusal (module doc)."""
+    if not incarnation.token:
+        return (
+            f"node {node_id} sent no incarnation (a paxoskv version before incarnations): run "
+            "one version on every node"
+        )
+    key = PEER_INCARNATION_PREFIX + str(node_id).encode()
+    if db.get(key) == incarnation.token:
+        return ""
+    if db.get(key) is not None and not incarnation.rebuilt:
+        return (
+            f"node {node_id} came back with new data (its incarnation changed) that no rebuild "
+            "made, as a node whose data was lost and that was started with --bootstrap: it "
+            "may have forgotten votes, so it is refused; stop it and start it with --rebuild "
+            "on an empty directory (`paxoskv cluster start --rebuild NAME` for a local "
+            "cluster)"
+        )
+    db.put(key, incarnation.token, _synced())
+    return ""
 
 
 def open_node_disk(
@@ -132,18 +196,26 @@ def _claim(
                 f"the data directory {path} belongs to node {found}, not to node {identity}: "
                 "check data_dir in the config (every node needs its own directory)"
             )
+        if db.get(INCARNATION_KEY) is None:  # data from before incarnations
+            db.put(INCARNATION_KEY, Incarnation.new(rebuilt=False).encode(), _synced())
         return
     holds_data = _holds_data(db)
     if not first_start and rebuild_groups is None and not holds_data:
         raise NodeDataMissing(_missing(path, identity, created=True))
+    rebuilding = rebuild_groups is not None and not holds_data
     batch = WriteBatch(raw_mode=True)
     batch.put(IDENTITY_KEY, identity.encode())
-    if rebuild_groups is not None and not holds_data:
+    batch.put(INCARNATION_KEY, Incarnation.new(rebuilt=rebuilding).encode())
+    if rebuild_groups is not None and rebuilding:
         for group_id in rebuild_groups:
             RocksStorage(db, group_id).stage(PersistBatch(rebuilding=True), batch)
-    synced = WriteOptions()
-    synced.sync = True
-    db.write(batch, synced)
+    db.write(batch, _synced())
+
+
+def _synced() -> WriteOptions:
+    options = WriteOptions()
+    options.sync = True
+    return options
 
 
 def _holds_data(db: Rdict) -> bool:

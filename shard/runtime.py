@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 import grpc
@@ -37,7 +38,7 @@ from shard.execute import (
 )
 from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
-from shard.node_identity import NodeIdentity, open_node_disk
+from shard.node_identity import NodeIdentity, admit_peer, node_incarnation, open_node_disk
 from shard.node_records import GroupHost
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
@@ -143,6 +144,7 @@ class NodeRuntime:
                 n.address,
                 config.peer_secret,
                 credentials=None if self._tls is None else self._tls.channel_credentials,
+                incarnation=node_incarnation(self.disk.db),
             )
             for n in config.nodes
             if n.id in peer_ids
@@ -178,6 +180,7 @@ class NodeRuntime:
                 self._deliver,
                 config.peer_secret,
                 seen=self._peer_seen,
+                admit=partial(admit_peer, self.disk.db),
             ),
             self.server,
         )

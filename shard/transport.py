@@ -30,9 +30,16 @@ from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
+from shard.node_identity import Incarnation
 from shard.peer_parts import Queued, SnapshotAssembler, group_messages, take_batch
 
 log = logging.getLogger("paxoskv.transport")
+
+#: Called with a peer's node id and incarnation at a stream's hello: "" to take the stream,
+#: else the refusal (shard.node_identity.admit_peer).
+Admit = Callable[[int, Incarnation], str]
+#: A link that sends none (tests of the transport alone).
+NO_INCARNATION = Incarnation(b"", rebuilt=False)
 
 MAX_QUEUED = 50_000
 #: ... and at most this many bytes (an Accept carries up to max_batch_bytes, 4 MiB: counted
@@ -87,8 +94,10 @@ class PeerLink:
         secret: str = "",
         backoff_s: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
         credentials: Callable[[], grpc.ChannelCredentials] | None = None,
+        incarnation: Incarnation = NO_INCARNATION,
     ) -> None:
         self._cluster_id = cluster_id
+        self._incarnation = incarnation
         # Called at each dial: a node's TLS files may have been taken up again since.
         self._credentials = credentials
         self._backoff_base_s, self._backoff_max_s = backoff_s
@@ -153,7 +162,11 @@ class PeerLink:
         # The hello: tells the peer we are up (it redials us at once), and checks the cluster
         # id and secret before there is anything to send.
         yield peer_pb2.PeerBatch(
-            cluster_id=self._cluster_id, from_node=self._my_id, protocol=PROTOCOL
+            cluster_id=self._cluster_id,
+            from_node=self._my_id,
+            protocol=PROTOCOL,
+            incarnation=self._incarnation.token,
+            rebuilt=self._incarnation.rebuilt,
         )
         while generation == self._generation:
             await self._wake.wait()
@@ -276,8 +289,10 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         deliver: Deliver,
         secret: str = "",
         seen: PeerSeen = lambda node_id: None,
+        admit: Admit = lambda node_id, incarnation: "",
     ) -> None:
         self._cluster_id = cluster_id
+        self._admit = admit
         self._secret = secret.encode()
         self._my_id = my_id
         self._peers = peers
@@ -305,6 +320,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 yield self._refuse(refusal)
                 return
             if first:
+                refusal = self._admit(
+                    batch.from_node, Incarnation(batch.incarnation, batch.rebuilt)
+                )
+                if refusal:
+                    yield self._refuse(refusal)
+                    return
                 # Once per stream (its hello): a peer whose stream we accept while it
                 # refuses ours must not cut our backoff at each of its heartbeats.
                 first = False

@@ -85,6 +85,65 @@ def test_a_node_whose_data_was_lost_is_refused_then_rebuilt(
     print(f"\n{victim} rebuilt; {len(acked)} acknowledged writes intact without {other}")
 
 
+class _BootstrapsWipedNodes(LocalCluster):
+    """An operator who starts a node whose data was lost with `paxoskv node --bootstrap`,
+    which the README warns against: nothing on the node's empty disk tells it apart from a
+    cluster's first start."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.wiped: set[str] = set()
+
+    def _node_launch(self, name: str, env: dict[str, str]) -> tuple[list[str], str]:
+        argv, where = super()._node_launch(name, env)
+        if name in self.wiped and "--bootstrap" not in argv:
+            argv.append("--bootstrap")
+        return argv, where
+
+
+def test_a_node_whose_data_was_lost_gets_no_vote_when_started_with_bootstrap(
+    tmp_path: Path, kv_of: Any
+) -> None:
+    """Found by review: such a node took part at once and led two groups within half a
+    second, with no memory of its promises. Its peers now refuse it (it came back in a new
+    incarnation that no rebuild made, shard/node_identity.py): with another node down, no
+    group has a quorum, so nothing is chosen on its forgotten votes; rebuilt, it counts."""
+    cluster = _BootstrapsWipedNodes(tmp_path / "c", nodes=3, shards=1)
+    try:
+        cluster.start(deadline_s=60.0)
+        kv_ = kv_of(cluster)
+        before = kv_.put(b"m-before", b"1")
+        victim, other = cluster.names[-1], cluster.names[0]
+        cluster.kill(victim)
+        shutil.rmtree(cluster.config.node_data_dir(cluster.node(victim)) / "db")
+        cluster.wiped.add(victim)
+        cluster.restart(victim)
+        wait_for(
+            lambda: "came back with new data" in cluster.log_tail(victim, 50),
+            30.0,
+            f"{victim}'s peers refusing it",
+        )
+        cluster.kill(other)  # the quorum of every group now needs the victim's vote
+        with pytest.raises(Exception, match=r"no answer in|outcome is unknown") as refused:
+            kv_.put(b"m-without-a-quorum", b"2", deadline_s=3.0)
+        assert type(refused.value).__name__ == "Indeterminate"  # conftest's: never acknowledged
+        roles = {g.group_id: g.role for g in cluster.status_all(names=[victim])[victim].groups}
+        assert "leader" not in roles.values(), roles
+        cluster.restart(other)
+        cluster.kill(victim)
+        shutil.rmtree(cluster.config.node_data_dir(cluster.node(victim)) / "db")
+        cluster.wiped.discard(victim)
+        cluster.start(deadline_s=60.0, rebuild=[victim])
+        cluster.kill(other)  # now the rebuilt victim's vote counts
+        for group_id in cluster.shard_map.group_ids():
+            cluster.wait_for_leader(group_id)
+        assert kv_.get(before.key) == b"1"
+        assert kv_.get(kv_.put(b"m-after", b"3").key) == b"3"
+    finally:
+        cluster.stop(grace_s=3.0)
+        cluster.close()
+
+
 class _StoppedOnceDatabasesExist(LocalCluster):
     """`paxoskv cluster start` stopped (Ctrl-C, a node failing, the deadline) as soon as
     every node's new RocksDB exists, before the nodes are ready."""

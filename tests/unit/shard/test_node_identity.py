@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,14 @@ from paxos import Ballot, PersistBatch
 from shard.disk import WAL_WARMUP_BYTES, RocksNodeDisk
 from shard.node_identity import (
     IDENTITY_KEY,
+    INCARNATION_KEY,
+    Incarnation,
     NodeDataCorrupt,
     NodeDataMismatch,
     NodeDataMissing,
     NodeIdentity,
+    admit_peer,
+    node_incarnation,
     open_node_disk,
 )
 
@@ -163,3 +168,63 @@ def test_a_corrupt_directory_says_how_to_bring_the_node_back(tmp_path: Path) -> 
     (path / "CURRENT").write_text("garbage")
     with pytest.raises(NodeDataCorrupt, match=r"corrupt \(Corruption: .*--rebuild"):
         open_node_disk(path, N1, first_start=False)
+
+
+def _incarnation_of(path: Path, **kw: Any) -> Incarnation:
+    disk = open_node_disk(path, N1, **kw)
+    try:
+        return node_incarnation(disk.db)
+    finally:
+        disk.close()
+
+
+def test_an_incarnation_is_made_with_the_data_and_kept_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    first = _incarnation_of(path, first_start=True)
+    assert len(first.token) == 16 and not first.rebuilt
+    assert _incarnation_of(path, first_start=False) == first
+    assert _incarnation_of(path, first_start=False, rebuild_groups=[1]) == first  # has data
+    shutil.rmtree(path)  # the data is lost
+    again = _incarnation_of(path, first_start=True)  # and it is started with --bootstrap
+    assert again.token != first.token and not again.rebuilt
+    shutil.rmtree(path)
+    rebuilt = _incarnation_of(path, first_start=False, rebuild_groups=[1])
+    assert rebuilt.token not in (first.token, again.token) and rebuilt.rebuilt
+
+
+def test_data_from_before_incarnations_is_given_one(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    open_node_disk(path, N1, first_start=True).close()
+    disk = RocksNodeDisk(path)
+    disk.db.delete(INCARNATION_KEY)
+    disk.close()
+    made = _incarnation_of(path, first_start=False)
+    assert len(made.token) == 16 and _incarnation_of(path, first_start=False) == made
+
+
+def test_a_peer_that_came_back_with_new_data_is_refused_unless_rebuilt(tmp_path: Path) -> None:
+    """Found by review: a node whose data was lost, started again with --bootstrap, cannot
+    tell from its own disk that it is not a first start; it became a leader within half a
+    second. Its peers can: they keep the incarnation they first took from it."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        first = Incarnation.new(rebuilt=False)
+        assert admit_peer(disk.db, 2, first) == ""
+        assert admit_peer(disk.db, 2, first) == ""  # a restart of node 2: its data kept
+        assert admit_peer(disk.db, 3, Incarnation.new(rebuilt=False)) == ""  # another node
+        bootstrapped = Incarnation.new(rebuilt=False)
+        refusal = admit_peer(disk.db, 2, bootstrapped)
+        assert "node 2 came back with new data" in refusal and "--rebuild" in refusal
+        assert admit_peer(disk.db, 2, first) == ""  # the refused one was not taken
+        rebuilt = Incarnation.new(rebuilt=True)
+        assert admit_peer(disk.db, 2, rebuilt) == ""
+        assert admit_peer(disk.db, 2, first) != ""  # the rebuilt one is node 2 from now on
+        assert "sent no incarnation" in admit_peer(disk.db, 4, Incarnation(b"", rebuilt=False))
+    finally:
+        disk.close()
+    reopened = open_node_disk(tmp_path / "db", N1, first_start=False)  # kept, synced
+    try:
+        assert admit_peer(reopened.db, 2, rebuilt) == ""
+        assert admit_peer(reopened.db, 2, bootstrapped) != ""
+    finally:
+        reopened.close()

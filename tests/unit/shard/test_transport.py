@@ -16,6 +16,7 @@ import grpc
 
 from shard import peer_pb2_grpc
 from shard.cluster import free_ports
+from shard.node_identity import Incarnation
 from shard.transport import GRPC_OPTIONS, PROTOCOL, PeerLink, PeerServicer
 
 
@@ -415,3 +416,36 @@ def test_a_refusal_is_logged_once_per_reason_not_at_every_redial(caplog: Any) ->
     asyncio.run(run())
     logged = [r for r in caplog.records if r.getMessage() == "refused peer stream"]
     assert servicer.refused == 4 and len(logged) == 2
+
+
+def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
+    """Node rule of shard/node_identity.py: the hello carries the sender's incarnation, and
+    a refusal by `admit` ends the stream before anything of it is delivered; the link is
+    never accepted (its gate stays closed)."""
+    mine = Incarnation(b"n1-life-2", rebuilt=False)
+
+    async def run() -> tuple[list[tuple[int, Incarnation]], bool, int]:
+        asked: list[tuple[int, Incarnation]] = []
+        delivered: list[Any] = []
+
+        def admit(node_id: int, incarnation: Incarnation) -> str:
+            asked.append((node_id, incarnation))
+            return "came back with new data"
+
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a), admit=admit)
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        link = PeerLink("c", 1, 2, address, incarnation=mine)
+        try:
+            link.start()
+            assert await _until(lambda: servicer.refused >= 1, 5.0)
+            return asked, link.accepted, len(delivered)
+        finally:
+            await link.stop()
+            await server.stop(0)
+
+    asked, accepted, delivered = asyncio.run(run())
+    assert asked[0] == (1, mine) and not accepted and delivered == 0
