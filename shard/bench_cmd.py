@@ -168,6 +168,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--value-size must be 0-{MAX_VALUE_BYTES} bytes (the value limit)")
     if args.hot_keys is not None and (args.workload != "bank" or args.hot_keys < 2):
         raise UsageError("--hot-keys is for --workload bank and must be >= 2")
+    if args.json and Path(args.json).is_dir():
+        # Checked before the run (found by review: the run's results were lost after it).
+        raise UsageError(f"--json {args.json} is a directory: give a file name")
     try:
         node_pids = [int(p) for p in args.node_pids.split(",") if p.strip()]
     except ValueError:

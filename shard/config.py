@@ -145,6 +145,8 @@ def load_config(path: str | Path) -> ClusterConfig:
         raw = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:  # a directory, no permission (found by review: a bare errno line)
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return parse_config(raw)

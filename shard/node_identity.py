@@ -50,6 +50,7 @@ __all__ = [
     "NodeDataCorrupt",
     "NodeDataMismatch",
     "NodeDataMissing",
+    "NodeDataUnusable",
     "NodeIdentity",
     "admit_peer",
     "node_incarnation",
@@ -73,6 +74,11 @@ class NodeDataMismatch(RuntimeError):
 
 class NodeDataCorrupt(RuntimeError):
     """RocksDB found the node's data directory corrupt."""
+
+
+class NodeDataUnusable(RuntimeError):
+    """The node's data directory cannot be created or written (not a directory, no
+    permission)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,7 @@ def open_node_disk(
         NodeDataMissing: no data at `path`, and neither `first_start` nor a rebuild.
         NodeDataMismatch: the data at `path` is another node's or another cluster's.
         NodeDataCorrupt: RocksDB found the data at `path` corrupt.
+        NodeDataUnusable: `path` cannot be created or written.
     """
     creates = first_start or rebuild_groups is not None
     if not creates and not (path / "CURRENT").exists():
@@ -167,6 +174,12 @@ def open_node_disk(
         return RocksNodeDisk(
             path, claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups)
         )
+    except OSError as exc:
+        # Found by review: "[Errno 20] Not a directory: ..." named no setting.
+        raise NodeDataUnusable(
+            f"cannot keep node {identity}'s data in {path} ({exc.strerror or exc}): check "
+            "data_dir in the config (a directory this node may create and write)"
+        ) from exc
     except Exception as exc:  # rocksdict raises plain Exception("Corruption: ...")
         if not str(exc).startswith("Corruption"):
             raise

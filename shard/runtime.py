@@ -588,7 +588,13 @@ async def serve(
     """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
     runtime = NodeRuntime(config, node, first_start=first_start, rebuild=rebuild)
     await runtime.start()
-    print(f"paxoskv node {node.name} (id {node.id}) serving on {node.address}", flush=True)
+    # The data directory resolved: a relative data_dir is the working directory's (found
+    # by review: under a service manager that may be "/").
+    data = config.node_data_dir(node).resolve()
+    print(
+        f"paxoskv node {node.name} (id {node.id}) serving on {node.address}, data in {data}",
+        flush=True,
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

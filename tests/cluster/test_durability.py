@@ -111,6 +111,9 @@ def test_a_node_whose_data_was_lost_gets_no_vote_when_started_with_bootstrap(
     cluster = _BootstrapsWipedNodes(tmp_path / "c", nodes=3, shards=1)
     try:
         cluster.start(deadline_s=60.0)
+        for name in cluster.names:  # the ready line says where the data is, resolved
+            data = cluster.config.node_data_dir(cluster.node(name)).resolve()
+            assert f"serving on {cluster.addresses[name]}, data in {data}" in cluster.log_tail(name)
         kv_ = kv_of(cluster)
         before = kv_.put(b"m-before", b"1")
         victim, other = cluster.names[-1], cluster.names[0]

@@ -205,3 +205,17 @@ def test_ctrl_c_during_a_write_says_it_may_have_happened(
     err = capsys.readouterr().err
     assert code == 130
     assert ("may or may not have happened" in err) is write, err
+
+
+def test_bench_refuses_a_json_path_that_is_a_directory_before_running(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Found by review: the whole run happened first, then "[Errno 21] Is a directory"."""
+    assert main(["bench", "--cluster", NOWHERE, "--json", str(tmp_path)]) == 1
+    assert f"--json {tmp_path} is a directory: give a file name" in capsys.readouterr().err
+
+
+def test_a_config_path_that_is_a_directory_is_one_clear_line(tmp_path: Path, capsys: Any) -> None:
+    assert main(["node", "--config", str(tmp_path), "--node-id", "n1"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"paxoskv: error: cannot read config file {tmp_path}: Is a directory\n"

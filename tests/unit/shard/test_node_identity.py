@@ -18,6 +18,7 @@ from shard.node_identity import (
     NodeDataCorrupt,
     NodeDataMismatch,
     NodeDataMissing,
+    NodeDataUnusable,
     NodeIdentity,
     admit_peer,
     node_incarnation,
@@ -228,3 +229,11 @@ def test_a_peer_that_came_back_with_new_data_is_refused_unless_rebuilt(tmp_path:
         assert admit_peer(reopened.db, 2, bootstrapped) != ""
     finally:
         reopened.close()
+
+
+def test_a_data_dir_that_cannot_hold_data_names_the_setting(tmp_path: Path) -> None:
+    """Found by review: "[Errno 20] Not a directory: ..." named no setting."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(NodeDataUnusable, match=r"\(Not a directory\): check data_dir"):
+        open_node_disk(not_a_dir / "n1" / "db", N1, first_start=True)
