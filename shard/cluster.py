@@ -720,13 +720,22 @@ class LocalCluster:
                     f"({log_path}) ends with:\n{tail}"
                 )
             if time.monotonic() > end:
-                raise ClusterError(f"{name} printed no ready line in time; see {log_path}")
+                raise ClusterError(
+                    f"{name} was not ready before the start's deadline (raise `--timeout`; "
+                    f"its log: {log_path}); the nodes this start launched are stopped"
+                )
             time.sleep(POLL_S)
 
     def start_node(self, name: str, *, deadline_s: float = 30.0) -> None:
-        """Start one stopped node and wait for its ready line (not for any election)."""
+        """Start one stopped node and wait for its ready line (not for any election); a node
+        not ready by the deadline is stopped again."""
         self._spawn(name)
-        self._wait_ready(name, time.monotonic() + deadline_s)
+        try:
+            self._wait_ready(name, time.monotonic() + deadline_s)
+        except BaseException:
+            if self.is_running(name):
+                self.stop_node(name)
+            raise
 
     def restart(self, name: str, *, deadline_s: float = 30.0) -> None:
         """Start `name` again after a kill or stop (it recovers from its data)."""

@@ -205,3 +205,18 @@ def test_crashed_follower_catches_up_after_restart(
     t0 = time.monotonic()
     wait_for(caught_up, 30.0, f"{victim} to catch up on {len(acked)} writes")
     print(f"\n{victim} caught up on {len(acked)} writes in {time.monotonic() - t0:.2f} s")
+
+
+def test_a_start_that_runs_out_of_time_says_which_option_and_stops_its_nodes(
+    tmp_path: Path,
+) -> None:
+    """Found by review: "n1 printed no ready line in time", without the option to raise,
+    and without saying that the nodes it launched were stopped."""
+    cluster = LocalCluster(tmp_path / "c", nodes=3, shards=1)
+    try:
+        with pytest.raises(ClusterError, match=r"raise `--timeout`.*launched are stopped"):
+            cluster.start(deadline_s=0.01)
+        assert not any(cluster.is_running(name) for name in cluster.names)
+    finally:
+        cluster.stop(grace_s=3.0)
+        cluster.close()
