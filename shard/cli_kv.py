@@ -402,18 +402,21 @@ def _prefix_end(prefix: bytes) -> bytes | None:
 def _cmd_scan(args: argparse.Namespace) -> int:
     start = _arg_bytes(args, args.start, "--start")
     end = None if args.end is None else _arg_bytes(args, args.end, "--end")
+    if end is not None and end <= start:
+        # Found by review: an empty listing and exit 0 hid the swapped bounds.
+        raise UsageError("--end must be above --start: the range is [--start, --end)")
     if args.prefix is not None:
         prefix = _arg_bytes(args, args.prefix, "--prefix")
         start = max(start, prefix)
         prefix_end = _prefix_end(prefix)
         if prefix_end is not None:
             end = prefix_end if end is None else min(end, prefix_end)
-    if args.limit < 0:
-        raise UsageError("--limit must be >= 0")
+    if args.limit < 1:
+        raise UsageError("--limit must be >= 1")
 
     async def body(client: Any) -> int:
         # One item over the limit says whether the listing was cut short.
-        want = args.limit + 1 if args.limit > 0 else 0
+        want = args.limit + 1
         items = await client.scan(start, end, want, stale_ok=args.stale)
         more = len(items) > args.limit
         items = items[: args.limit]

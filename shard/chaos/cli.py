@@ -121,6 +121,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--workload and --out are required (or --recheck DIR)")
     if args.clients < 1 or args.duration <= 0:
         raise ValueError("--clients must be >= 1 and --duration > 0")
+    for option, (low, high) in (("--quiet", args.quiet), ("--fault", args.fault)):
+        if not 0 <= low <= high:  # found by review: MIN above MAX was taken
+            raise ValueError(f"{option} MIN MAX needs 0 <= MIN <= MAX, not {low:g} {high:g}")
     options = ChaosOptions(
         workload=args.workload,
         nemesis=args.nemesis,

@@ -219,3 +219,25 @@ def test_a_config_path_that_is_a_directory_is_one_clear_line(tmp_path: Path, cap
     assert main(["node", "--config", str(tmp_path), "--node-id", "n1"]) == 1
     err = capsys.readouterr().err
     assert err == f"paxoskv: error: cannot read config file {tmp_path}: Is a directory\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["scan", "--start", "z", "--end", "a"], "--end must be above --start"),
+        (["scan", "--limit", "0"], "--limit must be >= 1"),
+        (
+            ["chaos", "--workload", "bank", "--out", "/nonexistent/x", "--quiet", "3", "1"],
+            "--quiet MIN MAX needs 0 <= MIN <= MAX, not 3 1",
+        ),
+    ],
+)
+def test_arguments_that_cannot_mean_anything_are_refused(
+    argv: list[str], message: str, capsys: Any
+) -> None:
+    """Found by review: each printed nothing (or ran) and exited 0."""
+    if argv[0] != "chaos":
+        argv = [argv[0], "--cluster", NOWHERE, *argv[1:]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
