@@ -152,6 +152,11 @@ def test_scan_across_shard_boundaries(gp_cluster: LocalCluster) -> None:
     key, version, value = verbose.strip().split("\t")
     assert (key, value) == ("o-scan", "O-SCAN") and int(version) > 0
     assert ok(paxoskv("scan", "--start", "x", "--end", "c", cluster=gp_cluster)) == ""
+    # --limit 0 is no limit, as etcdctl's (found by review: it printed nothing).
+    unlimited = ok(
+        paxoskv("scan", "--start", "f-scan", "--end", "z-scan~", "--limit", "0", cluster=gp_cluster)
+    )
+    assert unlimited == out
 
 
 def test_status_table(gp_cluster: LocalCluster) -> None:
