@@ -48,7 +48,10 @@ def register_bench_command(subparsers: Any) -> None:
         description="Closed-loop load against a running cluster: N client coroutines share "
         "one client (its Batch streams batch their requests); prints throughput and "
         "p50/p99/p99.9 latency, progress once a second on stderr for runs over 3 s, and "
-        "writes the full report as JSON with --json.",
+        "writes the full report as JSON with --json. It writes (and leaves) its own keys: "
+        "bench/NNNNNNNNNN for put, get and mixed, and under each shard's start key "
+        "<start>bench/txn/... and <start>bench/bank/... for the transaction workloads: run "
+        "it against a cluster whose data may take them.",
     )
     bench.add_argument(
         "--cluster",
