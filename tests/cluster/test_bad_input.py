@@ -14,11 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
+from rocksdict import AccessType, Options, Rdict
 
 from router import kv_pb2 as kv
 from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import LocalCluster, wait_for
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from shard.node_identity import Incarnation, node_incarnation
 from shard.transport import PROTOCOL, SECRET_HEADER
 
 pytestmark = pytest.mark.cluster
@@ -222,16 +224,32 @@ def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalClust
         refusals.append(replies[0].refusal)
     assert all("peer secret" in r for r in refusals[:2]), refusals
     assert "speaks protocol version 0" in refusals[-1], refusals
-    # Right cluster and a real peer, but messages that do not decode: dropped, not applied
-    # (the one reply accepts the stream's first batch).
+    # With the secret, a made-up incarnation of a real peer: refused, as a peer that came
+    # back with new data no rebuild made (shard/node_identity.py).
+    forged = peer_pb2.PeerBatch(from_node=peer, incarnation=b"made-up", **ours)
+    replies = list(stub.Exchange(iter([forged]), timeout=5, metadata=secret))
+    assert len(replies) == 1 and "came back with new data" in replies[0].refusal, replies
+    # Right cluster and a real peer in its incarnation, but messages that do not decode:
+    # dropped, not applied (the one reply accepts the stream's first batch).
     junk = peer_pb2.PeerBatch(
         messages=[peer_pb2.GroupMessage(group_id=1), peer_pb2.GroupMessage(group_id=99)],
         from_node=peer,
+        incarnation=_incarnation_of(c, c.names[1]).token,
         **ours,
     )
     replies = list(stub.Exchange(iter([junk]), timeout=5, metadata=secret))
     assert [(r.refusal, r.protocol) for r in replies] == [("", PROTOCOL)]
     assert c.status(target).node_name == target
+
+
+def _incarnation_of(c: LocalCluster, name: str) -> Incarnation:
+    """A running node's incarnation, read from its RocksDB opened read-only beside it."""
+    path = c.config.node_data_dir(c.node(name)) / "db"
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        return node_incarnation(db)
+    finally:
+        db.close()
 
 
 def test_request_to_a_stopped_or_frozen_node_fails_fast(c: LocalCluster, kv_of: Any) -> None:
