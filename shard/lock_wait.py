@@ -203,8 +203,13 @@ class LockTable:
             self.releases += 1
 
     def expire(self, now: float) -> None:
-        """Release the locks past their life and forget old wounds."""
-        for txn_id in [t for t, at in self._expires.items() if at <= now]:
+        """Release the locks past their life, except a committing holder's (its Prepare's
+        answer releases them, whenever it comes), and forget old wounds."""
+        # Found by review: a Prepare parked on another transaction's intents (rule L2, up
+        # to LOCK_WAIT_MAX_S) lost its own transaction's locks here to a younger reader,
+        # which wrote, and the older transaction's commit was then refused.
+        expired = [t for t, at in self._expires.items() if at <= now and t not in self._committing]
+        for txn_id in expired:
             self.release(txn_id)
         for txn_id in [t for t, (at, _, _) in self._wounded.items() if at <= now]:
             del self._wounded[txn_id]

@@ -25,8 +25,10 @@ etcd refuses such a member for the same reason). So:
   stream, and each peer keeps (synced) the one it first accepted from it and refuses the
   streams of another one unless a rebuild made it (`admit_peer`). So a node whose data was
   lost and that came back with `--bootstrap`, which nothing on its own disk can tell from a
-  first start, casts no vote: its peers refuse it (found by review: it became a leader
-  within half a second).
+  first start, casts no vote at the peers that knew its earlier data: they refuse it
+  (found by review: it became a leader within half a second). A peer that never accepted
+  a stream from the earlier incarnation takes the new one as its first (docs/ARCHITECTURE.md,
+  "A node's data", says what that leaves open).
 """
 
 from __future__ import annotations

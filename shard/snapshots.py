@@ -30,7 +30,15 @@ from typing import Protocol
 
 from shard.engine import KV, Engine, EngineBatch
 from shard.errors import SnapshotCorrupt
-from shard.mvcc import INTENT_TAG, META_TAG, TXN_TAG, pack_meta, prefix_end, unpack_meta
+from shard.mvcc import (
+    INTENT_TAG,
+    LATEST_TAG,
+    META_TAG,
+    TXN_TAG,
+    pack_meta,
+    prefix_end,
+    unpack_meta,
+)
 
 MAGIC = b"PKVSNAP\x01"
 _HEADER = struct.Struct(">QQQ")
@@ -38,8 +46,9 @@ _FRAME = struct.Struct(">II")
 _CRC = struct.Struct(">I")
 _HEAD = len(MAGIC) + _HEADER.size
 # First bytes of the records a restore checks before it touches the group's data
-# (`RestoreSink.check_record`): intents and transaction records, which are decoded.
-_CHECKED_TAGS = frozenset(INTENT_TAG + TXN_TAG)
+# (`RestoreSink.check_record`): those the state machine decodes (latest records, intents,
+# transaction records) and the meta record, which belongs in the header only.
+_CHECKED_TAGS = frozenset(LATEST_TAG + INTENT_TAG + TXN_TAG + META_TAG)
 _PART = struct.Struct(">I")
 # Staging keys, under the restore prefix of the group (`shard.mvcc.restore_prefix`).
 _MARKER = b"!"

@@ -377,6 +377,31 @@ def test_a_dead_clients_locks_expire_when_its_queue_wait_ends(node: OneNode) -> 
     assert node.core.hosts[1].locks.holder(b"b") is None
 
 
+def test_a_holders_locks_last_while_its_prepare_waits_on_intents(node: OneNode) -> None:
+    """Found by review: only a queued read for update kept its transaction's locks; its
+    Prepare, parked on a younger transaction's intent (rule L2), did not, so after
+    LOCK_TTL_S a younger reader took the lock, wrote, and the older transaction's commit
+    was refused. A committing holder's locks now last until its Prepare is answered."""
+    node.call(put(b"a", b"0"))
+    node.call(put(b"e", b"0"))
+    t, v, w = tid(b"t"), tid(b"v"), tid(b"w")
+    hold_intent(node, v, b"e", priority=300)  # a younger transaction prepared on e
+    start = node.now
+    read = node.call(read_for_update(b"a", t, 100)).get  # t, the oldest, locks a
+    assert read.error.code == kv.OK
+    node.advance(LOCK_QUEUE_MAX_S)  # its read for update elsewhere queued that long
+    prepared: list[kv.Response] = []
+    request = prepare(t, reads=((b"a", read.version),), writes=(b"e",), priority=100)
+    node.core.submit(request, prepared.append)
+    younger: list[kv.Response] = []
+    node.core.submit(read_for_update(b"a", w, 400), younger.append)
+    while not prepared:  # t's Prepare waits for v's intent (L2), past a's LOCK_TTL_S
+        node.advance(0.05)
+        if not prepared:
+            assert node.core.hosts[1].locks.holder(b"a") == t and younger == []
+    assert node.now > start + LOCK_TTL_S
+
+
 def test_a_freed_lock_goes_to_the_oldest_waiter_not_the_first(node: OneNode) -> None:
     node.call(read_for_update(b"apple", tid(b"holder"), priority=100))
     young: list[kv.Response] = []
