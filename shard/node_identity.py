@@ -137,9 +137,10 @@ def admit_peer(db: Rdict, node_id: int, incarnation: Incarnation) -> str:
             "one version on every node"
         )
     key = PEER_INCARNATION_PREFIX + str(node_id).encode()
-    if db.get(key) == incarnation.token:
+    known = db.get(key)
+    if known == incarnation.token:
         return ""
-    if db.get(key) is not None and not incarnation.rebuilt:
+    if known is not None and not incarnation.rebuilt:
         return (
             f"node {node_id} came back with new data (its incarnation changed) that no rebuild "
             "made, as a node whose data was lost and that was started with --bootstrap: it "
@@ -221,7 +222,8 @@ def _claim(
     batch = WriteBatch(raw_mode=True)
     batch.put(IDENTITY_KEY, identity.encode())
     batch.put(INCARNATION_KEY, Incarnation.new(rebuilt=rebuilding).encode())
-    if rebuild_groups is not None and rebuilding:
+    if rebuilding:
+        assert rebuild_groups is not None
         for group_id in rebuild_groups:
             RocksStorage(db, group_id).stage(PersistBatch(rebuilding=True), batch)
     db.write(batch, _synced())
