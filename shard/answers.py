@@ -112,7 +112,7 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                 if through is not None:
                     # Rule 14: a proven commit at or below the snapshot (_undecided_at).
                     return _found(pending, *through)
-                if any(_undecided_at(host, pending, i, op.at_version) for i in intents):
+                if any(_undecided_at(host, pending, i, at) for i in intents):
                     # Judged safe on a proof this leader no longer holds (it stopped leading
                     # while the read waited in the backlog): the store alone would miss the
                     # commit (found by review).
