@@ -30,25 +30,13 @@ from typing import Protocol
 
 from shard.engine import KV, Engine, EngineBatch
 from shard.errors import SnapshotCorrupt
-from shard.mvcc import (
-    INTENT_TAG,
-    LATEST_TAG,
-    META_TAG,
-    TXN_TAG,
-    pack_meta,
-    prefix_end,
-    unpack_meta,
-)
+from shard.mvcc import META_TAG, pack_meta, prefix_end, unpack_meta
 
 MAGIC = b"PKVSNAP\x01"
 _HEADER = struct.Struct(">QQQ")
 _FRAME = struct.Struct(">II")
 _CRC = struct.Struct(">I")
 _HEAD = len(MAGIC) + _HEADER.size
-# First bytes of the records a restore checks before it touches the group's data
-# (`RestoreSink.check_record`): those the state machine decodes (latest records, intents,
-# transaction records) and the meta record, which belongs in the header only.
-_CHECKED_TAGS = frozenset(LATEST_TAG + INTENT_TAG + TXN_TAG + META_TAG)
 _PART = struct.Struct(">I")
 # Staging keys, under the restore prefix of the group (`shard.mvcc.restore_prefix`).
 _MARKER = b"!"
@@ -88,7 +76,7 @@ def _walk_frames(data: bytes, pos: int, limit: int, max_bytes: int, sink: Restor
         pos = key_at + key_len + value_len
         if pos > stop or key_len == 0:
             raise SnapshotCorrupt("bad record frame in shard snapshot")
-        if data[key_at] in _CHECKED_TAGS:
+        if data[key_at] in sink.checked_tags:
             sink.check_record(data[key_at : key_at + key_len], data[key_at + key_len : pos])
     return pos
 
@@ -142,9 +130,12 @@ class ShardSnapshotBuild:
 class RestoreSink(Protocol):
     """What a restore tells the state machine whose keys it replaces (its derived state)."""
 
+    #: First bytes of the records `check_record` checks (the others are not asked about).
+    checked_tags: frozenset[int]
+
     def check_record(self, suffix: bytes, value: bytes) -> None:
-        """Raise SnapshotCorrupt if a structured record (a tag of _CHECKED_TAGS) does not
-        decode: met while the frames are walked, before the group's data changes."""
+        """Raise SnapshotCorrupt if a record of `checked_tags` does not decode: met while
+        the frames are walked, before the group's data changes."""
 
     def restore_started(self) -> None: ...
 

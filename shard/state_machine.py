@@ -106,6 +106,7 @@ from shard.mvcc import (
     PREPARED_TAG,
     PURGE_COUNTERS_TAG,
     PURGE_QUEUE_TAG,
+    TXN_TAG,
     UNFINISHED_TAG,
     VERSION_TAG,
     PurgeCounters,
@@ -858,6 +859,10 @@ class ShardStateMachine:
         self._scanned = {}
         self._unfinished_ids = set()
         self._gc_cursor = None  # a pass over the replaced state would resume at random
+
+    #: The records `check_record` decodes (latest records, intents, transaction records)
+    #: and the meta record, which belongs in a snapshot's header only.
+    checked_tags = frozenset(LATEST_TAG + INTENT_TAG + TXN_TAG + META_TAG)
 
     def check_record(self, suffix: bytes, value: bytes) -> None:
         """A record a restore would write that this state machine decodes: refused as a
