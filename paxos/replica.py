@@ -120,6 +120,7 @@ Rules
 from __future__ import annotations
 
 import enum
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -364,16 +365,28 @@ class Replica:
             else:
                 self._campaign()
 
-    def sending(self) -> bool:
-        """Whether the next Ready sends messages to peers (a driver coalesces with it)."""
-        return bool(self._out.messages or self._out.messages_after_persist)
+    def sending_heartbeats(self) -> bool:
+        """Whether the next Ready sends a heartbeat round or acks to one (a driver
+        coalesces the rounds of its other groups with them).
+
+        Not any message: under writes a leader sends Accepts and its followers Accepted at
+        every cycle, and rounds coalesced with those came at twice the heartbeat rate,
+        each a message to every peer and an ack back (measured: 15 % more node CPU per
+        sequential put).
+        """
+        out = self._out
+        return any(
+            isinstance(m, (Heartbeat, HeartbeatAck))
+            for m in itertools.chain(out.messages, out.messages_after_persist)
+        )
 
     def heartbeat_early(self) -> bool:
         """As leader, send the next heartbeat round now if half an interval has passed since
         the last one; True if it did.
 
-        A driver calls it when it writes to the peers anyway (an ack, another group's
-        round), so that one write carries the rounds of every group it leads. An early
+        A driver calls it when it writes heartbeat traffic to the peers anyway (an ack,
+        another group's round), so that one write carries the rounds of every group it
+        leads. An early
         round only makes the followers' timers and the lease fresher: the interval stays
         the longest gap between rounds, the lease still runs from a round's send time, and
         `tick` has just applied check-quorum at this time.

@@ -487,19 +487,20 @@ class NodeCore:
             self._serve(host, pending)
 
     def _coalesce_heartbeats(self) -> None:
-        """When this wake writes to the peers anyway (a heartbeat round came due, or acks to
-        the rounds of the groups we follow), the groups we lead whose next round is half due
+        """When this wake sends heartbeat traffic anyway (a round came due, or acks to the
+        rounds of the groups we follow), the groups we lead whose next round is half due
         send it now, in the same write (`Replica.heartbeat_early`).
 
         The nodes' rounds fall into step: an idle 3-node, 3-shard node wakes 65 times a
         second instead of 87 and uses 5.0 % of a core instead of 6.3 % (measured by a
         review helper, eight alternated rounds), with every round still at most one
-        interval after the last and failover unchanged.
+        interval after the last and failover unchanged. Writes (Accepts, votes) do not
+        bring rounds forward (`Replica.sending_heartbeats`).
         """
         live = [h.replica for h in self.hosts.values() if h.restore is None]
-        if any(r.sending() for r in live):
+        if any(r.sending_heartbeats() for r in live):
             for replica in live:
-                if not replica.sending():
+                if not replica.sending_heartbeats():
                     replica.heartbeat_early()
 
     def next_deadline(self) -> float | None:

@@ -1119,9 +1119,9 @@ def test_an_early_heartbeat_round_is_sent_only_by_a_leader_half_an_interval_on()
     leader, last = g.r(1), g.now[1]
     interval = leader.config.heartbeat_interval_s
     g.tick(1, last + 0.4 * interval)
-    assert not leader.heartbeat_early() and not leader.sending()
+    assert not leader.heartbeat_early() and not leader.sending_heartbeats()
     g.tick(1, last + 0.6 * interval)  # before its timer, past half of it
-    assert leader.heartbeat_early() and leader.sending()
+    assert leader.heartbeat_early() and leader.sending_heartbeats()
     ready = g.process(1)
     assert {type(m) for m in ready.messages} == {Heartbeat}
     assert {m.dst for m in ready.messages} == {2, 3}
