@@ -2,7 +2,8 @@
 
 Run against a running cluster (see examples/README.md)::
 
-    python examples/bank_transfer.py --cluster 127.0.0.1:7001,127.0.0.1:7002
+    python examples/bank_transfer.py                  # with PAXOSKV_CLUSTER set
+    python examples/bank_transfer.py --cluster HOST:PORT[,HOST:PORT...]
 
 Accounts are named after people, and a key's first byte picks its shard (with the default 3
 shards: alice..ivan in the first, judy..quinn in the second, rupert..zoe in the third), so
@@ -46,7 +47,8 @@ class Overdraft(Exception):
 
 
 class InvalidTransfer(ValueError):
-    """A transfer that would create or destroy money; refused before anything is read."""
+    """A transfer that would create or destroy money (to itself, a non-positive amount, an
+    unknown account); refused before anything is written."""
 
 
 def transfer(tx: Transaction, src: str, dst: str, amount: int) -> None:
@@ -106,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     # good and run again) before run() returns, so no transfer is applied twice.
     with Client(args.cluster, max_attempts=200, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
-        # Open every account in one transaction: all appear at once.
-        with client.transaction() as tx:
+
+        # Open every account in one transaction: all appear at once. Through run(), so a
+        # lost commit answer is settled too (the writes are the same at every run).
+        def open_accounts(tx: Transaction) -> None:
             for name in NAMES:
                 tx.put(account(name), b"%d" % INITIAL)
+
+        client.run(open_accounts)
         total = INITIAL * len(NAMES)
         shard_map = client.async_client.routing.shard_map
         assert shard_map is not None

@@ -2,7 +2,8 @@
 
 Run against a running cluster (see examples/README.md)::
 
-    python examples/lock_with_fencing.py --cluster 127.0.0.1:7001,127.0.0.1:7002
+    python examples/lock_with_fencing.py                  # with PAXOSKV_CLUSTER set
+    python examples/lock_with_fencing.py --cluster HOST:PORT[,HOST:PORT...]
 
 Martin Kleppmann, "How to do distributed locking" (2016): a client takes a lock with an
 expiry, then pauses (GC, page faults, a slow network) past the expiry; another client takes
@@ -114,7 +115,9 @@ def current_holder(client: Client) -> tuple[str, int] | None:
 
 class ExternalStorage:
     """A resource outside paxoskv that checks tokens itself: it remembers the highest token
-    it has seen and refuses any write with a lower one."""
+    it has seen and refuses any write with a lower one. A real one must keep `highest`
+    durably and check and raise it atomically with the write it guards (one transaction of
+    its own store, or a conditional write), or two writers can both pass the check."""
 
     def __init__(self) -> None:
         self.highest = 0

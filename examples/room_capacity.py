@@ -2,7 +2,8 @@
 
 Run against a running cluster (see examples/README.md)::
 
-    python examples/room_capacity.py --cluster 127.0.0.1:7001,127.0.0.1:7002
+    python examples/room_capacity.py                  # with PAXOSKV_CLUSTER set
+    python examples/room_capacity.py --cluster HOST:PORT[,HOST:PORT...]
 
 Each booking is its own key under its room's prefix; there is no counter key that every
 booking would have to update. A booking transaction SCANS the room's prefix, counts, and
@@ -33,6 +34,10 @@ CAPACITY = 3
 
 
 def room_prefix(room: str) -> bytes:
+    # Found by review: room "r101/annex" lay inside r101's prefix, so its bookings counted
+    # against neither room's capacity check and r101 listed four.
+    if not room or "/" in room:
+        raise ValueError(f"room id {room!r}: must be non-empty and without '/'")
     return f"booking/{RUN}/{room}/".encode()
 
 

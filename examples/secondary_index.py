@@ -2,7 +2,8 @@
 
 Run against a running cluster (see examples/README.md)::
 
-    python examples/secondary_index.py --cluster 127.0.0.1:7001,127.0.0.1:7002
+    python examples/secondary_index.py                  # with PAXOSKV_CLUSTER set
+    python examples/secondary_index.py --cluster HOST:PORT[,HOST:PORT...]
 
 Products are stored by id; an index by category lets us list the products of a category
 with one range scan. Record and index entry are written in the same transaction, so the
@@ -43,6 +44,10 @@ def product_key(pid: str) -> bytes:
 
 
 def index_prefix(category: str) -> bytes:
+    # Found by review: index_key("books", "rare/p1") was index_key("books/rare", "p1"), so
+    # moving one product out of "books/rare" dropped the other from "books".
+    if not category or "/" in category:
+        raise ValueError(f"category {category!r}: must be non-empty and without '/'")
     return f"idx/{RUN}/category/{category}/".encode()
 
 

@@ -2,7 +2,8 @@
 
 Run against a running cluster (see examples/README.md)::
 
-    python examples/unique_username.py --cluster 127.0.0.1:7001,127.0.0.1:7002
+    python examples/unique_username.py                  # with PAXOSKV_CLUSTER set
+    python examples/unique_username.py --cluster HOST:PORT[,HOST:PORT...]
 
 A users table keyed by user id, plus two unique indexes. The index entries live in OTHER
 shards than the user record (with the default 3 shards split at "j" and "r": email/... in
@@ -198,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.cluster:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
+    if args.racers < 2:
+        parser.error("--racers must be at least 2: a race needs two sign-ups")
 
     with Client(args.cluster, max_attempts=100, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries

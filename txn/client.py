@@ -6,12 +6,16 @@ Quick start
 
     from txn import Client
 
-    with Client("127.0.0.1:7001,127.0.0.1:7002") as client:
+    with Client("127.0.0.1:7001,127.0.0.1:7002", settle_unknown=True) as client:
 
         @client.transactional
         def transfer(tx, src: bytes, dst: bytes, amount: int) -> None:
-            a = int(tx.get(src) or b"0")
-            b = int(tx.get(dst) or b"0")
+            if amount <= 0 or src == dst:
+                raise ValueError("invalid transfer")  # aborts: nothing is written
+            a = int(tx.get(src, for_update=True) or b"0")
+            if a < amount:
+                raise ValueError("insufficient funds")
+            b = int(tx.get(dst, for_update=True) or b"0")
             tx.put(src, b"%d" % (a - amount))
             tx.put(dst, b"%d" % (b + amount))
 
@@ -97,7 +101,8 @@ re-acquired, renewed or released (each of those writes a new version of the lock
 refusal raises `FencingTokenRejected` (a `Conflict` that `run` does not retry: the token
 can never become current again) and leaves nothing behind. The token of a lock is the
 commit timestamp of the transaction that wrote the lock record (`tx.commit_ts`, the
-version it wrote to the lock key; also `tx.read_set[LOCK]` after reading it). Tokens
+version it wrote to the lock key; also `tx.read_set[LOCK]` after reading the record, when
+it is present and names you: for a released lock that is the deletion's version). Tokens
 increase: every later write of the lock key gets a higher version. Renewing writes a new
 version, so a renewal is a new token. An expiry stored in the lock record is advisory data
 for acquirers to check; the store knows nothing of it. (Kleppmann, "How to do distributed

@@ -9,11 +9,13 @@ finalizer, also when a test failed.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +178,52 @@ def test_fenced_write_in_a_larger_transaction_is_all_or_nothing(client: txn.Clie
             tx.put_fenced(key, b"B", lock=lock, token=new)
     with client.snapshot() as snap:
         assert [snap.get(k) for k in keys] == [b"B"] * 3
+
+
+def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+def test_a_publish_whose_cas_answer_was_lost_publishes_once(
+    client: txn.Client, monkeypatch: pytest.MonkeyPatch, applied: bool
+) -> None:
+    """config_pointer.publish sends a CAS again after OutcomeUnknown (a leader failover):
+    its value is unique, so a copy never applies twice (found by review: publish raised at
+    every kill of the leader, and publishing again published twice)."""
+    cp = load_example("config_pointer", monkeypatch)
+    client.cas(cp.POINTER, expect_absent=True, new_value=cp.encode(1, "ranker-v1"))
+    real_cas = client.cas
+    lost = [1]
+
+    def cas_losing_one_answer(*args: Any, **kwargs: Any) -> Any:
+        if lost:
+            lost.pop()
+            if applied:
+                real_cas(*args, **kwargs)
+            raise txn.OutcomeUnknown("injected: the answer was lost")
+        return real_cas(*args, **kwargs)
+
+    monkeypatch.setattr(client, "cas", cas_losing_one_answer)
+    done = cp.publish(client, "ranker-v2")
+    assert (done.seq, done.attempts, done.resent) == (2, 1, 1)
+    assert cp.decode(client.get(cp.POINTER)) == (2, "ranker-v2")
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix_of"), [("room_capacity", "room_prefix"), ("secondary_index", "index_prefix")]
+)
+def test_ids_that_would_share_a_prefix_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, prefix_of: str
+) -> None:
+    """A '/' in a room or category id put its keys inside another id's prefix (review)."""
+    prefix = getattr(load_example(name, monkeypatch), prefix_of)
+    assert prefix("r101").endswith(b"/r101/")
+    for bad in ("r101/annex", ""):
+        with pytest.raises(ValueError, match="without '/'"):
+            prefix(bad)
