@@ -8,7 +8,7 @@ from typing import Any
 
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
-from txn.records import MAX_TXN_ID_BYTES, Conflict
+from txn.records import MAX_TXN_ID_BYTES, Conflict, quote_key
 from txn.txn_ids import start_ts_of
 
 
@@ -57,8 +57,9 @@ def _check_disjoint(read_ranges: Sequence[kv.KeyRange]) -> None:
             raise _Refusal(
                 _error(
                     kv.INVALID_ARGUMENT,
-                    f"scanned ranges overlap ([{before.start!r}, {before.end or b'+inf'!r}) and "
-                    f"[{after.start!r}, ...)); send their union",
+                    f"scanned ranges overlap ([{quote_key(before.start)}, "
+                    f"{quote_key(before.end or b'+inf')}) and [{quote_key(after.start)}, "
+                    "...)); send their union",
                 )
             )
 
@@ -101,7 +102,7 @@ def _check_new_txn_id(txn_id: bytes) -> None:
         raise _Refusal(
             _error(
                 kv.INVALID_ARGUMENT,
-                f"txn_id {txn_id[:32]!r} carries no start timestamp: make transaction ids "
+                f"txn_id {quote_key(txn_id, 32)} carries no start timestamp: make transaction ids "
                 "with txn.txn_ids.new_txn_id (the txn client does)",
             )
         )

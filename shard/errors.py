@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from txn.records import quote_key
+
 
 class Status(enum.IntEnum):
     """Outcome code of one command; the wire values of `shard.proto` `Status`."""
@@ -61,11 +63,20 @@ class WrongShard(ShardError):
 
     status = Status.WRONG_SHARD
 
-    def __init__(self, key: bytes, start: bytes, end: bytes | None) -> None:
+    def __init__(
+        self, key: bytes, start: bytes, end: bytes | None, *, range_end: bytes | None = b""
+    ) -> None:
+        """`range_end`, for a range starting at `key`: its end (None: no end); b"" for a key."""
         self.key = key
         self.start = start
         self.end = end
-        super().__init__(f"key {key!r} is outside this shard's range [{start!r}, {end!r})")
+        if range_end == b"":
+            what = f"key {quote_key(key)}"
+        else:
+            what = (
+                f"range [{quote_key(key)}, {'+inf' if range_end is None else quote_key(range_end)})"
+            )
+        super().__init__(f"{what} is outside this shard's range [{start!r}, {end!r})")
 
 
 class VersionCompacted(ShardError):
