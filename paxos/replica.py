@@ -386,10 +386,9 @@ class Replica:
 
         A driver calls it when it writes heartbeat traffic to the peers anyway (an ack,
         another group's round), so that one write carries the rounds of every group it
-        leads. An early
-        round only makes the followers' timers and the lease fresher: the interval stays
-        the longest gap between rounds, the lease still runs from a round's send time, and
-        `tick` has just applied check-quorum at this time.
+        leads. An early round only makes the followers' timers and the lease fresher: the
+        interval stays the longest gap between rounds, the lease still runs from a round's
+        send time, and `tick` has just applied check-quorum at this time.
         """
         if self._role is not Role.LEADER:
             return False

@@ -63,20 +63,20 @@ class WrongShard(ShardError):
 
     status = Status.WRONG_SHARD
 
-    def __init__(
-        self, key: bytes, start: bytes, end: bytes | None, *, range_end: bytes | None = b""
-    ) -> None:
-        """`range_end`, for a range starting at `key`: its end (None: no end); b"" for a key."""
+    def __init__(self, key: bytes, start: bytes, end: bytes | None, *, subject: str = "") -> None:
         self.key = key
         self.start = start
         self.end = end
-        if range_end == b"":
-            what = f"key {quote_key(key)}"
-        else:
-            what = (
-                f"range [{quote_key(key)}, {'+inf' if range_end is None else quote_key(range_end)})"
-            )
-        super().__init__(f"{what} is outside this shard's range [{start!r}, {end!r})")
+        subject = subject or f"key {quote_key(key)}"
+        super().__init__(f"{subject} is outside this shard's range [{start!r}, {end!r})")
+
+    @classmethod
+    def for_range(
+        cls, range_start: bytes, range_end: bytes | None, start: bytes, end: bytes | None
+    ) -> WrongShard:
+        """The range [range_start, range_end) (None: no end) is not inside [start, end)."""
+        to = "+inf" if range_end is None else quote_key(range_end)
+        return cls(range_start, start, end, subject=f"range [{quote_key(range_start)}, {to})")
 
 
 class VersionCompacted(ShardError):

@@ -672,7 +672,7 @@ class NodeCore:
                     or (op.start < desc.end and end is not None and end <= desc.end)
                 )
                 if not inside:
-                    raise WrongShard(op.start, desc.start, desc.end, range_end=end or None)
+                    raise WrongShard.for_range(op.start, end or None, desc.start, desc.end)
             elif kind in ("prepare", "commit_one_phase"):
                 # Counted before any per-item work: that work is what the limit bounds.
                 items = len(op.reads) + len(op.writes) + len(op.read_ranges)
@@ -699,8 +699,8 @@ class NodeCore:
                     if not desc.contains(key_range.start) or (
                         desc.end is not None and (not key_range.end or key_range.end > desc.end)
                     ):
-                        raise WrongShard(
-                            key_range.start, desc.start, desc.end, range_end=key_range.end or None
+                        raise WrongShard.for_range(
+                            key_range.start, key_range.end or None, desc.start, desc.end
                         )
                     size += len(key_range.start) + len(key_range.end)
                 if size > MAX_COMMAND_BYTES:
