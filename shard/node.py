@@ -498,10 +498,10 @@ class NodeCore:
         bring rounds forward (`Replica.sending_heartbeats`).
         """
         live = [h.replica for h in self.hosts.values() if h.restore is None]
-        if any(r.sending_heartbeats() for r in live):
-            for replica in live:
-                if not replica.sending_heartbeats():
-                    replica.heartbeat_early()
+        quiet = [r for r in live if not r.sending_heartbeats()]
+        if len(quiet) < len(live):
+            for replica in quiet:
+                replica.heartbeat_early()
 
     def next_deadline(self) -> float | None:
         """The earliest time (tick's clock) a short timer of this node is due, or None.
