@@ -143,9 +143,7 @@ def encode_txn(record: TxnCommand, ts: int) -> bytes:
     outcome, records `ts` as its decided_ts (the retention clock of PurgeDecisions). Finish
     and PurgeDecisions ignore it.
     """
-    msg = pb.Command(ts=ts)
-    msg.txn.MergeFromString(txn_codec.encode_command(record))
-    data: bytes = msg.SerializeToString()
+    data: bytes = pb.Command(ts=ts, txn=txn_codec.command_message(record)).SerializeToString()
     return data
 
 
@@ -215,7 +213,7 @@ def decode_command(data: bytes) -> Command:
         )
     if which == "txn":
         try:
-            record = txn_codec.decode_command(msg.txn.SerializeToString())
+            record = txn_codec.decode_command_message(msg.txn)
         except txn_codec.MalformedTxnRecord as exc:
             raise MalformedCommand(str(exc)) from None
         return Command(Op.TXN, b"", msg.ts, txn=record)

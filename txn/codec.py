@@ -85,7 +85,8 @@ def _ranges_pb(ranges: Sequence[KeyRange]) -> list[pb.KeyRange]:
     return [pb.KeyRange(start=r.start, end=r.end) for r in ranges]
 
 
-def _command_pb(record: TxnCommand) -> pb.TxnCommand:
+def command_message(record: TxnCommand) -> pb.TxnCommand:
+    """`record` as a `paxoskv.txn.TxnCommand` message (to embed in another message)."""
     if isinstance(record, Prepare):
         return pb.TxnCommand(
             prepare=pb.Prepare(
@@ -149,7 +150,7 @@ def _command_pb(record: TxnCommand) -> pb.TxnCommand:
 
 def encode_command(record: TxnCommand) -> bytes:
     """Encode a transaction command as `paxoskv.txn.TxnCommand` bytes."""
-    data: bytes = _command_pb(record).SerializeToString()
+    data: bytes = command_message(record).SerializeToString()
     return data
 
 
@@ -232,10 +233,23 @@ def decode_command(data: bytes) -> TxnCommand:
             oversized txn id, duplicate keys, duplicate participants).
     """
     try:
-        return _decode_command_pb(pb.TxnCommand.FromString(data))
+        msg = pb.TxnCommand.FromString(data)
+    except Exception as exc:  # untrusted bytes: any decoder failure
+        raise MalformedTxnRecord(f"bad transaction command: {exc}") from None
+    return decode_command_message(msg)
+
+
+def decode_command_message(msg: pb.TxnCommand) -> TxnCommand:
+    """The record of a parsed `paxoskv.txn.TxnCommand` (embedded in another message).
+
+    Raises:
+        MalformedTxnRecord: a record that fails validation (as `decode_command`).
+    """
+    try:
+        return _decode_command_pb(msg)
     except MalformedTxnRecord:
         raise
-    except Exception as exc:  # untrusted bytes: any decoder or validation failure
+    except Exception as exc:  # untrusted input: any validation failure
         raise MalformedTxnRecord(f"bad transaction command: {exc}") from None
 
 
