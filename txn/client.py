@@ -41,7 +41,10 @@ A read-write transaction reads through the shard leaders (linearizable `Get`/`Sc
 remembers every key it read with the version it saw, also for absent keys (the version of the
 key's newest tombstone, 0 when never written). Writes are buffered in the client; reads see
 them (read-your-writes, scans included). Nothing is locked while the transaction runs
-(optimistic concurrency, docs/ARCHITECTURE.md "Transactions").
+(optimistic concurrency, docs/ARCHITECTURE.md "Transactions"). The reads are not one
+snapshot: each sees the latest committed data when it is made, and the commit validates
+them all. So `run` checks a body's error against what the body read
+(`txn.retry.checked_body_error`): changed data makes it a retryable `Conflict`.
 
 Commit sends the read and write sets to the participants, the groups owning those keys:
 
@@ -151,7 +154,7 @@ from txn.errors import (
     from_routing_error,
 )
 from txn.hlc import HybridClock
-from txn.retry import _refuse_generator, _RetryPolicy
+from txn.retry import _refuse_generator, _RetryPolicy, checked_body_error
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.transaction import AsyncTransaction
@@ -371,7 +374,10 @@ class AsyncClient:
             CommitUnknown: the last commit's outcome is unknown (not retried; with
                 `settle_unknown`, only when it could not be settled in time).
             Whatever `fn` raises that is not retryable, or that it raises after its
-                transaction committed (or may have), unchanged.
+                transaction committed (or may have), unchanged; but an error `fn` raises
+                while what it read has changed since (its reads are not one snapshot, so it
+                may have seen part of another commit) is retried as a `Conflict` whose
+                `__cause__` is that error.
         """
         _refuse_generator(fn)
         loop = asyncio.get_running_loop()
@@ -383,9 +389,15 @@ class AsyncClient:
             tx = self._attempt(priority)
             priority = tx._priority
             try:
-                result = fn(tx, *args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
+                try:
+                    result = fn(tx, *args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except Exception as failed:
+                    error = await checked_body_error(tx, failed)
+                    if error is failed:
+                        raise
+                    raise error from failed
                 if tx.state is TransactionState.OPEN:
                     try:
                         await tx.commit()

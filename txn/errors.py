@@ -27,7 +27,8 @@ LimitExceeded          LIMIT_EXCEEDED       no         no               key/valu
 InvalidArgument        INVALID_ARGUMENT     no         no               malformed request
 WrongCluster           WRONG_CLUSTER        no         no               seeds of another cluster
 ServerError            INTERNAL             no         per instance     a node reported a bug
-ClientClosed           CLIENT_CLOSED        no         no               the client was closed
+ClientClosed           CLIENT_CLOSED        no         per instance     the client was closed
+                                                                        (mid-write: maybe)
 TransactionClosed      TRANSACTION_CLOSED   no         no               use after commit/abort
 TransactionTooOld      TRANSACTION_TOO_OLD  yes        no               committed too long after
                                                                         its start
@@ -289,7 +290,8 @@ class ServerError(PaxosKVError, routing.ServerError):
 
 
 class ClientClosed(PaxosKVError, routing.ClientClosed):
-    """The client was closed; create a new one."""
+    """The client was closed; create a new one. `maybe_committed` is set when the close
+    cut off a write or commit in flight (it may have been applied)."""
 
     code = "CLIENT_CLOSED"
     retryable = False

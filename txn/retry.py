@@ -5,10 +5,14 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.cache import Backoff
 from txn.errors import PaxosKVError, TooManyRetries
+from txn.status import TransactionState
+
+if TYPE_CHECKING:
+    from txn.transaction import AsyncTransaction
 
 
 def _refuse_generator(fn: Callable[..., Any]) -> None:
@@ -66,3 +70,23 @@ def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
         e for e in leaves if isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed
     ]
     return retryable[0] if leaves and len(retryable) == len(leaves) else None
+
+
+async def checked_body_error(tx: AsyncTransaction, exc: Exception) -> Exception:
+    """The error `run` handles for `exc`, raised by its body while `tx` was open.
+
+    A retryable Conflict (caused by `exc`) when what the body read has changed since: its
+    reads were not one snapshot, so its view may have mixed data from before and after
+    another commit, and its error with it (FoundationDB's bodies read one version and never
+    see such a mix). Otherwise `exc` itself: the reads were all current at one moment.
+    """
+    if tx.state is not TransactionState.OPEN or _retryable_leaf(exc) is not None:
+        return exc
+    try:
+        changed = await tx._view_changed()
+    except PaxosKVError:
+        return exc  # the reads could not be checked: the body's own error stands
+    if changed is None:
+        return exc
+    changed.__cause__ = exc
+    return changed

@@ -20,7 +20,7 @@ from router.tls import ClientTls
 from txn.args import DEFAULT_SCAN_LIMIT
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.errors import ClientClosed, CommitUnknown, TxnRef
-from txn.retry import _refuse_generator
+from txn.retry import _refuse_generator, checked_body_error
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
@@ -290,7 +290,8 @@ class Client:
             # a cancellation is no error of ours (found by review).
             raise ClientClosed(
                 "the client was closed while this call was in flight; a write or commit it "
-                "made may or may not have happened"
+                "made may or may not have happened",
+                maybe_committed=True,
             ) from None
         except BaseException:
             future.cancel()
@@ -399,7 +400,16 @@ class Client:
             priority = inner._priority
             tx = Transaction(self, inner)
             try:
-                result = fn(tx, *args, **kwargs)
+                try:
+                    result = fn(tx, *args, **kwargs)
+                except Exception as failed:
+                    try:
+                        error = self._call(checked_body_error(inner, failed))
+                    except ClientClosed:
+                        error = failed  # closed meanwhile: the body's own error stands
+                    if error is failed:
+                        raise
+                    raise error from failed
                 if inspect.isawaitable(result):
                     # A coroutine function behind a plain wrapper: its body has not run, and
                     # committing now would commit nothing and drop its writes silently.

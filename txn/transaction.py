@@ -272,6 +272,44 @@ class AsyncTransaction:
         self._reads[key] = version
         self._values[key] = value
 
+    async def _view_changed(self) -> Conflict | None:
+        """A Conflict naming a key this transaction read that changed since (or a range it
+        scanned that holds other keys now), or None when every read is still current.
+
+        Reads of a read-write transaction see the latest data when each is made, not one
+        snapshot: a body can read half before and half after another commit (the commit
+        validation then refuses it, but a body that raises never gets there). When every
+        read is still current, all of them were at one moment (the last read's: each stayed
+        current from its read to its check), so the body's view was consistent.
+        """
+        keys = list(self._values)  # what the body read (a fenced lock is in the read set only)
+        versions = await asyncio.gather(*(self._client._read_latest(k, self.txn_id) for k in keys))
+        for key, (_value, version) in zip(keys, versions, strict=True):
+            if version != self._reads[key]:
+                return self._changed(key, f"version {self._reads[key]}, now {version}")
+        for start, end in self._scanned:
+            seen = {
+                k: v
+                for k, v in self._reads.items()
+                if self._values.get(k) is not None and k >= start and (end is None or k < end)
+            }
+            items, _ = await self._client._scan_range(start, end, len(seen) + 1, txn_id=self.txn_id)
+            now = {k: version for k, _value, version in items}
+            if now != seen:
+                key = min(k for k in now.keys() | seen.keys() if now.get(k) != seen.get(k))
+                return self._changed(key, "the scanned range holds other keys or versions now")
+        return None
+
+    def _changed(self, key: bytes, detail: str) -> Conflict:
+        return Conflict(
+            key,
+            b"",
+            "read",
+            f"what the transaction read changed while its body ran ({detail}): the body's "
+            "error may come from reading between another transaction's writes",
+            txn_id=self.txn_id,
+        )
+
     def _covered(self, key: bytes) -> bool:
         """Whether a scan of this transaction covered `key`."""
         return any(s <= key and (e is None or key < e) for s, e in self._scanned)

@@ -123,3 +123,21 @@ def test_a_call_that_passed_the_closed_check_as_close_ran_gets_client_closed(
         # the loop, or its never-started coroutine warns in a later test.
         client._loop.run_until_complete(asyncio.sleep(0.01))
         client._loop.close()
+
+
+@pytest.mark.parametrize("op", ["put_fenced", "delete_fenced"])
+def test_a_fenced_write_cut_off_by_close_may_have_committed(fake: FakeKV, op: str) -> None:
+    """`put_fenced` / `delete_fenced` run a whole commit in one call: closing cut it off
+    with a ClientClosed whose `maybe_committed` was False, though the write may have been
+    applied (found by review: 42 applied writes reported as not committed)."""
+    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "commit_one_phase" else None
+
+    def write(client: Client) -> None:
+        if op == "put_fenced":
+            client.put_fenced(b"apple", b"x", lock=b"apple-lock", token=7)
+        else:
+            client.delete_fenced(b"apple", lock=b"apple-lock", token=7)
+
+    exc = _close_while_in_flight(fake, write, "commit_one_phase")
+    assert isinstance(exc, ClientClosed), repr(exc)
+    assert exc.maybe_committed, "a cut-off write must say it may have been applied"
