@@ -1,4 +1,5 @@
-"""The client API's key and value arguments: their checks, and the default scan limit."""
+"""The client API's arguments: their checks (a bad one is an InvalidArgument, never a bare
+ValueError or TypeError from deeper down), and the default scan limit."""
 
 from __future__ import annotations
 
@@ -24,3 +25,33 @@ def _as_key(key: object, what: str = "key") -> bytes:
 
 def _as_value(value: object) -> bytes:
     return _as_key(value, "value")
+
+
+_U64_END = 1 << 64
+
+
+def _as_u64(value: object, what: str) -> int:
+    """A version, timestamp or token: an int in [0, 2**64)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{what} is an int, got {type(value).__name__}")
+    if not 0 <= value < _U64_END:
+        raise InvalidArgument(f"{what} must be in [0, 2**64), got {value}")
+    return value
+
+
+def _as_limit(limit: object) -> int:
+    """A scan limit: an int (<= 0 returns nothing)."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidArgument(f"a scan limit is an int, got {type(limit).__name__}")
+    return limit
+
+
+def _as_timeout(timeout_s: object) -> float | None:
+    """A per-call timeout in seconds (> 0), or None for the client's default."""
+    if timeout_s is None:
+        return None
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise InvalidArgument(f"timeout_s is a number of seconds, got {type(timeout_s).__name__}")
+    if not timeout_s > 0:
+        raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s}")
+    return float(timeout_s)

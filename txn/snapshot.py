@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from txn.args import DEFAULT_SCAN_LIMIT, _as_key
+from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_limit
 from txn.errors import TransactionClosed
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class AsyncSnapshot:
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
         ts = await self.timestamp()
-        if limit <= 0 or (end is not None and end <= start):
+        if _as_limit(limit) <= 0 or (end is not None and end <= start):
             return []
         items, _ = await self._client._scan_range(start, end, limit, at_ts=ts)
         return [(k, v) for k, v, _ in items]

@@ -7,7 +7,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_value
+from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_limit, _as_value
 from txn.errors import (
     Conflict,
     FencingTokenRejected,
@@ -177,6 +177,7 @@ class AsyncTransaction:
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
+        limit = _as_limit(limit)
         self._check_open()
         if for_update and limit > MAX_TXN_ITEMS:
             raise LimitExceeded(
@@ -381,8 +382,10 @@ class AsyncTransaction:
     def _fence(self, lock: bytes, token: int) -> None:
         lock = _as_key(lock, "key")
         self._check_open()
-        if isinstance(token, bool) or not isinstance(token, int) or token <= 0:
-            raise InvalidArgument(f"a fencing token is a commit timestamp > 0, got {token!r}")
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 < token < 1 << 64:
+            raise InvalidArgument(
+                f"a fencing token is a commit timestamp in (0, 2**64), got {token!r}"
+            )
         known = self._fences.get(lock)
         if known is not None and known != token:
             raise InvalidArgument(f"two fencing tokens ({known}, {token}) for lock {lock!r}")

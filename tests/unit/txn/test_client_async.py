@@ -19,6 +19,7 @@ from test_client_fakekv import (
     conflict_response,
     decided,
     error_response,
+    fake_in_thread,
     fast_client,
     with_fake,
 )
@@ -1224,3 +1225,110 @@ async def test_txn_status_reports_a_commit_whose_decision_is_not_recorded_yet(
         with fake.lock:  # group 3's part vanishes, as if its Prepare had not arrived yet
             del fake.store.prepared[(tx.txn_id, 3)]
         assert (await client.txn_status(tx.ref)).state is TxnState.IN_PROGRESS
+
+
+@with_fake
+async def test_close_sends_the_resolves_of_a_commit_that_ends_while_it_drains(
+    fake: FakeKV,
+) -> None:
+    """close() waits briefly for the background Resolves; a commit still in flight then
+    ends during that wait, and its own Resolves were refused (`_spawn` after close), so
+    its keys stayed locked until recovery (found by review: another client's read of them
+    took about a second). Now they are sent, and close() waits for them too."""
+    client = fast_client(fake)
+    first = client.transaction()
+    first.put(b"apple-1", b"1")
+    first.put(b"plum-1", b"1")
+    first_id = first.txn_id
+    # The first commit's Resolves get no answer: its background tasks outlive close()'s start.
+    fake.hook = lambda node, req: (
+        DROP if req.WhichOneof("op") == "resolve" and req.resolve.txn_id == first_id else None
+    )
+    await first.commit()
+    second = client.transaction()
+    second.put(b"apple-2", b"2")
+    second.put(b"plum-2", b"2")
+    commit = asyncio.create_task(second.commit())
+    await asyncio.sleep(0)  # its Prepares are on their way
+    await client.close()
+    await commit
+    resolved = {
+        req.resolve.header.group_id
+        for _node, req in fake.requests("resolve")
+        if req.resolve.txn_id == second.txn_id
+    }
+    assert resolved == {fake.group_of(b"apple-2"), fake.group_of(b"plum-2")}
+
+
+@with_fake
+async def test_bad_arguments_are_invalid_argument_not_bare_python_errors(fake: FakeKV) -> None:
+    """Out-of-range numbers and wrong types were ValueError / TypeError from deep inside
+    (protobuf, comparisons), or surfaced only at commit (found by review)."""
+
+    async def fenced_in_tx(client: txn.AsyncClient) -> None:
+        async with client.transaction() as tx:
+            tx.put_fenced(b"apple", b"v", lock=b"apple-lock", token=2**64)
+
+    async def scan_in_tx(client: txn.AsyncClient) -> None:
+        async with client.transaction() as tx:
+            await tx.scan(b"a", b"b", 2.5)  # type: ignore[arg-type]
+
+    async def snapshot_scan(client: txn.AsyncClient) -> None:
+        async with client.snapshot() as snap:
+            await snap.scan(b"a", b"b", "10")  # type: ignore[arg-type]
+
+    cases = {
+        "cas version -1": lambda c: c.cas(b"apple", expected_version=-1, new_value=b"x"),
+        "cas version 2**64": lambda c: c.cas(b"apple", expected_version=2**64, new_value=b"x"),
+        "snapshot read_ts 2**64": lambda c: c.snapshot(read_ts=2**64).get(b"apple"),
+        "client.put_fenced token 2**64": lambda c: c.put_fenced(
+            b"apple", b"v", lock=b"apple-lock", token=2**64
+        ),
+        "tx.put_fenced token 2**64": fenced_in_tx,
+        "client.scan limit 2.5": lambda c: c.scan(b"a", b"b", 2.5),
+        "tx.scan limit 2.5": scan_in_tx,
+        "snapshot.scan limit '10'": snapshot_scan,
+        "get timeout_s '1'": lambda c: c.get(b"apple", timeout_s="1"),
+        "get timeout_s 0": lambda c: c.get(b"apple", timeout_s=0),
+    }
+    wrong: dict[str, str] = {}
+    async with fast_client(fake) as client:
+        for name, call in cases.items():
+            try:
+                result = call(client)
+                if asyncio.iscoroutine(result):
+                    await result
+            except txn.InvalidArgument:
+                continue
+            except Exception as exc:  # the finding: anything else is wrong
+                wrong[name] = repr(exc)
+                continue
+            wrong[name] = "no error"
+    assert not wrong, wrong
+
+
+def test_async_with_a_client_that_cannot_connect_closes_it() -> None:
+    """`async with` runs no __aexit__ when __aenter__ raises: the client's channels stayed
+    open (found by review)."""
+
+    async def main() -> txn.AsyncClient:
+        client = txn.AsyncClient("127.0.0.1:1", timeout_s=0.3)
+        with pytest.raises(txn.PaxosKVError):
+            async with client:
+                pass
+        return client
+
+    client = asyncio.run(main())
+    assert client._closed and not client.routing._conns
+
+
+def test_an_async_client_used_on_a_second_event_loop_says_so() -> None:
+    """Its streams belong to the first loop: a call on a second one waited out the whole
+    deadline and failed as "no answer ... (last: no attempt made)" (found by review)."""
+    with fake_in_thread() as fake:
+        client = fast_client(fake)
+        asyncio.run(client.put(b"apple", b"1"))
+        started = time.monotonic()
+        with pytest.raises(txn.InvalidArgument, match="another event loop"):
+            asyncio.run(client.get(b"apple"))
+        assert time.monotonic() - started < 1.0
