@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shard.cli_kv import UsageError
+
 KV_WORKLOADS = ("put", "get", "mixed")
 # shard.bench_txn.TXN_WORKLOADS, repeated so the CLI starts without importing the client.
 TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
@@ -147,12 +149,22 @@ def grpc_delta(before: dict[str, int] | None, after: dict[str, int]) -> dict[str
     return delta
 
 
+def _check_json_path(path: Path) -> None:
+    """Checked before the run (found by review: the run's results were lost after it). A
+    missing directory is a mistyped path, not one to create (found by review: `--json
+    /nonexistent/x.json` created /nonexistent)."""
+    if path.is_dir():
+        raise UsageError(f"--json {path} is a directory: give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--json {path}: the directory {path.parent} does not exist")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
 
     from shard.bench_harness import ProgressSample, run_workload
     from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
-    from shard.cli_kv import UsageError, seeds_from, tls_from
+    from shard.cli_kv import seeds_from, tls_from
     from shard.cpu_meter import CpuMeter
     from shard.limits import MAX_VALUE_BYTES
     from txn.client import AsyncClient
@@ -171,9 +183,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--value-size must be 0-{MAX_VALUE_BYTES} bytes (the value limit)")
     if args.hot_keys is not None and (args.workload != "bank" or args.hot_keys < 2):
         raise UsageError("--hot-keys is for --workload bank and must be >= 2")
-    if args.json and Path(args.json).is_dir():
-        # Checked before the run (found by review: the run's results were lost after it).
-        raise UsageError(f"--json {args.json} is a directory: give a file name")
+    if args.json:
+        _check_json_path(Path(args.json))
     try:
         node_pids = [int(p) for p in args.node_pids.split(",") if p.strip()]
     except ValueError:
@@ -288,9 +299,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if report.first_errors:
         print(f"  first errors: {report.first_errors[:3]}", file=sys.stderr)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.to_json() + "\n")
+        Path(args.json).write_text(report.to_json() + "\n")
     audit = report.extra.get("bank_total")
     if audit is not None:
         verdict = "ok" if audit["ok"] else "WRONG"

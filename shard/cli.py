@@ -104,13 +104,19 @@ def _run_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def usage_error(parser: argparse.ArgumentParser) -> int:
+    """A command that needs a subcommand and got none: its help on stderr, exit status 2 (a
+    usage error, as argparse's own), so a script that forgot the command does not go on."""
+    parser.print_help(sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler | None = args.handler
     if handler is None:
-        parser.print_help()
-        return 0
+        return usage_error(parser)
     try:
         return handler(args)
     except KeyboardInterrupt:

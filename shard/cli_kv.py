@@ -113,7 +113,8 @@ def register_kv_commands(subparsers: Any) -> None:
         parents=parents,
         help="print the value of a key",
         description="Print the value of KEY (linearizable read through the shard's leader). "
-        f"A missing key prints nothing and exits with status {EXIT_NO}.",
+        f"A missing key prints nothing on stdout (a note on stderr) and exits with status "
+        f"{EXIT_NO}.",
     )
     get.add_argument("key")
     get.add_argument("-v", "--verbose", action="store_true", help="print VERSION<TAB>VALUE instead")

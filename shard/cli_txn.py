@@ -110,7 +110,11 @@ def register_txn_command(subparsers: Any) -> None:
         "--hex", action="store_true", help="keys and values are hex, in the steps and output"
     )
     cmd.add_argument(
-        "--limit", type=int, default=1000, help="at most N items per scan (default 1000)"
+        "--limit",
+        type=int,
+        default=1000,
+        help="at most N items per scan, at least 1 (default 1000; a transaction reads at most "
+        "4096 keys per group); a note on stderr says when more follow",
     )
     cmd.set_defaults(handler=_cmd_txn, writes=True)
 
@@ -203,32 +207,45 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
 # ---------------------------------------------------------------------------- running
 
 
-def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> list[str]:
-    """Run `steps` on a transaction or snapshot; returns the output lines of the reads."""
+def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[list[str], list[str]]:
+    """Run `steps` on a transaction or snapshot; returns the output lines of the reads and
+    the notes for stderr (printed once, after the run: a retried run repeats the steps)."""
     lines: list[str] = []
+    notes: list[str] = []
     for step in steps:
         if step.op == "get":
             value = reader.get(step.key)
             shown = "(not found)" if value is None else show(value)
             lines.append(f"get {show(step.key)}: {shown}")
         elif step.op == "scan":
-            items = reader.scan(step.key, step.end, limit)
+            # One item over the limit says whether the scan was cut short (as `paxoskv scan`);
+            # the transaction's read set then covers that one key more.
+            items = reader.scan(step.key, step.end, limit + 1)
             where = show(step.key) + (f" {show(step.end)}" if step.end is not None else "")
+            if len(items) > limit:
+                items = items[:limit]
+                notes.append(
+                    f"paxoskv: txn: scan {where} stopped at --limit {limit}; more keys follow "
+                    "the last one printed (raise --limit)"
+                )
             lines.append(f"scan {where}: {len(items)} item{'s' if len(items) != 1 else ''}")
             lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
         elif step.op == "put":
             reader.put(step.key, step.value)
         else:
             reader.delete(step.key)
-    return lines
+    return lines, notes
 
 
 def _cmd_txn(args: argparse.Namespace) -> int:
     steps = parse_steps(args.steps, hex_mode=args.hex)
     if args.snapshot and any(s.op in ("put", "delete") for s in steps):
         raise UsageError("--snapshot is read-only: put and delete are not allowed")
-    if args.attempts < 1 or args.limit < 0:
-        raise UsageError("--attempts must be >= 1 and --limit >= 0")
+    if args.attempts < 1:
+        raise UsageError("--attempts must be >= 1")
+    if args.limit < 1:
+        # `paxoskv scan --limit 0` means no limit; a transaction cannot read without one.
+        raise UsageError("--limit must be >= 1 (a transaction's scan needs a limit)")
     seeds = seeds_from(args)
 
     from txn import Client, CommitUnknown, TransactionState
@@ -248,18 +265,18 @@ def _cmd_txn(args: argparse.Namespace) -> int:
     ) as client:
         if args.snapshot:
             with client.snapshot() as snap:
-                lines = run_steps(snap, steps, show, args.limit)
+                lines, notes = run_steps(snap, steps, show, args.limit)
                 lines.append(f"snapshot at ts {snap.read_ts}")
         else:
             result: dict[str, Any] = {}
 
-            def body(tx: Any) -> list[str]:
+            def body(tx: Any) -> tuple[list[str], list[str]]:
                 out = run_steps(tx, steps, show, args.limit)
                 result["tx"] = tx
                 return out
 
             try:
-                lines = client.run(body)
+                lines, notes = client.run(body)
             except CommitUnknown as exc:
                 raise UsageError(
                     f"the commit's outcome is unknown; settle it before re-running: "
@@ -288,6 +305,8 @@ def _cmd_txn(args: argparse.Namespace) -> int:
             )
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0
 
 

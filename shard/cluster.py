@@ -9,6 +9,7 @@ Theory of operation
     DIR/data/NAME/          each node's RocksDB
     DIR/logs/NAME.log       each node's stdout (ready line) and stderr (JSON log lines), appended
     DIR/pids/NAME.pid       the pid of each running node
+    DIR/.lock               flock'ed by `start` and `stop`, so two of them never interleave
 
 Starting a directory that holds no config creates a new cluster: node names n1..nN, ids 1..N,
 ports the OS reported free just now (bind-tested together, so distinct) or consecutive ports
@@ -29,6 +30,15 @@ Rules
    SIGKILLs stragglers, waits for them to vanish and removes the pid files.
 4. Nothing here decides anything about the data: the tests judge the cluster through its
    gRPC API.
+5. `start` and `stop` hold an exclusive flock on DIR/.lock for their whole run, and a second
+   one on the same directory fails at once: interleaved, each overwrote and removed the
+   other's pid files and lost track of nodes (found by review: an orphan node no `stop`
+   could see).
+6. cluster.toml names the data directory relative to itself (`data_dir = "data"`), so a
+   moved or copied cluster directory keeps using its own data; only a cluster's first start
+   passes --bootstrap (DIR/bootstrap-pending, or a config no node ever ran from: no
+   DIR/logs), and a cluster that ran before but none of whose nodes finds its data is
+   refused rather than started empty.
 
 This module needs Linux (/proc).
 """
@@ -36,6 +46,7 @@ This module needs Linux (/proc).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -67,6 +78,7 @@ from shard.tls_certs import LOCAL_HOSTS, make_local_pki
 
 __all__ = [
     "ClusterError",
+    "ClusterProcesses",
     "GroupLeader",
     "LocalCluster",
     "NodeState",
@@ -80,6 +92,8 @@ Progress = Callable[[str], None]
 
 BOOTSTRAP_PENDING_NAME = "bootstrap-pending"
 CONFIG_NAME = "cluster.toml"
+LOCK_NAME = ".lock"
+DATA_DIR_NAME = "data"
 TLS_DIR_NAME = "tls"
 SPLIT_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 MAX_SHARDS = len(SPLIT_ALPHABET)
@@ -215,10 +229,138 @@ class GroupLeader:
     acknowledged_by: tuple[str, ...]
 
 
+# ---------------------------------------------------------------------- the processes
+
+
+class ClusterProcesses:
+    """The node processes recorded under one cluster directory (DIR/pids/NAME.pid), found and
+    stopped without reading the cluster's config: rule 1 needs only the config's path and the
+    node's name. `paxoskv cluster stop` falls back to this when cluster.toml does not load, so
+    an edit that broke the config cannot keep running nodes from being stopped."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.config_path = self.data_dir / CONFIG_NAME
+        self.logs_dir = self.data_dir / "logs"
+        self.pids_dir = self.data_dir / "pids"
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Rule 5: hold DIR/.lock for the block, or fail at once if another command holds it.
+
+        The directory must exist. The lock goes with the open file, so it is released when
+        this process ends however it ends (the nodes do not inherit the descriptor).
+        """
+        try:
+            fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot use the cluster directory {self.data_dir}: {exc.strerror}"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClusterError(
+                    f"another `paxoskv cluster` command is running on {self.data_dir}; "
+                    "wait for it to finish, then try again"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def recorded_names(self) -> list[str]:
+        """The names of the nodes that have a pid file."""
+        return sorted(p.stem for p in self.pids_dir.glob("*.pid"))
+
+    def pid(self, name: str) -> int | None:
+        """The recorded pid of `name` if that process is still our node (rule 1), else None."""
+        proc = self._procs.get(name)
+        if proc is not None:
+            proc.poll()  # reap our own child if it exited
+        try:
+            pid = int(self.pid_file(name).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if self._is_ours(name, pid) else None
+
+    def _is_ours(self, name: str, pid: int) -> bool:
+        """Rule 1, except that a live child this object started is ours without asking /proc:
+        right after Popen its cmdline can still read empty (found by review: 14 of 20 reads),
+        and a failed start then skipped the node it had just launched, leaving it orphaned.
+        An unreaped child's pid cannot have been recycled."""
+        proc = self._procs.get(name)
+        if proc is not None and proc.pid == pid and proc.poll() is None:
+            return True
+        return is_node_process(pid, self.config_path, name)
+
+    def stop_recorded(
+        self, *, grace_s: float = 10.0, progress: Progress | None = None
+    ) -> list[str]:
+        """Rule 3 for every node with a pid file; returns the names that had to be SIGKILLed."""
+        if not self.data_dir.is_dir():
+            return []
+        with self.exclusive():
+            return self._stop_names(self.recorded_names(), grace_s, progress)
+
+    def _stop_names(
+        self, names: Sequence[str], grace_s: float, progress: Progress | None = None
+    ) -> list[str]:
+        say = progress or (lambda _msg: None)
+        targets: dict[str, int] = {}
+        for name in names:
+            pid = self.pid(name)
+            if pid is None:
+                self.pid_file(name).unlink(missing_ok=True)
+                continue
+            targets[name] = pid
+            say(f"stopping {name} (pid {pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGCONT)
+        end = time.monotonic() + grace_s
+        killed = []
+        for name, pid in targets.items():
+            if self._wait_gone(name, pid, end):
+                continue
+            if self._is_ours(name, pid):
+                say(f"{name} (pid {pid}) did not stop within {grace_s} s; sending SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.append(name)
+        for name, pid in targets.items():
+            if not self._wait_gone(name, pid, time.monotonic() + 10.0):
+                raise ClusterError(f"{name} (pid {pid}) survived SIGKILL")
+            self.pid_file(name).unlink(missing_ok=True)
+        return killed
+
+    def _wait_gone(self, name: str, pid: int, end: float) -> bool:
+        proc = self._procs.get(name)
+        while True:
+            if proc is not None and proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=POLL_S)
+                if proc.returncode is not None:
+                    return True
+            elif not is_node_process(pid, self.config_path, name):
+                return True
+            else:
+                time.sleep(POLL_S)
+            if time.monotonic() > end:
+                return not self._is_ours(name, pid)
+
+
 # ---------------------------------------------------------------------- the cluster
 
 
-class LocalCluster:
+class LocalCluster(ClusterProcesses):
     """A cluster of node processes on 127.0.0.1 under one data directory; see the module doc.
 
     Args:
@@ -247,16 +389,12 @@ class LocalCluster:
         host: str = "127.0.0.1",
         tls: bool | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.config_path = self.data_dir / CONFIG_NAME
-        self.logs_dir = self.data_dir / "logs"
-        self.pids_dir = self.data_dir / "pids"
+        super().__init__(data_dir)
         self._host = host
         self._base_port = base_port
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._ready_offset: dict[str, int] = {}
-        # True only while start() launches a cluster none of whose nodes has data yet.
+        # True only while start() launches a cluster's first start (rule 6).
         self._bootstrapping = False
         # Nodes start() launches with --rebuild (their data was lost).
         self._rebuilding: frozenset[str] = frozenset()
@@ -284,7 +422,7 @@ class LocalCluster:
             ),
             split_points=tuple(split_points),
             replication=min(3, node_count),
-            data_dir=str(self.data_dir / "data"),
+            data_dir=str(self.data_dir / DATA_DIR_NAME),
             paxos=paxos or PaxosSettings(),
             request_timeout_ms=request_timeout_ms or 5000,
             # The files are written with the config (_write_config).
@@ -381,15 +519,10 @@ class LocalCluster:
             env[ENV_KEY] = str(tls.key_file)
         return env
 
-    def _pki_files(self, stem: str) -> TlsFiles:
-        tls_dir = self.data_dir / TLS_DIR_NAME
+    def _pki_files(self, stem: str, root: Path | None = None) -> TlsFiles:
+        """The certificate files under DIR/tls (or under `root`/tls)."""
+        tls_dir = (self.data_dir if root is None else root) / TLS_DIR_NAME
         return TlsFiles(tls_dir / "ca.pem", tls_dir / f"{stem}.pem", tls_dir / f"{stem}-key.pem")
-
-    def pid_file(self, name: str) -> Path:
-        return self.pids_dir / f"{name}.pid"
-
-    def log_file(self, name: str) -> Path:
-        return self.logs_dir / f"{name}.log"
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:
@@ -401,16 +534,10 @@ class LocalCluster:
     # ------------------------------------------------------------------ processes
 
     def pid(self, name: str) -> int | None:
-        """The recorded pid of `name` if that process is still our node (rule 1), else None."""
+        """The recorded pid of `name` if that process is still our node (rule 1), else None;
+        raises ClusterError for a name that is not one of the cluster's nodes."""
         self.node(name)
-        proc = self._procs.get(name)
-        if proc is not None:
-            proc.poll()  # reap our own child if it exited
-        try:
-            pid = int(self.pid_file(name).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if is_node_process(pid, self.config_path, name) else None
+        return super().pid(name)
 
     def is_running(self, name: str) -> bool:
         return self.pid(name) is not None
@@ -446,10 +573,36 @@ class LocalCluster:
         again in every group it hosts.
 
         Raises:
-            ClusterError: every node of this directory is already running, a node to rebuild
-                is unknown or running, or the cluster never ran; a node did not come up (the
-                message quotes its log), or the deadline passed.
+            ClusterError: another `paxoskv cluster` command works on the directory (rule 5);
+                every node of this directory is already running, a node to rebuild is unknown
+                or running, or the cluster never ran; no node finds its data (rule 6); a node
+                did not come up (the message quotes its log), or the deadline passed.
         """
+        if self._fresh:
+            self._refuse_foreign_files()  # before the lock file: leave such a directory as is
+        self._make_dir()
+        with self.exclusive():
+            self._start_locked(deadline_s, settle_s, progress, rebuild)
+
+    def _make_dir(self) -> None:
+        """Create the cluster directory, or say in one line why it cannot be one."""
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ClusterError(f"{self.data_dir} is not a directory; choose another --data-dir")
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot create the cluster directory {self.data_dir}: {exc.strerror}; "
+                "choose another --data-dir"
+            ) from None
+
+    def _start_locked(
+        self,
+        deadline_s: float,
+        settle_s: float,
+        progress: Progress | None,
+        rebuild: Collection[str],
+    ) -> None:
         states = self.node_states()
         running = [s for s in states if s.pid is not None]
         self._check_rebuild(rebuild, states)
@@ -466,19 +619,16 @@ class LocalCluster:
             self._start_stopped([s.name for s in states if s.pid is None], end, say)
             self.wait_rebuilt(self._rebuilding, max(0.0, end - time.monotonic()), progress=say)
             return
-        if self._fresh and self.data_dir.exists() and any(self.data_dir.iterdir()):
-            raise ClusterError(
-                f"{self.data_dir} holds files but no cluster ({CONFIG_NAME} is missing): choose "
-                "a new or empty directory for a new cluster"
-            )
+        if self._fresh:
+            self._refuse_foreign_files()
         attempts = 3 if self._fresh and self._base_port is None else 1
         # A first start stopped part-way (Ctrl-C, a node that failed, the deadline) leaves
         # some nodes' databases created and maybe claimed, others not: until every node has
         # come up once, every node gets --bootstrap, which claims only an empty directory.
         pending = self.data_dir / BOOTSTRAP_PENDING_NAME
-        self._bootstrapping = pending.exists() or not any(
-            (self.config.node_data_dir(node) / "db").exists() for node in self.config.nodes
-        )
+        self._bootstrapping = self._fresh or pending.exists() or self._never_started()
+        if not self._bootstrapping:
+            self._refuse_missing_data()
         for attempt in range(1, attempts + 1):
             if self._fresh:
                 self._write_config()
@@ -505,7 +655,7 @@ class LocalCluster:
                 say(f"{exc}; picking new ports")
                 # A brand-new cluster: nothing of value is stored yet, but the meta group may
                 # already have recorded the old addresses. Start from empty data directories.
-                shutil.rmtree(self.data_dir / "data", ignore_errors=True)
+                shutil.rmtree(self.data_dir / DATA_DIR_NAME, ignore_errors=True)
                 self.config = replace(
                     self.config,
                     nodes=tuple(
@@ -528,6 +678,41 @@ class LocalCluster:
         if settle_s > 0 and not self.wait_settled(settle_s):
             say("leaders have not all moved to their preferred nodes yet (that is fine)")
 
+    def _refuse_foreign_files(self) -> None:
+        """A new cluster needs a directory of its own (the lock file is ours)."""
+        if self.config_path.exists():
+            raise ClusterError(
+                f"another command created a cluster in {self.data_dir} meanwhile; start "
+                "again to use it"
+            )
+        if self.data_dir.is_dir() and any(p.name != LOCK_NAME for p in self.data_dir.iterdir()):
+            raise ClusterError(
+                f"{self.data_dir} holds files but no cluster ({CONFIG_NAME} is missing): choose "
+                "a new or empty directory for a new cluster"
+            )
+
+    def _never_started(self) -> bool:
+        """A config written by hand or by a tool (shard/chaos) that no node ever ran from:
+        no node has written a log line here yet, so its first start is still to come."""
+        return not self.logs_dir.exists()
+
+    def _has_data(self) -> bool:
+        return any((self.config.node_data_dir(n) / "db").exists() for n in self.config.nodes)
+
+    def _refuse_missing_data(self) -> None:
+        """Rule 6: a cluster that ran before and whose nodes all find no data would otherwise
+        start empty, every acknowledged write gone (found by review: a moved directory whose
+        config named the old absolute data path)."""
+        if self._has_data():
+            return
+        looked_in = ", ".join(str(self.config.node_data_dir(n)) for n in self.config.nodes)
+        raise ClusterError(
+            f"no node of cluster {self.cluster_id!r} finds its data (looked in {looked_in}, "
+            f"from data_dir in {self.config_path}): the data was moved or deleted, or "
+            "data_dir names the wrong place. Restore the data there or fix data_dir; a "
+            "single node that lost its data comes back with --rebuild NAME"
+        )
+
     def _check_rebuild(self, names: Collection[str], states: Sequence[NodeState]) -> None:
         if not names:
             return
@@ -549,9 +734,7 @@ class LocalCluster:
                 f"{', '.join(busy)} is running: stop it before rebuilding it "
                 f"(paxoskv cluster stop, or kill it)"
             )
-        if self._fresh or not any(
-            (self.config.node_data_dir(node) / "db").exists() for node in self.config.nodes
-        ):
+        if self._fresh or not self._has_data():
             raise ClusterError(
                 "--rebuild brings back a node whose data was lost while the others kept "
                 f"theirs; no node of the cluster in {self.data_dir} has data yet"
@@ -624,7 +807,7 @@ class LocalCluster:
             say(f"{name} (id {node.id}) listening on {node.address}")
 
     def _write_config(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._make_dir()
         if self.config.tls is not None:
             try:
                 make_local_pki(
@@ -643,8 +826,20 @@ class LocalCluster:
         # Owner-only: it holds the peer secret.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(header + render_config(self.config))
+            out.write(header + render_config(self._portable(self.config)))
         tmp.replace(self.config_path)
+
+    def _portable(self, config: ClusterConfig) -> ClusterConfig:
+        """Rule 6: `config` with the paths inside the cluster directory written relative to
+        it; load_config reads them against the file's own directory."""
+
+        data_dir = Path(config.data_dir)
+        if data_dir.is_relative_to(self.data_dir):
+            data_dir = data_dir.relative_to(self.data_dir)
+        tls = config.tls
+        if tls is not None:
+            tls = replace(tls, files=self._pki_files("node", root=Path()))
+        return replace(config, data_dir=str(data_dir), tls=tls)
 
     def _spawn(self, name: str) -> None:
         """Launch one node process in its own session; records its pid."""
@@ -677,9 +872,9 @@ class LocalCluster:
 
     def _node_launch(self, name: str, env: dict[str, str]) -> tuple[list[str], str]:
         """The node's command line (a subclass may wrap it and adjust `env`) and what the
-        log's start line adds about where it runs. --bootstrap goes only to the start of a
-        cluster none of whose nodes has data yet, or whose first start was stopped before
-        every node came up (BOOTSTRAP_PENDING_NAME): a node whose data was lost while the
+        log's start line adds about where it runs. --bootstrap goes only to a cluster's first
+        start, also when it was stopped before every node came up (BOOTSTRAP_PENDING_NAME),
+        or to a config no node ever ran from (rule 6): a node whose data was lost while the
         others kept theirs is refused by the node (shard/node_identity.py) unless start()
         was asked to rebuild it (--rebuild)."""
         argv = [
@@ -795,57 +990,15 @@ class LocalCluster:
         self._stop_names([name], grace_s)
 
     def stop(self, *, grace_s: float = 10.0, progress: Progress | None = None) -> list[str]:
-        """Rule 3 for every node; returns the names that had to be SIGKILLed."""
-        return self._stop_names(self.names, grace_s, progress)
+        """Rule 3 for every node, holding the directory's lock (rule 5); returns the names
+        that had to be SIGKILLed."""
+        if not self.data_dir.is_dir():
+            return []  # nothing was ever started here
+        with self.exclusive():
+            return self._stop_names(self.names, grace_s, progress)
 
     def _stop_all(self, grace_s: float) -> None:
         self._stop_names(self.names, grace_s)
-
-    def _stop_names(
-        self, names: Sequence[str], grace_s: float, progress: Progress | None = None
-    ) -> list[str]:
-        say = progress or (lambda _msg: None)
-        targets: dict[str, int] = {}
-        for name in names:
-            pid = self.pid(name)
-            if pid is None:
-                self.pid_file(name).unlink(missing_ok=True)
-                continue
-            targets[name] = pid
-            say(f"stopping {name} (pid {pid})")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-                os.kill(pid, signal.SIGCONT)
-        end = time.monotonic() + grace_s
-        killed = []
-        for name, pid in targets.items():
-            if self._wait_gone(name, pid, end):
-                continue
-            if is_node_process(pid, self.config_path, name):
-                say(f"{name} (pid {pid}) did not stop within {grace_s} s; sending SIGKILL")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                killed.append(name)
-        for name, pid in targets.items():
-            if not self._wait_gone(name, pid, time.monotonic() + 10.0):
-                raise ClusterError(f"{name} (pid {pid}) survived SIGKILL")
-            self.pid_file(name).unlink(missing_ok=True)
-        return killed
-
-    def _wait_gone(self, name: str, pid: int, end: float) -> bool:
-        proc = self._procs.get(name)
-        while True:
-            if proc is not None and proc.pid == pid:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=POLL_S)
-                if proc.returncode is not None:
-                    return True
-            elif not is_node_process(pid, self.config_path, name):
-                return True
-            else:
-                time.sleep(POLL_S)
-            if time.monotonic() > end:
-                return not is_node_process(pid, self.config_path, name)
 
     # ------------------------------------------------------------------ gRPC
 

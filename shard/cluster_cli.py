@@ -25,7 +25,7 @@ def register_cluster_commands(subparsers: Any) -> None:
         "under one --data-dir: DIR/cluster.toml, DIR/data/NAME, DIR/logs/NAME.log, "
         "DIR/pids/NAME.pid.",
     )
-    cluster.set_defaults(handler=lambda _args: _help(cluster))
+    cluster.set_defaults(handler=lambda _args: _usage_error(cluster))
     commands = cluster.add_subparsers(title="cluster commands", metavar="COMMAND")
 
     start = commands.add_parser(
@@ -50,7 +50,10 @@ def register_cluster_commands(subparsers: Any) -> None:
         help="node i listens on BASE_PORT+i-1 (default: free ports picked by bind-testing)",
     )
     start.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for leaders (default 60)"
+        "--timeout",
+        type=_positive_seconds,
+        default=60.0,
+        help="seconds to wait for leaders (default 60)",
     )
     start.add_argument(
         "--tls",
@@ -74,7 +77,8 @@ def register_cluster_commands(subparsers: Any) -> None:
         "stop",
         help="stop a local cluster",
         description="SIGTERM exactly the recorded node pids (each checked to still be this "
-        "cluster's node), wait, SIGKILL stragglers, remove the pid files.",
+        "cluster's node), wait, SIGKILL stragglers, remove the pid files. Works from the pid "
+        "files alone when cluster.toml does not load.",
     )
     stop.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     stop.add_argument(
@@ -87,7 +91,8 @@ def register_cluster_commands(subparsers: Any) -> None:
         help="show nodes and group leaders of a local cluster",
         description="Per node: pid, state, address. Per group: key range, leader, ballot, "
         "chosen and applied index on each replica. Exits 3 when no node is running (as "
-        "`systemctl status` does), so scripts can tell.",
+        "`systemctl status` does), and 1 when a node is stopped or does not answer or a group "
+        "has no leader (as `paxoskv status` does), so scripts can tell.",
     )
     status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     status.set_defaults(handler=_status)
@@ -100,13 +105,26 @@ def register_cluster_commands(subparsers: Any) -> None:
         )
 
 
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 0
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return seconds
+
+
+def _usage_error(parser: argparse.ArgumentParser) -> int:
+    from shard.cli import usage_error  # not at the top: shard.cli imports this module
+
+    return usage_error(parser)
 
 
 #: `cluster status`'s exit status when no node runs (LSB's "program is not running").
 NOT_RUNNING_EXIT = 3
+#: `cluster status`'s exit status when some node or group is down (as `paxoskv status`).
+UNHEALTHY_EXIT = 1
 
 
 def _progress(message: str) -> None:
@@ -160,11 +178,7 @@ def _start(args: argparse.Namespace) -> int:
         try:
             cluster.start(deadline_s=args.timeout, progress=_progress, rebuild=args.rebuild)
         except KeyboardInterrupt:
-            where = shlex.quote(args.data_dir)
-            _progress(
-                f"interrupted; nodes already started keep running (`paxoskv cluster status "
-                f"--data-dir {where}`): `cluster stop` stops them, `cluster start` resumes"
-            )
+            _progress(_after_interrupt(cluster, args.data_dir))
             raise
         for line in cluster.describe():
             print(line)
@@ -175,20 +189,55 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _after_interrupt(cluster: Any, data_dir: str) -> str:
+    """What an interrupted start left: a failing start stops the nodes it launched, but one
+    interrupted once every group had a leader leaves them running (they are healthy)."""
+    running = [s.name for s in cluster.node_states() if s.pid is not None]
+    if not running:
+        return "interrupted; no node of the cluster is running (`cluster start` starts them)"
+    where = shlex.quote(data_dir)
+    return (
+        f"interrupted; {', '.join(running)} keep running: `paxoskv cluster stop --data-dir "
+        f"{where}` stops them"
+    )
+
+
 def _print_exports(cluster: Any) -> None:
     for name, value in cluster.client_env().items():
         print(f"export {name}={shlex.quote(value)}")
 
 
 def _stop(args: argparse.Namespace) -> int:
-    cluster = _open(args.data_dir)
+    from shard.config import ConfigError
+
+    try:
+        cluster = _open(args.data_dir)
+    except ConfigError as exc:
+        return _stop_without_config(args, exc)
     was_running = any(cluster.is_running(name) for name in cluster.names)
     killed = cluster.stop(grace_s=args.grace, progress=_progress)
+    _say_stopped(f"cluster {cluster.cluster_id!r} in {cluster.data_dir}", was_running, killed)
+    return 0
+
+
+def _stop_without_config(args: argparse.Namespace, error: Exception) -> int:
+    """An edit that broke cluster.toml must not keep the running nodes from stopping: stop
+    them from their pid files (each still checked to be this directory's node)."""
+    from shard.cluster import ClusterProcesses
+
+    processes = ClusterProcesses(args.data_dir)
+    _progress(f"the config did not load ({error}); stopping the nodes its pid files name")
+    was_running = any(processes.pid(name) is not None for name in processes.recorded_names())
+    killed = processes.stop_recorded(grace_s=args.grace, progress=_progress)
+    _say_stopped(f"the cluster in {processes.data_dir}", was_running, killed)
+    return 0
+
+
+def _say_stopped(what: str, was_running: bool, killed: list[str]) -> None:
     suffix = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
     if not was_running:
         suffix = " (no node was running)"
-    print(f"cluster {cluster.cluster_id!r} in {cluster.data_dir} stopped{suffix}")
-    return 0
+    print(f"{what} stopped{suffix}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -205,6 +254,9 @@ def _status(args: argparse.Namespace) -> int:
             if states[name] != "stopped" and st is None:
                 print(f"  {name} does not answer Status ({states[name]})")
         leaders = cluster.leaders(timeout_s=1.0)
+        healthy = all(st is not None for st in statuses.values()) and all(
+            leader.leader is not None for leader in leaders.values()
+        )
         print("groups:")
         for group_id, leader in sorted(leaders.items()):
             label = "meta" if group_id == 0 else "data"
@@ -221,4 +273,4 @@ def _status(args: argparse.Namespace) -> int:
             ballot = f" ballot {leader.ballot}" if leader.leader else ""
             print(f"  group {group_id} ({label}) leader {who}{ballot}  [{'; '.join(replicas)}]")
         _print_exports(cluster)
-    return 0
+    return 0 if healthy else UNHEALTHY_EXIT

@@ -3,7 +3,8 @@
 Example::
 
     cluster_id = "demo"
-    data_dir = "/var/lib/paxoskv"          # each node uses data_dir/<node name>
+    data_dir = "/var/lib/paxoskv"          # each node uses data_dir/<node name>; a relative
+                                           # path is relative to this file's directory
     peer_secret = "3f9c...e1"              # optional, >= 16 characters: nodes present it to
                                            # each other (the peer service shares the client port)
 
@@ -41,11 +42,17 @@ Example::
     max_clock_offset_ms = 250              # default: 0 when every node is on loopback
     resolve_after_ms = 1000                # participants ask about older prepares
     decision_retention_s = 600             # txn_status answers this far back
+
+Relative paths (data_dir, nodes[].data_dir, the [tls] files; data_dir's default
+"./paxoskv-data" too) are taken relative to the directory of the config file, not the working
+directory: a node started from anywhere, or a cluster directory moved or copied together with
+its config (`paxoskv cluster start` writes `data_dir = "data"`), finds the same data.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +156,7 @@ def load_config(path: str | Path) -> ClusterConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(raw)
+    return parse_config(raw, base_dir=Path(path).absolute().parent)
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -177,8 +184,16 @@ def _refuse_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown settings {sorted(unknown)} (known: {sorted(known)})")
 
 
-def parse_config(raw: dict[str, Any]) -> ClusterConfig:
-    """Validate a parsed TOML document; every unknown key is refused with its name."""
+def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterConfig:
+    """Validate a parsed TOML document; every unknown key is refused with its name.
+
+    Relative paths are made relative to `base_dir` (the config file's directory); without
+    it they stay relative to the working directory.
+    """
+
+    def path(value: str) -> str:
+        return value if base_dir is None else str(base_dir / value)
+
     _refuse_unknown(
         raw,
         {
@@ -212,14 +227,17 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         if not isinstance(table, dict):
             raise ConfigError(f"nodes[{i}] must be a [[nodes]] table, got {table!r}")
         _refuse_unknown(table, {"id", "name", "address", "data_dir"}, f"nodes[{i}]")
+        node_data_dir = _get(table, "data_dir", str, where, "")
         node = NodeConfig(
             id=_get(table, "id", int, where),
             name=_get(table, "name", str, where),
             address=_get(table, "address", str, where),
-            data_dir=_get(table, "data_dir", str, where, "") or None,
+            data_dir=path(node_data_dir) if node_data_dir else None,
         )
         if node.id <= 0:
             raise ConfigError(f"{where}id must be a positive integer, got {node.id}")
+        if not node.name:  # it names the node's data directory and its --node-id
+            raise ConfigError(f"{where}name must not be empty")
         host, _, port = node.address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{where}address must be HOST:PORT, got {node.address!r}")
@@ -289,14 +307,14 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     return ClusterConfig(
         cluster_id=cluster_id,
         peer_secret=peer_secret,
-        tls=_parse_tls(raw, peer_secret),
+        tls=_parse_tls(raw, peer_secret, path),
         max_clock_offset_ms=offset,
         resolve_after_ms=resolve_after,
         decision_retention_s=retention,
         nodes=tuple(nodes),
         split_points=splits,
         replication=replication,
-        data_dir=_get(raw, "data_dir", str, "", "./paxoskv-data"),
+        data_dir=path(_get(raw, "data_dir", str, "", "./paxoskv-data")),
         paxos=settings,
         request_timeout_ms=timeout,
     )
@@ -306,7 +324,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
 TLS_FILES = ("ca_file", "cert_file", "key_file")
 
 
-def _parse_tls(raw: dict[str, Any], peer_secret: str) -> NodeTls | None:
+def _parse_tls(raw: dict[str, Any], peer_secret: str, path: Callable[[str], str]) -> NodeTls | None:
     if "tls" not in raw:
         return None
     if not peer_secret:
@@ -318,7 +336,7 @@ def _parse_tls(raw: dict[str, Any], peer_secret: str) -> NodeTls | None:
         )
     table = _table(raw, "tls")
     _refuse_unknown(table, {"ca_file", "cert_file", "key_file", "require_client_cert"}, "tls")
-    paths = {name: Path(_get(table, name, str, "tls.")) for name in TLS_FILES}
+    paths = {name: Path(path(_get(table, name, str, "tls."))) for name in TLS_FILES}
     # Read and parse now, so a bad file stops the node at start with the field named (gRPC
     # itself says only that it failed to bind the port).
     try:

@@ -44,7 +44,7 @@ from rocksdict import Rdict, WriteBatch, WriteOptions
 
 from paxos import PersistBatch
 from paxos.rocks import RocksStorage
-from shard.disk import RocksNodeDisk
+from shard.disk import DataDirInUse, RocksNodeDisk
 
 __all__ = [
     "IDENTITY_KEY",
@@ -177,6 +177,8 @@ def open_node_disk(
         return RocksNodeDisk(
             path, claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups)
         )
+    except DataDirInUse:
+        raise  # its own message names the running node (it is an OSError, but no bad path)
     except OSError as exc:
         # Found by review: "[Errno 20] Not a directory: ..." named no setting.
         raise NodeDataUnusable(

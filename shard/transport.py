@@ -168,9 +168,11 @@ class PeerLink:
             incarnation=self._incarnation.token,
             rebuilt=self._incarnation.rebuilt,
         )
-        while generation == self._generation:
+        # Also ended by stop(): gRPC's task consuming this generator outlived the call, and
+        # the node's last wait for its tasks waited on it in vain.
+        while generation == self._generation and not self._closed:
             await self._wake.wait()
-            if generation != self._generation:
+            if generation != self._generation or self._closed:
                 return
             self._wake.clear()
             # Nothing but the hello before the peer accepted it in our version (PROTOCOL):

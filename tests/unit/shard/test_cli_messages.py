@@ -154,7 +154,9 @@ def test_ctrl_c_in_cluster_commands_exits_without_closing_channels(
     err = capsys.readouterr().err
     assert err.endswith("paxoskv: interrupted\n"), err
     if command == "start":
-        assert "nodes already started keep running" in err
+        # Found by the CLI review: it said started nodes keep running when the interrupted
+        # start had stopped them all; it now says what runs.
+        assert "interrupted; no node of the cluster is running" in err
 
 
 def test_put_without_a_value_on_a_terminal_says_it_reads_stdin(

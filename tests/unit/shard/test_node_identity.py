@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from paxos import Ballot, PersistBatch
-from shard.disk import WAL_WARMUP_BYTES, RocksNodeDisk
+from shard.disk import WAL_WARMUP_BYTES, DataDirInUse, RocksNodeDisk
 from shard.node_identity import (
     IDENTITY_KEY,
     INCARNATION_KEY,
@@ -237,3 +237,16 @@ def test_a_data_dir_that_cannot_hold_data_names_the_setting(tmp_path: Path) -> N
     not_a_dir.write_text("x")
     with pytest.raises(NodeDataUnusable, match=r"\(Not a directory\): check data_dir"):
         open_node_disk(not_a_dir / "n1" / "db", N1, first_start=True)
+
+
+def test_a_data_directory_in_use_says_so_without_blaming_the_path(tmp_path: Path) -> None:
+    """The in-use refusal is an OSError, and was wrapped as an unusable path whose hint
+    sent the operator to check data_dir (found by the CLI review)."""
+    path = tmp_path / "n1"
+    first = open_node_disk(path, N1, first_start=True)
+    try:
+        with pytest.raises(DataDirInUse, match="is this node already running") as refused:
+            open_node_disk(path, N1, first_start=False)
+        assert "check data_dir" not in str(refused.value)
+    finally:
+        first.close()

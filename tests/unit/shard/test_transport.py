@@ -449,3 +449,26 @@ def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
 
     asked, accepted, delivered = asyncio.run(run())
     assert asked[0] == (1, mine) and not accepted and delivered == 0
+
+
+def test_stop_ends_the_request_generator_grpc_may_still_be_consuming() -> None:
+    """grpc.aio's task consuming a stream's request generator is cancelled only by the
+    cancel() of a call still running: when the peer had ended the stream just before the
+    link stopped, it stayed parked in the generator for good, and the node's last wait for
+    its tasks at exit waited on it in vain (found while making routine stops log no gRPC
+    handler errors)."""
+
+    async def run() -> bool:
+        link = PeerLink("c", 1, 2, "127.0.0.1:1")  # never started: we consume it ourselves
+        batches = link._batches(link._generation)
+        await batches.__anext__()  # the hello
+        parked = asyncio.ensure_future(batches.__anext__())
+        await asyncio.sleep(0.01)
+        assert not parked.done()
+        await link.stop()
+        await asyncio.wait({parked}, timeout=1.0)
+        ended = parked.done() and isinstance(parked.exception(), StopAsyncIteration)
+        parked.cancel()
+        return ended
+
+    assert asyncio.run(run())

@@ -1,0 +1,64 @@
+"""Exit statuses and messages of the `paxoskv` command line found by the CLI review, without
+a cluster: a missing command is a usage error, paths that cannot work are refused before
+anything runs, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shard.cli import main
+from shard.config import ConfigError, parse_config
+
+NOWHERE = "127.0.0.1:9"  # never contacted: every case fails before connecting
+
+
+@pytest.mark.parametrize("argv", [[], ["cluster"]])
+def test_a_missing_command_is_a_usage_error(argv: list[str], capsys: Any) -> None:
+    """It printed the help and exited 0, so a script that lost its command went on."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: paxoskv")
+
+
+def test_bench_json_into_a_missing_directory_is_refused_before_running(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """It created the directory (`--json /nonexistent/x.json` made /nonexistent)."""
+    path = tmp_path / "missing" / "x.json"
+    assert main(["bench", "--cluster", NOWHERE, "--json", str(path)]) == 1
+    assert f"the directory {path.parent} does not exist" in capsys.readouterr().err
+    assert not path.parent.exists()
+
+
+def test_an_empty_node_name_is_refused() -> None:
+    """It was accepted: the node's data directory was data_dir itself."""
+    raw = {"cluster_id": "c", "nodes": [{"id": 1, "name": "", "address": "127.0.0.1:7001"}]}
+    with pytest.raises(ConfigError, match=r"nodes\[0\]\.name must not be empty"):
+        parse_config(raw)
+
+
+def test_get_help_says_where_a_missing_key_is_reported(capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        main(["get", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "A missing key prints nothing on stdout (a note on stderr) and exits with status" in text
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_a_cluster_directory_that_cannot_be_one_is_one_line(
+    kind: str, tmp_path: Path, capsys: Any
+) -> None:
+    """It printed raw errno text: `[Errno 20] Not a directory: '.../afile/pids/n1.pid'`."""
+    if kind == "file":
+        data_dir = tmp_path / "afile"
+        data_dir.write_text("mine")
+        expected = f"paxoskv: error: {data_dir} is not a directory; choose another --data-dir\n"
+    else:
+        data_dir = Path("/proc/paxoskv-ops-test")
+        expected = f"paxoskv: error: cannot create the cluster directory {data_dir}: "
+    assert main(["cluster", "start", "--data-dir", str(data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.count("\n") == 1 and "Errno" not in err
