@@ -92,12 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_node(args: argparse.Namespace) -> int:
     import asyncio
 
-    from shard.config import load_config
+    from shard.config import check_not_left_behind, load_config
     from shard.proc_name import set_process_name
     from shard.runtime import serve, setup_logging
 
     config = load_config(args.config)
     node = config.node(args.node_id)
+    check_not_left_behind(args.config, config, node)
     set_process_name(f"paxoskv-{node.name}")  # before any thread starts: they inherit it
     setup_logging(args.log_level)
     asyncio.run(serve(config, node, first_start=args.bootstrap, rebuild=args.rebuild))

@@ -113,8 +113,9 @@ def register_txn_command(subparsers: Any) -> None:
         "--limit",
         type=int,
         default=1000,
-        help="at most N items per scan, at least 1 (default 1000; a transaction reads at most "
-        "4096 keys per group); a note on stderr says when more follow",
+        help="at most N items per scan, at least 1 (default 1000); a scan reads one key more "
+        "to tell whether more follow (a note on stderr says so), and a transaction's reads, "
+        "scanned ranges and writes count against 4096 per group",
     )
     cmd.set_defaults(handler=_cmd_txn, writes=True)
 

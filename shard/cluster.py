@@ -626,7 +626,9 @@ class LocalCluster(ClusterProcesses):
         # some nodes' databases created and maybe claimed, others not: until every node has
         # come up once, every node gets --bootstrap, which claims only an empty directory.
         pending = self.data_dir / BOOTSTRAP_PENDING_NAME
-        self._bootstrapping = self._fresh or pending.exists() or self._never_started()
+        self._bootstrapping = (
+            self._fresh or pending.exists() or (self._never_started() and not self._has_data())
+        )
         if not self._bootstrapping:
             self._refuse_missing_data()
         for attempt in range(1, attempts + 1):
@@ -693,7 +695,9 @@ class LocalCluster(ClusterProcesses):
 
     def _never_started(self) -> bool:
         """A config written by hand or by a tool (shard/chaos) that no node ever ran from:
-        no node has written a log line here yet, so its first start is still to come."""
+        no node has written a log line here yet, so its first start is still to come (with
+        no data either: logs deleted to reclaim space must not make a restart bootstrap,
+        found by review)."""
         return not self.logs_dir.exists()
 
     def _has_data(self) -> bool:
@@ -709,8 +713,8 @@ class LocalCluster(ClusterProcesses):
         raise ClusterError(
             f"no node of cluster {self.cluster_id!r} finds its data (looked in {looked_in}, "
             f"from data_dir in {self.config_path}): the data was moved or deleted, or "
-            "data_dir names the wrong place. Restore the data there or fix data_dir; a "
-            "single node that lost its data comes back with --rebuild NAME"
+            "data_dir names the wrong place. Restore the data there or fix data_dir; for a "
+            "new, empty cluster use another --data-dir"
         )
 
     def _check_rebuild(self, names: Collection[str], states: Sequence[NodeState]) -> None:

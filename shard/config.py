@@ -159,6 +159,28 @@ def load_config(path: str | Path) -> ClusterConfig:
     return parse_config(raw, base_dir=Path(path).absolute().parent)
 
 
+def check_not_left_behind(config_path: str | Path, config: ClusterConfig, node: NodeConfig) -> None:
+    """Refuse to start `node` when its data sits where a relative data_dir pointed before
+    relative paths meant the config file's directory: the working directory's (found by
+    review: the node was refused as having lost its data, and told to --rebuild).
+
+    Raises:
+        ConfigError: the data is at the old place and not at the new one.
+    """
+    here = config.node_data_dir(node)
+    base = Path(config_path).absolute().parent
+    if not here.is_relative_to(base):
+        return  # an absolute path elsewhere: its meaning did not change
+    before = Path.cwd() / here.relative_to(base)
+    if before != here and (before / "db").exists() and not (here / "db").exists():
+        raise ConfigError(
+            f"node {node.name}'s data is in {before.resolve()}, where the relative data_dir "
+            f"of {config_path} pointed when relative paths meant the working directory; they "
+            f"now mean the config file's directory ({here.resolve()} has no data): set "
+            f"data_dir to the full path"
+        )
+
+
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
     if key not in table:
         if default is None:

@@ -304,8 +304,9 @@ class AsyncClient:
             return await self.connect()
         except BaseException:
             # `async with` runs no __aexit__ when __aenter__ raises: close here, or the
-            # channels stay open (found by review).
-            await self.close()
+            # channels stay open (found by review); but not a client in use on another loop.
+            if self._loop in (None, asyncio.get_running_loop()):
+                await self.close()
             raise
 
     async def __aexit__(self, *exc: object) -> None:

@@ -54,10 +54,8 @@ class _RetryPolicy:
         return delay
 
 
-def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
-    """The error to retry on for `exc`, or None when it must not be retried: `exc` itself,
-    or the first leaf of an exception group (a TaskGroup of reads in the body), when every
-    error in it is retryable and none may have committed."""
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """`exc`, or the errors of an exception group (a TaskGroup in the body), flattened."""
     leaves: list[BaseException] = []
     stack: list[BaseException] = [exc]
     while stack:
@@ -66,6 +64,14 @@ def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
             stack.extend(e.exceptions)
         else:
             leaves.append(e)
+    return leaves
+
+
+def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
+    """The error to retry on for `exc`, or None when it must not be retried: `exc` itself,
+    or the first leaf of an exception group (a TaskGroup of reads in the body), when every
+    error in it is retryable and none may have committed."""
+    leaves = _leaves(exc)
     retryable = [
         e for e in leaves if isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed
     ]
@@ -79,8 +85,14 @@ async def checked_body_error(tx: AsyncTransaction, exc: Exception) -> Exception:
     reads were not one snapshot, so its view may have mixed data from before and after
     another commit, and its error with it (FoundationDB's bodies read one version and never
     see such a mix). Otherwise `exc` itself: the reads were all current at one moment.
+
+    Only the body's own errors are checked: a paxoskv error is the store's or the client's
+    answer (retried as it is, or raised as it is; one that says a write may have been
+    applied must never turn into a retry: found by review).
     """
-    if tx.state is not TransactionState.OPEN or _retryable_leaf(exc) is not None:
+    if tx.state is not TransactionState.OPEN or any(
+        isinstance(leaf, PaxosKVError) for leaf in _leaves(exc)
+    ):
         return exc
     try:
         changed = await tx._view_changed()

@@ -62,3 +62,24 @@ def test_a_cluster_directory_that_cannot_be_one_is_one_line(
     assert main(["cluster", "start", "--data-dir", str(data_dir)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(expected) and err.count("\n") == 1 and "Errno" not in err
+
+
+def test_a_node_whose_data_is_where_a_relative_data_dir_used_to_point_is_told_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A relative data_dir meant the working directory; it now means the config file's.
+    A node whose data is at the old place was refused as one that lost its data, and told
+    to --rebuild (found by review): it is now told where its data is and what to set."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "node.toml").write_text(
+        'cluster_id = "c"\ndata_dir = "pkv-data"\n'
+        '[[nodes]]\nid = 1\nname = "n1"\naddress = "127.0.0.1:1"\n'
+    )
+    work = tmp_path / "work"
+    (work / "pkv-data" / "n1" / "db").mkdir(parents=True)  # where the data was kept before
+    monkeypatch.chdir(work)
+    assert main(["node", "--config", str(conf / "node.toml"), "--node-id", "n1"]) == 1
+    err = capsys.readouterr().err
+    assert f"data is in {work / 'pkv-data' / 'n1'}" in err and "full path" in err, err
+    assert len(err.strip().splitlines()) == 1

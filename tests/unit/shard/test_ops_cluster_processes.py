@@ -172,7 +172,7 @@ def test_a_started_cluster_whose_data_is_gone_is_refused_before_any_node_runs(
         cluster.start(deadline_s=1.0)
     message = str(refused.value)
     assert f"looked in {cluster.data_dir / 'data' / 'n1'}" in message
-    assert "moved or deleted" in message and "--rebuild" in message
+    assert "moved or deleted" in message and "another --data-dir" in message
 
 
 def test_a_first_start_cut_short_still_bootstraps(
@@ -191,6 +191,28 @@ def test_a_first_start_cut_short_still_bootstraps(
     with pytest.raises(ClusterError, match="stop here"):
         cluster.start(deadline_s=1.0)
     assert argvs and all("--bootstrap" in argv for argv in argvs)
+
+
+def test_deleted_logs_do_not_make_a_restart_bootstrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No logs/ once meant "no node ever ran here" whatever the data said: after the logs
+    were deleted to reclaim space, a restart gave every node --bootstrap, and a node whose
+    data was lost meanwhile came up empty instead of being refused (found by review)."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    (cluster.config.node_data_dir(cluster.config.nodes[0]) / "db").mkdir(parents=True)
+    cluster = LocalCluster(cluster.data_dir)  # no logs/, n1 has data, n2 lost its
+    argvs: list[list[str]] = []
+
+    def launch(self: LocalCluster, names: list[str], *_args: Any) -> None:
+        argvs.extend(self._node_launch(name, {})[0] for name in names)
+        raise ClusterError("stop here")
+
+    monkeypatch.setattr(LocalCluster, "_launch", launch)
+    with pytest.raises(ClusterError, match="stop here"):
+        cluster.start(deadline_s=1.0)
+    assert argvs and not any("--bootstrap" in argv for argv in argvs)
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "nan"])

@@ -1332,3 +1332,26 @@ def test_an_async_client_used_on_a_second_event_loop_says_so() -> None:
         with pytest.raises(txn.InvalidArgument, match="another event loop"):
             asyncio.run(client.get(b"apple"))
         assert time.monotonic() - started < 1.0
+
+
+@with_fake
+async def test_run_never_turns_a_maybe_applied_error_of_the_body_into_a_retry(
+    fake: FakeKV,
+) -> None:
+    """run() checks a body's own error against what the body read (a changed read set makes
+    it a retryable Conflict); a paxoskv error raised in the body (here one saying a write
+    may have been applied) is the store's answer and stays as it is, or a write of the body
+    could run twice (found by review: the body ran 20 times, then TooManyRetries)."""
+    async with fast_client(fake) as client, fast_client(fake) as other:
+        await client.put(b"apple", b"0")
+        runs: list[int] = []
+
+        async def body(tx: AsyncTransaction) -> None:
+            runs.append(1)
+            await tx.get(b"apple")
+            await other.put(b"apple", b"%d" % len(runs))  # what the body read changes
+            raise txn.ClientClosed("cut off mid-write", maybe_committed=True)
+
+        with pytest.raises(txn.ClientClosed) as raised:
+            await client.run(body)
+        assert raised.value.maybe_committed and len(runs) == 1
