@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from shard import __version__  # first: it sets gRPC's process-wide options
 from shard.bench_cmd import register_bench_command
-from shard.cli_kv import register_kv_commands
+from shard.cli_kv import register_kv_commands, usage_error
 from shard.cli_txn import register_txn_command
 from shard.cluster_cli import register_cluster_commands
 
@@ -103,13 +103,6 @@ def _run_node(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     asyncio.run(serve(config, node, first_start=args.bootstrap, rebuild=args.rebuild))
     return 0
-
-
-def usage_error(parser: argparse.ArgumentParser) -> int:
-    """A command that needs a subcommand and got none: its help on stderr, exit status 2 (a
-    usage error, as argparse's own), so a script that forgot the command does not go on."""
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

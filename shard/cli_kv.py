@@ -30,6 +30,13 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------- parser
 
 
+def usage_error(parser: argparse.ArgumentParser) -> int:
+    """A command that needs a subcommand and got none: its help on stderr, exit status 2 (a
+    usage error, as argparse's own), so a script that forgot the command does not go on."""
+    parser.print_help(sys.stderr)
+    return 2
+
+
 def positive_seconds(text: str) -> float:
     """argparse type of a --timeout: a number of seconds above 0."""
     try:

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from shard.cli_kv import positive_seconds, usage_error
+
 DATA_DIR_HELP = "the cluster directory (config, data, logs, pid files)"
 
 
@@ -25,7 +27,7 @@ def register_cluster_commands(subparsers: Any) -> None:
         "under one --data-dir: DIR/cluster.toml, DIR/data/NAME, DIR/logs/NAME.log, "
         "DIR/pids/NAME.pid.",
     )
-    cluster.set_defaults(handler=lambda _args: _usage_error(cluster))
+    cluster.set_defaults(handler=lambda _args: usage_error(cluster))
     commands = cluster.add_subparsers(title="cluster commands", metavar="COMMAND")
 
     start = commands.add_parser(
@@ -51,7 +53,7 @@ def register_cluster_commands(subparsers: Any) -> None:
     )
     start.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=60.0,
         help="seconds to wait for leaders (default 60)",
     )
@@ -103,22 +105,6 @@ def register_cluster_commands(subparsers: Any) -> None:
             default=argparse.SUPPRESS,
             help="show tracebacks on errors (as `paxoskv --debug`)",
         )
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not seconds > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return seconds
-
-
-def _usage_error(parser: argparse.ArgumentParser) -> int:
-    from shard.cli import usage_error  # not at the top: shard.cli imports this module
-
-    return usage_error(parser)
 
 
 #: `cluster status`'s exit status when no node runs (LSB's "program is not running").
