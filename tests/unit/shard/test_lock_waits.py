@@ -1039,3 +1039,38 @@ def test_a_snapshot_get_below_the_gc_horizon_is_refused_over_a_proven_commit(
     assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1
     old = node.call(get(b"apple", snapshot=True, at_version=prepare_ts + 1)).get
     assert old.error.code == kv.INVALID_ARGUMENT and "garbage-collected" in old.error.message
+
+
+def test_a_snapshot_scan_below_the_gc_horizon_over_an_old_intent_is_refused() -> None:
+    """Found by review: a snapshot scan parked behind a prepared write intent is judged by
+    `snapshot_safe`, whose scan at the read's timestamp raised VersionCompacted outside
+    serve_read's error handling once the GC horizon was above it: the node loop crashed
+    (and the client's retry crashed the next leader). The same read as a get was refused."""
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)  # stays in doubt
+    node.advance(1.5)
+    node.call(put(b"zebra", b"z", group=2))  # an apply cycle runs the GC
+    assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1
+    answer = node.call(scan(b"a", b"m", limit=10, snapshot=True, at_version=prepare_ts + 1))
+    assert answer.scan.error.code == kv.INVALID_ARGUMENT, answer
+    assert "garbage-collected" in answer.scan.error.message
+
+
+def test_a_parked_snapshot_scan_the_gc_horizon_passes_is_refused() -> None:
+    """The same crash for a snapshot scan that was legal when it arrived and parked behind
+    a prepared write intent: a GC pass raised the horizon above its timestamp while it
+    waited (found by review)."""
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)  # stays in doubt
+    answers: list[kv.Response] = []
+    node.core.submit(
+        scan(b"a", b"m", limit=10, snapshot=True, at_version=prepare_ts + 1), answers.append
+    )
+    node.advance(0.05)
+    assert answers == []  # parked behind the intent (rule 3)
+    assert node.core.hosts[1].shard.gc_horizon <= prepare_ts + 1  # legal when it arrived
+    node.advance(1.5)  # GC passes raise the horizon while it waits (the request has 5 s)
+    node.call(put(b"zebra", b"z", group=2))
+    assert len(answers) == 1
+    assert answers[0].scan.error.code == kv.INVALID_ARGUMENT, answers
+    assert "garbage-collected" in answers[0].scan.error.message
