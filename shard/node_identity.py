@@ -26,17 +26,23 @@ etcd refuses such a member for the same reason). So:
   streams of another one unless a rebuild made it (`admit_peer`). So a node whose data was
   lost and that came back with `--bootstrap`, which nothing on its own disk can tell from a
   first start, casts no vote at the peers that knew its earlier data: they refuse it
-  (found by review: it became a leader within half a second). A peer that never accepted
-  a stream from the earlier incarnation takes the new one as its first (docs/ARCHITECTURE.md,
-  "A node's data", says what that leaves open).
+  (found by review: it became a leader within half a second);
+- a peer that has no record of a node (a first contact) takes a non-rebuilt incarnation only
+  once every other node of the cluster answered that it recorded no other one of that node
+  (`first_contact`, `PeerRecords`). Every node that ever took a message of the earlier
+  incarnation recorded it first, so one of them would say so; before this, a peer whose own
+  first start came after the node had lost its data took the new incarnation as the node's
+  first, and with the nodes that knew the earlier one down, the two could choose a second
+  value for a slot (found by review). The price: two nodes' first contact needs every other
+  node up, so a cluster's first start needs all its nodes once.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -48,15 +54,20 @@ from shard.disk import DataDirInUse, RocksNodeDisk
 
 __all__ = [
     "IDENTITY_KEY",
+    "NO_OTHERS",
+    "Admission",
     "Incarnation",
     "NodeDataCorrupt",
     "NodeDataMismatch",
     "NodeDataMissing",
     "NodeDataUnusable",
     "NodeIdentity",
+    "PeerRecords",
     "admit_peer",
+    "first_contact",
     "node_incarnation",
     "open_node_disk",
+    "recorded_incarnation",
 ]
 
 # Outside every prefix the node scans (b"p" Paxos, b"d"/b"m"/b"r" data), as the WAL warm-up's.
@@ -128,28 +139,85 @@ def node_incarnation(db: Rdict) -> Incarnation:
     return Incarnation.decode(raw)
 
 
-def admit_peer(db: Rdict, node_id: int, incarnation: Incarnation) -> str:
-    """Whether this node takes peer `node_id`'s streams in `incarnation`: "" if so (its
-    first accepted incarnation is kept, synced), else the refusal (module doc)."""
+@dataclass(frozen=True)
+class PeerRecords:
+    """What the cluster's other nodes recorded of a peer, asked at a first contact with it."""
+
+    #: node id -> the incarnation token it recorded (nodes that recorded none are left out)
+    recorded: Mapping[int, bytes] = field(default_factory=dict)
+    #: the nodes that did not answer
+    unanswered: Collection[int] = ()
+
+
+#: A cluster with no other node: no one to ask.
+NO_OTHERS = PeerRecords()
+
+
+@dataclass(frozen=True)
+class Admission:
+    """`admit_peer`'s verdict on a peer's stream."""
+
+    refusal: str = ""  # "": taken
+    for_now: bool = False  # refused until the nodes that did not answer do
+
+
+def recorded_incarnation(db: Rdict, node_id: int) -> bytes | None:
+    """The incarnation token of peer `node_id` this node recorded (None: none yet)."""
+    return cast("bytes | None", db.get(_peer_key(node_id)))
+
+
+def first_contact(db: Rdict, node_id: int, incarnation: Incarnation) -> bool:
+    """Whether `admit_peer` needs the other nodes' `PeerRecords` for this incarnation: one
+    no rebuild made, of a node this node recorded nothing of."""
+    return (
+        bool(incarnation.token) and not incarnation.rebuilt and db.get(_peer_key(node_id)) is None
+    )
+
+
+def admit_peer(
+    db: Rdict, node_id: int, incarnation: Incarnation, others: PeerRecords = NO_OTHERS
+) -> Admission:
+    """Whether this node takes peer `node_id`'s streams in `incarnation` (module doc); an
+    incarnation taken is recorded, synced. `others`: what every other node of the cluster
+    recorded, needed at a `first_contact` (the default: the cluster has no other node)."""
     if not incarnation.token:
-        return (
+        return Admission(
             f"node {node_id} sent no incarnation (a paxoskv version before incarnations): run "
             "one version on every node"
         )
-    key = PEER_INCARNATION_PREFIX + str(node_id).encode()
+    key = _peer_key(node_id)
     known = db.get(key)
     if known == incarnation.token:
-        return ""
+        return Admission()
     if known is not None and not incarnation.rebuilt:
-        return (
-            f"node {node_id} came back with new data (its incarnation changed) that no rebuild "
-            "made, as a node whose data was lost and that was started with --bootstrap: it "
-            "may have forgotten votes, so it is refused; stop it and start it with --rebuild "
-            "on an empty directory (`paxoskv cluster start --rebuild NAME` for a local "
-            "cluster)"
-        )
+        return Admission(_changed(node_id, "this node knew another one"))
+    if known is None and not incarnation.rebuilt:
+        knew = sorted(n for n, token in others.recorded.items() if token != incarnation.token)
+        if knew:
+            return Admission(_changed(node_id, f"node {knew[0]} knew another one"))
+        if others.unanswered:
+            waiting = ", ".join(str(n) for n in sorted(others.unanswered))
+            return Admission(
+                f"node {node_id} is new to this node: it is taken once every other node says "
+                f"it knew no other data of it, and node(s) {waiting} did not answer (a first "
+                "start needs every node of the cluster up)",
+                for_now=True,
+            )
     db.put(key, incarnation.token, _synced())
-    return ""
+    return Admission()
+
+
+def _peer_key(node_id: int) -> bytes:
+    return PEER_INCARNATION_PREFIX + str(node_id).encode()
+
+
+def _changed(node_id: int, who_knew: str) -> str:
+    return (
+        f"node {node_id} came back with new data (its incarnation changed: {who_knew}) that "
+        "no rebuild made, as a node whose data was lost and that was started with --bootstrap: "
+        "it may have forgotten votes, so it is refused; stop it and start it with --rebuild "
+        "on an empty directory (`paxoskv cluster start --rebuild NAME` for a local cluster)"
+    )
 
 
 def open_node_disk(

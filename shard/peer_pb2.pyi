@@ -44,9 +44,31 @@ class PeerBatch(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ...) -> None: ...
 
 class PeerReply(_message.Message):
-    __slots__ = ("refusal", "protocol")
+    __slots__ = ("refusal", "protocol", "for_now")
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    FOR_NOW_FIELD_NUMBER: _ClassVar[int]
     refusal: str
     protocol: int
-    def __init__(self, refusal: _Optional[str] = ..., protocol: _Optional[int] = ...) -> None: ...
+    for_now: bool
+    def __init__(self, refusal: _Optional[str] = ..., protocol: _Optional[int] = ..., for_now: _Optional[bool] = ...) -> None: ...
+
+class IncarnationQuery(_message.Message):
+    __slots__ = ("cluster_id", "from_node", "protocol", "node_id")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    from_node: int
+    protocol: int
+    node_id: int
+    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., protocol: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
+
+class IncarnationAnswer(_message.Message):
+    __slots__ = ("refusal", "incarnation")
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    refusal: str
+    incarnation: bytes
+    def __init__(self, refusal: _Optional[str] = ..., incarnation: _Optional[bytes] = ...) -> None: ...

@@ -39,12 +39,23 @@ class PeerStub:
                 request_serializer=shard_dot_peer__pb2.PeerBatch.SerializeToString,
                 response_deserializer=shard_dot_peer__pb2.PeerReply.FromString,
                 _registered_method=True)
+        self.RecordedIncarnation = channel.unary_unary(
+                '/paxoskv.peer.Peer/RecordedIncarnation',
+                request_serializer=shard_dot_peer__pb2.IncarnationQuery.SerializeToString,
+                response_deserializer=shard_dot_peer__pb2.IncarnationAnswer.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Exchange(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordedIncarnation(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=shard_dot_peer__pb2.PeerBatch.FromString,
                     response_serializer=shard_dot_peer__pb2.PeerReply.SerializeToString,
+            ),
+            'RecordedIncarnation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordedIncarnation,
+                    request_deserializer=shard_dot_peer__pb2.IncarnationQuery.FromString,
+                    response_serializer=shard_dot_peer__pb2.IncarnationAnswer.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class Peer:
             '/paxoskv.peer.Peer/Exchange',
             shard_dot_peer__pb2.PeerBatch.SerializeToString,
             shard_dot_peer__pb2.PeerReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordedIncarnation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paxoskv.peer.Peer/RecordedIncarnation',
+            shard_dot_peer__pb2.IncarnationQuery.SerializeToString,
+            shard_dot_peer__pb2.IncarnationAnswer.FromString,
             options,
             channel_credentials,
             insecure,

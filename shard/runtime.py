@@ -38,12 +38,22 @@ from shard.execute import (
 )
 from shard.faults import maybe_install_faults
 from shard.node import NodeCore, TxnSettings
-from shard.node_identity import NodeIdentity, admit_peer, node_incarnation, open_node_disk
+from shard.node_identity import (
+    Admission,
+    Incarnation,
+    NodeIdentity,
+    PeerRecords,
+    admit_peer,
+    first_contact,
+    node_incarnation,
+    open_node_disk,
+    recorded_incarnation,
+)
 from shard.node_records import GroupHost
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
 from shard.tls_reload import TLS_CHECK_S, ReloadingTls
-from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
+from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer, ask_recorded_incarnation
 
 log = logging.getLogger("paxoskv.node")
 
@@ -182,7 +192,9 @@ class NodeRuntime:
                 self._deliver,
                 config.peer_secret,
                 seen=self._peer_seen,
-                admit=partial(admit_peer, self.disk.db),
+                admit=self._admit_peer,
+                recorded=partial(recorded_incarnation, self.disk.db),
+                nodes={n.id for n in config.nodes if n.id != node.id},
             ),
             self.server,
         )
@@ -192,6 +204,34 @@ class NodeRuntime:
     def _deliver(self, src: int, group_id: int, msg: Message) -> None:
         self._inbox.append((group_id, msg))
         self._wake.set()
+
+    async def _admit_peer(self, node_id: int, incarnation: Incarnation) -> Admission:
+        """shard/node_identity.py: at a first contact, ask every other node what it recorded
+        of the peer before taking its stream."""
+        if not first_contact(self.disk.db, node_id, incarnation):
+            return admit_peer(self.disk.db, node_id, incarnation)
+        others = [n for n in self.config.nodes if n.id not in (self.node.id, node_id)]
+        credentials = None if self._tls is None else self._tls.channel_credentials()
+        answers = await asyncio.gather(
+            *(
+                ask_recorded_incarnation(
+                    n.address,
+                    cluster_id=self.config.cluster_id,
+                    my_id=self.node.id,
+                    node_id=node_id,
+                    secret=self.config.peer_secret,
+                    credentials=credentials,
+                )
+                for n in others
+            )
+        )
+        if self._stopped.is_set():  # the disk may be closed by now
+            return Admission("the node is stopping", for_now=True)
+        records = PeerRecords(
+            recorded={n.id: token for n, token in zip(others, answers, strict=True) if token},
+            unanswered=[n.id for n, token in zip(others, answers, strict=True) if token is None],
+        )
+        return admit_peer(self.disk.db, node_id, incarnation, records)
 
     def _peer_seen(self, src: int) -> None:
         link = self.links.get(src)

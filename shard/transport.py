@@ -22,7 +22,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
@@ -30,14 +30,16 @@ from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
-from shard.node_identity import Incarnation
+from shard.node_identity import Admission, Incarnation
 from shard.peer_parts import Queued, SnapshotAssembler, group_messages, take_batch
 
 log = logging.getLogger("paxoskv.transport")
 
-#: Called with a peer's node id and incarnation at a stream's hello: "" to take the stream,
-#: else the refusal (shard.node_identity.admit_peer).
-Admit = Callable[[int, Incarnation], str]
+#: Called with a peer's node id and incarnation at a stream's hello: whether to take the
+#: stream (shard.node_identity.admit_peer, with the other nodes' records at a first contact).
+Admit = Callable[[int, Incarnation], Awaitable[Admission]]
+#: Called with a node id: the incarnation token of it this node recorded (None: none).
+Recorded = Callable[[int], "bytes | None"]
 #: A link that sends none (tests of the transport alone).
 NO_INCARNATION = Incarnation(b"", rebuilt=False)
 
@@ -66,8 +68,10 @@ MAX_LOGGED_REASON = 300
 #: a command or message changes (docs/ARCHITECTURE.md, "Operations": upgrades are all at
 #: once). A node refuses a peer's stream in another version, and sends a peer nothing but
 #: its hello until the peer accepted it in this one, so nodes of two versions never apply
-#: each other's commands; they act as a partition. Versions before this field sent 0.
-PROTOCOL = 1
+#: each other's commands; they act as a partition. Versions before this field sent 0; 2:
+#: a first contact is confirmed with every other node (`RecordedIncarnation`), which a
+#: node of version 1 cannot answer.
+PROTOCOL = 2
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long
@@ -207,7 +211,7 @@ class PeerLink:
                     try:
                         async for reply in call:
                             if reply.refusal:
-                                self._log_refusal(reply.refusal)
+                                self._log_refusal(reply.refusal, for_now=reply.for_now)
                             elif reply.protocol == PROTOCOL:
                                 self._accepted.set()
                                 self._wake.set()
@@ -248,9 +252,13 @@ class PeerLink:
                 extra={"peer": self.peer_id, "address": self.address, "protocol": PROTOCOL},
             )
 
-    def _log_refusal(self, refusal: str) -> None:
-        """A peer of another version refuses every redial, about once a second, for good."""
-        self._log_once(logging.ERROR, "peer refused our stream", refusal)
+    def _log_refusal(self, refusal: str, *, for_now: bool) -> None:
+        """A peer of another version refuses every redial, about once a second, for good;
+        one confirming our first contact with the other nodes, until they answer."""
+        if for_now:
+            self._log_once(logging.INFO, "peer refused our stream for now", refusal)
+        else:
+            self._log_once(logging.ERROR, "peer refused our stream", refusal)
 
     def _log_failure(self, exc: grpc.aio.AioRpcError) -> None:
         """A TLS handshake refused, for one, otherwise only shows as groups that never
@@ -291,10 +299,16 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         deliver: Deliver,
         secret: str = "",
         seen: PeerSeen = lambda node_id: None,
-        admit: Admit = lambda node_id, incarnation: "",
+        admit: Admit | None = None,
+        recorded: Recorded = lambda node_id: None,
+        nodes: set[int] | None = None,
     ) -> None:
+        """`peers`: the nodes whose streams it takes; `nodes`: every other node of the
+        cluster, which may ask what it recorded of a node (default: `peers`)."""
         self._cluster_id = cluster_id
-        self._admit = admit
+        self._admit = admit if admit is not None else _admit_all
+        self._recorded = recorded
+        self._nodes = peers if nodes is None else nodes
         self._secret = secret.encode()
         self._my_id = my_id
         self._peers = peers
@@ -322,11 +336,11 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 yield self._refuse(refusal)
                 return
             if first:
-                refusal = self._admit(
+                admission = await self._admit(
                     batch.from_node, Incarnation(batch.incarnation, batch.rebuilt)
                 )
-                if refusal:
-                    yield self._refuse(refusal)
+                if admission.refusal:
+                    yield self._refuse(admission.refusal, for_now=admission.for_now)
                     return
                 # Once per stream (its hello): a peer whose stream we accept while it
                 # refuses ours must not cut our backoff at each of its heartbeats.
@@ -352,7 +366,20 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                     msg = whole
                 self._deliver(batch.from_node, item.group_id, msg)
 
-    def _refuse(self, reason: str) -> peer_pb2.PeerReply:
+    async def RecordedIncarnation(
+        self, request: peer_pb2.IncarnationQuery, context: grpc.aio.ServicerContext
+    ) -> peer_pb2.IncarnationAnswer:
+        """What this node recorded of node `request.node_id` (shard/node_identity.py)."""
+        refusal = self._check_secret(context) or self._check_node(
+            request.cluster_id, request.from_node, request.protocol, self._nodes
+        )
+        if not refusal and request.node_id not in self._nodes:
+            refusal = f"node {request.node_id} is not a node of this cluster"
+        if refusal:
+            return peer_pb2.IncarnationAnswer(refusal=refusal)
+        return peer_pb2.IncarnationAnswer(incarnation=self._recorded(request.node_id) or b"")
+
+    def _refuse(self, reason: str, *, for_now: bool = False) -> peer_pb2.PeerReply:
         """Count and log a refused stream; the reply that ends it."""
         self.refused += 1
         now = time.monotonic()
@@ -361,8 +388,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             if len(self._refusals_logged) >= 64:
                 self._refusals_logged.clear()
             self._refusals_logged[reason] = now
-            log.warning("refused peer stream", extra={"reason": reason, "refused": self.refused})
-        return peer_pb2.PeerReply(refusal=reason)
+            log.log(
+                logging.INFO if for_now else logging.WARNING,
+                "refused peer stream for now" if for_now else "refused peer stream",
+                extra={"reason": reason, "refused": self.refused},
+            )
+        return peer_pb2.PeerReply(refusal=reason, for_now=for_now)
 
     def _check_secret(self, context: grpc.aio.ServicerContext) -> str:
         if not self._secret:
@@ -373,17 +404,60 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         return "missing or wrong peer secret (peer_secret in the cluster config)"
 
     def _check(self, batch: peer_pb2.PeerBatch) -> str:
-        if batch.cluster_id != self._cluster_id:
+        return self._check_node(batch.cluster_id, batch.from_node, batch.protocol, self._peers)
+
+    def _check_node(self, cluster_id: str, from_node: int, protocol: int, known: set[int]) -> str:
+        if cluster_id != self._cluster_id:
             return (
-                f"cluster id {batch.cluster_id!r} does not match this node's cluster "
-                f"{self._cluster_id!r}"
+                f"cluster id {cluster_id!r} does not match this node's cluster {self._cluster_id!r}"
             )
-        if batch.from_node not in self._peers:
-            return f"node {batch.from_node} is not a peer of node {self._my_id}"
-        if batch.protocol != PROTOCOL:
+        if from_node not in known:
+            return f"node {from_node} is not a peer of node {self._my_id}"
+        if protocol != PROTOCOL:
             return (
-                f"node {batch.from_node} speaks protocol version {batch.protocol}, node "
+                f"node {from_node} speaks protocol version {protocol}, node "
                 f"{self._my_id} version {PROTOCOL}: run one paxoskv version on every node "
                 "(stop every node, upgrade, start)"
             )
         return ""
+
+
+async def _admit_all(node_id: int, incarnation: Incarnation) -> Admission:
+    """A servicer without an `admit` (tests of the transport alone) takes every stream."""
+    return Admission()
+
+
+async def ask_recorded_incarnation(
+    address: str,
+    *,
+    cluster_id: str,
+    my_id: int,
+    node_id: int,
+    secret: str = "",
+    credentials: grpc.ChannelCredentials | None = None,
+    timeout_s: float = 1.0,
+) -> bytes | None:
+    """The incarnation token of `node_id` the node at `address` recorded (b"": none), or
+    None when it did not answer (down, unreachable, or it refused the question)."""
+    metadata = ((SECRET_HEADER, secret),) if secret else None
+    query = peer_pb2.IncarnationQuery(
+        cluster_id=cluster_id, from_node=my_id, protocol=PROTOCOL, node_id=node_id
+    )
+    try:
+        async with aio_channel(address, credentials, CHANNEL_OPTIONS) as ch:
+            answer = await peer_pb2_grpc.PeerStub(ch).RecordedIncarnation(
+                query, metadata=metadata, timeout=timeout_s
+            )
+    except grpc.aio.AioRpcError as exc:
+        log.info(
+            "no answer about a peer's incarnation",
+            extra={"address": address, "peer": node_id, "reason": exc.code().name},
+        )
+        return None
+    if answer.refusal:
+        log.warning(
+            "question about a peer's incarnation refused",
+            extra={"address": address, "peer": node_id, "reason": answer.refusal},
+        )
+        return None
+    return bytes(answer.incarnation)

@@ -147,6 +147,53 @@ def test_a_node_whose_data_was_lost_gets_no_vote_when_started_with_bootstrap(
         cluster.close()
 
 
+class _FirstStartWithOneNodeLate(LocalCluster):
+    """A first start in which the last node comes up only once the others have refused each
+    other's streams for want of its answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.late = self.names[-1]
+        self.roles_before_it: dict[int, set[str]] = {}
+
+    def _launch(self, names: list[str], end: float, say: Any) -> None:
+        early = [n for n in names if n != self.late]
+        super()._launch(early, end, say)
+        late_id = self.node(self.late).id
+        wait_for(
+            lambda: all(
+                f"node(s) {late_id} did not answer" in self.log_tail(n, 200) for n in early
+            ),
+            30.0,
+            "the early nodes refusing each other for now",
+        )
+        for st in self.status_all(names=early).values():
+            assert st is not None
+            for g in st.groups:
+                self.roles_before_it.setdefault(g.group_id, set()).add(g.role)
+        super()._launch([self.late], end, say)
+
+
+def test_a_first_start_needs_every_node_once(tmp_path: Path, kv_of: Any) -> None:
+    """A first contact between two nodes is confirmed with every other node
+    (shard/node_identity.py: otherwise a node whose data was lost and that was started
+    with --bootstrap counted at a peer whose own first start came late, and the two could
+    choose a second value for a slot). So the first two nodes up refuse each other for
+    now and nothing is elected until the third answers; then the cluster serves."""
+    cluster = _FirstStartWithOneNodeLate(tmp_path / "c", nodes=3, shards=1)
+    try:
+        cluster.start(deadline_s=90.0, settle_s=0)
+        assert cluster.roles_before_it, "no status of the early nodes"
+        assert all("leader" not in roles for roles in cluster.roles_before_it.values()), (
+            cluster.roles_before_it
+        )
+        kv_ = kv_of(cluster)
+        assert kv_.get(kv_.put(b"m-first", b"1").key) == b"1"
+    finally:
+        cluster.stop(grace_s=3.0)
+        cluster.close()
+
+
 class _StoppedOnceDatabasesExist(LocalCluster):
     """`paxoskv cluster start` stopped (Ctrl-C, a node failing, the deadline) as soon as
     every node's new RocksDB exists, before the nodes are ready."""

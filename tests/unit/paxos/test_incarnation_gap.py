@@ -1,9 +1,11 @@
 """Peers refuse a node whose data came back in an incarnation no rebuild made
 (shard/node_identity.py), with the Paxos replicas of the `Group` harness: a value chosen by
 {Z, X} is not chosen a second time by {Y, X after its data was lost and it was started with
---bootstrap} when Y knew X's earlier incarnation. When Y never took it (Y's own first start
-came late), Y takes the new one as X's first and the slot is chosen twice: the gap
-docs/ARCHITECTURE.md ("A node's data") describes (found by review; strict xfail)."""
+--bootstrap}. When Y knew X's earlier incarnation it refuses the new one at once. When Y
+never took it (Y's own first start came late), Y asks every other node at this first
+contact: Z says it knew another one, or, down, does not answer and Y waits. Before that
+question (found by review), Y took the new incarnation as X's first and the slot was chosen
+twice."""
 
 from __future__ import annotations
 
@@ -13,7 +15,15 @@ import pytest
 
 from paxos import Role
 from paxos.messages import Message
-from shard.node_identity import NodeIdentity, admit_peer, node_incarnation, open_node_disk
+from shard.node_identity import (
+    NodeIdentity,
+    PeerRecords,
+    admit_peer,
+    first_contact,
+    node_incarnation,
+    open_node_disk,
+    recorded_incarnation,
+)
 from tests.unit.paxos.test_rebuild import chosen_by_1_and_2, lose_disk
 
 # Replica ids of the Group harness are node ids: 1 = Z (leads), 2 = X (loses its data),
@@ -21,21 +31,9 @@ from tests.unit.paxos.test_rebuild import chosen_by_1_and_2, lose_disk
 Z, X, Y = 1, 2, 3
 
 
-@pytest.mark.parametrize(
-    "y_saw_x0",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="open: a peer that never took the earlier incarnation takes the new one",
-            ),
-        ),
-        True,
-    ],
-)
+@pytest.mark.parametrize(("y_saw_x0", "z_answers"), [(True, True), (False, True), (False, False)])
 def test_a_wiped_node_bootstrapped_again_gets_no_vote_counted(
-    tmp_path: Path, y_saw_x0: bool
+    tmp_path: Path, y_saw_x0: bool, z_answers: bool
 ) -> None:
     ident = {i: NodeIdentity("c", i, f"n{i}") for i in (Z, X, Y)}
     disks = {}
@@ -45,7 +43,7 @@ def test_a_wiped_node_bootstrapped_again_gets_no_vote_counted(
     x0 = node_incarnation(x_disk.db)
     x_disk.close()
     # X's stream to Z is accepted (this is how X's Accepted reached leader Z).
-    assert admit_peer(disks[Z].db, X, x0) == ""
+    assert admit_peer(disks[Z].db, X, x0).refusal == ""
     g = chosen_by_1_and_2()  # b"v" chosen at slot 1 by Z and X; Y heard nothing
     # X's data is lost; it is started again with --bootstrap (new directory, new incarnation).
     x_disk = open_node_disk(tmp_path / "x1", ident[X], first_start=True)
@@ -56,11 +54,17 @@ def test_a_wiped_node_bootstrapped_again_gets_no_vote_counted(
     # Y now does its own (legitimate) first start.
     disks[Y] = open_node_disk(tmp_path / "y", ident[Y], first_start=True)
     if y_saw_x0:
-        assert admit_peer(disks[Y].db, X, x0) == ""
-    # Z refuses X's new incarnation, as the commit intends ...
-    assert admit_peer(disks[Z].db, X, x1) != ""
-    # ... Y has no record of X and admits it.
-    y_admits_x = admit_peer(disks[Y].db, X, x1) == ""
+        assert admit_peer(disks[Y].db, X, x0).refusal == ""
+    # Z refuses X's new incarnation: it knew another one.
+    assert admit_peer(disks[Z].db, X, x1).refusal != ""
+    # Y asks Z at a first contact (as the runtime does, shard/runtime.py `_admit_peer`).
+    assert first_contact(disks[Y].db, X, x1) is not y_saw_x0
+    z_record = recorded_incarnation(disks[Z].db, X)
+    assert z_record == x0.token
+    others = PeerRecords({Z: z_record}) if z_answers else PeerRecords(unanswered=[Z])
+    y_admits = admit_peer(disks[Y].db, X, x1, others)
+    assert y_admits.refusal and y_admits.for_now is (not y_saw_x0 and not z_answers)
+    y_admits_x = y_admits.refusal == ""
     for d in disks.values():
         d.close()
 
@@ -82,5 +86,5 @@ def test_a_wiped_node_bootstrapped_again_gets_no_vote_counted(
     # Agreement: slot 1 must not be chosen as anything but b"v" anywhere.
     assert g.chosen(Y) in ([], [(b"v",)]), (
         f"slot 1 chosen twice: b'v' by {{Z, X}}, {g.chosen(Y)} by {{Y, wiped X}} "
-        "(Y admitted X's new non-rebuilt incarnation: it had no record of X)"
+        "(Y admitted X's new non-rebuilt incarnation)"
     )

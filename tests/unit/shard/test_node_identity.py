@@ -14,15 +14,19 @@ from shard.disk import WAL_WARMUP_BYTES, DataDirInUse, RocksNodeDisk
 from shard.node_identity import (
     IDENTITY_KEY,
     INCARNATION_KEY,
+    NO_OTHERS,
     Incarnation,
     NodeDataCorrupt,
     NodeDataMismatch,
     NodeDataMissing,
     NodeDataUnusable,
     NodeIdentity,
+    PeerRecords,
     admit_peer,
+    first_contact,
     node_incarnation,
     open_node_disk,
+    recorded_incarnation,
 )
 
 N1 = NodeIdentity("c1", 1, "n1")
@@ -210,25 +214,67 @@ def test_a_peer_that_came_back_with_new_data_is_refused_unless_rebuilt(tmp_path:
     disk = open_node_disk(tmp_path / "db", N1, first_start=True)
     try:
         first = Incarnation.new(rebuilt=False)
-        assert admit_peer(disk.db, 2, first) == ""
-        assert admit_peer(disk.db, 2, first) == ""  # a restart of node 2: its data kept
-        assert admit_peer(disk.db, 3, Incarnation.new(rebuilt=False)) == ""  # another node
+        assert _taken(disk.db, 2, first)
+        assert _taken(disk.db, 2, first)  # a restart of node 2: its data kept
+        assert _taken(disk.db, 3, Incarnation.new(rebuilt=False))  # another node
         bootstrapped = Incarnation.new(rebuilt=False)
-        refusal = admit_peer(disk.db, 2, bootstrapped)
+        refusal = admit_peer(disk.db, 2, bootstrapped).refusal
         assert "node 2 came back with new data" in refusal and "--rebuild" in refusal
-        assert admit_peer(disk.db, 2, first) == ""  # the refused one was not taken
+        assert _taken(disk.db, 2, first)  # the refused one was not taken
         rebuilt = Incarnation.new(rebuilt=True)
-        assert admit_peer(disk.db, 2, rebuilt) == ""
-        assert admit_peer(disk.db, 2, first) != ""  # the rebuilt one is node 2 from now on
-        assert "sent no incarnation" in admit_peer(disk.db, 4, Incarnation(b"", rebuilt=False))
+        assert _taken(disk.db, 2, rebuilt)
+        assert not _taken(disk.db, 2, first)  # the rebuilt one is node 2 from now on
+        assert (
+            "sent no incarnation" in admit_peer(disk.db, 4, Incarnation(b"", rebuilt=False)).refusal
+        )
     finally:
         disk.close()
     reopened = open_node_disk(tmp_path / "db", N1, first_start=False)  # kept, synced
     try:
-        assert admit_peer(reopened.db, 2, rebuilt) == ""
-        assert admit_peer(reopened.db, 2, bootstrapped) != ""
+        assert _taken(reopened.db, 2, rebuilt)
+        assert not _taken(reopened.db, 2, bootstrapped)
     finally:
         reopened.close()
+
+
+def _taken(
+    db: Any, node_id: int, incarnation: Incarnation, others: PeerRecords = NO_OTHERS
+) -> bool:
+    admission = admit_peer(db, node_id, incarnation, others)
+    assert not (admission.refusal == "" and admission.for_now)
+    return admission.refusal == ""
+
+
+def test_a_first_contact_is_taken_only_once_every_other_node_knew_no_other_data(
+    tmp_path: Path,
+) -> None:
+    """Found by review: a node that never took a stream from a peer's earlier incarnation
+    took a new one as the peer's first, so a peer wiped and started with --bootstrap
+    counted there. Now a first contact asks every other node: one that recorded another
+    incarnation refuses it for good, one that did not answer refuses it for now, and
+    nothing is recorded until every node answered."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        fresh = Incarnation.new(rebuilt=False)
+        earlier = Incarnation.new(rebuilt=False).token
+        assert first_contact(disk.db, 2, fresh)
+        knew = admit_peer(disk.db, 2, fresh, PeerRecords({3: earlier}, unanswered=[4]))
+        assert "node 2 came back with new data" in knew.refusal and "node 3 knew" in knew.refusal
+        assert not knew.for_now
+        waiting = admit_peer(disk.db, 2, fresh, PeerRecords({3: fresh.token}, unanswered=[4]))
+        assert waiting.for_now and "node(s) 4 did not answer" in waiting.refusal
+        assert recorded_incarnation(disk.db, 2) is None and first_contact(disk.db, 2, fresh)
+        assert _taken(disk.db, 2, fresh, PeerRecords({3: fresh.token}))
+        assert recorded_incarnation(disk.db, 2) == fresh.token
+        assert not first_contact(disk.db, 2, fresh)  # known now: no question at a restart
+        # Every other node answered and none recorded anything (a cluster's first start).
+        assert _taken(disk.db, 3, Incarnation.new(rebuilt=False), PeerRecords(unanswered=()))
+        # A rebuild made it: it votes only once Paxos rule 14 says so, whatever others knew.
+        rebuilt = Incarnation.new(rebuilt=True)
+        assert not first_contact(disk.db, 5, rebuilt)
+        assert _taken(disk.db, 5, rebuilt, PeerRecords({3: earlier}, unanswered=[4]))
+    finally:
+        disk.close()
 
 
 def test_a_data_dir_that_cannot_hold_data_names_the_setting(tmp_path: Path) -> None:

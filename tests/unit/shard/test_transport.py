@@ -16,8 +16,15 @@ import grpc
 
 from shard import peer_pb2_grpc
 from shard.cluster import free_ports
-from shard.node_identity import Incarnation
-from shard.transport import GRPC_OPTIONS, PROTOCOL, PeerLink, PeerServicer
+from shard.node_identity import Admission, Incarnation
+from shard.transport import (
+    GRPC_OPTIONS,
+    PROTOCOL,
+    SECRET_HEADER,
+    PeerLink,
+    PeerServicer,
+    ask_recorded_incarnation,
+)
 
 
 class _Peer:
@@ -428,9 +435,9 @@ def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
         asked: list[tuple[int, Incarnation]] = []
         delivered: list[Any] = []
 
-        def admit(node_id: int, incarnation: Incarnation) -> str:
+        async def admit(node_id: int, incarnation: Incarnation) -> Admission:
             asked.append((node_id, incarnation))
-            return "came back with new data"
+            return Admission("came back with new data")
 
         server = grpc.aio.server(options=GRPC_OPTIONS)
         servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a), admit=admit)
@@ -472,3 +479,99 @@ def test_stop_ends_the_request_generator_grpc_may_still_be_consuming() -> None:
         return ended
 
     assert asyncio.run(run())
+
+
+def test_a_node_answers_what_it_recorded_of_a_peer_and_refuses_impostors() -> None:
+    """`RecordedIncarnation`, asked at a first contact (shard/node_identity.py): the answer
+    is the token recorded (b"" for none); a question without the peer secret, from another
+    cluster, from a node not in the cluster, of another version, or about an unknown node
+    is refused, which the asker takes as no answer (None)."""
+    from shard import peer_pb2
+
+    recorded = {3: b"n3-life-1"}
+
+    async def run() -> tuple[list[bytes | None], list[str]]:
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer(
+            "c", 2, {1}, lambda *a: None, "s3cret", recorded=recorded.get, nodes={1, 3}
+        )
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        try:
+
+            async def ask(node_id: int, **kw: Any) -> bytes | None:
+                args = {"cluster_id": "c", "my_id": 1, "secret": "s3cret", **kw}
+                return await ask_recorded_incarnation(address, node_id=node_id, **args)
+
+            answers = [
+                await ask(3),
+                await ask(1),  # node 2 recorded nothing of node 1
+                await ask(3, secret="wrong"),
+                await ask(3, cluster_id="other"),
+                await ask(3, my_id=9),
+                await ask(7),
+            ]
+            stub = peer_pb2_grpc.PeerStub(grpc.aio.insecure_channel(address))
+            old = await stub.RecordedIncarnation(
+                peer_pb2.IncarnationQuery(cluster_id="c", from_node=1, node_id=3, protocol=1),
+                metadata=((SECRET_HEADER, "s3cret"),),
+            )
+            refusals = [old.refusal]
+            return answers, refusals
+        finally:
+            await server.stop(0)
+
+    answers, refusals = asyncio.run(run())
+    assert answers == [b"n3-life-1", b"", None, None, None, None]
+    assert "speaks protocol version 1" in refusals[0]
+    down = asyncio.run(
+        ask_recorded_incarnation(
+            f"127.0.0.1:{free_ports(1)[0]}", cluster_id="c", my_id=1, node_id=3, timeout_s=0.5
+        )
+    )
+    assert down is None
+
+
+def test_a_refusal_for_now_is_logged_as_information_and_the_link_dials_again(
+    caplog: Any,
+) -> None:
+    """A first contact waits for every other node's answer: until then the stream is
+    refused for now, which both sides log as information (a first start meets it whenever
+    a node comes up before the others), and the link dials again until it is taken."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="paxoskv.transport")
+    verdicts = [Admission("node(s) 3 did not answer", for_now=True), Admission()]
+
+    async def run() -> tuple[bool, int]:
+        async def admit(node_id: int, incarnation: Incarnation) -> Admission:
+            return verdicts.pop(0) if len(verdicts) > 1 else verdicts[0]
+
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda *a: None, admit=admit)
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        link = PeerLink("c", 1, 2, address, incarnation=Incarnation(b"n1-life-1", False))
+        try:
+            link.start()
+            accepted = await _until(lambda: link.accepted, 5.0)
+            return accepted, servicer.refused
+        finally:
+            await link.stop()
+            await server.stop(0)
+
+    accepted, refused = asyncio.run(run())
+    assert accepted and refused == 1
+    levels = {
+        r.getMessage(): r.levelno
+        for r in caplog.records
+        if r.getMessage() in ("refused peer stream for now", "peer refused our stream for now")
+    }
+    assert levels == {
+        "refused peer stream for now": logging.INFO,
+        "peer refused our stream for now": logging.INFO,
+    }
