@@ -66,6 +66,7 @@ from router.client_errors import (
 )
 from router.codec import decode_shard_map
 from router.errors import RouterError, UnknownGroup, WrongShard
+from router.seeds import check_address, parse_seeds
 from router.shard_map import ShardMap
 from router.tls import ClientTls, TlsFiles, TlsSetupError, aio_channel, resolve_client_tls
 
@@ -74,7 +75,6 @@ __all__ = [
     "CasResult",
     "NodeStatus",
     "RoutingClient",
-    "parse_seeds",
 ]
 
 # One stream write carries requests up to this many bytes (at least one request).
@@ -115,20 +115,16 @@ _NOT_LEADER_FREE_HOPS = 3  # redirects followed without sleeping before backing 
 _MIN_RETRY_LEFT_S = 0.02
 
 
-def parse_seeds(text: str) -> list[str]:
-    """Split "host:port,host:port" into addresses, ignoring blanks and spaces."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _seed_list(seeds: str | Sequence[str]) -> list[str]:
     """The addresses of `seeds`, a "host:port,..." string or a sequence of such strings.
 
     Raises:
         InvalidArgument: an entry is not a str (found by review: `[addr, 5]` was accepted
-            and failed at connect with "'int' object has no attribute 'encode'").
+            and failed at connect with "'int' object has no attribute 'encode'"), or not
+            HOST:PORT (`router.seeds.check_address`, as the command line checks it).
     """
     if isinstance(seeds, str):
-        return parse_seeds(seeds)
+        return [check_address(address) for address in parse_seeds(seeds)]
     if isinstance(seeds, bytes | bytearray) or not isinstance(seeds, Iterable):
         entries: list[object] = [seeds]
     else:
@@ -141,7 +137,7 @@ def _seed_list(seeds: str | Sequence[str]) -> list[str]:
                 f"a cluster address must be a str HOST:PORT, got {entry!r} "
                 f"({type(entry).__name__}){where}"
             )
-        addresses += parse_seeds(entry)
+        addresses += (check_address(address) for address in parse_seeds(entry))
     return addresses
 
 

@@ -32,7 +32,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shard.cli_kv import UsageError
+from shard.cli_kv import (
+    UsageError,
+    add_tls_options,
+    bounded_int,
+    cluster_option,
+    non_negative_seconds,
+    positive_seconds,
+)
 
 KV_WORKLOADS = ("put", "get", "mixed")
 # shard.bench_txn.TXN_WORKLOADS, repeated so the CLI starts without importing the client.
@@ -41,9 +48,6 @@ TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
 
 def register_bench_command(subparsers: Any) -> None:
     """Add `bench` to the `paxoskv` parser's subcommands."""
-    from router.env import ENV_CLUSTER
-    from shard.cli_kv import add_tls_options, positive_seconds
-
     bench = subparsers.add_parser(
         "bench",
         help="measure throughput and latency against a running cluster",
@@ -55,12 +59,7 @@ def register_bench_command(subparsers: Any) -> None:
         "<start>bench/txn/... and <start>bench/bank/... for the transaction workloads: run "
         "it against a cluster whose data may take them.",
     )
-    bench.add_argument(
-        "--cluster",
-        metavar="HOST:PORT[,HOST:PORT...]",
-        default=None,
-        help=f"client addresses of some nodes (default: ${ENV_CLUSTER})",
-    )
+    cluster_option(bench)
     bench.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
@@ -72,19 +71,25 @@ def register_bench_command(subparsers: Any) -> None:
         help="put, get, mixed: single keys; txn1, txn2, txn3: transactions on 1-3 shards; "
         "ro: read-only snapshots; bank: transfers (default put)",
     )
-    bench.add_argument("--clients", type=int, default=1, help="operations outstanding (1)")
-    bench.add_argument("--duration", type=float, default=10.0, help="seconds measured (10)")
-    bench.add_argument("--warmup", type=float, default=1.0, help="seconds not measured (1)")
-    bench.add_argument("--value-size", type=int, default=100, help="bytes per value (100)")
+    bench.add_argument(
+        "--clients", type=bounded_int(1), default=1, help="operations outstanding (1)"
+    )
+    bench.add_argument(
+        "--duration", type=positive_seconds, default=10.0, help="seconds measured (10)"
+    )
+    bench.add_argument(
+        "--warmup", type=non_negative_seconds, default=1.0, help="seconds not measured (1)"
+    )
+    bench.add_argument("--value-size", type=_value_size, default=100, help="bytes per value (100)")
     bench.add_argument(
         "--keys",
-        type=int,
+        type=bounded_int(1),
         default=10_000,
         help="key space size (10000); transactions: over all shards; bank: accounts",
     )
     bench.add_argument(
         "--hot-keys",
-        type=int,
+        type=bounded_int(2),
         default=None,
         metavar="N",
         help="bank: every transfer uses only these N accounts (contention)",
@@ -95,7 +100,7 @@ def register_bench_command(subparsers: Any) -> None:
         help="bank: plain optimistic reads instead of reads for update (update locks)",
     )
     bench.add_argument(
-        "--read-fraction", type=float, default=0.5, help="share of gets in 'mixed' (0.5)"
+        "--read-fraction", type=_fraction, default=0.5, help="share of gets in 'mixed' (0.5)"
     )
     bench.add_argument(
         "--seed", type=int, default=0, help="seed of the keys and values drawn (default 0)"
@@ -108,13 +113,14 @@ def register_bench_command(subparsers: Any) -> None:
     )
     bench.add_argument(
         "--retry-timeout",
-        type=float,
+        type=positive_seconds,
         default=30.0,
         help="transactions: give up retrying one (TooManyRetries, an error) after this (30 s)",
     )
     bench.add_argument(
         "--node-pids",
-        default="",
+        type=_pids,
+        default=[],
         help="comma-separated pids of the node processes, to report their CPU use",
     )
     bench.add_argument("--json", metavar="FILE", default=None, help="write the report here")
@@ -149,6 +155,32 @@ def grpc_delta(before: dict[str, int] | None, after: dict[str, int]) -> dict[str
     return delta
 
 
+def _value_size(text: str) -> int:
+    """argparse type of --value-size: 0 up to the value limit."""
+    from shard.limits import MAX_VALUE_BYTES  # here: a slow import, and --help must stay fast
+
+    return bounded_int(0, MAX_VALUE_BYTES, " bytes (the value limit)")(text)
+
+
+def _fraction(text: str) -> float:
+    """argparse type of --read-fraction: a share from 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= share <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text!r}")
+    return share
+
+
+def _pids(text: str) -> list[int]:
+    """argparse type of --node-pids: comma-separated process ids."""
+    try:
+        return [int(pid) for pid in text.split(",") if pid.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
+
+
 def _check_json_path(path: Path) -> None:
     """Checked before the run (found by review: the run's results were lost after it). A
     missing directory is a mistyped path, not one to create (found by review: `--json
@@ -166,31 +198,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
     from shard.cli_kv import seeds_from, tls_from
     from shard.cpu_meter import CpuMeter
-    from shard.limits import MAX_VALUE_BYTES
     from txn.client import AsyncClient
 
     seeds = seeds_from(args)
     tls = tls_from(args)
-    if args.clients < 1:
-        raise UsageError("--clients must be >= 1")
-    if args.duration <= 0:
-        raise UsageError("--duration must be > 0")
-    if args.retry_timeout <= 0:
-        raise UsageError("--retry-timeout must be > 0")
-    if args.keys < 1:
-        raise UsageError("--keys must be >= 1")
-    if not 0 <= args.value_size <= MAX_VALUE_BYTES:
-        raise UsageError(f"--value-size must be 0-{MAX_VALUE_BYTES} bytes (the value limit)")
-    if args.hot_keys is not None and (args.workload != "bank" or args.hot_keys < 2):
-        raise UsageError("--hot-keys is for --workload bank and must be >= 2")
+    if args.hot_keys is not None and args.workload != "bank":
+        raise UsageError("--hot-keys is for --workload bank")
     if args.json:
         _check_json_path(Path(args.json))
-    try:
-        node_pids = [int(p) for p in args.node_pids.split(",") if p.strip()]
-    except ValueError:
-        raise UsageError(
-            f"--node-pids must be comma-separated integers: {args.node_pids!r}"
-        ) from None
+    node_pids = args.node_pids
     verbose_progress = args.duration > 3
 
     def progress(sample: ProgressSample) -> None:

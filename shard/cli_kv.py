@@ -3,8 +3,9 @@
 Output is plain and script-friendly: a command prints exactly its result on stdout (a
 value, a version, `KEY<TAB>VALUE` lines) and nothing else. Keys and values are UTF-8 text
 on the command line, or hex with `--hex` (then printed as hex too). Exit status: 0 success,
-1 error (one line on stderr, `paxoskv: error: ...`), 3 "no": a key not found by `get`, a
-compare-and-set whose condition did not hold.
+1 error (one line on stderr, `paxoskv: error: ...`), 2 a bad option or option value
+(argparse's usage and error line), 3 "no": a key not found by `get`, a compare-and-set whose
+condition did not hold.
 
 Imports of grpc and the client stay inside the handlers, so `paxoskv --help` stays fast.
 """
@@ -37,15 +38,82 @@ def usage_error(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def positive_seconds(text: str) -> float:
-    """argparse type of a --timeout: a number of seconds above 0."""
+# Option values are checked by argparse `type=` functions, so every bad one exits 2 (a
+# usage error) with argparse's message naming the option (found by review: some exited 2,
+# others 1 from the command's own check).
+
+
+def _seconds(text: str) -> float:
     try:
-        seconds = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not seconds > 0:  # also refuses nan
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of a --timeout: a number of seconds above 0."""
+    if not _seconds(text) > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
-    return seconds
+    return float(text)
+
+
+def non_negative_seconds(text: str) -> float:
+    """argparse type of a wait that may be 0 seconds."""
+    if not _seconds(text) >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
+    return float(text)
+
+
+def bounded_int(low: int, high: int | None = None, why: str = "") -> Callable[[str], int]:
+    """argparse type: an integer from `low` to `high` (None: no upper bound); `why` follows
+    the bounds in the message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"{low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}{why}, got {text!r}")
+        return value
+
+    return parse
+
+
+def shard_count(text: str) -> int:
+    """argparse type of a --shards."""
+    from shard.cluster import MAX_SHARDS  # here: it imports gRPC, and --help must stay fast
+
+    return bounded_int(1, MAX_SHARDS)(text)
+
+
+version = bounded_int(0, 2**64 - 1, " (a version, as `put` prints one)")
+"""argparse type of a version option (versions are unsigned 64-bit: past 2**64-1 protobuf
+said only "Value out of range")."""
+
+
+def cluster_addresses(text: str) -> list[str]:
+    """argparse type of a --cluster: HOST:PORT[,HOST:PORT...], checked as the clients check
+    it (router.seeds)."""
+    from router.client_errors import InvalidArgument
+    from router.seeds import parse_addresses
+
+    try:
+        return parse_addresses(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cluster_option(parser: Any) -> None:
+    """--cluster, defaulting to $PAXOSKV_CLUSTER (read by `seeds_from`)."""
+    parser.add_argument(
+        "--cluster",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        type=cluster_addresses,
+        default=None,
+        help=f"client addresses of some nodes (default: ${ENV_CLUSTER})",
+    )
 
 
 def connection_options(
@@ -54,12 +122,7 @@ def connection_options(
     """The options of every command that talks to a cluster (an argparse parent)."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection")
-    group.add_argument(
-        "--cluster",
-        metavar="HOST:PORT[,HOST:PORT...]",
-        default=None,
-        help=f"client addresses of some nodes (default: ${ENV_CLUSTER})",
-    )
+    cluster_option(group)
     group.add_argument(
         "--cluster-id", default=None, help="refuse nodes of another cluster (default: learn it)"
     )
@@ -130,7 +193,7 @@ def register_kv_commands(subparsers: Any) -> None:
     )
     get.add_argument(
         "--at-version",
-        type=int,
+        type=version,
         default=0,
         metavar="VERSION",
         help="read the newest version <= this one (a version `put` printed)",
@@ -169,7 +232,7 @@ def register_kv_commands(subparsers: Any) -> None:
     expect = cas.add_mutually_exclusive_group(required=True)
     expect.add_argument("--expect-value", metavar="V", help="the key's value must be V")
     expect.add_argument(
-        "--expect-version", metavar="N", type=int, help="the key's version must be N"
+        "--expect-version", metavar="N", type=version, help="the key's version must be N"
     )
     expect.add_argument("--expect-absent", action="store_true", help="the key must not exist")
     action = cas.add_mutually_exclusive_group(required=True)
@@ -192,7 +255,7 @@ def register_kv_commands(subparsers: Any) -> None:
     scan.add_argument("--prefix", default=None, help="only keys with this prefix")
     scan.add_argument(
         "--limit",
-        type=int,
+        type=bounded_int(0, why=" (0: no limit)"),
         default=1000,
         help="at most N items (default 1000; 0: no limit, as etcdctl's); a note on stderr "
         "says when more follow",
@@ -216,24 +279,23 @@ def register_kv_commands(subparsers: Any) -> None:
 
 
 def seeds_from(args: argparse.Namespace) -> list[str]:
-    """The seed addresses of `--cluster`, else of $PAXOSKV_CLUSTER; UsageError if none."""
-    from router.client import parse_seeds
+    """The seed addresses of `--cluster` (checked by argparse), else of $PAXOSKV_CLUSTER;
+    UsageError if none, or a bad one in the variable."""
+    from router.client_errors import InvalidArgument
+    from router.seeds import parse_addresses
 
-    text = args.cluster if args.cluster is not None else os.environ.get(ENV_CLUSTER, "")
-    seeds = parse_seeds(text)
-    if not seeds:
+    if args.cluster is not None:
+        seeds: list[str] = args.cluster
+        return seeds
+    text = os.environ.get(ENV_CLUSTER, "")
+    if not text.strip():
         raise UsageError(
             f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}"
         )
-    for seed in seeds:
-        if "://" in seed:  # a URL (http://host:port): gRPC would try to resolve it as a name
-            raise UsageError(f"bad cluster address {seed!r}: expected HOST:PORT, without a scheme")
-        host, _, port = seed.rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"bad cluster address {seed!r}: expected HOST:PORT")
-        if not 0 < int(port) < 65536:
-            raise UsageError(f"bad cluster address {seed!r}: the port must be 1-65535")
-    return seeds
+    try:
+        return parse_addresses(text)
+    except InvalidArgument as exc:
+        raise UsageError(f"${ENV_CLUSTER}: {exc}") from None
 
 
 def tls_from(args: argparse.Namespace) -> Any:
@@ -309,15 +371,8 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 # ---------------------------------------------------------------------------- commands
 
 
-def _check_version(value: int, option: str, hint: str = "") -> None:
-    """Versions are unsigned 64-bit (past 2**64-1 protobuf says only "Value out of range")."""
-    if not 0 <= value < 2**64:
-        raise UsageError(f"{option} must be a version (0 to 2**64-1){hint}")
-
-
 def _cmd_get(args: argparse.Namespace) -> int:
     key = _arg_bytes(args, args.key, "key")
-    _check_version(args.at_version, "--at-version", ", as `put` prints one")
 
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
@@ -368,7 +423,6 @@ def _cmd_cas(args: argparse.Namespace) -> int:
     if args.expect_value is not None:
         kwargs["expected_value"] = _arg_bytes(args, args.expect_value, "--expect-value")
     elif args.expect_version is not None:
-        _check_version(args.expect_version, "--expect-version")
         kwargs["expected_version"] = args.expect_version
     else:
         kwargs["expect_absent"] = True
@@ -417,8 +471,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         prefix_end = _prefix_end(prefix)
         if prefix_end is not None:
             end = prefix_end if end is None else min(end, prefix_end)
-    if args.limit < 0:
-        raise UsageError("--limit must be >= 0 (0: no limit)")
 
     async def body(client: Any) -> int:
         # One item over the limit says whether the listing was cut short.

@@ -20,7 +20,14 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from shard.cli_kv import UsageError, connection_options, escape, seeds_from, tls_from
+from shard.cli_kv import (
+    UsageError,
+    bounded_int,
+    connection_options,
+    escape,
+    seeds_from,
+    tls_from,
+)
 
 STEPS_HELP = """\
 steps (each argument is one step, or several separated by ';'):
@@ -35,7 +42,7 @@ then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W
 and bytes that are not UTF-8 in keys and values are printed escaped (as `paxoskv scan`
 does); use --hex for binary data. Exit status: 0 committed, 1 error (one line
 on stderr; a commit whose outcome is unknown says so and prints the command that settles it,
-`paxoskv txn-status REF --settle`).
+`paxoskv txn-status REF --settle`), 2 a bad option or option value.
 """
 
 STATUS_HELP = """\
@@ -56,7 +63,8 @@ yet it records one (ABORT, or COMMIT when every participant turns out prepared),
 copy of the commit is then refused. It needs the full REF of a transaction begun at most
 60 s ago. Settle before re-running the work of a commit whose outcome is unknown.
 
-exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error.
+exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error, 2 a bad
+option or option value.
 """
 
 #: `paxoskv txn-status` exit codes past 0 (committed) and 1 (error).
@@ -95,7 +103,7 @@ def register_txn_command(subparsers: Any) -> None:
     cmd.add_argument("steps", nargs="+", metavar="STEP", help="a step (see below)")
     cmd.add_argument(
         "--attempts",
-        type=int,
+        type=bounded_int(1),
         default=10,
         metavar="N",
         help="run the transaction at most N times on conflicts and other retryable errors, "
@@ -111,7 +119,8 @@ def register_txn_command(subparsers: Any) -> None:
     )
     cmd.add_argument(
         "--limit",
-        type=int,
+        # `paxoskv scan --limit 0` means no limit; a transaction cannot read without one.
+        type=bounded_int(1, why=" (a transaction's scan needs a limit)"),
         default=1000,
         help="at most N items per scan, at least 1 (default 1000); a scan reads one key more "
         "to tell whether more follow (a note on stderr says so), and a transaction's reads, "
@@ -130,7 +139,11 @@ def register_txn_command(subparsers: Any) -> None:
     )
     status.add_argument("ref", metavar="REF", help="the transaction (see below)")
     where = status.add_mutually_exclusive_group()
-    where.add_argument("--group", type=int, help="with a bare id: its decision group")
+    where.add_argument(
+        "--group",
+        type=bounded_int(1, why=" (group 0 is the meta group, which decides no transaction)"),
+        help="with a bare id: its decision group",
+    )
     where.add_argument("--key", help="with a bare id: a key of its decision group")
     status.add_argument(
         "--settle",
@@ -242,11 +255,6 @@ def _cmd_txn(args: argparse.Namespace) -> int:
     steps = parse_steps(args.steps, hex_mode=args.hex)
     if args.snapshot and any(s.op in ("put", "delete") for s in steps):
         raise UsageError("--snapshot is read-only: put and delete are not allowed")
-    if args.attempts < 1:
-        raise UsageError("--attempts must be >= 1")
-    if args.limit < 1:
-        # `paxoskv scan --limit 0` means no limit; a transaction cannot read without one.
-        raise UsageError("--limit must be >= 1 (a transaction's scan needs a limit)")
     seeds = seeds_from(args)
 
     from txn import Client, CommitUnknown, TransactionState
@@ -279,9 +287,10 @@ def _cmd_txn(args: argparse.Namespace) -> int:
             try:
                 lines, notes = client.run(body)
             except CommitUnknown as exc:
+                # Its reason only: its message ends with the Python advice (found by review).
                 raise UsageError(
                     f"the commit's outcome is unknown; settle it before re-running: "
-                    f"paxoskv txn-status {exc.ref} --settle ({exc})"
+                    f"paxoskv txn-status {exc.ref} --settle ({exc.reason})"
                 ) from exc
             except KeyboardInterrupt:
                 sent = result.get("tx")
@@ -321,11 +330,7 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             raise UsageError("REF already names its group: drop --group/--key")
         ref = TxnRef.parse(args.ref)
         if args.settle and not ref.started_ns:
-            raise UsageError(
-                "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS) a commit whose "
-                "outcome is unknown prints: this transaction's id does not say when it began "
-                "(an id made by hand or by an older client)"
-            )
+            raise _no_start_time()
         return ref, {}
     try:
         txn_id = bytes.fromhex(args.ref)
@@ -336,17 +341,27 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.group is None and args.key is None:
         raise UsageError("with a bare transaction id give --group or --key")
     if args.settle:
-        if args.group is None or not start_ts_of(txn_id):
+        # Each says what is missing (found by review: with --group given, the message
+        # asked for the group, when the hand-made id's start time was what was missing).
+        if not start_ts_of(txn_id):
+            raise _no_start_time()
+        if args.group is None:
             raise UsageError(
-                "--settle needs the transaction's group (TXN_ID_HEX:GROUP, or --group) and "
-                "when it began, which its id says unless an older client made it (then give "
-                "the full REF, TXN_ID_HEX:GROUP:STARTED_NS, a commit whose outcome is "
-                "unknown prints)"
+                "--settle needs the transaction's group: give --group instead of --key (or "
+                "the REF, TXN_ID_HEX:GROUP[:STARTED_NS])"
             )
         return TxnRef(txn_id, args.group), {}
     if args.key is not None:
         return txn_id, {"key": os.fsencode(args.key)}
     return txn_id, {"group_id": args.group}
+
+
+def _no_start_time() -> UsageError:
+    return UsageError(
+        "--settle needs to know when the transaction began, and this id does not say (an id "
+        "made by hand or by an older client): give the full REF, TXN_ID_HEX:GROUP:STARTED_NS, "
+        "that a commit whose outcome is unknown prints"
+    )
 
 
 def _cmd_txn_status(args: argparse.Namespace) -> int:

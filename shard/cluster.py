@@ -37,8 +37,12 @@ Rules
 6. cluster.toml names the data directory relative to itself (`data_dir = "data"`), so a
    moved or copied cluster directory keeps using its own data; only a cluster's first start
    passes --bootstrap (DIR/bootstrap-pending, or a config no node ever ran from: no
-   DIR/logs), and a cluster that ran before but none of whose nodes finds its data is
-   refused rather than started empty.
+   DIR/logs and no FIRST_START_STAMP), and a cluster that ran before but none of whose
+   nodes finds its data is refused rather than started empty. A config `start` wrote
+   (WRITTEN_BY_START) gets FIRST_START_STAMP once a start of it brought every node up, so
+   the file copied alone (or its directory emptied of everything else) is refused too; a
+   config written by hand or by a tool (shard/chaos) is never changed, so for it DIR/logs is
+   the only trace of a start.
 
 This module needs Linux (/proc).
 """
@@ -84,6 +88,7 @@ __all__ = [
     "NodeState",
     "default_split_points",
     "free_ports",
+    "holds_other_files",
     "is_node_process",
     "wait_for",
 ]
@@ -91,6 +96,11 @@ __all__ = [
 Progress = Callable[[str], None]
 
 BOOTSTRAP_PENDING_NAME = "bootstrap-pending"
+#: The first line of the cluster.toml `start` writes.
+WRITTEN_BY_START = "# Written by `paxoskv cluster start`."
+#: Starts the line `start` adds to a cluster.toml it wrote once that cluster's first start
+#: brought every node up (rule 6).
+FIRST_START_STAMP = "# paxoskv cluster start: first start completed"
 CONFIG_NAME = "cluster.toml"
 LOCK_NAME = ".lock"
 DATA_DIR_NAME = "data"
@@ -161,6 +171,12 @@ def _check_ports_free(ports: Sequence[int], host: str) -> None:
                     f"port {port} on {host} is not free ({exc.strerror}); choose another "
                     "--base-port or omit it to pick free ports"
                 ) from None
+
+
+def holds_other_files(data_dir: Path) -> bool:
+    """Whether `data_dir` is a directory with files in it besides a lock file (ours): a new
+    cluster is not started there, among files of something else."""
+    return data_dir.is_dir() and any(p.name != LOCK_NAME for p in data_dir.iterdir())
 
 
 # ---------------------------------------------------------------------- processes
@@ -640,6 +656,8 @@ class LocalCluster(ClusterProcesses):
                 say(f"restarting cluster {self.cluster_id!r} from {self.data_dir}")
             try:
                 self._launch([node.name for node in self.config.nodes], end, say)
+                if WRITTEN_BY_START in self._config_lines():  # not a hand-written one
+                    self._stamp_first_start()
                 pending.unlink(missing_ok=True)  # every node recorded its identity
                 break
             except _BindFailed as exc:
@@ -687,7 +705,7 @@ class LocalCluster(ClusterProcesses):
                 f"another command created a cluster in {self.data_dir} meanwhile; start "
                 "again to use it"
             )
-        if self.data_dir.is_dir() and any(p.name != LOCK_NAME for p in self.data_dir.iterdir()):
+        if holds_other_files(self.data_dir):
             raise ClusterError(
                 f"{self.data_dir} holds files but no cluster ({CONFIG_NAME} is missing): choose "
                 "a new or empty directory for a new cluster"
@@ -697,11 +715,37 @@ class LocalCluster(ClusterProcesses):
         """A config written by hand or by a tool (shard/chaos) that no node ever ran from:
         no node has written a log line here yet, so its first start is still to come (with
         no data either: logs deleted to reclaim space must not make a restart bootstrap,
-        found by review)."""
-        return not self.logs_dir.exists()
+        found by review). A config `start` wrote and completed a first start from says so
+        itself (found by review: the file copied alone into a new directory, or its
+        directory's data/ and logs/ deleted, started as a new, empty cluster with the same
+        id, reported as a restart)."""
+        return not self.logs_dir.exists() and not self._first_start_stamped()
 
-    def _has_data(self) -> bool:
-        return any((self.config.node_data_dir(n) / "db").exists() for n in self.config.nodes)
+    def _config_lines(self) -> list[str]:
+        return self.config_path.read_text().splitlines()
+
+    def _first_start_stamped(self) -> bool:
+        return any(line.startswith(FIRST_START_STAMP) for line in self._config_lines())
+
+    def _stamp_first_start(self) -> None:
+        """Rule 6: record in the config that this cluster's first start completed (also that
+        of a cluster first started by a version without the stamp, at its next start); a
+        comment, so the file stays what `paxoskv node --config` and older versions read."""
+        if self._first_start_stamped():
+            return
+        stamp = (
+            f"{FIRST_START_STAMP} {time.strftime('%Y-%m-%dT%H:%M:%S')}; without its data\n"
+            "# this cluster is refused, not started empty (shard/cluster.py, rule 6).\n"
+        )
+        self._replace_config(stamp + self.config_path.read_text())
+
+    def _has_data(self, names: Collection[str] | None = None) -> bool:
+        """Whether any node (of `names`, default all) has its database where the config says."""
+        return any(
+            (self.config.node_data_dir(n) / "db").exists()
+            for n in self.config.nodes
+            if names is None or n.name in names
+        )
 
     def _refuse_missing_data(self) -> None:
         """Rule 6: a cluster that ran before and whose nodes all find no data would otherwise
@@ -789,10 +833,18 @@ class LocalCluster(ClusterProcesses):
         on failure stop only what this call started."""
         try:
             for name in names:
+                where = self.config.node_data_dir(self.node(name))
                 if name in self._rebuilding:
                     say(f"rebuilding {name}: its data was lost; it catches up from the others")
+                elif self._has_data([name]):
+                    say(f"restarting {name} from its data in {where}")
                 else:
-                    say(f"restarting {name} from its data in {self.data_dir}")
+                    # Found by review: "restarting n3 from its data" for a deleted data/n3;
+                    # the node itself refuses (and says what to do), as it would outside.
+                    say(
+                        f"starting {name}, which has no data in {where}: a node without its "
+                        f"data is refused (if it was lost: --rebuild {name})"
+                    )
             self._launch(names, end, say)
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=say)
         except BaseException:
@@ -819,18 +871,22 @@ class LocalCluster(ClusterProcesses):
                 )
             except TlsSetupError as exc:
                 raise ClusterError(str(exc)) from None
-        tmp = self.config_path.with_suffix(".tmp")
-        header = "# Written by `paxoskv cluster start`.\n"
+        header = f"{WRITTEN_BY_START}\n"
         shards = len(self.config.split_points) + 1
         if self.config.split_points == default_split_points(min(shards, MAX_SHARDS)):
             header += (
                 "# Split points cut the lowercase alphabet into nearly equal ranges by a key's\n"
                 "# first byte (shard.cluster.default_split_points).\n"
             )
+        self._replace_config(header + render_config(self._portable(self.config)))
+
+    def _replace_config(self, text: str) -> None:
+        """Write cluster.toml atomically (a reader sees the old file or the new one)."""
+        tmp = self.config_path.with_suffix(".tmp")
         # Owner-only: it holds the peer secret.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(header + render_config(self._portable(self.config)))
+            out.write(text)
         tmp.replace(self.config_path)
 
     def _portable(self, config: ClusterConfig) -> ClusterConfig:

@@ -13,7 +13,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from shard.cli_kv import positive_seconds, usage_error
+from shard.cli_kv import (
+    bounded_int,
+    non_negative_seconds,
+    positive_seconds,
+    shard_count,
+    usage_error,
+)
 
 DATA_DIR_HELP = "the cluster directory (config, data, logs, pid files)"
 
@@ -41,13 +47,18 @@ def register_cluster_commands(subparsers: Any) -> None:
         "a-i, j-q, r-z; digits, uppercase and most punctuation go to the first shard).",
     )
     start.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
-    start.add_argument("--nodes", type=int, default=None, help="node count (new cluster: 3)")
     start.add_argument(
-        "--shards", type=int, default=None, help="data shard count, at most 26 (new cluster: 3)"
+        "--nodes", type=bounded_int(1), default=None, help="node count (new cluster: 3)"
+    )
+    start.add_argument(
+        "--shards",
+        type=shard_count,
+        default=None,
+        help="data shard count, at most 26 (new cluster: 3)",
     )
     start.add_argument(
         "--base-port",
-        type=int,
+        type=bounded_int(1, 65535),
         default=None,
         help="node i listens on BASE_PORT+i-1 (default: free ports picked by bind-testing)",
     )
@@ -84,7 +95,10 @@ def register_cluster_commands(subparsers: Any) -> None:
     )
     stop.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     stop.add_argument(
-        "--grace", type=float, default=10.0, help="seconds before SIGKILL (default 10)"
+        "--grace",
+        type=non_negative_seconds,
+        default=10.0,
+        help="seconds before SIGKILL (default 10)",
     )
     stop.set_defaults(handler=_stop)
 
@@ -120,13 +134,18 @@ def _progress(message: str) -> None:
 def _open(data_dir: str, *, must_exist: bool = True, **shape: Any) -> Any:
     from pathlib import Path
 
-    from shard.cluster import CONFIG_NAME, ClusterError, LocalCluster
+    from shard.cluster import CONFIG_NAME, ClusterError, LocalCluster, holds_other_files
 
     if must_exist and not (Path(data_dir) / CONFIG_NAME).exists():
-        raise ClusterError(
-            f"{data_dir} holds no cluster ({CONFIG_NAME} is missing); create one with: "
-            f"paxoskv cluster start --data-dir {data_dir}"
+        # Found by review: "create one with: paxoskv cluster start", which then refused a
+        # directory holding other files.
+        hint = (
+            "it holds other files: is --data-dir right? A new cluster needs a new or empty "
+            "directory"
+            if holds_other_files(Path(data_dir))
+            else f"create one with: paxoskv cluster start --data-dir {shlex.quote(data_dir)}"
         )
+        raise ClusterError(f"{data_dir} holds no cluster ({CONFIG_NAME} is missing); {hint}")
     return LocalCluster(data_dir, **shape)
 
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from shard.cli_kv import bounded_int, positive_seconds, shard_count
+
 __all__ = [
     "CheckState",
     "DemoState",
@@ -49,7 +51,7 @@ def register_demo_command(subparsers: Any) -> None:
     )
     demo.add_argument(
         "--duration",
-        type=float,
+        type=positive_seconds,
         default=None,
         metavar="S",
         help="stop after S seconds (default: run until Ctrl-C)",
@@ -60,8 +62,15 @@ def register_demo_command(subparsers: Any) -> None:
         help="keep the cluster in this directory (default: a temporary directory, removed "
         "at the end)",
     )
-    demo.add_argument("--nodes", type=int, default=None, help="node count (default 3)")
-    demo.add_argument("--shards", type=int, default=None, help="data shard count (default 3)")
+    demo.add_argument(
+        "--nodes",
+        type=bounded_int(3, why=" (the demo kills a leader and needs a majority left)"),
+        default=None,
+        help="node count (default 3)",
+    )
+    demo.add_argument(
+        "--shards", type=shard_count, default=None, help="data shard count (default 3)"
+    )
     demo.add_argument(
         "--debug",
         action="store_true",

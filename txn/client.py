@@ -185,7 +185,8 @@ class AsyncClient:
         seeds: "host:port" addresses of some nodes (a list, or one comma-separated string);
             any node that answers will do.
         cluster_id: the cluster to talk to; learned from the first seed when None.
-        timeout_s: the deadline of one operation (a read, a commit), retries included.
+        timeout_s: the deadline of one operation (a read, a commit), retries included (a
+            commit's abort after a failed prepare too).
         max_attempts: `run` / `transactional` run a function at most this many times.
         retry_timeout_s: `run` gives up retrying once this much time has passed (None: only
             `max_attempts` bounds it).
@@ -202,7 +203,8 @@ class AsyncClient:
             they return as if the commit had answered (the transaction's `commit_ts` set);
             aborted for good, they run the function again. So a non-idempotent body (a
             transfer) is applied exactly once. `CommitUnknown` is still raised when the
-            outcome cannot be settled before the deadline.
+            outcome cannot be settled before the deadline (the settle's own: `timeout_s`
+            more, after the commit's).
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -506,7 +508,7 @@ class AsyncClient:
 
     async def txn_status(
         self,
-        ref: TxnRef | bytes,
+        ref: TxnRef | str | bytes,
         *,
         group_id: int | None = None,
         key: bytes | None = None,
@@ -522,9 +524,10 @@ class AsyncClient:
         then refused. Settle before re-running the work of a `CommitUnknown`.
 
         Args:
-            ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`), or a transaction id together
-                with `group_id` (its decision group) or `key` (a key of that group: the first
-                key the transaction wrote, or read if it wrote none).
+            ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`) or its text (`str(ref)`, as
+                logged; read as `TxnRef.parse` reads it), or a transaction id (bytes)
+                together with `group_id` (its decision group) or `key` (a key of that group:
+                the first key the transaction wrote, or read if it wrote none).
             group_id, key: where to ask, with a bare transaction id.
             timeout_s: the deadline (default: the client's).
             settle: record an outcome if there is none yet: the answer is then COMMITTED or
@@ -537,11 +540,16 @@ class AsyncClient:
             with `settle`, COMMITTED or ABORTED.
 
         Raises:
-            InvalidArgument: not exactly one of a TxnRef, group_id or key; or `settle` with
-                a bare id or a transaction older than SETTLE_WINDOW_S.
+            InvalidArgument: not exactly one of a TxnRef, group_id or key; a str that is
+                not a ref's text; or `settle` with a bare id or a transaction older than
+                SETTLE_WINDOW_S.
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
         """
+        if isinstance(ref, str):
+            # The text the README says to log (found by review: it was refused as "a
+            # transaction id is bytes", and encoding it as advised failed elsewhere).
+            ref = TxnRef.parse(ref)
         return await self._txn_status(
             ref, group_id=group_id, key=key, timeout_s=timeout_s, settle=settle
         )

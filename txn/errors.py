@@ -237,6 +237,10 @@ class OutcomeUnknown(PaxosKVError, routing.OutcomeUnknown):
     maybe_committed = True
 
 
+SETTLE_ADVICE = "settle it with client.txn_status(err.ref, settle=True) before re-running it"
+"""What a `CommitUnknown` tells its Python caller to do."""
+
+
 class CommitUnknown(OutcomeUnknown):
     """The commit's answer was lost: the transaction may or may not have committed.
 
@@ -244,17 +248,26 @@ class CommitUnknown(OutcomeUnknown):
     `client.txn_status(err.ref)`, or make the transaction idempotent (e.g. write a unique
     marker key and check it at the start of the transaction).
 
+    The message is "transaction ID: REASON (DETAILS) — ADVICE".
+
     Attributes:
         ref: the transaction's id and decision group, for `client.txn_status`.
+        reason: what happened, in short: for a caller that gives its own advice (`paxoskv
+            txn` prints the command that settles it; found by review: it printed the
+            Python advice too, in a line of 900 characters).
     """
 
     code = "COMMIT_UNKNOWN"
     retryable = False
     maybe_committed = True
 
-    def __init__(self, message: str, *, ref: TxnRef) -> None:
-        super().__init__(message)
+    def __init__(
+        self, reason: str, *, ref: TxnRef, details: str = "", advice: str = SETTLE_ADVICE
+    ) -> None:
+        more = f" ({details})" if details else ""
+        super().__init__(f"transaction {ref.txn_id.hex()}: {reason}{more} — {advice}")
         self.ref = ref
+        self.reason = reason
 
 
 class LimitExceeded(PaxosKVError, routing.LimitExceeded):

@@ -114,8 +114,9 @@ class Transaction:
                 raise
             raise CommitUnknown(
                 "the client was closed while the commit was in flight: it may or may not "
-                "have committed; ask txn_status(err.ref) from another client",
+                "have committed",
                 ref=ref,
+                advice="ask txn_status(err.ref) from another client",
             ) from None
 
     def abort(self) -> None:
@@ -460,7 +461,7 @@ class Client:
 
     def txn_status(
         self,
-        ref: TxnRef | bytes,
+        ref: TxnRef | str | bytes,
         *,
         group_id: int | None = None,
         key: bytes | None = None,

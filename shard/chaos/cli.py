@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shard.cli_kv import bounded_int, non_negative_seconds, positive_seconds, shard_count
+
 #: Exit status of `--recheck` when DIR cannot be read as a run (not an anomaly: 1 is that).
 
 WORKLOAD_NAMES = ["register", "bank", "list-append"]
@@ -59,7 +61,7 @@ def register_chaos_command(subparsers: Any) -> None:
         "--nemesis", default="mix", choices=NEMESIS_NAMES, help="the faults (default mix: all)"
     )
     cmd.add_argument(
-        "--duration", type=float, default=30.0, help="seconds of workload (default 30)"
+        "--duration", type=positive_seconds, default=30.0, help="seconds of workload (default 30)"
     )
     cmd.add_argument("--out", help="output directory (must be new or empty; required for a run)")
     cmd.add_argument(
@@ -69,13 +71,13 @@ def register_chaos_command(subparsers: Any) -> None:
         "exit status; writes DIR/recheck.json)",
     )
     cmd.add_argument(
-        "--clients", type=int, default=5, help="concurrent logical clients (default 5)"
+        "--clients", type=bounded_int(1), default=5, help="concurrent logical clients (default 5)"
     )
     cmd.add_argument(
         "--seed", type=int, default=None, help="seed of every harness choice (default: random)"
     )
-    cmd.add_argument("--nodes", type=int, default=3, help="node count (default 3)")
-    cmd.add_argument("--shards", type=int, default=3, help="data shard count (default 3)")
+    cmd.add_argument("--nodes", type=bounded_int(1), default=3, help="node count (default 3)")
+    cmd.add_argument("--shards", type=shard_count, default=3, help="data shard count (default 3)")
     cmd.add_argument(
         "--net",
         default="auto",
@@ -83,25 +85,46 @@ def register_chaos_command(subparsers: Any) -> None:
         help="how partitions are made (default auto: namespaces if usable, else the hook)",
     )
     cmd.add_argument(
-        "--timeout", type=float, default=3.0, help="client deadline per op (s, default 3)"
+        "--timeout",
+        type=positive_seconds,
+        default=3.0,
+        help="client deadline per op (s, default 3)",
     )
     cmd.add_argument(
         "--quiet",
-        type=float,
+        type=non_negative_seconds,
         nargs=2,
+        action=_Span,
         default=[1.0, 3.0],
         metavar=("MIN", "MAX"),
         help="seconds between faults (default 1 3)",
     )
     cmd.add_argument(
         "--fault",
-        type=float,
+        type=non_negative_seconds,
         nargs=2,
+        action=_Span,
         default=[1.0, 4.0],
         metavar=("MIN", "MAX"),
         help="seconds each fault lasts (default 1 4)",
     )
     cmd.set_defaults(handler=_run)
+
+
+class _Span(argparse.Action):
+    """MIN MAX seconds, MIN at most MAX (found by review: MIN above MAX was taken)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        low, high = values
+        if low > high:
+            parser.error(f"argument {option_string}: MIN must be <= MAX, not {low:g} {high:g}")
+        setattr(namespace, self.dest, values)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -119,11 +142,6 @@ def _run(args: argparse.Namespace) -> int:
         return int(report["exit_code"])
     if not args.workload or not args.out:
         raise ValueError("--workload and --out are required (or --recheck DIR)")
-    if args.clients < 1 or args.duration <= 0:
-        raise ValueError("--clients must be >= 1 and --duration > 0")
-    for option, (low, high) in (("--quiet", args.quiet), ("--fault", args.fault)):
-        if not 0 <= low <= high:  # found by review: MIN above MAX was taken
-            raise ValueError(f"{option} MIN MAX needs 0 <= MIN <= MAX, not {low:g} {high:g}")
     options = ChaosOptions(
         workload=args.workload,
         nemesis=args.nemesis,

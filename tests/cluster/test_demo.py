@@ -164,15 +164,15 @@ def test_ctrl_c_ends_a_plain_run_cleanly(demo_dir: Path) -> None:
     assert node_processes_of((demo_dir / CONFIG_NAME).resolve()) == []
 
 
-def test_demo_refuses_bad_arguments_in_one_line() -> None:
+def test_demo_refuses_bad_arguments_as_usage_errors() -> None:
     for args, words in (
-        (("--nodes", "1"), "--nodes must be at least 3"),
-        (("--duration", "0"), "--duration must be > 0"),
+        (("--nodes", "1"), "--nodes: must be >= 3"),
+        (("--duration", "0"), "--duration: must be > 0"),
     ):
         done = demo(*args, timeout_s=30.0)
-        assert done.returncode == 1
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"paxoskv: error: {words}"), done.stderr
+        assert done.returncode == 2
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"paxoskv demo: error: argument {words}"), done.stderr
 
 
 # ---------------------------------------------------------------------------- the checker

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +118,13 @@ def test_a_cluster_whose_data_was_deleted_is_refused(root: Path) -> None:
     assert len(errors) == 1 and "moved or deleted" in errors[0]
     assert node_processes_under(root) == []
     assert not (data_dir / "data").exists()
+    # Found by review: its cluster.toml copied alone started a new, empty cluster.
+    copy = root / "copy"
+    copy.mkdir()
+    shutil.copy(data_dir / "cluster.toml", copy)
+    refused = paxoskv("cluster", "start", "--data-dir", str(copy))
+    assert refused.returncode == 1 and f"looked in {copy / 'data' / 'n1'}" in refused.stderr
+    assert node_processes_under(root) == []
 
 
 def test_stop_stops_the_nodes_when_the_config_no_longer_parses(root: Path) -> None:
@@ -166,7 +174,7 @@ def test_a_txn_scan_cut_at_its_limit_says_so(root: Path) -> None:
     whole = paxoskv("txn", "scan m n", "--limit", "3", env=env)
     assert "scan m n: 3 items" in whole.stdout and whole.stderr == ""
     zero = paxoskv("txn", "scan m n", "--limit", "0", env=env)
-    assert zero.returncode == 1 and "--limit must be >= 1" in zero.stderr
+    assert zero.returncode == 2 and "argument --limit: must be >= 1" in zero.stderr
     assert paxoskv("cluster", "stop", "--data-dir", str(data_dir)).returncode == 0
 
 

@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 
+import txn
+from router.client import RoutingClient
+from router.client_errors import InvalidArgument
+from router.env import ENV_CLUSTER
 from shard.cli import main
 from shard.cli_kv import escape
 from shard.cli_txn import Step, parse_steps
@@ -46,33 +50,40 @@ def test_a_bad_timeout_names_the_option(timeout: str, capsys: Any) -> None:
     assert "argument --timeout:" in err and "timeout_s" not in err
 
 
-def test_bench_refuses_a_value_over_the_limit(capsys: Any) -> None:
-    assert main(["bench", "--cluster", NOWHERE, "--value-size", "2000000"]) == 1
-    assert "--value-size must be 0-1048576 bytes" in capsys.readouterr().err
+BAD_ADDRESSES = [
+    ("127.0.0.1:99999", "bad cluster address '127.0.0.1:99999': the port must be 1-65535"),
+    (
+        "http://127.0.0.1:7001",
+        "bad cluster address 'http://127.0.0.1:7001': expected HOST:PORT, without a scheme",
+    ),
+    ("127.0.0.1", "bad cluster address '127.0.0.1': expected HOST:PORT"),
+    (
+        "127.0.0.1:23100 127.0.0.1:23101",
+        "bad cluster address '127.0.0.1:23100 127.0.0.1:23101': expected HOST:PORT; separate "
+        "several with commas",
+    ),
+    (" , ", "no cluster address given"),
+]
 
 
-def test_a_port_out_of_range_is_a_bad_address(capsys: Any) -> None:
-    assert main(["get", "--cluster", "127.0.0.1:99999", "k"]) == 1
-    err = capsys.readouterr().err
-    assert (
-        err == "paxoskv: error: bad cluster address '127.0.0.1:99999': the port must be 1-65535\n"
-    )
-
-
-def test_a_negative_at_version_names_the_option(capsys: Any) -> None:
-    expected = (
-        "paxoskv: error: --at-version must be a version (0 to 2**64-1), as `put` prints one\n"
-    )
-    assert main(["get", "--cluster", NOWHERE, "--at-version", "-5", "k"]) == 1
-    assert capsys.readouterr().err == expected
-    # Found by a new user's review: one past 2**64-1 was protobuf's "Value out of range".
-    assert main(["get", "--cluster", NOWHERE, "--at-version", str(2**64), "k"]) == 1
-    assert capsys.readouterr().err == expected
-
-
-def test_a_url_is_a_bad_address(capsys: Any) -> None:
-    assert main(["get", "--cluster", "http://127.0.0.1:7001", "k"]) == 1
-    assert "expected HOST:PORT, without a scheme" in capsys.readouterr().err
+@pytest.mark.parametrize(("address", "message"), BAD_ADDRESSES)
+def test_a_bad_address_is_refused_alike_by_the_cli_and_the_clients(
+    address: str, message: str, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the clients took "127.0.0.1" (then "no node answered at 127.0.0.1:
+    connection refused"), and space-separated addresses passed the CLI's check and failed
+    in a gRPC name lookup. One parser (router.seeds) for both."""
+    with pytest.raises(SystemExit) as exited:
+        main(["get", "--cluster", address, "k"])
+    assert exited.value.code == 2
+    assert f"paxoskv get: error: argument --cluster: {message}" in capsys.readouterr().err
+    for client in (txn.Client, txn.AsyncClient, RoutingClient):
+        with pytest.raises(InvalidArgument) as refused:
+            client(address)
+        assert message in str(refused.value)
+    monkeypatch.setenv(ENV_CLUSTER, address)
+    assert main(["get", "k"]) == 1
+    assert f"paxoskv: error: ${ENV_CLUSTER}: {message}" in capsys.readouterr().err
 
 
 def test_unquoted_txn_steps_say_to_quote_them(capsys: Any) -> None:
@@ -84,23 +95,35 @@ def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: An
     ref = "9ca3e1000780cbe4d2609bdf348e2384:1"  # the "txn ID:GROUP" a commit line prints
     assert main(["txn-status", "--cluster", NOWHERE, ref, "--settle"]) == 1
     err = capsys.readouterr().err
-    assert "--settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS)" in err
+    assert "--settle needs to know when the transaction began" in err
+    assert "TXN_ID_HEX:GROUP:STARTED_NS" in err
     assert "settle=True" not in err and "\n" not in err.rstrip("\n")
 
 
 @pytest.mark.parametrize(
-    ("txn_id", "where"),
+    ("txn_id", "where", "lacks"),
     [
-        ("9ca3e1000780cbe4d2609bdf348e2384", ["--group", "1"]),  # an older client's id
-        (new_txn_id(1 << 40).hex(), ["--key", "alice"]),  # says when it began, not where
+        # An older client's (or a hand-made) id, its group given: found by review, the
+        # message asked for the group.
+        (
+            "00112233445566778899aabbccddeeff0011223344556677",
+            ["--group", "1"],
+            "--settle needs to know when the transaction began, and this id does not say",
+        ),
+        (  # says when it began, not where
+            new_txn_id(1 << 40).hex(),
+            ["--key", "alice"],
+            "--settle needs the transaction's group: give --group instead of --key",
+        ),
     ],
 )
 def test_settle_with_a_bare_id_says_what_it_lacks(
-    capsys: Any, txn_id: str, where: list[str]
+    capsys: Any, txn_id: str, where: list[str], lacks: str
 ) -> None:
     assert main(["txn-status", "--cluster", NOWHERE, txn_id, *where, "--settle"]) == 1
     err = capsys.readouterr().err
-    assert "--settle needs the transaction's group" in err and "\n" not in err.rstrip("\n")
+    assert lacks in err and "\n" not in err.rstrip("\n")
+    assert ("group" in err) is ("--key" in where)
 
 
 def test_a_reader_that_goes_away_is_no_error() -> None:
@@ -223,22 +246,59 @@ def test_a_config_path_that_is_a_directory_is_one_clear_line(tmp_path: Path, cap
     assert err == f"paxoskv: error: cannot read config file {tmp_path}: Is a directory\n"
 
 
+VERSION = "must be 0 to 18446744073709551615 (a version, as `put` prints one)"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["scan", "--limit", "-1"], "--limit must be >= 0 (0: no limit)"),
-        (
-            ["chaos", "--workload", "bank", "--out", "/nonexistent/x", "--quiet", "3", "1"],
-            "--quiet MIN MAX needs 0 <= MIN <= MAX, not 3 1",
-        ),
+        # Refused by argparse from the start (the reference):
+        (["get", "--timeout", "-1", "k"], "argument --timeout: must be > 0 seconds, got '-1'"),
+        (["scan", "--limit", "x"], "argument --limit: not an integer: 'x'"),
+        # Found by review: each of these exited 1 after the command's own check.
+        (["scan", "--limit", "-5"], "argument --limit: must be >= 0 (0: no limit), got '-5'"),
+        (["txn", "--limit", "0", "get a"], "argument --limit: must be >= 1 (a transaction's "),
+        (["txn", "--attempts", "0", "get a"], "argument --attempts: must be >= 1, got '0'"),
+        (["bench", "--clients", "0"], "argument --clients: must be >= 1, got '0'"),
+        (["bench", "--duration", "0"], "argument --duration: must be > 0 seconds, got '0'"),
+        (["bench", "--retry-timeout", "0"], "argument --retry-timeout: must be > 0 seconds"),
+        (["bench", "--keys", "0"], "argument --keys: must be >= 1, got '0'"),
+        (["bench", "--value-size", "2000000"], "must be 0 to 1048576 bytes (the value limit)"),
+        (["bench", "--hot-keys", "1"], "argument --hot-keys: must be >= 2, got '1'"),
+        (["bench", "--node-pids", "1,x"], "argument --node-pids: not comma-separated integers"),
+        (["bench", "--read-fraction", "2"], "argument --read-fraction: must be from 0 to 1"),
+        (["bench", "--warmup", "-1"], "argument --warmup: must be >= 0 seconds, got '-1'"),
+        (["demo", "--duration", "0"], "argument --duration: must be > 0 seconds, got '0'"),
+        (["demo", "--nodes", "1"], "argument --nodes: must be >= 3 (the demo kills a leader"),
+        (["demo", "--shards", "0"], "argument --shards: must be 1 to 26, got '0'"),
+        (["cluster", "start", "--nodes", "0"], "argument --nodes: must be >= 1, got '0'"),
+        (["cluster", "start", "--shards", "27"], "argument --shards: must be 1 to 26, got '27'"),
+        (["cluster", "start", "--base-port", "0"], "argument --base-port: must be 1 to 65535"),
+        (["cluster", "stop", "--grace", "-1"], "argument --grace: must be >= 0 seconds"),
+        (["chaos", "--clients", "0"], "argument --clients: must be >= 1, got '0'"),
+        (["chaos", "--duration", "0"], "argument --duration: must be > 0 seconds, got '0'"),
+        (["chaos", "--timeout", "0"], "argument --timeout: must be > 0 seconds, got '0'"),
+        # Found by an earlier review: a chaos run took MIN above MAX.
+        (["chaos", "--quiet", "3", "1"], "argument --quiet: MIN must be <= MAX, not 3 1"),
+        (["chaos", "--fault", "-1", "1"], "argument --fault: must be >= 0 seconds, got '-1'"),
+        # Found by a new user's review: one past 2**64-1 was protobuf's "Value out of range".
+        (["get", "--at-version", "-5", "k"], f"argument --at-version: {VERSION}, got '-5'"),
+        (["get", "--at-version", str(2**64), "k"], f"argument --at-version: {VERSION}"),
+        (["cas", "k", "--expect-version", "-1", "--delete"], f"--expect-version: {VERSION}"),
+        (["txn-status", "ab", "--group", "0"], "argument --group: must be >= 1 (group 0 is the"),
     ],
 )
-def test_arguments_that_cannot_mean_anything_are_refused(
-    argv: list[str], message: str, capsys: Any
-) -> None:
-    """Found by review: a chaos run took MIN above MAX."""
-    if argv[0] != "chaos":
+def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, capsys: Any) -> None:
+    """Exit status 2 and argparse's line naming the option, for every option's value: some
+    were exit 1 from the command's own check, so a script could not tell them apart."""
+    if argv[0] == "cluster":
+        argv = [*argv, "--data-dir", "/nonexistent/x"]
+    elif argv[0] != "chaos":
         argv = [argv[0], "--cluster", NOWHERE, *argv[1:]]
-    assert main(argv) == 1
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    command = " ".join(argv[:2] if argv[0] == "cluster" else argv[:1])
+    assert f"paxoskv {command}: error: " in err and message in err, err
+    assert err.endswith("\n") and message in err.splitlines()[-1]

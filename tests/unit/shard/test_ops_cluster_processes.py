@@ -5,6 +5,7 @@ cluster directory's paths relative to cluster.toml, and --bootstrap only on a fi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,12 +15,15 @@ from typing import Any
 import pytest
 
 from shard import cluster as cluster_module
+from shard.chaos.netns import write_config
 from shard.cli import main
 from shard.cluster import (
     BOOTSTRAP_PENDING_NAME,
+    CONFIG_NAME,
     ClusterError,
     ClusterProcesses,
     LocalCluster,
+    wait_for,
 )
 from shard.config import load_config
 
@@ -175,7 +179,9 @@ def test_a_started_cluster_whose_data_is_gone_is_refused_before_any_node_runs(
     assert "moved or deleted" in message and "another --data-dir" in message
 
 
-def _launch_argvs(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+def _launch_argvs(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch, progress: Any = None
+) -> list[list[str]]:
     """The command lines `cluster.start()` would launch its nodes with (none is started)."""
     argvs: list[list[str]] = []
 
@@ -183,9 +189,10 @@ def _launch_argvs(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> lis
         argvs.extend(self._node_launch(name, {})[0] for name in names)
         raise ClusterError("stop here")
 
-    monkeypatch.setattr(LocalCluster, "_launch", launch)
-    with pytest.raises(ClusterError, match="stop here"):
-        cluster.start(deadline_s=1.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalCluster, "_launch", launch)
+        with pytest.raises(ClusterError, match="stop here"):
+            cluster.start(deadline_s=1.0, progress=progress)
     return argvs
 
 
@@ -213,6 +220,91 @@ def test_deleted_logs_do_not_make_a_restart_bootstrap(
     assert argvs and not any("--bootstrap" in argv for argv in argvs)
 
 
+def _start_faked(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cluster.start()` with its nodes faked: it leaves no logs/ and no data, as a real
+    start does after `rm -rf DIR/data DIR/logs`."""
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalCluster, "_launch", lambda *_args: None)
+        patch.setattr(LocalCluster, "wait_healthy", lambda *_args, **_kwargs: None)
+        cluster.start(deadline_s=1.0, settle_s=0)
+
+
+@pytest.mark.parametrize("where", ["its own directory", "a copy of cluster.toml alone"])
+def test_a_cluster_whose_first_start_completed_is_refused_without_its_data(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: no logs/ meant "never started", so `cp DIR/cluster.toml NEW/` (or
+    `rm -rf DIR/data DIR/logs`) started a new, empty cluster with the old id, reported as a
+    restart. The config `start` wrote now says that its first start completed."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    _start_faked(cluster, monkeypatch)
+    assert not cluster.logs_dir.exists() and not cluster._has_data()
+    data_dir = cluster.data_dir
+    if where != "its own directory":
+        data_dir = tmp_path / "copy"
+        data_dir.mkdir()
+        shutil.copy(cluster.config_path, data_dir)
+    monkeypatch.setattr(LocalCluster, "_spawn", lambda *_args: pytest.fail("a node was started"))
+    with pytest.raises(ClusterError) as refused:
+        LocalCluster(data_dir).start(deadline_s=1.0)
+    assert f"looked in {data_dir / 'data' / 'n1'}" in str(refused.value)
+    assert "moved or deleted" in str(refused.value)
+
+
+def test_a_config_no_node_ran_from_still_bootstraps_and_is_left_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config written by a tool (shard/chaos) or by hand has no logs and no data before its
+    first start: that start bootstraps, and the file is not changed."""
+    data_dir = tmp_path / "c"
+    write_config(data_dir, ["127.0.0.1:1", "127.0.0.1:2"], shards=1)
+    written = (data_dir / CONFIG_NAME).read_text()
+    argvs = _launch_argvs(LocalCluster(data_dir), monkeypatch)
+    assert argvs and all("--bootstrap" in argv for argv in argvs)
+    _start_faked(LocalCluster(data_dir), monkeypatch)
+    assert (data_dir / CONFIG_NAME).read_text() == written
+
+
+def test_a_cluster_first_started_without_the_stamp_gets_it_at_its_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()  # as an earlier version left it: no stamp, data and logs/
+    (cluster.config.node_data_dir(cluster.config.nodes[0]) / "db").mkdir(parents=True)
+    cluster.logs_dir.mkdir()
+    assert not LocalCluster(cluster.data_dir)._first_start_stamped()
+    _start_faked(LocalCluster(cluster.data_dir), monkeypatch)
+    assert LocalCluster(cluster.data_dir)._first_start_stamped()
+
+
+@pytest.mark.parametrize("has_data", [True, False])
+def test_a_node_started_next_to_running_ones_is_said_to_restart_from_data_only_if_it_has_some(
+    has_data: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    children: list[subprocess.Popen[bytes]],
+) -> None:
+    """Found by review: after `rm -rf DIR/data/n2`, `cluster start` said "restarting n2 from
+    its data" before the node refused to start without it."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    _fake_node(cluster, "n1", children)
+    # Right after Popen its /proc cmdline may still read empty: n1 would look stopped.
+    wait_for(lambda: cluster.pid("n1") is not None, 5.0, "the fake n1 to show its argv")
+    n2_data = cluster.config.node_data_dir(cluster.node("n2"))
+    if has_data:
+        (n2_data / "db").mkdir(parents=True)
+    said: list[str] = []
+    _launch_argvs(LocalCluster(cluster.data_dir), monkeypatch, progress=said.append)
+    if has_data:
+        assert said == [f"restarting n2 from its data in {n2_data}"]
+    else:
+        assert said == [
+            f"starting n2, which has no data in {n2_data}: a node without its data is "
+            "refused (if it was lost: --rebuild n2)"
+        ]
+
+
 @pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
 def test_cluster_start_refuses_a_timeout_that_is_not_positive(
     timeout: str, tmp_path: Path, capsys: Any
@@ -222,3 +314,19 @@ def test_cluster_start_refuses_a_timeout_that_is_not_positive(
     assert exited.value.code == 2
     assert "argument --timeout: must be > 0 seconds" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_status_of_a_directory_of_other_files_does_not_suggest_starting_a_cluster_there(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Found by review: it said "create one with: paxoskv cluster start --data-dir DIR",
+    which then refused the directory ("holds files but no cluster")."""
+    (tmp_path / "notes.txt").touch()
+    assert main(["cluster", "status", "--data-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"paxoskv: error: {tmp_path} holds no cluster (cluster.toml is missing); it holds "
+        "other files: is --data-dir right? A new cluster needs a new or empty directory\n"
+    )
+    empty = tmp_path / "empty"
+    assert main(["cluster", "status", "--data-dir", str(empty)]) == 1
+    assert f"create one with: paxoskv cluster start --data-dir {empty}\n" in capsys.readouterr().err

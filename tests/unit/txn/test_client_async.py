@@ -1200,7 +1200,11 @@ async def test_txn_status_argument_forms(fake: FakeKV) -> None:
         by_ref = await client.txn_status(tx.ref)
         by_group = await client.txn_status(tx.txn_id, group_id=2)
         by_key = await client.txn_status(tx.txn_id, key=B1)
-        assert by_ref == by_group == by_key
+        # Found by review: the text README says to log (`str(err.ref)`) was refused.
+        by_text = await client.txn_status(str(tx.ref))
+        assert by_ref == by_group == by_key == by_text
+        with pytest.raises(txn.InvalidArgument, match="TXN_ID_HEX:GROUP"):
+            await client.txn_status(tx.txn_id.hex())
         assert by_ref.state is TxnState.COMMITTED and by_ref.commit_ts == tx.commit_ts
         assert (await client.txn_status(b"unknown-id", group_id=1)).state is TxnState.UNKNOWN
         with pytest.raises(txn.InvalidArgument):

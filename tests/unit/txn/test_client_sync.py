@@ -44,6 +44,7 @@ def test_transaction_context_manager_commits_and_reads_its_writes(fake: FakeKV) 
         assert client.get(A1) == b"a"
         assert client.scan(b"a", b"z") == [(A1, b"a"), (C1, b"c")]
         assert client.txn_status(tx.ref).state is TxnState.COMMITTED  # type: ignore[arg-type]
+        assert client.txn_status(str(tx.ref)).state is TxnState.COMMITTED  # as logged
 
 
 def test_exception_aborts_and_propagates(fake: FakeKV) -> None:
