@@ -39,6 +39,7 @@ etcd refuses such a member for the same reason). So:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -68,6 +69,7 @@ __all__ = [
     "node_incarnation",
     "open_node_disk",
     "recorded_incarnation",
+    "token_digest",
 ]
 
 # Outside every prefix the node scans (b"p" Paxos, b"d"/b"m"/b"r" data), as the WAL warm-up's.
@@ -143,7 +145,8 @@ def node_incarnation(db: Rdict) -> Incarnation:
 class PeerRecords:
     """What the cluster's other nodes recorded of a peer, asked at a first contact with it."""
 
-    #: node id -> the incarnation token it recorded (nodes that recorded none are left out)
+    #: node id -> `token_digest` of the incarnation it recorded (nodes that recorded none
+    #: are left out)
     recorded: Mapping[int, bytes] = field(default_factory=dict)
     #: the nodes that did not answer
     unanswered: Collection[int] = ()
@@ -162,8 +165,15 @@ class Admission:
 
 
 def recorded_incarnation(db: Rdict, node_id: int) -> bytes | None:
-    """The incarnation token of peer `node_id` this node recorded (None: none yet)."""
-    return cast("bytes | None", db.get(_peer_key(node_id)))
+    """`token_digest` of the incarnation of peer `node_id` this node recorded (None: none
+    yet). Only the digest leaves the node: the token is what a peer's hello presents."""
+    token = db.get(_peer_key(node_id))
+    return None if token is None else token_digest(token)
+
+
+def token_digest(token: bytes) -> bytes:
+    """What nodes tell each other of an incarnation token they recorded."""
+    return hashlib.sha256(token).digest()
 
 
 def first_contact(db: Rdict, node_id: int, incarnation: Incarnation) -> bool:
@@ -192,7 +202,8 @@ def admit_peer(
     if known is not None and not incarnation.rebuilt:
         return Admission(_changed(node_id, "this node knew another one"))
     if known is None and not incarnation.rebuilt:
-        knew = sorted(n for n, token in others.recorded.items() if token != incarnation.token)
+        mine = token_digest(incarnation.token)
+        knew = sorted(n for n, digest in others.recorded.items() if digest != mine)
         if knew:
             return Admission(_changed(node_id, f"node {knew[0]} knew another one"))
         if others.unanswered:

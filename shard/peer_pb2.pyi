@@ -66,9 +66,9 @@ class IncarnationQuery(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., protocol: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class IncarnationAnswer(_message.Message):
-    __slots__ = ("refusal", "incarnation")
+    __slots__ = ("refusal", "digest")
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
-    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     refusal: str
-    incarnation: bytes
-    def __init__(self, refusal: _Optional[str] = ..., incarnation: _Optional[bytes] = ...) -> None: ...
+    digest: bytes
+    def __init__(self, refusal: _Optional[str] = ..., digest: _Optional[bytes] = ...) -> None: ...

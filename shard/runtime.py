@@ -228,8 +228,8 @@ class NodeRuntime:
         if self._stopped.is_set():  # the disk may be closed by now
             return Admission("the node is stopping", for_now=True)
         records = PeerRecords(
-            recorded={n.id: token for n, token in zip(others, answers, strict=True) if token},
-            unanswered=[n.id for n, token in zip(others, answers, strict=True) if token is None],
+            recorded={n.id: digest for n, digest in zip(others, answers, strict=True) if digest},
+            unanswered=[n.id for n, digest in zip(others, answers, strict=True) if digest is None],
         )
         return admit_peer(self.disk.db, node_id, incarnation, records)
 

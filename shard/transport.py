@@ -38,7 +38,7 @@ log = logging.getLogger("paxoskv.transport")
 #: Called with a peer's node id and incarnation at a stream's hello: whether to take the
 #: stream (shard.node_identity.admit_peer, with the other nodes' records at a first contact).
 Admit = Callable[[int, Incarnation], Awaitable[Admission]]
-#: Called with a node id: the incarnation token of it this node recorded (None: none).
+#: Called with a node id: the digest of its incarnation this node recorded (None: none).
 Recorded = Callable[[int], "bytes | None"]
 #: A link that sends none (tests of the transport alone).
 NO_INCARNATION = Incarnation(b"", rebuilt=False)
@@ -377,7 +377,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             refusal = f"node {request.node_id} is not a node of this cluster"
         if refusal:
             return peer_pb2.IncarnationAnswer(refusal=refusal)
-        return peer_pb2.IncarnationAnswer(incarnation=self._recorded(request.node_id) or b"")
+        return peer_pb2.IncarnationAnswer(digest=self._recorded(request.node_id) or b"")
 
     def _refuse(self, reason: str, *, for_now: bool = False) -> peer_pb2.PeerReply:
         """Count and log a refused stream; the reply that ends it."""
@@ -437,8 +437,8 @@ async def ask_recorded_incarnation(
     credentials: grpc.ChannelCredentials | None = None,
     timeout_s: float = 1.0,
 ) -> bytes | None:
-    """The incarnation token of `node_id` the node at `address` recorded (b"": none), or
-    None when it did not answer (down, unreachable, or it refused the question)."""
+    """The digest of the incarnation of `node_id` the node at `address` recorded (b"": none),
+    or None when it did not answer (down, unreachable, or it refused the question)."""
     metadata = ((SECRET_HEADER, secret),) if secret else None
     query = peer_pb2.IncarnationQuery(
         cluster_id=cluster_id, from_node=my_id, protocol=PROTOCOL, node_id=node_id
@@ -460,4 +460,4 @@ async def ask_recorded_incarnation(
             extra={"address": address, "peer": node_id, "reason": answer.refusal},
         )
         return None
-    return bytes(answer.incarnation)
+    return bytes(answer.digest)

@@ -23,6 +23,7 @@ from shard.node_identity import (
     node_incarnation,
     open_node_disk,
     recorded_incarnation,
+    token_digest,
 )
 from tests.unit.paxos.test_rebuild import chosen_by_1_and_2, lose_disk
 
@@ -60,7 +61,7 @@ def test_a_wiped_node_bootstrapped_again_gets_no_vote_counted(
     # Y asks Z at a first contact (as the runtime does, shard/runtime.py `_admit_peer`).
     assert first_contact(disks[Y].db, X, x1) is not y_saw_x0
     z_record = recorded_incarnation(disks[Z].db, X)
-    assert z_record == x0.token
+    assert z_record == token_digest(x0.token)
     others = PeerRecords({Z: z_record}) if z_answers else PeerRecords(unanswered=[Z])
     y_admits = admit_peer(disks[Y].db, X, x1, others)
     assert y_admits.refusal and y_admits.for_now is (not y_saw_x0 and not z_answers)

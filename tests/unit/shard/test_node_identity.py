@@ -27,6 +27,7 @@ from shard.node_identity import (
     node_incarnation,
     open_node_disk,
     recorded_incarnation,
+    token_digest,
 )
 
 N1 = NodeIdentity("c1", 1, "n1")
@@ -256,16 +257,17 @@ def test_a_first_contact_is_taken_only_once_every_other_node_knew_no_other_data(
     disk = open_node_disk(tmp_path / "db", N1, first_start=True)
     try:
         fresh = Incarnation.new(rebuilt=False)
-        earlier = Incarnation.new(rebuilt=False).token
+        earlier = token_digest(Incarnation.new(rebuilt=False).token)
+        seen = token_digest(fresh.token)  # what a node that recorded it answers
         assert first_contact(disk.db, 2, fresh)
         knew = admit_peer(disk.db, 2, fresh, PeerRecords({3: earlier}, unanswered=[4]))
         assert "node 2 came back with new data" in knew.refusal and "node 3 knew" in knew.refusal
         assert not knew.for_now
-        waiting = admit_peer(disk.db, 2, fresh, PeerRecords({3: fresh.token}, unanswered=[4]))
+        waiting = admit_peer(disk.db, 2, fresh, PeerRecords({3: seen}, unanswered=[4]))
         assert waiting.for_now and "node(s) 4 did not answer" in waiting.refusal
         assert recorded_incarnation(disk.db, 2) is None and first_contact(disk.db, 2, fresh)
-        assert _taken(disk.db, 2, fresh, PeerRecords({3: fresh.token}))
-        assert recorded_incarnation(disk.db, 2) == fresh.token
+        assert _taken(disk.db, 2, fresh, PeerRecords({3: seen}))
+        assert recorded_incarnation(disk.db, 2) == seen  # the token itself stays here
         assert not first_contact(disk.db, 2, fresh)  # known now: no question at a restart
         # Every other node answered and none recorded anything (a cluster's first start).
         assert _taken(disk.db, 3, Incarnation.new(rebuilt=False), PeerRecords(unanswered=()))
