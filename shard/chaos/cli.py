@@ -52,7 +52,7 @@ def register_chaos_command(subparsers: Any) -> None:
         help="Jepsen-style chaos run: workload + faults on a real local cluster, checked",
         description="Start a local cluster, run concurrent clients under a seeded fault\n"
         "schedule, heal, read everything back, check the history (linearizability, bank\n"
-        "totals or Elle list-append) and write a report.",
+        "snapshots' strict serializability or Elle list-append) and write a report.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

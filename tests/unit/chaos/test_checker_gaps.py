@@ -11,8 +11,11 @@ from chaos_histories import Hist
 
 from shard.chaos import elle, linearizability
 from shard.chaos import history as histories
+from shard.chaos import report as reports
 from shard.chaos.workloads import (
+    BankWorkload,
     ListAppendWorkload,
+    bank_lost_writes,
     list_append_lost_writes,
     register_lost_writes,
 )
@@ -64,6 +67,35 @@ def test_acknowledged_register_writes_to_a_key_no_final_read_covered_do_not_pass
     assert register_lost_writes(h.sorted_ops()) == [
         {"key": "x", "value": None, "final": "no final read of this key"}
     ]
+
+
+def test_a_bank_history_cut_before_its_final_read_does_not_pass() -> None:
+    """The bank workload reported no lost writes (None) whatever the history, and with no
+    final read nothing showed an acknowledged transfer kept: valid, exit status 0."""
+    h = Hist()
+    h.op(0, "transfer", {"from": "a", "to": "b", "amount": 5}, 0, 1)
+    h.op(1, "transfer", {"from": "b", "to": "c", "amount": 1}, 0, 1, "info")  # nothing to prove
+    ops = h.sorted_ops()
+    assert bank_lost_writes(ops) == [
+        {"key": account, "value": None, "final": "no final read of this key"}
+        for account in ("a", "b")
+    ]
+    workload = BankWorkload(["0"], accounts=3, initial=10)
+    workload.accounts = ["a", "b", "c"]
+    report = reports.build_report(
+        options={},
+        history=ops,
+        check=workload.check(ops),
+        faults=[],
+        network={},
+        final_recovery_s=1.0,
+        harness_error=None,
+        wall_s=1.0,
+    )
+    assert reports.exit_code(report) == reports.EXIT_INVALID
+    # With its final read, a lost transfer is the checker's final-balance, not a lost write.
+    h.op(2, "read", None, 5, 6, result={"a": 5, "b": 15, "c": 10}, final=True)
+    assert bank_lost_writes(h.sorted_ops()) is None
 
 
 def test_a_failed_compare_and_set_is_checked_as_the_read_it_made() -> None:
