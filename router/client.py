@@ -8,6 +8,8 @@ group) and, per node address, one `_Connection`: one gRPC channel carrying ONE l
 task drains the queue into one `RequestBatch` per stream write (up to WRITE_BYTES: a batch
 of large values would pass gRPC's message limit and fail every request in it), and a reader task
 resolves each caller's future by request id from the `ResponseBatch`es the node sends back.
+For the same reason no request is queued that the node would refuse for its size, or that is
+over MAX_REQUEST_BYTES (`router.limits`): it is refused at once with `LimitExceeded`.
 A gRPC message costs ~200 µs of CPU per side here (REFERENCE.md), so under load many
 operations share one message each way; a single caller still gets one message per op.
 
@@ -66,12 +68,15 @@ from router.client_errors import (
 )
 from router.codec import decode_shard_map
 from router.errors import RouterError, UnknownGroup, WrongShard
+from router.limits import MAX_REQUEST_BYTES, request_refusal
 from router.seeds import check_address, parse_seeds
 from router.shard_map import ShardMap
 from router.tls import ClientTls, TlsFiles, TlsSetupError, aio_channel, resolve_client_tls
 
 __all__ = [
     "CHANNEL_OPTIONS",
+    "GRPC_OPTIONS",
+    "KEEPALIVE_TIME_MS",
     "CasResult",
     "NodeStatus",
     "RoutingClient",
@@ -82,10 +87,31 @@ WRITE_BYTES = 8 * 1024 * 1024
 #: ... and at most this many requests; a node refuses the rest of a larger batch.
 WRITE_REQUESTS = 4096
 
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+KEEPALIVE_TIME_MS = 10_000
+"""How often a channel pings a connection it has calls on, so that a dead node (a connection
+that silently went away) is found within this plus gRPC's 20 s ping timeout."""
+
+GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    # gRPC sends 2 pings while no data flows, then one a minute (max_pings_without_data):
+    # without this, an idle stream was checked once a minute, not every KEEPALIVE_TIME_MS.
+    ("grpc.http2.max_pings_without_data", 0),
+    # Server side, what a node takes of those pings. gRPC's default counts a ping less
+    # than 5 minutes after the last (no data sent in between) as a strike and ends the
+    # connection at the third (GOAWAY "too_many_pings"): found by review, a client's idle
+    # stream was torn down after 75-95 s (its pings at 10 s, 20 s, then a minute later),
+    # with any write then in flight reported OutcomeUnknown. Half the ping interval
+    # leaves room for timer slack and network jitter between two pings.
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+]
+"""The gRPC options of every channel and server of paxoskv, clients' and nodes' alike
+(shard/transport.py): one message limit and one ping policy on both ends of a connection.
+A server-side option has no effect on a channel, and a channel-side one none on a server."""
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    *GRPC_OPTIONS,
     # Reconnect soon after a node comes back (gRPC's default first backoff is 1 s).
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
@@ -567,12 +593,12 @@ class RoutingClient:
         deadline = loop.time() + self._timeout_s
         failures: list[str] = []
         for seed in self._cache.seeds:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            now = loop.time()
+            if now >= deadline:
                 failures.append(f"{seed}: not tried (deadline)")
                 continue
             try:
-                await self._fetch_map(seed, min(remaining, CONNECT_TIMEOUT_S + 1.0))
+                await self._fetch_map(seed, min(deadline, now + CONNECT_TIMEOUT_S + 1.0))
                 return self
             except (WrongCluster, ClientClosed):
                 raise
@@ -640,9 +666,11 @@ class RoutingClient:
 
     # ------------------------------------------------------------------ shard map
 
-    async def _fetch_map(self, address: str, timeout_s: float) -> None:
+    async def _fetch_map(self, address: str, deadline: float) -> None:
+        """Fetch the map from `address` by `deadline` (loop time), its cluster id first if
+        this client has none."""
         try:
-            await self._fetch_map_from(address, timeout_s)
+            await self._fetch_map_from(address, deadline)
         except asyncio.CancelledError:
             # close() closed the channel under the call (grpc.aio cancels it), not a
             # cancellation of the task asking.
@@ -651,15 +679,18 @@ class RoutingClient:
                 raise ClientClosed("the client is closed") from None
             raise
 
-    async def _fetch_map_from(self, address: str, timeout_s: float) -> None:
+    async def _fetch_map_from(self, address: str, deadline: float) -> None:
         stub = self._connection(address).stub
+        loop = asyncio.get_running_loop()
+        # Both calls share the one deadline (found by review: each was given the whole
+        # timeout, so a seed slow to answer both held connect() for twice the client's).
         if self._cluster_id is None:
-            status = await stub.Status(kv.StatusRequest(), timeout=timeout_s)
+            status = await stub.Status(kv.StatusRequest(), timeout=deadline - loop.time())
             if not status.cluster_id:
                 raise Unavailable(f"{address} did not name its cluster")
             self._cluster_id = status.cluster_id
         reply = await stub.GetShardMap(
-            kv.ShardMapRequest(cluster_id=self._cluster_id), timeout=timeout_s
+            kv.ShardMapRequest(cluster_id=self._cluster_id), timeout=deadline - loop.time()
         )
         if reply.HasField("error") and reply.error.code != kv.OK:
             if reply.error.code == kv.WRONG_CLUSTER:
@@ -685,9 +716,10 @@ class RoutingClient:
             await self._await_shared(task, deadline)
 
     async def _refresh_once(self) -> None:
+        loop = asyncio.get_running_loop()
         for address in self._cache.refresh_targets():
             try:
-                await self._fetch_map(address, CONNECT_TIMEOUT_S)
+                await self._fetch_map(address, loop.time() + CONNECT_TIMEOUT_S)
                 return
             except (WrongCluster, ClientClosed):
                 raise
@@ -727,7 +759,9 @@ class RoutingClient:
             OutcomeUnknown: a write may or may not have been applied.
             DeadlineExceeded: no answer within the deadline (nothing was applied).
             WrongShard / UnknownGroup: `group_id` routing and the shard map changed.
-            WrongCluster, LimitExceeded, InvalidArgument, ServerError: see router.client_errors.
+            LimitExceeded: over a size limit (`router.limits`): refused before sending when
+                the client can tell, else by the node.
+            WrongCluster, InvalidArgument, ServerError: see router.client_errors.
         """
         if (key is None) == (group_id is None):
             raise InvalidArgument("send() needs exactly one of key= or group_id=")
@@ -751,6 +785,7 @@ class RoutingClient:
         if kind is None:
             raise InvalidArgument("the request has no operation set")
         op = getattr(request, kind)
+        _refuse_oversized(request, kind, op)
         has_header = "header" in op.DESCRIPTOR.fields_by_name
         # A request routed by group was planned on this map (a scan's part, a transaction's
         # share of keys): under another one it must be planned again.
@@ -1102,6 +1137,27 @@ class RoutingClient:
                 return NodeStatus(node.node_id, node.name, node.client_addr, None, error)
 
         return list(await asyncio.gather(*(one(n) for n in nodes)))
+
+
+def _refuse_oversized(request: kv.Request, kind: str, op: Any) -> None:
+    """Refuse, before it is queued, a request the node would refuse for its size (with the
+    node's message), or one too large to send at all.
+
+    Raises:
+        LimitExceeded: a key, value, range bound or transaction part over the node's limit
+            (`router.limits.request_refusal`), or a request over MAX_REQUEST_BYTES. Written
+            to the shared stream, one over gRPC's message limit would fail the stream, and
+            every other caller's request on it, as maybe applied (module docstring).
+    """
+    refusal = request_refusal(kind, op)
+    if refusal is not None:
+        raise LimitExceeded(refusal)
+    size = request.ByteSize()
+    if size > MAX_REQUEST_BYTES:
+        raise LimitExceeded(
+            f"the {kind} request is {size} bytes, over the limit of {MAX_REQUEST_BYTES} bytes "
+            "the client sends (MAX_REQUEST_BYTES); split it"
+        )
 
 
 def _take_write(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:

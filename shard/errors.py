@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 
+from router.limits import Oversized
 from txn.records import quote_key
 
 
@@ -37,19 +38,17 @@ class InvalidArgument(ShardError):
 
 
 class LimitExceeded(InvalidArgument):
-    """A key, value or batch is larger than its limit; the message names both sizes."""
+    """A key, value or batch is larger than its limit; the message names both sizes (as the
+    client's, which checks the same limits before sending: `router.limits`)."""
 
     status = Status.LIMIT_EXCEEDED
 
-    def __init__(self, what: str, size: int, limit: int, limit_name: str) -> None:
-        self.what = what
-        self.size = size
-        self.limit = limit
-        self.limit_name = limit_name
-        super().__init__(
-            f"{what} is {size} bytes, over the limit of {limit} bytes ({limit_name}); "
-            f"split it or store a smaller {what}"
-        )
+    def __init__(self, oversized: Oversized) -> None:
+        self.what = oversized.what
+        self.size = oversized.size
+        self.limit = oversized.limit
+        self.limit_name = oversized.limit_name
+        super().__init__(str(oversized))
 
 
 class MalformedCommand(ShardError):

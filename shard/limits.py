@@ -1,21 +1,38 @@
 """Size limits on client input, with one validator each.
 
-The node validates client input before proposing it; the state machine validates again at
-apply time (a command that somehow got chosen past the node applies as an error result).
+The node validates client input before proposing it (the request sizes with
+`router.limits.request_refusal`, the check clients run before sending); the state machine
+validates again at apply time (a command that somehow got chosen past the node applies as
+an error result). The key, value and command limits are `router.limits`', re-exported here.
 """
 
 from __future__ import annotations
 
+from router.limits import (
+    MAX_COMMAND_BYTES,
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    Oversized,
+    key_oversized,
+    range_oversized,
+    value_oversized,
+)
 from shard.errors import InvalidArgument, LimitExceeded
 
-MAX_KEY_BYTES = 4 * 1024
-"""Largest key, in bytes. Keys are never empty."""
-
-MAX_VALUE_BYTES = 1024 * 1024
-"""Largest value, in bytes. Empty values are allowed."""
-
-MAX_COMMAND_BYTES = MAX_KEY_BYTES * 2 + MAX_VALUE_BYTES * 2 + 1024
-"""Largest encoded command (a compare-and-set carries a key, two values and framing)."""
+__all__ = [
+    "MAX_COMMAND_BYTES",
+    "MAX_KEY_BYTES",
+    "MAX_SCAN_ITEMS",
+    "MAX_SCAN_RESPONSE_BYTES",
+    "MAX_STATUS_IDS",
+    "MAX_TS",
+    "MAX_VALUE_BYTES",
+    "validate_command_size",
+    "validate_key",
+    "validate_range",
+    "validate_ts",
+    "validate_value",
+]
 
 MAX_SCAN_RESPONSE_BYTES = 4 * 1024 * 1024
 """Keys and values one scan answer carries at most (at least one item): a limit of many
@@ -37,31 +54,31 @@ def validate_key(key: bytes) -> None:
     """Raise `InvalidArgument` for an empty key, `LimitExceeded` for one over MAX_KEY_BYTES."""
     if not key:
         raise InvalidArgument("empty key: keys must be at least 1 byte")
-    if len(key) > MAX_KEY_BYTES:
-        raise LimitExceeded("key", len(key), MAX_KEY_BYTES, "MAX_KEY_BYTES")
+    _refuse(key_oversized(key))
 
 
 def validate_range(start: bytes, end: bytes) -> None:
-    """Raise `LimitExceeded` for a range bound longer than a key may be. Empty bounds are
-    fine (an empty start is the first key, an empty end means no end), and either bound may
-    be one byte longer than a key: a scan cut after its last key K ends at K + b"\\x00", and
-    the next page starts there."""
-    if len(start) > MAX_KEY_BYTES + 1:
-        raise LimitExceeded("range start", len(start), MAX_KEY_BYTES + 1, "MAX_KEY_BYTES + 1")
-    if len(end) > MAX_KEY_BYTES + 1:
-        raise LimitExceeded("range end", len(end), MAX_KEY_BYTES + 1, "MAX_KEY_BYTES + 1")
+    """Raise `LimitExceeded` for a range bound longer than a key may be (one byte longer is
+    fine: `router.limits.range_oversized`)."""
+    _refuse(range_oversized(start, end))
 
 
 def validate_value(value: bytes) -> None:
     """Raise `LimitExceeded` for a value over MAX_VALUE_BYTES."""
-    if len(value) > MAX_VALUE_BYTES:
-        raise LimitExceeded("value", len(value), MAX_VALUE_BYTES, "MAX_VALUE_BYTES")
+    _refuse(value_oversized(value))
+
+
+def _refuse(oversized: Oversized | None) -> None:
+    if oversized is not None:
+        raise LimitExceeded(oversized)
 
 
 def validate_command_size(command: bytes) -> None:
     """Raise `LimitExceeded` for one encoded command over MAX_COMMAND_BYTES."""
     if len(command) > MAX_COMMAND_BYTES:
-        raise LimitExceeded("command", len(command), MAX_COMMAND_BYTES, "MAX_COMMAND_BYTES")
+        raise LimitExceeded(
+            Oversized("command", len(command), MAX_COMMAND_BYTES, "MAX_COMMAND_BYTES")
+        )
 
 
 def validate_ts(ts: int) -> None:

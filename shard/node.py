@@ -39,7 +39,8 @@ Rules
    above any timestamp the previous leader could have served under its lease, as that one
    served none ahead of its own wall clock by more than the offset.
 4. A request for another cluster, an unknown group, a key outside the group's range or over
-   a size limit is refused with a typed error and changes nothing.
+   a size limit is refused with a typed error and changes nothing. The size limits are
+   `router.limits.request_refusal`, which clients run before sending.
 5. A write that was proposed but whose fate is unknown when its deadline passes is answered
    OUTCOME_UNKNOWN, never a guess; a write refused before any slot was assigned is NOT_LEADER.
 6. The leader of a coordinator group delivers every recorded decision to every participant
@@ -138,6 +139,7 @@ from paxos.ready import CommittedEntry
 from paxos.storage import DurableState
 from router import kv_pb2 as kv
 from router.codec import decode_meta_snapshot, encode_meta_command
+from router.limits import request_refusal
 from router.meta import Bootstrap
 from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
@@ -157,15 +159,7 @@ from shard.answers import _newest_version_read, _result_response, serve_read, sn
 from shard.apps import App, MetaApp, RestoreJob, _restorable
 from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
-from shard.limits import (
-    MAX_COMMAND_BYTES,
-    MAX_STATUS_IDS,
-    MAX_TS,
-    validate_command_size,
-    validate_key,
-    validate_range,
-    validate_value,
-)
+from shard.limits import MAX_STATUS_IDS, MAX_TS, validate_command_size, validate_key
 from shard.lock_wait import LOCK_QUEUE_MAX_S, LOCK_WAIT_MAX_S, Grant, blocked, request_age
 from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
@@ -173,7 +167,6 @@ from shard.txn_duties import Outbound, TxnDuties
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.proofs import decision_proves, proof_key, vote_mac, votes_prove_commit
 from txn.records import (
-    MAX_TXN_ITEMS,
     CommitOnePhase,
     Conflict,
     Decide,
@@ -660,10 +653,14 @@ class NodeCore:
                 )
             )
         desc = shard_map.group(group_id)
+        # The size limits: the routing client runs this same check before it sends, so its
+        # refusal and ours say the same.
+        oversized = request_refusal(kind, op)
+        if oversized is not None:
+            raise _Refusal(_error(kv.LIMIT_EXCEEDED, oversized))
         try:
             if kind == "scan":
                 end = op.end if op.HasField("end") else None
-                validate_range(op.start, end or b"")
                 # The whole scan inside the group's range, or WRONG_SHARD: a client
                 # planning on an older map (the range since split) must re-plan, not take a
                 # cut answer for the whole (found by review).
@@ -674,44 +671,18 @@ class NodeCore:
                 if not inside:
                     raise WrongShard.for_range(op.start, end or None, desc.start, desc.end)
             elif kind in ("prepare", "commit_one_phase"):
-                # Counted before any per-item work: that work is what the limit bounds.
-                items = len(op.reads) + len(op.writes) + len(op.read_ranges)
-                if items > MAX_TXN_ITEMS:
-                    raise _Refusal(
-                        _error(
-                            kv.LIMIT_EXCEEDED,
-                            f"transaction part has {items} keys and ranges, over the limit of "
-                            f"{MAX_TXN_ITEMS} per group (MAX_TXN_ITEMS); split the transaction",
-                        )
-                    )
                 _check_disjoint(op.read_ranges)
-                size = 0
                 for item in list(op.reads) + list(op.writes):
                     validate_key(item.key)
                     if not desc.contains(item.key):
                         raise WrongShard(item.key, desc.start, desc.end)
-                    size += len(item.key)
-                for write in op.writes:
-                    validate_value(write.value)
-                    size += len(write.value)
                 for key_range in op.read_ranges:
-                    validate_range(key_range.start, key_range.end)
                     if not desc.contains(key_range.start) or (
                         desc.end is not None and (not key_range.end or key_range.end > desc.end)
                     ):
                         raise WrongShard.for_range(
                             key_range.start, key_range.end or None, desc.start, desc.end
                         )
-                    size += len(key_range.start) + len(key_range.end)
-                if size > MAX_COMMAND_BYTES:
-                    raise _Refusal(
-                        _error(
-                            kv.LIMIT_EXCEEDED,
-                            f"transaction part is {size} bytes, over the limit of "
-                            f"{MAX_COMMAND_BYTES} bytes per group (MAX_COMMAND_BYTES); split the "
-                            "transaction",
-                        )
-                    )
                 _check_new_txn_id(op.txn_id)
                 if kind == "prepare":
                     _check_participants(shard_map, op.participants, group_id)
@@ -766,13 +737,6 @@ class NodeCore:
                     raise WrongShard(op.key, desc.start, desc.end)
                 if kind == "get" and op.lock_txn_id:
                     _check_update_lock(op)
-                if kind == "put":
-                    validate_value(op.value)
-                elif kind == "cas":
-                    if op.WhichOneof("action") == "new_value":
-                        validate_value(op.new_value)
-                    if op.WhichOneof("expect") == "expected_value":
-                        validate_value(op.expected_value)
         except WrongShard as exc:
             raise _Refusal(
                 _error(kv.WRONG_SHARD, str(exc), map_version=shard_map.version)

@@ -28,6 +28,7 @@ import grpc
 
 from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
+from router.client import GRPC_OPTIONS as GRPC_OPTIONS
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
 from shard.node_identity import Admission, Incarnation
@@ -48,11 +49,8 @@ MAX_QUEUED = 50_000
 #: in messages alone, a peer that stopped reading could hold 200 GB of ours). One message
 #: always fits in an empty queue, however large (a snapshot's parts).
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
-]
+# A node's server and its peer channels take the clients' GRPC_OPTIONS (re-exported here):
+# one message limit and one keepalive ping policy on both ends of every connection.
 # Each dial its own subchannel: with gRPC's shared pool, a dial right after a failed one
 # met the failed connection's backoff in gRPC and failed too, however the peer was doing.
 CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]

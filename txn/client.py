@@ -125,11 +125,12 @@ no such range.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from router import kv_pb2 as kv
@@ -172,6 +173,17 @@ SETTLE_WINDOW_S = 60.0
 shard.config.MIN_DECISION_RETENTION_S, so no decision record of it can have been purged."""
 _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Raise the routing client's errors as this package's (`from_routing_error`): every call
+    into the routing client that can raise goes through here, so that `except PaxosKVError`
+    catches everything the client raises (README, "errors")."""
+    try:
+        yield
+    except ClientError as exc:
+        raise from_routing_error(exc) from exc
 
 
 class AsyncClient:
@@ -233,12 +245,10 @@ class AsyncClient:
         if attempt_timeout_s is not None and not attempt_timeout_s > 0:
             raise InvalidArgument(f"attempt_timeout_s must be > 0, got {attempt_timeout_s}")
         self._rng = rng or random.Random()
-        try:
+        with _translated():
             self._routing = RoutingClient(
                 seeds, cluster_id=cluster_id, timeout_s=timeout_s, rng=self._rng, tls=tls
             )
-        except ClientError as exc:
-            raise from_routing_error(exc) from exc
         self._timeout_s = timeout_s
         self._attempt_timeout_s = attempt_timeout_s or max(0.5, timeout_s / 4)
         self._policy = _RetryPolicy(
@@ -330,10 +340,8 @@ class AsyncClient:
             )
         if self._routing.shard_map is not None:
             return
-        try:
+        with _translated():
             await self._routing.ready(deadline)
-        except ClientError as exc:
-            raise from_routing_error(exc) from exc
 
     # ------------------------------------------------------------------ transactions
 
@@ -545,6 +553,8 @@ class AsyncClient:
                 SETTLE_WINDOW_S.
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
+            ClientClosed: the client was closed meanwhile.
+            WrongCluster: a node asked for a newer shard map belongs to another cluster.
         """
         if isinstance(ref, str):
             # The text the README says to log (found by review: it was refused as "a
@@ -592,7 +602,10 @@ class AsyncClient:
             # deadline here before the (likely) answer that the group does not exist.
             loop = asyncio.get_running_loop()
             refresh_by = min(deadline, loop.time() + CONNECT_TIMEOUT_S)
-            await self._routing.refresh_map(refresh_by)
+            # Translated as every routing call is (found by review: a close() meanwhile
+            # raised the routing client's ClientClosed, which no `except PaxosKVError` caught).
+            with _translated():
+                await self._routing.refresh_map(refresh_by)
         data_groups = [g for g in self._map().group_ids() if g != META_GROUP_ID]
         if gid not in data_groups:
             what = (
@@ -863,7 +876,7 @@ class AsyncClient:
         """RoutingClient.send with its errors translated (WrongShard/UnknownGroup pass)."""
         deadline = self._deadline(timeout_s)
         await self._ready(deadline)
-        try:
+        with _translated():
             return await self._routing.send(
                 request,
                 key=key,
@@ -872,8 +885,6 @@ class AsyncClient:
                 timeout_s=self._left_s(deadline),
                 passthrough=passthrough,
             )
-        except ClientError as exc:
-            raise from_routing_error(exc) from exc
 
     async def _pause(self, backoff: Backoff, attempt: int, deadline: float) -> bool:
         """Sleep before a re-send; False when the deadline leaves no time for one."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from router import kv_pb2 as kv
 from router.cache import Backoff
 from router.errors import UnknownGroup, WrongShard
+from router.limits import txn_part_refusal
 from txn.errors import (
     ClientClosed,
     CommitUnknown,
@@ -29,7 +30,6 @@ from txn.errors import (
     _conflict,
 )
 from txn.hlc import LOGICAL_BITS, physical_us
-from txn.records import MAX_TXN_ITEMS
 from txn.status import TxnState, TxnStatus
 from txn.txn_ids import start_ts_of
 
@@ -123,16 +123,11 @@ class Committer:
                 part.ranges.append(kv.KeyRange(start=lo, end=hi or b""))
         for group, part in parts.items():
             part.ranges = _union(part.ranges)  # nodes refuse overlapping scanned ranges
-            items = len(part.reads) + len(part.writes) + len(part.ranges)
-            if items > MAX_TXN_ITEMS:
-                raise self._refused_unsent(
-                    tx,
-                    LimitExceeded(
-                        f"the transaction reads, writes and scans {items} keys and ranges in "
-                        f"group {group}, over the limit of {MAX_TXN_ITEMS} per group "
-                        "(MAX_TXN_ITEMS); split it into several transactions"
-                    ),
-                )
+            # Refused here, the commit sends nothing (a Prepare refused by the routing client
+            # or a node would leave the other participants' prepares to abort).
+            refusal = txn_part_refusal(part.reads, part.writes, part.ranges)
+            if refusal is not None:
+                raise self._refused_unsent(tx, LimitExceeded(f"group {group}: {refusal}"))
         age_s = time.monotonic() - tx._started_mono
         if age_s > MAX_TXN_AGE_S:
             raise self._refused_unsent(

@@ -20,6 +20,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# Re-exported: the limit belongs to the request check nodes and clients share.
+from router.limits import MAX_TXN_ITEMS
+
 __all__ = [
     "MAX_TXN_ID_BYTES",
     "MAX_TXN_ITEMS",
@@ -52,12 +55,6 @@ __all__ = [
 MAX_TXN_ID_BYTES = 256
 """Largest transaction id, in bytes. Ids are never empty (a client makes 24 bytes,
 txn/txn_ids.py)."""
-
-MAX_TXN_ITEMS = 4096
-"""Most keys read, keys written and ranges scanned one transaction may have in one group (its
-part there): a node validates, encodes and applies a part in one turn of its loop, so a part
-of 100,000 small keys held a node for seconds and made every group elect (found by review).
-Larger loads are split over several transactions (etcd allows 128 operations per txn)."""
 
 _MAX_U64 = (1 << 64) - 1
 

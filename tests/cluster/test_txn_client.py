@@ -21,6 +21,7 @@ import pytest
 import txn
 from shard.cli_txn import EXIT_ABORTED, EXIT_UNDECIDED
 from shard.cluster import LocalCluster, is_node_process
+from shard.limits import MAX_VALUE_BYTES
 from txn.hlc import LOGICAL_BITS
 from txn.txn_ids import new_txn_id
 
@@ -294,6 +295,26 @@ def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
     assert loser.ref is not None
     assert client.txn_status(loser.ref).state is txn.TxnState.ABORTED
     assert client.get(b"status-a") == b"1"
+
+
+def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.Client) -> None:
+    """Found by review: a value over gRPC's 64 MiB message limit failed the client's shared
+    stream at its write, so the put was reported OutcomeUnknown and a transaction
+    CommitUnknown, though nothing had left the client. Now both are refused before they
+    are queued, with the node's message, as a value over the node's limit alone is."""
+    for size in (MAX_VALUE_BYTES + 1, 65 * 1024 * 1024):
+        value = b"x" * size
+        with pytest.raises(txn.LimitExceeded, match="MAX_VALUE_BYTES") as put:
+            client.put(b"abig", value)
+        assert not put.value.maybe_committed
+        tx = client.transaction()
+        tx.put(b"abig", value)
+        tx.put(b"hbig", b"v")  # two groups: a two-phase commit
+        with pytest.raises(txn.LimitExceeded, match="MAX_VALUE_BYTES") as commit:
+            tx.commit()
+        assert not commit.value.maybe_committed
+    assert client.get(b"abig") is None and client.get(b"hbig") is None
+    assert client.put(b"abig", b"small") > 0  # the client's streams still serve
 
 
 def test_txn_cli(gp_cluster: LocalCluster) -> None:

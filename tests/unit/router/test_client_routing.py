@@ -391,6 +391,37 @@ async def test_connect_tries_the_next_seed(cluster: FakeCluster) -> None:
         assert client.shard_map == cluster.map
 
 
+class _SlowSeed(FakeNode):
+    """A seed that answers Status in 0.9 s, and GetShardMap in no useful time."""
+
+    async def Status(self, request: kv.StatusRequest, context: Any) -> kv.StatusResponse:
+        await asyncio.sleep(0.9)
+        return await super().Status(request, context)
+
+    async def GetShardMap(self, request: kv.ShardMapRequest, context: Any) -> kv.ShardMapResponse:
+        await asyncio.sleep(60)
+        return await super().GetShardMap(request, context)
+
+
+@run
+async def test_connect_ends_by_the_clients_timeout_across_a_seeds_two_calls() -> None:
+    """Found by review: connect() gave a seed's Status and GetShardMap each the whole
+    timeout, so one slow seed held it for up to twice the client's timeout_s."""
+    cluster = FakeCluster()
+    cluster.nodes[1] = _SlowSeed(cluster, 1)
+    await cluster.start()
+    client = RoutingClient(cluster.seeds(), timeout_s=1.0)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(Unavailable, match="no answer before the deadline"):
+            await client.connect()
+        assert loop.time() - started < 1.4  # 1.9 s before the fix
+    finally:
+        await client.close()
+        await cluster.stop()
+
+
 # ---------------------------------------------------------------------------- operations
 
 
@@ -1093,6 +1124,71 @@ async def test_closing_the_client_during_the_first_connect_fails_callers_with_cl
     finally:
         for server in servers:
             await server.stop(0)
+
+
+Held = asyncio.Future[kv.ShardMapResponse]
+
+
+async def _txn_status_during_a_held_map_refresh(
+    cut_off: Callable[[txn.AsyncClient, Held], Awaitable[None]],
+) -> BaseException:
+    """What txn_status of a group the cached map lacks raises when the map refresh it makes
+    first meets `cut_off`, called once a node holds that refresh's GetShardMap (with the
+    future the node answers from)."""
+    refreshing = asyncio.Event()
+    held: Held = asyncio.get_running_loop().create_future()
+    hold = False
+
+    class HeldMap(FakeNode):
+        async def GetShardMap(
+            self, request: kv.ShardMapRequest, context: Any
+        ) -> kv.ShardMapResponse:
+            if hold:
+                refreshing.set()
+                return await held
+            return await super().GetShardMap(request, context)
+
+    cluster = FakeCluster()
+    cluster.nodes = {i: HeldMap(cluster, i) for i in cluster.nodes}
+    await cluster.start()
+    client = txn.AsyncClient(cluster.seeds(), timeout_s=5.0)
+    try:
+        await client.connect()
+        hold = True
+        asking = asyncio.ensure_future(client.txn_status(txn.TxnRef(b"t" * 16, 99)))
+        await refreshing.wait()
+        await cut_off(client, held)
+        with pytest.raises(txn.PaxosKVError) as raised:
+            await asking
+        return raised.value
+    finally:
+        held.cancel()
+        await client.close()
+        await cluster.stop()
+
+
+async def _close(client: txn.AsyncClient, held: Held) -> None:
+    await client.close()
+
+
+async def _answer_as_another_cluster(client: txn.AsyncClient, held: Held) -> None:
+    error = kv.Error(code=kv.WRONG_CLUSTER, message="this is cluster 'other'")
+    held.set_result(kv.ShardMapResponse(error=error))
+
+
+@pytest.mark.parametrize(
+    ("cut_off", "error"),
+    [(_close, txn.ClientClosed), (_answer_as_another_cluster, txn.WrongCluster)],
+)
+def test_txn_status_raises_paxoskv_errors_from_its_map_refresh(
+    cut_off: Callable[[txn.AsyncClient, Held], Awaitable[None]], error: type[Exception]
+) -> None:
+    """Found by review: txn_status refreshed the map outside the client's translation of
+    routing errors, so a close() meanwhile raised router.client_errors.ClientClosed, and a
+    node of another cluster the routing layer's WrongCluster: `except PaxosKVError`
+    (README: "catches all of it") caught neither."""
+    raised = asyncio.run(asyncio.wait_for(_txn_status_during_a_held_map_refresh(cut_off), 30))
+    assert isinstance(raised, error), repr(raised)
 
 
 @with_cluster

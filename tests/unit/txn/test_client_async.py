@@ -26,6 +26,7 @@ from test_client_fakekv import (
 
 import txn
 from router import kv_pb2 as kv
+from router.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from txn import (
     AsyncTransaction,
     CommitUnknown,
@@ -330,6 +331,34 @@ async def test_a_part_over_max_txn_items_is_refused_before_anything_is_sent(
             await tx.commit()
         assert tx.state is TransactionState.ABORTED
     assert fake.count("commit_one_phase") == 0
+
+
+@with_fake
+async def test_a_part_over_a_size_limit_is_refused_before_anything_is_sent(fake: FakeKV) -> None:
+    """Found by review: a value over gRPC's message limit failed the stream at the client's
+    write and the commit raised CommitUnknown (of a commit that never left); one within it
+    but over the node's limit was sent to be refused, and in a two-phase commit the other
+    participants' prepares had to be aborted."""
+    megabyte = b"v" * MAX_VALUE_BYTES
+    cases = [
+        ({A1: megabyte + b"v"}, r"group 1: value is \d+ bytes, over .* \(MAX_VALUE_BYTES\)"),
+        ({A1: b"v" * (65 << 20), B1: b"b"}, r"group 1: value is .* \(MAX_VALUE_BYTES\)"),
+        (
+            {A1: megabyte, A2: megabyte, b"cherry": megabyte},
+            r"group 1: transaction part is .* \(MAX_COMMAND_BYTES\)",
+        ),
+        ({B1: b"b", b"k" * (MAX_KEY_BYTES + 1): b"k"}, r"group 2: key is .* \(MAX_KEY_BYTES\)"),
+    ]
+    async with fast_client(fake) as client:
+        for writes, message in cases:
+            tx = client.transaction()
+            for key, value in writes.items():
+                tx.put(key, value)
+            with pytest.raises(LimitExceeded, match=message) as refused:
+                await tx.commit()
+            assert not refused.value.maybe_committed
+            assert tx.state is TransactionState.ABORTED
+    assert fake.count("commit_one_phase") == fake.count("prepare") == 0
 
 
 @with_fake
