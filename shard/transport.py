@@ -130,8 +130,15 @@ class PeerLink:
         for msg in msgs:
             items = [(item, item.ByteSize()) for item in group_messages(group_id, msg)]
             size = sum(item_size for _, item_size in items)
-            if self._queue and self._queued_bytes + size > max_bytes:
-                continue  # dropped whole, never some parts of a snapshot
+            # Dropped whole, never some parts of a snapshot. A message larger than the bound
+            # on its own goes in while the queue is within it (so at most the bound plus one
+            # such message is held): when it had to find the queue empty, a large snapshot
+            # behind the heartbeat its own wake queued first was dropped at every try, and
+            # the follower never caught up (found by review).
+            if self._queued_bytes + size > max_bytes and (
+                size <= max_bytes or self._queued_bytes > max_bytes
+            ):
+                continue
             self._queue.extend(items)
             self._queued_bytes += size
         self._wake.set()

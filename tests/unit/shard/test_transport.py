@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from paxos import codec as paxos_codec
 from shard import peer_pb2_grpc
 from shard.cluster import free_ports
 from shard.node_identity import Admission, Incarnation
@@ -187,6 +188,26 @@ def test_a_peer_that_does_not_read_holds_a_bounded_number_of_bytes_in_our_queue(
     snapshot = InstallSnapshot(src=1, dst=2, ballot=Ballot(1, 1), index=9, data=b"s" * (20 << 20))
     link.send(1, [snapshot])  # larger than the bound, but the queue was empty
     assert queued() >= 20 << 20
+    link.send(1, [_heartbeat(1), snapshot])  # nothing more while the queue is over its bound
+    assert queued() < 21 << 20
+
+
+def test_a_snapshot_over_the_queue_bound_is_queued_behind_a_heartbeat(monkeypatch: Any) -> None:
+    """Found by review: a message larger than MAX_QUEUED_BYTES on its own went in only into
+    an empty queue, and the wake that finishes a snapshot's build has queued the group's
+    heartbeat first: a follower needing a snapshot over 256 MiB got none, try after try.
+    Now it goes in while the queue is within its bound."""
+    from paxos.ballot import Ballot
+    from paxos.messages import InstallSnapshot
+    from shard import transport
+
+    monkeypatch.setattr(transport, "MAX_QUEUED_BYTES", 1 << 20, raising=False)
+    link = PeerLink("c", 1, 2, "127.0.0.1:1")  # never started: nothing leaves the queue
+    link._accepted.set()
+    snapshot = InstallSnapshot(src=1, dst=2, ballot=Ballot(1, 1), index=9, data=b"s" * (2 << 20))
+    link.send(1, [_heartbeat(1), snapshot])
+    sent = [paxos_codec.from_proto(item.message) for item, _size in link._queue]
+    assert [type(m).__name__ for m in sent][:2] == ["Heartbeat", "InstallSnapshot"]
 
 
 def test_a_peer_stream_in_another_protocol_version_is_refused() -> None:
