@@ -47,7 +47,7 @@ NO_INCARNATION = Incarnation(b"", rebuilt=False)
 MAX_QUEUED = 50_000
 #: ... and at most this many bytes (an Accept carries up to max_batch_bytes, 4 MiB: counted
 #: in messages alone, a peer that stopped reading could hold 200 GB of ours). One message
-#: always fits in an empty queue, however large (a snapshot's parts).
+#: larger than the bound on its own (a snapshot's parts) goes into a queue within it.
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 # A node's server and its peer channels take the clients' GRPC_OPTIONS (re-exported here):
 # one message limit and one keepalive ping policy on both ends of every connection.
@@ -73,7 +73,7 @@ PROTOCOL = 2
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long
-#: as its stream lives. One message always fits in an empty queue, as above.
+#: as its stream lives. One message larger than the bound goes in as above.
 MAX_GATED = 1_000
 MAX_GATED_BYTES = 4 * 1024 * 1024
 #: A stream the peer has not accepted after this long is logged once (an older version,
