@@ -2,9 +2,9 @@
 lost" or atomicity, and verify must say so (from a review that fed the checkers anomalies).
 
 verify() reads only a few seams of the sim (data_groups, gc_horizon, versions, _decision,
-shard_map.replicas/locate, workload.records/check, prepares_logged, decision_changes,
-final), so a fake
-subclass supplies a hand-made store and decision table and the real verify() judges it.
+shard_map.replicas/locate, workload.records/check, prepares_logged, versions_applied,
+apply_conflicts, final), so a fake subclass supplies a hand-made store, applied history and
+decision table and the real verify() judges it.
 """
 
 from __future__ import annotations
@@ -32,13 +32,18 @@ class FakeSim(ClusterSim):
         records: list[TxnRecord],
         chain: list[tuple[int, bytes]],
         decisions: dict[bytes, Decision],
+        applied: list[tuple[int, bytes]] | None = None,
+        horizon: int = 0,
     ) -> None:  # no super().__init__
         self.workload = SimpleNamespace(records=records, check=lambda final: [])
         self.final = records[-1]
         self._chain = chain  # newest first, as ClusterSim.versions returns
         self._decisions = decisions
+        self._horizon = horizon
+        # What the replicas applied: by default what the store holds (nothing collected).
+        self.versions_applied = {KEY: dict(chain if applied is None else applied)}
         self.prepares_logged = {}
-        self.decision_changes = []
+        self.apply_conflicts = []
         self.shard_map = SimpleNamespace(
             replicas=lambda g: [1, 2, 3], locate=lambda key: SimpleNamespace(group_id=GROUP)
         )
@@ -48,7 +53,7 @@ class FakeSim(ClusterSim):
         return [GROUP]
 
     def gc_horizon(self, group_id: int) -> int:
-        return 0
+        return self._horizon
 
     def versions(self, node: Any, group_id: int, horizon: int) -> dict[bytes, list]:
         return {KEY: list(self._chain)}
@@ -150,9 +155,73 @@ def test_verify_reports_two_acknowledged_writes_of_one_key_at_one_commit_ts() ->
 
 
 def test_verify_reports_a_group_that_changed_a_decision_it_had_recorded() -> None:
-    """A decision seen applied twice with different outcomes (`ClusterSim.decision_changes`,
+    """A decision seen applied twice with different outcomes (`ClusterSim.apply_conflicts`,
     kept as the records are applied, since a purge may delete them before the verdict)."""
     recs = [_setup(), _final(10, b"100")]
     sim = FakeSim(recs, [(10, b"100")], {b"t0": Decision(True, 10), b"tf": Decision(True, 90)})
-    sim.decision_changes = ["group 1 changed its decision of txn 74 ..."]
+    sim.apply_conflicts = ["group 1 changed its decision of txn 74 ..."]
     assert "group 1 changed its decision of txn 74 ..." in sim.verify()
+
+
+# A history collected at 30: t0 wrote 100 at 10, t1 95 at 20, t2 90 at 30; the store keeps
+# only the version visible at the horizon.
+COLLECTED = [(30, b"90")]
+HISTORY = [(30, b"90"), (20, b"95"), (10, b"100")]
+DECIDED = {
+    b"t0": Decision(True, 10),
+    b"t1": Decision(True, 20),
+    b"t2": Decision(True, 30),
+    b"tf": Decision(True, 90),
+}
+
+
+def _collected_run(*extra: TxnRecord) -> list[TxnRecord]:
+    return [
+        _setup(),
+        _rw(b"t1", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 20),
+        _rw(b"t2", "ok", {KEY: (b"95", 20)}, {KEY: b"90"}, 30),
+        *extra,
+        _final(30, b"90"),
+    ]
+
+
+def _snapshot(txn: bytes, at: int, read: tuple[bytes, int], invoke: float) -> TxnRecord:
+    res = TxnResult(txn_id=txn, status="ok", reads={KEY: read}, snapshot_ts=at)
+    return TxnRecord(
+        process=1, kind="snapshot", mops=[["r"]], invoke=invoke, complete=invoke + 1, result=res
+    )
+
+
+def test_verify_passes_a_collected_store_that_keeps_what_was_applied() -> None:
+    sim = FakeSim(_collected_run(), COLLECTED, DECIDED, applied=HISTORY, horizon=30)
+    assert sim.verify() == []
+
+
+def test_verify_judges_a_read_below_the_collection_horizon_by_the_applied_history() -> None:
+    """A snapshot at 25 that missed t1's write at 20: the store no longer holds either
+    version, the history applied does (judging the store, verify() skipped it)."""
+    recs = _collected_run(_snapshot(b"s1", 25, (b"100", 10), invoke=0.0))
+    sim = FakeSim(recs, COLLECTED, DECIDED, applied=HISTORY, horizon=30)
+    assert any(p.startswith("snapshot at 25") for p in sim.verify())
+
+
+def test_verify_reports_a_committed_write_no_replica_applied_below_the_horizon() -> None:
+    """A participant that dropped t1's write (a partial commit) in a collected run."""
+    applied = [(30, b"90"), (10, b"100")]
+    sim = FakeSim(_collected_run(), COLLECTED, DECIDED, applied=applied, horizon=30)
+    assert any(p.startswith("atomicity: committed txn 7431") for p in sim.verify())
+
+
+def test_verify_reports_a_store_that_lost_an_applied_version_at_its_horizon() -> None:
+    """The version visible at the horizon must stay (`gc_drops_visible_version`)."""
+    sim = FakeSim(_collected_run(), [], DECIDED, applied=HISTORY, horizon=30)
+    assert any(p.startswith("group 1 stores") for p in sim.verify())
+
+
+def test_verify_reports_a_snapshot_that_missed_a_transaction_acknowledged_before_it() -> None:
+    """Real time: t1 (committed at 20) was acknowledged at t=1.0, the snapshot invoked at
+    t=2.0 read at 15. Its reads are right for 15: only real time breaks."""
+    recs = _collected_run(_snapshot(b"s1", 15, (b"100", 10), invoke=2.0))
+    sim = FakeSim(recs, COLLECTED, DECIDED, applied=HISTORY, horizon=30)
+    problems = sim.verify()
+    assert problems and all(p.startswith("real time: snapshot 7331") for p in problems)
