@@ -52,16 +52,18 @@ def _seconds(text: str) -> float:
 
 def positive_seconds(text: str) -> float:
     """argparse type of a --timeout: a number of seconds above 0."""
-    if not _seconds(text) > 0:  # also refuses nan
+    seconds = _seconds(text)
+    if not seconds > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
-    return float(text)
+    return seconds
 
 
 def non_negative_seconds(text: str) -> float:
     """argparse type of a wait that may be 0 seconds."""
-    if not _seconds(text) >= 0:  # also refuses nan
+    seconds = _seconds(text)
+    if not seconds >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
-    return float(text)
+    return seconds
 
 
 def bounded_int(low: int, high: int | None = None, why: str = "") -> Callable[[str], int]:

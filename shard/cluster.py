@@ -656,8 +656,7 @@ class LocalCluster(ClusterProcesses):
                 say(f"restarting cluster {self.cluster_id!r} from {self.data_dir}")
             try:
                 self._launch([node.name for node in self.config.nodes], end, say)
-                if WRITTEN_BY_START in self._config_lines():  # not a hand-written one
-                    self._stamp_first_start()
+                self._stamp_first_start()
                 pending.unlink(missing_ok=True)  # every node recorded its identity
                 break
             except _BindFailed as exc:
@@ -721,23 +720,25 @@ class LocalCluster(ClusterProcesses):
         id, reported as a restart)."""
         return not self.logs_dir.exists() and not self._first_start_stamped()
 
-    def _config_lines(self) -> list[str]:
-        return self.config_path.read_text().splitlines()
-
-    def _first_start_stamped(self) -> bool:
-        return any(line.startswith(FIRST_START_STAMP) for line in self._config_lines())
+    def _first_start_stamped(self, lines: list[str] | None = None) -> bool:
+        if lines is None:
+            lines = self.config_path.read_text().splitlines()
+        return any(line.startswith(FIRST_START_STAMP) for line in lines)
 
     def _stamp_first_start(self) -> None:
-        """Rule 6: record in the config that this cluster's first start completed (also that
-        of a cluster first started by a version without the stamp, at its next start); a
-        comment, so the file stays what `paxoskv node --config` and older versions read."""
-        if self._first_start_stamped():
+        """Rule 6: record in a config `start` wrote (never a hand-written one) that this
+        cluster's first start completed (also that of a cluster first started by a version
+        without the stamp, at its next start); a comment, so the file stays what `paxoskv
+        node --config` and older versions read."""
+        text = self.config_path.read_text()
+        lines = text.splitlines()
+        if WRITTEN_BY_START not in lines or self._first_start_stamped(lines):
             return
         stamp = (
             f"{FIRST_START_STAMP} {time.strftime('%Y-%m-%dT%H:%M:%S')}; without its data\n"
             "# this cluster is refused, not started empty (shard/cluster.py, rule 6).\n"
         )
-        self._replace_config(stamp + self.config_path.read_text())
+        self._replace_config(stamp + text)
 
     def _has_data(self, names: Collection[str] | None = None) -> bool:
         """Whether any node (of `names`, default all) has its database where the config says."""

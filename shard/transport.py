@@ -106,7 +106,7 @@ class PeerLink:
         self._peer_up = asyncio.Event()
         # Set once the peer accepted this stream's hello in our protocol version.
         self._accepted = asyncio.Event()
-        self._metadata = ((SECRET_HEADER, secret),) if secret else None
+        self._metadata = _secret_metadata(secret)
         self._my_id = my_id
         self.peer_id = peer_id
         self.address = address
@@ -427,6 +427,11 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         return ""
 
 
+def _secret_metadata(secret: str) -> tuple[tuple[str, str], ...] | None:
+    """The gRPC metadata presenting the cluster's peer secret (none without one)."""
+    return ((SECRET_HEADER, secret),) if secret else None
+
+
 async def _admit_all(node_id: int, incarnation: Incarnation) -> Admission:
     """A servicer without an `admit` (tests of the transport alone) takes every stream."""
     return Admission()
@@ -444,14 +449,13 @@ async def ask_recorded_incarnation(
 ) -> bytes | None:
     """The digest of the incarnation of `node_id` the node at `address` recorded (b"": none),
     or None when it did not answer (down, unreachable, or it refused the question)."""
-    metadata = ((SECRET_HEADER, secret),) if secret else None
     query = peer_pb2.IncarnationQuery(
         cluster_id=cluster_id, from_node=my_id, protocol=PROTOCOL, node_id=node_id
     )
     try:
         async with aio_channel(address, credentials, CHANNEL_OPTIONS) as ch:
             answer = await peer_pb2_grpc.PeerStub(ch).RecordedIncarnation(
-                query, metadata=metadata, timeout=timeout_s
+                query, metadata=_secret_metadata(secret), timeout=timeout_s
             )
     except grpc.aio.AioRpcError as exc:
         log.info(
