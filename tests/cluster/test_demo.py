@@ -25,6 +25,7 @@ import pytest
 
 from shard.cluster import CONFIG_NAME, LocalCluster, is_node_process
 from shard.demo import uniqueness_problems
+from tests.cluster.node_procs import live_node_pids
 
 DEMO_TIMEOUT_S = 90.0  # a safety net; a run takes about --duration plus 10 s
 
@@ -40,18 +41,8 @@ def demo(*args: str, timeout_s: float = DEMO_TIMEOUT_S) -> subprocess.CompletedP
 
 
 def node_processes_of(config_path: Path) -> list[int]:
-    """Pids of live processes whose command line names this config file."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(config_path).encode() in argv and b"node" in argv:
-            found.append(int(entry.name))
-    return found
+    """Pids of live node processes whose command line names this config file."""
+    return live_node_pids(lambda argv: str(config_path) in argv)
 
 
 @pytest.fixture

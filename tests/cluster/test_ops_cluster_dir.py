@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.node_procs import live_node_pids
+
 pytestmark = pytest.mark.cluster
 
 CLI_TIMEOUT_S = 90.0
@@ -39,17 +41,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def node_processes_under(root: Path) -> list[int]:
     """Pids of live `paxoskv node` processes whose --config lies under `root`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "node" in argv and any(arg.startswith(f"{root}/") for arg in argv):
-            found.append(int(entry.name))
-    return found
+    return live_node_pids(lambda argv: any(arg.startswith(f"{root}/") for arg in argv))
 
 
 @pytest.fixture
