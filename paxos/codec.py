@@ -68,6 +68,7 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
             body = out.promise
             body.chosen_watermark = msg.chosen_watermark
             body.log_start = msg.log_start
+            body.chosen_omitted = msg.chosen_omitted
             for entry in msg.accepted:
                 item = body.accepted.add(slot=entry.slot, chosen=entry.chosen)
                 _ballot_to_pb(entry.ballot, item.ballot)
@@ -129,6 +130,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             ),
             chosen_watermark=p.chosen_watermark,
             log_start=p.log_start,
+            chosen_omitted=p.chosen_omitted,
         )
     if kind == "nack":
         n = m.nack

@@ -79,7 +79,11 @@ class PreVoteReply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Promise:
-    """Phase 1b: the acceptor promised `ballot` and reports its votes from the Prepare's slot."""
+    """Phase 1b: the acceptor promised `ballot` and reports its votes from the Prepare's slot.
+
+    `chosen_omitted`: the chosen slots among them were left out, more than `max_batch_bytes`
+    (replica rule 16); the candidate must catch up before it may lead.
+    """
 
     src: int
     dst: int
@@ -87,6 +91,7 @@ class Promise:
     accepted: tuple[AcceptedEntry, ...]
     chosen_watermark: int
     log_start: int
+    chosen_omitted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

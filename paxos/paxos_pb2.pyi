@@ -63,14 +63,16 @@ class Prepare(_message.Message):
     def __init__(self, from_slot: _Optional[int] = ...) -> None: ...
 
 class Promise(_message.Message):
-    __slots__ = ("accepted", "chosen_watermark", "log_start")
+    __slots__ = ("accepted", "chosen_watermark", "log_start", "chosen_omitted")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     LOG_START_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_OMITTED_FIELD_NUMBER: _ClassVar[int]
     accepted: _containers.RepeatedCompositeFieldContainer[AcceptedEntry]
     chosen_watermark: int
     log_start: int
-    def __init__(self, accepted: _Optional[_Iterable[_Union[AcceptedEntry, _Mapping]]] = ..., chosen_watermark: _Optional[int] = ..., log_start: _Optional[int] = ...) -> None: ...
+    chosen_omitted: bool
+    def __init__(self, accepted: _Optional[_Iterable[_Union[AcceptedEntry, _Mapping]]] = ..., chosen_watermark: _Optional[int] = ..., log_start: _Optional[int] = ..., chosen_omitted: _Optional[bool] = ...) -> None: ...
 
 class Nack(_message.Message):
     __slots__ = ("promised", "leader_hint", "lease_held")

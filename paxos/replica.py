@@ -115,6 +115,14 @@ Rules
    the highest one promised, so one made-up slot near 2**63 meant a Phase 1 without end.
    Dropping a vote is always safe; a follower that far behind learns the chosen slots by
    catch-up first, and a candidate that far behind loses to a replica that is not.
+16. A Promise carries at most `max_batch_bytes` of chosen slots (found by review). Above
+   that the promiser leaves every chosen slot out and sets `chosen_omitted`, and the
+   candidate stands down and catches up from it (bounded replies), as when the promiser
+   compacted those slots; it campaigns again once its timer runs out, or an up-to-date
+   replica wins first. Before, a candidate that had been away while the group wrote up to
+   its compaction threshold (64 MiB) was promised more than a peer message may carry, and
+   its campaign could never finish. The unchosen slots a promise must carry stay bounded
+   by what leaders keep in flight (`pipeline_window` slots of `max_batch_bytes` each).
 """
 
 from __future__ import annotations
@@ -833,8 +841,9 @@ class Replica:
     def _handle_promise(self, msg: Promise) -> None:
         if self._role is not Role.CANDIDATE or msg.ballot != self._ballot:
             return
-        if msg.log_start > self._from_slot:
-            # The promiser compacted chosen slots we lack; only a snapshot can bring us up.
+        if msg.log_start > self._from_slot or msg.chosen_omitted:
+            # The promiser compacted chosen slots we lack (only a snapshot can bring us up), or
+            # holds more of them than a promise carries (rule 16): catch up first.
             self._become_follower(None)
             self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
             return
@@ -1104,7 +1113,7 @@ class Replica:
         self._out.persist.accepted[slot] = (ballot, value)
 
     def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
-        entries = tuple(
+        entries = [
             AcceptedEntry(
                 slot=slot,
                 ballot=vote_ballot,
@@ -1113,14 +1122,17 @@ class Replica:
             )
             for slot, (vote_ballot, value) in sorted(self._log.items())
             if slot >= from_slot
-        )
+        ]
+        chosen_bytes = sum(_value_bytes(e.value) for e in entries if e.chosen)
+        omitted = chosen_bytes > self.config.max_batch_bytes  # rule 16
         return Promise(
             src=self.id,
             dst=dst,
             ballot=ballot,
-            accepted=entries,
+            accepted=tuple(e for e in entries if not (omitted and e.chosen)),
             chosen_watermark=self._chosen_watermark,
             log_start=self._log_start,
+            chosen_omitted=omitted,
         )
 
     def _learn(self, leader: int, ballot: Ballot, leader_watermark: int) -> None:

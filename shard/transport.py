@@ -68,8 +68,10 @@ MAX_LOGGED_REASON = 300
 #: its hello until the peer accepted it in this one, so nodes of two versions never apply
 #: each other's commands; they act as a partition. Versions before this field sent 0; 2:
 #: a first contact is confirmed with every other node (`RecordedIncarnation`), which a
-#: node of version 1 cannot answer.
-PROTOCOL = 2
+#: node of version 1 cannot answer; 3: a Promise may leave its chosen slots out
+#: (`chosen_omitted`, Paxos replica rule 16), which a candidate of version 2 would read as
+#: slots nobody voted for.
+PROTOCOL = 3
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long

@@ -44,6 +44,7 @@ messages = st.one_of(
         ).map(tuple),
         chosen_watermark=ints,
         log_start=ints,
+        chosen_omitted=st.booleans(),
         **common,
     ),
     st.builds(
