@@ -78,7 +78,8 @@ Rules
    timestamp would move the clock, and with it every later version, the commit waits and
    the GC and purge horizons, ahead for good.
 10. A node's clock starts above every timestamp its stored groups hold (versions, prepared
-   transactions, recorded decisions), not at its wall clock: a restart after the wall clock
+   transactions, recorded decisions, GC horizons: a snapshot below one is refused as
+   garbage-collected), not at its wall clock: a restart after the wall clock
    stepped back (an NTP step, a VM resumed, a lost RTC; with the loopback default of
    max_clock_offset 0, a step of the one machine clock between two runs) handed out
    timestamps below writes it had acknowledged, and a snapshot begun after them read below
@@ -382,8 +383,8 @@ class NodeCore:
     def _stored_timestamps_floor(self) -> int:
         """Rule 10: the newest timestamp this node's stored groups hold: versions (a
         Resolve raises max_version to its commit_ts), prepared transactions (a client may
-        have reported their commit at prepare_ts on the votes alone) and recorded
-        decisions."""
+        have reported their commit at prepare_ts on the votes alone), recorded decisions
+        and the GC horizons."""
         return max((h.shard.newest_timestamp for h in self._data_hosts()), default=0)
 
     def _check_config_matches_stored_map(self) -> None:

@@ -258,8 +258,9 @@ class ShardStateMachine:
     @property
     def newest_timestamp(self) -> int:
         """The newest timestamp this group's state holds or held: versions, prepare
-        timestamps (a client may report a commit at one on the votes alone) and decisions."""
-        return max(self._max_version, self._newest_txn_ts)
+        timestamps (a client may report a commit at one on the votes alone), decisions, and
+        the GC horizon (reads below it are refused, so a clock below it is of no use)."""
+        return max(self._max_version, self._newest_txn_ts, self._gc_horizon)
 
     def _saw_timestamps(self, *stamps: int) -> None:
         """A prepare, commit or decision timestamp the group holds (see newest_timestamp)."""

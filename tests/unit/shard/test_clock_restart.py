@@ -109,3 +109,33 @@ def test_a_txn_status_answer_waits_for_the_commit_wait_of_the_timestamps_it_show
     shown = max(s.txn_status.prepare_ts for s in statuses)
     assert all(s.txn_status.state == kv.TxnStatusResponse.IN_PROGRESS for s in statuses)
     assert min(answered_at) // 1000 > physical_us(shown) + int(offset_s * 1e6)
+
+
+def test_a_restart_with_the_clock_stepped_back_past_the_gc_horizon_starts_above_it() -> None:
+    """Rule 10 covers the GC horizon too (found by review): reads below it are refused as
+    garbage-collected, so a clock restarted below it handed out snapshot timestamps that
+    every read refused with that misleading reason, whatever the offset, until the wall
+    clock passed the horizon again."""
+    node = OneNode(mvcc_retention_s=2.0, gc_interval_s=1.0)
+    assert node.call(put(b"apple", b"red")).put.error.code == kv.OK
+    for _ in range(5):
+        # Read-only work moves the clock; a write that creates no version (a failed
+        # compare-and-set) runs an apply cycle, which starts GC passes at the clock's time.
+        node.advance(1.0, step=0.1)
+        timestamp(node)
+        failed = node.call(
+            kv.Request(
+                cas=kv.CasRequest(
+                    header=header(1), key=b"kiwi", new_value=b"x", expected_value=b"nope"
+                )
+            )
+        ).cas
+        assert failed.error.code == kv.OK and not failed.succeeded
+    shard = node.core.hosts[1].shard
+    assert shard.gc_horizon > shard.max_version
+    restart(node, 60 * 10**9)
+    at = timestamp(node)
+    assert at > node.core.hosts[1].shard.gc_horizon
+    refused = node.call(snap_get(b"apple", at)).get
+    assert refused.error.code == kv.INVALID_ARGUMENT
+    assert "max_clock_offset_ms" in refused.error.message, refused.error.message
