@@ -26,6 +26,9 @@ from txn.records import (
 def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
     """Rule 3: whether a parked snapshot read's timestamp is safe time for its keys."""
     at = pending.request.at_version
+    if at < host.shard.gc_horizon:
+        # Refused whatever it waits for: serve_read answers with the error now.
+        return True
     for waiting in host.proposals.values():
         if 0 < waiting.ts <= at:
             return False
@@ -48,9 +51,9 @@ def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
     try:
         covered = scan_page(shard, op, end, at)[2]
     except ShardError:
-        # A read the shard refuses (a GC pass raised the horizon above `at` while it
-        # waited) is answered now: serve_read turns the refusal into its error. Raised
-        # here, it stopped the node (found by review).
+        # Any read the shard refuses is answered now: serve_read turns the refusal into
+        # its error. Raised here, it stopped the node (found by review, for a GC horizon
+        # that passed `at` while the read waited, now refused above).
         return True
     return all(covered is not None and key >= covered for key in held)
 

@@ -1074,3 +1074,20 @@ def test_a_parked_snapshot_scan_the_gc_horizon_passes_is_refused() -> None:
     assert len(answers) == 1
     assert answers[0].scan.error.code == kv.INVALID_ARGUMENT, answers
     assert "garbage-collected" in answers[0].scan.error.message
+
+
+def test_a_snapshot_get_below_the_gc_horizon_over_an_intent_is_refused_at_once() -> None:
+    """A snapshot get below the GC horizon is refused as garbage-collected without first
+    waiting for a prepared write intent on its key (which may stay in doubt for seconds):
+    no answer at that timestamp could ever be served. It waited before."""
+    node = OneNode(mvcc_retention_s=1.0, gc_interval_s=0.5)
+    prepare_ts = hold_intent(node, tid(b"t1"), b"apple", priority=1)  # stays in doubt
+    node.advance(1.5)
+    node.call(put(b"zebra", b"z", group=2))  # an apply cycle runs the GC
+    assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1
+    answers: list[kv.Response] = []
+    node.core.submit(get(b"apple", snapshot=True, at_version=prepare_ts + 1), answers.append)
+    node.advance(0.05)
+    assert len(answers) == 1, "parked behind the intent"
+    assert answers[0].get.error.code == kv.INVALID_ARGUMENT, answers
+    assert "garbage-collected" in answers[0].get.error.message
