@@ -12,7 +12,10 @@ from router import kv_pb2_grpc, router_pb2
 from router.client import WRITE_BYTES, WRITE_REQUESTS
 from router.client_errors import OUTCOME_ADVICE
 from router.codec import encode_shard_map
+from router.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from shard import __version__
+from shard.client_memory import ClientMemory
+from shard.limits import MAX_SCAN_RESPONSE_BYTES
 from shard.node import READ_KINDS, NodeCore
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
@@ -21,33 +24,45 @@ Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
 MAX_OUTSTANDING = 65_536
 #: The stream's reader lets the loop run after this many requests of one message.
 SUBMIT_SLICE = 256
-#: Scans one stream may have unanswered (an answer is up to MAX_SCAN_RESPONSE_BYTES, 4 MiB);
-#: the reader waits for answers to leave before it submits more. Found by review: 256 scans
-#: in one 8 KB message made 800 MB of answers.
-MAX_STREAM_SCANS = 16
 #: Answers one stream may hold ready but not yet written (gRPC writes them as fast as the
 #: client reads). Past this the reader waits, so gRPC's flow control holds the client back:
 #: a client that sent on without reading its answers grew the node's memory without bound
 #: with refusals past MAX_OUTSTANDING (found by review).
 MAX_UNWRITTEN = 65_536
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
-#: put holds its value until chosen) and its answers not yet written. Past this the reader
-#: waits and gRPC's flow control holds the client back: before, a client that sent 5,000
-#: puts of 1 MiB at once, each within its limits, made the node hold all 5 GB of them.
+#: put holds its value until chosen), the room reserved for its gets' and scans' answers
+#: (ANSWER_RESERVE) and its answers not yet written. Past this, or past the node's budget
+#: for all streams (shard.client_memory), the reader waits and gRPC's flow control holds
+#: the client back: before, a client that sent 5,000 puts of 1 MiB at once, each within its
+#: limits, made the node hold all 5 GB of them.
 MAX_STREAM_BYTES = 64 << 20
-#: Gets one stream may have unanswered or unwritten (an answer is up to a 1 MiB value): the
-#: byte budget above learns an answer's size only once it is made.
-MAX_STREAM_GETS = 128
+#: Room held for a read's answer from its submit until the answer is made (its own size
+#: then counts instead): a get's is up to a value, a scan's up to MAX_SCAN_RESPONSE_BYTES.
+#: Found by review: 256 scans in one 8 KB message made 800 MB of answers at once, and a
+#: budget that learned a get's size only once its answer was made let every stream add
+#: 128 MiB of 1 MiB answers past it.
+ANSWER_RESERVE = {
+    "get": MAX_VALUE_BYTES + MAX_KEY_BYTES + 64,
+    "scan": MAX_SCAN_RESPONSE_BYTES,
+}
 
 
 class KVServicer(kv_pb2_grpc.KVServicer):
     """Unary calls for tools, and the multiplexed Batch stream for the client library."""
 
-    def __init__(self, core: NodeCore, submit: Submit, node_name: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        core: NodeCore,
+        submit: Submit,
+        node_name: str,
+        timeout_s: float,
+        memory: ClientMemory | None = None,
+    ) -> None:
         self._core = core
         self._submit = submit
         self._node_name = node_name
         self._timeout_s = timeout_s
+        self._memory = memory or ClientMemory()
         self._draining = False
         # One per open Batch stream: stops its reading (see `drain`).
         self._stream_drains: set[Callable[[], None]] = set()
@@ -148,24 +163,29 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[kv.ResponseBatch]:
         answers: asyncio.Queue[tuple[kv.Response, int] | None] = asyncio.Queue()
-        slots = {
-            "scan": asyncio.Semaphore(MAX_STREAM_SCANS),
-            "get": asyncio.Semaphore(MAX_STREAM_GETS),
-        }
+        memory = self._memory
         outstanding = 0
         unwritten = 0  # answers in `answers` or in the write under way
-        held_bytes = 0  # see MAX_STREAM_BYTES
+        held_bytes = 0  # see MAX_STREAM_BYTES; also counted in `memory`
         written = asyncio.Event()
         reader_done = False
+        closed = False  # what the stream held went back to `memory` at its end
         drained = False  # the reader was stopped by `drain`
         failure: list[str] = []
 
-        def replier(request_bytes: int) -> Callable[[kv.Response], None]:
+        def hold(delta: int) -> None:
+            nonlocal held_bytes
+            held_bytes += delta
+            memory.adjust(delta)
+
+        def replier(held_for_it: int) -> Callable[[kv.Response], None]:
             def reply(response: kv.Response) -> None:
-                nonlocal unwritten, held_bytes
+                nonlocal unwritten
+                if closed:
+                    return  # answered after the stream ended: nobody will write it
                 size = response.ByteSize()
                 unwritten += 1
-                held_bytes += size - request_bytes
+                hold(size - held_for_it)
                 answers.put_nowait((response, size))
 
             return reply
@@ -183,18 +203,19 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         )
                         return
                     for n, request in enumerate(batch.requests):
-                        while unwritten >= MAX_UNWRITTEN or held_bytes >= MAX_STREAM_BYTES:
-                            written.clear()
-                            await written.wait()
-                        slot = slots.get(request.WhichOneof("op"))
-                        if slot is not None:
-                            # Every such answer (refusals too) frees its slot once written.
-                            await slot.acquire()
+                        while (
+                            unwritten >= MAX_UNWRITTEN
+                            or held_bytes >= MAX_STREAM_BYTES
+                            or not memory.allows(held_bytes, unwritten)
+                        ):
+                            await memory.wait(written)
                         # Counted once nothing awaits before its submit: a drain that stops
                         # the reader leaves no request counted that will never be answered.
                         outstanding += 1
-                        size = request.ByteSize()
-                        held_bytes += size
+                        size = request.ByteSize() + ANSWER_RESERVE.get(
+                            request.WhichOneof("op") or "", 0
+                        )
+                        hold(size)
                         if outstanding > MAX_OUTSTANDING:
                             replier(size)(self._refuse_excess(request))
                             continue
@@ -239,14 +260,8 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 if responses:
                     yield kv.ResponseBatch(responses=responses)
                     unwritten -= len(responses)
-                    held_bytes -= size
+                    hold(-size)
                     written.set()
-                    # Written (gRPC asked for the next message): their gets' and scans'
-                    # slots are free.
-                    for response in responses:
-                        slot = slots.get(response.WhichOneof("result"))
-                        if slot is not None:
-                            slot.release()
                 if failure:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failure[0])
                 if reader_done and outstanding <= 0:
@@ -262,3 +277,5 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         finally:
             self._stream_drains.discard(stop_reading)
             reader.cancel()
+            closed = True
+            hold(-held_bytes)

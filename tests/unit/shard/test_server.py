@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from router import kv_pb2 as kv
-from shard.server import KVServicer
+from shard.client_memory import ClientMemory
+from shard.server import ANSWER_RESERVE, KVServicer
 
 
 def silent_servicer() -> KVServicer:
@@ -159,23 +160,25 @@ def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
     return response
 
 
-def test_a_stream_holds_at_most_max_stream_scans_unanswered(
+def test_a_stream_holds_room_for_at_most_max_stream_bytes_of_scan_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Found by review: 256 scans in one 8 KB message made 800 MB of 4 MiB answers at once.
-    The reader submits a scan only while fewer than MAX_STREAM_SCANS are unanswered."""
+    Each scan holds room for its answer from its submit, so a stream's unanswered scans stay
+    within MAX_STREAM_BYTES (2 of them here), and the gets behind them still go through."""
     from shard import server
 
-    monkeypatch.setattr(server, "MAX_STREAM_SCANS", 2)
+    monkeypatch.setattr(server, "MAX_STREAM_BYTES", 2 * server.ANSWER_RESERVE["scan"])
     held: list[tuple[kv.Request, Any]] = []
     received: list[int] = []
     most_open = 0
+    answered = 0
 
     def submit(request: kv.Request, reply: Any) -> None:
         nonlocal most_open
         held.append((request, reply))
-        scans = {r.id for r, _ in held if r.WhichOneof("op") == "scan"}
-        most_open = max(most_open, len(scans - set(received)))
+        scans = {r.id for r, _ in held[answered:] if r.WhichOneof("op") == "scan"}
+        most_open = max(most_open, len(scans))
 
     servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
 
@@ -191,7 +194,7 @@ def test_a_stream_holds_at_most_max_stream_scans_unanswered(
                 received.extend(r.id for r in batch.responses)
 
         async def answer() -> None:
-            answered = 0
+            nonlocal answered
             while len(received) < 9:
                 if answered < len(held):
                     request, reply = held[answered]
@@ -304,14 +307,66 @@ def test_a_stream_holds_at_most_max_stream_bytes_of_unanswered_requests(
     assert 5 <= len(submitted) <= 11, len(submitted)
 
 
-def test_a_stream_holds_at_most_max_stream_gets_unanswered(
+def test_a_stream_holds_room_for_its_gets_answers_within_max_stream_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A get is small, its answer up to a 1 MiB value: the byte budget learns its size only
-    once it is made, so unanswered gets are bounded by count (MAX_STREAM_GETS)."""
+    """A get is small and its answer up to a 1 MiB value: each get holds room for its
+    answer from its submit, so unanswered gets stay within the stream's bytes."""
+    from shard import server
+
     gets = [kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(100)]
-    submitted = _submitted_while_the_core_holds_everything(gets, monkeypatch, MAX_STREAM_GETS=7)
+    limit = 7 * server.ANSWER_RESERVE["get"]
+    submitted = _submitted_while_the_core_holds_everything(
+        gets, monkeypatch, MAX_STREAM_BYTES=limit
+    )
     assert len(submitted) == 7
+
+
+def test_streams_that_read_no_answers_hold_the_node_budget_not_a_budget_each() -> None:
+    """Found by review: each stream was bounded alone (64 MiB, plus 128 gets whose 1 MiB
+    answers it learned of only once made), so 16 streams that sent gets of a 1 MiB value
+    and never read the answers took a node from 260 MiB to 2.5 GB. All streams now draw on
+    one budget (shard.client_memory): these 12 streams stop within it, and a stream that
+    reads its answers still gets its floor's worth through."""
+    value = b"v" * (1 << 20)
+    reserve = ANSWER_RESERVE["get"]
+    memory = ClientMemory(limit=6 * reserve, floor=3 * reserve)
+    most_held = 0
+
+    def answer(request: kv.Request, reply: Any) -> None:
+        nonlocal most_held
+        reply(kv.Response(id=request.id, get=kv.GetResponse(found=True, value=value)))
+        most_held = max(most_held, memory.held)
+
+    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+
+    async def gets() -> Any:
+        for i in range(1_000):  # a client that keeps sending
+            yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k"))])
+            await asyncio.sleep(0)
+
+    async def run() -> int:
+        hogs = [servicer.Batch(gets(), _Aborting()) for _ in range(12)]  # type: ignore[arg-type]
+        first = [asyncio.ensure_future(hog.__anext__()) for hog in hogs]  # then read no more
+        for _ in range(2_000):
+            await asyncio.sleep(0)
+        reader = servicer.Batch(gets(), _Aborting())  # type: ignore[arg-type]
+        answered = 0
+        async for batch in reader:
+            answered += len(batch.responses)
+            if answered >= 50:
+                break
+        await reader.aclose()
+        for pending in first:
+            pending.cancel()
+        for hog in hogs:
+            await hog.aclose()
+        return answered
+
+    assert asyncio.run(run()) >= 50
+    # The budget, plus what each stream may take while under it: one get's room.
+    assert most_held <= memory.limit + 13 * (reserve + len(value)), most_held
+    assert memory.held == 0  # every stream gave back what it held when it ended
 
 
 def test_a_drained_stream_answers_what_it_read_then_says_it_read_no_more() -> None:

@@ -1,0 +1,53 @@
+"""One bound on the bytes that all of a node's client Batch streams hold together.
+
+Each stream bounds what it holds (shard.server: requests submitted and not answered,
+answers not yet written, room reserved for the answers of its gets and scans), but a bound
+per stream alone let N streams hold N times as much: found by review, 16 streams that sent
+gets of a 1 MiB value and never read their answers took a node from 260 MiB to 2.5 GB, and
+a hundred would have taken the machine. Streams now also draw on one budget for the node.
+A stream whose reader would pass it waits (gRPC's flow control then holds its client back),
+except that a stream with no answer waiting to be written may always hold up to a small
+floor: clients that read no answers can fill the budget and slow the others down, but not
+stop them, and they cannot use the floor, which only a stream that reads its answers gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+#: Bytes all Batch streams of a node may hold together.
+MAX_CLIENT_BYTES = 1 << 30
+#: What a stream with no answer waiting to be written may hold whatever the others hold.
+STREAM_FLOOR_BYTES = 4 << 20
+
+
+class ClientMemory:
+    """The bytes every client stream of a node holds, against `limit`."""
+
+    def __init__(self, limit: int = MAX_CLIENT_BYTES, floor: int = STREAM_FLOOR_BYTES) -> None:
+        self.limit = limit
+        self.floor = floor
+        self.held = 0
+        self._waiting: set[asyncio.Event] = set()
+
+    def adjust(self, delta: int) -> None:
+        """A stream holds `delta` bytes more (less, when negative)."""
+        self.held += delta
+        if delta < 0 and self.held < self.limit:
+            for event in self._waiting:
+                event.set()
+
+    def allows(self, own_bytes: int, own_unwritten: int) -> bool:
+        """Whether a stream holding `own_bytes`, with `own_unwritten` answers not yet
+        written, may take one more request now."""
+        return self.held < self.limit or (own_unwritten == 0 and own_bytes < self.floor)
+
+    async def wait(self, freed: asyncio.Event) -> None:
+        """Until `freed` is set: by the stream itself (an answer written) or by any stream
+        that gives bytes back while the node is under its limit."""
+        freed.clear()
+        self._waiting.add(freed)
+        try:
+            await freed.wait()
+        finally:
+            self._waiting.discard(freed)
