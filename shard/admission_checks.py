@@ -64,6 +64,35 @@ def _check_disjoint(read_ranges: Sequence[kv.KeyRange]) -> None:
             )
 
 
+def _check_scan_range(op: kv.ScanRequest) -> None:
+    """A scan's end, when set, is above its start: [start, end) with end <= start holds no
+    key, which a Prepare's scanned range is refused for too (`txn.records.KeyRange`), and
+    the routing clients never send (found by review: answered OK with no items)."""
+    if op.HasField("end") and op.end <= op.start:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                f"empty key range [{quote_key(op.start)}, {quote_key(op.end)}): a scan's "
+                "end, when set, must be above its start (leave it unset for no end)",
+            )
+        )
+
+
+def _check_writes(writes: Sequence[kv.WriteItem]) -> None:
+    """A transaction's write either puts a value or deletes (found by review: delete and a
+    value were taken as a delete, the value dropped without a word; a CasRequest with
+    both is refused likewise)."""
+    for write in writes:
+        if write.delete and write.value:
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    f"the write of key {quote_key(write.key)} has delete: true and a value: "
+                    "a write either puts a value or deletes the key (delete: true, no value)",
+                )
+            )
+
+
 def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:
     """Every participant is a data group of the map, and `group_id` is one of them: a transaction naming groups that do not exist could never be decided or resolved,
     and its record would be delivered and recovered forever."""

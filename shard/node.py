@@ -149,8 +149,10 @@ from shard.admission_checks import (
     _check_disjoint,
     _check_new_txn_id,
     _check_participants,
+    _check_scan_range,
     _check_txn_id,
     _check_update_lock,
+    _check_writes,
     _conflict_error,
     _error,
     _Refusal,
@@ -661,6 +663,7 @@ class NodeCore:
             raise _Refusal(_error(kv.LIMIT_EXCEEDED, oversized))
         try:
             if kind == "scan":
+                _check_scan_range(op)
                 end = op.end if op.HasField("end") else None
                 # The whole scan inside the group's range, or WRONG_SHARD: a client
                 # planning on an older map (the range since split) must re-plan, not take a
@@ -673,6 +676,7 @@ class NodeCore:
                     raise WrongShard.for_range(op.start, end or None, desc.start, desc.end)
             elif kind in ("prepare", "commit_one_phase"):
                 _check_disjoint(op.read_ranges)
+                _check_writes(op.writes)
                 for item in list(op.reads) + list(op.writes):
                     validate_key(item.key)
                     if not desc.contains(item.key):

@@ -195,6 +195,10 @@ class NodeRuntime:
                 admit=self._admit_peer,
                 recorded=partial(recorded_incarnation, self.disk.db),
                 nodes={n.id for n in config.nodes if n.id != node.id},
+                # Before the inbox: the core would drop them (`NodeCore.step`), but only
+                # after the loop held them (found by review: a million heartbeats for a
+                # group no node hosts).
+                hosts=lambda group_id: group_id in self.core.hosts,
             ),
             self.server,
         )

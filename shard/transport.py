@@ -12,6 +12,12 @@ The Peer service shares the client port, so a cluster with a `peer_secret` makes
 stream present it (gRPC metadata, compared in constant time): without it, anyone who can
 reach a client port and read the cluster id from Status could send Paxos messages as a
 node. It authenticates, it does not encrypt: run the cluster on a private network.
+
+A holder of the secret is still held to what a node sends (found by review): a stream
+speaks for the node of its first batch only, a batch of more messages than a node puts in
+one (BATCH_MESSAGES) ends the stream, messages for groups this node does not host are
+dropped before they are decoded or gathered, and a large batch lets the loop run every
+YIELD_EVERY messages, so it cannot hold the other streams' heartbeats.
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ from router.client import GRPC_OPTIONS as GRPC_OPTIONS
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
 from shard.node_identity import Admission, Incarnation
-from shard.peer_parts import Queued, SnapshotAssembler, group_messages, take_batch
+from shard.peer_parts import (
+    BATCH_MESSAGES,
+    Queued,
+    SnapshotAssembler,
+    group_messages,
+    take_batch,
+)
 
 log = logging.getLogger("paxoskv.transport")
 
@@ -44,6 +56,8 @@ Recorded = Callable[[int], "bytes | None"]
 #: A link that sends none (tests of the transport alone).
 NO_INCARNATION = Incarnation(b"", rebuilt=False)
 
+#: A link queues at most this many messages (so its batches keep within BATCH_MESSAGES of
+#: shard.peer_parts, the same number, which the peer enforces) ...
 MAX_QUEUED = 50_000
 #: ... and at most this many bytes (an Accept carries up to max_batch_bytes, 4 MiB: counted
 #: in messages alone, a peer that stopped reading could hold 200 GB of ours). One message
@@ -84,6 +98,13 @@ ACCEPT_WARN_S = 5.0
 #: The Peer service logs a refusal with a given reason at most once per this many seconds
 #: (a node of another version or secret redials about once a second, for good).
 REFUSAL_LOG_EVERY_S = 60.0
+#: The Peer service lets the loop run (the node's wake, other streams' heartbeats) after
+#: this many messages of one batch: a batch of BATCH_MESSAGES tiny messages took about
+#: 0.25 s to decode and deliver, beyond a leader's heartbeat interval.
+YIELD_EVERY = 1_000
+#: Messages for groups this node does not host are counted, and logged at most once per
+#: this many seconds (at debug: a peer's map may be newer than ours for a while).
+UNHOSTED_LOG_EVERY_S = 60.0
 
 
 class PeerLink:
@@ -309,9 +330,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         admit: Admit | None = None,
         recorded: Recorded = lambda node_id: None,
         nodes: set[int] | None = None,
+        hosts: Callable[[int], bool] = lambda group_id: True,
     ) -> None:
         """`peers`: the nodes whose streams it takes; `nodes`: every other node of the
-        cluster, which may ask what it recorded of a node (default: `peers`)."""
+        cluster, which may ask what it recorded of a node (default: `peers`); `hosts`:
+        whether this node hosts a group (messages for other groups are dropped here, before
+        they are decoded, gathered or delivered)."""
         self._cluster_id = cluster_id
         self._admit = admit if admit is not None else _admit_all
         self._recorded = recorded
@@ -321,8 +345,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self._peers = peers
         self._deliver = deliver
         self._seen = seen
+        self._hosts = hosts
         self.refused = 0
         self.malformed = 0
+        #: Messages dropped because this node hosts no such group.
+        self.unhosted = 0
+        self._unhosted_logged = 0.0
         # When each refusal reason was last logged (bounded: reasons hold what peers sent).
         self._refusals_logged: dict[str, float] = {}
 
@@ -336,13 +364,26 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             yield self._refuse(refusal)
             return
         assembler = SnapshotAssembler()
-        first = True
+        # The node the stream's first batch (its hello) named and had admitted: every later
+        # batch must name the same (found by review: only the hello was checked, and later
+        # batches could speak as any other node; the cluster id is ours on every batch).
+        sender: int | None = None
         async for batch in request_iterator:
             refusal = self._check(batch)
+            if not refusal and sender is not None and batch.from_node != sender:
+                refusal = (
+                    f"a stream of node {sender} sent a batch as node {batch.from_node}: a "
+                    "stream speaks for the node of its first batch only"
+                )
+            if not refusal and len(batch.messages) > BATCH_MESSAGES:
+                refusal = (
+                    f"node {batch.from_node} sent a batch of {len(batch.messages)} messages, "
+                    f"more than a node ever sends in one (BATCH_MESSAGES, {BATCH_MESSAGES})"
+                )
             if refusal:
                 yield self._refuse(refusal)
                 return
-            if first:
+            if sender is None:
                 admission = await self._admit(
                     batch.from_node, Incarnation(batch.incarnation, batch.rebuilt)
                 )
@@ -351,27 +392,50 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                     return
                 # Once per stream (its hello): a peer whose stream we accept while it
                 # refuses ours must not cut our backoff at each of its heartbeats.
-                first = False
+                sender = batch.from_node
                 self._seen(batch.from_node)
                 yield peer_pb2.PeerReply(protocol=PROTOCOL)  # accepted: it may send now
-            for item in batch.messages:
-                try:
-                    msg = paxos_codec.from_proto(item.message)
-                except Exception:
+            await self._take(batch, assembler)
+
+    async def _take(self, batch: peer_pb2.PeerBatch, assembler: SnapshotAssembler) -> None:
+        """Decode and deliver a batch's messages for groups this node hosts, letting the
+        loop run every YIELD_EVERY messages."""
+        unhosted = 0
+        for n, item in enumerate(batch.messages, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if not self._hosts(item.group_id):
+                unhosted += 1
+                continue
+            try:
+                msg = paxos_codec.from_proto(item.message)
+            except Exception:
+                self.malformed += 1
+                continue
+            if msg.src != batch.from_node or msg.dst != self._my_id:
+                self.malformed += 1
+                continue
+            if item.HasField("part"):
+                if not isinstance(msg, InstallSnapshot):
                     self.malformed += 1
                     continue
-                if msg.src != batch.from_node or msg.dst != self._my_id:
-                    self.malformed += 1
+                whole = assembler.add(item.group_id, msg, item.part)
+                if whole is None:
                     continue
-                if item.HasField("part"):
-                    if not isinstance(msg, InstallSnapshot):
-                        self.malformed += 1
-                        continue
-                    whole = assembler.add(item.group_id, msg, item.part)
-                    if whole is None:
-                        continue
-                    msg = whole
-                self._deliver(batch.from_node, item.group_id, msg)
+                msg = whole
+            self._deliver(batch.from_node, item.group_id, msg)
+        if unhosted:
+            self._count_unhosted(batch.from_node, unhosted)
+
+    def _count_unhosted(self, from_node: int, count: int) -> None:
+        self.unhosted += count
+        now = time.monotonic()
+        if now - self._unhosted_logged >= UNHOSTED_LOG_EVERY_S:
+            self._unhosted_logged = now
+            log.debug(
+                "dropped peer messages for groups this node does not host",
+                extra={"peer": from_node, "dropped": count, "unhosted": self.unhosted},
+            )
 
     async def RecordedIncarnation(
         self, request: peer_pb2.IncarnationQuery, context: grpc.aio.ServicerContext

@@ -862,6 +862,7 @@ def test_a_proven_delete_is_waited_for_not_read_through(node: OneNode) -> None:
     node.call(put(b"apple", b"red"))
     deleting = prepare(tid(b"t1"), writes=(b"apple",), priority=1)
     deleting.prepare.writes[0].delete = True
+    deleting.prepare.writes[0].ClearField("value")
     prepare_ts = node.call(deleting).prepare.prepare_ts
     resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     answers = submit_and_step(node, get(b"apple"))
@@ -990,6 +991,7 @@ def test_a_snapshot_get_over_a_proven_delete_at_or_below_it_waits(node: OneNode)
     node.call(put(b"apple", b"red"))
     deleting = prepare(tid(b"t1"), writes=(b"apple",), priority=1)
     deleting.prepare.writes[0].delete = True
+    deleting.prepare.writes[0].ClearField("value")
     prepare_ts = node.call(deleting).prepare.prepare_ts
     resolved = resolve_held(node, tid(b"t1"), prepare_ts)
     answers = submit_and_step(node, get(b"apple", snapshot=True, at_version=prepare_ts + 1))

@@ -172,6 +172,38 @@ def test_duplicate_keys_in_a_transaction_are_invalid(node: OneNode) -> None:
     assert node.call(request).commit_one_phase.error.code == kv.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("kind", ["prepare", "commit_one_phase"])
+def test_a_transaction_write_that_deletes_and_has_a_value_is_invalid(
+    node: OneNode, kind: str
+) -> None:
+    """Found by review: taken as a delete, the value dropped without a word (a CasRequest
+    with both is refused likewise)."""
+    assert node.call(put(b"apple", b"old")).put.error.code == kv.OK
+    writes = [kv.WriteItem(key=b"apple", value=b"new", delete=True)]
+    if kind == "prepare":
+        request = prepare_request(1, b"apple", participants=(1,))
+        del request.prepare.writes[:]
+        request.prepare.writes.extend(writes)
+    else:
+        request = kv.Request(
+            commit_one_phase=kv.CommitOnePhaseRequest(
+                header=header(), txn_id=tid(b"t"), ts=1, writes=writes
+            )
+        )
+    error = getattr(node.call(request), kind).error
+    assert error.code == kv.INVALID_ARGUMENT, error
+    assert "has delete: true and a value" in error.message
+    assert node.call(get(b"apple")).get.value == b"old"
+    deleted = [kv.WriteItem(key=b"apple", delete=True)]
+    request = kv.Request(
+        commit_one_phase=kv.CommitOnePhaseRequest(
+            header=header(), txn_id=tid(b"t2"), ts=1, writes=deleted
+        )
+    )
+    assert node.call(request).commit_one_phase.error.code == kv.OK
+    assert node.call(get(b"apple")).get.found is False
+
+
 def test_commit_wait_holds_the_reply_until_clocks_pass_the_version() -> None:
     node = OneNode(max_clock_offset_s=0.2)
     answers: list[kv.Response] = []

@@ -12,6 +12,7 @@ from paxos.messages import Accept, Heartbeat, InstallSnapshot, Message, SlotValu
 from shard import peer_pb2, peer_pb2_grpc
 from shard.peer_parts import (
     BATCH_BYTES,
+    BATCH_MESSAGES,
     PART_BYTES,
     SnapshotAssembler,
     group_messages,
@@ -59,6 +60,41 @@ def test_parts_out_of_order_or_of_another_snapshot_are_dropped() -> None:
     assert gather([a[0], b[1], b[2]]) == ([], 2)  # another snapshot's parts
     restarted, dropped = gather([a[0], a[1], b[0], b[1], b[2]])  # a new snapshot starts over
     assert [s.index for s in restarted] == [10] and dropped == 0
+
+
+def test_a_stream_gathers_one_snapshot_at_a_time() -> None:
+    """Found by review: parts claiming 64 GiB snapshots of two groups at once grew the
+    receiver by every byte sent. A sender never interleaves two snapshots' parts: a new
+    first part replaces what was gathered, and the old snapshot's next part is dropped."""
+    a = group_messages(7, snapshot(2 * PART_BYTES + 1, index=9))
+    b = group_messages(8, snapshot(2 * PART_BYTES + 1, index=9))
+    assert gather([a[0], b[0], a[1], a[2]]) == ([], 2)
+    whole, dropped = gather([a[0], a[1], b[0], b[1], b[2]])
+    assert [s.index for s in whole] == [9] and dropped == 0
+
+
+def test_a_part_past_the_claimed_total_is_dropped_before_it_is_kept() -> None:
+    from paxos import codec
+
+    first = group_messages(7, snapshot(2 * PART_BYTES + 1))[0]
+    header = codec.from_proto(first.message)
+    assert isinstance(header, InstallSnapshot)
+    assembler = SnapshotAssembler()
+    assert assembler.add(7, header, first.part) is None
+    assert assembler.gathered_bytes == PART_BYTES
+    total = first.part.total
+    over = peer_pb2.SnapshotPart(offset=PART_BYTES, total=total, data=b"x" * (PART_BYTES + 2))
+    assert assembler.add(7, header, over) is None
+    assert assembler.gathered_bytes == 0 and assembler.dropped == 1
+
+
+def test_a_batch_stops_growing_at_its_message_bound() -> None:
+    """The bound a receiving node enforces (shard.transport.PeerServicer)."""
+    beat = group_messages(1, Heartbeat(src=1, dst=2, ballot=BALLOT, chosen_watermark=0, seq=1))[0]
+    queue = [(beat, beat.ByteSize())] * (BATCH_MESSAGES + 10)
+    first, size, rest = take_batch(queue)
+    assert len(first) == BATCH_MESSAGES and len(rest) == 10
+    assert size == BATCH_MESSAGES * beat.ByteSize()
 
 
 def test_a_batch_stops_growing_at_its_byte_bound() -> None:

@@ -35,6 +35,23 @@ def test_a_scan_that_does_not_fit_the_group_is_wrong_shard() -> None:
         assert node.call(request).scan.error.code == kv.OK, request
 
 
+@pytest.mark.parametrize("kind", ["linearizable", "snapshot", "stale_ok"])
+def test_a_scan_whose_end_is_not_above_its_start_is_invalid(kind: str) -> None:
+    """Found by review: answered OK with no items, where a Prepare with that range is refused
+    (an empty key range). The routing clients never send one."""
+    node = OneNode()
+    assert node.call(put(b"c", b"v")).put.error.code == kv.OK
+    for start, end in ((b"h", b"b"), (b"c", b"c"), (b"c", b"")):
+        request = _scan(1, start, end)
+        request.scan.snapshot = kind == "snapshot"
+        request.scan.stale_ok = kind == "stale_ok"
+        request.scan.at_version = 1 if kind == "snapshot" else 0
+        error = node.call(request).scan.error
+        assert error.code == kv.INVALID_ARGUMENT, (start, end)
+        assert error.message.startswith(f"empty key range [{start!r}, {end!r})"), error.message
+    assert [i.key for i in node.call(_scan(1, b"c", b"c\x00")).scan.items] == [b"c"]
+
+
 def test_a_scan_answer_carries_at_most_max_scan_items(monkeypatch: pytest.MonkeyPatch) -> None:
     node = OneNode()
     for i in range(5):

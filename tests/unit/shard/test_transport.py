@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from paxos import codec as paxos_codec
-from shard import peer_pb2_grpc
+from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import free_ports
 from shard.node_identity import Admission, Incarnation
+from shard.peer_parts import BATCH_MESSAGES
 from shard.transport import (
     GRPC_OPTIONS,
     PROTOCOL,
     SECRET_HEADER,
+    YIELD_EVERY,
     PeerLink,
     PeerServicer,
     ask_recorded_incarnation,
@@ -596,3 +599,105 @@ def test_a_refusal_for_now_is_logged_as_information_and_the_link_dials_again(
         "refused peer stream for now": logging.INFO,
         "peer refused our stream for now": logging.INFO,
     }
+
+
+# ---------------------------------------------------------- what a stream may carry (review)
+
+
+def _batch(from_node: int, heartbeats: Sequence[tuple[int, int]] = ()) -> Any:
+    """A PeerBatch from `from_node` to node 2: a heartbeat per (group, src)."""
+    from paxos.ballot import Ballot
+    from paxos.messages import Heartbeat
+
+    batch = peer_pb2.PeerBatch(cluster_id="c", from_node=from_node, protocol=PROTOCOL)
+    for group_id, src in heartbeats:
+        msg = Heartbeat(src=src, dst=2, ballot=Ballot(1, src), chosen_watermark=0, seq=1)
+        batch.messages.add(group_id=group_id, message=paxos_codec.to_proto(msg))
+    return batch
+
+
+async def _exchange(servicer: PeerServicer, batches: Sequence[Any]) -> list[Any]:
+    """The replies of node 2's servicer to a stream of `batches` (no gRPC in between)."""
+
+    async def requests() -> Any:
+        for batch in batches:
+            yield batch
+
+    return [reply async for reply in servicer.Exchange(requests(), None)]  # type: ignore[arg-type]
+
+
+def test_a_stream_speaks_for_the_node_of_its_hello_only() -> None:
+    """Found by review: only the first batch's node was admitted (and its incarnation
+    checked); a later batch of the stream could name any other node of the cluster."""
+    delivered: list[tuple[int, int]] = []
+    servicer = PeerServicer("c", 2, {1, 3}, lambda src, g, m: delivered.append((src, g)))
+    replies = asyncio.run(
+        _exchange(servicer, [_batch(1), _batch(1, [(7, 1)]), _batch(3, [(7, 3)]), _batch(1)])
+    )
+    assert delivered == [(1, 7)]
+    assert [r.protocol for r in replies[:1]] == [PROTOCOL]
+    assert "a stream of node 1 sent a batch as node 3" in replies[-1].refusal
+    assert len(replies) == 2 and servicer.refused == 1
+
+
+def test_a_batch_of_more_messages_than_a_node_sends_ends_the_stream() -> None:
+    """Found by review: one batch of a million heartbeats (14 MB) held the receiver's loop
+    for 4.7 s and cost elections. A node's batches keep within BATCH_MESSAGES."""
+    delivered: list[int] = []
+    servicer = PeerServicer("c", 2, {1}, lambda src, g, m: delivered.append(g))
+    most = _batch(1, [(7, 1)] * BATCH_MESSAGES)
+    replies = asyncio.run(_exchange(servicer, [_batch(1), most, _batch(1, [(8, 1)] * 3), most]))
+    assert delivered == [7] * BATCH_MESSAGES + [8] * 3 + [7] * BATCH_MESSAGES
+    assert len(replies) == 1 and servicer.refused == 0
+
+    servicer = PeerServicer("c", 2, {1}, lambda src, g, m: delivered.append(g))
+    delivered.clear()
+    flood = _batch(1, [(7, 1)] * (BATCH_MESSAGES + 1))
+    replies = asyncio.run(_exchange(servicer, [_batch(1), flood, _batch(1, [(8, 1)])]))
+    assert delivered == [] and servicer.refused == 1
+    assert f"batch of {BATCH_MESSAGES + 1} messages" in replies[-1].refusal
+
+
+def test_messages_for_groups_the_node_does_not_host_are_dropped_before_delivery() -> None:
+    """Found by review: they went through the inbox to the core, which dropped them only
+    after the loop had held them (and snapshot parts were gathered in memory first)."""
+    from paxos.ballot import Ballot
+    from paxos.messages import InstallSnapshot
+    from shard.peer_parts import PART_BYTES, group_messages
+
+    delivered: list[int] = []
+    servicer = PeerServicer(
+        "c", 2, {1}, lambda src, g, m: delivered.append(g), hosts=lambda g: g in (0, 7)
+    )
+    snapshot = InstallSnapshot(
+        src=1, dst=2, ballot=Ballot(1, 1), index=3, data=b"s" * PART_BYTES * 2
+    )
+    parts = _batch(1)
+    parts.messages.extend(group_messages(1000, snapshot))
+    replies = asyncio.run(
+        _exchange(servicer, [_batch(1), _batch(1, [(99, 1), (7, 1), (0, 1), (99, 1)]), parts])
+    )
+    assert delivered == [7, 0] and servicer.unhosted == 4
+    assert len(replies) == 1 and servicer.refused == 0
+
+
+def test_a_large_batch_lets_the_loop_run_while_it_is_delivered() -> None:
+    """The other streams' heartbeats (and the node's wake) are not held behind one batch."""
+    seen: list[int] = []
+    delivered: list[int] = []
+    servicer = PeerServicer("c", 2, {1}, lambda src, g, m: delivered.append(g))
+    count = 5 * YIELD_EVERY
+
+    async def run() -> None:
+        async def watch() -> None:
+            while len(delivered) < count:
+                seen.append(len(delivered))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        await _exchange(servicer, [_batch(1), _batch(1, [(7, 1)] * count)])
+        await watcher
+
+    asyncio.run(run())
+    assert len(delivered) == count
+    assert any(0 < n < count for n in seen), seen[-5:]
