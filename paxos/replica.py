@@ -47,7 +47,11 @@ Rules
    acknowledged, so a resumed lease never overlaps the target's; a heartbeat older than the
    newest round seen from that leader grants nothing (a delayed round of an abandoned
    transfer would otherwise reopen it under the resumed lease), and a restarted replica,
-   which forgot that round, grants nothing before its restart block (rule 6) ends. A
+   which forgot that round, grants nothing before its restart block (rule 6) ends, nor
+   campaigns as the target before then (found by review: a target restarted with the
+   transfer abandoned took a delayed handoff round as fresh and was elected by a follower
+   that still granted the transfer, while the old leader's lease, renewed by the target's
+   own acks before its restart, still served reads). A
    candidate refused by a follower's lease gives up only once too few voters are left to
    make a quorum: a follower that missed the handoff does not sink a transfer that the old
    leader and the others grant.
@@ -109,7 +113,8 @@ Rules
 15. Numbers from peers are bounded before they count (found by review). A message whose
    ballot round is above MAX_ROUND is dropped: its round became the replica's next
    campaign's minus one, and a round of 2**64 - 1 made that campaign's Prepare
-   unencodable, which stopped the node. An acceptor stores no Accept entry more than
+   unencodable, which stopped the node; a Nack's reported promise above it counts for
+   nothing either (found by a later review). An acceptor stores no Accept entry more than
    MAX_SLOTS_AHEAD above its chosen watermark (nor votes for it), and a candidate drops a
    Promise showing a slot that far above its first slot: Phase 1 proposes every slot up to
    the highest one promised, so one made-up slot near 2**63 meant a Phase 1 without end.
@@ -121,8 +126,9 @@ Rules
    compacted those slots; it campaigns again once its timer runs out, or an up-to-date
    replica wins first. Before, a candidate that had been away while the group wrote up to
    its compaction threshold (64 MiB) was promised more than a peer message may carry, and
-   its campaign could never finish. The unchosen slots a promise must carry stay bounded
-   by what leaders keep in flight (`pipeline_window` slots of `max_batch_bytes` each).
+   its campaign could never finish. The unchosen slots a promise must carry (votes the
+   candidate needs) are not bounded by this rule: usually what leaders keep in flight,
+   but a follower whose learning stalled may hold many more (not handled yet).
 """
 
 from __future__ import annotations
@@ -864,7 +870,8 @@ class Replica:
                     self._become_follower(msg.leader_hint)
             return
         if msg.promised > self._ballot:
-            self._max_seen_round = max(self._max_seen_round, msg.promised.round)
+            if msg.promised.round <= MAX_ROUND:  # rule 15, for the promise it reports too
+                self._max_seen_round = max(self._max_seen_round, msg.promised.round)
             rejoined = msg.leader_hint in (None, self.id)
             lease = self._role is Role.LEADER and self._now < self._lease_until
             self._become_follower(msg.leader_hint)
@@ -917,7 +924,7 @@ class Replica:
         if msg.handoff_to and fresh:
             self._handoff_allowed = msg.handoff_to
             if msg.handoff_to == self.id and not self._rebuilding:
-                if self._chosen_watermark >= msg.chosen_watermark:
+                if self._chosen_watermark >= msg.chosen_watermark and self._past_restart_block():
                     self._campaign()
                     return
                 self._handoff_watermark = msg.chosen_watermark  # see _handle_catchup_reply
@@ -1022,6 +1029,7 @@ class Replica:
                 and self._role is Role.FOLLOWER
                 and self._promised == self._handoff_ballot
                 and self._chosen_watermark >= self._handoff_watermark
+                and self._past_restart_block()
             ):
                 # Rule 9: a target that was behind campaigns once it has caught up, not a
                 # heartbeat later (the old leader holds proposals back meanwhile).
@@ -1088,6 +1096,11 @@ class Replica:
             # through under the lease a later round's ack (before the restart) promised.
             and (candidate != self._handoff_allowed or self._now < self._restart_block_until)
         )
+
+    def _past_restart_block(self) -> bool:
+        """Rule 6 for a transfer's target itself: a restarted replica promises nobody,
+        itself included, before its restart block ends."""
+        return self._started and self._now >= self._restart_block_until
 
     def _nack(self, dst: int, ballot: Ballot) -> None:
         self._out.messages.append(
