@@ -620,12 +620,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class PeerGoneFilter(logging.Filter):
+    """gRPC logs an error with a traceback whenever a stream's peer went away while the
+    node was writing to it (`ExecuteBatchError raised in core by servicer method`): a client
+    that was cancelled or stopped, or a node that went down, not a fault of this node, and
+    a review saw twenty such tracebacks from one client's cancelled streams. They are kept
+    as one-line debug records, and dropped unless debug logging is on."""
+
+    PREFIX = "ExecuteBatchError raised in core by servicer method"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.PREFIX):
+            return True
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    grpc_logger = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(f, PeerGoneFilter) for f in grpc_logger.filters):
+        grpc_logger.addFilter(PeerGoneFilter())
 
 
 async def serve(
