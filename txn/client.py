@@ -83,7 +83,8 @@ Rules
 3. `run` / `@transactional` retry the WHOLE function with a fresh transaction (new id, fresh
    reads) on retryable errors, with capped exponential backoff and full jitter, bounded by
    `max_attempts` and `retry_timeout_s` (PITFALLS.md, TiDB 2.1.7: retry the function, not the
-   commit). `CommitUnknown` is never retried automatically.
+   commit). `CommitUnknown` is never retried automatically, nor `DeadlineExceeded`: an
+   attempt that waited out a whole `timeout_s` raises it at once (another would wait as long).
 4. A read that meets a prepared transaction's write intent waits at the leader for the
    intent's release (up to a second), and if still refused is re-sent after a short
    backoff until the read's deadline (the intent is resolved within about a second even if
@@ -408,6 +409,8 @@ class AsyncClient:
 
         Raises:
             TooManyRetries: `max_attempts` or `retry_timeout_s` used up (wraps the last error).
+            DeadlineExceeded: a call of the attempt waited out its whole `timeout_s` (the
+                cluster down or cut off): not retried, another attempt would wait as long.
             CommitUnknown: the last commit's outcome is unknown (not retried; with
                 `settle_unknown`, only when it could not be settled in time).
             Whatever `fn` raises that is not retryable, or that it raises after its

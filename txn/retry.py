@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from router.cache import Backoff
-from txn.errors import PaxosKVError, TooManyRetries
+from txn.errors import DeadlineExceeded, PaxosKVError, TooManyRetries
 from txn.status import TransactionState
 
 if TYPE_CHECKING:
@@ -43,7 +43,11 @@ class _RetryPolicy:
             TooManyRetries: `exc` is retryable but the budget is used up.
         """
         leaf = _retryable_leaf(exc)
-        if leaf is None:
+        if leaf is None or isinstance(leaf, DeadlineExceeded):
+            # An attempt that waited out a whole deadline (FoundationDB's
+            # transaction_timed_out is not retried either): another would wait as long
+            # while the cluster does not answer, max_attempts times over (found by review:
+            # 208 s with the defaults, the cluster down, before TooManyRetries).
             return None
         exc = leaf
         if attempts >= self.max_attempts:

@@ -113,6 +113,9 @@ def test_retry_policy() -> None:
     with pytest.raises(txn.TooManyRetries) as info:
         policy.next_delay(conflict, 3, 0.0)
     assert info.value.last_error is conflict and info.value.attempts == 3
+    # A call that waited out its whole deadline is not run again (the cluster is down or
+    # cut off: 20 attempts waited 208 s before TooManyRetries).
+    assert policy.next_delay(txn.DeadlineExceeded("no answer in 10 s"), 1, 10.0) is None
     timed = _RetryPolicy(100, 1.0, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
     with pytest.raises(txn.TooManyRetries):
         timed.next_delay(txn.Unavailable("down"), 5, 1.0)
