@@ -171,3 +171,28 @@ def test_every_error_survives_pickling_with_its_fields() -> None:
     assert retries.attempts == 3 and retries.last_error.key == b"k"
     fence = pickle.loads(pickle.dumps(errors[3]))
     assert (fence.lock, fence.token, fence.latest_version) == (b"lock", 5, 7)
+
+
+def test_a_body_error_is_not_held_back_by_an_unanswered_view_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: with the cluster unreachable, the check of whether the body's reads
+    changed (before its own error is raised) waited a whole timeout_s, 10 s by default."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from txn import retry
+    from txn.status import TransactionState
+
+    monkeypatch.setattr(retry, "VIEW_CHECK_S", 0.05)
+
+    async def never_answered() -> None:
+        await asyncio.Event().wait()
+
+    tx = SimpleNamespace(state=TransactionState.OPEN, _view_changed=never_answered)
+    mine = ValueError("insufficient funds")
+
+    async def check() -> Exception:
+        return await asyncio.wait_for(retry.checked_body_error(tx, mine), 2.0)  # type: ignore[arg-type]
+
+    assert asyncio.run(check()) is mine
