@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
+from router.client_errors import OUTCOME_ADVICE
 from router.errors import UnknownGroup, WrongShard
 from router.limits import txn_part_refusal
 from txn.errors import (
@@ -60,6 +61,16 @@ RESEND_WINDOW_S = 60.0
 MAX_TXN_AGE_S = 20.0
 """How long after its start a transaction may begin its commit (TransactionTooOld after
 that): the commit's copies then have RESEND_WINDOW_S - MAX_TXN_AGE_S left to be sent in."""
+
+
+def _cause(exc: BaseException) -> str:
+    """`exc`'s message without the advice a single write's OutcomeUnknown ends with (re-send
+    only a compare-and-set...): a commit's CommitUnknown gives its own (found by review:
+    a commit's message carried both, one contradicting the other)."""
+    text = str(exc)
+    for joint in ("; ", ", and "):
+        text = text.removesuffix(joint + OUTCOME_ADVICE)
+    return text
 
 
 class _NoAnswer(Exception):
@@ -242,7 +253,7 @@ class Committer:
             if exc.ambiguous:
                 raise CommitUnknown(
                     f"the one-phase commit at group {group_id} got no answer before the "
-                    f"deadline (last: {exc.last}); it may or may not have committed",
+                    f"deadline (last: {_cause(exc.last)}); it may or may not have committed",
                     ref=ref,
                 ) from exc.last
             raise exc.last from None
@@ -338,7 +349,8 @@ class Committer:
             )
         except _NoAnswer as exc:
             raise _PrepareUnanswered(
-                f"group {group_id} did not answer the prepare before the deadline ({exc.last})"
+                f"group {group_id} did not answer the prepare before the deadline "
+                f"({_cause(exc.last)})"
             ) from exc.last
         body = response.prepare
         if body.error.code == kv.CONFLICT:
@@ -378,7 +390,7 @@ class Committer:
             raise
         except _NoAnswer as exc:
             raise CommitUnknown(
-                f"{unknown} (last: {exc.last})",
+                f"{unknown} (last: {_cause(exc.last)})",
                 ref=ref,
                 details=f"it may still commit if every participant prepared; {prepare}",
             ) from exc.last

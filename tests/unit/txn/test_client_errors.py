@@ -196,3 +196,20 @@ def test_a_body_error_is_not_held_back_by_an_unanswered_view_check(
         return await asyncio.wait_for(retry.checked_body_error(tx, mine), 2.0)  # type: ignore[arg-type]
 
     assert asyncio.run(check()) is mine
+
+
+def test_a_commits_unknown_outcome_names_its_cause_without_the_single_write_advice() -> None:
+    """Found by review: a CommitUnknown embedded its cause's whole message, whose advice for
+    a single write (re-send only a compare-and-set) contradicted the commit's own
+    (txn_status); the cause is now quoted without it."""
+    from router.client_errors import OUTCOME_ADVICE
+    from txn.commit import _cause
+
+    for text in (
+        f"no answer from n1 before the deadline; the write may or may not have been applied, "
+        f"and {OUTCOME_ADVICE}",
+        f"the leader changed; {OUTCOME_ADVICE}",
+    ):
+        cause = _cause(txn.OutcomeUnknown(text))
+        assert "compare-and-set" not in cause and cause and text.startswith(cause)
+    assert _cause(txn.Unavailable("no leader")) == "no leader"
