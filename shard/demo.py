@@ -371,7 +371,7 @@ class _Demo:
         )
         try:
             await self.client.connect()
-            await self.client.run(self._open_accounts)  # type: ignore[arg-type]
+            await self.client.run(self._open_accounts)
             self.out.line(
                 f"paxoskv demo: {len(self.accounts)} accounts of {INITIAL_BALANCE} over groups "
                 f"{sorted(self.groups_of(self.accounts))}; users, usernames and emails in groups "

@@ -132,7 +132,7 @@ import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
@@ -388,6 +388,14 @@ class AsyncClient:
             raise InvalidArgument("read_ts must be > 0, got 0")
         return AsyncSnapshot(self, read_ts)
 
+    # Overloads so that mypy infers T from a coroutine function and from a plain one alike
+    # (found by review: one `Awaitable[T] | T` rejected the README's usage).
+    @overload
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
+
+    @overload
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
     async def run(self, fn: Callable[..., Awaitable[T] | T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(tx, *args, **kwargs)` in a transaction and commit; on a retryable error
         run it again from the start with a fresh transaction.
@@ -419,6 +427,10 @@ class AsyncClient:
                 may have seen part of another commit) is retried as a `Conflict` whose
                 `__cause__` is that error.
         """
+        return await self._run(fn, *args, **kwargs)
+
+    async def _run(self, fn: Callable[..., Awaitable[T] | T], *args: Any, **kwargs: Any) -> T:
+        """`run`, for a function of either kind (the overloads of `run` type its callers)."""
         _refuse_generator(fn)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -492,6 +504,14 @@ class AsyncClient:
         tx._commit_ts = status.commit_ts
         tx._state = TransactionState.COMMITTED
 
+    @overload
+    def transactional(
+        self, fn: Callable[..., Awaitable[T]]
+    ) -> Callable[..., Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def transactional(self, fn: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]: ...
+
     def transactional(
         self, fn: Callable[..., Awaitable[T] | T]
     ) -> Callable[..., Coroutine[Any, Any, T]]:
@@ -513,7 +533,7 @@ class AsyncClient:
                 if inspect.isawaitable(result):
                     return await result
                 return result
-            return await self.run(fn, *args, **kwargs)
+            return await self._run(fn, *args, **kwargs)
 
         return wrapper
 
