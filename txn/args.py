@@ -46,12 +46,12 @@ def _as_limit(limit: object) -> int:
     return limit
 
 
-def _as_timeout(timeout_s: object) -> float | None:
-    """A per-call timeout in seconds (> 0), or None for the client's default."""
+def _as_timeout(timeout_s: object, what: str = "timeout_s") -> float | None:
+    """A timeout in seconds (> 0), or None (a call's: the client's default)."""
     if timeout_s is None:
         return None
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
-        raise InvalidArgument(f"timeout_s is a number of seconds, got {type(timeout_s).__name__}")
+        raise InvalidArgument(f"{what} is a number of seconds, got {type(timeout_s).__name__}")
     if not timeout_s > 0:
-        raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s}")
+        raise InvalidArgument(f"{what} must be > 0, got {timeout_s}")
     return float(timeout_s)

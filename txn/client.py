@@ -239,12 +239,16 @@ class AsyncClient:
         settle_unknown: bool = False,
     ) -> None:
         self.settle_unknown = settle_unknown
+        # Checked here, so that a setting of the wrong type (timeout_s="5") is an
+        # InvalidArgument naming it, not a TypeError from deep inside (found by review).
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise InvalidArgument(f"max_attempts is an int, got {type(max_attempts).__name__}")
         if max_attempts < 1:
             raise InvalidArgument(f"max_attempts must be >= 1, got {max_attempts}")
-        if retry_timeout_s is not None and not retry_timeout_s > 0:
-            raise InvalidArgument(f"retry_timeout_s must be > 0, got {retry_timeout_s}")
-        if attempt_timeout_s is not None and not attempt_timeout_s > 0:
-            raise InvalidArgument(f"attempt_timeout_s must be > 0, got {attempt_timeout_s}")
+        if _as_timeout(timeout_s) is None:
+            raise InvalidArgument("timeout_s is a number of seconds, got None")
+        _as_timeout(retry_timeout_s, "retry_timeout_s")
+        _as_timeout(attempt_timeout_s, "attempt_timeout_s")
         self._rng = rng or random.Random()
         with _translated():
             self._routing = RoutingClient(

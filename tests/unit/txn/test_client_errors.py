@@ -121,6 +121,27 @@ def test_retry_policy() -> None:
         timed.next_delay(txn.Unavailable("down"), 5, 1.0)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"timeout_s": "5"},
+        {"timeout_s": None},
+        {"max_attempts": "3"},
+        {"max_attempts": 2.5},
+        {"retry_timeout_s": "1"},
+        {"attempt_timeout_s": []},
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_invalid_argument_naming_it(
+    setting: dict[str, object],
+) -> None:
+    """Found by review: these raised a bare TypeError from deep inside the constructor."""
+    (name,) = setting
+    for client_class in (txn.AsyncClient, txn.Client):
+        with pytest.raises(txn.InvalidArgument, match=name):
+            client_class(["127.0.0.1:1"], **setting)  # type: ignore[arg-type]
+
+
 def test_bad_settings_and_arguments_are_invalid_argument() -> None:
     with pytest.raises(txn.InvalidArgument):
         txn.AsyncClient([])
