@@ -583,6 +583,13 @@ class AsyncClient:
             ClientClosed: the client was closed meanwhile.
             WrongCluster: a node asked for a newer shard map belongs to another cluster.
         """
+        if ref is None:
+            # `tx.ref` of a transaction that never started its commit (found by review: it
+            # was refused as "a transaction id is bytes, got NoneType").
+            raise InvalidArgument(
+                "no transaction ref: tx.ref is None until the transaction's commit starts, "
+                "and stays None for a transaction that wrote nothing (it commits nothing)"
+            )
         if isinstance(ref, str):
             # The text the README says to log (found by review: it was refused as "a
             # transaction id is bytes", and encoding it as advised failed elsewhere).

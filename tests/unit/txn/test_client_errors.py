@@ -234,3 +234,24 @@ def test_a_commits_unknown_outcome_names_its_cause_without_the_single_write_advi
         cause = _cause(txn.OutcomeUnknown(text))
         assert "compare-and-set" not in cause and cause and text.startswith(cause)
     assert _cause(txn.Unavailable("no leader")) == "no leader"
+
+
+def test_txn_status_of_no_ref_says_there_is_none() -> None:
+    """`tx.ref` is None before a commit starts and for an empty transaction (found by
+    review: "a transaction id is bytes, got NoneType")."""
+    import asyncio
+
+    async def ask() -> None:
+        client = txn.AsyncClient(["127.0.0.1:1"])
+        try:
+            with pytest.raises(txn.InvalidArgument, match="no transaction ref"):
+                await client.txn_status(None)  # type: ignore[arg-type]
+        finally:
+            await client.close()
+
+    asyncio.run(ask())
+    with (
+        txn.Client(["127.0.0.1:1"]) as client,
+        pytest.raises(txn.InvalidArgument, match="no transaction ref"),
+    ):
+        client.txn_status(None)  # type: ignore[arg-type]
