@@ -290,8 +290,8 @@ class Client:
             # close() (from another thread) cancelled what was still running on the loop;
             # a cancellation is no error of ours (found by review).
             raise ClientClosed(
-                "the client was closed while this call was in flight; a write or commit it "
-                "made may or may not have happened",
+                "the client was closed while this call was in flight: if it was a write or "
+                "a commit, it may or may not have happened (a read changed nothing)",
                 maybe_committed=True,
             ) from None
         except BaseException:
