@@ -7,6 +7,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from router.limits import key_oversized, value_oversized
 from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_limit, _as_value
 from txn.errors import (
     Conflict,
@@ -331,9 +332,14 @@ class AsyncTransaction:
 
         Raises:
             InvalidArgument: key or value is not bytes, or the key is empty.
+            LimitExceeded: the key or the value is over its size limit (here, as
+                FoundationDB's set() does, not only at commit: found by review).
             TransactionClosed: the transaction is committed or aborted.
         """
         key, value = _as_key(key), _as_value(value)
+        over = key_oversized(key) or value_oversized(value)
+        if over is not None:
+            raise LimitExceeded(str(over))
         self._check_open()
         self._writes[key] = value
 
@@ -342,9 +348,13 @@ class AsyncTransaction:
 
         Raises:
             InvalidArgument: the key is not bytes or empty.
+            LimitExceeded: the key is over its size limit.
             TransactionClosed: the transaction is committed or aborted.
         """
         key = _as_key(key)
+        over = key_oversized(key)
+        if over is not None:
+            raise LimitExceeded(str(over))
         self._check_open()
         self._writes[key] = None
 

@@ -255,3 +255,20 @@ def test_txn_status_of_no_ref_says_there_is_none() -> None:
         pytest.raises(txn.InvalidArgument, match="no transaction ref"),
     ):
         client.txn_status(None)  # type: ignore[arg-type]
+
+
+def test_a_buffered_write_over_a_size_limit_is_refused_at_once() -> None:
+    """As FoundationDB's set(): not only at commit, far from the line that wrote it (found
+    by review)."""
+    from router.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
+
+    with txn.Client(["127.0.0.1:1"]) as client:
+        tx = client.transaction()
+        with pytest.raises(txn.LimitExceeded, match="MAX_VALUE_BYTES"):
+            tx.put(b"k", b"v" * (MAX_VALUE_BYTES + 1))
+        with pytest.raises(txn.LimitExceeded, match="MAX_KEY_BYTES"):
+            tx.put(b"k" * (MAX_KEY_BYTES + 1), b"v")
+        with pytest.raises(txn.LimitExceeded, match="MAX_KEY_BYTES"):
+            tx.delete(b"k" * (MAX_KEY_BYTES + 1))
+        tx.put(b"k", b"v" * MAX_VALUE_BYTES)  # at the limit: fine
+        tx.abort()
