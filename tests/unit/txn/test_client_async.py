@@ -340,24 +340,28 @@ async def test_a_part_over_a_size_limit_is_refused_before_anything_is_sent(fake:
     but over the node's limit was sent to be refused, and in a two-phase commit the other
     participants' prepares had to be aborted."""
     megabyte = b"v" * MAX_VALUE_BYTES
-    cases = [
-        ({A1: megabyte + b"v"}, r"group 1: value is \d+ bytes, over .* \(MAX_VALUE_BYTES\)"),
-        ({A1: b"v" * (65 << 20), B1: b"b"}, r"group 1: value is .* \(MAX_VALUE_BYTES\)"),
-        (
-            {A1: megabyte, A2: megabyte, b"cherry": megabyte},
-            r"group 1: transaction part is .* \(MAX_COMMAND_BYTES\)",
-        ),
-        ({B1: b"b", b"k" * (MAX_KEY_BYTES + 1): b"k"}, r"group 2: key is .* \(MAX_KEY_BYTES\)"),
-    ]
     async with fast_client(fake) as client:
-        for writes, message in cases:
-            tx = client.transaction()
-            for key, value in writes.items():
+        tx = client.transaction()
+        # A key or value over its own limit is refused by the put itself.
+        for key, value, message in (
+            (A1, megabyte + b"v", r"value is \d+ bytes, over .* \(MAX_VALUE_BYTES\)"),
+            (A1, b"v" * (65 << 20), r"value is .* \(MAX_VALUE_BYTES\)"),
+            (b"k" * (MAX_KEY_BYTES + 1), b"k", r"key is .* \(MAX_KEY_BYTES\)"),
+        ):
+            with pytest.raises(LimitExceeded, match=message):
                 tx.put(key, value)
-            with pytest.raises(LimitExceeded, match=message) as refused:
-                await tx.commit()
-            assert not refused.value.maybe_committed
-            assert tx.state is TransactionState.ABORTED
+        tx.abort()
+        # A part over the command limit, each write within its own, is refused at commit.
+        tx = client.transaction()
+        for key in (A1, A2, b"cherry"):
+            tx.put(key, megabyte)
+        tx.put(B1, b"b")
+        with pytest.raises(
+            LimitExceeded, match=r"group 1: transaction part is .* \(MAX_COMMAND_BYTES\)"
+        ) as refused:
+            await tx.commit()
+        assert not refused.value.maybe_committed
+        assert tx.state is TransactionState.ABORTED
     assert fake.count("commit_one_phase") == fake.count("prepare") == 0
 
 
