@@ -34,8 +34,9 @@ MAX_UNWRITTEN = 65_536
 #: (ANSWER_RESERVE) and its answers not yet written. Past this, or past the node's budget
 #: for all streams (shard.client_memory), the reader waits and gRPC's flow control holds
 #: the client back: before, a client that sent 5,000 puts of 1 MiB at once, each within its
-#: limits, made the node hold all 5 GB of them.
-MAX_STREAM_BYTES = 64 << 20
+#: limits, made the node hold all 5 GB of them. 128 MiB leaves room for the answers of
+#: about 120 gets at once (64 MiB held a client's 64 concurrent gets to 60).
+MAX_STREAM_BYTES = 128 << 20
 #: Room held for a read's answer from its submit until the answer is made (its own size
 #: then counts instead): a get's is up to a value, a scan's up to MAX_SCAN_RESPONSE_BYTES.
 #: Found by review: 256 scans in one 8 KB message made 800 MB of answers at once, and a
