@@ -9,6 +9,9 @@ A stream whose reader would pass it waits (gRPC's flow control then holds its cl
 except that a stream with no answer waiting to be written may always hold up to a small
 floor: clients that read no answers can fill the budget and slow the others down, but not
 stop them, and they cannot use the floor, which only a stream that reads its answers gets.
+An answer that would pass the budget (a stream's own held bytes past the floor) and reports
+nothing done, a read's, is answered UNAVAILABLE instead (shard.server `_shed`): how large a
+read's answer is becomes known only once it is made.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ class ClientMemory:
         """Whether a stream holding `own_bytes`, with `own_unwritten` answers not yet
         written, may take one more request now."""
         return self.held < self.limit or (own_unwritten == 0 and own_bytes < self.floor)
+
+    def fits(self, own_bytes: int, more: int, own_limit: int) -> bool:
+        """Whether a stream holding `own_bytes` may hold `more`: within its own limit, and
+        within the node's budget or its floor."""
+        if own_bytes + more > own_limit:
+            return False
+        return self.held + more <= self.limit or own_bytes + more <= self.floor
 
     async def wait(self, freed: asyncio.Event) -> None:
         """Until `freed` is set: by the stream itself (an answer written) or by any stream

@@ -12,10 +12,8 @@ from router import kv_pb2_grpc, router_pb2
 from router.client import WRITE_BYTES, WRITE_REQUESTS
 from router.client_errors import OUTCOME_ADVICE
 from router.codec import encode_shard_map
-from router.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from shard import __version__
 from shard.client_memory import ClientMemory
-from shard.limits import MAX_SCAN_RESPONSE_BYTES
 from shard.node import READ_KINDS, NodeCore
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
@@ -29,23 +27,48 @@ SUBMIT_SLICE = 256
 #: a client that sent on without reading its answers grew the node's memory without bound
 #: with refusals past MAX_OUTSTANDING (found by review).
 MAX_UNWRITTEN = 65_536
+#: Scans one stream may have unanswered (an answer is up to MAX_SCAN_RESPONSE_BYTES, 4 MiB);
+#: the reader waits for answers to leave before it submits more. Found by review: 256 scans
+#: in one 8 KB message made 800 MB of answers.
+MAX_STREAM_SCANS = 16
+#: Gets one stream may have unanswered or unwritten.
+MAX_STREAM_GETS = 128
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
-#: put holds its value until chosen), the room reserved for its gets' and scans' answers
-#: (ANSWER_RESERVE) and its answers not yet written. Past this, or past the node's budget
-#: for all streams (shard.client_memory), the reader waits and gRPC's flow control holds
-#: the client back: before, a client that sent 5,000 puts of 1 MiB at once, each within its
-#: limits, made the node hold all 5 GB of them. 128 MiB leaves room for the answers of
-#: about 120 gets at once (64 MiB held a client's 64 concurrent gets to 60).
-MAX_STREAM_BYTES = 128 << 20
-#: Room held for a read's answer from its submit until the answer is made (its own size
-#: then counts instead): a get's is up to a value, a scan's up to MAX_SCAN_RESPONSE_BYTES.
-#: Found by review: 256 scans in one 8 KB message made 800 MB of answers at once, and a
-#: budget that learned a get's size only once its answer was made let every stream add
-#: 128 MiB of 1 MiB answers past it.
-ANSWER_RESERVE = {
-    "get": MAX_VALUE_BYTES + MAX_KEY_BYTES + 64,
-    "scan": MAX_SCAN_RESPONSE_BYTES,
-}
+#: put holds its value until chosen) and its answers not yet written. Past this, or past
+#: the node's budget for all streams (shard.client_memory), the reader waits and gRPC's flow
+#: control holds the client back (before, a client that sent 5,000 puts of 1 MiB at once,
+#: each within its limits, made the node hold all 5 GB of them), and an answer that would
+#: pass it and reports nothing done is shed (`_shed`).
+MAX_STREAM_BYTES = 64 << 20
+SHED_MESSAGE = (
+    "the node holds as many answers for its clients as it may (memory); retry once this "
+    "client reads its answers or others finish"
+)
+
+
+def _shed(response: kv.Response) -> kv.Response | None:
+    """UNAVAILABLE in place of an answer that reports nothing done (a read, a compare-and-set
+    that did not set), which a retry may ask again; None for any other answer.
+
+    Found by review: a budget that learned an answer's size only once it was made let 16
+    streams that sent gets of a 1 MiB value, never reading the answers, take a node from
+    260 MiB to 2.5 GB (each stream within its own bound: 64 MiB, plus 128 gets in flight);
+    a failed compare-and-set answers with the current value, up to 1 MiB, too. Reserving
+    room for each read's largest answer at its submit bounded that but held honest clients'
+    small gets to a thousand per node. A large answer is refused only when it would not fit.
+    """
+    kind = response.WhichOneof("result")
+    if kind not in ("get", "scan", "cas"):
+        return None
+    answer = getattr(response, kind)
+    # An error stays as it is (small; OUTCOME_UNKNOWN must never read "nothing done").
+    if answer.error.code != kv.OK or (kind == "cas" and answer.succeeded):
+        return None
+    shed = kv.Response(id=response.id)
+    error = getattr(shed, kind).error
+    error.code = kv.UNAVAILABLE
+    error.message = SHED_MESSAGE
+    return shed
 
 
 class KVServicer(kv_pb2_grpc.KVServicer):
@@ -164,6 +187,10 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[kv.ResponseBatch]:
         answers: asyncio.Queue[tuple[kv.Response, int] | None] = asyncio.Queue()
+        slots = {
+            "scan": asyncio.Semaphore(MAX_STREAM_SCANS),
+            "get": asyncio.Semaphore(MAX_STREAM_GETS),
+        }
         memory = self._memory
         outstanding = 0
         unwritten = 0  # answers in `answers` or in the write under way
@@ -185,6 +212,11 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 if closed:
                     return  # answered after the stream ended: nobody will write it
                 size = response.ByteSize()
+                more = size - held_for_it
+                if more > 0 and not memory.fits(held_bytes, more, MAX_STREAM_BYTES):
+                    shed = _shed(response)
+                    if shed is not None:
+                        response, size = shed, shed.ByteSize()
                 unwritten += 1
                 hold(size - held_for_it)
                 answers.put_nowait((response, size))
@@ -192,7 +224,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             return reply
 
         async def read() -> None:
-            nonlocal outstanding, reader_done, held_bytes
+            nonlocal outstanding, reader_done
             try:
                 async for batch in request_iterator:
                     if len(batch.requests) > WRITE_REQUESTS:
@@ -210,12 +242,14 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                             or not memory.allows(held_bytes, unwritten)
                         ):
                             await memory.wait(written)
+                        slot = slots.get(request.WhichOneof("op"))
+                        if slot is not None:
+                            # Every such answer (refusals too) frees its slot once written.
+                            await slot.acquire()
                         # Counted once nothing awaits before its submit: a drain that stops
                         # the reader leaves no request counted that will never be answered.
                         outstanding += 1
-                        size = request.ByteSize() + ANSWER_RESERVE.get(
-                            request.WhichOneof("op") or "", 0
-                        )
+                        size = request.ByteSize()
                         hold(size)
                         if outstanding > MAX_OUTSTANDING:
                             replier(size)(self._refuse_excess(request))
@@ -263,6 +297,12 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                     unwritten -= len(responses)
                     hold(-size)
                     written.set()
+                    # Written (gRPC asked for the next message): their gets' and scans'
+                    # slots are free.
+                    for response in responses:
+                        slot = slots.get(response.WhichOneof("result"))
+                        if slot is not None:
+                            slot.release()
                 if failure:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failure[0])
                 if reader_done and outstanding <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from router import kv_pb2 as kv
 from shard.client_memory import ClientMemory
-from shard.server import ANSWER_RESERVE, KVServicer
+from shard.server import KVServicer
 
 
 def silent_servicer() -> KVServicer:
@@ -160,25 +161,23 @@ def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
     return response
 
 
-def test_a_stream_holds_room_for_at_most_max_stream_bytes_of_scan_answers(
+def test_a_stream_holds_at_most_max_stream_scans_unanswered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Found by review: 256 scans in one 8 KB message made 800 MB of 4 MiB answers at once.
-    Each scan holds room for its answer from its submit, so a stream's unanswered scans stay
-    within MAX_STREAM_BYTES (2 of them here), and the gets behind them still go through."""
+    The reader submits a scan only while fewer than MAX_STREAM_SCANS are unanswered."""
     from shard import server
 
-    monkeypatch.setattr(server, "MAX_STREAM_BYTES", 2 * server.ANSWER_RESERVE["scan"])
+    monkeypatch.setattr(server, "MAX_STREAM_SCANS", 2)
     held: list[tuple[kv.Request, Any]] = []
     received: list[int] = []
     most_open = 0
-    answered = 0
 
     def submit(request: kv.Request, reply: Any) -> None:
         nonlocal most_open
         held.append((request, reply))
-        scans = {r.id for r, _ in held[answered:] if r.WhichOneof("op") == "scan"}
-        most_open = max(most_open, len(scans))
+        scans = {r.id for r, _ in held if r.WhichOneof("op") == "scan"}
+        most_open = max(most_open, len(scans - set(received)))
 
     servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
 
@@ -194,7 +193,7 @@ def test_a_stream_holds_room_for_at_most_max_stream_bytes_of_scan_answers(
                 received.extend(r.id for r in batch.responses)
 
         async def answer() -> None:
-            nonlocal answered
+            answered = 0
             while len(received) < 9:
                 if answered < len(held):
                     request, reply = held[answered]
@@ -307,53 +306,64 @@ def test_a_stream_holds_at_most_max_stream_bytes_of_unanswered_requests(
     assert 5 <= len(submitted) <= 11, len(submitted)
 
 
-def test_a_stream_holds_room_for_its_gets_answers_within_max_stream_bytes(
+def test_a_stream_holds_at_most_max_stream_gets_unanswered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A get is small and its answer up to a 1 MiB value: each get holds room for its
-    answer from its submit, so unanswered gets stay within the stream's bytes."""
-    from shard import server
-
+    """A get is small, its answer up to a 1 MiB value: the byte budget learns its size only
+    once it is made, so unanswered gets are bounded by count (MAX_STREAM_GETS)."""
     gets = [kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(100)]
-    limit = 7 * server.ANSWER_RESERVE["get"]
-    submitted = _submitted_while_the_core_holds_everything(
-        gets, monkeypatch, MAX_STREAM_BYTES=limit
-    )
+    submitted = _submitted_while_the_core_holds_everything(gets, monkeypatch, MAX_STREAM_GETS=7)
     assert len(submitted) == 7
 
 
-def test_streams_that_read_no_answers_hold_the_node_budget_not_a_budget_each() -> None:
-    """Found by review: each stream was bounded alone (64 MiB, plus 128 gets whose 1 MiB
-    answers it learned of only once made), so 16 streams that sent gets of a 1 MiB value
-    and never read the answers took a node from 260 MiB to 2.5 GB. All streams now draw on
-    one budget (shard.client_memory): these 12 streams stop within it, and a stream that
-    reads its answers still gets its floor's worth through."""
-    value = b"v" * (1 << 20)
-    reserve = ANSWER_RESERVE["get"]
-    memory = ClientMemory(limit=6 * reserve, floor=3 * reserve)
-    most_held = 0
+MIB = 1 << 20
 
-    def answer(request: kv.Request, reply: Any) -> None:
+
+def _hogs_and_a_reader(
+    answer_of: Callable[[kv.Request], kv.Response], memory: ClientMemory
+) -> tuple[int, int]:
+    """12 streams send requests without end and read only their first answers; the core
+    answers what they sent a round later, all at once; then one stream reads every answer,
+    each answered at once: (the most `memory` held, how many gets the reader had answered)."""
+    most_held = 0
+    held: list[tuple[kv.Request, Any]] = []
+    at_once = False
+
+    def submit(request: kv.Request, reply: Any) -> None:
         nonlocal most_held
-        reply(kv.Response(id=request.id, get=kv.GetResponse(found=True, value=value)))
+        if not at_once:
+            held.append((request, reply))
+            return
+        reply(answer_of(request))
         most_held = max(most_held, memory.held)
 
-    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
 
-    async def gets() -> Any:
-        for i in range(1_000):  # a client that keeps sending
-            yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k"))])
-            await asyncio.sleep(0)
+    def sending(kind: str) -> Any:
+        async def requests() -> Any:
+            for i in range(1_000):
+                op = kv.GetRequest(key=b"k") if kind == "get" else kv.CasRequest(key=b"k")
+                yield kv.RequestBatch(requests=[kv.Request(id=i, **{kind: op})])
+                await asyncio.sleep(0)
+
+        return requests()
 
     async def run() -> int:
-        hogs = [servicer.Batch(gets(), _Aborting()) for _ in range(12)]  # type: ignore[arg-type]
+        nonlocal most_held, at_once
+        hogs = [servicer.Batch(sending(kind), _Aborting()) for kind in ["get", "cas"] * 6]  # type: ignore[arg-type]
         first = [asyncio.ensure_future(hog.__anext__()) for hog in hogs]  # then read no more
-        for _ in range(2_000):
+        for _ in range(200):
             await asyncio.sleep(0)
-        reader = servicer.Batch(gets(), _Aborting())  # type: ignore[arg-type]
+        for request, reply in held:  # the round ends: every request sent is answered
+            reply(answer_of(request))
+            most_held = max(most_held, memory.held)
+        for _ in range(200):
+            await asyncio.sleep(0)
+        at_once = True
+        reader = servicer.Batch(sending("get"), _Aborting())  # type: ignore[arg-type]
         answered = 0
         async for batch in reader:
-            answered += len(batch.responses)
+            answered += sum(r.get.error.code == kv.OK for r in batch.responses)
             if answered >= 50:
                 break
         await reader.aclose()
@@ -363,10 +373,89 @@ def test_streams_that_read_no_answers_hold_the_node_budget_not_a_budget_each() -
             await hog.aclose()
         return answered
 
-    assert asyncio.run(run()) >= 50
-    # The budget, plus what each stream may take while under it: one get's room.
-    assert most_held <= memory.limit + 13 * (reserve + len(value)), most_held
+    answered = asyncio.run(run())
+    return most_held, answered
+
+
+def test_streams_that_read_no_answers_hold_the_node_budget_not_a_budget_each() -> None:
+    """Found by review: each stream was bounded alone (64 MiB, plus 128 gets whose 1 MiB
+    answers it learned of only once made), so 16 streams that sent gets of a 1 MiB value
+    and never read the answers took a node from 260 MiB to 2.5 GB; a failed compare-and-set
+    answers with the current value, as large. All streams now draw on one budget
+    (shard.client_memory), a read's answer past it is shed (UNAVAILABLE), and a stream that
+    reads its answers still gets its floor's worth through."""
+    value = b"v" * MIB
+
+    def answer_of(request: kv.Request) -> kv.Response:
+        if request.WhichOneof("op") == "cas":  # a compare-and-set that did not set
+            return kv.Response(id=request.id, cas=kv.CasResponse(found=True, current_value=value))
+        return kv.Response(id=request.id, get=kv.GetResponse(found=True, value=value))
+
+    memory = ClientMemory(limit=8 * MIB, floor=3 * MIB)
+    most_held, answered = _hogs_and_a_reader(answer_of, memory)
+    assert answered >= 50
+    # The budget, plus each stream's floor (and one answer past it, at most).
+    assert most_held <= memory.limit + 13 * (memory.floor + MIB + 4096), most_held
     assert memory.held == 0  # every stream gave back what it held when it ended
+
+
+def test_only_an_answer_that_reports_nothing_done_is_shed() -> None:
+    """A read's answer, or a compare-and-set's that did not set, may be asked again; a
+    write's may not (a retry would apply it twice), nor may an error become another."""
+    from shard.server import _shed
+
+    big = b"v" * MIB
+    for response in (
+        kv.Response(id=1, get=kv.GetResponse(found=True, value=big)),
+        kv.Response(id=2, scan=kv.ScanResponse(items=[kv.KeyValue(key=b"k", value=big)])),
+        kv.Response(id=3, cas=kv.CasResponse(found=True, current_value=big)),
+    ):
+        shed = _shed(response)
+        assert shed is not None and shed.id == response.id
+        kind = shed.WhichOneof("result")
+        assert kind == response.WhichOneof("result")
+        assert getattr(shed, kind).error.code == kv.UNAVAILABLE
+    unknown = kv.Response(id=4, cas=kv.CasResponse())
+    unknown.cas.error.code = kv.OUTCOME_UNKNOWN
+    for response in (
+        kv.Response(id=5, cas=kv.CasResponse(succeeded=True, version=7)),
+        kv.Response(id=6, put=kv.PutResponse(version=7)),
+        unknown,
+    ):
+        assert _shed(response) is None
+
+
+def test_small_gets_of_many_clients_are_not_held_back() -> None:
+    """Found by review of an earlier form of the budget, which reserved room for each get's
+    largest answer at its submit: 18 clients with 64 small gets each in flight ran the node
+    out of budget while it held a few KB, and the last streams were held to 4 gets."""
+    memory = ClientMemory()
+    submitted: dict[int, int] = {}
+
+    def submit(request: kv.Request, reply: Any) -> None:  # a core slow to answer
+        submitted[request.id // 1000] = submitted.get(request.id // 1000, 0) + 1
+
+    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+
+    async def gets(client: int) -> Any:
+        yield kv.RequestBatch(
+            requests=[
+                kv.Request(id=client * 1000 + i, get=kv.GetRequest(key=b"k")) for i in range(64)
+            ]
+        )
+        await asyncio.Future()
+
+    async def main() -> None:
+        streams = [servicer.Batch(gets(c), _Aborting()) for c in range(1, 19)]  # type: ignore[arg-type]
+        tasks = [asyncio.ensure_future(s.__anext__()) for s in streams]
+        for _ in range(200):
+            await asyncio.sleep(0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    assert submitted == dict.fromkeys(range(1, 19), 64)
 
 
 def test_a_drained_stream_answers_what_it_read_then_says_it_read_no_more() -> None:
