@@ -56,8 +56,9 @@ Recorded = Callable[[int], "bytes | None"]
 #: A link that sends none (tests of the transport alone).
 NO_INCARNATION = Incarnation(b"", rebuilt=False)
 
-#: A link queues at most this many messages (so its batches keep within BATCH_MESSAGES of
-#: shard.peer_parts, the same number, which the peer enforces) ...
+#: A link takes no more messages once it queues this many (one send, a snapshot's parts,
+#: may pass it; its batches are cut at BATCH_MESSAGES of shard.peer_parts, the same number,
+#: which the peer enforces) ...
 MAX_QUEUED = 50_000
 #: ... and at most this many bytes (an Accept carries up to max_batch_bytes, 4 MiB: counted
 #: in messages alone, a peer that stopped reading could hold 200 GB of ours). One message

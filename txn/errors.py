@@ -6,7 +6,9 @@ predicates):
 
 - `code`: a stable name to match on (the server's `kv.ErrorCode` name where there is one);
 - `retryable`: re-running the transaction (from fresh reads) may succeed; nothing was
-  committed. `client.run` / `@client.transactional` retry exactly these;
+  committed. `client.run` / `@client.transactional` retry these, except DeadlineExceeded:
+  an attempt that waited out its whole deadline is not run again (another would wait as
+  long; FoundationDB does not retry transaction_timed_out either);
 - `maybe_committed`: the transaction (or write) may have been applied. Never retried
   automatically: check with `client.txn_status(err.ref)` or make the transaction idempotent
   (FoundationDB developer guide, "Transactions with unknown results").

@@ -50,7 +50,7 @@ class _RetryPolicy:
             TooManyRetries: `exc` is retryable but the budget is used up.
         """
         leaf = _retryable_leaf(exc)
-        if leaf is None or isinstance(leaf, DeadlineExceeded):
+        if leaf is None or any(isinstance(e, DeadlineExceeded) for e in _leaves(exc)):
             # An attempt that waited out a whole deadline (FoundationDB's
             # transaction_timed_out is not retried either): another would wait as long
             # while the cluster does not answer, max_attempts times over (found by review:

@@ -116,6 +116,8 @@ def test_retry_policy() -> None:
     # A call that waited out its whole deadline is not run again (the cluster is down or
     # cut off: 20 attempts waited 208 s before TooManyRetries).
     assert policy.next_delay(txn.DeadlineExceeded("no answer in 10 s"), 1, 10.0) is None
+    together = ExceptionGroup("reads", [conflict, txn.DeadlineExceeded("no answer")])
+    assert policy.next_delay(together, 1, 10.0) is None  # in a TaskGroup of reads too
     timed = _RetryPolicy(100, 1.0, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
     with pytest.raises(txn.TooManyRetries):
         timed.next_delay(txn.Unavailable("down"), 5, 1.0)
