@@ -10,6 +10,7 @@ from paxos.messages import (
     Accept,
     Accepted,
     AcceptedEntry,
+    Nack,
     Prepare,
     PreVote,
     Promise,
@@ -28,12 +29,37 @@ def test_a_round_above_max_round_is_dropped_so_the_next_campaign_stays_encodable
     g.r(2).step(PreVote(src=3, dst=2, ballot=Ballot(MAX_ROUND, 3), seq=1))  # the highest taken
     g.process(2)
     g.inflight.clear()
-    g.idle(2, 1.0)  # its election timer runs out: it campaigns above every round it counted
+    # Its election timer runs out: it campaigns above every round it counted.
+    prepares = _next_campaign(g, 2, until=1.0)
+    assert all(MAX_ROUND < m.ballot.round <= U64_MAX for m in prepares)
+
+
+def test_a_nacks_promised_round_above_max_round_counts_for_nothing() -> None:
+    """Found by a later review: the bound covered a message's own ballot, not the promise a
+    Nack reports, which was taken as the highest round seen."""
+    g = Group(3, fast=(2,))
+    g.tick_all(0.0)
+    g.idle(2, 1.0)
     assert g.r(2).role is Role.CANDIDATE
-    prepares = [m for m in g.r(2).ready().messages_after_persist if isinstance(m, Prepare)]
-    assert prepares and all(MAX_ROUND < m.ballot.round <= U64_MAX for m in prepares)
+    ballot = g.r(2).status().promised
+    g.process(2)
+    g.inflight.clear()
+    g.r(2).step(Nack(src=1, dst=2, ballot=ballot, promised=Ballot(U64_MAX, 1), leader_hint=None))
+    assert g.r(2).role is Role.FOLLOWER
+    g.process(2)
+    _next_campaign(g, 2, until=3.0)
+
+
+def _next_campaign(g: Group, i: int, until: float) -> list[Prepare]:
+    """Replica i's campaign once its election timer runs out by `until`: its Prepares, each
+    encodable (a round of 2**64 raised ValueError there, and the node stopped)."""
+    g.idle(i, until)
+    assert g.r(i).role is Role.CANDIDATE
+    prepares = [m for m in g.r(i).ready().messages_after_persist if isinstance(m, Prepare)]
+    assert prepares
     for message in prepares:
-        encode(message)  # the round of 2**64 raised ValueError here, and the node stopped
+        encode(message)
+    return prepares
 
 
 def _accept(g: Group, slot: int) -> Accept:
