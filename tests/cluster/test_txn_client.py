@@ -300,19 +300,20 @@ def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
 def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.Client) -> None:
     """Found by review: a value over gRPC's 64 MiB message limit failed the client's shared
     stream at its write, so the put was reported OutcomeUnknown and a transaction
-    CommitUnknown, though nothing had left the client. Now both are refused before they
-    are queued, with the node's message, as a value over the node's limit alone is."""
+    CommitUnknown, though nothing had left the client. Now the put is refused before it is
+    queued, and a transaction's by its tx.put, with the node's message, as a value over the
+    node's limit alone is."""
     for size in (MAX_VALUE_BYTES + 1, 65 * 1024 * 1024):
         value = b"x" * size
         with pytest.raises(txn.LimitExceeded, match="MAX_VALUE_BYTES") as put:
             client.put(b"abig", value)
         assert not put.value.maybe_committed
         tx = client.transaction()
-        tx.put(b"abig", value)
-        tx.put(b"hbig", b"v")  # two groups: a two-phase commit
-        with pytest.raises(txn.LimitExceeded, match="MAX_VALUE_BYTES") as commit:
-            tx.commit()
-        assert not commit.value.maybe_committed
+        tx.put(b"hbig", b"v")
+        with pytest.raises(txn.LimitExceeded, match="MAX_VALUE_BYTES") as buffered:
+            tx.put(b"abig", value)  # refused by the put itself, as FoundationDB's set()
+        assert not buffered.value.maybe_committed
+        tx.abort()
     assert client.get(b"abig") is None and client.get(b"hbig") is None
     assert client.put(b"abig", b"small") > 0  # the client's streams still serve
 
