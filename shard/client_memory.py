@@ -1,4 +1,4 @@
-"""One bound on the bytes that all of a node's client Batch streams hold together.
+"""One bound on the bytes that all of a node's client Batch streams (and unary calls) hold.
 
 Each stream bounds what it holds (shard.server: requests submitted and not answered,
 answers not yet written), but a bound per stream alone let N streams hold N times as much: found by review, 16 streams that sent
@@ -44,12 +44,16 @@ class ClientMemory:
         written, may take one more request now."""
         return self.held < self.limit or (own_unwritten == 0 and own_bytes < self.floor)
 
+    def takes(self, more: int) -> bool:
+        """Whether `more` bytes fit the node's budget."""
+        return self.held + more <= self.limit
+
     def fits(self, own_bytes: int, more: int, own_limit: int) -> bool:
         """Whether a stream holding `own_bytes` may hold `more`: within its own limit, and
         within the node's budget or its floor."""
         if own_bytes + more > own_limit:
             return False
-        return self.held + more <= self.limit or own_bytes + more <= self.floor
+        return self.takes(more) or own_bytes + more <= self.floor
 
     async def wait(self, freed: asyncio.Event) -> None:
         """Until `freed` is set: by the stream itself (an answer written) or by any stream

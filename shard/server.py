@@ -117,11 +117,34 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             "once some are answered",
         )
 
-    async def _call(self, kind: str, op: object) -> kv.Response:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[kv.Response] = loop.create_future()
+    async def _call(self, kind: str, op: object, context: grpc.aio.ServicerContext) -> kv.Response:
+        """A unary call: its request, then its answer, count in the node's client memory
+        until the call ends (gRPC holds the answer until the client reads it), and a read's
+        answer that would pass the budget is shed, as on a Batch stream (no floor here: a
+        tool's call, and a stream's floor per call would bound nothing)."""
+        memory = self._memory
         request = kv.Request()
         getattr(request, kind).CopyFrom(op)
+        held = request.ByteSize()
+        memory.adjust(held)
+
+        def release(_: object) -> None:
+            memory.adjust(-held)
+
+        context.add_done_callback(release)
+        response = await self._answer(kind, request)
+        size = response.ByteSize()
+        if size > held and not memory.takes(size - held):
+            shed = _shed(response)
+            if shed is not None:
+                response, size = shed, shed.ByteSize()
+        memory.adjust(size - held)
+        held = size
+        return response
+
+    async def _answer(self, kind: str, request: kv.Request) -> kv.Response:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[kv.Response] = loop.create_future()
 
         def reply(response: kv.Response) -> None:
             if not future.done():
@@ -145,20 +168,30 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 )
             return response
 
-    async def Get(self, request: kv.GetRequest, context: object) -> kv.GetResponse:
-        return (await self._call("get", request)).get
+    async def Get(
+        self, request: kv.GetRequest, context: grpc.aio.ServicerContext
+    ) -> kv.GetResponse:
+        return (await self._call("get", request, context)).get
 
-    async def Put(self, request: kv.PutRequest, context: object) -> kv.PutResponse:
-        return (await self._call("put", request)).put
+    async def Put(
+        self, request: kv.PutRequest, context: grpc.aio.ServicerContext
+    ) -> kv.PutResponse:
+        return (await self._call("put", request, context)).put
 
-    async def Delete(self, request: kv.DeleteRequest, context: object) -> kv.DeleteResponse:
-        return (await self._call("delete", request)).delete
+    async def Delete(
+        self, request: kv.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> kv.DeleteResponse:
+        return (await self._call("delete", request, context)).delete
 
-    async def CompareAndSet(self, request: kv.CasRequest, context: object) -> kv.CasResponse:
-        return (await self._call("cas", request)).cas
+    async def CompareAndSet(
+        self, request: kv.CasRequest, context: grpc.aio.ServicerContext
+    ) -> kv.CasResponse:
+        return (await self._call("cas", request, context)).cas
 
-    async def Scan(self, request: kv.ScanRequest, context: object) -> kv.ScanResponse:
-        return (await self._call("scan", request)).scan
+    async def Scan(
+        self, request: kv.ScanRequest, context: grpc.aio.ServicerContext
+    ) -> kv.ScanResponse:
+        return (await self._call("scan", request, context)).scan
 
     async def Status(self, request: kv.StatusRequest, context: object) -> kv.StatusResponse:
         status = self._core.status()

@@ -21,8 +21,59 @@ def silent_servicer() -> KVServicer:
     return KVServicer(core=None, submit=lambda request, reply: None, node_name="n1", timeout_s=0.01)  # type: ignore[arg-type]
 
 
+class _UnaryContext:
+    """What a unary handler uses of grpc.aio's context: callbacks run when the call ends."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[object], None]] = []
+
+    def add_done_callback(self, callback: Callable[[object], None]) -> None:
+        self.callbacks.append(callback)
+
+    def end(self) -> None:
+        for callback in self.callbacks:
+            callback(self)
+
+
 def call(method: str, request: Any) -> Any:
-    return asyncio.run(getattr(silent_servicer(), method)(request, None))
+    return asyncio.run(getattr(silent_servicer(), method)(request, _UnaryContext()))
+
+
+def test_a_unary_calls_bytes_count_until_the_call_ends() -> None:
+    """gRPC holds a unary call's answer until its client reads it: counted until then."""
+    value = b"v" * 1000
+    memory = ClientMemory()
+
+    def answer(request: kv.Request, reply: Any) -> None:
+        reply(kv.Response(get=kv.GetResponse(found=True, value=value)))
+
+    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+    context = _UnaryContext()
+    got = asyncio.run(servicer.Get(kv.GetRequest(key=b"k"), context))  # type: ignore[arg-type]
+    assert got.value == value
+    assert memory.held >= len(value)
+    context.end()
+    assert memory.held == 0
+
+
+def test_a_unary_reads_answer_past_the_budget_is_shed() -> None:
+    """Unary calls have no floor: each would be one more stream's worth, unbounded."""
+    memory = ClientMemory(limit=1 << 20, floor=1 << 20)
+    memory.adjust(1 << 20)  # others hold the whole budget
+    big = b"v" * 4096
+
+    def answer(request: kv.Request, reply: Any) -> None:
+        kind = request.WhichOneof("op")
+        if kind == "get":
+            reply(kv.Response(get=kv.GetResponse(found=True, value=big)))
+        else:
+            reply(kv.Response(put=kv.PutResponse(version=7)))
+
+    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+    got = asyncio.run(servicer.Get(kv.GetRequest(key=b"k"), _UnaryContext()))  # type: ignore[arg-type]
+    assert got.error.code == kv.UNAVAILABLE and not got.value
+    put = asyncio.run(servicer.Put(kv.PutRequest(key=b"k", value=big), _UnaryContext()))  # type: ignore[arg-type]
+    assert put.error.code == kv.OK and put.version == 7  # a write's answer is never shed
 
 
 def test_an_unanswered_write_is_outcome_unknown() -> None:
