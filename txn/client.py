@@ -623,7 +623,8 @@ class AsyncClient:
             txn_id = _as_key(ref, "transaction id")
             if (group_id is None) == (key is None):
                 raise InvalidArgument("with a bare transaction id give group_id= or key=")
-            gid = group_id
+            # Found by review: group_id="1" was told "group 1 is not in the shard map".
+            gid = None if group_id is None else _as_u64(group_id, "group_id")
         await self._ready(deadline)
         if key is not None:
             gid = self._map().locate(_as_key(key)).group_id

@@ -252,11 +252,12 @@ def test_txn_status_of_no_ref_says_there_is_none() -> None:
             await client.close()
 
     asyncio.run(ask())
-    with (
-        txn.Client(["127.0.0.1:1"]) as client,
-        pytest.raises(txn.InvalidArgument, match="no transaction ref"),
-    ):
-        client.txn_status(None)  # type: ignore[arg-type]
+    with txn.Client(["127.0.0.1:1"]) as client:
+        with pytest.raises(txn.InvalidArgument, match="no transaction ref"):
+            client.txn_status(None)  # type: ignore[arg-type]
+        # Found by review: "group 1 is not in the shard map" for a group id given as text.
+        with pytest.raises(txn.InvalidArgument, match="group_id is an int, got str"):
+            client.txn_status(b"t" * 24, group_id="1")  # type: ignore[arg-type]
 
 
 def test_a_buffered_write_over_a_size_limit_is_refused_at_once() -> None:
