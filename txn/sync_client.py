@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import functools
 import inspect
+import os
 import random
 import threading
 import time
@@ -252,6 +253,7 @@ class Client:
             target=self._loop.run_forever, name="paxoskv-client", daemon=True
         )
         self._thread.start()
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -260,6 +262,14 @@ class Client:
         if self._closed:
             coro.close()
             raise ClientClosed("the client is closed")
+        if os.getpid() != self._pid:
+            # A forked child has no copy of the loop thread: nothing would ever run the call
+            # (found by review: "the client is closed", after a wait, with no reason given).
+            coro.close()
+            raise ClientClosed(
+                f"this Client was made in process {self._pid}, not this one ({os.getpid()}): "
+                "a Client does not survive a fork; make one in each process"
+            )
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(

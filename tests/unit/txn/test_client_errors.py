@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -275,3 +276,24 @@ def test_a_buffered_write_over_a_size_limit_is_refused_at_once() -> None:
             tx.delete(b"k" * (MAX_KEY_BYTES + 1))
         tx.put(b"k", b"v" * MAX_VALUE_BYTES)  # at the limit: fine
         tx.abort()
+
+
+def test_a_client_used_in_a_forked_child_says_to_make_one_per_process() -> None:
+    """Found by review: the child waited, then was told only "the client is closed"."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    messages = context.Queue()
+    with txn.Client(["127.0.0.1:1"]) as client:
+        child = context.Process(target=_call_in_a_child, args=(client, messages))
+        child.start()  # forked: the child has the client object, not its loop thread
+        child.join(10)
+    assert "does not survive a fork; make one in each process" in messages.get(timeout=10)
+
+
+def _call_in_a_child(client: txn.Client, messages: Any) -> None:
+    try:
+        client.get(b"k")
+        messages.put("no error")
+    except txn.ClientClosed as exc:
+        messages.put(str(exc))
