@@ -594,8 +594,12 @@ class LocalCluster(ClusterProcesses):
                 or running, or the cluster never ran; no node finds its data (rule 6); a node
                 did not come up (the message quotes its log), or the deadline passed.
         """
-        if self._fresh:
-            self._refuse_foreign_files()  # before the lock file: leave such a directory as is
+        if self._fresh and not (self.data_dir / LOCK_NAME).exists():
+            # Before the lock file: leave a directory of something else as it is. With a lock
+            # file the directory is a cluster command's, maybe one at work (a second start
+            # at once saw its first files before its config, found in CI): the lock says so,
+            # and the check is made again under it.
+            self._refuse_foreign_files()
         self._make_dir()
         with self.exclusive():
             self._start_locked(deadline_s, settle_s, progress, rebuild)

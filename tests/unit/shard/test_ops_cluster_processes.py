@@ -73,6 +73,18 @@ def test_a_second_command_on_a_locked_directory_fails_at_once(tmp_path: Path) ->
     assert LocalCluster(cluster.data_dir).stop() == []  # released with the block
 
 
+def test_a_new_start_beside_one_at_work_is_told_the_directory_is_locked(tmp_path: Path) -> None:
+    """Found in CI: of two `cluster start` at once on one new directory, the second saw the
+    first's files before its cluster.toml and said the directory "holds files but no
+    cluster" instead of naming the command at work."""
+    first = LocalCluster(tmp_path / "c", nodes=1, shards=1)
+    first.data_dir.mkdir()
+    with first.exclusive():
+        (first.data_dir / "logs").mkdir()  # the first start's files, its config not yet
+        with pytest.raises(ClusterError, match=r"another `paxoskv cluster` command is running"):
+            LocalCluster(first.data_dir, nodes=1, shards=1).start(deadline_s=1.0)
+
+
 def test_the_lock_file_does_not_make_a_directory_look_taken(tmp_path: Path) -> None:
     """A start that failed before writing cluster.toml leaves only the lock file behind."""
     data_dir = tmp_path / "c"
