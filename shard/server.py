@@ -71,6 +71,19 @@ def _shed(response: kv.Response) -> kv.Response | None:
     return shed
 
 
+def _held_answer(
+    response: kv.Response, held: int, fits: Callable[[int], bool]
+) -> tuple[kv.Response, int]:
+    """The answer to hold in place of the `held` bytes of its request, and its size: shed
+    (`_shed`) when it reports nothing done and the bytes it adds do not `fits`."""
+    size = response.ByteSize()
+    if size > held and not fits(size - held):
+        shed = _shed(response)
+        if shed is not None:
+            return shed, shed.ByteSize()
+    return response, size
+
+
 class KVServicer(kv_pb2_grpc.KVServicer):
     """Unary calls for tools, and the multiplexed Batch stream for the client library."""
 
@@ -132,12 +145,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             memory.adjust(-held)
 
         context.add_done_callback(release)
-        response = await self._answer(kind, request)
-        size = response.ByteSize()
-        if size > held and not memory.takes(size - held):
-            shed = _shed(response)
-            if shed is not None:
-                response, size = shed, shed.ByteSize()
+        response, size = _held_answer(await self._answer(kind, request), held, memory.takes)
         memory.adjust(size - held)
         held = size
         return response
@@ -239,17 +247,15 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             held_bytes += delta
             memory.adjust(delta)
 
+        def stream_takes(more: int) -> bool:
+            return memory.fits(held_bytes, more, MAX_STREAM_BYTES)
+
         def replier(held_for_it: int) -> Callable[[kv.Response], None]:
             def reply(response: kv.Response) -> None:
                 nonlocal unwritten
                 if closed:
                     return  # answered after the stream ended: nobody will write it
-                size = response.ByteSize()
-                more = size - held_for_it
-                if more > 0 and not memory.fits(held_bytes, more, MAX_STREAM_BYTES):
-                    shed = _shed(response)
-                    if shed is not None:
-                        response, size = shed, shed.ByteSize()
+                response, size = _held_answer(response, held_for_it, stream_takes)
                 unwritten += 1
                 hold(size - held_for_it)
                 answers.put_nowait((response, size))

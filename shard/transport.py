@@ -96,16 +96,13 @@ MAX_GATED_BYTES = 4 * 1024 * 1024
 #: A stream the peer has not accepted after this long is logged once (an older version,
 #: most likely: it accepts every stream and never answers in a version).
 ACCEPT_WARN_S = 5.0
-#: The Peer service logs a refusal with a given reason at most once per this many seconds
-#: (a node of another version or secret redials about once a second, for good).
+#: The Peer service logs a refusal with a given reason (or dropped messages for groups it
+#: does not host) at most once per this many seconds.
 REFUSAL_LOG_EVERY_S = 60.0
 #: The Peer service lets the loop run (the node's wake, other streams' heartbeats) after
 #: this many messages of one batch: a batch of BATCH_MESSAGES tiny messages took about
 #: 0.25 s to decode and deliver, beyond a leader's heartbeat interval.
 YIELD_EVERY = 1_000
-#: Messages for groups this node does not host are counted, and logged at most once per
-#: this many seconds (at debug: a peer's map may be newer than ours for a while).
-UNHOSTED_LOG_EVERY_S = 60.0
 
 
 class PeerLink:
@@ -351,9 +348,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.malformed = 0
         #: Messages dropped because this node hosts no such group.
         self.unhosted = 0
-        self._unhosted_logged = 0.0
-        # When each refusal reason was last logged (bounded: reasons hold what peers sent).
-        self._refusals_logged: dict[str, float] = {}
+        # When each refusal reason (and the unhosted drops) was last logged: `_log_due`.
+        self._logged_at: dict[str, float] = {}
 
     async def Exchange(
         self,
@@ -430,9 +426,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
     def _count_unhosted(self, from_node: int, count: int) -> None:
         self.unhosted += count
-        now = time.monotonic()
-        if now - self._unhosted_logged >= UNHOSTED_LOG_EVERY_S:
-            self._unhosted_logged = now
+        if self._log_due("unhosted"):
             log.debug(
                 "dropped peer messages for groups this node does not host",
                 extra={"peer": from_node, "dropped": count, "unhosted": self.unhosted},
@@ -454,18 +448,25 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     def _refuse(self, reason: str, *, for_now: bool = False) -> peer_pb2.PeerReply:
         """Count and log a refused stream; the reply that ends it."""
         self.refused += 1
-        now = time.monotonic()
-        last = self._refusals_logged.get(reason)
-        if last is None or now - last >= REFUSAL_LOG_EVERY_S:
-            if len(self._refusals_logged) >= 64:
-                self._refusals_logged.clear()
-            self._refusals_logged[reason] = now
+        if self._log_due(reason):
             log.log(
                 logging.INFO if for_now else logging.WARNING,
                 "refused peer stream for now" if for_now else "refused peer stream",
                 extra={"reason": reason, "refused": self.refused},
             )
         return peer_pb2.PeerReply(refusal=reason, for_now=for_now)
+
+    def _log_due(self, what: str) -> bool:
+        """Whether a line about `what` may be logged now: once per REFUSAL_LOG_EVERY_S each
+        (a node of another version or secret redials about once a second, for good)."""
+        now = time.monotonic()
+        last = self._logged_at.get(what)
+        if last is not None and now - last < REFUSAL_LOG_EVERY_S:
+            return False
+        if len(self._logged_at) >= 64:
+            self._logged_at.clear()  # bounded: refusal reasons hold what peers sent
+        self._logged_at[what] = now
+        return True
 
     def _check_secret(self, context: grpc.aio.ServicerContext) -> str:
         if not self._secret:

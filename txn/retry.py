@@ -50,11 +50,7 @@ class _RetryPolicy:
             TooManyRetries: `exc` is retryable but the budget is used up.
         """
         leaf = _retryable_leaf(exc)
-        if leaf is None or any(isinstance(e, DeadlineExceeded) for e in _leaves(exc)):
-            # An attempt that waited out a whole deadline (FoundationDB's
-            # transaction_timed_out is not retried either): another would wait as long
-            # while the cluster does not answer, max_attempts times over (found by review:
-            # 208 s with the defaults, the cluster down, before TooManyRetries).
+        if leaf is None:
             return None
         exc = leaf
         if attempts >= self.max_attempts:
@@ -83,8 +79,17 @@ def _retryable_leaf(exc: BaseException) -> PaxosKVError | None:
     or the first leaf of an exception group (a TaskGroup of reads in the body), when every
     error in it is retryable and none may have committed."""
     leaves = _leaves(exc)
+    # A DeadlineExceeded is retryable, but not by `run`: its attempt waited out a whole
+    # deadline, and another would wait as long while the cluster does not answer,
+    # max_attempts times over (found by review: 208 s with the defaults, the cluster down,
+    # before TooManyRetries; FoundationDB's transaction_timed_out is not retried either).
     retryable = [
-        e for e in leaves if isinstance(e, PaxosKVError) and e.retryable and not e.maybe_committed
+        e
+        for e in leaves
+        if isinstance(e, PaxosKVError)
+        and e.retryable
+        and not e.maybe_committed
+        and not isinstance(e, DeadlineExceeded)
     ]
     return retryable[0] if leaves and len(retryable) == len(leaves) else None
 
