@@ -55,7 +55,7 @@ if __package__ in (None, ""):  # `python bench/compare.py`: make the repository 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import shard  # noqa: F401 - first: it picks gRPC's I/O before grpc loads, for both drivers
-from bench.etcd_cluster import EtcdCluster
+from bench.etcd_cluster import EtcdCluster, EtcdClusterError, find_etcd
 from bench.etcd_driver import etcd_driver_factory
 from shard.bench_harness import BenchReport, CustomWorkload, machine_info, run_workload
 from shard.cpu_meter import CpuMeter
@@ -580,8 +580,6 @@ def _versions() -> dict[str, str]:
 
     out = {"python": sys.version.split()[0], "grpcio": grpc.__version__}
     with contextlib.suppress(Exception):
-        from bench.etcd_cluster import find_etcd
-
         text = subprocess.run(
             [find_etcd(), "--version"], capture_output=True, text=True, timeout=10
         ).stdout
@@ -592,6 +590,16 @@ def _versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        if not args.txn_only:
+            find_etcd()  # before any waiting: the etcd half needs it
+        return _compare(args, argv)
+    except EtcdClusterError as e:
+        print(f"compare.py: {e}", file=sys.stderr)
+        return 2
+
+
+def _compare(args: argparse.Namespace, argv: list[str] | None) -> int:
     machine = machine_info()
     baseline = foreign_baseline()
     print(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bench import compare, etcd_cluster
 from bench.compare import _elections, kv_table, medians
 from shard.bench_harness import BenchReport
 
@@ -58,3 +61,14 @@ def test_a_failed_leader_probe_is_not_reported_as_a_run_without_elections() -> N
     ]
     line = next(line for line in kv_table(rows) if line.startswith("| sequential put"))
     assert line.endswith("| 0 / 1 of 2 (etcd: 1 unknown) |"), line
+
+
+def test_a_machine_without_etcd_gets_one_line_saying_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(etcd_cluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(etcd_cluster.os, "access", lambda path, mode: False)
+    assert compare.main(["--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "apt-get install -y etcd-server" in err
