@@ -583,9 +583,18 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
     node_rows = []
     for node in nodes:
         if node.status is not None:
+            memory = _client_memory(node.status)
             state = f"up (map v{node.status.map_version})"
         else:
+            memory = "-"
             state = f"UNREACHABLE: {node.error}"
-        node_rows.append([str(node.node_id), node.name, node.address, state])
-    out += "\n" + _table(["NODE", "NAME", "ADDRESS", "STATE"], node_rows)
+        node_rows.append([str(node.node_id), node.name, node.address, memory, state])
+    out += "\n" + _table(["NODE", "NAME", "ADDRESS", "CLIENT MEMORY", "STATE"], node_rows)
     return out, healthy
+
+
+def _client_memory(status: Any) -> str:
+    """What a node's client streams hold of its budget, and the read answers it shed
+    (retried by clients): a node that sheds is short of memory for its clients."""
+    text = f"{status.client_bytes_held / (1 << 20):.1f}/{status.client_bytes_limit / (1 << 20):.0f} MiB"
+    return text + (f", {status.answers_shed} shed" if status.answers_shed else "")

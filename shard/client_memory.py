@@ -30,6 +30,8 @@ class ClientMemory:
         self.limit = limit
         self.floor = floor
         self.held = 0
+        #: Answers shed (shard.server `_shed`) since the node started.
+        self.shed = 0
         self._waiting: set[asyncio.Event] = set()
 
     def adjust(self, delta: int) -> None:

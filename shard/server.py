@@ -72,14 +72,16 @@ def _shed(response: kv.Response) -> kv.Response | None:
 
 
 def _held_answer(
-    response: kv.Response, held: int, fits: Callable[[int], bool]
+    response: kv.Response, held: int, fits: Callable[[int], bool], memory: ClientMemory
 ) -> tuple[kv.Response, int]:
     """The answer to hold in place of the `held` bytes of its request, and its size: shed
-    (`_shed`) when it reports nothing done and the bytes it adds do not `fits`."""
+    (`_shed`, counted in `memory`) when it reports nothing done and the bytes it adds do not
+    `fits`."""
     size = response.ByteSize()
     if size > held and not fits(size - held):
         shed = _shed(response)
         if shed is not None:
+            memory.shed += 1
             return shed, shed.ByteSize()
     return response, size
 
@@ -145,7 +147,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             memory.adjust(-held)
 
         context.add_done_callback(release)
-        response, size = _held_answer(await self._answer(kind, request), held, memory.takes)
+        response, size = _held_answer(await self._answer(kind, request), held, memory.takes, memory)
         memory.adjust(size - held)
         held = size
         return response
@@ -205,6 +207,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         status = self._core.status()
         status.node_name = self._node_name
         status.software_version = __version__
+        status.client_bytes_held = self._memory.held
+        status.client_bytes_limit = self._memory.limit
+        status.answers_shed = self._memory.shed
         return status
 
     async def GetShardMap(
@@ -255,7 +260,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 nonlocal unwritten
                 if closed:
                     return  # answered after the stream ended: nobody will write it
-                response, size = _held_answer(response, held_for_it, stream_takes)
+                response, size = _held_answer(response, held_for_it, stream_takes, memory)
                 unwritten += 1
                 hold(size - held_for_it)
                 answers.put_nowait((response, size))

@@ -74,6 +74,11 @@ def test_a_unary_reads_answer_past_the_budget_is_shed() -> None:
     assert got.error.code == kv.UNAVAILABLE and not got.value
     put = asyncio.run(servicer.Put(kv.PutRequest(key=b"k", value=big), _UnaryContext()))  # type: ignore[arg-type]
     assert put.error.code == kv.OK and put.version == 7  # a write's answer is never shed
+    # The node's Status says what it sheds, for `paxoskv status`.
+    servicer._core = SimpleNamespace(status=kv.StatusResponse)  # type: ignore[assignment]
+    status = asyncio.run(servicer.Status(kv.StatusRequest(), None))
+    assert status.answers_shed == 1
+    assert status.client_bytes_limit == 1 << 20 and status.client_bytes_held >= 1 << 20
 
 
 def test_an_unanswered_write_is_outcome_unknown() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from router import kv_pb2 as kv
 from router.client import NodeStatus
 from router.shard_map import NodeAddress, bootstrap
@@ -39,3 +41,26 @@ def test_a_replica_in_an_unusual_role_says_so() -> None:
     assert rows["1"][3] == "n1,n2,n3:restoring"
     assert rows["2"][3] == "n1,n2,n3:candidate"
     assert healthy
+
+
+def test_each_node_shows_its_client_memory_and_what_it_shed() -> None:
+    shard_map = bootstrap(
+        [
+            NodeAddress(node_id=i, name=n, client_addr=f"127.0.0.1:{7000 + i}", peer_addr="")
+            for i, n in NAMES.items()
+        ],
+        [],
+        3,
+    )
+    nodes = [node(i, {0: "leader" if i == 1 else "follower"}) for i in NAMES]
+    for n in nodes:
+        n.status.client_bytes_limit = 1 << 30
+    nodes[0].status.client_bytes_held = 3 << 19
+    nodes[1].status.answers_shed = 12
+    nodes[2] = NodeStatus(3, "n3", "127.0.0.1:7003", None, "connection refused")
+    text, _ = status_table(shard_map, nodes)
+    cells = [re.split(r" {2,}", line) for line in text.split("\n\n")[1].splitlines()]
+    assert cells[0] == ["NODE", "NAME", "ADDRESS", "CLIENT MEMORY", "STATE"]
+    assert cells[1][3:] == ["1.5/1024 MiB", "up (map v1)"]
+    assert cells[2][3:] == ["0.0/1024 MiB, 12 shed", "up (map v1)"]
+    assert cells[3][3:] == ["-", "UNREACHABLE: connection refused"]
