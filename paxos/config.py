@@ -33,6 +33,12 @@ class ReplicaConfig:
     #: Most slots a leader has in flight (proposed, not yet chosen) at once; at most
     #: MAX_PIPELINE_WINDOW, which every node's election fence covers whatever its own setting.
     pipeline_window: int = 32
+    #: Most bytes of commands a leader's own slots in flight hold at once (a new slot may
+    #: pass it by one slot; at least one slot always goes). Every slot in flight may travel
+    #: in one message (a re-sent Accept, the promises of the next election), and a peer
+    #: message carries at most 64 MiB: counted in slots alone, a window of 32 full slots
+    #: was 128 MiB.
+    max_inflight_bytes: int = 16 * 1024 * 1024
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
     #: Most bytes of chosen values one Ready hands to the application (at least one slot), so
@@ -89,6 +95,8 @@ class ReplicaConfig:
             raise ValueError("max_batch_count and max_batch_bytes must be at least 1")
         if not 1 <= self.pipeline_window <= MAX_PIPELINE_WINDOW:
             raise ValueError(f"pipeline_window must be between 1 and {MAX_PIPELINE_WINDOW}")
+        if self.max_inflight_bytes < 1:
+            raise ValueError("max_inflight_bytes must be at least 1")
         if self.catchup_max_slots < 1:
             raise ValueError("catchup_max_slots must be at least 1")
         if self.max_apply_bytes < 1:

@@ -127,8 +127,16 @@ Rules
    replica wins first. Before, a candidate that had been away while the group wrote up to
    its compaction threshold (64 MiB) was promised more than a peer message may carry, and
    its campaign could never finish. The unchosen slots a promise must carry (votes the
-   candidate needs) are not bounded by this rule: usually what leaders keep in flight,
-   but a follower whose learning stalled may hold many more (not handled yet).
+   candidate needs) are not bounded by this rule: usually what leaders keep in flight
+   (rule 17), but a follower whose learning stalled may hold many more (not handled yet).
+17. A leader's own slots in flight (proposed, not known chosen) hold at most
+   `max_inflight_bytes` of commands, and one slot more (found next to rule 16): it opens no new
+   slot past that, as past `pipeline_window` slots. All of them may travel in one message:
+   an Accept re-sent to a follower that has not voted, and a follower's votes in the next
+   election's promise. Counted in slots alone, a window of 32 slots of 4 MiB made
+   messages of 128 MiB, which a peer link (64 MiB) never delivers, so the follower never
+   voted and a new leader never finished Phase 1. A slot in flight is always allowed,
+   so the bound delays proposals but never stops them.
 """
 
 from __future__ import annotations
@@ -136,6 +144,7 @@ from __future__ import annotations
 import enum
 import itertools
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -308,6 +317,9 @@ class Replica:
 
         # Proposals this replica placed in slots, by slot: (value, proposal ids).
         self._proposed: dict[int, tuple[Value, tuple[int, ...]]] = {}
+        # Leader side, rule 17: the bytes of its own slots not known chosen, oldest first.
+        self._inflight: deque[tuple[int, int]] = deque()
+        self._inflight_bytes = 0
         self._next_proposal_id = 1
         # Set by an InstallSnapshot: its truncation, held back until the next Ready (rule 11).
         self._install_persist: PersistBatch | None = None
@@ -570,8 +582,23 @@ class Replica:
         return (
             self._role is Role.LEADER
             and len(self._queue) > self._queue_pos
-            and self._next_slot - 1 - self._chosen_watermark < self.config.pipeline_window
+            and self._window_has_room()
         )
+
+    def _window_has_room(self) -> bool:
+        """Whether a leader may open a new slot: within `pipeline_window` slots in flight
+        and `max_inflight_bytes` of its own (rule 17)."""
+        inflight = self._inflight
+        while inflight and inflight[0][0] <= self._chosen_watermark:
+            self._inflight_bytes -= inflight.popleft()[1]
+        return (
+            self._next_slot - 1 - self._chosen_watermark < self.config.pipeline_window
+            and self._inflight_bytes < self.config.max_inflight_bytes
+        )
+
+    def _forget_inflight(self) -> None:
+        self._inflight.clear()
+        self._inflight_bytes = 0
 
     def ready(self) -> Ready:
         """Collect everything to persist, send, apply and answer since the last call."""
@@ -704,6 +731,7 @@ class Replica:
             self._votes.clear()
             self._chosen_above.clear()
             self._sent_at.clear()
+            self._forget_inflight()
             self._hb_sent.clear()
             self._hb_acks.clear()
             self._lease_until = 0.0
@@ -769,6 +797,7 @@ class Replica:
         self._votes.clear()
         self._chosen_above.clear()
         self._sent_at.clear()
+        self._forget_inflight()
         recovered = []
         for slot in range(first, last + 1):
             found = best.get(slot)
@@ -1328,16 +1357,17 @@ class Replica:
         ballot = self._ballot
         now = self._now
         new_entries = []
-        while pos < end and self._next_slot - 1 - self._chosen_watermark < cfg.pipeline_window:
+        while pos < end and self._window_has_room():
             batch = queue[pos : pos + max_count]
-            if len(batch) > 1 and sum(map(len, batch)) > max_bytes:
+            size = sum(map(len, batch))
+            if len(batch) > 1 and size > max_bytes:
                 # Cut at the byte limit; the first command always fits (propose checks it).
                 size = 0
                 cut = 0
                 for command in batch:
-                    size += len(command)
-                    if cut and size > max_bytes:
+                    if cut and size + len(command) > max_bytes:
                         break
+                    size += len(command)
                     cut += 1
                 batch = batch[:cut]
             n = len(batch)
@@ -1348,6 +1378,8 @@ class Replica:
             self._votes[slot] = set()
             self._sent_at[slot] = now
             self._proposed[slot] = (value, tuple(range(first_id, first_id + n)))
+            self._inflight.append((slot, size))
+            self._inflight_bytes += size
             new_entries.append(SlotValue(slot=slot, value=value))
             first_id += n
             pos += n
