@@ -138,7 +138,7 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
             return _found(pending, *found)
         end = op.end if op.HasField("end") else shard.key_range[1]
         asked = op.limit or DEFAULT_SCAN_ITEMS
-        items, limit, covered = scan_page(shard, op, end, at)
+        items, limit, covered, pending.absent_since = scan_page(shard, op, end, at)
         if not op.snapshot:
             # Only the part of the range the answer covers (rule L1 of shard.lock_wait).
             for key, intent in shard.intents_in_range(op.start, covered):
@@ -199,7 +199,8 @@ def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
         return 0
     if pending.kind == "get":
         return int(response.get.version)
-    return max((item.version for item in response.scan.items), default=0)
+    newest = max((item.version for item in response.scan.items), default=0)
+    return max(newest, pending.absent_since)
 
 
 def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv.Response, int]:
@@ -220,7 +221,7 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
     txn = result.txn
     if kind in ("put", "delete"):
         body.version = result.version
-        return response, result.version
+        return response, max(result.version, result.absent_since)
     if kind == "cas":
         body.succeeded = result.ok
         body.version = result.version
@@ -228,8 +229,9 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
             body.found = result.current_value is not None
             body.current_value = result.current_value or b""
             body.current_version = result.current_version
-        # A failed compare-and-set shows the current version: rule 2 holds for it too.
-        return response, max(result.version, result.current_version)
+        # A failed compare-and-set shows the current version, or the deletion that made the
+        # key absent: rule 2 holds for it too (found by review, for deletions).
+        return response, max(result.version, result.current_version, result.absent_since)
     if kind == "prepare":
         assert isinstance(txn, PrepareResult)
         if txn.conflict is not None:

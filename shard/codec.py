@@ -60,7 +60,9 @@ class CommandResult:
 
     `version` is the version the command created (0 when it wrote nothing, e.g. deleting an
     absent key or a failed CAS). On `CAS_FAILED`, `current_value`/`current_version` describe
-    the key as found (None/0 when absent). Error statuses carry a `message`.
+    the key as found (None/0 when absent). Error statuses carry a `message`. A delete or
+    compare-and-set that found the key deleted shows it absent since `absent_since`, the
+    deletion's version, which the answer must not outrun (node rule 2).
 
     A transaction command's outcome is in `txn` (PrepareResult, ResolveResult,
     DecisionResult, OnePhaseResult or PurgeResult; None for a Finish without a record and
@@ -75,6 +77,7 @@ class CommandResult:
     message: str = ""
     txn: TxnResult | None = None
     conflict: Conflict | None = None
+    absent_since: int = 0
 
     @property
     def ok(self) -> bool:

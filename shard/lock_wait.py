@@ -286,13 +286,13 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
 
 def scan_page(
     shard: Any, op: Any, end: bytes | None, at: int | None
-) -> tuple[list[tuple[bytes, bytes, int]], int, bytes | None]:
+) -> tuple[list[tuple[bytes, bytes, int]], int, bytes | None, int]:
     """The page a scan request `op` of [op.start, end) gets at version `at` (None: the
-    latest): its items, the item limit in force, and the end of what it covers
-    (`scan_covers`)."""
+    latest): its items, the item limit in force, the end of what it covers
+    (`scan_covers`), and the newest deletion it shows (`scan_with_deletions`)."""
     limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
-    items = shard.scan(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
-    return items, limit, scan_covers(end, items, limit)
+    items, deleted_at = shard.scan_with_deletions(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
+    return items, limit, scan_covers(end, items, limit), deleted_at
 
 
 def scan_covers(

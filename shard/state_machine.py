@@ -334,21 +334,25 @@ class ShardStateMachine:
             return CommandResult(Status.OK, self._write(key, value, cmd.ts, batch))
         if op is Op.DELETE:
             latest = batch.get(self._latest_prefix + key)
-            if latest is None or latest[-1] == KIND_TOMBSTONE_INT:
+            if latest is None:
                 return _OK_NO_WRITE
+            deleted_at, kind = unpack_latest(latest)
+            if kind != KIND_VALUE:
+                return CommandResult(Status.OK, absent_since=deleted_at)
             return CommandResult(Status.OK, self._write(key, None, cmd.ts, batch))
         return self._compare_and_set(cmd, batch)
 
     def _compare_and_set(self, cmd: Command, batch: EngineBatch) -> CommandResult:
         key = cmd.key
         latest = batch.get(self._latest_prefix + key)
+        absent_since = 0  # the deletion's version, when the key was deleted
         if latest is None:
             cur_version, live = 0, False
         else:
             cur_version, kind = unpack_latest(latest)
             live = kind == KIND_VALUE
             if not live:
-                cur_version = 0
+                cur_version, absent_since = 0, cur_version
         cur_value: bytes | None = None
         if live:
             cur_value = batch.get(self._version_key(key, cur_version, KIND_VALUE))
@@ -362,9 +366,11 @@ class ShardStateMachine:
         else:
             holds = not live
         if not holds:
-            return CommandResult(Status.CAS_FAILED, 0, cur_value, cur_version)
+            return CommandResult(
+                Status.CAS_FAILED, 0, cur_value, cur_version, absent_since=absent_since
+            )
         if cmd.value is None and not live:
-            return _OK_NO_WRITE
+            return CommandResult(Status.OK, absent_since=absent_since)
         return CommandResult(Status.OK, self._write(key, cmd.value, cmd.ts, batch))
 
     def _write(self, key: bytes, value: bytes | None, ts: int, batch: EngineBatch) -> int:
@@ -648,13 +654,25 @@ class ShardStateMachine:
             WrongShard: [start, end) is not inside the shard's range;
             VersionCompacted: `at_version` below the GC horizon.
         """
+        return self.scan_with_deletions(start, end, limit, at_version, max_bytes)[0]
+
+    def scan_with_deletions(
+        self,
+        start: bytes,
+        end: bytes | None,
+        limit: int,
+        at_version: int | None = None,
+        max_bytes: int | None = None,
+    ) -> tuple[list[tuple[bytes, bytes, int]], int]:
+        """`scan`, and the newest version of the deletions it passed over (0: none): its
+        answer shows those keys absent, which node rule 2 must not let it outrun."""
         if start < self._start:
             raise WrongShard(start, self._start, self._end)
         if self._end is not None and (end is None or end > self._end):
             raise WrongShard(b"" if end is None else end, self._start, self._end)
         self._check_at_version(at_version)
         if limit <= 0 or (end is not None and end <= start):
-            return []
+            return [], 0
         vp = self._version_prefix
         lo = vp + start.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
         hi = (
@@ -664,6 +682,7 @@ class ShardStateMachine:
         )
         prefix_len = len(vp)
         out: list[tuple[bytes, bytes, int]] = []
+        deleted_at = 0
         done_body = b""  # the encoded key whose visible version was already decided
         engine = self._engine
         budget = max_bytes if max_bytes is not None else -1
@@ -680,17 +699,18 @@ class ShardStateMachine:
                     continue
                 done_body = body
                 if record_key[-1] == KIND_TOMBSTONE_INT:
+                    deleted_at = max(deleted_at, version)
                     continue
                 key = unescape_key(body[prefix_len:])
                 out.append((key, value, version))
                 if len(out) >= limit:
-                    return out
+                    return out, deleted_at
                 if budget >= 0:
                     budget -= len(key) + len(value)
                     if budget <= 0:
-                        return out
+                        return out, deleted_at
             if len(records) < page:
-                return out
+                return out, deleted_at
             lo = records[-1][0] + b"\x00"
             page = _SCAN_PAGE
 
