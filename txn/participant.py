@@ -76,7 +76,13 @@ R5. Unless a decision record of the txn exists here, the Resolve stores one (fin
     (coordinator rule G2), because it is the only record of the commit a participant still
     in doubt can be answered from (rules D4, V2). A commit with nothing prepared here is
     marked `late`: its purge leaves nobody in doubt (coordinator rule G1). A conditional
-    abort (R6) with nothing prepared here stores nothing.
+    abort (R6) with nothing prepared here stores nothing. Nor does a Resolve with nothing
+    prepared here whose txn's id carries a start below this group's purge mark (found by
+    review): this group's record of the txn may have been purged, and P7 and O5 refuse
+    every late Prepare and one-phase commit of it anyway. Before, an abort recorded by a
+    group outside a committed txn (a recovery Decide from a buggy or hostile client that
+    named it, at a group whose purges lag) left ABORT records at the participants that
+    had purged theirs, and `txn_status` answered aborted for a committed transaction.
 O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
@@ -179,6 +185,7 @@ from txn.records import (
     WriteItem,
 )
 from txn.store import StoreInvariantError, TxnStore
+from txn.txn_ids import start_ts_of
 
 __all__ = [
     "commit_one_phase",
@@ -432,6 +439,8 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
     if info is None and cmd.if_prepared:  # R6
         return ResolveResult(found=False)
     if info is not None and not _proof_matches(cmd, info):  # R7
+        return ResolveResult(found=False)
+    if info is None and may_be_purged(store, start_ts_of(txn_id)):  # R5's exception
         return ResolveResult(found=False)
     if store.decision(txn_id) is None:
         # A commit resolved here keeps its participants (R5): the record must outlive every

@@ -12,6 +12,7 @@ from router import kv_pb2 as kv
 from tests.unit.shard.test_node_core import OneNode, _now_ts, get, header, prepare_request, tid
 from tests.unit.shard.test_node_input import _commit_everywhere_and_purge, _resolve_commit, _yes
 from txn.hlc import LOGICAL_BITS
+from txn.records import PurgeDecisions
 from txn.txn_ids import new_txn_id
 
 
@@ -234,3 +235,58 @@ def test_a_resolve_commit_proves_nothing_at_a_group_whose_vote_it_lacks() -> Non
     assert answer.error.code == kv.INVALID_ARGUMENT
     assert node.core.hosts[3].shard.prepared(tid(b"t1")) is not None
     assert node.call(get(b"pear", group=3)).get.value == b""
+
+
+def test_a_purged_commit_is_not_reported_aborted_after_an_abort_elsewhere() -> None:
+    """Found by review: after a committed txn's records were purged (rule G2's check), a
+    third party's recovery Decide at a group OUTSIDE the txn, naming it and the real
+    participants, found no record there and a purge mark still at or below the id's start
+    (that group's purges lag), recorded the abort and delivered it, vouched for, to the
+    participants. Holding neither a PREPARE (R7 had nothing to compare) nor a record, they
+    stored ABORT records (R5), and txn_status and a settle answered aborted."""
+    node = _node()
+    txn_id = _commit_tagged_and_purge(node)
+    assert node.call(get(b"apple", group=1)).get.value == b"v"
+    assert node.call(get(b"kiwi", group=2)).get.value == b"v"
+    assert _status(node, 1, txn_id).state == kv.TxnStatusResponse.UNKNOWN
+    # Group 3 (no part of the txn, no purge since its start) takes the forged Decide.
+    forged = kv.DecideRequest(header=header(3), txn_id=txn_id, participants=[1, 2, 3], recover=True)
+    answer = node.call(kv.Request(decide=forged)).decide
+    assert answer.error.code == kv.OK
+    _deliver_outbound(node)
+    # The committed writes are still there ...
+    assert node.call(get(b"apple", group=1)).get.value == b"v"
+    # ... but the coordinator group now says the transaction aborted.
+    state = _status(node, 1, txn_id).state
+    assert state != kv.TxnStatusResponse.ABORTED, "a committed transaction reported ABORTED"
+    # The real client's settle path asks group 1 with a recovery Decide: same lie.
+    settle = kv.DecideRequest(header=header(1), txn_id=txn_id, participants=[1, 2], recover=True)
+    body = node.call(kv.Request(decide=settle)).decide
+    assert body.committed or body.pending, "settle answered 'aborted' for a committed txn"
+
+
+def test_a_purged_one_phase_commit_is_not_reported_aborted_after_an_abort_elsewhere() -> None:
+    """The same for a one-phase commit at group 1: after its record's purge, a Decide(abort)
+    at group 3 naming [1, 3] is delivered vouched for to group 1, which records an ABORT."""
+    node = _node()
+    start = _now_ts(node)
+    txn_id = new_txn_id(start)
+    op = kv.CommitOnePhaseRequest(
+        header=header(1),
+        txn_id=txn_id,
+        ts=start + 1,
+        writes=[kv.WriteItem(key=b"apple", value=b"one")],
+    )
+    body = node.call(kv.Request(commit_one_phase=op)).commit_one_phase
+    assert body.error.code == kv.OK and body.commit_ts
+    node.advance(0.05)
+    purge = PurgeDecisions(before_ts=_now_ts(node))
+    node.core._propose_internal(node.core.hosts[1], purge, lambda _r: None)
+    node.advance(0.05)
+    assert node.core.hosts[1].shard.decision(txn_id) is None
+    forged = kv.DecideRequest(header=header(3), txn_id=txn_id, participants=[1, 3], recover=True)
+    assert node.call(kv.Request(decide=forged)).decide.error.code == kv.OK
+    _deliver_outbound(node)
+    assert node.call(get(b"apple", group=1)).get.value == b"one"
+    state = _status(node, 1, txn_id).state
+    assert state != kv.TxnStatusResponse.ABORTED, "a committed one-phase txn reported ABORTED"
