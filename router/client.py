@@ -1110,6 +1110,11 @@ class RoutingClient:
             except (WrongShard, UnknownGroup):
                 continue  # the map changed under us: re-plan from the cursor
             items = response.scan.items
+            if response.scan.more and not items:
+                raise ServerError(
+                    f"group {descriptor.group_id} answered a scan page with no items that "
+                    "says there are more (a node bug)"
+                )
             out.extend((item.key, item.value, item.version) for item in items)
             if len(items) < want and not response.scan.more:
                 if sub_end is None:

@@ -234,7 +234,10 @@ def register_kv_commands(subparsers: Any) -> None:
     expect = cas.add_mutually_exclusive_group(required=True)
     expect.add_argument("--expect-value", metavar="V", help="the key's value must be V")
     expect.add_argument(
-        "--expect-version", metavar="N", type=version, help="the key's version must be N"
+        "--expect-version",
+        metavar="N",
+        type=version,
+        help="the key's version must be N (0: the key must not exist, as after a delete)",
     )
     expect.add_argument("--expect-absent", action="store_true", help="the key must not exist")
     action = cas.add_mutually_exclusive_group(required=True)
@@ -398,7 +401,8 @@ def _cmd_put(args: argparse.Namespace) -> int:
         if sys.stdin.isatty():  # a forgotten VALUE must not look like a hang
             print("paxoskv put: reading the value from stdin; end it with Ctrl-D", file=sys.stderr)
         raw = sys.stdin.buffer.read()
-        value = _arg_bytes(args, raw.decode().strip(), "value") if args.hex else raw
+        text = raw.decode("ascii", errors="backslashreplace").strip()
+        value = _arg_bytes(args, text, "value") if args.hex else raw
     else:
         value = _arg_bytes(args, args.value, "value")
 

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from paxos.config import MAX_PIPELINE_WINDOW
+from router.limits import MAX_KEY_BYTES
 from router.tls import TlsFiles, TlsSetupError
 from shard.tls_certs import read_node_pems
 
@@ -274,6 +275,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
     splits = tuple(s.encode() if isinstance(s, str) else s for s in splits_raw)
     if any(not isinstance(s, bytes) or not s for s in splits):
         raise ConfigError("shards.split_points must be non-empty strings")
+    too_long = [s for s in splits if len(s) > MAX_KEY_BYTES]
+    if too_long:
+        # A shard's bounds are scan bounds: every scan across a longer one was refused.
+        raise ConfigError(
+            f"shards.split_points must be at most {MAX_KEY_BYTES} bytes (a key's limit), "
+            f"got one of {len(too_long[0])}"
+        )
     if list(splits) != sorted(set(splits)):
         raise ConfigError(f"shards.split_points must be sorted and distinct, got {splits_raw}")
     replication = _get(shards, "replication", int, "shards.", min(3, len(nodes)))

@@ -480,6 +480,22 @@ async def test_scan_pages_through_answers_cut_at_the_nodes_byte_budget(
 
 
 @with_cluster
+async def test_a_scan_page_saying_more_with_no_items_is_a_server_error(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: the client continued from the page's last key, and a node that
+    said `more` with no items (a bug) made it raise IndexError."""
+    cluster.hook = lambda node, request: (
+        kv.Response(id=request.id, scan=kv.ScanResponse(more=True))
+        if request.WhichOneof("op") == "scan"
+        else None
+    )
+    async with client_for(cluster) as client:
+        with pytest.raises(ServerError, match="no items that says there are more"):
+            await client.scan()
+
+
+@with_cluster
 async def test_scan_spans_shards_in_key_order_with_limit(cluster: FakeCluster) -> None:
     import router.client as client_module
 

@@ -302,3 +302,16 @@ def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, caps
     command = " ".join(argv[:2] if argv[0] == "cluster" else argv[:1])
     assert f"paxoskv {command}: error: " in err and message in err, err
     assert err.endswith("\n") and message in err.splitlines()[-1]
+
+
+def test_put_hex_of_bytes_that_are_not_text_says_they_are_not_hex(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Found by review: `printf '\\xff' | paxoskv put --hex k` printed Python's bare
+    "'utf-8' codec can't decode byte 0xff" instead of naming the bad value."""
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\n")))
+    assert main(["put", "--hex", "--cluster", NOWHERE, "--timeout", "0.5", "6b"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "paxoskv: error: value '\\\\xff' is not valid hex", err

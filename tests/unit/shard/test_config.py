@@ -116,6 +116,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("nodes.2.data_dir", 5, "nodes[2].data_dir"),
         ("shards.split_points", ["p", "g"], "shards.split_points"),
         ("shards.split_points", ["", "g"], "shards.split_points"),
+        ("shards.split_points", ["g" * 4097], "at most 4096 bytes"),
         ("shards.replication", 4, "shards.replication"),
         ("paxos.heartbeat_interval_ms", 0, "paxos.heartbeat_interval_ms"),
         ("paxos.election_timeout_max_ms", 900, "election_timeout_min_ms"),
