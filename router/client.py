@@ -975,23 +975,37 @@ class RoutingClient:
         """Connect on first use; concurrent first callers share one connect, each waiting
         for it at most until its own `deadline` (loop time).
 
+        A connect that no seed answered (all of them refused at once: nodes starting or
+        restarting) is tried again after a backoff while `deadline` leaves time, as a
+        routed request is (found by review: the first call of a new client failed at once
+        with most of its deadline left).
+
         Raises:
             DeadlineExceeded: not connected by `deadline` (the connect goes on for others).
+            Unavailable: no seed answered, and `deadline` (None: no retry) left no time to
+                try again.
             ClientClosed: the client is (or was meanwhile) closed.
         """
-        if self._cache.shard_map is not None:
-            return
-        task = self._connecting
-        if task is None or task.done():
-            task = self._connecting = asyncio.create_task(self.connect())
-            # Its failure may reach no waiter (each gave up at its own deadline).
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        try:
-            await self._await_shared(task, deadline)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                "gave up: no seed answered before the deadline (still connecting)"
-            ) from None
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while self._cache.shard_map is None:
+            task = self._connecting
+            if task is None or task.done():
+                task = self._connecting = asyncio.create_task(self.connect())
+                # Its failure may reach no waiter (each gave up at its own deadline).
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            try:
+                await self._await_shared(task, deadline)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    "gave up: no seed answered before the deadline (still connecting)"
+                ) from None
+            except Unavailable:
+                delay = self._backoff.delay(attempt, self._rng)
+                if deadline is None or deadline - loop.time() - delay < _MIN_RETRY_LEFT_S:
+                    raise
+                await asyncio.sleep(delay)
+                attempt += 1
 
     # ------------------------------------------------------------------ operations
 

@@ -191,7 +191,9 @@ class AsyncClient:
     """An asyncio client of a paxoskv cluster: transactions, snapshots, single-key helpers.
 
     One `AsyncClient` is safe for many concurrent coroutines of one event loop. It connects
-    on first use (or `await client.connect()`); close it with `await client.close()` or use
+    on first use, trying the seeds again within that call's `timeout_s` while none answers
+    (nodes starting or restarting), or at `await client.connect()`, which tries each seed
+    once and fails at once (a wrong address); close it with `await client.close()` or use
     `async with AsyncClient(...) as client:`.
 
     Args:

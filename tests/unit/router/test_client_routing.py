@@ -275,6 +275,41 @@ def client_for(cluster: FakeCluster, **kwargs: Any) -> RoutingClient:
 
 
 @with_cluster
+async def test_a_first_call_waits_within_its_deadline_for_seeds_that_refused(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: with every seed refusing connections (nodes restarting), the first
+    call of a new client failed at once with Unavailable, most of its deadline left."""
+    for node in cluster.nodes.values():
+        await node.stop()
+    client = client_for(cluster, timeout_s=5.0)
+
+    async def restart_later() -> None:
+        await asyncio.sleep(0.3)
+        for node in cluster.nodes.values():
+            await node.start()
+
+    restart = asyncio.create_task(restart_later())
+    try:
+        assert await client.put(b"a", b"1") > 0
+        assert cluster.store[b"a"][0] == b"1"
+    finally:
+        await restart
+        await client.close()
+    # With no deadline left to wait in, it still says at once that no seed answered.
+    for node in cluster.nodes.values():
+        await node.stop()
+    quick = client_for(cluster, timeout_s=0.05)
+    try:
+        with pytest.raises((Unavailable, DeadlineExceeded)):
+            await quick.put(b"b", b"2")
+    finally:
+        await quick.close()
+        for node in cluster.nodes.values():
+            await node.start()
+
+
+@with_cluster
 async def test_connect_learns_cluster_id_and_map(cluster: FakeCluster) -> None:
     async with client_for(cluster) as client:
         assert client.cluster_id == CLUSTER
