@@ -40,7 +40,9 @@ Rules
    time; a proven commit is decided, rule 14). A replica that stops leading refuses its
    waiting snapshot reads. A new leader raises its clock by twice the maximum clock offset:
    above any timestamp the previous leader could have served under its lease, as that one
-   served none ahead of its own wall clock by more than the offset.
+   served none ahead of its own wall clock by more than the offset. It does so in the step
+   or tick that elected it, before it stamps anything (found by review: taken at the next
+   cycle, the commands the tick's duties proposed in between went out below it).
 4. A request for another cluster, an unknown group, a key outside the group's range or over
    a size limit is refused with a typed error and changes nothing. The size limits are
    `router.limits.request_refusal`, which clients run before sending.
@@ -451,6 +453,10 @@ class NodeCore:
         for host in self.hosts.values():
             if host.restore is None:
                 host.replica.tick(now)
+        # Rule 3 before the duties below stamp commands, and before any request: a group
+        # elected in a step or a tick is noted at once, not at the next collect (found by
+        # review: the simulator's order submitted requests between the two).
+        self._note_new_leaders()
         self._coalesce_heartbeats()
         if now >= self._next_sweep:
             self._next_sweep = now + EXPIRY_SWEEP_S
@@ -558,6 +564,8 @@ class NodeCore:
             self.snapshots_refused += 1
             return True
         host.replica.step(msg)
+        if (host.replica.role is Role.LEADER) != (group_id in self._leading):
+            self._note_new_leaders()  # before anything is stamped for the group (rule 3)
         return True
 
     def _keeps_hosted_groups(self, group_id: int, msg: InstallSnapshot) -> bool:

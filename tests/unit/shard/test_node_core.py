@@ -43,7 +43,7 @@ WALL0 = 1_800_000_000 * 10**9  # a plausible wall clock, in ns
 class OneNode:
     """A single-node cluster (every group has one replica) with controllable time."""
 
-    def __init__(self, splits: tuple[bytes, ...] = (b"m",), **txn: Any) -> None:
+    def __init__(self, splits: tuple[bytes, ...] = (b"m",), elect: bool = True, **txn: Any) -> None:
         nodes = [NodeAddress(node_id=1, name="n1", client_addr="x:1", peer_addr="x:1")]
         self.map = bootstrap(nodes, list(splits), 1)
         self.disk = MemoryNodeDisk()
@@ -51,7 +51,8 @@ class OneNode:
         self.core = self.boot()
         self.now = 0.0
         self.wall = WALL0
-        self.advance(1.0)  # elections: every group elects its only replica
+        if elect:
+            self.advance(1.0)  # elections: every group elects its only replica
 
     def boot(self, seed: int = 1) -> NodeCore:
         """A core of node 1 started from `self.disk` (as a restart does)."""
