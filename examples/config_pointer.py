@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
     with Client(args.cluster) as deploy_client, Client(args.cluster) as read_client:
+        deploy_client.connect()  # a wrong address fails here at once, not at its deadline
         # 1. Create the pointer only if it does not exist (CAS on absence).
         created = deploy_client.cas(POINTER, expect_absent=True, new_value=encode(1, "ranker-v1"))
         expect(created.succeeded, "the pointer should not exist yet")
