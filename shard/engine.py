@@ -323,6 +323,25 @@ class MemEngine:
 # RocksEngine
 
 
+class _Owning:
+    """An iterator that keeps its ReadOptions alive (found by review): rocksdict 0.3.29's
+    `set_iterate_upper_bound` keeps a pointer into the bound's bytes, which the ReadOptions
+    holds; dropped while the iterator lived on (a snapshot build keeps one across wakes),
+    the freed bound let it stop early or run into the next group's keys."""
+
+    __slots__ = ("_items", "_read_options")
+
+    def __init__(self, items: Iterator[KV], read_options: ReadOptions) -> None:
+        self._items = items
+        self._read_options = read_options
+
+    def __iter__(self) -> _Owning:
+        return self
+
+    def __next__(self) -> KV:
+        return next(self._items)
+
+
 class RocksBatch(_OverlayBatch):
     """A batch for `RocksEngine`: a rocksdict WriteBatch plus the read-your-writes overlay."""
 
@@ -417,7 +436,7 @@ class RocksEngine:
         (`../shared/REFERENCE.md`; a `db.snapshot()` would not, its iteration is live)."""
         ro = ReadOptions()
         ro.set_iterate_upper_bound(hi)
-        return cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
+        return _Owning(cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro)), ro)
 
     def new_batch(self) -> RocksBatch:
         """A fresh, empty batch bound to this engine."""

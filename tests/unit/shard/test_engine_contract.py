@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -354,3 +355,21 @@ def test_rocks_engine_shares_its_db(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         RocksEngine()
     e.close()
+
+
+def test_an_iterator_keeps_its_bound_when_the_callers_bound_is_a_temporary(
+    tmp_path: Path,
+) -> None:
+    """Found by review: rocksdict 0.3.29's ReadOptions.set_iterate_upper_bound keeps a
+    pointer into the bound's bytes; `iterate` dropped its ReadOptions on return, so once the
+    caller's bound was freed too, a long-lived iterator (a snapshot build's) stopped early
+    or ran into the next group's keys."""
+    engine = RocksEngine(str(tmp_path / "db"))
+    _put_all(engine, {b"group-%c-%04d" % (c, i): b"v" for c in b"ab" for i in range(100)})
+    rows = engine.iterate(b"group-a", b"".join((b"group-", b"b")))  # a bound nobody holds
+    junk = [os.urandom(5) for _ in range(200_000)]  # the loop allocates meanwhile
+    keys = [key for key, _ in rows]
+    del junk
+    assert len(keys) == 100
+    assert all(key.startswith(b"group-a") for key in keys)
+    engine.close()
