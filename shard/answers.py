@@ -132,6 +132,8 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
             if found is None:
                 latest = shard.latest_record(op.key) if at is None else None
                 version = latest[0] if latest is not None else 0
+                if at is not None:  # a snapshot shows a deletion without its version
+                    pending.absent_since = shard.deleted_at(op.key, at)
                 return kv.Response(
                     id=pending.request_id, get=kv.GetResponse(found=False, version=version)
                 )
@@ -198,8 +200,9 @@ def _newest_version_read(pending: _Pending, response: kv.Response) -> int:
     if pending.kind not in ("get", "scan") or pending.request.stale_ok:
         return 0
     if pending.kind == "get":
-        return int(response.get.version)
-    newest = max((item.version for item in response.scan.items), default=0)
+        newest = int(response.get.version)
+    else:
+        newest = max((item.version for item in response.scan.items), default=0)
     return max(newest, pending.absent_since)
 
 

@@ -25,7 +25,8 @@ class _Pending:
     ts: int = 0
     # When its lock wait gives up (0.0: it has not waited).
     wait_until: float = 0.0
-    # A scan's answer: the newest deletion it shows (a key absent), for node rule 2.
+    # A read's answer: the newest deletion it shows without its version (a key absent from
+    # a scan or a snapshot get), for node rule 2.
     absent_since: int = 0
 
 

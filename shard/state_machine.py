@@ -627,15 +627,26 @@ class ShardStateMachine:
             if value is None:
                 raise InvariantViolation(f"latest version {version} of {key!r} is missing")
             return value, version
+        record = self._record_at(key, at_version)
+        if record is None or record[0][-1] == KIND_TOMBSTONE_INT:
+            return None
+        return record[1], MAX_U64 - int.from_bytes(record[0][-9:-1], "big")
+
+    def deleted_at(self, key: bytes, at_version: int) -> int:
+        """The version of the deletion that makes `key` absent as of `at_version` (0: none
+        does; the key is there, or was never written up to then). Call after `get`, which
+        checks the key and the version."""
+        record = self._record_at(key, at_version)
+        if record is None or record[0][-1] != KIND_TOMBSTONE_INT:
+            return 0
+        return MAX_U64 - int.from_bytes(record[0][-9:-1], "big")
+
+    def _record_at(self, key: bytes, at_version: int) -> tuple[bytes, bytes] | None:
+        """`key`'s newest version record at or below `at_version`: (record key, value)."""
         base = self._version_prefix + key.replace(b"\x00", b"\x00\xff")
         lo = base + KEY_TERMINATOR + (MAX_U64 - at_version).to_bytes(8, "big")
-        found = engine.scan(lo, base + KEY_TERMINATOR_END, 1)
-        if not found:
-            return None
-        record_key, value = found[0]
-        if record_key[-1] == KIND_TOMBSTONE_INT:
-            return None
-        return value, MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+        found = self._engine.scan(lo, base + KEY_TERMINATOR_END, 1)
+        return found[0] if found else None
 
     def scan(
         self,

@@ -74,3 +74,30 @@ def test_a_write_that_observes_a_fresh_deletion_waits_for_its_commit_wait(
     assert answers == [], f"answered 'absent' before the deletion's commit wait ended: {answers}"
     node.advance(0.3)
     assert len(answers) == 1 and len(deleted) == 1
+
+
+@pytest.mark.parametrize("kind", ["scan", "get"])
+def test_a_snapshot_read_that_shows_a_fresh_deletion_waits_for_its_commit_wait(kind: str) -> None:
+    """Found by a later review: a snapshot get of a deleted key reported version 0, so it
+    answered "absent" at once (a snapshot scan waited since the scan fix)."""
+    node = OneNode(max_clock_offset_s=0.2)
+    assert node.call(put(b"apple", b"red"), settle=0.3).put.error.code == kv.OK
+    node.advance(0.5)
+    deleted: list[kv.Response] = []
+    node.core.submit(delete(b"apple"), deleted.append)
+    node.advance(0.1)
+    assert deleted == []  # applied, still in its commit wait
+    at = node.core._hlc.now(node.wall)  # a snapshot timestamp above the tombstone
+    if kind == "get":
+        read = get(b"apple", snapshot=True, at_version=at)
+    else:
+        scan = kv.ScanRequest(header=header(), start=b"a", end=b"b", snapshot=True, at_version=at)
+        read = kv.Request(scan=scan)
+    answers: list[kv.Response] = []
+    node.core.submit(read, answers.append)
+    node.advance(0.05)
+    assert answers == [], f"answered 'absent' before the deletion's commit wait ended: {answers}"
+    node.advance(0.3)
+    assert len(answers) == 1 and len(deleted) == 1
+    version_us = deleted[0].delete.version >> LOGICAL_BITS
+    assert node.wall // 1000 > version_us + 200_000
