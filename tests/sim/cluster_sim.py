@@ -63,7 +63,11 @@ anywhere, every replica of a group converges). `verify()` then checks:
 - no transaction in doubt after heal;
 - the workload's own check: Elle on the list-append history (strict serializability with
   real-time edges) and every acknowledged append read back at the end; for the bank, every
-  successful snapshot and the final state sum to the constant total.
+  successful snapshot and the final state sum to the constant total; for the registers,
+  every applied version no transaction wrote is one single-key write's (acknowledged at
+  that version, or of unknown outcome; never a refused one), snapshot scans show exactly
+  the state at their timestamp, and each key's versions are a linearization in real time
+  (`Registers`).
 
 Then progress: a run with fewer acknowledged writing transactions than its profile's floor
 (`MIN_WRITERS`) fails too, since a store that commits nothing passes every check above.
@@ -93,7 +97,9 @@ from shard.chaos import elle
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
+from shard.mvcc import KEY_TERMINATOR, KEY_TERMINATOR_END, KIND_TOMBSTONE_INT, MAX_U64
 from shard.node import NodeCore, TxnSettings
+from txn.hlc import physical_us
 from txn.records import DecisionInfo
 
 __all__ = [
@@ -114,6 +120,11 @@ NODE_REQUEST_TIMEOUT_S = 1.0
 CYCLE_POINTS = ("before_persist", "after_persist", "before_apply", "after_apply")
 TRIGGERS = ("coord_prepared", "participant_prepared", "coord_decided")
 READ_KINDS = frozenset({"get", "scan", "txn_status", "timestamp"})
+# Records whose reads `ClusterSim._reads_at_their_timestamp` judges: snapshot gets, plain
+# gets, snapshot scans, plain (linearizable) scans.
+READ_RECORDS = frozenset({"snapshot", "get", "scan", "pscan"})
+# Records of single-key writes outside transactions (the "registers" workload).
+SINGLE_WRITES = frozenset({"put", "delete", "cas"})
 # Requests of which the "purge" profile's network may deliver a copy very late (the ones
 # that a purge may leave without the record that deduplicates them).
 LATE_COPY_KINDS = frozenset({"prepare", "commit_one_phase", "decide", "resolve"})
@@ -220,6 +231,8 @@ class _Call:
     target: int = 0
     ambiguous: bool = False
     done: bool = False
+    #: False: a write that is not idempotent, never re-sent once it may have been proposed.
+    resend: bool = True
 
 
 class Rpc:
@@ -241,7 +254,12 @@ class Rpc:
         self.alive = True
 
     def call(
-        self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
+        self,
+        group_id: int | None,
+        request: kv.Request,
+        timeout_s: float,
+        on_done: OnAnswer,
+        resend: bool = True,
     ) -> None:
         # Ids are unique in the whole run: a late answer to a dead process's (or a previous
         # incarnation's) request must never match a call of its successor.
@@ -253,6 +271,7 @@ class Rpc:
             deadline=self.world.now + timeout_s,
             on_done=on_done,
             write=request.WhichOneof("op") not in READ_KINDS,
+            resend=resend,
         )
         self.calls[call.id] = call
         self._attempt(call)
@@ -289,6 +308,9 @@ class Rpc:
             c.ambiguous = True
         if c.group is not None and self.leaders.get(c.group) == c.target:
             del self.leaders[c.group]
+        if c.ambiguous and not c.resend:
+            self._finish(c, None)  # it may have been proposed: no second copy
+            return
         self._attempt(c)
 
     def _on_retry(self, c: _Call, token: int) -> None:
@@ -307,6 +329,9 @@ class Rpc:
                 return  # an older attempt's refusal; the current one is still in flight
             if code == kv.OUTCOME_UNKNOWN:
                 c.ambiguous = True
+                if not c.resend:
+                    self._finish(c, None)
+                    return
             rng = self.world.rng
             if code == kv.NOT_LEADER and error.leader_id and c.group is not None:
                 self.leaders[c.group] = error.leader_id
@@ -515,9 +540,14 @@ class ClientHost(Host):
             fn()
 
     def call(
-        self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
+        self,
+        group_id: int | None,
+        request: kv.Request,
+        timeout_s: float,
+        on_done: OnAnswer,
+        resend: bool = True,
     ) -> None:
-        self.rpc.call(group_id, request, timeout_s, on_done)
+        self.rpc.call(group_id, request, timeout_s, on_done, resend)
         self.sim.maybe_copy_late(self.id, group_id, request)
 
     def count(self, name: str) -> None:
@@ -599,6 +629,9 @@ class Workload:
         self.sim = sim
         self.rng = sim.world.rng
         self.records: list[TxnRecord] = []
+        #: (key, version) of every applied version a single-key write (outside any
+        #: transaction) accounts for; `check` fills it, `ClusterSim.verify` reads it.
+        self.single_key_versions: set[tuple[bytes, int]] = set()
 
     def all_keys(self) -> list[bytes]:
         raise NotImplementedError
@@ -621,7 +654,7 @@ class Workload:
         kind: str,
         mops: list[list[Any]],
         keys: list[bytes],
-        body: Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]],
+        body: Callable[[dict[bytes, bytes | None]], dict[bytes, bytes | None]],
         done: Callable[[TxnRecord], None],
         scans: Sequence[tuple[bytes, bytes]] = (),
     ) -> TxnRecord:
@@ -639,6 +672,26 @@ class Workload:
             client.client.get(keys[0], finished)
         else:
             client.client.transaction(keys, body, finished, scans)
+        return record
+
+    def _run_op(
+        self,
+        client: ClientHost,
+        kind: str,
+        mops: list[list[Any]],
+        launch: Callable[[Callable[[TxnResult], None]], None],
+        done: Callable[[TxnRecord], None],
+    ) -> TxnRecord:
+        """Record one operation `launch(finished)` starts (a single-key write, a scan)."""
+        record = TxnRecord(process=client.process, kind=kind, mops=mops, invoke=self.sim.world.now)
+        self.records.append(record)
+
+        def finished(result: TxnResult) -> None:
+            record.complete = self.sim.world.now
+            record.result = result
+            done(record)
+
+        launch(finished)
         return record
 
 
@@ -927,7 +980,401 @@ class Claims(Workload):
         return problems
 
 
-WORKLOADS: dict[str, type[Workload]] = {"append": ListAppend, "bank": Bank, "claims": Claims}
+class Registers(Workload):
+    """Registers (one per key) written by transactions and by single-key writes at once.
+
+    Every write writes a value never written before (or deletes the key), so each version
+    the replicas applied names the operation that wrote it. The operations, on a few keys
+    across the shards:
+
+    - transactions of 1-3 keys: each key read and written, only read, or written blind; a
+      quarter of the writes delete the key (tombstones: participant rules P3 and R2);
+    - single-key Put, Delete, and compare-and-set (after a plain get: on its version, its
+      value or the key's absence; it writes a new value or deletes) outside transactions,
+      racing the transactions' intents (rule W1; the leader's wait, rule L1; rule 1's
+      commit wait);
+    - snapshot scans of the whole key space (one timestamp, every shard: node rule 3's safe
+      time over a range, `snapshot_safe` and `scan_page`'s coverage), snapshot gets;
+    - plain linearizable gets and scans (each shard's part at its leader, rule 2).
+
+    The checks, against the versions the replicas applied (`ClusterSim.versions_applied`),
+    beside `ClusterSim.verify`'s (atomicity, timestamp order, snapshot reads, real time):
+
+    - every applied version is a committed transaction's write or one single-key write's:
+      an acknowledged single-key write is applied at the version it was told, once; a
+      refused one (CONFLICT until its deadline, a failed comparison) never; one whose
+      outcome is unknown at most once; a compare-and-set that wrote found what it expected
+      just below its version, and one that failed reported a state the key had;
+    - a snapshot scan at T shows exactly the state at T: every key whose newest version at
+      or below T is a value, with that value and version, and no other (no partial
+      transaction, no deleted key);
+    - each part of a plain scan shows the state of its group at one point of its history;
+    - per key, the versions are a linearization in real time: an operation (read or write)
+      that began after another ended is at or above its version, and no read shows a
+      version whose writer began after the read ended.
+    """
+
+    name = "registers"
+    RANGE = (b"k", b"l")
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
+        self._next_value = 1
+
+    def all_keys(self) -> list[bytes]:
+        return self._keys
+
+    def _value(self, tag: bytes) -> bytes:
+        value = b"%s%d" % (tag, self._next_value)
+        self._next_value += 1
+        return value
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        rng = self.rng
+        x = rng.random()
+        key = rng.choice(self._keys)
+        if x < 0.30:
+            self._transaction(client, done)
+        elif x < 0.42:
+            value = self._value(b"p")
+            self._run_op(
+                client,
+                "put",
+                [["put", key, value]],
+                lambda f: client.client.put(key, value, f),
+                done,
+            )
+        elif x < 0.48:
+            self._run_op(
+                client, "delete", [["delete", key]], lambda f: client.client.delete(key, f), done
+            )
+        elif x < 0.60:
+            self._compare_and_set(client, key, done)
+        elif x < 0.78:
+            self._run_op(
+                client,
+                "scan",
+                [["scan"]],
+                lambda f: client.client.scan([self.RANGE], f, snapshot=True),
+                done,
+            )
+        elif x < 0.86:
+            self._run_rw(client, "get", [["r", key]], [key], lambda _v: {}, done)
+        elif x < 0.93:
+            self._run_op(
+                client,
+                "pscan",
+                [["pscan"]],
+                lambda f: client.client.scan([self.RANGE], f, snapshot=False),
+                done,
+            )
+        else:
+            keys = rng.sample(self._keys, 2)
+            self._run_rw(client, "snapshot", [["r", k] for k in keys], keys, lambda _v: {}, done)
+
+    def _transaction(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        rng = self.rng
+        plan: list[tuple[bytes, str, bytes | None]] = []
+        for key in rng.sample(self._keys, rng.randint(1, 3)):
+            y = rng.random()
+            mode = "rmw" if y < 0.6 else ("r" if y < 0.75 else "w")
+            value = None
+            if mode != "r" and rng.random() >= 0.25:
+                value = self._value(b"t")
+            plan.append((key, mode, value))
+        reads = [k for k, mode, _v in plan if mode != "w"]
+        writes = {k: v for k, mode, v in plan if mode != "r"}
+        mops: list[list[Any]] = [[mode, k, v] for k, mode, v in plan]
+        self._run_rw(client, "rw", mops, reads, lambda _v: dict(writes), done)
+
+    def _compare_and_set(
+        self, client: ClientHost, key: bytes, done: Callable[[TxnRecord], None]
+    ) -> None:
+        """A plain get, then a compare-and-set on what it showed."""
+        rng = self.rng
+        new_value = self._value(b"c") if rng.random() < 0.8 else None
+        by_value = rng.random() < 0.5
+
+        def got(record: TxnRecord) -> None:
+            res = record.result
+            assert res is not None
+            if res.status != "ok":
+                done(record)
+                return
+            value, version = res.reads[key]
+            expect: dict[str, Any] = {}
+            if value is not None and by_value:
+                expect = {"expected_value": value}
+            elif value is not None:
+                expect = {"expected_version": version}
+            mops = [["cas", key, expect, new_value]]
+            self._run_op(
+                client,
+                "cas",
+                mops,
+                lambda f: client.client.cas(key, f, new_value=new_value, **expect),
+                done,
+            )
+
+        self._run_rw(client, "get", [["r", key]], [key], lambda _v: {}, got)
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
+
+    # ------------------------------------------------------------------ the checks
+
+    def check(self, final: TxnRecord) -> list[str]:
+        chains = self.sim.applied_chains()
+        problems: list[str] = []
+        txn_versions = self._txn_versions()
+        writer_invoke: dict[tuple[bytes, int], float] = {}
+        # key -> (invoke, complete, position, label) of every operation on it.
+        events: dict[bytes, list[tuple[float, float, int, str]]] = {k: [] for k in self._keys}
+        inf = float("inf")
+        for (key, version), (invoke, complete, label) in txn_versions.items():
+            writer_invoke[(key, version)] = invoke
+            events.setdefault(key, []).append((invoke, complete, version, label))
+        problems += self._match_single_writes(chains, txn_versions, writer_invoke, events)
+        for rec in self.records:
+            res = rec.result
+            if res is None:
+                continue
+            label = f"{rec.kind} {res.txn_id.hex()}"
+            if rec.kind == "scan" and res.status == "ok":
+                problems += self._scan_shows_state_at(res, chains)
+            if rec.kind == "pscan" and res.status == "ok":
+                problems += self._parts_show_one_state(res, chains)
+            if rec.kind == "cas" and res.status == "fail" and res.reads:
+                ((value, version),) = res.reads.values()
+                found = dict(chains.get(rec.mops[0][1], [])).get(version, _NOTHING)
+                if value is not None and found != value:
+                    problems.append(
+                        f"{label} failed reporting {rec.mops[0][1]!r}={value!r}@{version}, "
+                        f"but the replicas applied {'nothing' if found is _NOTHING else found!r} "
+                        "there"
+                    )
+            # Reads with a version, per key.
+            reads: list[tuple[bytes, int]] = []
+            if res.status == "ok" and rec.kind in ("get", "pscan", "rw"):
+                reads = [(k, ver) for k, (_v, ver) in res.reads.items()]
+            elif rec.kind == "cas" and res.status == "fail" and res.reads:
+                reads = [(k, ver) for k, (v, ver) in res.reads.items() if v is not None]
+            for key, version in reads:
+                events.setdefault(key, []).append((rec.invoke, rec.complete, version, label))
+                writer = writer_invoke.get((key, version))
+                if version and writer is not None and writer > rec.complete:
+                    problems.append(
+                        f"real time: {label} (t={rec.invoke:.4f}-{rec.complete:.4f}) read "
+                        f"{key!r}@{version}, written by an operation begun at t={writer:.4f}"
+                    )
+        for key, evs in sorted(events.items()):
+            ended = sorted((c, pos, label) for _i, c, pos, label in evs if c != inf)
+            completes = [c for c, _p, _l in ended]
+            best: list[tuple[int, str, float]] = []
+            for c, pos, label in ended:
+                best.append(max(best[-1], (pos, label, c)) if best else (pos, label, c))
+            for invoke, _complete, pos, label in evs:
+                before = bisect.bisect_left(completes, invoke)
+                if before and best[before - 1][0] > pos:
+                    top, top_label, top_end = best[before - 1]
+                    problems.append(
+                        f"real time: {label} begun at t={invoke:.4f} is at {key!r}@{pos}, below "
+                        f"{top_label} at {top}, which ended before (t={top_end:.4f})"
+                    )
+        return problems
+
+    def _txn_versions(self) -> dict[tuple[bytes, int], tuple[float, float, str]]:
+        """(key, version) -> (invoke, complete, label) of every committed transaction's
+        applied write (complete: inf when the client does not know it committed)."""
+        out: dict[tuple[bytes, int], tuple[float, float, str]] = {}
+        applied = self.sim.versions_applied
+        for rec in self.records:
+            res = rec.result
+            if res is None or rec.kind != "rw" or not res.coordinator or not res.writes:
+                continue
+            decision = self.sim._decision(res.coordinator, res.txn_id)
+            if decision is None or not decision.committed:
+                continue
+            complete = rec.complete if res.status == "ok" else float("inf")
+            for key in res.writes:
+                if decision.commit_ts in applied.get(key, {}):
+                    out[(key, decision.commit_ts)] = (
+                        rec.invoke,
+                        complete,
+                        f"txn {res.txn_id.hex()}",
+                    )
+        return out
+
+    def _match_single_writes(
+        self,
+        chains: dict[bytes, list[tuple[int, bytes | None]]],
+        txn_versions: dict[tuple[bytes, int], tuple[float, float, str]],
+        writer_invoke: dict[tuple[bytes, int], float],
+        events: dict[bytes, list[tuple[float, float, int, str]]],
+    ) -> list[str]:
+        """Match every applied version no transaction wrote to the single-key write that
+        did (by its unique value; a tombstone to a delete told that version, else to one
+        whose outcome is unknown); fill `single_key_versions`."""
+        problems: list[str] = []
+        singles = [r for r in self.records if r.kind in SINGLE_WRITES and r.result is not None]
+        by_value: dict[bytes, TxnRecord] = {}
+        deletes: dict[bytes, list[TxnRecord]] = {}
+        for rec in singles:
+            new = rec.mops[0][2] if rec.kind == "put" else None
+            if rec.kind == "cas":
+                new = rec.mops[0][3]
+            if new is not None:
+                by_value[new] = rec
+            else:
+                deletes.setdefault(rec.mops[0][1], []).append(rec)
+        matched: dict[int, int] = {}  # id(record) -> the version it wrote
+        inf = float("inf")
+        for key, chain in sorted(chains.items()):
+            for version, value in sorted(chain):
+                if (key, version) in txn_versions:
+                    continue
+                rec = None
+                if value is not None:
+                    rec = by_value.get(value)
+                else:
+                    told = [
+                        r
+                        for r in deletes.get(key, [])
+                        if r.result is not None
+                        and r.result.status == "ok"
+                        and r.result.commit_ts == version
+                    ]
+                    # Of unknown outcome: the first begun that may have written it (a
+                    # compare-and-set only if its comparison held there).
+                    unknown = [
+                        r
+                        for r in deletes.get(key, [])
+                        if r.result is not None
+                        and r.result.status == "info"
+                        and id(r) not in matched
+                        and r.invoke < _version_time(version)
+                        and (r.kind == "delete" or not self._compare_held(r, chain, version))
+                    ]
+                    rec = (told or unknown or [None])[0]
+                if rec is None or rec.mops[0][1] != key:
+                    continue  # `verify` reports it: it belongs to no committed transaction
+                res = rec.result
+                assert res is not None
+                label = f"{rec.kind} {res.txn_id.hex()}"
+                if id(rec) in matched:
+                    problems.append(
+                        f"{label} applied twice: {key!r}@{matched[id(rec)]} and @{version}"
+                    )
+                    continue
+                matched[id(rec)] = version
+                self.single_key_versions.add((key, version))
+                writer_invoke[(key, version)] = rec.invoke
+                complete = rec.complete if res.status == "ok" else inf
+                events.setdefault(key, []).append((rec.invoke, complete, version, label))
+                if res.status == "fail":
+                    problems.append(
+                        f"{label} was refused ({res.why}) but the replicas applied it: "
+                        f"{key!r}@{version}={value!r}"
+                    )
+                elif res.status == "ok" and res.commit_ts != version:
+                    problems.append(
+                        f"{label} acknowledged at version {res.commit_ts}, applied at {version}"
+                    )
+                if rec.kind == "cas":
+                    problems += self._compare_held(rec, chain, version)
+        for rec in singles:
+            res = rec.result
+            assert res is not None
+            if res.status == "ok" and res.commit_ts and id(rec) not in matched:
+                problems.append(
+                    f"lost write: {rec.kind} {res.txn_id.hex()} of {rec.mops[0][1]!r} "
+                    f"acknowledged at version {res.commit_ts}, which the replicas never applied"
+                )
+        return problems
+
+    @staticmethod
+    def _compare_held(
+        rec: TxnRecord, chain: list[tuple[int, bytes | None]], version: int
+    ) -> list[str]:
+        """A compare-and-set that wrote at `version` found what it expected just below."""
+        _cas, key, expect, _new = rec.mops[0]
+        below = next(((v, value) for v, value in chain if v < version), (0, None))
+        if "expected_value" in expect:
+            holds = below[1] == expect["expected_value"]
+        elif "expected_version" in expect:
+            holds = below[1] is not None and below[0] == expect["expected_version"]
+        else:
+            holds = below[1] is None
+        if holds:
+            return []
+        assert rec.result is not None
+        return [
+            f"cas {rec.result.txn_id.hex()} expected {expect or 'absent'} and wrote {key!r}@"
+            f"{version}, but the version below it is {below}"
+        ]
+
+    def _scan_shows_state_at(
+        self, res: TxnResult, chains: dict[bytes, list[tuple[int, bytes | None]]]
+    ) -> list[str]:
+        """A snapshot scan at T shows exactly every key live at T, at its version then."""
+        at = res.snapshot_ts
+        shown = {k: (v, ver) for k, (v, ver) in res.reads.items()}
+        want: dict[bytes, tuple[bytes | None, int]] = {}
+        for key in self._keys:
+            found = next(((v, val) for v, val in chains.get(key, []) if v <= at), None)
+            if found is not None and found[1] is not None:
+                want[key] = (found[1], found[0])
+        if shown == want:
+            return []
+        diff = {
+            k: (shown.get(k), want.get(k))
+            for k in sorted(set(shown) | set(want))
+            if shown.get(k) != want.get(k)
+        }
+        return [
+            f"snapshot scan at {at} (txn {res.txn_id.hex()}) differs from the state the "
+            f"replicas applied at that timestamp: key: (shown, applied) {diff}"
+        ]
+
+    def _parts_show_one_state(
+        self, res: TxnResult, chains: dict[bytes, list[tuple[int, bytes | None]]]
+    ) -> list[str]:
+        """Each part of a plain scan (one group's answer) shows that group's keys as they
+        were at one version of the group's history (the applied index it was served at)."""
+        out = []
+        for start, end in res.scanned:
+            keys = [k for k in self._keys if start <= k and (end is None or k < end)]
+            shown = {k: res.reads[k] for k in keys if k in res.reads}
+            cuts = sorted({0, *(v for k in keys for v, _val in chains.get(k, []))})
+            for cut in cuts:
+                state = {}
+                for key in keys:
+                    found = next(((v, val) for v, val in chains.get(key, []) if v <= cut), None)
+                    if found is not None and found[1] is not None:
+                        state[key] = (found[1], found[0])
+                if state == shown:
+                    break
+            else:
+                out.append(
+                    f"plain scan {res.txn_id.hex()} of [{start!r}, {end!r}) shows {shown}, the "
+                    "state of that group at no version"
+                )
+        return out
+
+
+def _version_time(version: int) -> float:
+    """The world time (the simulator's clock) a hybrid timestamp's physical part stands
+    for, plus a second of slack for clock offsets (a bound, not an equality)."""
+    return physical_us(version) / 1e6 - WALL_EPOCH_S + 1.0
+
+
+WORKLOADS: dict[str, type[Workload]] = {
+    "append": ListAppend,
+    "bank": Bank,
+    "claims": Claims,
+    "registers": Registers,
+}
 
 
 # ---------------------------------------------------------------------- knobs and faults
@@ -1587,6 +2034,9 @@ class ClusterSim:
         simulator runs one cluster at a time in its process)."""
         store_class = state_machine_module._BatchTxnStore
         put_decision, write_version = store_class.put_decision, store_class.write_version
+        # Single-key Put, Delete and CAS write through the state machine's own `_write`.
+        machine_class = state_machine_module.ShardStateMachine
+        single_write = machine_class._write
 
         def recording_put_decision(store: Any, info: DecisionInfo) -> None:
             key = (store._sm._group_id, info.txn_id)
@@ -1605,22 +2055,34 @@ class ClusterSim:
         def recording_write_version(
             store: Any, key: bytes, value: bytes | None, version: int
         ) -> None:
+            record_version(store._sm._group_id, key, value, version)
+            write_version(store, key, value, version)
+
+        def record_version(group_id: int, key: bytes, value: bytes | None, version: int) -> None:
             applied = self.versions_applied.setdefault(key, {})
             if version in applied and applied[version] != value:
                 self.apply_conflicts.append(
-                    f"group {store._sm._group_id} applied {key!r}@{version} as "
+                    f"group {group_id} applied {key!r}@{version} as "
                     f"{applied[version]!r} and as {value!r}"
                 )
             applied[version] = value
-            write_version(store, key, value, version)
+
+        def recording_single_write(
+            machine: Any, key: bytes, value: bytes | None, ts: int, batch: Any
+        ) -> int:
+            version: int = single_write(machine, key, value, ts, batch)
+            record_version(machine._group_id, key, value, version)
+            return version
 
         store_class.put_decision = recording_put_decision  # type: ignore[method-assign]
         store_class.write_version = recording_write_version  # type: ignore[method-assign]
+        machine_class._write = recording_single_write  # type: ignore[method-assign]
         try:
             yield
         finally:
             store_class.put_decision = put_decision  # type: ignore[method-assign]
             store_class.write_version = write_version  # type: ignore[method-assign]
+            machine_class._write = single_write  # type: ignore[method-assign]
 
     def _run(self) -> ClusterResult:
         world = self.world
@@ -1771,26 +2233,29 @@ class ClusterSim:
 
     def versions(
         self, node: NodeHost, group_id: int, horizon: int
-    ) -> dict[bytes, list[tuple[int, bytes]]]:
+    ) -> dict[bytes, list[tuple[int, bytes | None]]]:
         """Every version of every workload key of `group_id` on `node` readable at or above
-        `horizon`, newest first: the ones above it and the one visible at it."""
+        `horizon`, newest first: the ones above it (a deletion's tombstone as None) and the
+        value visible at it (none when a deletion is: collection removes that tombstone)."""
         assert node.core is not None
         shard = node.core.hosts[group_id].shard
-        out: dict[bytes, list[tuple[int, bytes]]] = {}
+        out: dict[bytes, list[tuple[int, bytes | None]]] = {}
         for key in self.workload.all_keys():
             if self.shard_map.locate(key).group_id != group_id:
                 continue
-            chain: list[tuple[int, bytes]] = []
-            latest = shard.latest_record(key)
-            # The walk starts at the newest version, or at the horizon if that is older.
-            at = max(latest[0], horizon) if latest is not None else 0
-            while at > 0 and at >= horizon:
-                found = shard.get(key, at)
-                if found is None:
+            # Every version record of the key, tombstones included (collection removes
+            # none above the horizon; below it, a pass may be half way: not read here).
+            base = shard._version_prefix + key.replace(b"\x00", b"\x00\xff")
+            records = shard._engine.scan(base + KEY_TERMINATOR, base + KEY_TERMINATOR_END, None)
+            chain: list[tuple[int, bytes | None]] = []
+            for record_key, value in records:
+                version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+                if version <= horizon:
                     break
-                value, version = found
-                chain.append((version, value))
-                at = version - 1
+                chain.append((version, None if record_key[-1] == KIND_TOMBSTONE_INT else value))
+            found = shard.get(key, horizon) if horizon else None
+            if found is not None:
+                chain.append((found[1], found[0]))
             out[key] = chain
         return out
 
@@ -1866,23 +2331,28 @@ class ClusterSim:
                         )
                     expected[where] = (value, res.txn_id)
                 problems.extend(self._reads_current_at(res, decision.commit_ts, chains))
-        for (key, ts), (value, txn_id) in sorted(expected.items()):
-            got = self.versions_applied.get(key, {}).get(ts)
+        for (key, ts), (value, txn_id) in sorted(expected.items(), key=lambda e: e[0]):
+            got = self.versions_applied.get(key, {}).get(ts, _NOTHING)
+            if value is None and got is _NOTHING and _absent_below(chains.get(key, []), ts):
+                continue  # a deletion of an absent key writes nothing (participant rule R2)
             if got != value:
                 problems.append(
                     f"atomicity: committed txn {txn_id.hex()} wrote {key!r}={value!r} at {ts}, "
-                    f"the replicas of its group applied {'nothing' if got is None else got} there"
+                    f"the replicas of its group applied {'nothing' if got is _NOTHING else got!r} "
+                    "there"
                 )
+        # Versions the workload's single-key writes account for (its `check` matched them).
+        single = self.workload.single_key_versions
         for key, applied in sorted(self.versions_applied.items()):
             for version, value in sorted(applied.items()):
-                if (key, version) not in expected:
+                if (key, version) not in expected and (key, version) not in single:
                     problems.append(
                         f"atomicity: applied version {key!r}@{version}={value!r} belongs to no "
                         "committed transaction"
                     )
         for rec in records:
             res = rec.result
-            if rec.kind in ("snapshot", "get") and res is not None and res.status == "ok":
+            if rec.kind in READ_RECORDS and res is not None and res.status == "ok":
                 problems.extend(self._reads_at_their_timestamp(res, chains))
         problems += self._real_time_order(records)
         # Parallel commits: a transaction committed the moment its last PREPARE was logged,
@@ -1906,8 +2376,10 @@ class ClusterSim:
         just below its commit_ts (the txn could have run at once at commit_ts)."""
         out = []
         for key, (_value, version) in res.reads.items():
-            below = [v for v, _ in chains.get(key, []) if v < commit_ts]
-            newest = below[0] if below else 0
+            below = [(v, value) for v, value in chains.get(key, []) if v < commit_ts]
+            newest = below[0][0] if below else 0
+            if version == 0 and below and below[0][1] is None:
+                continue  # read absent, deleted at commit_ts: P3 takes 0 as a tombstone
             if newest != version:
                 out.append(
                     f"timestamp order: txn {res.txn_id.hex()} committed at {commit_ts} read "
@@ -1930,6 +2402,8 @@ class ClusterSim:
             at = res.snapshot_ts or read[1]
             found = next(((v, val) for v, val in chains.get(key, []) if v <= at), None)
             applied = (None, 0) if found is None else (found[1], found[0])
+            if res.snapshot_ts and applied[0] is None:
+                applied = (None, 0)  # a snapshot read of a deleted key shows no version
             if applied != read:
                 out.append(
                     f"{'snapshot' if res.snapshot_ts else 'plain get'} at {at} "
@@ -1948,7 +2422,10 @@ class ClusterSim:
         acked = sorted(
             (rec.complete, rec.result.commit_ts, rec.result.txn_id)
             for rec in records
-            if rec.result is not None and rec.result.status == "ok" and rec.result.writes
+            if rec.result is not None
+            and rec.result.status == "ok"
+            and rec.result.writes
+            and rec.result.commit_ts
         )
         completes = [complete for complete, _ts, _txn in acked]
         # newest[i]: the newest commit among the first i + 1 acknowledged.
@@ -1960,9 +2437,10 @@ class ClusterSim:
             res = rec.result
             if res is None or res.status != "ok":
                 continue
-            if rec.kind == "snapshot":
+            if rec.kind in ("snapshot", "scan"):
                 reads_at = res.snapshot_ts
-            elif rec.kind == "rw" and res.commit_ts:
+            elif rec.kind in ("rw", *SINGLE_WRITES) and res.commit_ts:
+                # A single-key write's version is above every commit it must follow.
                 reads_at = res.commit_ts - 1
             else:
                 continue  # a plain get has no timestamp (Elle orders it); an empty txn none
@@ -2028,12 +2506,23 @@ class ClusterSim:
         )
 
 
+_NOTHING: Any = object()
+
+
+def _absent_below(chain: list[tuple[int, bytes | None]], ts: int) -> bool:
+    """Whether the key of `chain` (newest first) was absent (deleted or never written)
+    just below `ts`."""
+    found = next((value for v, value in chain if v < ts), None)
+    return found is None
+
+
 def _kept_at(chain: list[tuple[int, bytes | None]], horizon: int) -> list[tuple[int, bytes | None]]:
     """The versions of `chain` (newest first) a store collected at `horizon` keeps, as
-    `ClusterSim.versions` reads them: every one above it and the one visible at it."""
+    `ClusterSim.versions` reads them: every one above it and the one visible at it, unless
+    that one is a deletion (collection removes it: nothing is visible there)."""
     above = [(v, value) for v, value in chain if v > horizon]
     visible = next(((v, value) for v, value in chain if v <= horizon), None)
-    return above if visible is None else [*above, visible]
+    return above if visible is None or visible[1] is None else [*above, visible]
 
 
 def _at(values: tuple[float, ...], i: int) -> float:

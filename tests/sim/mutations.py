@@ -659,6 +659,24 @@ MUTATIONS = [
         tests=TXN_TESTS,
     ),
     Mutation(
+        "snapshot_scan_ignores_intents",
+        "node rule 3: a snapshot scan at T does not wait for the write intents prepared at or "
+        "below T in its range",
+        edits=(
+            (
+                "answers.py",
+                "    held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]",
+                "    held = [\n"
+                "        key\n"
+                "        for key, i in intents\n"
+                '        if i.is_write and i.prepare_ts <= at and pending.kind == "get"\n'
+                "    ]",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
         "new_leader_no_clock_raise",
         "node rule 3: a new leader does not raise its clock by twice the maximum offset",
         edits=(

@@ -46,6 +46,15 @@ gives T (never below what this client has seen), then every key is read with
 `Get(snapshot=True, at_version=T)` at its leader. It writes nothing, so it is ``ok`` or
 ``fail``.
 
+Single-key writes (`put`, `delete`, `cas`: the node's non-transactional writes) and scans
+outside transactions (`scan`: a snapshot scan at one timestamp T from a `TimestampRequest`,
+every shard's part with `Scan(snapshot=True, at_version=T)`; or each part with a
+linearizable `Scan`). A single-key write is not idempotent: it is never re-sent once an
+attempt may have been proposed (silence, OUTCOME_UNKNOWN: ``info``, the real client's
+OutcomeUnknown); a CONFLICT (a prepared intent on the key, participant rule W1: nothing was
+applied) is retried until the commit deadline, then ``fail``; a compare-and-set whose
+comparison fails is ``fail`` with the state it reported in `reads`.
+
 The client's hybrid clock absorbs every version, prepare, commit and snapshot timestamp it
 sees and proposes `ts = max(seen + 1, wall clock)`, as the real client does.
 
@@ -72,7 +81,8 @@ from txn.txn_ids import RANDOM_BYTES, start_ts_of, txn_id_with_start
 __all__ = ["ABANDON_POINTS", "MUTATIONS", "SimTxnClient", "Transport", "TxnResult", "error_of"]
 
 OnAnswer = Callable[[kv.Response | None, bool], None]
-Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes]]
+#: The writes of a transaction from what it read; a None value deletes the key.
+Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes | None]]
 
 #: Deliberate client bugs the property tests must catch (never set outside those proofs):
 #: commit without the read set (no validation: lost updates), read the latest versions in a
@@ -116,13 +126,21 @@ class Transport(Protocol):
         ...
 
     def call(
-        self, group_id: int | None, request: kv.Request, timeout_s: float, on_done: OnAnswer
+        self,
+        group_id: int | None,
+        request: kv.Request,
+        timeout_s: float,
+        on_done: OnAnswer,
+        resend: bool = True,
     ) -> None:
         """Send `request` to the leader of `group_id` (any node when None), following
         NOT_LEADER redirects and re-sending on silence until `timeout_s`; then call
         `on_done(response, ambiguous)`: the first answer that is not a redirect or
         'unavailable', or None at the deadline, `ambiguous` telling whether some attempt may
-        have been proposed (a timeout or OUTCOME_UNKNOWN)."""
+        have been proposed (a timeout or OUTCOME_UNKNOWN). With `resend` False (a write that
+        is not idempotent: Put, Delete, CAS), an attempt that may have been proposed is the
+        last: silence or OUTCOME_UNKNOWN ends the call at once, `on_done(None, True)`, as the
+        real client raises OutcomeUnknown."""
         ...
 
 
@@ -134,12 +152,17 @@ class TxnResult:
     status: str = "pending"  # ok | fail | info
     #: key -> (value or None, version) as read (for a snapshot: at `snapshot_ts`).
     reads: dict[bytes, tuple[bytes | None, int]] = field(default_factory=dict)
-    writes: dict[bytes, bytes] = field(default_factory=dict)
+    #: key -> value written (None: a deletion). For a single-key write (`SimTxnClient.put`,
+    #: `delete`, `cas`): what it wrote when ok (nothing for a delete of an absent key or a
+    #: compare-and-set that failed), what it meant to write when info.
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)
     commit_ts: int = 0
     coordinator: int = 0
     participants: tuple[int, ...] = ()
     one_phase: bool = False
     snapshot_ts: int = 0
+    #: The parts [start, end) of a scan (`SimTxnClient.scan`), each answered by one group.
+    scanned: tuple[tuple[bytes, bytes | None], ...] = ()
     why: str = ""
 
 
@@ -222,6 +245,56 @@ class SimTxnClient:
         """A plain linearizable read of `key`, outside any transaction (`client.get`);
         `done(result)` once (ok or fail)."""
         _Snapshot(self, [key], done, plain=True).start()
+
+    # ------------------------------------------------------------------ single-key writes
+
+    def put(self, key: bytes, value: bytes, done: Callable[[TxnResult], None]) -> None:
+        """A single-key Put outside any transaction (`client.put`); `done(result)` once."""
+        request = kv.Request(put=kv.PutRequest(key=key, value=value))
+        _Single(self, key, request, value, done).start()
+
+    def delete(self, key: bytes, done: Callable[[TxnResult], None]) -> None:
+        """A single-key Delete (`client.delete`); `done(result)` once."""
+        _Single(self, key, kv.Request(delete=kv.DeleteRequest(key=key)), None, done).start()
+
+    def cas(
+        self,
+        key: bytes,
+        done: Callable[[TxnResult], None],
+        *,
+        expected_value: bytes | None = None,
+        expected_version: int = 0,
+        new_value: bytes | None = None,
+    ) -> None:
+        """A compare-and-set (`client.cas`): expect `expected_value`, else `expected_version`
+        when not 0, else the key absent; write `new_value`, or delete when None. A failed
+        comparison is ``fail``, with the key's state it reported in `reads`."""
+        op = kv.CasRequest(key=key)
+        if expected_value is not None:
+            op.expected_value = expected_value
+        elif expected_version:
+            op.expected_version = expected_version
+        else:
+            op.expect_absent = True
+        if new_value is None:
+            op.delete = True
+        else:
+            op.new_value = new_value
+        _Single(self, key, kv.Request(cas=op), new_value, done).start()
+
+    # ------------------------------------------------------------------ scans
+
+    def scan(
+        self,
+        ranges: Sequence[tuple[bytes, bytes]],
+        done: Callable[[TxnResult], None],
+        snapshot: bool,
+    ) -> None:
+        """Scan `ranges` outside any transaction, shard by shard: with `snapshot`, every
+        part at one timestamp (a read-only snapshot transaction that scans); else each part
+        with a linearizable `Scan` at its group's leader (`client.scan`, one part after the
+        other: no one timestamp for the whole). `done(result)` once (ok or fail)."""
+        _Scan(self, list(ranges), done, snapshot).start()
 
 
 class _Txn:
@@ -383,7 +456,10 @@ class _Txn:
             part[0].append(kv.ReadItem(key=key, version=version))
         for key, value in writes.items():
             part = self.parts.setdefault(self.c._group(key), ([], [], []))
-            part[1].append(kv.WriteItem(key=key, value=value))
+            if value is None:
+                part[1].append(kv.WriteItem(key=key, delete=True))
+            else:
+                part[1].append(kv.WriteItem(key=key, value=value))
         if "no_read_ranges" not in self.c.mutations:
             for group, ranges in self.ranges.items():
                 self.parts.setdefault(group, ([], [], []))[2].extend(ranges)
@@ -674,3 +750,169 @@ class _Snapshot:
         self.c.clock.observe(got.version)
         self.result.reads[key] = (got.value if got.found else None, got.version)
         self._read(i + 1)
+
+
+class _Single:
+    """One single-key Put, Delete or compare-and-set, outside any transaction.
+
+    Not idempotent, so never re-sent once an attempt may have been proposed (the transport's
+    `resend=False`): silence or OUTCOME_UNKNOWN is ``info``, as the real client's
+    OutcomeUnknown. A CONFLICT (rule W1: a prepared transaction's intent on the key; nothing
+    was applied) is retried after a short backoff until the commit deadline, as the real
+    client does, then ``fail``; so ``fail`` means no attempt was applied (or the comparison
+    failed, which writes nothing either).
+    """
+
+    def __init__(
+        self,
+        client: SimTxnClient,
+        key: bytes,
+        request: kv.Request,
+        value: bytes | None,
+        done: Callable[[TxnResult], None],
+    ) -> None:
+        self.c = client
+        self.key = key
+        self.request = request
+        self.kind = request.WhichOneof("op")
+        self.value = value
+        self.done_cb = done
+        self.result = TxnResult(txn_id=client.new_txn_id())
+        self.deadline = 0.0
+        self.group = client._group(key)
+        client._header(getattr(request, self.kind).header, self.group)
+
+    def finish(self, status: str, why: str = "") -> None:
+        self.result.status = status
+        self.result.why = why
+        self.done_cb(self.result)
+
+    def start(self) -> None:
+        self.c.t.count(f"single_{self.kind}")
+        self.deadline = self.c.t.now() + self.c.commit_timeout_s
+        self._send()
+
+    def _send(self) -> None:
+        remaining = self.deadline - self.c.t.now()
+        if remaining <= 0:
+            self.finish(
+                "fail", f"{self.kind} of {self.key!r} refused (CONFLICT) until its deadline"
+            )
+            return
+        self.c.t.call(self.group, self.request, remaining, self._on_answer, resend=False)
+
+    def _on_answer(self, response: kv.Response | None, ambiguous: bool) -> None:
+        if response is None:
+            if ambiguous:
+                self.result.writes = {self.key: self.value}
+                self.finish("info", f"{self.kind} of {self.key!r} unanswered (OutcomeUnknown)")
+            else:
+                self.finish("fail", f"{self.kind} of {self.key!r} never proposed")
+            return
+        error = error_of(response)
+        if error.code == kv.CONFLICT:
+            self.c.t.count("single_conflicts")
+            self.c.t.later(self.c.t.rng.uniform(0.005, 0.03), self._send)
+            return
+        if error.code != kv.OK:
+            self.finish("fail", f"{self.kind} of {self.key!r}: {kv.ErrorCode.Name(error.code)}")
+            return
+        body = getattr(response, self.kind)
+        if self.kind == "cas" and not body.succeeded:
+            self.c.clock.observe(body.current_version)
+            value = body.current_value if body.found else None
+            self.result.reads[self.key] = (value, body.current_version)
+            self.finish("fail", "compare-and-set: the comparison failed")
+            return
+        version = int(body.version)
+        self.c.clock.observe(version)
+        self.result.commit_ts = version
+        # A delete of an absent key (version 0) writes nothing.
+        self.result.writes = {self.key: self.value} if version else {}
+        self.finish("ok")
+
+
+class _Scan:
+    """One scan outside any transaction: a snapshot scan at one timestamp, or linearizable
+    scans of each shard's part (`SimTxnClient.scan`)."""
+
+    def __init__(
+        self,
+        client: SimTxnClient,
+        ranges: list[tuple[bytes, bytes]],
+        done: Callable[[TxnResult], None],
+        snapshot: bool,
+    ) -> None:
+        self.c = client
+        self.snapshot = snapshot
+        self.parts = [
+            (desc.group_id, lo, hi)
+            for start, end in ranges
+            for desc, lo, hi in client.t.shard_map.split_range(start, end)
+        ]
+        self.done_cb = done
+        self.result = TxnResult(txn_id=client.new_txn_id())
+        self.result.scanned = tuple((lo, hi) for _g, lo, hi in self.parts)
+        self.deadline = 0.0
+
+    def finish(self, status: str, why: str = "") -> None:
+        self.result.status = status
+        self.result.why = why
+        self.done_cb(self.result)
+
+    def start(self) -> None:
+        self.c.t.count("snapshot_scans" if self.snapshot else "plain_scans")
+        self.deadline = self.c.t.now() + self.c.read_timeout_s
+        if not self.snapshot:
+            self._scan(0)
+            return
+        request = kv.Request(timestamp=kv.TimestampRequest())
+        self.c.t.call(None, request, self.c.read_timeout_s, lambda r, _a: self._on_ts(r))
+
+    def _on_ts(self, response: kv.Response | None) -> None:
+        if response is None or error_of(response).code != kv.OK:
+            self.finish("fail", "no timestamp")
+            return
+        ts = max(response.timestamp.ts, self.c.clock.last)
+        self.c.clock.observe(ts)
+        self.result.snapshot_ts = ts
+        self._scan(0)
+
+    def _scan(self, i: int) -> None:
+        if i == len(self.parts):
+            self.finish("ok")
+            return
+        group, start, end = self.parts[i]
+        op = kv.ScanRequest(start=start, limit=SCAN_LIMIT)
+        if end is not None:
+            op.end = end
+        if self.snapshot:
+            op.snapshot = True
+            op.at_version = self.result.snapshot_ts
+        self.c._header(op.header, group)
+        remaining = self.deadline - self.c.t.now()
+        if remaining <= 0:
+            self.finish("fail", f"scan of [{start!r}, {end!r}) refused until its deadline")
+            return
+        request = kv.Request(scan=op)
+        self.c.t.call(group, request, remaining, lambda r, _a: self._on_scan(i, r))
+
+    def _on_scan(self, i: int, response: kv.Response | None) -> None:
+        _group, start, end = self.parts[i]
+        if response is None:
+            self.finish("fail", f"scan of [{start!r}, {end!r}) got no answer")
+            return
+        error = error_of(response)
+        if error.code == kv.CONFLICT:
+            self.c.t.later(self.c.t.rng.uniform(0.005, 0.03), lambda: self._scan(i))
+            return
+        if error.code != kv.OK:
+            self.finish("fail", f"scan of [{start!r}, {end!r}): {kv.ErrorCode.Name(error.code)}")
+            return
+        items = response.scan.items
+        if len(items) >= SCAN_LIMIT or response.scan.more:
+            raise AssertionError("a simulated scan range holds more keys than SCAN_LIMIT")
+        for item in items:
+            self.c.clock.observe(item.version)
+            self.result.reads[item.key] = (item.value, item.version)
+        self._scan(i + 1)
