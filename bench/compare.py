@@ -590,13 +590,13 @@ def _versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    try:
-        if not args.txn_only:
+    if not args.txn_only:
+        try:
             find_etcd()  # before any waiting: the etcd half needs it
-        return _compare(args, argv)
-    except EtcdClusterError as e:
-        print(f"compare.py: {e}", file=sys.stderr)
-        return 2
+        except EtcdClusterError as e:
+            print(f"compare.py: {e}", file=sys.stderr)
+            return 2
+    return _compare(args, argv)
 
 
 def _compare(args: argparse.Namespace, argv: list[str] | None) -> int:

@@ -981,9 +981,11 @@ class RoutingClient:
         with most of its deadline left).
 
         Raises:
-            DeadlineExceeded: not connected by `deadline` (the connect goes on for others).
-            Unavailable: no seed answered, and `deadline` (None: no retry) left no time to
-                try again.
+            DeadlineExceeded: not connected by `deadline` (the connect goes on for others),
+                or no seed answered until then: a whole deadline spent, which `txn`'s `run`
+                does not retry (found by review: an Unavailable there began another attempt
+                of a whole deadline).
+            Unavailable: no seed answered, with no `deadline` (no retry).
             ClientClosed: the client is (or was meanwhile) closed.
         """
         loop = asyncio.get_running_loop()
@@ -1000,10 +1002,12 @@ class RoutingClient:
                 raise DeadlineExceeded(
                     "gave up: no seed answered before the deadline (still connecting)"
                 ) from None
-            except Unavailable:
-                delay = self._backoff.delay(attempt, self._rng)
-                if deadline is None or deadline - loop.time() - delay < _MIN_RETRY_LEFT_S:
+            except Unavailable as refused:
+                if deadline is None:
                     raise
+                delay = self._backoff.delay(attempt, self._rng)
+                if deadline - loop.time() - delay < _MIN_RETRY_LEFT_S:
+                    raise DeadlineExceeded(f"gave up at the deadline: {refused}") from None
                 await asyncio.sleep(delay)
                 attempt += 1
 

@@ -587,7 +587,7 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
     node_rows = []
     for node in nodes:
         if node.status is not None:
-            memory = _client_memory(node.status)
+            memory = _client_memory(node.status) if node.status.client_bytes_limit else "-"
             state = f"up (map v{node.status.map_version})"
         else:
             memory = "-"

@@ -272,6 +272,7 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         retry_timeout_s=args.timeout,
         tls=tls_from(args),
     ) as client:
+        client.connect()  # a wrong address fails here at once, not at --timeout
         if args.snapshot:
             with client.snapshot() as snap:
                 lines, notes = run_steps(snap, steps, show, args.limit)
@@ -373,6 +374,7 @@ def _cmd_txn_status(args: argparse.Namespace) -> int:
     with Client(
         seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, tls=tls_from(args)
     ) as client:
+        client.connect()  # a wrong address fails here at once, not at --timeout
         status = client.txn_status(ref, settle=args.settle, **where)
     if status.state is TxnState.COMMITTED:
         print(f"committed at ts {status.commit_ts}")

@@ -210,8 +210,10 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         k.chaos_s = 6.0
         k.replica["max_batch_count"] = rng.choice((1, 4))
         k.replica["pipeline_window"] = rng.choice((8, 32))
-        # Derived: the deep pipelines are also held to a few commands' bytes (rule 17).
-        k.replica["max_inflight_bytes"] = 64 if k.replica["pipeline_window"] == 32 else 1 << 24
+        # Derived: the deep pipelines of 4-command slots are also held to a few commands'
+        # bytes (rule 17); those of 1-command slots keep 32 slots in flight.
+        deep_and_held = k.replica["pipeline_window"] == 32 and k.replica["max_batch_count"] == 4
+        k.replica["max_inflight_bytes"] = 64 if deep_and_held else 1 << 24
         k.net = NetworkConfig(
             drop=rng.choice((0.05, 0.15)),
             delay_max_s=rng.choice((0.005, 0.02)),

@@ -315,3 +315,22 @@ def test_put_hex_of_bytes_that_are_not_text_says_they_are_not_hex(
     assert main(["put", "--hex", "--cluster", NOWHERE, "--timeout", "0.5", "6b"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "paxoskv: error: value '\\\\xff' is not valid hex", err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["txn-status", "--cluster", "127.0.0.1:1", "--group", "1", "00"],
+        ["txn", "--cluster", "127.0.0.1:1", "get k"],
+    ],
+)
+def test_the_txn_commands_pointed_at_no_cluster_fail_at_once(argv: list[str], capsys: Any) -> None:
+    """Found by review: once a client's first call waited within its deadline for seeds
+    that refuse, `txn-status` took --timeout (10 s) to say no node answered, and `txn` two
+    of them (its run began a second attempt); they connect first now."""
+    import time
+
+    started = time.monotonic()
+    assert main(argv) != 0
+    assert "no node answered at 127.0.0.1:1" in capsys.readouterr().err
+    assert time.monotonic() - started < 5.0

@@ -64,3 +64,19 @@ def test_each_node_shows_its_client_memory_and_what_it_shed() -> None:
     assert cells[1][3:] == ["1.5/1024 MiB", "up (map v1)"]
     assert cells[2][3:] == ["0.0/1024 MiB, 12 shed", "up (map v1)"]
     assert cells[3][3:] == ["-", "UNREACHABLE: connection refused"]
+
+
+def test_a_node_that_reports_no_client_memory_shows_a_dash() -> None:
+    """A node of an older version sends no budget: not a budget of 0 MiB (found by review)."""
+    shard_map = bootstrap(
+        [
+            NodeAddress(node_id=i, name=n, client_addr=f"127.0.0.1:{7000 + i}", peer_addr="")
+            for i, n in NAMES.items()
+        ],
+        [],
+        3,
+    )
+    nodes = [node(i, {0: "leader" if i == 1 else "follower"}) for i in NAMES]
+    text, _ = status_table(shard_map, nodes)
+    cells = [re.split(r" {2,}", line) for line in text.split("\n\n")[1].splitlines()]
+    assert [row[3] for row in cells[1:]] == ["-", "-", "-"]

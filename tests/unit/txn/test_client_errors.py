@@ -297,3 +297,17 @@ def _call_in_a_child(client: txn.Client, messages: Any) -> None:
         messages.put("no error")
     except txn.ClientClosed as exc:
         messages.put(str(exc))
+
+
+def test_run_against_seeds_that_refuse_gives_up_at_its_deadline_once() -> None:
+    """Found by review: a first call waits within its deadline for seeds that refuse; it
+    then said Unavailable, which run retried with a second attempt of a whole deadline."""
+    import time
+
+    started = time.monotonic()
+    with (
+        pytest.raises(txn.DeadlineExceeded, match="no node answered"),
+        txn.Client(["127.0.0.1:1"], timeout_s=1.0) as client,
+    ):
+        client.run(lambda tx: tx.get(b"k"))
+    assert time.monotonic() - started < 1.8
