@@ -35,7 +35,9 @@ class FakeSim(ClusterSim):
         applied: list[tuple[int, bytes]] | None = None,
         horizon: int = 0,
     ) -> None:  # no super().__init__
-        self.workload = SimpleNamespace(records=records, check=lambda final: [])
+        self.workload = SimpleNamespace(
+            records=records, check=lambda final: [], single_key_versions=set()
+        )
         self.final = records[-1]
         self._chain = chain  # newest first, as ClusterSim.versions returns
         self._decisions = decisions
