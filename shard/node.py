@@ -27,9 +27,9 @@ Rules
    other clocks reach it, and a reader that saw it must not finish before they do, or a
    snapshot started after that reader could take a timestamp below the version and miss it
    (strict serializability; found by the simulator, seed append:clocks:186978151). A
-   deletion shows too (found by review): a scan waits for the deletions it passed over,
-   and a delete or compare-and-set that found its key deleted for that deletion, as a get
-   of a deleted key does. A
+   deletion shows too (found by reviews): a scan waits for the deletions it passed over,
+   a snapshot get of a deleted key and a delete or compare-and-set that found its key
+   deleted for that deletion, as a linearizable get of a deleted key does. A
    txn_status (or txn_statuses) answer waits likewise for the commit or prepare timestamp
    it shows (a client reports a commit at it; found by review).
 3. A snapshot read at timestamp T needs the leader's lease, asked for only once the node's

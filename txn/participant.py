@@ -81,8 +81,9 @@ R5. Unless a decision record of the txn exists here, the Resolve stores one (fin
     review): this group's record of the txn may have been purged, and P7 and O5 refuse
     every late Prepare and one-phase commit of it anyway. Before, an abort recorded by a
     group outside a committed txn (a recovery Decide from a buggy or hostile client that
-    named it, at a group whose purges lag) left ABORT records at the participants that
-    had purged theirs, and `txn_status` answered aborted for a committed transaction.
+    named it) and delivered after the participants purged their records (its Resolve
+    delayed, or that group's purges lagging) left ABORT records there, and `txn_status`
+    answered aborted for a committed transaction.
 O1. CommitOnePhase is idempotent by decision record: an existing one is the answer.
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
