@@ -16,7 +16,9 @@ before gRPC flushed would).
 Disks are `shard.disk.MemoryNodeDisk`s behind `SimNodeDisk`, which can crash the process at
 four points inside `execute_cycle` (before/after the synced persist, before/after the
 unsynced apply batch). A crash is a power loss (unsynced engine writes are lost; the Paxos
-log re-applies them) or a kill -9 (everything written survives).
+log re-applies them), a kill -9 (everything written survives) or, in the "torn" profile, a
+torn one: a proper prefix of the unsynced writes survives, in write order across the engine
+and every group's Paxos storage, as the real node's one RocksDB write-ahead log keeps.
 
 Clients (`ClientHost`) run `sim_client.SimTxnClient` over an `Rpc`: a request goes to the
 cached leader of its group, follows NOT_LEADER hints, rotates replicas on UNAVAILABLE and on
@@ -177,12 +179,23 @@ class _EngineProxy:
 
     def write(self, batch: Any, sync: bool) -> None:
         self._disk.point("before_apply")
+        self._disk.unsynced_write_begins()
         self._engine.write(batch, sync)
+        if sync:
+            self._disk.synced()
         self._disk.point("after_apply")
 
 
 class SimNodeDisk:
-    """A `MemoryNodeDisk` that survives the process, with armable crash points."""
+    """A `MemoryNodeDisk` that survives the process, with armable crash points.
+
+    It also keeps the order of the unsynced writes across the engine and every group's
+    Paxos storage, as the real node's one RocksDB has one write-ahead log for all of them
+    (shard/disk.py): `_marks[i]` is where each storage's unsynced batches and the engine's
+    undo records stood before the i-th unsynced write, so that a torn crash
+    (`CrashMode.TORN`) keeps exactly a prefix of them in write order. A write is one
+    atomic RocksDB batch: a persist (every group's batch of one cycle) or one engine batch.
+    """
 
     def __init__(self) -> None:
         self.inner = MemoryNodeDisk()
@@ -190,14 +203,36 @@ class SimNodeDisk:
         #: The crash point of the next cycle that reaches it (None: disarmed).
         self.armed: str | None = None
         self.hit: str | None = None
+        #: Before each unsynced write since the last sync: (group -> its storage's count of
+        #: unsynced batches, the engine's count of undo records).
+        self._marks: list[tuple[dict[int, int], int]] = []
+        #: (kept, unsynced) writes of the last torn crash.
+        self.last_torn: tuple[int, int] | None = None
 
     def load(self, group_id: int) -> Any:
         return self.inner.load(group_id)
 
     def persist(self, batches: Any) -> None:
         self.point("before_persist")
+        self.unsynced_write_begins()
         self.inner.persist(batches)
+        if any(batch.needs_sync() for _, batch in batches):
+            self.synced()  # MemoryNodeDisk synced every storage and the engine
         self.point("after_persist")
+
+    def unsynced_write_begins(self) -> None:
+        """Remember where the next write starts (it is dropped again if it syncs)."""
+        storages = self.inner._storages
+        self._marks.append(
+            ({g: len(s._unsynced) for g, s in storages.items()}, len(self.inner.engine._undo))
+        )
+
+    def synced(self) -> None:
+        """Every write so far is durable (one WAL: a synced write syncs all before it)."""
+        for storage in self.inner._storages.values():
+            storage.sync()
+        self.inner.engine.sync()
+        self._marks.clear()
 
     def point(self, name: str) -> None:
         if self.armed == name:
@@ -205,11 +240,35 @@ class SimNodeDisk:
             self.hit = name
             raise _CrashNow(name)
 
-    def crash(self, mode: str) -> None:
-        """The process died: a power loss forgets unsynced writes, a kill keeps them."""
+    def crash(self, mode: str, rng: random.Random | None = None) -> None:
+        """The process died: a power loss forgets unsynced writes, a kill keeps them, a
+        torn crash keeps a random prefix of them, in write order across the engine and
+        every group's storage (drawn from `rng`, only in that mode): a proper one, neither
+        empty nor whole, when there are two or more (none or all is a power loss or a
+        kill, which the other profiles draw)."""
         self.armed = None
-        if mode != CrashMode.KILL:
+        if mode == CrashMode.TORN:
+            assert rng is not None
+            n = len(self._marks)
+            keep = rng.randint(1, n - 1) if n >= 2 else rng.randint(0, n)
+            self.last_torn = (keep, n)
+            if keep < n:
+                self._drop_from(self._marks[keep])
+            self.synced()  # what survived is on the disk now
+        elif mode != CrashMode.KILL:
             self.inner.crash()
+            self._marks.clear()
+
+    def _drop_from(self, mark: tuple[dict[int, int], int]) -> None:
+        """Lose every write from `mark` on: each storage's later batches, and the engine's
+        later writes (undone newest first, as `MemEngine.crash` undoes them all)."""
+        counts, engine_undo = mark
+        for group_id, storage in self.inner._storages.items():
+            del storage._unsynced[counts.get(group_id, 0) :]
+        engine = self.inner.engine
+        for key, previous in reversed(engine._undo[engine_undo:]):
+            engine._raw_set(key, previous)
+        del engine._undo[engine_undo:]
 
 
 # ---------------------------------------------------------------------- routed RPC
@@ -397,7 +456,7 @@ class NodeHost(Host):
         self._outgoing = []
 
     def on_crash(self, mode: str) -> None:
-        self.disk.crash(mode)
+        self.disk.crash(mode, self.world.rng)
         if self.rpc is not None:
             self.rpc.alive = False
         self.core = None
@@ -1494,6 +1553,8 @@ PROFILES = (
     "purge",
     "forgery",
     "reads",
+    "torn",
+    "purge-forgery",
 )
 # The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s:
 # a client's own re-sent Prepare is then never below a purge mark, where rule P7 would
@@ -1620,11 +1681,11 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         # others crash and leaders are cut off.
         weights = {"lose_disk": 3, "crash": 1, "isolate": 1, "heal": 1}
         rate = 3
-    elif profile == "purge":
+    elif profile in ("purge", "purge-forgery"):
         # Decision records purged while every group is down longer than the retention
         # window, with clients dying and 2PC crash points losing Resolves: no transaction
         # may be left in doubt by a purge (coordinator rules G1, G2). Set after every
-        # shared draw.
+        # shared draw. "purge-forgery" adds the "forgery" profile's clients (below).
         k.commit_timeout_s = 0.4
         k.settle_unknown = True
         k.late_copies = rng.choice((0.0, 0.1, 0.3))
@@ -1637,6 +1698,15 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.forged_resolves = rng.choice((0.2, 0.5))
         weights = {"crash": 2, "partition": 1}
         rate = 2
+    elif profile == "torn":
+        # Crashes (also inside a cycle, every node at once, and at the 2PC crash points)
+        # that keep a random prefix of the unsynced writes, in write order across the engine
+        # and every group's Paxos storage, as a power loss does to the real node's one
+        # RocksDB write-ahead log: recovery must rebuild from any such prefix. The modes are
+        # the drawn ones made torn below (derived, not drawn: a torn crash keeping none or
+        # all of them is a power loss or a kill).
+        weights = {"crash": 3, "cycle_crash": 3, "crash_all": 0.5, "partition": 1}
+        rate = 3
     elif profile == "reads":
         # Plain linearizable gets among the transactions, under crashes and 2PC crash
         # points: each must show a committed state, in real-time order (Elle), at a version
@@ -1661,7 +1731,7 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
             "crash_all": 0.3,
         }
         rate = 4
-    if profile in ("2pc", "chaos", "purge", "reads"):
+    if profile in ("2pc", "chaos", "purge", "reads", "torn", "purge-forgery"):
         count = rng.choice((0, 1, 2)) if profile == "chaos" else rng.choice((1, 2, 3))
         for _ in range(count):
             k.triggers.append(
@@ -1674,7 +1744,7 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
             )
         k.client_death = rng.choice((0.02, 0.05, 0.1))
     k.faults = plan_faults(rng, weights, rate, nodes, 0.1, k.chaos_s)
-    if profile == "purge":
+    if profile in ("purge", "purge-forgery"):
         # Every node down at once for longer than the window: on restart, each group's first
         # purge meets records older than it while other groups may still hold those
         # transactions prepared (their Resolves lost with a dying client or a crash).
@@ -1684,6 +1754,20 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.faults = sorted(
             [*k.faults, Fault(at, "crash_all", mode=mode, duration=outage)], key=lambda f: f.at
         )
+    if profile == "purge-forgery":
+        # The "purge" profile's draws, then the "forgery" profile's clients: forged Resolves
+        # and recovery Decides meet groups whose records were purged, or whose purges lag
+        # (participant rule R5's exception, coordinator rule D4). Drawn last, as the review's
+        # hand-made combination did, so a seed draws its knobs (not its run: that one passed
+        # them in, and its world's draws began at the seed); its seed 2086486748 of the bank
+        # failed before R5's exception, and `ClusterSim("bank", "purge", 2086486748,
+        # knobs=draw_knobs("bank", "purge-forgery", Random(2086486748)))` still fails
+        # without it.
+        k.forged_resolves = rng.choice((0.2, 0.5))
+    if profile == "torn":
+        # Derived, not drawn: every crash the schedule and the 2PC crash points hold is torn.
+        k.faults = [replace(f, mode=CrashMode.TORN) for f in k.faults]
+        k.triggers = [replace(t, mode=CrashMode.TORN) for t in k.triggers]
     return k
 
 
@@ -1881,6 +1965,14 @@ class ClusterSim:
             return
         node.crash(mode)
         self.stats_add(f"crash:{why}")
+        if mode == CrashMode.TORN and node.disk.last_torn is not None:
+            kept, unsynced = node.disk.last_torn
+            if not unsynced:
+                self.stats_add("torn_kept:nothing_unsynced")
+            else:
+                part = "all" if kept == unsynced else "part" if kept else "none"
+                self.stats_add(f"torn_kept:{part}")
+            mode = f"{mode}: kept {kept} of {unsynced} unsynced writes"
         self.fault_log.append(f"{self.world.now:.3f}s crash node {node.id} ({why}, {mode})")
         if restart_after is not None:
             self.world.schedule(self.world.now + restart_after, self._restart, node.id)

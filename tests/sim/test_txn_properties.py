@@ -57,6 +57,7 @@ from cluster_sim import (
     ClusterSim,
     LivenessViolation,
     SafetyViolation,
+    SimNodeDisk,
     Trigger,
     draw_knobs,
     parse_replay,
@@ -67,6 +68,7 @@ from hypothesis import strategies as st
 from sim_client import ABANDON_POINTS, MUTATIONS
 from world import CrashMode
 
+from paxos import PersistBatch
 from shard.proven_commits import ProvenCommits
 from txn.records import Decide
 
@@ -74,6 +76,8 @@ SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 # Runs of the "purge" profile that reach the mutants of participant rules P7 and O5.
 P7_SEEDS = (450, 1015, 1718)
 O5_SEEDS = (56, 57, 68)
+# Runs of the "purge-forgery" profile that reach the mutant of participant rule R5's exception.
+R5_SEEDS = (4, 30, 65)
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 
 
@@ -259,6 +263,38 @@ def test_decisions_over_other_participants_taken_are_caught(
     )
 
 
+@budget(6)
+@given(seed=SEEDS, workload=st.sampled_from(["append", "bank"]))
+def test_forged_resolves_meet_purged_records(seed: int, workload: str) -> None:
+    """The "purge-forgery" profile: the "purge" profile's short retention window, outage of
+    every node and late copies, with the "forgery" profile's buggy clients. Forged Resolves
+    and recovery Decides reach groups whose records of a transaction were purged, or whose
+    purges lag behind the others' (participant rule R5's exception, coordinator rule D4,
+    node rule 12, participant rule R7): every checker holds, and nothing is left in doubt."""
+    _run(workload, "purge-forgery", seed)
+
+
+def test_resolves_recorded_below_the_purge_mark_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Participant rule R5's exception: a Resolve with nothing prepared here records nothing
+    when its txn's id carries a start below this group's purge mark. Without it, a recovery
+    Decide(abort) a buggy client sent to a group outside a committed transaction, whose
+    purges lagged, is delivered vouched for to participants that purged their records: they
+    record ABORT over a commit, and a group changes its decision (7 of 400 runs of the
+    "purge-forgery" profile's seeds 0-199: bank 4, 30, 65, 131, append 116, 133, 166; the
+    review's hand-made combination found it first, `bank:purge+forgery:2086486748`)."""
+    import txn.participant
+
+    # The exception's `start_ts_of(txn_id)` is the module's only use of it: 0 claims no start.
+    monkeypatch.setattr(txn.participant, "start_ts_of", lambda _txn_id: 0)
+    _caught_in_one_of(
+        R5_SEEDS,
+        lambda seed: run_cluster("bank", "purge-forgery", seed),
+        r"changed its decision|recorded abort|bank total",
+    )
+
+
 # ---------------------------------------------------------------------- bank
 
 
@@ -426,6 +462,69 @@ def test_snapshot_scans_that_skip_prepared_intents_are_caught(
     )
 
 
+# ---------------------------------------------------------------------- torn crashes
+
+
+@budget(8)
+@given(seed=SEEDS, workload=st.sampled_from(sorted(WORKLOADS)))
+def test_every_workload_survives_torn_crashes(seed: int, workload: str) -> None:
+    """The "torn" profile: every crash (scheduled, inside a cycle, of every node at once, at
+    the 2PC crash points) keeps a proper prefix of the node's unsynced writes, in write
+    order across the engine and every group's Paxos storage, as a power loss does to the
+    real node's one RocksDB write-ahead log (`SimNodeDisk`): an apply batch without the
+    chosen watermark persisted after it, a watermark without the applies after it, part of
+    a snapshot restore. Every checker holds."""
+    _run(workload, "torn", seed)
+
+
+def test_the_torn_profile_keeps_proper_prefixes() -> None:
+    """What the property above runs under: torn crashes that keep some unsynced writes and
+    lose others, not only none or all."""
+    stats = dict(run_cluster("bank", "torn", 0).stats)
+    assert stats.get("torn_kept:part", 0) > 0, stats
+
+
+class _Keep:
+    """An RNG whose every `randint` is `keep` (how much of the log a torn crash keeps)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+
+    def randint(self, _lo: int, _hi: int) -> int:
+        return self.keep
+
+
+@pytest.mark.parametrize("keep", range(5))
+def test_a_torn_crash_keeps_a_prefix_of_the_nodes_one_log(keep: int) -> None:
+    """`SimNodeDisk`: the unsynced writes of every group's storage and of the engine are
+    one log, as the real node's one RocksDB WAL: a torn crash keeps the first `keep` of
+    them, and what it kept is durable (a later power loss keeps it)."""
+    disk = SimNodeDisk()
+    disk.persist([(1, PersistBatch(rebuilding=False)), (2, PersistBatch(rebuilding=False))])
+    disk.persist([(1, PersistBatch(chosen_watermark=5))])  # unsynced write 1
+    batch = disk.engine.new_batch()
+    batch.put(b"a", b"1")
+    disk.engine.write(batch, sync=False)  # 2
+    disk.persist([(2, PersistBatch(chosen_watermark=7)), (1, PersistBatch(chosen_watermark=6))])
+    batch = disk.engine.new_batch()
+    batch.put(b"a", b"2")
+    batch.put(b"b", b"1")
+    disk.engine.write(batch, sync=False)  # 4
+    disk.crash(CrashMode.TORN, _Keep(keep))  # type: ignore[arg-type]
+    disk.crash(CrashMode.POWER_LOSS)
+    watermarks = (disk.load(1).chosen_watermark, disk.load(2).chosen_watermark)
+    engine = (disk.engine.get(b"a"), disk.engine.get(b"b"))
+    expected = [
+        ((0, 0), (None, None)),
+        ((5, 0), (None, None)),
+        ((5, 0), (b"1", None)),
+        ((6, 7), (b"1", None)),
+        ((6, 7), (b"2", b"1")),
+    ]
+    assert (watermarks, engine) == expected[keep]
+    assert disk.last_torn == (keep, 4)
+
+
 # ---------------------------------------------------------------------- each crash point
 # Directed runs: one 2PC crash point (or one way for a client to die) at a time, so each is
 # proven to fire and to be recovered from whatever the random draws of the profiles do.
@@ -503,6 +602,7 @@ def test_profiles_and_workloads_are_known() -> None:
     assert set(PROFILES) >= {"calm", "lossy", "dups", "partitions", "crashes", "2pc", "chaos"}
     assert "clocks" in PROFILES
     assert "forgery" in PROFILES
+    assert {"torn", "purge-forgery"} <= set(PROFILES)
     assert set(WORKLOADS) == {"append", "bank", "claims", "registers"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
