@@ -587,7 +587,7 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
     node_rows = []
     for node in nodes:
         if node.status is not None:
-            memory = _client_memory(node.status) if node.status.client_bytes_limit else "-"
+            memory = _client_memory(node.status)
             state = f"up (map v{node.status.map_version})"
         else:
             memory = "-"
@@ -599,6 +599,9 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
 
 def _client_memory(status: Any) -> str:
     """What a node's client streams hold of its budget, and the read answers it shed
-    (retried by clients): a node that sheds is short of memory for its clients."""
+    (retried by clients): a node that sheds is short of memory for its clients. A node that
+    reports no budget (an older version) shows "-"."""
+    if not status.client_bytes_limit:
+        return "-"
     text = f"{status.client_bytes_held / (1 << 20):.1f}/{status.client_bytes_limit / (1 << 20):.0f} MiB"
     return text + (f", {status.answers_shed} shed" if status.answers_shed else "")

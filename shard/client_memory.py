@@ -1,9 +1,9 @@
 """One bound on the bytes that all of a node's client Batch streams (and unary calls) hold.
 
 Each stream bounds what it holds (shard.server: requests submitted and not answered,
-answers not yet written), but a bound per stream alone let N streams hold N times as much: found by review, 16 streams that sent
-gets of a 1 MiB value and never read their answers took a node from 260 MiB to 2.5 GB, and
-a hundred would have taken the machine. Streams now also draw on one budget for the node.
+answers not yet written), but a bound per stream alone let N streams hold N times as
+much: found by review, 16 streams that sent gets of a 1 MiB value and never read their
+answers took a node from 260 MiB to 2.5 GB, and a hundred would have taken the machine. Streams now also draw on one budget for the node.
 A stream whose reader would pass it waits (gRPC's flow control then holds its client back),
 except that a stream with no answer waiting to be written may always hold up to a small
 floor: clients that read no answers can fill the budget and slow the others down, but not

@@ -717,21 +717,16 @@ class Workload:
         done: Callable[[TxnRecord], None],
         scans: Sequence[tuple[bytes, bytes]] = (),
     ) -> TxnRecord:
-        record = TxnRecord(process=client.process, kind=kind, mops=mops, invoke=self.sim.world.now)
-        self.records.append(record)
 
-        def finished(result: TxnResult) -> None:
-            record.complete = self.sim.world.now
-            record.result = result
-            done(record)
+        def launch(finished: Callable[[TxnResult], None]) -> None:
+            if kind == "snapshot":
+                client.client.snapshot(keys, finished)
+            elif kind == "get":
+                client.client.get(keys[0], finished)
+            else:
+                client.client.transaction(keys, body, finished, scans)
 
-        if kind == "snapshot":
-            client.client.snapshot(keys, finished)
-        elif kind == "get":
-            client.client.get(keys[0], finished)
-        else:
-            client.client.transaction(keys, body, finished, scans)
-        return record
+        return self._run_op(client, kind, mops, launch, done)
 
     def _run_op(
         self,
@@ -741,7 +736,8 @@ class Workload:
         launch: Callable[[Callable[[TxnResult], None]], None],
         done: Callable[[TxnRecord], None],
     ) -> TxnRecord:
-        """Record one operation `launch(finished)` starts (a single-key write, a scan)."""
+        """Record one operation `launch(finished)` starts (a transaction, a read, a
+        single-key write, a scan)."""
         record = TxnRecord(process=client.process, kind=kind, mops=mops, invoke=self.sim.world.now)
         self.records.append(record)
 

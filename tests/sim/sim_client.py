@@ -677,19 +677,12 @@ class _Txn:
             self.c.t.call(group, kv.Request(resolve=op), 0.5, lambda _r, _a: None)
 
 
-class _Snapshot:
-    """One read-only snapshot transaction, or (`plain`) one linearizable read of one key."""
+class _Operation:
+    """What the one-shot operations outside a transaction share: their result (under a
+    fresh id), their deadline, and for reads the snapshot timestamp asked for first."""
 
-    def __init__(
-        self,
-        client: SimTxnClient,
-        keys: list[bytes],
-        done: Callable[[TxnResult], None],
-        plain: bool = False,
-    ) -> None:
+    def __init__(self, client: SimTxnClient, done: Callable[[TxnResult], None]) -> None:
         self.c = client
-        self.keys = list(dict.fromkeys(keys))
-        self.plain = plain
         self.done_cb = done
         self.result = TxnResult(txn_id=client.new_txn_id())
         self.deadline = 0.0
@@ -699,23 +692,43 @@ class _Snapshot:
         self.result.why = why
         self.done_cb(self.result)
 
+    def _read_at_snapshot(self, then: Callable[[], None]) -> None:
+        """Take a snapshot timestamp (`result.snapshot_ts`), then call `then()`."""
+
+        def on_ts(response: kv.Response | None, _ambiguous: bool) -> None:
+            if response is None or error_of(response).code != kv.OK:
+                self.finish("fail", "no timestamp")
+                return
+            ts = max(response.timestamp.ts, self.c.clock.last)
+            self.c.clock.observe(ts)
+            self.result.snapshot_ts = ts
+            then()
+
+        request = kv.Request(timestamp=kv.TimestampRequest())
+        self.c.t.call(None, request, self.c.read_timeout_s, on_ts)
+
+
+class _Snapshot(_Operation):
+    """One read-only snapshot transaction, or (`plain`) one linearizable read of one key."""
+
+    def __init__(
+        self,
+        client: SimTxnClient,
+        keys: list[bytes],
+        done: Callable[[TxnResult], None],
+        plain: bool = False,
+    ) -> None:
+        self.keys = list(dict.fromkeys(keys))
+        self.plain = plain
+        super().__init__(client, done)
+
     def start(self) -> None:
         self.deadline = self.c.t.now() + self.c.read_timeout_s
         if self.plain:
             self.c.t.count("plain_gets")
             self._read(0)
             return
-        request = kv.Request(timestamp=kv.TimestampRequest())
-        self.c.t.call(None, request, self.c.read_timeout_s, lambda r, _a: self._on_ts(r))
-
-    def _on_ts(self, response: kv.Response | None) -> None:
-        if response is None or error_of(response).code != kv.OK:
-            self.finish("fail", "no timestamp")
-            return
-        ts = max(response.timestamp.ts, self.c.clock.last)
-        self.c.clock.observe(ts)
-        self.result.snapshot_ts = ts
-        self._read(0)
+        self._read_at_snapshot(lambda: self._read(0))
 
     def _read(self, i: int) -> None:
         if i == len(self.keys):
@@ -752,7 +765,7 @@ class _Snapshot:
         self._read(i + 1)
 
 
-class _Single:
+class _Single(_Operation):
     """One single-key Put, Delete or compare-and-set, outside any transaction.
 
     Not idempotent, so never re-sent once an attempt may have been proposed (the transport's
@@ -771,21 +784,13 @@ class _Single:
         value: bytes | None,
         done: Callable[[TxnResult], None],
     ) -> None:
-        self.c = client
         self.key = key
         self.request = request
         self.kind = request.WhichOneof("op")
         self.value = value
-        self.done_cb = done
-        self.result = TxnResult(txn_id=client.new_txn_id())
-        self.deadline = 0.0
+        super().__init__(client, done)
         self.group = client._group(key)
         client._header(getattr(request, self.kind).header, self.group)
-
-    def finish(self, status: str, why: str = "") -> None:
-        self.result.status = status
-        self.result.why = why
-        self.done_cb(self.result)
 
     def start(self) -> None:
         self.c.t.count(f"single_{self.kind}")
@@ -832,7 +837,7 @@ class _Single:
         self.finish("ok")
 
 
-class _Scan:
+class _Scan(_Operation):
     """One scan outside any transaction: a snapshot scan at one timestamp, or linearizable
     scans of each shard's part (`SimTxnClient.scan`)."""
 
@@ -843,22 +848,14 @@ class _Scan:
         done: Callable[[TxnResult], None],
         snapshot: bool,
     ) -> None:
-        self.c = client
         self.snapshot = snapshot
         self.parts = [
             (desc.group_id, lo, hi)
             for start, end in ranges
             for desc, lo, hi in client.t.shard_map.split_range(start, end)
         ]
-        self.done_cb = done
-        self.result = TxnResult(txn_id=client.new_txn_id())
+        super().__init__(client, done)
         self.result.scanned = tuple((lo, hi) for _g, lo, hi in self.parts)
-        self.deadline = 0.0
-
-    def finish(self, status: str, why: str = "") -> None:
-        self.result.status = status
-        self.result.why = why
-        self.done_cb(self.result)
 
     def start(self) -> None:
         self.c.t.count("snapshot_scans" if self.snapshot else "plain_scans")
@@ -866,17 +863,7 @@ class _Scan:
         if not self.snapshot:
             self._scan(0)
             return
-        request = kv.Request(timestamp=kv.TimestampRequest())
-        self.c.t.call(None, request, self.c.read_timeout_s, lambda r, _a: self._on_ts(r))
-
-    def _on_ts(self, response: kv.Response | None) -> None:
-        if response is None or error_of(response).code != kv.OK:
-            self.finish("fail", "no timestamp")
-            return
-        ts = max(response.timestamp.ts, self.c.clock.last)
-        self.c.clock.observe(ts)
-        self.result.snapshot_ts = ts
-        self._scan(0)
+        self._read_at_snapshot(lambda: self._scan(0))
 
     def _scan(self, i: int) -> None:
         if i == len(self.parts):
