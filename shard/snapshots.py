@@ -14,8 +14,8 @@ of records and bytes, paced by the node (`shard.node.NodeCore.background`):
   one batch deletes the group's keys and writes the staging marker, later batches write the
   records, and the last writes the meta record and drops the staging. The engine's log is
   ordered, so after a crash either the marker is lost, and with it every change to the
-  group's data, or every staged part survived: `resume_interrupted_restore` then redoes the
-  restore from them before the group is loaded.
+  group's data, or every staged part survived: the state machine then redoes the restore
+  from them (`ShardRestore.redo`) before the group is loaded.
 
 Blob: magic, ``>QQQ`` applied_index, max_version, gc_horizon, then per record ``>II`` key and
 value lengths, the key (without the group prefix) and the value; ``>I`` CRC-32 of all before.
@@ -200,6 +200,23 @@ class ShardRestore:
         self._sink.restore_started()
         self._write_records(batch, _HEAD, len(self._data), len(self._data))
         self._finish(batch)
+
+    def redo(self, engine: Engine, max_bytes: int) -> None:
+        """Redo a restore a crash interrupted after its marker (`interrupted_restore`) into
+        `engine`, in unsynced batches of about `max_bytes` of records (not one batch as large
+        as the shard). The marker goes with the last one: a crash before it leaves the redo
+        to do again, and the engine's log is ordered, so the next synced write covers it."""
+        _walk_frames(self._data, _HEAD, len(self._data), len(self._data), self._sink)
+        batch = engine.new_batch()
+        batch.delete_range(self._prefix, prefix_end(self._prefix))
+        self._sink.restore_started()
+        pos, stop = _HEAD, len(self._data) - _CRC.size
+        while (pos := self._write_records(batch, pos, len(self._data), max_bytes)) < stop:
+            engine.write(batch, sync=False)
+            batch = engine.new_batch()
+        stage_cleared(batch, self._stage)
+        self._finish(batch)
+        engine.write(batch, sync=False)
 
     def abandon(self, batch: EngineBatch) -> None:
         """Drop the staged blob: the restore met bad frames, before the group's data changed."""

@@ -127,7 +127,6 @@ from shard.snapshots import (
     ShardSnapshotBuild,
     check_header,
     interrupted_restore,
-    stage_cleared,
 )
 from txn import coordinator, participant
 from txn.codec import (
@@ -159,6 +158,8 @@ from txn.store import StoreInvariantError
 __all__ = ["CommandResult", "ShardStateMachine"]
 
 _SCAN_PAGE = 256
+#: A restore a crash interrupted is redone at open in batches of about this many bytes.
+REDO_STEP_BYTES = 8 * 1024 * 1024
 
 _OK_NO_WRITE = CommandResult(Status.OK, 0)
 
@@ -167,7 +168,11 @@ class ShardStateMachine:
     """The MVCC state of one shard (key range [start, end)) of Paxos group `group_id`."""
 
     def __init__(
-        self, group_id: int, key_range: tuple[bytes, bytes | None], engine: Engine
+        self,
+        group_id: int,
+        key_range: tuple[bytes, bytes | None],
+        engine: Engine,
+        redo_step_bytes: int = REDO_STEP_BYTES,
     ) -> None:
         start, end = key_range
         if end is not None and end <= start:
@@ -217,11 +222,8 @@ class ShardStateMachine:
         self.redid_restore = staged is not None
         if staged is not None:
             # A crash interrupted a restore after it began replacing this group's keys: the
-            # blob it staged first is whole (shard.snapshots), so redo it all at once.
-            batch = engine.new_batch()
-            self.begin_restore(check_header(staged)[0], staged).run(batch)
-            stage_cleared(batch, restore_prefix(group_id))
-            engine.write(batch, sync=False)
+            # blob it staged first is whole (shard.snapshots), so redo it from the start.
+            self.begin_restore(check_header(staged)[0], staged).redo(engine, redo_step_bytes)
         # After the redo: an interrupted restore may have left a marker without its decision.
         for decision in self.unfinished_decisions():
             self._saw_timestamps(decision.commit_ts, decision.decided_ts)

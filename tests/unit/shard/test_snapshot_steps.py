@@ -25,7 +25,7 @@ from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
 from shard.codec import encode_delete
 from shard.config import PaxosSettings
-from shard.engine import Engine, MemEngine, RocksEngine
+from shard.engine import Engine, EngineBatch, MemBatch, MemEngine, RocksEngine
 from shard.errors import SnapshotCorrupt, Status, VersionCompacted
 from shard.execute import background_cycle
 from shard.mvcc import group_prefix, prefix_end, restore_prefix
@@ -180,6 +180,71 @@ def test_a_crash_at_any_step_leaves_the_old_state_or_the_new_one_whole(tmp_path:
         assert reopened.applied_index == (index if keys != old_keys else old.sm.applied_index)
         outcomes.add(keys == old_keys)
     assert outcomes == {True, False}
+
+
+class _PowerLoss(Exception):
+    pass
+
+
+class _FailingEngine(MemEngine):
+    """Keeps `keep` more batches, then fails the next write, as a power loss that keeps a
+    prefix of the engine's ordered log would; records the size of each batch it kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keep: int | None = None
+        self.batch_sizes: list[int] = []
+
+    def write(self, batch: EngineBatch, sync: bool) -> None:
+        if self.keep is not None:
+            if self.keep == 0:
+                raise _PowerLoss
+            self.keep -= 1
+        assert isinstance(batch, MemBatch)
+        self.batch_sizes.append(sum(len(b"".join(x for x in op if x)) for op in batch._ops))
+        super().write(batch, sync)
+
+
+def test_an_interrupted_restore_is_redone_in_bounded_batches_even_across_crashes() -> None:
+    """A restore cut after its marker is redone at open in batches of about the redo's byte
+    budget (it had been one batch as large as the shard); a crash after any of them leaves
+    the redo to do again, and the group ends as the snapshot, whole."""
+    source = filled(MemEngine(), keys=60)
+    index, blob = source.sm.applied_index, source.sm.snapshot()
+    engine = _FailingEngine()
+    target = Node(engine)
+    target.put(b"old", b"gone", 5)
+    restore = target.sm.begin_restore(index, blob)
+    marker = restore_prefix(GROUP) + b"!"
+    written_after_marker = 0
+    while written_after_marker < 2:  # the group holds part of the snapshot, cut there
+        batch = engine.new_batch()
+        assert not restore.step(batch, STEP_RECORDS, 1 << 30)
+        engine.write(batch, False)
+        written_after_marker += engine.get(marker) is not None
+    budget = 300
+    for keep in itertools.count():
+        engine.keep, engine.batch_sizes = keep, []
+        try:
+            reopened = Node.__new__(Node)
+            reopened.engine = engine
+            reopened.sm = ShardStateMachine(GROUP, RANGE, engine, redo_step_bytes=budget)
+        except _PowerLoss:
+            assert engine.get(marker) is not None  # the next open redoes it
+            continue
+        break
+    assert reopened.sm.redid_restore
+    assert keep > 5  # that many crashes, one batch later each time
+    assert len(engine.batch_sizes) == keep
+    assert max(engine.batch_sizes) < 2 * budget
+    assert sum(engine.batch_sizes) > 5 * budget
+    assert engine.scan(b"r", b"s", None) == []
+    assert group_keys(engine) == group_keys(source.engine)
+    assert state(reopened) == state(source)
+    # The derived state is the snapshot's: its intents and resolutions work.
+    engine.keep = None
+    for node in (source, reopened):
+        assert node.put(b"d", b"y", 300).status is Status.CONFLICT
 
 
 def frame_offset(blob: bytes, n: int) -> int:
