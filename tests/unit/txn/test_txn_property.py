@@ -461,6 +461,17 @@ def _check_state(model: Model, h: MemHarness | ShardHarness) -> None:
     [1],
     2,
 )
+# Always run (found by CI's random examples): deleting a key a transaction deleted writes
+# nothing, and both stores say since when the key is absent (node rule 2).
+@example(
+    [
+        ("one_phase", 0, [], [(1, b"")], 0, []),
+        ("one_phase", 1, [], [(1, None)], 0, []),
+        ("put", 1, None, 0),
+    ],
+    [1],
+    0,
+)
 def test_random_interleavings_keep_every_committed_write(
     program: list[tuple[object, ...]], cuts: list[int], restore_at: int
 ) -> None:

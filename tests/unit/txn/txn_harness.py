@@ -85,8 +85,10 @@ class MemHarness:
         conflict = participant.single_key_conflict(key, store.intents(key), store.scanners(key))
         if conflict is not None:
             return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)
-        if value is None and store.latest_version(key)[1]:
-            return CommandResult(Status.OK, 0)
+        latest, absent = store.latest_version(key)
+        if value is None and absent:
+            # Deleting an absent key writes nothing; the answer waits for the deletion seen.
+            return CommandResult(Status.OK, 0, absent_since=latest)
         version = max(ts, store.max_ver + 1)
         store.write_version(key, value, version)
         store.max_ver = version
