@@ -1,7 +1,7 @@
-"""Commands and results of the shard state machine, and their protobuf encoding.
+"""Commands and results of the shard state machine, and the commands' protobuf encoding.
 
 The only importer of `shard_pb2`. The state machine sees `Command` (decoded once per command)
-and returns `CommandResult`; the node encodes results with `encode_result` for clients.
+and returns `CommandResult`, which the node turns into its answers (`shard.answers`).
 
 Transaction records (`txn.records`: Prepare, Resolve, Decide, Finish, PurgeDecisions,
 CommitOnePhase) ride in the same `Command` (field `txn`, `Op.TXN`): encode them with
@@ -221,53 +221,3 @@ def decode_command(data: bytes) -> Command:
             raise MalformedCommand(str(exc)) from None
         return Command(Op.TXN, b"", msg.ts, txn=record)
     raise MalformedCommand("command without an operation")
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-
-
-def encode_result(result: CommandResult) -> bytes:
-    """Encode a `CommandResult` for a client."""
-    msg = pb.CommandResult(
-        status=int(result.status),  # type: ignore[arg-type]
-        version=result.version,
-        current_version=result.current_version,
-        message=result.message,
-    )
-    if result.current_value is not None:
-        msg.current_value = result.current_value
-    if result.txn is not None:
-        msg.txn.MergeFromString(txn_codec.encode_result(result.txn))
-    if result.conflict is not None:
-        msg.conflict.MergeFromString(txn_codec.encode_conflict(result.conflict))
-    data: bytes = msg.SerializeToString()
-    return data
-
-
-def decode_result(data: bytes) -> CommandResult:
-    """Decode a `CommandResult`.
-
-    Raises:
-        MalformedCommand: the bytes are not a well-formed result.
-    """
-    try:
-        msg = pb.CommandResult.FromString(data)
-        status = Status(msg.status)
-        txn = txn_codec.decode_result(msg.txn.SerializeToString()) if msg.HasField("txn") else None
-        conflict = (
-            txn_codec.decode_conflict(msg.conflict.SerializeToString())
-            if msg.HasField("conflict")
-            else None
-        )
-    except Exception as exc:  # untrusted bytes
-        raise MalformedCommand(f"undecodable result ({type(exc).__name__})") from None
-    return CommandResult(
-        status=status,
-        version=msg.version,
-        current_value=msg.current_value if msg.HasField("current_value") else None,
-        current_version=msg.current_version,
-        message=msg.message,
-        txn=txn,
-        conflict=conflict,
-    )

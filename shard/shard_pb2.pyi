@@ -1,28 +1,10 @@
 from txn import txn_pb2 as _txn_pb2
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    STATUS_OK: _ClassVar[Status]
-    STATUS_CAS_FAILED: _ClassVar[Status]
-    STATUS_MALFORMED: _ClassVar[Status]
-    STATUS_LIMIT_EXCEEDED: _ClassVar[Status]
-    STATUS_INVALID_ARGUMENT: _ClassVar[Status]
-    STATUS_WRONG_SHARD: _ClassVar[Status]
-    STATUS_CONFLICT: _ClassVar[Status]
-STATUS_OK: Status
-STATUS_CAS_FAILED: Status
-STATUS_MALFORMED: Status
-STATUS_LIMIT_EXCEEDED: Status
-STATUS_INVALID_ARGUMENT: Status
-STATUS_WRONG_SHARD: Status
-STATUS_CONFLICT: Status
 
 class Put(_message.Message):
     __slots__ = ("key", "value")
@@ -67,21 +49,3 @@ class Command(_message.Message):
     cas: CompareAndSet
     txn: _txn_pb2.TxnCommand
     def __init__(self, ts: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[CompareAndSet, _Mapping]] = ..., txn: _Optional[_Union[_txn_pb2.TxnCommand, _Mapping]] = ...) -> None: ...
-
-class CommandResult(_message.Message):
-    __slots__ = ("status", "version", "current_value", "current_version", "message", "txn", "conflict")
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    CURRENT_VALUE_FIELD_NUMBER: _ClassVar[int]
-    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    TXN_FIELD_NUMBER: _ClassVar[int]
-    CONFLICT_FIELD_NUMBER: _ClassVar[int]
-    status: Status
-    version: int
-    current_value: bytes
-    current_version: int
-    message: str
-    txn: _txn_pb2.TxnResult
-    conflict: _txn_pb2.Conflict
-    def __init__(self, status: _Optional[_Union[Status, str]] = ..., version: _Optional[int] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ..., message: _Optional[str] = ..., txn: _Optional[_Union[_txn_pb2.TxnResult, _Mapping]] = ..., conflict: _Optional[_Union[_txn_pb2.Conflict, _Mapping]] = ...) -> None: ...

@@ -1,10 +1,9 @@
 """Transaction records <-> protobuf bytes; the only importer of `txn_pb2`.
 
-Three families, all plain bytes in and out (other packages embed them without touching
+Two families, all plain bytes in and out (other packages embed them without touching
 `txn_pb2`; the shard's `Command.txn` field is a `TxnCommand`):
 
 - commands: `encode_command` / `decode_command` (`txn.records.TxnCommand`);
-- results: `encode_result` / `decode_result`, `encode_conflict` / `decode_conflict`;
 - stored state: `encode_intents`, `encode_prepared`, `encode_decision` and their decoders.
 
 Decoders of untrusted bytes raise `MalformedTxnRecord` (a ValueError) and never anything
@@ -19,44 +18,32 @@ from collections.abc import Sequence
 from txn import txn_pb2 as pb
 from txn.records import (
     CommitOnePhase,
-    Conflict,
     Decide,
     DecisionInfo,
-    DecisionResult,
     Finish,
     IntentInfo,
     IntentKind,
     KeyRange,
-    OnePhaseResult,
     Prepare,
     PreparedInfo,
-    PrepareResult,
     Prevent,
-    PreventResult,
     PurgeDecisions,
-    PurgeResult,
     ReadItem,
     Resolve,
-    ResolveResult,
     TxnCommand,
-    TxnResult,
     WriteItem,
 )
 
 __all__ = [
     "MalformedTxnRecord",
     "decode_command",
-    "decode_conflict",
     "decode_decision",
     "decode_intents",
     "decode_prepared",
-    "decode_result",
     "encode_command",
-    "encode_conflict",
     "encode_decision",
     "encode_intents",
     "encode_prepared",
-    "encode_result",
 ]
 
 
@@ -251,114 +238,6 @@ def decode_command_message(msg: pb.TxnCommand) -> TxnCommand:
         raise
     except Exception as exc:  # untrusted input: any validation failure
         raise MalformedTxnRecord(f"bad transaction command: {exc}") from None
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-
-
-def _conflict_pb(conflict: Conflict) -> pb.Conflict:
-    return pb.Conflict(
-        key=conflict.key,
-        other_txn=conflict.other_txn,
-        phase=conflict.phase,
-        reason=conflict.reason,
-    )
-
-
-def _conflict(msg: pb.Conflict) -> Conflict:
-    return Conflict(key=msg.key, other_txn=msg.other_txn, phase=msg.phase, reason=msg.reason)
-
-
-def encode_conflict(conflict: Conflict) -> bytes:
-    """Encode a conflict as `paxoskv.txn.Conflict` bytes."""
-    data: bytes = _conflict_pb(conflict).SerializeToString()
-    return data
-
-
-def decode_conflict(data: bytes) -> Conflict:
-    """Decode `paxoskv.txn.Conflict` bytes.
-
-    Raises:
-        MalformedTxnRecord: undecodable bytes.
-    """
-    try:
-        return _conflict(pb.Conflict.FromString(data))
-    except Exception as exc:  # untrusted bytes
-        raise MalformedTxnRecord(f"bad conflict: {exc}") from None
-
-
-def encode_result(result: TxnResult) -> bytes:
-    """Encode a transaction result as `paxoskv.txn.TxnResult` bytes."""
-    msg = pb.TxnResult()
-    if isinstance(result, PrepareResult):
-        msg.prepare.prepare_ts = result.prepare_ts
-        if result.conflict is not None:
-            msg.prepare.conflict.CopyFrom(_conflict_pb(result.conflict))
-    elif isinstance(result, DecisionResult):
-        msg.decision.committed = result.committed
-        msg.decision.commit_ts = result.commit_ts
-        msg.decision.pending = result.pending
-        msg.decision.checked = result.checked
-    elif isinstance(result, ResolveResult):
-        msg.resolve.found = result.found
-        msg.resolve.versions_written = result.versions_written
-    elif isinstance(result, OnePhaseResult):
-        msg.one_phase.commit_ts = result.commit_ts
-        if result.conflict is not None:
-            msg.one_phase.conflict.CopyFrom(_conflict_pb(result.conflict))
-    elif isinstance(result, PurgeResult):
-        msg.purge.purged = result.purged
-        msg.purge.more = result.more
-    elif isinstance(result, PreventResult):
-        msg.prevent.prepared = result.prepared
-        msg.prevent.prepare_ts = result.prepare_ts
-        msg.prevent.unknown = result.unknown
-        msg.prevent.checked = result.checked
-    else:
-        raise TypeError(f"not a transaction result: {result!r}")
-    data: bytes = msg.SerializeToString()
-    return data
-
-
-def decode_result(data: bytes) -> TxnResult:
-    """Decode `paxoskv.txn.TxnResult` bytes.
-
-    Raises:
-        MalformedTxnRecord: undecodable bytes or no result set.
-    """
-    try:
-        msg = pb.TxnResult.FromString(data)
-    except Exception as exc:  # untrusted bytes
-        raise MalformedTxnRecord(f"bad transaction result: {exc}") from None
-    which = msg.WhichOneof("result")
-    if which == "prepare":
-        p = msg.prepare
-        return PrepareResult(
-            prepare_ts=p.prepare_ts,
-            conflict=_conflict(p.conflict) if p.HasField("conflict") else None,
-        )
-    if which == "decision":
-        d = msg.decision
-        return DecisionResult(
-            committed=d.committed, commit_ts=d.commit_ts, pending=d.pending, checked=d.checked
-        )
-    if which == "resolve":
-        return ResolveResult(found=msg.resolve.found, versions_written=msg.resolve.versions_written)
-    if which == "one_phase":
-        o = msg.one_phase
-        return OnePhaseResult(
-            commit_ts=o.commit_ts,
-            conflict=_conflict(o.conflict) if o.HasField("conflict") else None,
-        )
-    if which == "purge":
-        return PurgeResult(purged=msg.purge.purged, more=msg.purge.more)
-    if which == "prevent":
-        p = msg.prevent
-        return PreventResult(
-            prepared=p.prepared, prepare_ts=p.prepare_ts, unknown=p.unknown, checked=p.checked
-        )
-    raise MalformedTxnRecord("transaction result without a result")
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,10 +17,8 @@ from shard.codec import (
     CommandResult,
     Op,
     decode_command,
-    decode_result,
     encode_command,
     encode_put,
-    encode_result,
     encode_txn,
 )
 from shard.engine import Engine, MemEngine, RocksEngine
@@ -31,7 +29,6 @@ from shard.state_machine import ShardStateMachine
 from txn.codec import encode_command as encode_txn_record
 from txn.records import (
     CommitOnePhase,
-    Conflict,
     Decide,
     DecisionInfo,
     Finish,
@@ -286,18 +283,6 @@ def test_encode_txn_decodes_to_a_txn_command() -> None:
     assert encode_command(cmd) == data
     # The shard Command embeds the txn bytes unchanged.
     assert encode_txn_record(record) in data
-
-
-def test_results_with_a_txn_part_round_trip() -> None:
-    conflict = Conflict(key=b"k", other_txn=b"o", phase="write", reason="r")
-    for result in [
-        CommandResult(Status.OK, txn=PrepareResult(prepare_ts=4)),
-        CommandResult(Status.CONFLICT, message="r", txn=OnePhaseResult(conflict=conflict)),
-        CommandResult(Status.CONFLICT, message="r", conflict=conflict),
-        CommandResult(Status.OK, txn=ResolveResult(found=True, versions_written=2)),
-        CommandResult(Status.OK, 3),
-    ]:
-        assert decode_result(encode_result(result)) == result
 
 
 def test_scanned_ranges_survive_a_restart_and_a_snapshot() -> None:
