@@ -16,6 +16,7 @@ import shard.node as node_module
 import shard.txn_duties as txn_duties_module
 from paxos import Role
 from router import kv_pb2 as kv
+from router.limits import MAX_PARTICIPANTS
 from router.shard_map import NodeAddress, bootstrap
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
@@ -746,6 +747,38 @@ def test_bad_recovery_requests_are_refused_and_change_nothing(
     response = node.call(request_)
     body = getattr(response, response.WhichOneof("result"))
     assert body.error.code in (kv.INVALID_ARGUMENT, kv.WRONG_CLUSTER), body.error
+    assert node.core.hosts[1].shard.applied_index == before
+
+
+def _naming_too_many_groups(kind: str) -> kv.Request:
+    many = [1] * (MAX_PARTICIPANTS + 1)
+    if kind == "prepare":
+        request = prepare_request(1, b"apple", participants=tuple(many))
+    elif kind == "decide":
+        request = kv.Request(decide=kv.DecideRequest(txn_id=tid(b"t"), participants=many))
+    elif kind == "prevent":
+        request = kv.Request(prevent=kv.PreventRequest(txn_id=tid(b"t"), participants=many))
+    else:
+        votes = [kv.VoteProof(group_id=1, prepare_ts=5, mac=b"m")] * len(many)
+        resolve = kv.ResolveRequest(txn_id=tid(b"t"), commit=True, commit_ts=5, votes=votes)
+        request = kv.Request(resolve=resolve)
+    getattr(request, kind).header.CopyFrom(header())
+    return request
+
+
+@pytest.mark.parametrize("kind", ["prepare", "decide", "prevent", "resolve"])
+def test_a_request_naming_too_many_groups_is_refused_before_any_work_per_group(
+    node: OneNode, kind: str
+) -> None:
+    """Found by review: a Decide or Resolve naming millions of groups held the node for
+    seconds (its groups elected new leaders) while each was checked, before it was refused
+    for what it named. The count is refused first: without it these answer INVALID_ARGUMENT
+    (the groups repeat, or the votes prove nothing)."""
+    before = node.core.hosts[1].shard.applied_index
+    response = node.call(_naming_too_many_groups(kind))
+    error = getattr(response, kind).error
+    assert error.code == kv.LIMIT_EXCEEDED, error
+    assert "MAX_PARTICIPANTS" in error.message
     assert node.core.hosts[1].shard.applied_index == before
 
 
