@@ -37,6 +37,7 @@ from shard.execute import (
     start_cycle,
 )
 from shard.faults import maybe_install_faults
+from shard.grpc_handlers import add_servicer
 from shard.node import NodeCore, TxnSettings
 from shard.node_identity import (
     Admission,
@@ -183,8 +184,9 @@ class NodeRuntime:
         # Chaos harness only: fault hooks, None unless PAXOSKV_FAULTS=1 (shard/faults.py).
         self.faults = maybe_install_faults(self)
         self._kv = KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000)
-        kv_pb2_grpc.add_KVServicer_to_server(self._kv, self.server)
-        peer_pb2_grpc.add_PeerServicer_to_server(
+        add_servicer(kv_pb2_grpc.add_KVServicer_to_server, self._kv, self.server)
+        add_servicer(
+            peer_pb2_grpc.add_PeerServicer_to_server,
             PeerServicer(
                 config.cluster_id,
                 node.id,
