@@ -246,7 +246,9 @@ class Client:
         )
         self._policy = self._async._policy
         self._closed = False
-        self._close_lock = threading.Lock()
+        # Held by close() throughout, and by each call while it checks and submits: a call
+        # either reaches the loop before close() winds it down or is refused.
+        self._close_lock = threading.RLock()
         self._closing = False  # close() began: a cancelled call is ClientClosed
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -257,8 +259,9 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the client's loop and wait for it (cancelled if we are interrupted)."""
+    def _call(self, coro: Coroutine[Any, Any, T], *, closing: bool = False) -> T:
+        """Run `coro` on the client's loop and wait for it (cancelled if we are interrupted);
+        `closing`: close()'s own calls, the only ones taken once it began."""
         if self._closed:
             coro.close()
             raise ClientClosed("the client is closed")
@@ -286,12 +289,14 @@ class Client:
                 finished.set()
 
         job = tracked()
-        try:
+        with self._close_lock:
+            if self._closed or (self._closing and not closing):
+                # Found by review: submitted while close() wound the loop down, the call
+                # never ran, and its cancellation called into the closed loop.
+                job.close()
+                coro.close()
+                raise ClientClosed("the client is closed")
             future = asyncio.run_coroutine_threadsafe(job, self._loop)
-        except RuntimeError:  # close() closed the loop since the check above
-            job.close()
-            coro.close()
-            raise ClientClosed("the client is closed") from None
         try:
             return self._wait(future)
         except concurrent.futures.CancelledError:
@@ -314,8 +319,7 @@ class Client:
 
     def _wait(self, future: concurrent.futures.Future[T]) -> T:
         """The result of `future`; ClientClosed if the loop thread ended without running it
-        (close() stopped the loop after `_call` checked `_closed`: nothing would ever finish
-        it, and the caller waited forever)."""
+        (nothing would ever finish it, and the caller would wait forever)."""
         while True:
             try:
                 return future.result(timeout=_LOOP_CHECK_S)
@@ -354,9 +358,9 @@ class Client:
             self._closing = True
             if threading.current_thread() is not self._thread:
                 with contextlib.suppress(Exception):
-                    self._call(self._async.close())
+                    self._call(self._async.close(), closing=True)
                 with contextlib.suppress(Exception):
-                    self._call(_finish_loop_tasks())
+                    self._call(_finish_loop_tasks(), closing=True)
             self._closed = True
             self._loop.call_soon_threadsafe(self._loop.stop)
         if threading.current_thread() is not self._thread:
@@ -436,7 +440,13 @@ class Client:
                     except CommitUnknown as lost:
                         if not self._async.settle_unknown:
                             raise
-                        self._call(self._async._settle_lost_commit(inner, lost))
+                        try:
+                            self._call(self._async._settle_lost_commit(inner, lost))
+                        except ClientClosed:
+                            # Closed by another thread before it settled: the loss stands
+                            # (found by review: "the client is closed" read as nothing
+                            # committed, for a commit that had landed).
+                            raise lost from None
                 return result
             except Exception as exc:
                 if tx.state is TransactionState.OPEN:

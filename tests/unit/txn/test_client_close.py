@@ -80,29 +80,33 @@ def test_a_commit_in_flight_gets_commit_unknown_with_its_ref(fake: FakeKV) -> No
     assert exc.ref is not None
 
 
-@pytest.mark.parametrize("loop_closed", [True, False])
-def test_a_call_that_passed_the_closed_check_as_close_ran_gets_client_closed(
-    fake: FakeKV, monkeypatch: pytest.MonkeyPatch, loop_closed: bool
+class _WatchedLock:
+    """The client's close lock, telling when a call tries to take it."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.tried = threading.Event()
+
+    def __enter__(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            self.tried.set()
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._lock.__exit__(*exc)
+
+
+def test_a_call_made_while_close_runs_is_refused_without_reaching_the_loop(
+    fake: FakeKV,
 ) -> None:
-    """A call checks `_closed`, then hands its coroutine to the loop thread; close() from
-    another thread may run in between. The call then raised RuntimeError ("Event loop is
-    closed"), or, when the loop had stopped but was not closed yet, waited forever for a
-    coroutine that no loop would ever run (found by review)."""
+    """Found by review: a call that passed the closed check as close() ran (from another
+    thread) reached the loop after close() had wound it down: it never ran, its
+    cancellation called into the closed loop ("Event loop is closed", "coroutine was never
+    awaited"). A call made once close() began is refused, and nothing of it is sent."""
     client = sync_client(fake)
     client.put(b"apple", b"1")  # connected
-    submit = asyncio.run_coroutine_threadsafe
-
-    def close_first(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
-        monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", submit)
-        if loop_closed:
-            client.close()
-        else:  # close()'s steps up to the loop's stop, its thread ended, the loop not closed
-            client._call(client._async.close())
-            client._closed = True
-            loop.call_soon_threadsafe(loop.stop)
-            client._thread.join(DEADLINE_S)
-        return submit(coro, loop)
-
+    gets = fake.count("get")
+    lock = client._close_lock = _WatchedLock(client._close_lock)  # type: ignore[assignment]
     got: list[BaseException] = []
 
     def call() -> None:
@@ -111,18 +115,21 @@ def test_a_call_that_passed_the_closed_check_as_close_ran_gets_client_closed(
         except BaseException as exc:
             got.append(exc)
 
-    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", close_first)
-    caller = threading.Thread(target=call, daemon=True)  # it may never end
-    caller.start()
+    caller = threading.Thread(target=call, daemon=True)
+    close = client._async.close
+
+    async def close_after_a_call_tried() -> None:
+        caller.start()  # while close() holds the lock: its first step runs on the loop
+        tried = await asyncio.get_running_loop().run_in_executor(None, lock.tried.wait, DEADLINE_S)
+        assert tried, "the call never tried to start"
+        await close()
+
+    client._async.close = close_after_a_call_tried  # type: ignore[method-assign]
+    client.close()
     caller.join(DEADLINE_S)
     assert not caller.is_alive(), "the caller waits forever after close"
     assert len(got) == 1 and isinstance(got[0], ClientClosed), got
-    client.close()
-    if not client._loop.is_closed():
-        # Run what was handed to the stopped loop (it meets the closed client), then close
-        # the loop, or its never-started coroutine warns in a later test.
-        client._loop.run_until_complete(asyncio.sleep(0.01))
-        client._loop.close()
+    assert fake.count("get") == gets
 
 
 @pytest.mark.parametrize("op", ["put_fenced", "delete_fenced"])

@@ -113,6 +113,29 @@ def test_the_sync_client_settles_too() -> None:
             assert len(runs) == 1
 
 
+def test_a_close_before_the_settle_leaves_the_commit_unknown() -> None:
+    """Found by review: the sync run()'s settle, refused because another thread closed the
+    client (3 of 8 tries), raised ClientClosed saying nothing was committed, for a commit
+    that had landed. The loss stands: CommitUnknown, with the reference to ask about."""
+    with fake_in_thread() as fake:
+        fake.hook = lose_first_commit(LOSE)
+        client = sync_client(fake, timeout_s=0.8, attempt_timeout_s=0.2, settle_unknown=True)
+        settle = client.async_client._settle_lost_commit
+
+        def closed_first(tx: AsyncTransaction, lost: CommitUnknown) -> Any:
+            client.close()  # as another thread's close() lands just here
+            return settle(tx, lost)
+
+        client.async_client._settle_lost_commit = closed_first  # type: ignore[method-assign]
+
+        def write(tx: Transaction) -> None:
+            tx.put(A1, b"x")
+
+        with pytest.raises(CommitUnknown) as info:
+            client.run(write)
+        assert info.value.ref is not None
+
+
 def test_a_body_that_commits_itself_gets_its_commit_unknown_settled_or_raised() -> None:
     """Found by review: run() settled a CommitUnknown the body's own tx.commit() raised and
     returned a `result` the body never returned (a coroutine, an earlier attempt's value, or
