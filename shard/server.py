@@ -134,13 +134,23 @@ class KVServicer(kv_pb2_grpc.KVServicer):
 
     async def _call(self, kind: str, op: object, context: grpc.aio.ServicerContext) -> kv.Response:
         """A unary call: its request, then its answer, count in the node's client memory
-        until the call ends (gRPC holds the answer until the client reads it), and a read's
-        answer that would pass the budget is shed, as on a Batch stream (no floor here: a
-        tool's call, and a stream's floor per call would bound nothing)."""
+        until the call ends (gRPC holds the answer until the client reads it); a request
+        that does not fit the budget is refused UNAVAILABLE (nothing done), and a read's
+        answer that would pass it is shed, as on a Batch stream (no floor here: a tool's
+        call, and a stream's floor per call would bound nothing)."""
         memory = self._memory
         request = kv.Request()
         getattr(request, kind).CopyFrom(op)
         held = request.ByteSize()
+        if not memory.takes(held):
+            # Refused, not held until chosen (found by review: unary calls were counted but
+            # never bounded, so enough concurrent 1 MiB puts held past the budget).
+            memory.shed += 1
+            refused = kv.Response()
+            getattr(refused, kind).error.CopyFrom(
+                kv.Error(code=kv.UNAVAILABLE, message=SHED_MESSAGE)
+            )
+            return refused
         memory.adjust(held)
 
         def release(_: object) -> None:

@@ -59,7 +59,7 @@ def test_a_unary_calls_bytes_count_until_the_call_ends() -> None:
 def test_a_unary_reads_answer_past_the_budget_is_shed() -> None:
     """Unary calls have no floor: each would be one more stream's worth, unbounded."""
     memory = ClientMemory(limit=1 << 20, floor=1 << 20)
-    memory.adjust(1 << 20)  # others hold the whole budget
+    memory.adjust((1 << 20) - 1024)  # others hold all but room for small requests
     big = b"v" * 4096
 
     def answer(request: kv.Request, reply: Any) -> None:
@@ -72,13 +72,33 @@ def test_a_unary_reads_answer_past_the_budget_is_shed() -> None:
     servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
     got = asyncio.run(servicer.Get(kv.GetRequest(key=b"k"), _UnaryContext()))  # type: ignore[arg-type]
     assert got.error.code == kv.UNAVAILABLE and not got.value
-    put = asyncio.run(servicer.Put(kv.PutRequest(key=b"k", value=big), _UnaryContext()))  # type: ignore[arg-type]
+    put = asyncio.run(servicer.Put(kv.PutRequest(key=b"k", value=b"v"), _UnaryContext()))  # type: ignore[arg-type]
     assert put.error.code == kv.OK and put.version == 7  # a write's answer is never shed
     # The node's Status says what it sheds, for `paxoskv status`.
     servicer._core = SimpleNamespace(status=kv.StatusResponse)  # type: ignore[assignment]
     status = asyncio.run(servicer.Status(kv.StatusRequest(), None))
     assert status.answers_shed == 1
     assert status.client_bytes_limit == 1 << 20 and status.client_bytes_held >= 1 << 20
+
+
+def test_a_unary_request_past_the_budget_is_refused_not_held() -> None:
+    """Found by review: unary calls were counted but never bounded, so enough concurrent
+    1 MiB puts held past the node's budget until each was chosen."""
+    memory = ClientMemory(limit=1 << 20, floor=1 << 20)
+    memory.adjust((1 << 20) - 100)  # others hold nearly all of it
+    submitted: list[kv.Request] = []
+
+    def answer(request: kv.Request, reply: Any) -> None:
+        submitted.append(request)
+        reply(kv.Response(put=kv.PutResponse(version=7)))
+
+    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+    big = kv.PutRequest(key=b"k", value=b"v" * 4096)
+    got = asyncio.run(servicer.Put(big, _UnaryContext()))  # type: ignore[arg-type]
+    assert got.error.code == kv.UNAVAILABLE and not submitted  # nothing done: retryable
+    assert memory.held == (1 << 20) - 100 and memory.shed == 1
+    small = kv.PutRequest(key=b"k", value=b"v")
+    assert asyncio.run(servicer.Put(small, _UnaryContext())).version == 7  # type: ignore[arg-type]
 
 
 def test_an_unanswered_write_is_outcome_unknown() -> None:
