@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
+from router.client import response_error
 from router.client_errors import OUTCOME_ADVICE
 from router.errors import UnknownGroup, WrongShard
 from router.limits import txn_part_refusal
@@ -263,9 +264,12 @@ class Committer:
                 "committed",
                 ref=ref,
             ) from exc
+        # The only error passed through is CONFLICT; read where it is, not only in the body:
+        # a CONFLICT at the top level read as an empty body was a commit at timestamp 0.
+        refused = response_error(response, "commit_one_phase")
+        if refused is not None:
+            raise _conflict(refused, "commit", ref.txn_id)
         body = response.commit_one_phase
-        if body.error.code == kv.CONFLICT:
-            raise _conflict(body.error, "commit", ref.txn_id)
         self._client._clock.observe(body.commit_ts)
         return body.commit_ts
 
@@ -352,9 +356,10 @@ class Committer:
                 f"group {group_id} did not answer the prepare before the deadline "
                 f"({_cause(exc.last)})"
             ) from exc.last
+        refused = response_error(response, "prepare")  # CONFLICT, as in the one-phase commit
+        if refused is not None:
+            raise _conflict(refused, "prepare", ref.txn_id)
         body = response.prepare
-        if body.error.code == kv.CONFLICT:
-            raise _conflict(body.error, "prepare", ref.txn_id)
         self._client._clock.observe(body.prepare_ts)
         return kv.VoteProof(group_id=group_id, prepare_ts=body.prepare_ts, mac=body.vote_mac)
 

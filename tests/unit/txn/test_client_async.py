@@ -962,6 +962,31 @@ async def test_run_retries_the_whole_function_with_a_fresh_transaction(fake: Fak
     assert fake.store.value(A1) == b"101"
 
 
+@pytest.mark.parametrize("op", ["commit_one_phase", "prepare"])
+def test_a_conflict_at_the_top_of_a_commit_answer_is_a_conflict_not_a_commit(op: str) -> None:
+    """Found by review: the commit let a CONFLICT through and read the answer's body, so a
+    CONFLICT at the answer's top level (no node answers so) read as a commit at 0."""
+
+    def top_level_conflict(node: int, request: kv.Request) -> kv.Response | None:
+        if request.WhichOneof("op") != op:
+            return None
+        return kv.Response(id=request.id, error=kv.Error(code=kv.CONFLICT, message="top"))
+
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        fake.hook = top_level_conflict
+        async with fast_client(fake) as client:
+            tx = client.transaction()
+            tx.put(A1, b"x")
+            if op == "prepare":
+                tx.put(B2, b"y")
+            with pytest.raises(Conflict):
+                await tx.commit()
+        assert fake.store.value(A1) is None
+
+    check()
+
+
 @with_fake
 async def test_run_gives_up_with_too_many_retries(fake: FakeKV) -> None:
     fake.hook = lambda node, r: (
