@@ -745,7 +745,8 @@ class NodeCore:
                             "their largest prepare_ts) or of the recorded decision",
                         )
                     )
-                if kind == "decide" and op.participants:
+                if kind in ("decide", "prevent") and op.participants:
+                    # A Prevent's too (found by review: groups 99 and 2**64-1 were taken).
                     _check_participants(shard_map, op.participants, group_id)
             else:
                 validate_key(op.key)

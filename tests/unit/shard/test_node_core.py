@@ -738,6 +738,13 @@ def test_a_snapshot_read_at_a_prepare_timestamp_waits_for_that_prepare() -> None
         ),
         kv.Request(prevent=kv.PreventRequest(header=header(), txn_id=b"")),
         kv.Request(prevent=kv.PreventRequest(header=header(cluster="other"), txn_id=tid(b"t"))),
+        # Participants that are no data groups of the map, or that leave this group out.
+        *(
+            kv.Request(
+                prevent=kv.PreventRequest(header=header(), txn_id=tid(b"t"), participants=groups)
+            )
+            for groups in ([1, 99], [1, 2**64 - 1], [1, 0], [2])
+        ),
     ],
 )
 def test_bad_recovery_requests_are_refused_and_change_nothing(
