@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shard.cli_kv import (
+    CONNECT_HELP,
     UsageError,
     add_tls_options,
     bounded_int,
@@ -109,7 +110,7 @@ def register_bench_command(subparsers: Any) -> None:
         "--timeout",
         type=positive_seconds,
         default=10.0,
-        help="deadline per operation in seconds (10)",
+        help="deadline per operation in seconds (10)" + CONNECT_HELP,
     )
     bench.add_argument(
         "--retry-timeout",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from shard import __version__  # first: it sets gRPC's process-wide options
 from shard.bench_cmd import register_bench_command
-from shard.cli_kv import register_kv_commands, usage_error
+from shard.cli_kv import EXIT_USAGE, UsageError, register_kv_commands, usage_error
 from shard.cli_txn import register_txn_command
 from shard.cluster_cli import register_cluster_commands
 
@@ -133,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"paxoskv: error: {exc}", file=sys.stderr)
-        return 1
+        # Found by a new user's review: a bad $PAXOSKV_CLUSTER, no address at all or a bad
+        # --hex argument exited 1 where a bad option exits 2, so a script could not tell
+        # a usage error from a failure.
+        return EXIT_USAGE if isinstance(exc, UsageError) else 1
 
 
 def _stdout_is_closed() -> bool:

@@ -3,9 +3,10 @@
 Output is plain and script-friendly: a command prints exactly its result on stdout (a
 value, a version, `KEY<TAB>VALUE` lines) and nothing else. Keys and values are UTF-8 text
 on the command line, or hex with `--hex` (then printed as hex too). Exit status: 0 success,
-1 error (one line on stderr, `paxoskv: error: ...`), 2 a bad option or option value
-(argparse's usage and error line), 3 "no": a key not found by `get`, a compare-and-set whose
-condition did not hold.
+1 error (one line on stderr, `paxoskv: error: ...`), 2 a usage error: a bad option or option
+value (argparse's usage and error line) or a bad argument a command finds itself (a
+`UsageError`: one line, as other errors), 3 "no": a key not found by `get`, a
+compare-and-set whose condition did not hold.
 
 Imports of grpc and the client stay inside the handlers, so `paxoskv --help` stays fast.
 """
@@ -23,9 +24,18 @@ from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 EXIT_NO = 3
 """Exit status of `get` for a missing key and of `cas` when its condition did not hold."""
 
+EXIT_USAGE = 2
+"""Exit status of a usage error, argparse's own and `UsageError` alike."""
+
 
 class UsageError(Exception):
-    """A command-line mistake the user can fix; printed as one line."""
+    """A command-line mistake the user can fix; printed as one line, exit status 2
+    (`shard.cli.main`), as argparse's usage errors."""
+
+
+class CommandError(Exception):
+    """A failure the command words itself that is not a usage error; printed as one line,
+    exit status 1."""
 
 
 # ---------------------------------------------------------------------------- parser
@@ -35,7 +45,7 @@ def usage_error(parser: argparse.ArgumentParser) -> int:
     """A command that needs a subcommand and got none: its help on stderr, exit status 2 (a
     usage error, as argparse's own), so a script that forgot the command does not go on."""
     parser.print_help(sys.stderr)
-    return 2
+    return EXIT_USAGE
 
 
 # Option values are checked by argparse `type=` functions, so every bad one exits 2 (a
@@ -118,10 +128,19 @@ def cluster_option(parser: Any) -> None:
     )
 
 
+#: What --timeout does not cover (found by a new user's review: the Python client's first
+#: call waits within its timeout for nodes that refuse, a command does not).
+CONNECT_HELP = (
+    "; a command first connects, trying each address once: when no node accepts a "
+    "connection it fails at once"
+)
+
+
 def connection_options(
     timeout_help: str = "deadline per operation, retries included (default 10)",
 ) -> argparse.ArgumentParser:
-    """The options of every command that talks to a cluster (an argparse parent)."""
+    """The options of every command that talks to a cluster (an argparse parent); the
+    --timeout help is `timeout_help` and CONNECT_HELP."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection")
     cluster_option(group)
@@ -139,7 +158,7 @@ def connection_options(
         type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
-        help=timeout_help,
+        help=timeout_help + CONNECT_HELP,
     )
     add_tls_options(group)
     return common

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shard.cli_kv import (
+    CommandError,
     UsageError,
     bounded_int,
     connection_options,
@@ -64,7 +65,7 @@ copy of the commit is then refused. It needs the full REF of a transaction begun
 60 s ago. Settle before re-running the work of a commit whose outcome is unknown.
 
 exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error, 2 a bad
-option or option value.
+option, option value or REF.
 """
 
 #: `paxoskv txn-status` exit codes past 0 (committed) and 1 (error).
@@ -289,7 +290,8 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                 lines, notes = client.run(body)
             except CommitUnknown as exc:
                 # Its reason only: its message ends with the Python advice (found by review).
-                raise UsageError(
+                # Not a UsageError, whose exit status is 2.
+                raise CommandError(
                     f"the commit's outcome is unknown; settle it before re-running: "
                     f"paxoskv txn-status {exc.ref} --settle ({exc.reason})"
                 ) from exc
@@ -323,13 +325,16 @@ def _cmd_txn(args: argparse.Namespace) -> int:
 
 def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The `ref` and keyword arguments of `client.txn_status` for REF, --group, --key."""
-    from txn import TxnRef
+    from txn import InvalidArgument, TxnRef
     from txn.txn_ids import start_ts_of
 
     if ":" in args.ref:
         if args.group is not None or args.key is not None:
             raise UsageError("REF already names its group: drop --group/--key")
-        ref = TxnRef.parse(args.ref)
+        try:
+            ref = TxnRef.parse(args.ref)
+        except InvalidArgument as exc:
+            raise UsageError(str(exc)) from None  # as a REF that is not hex at all
         if args.settle and not ref.started_ns:
             raise _no_start_time()
         return ref, {}

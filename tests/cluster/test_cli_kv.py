@@ -96,7 +96,7 @@ def test_values_from_stdin_and_hex(gp_cluster: LocalCluster) -> None:
     ok(paxoskv("put", "--hex", "61ff00", "00ff10", cluster=gp_cluster))
     assert ok(paxoskv("get", "--hex", "61ff00", cluster=gp_cluster)) == "00ff10\n"
     bad = paxoskv("get", "--hex", "zz", cluster=gp_cluster)
-    assert bad.returncode == 1 and b"not valid hex" in bad.stderr
+    assert bad.returncode == 2 and b"not valid hex" in bad.stderr  # a usage error
 
 
 def test_compare_and_set(gp_cluster: LocalCluster) -> None:
@@ -232,7 +232,7 @@ def test_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
     assert debug.returncode != 0 and b"Traceback" in debug.stderr
     # No address at all.
     missing = paxoskv("get", "k")
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # a usage error
     assert b"PAXOSKV_CLUSTER" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
 

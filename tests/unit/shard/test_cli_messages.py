@@ -82,18 +82,18 @@ def test_a_bad_address_is_refused_alike_by_the_cli_and_the_clients(
             client(address)
         assert message in str(refused.value)
     monkeypatch.setenv(ENV_CLUSTER, address)
-    assert main(["get", "k"]) == 1
+    assert main(["get", "k"]) == 2  # a usage error, as the option's
     assert f"paxoskv: error: ${ENV_CLUSTER}: {message}" in capsys.readouterr().err
 
 
 def test_unquoted_txn_steps_say_to_quote_them(capsys: Any) -> None:
-    assert main(["txn", "--cluster", NOWHERE, "get", "alice"]) == 1
+    assert main(["txn", "--cluster", NOWHERE, "get", "alice"]) == 2
     assert "each STEP is one argument: quote it" in capsys.readouterr().err
 
 
 def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: Any) -> None:
     ref = "9ca3e1000780cbe4d2609bdf348e2384:1"  # the "txn ID:GROUP" a commit line prints
-    assert main(["txn-status", "--cluster", NOWHERE, ref, "--settle"]) == 1
+    assert main(["txn-status", "--cluster", NOWHERE, ref, "--settle"]) == 2
     err = capsys.readouterr().err
     assert "--settle needs to know when the transaction began" in err
     assert "TXN_ID_HEX:GROUP:STARTED_NS" in err
@@ -120,7 +120,7 @@ def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: An
 def test_settle_with_a_bare_id_says_what_it_lacks(
     capsys: Any, txn_id: str, where: list[str], lacks: str
 ) -> None:
-    assert main(["txn-status", "--cluster", NOWHERE, txn_id, *where, "--settle"]) == 1
+    assert main(["txn-status", "--cluster", NOWHERE, txn_id, *where, "--settle"]) == 2
     err = capsys.readouterr().err
     assert lacks in err and "\n" not in err.rstrip("\n")
     assert ("group" in err) is ("--key" in where)
@@ -236,7 +236,7 @@ def test_bench_refuses_a_json_path_that_is_a_directory_before_running(
     tmp_path: Path, capsys: Any
 ) -> None:
     """Found by review: the whole run happened first, then "[Errno 21] Is a directory"."""
-    assert main(["bench", "--cluster", NOWHERE, "--json", str(tmp_path)]) == 1
+    assert main(["bench", "--cluster", NOWHERE, "--json", str(tmp_path)]) == 2
     assert f"--json {tmp_path} is a directory: give a file name" in capsys.readouterr().err
 
 
@@ -304,6 +304,37 @@ def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, caps
     assert err.endswith("\n") and message in err.splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("argv", "cluster", "message"),
+    [
+        (["get", "alice"], "bogus", f"${ENV_CLUSTER}: bad cluster address 'bogus'"),
+        (
+            ["get", "alice"],
+            "",
+            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}",
+        ),
+        (["get", "--hex", "--cluster", NOWHERE, "zz"], None, "key 'zz' is not valid hex"),
+        (["txn-status", "--cluster", NOWHERE, "ab:x"], None, "'ab:x' is not a transaction ref"),
+    ],
+)
+def test_a_bad_argument_a_command_finds_itself_is_a_usage_error_too(
+    argv: list[str],
+    cluster: str | None,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    """Found by a new user's review: these exited 1, where a bad option (`--cluster
+    nonsense`) exits 2, as the README says of a bad option or option value; one line each."""
+    if cluster is None:
+        monkeypatch.delenv(ENV_CLUSTER, raising=False)
+    else:
+        monkeypatch.setenv(ENV_CLUSTER, cluster)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"paxoskv: error: {message}") and err.count("\n") == 1, err
+
+
 def test_put_hex_of_bytes_that_are_not_text_says_they_are_not_hex(
     monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -312,7 +343,7 @@ def test_put_hex_of_bytes_that_are_not_text_says_they_are_not_hex(
     import io
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\n")))
-    assert main(["put", "--hex", "--cluster", NOWHERE, "--timeout", "0.5", "6b"]) == 1
+    assert main(["put", "--hex", "--cluster", NOWHERE, "--timeout", "0.5", "6b"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "paxoskv: error: value '\\\\xff' is not valid hex", err
 

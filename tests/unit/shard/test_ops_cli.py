@@ -28,7 +28,7 @@ def test_bench_json_into_a_missing_directory_is_refused_before_running(
 ) -> None:
     """It created the directory (`--json /nonexistent/x.json` made /nonexistent)."""
     path = tmp_path / "missing" / "x.json"
-    assert main(["bench", "--cluster", NOWHERE, "--json", str(path)]) == 1
+    assert main(["bench", "--cluster", NOWHERE, "--json", str(path)]) == 2
     assert f"the directory {path.parent} does not exist" in capsys.readouterr().err
     assert not path.parent.exists()
 

@@ -80,7 +80,7 @@ def test_txn_command_snapshot_and_errors(fake: FakeKV, capsys: Any) -> None:
     assert run_cli(fake, "--snapshot", "get apple") == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "get apple: 1" and out[1].startswith("snapshot at ts ")
-    assert run_cli(fake, "--snapshot", "put apple 2") == 1
+    assert run_cli(fake, "--snapshot", "put apple 2") == 2  # a usage error
     assert "read-only" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["txn", "--cluster", "", "get a"])
@@ -198,7 +198,7 @@ def test_txn_status_of_a_committed_transaction(fake: FakeKV, capsys: Any) -> Non
         (["zz"], "neither"),
         (["ab:x"], "not a transaction ref"),
     ):
-        assert main(["txn-status", *seeds, *bad]) == 1
+        assert main(["txn-status", *seeds, *bad]) == 2  # usage errors
         assert says in capsys.readouterr().err
 
 
