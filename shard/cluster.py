@@ -62,6 +62,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 
@@ -664,7 +665,7 @@ class LocalCluster(ClusterProcesses):
                 pending.unlink(missing_ok=True)  # every node recorded its identity
                 break
             except _BindFailed as exc:
-                self._stop_all(grace_s=5.0)
+                stopped = self._stop_started(self.names)
                 if attempt == attempts:
                     hint = (
                         "choose another --base-port, or omit it to pick free ports"
@@ -672,9 +673,13 @@ class LocalCluster(ClusterProcesses):
                         else "a cluster's addresses are fixed at its first start: free the "
                         "port, then start again"
                     )
-                    raise ClusterError(
-                        f"{exc}: another process listens on the port (`ss -ltnp` names it); {hint}"
-                    ) from None
+                    _raise_noting_stopped(
+                        ClusterError(
+                            f"{exc}: another process listens on the port (`ss -ltnp` names "
+                            f"it); {hint}"
+                        ),
+                        stopped,
+                    )
                 say(f"{exc}; picking new ports")
                 # A brand-new cluster: nothing of value is stored yet, but the meta group may
                 # already have recorded the old addresses. Start from empty data directories.
@@ -688,16 +693,14 @@ class LocalCluster(ClusterProcesses):
                         )
                     ),
                 )
-            except BaseException:
-                self._stop_all(grace_s=5.0)
-                raise
+            except BaseException as exc:
+                _raise_noting_stopped(exc, self._stop_started(self.names))
         self._fresh = self._bootstrapping = False
         try:
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=progress)
             self.wait_rebuilt(self._rebuilding, max(0.0, end - time.monotonic()), progress=say)
-        except BaseException:
-            self._stop_all(grace_s=5.0)
-            raise
+        except BaseException as exc:
+            _raise_noting_stopped(exc, self._stop_started(self.names))
         if settle_s > 0 and not self.wait_settled(settle_s):
             say("leaders have not all moved to their preferred nodes yet (that is fine)")
 
@@ -852,11 +855,8 @@ class LocalCluster(ClusterProcesses):
                     )
             self._launch(names, end, say)
             self.wait_healthy(max(0.0, end - time.monotonic()), progress=say)
-        except BaseException:
-            for name in names:
-                if self.is_running(name):
-                    self.stop_node(name)
-            raise
+        except BaseException as exc:
+            _raise_noting_stopped(exc, self._stop_started(names))
 
     def _launch(self, names: list[str], end: float, say: Progress) -> None:
         """Spawn `names`, then wait for each one's ready line (by `end`, monotonic)."""
@@ -975,14 +975,15 @@ class LocalCluster(ClusterProcesses):
                 tail = "\n".join(text.splitlines()[-8:])
                 if "cannot listen on" in text or "address in use" in text.lower():
                     raise _BindFailed(f"{name} could not listen on {self.node(name).address}")
+                # The log tail on lines of their own: a start that fails adds to the first.
                 raise ClusterError(
-                    f"{name} exited with code {code} before it was ready; its log "
+                    f"{name} exited with code {code} before it was ready\nits log "
                     f"({log_path}) ends with:\n{tail}"
                 )
             if time.monotonic() > end:
                 raise ClusterError(
                     f"{name} was not ready before the start's deadline (raise `--timeout`; "
-                    f"its log: {log_path}); the nodes this start launched are stopped"
+                    f"its log: {log_path})"
                 )
             time.sleep(POLL_S)
 
@@ -1062,8 +1063,11 @@ class LocalCluster(ClusterProcesses):
         with self.exclusive():
             return self._stop_names(self.names, grace_s, progress)
 
-    def _stop_all(self, grace_s: float) -> None:
-        self._stop_names(self.names, grace_s)
+    def _stop_started(self, names: Sequence[str]) -> list[str]:
+        """Stop `names` (what a failing start launched); returns those that were running."""
+        running = [name for name in names if self.is_running(name)]
+        self._stop_names(names, grace_s=5.0)  # also drops the others' stale pid files
+        return running
 
     # ------------------------------------------------------------------ gRPC
 
@@ -1218,6 +1222,18 @@ class LocalCluster(ClusterProcesses):
 
 class _BindFailed(ClusterError):
     pass
+
+
+def _raise_noting_stopped(exc: BaseException, stopped: Sequence[str]) -> NoReturn:
+    """Raise the error of a failed start: a ClusterError says on its first line which nodes
+    the start stopped again (found by a new user's review: `n1 ... listening`, `n2 ...
+    listening`, then n3's error, and n1 and n2 were gone without a word); anything else
+    (Ctrl-C: `cluster start` says what runs) is raised as it is."""
+    if not stopped or not isinstance(exc, ClusterError):
+        raise exc
+    first, newline, rest = str(exc).partition("\n")
+    note = f"; the start stopped {', '.join(stopped)} again"
+    raise ClusterError(f"{first}{note}{newline}{rest}") from exc
 
 
 def _ballot_key(ballot: str) -> tuple[int, ...]:

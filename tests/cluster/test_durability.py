@@ -261,7 +261,7 @@ def test_a_start_that_runs_out_of_time_says_which_option_and_stops_its_nodes(
     and without saying that the nodes it launched were stopped."""
     cluster = LocalCluster(tmp_path / "c", nodes=3, shards=1)
     try:
-        with pytest.raises(ClusterError, match=r"raise `--timeout`.*launched are stopped"):
+        with pytest.raises(ClusterError, match=r"raise `--timeout`.*; the start stopped n1, "):
             cluster.start(deadline_s=0.01)
         assert not any(cluster.is_running(name) for name in cluster.names)
     finally:

@@ -317,6 +317,35 @@ def test_a_node_started_next_to_running_ones_is_said_to_restart_from_data_only_i
         ]
 
 
+def test_a_failed_start_says_which_nodes_it_stopped_again(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    children: list[subprocess.Popen[bytes]],
+) -> None:
+    """Found by a new user's review: `cluster start` printed `n1 ... listening` and `n2 ...
+    listening`, then `error: n3 exited with code 1 before it was ready`, and had stopped n1
+    and n2 again without a word. The error's first line now says so; the log tail stays on
+    the lines below it."""
+
+    def launch(self: LocalCluster, names: list[str], *_args: Any) -> None:
+        for name in names[:2]:
+            _fake_node(self, name, children)
+        wait_for(lambda: all(self.pid(n) is not None for n in names[:2]), 5.0, "fake nodes")
+        raise ClusterError(f"{names[2]} exited with code 1 before it was ready\nits log ends")
+
+    monkeypatch.setattr(LocalCluster, "_launch", launch)
+    data_dir = tmp_path / "c"
+    assert main(["cluster", "start", "--data-dir", str(data_dir), "--timeout", "5"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [
+        "paxoskv: error: n3 exited with code 1 before it was ready; the start stopped n1, n2 again",
+        "its log ends",
+    ], err
+    assert all(_gone(proc) for proc in children)
+    assert LocalCluster(data_dir).recorded_names() == []
+
+
 @pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
 def test_cluster_start_refuses_a_timeout_that_is_not_positive(
     timeout: str, tmp_path: Path, capsys: Any
