@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -235,13 +236,20 @@ def _connection_refused(exc: BaseException) -> bool:
     )
 
 
+#: The address gRPC puts in its details ("last error: UNAVAILABLE: ipv4:127.0.0.1:7001:
+#: Socket closed"), which every caller names already.
+_GRPC_ADDRESS = re.compile(r"\b(?:ipv4|ipv6|unix):\S+: ")
+
+
 def _describe_rpc_error(exc: BaseException) -> str:
-    """A short reason for a failed gRPC call (gRPC's own details run to several lines)."""
+    """A short reason for a failed gRPC call (gRPC's own details run to several lines),
+    without gRPC's own copy of the address, so the same reason reads the same at every
+    address."""
     if _connection_refused(exc):
         return "connection refused"
     if isinstance(exc, grpc.aio.AioRpcError):
         code = exc.code()
-        details = exc.details() or ""
+        details = _GRPC_ADDRESS.sub("", exc.details() or "")
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return "no answer before the deadline"
         if len(details) > 120:
@@ -591,11 +599,13 @@ class RoutingClient:
         self._check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
-        failures: list[str] = []
+        # Each reason once, with the seeds that gave it (found by a new user's review: a
+        # TLS refusal repeated gRPC's 100-character reason for every address).
+        failures: dict[str, list[str]] = {}
         for seed in self._cache.seeds:
             now = loop.time()
             if now >= deadline:
-                failures.append(f"{seed}: not tried (deadline)")
+                failures.setdefault("not tried (deadline)", []).append(seed)
                 continue
             try:
                 await self._fetch_map(seed, min(deadline, now + CONNECT_TIMEOUT_S + 1.0))
@@ -603,7 +613,7 @@ class RoutingClient:
             except (WrongCluster, ClientClosed):
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError) as exc:
-                failures.append(f"{seed}: {_describe_rpc_error(exc)}")
+                failures.setdefault(_describe_rpc_error(exc), []).append(seed)
         if self._credentials is None:
             tls_hint = (
                 "; a cluster with TLS needs the CA (PAXOSKV_TLS_CA) and, if it asks for one, "
@@ -623,9 +633,10 @@ class RoutingClient:
                 "that the nodes use TLS, that the CA signed their certificates, that these "
                 "name the addresses used, and that the CA signed the client certificate"
             )
+        where = "; ".join(f"{', '.join(seeds)}: {reason}" for reason, seeds in failures.items())
         raise Unavailable(
-            "no node answered at " + "; ".join(failures) + " (check the cluster addresses "
-            "and that the nodes are running" + tls_hint + ")"
+            f"no node answered at {where} (check the cluster addresses and that the nodes are "
+            f"running{tls_hint})"
         )
 
     async def close(self) -> None:

@@ -337,6 +337,34 @@ async def test_connect_unreachable_seed_fails_fast_naming_it() -> None:
     await client.close()
 
 
+@run
+async def test_connect_names_each_reason_once_with_the_seeds_that_gave_it() -> None:
+    """Found by a new user's review: a client without the CA of a cluster with TLS printed
+    gRPC's "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:ADDR: Socket
+    closed" once per address, about 700 characters for three nodes."""
+    seeds = [f"127.0.0.1:{port}" for port in (7001, 7002, 7003)]
+    client = RoutingClient(seeds, timeout_s=5)
+
+    async def closed_socket(address: str, timeout_s: float) -> None:
+        details = f"failed to connect to all addresses; last error: UNAVAILABLE: ipv4:{address}"
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details=f"{details}: Socket closed",
+        )
+
+    client._fetch_map = closed_socket  # type: ignore[method-assign]
+    with pytest.raises(Unavailable) as info:
+        await client.connect()
+    message = str(info.value)
+    assert message.startswith(
+        f"no node answered at {', '.join(seeds)}: UNAVAILABLE: failed to connect to all "
+        "addresses; last error: UNAVAILABLE: Socket closed (check the cluster addresses"
+    ), message
+    await client.close()
+
+
 class _SlowStatus(kv_pb2_grpc.KVServicer):
     """A seed that is up but does not answer Status (an overloaded node)."""
 
