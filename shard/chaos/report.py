@@ -27,7 +27,14 @@ from typing import Any
 
 from shard.chaos.history import client_ops, validate
 
-__all__ = ["build_report", "exit_code", "leader_churn", "summary_lines", "write_report"]
+__all__ = [
+    "build_report",
+    "exit_code",
+    "leader_churn",
+    "network_text",
+    "summary_lines",
+    "write_report",
+]
 
 
 def op_counts(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -143,6 +150,14 @@ def exit_code(report: dict[str, Any]) -> int:
     return EXIT_INCONCLUSIVE
 
 
+def network_text(network: dict[str, Any], nemesis: str) -> str:
+    """How the run makes partitions, if it makes any, and whether the nodes' fault hook is
+    on (found by a new user's review: `partitions via -` for `--nemesis kill`)."""
+    kind = network.get("partitions")
+    partitions = f"partitions via {kind}" if kind else f"partitions: none (nemesis {nemesis})"
+    return f"{partitions}; fault hook {'on' if network.get('fault_hook') else 'off'}"
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     opts = report["options"]
     ops = report["ops"]
@@ -157,8 +172,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{ops['info']} info; final reads {ops['final_reads'].get('ok', 0)} ok",
         f"  faults injected: {report['faults_injected']} "
         f"({', '.join(sorted({f['kind'] for f in report['faults']})) or 'none'}); "
-        f"partitions via {net.get('partitions') or '-'}; fault hook "
-        f"{'on' if net.get('fault_hook') else 'off'}",
+        f"{network_text(net, opts['nemesis'])}",
         f"  recovery: max {_s(rec['max_after_fault_s'])} after a fault, "
         f"{_s(rec['after_final_heal_s'])} after the final heal"
         + (f", {rec['not_recovered']} faults without recovery" if rec["not_recovered"] else ""),

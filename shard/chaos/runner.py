@@ -136,8 +136,7 @@ def run(options: ChaosOptions, say: Callable[[str], None] = print) -> dict[str, 
             )
         say(
             f"starting {options.nodes} nodes, {options.shards} shards in {out / 'cluster'} "
-            f"(partitions via {network_info['partitions'] or '-'}, fault hook "
-            f"{'on' if hook else 'off'}, seed {options.seed})"
+            f"({reports.network_text(network_info, options.nemesis)}; seed {options.seed})"
         )
         cluster.start(deadline_s=90.0)
         history = History(out / "history.jsonl")  # time 0 = the workload's start

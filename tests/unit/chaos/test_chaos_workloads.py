@@ -90,6 +90,34 @@ def test_exit_codes() -> None:
     )
 
 
+def test_the_summary_says_how_partitions_are_made_or_that_there_are_none() -> None:
+    """Found by a new user's review: `--nemesis kill` printed `partitions via -`."""
+
+    def faults_line(nemesis: str, network: dict[str, object]) -> str:
+        report = reports.build_report(
+            options={
+                "workload": "register",
+                "nemesis": nemesis,
+                "seed": 7,
+                "duration_s": 1.0,
+                "clients": 1,
+            },
+            history=[],
+            check=None,
+            faults=[],
+            network=network,
+            final_recovery_s=None,
+            harness_error=None,
+            wall_s=1.0,
+        )
+        return next(line for line in reports.summary_lines(report) if "faults injected" in line)
+
+    line = faults_line("kill", {"partitions": None, "fault_hook": False})
+    assert line.endswith("(none); partitions: none (nemesis kill); fault hook off"), line
+    line = faults_line("partition", {"partitions": "netns", "fault_hook": False})
+    assert line.endswith("partitions via netns; fault hook off"), line
+
+
 def test_list_append_torn_transactions_are_anomalies() -> None:
     """Found by review: an indeterminate transaction applied at one shard and not at the
     other was seen only in part, and Elle alone called the history valid."""
