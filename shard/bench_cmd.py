@@ -59,6 +59,13 @@ def register_bench_command(subparsers: Any) -> None:
         "bench/NNNNNNNNNN for put, get and mixed, and under each shard's start key "
         "<start>bench/txn/... and <start>bench/bank/... for the transaction workloads: run "
         "it against a cluster whose data may take them.",
+        # Found by a new user's review: "other=3.74s (94%)" said nothing of what it counts.
+        epilog="The cpu: line is CPU seconds during the measured run: client is this "
+        "process, nodes the --node-pids processes (each in parentheses), irq the interrupts "
+        "(mostly the run's own loopback traffic), other every other process on the machine "
+        "(the nodes too when --node-pids does not name them), and 'of' all the cores' time "
+        "(seconds x cores), of which other's share is given. Once the nodes are named, a high "
+        "other share means other processes disturbed the run.",
     )
     cluster_option(bench)
     bench.add_argument(
