@@ -458,6 +458,12 @@ class AsyncTransaction:
             # Cancelled or interrupted part-way: the commit requests may be on the wire.
             self._state = TransactionState.UNKNOWN
             raise
+        unresolved = self._lock_groups.difference(self._participants)
+        if unresolved:
+            # A read for update that failed may still have taken its lock there, and the
+            # commit's Resolves go only to the participants (found by review: such a lock
+            # held its key's writers until it expired).
+            self._client._committer.resolve_all(self.txn_id, unresolved, False, 0)
         self._commit_ts = commit_ts
         self._state = TransactionState.COMMITTED
         return commit_ts

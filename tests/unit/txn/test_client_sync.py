@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from test_client_fakekv import LOSE, FakeKV, fake_in_thread, sync_client
+from test_client_fakekv import LOSE, FakeKV, error_response, fake_in_thread, sync_client
 
 import txn
 from router import kv_pb2 as kv
@@ -75,6 +75,28 @@ def test_an_aborted_read_for_update_releases_its_lock_groups(fake: FakeKV) -> No
             deadline.wait(0.01)
         resolves = sorted((g, r.resolve.commit) for g, r in fake.requests("resolve"))
         assert resolves == [(1, False), (2, False)]
+
+
+def test_a_commit_frees_the_lock_a_failed_read_for_update_may_have_taken(fake: FakeKV) -> None:
+    """Found by review: a read for update that failed may have taken its lock at the leader;
+    a commit that then went to other groups never freed it, and it held that key's writers
+    until it expired."""
+    fake.hook = lambda node, r: (
+        error_response(r, kv.INVALID_ARGUMENT) if r.WhichOneof("op") == "get" else None
+    )
+    with sync_client(fake) as client:
+        with client.transaction() as tx:
+            with pytest.raises(txn.InvalidArgument):
+                tx.get(B1, for_update=True)  # group 2
+            tx.put(A1, b"x")  # group 1 only
+        assert tx.state is TransactionState.COMMITTED
+        freed = threading.Event()
+        for _ in range(100):
+            if [g for g, r in fake.requests("resolve") if not r.resolve.commit] == [2]:
+                freed.set()
+                break
+            freed.wait(0.01)
+        assert freed.is_set(), fake.requests("resolve")
 
 
 def test_threads_incrementing_one_counter_lose_no_update(fake: FakeKV) -> None:
