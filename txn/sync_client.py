@@ -122,15 +122,19 @@ class Transaction:
 
     def abort(self) -> None:
         """Discard the transaction. See `AsyncTransaction.abort`."""
-        if self._client._closed:
-            self._inner.abort()  # nothing can be sent any more
-            return
-
         async def on_the_client_loop() -> None:
             # Its release of update locks starts tasks on the client's loop.
             self._inner.abort()
 
-        self._client._call(on_the_client_loop())
+        if not self._client._closed:
+            try:
+                self._client._call(on_the_client_loop())
+                return
+            except ClientClosed:
+                # Closed meanwhile (found by review: the ClientClosed replaced the error that
+                # `with` or run() was aborting for).
+                pass
+        self._inner._abort(release_locks=False)  # nothing can be sent any more
 
     def __enter__(self) -> Transaction:
         return self

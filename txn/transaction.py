@@ -479,8 +479,13 @@ class AsyncTransaction:
         Raises:
             TransactionClosed: a commit of the transaction is in progress.
         """
+        self._abort(release_locks=True)
+
+    def _abort(self, release_locks: bool) -> None:
+        """`abort`; `release_locks` False when nothing can be sent any more (the client is
+        closed), and the update locks its reads took expire at their leaders."""
         if self._state in (TransactionState.OPEN, TransactionState.ABORTED):
-            if self._state is TransactionState.OPEN and self._lock_groups:
+            if release_locks and self._state is TransactionState.OPEN and self._lock_groups:
                 # Let the transactions queued behind this one's update locks go now.
                 self._client._committer.resolve_all(self.txn_id, self._lock_groups, False, 0)
             self._state = TransactionState.ABORTED

@@ -15,7 +15,7 @@ import pytest
 from test_client_fakekv import DROP, FakeKV, error_response, fake_in_thread, sync_client
 
 from router import kv_pb2 as kv
-from txn import Client, ClientClosed, CommitUnknown
+from txn import Client, ClientClosed, CommitUnknown, TransactionState
 
 DEADLINE_S = 10.0
 
@@ -130,6 +130,19 @@ def test_a_call_made_while_close_runs_is_refused_without_reaching_the_loop(
     assert not caller.is_alive(), "the caller waits forever after close"
     assert len(got) == 1 and isinstance(got[0], ClientClosed), got
     assert fake.count("get") == gets
+
+
+def test_an_abort_as_close_begins_lets_the_bodys_error_through(fake: FakeKV) -> None:
+    """Found by review: the abort of `with client.transaction()` (and of run()) made as
+    another thread's close() began raised ClientClosed in place of the body's own error."""
+    client = sync_client(fake)
+    with pytest.raises(KeyError), client.transaction() as tx:
+        tx.get(b"apple", for_update=True)
+        client._closing = True  # as another thread's close() begins
+        raise KeyError("the body's own error")
+    assert tx.state is TransactionState.ABORTED
+    client._closing = False
+    client.close()
 
 
 @pytest.mark.parametrize("op", ["put_fenced", "delete_fenced"])
