@@ -122,6 +122,7 @@ class Transaction:
 
     def abort(self) -> None:
         """Discard the transaction. See `AsyncTransaction.abort`."""
+
         async def on_the_client_loop() -> None:
             # Its release of update locks starts tasks on the client's loop.
             self._inner.abort()
