@@ -25,6 +25,14 @@ routes one `kv.Request` to its group's guessed leader and retries until the dead
 - A stream that breaks after a request was written, or a deadline that passes while waiting
   for its answer: a read is retried (or raises DeadlineExceeded); a write may have been
   applied, so it raises `OutcomeUnknown` and is never re-sent.
+- A node that has sent nothing for `attempt_timeout_s` since a request was written to it
+  (SIGSTOPped, cut off) loses its place as the group's leader guess while that request
+  keeps waiting for its answer: requests sent from then on go to the next replica, which
+  serves them or names the new leader, instead of queueing behind the silent node until
+  their own deadlines (found by review: every request waited out its whole deadline there
+  while another replica led). The request itself is not re-sent here: a write may have been
+  applied (rule 1); `txn`'s client re-sends its idempotent requests itself, each try bounded
+  by the attempt timeout (`txn.resend`).
 
 Rules
 -----
@@ -34,6 +42,8 @@ Rules
 2. A request abandoned by its caller (deadline, cancellation) before the writer took it is
    never written afterwards, so "DeadlineExceeded" really means "not applied".
 3. Every wait is bounded by the operation's deadline (`timeout_s`, default 10 s).
+4. A leader guess is moved only through `RoutingCache.on_not_leader`, so that a guess another
+   request corrected meanwhile stays (router.cache).
 
 Only this module and the gRPC stubs touch sockets in `router/`; the decisions it makes on
 answers come from the sans-I/O `RoutingCache` and `Backoff`.
@@ -43,10 +53,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import random
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +92,7 @@ __all__ = [
     "CasResult",
     "NodeStatus",
     "RoutingClient",
+    "default_attempt_timeout",
 ]
 
 # One stream write carries requests up to this many bytes (at least one request).
@@ -135,11 +147,21 @@ MAX_HEADER_TIMEOUT_MS = 3_600_000
 """The most a request's header says the client waits (Header.timeout_ms)."""
 
 _STATUS_TIMEOUT_S = 2.0
+MIN_ATTEMPT_TIMEOUT_S = 0.5
+"""The shortest default attempt timeout (`default_attempt_timeout`): well above a leader's
+answer time, and above an election timeout (150-300 ms), so that the replica asked next
+already knows the new leader of a group whose old one went silent."""
 _NOT_LEADER_FREE_HOPS = 3  # redirects followed without sleeping before backing off
 # A retry is not started with less than this left before the deadline: its answer could not
 # come in time, and a write sent then ends as OutcomeUnknown ("may have been applied")
 # where DeadlineExceeded ("not applied") was true (a CI run on a loaded machine hit it).
 _MIN_RETRY_LEFT_S = 0.02
+
+
+def default_attempt_timeout(timeout_s: float) -> float:
+    """How long one try of a request waits for its node by default: a quarter of the
+    operation's deadline, at least MIN_ATTEMPT_TIMEOUT_S (so up to four tries fit in it)."""
+    return max(MIN_ATTEMPT_TIMEOUT_S, timeout_s / 4)
 
 
 def _seed_list(seeds: str | Sequence[str]) -> list[str]:
@@ -523,6 +545,9 @@ class RoutingClient:
         cluster_id: the cluster to talk to; learned from the first seed when None. A node
             of another cluster is refused with `WrongCluster`.
         timeout_s: the default deadline of one operation, retries included.
+        attempt_timeout_s: how long a node may stay silent after a request was written to
+            it before it stops being its group's leader guess (the request goes on waiting
+            for its answer); default `default_attempt_timeout(timeout_s)`.
         backoff: retry delays (default: full jitter, 10 ms doubling up to 0.5 s).
         rng: the randomness of the backoff jitter (default: a fresh `random.Random()`).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
@@ -537,6 +562,7 @@ class RoutingClient:
         *,
         cluster_id: str | None = None,
         timeout_s: float = 10.0,
+        attempt_timeout_s: float | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
@@ -547,9 +573,12 @@ class RoutingClient:
             raise InvalidArgument("no cluster address given (expected HOST:PORT[,HOST:PORT...])")
         if not timeout_s > 0:
             raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s}")
+        if attempt_timeout_s is not None and not attempt_timeout_s > 0:
+            raise InvalidArgument(f"attempt_timeout_s must be > 0, got {attempt_timeout_s}")
         self._cache = RoutingCache(seed_list)
         self._cluster_id = cluster_id
         self._timeout_s = timeout_s
+        self._attempt_timeout_s = attempt_timeout_s or default_attempt_timeout(timeout_s)
         self._backoff = backoff or Backoff(base_s=0.01, max_s=0.5)
         self._rng = rng or random.Random()
         self._options = list(channel_options)
@@ -843,7 +872,9 @@ class RoutingClient:
                 # raised OverflowError from every operation (found by review).
                 header.timeout_ms = max(1, int(min(left_s * 1000, MAX_HEADER_TIMEOUT_MS)))
             try:
-                response = await self._exchange(address, request, deadline)
+                response = await self._exchange(
+                    address, request, deadline, functools.partial(cache.on_not_leader, gid, asked)
+                )
             except _SendFailed as exc:
                 if exc.sent and write:
                     raise OutcomeUnknown(
@@ -932,14 +963,37 @@ class RoutingClient:
             return Unavailable(text)
         return ServerError(f"{_code_name(code)} from {text}", maybe_committed=write)
 
-    async def _exchange(self, address: str, request: kv.Request, deadline: float) -> kv.Response:
+    async def _exchange(
+        self,
+        address: str,
+        request: kv.Request,
+        deadline: float,
+        on_silence: Callable[[], None] | None = None,
+    ) -> kv.Response:
+        """Send `request` to `address` and wait for its answer until `deadline`; call
+        `on_silence` if the node has sent nothing at all for the attempt timeout meanwhile
+        (the request still waits: only its caller may decide to send it elsewhere)."""
         conn = self._connection(address)
         call = conn.submit(request)
-        timer = asyncio.get_running_loop().call_at(deadline, conn.expire, call)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(deadline, conn.expire, call)
+        doubt: asyncio.TimerHandle | None = None
+        if on_silence is not None and loop.time() + self._attempt_timeout_s < deadline:
+            heard = conn.messages_in
+
+            def check() -> None:
+                # Answers to other requests (this one may wait at the leader for a lock)
+                # say the node is alive: only a node that sent nothing loses the guess.
+                if conn.messages_in == heard and not call.future.done():
+                    on_silence()
+
+            doubt = loop.call_later(self._attempt_timeout_s, check)
         try:
             return await call.future
         finally:
             timer.cancel()
+            if doubt is not None:
+                doubt.cancel()
             if not call.future.done() or call.future.cancelled():
                 conn.abandon(call)
 

@@ -89,11 +89,21 @@ Rules
    intent's release (up to a second), and if still refused is re-sent after a short
    backoff until the read's deadline (the intent is resolved within about a second even if
    that transaction's client died); nothing is recorded from a refused read, so this is
-   safe. A read for update is not re-sent: it already queued at the leader (shard.lock_wait)
-   and its refusal (wounded, or queued too long) aborts the attempt.
+   safe. A read for update the leader refused is not re-sent: it already queued at the
+   leader (shard.lock_wait) and its refusal (wounded, or queued too long) aborts the
+   attempt (one that got no answer at all is re-sent, rule 6).
 5. The client's hybrid clock absorbs every timestamp it sees (versions, prepare and commit
    timestamps, snapshot timestamps) and proposes `ts = max(seen + 1, wall-clock)` to
    participants; a snapshot never reads below a timestamp the client already saw.
+6. A request that may be sent twice (every read, a read for update included; the snapshot
+   timestamp; `txn_status`; the commit requests of rule 1) waits at most
+   `attempt_timeout_s` for one try: then the group's leader guess moves to the next replica
+   and the same request goes there, until the deadline (`txn.resend`, which says why a read
+   for update may go twice). So a leader that goes silent (frozen, cut off) costs a read
+   one attempt timeout, not its whole deadline. A single-key write is never sent twice: it
+   waits for its answer until its deadline (`OutcomeUnknown` once it was written to the
+   node), but a node silent for the attempt timeout meanwhile loses the leader guess, so
+   the requests after it go to another replica (router.client).
 
 Fenced writes
 -------------
@@ -136,7 +146,14 @@ from typing import Any, TypeVar, overload
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
-from router.client import CONNECT_TIMEOUT_S, SCAN_PAGE, CasResult, RoutingClient, response_error
+from router.client import (
+    CONNECT_TIMEOUT_S,
+    SCAN_PAGE,
+    CasResult,
+    RoutingClient,
+    default_attempt_timeout,
+    response_error,
+)
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
 from router.shard_map import META_GROUP_ID, ShardMap
@@ -156,6 +173,7 @@ from txn.errors import (
     from_routing_error,
 )
 from txn.hlc import HybridClock
+from txn.resend import _NoAnswer, send_idempotent
 from txn.retry import _refuse_generator, _RetryPolicy, checked_body_error
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
@@ -208,8 +226,11 @@ class AsyncClient:
         backoff: pauses between attempts of `run` (default: full jitter, 10 ms doubling up
             to 1 s).
         rng: randomness for jitter (default: a fresh `random.Random()`).
-        attempt_timeout_s: how long one try of an idempotent commit request waits before it
-            is re-sent (default: a quarter of `timeout_s`, at least 0.5 s).
+        attempt_timeout_s: how long one try of a read or of an idempotent commit request
+            waits for its node before it is re-sent to another replica, and how long a node
+            may stay silent before a single-key write (never re-sent) stops routing the
+            writes after it there (default: a quarter of `timeout_s`, at least 0.5 s;
+            `txn.resend`).
         wall_ns: the wall clock, in ns (default `time.time_ns`).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
             None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
@@ -254,10 +275,15 @@ class AsyncClient:
         self._rng = rng or random.Random()
         with _translated():
             self._routing = RoutingClient(
-                seeds, cluster_id=cluster_id, timeout_s=timeout_s, rng=self._rng, tls=tls
+                seeds,
+                cluster_id=cluster_id,
+                timeout_s=timeout_s,
+                attempt_timeout_s=attempt_timeout_s,
+                rng=self._rng,
+                tls=tls,
             )
         self._timeout_s = timeout_s
-        self._attempt_timeout_s = attempt_timeout_s or max(0.5, timeout_s / 4)
+        self._attempt_timeout_s = attempt_timeout_s or default_attempt_timeout(timeout_s)
         self._policy = _RetryPolicy(
             max_attempts, retry_timeout_s, backoff or Backoff(base_s=0.01, max_s=1.0), self._rng
         )
@@ -699,10 +725,12 @@ class AsyncClient:
     async def _send_to_group(
         self, request: kv.Request, group_id: int, timeout_s: float | None
     ) -> kv.Response:
-        """A read-only request for one group; a change of the shard map meanwhile is
-        Unavailable (retryable: ask again), not the routing layer's own error."""
+        """A read-only request for one group (re-sent as `_send_read`); a change of the
+        shard map meanwhile is Unavailable (retryable: ask again), not the routing layer's
+        own error."""
+        deadline = self._deadline(timeout_s)
         try:
-            return await self._send(request, group_id=group_id, write=False, timeout_s=timeout_s)
+            return await self._send_read(request, group_id=group_id, deadline=deadline)
         except (WrongShard, UnknownGroup) as exc:
             raise Unavailable(f"the shard map changed; ask again ({exc})") from exc
 
@@ -932,6 +960,38 @@ class AsyncClient:
         await asyncio.sleep(delay)
         return True
 
+    async def _send_read(
+        self,
+        request: kv.Request,
+        *,
+        key: bytes | None = None,
+        group_id: int | None = None,
+        deadline: float,
+        passthrough: Collection[int] = (),
+    ) -> kv.Response:
+        """A read-only request, re-sent to another replica after each try that got no
+        answer within the attempt timeout (rule 6, `txn.resend`), until `deadline`.
+
+        Raises:
+            DeadlineExceeded: no answer before the deadline.
+            WrongShard, UnknownGroup: `group_id` routing, and the shard map changed.
+            Others as `RoutingClient.send`, translated.
+        """
+        try:
+            return await send_idempotent(
+                self,
+                request,
+                key=key,
+                group_id=group_id,
+                write=False,
+                deadline=deadline,
+                passthrough=passthrough,
+            )
+        except _NoAnswer as exc:
+            if isinstance(exc.last, DeadlineExceeded):
+                raise exc.last from None
+            raise DeadlineExceeded(f"gave up at the deadline; last: {exc.last}") from exc.last
+
     async def _read(
         self,
         request: kv.Request,
@@ -943,25 +1003,21 @@ class AsyncClient:
         resend_conflicts: bool = True,
     ) -> kv.Response:
         """A read, re-sent while it meets a prepared transaction's intent (rule 4); a read
-        for update is not re-sent (the leader already queued it: its refusal is final).
+        for update is not re-sent then (the leader already queued it: its refusal is
+        final). A try without an answer is re-sent in both cases (rule 6).
 
         Raises:
             Conflict: the intent was still there at the deadline (the last refusal).
         """
-        loop = asyncio.get_running_loop()
         attempt = 0
         refused: Conflict | None = None
         while True:
-            remaining = deadline - loop.time()
             try:
-                if remaining <= 0:
-                    raise DeadlineExceeded("the read got no answer before its deadline")
-                response = await self._send(
+                response = await self._send_read(
                     request,
                     key=key,
                     group_id=group_id,
-                    write=False,
-                    timeout_s=remaining,
+                    deadline=deadline,
                     passthrough=(kv.CONFLICT,),
                 )
             except Unavailable:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from router import kv_pb2 as kv
-from router.cache import Backoff
 from router.client import response_error
 from router.client_errors import OUTCOME_ADVICE
 from router.errors import UnknownGroup, WrongShard
@@ -21,9 +20,7 @@ from txn.errors import (
     Conflict,
     DeadlineExceeded,
     FencingTokenRejected,
-    InvalidArgument,
     LimitExceeded,
-    OutcomeUnknown,
     PaxosKVError,
     ServerError,
     TransactionTooOld,
@@ -32,6 +29,7 @@ from txn.errors import (
     _conflict,
 )
 from txn.hlc import LOGICAL_BITS, physical_us
+from txn.resend import RESEND_BACKOFF, _NoAnswer, send_idempotent
 from txn.status import TxnState, TxnStatus
 from txn.txn_ids import start_ts_of
 
@@ -47,7 +45,6 @@ _DECIDE_TIMEOUT_S = 2.0  # budget of a Decide or Resolve sent after the prepares
 # deadline, so `paxoskv txn --timeout 1` against a group without a majority took 3 s (found
 # by review); now the whole commit, abort included, ends by the caller's deadline.
 _ABORT_SHARE = 0.25
-_RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)  # re-sends of an idempotent commit request
 _FENCE_CHECK_TIMEOUT_S = 2.0  # the read that tells a stale fencing token from other conflicts
 # How long after its transaction's start a commit request (Prepare, one-phase commit) is
 # still sent, whatever the deadline. Nodes keep decision records at least
@@ -72,16 +69,6 @@ def _cause(exc: BaseException) -> str:
     for joint in ("; ", ", and "):
         text = text.removesuffix(joint + OUTCOME_ADVICE)
     return text
-
-
-class _NoAnswer(Exception):
-    """An idempotent request got no answer before its deadline; `ambiguous`: some attempt
-    may have been applied."""
-
-    def __init__(self, ambiguous: bool, last: PaxosKVError) -> None:
-        super().__init__(str(last))
-        self.ambiguous = ambiguous
-        self.last = last
 
 
 class Committer:
@@ -184,51 +171,28 @@ class Committer:
         deadline: float,
         passthrough: Collection[int] = (),
     ) -> kv.Response:
-        """Send an idempotent write, re-sending the SAME request while its answer is lost or
-        its group unavailable (rule 1).
+        """Send a commit request, idempotent under its transaction id (rule 1): the SAME
+        request is re-sent while its answer is lost or its group unavailable, each try
+        bounded by the attempt timeout (`txn.resend.send_idempotent`, which reads share).
 
         Raises:
-            _NoAnswer: no answer before the deadline, or the shard map changed under (or
-                the node refused) a request an earlier attempt of which may have been
-                applied.
+            _NoAnswer: as `send_idempotent`.
             Unavailable: the shard map changed under the request (not applied).
             LimitExceeded, InvalidArgument, WrongCluster, ServerError: from the node.
         """
-        loop = asyncio.get_running_loop()
-        ambiguous = False
-        last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
-        attempt = 0
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise _NoAnswer(ambiguous, last)
-            try:
-                return await self._client._send(
-                    request,
-                    group_id=group_id,
-                    write=True,
-                    timeout_s=min(remaining, self._client._attempt_timeout_s),
-                    passthrough=passthrough,
-                )
-            except OutcomeUnknown as exc:
-                ambiguous, last = True, exc
-            except Unavailable as exc:
-                last = exc
-            except (WrongShard, UnknownGroup) as exc:
-                moved = Unavailable(f"the shard map changed during the commit ({exc})")
-                if ambiguous:  # an earlier copy may have been applied before the change
-                    raise _NoAnswer(True, moved) from exc
-                raise Unavailable(f"{moved}; nothing was committed") from exc
-            except (LimitExceeded, InvalidArgument) as exc:
-                # This copy was refused, but an earlier one may have been applied (found by
-                # review: a re-send reaching a new leader whose clock lags refused by rule 9
-                # read as "not committed").
-                if ambiguous:
-                    raise _NoAnswer(True, exc) from exc
-                raise
-            if not await self._client._pause(_RESEND_BACKOFF, attempt, deadline):
-                raise _NoAnswer(ambiguous, last)
-            attempt += 1
+        try:
+            return await send_idempotent(
+                self._client,
+                request,
+                group_id=group_id,
+                write=True,
+                deadline=deadline,
+                passthrough=passthrough,
+            )
+        except (WrongShard, UnknownGroup) as exc:
+            raise Unavailable(
+                f"the shard map changed during the commit ({exc}); nothing was committed"
+            ) from exc
 
     async def _commit_one_phase(
         self,
@@ -431,7 +395,7 @@ class Committer:
             if not response.decide.pending:
                 return response.decide
             attempt += 1
-            if not await self._client._pause(_RESEND_BACKOFF, attempt, end):
+            if not await self._client._pause(RESEND_BACKOFF, attempt, end):
                 return None
 
     def resolve_all(

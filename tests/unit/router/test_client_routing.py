@@ -1021,6 +1021,58 @@ async def test_a_late_timeout_does_not_move_a_guess_another_request_corrected(
         assert client._cache.leader_for(gid) == new, "the guess left the real leader"
 
 
+@with_cluster
+async def test_a_leader_silent_past_the_attempt_timeout_loses_the_guess_while_a_write_waits(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: the guess left a silent leader (SIGSTOP, cut off) only when a
+    request's whole deadline passed there, so every request sent meanwhile, writes too,
+    queued behind it. A write already sent is still never re-sent (OutcomeUnknown at its
+    deadline), but after the attempt timeout of silence the next write goes elsewhere."""
+    loop = asyncio.get_running_loop()
+    async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
+        await client.put(b"a", b"1")
+        gid = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[gid]
+        silence_the_leader(cluster, b"a")
+        before = len(cluster.seen)
+        first = asyncio.ensure_future(client.put(b"a", b"2", timeout_s=1.5))
+        sent = loop.time()
+        while client.routing.leader_for(gid) == old:
+            assert loop.time() - sent < 1.0, "the silent leader kept the guess"
+            await asyncio.sleep(0.01)
+        assert not first.done()  # still waiting for its answer
+        started = time.monotonic()
+        assert await client.put(b"b", b"3") > 0
+        assert time.monotonic() - started < 0.5
+        with pytest.raises(OutcomeUnknown):
+            await first
+    assert [(n, key) for n, k, key in cluster.seen[before:] if k == "put"].count((old, b"a")) == 1
+    assert cluster.store[b"a"][0] == b"1"  # never re-sent to the new leader
+
+
+@with_cluster
+async def test_a_slow_answer_from_a_node_that_answers_others_keeps_the_guess(
+    cluster: FakeCluster,
+) -> None:
+    """Only silence moves the guess: a write parked at a leader (a lock wait) while the
+    leader answers other requests does not send the requests after it elsewhere."""
+    loop = asyncio.get_running_loop()
+    async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
+        await client.put(b"a", b"1")
+        gid = cluster.map.locate(b"a").group_id
+        leader = cluster.leaders[gid]
+        cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "put" else None
+        slow = asyncio.ensure_future(client.put(b"a", b"2", timeout_s=1.0))
+        end = loop.time() + 0.6
+        while loop.time() < end:
+            assert await client.get(b"b") is None  # answered by the same node
+            assert client.routing.leader_for(gid) == leader
+            await asyncio.sleep(0.02)
+        with pytest.raises(OutcomeUnknown):
+            await slow
+
+
 # ------------------------------------------------ one rule for moving a leader guess
 
 

@@ -8,7 +8,8 @@ Decide (first decision wins), Resolve, CommitOnePhase (idempotent by txn id), Tx
 Timestamp and snapshot reads. Leadership: each group's preferred leader; other nodes answer
 NOT_LEADER with a hint, so the real RoutingClient routes as it would in production.
 
-A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
+A node in `FakeKV.frozen` answers nothing at all (SIGSTOP, cut off); `FakeKV.unanswered`
+logs what reached it. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
 (answer that instead), `DROP` (neither apply nor answer), `LOSE` (apply, drop the answer) or
 None (normal). `FakeKV.seen` logs every request that reached a leader.
 
@@ -355,6 +356,8 @@ class FakeKV:
         self.map: Any = None
         self.leaders: dict[int, int] = {}
         self.lock = threading.Lock()
+        self.frozen: set[int] = set()  # nodes that answer nothing
+        self.unanswered: list[tuple[int, str]] = []  # (node, kind) of what reached them
 
     async def start(self) -> None:
         for node in self.nodes.values():
@@ -390,6 +393,10 @@ class FakeKV:
 
     def handle(self, node_id: int, request: kv.Request) -> kv.Response | None:
         kind = request.WhichOneof("op")
+        if node_id in self.frozen:
+            with self.lock:
+                self.unanswered.append((node_id, kind))
+            return None
         op = getattr(request, kind)
         has_header = "header" in op.DESCRIPTOR.fields_by_name
         group = op.header.group_id if has_header else 0

@@ -1,0 +1,149 @@
+"""A group leader that goes silent (SIGSTOP, cut off): the client's reads fail over within an
+attempt timeout, its writes are never re-sent, and the requests after them go elsewhere.
+
+Found by review: every read and single-key write sent to a frozen leader waited out its
+whole `timeout_s` and raised DeadlineExceeded, although the group had a new leader within
+a fraction of a second (`run` does not retry DeadlineExceeded, so a whole transaction
+failed). txn.client rule 6, txn.resend. The real-process version is
+tests/cluster/test_client_failover.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from test_client_fakekv import FakeKV, fast_client, with_fake
+
+from txn import AsyncClient, DeadlineExceeded, OutcomeUnknown, TxnRef
+from txn.status import TxnState
+
+A1, A2 = b"apple", b"banana"  # group 1 (the snapshot timestamp is asked of it too)
+TIMEOUT_S = 5.0
+ATTEMPT_S = 0.3
+
+
+def freeze_leader(fake: FakeKV, group_id: int) -> int:
+    """The leader of `group_id` stops answering and another replica leads each group it
+    led (as an election would); the frozen node's id."""
+    old = fake.leaders[group_id]
+    fake.frozen.add(old)
+    other = next(n for n in fake.nodes if n != old)
+    for group, leader in fake.leaders.items():
+        if leader == old:
+            fake.leaders[group] = other
+    return old
+
+
+async def tx_get(client: AsyncClient, ref: TxnRef) -> Any:
+    async with client.transaction() as tx:
+        return await tx.get(A1)
+
+
+async def tx_get_for_update(client: AsyncClient, ref: TxnRef) -> Any:
+    async with client.transaction() as tx:
+        return await tx.get(A1, for_update=True)
+
+
+async def tx_scan(client: AsyncClient, ref: TxnRef) -> Any:
+    async with client.transaction() as tx:
+        return await tx.scan(b"a", b"b")
+
+
+async def snapshot_get(client: AsyncClient, ref: TxnRef) -> Any:
+    async with client.snapshot() as snap:
+        return await snap.get(A1)
+
+
+async def snapshot_scan(client: AsyncClient, ref: TxnRef) -> Any:
+    async with client.snapshot() as snap:
+        return await snap.scan(b"a", b"b")
+
+
+async def get(client: AsyncClient, ref: TxnRef) -> Any:
+    return await client.get(A1)
+
+
+async def scan(client: AsyncClient, ref: TxnRef) -> Any:
+    return await client.scan(b"a", b"b")
+
+
+async def txn_status(client: AsyncClient, ref: TxnRef) -> Any:
+    return (await client.txn_status(ref)).state
+
+
+Read = Callable[[AsyncClient, TxnRef], Awaitable[Any]]
+READS: dict[str, tuple[Read, Any]] = {
+    "get": (get, b"a"),
+    "scan": (scan, [(A1, b"a")]),
+    "tx.get": (tx_get, b"a"),
+    "tx.get for update": (tx_get_for_update, b"a"),
+    "tx.scan": (tx_scan, [(A1, b"a")]),
+    "snapshot get": (snapshot_get, b"a"),
+    "snapshot scan": (snapshot_scan, [(A1, b"a")]),
+    "txn_status": (txn_status, TxnState.COMMITTED),
+}
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_a_read_at_a_silent_leader_is_resent_to_the_new_one(name: str) -> None:
+    read, expected = READS[name]
+
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
+            async with client.transaction() as tx:
+                tx.put(A1, b"a")
+            assert tx.ref is not None
+            freeze_leader(fake, 1)
+            started = time.monotonic()
+            assert await read(client, tx.ref) == expected
+            took = time.monotonic() - started
+        assert fake.unanswered, "the read never reached the frozen leader"
+        # One attempt timeout (or two: a snapshot's timestamp, then its read), not the
+        # whole deadline; generous, the machine may be loaded.
+        assert took < TIMEOUT_S / 2, f"{name} took {took:.2f} s"
+
+    check()
+
+
+@with_fake
+async def test_a_write_at_a_silent_leader_is_not_resent_but_the_next_one_goes_elsewhere(
+    fake: FakeKV,
+) -> None:
+    """A put is not idempotent: the one sent to the frozen leader ends as OutcomeUnknown
+    at its deadline and reached only that node; a put issued after the attempt timeout
+    goes to the new leader at once."""
+    loop = asyncio.get_running_loop()
+    async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
+        await client.put(A1, b"0")
+        old = freeze_leader(fake, 1)
+        first = asyncio.ensure_future(client.put(A1, b"1", timeout_s=2.0))
+        sent = loop.time()
+        while client.routing.routing.leader_for(1) == old:
+            assert loop.time() - sent < 1.5, "the silent leader kept the guess"
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        assert await client.put(A2, b"2") > 0
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(OutcomeUnknown):
+            await first
+    assert [kind for _, kind in fake.unanswered].count("put") == 1
+    assert fake.store.value(A1) == b"0"
+
+
+@with_fake
+async def test_a_read_no_replica_answers_is_deadline_exceeded_after_trying_them(
+    fake: FakeKV,
+) -> None:
+    async with fast_client(fake, timeout_s=1.2, attempt_timeout_s=ATTEMPT_S) as client:
+        await client.put(A1, b"0")
+        fake.frozen.update(fake.nodes)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            await client.get(A1)
+        assert time.monotonic() - started >= 1.1
+    assert {node for node, kind in fake.unanswered if kind == "get"} == set(fake.nodes)

@@ -1,0 +1,147 @@
+"""Re-sending an idempotent request: one try per attempt timeout, within the deadline.
+
+Theory of operation
+-------------------
+A group's leader can go silent without a word: SIGSTOPped, cut off by a partition, its
+machine frozen. Its connection stays open, so nothing fails; only time tells. The group
+elects another leader within an election timeout or two, but a request waiting at the
+silent one learns nothing of it. So an idempotent request waits at most the client's
+`attempt_timeout_s` for one try; then the routing client moves the group's leader guess to
+the next replica (`RoutingCache.on_not_leader`), and the SAME request is sent again, where
+the guess now points, until the operation's deadline. The replica asked next serves it or
+names the new leader.
+
+Which requests may be sent again (the caller says so by calling `send_idempotent`):
+
+- Reads: a linearizable get, a scan page, a snapshot read, the snapshot timestamp, a
+  transaction's status. Two copies served read the same data twice, or the second later
+  data; the caller uses the one answer it gets. A transaction's read of a key is recorded
+  from that answer only, and validated at commit.
+- A read for update (`tx.get(key, for_update=True)`): it also takes the key's update lock at
+  the leader. Sent again, the lock is asked for again by the same transaction at the same
+  age: a leader that already gave it that lock gives it again (`LockTable.acquire` grants a
+  holder its own key), and a copy parked at a deposed leader is refused there (NOT_LEADER)
+  once that replica runs again, or takes a lock in a table dropped with its leadership. The
+  locks are hints, never replicated (shard.lock_wait rule U1): an extra or lost one costs
+  at most a wait or a retry, never correctness; one left behind goes with the
+  transaction's commit or abort, or after LOCK_TTL_S. What is NOT sent again is a read for
+  update the leader refused (wounded, or queued too long): that refusal is final
+  (txn.client rule 4).
+- The commit's requests (Prepare, CommitOnePhase, Decide, Resolve), idempotent under the
+  transaction id (txn.client rule 1). A copy may have been applied when its answer was
+  lost (`OutcomeUnknown`): then every later failure is `_NoAnswer(ambiguous=True)`.
+
+Never sent again: a single-key put, delete or cas. Not idempotent, it waits for its answer
+until its deadline (OutcomeUnknown after that, once written to the node); it still moves
+the leader guess off a silent node after the attempt timeout (router.client), so the
+requests that follow it go elsewhere.
+
+Each try's header carries the try's own deadline (`Header.timeout_ms`), so a leader that
+parks the request for a lock or an intent answers before the try ends (it waits at most half
+of it, shard.lock_wait rule L4): with the default 10 s timeout, a try lasts 2.5 s and a read
+for update queues at most 1.25 s (LOCK_QUEUE_MAX_S is 1.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from router import kv_pb2 as kv
+from router.cache import Backoff
+from router.errors import UnknownGroup, WrongShard
+from txn.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    OutcomeUnknown,
+    PaxosKVError,
+    Unavailable,
+)
+
+if TYPE_CHECKING:
+    from txn.client import AsyncClient
+
+#: The pause before each re-send (the guess already moved off the node that failed).
+RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)
+
+
+class _NoAnswer(Exception):
+    """An idempotent request got no answer before its deadline; `ambiguous`: some attempt
+    may have been applied."""
+
+    def __init__(self, ambiguous: bool, last: PaxosKVError) -> None:
+        super().__init__(str(last))
+        self.ambiguous = ambiguous
+        self.last = last
+
+
+async def send_idempotent(
+    client: AsyncClient,
+    request: kv.Request,
+    *,
+    key: bytes | None = None,
+    group_id: int | None = None,
+    write: bool,
+    deadline: float,
+    passthrough: Collection[int] = (),
+) -> kv.Response:
+    """Send `request` (to the group owning `key`, or to `group_id`), re-sending the SAME
+    request while its answer is lost or its group unavailable, each try waiting at most the
+    client's attempt timeout, until `deadline` (loop time).
+
+    Args:
+        write: the request changes state (a commit request): a copy whose answer was lost
+            may have been applied, which makes the outcome `ambiguous`.
+
+    Raises:
+        _NoAnswer: no answer before the deadline; or, after a copy that may have been
+            applied, a later copy refused for its size or arguments, or the shard map
+            changed under it (`last` an Unavailable saying so).
+        WrongShard, UnknownGroup: the shard map changed under the request (routed by group)
+            and no copy of it may have been applied: re-plan it.
+        LimitExceeded, InvalidArgument: refused, and no copy may have been applied.
+        WrongCluster, ServerError, ClientClosed: from the node or the client, as they are.
+    """
+    # Connecting is not a try: the seeds get the whole deadline, as for any first call.
+    try:
+        await client._ready(deadline)
+    except Unavailable as exc:
+        raise _NoAnswer(False, exc) from None
+    loop = asyncio.get_running_loop()
+    ambiguous = False
+    last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
+    attempt = 0
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise _NoAnswer(ambiguous, last)
+        try:
+            return await client._send(
+                request,
+                key=key,
+                group_id=group_id,
+                write=write,
+                timeout_s=min(remaining, client._attempt_timeout_s),
+                passthrough=passthrough,
+            )
+        except OutcomeUnknown as exc:
+            ambiguous, last = True, exc
+        except Unavailable as exc:
+            last = exc
+        except (WrongShard, UnknownGroup) as exc:
+            if ambiguous:  # an earlier copy may have been applied before the change
+                moved = Unavailable(f"the shard map changed under the request ({exc})")
+                raise _NoAnswer(True, moved) from exc
+            raise
+        except (LimitExceeded, InvalidArgument) as exc:
+            # This copy was refused, but an earlier one may have been applied (found by
+            # review: a re-send reaching a new leader whose clock lags refused by rule 9
+            # read as "not committed").
+            if ambiguous:
+                raise _NoAnswer(True, exc) from exc
+            raise
+        if not await client._pause(RESEND_BACKOFF, attempt, deadline):
+            raise _NoAnswer(ambiguous, last)
+        attempt += 1
