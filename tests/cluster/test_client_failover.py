@@ -1,0 +1,87 @@
+"""Real processes: the transaction client fails over from a frozen (SIGSTOPped) shard leader.
+
+Found by review: every read and single-key write sent to a frozen leader waited out its
+whole `timeout_s` (DeadlineExceeded; `run` does not retry it), although the group had a new
+leader within a fraction of a second. Now a read waits one attempt timeout there, then goes
+to another replica (txn.client rule 6, txn.resend); a write already sent to the frozen node
+is never re-sent (OutcomeUnknown at its deadline), but the node's silence moves the leader
+guess, so the requests after it go to the new leader (router.client). The in-process
+version with a fake cluster is tests/unit/txn/test_client_silent_leader.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+
+import pytest
+
+import txn
+from shard.cluster import LocalCluster, wait_for
+
+pytestmark = pytest.mark.cluster
+
+GROUP = 1
+PREFIX = b"b-"  # group 1 of the default 3-shard layout (split points "j", "r")
+TIMEOUT_S = 10.0
+ATTEMPT_S = 1.0
+WITHIN_S = 3.0  # each operation after the freeze ends this soon, well inside TIMEOUT_S
+
+
+def test_reads_and_new_writes_fail_over_from_a_frozen_leader_within_the_attempt_timeout(
+    cluster: LocalCluster,
+) -> None:
+    assert cluster.group_of(PREFIX) == GROUP
+    # Leadership hands over to each group's preferred node shortly after the start: let it,
+    # so that the only leader change in the test is the one the freeze causes.
+    cluster.wait_settled(deadline_s=15.0)
+    keys = [PREFIX + b"%d" % i for i in range(4)]
+    timings: dict[str, float] = {}
+    with (
+        txn.Client(cluster.env_value(), timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        for key in keys:
+            client.put(key, b"v0")
+        old = cluster.wait_for_leader(GROUP)
+        routing = client.async_client.routing.routing
+        assert cluster.name_of(routing.leader_for(GROUP) or 0) == old  # the client's guess
+
+        def timed(what: str, op: Callable[[], object]) -> None:
+            started = time.monotonic()
+            op()
+            timings[what] = took = time.monotonic() - started
+            assert took < WITHIN_S, f"{what} took {took:.2f} s (timings so far: {timings})"
+
+        cluster.pause(old)
+        try:
+            # Written to the frozen leader: never re-sent, so OutcomeUnknown at its deadline.
+            stuck = pool.submit(client.put, keys[0], b"lost?", timeout_s=4.0)
+            timed("first get", lambda: client.get(keys[1]) == b"v0" or pytest.fail("value"))
+            # The stuck put's silence (or the get's timeout) moved the client's guess.
+            assert cluster.name_of(routing.leader_for(GROUP) or 0) != old
+            timed("put after the timeout", lambda: client.put(keys[2], b"v1"))
+            for i in range(3):
+                timed(f"get {i}", lambda: client.get(keys[2]) == b"v1" or pytest.fail("value"))
+
+            def transaction() -> None:
+                with client.transaction() as tx:
+                    assert tx.get(keys[1]) == b"v0"
+                    assert tx.get(keys[3], for_update=True) == b"v0"
+                    assert [k for k, _ in tx.scan(PREFIX, PREFIX + b"\xff")] == keys
+                    tx.put(keys[3], b"v2")
+
+            timed("transaction", transaction)
+            timed("snapshot", lambda: client.snapshot().get(keys[3]) == b"v2" or pytest.fail())
+            with pytest.raises(txn.OutcomeUnknown):
+                stuck.result(timeout=TIMEOUT_S)
+            new = cluster.wait_for_leader(GROUP, not_on=old, deadline_s=5.0)
+        finally:
+            cluster.resume(old)
+    print(f"\nleader {old} frozen, {new} took over; timings: {timings}")
+    wait_for(
+        lambda: cluster.status(old, timeout_s=1.0).node_name == old,
+        10.0,
+        f"{old} to answer after SIGCONT",
+    )
