@@ -14,6 +14,7 @@ import pytest
 
 from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
+from router.limits import MAX_PARTICIPANTS
 from tests.unit.shard.test_node_core import (
     OneNode,
     ThreeNodes,
@@ -117,7 +118,7 @@ def _resolve(
         (prepare(0, [0, 1]), "participant 0 is not a data group"),
         (prepare(2, [2]), "group 1 is not among the participants"),
         (prepare(2, [1]), "the coordinator group is no participant"),
-        (decide(list(range(1, 200_001))), "participant 3 is not a data group"),
+        (decide(list(range(1, MAX_PARTICIPANTS + 1))), "participant 3 is not a data group"),
         (decide([1, 2, 9]), "participant 9 is not a data group"),
         (decide([2]), "group 1 is not among the participants"),
         (decide([1, 2], commit=True, commit_ts=5), "a Decide only asks for an abort"),
