@@ -25,14 +25,15 @@ routes one `kv.Request` to its group's guessed leader and retries until the dead
 - A stream that breaks after a request was written, or a deadline that passes while waiting
   for its answer: a read is retried (or raises DeadlineExceeded); a write may have been
   applied, so it raises `OutcomeUnknown` and is never re-sent.
-- A node that has sent nothing for `attempt_timeout_s` since a request was written to it
-  (SIGSTOPped, cut off) loses its place as the group's leader guess while that request
-  keeps waiting for its answer: requests sent from then on go to the next replica, which
-  serves them or names the new leader, instead of queueing behind the silent node until
-  their own deadlines (found by review: every request waited out its whole deadline there
-  while another replica led). The request itself is not re-sent here: a write may have been
-  applied (rule 1); `txn`'s client re-sends its idempotent requests itself, each try bounded
-  by the attempt timeout (`txn.resend`).
+- A node silent for `attempt_timeout_s` while a request waits there (nothing heard, not
+  even the answer to a probe: `_SilenceWatch`; SIGSTOPped, cut off) loses its place as the
+  group's leader guess while that request keeps waiting for its answer: requests sent from
+  then on go to the next replica, which serves them or names the new leader, instead of
+  queueing behind the silent node until their own deadlines (found by review: every request
+  waited out its whole deadline there while another replica led). The request itself is
+  not re-sent here: a write may have been applied (rule 1); `txn`'s client gives up its
+  idempotent requests at a silent node (`abandon_silent`) and re-sends them itself
+  (`txn.resend`).
 
 Rules
 -----
@@ -159,8 +160,9 @@ _MIN_RETRY_LEFT_S = 0.02
 
 
 def default_attempt_timeout(timeout_s: float) -> float:
-    """How long one try of a request waits for its node by default: a quarter of the
-    operation's deadline, at least MIN_ATTEMPT_TIMEOUT_S (so up to four tries fit in it)."""
+    """How long a node may stay silent while a request waits there, by default: a quarter
+    of the operation's deadline, at least MIN_ATTEMPT_TIMEOUT_S (so up to four replicas can
+    be tried in it)."""
     return max(MIN_ATTEMPT_TIMEOUT_S, timeout_s / 4)
 
 
@@ -234,9 +236,13 @@ class _SendFailed(Exception):
 
 
 class _TimedOut(Exception):
-    def __init__(self, *, sent: bool) -> None:
+    """No answer by the deadline; `silent`: given up before it, the node having sent
+    nothing at all for an attempt timeout (`_SilenceWatch`)."""
+
+    def __init__(self, *, sent: bool, silent: bool = False) -> None:
         super().__init__("deadline passed while waiting for the answer")
         self.sent = sent
+        self.silent = silent
 
 
 class _Call:
@@ -280,6 +286,61 @@ def _describe_rpc_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer before the deadline"
     return f"{type(exc).__name__}: {exc}"
+
+
+class _SilenceWatch:
+    """Tells a silent node from a slow one while a request waits at it.
+
+    A request may wait long at a live leader (parked for a lock or an intent, or behind a
+    load), and nothing else may come back on the connection meanwhile. So each half attempt
+    timeout with nothing heard from the node sends it a probe, a timestamp request that a
+    live node answers at once from its loop; two such checks in a row with nothing heard,
+    the probe's answer included, are silence (found by review: a first form took a wait
+    with nothing else heard for silence, and re-sent reads abandoned every copy at a live
+    but slow leader, up to the deadline).
+    """
+
+    def __init__(
+        self, conn: _Connection, call: _Call, period_s: float, on_silence: Callable[[], None]
+    ) -> None:
+        self._conn = conn
+        self._call = call
+        self._half_s = period_s / 2
+        self._on_silence = on_silence
+        self._heard = conn.messages_in
+        self._quiet_checks = 0
+        self._probe: _Call | None = None
+        self._timer = asyncio.get_running_loop().call_later(self._half_s, self._check)
+
+    def _check(self) -> None:
+        if self._call.future.done():
+            return
+        conn = self._conn
+        if conn.messages_in != self._heard:
+            self._heard = conn.messages_in
+            self._quiet_checks = 0
+        else:
+            self._quiet_checks += 1
+        if self._quiet_checks >= 2:
+            self._on_silence()
+            return
+        if self._quiet_checks == 1 and (self._probe is None or self._probe.future.done()):
+            self._probe = probe = conn.submit(kv.Request(timestamp=kv.TimestampRequest()))
+            # Nobody awaits its answer: a broken stream's error must not be left unread.
+            probe.future.add_done_callback(_retrieve)
+        self._timer = asyncio.get_running_loop().call_later(self._half_s, self._check)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        probe = self._probe
+        if probe is not None and not probe.future.done():
+            self._conn.abandon(probe)
+            probe.future.cancel()
+
+
+def _retrieve(future: asyncio.Future[kv.Response]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Connection:
@@ -330,10 +391,11 @@ class _Connection:
             self._session = asyncio.create_task(self._run(), name=f"kv-stream-{self.address}")
         return call
 
-    def expire(self, call: _Call) -> None:
-        """The caller's deadline passed: answer it now; never write it afterwards (rule 2)."""
+    def expire(self, call: _Call, silent: bool = False) -> None:
+        """The caller's deadline passed (or the node is `silent` and the caller gives up on
+        it): answer it now; never write it afterwards (rule 2)."""
         if not call.future.done():
-            call.future.set_exception(_TimedOut(sent=call.sent))
+            call.future.set_exception(_TimedOut(sent=call.sent, silent=silent))
         self.abandon(call)
 
     def abandon(self, call: _Call) -> None:
@@ -545,9 +607,10 @@ class RoutingClient:
         cluster_id: the cluster to talk to; learned from the first seed when None. A node
             of another cluster is refused with `WrongCluster`.
         timeout_s: the default deadline of one operation, retries included.
-        attempt_timeout_s: how long a node may stay silent after a request was written to
-            it before it stops being its group's leader guess (the request goes on waiting
-            for its answer); default `default_attempt_timeout(timeout_s)`.
+        attempt_timeout_s: how long a node may stay silent (answering nothing, not even a
+            probe, `_SilenceWatch`) while a request waits there before it stops being its
+            group's leader guess (the request goes on waiting for its answer, unless its
+            caller asks `abandon_silent`); default `default_attempt_timeout(timeout_s)`.
         backoff: retry delays (default: full jitter, 10 ms doubling up to 0.5 s).
         rng: the randomness of the backoff jitter (default: a fresh `random.Random()`).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
@@ -777,6 +840,7 @@ class RoutingClient:
         write: bool,
         timeout_s: float | None = None,
         passthrough: Collection[int] = (),
+        abandon_silent: bool = False,
     ) -> kv.Response:
         """Send one request to its group's leader, retrying within the deadline.
 
@@ -791,6 +855,10 @@ class RoutingClient:
             timeout_s: the deadline of this call, retries included (default: the client's).
             passthrough: error codes returned in the response instead of raised (e.g. a
                 transaction conflict the caller handles).
+            abandon_silent: give up on a node that turns out silent while the request
+                waits there (`_SilenceWatch`), raising DeadlineExceeded or, for a write that
+                was sent, OutcomeUnknown at once: for callers that re-send the request
+                elsewhere (`txn.resend`).
 
         Returns:
             The node's `kv.Response` (with no error, or one of `passthrough`).
@@ -807,7 +875,9 @@ class RoutingClient:
             raise InvalidArgument("send() needs exactly one of key= or group_id=")
         deadline = self._deadline(timeout_s)
         await self.ready(deadline)
-        return await self._send(request, key, group_id, write, deadline, passthrough)
+        return await self._send(
+            request, key, group_id, write, deadline, passthrough, abandon_silent
+        )
 
     async def _send(
         self,
@@ -817,6 +887,7 @@ class RoutingClient:
         write: bool,
         deadline: float,
         passthrough: Collection[int] = (),
+        abandon_silent: bool = False,
     ) -> kv.Response:
         self._check_open()
         loop = asyncio.get_running_loop()
@@ -873,7 +944,11 @@ class RoutingClient:
                 header.timeout_ms = max(1, int(min(left_s * 1000, MAX_HEADER_TIMEOUT_MS)))
             try:
                 response = await self._exchange(
-                    address, request, deadline, functools.partial(cache.on_not_leader, gid, asked)
+                    address,
+                    request,
+                    deadline,
+                    functools.partial(cache.on_not_leader, gid, asked),
+                    abandon_silent,
                 )
             except _SendFailed as exc:
                 if exc.sent and write:
@@ -897,6 +972,11 @@ class RoutingClient:
                     raise OutcomeUnknown(
                         f"no answer from {address} before the deadline; the write may or may "
                         f"not have been applied, and {OUTCOME_ADVICE}"
+                    ) from None
+                if exc.silent:
+                    raise DeadlineExceeded(
+                        f"gave up on {address}: it sent nothing for {self._attempt_timeout_s:g} "
+                        "s, not even an answer to a probe (stopped or cut off)"
                     ) from None
                 raise DeadlineExceeded(
                     f"gave up: no answer from {address} before the deadline (last: {last})"
@@ -968,32 +1048,32 @@ class RoutingClient:
         address: str,
         request: kv.Request,
         deadline: float,
-        on_silence: Callable[[], None] | None = None,
+        on_silence: Callable[[], None],
+        abandon_silent: bool,
     ) -> kv.Response:
         """Send `request` to `address` and wait for its answer until `deadline`; call
-        `on_silence` if the node has sent nothing at all for the attempt timeout meanwhile
-        (the request still waits: only its caller may decide to send it elsewhere)."""
+        `on_silence` if the node turns out silent meanwhile (`_SilenceWatch`), and then,
+        when `abandon_silent`, give up on it (_TimedOut, `silent`): the caller sends it
+        elsewhere; otherwise it still waits (only its caller may decide to re-send it)."""
         conn = self._connection(address)
         call = conn.submit(request)
         loop = asyncio.get_running_loop()
         timer = loop.call_at(deadline, conn.expire, call)
-        doubt: asyncio.TimerHandle | None = None
-        if on_silence is not None and loop.time() + self._attempt_timeout_s < deadline:
-            heard = conn.messages_in
+        watch: _SilenceWatch | None = None
+        if loop.time() + self._attempt_timeout_s < deadline:
 
-            def check() -> None:
-                # Answers to other requests (this one may wait at the leader for a lock)
-                # say the node is alive: only a node that sent nothing loses the guess.
-                if conn.messages_in == heard and not call.future.done():
-                    on_silence()
+            def silent() -> None:
+                on_silence()
+                if abandon_silent:
+                    conn.expire(call, silent=True)
 
-            doubt = loop.call_later(self._attempt_timeout_s, check)
+            watch = _SilenceWatch(conn, call, self._attempt_timeout_s, silent)
         try:
             return await call.future
         finally:
             timer.cancel()
-            if doubt is not None:
-                doubt.cancel()
+            if watch is not None:
+                watch.stop()
             if not call.future.done() or call.future.cancelled():
                 conn.abandon(call)
 

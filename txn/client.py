@@ -96,14 +96,16 @@ Rules
    timestamps, snapshot timestamps) and proposes `ts = max(seen + 1, wall-clock)` to
    participants; a snapshot never reads below a timestamp the client already saw.
 6. A request that may be sent twice (every read, a read for update included; the snapshot
-   timestamp; `txn_status`; the commit requests of rule 1) waits at most
-   `attempt_timeout_s` for one try: then the group's leader guess moves to the next replica
-   and the same request goes there, until the deadline (`txn.resend`, which says why a read
-   for update may go twice). So a leader that goes silent (frozen, cut off) costs a read
-   one attempt timeout, not its whole deadline. A single-key write is never sent twice: it
-   waits for its answer until its deadline (`OutcomeUnknown` once it was written to the
-   node), but a node silent for the attempt timeout meanwhile loses the leader guess, so
-   the requests after it go to another replica (router.client).
+   timestamp; `txn_status`; the commit requests of rule 1) is given up at a node that
+   turns out silent (`router.client._SilenceWatch`: nothing heard, not even the answer to
+   a probe, for `attempt_timeout_s`) and sent again where the group's leader guess then
+   points; a copy unanswered for an attempt timeout at a live node gets one more copy
+   beside it, and the first answer wins, until the deadline (`txn.resend`, which says why a
+   read for update may go twice). So a leader that goes silent (frozen, cut off) costs a
+   read one attempt timeout, not its whole deadline, and a slow live one still answers. A
+   single-key write is never sent twice: it waits for its answer until its deadline
+   (`OutcomeUnknown` once it was written to the node), but a silent node loses the leader
+   guess meanwhile, so the requests after it go to another replica (router.client).
 
 Fenced writes
 -------------
@@ -226,11 +228,11 @@ class AsyncClient:
         backoff: pauses between attempts of `run` (default: full jitter, 10 ms doubling up
             to 1 s).
         rng: randomness for jitter (default: a fresh `random.Random()`).
-        attempt_timeout_s: how long one try of a read or of an idempotent commit request
-            waits for its node before it is re-sent to another replica, and how long a node
-            may stay silent before a single-key write (never re-sent) stops routing the
-            writes after it there (default: a quarter of `timeout_s`, at least 0.5 s;
-            `txn.resend`).
+        attempt_timeout_s: how long a node may stay silent (answering nothing, not even a
+            probe) while a request waits there before it stops being its group's leader
+            guess, a read or idempotent commit request there is sent to another replica,
+            and a copy unanswered at a live node gets one more beside it (default: a quarter
+            of `timeout_s`, at least 0.5 s; `txn.resend`).
         wall_ns: the wall clock, in ns (default `time.time_ns`).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
             None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
@@ -937,6 +939,7 @@ class AsyncClient:
         write: bool,
         timeout_s: float | None = None,
         passthrough: Collection[int] = (),
+        abandon_silent: bool = False,
     ) -> kv.Response:
         """RoutingClient.send with its errors translated (WrongShard/UnknownGroup pass)."""
         deadline = self._deadline(timeout_s)
@@ -949,6 +952,7 @@ class AsyncClient:
                 write=write,
                 timeout_s=self._left_s(deadline),
                 passthrough=passthrough,
+                abandon_silent=abandon_silent,
             )
 
     async def _pause(self, backoff: Backoff, attempt: int, deadline: float) -> bool:
@@ -969,8 +973,9 @@ class AsyncClient:
         deadline: float,
         passthrough: Collection[int] = (),
     ) -> kv.Response:
-        """A read-only request, re-sent to another replica after each try that got no
-        answer within the attempt timeout (rule 6, `txn.resend`), until `deadline`.
+        """A read-only request, re-sent to another replica when its node turns out silent,
+        and doubled at a live node after each attempt timeout without an answer (rule 6,
+        `txn.resend`), until `deadline`.
 
         Raises:
             DeadlineExceeded: no answer before the deadline.

@@ -172,8 +172,8 @@ class Committer:
         passthrough: Collection[int] = (),
     ) -> kv.Response:
         """Send a commit request, idempotent under its transaction id (rule 1): the SAME
-        request is re-sent while its answer is lost or its group unavailable, each try
-        bounded by the attempt timeout (`txn.resend.send_idempotent`, which reads share).
+        request is re-sent while its answer is lost, its node silent or its group
+        unavailable (`txn.resend.send_idempotent`, which reads share).
 
         Raises:
             _NoAnswer: as `send_idempotent`.

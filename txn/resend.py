@@ -1,15 +1,23 @@
-"""Re-sending an idempotent request: one try per attempt timeout, within the deadline.
+"""Re-sending an idempotent request: given up at a silent node, doubled at a slow one.
 
 Theory of operation
 -------------------
 A group's leader can go silent without a word: SIGSTOPped, cut off by a partition, its
 machine frozen. Its connection stays open, so nothing fails; only time tells. The group
 elects another leader within an election timeout or two, but a request waiting at the
-silent one learns nothing of it. So an idempotent request waits at most the client's
-`attempt_timeout_s` for one try; then the routing client moves the group's leader guess to
-the next replica (`RoutingCache.on_not_leader`), and the SAME request is sent again, where
-the guess now points, until the operation's deadline. The replica asked next serves it or
-names the new leader.
+silent one learns nothing of it. So the routing client watches a node a request waits at
+(`router.client._SilenceWatch`: nothing heard, not even the answer to a probe, for the
+client's `attempt_timeout_s`), moves the group's leader guess off a silent one to the next
+replica (`RoutingCache.on_not_leader`), and gives the copy up (`abandon_silent`); the SAME
+request is then sent again, where the guess now points, until the operation's deadline.
+The replica asked next serves it or names the new leader.
+
+A live leader may be slow (a request parked for a lock, a loaded node): its copy waits for
+its answer until the deadline, and after each attempt timeout without one, one more copy
+goes out beside it (an answer lost on the way is answered by the next copy); the first
+answer wins, the other copies are given up. Found by review: a first form gave each copy
+one attempt timeout and dropped it then, so a leader slower than that never got a read
+answered.
 
 Which requests may be sent again (the caller says so by calling `send_idempotent`):
 
@@ -29,17 +37,17 @@ Which requests may be sent again (the caller says so by calling `send_idempotent
   (txn.client rule 4).
 - The commit's requests (Prepare, CommitOnePhase, Decide, Resolve), idempotent under the
   transaction id (txn.client rule 1). A copy may have been applied when its answer was
-  lost (`OutcomeUnknown`): then every later failure is `_NoAnswer(ambiguous=True)`.
+  lost (`OutcomeUnknown`), or while it is still out: then a refusal of another copy, and
+  the deadline, are `_NoAnswer(ambiguous=True)`, never "nothing was applied".
 
 Never sent again: a single-key put, delete or cas. Not idempotent, it waits for its answer
 until its deadline (OutcomeUnknown after that, once written to the node); it still moves
 the leader guess off a silent node after the attempt timeout (router.client), so the
 requests that follow it go elsewhere.
 
-Each try's header carries the try's own deadline (`Header.timeout_ms`), so a leader that
-parks the request for a lock or an intent answers before the try ends (it waits at most half
-of it, shard.lock_wait rule L4): with the default 10 s timeout, a try lasts 2.5 s and a read
-for update queues at most 1.25 s (LOCK_QUEUE_MAX_S is 1.5 s).
+Each copy's header carries the operation's deadline (`Header.timeout_ms`), so a leader that
+parks it for a lock or an intent answers in time (it waits at most half of it,
+shard.lock_wait rule L4).
 """
 
 from __future__ import annotations
@@ -88,8 +96,8 @@ async def send_idempotent(
     passthrough: Collection[int] = (),
 ) -> kv.Response:
     """Send `request` (to the group owning `key`, or to `group_id`), re-sending the SAME
-    request while its answer is lost or its group unavailable, each try waiting at most the
-    client's attempt timeout, until `deadline` (loop time).
+    request while its answer is lost, its node silent or its group unavailable, until
+    `deadline` (loop time); see the module docstring.
 
     Args:
         write: the request changes state (a commit request): a copy whose answer was lost
@@ -113,35 +121,98 @@ async def send_idempotent(
     ambiguous = False
     last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
     attempt = 0
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise _NoAnswer(ambiguous, last)
-        try:
-            return await client._send(
-                request,
-                key=key,
-                group_id=group_id,
-                write=write,
-                timeout_s=min(remaining, client._attempt_timeout_s),
-                passthrough=passthrough,
+    copies: set[asyncio.Task[kv.Response]] = set()
+
+    def send_copy(remaining: float) -> None:
+        # A copy of its own: the routing client stamps each with its stream id and header.
+        copy = kv.Request()
+        copy.CopyFrom(request)
+        copies.add(
+            loop.create_task(
+                client._send(
+                    copy,
+                    key=key,
+                    group_id=group_id,
+                    write=write,
+                    timeout_s=remaining,
+                    passthrough=passthrough,
+                    abandon_silent=True,
+                )
             )
-        except OutcomeUnknown as exc:
-            ambiguous, last = True, exc
-        except Unavailable as exc:
+        )
+
+    def answer_of(done: set[asyncio.Task[kv.Response]]) -> kv.Response | None:
+        """The answer among `done` copies, else None once their failures are noted.
+
+        Raises:
+            _NoAnswer: a copy was refused, and another may have been applied.
+            WrongShard, UnknownGroup, LimitExceeded, InvalidArgument: a copy was refused
+                and none may have been applied.
+        """
+        nonlocal ambiguous, last
+        copies.difference_update(done)
+        failures = []
+        for task in done:
+            exc = task.exception()
+            if exc is None:
+                return task.result()
+            failures.append(exc)
+        for exc in failures:
+            if isinstance(exc, OutcomeUnknown):
+                ambiguous, last = True, exc
+        # A write's copy still out may have been applied, as one that failed once sent:
+        # a refusal of this copy says nothing of those.
+        applied_maybe = ambiguous or (write and bool(copies))
+        for exc in failures:
+            if isinstance(exc, OutcomeUnknown):
+                continue
+            if isinstance(exc, (WrongShard, UnknownGroup)):
+                if applied_maybe:
+                    moved = Unavailable(f"the shard map changed under the request ({exc})")
+                    raise _NoAnswer(True, moved) from exc
+                raise exc
+            if isinstance(exc, (LimitExceeded, InvalidArgument)):
+                # Found by review: a re-send reaching a new leader whose clock lags, refused
+                # by rule 9, read as "not committed".
+                if applied_maybe:
+                    raise _NoAnswer(True, exc) from exc
+                raise exc
+            if not isinstance(exc, Unavailable):
+                raise exc
             last = exc
-        except (WrongShard, UnknownGroup) as exc:
-            if ambiguous:  # an earlier copy may have been applied before the change
-                moved = Unavailable(f"the shard map changed under the request ({exc})")
-                raise _NoAnswer(True, moved) from exc
-            raise
-        except (LimitExceeded, InvalidArgument) as exc:
-            # This copy was refused, but an earlier one may have been applied (found by
-            # review: a re-send reaching a new leader whose clock lags refused by rule 9
-            # read as "not committed").
-            if ambiguous:
-                raise _NoAnswer(True, exc) from exc
-            raise
-        if not await client._pause(RESEND_BACKOFF, attempt, deadline):
-            raise _NoAnswer(ambiguous, last)
-        attempt += 1
+        return None
+
+    try:
+        while (remaining := deadline - loop.time()) > 0:
+            send_copy(remaining)
+            while True:
+                done, _ = await asyncio.wait(
+                    copies,
+                    timeout=min(client._attempt_timeout_s, max(deadline - loop.time(), 0)),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    break  # an attempt timeout without an answer: one more copy
+                response = answer_of(done)
+                if response is not None:
+                    return response
+                # A copy failed (the guess moved off its node): the next one after a pause,
+                # while any earlier copy still waits for its answer.
+                if await client._pause(RESEND_BACKOFF, attempt, deadline):
+                    attempt += 1
+                    break
+                if not copies:
+                    raise _NoAnswer(ambiguous, last)
+        # The deadline: the copies out end by it too, and what they say decides (one that
+        # may have been applied makes the outcome unknown, never "nothing was applied").
+        if copies:
+            done, _ = await asyncio.wait(copies)
+            response = answer_of(done)
+            if response is not None:
+                return response
+        raise _NoAnswer(ambiguous, last)
+    finally:
+        for task in copies:
+            task.cancel()
+        if copies:
+            await asyncio.gather(*copies, return_exceptions=True)

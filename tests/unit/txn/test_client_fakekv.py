@@ -9,7 +9,8 @@ Timestamp and snapshot reads. Leadership: each group's preferred leader; other n
 NOT_LEADER with a hint, so the real RoutingClient routes as it would in production.
 
 A node in `FakeKV.frozen` answers nothing at all (SIGSTOP, cut off); `FakeKV.unanswered`
-logs what reached it. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
+logs what reached it. `FakeKV.answer_delay_s` delays the answers of a kind of request (a
+slow but live leader), the others still answered at once. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
 (answer that instead), `DROP` (neither apply nor answer), `LOSE` (apply, drop the answer) or
 None (normal). `FakeKV.seen` logs every request that reached a leader.
 
@@ -335,14 +336,32 @@ class FakeNode(kv_pb2_grpc.KVServicer):
         return kv.ShardMapResponse(shard_map=shard_map)
 
     async def Batch(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        async for batch in request_iterator:
-            responses = []
-            for request in batch.requests:
-                response = self.cluster.handle(self.node_id, request)
-                if response is not None:
-                    responses.append(response)
-            if responses:
-                yield kv.ResponseBatch(responses=responses)
+        answers: asyncio.Queue[list[kv.Response] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def answer(requests: list[kv.Request]) -> None:
+            responses = [self.cluster.handle(self.node_id, request) for request in requests]
+            answers.put_nowait([r for r in responses if r is not None])
+
+        async def read() -> None:
+            async for batch in request_iterator:
+                now: list[kv.Request] = []
+                for request in batch.requests:
+                    delay = self.cluster.answer_delay_s.get(request.WhichOneof("op"), 0.0)
+                    if delay:  # a slow answer, while the node answers the others at once
+                        loop.call_later(delay, answer, [request])
+                    else:
+                        now.append(request)
+                answer(now)
+            answers.put_nowait(None)
+
+        reader = loop.create_task(read())
+        try:
+            while (responses := await answers.get()) is not None:
+                if responses:
+                    yield kv.ResponseBatch(responses=responses)
+        finally:
+            reader.cancel()
 
 
 class FakeKV:
@@ -357,6 +376,7 @@ class FakeKV:
         self.leaders: dict[int, int] = {}
         self.lock = threading.Lock()
         self.frozen: set[int] = set()  # nodes that answer nothing
+        self.answer_delay_s: dict[str, float] = {}  # request kind -> its answers' delay
         self.unanswered: list[tuple[int, str]] = []  # (node, kind) of what reached them
 
     async def start(self) -> None:

@@ -147,3 +147,40 @@ async def test_a_read_no_replica_answers_is_deadline_exceeded_after_trying_them(
             await client.get(A1)
         assert time.monotonic() - started >= 1.1
     assert {node for node, kind in fake.unanswered if kind == "get"} == set(fake.nodes)
+
+
+@with_fake
+async def test_a_slow_but_live_leader_answers_its_reads_and_keeps_the_guess(
+    fake: FakeKV,
+) -> None:
+    """Found by review: a first form gave each try one attempt timeout and dropped it then,
+    so a live leader slower than that never got a read answered (DeadlineExceeded after 9
+    copies of one get), and took every such try for silence. Now each copy waits for its
+    answer while the next goes out, the node answers the probe that tells it from a silent
+    one, and it keeps the leader guess."""
+    fake.answer_delay_s["get"] = 2.5 * ATTEMPT_S
+    async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
+        await client.put(A1, b"v")
+        leader = client.routing.routing.leader_for(1)
+        started = time.monotonic()
+        assert await client.get(A1) == b"v"
+        took = time.monotonic() - started
+        assert client.routing.routing.leader_for(1) == leader
+    # The first copy's answer, not the deadline (generous: the machine may be loaded).
+    assert took < TIMEOUT_S / 2, f"the get took {took:.2f} s"
+    assert all(group == 1 for group, _ in fake.requests("get"))
+
+
+@with_fake
+async def test_a_write_waiting_at_a_live_leader_keeps_the_guess(fake: FakeKV) -> None:
+    """A put the leader answers late (parked behind a lock, say) on a connection carrying
+    nothing else: the node answers the probe, so it keeps the guess, and the put is sent
+    once (found by review: the guess moved off a healthy leader, costing the next requests
+    a redirect)."""
+    fake.answer_delay_s["put"] = 3 * ATTEMPT_S
+    async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
+        await client.get(A1)  # connected
+        leader = client.routing.routing.leader_for(1)
+        assert await client.put(A1, b"1") > 0
+        assert client.routing.routing.leader_for(1) == leader
+    assert len(fake.requests("put")) == 1
