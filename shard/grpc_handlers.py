@@ -72,9 +72,20 @@ def add_servicer(
     add_to_server: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server
 ) -> None:
     """`add_to_server(servicer, server)` (a generated function), with undecodable unary
-    requests refused INVALID_ARGUMENT."""
+    requests refused INVALID_ARGUMENT.
+
+    Raises:
+        RuntimeError: the generated function registered no named method handlers.
+    """
     registrar = _Registrar()
     add_to_server(servicer, registrar)
+    if not registrar.handlers:
+        # Generated code of another grpcio-tools that registers only generic handlers
+        # (found by review): a service with no methods would answer UNIMPLEMENTED to all.
+        raise RuntimeError(
+            f"{getattr(add_to_server, '__name__', add_to_server)} registered no named method "
+            "handlers; regenerate the *_pb2_grpc.py files with .ci/gen-protos"
+        )
     handlers = {}
     for method, handler in registrar.handlers.items():
         if handler.unary_unary is not None:

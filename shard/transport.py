@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
@@ -365,7 +366,17 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         # batch must name the same (found by review: only the hello was checked, and later
         # batches could speak as any other node; the cluster id is ours on every batch).
         sender: int | None = None
-        async for batch in request_iterator:
+        batches = aiter(request_iterator)
+        while True:
+            try:
+                batch = await anext(batches)
+            except StopAsyncIteration:
+                return
+            except DecodeError:
+                # Refused as any bad stream, its log line rate-limited (found by review:
+                # grpc answered UNKNOWN and logged a traceback per such stream).
+                yield self._refuse("undecodable peer batch: the bytes are not a PeerBatch")
+                return
             refusal = self._check(batch)
             if not refusal and sender is not None and batch.from_node != sender:
                 refusal = (

@@ -1,6 +1,7 @@
 """shard.grpc_handlers: undecodable bytes sent to a unary method get INVALID_ARGUMENT and
 no traceback in the node's log (found by review: UNKNOWN "Unexpected DecodeError" and an
-error-level traceback per request, 2.7 MB of log for 5,000 one-byte requests)."""
+error-level traceback per request, 2.7 MB of log for 5,000 one-byte requests); and the
+streaming methods refuse them themselves."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
-from shard import peer_pb2_grpc
+from shard import peer_pb2, peer_pb2_grpc
 from shard.grpc_handlers import add_servicer
 from shard.server import KVServicer
-from shard.transport import PeerServicer
+from shard.transport import SECRET_HEADER, PeerServicer
 
 GARBAGE = b"\xff\xff\xff"  # a field tag whose varint never ends
 
@@ -81,3 +82,39 @@ def test_a_well_formed_request_still_reaches_the_servicer() -> None:
     (answer,) = asyncio.run(_serve_and_call([("/paxoskv.kv.KV/Put", put)]))
     assert isinstance(answer, bytes)
     assert kv.PutResponse.FromString(answer).version == 7
+
+
+async def _exchange_garbage() -> list[bytes]:
+    server = grpc.aio.server()
+    add_servicer(peer_pb2_grpc.add_PeerServicer_to_server, _peer_servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            exchange = channel.stream_stream("/paxoskv.peer.Peer/Exchange")
+            call = exchange(iter([GARBAGE]), metadata=((SECRET_HEADER, "secret"),), timeout=5)
+            return [reply async for reply in call]
+    finally:
+        await server.stop(None)
+
+
+def test_undecodable_bytes_on_the_peer_stream_are_refused_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by review of the first form: the peer stream still answered UNKNOWN and logged
+    a traceback, though the module said the streaming handlers catch bad bytes."""
+    caplog.set_level(logging.DEBUG)
+    (reply,) = asyncio.run(_exchange_garbage())
+    assert peer_pb2.PeerReply.FromString(reply).refusal.startswith("undecodable peer batch")
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_generated_code_that_registers_no_named_handlers_is_refused_at_start() -> None:
+    """A service with no methods would answer UNIMPLEMENTED to everything (found by review:
+    generated code of another grpcio-tools may register generic handlers only)."""
+
+    def generic_only(servicer: object, server: object) -> None:
+        server.add_generic_rpc_handlers(())  # type: ignore[attr-defined]
+
+    with pytest.raises(RuntimeError, match="regenerate"):
+        add_servicer(generic_only, object(), object())  # type: ignore[arg-type]
