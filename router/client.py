@@ -293,54 +293,46 @@ class _SilenceWatch:
 
     A request may wait long at a live leader (parked for a lock or an intent, or behind a
     load), and nothing else may come back on the connection meanwhile. So each half attempt
-    timeout with nothing heard from the node sends it a probe, a timestamp request that a
-    live node answers at once from its loop; two such checks in a row with nothing heard,
-    the probe's answer included, are silence (found by review: a first form took a wait
-    with nothing else heard for silence, and re-sent reads abandoned every copy at a live
-    but slow leader, up to the deadline).
+    timeout with nothing heard from the node, the connection probes it (`_Connection.probe`,
+    one probe per node at a time, outside the Batch stream); two such checks in a row with
+    nothing heard, the probe's answer included, are silence (found by review: a first form
+    took a wait with nothing else heard for silence, and re-sent reads abandoned every copy
+    at a live but slow leader, up to the deadline).
     """
 
     def __init__(
         self, conn: _Connection, call: _Call, period_s: float, on_silence: Callable[[], None]
     ) -> None:
+        loop = asyncio.get_running_loop()
         self._conn = conn
         self._call = call
         self._half_s = period_s / 2
         self._on_silence = on_silence
         self._heard = conn.messages_in
+        self._checked_at = loop.time()
         self._quiet_checks = 0
-        self._probe: _Call | None = None
-        self._timer = asyncio.get_running_loop().call_later(self._half_s, self._check)
+        self._timer = loop.call_later(self._half_s, self._check)
 
     def _check(self) -> None:
         if self._call.future.done():
             return
         conn = self._conn
-        if conn.messages_in != self._heard:
+        now = asyncio.get_running_loop().time()
+        if conn.messages_in != self._heard or conn.probed_at > self._checked_at:
             self._heard = conn.messages_in
             self._quiet_checks = 0
         else:
             self._quiet_checks += 1
+        self._checked_at = now
         if self._quiet_checks >= 2:
             self._on_silence()
             return
-        if self._quiet_checks == 1 and (self._probe is None or self._probe.future.done()):
-            self._probe = probe = conn.submit(kv.Request(timestamp=kv.TimestampRequest()))
-            # Nobody awaits its answer: a broken stream's error must not be left unread.
-            probe.future.add_done_callback(_retrieve)
+        if self._quiet_checks == 1:
+            conn.probe(self._half_s)
         self._timer = asyncio.get_running_loop().call_later(self._half_s, self._check)
 
     def stop(self) -> None:
         self._timer.cancel()
-        probe = self._probe
-        if probe is not None and not probe.future.done():
-            self._conn.abandon(probe)
-            probe.future.cancel()
-
-
-def _retrieve(future: asyncio.Future[kv.Response]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 class _Connection:
@@ -377,8 +369,26 @@ class _Connection:
         self.requests_out = 0
         self.responses_in = 0
         self.sessions = 0
+        #: Loop time of the last liveness probe the node answered (`probe`).
+        self.probed_at = 0.0
+        self._probe: asyncio.Task[None] | None = None
 
     # -- callers
+
+    def probe(self, timeout_s: float) -> None:
+        """Ask the node whether it lives, unless a probe is out already; `probed_at` moves
+        when it answers. A unary call, outside the Batch stream: the node's reader of that
+        stream may be held by the stream's own limits (128 gets parked for locks, its memory
+        budget), and a probe queued behind them took a live node for silent (found by
+        review)."""
+        if self._closed or (self._probe is not None and not self._probe.done()):
+            return
+        self._probe = asyncio.get_running_loop().create_task(self._ask_alive(timeout_s))
+
+    async def _ask_alive(self, timeout_s: float) -> None:
+        with contextlib.suppress(grpc.RpcError):
+            await self.stub.GetShardMap(kv.ShardMapRequest(), timeout=timeout_s)
+            self.probed_at = asyncio.get_running_loop().time()
 
     def submit(self, request: kv.Request) -> _Call:
         if self._closed:
@@ -405,6 +415,10 @@ class _Connection:
 
     async def close(self) -> None:
         self._closed = True
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         session = self._session
         if session is not None and not session.done():
             session.cancel()

@@ -123,22 +123,19 @@ async def send_idempotent(
     attempt = 0
     copies: set[asyncio.Task[kv.Response]] = set()
 
-    def send_copy(remaining: float) -> None:
+    async def one_copy() -> kv.Response:
         # A copy of its own: the routing client stamps each with its stream id and header.
         copy = kv.Request()
         copy.CopyFrom(request)
-        copies.add(
-            loop.create_task(
-                client._send(
-                    copy,
-                    key=key,
-                    group_id=group_id,
-                    write=write,
-                    timeout_s=remaining,
-                    passthrough=passthrough,
-                    abandon_silent=True,
-                )
-            )
+        return await client._send(
+            copy,
+            key=key,
+            group_id=group_id,
+            write=write,
+            # Measured when the task runs: no copy outlives the operation's deadline.
+            timeout_s=max(deadline - loop.time(), 0.001),
+            passthrough=passthrough,
+            abandon_silent=True,
         )
 
     def answer_of(done: set[asyncio.Task[kv.Response]]) -> kv.Response | None:
@@ -178,13 +175,16 @@ async def send_idempotent(
                     raise _NoAnswer(True, exc) from exc
                 raise exc
             if not isinstance(exc, Unavailable):
+                if applied_maybe and isinstance(exc, PaxosKVError):
+                    # WrongCluster, say, of a copy that reached another cluster's node.
+                    raise _NoAnswer(True, exc) from exc
                 raise exc
             last = exc
         return None
 
     try:
-        while (remaining := deadline - loop.time()) > 0:
-            send_copy(remaining)
+        while deadline - loop.time() > 0:
+            copies.add(loop.create_task(one_copy()))
             while True:
                 done, _ = await asyncio.wait(
                     copies,

@@ -94,6 +94,8 @@ class FakeNode(kv_pb2_grpc.KVServicer):
         return kv.StatusResponse(cluster_id=CLUSTER, node_id=self.node_id, node_name="fake")
 
     async def GetShardMap(self, request: kv.ShardMapRequest, context: Any) -> kv.ShardMapResponse:
+        if self.node_id in self.cluster.silent:
+            await asyncio.Event().wait()  # answers nothing (the client's liveness probe)
         self.cluster.map_fetches += 1
         if request.cluster_id and request.cluster_id != CLUSTER:
             return kv.ShardMapResponse(
@@ -133,6 +135,7 @@ class FakeCluster:
         self.hook: Hook | None = None
         self.seen: list[tuple[int, str, bytes]] = []  # (node, op kind, key) of every request
         self.map_fetches = 0
+        self.silent: set[int] = set()  # nodes that answer nothing (see silence_the_leader)
         # As a node's MAX_SCAN_RESPONSE_BYTES: a scan answer stops at this many bytes.
         self.scan_budget: int | None = None
 
@@ -162,13 +165,6 @@ class FakeCluster:
     def handle(self, node: FakeNode, request: kv.Request) -> Any:
         kind = request.WhichOneof("op")
         op = getattr(request, kind)
-        if kind == "timestamp":  # a liveness probe (router.client._SilenceWatch)
-            self.seen.append((node.node_id, kind, b""))
-            if self.hook is not None and self.hook(node, request) is not None:
-                return None  # this node answers nothing
-            response = kv.Response(id=request.id)
-            response.timestamp.ts = 1
-            return response
         key = op.start if kind == "scan" else op.key
         self.seen.append((node.node_id, kind, key))
         if self.hook is not None:
@@ -947,6 +943,7 @@ def silence_the_leader(cluster: FakeCluster, key: bytes) -> int:
     gid = cluster.map.locate(key).group_id
     old = cluster.leaders[gid]
     cluster.hook = lambda node, request: DROP if node.node_id == old else None
+    cluster.silent.add(old)
     cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)
     return gid
 

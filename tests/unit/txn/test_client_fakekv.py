@@ -10,7 +10,8 @@ NOT_LEADER with a hint, so the real RoutingClient routes as it would in producti
 
 A node in `FakeKV.frozen` answers nothing at all (SIGSTOP, cut off); `FakeKV.unanswered`
 logs what reached it. `FakeKV.answer_delay_s` delays the answers of a kind of request (a
-slow but live leader), the others still answered at once. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
+slow but live leader), the others still answered at once; `FakeKV.reading` cleared holds
+every node's reader of its Batch streams. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
 (answer that instead), `DROP` (neither apply nor answer), `LOSE` (apply, drop the answer) or
 None (normal). `FakeKV.seen` logs every request that reached a leader.
 
@@ -331,6 +332,8 @@ class FakeNode(kv_pb2_grpc.KVServicer):
         return kv.StatusResponse(cluster_id=CLUSTER, node_id=self.node_id, node_name="fake")
 
     async def GetShardMap(self, request: kv.ShardMapRequest, context: Any) -> kv.ShardMapResponse:
+        if self.node_id in self.cluster.frozen:
+            await asyncio.Event().wait()  # answers nothing (the client's liveness probe)
         shard_map = rpb.ShardMap()
         shard_map.ParseFromString(encode_shard_map(self.cluster.map))
         return kv.ShardMapResponse(shard_map=shard_map)
@@ -345,6 +348,7 @@ class FakeNode(kv_pb2_grpc.KVServicer):
 
         async def read() -> None:
             async for batch in request_iterator:
+                await self.cluster.reading.wait()
                 now: list[kv.Request] = []
                 for request in batch.requests:
                     delay = self.cluster.answer_delay_s.get(request.WhichOneof("op"), 0.0)
@@ -377,6 +381,10 @@ class FakeKV:
         self.lock = threading.Lock()
         self.frozen: set[int] = set()  # nodes that answer nothing
         self.answer_delay_s: dict[str, float] = {}  # request kind -> its answers' delay
+        # Cleared: the nodes read no more of their Batch streams (a node's reader held by
+        # the stream's limits), though they answer unary calls.
+        self.reading = asyncio.Event()
+        self.reading.set()
         self.unanswered: list[tuple[int, str]] = []  # (node, kind) of what reached them
 
     async def start(self) -> None:

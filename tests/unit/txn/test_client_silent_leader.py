@@ -184,3 +184,23 @@ async def test_a_write_waiting_at_a_live_leader_keeps_the_guess(fake: FakeKV) ->
         assert await client.put(A1, b"1") > 0
         assert client.routing.routing.leader_for(1) == leader
     assert len(fake.requests("put")) == 1
+
+
+@with_fake
+async def test_a_leader_whose_stream_reader_is_held_is_no_silent_one(fake: FakeKV) -> None:
+    """Found by review: the probe went on the Batch stream, whose reader a node holds while
+    the stream is at its limits (128 gets parked for locks, its memory budget), so a live
+    leader was taken for silent and every copy waiting there given up. The probe is a unary
+    call: the leader keeps the guess, and the read is answered once the reader goes on."""
+    loop = asyncio.get_running_loop()
+    async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
+        await client.put(A1, b"v")
+        leader = client.routing.routing.leader_for(1)
+        fake.reading.clear()
+        read = asyncio.ensure_future(client.get(A1))
+        held_until = loop.time() + 4 * ATTEMPT_S
+        while loop.time() < held_until:
+            assert client.routing.routing.leader_for(1) == leader, "a live leader lost the guess"
+            await asyncio.sleep(0.02)
+        fake.reading.set()
+        assert await read == b"v"
