@@ -104,13 +104,14 @@ async def send_idempotent(
             may have been applied, which makes the outcome `ambiguous`.
 
     Raises:
-        _NoAnswer: no answer before the deadline; or, after a copy that may have been
-            applied, a later copy refused for its size or arguments, or the shard map
-            changed under it (`last` an Unavailable saying so).
+        _NoAnswer: no answer before the deadline; or, while a copy may have been applied
+            (it failed once sent, or is still out), another refused for any reason, or
+            the shard map changed under it (`last` an Unavailable saying so).
         WrongShard, UnknownGroup: the shard map changed under the request (routed by group)
             and no copy of it may have been applied: re-plan it.
         LimitExceeded, InvalidArgument: refused, and no copy may have been applied.
-        WrongCluster, ServerError, ClientClosed: from the node or the client, as they are.
+        WrongCluster, ServerError, ClientClosed: from the node or the client, as they are,
+            when no copy may have been applied.
     """
     # Connecting is not a try: the seeds get the whole deadline, as for any first call.
     try:
