@@ -939,7 +939,7 @@ class AsyncClient:
         write: bool,
         timeout_s: float | None = None,
         passthrough: Collection[int] = (),
-        abandon_silent: bool = False,
+        idempotent: bool = False,
     ) -> kv.Response:
         """RoutingClient.send with its errors translated (WrongShard/UnknownGroup pass)."""
         deadline = self._deadline(timeout_s)
@@ -952,7 +952,7 @@ class AsyncClient:
                 write=write,
                 timeout_s=self._left_s(deadline),
                 passthrough=passthrough,
-                abandon_silent=abandon_silent,
+                idempotent=idempotent,
             )
 
     async def _pause(self, backoff: Backoff, attempt: int, deadline: float) -> bool:

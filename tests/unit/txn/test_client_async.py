@@ -849,7 +849,9 @@ async def test_a_map_change_after_a_lost_one_phase_answer_is_commit_unknown(fake
         return error_response(r, kv.WRONG_SHARD, map_version=fake.map.version)
 
     await _run_raises_commit_unknown_and_applies_once(fake, hook)
-    assert len(sent) == 2
+    # Re-sent: a refused copy leaves the first waiting, and another goes out each attempt
+    # timeout until the deadline (router.client `idempotent`).
+    assert len(sent) >= 2
 
 
 @with_fake
@@ -869,7 +871,9 @@ async def test_a_refused_re_send_after_a_lost_one_phase_answer_is_commit_unknown
         return LOSE if len(sent) == 1 else error_response(r, kv.INVALID_ARGUMENT)
 
     await _run_raises_commit_unknown_and_applies_once(fake, hook)
-    assert len(sent) == 2
+    # Re-sent: a refused copy leaves the first waiting, and another goes out each attempt
+    # timeout until the deadline (router.client `idempotent`).
+    assert len(sent) >= 2
 
 
 def group_3_prepares(action: str) -> Hook:
