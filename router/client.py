@@ -34,7 +34,8 @@ routes one `kv.Request` to its group's guessed leader and retries until the dead
   not re-sent here: a write may have been applied (rule 1). A request its caller marks
   `idempotent` (`txn`'s reads and commit requests) is given up at a silent node, and the
   caller re-sends it (`txn.resend`); at a live node it gets one more copy on the same
-  stream after each attempt timeout without an answer, the first answer winning.
+  stream after each attempt timeout without an answer, the first answer without an error
+  winning.
 
 Rules
 -----
@@ -913,7 +914,8 @@ class RoutingClient:
                 raising DeadlineExceeded or, for a write that was sent, OutcomeUnknown at
                 once, for callers that re-send it elsewhere (`txn.resend`); and at a live
                 node that has not answered it for an attempt timeout, one more copy goes
-                there (an answer lost on the way), the first answer winning.
+                there (an answer lost on the way), the first answer without an error
+                winning.
 
         Returns:
             The node's `kv.Response` (with no error, or one of `passthrough`).

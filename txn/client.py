@@ -100,8 +100,8 @@ Rules
    turns out silent (`router.client._SilenceWatch`: nothing heard, not even the answer to
    a probe, for `attempt_timeout_s`) and sent again where the group's leader guess then
    points; a copy unanswered for an attempt timeout at a live node gets one more copy
-   beside it, and the first answer wins, until the deadline (`txn.resend`, which says why a
-   read for update may go twice). So a leader that goes silent (frozen, cut off) costs a
+   beside it, the first error-free answer winning, until the deadline (`txn.resend`,
+   which says why a read for update may go twice). So a leader that goes silent (frozen, cut off) costs a
    read one attempt timeout, not its whole deadline, and a slow live one still answers. A
    single-key write is never sent twice: it waits for its answer until its deadline
    (`OutcomeUnknown` once it was written to the node), but a silent node loses the leader

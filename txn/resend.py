@@ -15,9 +15,9 @@ The replica asked next serves it or names the new leader.
 A live leader may be slow (a request parked for a lock, a loaded node): the copy waits for
 its answer until the deadline, and the routing client sends the node one more copy of an
 idempotent request after each attempt timeout without an answer (an answer lost on the way
-is answered by the next copy), the first answer winning. Found by review: a first form gave
-each copy one attempt timeout and dropped it then, so a leader slower than that never got
-a read answered; a second form ran each copy as a task of its own here, which cost the
+is answered by the next copy), the first answer without an error winning. Found by review:
+a first form gave each copy one attempt timeout and dropped it then, so a leader slower
+than that never got a read answered; a second form ran each copy as a task of its own here, which cost the
 client enough CPU to lower 2-shard commits/s at 16 and 64 clients by a tenth to a third.
 
 Which requests may be sent again (the caller says so by calling `send_idempotent`):
