@@ -166,6 +166,46 @@ class TxnResult:
     why: str = ""
 
 
+ScanPart = tuple[int, bytes, bytes | None]
+
+
+def scan_parts(client: SimTxnClient, ranges: list[tuple[bytes, bytes]]) -> list[ScanPart]:
+    """(group, start, end) of every shard's part of every range, in order."""
+    return [
+        (desc.group_id, lo, hi)
+        for start, end in ranges
+        for desc, lo, hi in client.t.shard_map.split_range(start, end)
+    ]
+
+
+def scan_answer(
+    owner: _Txn | _Operation,
+    part: ScanPart,
+    response: kv.Response | None,
+    again: Callable[[], None],
+) -> bool:
+    """Record a scan part's items in `owner`'s result: True; or finish `owner` failed, or
+    send the part `again` after a pause when an intent refused it: False."""
+    _group, start, end = part
+    if response is None:
+        owner.finish("fail", f"scan of [{start!r}, {end!r}) got no answer")
+        return False
+    error = error_of(response)
+    if error.code == kv.CONFLICT:
+        owner.c.t.later(owner.c.t.rng.uniform(0.005, 0.03), again)
+        return False
+    if error.code != kv.OK:
+        owner.finish("fail", f"scan of [{start!r}, {end!r}): {kv.ErrorCode.Name(error.code)}")
+        return False
+    items = response.scan.items
+    if len(items) >= SCAN_LIMIT or response.scan.more:
+        raise AssertionError("a simulated scan range holds more keys than SCAN_LIMIT")
+    for item in items:
+        owner.c.clock.observe(item.version)
+        owner.result.reads[item.key] = (item.value, item.version)
+    return True
+
+
 def error_of(response: kv.Response) -> kv.Error:
     """The error of any response (code OK when none).
 
@@ -310,12 +350,7 @@ class _Txn:
     ) -> None:
         self.c = client
         self.keys = list(dict.fromkeys(keys))
-        # (group, start, end) of every shard's part of every scanned range, in scan order.
-        self.scan_parts = [
-            (desc.group_id, lo, hi)
-            for start, end in scans
-            for desc, lo, hi in client.t.shard_map.split_range(start, end)
-        ]
+        self.scan_parts = scan_parts(client, scans)
         self.ranges: dict[int, list[kv.KeyRange]] = {}
         self.body = body
         self.done_cb = done
@@ -365,25 +400,10 @@ class _Txn:
         self.c.t.call(group, request, remaining, lambda r, _a: self._on_scan(i, r))
 
     def _on_scan(self, i: int, response: kv.Response | None) -> None:
-        group, start, end = self.scan_parts[i]
-        if response is None:
-            self.finish("fail", f"scan of [{start!r}, {end!r}) got no answer")
-            return
-        error = error_of(response)
-        if error.code == kv.CONFLICT:
-            self.c.t.later(self.c.t.rng.uniform(0.005, 0.03), lambda: self._scan(i))
-            return
-        if error.code != kv.OK:
-            self.finish("fail", f"scan of [{start!r}, {end!r}): {kv.ErrorCode.Name(error.code)}")
-            return
-        items = response.scan.items
-        if len(items) >= SCAN_LIMIT:
-            raise AssertionError("a simulated scan range holds more keys than SCAN_LIMIT")
-        for item in items:
-            self.c.clock.observe(item.version)
-            self.result.reads[item.key] = (item.value, item.version)
-        self.ranges.setdefault(group, []).append(kv.KeyRange(start=start, end=end))
-        self._scan_next(i + 1)
+        part = group, start, end = self.scan_parts[i]
+        if scan_answer(self, part, response, lambda: self._scan(i)):
+            self.ranges.setdefault(group, []).append(kv.KeyRange(start=start, end=end))
+            self._scan_next(i + 1)
 
     # 1. reads ---------------------------------------------------------------------------
 
@@ -849,11 +869,7 @@ class _Scan(_Operation):
         snapshot: bool,
     ) -> None:
         self.snapshot = snapshot
-        self.parts = [
-            (desc.group_id, lo, hi)
-            for start, end in ranges
-            for desc, lo, hi in client.t.shard_map.split_range(start, end)
-        ]
+        self.parts = scan_parts(client, ranges)
         super().__init__(client, done)
         self.result.scanned = tuple((lo, hi) for _g, lo, hi in self.parts)
 
@@ -885,21 +901,5 @@ class _Scan(_Operation):
         self.c.t.call(group, request, remaining, lambda r, _a: self._on_scan(i, r))
 
     def _on_scan(self, i: int, response: kv.Response | None) -> None:
-        _group, start, end = self.parts[i]
-        if response is None:
-            self.finish("fail", f"scan of [{start!r}, {end!r}) got no answer")
-            return
-        error = error_of(response)
-        if error.code == kv.CONFLICT:
-            self.c.t.later(self.c.t.rng.uniform(0.005, 0.03), lambda: self._scan(i))
-            return
-        if error.code != kv.OK:
-            self.finish("fail", f"scan of [{start!r}, {end!r}): {kv.ErrorCode.Name(error.code)}")
-            return
-        items = response.scan.items
-        if len(items) >= SCAN_LIMIT or response.scan.more:
-            raise AssertionError("a simulated scan range holds more keys than SCAN_LIMIT")
-        for item in items:
-            self.c.clock.observe(item.version)
-            self.result.reads[item.key] = (item.value, item.version)
-        self._scan(i + 1)
+        if scan_answer(self, self.parts[i], response, lambda: self._scan(i)):
+            self._scan(i + 1)
