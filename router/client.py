@@ -355,8 +355,8 @@ class _SilenceWatch:
                 waiting.on_silence()
                 continue
             quiet = quiet or waiting.quiet > 0
-            if waiting.on_slow is not None and waiting.checks % 3 == 0 and heard:
-                waiting.on_slow()
+            if waiting.on_slow is not None and waiting.checks % 2 == 0:
+                waiting.on_slow()  # an attempt timeout more at a node not (yet) silent
         if quiet:
             conn.probe(self._half_s)
         if self._waiting:
