@@ -1683,7 +1683,8 @@ class NodeCore:
                 return True
         return False
 
-    def refusal(self, request: kv.Request, code: kv.ErrorCode, message: str) -> kv.Response:
+    @staticmethod
+    def refusal(request: kv.Request, code: kv.ErrorCode, message: str) -> kv.Response:
         """An error response of the right shape for `request`."""
         response = kv.Response(id=request.id)
         kind = request.WhichOneof("op")

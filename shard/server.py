@@ -146,11 +146,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             # Refused, not held until chosen (found by review: unary calls were counted but
             # never bounded, so enough concurrent 1 MiB puts held past the budget).
             memory.shed += 1
-            refused = kv.Response()
-            getattr(refused, kind).error.CopyFrom(
-                kv.Error(code=kv.UNAVAILABLE, message=SHED_MESSAGE)
-            )
-            return refused
+            return self._core.refusal(request, kv.UNAVAILABLE, SHED_MESSAGE)
         memory.adjust(held)
 
         def release(_: object) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from router import kv_pb2 as kv
 from shard.client_memory import ClientMemory
+from shard.node import NodeCore
 from shard.server import KVServicer
 
 
@@ -92,7 +93,8 @@ def test_a_unary_request_past_the_budget_is_refused_not_held() -> None:
         submitted.append(request)
         reply(kv.Response(put=kv.PutResponse(version=7)))
 
-    servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
+    core = SimpleNamespace(refusal=NodeCore.refusal)
+    servicer = KVServicer(core=core, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
     big = kv.PutRequest(key=b"k", value=b"v" * 4096)
     got = asyncio.run(servicer.Put(big, _UnaryContext()))  # type: ignore[arg-type]
     assert got.error.code == kv.UNAVAILABLE and not submitted  # nothing done: retryable
