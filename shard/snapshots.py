@@ -195,9 +195,7 @@ class ShardRestore:
 
     def run(self, batch: EngineBatch) -> None:
         """The whole restore in one batch (one atomic write: no staging needed)."""
-        _walk_frames(self._data, _HEAD, len(self._data), len(self._data), self._sink)
-        batch.delete_range(self._prefix, prefix_end(self._prefix))
-        self._sink.restore_started()
+        self._begin_at_once(batch)
         self._write_records(batch, _HEAD, len(self._data), len(self._data))
         self._finish(batch)
 
@@ -206,10 +204,8 @@ class ShardRestore:
         `engine`, in unsynced batches of about `max_bytes` of records (not one batch as large
         as the shard). The marker goes with the last one: a crash before it leaves the redo
         to do again, and the engine's log is ordered, so the next synced write covers it."""
-        _walk_frames(self._data, _HEAD, len(self._data), len(self._data), self._sink)
         batch = engine.new_batch()
-        batch.delete_range(self._prefix, prefix_end(self._prefix))
-        self._sink.restore_started()
+        self._begin_at_once(batch)
         pos, stop = _HEAD, len(self._data) - _CRC.size
         while (pos := self._write_records(batch, pos, len(self._data), max_bytes)) < stop:
             engine.write(batch, sync=False)
@@ -217,6 +213,12 @@ class ShardRestore:
         stage_cleared(batch, self._stage)
         self._finish(batch)
         engine.write(batch, sync=False)
+
+    def _begin_at_once(self, batch: EngineBatch) -> None:
+        """Check every frame, then replace the group's keys (`run`, `redo`: no staging)."""
+        _walk_frames(self._data, _HEAD, len(self._data), len(self._data), self._sink)
+        batch.delete_range(self._prefix, prefix_end(self._prefix))
+        self._sink.restore_started()
 
     def abandon(self, batch: EngineBatch) -> None:
         """Drop the staged blob: the restore met bad frames, before the group's data changed."""
