@@ -168,7 +168,6 @@ async def test_a_slow_but_live_leader_answers_its_reads_and_keeps_the_guess(
         assert client.routing.routing.leader_for(1) == leader
     # The first copy's answer, not the deadline (generous: the machine may be loaded).
     assert took < TIMEOUT_S / 2, f"the get took {took:.2f} s"
-    assert all(group == 1 for group, _ in fake.requests("get"))
 
 
 @with_fake
