@@ -910,9 +910,10 @@ class RoutingClient:
             passthrough: error codes returned in the response instead of raised (e.g. a
                 transaction conflict the caller handles).
             idempotent: the request may be applied twice to the same effect: it is given
-                up at a node that turns out silent while it waits there (`_SilenceWatch`),
-                raising DeadlineExceeded or, for a write that was sent, OutcomeUnknown at
-                once, for callers that re-send it elsewhere (`txn.resend`); and at a live
+                up at a node that turns out silent while it waits there (`_SilenceWatch`);
+                a read is then sent again where the leader guess now points, a write
+                raises DeadlineExceeded or, when it was sent, OutcomeUnknown at once, for
+                callers that re-send it elsewhere (`txn.resend`); and at a live
                 node that has not answered it for an attempt timeout, one more copy goes
                 there (an answer lost on the way), the first answer without an error
                 winning.
@@ -1029,10 +1030,20 @@ class RoutingClient:
                         f"not have been applied, and {OUTCOME_ADVICE}"
                     ) from None
                 if exc.silent:
-                    raise DeadlineExceeded(
-                        f"gave up on {address}: it sent nothing for {self._attempt_timeout_s:g} "
-                        "s, not even an answer to a probe (stopped or cut off)"
-                    ) from None
+                    silence = (
+                        f"{address} sent nothing for {self._attempt_timeout_s:g} s, not even "
+                        "an answer to a probe (stopped or cut off)"
+                    )
+                    if write:
+                        # A write sent nowhere yet: its caller re-sends it (txn.resend).
+                        raise DeadlineExceeded(f"gave up: {silence}") from None
+                    # A read is asked again where the guess now points, as NOT_LEADER would
+                    # send it (found by review: `paxoskv get` waited out its whole --timeout
+                    # at a frozen leader while another replica led).
+                    last = silence
+                    await self._sleep(attempt, deadline)
+                    attempt += 1
+                    continue
                 raise DeadlineExceeded(
                     f"gave up: no answer from {address} before the deadline (last: {last})"
                 ) from None
@@ -1250,7 +1261,9 @@ class RoutingClient:
         `at_version` > 0 reads the newest version <= at_version.
         """
         request = kv.Request(get=kv.GetRequest(key=key, stale_ok=stale_ok, at_version=at_version))
-        response = await self.send(request, key=key, write=False, timeout_s=timeout_s)
+        response = await self.send(
+            request, key=key, write=False, timeout_s=timeout_s, idempotent=True
+        )
         got = response.get
         return (got.value, got.version) if got.found else None
 
@@ -1346,7 +1359,7 @@ class RoutingClient:
                 op.end = sub_end
             try:
                 response = await self._send(
-                    kv.Request(scan=op), None, descriptor.group_id, False, deadline
+                    kv.Request(scan=op), None, descriptor.group_id, False, deadline, idempotent=True
                 )
             except (WrongShard, UnknownGroup):
                 continue  # the map changed under us: re-plan from the cursor
