@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 #: The largest pipeline window a node may use, and the length of every election fence.
 MAX_PIPELINE_WINDOW = 64
+#: The largest `max_batch_bytes`: a promise carries up to that many bytes of chosen slots
+#: (rule 16 of paxos.replica) beside `max_promise_bytes` of votes (rule 18), and every
+#: peer message must stay within 64 MiB.
+MAX_SLOT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +43,12 @@ class ReplicaConfig:
     #: message carries at most 64 MiB: counted in slots alone, a window of 32 full slots
     #: was 128 MiB.
     max_inflight_bytes: int = 16 * 1024 * 1024
+    #: Most bytes of votes not known chosen an acceptor's promise may carry (rule 18 of
+    #: paxos.replica): past it, it promises nothing. With the chosen slots a promise
+    #: carries (at most max_batch_bytes <= MAX_SLOT_BYTES, rule 16) and the other messages
+    #: of its peer batch (cut once past 8 MiB), a peer message stays within 64 MiB; room for
+    #: the slots in flight of three leaders in a row.
+    max_promise_bytes: int = 48 * 1024 * 1024
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
     #: Most bytes of chosen values one Ready hands to the application (at least one slot), so
@@ -93,10 +103,18 @@ class ReplicaConfig:
             raise ValueError("need 0 <= lease_drift_s < lease_duration_s <= election_timeout_min_s")
         if self.max_batch_count < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_count and max_batch_bytes must be at least 1")
+        if self.max_batch_bytes > MAX_SLOT_BYTES:
+            raise ValueError(f"max_batch_bytes must be at most {MAX_SLOT_BYTES}")
         if not 1 <= self.pipeline_window <= MAX_PIPELINE_WINDOW:
             raise ValueError(f"pipeline_window must be between 1 and {MAX_PIPELINE_WINDOW}")
         if self.max_inflight_bytes < 1:
             raise ValueError("max_inflight_bytes must be at least 1")
+        if self.max_promise_bytes < self.max_inflight_bytes + self.max_batch_bytes:
+            # Below that, a follower that voted for every slot one leader had in flight
+            # (and one more) could refuse every candidate.
+            raise ValueError(
+                "max_promise_bytes must be at least max_inflight_bytes + max_batch_bytes"
+            )
         if self.catchup_max_slots < 1:
             raise ValueError("catchup_max_slots must be at least 1")
         if self.max_apply_bytes < 1:

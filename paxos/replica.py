@@ -127,8 +127,7 @@ Rules
    replica wins first. Before, a candidate that had been away while the group wrote up to
    its compaction threshold (64 MiB) was promised more than a peer message may carry, and
    its campaign could never finish. The unchosen slots a promise must carry (votes the
-   candidate needs) are not bounded by this rule: usually what leaders keep in flight
-   (rule 17), but a follower whose learning stalled may hold many more (not handled yet).
+   candidate needs) are not bounded by this rule, but by rule 18.
 17. A leader's own slots in flight (proposed, not known chosen) hold at most
    `max_inflight_bytes` of commands, and one slot more (found next to rule 16): it opens no new
    slot past that, as past `pipeline_window` slots. All of them may travel in one message:
@@ -137,6 +136,21 @@ Rules
    messages of 128 MiB, which a peer link (64 MiB) never delivers, so the follower never
    voted and a new leader never finished Phase 1. A slot in flight is always allowed,
    so the bound delays proposals but never stops them.
+18. An acceptor promises nothing when the votes its promise must carry (those above the
+   candidate's first slot it does not know chosen) pass `max_promise_bytes`: it neither
+   raises its promise nor answers, as if the Prepare were lost, and asks the candidate
+   for the chosen slots it lacks when the candidate knows more. Usually such votes are
+   what leaders keep in flight (rule 17), but a follower whose learning stalled (a slot
+   it missed stops rule 4 at the gap, and catch-up is paced) goes on voting under heavy
+   writes, and its promise could grow past the 64 MiB a peer message carries: the
+   receiving node refused it, which failed the link and dropped every group's messages
+   queued on it, again at each re-sent Prepare (found by review). Promising nothing is
+   always safe; the candidate needs the other replicas, and the acceptor, caught up,
+   promises again. Not live when every acceptor a quorum needs is past the bound (the
+   simulator's churn with a bound of a few votes shows it: every replica a candidate,
+   none promising): that needs Phase 1 in chunks, not built; the default bound is what a
+   peer message can carry, so such a group could not elect before either, but now the
+   other groups on its links go on.
 """
 
 from __future__ import annotations
@@ -854,6 +868,11 @@ class Replica:
         if msg.ballot < self._promised:
             self._nack(msg.src, msg.ballot)
             return
+        promise = self._make_promise(msg.src, msg.ballot, msg.from_slot)
+        if _unchosen_bytes(promise) > self.config.max_promise_bytes:  # rule 18
+            if msg.from_slot - 1 > self._chosen_watermark:
+                self._request_catchup(msg.src, self._chosen_watermark + 1, msg.from_slot - 1)
+            return
         if msg.ballot > self._promised:
             if self._lease_blocks(msg.src):
                 self._out.messages.append(
@@ -869,9 +888,7 @@ class Replica:
                 return
             self._set_promised(msg.ballot)
             self._become_follower(None)
-        self._out.messages_after_persist.append(
-            self._make_promise(msg.src, msg.ballot, msg.from_slot)
-        )
+        self._out.messages_after_persist.append(promise)
 
     def _handle_promise(self, msg: Promise) -> None:
         if self._role is not Role.CANDIDATE or msg.ballot != self._ballot:
@@ -1497,6 +1514,11 @@ class Replica:
 def _value_bytes(value: Value) -> int:
     """The memory a held value accounts for (its commands plus a small fixed cost)."""
     return 64 + sum(map(len, value))
+
+
+def _unchosen_bytes(promise: Promise) -> int:
+    """The bytes of the votes `promise` carries that its sender does not know chosen."""
+    return sum(_value_bytes(e.value) for e in promise.accepted if not e.chosen)
 
 
 def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:

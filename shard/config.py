@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paxos.config import MAX_PIPELINE_WINDOW
+from paxos.config import MAX_PIPELINE_WINDOW, MAX_SLOT_BYTES
 from router.limits import MAX_KEY_BYTES
 from router.tls import TlsFiles, TlsSetupError
 from shard.tls_certs import read_node_pems
@@ -301,6 +301,11 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         if kind is int and value <= 0:
             raise ConfigError(f"paxos.{name} must be positive, got {value}")
         paxos_kwargs[name] = value
+    if paxos_kwargs["max_batch_bytes"] > MAX_SLOT_BYTES:
+        raise ConfigError(
+            f"paxos.max_batch_bytes must be at most {MAX_SLOT_BYTES} (8 MiB: a peer message "
+            f"carries at most 64 MiB), got {paxos_kwargs['max_batch_bytes']}"
+        )
     if paxos_kwargs["pipeline_window"] > MAX_PIPELINE_WINDOW:
         raise ConfigError(
             f"paxos.pipeline_window must be at most {MAX_PIPELINE_WINDOW}, "

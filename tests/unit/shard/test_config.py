@@ -129,6 +129,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("txn.decision_retention_s", 60, "at least 120"),
         ("peer_secret", "short", "peer_secret must be at least 16"),
         ("paxos.pipeline_window", 65, "paxos.pipeline_window must be at most 64"),
+        ("paxos.max_batch_bytes", 8 * 1024 * 1024 + 1, "paxos.max_batch_bytes must be at most"),
         ("peer_secret", 5, "peer_secret"),
     ],
 )

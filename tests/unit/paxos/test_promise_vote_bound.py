@@ -1,0 +1,93 @@
+"""An acceptor promises nothing when its promise's votes pass `max_promise_bytes` (rule 18).
+
+A follower whose learning stalled (it missed one slot: rule 4 stops at the gap, and its
+catch-up is paced) goes on voting under heavy writes, and every vote it does not know
+chosen must travel in its next promise. Found by review: such a promise could pass the
+64 MiB a peer message carries; the link then failed, dropping every group's messages
+queued on it, and the candidate's re-sent Prepare made it fail again. Now the acceptor
+promises nothing past the bound (neither its promise nor its answer: as if the Prepare
+were lost), asks the candidate for the chosen slots it lacks, and the group still elects
+a leader that keeps every chosen value.
+"""
+
+from __future__ import annotations
+
+from paxos import Role
+from paxos.messages import CatchUpReply, CatchUpRequest, Message, Promise
+from tests.unit.paxos.test_replica_paths import Group, between
+
+BOUND = 5_000
+VALUE = b"x" * 1_000
+SLOTS = 8  # about 8.5 kB of votes replica 2 does not know chosen: past the bound
+
+
+def no_catchup(m: Message) -> bool:
+    return not isinstance(m, (CatchUpRequest, CatchUpReply))
+
+
+def group_with_a_stalled_learner(bound: int) -> Group:
+    """Leader 1. Replica 2 misses the first write (chosen by 1 and 3), then 3 is cut off
+    and 2 votes for SLOTS more writes without learning any (no catch-up reaches it)."""
+    g = Group(
+        3,
+        fast=(1,),
+        max_batch_count=1,
+        max_batch_bytes=1_100,
+        max_inflight_bytes=2_000,
+        max_promise_bytes=bound,
+    )
+    g.elect(1)
+    g.r(1).propose(VALUE + b"first")
+    g.stabilize(keep=between(1, 3))
+    g.heartbeat(1, keep=between(1, 3))
+    for i in range(SLOTS):
+        g.r(1).propose(VALUE + bytes([i]))
+        g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
+    g.heartbeat(1, keep=lambda m: between(1, 2)(m) and no_catchup(m))
+    assert g.r(2).status().chosen_watermark < g.r(3).status().chosen_watermark
+    assert g.r(1).status().chosen_watermark - g.r(3).status().chosen_watermark == SLOTS
+    return g
+
+
+def campaign_of_3(g: Group) -> None:
+    """Leader 1 dies; replica 3's election timer runs out first, and its Prepare reaches 2."""
+    g.crash(1)
+    g.idle(2, 1.0)
+    g.idle(3, 61.0)
+    assert g.r(3).role is Role.CANDIDATE
+    g.process_all()
+    g.deliver(keep=between(2, 3))
+    g.process(2)
+
+
+def test_an_acceptor_past_the_bound_promises_nothing_and_asks_for_the_chosen_slots() -> None:
+    g = group_with_a_stalled_learner(BOUND)
+    promised_before = g.r(2).status().promised
+    campaign_of_3(g)
+    assert not [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
+    assert g.r(2).status().promised == promised_before  # it blocks no one either
+    (asked,) = [m for m in g.inflight if isinstance(m, CatchUpRequest) and m.src == 2]
+    assert asked.dst == 3
+    # 3 cannot lead without 2; 2, caught up as far as 3 knows, then campaigns itself
+    # (its own votes need no message) and re-proposes every value it voted for.
+    g.stabilize(keep=between(2, 3))
+    g.idle(2, 122.0)
+    g.stabilize(keep=between(2, 3))
+    leader = next(i for i in (2, 3) if g.r(i).role is Role.LEADER)
+    g.r(leader).propose(b"after")
+    g.stabilize(keep=between(2, 3))
+    g.heartbeat(leader, keep=between(2, 3))
+    written = [(VALUE + b"first",)] + [(VALUE + bytes([i]),) for i in range(SLOTS)]
+    for i in (2, 3):
+        values = [v for v in g.chosen(i) if v and v != (b"",)]
+        assert all(v in values for v in written), f"replica {i} lost a chosen value"
+        assert g.chosen(i)[-1] == (b"after",)
+
+
+def test_under_the_bound_the_same_acceptor_promises_as_before() -> None:
+    g = group_with_a_stalled_learner(48 * 1024 * 1024)
+    campaign_of_3(g)
+    (promise,) = [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
+    assert sum(1 for e in promise.accepted if not e.chosen) >= SLOTS
+    g.stabilize(keep=between(2, 3))
+    assert g.r(3).role is Role.LEADER
