@@ -169,6 +169,7 @@ from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import MAX_STATUS_IDS, MAX_TS, validate_command_size, validate_key
 from shard.lock_wait import LOCK_QUEUE_MAX_S, LOCK_WAIT_MAX_S, Grant, blocked, request_age
+from shard.node_identity import config_mismatch
 from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
 from shard.txn_duties import Outbound, TxnDuties
@@ -407,11 +408,7 @@ class NodeCore:
         config = self._bootstrap_map
         if stored is None or stored.version != config.version or stored == config:
             return
-        raise ConfigMismatch(
-            f"the config does not match the shard map this cluster stored when it was "
-            f"bootstrapped ({_map_difference(config, stored)}): nodes' addresses, split points "
-            f"and replication cannot change after the first start; restore the config"
-        )
+        raise config_mismatch(config, stored)
 
     def _load_replica(self, group_id: int, app: App) -> Replica:
         """The group's replica as a restart finds it: from its durable state alone."""
@@ -1730,27 +1727,6 @@ def _role_shown(host: GroupHost, status: ReplicaStatus) -> str:
     if status.rebuilding:
         return "rebuilding"  # its data was lost: no vote until Paxos rule 14 allows one
     return status.role.value
-
-
-class ConfigMismatch(ValueError):
-    """The node's config no longer matches the shard map its cluster stored."""
-
-
-def _map_difference(config: ShardMap, stored: ShardMap) -> str:
-    """What differs between two maps, as the config would say it."""
-
-    def nodes(m: ShardMap) -> dict[int, str]:
-        return {i: f"{n.name} {n.client_addr}" for i, n in sorted(m.nodes.items())}
-
-    def ranges(m: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
-        return [(r.label, r.replicas) for r in m.ranges]
-
-    parts = []
-    if nodes(config) != nodes(stored):
-        parts.append(f"nodes {nodes(config)} in the config, {nodes(stored)} stored")
-    if ranges(config) != ranges(stored):
-        parts.append(f"ranges {ranges(config)} in the config, {ranges(stored)} stored")
-    return "; ".join(parts) or "the maps differ"
 
 
 def _reads(items: Sequence[Any]) -> tuple[ReadItem, ...]:

@@ -34,7 +34,15 @@ etcd refuses such a member for the same reason). So:
   first start came after the node had lost its data took the new incarnation as the node's
   first, and with the nodes that knew the earlier one down, the two could choose a second
   value for a slot (found by review). The price: two nodes' first contact needs every other
-  node up, so a cluster's first start needs all its nodes once.
+  node up, so a cluster's first start needs all its nodes once;
+- the record comes with the cluster's map as the config gave it at the node's first start
+  (nodes and addresses, split points, replication), and every later start refuses a config
+  that gives another (`ConfigMismatch`). The meta group's stored map is checked too
+  (shard/node.py), but only on the nodes that host it: found by review, a fourth node of a
+  cluster (no meta replica) restarted with a moved split point ran on its config's ranges,
+  applied the writes outside them as invalid while the other replicas applied them, and
+  answered "not found" for acknowledged keys once it led. A directory written before this
+  record existed is given one from the config at its next start.
 """
 
 from __future__ import annotations
@@ -51,12 +59,16 @@ from rocksdict import Rdict, WriteBatch, WriteOptions
 
 from paxos import PersistBatch
 from paxos.rocks import RocksStorage
+from router.codec import decode_shard_map, encode_shard_map
+from router.shard_map import ShardMap
 from shard.disk import DataDirInUse, RocksNodeDisk
 
 __all__ = [
+    "CLUSTER_MAP_KEY",
     "IDENTITY_KEY",
     "NO_OTHERS",
     "Admission",
+    "ConfigMismatch",
     "Incarnation",
     "NodeDataCorrupt",
     "NodeDataMismatch",
@@ -65,6 +77,7 @@ __all__ = [
     "NodeIdentity",
     "PeerRecords",
     "admit_peer",
+    "config_mismatch",
     "first_contact",
     "node_incarnation",
     "open_node_disk",
@@ -75,6 +88,8 @@ __all__ = [
 # Outside every prefix the node scans (b"p" Paxos, b"d"/b"m"/b"r" data), as the WAL warm-up's.
 IDENTITY_KEY = b"~node-identity"
 INCARNATION_KEY = b"~node-incarnation"
+#: The cluster's map as the node's config gave it at its first start (module doc).
+CLUSTER_MAP_KEY = b"~cluster-map"
 # + the peer's node id (decimal): the incarnation of that peer this node accepted.
 PEER_INCARNATION_PREFIX = b"~peer-incarnation/"
 
@@ -94,6 +109,36 @@ class NodeDataCorrupt(RuntimeError):
 class NodeDataUnusable(RuntimeError):
     """The node's data directory cannot be created or written (not a directory, no
     permission)."""
+
+
+class ConfigMismatch(ValueError):
+    """The node's config no longer matches the shard map its cluster stored."""
+
+
+def config_mismatch(config: ShardMap, stored: ShardMap) -> ConfigMismatch:
+    """The error for a config whose map is not the one stored at the first start."""
+    return ConfigMismatch(
+        f"the config does not match the shard map this cluster stored when it was "
+        f"bootstrapped ({_map_difference(config, stored)}): nodes' addresses, split points "
+        f"and replication cannot change after the first start; restore the config"
+    )
+
+
+def _map_difference(config: ShardMap, stored: ShardMap) -> str:
+    """What differs between two maps, as the config would say it."""
+
+    def nodes(m: ShardMap) -> dict[int, str]:
+        return {i: f"{n.name} {n.client_addr}" for i, n in sorted(m.nodes.items())}
+
+    def ranges(m: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
+        return [(r.label, r.replicas) for r in m.ranges]
+
+    parts = []
+    if nodes(config) != nodes(stored):
+        parts.append(f"nodes {nodes(config)} in the config, {nodes(stored)} stored")
+    if ranges(config) != ranges(stored):
+        parts.append(f"ranges {ranges(config)} in the config, {ranges(stored)} stored")
+    return "; ".join(parts) or "the maps differ"
 
 
 @dataclass(frozen=True)
@@ -237,15 +282,19 @@ def open_node_disk(
     *,
     first_start: bool,
     rebuild_groups: Sequence[int] | None = None,
+    cluster_map: ShardMap | None = None,
 ) -> RocksNodeDisk:
     """Open the node's RocksDB at `path` once it is known to be this node's (module doc).
 
     `rebuild_groups`: `paxoskv node --rebuild`, the groups this node hosts; an empty
-    directory is then taken, and those groups are marked rebuilding.
+    directory is then taken, and those groups are marked rebuilding. `cluster_map`: the
+    map the node's config gives, recorded at the first start and checked at every later
+    one (None: not checked, for tests of the record alone).
 
     Raises:
         NodeDataMissing: no data at `path`, and neither `first_start` nor a rebuild.
         NodeDataMismatch: the data at `path` is another node's or another cluster's.
+        ConfigMismatch: `cluster_map` is not the map recorded at the first start.
         NodeDataCorrupt: RocksDB found the data at `path` corrupt.
         NodeDataUnusable: `path` cannot be created or written.
     """
@@ -254,9 +303,10 @@ def open_node_disk(
         raise NodeDataMissing(_missing(path, identity))  # and leave no empty database behind
     try:
         return RocksNodeDisk(
-            path, claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups)
+            path,
+            claim=lambda db: _claim(db, path, identity, first_start, rebuild_groups, cluster_map),
         )
-    except DataDirInUse:
+    except (DataDirInUse, ConfigMismatch):
         raise  # its own message names the running node (it is an OSError, but no bad path)
     except OSError as exc:
         # Found by review: "[Errno 20] Not a directory: ..." named no setting.
@@ -283,6 +333,7 @@ def _claim(
     identity: NodeIdentity,
     first_start: bool,
     rebuild_groups: Sequence[int] | None,
+    cluster_map: ShardMap | None,
 ) -> None:
     """Check the record, or write it (synced, before the open's WAL warm-up writes)."""
     stored = db.get(IDENTITY_KEY)
@@ -295,6 +346,12 @@ def _claim(
             )
         if db.get(INCARNATION_KEY) is None:  # data from before incarnations
             db.put(INCARNATION_KEY, Incarnation.new(rebuilt=False).encode(), _synced())
+        if cluster_map is not None:
+            recorded = db.get(CLUSTER_MAP_KEY)
+            if recorded is None:  # data from before the record
+                db.put(CLUSTER_MAP_KEY, encode_shard_map(cluster_map), _synced())
+            elif (first := decode_shard_map(recorded)) != cluster_map:
+                raise config_mismatch(cluster_map, first)
         return
     holds_data = _holds_data(db)
     if not first_start and rebuild_groups is None and not holds_data:
@@ -303,6 +360,8 @@ def _claim(
     batch = WriteBatch(raw_mode=True)
     batch.put(IDENTITY_KEY, identity.encode())
     batch.put(INCARNATION_KEY, Incarnation.new(rebuilt=rebuilding).encode())
+    if cluster_map is not None:
+        batch.put(CLUSTER_MAP_KEY, encode_shard_map(cluster_map))
     if rebuilding:
         assert rebuild_groups is not None
         for group_id in rebuild_groups:

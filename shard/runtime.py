@@ -124,6 +124,7 @@ class NodeRuntime:
             NodeIdentity(config.cluster_id, node.id, node.name),
             first_start=first_start,
             rebuild_groups=shard_map.groups_of_node(node.id) if rebuild else None,
+            cluster_map=shard_map,
         )
         self.core = NodeCore(
             cluster_id=config.cluster_id,

@@ -14,7 +14,8 @@ from test_node_core import CLUSTER, OneNode, put
 from router import kv_pb2 as kv
 from router.shard_map import NodeAddress, bootstrap
 from shard.config import PaxosSettings
-from shard.node import ConfigMismatch, NodeCore, TxnSettings
+from shard.node import NodeCore, TxnSettings
+from shard.node_identity import ConfigMismatch
 
 
 def _restart(

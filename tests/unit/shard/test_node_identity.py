@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from paxos import Ballot, PersistBatch
+from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard.disk import WAL_WARMUP_BYTES, DataDirInUse, RocksNodeDisk
 from shard.node_identity import (
     IDENTITY_KEY,
     INCARNATION_KEY,
     NO_OTHERS,
+    ConfigMismatch,
     Incarnation,
     NodeDataCorrupt,
     NodeDataMismatch,
@@ -298,3 +300,39 @@ def test_a_data_directory_in_use_says_so_without_blaming_the_path(tmp_path: Path
         assert "check data_dir" not in str(refused.value)
     finally:
         first.close()
+
+
+def four_node_map(split_points: list[bytes], address: str = "h4:1") -> ShardMap:
+    nodes = [
+        NodeAddress(node_id=i, name=f"n{i}", client_addr=f"h{i}:1", peer_addr=f"h{i}:1")
+        for i in (1, 2, 3)
+    ]
+    nodes.append(NodeAddress(node_id=4, name="n4", client_addr=address, peer_addr=address))
+    return bootstrap(nodes, split_points, 3)
+
+
+def test_a_config_whose_map_differs_from_the_first_starts_is_refused(tmp_path: Path) -> None:
+    """Found by review: a node that hosts no meta replica (the fourth of a cluster) ran on a
+    moved split point, applied writes outside its ranges as invalid and lost them."""
+    path = tmp_path / "db"
+    first = four_node_map([b"j", b"r"])
+    open_node_disk(path, N1, first_start=True, cluster_map=first).close()
+    open_node_disk(path, N1, first_start=False, cluster_map=first).close()
+    for changed, named in [
+        (four_node_map([b"k", b"r"]), "[-inf, k)"),
+        (four_node_map([b"j", b"k", b"r"]), "[k, r)"),
+        (four_node_map([b"j", b"r"], address="elsewhere:1"), "n4 elsewhere:1"),
+    ]:
+        with pytest.raises(ConfigMismatch, match="cannot change after the first start") as err:
+            open_node_disk(path, N1, first_start=False, cluster_map=changed)
+        assert named in str(err.value)
+    open_node_disk(path, N1, first_start=False, cluster_map=first).close()  # nothing changed
+
+
+def test_data_from_before_the_map_record_gets_one_at_its_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    first = four_node_map([b"j", b"r"])
+    open_node_disk(path, N1, first_start=True).close()  # no map recorded
+    open_node_disk(path, N1, first_start=False, cluster_map=first).close()
+    with pytest.raises(ConfigMismatch):
+        open_node_disk(path, N1, first_start=False, cluster_map=four_node_map([b"k"]))
