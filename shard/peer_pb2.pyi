@@ -28,20 +28,22 @@ class SnapshotPart(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., total: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster_id", "from_node", "messages", "protocol", "incarnation", "rebuilt")
+    __slots__ = ("cluster_id", "from_node", "messages", "protocol", "incarnation", "rebuilt", "map_digest")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     REBUILT_FIELD_NUMBER: _ClassVar[int]
+    MAP_DIGEST_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[GroupMessage]
     protocol: int
     incarnation: bytes
     rebuilt: bool
-    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ...) -> None: ...
+    map_digest: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ..., map_digest: _Optional[bytes] = ...) -> None: ...
 
 class PeerReply(_message.Message):
     __slots__ = ("refusal", "protocol", "for_now")

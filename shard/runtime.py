@@ -54,7 +54,13 @@ from shard.node_records import GroupHost
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
 from shard.tls_reload import TLS_CHECK_S, ReloadingTls
-from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer, ask_recorded_incarnation
+from shard.transport import (
+    GRPC_OPTIONS,
+    PeerLink,
+    PeerServicer,
+    ask_recorded_incarnation,
+    map_digest,
+)
 
 log = logging.getLogger("paxoskv.node")
 
@@ -159,6 +165,7 @@ class NodeRuntime:
                 config.peer_secret,
                 credentials=None if self._tls is None else self._tls.channel_credentials,
                 incarnation=node_incarnation(self.disk.db),
+                map_digest=map_digest(shard_map),
             )
             for n in config.nodes
             if n.id in peer_ids
@@ -202,6 +209,7 @@ class NodeRuntime:
                 # after the loop held them (found by review: a million heartbeats for a
                 # group no node hosts).
                 hosts=lambda group_id: group_id in self.core.hosts,
+                map_digest=map_digest(shard_map),
             ),
             self.server,
         )

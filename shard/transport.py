@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import random
@@ -36,6 +37,8 @@ from google.protobuf.message import DecodeError
 from paxos import codec as paxos_codec
 from paxos.messages import InstallSnapshot, Message
 from router.client import GRPC_OPTIONS as GRPC_OPTIONS
+from router.codec import encode_shard_map
+from router.shard_map import ShardMap
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
 from shard.node_identity import Admission, Incarnation
@@ -86,8 +89,9 @@ MAX_LOGGED_REASON = 300
 #: a first contact is confirmed with every other node (`RecordedIncarnation`), which a
 #: node of version 1 cannot answer; 3: a Promise may leave its chosen slots out
 #: (`chosen_omitted`, Paxos replica rule 16), which a candidate of version 2 would read as
-#: slots nobody voted for.
-PROTOCOL = 3
+#: slots nobody voted for; 4: the hello carries the digest of the sender's config map
+#: (`map_digest`), which a node of version 3 leaves empty.
+PROTOCOL = 4
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long
@@ -119,9 +123,13 @@ class PeerLink:
         backoff_s: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
         credentials: Callable[[], grpc.ChannelCredentials] | None = None,
         incarnation: Incarnation = NO_INCARNATION,
+        map_digest: bytes = b"",
     ) -> None:
+        """`map_digest`: of the shard map this node's config gives (`map_digest()`), sent
+        in the hello."""
         self._cluster_id = cluster_id
         self._incarnation = incarnation
+        self._map_digest = map_digest
         # Called at each dial: a node's TLS files may have been taken up again since.
         self._credentials = credentials
         self._backoff_base_s, self._backoff_max_s = backoff_s
@@ -198,6 +206,7 @@ class PeerLink:
             protocol=PROTOCOL,
             incarnation=self._incarnation.token,
             rebuilt=self._incarnation.rebuilt,
+            map_digest=self._map_digest,
         )
         # Also ended by stop(): gRPC's task consuming this generator outlived the call, and
         # the node's last wait for its tasks waited on it in vain.
@@ -330,12 +339,15 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         recorded: Recorded = lambda node_id: None,
         nodes: set[int] | None = None,
         hosts: Callable[[int], bool] = lambda group_id: True,
+        map_digest: bytes = b"",
     ) -> None:
         """`peers`: the nodes whose streams it takes; `nodes`: every other node of the
         cluster, which may ask what it recorded of a node (default: `peers`); `hosts`:
         whether this node hosts a group (messages for other groups are dropped here, before
-        they are decoded, gathered or delivered)."""
+        they are decoded, gathered or delivered); `map_digest`: of the shard map this
+        node's config gives, which a peer's hello must carry too."""
         self._cluster_id = cluster_id
+        self._map_digest = map_digest
         self._admit = admit if admit is not None else _admit_all
         self._recorded = recorded
         self._nodes = peers if nodes is None else nodes
@@ -390,6 +402,15 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 )
             if refusal:
                 yield self._refuse(refusal)
+                return
+            if sender is None and batch.map_digest != self._map_digest:
+                # Found by review: a node restarted (or rebuilt) with moved split points took
+                # part in its groups on its own ranges and lost the writes outside them.
+                yield self._refuse(
+                    f"node {batch.from_node}'s config gives another shard map (nodes, "
+                    f"addresses, split points or replication) than node {self._my_id}'s: run "
+                    "every node on the cluster's config"
+                )
                 return
             if sender is None:
                 admission = await self._admit(
@@ -504,6 +525,11 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 "(stop every node, upgrade, start)"
             )
         return ""
+
+
+def map_digest(shard_map: ShardMap) -> bytes:
+    """What a hello carries of the shard map a node's config gives (`PeerBatch.map_digest`)."""
+    return hashlib.sha256(encode_shard_map(shard_map)).digest()
 
 
 def _secret_metadata(secret: str) -> tuple[tuple[str, str], ...] | None:

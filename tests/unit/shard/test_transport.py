@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from paxos import codec as paxos_codec
+from router.shard_map import NodeAddress, bootstrap
 from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import free_ports
 from shard.node_identity import Admission, Incarnation
@@ -28,6 +29,7 @@ from shard.transport import (
     PeerLink,
     PeerServicer,
     ask_recorded_incarnation,
+    map_digest,
 )
 
 
@@ -246,6 +248,51 @@ def test_a_peer_stream_in_another_protocol_version_is_refused() -> None:
     old, new = asyncio.run(run())
     assert f"speaks protocol version 0, node 2 version {PROTOCOL}" in old
     assert f"protocol version {PROTOCOL + 1}" in new and "upgrade" in new
+
+
+def test_a_peer_whose_config_gives_another_shard_map_is_refused() -> None:
+    """Found by review: a node restarted or rebuilt with moved split points took part in
+    its groups on its own ranges and lost the writes outside them. Its hello carries the
+    digest of its config's map; a node whose config gives another refuses the stream,
+    naming why, and applies nothing of it."""
+    ours = map_digest(
+        bootstrap(
+            [NodeAddress(node_id=1, name="n1", client_addr="h:1", peer_addr="h:1")], [b"j", b"r"], 1
+        )
+    )
+    theirs = map_digest(
+        bootstrap(
+            [NodeAddress(node_id=1, name="n1", client_addr="h:1", peer_addr="h:1")], [b"k", b"r"], 1
+        )
+    )
+
+    async def run() -> list[str]:
+        delivered: list[Any] = []
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a), map_digest=ours)
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        try:
+            answers = []
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = peer_pb2_grpc.PeerStub(channel)
+                for digest in (theirs, b"", ours):
+                    hello = peer_pb2.PeerBatch(
+                        cluster_id="c", from_node=1, protocol=PROTOCOL, map_digest=digest
+                    )
+                    replies = [r async for r in stub.Exchange(iter([hello]))]
+                    answers.append(replies[0].refusal)
+            assert delivered == []
+            return answers
+        finally:
+            await server.stop(0)
+
+    other, empty, same = asyncio.run(run())
+    assert "node 1's config gives another shard map" in other and "node 2" in other
+    assert empty == other
+    assert same == ""
 
 
 def test_nothing_but_the_hello_goes_to_a_peer_until_it_accepts_our_version() -> None:
