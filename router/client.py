@@ -142,6 +142,9 @@ SCAN_PAGE = 1000
 CONNECT_TIMEOUT_S = 2.0
 """Longest wait for one node's channel to connect before trying another replica."""
 
+CLUSTER_CHECK_S = 0.5
+"""Longest wait for a second seed to name its cluster at `connect`."""
+
 #: How long a stream's reader may take to read what an ending stream still brings (a
 #: stopping node's last answers and its `drained` batch).
 READER_END_S = 1.0
@@ -733,10 +736,12 @@ class RoutingClient:
         await self.close()
 
     async def connect(self) -> RoutingClient:
-        """Fetch the shard map from the first seed that answers; learn the cluster id.
+        """Fetch the shard map from the first seed that answers; learn the cluster id (and
+        check it with the next seed, when there is one that answers).
 
         Raises:
-            WrongCluster: a seed belongs to another cluster than `cluster_id`.
+            WrongCluster: a seed belongs to another cluster than `cluster_id`, or (no
+                `cluster_id` given) two seeds belong to two clusters.
             Unavailable: no seed answered (the message lists each seed's failure).
             ClientClosed: the client is (or was meanwhile) closed.
         """
@@ -746,15 +751,27 @@ class RoutingClient:
         # Each reason once, with the seeds that gave it (found by a new user's review: a
         # TLS refusal repeated gRPC's 100-character reason for every address).
         failures: dict[str, list[str]] = {}
-        for seed in self._cache.seeds:
+        learns = self._cluster_id is None
+        wrong_cluster: WrongCluster | None = None
+        seeds = self._cache.seeds
+        for n, seed in enumerate(seeds):
             now = loop.time()
             if now >= deadline:
                 failures.setdefault("not tried (deadline)", []).append(seed)
                 continue
             try:
                 await self._fetch_map(seed, min(deadline, now + CONNECT_TIMEOUT_S + 1.0))
+                if learns and n + 1 < len(seeds):
+                    await self._check_cluster_of(seeds[n + 1], seed, deadline)
                 return self
-            except (WrongCluster, ClientClosed):
+            except WrongCluster as exc:
+                if learns:
+                    raise
+                # A seed of another cluster is no seed of ours (a port taken over after our
+                # node stopped): the next one may be; refused only if none is.
+                wrong_cluster = exc
+                failures.setdefault(f"another cluster ({exc})", []).append(seed)
+            except ClientClosed:
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError) as exc:
                 failures.setdefault(_describe_rpc_error(exc), []).append(seed)
@@ -778,10 +795,33 @@ class RoutingClient:
                 "name the addresses used, and that the CA signed the client certificate"
             )
         where = "; ".join(f"{', '.join(seeds)}: {reason}" for reason, seeds in failures.items())
+        if wrong_cluster is not None:
+            raise WrongCluster(f"no node of cluster {self._cluster_id!r} answered: {where}")
         raise Unavailable(
             f"no node answered at {where} (check the cluster addresses and that the nodes are "
             f"running{tls_hint})"
         )
+
+    async def _check_cluster_of(self, other: str, learned_from: str, deadline: float) -> None:
+        """Found by review: a node of another cluster on a seed's port (taken over after
+        our node stopped) answered first, and the client wrote to that cluster. A second
+        seed of another cluster says so; one that does not answer (within CLUSTER_CHECK_S:
+        a stopped node refuses the connection at once, a host that is down costs that
+        much) says nothing."""
+        loop = asyncio.get_running_loop()
+        timeout = min(deadline, loop.time() + CLUSTER_CHECK_S) - loop.time()
+        try:
+            status = await self._connection(other).stub.Status(
+                kv.StatusRequest(), timeout=max(timeout, 0.001)
+            )
+        except (grpc.aio.AioRpcError, TimeoutError):
+            return
+        if status.cluster_id and status.cluster_id != self._cluster_id:
+            raise WrongCluster(
+                f"the seeds belong to two clusters: {learned_from} to {self._cluster_id!r}, "
+                f"{other} to {status.cluster_id!r} (a node of another cluster on a port "
+                "ours used?): give the cluster id (cluster_id=, --cluster-id)"
+            )
 
     async def close(self) -> None:
         """Close every connection; outstanding calls fail with ClientClosed."""
@@ -1065,6 +1105,16 @@ class RoutingClient:
                 await self._sleep(attempt, deadline)
                 attempt += 1
                 continue
+            if code == kv.WRONG_CLUSTER:
+                # Our cluster id came with the map from a node of our cluster (`connect`):
+                # one of its addresses now answers as another cluster (a port taken over
+                # after our node stopped), which is no replica of this group. Nothing was
+                # applied; ask the next replica (found by review: this was fatal, though
+                # the group had a live leader).
+                cache.on_not_leader(gid, asked)
+                await self._sleep(attempt, deadline)
+                attempt += 1
+                continue
             if code == kv.CONFLICT:
                 # A prepared transaction holds the key; nothing was applied and its decision
                 # is moments away: back off and retry at the same leader.
@@ -1097,8 +1147,6 @@ class RoutingClient:
 
     def _fatal(self, code: int, error: kv.Error, address: str, write: bool) -> ClientError:
         text = f"{address}: {error.message or _code_name(code)}"
-        if code == kv.WRONG_CLUSTER:
-            return WrongCluster(text)
         if code == kv.LIMIT_EXCEEDED:
             return LimitExceeded(text)
         if code == kv.INVALID_ARGUMENT:

@@ -91,15 +91,19 @@ class FakeNode(kv_pb2_grpc.KVServicer):
             self.server = None
 
     async def Status(self, request: kv.StatusRequest, context: Any) -> kv.StatusResponse:
-        return kv.StatusResponse(cluster_id=CLUSTER, node_id=self.node_id, node_name="fake")
+        return kv.StatusResponse(
+            cluster_id=self.cluster.cluster_id, node_id=self.node_id, node_name="fake"
+        )
 
     async def GetShardMap(self, request: kv.ShardMapRequest, context: Any) -> kv.ShardMapResponse:
         if self.node_id in self.cluster.silent:
             await asyncio.Event().wait()  # answers nothing (the client's liveness probe)
         self.cluster.map_fetches += 1
-        if request.cluster_id and request.cluster_id != CLUSTER:
+        if request.cluster_id and request.cluster_id != self.cluster.cluster_id:
             return kv.ShardMapResponse(
-                error=kv.Error(code=kv.WRONG_CLUSTER, message=f"this is cluster {CLUSTER!r}")
+                error=kv.Error(
+                    code=kv.WRONG_CLUSTER, message=f"this is cluster {self.cluster.cluster_id!r}"
+                )
             )
         shard_map = rpb.ShardMap()
         shard_map.ParseFromString(encode_shard_map(self.cluster.map))
@@ -125,7 +129,10 @@ class FakeNode(kv_pb2_grpc.KVServicer):
 class FakeCluster:
     """Three fake nodes replicating every group of a [g, p) split map; one shared store."""
 
-    def __init__(self, count: int = 3, splits: tuple[bytes, ...] = (b"g", b"p")) -> None:
+    def __init__(
+        self, count: int = 3, splits: tuple[bytes, ...] = (b"g", b"p"), cluster_id: str = CLUSTER
+    ) -> None:
+        self.cluster_id = cluster_id
         self.nodes = {i: FakeNode(self, i) for i in range(1, count + 1)}
         self.splits = splits
         self.store: dict[bytes, tuple[bytes, int]] = {}
@@ -172,7 +179,7 @@ class FakeCluster:
             if outcome is not None:
                 return outcome
         header = op.header
-        if header.cluster_id != CLUSTER:
+        if header.cluster_id != self.cluster_id:
             return error_response(request, kv.WRONG_CLUSTER)
         if not self.map.has_group(header.group_id) or header.group_id == 0:
             return error_response(request, kv.UNKNOWN_GROUP, map_version=self.map.version)
@@ -326,6 +333,33 @@ async def test_connect_refuses_another_cluster(cluster: FakeCluster) -> None:
     with pytest.raises(WrongCluster, match="this is cluster 'test'"):
         await client.connect()
     await client.close()
+
+
+@run
+async def test_connect_refuses_seeds_of_two_clusters_when_it_learns_the_id() -> None:
+    """Found by review: a node of another cluster on a seed's port (taken over after ours
+    stopped) answered first; the client learned that cluster's id and wrote to it."""
+    ours, theirs = FakeCluster(), FakeCluster(cluster_id="other")
+    await ours.start()
+    await theirs.start()
+    try:
+        seeds = [theirs.nodes[1].address, ours.nodes[2].address]
+        client = RoutingClient(seeds, timeout_s=5)
+        with pytest.raises(WrongCluster, match="the seeds belong to two clusters"):
+            await client.connect()
+        await client.close()
+        # Given the id, the client passes over the other cluster's seed; one seed alone is
+        # taken as it is, and so is a second seed that does not answer.
+        async with RoutingClient(seeds, cluster_id=CLUSTER, timeout_s=5) as given:
+            assert given.shard_map == ours.map
+        async with RoutingClient(seeds[1:], timeout_s=5) as alone:
+            assert alone.cluster_id == CLUSTER
+        down = f"127.0.0.1:{free_port()}"
+        async with RoutingClient([seeds[1], down], timeout_s=5) as second_down:
+            assert second_down.cluster_id == CLUSTER
+    finally:
+        await ours.stop()
+        await theirs.stop()
 
 
 @run
@@ -632,6 +666,27 @@ async def test_unavailable_is_retried_with_backoff_on_other_replicas(
         assert cluster.count("put") >= 4
         assert len({n for n, _, _ in cluster.seen}) >= 2  # rotated replicas
         assert cluster.store[b"a"][0] == b"1"
+
+
+@with_cluster
+async def test_a_node_of_another_cluster_at_a_replicas_address_is_passed_over(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: a node of another cluster listening where a replica of ours used
+    to (a port taken over after our node stopped) made every request routed there fail with
+    WrongCluster, though the group had a live leader elsewhere."""
+    cluster.leaders[1] = 3  # group 1's preferred leader, node 2, is now a foreign process
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        if node.node_id == 2:
+            return error_response(request, kv.WRONG_CLUSTER)
+        return None
+
+    cluster.hook = hook
+    async with client_for(cluster) as client:
+        assert await client.put(b"a", b"1") > 0
+        assert await client.get(b"a") == (b"1", cluster.store[b"a"][1])
+    assert [(n, k) for n, k, _ in cluster.seen][:2] == [(2, "put"), (3, "put")]
 
 
 @with_cluster
