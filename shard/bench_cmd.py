@@ -38,6 +38,7 @@ from shard.cli_kv import (
     add_tls_options,
     bounded_int,
     cluster_option,
+    debug_option,
     non_negative_seconds,
     positive_seconds,
 )
@@ -68,9 +69,7 @@ def register_bench_command(subparsers: Any) -> None:
         "other share means other processes disturbed the run.",
     )
     cluster_option(bench)
-    bench.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
-    )
+    debug_option(bench)
     add_tls_options(bench)
     bench.add_argument(
         "--workload",

@@ -13,7 +13,13 @@ from collections.abc import Callable, Sequence
 
 from shard import __version__  # first: it sets gRPC's process-wide options
 from shard.bench_cmd import register_bench_command
-from shard.cli_kv import EXIT_USAGE, UsageError, register_kv_commands, usage_error
+from shard.cli_kv import (
+    EXIT_USAGE,
+    UsageError,
+    debug_option,
+    register_kv_commands,
+    usage_error,
+)
 from shard.cli_txn import register_txn_command
 from shard.cluster_cli import register_cluster_commands
 
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "time; every other replica of its groups must be up). On a directory that holds "
         "its data already it changes nothing",
     )
+    debug_option(node)
     node.set_defaults(handler=_run_node)
     register_cluster_commands(commands)
     register_kv_commands(commands)

@@ -136,6 +136,16 @@ CONNECT_HELP = (
 )
 
 
+def debug_option(parser: Any) -> None:
+    """`--debug` after a subcommand too (a parser or an argument group)."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,  # leaves `paxoskv --debug COMMAND` as it is
+        help="show tracebacks on errors (as `paxoskv --debug`)",
+    )
+
+
 def connection_options(
     timeout_help: str = "deadline per operation, retries included (default 10)",
 ) -> argparse.ArgumentParser:
@@ -147,12 +157,7 @@ def connection_options(
     group.add_argument(
         "--cluster-id", default=None, help="refuse nodes of another cluster (default: learn it)"
     )
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show tracebacks on errors (as `paxoskv --debug`)",
-    )
+    debug_option(group)
     group.add_argument(
         "--timeout",
         type=positive_seconds,

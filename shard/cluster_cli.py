@@ -15,6 +15,7 @@ from typing import Any
 
 from shard.cli_kv import (
     bounded_int,
+    debug_option,
     non_negative_seconds,
     positive_seconds,
     shard_count,
@@ -113,12 +114,7 @@ def register_cluster_commands(subparsers: Any) -> None:
     status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     status.set_defaults(handler=_status)
     for command in (start, stop, status):
-        command.add_argument(
-            "--debug",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="show tracebacks on errors (as `paxoskv --debug`)",
-        )
+        debug_option(command)
 
 
 #: `cluster status`'s exit status when no node runs (LSB's "program is not running").

@@ -51,6 +51,7 @@ its config (`paxoskv cluster start` writes `data_dir = "data"`), finds the same 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ from shard.tls_certs import read_node_pems
 #: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
 MIN_DECISION_RETENTION_S = 120
 MIN_PEER_SECRET_CHARS = 16
+#: Node ids are uint64 on the wire, 0 meaning none.
+MAX_NODE_ID = 2**64
+#: A node's name: a directory name and a --node-id that cannot be taken for an id.
+NODE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class ConfigError(ValueError):
@@ -257,12 +262,23 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
             address=_get(table, "address", str, where),
             data_dir=path(node_data_dir) if node_data_dir else None,
         )
-        if node.id <= 0:
-            raise ConfigError(f"{where}id must be a positive integer, got {node.id}")
-        if not node.name:  # it names the node's data directory and its --node-id
-            raise ConfigError(f"{where}name must not be empty")
+        if not 0 < node.id < MAX_NODE_ID:
+            raise ConfigError(f"{where}id must be a positive integer below 2**64, got {node.id}")
+        # The name names the node's data directory and, beside the id, its --node-id
+        # (found by review: a node named "2" was taken for node 2, and "n2/" shared n2's
+        # directory).
+        if not NODE_NAME.fullmatch(node.name) or node.name.isdigit():
+            raise ConfigError(
+                f"{where}name must be letters, digits, '.', '_' or '-', not a number alone "
+                f"(it names the node's data directory and its --node-id), got {node.name!r}"
+            )
         host, _, port = node.address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if (
+            not host
+            or "/" in host
+            or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536
+        ):
             raise ConfigError(f"{where}address must be HOST:PORT, got {node.address!r}")
         nodes.append(node)
     for attr in ("id", "name", "address"):
@@ -320,6 +336,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         raise ConfigError(
             "paxos.lease_ms must be above lease_drift_ms and at most election_timeout_min_ms"
         )
+    if not settings.compact_keep < settings.compact_threshold:
+        raise ConfigError("paxos.compact_keep must be below paxos.compact_threshold")
     client = _table(raw, "client")
     _refuse_unknown(client, {"request_timeout_ms"}, "client")
     timeout = _get(client, "request_timeout_ms", int, "client.", 5000)
@@ -328,8 +346,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
     txn = _table(raw, "txn")
     _refuse_unknown(txn, {"max_clock_offset_ms", "resolve_after_ms", "decision_retention_s"}, "txn")
     offset = txn.get("max_clock_offset_ms")
-    if offset is not None and (not isinstance(offset, int) or offset < 0):
-        raise ConfigError(f"txn.max_clock_offset_ms must be a non-negative integer, got {offset!r}")
+    if offset is not None and (
+        isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= 60_000
+    ):
+        # Every answer waits out the offset (commit wait): a huge one blocks every write.
+        raise ConfigError(
+            f"txn.max_clock_offset_ms must be an integer from 0 to 60000, got {offset!r}"
+        )
     resolve_after = _get(txn, "resolve_after_ms", int, "txn.", 1000)
     retention = _get(txn, "decision_retention_s", int, "txn.", 600)
     if resolve_after <= 0:
@@ -339,7 +362,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
             f"txn.decision_retention_s must be at least {MIN_DECISION_RETENTION_S} (clients "
             f"settle outcomes of transactions up to a minute old), got {retention}"
         )
-    return ClusterConfig(
+    config = ClusterConfig(
         cluster_id=cluster_id,
         peer_secret=peer_secret,
         tls=_parse_tls(raw, peer_secret, path),
@@ -353,6 +376,12 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         paxos=settings,
         request_timeout_ms=timeout,
     )
+    dirs = [config.node_data_dir(n).resolve() for n in config.nodes]
+    if len(set(dirs)) != len(dirs):
+        # Found by review: two nodes on one directory (the second is refused only at start,
+        # as another node's data or one in use).
+        raise ConfigError(f"every node needs its own data directory, got {[str(d) for d in dirs]}")
+    return config
 
 
 #: The [tls] table's file settings, in TlsFiles order.

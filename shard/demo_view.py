@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from shard.cli_kv import bounded_int, positive_seconds, shard_count
+from shard.cli_kv import bounded_int, debug_option, positive_seconds, shard_count
 
 __all__ = [
     "CheckState",
@@ -71,12 +71,7 @@ def register_demo_command(subparsers: Any) -> None:
     demo.add_argument(
         "--shards", type=shard_count, default=None, help="data shard count (default 3)"
     )
-    demo.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show tracebacks on errors (as `paxoskv --debug`)",
-    )
+    debug_option(demo)
     demo.set_defaults(handler=_run)
 
 

@@ -339,6 +339,13 @@ def _claim(
     stored = db.get(IDENTITY_KEY)
     if stored is not None:
         found = NodeIdentity.decode(stored)
+        if found.node_id == identity.node_id and found.cluster_id != identity.cluster_id:
+            # Found by review: the message said only "check data_dir".
+            raise NodeDataMismatch(
+                f"the data directory {path} belongs to node {found}, but the config's "
+                f"cluster_id is {identity.cluster_id!r}: check cluster_id in the config (it "
+                "cannot change after the first start) or data_dir"
+            )
         if (found.cluster_id, found.node_id) != (identity.cluster_id, identity.node_id):
             raise NodeDataMismatch(
                 f"the data directory {path} belongs to node {found}, not to node {identity}: "

@@ -131,6 +131,16 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("paxos.pipeline_window", 65, "paxos.pipeline_window must be at most 64"),
         ("paxos.max_batch_bytes", 8 * 1024 * 1024 + 1, "paxos.max_batch_bytes must be at most"),
         ("peer_secret", 5, "peer_secret"),
+        # Found by review: each was taken, to fail later or never.
+        ("nodes.0.id", 2**64, "nodes[0].id"),
+        ("nodes.0.name", "2", "nodes[0].name"),
+        ("nodes.1.name", "n2/", "nodes[1].name"),
+        ("nodes.1.address", "http://h:1", "nodes[1].address"),
+        ("nodes.1.address", "h:\uff11\uff12", "nodes[1].address"),
+        ("nodes.0.data_dir", "/srv/n2", "its own data directory"),
+        ("txn.max_clock_offset_ms", True, "txn.max_clock_offset_ms"),
+        ("txn.max_clock_offset_ms", 10**12, "txn.max_clock_offset_ms"),
+        ("paxos.compact_keep", 5_000, "paxos.compact_keep"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:

@@ -95,6 +95,9 @@ def test_another_nodes_directory_is_refused_even_at_a_first_start(
     for first_start in (False, True):
         with pytest.raises(NodeDataMismatch, match=rf"belongs to node {other.name} .*data_dir"):
             open_node_disk(tmp_path / "db", N1, first_start=first_start)
+    if other.node_id == N1.node_id:  # the same node under another cluster id names it
+        with pytest.raises(NodeDataMismatch, match="check cluster_id in the config"):
+            open_node_disk(tmp_path / "db", N1, first_start=False)
 
 
 def test_a_directory_from_before_the_identity_record_is_adopted(tmp_path: Path) -> None:
