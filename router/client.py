@@ -58,6 +58,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import os
 import random
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -390,6 +391,7 @@ class _Connection:
         attempt_timeout_s: float,
     ) -> None:
         self.address = address
+        _note_grpc_use()
         self.channel = aio_channel(address, credentials, options)
         self.stub = kv_pb2_grpc.KVStub(self.channel)
         self._ids = itertools.count(1)
@@ -654,6 +656,29 @@ def _code_name(code: int) -> str:
         return f"code {code}"
 
 
+#: The process that first opened a gRPC channel of a client here (None: none did).
+_grpc_pid: int | None = None
+
+
+def _note_grpc_use() -> None:
+    global _grpc_pid
+    if _grpc_pid is None:
+        _grpc_pid = os.getpid()
+
+
+def _refuse_after_fork() -> None:
+    """Found by review: a child forked (multiprocessing's default on Linux) from a process
+    whose clients had used gRPC crashed (SIGSEGV) or hung until its deadline when it made
+    a client of its own: gRPC's core does not survive a fork."""
+    if _grpc_pid is not None and _grpc_pid != os.getpid():
+        raise InvalidArgument(
+            f"this process was forked from process {_grpc_pid} after paxoskv's client used "
+            "gRPC there, and gRPC does not survive a fork: start worker processes with "
+            "multiprocessing.get_context('spawn') (or 'forkserver'), or fork before any "
+            "client is used"
+        )
+
+
 class RoutingClient:
     """An asyncio client of one paxoskv cluster; safe for many concurrent coroutines.
 
@@ -686,6 +711,7 @@ class RoutingClient:
         channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
         tls: ClientTls = "env",
     ) -> None:
+        _refuse_after_fork()
         seed_list = _seed_list(seeds)
         if not seed_list:
             raise InvalidArgument("no cluster address given (expected HOST:PORT[,HOST:PORT...])")

@@ -16,7 +16,10 @@ def _as_key(key: object, what: str = "key") -> bytes:
     elif isinstance(key, bytearray | memoryview):
         data = bytes(key)
     else:
-        hint = " (encode str keys, e.g. 'user/1'.encode())" if isinstance(key, str) else ""
+        example = "'user/1'" if what == "key" else "'100'"
+        hint = (
+            f" (encode a str {what} first, e.g. {example}.encode())" if isinstance(key, str) else ""
+        )
         raise InvalidArgument(f"a {what} is bytes, got {type(key).__name__}{hint}")
     if what == "key" and not data:
         raise InvalidArgument("empty key: keys must be at least 1 byte")

@@ -76,7 +76,7 @@ class Transaction:
 
     def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
         """See `AsyncTransaction.get`."""
-        return self._client._call(self._inner.get(key, for_update=for_update))
+        return self._client._call(self._inner.get(key, for_update=for_update), writes=False)
 
     def scan(
         self,
@@ -87,7 +87,9 @@ class Transaction:
         for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncTransaction.scan` (the range is protected against phantoms)."""
-        return self._client._call(self._inner.scan(start, end, limit, for_update=for_update))
+        return self._client._call(
+            self._inner.scan(start, end, limit, for_update=for_update), writes=False
+        )
 
     def put(self, key: bytes, value: bytes) -> None:
         """Buffer a write (sent at commit). See `AsyncTransaction.put`."""
@@ -129,7 +131,7 @@ class Transaction:
 
         if not self._client._closed:
             try:
-                self._client._call(on_the_client_loop())
+                self._client._call(on_the_client_loop(), writes=False)
                 return
             except ClientClosed:
                 # Closed meanwhile (found by review: the ClientClosed replaced the error that
@@ -168,25 +170,25 @@ class Snapshot:
         """The snapshot's timestamp (fetched from the cluster on first use)."""
         ts = self._inner.read_ts
         if ts is None:
-            ts = self._client._call(self._inner.timestamp())
+            ts = self._client._call(self._inner.timestamp(), writes=False)
         return ts
 
     def get(self, key: bytes) -> bytes | None:
         """See `AsyncSnapshot.get`."""
-        return self._client._call(self._inner.get(key))
+        return self._client._call(self._inner.get(key), writes=False)
 
     def scan(
         self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncSnapshot.scan` (one consistent snapshot across shards)."""
-        return self._client._call(self._inner.scan(start, end, limit))
+        return self._client._call(self._inner.scan(start, end, limit), writes=False)
 
     def close(self) -> None:
         """Further reads raise TransactionClosed."""
         self._inner.close()
 
     def __enter__(self) -> Snapshot:
-        self._client._call(self._inner.timestamp())
+        self._client._call(self._inner.timestamp(), writes=False)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -264,9 +266,13 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _call(self, coro: Coroutine[Any, Any, T], *, closing: bool = False) -> T:
+    def _call(
+        self, coro: Coroutine[Any, Any, T], *, closing: bool = False, writes: bool = True
+    ) -> T:
         """Run `coro` on the client's loop and wait for it (cancelled if we are interrupted);
-        `closing`: close()'s own calls, the only ones taken once it began."""
+        `closing`: close()'s own calls, the only ones taken once it began; `writes`: `coro`
+        may write (a commit, a single-key write), so a close() cutting it off leaves its
+        outcome open (`maybe_committed`)."""
         if self._closed:
             coro.close()
             raise ClientClosed("the client is closed")
@@ -276,7 +282,9 @@ class Client:
             coro.close()
             raise ClientClosed(
                 f"this Client was made in process {self._pid}, not this one ({os.getpid()}): "
-                "a Client does not survive a fork; make one in each process"
+                "a Client does not survive a fork, and nor does gRPC once a client used it: "
+                "start worker processes with multiprocessing.get_context('spawn') and make "
+                "a Client in each"
             )
         if threading.current_thread() is self._thread:
             coro.close()
@@ -309,9 +317,14 @@ class Client:
                 raise
             # close() (from another thread) cancelled what was still running on the loop;
             # a cancellation is no error of ours (found by review).
+            if not writes:
+                raise ClientClosed(
+                    "the client was closed while this call was in flight (a read: it changed "
+                    "nothing)"
+                ) from None
             raise ClientClosed(
-                "the client was closed while this call was in flight: if it was a write or "
-                "a commit, it may or may not have happened (a read changed nothing)",
+                "the client was closed while this call was in flight: the write or commit "
+                "may or may not have happened",
                 maybe_committed=True,
             ) from None
         except BaseException:
@@ -352,7 +365,7 @@ class Client:
         Raises:
             WrongCluster, Unavailable: as `AsyncClient.connect`.
         """
-        self._call(self._async.connect())
+        self._call(self._async.connect(), writes=False)
         return self
 
     def close(self) -> None:
@@ -424,7 +437,7 @@ class Client:
                     result = fn(tx, *args, **kwargs)
                 except Exception as failed:
                     try:
-                        error = self._call(checked_body_error(inner, failed))
+                        error = self._call(checked_body_error(inner, failed), writes=False)
                     except ClientClosed:
                         error = failed  # closed meanwhile: the body's own error stands
                     if error is failed:
@@ -497,14 +510,15 @@ class Client:
         return self._call(
             self._async.txn_status(
                 ref, group_id=group_id, key=key, timeout_s=timeout_s, settle=settle
-            )
+            ),
+            writes=False,
         )
 
     # ------------------------------------------------------------------ single-key helpers
 
     def get(self, key: bytes, *, timeout_s: float | None = None) -> bytes | None:
         """See `AsyncClient.get`."""
-        return self._call(self._async.get(key, timeout_s=timeout_s))
+        return self._call(self._async.get(key, timeout_s=timeout_s), writes=False)
 
     def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """See `AsyncClient.put`."""
@@ -547,7 +561,7 @@ class Client:
         timeout_s: float | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncClient.scan`."""
-        return self._call(self._async.scan(start, end, limit, timeout_s=timeout_s))
+        return self._call(self._async.scan(start, end, limit, timeout_s=timeout_s), writes=False)
 
     def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
         """See `AsyncClient.put_fenced`; returns the commit timestamp."""

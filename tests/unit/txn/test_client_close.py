@@ -50,10 +50,34 @@ def _close_while_in_flight(fake: FakeKV, op: Callable[[Client], Any], kind: str)
     return got[0]
 
 
-def test_a_read_waiting_for_its_answer_gets_client_closed(fake: FakeKV) -> None:
+def _read_in_a_transaction(client: Client) -> Any:
+    with client.transaction() as tx:
+        return tx.get(b"apple")
+
+
+def _read_in_run(client: Client) -> Any:
+    return client.run(lambda tx: tx.get(b"apple"))
+
+
+def _read_in_a_snapshot(client: Client) -> Any:
+    with client.snapshot() as snap:
+        return snap.get(b"apple")
+
+
+@pytest.mark.parametrize(
+    "read",
+    [lambda c: c.get(b"apple"), _read_in_a_transaction, _read_in_run, _read_in_a_snapshot],
+    ids=["get", "tx.get", "run", "snapshot"],
+)
+def test_a_read_waiting_for_its_answer_gets_client_closed(
+    fake: FakeKV, read: Callable[[Client], Any]
+) -> None:
+    """...which says nothing may have been committed (found by review: every call cut off
+    said `maybe_committed`, reads and run() bodies that only read included)."""
     fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "get" else None
-    exc = _close_while_in_flight(fake, lambda c: c.get(b"apple"), "get")
+    exc = _close_while_in_flight(fake, read, "get")
     assert isinstance(exc, ClientClosed), repr(exc)
+    assert not exc.maybe_committed
 
 
 def test_a_read_backing_off_gets_client_closed(fake: FakeKV) -> None:
