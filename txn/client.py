@@ -144,7 +144,7 @@ import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from router import kv_pb2 as kv
 from router.cache import Backoff
@@ -185,6 +185,22 @@ from txn.txn_ids import new_txn_id
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+P = ParamSpec("P")
+
+
+class AsyncTransactional(Protocol[P, T_co]):
+    """What `AsyncClient.transactional` makes of a function of an `AsyncTransaction`: called
+    without one it runs through `run`; with one first, in it (no commit)."""
+
+    @overload
+    def __call__(
+        self, tx: AsyncTransaction, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T_co]: ...
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T_co]: ...
+
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ATTEMPTS = 20
@@ -425,10 +441,17 @@ class AsyncClient:
     # Overloads so that mypy infers T from a coroutine function and from a plain one alike
     # (found by review: one `Awaitable[T] | T` rejected the README's usage).
     @overload
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
+    async def run(
+        self,
+        fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
 
     @overload
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+    async def run(
+        self, fn: Callable[Concatenate[AsyncTransaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
 
     async def run(self, fn: Callable[..., Awaitable[T] | T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(tx, *args, **kwargs)` in a transaction and commit; on a retryable error
@@ -540,15 +563,15 @@ class AsyncClient:
 
     @overload
     def transactional(
-        self, fn: Callable[..., Awaitable[T]]
-    ) -> Callable[..., Coroutine[Any, Any, T]]: ...
+        self, fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[T]]
+    ) -> AsyncTransactional[P, T]: ...
 
     @overload
-    def transactional(self, fn: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]: ...
-
     def transactional(
-        self, fn: Callable[..., Awaitable[T] | T]
-    ) -> Callable[..., Coroutine[Any, Any, T]]:
+        self, fn: Callable[Concatenate[AsyncTransaction, P], T]
+    ) -> AsyncTransactional[P, T]: ...
+
+    def transactional(self, fn: Callable[..., Awaitable[T] | T]) -> AsyncTransactional[..., T]:
         """Decorator: a function whose first parameter is a transaction becomes retried.
 
         Called with an `AsyncTransaction` as first argument, the function just runs in it

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from router.cache import Backoff
 from router.client import CasResult
@@ -29,6 +29,8 @@ from txn.transaction import AsyncTransaction
 __all__ = ["Client", "Snapshot", "Transaction", "transactional"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+P = ParamSpec("P")
 
 _LOOP_CHECK_S = 0.5  # how often a sync call checks that its loop thread still runs
 
@@ -408,7 +410,9 @@ class Client:
         """
         return Snapshot(self, self._async.snapshot(read_ts))
 
-    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def run(
+        self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """Run `fn(tx, *args, **kwargs)` in a transaction and commit, retrying the whole
         function with a fresh transaction on retryable errors. See `AsyncClient.run`.
 
@@ -480,7 +484,7 @@ class Client:
                 raise
             time.sleep(delay)
 
-    def transactional(self, fn: Callable[..., T]) -> Callable[..., T]:
+    def transactional(self, fn: Callable[Concatenate[Transaction, P], T]) -> Transactional[P, T]:
         """Decorator: see `AsyncClient.transactional` (first argument a `Transaction`:
         compose without committing; otherwise run, commit and retry).
 
@@ -575,7 +579,46 @@ class Client:
 # ---------------------------------------------------------------------------- decorator
 
 
-def transactional(fn: Callable[..., T]) -> Callable[..., T]:
+class Transactional(Protocol[P, T_co]):
+    """What `Client.transactional` makes of a function of a `Transaction`: called without
+    one it runs through `run`; with one first, in it (no commit)."""
+
+    @overload
+    def __call__(self, tx: Transaction, /, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+
+class ComposableTransactional(Protocol[P, T_co]):
+    """What `@transactional` makes of a function of a `Transaction`: called with a `Client`
+    (its own transaction, retried) or with a `Transaction` (in it, no commit)."""
+
+    def __call__(self, db: Client | Transaction, /, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+
+class AsyncComposableTransactional(Protocol[P, T_co]):
+    """What `@transactional` makes of a coroutine function of an `AsyncTransaction`: awaited
+    with an `AsyncClient` or an `AsyncTransaction`."""
+
+    def __call__(
+        self, db: AsyncClient | AsyncTransaction, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T_co]: ...
+
+
+@overload
+def transactional(
+    fn: Callable[Concatenate[AsyncTransaction, P], Coroutine[Any, Any, T]],
+) -> AsyncComposableTransactional[P, T]: ...
+
+
+@overload
+def transactional(
+    fn: Callable[Concatenate[Transaction, P], T],
+) -> ComposableTransactional[P, T]: ...
+
+
+def transactional(fn: Callable[..., Any]) -> Any:
     """FoundationDB's `@fdb.transactional`: the first argument picks what happens.
 
     - a `Client` / `AsyncClient`: run `fn` in a fresh transaction, commit, retry on
