@@ -150,7 +150,10 @@ Rules
    simulator's churn with a bound of a few votes shows it: every replica a candidate,
    none promising): that needs Phase 1 in chunks, not built; the default bound is what a
    peer message can carry, so such a group could not elect before either, but now the
-   other groups on its links go on.
+   other groups on its links go on. For the same reason a leader cuts its Accepts into
+   messages of at most `max_batch_bytes` of values each: a new leader's first Accept
+   re-proposes every slot a quorum's promises showed, and its re-sends every slot a
+   follower has not voted for.
 """
 
 from __future__ import annotations
@@ -1328,15 +1331,32 @@ class Replica:
                 if peer not in voters:
                     per_peer.setdefault(peer, []).append(SlotValue(slot=slot, value=value))
         for peer, entries in sorted(per_peer.items()):
-            self._out.messages.append(
-                Accept(
-                    src=self.id,
-                    dst=peer,
-                    ballot=self._ballot,
-                    entries=tuple(entries),
-                    chosen_watermark=self._chosen_watermark,
-                )
-            )
+            self._accept_to(peer, entries)
+
+    def _accept_to(self, peer: int, entries: Sequence[SlotValue]) -> None:
+        """Accept messages of `entries` to `peer`, each of at most `max_batch_bytes` of
+        values (at least one slot), rule 18: a new leader recovers every slot its promises
+        show in its first Accept, as many bytes as a quorum's promises together."""
+        chunk: list[SlotValue] = []
+        size = 0
+        for entry in entries:
+            entry_bytes = _value_bytes(entry.value)
+            if chunk and size + entry_bytes > self.config.max_batch_bytes:
+                self._out.messages.append(self._accept(peer, chunk))
+                chunk, size = [], 0
+            chunk.append(entry)
+            size += entry_bytes
+        if chunk:
+            self._out.messages.append(self._accept(peer, chunk))
+
+    def _accept(self, peer: int, entries: Sequence[SlotValue]) -> Accept:
+        return Accept(
+            src=self.id,
+            dst=peer,
+            ballot=self._ballot,
+            entries=tuple(entries),
+            chosen_watermark=self._chosen_watermark,
+        )
 
     def _accept_targets(self) -> Sequence[int]:
         """Every peer, or (thrifty) the quorum's worth that acknowledged most recently."""
@@ -1350,15 +1370,7 @@ class Replica:
         if not entries:
             return
         for peer in self._peers if everyone else self._accept_targets():
-            self._out.messages.append(
-                Accept(
-                    src=self.id,
-                    dst=peer,
-                    ballot=self._ballot,
-                    entries=entries,
-                    chosen_watermark=self._chosen_watermark,
-                )
-            )
+            self._accept_to(peer, entries)
 
     def _flush_proposals(self) -> None:
         """Pack queued commands into new slots, within the pipeline window (batching)."""

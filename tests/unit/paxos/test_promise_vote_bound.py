@@ -13,7 +13,7 @@ a leader that keeps every chosen value.
 from __future__ import annotations
 
 from paxos import Role
-from paxos.messages import CatchUpReply, CatchUpRequest, Message, Promise
+from paxos.messages import Accept, CatchUpReply, CatchUpRequest, Message, Promise
 from tests.unit.paxos.test_replica_paths import Group, between
 
 BOUND = 5_000
@@ -91,3 +91,23 @@ def test_under_the_bound_the_same_acceptor_promises_as_before() -> None:
     assert sum(1 for e in promise.accepted if not e.chosen) >= SLOTS
     g.stabilize(keep=between(2, 3))
     assert g.r(3).role is Role.LEADER
+
+
+def test_a_new_leaders_recovery_goes_in_accepts_of_at_most_a_slots_bytes() -> None:
+    """The first Accept of a new leader re-proposes every slot its promises showed (here 2's
+    SLOTS votes): one message held them all, as many bytes as a quorum's promises together,
+    past what a peer message carries. It is cut at `max_batch_bytes` of values."""
+    g = group_with_a_stalled_learner(48 * 1024 * 1024)
+    campaign_of_3(g)
+    g.deliver(keep=between(2, 3))
+    g.process_all()
+    assert g.r(3).role is Role.LEADER
+    accepts = [m for m in g.inflight if isinstance(m, Accept) and m.src == 3]
+    recovered = {e.slot for m in accepts for e in m.entries}
+    assert len(recovered) >= SLOTS
+    assert all(sum(len(b"".join(e.value)) for e in m.entries) <= 1_100 for m in accepts)
+    assert max(len(m.entries) for m in accepts) < len(recovered)
+    g.stabilize(keep=between(2, 3))
+    g.heartbeat(3, keep=between(2, 3))
+    written = [(VALUE + b"first",)] + [(VALUE + bytes([i]),) for i in range(SLOTS)]
+    assert all(v in g.chosen(3) for v in written)
