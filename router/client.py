@@ -1166,6 +1166,11 @@ class RoutingClient:
                     raise WrongShard(key or b"", cache.map_version or 0, gid)
                 if cache.map_version == version:
                     # The node's map is older than ours (or ours could not be refreshed).
+                    if code == kv.WRONG_SHARD and error.map_version == version:
+                        # The same version, other ranges: a node that is wrong about them
+                        # (found by review: a misconfigured node held the client on it
+                        # until its deadline); another replica may serve the key.
+                        cache.on_not_leader(gid, asked)
                     await self._sleep(attempt, deadline)
                     attempt += 1
                 continue

@@ -723,6 +723,26 @@ async def test_wrong_shard_refreshes_the_map_and_reroutes(cluster: FakeCluster) 
         assert [k for k, _, _ in await client.scan(b"p")] == [b"q", b"u"]
 
 
+@with_cluster
+async def test_a_node_wrong_about_its_ranges_at_our_map_version_is_passed_over(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: a node whose ranges disagreed with the map at the same version (a
+    misconfigured node) answered WRONG_SHARD naming our version, and the client asked it
+    again until its deadline; another replica serves the key."""
+    cluster.leaders[1] = 3  # group 1's preferred leader, node 2, is wrong about its ranges
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        if node.node_id == 2:
+            return error_response(request, kv.WRONG_SHARD, map_version=cluster.map.version)
+        return None
+
+    cluster.hook = hook
+    async with client_for(cluster, timeout_s=5) as client:
+        assert await client.put(b"a", b"1") > 0
+    assert cluster.seen[-1][0] == 3
+
+
 def first_request_refused(code: int, map_version: int) -> Callable[[FakeNode, kv.Request], Any]:
     """A FakeCluster hook: the first request gets error `code` naming `map_version`, the
     rest pass."""
