@@ -952,10 +952,13 @@ class LocalCluster(ClusterProcesses):
             "--node-id",
             self.node(name).name,
         ]
-        if self._bootstrapping:
-            argv.append("--bootstrap")
-        elif name in self._rebuilding:
+        if name in self._rebuilding:
+            # Before --bootstrap: after a first start stopped part-way every node gets that,
+            # and a node rebuilt with it came back as a new one, refused by its peers
+            # (found by review).
             argv.append("--rebuild")
+        elif self._bootstrapping:
+            argv.append("--bootstrap")
         return argv, ""
 
     def _wait_ready(self, name: str, end: float) -> None:

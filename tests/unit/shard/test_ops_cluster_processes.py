@@ -218,6 +218,21 @@ def test_a_first_start_cut_short_still_bootstraps(
     assert argvs and all("--bootstrap" in argv for argv in argvs)
 
 
+def test_a_node_being_rebuilt_gets_rebuild_even_while_a_first_start_is_pending(
+    tmp_path: Path,
+) -> None:
+    """Found by review: with DIR/bootstrap-pending left by a first start cut short, `cluster
+    start --rebuild n2` launched n2 with --bootstrap: it came back as a new node, its peers
+    refused it, and the command still said "rebuilt"."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    cluster._bootstrapping = True
+    cluster._rebuilding = frozenset({"n2"})
+    assert "--bootstrap" in cluster._node_launch("n1", {})[0]
+    rebuilt = cluster._node_launch("n2", {})[0]
+    assert "--rebuild" in rebuilt and "--bootstrap" not in rebuilt
+
+
 def test_deleted_logs_do_not_make_a_restart_bootstrap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
