@@ -6,10 +6,14 @@ from dataclasses import dataclass
 
 #: The largest pipeline window a node may use, and the length of every election fence.
 MAX_PIPELINE_WINDOW = 64
-#: The largest `max_batch_bytes`: a promise carries up to that many bytes of chosen slots
-#: (rule 16 of paxos.replica) beside `max_promise_bytes` of votes (rule 18), and every
-#: peer message must stay within 64 MiB.
+#: The largest `max_batch_bytes`: a slot, an Accept message (paxos.replica cuts them at
+#: max_batch_bytes) and a catch-up reply stay far within the 64 MiB of a peer message.
 MAX_SLOT_BYTES = 8 * 1024 * 1024
+#: What a vote costs in a Promise beyond its commands' bytes, counted by rule 18 of
+#: paxos.replica: per vote (slot, ballot, flags, framing) and per command (its field tag
+#: and length), at most.
+VOTE_FRAMING_BYTES = 48
+COMMAND_FRAMING_BYTES = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,11 +47,11 @@ class ReplicaConfig:
     #: message carries at most 64 MiB: counted in slots alone, a window of 32 full slots
     #: was 128 MiB.
     max_inflight_bytes: int = 16 * 1024 * 1024
-    #: Most bytes of votes not known chosen an acceptor's promise may carry (rule 18 of
-    #: paxos.replica): past it, it promises nothing. With the chosen slots a promise
-    #: carries (at most max_batch_bytes <= MAX_SLOT_BYTES, rule 16) and the other messages
-    #: of its peer batch (cut once past 8 MiB), a peer message stays within 64 MiB; room for
-    #: the slots in flight of three leaders in a row.
+    #: Most bytes an acceptor's promise may carry, its votes counted as encoded (rule 18 of
+    #: paxos.replica): past it, it promises nothing. With the other messages of its peer
+    #: batch (a batch is cut once past 8 MiB), a peer message stays within 64 MiB. Room for
+    #: what one leader keeps in flight (max_inflight_bytes and a slot) and the chosen slots
+    #: a promise carries (max_batch_bytes, rule 16) twice over.
     max_promise_bytes: int = 48 * 1024 * 1024
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
@@ -109,11 +113,12 @@ class ReplicaConfig:
             raise ValueError(f"pipeline_window must be between 1 and {MAX_PIPELINE_WINDOW}")
         if self.max_inflight_bytes < 1:
             raise ValueError("max_inflight_bytes must be at least 1")
-        if self.max_promise_bytes < self.max_inflight_bytes + self.max_batch_bytes:
+        if self.max_promise_bytes < self.promise_floor():
             # Below that, a follower that voted for every slot one leader had in flight
             # (and one more) could refuse every candidate.
             raise ValueError(
-                "max_promise_bytes must be at least max_inflight_bytes + max_batch_bytes"
+                f"max_promise_bytes must be at least {self.promise_floor()} (max_inflight_bytes, "
+                "two slots of max_batch_bytes, and their framing)"
             )
         if self.catchup_max_slots < 1:
             raise ValueError("catchup_max_slots must be at least 1")
@@ -123,6 +128,15 @@ class ReplicaConfig:
             raise ValueError("need 0 < compact_keep < compact_threshold")
         if self.compact_threshold_bytes < 1:
             raise ValueError("compact_threshold_bytes must be at least 1")
+
+    def promise_floor(self) -> int:
+        """The bytes of a promise from a follower of one leader: the slots that leader kept
+        in flight and one more (rule 17), the chosen slots a promise carries (rule 16), and
+        the framing of a window's votes."""
+        framing = MAX_PIPELINE_WINDOW * (
+            VOTE_FRAMING_BYTES + COMMAND_FRAMING_BYTES * self.max_batch_count
+        )
+        return self.max_inflight_bytes + 2 * self.max_batch_bytes + framing
 
     @property
     def quorum(self) -> int:

@@ -136,17 +136,19 @@ Rules
    messages of 128 MiB, which a peer link (64 MiB) never delivers, so the follower never
    voted and a new leader never finished Phase 1. A slot in flight is always allowed,
    so the bound delays proposals but never stops them.
-18. An acceptor promises nothing when the votes its promise must carry (those above the
-   candidate's first slot it does not know chosen) pass `max_promise_bytes`: it neither
-   raises its promise nor answers, as if the Prepare were lost, and asks the candidate
-   for the chosen slots it lacks when the candidate knows more. Usually such votes are
+18. An acceptor promises nothing when its promise would pass `max_promise_bytes`, its votes
+   counted as encoded (the unchosen ones above the candidate's first slot must all go):
+   it neither raises its promise nor answers, as if the Prepare were lost, and asks the
+   candidate for the chosen slots it lacks when the candidate knows more. Usually such votes are
    what leaders keep in flight (rule 17), but a follower whose learning stalled (a slot
    it missed stops rule 4 at the gap, and catch-up is paced) goes on voting under heavy
    writes, and its promise could grow past the 64 MiB a peer message carries: the
    receiving node refused it, which failed the link and dropped every group's messages
    queued on it, again at each re-sent Prepare (found by review). Promising nothing is
-   always safe; the candidate needs the other replicas, and the acceptor, caught up,
-   promises again. Not live when every acceptor a quorum needs is past the bound (the
+   always safe; the candidate needs the other replicas, or the acceptor campaigns itself
+   (its own votes need no message: the catch-up asked for is of slots below the
+   candidate's first, which does not shrink what its promise must carry). Not live when
+   every acceptor a quorum needs is past the bound (the
    simulator's churn with a bound of a few votes shows it: every replica a candidate,
    none promising): that needs Phase 1 in chunks, not built; the default bound is what a
    peer message can carry, so such a group could not elect before either, but now the
@@ -166,7 +168,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from paxos.ballot import ZERO_BALLOT, Ballot
-from paxos.config import MAX_PIPELINE_WINDOW, ReplicaConfig
+from paxos.config import (
+    COMMAND_FRAMING_BYTES,
+    MAX_PIPELINE_WINDOW,
+    VOTE_FRAMING_BYTES,
+    ReplicaConfig,
+)
 from paxos.errors import InvariantViolation, NotLeader, ProposalTooLarge
 from paxos.messages import (
     NOOP,
@@ -872,7 +879,7 @@ class Replica:
             self._nack(msg.src, msg.ballot)
             return
         promise = self._make_promise(msg.src, msg.ballot, msg.from_slot)
-        if _unchosen_bytes(promise) > self.config.max_promise_bytes:  # rule 18
+        if _promise_bytes(promise) > self.config.max_promise_bytes:  # rule 18
             if msg.from_slot - 1 > self._chosen_watermark:
                 self._request_catchup(msg.src, self._chosen_watermark + 1, msg.from_slot - 1)
             return
@@ -1528,9 +1535,12 @@ def _value_bytes(value: Value) -> int:
     return 64 + sum(map(len, value))
 
 
-def _unchosen_bytes(promise: Promise) -> int:
-    """The bytes of the votes `promise` carries that its sender does not know chosen."""
-    return sum(_value_bytes(e.value) for e in promise.accepted if not e.chosen)
+def _promise_bytes(promise: Promise) -> int:
+    """Rule 18: the bytes of `promise`'s votes as encoded, at most."""
+    return sum(
+        VOTE_FRAMING_BYTES + sum(len(command) + COMMAND_FRAMING_BYTES for command in e.value)
+        for e in promise.accepted
+    )
 
 
 def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:

@@ -786,9 +786,10 @@ class RoutingClient:
                 failures.setdefault("not tried (deadline)", []).append(seed)
                 continue
             try:
-                await self._fetch_map(seed, min(deadline, now + CONNECT_TIMEOUT_S + 1.0))
-                if learns and n + 1 < len(seeds):
-                    await self._check_cluster_of(seeds[n + 1], seed, deadline)
+                check_with = seeds[n + 1] if learns and n + 1 < len(seeds) else None
+                await self._fetch_map(
+                    seed, min(deadline, now + CONNECT_TIMEOUT_S + 1.0), check_with, deadline
+                )
                 return self
             except WrongCluster as exc:
                 if learns:
@@ -828,7 +829,9 @@ class RoutingClient:
             f"running{tls_hint})"
         )
 
-    async def _check_cluster_of(self, other: str, learned_from: str, deadline: float) -> None:
+    async def _check_cluster_of(
+        self, other: str, learned_from: str, cluster_id: str, deadline: float
+    ) -> None:
         """Found by review: a node of another cluster on a seed's port (taken over after
         our node stopped) answered first, and the client wrote to that cluster. A second
         seed of another cluster says so; one that does not answer (within CLUSTER_CHECK_S:
@@ -842,9 +845,9 @@ class RoutingClient:
             )
         except (grpc.aio.AioRpcError, TimeoutError):
             return
-        if status.cluster_id and status.cluster_id != self._cluster_id:
+        if status.cluster_id and status.cluster_id != cluster_id:
             raise WrongCluster(
-                f"the seeds belong to two clusters: {learned_from} to {self._cluster_id!r}, "
+                f"the seeds belong to two clusters: {learned_from} to {cluster_id!r}, "
                 f"{other} to {status.cluster_id!r} (a node of another cluster on a port "
                 "ours used?): give the cluster id (cluster_id=, --cluster-id)"
             )
@@ -889,11 +892,18 @@ class RoutingClient:
 
     # ------------------------------------------------------------------ shard map
 
-    async def _fetch_map(self, address: str, deadline: float) -> None:
+    async def _fetch_map(
+        self,
+        address: str,
+        deadline: float,
+        check_with: str | None = None,
+        check_deadline: float = 0.0,
+    ) -> None:
         """Fetch the map from `address` by `deadline` (loop time), its cluster id first if
-        this client has none."""
+        this client has none; that id is checked with seed `check_with` (by
+        `check_deadline`) before anything is kept."""
         try:
-            await self._fetch_map_from(address, deadline)
+            await self._fetch_map_from(address, deadline, check_with, check_deadline)
         except asyncio.CancelledError:
             # close() closed the channel under the call (grpc.aio cancels it), not a
             # cancellation of the task asking.
@@ -902,24 +912,33 @@ class RoutingClient:
                 raise ClientClosed("the client is closed") from None
             raise
 
-    async def _fetch_map_from(self, address: str, deadline: float) -> None:
+    async def _fetch_map_from(
+        self, address: str, deadline: float, check_with: str | None, check_deadline: float
+    ) -> None:
         stub = self._connection(address).stub
         loop = asyncio.get_running_loop()
         # Both calls share the one deadline (found by review: each was given the whole
         # timeout, so a seed slow to answer both held connect() for twice the client's).
-        if self._cluster_id is None:
+        cluster_id = self._cluster_id
+        if cluster_id is None:
             status = await stub.Status(kv.StatusRequest(), timeout=deadline - loop.time())
             if not status.cluster_id:
                 raise Unavailable(f"{address} did not name its cluster")
-            self._cluster_id = status.cluster_id
+            cluster_id = status.cluster_id
+            if check_with is not None:
+                # Before the id is kept (found by review: kept first, the next call went on
+                # with whichever cluster answered first).
+                await self._check_cluster_of(check_with, address, cluster_id, check_deadline)
         reply = await stub.GetShardMap(
-            kv.ShardMapRequest(cluster_id=self._cluster_id), timeout=deadline - loop.time()
+            kv.ShardMapRequest(cluster_id=cluster_id), timeout=deadline - loop.time()
         )
         if reply.HasField("error") and reply.error.code != kv.OK:
             if reply.error.code == kv.WRONG_CLUSTER:
                 raise WrongCluster(f"{address}: {reply.error.message}")
             raise Unavailable(f"{address}: {reply.error.message}")
-        self._cache.update(decode_shard_map(reply.shard_map.SerializeToString()))
+        shard_map = decode_shard_map(reply.shard_map.SerializeToString())
+        self._cluster_id = cluster_id
+        self._cache.update(shard_map)
 
     async def refresh_map(self, deadline: float | None = None) -> None:
         """Fetch a fresh shard map (one fetch shared by all concurrent callers).
@@ -928,7 +947,6 @@ class RoutingClient:
         map when none answers (routing may still work).
 
         Raises:
-            WrongCluster: a node belongs to another cluster.
             ClientClosed: the client is (or was meanwhile) closed.
         """
         self._check_open()
@@ -944,7 +962,11 @@ class RoutingClient:
             try:
                 await self._fetch_map(address, loop.time() + CONNECT_TIMEOUT_S)
                 return
-            except (WrongCluster, ClientClosed):
+            except WrongCluster:
+                # Our id was confirmed at connect: a node of another cluster on one of the
+                # map's addresses is no node of ours (found by review: it failed the refresh).
+                continue
+            except ClientClosed:
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError):
                 continue
@@ -1025,6 +1047,7 @@ class RoutingClient:
         planned = cache.map_version
         attempt = 0  # backoff exponent
         hops = 0  # consecutive NOT_LEADER redirects
+        foreign: set[int] = set()  # replicas whose address answered as another cluster
         last = "no attempt made"
         started = loop.time()
         target = "the cluster"
@@ -1136,7 +1159,14 @@ class RoutingClient:
                 # one of its addresses now answers as another cluster (a port taken over
                 # after our node stopped), which is no replica of this group. Nothing was
                 # applied; ask the next replica (found by review: this was fatal, though
-                # the group had a live leader).
+                # the group had a live leader), unless every one answered so.
+                foreign.add(asked)
+                if foreign >= set(shard_map.replicas(gid)):
+                    raise WrongCluster(
+                        f"every replica of group {gid} answers as another cluster (last: "
+                        f"{address}: {error.message}): the cluster at these addresses is "
+                        f"not {self._cluster_id!r}"
+                    )
                 cache.on_not_leader(gid, asked)
                 await self._sleep(attempt, deadline)
                 attempt += 1

@@ -70,7 +70,7 @@ MIN_PEER_SECRET_CHARS = 16
 #: Node ids are uint64 on the wire, 0 meaning none.
 MAX_NODE_ID = 2**64
 #: A node's name: a directory name and a --node-id that cannot be taken for an id.
-NODE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
 class ConfigError(ValueError):
@@ -269,7 +269,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         # directory).
         if not NODE_NAME.fullmatch(node.name) or node.name.isdigit():
             raise ConfigError(
-                f"{where}name must be letters, digits, '.', '_' or '-', not a number alone "
+                f"{where}name must be letters, digits, '.', '_' or '-', not starting with "
+                "'.' or '-' and not a number alone "
                 f"(it names the node's data directory and its --node-id), got {node.name!r}"
             )
         host, _, port = node.address.rpartition(":")

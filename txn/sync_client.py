@@ -515,7 +515,7 @@ class Client:
             self._async.txn_status(
                 ref, group_id=group_id, key=key, timeout_s=timeout_s, settle=settle
             ),
-            writes=False,
+            writes=settle,  # a settle records a decision (found by review)
         )
 
     # ------------------------------------------------------------------ single-key helpers

@@ -135,6 +135,8 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("nodes.0.id", 2**64, "nodes[0].id"),
         ("nodes.0.name", "2", "nodes[0].name"),
         ("nodes.1.name", "n2/", "nodes[1].name"),
+        ("nodes.1.name", "..", "nodes[1].name"),
+        ("nodes.1.name", "-x", "nodes[1].name"),
         ("nodes.1.address", "http://h:1", "nodes[1].address"),
         ("nodes.1.address", "h:\uff11\uff12", "nodes[1].address"),
         ("nodes.0.data_dir", "/srv/n2", "its own data directory"),

@@ -169,6 +169,23 @@ def test_an_abort_as_close_begins_lets_the_bodys_error_through(fake: FakeKV) -> 
     client.close()
 
 
+def test_a_settle_cut_off_by_close_may_have_recorded_a_decision(fake: FakeKV) -> None:
+    """`txn_status(ref, settle=True)` records an abort (or finds the commit): cut off, it
+    is no read that changed nothing (found by review)."""
+    client = sync_client(fake, timeout_s=0.5, attempt_timeout_s=0.2)
+    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "commit_one_phase" else None
+    try:
+        with pytest.raises(CommitUnknown) as lost, client.transaction() as tx:
+            tx.put(b"apple", b"x")
+    finally:
+        client.close()
+    ref = lost.value.ref
+    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "decide" else None
+    exc = _close_while_in_flight(fake, lambda c: c.txn_status(ref, settle=True), "decide")
+    assert isinstance(exc, ClientClosed), repr(exc)
+    assert exc.maybe_committed
+
+
 @pytest.mark.parametrize("op", ["put_fenced", "delete_fenced"])
 def test_a_fenced_write_cut_off_by_close_may_have_committed(fake: FakeKV, op: str) -> None:
     """`put_fenced` / `delete_fenced` run a whole commit in one call: closing cut it off
