@@ -21,7 +21,8 @@ from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import LocalCluster, wait_for
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from shard.node_identity import Incarnation, node_incarnation
-from shard.transport import PROTOCOL, SECRET_HEADER
+from shard.runtime import bootstrap_map
+from shard.transport import PROTOCOL, SECRET_HEADER, map_digest
 
 pytestmark = pytest.mark.cluster
 
@@ -199,14 +200,15 @@ def test_unknown_group_and_wrong_cluster(c: LocalCluster) -> None:
 def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalCluster) -> None:
     """Open the node-to-node Exchange stream as an impostor: a stream without the cluster's
     peer secret (a client knows the cluster id and the node ids from Status), a batch
-    claiming another cluster, a node that is not a peer, or one of an older protocol
-    version, is refused with a reason and the stream ends; a batch of undecodable messages
-    is dropped."""
+    claiming another cluster, a node that is not a peer, one of an older protocol version,
+    or one whose config gives another shard map, is refused with a reason and the stream
+    ends; a batch of undecodable messages is dropped."""
     target = c.names[0]
     stub = peer_pb2_grpc.PeerStub(c.channel(target))
     peer = c.node(c.names[1]).id
     secret = ((SECRET_HEADER, c.config.peer_secret),)
-    ours = {"cluster_id": c.cluster_id, "protocol": PROTOCOL}
+    digest = map_digest(bootstrap_map(c.config))
+    ours = {"cluster_id": c.cluster_id, "protocol": PROTOCOL, "map_digest": digest}
     impostors = [
         (peer_pb2.PeerBatch(from_node=peer, **ours), None),
         (peer_pb2.PeerBatch(from_node=peer, **ours), ((SECRET_HEADER, "x"),)),
@@ -214,6 +216,8 @@ def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalClust
         (peer_pb2.PeerBatch(from_node=99, **ours), secret),
         # A node of an older version (no protocol field): refused, nothing of it applied.
         (peer_pb2.PeerBatch(cluster_id=c.cluster_id, from_node=peer), secret),
+        # A node whose config moved a split point (or lost the map digest).
+        (peer_pb2.PeerBatch(cluster_id=c.cluster_id, from_node=peer, protocol=PROTOCOL), secret),
     ]
     refusals = []
     for batch, metadata in impostors:
@@ -221,7 +225,8 @@ def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalClust
         assert len(replies) == 1 and replies[0].refusal, (batch, replies)
         refusals.append(replies[0].refusal)
     assert all("peer secret" in r for r in refusals[:2]), refusals
-    assert "speaks protocol version 0" in refusals[-1], refusals
+    assert "speaks protocol version 0" in refusals[-2], refusals
+    assert "config gives another shard map" in refusals[-1], refusals
     # With the secret, a made-up incarnation of a real peer: refused, as a peer that came
     # back with new data no rebuild made (shard/node_identity.py).
     forged = peer_pb2.PeerBatch(from_node=peer, incarnation=b"made-up", **ours)
