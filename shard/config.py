@@ -267,6 +267,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         # The name names the node's data directory and, beside the id, its --node-id
         # (found by review: a node named "2" was taken for node 2, and "n2/" shared n2's
         # directory).
+        if not node.name:
+            raise ConfigError(f"{where}name must not be empty")
         if not NODE_NAME.fullmatch(node.name) or node.name.isdigit():
             raise ConfigError(
                 f"{where}name must be letters, digits, '.', '_' or '-', not starting with "
