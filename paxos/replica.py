@@ -130,15 +130,16 @@ Rules
    candidate needs) are not bounded by this rule, but by rule 18.
 17. A leader's own slots in flight (proposed, not known chosen) hold at most
    `max_inflight_bytes` of commands, and one slot more (found next to rule 16): it opens no new
-   slot past that, as past `pipeline_window` slots. All of them may travel in one message:
-   an Accept re-sent to a follower that has not voted, and a follower's votes in the next
-   election's promise. Counted in slots alone, a window of 32 slots of 4 MiB made
+   slot past that, as past `pipeline_window` slots. All of them may have to travel at once:
+   an Accept re-sent to a follower that has not voted (cut into messages since, rule 18),
+   and a follower's votes in the next election's promise. Counted in slots alone, a window of 32 slots of 4 MiB made
    messages of 128 MiB, which a peer link (64 MiB) never delivers, so the follower never
    voted and a new leader never finished Phase 1. A slot in flight is always allowed,
    so the bound delays proposals but never stops them.
 18. An acceptor promises nothing when its promise would pass `max_promise_bytes`, its votes
-   counted as encoded (the unchosen ones above the candidate's first slot must all go):
-   it neither raises its promise nor answers, as if the Prepare were lost, and asks the
+   counted as encoded, even with its chosen slots left out (then the candidate catches up
+   first, as with rule 16): the unchosen ones above the candidate's first slot must all
+   go. It neither raises its promise nor answers, as if the Prepare were lost, and asks the
    candidate for the chosen slots it lacks when the candidate knows more. Usually such votes are
    what leaders keep in flight (rule 17), but a follower whose learning stalled (a slot
    it missed stops rule 4 at the gap, and catch-up is paced) goes on voting under heavy
@@ -149,11 +150,12 @@ Rules
    (its own votes need no message: the catch-up asked for is of slots below the
    candidate's first, which does not shrink what its promise must carry). Not live when
    every acceptor a quorum needs is past the bound (the
-   simulator's churn with a bound of a few votes shows it: every replica a candidate,
-   none promising): that needs Phase 1 in chunks, not built; the default bound is what a
+   simulator's churn with a bound of a few votes, below the floor the config now
+   requires, showed it: every replica a candidate, none promising): that needs Phase 1
+   in chunks, not built; the default bound is what a
    peer message can carry, so such a group could not elect before either, but now the
    other groups on its links go on. For the same reason a leader cuts its Accepts into
-   messages of at most `max_batch_bytes` of values each: a new leader's first Accept
+   messages of at most `max_batch_bytes` of values each, counted as encoded: a new leader's first Accept
    re-proposes every slot a quorum's promises showed, and its re-sends every slot a
    follower has not voted for.
 """
@@ -879,7 +881,11 @@ class Replica:
             self._nack(msg.src, msg.ballot)
             return
         promise = self._make_promise(msg.src, msg.ballot, msg.from_slot)
-        if _promise_bytes(promise) > self.config.max_promise_bytes:  # rule 18
+        bound = self.config.max_promise_bytes
+        if _promise_bytes(promise) > bound and not promise.chosen_omitted:
+            # Rule 18: the chosen slots can go by catch-up instead (as with rule 16).
+            promise = self._make_promise(msg.src, msg.ballot, msg.from_slot, omit_chosen=True)
+        if _promise_bytes(promise) > bound:  # rule 18
             if msg.from_slot - 1 > self._chosen_watermark:
                 self._request_catchup(msg.src, self._chosen_watermark + 1, msg.from_slot - 1)
             return
@@ -1181,7 +1187,9 @@ class Replica:
         self._log[slot] = (ballot, value)
         self._out.persist.accepted[slot] = (ballot, value)
 
-    def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
+    def _make_promise(
+        self, dst: int, ballot: Ballot, from_slot: int, omit_chosen: bool = False
+    ) -> Promise:
         entries = [
             AcceptedEntry(
                 slot=slot,
@@ -1193,7 +1201,7 @@ class Replica:
             if slot >= from_slot
         ]
         chosen_bytes = sum(_value_bytes(e.value) for e in entries if e.chosen)
-        omitted = chosen_bytes > self.config.max_batch_bytes  # rule 16
+        omitted = omit_chosen or chosen_bytes > self.config.max_batch_bytes  # rule 16
         return Promise(
             src=self.id,
             dst=dst,
@@ -1347,7 +1355,7 @@ class Replica:
         chunk: list[SlotValue] = []
         size = 0
         for entry in entries:
-            entry_bytes = _value_bytes(entry.value)
+            entry_bytes = _wire_bytes(entry.value)
             if chunk and size + entry_bytes > self.config.max_batch_bytes:
                 self._out.messages.append(self._accept(peer, chunk))
                 chunk, size = [], 0
@@ -1535,12 +1543,14 @@ def _value_bytes(value: Value) -> int:
     return 64 + sum(map(len, value))
 
 
+def _wire_bytes(value: Value) -> int:
+    """The bytes of a slot's value in a message (a vote or an Accept entry), at most."""
+    return VOTE_FRAMING_BYTES + sum(len(command) + COMMAND_FRAMING_BYTES for command in value)
+
+
 def _promise_bytes(promise: Promise) -> int:
     """Rule 18: the bytes of `promise`'s votes as encoded, at most."""
-    return sum(
-        VOTE_FRAMING_BYTES + sum(len(command) + COMMAND_FRAMING_BYTES for command in e.value)
-        for e in promise.accepted
-    )
+    return sum(_wire_bytes(e.value) for e in promise.accepted)
 
 
 def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:

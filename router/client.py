@@ -920,18 +920,32 @@ class RoutingClient:
         # Both calls share the one deadline (found by review: each was given the whole
         # timeout, so a seed slow to answer both held connect() for twice the client's).
         cluster_id = self._cluster_id
+        check: asyncio.Task[None] | None = None
         if cluster_id is None:
             status = await stub.Status(kv.StatusRequest(), timeout=deadline - loop.time())
             if not status.cluster_id:
                 raise Unavailable(f"{address} did not name its cluster")
             cluster_id = status.cluster_id
             if check_with is not None:
-                # Before the id is kept (found by review: kept first, the next call went on
+                # Beside the map's fetch (found by review: before it, a second seed that
+                # hung took a short timeout's whole budget), and both done before the id
+                # and the map are kept (found by review: kept first, the next call went on
                 # with whichever cluster answered first).
-                await self._check_cluster_of(check_with, address, cluster_id, check_deadline)
-        reply = await stub.GetShardMap(
-            kv.ShardMapRequest(cluster_id=cluster_id), timeout=deadline - loop.time()
-        )
+                check = asyncio.ensure_future(
+                    self._check_cluster_of(check_with, address, cluster_id, check_deadline)
+                )
+        try:
+            reply = await stub.GetShardMap(
+                kv.ShardMapRequest(cluster_id=cluster_id), timeout=deadline - loop.time()
+            )
+            if check is not None:
+                await check
+        finally:
+            if check is not None:
+                if not check.done():
+                    check.cancel()
+                elif not check.cancelled():
+                    check.exception()  # retrieved: the map's own error, if any, stands
         if reply.HasField("error") and reply.error.code != kv.OK:
             if reply.error.code == kv.WRONG_CLUSTER:
                 raise WrongCluster(f"{address}: {reply.error.message}")

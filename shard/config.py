@@ -69,6 +69,9 @@ MIN_DECISION_RETENTION_S = 120
 MIN_PEER_SECRET_CHARS = 16
 #: Node ids are uint64 on the wire, 0 meaning none.
 MAX_NODE_ID = 2**64
+#: Most commands in one slot: a promise must have room for a window of full slots' framing
+#: (paxos.config `promise_floor`).
+MAX_BATCH_COUNT = 4096
 #: A node's name: a directory name and a --node-id that cannot be taken for an id.
 NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
@@ -320,6 +323,11 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         if kind is int and value <= 0:
             raise ConfigError(f"paxos.{name} must be positive, got {value}")
         paxos_kwargs[name] = value
+    if paxos_kwargs["max_batch_count"] > MAX_BATCH_COUNT:
+        raise ConfigError(
+            f"paxos.max_batch_count must be at most {MAX_BATCH_COUNT}, "
+            f"got {paxos_kwargs['max_batch_count']}"
+        )
     if paxos_kwargs["max_batch_bytes"] > MAX_SLOT_BYTES:
         raise ConfigError(
             f"paxos.max_batch_bytes must be at most {MAX_SLOT_BYTES} (8 MiB: a peer message "

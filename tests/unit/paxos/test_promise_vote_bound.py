@@ -111,3 +111,27 @@ def test_a_new_leaders_recovery_goes_in_accepts_of_at_most_a_slots_bytes() -> No
     g.heartbeat(3, keep=between(2, 3))
     written = [(VALUE + b"first",)] + [(VALUE + bytes([i]),) for i in range(SLOTS)]
     assert all(v in g.chosen(3) for v in written)
+
+
+def test_votes_are_counted_as_encoded_not_by_their_commands_bytes() -> None:
+    """Votes of many small commands: their commands' bytes are under the bound, but each
+    command costs its field tag and length in the message too, which rule 18 counts."""
+    g = Group(
+        3,
+        fast=(1,),
+        max_batch_count=10,
+        max_batch_bytes=1_100,
+        max_inflight_bytes=2_000,
+        max_promise_bytes=12_000,  # the floor here: 2,000 + 2 x 1,100 + 64 x (48 + 6 x 10)
+        pipeline_window=1,
+    )
+    g.elect(1)
+    g.r(1).propose(b"first")
+    g.stabilize(keep=between(1, 3))
+    g.heartbeat(1, keep=between(1, 3))
+    for _ in range(130):  # 130 slots of 10 one-byte commands: 1,300 bytes, 15 kB encoded
+        for j in range(10):
+            g.r(1).propose(bytes([j]))
+        g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
+    campaign_of_3(g)
+    assert not [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]

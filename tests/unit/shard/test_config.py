@@ -143,6 +143,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("txn.max_clock_offset_ms", True, "txn.max_clock_offset_ms"),
         ("txn.max_clock_offset_ms", 10**12, "txn.max_clock_offset_ms"),
         ("paxos.compact_keep", 5_000, "paxos.compact_keep"),
+        ("paxos.max_batch_count", 4097, "paxos.max_batch_count must be at most 4096"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:
