@@ -129,35 +129,34 @@ Rules
    its campaign could never finish. The unchosen slots a promise must carry (votes the
    candidate needs) are not bounded by this rule, but by rule 18.
 17. A leader's own slots in flight (proposed, not known chosen) hold at most
-   `max_inflight_bytes` of commands, and one slot more (found next to rule 16): it opens no new
-   slot past that, as past `pipeline_window` slots. All of them may have to travel at once:
-   an Accept re-sent to a follower that has not voted (cut into messages since, rule 18),
-   and a follower's votes in the next election's promise. Counted in slots alone, a window of 32 slots of 4 MiB made
-   messages of 128 MiB, which a peer link (64 MiB) never delivers, so the follower never
-   voted and a new leader never finished Phase 1. A slot in flight is always allowed,
-   so the bound delays proposals but never stops them.
+   `max_inflight_bytes` of commands, and one slot more (found next to rule 16): it opens no
+   new slot past that, as past `pipeline_window` slots. All of them may have to travel at
+   once: an Accept re-sent to a follower that has not voted (cut into messages since, rule
+   18), and a follower's votes in the next election's promise. Counted in slots alone, a
+   window of 32 slots of 4 MiB made messages of 128 MiB, which a peer link (64 MiB) never
+   delivers, so the follower never voted and a new leader never finished Phase 1. A slot
+   in flight is always allowed, so the bound delays proposals but never stops them.
 18. An acceptor promises nothing when its promise would pass `max_promise_bytes`, its votes
    counted as encoded, even with its chosen slots left out (then the candidate catches up
    first, as with rule 16): the unchosen ones above the candidate's first slot must all
    go. It neither raises its promise nor answers, as if the Prepare were lost, and asks the
-   candidate for the chosen slots it lacks when the candidate knows more. Usually such votes are
-   what leaders keep in flight (rule 17), but a follower whose learning stalled (a slot
-   it missed stops rule 4 at the gap, and catch-up is paced) goes on voting under heavy
-   writes, and its promise could grow past the 64 MiB a peer message carries: the
+   candidate for the chosen slots it lacks when the candidate knows more. Usually such
+   votes are what leaders keep in flight (rule 17), but a follower whose learning stalled
+   (a slot it missed stops rule 4 at the gap, and catch-up is paced) goes on voting under
+   heavy writes, and its promise could grow past the 64 MiB a peer message carries: the
    receiving node refused it, which failed the link and dropped every group's messages
    queued on it, again at each re-sent Prepare (found by review). Promising nothing is
    always safe; the candidate needs the other replicas, or the acceptor campaigns itself
    (its own votes need no message: the catch-up asked for is of slots below the
    candidate's first, which does not shrink what its promise must carry). Not live when
-   every acceptor a quorum needs is past the bound (the
-   simulator's churn with a bound of a few votes, below the floor the config now
-   requires, showed it: every replica a candidate, none promising): that needs Phase 1
-   in chunks, not built; the default bound is what a
-   peer message can carry, so such a group could not elect before either, but now the
-   other groups on its links go on. For the same reason a leader cuts its Accepts into
-   messages of at most `max_batch_bytes` of values each, counted as encoded: a new leader's first Accept
-   re-proposes every slot a quorum's promises showed, and its re-sends every slot a
-   follower has not voted for.
+   every acceptor a quorum needs is past the bound (the simulator's churn with a bound of
+   a few votes, below the floor the config now requires, showed it: every replica a
+   candidate, none promising): that needs Phase 1 in chunks, not built; the default bound
+   is what a peer message can carry, so such a group could not elect before either, but
+   now the other groups on its links go on. For the same reason a leader cuts its Accepts
+   into messages of at most `max_batch_bytes` of values each, counted as encoded: a new
+   leader's first Accept re-proposes every slot a quorum's promises showed, and its
+   re-sends every slot a follower has not voted for.
 """
 
 from __future__ import annotations
