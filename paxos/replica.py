@@ -1345,32 +1345,39 @@ class Replica:
                 if peer not in voters:
                     per_peer.setdefault(peer, []).append(SlotValue(slot=slot, value=value))
         for peer, entries in sorted(per_peer.items()):
-            self._accept_to(peer, entries)
+            self._accepts_to((peer,), tuple(entries))
 
-    def _accept_to(self, peer: int, entries: Sequence[SlotValue]) -> None:
-        """Accept messages of `entries` to `peer`, each of at most `max_batch_bytes` of
-        values (at least one slot), rule 18: a new leader recovers every slot its promises
-        show in its first Accept, as many bytes as a quorum's promises together."""
-        chunk: list[SlotValue] = []
-        size = 0
-        for entry in entries:
+    def _accepts_to(self, peers: Sequence[int], entries: tuple[SlotValue, ...]) -> None:
+        """Accept messages of `entries` to each of `peers`, each message of at most
+        `max_batch_bytes` of values (at least one slot), rule 18: a new leader recovers every
+        slot its promises show in its first Accept, as many bytes as a quorum's promises
+        together. Cut once for all the peers; a single slot (every Accept of a node's
+        default window of 1) is not measured."""
+        chunks = [entries] if len(entries) <= 1 else self._cut(entries)
+        for peer in peers:
+            for chunk in chunks:
+                self._out.messages.append(
+                    Accept(
+                        src=self.id,
+                        dst=peer,
+                        ballot=self._ballot,
+                        entries=chunk,
+                        chosen_watermark=self._chosen_watermark,
+                    )
+                )
+
+    def _cut(self, entries: tuple[SlotValue, ...]) -> list[tuple[SlotValue, ...]]:
+        """`entries` in runs of at most `max_batch_bytes` as encoded (at least one each)."""
+        chunks: list[tuple[SlotValue, ...]] = []
+        start = size = 0
+        for i, entry in enumerate(entries):
             entry_bytes = _wire_bytes(entry.value)
-            if chunk and size + entry_bytes > self.config.max_batch_bytes:
-                self._out.messages.append(self._accept(peer, chunk))
-                chunk, size = [], 0
-            chunk.append(entry)
+            if i > start and size + entry_bytes > self.config.max_batch_bytes:
+                chunks.append(entries[start:i])
+                start, size = i, 0
             size += entry_bytes
-        if chunk:
-            self._out.messages.append(self._accept(peer, chunk))
-
-    def _accept(self, peer: int, entries: Sequence[SlotValue]) -> Accept:
-        return Accept(
-            src=self.id,
-            dst=peer,
-            ballot=self._ballot,
-            entries=tuple(entries),
-            chosen_watermark=self._chosen_watermark,
-        )
+        chunks.append(entries[start:])
+        return chunks
 
     def _accept_targets(self) -> Sequence[int]:
         """Every peer, or (thrifty) the quorum's worth that acknowledged most recently."""
@@ -1383,8 +1390,7 @@ class Replica:
     def _send_accepts(self, entries: tuple[SlotValue, ...], everyone: bool = False) -> None:
         if not entries:
             return
-        for peer in self._peers if everyone else self._accept_targets():
-            self._accept_to(peer, entries)
+        self._accepts_to(self._peers if everyone else self._accept_targets(), entries)
 
     def _flush_proposals(self) -> None:
         """Pack queued commands into new slots, within the pipeline window (batching)."""

@@ -32,10 +32,10 @@ routes one `kv.Request` to its group's guessed leader and retries until the dead
   queueing behind the silent node until their own deadlines (found by review: every request
   waited out its whole deadline there while another replica led). The request itself is
   not re-sent here: a write may have been applied (rule 1). A request its caller marks
-  `idempotent` (`txn`'s reads and commit requests) is given up at a silent node, and the
-  caller re-sends it (`txn.resend`); at a live node it gets one more copy on the same
-  stream after each attempt timeout without an answer, the first answer without an error
-  winning.
+  `idempotent` (reads, `txn`'s commit requests) is given up at a silent node: a read is
+  sent again here where the guess now points, a commit request by its caller
+  (`txn.resend`); at a live node it gets one more copy on the same stream after each
+  attempt timeout without an answer, the first answer without an error winning.
 
 Rules
 -----
@@ -1061,7 +1061,9 @@ class RoutingClient:
         planned = cache.map_version
         attempt = 0  # backoff exponent
         hops = 0  # consecutive NOT_LEADER redirects
-        foreign: set[int] = set()  # replicas whose address answered as another cluster
+        # Replicas whose address answered as another cluster (the empty frozenset is one
+        # shared object: nothing allocated per request on the way that never meets one).
+        foreign: frozenset[int] = frozenset()
         last = "no attempt made"
         started = loop.time()
         target = "the cluster"
@@ -1174,7 +1176,7 @@ class RoutingClient:
                 # after our node stopped), which is no replica of this group. Nothing was
                 # applied; ask the next replica (found by review: this was fatal, though
                 # the group had a live leader), unless every one answered so.
-                foreign.add(asked)
+                foreign |= {asked}
                 if foreign >= set(shard_map.replicas(gid)):
                     raise WrongCluster(
                         f"every replica of group {gid} answers as another cluster (last: "

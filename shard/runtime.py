@@ -125,6 +125,7 @@ class NodeRuntime:
         self.config = config
         self.node = node
         shard_map = bootstrap_map(config)
+        digest = map_digest(shard_map)
         self.disk = open_node_disk(
             config.node_data_dir(node) / "db",
             NodeIdentity(config.cluster_id, node.id, node.name),
@@ -165,7 +166,7 @@ class NodeRuntime:
                 config.peer_secret,
                 credentials=None if self._tls is None else self._tls.channel_credentials,
                 incarnation=node_incarnation(self.disk.db),
-                map_digest=map_digest(shard_map),
+                map_digest=digest,
             )
             for n in config.nodes
             if n.id in peer_ids
@@ -209,7 +210,7 @@ class NodeRuntime:
                 # after the loop held them (found by review: a million heartbeats for a
                 # group no node hosts).
                 hosts=lambda group_id: group_id in self.core.hosts,
-                map_digest=map_digest(shard_map),
+                map_digest=digest,
             ),
             self.server,
         )

@@ -9,7 +9,9 @@ silent one learns nothing of it. So the routing client watches a node a request 
 (`router.client._SilenceWatch`: nothing heard, not even the answer to a probe, for the
 client's `attempt_timeout_s`), moves the group's leader guess off a silent one to the next
 replica (`RoutingCache.on_not_leader`), and gives the copy up (`idempotent`); the SAME
-request is then sent again, where the guess now points, until the operation's deadline.
+request is then sent again, where the guess now points, until the operation's deadline (a
+read by the routing client itself, a commit request by `send_idempotent` here, which
+judges what a lost copy leaves ambiguous).
 The replica asked next serves it or names the new leader.
 
 A live leader may be slow (a request parked for a lock, a loaded node): the copy waits for

@@ -215,39 +215,43 @@ def test_a_snapshot_over_the_queue_bound_is_queued_behind_a_heartbeat(monkeypatc
     assert [type(m).__name__ for m in sent][:2] == ["Heartbeat", "InstallSnapshot"]
 
 
+async def _replies_to_hellos(
+    servicer: PeerServicer, hellos: list[peer_pb2.PeerBatch]
+) -> list[list[peer_pb2.PeerReply]]:
+    """Each hello on a stream of its own to `servicer` served on 127.0.0.1: the replies."""
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    server.add_insecure_port(address)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = peer_pb2_grpc.PeerStub(channel)
+            return [[r async for r in stub.Exchange(iter([hello]))] for hello in hellos]
+    finally:
+        await server.stop(0)
+
+
 def test_a_peer_stream_in_another_protocol_version_is_refused() -> None:
     """A node of an older version (protocol 0: before versions existed) or a newer one: its
     stream is refused with both versions named, before anything of it is applied."""
-    from shard import peer_pb2
+    delivered: list[Any] = []
+    servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a))
+    hellos = [
+        peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=version)
+        for version in (0, PROTOCOL + 1, PROTOCOL)
+    ]
+    old, new, accepted = asyncio.run(_replies_to_hellos(servicer, hellos))
+    assert len(old) == 1 and len(new) == 1, (old, new)
+    assert [(r.refusal, r.protocol) for r in accepted] == [("", PROTOCOL)]
+    assert delivered == [] and servicer.refused == 2
+    assert f"speaks protocol version 0, node 2 version {PROTOCOL}" in old[0].refusal
+    assert f"protocol version {PROTOCOL + 1}" in new[0].refusal and "upgrade" in new[0].refusal
 
-    async def run() -> list[str]:
-        delivered: list[Any] = []
-        server = grpc.aio.server(options=GRPC_OPTIONS)
-        servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a))
-        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
-        address = f"127.0.0.1:{free_ports(1)[0]}"
-        server.add_insecure_port(address)
-        await server.start()
-        try:
-            refusals = []
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = peer_pb2_grpc.PeerStub(channel)
-                for version in (0, PROTOCOL + 1):
-                    hello = peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=version)
-                    replies = [r async for r in stub.Exchange(iter([hello]))]
-                    assert len(replies) == 1, replies
-                    refusals.append(replies[0].refusal)
-                accepted = peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=PROTOCOL)
-                replies = [r async for r in stub.Exchange(iter([accepted]))]
-                assert [(r.refusal, r.protocol) for r in replies] == [("", PROTOCOL)]
-            assert delivered == [] and servicer.refused == 2
-            return refusals
-        finally:
-            await server.stop(0)
 
-    old, new = asyncio.run(run())
-    assert f"speaks protocol version 0, node 2 version {PROTOCOL}" in old
-    assert f"protocol version {PROTOCOL + 1}" in new and "upgrade" in new
+def _digest_of_split(split_points: list[bytes]) -> bytes:
+    node = NodeAddress(node_id=1, name="n1", client_addr="h:1", peer_addr="h:1")
+    return map_digest(bootstrap([node], split_points, 1))
 
 
 def test_a_peer_whose_config_gives_another_shard_map_is_refused() -> None:
@@ -255,41 +259,15 @@ def test_a_peer_whose_config_gives_another_shard_map_is_refused() -> None:
     its groups on its own ranges and lost the writes outside them. Its hello carries the
     digest of its config's map; a node whose config gives another refuses the stream,
     naming why, and applies nothing of it."""
-    ours = map_digest(
-        bootstrap(
-            [NodeAddress(node_id=1, name="n1", client_addr="h:1", peer_addr="h:1")], [b"j", b"r"], 1
-        )
-    )
-    theirs = map_digest(
-        bootstrap(
-            [NodeAddress(node_id=1, name="n1", client_addr="h:1", peer_addr="h:1")], [b"k", b"r"], 1
-        )
-    )
-
-    async def run() -> list[str]:
-        delivered: list[Any] = []
-        server = grpc.aio.server(options=GRPC_OPTIONS)
-        servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a), map_digest=ours)
-        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
-        address = f"127.0.0.1:{free_ports(1)[0]}"
-        server.add_insecure_port(address)
-        await server.start()
-        try:
-            answers = []
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = peer_pb2_grpc.PeerStub(channel)
-                for digest in (theirs, b"", ours):
-                    hello = peer_pb2.PeerBatch(
-                        cluster_id="c", from_node=1, protocol=PROTOCOL, map_digest=digest
-                    )
-                    replies = [r async for r in stub.Exchange(iter([hello]))]
-                    answers.append(replies[0].refusal)
-            assert delivered == []
-            return answers
-        finally:
-            await server.stop(0)
-
-    other, empty, same = asyncio.run(run())
+    ours, theirs = _digest_of_split([b"j", b"r"]), _digest_of_split([b"k", b"r"])
+    delivered: list[Any] = []
+    servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a), map_digest=ours)
+    hellos = [
+        peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=PROTOCOL, map_digest=digest)
+        for digest in (theirs, b"", ours)
+    ]
+    other, empty, same = [r[0].refusal for r in asyncio.run(_replies_to_hellos(servicer, hellos))]
+    assert delivered == []
     assert "node 1's config gives another shard map" in other and "node 2" in other
     assert empty == other
     assert same == ""
