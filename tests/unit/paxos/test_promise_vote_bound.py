@@ -135,3 +135,48 @@ def test_votes_are_counted_as_encoded_not_by_their_commands_bytes() -> None:
         g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
     campaign_of_3(g)
     assert not [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
+
+
+def test_an_acceptor_past_the_bound_by_its_chosen_slots_promises_them_left_out() -> None:
+    """Rule 18's first resort: votes under the bound, but not with the chosen slots the
+    candidate lacks (under `max_batch_bytes`, so rule 16 kept them). The acceptor promises
+    with them left out (`chosen_omitted`), not nothing: the candidate catches up first."""
+    unchosen = 7  # about 7.4 kB of votes: under the bound, past it with 1 kB chosen more
+    g = Group(
+        3,
+        fast=(1,),
+        max_batch_count=1,
+        max_batch_bytes=1_100,
+        max_inflight_bytes=2_000,
+        max_promise_bytes=BOUND,
+    )
+    g.elect(1)
+    g.r(1).propose(VALUE + b"known")  # chosen by 1 and 2; 2 learns it, 3 never sees it
+    g.stabilize(keep=between(1, 2))
+    g.heartbeat(1, keep=between(1, 2))
+    g.r(1).propose(VALUE + b"gap")  # chosen by 1 and 3: 2's learning stops here
+    g.stabilize(keep=lambda m: between(1, 3)(m) and no_catchup(m))
+    for i in range(unchosen):
+        g.r(1).propose(VALUE + bytes([i]))
+        g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
+    g.heartbeat(1, keep=lambda m: between(1, 2)(m) and no_catchup(m))
+    assert g.r(2).status().chosen_watermark > g.r(3).status().chosen_watermark
+    campaign_of_3(g)
+    (promise,) = [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
+    assert promise.chosen_omitted
+    assert not [e for e in promise.accepted if e.chosen]
+    assert sum(1 for e in promise.accepted if not e.chosen) == unchosen
+    g.stabilize(keep=between(2, 3))
+    g.idle(2, 122.0)
+    g.idle(3, 122.0)
+    g.stabilize(keep=between(2, 3))
+    leader = next(i for i in (2, 3) if g.r(i).role is Role.LEADER)
+    g.r(leader).propose(b"after")
+    g.stabilize(keep=between(2, 3))
+    g.heartbeat(leader, keep=between(2, 3))
+    written = [(VALUE + b"known",), (VALUE + b"gap",)]
+    written += [(VALUE + bytes([i]),) for i in range(unchosen)]
+    for i in (2, 3):
+        values = [v for v in g.chosen(i) if v and v != (b"",)]
+        assert all(v in values for v in written), f"replica {i} lost a chosen value"
+        assert g.chosen(i)[-1] == (b"after",)
