@@ -1067,7 +1067,12 @@ class RoutingClient:
         last = "no attempt made"
         started = loop.time()
         target = "the cluster"
+        back_off = False  # whether the next try waits for its backoff first
         while True:
+            if back_off:
+                await self._sleep(attempt, deadline)
+                attempt += 1
+            back_off = True  # a retry below waits unless its branch says otherwise
             if loop.time() >= deadline:
                 raise DeadlineExceeded(
                     f"gave up at the deadline, after {loop.time() - started:.1f} s of tries "
@@ -1079,8 +1084,6 @@ class RoutingClient:
             shard_map = cache.shard_map
             if shard_map is None:
                 last = "no shard map: no node answered"
-                await self._sleep(attempt, deadline)
-                attempt += 1
                 continue
             gid = shard_map.locate(key).group_id if key is not None else group_id
             assert gid is not None
@@ -1120,8 +1123,6 @@ class RoutingClient:
                     ) from None
                 last = str(exc)
                 cache.on_not_leader(gid, asked)
-                await self._sleep(attempt, deadline)
-                attempt += 1
                 continue
             except _TimedOut as exc:
                 # A leader that does not answer at all (stopped, cut off) is no better a
@@ -1146,8 +1147,6 @@ class RoutingClient:
                     # send it (found by review: `paxoskv get` waited out its whole --timeout
                     # at a frozen leader while another replica led).
                     last = silence
-                    await self._sleep(attempt, deadline)
-                    attempt += 1
                     continue
                 raise DeadlineExceeded(
                     f"gave up: no answer from {address} before the deadline (last: {last})"
@@ -1160,15 +1159,11 @@ class RoutingClient:
             if code == kv.NOT_LEADER:
                 cache.on_not_leader(gid, asked, error.leader_id or None)
                 hops += 1
-                if hops > _NOT_LEADER_FREE_HOPS:
-                    await self._sleep(attempt, deadline)
-                    attempt += 1
+                back_off = hops > _NOT_LEADER_FREE_HOPS
                 continue
             hops = 0
             if code == kv.UNAVAILABLE:
                 cache.on_not_leader(gid, asked)
-                await self._sleep(attempt, deadline)
-                attempt += 1
                 continue
             if code == kv.WRONG_CLUSTER:
                 # Our cluster id came with the map from a node of our cluster (`connect`):
@@ -1184,14 +1179,10 @@ class RoutingClient:
                         f"not {self._cluster_id!r}"
                     )
                 cache.on_not_leader(gid, asked)
-                await self._sleep(attempt, deadline)
-                attempt += 1
                 continue
             if code == kv.CONFLICT:
                 # A prepared transaction holds the key; nothing was applied and its decision
                 # is moments away: back off and retry at the same leader.
-                await self._sleep(attempt, deadline)
-                attempt += 1
                 continue
             if code in (kv.WRONG_SHARD, kv.UNKNOWN_GROUP):
                 if code == kv.UNKNOWN_GROUP:
@@ -1210,15 +1201,14 @@ class RoutingClient:
                     if code == kv.UNKNOWN_GROUP:
                         raise UnknownGroup(gid, cache.map_version)
                     raise WrongShard(key or b"", cache.map_version or 0, gid)
-                if cache.map_version == version:
-                    # The node's map is older than ours (or ours could not be refreshed).
-                    if code == kv.WRONG_SHARD and error.map_version == version:
-                        # The same version, other ranges: a node that is wrong about them
-                        # (found by review: a misconfigured node held the client on it
-                        # until its deadline); another replica may serve the key.
-                        cache.on_not_leader(gid, asked)
-                    await self._sleep(attempt, deadline)
-                    attempt += 1
+                # A refreshed map is tried at once; the same one after a backoff: the node's
+                # map is older than ours (or ours could not be refreshed).
+                back_off = cache.map_version == version
+                if back_off and code == kv.WRONG_SHARD and error.map_version == version:
+                    # The same version, other ranges: a node that is wrong about them
+                    # (found by review: a misconfigured node held the client on it until
+                    # its deadline); another replica may serve the key.
+                    cache.on_not_leader(gid, asked)
                 continue
             raise self._fatal(code, error, address, write)
 
