@@ -412,6 +412,30 @@ def test_a_restarted_acceptor_keeps_its_promise_and_its_votes() -> None:
     assert promise.accepted[0].ballot == promised
 
 
+def test_a_candidates_round_is_durable_and_never_reused_after_a_restart() -> None:
+    """Ballots are unique: a candidate persists its own round before its Prepares leave, so
+    after a crash it campaigns above it. Reused, (round, node id) could name two proposals,
+    and a follower's old vote under it would be learned as chosen where another value was."""
+    g = Group(3)
+    g.tick_all(0.0)
+    g.tick(2, 0.13)
+    g.tick(3, 0.13)
+    g.tick(1, 0.2)
+    assert g.r(1).role is Role.CANDIDATE
+    g.process(1)
+    first = g.r(1).status().promised
+    assert first.node_id == 1
+    assert g.storage[1].load().promised == first
+    g.inflight.clear()  # its Prepares are lost
+    g.crash(1)
+    g.restart(1, 10.0)
+    g.idle(1, 12.0)
+    assert g.r(1).role is Role.CANDIDATE
+    g.process(1)
+    again = {m.ballot for m in g.inflight if isinstance(m, Prepare)}
+    assert again and all(b.round > first.round for b in again)
+
+
 def test_unsynced_state_is_lost_and_nothing_was_answered_for_it() -> None:
     """Promises and Accepted leave only after their persist: a crash before it loses both."""
     g = Group(3, fast=(1,))
@@ -491,6 +515,20 @@ def test_lease_read_is_immediate_read_index_waits_for_a_heartbeat_round() -> Non
     assert g.r(1).has_ready()
     ready = g.process(1)
     assert [(r.read_id, r.index, r.via_lease) for r in ready.reads] == [(2, 1, False)]
+
+
+def test_a_leaders_lease_ends_the_drift_margin_before_its_followers_promise_does() -> None:
+    """Leases need disjointness: the followers refuse candidates for LEASE after they
+    acknowledged a round, measured on their own clocks; the leader's lease from that round
+    ends `lease_drift_s` earlier on its clock, so that a clock running slow by up to the
+    drift never lets it serve a read after another leader could be elected."""
+    drift = 0.02
+    g = Group(3, fast=(1,), lease_drift_s=drift)
+    g.elect(1, now=0.2)
+    g.r(1).propose(b"w")
+    g.stabilize()
+    assert g.r(1).has_valid_lease(0.2 + LEASE - drift - 0.001)
+    assert not g.r(1).has_valid_lease(0.2 + LEASE - drift)
 
 
 def test_a_deposed_leader_never_answers_a_read_index_read() -> None:
