@@ -112,7 +112,7 @@ class Transaction:
     def commit(self) -> int:
         """Commit; returns the commit timestamp. See `AsyncTransaction.commit`."""
         try:
-            return self._client._call(self._inner.commit())
+            return self._client._call(self._inner.commit(), writes=True)
         except ClientClosed:
             ref = self._inner.ref
             if self._inner.state is not TransactionState.UNKNOWN or ref is None:
@@ -268,9 +268,7 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _call(
-        self, coro: Coroutine[Any, Any, T], *, closing: bool = False, writes: bool = True
-    ) -> T:
+    def _call(self, coro: Coroutine[Any, Any, T], *, writes: bool, closing: bool = False) -> T:
         """Run `coro` on the client's loop and wait for it (cancelled if we are interrupted);
         `closing`: close()'s own calls, the only ones taken once it began; `writes`: `coro`
         may write (a commit, a single-key write), so a close() cutting it off leaves its
@@ -378,9 +376,9 @@ class Client:
             self._closing = True
             if threading.current_thread() is not self._thread:
                 with contextlib.suppress(Exception):
-                    self._call(self._async.close(), closing=True)
+                    self._call(self._async.close(), writes=False, closing=True)
                 with contextlib.suppress(Exception):
-                    self._call(_finish_loop_tasks(), closing=True)
+                    self._call(_finish_loop_tasks(), writes=False, closing=True)
             self._closed = True
             self._loop.call_soon_threadsafe(self._loop.stop)
         if threading.current_thread() is not self._thread:
@@ -463,7 +461,7 @@ class Client:
                         if not self._async.settle_unknown:
                             raise
                         try:
-                            self._call(self._async._settle_lost_commit(inner, lost))
+                            self._call(self._async._settle_lost_commit(inner, lost), writes=True)
                         except ClientClosed:
                             # Closed by another thread before it settled: the loss stands
                             # (found by review: "the client is closed" read as nothing
@@ -526,11 +524,11 @@ class Client:
 
     def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """See `AsyncClient.put`."""
-        return self._call(self._async.put(key, value, timeout_s=timeout_s))
+        return self._call(self._async.put(key, value, timeout_s=timeout_s), writes=True)
 
     def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
         """See `AsyncClient.delete`."""
-        return self._call(self._async.delete(key, timeout_s=timeout_s))
+        return self._call(self._async.delete(key, timeout_s=timeout_s), writes=True)
 
     def cas(
         self,
@@ -553,7 +551,8 @@ class Client:
                 new_value=new_value,
                 delete=delete,
                 timeout_s=timeout_s,
-            )
+            ),
+            writes=True,
         )
 
     def scan(
@@ -569,11 +568,11 @@ class Client:
 
     def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
         """See `AsyncClient.put_fenced`; returns the commit timestamp."""
-        return self._call(self._async.put_fenced(key, value, lock=lock, token=token))
+        return self._call(self._async.put_fenced(key, value, lock=lock, token=token), writes=True)
 
     def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
         """See `AsyncClient.delete_fenced`; returns the commit timestamp."""
-        return self._call(self._async.delete_fenced(key, lock=lock, token=token))
+        return self._call(self._async.delete_fenced(key, lock=lock, token=token), writes=True)
 
 
 # ---------------------------------------------------------------------------- decorator
