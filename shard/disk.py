@@ -30,7 +30,8 @@ from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOption
 from paxos import MemoryStorage, PersistBatch
 from paxos.rocks import RocksStorage
 from paxos.storage import DurableState
-from shard.engine import MemEngine, RocksEngine
+from shard.engine import MemEngine
+from shard.rocks_engine import RocksEngine
 
 # Logs kept for reuse; the memtable size, which is also how much of a log the warm-up at
 # open writes (a log covers one memtable).

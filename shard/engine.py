@@ -18,18 +18,15 @@ Rules every implementation keeps (checked by `tests/unit/shard/test_engine_contr
    after it (a prefix of the write history survives, never a torn batch).
 
 `MemEngine` models crashes (`crash()` forgets unsynced writes). `RocksEngine` is rocksdict in
-raw mode; see /work/shared/REFERENCE.md for the two rocksdict bugs this module avoids
-(never `set_iterate_lower_bound`; consistent scans use a plain iterator, not a snapshot).
+raw mode, in `shard.rocks_engine`: this module touches no disk, so the sans-I/O cores import
+their `Engine` and `EngineBatch` types from it.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections.abc import Iterator
-from typing import Protocol, cast
-
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from typing import Protocol
 
 KV = tuple[bytes, bytes]
 
@@ -112,7 +109,7 @@ def take_bounded(pairs: Iterator[KV], limit: int, max_bytes: int) -> list[KV]:
     return out
 
 
-class _OverlayBatch:
+class OverlayBatch:
     """Read-your-writes bookkeeping shared by both batch types."""
 
     __slots__ = ("_count", "_engine", "_ranges", "_sorted_staged", "_staged", "_used")
@@ -199,7 +196,7 @@ class _OverlayBatch:
 # MemEngine
 
 
-class MemBatch(_OverlayBatch):
+class MemBatch(OverlayBatch):
     """A batch for `MemEngine`: an ordered list of operations."""
 
     __slots__ = ("_ops",)
@@ -317,144 +314,3 @@ class MemEngine:
             if key not in data:
                 bisect.insort(self._keys, key)
             data[key] = value
-
-
-# --------------------------------------------------------------------------------------------
-# RocksEngine
-
-
-class _Owning:
-    """An iterator that keeps its ReadOptions alive (found by review): rocksdict 0.3.29's
-    `set_iterate_upper_bound` keeps a pointer into the bound's bytes, which the ReadOptions
-    holds; dropped while the iterator lived on (a snapshot build keeps one across wakes),
-    the freed bound let it stop early or run into the next group's keys."""
-
-    __slots__ = ("_items", "_read_options")
-
-    def __init__(self, items: Iterator[KV], read_options: ReadOptions) -> None:
-        self._items = items
-        self._read_options = read_options
-
-    def __iter__(self) -> _Owning:
-        return self
-
-    def __next__(self) -> KV:
-        return next(self._items)
-
-
-class RocksBatch(_OverlayBatch):
-    """A batch for `RocksEngine`: a rocksdict WriteBatch plus the read-your-writes overlay."""
-
-    __slots__ = ("_db", "_wb")
-
-    def __init__(self, engine: RocksEngine) -> None:
-        super().__init__(engine)
-        self._db = engine.db
-        self._wb = WriteBatch(raw_mode=True)
-
-    def _engine_get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
-        return value
-
-    def put(self, key: bytes, value: bytes) -> None:
-        """Stage `key = value`."""
-        self._check_open()
-        self._staged[key] = value
-        self._wb.put(key, value)
-        self._count += 1
-
-    def delete(self, key: bytes) -> None:
-        """Stage the removal of `key`."""
-        self._check_open()
-        self._staged[key] = None
-        self._wb.delete(key)
-        self._count += 1
-
-    def delete_range(self, lo: bytes, hi: bytes) -> None:
-        """Stage the removal of every key in [lo, hi)."""
-        self._check_open()
-        self._stage_range(lo, hi)
-        self._wb.delete_range(lo, hi)
-
-
-class RocksEngine:
-    """The engine on a rocksdict `Rdict` in raw mode; `.db` is shared with the Paxos storage."""
-
-    def __init__(self, path: str | None = None, *, db: Rdict | None = None) -> None:
-        if (path is None) == (db is None):
-            raise ValueError("give exactly one of path or db")
-        if db is None:
-            assert path is not None
-            db = Rdict(path, Options(raw_mode=True))
-        self.db: Rdict = db
-        self._sync_opts = WriteOptions()
-        self._sync_opts.sync = True
-        self._nosync_opts = WriteOptions()
-
-    def get(self, key: bytes) -> bytes | None:
-        """The value of `key`, or None."""
-        value: bytes | None = self.db.get(key)
-        return value
-
-    def scan(
-        self, lo: bytes, hi: bytes | None, limit: int | None, reverse: bool = False
-    ) -> list[KV]:
-        """Up to `limit` pairs with lo <= key < hi, ascending (descending if reverse)."""
-        if limit == 0 or (hi is not None and hi <= lo):
-            return []
-        ro = ReadOptions()
-        if hi is not None:
-            # Only the upper bound: set_iterate_lower_bound is broken in rocksdict 0.3.29.
-            ro.set_iterate_upper_bound(hi)
-        if reverse:
-            items = cast("Iterator[KV]", self.db.items(backwards=True, read_opt=ro))
-            out: list[KV] = []
-            for kv in items:
-                if kv[0] < lo:
-                    break
-                out.append(kv)
-                if limit is not None and len(out) >= limit:
-                    break
-            return out
-        forward = cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
-        if limit is None:
-            return list(forward)
-        return list(itertools.islice(forward, limit))
-
-    def scan_bounded(self, lo: bytes, hi: bytes, limit: int, max_bytes: int) -> list[KV]:
-        """See Engine.scan_bounded: the iterator is dropped there (having read at most the
-        next record ahead), so a page of large values is not read whole."""
-        if hi <= lo:
-            return []
-        ro = ReadOptions()
-        ro.set_iterate_upper_bound(hi)
-        forward = cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro))
-        return take_bounded(forward, limit, max_bytes)
-
-    def iterate(self, lo: bytes, hi: bytes) -> Iterator[KV]:
-        """See Engine.iterate: a RocksDB iterator pins its point-in-time view when created
-        (`../shared/REFERENCE.md`; a `db.snapshot()` would not, its iteration is live)."""
-        ro = ReadOptions()
-        ro.set_iterate_upper_bound(hi)
-        return _Owning(cast("Iterator[KV]", self.db.items(from_key=lo, read_opt=ro)), ro)
-
-    def new_batch(self) -> RocksBatch:
-        """A fresh, empty batch bound to this engine."""
-        return RocksBatch(self)
-
-    def write(self, batch: EngineBatch, sync: bool) -> None:
-        """Apply `batch` atomically with one RocksDB write; fdatasync'ed when `sync`."""
-        if not isinstance(batch, RocksBatch) or batch._engine is not self:
-            raise ValueError("batch was not created by this engine's new_batch()")
-        batch._check_open()
-        batch._used = True
-        self.db.write(batch._wb, self._sync_opts if sync else self._nosync_opts)
-
-    def close(self) -> None:
-        """Close the database (it closes for real once no iterator or view is alive)."""
-        self.db.close()
-
-
-def _conformance(mem: MemEngine, rocks: RocksEngine) -> tuple[Engine, Engine]:
-    """Static check (mypy) that both engines satisfy the `Engine` protocol."""
-    return mem, rocks

@@ -169,7 +169,7 @@ from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import MAX_STATUS_IDS, MAX_TS, validate_command_size, validate_key
 from shard.lock_wait import LOCK_QUEUE_MAX_S, LOCK_WAIT_MAX_S, Grant, blocked, request_age
-from shard.node_identity import config_mismatch
+from shard.map_mismatch import config_mismatch
 from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
 from shard.txn_duties import Outbound, TxnDuties

@@ -62,13 +62,13 @@ from paxos.rocks import RocksStorage
 from router.codec import decode_shard_map, encode_shard_map
 from router.shard_map import ShardMap
 from shard.disk import DataDirInUse, RocksNodeDisk
+from shard.map_mismatch import ConfigMismatch, config_mismatch
 
 __all__ = [
     "CLUSTER_MAP_KEY",
     "IDENTITY_KEY",
     "NO_OTHERS",
     "Admission",
-    "ConfigMismatch",
     "Incarnation",
     "NodeDataCorrupt",
     "NodeDataMismatch",
@@ -77,7 +77,6 @@ __all__ = [
     "NodeIdentity",
     "PeerRecords",
     "admit_peer",
-    "config_mismatch",
     "first_contact",
     "node_incarnation",
     "open_node_disk",
@@ -109,36 +108,6 @@ class NodeDataCorrupt(RuntimeError):
 class NodeDataUnusable(RuntimeError):
     """The node's data directory cannot be created or written (not a directory, no
     permission)."""
-
-
-class ConfigMismatch(ValueError):
-    """The node's config no longer matches the shard map its cluster stored."""
-
-
-def config_mismatch(config: ShardMap, stored: ShardMap) -> ConfigMismatch:
-    """The error for a config whose map is not the one stored at the first start."""
-    return ConfigMismatch(
-        f"the config does not match the shard map this cluster stored when it was "
-        f"bootstrapped ({_map_difference(config, stored)}): nodes' addresses, split points "
-        f"and replication cannot change after the first start; restore the config"
-    )
-
-
-def _map_difference(config: ShardMap, stored: ShardMap) -> str:
-    """What differs between two maps, as the config would say it."""
-
-    def nodes(m: ShardMap) -> dict[int, str]:
-        return {i: f"{n.name} {n.client_addr}" for i, n in sorted(m.nodes.items())}
-
-    def ranges(m: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
-        return [(r.label, r.replicas) for r in m.ranges]
-
-    parts = []
-    if nodes(config) != nodes(stored):
-        parts.append(f"nodes {nodes(config)} in the config, {nodes(stored)} stored")
-    if ranges(config) != ranges(stored):
-        parts.append(f"ranges {ranges(config)} in the config, {ranges(stored)} stored")
-    return "; ".join(parts) or "the maps differ"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from test_node_core import CLUSTER, OneNode, put
 from router import kv_pb2 as kv
 from router.shard_map import NodeAddress, bootstrap
 from shard.config import PaxosSettings
+from shard.map_mismatch import ConfigMismatch
 from shard.node import NodeCore, TxnSettings
-from shard.node_identity import ConfigMismatch
 
 
 def _restart(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shard.engine import Engine, EngineBatch, MemEngine, RocksEngine
+from shard.engine import Engine, EngineBatch, MemEngine
+from shard.rocks_engine import RocksEngine
 
 MakeEngine = Callable[[], Engine]
 

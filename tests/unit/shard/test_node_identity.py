@@ -12,11 +12,11 @@ import pytest
 from paxos import Ballot, PersistBatch
 from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard.disk import WAL_WARMUP_BYTES, DataDirInUse, RocksNodeDisk
+from shard.map_mismatch import ConfigMismatch
 from shard.node_identity import (
     IDENTITY_KEY,
     INCARNATION_KEY,
     NO_OTHERS,
-    ConfigMismatch,
     Incarnation,
     NodeDataCorrupt,
     NodeDataMismatch,

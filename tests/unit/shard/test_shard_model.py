@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shard.codec import CommandResult, encode_cas, encode_delete, encode_put
-from shard.engine import Engine, MemEngine, RocksEngine
+from shard.engine import Engine, MemEngine
 from shard.errors import Status, VersionCompacted
+from shard.rocks_engine import RocksEngine
 from shard.state_machine import ShardStateMachine
 
 KEYS = [b"a", b"a\x00", b"b", b"c", b"c\x00\xff", b"x", b"z"]

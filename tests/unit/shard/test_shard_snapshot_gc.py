@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from shard import state_machine
 from shard.codec import CommandResult, encode_delete, encode_put
-from shard.engine import Engine, MemEngine, RocksEngine
+from shard.engine import Engine, MemEngine
 from shard.errors import SnapshotCorrupt, VersionCompacted
 from shard.mvcc import KIND_TOMBSTONE, MAX_U64, pack_latest
+from shard.rocks_engine import RocksEngine
 from shard.state_machine import ShardStateMachine
 from tests.unit.shard.test_shard_txn import Node as TxnNode
 from tests.unit.shard.test_snapshot_steps import OP_KEYS, any_op, apply_op

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shard.codec import CommandResult, encode_cas, encode_delete, encode_put
-from shard.engine import Engine, MemEngine, RocksEngine
+from shard.engine import Engine, MemEngine
 from shard.errors import (
     ApplyOrderError,
     InvalidArgument,
@@ -17,6 +17,7 @@ from shard.errors import (
     WrongShard,
 )
 from shard.limits import MAX_KEY_BYTES, MAX_TS, MAX_VALUE_BYTES
+from shard.rocks_engine import RocksEngine
 from shard.state_machine import ShardStateMachine
 
 ALL: tuple[bytes, bytes | None] = (b"", None)

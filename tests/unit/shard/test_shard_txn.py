@@ -21,10 +21,11 @@ from shard.codec import (
     encode_put,
     encode_txn,
 )
-from shard.engine import Engine, MemEngine, RocksEngine
+from shard.engine import Engine, MemEngine
 from shard.errors import Status
 from shard.limits import MAX_KEY_BYTES, MAX_TS, MAX_VALUE_BYTES
 from shard.mvcc import PURGE_COUNTERS_TAG, PurgeCounters, group_prefix, unpack_counters
+from shard.rocks_engine import RocksEngine
 from shard.state_machine import ShardStateMachine
 from txn.codec import encode_command as encode_txn_record
 from txn.records import (

@@ -25,11 +25,12 @@ from paxos.messages import InstallSnapshot
 from router import kv_pb2 as kv
 from shard.codec import encode_delete
 from shard.config import PaxosSettings
-from shard.engine import Engine, EngineBatch, MemBatch, MemEngine, RocksEngine
+from shard.engine import Engine, EngineBatch, MemBatch, MemEngine
 from shard.errors import SnapshotCorrupt, Status, VersionCompacted
 from shard.execute import background_cycle
 from shard.mvcc import group_prefix, prefix_end, restore_prefix
 from shard.node import TxnSettings
+from shard.rocks_engine import RocksEngine
 from shard.snapshots import MAGIC, ShardRestore
 from shard.state_machine import ShardStateMachine
 from tests.unit.shard.test_node_core import ThreeNodes, get, put
