@@ -1201,8 +1201,8 @@ class RoutingClient:
                     if code == kv.UNKNOWN_GROUP:
                         raise UnknownGroup(gid, cache.map_version)
                     raise WrongShard(key or b"", cache.map_version or 0, gid)
-                # A refreshed map is tried at once; the same one after a backoff: the node's
-                # map is older than ours (or ours could not be refreshed).
+                # A refreshed map is tried at once; the same one after a backoff (the node's
+                # map is older than ours, ours could not be refreshed, or the node is wrong).
                 back_off = cache.map_version == version
                 if back_off and code == kv.WRONG_SHARD and error.map_version == version:
                     # The same version, other ranges: a node that is wrong about them

@@ -422,7 +422,9 @@ def test_a_candidates_round_is_durable_and_never_reused_after_a_restart() -> Non
     g.tick(3, 0.13)
     g.tick(1, 0.2)
     assert g.r(1).role is Role.CANDIDATE
-    g.process(1)
+    ready = g.process(1)
+    assert not [m for m in ready.messages if isinstance(m, Prepare)]
+    assert [m for m in ready.messages_after_persist if isinstance(m, Prepare)]
     first = g.r(1).status().promised
     assert first.node_id == 1
     assert g.storage[1].load().promised == first

@@ -22,7 +22,7 @@ import txn
 from router import NodeAddress, ShardMap, bootstrap, kv_pb2_grpc
 from router import kv_pb2 as kv
 from router import router_pb2 as rpb
-from router.client import RoutingClient
+from router.client import _NOT_LEADER_FREE_HOPS, RoutingClient
 from router.client_errors import (
     OUTCOME_ADVICE,
     DeadlineExceeded,
@@ -664,6 +664,45 @@ async def test_not_leader_hint_is_followed_and_remembered(cluster: FakeCluster) 
         await client.put(b"b", b"2")
         assert cluster.seen[-1][0] == 3
         assert cluster.count("put") == 3
+
+
+@pytest.mark.parametrize("redirects", [3, 6])
+def test_not_leader_redirects_back_off_only_past_the_free_hops(redirects: int) -> None:
+    """A leader change sends a request through a few NOT_LEADER hints at once (each names
+    where to go next); a longer chain (leaders moving, hints going round) backs off at each
+    hop past _NOT_LEADER_FREE_HOPS instead of spinning between nodes."""
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        left = redirects
+
+        def hook(node: FakeNode, request: kv.Request) -> Any:
+            nonlocal left
+            if left == 0:
+                return None
+            left -= 1
+            hint = node.node_id % 3 + 1
+            return error_response(
+                request, kv.NOT_LEADER, leader_id=hint, leader_addr=cluster.nodes[hint].address
+            )
+
+        async with client_for(cluster) as client:
+            await client.connect()
+            cluster.hook = hook
+            sleeps: list[int] = []
+            backoff = client._sleep
+
+            async def counted(attempt: int, deadline: float) -> None:
+                sleeps.append(attempt)
+                await backoff(attempt, deadline)
+
+            client._sleep = counted  # type: ignore[method-assign]
+            await client.put(b"a", b"1")
+        hops = cluster.count("put") - 1  # every answer but the last was a NOT_LEADER
+        assert hops >= redirects
+        assert sleeps == list(range(max(0, hops - _NOT_LEADER_FREE_HOPS)))
+
+    scenario()
 
 
 @with_cluster
