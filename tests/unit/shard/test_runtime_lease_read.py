@@ -6,8 +6,9 @@ sees time only when its shell tells it; between wakes (a stalled loop, a SIGSTOP
 clock stands still, and a read that arrives after the lease ran out would look covered by
 it. So `NodeRuntime.submit` moves the core's clock to now before the read is judged.
 Here node 1 runs as a real `NodeRuntime` and leads, its two peers are sans-I/O
-`NodeCore`s joined by hand; after the lease was confirmed, the peers go silent and more
-than a lease passes with no wake (a stall), and a linearizable get must then wait for a
+`NodeCore`s joined by hand, and every clock is one fake monotonic clock the test moves:
+after a read served from the lease, the peers go silent and a lease passes with no wake
+(a stall shorter than any election timeout), and a linearizable get must then wait for a
 heartbeat round instead of being answered from the expired lease.
 """
 
@@ -16,23 +17,26 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from paxos import Role
-from paxos.messages import Heartbeat, Message
+from paxos.messages import Message
 from router import kv_pb2 as kv
+from shard import runtime as runtime_module
 from shard.config import ClusterConfig, NodeConfig, PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import execute_cycle
 from shard.node import NodeCore
 from shard.runtime import NodeRuntime, bootstrap_map
-from tests.unit.shard.test_runtime import DEADLINE_S
 
 GROUP = 1
 PEERS = (2, 3)
+STEP_S = 0.005  # how far the fake clock moves per wake while the test waits on a condition
+MAX_WAKES = 2_000
 
 
 @pytest.fixture
@@ -45,15 +49,25 @@ def config(tmp_path: Path) -> ClusterConfig:
     )
 
 
+class _Clock:
+    """The monotonic clock of the runtime and of the peers, moved by the test only."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 class _Peers:
     """Nodes 2 and 3 as cores in memory, joined to the runtime while `connected`. Their
     election timers are long, so node 1 is the one that campaigns."""
 
-    def __init__(self, config: ClusterConfig, runtime: NodeRuntime) -> None:
+    def __init__(self, config: ClusterConfig, runtime: NodeRuntime, clock: _Clock) -> None:
         self.runtime = runtime
+        self.clock = clock
         self.connected = True
         self.to_peers: list[tuple[int, Message]] = []
-        self.sent_by_runtime: list[Message] = []
         slow = PaxosSettings(election_timeout_min_ms=60_000, election_timeout_max_ms=61_000)
         self.disks = {i: MemoryNodeDisk() for i in PEERS}
         self.cores = {
@@ -70,20 +84,19 @@ class _Peers:
         }
 
         def runtime_send(group_id: int, msgs: Sequence[Message]) -> None:
-            self.sent_by_runtime.extend(msgs)
             self.to_peers.extend((group_id, m) for m in msgs)
 
         runtime._send = runtime_send  # type: ignore[method-assign]
 
     def pump(self) -> None:
-        """Deliver what the runtime sent, run one cycle of each peer, deliver their answers
-        (all dropped while not connected)."""
+        """Deliver what the runtime sent, run the peers' cycles, deliver their answers (all
+        dropped while not connected)."""
         inbox, self.to_peers = self.to_peers, []
         for group_id, msg in inbox:
             if self.connected:
                 self.cores[msg.dst].step(group_id, msg)
         for i, core in self.cores.items():
-            core.tick(time.monotonic(), time.time_ns())
+            core.tick(self.clock.now, time.time_ns())
 
             def send(group_id: int, msgs: Sequence[Message], src: int = i) -> None:
                 for msg in msgs:
@@ -94,14 +107,17 @@ class _Peers:
                 pass
 
 
-async def _run_until(runtime: NodeRuntime, peers: _Peers, condition: object) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
+async def _run_until(
+    runtime: NodeRuntime, peers: _Peers, clock: _Clock, condition: Callable[[], bool]
+) -> None:
+    """Wake the runtime and the peers, the clock moving STEP_S a wake, until `condition`."""
+    for _ in range(MAX_WAKES):
+        if condition():
+            return
+        clock.now += STEP_S
         await runtime._run_cycles()
         peers.pump()
-        await asyncio.sleep(0.001)
+    raise AssertionError(f"condition not reached in {MAX_WAKES} wakes")
 
 
 def _get(config: ClusterConfig, key: bytes, request_id: int) -> kv.Request:
@@ -112,39 +128,39 @@ def _get(config: ClusterConfig, key: bytes, request_id: int) -> kv.Request:
 
 
 def test_a_read_after_a_stall_longer_than_the_lease_waits_for_a_quorum_round(
-    config: ClusterConfig,
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clock = _Clock()
+    fake_time = SimpleNamespace(
+        monotonic=clock.monotonic, time_ns=time.time_ns, perf_counter=time.perf_counter
+    )
+    monkeypatch.setattr(runtime_module, "time", fake_time)  # the runtime module's clock only
     lease_s = config.paxos.lease_ms / 1000
+    assert lease_s < config.paxos.election_timeout_min_ms / 1000
 
     async def main() -> None:
         runtime = NodeRuntime(config, config.nodes[0], first_start=True)
         try:
-            peers = _Peers(config, runtime)
+            peers = _Peers(config, runtime, clock)
             replica = runtime.core.hosts[GROUP].replica
-            await _run_until(runtime, peers, lambda: replica.role is Role.LEADER)
-            # A read served from the lease while it holds: the setup works as intended.
-            answers: list[kv.Response] = []
-            await _run_until(runtime, peers, lambda: replica.has_valid_lease(time.monotonic()))
-            runtime.submit(_get(config, b"k", 1), answers.append)
-            await _run_until(runtime, peers, lambda: len(answers) == 1)
-            assert answers[0].get.error.code == kv.OK, answers
-
-            # The peers go silent, and the node's loop stalls for more than a lease.
+            await _run_until(runtime, peers, clock, lambda: replica.role is Role.LEADER)
+            await _run_until(runtime, peers, clock, lambda: replica.has_valid_lease(clock.now))
+            # Served from the lease: the peers are silent, and it is answered in one wake.
             peers.connected = False
-            stalled_from = time.monotonic()
-            while time.monotonic() < stalled_from + 2 * lease_s:
-                await asyncio.sleep(lease_s / 4)  # the stall itself: no wake runs
-            peers.sent_by_runtime.clear()
+            answers: list[kv.Response] = []
+            runtime.submit(_get(config, b"k", 1), answers.append)
+            await runtime._run_cycles()
+            assert [a.get.error.code for a in answers] == [kv.OK], answers
+
+            # The loop stalls for a lease, shorter than any election timeout: still leader.
+            clock.now += lease_s
             runtime.submit(_get(config, b"k", 2), answers.append)
             await runtime._run_cycles()
+            assert replica.role is Role.LEADER
             assert len(answers) == 1, "a read was answered from a lease that had run out"
-            assert [m for m in peers.sent_by_runtime if isinstance(m, Heartbeat)], (
-                "the read did not ask its followers for a round"
-            )
-            # Back in touch with a quorum, the round confirms the leader and the read is
-            # answered.
+            # Back in touch with a quorum, a round confirms the leader and the read is served.
             peers.connected = True
-            await _run_until(runtime, peers, lambda: len(answers) == 2)
+            await _run_until(runtime, peers, clock, lambda: len(answers) == 2)
             assert answers[1].get.error.code == kv.OK, answers
         finally:
             runtime.disk.close()

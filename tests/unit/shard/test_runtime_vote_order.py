@@ -141,11 +141,13 @@ def test_a_followers_vote_waits_for_its_fsync_aside(
 
     async def main() -> None:
         runtime = NodeRuntime(config, config.nodes[FOLLOWER - 1], first_start=True)
-        recorder = _Recorder(runtime, monkeypatch)
-        held = _HeldSync(runtime)  # wraps the recording sync: held, then recorded
-        runtime._deliver(LEADER, GROUP, _accept())
-        wake = asyncio.create_task(runtime._run_cycles())
+        held: _HeldSync | None = None
+        wake: asyncio.Task[None] | None = None
         try:
+            recorder = _Recorder(runtime, monkeypatch)
+            held = _HeldSync(runtime)  # wraps the recording sync: held, then recorded
+            runtime._deliver(LEADER, GROUP, _accept())
+            wake = asyncio.create_task(runtime._run_cycles())
             await _until(held.started)
             assert ("persist", False) in recorder.events, "the write was not left owing a sync"
             assert recorder.votes() == [], f"a vote left before its fsync: {recorder.events}"
@@ -163,8 +165,10 @@ def test_a_followers_vote_waits_for_its_fsync_aside(
         finally:
             # A failed assertion leaves the fsync held: end it and the wake before the
             # database closes (never under a running flush_wal).
-            held.release_all()
-            await asyncio.wait({wake}, timeout=DEADLINE_S)
+            if held is not None:
+                held.release_all()
+            if wake is not None:
+                await asyncio.wait({wake}, timeout=DEADLINE_S)
             runtime.disk.close()
 
     asyncio.run(main())
