@@ -33,8 +33,8 @@ from shard.execute import execute_cycle, start_cycle
 from shard.node import NodeCore
 from shard.node_records import GroupHost
 from shard.runtime import NodeRuntime
+from tests.unit.shard.runtime_support import DEADLINE_S, wake_until
 from tests.unit.shard.test_node_core import CLUSTER, OneNode, put
-from tests.unit.shard.test_runtime import DEADLINE_S, wake_until
 
 # Split at b"m": data groups 1 (keys below b"m") and 2 (from b"m"), plus the meta group 0.
 SPLITS = (b"m",)

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,8 +21,7 @@ from shard import execute as execute_module
 from shard import runtime as runtime_module
 from shard.config import ClusterConfig, NodeConfig
 from shard.runtime import MAX_CYCLES_PER_WAKE, NodeRuntime
-
-DEADLINE_S = 10.0
+from tests.unit.shard.runtime_support import DEADLINE_S, HeldSync, until, wake_until
 
 
 @pytest.fixture
@@ -35,15 +32,6 @@ def config(tmp_path: Path) -> ClusterConfig:
         replication=1,
         data_dir=str(tmp_path),
     )
-
-
-async def wake_until(runtime: NodeRuntime, condition: Callable[[], bool]) -> None:
-    """Run wakes as the loop would (one `_run_cycles` per wake) until `condition`, bounded."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        await runtime._run_cycles()
-        await asyncio.sleep(0.001)
 
 
 async def elected(config: ClusterConfig) -> NodeRuntime:
@@ -289,39 +277,6 @@ def test_a_node_does_not_share_its_port_with_another_server(config: ClusterConfi
     asyncio.run(main())
 
 
-class _HeldSync:
-    """The disk's fsync, each held in its worker thread until released (a slow disk)."""
-
-    def __init__(self, runtime: NodeRuntime) -> None:
-        self._sync = runtime.disk.sync
-        self._releases = threading.Semaphore(0)
-        self.calls = 0
-        self.released = 0
-        self.open = False
-        runtime.disk.sync = self  # type: ignore[method-assign]
-
-    def __call__(self) -> None:
-        self.calls += 1
-        if not self.open:
-            assert self._releases.acquire(timeout=DEADLINE_S), "an fsync was never released"
-        self._sync()
-
-    def started(self) -> bool:
-        return self.calls > 0
-
-    def release(self) -> None:
-        self.released += 1
-        self._releases.release()
-
-    def release_all(self) -> None:
-        """Release the one held and hold none from now on."""
-        self.open = True
-        self.release()
-
-    def holding(self) -> bool:
-        return not self.open and self.calls > self.released
-
-
 def _record_repeats(runtime: NodeRuntime, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The groups whose heartbeats the runtime sent; its one group repeats a fake round."""
     sent: list[int] = []
@@ -329,13 +284,6 @@ def _record_repeats(runtime: NodeRuntime, monkeypatch: pytest.MonkeyPatch) -> li
     monkeypatch.setattr(runtime.core.hosts[1].replica, "repeat_heartbeats", lambda: [beat])
     monkeypatch.setattr(runtime, "_send", lambda group_id, msgs: sent.append(group_id))
     return sent
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        await asyncio.sleep(0.005)
 
 
 def test_a_large_write_syncs_aside_while_its_leader_repeats_its_heartbeats(
@@ -349,12 +297,12 @@ def test_a_large_write_syncs_aside_while_its_leader_repeats_its_heartbeats(
     async def main() -> None:
         runtime = await elected(config)
         try:
-            held = _HeldSync(runtime)
+            held = HeldSync(runtime)
             sent = _record_repeats(runtime, monkeypatch)
             answer: asyncio.Future[kv.Response] = asyncio.get_running_loop().create_future()
             runtime.submit(_put(runtime, b"big"), answer.set_result)
             wake = asyncio.create_task(runtime._run_cycles())
-            await _until(lambda: len(sent) >= 3)  # three heartbeat intervals, still held
+            await until(lambda: len(sent) >= 3)  # three heartbeat intervals, still held
             assert held.started() and not wake.done() and not answer.done()
             held.release_all()
             await asyncio.wait_for(wake, DEADLINE_S)
@@ -381,13 +329,13 @@ def test_a_disk_that_hangs_gets_its_heartbeats_repeated_for_a_bounded_time(
     async def main() -> list[int]:
         runtime = await elected(config)
         try:
-            held = _HeldSync(runtime)
+            held = HeldSync(runtime)
             sent = _record_repeats(runtime, monkeypatch)
             runtime.submit(_put(runtime, b"k"), lambda response: None)
             wake = asyncio.create_task(runtime._run_cycles())
-            await _until(held.started)
+            await until(held.started)
             held_from = time.monotonic()
-            await _until(lambda: time.monotonic() > held_from + 6 * interval_s)
+            await until(lambda: time.monotonic() > held_from + 6 * interval_s)
             held.release_all()
             await asyncio.wait_for(wake, DEADLINE_S)
             return sent
@@ -410,7 +358,7 @@ def test_a_stop_during_an_aside_fsync_waits_for_it_before_closing_the_disk(
 
     async def main(cancel_the_loop: bool) -> None:
         runtime = await elected(config)
-        held = _HeldSync(runtime)
+        held = HeldSync(runtime)
         close = runtime.disk.close
 
         def checked_close() -> None:
@@ -420,12 +368,12 @@ def test_a_stop_during_an_aside_fsync_waits_for_it_before_closing_the_disk(
         runtime.disk.close = checked_close  # type: ignore[method-assign]
         runtime.submit(_put(runtime, b"k1"), lambda response: None)
         wake = asyncio.create_task(runtime._run_cycles())
-        await _until(held.started)
+        await until(held.started)
         runtime.submit(_put(runtime, b"k2", request_id=2), lambda response: None)
         if cancel_the_loop:
             wake.cancel()
         stopping = asyncio.create_task(runtime.stop(grace_s=0.0))
-        await _until(lambda: runtime._stopped.is_set())
+        await until(lambda: runtime._stopped.is_set())
         held.release()
         await asyncio.wait_for(stopping, DEADLINE_S)
         assert held.calls == 1  # k2 was left for a next wake
@@ -452,16 +400,16 @@ def test_a_stop_during_an_aside_fsync_lets_the_wake_end_before_closing_the_disk(
 
     async def main() -> list[kv.Response]:
         runtime = await elected(config)
-        held = _HeldSync(runtime)
+        held = HeldSync(runtime)
         answers: list[kv.Response] = []
         runner = asyncio.create_task(runtime.run())
         runtime.submit(_put(runtime, b"k1"), answers.append)
-        await _until(held.started)  # k1's accept, held
+        await until(held.started)  # k1's accept, held
         runtime.submit(_put(runtime, b"k2", request_id=2), answers.append)
         held.release()
-        await _until(lambda: held.calls == 2)  # k2's accept; k1 is chosen in this cycle
+        await until(lambda: held.calls == 2)  # k2's accept; k1 is chosen in this cycle
         stopping = asyncio.create_task(runtime.stop(grace_s=0.0))
-        await _until(runtime._stopped.is_set)
+        await until(runtime._stopped.is_set)
         await asyncio.sleep(3 * interval_s)  # the loop waits on the fsync anew, after stop
         held.release_all()
         await asyncio.wait_for(stopping, DEADLINE_S)

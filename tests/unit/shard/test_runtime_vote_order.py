@@ -24,7 +24,7 @@ from paxos.messages import Accept, Accepted, Message, SlotValue
 from shard import runtime as runtime_module
 from shard.config import ClusterConfig, NodeConfig
 from shard.runtime import NodeRuntime
-from tests.unit.shard.test_runtime import DEADLINE_S, _HeldSync, _until
+from tests.unit.shard.runtime_support import DEADLINE_S, HeldSync, until
 
 GROUP = 1  # the data group; with replication 3 every node hosts it
 LEADER = 1
@@ -141,20 +141,20 @@ def test_a_followers_vote_waits_for_its_fsync_aside(
 
     async def main() -> None:
         runtime = NodeRuntime(config, config.nodes[FOLLOWER - 1], first_start=True)
-        held: _HeldSync | None = None
+        held: HeldSync | None = None
         wake: asyncio.Task[None] | None = None
         try:
             recorder = _Recorder(runtime, monkeypatch)
-            held = _HeldSync(runtime)  # wraps the recording sync: held, then recorded
+            held = HeldSync(runtime)  # wraps the recording sync: held, then recorded
             runtime._deliver(LEADER, GROUP, _accept())
             wake = asyncio.create_task(runtime._run_cycles())
-            await _until(held.started)
+            await until(held.started)
             assert ("persist", False) in recorder.events, "the write was not left owing a sync"
             assert recorder.votes() == [], f"a vote left before its fsync: {recorder.events}"
             # The loop runs on while the fsync is held (its heartbeat repeats, other tasks):
             # still no vote, however long the disk takes.
             held_from = time.monotonic()
-            await _until(lambda: time.monotonic() > held_from + 2 * interval_s)
+            await until(lambda: time.monotonic() > held_from + 2 * interval_s)
             assert not wake.done()
             assert recorder.votes() == [], f"a vote left before its fsync: {recorder.events}"
             held.release_all()
