@@ -79,3 +79,25 @@ def test_sync_snapshot_read_from_two_threads_is_one_timestamp() -> None:
             t.join(10)
         stamps = {r.get.at_version for _, r in fake.requests("get") if r.get.snapshot}
         assert len(stamps) == 1, f"one Snapshot read at {len(stamps)} timestamps ({out})"
+
+
+@with_fake
+async def test_a_snapshot_takes_no_lock_and_writes_nothing(fake: FakeKV) -> None:
+    """Read-only transactions take no locks and log nothing (issue 4): a snapshot's reads
+    across every group send a timestamp request and snapshot reads only, none for update,
+    and nothing that any group would log (no Prepare, commit, Resolve or write)."""
+    async with fast_client(fake) as client:
+        await client.put(A1, b"50")
+        await client.put(C1, b"50")
+        with fake.lock:
+            before = len(fake.seen)
+        async with client.snapshot() as snap:
+            assert await snap.get(A1) == b"50"
+            assert await snap.get(b"kiwi") is None
+            assert await snap.scan(b"") == [(A1, b"50"), (C1, b"50")]
+        with fake.lock:
+            sent = fake.seen[before:]
+    assert {kind for _, kind, _ in sent} == {"timestamp", "get", "scan"}, sent
+    reads = [getattr(r, kind) for _, kind, r in sent if kind in ("get", "scan")]
+    assert all(read.snapshot for read in reads), reads
+    assert not [r for _, kind, r in sent if kind == "get" and r.get.lock_txn_id], sent
