@@ -244,7 +244,9 @@ SETTLE_ADVICE = "settle it with client.txn_status(err.ref, settle=True) before r
 
 
 class CommitUnknown(OutcomeUnknown):
-    """The commit's answer was lost: the transaction may or may not have committed.
+    """The commit's outcome could not be learned: the transaction may or may not have
+    committed (its answer was lost, or the abort it asked for was still undecided at the
+    deadline).
 
     Not retried automatically (re-running could apply it twice). Ask
     `client.txn_status(err.ref)`, or make the transaction idempotent (e.g. write a unique

@@ -520,6 +520,44 @@ async def test_when_the_abort_cannot_be_recorded_the_outcome_is_unknown(fake: Fa
 
 
 @with_fake
+async def test_a_pending_decision_after_a_no_vote_is_commit_unknown_not_an_abort(
+    fake: FakeKV,
+) -> None:
+    """Rule 2: the abort after a no vote is a recovery Decide, and `pending` records
+    nothing: the coordinator's prevent round may still record a COMMIT (e.g. a late copy
+    of the refused PREPARE logged after all). A Decide still pending at the deadline is
+    therefore CommitUnknown (state UNKNOWN), never the no vote's Conflict: telling the
+    user "aborted" could have them re-run a transaction that committed. Unlike the
+    dropped Decide above, every Decide here is answered."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "decide":
+            # The prevent round never ends before the deadline: nothing recorded.
+            return kv.Response(id=request.id, decide=kv.DecideResponse(pending=True))
+        return None
+
+    fake.store.write(C1, b"c", 5)
+    fake.hook = hook
+    async with fast_client(fake, timeout_s=0.3) as client:
+        tx = client.transaction()
+        assert await tx.get(C1) == b"c"
+        tx.put(A1, b"a")  # group 1 coordinates
+        tx.put(B1, b"b")
+        fake.store.write(C1, b"changed", 6)  # group 3 will vote no
+        with pytest.raises(CommitUnknown) as info:
+            await tx.commit()
+        assert tx.state is TransactionState.UNKNOWN
+    assert info.value.maybe_committed
+    assert info.value.ref == tx.ref and tx.ref is not None and tx.ref.group_id == 1
+    decides = fake.requests("decide")
+    assert len(decides) >= 2  # re-sent while pending, until the deadline
+    assert all(g == 1 and r.decide.recover and not r.decide.commit for g, r in decides)
+    assert fake.store.decisions == {}
+    assert fake.requests("resolve") == []
+    assert set(fake.store.intents) == {A1, B1}  # left to the participants' recovery
+
+
+@with_fake
 async def test_a_failed_prepare_reports_the_commit_recovery_recorded_first(
     fake: FakeKV,
 ) -> None:
