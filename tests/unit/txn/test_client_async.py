@@ -498,13 +498,12 @@ async def test_prepare_conflict_decides_abort_and_the_coordinator_resolves(fake:
     assert fake.store.intents == {} and fake.store.value(A1) is None
 
 
-@with_fake
-async def test_when_the_abort_cannot_be_recorded_the_outcome_is_unknown(fake: FakeKV) -> None:
-    """Rule 2: a no vote is "not committed" only once the abort is recorded. Resolving the
-    others from the client instead could undo a commit recovery found (every PREPARE
-    logged, e.g. a late copy of the refused one), so the client resolves nothing."""
+async def _commit_after_a_no_vote(fake: FakeKV, decide_hook: Any) -> None:
+    """Commit a transaction writing in groups 1 (its coordinator) and 2 whose read in group 3
+    went stale (group 3 votes no), with `decide_hook` answering its recovery Decides; check
+    that the commit raised CommitUnknown and that nothing was decided, resolved or undone."""
     fake.store.write(C1, b"c", 5)
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
+    fake.hook = decide_hook
     async with fast_client(fake, timeout_s=0.3) as client:
         tx = client.transaction()
         assert await tx.get(C1) == b"c"
@@ -513,10 +512,22 @@ async def test_when_the_abort_cannot_be_recorded_the_outcome_is_unknown(fake: Fa
         fake.store.write(C1, b"changed", 6)  # group 3 will vote no
         with pytest.raises(CommitUnknown) as info:
             await tx.commit()
-    assert info.value.ref is not None and info.value.ref.group_id == 1
+        assert tx.state is TransactionState.UNKNOWN
+    assert info.value.maybe_committed
+    assert info.value.ref == tx.ref and tx.ref is not None and tx.ref.group_id == 1
     assert fake.store.decisions == {}
     assert fake.requests("resolve") == []
     assert set(fake.store.intents) == {A1, B1}  # left to the participants' recovery
+
+
+@with_fake
+async def test_when_the_abort_cannot_be_recorded_the_outcome_is_unknown(fake: FakeKV) -> None:
+    """Rule 2: a no vote is "not committed" only once the abort is recorded. Resolving the
+    others from the client instead could undo a commit recovery found (every PREPARE
+    logged, e.g. a late copy of the refused one), so the client resolves nothing."""
+    await _commit_after_a_no_vote(
+        fake, lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
+    )
 
 
 @with_fake
@@ -536,25 +547,10 @@ async def test_a_pending_decision_after_a_no_vote_is_commit_unknown_not_an_abort
             return kv.Response(id=request.id, decide=kv.DecideResponse(pending=True))
         return None
 
-    fake.store.write(C1, b"c", 5)
-    fake.hook = hook
-    async with fast_client(fake, timeout_s=0.3) as client:
-        tx = client.transaction()
-        assert await tx.get(C1) == b"c"
-        tx.put(A1, b"a")  # group 1 coordinates
-        tx.put(B1, b"b")
-        fake.store.write(C1, b"changed", 6)  # group 3 will vote no
-        with pytest.raises(CommitUnknown) as info:
-            await tx.commit()
-        assert tx.state is TransactionState.UNKNOWN
-    assert info.value.maybe_committed
-    assert info.value.ref == tx.ref and tx.ref is not None and tx.ref.group_id == 1
+    await _commit_after_a_no_vote(fake, hook)
     decides = fake.requests("decide")
     assert len(decides) >= 2  # re-sent while pending, until the deadline
     assert all(g == 1 and r.decide.recover and not r.decide.commit for g, r in decides)
-    assert fake.store.decisions == {}
-    assert fake.requests("resolve") == []
-    assert set(fake.store.intents) == {A1, B1}  # left to the participants' recovery
 
 
 @with_fake
