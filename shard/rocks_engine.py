@@ -1,6 +1,6 @@
 """`RocksEngine`: the `shard.engine.Engine` on rocksdict in raw mode, the node's real disk.
 
-See /work/shared/REFERENCE.md for the two rocksdict bugs this module avoids (never
+See ../shared/REFERENCE.md for the two rocksdict bugs this module avoids (never
 `set_iterate_lower_bound`; consistent scans use a plain iterator, not a snapshot).
 """
 

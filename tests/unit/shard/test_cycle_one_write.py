@@ -1,6 +1,6 @@
 """Group commit: one node cycle persists every group's Paxos records in ONE synced write.
 
-A synced write holds the GIL through its fsync (/work/shared/PITFALLS.md, rocksdict 0.3.29),
+A synced write holds the GIL through its fsync (../shared/PITFALLS.md, rocksdict 0.3.29),
 so a node that wrote once per group would pay one fsync per group per cycle and hold its
 loop that many times longer; the rule is one synced write batch per loop cycle, however
 many groups have work. test_disk.py checks that one `persist()` call is one write; these

@@ -1,6 +1,6 @@
 """A lease read is judged on the time of its arrival, not on the last wake's.
 
-Leases need disjointness (/work/shared/PITFALLS.md; etcd 0.4.1 served stale reads): a
+Leases need disjointness (../shared/PITFALLS.md; etcd 0.4.1 served stale reads): a
 leader serves a read from its lease only while the lease surely holds. The node's core
 sees time only when its shell tells it; between wakes (a stalled loop, a SIGSTOP) its
 clock stands still, and a read that arrives after the lease ran out would look covered by

@@ -1,7 +1,7 @@
 """Persist before you answer, on the real node shell: a follower's vote leaves only once durable.
 
 PySyncObj answered with votes it had kept only in memory, so a restart of every member could
-overwrite committed data (/work/shared/PITFALLS.md). The sans-I/O replica puts an acceptor's
+overwrite committed data (../shared/PITFALLS.md). The sans-I/O replica puts an acceptor's
 Accepted in `messages_after_persist`, but the shell decides when those are sent, and the real
 node does not run `shard.execute.persist_cycle`: `NodeRuntime._persist` writes the cycle's
 batches itself and, for a large write, fsyncs aside in a worker thread while the loop runs on
