@@ -25,9 +25,8 @@ def no_catchup(m: Message) -> bool:
     return not isinstance(m, (CatchUpRequest, CatchUpReply))
 
 
-def group_with_a_stalled_learner(bound: int) -> Group:
-    """Leader 1. Replica 2 misses the first write (chosen by 1 and 3), then 3 is cut off
-    and 2 votes for SLOTS more writes without learning any (no catch-up reaches it)."""
+def one_command_slots(bound: int) -> Group:
+    """Three replicas, leader 1 elected, one command of up to 1,100 bytes per slot."""
     g = Group(
         3,
         fast=(1,),
@@ -37,6 +36,13 @@ def group_with_a_stalled_learner(bound: int) -> Group:
         max_promise_bytes=bound,
     )
     g.elect(1)
+    return g
+
+
+def group_with_a_stalled_learner(bound: int) -> Group:
+    """Leader 1. Replica 2 misses the first write (chosen by 1 and 3), then 3 is cut off
+    and 2 votes for SLOTS more writes without learning any (no catch-up reaches it)."""
+    g = one_command_slots(bound)
     g.r(1).propose(VALUE + b"first")
     g.stabilize(keep=between(1, 3))
     g.heartbeat(1, keep=between(1, 3))
@@ -142,15 +148,7 @@ def test_an_acceptor_past_the_bound_by_its_chosen_slots_promises_them_left_out()
     candidate lacks (under `max_batch_bytes`, so rule 16 kept them). The acceptor promises
     with them left out (`chosen_omitted`), not nothing: the candidate catches up first."""
     unchosen = 7  # about 7.4 kB of votes: under the bound, past it with 1 kB chosen more
-    g = Group(
-        3,
-        fast=(1,),
-        max_batch_count=1,
-        max_batch_bytes=1_100,
-        max_inflight_bytes=2_000,
-        max_promise_bytes=BOUND,
-    )
-    g.elect(1)
+    g = one_command_slots(BOUND)
     g.r(1).propose(VALUE + b"known")  # chosen by 1 and 2; 2 learns it, 3 never sees it
     g.stabilize(keep=between(1, 2))
     g.heartbeat(1, keep=between(1, 2))

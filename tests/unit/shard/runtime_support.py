@@ -6,10 +6,22 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from shard.config import ClusterConfig, NodeConfig
 from shard.runtime import NodeRuntime
 
 DEADLINE_S = 10.0
+
+
+def three_node_config(cluster_id: str, data_dir: Path) -> ClusterConfig:
+    """Nodes 1-3 (n1-n3, addresses nobody listens on), every group on all three."""
+    return ClusterConfig(
+        cluster_id=cluster_id,
+        nodes=tuple(NodeConfig(id=i, name=f"n{i}", address=f"127.0.0.1:{i}") for i in (1, 2, 3)),
+        replication=3,
+        data_dir=str(data_dir),
+    )
 
 
 async def wake_until(runtime: NodeRuntime, condition: Callable[[], bool]) -> None:

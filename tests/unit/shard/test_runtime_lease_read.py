@@ -27,11 +27,12 @@ from paxos import Role
 from paxos.messages import Message
 from router import kv_pb2 as kv
 from shard import runtime as runtime_module
-from shard.config import ClusterConfig, NodeConfig, PaxosSettings
+from shard.config import ClusterConfig, PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import execute_cycle
 from shard.node import NodeCore
 from shard.runtime import NodeRuntime, bootstrap_map
+from tests.unit.shard.runtime_support import three_node_config
 
 GROUP = 1
 PEERS = (2, 3)
@@ -41,12 +42,7 @@ MAX_WAKES = 2_000
 
 @pytest.fixture
 def config(tmp_path: Path) -> ClusterConfig:
-    return ClusterConfig(
-        cluster_id="lease-read",
-        nodes=tuple(NodeConfig(id=i, name=f"n{i}", address=f"127.0.0.1:{i}") for i in (1, 2, 3)),
-        replication=3,
-        data_dir=str(tmp_path),
-    )
+    return three_node_config("lease-read", tmp_path)
 
 
 class _Clock:

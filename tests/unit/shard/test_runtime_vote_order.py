@@ -22,9 +22,9 @@ import pytest
 from paxos import Ballot, PersistBatch
 from paxos.messages import Accept, Accepted, Message, SlotValue
 from shard import runtime as runtime_module
-from shard.config import ClusterConfig, NodeConfig
+from shard.config import ClusterConfig
 from shard.runtime import NodeRuntime
-from tests.unit.shard.runtime_support import DEADLINE_S, HeldSync, until
+from tests.unit.shard.runtime_support import DEADLINE_S, HeldSync, three_node_config, until
 
 GROUP = 1  # the data group; with replication 3 every node hosts it
 LEADER = 1
@@ -34,12 +34,7 @@ BALLOT = Ballot(1, LEADER)
 
 @pytest.fixture
 def config(tmp_path: Path) -> ClusterConfig:
-    return ClusterConfig(
-        cluster_id="vote-order",
-        nodes=tuple(NodeConfig(id=i, name=f"n{i}", address=f"127.0.0.1:{i}") for i in (1, 2, 3)),
-        replication=3,
-        data_dir=str(tmp_path),
-    )
+    return three_node_config("vote-order", tmp_path)
 
 
 def _accept(slot: int = 1) -> Accept:
