@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,11 @@ SANS_IO_CORES = [
     "router/shard_map.py",
     "router/meta.py",
     "router/cache.py",
+    "router/codec.py",
+    "router/limits.py",
+    "router/seeds.py",
+    "router/client_errors.py",
+    "router/env.py",
     "txn/hlc.py",
     "txn/records.py",
     "txn/store.py",
@@ -57,26 +63,37 @@ FORBIDDEN_IN_CORE = {
     "rocksdict",
     "secrets",
     "socket",
+    "subprocess",
     "threading",
     "time",
     "uuid",
 }
 
 
+def _imported_names(path: Path) -> set[str]:
+    """Every module and `module.name` a file imports absolutely, inside functions too."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _imports(path: Path) -> set[str]:
+    """The top-level packages a file imports."""
+    return {name.split(".")[0] for name in _imported_names(path)}
+
+
 def _project_imports(path: Path) -> set[str]:
     """The project modules (as paths relative to ROOT) `path` imports, package inits aside."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            dotted = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        elif isinstance(node, ast.Import):
-            dotted = [alias.name for alias in node.names]
-        else:
-            continue
-        for name in dotted:
-            relative = name.replace(".", "/") + ".py"
-            if name.split(".")[0] in PACKAGES and (ROOT / relative).is_file():
-                found.add(relative)
+    for name in _imported_names(path):
+        relative = name.replace(".", "/") + ".py"
+        if name.split(".")[0] in PACKAGES and (ROOT / relative).is_file():
+            found.add(relative)
     return found
 
 
@@ -95,17 +112,6 @@ def _core_closure() -> list[str]:
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 def test_ruff_lint() -> None:
@@ -130,6 +136,23 @@ def test_imports_run_one_way(package: str) -> None:
     for path in sorted((ROOT / package).rglob("*.py")):
         bad = _imports(path) & forbidden
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_only_the_routers_codec_reads_its_wire_format() -> None:
+    """router_pb2 stays behind router/codec.py, so the map's wire form changes in one place."""
+    users = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "router").glob("*.py")
+        if "router.router_pb2" in _imported_names(path) and "_pb2" not in path.name
+    }
+    assert users == {"router/codec.py"}
+
+
+@pytest.mark.parametrize("package", ["paxos", "router", "txn"])
+def test_public_names_exist(package: str) -> None:
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, f"{package}.__all__ names {missing}, which {package} does not define"
 
 
 @pytest.mark.parametrize("module", _core_closure())
