@@ -480,3 +480,23 @@ def test_txn_workloads_refuse_too_few_shards() -> None:
         build_txn_workload("bank", one, hot_keys=1)
     with pytest.raises(ValueError):
         build_txn_workload("scan", one)
+
+
+def test_throughput_is_over_the_measured_time_and_duration_the_requested_one() -> None:
+    """Each op takes 0.4 s of fake time: three start within the 1.0 s window, the last ends
+    at 1.2 s."""
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, [0.4])
+    report = run_workload_sync(lambda: driver, "put", 1, 1.0, clock=clock)
+    assert report.ops == 3
+    assert report.duration_s == 1.0
+    assert report.elapsed_s == pytest.approx(1.2)
+    assert report.throughput_ops_s == pytest.approx(3 / 1.2)
+
+
+def test_the_summary_line_gives_throughput_and_the_three_percentiles() -> None:
+    clock = FakeClock()
+    driver = FakeDriver({}, clock, [0.001])
+    line = run_workload_sync(lambda: driver, "put", 1, 0.1, clock=clock).summary_line()
+    for part in (" ops/s", "p50=", "p99=", "p99.9="):
+        assert part in line, line

@@ -1088,8 +1088,49 @@ def test_no_retry_starts_too_close_to_the_deadline() -> None:
 
 
 class _FixedBackoff:
+    def __init__(self, delay_s: float = 0.005) -> None:
+        self.delay_s = delay_s
+
     def delay(self, attempt: int, rng: object) -> float:
-        return 0.005
+        return self.delay_s
+
+
+@with_cluster
+async def test_retries_wait_for_their_backoff(cluster: FakeCluster) -> None:
+    """UNAVAILABLE until the deadline: a 50 ms backoff leaves room for about ten tries in
+    0.5 s, not the hundreds a retry loop without its sleep sends at the nodes."""
+    async with client_for(cluster) as client:
+        await client.connect()
+        client._backoff = _FixedBackoff(0.05)  # type: ignore[assignment]
+        cluster.hook = lambda node, request: error_response(request, kv.UNAVAILABLE)
+        with pytest.raises(DeadlineExceeded):
+            await client.put(b"a", b"1", timeout_s=0.5)
+    assert 3 <= cluster.count("put") <= 15, cluster.count("put")
+
+
+@with_cluster
+async def test_a_not_leader_hint_is_followed_past_the_next_replica(cluster: FakeCluster) -> None:
+    """Group 1's preferred leader is node 2, and trying the replicas in turn would ask node 3
+    next: the hint names node 1, which gets the second request."""
+    cluster.leaders[1] = 1
+    async with client_for(cluster) as client:
+        await client.put(b"a", b"1")
+    assert [(node, kind) for node, kind, _ in cluster.seen] == [(2, "put"), (1, "put")]
+
+
+@with_cluster
+async def test_a_stale_scan_asks_every_shard_for_a_stale_read(cluster: FakeCluster) -> None:
+    asked: list[bool] = []
+
+    def record(node: FakeNode, request: kv.Request) -> None:
+        if request.WhichOneof("op") == "scan":
+            asked.append(request.scan.stale_ok)
+
+    async with client_for(cluster) as client:
+        await client.put(b"a", b"1")
+        cluster.hook = record
+        await client.scan(stale_ok=True)
+    assert asked == [True, True, True]
 
 
 def silence_the_leader(cluster: FakeCluster, key: bytes) -> int:

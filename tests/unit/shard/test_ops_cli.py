@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from shard.cli import main
+from shard.cli import build_parser, main
+from shard.cli_kv import seeds_from
+from shard.cluster import LocalCluster
 from shard.config import ConfigError, parse_config
 
 NOWHERE = "127.0.0.1:9"  # never contacted: every case fails before connecting
@@ -83,3 +85,24 @@ def test_a_node_whose_data_is_where_a_relative_data_dir_used_to_point_is_told_so
     err = capsys.readouterr().err
     assert f"data is in {work / 'pkv-data' / 'n1'}" in err and "full path" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_cluster_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PAXOSKV_CLUSTER is the default of --cluster, as the help says, not an override."""
+    monkeypatch.setenv("PAXOSKV_CLUSTER", "127.0.0.1:2")
+    assert seeds_from(build_parser().parse_args(["get", "k", "--cluster", NOWHERE])) == [NOWHERE]
+    assert seeds_from(build_parser().parse_args(["get", "k"])) == ["127.0.0.1:2"]
+
+
+def test_cluster_start_makes_the_shape_asked_and_prints_every_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    configs: list[Any] = []
+    monkeypatch.setattr(LocalCluster, "start", lambda self, **_: configs.append(self.config))
+    argv = ["cluster", "start", "--data-dir", str(tmp_path / "c"), "--nodes", "4"]
+    assert main([*argv, "--shards", "5"]) == 0
+    [config] = configs
+    assert len(config.nodes) == 4 and len(config.split_points) == 4
+    listed = capsys.readouterr().out.split("client addresses:\n")[1]
+    for node in config.nodes:
+        assert f"{node.name}  {node.address}" in listed

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from router import kv_pb2 as kv
 from shard import cluster as cluster_module
 from shard.chaos.netns import write_config
 from shard.cli import main
@@ -22,7 +23,9 @@ from shard.cluster import (
     CONFIG_NAME,
     ClusterError,
     ClusterProcesses,
+    GroupLeader,
     LocalCluster,
+    is_node_process,
     wait_for,
 )
 from shard.config import load_config
@@ -386,3 +389,61 @@ def test_status_of_a_directory_of_other_files_does_not_suggest_starting_a_cluste
     empty = tmp_path / "empty"
     assert main(["cluster", "status", "--data-dir", str(empty)]) == 1
     assert f"create one with: paxoskv cluster start --data-dir {empty}\n" in capsys.readouterr().err
+
+
+def test_a_node_process_of_another_config_is_not_ours(
+    tmp_path: Path, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """`cluster stop` signals only nodes of its own config: a node of another directory's
+    cluster, same name, is not one of them (found untested by an audit)."""
+    other = tmp_path / "elsewhere" / "cluster.toml"
+    argv = [sys.executable, "-c", SLEEP, "node", "--config", str(other), "--node-id", "n1"]
+    proc = subprocess.Popen(argv)
+    children.append(proc)
+    # Its cmdline reads as a node once it has exec'd.
+    wait_for(lambda: is_node_process(proc.pid, other, "n1"), 10.0, "the process to read as a node")
+    assert not is_node_process(proc.pid, tmp_path / "mine" / "cluster.toml", "n1")
+    assert not is_node_process(proc.pid, other, "n2")
+
+
+def test_wait_healthy_waits_for_every_group_to_have_a_leader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = LocalCluster(tmp_path / "c", nodes=1, shards=1)
+    up = {"n1": kv.StatusResponse()}
+    monkeypatch.setattr(cluster, "status_all", lambda timeout_s=1.0, names=None: up)
+    leaders = {0: GroupLeader(0, "n1", "1.1", ("n1",)), 1: GroupLeader(1, None, "", ())}
+    monkeypatch.setattr(cluster, "leaders", lambda timeout_s=1.0: leaders)
+    with pytest.raises(ClusterError, match="not healthy"):
+        cluster.wait_healthy(0.2)
+
+
+def _statuses(follows: dict[str, int], claims: dict[str, str]) -> dict[str, Any]:
+    """Status answers about group 1 from n1..n3: whom each follows, who claims to lead it."""
+    return {
+        name: kv.StatusResponse(
+            node_id=node_id,
+            groups=[
+                kv.GroupStatus(
+                    group_id=1,
+                    leader_id=follows.get(name, 0),
+                    role="leader" if name in claims else "follower",
+                    ballot=claims.get(name, ""),
+                )
+            ],
+        )
+        for node_id, name in enumerate(("n1", "n2", "n3"), start=1)
+    }
+
+
+def test_a_group_has_a_leader_only_when_a_majority_follows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cluster start` returns once every group has a leader: one a majority acknowledges, not
+    a replica that only calls itself one (cut off, or just elected and not yet heard)."""
+    cluster = LocalCluster(tmp_path / "c", nodes=3, shards=1)
+    answers = _statuses({"n1": 1, "n2": 1}, {"n1": "2.1"})
+    monkeypatch.setattr(cluster, "status_all", lambda timeout_s=1.0, names=None: answers)
+    assert cluster.leaders()[1] == GroupLeader(1, "n1", "2.1", ("n1", "n2"))
+    answers = _statuses({"n1": 1, "n2": 2, "n3": 2}, {"n1": "2.1"})
+    assert cluster.leaders()[1].leader is None

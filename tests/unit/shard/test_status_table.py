@@ -6,37 +6,54 @@ import re
 
 from router import kv_pb2 as kv
 from router.client import NodeStatus
-from router.shard_map import NodeAddress, bootstrap
+from router.shard_map import NodeAddress, ShardMap, bootstrap
 from shard.cli_kv import status_table
 
-NAMES = {1: "n1", 2: "n2", 3: "n3"}
+NAMES = {1: "n1", 2: "n2", 3: "n3", 4: "n4"}
 
 
-def node(node_id: int, roles: dict[int, str]) -> NodeStatus:
-    groups = [
-        kv.GroupStatus(group_id=g, role=role, ballot="2.1", chosen_index=70, applied_index=70)
-        for g, role in roles.items()
+def cluster_map(nodes: int, split_points: list[bytes]) -> ShardMap:
+    """The bootstrap map of nodes n1..n`nodes`, three replicas per group."""
+    addresses = [
+        NodeAddress(node_id=i, name=NAMES[i], client_addr=f"127.0.0.1:{7000 + i}", peer_addr="")
+        for i in range(1, nodes + 1)
     ]
-    status = kv.StatusResponse(cluster_id="c", node_id=node_id, map_version=1, groups=groups)
+    return bootstrap(addresses, split_points, 3)
+
+
+def node_with(node_id: int, groups: dict[int, tuple[str, str, int, int]]) -> NodeStatus:
+    """A node's Status answer: each group's (role, ballot, chosen index, applied index)."""
+    status = kv.StatusResponse(
+        cluster_id="c",
+        node_id=node_id,
+        map_version=1,
+        groups=[
+            kv.GroupStatus(
+                group_id=g, role=role, ballot=ballot, chosen_index=chosen, applied_index=applied
+            )
+            for g, (role, ballot, chosen, applied) in groups.items()
+        ],
+    )
     return NodeStatus(node_id, NAMES[node_id], f"127.0.0.1:{7000 + node_id}", status, None)
 
 
+def node(node_id: int, roles: dict[int, str]) -> NodeStatus:
+    return node_with(node_id, {g: (role, "2.1", 70, 70) for g, role in roles.items()})
+
+
+def group_rows(text: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in text.split("\n\n")[0].splitlines()[1:]}
+
+
 def test_a_replica_in_an_unusual_role_says_so() -> None:
-    shard_map = bootstrap(
-        [
-            NodeAddress(node_id=i, name=n, client_addr=f"127.0.0.1:{7000 + i}", peer_addr="")
-            for i, n in NAMES.items()
-        ],
-        [b"m"],
-        3,
-    )
+    shard_map = cluster_map(3, [b"m"])
     nodes = [
         node(1, {0: "leader", 1: "leader", 2: "follower"}),
         node(2, {0: "follower", 1: "follower", 2: "leader"}),
         node(3, {0: "follower", 1: "restoring", 2: "candidate"}),
     ]
     text, healthy = status_table(shard_map, nodes)
-    rows = {line.split()[0]: line.split() for line in text.splitlines()[1:4]}
+    rows = group_rows(text)
     assert rows["0"][2] == "n1,n2,n3"
     assert rows["1"][3] == "n1,n2,n3:restoring"
     assert rows["2"][3] == "n1,n2,n3:candidate"
@@ -44,15 +61,8 @@ def test_a_replica_in_an_unusual_role_says_so() -> None:
 
 
 def test_each_node_shows_its_client_memory_and_what_it_shed() -> None:
-    shard_map = bootstrap(
-        [
-            NodeAddress(node_id=i, name=n, client_addr=f"127.0.0.1:{7000 + i}", peer_addr="")
-            for i, n in NAMES.items()
-        ],
-        [],
-        3,
-    )
-    nodes = [node(i, {0: "leader" if i == 1 else "follower"}) for i in NAMES]
+    shard_map = cluster_map(3, [])
+    nodes = [node(i, {0: "leader" if i == 1 else "follower"}) for i in (1, 2, 3)]
     for n in nodes:
         n.status.client_bytes_limit = 1 << 30
     nodes[0].status.client_bytes_held = 3 << 19
@@ -68,15 +78,56 @@ def test_each_node_shows_its_client_memory_and_what_it_shed() -> None:
 
 def test_a_node_that_reports_no_client_memory_shows_a_dash() -> None:
     """A node of an older version sends no budget: not a budget of 0 MiB (found by review)."""
-    shard_map = bootstrap(
-        [
-            NodeAddress(node_id=i, name=n, client_addr=f"127.0.0.1:{7000 + i}", peer_addr="")
-            for i, n in NAMES.items()
-        ],
-        [],
-        3,
-    )
-    nodes = [node(i, {0: "leader" if i == 1 else "follower"}) for i in NAMES]
+    shard_map = cluster_map(3, [])
+    nodes = [node(i, {0: "leader" if i == 1 else "follower"}) for i in (1, 2, 3)]
     text, _ = status_table(shard_map, nodes)
     cells = [re.split(r" {2,}", line) for line in text.split("\n\n")[1].splitlines()]
     assert [row[3] for row in cells[1:]] == ["-", "-", "-"]
+
+
+def test_each_group_row_shows_its_own_replicas_leader_ballot_chosen_and_applied() -> None:
+    """Found untested by an audit: four nodes, so each group has its own replicas; chosen
+    ahead of applied; a deposed leader of group 2 still saying so at a lower ballot."""
+    shard_map = cluster_map(4, [b"m"])
+    nodes = [
+        node_with(1, {0: ("leader", "2.1", 9, 9), 2: ("leader", "3.1", 40, 40)}),
+        node_with(2, {0: ("follower", "2.1", 9, 9), 1: ("leader", "4.2", 80, 75)}),
+        node_with(
+            3,
+            {
+                0: ("follower", "2.1", 9, 9),
+                1: ("follower", "4.2", 80, 70),
+                2: ("leader", "5.3", 50, 48),
+            },
+        ),
+        node_with(4, {1: ("follower", "4.2", 79, 70), 2: ("follower", "5.3", 50, 48)}),
+    ]
+    text, healthy = status_table(shard_map, nodes)
+    rows = group_rows(text)
+    assert text.splitlines()[0].split() == [
+        "GROUP", "RANGE", "REPLICAS", "LEADER", "BALLOT", "CHOSEN", "APPLIED"
+    ]  # fmt: skip
+    assert rows["0"][2:] == ["n1,n2,n3", "n1", "2.1", "9", "9"]
+    assert rows["1"][3:] == ["n2,n3,n4", "n2", "4.2", "80", "75"]
+    assert rows["2"][3:] == ["n1,n3,n4", "n3", "5.3", "50", "48"]
+    assert healthy
+
+
+def test_a_group_without_a_leader_makes_the_status_unhealthy() -> None:
+    shard_map = cluster_map(4, [b"m"])
+    nodes = [
+        node_with(1, {0: ("leader", "2.1", 9, 9), 2: ("leader", "3.1", 40, 40)}),
+        node_with(2, {0: ("follower", "2.1", 9, 9), 1: ("candidate", "4.2", 80, 75)}),
+        node_with(
+            3,
+            {
+                0: ("follower", "2.1", 9, 9),
+                1: ("follower", "4.2", 80, 70),
+                2: ("follower", "3.1", 40, 40),
+            },
+        ),
+        node_with(4, {1: ("follower", "4.2", 79, 70), 2: ("follower", "3.1", 40, 40)}),
+    ]
+    text, healthy = status_table(shard_map, nodes)
+    assert group_rows(text)["1"][4] == "none"
+    assert not healthy
