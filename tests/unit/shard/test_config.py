@@ -18,6 +18,7 @@ from shard.config import (
     parse_config,
     render_config,
 )
+from shard.runtime import bootstrap_map
 from shard.tls_certs import make_local_pki
 
 
@@ -248,3 +249,13 @@ def test_tls_files_that_are_pem_but_wrong_are_refused_naming_the_field(tmp_path:
     for message, overrides in cases.items():
         with pytest.raises(ConfigError, match=message):
             parse_config(_with_tls(tmp_path, **overrides))
+
+
+def test_the_bootstrap_map_is_cut_at_the_configured_split_points() -> None:
+    """Every node derives group 0's first map from the config: the ranges start at its split
+    points, each with `replication` replicas of the configured nodes."""
+    shard_map = bootstrap_map(sample())
+    assert [r.start for r in shard_map.ranges] == [b"", b"g", b"p"]
+    assert [r.end for r in shard_map.ranges] == [b"g", b"p", None]
+    assert all(len(r.replicas) == 3 for r in shard_map.ranges)
+    assert len(shard_map.meta_replicas) == 3
