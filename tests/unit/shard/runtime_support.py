@@ -1,4 +1,5 @@
-"""What the tests of a real `NodeRuntime` share: bounded waits and a disk whose fsync holds."""
+"""What the tests of a real `NodeRuntime` and its client service share: bounded waits, a disk
+whose fsync holds, a gRPC context whose abort ends the call."""
 
 from __future__ import annotations
 
@@ -7,11 +8,27 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shard.config import ClusterConfig, NodeConfig
 from shard.runtime import NodeRuntime
 
 DEADLINE_S = 10.0
+
+
+class Aborted(Exception):
+    """Raised by `AbortingContext.abort`, as grpc.aio's abort ends the call."""
+
+
+class AbortingContext:
+    """The part of a gRPC servicer context the Batch stream uses; remembers its abort."""
+
+    def __init__(self) -> None:
+        self.aborted: tuple[Any, str] | None = None
+
+    async def abort(self, code: Any, details: str) -> None:
+        self.aborted = (code, details)
+        raise Aborted(details)
 
 
 def three_node_config(cluster_id: str, data_dir: Path) -> ClusterConfig:

@@ -259,3 +259,9 @@ def test_the_bootstrap_map_is_cut_at_the_configured_split_points() -> None:
     assert [r.end for r in shard_map.ranges] == [b"g", b"p", None]
     assert all(len(r.replicas) == 3 for r in shard_map.ranges)
     assert len(shard_map.meta_replicas) == 3
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_resolve_after_that_is_not_positive_is_refused_naming_the_field(value: int) -> None:
+    with pytest.raises(ConfigError, match=r"txn\.resolve_after_ms"):
+        parse_config(_set("txn.resolve_after_ms", value))

@@ -205,3 +205,27 @@ def test_a_data_directory_held_by_another_process_is_named_as_such(tmp_path: Pat
     finally:
         holder.kill()
         holder.wait(timeout=10)
+
+
+def test_a_vote_before_a_bare_watermark_in_one_cycle_is_synced(tmp_path: Path) -> None:
+    """The cycle's one write is synced when any group's batch needs it, wherever that group
+    comes in the cycle, not only when the last one does (found untested by an audit)."""
+    disk = RocksNodeDisk(tmp_path / "db")
+    recorder = _RecordingDb(disk.db)
+    disk.db = recorder  # type: ignore[assignment]
+    try:
+        disk.persist(
+            [
+                (2, PersistBatch(promised=B1, accepted={1: (B1, (b"a",))})),
+                (1, PersistBatch(chosen_watermark=1)),
+            ]
+        )
+        assert recorder.syncs == [True]
+        owing = disk.persist_owing_sync(
+            [(2, PersistBatch(accepted={2: (B1, (b"b",))})), (1, PersistBatch(chosen_watermark=2))],
+            defer_from_bytes=1,
+        )
+        assert owing is True  # the vote needs a sync
+    finally:
+        disk.db = recorder._db
+        disk.close()

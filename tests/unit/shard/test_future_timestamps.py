@@ -257,3 +257,18 @@ def test_a_snapshot_read_waits_for_a_write_whose_request_expired() -> None:
     assert first, "the parked read was never answered"
     if first[0].get.error.code == kv.OK:
         assert first[0].get.value == again.value, (first[0].get.value, again.value)
+
+
+def test_a_snapshot_read_confirmed_without_a_lease_is_refused() -> None:
+    """Node rule 3: a snapshot read needs the leader's lease; one whose leadership a
+    read-index round confirmed instead is refused UNAVAILABLE, never served."""
+    node = OneNode()
+    node.call(put(b"apple", b"v0"))
+    at = now_ts(node)
+    node.core.hosts[1].replica._lease_until = 0.0  # the lease ran out: reads take a round
+    answers: list[kv.Response] = []
+    node.core.submit(snap_get(b"apple", at), answers.append)
+    node.advance(0.2)
+    assert len(answers) == 1, answers
+    assert answers[0].get.error.code == kv.UNAVAILABLE, answers[0]
+    assert "no lease" in answers[0].get.error.message

@@ -1089,3 +1089,34 @@ def test_a_transaction_that_scanned_from_the_first_key_commits() -> None:
     )
     answer = node.call(request).commit_one_phase
     assert answer.error.code == kv.OK and answer.commit_ts > 0, answer
+
+
+def test_a_write_dropped_before_it_had_a_slot_is_not_leader_naming_the_new_leader() -> None:
+    """Node rule 5: a proposal the leader dropped before it had a slot surely did nothing, so
+    it is answered NOT_LEADER with the leader the node knows (safe to re-send there), not
+    OUTCOME_UNKNOWN."""
+    nodes = ThreeNodes()
+    leader = nodes.leader(1)
+    other = next(i for i in (1, 2, 3) if i != leader)
+    answers: list[kv.Response] = []
+    nodes.cores[leader].submit(put(b"apple", b"x"), answers.append)
+    # Leadership ends before the next cycle gives the put a slot (a higher ballot heard).
+    nodes.cores[leader].hosts[1].replica._become_follower(other)
+    nodes.advance(0.01)
+    assert len(answers) == 1, answers
+    error = answers[0].put.error
+    assert error.code == kv.NOT_LEADER, error
+    assert error.leader_id == other and error.leader_addr == f"x:{other}", error
+
+
+def test_a_follower_serves_a_stale_ok_read_and_sends_a_linearizable_one_to_the_leader() -> None:
+    """Only a real-process test saw these two answers before (an audit)."""
+    nodes = ThreeNodes()
+    leader = nodes.leader(1)
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    assert nodes.call(leader, put(b"apple", b"red")).put.error.code == kv.OK
+    nodes.advance(0.2)  # the followers learn and apply it
+    assert nodes.call(follower, get(b"apple", stale_ok=True)).get.value == b"red"
+    error = nodes.call(follower, get(b"apple")).get.error
+    assert error.code == kv.NOT_LEADER, error
+    assert error.leader_id == leader and error.leader_addr == f"x:{leader}", error

@@ -15,6 +15,7 @@ from router import kv_pb2 as kv
 from shard.client_memory import ClientMemory
 from shard.node import NodeCore
 from shard.server import KVServicer
+from tests.unit.shard.runtime_support import Aborted, AbortingContext
 
 
 def silent_servicer() -> KVServicer:
@@ -174,7 +175,7 @@ def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> Non
 
         tick = asyncio.create_task(ticker())
         try:
-            stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+            stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
             return [r async for b in stream for r in b.responses]
         finally:
             tick.cancel()
@@ -183,7 +184,7 @@ def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> Non
     assert len(responses) == len(submitted_at) == WRITE_REQUESTS
     assert len(set(submitted_at)) >= WRITE_REQUESTS // SUBMIT_SLICE  # the loop ran between
     submitted_at.clear()
-    with pytest.raises(_Aborted, match="at most 4096 requests, this one 4097"):
+    with pytest.raises(Aborted, match="at most 4096 requests, this one 4097"):
         asyncio.run(run(WRITE_REQUESTS + 1))
     assert submitted_at == []
 
@@ -208,7 +209,7 @@ def test_a_stream_past_its_unanswered_limit_is_told_to_retry(
         yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(5)])
 
     async def run() -> list[kv.Response]:
-        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
         first = await stream.__anext__()  # the two refusals; three requests still held
         for request, reply in held:
             reply(kv.Response(id=request.id, get=kv.GetResponse()))
@@ -219,17 +220,6 @@ def test_a_stream_past_its_unanswered_limit_is_told_to_retry(
     refused = [r.id for r in responses if r.get.error.code == kv.UNAVAILABLE]
     assert refused == [3, 4] and len(responses) == 5
     assert "retry once some are answered" in responses[0].get.error.message
-
-
-class _Aborted(Exception):
-    pass
-
-
-class _Aborting:
-    """grpc.aio's context.abort raises to end the call."""
-
-    async def abort(self, code: object, details: str) -> None:
-        raise _Aborted(details)
 
 
 def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
@@ -264,7 +254,7 @@ def test_a_stream_holds_at_most_max_stream_scans_unanswered(
         yield kv.RequestBatch(requests=[*scans, kv.Request(id=9, get=kv.GetRequest())])
 
     async def run() -> None:
-        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
 
         async def consume() -> None:
             async for batch in stream:
@@ -322,7 +312,7 @@ def test_a_client_that_never_reads_its_answers_is_not_read_from_without_bound(
             await asyncio.sleep(0)
 
     async def run() -> int:
-        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
         await stream.__anext__()  # the first answers; then the client stops reading
         for _ in range(2_000):  # the loop runs on: the reader, the client's sends
             await asyncio.sleep(0)
@@ -357,7 +347,7 @@ def _submitted_while_the_core_holds_everything(
             await asyncio.sleep(0)
 
     async def run() -> None:
-        batches = servicer.Batch(stream(), _Aborting())  # type: ignore[arg-type]
+        batches = servicer.Batch(stream(), AbortingContext())  # type: ignore[arg-type]
         pending = asyncio.ensure_future(batches.__anext__())
         for _ in range(2_000):  # the reader runs as far as it may
             await asyncio.sleep(0)
@@ -428,7 +418,7 @@ def _hogs_and_a_reader(
 
     async def run() -> int:
         nonlocal most_held, at_once
-        hogs = [servicer.Batch(sending(kind), _Aborting()) for kind in ["get", "cas"] * 6]  # type: ignore[arg-type]
+        hogs = [servicer.Batch(sending(kind), AbortingContext()) for kind in ["get", "cas"] * 6]  # type: ignore[arg-type]
         first = [asyncio.ensure_future(hog.__anext__()) for hog in hogs]  # then read no more
         for _ in range(200):
             await asyncio.sleep(0)
@@ -438,7 +428,7 @@ def _hogs_and_a_reader(
         for _ in range(200):
             await asyncio.sleep(0)
         at_once = True
-        reader = servicer.Batch(sending("get"), _Aborting())  # type: ignore[arg-type]
+        reader = servicer.Batch(sending("get"), AbortingContext())  # type: ignore[arg-type]
         answered = 0
         async for batch in reader:
             answered += sum(r.get.error.code == kv.OK for r in batch.responses)
@@ -524,7 +514,7 @@ def test_small_gets_of_many_clients_are_not_held_back() -> None:
         await asyncio.Future()
 
     async def main() -> None:
-        streams = [servicer.Batch(gets(c), _Aborting()) for c in range(1, 19)]  # type: ignore[arg-type]
+        streams = [servicer.Batch(gets(c), AbortingContext()) for c in range(1, 19)]  # type: ignore[arg-type]
         tasks = [asyncio.ensure_future(s.__anext__()) for s in streams]
         for _ in range(200):
             await asyncio.sleep(0)
@@ -558,7 +548,7 @@ def test_a_drained_stream_answers_what_it_read_then_says_it_read_no_more() -> No
         yield kv.RequestBatch(requests=[kv.Request(id=3, put=kv.PutRequest(key=b"k"))])
 
     async def run() -> list[kv.ResponseBatch]:
-        stream = servicer.Batch(requests(), _Aborting())  # type: ignore[arg-type]
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
         first = asyncio.ensure_future(stream.__anext__())
         for _ in range(100):
             await asyncio.sleep(0)

@@ -20,6 +20,7 @@ from shard.codec import (
 )
 from shard.errors import InvalidArgument, LimitExceeded, MalformedCommand, Status
 from shard.limits import (
+    MAX_COMMAND_BYTES,
     MAX_KEY_BYTES,
     MAX_TS,
     MAX_VALUE_BYTES,
@@ -142,3 +143,9 @@ def test_prefixes() -> None:
         mvcc.group_prefix(2**32)
     with pytest.raises(ValueError):
         mvcc.prefix_end(b"\xff")
+
+
+def test_the_command_limit_is_inclusive() -> None:
+    validate_command_size(b"x" * MAX_COMMAND_BYTES)
+    with pytest.raises(LimitExceeded, match="MAX_COMMAND_BYTES"):
+        validate_command_size(b"x" * (MAX_COMMAND_BYTES + 1))

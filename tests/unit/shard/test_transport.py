@@ -726,3 +726,38 @@ def test_a_large_batch_lets_the_loop_run_while_it_is_delivered() -> None:
     asyncio.run(run())
     assert len(delivered) == count
     assert any(0 < n < count for n in seen), seen[-5:]
+
+
+def test_a_stream_of_another_cluster_is_refused_at_its_hello_and_at_any_later_batch() -> None:
+    """Every other hello check passes (a known node, our protocol, our map digest): only the
+    cluster id is wrong. And a stream accepted as ours whose later batch names another
+    cluster is ended before that batch's messages are delivered."""
+    delivered: list[tuple[int, int]] = []
+    servicer = PeerServicer("c", 2, {1}, lambda src, g, m: delivered.append((src, g)))
+    hello = peer_pb2.PeerBatch(cluster_id="other", from_node=1, protocol=PROTOCOL)
+    hello.messages.extend(_batch(1, [(7, 1)]).messages)
+    replies = asyncio.run(_exchange(servicer, [hello]))
+    assert len(replies) == 1 and "cluster id 'other'" in replies[0].refusal, replies
+    assert delivered == [] and servicer.refused == 1
+
+    foreign = _batch(1, [(8, 1)])
+    foreign.cluster_id = "other"
+    replies = asyncio.run(_exchange(servicer, [_batch(1), _batch(1, [(7, 1)]), foreign]))
+    assert delivered == [(1, 7)], delivered
+    assert "cluster id 'other'" in replies[-1].refusal and servicer.refused == 2
+
+
+def test_a_dead_peer_is_redialled_with_a_growing_backoff() -> None:
+    """Nobody listens at the peer's address: each failed dial doubles the delay (from 0.02 s
+    to the 0.4 s cap here), about 8 dials in 1.5 s; a delay that never grew would redial
+    every 20-40 ms, about 50 times."""
+
+    async def run() -> int:
+        link = PeerLink("c", 1, 2, f"127.0.0.1:{free_ports(1)[0]}", backoff_s=(0.02, 0.4))
+        link.start()
+        await asyncio.sleep(1.5)  # the window whose dials are counted
+        await link.stop()
+        return link.dials
+
+    dials = asyncio.run(run())
+    assert 2 <= dials <= 15, dials

@@ -56,6 +56,7 @@ from shard.node import NodeCore
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
 from shard.transport import PROTOCOL, PeerServicer
+from tests.unit.shard.runtime_support import Aborted, AbortingContext
 from tests.unit.shard.test_node_core import CLUSTER, WALL0, OneNode, ThreeNodes, tid
 from txn import txn_pb2
 from txn.hlc import LOGICAL_BITS
@@ -649,21 +650,6 @@ def test_requests_submitted_together_each_get_one_answer(batch: list[kv.Request]
     check_still_serves(node, batch, strict=refused)
 
 
-class _Aborted(Exception):
-    pass
-
-
-class _Context:
-    """The part of a gRPC servicer context that Batch uses."""
-
-    def __init__(self) -> None:
-        self.aborted: tuple[Any, str] | None = None
-
-    async def abort(self, code: Any, details: str) -> None:
-        self.aborted = (code, details)
-        raise _Aborted(details)
-
-
 @given(st.lists(st.one_of(st.lists(requests(), max_size=3), mutated_requests()), max_size=4))
 def test_the_batch_stream_answers_what_it_read_and_ends_on_undecodable_bytes(
     chunks: list[Any],
@@ -707,11 +693,11 @@ def test_the_batch_stream_answers_what_it_read_and_ends_on_undecodable_bytes(
         try:
             async for batch in servicer.Batch(messages(), context):
                 out.extend(batch.responses)
-        except _Aborted:
+        except Aborted:
             pass
         return out
 
-    context = _Context()
+    context = AbortingContext()
     responses = asyncio.run(run())
     assert len(responses) == len(read), (len(responses), len(read))
     for request, response in zip(read, responses, strict=True):
