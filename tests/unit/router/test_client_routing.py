@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import re
 import socket
 import time
@@ -1097,15 +1098,21 @@ class _FixedBackoff:
 
 @with_cluster
 async def test_retries_wait_for_their_backoff(cluster: FakeCluster) -> None:
-    """UNAVAILABLE until the deadline: a 50 ms backoff leaves room for about ten tries in
-    0.5 s, not the hundreds a retry loop without its sleep sends at the nodes."""
-    async with client_for(cluster) as client:
+    """UNAVAILABLE until the deadline: each retry waits its 50 ms backoff first, rather than
+    sending at the nodes as fast as they answer (a load only widens the gaps)."""
+    sent_at: list[float] = []
+
+    def unavailable(node: FakeNode, request: kv.Request) -> kv.Response:
+        sent_at.append(asyncio.get_running_loop().time())
+        return error_response(request, kv.UNAVAILABLE)
+
+    async with client_for(cluster, backoff=_FixedBackoff(0.05)) as client:
         await client.connect()
-        client._backoff = _FixedBackoff(0.05)  # type: ignore[assignment]
-        cluster.hook = lambda node, request: error_response(request, kv.UNAVAILABLE)
+        cluster.hook = unavailable
         with pytest.raises(DeadlineExceeded):
             await client.put(b"a", b"1", timeout_s=0.5)
-    assert 3 <= cluster.count("put") <= 15, cluster.count("put")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at)]
+    assert gaps and min(gaps) >= 0.045, gaps
 
 
 @with_cluster

@@ -225,7 +225,8 @@ def test_a_vote_before_a_bare_watermark_in_one_cycle_is_synced(tmp_path: Path) -
             [(2, PersistBatch(accepted={2: (B1, (b"b",))})), (1, PersistBatch(chosen_watermark=2))],
             defer_from_bytes=1,
         )
-        assert owing is True  # the vote needs a sync
+        assert owing is True  # the vote needs a sync, owed to the fsync run aside
+        assert recorder.syncs == [True, False]
     finally:
         disk.db = recorder._db
         disk.close()

@@ -409,16 +409,22 @@ def test_a_node_process_of_another_config_is_not_ours(
 def test_wait_healthy_waits_for_every_group_to_have_a_leader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """It returns once every group has a leader, and not before; never, it says so."""
     cluster = LocalCluster(tmp_path / "c", nodes=1, shards=1)
     up = {"n1": kv.StatusResponse()}
     monkeypatch.setattr(cluster, "status_all", lambda timeout_s=1.0, names=None: up)
-    leaders = {0: GroupLeader(0, "n1", "1.1", ("n1",)), 1: GroupLeader(1, None, "", ())}
-    monkeypatch.setattr(cluster, "leaders", lambda timeout_s=1.0: leaders)
+    meta = GroupLeader(0, "n1", "1.1", ("n1",))
+    leaderless = {0: meta, 1: GroupLeader(1, None, "", ())}
+    answers = [leaderless, leaderless, {0: meta, 1: GroupLeader(1, "n1", "1.1", ("n1",))}]
+    monkeypatch.setattr(cluster, "leaders", lambda timeout_s=1.0: answers.pop(0))
+    cluster.wait_healthy(10.0)
+    assert answers == []  # it polled until the third answer named group 1's leader
+    monkeypatch.setattr(cluster, "leaders", lambda timeout_s=1.0: leaderless)
     with pytest.raises(ClusterError, match="not healthy"):
         cluster.wait_healthy(0.2)
 
 
-def _statuses(follows: dict[str, int], claims: dict[str, str]) -> dict[str, Any]:
+def _statuses(follows: dict[str, int], claims: dict[str, str]) -> dict[str, kv.StatusResponse]:
     """Status answers about group 1 from n1..n3: whom each follows, who claims to lead it."""
     return {
         name: kv.StatusResponse(

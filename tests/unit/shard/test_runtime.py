@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -428,27 +429,27 @@ def test_a_stop_during_an_aside_fsync_lets_the_wake_end_before_closing_the_disk(
 
 def test_stop_answers_a_put_in_flight_before_it_closes(config: ClusterConfig) -> None:
     """SIGTERM drains: `stop` waits (up to its grace) while the core has client requests, so a
-    put submitted just before it is answered, not cut off (found untested by an audit)."""
+    put submitted just before it is answered before the client streams are told to go."""
 
-    async def main() -> list[kv.Response]:
+    async def main() -> list[int]:
         runtime = await elected(config)
         answers: list[kv.Response] = []
+        answered_at_drain: list[int] = []
+        drain = runtime._kv.drain
+
+        def recorded_drain() -> None:
+            answered_at_drain.append(len(answers))
+            drain()
+
+        runtime._kv.drain = recorded_drain  # type: ignore[method-assign]
         runtime.submit(_put(runtime, b"in-flight"), answers.append)
-
-        async def loop() -> None:
-            # The node's loop, a little behind the stop (as when stop() begins mid-wake).
-            while not runtime._stopped.is_set():
-                await asyncio.sleep(0.02)
-                if not runtime._stopped.is_set():
-                    await runtime._run_cycles()
-
-        runner = asyncio.create_task(loop())
+        runner = asyncio.create_task(runtime.run())
         await asyncio.wait_for(runtime.stop(grace_s=2.0), DEADLINE_S)
         await asyncio.wait_for(runner, DEADLINE_S)
-        return answers
+        assert [a.put.error.code for a in answers] == [kv.OK], answers
+        return answered_at_drain
 
-    answers = asyncio.run(main())
-    assert [a.put.error.code for a in answers] == [kv.OK], answers
+    assert asyncio.run(main()) == [1]
 
 
 def test_stop_tells_each_open_batch_stream_it_is_drained(config: ClusterConfig) -> None:
@@ -459,7 +460,7 @@ def test_stop_tells_each_open_batch_stream_it_is_drained(config: ClusterConfig) 
         runtime = await elected(config)
         forever = asyncio.Event()
 
-        async def requests() -> Any:
+        async def requests() -> AsyncIterator[kv.RequestBatch]:
             yield kv.RequestBatch(requests=[_put(runtime, b"streamed")])
             await forever.wait()  # the client keeps its stream open
 
@@ -467,11 +468,11 @@ def test_stop_tells_each_open_batch_stream_it_is_drained(config: ClusterConfig) 
         runner = asyncio.create_task(runtime.run())
         batches = [await asyncio.wait_for(stream.__anext__(), DEADLINE_S)]
         stopping = asyncio.create_task(runtime.stop(grace_s=2.0))
-        with contextlib.suppress(TimeoutError, StopAsyncIteration, asyncio.CancelledError):
+        with contextlib.suppress(StopAsyncIteration):
             while not batches[-1].drained:
-                batches.append(await asyncio.wait_for(stream.__anext__(), 1.5))
+                batches.append(await asyncio.wait_for(stream.__anext__(), DEADLINE_S))
         await asyncio.wait_for(stopping, DEADLINE_S)
-        runner.cancel()
+        await asyncio.wait_for(runner, DEADLINE_S)
         return batches
 
     batches = asyncio.run(main())
@@ -488,7 +489,7 @@ def test_a_request_that_arrives_once_the_stop_began_is_refused_unavailable(
     async def main() -> list[kv.Response]:
         runtime = await elected(config)
         stopping = asyncio.create_task(runtime.stop(grace_s=1.0))
-        await asyncio.sleep(0)  # the stop task runs to its first wait: the node is draining
+        await until(lambda: runtime._draining)
         answers: list[kv.Response] = []
         runtime.submit(_put(runtime, b"late"), answers.append)
         await asyncio.wait_for(stopping, DEADLINE_S)

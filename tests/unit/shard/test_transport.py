@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import pytest
 
 from paxos import codec as paxos_codec
 from router.shard_map import NodeAddress, bootstrap
@@ -31,6 +32,7 @@ from shard.transport import (
     ask_recorded_incarnation,
     map_digest,
 )
+from tests.unit.shard.runtime_support import DEADLINE_S
 
 
 class _Peer:
@@ -748,16 +750,26 @@ def test_a_stream_of_another_cluster_is_refused_at_its_hello_and_at_any_later_ba
 
 
 def test_a_dead_peer_is_redialled_with_a_growing_backoff() -> None:
-    """Nobody listens at the peer's address: each failed dial doubles the delay (from 0.02 s
-    to the 0.4 s cap here), about 8 dials in 1.5 s; a delay that never grew would redial
-    every 20-40 ms, about 50 times."""
+    """Nobody listens at the peer's address: each failed dial doubles the pause before the
+    next (from 0.02 s to the 0.4 s cap here), so a dead peer is not redialled every few ms.
+    The jitter takes its upper bound and the pauses are recorded, not waited."""
 
-    async def run() -> int:
+    async def run() -> list[float]:
         link = PeerLink("c", 1, 2, f"127.0.0.1:{free_ports(1)[0]}", backoff_s=(0.02, 0.4))
-        link.start()
-        await asyncio.sleep(1.5)  # the window whose dials are counted
-        await link.stop()
-        return link.dials
+        pauses: list[float] = []
+        six = asyncio.Event()
 
-    dials = asyncio.run(run())
-    assert 2 <= dials <= 15, dials
+        async def record(delay: float) -> None:
+            pauses.append(delay)
+            if len(pauses) == 6:
+                six.set()
+            await asyncio.sleep(0)
+
+        link._rng.uniform = lambda low, high: high  # type: ignore[method-assign]
+        link._pause_before_redial = record  # type: ignore[method-assign]
+        link.start()
+        await asyncio.wait_for(six.wait(), DEADLINE_S)
+        await link.stop()
+        return pauses[:6]
+
+    assert asyncio.run(run()) == pytest.approx([0.04, 0.08, 0.16, 0.32, 0.4, 0.4])
