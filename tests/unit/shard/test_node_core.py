@@ -1110,7 +1110,8 @@ def test_a_write_dropped_before_it_had_a_slot_is_not_leader_naming_the_new_leade
 
 
 def test_a_follower_serves_a_stale_ok_read_and_sends_a_linearizable_one_to_the_leader() -> None:
-    """Only a real-process test saw these two answers before (an audit)."""
+    """A follower serves a stale_ok get from its applied state and answers a linearizable one
+    NOT_LEADER naming the leader (before an audit, only a real-process test saw either)."""
     nodes = ThreeNodes()
     leader = nodes.leader(1)
     follower = next(i for i in (1, 2, 3) if i != leader)

@@ -448,8 +448,11 @@ def test_a_group_has_a_leader_only_when_a_majority_follows_it(
     """`cluster start` returns once every group has a leader: one a majority acknowledges, not
     a replica that only calls itself one (cut off, or just elected and not yet heard)."""
     cluster = LocalCluster(tmp_path / "c", nodes=3, shards=1)
-    answers = _statuses({"n1": 1, "n2": 1}, {"n1": "2.1"})
-    monkeypatch.setattr(cluster, "status_all", lambda timeout_s=1.0, names=None: answers)
+
+    def answering(statuses: dict[str, kv.StatusResponse]) -> None:
+        monkeypatch.setattr(cluster, "status_all", lambda timeout_s=1.0, names=None: statuses)
+
+    answering(_statuses({"n1": 1, "n2": 1}, {"n1": "2.1"}))
     assert cluster.leaders()[1] == GroupLeader(1, "n1", "2.1", ("n1", "n2"))
-    answers = _statuses({"n1": 1, "n2": 2, "n3": 2}, {"n1": "2.1"})
+    answering(_statuses({"n1": 1, "n2": 2, "n3": 2}, {"n1": "2.1"}))
     assert cluster.leaders()[1].leader is None
