@@ -230,3 +230,13 @@ def test_a_bench_longer_than_three_seconds_shows_its_progress(fake: FakeKV, caps
 
     assert progress_lines("0.5") == []
     assert len(progress_lines("3.2")) >= 2
+
+
+def test_txn_command_makes_at_most_its_attempts(fake: FakeKV, capsys: Any) -> None:
+    fake.hook = lambda node, r: (
+        conflict_response(r, b"apple", "commit")
+        if r.WhichOneof("op") == "commit_one_phase"
+        else None
+    )
+    assert run_cli(fake, "--attempts", "2", "put apple 1") == 1
+    assert fake.count("commit_one_phase") == 2

@@ -1,0 +1,69 @@
+"""Small promises of the client API an audit found unchecked: a scan's end is exclusive for
+buffered writes too, cas on an absent key has no current value, run retries a body error
+raised after what it read changed, the sync commit returns its timestamp, and the sync
+client's `transactional` runs inside a given transaction."""
+
+from __future__ import annotations
+
+from test_client_fakekv import FakeKV, fake_in_thread, fast_client, sync_client, with_fake
+
+from txn import AsyncTransaction, Transaction
+
+A1, B1, C1 = b"apple", b"grape", b"plum"
+
+
+@with_fake
+async def test_a_scan_leaves_out_a_buffered_write_at_its_end_key(fake: FakeKV) -> None:
+    async with fast_client(fake) as client, client.transaction() as tx:
+        tx.put(A1, b"a")
+        tx.put(B1, b"b")
+        assert await tx.scan(A1, B1) == [(A1, b"a")]  # end is exclusive
+
+
+@with_fake
+async def test_cas_on_an_absent_key_reports_no_current_value(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        failed = await client.cas(A1, expected_value=b"x", new_value=b"y")
+        assert not failed.succeeded and failed.current_value is None
+
+
+@with_fake
+async def test_run_retries_a_body_error_raised_after_what_it_read_changed(fake: FakeKV) -> None:
+    calls = 0
+    async with fast_client(fake) as client:
+
+        async def body(tx: AsyncTransaction) -> bytes | None:
+            nonlocal calls
+            calls += 1
+            seen = await tx.get(A1)
+            if calls == 1:
+                await client.put(A1, b"changed")  # another writer, between read and error
+                raise ValueError("decided on a stale view")
+            return seen
+
+        assert await client.run(body) == b"changed"
+    assert calls == 2
+
+
+def test_sync_commit_returns_the_commit_timestamp() -> None:
+    with fake_in_thread() as fake, sync_client(fake) as client:
+        tx = client.transaction()
+        tx.put(A1, b"a")
+        ts = tx.commit()
+        assert ts is not None and ts > 0 and ts == tx.commit_ts
+
+
+def test_sync_client_transactional_composes_into_a_given_transaction() -> None:
+    with fake_in_thread() as fake, sync_client(fake) as client:
+
+        @client.transactional
+        def put_one(tx: Transaction, key: bytes) -> bytes:
+            tx.put(key, b"1")
+            return key
+
+        with client.transaction() as tx:
+            assert put_one(tx, A1) == A1
+            assert put_one(tx, C1) == C1
+            assert tx.write_set == {A1: b"1", C1: b"1"}
+        assert fake.count("commit_one_phase") + fake.count("prepare") <= 2  # one txn
+        assert client.get(A1) == b"1" and client.get(C1) == b"1"

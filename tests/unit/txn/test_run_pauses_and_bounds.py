@@ -1,0 +1,112 @@
+"""`run` (async and sync) sleeps the policy's delay between attempts, passes it the real
+elapsed time, and runs at most max_attempts times. Deterministic: the sleeps
+and the policy's arguments are recorded, nothing is timed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from test_client_fakekv import (
+    FakeKV,
+    conflict_response,
+    fake_in_thread,
+    fast_client,
+    sync_client,
+    with_fake,
+)
+
+from router.cache import Backoff
+from txn import AsyncTransaction, TooManyRetries, Transaction
+
+A1 = b"apple"
+
+
+def _always_conflict(fake: FakeKV) -> None:
+    fake.hook = lambda node, r: (
+        conflict_response(r, A1, "commit") if r.WhichOneof("op") == "commit_one_phase" else None
+    )
+
+
+def _record_policy(client: Any) -> list[tuple[int, float, float]]:
+    """(attempts, elapsed_s, delay) of every next_delay call that returned a delay."""
+    calls: list[tuple[int, float, float]] = []
+    inner = client._policy.next_delay
+
+    def next_delay(exc: BaseException, attempts: int, elapsed_s: float) -> float | None:
+        delay = inner(exc, attempts, elapsed_s)
+        if delay is not None:
+            calls.append((attempts, elapsed_s, delay))
+        return delay
+
+    client._policy.next_delay = next_delay
+    return calls
+
+
+@with_fake
+async def test_async_run_sleeps_each_delay_and_reports_elapsed_time(fake: FakeKV) -> None:
+    _always_conflict(fake)
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float, *args: Any) -> Any:
+        slept.append(delay)
+        return await real_sleep(delay, *args)
+
+    async def body(tx: AsyncTransaction) -> None:
+        tx.put(A1, b"x")
+
+    client = fast_client(fake, max_attempts=4, backoff=Backoff(base_s=0.02, max_s=0.02))
+    async with client:
+        calls = _record_policy(client)
+        asyncio.sleep = recording_sleep  # type: ignore[assignment]
+        try:
+            with pytest.raises(TooManyRetries) as info:
+                await client.run(body)
+        finally:
+            asyncio.sleep = real_sleep  # type: ignore[assignment]
+    assert info.value.attempts == 4
+    delays = [d for _, _, d in calls]
+    assert len(delays) == 3
+    for d in delays:
+        assert d > 0 and d in slept  # the pause was really taken
+    # After k pauses at least their sum has passed: elapsed_s is measured, not 0.
+    assert calls[-1][1] >= 0.99 * sum(delays[:-1]) > 0
+
+
+def test_sync_run_sleeps_each_delay_runs_max_attempts_and_reports_elapsed_time(
+    monkeypatch: Any,
+) -> None:
+    with fake_in_thread() as fake:
+        _always_conflict(fake)
+        me = threading.current_thread()
+        slept: list[float] = []
+        real_sleep = time.sleep
+
+        def recording_sleep(delay: float) -> None:
+            if threading.current_thread() is me:
+                slept.append(delay)
+            real_sleep(delay)
+
+        runs = 0
+
+        def body(tx: Transaction) -> None:
+            nonlocal runs
+            runs += 1
+            tx.put(A1, b"x")
+
+        with sync_client(fake, max_attempts=3, backoff=Backoff(base_s=0.02, max_s=0.02)) as client:
+            calls = _record_policy(client)
+            monkeypatch.setattr(time, "sleep", recording_sleep)
+            with pytest.raises(TooManyRetries) as info:
+                client.run(body)
+            monkeypatch.setattr(time, "sleep", real_sleep)
+        assert runs == 3 and info.value.attempts == 3
+        delays = [d for _, _, d in calls]
+        assert [a for a, _, _ in calls] == [1, 2]
+        for d in delays:
+            assert d > 0 and d in slept
+        assert calls[-1][1] >= 0.99 * delays[0] > 0
