@@ -166,7 +166,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from paxos.ballot import ZERO_BALLOT, Ballot
 from paxos.config import (
@@ -883,7 +883,7 @@ class Replica:
         bound = self.config.max_promise_bytes
         if _promise_bytes(promise) > bound and not promise.chosen_omitted:
             # Rule 18: the chosen slots can go by catch-up instead (as with rule 16).
-            promise = self._make_promise(msg.src, msg.ballot, msg.from_slot, omit_chosen=True)
+            promise = _without_chosen(promise)
         if _promise_bytes(promise) > bound:  # rule 18
             if msg.from_slot - 1 > self._chosen_watermark:
                 self._request_catchup(msg.src, self._chosen_watermark + 1, msg.from_slot - 1)
@@ -1186,9 +1186,7 @@ class Replica:
         self._log[slot] = (ballot, value)
         self._out.persist.accepted[slot] = (ballot, value)
 
-    def _make_promise(
-        self, dst: int, ballot: Ballot, from_slot: int, omit_chosen: bool = False
-    ) -> Promise:
+    def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
         entries = [
             AcceptedEntry(
                 slot=slot,
@@ -1199,17 +1197,18 @@ class Replica:
             for slot, (vote_ballot, value) in sorted(self._log.items())
             if slot >= from_slot
         ]
-        chosen_bytes = sum(_value_bytes(e.value) for e in entries if e.chosen)
-        omitted = omit_chosen or chosen_bytes > self.config.max_batch_bytes  # rule 16
-        return Promise(
+        promise = Promise(
             src=self.id,
             dst=dst,
             ballot=ballot,
-            accepted=tuple(e for e in entries if not (omitted and e.chosen)),
+            accepted=tuple(entries),
             chosen_watermark=self._chosen_watermark,
             log_start=self._log_start,
-            chosen_omitted=omitted,
         )
+        chosen_bytes = sum(_value_bytes(e.value) for e in entries if e.chosen)
+        if chosen_bytes > self.config.max_batch_bytes:  # rule 16
+            return _without_chosen(promise)
+        return promise
 
     def _learn(self, leader: int, ballot: Ballot, leader_watermark: int) -> None:
         """Rule 4: advance our watermark over slots we accepted under the leader's ballot."""
@@ -1556,6 +1555,13 @@ def _wire_bytes(value: Value) -> int:
 def _promise_bytes(promise: Promise) -> int:
     """Rule 18: the bytes of `promise`'s votes as encoded, at most."""
     return sum(_wire_bytes(e.value) for e in promise.accepted)
+
+
+def _without_chosen(promise: Promise) -> Promise:
+    """Rules 16 and 18: `promise` with its chosen slots left out, for the candidate to
+    learn by catch-up."""
+    accepted = tuple(e for e in promise.accepted if not e.chosen)
+    return replace(promise, accepted=accepted, chosen_omitted=True)
 
 
 def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:
