@@ -21,6 +21,7 @@ from test_client_fakekv import (
     error_response,
     fake_in_thread,
     fast_client,
+    on_kind,
     with_fake,
 )
 
@@ -441,9 +442,7 @@ async def test_read_meeting_an_intent_is_resent_until_it_clears(fake: FakeKV) ->
 
 @with_fake
 async def test_read_blocked_past_its_deadline_raises_a_read_conflict(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: (
-        conflict_response(r, r.get.key, "read") if r.WhichOneof("op") == "get" else None
-    )
+    fake.hook = on_kind("get", lambda r: conflict_response(r, r.get.key, "read"))
     async with fast_client(fake, timeout_s=0.3) as client:
         tx = client.transaction()
         with pytest.raises(Conflict) as info:
@@ -525,9 +524,7 @@ async def test_when_the_abort_cannot_be_recorded_the_outcome_is_unknown(fake: Fa
     """Rule 2: a no vote is "not committed" only once the abort is recorded. Resolving the
     others from the client instead could undo a commit recovery found (every PREPARE
     logged, e.g. a late copy of the refused one), so the client resolves nothing."""
-    await _commit_after_a_no_vote(
-        fake, lambda node, r: DROP if r.WhichOneof("op") == "decide" else None
-    )
+    await _commit_after_a_no_vote(fake, on_kind("decide", DROP))
 
 
 @with_fake
@@ -614,7 +611,7 @@ async def test_lost_resolve_answer_resends_the_same_resolve(fake: FakeKV) -> Non
 async def test_commit_returns_on_the_votes_and_the_resolves_follow(fake: FakeKV) -> None:
     """Parallel commits: all yes votes ARE the commit; the participants are resolved
     afterwards, re-sent while their answers are lost, without holding the caller."""
-    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "resolve" else None
+    fake.hook = on_kind("resolve", LOSE)
     async with fast_client(fake, timeout_s=1.0, attempt_timeout_s=0.2) as client:
         tx = two_group_writes(client)
         commit_ts = await tx.commit()
@@ -675,7 +672,7 @@ async def test_lost_one_phase_answer_is_resent_and_applied_once(fake: FakeKV) ->
 
 @with_fake
 async def test_one_phase_never_answered_raises_commit_unknown(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", DROP)
     async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
         tx = client.transaction()
         tx.put(A1, b"a")
@@ -692,7 +689,7 @@ async def test_a_commit_cancelled_after_its_request_left_is_unknown_not_aborted(
 ) -> None:
     """ABORTED promises that nothing was written; a commit cancelled (wait_for, Ctrl-C)
     after its CommitOnePhase was applied may well have been."""
-    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", LOSE)
     async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=1.0) as client:
         tx = client.transaction()
         tx.put(A1, b"a")
@@ -712,7 +709,7 @@ async def test_closing_the_client_under_a_written_put_reports_an_unknown_outcome
     closes may have been applied (it was, here), so it is OutcomeUnknown, not ClientClosed."""
     async with fast_client(fake, timeout_s=3.0) as client:
         await client.get(A1)  # the stream is open
-        fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "put" else None
+        fake.hook = on_kind("put", LOSE)
         put = asyncio.create_task(client.put(A1, b"1"))
         while fake.count("put") == 0:
             await asyncio.sleep(0.005)
@@ -728,7 +725,7 @@ async def test_settling_a_lost_one_phase_commit_fences_its_late_copy(fake: FakeK
     """UNKNOWN is not final: the one-phase commit may still be chosen. `settle=True`
     records an abort first, and the late copy is then refused (rule O1), so re-running the
     work cannot apply it twice."""
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", DROP)
     async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
         tx = client.transaction()
         tx.put(A1, b"a")
@@ -842,7 +839,7 @@ async def test_settling_a_commit_whose_every_prepare_is_logged_records_nothing(
     txn_status finds every PREPARE and answers COMMITTED, so settling sends no Decide."""
     async with fast_client(fake) as client:
         tx = two_group_writes(client)
-        fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "resolve" else None
+        fake.hook = on_kind("resolve", DROP)
         commit_ts = await tx.commit()
         assert tx.ref is not None
         assert await client.txn_status(tx.ref, settle=True) == TxnStatus(
@@ -1027,9 +1024,7 @@ def test_a_conflict_at_the_top_of_a_commit_answer_is_a_conflict_not_a_commit(op:
 
 @with_fake
 async def test_run_gives_up_with_too_many_retries(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: (
-        conflict_response(r, A1, "commit") if r.WhichOneof("op") == "commit_one_phase" else None
-    )
+    fake.hook = on_kind("commit_one_phase", lambda r: conflict_response(r, A1, "commit"))
     calls = 0
 
     async def body(tx: AsyncTransaction) -> None:
@@ -1047,7 +1042,7 @@ async def test_run_gives_up_with_too_many_retries(fake: FakeKV) -> None:
 
 @with_fake
 async def test_run_does_not_retry_commit_unknown_or_plain_errors(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", LOSE)
     calls = 0
 
     async def body(tx: AsyncTransaction, fail: bool) -> None:
@@ -1315,7 +1310,7 @@ async def test_txn_status_reports_a_commit_whose_decision_is_not_recorded_yet(
 ) -> None:
     """Parallel commits: every participant prepared IS committed, at max(prepare_ts), even
     before the decision record exists; one participant not prepared is still in progress."""
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "resolve" else None
+    fake.hook = on_kind("resolve", DROP)
     async with fast_client(fake, timeout_s=0.5) as client:
         tx = two_group_writes(client)
         commit_ts = await tx.commit()

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from test_client_fakekv import (
+    LOSE,
     FakeKV,
     FakeNode,
     conflict_response,
     fast_client,
+    on_kind,
     with_fake,
 )
 
@@ -232,7 +234,7 @@ async def test_manual_cleanup_after_commit_unknown_does_not_hide_it(fake: FakeKV
     CommitUnknown (abort() does nothing on a committed or unknown transaction, as
     SQLAlchemy's rollback() after a commit). abort() used to raise TransactionClosed, which
     replaced it, and a caller reading err.maybe_committed saw False for a commit that landed."""
-    fake.hook = lambda node, r: "lose" if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", LOSE)
     async with fast_client(fake, timeout_s=1.0, attempt_timeout_s=0.3) as client:
         tx = client.transaction()
         caught: BaseException | None = None

@@ -8,7 +8,13 @@ import time
 from typing import Any
 
 import pytest
-from test_client_fakekv import DROP, FakeKV, conflict_response, fake_in_thread
+from test_client_fakekv import (
+    DROP,
+    FakeKV,
+    conflict_response,
+    fake_in_thread,
+    on_kind,
+)
 
 from router import kv_pb2 as kv
 from shard.cli import main
@@ -94,7 +100,7 @@ def test_txn_command_gives_up_at_its_timeout_when_no_leader_answers(
     whole transaction on the retryable DeadlineExceeded, --attempts (10) times, so against a
     cluster without a majority `paxoskv txn` sat silent for 10 x --timeout (100 s by default)
     where `get` gives up after --timeout."""
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "get" else None
+    fake.hook = on_kind("get", DROP)
     started = time.monotonic()
     assert main(["txn", "--cluster", fake.seeds[0], "--timeout", "0.5", "get apple"]) == 1
     elapsed = time.monotonic() - started
@@ -104,7 +110,7 @@ def test_txn_command_gives_up_at_its_timeout_when_no_leader_answers(
 
 
 def test_a_lost_commit_prints_the_command_that_settles_it(fake: FakeKV, capsys: Any) -> None:
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", DROP)
     assert main(["txn", "--cluster", fake.seeds[0], "--timeout", "1", "put apple 1"]) == 1
     err = capsys.readouterr().err
     assert "outcome is unknown" in err and err.count("\n") == 1
@@ -214,7 +220,7 @@ def test_an_empty_transaction_prints_its_commit_line(fake: FakeKV, capsys: Any) 
 def test_a_bench_in_which_nothing_completes_says_so(fake: FakeKV, capsys: Any) -> None:
     """Found by review: with no quorum, `paxoskv bench` exited 1 with errors=0 and nothing
     on stderr."""
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "put" else None
+    fake.hook = on_kind("put", DROP)
     argv = ["bench", "--cluster", fake.seeds[0], "--duration", "0.5", "--warmup", "0"]
     assert main([*argv, "--clients", "1", "--timeout", "1"]) == 1
     err = capsys.readouterr().err

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from test_client_fakekv import DROP, FakeKV, error_response, fake_in_thread, sync_client
+from test_client_fakekv import (
+    DROP,
+    FakeKV,
+    error_response,
+    fake_in_thread,
+    on_kind,
+    sync_client,
+)
 
 from router import kv_pb2 as kv
 from txn import Client, ClientClosed, CommitUnknown, TransactionState
@@ -74,16 +81,14 @@ def test_a_read_waiting_for_its_answer_gets_client_closed(
 ) -> None:
     """...which says nothing may have been committed (found by review: every call cut off
     said `maybe_committed`, reads and run() bodies that only read included)."""
-    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "get" else None
+    fake.hook = on_kind("get", DROP)
     exc = _close_while_in_flight(fake, read, "get")
     assert isinstance(exc, ClientClosed), repr(exc)
     assert not exc.maybe_committed
 
 
 def test_a_read_backing_off_gets_client_closed(fake: FakeKV) -> None:
-    fake.hook = lambda node, req: (
-        error_response(req, kv.UNAVAILABLE) if req.WhichOneof("op") == "get" else None
-    )
+    fake.hook = on_kind("get", lambda req: error_response(req, kv.UNAVAILABLE))
     exc = _close_while_in_flight(fake, lambda c: c.get(b"apple"), "get")
     assert isinstance(exc, ClientClosed), repr(exc)
 
@@ -173,14 +178,14 @@ def test_a_settle_cut_off_by_close_may_have_recorded_a_decision(fake: FakeKV) ->
     """`txn_status(ref, settle=True)` records an abort (or finds the commit): cut off, it
     is no read that changed nothing (found by review)."""
     client = sync_client(fake, timeout_s=0.5, attempt_timeout_s=0.2)
-    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", DROP)
     try:
         with pytest.raises(CommitUnknown) as lost, client.transaction() as tx:
             tx.put(b"apple", b"x")
     finally:
         client.close()
     ref = lost.value.ref
-    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "decide" else None
+    fake.hook = on_kind("decide", DROP)
     exc = _close_while_in_flight(fake, lambda c: c.txn_status(ref, settle=True), "decide")
     assert isinstance(exc, ClientClosed), repr(exc)
     assert exc.maybe_committed
@@ -191,7 +196,7 @@ def test_a_fenced_write_cut_off_by_close_may_have_committed(fake: FakeKV, op: st
     """`put_fenced` / `delete_fenced` run a whole commit in one call: closing cut it off
     with a ClientClosed whose `maybe_committed` was False, though the write may have been
     applied (found by review: 42 applied writes reported as not committed)."""
-    fake.hook = lambda node, req: DROP if req.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", DROP)
 
     def write(client: Client) -> None:
         if op == "put_fenced":

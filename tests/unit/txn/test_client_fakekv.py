@@ -13,7 +13,7 @@ logs what reached it. `FakeKV.answer_delay_s` delays the answers of a kind of re
 slow but live leader), the others still answered at once; `FakeKV.reading` cleared holds
 every node's reader of its Batch streams. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
 (answer that instead), `DROP` (neither apply nor answer), `LOSE` (apply, drop the answer) or
-None (normal). `FakeKV.seen` logs every request that reached a leader.
+None (normal); `on_kind` makes one for every request of a kind. `FakeKV.seen` logs every request that reached a leader.
 
 Other test modules import this one by name (tests/ has no packages).
 """
@@ -42,6 +42,18 @@ DROP = "drop"  # neither apply nor answer
 LOSE = "lose"  # apply, then lose the answer
 
 Hook = Callable[[int, kv.Request], Any]
+
+
+def on_kind(kind: str, outcome: Any) -> Hook:
+    """A hook giving every `kind` request `outcome`: DROP, LOSE, or the answer a function of
+    the request returns (`lambda r: conflict_response(r, key, "commit")`); others pass."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != kind:
+            return None
+        return outcome(request) if callable(outcome) else outcome
+
+    return hook
 
 
 @dataclass

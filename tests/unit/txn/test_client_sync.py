@@ -10,7 +10,14 @@ import time
 from typing import Any
 
 import pytest
-from test_client_fakekv import LOSE, FakeKV, error_response, fake_in_thread, sync_client
+from test_client_fakekv import (
+    LOSE,
+    FakeKV,
+    error_response,
+    fake_in_thread,
+    on_kind,
+    sync_client,
+)
 
 import txn
 from router import kv_pb2 as kv
@@ -81,9 +88,7 @@ def test_a_commit_frees_the_lock_a_failed_read_for_update_may_have_taken(fake: F
     """Found by review: a read for update that failed may have taken its lock at the leader;
     a commit that then went to other groups never freed it, and it held that key's writers
     until it expired."""
-    fake.hook = lambda node, r: (
-        error_response(r, kv.INVALID_ARGUMENT) if r.WhichOneof("op") == "get" else None
-    )
+    fake.hook = on_kind("get", lambda r: error_response(r, kv.INVALID_ARGUMENT))
     with sync_client(fake) as client:
         with client.transaction() as tx:
             with pytest.raises(txn.InvalidArgument):
@@ -159,7 +164,7 @@ def test_run_retries_and_composes(fake: FakeKV) -> None:
 
 
 def test_commit_unknown_is_raised_not_retried(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: LOSE if r.WhichOneof("op") == "commit_one_phase" else None
+    fake.hook = on_kind("commit_one_phase", LOSE)
     calls = 0
 
     def body(tx: Transaction) -> None:

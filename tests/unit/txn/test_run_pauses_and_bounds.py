@@ -15,6 +15,7 @@ from test_client_fakekv import (
     conflict_response,
     fake_in_thread,
     fast_client,
+    on_kind,
     sync_client,
     with_fake,
 )
@@ -26,9 +27,7 @@ A1 = b"apple"
 
 
 def _always_conflict(fake: FakeKV) -> None:
-    fake.hook = lambda node, r: (
-        conflict_response(r, A1, "commit") if r.WhichOneof("op") == "commit_one_phase" else None
-    )
+    fake.hook = on_kind("commit_one_phase", lambda r: conflict_response(r, A1, "commit"))
 
 
 def _record_policy(client: Any) -> list[tuple[int, float, float]]:
