@@ -131,3 +131,17 @@ def test_a_leader_without_a_valid_lease_steps_down_on_such_a_nack() -> None:
             )
         )
         assert replica.role.value == ("candidate" if lease_valid else "follower")
+
+
+def test_a_group_led_away_from_its_preferred_node_is_handed_back() -> None:
+    """Leaders spread over the nodes: a group whose preferred node (its replica the map
+    names first) was cut off elects another leader, which hands the group back by a
+    leadership transfer once that node is back (within a REBALANCE_S check or two)."""
+    nodes = ThreeNodes()
+    assert [nodes.leader(g) for g in GROUPS] == [1, 2, 3]
+    nodes.cut = 3
+    nodes.advance(2.0)
+    assert [n for n in leaders(nodes)[2] if n != 3], "nobody took group 2 over"
+    nodes.cut = None
+    nodes.advance(2.5)
+    assert leaders(nodes) == {0: [1], 1: [2], 2: [3]}

@@ -341,7 +341,20 @@ class FakeNode(kv_pb2_grpc.KVServicer):
             self.server = None
 
     async def Status(self, request: kv.StatusRequest, context: Any) -> kv.StatusResponse:
-        return kv.StatusResponse(cluster_id=CLUSTER, node_id=self.node_id, node_name="fake")
+        """Every group's replica here: leader of the groups `FakeKV.leaders` gives it."""
+        groups = [
+            kv.GroupStatus(
+                group_id=group,
+                role="leader" if self.cluster.leaders.get(group) == self.node_id else "follower",
+                ballot="1.1",
+                chosen_index=1,
+                applied_index=1,
+            )
+            for group in self.cluster.map.group_ids()
+        ]
+        return kv.StatusResponse(
+            cluster_id=CLUSTER, node_id=self.node_id, node_name=f"n{self.node_id}", groups=groups
+        )
 
     async def GetShardMap(self, request: kv.ShardMapRequest, context: Any) -> kv.ShardMapResponse:
         if self.node_id in self.cluster.frozen:
