@@ -227,3 +227,156 @@ def test_verify_reports_a_snapshot_that_missed_a_transaction_acknowledged_before
     sim = FakeSim(recs, COLLECTED, DECIDED, applied=HISTORY, horizon=30)
     problems = sim.verify()
     assert problems and all(p.startswith("real time: snapshot 7331") for p in problems)
+
+
+OK = {b"t0": Decision(True, 10), b"tf": Decision(True, 90)}
+
+
+def _get(txn: bytes, read: tuple[bytes | None, int], kind: str = "get") -> TxnRecord:
+    res = TxnResult(txn_id=txn, status="ok", reads={KEY: read})
+    return TxnRecord(process=2, kind=kind, mops=[["r"]], invoke=0.0, complete=1.0, result=res)
+
+
+def test_verify_reports_an_acknowledged_commit_its_coordinator_recorded_nothing_of() -> None:
+    recs = [_setup(), _rw(b"t1", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 20), _final(10, b"100")]
+    sim = FakeSim(recs, [(10, b"100")], dict(OK))  # no decision for t1 (nor one purged)
+    assert any(
+        "acknowledged committed at 20" in p and "recorded nothing" in p for p in sim.verify()
+    )
+
+
+def test_verify_reports_a_commit_acknowledged_at_another_timestamp_than_decided() -> None:
+    recs = [_setup(), _rw(b"t1", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 20), _final(25, b"95")]
+    chain = [(25, b"95"), (10, b"100")]
+    sim = FakeSim(recs, chain, {**OK, b"t1": Decision(True, 25)})
+    assert any("acknowledged at 20 but decided at 25" in p for p in sim.verify())
+    recs = [_setup(), _rw(b"t1", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 25), _final(25, b"95")]
+    assert FakeSim(recs, chain, {**OK, b"t1": Decision(True, 25)}).verify() == []
+
+
+def test_verify_reports_a_transaction_reported_failed_that_committed() -> None:
+    recs = [_setup(), _rw(b"t1", "fail", {KEY: (b"100", 10)}, {KEY: b"95"}, 20), _final(20, b"95")]
+    sim = FakeSim(recs, [(20, b"95"), (10, b"100")], {**OK, b"t1": Decision(True, 20)})
+    assert any("reported failed" in p and "but committed" in p for p in sim.verify())
+
+
+def test_verify_reports_a_committed_first_write_of_a_key_nothing_applied() -> None:
+    """Only a deletion of an absent key may leave nothing applied (participant rule R2)."""
+    recs = [_setup(), _final(0, None)]  # t0 wrote 100 at 10 to an absent key: lost
+    sim = FakeSim(recs, [], dict(OK))
+    assert any(p.startswith("atomicity: committed txn 7430") for p in sim.verify())
+    recs = [_rw(b"t0", "ok", {KEY: (None, 0)}, {KEY: None}, 10), _final(0, None)]
+    assert FakeSim(recs, [], dict(OK)).verify() == []
+
+
+def test_verify_reports_a_transaction_that_read_absent_over_a_live_value() -> None:
+    """t1 read the key absent although 100 (not a tombstone) is the newest version below
+    its commit_ts: a read of version 0 is excused only over a deletion."""
+    recs = [_setup(), _rw(b"t1", "ok", {KEY: (None, 0)}, {KEY: b"95"}, 20), _final(20, b"95")]
+    sim = FakeSim(recs, [(20, b"95"), (10, b"100")], {**OK, b"t1": Decision(True, 20)})
+    assert any(p.startswith("timestamp order: txn 7431") for p in sim.verify())
+
+
+def _snapshot_run(at: int, read: tuple[bytes | None, int]) -> list[TxnRecord]:
+    snap = TxnRecord(
+        process=1,
+        kind="snapshot",
+        mops=[["r"]],
+        invoke=0.0,  # concurrent with every writer: only the values are judged
+        complete=0.5,
+        result=TxnResult(txn_id=b"s1", status="ok", reads={KEY: read}, snapshot_ts=at),
+    )
+    return [
+        _setup(),
+        _rw(b"t1", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 20),
+        snap,
+        _final(20, b"95"),
+    ]
+
+
+T1_AT_20 = {**OK, b"t1": Decision(True, 20)}
+T1_CHAIN = [(20, b"95"), (10, b"100")]
+
+
+def test_verify_reports_a_snapshot_that_missed_a_version_at_its_own_timestamp() -> None:
+    sim = FakeSim(_snapshot_run(20, (b"100", 10)), T1_CHAIN, T1_AT_20)
+    assert any(p.startswith("snapshot at 20") for p in sim.verify())
+    assert FakeSim(_snapshot_run(20, (b"95", 20)), T1_CHAIN, T1_AT_20).verify() == []
+
+
+def test_verify_reports_a_snapshot_that_read_the_right_version_with_a_wrong_value() -> None:
+    sim = FakeSim(_snapshot_run(25, (b"999", 20)), T1_CHAIN, T1_AT_20)
+    assert any(p.startswith("snapshot at 25") for p in sim.verify())
+
+
+def test_verify_reports_a_plain_get_of_a_value_never_applied() -> None:
+    recs = [_setup(), _get(b"g1", (b"999", 10)), _final(10, b"100")]
+    sim = FakeSim(recs, [(10, b"100")], dict(OK))
+    assert any(p.startswith("plain get at 10") for p in sim.verify())
+    recs = [_setup(), _get(b"g1", (b"100", 10)), _final(10, b"100")]
+    assert FakeSim(recs, [(10, b"100")], dict(OK)).verify() == []
+
+
+def test_verify_reports_real_time_against_the_newest_commit_acknowledged_before() -> None:
+    """tA (commit_ts 30) was acknowledged at 1.0, tB (commit_ts 20) at 1.5; a snapshot
+    invoked at 2.0 reads at 25: it misses tA. The newest commit acknowledged before it is
+    not the last one acknowledged."""
+    ta = _rw(b"tA", "ok", {KEY: (b"95", 20)}, {KEY: b"90"}, 30)
+    tb = _rw(b"tB", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 20)
+    ta.invoke, ta.complete = 0.0, 1.0
+    tb.invoke, tb.complete = 0.0, 1.5
+    snap = TxnRecord(
+        process=1,
+        kind="snapshot",
+        mops=[["r"]],
+        invoke=2.0,
+        complete=3.0,
+        result=TxnResult(txn_id=b"s1", status="ok", reads={KEY: (b"95", 20)}, snapshot_ts=25),
+    )
+    recs = [_setup(), ta, tb, snap, _final(30, b"90")]
+    for rec in recs:
+        if rec.result and rec.result.txn_id in (b"t0", b"tf"):
+            rec.invoke, rec.complete = (0.0, 0.5) if rec.result.txn_id == b"t0" else (9.0, 10.0)
+    decided = {**OK, b"tA": Decision(True, 30), b"tB": Decision(True, 20)}
+    sim = FakeSim(recs, [(30, b"90"), (20, b"95"), (10, b"100")], decided)
+    problems = sim.verify()
+    assert problems and all(p.startswith("real time: snapshot 7331") for p in problems), problems
+
+
+def test_verify_reports_a_transaction_committed_below_one_acknowledged_before_it_began() -> None:
+    """Real time for transactions (not only snapshots): t2, invoked at 2.0 after t1 (20)
+    was acknowledged at 1.0, committed at 15, so it read below t1's commit."""
+    t2 = _rw(b"t2", "ok", {KEY: (b"100", 10)}, {}, 15)
+    t2.invoke, t2.complete = 2.0, 3.0
+    recs = [
+        _setup(),
+        _rw(b"t1", "ok", {KEY: (b"100", 10)}, {KEY: b"95"}, 20),
+        t2,
+        _final(20, b"95"),
+    ]
+    sim = FakeSim(recs, T1_CHAIN, {**T1_AT_20, b"t2": Decision(True, 15)})
+    problems = sim.verify()
+    assert problems and all(p.startswith("real time: rw 7432") for p in problems), problems
+
+
+def test_verify_reports_an_abort_recorded_over_every_participants_prepare() -> None:
+    recs = [_setup(), _final(10, b"100")]
+    sim = FakeSim(recs, [(10, b"100")], {**OK, b"t9": Decision(False, 0)})
+    sim.prepares_logged = {b"t9": (GROUP, frozenset({1}), frozenset({1}))}
+    assert any(p.startswith("parallel commit") for p in sim.verify())
+    sim.prepares_logged = {b"t9": (GROUP, frozenset({1, 2}), frozenset({1}))}  # one missing
+    assert sim.verify() == []
+
+
+class SplitSim(FakeSim):
+    """Replica 3 stores another chain than replicas 1 and 2."""
+
+    def versions(self, node: Any, group_id: int, horizon: int) -> dict[bytes, list]:
+        return {KEY: [(10, b"999")] if node == 3 else list(self._chain)}
+
+
+def test_verify_reports_replicas_that_store_different_versions() -> None:
+    recs = [_setup(), _final(10, b"100")]
+    sim = SplitSim(recs, [(10, b"100")], dict(OK))
+    sim.nodes = {1: 1, 2: 2, 3: 3}
+    assert any("replicas 1 and 3 store different versions" in p for p in sim.verify())

@@ -304,3 +304,50 @@ def serial_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
 def test_every_serial_execution_is_strictly_serializable(history: list[dict[str, Any]]) -> None:
     report = elle.check(history, realtime=True)
     assert report["valid"], elle.describe(report)
+
+
+def test_real_time_edges_come_from_every_transaction_completed_before_an_invocation() -> None:
+    """T2 completed (at 2) while T1 (invoked at 0) still ran; T1 completed at 3. T3, invoked
+    after both, read x stale: T2 -rt-> T3 -rw-> T2. T1's completion must not drop T2 from
+    the frontier (T2 did not complete before T1 began)."""
+    h = H()
+    h.invoke(1, [["append", "y", 1]])
+    h.invoke(2, [["append", "x", 1]])
+    h.complete(2, [["append", "x", 1]])
+    h.complete(1, [["append", "y", 1]])
+    h.txn(3, [["r", "x", []]])
+    h.txn(4, [["r", "x", [1]], ["r", "y", [1]]])
+    assert _types(h, realtime=True) == ["G-single-realtime"]
+    # T3 invoked before T2 completed: it may read x empty.
+    h = H()
+    h.invoke(1, [["append", "y", 1]])
+    h.invoke(2, [["append", "x", 1]])
+    h.invoke(3, [["r", "x", None]])
+    h.complete(2, [["append", "x", 1]])
+    h.complete(1, [["append", "y", 1]])
+    h.complete(3, [["r", "x", []]])
+    h.txn(4, [["r", "x", [1]], ["r", "y", [1]]])
+    assert _types(h, realtime=True) == []
+
+
+def test_g2_realtime_a_cycle_of_two_anti_dependencies_closed_by_real_time() -> None:
+    """T1 appends y and completes before T2 begins; T2 reads x empty; T3 (concurrent with
+    both) reads y empty and appends x: T1 -rt-> T2 -rw(x)-> T3 -rw(y)-> T1. Serializable
+    (T2, T3, T1), but T1 completed before T2 began."""
+    h = H()
+    h.invoke(3, [["r", "y", None], ["append", "x", 1]])
+    h.txn(1, [["append", "y", 1]])
+    h.txn(2, [["r", "x", []]])
+    h.complete(3, [["r", "y", []], ["append", "x", 1]])
+    h.txn(4, [["r", "x", [1]], ["r", "y", [1]]])
+    assert _types(h, realtime=False) == []
+    report = elle.check(h.ops, realtime=True)
+    assert report["anomaly_types"] == ["G2-realtime"], elle.describe(report)
+    assert sum("-rw(" in step for step in report["anomalies"]["G2-realtime"][0]) == 2
+
+
+def test_a_read_that_misses_its_own_earlier_append_is_internal() -> None:
+    """T appended 1 then 2 to x and read [2]: its own append 1 vanished from its read."""
+    h = H()
+    h.txn(1, [["append", "x", 1], ["append", "x", 2], ["r", "x", [2]]])
+    assert "internal" in _types(h)

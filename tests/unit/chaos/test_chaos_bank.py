@@ -357,3 +357,37 @@ def test_the_checker_agrees_with_a_search_over_every_serial_order(
         monkeypatch.setattr(bank_checker, "POOL_SUMS", pool_sums)
         result = bank_checker.check(h.sorted_ops(), ACCOUNTS, 30, initial=10, negative_allowed=True)
         assert result["valid"] is expected, result["anomalies"]
+
+
+def _reads(*balances: dict[str, Any], initial: int | None = None) -> dict[str, Any]:
+    h = Hist()
+    for i, b in enumerate(balances):
+        h.op(1, "read", None, 10 * i, 10 * i + 1, result=b)
+    return bank_checker.check(h.sorted_ops(), ACCOUNTS, 30, initial=initial)
+
+
+def test_a_read_with_money_destroyed_is_a_wrong_total() -> None:
+    result = _reads({"a": 10, "b": 10, "c": 5})
+    assert result["anomaly_types"] == ["wrong-total"]
+    assert result["anomalies"]["wrong-total"][0]["total"] == 25
+
+
+def test_a_balance_of_minus_one_is_negative() -> None:
+    result = _reads({"a": -1, "b": 21, "c": 10})
+    assert result["anomaly_types"] == ["negative"]
+    assert _reads({"a": -1, "b": 21, "c": 10}, initial=None)["anomalies"]["negative"][0][
+        "negative"
+    ] == {"a": -1}
+    assert _reads({"a": 0, "b": 20, "c": 10})["valid"]
+
+
+def test_a_read_of_an_account_no_one_opened_is_unexpected() -> None:
+    result = _reads({"a": 10, "b": 10, "c": 10, "z": 0})
+    assert result["anomaly_types"] == ["unexpected-account"]
+    assert result["anomalies"]["unexpected-account"][0]["accounts"] == ["z"]
+
+
+def test_a_bool_balance_is_not_an_integer() -> None:
+    result = _reads({"a": 10, "b": 19, "c": True})
+    assert result["anomaly_types"] == ["non-integer"]
+    assert _reads({"a": 10, "b": 19, "c": 1.0})["anomaly_types"] == ["non-integer"]

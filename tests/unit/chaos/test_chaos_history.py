@@ -103,3 +103,36 @@ def test_only_definite_failures_are_fail(
     exc: BaseException, read_only: bool, expected: str
 ) -> None:
     assert completion_type(exc, read_only=read_only) == expected
+
+
+def _op(kind: str, process: int, t: int) -> dict:
+    return {"type": kind, "process": process, "f": "read", "time": t, "index": t}
+
+
+def test_pairs_refuses_a_double_invocation_and_an_orphan_completion() -> None:
+    with pytest.raises(HistoryError, match="invoked twice"):
+        pairs([_op("invoke", 0, 0), _op("invoke", 0, 1)])
+    with pytest.raises(HistoryError, match="completion without invocation"):
+        pairs([_op("ok", 0, 0)])
+    assert len(pairs([_op("invoke", 0, 0), _op("ok", 0, 1), _op("invoke", 0, 2)])) == 2
+
+
+def test_validate_names_a_double_invocation() -> None:
+    problems = validate([_op("invoke", 0, 0), _op("invoke", 0, 1), _op("ok", 0, 2)])
+    assert problems == ["process 0 invoked twice without completing"]
+
+
+def test_validate_names_completions_without_an_open_invocation() -> None:
+    assert validate([_op("ok", 0, 0)]) == ["process 0 completed without an open invocation"]
+    twice = [_op("invoke", 0, 0), _op("ok", 0, 1), _op("ok", 0, 2)]
+    assert validate(twice) == ["process 0 completed without an open invocation"]
+    assert validate([_op("invoke", 0, 0), _op("ok", 0, 1)]) == []
+
+
+@pytest.mark.parametrize(
+    "exc", [TimeoutError("read timed out"), ConnectionResetError("reset"), OSError("EPIPE")]
+)
+def test_timeouts_and_lost_connections_of_a_write_are_info(exc: BaseException) -> None:
+    """The request may have been applied: only errors that guarantee no effect are fail."""
+    assert completion_type(exc, read_only=False) == "info"
+    assert completion_type(exc, read_only=True) == "fail"

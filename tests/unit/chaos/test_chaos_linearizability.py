@@ -314,3 +314,16 @@ def test_corrupted_read_in_random_history_is_found(seed: int) -> None:
     victim["value"] = 10**6  # a value nobody wrote
     result = lin.check(history)
     assert result["valid"] is False
+
+
+def test_a_search_over_budget_is_unknown_not_valid() -> None:
+    h = Hist()
+    for p in range(8):
+        h.op(p, "write", p + 1, 0, 10, key="x")  # eight concurrent writes
+    h.op(9, "read", None, 11, 12, result=99, key="x")  # nobody wrote 99
+    history = h.sorted_ops()
+    assert lin.check(history)["valid"] is False
+    result = lin.check(history, budget=5)
+    assert result["valid"] == "unknown"
+    assert result["unknown_keys"] == ["x"] and result["anomalies"] == []
+    assert lin.describe(result).startswith("linearizability unknown")
