@@ -12,6 +12,7 @@ from paxos.messages import (
     Accept,
     Accepted,
     CatchUpReply,
+    Heartbeat,
     HeartbeatAck,
     Message,
     Prepare,
@@ -410,3 +411,36 @@ def test_a_rebuild_finishes_in_an_idle_group_after_its_target_leader_lost_its_ta
         g.heartbeat(leader)
     assert g.r(leader).status().next_slot == 1
     assert not g.r(2).status().rebuilding, "stuck rebuilding in an idle group"
+
+
+def test_a_reordered_lower_floor_report_does_not_lower_the_floor() -> None:
+    """Rule 14 (a): the floor is the highest promise each peer reported. A rebuilding replica
+    asks again every heartbeat interval until every peer answered, so one peer may answer two
+    asks, and the replies may arrive in either order: an older, lower report arriving last
+    must not lower the floor (a leader below the real floor would then set the target)."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    leader_ballot = g.r(1).status().promised
+    lose_disk(g, 2, 0.3)
+    g.process(2)
+    first = [m for m in g.inflight if isinstance(m, PreVote) and m.dst == 3]
+    g.inflight = []
+    g.tick(2, 0.3 + g.r(2).config.heartbeat_interval_s)  # nobody answered: it asks again
+    g.process(2)
+    second = [m for m in g.inflight if isinstance(m, PreVote) and m.dst == 3]
+    g.inflight = []
+    assert first and second and second[0].seq > first[0].seq
+    high = Ballot(leader_ballot.round + 5, 3)  # node 3 promised a higher ballot meanwhile
+    g.r(2).step(PreVoteReply(src=3, dst=2, ballot=high, seq=second[0].seq, granted=True))
+    # Node 3's answer to the first ask, from before that promise, arrives after it; node
+    # 1's answer completes the floor.
+    g.r(2).step(PreVoteReply(src=3, dst=2, ballot=leader_ballot, seq=first[0].seq, granted=True))
+    g.r(2).step(PreVoteReply(src=1, dst=2, ballot=leader_ballot, seq=second[0].seq, granted=False))
+    g.process(2)
+    # A heartbeat of node 1, whose ballot is below node 3's promise, sets no target: node 2
+    # stays rebuilding (it casts no vote) although it knows every slot node 1 names.
+    g.r(2).step(
+        Heartbeat(src=1, dst=2, ballot=leader_ballot, chosen_watermark=0, seq=50, next_slot=1)
+    )
+    g.process(2)
+    assert g.r(2).status().rebuilding

@@ -33,6 +33,7 @@ from paxos.messages import (
     Accept,
     AcceptedEntry,
     CatchUpReply,
+    CatchUpRequest,
     Heartbeat,
     InstallSnapshot,
     Message,
@@ -1227,3 +1228,22 @@ def test_a_replica_that_stepped_down_repeats_no_heartbeat() -> None:
     g.stabilize()
     assert g.r(2).role is Role.LEADER and g.r(1).role is Role.FOLLOWER
     assert g.r(1).repeat_heartbeats() == []
+
+
+def test_a_follower_learns_up_to_the_leaders_watermark_without_catch_up() -> None:
+    """Rule 4: a follower that accepted every slot up to the leader's chosen watermark under the
+    leader's ballot learns them all chosen from the watermark alone: all the way up to it, and
+    with no catch-up request (catch-up is for slots it did not accept under that ballot)."""
+    g = Group(3, fast=(1,), max_batch_count=1, pipeline_window=4)
+    g.elect(1)
+    for command in (b"a", b"b", b"c"):
+        g.r(1).propose(command)
+    g.stabilize()  # both followers voted for slots 1-3; only the leader knows them chosen
+    assert g.r(1).chosen_watermark == 3 and g.r(2).chosen_watermark == 0
+    g.tick(1, g.now[1] + 0.06)  # a heartbeat carries the watermark
+    g.process(1)
+    g.deliver()
+    ready = g.process(2)
+    assert g.r(2).chosen_watermark == 3
+    assert g.chosen(2) == [(b"a",), (b"b",), (b"c",)]
+    assert not [m for m in ready.messages if isinstance(m, CatchUpRequest)]

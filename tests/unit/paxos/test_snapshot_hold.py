@@ -146,3 +146,54 @@ def test_a_hold_the_log_was_compacted_past_does_not_stop_compaction() -> None:
     status = g.r(1).status()
     assert status.applied_index - status.log_start < 8, status
     assert not g.r(1)._snapshot_holds  # the useless hold is gone, not waiting out its 30 s
+
+
+def test_the_hold_ends_once_the_follower_acknowledged_it_is_back_on_the_log() -> None:
+    """Rule 11's hold keeps the log from the follower's acknowledged watermark + 1 once that is
+    above the snapshot's index, and ends once the follower is back on the log: a follower that
+    installed its snapshot and keeps up must not pin the leader's log at the snapshot's index
+    for `snapshot_hold_s`."""
+    g = _group()
+    _writes(g, 12, 0)
+    held, _t = _snapshot_for_node3(g, 1.0)
+    index = held[0].index
+    g.inflight.extend(held)
+    g.stabilize()  # node 3 installs it and catches up from the log
+    assert g.r(3).applied_index == g.r(1).applied_index
+    for k in range(6):  # writes go on with every node; each heartbeat's ack reports node 3
+        g.r(1).propose(b"after%d" % k)
+        g.stabilize()
+        g.heartbeat(1)
+    status = g.r(1).status()
+    assert status.log_start > index + 1, status
+    assert status.applied_index - status.log_start < 4, status  # compacting as usual
+
+
+def _until_a_build(g: _BuildingGroup, t: float) -> float:
+    for _ in range(6):
+        t += 0.4  # past the leader's per-peer snapshot throttle and node 3's retry timer
+        g.tick_all(t)
+        g.stabilize(keep=lambda m: not isinstance(m, InstallSnapshot))
+        if g.builds:
+            return t
+    raise AssertionError("no snapshot request")
+
+
+def test_a_repeated_request_keeps_the_hold_at_the_first_builds_index() -> None:
+    """Rule 11's hold under a repeated snapshot request: the driver may still be building the
+    snapshot the first request asked for (at the applied index of that time) when the follower
+    asks again; the hold keeps the lower index, so the first build still finds the log it
+    needs after it, and the follower gets back onto the log after one snapshot."""
+    g = _BuildingGroup(3, fast=(1,), compact_threshold=4, compact_keep=1, max_batch_count=1)
+    g.elect(1)
+    n = _writes(g, 12, 0)
+    t = _until_a_build(g, 1.0)
+    first = g.builds.pop(0)  # a long build starts at this index
+    n = _writes(g, 6, n)
+    t = _until_a_build(g, t)  # node 3 asks again meanwhile: a second build starts
+    second = g.builds.pop(0)
+    assert second[1] > first[1]
+    _writes(g, 6, n)
+    peer, index, data = first  # the first build is done and sent
+    g.r(1).send_snapshot(peer, index, data)
+    assert g.r(1).status().log_start <= index + 1
