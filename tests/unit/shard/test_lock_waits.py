@@ -1093,3 +1093,19 @@ def test_a_snapshot_get_below_the_gc_horizon_over_an_intent_is_refused_at_once()
     assert len(answers) == 1, "parked behind the intent"
     assert answers[0].get.error.code == kv.INVALID_ARGUMENT, answers
     assert "garbage-collected" in answers[0].get.error.message
+
+
+def test_a_short_queue_wait_does_not_cut_the_life_of_the_locks_held() -> None:
+    """MID holds "a" (expires at LOCK_TTL_S) and queues for "b", held by the older OLD,
+    with a short wait (its request's deadline is near: rule L4 halves the remaining time).
+    Its lock on "a" still lives its whole TTL: a younger reader must not take it when the
+    short wait ends, or MID's later commit is refused for a lock it was promised."""
+    table = LockTable()
+    assert table.acquire(b"b", OLD, 0.0) is Grant.GRANTED
+    assert table.acquire(b"a", MID, 0.0) is Grant.GRANTED
+    assert table.acquire(b"b", MID, 0.1, queue_until=0.3) is Grant.WAIT
+    table.expire(0.5)  # past the wait's end, well within a's life
+    assert table.holder(b"a") == tid(b"mid")
+    assert table.acquire(b"a", YOUNG, 0.5) is Grant.WAIT
+    table.expire(LOCK_TTL_S)
+    assert table.holder(b"a") is None

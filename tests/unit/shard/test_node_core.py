@@ -1121,3 +1121,39 @@ def test_a_follower_serves_a_stale_ok_read_and_sends_a_linearizable_one_to_the_l
     error = nodes.call(follower, get(b"apple")).get.error
     assert error.code == kv.NOT_LEADER, error
     assert error.leader_id == leader and error.leader_addr == f"x:{leader}", error
+
+
+def test_a_resolve_answered_with_an_error_is_not_a_confirmation() -> None:
+    """Node rule 6, coordinator side (shard/txn_duties.py `deliver`): a decision is finished
+    (and so becomes purgeable) only once every participant CONFIRMED its Resolve; a Resolve
+    answered with an error is no confirmation and is delivered again."""
+    from shard.node import TXN_DUTY_S
+
+    node = OneNode()
+    txn_id = tid(b"t1")
+    # Prepared in group 2 only, so the coordinator (group 1) records the abort at once.
+    assert node.call(prepare_request(2, b"zebra", txn_id)).prepare.error.code == kv.OK
+    decide = kv.DecideRequest(header=header(1), txn_id=txn_id, participants=[1, 2])
+    decided = node.call(kv.Request(decide=decide)).decide
+    assert decided.error.code == kv.OK and not decided.committed and not decided.pending
+    outbound, node.core.outbound = node.core.outbound, []
+    assert [group for group, _request, _done in outbound] == [2]
+    (_group, request, done) = outbound[0]
+    assert request.WhichOneof("op") == "resolve"
+    refused = kv.Response(resolve=kv.ResolveResponse(error=kv.Error(code=kv.NOT_LEADER)))
+    done(refused)  # e.g. group 2's leader moved: nothing was resolved there
+    shard = node.core.hosts[1].shard
+    node.advance(TXN_DUTY_S + 0.02)  # the sweep runs
+    info = shard.decision(txn_id)
+    assert info is not None and not info.finished
+    assert node.core.hosts[2].shard.prepared(txn_id) is not None  # still prepared there
+    # The sweep delivered it again; confirmed this time, the decision is finished.
+    again = [(g, r, d) for g, r, d in node.core.outbound if r.WhichOneof("op") == "resolve"]
+    assert [g for g, _r, _d in again] == [2]
+    node.core.outbound = []
+    for _group, request, done in again:
+        done(node.call(request, settle=0.001))
+    assert node.core.hosts[2].shard.prepared(txn_id) is None
+    node.advance(TXN_DUTY_S + 0.02)
+    info = shard.decision(txn_id)
+    assert info is not None and info.finished

@@ -331,3 +331,56 @@ def test_apply_is_deterministic_across_engines(tmp_path: Path) -> None:
     rocks = RocksEngine(str(tmp_path / "db"))
     assert _apply_all(MemEngine(), slots) == _apply_all(rocks, slots)
     rocks.close()
+
+
+def test_a_scan_reports_the_newest_deletion_it_passed_not_the_last_one() -> None:
+    """Key order and version order disagree: "a" was deleted last (version 50), "b" first
+    (version 30). The scan passes both tombstones; the deletion its answer must wait for is
+    the newest one, whichever key comes last."""
+    d = Driver()
+    d.run(encode_put(b"a", b"1", ts=10), encode_put(b"b", b"2", ts=11))
+    d.run1(encode_delete(b"b", ts=30))
+    d.run1(encode_delete(b"a", ts=50))
+    d.run1(encode_put(b"c", b"3", ts=60))
+    items, deleted_at = d.sm.scan_with_deletions(b"a", b"z", 10)
+    assert items == [(b"c", b"3", 60)]
+    assert deleted_at == 50
+    # As of version 40 only "b"'s deletion is visible; "a" still holds its value.
+    items, deleted_at = d.sm.scan_with_deletions(b"a", b"z", 10, at_version=40)
+    assert items == [(b"a", b"1", 10)] and deleted_at == 30
+
+
+def test_a_scan_stops_when_its_bytes_reach_the_budget_exactly() -> None:
+    d = Driver()
+    d.run(encode_put(b"k1", b"vvv", ts=10), encode_put(b"k2", b"www", ts=11))
+    size = len(b"k1") + len(b"vvv")
+    assert d.sm.scan(b"", None, 10, max_bytes=size) == [(b"k1", b"vvv", 10)]
+    assert d.sm.scan(b"", None, 10, max_bytes=size + 1) == [
+        (b"k1", b"vvv", 10),
+        (b"k2", b"www", 11),
+    ]
+
+
+def test_gc_below_the_current_horizon_leaves_a_pending_pass_alone() -> None:
+    """ShardStateMachine garbage collection: `gc_below` at the horizon already in force is a
+    no-op, and leaves a stepped pass (start_gc / gc_step) going where it was."""
+    d = Driver()
+    for v in (10, 20, 30):
+        d.run(encode_put(b"a", b"a%d" % v, ts=v), encode_put(b"b", b"b%d" % v, ts=v + 1))
+    batch = d.engine.new_batch()
+    assert d.sm.start_gc(35, batch)
+    assert d.sm.gc_step(batch, max_records=1) == 0  # read a@30 only: the pass is pending
+    d.engine.write(batch, False)
+    assert d.sm.gc_pending
+    batch = d.engine.new_batch()
+    assert d.sm.gc_below(35, batch) == 0  # nothing new to collect up to
+    d.engine.write(batch, False)
+    assert d.sm.gc_pending  # the pass goes on where it was
+    batch = d.engine.new_batch()
+    removed = 0
+    while d.sm.gc_pending:
+        removed += d.sm.gc_step(batch, max_records=1)
+    d.engine.write(batch, False)
+    assert removed == 4  # a@10, a@20, b@11, b@21
+    assert d.sm.get(b"a", at_version=35) == (b"a30", 30)
+    assert d.sm.get(b"b", at_version=35) == (b"b30", 31)

@@ -397,3 +397,55 @@ def test_purge_counters_of_an_older_version_read_every_purge_as_unverified() -> 
     node.txn(PurgeDecisions(before_ts=1_500), 2_002)
     data = node.engine.get(key)
     assert data is not None and unpack_counters(data) == PurgeCounters(0, 1, 1_500, 1_000)
+
+
+def _prepare(txn_id: bytes, **kw: object) -> Prepare:
+    return Prepare(txn_id=txn_id, coordinator_group=GROUP, participants=(GROUP, 9), **kw)
+
+
+def test_a_reopened_state_machine_remembers_the_newest_of_several_prepare_timestamps() -> None:
+    """Prepare timestamps sit above max_version (nothing is written until the Resolve): after
+    a restart only the prepared records hold them, and the clock must start above the
+    NEWEST one, not the oldest (a client may report a commit at max(prepare_ts))."""
+    a = Node()
+    assert a.txn(_prepare(b"t1", writes=(WriteItem(key=b"c", value=b"1"),)), 100).ok
+    assert a.txn(_prepare(b"t2", writes=(WriteItem(key=b"d", value=b"2"),)), 200).ok
+    assert a.txn(_prepare(b"t3", writes=(WriteItem(key=b"e", value=b"3"),)), 150).ok
+    assert a.sm.max_version == 0 and a.sm.newest_timestamp == 200
+    again = Node(a.engine)
+    assert again.sm.newest_timestamp == 200
+
+
+def test_a_restore_forgets_the_scanned_ranges_of_the_state_it_replaces() -> None:
+    """A replica holding a scanned range (P6) restores a snapshot taken where that
+    transaction never prepared: the range intent goes with the records it came from, or
+    this replica alone keeps refusing writes into the range, and diverges."""
+    source = Node()
+    assert source.put(b"c", b"1", 10).ok
+    busy = Node()
+    scan = _prepare(b"t9", read_ranges=(KeyRange(start=b"d", end=b"e"),))
+    assert busy.txn(scan, 10).ok
+    assert busy.sm.has_intents and busy.put(b"d1", b"x", 11).status is Status.CONFLICT
+    batch = busy.engine.new_batch()
+    busy.sm.restore(source.sm.applied_index, source.sm.snapshot(), batch)
+    busy.engine.write(batch, False)
+    assert busy.sm.prepared_txns() == [] and busy.sm.scanners(b"d1") == []
+    assert not busy.sm.has_intents
+    assert busy.put(b"d1", b"x", 20).ok
+
+
+def test_a_restore_counts_as_a_release_for_requests_waiting_on_intents() -> None:
+    """Requests parked on an intent (shard/lock_wait.py) re-check only when
+    `intent_releases` moves. A restore replaces the intents wholesale (here: the snapshot
+    has none), so it must move it, or the parked requests sleep until their deadline."""
+    source = Node()
+    assert source.put(b"c", b"1", 10).ok
+    busy = Node()
+    held = _prepare(b"t1", writes=(WriteItem(key=b"d", value=b"x"),))
+    assert busy.txn(held, 10).ok
+    before = busy.sm.intent_releases
+    batch = busy.engine.new_batch()
+    busy.sm.restore(source.sm.applied_index, source.sm.snapshot(), batch)
+    busy.engine.write(batch, False)
+    assert busy.sm.intents_on(b"d") == []
+    assert busy.sm.intent_releases > before

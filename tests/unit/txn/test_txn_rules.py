@@ -7,6 +7,8 @@ state machine (encoded commands through apply, one slot per call).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from txn_harness import Harness, MemHarness, ShardHarness
 
@@ -866,3 +868,155 @@ def test_p6_a_one_phase_commit_checks_its_scanned_ranges(h: Harness) -> None:
     assert (r.conflict.key, r.conflict.phase) == (b"a1", "commit")
     assert h.value(b"c") is None
     assert h.txn(one_phase(T2, reads={b"a1": 10}, writes={b"c": b"1"}, ranges=A_TO_B), 30).ok
+
+
+T1 = b"txn-1"
+
+
+def test_p1_a_prepare_naming_another_coordinator_is_refused(h: Harness) -> None:
+    """Same participants, another coordinator group: recovery would ask a group that never
+    decides this txn, so the copy is no copy and its yes vote must not be given."""
+    record = prep(T1, writes={b"a": b"1"})
+    ts = prepared_ts(h, record, 20)
+    other = replace(record, coordinator_group=4)
+    r = h.txn(other, 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None
+    assert r.conflict.phase == "prepare" and r.conflict.other_txn == T1
+    assert "another coordinator" in r.conflict.reason
+    info = h.prepared(T1)
+    assert info is not None and info.coordinator_group == 3 and info.prepare_ts == ts
+    assert h.txn(record, 40).txn == PrepareResult(prepare_ts=ts)  # the real copy
+
+
+def test_v3_a_commit_resolved_here_over_other_participants_is_not_the_askers(h: Harness) -> None:
+    """T1 prepared here over groups (3, 4) and was resolved by its commit: the outcome
+    record keeps (3, 4) (R5). A Prevent from an asker whose T1 names (3, 5) is about
+    another transaction under the same id: "not prepared", and nothing recorded. Answered
+    "prepared" at the commit_ts, group 5's coordinator would record a commit this group
+    never voted for."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    h.txn(Resolve(txn_id=T1, commit=True, commit_ts=ts + 5), ts + 6)
+    before = h.decision(T1)
+    assert before is not None and before.participants == (3, 4)
+    other = h.txn(Prevent(txn_id=T1, participants=(3, 5)), 40)
+    assert other.txn == PreventResult(prepared=False)
+    assert h.decision(T1) == before
+    same = h.txn(Prevent(txn_id=T1, participants=(4, 3)), 41)
+    assert same.txn == PreventResult(prepared=True, prepare_ts=ts + 5)
+
+
+@pytest.mark.parametrize("record", ["late resolve", "before G2"])
+def test_v1_a_commit_record_without_participants_answers_prepared_to_any_asker(
+    h: Harness, record: str
+) -> None:
+    """An outcome record that kept no participants (a late Resolve's, R5; or one written
+    before rule G2) has nothing to compare a Prevent's participants with: it is the commit
+    and answers "prepared" at its commit_ts (V1). Taken as a mismatch (V3), the asker
+    would abort a committed transaction."""
+    if record == "late resolve":
+        h.txn(Resolve(txn_id=T1, commit=True, commit_ts=35), 36)
+    else:
+        ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+        assert ts == 20
+        h.txn(Resolve(txn_id=T1, commit=True, commit_ts=35), 36)
+        h.as_written_before_g2(T1)
+    info = h.decision(T1)
+    assert info is not None and info.committed and info.participants == ()
+    r = h.txn(Prevent(txn_id=T1, asker_ts=30, participants=(3, 4)), 40)
+    assert r.txn == PreventResult(prepared=True, prepare_ts=35)
+
+
+T1, T2 = b"txn-1", b"txn-2"
+
+
+def test_g1_a_record_decided_at_the_horizon_is_not_purged(h: Harness) -> None:
+    """G1 deletes records decided strictly BEFORE `before_ts`, and raises the purge mark to
+    `before_ts`. A record decided at `before_ts` must survive: the mark says only records
+    decided below it may be gone, so a question with asker_ts == before_ts is answered from
+    "no record" (an abort recorded over a purged commit would split the txn)."""
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=90), 100)
+    h.txn(Finish(txn_id=T1))
+    assert h.txn(PurgeDecisions(before_ts=100)).txn == PurgeResult(purged=0)
+    info = h.decision(T1)
+    assert info is not None and info.committed and info.decided_ts == 100
+    # The record still answers; had it gone, this Prevent (asker_ts at the mark, so "no
+    # record" would be trusted) would record an abort of a committed transaction.
+    assert h.txn(Prevent(txn_id=T1, asker_ts=100), 200).txn == PreventResult(
+        prepared=True, prepare_ts=90
+    )
+    assert h.txn(PurgeDecisions(before_ts=101)).txn == PurgeResult(purged=1)
+    assert h.decision(T1) is None
+
+
+def test_g1_a_later_purge_below_the_unverified_mark_does_not_lower_it(h: Harness) -> None:
+    """The unverified purge mark only rises, also when a later PurgeDecisions with a lower
+    `before_ts` (a leader whose clock is behind the previous one's) deletes another record
+    that leaves doubt: otherwise a question between the two horizons would be answered
+    `checked`, and its asker could abort its part of a commit whose record was purged
+    unchecked."""
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=30), 31)
+    h.txn(Finish(txn_id=T1))
+    h.as_written_before_g2(T1)  # its purge leaves doubt
+    assert h.txn(PurgeDecisions(before_ts=500)).txn == PurgeResult(purged=1)
+    # A record decided below both horizons, finished only now (a late Resolve's record
+    # written by an older version), purged by a leader whose horizon is lower.
+    h.txn(Decide(txn_id=T2, participants=(3,), commit=True, commit_ts=200), 200)
+    h.txn(Finish(txn_id=T2))
+    h.as_written_before_g2(T2)
+    assert h.txn(PurgeDecisions(before_ts=300)).txn == PurgeResult(purged=1)
+    r = h.txn(Prevent(txn_id=b"txn-3", asker_ts=400), 1_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=False)
+    asked = Decide(txn_id=b"txn-4", participants=(3, 4), commit=False, recover=True, asker_ts=400)
+    assert h.txn(asked, 1_001).txn == DecisionResult(committed=False, pending=True, checked=False)
+
+
+def test_g2_candidates_stop_at_the_first_record_decided_after_the_horizon(h: Harness) -> None:
+    """The purge goes in finish order and stops at the first record decided at or after
+    `before_ts` (G1): the candidates the leader checks first (G2) are those it would meet,
+    not the commits queued behind that record, which the next purges meet (and check) when
+    their time comes. Checking them now asks every participant about them on every pass."""
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=False), 500)  # decided late
+    h.txn(Finish(txn_id=T1))
+    h.txn(Decide(txn_id=T2, participants=(3, 4), commit=True, commit_ts=90), 100)
+    h.txn(Finish(txn_id=T2))  # finished after T1: queued behind it
+    info = h.decision(T2)
+    assert info is not None and info.needs_verification()
+    assert h.purge_candidates(300, 10) == []
+    assert h.txn(PurgeDecisions(before_ts=300)).txn == PurgeResult(purged=0)
+    assert [d.txn_id for d in h.purge_candidates(1_000, 10)] == [T2]
+
+
+def test_v2_d4_an_asker_at_the_unverified_mark_is_checked(h: Harness) -> None:
+    """The unverified mark U is the `before_ts` of a purge that deleted a record decided
+    below U. A commit record of the asker's txn is decided at or after asker_ts, so with
+    asker_ts == U no unchecked purge can have deleted it: the answer is `checked` (V2, D4),
+    and the asker gets out of a txn that never committed instead of staying in doubt."""
+    h.txn(Decide(txn_id=T1, participants=(3,), commit=True, commit_ts=30), 31)
+    h.txn(Finish(txn_id=T1))
+    h.as_written_before_g2(T1)
+    h.txn(PurgeDecisions(before_ts=500))  # unverified mark 500
+    h.txn(PurgeDecisions(before_ts=800))  # purge mark 800, nothing left in doubt
+    r = h.txn(Prevent(txn_id=b"txn-3", asker_ts=500), 1_000)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=True)
+    asked = Decide(txn_id=b"txn-4", participants=(3, 4), commit=False, recover=True, asker_ts=500)
+    assert h.txn(asked, 1_001).txn == DecisionResult(committed=False, pending=True, checked=True)
+    r = h.txn(Prevent(txn_id=b"txn-5", asker_ts=499), 1_002)
+    assert r.txn == PreventResult(prepared=False, unknown=True, checked=False)
+
+
+def test_key_range_holds_its_start_and_not_its_end() -> None:
+    r = KeyRange(start=b"d", end=b"e")
+    assert b"d" in r and b"d\x00" in r and b"dzz" in r
+    assert b"e" not in r and b"c\xff" not in r
+    assert b"e" in KeyRange(start=b"d", end=b"")  # no end
+
+
+def test_p6_a_scanned_range_locks_its_start_key_and_not_its_end_key(h: Harness) -> None:
+    prepared_ts(h, prep(T1, ranges=((b"d", b"e"),)), 10)
+    at_start = h.put(b"d", b"x", 20)
+    assert at_start.status is Status.CONFLICT and at_start.conflict is not None
+    assert at_start.conflict.other_txn == T1
+    assert h.put(b"e", b"x", 21).status is Status.OK  # the end is outside the range
+    r = h.txn(prep(T2, writes={b"d": b"y"}), 30)
+    assert r.status is Status.CONFLICT and r.conflict is not None and r.conflict.other_txn == T1
+    prepared_ts(h, prep(T3, reads={b"e": 21}, writes={b"e": b"y"}), 31)
