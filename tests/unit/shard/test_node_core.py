@@ -22,7 +22,7 @@ from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_STATUS_IDS, MAX_VALUE_BYTES
-from shard.node import RESOLVE_HOLD_S, NodeCore, TxnSettings
+from shard.node import RESOLVE_HOLD_S, TXN_DUTY_S, NodeCore, TxnSettings
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.hlc import LOGICAL_BITS
 from txn.proofs import decision_mac, proof_key
@@ -833,8 +833,6 @@ def test_txn_statuses_answers_each_transaction_in_order(node: OneNode) -> None:
 def test_finish_records_of_many_transactions_share_one_slot() -> None:
     """A Finish only makes a decision purgeable, so it needs no round of its own: the
     coordinator leader proposes it from its periodic sweep, all delivered decisions at once."""
-    from shard.node import TXN_DUTY_S
-
     node = OneNode()
     txn_ids = [tid(b"t%d" % i) for i in range(3)]
     for n, txn_id in enumerate(txn_ids):
@@ -1127,8 +1125,6 @@ def test_a_resolve_answered_with_an_error_is_not_a_confirmation() -> None:
     """Node rule 6, coordinator side (shard/txn_duties.py `deliver`): a decision is finished
     (and so becomes purgeable) only once every participant CONFIRMED its Resolve; a Resolve
     answered with an error is no confirmation and is delivered again."""
-    from shard.node import TXN_DUTY_S
-
     node = OneNode()
     txn_id = tid(b"t1")
     # Prepared in group 2 only, so the coordinator (group 1) records the abort at once.

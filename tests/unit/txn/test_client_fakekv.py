@@ -11,9 +11,11 @@ NOT_LEADER with a hint, so the real RoutingClient routes as it would in producti
 A node in `FakeKV.frozen` answers nothing at all (SIGSTOP, cut off); `FakeKV.unanswered`
 logs what reached it. `FakeKV.answer_delay_s` delays the answers of a kind of request (a
 slow but live leader), the others still answered at once; `FakeKV.reading` cleared holds
-every node's reader of its Batch streams. A test injects faults through `FakeKV.hook(node, request)`, which may return a `kv.Response`
-(answer that instead), `DROP` (neither apply nor answer), `LOSE` (apply, drop the answer) or
-None (normal); `on_kind` makes one for every request of a kind. `FakeKV.seen` logs every request that reached a leader.
+every node's reader of its Batch streams. A test injects faults through
+`FakeKV.hook(node, request)`, which may return a `kv.Response` (answer that instead), `DROP`
+(neither apply nor answer), `LOSE` (apply, drop the answer) or None (normal); `on_kind`
+makes one for every request of a kind. `FakeKV.seen` logs every request that reached a
+leader.
 
 Other test modules import this one by name (tests/ has no packages).
 """
