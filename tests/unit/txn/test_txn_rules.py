@@ -870,9 +870,6 @@ def test_p6_a_one_phase_commit_checks_its_scanned_ranges(h: Harness) -> None:
     assert h.txn(one_phase(T2, reads={b"a1": 10}, writes={b"c": b"1"}, ranges=A_TO_B), 30).ok
 
 
-T1 = b"txn-1"
-
-
 def test_p1_a_prepare_naming_another_coordinator_is_refused(h: Harness) -> None:
     """Same participants, another coordinator group: recovery would ask a group that never
     decides this txn, so the copy is no copy and its yes vote must not be given."""
@@ -924,9 +921,6 @@ def test_v1_a_commit_record_without_participants_answers_prepared_to_any_asker(
     assert info is not None and info.committed and info.participants == ()
     r = h.txn(Prevent(txn_id=T1, asker_ts=30, participants=(3, 4)), 40)
     assert r.txn == PreventResult(prepared=True, prepare_ts=35)
-
-
-T1, T2 = b"txn-1", b"txn-2"
 
 
 def test_g1_a_record_decided_at_the_horizon_is_not_purged(h: Harness) -> None:
