@@ -775,6 +775,89 @@ MUTATIONS = [
         package="shard",
         tests=TXN_TESTS,
     ),
+    # From session 33's mutation audit: safety changes the property runs missed, each
+    # caught by a unit test written for it (listed first).
+    Mutation(
+        "accepted_of_any_ballot",
+        "a leader counts an Accepted sent for an older ballot of its own as a vote",
+        edits=(
+            (
+                "replica.py",
+                "    def _handle_accepted(self, msg: Accepted) -> None:\n"
+                "        if self._role is not Role.LEADER or msg.ballot != self._ballot:",
+                "    def _handle_accepted(self, msg: Accepted) -> None:\n"
+                "        if self._role is not Role.LEADER:",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_stale_ballot_replies.py", *PAXOS_TESTS),
+    ),
+    Mutation(
+        "promise_of_any_ballot",
+        "a candidate counts a Promise to its earlier campaign",
+        edits=(
+            (
+                "replica.py",
+                "    def _handle_promise(self, msg: Promise) -> None:\n"
+                "        if self._role is not Role.CANDIDATE or msg.ballot != self._ballot:",
+                "    def _handle_promise(self, msg: Promise) -> None:\n"
+                "        if self._role is not Role.CANDIDATE:",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_stale_ballot_replies.py", *PAXOS_TESTS),
+    ),
+    Mutation(
+        "quorum_of_half",
+        "a quorum is half the voters rounded up: two of a four-voter group",
+        edits=(
+            (
+                "config.py",
+                "return len(self.voters) // 2 + 1",
+                "return (len(self.voters) + 1) // 2",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_quorum_sizes.py", *PAXOS_TESTS),
+    ),
+    Mutation(
+        "prepare_copy_of_another_coordinator",
+        "a Prepare copy naming another coordinator group gets the yes vote (rule P1)",
+        edits=(
+            (
+                "participant.py",
+                "        if existing.coordinator_group != cmd.coordinator_group or not "
+                "same_participants:",
+                "        if not same_participants:",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "prevent_ignores_recorded_participants",
+        "a Prevent is answered from a commit record of other participants (rule V3)",
+        edits=(
+            (
+                "participant.py",
+                "    if decided is not None and not _same_participants(cmd.participants, "
+                "decided.participants):\n        return PreventResult(prepared=False)  # V3",
+                "    if False:\n        return PreventResult(prepared=False)  # V3",
+            ),
+        ),
+        package="txn",
+        tests=TXN_TESTS,
+    ),
+    Mutation(
+        "purge_at_the_horizon",
+        "a shard's purge deletes a record decided exactly at before_ts (rule G1)",
+        edits=(
+            (
+                "state_machine.py",
+                "            if info is not None and info.decided_ts >= before_ts:",
+                "            if info is not None and info.decided_ts > before_ts:",
+            ),
+        ),
+        package="shard",
+        tests=TXN_TESTS,
+    ),
 ]
 
 
