@@ -14,10 +14,9 @@ from paxos.messages import (
     Prepare,
     PreVote,
     Promise,
-    SlotValue,
 )
 from paxos.replica import MAX_ROUND, MAX_SLOTS_AHEAD
-from tests.unit.paxos.test_replica_paths import Group
+from tests.unit.paxos.test_replica_paths import Group, one_slot_accept
 
 U64_MAX = 2**64 - 1
 
@@ -64,13 +63,7 @@ def _next_campaign(g: Group, i: int, until: float) -> list[Prepare]:
 
 def _accept(g: Group, slot: int) -> Accept:
     """An Accept of `slot` from leader 1 to follower 3 at 1's ballot."""
-    return Accept(
-        src=1,
-        dst=3,
-        ballot=g.r(1).status().promised,
-        entries=(SlotValue(slot=slot, value=(b"x",)),),
-        chosen_watermark=0,
-    )
+    return one_slot_accept(1, 3, g.r(1).status().promised, slot, (b"x",))
 
 
 def test_an_acceptor_votes_for_no_slot_more_than_max_slots_ahead_of_its_watermark() -> None:

@@ -4,7 +4,7 @@ only once its forgotten promises and votes are covered (Paxos Made Live §5.1)."
 from __future__ import annotations
 
 import pytest
-from test_replica_paths import Group, between, to
+from test_replica_paths import Group, between, one_slot_accept, to
 
 from paxos import MemoryStorage, PersistBatch, Role
 from paxos.ballot import Ballot
@@ -19,7 +19,6 @@ from paxos.messages import (
     PreVote,
     PreVoteReply,
     Promise,
-    SlotValue,
 )
 
 
@@ -70,9 +69,7 @@ def test_a_forgotten_vote_cannot_lose_a_chosen_value(rebuilding: bool) -> None:
     next write there."""
     g = chosen_by_1_and_2()
     lose_disk(g, 2, 0.5, rebuilding=rebuilding)
-    g.idle(2, 1.0)
-    g.idle(3, 1.0)
-    g.stabilize(keep=between(2, 3))  # node 1 is gone
+    g.settle_among(2, 3)  # node 1 is gone
     if not rebuilding:
         assert g.r(3).role is Role.LEADER
         g.r(3).propose(b"w")
@@ -189,15 +186,7 @@ def test_a_rebuilding_replica_casts_no_vote_and_never_campaigns() -> None:
     assert sent(g, 2, Prepare) == []
     g.r(2).step(Prepare(src=1, dst=2, ballot=Ballot(5, 1), from_slot=1))
     g.r(2).step(PreVote(src=1, dst=2, ballot=Ballot(5, 1), seq=1))
-    g.r(2).step(
-        Accept(
-            src=1,
-            dst=2,
-            ballot=Ballot(5, 1),
-            entries=(SlotValue(slot=1, value=(b"x",)),),
-            chosen_watermark=0,
-        )
-    )
+    g.r(2).step(one_slot_accept(1, 2, Ballot(5, 1), 1, (b"x",)))
     ready = g.process(2)
     out = ready.messages + ready.messages_after_persist
     assert not any(isinstance(m, Promise | Accepted) for m in out)
@@ -290,9 +279,7 @@ def test_a_rebuilt_replica_votes_only_once_it_caught_up_to_the_target() -> None:
     g.heartbeat(1, keep=no_catch_up)
     assert g.r(2)._rebuild_target == 2
     assert g.r(2).status().rebuilding
-    g.idle(2, 1.0)
-    g.idle(3, 1.0)
-    g.stabilize(keep=between(2, 3))  # node 1 is gone
+    g.settle_among(2, 3)  # node 1 is gone
     assert g.r(3).role is not Role.LEADER
     # Node 1 is back: the catch-up arrives and node 2 votes again, knowing slot 1.
     g.heartbeat(1)
@@ -315,9 +302,7 @@ def test_a_rebuilding_ack_does_not_confirm_a_deposed_leaders_read() -> None:
     about the promise of 2.2 it forgot, and node 1's index does not cover b"w"."""
     g = Group(3, fast=(1, 2))
     g.elect(1)
-    g.idle(3, 1.0)
-    g.idle(2, 1.0)
-    g.stabilize(keep=between(2, 3))
+    g.settle_among(3, 2)
     assert g.r(2).role is Role.LEADER
     g.r(2).propose(b"w")
     g.stabilize(keep=between(2, 3))

@@ -171,6 +171,13 @@ class Group:
         self.stabilize()
         assert self.r(i).role is Role.LEADER
 
+    def settle_among(self, *nodes: int) -> None:
+        """The others cut off: tick `nodes` (in this order) silently up to 1 s, past their
+        election timeouts, then let them exchange messages only with each other."""
+        for i in nodes:
+            self.idle(i, 1.0)
+        self.stabilize(keep=between(*nodes))
+
     def heartbeat(self, leader: int, keep: Callable[[Message], bool] = lambda m: True) -> None:
         """Let the leader's heartbeat timer fire (the followers learn the watermark)."""
         self.tick(leader, self.now[leader] + 0.06)
@@ -188,6 +195,19 @@ def _decode(data: bytes) -> list[tuple[int, Value]]:
     import ast
 
     return list(ast.literal_eval(data.decode()))
+
+
+def one_slot_accept(
+    src: int, dst: int, ballot: Ballot, slot: int, value: Value, chosen_watermark: int = 0
+) -> Accept:
+    """An Accept of one slot, as a leader at `ballot` sends it."""
+    return Accept(
+        src=src,
+        dst=dst,
+        ballot=ballot,
+        entries=(SlotValue(slot=slot, value=value),),
+        chosen_watermark=chosen_watermark,
+    )
 
 
 def to(*dsts: int) -> Callable[[Message], bool]:
@@ -232,9 +252,7 @@ def test_a_chosen_value_survives_a_leader_change_whatever_the_quorum() -> None:
         g.r(1).propose(b"v")
         g.stabilize(keep=between(1, 2))  # chosen by {1, 2}; node 3 heard nothing
         assert g.chosen(1) == [(b"v",)]
-        g.idle(other, 1.0)
-        g.idle(3, 1.0)
-        g.stabilize(keep=between(3, other))
+        g.settle_among(other, 3)
         assert g.r(3).role is Role.LEADER
         assert g.chosen(3) == [(b"v",)]
 
@@ -262,9 +280,7 @@ def test_holes_are_filled_with_noops() -> None:
     g.process(2)
     g.inflight.clear()
     g.crash(1)
-    g.idle(3, 1.0)
-    g.idle(2, 1.0)
-    g.stabilize(keep=between(2, 3))
+    g.settle_among(3, 2)
     assert g.r(2).role is Role.LEADER
     g.heartbeat(2, keep=between(2, 3))
     assert g.chosen(2) == [(b"a",), NOOP, (b"c",)]
@@ -331,9 +347,7 @@ def test_a_stale_leader_cannot_get_anything_chosen_and_drops_with_not_leader() -
     g = Group(3, fast=(1, 2))
     g.elect(1)
     # Partition {1} | {2, 3}; node 2 becomes leader after the lease it promised expires.
-    g.idle(3, 1.0)
-    g.idle(2, 1.0)
-    g.stabilize(keep=between(2, 3))
+    g.settle_among(3, 2)
     assert g.r(2).role is Role.LEADER
     assert g.r(1).role is Role.LEADER  # it has not noticed yet
     stale = g.r(1).propose(b"stale")
@@ -537,9 +551,7 @@ def test_a_leaders_lease_ends_the_drift_margin_before_its_followers_promise_does
 def test_a_deposed_leader_never_answers_a_read_index_read() -> None:
     g = Group(3, fast=(1, 2))
     g.elect(1)
-    g.idle(3, 1.0)
-    g.idle(2, 1.0)
-    g.stabilize(keep=between(2, 3))
+    g.settle_among(3, 2)
     assert g.r(2).role is Role.LEADER
     # Node 1 has not ticked since 0.2, so it has noticed nothing; its lease is over.
     assert g.r(1).role is Role.LEADER and not g.r(1).has_valid_lease(0.45)
@@ -610,15 +622,7 @@ def test_nothing_else_is_handled_in_the_ready_that_carries_a_snapshot() -> None:
     g.tick_all(0.0)
     snap = _encode([(1, (b"a",)), (2, (b"b",))])
     g.r(3).step(InstallSnapshot(src=1, dst=3, ballot=Ballot(1, 1), index=2, data=snap))
-    g.r(3).step(
-        Accept(
-            src=1,
-            dst=3,
-            ballot=Ballot(1, 1),
-            entries=(SlotValue(slot=3, value=(b"c",)),),
-            chosen_watermark=3,
-        )
-    )
+    g.r(3).step(one_slot_accept(1, 3, Ballot(1, 1), 3, (b"c",), 3))
     ready = g.process(3)
     assert ready.snapshot is not None and ready.persist.is_empty()
     assert ready.messages_after_persist == []  # the Accept was dropped, not half-handled
@@ -857,9 +861,7 @@ def _chosen_after_a_newer_leader(g: Group, commands: tuple[bytes, ...]) -> list[
         g.r(1).propose(command)
     g.process(1)  # node 1 durably accepts them; its Accepts are lost
     g.inflight.clear()
-    g.idle(2, 1.0)
-    g.idle(3, 1.0)
-    g.stabilize(keep=between(2, 3))
+    g.settle_among(2, 3)
     assert g.r(3).role is Role.LEADER
     g.heartbeat(3, keep=between(2, 3))
     assert g.r(3).has_valid_lease(g.now[3])  # node 3 may serve reads now

@@ -4,10 +4,10 @@ covered before its value was learned is reported once, in `outcome_unknown`."""
 
 from __future__ import annotations
 
-from test_replica_paths import Group, _encode, between
+from test_replica_paths import Group, _encode, between, one_slot_accept
 
 from paxos.ballot import Ballot
-from paxos.messages import Accept, InstallSnapshot, SlotValue
+from paxos.messages import InstallSnapshot
 from paxos.replica import Role
 
 
@@ -19,15 +19,7 @@ def test_a_vote_below_an_installed_snapshot_is_not_reported_chosen() -> None:
     g.tick_all(0.0)
     stale = Ballot(1, 1)
     # Node 3 votes for a value at slot 1 under ballot 1.1 that was never chosen ...
-    g.r(3).step(
-        Accept(
-            src=1,
-            dst=3,
-            ballot=stale,
-            entries=(SlotValue(slot=1, value=(b"x",)),),
-            chosen_watermark=0,
-        )
-    )
+    g.r(3).step(one_slot_accept(1, 3, stale, 1, (b"x",)))
     g.process(3)
     assert g.r(3).chosen_value(1) is None
     # ... then a later leader (ballot 2.2) sends it a snapshot covering slots 1 and 2.
@@ -52,9 +44,7 @@ def test_a_deposed_leaders_proposal_covered_by_a_snapshot_is_reported_unknown() 
     g.process(2)  # node 2 votes for x; node 1 never hears it
     g.inflight = []
     # Node 1 is cut off; nodes 2 and 3 elect node 2, which chooses slot 1 and goes on.
-    g.idle(2, 1.0)
-    g.idle(3, 1.0)
-    g.stabilize(keep=between(2, 3))
+    g.settle_among(2, 3)
     assert g.r(2).role is Role.LEADER
     g.r(2).propose(b"y")
     g.stabilize(keep=between(2, 3))

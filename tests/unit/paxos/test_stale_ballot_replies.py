@@ -6,10 +6,10 @@ transfer target must have acknowledged this leadership."""
 
 from __future__ import annotations
 
-from test_replica_paths import Group, to
+from test_replica_paths import Group, one_slot_accept, to
 
 from paxos.ballot import Ballot
-from paxos.messages import Accept, Accepted, HeartbeatAck, Nack, Prepare, Promise, SlotValue
+from paxos.messages import Accept, Accepted, HeartbeatAck, Nack, Prepare, Promise
 from paxos.replica import Role
 
 
@@ -68,11 +68,7 @@ def test_an_accepted_for_the_previous_ballot_chooses_nothing() -> None:
     # Node 3 meanwhile voted y for slot 1 under a higher ballot of node 2's.
     b2 = Ballot(old.round + 1, 2)
     g.tick(3, 0.5)
-    g.r(3).step(
-        Accept(
-            src=2, dst=3, ballot=b2, entries=(SlotValue(slot=1, value=(b"y",)),), chosen_watermark=0
-        )
-    )
+    g.r(3).step(one_slot_accept(2, 3, b2, 1, (b"y",)))
     g.process(3)
     g.inflight = []
     g.tick(3, 1.0)

@@ -75,6 +75,12 @@ class Node:
         (result,) = self.run(encode_put(key, value, ts))
         return result
 
+    def restore_from(self, other: Node) -> None:
+        """Install `other`'s snapshot, as a replica catching up by snapshot does."""
+        batch = self.engine.new_batch()
+        self.sm.restore(other.sm.applied_index, other.sm.snapshot(), batch)
+        self.engine.write(batch, False)
+
 
 def prep(txn_id: bytes, reads: dict[bytes, int], writes: dict[bytes, bytes | None]) -> Prepare:
     return Prepare(
@@ -110,9 +116,7 @@ def test_snapshot_restore_carries_intents_and_records() -> None:
     a = Node()
     busy(a)
     b = Node()
-    batch = b.engine.new_batch()
-    b.sm.restore(a.sm.applied_index, a.sm.snapshot(), batch)
-    b.engine.write(batch, False)
+    b.restore_from(a)
     assert state(b) == state(a)
     assert b.sm.prepared(b"t1") == a.sm.prepared(b"t1")
     # The restored replica enforces the restored intents, resolves and purges as `a` does.
@@ -298,9 +302,7 @@ def test_scanned_ranges_survive_a_restart_and_a_snapshot() -> None:
     )
     assert a.txn(scan, 10).ok
     restored = Node()
-    batch = restored.engine.new_batch()
-    restored.sm.restore(a.sm.applied_index, a.sm.snapshot(), batch)
-    restored.engine.write(batch, False)
+    restored.restore_from(a)
     r = a.put(b"d1", b"x", 15)
     assert r.status is Status.CONFLICT
     restarted = Node(a.engine)  # a reopened from its engine (a itself is not used again)
@@ -426,9 +428,7 @@ def test_a_restore_forgets_the_scanned_ranges_of_the_state_it_replaces() -> None
     scan = _prepare(b"t9", read_ranges=(KeyRange(start=b"d", end=b"e"),))
     assert busy.txn(scan, 10).ok
     assert busy.sm.has_intents and busy.put(b"d1", b"x", 11).status is Status.CONFLICT
-    batch = busy.engine.new_batch()
-    busy.sm.restore(source.sm.applied_index, source.sm.snapshot(), batch)
-    busy.engine.write(batch, False)
+    busy.restore_from(source)
     assert busy.sm.prepared_txns() == [] and busy.sm.scanners(b"d1") == []
     assert not busy.sm.has_intents
     assert busy.put(b"d1", b"x", 20).ok
@@ -444,8 +444,6 @@ def test_a_restore_counts_as_a_release_for_requests_waiting_on_intents() -> None
     held = _prepare(b"t1", writes=(WriteItem(key=b"d", value=b"x"),))
     assert busy.txn(held, 10).ok
     before = busy.sm.intent_releases
-    batch = busy.engine.new_batch()
-    busy.sm.restore(source.sm.applied_index, source.sm.snapshot(), batch)
-    busy.engine.write(batch, False)
+    busy.restore_from(source)
     assert busy.sm.intents_on(b"d") == []
     assert busy.sm.intent_releases > before
