@@ -434,6 +434,12 @@ class Committer:
         try:
             body = await self._record_abort(ref, participants, end)
         except _NoAnswer as exc:
+            if isinstance(exc.last, ClientClosed):
+                # Closed after a copy whose answer was lost: that copy may have recorded it.
+                raise ClientClosed(
+                    f"{what}: the client was closed; it may have been recorded",
+                    maybe_committed=True,
+                ) from None
             raise DeadlineExceeded(f"{what} in time (last: {exc.last}); ask again") from None
         except ClientClosed:
             raise
