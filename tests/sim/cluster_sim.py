@@ -1447,6 +1447,8 @@ class Fault:
     duration: float = 0.0
     mode: str = CrashMode.POWER_LOSS
     point: str = ""
+    #: "redeliver": messages sent this long before are delivered again (0: any).
+    lookback_s: float = 0.0
 
     def describe(self) -> str:
         parts = [f"{self.at:.3f}s {self.kind}"]
@@ -1462,6 +1464,8 @@ class Fault:
             parts.append(f"mode={self.mode}")
         if self.point:
             parts.append(f"at={self.point}")
+        if self.kind == "redeliver":
+            parts.append(f"lookback={self.lookback_s}s")
         return " ".join(parts)
 
 
@@ -1551,6 +1555,7 @@ PROFILES = (
     "reads",
     "torn",
     "purge-forgery",
+    "redeliver",
 )
 # The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s:
 # a client's own re-sent Prepare is then never below a purge mark, where rule P7 would
@@ -1559,10 +1564,10 @@ PURGE_RETENTION_S = 0.5
 # Progress: the fewest acknowledged writing transactions a run of (workload, profile) must
 # have, a quarter of the fewest seen in seeds 0-649 (calm: append 29, bank 20; chaos, with
 # its 2 s after the heal: append 18, bank 8; partitions: append 8; forgery: append 6, bank
-# 5; rebuild: append 5). No floor where a run saw 4 or fewer: the claims (a release starves
-# behind the claims that keep scanning its range), and faults that can stall a whole short
-# chaos phase (bank partitions and rebuild 3; clocks, crashes, lossy 1-3; dups, 2pc, purge
-# and reads 0-1 in seeds 0-149).
+# 5; rebuild: append 5; redeliver, in seeds 0-99: append 8, bank 5). No floor where a run
+# saw 4 or fewer: the claims (a release starves behind the claims that keep scanning its
+# range), and faults that can stall a whole short chaos phase (bank partitions and rebuild
+# 3; clocks, crashes, lossy 1-3; dups, 2pc, purge and reads 0-1 in seeds 0-149).
 MIN_WRITERS: dict[tuple[str, str], int] = {
     ("append", "calm"): 7,
     ("bank", "calm"): 5,
@@ -1572,6 +1577,8 @@ MIN_WRITERS: dict[tuple[str, str], int] = {
     ("append", "forgery"): 1,
     ("bank", "forgery"): 1,
     ("append", "rebuild"): 1,
+    ("append", "redeliver"): 2,
+    ("bank", "redeliver"): 1,
 }
 
 
@@ -1711,6 +1718,12 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.plain_gets = 0.4
         weights = {"crash": 2, "isolate": 1, "heal": 1}
         rate = 2
+    elif profile == "redeliver":
+        # Paxos messages between nodes, sent any time before, delivered again while leaders
+        # crash and are cut off: every group's replies count only for the ballot they answer.
+        k.net = replace(k.net, keep_sent=True)
+        weights = {"redeliver": 3, "crash": 2, "isolate": 1, "partition": 1, "heal": 1}
+        rate = 4
     elif profile == "chaos":
         # Its faults leave clients waiting out deadlines longer than its phase (a median of
         # 5 acknowledged writers in seeds 0-29, 8 with 3 or fewer): the clients work on
@@ -1767,6 +1780,10 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
     return k
 
 
+def _is_peer_message(payload: Any) -> bool:
+    return bool(payload[0] == "peer")
+
+
 def plan_faults(
     rng: random.Random,
     weights: dict[str, float],
@@ -1807,6 +1824,9 @@ def plan_faults(
             faults.append(Fault(t, kind, mode=mode, duration=rng.uniform(0.05, 0.5)))
         elif kind == "lose_disk":
             faults.append(Fault(t, kind, target=target, duration=rng.uniform(0.05, 0.5)))
+        elif kind == "redeliver":
+            lookback = rng.choice((0.02, 0.1, 0.5, 0.0))
+            faults.append(Fault(t, kind, duration=rng.uniform(0.05, 0.5), lookback_s=lookback))
         elif kind == "cycle_crash":
             faults.append(
                 Fault(
@@ -2020,6 +2040,9 @@ class ClusterSim:
                 self._crash(node, fault.mode, fault.duration, "all")
         elif fault.kind == "lose_disk":
             self._lose_disk(fault)
+        elif fault.kind == "redeliver":
+            # Client requests and answers travel on streams: once or not at all.
+            net.redeliver_until(now + fault.duration, 2, fault.lookback_s, _is_peer_message)
         elif fault.kind == "cycle_crash":
             target = self._resolve_target(fault.target)
             if target is not None and self.nodes[target].up:

@@ -33,7 +33,10 @@ class Fault:
             parts.append(f"host={self.target}")
         elif self.kind in ("crash", "crash_in_ready", "isolate", "pause"):
             parts.append("host=leader")
-        if self.other:
+        if self.kind == "redeliver":
+            lookback = f"{self.other}ms" if self.other else "all"
+            parts.append(f"count={self.k} lookback={lookback}")
+        elif self.other:
             parts.append(f"other={self.other}")
         if self.sides:
             parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
@@ -91,6 +94,11 @@ class FaultMix:
     #: only the old leader hears the rebuilding replica: its acks must not keep the old
     #: leader's lease or read-index rounds going (rule 14).
     stale_rebuild: float = 0.0
+    #: For up to 0.5 s, every 5 ms, deliver again to each host a few of the messages sent to
+    #: it in the last 0.02, 0.1 or 0.5 s or since the start (the network must keep them:
+    #: `NetworkConfig.keep_sent`): Promises, Accepteds and acks of older ballots reach
+    #: a leader or candidate of a newer one, whenever it is elected.
+    redeliver: float = 0.0
 
 
 # A paused host is stopped (SIGSTOP, a GC), or held by its disk: no cycle runs, but the
@@ -128,6 +136,7 @@ def plan_faults(
             ("lease_race", mix.lease_race),
             ("lose_disk", mix.lose_disk),
             ("stale_rebuild", mix.stale_rebuild),
+            ("redeliver", mix.redeliver),
         )
         if weight > 0
     ]
@@ -204,6 +213,12 @@ def plan_faults(
                     mode=rng.choice(CrashMode.ALL),
                     k=rng.randint(0, 1000),
                 )
+            )
+        elif kind == "redeliver":
+            lookback_ms = rng.choice((20, 100, 500, 0))
+            window = rng.uniform(0.05, 0.5)
+            faults.append(
+                Fault(at=t, kind=kind, k=rng.randint(1, 3), duration=window, other=lookback_ms)
             )
         elif kind == "stale_rebuild":
             faults.append(Fault(at=t, kind=kind, duration=rng.uniform(0.02, 0.1)))

@@ -20,7 +20,7 @@ notes: `PAXOS_SIM_SEED=<profile>:<seed> python -m pytest tests/sim -k replay`.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from checkers import (
     GroupOracle,
@@ -94,6 +94,7 @@ PROFILES = (
     "calm",
     "rebuild",
     "rebuild_stale",
+    "redeliver",
 )
 
 
@@ -255,6 +256,20 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
         )
     elif profile == "rebuild_stale":
         k.faults = FaultMix(rate_per_s=2, stale_rebuild=3, heal=1)
+    elif profile == "redeliver":
+        # Old messages delivered again among leader churn, elections and transfers: every
+        # reply must be counted for the ballot it answers, never for a newer one.
+        k.net = replace(k.net, keep_sent=True)
+        k.faults = FaultMix(
+            rate_per_s=10,
+            redeliver=5,
+            leader_churn=2,
+            isolate=1,
+            partition=1,
+            transfer=1,
+            crash=1,
+            heal=2,
+        )
     elif profile == "chaos":
         k.rates = tuple(rng.uniform(0.97, 1.03) for _ in voters)
         k.timing = HostTiming(
@@ -526,6 +541,8 @@ class GroupSim(Listener):
             self._lose_disk(fault)
         elif fault.kind == "stale_rebuild":
             self._stale_rebuild(fault)
+        elif fault.kind == "redeliver":
+            net.redeliver_until(world.now + fault.duration, fault.k, fault.other / 1000)
 
     def _repeat_heartbeats(self, host: PaxosHost, incarnation: int, until: float) -> None:
         """A host held by its disk runs no cycle, but re-sends its newest heartbeat round
@@ -788,6 +805,7 @@ class GroupSim(Listener):
         # Heal: a majority (here: everyone) is up and connected from now on.
         self.healed_at = world.now
         world.net.heal()
+        world.net.config.keep_sent = False
         if k.heal_drop is not None:
             world.net.config.drop = min(world.net.config.drop, k.heal_drop)
         for host_id in sorted(self.hosts):

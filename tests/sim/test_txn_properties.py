@@ -477,6 +477,21 @@ def test_every_workload_survives_torn_crashes(seed: int, workload: str) -> None:
     _run(workload, "torn", seed)
 
 
+# ---------------------------------------------------------------------- old messages again
+
+
+@budget(6)
+@given(seed=SEEDS, workload=st.sampled_from(sorted(WORKLOADS)))
+def test_every_workload_survives_old_paxos_messages_delivered_again(
+    seed: int, workload: str
+) -> None:
+    """The "redeliver" profile: bursts of Paxos messages between nodes, sent any time
+    before (or in the last 20 ms to 0.5 s), delivered again while leaders crash and are cut
+    off. Promises, Accepteds and acks of older ballots reach every group's new leaders and
+    candidates; every checker holds."""
+    _run(workload, "redeliver", seed)
+
+
 def test_the_torn_profile_keeps_proper_prefixes() -> None:
     """What the property above runs under: torn crashes that keep some unsynced writes and
     lose others, not only none or all."""

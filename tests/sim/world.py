@@ -16,7 +16,8 @@ node) with the same world:
   stays within a drift bound and the offset changes on every reboot (monotonic clocks restart).
 - `SimNetwork`: `send(src, dst, payload)` never blocks and never raises. It drops, duplicates,
   delays and reorders at seeded rates, and supports symmetric partitions, one-way cuts,
-  clogged links and heal (etcd `rafttest/network.go`, FDB `clogPair`).
+  clogged links and heal (etcd `rafttest/network.go`, FDB `clogPair`); `redeliver` delivers
+  again messages sent any time before (a copy held up anywhere, for any time).
 - `SimDisk`: an ordered write log. A synced write makes itself and every earlier write durable
   (RocksDB's single WAL). A crash keeps the durable prefix plus, depending on the crash mode,
   none, all or a random prefix of the unsynced writes: power loss, `kill -9` (the page cache
@@ -137,6 +138,14 @@ class NetworkConfig:
     #: Probability of a long delay (up to `long_delay_max_s`): heavy reordering.
     long_delay: float = 0.0
     long_delay_max_s: float = 0.2
+    #: Keep every message sent, so that `SimNetwork.redeliver` can deliver old ones again: a
+    #: copy held up anywhere for any time (an asynchronous network's worst reordering).
+    #: Turning it off ends `SimNetwork.redeliver_until`.
+    keep_sent: bool = False
+
+
+#: How often `SimNetwork.redeliver_until` delivers old messages again.
+REDELIVER_EVERY_S = 0.005
 
 
 class SimNetwork:
@@ -150,6 +159,8 @@ class SimNetwork:
         self._slow: dict[tuple[int, int], tuple[float, float]] = {}
         self.sent = 0
         self.delivered = 0
+        self.redelivered = 0
+        self._kept: list[tuple[float, int, int, Any]] = []
 
     # ------------------------------------------------------------------ faults
 
@@ -189,6 +200,54 @@ class SimNetwork:
         self._slow[(src, dst)] = (until, extra_max_s)
         self.world.trace("slow", src, dst, round(until, 9))
 
+    def redeliver(
+        self,
+        count: int,
+        lookback_s: float = 0.0,
+        to: int | None = None,
+        eligible: Callable[[Any], bool] = lambda _: True,
+    ) -> None:
+        """Deliver again `count` messages drawn from those sent in the last `lookback_s`
+        seconds (0: since the start), to host `to` (None: to any) and `eligible`, each
+        after a normal delay."""
+        since = self.world.now - lookback_s if lookback_s else 0.0
+        kept = [
+            m for m in self._kept if m[0] >= since and (to is None or m[2] == to) and eligible(m[3])
+        ]
+        if not kept:
+            return
+        cfg = self.config
+        rng = self.world.rng
+        for _, src, dst, payload in rng.choices(kept, k=count):
+            self.redelivered += 1
+            at = self.world.now + rng.uniform(cfg.delay_min_s, cfg.delay_max_s)
+            self.world.schedule(at, self._deliver, src, dst, payload)
+        self.world.trace("redeliver", count)
+
+    def redeliver_until(
+        self,
+        until: float,
+        count: int,
+        lookback_s: float = 0.0,
+        eligible: Callable[[Any], bool] = lambda _: True,
+    ) -> None:
+        """Every `REDELIVER_EVERY_S` until world time `until`, while the network keeps
+        what is sent (`NetworkConfig.keep_sent`), deliver `count` old messages again to each
+        host (as `redeliver`): whenever a replica is elected or campaigns, replies to its
+        older ballots reach it."""
+        if not self.config.keep_sent or self.world.now >= until:
+            return
+        for host_id in sorted(self.world.hosts):
+            self.redeliver(count, lookback_s, host_id, eligible)
+        self.world.schedule(
+            self.world.now + REDELIVER_EVERY_S,
+            self.redeliver_until,
+            until,
+            count,
+            lookback_s,
+            eligible,
+        )
+
     def heal(self) -> None:
         self._blocked.clear()
         self._clogged_until.clear()
@@ -203,9 +262,11 @@ class SimNetwork:
     def send(self, src: int, dst: int, payload: Any) -> None:
         """Hand a payload to the network. It may be dropped, duplicated, delayed, reordered."""
         self.sent += 1
+        cfg = self.config
+        if cfg.keep_sent:
+            self._kept.append((self.world.now, src, dst, payload))
         if (src, dst) in self._blocked:
             return
-        cfg = self.config
         rng = self.world.rng
         if cfg.drop and rng.random() < cfg.drop:
             return
