@@ -2,7 +2,7 @@
 
 The rules are the nemesis and the workload: let time pass, partition, cut one way, isolate
 the leader, crash (now or at a chosen point of the next Ready), restart, pause, hand over the
-leadership, burst client operations. The world's only RNG is drawn with `st.randoms()` (seeded
+leadership, deliver old messages again, burst client operations. The world's only RNG is drawn with `st.randoms()` (seeded
 by Hypothesis, so a failure replays), and a failure prints a minimal program of steps. Every event inside a step is checked by the oracle
 (agreement, validity, integrity, durability, one lease holder); teardown heals everything and
 checks termination, convergence, durability of acknowledged writes and linearizability.
@@ -58,7 +58,9 @@ class PaxosGroupMachine(RuleBasedStateMachine):
             replica.update(compact_threshold=6, compact_keep=2)
         knobs = Knobs(
             voters=voters,
-            net=NetworkConfig(drop=drop, duplicate=duplicate, long_delay=long_delay),
+            net=NetworkConfig(
+                drop=drop, duplicate=duplicate, long_delay=long_delay, keep_sent=True
+            ),
             faults=FaultMix(rate_per_s=0),
             rates=tuple(rng.uniform(0.97, 1.03) for _ in voters),
             timing=HostTiming(
@@ -151,6 +153,17 @@ class PaxosGroupMachine(RuleBasedStateMachine):
     @rule(to=HOSTS)
     def transfer_leadership(self, to: int) -> None:
         self._fault(kind="transfer", target=self._host(to))
+
+    @rule(
+        host=st.one_of(st.just(0), HOSTS),
+        count=st.integers(1, 20),
+        lookback=st.sampled_from((0.02, 0.1, 0.5, 0.0)),
+    )
+    def redeliver_old_messages(self, host: int, count: int, lookback: float) -> None:
+        """Messages sent to `host` (0: the leader) in the last `lookback` seconds (0: ever)
+        arrive again: replies to older ballots among them."""
+        target = self._host(host) if host else self.sim._resolve(0)
+        self.sim.world.net.redeliver(count, lookback, to=target)
 
     @rule(delay=st.floats(0.2, 0.5), k=st.integers(0, 100), mode=MODES)
     def lease_attack(self, delay: float, k: int, mode: str) -> None:
