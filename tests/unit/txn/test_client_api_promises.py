@@ -66,3 +66,31 @@ def test_sync_client_transactional_composes_into_a_given_transaction() -> None:
             assert put_one(tx, C1) == C1
             assert tx.write_set == {A1: b"1", C1: b"1"}  # its writes are this transaction's
         assert client.get(A1) == b"1" and client.get(C1) == b"1"
+
+
+@with_fake
+async def test_run_retries_a_body_error_raised_after_a_key_appeared_in_what_it_scanned(
+    fake: FakeKV,
+) -> None:
+    """As `test_run_retries_a_body_error_raised_after_what_it_read_changed`, for a range: a
+    key added to a scanned range (here past every key the scan saw, and into an empty one)
+    is a change of the view (mutant: the check scanning only len(seen) keys saw neither)."""
+    calls = 0
+    async with fast_client(fake) as client:
+        await client.put(b"a1", b"1")
+
+        async def body(tx: AsyncTransaction) -> int:
+            nonlocal calls
+            calls += 1
+            seen = await tx.scan(b"a", b"b")
+            empty = await tx.scan(b"c", b"d")
+            if calls == 1:
+                await client.put(b"a2", b"2")  # another writer, after the scans
+                raise LookupError("decided on a stale view")
+            if calls == 2:
+                await client.put(b"c1", b"3")
+                raise LookupError("decided on a stale view")
+            return len(seen) + len(empty)
+
+        assert await client.run(body) == 3
+    assert calls == 3

@@ -1450,3 +1450,306 @@ async def test_run_never_turns_a_maybe_applied_error_of_the_body_into_a_retry(
         with pytest.raises(txn.ClientClosed) as raised:
             await client.run(body)
         assert raised.value.maybe_committed and len(runs) == 1
+
+
+# ---------------------------------------------------------------------------- commit paths
+
+
+@with_fake
+async def test_the_commit_resolves_carry_every_participant_and_every_vote(fake: FakeKV) -> None:
+    """Node rule 12: a commit Resolve carries its proof, every participant's yes vote, and
+    the participants (the coordinator's record keeps them for txn_status). The fake accepts
+    a Resolve without them; a real node does not (mutants: votes=() and participants=()
+    survived)."""
+    async with fast_client(fake) as client:
+        tx = two_group_writes(client)
+        commit_ts = await tx.commit()
+    resolves = {g: r.resolve for g, r in fake.requests("resolve")}
+    assert sorted(resolves) == [1, 3]
+    for resolve in resolves.values():
+        assert resolve.commit and resolve.commit_ts == commit_ts
+        assert list(resolve.participants) == [1, 3]
+        assert sorted(v.group_id for v in resolve.votes) == [1, 3]
+        assert max(v.prepare_ts for v in resolve.votes) == commit_ts
+
+
+@with_fake
+async def test_every_attempt_of_run_prepares_with_the_first_attempts_age(fake: FakeKV) -> None:
+    """Wait-die by age (`AsyncClient._attempt`): a retry keeps the first attempt's
+    priority, so a transaction that lost a conflict wins once it is the oldest (mutant:
+    each attempt's Prepare carrying its own timestamp survived)."""
+    refused = 1
+
+    def hook(node: int, request: kv.Request) -> Any:
+        nonlocal refused
+        is_prepare_3 = (
+            request.WhichOneof("op") == "prepare" and request.prepare.header.group_id == 3
+        )
+        if is_prepare_3 and refused:
+            refused -= 1
+            return conflict_response(request, C1, "prepare")
+        return None
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+
+        async def write(tx: AsyncTransaction) -> None:
+            tx.put(A1, b"a")
+            tx.put(C1, b"c")
+
+        await client.run(write)
+    prepares = [r.prepare for _, r in fake.requests("prepare")]
+    assert len({p.txn_id for p in prepares}) == 2  # two attempts
+    assert len({p.priority for p in prepares}) == 1 and prepares[0].priority > 0
+    # The age is the first attempt's start, below the retry's own timestamp.
+    assert prepares[0].priority < prepares[-1].ts
+
+
+@with_fake
+async def test_an_error_recording_the_abort_after_a_no_vote_is_commit_unknown(
+    fake: FakeKV,
+) -> None:
+    """Rule 2: a no vote is "not committed" only once the abort is recorded; a Decide the
+    coordinator refused (INTERNAL here; a shard map change likewise) recorded nothing, and
+    a late copy of the refused PREPARE may still make recovery commit (mutant: raising the
+    prepare's Conflict there survived)."""
+    await _commit_after_a_no_vote(fake, on_kind("decide", lambda r: error_response(r, kv.INTERNAL)))
+
+
+@with_fake
+async def test_of_several_failed_prepares_the_conflict_is_raised(fake: FakeKV) -> None:
+    """`_prepare_failure`: a Conflict first, whichever group failed first (mutant: the first
+    failure raised, here the coordinator's ServerError, survived)."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "prepare":
+            return None
+        if request.prepare.header.group_id == 1:
+            return error_response(request, kv.INTERNAL)
+        return conflict_response(request, C1, "prepare")
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        tx = two_group_writes(client)
+        with pytest.raises(Conflict) as info:
+            await tx.commit()
+    assert info.value.retryable and info.value.key == C1
+    assert tx.state is TransactionState.ABORTED
+
+
+@with_fake
+async def test_a_server_error_at_a_prepare_is_not_maybe_committed_once_the_abort_is_recorded(
+    fake: FakeKV,
+) -> None:
+    """A ServerError answering a write says maybe_committed; once the abort is recorded
+    (rule 2) it is not, and the transaction is ABORTED, not UNKNOWN (mutant: keeping the
+    flag survived)."""
+    fake.hook = lambda node, r: (
+        error_response(r, kv.INTERNAL)
+        if r.WhichOneof("op") == "prepare" and r.prepare.header.group_id == 3
+        else None
+    )
+    async with fast_client(fake) as client:
+        tx = two_group_writes(client)
+        with pytest.raises(txn.ServerError) as info:
+            await tx.commit()
+    assert not info.value.maybe_committed
+    assert tx.state is TransactionState.ABORTED
+    assert fake.store.decisions[tx.txn_id][0] is False
+
+
+# ---------------------------------------------------------------------------- txn_status
+
+
+@with_fake
+async def test_settling_a_transaction_in_progress_records_its_abort(fake: FakeKV) -> None:
+    """Group 3's Prepare never arrived and the abort could not be recorded: the coordinator
+    holds its PREPARE, so txn_status says IN_PROGRESS; `settle=True` must make it final
+    (ABORTED, intents gone), never return IN_PROGRESS, which `run(settle_unknown)` would
+    read as "not committed" and re-run while a late Prepare could still commit it (mutant:
+    settling only UNKNOWN survived)."""
+    prepare_3 = group_3_prepares(DROP)
+    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else prepare_3(node, r)
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        tx = two_group_writes(client)
+        with pytest.raises(CommitUnknown) as info:
+            await tx.commit()
+        fake.hook = None
+        ref = info.value.ref
+        assert (await client.txn_status(ref)).state is TxnState.IN_PROGRESS
+        assert await client.txn_status(ref, settle=True) == TxnStatus(TxnState.ABORTED)
+        assert (await client.txn_status(ref)).state is TxnState.ABORTED
+    assert fake.store.intents == {}
+
+
+@with_fake
+async def test_an_in_progress_answer_without_participants_is_not_a_commit(fake: FakeKV) -> None:
+    """`_implicit_commit`: an IN_PROGRESS answer naming no participants proves nothing
+    (mutant: dropping that check reported COMMITTED at the coordinator's prepare_ts)."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "txn_status":
+            return None
+        body = kv.TxnStatusResponse(state=kv.TxnStatusResponse.IN_PROGRESS, prepare_ts=5)
+        return kv.Response(id=request.id, txn_status=body)
+
+    fake.hook = hook
+    async with fast_client(fake) as client:
+        status = await client.txn_status(TxnRef(b"t" * 16, 1))
+    assert status.state is TxnState.IN_PROGRESS and not status.committed
+
+
+# ---------------------------------------------------------------------------- run
+
+
+@with_fake
+async def test_a_body_error_after_its_own_commit_is_raised_unchanged(fake: FakeKV) -> None:
+    """run(): what the body raises after its transaction committed is raised as it is; it
+    is not checked against a view its own commit changed (mutant: checking it anyway made
+    it a Conflict, "nothing was written", for a transaction that committed)."""
+    calls = 0
+
+    async def body(tx: AsyncTransaction) -> None:
+        nonlocal calls
+        calls += 1
+        await tx.get(A1)
+        tx.put(A1, b"x")
+        await tx.commit()
+        raise ValueError("after the commit")
+
+    async with fast_client(fake) as client:
+        with pytest.raises(ValueError, match="after the commit"):
+            await client.run(body)
+    assert calls == 1 and fake.store.value(A1) == b"x"
+
+
+@with_fake
+async def test_a_key_read_absent_in_a_scanned_range_does_not_make_the_view_changed(
+    fake: FakeKV,
+) -> None:
+    """`_view_changed` compares the live keys of a scanned range; a key the body read as
+    absent there is no change (mutant: counting it made every such body error a retried
+    Conflict, ending in TooManyRetries instead of the body's error)."""
+    fake.store.write(b"a1", b"1", fake.store.tick())
+    calls = 0
+
+    async def body(tx: AsyncTransaction) -> None:
+        nonlocal calls
+        calls += 1
+        assert await tx.scan(b"a", b"b") == [(b"a1", b"1")]
+        assert await tx.get(b"a5") is None
+        raise ValueError("the body's own error")
+
+    async with fast_client(fake, max_attempts=3) as client:
+        with pytest.raises(ValueError, match="the body's own error"):
+            await client.run(body)
+    assert calls == 1
+
+
+# ---------------------------------------------------------------------------- scans
+
+
+@with_fake
+async def test_a_scan_cut_by_its_limit_reads_nothing_past_what_it_returned(fake: FakeKV) -> None:
+    """A buffered put pushes the store's last key out of a limited page: that key was not
+    seen, so it is neither in the read set nor in the scanned range, and another
+    transaction's write to it is no conflict (mutant: horizon = the store's last key)."""
+    fake.store.write(b"a1", b"1", fake.store.tick())
+    fake.store.write(b"a2", b"2", fake.store.tick())
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(b"a0", b"0")
+        assert await tx.scan(b"a", b"b", limit=2) == [(b"a0", b"0"), (b"a1", b"1")]
+        assert b"a2" not in tx.read_set
+        await client.put(b"a2", b"changed")
+        assert await tx.commit() > 0
+
+
+@with_fake
+async def test_an_empty_range_scan_reads_nothing(fake: FakeKV) -> None:
+    """scan(k, k) is empty without asking the store or recording a range: the transaction
+    stays empty (mutant: `end < start` sent it and committed an empty range, which a node's
+    range checks may refuse)."""
+    async with fast_client(fake) as client:
+        await client.get(A1)  # connected
+        tx = client.transaction()
+        assert await tx.scan(b"k", b"k") == []
+        assert await tx.commit() == 0
+    assert fake.requests("scan") == [] and fake.requests("commit_one_phase") == []
+
+
+@with_fake
+async def test_the_end_key_of_a_scanned_range_is_outside_it(fake: FakeKV) -> None:
+    """[start, end): reading `end` after the scan, or fencing on it, is no phantom (mutant:
+    `key <= end` in `_covered` made both a Conflict, on every retry)."""
+    fake.store.write(b"b", b"lock", 7)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.scan(b"a", b"b") == []
+        assert await tx.get(b"b") == b"lock"
+        tx.put_fenced(b"a1", b"v", lock=b"b", token=7)
+        assert await tx.commit() > 0
+
+
+@with_fake
+async def test_a_read_only_transaction_of_empty_scans_is_validated(fake: FakeKV) -> None:
+    """Scans that returned nothing are reads all the same: Y seen empty before T1, X seen
+    empty after it (T1 deleted x1 from X and added y1 to Y) is a view no serial order
+    gives, and only the commit's phantom check (rule P6) catches it. So the commit must
+    send both ranges (mutant: treating it as an empty transaction returned 0, sending
+    nothing)."""
+    fake.store.write(b"ax", b"x1", fake.store.tick())
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        assert await tx.scan(b"c", b"d") == []  # Y, before T1
+        t1 = fake.store.tick()
+        fake.store.write(b"ax", None, t1)  # T1: one commit, two writes
+        fake.store.write(b"cy", b"y1", t1)
+        assert await tx.scan(b"a", b"b") == []  # X, after T1
+        assert tx.read_set == {}
+        await tx.commit()  # the fake does not check P6: see what was sent
+        assert tx.commit_ts and tx.ref is not None
+    [(_, request)] = fake.requests("commit_one_phase")
+    ranges = [(r.start, r.end) for r in request.commit_one_phase.read_ranges]
+    assert ranges == [(b"a", b"b"), (b"c", b"d")]
+
+
+@with_fake
+async def test_a_scan_that_saw_its_whole_range_in_exactly_limit_items_records_all_of_it(
+    fake: FakeKV,
+) -> None:
+    """The store had less than asked (exhausted) and the merged page is exactly `limit`
+    long: nothing was cut, so the whole [start, end) is the scanned range and a key added
+    past the last one returned is a phantom (mutant: `< limit` recorded [start, a2\\0) only,
+    and "count the rows, insert if fewer than N" was no longer serializable)."""
+    fake.store.write(b"a1", b"1", fake.store.tick())
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(b"a2", b"2")
+        assert await tx.scan(b"a", b"b", limit=2) == [(b"a1", b"1"), (b"a2", b"2")]
+        await tx.commit()
+    [(_, request)] = fake.requests("commit_one_phase")
+    assert [(r.start, r.end) for r in request.commit_one_phase.read_ranges] == [(b"a", b"b")]
+
+
+@with_fake
+async def test_an_aborts_asker_ts_stays_below_the_prepares_after_a_wall_clock_step_back(
+    fake: FakeKV,
+) -> None:
+    """Rule D4: the recovery Decide's `asker_ts` (the start) is at or below every
+    prepare_ts, even when the wall clock stepped back between the start and the commit
+    (mutant: the start read from the wall clock as it was survived; its asker_ts was
+    then above the prepares, and D4's purge check could pass over a purged commit)."""
+    step = [0]
+    fake.store.write(C1, b"c", 5)
+    async with fast_client(fake, wall_ns=lambda: time.time_ns() - step[0]) as client:
+        tx = client.transaction()
+        assert await tx.get(C1) == b"c"
+        tx.put(A1, b"a")  # group 1 coordinates
+        fake.store.write(C1, b"changed", fake.store.tick())  # group 3 votes no
+        step[0] = 2_000_000_000  # the wall clock steps back 2 s
+        with pytest.raises(Conflict):
+            await tx.commit()
+    prepare_ts = [r.prepare.ts for _, r in fake.requests("prepare")]
+    asker = {r.decide.asker_ts for _, r in fake.requests("decide")}
+    assert len(asker) == 1 and 0 < asker.pop() <= min(prepare_ts)

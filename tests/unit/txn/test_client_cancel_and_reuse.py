@@ -320,3 +320,36 @@ async def test_a_failed_read_for_update_leaves_the_key_unlocked_for_the_next_one
         assert await tx.get(B1, for_update=True) == b"100"
         assert calls == 2, "the second read for update was answered without taking the lock"
         tx.abort()
+
+
+@with_fake
+async def test_a_scan_in_flight_when_commit_starts_is_refused(fake: FakeKV) -> None:
+    """As `test_a_read_in_flight_when_commit_starts_is_refused`, for a scan (mutant: the
+    scan's own check after its await survived): its keys and range would join a read set
+    no commit validated."""
+    release = asyncio.Event()
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "scan" and not release.is_set():
+            return conflict_response(request, b"m1", "read")  # an intent: re-sent
+        return None
+
+    async with fast_client(fake) as client:
+        await client.put(b"m1", b"100")
+        fake.hook = hook
+        tx = client.transaction()
+        tx.put(A1, b"x")
+        scan = asyncio.create_task(tx.scan(b"m", b"n"))
+        await until(lambda: fake.count("scan") >= 3, "the scan re-sending past the intent")
+        await tx.commit()
+        assert tx.state is TransactionState.COMMITTED
+        await client.put(b"m2", b"after")  # the range changes after the commit
+        release.set()
+        outcome: Any
+        try:
+            outcome = await scan
+        except TransactionClosed as exc:
+            outcome = exc
+        assert isinstance(outcome, TransactionClosed), (
+            f"a scan of the committed transaction returned {outcome!r}; read set {tx.read_set}"
+        )

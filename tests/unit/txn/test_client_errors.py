@@ -10,8 +10,9 @@ import pytest
 
 import txn
 from router import client_errors as routing
+from router import kv_pb2 as kv
 from router.cache import Backoff
-from txn.errors import ERRORS, from_routing_error
+from txn.errors import ERRORS, _conflict, from_routing_error
 from txn.retry import _RetryPolicy
 
 # FoundationDB's predicates, one row per error: (retryable, maybe_committed).
@@ -363,3 +364,30 @@ def test_run_against_seeds_that_refuse_gives_up_at_its_deadline_once() -> None:
     ):
         client.run(lambda tx: tx.get(b"k"))
     assert time.monotonic() - started < 1.8
+
+
+def test_run_does_not_sleep_past_its_retry_timeout() -> None:
+    """retry_timeout_s bounds the pause too: a pause that would end past it is not taken
+    (mutant: checking the elapsed time alone slept 0.5 s past a 1 s budget)."""
+    policy = _RetryPolicy(100, 1.0, Backoff(base_s=1.0, max_s=1.0), FixedRng(0.5))
+    conflict = txn.Conflict(b"k")
+    assert policy.next_delay(conflict, 1, 0.4) == 0.5
+    with pytest.raises(txn.TooManyRetries):
+        policy.next_delay(conflict, 1, 0.6)
+
+
+def test_a_retryable_error_that_may_have_committed_is_not_retried() -> None:
+    """`maybe_committed` wins over `retryable` (a per-instance flag; mutant: dropping the
+    check survived, the transaction-state guard of run() hiding it today)."""
+    policy = _RetryPolicy(3, None, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
+    assert policy.next_delay(txn.Unavailable("cut off", maybe_committed=True), 1, 0.0) is None
+
+
+def test_a_conflict_keeps_the_phase_the_node_named() -> None:
+    """A node's Conflict says where it met the conflict (a prepare may meet a read-phase
+    conflict); the client's phase is only the default (mutant: always the client's)."""
+    error = kv.Error(
+        code=kv.CONFLICT, message="m", conflict=kv.Conflict(key=b"k", phase="read", reason="r")
+    )
+    assert _conflict(error, "prepare", b"t").phase == "read"
+    assert _conflict(kv.Error(code=kv.CONFLICT, message="m"), "prepare", b"t").phase == "prepare"

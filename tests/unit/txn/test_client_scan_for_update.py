@@ -318,3 +318,23 @@ async def test_for_update_scan_equals_plain_scan_on_a_quiet_store(fake: FakeKV) 
             assert set(plain.read_set) <= set(upd.read_set) | set(upd.write_set)
             plain.abort()
             upd.abort()
+
+
+@with_fake
+async def test_a_key_this_transaction_overwrote_is_read_at_its_store_version(
+    fake: FakeKV,
+) -> None:
+    """A scan for update returns a key this transaction already wrote as its own write and
+    takes no lock for it, but still records the store's version (the range's content is
+    what rule P6 validates; mutant: re-reading it "under its lock" returned the buffered
+    value and recorded nothing, a phantom at every commit on the real rules)."""
+    fake.store.write(b"m1", b"old", 11)
+    fake.store.write(b"m2", b"old", 12)
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        tx.put(b"m1", b"mine")
+        assert await tx.scan(b"m", b"n", for_update=True) == [(b"m1", b"mine"), (b"m2", b"old")]
+        assert tx.read_set == {b"m1": 11, b"m2": 12}
+        await tx.commit()
+    locked = [r.get.key for _, r in fake.requests("get") if r.get.lock_txn_id]
+    assert locked == [b"m2"]

@@ -298,3 +298,36 @@ def test_txn_status_keeps_to_its_timeout_across_its_steps() -> None:
             with contextlib.suppress(PaxosKVError):
                 client.txn_status(TxnRef(txn_id, 1, time.time_ns()), timeout_s=1.0, settle=True)
             assert time.monotonic() - started < 1.4
+
+
+@pytest.mark.parametrize("unanswered", ["txn_status", "decide"])
+def test_a_settle_that_cannot_finish_in_time_raises_the_commit_unknown(unanswered: str) -> None:
+    """settle_unknown: when the settle itself gets no answer before its deadline, the loss
+    stands: CommitUnknown with its ref, not the settle's DeadlineExceeded, which says
+    nothing was committed (mutant: letting the settle's error through survived)."""
+
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        commit = lose_first_commit(DROP)
+
+        def hook(node: int, request: kv.Request) -> Any:
+            if request.WhichOneof("op") == unanswered:
+                return DROP
+            return commit(node, request)
+
+        fake.hook = hook
+        runs = 0
+
+        async def write(tx: AsyncTransaction) -> None:
+            nonlocal runs
+            runs += 1
+            tx.put(A1, b"x")
+
+        async with fast_client(
+            fake, timeout_s=0.5, attempt_timeout_s=0.2, settle_unknown=True
+        ) as client:
+            with pytest.raises(CommitUnknown) as info:
+                await client.run(write)
+        assert info.value.ref is not None and runs == 1
+
+    check()

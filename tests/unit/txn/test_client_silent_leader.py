@@ -16,10 +16,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from test_client_fakekv import FakeKV, fast_client, with_fake
+from test_client_fakekv import LOSE, FakeKV, error_response, fast_client, with_fake
 
+from router import kv_pb2 as kv
 from router.client import RoutingClient
-from txn import AsyncClient, DeadlineExceeded, OutcomeUnknown, TxnRef
+from txn import (
+    AsyncClient,
+    AsyncTransaction,
+    CommitUnknown,
+    DeadlineExceeded,
+    OutcomeUnknown,
+    TransactionState,
+    TxnRef,
+)
 from txn.status import TxnState
 
 A1, A2 = b"apple", b"banana"  # group 1 (the snapshot timestamp is asked of it too)
@@ -244,3 +253,87 @@ async def test_a_leader_whose_stream_reader_is_held_is_no_silent_one(fake: FakeK
             await asyncio.sleep(0.02)
         fake.reading.set()
         assert await read == b"v"
+
+
+def applied_then_silent_then(fake: FakeKV, refuse: Any) -> Any:
+    """A hook: group 1's leader applies the first CommitOnePhase and goes silent before
+    answering (another replica leads); every later copy gets `refuse(request)`, and the old
+    leader, given up, comes back as a follower (it answers NOT_LEADER from then on)."""
+    frozen: list[int] = []
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "commit_one_phase":
+            return None
+        if not frozen:
+            frozen.append(freeze_leader(fake, 1))
+            return LOSE
+        fake.frozen.discard(frozen[0])
+        return refuse(request)
+
+    return hook
+
+
+def _map_changed(fake: FakeKV) -> Any:
+    def refuse(request: kv.Request) -> kv.Response:
+        if fake.map.version == 1:
+            fake.map = fake.map.split(1, b"c", 4, (1, 2, 3), preferred_leader=2)
+            fake.leaders[4] = 2
+        return error_response(request, kv.WRONG_SHARD, map_version=fake.map.version)
+
+    return refuse
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    ["invalid-argument", "wrong-shard"],
+)
+def test_a_commit_applied_at_a_leader_that_went_silent_is_unknown_whatever_the_new_one_says(
+    refusal: str,
+) -> None:
+    """The first copy is applied at the old leader, which then says nothing; the re-send
+    to the new leader is refused (a lagging clock, node rule 9; or the shard map changed).
+    That refusal says nothing of the first copy: CommitUnknown, and `run` must not apply
+    the increment again."""
+
+    @with_fake
+    async def check(fake: FakeKV) -> None:
+        refuse = (
+            (lambda r: error_response(r, kv.INVALID_ARGUMENT))
+            if refusal == "invalid-argument"
+            else _map_changed(fake)
+        )
+        runs = 0
+
+        async def increment(tx: AsyncTransaction) -> AsyncTransaction:
+            nonlocal runs
+            runs += 1
+            tx.put(A1, b"%d" % (int(await tx.get(A1) or b"0") + 1))
+            return tx
+
+        async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
+            await client.put(A1, b"0")
+            fake.hook = applied_then_silent_then(fake, refuse)
+            with pytest.raises(CommitUnknown):
+                await client.run(increment)
+        assert runs == 1
+        assert fake.store.value(A1) == b"1"  # the first copy did commit
+        assert fake.count("commit_one_phase") >= 2  # re-sent to the new leader
+
+    check()
+
+
+@with_fake
+async def test_a_commit_applied_at_a_silent_leader_leaves_the_transaction_unknown(
+    fake: FakeKV,
+) -> None:
+    """As above, the new leader answering UNAVAILABLE to every copy until the deadline: the
+    transaction's state is UNKNOWN, not ABORTED."""
+    fake.hook = applied_then_silent_then(fake, lambda r: error_response(r, kv.UNAVAILABLE))
+    async with fast_client(fake, timeout_s=2.0, attempt_timeout_s=ATTEMPT_S) as client:
+        await client.get(A1)  # connected
+        tx = client.transaction()
+        tx.put(A1, b"x")
+        with pytest.raises(CommitUnknown):
+            await tx.commit()
+        assert tx.state is TransactionState.UNKNOWN
+    assert fake.store.value(A1) == b"x"
