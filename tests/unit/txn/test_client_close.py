@@ -12,13 +12,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from test_client_cancel_and_reuse import until
 from test_client_fakekv import (
     DROP,
     FakeKV,
     error_response,
     fake_in_thread,
+    fast_client,
     on_kind,
     sync_client,
+    with_fake,
 )
 
 from router import kv_pb2 as kv
@@ -189,6 +192,32 @@ def test_a_settle_cut_off_by_close_may_have_recorded_a_decision(fake: FakeKV) ->
     exc = _close_while_in_flight(fake, lambda c: c.txn_status(ref, settle=True), "decide")
     assert isinstance(exc, ClientClosed), repr(exc)
     assert exc.maybe_committed
+
+
+@with_fake
+async def test_a_settle_closed_after_a_lost_copy_of_its_decide_may_have_recorded_it(
+    fake: FakeKV,
+) -> None:
+    """The settle's recovery Decide got no answer in its attempt (it may have been
+    recorded) and is re-sent; close() then cuts the re-send off. The close must not read as
+    "the settle timed out, nothing recorded": ClientClosed, maybe recorded (the path the
+    race of the test above reaches only sometimes; before `572fe4c`, DeadlineExceeded)."""
+    fake.hook = on_kind("commit_one_phase", DROP)
+    async with fast_client(fake, timeout_s=0.5, attempt_timeout_s=0.2) as committer:
+        tx = committer.transaction()
+        tx.put(b"apple", b"x")
+        with pytest.raises(CommitUnknown) as lost:
+            await tx.commit()
+    fake.hook = on_kind("decide", DROP)
+    client = fast_client(fake, timeout_s=30.0, attempt_timeout_s=0.2)
+    try:
+        settle = asyncio.create_task(client.txn_status(lost.value.ref, settle=True))
+        await until(lambda: fake.count("decide") >= 2, "a second copy of the Decide")
+    finally:
+        await client.close()
+    with pytest.raises(ClientClosed) as closed:
+        await settle
+    assert closed.value.maybe_committed
 
 
 @pytest.mark.parametrize("op", ["put_fenced", "delete_fenced"])
