@@ -791,7 +791,7 @@ MUTATIONS = [
         ),
         tests=(ROOT / "tests/unit/paxos/test_stale_ballot_replies.py", *PAXOS_TESTS),
     ),
-    # Since session 34 the "redeliver" profile reaches it too (2 of 300 seeds), and
+    # Since session 34 the "redeliver" profile reaches it too (2 of 400 seeds), and
     # `test_promises_to_an_older_campaign_counted_are_caught` keeps two seeds that do.
     # `accepted_of_any_ballot` stays beyond the profiles: none in 1,500 of its seeds.
     Mutation(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from world import CrashMode
+from world import CrashMode, describe_lookback
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,8 @@ class Fault:
     mode: str = CrashMode.POWER_LOSS
     phase: str = ""
     k: int = 0
+    #: "redeliver": messages sent this long before are delivered again (0: any).
+    lookback_s: float = 0.0
 
     def describe(self) -> str:
         parts = [f"{self.at:.3f}s {self.kind}"]
@@ -33,11 +35,10 @@ class Fault:
             parts.append(f"host={self.target}")
         elif self.kind in ("crash", "crash_in_ready", "isolate", "pause"):
             parts.append("host=leader")
-        if self.kind == "redeliver":
-            lookback = f"{self.other}ms" if self.other else "all"
-            parts.append(f"count={self.k} lookback={lookback}")
-        elif self.other:
+        if self.other:
             parts.append(f"other={self.other}")
+        if self.kind == "redeliver":
+            parts.append(f"count={self.k} {describe_lookback(self.lookback_s)}")
         if self.sides:
             parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
         if self.duration:
@@ -215,10 +216,10 @@ def plan_faults(
                 )
             )
         elif kind == "redeliver":
-            lookback_ms = rng.choice((20, 100, 500, 0))
+            lookback = rng.choice((0.02, 0.1, 0.5, 0.0))
             window = rng.uniform(0.05, 0.5)
             faults.append(
-                Fault(at=t, kind=kind, k=rng.randint(1, 3), duration=window, other=lookback_ms)
+                Fault(at=t, kind=kind, k=rng.randint(1, 3), duration=window, lookback_s=lookback)
             )
         elif kind == "stale_rebuild":
             faults.append(Fault(at=t, kind=kind, duration=rng.uniform(0.02, 0.1)))

@@ -542,7 +542,7 @@ class GroupSim(Listener):
         elif fault.kind == "stale_rebuild":
             self._stale_rebuild(fault)
         elif fault.kind == "redeliver":
-            net.redeliver_until(world.now + fault.duration, fault.k, fault.other / 1000)
+            net.redeliver_until(world.now + fault.duration, fault.k, fault.lookback_s)
 
     def _repeat_heartbeats(self, host: PaxosHost, incarnation: int, until: float) -> None:
         """A host held by its disk runs no cycle, but re-sends its newest heartbeat round
@@ -805,7 +805,7 @@ class GroupSim(Listener):
         # Heal: a majority (here: everyone) is up and connected from now on.
         self.healed_at = world.now
         world.net.heal()
-        world.net.config.keep_sent = False
+        world.net.stop_keeping()
         if k.heal_drop is not None:
             world.net.config.drop = min(world.net.config.drop, k.heal_drop)
         for host_id in sorted(self.hosts):

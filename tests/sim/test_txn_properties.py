@@ -41,10 +41,8 @@ minutes); `nightly` runs the profile's thousands.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +63,7 @@ from cluster_sim import (
 )
 from hypothesis import Phase, given, note, settings
 from hypothesis import strategies as st
+from kept_seeds import caught_in_one_of
 from sim_client import ABANDON_POINTS, MUTATIONS
 from world import CrashMode
 
@@ -258,8 +257,11 @@ def test_decisions_over_other_participants_taken_are_caught(
     import txn.participant
 
     monkeypatch.setattr(txn.participant, "_proof_matches", lambda _cmd, _info: True)
-    _caught_in_one_of(
-        (82, 154, 5, 41, 171), lambda seed: run_cluster("bank", "forgery", seed), "bank total"
+    caught_in_one_of(
+        (82, 154, 5, 41, 171),
+        lambda seed: run_cluster("bank", "forgery", seed),
+        "bank total",
+        SafetyViolation,
     )
 
 
@@ -288,10 +290,11 @@ def test_resolves_recorded_below_the_purge_mark_are_caught(
 
     # The exception's `start_ts_of(txn_id)` is the module's only use of it: 0 claims no start.
     monkeypatch.setattr(txn.participant, "start_ts_of", lambda _txn_id: 0)
-    _caught_in_one_of(
+    caught_in_one_of(
         R5_SEEDS,
         lambda seed: run_cluster("bank", "purge-forgery", seed),
         r"changed its decision|recorded abort|bank total",
+        SafetyViolation,
     )
 
 
@@ -412,10 +415,11 @@ def test_single_key_writes_over_intents_are_caught(monkeypatch: pytest.MonkeyPat
         "single_key_conflict",
         lambda key, intents, scanners=(): original(key, [], scanners),
     )
-    _caught_in_one_of(
+    caught_in_one_of(
         W1_SEEDS,
         lambda seed: run_cluster("registers", "calm", seed),
         r"timestamp order|atomicity|applied .* as|real time|snapshot",
+        SafetyViolation,
     )
 
 
@@ -455,10 +459,11 @@ def test_snapshot_scans_that_skip_prepared_intents_are_caught(
         return original(_Host(host), pending)
 
     monkeypatch.setattr(shard.node, "snapshot_safe", skip_intents)
-    _caught_in_one_of(
+    caught_in_one_of(
         SCAN_SEEDS,
         lambda seed: run_cluster("registers", "calm", seed),
         r"snapshot scan at \d+ .* differs",
+        SafetyViolation,
     )
 
 
@@ -490,6 +495,16 @@ def test_every_workload_survives_old_paxos_messages_delivered_again(
     off. Promises, Accepteds and acks of older ballots reach every group's new leaders and
     candidates; every checker holds."""
     _run(workload, "redeliver", seed)
+
+
+def test_the_redeliver_profile_delivers_old_messages_again_and_stays_deterministic() -> None:
+    """What the property above runs under: every run redelivers (its draws always hold a
+    burst), and the same seed still gives the same run."""
+    for seed in range(4):
+        sim = ClusterSim("bank", "redeliver", seed)
+        first = sim.run()
+        assert sim.world.net.redelivered > 0, seed
+    assert run_cluster("bank", "redeliver", 3) == first
 
 
 def test_the_torn_profile_keeps_proper_prefixes() -> None:
@@ -705,10 +720,11 @@ def test_a_client_abort_over_a_complete_set_of_prepares_is_caught(
     # heartbeat rounds were coalesced, 22 and 27 of 14-29 did; since read-index reads are
     # served on the confirming ack, 27, 32, 39, 46 and 53 of 0-59 did; since reads go
     # through proven commits, node rule 14, 12, 18 and 20 of 0-20 do).
-    _caught_in_one_of(
+    caught_in_one_of(
         (12, 18, 20),
         lambda seed: ClusterSim("bank", "crashes", seed, mutations=mutations).run(),
         r"parallel commit: every participant",
+        SafetyViolation,
     )
 
 
@@ -747,12 +763,13 @@ def test_an_unknown_commit_reported_failed_is_caught() -> None:
     mutations = frozenset({"unknown_as_fail"})
     # A seed whose run reaches it (15 of seeds 0-24 did since heartbeats were coalesced;
     # since reads go through proven commits, node rule 14, 3, 5 and 6 of 0-6 do).
-    _caught_in_one_of(
+    caught_in_one_of(
         (3, 5, 6),
         lambda seed: _sim_with(
             "append", "lossy", seed, mutations, commit_timeout_s=0.15, drop=0.3
         ).run(),
         r"reported failed .* but committed",
+        SafetyViolation,
     )
 
 
@@ -855,7 +872,9 @@ def test_answers_without_the_commit_wait_are_caught(
         pending.reply(response)
 
     monkeypatch.setattr(shard.node.NodeCore, "_reply_after_commit_wait", no_wait)
-    _caught_in_one_of(seeds, lambda seed: run_cluster(workload, "clocks", seed), violation)
+    caught_in_one_of(
+        seeds, lambda seed: run_cluster(workload, "clocks", seed), violation, SafetyViolation
+    )
 
 
 def test_recovery_that_aborts_over_a_logged_prepare_is_caught(
@@ -912,20 +931,9 @@ def test_late_copies_taken_after_the_purge_are_caught(
         return original(store, dataclasses.replace(cmd, began_ts=0), ts)
 
     monkeypatch.setattr(participant, command, without_start)
-    _caught_in_one_of(seeds, lambda seed: run_cluster("bank", "purge", seed), violation)
-
-
-def _caught_in_one_of(seeds: tuple[int, ...], run: Callable[[int], Any], match: str) -> None:
-    """A mutant's violation (`match`) shows in one of `seeds`. Several seeds are kept: any
-    change of message timing moves which runs reach a rare mutant, and a list that fails
-    only when all of them stop needs re-picking less often."""
-    for seed in seeds:
-        try:
-            run(seed)
-        except SafetyViolation as exc:
-            assert re.search(match, str(exc)), exc
-            return
-    pytest.fail(f"none of seeds {seeds} showed {match!r}: re-pick them")
+    caught_in_one_of(
+        seeds, lambda seed: run_cluster("bank", "purge", seed), violation, SafetyViolation
+    )
 
 
 def _sim_with(

@@ -30,6 +30,7 @@ node) with the same world:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import random
@@ -138,14 +139,20 @@ class NetworkConfig:
     #: Probability of a long delay (up to `long_delay_max_s`): heavy reordering.
     long_delay: float = 0.0
     long_delay_max_s: float = 0.2
-    #: Keep every message sent, so that `SimNetwork.redeliver` can deliver old ones again: a
-    #: copy held up anywhere for any time (an asynchronous network's worst reordering).
-    #: Turning it off ends `SimNetwork.redeliver_until`.
+    #: Keep every message sent (also those dropped or cut off), so that
+    #: `SimNetwork.redeliver` can deliver old ones again: a copy held up anywhere for any
+    #: time (an asynchronous network's worst reordering). Off (or `stop_keeping`), it ends
+    #: `SimNetwork.redeliver_until`.
     keep_sent: bool = False
 
 
 #: How often `SimNetwork.redeliver_until` delivers old messages again.
 REDELIVER_EVERY_S = 0.005
+
+
+def describe_lookback(lookback_s: float) -> str:
+    """How far back a redelivery draws its messages from, for a fault log."""
+    return f"lookback={lookback_s}s" if lookback_s else "lookback=all"
 
 
 class SimNetwork:
@@ -159,8 +166,14 @@ class SimNetwork:
         self._slow: dict[tuple[int, int], tuple[float, float]] = {}
         self.sent = 0
         self.delivered = 0
+        #: Copies of kept messages scheduled for delivery again.
         self.redelivered = 0
-        self._kept: list[tuple[float, int, int, Any]] = []
+        #: Which payloads `NetworkConfig.keep_sent` keeps (a simulator may leave out what its
+        #: real transport can never deliver twice).
+        self.keepable: Callable[[Any], bool] = lambda _: True
+        # Per destination: the send times (ascending) and (src, payload) of kept messages.
+        self._kept: dict[int, tuple[list[float], list[tuple[int, Any]]]] = {}
+        self._stopped_keeping = False
 
     # ------------------------------------------------------------------ faults
 
@@ -200,53 +213,45 @@ class SimNetwork:
         self._slow[(src, dst)] = (until, extra_max_s)
         self.world.trace("slow", src, dst, round(until, 9))
 
-    def redeliver(
-        self,
-        count: int,
-        lookback_s: float = 0.0,
-        to: int | None = None,
-        eligible: Callable[[Any], bool] = lambda _: True,
-    ) -> None:
-        """Deliver again `count` messages drawn from those sent in the last `lookback_s`
-        seconds (0: since the start), to host `to` (None: to any) and `eligible`, each
-        after a normal delay."""
-        since = self.world.now - lookback_s if lookback_s else 0.0
-        kept = [
-            m for m in self._kept if m[0] >= since and (to is None or m[2] == to) and eligible(m[3])
-        ]
-        if not kept:
+    def redeliver(self, to: int, count: int, lookback_s: float = 0.0) -> None:
+        """Deliver to host `to` again `count` messages drawn from those kept that were sent
+        to it in the last `lookback_s` seconds (0: since the start), each after a normal
+        delay."""
+        kept = self._kept.get(to)
+        if kept is None:
+            return
+        times, messages = kept
+        first = bisect.bisect_left(times, self.world.now - lookback_s) if lookback_s else 0
+        if first == len(messages):
             return
         cfg = self.config
         rng = self.world.rng
-        for _, src, dst, payload in rng.choices(kept, k=count):
+        for _ in range(count):
+            src, payload = messages[rng.randrange(first, len(messages))]
             self.redelivered += 1
             at = self.world.now + rng.uniform(cfg.delay_min_s, cfg.delay_max_s)
-            self.world.schedule(at, self._deliver, src, dst, payload)
-        self.world.trace("redeliver", count)
+            self.world.schedule(at, self._deliver, src, to, payload)
+        self.world.trace("redeliver", to, count)
 
-    def redeliver_until(
-        self,
-        until: float,
-        count: int,
-        lookback_s: float = 0.0,
-        eligible: Callable[[Any], bool] = lambda _: True,
-    ) -> None:
-        """Every `REDELIVER_EVERY_S` until world time `until`, while the network keeps
-        what is sent (`NetworkConfig.keep_sent`), deliver `count` old messages again to each
-        host (as `redeliver`): whenever a replica is elected or campaigns, replies to its
-        older ballots reach it."""
-        if not self.config.keep_sent or self.world.now >= until:
+    def redeliver_until(self, until: float, count: int, lookback_s: float = 0.0) -> None:
+        """Every `REDELIVER_EVERY_S` until world time `until`, while the network keeps what
+        is sent, deliver `count` old messages again to each host (as `redeliver`): whenever
+        a replica is elected or campaigns, replies to its older ballots reach it."""
+        if not self._keeping() or self.world.now >= until:
             return
         for host_id in sorted(self.world.hosts):
-            self.redeliver(count, lookback_s, host_id, eligible)
+            self.redeliver(host_id, count, lookback_s)
         self.world.schedule(
-            self.world.now + REDELIVER_EVERY_S,
-            self.redeliver_until,
-            until,
-            count,
-            lookback_s,
-            eligible,
+            self.world.now + REDELIVER_EVERY_S, self.redeliver_until, until, count, lookback_s
         )
+
+    def stop_keeping(self) -> None:
+        """Keep nothing more and forget what was kept (the faults are over)."""
+        self._stopped_keeping = True
+        self._kept.clear()
+
+    def _keeping(self) -> bool:
+        return self.config.keep_sent and not self._stopped_keeping
 
     def heal(self) -> None:
         self._blocked.clear()
@@ -263,8 +268,10 @@ class SimNetwork:
         """Hand a payload to the network. It may be dropped, duplicated, delayed, reordered."""
         self.sent += 1
         cfg = self.config
-        if cfg.keep_sent:
-            self._kept.append((self.world.now, src, dst, payload))
+        if self._keeping() and self.keepable(payload):
+            times, messages = self._kept.setdefault(dst, ([], []))
+            times.append(self.world.now)
+            messages.append((src, payload))
         if (src, dst) in self._blocked:
             return
         rng = self.world.rng

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from test_client_fakekv import (
     conflict_response,
     fast_client,
     on_kind,
+    until,
     with_fake,
 )
 
@@ -27,15 +27,6 @@ from txn import AsyncTransaction, TransactionClosed, TransactionState
 A1 = b"apple"  # group 1
 B1 = b"grape"  # group 2
 C1 = b"plum"  # group 3
-
-
-async def until(condition: Callable[[], bool], what: str, deadline_s: float = 5.0) -> None:
-    """Wait for `condition`, polling; fail naming `what` at the deadline."""
-    end = asyncio.get_running_loop().time() + deadline_s
-    while not condition():
-        if asyncio.get_running_loop().time() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 # ------------------------------------------------------------------ 1. read during commit

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from test_client_cancel_and_reuse import until
 from test_client_fakekv import (
     DROP,
     FakeKV,
@@ -21,6 +20,7 @@ from test_client_fakekv import (
     fast_client,
     on_kind,
     sync_client,
+    until,
     with_fake,
 )
 

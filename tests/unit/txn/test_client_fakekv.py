@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import pytest
 
 from router import NodeAddress, bootstrap, kv_pb2_grpc
 from router import kv_pb2 as kv
@@ -509,6 +510,15 @@ def fast_client(fake: FakeKV, **kwargs: Any) -> AsyncClient:
     kwargs.setdefault("timeout_s", 5.0)
     kwargs.setdefault("attempt_timeout_s", 0.3)
     return AsyncClient(fake.seeds, **kwargs)
+
+
+async def until(condition: Callable[[], bool], what: str, deadline_s: float = 5.0) -> None:
+    """Wait for `condition`, polling; fail naming `what` at the deadline."""
+    end = asyncio.get_running_loop().time() + deadline_s
+    while not condition():
+        if asyncio.get_running_loop().time() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 def with_fake(fn: Callable[..., Awaitable[None]]) -> Callable[[], None]:

@@ -255,7 +255,7 @@ async def test_a_leader_whose_stream_reader_is_held_is_no_silent_one(fake: FakeK
         assert await read == b"v"
 
 
-def applied_then_silent_then(fake: FakeKV, refuse: Any) -> Any:
+def applied_at_a_silent_leader(fake: FakeKV, refuse: Any) -> Any:
     """A hook: group 1's leader applies the first CommitOnePhase and goes silent before
     answering (another replica leads); every later copy gets `refuse(request)`, and the old
     leader, given up, comes back as a follower (it answers NOT_LEADER from then on)."""
@@ -312,7 +312,7 @@ def test_a_commit_applied_at_a_leader_that_went_silent_is_unknown_whatever_the_n
 
         async with fast_client(fake, timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client:
             await client.put(A1, b"0")
-            fake.hook = applied_then_silent_then(fake, refuse)
+            fake.hook = applied_at_a_silent_leader(fake, refuse)
             with pytest.raises(CommitUnknown):
                 await client.run(increment)
         assert runs == 1
@@ -328,7 +328,7 @@ async def test_a_commit_applied_at_a_silent_leader_leaves_the_transaction_unknow
 ) -> None:
     """As above, the new leader answering UNAVAILABLE to every copy until the deadline: the
     transaction's state is UNKNOWN, not ABORTED."""
-    fake.hook = applied_then_silent_then(fake, lambda r: error_response(r, kv.UNAVAILABLE))
+    fake.hook = applied_at_a_silent_leader(fake, lambda r: error_response(r, kv.UNAVAILABLE))
     async with fast_client(fake, timeout_s=2.0, attempt_timeout_s=ATTEMPT_S) as client:
         await client.get(A1)  # connected
         tx = client.transaction()
