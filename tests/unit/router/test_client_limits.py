@@ -90,12 +90,11 @@ async def test_an_oversized_put_is_limit_exceeded_and_spares_a_write_in_flight()
 async def test_an_oversized_get_is_refused_at_once_not_retried_until_the_deadline(
     cluster: FakeCluster,
 ) -> None:
-    async with client_for(cluster, timeout_s=5.0) as client:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+    # A deadline past the test's own 30 s bound: retried until it, the test times out (a
+    # wall-clock bound on the refusal failed on a loaded machine, the first connect in it).
+    async with client_for(cluster, timeout_s=120.0) as client:
         with pytest.raises(LimitExceeded, match="MAX_KEY_BYTES"):
             await client.get(b"k" * OVER_GRPC)
-        assert loop.time() - started < 1.0
         assert client.stats()["sessions"] == 0  # no stream was opened, none broken
     assert cluster.count("get") == 0
 

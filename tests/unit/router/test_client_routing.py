@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 import txn
-from router import NodeAddress, ShardMap, bootstrap, kv_pb2_grpc
+from router import NodeAddress, RangeDescriptor, ShardMap, bootstrap, kv_pb2_grpc
 from router import kv_pb2 as kv
 from router import router_pb2 as rpb
 from router.client import _NOT_LEADER_FREE_HOPS, RoutingClient
@@ -1557,3 +1557,177 @@ async def test_a_write_a_stopping_node_never_read_is_retried_not_outcome_unknown
         assert await client.put(b"a", b"1", timeout_s=2.0) > 0
     assert cluster.store[b"a"][0] == b"1"
     assert cluster.count("put") >= 2  # the unread one, then the re-sent one
+
+
+@with_cluster
+async def test_a_write_unanswered_at_a_live_leader_is_never_copied(
+    cluster: FakeCluster,
+) -> None:
+    """Rule 1: only a request its caller marks idempotent gets another copy at a live node
+    that leaves it unanswered for an attempt timeout. A put the leader holds (it answers
+    the liveness probes) past several attempt timeouts is written once, and ends
+    OutcomeUnknown at its deadline (mutation audit: copies of a plain put went unnoticed)."""
+    cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "put" else None
+    async with client_for(cluster, timeout_s=1.5, attempt_timeout_s=0.2) as client:
+        assert await client.get(b"a") is None  # the stream is open: the put is then sent
+        with pytest.raises(OutcomeUnknown):
+            await client.put(b"a", b"1")
+    assert cluster.count("put") == 1
+
+
+@pytest.mark.parametrize("kind", ["delete", "cas"])
+def test_a_delete_or_cas_whose_stream_broke_after_sending_is_outcome_unknown(kind: str) -> None:
+    """delete and cas are writes too: sent, then the stream broke, they may have been
+    applied, so OutcomeUnknown and never re-sent (mutation audit: either one routed with
+    write=False was re-sent to the leader after the break, and no test saw it)."""
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        broke = False
+
+        def hook(node: FakeNode, request: kv.Request) -> Any:
+            nonlocal broke
+            if request.WhichOneof("op") == kind and not broke:
+                broke = True
+                return BREAK
+            return None
+
+        async with client_for(cluster) as client:
+            await client.put(b"a", b"1")
+            cluster.hook = hook
+            with pytest.raises(OutcomeUnknown):
+                if kind == "delete":
+                    await client.delete(b"a")
+                else:
+                    await client.cas(b"a", expected_value=b"1", new_value=b"2")
+        assert cluster.count(kind) == 1
+        assert cluster.store[b"a"][0] == b"1"
+
+    scenario()
+
+
+@with_cluster
+async def test_reads_at_a_version_ask_each_node_for_that_version(cluster: FakeCluster) -> None:
+    """get(at_version=) and scan(at_version=) pass the version to every request (mutation
+    audit: either dropped went unnoticed: a read of the newest version instead)."""
+    asked: list[tuple[str, int]] = []
+
+    def record(node: FakeNode, request: kv.Request) -> None:
+        kind = request.WhichOneof("op")
+        if kind in ("get", "scan"):
+            asked.append((kind, getattr(request, kind).at_version))
+
+    async with client_for(cluster) as client:
+        await client.put(b"a", b"1")
+        cluster.hook = record
+        await client.get(b"a", at_version=7)
+        await client.scan(at_version=7)
+    assert asked == [("get", 7), ("scan", 7), ("scan", 7), ("scan", 7)]
+
+
+@with_cluster
+async def test_a_scan_whose_group_left_the_map_is_replanned(cluster: FakeCluster) -> None:
+    """A scan part sent to a group the cluster's newer map no longer has (UNKNOWN_GROUP)
+    is planned again on the new map from where the scan was, not raised to the caller
+    (mutation audit: `scan` catching only WrongShard went unnoticed)."""
+    async with client_for(cluster) as client:
+        for key in (b"a", b"h", b"q", b"z"):
+            await client.put(key, key)
+        old = cluster.map
+        last = old.group(3)
+        # Map v2: the range of group 3 is now group 4's (same replicas and leader).
+        cluster.map = ShardMap(
+            old.version + 1,
+            [
+                *old.ranges[:-1],
+                RangeDescriptor(4, last.start, last.end, last.replicas, last.preferred_leader),
+            ],
+            old.nodes,
+            old.meta_replicas,
+            old.meta_preferred_leader,
+        )
+        cluster.leaders[4] = cluster.leaders[3]
+        assert [k for k, _, _ in await client.scan()] == [b"a", b"h", b"q", b"z"]
+        assert client.shard_map is not None and client.shard_map.version == old.version + 1
+
+
+@with_cluster
+async def test_concurrent_wrong_shard_answers_share_one_map_fetch(cluster: FakeCluster) -> None:
+    """The module's rule: WRONG_SHARD refreshes the map with one fetch shared by all
+    callers (mutation audit: a fetch per caller went unnoticed)."""
+    async with client_for(cluster) as client:
+        fetches = cluster.map_fetches
+        cluster.map = cluster.map.split(3, b"t", 4, (1, 2, 3), preferred_leader=2)
+        cluster.leaders[4] = 2
+        versions = await asyncio.gather(*(client.put(b"u%02d" % i, b"v") for i in range(20)))
+        assert all(v > 0 for v in versions)
+        assert cluster.map_fetches == fetches + 1
+
+
+@with_cluster
+async def test_an_idempotent_write_given_up_at_a_silent_leader_is_outcome_unknown(
+    cluster: FakeCluster,
+) -> None:
+    """An idempotent write (a commit request) is given up at a leader that went silent
+    while it waited there; it was written to the stream, so it may have been applied:
+    OutcomeUnknown, never DeadlineExceeded ("not applied"), and not re-sent by the core
+    (its caller decides, txn.resend)."""
+    async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
+        await client.put(b"a", b"1")
+        gid = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[gid]
+        silence_the_leader(cluster, b"a")
+        before = len(cluster.seen)
+        with pytest.raises(OutcomeUnknown):
+            await client.send(
+                kv.Request(put=kv.PutRequest(key=b"a", value=b"2")),
+                key=b"a",
+                write=True,
+                idempotent=True,
+            )
+    # Sent only to the silent node (copies there included), never to the new leader.
+    assert {n for n, k, _ in cluster.seen[before:] if k == "put"} == {old}
+    assert cluster.store[b"a"][0] == b"1"
+
+
+@with_cluster
+async def test_a_scan_part_planned_on_an_older_map_is_not_sent_under_the_new_one(
+    cluster: FakeCluster,
+) -> None:
+    """A group-routed part planned on map v1, whose send refreshes the map to v2 first, is
+    re-planned before anything is sent (not sent under v2 to be refused WRONG_SHARD)."""
+    async with client_for(cluster) as client:
+        await client.put(b"q", b"1")
+        await client.put(b"u", b"2")
+        cluster.map = cluster.map.split(3, b"t", 4, (1, 2, 3), preferred_leader=2)
+        cluster.leaders[4] = 2
+        client.routing.on_wrong_shard(cluster.map.version)  # another request's answer
+        scans = cluster.count("scan")
+        assert [k for k, _, _ in await client.scan(b"p")] == [b"q", b"u"]
+        assert cluster.count("scan") - scans == 2  # one per part of v2, nothing refused
+
+
+@with_cluster
+async def test_a_write_still_queued_at_its_deadline_is_deadline_exceeded(
+    cluster: FakeCluster,
+) -> None:
+    """Rule 2: a write whose deadline passes before it was written to any stream (here the
+    leader's connection never becomes ready) surely was not applied: DeadlineExceeded, not
+    OutcomeUnknown (mutation audit: a timed-out write reported OutcomeUnknown whether or
+    not it was sent went unnoticed)."""
+    gid = cluster.map.locate(b"a").group_id
+    leader = cluster.nodes[cluster.leaders[gid]]
+    async with client_for(cluster) as client:  # the map comes from node 1, the seed
+        conn = client._connection(leader.address)
+        connecting = asyncio.Event()
+
+        async def never_ready() -> str | None:  # a handshake that never ends
+            connecting.set()
+            await asyncio.Event().wait()
+            return None
+
+        conn._wait_ready = never_ready  # type: ignore[method-assign]
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.put(b"a", b"1", timeout_s=0.5)
+        assert connecting.is_set() and not info.value.maybe_committed
+    assert cluster.count("put") == 0

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from router import (
     Backoff,
     NodeAddress,
+    RangeDescriptor,
     RoutingCache,
     ShardMap,
     ShardMapUnavailable,
@@ -290,3 +291,59 @@ def test_backoff_rejects_bad_parameters(kwargs: dict[str, float], match: str) ->
         Backoff(**kwargs)
     with pytest.raises(ValueError, match="attempt"):
         Backoff().ceiling(-1)
+
+
+def test_a_hint_naming_a_node_missing_from_the_map_rotates_and_marks_stale(
+    nodes3: list[NodeAddress],
+) -> None:
+    """A NOT_LEADER hint naming a node our map does not have (one added since) cannot be
+    routed to: the guess moves to the next replica and the map is stale. (The last lines
+    of test_not_leader_hint_outside_replicas_marks_stale ask from a node that is no longer
+    the guess, so they return before the hint is looked at; adopting the unknown node
+    survived there, and made every request of the group fail with InvalidShardMap.)"""
+    m = bootstrap(nodes3, [b"m"], 2)
+    cache = RoutingCache([])
+    cache.update(m)
+    asked = cache.leader_for(1)
+    assert asked is not None
+    cache.on_not_leader(1, asked, 42)
+    assert cache.needs_refresh
+    guess = cache.leader_for(1)
+    assert guess in m.group(1).replicas and guess != asked
+    cache.address_of(guess)  # routable
+
+
+def test_refresh_targets_ask_the_meta_replicas_before_the_other_nodes(
+    nodes3: list[NodeAddress],
+) -> None:
+    """refresh_targets: the meta leader guess, then the other meta replicas, then the data
+    nodes, then the seeds (mutation audit: leaving the meta replicas out of the order went
+    unnoticed with map3, whose meta replicas are every node)."""
+    extra = [
+        NodeAddress(
+            node_id=i,
+            name=f"n{i}",
+            client_addr=f"127.0.0.1:{7000 + i}",
+            peer_addr=f"127.0.0.1:{8000 + i}",
+        )
+        for i in (4, 5)
+    ]
+    nodes = {n.node_id: n for n in [*nodes3, *extra]}
+    m = ShardMap(
+        1,
+        [RangeDescriptor(1, b"", None, (1, 2, 3), 1)],
+        nodes,
+        meta_replicas=(3, 4, 5),
+        meta_preferred_leader=4,
+    )
+    cache = RoutingCache(["seed:9"])
+    cache.update(m)
+    address = {i: n.client_addr for i, n in nodes.items()}
+    assert cache.refresh_targets() == [
+        address[4],
+        address[3],
+        address[5],
+        address[1],
+        address[2],
+        "seed:9",
+    ]
