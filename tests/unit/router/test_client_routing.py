@@ -1731,3 +1731,58 @@ async def test_a_write_still_queued_at_its_deadline_is_deadline_exceeded(
             await client.put(b"a", b"1", timeout_s=0.5)
         assert connecting.is_set() and not info.value.maybe_committed
     assert cluster.count("put") == 0
+
+
+class _StreamWhoseWriteFails:
+    """A Batch stream whose write raises `error` and ends the stream (its bytes may or may
+    not have left)."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        self.error = error
+        self._ended = asyncio.Event()
+
+    async def write(self, _batch: kv.RequestBatch) -> None:
+        self._ended.set()
+        raise self.error
+
+    async def read(self) -> Any:
+        await self._ended.wait()
+        return grpc.aio.EOF
+
+    def done(self) -> bool:
+        return self._ended.is_set()
+
+    def cancel(self) -> None:
+        self._ended.set()
+
+
+@pytest.mark.parametrize(
+    ("details", "maybe_applied"),
+    [("Socket closed", True), ("failed to connect to all addresses; Connection refused", False)],
+    ids=["socket-closed", "connection-refused"],
+)
+def test_a_failed_stream_write_is_a_maybe_applied_write_unless_the_node_refused_the_connection(
+    details: str, maybe_applied: bool
+) -> None:
+    """Rule 2 at the stream: a write whose `stream.write` raised may have left (its bytes
+    were handed to gRPC), so OutcomeUnknown; only a refused connection proves nothing left,
+    and then the put is re-sent until its deadline (mutation audit: taking every failed
+    write as "nothing sent" went unnoticed)."""
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        leader = cluster.nodes[cluster.leaders[cluster.map.locate(b"a").group_id]]
+        error = grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details
+        )
+        async with client_for(cluster, timeout_s=1.0, attempt_timeout_s=0.2) as client:
+            # Before the first stream to the leader: every stream it opens fails so.
+            conn = client._connection(leader.address)
+            conn.stub.Batch = lambda: _StreamWhoseWriteFails(error)
+            expected = OutcomeUnknown if maybe_applied else DeadlineExceeded
+            with pytest.raises(expected) as info:
+                await client.put(b"a", b"1")
+            assert info.value.maybe_committed is maybe_applied
+        assert b"a" not in cluster.store  # only the failing stream reached the leader
+
+    scenario()
