@@ -766,6 +766,43 @@ async def test_re_sends_stop_a_window_after_the_start_not_after_the_commit(fake:
     await _re_send_until_purged(fake, window_s=0.7, purged_after_s=0.9, began_before_s=0.5)
 
 
+@with_fake
+async def test_no_copy_of_a_commit_leaves_the_window_after_the_transactions_start(
+    fake: FakeKV,
+) -> None:
+    """Rules P7 and O5 count from the start a transaction's id carries: one that began
+    1 s before its commit sends its last copy within the window (1.2 s here) of its start,
+    not of its commit. Every copy's answer is lost, so only the window stops the copies
+    (the test above meets a purge refusal, which the routing client's own copies can hide:
+    the window counted from the commit went unnoticed there). The bound allows 0.5 s for a
+    copy to reach the node on a loaded machine; counted from the commit, copies go on to
+    2.2 s after the start."""
+    import txn.commit
+
+    window = txn.commit.RESEND_WINDOW_S
+    txn.commit.RESEND_WINDOW_S = 1.2
+    received: list[float] = []
+
+    def node(_node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "commit_one_phase":
+            return None
+        received.append(time.monotonic())
+        return LOSE
+
+    try:
+        async with fast_client(fake, timeout_s=3.0, attempt_timeout_s=0.1) as client:
+            tx = client.transaction()
+            tx._started_mono -= 1.0
+            tx.put(A1, b"a")
+            fake.hook = node
+            with pytest.raises(CommitUnknown):
+                await tx.commit()
+    finally:
+        txn.commit.RESEND_WINDOW_S = window
+    assert len(received) >= 2  # re-sent while the window lasted
+    assert max(received) - tx._started_mono < 1.2 + 0.5
+
+
 async def _re_send_until_purged(
     fake: FakeKV, window_s: float, purged_after_s: float, began_before_s: float
 ) -> None:
