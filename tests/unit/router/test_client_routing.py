@@ -824,6 +824,21 @@ async def test_a_node_wrong_about_its_ranges_at_our_map_version_is_passed_over(
     assert cluster.seen[-1][0] == 3
 
 
+def first_request_of_kind_breaks(kind: str) -> Callable[[FakeNode, kv.Request], Any]:
+    """A FakeCluster hook: the first `kind` request (a oneof name of kv.Request) breaks the
+    stream after the node received it; the rest pass."""
+    broke = False
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        nonlocal broke
+        if request.WhichOneof("op") == kind and not broke:
+            broke = True
+            return BREAK
+        return None
+
+    return hook
+
+
 def first_request_refused(code: int, map_version: int) -> Callable[[FakeNode, kv.Request], Any]:
     """A FakeCluster hook: the first request gets error `code` naming `map_version`, the
     rest pass."""
@@ -855,16 +870,7 @@ async def test_unknown_group_refreshes_the_map(cluster: FakeCluster) -> None:
 async def test_broken_stream_after_a_write_was_sent_is_outcome_unknown(
     cluster: FakeCluster,
 ) -> None:
-    broke = False
-
-    def hook(node: FakeNode, request: kv.Request) -> Any:
-        nonlocal broke
-        if request.WhichOneof("op") == "put" and not broke:
-            broke = True
-            return BREAK
-        return None
-
-    cluster.hook = hook
+    cluster.hook = first_request_of_kind_breaks("put")
     async with client_for(cluster) as client:
         with pytest.raises(OutcomeUnknown, match="may or may not have been applied") as info:
             await client.put(b"a", b"1")
@@ -877,18 +883,9 @@ async def test_broken_stream_after_a_write_was_sent_is_outcome_unknown(
 
 @with_cluster
 async def test_broken_stream_during_a_read_is_retried(cluster: FakeCluster) -> None:
-    broke = False
-
-    def hook(node: FakeNode, request: kv.Request) -> Any:
-        nonlocal broke
-        if request.WhichOneof("op") == "get" and not broke:
-            broke = True
-            return BREAK
-        return None
-
     async with client_for(cluster) as client:
         await client.put(b"h", b"1")
-        cluster.hook = hook
+        cluster.hook = first_request_of_kind_breaks("get")
         assert (await client.get(b"h") or (b"",))[0] == b"1"
         assert cluster.count("get") >= 2  # retried (via another replica's redirect)
 
@@ -1583,18 +1580,9 @@ def test_a_delete_or_cas_whose_stream_broke_after_sending_is_outcome_unknown(kin
 
     @with_cluster
     async def scenario(cluster: FakeCluster) -> None:
-        broke = False
-
-        def hook(node: FakeNode, request: kv.Request) -> Any:
-            nonlocal broke
-            if request.WhichOneof("op") == kind and not broke:
-                broke = True
-                return BREAK
-            return None
-
         async with client_for(cluster) as client:
             await client.put(b"a", b"1")
-            cluster.hook = hook
+            cluster.hook = first_request_of_kind_breaks(kind)
             with pytest.raises(OutcomeUnknown):
                 if kind == "delete":
                     await client.delete(b"a")

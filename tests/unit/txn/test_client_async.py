@@ -978,15 +978,23 @@ async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> N
 async def test_an_abort_that_could_not_be_recorded_is_not_called_an_abort(fake: FakeKV) -> None:
     """Found by a new user's review: the CommitUnknown of a prepare without an answer and an
     abort the coordinator group could not record also said "the transaction was aborted"."""
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        unknown = await _commit_with_the_abort_unrecorded(fake, client)
+    assert "could not record the abort" in str(unknown)
+    assert "the transaction was aborted" not in str(unknown)
+
+
+async def _commit_with_the_abort_unrecorded(fake: FakeKV, client: txn.AsyncClient) -> CommitUnknown:
+    """`two_group_writes` committed while group 3's Prepares and every Decide are lost: no
+    vote from group 3, and the abort cannot be recorded. Its CommitUnknown; the fake answers
+    again afterwards."""
     prepare_3 = group_3_prepares(DROP)
     fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else prepare_3(node, r)
-    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
-        tx = two_group_writes(client)
-        with pytest.raises(CommitUnknown) as info:
-            await tx.commit()
-        fake.hook = None
-    assert "could not record the abort" in str(info.value)
-    assert "the transaction was aborted" not in str(info.value)
+    tx = two_group_writes(client)
+    with pytest.raises(CommitUnknown) as info:
+        await tx.commit()
+    fake.hook = None
+    return info.value
 
 
 @with_fake
@@ -1605,14 +1613,9 @@ async def test_settling_a_transaction_in_progress_records_its_abort(fake: FakeKV
     (ABORTED, intents gone), never return IN_PROGRESS, which `run(settle_unknown)` would
     read as "not committed" and re-run while a late Prepare could still commit it (mutant:
     settling only UNKNOWN survived)."""
-    prepare_3 = group_3_prepares(DROP)
-    fake.hook = lambda node, r: DROP if r.WhichOneof("op") == "decide" else prepare_3(node, r)
     async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
-        tx = two_group_writes(client)
-        with pytest.raises(CommitUnknown) as info:
-            await tx.commit()
-        fake.hook = None
-        ref = info.value.ref
+        ref = (await _commit_with_the_abort_unrecorded(fake, client)).ref
+        assert ref is not None
         assert (await client.txn_status(ref)).state is TxnState.IN_PROGRESS
         assert await client.txn_status(ref, settle=True) == TxnStatus(TxnState.ABORTED)
         assert (await client.txn_status(ref)).state is TxnState.ABORTED
