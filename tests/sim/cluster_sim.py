@@ -88,7 +88,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
-from world import CrashMode, Host, HostTiming, NetworkConfig, World, describe_lookback
+from world import (
+    REDELIVER_LOOKBACKS_S,
+    CrashMode,
+    Host,
+    HostTiming,
+    NetworkConfig,
+    World,
+    describe_lookback,
+)
 
 from paxos import PersistBatch, Role
 from paxos.messages import Message
@@ -1558,9 +1566,8 @@ PROFILES = (
     "redeliver",
 )
 # The "redeliver" fault: each node gets this many old Paxos messages again every
-# `world.REDELIVER_EVERY_S`, sent to it this long before the fault (0: since the start).
+# `world.REDELIVER_EVERY_S`.
 REDELIVER_COUNT = 2
-REDELIVER_LOOKBACKS_S = (0.02, 0.1, 0.5, 0.0)
 # The "purge" profile's retention window: longer than its clients' commit deadline (0.4 s:
 # a client's own re-sent Prepare is then never below a purge mark, where rule P7 would
 # refuse it), shorter than its outage.

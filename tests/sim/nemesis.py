@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from world import CrashMode, describe_lookback
+from world import REDELIVER_LOOKBACKS_S, CrashMode, describe_lookback
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +216,7 @@ def plan_faults(
                 )
             )
         elif kind == "redeliver":
-            lookback = rng.choice((0.02, 0.1, 0.5, 0.0))
+            lookback = rng.choice(REDELIVER_LOOKBACKS_S)
             window = rng.uniform(0.05, 0.5)
             faults.append(
                 Fault(at=t, kind=kind, k=rng.randint(1, 3), duration=window, lookback_s=lookback)

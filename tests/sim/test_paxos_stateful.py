@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from nemesis import PHASES, Fault, FaultMix
 from paxos_sim import GroupSim, Knobs
-from world import CrashMode, HostTiming, NetworkConfig
+from world import REDELIVER_LOOKBACKS_S, CrashMode, HostTiming, NetworkConfig
 
 HOSTS = st.integers(min_value=1, max_value=5)
 MODES = st.sampled_from(CrashMode.ALL)
@@ -157,7 +157,7 @@ class PaxosGroupMachine(RuleBasedStateMachine):
 
     @rule(
         count=st.integers(1, 5),
-        lookback=st.sampled_from((0.02, 0.1, 0.5, 0.0)),
+        lookback=st.sampled_from(REDELIVER_LOOKBACKS_S),
         window=st.floats(0.01, 0.3),
     )
     def redeliver_old_messages(self, count: int, lookback: float, window: float) -> None:

@@ -35,7 +35,7 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 __all__ = [
@@ -148,6 +148,8 @@ class NetworkConfig:
 
 #: How often `SimNetwork.redeliver_until` delivers old messages again.
 REDELIVER_EVERY_S = 0.005
+#: How far back the simulators' redeliver faults draw old messages from (0: since the start).
+REDELIVER_LOOKBACKS_S = (0.02, 0.1, 0.5, 0.0)
 
 
 def describe_lookback(lookback_s: float) -> str:
@@ -173,7 +175,6 @@ class SimNetwork:
         self.keepable: Callable[[Any], bool] = lambda _: True
         # Per destination: the send times (ascending) and (src, payload) of kept messages.
         self._kept: dict[int, tuple[list[float], list[tuple[int, Any]]]] = {}
-        self._stopped_keeping = False
 
     # ------------------------------------------------------------------ faults
 
@@ -237,7 +238,7 @@ class SimNetwork:
         """Every `REDELIVER_EVERY_S` until world time `until`, while the network keeps what
         is sent, deliver `count` old messages again to each host (as `redeliver`): whenever
         a replica is elected or campaigns, replies to its older ballots reach it."""
-        if not self._keeping() or self.world.now >= until:
+        if not self.config.keep_sent or self.world.now >= until:
             return
         for host_id in sorted(self.world.hosts):
             self.redeliver(host_id, count, lookback_s)
@@ -247,11 +248,8 @@ class SimNetwork:
 
     def stop_keeping(self) -> None:
         """Keep nothing more and forget what was kept (the faults are over)."""
-        self._stopped_keeping = True
+        self.config = replace(self.config, keep_sent=False)
         self._kept.clear()
-
-    def _keeping(self) -> bool:
-        return self.config.keep_sent and not self._stopped_keeping
 
     def heal(self) -> None:
         self._blocked.clear()
@@ -268,7 +266,7 @@ class SimNetwork:
         """Hand a payload to the network. It may be dropped, duplicated, delayed, reordered."""
         self.sent += 1
         cfg = self.config
-        if self._keeping() and self.keepable(payload):
+        if cfg.keep_sent and self.keepable(payload):
             times, messages = self._kept.setdefault(dst, ([], []))
             times.append(self.world.now)
             messages.append((src, payload))
