@@ -1,8 +1,8 @@
 """Jepsen-style chaos runs on real node processes (shard/chaos): every workload under every
 nemesis for a short run, with zero anomalies and zero acknowledged writes lost.
 
-The full matrix (3 workloads x 5 nemeses, 8 s of workload each, plus the fault-hook-only
-nemeses once each) runs by default: 4.3 minutes on 2 cores (5.7 with a busy machine). PAXOSKV_SOAK=1 adds a
+The full matrix (3 workloads x 5 nemeses, 5 s of workload each, plus the fault-hook-only
+nemeses once each) runs by default: 2.9 minutes on 2 cores. PAXOSKV_SOAK=1 adds a
 longer `mix` run per workload (PAXOSKV_SOAK_S seconds each, default 120).
 
 Partitions use Linux network namespaces when this runs as root with iproute2, else the
@@ -42,7 +42,7 @@ def _run(tmp_path: Path, workload: str, nemesis: str, **overrides: Any) -> dict[
     options = ChaosOptions(
         workload=workload,
         nemesis=nemesis,
-        duration_s=8.0,
+        duration_s=5.0,
         out=tmp_path / "run",
         clients=5,
         seed=zlib.crc32(f"{workload}/{nemesis}".encode()) % 10_000,
