@@ -16,7 +16,15 @@ import pytest
 
 from router import kv_pb2 as kv
 from router.client_errors import LimitExceeded
-from router.limits import MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_TXN_ITEMS, MAX_VALUE_BYTES
+from router.limits import (
+    MAX_COMMAND_BYTES,
+    MAX_KEY_BYTES,
+    MAX_PARTICIPANTS,
+    MAX_REQUEST_BYTES,
+    MAX_TXN_ITEMS,
+    MAX_VALUE_BYTES,
+    request_refusal,
+)
 from tests.unit.router.test_client_routing import (
     FakeCluster,
     FakeNode,
@@ -99,6 +107,45 @@ async def test_an_oversized_get_is_refused_at_once_not_retried_until_the_deadlin
     assert cluster.count("get") == 0
 
 
+@with_cluster
+async def test_a_key_or_range_bound_at_its_limit_is_sent(cluster: FakeCluster) -> None:
+    """The limits are inclusive: a key of MAX_KEY_BYTES, and a range bound one byte longer
+    (the bound just after such a key), reach the node (mutation audit: refusing either at
+    its limit went unnoticed)."""
+    key = b"a" * MAX_KEY_BYTES
+    async with client_for(cluster) as client:
+        assert await client.put(key, b"v") > 0
+        assert [k for k, _, _ in await client.scan(key, key + b"\x00")] == [key]
+    assert cluster.count("put") == 1 and cluster.count("scan") == 1
+
+
+@with_cluster
+async def test_a_size_refusal_is_a_value_error(cluster: FakeCluster) -> None:
+    """LimitExceeded is a ValueError, as InvalidArgument is: a caller's `except ValueError`
+    catches an oversized key (mutation audit: dropping the base went unnoticed)."""
+    async with client_for(cluster) as client:
+        with pytest.raises(ValueError, match="MAX_KEY_BYTES") as refused:
+            await client.put(b"k" * (MAX_KEY_BYTES + 1), b"v")
+    assert isinstance(refused.value, LimitExceeded) and refused.value.code == "LIMIT_EXCEEDED"
+
+
+def test_a_transaction_part_at_its_limits_is_not_refused() -> None:
+    """MAX_TXN_ITEMS keys and ranges, and MAX_COMMAND_BYTES bytes, per group are allowed:
+    the limits are inclusive (mutation audit: refusing a part at either limit went
+    unnoticed)."""
+    items = [kv.ReadItem(key=b"a%05d" % i) for i in range(MAX_TXN_ITEMS)]
+    at_items = kv.CommitOnePhaseRequest(reads=items)
+    writes = [
+        kv.WriteItem(key=b"a" * MAX_KEY_BYTES, value=b"v" * MAX_VALUE_BYTES),
+        kv.WriteItem(key=b"b" * MAX_KEY_BYTES, value=b"v" * MAX_VALUE_BYTES),
+        kv.WriteItem(key=b"c" * 512, value=b"v" * 512),
+    ]
+    at_bytes = kv.CommitOnePhaseRequest(writes=writes)
+    assert sum(len(w.key) + len(w.value) for w in writes) == MAX_COMMAND_BYTES
+    for op in (at_items, at_bytes):
+        assert request_refusal("commit_one_phase", op) is None
+
+
 def _oversized_requests() -> list[tuple[str, kv.Request]]:
     """Requests (no header: the client fills it in) a node refuses for one size each."""
     big_key = b"a" * (MAX_KEY_BYTES + 1)
@@ -107,6 +154,7 @@ def _oversized_requests() -> list[tuple[str, kv.Request]]:
     megabyte = b"v" * MAX_VALUE_BYTES
     many = [kv.ReadItem(key=b"a%05d" % i) for i in range(MAX_TXN_ITEMS + 1)]
     heavy = [kv.WriteItem(key=b"a%d" % i, value=megabyte) for i in range(3)]
+    votes = [kv.VoteProof() for _ in range(MAX_PARTICIPANTS + 1)]  # no participants named
     return [
         ("get key", kv.Request(get=kv.GetRequest(key=big_key))),
         ("delete key", kv.Request(delete=kv.DeleteRequest(key=big_key))),
@@ -123,6 +171,7 @@ def _oversized_requests() -> list[tuple[str, kv.Request]]:
         ("scan start", kv.Request(scan=kv.ScanRequest(start=long_bound, end=b"b"))),
         ("scan end", kv.Request(scan=kv.ScanRequest(start=b"a", end=b"a" + long_bound))),
         ("part items", kv.Request(commit_one_phase=kv.CommitOnePhaseRequest(reads=many))),
+        ("resolve votes", kv.Request(resolve=kv.ResolveRequest(votes=votes))),
         ("part bytes", kv.Request(commit_one_phase=kv.CommitOnePhaseRequest(writes=heavy))),
         (
             "part range",

@@ -126,6 +126,8 @@ class FakeNode(kv_pb2_grpc.KVServicer):
                     await asyncio.Future()  # as shard.server: open until the client ends it
                 if isinstance(outcome, kv.Response):
                     responses.append(outcome)
+                elif isinstance(outcome, list):  # answers to this request and earlier ones
+                    responses.extend(outcome)
             if responses:
                 yield kv.ResponseBatch(responses=responses)
 
@@ -639,6 +641,62 @@ async def test_scan_spans_shards_in_key_order_with_limit(cluster: FakeCluster) -
 
 
 @with_cluster
+async def test_a_scan_of_an_empty_range_is_empty_without_asking_the_cluster(
+    cluster: FakeCluster,
+) -> None:
+    """scan(k, k) (and an end before the start), like limit=0, is answered at once: nothing
+    to read, so no connect and no request (mutation audit: an empty [k, k) connecting first
+    went unnoticed)."""
+    client = client_for(cluster)
+    try:
+        assert await client.scan(b"k", b"k") == []
+        assert await client.scan(b"k", b"j") == []
+        assert client.shard_map is None and cluster.map_asked == [] and cluster.seen == []
+    finally:
+        await client.close()
+
+
+@with_cluster
+async def test_a_scan_asks_each_shard_for_no_more_keys_than_it_still_needs(
+    cluster: FakeCluster,
+) -> None:
+    """scan(limit=3) asks each part for what is still missing of the 3, not for a whole page
+    the node would read and send for nothing (mutation audit: asking full pages went
+    unnoticed, the answer being cut to the limit afterwards)."""
+    asked: list[int] = []
+
+    def record(node: FakeNode, request: kv.Request) -> None:
+        if request.WhichOneof("op") == "scan":
+            asked.append(request.scan.limit)
+
+    async with client_for(cluster) as client:
+        for key in (b"a", b"h", b"i", b"j", b"q"):
+            await client.put(key, key)
+        cluster.hook = record
+        assert [k for k, _, _ in await client.scan(limit=3)] == [b"a", b"h", b"i"]
+    assert asked == [3, 2]
+
+
+@with_cluster
+async def test_a_scan_returns_at_most_its_limit_even_from_a_node_that_sends_more(
+    cluster: FakeCluster,
+) -> None:
+    """`limit` bounds what scan returns, whatever a node answers: one that sends more keys
+    than it was asked for (a node bug) does not make the caller's list longer (mutation
+    audit: the final cut to the limit went unnoticed)."""
+
+    def too_many(node: FakeNode, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "scan":
+            return None
+        items = [kv.KeyValue(key=b"a%d" % i, value=b"v", version=1) for i in range(3)]
+        return kv.Response(id=request.id, scan=kv.ScanResponse(items=items))
+
+    async with client_for(cluster) as client:
+        cluster.hook = too_many
+        assert [k for k, _, _ in await client.scan(end=b"g", limit=2)] == [b"a0", b"a1"]
+
+
+@with_cluster
 async def test_cas_arguments_are_checked_locally(cluster: FakeCluster) -> None:
     async with client_for(cluster) as client:
         before = len(cluster.seen)
@@ -863,6 +921,28 @@ async def test_unknown_group_refreshes_the_map(cluster: FakeCluster) -> None:
         assert cluster.map_fetches == fetches + 1
 
 
+@with_cluster
+async def test_a_request_routed_by_group_is_retried_at_a_node_whose_map_is_older(
+    cluster: FakeCluster,
+) -> None:
+    """A node whose map is older than ours (it has not applied the split yet) refuses a
+    request routed by group with WRONG_SHARD naming its version: our map stands, so the
+    request is retried there after a backoff, not handed back to its caller to be planned
+    again on the very same map (mutation audit: raising WrongShard then went unnoticed;
+    `scan` re-planned and re-sent at once, without a backoff)."""
+    cluster.map = cluster.map.split(3, b"t", 4, (1, 2, 3), preferred_leader=2)
+    cluster.leaders[4] = 2
+    async with client_for(cluster) as client:
+        await client.put(b"q", b"1")
+        older = cluster.map.version - 1
+        cluster.hook = first_request_refused(kv.WRONG_SHARD, map_version=older)
+        response = await client.send(
+            kv.Request(scan=kv.ScanRequest(start=b"p", end=b"t")), group_id=3, write=False
+        )
+        assert [item.key for item in response.scan.items] == [b"q"]
+    assert asked_nodes(cluster, "scan") == [cluster.leaders[3]] * 2  # the same node, again
+
+
 # ---------------------------------------------------------------------------- failures
 
 
@@ -918,6 +998,17 @@ async def test_read_without_answer_is_deadline_exceeded(cluster: FakeCluster) ->
             await client.get(b"a")
         assert 0.4 < time.monotonic() - t0 < 5  # generous: the machine may be loaded
         assert info.value.retryable and not info.value.maybe_committed
+
+
+@with_cluster
+async def test_a_read_given_up_at_its_deadline_says_deadline_exceeded(cluster: FakeCluster) -> None:
+    """DeadlineExceeded carries its own code, DEADLINE_EXCEEDED, while `except Unavailable`
+    still catches it (mutation audit: the code UNAVAILABLE went unnoticed)."""
+    cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "get" else None
+    async with client_for(cluster, timeout_s=0.3) as client:
+        with pytest.raises(Unavailable) as info:
+            await client.get(b"a")
+    assert type(info.value) is DeadlineExceeded and info.value.code == "DEADLINE_EXCEEDED"
 
 
 @with_cluster
@@ -1046,6 +1137,80 @@ async def test_cancelled_callers_leave_nothing_behind(cluster: FakeCluster) -> N
         assert not conn._inflight and not conn._queue
         cluster.hook = None
         assert await client.get(b"a1") is None
+
+
+@with_cluster
+async def test_the_copies_of_a_read_unanswered_at_its_deadline_leave_nothing_behind(
+    cluster: FakeCluster,
+) -> None:
+    """A read a live leader holds gets one more copy there per attempt timeout; at its
+    deadline the copies are given up with it, and nothing stays in flight on the connection
+    (mutation audit: copies left behind went unnoticed, one entry per copy for as long as
+    the stream lives)."""
+    cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "get" else None
+    async with client_for(cluster, attempt_timeout_s=0.2) as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.get(b"a", timeout_s=1.0)
+        assert asked_nodes(cluster, "get").count(cluster.leaders[1]) >= 2  # copies were sent
+        conn = client._connection(cluster.nodes[cluster.leaders[1]].address)
+        assert not conn._inflight and not conn._queue
+
+
+@with_cluster
+async def test_a_read_held_at_a_live_leader_gets_one_more_copy_per_attempt_timeout(
+    cluster: FakeCluster,
+) -> None:
+    """A live leader (it answers the probes) that holds a read gets one more copy of it
+    after each attempt timeout without an answer, not more often (mutation audit: a copy
+    every half attempt timeout, each silence check, went unnoticed). A loaded machine only
+    widens the gaps."""
+    loop = asyncio.get_running_loop()
+    arrived: list[float] = []
+
+    def hold(node: FakeNode, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "get":
+            return None
+        arrived.append(loop.time())
+        return DROP
+
+    async with client_for(cluster, attempt_timeout_s=0.4) as client:
+        assert await client.get(b"a") is None  # the stream is open: the read is sent at once
+        cluster.hook = hold
+        with pytest.raises(DeadlineExceeded):
+            await client.get(b"a", timeout_s=1.0)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrived)]
+    assert gaps and min(gaps) >= 0.3, gaps
+
+
+@with_cluster
+async def test_a_copys_answer_coming_with_the_first_ones_is_dropped_quietly(
+    cluster: FakeCluster,
+) -> None:
+    """A live leader holds a read, which gets a copy; when the node then answers both in one
+    batch, the first answer is taken and the copy's dropped, with no error in the event
+    loop (mutation audit: adopting a copy's answer into a read already answered went
+    unnoticed: an InvalidStateError in a callback, logged by asyncio)."""
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+    held: list[kv.Request] = []
+
+    def answer_with_the_copy(node: FakeNode, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "get":
+            return None
+        if not held:
+            held.append(request)
+            return DROP
+        first = held[0]
+        return [
+            cluster.apply("get", first.get, first.id),
+            cluster.apply("get", request.get, request.id),
+        ]
+
+    async with client_for(cluster, attempt_timeout_s=0.2) as client:
+        assert await client.get(b"b") is None  # the stream is open: the read is sent at once
+        cluster.hook = answer_with_the_copy
+        assert await client.get(b"a") is None
+    assert len(held) == 1 and not errors, errors
 
 
 def test_one_stream_write_carries_at_most_write_requests_requests() -> None:
@@ -1679,6 +1844,35 @@ async def test_an_idempotent_write_given_up_at_a_silent_leader_is_outcome_unknow
 
 
 @with_cluster
+async def test_an_idempotent_write_never_sent_before_its_leader_went_silent_is_deadline_exceeded(
+    cluster: FakeCluster,
+) -> None:
+    """The other half of the test above: an idempotent write given up at a silent leader
+    before it was written to any stream (the connection to the frozen node never became
+    ready) surely was not applied: DeadlineExceeded at once, not re-sent by the core to the
+    next replica (its caller decides, txn.resend; mutation audit: the core re-sending it
+    went unnoticed)."""
+    loop = asyncio.get_running_loop()
+    async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
+        gid = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[gid]
+        silence_the_leader(cluster, b"a")
+        connecting = never_connects(client, cluster.nodes[old].address)
+        started = loop.time()
+        with pytest.raises(DeadlineExceeded, match="sent nothing") as info:
+            await client.send(
+                kv.Request(put=kv.PutRequest(key=b"a", value=b"1")),
+                key=b"a",
+                write=True,
+                idempotent=True,
+            )
+        assert loop.time() - started < 2.0  # given up at the silence, not at the deadline
+        assert connecting.is_set() and not info.value.maybe_committed
+        assert client.routing.leader_for(gid) != old
+    assert cluster.count("put") == 0 and b"a" not in cluster.store
+
+
+@with_cluster
 async def test_a_scan_part_planned_on_an_older_map_is_not_sent_under_the_new_one(
     cluster: FakeCluster,
 ) -> None:
@@ -1695,6 +1889,21 @@ async def test_a_scan_part_planned_on_an_older_map_is_not_sent_under_the_new_one
         assert cluster.count("scan") - scans == 2  # one per part of v2, nothing refused
 
 
+def never_connects(client: RoutingClient, address: str) -> asyncio.Event:
+    """The client's connection to `address` never becomes ready (a handshake that never
+    ends, as with a frozen node), so nothing queued there is ever written to a stream; the
+    event is set once it starts connecting."""
+    connecting = asyncio.Event()
+
+    async def never_ready() -> str | None:
+        connecting.set()
+        await asyncio.Event().wait()
+        return None
+
+    client._connection(address)._wait_ready = never_ready  # type: ignore[method-assign]
+    return connecting
+
+
 @with_cluster
 async def test_a_write_still_queued_at_its_deadline_is_deadline_exceeded(
     cluster: FakeCluster,
@@ -1706,15 +1915,7 @@ async def test_a_write_still_queued_at_its_deadline_is_deadline_exceeded(
     gid = cluster.map.locate(b"a").group_id
     leader = cluster.nodes[cluster.leaders[gid]]
     async with client_for(cluster) as client:  # the map comes from node 1, the seed
-        conn = client._connection(leader.address)
-        connecting = asyncio.Event()
-
-        async def never_ready() -> str | None:  # a handshake that never ends
-            connecting.set()
-            await asyncio.Event().wait()
-            return None
-
-        conn._wait_ready = never_ready  # type: ignore[method-assign]
+        connecting = never_connects(client, leader.address)
         with pytest.raises(DeadlineExceeded) as info:
             await client.put(b"a", b"1", timeout_s=0.5)
         assert connecting.is_set() and not info.value.maybe_committed
