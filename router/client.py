@@ -976,13 +976,12 @@ class RoutingClient:
             try:
                 await self._fetch_map(address, loop.time() + CONNECT_TIMEOUT_S)
                 return
-            except WrongCluster:
-                # Our id was confirmed at connect: a node of another cluster on one of the
-                # map's addresses is no node of ours (found by review: it failed the refresh).
-                continue
             except ClientClosed:
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError):
+                # RouterError includes WrongCluster: our id was confirmed at connect, so a
+                # node of another cluster on one of the map's addresses is no node of ours
+                # (found by review: it failed the refresh).
                 continue
 
     # ------------------------------------------------------------------ the request core
