@@ -132,6 +132,7 @@ Rules
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -369,6 +370,10 @@ class NodeCore:
         # read starts only once the clock is within the offset of it.
         self._clock_waits: list[tuple[GroupHost, _Pending]] = []
         self._lock_waits: list[_LockWait] = []
+        # What the parked requests were last checked against (`_waits_signature`), and the
+        # earliest deadline among them: until either moves, none of them is due.
+        self._waits_seen: tuple[tuple[int, int, bool], ...] = ()
+        self._waits_due_at = math.inf
         self._delayed: list[tuple[int, _Pending, kv.Response]] = []
         #: Requests for other groups; the shell sends them and calls back with the response.
         self.outbound: list[Outbound] = []
@@ -528,10 +533,8 @@ class NodeCore:
             # Rule 3: a snapshot read ahead of the wall clock starts once the clock is near it.
             wait_ns = (physical_us(pending.request.at_version) - self._offset_us + 1) * 1000
             due.append(self._now + max(wait_ns - self._wall_ns, 0) / 1e9)
-        for wait in self._lock_waits:
-            due.append(wait.pending.wait_until)
-            if wait.wake_at is not None:
-                due.append(wait.wake_at)
+        if self._lock_waits:
+            due.append(self._waits_due_at)
         return min(due) if due else None
 
     def observe_time(self, now: float, wall_ns: int) -> None:
@@ -589,6 +592,15 @@ class NodeCore:
     def _lock_releases(self) -> int:
         return sum(_releases(host) for host in self._data_hosts())
 
+    def _waits_signature(self) -> tuple[tuple[int, int, bool], ...]:
+        """What a parked request's wait depends on, besides time: per data group (the meta
+        group parks nothing), its releases, the aborts noted and whether this replica leads
+        it (all but the role only grow)."""
+        return tuple(
+            (_releases(host), host.aborts_noted, host.replica.role is Role.LEADER)
+            for host in self._data_hosts()
+        )
+
     def _start(self, request: kv.Request, reply: Reply) -> None:
         kind = request.WhichOneof("op")
         if kind is None:
@@ -628,7 +640,7 @@ class NodeCore:
                         self._hold_resolve(host, pending, command_for)
                         self._wake_lock_waits()
                         return
-                    host.aborted[op.txn_id] = self._now
+                    _note_abort(host, op.txn_id, self._now)
                     self._wake_lock_waits()
                     if not self._vouched(op):
                         # Rule 12: it freed what this leader holds in memory; nothing more.
@@ -1077,9 +1089,9 @@ class NodeCore:
     ) -> None:
         if not pending.wait_until:
             pending.wait_until = self._wait_end(pending, max_wait_s)
-        self._lock_waits.append(
-            _LockWait(host, pending, _releases(host), resume, wake_at, on_intents)
-        )
+        wait = _LockWait(host, pending, _releases(host), resume, wake_at, on_intents)
+        self._lock_waits.append(wait)
+        self._waits_due_at = min(self._waits_due_at, _wait_due_at(wait))
 
     def _wait_end(self, pending: _Pending, max_wait_s: float) -> float:
         """Rule L4: when a wait that starts now ends."""
@@ -1120,6 +1132,13 @@ class NodeCore:
         or whose replica stopped leading; each decides again (and may park again)."""
         if not self._lock_waits:
             return
+        seen = self._waits_signature()
+        if seen == self._waits_seen and self._now < self._waits_due_at:
+            # Nothing a parked request waits for changed since they were last checked: under
+            # a queue of many requests most calls are such, and each scan costs them all
+            # (15 % of a hot leader's samples with 64 clients on 4 hot keys).
+            return
+        self._waits_seen = seen
         waiting, due = [], []
         for wait in self._lock_waits:
             host = wait.host
@@ -1134,6 +1153,7 @@ class NodeCore:
             else:
                 due.append(wait)
         self._lock_waits = waiting
+        self._waits_due_at = min(map(_wait_due_at, waiting), default=math.inf)
         # Reads for update first, oldest first: a younger waiter that took a freed lock ahead
         # of an older one would only be wounded by it a grace period later, its work wasted;
         # and a plain write parked behind the lock (rule U4) that went ahead of them landed
@@ -1540,7 +1560,7 @@ class NodeCore:
             # locks an older transaction could not wound (found by review).
             host = self.hosts.get(pending.request.header.group_id)
             if host is not None:
-                host.aborted[pending.request.txn_id] = self._now
+                _note_abort(host, pending.request.txn_id, self._now)
                 host.locks.release(pending.request.txn_id)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
             if response.decide.pending:
@@ -1780,6 +1800,23 @@ def _records_abort(kind: str, response: kv.Response) -> bool:
         body = response.prevent
         return body.error.code == kv.OK and not body.prepared and not body.unknown
     return False
+
+
+def _note_abort(host: GroupHost, txn_id: bytes, now: float) -> None:
+    """A Resolve(abort) of `txn_id` reached this leader (its later Prepare and reads for
+    update are refused)."""
+    host.aborted[txn_id] = now
+    host.aborts_noted += 1
+
+
+def _wait_due_at(wait: _LockWait) -> float:
+    """When a parked request decides again even if nothing is released: its wait's end, or
+    its wound time."""
+    return (
+        wait.pending.wait_until
+        if wait.wake_at is None
+        else min(wait.pending.wait_until, wait.wake_at)
+    )
 
 
 def _aborted_here(host: GroupHost, pending: _Pending) -> bool:

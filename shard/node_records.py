@@ -83,6 +83,9 @@ class GroupHost:
     # Leader side: transactions a Resolve(abort) reached before their Prepare (or a read for
     # update of theirs) did, and when.
     aborted: dict[bytes, float] = field(default_factory=dict)
+    # How many were ever noted in `aborted` (which is pruned): parked requests re-check
+    # once it moves.
+    aborts_noted: int = 0
     # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
     held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
     held_until: float = 0.0
