@@ -372,7 +372,7 @@ class NodeCore:
         self._lock_waits: list[_LockWait] = []
         # What the parked requests were last checked against (`_waits_signature`), and the
         # earliest deadline among them: until either moves, none of them is due.
-        self._waits_seen: tuple[tuple[int, int, bool], ...] = ()
+        self._waits_seen: tuple[tuple[int, int, int, bool], ...] = ()
         self._waits_due_at = math.inf
         self._delayed: list[tuple[int, _Pending, kv.Response]] = []
         #: Requests for other groups; the shell sends them and calls back with the response.
@@ -592,12 +592,12 @@ class NodeCore:
     def _lock_releases(self) -> int:
         return sum(_releases(host) for host in self._data_hosts())
 
-    def _waits_signature(self) -> tuple[tuple[int, int, bool], ...]:
+    def _waits_signature(self) -> tuple[tuple[int, int, int, bool], ...]:
         """What a parked request's wait depends on, besides time: per data group (the meta
-        group parks nothing), its releases, the aborts noted and whether this replica leads
-        it (all but the role only grow)."""
+        group parks nothing), its releases, the aborts noted (both only grow) and whether
+        this replica leads it (`_park` covers a role that changes back and forth)."""
         return tuple(
-            (_releases(host), host.aborts_noted, host.replica.role is Role.LEADER)
+            (host.group_id, _releases(host), host.aborts_noted, host.replica.role is Role.LEADER)
             for host in self._data_hosts()
         )
 
@@ -1092,6 +1092,14 @@ class NodeCore:
         wait = _LockWait(host, pending, _releases(host), resume, wake_at, on_intents)
         self._lock_waits.append(wait)
         self._waits_due_at = min(self._waits_due_at, _wait_due_at(wait))
+        # What `_wake_lock_waits` compares with, its last look, does not cover two states a
+        # request may park in (found by review): its abort noted before it parked (a read for
+        # update parked on an intent after its read index), and a group last seen not led
+        # by this replica, which a step-down after this park would leave looking the same.
+        if _aborted_here(host, pending):
+            self._waits_due_at = self._now
+        if any(group == host.group_id and not leads for group, _, _, leads in self._waits_seen):
+            self._waits_seen = ()
 
     def _wait_end(self, pending: _Pending, max_wait_s: float) -> float:
         """Rule L4: when a wait that starts now ends."""

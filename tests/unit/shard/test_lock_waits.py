@@ -460,6 +460,51 @@ def test_parked_requests_are_not_checked_again_until_something_they_wait_for_cha
     )
 
 
+def test_a_write_parked_in_a_second_term_is_refused_when_that_term_ends(node: OneNode) -> None:
+    """Found by review of the skipped scans: the last look saw the group not led here; it
+    was led again, a write parked, and the replica stepped down before any look. Nothing
+    released and the role was as last seen, but the write must be refused at once, not
+    held until its wait ends (and carried into a later term)."""
+    hold_intent(node, tid(b"t1"), b"apple", priority=1)
+    replica = node.core.hosts[1].replica
+    first: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"x"), first.append)
+    node.advance(0.05)
+    assert first == []
+    replica._role = Role.FOLLOWER  # as a lost election would
+    node.core.observe_time(node.now + 0.01, node.wall + 10_000_000)
+    node.core._wake_lock_waits()
+    assert len(first) == 1 and first[0].put.error.code == kv.NOT_LEADER
+    replica._role = Role.LEADER  # elected again
+    second: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"y"), second.append)
+    assert second == [] and len(node.core._lock_waits) == 1  # parked on t1's intent
+    replica._role = Role.FOLLOWER  # and deposed before any tick or cycle
+    node.core.observe_time(node.now + 0.02, node.wall + 20_000_000)
+    node.core._wake_lock_waits()
+    assert len(second) == 1 and second[0].put.error.code == kv.NOT_LEADER
+
+
+def test_a_read_for_update_parked_after_its_abort_arrived_is_refused_at_once(
+    node: OneNode,
+) -> None:
+    """Found by review of the skipped scans: a read for update took its lock, its abort
+    arrived during its read index (a look saw it), then the read parked on another
+    transaction's intent. It is refused at the next look, not when its wait ends."""
+    hold_intent(node, tid(b"x"), b"apple", priority=1)
+    other: list[kv.Response] = []
+    node.core.submit(put(b"apple", b"w"), other.append)  # a waiter, so looks happen
+    node.advance(0.02)
+    assert other == []
+    read: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", tid(b"y"), priority=300), read.append)
+    assert read == [] and node.core.hosts[1].locks.holder(b"apple") == tid(b"y")
+    node.core.submit(resolve(tid(b"y"), False), lambda _r: None)
+    node.advance(0.05)
+    assert len(read) == 1 and read[0].get.error.code == kv.CONFLICT, read
+    assert "already aborted" in read[0].get.error.message
+
+
 def test_a_lock_freed_by_a_commit_goes_to_its_waiter_before_a_newcomer() -> None:
     node = OneNode(max_clock_offset_s=0.0)  # no commit wait: the answer leaves in the cycle
     node.call(read_for_update(b"apple", tid(b"holder"), priority=100))
