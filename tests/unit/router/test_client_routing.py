@@ -1303,15 +1303,15 @@ async def test_a_stale_scan_asks_every_shard_for_a_stale_read(cluster: FakeClust
     assert asked == [True, True, True]
 
 
-def silence_the_leader(cluster: FakeCluster, key: bytes) -> int:
+def silence_the_leader(cluster: FakeCluster, key: bytes) -> tuple[int, int]:
     """The leader of `key`'s group stops answering (SIGSTOP, cut off) and another replica
-    leads; the group id."""
+    leads; (the group id, the silenced node)."""
     gid = cluster.map.locate(key).group_id
     old = cluster.leaders[gid]
     cluster.hook = lambda node, request: DROP if node.node_id == old else None
     cluster.silent.add(old)
     cluster.leaders[gid] = next(n for n in cluster.nodes if n != old)
-    return gid
+    return gid, old
 
 
 @with_cluster
@@ -1351,7 +1351,7 @@ async def test_concurrent_timeouts_at_a_silent_leader_do_not_send_the_retry_back
     so one timeout per replica put it back on the silent node."""
     async with client_for(cluster, timeout_s=0.5) as client:
         await client.put(b"a", b"1")
-        gid = silence_the_leader(cluster, b"a")
+        gid, _ = silence_the_leader(cluster, b"a")
         replicas = len(cluster.map.replicas(gid))
         results = await asyncio.gather(
             *(client.get(b"a") for _ in range(replicas)), return_exceptions=True
@@ -1402,9 +1402,7 @@ async def test_a_leader_silent_past_the_attempt_timeout_loses_the_guess_while_a_
     loop = asyncio.get_running_loop()
     async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
         await client.put(b"a", b"1")
-        gid = cluster.map.locate(b"a").group_id
-        old = cluster.leaders[gid]
-        silence_the_leader(cluster, b"a")
+        gid, old = silence_the_leader(cluster, b"a")
         before = len(cluster.seen)
         first = asyncio.ensure_future(client.put(b"a", b"2", timeout_s=1.5))
         sent = loop.time()
@@ -1828,9 +1826,7 @@ async def test_an_idempotent_write_given_up_at_a_silent_leader_is_outcome_unknow
     (its caller decides, txn.resend)."""
     async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
         await client.put(b"a", b"1")
-        gid = cluster.map.locate(b"a").group_id
-        old = cluster.leaders[gid]
-        silence_the_leader(cluster, b"a")
+        _, old = silence_the_leader(cluster, b"a")
         before = len(cluster.seen)
         with pytest.raises(OutcomeUnknown):
             await client.send(
@@ -1855,9 +1851,7 @@ async def test_an_idempotent_write_never_sent_before_its_leader_went_silent_is_d
     went unnoticed)."""
     loop = asyncio.get_running_loop()
     async with client_for(cluster, timeout_s=3.0, attempt_timeout_s=0.2) as client:
-        gid = cluster.map.locate(b"a").group_id
-        old = cluster.leaders[gid]
-        silence_the_leader(cluster, b"a")
+        gid, old = silence_the_leader(cluster, b"a")
         connecting = never_connects(client, cluster.nodes[old].address)
         started = loop.time()
         with pytest.raises(DeadlineExceeded, match="sent nothing") as info:
