@@ -460,6 +460,14 @@ def test_parked_requests_are_not_checked_again_until_something_they_wait_for_cha
     )
 
 
+def step_down_and_look(node: OneNode, after_s: float) -> None:
+    """Group 1's replica stops leading, as a lost election would (no peers here to elect
+    anyone), and the node looks at its parked requests `after_s` later."""
+    node.core.hosts[1].replica._role = Role.FOLLOWER
+    node.core.observe_time(node.now + after_s, node.wall + int(after_s * 1e9))
+    node.core._wake_lock_waits()
+
+
 def test_a_write_parked_in_a_second_term_is_refused_when_that_term_ends(node: OneNode) -> None:
     """Found by review of the skipped scans: the last look saw the group not led here; it
     was led again, a write parked, and the replica stepped down before any look. Nothing
@@ -471,17 +479,13 @@ def test_a_write_parked_in_a_second_term_is_refused_when_that_term_ends(node: On
     node.core.submit(put(b"apple", b"x"), first.append)
     node.advance(0.05)
     assert first == []
-    replica._role = Role.FOLLOWER  # as a lost election would
-    node.core.observe_time(node.now + 0.01, node.wall + 10_000_000)
-    node.core._wake_lock_waits()
+    step_down_and_look(node, 0.01)
     assert len(first) == 1 and first[0].put.error.code == kv.NOT_LEADER
     replica._role = Role.LEADER  # elected again
     second: list[kv.Response] = []
     node.core.submit(put(b"apple", b"y"), second.append)
     assert second == [] and len(node.core._lock_waits) == 1  # parked on t1's intent
-    replica._role = Role.FOLLOWER  # and deposed before any tick or cycle
-    node.core.observe_time(node.now + 0.02, node.wall + 20_000_000)
-    node.core._wake_lock_waits()
+    step_down_and_look(node, 0.02)  # deposed before any tick or cycle
     assert len(second) == 1 and second[0].put.error.code == kv.NOT_LEADER
 
 
@@ -536,10 +540,7 @@ def test_a_parked_write_is_refused_at_once_when_its_replica_stops_leading(
     node.core.submit(put(b"apple", b"x"), answers.append)
     node.advance(0.05)
     assert answers == []
-    replica = node.core.hosts[1].replica
-    replica._role = Role.FOLLOWER  # as a lost election would; no peers here to elect anyone
-    node.core.observe_time(node.now + 0.01, node.wall + 10_000_000)
-    node.core._wake_lock_waits()
+    step_down_and_look(node, 0.01)
     assert len(answers) == 1 and answers[0].put.error.code == kv.NOT_LEADER
 
 
