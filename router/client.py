@@ -391,9 +391,7 @@ class _Connection:
         attempt_timeout_s: float,
     ) -> None:
         self.address = address
-        _note_grpc_use()
-        self.channel = aio_channel(address, credentials, options)
-        self.stub = kv_pb2_grpc.KVStub(self.channel)
+        self.channel, self.stub = self._open(options, credentials)
         self._ids = itertools.count(1)
         self._queue: list[_Call] = []
         self._inflight: dict[int, _Call] = {}
@@ -414,6 +412,14 @@ class _Connection:
         self._probe: asyncio.Task[None] | None = None
         #: The requests waiting here that a silent node would fail (`_SilenceWatch`).
         self.silence = _SilenceWatch(self, attempt_timeout_s)
+
+    def _open(
+        self, options: Sequence[tuple[str, Any]], credentials: grpc.ChannelCredentials | None
+    ) -> tuple[Any, Any]:
+        """The channel and the stub (the deterministic simulator connects otherwise)."""
+        _note_grpc_use()
+        channel = aio_channel(self.address, credentials, options)
+        return channel, kv_pb2_grpc.KVStub(channel)
 
     # -- callers
 
@@ -561,13 +567,7 @@ class _Connection:
                 if batch is grpc.aio.EOF:
                     self._break_reason = "the node closed the stream"
                     break
-                self.messages_in += 1
-                inflight = self._inflight
-                for response in batch.responses:
-                    call = inflight.pop(response.id, None)
-                    if call is not None and not call.future.done():
-                        self.responses_in += 1
-                        call.future.set_result(response)
+                self._take_answers(batch)
                 if batch.drained:
                     self._break_reason = "the node is shutting down"
                     self._drained = True
@@ -579,6 +579,16 @@ class _Connection:
         finally:
             self._broken = True
             self._wake.set()
+
+    def _take_answers(self, batch: kv.ResponseBatch) -> None:
+        """Answer the calls a batch read from the node answers."""
+        self.messages_in += 1
+        inflight = self._inflight
+        for response in batch.responses:
+            call = inflight.pop(response.id, None)
+            if call is not None and not call.future.done():
+                self.responses_in += 1
+                call.future.set_result(response)
 
     async def _wait_ready(self) -> str | None:
         """None once the channel is READY, else why it is not (the node is unreachable)."""
@@ -873,10 +883,12 @@ class RoutingClient:
         conn = self._conns.get(address)
         if conn is None:
             self._check_open()
-            conn = self._conns[address] = _Connection(
-                address, self._options, self._credentials, self._attempt_timeout_s
-            )
+            conn = self._conns[address] = self._new_connection(address)
         return conn
+
+    def _new_connection(self, address: str) -> _Connection:
+        """A connection to `address` (the deterministic simulator makes its own)."""
+        return _Connection(address, self._options, self._credentials, self._attempt_timeout_s)
 
     def stats(self) -> dict[str, int]:
         """gRPC messages and requests sent/received over the Batch streams, summed."""

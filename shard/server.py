@@ -86,6 +86,21 @@ def _held_answer(
     return response, size
 
 
+def shard_map_response(core: NodeCore, request: kv.ShardMapRequest) -> kv.ShardMapResponse:
+    """The answer to GetShardMap: the node's map, or WRONG_CLUSTER."""
+    if request.cluster_id and request.cluster_id != core.cluster_id:
+        return kv.ShardMapResponse(
+            error=kv.Error(
+                code=kv.WRONG_CLUSTER,
+                message=f"this node belongs to cluster {core.cluster_id!r}, "
+                f"not {request.cluster_id!r}",
+            )
+        )
+    shard_map = router_pb2.ShardMap()
+    shard_map.ParseFromString(encode_shard_map(core.shard_map))
+    return kv.ShardMapResponse(shard_map=shard_map)
+
+
 class KVServicer(kv_pb2_grpc.KVServicer):
     """Unary calls for tools, and the multiplexed Batch stream for the client library."""
 
@@ -221,17 +236,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
     async def GetShardMap(
         self, request: kv.ShardMapRequest, context: object
     ) -> kv.ShardMapResponse:
-        if request.cluster_id and request.cluster_id != self._core.cluster_id:
-            return kv.ShardMapResponse(
-                error=kv.Error(
-                    code=kv.WRONG_CLUSTER,
-                    message=f"this node belongs to cluster {self._core.cluster_id!r}, "
-                    f"not {request.cluster_id!r}",
-                )
-            )
-        shard_map = router_pb2.ShardMap()
-        shard_map.ParseFromString(encode_shard_map(self._core.shard_map))
-        return kv.ShardMapResponse(shard_map=shard_map)
+        return shard_map_response(self._core, request)
 
     async def Batch(
         self,

@@ -87,6 +87,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from real_client import RealTxnClient, deterministic_txn_ids
 from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
 from world import (
     REDELIVER_LOOKBACKS_S,
@@ -109,6 +110,7 @@ from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
 from shard.mvcc import KEY_TERMINATOR, KEY_TERMINATOR_END, KIND_TOMBSTONE_INT, MAX_U64
 from shard.node import NodeCore, TxnSettings
+from shard.server import shard_map_response
 from txn.hlc import physical_us
 from txn.records import DecisionInfo
 
@@ -139,7 +141,7 @@ SINGLE_WRITES = frozenset({"put", "delete", "cas"})
 # that a purge may leave without the record that deduplicates them).
 LATE_COPY_KINDS = frozenset({"prepare", "commit_one_phase", "decide", "resolve"})
 REPLAY_HINT = (
-    "PAXOSKV_TXN_SEED={workload}:{profile}:{seed} "
+    "PAXOSKV_TXN_SEED={workload}:{profile}:{seed}{client} "
     "python -m pytest tests/sim/test_txn_properties.py -k replay"
 )
 
@@ -465,6 +467,8 @@ class NodeHost(Host):
 
     def on_crash(self, mode: str) -> None:
         self.disk.crash(mode, self.world.rng)
+        for client in self.sim.clients:
+            client.node_crashed(self.id)
         if self.rpc is not None:
             self.rpc.alive = False
         self.core = None
@@ -514,6 +518,8 @@ class NodeHost(Host):
                     core.submit(request, self._reply_to(src, payload[1], payload[2]))
                 elif kind == "resp":
                     rpc.on_response(src, payload[1], payload[2], payload[3])
+                elif kind == "unary":
+                    self._outgoing.append((src, payload[1], 0, self._unary(*payload[2:])))
         cycles = 0
         try:
             background_cycle(core, self.disk)
@@ -539,6 +545,15 @@ class NodeHost(Host):
                 send(self.id, dst, ("resp", call_id, attempt, data))
         if cycles:
             self.world.trace("cycles", self.id, cycles)
+
+    def _unary(self, method: str, data: bytes) -> bytes:
+        """A real client's unary call (real_client.SimStub), answered as the servicer does."""
+        core = self.core
+        assert core is not None
+        if method == "GetShardMap":
+            return shard_map_response(core, kv.ShardMapRequest.FromString(data)).SerializeToString()
+        assert method == "Status", method
+        return core.status().SerializeToString()
 
     def _outbound_done(
         self, callback: Callable[[kv.Response | None], None]
@@ -632,8 +647,16 @@ class ClientHost(Host):
         pass
 
     def receive(self, src: int, payload: Any) -> None:
-        if payload[0] == "resp":
+        if payload[0] != "resp":
+            return
+        if isinstance(self.client, RealTxnClient):
+            self.client.net.receive(payload[1], payload[3])
+        else:
             self.rpc.on_response(src, payload[1], payload[2], payload[3])
+
+    def node_crashed(self, node_id: int) -> None:
+        if isinstance(self.client, RealTxnClient):
+            self.client.net.node_crashed(node_id)
 
     # the process -------------------------------------------------------------------------
 
@@ -648,10 +671,16 @@ class ClientHost(Host):
 
     def new_process(self) -> None:
         """After an indeterminate outcome the process counts as crashed (Jepsen's rule)."""
+        if isinstance(self.client, RealTxnClient):
+            self.sim.real_client_errors += self.client.errors
+            self.client.kill()
         self.process += self.sim.knobs.clients
         self.client = self._new_client()
 
-    def _new_client(self) -> SimTxnClient:
+    def _new_client(self) -> SimTxnClient | RealTxnClient:
+        k = self.sim.knobs
+        if self.sim.real_client:
+            return RealTxnClient(self, k.commit_timeout_s, k.settle_unknown)
         return SimTxnClient(
             self,
             commit_timeout_s=self.sim.knobs.commit_timeout_s,
@@ -1896,6 +1925,7 @@ class ClusterSim:
         seed: int,
         knobs: Knobs | None = None,
         mutations: frozenset[str] = frozenset(),
+        real_client: bool = False,
     ) -> None:
         if workload not in WORKLOADS:
             raise ValueError(f"unknown workload {workload!r}; choose from {sorted(WORKLOADS)}")
@@ -1903,6 +1933,8 @@ class ClusterSim:
         self.profile = profile
         self.seed = seed
         self.mutations = mutations
+        #: The clients run the real `txn.AsyncClient` (real_client.py), not the model.
+        self.real_client = real_client
         self.rng = random.Random(seed)
         self.knobs = knobs if knobs is not None else draw_knobs(workload, profile, self.rng)
         k = self.knobs
@@ -1921,6 +1953,8 @@ class ClusterSim:
         self.workload = WORKLOADS[workload](self)
         self.stats: dict[str, int] = {}
         self.next_call_id = 0
+        #: What the loops of real client processes no longer running reported (SimLoop).
+        self.real_client_errors: list[str] = []
         self.fault_log: list[str] = []
         # txn id -> (coordinator group, participants, groups seen holding its PREPARE).
         self.prepares_logged: dict[bytes, tuple[int, frozenset[int], set[int]]] = {}
@@ -1946,7 +1980,10 @@ class ClusterSim:
         self.stats[name] = self.stats.get(name, 0) + n
 
     def replay_hint(self) -> str:
-        return REPLAY_HINT.format(workload=self.workload_name, profile=self.profile, seed=self.seed)
+        client = ":real" if self.real_client else ""
+        return REPLAY_HINT.format(
+            workload=self.workload_name, profile=self.profile, seed=self.seed, client=client
+        )
 
     def leader_of(self, group_id: int) -> NodeHost | None:
         best: NodeHost | None = None
@@ -2158,7 +2195,7 @@ class ClusterSim:
     # ------------------------------------------------------------------ phases
 
     def run(self) -> ClusterResult:
-        with self._recording_applies():
+        with self._recording_applies(), deterministic_txn_ids(self.rng):
             return self._run()
 
     @contextlib.contextmanager
@@ -2408,6 +2445,10 @@ class ClusterSim:
         # The workload's own verdict (Elle, bank totals) first: it names the anomaly.
         problems: list[str] = self.workload.check(self.final)
         problems += self.apply_conflicts
+        problems += [f"the real client's loop reported: {e}" for e in self.real_client_errors]
+        for client in self.clients:
+            if isinstance(client.client, RealTxnClient):
+                problems += [f"the real client's loop reported: {e}" for e in client.client.errors]
         # The versions applied are the history every later check judges, collected or not;
         # each replica must store exactly them from its group's collection horizon on.
         chains = self.applied_chains()
@@ -2540,6 +2581,8 @@ class ClusterSim:
             applied = (None, 0) if found is None else (found[1], found[0])
             if res.snapshot_ts and applied[0] is None:
                 applied = (None, 0)  # a snapshot read of a deleted key shows no version
+            if not res.versions_known:
+                applied = (applied[0], 0)
             if applied != read:
                 out.append(
                     f"{'snapshot' if res.snapshot_ts else 'plain get'} at {at} "
@@ -2675,14 +2718,21 @@ def _cluster_map(node_ids: list[int], groups: int, keys: int) -> ShardMap:
     return bootstrap(nodes, splits, 3)
 
 
-def parse_replay(text: str) -> tuple[str, str, int]:
-    """`workload:profile:seed` (as printed by a failing run)."""
-    workload, profile, seed = text.split(":")
-    return workload, profile, int(seed)
+def parse_replay(text: str) -> tuple[str, str, int, bool]:
+    """`workload:profile:seed[:real]` (as printed by a failing run): the last part says
+    whether the clients were the real one (`real_client`)."""
+    workload, profile, seed, *client = text.split(":")
+    if client not in ([], ["real"]):
+        raise ValueError(f"expected workload:profile:seed[:real], got {text!r}")
+    return workload, profile, int(seed), bool(client)
 
 
 def run_cluster(
-    workload: str, profile: str, seed: int, mutations: frozenset[str] = frozenset()
+    workload: str,
+    profile: str,
+    seed: int,
+    mutations: frozenset[str] = frozenset(),
+    real_client: bool = False,
 ) -> ClusterResult:
     """Build, run and verify one seeded simulation; raises on any violation."""
-    return ClusterSim(workload, profile, seed, mutations=mutations).run()
+    return ClusterSim(workload, profile, seed, mutations=mutations, real_client=real_client).run()

@@ -585,6 +585,98 @@ def test_each_client_death_point_fires_and_nothing_stays_in_doubt(point: str) ->
     pytest.fail(f"no client died at {point} in 5 runs")
 
 
+# ---------------------------------------------------------------------- the real client
+
+# The profiles whose faults the real client meets (real_client.py): not "reads" (plain gets),
+# "forgery" and "purge-forgery" (forged Resolves are the model's), whose faults are the
+# model client's own.
+REAL_CLIENT_PROFILES = (
+    "calm",
+    "lossy",
+    "dups",
+    "partitions",
+    "crashes",
+    "2pc",
+    "clocks",
+    "chaos",
+    "rebuild",
+    "purge",
+    "torn",
+    "redeliver",
+)
+
+
+def _run_real(workload: str, profile: str, seed: int) -> ClusterResult:
+    note(
+        f"replay: PAXOSKV_TXN_SEED={workload}:{profile}:{seed}:real "
+        f"python -m pytest {__file__} -k replay"
+    )
+    return run_cluster(workload, profile, seed, real_client=True)
+
+
+@budget(24)
+@given(
+    seed=SEEDS,
+    workload=st.sampled_from(["append", "bank"]),
+    profile=st.sampled_from(REAL_CLIENT_PROFILES),
+)
+def test_the_real_client_keeps_every_property(seed: int, workload: str, profile: str) -> None:
+    """The clients are `txn.AsyncClient` itself (its commit protocol, retries, routing and
+    silence detection; only gRPC is simulated, real_client.py), not the model: every check
+    above holds for what the real client tells its callers, a CommitUnknown aside (any
+    other error promises the transaction did not commit)."""
+    _run_real(workload, profile, seed)
+
+
+def test_a_real_client_run_replays_bit_for_bit() -> None:
+    first = run_cluster("bank", "crashes", 3, real_client=True)
+    assert run_cluster("bank", "crashes", 3, real_client=True) == first
+    assert run_cluster("bank", "crashes", 3).digest != first.digest  # the model's run
+
+
+def test_a_real_client_that_aborts_without_recovery_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Committer._abort_after_failed_prepare` skipping the recovery Decide: a prepare whose
+    answer was lost may have been the last yes vote, so the transaction it reports failed
+    may have committed (rule D3). Caught in 7 of seeds 0-19 of bank:lossy."""
+    from txn.commit import Committer, _prepare_failure
+
+    async def abort_unrecorded(
+        self: Any, ref: Any, participants: Any, failures: Any, _: Any
+    ) -> int:
+        raise _prepare_failure(ref, failures)
+
+    monkeypatch.setattr(Committer, "_abort_after_failed_prepare", abort_unrecorded)
+    caught_in_one_of(
+        (0, 4, 6),
+        lambda seed: run_cluster("bank", "lossy", seed, real_client=True),
+        r"reported failed .* but committed",
+        SafetyViolation,
+    )
+
+
+@pytest.mark.parametrize(("workload", "seeds"), [("bank", (6, 16)), ("append", (1, 6))])
+def test_a_real_client_that_reports_unknown_commits_unavailable_is_caught(
+    monkeypatch: pytest.MonkeyPatch, workload: str, seeds: tuple[int, ...]
+) -> None:
+    """Every CommitUnknown the commit protocol raises made an Unavailable (which says the
+    transaction did not commit): the bank's verification finds one committed, and Elle a
+    read of its writes (G1a, an aborted read)."""
+    import txn.commit
+    from txn.errors import Unavailable
+
+    monkeypatch.setattr(
+        txn.commit, "CommitUnknown", lambda message, ref=None, details="": Unavailable(message)
+    )
+    caught_in_one_of(
+        seeds,
+        lambda seed: run_cluster(workload, "lossy", seed, real_client=True),
+        r"reported failed .* but committed|G1a",
+        SafetyViolation,
+    )
+
+
 # ---------------------------------------------------------------------- determinism, replay
 
 
@@ -618,12 +710,13 @@ def test_same_seed_same_digest_under_another_hash_seed() -> None:
 
 
 def test_replay() -> None:
-    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> (a bare seed means append:chaos)."""
+    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real] (a bare seed means
+    append:chaos; `:real`, a run of the real client)."""
     text = os.environ.get("PAXOSKV_TXN_SEED")
     if not text:
         pytest.skip("set PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> to replay a failing run")
-    workload, profile, seed = parse_replay(text if ":" in text else f"append:chaos:{text}")
-    sim = ClusterSim(workload, profile, seed)
+    workload, profile, seed, real = parse_replay(text if ":" in text else f"append:chaos:{text}")
+    sim = ClusterSim(workload, profile, seed, real_client=real)
     print(f"knobs: {sim.knobs.describe()}")
     try:
         result = sim.run()

@@ -1,0 +1,61 @@
+"""SimLoop: asyncio code in the world's virtual time, deterministic, killable."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from sim_loop import SimLoop
+from world import World
+
+
+def test_tasks_sleeps_and_timeouts_run_in_virtual_time() -> None:
+    world = World(random.Random(1))
+    loop = SimLoop(world)
+    seen: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        seen.append((name, loop.time()))
+
+    async def waits_too_long() -> None:
+        try:
+            await asyncio.wait_for(asyncio.sleep(10.0), 0.5)
+        except TimeoutError:
+            seen.append(("timed out", loop.time()))
+
+    loop.run_soon(lambda: loop.create_task(sleeper("b", 2.0)))
+    loop.run_soon(lambda: loop.create_task(sleeper("a", 1.0)))
+    loop.run_soon(lambda: loop.create_task(waits_too_long()))
+    world.run_until(60.0)
+    assert seen == [("timed out", 0.5), ("a", 1.0), ("b", 2.0)]
+    assert loop.errors == []
+
+
+def test_a_killed_process_runs_nothing_more() -> None:
+    world = World(random.Random(1))
+    loop = SimLoop(world)
+    seen: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            seen.append(loop.time())
+
+    loop.run_soon(lambda: loop.create_task(ticker()))
+    world.run_until(3.5)
+    loop.kill()
+    world.run_until(10.0)
+    assert seen == [1.0, 2.0, 3.0]
+
+
+def test_an_exception_a_callback_lets_escape_is_kept() -> None:
+    world = World(random.Random(1))
+    loop = SimLoop(world)
+
+    def broken() -> None:
+        loop.create_future().result()  # no result yet: InvalidStateError
+
+    loop.run_soon(broken)
+    world.run_until(1.0)
+    assert len(loop.errors) == 1 and "InvalidStateError" in loop.errors[0]
