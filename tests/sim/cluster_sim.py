@@ -128,6 +128,9 @@ __all__ = [
 CLUSTER_ID = "sim"
 WALL_EPOCH_S = 1_750_000_000.0
 MAX_CYCLES_PER_WAKE = 16
+# A real client process that dies during a transaction dies this long after its start at
+# most (about twice a calm run's median transaction, reads and commit).
+REAL_CLIENT_DEATH_WITHIN_S = 0.05
 NODE_REQUEST_TIMEOUT_S = 1.0
 CYCLE_POINTS = ("before_persist", "after_persist", "before_apply", "after_apply")
 TRIGGERS = ("coord_prepared", "participant_prepared", "coord_decided")
@@ -653,6 +656,13 @@ class ClientHost(Host):
             self.client.net.receive(payload[1], payload[3])
         else:
             self.rpc.on_response(src, payload[1], payload[2], payload[3])
+
+    def dies_during(self) -> float | None:
+        """For the real client, at the start of a transaction: after how long this process
+        dies (None: it does not), at a random moment of a transaction's usual time."""
+        if not self.sim.real_client_dies():
+            return None
+        return self.world.rng.uniform(0.0, REAL_CLIENT_DEATH_WITHIN_S)
 
     def node_crashed(self, node_id: int) -> None:
         if isinstance(self.client, RealTxnClient):
@@ -2027,6 +2037,14 @@ class ClusterSim:
         if not self.chaos or k.client_death <= 0 or point not in k.death_points:
             return False
         return self.rng.random() < k.client_death
+
+    def real_client_dies(self) -> bool:
+        """Whether a real client process dies during the transaction it starts: as likely
+        as one of the model's at any of the points it may die at."""
+        k = self.knobs
+        if not self.chaos or k.client_death <= 0:
+            return False
+        return self.rng.random() < k.client_death * len(k.death_points)
 
     def _resolve_target(self, target: int) -> int | None:
         if target:

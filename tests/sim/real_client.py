@@ -27,9 +27,13 @@ faults. Each client process is a `sim_loop.SimLoop` (asyncio in virtual time) wi
 that returned is ``ok`` at its timestamp; `CommitUnknown` is ``info``; any other error is
 ``fail``, a promise that the transaction did not commit, which the checkers hold it to.
 
-Not covered: single-key writes, plain gets, scans and the model's client deaths at chosen points (the
-process dies only after an ``info``, as the model's does); transaction ids come from the
-world's RNG (`deterministic_txn_ids`) so that a seed replays.
+Client deaths: where a profile kills client processes (`Knobs.client_death`), a process
+may die at a random moment of a transaction (`ClientHost.dies_during`), not at the
+model's named points: its outcome is ``info``, and what it had sent is left to the nodes'
+recovery. Not covered: single-key writes, plain gets and scans outside transactions (the
+"registers" workload and the "reads" profile), and the model's forged Resolves.
+Transaction ids come from the world's RNG (`deterministic_txn_ids`) so that a seed
+replays.
 """
 
 from __future__ import annotations
@@ -37,17 +41,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from sim_client import Body, TxnResult
+from sim_client import SCAN_LIMIT, Body, TxnResult
 from sim_loop import SimLoop
 
 import txn.client as txn_client
 from router import kv_pb2 as kv
 from router.client import ClientClosed, RoutingClient, _Connection, _take_write
-from txn import AsyncClient
+from txn import AsyncClient, AsyncTransaction
 from txn.errors import CommitUnknown, PaxosKVError
 from txn.txn_ids import RANDOM_BYTES, txn_id_with_start
 
@@ -229,6 +233,8 @@ class RealTxnClient:
             wall_ns=host.wall_ns,
             settle_unknown=settle_unknown,
         )
+        #: The transaction running (with the values it read), for `_die`.
+        self._current: tuple[AsyncTransaction | None, dict[bytes, bytes | None]] = (None, {})
         self.client._routing = SimRoutingClient(
             self.net,
             seeds=seeds,
@@ -255,29 +261,54 @@ class RealTxnClient:
         done: OnResult,
         scans: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        if scans:
-            raise NotImplementedError("scans are the model's only (see the module docstring)")
-        self._start(self._transaction(keys, body), done)
+        self._start(lambda: self._transaction(keys, body, scans), done)
 
     def snapshot(self, keys: list[bytes], done: OnResult) -> None:
-        self._start(self._snapshot(keys), done)
+        self._start(lambda: self._snapshot(keys), done)
 
-    def _start(self, work: Any, done: OnResult) -> None:
+    def _start(self, work: Callable[[], Coroutine[Any, Any, TxnResult]], done: OnResult) -> None:
+        """Run `work()` in the process; it may die meanwhile (`host.dies_during`): then the
+        outcome is ``info``, with what the transaction had sent (`_died`)."""
+
+        running = [True]
+
         def finished(task: asyncio.Task[TxnResult]) -> None:
+            running[0] = False
             done(task.result())
 
-        self.loop.run_soon(lambda: self.loop.create_task(work).add_done_callback(finished))
+        self.loop.run_soon(lambda: self.loop.create_task(work()).add_done_callback(finished))
+        dies_in = self.host.dies_during()
+        if dies_in is not None:
+            self.host.world.schedule(
+                self.host.world.now + dies_in, self._die, self.loop.life, running, done
+            )
 
-    async def _transaction(self, keys: list[bytes], body: Body) -> TxnResult:
+    def _die(self, life: int, running: list[bool], done: OnResult) -> None:
+        if life != self.loop.life or not running[0]:
+            return  # it finished first (or the process died of something else)
+        self.kill()
+        self.host.sim.stats_add("client_died@random")
+        result = TxnResult(txn_id=b"", status="info", why="the client process died")
+        tx, values = self._current
+        if tx is not None:
+            result.txn_id = tx.txn_id
+            self._describe(result, tx, values)
+        done(result)
+
+    async def _transaction(
+        self, keys: list[bytes], body: Body, scans: Sequence[tuple[bytes, bytes]]
+    ) -> TxnResult:
         tx = self.client.transaction()
         result = TxnResult(txn_id=tx.txn_id)
         values: dict[bytes, bytes | None] = {}
+        self._current = (tx, values)
         try:
+            for start, end in scans:
+                values.update(await tx.scan(start, end, limit=SCAN_LIMIT))
             for key in keys:
                 if key not in values:
                     values[key] = await tx.get(key)
             writes = body(values)
-            result.writes = dict(writes)
             for key, value in writes.items():
                 if value is None:
                     tx.delete(key)
@@ -290,15 +321,24 @@ class RealTxnClient:
             result.status, result.why = "fail", f"{type(exc).__name__}: {exc}"
         else:
             result.status, result.commit_ts = "ok", commit_ts
+        self._current = (None, {})
+        self._describe(result, tx, values)
+        return result
+
+    @staticmethod
+    def _describe(
+        result: TxnResult, tx: AsyncTransaction, values: dict[bytes, bytes | None]
+    ) -> None:
+        """What `tx` read, wrote and sent its commit to, into `result`."""
         read_set = tx.read_set
         result.reads = {k: (values[k], read_set[k]) for k in values if k in read_set}
-        if tx.ref is not None:
-            result.coordinator = tx.ref.group_id
-            result.participants = tuple(tx._participants)
-            result.one_phase = len(tx._participants) == 1
-        if result.status == "fail" and tx.ref is None:
-            result.writes = {}  # nothing was sent
-        return result
+        result.writes = tx.write_set
+        if tx.ref is None:
+            result.writes = {}  # no commit request was sent: nothing can be applied
+            return
+        result.coordinator = tx.ref.group_id
+        result.participants = tuple(tx._participants)
+        result.one_phase = len(tx._participants) == 1
 
     async def _snapshot(self, keys: list[bytes]) -> TxnResult:
         snap = self.client.snapshot()

@@ -587,9 +587,9 @@ def test_each_client_death_point_fires_and_nothing_stays_in_doubt(point: str) ->
 
 # ---------------------------------------------------------------------- the real client
 
-# The profiles whose faults the real client meets (real_client.py): not "reads" (plain gets),
-# "forgery" and "purge-forgery" (forged Resolves are the model's), whose faults are the
-# model client's own.
+# The profiles whose faults the real client meets (real_client.py): not "reads" (plain gets
+# outside transactions, which it does not run), "forgery" and "purge-forgery" (whose faults
+# are the model client's forged Resolves).
 REAL_CLIENT_PROFILES = (
     "calm",
     "lossy",
@@ -617,14 +617,15 @@ def _run_real(workload: str, profile: str, seed: int) -> ClusterResult:
 @budget(24)
 @given(
     seed=SEEDS,
-    workload=st.sampled_from(["append", "bank"]),
+    workload=st.sampled_from(["append", "bank", "claims"]),
     profile=st.sampled_from(REAL_CLIENT_PROFILES),
 )
 def test_the_real_client_keeps_every_property(seed: int, workload: str, profile: str) -> None:
     """The clients are `txn.AsyncClient` itself (its commit protocol, retries, routing and
     silence detection; only gRPC is simulated, real_client.py), not the model: every check
     above holds for what the real client tells its callers, a CommitUnknown aside (any
-    other error promises the transaction did not commit)."""
+    other error promises the transaction did not commit). In the profiles that kill client
+    processes, one dies at a random moment of a transaction."""
     _run_real(workload, profile, seed)
 
 
@@ -673,6 +674,22 @@ def test_a_real_client_that_reports_unknown_commits_unavailable_is_caught(
         seeds,
         lambda seed: run_cluster(workload, "lossy", seed, real_client=True),
         r"reported failed .* but committed|G1a",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_that_commits_without_its_scanned_ranges_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit's Prepares without the ranges the transaction scanned (rule P6): two
+    claims that both saw a round free both commit (every one of seeds 0-7 of claims:calm)."""
+    import txn.commit
+
+    monkeypatch.setattr(txn.commit, "_union", lambda ranges: [])
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("claims", "calm", seed, real_client=True),
+        r"claims: .*(holders|without a release)",
         SafetyViolation,
     )
 
