@@ -790,11 +790,17 @@ class AsyncClient:
             Conflict: a prepared transaction held the key until the deadline.
             Unavailable, DeadlineExceeded: the shard could not answer in time.
         """
-        key = _as_key(key)
-        request = kv.Request(get=kv.GetRequest(key=key))
-        response = await self._single(request, key, False, timeout_s)
-        self._clock.observe(response.get.version)
-        return response.get.value if response.get.found else None
+        value, _version = await self._get_versioned(_as_key(key), timeout_s)
+        return value
+
+    async def _get_versioned(
+        self, key: bytes, timeout_s: float | None = None
+    ) -> tuple[bytes | None, int]:
+        """`get`, with the version it read (0: never written)."""
+        response = await self._single(kv.Request(get=kv.GetRequest(key=key)), key, False, timeout_s)
+        got = response.get
+        self._clock.observe(got.version)
+        return (got.value if got.found else None), got.version
 
     async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """Write one key outside any transaction; returns the new version.
@@ -1115,10 +1121,12 @@ class AsyncClient:
         self._clock.observe(got.version)
         return (got.value if got.found else None), got.version
 
-    async def _read_at(self, key: bytes, ts: int) -> bytes | None:
+    async def _read_at(self, key: bytes, ts: int) -> tuple[bytes | None, int]:
+        """(value or None, version) of `key` at timestamp `ts` (a snapshot's read)."""
         request = kv.Request(get=kv.GetRequest(key=key, snapshot=True, at_version=ts))
         response = await self._read(request, key=key, deadline=self._deadline())
-        return response.get.value if response.get.found else None
+        got = response.get
+        return (got.value if got.found else None), got.version
 
     async def _timestamp(self) -> int:
         """A snapshot timestamp: a node's hybrid clock, never below what this client saw."""

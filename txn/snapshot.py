@@ -64,7 +64,8 @@ class AsyncSnapshot:
         """
         key = _as_key(key)
         ts = await self.timestamp()
-        return await self._client._read_at(key, ts)
+        value, _version = await self._client._read_at(key, ts)
+        return value
 
     async def scan(
         self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT

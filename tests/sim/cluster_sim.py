@@ -2406,6 +2406,11 @@ class ClusterSim:
     # ------------------------------------------------------------------ verdict
 
     def _fail_text(self, what: str) -> str:
+        leaked = self.real_client_errors + [
+            e for c in self.clients if isinstance(c.client, RealTxnClient) for e in c.client.errors
+        ]
+        if leaked:
+            what += f"\nthe real client's loop reported: {leaked[:3]}"
         return (
             f"{what}\nseed={self.seed} workload={self.workload_name} profile={self.profile}\n"
             f"knobs: {self.knobs.describe()}\nfault log: {self.fault_log}\n"
@@ -2599,8 +2604,6 @@ class ClusterSim:
             applied = (None, 0) if found is None else (found[1], found[0])
             if res.snapshot_ts and applied[0] is None:
                 applied = (None, 0)  # a snapshot read of a deleted key shows no version
-            if not res.versions_known:
-                applied = (applied[0], 0)
             if applied != read:
                 out.append(
                     f"{'snapshot' if res.snapshot_ts else 'plain get'} at {at} "

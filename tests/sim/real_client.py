@@ -30,8 +30,10 @@ that returned is ``ok`` at its timestamp; `CommitUnknown` is ``info``; any other
 Client deaths: where a profile kills client processes (`Knobs.client_death`), a process
 may die at a random moment of a transaction (`ClientHost.dies_during`), not at the
 model's named points: its outcome is ``info``, and what it had sent is left to the nodes'
-recovery. Not covered: single-key writes, plain gets and scans outside transactions (the
-"registers" workload and the "reads" profile), and the model's forged Resolves.
+recovery. Plain gets, snapshot gets and scans outside transactions run the code of
+`AsyncClient.get`, `AsyncSnapshot.get` and `scan` one level down (`_get_versioned`,
+`_read_at`, `_scan_range`), which keeps the version each read that the public calls drop
+and the checkers judge. Not covered: the model's forged Resolves.
 Transaction ids come from the world's RNG (`deterministic_txn_ids`) so that a seed
 replays.
 """
@@ -41,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -52,7 +54,7 @@ import txn.client as txn_client
 from router import kv_pb2 as kv
 from router.client import ClientClosed, RoutingClient, _Connection, _take_write
 from txn import AsyncClient, AsyncTransaction
-from txn.errors import CommitUnknown, PaxosKVError
+from txn.errors import CommitUnknown, OutcomeUnknown, PaxosKVError
 from txn.txn_ids import RANDOM_BYTES, txn_id_with_start
 
 if TYPE_CHECKING:
@@ -266,6 +268,37 @@ class RealTxnClient:
     def snapshot(self, keys: list[bytes], done: OnResult) -> None:
         self._start(lambda: self._snapshot(keys), done)
 
+    def get(self, key: bytes, done: OnResult) -> None:
+        self._start(lambda: self._get(key), done)
+
+    def put(self, key: bytes, value: bytes, done: OnResult) -> None:
+        self._start(lambda: self._write(key, value, lambda: self.client.put(key, value)), done)
+
+    def delete(self, key: bytes, done: OnResult) -> None:
+        self._start(lambda: self._write(key, None, lambda: self.client.delete(key)), done)
+
+    def cas(
+        self,
+        key: bytes,
+        done: OnResult,
+        *,
+        expected_value: bytes | None = None,
+        expected_version: int = 0,
+        new_value: bytes | None = None,
+    ) -> None:
+        """As the model's: expect `expected_value`, else `expected_version` when not 0, else
+        the key absent; write `new_value`, or delete when None."""
+        if expected_value is not None:
+            condition: dict[str, Any] = {"expected_value": expected_value}
+        elif expected_version:
+            condition = {"expected_version": expected_version}
+        else:
+            condition = {"expect_absent": True}
+        self._start(lambda: self._cas(key, condition, new_value), done)
+
+    def scan(self, ranges: Sequence[tuple[bytes, bytes]], done: OnResult, snapshot: bool) -> None:
+        self._start(lambda: self._scan(ranges, snapshot), done)
+
     def _start(self, work: Callable[[], Coroutine[Any, Any, TxnResult]], done: OnResult) -> None:
         """Run `work()` in the process; it may die meanwhile (`host.dies_during`): then the
         outcome is ``info``, with what the transaction had sent (`_died`)."""
@@ -318,7 +351,7 @@ class RealTxnClient:
         except CommitUnknown as exc:
             result.status, result.why = "info", str(exc)
         except PaxosKVError as exc:
-            result.status, result.why = "fail", f"{type(exc).__name__}: {exc}"
+            _failed(result, exc)
         else:
             result.status, result.commit_ts = "ok", commit_ts
         self._current = (None, {})
@@ -341,14 +374,88 @@ class RealTxnClient:
         result.one_phase = len(tx._participants) == 1
 
     async def _snapshot(self, keys: list[bytes]) -> TxnResult:
+        result = TxnResult(txn_id=b"")
         snap = self.client.snapshot()
-        result = TxnResult(txn_id=b"", versions_known=False)
         try:
-            values = {key: await snap.get(key) for key in keys}
+            result.snapshot_ts = await snap.timestamp()
+            for key in keys:
+                result.reads[key] = await self.client._read_at(key, result.snapshot_ts)
         except PaxosKVError as exc:
-            result.status, result.why = "fail", f"{type(exc).__name__}: {exc}"
-            return result
+            return _failed(result, exc)
         result.status = "ok"
-        result.snapshot_ts = snap.read_ts or 0
-        result.reads = {k: (v, 0) for k, v in values.items()}
         return result
+
+    async def _get(self, key: bytes) -> TxnResult:
+        result = TxnResult(txn_id=b"")
+        try:
+            result.reads[key] = await self.client._get_versioned(key)
+        except PaxosKVError as exc:
+            return _failed(result, exc)
+        result.status = "ok"
+        return result
+
+    async def _write(
+        self, key: bytes, value: bytes | None, write: Callable[[], Awaitable[int]]
+    ) -> TxnResult:
+        """A single-key Put or Delete: ``info`` on OutcomeUnknown, ``fail`` on any other
+        error (nothing was applied, by the client's contract)."""
+        result = TxnResult(txn_id=b"")
+        try:
+            version = await write()
+        except OutcomeUnknown as exc:
+            result.status, result.why, result.writes = "info", str(exc), {key: value}
+            return result
+        except PaxosKVError as exc:
+            return _failed(result, exc)
+        result.status, result.commit_ts = "ok", version
+        result.writes = {key: value} if version else {}  # a delete of an absent key: nothing
+        return result
+
+    async def _cas(
+        self, key: bytes, condition: dict[str, Any], new_value: bytes | None
+    ) -> TxnResult:
+        result = TxnResult(txn_id=b"")
+        action: dict[str, Any] = {"delete": True} if new_value is None else {"new_value": new_value}
+        try:
+            answer = await self.client.cas(key, **condition, **action)
+        except OutcomeUnknown as exc:
+            result.status, result.why, result.writes = "info", str(exc), {key: new_value}
+            return result
+        except PaxosKVError as exc:
+            return _failed(result, exc)
+        if not answer.succeeded:
+            result.reads[key] = (answer.current_value, answer.current_version)
+            result.status, result.why = "fail", "compare-and-set: the comparison failed"
+            return result
+        result.status, result.commit_ts = "ok", answer.version
+        result.writes = {key: new_value}
+        return result
+
+    async def _scan(self, ranges: Sequence[tuple[bytes, bytes]], snapshot: bool) -> TxnResult:
+        """`client.scan` (each shard's part linearizable) or a snapshot's `scan`, through
+        `_scan_range`, the code both run, for the versions they drop."""
+        result = TxnResult(txn_id=b"")
+        try:
+            await self.client.connect()
+            shard_map = self.client._map()
+            result.scanned = tuple(
+                (lo, hi)
+                for start, end in ranges
+                for _d, lo, hi in shard_map.split_range(start, end)
+            )
+            if snapshot:
+                result.snapshot_ts = await self.client.snapshot().timestamp()
+            for start, end in ranges:
+                items, _ = await self.client._scan_range(
+                    start, end, SCAN_LIMIT, at_ts=result.snapshot_ts
+                )
+                result.reads.update((k, (v, version)) for k, v, version in items)
+        except PaxosKVError as exc:
+            return _failed(result, exc)
+        result.status = "ok"
+        return result
+
+
+def _failed(result: TxnResult, exc: PaxosKVError) -> TxnResult:
+    result.status, result.why = "fail", f"{type(exc).__name__}: {exc}"
+    return result

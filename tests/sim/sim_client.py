@@ -164,9 +164,6 @@ class TxnResult:
     #: The parts [start, end) of a scan (`SimTxnClient.scan`), each answered by one group.
     scanned: tuple[tuple[bytes, bytes | None], ...] = ()
     why: str = ""
-    #: False: `reads` holds values only (versions 0), as the real client's snapshot reads
-    #: give (real_client.py); the checkers then compare the values.
-    versions_known: bool = True
 
 
 ScanPart = tuple[int, bytes, bytes | None]
