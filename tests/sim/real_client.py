@@ -113,9 +113,6 @@ class ClientNet:
         if on_answer is not None:
             self.loop.run_soon(on_answer, data)
 
-    def forget(self, call_id: int) -> None:
-        self._answers.pop(call_id, None)
-
     def node_crashed(self, node: int) -> None:
         """The node's process died: its streams break, as a kill's reset reaches us."""
         for conn in self.connections:
@@ -235,8 +232,6 @@ class RealTxnClient:
             wall_ns=host.wall_ns,
             settle_unknown=settle_unknown,
         )
-        #: The transaction running (with the values it read), for `_die`.
-        self._current: tuple[AsyncTransaction | None, dict[bytes, bytes | None]] = (None, {})
         self.client._routing = SimRoutingClient(
             self.net,
             seeds=seeds,
@@ -263,7 +258,13 @@ class RealTxnClient:
         done: OnResult,
         scans: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        self._start(lambda: self._transaction(keys, body, scans), done)
+        tx = self.client.transaction()
+        values: dict[bytes, bytes | None] = {}
+
+        def died() -> TxnResult:
+            return self._described(TxnResult(txn_id=tx.txn_id, status="info"), tx, values)
+
+        self._start(lambda: self._transaction(tx, values, keys, body, scans), done, died)
 
     def snapshot(self, keys: list[bytes], done: OnResult) -> None:
         self._start(lambda: self._snapshot(keys), done)
@@ -272,10 +273,18 @@ class RealTxnClient:
         self._start(lambda: self._get(key), done)
 
     def put(self, key: bytes, value: bytes, done: OnResult) -> None:
-        self._start(lambda: self._write(key, value, lambda: self.client.put(key, value)), done)
+        self._start(
+            lambda: self._write(key, value, self.client.put(key, value)),
+            done,
+            lambda: _unknown_write(key, value),
+        )
 
     def delete(self, key: bytes, done: OnResult) -> None:
-        self._start(lambda: self._write(key, None, lambda: self.client.delete(key)), done)
+        self._start(
+            lambda: self._write(key, None, self.client.delete(key)),
+            done,
+            lambda: _unknown_write(key, None),
+        )
 
     def cas(
         self,
@@ -294,15 +303,23 @@ class RealTxnClient:
             condition = {"expected_version": expected_version}
         else:
             condition = {"expect_absent": True}
-        self._start(lambda: self._cas(key, condition, new_value), done)
+        self._start(
+            lambda: self._cas(key, condition, new_value),
+            done,
+            lambda: _unknown_write(key, new_value),
+        )
 
     def scan(self, ranges: Sequence[tuple[bytes, bytes]], done: OnResult, snapshot: bool) -> None:
         self._start(lambda: self._scan(ranges, snapshot), done)
 
-    def _start(self, work: Callable[[], Coroutine[Any, Any, TxnResult]], done: OnResult) -> None:
+    def _start(
+        self,
+        work: Callable[[], Coroutine[Any, Any, TxnResult]],
+        done: OnResult,
+        died: Callable[[], TxnResult] = lambda: TxnResult(txn_id=b"", status="info"),
+    ) -> None:
         """Run `work()` in the process; it may die meanwhile (`host.dies_during`): then the
-        outcome is ``info``, with what the transaction had sent (`_died`)."""
-
+        outcome is `died()`, ``info`` with what the operation may have written."""
         running = [True]
 
         def finished(task: asyncio.Task[TxnResult]) -> None:
@@ -313,28 +330,29 @@ class RealTxnClient:
         dies_in = self.host.dies_during()
         if dies_in is not None:
             self.host.world.schedule(
-                self.host.world.now + dies_in, self._die, self.loop.life, running, done
+                self.host.world.now + dies_in, self._die, self.loop.life, running, done, died
             )
 
-    def _die(self, life: int, running: list[bool], done: OnResult) -> None:
+    def _die(
+        self, life: int, running: list[bool], done: OnResult, died: Callable[[], TxnResult]
+    ) -> None:
         if life != self.loop.life or not running[0]:
             return  # it finished first (or the process died of something else)
         self.kill()
         self.host.sim.stats_add("client_died@random")
-        result = TxnResult(txn_id=b"", status="info", why="the client process died")
-        tx, values = self._current
-        if tx is not None:
-            result.txn_id = tx.txn_id
-            self._describe(result, tx, values)
+        result = died()
+        result.why = "the client process died"
         done(result)
 
     async def _transaction(
-        self, keys: list[bytes], body: Body, scans: Sequence[tuple[bytes, bytes]]
+        self,
+        tx: AsyncTransaction,
+        values: dict[bytes, bytes | None],
+        keys: list[bytes],
+        body: Body,
+        scans: Sequence[tuple[bytes, bytes]],
     ) -> TxnResult:
-        tx = self.client.transaction()
         result = TxnResult(txn_id=tx.txn_id)
-        values: dict[bytes, bytes | None] = {}
-        self._current = (tx, values)
         try:
             for start, end in scans:
                 values.update(await tx.scan(start, end, limit=SCAN_LIMIT))
@@ -354,24 +372,23 @@ class RealTxnClient:
             _failed(result, exc)
         else:
             result.status, result.commit_ts = "ok", commit_ts
-        self._current = (None, {})
-        self._describe(result, tx, values)
-        return result
+        return self._described(result, tx, values)
 
     @staticmethod
-    def _describe(
+    def _described(
         result: TxnResult, tx: AsyncTransaction, values: dict[bytes, bytes | None]
-    ) -> None:
-        """What `tx` read, wrote and sent its commit to, into `result`."""
+    ) -> TxnResult:
+        """`result` with what `tx` read, wrote and sent its commit to."""
         read_set = tx.read_set
         result.reads = {k: (values[k], read_set[k]) for k in values if k in read_set}
         result.writes = tx.write_set
         if tx.ref is None:
             result.writes = {}  # no commit request was sent: nothing can be applied
-            return
+            return result
         result.coordinator = tx.ref.group_id
         result.participants = tuple(tx._participants)
         result.one_phase = len(tx._participants) == 1
+        return result
 
     async def _snapshot(self, keys: list[bytes]) -> TxnResult:
         result = TxnResult(txn_id=b"")
@@ -394,14 +411,12 @@ class RealTxnClient:
         result.status = "ok"
         return result
 
-    async def _write(
-        self, key: bytes, value: bytes | None, write: Callable[[], Awaitable[int]]
-    ) -> TxnResult:
+    async def _write(self, key: bytes, value: bytes | None, write: Awaitable[int]) -> TxnResult:
         """A single-key Put or Delete: ``info`` on OutcomeUnknown, ``fail`` on any other
         error (nothing was applied, by the client's contract)."""
         result = TxnResult(txn_id=b"")
         try:
-            version = await write()
+            version = await write
         except OutcomeUnknown as exc:
             result.status, result.why, result.writes = "info", str(exc), {key: value}
             return result
@@ -454,6 +469,11 @@ class RealTxnClient:
             return _failed(result, exc)
         result.status = "ok"
         return result
+
+
+def _unknown_write(key: bytes, value: bytes | None) -> TxnResult:
+    """A single-key write whose process died: it may have been applied."""
+    return TxnResult(txn_id=b"", status="info", writes={key: value})
 
 
 def _failed(result: TxnResult, exc: PaxosKVError) -> TxnResult:
