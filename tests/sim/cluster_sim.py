@@ -116,6 +116,7 @@ from txn.records import DecisionInfo
 
 __all__ = [
     "PROFILES",
+    "REAL_CLIENT_PROFILES",
     "WORKLOADS",
     "ClusterResult",
     "ClusterSim",
@@ -128,6 +129,24 @@ __all__ = [
 CLUSTER_ID = "sim"
 WALL_EPOCH_S = 1_750_000_000.0
 MAX_CYCLES_PER_WAKE = 16
+# The profiles whose faults the real client meets (real_client.py): all but "forgery" and
+# "purge-forgery", whose faults are the model client's forged Resolves.
+REAL_CLIENT_PROFILES = (
+    "calm",
+    "reads",
+    "lossy",
+    "dups",
+    "partitions",
+    "crashes",
+    "2pc",
+    "clocks",
+    "chaos",
+    "rebuild",
+    "purge",
+    "torn",
+    "redeliver",
+)
+
 # A real client process that dies during a transaction dies this long after its start at
 # most (about twice a calm run's median transaction, reads and commit).
 REAL_CLIENT_DEATH_WITHIN_S = 0.05

@@ -1,9 +1,10 @@
 """Soak a simulator: random (workload, fault profile, seed) runs for a while.
 
-    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos]
+    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos | --real-client]
 
-Each run is `cluster_sim.run_cluster(workload, profile, seed)` (or, with `--paxos`, one
-Paxos group: `paxos_sim.run_group(profile, seed)`) with every checker on, as the property
+Each run is `cluster_sim.run_cluster(workload, profile, seed)` (with `--real-client`, the
+clients are `txn.AsyncClient` itself, tests/sim/real_client.py; with `--paxos`, one Paxos
+group: `paxos_sim.run_group(profile, seed)`) with every checker on, as the property
 tests run them, but for as long as you give it rather than a fixed count: about 5 cluster
 runs or 25 group runs a second on one core. A failure prints its replay line (the same one
 the property tests print); the exit code is 1 if any run failed.
@@ -21,15 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import paxos_sim
-from cluster_sim import PROFILES, WORKLOADS, run_cluster
+from cluster_sim import PROFILES, REAL_CLIENT_PROFILES, WORKLOADS, run_cluster
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="how long to run (600)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the run picker")
-    parser.add_argument("--paxos", action="store_true", help="soak the Paxos group simulator")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--paxos", action="store_true", help="soak the Paxos group simulator")
+    mode.add_argument(
+        "--real-client", action="store_true", help="whole clusters with the real client"
+    )
     args = parser.parse_args()
+    profiles = sorted(REAL_CLIENT_PROFILES if args.real_client else PROFILES)
     rng = random.Random(args.seed)
     end = time.monotonic() + args.seconds
     runs, failed = 0, []
@@ -42,9 +48,9 @@ def main() -> int:
                 paxos_sim.run_group(profile, seed)
             else:
                 workload = rng.choice(sorted(WORKLOADS))
-                profile = rng.choice(sorted(PROFILES))
-                name = f"{workload}:{profile}:{seed}"
-                run_cluster(workload, profile, seed)
+                profile = rng.choice(profiles)
+                name = f"{workload}:{profile}:{seed}" + (":real" if args.real_client else "")
+                run_cluster(workload, profile, seed, real_client=args.real_client)
         except AssertionError as exc:  # SafetyViolation and the Paxos checkers' failures
             failed.append(name)
             print(f"FAILED {name}\n{exc}", flush=True)

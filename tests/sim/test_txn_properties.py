@@ -49,6 +49,7 @@ from typing import Any
 import pytest
 from cluster_sim import (
     PROFILES,
+    REAL_CLIENT_PROFILES,
     TRIGGERS,
     WORKLOADS,
     ClusterResult,
@@ -587,24 +588,6 @@ def test_each_client_death_point_fires_and_nothing_stays_in_doubt(point: str) ->
 
 # ---------------------------------------------------------------------- the real client
 
-# The profiles whose faults the real client meets (real_client.py): all but "forgery" and
-# "purge-forgery", whose faults are the model client's forged Resolves.
-REAL_CLIENT_PROFILES = (
-    "calm",
-    "reads",
-    "lossy",
-    "dups",
-    "partitions",
-    "crashes",
-    "2pc",
-    "clocks",
-    "chaos",
-    "rebuild",
-    "purge",
-    "torn",
-    "redeliver",
-)
-
 
 def _run_real(workload: str, profile: str, seed: int) -> ClusterResult:
     note(
@@ -771,6 +754,7 @@ def test_profiles_and_workloads_are_known() -> None:
     assert "forgery" in PROFILES
     assert {"torn", "purge-forgery"} <= set(PROFILES)
     assert set(WORKLOADS) == {"append", "bank", "claims", "registers"}
+    assert set(REAL_CLIENT_PROFILES) == set(PROFILES) - {"forgery", "purge-forgery"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
 
