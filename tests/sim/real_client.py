@@ -228,6 +228,7 @@ class RealTxnClient:
             seeds,
             cluster_id=host.cluster_id,
             timeout_s=commit_timeout_s,
+            max_attempts=1,
             rng=rng,
             wall_ns=host.wall_ns,
             settle_unknown=settle_unknown,
@@ -258,13 +259,12 @@ class RealTxnClient:
         done: OnResult,
         scans: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        tx = self.client.transaction()
-        values: dict[bytes, bytes | None] = {}
+        attempt = _Attempt()
 
         def died() -> TxnResult:
-            return self._described(TxnResult(txn_id=tx.txn_id, status="info"), tx, values)
+            return attempt.described(TxnResult(txn_id=b"", status="info"))
 
-        self._start(lambda: self._transaction(tx, values, keys, body, scans), done, died)
+        self._start(lambda: self._transaction(attempt, keys, body, scans), done, died)
 
     def snapshot(self, keys: list[bytes], done: OnResult) -> None:
         self._start(lambda: self._snapshot(keys), done)
@@ -346,49 +346,39 @@ class RealTxnClient:
 
     async def _transaction(
         self,
-        tx: AsyncTransaction,
-        values: dict[bytes, bytes | None],
+        attempt: _Attempt,
         keys: list[bytes],
         body: Body,
         scans: Sequence[tuple[bytes, bytes]],
     ) -> TxnResult:
-        result = TxnResult(txn_id=tx.txn_id)
-        try:
+        """One attempt of `client.run` (`max_attempts` 1: the workload's next operation is
+        the retry), so that a lost commit is settled as `run` settles it."""
+
+        async def work(tx: AsyncTransaction) -> None:
+            attempt.tx = tx
+            values = attempt.values
             for start, end in scans:
                 values.update(await tx.scan(start, end, limit=SCAN_LIMIT))
             for key in keys:
                 if key not in values:
                     values[key] = await tx.get(key)
-            writes = body(values)
-            for key, value in writes.items():
+            for key, value in body(values).items():
                 if value is None:
                     tx.delete(key)
                 else:
                     tx.put(key, value)
-            commit_ts = await tx.commit()
+
+        result = TxnResult(txn_id=b"")
+        try:
+            await self.client.run(work)
         except CommitUnknown as exc:
             result.status, result.why = "info", str(exc)
         except PaxosKVError as exc:
             _failed(result, exc)
         else:
-            result.status, result.commit_ts = "ok", commit_ts
-        return self._described(result, tx, values)
-
-    @staticmethod
-    def _described(
-        result: TxnResult, tx: AsyncTransaction, values: dict[bytes, bytes | None]
-    ) -> TxnResult:
-        """`result` with what `tx` read, wrote and sent its commit to."""
-        read_set = tx.read_set
-        result.reads = {k: (values[k], read_set[k]) for k in values if k in read_set}
-        result.writes = tx.write_set
-        if tx.ref is None:
-            result.writes = {}  # no commit request was sent: nothing can be applied
-            return result
-        result.coordinator = tx.ref.group_id
-        result.participants = tuple(tx._participants)
-        result.one_phase = len(tx._participants) == 1
-        return result
+            assert attempt.tx is not None and attempt.tx.commit_ts is not None
+            result.status, result.commit_ts = "ok", attempt.tx.commit_ts
+        return attempt.described(result)
 
     async def _snapshot(self, keys: list[bytes]) -> TxnResult:
         result = TxnResult(txn_id=b"")
@@ -468,6 +458,30 @@ class RealTxnClient:
         except PaxosKVError as exc:
             return _failed(result, exc)
         result.status = "ok"
+        return result
+
+
+class _Attempt:
+    """The transaction `client.run` gave the body, and the values the body read."""
+
+    def __init__(self) -> None:
+        self.tx: AsyncTransaction | None = None
+        self.values: dict[bytes, bytes | None] = {}
+
+    def described(self, result: TxnResult) -> TxnResult:
+        """`result` with what the transaction read, wrote and sent its commit to."""
+        tx = self.tx
+        if tx is None:
+            return result  # run() had not begun it: nothing read, nothing sent
+        result.txn_id = tx.txn_id
+        read_set = tx.read_set
+        result.reads = {k: (v, read_set[k]) for k, v in self.values.items() if k in read_set}
+        if tx.ref is None:
+            return result  # no commit request was sent: nothing can be applied
+        result.writes = tx.write_set
+        result.coordinator = tx.ref.group_id
+        result.participants = tuple(tx._participants)
+        result.one_phase = len(tx._participants) == 1
         return result
 
 
