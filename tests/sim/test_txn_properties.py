@@ -734,8 +734,14 @@ def test_same_seed_same_run_bit_for_bit() -> None:
     assert run_cluster("append", "chaos", 20260102).digest != first.digest
 
 
-# A plain bank run, and one with every fault, many keys and racing single-key writes.
-HASH_SEED_RUNS = (("bank", "2pc", 7), ("append", "chaos", 20260101), ("registers", "chaos", 5))
+# A plain bank run, and one with every fault, many keys and racing single-key writes; the
+# last with the real client (real_client.py: its routing cache, connections and tasks).
+HASH_SEED_RUNS: tuple[tuple[Any, ...], ...] = (
+    ("bank", "2pc", 7),
+    ("append", "chaos", 20260101),
+    ("registers", "chaos", 5),
+    ("registers", "chaos", 5, frozenset(), True),
+)
 
 
 def test_same_seed_same_digest_under_another_hash_seed() -> None:
