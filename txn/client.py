@@ -250,6 +250,8 @@ class AsyncClient:
             and a copy unanswered at a live node gets one more beside it (default: a quarter
             of `timeout_s`, at least 0.5 s; `txn.resend`).
         wall_ns: the wall clock, in ns (default `time.time_ns`).
+        monotonic: the clock a transaction's age is measured on, in seconds (default
+            `time.monotonic`; the age bounds when it may commit, `MAX_TXN_AGE_S`).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
             None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
         settle_unknown: `run` / `transactional` settle a commit whose answer was lost
@@ -276,6 +278,7 @@ class AsyncClient:
         rng: random.Random | None = None,
         attempt_timeout_s: float | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
         tls: ClientTls = "env",
         settle_unknown: bool = False,
     ) -> None:
@@ -306,6 +309,7 @@ class AsyncClient:
             max_attempts, retry_timeout_s, backoff or Backoff(base_s=0.01, max_s=1.0), self._rng
         )
         self._wall_ns = wall_ns
+        self._monotonic = monotonic
         self._clock = HybridClock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -127,7 +126,7 @@ class Committer:
             refusal = txn_part_refusal(part.reads, part.writes, part.ranges)
             if refusal is not None:
                 raise self._refused_unsent(tx, LimitExceeded(f"group {group}: {refusal}"))
-        age_s = time.monotonic() - tx._started_mono
+        age_s = self._client._monotonic() - tx._started_mono
         if age_s > MAX_TXN_AGE_S:
             raise self._refused_unsent(
                 tx,

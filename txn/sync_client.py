@@ -219,7 +219,7 @@ class Client:
 
     Args:
         seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
-        attempt_timeout_s, wall_ns, tls, settle_unknown: as `AsyncClient`.
+        attempt_timeout_s, wall_ns, monotonic, tls, settle_unknown: as `AsyncClient`.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -237,6 +237,7 @@ class Client:
         rng: random.Random | None = None,
         attempt_timeout_s: float | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
         tls: ClientTls = "env",
         settle_unknown: bool = False,
     ) -> None:
@@ -250,6 +251,7 @@ class Client:
             rng=rng,
             attempt_timeout_s=attempt_timeout_s,
             wall_ns=wall_ns,
+            monotonic=monotonic,
             tls=tls,
             settle_unknown=settle_unknown,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -44,7 +43,7 @@ class AsyncTransaction:
         self.txn_id = txn_id
         self._started_ns = client._wall_ns()
         # Its age for MAX_TXN_AGE_S: a clock no wall-clock step moves.
-        self._started_mono = time.monotonic()
+        self._started_mono = client._monotonic()
         self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
         self._values: dict[bytes, bytes | None] = {}  # what each read returned

@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import gc
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -473,6 +474,8 @@ class NodeHost(Host):
     # ------------------------------------------------------------------ life cycle
 
     def boot(self) -> None:
+        for client in self.sim.clients:
+            client.node_restarted(self.id)
         k = self.sim.knobs
         self.core = NodeCore(
             cluster_id=CLUSTER_ID,
@@ -490,7 +493,7 @@ class NodeHost(Host):
     def on_crash(self, mode: str) -> None:
         self.disk.crash(mode, self.world.rng)
         for client in self.sim.clients:
-            client.node_crashed(self.id)
+            client.node_crashed(self.id, mode)
         if self.rpc is not None:
             self.rpc.alive = False
         self.core = None
@@ -564,7 +567,9 @@ class NodeHost(Host):
             outgoing, self._outgoing = self._outgoing, []
             send = self.world.net.send
             for dst, call_id, attempt, data in outgoing:
-                send(self.id, dst, ("resp", call_id, attempt, data))
+                # To a real client: on its connection (real_client.py), never lost.
+                reliable = self.sim.real_client and dst not in self.sim.nodes
+                send(self.id, dst, ("resp", call_id, attempt, data), reliable)
         if cycles:
             self.world.trace("cycles", self.id, cycles)
 
@@ -677,15 +682,19 @@ class ClientHost(Host):
             self.rpc.on_response(src, payload[1], payload[2], payload[3])
 
     def dies_during(self) -> float | None:
-        """For the real client, at the start of a transaction: after how long this process
-        dies (None: it does not), at a random moment of a transaction's usual time."""
+        """For the real client, at the start of an operation: after how long this process
+        dies (None: it does not), at a random moment of an operation's usual time."""
         if not self.sim.real_client_dies():
             return None
         return self.world.rng.uniform(0.0, REAL_CLIENT_DEATH_WITHIN_S)
 
-    def node_crashed(self, node_id: int) -> None:
+    def node_crashed(self, node_id: int, mode: str) -> None:
         if isinstance(self.client, RealTxnClient):
-            self.client.net.node_crashed(node_id)
+            self.client.net.node_crashed(node_id, mode)
+
+    def node_restarted(self, node_id: int) -> None:
+        if isinstance(self.client, RealTxnClient):
+            self.client.net.node_restarted(node_id)
 
     # the process -------------------------------------------------------------------------
 
@@ -701,7 +710,6 @@ class ClientHost(Host):
     def new_process(self) -> None:
         """After an indeterminate outcome the process counts as crashed (Jepsen's rule)."""
         if isinstance(self.client, RealTxnClient):
-            self.sim.real_client_errors += self.client.errors
             self.client.kill()
         self.process += self.sim.knobs.clients
         self.client = self._new_client()
@@ -1975,6 +1983,8 @@ class ClusterSim:
         for i, node_id in enumerate(self.node_ids):
             rate = k.rates[i] if i < len(k.rates) else 1.0
             self.nodes[node_id] = NodeHost(self, node_id, k.timing, _at(k.skews, i), rate)
+        #: What the real client's processes reported that no correct run may (real_client).
+        self.real_client_errors: list[str] = []
         self.clients: list[ClientHost] = []
         for c in range(k.clients):
             skew = _at(k.skews, k.nodes + c)
@@ -1982,8 +1992,6 @@ class ClusterSim:
         self.workload = WORKLOADS[workload](self)
         self.stats: dict[str, int] = {}
         self.next_call_id = 0
-        #: What the loops of real client processes no longer running reported (SimLoop).
-        self.real_client_errors: list[str] = []
         self.fault_log: list[str] = []
         # txn id -> (coordinator group, participants, groups seen holding its PREPARE).
         self.prepares_logged: dict[bytes, tuple[int, frozenset[int], set[int]]] = {}
@@ -2425,11 +2433,8 @@ class ClusterSim:
     # ------------------------------------------------------------------ verdict
 
     def _fail_text(self, what: str) -> str:
-        leaked = self.real_client_errors + [
-            e for c in self.clients if isinstance(c.client, RealTxnClient) for e in c.client.errors
-        ]
-        if leaked:
-            what += f"\nthe real client's loop reported: {leaked[:3]}"
+        if self.real_client_errors:
+            what += f"\nthe real client reported: {self.real_client_errors[:3]}"
         return (
             f"{what}\nseed={self.seed} workload={self.workload_name} profile={self.profile}\n"
             f"knobs: {self.knobs.describe()}\nfault log: {self.fault_log}\n"
@@ -2487,10 +2492,7 @@ class ClusterSim:
         # The workload's own verdict (Elle, bank totals) first: it names the anomaly.
         problems: list[str] = self.workload.check(self.final)
         problems += self.apply_conflicts
-        problems += [f"the real client's loop reported: {e}" for e in self.real_client_errors]
-        for client in self.clients:
-            if isinstance(client.client, RealTxnClient):
-                problems += [f"the real client's loop reported: {e}" for e in client.client.errors]
+        problems += [f"the real client reported: {e}" for e in self.real_client_errors]
         # The versions applied are the history every later check judges, collected or not;
         # each replica must store exactly them from its group's collection horizon on.
         chains = self.applied_chains()
@@ -2688,6 +2690,9 @@ class ClusterSim:
         return found[0]
 
     def _result(self) -> ClusterResult:
+        # The real client's tasks that ended with an exception nobody retrieved are reported
+        # when collected (sim_loop.py): collect now, so that the verdict holds them all.
+        gc.collect()
         problems = self.verify()
         if problems:
             shown = "\n  ".join(problems[:20])

@@ -11,7 +11,7 @@ from world import World
 
 def test_tasks_sleeps_and_timeouts_run_in_virtual_time() -> None:
     world = World(random.Random(1))
-    loop = SimLoop(world)
+    loop = SimLoop(world, [])
     seen: list[tuple[str, float]] = []
 
     async def sleeper(name: str, delay: float) -> None:
@@ -24,9 +24,9 @@ def test_tasks_sleeps_and_timeouts_run_in_virtual_time() -> None:
         except TimeoutError:
             seen.append(("timed out", loop.time()))
 
-    loop.run_soon(lambda: loop.create_task(sleeper("b", 2.0)))
-    loop.run_soon(lambda: loop.create_task(sleeper("a", 1.0)))
-    loop.run_soon(lambda: loop.create_task(waits_too_long()))
+    loop.call_soon(lambda: loop.create_task(sleeper("b", 2.0)))
+    loop.call_soon(lambda: loop.create_task(sleeper("a", 1.0)))
+    loop.call_soon(lambda: loop.create_task(waits_too_long()))
     world.run_until(60.0)
     assert seen == [("timed out", 0.5), ("a", 1.0), ("b", 2.0)]
     assert loop.errors == []
@@ -34,7 +34,7 @@ def test_tasks_sleeps_and_timeouts_run_in_virtual_time() -> None:
 
 def test_a_killed_process_runs_nothing_more() -> None:
     world = World(random.Random(1))
-    loop = SimLoop(world)
+    loop = SimLoop(world, [])
     seen: list[float] = []
 
     async def ticker() -> None:
@@ -42,7 +42,7 @@ def test_a_killed_process_runs_nothing_more() -> None:
             await asyncio.sleep(1.0)
             seen.append(loop.time())
 
-    loop.run_soon(lambda: loop.create_task(ticker()))
+    loop.call_soon(lambda: loop.create_task(ticker()))
     world.run_until(3.5)
     loop.kill()
     world.run_until(10.0)
@@ -51,11 +51,42 @@ def test_a_killed_process_runs_nothing_more() -> None:
 
 def test_an_exception_a_callback_lets_escape_is_kept() -> None:
     world = World(random.Random(1))
-    loop = SimLoop(world)
+    loop = SimLoop(world, [])
 
     def broken() -> None:
         loop.create_future().result()  # no result yet: InvalidStateError
 
-    loop.run_soon(broken)
+    loop.call_soon(broken)
     world.run_until(1.0)
     assert len(loop.errors) == 1 and "InvalidStateError" in loop.errors[0]
+
+
+def test_a_dead_process_schedules_nothing_and_reports_nothing() -> None:
+    """The garbage collector runs a dead process's `finally` blocks whenever it finds its
+    coroutines: they must not touch the world (a reentrant push broke its heap)."""
+    world = World(random.Random(1))
+    errors: list[str] = []
+    loop = SimLoop(world, errors)
+    loop.kill()
+    events = world._heap[:]
+    loop.call_soon(lambda: None)
+    loop.call_later(1.0, lambda: None)
+    loop.call_exception_handler({"message": "Task exception was never retrieved"})
+    assert world._heap == events and errors == []
+
+
+def test_a_handler_set_is_called_and_the_outer_running_loop_is_restored() -> None:
+    world = World(random.Random(1))
+    loop = SimLoop(world, [])
+    seen: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context["message"]))
+    running: list[asyncio.AbstractEventLoop] = []
+
+    def inside() -> None:
+        running.append(asyncio.get_running_loop())
+        loop.call_exception_handler({"message": "reported"})
+
+    loop.call_soon(inside)
+    world.run_until(1.0)
+    assert running == [loop] and seen == ["reported"] and loop.errors == []
+    assert asyncio.events._get_running_loop() is None

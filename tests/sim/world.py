@@ -262,8 +262,10 @@ class SimNetwork:
 
     # ------------------------------------------------------------------ traffic
 
-    def send(self, src: int, dst: int, payload: Any) -> None:
-        """Hand a payload to the network. It may be dropped, duplicated, delayed, reordered."""
+    def send(self, src: int, dst: int, payload: Any, reliable: bool = False) -> None:
+        """Hand a payload to the network. It may be dropped, duplicated, delayed, reordered;
+        `reliable` (a TCP connection's): never dropped or duplicated, only delayed and held
+        back by cuts and partitions."""
         self.sent += 1
         cfg = self.config
         if cfg.keep_sent and self.keepable(payload):
@@ -273,9 +275,9 @@ class SimNetwork:
         if (src, dst) in self._blocked:
             return
         rng = self.world.rng
-        if cfg.drop and rng.random() < cfg.drop:
+        if cfg.drop and not reliable and rng.random() < cfg.drop:
             return
-        copies = 2 if cfg.duplicate and rng.random() < cfg.duplicate else 1
+        copies = 2 if cfg.duplicate and not reliable and rng.random() < cfg.duplicate else 1
         for _ in range(copies):
             if cfg.long_delay and rng.random() < cfg.long_delay:
                 delay = rng.uniform(cfg.delay_max_s, cfg.long_delay_max_s)

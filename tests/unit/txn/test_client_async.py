@@ -156,12 +156,14 @@ async def test_a_commit_too_long_after_the_start_is_refused_before_anything_is_s
     than their purge mark, so a transaction kept open longer than MAX_TXN_AGE_S gets a
     retryable TransactionTooOld instead of a Prepare that could never commit (found by
     review: the client then reported CommitUnknown). Its update locks are freed, and `run`
-    re-runs it with a fresh start. The age is taken from a clock no wall-clock step moves."""
-    async with fast_client(fake) as client:
+    re-runs it with a fresh start. The age is taken from the client's monotonic clock
+    (`monotonic=`), which no wall-clock step moves."""
+    elapsed = [0.0]
+    async with fast_client(fake, monotonic=lambda: 1000.0 + elapsed[0]) as client:
         tx = client.transaction()
         await tx.get(A1, for_update=True)
         tx.put(B1, b"b")
-        tx._started_mono -= MAX_TXN_AGE_S + 1  # it began 21 s ago
+        elapsed[0] += MAX_TXN_AGE_S + 1  # it began 21 s ago
         stepped_back = time.time_ns() - 3600 * 10**9  # the wall clock says it just began
         client._wall_ns = functools.partial(int, stepped_back)  # type: ignore[method-assign]
         with pytest.raises(txn.TransactionTooOld, match="over the 20 s") as caught:
