@@ -79,6 +79,7 @@ from router.client_errors import (
     LimitExceeded,
     OutcomeUnknown,
     ServerError,
+    SnapshotTooOld,
     Unavailable,
     WrongCluster,
 )
@@ -1229,6 +1230,8 @@ class RoutingClient:
             return LimitExceeded(text)
         if code == kv.INVALID_ARGUMENT:
             return InvalidArgument(text)
+        if code == kv.SNAPSHOT_TOO_OLD:
+            return SnapshotTooOld(text)
         if code == kv.OUTCOME_UNKNOWN:
             if write:
                 return OutcomeUnknown(f"{text}; {OUTCOME_ADVICE}")

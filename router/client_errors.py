@@ -80,6 +80,15 @@ class InvalidArgument(ClientError, ValueError):
     code = "INVALID_ARGUMENT"
 
 
+class SnapshotTooOld(ClientError):
+    """A read at a timestamp older than the group's MVCC retention (a snapshot kept open
+    too long): the versions it needs may be collected. Nothing was applied; read again
+    at a newer timestamp (a new snapshot)."""
+
+    code = "SNAPSHOT_TOO_OLD"
+    retryable = True
+
+
 class WrongCluster(ClientError):
     """The contacted node belongs to another cluster: the seed addresses or the cluster id
     are wrong."""

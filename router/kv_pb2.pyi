@@ -21,6 +21,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_UNKNOWN: _ClassVar[ErrorCode]
     INTERNAL: _ClassVar[ErrorCode]
     CONFLICT: _ClassVar[ErrorCode]
+    SNAPSHOT_TOO_OLD: _ClassVar[ErrorCode]
 OK: ErrorCode
 NOT_LEADER: ErrorCode
 WRONG_SHARD: ErrorCode
@@ -32,6 +33,7 @@ UNAVAILABLE: ErrorCode
 OUTCOME_UNKNOWN: ErrorCode
 INTERNAL: ErrorCode
 CONFLICT: ErrorCode
+SNAPSHOT_TOO_OLD: ErrorCode
 
 class Conflict(_message.Message):
     __slots__ = ("key", "other_txn", "phase", "reason")

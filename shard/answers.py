@@ -8,7 +8,7 @@ from __future__ import annotations
 from router import kv_pb2 as kv
 from shard import codec
 from shard.admission_checks import _conflict_error, _error
-from shard.errors import ShardError, Status, WrongShard
+from shard.errors import ShardError, Status, VersionCompacted, WrongShard
 from shard.limits import MAX_SCAN_RESPONSE_BYTES
 from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page
 from shard.node_records import GroupHost, _Pending
@@ -164,6 +164,8 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
         )
     except WrongShard as exc:
         return _error(kv.WRONG_SHARD, str(exc), map_version=map_version)
+    except VersionCompacted as exc:
+        return _error(kv.SNAPSHOT_TOO_OLD, str(exc))
     except ShardError as exc:
         return _error(kv.INVALID_ARGUMENT, str(exc))
 

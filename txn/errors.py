@@ -34,6 +34,8 @@ ClientClosed           CLIENT_CLOSED        no         per instance     the clie
 TransactionClosed      TRANSACTION_CLOSED   no         no               use after commit/abort
 TransactionTooOld      TRANSACTION_TOO_OLD  yes        no               committed too long after
                                                                         its start
+SnapshotTooOld         SNAPSHOT_TOO_OLD     yes        no               a snapshot read older than
+                                                                        the MVCC retention
 TooManyRetries         TOO_MANY_RETRIES     no         no               retry budget used up
 =====================  ===================  =========  ===============  ==========================
 
@@ -69,6 +71,7 @@ __all__ = [
     "OutcomeUnknown",
     "PaxosKVError",
     "ServerError",
+    "SnapshotTooOld",
     "TooManyRetries",
     "TransactionClosed",
     "TransactionTooOld",
@@ -290,6 +293,17 @@ class InvalidArgument(PaxosKVError, routing.InvalidArgument):
     maybe_committed = False
 
 
+class SnapshotTooOld(PaxosKVError, routing.SnapshotTooOld):
+    """A snapshot read (or scan) at a timestamp older than the shard's MVCC retention
+    (`mvcc_retention_s`, 10 minutes by default): its versions may be collected. Nothing
+    was applied; take a new snapshot (retryable), as FoundationDB's `transaction_too_old`
+    and etcd's "required revision has been compacted" ask."""
+
+    code = "SNAPSHOT_TOO_OLD"
+    retryable = True
+    maybe_committed = False
+
+
 class WrongCluster(PaxosKVError, routing.WrongCluster):
     """The seeds belong to another cluster than `cluster_id`."""
 
@@ -408,6 +422,7 @@ ERRORS: tuple[type[PaxosKVError], ...] = (
     ClientClosed,
     TransactionClosed,
     TransactionTooOld,
+    SnapshotTooOld,
     TooManyRetries,
 )
 """Every error class, in the order of the table above."""
@@ -419,6 +434,7 @@ _TRANSLATION: tuple[tuple[type[routing.ClientError], type[PaxosKVError]], ...] =
     (routing.OutcomeUnknown, OutcomeUnknown),
     (routing.LimitExceeded, LimitExceeded),
     (routing.InvalidArgument, InvalidArgument),
+    (routing.SnapshotTooOld, SnapshotTooOld),
     (routing.WrongCluster, WrongCluster),
     (routing.ServerError, ServerError),
     (routing.ClientClosed, ClientClosed),

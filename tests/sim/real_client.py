@@ -36,10 +36,12 @@ What the simulated gRPC does, and how it departs from a real one:
 `RealTxnClient` offers the model's interface to the workloads and records what the real
 client concluded, by the client's contract (`txn.errors`): a return is ``ok``; an error
 with `maybe_committed` (CommitUnknown, OutcomeUnknown) is ``info``; a Conflict,
-Unavailable, TooManyRetries or TransactionTooOld is ``fail``, a promise that nothing was
-applied, which the checkers hold it to. Any other error (InvalidArgument, ServerError,
-TransactionClosed...) cannot come from a correct client and cluster here: it fails the run,
-but for a read refused below the collection horizon (`_read_below_the_horizon`).
+Unavailable, TooManyRetries, TransactionTooOld or SnapshotTooOld (a read slower than the
+collecting runs' 0.3 s retention) is ``fail``, a promise that nothing was applied, which
+the checkers hold it to. Any other error (InvalidArgument, ServerError, TransactionClosed...)
+cannot come from a correct client and cluster here: it fails the run. (Found so: a snapshot
+read below the collection horizon was refused as INVALID_ARGUMENT, which says the request
+was malformed; it is SNAPSHOT_TOO_OLD now, `txn.SnapshotTooOld`, retryable.)
 Transactions run as one attempt of `client.run` (`max_attempts` 1: the workload's next
 operation is the retry), so that a lost commit is settled as `run(settle_unknown=True)`
 settles it in the runs with the short deadline.
@@ -75,8 +77,8 @@ from router.client import _Connection
 from txn import AsyncClient, AsyncTransaction
 from txn.errors import (
     Conflict,
-    InvalidArgument,
     PaxosKVError,
+    SnapshotTooOld,
     TooManyRetries,
     TransactionTooOld,
     Unavailable,
@@ -92,7 +94,7 @@ OnResult = Callable[[TxnResult], None]
 
 #: What an operation may fail with here when nothing of it was applied (the others are
 #: bugs, of the client or of the cluster: see the module docstring).
-NOT_APPLIED = (Conflict, Unavailable, TooManyRetries, TransactionTooOld)
+NOT_APPLIED = (Conflict, Unavailable, TooManyRetries, TransactionTooOld, SnapshotTooOld)
 
 
 @contextlib.contextmanager
@@ -505,9 +507,7 @@ class RealTxnClient:
         """`result` of an operation that raised `exc`, by the client's contract (the
         module docstring); `writes`: what a single-key write may have applied."""
         result.why = f"{type(exc).__name__}: {exc}"
-        if _read_below_the_horizon(exc):
-            result.status = "fail"  # a read, slower than the collecting runs' retention
-        elif exc.maybe_committed:
+        if exc.maybe_committed:
             result.status = "info"
             if writes is not None:
                 result.writes = writes
@@ -517,13 +517,6 @@ class RealTxnClient:
             result.status = "info"
             self.errors.append(f"an operation raised what no correct run may: {result.why}")
         return result
-
-
-def _read_below_the_horizon(exc: PaxosKVError) -> bool:
-    """A read at a timestamp the replica's MVCC collection has passed (the nodes refuse it
-    as INVALID_ARGUMENT): what a snapshot older than the retention meets, in the runs that
-    collect with a retention of 0.3 s."""
-    return isinstance(exc, InvalidArgument) and "were garbage-collected" in str(exc)
 
 
 class _Attempt:

@@ -1129,7 +1129,7 @@ def test_a_snapshot_get_below_the_gc_horizon_is_refused_over_a_proven_commit(
     node.call(put(b"zebra", b"z", group=2))  # a cycle that applies something runs the GC
     assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1
     old = node.call(get(b"apple", snapshot=True, at_version=prepare_ts + 1)).get
-    assert old.error.code == kv.INVALID_ARGUMENT and "garbage-collected" in old.error.message
+    assert old.error.code == kv.SNAPSHOT_TOO_OLD and "garbage-collected" in old.error.message
 
 
 def test_a_snapshot_scan_below_the_gc_horizon_over_an_old_intent_is_refused() -> None:
@@ -1143,7 +1143,7 @@ def test_a_snapshot_scan_below_the_gc_horizon_over_an_old_intent_is_refused() ->
     node.call(put(b"zebra", b"z", group=2))  # an apply cycle runs the GC
     assert node.core.hosts[1].shard.gc_horizon > prepare_ts + 1
     answer = node.call(scan(b"a", b"m", limit=10, snapshot=True, at_version=prepare_ts + 1))
-    assert answer.scan.error.code == kv.INVALID_ARGUMENT, answer
+    assert answer.scan.error.code == kv.SNAPSHOT_TOO_OLD, answer
     assert "garbage-collected" in answer.scan.error.message
 
 
@@ -1163,7 +1163,7 @@ def test_a_parked_snapshot_scan_the_gc_horizon_passes_is_refused() -> None:
     node.advance(1.5)  # GC passes raise the horizon while it waits (the request has 5 s)
     node.call(put(b"zebra", b"z", group=2))
     assert len(answers) == 1
-    assert answers[0].scan.error.code == kv.INVALID_ARGUMENT, answers
+    assert answers[0].scan.error.code == kv.SNAPSHOT_TOO_OLD, answers
     assert "garbage-collected" in answers[0].scan.error.message
 
 
@@ -1180,7 +1180,7 @@ def test_a_snapshot_get_below_the_gc_horizon_over_an_intent_is_refused_at_once()
     node.core.submit(get(b"apple", snapshot=True, at_version=prepare_ts + 1), answers.append)
     node.advance(0.05)
     assert len(answers) == 1, "parked behind the intent"
-    assert answers[0].get.error.code == kv.INVALID_ARGUMENT, answers
+    assert answers[0].get.error.code == kv.SNAPSHOT_TOO_OLD, answers
     assert "garbage-collected" in answers[0].get.error.message
 
 

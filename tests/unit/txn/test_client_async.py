@@ -1795,3 +1795,28 @@ async def test_an_aborts_asker_ts_stays_below_the_prepares_after_a_wall_clock_st
     prepare_ts = [r.prepare.ts for _, r in fake.requests("prepare")]
     asker = {r.decide.asker_ts for _, r in fake.requests("decide")}
     assert len(asker) == 1 and 0 < asker.pop() <= min(prepare_ts)
+
+
+@with_fake
+async def test_a_snapshot_older_than_the_retention_is_refused_as_snapshot_too_old(
+    fake: FakeKV,
+) -> None:
+    """A node refuses a read below its MVCC collection horizon with SNAPSHOT_TOO_OLD; the
+    client raises the retryable `SnapshotTooOld` at once (found by the simulator's runs of
+    this client, where it was an INVALID_ARGUMENT, which says the request was malformed and
+    is not retryable). A new snapshot reads again."""
+    refused = 0
+
+    def too_old(request: kv.Request) -> kv.Response:
+        nonlocal refused
+        refused += 1
+        return error_response(request, kv.SNAPSHOT_TOO_OLD)
+
+    fake.hook = on_kind("get", lambda r: too_old(r) if r.get.snapshot and not refused else None)
+    async with fast_client(fake) as client:
+        await client.put(A1, b"v")
+        with pytest.raises(txn.SnapshotTooOld) as caught:
+            await client.snapshot().get(A1)
+        assert caught.value.retryable and not caught.value.maybe_committed
+        assert refused == 1
+        assert await client.snapshot().get(A1) == b"v"

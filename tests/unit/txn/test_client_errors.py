@@ -31,6 +31,7 @@ EXPECTED = {
     txn.ClientClosed: (False, False),
     txn.TransactionClosed: (False, False),
     txn.TransactionTooOld: (True, False),
+    txn.SnapshotTooOld: (True, False),
     txn.TooManyRetries: (False, False),
 }
 
@@ -52,6 +53,7 @@ def test_table_flags_and_unique_codes() -> None:
         (routing.OutcomeUnknown, txn.OutcomeUnknown),
         (routing.LimitExceeded, txn.LimitExceeded),
         (routing.InvalidArgument, txn.InvalidArgument),
+        (routing.SnapshotTooOld, txn.SnapshotTooOld),
         (routing.WrongCluster, txn.WrongCluster),
         (routing.ServerError, txn.ServerError),
         (routing.ClientClosed, txn.ClientClosed),
