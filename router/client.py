@@ -1387,7 +1387,8 @@ class RoutingClient:
         """The value and version of `key`, or None when it does not exist.
 
         Linearizable unless `stale_ok` (then any replica's applied state, possibly behind).
-        `at_version` > 0 reads the newest version <= at_version.
+        `at_version` > 0 reads the newest version <= at_version (`SnapshotTooOld` when the
+        shard's MVCC collection has passed it).
         """
         request = kv.Request(get=kv.GetRequest(key=key, stale_ok=stale_ok, at_version=at_version))
         response = await self.send(
@@ -1469,6 +1470,8 @@ class RoutingClient:
 
         The range is cut at shard boundaries and read shard by shard (each part linearizable
         on its own; the whole is not one snapshot across shards — use a transaction for that).
+        `at_version` > 0 reads every part at that version (`SnapshotTooOld` when a shard's
+        MVCC collection has passed it).
         """
         if limit <= 0 or (end is not None and end <= start):
             return []

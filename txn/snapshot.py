@@ -60,6 +60,8 @@ class AsyncSnapshot:
 
         Raises:
             Unavailable, DeadlineExceeded: the key's shard could not serve the read in time.
+            SnapshotTooOld: the snapshot is older than the shard's MVCC retention (10
+                minutes by default); take a new one.
             TransactionClosed: the snapshot is closed.
         """
         key = _as_key(key)
@@ -76,7 +78,7 @@ class AsyncSnapshot:
         across shards.
 
         Raises:
-            Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
+            Unavailable, DeadlineExceeded, SnapshotTooOld, TransactionClosed: as `get`.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")

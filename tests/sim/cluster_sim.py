@@ -465,6 +465,8 @@ class NodeHost(Host):
         self.requests_seen: set[tuple[int, int, int]] = set()
         self.cycles = 0
         self.applied_in_wake = False
+        #: How the node last went down (a `CrashMode`): the real client's connections see it.
+        self.down_mode = ""
 
     # ------------------------------------------------------------------ clocks
 
@@ -491,6 +493,7 @@ class NodeHost(Host):
         self._outgoing = []
 
     def on_crash(self, mode: str) -> None:
+        self.down_mode = mode
         self.disk.crash(mode, self.world.rng)
         for client in self.sim.clients:
             client.node_crashed(self.id, mode)

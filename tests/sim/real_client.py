@@ -16,30 +16,35 @@ What the simulated gRPC does, and how it departs from a real one:
 
 - `SimStub.Batch()` opens a `SimStream`: each request written goes to the node as one
   message (`("req", id, 1, bytes)`, as the model's requests do; the node answers each),
-  each answer comes back as a one-response batch. A stream's messages are never dropped
-  or duplicated (TCP), but they are delayed and may be reordered (the client matches
-  answers by id), and a partition or a paused node holds them back as silence, which the
-  client must detect (`_SilenceWatch`). Every copy of a commit request may also come back
+  each answer comes back as a one-response batch. A connection's messages are never
+  dropped or duplicated and arrive in order (`SimNetwork.send(reliable=True)`); a cut link
+  holds them until it works again, and a paused node answers nothing meanwhile: silence,
+  which the client must detect (`_SilenceWatch`). Every copy of a commit request may also come back
   late, after the retention window (`ClusterSim.maybe_copy_late`, the "purge" profile).
 - A node killed (`CrashMode.KILL`: its kernel resets the connections) breaks its streams
-  at once; one that lost power breaks them when it restarts (its first answer to the old
-  connection is a reset). A broken stream's reader fails with UNAVAILABLE, so its
-  requests in flight fail as possibly sent.
-- `SimChannel.get_state()` is READY while the node is up and TRANSIENT_FAILURE while it is
-  down, so a request to a node that is down fails as never sent, at once (a real client
-  may instead wait up to CONNECT_TIMEOUT_S for a machine that lost power).
+  at once and refuses new connections while it is down (`SimChannel`: TRANSIENT_FAILURE,
+  so what was queued fails as never sent); a machine that lost power says nothing: its
+  streams stay open, what is written to them goes nowhere (silence, which the client must
+  detect), a new connection keeps CONNECTING until the connect timeout, and the streams
+  break when it restarts (its first answer to the old connection is a reset). A broken
+  stream's reader fails with UNAVAILABLE, so its requests in flight fail as possibly sent.
 - `SimStub.Status` and `GetShardMap` are answered from the node
   (`shard.server.shard_map_response`, the servicer's code), or raise what grpc.aio raises:
-  `AioRpcError` UNAVAILABLE "connection refused" at a node that is down, DEADLINE_EXCEEDED
-  when no answer comes in time.
+  `AioRpcError` UNAVAILABLE "connection refused" at a killed node, DEADLINE_EXCEEDED when
+  no answer comes in time.
+- What grpc.aio does and these do not: flow control (a write never waits), `AioRpcError`
+  from a write (a reset shows at the reader), and one round trip per write for a whole
+  batch (each request is a message of its own, in order on its link).
 
 `RealTxnClient` offers the model's interface to the workloads and records what the real
 client concluded, by the client's contract (`txn.errors`): a return is ``ok``; an error
-with `maybe_committed` (CommitUnknown, OutcomeUnknown) is ``info``; a Conflict,
-Unavailable, TooManyRetries, TransactionTooOld or SnapshotTooOld (a read slower than the
-collecting runs' 0.3 s retention) is ``fail``, a promise that nothing was applied, which
-the checkers hold it to. Any other error (InvalidArgument, ServerError, TransactionClosed...)
-cannot come from a correct client and cluster here: it fails the run. (Found so: a snapshot
+OutcomeUnknown (CommitUnknown included) is ``info``; a Conflict, Unavailable,
+TransactionTooOld, a SnapshotTooOld of a snapshot read once the collecting runs' retention
+has passed since its timestamp, or a TooManyRetries whose last error is one of those, is
+``fail``, a promise that nothing was applied, which the checkers hold it to
+(`RealTxnClient._expected_refusal`). Any other error (InvalidArgument, ServerError,
+TransactionClosed, a SnapshotTooOld too early...) cannot come from a correct client and
+cluster here: it fails the run. (Found so: a snapshot
 read below the collection horizon was refused as INVALID_ARGUMENT, which says the request
 was malformed; it is SNAPSHOT_TOO_OLD now, `txn.SnapshotTooOld`, retryable.)
 Transactions run as one attempt of `client.run` (`max_attempts` 1: the workload's next
@@ -77,12 +82,14 @@ from router.client import _Connection
 from txn import AsyncClient, AsyncTransaction
 from txn.errors import (
     Conflict,
+    OutcomeUnknown,
     PaxosKVError,
     SnapshotTooOld,
     TooManyRetries,
     TransactionTooOld,
     Unavailable,
 )
+from txn.hlc import physical_us
 from txn.txn_ids import RANDOM_BYTES, txn_id_with_start
 
 if TYPE_CHECKING:
@@ -91,10 +98,6 @@ if TYPE_CHECKING:
 __all__ = ["RealTxnClient", "deterministic_txn_ids"]
 
 OnResult = Callable[[TxnResult], None]
-
-#: What an operation may fail with here when nothing of it was applied (the others are
-#: bugs, of the client or of the cluster: see the module docstring).
-NOT_APPLIED = (Conflict, Unavailable, TooManyRetries, TransactionTooOld, SnapshotTooOld)
 
 
 @contextlib.contextmanager
@@ -113,6 +116,11 @@ def deterministic_txn_ids(rng: random.Random) -> Iterator[None]:
         txn_client.new_txn_id = real
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
@@ -127,12 +135,25 @@ class ClientNet:
         self.sim = host.sim
         self._answers: dict[int, Callable[[bytes], None]] = {}
         self.streams: list[SimStream] = []
+        self._waiting_back: dict[int, list[asyncio.Future[None]]] = {}
 
     def node_of(self, address: str) -> int:
         return int(address.split(":", 1)[1])
 
-    def node_up(self, node: int) -> bool:
+    def up(self, node: int) -> bool:
         return self.sim.nodes[node].up
+
+    def refuses(self, node: int) -> bool:
+        """Whether connecting to `node` is refused at once: its process was killed (its
+        machine answers with a reset); a machine that lost power answers nothing."""
+        host = self.sim.nodes[node]
+        return not host.up and host.down_mode == CrashMode.KILL
+
+    def back(self, node: int) -> asyncio.Future[None]:
+        """Done when `node` restarts."""
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._waiting_back.setdefault(node, []).append(future)
+        return future
 
     def send(self, node: int, payload: Callable[[int], tuple[Any, ...]], on_answer: Any) -> None:
         """Send `payload(call_id)` to `node` on a connection (never dropped nor duplicated);
@@ -159,6 +180,8 @@ class ClientNet:
             if stream.node == node:
                 self.loop.call_soon(stream.reset)
         self.streams = [s for s in self.streams if s.node != node]
+        for future in self._waiting_back.pop(node, []):
+            self.loop.call_soon(_resolve, future)
 
 
 class SimStream:
@@ -175,7 +198,9 @@ class SimStream:
         return self._done
 
     def cancel(self) -> bool:
-        self._done = True
+        if not self._done:
+            self._done = True
+            self._answers.put_nowait(asyncio.CancelledError())  # a read then raises it
         return True
 
     async def write(self, batch: kv.RequestBatch) -> None:
@@ -206,16 +231,31 @@ class SimStream:
 
 
 class SimChannel:
-    """What `_Connection` uses of a grpc.aio channel."""
+    """What `_Connection` uses of a grpc.aio channel: READY while the node is up; while it
+    is down, TRANSIENT_FAILURE if its process was killed (connections refused), and if its
+    machine lost power READY for a channel connected before (nothing tells the client, as
+    gRPC's keepalive takes longer than these outages) or CONNECTING for a new one, until
+    the node restarts or the caller's connect timeout ends the wait."""
 
     def __init__(self, net: ClientNet, node: int) -> None:
         self._net = net
         self._node = node
+        self._connected = False
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        if self._net.node_up(self._node):
+        if self._net.up(self._node):
+            self._connected = True
             return grpc.ChannelConnectivity.READY
-        return grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        if self._net.refuses(self._node):
+            self._connected = False
+            return grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        if self._connected:
+            return grpc.ChannelConnectivity.READY
+        return grpc.ChannelConnectivity.CONNECTING
+
+    async def wait_for_state_change(self, last_observed_state: Any) -> None:
+        if self.get_state() is last_observed_state:
+            await self._net.back(self._node)
 
     async def close(self) -> None:
         pass
@@ -239,7 +279,7 @@ class SimStub:
 
     async def _call(self, method: str, request: Any, timeout: float) -> bytes:
         net = self._net
-        if not net.node_up(self._node):
+        if net.refuses(self._node):
             raise _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect: Connection refused")
         answer: asyncio.Future[bytes] = net.loop.create_future()
 
@@ -505,18 +545,38 @@ class RealTxnClient:
         writes: dict[bytes, bytes | None] | None = None,
     ) -> TxnResult:
         """`result` of an operation that raised `exc`, by the client's contract (the
-        module docstring); `writes`: what a single-key write may have applied."""
+        module docstring); `writes`: what a single-key write may have applied. An error no
+        correct run may give is kept in `errors` (the run fails) and is ``info``, claiming
+        nothing."""
         result.why = f"{type(exc).__name__}: {exc}"
-        if exc.maybe_committed:
+        if exc.maybe_committed and writes is not None:
+            result.writes = writes
+        if isinstance(exc, OutcomeUnknown):  # CommitUnknown too
             result.status = "info"
-            if writes is not None:
-                result.writes = writes
-        elif isinstance(exc, NOT_APPLIED):
+        elif self._expected_refusal(exc, result.snapshot_ts):
             result.status = "fail"
         else:
             result.status = "info"
             self.errors.append(f"an operation raised what no correct run may: {result.why}")
         return result
+
+    def _expected_refusal(self, exc: PaxosKVError, read_at: int) -> bool:
+        """Whether `exc` is a refusal (nothing applied) a correct client and cluster may
+        give here: a conflict, no leader or no answer in time, a transaction too old, and
+        a snapshot too old for a read at `read_at` only once the retention has passed."""
+        if isinstance(exc, TooManyRetries):
+            return self._expected_refusal(exc.last_error, read_at)
+        if isinstance(exc, SnapshotTooOld):
+            return read_at > 0 and self._retention_passed(read_at)
+        return isinstance(exc, (Conflict, Unavailable, TransactionTooOld))
+
+    def _retention_passed(self, ts: int) -> bool:
+        """Whether a node may have collected below `ts` by now: its collection horizon is at
+        most its wall clock minus the retention, and the clocks of this client, the node
+        that gave `ts` and the one that refused it are within the maximum offset."""
+        settings = self.host.sim.knobs.txn
+        age_s = self.host.wall_ns() / 1e9 - physical_us(ts) / 1e6  # by this client's clock
+        return age_s >= settings.mvcc_retention_s - 3 * settings.max_clock_offset_s - 0.001
 
 
 class _Attempt:

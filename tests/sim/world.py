@@ -175,6 +175,11 @@ class SimNetwork:
         self.keepable: Callable[[Any], bool] = lambda _: True
         # Per destination: the send times (ascending) and (src, payload) of kept messages.
         self._kept: dict[int, tuple[list[float], list[tuple[int, Any]]]] = {}
+        # A connection's messages (`send(reliable=True)`) held back by a cut link, with the
+        # destination's incarnation then (a restarted process resets the connection), and
+        # the latest delivery time each link gave one (a connection delivers in order).
+        self._held: list[tuple[int, int, Any, int]] = []
+        self._reliable_last: dict[tuple[int, int], float] = {}
 
     # ------------------------------------------------------------------ faults
 
@@ -198,6 +203,7 @@ class SimNetwork:
         """Restore one direction of one link."""
         self._blocked.discard((src, dst))
         self.world.trace("uncut", src, dst)
+        self._release_held()
 
     def isolate(self, host: int) -> None:
         others = [h for h in sorted(self.world.hosts) if h != host]
@@ -256,6 +262,21 @@ class SimNetwork:
         self._clogged_until.clear()
         self._slow.clear()
         self.world.trace("heal")
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Send on the connection messages whose link works again, as TCP retransmits them,
+        unless the destination process restarted meanwhile (it reset the connection)."""
+        held, self._held = self._held, []
+        for src, dst, payload, incarnation in held:
+            if (src, dst) in self._blocked:
+                self._held.append((src, dst, payload, incarnation))
+            elif self._incarnation(dst) == incarnation:
+                self.send(src, dst, payload, reliable=True)
+
+    def _incarnation(self, host_id: int) -> int:
+        host = self.world.hosts.get(host_id)
+        return host.incarnation if host is not None and host.up else -1
 
     def connected(self, src: int, dst: int) -> bool:
         return (src, dst) not in self._blocked
@@ -264,8 +285,9 @@ class SimNetwork:
 
     def send(self, src: int, dst: int, payload: Any, reliable: bool = False) -> None:
         """Hand a payload to the network. It may be dropped, duplicated, delayed, reordered;
-        `reliable` (a TCP connection's): never dropped or duplicated, only delayed and held
-        back by cuts and partitions."""
+        `reliable` (a TCP connection's): never dropped or duplicated, delivered in order per
+        link, and held back by cuts and partitions until the link works again (dropped if
+        the destination process restarted meanwhile, which resets the connection)."""
         self.sent += 1
         cfg = self.config
         if cfg.keep_sent and self.keepable(payload):
@@ -273,6 +295,8 @@ class SimNetwork:
             times.append(self.world.now)
             messages.append((src, payload))
         if (src, dst) in self._blocked:
+            if reliable:
+                self._held.append((src, dst, payload, self._incarnation(dst)))
             return
         rng = self.world.rng
         if cfg.drop and not reliable and rng.random() < cfg.drop:
@@ -290,7 +314,18 @@ class SimNetwork:
             clog = self._clogged_until.get((src, dst))
             if clog is not None and clog > at:
                 at = clog + delay
-            self.world.schedule(at, self._deliver, src, dst, payload)
+            if reliable:
+                at = max(at, self._reliable_last.get((src, dst), 0.0))
+                self._reliable_last[(src, dst)] = at
+                self.world.schedule(at, self._deliver_reliable, src, dst, payload)
+            else:
+                self.world.schedule(at, self._deliver, src, dst, payload)
+
+    def _deliver_reliable(self, src: int, dst: int, payload: Any) -> None:
+        if (src, dst) in self._blocked:
+            self._held.append((src, dst, payload, self._incarnation(dst)))
+            return
+        self._deliver(src, dst, payload)
 
     def _deliver(self, src: int, dst: int, payload: Any) -> None:
         if (src, dst) in self._blocked:
