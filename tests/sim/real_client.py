@@ -19,8 +19,12 @@ What the simulated gRPC does, and how it departs from a real one:
   each answer comes back as a one-response batch. A connection's messages are never
   dropped or duplicated and arrive in order (`SimNetwork.send(reliable=True)`); a cut link
   holds them until it works again, and a paused node answers nothing meanwhile: silence,
-  which the client must detect (`_SilenceWatch`). Every copy of a commit request may also come back
-  late, after the retention window (`ClusterSim.maybe_copy_late`, the "purge" profile).
+  which the client must detect (`_SilenceWatch`). So a request may reach its node long
+  after the client gave up on it, but never twice: the "purge" profile's late copies
+  (`ClusterSim.maybe_copy_late`, a copy delivered again after the retention window) are
+  the model's datagrams, not a connection's. (Sent on the real client's streams, they
+  applied a one-phase commit whose every copy the nodes had refused, after the client
+  had rightly reported it failed: `registers:purge:316`.)
 - A node killed (`CrashMode.KILL`: its kernel resets the connections) breaks its streams
   at once and refuses new connections while it is down (`SimChannel`: TRANSIENT_FAILURE,
   so what was queued fails as never sent); a machine that lost power says nothing: its
@@ -206,13 +210,9 @@ class SimStream:
     async def write(self, batch: kv.RequestBatch) -> None:
         if self._done:
             raise asyncio.InvalidStateError("the RPC has already finished")  # as grpc.aio
-        sim = self._net.sim
         for request in batch.requests:
             data = request.SerializeToString()
             self._net.send(self.node, lambda call_id, d=data: ("req", call_id, 1, d), self._answer)
-            op = getattr(request, request.WhichOneof("op"))
-            routed = "header" in op.DESCRIPTOR.fields_by_name and op.HasField("header")
-            sim.maybe_copy_late(self._net.host.id, op.header.group_id if routed else None, request)
 
     async def read(self) -> kv.ResponseBatch:
         item = await self._answers.get()
