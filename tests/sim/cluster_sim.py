@@ -130,25 +130,7 @@ __all__ = [
 CLUSTER_ID = "sim"
 WALL_EPOCH_S = 1_750_000_000.0
 MAX_CYCLES_PER_WAKE = 16
-# The profiles whose faults the real client meets (real_client.py): all but "forgery" and
-# "purge-forgery", whose faults are the model client's forged Resolves.
-REAL_CLIENT_PROFILES = (
-    "calm",
-    "reads",
-    "lossy",
-    "dups",
-    "partitions",
-    "crashes",
-    "2pc",
-    "clocks",
-    "chaos",
-    "rebuild",
-    "purge",
-    "torn",
-    "redeliver",
-)
-
-# A real client process that dies during a transaction dies this long after its start at
+# A real client process that dies during an operation dies this long after its start at
 # most (about twice a calm run's median transaction, reads and commit).
 REAL_CLIENT_DEATH_WITHIN_S = 0.05
 NODE_REQUEST_TIMEOUT_S = 1.0
@@ -1634,6 +1616,10 @@ PROFILES = (
     "purge-forgery",
     "redeliver",
 )
+
+# The profiles whose faults the real client meets (real_client.py): all but those whose
+# faults are the model client's forged Resolves.
+REAL_CLIENT_PROFILES = tuple(p for p in PROFILES if p not in ("forgery", "purge-forgery"))
 # The "redeliver" fault: each node gets this many old Paxos messages again every
 # `world.REDELIVER_EVERY_S`.
 REDELIVER_COUNT = 2
