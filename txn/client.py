@@ -212,6 +212,11 @@ _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 
 
+def _value_and_version(got: kv.GetResponse) -> tuple[bytes | None, int]:
+    """(value, version) of a get's answer; the value None when the key was absent."""
+    return (got.value if got.found else None), got.version
+
+
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
     """Raise the routing client's errors as this package's (`from_routing_error`): every call
@@ -803,9 +808,8 @@ class AsyncClient:
     ) -> tuple[bytes | None, int]:
         """`get`, with the version it read (0: never written)."""
         response = await self._single(kv.Request(get=kv.GetRequest(key=key)), key, False, timeout_s)
-        got = response.get
-        self._clock.observe(got.version)
-        return (got.value if got.found else None), got.version
+        self._clock.observe(response.get.version)
+        return _value_and_version(response.get)
 
     async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """Write one key outside any transaction; returns the new version.
@@ -1122,16 +1126,14 @@ class AsyncClient:
             txn_id=txn_id,
             resend_conflicts=not lock_priority,
         )
-        got = response.get
-        self._clock.observe(got.version)
-        return (got.value if got.found else None), got.version
+        self._clock.observe(response.get.version)
+        return _value_and_version(response.get)
 
     async def _read_at(self, key: bytes, ts: int) -> tuple[bytes | None, int]:
         """(value or None, version) of `key` at timestamp `ts` (a snapshot's read)."""
         request = kv.Request(get=kv.GetRequest(key=key, snapshot=True, at_version=ts))
         response = await self._read(request, key=key, deadline=self._deadline())
-        got = response.get
-        return (got.value if got.found else None), got.version
+        return _value_and_version(response.get)
 
     async def _timestamp(self) -> int:
         """A snapshot timestamp: a node's hybrid clock, never below what this client saw."""
