@@ -29,10 +29,14 @@ commit. After the faults heal, the run checks (see `ClusterSim.verify`):
   its group, and every key's versions are a linearization in real time;
 - progress: the run acknowledged at least its profile's floor of writing transactions.
 
+The clients are the model of the client's protocol (`sim_client.py`), and in the tests
+named `*real_client*` the client itself, `txn.AsyncClient` over gRPC-free connections in
+virtual time (`real_client.py`), held to what it tells its callers.
+
 Hypothesis draws the seeds (the simulator's only RNG); the profile fixes the fault mix. A
 failure prints its seed and a one-line replay command:
 
-    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> python -m pytest tests/sim/test_txn_properties.py -k replay
+    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real] python -m pytest tests/sim/test_txn_properties.py -k replay
 
 `HYPOTHESIS_PROFILE=ci` bounds every test to a few examples (the file stays well under two
 minutes); `nightly` runs the profile's thousands.
