@@ -46,6 +46,7 @@ class FakeSim(ClusterSim):
         self.versions_applied = {KEY: dict(chain if applied is None else applied)}
         self.prepares_logged = {}
         self.apply_conflicts = []
+        self.real_client_errors = []
         self.shard_map = SimpleNamespace(
             replicas=lambda g: [1, 2, 3], locate=lambda key: SimpleNamespace(group_id=GROUP)
         )
