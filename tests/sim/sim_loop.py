@@ -19,8 +19,9 @@ appended to `errors`, which the simulation shares among its client processes and
 on: the real client must never leak one. Such reports come when the garbage collector
 finds the object, so the simulation collects before it judges (`ClusterSim._result`).
 
-What asyncio features it does not provide (sockets, subprocesses, signals, executors) raise
-NotImplementedError: the client never uses them.
+What asyncio features it does not provide (sockets, subprocesses, signals, executors,
+threads, running or closing the loop) raise NotImplementedError: the client never uses
+them.
 """
 
 from __future__ import annotations
@@ -82,14 +83,6 @@ class SimLoop(asyncio.AbstractEventLoop):
         self._schedule(self.world.now, handle)
         return handle
 
-    def call_soon_threadsafe(
-        self,
-        callback: Callable[..., object],
-        *args: Any,
-        context: contextvars.Context | None = None,
-    ) -> asyncio.Handle:
-        return self.call_soon(callback, *args, context=context)
-
     def call_at(
         self,
         when: float,
@@ -127,22 +120,10 @@ class SimLoop(asyncio.AbstractEventLoop):
 
     # ------------------------------------------------------------------ state
 
-    def is_running(self) -> bool:
-        return True
-
-    def is_closed(self) -> bool:
-        return False
-
     def get_debug(self) -> bool:
-        return False
-
-    def set_debug(self, enabled: bool) -> None:
-        pass
+        return False  # asked by every Future and Task made
 
     # ------------------------------------------------------------------ errors
-
-    def get_exception_handler(self) -> Any:
-        return self._exception_handler
 
     def set_exception_handler(self, handler: Any) -> None:
         self._exception_handler = handler

@@ -468,25 +468,29 @@ def step_down_and_look(node: OneNode, after_s: float) -> None:
     node.core._wake_lock_waits()
 
 
+def parked_write_refused_when_deposed(
+    node: OneNode, value: bytes, after_s: float, parked_for_s: float = 0.0
+) -> None:
+    """A put of `value` parks on the intent on b"apple" (for `parked_for_s`), the replica
+    stops leading and looks `after_s` later: the put is refused NOT_LEADER at once."""
+    answers: list[kv.Response] = []
+    node.core.submit(put(b"apple", value), answers.append)
+    if parked_for_s:
+        node.advance(parked_for_s)
+    assert answers == [] and len(node.core._lock_waits) == 1
+    step_down_and_look(node, after_s)
+    assert len(answers) == 1 and answers[0].put.error.code == kv.NOT_LEADER
+
+
 def test_a_write_parked_in_a_second_term_is_refused_when_that_term_ends(node: OneNode) -> None:
     """Found by review of the skipped scans: the last look saw the group not led here; it
     was led again, a write parked, and the replica stepped down before any look. Nothing
     released and the role was as last seen, but the write must be refused at once, not
     held until its wait ends (and carried into a later term)."""
     hold_intent(node, tid(b"t1"), b"apple", priority=1)
-    replica = node.core.hosts[1].replica
-    first: list[kv.Response] = []
-    node.core.submit(put(b"apple", b"x"), first.append)
-    node.advance(0.05)
-    assert first == []
-    step_down_and_look(node, 0.01)
-    assert len(first) == 1 and first[0].put.error.code == kv.NOT_LEADER
-    replica._role = Role.LEADER  # elected again
-    second: list[kv.Response] = []
-    node.core.submit(put(b"apple", b"y"), second.append)
-    assert second == [] and len(node.core._lock_waits) == 1  # parked on t1's intent
-    step_down_and_look(node, 0.02)  # deposed before any tick or cycle
-    assert len(second) == 1 and second[0].put.error.code == kv.NOT_LEADER
+    parked_write_refused_when_deposed(node, b"x", 0.01, parked_for_s=0.05)
+    node.core.hosts[1].replica._role = Role.LEADER  # elected again
+    parked_write_refused_when_deposed(node, b"y", 0.02)  # deposed before any tick or cycle
 
 
 def test_a_read_for_update_parked_after_its_abort_arrived_is_refused_at_once(
@@ -536,12 +540,7 @@ def test_a_parked_write_is_refused_at_once_when_its_replica_stops_leading(
     node: OneNode,
 ) -> None:
     hold_intent(node, tid(b"t1"), b"apple", priority=1)
-    answers: list[kv.Response] = []
-    node.core.submit(put(b"apple", b"x"), answers.append)
-    node.advance(0.05)
-    assert answers == []
-    step_down_and_look(node, 0.01)
-    assert len(answers) == 1 and answers[0].put.error.code == kv.NOT_LEADER
+    parked_write_refused_when_deposed(node, b"x", 0.01, parked_for_s=0.05)
 
 
 def test_a_prepare_whose_abort_arrived_first_is_refused_and_takes_no_intent(
