@@ -468,7 +468,7 @@ class NodeHost(Host):
             disk=self.disk,
             paxos_settings=k.paxos,
             rng=random.Random(self.world.rng.getrandbits(64)),
-            request_timeout_s=NODE_REQUEST_TIMEOUT_S,
+            request_timeout_s=k.node_request_timeout_s,
             txn_settings=k.txn,
         )
         self.rpc = Rpc(self, self.sim)
@@ -547,7 +547,8 @@ class NodeHost(Host):
         if core.outbound:
             outbound, core.outbound = core.outbound, []
             for group_id, request, callback in outbound:
-                rpc.call(group_id, request, NODE_REQUEST_TIMEOUT_S, self._outbound_done(callback))
+                timeout_s = self.sim.knobs.node_request_timeout_s
+                rpc.call(group_id, request, timeout_s, self._outbound_done(callback))
         if self._outgoing:
             outgoing, self._outgoing = self._outgoing, []
             send = self.world.net.send
@@ -1559,6 +1560,9 @@ class Knobs:
     think_s: float = 0.01
     #: The client's deadline for a commit (a short one makes CommitUnknown frequent).
     commit_timeout_s: float = 2.0
+    #: The nodes' deadline for a client request (and their own requests to other groups);
+    #: a write still undecided then is answered OUTCOME_UNKNOWN (node rule 5).
+    node_request_timeout_s: float = NODE_REQUEST_TIMEOUT_S
     net: NetworkConfig = field(default_factory=NetworkConfig)
     timing: HostTiming = field(default_factory=HostTiming)
     paxos: PaxosSettings = field(default_factory=PaxosSettings)
@@ -1590,7 +1594,7 @@ class Knobs:
         return (
             f"nodes={self.nodes} groups={self.groups} keys={self.keys} clients={self.clients} "
             f"chaos={self.chaos_s}s after_heal={self.after_heal_s}s min_writers={self.min_writers} "
-            f"commit_timeout={self.commit_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
+            f"commit_timeout={self.commit_timeout_s}s node_timeout={self.node_request_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
             f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
             f"settle_unknown={self.settle_unknown} late_copies={self.late_copies} "
             f"forged_resolves={self.forged_resolves} plain_gets={self.plain_gets} "

@@ -616,6 +616,97 @@ def test_the_real_client_keeps_every_property(seed: int, workload: str, profile:
     _run_real(workload, profile, seed)
 
 
+#: A node deadline for client requests below every profile's commit deadline (0.4-2 s).
+NODES_GIVE_UP_FIRST_S = 0.1
+
+
+def _nodes_give_up_first(workload: str, profile: str, seed: int) -> ClusterSim:
+    """A real-client run whose nodes answer a request still undecided after
+    NODES_GIVE_UP_FIRST_S (OUTCOME_UNKNOWN for a write, node rule 5) long before the client
+    gives up, as a node with the default 5 s does to a client waiting 10 s (the default
+    timeouts). With the usual node deadline the client's own deadline comes first, and
+    those answers almost never reach it."""
+    return _sim_with(
+        workload, profile, seed, real_client=True, node_request_timeout_s=NODES_GIVE_UP_FIRST_S
+    )
+
+
+@budget(10)
+@given(
+    seed=SEEDS,
+    workload=st.sampled_from(sorted(WORKLOADS)),
+    profile=st.sampled_from(REAL_CLIENT_PROFILES),
+)
+def test_the_real_client_keeps_every_property_when_nodes_give_up_first(
+    seed: int, workload: str, profile: str
+) -> None:
+    note(f"replay: _nodes_give_up_first({workload!r}, {profile!r}, {seed}).run()")
+    _nodes_give_up_first(workload, profile, seed).run()
+
+
+def test_a_real_client_that_reports_a_nodes_outcome_unknown_as_unavailable_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write the node answered OUTCOME_UNKNOWN (proposed, fate unknown at its deadline)
+    reported as Unavailable, which says it was not applied: it was (6 of 48 registers runs
+    of six profiles with the nodes giving up first; none of 156 runs of the usual draws)."""
+    from router import kv_pb2 as kv
+    from router.client import RoutingClient
+    from txn.errors import Unavailable
+
+    fatal = RoutingClient._fatal
+
+    def outcome_unknown_unavailable(
+        self: RoutingClient, code: int, error: Any, address: str, write: bool
+    ) -> Exception:
+        if code == kv.OUTCOME_UNKNOWN:
+            return Unavailable(f"{address}: {error.message}")
+        return fatal(self, code, error, address, write)
+
+    monkeypatch.setattr(RoutingClient, "_fatal", outcome_unknown_unavailable)
+    caught_in_one_of(
+        (3, 4),
+        lambda seed: _nodes_give_up_first("registers", "lossy", seed).run(),
+        r"was refused .* but the replicas applied it|belongs to no committed transaction",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_that_takes_a_lost_commit_copy_for_unapplied_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`send_idempotent` re-sending a commit request without remembering that a copy whose
+    answer was lost may have been applied: a later copy's refusal, or the deadline, then
+    reads as "not committed" (append:reads:0 and claims:torn:1 with the nodes giving up
+    first; 1 of 156 runs of the usual draws)."""
+    from txn.client import AsyncClient
+    from txn.errors import OutcomeUnknown, Unavailable
+
+    send = AsyncClient._send
+
+    async def lost_copy_unapplied(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(self, *args, **kwargs)
+        except OutcomeUnknown as exc:
+            if not kwargs.get("idempotent"):
+                raise
+            raise Unavailable(str(exc)) from None
+
+    monkeypatch.setattr(AsyncClient, "_send", lost_copy_unapplied)
+    caught_in_one_of(
+        (0,),
+        lambda seed: _nodes_give_up_first("append", "reads", seed).run(),
+        r"reported failed .* but committed|G1a",
+        SafetyViolation,
+    )
+    caught_in_one_of(
+        (1,),
+        lambda seed: _nodes_give_up_first("claims", "torn", seed).run(),
+        r"reported failed .* but committed",
+        SafetyViolation,
+    )
+
+
 def test_a_real_client_run_replays_bit_for_bit() -> None:
     first = run_cluster("bank", "crashes", 3, real_client=True)
     assert run_cluster("bank", "crashes", 3, real_client=True) == first
@@ -626,7 +717,8 @@ def _slow_lossy(workload: str, seed: int, settle_unknown: bool = False) -> Clust
     """A real-client run of the "lossy" profile where commits often lose their answers: a
     30 % loss between the nodes (the client's connections lose nothing) and a 0.15 s
     deadline. The three planted bugs below show in 17 of bank's seeds 0-19 each (no seed
-    fails without them), reporting CommitUnknown as Unavailable in 7 of append's 0-7."""
+    fails without them), reporting CommitUnknown as Unavailable in 7 of append's 0-7, and
+    a timed-out write taken for unsent in every one of registers' 0-7."""
     return _sim_with(
         workload,
         "lossy",
@@ -759,6 +851,102 @@ def test_a_real_client_that_takes_a_broken_streams_writes_for_unsent_is_caught(
         lambda seed: run_cluster("registers", "crashes", seed, real_client=True),
         r"refused .* but the replicas applied it|acknowledged at version \d+, applied at"
         r"|belongs to no committed transaction",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_that_takes_a_timed_out_write_for_unsent_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`router.client._TimedOut` always `sent=False`: a single-key write that got no answer
+    by its deadline is reported as surely not applied (DeadlineExceeded) instead of
+    OutcomeUnknown. Every one of seeds 0-7 of registers with the short deadline and the
+    loss between nodes shows a compare-and-set reported refused that the replicas applied
+    (3 of 156 runs of the usual draws)."""
+    import router.client
+
+    real_init = router.client._TimedOut.__init__
+
+    def never_sent(self: Any, *, sent: bool, silent: bool = False) -> None:
+        real_init(self, sent=False, silent=silent)
+
+    monkeypatch.setattr(router.client._TimedOut, "__init__", never_sent)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: _slow_lossy("registers", seed).run(),
+        r"was refused .* but the replicas applied it",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_that_commits_read_only_transactions_unvalidated_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit that skips a transaction which wrote nothing (a tempting shortcut: there is
+    nothing to write). Its reads were each the latest when made, not one snapshot: the
+    bank's read-only transfers see totals that never existed (every one of seeds 0-11 of
+    bank:calm)."""
+    from txn.commit import Committer
+
+    commit = Committer.commit
+
+    async def read_only_unvalidated(self: Committer, tx: Any) -> int:
+        if not tx._writes and not tx._scanned:
+            return 0
+        return await commit(self, tx)
+
+    monkeypatch.setattr(Committer, "commit", read_only_unvalidated)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("bank", "calm", seed, real_client=True),
+        r"bank total \d+ != \d+ in rw read",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_whose_snapshot_reads_ignore_the_timestamp_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`AsyncClient._read_at` reading the latest value instead of the value at the
+    snapshot's timestamp: a snapshot across accounts sees half of a transfer (every one of
+    seeds 0-3 of bank:calm)."""
+    from txn.client import AsyncClient
+
+    async def read_latest(self: AsyncClient, key: bytes, ts: int) -> tuple[bytes | None, int]:
+        return await self._read_latest(key, b"")
+
+    monkeypatch.setattr(AsyncClient, "_read_at", read_latest)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("bank", "calm", seed, real_client=True),
+        r"bank total \d+ != \d+ in snapshot",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_whose_linearizable_reads_are_stale_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Plain gets and scans sent `stale_ok` (any replica's applied state): a read begun
+    after a write was acknowledged misses it (seeds 12 and 14 of registers:calm; a
+    transaction's stale reads are refused by its commit's validation)."""
+    from txn.client import AsyncClient
+
+    read = AsyncClient._read
+
+    async def stale_read(self: AsyncClient, request: Any, **kwargs: Any) -> Any:
+        op = request.WhichOneof("op")
+        if op == "get" and not request.get.snapshot:
+            request.get.stale_ok = True
+        elif op == "scan" and not request.scan.at_version:
+            request.scan.stale_ok = True
+        return await read(self, request, **kwargs)
+
+    monkeypatch.setattr(AsyncClient, "_read", stale_read)
+    caught_in_one_of(
+        (12, 14),
+        lambda seed: run_cluster("registers", "calm", seed, real_client=True),
+        r"real time: (get|pscan) .* below",
         SafetyViolation,
     )
 
