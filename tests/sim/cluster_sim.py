@@ -122,6 +122,7 @@ __all__ = [
     "ClusterResult",
     "ClusterSim",
     "LivenessViolation",
+    "Replay",
     "SafetyViolation",
     "parse_replay",
     "run_cluster",
@@ -546,8 +547,8 @@ class NodeHost(Host):
             return  # a trigger crashed this node: its requests and replies never leave
         if core.outbound:
             outbound, core.outbound = core.outbound, []
+            timeout_s = self.sim.knobs.node_request_timeout_s
             for group_id, request, callback in outbound:
-                timeout_s = self.sim.knobs.node_request_timeout_s
                 rpc.call(group_id, request, timeout_s, self._outbound_done(callback))
         if self._outgoing:
             outgoing, self._outgoing = self._outgoing, []
@@ -1561,7 +1562,9 @@ class Knobs:
     #: The client's deadline for a commit (a short one makes CommitUnknown frequent).
     commit_timeout_s: float = 2.0
     #: The nodes' deadline for a client request (and their own requests to other groups);
-    #: a write still undecided then is answered OUTCOME_UNKNOWN (node rule 5).
+    #: a write still undecided then is answered OUTCOME_UNKNOWN (node rule 5). NodeCore's
+    #: `request_timeout_s`, so it also paces the transaction duties: when old notes are
+    #: forgotten and when a purge pass is given up (`PURGE_PASS_TIMEOUTS` of it).
     node_request_timeout_s: float = NODE_REQUEST_TIMEOUT_S
     net: NetworkConfig = field(default_factory=NetworkConfig)
     timing: HostTiming = field(default_factory=HostTiming)
@@ -1594,7 +1597,8 @@ class Knobs:
         return (
             f"nodes={self.nodes} groups={self.groups} keys={self.keys} clients={self.clients} "
             f"chaos={self.chaos_s}s after_heal={self.after_heal_s}s min_writers={self.min_writers} "
-            f"commit_timeout={self.commit_timeout_s}s node_timeout={self.node_request_timeout_s}s net={self.net} timing={self.timing} paxos={self.paxos} "
+            f"commit_timeout={self.commit_timeout_s}s node_timeout={self.node_request_timeout_s}s "
+            f"net={self.net} timing={self.timing} paxos={self.paxos} "
             f"txn={self.txn} skews={self.skews} rates={self.rates} client_death={self.client_death} "
             f"settle_unknown={self.settle_unknown} late_copies={self.late_copies} "
             f"forged_resolves={self.forged_resolves} plain_gets={self.plain_gets} "
@@ -1958,6 +1962,7 @@ class ClusterSim:
         knobs: Knobs | None = None,
         mutations: frozenset[str] = frozenset(),
         real_client: bool = False,
+        node_request_timeout_s: float | None = None,
     ) -> None:
         if workload not in WORKLOADS:
             raise ValueError(f"unknown workload {workload!r}; choose from {sorted(WORKLOADS)}")
@@ -1969,6 +1974,9 @@ class ClusterSim:
         self.real_client = real_client
         self.rng = random.Random(seed)
         self.knobs = knobs if knobs is not None else draw_knobs(workload, profile, self.rng)
+        if node_request_timeout_s is not None:
+            # Set after the draws, so the run's schedule is the usual one of its seed.
+            self.knobs.node_request_timeout_s = node_request_timeout_s
         k = self.knobs
         self.world = World(self.rng, k.net)
         self.world.net.keepable = _is_peer_message
@@ -2013,6 +2021,8 @@ class ClusterSim:
 
     def replay_hint(self) -> str:
         client = ":real" if self.real_client else ""
+        if self.knobs.node_request_timeout_s != NODE_REQUEST_TIMEOUT_S:
+            client += f":nodes={self.knobs.node_request_timeout_s:g}"
         return REPLAY_HINT.format(
             workload=self.workload_name, profile=self.profile, seed=self.seed, client=client
         )
@@ -2758,13 +2768,38 @@ def _cluster_map(node_ids: list[int], groups: int, keys: int) -> ShardMap:
     return bootstrap(nodes, splits, 3)
 
 
-def parse_replay(text: str) -> tuple[str, str, int, bool]:
-    """`workload:profile:seed[:real]` (as printed by a failing run): the last part says
-    whether the clients were the real one (`real_client`)."""
-    workload, profile, seed, *client = text.split(":")
-    if client not in ([], ["real"]):
-        raise ValueError(f"expected workload:profile:seed[:real], got {text!r}")
-    return workload, profile, int(seed), bool(client)
+@dataclass(frozen=True)
+class Replay:
+    """A run to replay, as `ClusterSim.replay_hint` prints it."""
+
+    workload: str
+    profile: str
+    seed: int
+    real_client: bool = False
+    #: `Knobs.node_request_timeout_s` when the run set it (None: as drawn).
+    node_request_timeout_s: float | None = None
+
+    def sim(self) -> ClusterSim:
+        return ClusterSim(
+            self.workload,
+            self.profile,
+            self.seed,
+            real_client=self.real_client,
+            node_request_timeout_s=self.node_request_timeout_s,
+        )
+
+
+def parse_replay(text: str) -> Replay:
+    """`workload:profile:seed[:real[:nodes=S]]` (as printed by a failing run): `real`, the
+    clients were the real one (`real_client`); `nodes=S`, the nodes' request deadline."""
+    workload, profile, seed, *rest = text.split(":")
+    timeout: float | None = None
+    if len(rest) == 2 and rest[0] == "real" and rest[1].startswith("nodes="):
+        timeout = float(rest[1].removeprefix("nodes="))
+        rest = rest[:1]
+    if rest not in ([], ["real"]):
+        raise ValueError(f"expected workload:profile:seed[:real[:nodes=S]], got {text!r}")
+    return Replay(workload, profile, int(seed), bool(rest), timeout)
 
 
 def run_cluster(
