@@ -2790,16 +2790,17 @@ class Replay:
 
 
 def parse_replay(text: str) -> Replay:
-    """`workload:profile:seed[:real[:nodes=S]]` (as printed by a failing run): `real`, the
+    """`workload:profile:seed[:real][:nodes=S]` (as printed by a failing run): `real`, the
     clients were the real one (`real_client`); `nodes=S`, the nodes' request deadline."""
     workload, profile, seed, *rest = text.split(":")
+    real = rest[:1] == ["real"]
+    rest = rest[1:] if real else rest
     timeout: float | None = None
-    if len(rest) == 2 and rest[0] == "real" and rest[1].startswith("nodes="):
-        timeout = float(rest[1].removeprefix("nodes="))
-        rest = rest[:1]
-    if rest not in ([], ["real"]):
-        raise ValueError(f"expected workload:profile:seed[:real[:nodes=S]], got {text!r}")
-    return Replay(workload, profile, int(seed), bool(rest), timeout)
+    if rest[:1] and rest[0].startswith("nodes="):
+        timeout = float(rest.pop(0).removeprefix("nodes="))
+    if rest:
+        raise ValueError(f"expected workload:profile:seed[:real][:nodes=S], got {text!r}")
+    return Replay(workload, profile, int(seed), real, timeout)
 
 
 def run_cluster(

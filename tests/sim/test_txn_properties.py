@@ -997,7 +997,7 @@ def test_same_seed_same_digest_under_another_hash_seed() -> None:
 
 
 def test_replay() -> None:
-    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real[:nodes=S]] (a bare seed
+    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:nodes=S] (a bare seed
     means append:chaos; `:real`, a run of the real client; `:nodes=S`, with the nodes'
     request deadline at S seconds)."""
     text = os.environ.get("PAXOSKV_TXN_SEED")
