@@ -146,10 +146,7 @@ SINGLE_WRITES = frozenset({"put", "delete", "cas"})
 # Requests of which the "purge" profile's network may deliver a copy very late (the ones
 # that a purge may leave without the record that deduplicates them).
 LATE_COPY_KINDS = frozenset({"prepare", "commit_one_phase", "decide", "resolve"})
-REPLAY_HINT = (
-    "PAXOSKV_TXN_SEED={workload}:{profile}:{seed}{client} "
-    "python -m pytest tests/sim/test_txn_properties.py -k replay"
-)
+REPLAY_HINT = "PAXOSKV_TXN_SEED={run} python -m pytest tests/sim/test_txn_properties.py -k replay"
 
 
 class SafetyViolation(AssertionError):
@@ -2020,12 +2017,15 @@ class ClusterSim:
         self.stats[name] = self.stats.get(name, 0) + n
 
     def replay_hint(self) -> str:
-        client = ":real" if self.real_client else ""
-        if self.knobs.node_request_timeout_s != NODE_REQUEST_TIMEOUT_S:
-            client += f":nodes={self.knobs.node_request_timeout_s:g}"
-        return REPLAY_HINT.format(
-            workload=self.workload_name, profile=self.profile, seed=self.seed, client=client
+        timeout = self.knobs.node_request_timeout_s
+        run = Replay(
+            self.workload_name,
+            self.profile,
+            self.seed,
+            self.real_client,
+            None if timeout == NODE_REQUEST_TIMEOUT_S else timeout,
         )
+        return REPLAY_HINT.format(run=run)
 
     def leader_of(self, group_id: int) -> NodeHost | None:
         best: NodeHost | None = None
@@ -2778,6 +2778,15 @@ class Replay:
     real_client: bool = False
     #: `Knobs.node_request_timeout_s` when the run set it (None: as drawn).
     node_request_timeout_s: float | None = None
+
+    def __str__(self) -> str:
+        """The form `parse_replay` reads."""
+        text = f"{self.workload}:{self.profile}:{self.seed}"
+        if self.real_client:
+            text += ":real"
+        if self.node_request_timeout_s is not None:
+            text += f":nodes={self.node_request_timeout_s:g}"
+        return text
 
     def sim(self) -> ClusterSim:
         return ClusterSim(

@@ -1,10 +1,12 @@
 """Soak a simulator: random (workload, fault profile, seed) runs for a while.
 
-    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos | --real-client]
+    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos | --real-client [--nodes S]]
 
 Each run is `cluster_sim.run_cluster(workload, profile, seed)` (with `--real-client`, the
-clients are `txn.AsyncClient` itself, tests/sim/real_client.py; with `--paxos`, one Paxos
-group: `paxos_sim.run_group(profile, seed)`) with every checker on, as the property
+clients are `txn.AsyncClient` itself, tests/sim/real_client.py, and `--nodes S` sets the
+nodes' request deadline to S seconds, as the property of nodes that give up first does;
+with `--paxos`, one Paxos group: `paxos_sim.run_group(profile, seed)`) with every checker
+on, as the property
 tests run them, but for as long as you give it rather than a fixed count: about 5 cluster
 runs or 25 group runs a second on one core. A failure prints its replay line (the same one
 the property tests print); the exit code is 1 if any run failed.
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import paxos_sim
-from cluster_sim import PROFILES, REAL_CLIENT_PROFILES, WORKLOADS, run_cluster
+from cluster_sim import PROFILES, REAL_CLIENT_PROFILES, WORKLOADS, Replay
 
 
 def main() -> int:
@@ -34,7 +36,16 @@ def main() -> int:
     mode.add_argument(
         "--real-client", action="store_true", help="whole clusters with the real client"
     )
+    parser.add_argument(
+        "--nodes",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --real-client: the nodes' request deadline in seconds (default as drawn)",
+    )
     args = parser.parse_args()
+    if args.nodes is not None and not args.real_client:
+        parser.error("--nodes needs --real-client")
     profiles = sorted(REAL_CLIENT_PROFILES if args.real_client else PROFILES)
     rng = random.Random(args.seed)
     end = time.monotonic() + args.seconds
@@ -49,8 +60,9 @@ def main() -> int:
             else:
                 workload = rng.choice(sorted(WORKLOADS))
                 profile = rng.choice(profiles)
-                name = f"{workload}:{profile}:{seed}" + (":real" if args.real_client else "")
-                run_cluster(workload, profile, seed, real_client=args.real_client)
+                run = Replay(workload, profile, seed, args.real_client, args.nodes)
+                name = str(run)
+                run.sim().run()
         except AssertionError as exc:  # SafetyViolation and the Paxos checkers' failures
             failed.append(name)
             print(f"FAILED {name}\n{exc}", flush=True)
