@@ -2,14 +2,14 @@
 
     python tests/sim/soak.py --seconds 600 [--seed N] [--paxos | --real-client [--nodes S]]
 
-Each run is `cluster_sim.run_cluster(workload, profile, seed)` (with `--real-client`, the
-clients are `txn.AsyncClient` itself, tests/sim/real_client.py, and `--nodes S` sets the
-nodes' request deadline to S seconds, as the property of nodes that give up first does;
-with `--paxos`, one Paxos group: `paxos_sim.run_group(profile, seed)`) with every checker
-on, as the property
-tests run them, but for as long as you give it rather than a fixed count: about 5 cluster
-runs or 25 group runs a second on one core. A failure prints its replay line (the same one
-the property tests print); the exit code is 1 if any run failed.
+Each run is one whole-cluster run (`cluster_sim.Replay(...).sim().run()`; with
+`--real-client`, the clients are `txn.AsyncClient` itself, tests/sim/real_client.py, and
+`--nodes S` sets the nodes' request deadline to S seconds, as the property of nodes that
+give up first does; with `--paxos`, one Paxos group: `paxos_sim.run_group(profile, seed)`)
+with every checker on, as the property tests run them, but for as long as you give it
+rather than a fixed count: about 5 cluster runs or 25 group runs a second on one core. A
+failure prints its replay line (the same one the property tests print); the exit code is 1
+if any run failed.
 """
 
 from __future__ import annotations
