@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
+Seed = TypeVar("Seed")
+
 
 def caught_in_one_of(
-    seeds: tuple[int, ...],
-    run: Callable[[int], Any],
+    seeds: Sequence[Seed],
+    run: Callable[[Seed], Any],
     match: str,
     violation: type[AssertionError],
 ) -> None:
-    """A mutant's `violation` matching `match` shows in one of `seeds`. Several seeds are
-    kept: any change of message timing moves which runs reach a rare mutant, and a list
-    that fails only when all of them stop needs re-picking less often."""
+    """A mutant's `violation` matching `match` shows in one of `seeds` (each what `run`
+    takes: a seed, or a whole run's description). Several seeds are kept: any change of
+    message timing moves which runs reach a rare mutant, and a list that fails only when
+    all of them stop needs re-picking less often."""
     for seed in seeds:
         try:
             run(seed)

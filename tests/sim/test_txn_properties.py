@@ -36,7 +36,7 @@ virtual time (`real_client.py`), held to what it tells its callers.
 Hypothesis draws the seeds (the simulator's only RNG); the profile fixes the fault mix. A
 failure prints its seed and a one-line replay command:
 
-    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real] python -m pytest tests/sim/test_txn_properties.py -k replay
+    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:nodes=S] python -m pytest tests/sim/test_txn_properties.py -k replay
 
 `HYPOTHESIS_PROFILE=ci` bounds every test to a few examples (the file stays well under two
 minutes); `nightly` runs the profile's thousands.
@@ -616,6 +616,18 @@ def test_the_real_client_keeps_every_property(seed: int, workload: str, profile:
     _run_real(workload, profile, seed)
 
 
+def caught_with_the_real_client(
+    workload: str, profile: str, seeds: tuple[int, ...], match: str
+) -> None:
+    """`caught_in_one_of` over real-client runs of `workload` under `profile`."""
+    caught_in_one_of(
+        seeds,
+        lambda seed: run_cluster(workload, profile, seed, real_client=True),
+        match,
+        SafetyViolation,
+    )
+
+
 #: A node deadline for client requests below every profile's commit deadline (0.4-2 s).
 NODES_GIVE_UP_FIRST_S = 0.1
 
@@ -704,10 +716,9 @@ def test_a_real_client_that_takes_a_lost_commit_copy_for_unapplied_is_caught(
             raise Unavailable(str(exc)) from None
 
     monkeypatch.setattr(AsyncClient, "_send", lost_copy_unapplied)
-    runs = (("claims", "torn", 7), ("append", "crashes", 7), ("append", "crashes", 4))
     caught_in_one_of(
-        tuple(range(len(runs))),
-        lambda i: _nodes_give_up_first(*runs[i]).run(),
+        (("claims", "torn", 7), ("append", "crashes", 7), ("append", "crashes", 4)),
+        lambda run: _nodes_give_up_first(*run).run(),
         r"reported failed .* but committed",
         SafetyViolation,
     )
@@ -813,11 +824,11 @@ def test_a_snapshot_read_below_the_horizon_refused_as_malformed_is_caught(
     from router import kv_pb2 as kv
 
     monkeypatch.setattr(kv, "SNAPSHOT_TOO_OLD", kv.INVALID_ARGUMENT)
-    caught_in_one_of(
+    caught_with_the_real_client(
+        "registers",
+        "chaos",
         (4, 5),
-        lambda seed: run_cluster("registers", "chaos", seed, real_client=True),
         r"no correct run may: InvalidArgument: .*garbage-collected",
-        SafetyViolation,
     )
 
 
@@ -829,11 +840,11 @@ def test_a_real_client_that_commits_without_its_scanned_ranges_is_caught(
     import txn.commit
 
     monkeypatch.setattr(txn.commit, "_union", lambda ranges: [])
-    caught_in_one_of(
+    caught_with_the_real_client(
+        "claims",
+        "calm",
         (0, 1, 2),
-        lambda seed: run_cluster("claims", "calm", seed, real_client=True),
         r"claims: .*(holders|without a release)",
-        SafetyViolation,
     )
 
 
@@ -852,12 +863,12 @@ def test_a_real_client_that_takes_a_broken_streams_writes_for_unsent_is_caught(
         real_init(self, address, reason, sent=False)
 
     monkeypatch.setattr(router.client._SendFailed, "__init__", never_sent)
-    caught_in_one_of(
+    caught_with_the_real_client(
+        "registers",
+        "crashes",
         (3, 4, 7),
-        lambda seed: run_cluster("registers", "crashes", seed, real_client=True),
         r"refused .* but the replicas applied it|acknowledged at version \d+, applied at"
         r"|belongs to no committed transaction",
-        SafetyViolation,
     )
 
 
@@ -903,11 +914,11 @@ def test_a_real_client_that_commits_read_only_transactions_unvalidated_is_caught
         return await commit(self, tx)
 
     monkeypatch.setattr(Committer, "commit", read_only_unvalidated)
-    caught_in_one_of(
+    caught_with_the_real_client(
+        "bank",
+        "calm",
         (0, 1, 2),
-        lambda seed: run_cluster("bank", "calm", seed, real_client=True),
         r"bank total \d+ != \d+ in rw read",
-        SafetyViolation,
     )
 
 
@@ -923,11 +934,11 @@ def test_a_real_client_whose_snapshot_reads_ignore_the_timestamp_is_caught(
         return await self._read_latest(key, b"")
 
     monkeypatch.setattr(AsyncClient, "_read_at", read_latest)
-    caught_in_one_of(
+    caught_with_the_real_client(
+        "bank",
+        "calm",
         (0, 1, 2),
-        lambda seed: run_cluster("bank", "calm", seed, real_client=True),
         r"bank total \d+ != \d+ in snapshot",
-        SafetyViolation,
     )
 
 
@@ -950,11 +961,11 @@ def test_a_real_client_whose_linearizable_reads_are_stale_is_caught(
         return await read(self, request, **kwargs)
 
     monkeypatch.setattr(AsyncClient, "_read", stale_read)
-    caught_in_one_of(
+    caught_with_the_real_client(
+        "registers",
+        "calm",
         (12, 14),
-        lambda seed: run_cluster("registers", "calm", seed, real_client=True),
         r"real time: (get|pscan) .* below",
-        SafetyViolation,
     )
 
 
@@ -1002,7 +1013,10 @@ def test_replay() -> None:
     request deadline at S seconds)."""
     text = os.environ.get("PAXOSKV_TXN_SEED")
     if not text:
-        pytest.skip("set PAXOSKV_TXN_SEED=<workload>:<profile>:<seed> to replay a failing run")
+        pytest.skip(
+            "set PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:nodes=S] to replay a "
+            "failing run"
+        )
     sim = parse_replay(text if ":" in text else f"append:chaos:{text}").sim()
     print(f"knobs: {sim.knobs.describe()}")
     try:
