@@ -825,10 +825,7 @@ def test_a_snapshot_read_below_the_horizon_refused_as_malformed_is_caught(
 
     monkeypatch.setattr(kv, "SNAPSHOT_TOO_OLD", kv.INVALID_ARGUMENT)
     caught_with_the_real_client(
-        "registers",
-        "chaos",
-        (4, 5),
-        r"no correct run may: InvalidArgument: .*garbage-collected",
+        "registers", "chaos", (4, 5), r"no correct run may: InvalidArgument: .*garbage-collected"
     )
 
 
@@ -841,10 +838,7 @@ def test_a_real_client_that_commits_without_its_scanned_ranges_is_caught(
 
     monkeypatch.setattr(txn.commit, "_union", lambda ranges: [])
     caught_with_the_real_client(
-        "claims",
-        "calm",
-        (0, 1, 2),
-        r"claims: .*(holders|without a release)",
+        "claims", "calm", (0, 1, 2), r"claims: .*(holders|without a release)"
     )
 
 
@@ -914,12 +908,7 @@ def test_a_real_client_that_commits_read_only_transactions_unvalidated_is_caught
         return await commit(self, tx)
 
     monkeypatch.setattr(Committer, "commit", read_only_unvalidated)
-    caught_with_the_real_client(
-        "bank",
-        "calm",
-        (0, 1, 2),
-        r"bank total \d+ != \d+ in rw read",
-    )
+    caught_with_the_real_client("bank", "calm", (0, 1, 2), r"bank total \d+ != \d+ in rw read")
 
 
 def test_a_real_client_whose_snapshot_reads_ignore_the_timestamp_is_caught(
@@ -934,12 +923,7 @@ def test_a_real_client_whose_snapshot_reads_ignore_the_timestamp_is_caught(
         return await self._read_latest(key, b"")
 
     monkeypatch.setattr(AsyncClient, "_read_at", read_latest)
-    caught_with_the_real_client(
-        "bank",
-        "calm",
-        (0, 1, 2),
-        r"bank total \d+ != \d+ in snapshot",
-    )
+    caught_with_the_real_client("bank", "calm", (0, 1, 2), r"bank total \d+ != \d+ in snapshot")
 
 
 def test_a_real_client_whose_linearizable_reads_are_stale_is_caught(
@@ -961,12 +945,7 @@ def test_a_real_client_whose_linearizable_reads_are_stale_is_caught(
         return await read(self, request, **kwargs)
 
     monkeypatch.setattr(AsyncClient, "_read", stale_read)
-    caught_with_the_real_client(
-        "registers",
-        "calm",
-        (12, 14),
-        r"real time: (get|pscan) .* below",
-    )
+    caught_with_the_real_client("registers", "calm", (12, 14), r"real time: (get|pscan) .* below")
 
 
 # ---------------------------------------------------------------------- determinism, replay
