@@ -44,11 +44,13 @@ plus client processes that die (``abandon``) before the commit, with their Prepa
 flight, after every yes vote (the user was told "committed") before resolving anything, or
 after a failed vote before recording the abort.
 
-A run has four phases in virtual time: warm-up (every group elects a leader), chaos (the
-workload and the faults), heal (the network heals, crashed nodes restart, clients finish,
-in the "chaos" profile after working on for `Knobs.after_heal_s`, a final reader reads
-every key) and quiescence (no prepared record, intent or unfinished decision may remain
-anywhere, every replica of a group converges). `verify()` then checks:
+A run has four phases in virtual time: warm-up (every group elects a leader, then the
+workload's setup commits under the profile's network; a retry waits
+`SETUP_RETRY_TIMEOUT_S`, as the setup is not what a run tests), chaos (the workload and the
+faults), heal (the network heals, crashed nodes restart, clients finish, in the "chaos"
+profile after working on for `Knobs.after_heal_s`, a final reader reads every key) and
+quiescence (no prepared record, intent or unfinished decision may remain anywhere, every
+replica of a group converges). `verify()` then checks:
 
 - atomicity: per transaction, the truth is the decision record in its coordinator group;
   the versions the replicas applied during the run (`versions_applied`, recorded as they
@@ -691,20 +693,22 @@ class ClientHost(Host):
         self.sim.stats_add(f"client_died@{point}")
         return True
 
-    def new_process(self) -> None:
-        """After an indeterminate outcome the process counts as crashed (Jepsen's rule)."""
+    def new_process(self, commit_timeout_s: float | None = None) -> None:
+        """After an indeterminate outcome the process counts as crashed (Jepsen's rule).
+        The new one's deadline is `commit_timeout_s`, else the run's."""
         if isinstance(self.client, RealTxnClient):
             self.client.kill()
         self.process += self.sim.knobs.clients
-        self.client = self._new_client()
+        self.client = self._new_client(commit_timeout_s)
 
-    def _new_client(self) -> SimTxnClient | RealTxnClient:
+    def _new_client(self, commit_timeout_s: float | None = None) -> SimTxnClient | RealTxnClient:
         k = self.sim.knobs
+        timeout_s = k.commit_timeout_s if commit_timeout_s is None else commit_timeout_s
         if self.sim.real_client:
-            return RealTxnClient(self, k.commit_timeout_s, k.settle_unknown)
+            return RealTxnClient(self, timeout_s, k.settle_unknown)
         return SimTxnClient(
             self,
-            commit_timeout_s=self.sim.knobs.commit_timeout_s,
+            commit_timeout_s=timeout_s,
             abandon=self._abandon,
             mutations=self.sim.mutations,
             settle_unknown=self.sim.knobs.settle_unknown,
@@ -1950,6 +1954,11 @@ class ClusterSim:
     DRAIN_BOUND_S = 6.0
     FINAL_READ_BOUND_S = 10.0
     QUIESCE_BOUND_S = 6.0
+    #: The deadline of the setup's retries. Under the long delays of some profiles (dups: a
+    #: fifth of the messages up to 0.6 s late, behind which a stream's later ones wait) a
+    #: run's 0.4 s deadline can fail every attempt for seconds, and the setup is not what a
+    #: run tests.
+    SETUP_RETRY_TIMEOUT_S = 5.0
 
     def __init__(
         self,
@@ -2345,16 +2354,23 @@ class ClusterSim:
         return self._result()
 
     def _setup(self) -> None:
+        """The workload's setup, retried until it commits; a retry runs in a new process
+        with a long deadline, and the chaos phase in one with the run's own."""
         client = self.clients[0]
         outcome: list[bool] = []
         deadline = self.world.now + self.FINAL_READ_BOUND_S
         while not outcome or not outcome[-1]:
             if self.world.now >= deadline:
                 raise LivenessViolation(self._fail_text("the workload setup did not commit"))
+            if outcome:
+                client.new_process(self.SETUP_RETRY_TIMEOUT_S)
+                self.stats_add("setup_retry")
             pending: list[bool] = []
             self.workload.setup(client, pending.append)
             self.world.run_until(deadline, lambda p=pending: bool(p))  # type: ignore[misc]
             outcome.extend(pending)
+        if len(outcome) > 1:
+            client.new_process()
 
     def _heal(self) -> None:
         """End of chaos: disarm, heal the network, restart every crashed node."""

@@ -730,6 +730,14 @@ def test_a_real_client_run_replays_bit_for_bit() -> None:
     assert run_cluster("bank", "crashes", 3).digest != first.digest  # the model's run
 
 
+def test_a_setup_whose_first_attempt_fails_retries_with_a_long_deadline() -> None:
+    """A soak's find: under the dups profile's long delays every 0.4 s attempt of this
+    run's setup failed for 10 s (a liveness failure of the harness, not of the store); its
+    retries now wait `SETUP_RETRY_TIMEOUT_S`, and the run then passes."""
+    result = run_cluster("bank", "dups", 4070195700, real_client=True)
+    assert dict(result.stats)["setup_retry"] >= 1
+
+
 def _slow_lossy(workload: str, seed: int, settle_unknown: bool = False) -> ClusterSim:
     """A real-client run of the "lossy" profile where commits often lose their answers: a
     30 % loss between the nodes (the client's connections lose nothing) and a 0.15 s
