@@ -18,8 +18,9 @@ routes one `kv.Request` to its group's guessed leader and retries until the dead
 
 - NOT_LEADER(hint): follow the hint at once (back off only if hints keep bouncing).
 - UNAVAILABLE from a node (no leader yet, shutting down), or a request that surely never
-  left the client (node unreachable, stream broke before the write): rotate to the next
-  replica and retry after a jittered backoff.
+  left the client (node unreachable, stream broke before the write, or submitted while the
+  connection's stream ends and its last answers are read): rotate to the next replica and
+  retry after a jittered backoff.
 - WRONG_SHARD / UNKNOWN_GROUP: refresh the shard map (one fetch shared by all callers) and
   route again.
 - A stream that breaks after a request was written, or a deadline that passes while waiting
@@ -401,6 +402,8 @@ class _Connection:
         self._broken = False
         self._break_reason = "the stream broke"
         self._drained = False  # the node said it reads no more of the stream (`drained`)
+        #: Why the session's stream is ending, while its reader reads the last answers.
+        self._ending: str | None = None
         self._closed = False
         # Counters: gRPC messages and requests each way (see RoutingClient.stats).
         self.messages_out = 0
@@ -444,6 +447,12 @@ class _Connection:
             raise ClientClosed("the client is closed")
         request.id = next(self._ids)
         call = _Call(request, asyncio.get_running_loop().create_future())
+        if self._ending is not None:
+            # Nothing more is written to an ending stream, and the next session starts only
+            # once its reader is done (up to READER_END_S): fail now, so that the caller
+            # tries the next replica at once (a node stopping in a rolling restart).
+            call.future.set_exception(_SendFailed(self.address, self._ending, sent=False))
+            return call
         self._queue.append(call)
         self._wake.set()
         if self._session is None or self._session.done():
@@ -550,8 +559,12 @@ class _Connection:
             # stopping node's GOAWAY): the reader reads the last answers and the `drained`
             # batch that may still come, or meets the failure.
             self._fail_queued(failure)
-            with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader), READER_END_S)
+            self._ending = failure
+            try:
+                with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), READER_END_S)
+            finally:
+                self._ending = None
         stream.cancel()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

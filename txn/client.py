@@ -808,8 +808,7 @@ class AsyncClient:
     ) -> tuple[bytes | None, int]:
         """`get`, with the version it read (0: never written)."""
         response = await self._single(kv.Request(get=kv.GetRequest(key=key)), key, False, timeout_s)
-        self._clock.observe(response.get.version)
-        return _value_and_version(response.get)
+        return self._observed(response.get)
 
     async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
         """Write one key outside any transaction; returns the new version.
@@ -1126,8 +1125,13 @@ class AsyncClient:
             txn_id=txn_id,
             resend_conflicts=not lock_priority,
         )
-        self._clock.observe(response.get.version)
-        return _value_and_version(response.get)
+        return self._observed(response.get)
+
+    def _observed(self, got: kv.GetResponse) -> tuple[bytes | None, int]:
+        """(value or None, version) of a latest read's answer, its version observed by the
+        clock (a later snapshot or commit is not below what this client saw)."""
+        self._clock.observe(got.version)
+        return _value_and_version(got)
 
     async def _read_at(self, key: bytes, ts: int) -> tuple[bytes | None, int]:
         """(value or None, version) of `key` at timestamp `ts` (a snapshot's read)."""
