@@ -554,17 +554,24 @@ class _Connection:
             # Refused, the call never had a connection (a call keeps the one it started on):
             # none of its requests left (a node that stopped between `_wait_ready` and here).
             self._drained = _connection_refused(exc)
+        # Nothing more is written to this stream: what is submitted from here on fails now.
+        self._ending = failure
+        try:
+            await self._end(stream, reader, failure, ending)
+        finally:
+            self._ending = None
+
+    async def _end(
+        self, stream: Any, reader: asyncio.Task[None], failure: str, ending: bool
+    ) -> None:
+        """Read what the ending stream still brings, then fail what it leaves unanswered."""
         if (stream.done() or ending) and not reader.done():
             # The node ended the stream (a write to it fails), or is closing the connection (a
             # stopping node's GOAWAY): the reader reads the last answers and the `drained`
             # batch that may still come, or meets the failure.
             self._fail_queued(failure)
-            self._ending = failure
-            try:
-                with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reader), READER_END_S)
-            finally:
-                self._ending = None
+            with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), READER_END_S)
         stream.cancel()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

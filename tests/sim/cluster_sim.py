@@ -45,12 +45,12 @@ flight, after every yes vote (the user was told "committed") before resolving an
 after a failed vote before recording the abort.
 
 A run has four phases in virtual time: warm-up (every group elects a leader, then the
-workload's setup commits under the profile's network; a retry waits
-`SETUP_RETRY_TIMEOUT_S`, as the setup is not what a run tests), chaos (the workload and the
-faults), heal (the network heals, crashed nodes restart, clients finish, in the "chaos"
-profile after working on for `Knobs.after_heal_s`, a final reader reads every key) and
-quiescence (no prepared record, intent or unfinished decision may remain anywhere, every
-replica of a group converges). `verify()` then checks:
+workload's setup commits under the profile's network; a retry runs in a new process whose
+commit deadline is `SETUP_RETRY_TIMEOUT_S`, as the setup is not what a run tests), chaos
+(the workload and the faults), heal (the network heals, crashed nodes restart, clients
+finish, in the "chaos" profile after working on for `Knobs.after_heal_s`, a final reader
+reads every key) and quiescence (no prepared record, intent or unfinished decision may
+remain anywhere, every replica of a group converges). `verify()` then checks:
 
 - atomicity: per transaction, the truth is the decision record in its coordinator group;
   the versions the replicas applied during the run (`versions_applied`, recorded as they
@@ -692,6 +692,11 @@ class ClientHost(Host):
         self.rpc = Rpc(self, self.sim)
         self.sim.stats_add(f"client_died@{point}")
         return True
+
+    def background_done(self) -> bool:
+        """Whether the process has no work left that it does after answering (the model's
+        goes on in the host's `Rpc`, which outlives its processes)."""
+        return not isinstance(self.client, RealTxnClient) or self.client.background_done()
 
     def new_process(self, commit_timeout_s: float | None = None) -> None:
         """After an indeterminate outcome the process counts as crashed (Jepsen's rule).
@@ -1954,11 +1959,13 @@ class ClusterSim:
     DRAIN_BOUND_S = 6.0
     FINAL_READ_BOUND_S = 10.0
     QUIESCE_BOUND_S = 6.0
-    #: The deadline of the setup's retries. Under the long delays of some profiles (dups: a
-    #: fifth of the messages up to 0.6 s late, behind which a stream's later ones wait) a
-    #: run's 0.4 s deadline can fail every attempt for seconds, and the setup is not what a
-    #: run tests.
+    #: The commit deadline of the setup's retries (the model client's reads keep theirs).
+    #: Under the long delays of some profiles (dups: a fifth of the messages up to 0.6 s
+    #: late, behind which a stream's later ones wait) a run's 0.4 s deadline can fail every
+    #: attempt for seconds, and the setup is not what a run tests.
     SETUP_RETRY_TIMEOUT_S = 5.0
+    #: The longest wait for a setup process's work after answering before the next one.
+    SETUP_SETTLE_S = 1.0
 
     def __init__(
         self,
@@ -2363,14 +2370,22 @@ class ClusterSim:
             if self.world.now >= deadline:
                 raise LivenessViolation(self._fail_text("the workload setup did not commit"))
             if outcome:
-                client.new_process(self.SETUP_RETRY_TIMEOUT_S)
+                self._next_setup_process(client, self.SETUP_RETRY_TIMEOUT_S)
                 self.stats_add("setup_retry")
             pending: list[bool] = []
             self.workload.setup(client, pending.append)
             self.world.run_until(deadline, lambda p=pending: bool(p))  # type: ignore[misc]
             outcome.extend(pending)
         if len(outcome) > 1:
-            client.new_process()
+            self._next_setup_process(client, None)
+
+    def _next_setup_process(self, client: ClientHost, commit_timeout_s: float | None) -> None:
+        """A new process for `client` once the old one has finished what it does after
+        answering (or after SETUP_SETTLE_S): a process switch, not a client death, which
+        the profile may not draw."""
+        if not client.background_done():
+            self.world.run_until(self.world.now + self.SETUP_SETTLE_S, client.background_done)
+        client.new_process(commit_timeout_s)
 
     def _heal(self) -> None:
         """End of chaos: disarm, heal the network, restart every crashed node."""

@@ -338,6 +338,15 @@ class RealTxnClient:
         """The process dies: nothing it started runs on, nothing it waits for arrives."""
         self.loop.kill()
 
+    @property
+    def commit_timeout_s(self) -> float:
+        return self.client._timeout_s
+
+    def background_done(self) -> bool:
+        """Whether the work `AsyncClient` does after answering (the Resolves after a
+        commit, the releases after an abort) is over."""
+        return not self.client._tasks
+
     # ------------------------------------------------------------------ operations
 
     def transaction(
