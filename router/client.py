@@ -402,7 +402,8 @@ class _Connection:
         self._broken = False
         self._break_reason = "the stream broke"
         self._drained = False  # the node said it reads no more of the stream (`drained`)
-        #: Why the session's stream is ending, while its reader reads the last answers.
+        #: Why the session's stream ends, from the end of its write loop to the end of the
+        #: session (its reader reading the last answers): what is submitted then fails.
         self._ending: str | None = None
         self._closed = False
         # Counters: gRPC messages and requests each way (see RoutingClient.stats).
