@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shard.cli_kv import (
     CommandError,
@@ -30,6 +30,9 @@ from shard.cli_kv import (
     tls_from,
 )
 
+if TYPE_CHECKING:
+    from txn import Transaction
+
 STEPS_HELP = """\
 steps (each argument is one step, or several separated by ';'):
   get KEY                 print KEY's value as the transaction sees it
@@ -37,13 +40,14 @@ steps (each argument is one step, or several separated by ';'):
   delete KEY              delete KEY (also: del)
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
 
-output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N items"
-then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W writes)". With
---snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes
-and bytes that are not UTF-8 in keys and values are printed escaped (as `paxoskv scan`
-does); use --hex for binary data. Exit status: 0 committed, 1 error (one line
-on stderr; a commit whose outcome is unknown says so and prints the command that settles it,
-`paxoskv txn-status REF --settle`), 2 a bad option or option value.
+output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
+items" then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W
+writes)", or "nothing to commit (...)" when no step read or wrote a key. With --snapshot:
+"snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
+are not UTF-8 in keys and values are printed escaped (as `paxoskv scan` does); use --hex for
+binary data. Exit status: 0 committed (or nothing to commit), 1 error (one line on stderr; a
+commit whose outcome is unknown says so and prints the command that settles it, `paxoskv
+txn-status REF --settle`), 2 a bad option or option value.
 """
 
 STATUS_HELP = """\
@@ -68,6 +72,18 @@ exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error
 option, option value or REF.
 """
 
+
+def _commit_line(tx: Transaction) -> str:
+    """The last line of `paxoskv txn`: the commit, or that there was nothing to commit."""
+    reads, writes = len(tx.read_set), len(tx.write_set)
+    counts = f"{reads} read{'s' if reads != 1 else ''}, {writes} write{'s' if writes != 1 else ''}"
+    if tx.ref is None:
+        # Nothing read or written: no decision group recorded anything, so there is no
+        # timestamp and no REF for txn-status (found by review: it printed "committed at ts 0").
+        return f"nothing to commit ({counts}): no transaction was recorded"
+    return f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}:{tx.ref.group_id}, {counts})"
+
+
 #: `paxoskv txn-status` exit codes past 0 (committed) and 1 (error).
 EXIT_ABORTED = 3
 EXIT_UNDECIDED = 4
@@ -89,9 +105,9 @@ def register_txn_command(subparsers: Any) -> None:
     cmd = subparsers.add_parser(
         "txn",
         help="run reads and writes as one transaction",
-        description="Run the STEPs in order as one transaction and commit it; conflicts\n"
-        "re-run every step from fresh reads. Keys in several shards commit atomically\n"
-        "(two-phase commit).",
+        description="Run the STEPs in order as one transaction and commit it; conflicts re-run\n"
+        "every step from fresh reads. Keys in several shards commit atomically (two-phase\n"
+        "commit).",
         parents=[
             connection_options(
                 "deadline per read and per commit, retries included; no new attempt of the "
@@ -307,15 +323,7 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 130
-            tx = result["tx"]
-            reads, writes = len(tx.read_set), len(tx.write_set)
-            # An empty transaction (nothing read or written) has no decision group.
-            ref_text = tx.txn_id.hex() if tx.ref is None else f"{tx.txn_id.hex()}:{tx.ref.group_id}"
-            lines.append(
-                f"committed at ts {tx.commit_ts} (txn {ref_text}, "
-                f"{reads} read{'s' if reads != 1 else ''}, "
-                f"{writes} write{'s' if writes != 1 else ''})"
-            )
+            lines.append(_commit_line(result["tx"]))
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     for note in notes:
