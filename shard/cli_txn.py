@@ -42,8 +42,8 @@ steps (each argument is one step, or several separated by ';'):
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
 items" then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W
-writes)", or "nothing to commit (...)" when no step read or wrote a key. With --snapshot:
-"snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
+writes)", or "nothing to commit (...)" when the steps read, scanned and wrote nothing. With
+--snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
 are not UTF-8 in keys and values are printed escaped (as `paxoskv scan` does); use --hex for
 binary data. Exit status: 0 committed (or nothing to commit), 1 error (one line on stderr; a
 commit whose outcome is unknown says so and prints the command that settles it, `paxoskv
@@ -78,7 +78,7 @@ def _commit_line(tx: Transaction) -> str:
     reads, writes = len(tx.read_set), len(tx.write_set)
     counts = f"{reads} read{'s' if reads != 1 else ''}, {writes} write{'s' if writes != 1 else ''}"
     if tx.ref is None:
-        # Nothing read or written: no decision group recorded anything, so there is no
+        # Nothing read, scanned or written: no decision group recorded anything, so there is no
         # timestamp and no REF for txn-status (found by review: it printed "committed at ts 0").
         return f"nothing to commit ({counts}): no transaction was recorded"
     return f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}:{tx.ref.group_id}, {counts})"
