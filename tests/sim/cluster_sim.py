@@ -716,8 +716,8 @@ class ClientHost(Host):
             commit_timeout_s=timeout_s,
             abandon=self._abandon,
             mutations=self.sim.mutations,
-            settle_unknown=self.sim.knobs.settle_unknown,
-            forged_resolves=self.sim.knobs.forged_resolves,
+            settle_unknown=k.settle_unknown,
+            forged_resolves=k.forged_resolves,
         )
 
 

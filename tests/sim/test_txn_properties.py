@@ -62,6 +62,7 @@ from cluster_sim import (
     ClusterResult,
     ClusterSim,
     LivenessViolation,
+    Replay,
     SafetyViolation,
     SimNodeDisk,
     Trigger,
@@ -642,9 +643,7 @@ def _nodes_give_up_first(workload: str, profile: str, seed: int) -> ClusterSim:
     waits, as a node with the default 5 s does to a client waiting 10 s (the default
     timeouts). With the usual 1 s a write is seldom undecided that long, and those answers
     almost never reach the client (none in 39 registers runs, 12 in 39 with 0.1 s)."""
-    return ClusterSim(
-        workload, profile, seed, real_client=True, node_request_timeout_s=NODES_GIVE_UP_FIRST_S
-    )
+    return Replay(workload, profile, seed, True, NODES_GIVE_UP_FIRST_S).sim()
 
 
 @budget(10)
