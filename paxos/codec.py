@@ -69,6 +69,8 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
             body.chosen_watermark = msg.chosen_watermark
             body.log_start = msg.log_start
             body.chosen_omitted = msg.chosen_omitted
+            body.from_slot = msg.from_slot
+            body.more_from = msg.more_from
             for entry in msg.accepted:
                 item = body.accepted.add(slot=entry.slot, chosen=entry.chosen)
                 _ballot_to_pb(entry.ballot, item.ballot)
@@ -122,6 +124,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             src=src,
             dst=dst,
             ballot=ballot,
+            from_slot=p.from_slot,
             accepted=tuple(
                 AcceptedEntry(
                     slot=e.slot, ballot=_ballot(e.ballot), value=_value(e.value), chosen=e.chosen
@@ -131,6 +134,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             chosen_watermark=p.chosen_watermark,
             log_start=p.log_start,
             chosen_omitted=p.chosen_omitted,
+            more_from=p.more_from,
         )
     if kind == "nack":
         n = m.nack

@@ -47,11 +47,12 @@ class ReplicaConfig:
     #: message carries at most 64 MiB: counted in slots alone, a window of 32 full slots
     #: was 128 MiB.
     max_inflight_bytes: int = 16 * 1024 * 1024
-    #: Most bytes an acceptor's promise may carry, its votes counted as encoded (rule 18 of
-    #: paxos.replica): past it, it promises nothing. With the other messages of its peer
-    #: batch (a batch is cut once past 8 MiB), a peer message stays within 64 MiB. Room for
-    #: what one leader keeps in flight (max_inflight_bytes and a slot) and the chosen slots
-    #: a promise carries (max_batch_bytes, rule 16) twice over.
+    #: Most bytes of votes one promise message carries, counted as encoded (rule 18 of
+    #: paxos.replica), or one vote if that is more: past it, the promise goes in parts the
+    #: candidate asks for one by one. With the other messages of its peer batch (a batch is
+    #: cut once past 8 MiB), a peer message stays within 64 MiB. The default holds what one
+    #: leader keeps in flight (max_inflight_bytes and a slot) and the chosen slots a promise
+    #: carries (max_batch_bytes, rule 16) twice over, so a promise is usually one message.
     max_promise_bytes: int = 48 * 1024 * 1024
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
@@ -113,13 +114,8 @@ class ReplicaConfig:
             raise ValueError(f"pipeline_window must be between 1 and {MAX_PIPELINE_WINDOW}")
         if self.max_inflight_bytes < 1:
             raise ValueError("max_inflight_bytes must be at least 1")
-        if self.max_promise_bytes < self.promise_floor():
-            # Below that, a follower that voted for every slot one leader had in flight
-            # (and one more) could refuse every candidate.
-            raise ValueError(
-                f"max_promise_bytes must be at least {self.promise_floor()} (max_inflight_bytes, "
-                "two slots of max_batch_bytes, and their framing)"
-            )
+        if self.max_promise_bytes < 1:
+            raise ValueError("max_promise_bytes must be at least 1")
         if self.catchup_max_slots < 1:
             raise ValueError("catchup_max_slots must be at least 1")
         if self.max_apply_bytes < 1:
@@ -128,15 +124,6 @@ class ReplicaConfig:
             raise ValueError("need 0 < compact_keep < compact_threshold")
         if self.compact_threshold_bytes < 1:
             raise ValueError("compact_threshold_bytes must be at least 1")
-
-    def promise_floor(self) -> int:
-        """The bytes of a promise from a follower of one leader: the slots that leader kept
-        in flight and one more (rule 17), the chosen slots a promise carries (rule 16), and
-        the framing of a window's votes."""
-        framing = MAX_PIPELINE_WINDOW * (
-            VOTE_FRAMING_BYTES + COMMAND_FRAMING_BYTES * self.max_batch_count
-        )
-        return self.max_inflight_bytes + 2 * self.max_batch_bytes + framing
 
     @property
     def quorum(self) -> int:

@@ -40,7 +40,8 @@ class AcceptedEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prepare:
-    """Phase 1a, for every slot from `from_slot` on."""
+    """Phase 1a, for every slot from `from_slot` on. At the ballot the receiver already
+    promised the sender, it asks for the rest of a promise cut at `more_from` (rule 18)."""
 
     src: int
     dst: int
@@ -79,19 +80,24 @@ class PreVoteReply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Promise:
-    """Phase 1b: the acceptor promised `ballot` and reports its votes from the Prepare's slot.
+    """Phase 1b: the acceptor promised `ballot` and reports its votes from `from_slot` (the
+    Prepare's slot).
 
     `chosen_omitted`: the chosen slots among them were left out, more than `max_batch_bytes`
-    (replica rule 16); the candidate must catch up before it may lead.
+    (replica rule 16); the candidate must catch up before it may lead. `more_from`: not 0
+    when the votes were cut at `max_promise_bytes` (replica rule 18): they cover the slots
+    below it only, and the candidate asks again from there with a Prepare of the same ballot.
     """
 
     src: int
     dst: int
     ballot: Ballot
+    from_slot: int
     accepted: tuple[AcceptedEntry, ...]
     chosen_watermark: int
     log_start: int
     chosen_omitted: bool = False
+    more_from: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,16 +63,20 @@ class Prepare(_message.Message):
     def __init__(self, from_slot: _Optional[int] = ...) -> None: ...
 
 class Promise(_message.Message):
-    __slots__ = ("accepted", "chosen_watermark", "log_start", "chosen_omitted")
+    __slots__ = ("accepted", "chosen_watermark", "log_start", "chosen_omitted", "from_slot", "more_from")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     LOG_START_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_OMITTED_FIELD_NUMBER: _ClassVar[int]
+    FROM_SLOT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FROM_FIELD_NUMBER: _ClassVar[int]
     accepted: _containers.RepeatedCompositeFieldContainer[AcceptedEntry]
     chosen_watermark: int
     log_start: int
     chosen_omitted: bool
-    def __init__(self, accepted: _Optional[_Iterable[_Union[AcceptedEntry, _Mapping]]] = ..., chosen_watermark: _Optional[int] = ..., log_start: _Optional[int] = ..., chosen_omitted: _Optional[bool] = ...) -> None: ...
+    from_slot: int
+    more_from: int
+    def __init__(self, accepted: _Optional[_Iterable[_Union[AcceptedEntry, _Mapping]]] = ..., chosen_watermark: _Optional[int] = ..., log_start: _Optional[int] = ..., chosen_omitted: _Optional[bool] = ..., from_slot: _Optional[int] = ..., more_from: _Optional[int] = ...) -> None: ...
 
 class Nack(_message.Message):
     __slots__ = ("promised", "leader_hint", "lease_held")

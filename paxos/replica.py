@@ -127,7 +127,7 @@ Rules
    replica wins first. Before, a candidate that had been away while the group wrote up to
    its compaction threshold (64 MiB) was promised more than a peer message may carry, and
    its campaign could never finish. The unchosen slots a promise must carry (votes the
-   candidate needs) are not bounded by this rule, but by rule 18.
+   candidate needs) are not bounded by this rule, but cut by rule 18.
 17. A leader's own slots in flight (proposed, not known chosen) hold at most
    `max_inflight_bytes` of commands, and one slot more (found next to rule 16): it opens no
    new slot past that, as past `pipeline_window` slots. All of them may have to travel at
@@ -136,27 +136,28 @@ Rules
    window of 32 slots of 4 MiB made messages of 128 MiB, which a peer link (64 MiB) never
    delivers, so the follower never voted and a new leader never finished Phase 1. A slot
    in flight is always allowed, so the bound delays proposals but never stops them.
-18. An acceptor promises nothing when its promise would pass `max_promise_bytes`, its votes
-   counted as encoded, even with its chosen slots left out (then the candidate catches up
-   first, as with rule 16): the unchosen ones above the candidate's first slot must all
-   go. It neither raises its promise nor answers, as if the Prepare were lost, and asks the
-   candidate for the chosen slots it lacks when the candidate knows more. Usually such
-   votes are what leaders keep in flight (rule 17), but a follower whose learning stalled
-   (a slot it missed stops rule 4 at the gap, and catch-up is paced) goes on voting under
-   heavy writes, and its promise could grow past the 64 MiB a peer message carries: the
-   receiving node refused it, which failed the link and dropped every group's messages
-   queued on it, again at each re-sent Prepare (found by review). Promising nothing is
-   always safe; the candidate needs the other replicas, or the acceptor campaigns itself
-   (its own votes need no message: the catch-up asked for is of slots below the
-   candidate's first, which does not shrink what its promise must carry). Not live when
-   every acceptor a quorum needs is past the bound (the simulator's churn with a bound of
-   a few votes, below the floor the config now requires, showed it: every replica a
-   candidate, none promising): that needs Phase 1 in chunks, not built; the default bound
-   is what a peer message can carry, so such a group could not elect before either, but
-   now the other groups on its links go on. For the same reason a leader cuts its Accepts
-   into messages of at most `max_batch_bytes` of values each, counted as encoded: a new
-   leader's first Accept re-proposes every slot a quorum's promises showed, and its
-   re-sends every slot a follower has not voted for.
+18. A promise carries at most `max_promise_bytes` of votes, counted as encoded: past it
+   the acceptor cuts it after the last vote that fits (at least one goes) and names the
+   first slot left out in `more_from`; the candidate merges the part and asks for the rest
+   with a Prepare of the same ballot from that slot (again each heartbeat interval while it
+   is missing: a lost part costs that, not a new campaign), and counts the acceptor for its
+   quorum once the last part has come (Phase 1 in chunks). Safe because the acceptor holds the
+   ballot between the parts: it takes no vote of a lower ballot, none of this ballot before
+   the candidate leads, and it answers a part asked under a ballot it no longer holds with a
+   Nack. So every part shows the votes the acceptor had when it promised, and the highest
+   vote per slot over a superset of a quorum's promises is the one Paxos requires (parts of
+   promises still coming may count too). Asking for a further part resets the election
+   timers of both sides: they are getting on. Usually such votes are
+   what leaders keep in flight (rule 17), but a follower whose learning stalled (a slot it
+   missed stops rule 4 at the gap, and catch-up is paced) goes on voting under heavy writes,
+   and its promise could grow past the 64 MiB a peer message carries: the receiving node
+   refused it, which failed the link and dropped every group's messages queued on it, again
+   at each re-sent Prepare (found by review). Before the cut, such an acceptor promised
+   nothing, which left a group leaderless when every acceptor a quorum needs was past the
+   bound (two followers each stalled at a different gap, their leader dead). For the same
+   reason a leader cuts its Accepts into messages of at most `max_batch_bytes` of values
+   each, counted as encoded: a new leader's first Accept re-proposes every slot a quorum's
+   promises showed, and its re-sends every slot a follower has not voted for.
 """
 
 from __future__ import annotations
@@ -298,8 +299,13 @@ class Replica:
         # previous life may count, which costs at most an early campaign.
         self._pre_vote_seq = 0
         self._pre_votes: set[int] = set()
-        # Candidate state.
-        self._promises: dict[int, Promise] = {}
+        # Candidate state: the replicas whose whole promise arrived (this one included), the
+        # next slot asked of those whose promise came cut (rule 18), and the best vote per
+        # slot of every promise part so far.
+        self._promised_by: set[int] = set()
+        self._promise_next: dict[int, int] = {}
+        self._phase1_best: dict[int, AcceptedEntry] = {}
+        self._reask_at = 0.0
         self._lease_refusals: set[int] = set()
         self._from_slot = 0
 
@@ -408,6 +414,8 @@ class Replica:
                 self._handoff_target = None
             if now >= self._next_heartbeat_at:
                 self._heartbeat_round()
+        elif self._role is Role.CANDIDATE and self._promise_next and now >= self._reask_at:
+            self._ask_next_parts()
         elif now >= max(self._election_deadline, self._lease_block_until):
             if self._rebuilding:
                 self._reset_election_deadline()  # rule 14: no campaign
@@ -463,6 +471,8 @@ class Replica:
         due = max(self._election_deadline, self._lease_block_until)
         if self._rebuilding and self._floor is None:
             due = min(due, self._floor_ask_at)
+        if self._role is Role.CANDIDATE and self._promise_next:
+            due = min(due, self._reask_at)
         return due
 
     def step(self, msg: Message) -> None:
@@ -735,7 +745,7 @@ class Replica:
         was_leader = self._role is Role.LEADER
         self._role = Role.FOLLOWER
         self._leader_hint = leader_hint
-        self._promises.clear()
+        self._clear_phase1()
         self._pre_votes.clear()
         self._reset_election_deadline()
         if was_leader:
@@ -791,7 +801,9 @@ class Replica:
         self._max_seen_round = self._ballot.round
         self._set_promised(self._ballot)
         self._from_slot = self._chosen_watermark + 1
-        self._promises = {self.id: self._make_promise(self.id, self._ballot, self._from_slot)}
+        self._clear_phase1()
+        self._promised_by.add(self.id)
+        self._merge_votes(self._votes_from(self._from_slot))  # its own: no message, no cut
         self._lease_refusals = set()
         self._reset_election_deadline()
         for peer in self._peers:
@@ -800,15 +812,37 @@ class Replica:
             )
         self._maybe_become_leader()
 
+    def _ask_next_parts(self, peer: int | None = None) -> None:
+        """Rule 18: ask `peer` (or, at the re-ask timer, every promiser whose promise is still
+        coming) for its next part; a lost part costs a heartbeat interval, not a campaign."""
+        self._reask_at = self._now + self.config.heartbeat_interval_s
+        for dst in self._promise_next if peer is None else (peer,):
+            self._out.messages.append(
+                Prepare(
+                    src=self.id, dst=dst, ballot=self._ballot, from_slot=self._promise_next[dst]
+                )
+            )
+
+    def _clear_phase1(self) -> None:
+        self._promised_by.clear()
+        self._promise_next.clear()
+        self._phase1_best.clear()
+
+    def _merge_votes(self, entries: Sequence[AcceptedEntry]) -> None:
+        """Rule 3, part by part: the best vote per slot of every promise so far. Parts of a
+        promise still being asked for may count too: they were sent under this ballot, so
+        they hold only votes of lower ballots, and the highest vote over a superset of a
+        quorum's is still the one Paxos requires."""
+        best = self._phase1_best
+        for entry in entries:
+            current = best.get(entry.slot)
+            if current is None or _outranks(entry, current):
+                best[entry.slot] = entry
+
     def _maybe_become_leader(self) -> None:
-        if len(self._promises) < self._quorum:
+        if len(self._promised_by) < self._quorum:
             return
-        best: dict[int, AcceptedEntry] = {}
-        for promise in self._promises.values():
-            for entry in promise.accepted:
-                current = best.get(entry.slot)
-                if current is None or _outranks(entry, current):
-                    best[entry.slot] = entry
+        best = self._phase1_best
         self._role = Role.LEADER
         self._leader_hint = self.id
         self._pre_votes.clear()  # a pre-vote started while a candidate is over
@@ -879,15 +913,6 @@ class Replica:
         if msg.ballot < self._promised:
             self._nack(msg.src, msg.ballot)
             return
-        promise = self._make_promise(msg.src, msg.ballot, msg.from_slot)
-        bound = self.config.max_promise_bytes
-        if _promise_bytes(promise) > bound and not promise.chosen_omitted:
-            # Rule 18: the chosen slots can go by catch-up instead (as with rule 16).
-            promise = _without_chosen(promise)
-        if _promise_bytes(promise) > bound:  # rule 18
-            if msg.from_slot - 1 > self._chosen_watermark:
-                self._request_catchup(msg.src, self._chosen_watermark + 1, msg.from_slot - 1)
-            return
         if msg.ballot > self._promised:
             if self._lease_blocks(msg.src):
                 self._out.messages.append(
@@ -903,20 +928,38 @@ class Replica:
                 return
             self._set_promised(msg.ballot)
             self._become_follower(None)
-        self._out.messages_after_persist.append(promise)
+        else:
+            # The candidate asks for the rest of a cut promise (rule 18): it is alive and
+            # getting on, so this replica's own campaign would only cut its Phase 1 short.
+            self._reset_election_deadline()
+        self._out.messages_after_persist.append(
+            self._make_promise(msg.src, msg.ballot, msg.from_slot)
+        )
 
     def _handle_promise(self, msg: Promise) -> None:
         if self._role is not Role.CANDIDATE or msg.ballot != self._ballot:
             return
-        if msg.log_start > self._from_slot or msg.chosen_omitted:
+        expected = self._promise_next.get(msg.src, self._from_slot)
+        if msg.src in self._promised_by or msg.from_slot != expected:
+            return  # a copy, or the answer to an earlier ask
+        if msg.log_start > msg.from_slot or msg.chosen_omitted:
             # The promiser compacted chosen slots we lack (only a snapshot can bring us up), or
             # holds more of them than a promise carries (rule 16): catch up first.
             self._become_follower(None)
             self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
             return
-        if any(e.slot > self._from_slot + MAX_SLOTS_AHEAD for e in msg.accepted):  # rule 15
+        if not _promise_in_bounds(msg, self._from_slot + MAX_SLOTS_AHEAD):  # rules 15 and 18
             return
-        self._promises[msg.src] = msg
+        self._merge_votes(msg.accepted)
+        if msg.more_from:
+            # Rule 18: ask for the next part at the same ballot, which the promiser holds
+            # (else it refuses with a Nack); the votes it reports cannot change meanwhile.
+            self._promise_next[msg.src] = msg.more_from
+            self._reset_election_deadline()
+            self._ask_next_parts(msg.src)
+            return
+        self._promise_next.pop(msg.src, None)
+        self._promised_by.add(msg.src)
         self._maybe_become_leader()
 
     def _handle_nack(self, msg: Nack) -> None:
@@ -1186,8 +1229,9 @@ class Replica:
         self._log[slot] = (ballot, value)
         self._out.persist.accepted[slot] = (ballot, value)
 
-    def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
-        entries = [
+    def _votes_from(self, from_slot: int) -> list[AcceptedEntry]:
+        """Every vote this acceptor holds from `from_slot` on, by slot."""
+        return [
             AcceptedEntry(
                 slot=slot,
                 ballot=vote_ballot,
@@ -1197,18 +1241,22 @@ class Replica:
             for slot, (vote_ballot, value) in sorted(self._log.items())
             if slot >= from_slot
         ]
+
+    def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
+        entries = self._votes_from(from_slot)
         promise = Promise(
             src=self.id,
             dst=dst,
             ballot=ballot,
+            from_slot=from_slot,
             accepted=tuple(entries),
             chosen_watermark=self._chosen_watermark,
             log_start=self._log_start,
         )
         chosen_bytes = sum(_value_bytes(e.value) for e in entries if e.chosen)
         if chosen_bytes > self.config.max_batch_bytes:  # rule 16
-            return _without_chosen(promise)
-        return promise
+            promise = _without_chosen(promise)
+        return _cut_promise(promise, self.config.max_promise_bytes)
 
     def _learn(self, leader: int, ballot: Ballot, leader_watermark: int) -> None:
         """Rule 4: advance our watermark over slots we accepted under the leader's ballot."""
@@ -1552,9 +1600,24 @@ def _wire_bytes(value: Value) -> int:
     return VOTE_FRAMING_BYTES + sum(len(command) + COMMAND_FRAMING_BYTES for command in value)
 
 
-def _promise_bytes(promise: Promise) -> int:
-    """Rule 18: the bytes of `promise`'s votes as encoded, at most."""
-    return sum(_wire_bytes(e.value) for e in promise.accepted)
+def _cut_promise(promise: Promise, bound: int) -> Promise:
+    """Rule 18: `promise` with its votes cut once past `bound` bytes as encoded (at least
+    one vote goes), `more_from` naming the first slot left out."""
+    size = 0
+    for i, entry in enumerate(promise.accepted):
+        size += _wire_bytes(entry.value)
+        if size > bound and i > 0:
+            return replace(promise, accepted=promise.accepted[:i], more_from=entry.slot)
+    return promise
+
+
+def _promise_in_bounds(promise: Promise, last_slot: int) -> bool:
+    """Rules 15 and 18: every vote of `promise` lies between its `from_slot` and `last_slot`,
+    and below its `more_from` when it was cut there."""
+    end = promise.more_from or last_slot + 1
+    if end > last_slot + 1 or end <= promise.from_slot:
+        return False
+    return all(promise.from_slot <= e.slot < end for e in promise.accepted)
 
 
 def _without_chosen(promise: Promise) -> Promise:

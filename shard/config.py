@@ -69,8 +69,8 @@ MIN_DECISION_RETENTION_S = 120
 MIN_PEER_SECRET_CHARS = 16
 #: Node ids are uint64 on the wire, 0 meaning none.
 MAX_NODE_ID = 2**64
-#: Most commands in one slot: a promise must have room for a window of full slots' framing
-#: (paxos.config `promise_floor`).
+#: Most commands in one slot: each costs its framing in every Accept, promise and catch-up
+#: reply that carries the slot (paxos.config `COMMAND_FRAMING_BYTES`).
 MAX_BATCH_COUNT = 4096
 #: A node's name: a directory name and a --node-id that cannot be taken for an id.
 NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")

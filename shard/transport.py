@@ -90,8 +90,10 @@ MAX_LOGGED_REASON = 300
 #: node of version 1 cannot answer; 3: a Promise may leave its chosen slots out
 #: (`chosen_omitted`, Paxos replica rule 16), which a candidate of version 2 would read as
 #: slots nobody voted for; 4: the hello carries the digest of the sender's config map
-#: (`map_digest`), which a node of version 3 leaves empty.
-PROTOCOL = 4
+#: (`map_digest`), which a node of version 3 leaves empty; 5: a Promise may come in parts
+#: (`more_from`, Paxos replica rule 18), which a candidate of version 4 would read as a whole
+#: promise missing the votes of its later parts.
+PROTOCOL = 5
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long

@@ -791,6 +791,30 @@ MUTATIONS = [
         ),
         tests=(ROOT / "tests/unit/paxos/test_stale_ballot_replies.py", *PAXOS_TESTS),
     ),
+    Mutation(
+        "promise_part_counts_whole",
+        "a candidate counts a promiser at the first part of its cut promise (rule 18)",
+        edits=(
+            (
+                "replica.py",
+                "        if msg.more_from:\n            # Rule 18: ask",
+                "        if False:\n            # Rule 18: ask",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_promise_vote_bound.py", *PAXOS_TESTS),
+    ),
+    Mutation(
+        "promise_part_skips_a_vote",
+        "an acceptor cuts its promise one slot past the first vote it left out (rule 18)",
+        edits=(
+            (
+                "replica.py",
+                "accepted=promise.accepted[:i], more_from=entry.slot)",
+                "accepted=promise.accepted[:i], more_from=entry.slot + 1)",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_promise_vote_bound.py", *PAXOS_TESTS),
+    ),
     # Since session 34 the "redeliver" profile reaches it too (2 of 400 seeds), and
     # `test_promises_to_an_older_campaign_counted_are_caught` keeps two seeds that do.
     # `accepted_of_any_ballot` stays beyond the profiles: none in 1,500 of its seeds.

@@ -41,6 +41,7 @@ from paxos_group import (
 from world import CrashMode, HostTiming, NetworkConfig, Stats, World
 
 from paxos import Message, PersistBatch, ReplicaConfig, Role, Value
+from paxos.messages import Promise
 from shard.runtime import SYNC_COVER_ELECTION_TIMEOUTS
 
 TERMINATION_BOUND_S = 5.0
@@ -95,6 +96,7 @@ PROFILES = (
     "rebuild",
     "rebuild_stale",
     "redeliver",
+    "parts",
 )
 
 
@@ -203,7 +205,7 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             lease_attack=4,
             lease_race=4,
         )
-    elif profile == "churn":
+    elif profile in ("churn", "parts"):
         # Leaders die right after getting slots chosen, links are slow and lossy, pipelines
         # are deep: new leaders recover slots with different values at different ballots.
         k.voters = voters = (1, 2, 3)
@@ -222,6 +224,8 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             long_delay_max_s=0.1,
         )
         k.faults = FaultMix(rate_per_s=8, leader_churn=5, slow=2, cut=1, isolate=1, heal=2, pause=1)
+        if profile == "parts":
+            _promises_in_parts(k, rng)
     elif profile == "leadership":
         # Leadership transfers under reordering: slow links let old heartbeats arrive late.
         # A lighter load: a leader only starts a transfer to a target close behind it.
@@ -298,6 +302,13 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
     return k
 
 
+def _promises_in_parts(k: Knobs, rng: random.Random) -> None:
+    """Promise parts of 2-5, 8-20 or 35-85 votes: Phase 1 asks for most promises part by
+    part (replica rule 18), while leaders die and links drop, so parts are lost, asked again,
+    asked under ballots given up, and merged across promisers."""
+    k.replica["max_promise_bytes"] = rng.choice((256, 1024, 4096))
+
+
 def _compact_half_the_time(k: Knobs, rng: random.Random) -> None:
     """Small compaction thresholds in half the runs, so that catching up needs snapshots."""
     if rng.random() < 0.5:
@@ -367,6 +378,8 @@ class GroupSim(Listener):
 
     def on_send(self, host: PaxosHost, msg: Message) -> None:
         self.oracle.on_send(host, msg)
+        if isinstance(msg, Promise) and msg.more_from:
+            self.stats.add("promise_parts_cut")
 
     def on_apply(self, host: PaxosHost, slot: int, value: Value) -> None:
         self.oracle.on_apply(host, slot, value)

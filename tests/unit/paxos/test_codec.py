@@ -45,6 +45,8 @@ messages = st.one_of(
         chosen_watermark=ints,
         log_start=ints,
         chosen_omitted=st.booleans(),
+        from_slot=ints,
+        more_from=ints,
         **common,
     ),
     st.builds(

@@ -92,7 +92,13 @@ def test_a_candidate_drops_a_promise_showing_a_slot_more_than_max_slots_ahead() 
     def promise(src: int, slot: int) -> Promise:
         entry = AcceptedEntry(slot=slot, ballot=Ballot(1, src), value=(b"v",), chosen=False)
         return Promise(
-            src=src, dst=1, ballot=ballot, accepted=(entry,), chosen_watermark=0, log_start=1
+            src=src,
+            dst=1,
+            ballot=ballot,
+            from_slot=first,
+            accepted=(entry,),
+            chosen_watermark=0,
+            log_start=1,
         )
 
     g.r(1).step(promise(2, first + MAX_SLOTS_AHEAD + 1))

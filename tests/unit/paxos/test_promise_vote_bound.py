@@ -1,24 +1,34 @@
-"""An acceptor promises nothing when its promise's votes pass `max_promise_bytes` (rule 18).
+"""A promise past `max_promise_bytes` of votes goes in parts (rule 18: Phase 1 in chunks).
 
 A follower whose learning stalled (it missed one slot: rule 4 stops at the gap, and its
 catch-up is paced) goes on voting under heavy writes, and every vote it does not know
 chosen must travel in its next promise. Found by review: such a promise could pass the
 64 MiB a peer message carries; the link then failed, dropping every group's messages
-queued on it, and the candidate's re-sent Prepare made it fail again. Now the acceptor
-promises nothing past the bound (neither its promise nor its answer: as if the Prepare
-were lost), asks the candidate for the chosen slots it lacks, and the group still elects
-a leader that keeps every chosen value.
+queued on it. The acceptor then promised nothing past the bound, which left the group
+without a leader when every acceptor a quorum needs was past it. Now it cuts its promise
+after the last vote that fits, and the candidate asks for the rest, part by part, at the
+same ballot.
 """
 
 from __future__ import annotations
 
-from paxos import Role
-from paxos.messages import Accept, CatchUpReply, CatchUpRequest, Message, Promise
+from paxos import Ballot, Role
+from paxos.codec import encode
+from paxos.messages import (
+    Accept,
+    AcceptedEntry,
+    CatchUpReply,
+    CatchUpRequest,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+)
 from tests.unit.paxos.test_replica_paths import Group, between
 
-BOUND = 8_000  # at least the config's promise_floor (7,656 bytes here)
+BOUND = 2_400  # two votes of about 1,060 bytes each
 VALUE = b"x" * 1_000
-SLOTS = 10  # about 10.6 kB of votes replica 2 does not know chosen: past the bound
+SLOTS = 10  # about 10.6 kB of votes replica 2 does not know chosen: five parts or more
 
 
 def no_catchup(m: Message) -> bool:
@@ -66,34 +76,61 @@ def campaign_of_3(g: Group) -> None:
     g.process(2)
 
 
-def test_an_acceptor_past_the_bound_promises_nothing_and_asks_for_the_chosen_slots() -> None:
-    g = group_with_a_stalled_learner(BOUND)
-    promised_before = g.r(2).status().promised
-    campaign_of_3(g)
-    assert not [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
-    assert g.r(2).status().promised == promised_before  # it blocks no one either
-    (asked,) = [m for m in g.inflight if isinstance(m, CatchUpRequest) and m.src == 2]
-    assert asked.dst == 3
-    # 3 cannot lead without 2; 2, caught up as far as 3 knows, then campaigns itself
-    # (its own votes need no message) and re-proposes every value it voted for.
-    g.stabilize(keep=between(2, 3))
-    g.idle(2, 122.0)
-    g.stabilize(keep=between(2, 3))
-    leader = next(i for i in (2, 3) if g.r(i).role is Role.LEADER)
+def promises_from(g: Group, src: int) -> list[Promise]:
+    return [m for m in g.inflight if isinstance(m, Promise) and m.src == src]
+
+
+def votes_bytes(promise: Promise) -> int:
+    """The encoded bytes of the promise's votes (the message less its empty form)."""
+    return len(encode(promise)) - len(encode(Promise(**{**_fields(promise), "accepted": ()})))
+
+
+def _fields(promise: Promise) -> dict[str, object]:
+    return {name: getattr(promise, name) for name in promise.__slots__}
+
+
+def assert_every_value_kept(g: Group, written: list[tuple[bytes, ...]], *alive: int) -> None:
+    """A new leader among `alive` gets one more write chosen; every replica of `alive` has
+    every written value before it."""
+    leader = next(i for i in alive if g.r(i).role is Role.LEADER)
     g.r(leader).propose(b"after")
-    g.stabilize(keep=between(2, 3))
-    g.heartbeat(leader, keep=between(2, 3))
-    written = [(VALUE + b"first",)] + [(VALUE + bytes([i]),) for i in range(SLOTS)]
-    for i in (2, 3):
+    g.stabilize(keep=between(*alive))
+    g.heartbeat(leader, keep=between(*alive))
+    for i in alive:
         values = [v for v in g.chosen(i) if v and v != (b"",)]
         assert all(v in values for v in written), f"replica {i} lost a chosen value"
         assert g.chosen(i)[-1] == (b"after",)
 
 
-def test_under_the_bound_the_same_acceptor_promises_as_before() -> None:
+def test_an_acceptor_past_the_bound_promises_in_parts_and_the_candidate_elects() -> None:
+    g = group_with_a_stalled_learner(BOUND)
+    campaign_of_3(g)
+    (first,) = promises_from(g, 2)
+    assert first.more_from > first.from_slot
+    assert votes_bytes(first) <= BOUND
+    assert g.r(2).status().promised == g.r(3).status().promised  # it holds the ballot
+    parts = [first]
+
+    def count_parts(m: Message) -> bool:
+        if isinstance(m, Promise) and m.src == 2 and m is not first:
+            parts.append(m)
+        return between(2, 3)(m)
+
+    g.stabilize(keep=count_parts)
+    assert g.r(3).role is Role.LEADER
+    assert len(parts) >= SLOTS // 2
+    assert [p.from_slot for p in parts[1:]] == [p.more_from for p in parts[:-1]]
+    assert parts[-1].more_from == 0
+    assert all(votes_bytes(p) <= BOUND for p in parts)
+    written = [(VALUE + b"first",)] + [(VALUE + bytes([i]),) for i in range(SLOTS)]
+    assert_every_value_kept(g, written, 2, 3)
+
+
+def test_under_the_bound_the_same_acceptor_promises_in_one_message() -> None:
     g = group_with_a_stalled_learner(48 * 1024 * 1024)
     campaign_of_3(g)
-    (promise,) = [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
+    (promise,) = promises_from(g, 2)
+    assert promise.more_from == 0
     assert sum(1 for e in promise.accepted if not e.chosen) >= SLOTS
     g.stabilize(keep=between(2, 3))
     assert g.r(3).role is Role.LEADER
@@ -122,59 +159,117 @@ def test_a_new_leaders_recovery_goes_in_accepts_of_at_most_a_slots_bytes() -> No
 def test_votes_are_counted_as_encoded_not_by_their_commands_bytes() -> None:
     """Votes of many small commands: their commands' bytes are under the bound, but each
     command costs its field tag and length in the message too, which rule 18 counts."""
+    bound = 2_000
     g = Group(
         3,
         fast=(1,),
         max_batch_count=10,
         max_batch_bytes=1_100,
         max_inflight_bytes=2_000,
-        max_promise_bytes=12_000,  # the floor here: 2,000 + 2 x 1,100 + 64 x (48 + 6 x 10)
+        max_promise_bytes=bound,
         pipeline_window=1,
     )
     g.elect(1)
     g.r(1).propose(b"first")
     g.stabilize(keep=between(1, 3))
     g.heartbeat(1, keep=between(1, 3))
-    for _ in range(130):  # 130 slots of 10 one-byte commands: 1,300 bytes, 15 kB encoded
+    for _ in range(20):  # 20 slots of 10 one-byte commands: 200 bytes, 2.2 kB encoded
         for j in range(10):
             g.r(1).propose(bytes([j]))
         g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
     campaign_of_3(g)
-    assert not [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
+    (promise,) = promises_from(g, 2)
+    assert promise.more_from  # cut, though all of 2's votes hold 210 bytes of commands
+    assert votes_bytes(promise) <= bound
 
 
-def test_an_acceptor_past_the_bound_by_its_chosen_slots_promises_them_left_out() -> None:
-    """Rule 18's first resort: votes under the bound, but not with the chosen slots the
-    candidate lacks (under `max_batch_bytes`, so rule 16 kept them). The acceptor promises
-    with them left out (`chosen_omitted`), not nothing: the candidate catches up first."""
-    unchosen = 7  # about 7.4 kB of votes: under the bound, past it with 1 kB chosen more
+def test_two_followers_stalled_at_different_gaps_elect_a_leader() -> None:
+    """The case that had no leader before the parts: leader 1 dies while each follower's
+    learning is stopped at a different gap, so each holds, above the other's first unknown
+    slot, more votes than one promise may carry. Neither could promise the other."""
     g = one_command_slots(BOUND)
-    g.r(1).propose(VALUE + b"known")  # chosen by 1 and 2; 2 learns it, 3 never sees it
-    g.stabilize(keep=between(1, 2))
-    g.heartbeat(1, keep=between(1, 2))
-    g.r(1).propose(VALUE + b"gap")  # chosen by 1 and 3: 2's learning stops here
+    g.r(1).propose(VALUE + b"gap of 2")
     g.stabilize(keep=lambda m: between(1, 3)(m) and no_catchup(m))
-    for i in range(unchosen):
+    g.r(1).propose(VALUE + b"gap of 3")
+    g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
+    for i in range(SLOTS):
         g.r(1).propose(VALUE + bytes([i]))
-        g.stabilize(keep=lambda m: between(1, 2)(m) and no_catchup(m))
-    g.heartbeat(1, keep=lambda m: between(1, 2)(m) and no_catchup(m))
-    assert g.r(2).status().chosen_watermark > g.r(3).status().chosen_watermark
-    campaign_of_3(g)
-    (promise,) = [m for m in g.inflight if isinstance(m, Promise) and m.src == 2]
-    assert promise.chosen_omitted
-    assert not [e for e in promise.accepted if e.chosen]
-    assert sum(1 for e in promise.accepted if not e.chosen) == unchosen
-    g.stabilize(keep=between(2, 3))
-    g.idle(2, 122.0)
-    g.idle(3, 122.0)
-    g.stabilize(keep=between(2, 3))
-    leader = next(i for i in (2, 3) if g.r(i).role is Role.LEADER)
-    g.r(leader).propose(b"after")
-    g.stabilize(keep=between(2, 3))
-    g.heartbeat(leader, keep=between(2, 3))
-    written = [(VALUE + b"known",), (VALUE + b"gap",)]
-    written += [(VALUE + bytes([i]),) for i in range(unchosen)]
+        g.stabilize(keep=no_catchup)
+    g.heartbeat(1, keep=no_catchup)
     for i in (2, 3):
-        values = [v for v in g.chosen(i) if v and v != (b"",)]
-        assert all(v in values for v in written), f"replica {i} lost a chosen value"
-        assert g.chosen(i)[-1] == (b"after",)
+        assert g.r(1).status().chosen_watermark - g.r(i).status().chosen_watermark > SLOTS
+    g.crash(1)
+    g.idle(2, 1.0)
+    g.idle(3, 61.0)
+    g.stabilize(keep=between(2, 3))
+    written = [(VALUE + b"gap of 2",), (VALUE + b"gap of 3",)]
+    written += [(VALUE + bytes([i]),) for i in range(SLOTS)]
+    assert_every_value_kept(g, written, 2, 3)
+
+
+def test_a_part_asked_under_a_ballot_the_acceptor_no_longer_holds_is_refused() -> None:
+    """Between two parts the acceptor promised a higher ballot: its votes may have changed
+    since the first part, so it sends no second one, and the candidate stands down."""
+    g = group_with_a_stalled_learner(BOUND)
+    campaign_of_3(g)
+    (first,) = promises_from(g, 2)
+    g.deliver(keep=between(2, 3))
+    g.process(3)
+    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
+    assert ask.from_slot == first.more_from and ask.ballot == first.ballot
+    higher = Ballot(first.ballot.round + 1, 1)
+    g.r(2).step(Prepare(src=1, dst=2, ballot=higher, from_slot=1))
+    g.process(2)
+    g.inflight = [m for m in g.inflight if m.dst != 1]
+    g.deliver(keep=between(2, 3))
+    g.process(2)
+    assert not promises_from(g, 2)
+    (nack,) = [m for m in g.inflight if isinstance(m, Nack)]
+    assert nack.promised == higher
+    g.deliver(keep=between(2, 3))
+    assert g.r(3).role is Role.FOLLOWER
+
+
+def test_a_candidate_counts_a_promiser_once_its_last_part_came_and_drops_bad_parts() -> None:
+    """Parts merge slot by slot (rule 3 over every part); a copy of an earlier part, a part
+    it did not ask for, and a part with a vote outside its slots are dropped."""
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(1, 0.5)
+    assert g.r(1).role is Role.CANDIDATE
+    ballot = g.r(1).status().promised
+    g.process(1)
+    g.inflight.clear()
+
+    def part(slots: range, more_from: int, src: int = 2) -> Promise:
+        entries = tuple(
+            AcceptedEntry(slot=s, ballot=Ballot(1, 3), value=(b"v%d" % s,), chosen=False)
+            for s in slots
+        )
+        return Promise(
+            src=src,
+            dst=1,
+            ballot=ballot,
+            from_slot=slots.start,
+            accepted=entries,
+            chosen_watermark=0,
+            log_start=1,
+            more_from=more_from,
+        )
+
+    def asks() -> list[Prepare]:
+        return [m for m in g.r(1).ready().messages if isinstance(m, Prepare)]
+
+    g.r(1).step(part(range(1, 3), more_from=3))
+    assert [(m.dst, m.from_slot, m.ballot) for m in asks()] == [(2, 3, ballot)]
+    g.process(1)
+    g.r(1).step(part(range(1, 3), more_from=3))  # a copy of the first part
+    g.r(1).step(part(range(5, 6), more_from=0))  # not the part asked for
+    g.r(1).step(part(range(3, 6), more_from=5))  # slot 5 is not below its more_from
+    g.r(1).step(part(range(3, 6), more_from=0, src=3))  # 3's must start at slot 1
+    assert not asks()
+    assert g.r(1).role is Role.CANDIDATE
+    g.r(1).step(part(range(3, 5), more_from=0))
+    assert g.r(1).role is Role.LEADER
+    accepted = g.r(1).ready().persist.accepted
+    assert [accepted[s] for s in range(1, 5)] == [(ballot, (b"v%d" % s,)) for s in range(1, 5)]

@@ -300,6 +300,7 @@ def test_phase1_takes_the_highest_ballot_value_per_slot() -> None:
         src=2,
         dst=1,
         ballot=ballot,
+        from_slot=1,
         accepted=(
             AcceptedEntry(slot=1, ballot=low, value=(b"older",), chosen=False),
             AcceptedEntry(slot=2, ballot=high, value=(b"winner",), chosen=False),
@@ -311,7 +312,7 @@ def test_phase1_takes_the_highest_ballot_value_per_slot() -> None:
     # Pretend node 1 itself had voted for slot 1 at a higher ballot and slot 2 at a lower one.
     g.r(1)._log[1] = (high, (b"mine-high",))
     g.r(1)._log[2] = (low, (b"mine-low",))
-    g.r(1)._promises[1] = g.r(1)._make_promise(1, ballot, 1)
+    g.r(1)._merge_votes(g.r(1)._votes_from(1))
     g.r(1).step(promise)
     assert g.r(1).role is Role.LEADER
     ready = g.r(1).ready()
@@ -330,12 +331,13 @@ def test_a_value_known_chosen_wins_over_any_ballot() -> None:
         src=2,
         dst=1,
         ballot=ballot,
+        from_slot=1,
         accepted=(AcceptedEntry(slot=1, ballot=Ballot(1, 2), value=(b"c",), chosen=True),),
         chosen_watermark=1,
         log_start=1,
     )
     g.r(1)._log[1] = (Ballot(5, 3), (b"not-chosen",))
-    g.r(1)._promises[1] = g.r(1)._make_promise(1, ballot, 1)
+    g.r(1)._merge_votes(g.r(1)._votes_from(1))
     g.r(1).step(promise)
     assert g.r(1).ready().persist.accepted[1] == (ballot, (b"c",))
 

@@ -88,7 +88,13 @@ def test_a_write_submitted_right_after_a_promise_elected_the_node_is_raised() ->
                 )
             else:
                 reply = Promise(
-                    src=2, dst=1, ballot=msg.ballot, accepted=(), chosen_watermark=0, log_start=1
+                    src=2,
+                    dst=1,
+                    ballot=msg.ballot,
+                    from_slot=msg.from_slot,
+                    accepted=(),
+                    chosen_watermark=0,
+                    log_start=1,
                 )
             if core.hosts[1].replica.role is not Role.LEADER:
                 core.step(1, reply)
