@@ -139,25 +139,31 @@ Rules
 18. A promise carries at most `max_promise_bytes` of votes, counted as encoded: past it
    the acceptor cuts it after the last vote that fits (at least one goes) and names the
    first slot left out in `more_from`; the candidate merges the part and asks for the rest
-   with a Prepare of the same ballot from that slot (again each heartbeat interval while it
-   is missing: a lost part costs that, not a new campaign), and counts the acceptor for its
-   quorum once the last part has come (Phase 1 in chunks). Safe because the acceptor holds the
-   ballot between the parts: it takes no vote of a lower ballot, none of this ballot before
-   the candidate leads, and it answers a part asked under a ballot it no longer holds with a
-   Nack. So every part shows the votes the acceptor had when it promised, and the highest
-   vote per slot over a superset of a quorum's promises is the one Paxos requires (parts of
-   promises still coming may count too). Asking for a further part resets the election
-   timers of both sides: they are getting on. Usually such votes are
-   what leaders keep in flight (rule 17), but a follower whose learning stalled (a slot it
-   missed stops rule 4 at the gap, and catch-up is paced) goes on voting under heavy writes,
-   and its promise could grow past the 64 MiB a peer message carries: the receiving node
-   refused it, which failed the link and dropped every group's messages queued on it, again
-   at each re-sent Prepare (found by review). Before the cut, such an acceptor promised
-   nothing, which left a group leaderless when every acceptor a quorum needs was past the
-   bound (two followers each stalled at a different gap, their leader dead). For the same
-   reason a leader cuts its Accepts into messages of at most `max_batch_bytes` of values
-   each, counted as encoded: a new leader's first Accept re-proposes every slot a quorum's
-   promises showed, and its re-sends every slot a follower has not voted for.
+   with a Prepare of the same ballot from that slot, and counts the acceptor for its quorum
+   once the last part has come (Phase 1 in chunks). A lost part costs what a lost promise
+   costs: the candidate's election timeout, then a new campaign. Safe because the acceptor
+   holds the ballot between the parts: it takes no vote of a lower ballot, none of this
+   ballot before the candidate leads, and it answers a part asked under a ballot it no
+   longer holds with a Nack. What else may change between parts is marked: slots it
+   learns chosen (catch-up stores them under the replier's ballot, which may be higher)
+   go marked chosen and win (rule 3), and slots it compacts or replaces by a snapshot raise
+   its `log_start` past the part's first slot, which makes the candidate stand down. So
+   the highest vote per slot over the parts is the one Paxos requires, and parts of
+   promises still coming may count too (a superset of a quorum's promises). Each part
+   that comes resets the candidate's election timer, and each ask for a further part the
+   acceptor's (a copy of an earlier ask does not): a big Phase 1 runs part by part, each
+   within an election timeout; a candidate that stops asking loses its hold on the
+   acceptor's timer. Usually a promise's votes are what leaders keep in flight (rule 17),
+   but a follower whose learning stalled (a slot it missed stops rule 4 at the gap, and
+   catch-up is paced) goes on voting under heavy writes, and its promise could grow past
+   the 64 MiB a peer message carries: the receiving node refused it, which failed the link
+   and dropped every group's messages queued on it, again at each re-sent Prepare (found by
+   review). Before the cut, such an acceptor promised nothing, which left a group
+   leaderless when every acceptor a quorum needs was past the bound (two followers each
+   stalled at a different gap, their leader dead). For the same reason a leader cuts its
+   Accepts into messages of at most `max_batch_bytes` of values each, counted as encoded:
+   a new leader's first Accept re-proposes every slot a quorum's promises showed, and its
+   re-sends every slot a follower has not voted for.
 """
 
 from __future__ import annotations
@@ -167,7 +173,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from paxos.ballot import ZERO_BALLOT, Ballot
 from paxos.config import (
@@ -305,7 +311,9 @@ class Replica:
         self._promised_by: set[int] = set()
         self._promise_next: dict[int, int] = {}
         self._phase1_best: dict[int, AcceptedEntry] = {}
-        self._reask_at = 0.0
+        # Acceptor state: the furthest slot a candidate asked a promise part from at the
+        # ballot promised (rule 18), so that only an ask that moves on counts as progress.
+        self._part_asked_from = 0
         self._lease_refusals: set[int] = set()
         self._from_slot = 0
 
@@ -414,8 +422,6 @@ class Replica:
                 self._handoff_target = None
             if now >= self._next_heartbeat_at:
                 self._heartbeat_round()
-        elif self._role is Role.CANDIDATE and self._promise_next and now >= self._reask_at:
-            self._ask_next_parts()
         elif now >= max(self._election_deadline, self._lease_block_until):
             if self._rebuilding:
                 self._reset_election_deadline()  # rule 14: no campaign
@@ -471,8 +477,6 @@ class Replica:
         due = max(self._election_deadline, self._lease_block_until)
         if self._rebuilding and self._floor is None:
             due = min(due, self._floor_ask_at)
-        if self._role is Role.CANDIDATE and self._promise_next:
-            due = min(due, self._reask_at)
         return due
 
     def step(self, msg: Message) -> None:
@@ -803,7 +807,7 @@ class Replica:
         self._from_slot = self._chosen_watermark + 1
         self._clear_phase1()
         self._promised_by.add(self.id)
-        self._merge_votes(self._votes_from(self._from_slot))  # its own: no message, no cut
+        self._merge_votes(self._votes_from(self._from_slot)[0])  # its own: no message, no cut
         self._lease_refusals = set()
         self._reset_election_deadline()
         for peer in self._peers:
@@ -812,17 +816,6 @@ class Replica:
             )
         self._maybe_become_leader()
 
-    def _ask_next_parts(self, peer: int | None = None) -> None:
-        """Rule 18: ask `peer` (or, at the re-ask timer, every promiser whose promise is still
-        coming) for its next part; a lost part costs a heartbeat interval, not a campaign."""
-        self._reask_at = self._now + self.config.heartbeat_interval_s
-        for dst in self._promise_next if peer is None else (peer,):
-            self._out.messages.append(
-                Prepare(
-                    src=self.id, dst=dst, ballot=self._ballot, from_slot=self._promise_next[dst]
-                )
-            )
-
     def _clear_phase1(self) -> None:
         self._promised_by.clear()
         self._promise_next.clear()
@@ -830,9 +823,8 @@ class Replica:
 
     def _merge_votes(self, entries: Sequence[AcceptedEntry]) -> None:
         """Rule 3, part by part: the best vote per slot of every promise so far. Parts of a
-        promise still being asked for may count too: they were sent under this ballot, so
-        they hold only votes of lower ballots, and the highest vote over a superset of a
-        quorum's is still the one Paxos requires."""
+        promise still being asked for may count too (rule 18): the highest vote over a
+        superset of a quorum's promises is still the one Paxos requires."""
         best = self._phase1_best
         for entry in entries:
             current = best.get(entry.slot)
@@ -865,6 +857,7 @@ class Replica:
             self._votes[slot] = set()
             self._sent_at[slot] = self._now
             recovered.append(SlotValue(slot=slot, value=value))
+        self._clear_phase1()  # the votes are in the log now; a leader holds no second copy
         self._next_slot = last + 1
         self._recovered_until = last
         self._last_ack = dict.fromkeys(self._peers, self._now)
@@ -928,9 +921,12 @@ class Replica:
                 return
             self._set_promised(msg.ballot)
             self._become_follower(None)
-        else:
-            # The candidate asks for the rest of a cut promise (rule 18): it is alive and
-            # getting on, so this replica's own campaign would only cut its Phase 1 short.
+            self._part_asked_from = msg.from_slot
+        elif msg.from_slot > self._part_asked_from:
+            # The candidate asks for the next part of a cut promise (rule 18): it is alive
+            # and getting on, so this replica's own campaign would only cut its Phase 1
+            # short. A copy of an earlier ask is no such sign.
+            self._part_asked_from = msg.from_slot
             self._reset_election_deadline()
         self._out.messages_after_persist.append(
             self._make_promise(msg.src, msg.ballot, msg.from_slot)
@@ -956,7 +952,9 @@ class Replica:
             # (else it refuses with a Nack); the votes it reports cannot change meanwhile.
             self._promise_next[msg.src] = msg.more_from
             self._reset_election_deadline()
-            self._ask_next_parts(msg.src)
+            self._out.messages.append(
+                Prepare(src=self.id, dst=msg.src, ballot=self._ballot, from_slot=msg.more_from)
+            )
             return
         self._promise_next.pop(msg.src, None)
         self._promised_by.add(msg.src)
@@ -1229,22 +1227,34 @@ class Replica:
         self._log[slot] = (ballot, value)
         self._out.persist.accepted[slot] = (ballot, value)
 
-    def _votes_from(self, from_slot: int) -> list[AcceptedEntry]:
-        """Every vote this acceptor holds from `from_slot` on, by slot."""
-        return [
-            AcceptedEntry(
-                slot=slot,
-                ballot=vote_ballot,
-                value=value,
-                chosen=slot <= self._chosen_watermark,
-            )
-            for slot, (vote_ballot, value) in sorted(self._log.items())
-            if slot >= from_slot
-        ]
+    def _votes_from(
+        self, from_slot: int, omit_chosen: bool = False, bound: int | None = None
+    ) -> tuple[list[AcceptedEntry], int]:
+        """This acceptor's votes from `from_slot` on, by slot, and the first slot left out
+        (0 if none): without the chosen ones if `omit_chosen`, and cut once past `bound`
+        bytes as encoded, at least one vote going (rule 18)."""
+        entries: list[AcceptedEntry] = []
+        size = 0
+        for slot in sorted(s for s in self._log if s >= from_slot):
+            chosen = slot <= self._chosen_watermark
+            if chosen and omit_chosen:
+                continue
+            vote_ballot, value = self._log[slot]
+            size += _wire_bytes(value)
+            if bound is not None and size > bound and entries:
+                return entries, slot
+            entries.append(AcceptedEntry(slot=slot, ballot=vote_ballot, value=value, chosen=chosen))
+        return entries, 0
 
     def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
-        entries = self._votes_from(from_slot)
-        promise = Promise(
+        chosen_bytes = sum(
+            _value_bytes(value)
+            for slot, (_, value) in self._log.items()
+            if from_slot <= slot <= self._chosen_watermark
+        )
+        omit_chosen = chosen_bytes > self.config.max_batch_bytes  # rule 16
+        entries, more_from = self._votes_from(from_slot, omit_chosen, self.config.max_promise_bytes)
+        return Promise(
             src=self.id,
             dst=dst,
             ballot=ballot,
@@ -1252,11 +1262,9 @@ class Replica:
             accepted=tuple(entries),
             chosen_watermark=self._chosen_watermark,
             log_start=self._log_start,
+            chosen_omitted=omit_chosen,
+            more_from=more_from,
         )
-        chosen_bytes = sum(_value_bytes(e.value) for e in entries if e.chosen)
-        if chosen_bytes > self.config.max_batch_bytes:  # rule 16
-            promise = _without_chosen(promise)
-        return _cut_promise(promise, self.config.max_promise_bytes)
 
     def _learn(self, leader: int, ballot: Ballot, leader_watermark: int) -> None:
         """Rule 4: advance our watermark over slots we accepted under the leader's ballot."""
@@ -1600,17 +1608,6 @@ def _wire_bytes(value: Value) -> int:
     return VOTE_FRAMING_BYTES + sum(len(command) + COMMAND_FRAMING_BYTES for command in value)
 
 
-def _cut_promise(promise: Promise, bound: int) -> Promise:
-    """Rule 18: `promise` with its votes cut once past `bound` bytes as encoded (at least
-    one vote goes), `more_from` naming the first slot left out."""
-    size = 0
-    for i, entry in enumerate(promise.accepted):
-        size += _wire_bytes(entry.value)
-        if size > bound and i > 0:
-            return replace(promise, accepted=promise.accepted[:i], more_from=entry.slot)
-    return promise
-
-
 def _promise_in_bounds(promise: Promise, last_slot: int) -> bool:
     """Rules 15 and 18: every vote of `promise` lies between its `from_slot` and `last_slot`,
     and below its `more_from` when it was cut there."""
@@ -1618,13 +1615,6 @@ def _promise_in_bounds(promise: Promise, last_slot: int) -> bool:
     if end > last_slot + 1 or end <= promise.from_slot:
         return False
     return all(promise.from_slot <= e.slot < end for e in promise.accepted)
-
-
-def _without_chosen(promise: Promise) -> Promise:
-    """Rules 16 and 18: `promise` with its chosen slots left out, for the candidate to
-    learn by catch-up."""
-    accepted = tuple(e for e in promise.accepted if not e.chosen)
-    return replace(promise, accepted=accepted, chosen_omitted=True)
 
 
 def _outranks(entry: AcceptedEntry, other: AcceptedEntry) -> bool:

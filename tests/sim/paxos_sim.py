@@ -303,10 +303,13 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
 
 
 def _promises_in_parts(k: Knobs, rng: random.Random) -> None:
-    """Promise parts of 2-5, 8-20 or 35-85 votes: Phase 1 asks for most promises part by
-    part (replica rule 18), while leaders die and links drop, so parts are lost, asked again,
-    asked under ballots given up, and merged across promisers."""
+    """Promise parts of 2-5, 8-20 or 35-85 votes: Phase 1 asks for many promises part by
+    part (replica rule 18), while leaders die, links drop and old messages come again, so
+    parts are lost, copied, stale, asked under ballots given up, and merged across
+    promisers."""
     k.replica["max_promise_bytes"] = rng.choice((256, 1024, 4096))
+    k.net = replace(k.net, keep_sent=True)
+    k.faults = replace(k.faults, redeliver=2)
 
 
 def _compact_half_the_time(k: Knobs, rng: random.Random) -> None:

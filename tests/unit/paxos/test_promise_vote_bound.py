@@ -12,6 +12,10 @@ same ballot.
 
 from __future__ import annotations
 
+import pytest
+
+import paxos.replica as replica_module
+import tests.unit.paxos.test_replica_paths as paths
 from paxos import Ballot, Role
 from paxos.codec import encode
 from paxos.messages import (
@@ -19,10 +23,12 @@ from paxos.messages import (
     AcceptedEntry,
     CatchUpReply,
     CatchUpRequest,
+    Heartbeat,
     Message,
     Nack,
     Prepare,
     Promise,
+    SlotValue,
 )
 from tests.unit.paxos.test_replica_paths import Group, between
 
@@ -118,6 +124,7 @@ def test_an_acceptor_past_the_bound_promises_in_parts_and_the_candidate_elects()
 
     g.stabilize(keep=count_parts)
     assert g.r(3).role is Role.LEADER
+    assert not g.r(3)._phase1_best  # the votes went to the log, not kept twice
     assert len(parts) >= SLOTS // 2
     assert [p.from_slot for p in parts[1:]] == [p.more_from for p in parts[:-1]]
     assert parts[-1].more_from == 0
@@ -273,3 +280,67 @@ def test_a_candidate_counts_a_promiser_once_its_last_part_came_and_drops_bad_par
     assert g.r(1).role is Role.LEADER
     accepted = g.r(1).ready().persist.accepted
     assert [accepted[s] for s in range(1, 5)] == [(ballot, (b"v%d" % s,)) for s in range(1, 5)]
+
+
+def test_an_acceptors_timer_moves_on_with_each_ask_for_a_further_part_not_with_a_copy() -> None:
+    """A big Phase 1 runs part by part: each new ask shows the candidate getting on, so the
+    acceptor does not campaign meanwhile; a copy of an old ask shows nothing."""
+    g = group_with_a_stalled_learner(BOUND)
+    campaign_of_3(g)
+    g.deliver(keep=between(2, 3))
+    g.process(3)
+    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
+    g.inflight.clear()
+    # Replica 2's timer runs 50-60 s (SLOW); 20 s on, a reset lands past the old deadline.
+    g.tick(2, g.now[2] + 20.0)
+    before = g.r(2).next_deadline()
+    g.r(2).step(ask)
+    moved = g.r(2).next_deadline()
+    assert moved > before
+    g.tick(2, g.now[2] + 20.0)
+    g.r(2).step(ask)
+    assert g.r(2).next_deadline() == moved
+
+
+@pytest.mark.parametrize("pre_vote", [False, True])
+def test_a_part_dropped_by_rule_15_leaves_the_group_a_leader(
+    monkeypatch: pytest.MonkeyPatch, pre_vote: bool
+) -> None:
+    """Found by review: a candidate that dropped a part (a vote too far ahead of its first
+    slot, rule 15) asked for it again every heartbeat interval, each ask resetting the
+    acceptor's election timer, so the acceptor, which could win, never campaigned (no
+    leader in 20 s; with one whole promise, replica 2 led after about 1 s)."""
+    monkeypatch.setattr(replica_module, "MAX_SLOTS_AHEAD", 8)
+    monkeypatch.setattr(
+        paths, "FAST", {"election_timeout_min_s": 0.15, "election_timeout_max_s": 0.3}
+    )
+    g = Group(3, fast=(2, 3), max_promise_bytes=200, pre_vote=pre_vote)
+    g.crash(1)  # the old leader, for good
+    g.tick_all(0.0)
+    # 2 learned slots 1-4 chosen and voted for 5-12; 3 was cut off from the start, so 2's
+    # votes from 3's first slot on reach past 3's limit (MAX_SLOTS_AHEAD).
+    old = Ballot(1, 1)
+    for slots in (range(1, 5), range(5, 13)):
+        entries = tuple(SlotValue(slot=s, value=(b"x" * 100,)) for s in slots)
+        g.r(2).step(Accept(src=1, dst=2, ballot=old, entries=entries, chosen_watermark=4))
+    g.process_all()
+    for seq, now in enumerate((0.1, 0.2, 0.3), start=1):  # 1's heartbeats reach 2 only
+        g.tick(2, now)
+        g.r(2).step(Heartbeat(src=1, dst=2, ballot=old, chosen_watermark=4, seq=seq))
+        g.process_all()
+    g.inflight.clear()
+    g.tick(3, 0.3)
+    g.tick(2, 0.31)  # 2's lease promise to 1 runs from here (rule 6)...
+    g.tick(2, 0.45)  # ...and is over here
+    g.tick(3, 0.45)
+    g.r(3)._campaign()  # 3's timer runs out first
+    now = 0.45
+    while now < 20.0 and not any(g.r(i).role is Role.LEADER for i in (2, 3)):
+        now = round(now + 0.01, 2)
+        g.tick(3, now)
+        g.tick(2, now)
+        g.process_all()
+        for _ in range(5):  # the messages of 50 ms: a few round trips each step
+            g.deliver(keep=between(2, 3))
+            g.process_all()
+    assert g.r(2).role is Role.LEADER, f"no leader by {now} s"

@@ -312,7 +312,7 @@ def test_phase1_takes_the_highest_ballot_value_per_slot() -> None:
     # Pretend node 1 itself had voted for slot 1 at a higher ballot and slot 2 at a lower one.
     g.r(1)._log[1] = (high, (b"mine-high",))
     g.r(1)._log[2] = (low, (b"mine-low",))
-    g.r(1)._merge_votes(g.r(1)._votes_from(1))
+    g.r(1)._merge_votes(g.r(1)._votes_from(1)[0])
     g.r(1).step(promise)
     assert g.r(1).role is Role.LEADER
     ready = g.r(1).ready()
@@ -337,7 +337,7 @@ def test_a_value_known_chosen_wins_over_any_ballot() -> None:
         log_start=1,
     )
     g.r(1)._log[1] = (Ballot(5, 3), (b"not-chosen",))
-    g.r(1)._merge_votes(g.r(1)._votes_from(1))
+    g.r(1)._merge_votes(g.r(1)._votes_from(1)[0])
     g.r(1).step(promise)
     assert g.r(1).ready().persist.accepted[1] == (ballot, (b"c",))
 
