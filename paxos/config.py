@@ -49,10 +49,12 @@ class ReplicaConfig:
     max_inflight_bytes: int = 16 * 1024 * 1024
     #: Most bytes of votes one promise message carries, counted as encoded (rule 18 of
     #: paxos.replica), or one vote if that is more: past it, the promise goes in parts the
-    #: candidate asks for one by one. Each part must come within an election timeout:
-    #: measured, a part of 2 MiB of 300-byte votes took 90 ms to build, encode and decode
-    #: (one of 43 MiB, 1.6 s: the one promise of before never arrived in time).
-    max_promise_bytes: int = 2 * 1024 * 1024
+    #: candidate asks for one by one. Each part must come well within an election timeout,
+    #: and before the candidate asks again (two heartbeat intervals): measured
+    #: (bench/promise_parts.py), a part of 1 MiB of 300-byte votes takes about 35 ms to
+    #: build, encode and decode, one of 43 MiB 1.6 s (the one promise of before came after
+    #: its candidate had given up).
+    max_promise_bytes: int = 1024 * 1024
     #: Most chosen slots sent in one catch-up reply (which also stops at max_batch_bytes).
     catchup_max_slots: int = 256
     #: Most bytes of chosen values one Ready hands to the application (at least one slot), so

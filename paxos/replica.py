@@ -139,30 +139,35 @@ Rules
 18. A promise carries at most `max_promise_bytes` of votes, counted as encoded: past it
    the acceptor cuts it after the last vote that fits (at least one goes) and names the
    first slot left out in `more_from`; the candidate merges the part and asks for the rest
-   with a Prepare of the same ballot from that slot, and counts the acceptor for its quorum
-   once the last part has come (Phase 1 in chunks). A lost part costs what a lost promise
-   costs: the candidate's election timeout, then a new campaign. Safe because the acceptor
-   holds the ballot between the parts: it takes no vote of a lower ballot, none of this
-   ballot before the candidate leads, and it answers a part asked under a ballot it no
-   longer holds with a Nack. What else may change between parts is marked: slots it
-   learns chosen (catch-up stores them under the replier's ballot, which may be higher)
-   go marked chosen and win (rule 3), and slots it compacts or replaces by a snapshot raise
-   its `log_start` past the part's first slot, which makes the candidate stand down. So
-   the highest vote per slot over the parts is the one Paxos requires, and parts of
-   promises still coming may count too (a superset of a quorum's promises). Each part
-   that comes resets the candidate's election timer, and each ask for a further part the
-   acceptor's (a copy of an earlier ask does not): a big Phase 1 runs part by part, each
-   within an election timeout; a candidate that stops asking loses its hold on the
-   acceptor's timer. Usually a promise's votes are what leaders keep in flight (rule 17),
-   but a follower whose learning stalled (a slot it missed stops rule 4 at the gap, and
-   catch-up is paced) goes on voting under heavy writes, and its promise could grow past
-   the 64 MiB a peer message carries: the receiving node refused it, which failed the link
-   and dropped every group's messages queued on it, again at each re-sent Prepare (found by
-   review). Before the cut, such an acceptor promised nothing, which left a group
-   leaderless when every acceptor a quorum needs was past the bound (two followers each
-   stalled at a different gap, their leader dead). For the same reason a leader cuts its
-   Accepts into messages of at most `max_batch_bytes` of values each, counted as encoded:
-   a new leader's first Accept re-proposes every slot a quorum's promises showed, and its
+   with a Prepare of the same ballot from that slot (again every two heartbeat intervals
+   until it comes), and counts the acceptor for its quorum once the last part has come
+   (Phase 1 in chunks). Safe because the acceptor holds the ballot between the parts: it
+   takes no vote of a lower ballot, none of this ballot before the candidate leads, and it
+   answers a part asked under a ballot it no longer holds with a Nack. What else may
+   change between parts is marked: slots it learns chosen (catch-up stores them under the
+   replier's ballot, which may be higher) go marked chosen and win (rule 3), and slots it
+   compacts or replaces by a snapshot raise its `log_start` past the part's first slot,
+   which makes the candidate stand down. So the highest vote per slot over the parts is
+   the one Paxos requires, and parts of promises still coming may count too (a superset of
+   a quorum's promises). Live because a Phase 1 in parts getting on is not cut short: each
+   part that comes resets the candidate's election timer, each ask for a further part (not
+   a copy of an earlier ask) the acceptor's; and for an election timeout after either,
+   that candidate and that acceptor refuse the pre-votes of every other replica (rule 13),
+   so a replica that promised at once and is not asked any more cannot take over (found
+   by review: five replicas, two dead, the two with nothing to report cut each other's
+   Phase 1 short in turn while the one with twenty parts to send, whose timer every ask
+   reset, never campaigned). A candidate that stops asking loses all of that within an
+   election timeout; one whose part was dropped (rule 15) does not ask for it again.
+   Usually a promise's votes are what leaders keep in flight (rule 17), but a follower
+   whose learning stalled (a slot it missed stops rule 4 at the gap, and catch-up is
+   paced) goes on voting under heavy writes, and its promise could grow past the 64 MiB a
+   peer message carries: the receiving node refused it, which failed the link and dropped
+   every group's messages queued on it, again at each re-sent Prepare (found by review).
+   Before the cut, such an acceptor promised nothing, which left a group leaderless when
+   every acceptor a quorum needs was past the bound (two followers each stalled at a
+   different gap, their leader dead). For the same reason a leader cuts its Accepts into
+   messages of at most `max_batch_bytes` of values each, counted as encoded: a new
+   leader's first Accept re-proposes every slot a quorum's promises showed, and its
    re-sends every slot a follower has not voted for.
 """
 
@@ -310,10 +315,15 @@ class Replica:
         # slot of every promise part so far.
         self._promised_by: set[int] = set()
         self._promise_next: dict[int, int] = {}
+        self._part_ask_again_at: dict[int, float] = {}
         self._phase1_best: dict[int, AcceptedEntry] = {}
         # Acceptor state: the furthest slot a candidate asked a promise part from at the
         # ballot promised (rule 18), so that only an ask that moves on counts as progress.
         self._part_asked_from = 0
+        # Rule 18: until then, pre-votes of replicas other than `_parts_for` are refused (a
+        # Phase 1 in parts is getting on: as its candidate, or as an acceptor it asks).
+        self._parts_busy_until = 0.0
+        self._parts_for = 0
         self._lease_refusals: set[int] = set()
         self._from_slot = 0
 
@@ -422,7 +432,10 @@ class Replica:
                 self._handoff_target = None
             if now >= self._next_heartbeat_at:
                 self._heartbeat_round()
-        elif now >= max(self._election_deadline, self._lease_block_until):
+        elif now < max(self._election_deadline, self._lease_block_until):
+            if self._role is Role.CANDIDATE:
+                self._ask_parts_again()
+        else:
             if self._rebuilding:
                 self._reset_election_deadline()  # rule 14: no campaign
             elif self.config.pre_vote:
@@ -477,6 +490,8 @@ class Replica:
         due = max(self._election_deadline, self._lease_block_until)
         if self._rebuilding and self._floor is None:
             due = min(due, self._floor_ask_at)
+        if self._role is Role.CANDIDATE and self._part_ask_again_at:
+            due = min(due, *self._part_ask_again_at.values())
         return due
 
     def step(self, msg: Message) -> None:
@@ -819,7 +834,26 @@ class Replica:
     def _clear_phase1(self) -> None:
         self._promised_by.clear()
         self._promise_next.clear()
+        self._part_ask_again_at.clear()
         self._phase1_best.clear()
+
+    def _ask_for_part(self, peer: int) -> None:
+        """Rule 18: ask `peer` for the next part of its promise; again after two heartbeat
+        intervals if it has not come (a copy of an ask holds no acceptor's timer)."""
+        self._part_ask_again_at[peer] = self._now + 2 * self.config.heartbeat_interval_s
+        self._out.messages.append(
+            Prepare(src=self.id, dst=peer, ballot=self._ballot, from_slot=self._promise_next[peer])
+        )
+
+    def _ask_parts_again(self) -> None:
+        for peer, due in list(self._part_ask_again_at.items()):
+            if self._now >= due:
+                self._ask_for_part(peer)
+
+    def _busy_with_parts(self, for_id: int) -> None:
+        """Rule 18: refuse other replicas' pre-votes for an election timeout."""
+        self._parts_busy_until = self._now + self.config.election_timeout_min_s
+        self._parts_for = for_id
 
     def _merge_votes(self, entries: Sequence[AcceptedEntry]) -> None:
         """Rule 3, part by part: the best vote per slot of every promise so far. Parts of a
@@ -881,7 +915,9 @@ class Replica:
                 dst=msg.src,
                 ballot=self._promised,
                 seq=msg.seq,
-                granted=not self._rebuilding and not self._lease_blocks(msg.src),
+                granted=not self._rebuilding
+                and not self._lease_blocks(msg.src)
+                and not self._parts_block(msg.src),
                 rebuilding=self._rebuilding,
             )
         )
@@ -924,10 +960,11 @@ class Replica:
             self._part_asked_from = msg.from_slot
         elif msg.from_slot > self._part_asked_from:
             # The candidate asks for the next part of a cut promise (rule 18): it is alive
-            # and getting on, so this replica's own campaign would only cut its Phase 1
-            # short. A copy of an earlier ask is no such sign.
+            # and getting on, so a campaign here or a pre-vote granted to a third replica
+            # would only cut its Phase 1 short. A copy of an earlier ask is no such sign.
             self._part_asked_from = msg.from_slot
             self._reset_election_deadline()
+            self._busy_with_parts(msg.src)
         self._out.messages_after_persist.append(
             self._make_promise(msg.src, msg.ballot, msg.from_slot)
         )
@@ -945,18 +982,21 @@ class Replica:
             self._request_catchup(msg.src, self._chosen_watermark + 1, msg.chosen_watermark)
             return
         if not _promise_in_bounds(msg, self._from_slot + MAX_SLOTS_AHEAD):  # rules 15 and 18
+            self._part_ask_again_at.pop(msg.src, None)  # the same part would come again
             return
         self._merge_votes(msg.accepted)
-        if msg.more_from:
-            # Rule 18: ask for the next part at the same ballot, which the promiser holds
-            # (else it refuses with a Nack); the votes it reports cannot change meanwhile.
-            self._promise_next[msg.src] = msg.more_from
+        if msg.from_slot != self._from_slot or msg.more_from:
+            # Rule 18: a Phase 1 in parts is getting on.
             self._reset_election_deadline()
-            self._out.messages.append(
-                Prepare(src=self.id, dst=msg.src, ballot=self._ballot, from_slot=msg.more_from)
-            )
+            self._busy_with_parts(self.id)
+        if msg.more_from:
+            # Ask for the next part at the same ballot, which the promiser holds (else it
+            # refuses with a Nack); what may change meanwhile is marked (rule 18).
+            self._promise_next[msg.src] = msg.more_from
+            self._ask_for_part(msg.src)
             return
         self._promise_next.pop(msg.src, None)
+        self._part_ask_again_at.pop(msg.src, None)
         self._promised_by.add(msg.src)
         self._maybe_become_leader()
 
@@ -1199,6 +1239,10 @@ class Replica:
             and (candidate != self._handoff_allowed or self._now < self._restart_block_until)
         )
 
+    def _parts_block(self, asker: int) -> bool:
+        """Rule 18: a pre-vote of `asker` would cut short a Phase 1 in parts getting on."""
+        return self._now < self._parts_busy_until and asker != self._parts_for
+
     def _past_restart_block(self) -> bool:
         """Rule 6 for a transfer's target itself: a restarted replica promises nobody,
         itself included, before its restart block ends."""
@@ -1232,27 +1276,34 @@ class Replica:
     ) -> tuple[list[AcceptedEntry], int]:
         """This acceptor's votes from `from_slot` on, by slot, and the first slot left out
         (0 if none): without the chosen ones if `omit_chosen`, and cut once past `bound`
-        bytes as encoded, at least one vote going (rule 18)."""
+        bytes as encoded, at least one vote going (rule 18). Slot by slot, not sorted: a
+        part costs what it carries, not what the log holds."""
         entries: list[AcceptedEntry] = []
         size = 0
-        for slot in sorted(s for s in self._log if s >= from_slot):
-            chosen = slot <= self._chosen_watermark
-            if chosen and omit_chosen:
+        start = self._chosen_watermark + 1 if omit_chosen else from_slot
+        for slot in range(max(start, from_slot), max(self._log, default=0) + 1):
+            vote = self._log.get(slot)
+            if vote is None:
                 continue
-            vote_ballot, value = self._log[slot]
-            size += _wire_bytes(value)
+            size += _wire_bytes(vote[1])
             if bound is not None and size > bound and entries:
                 return entries, slot
-            entries.append(AcceptedEntry(slot=slot, ballot=vote_ballot, value=value, chosen=chosen))
+            chosen = slot <= self._chosen_watermark
+            entries.append(AcceptedEntry(slot=slot, ballot=vote[0], value=vote[1], chosen=chosen))
         return entries, 0
 
+    def _chosen_bytes_past(self, from_slot: int, limit: int) -> bool:
+        """Rule 16: whether the chosen slots from `from_slot` on hold more than `limit`."""
+        total = 0
+        for slot in range(max(from_slot, self._log_start), self._chosen_watermark + 1):
+            vote = self._log.get(slot)
+            total += _value_bytes(vote[1]) if vote is not None else 0
+            if total > limit:
+                return True
+        return False
+
     def _make_promise(self, dst: int, ballot: Ballot, from_slot: int) -> Promise:
-        chosen_bytes = sum(
-            _value_bytes(value)
-            for slot, (_, value) in self._log.items()
-            if from_slot <= slot <= self._chosen_watermark
-        )
-        omit_chosen = chosen_bytes > self.config.max_batch_bytes  # rule 16
+        omit_chosen = self._chosen_bytes_past(from_slot, self.config.max_batch_bytes)
         entries, more_from = self._votes_from(from_slot, omit_chosen, self.config.max_promise_bytes)
         return Promise(
             src=self.id,

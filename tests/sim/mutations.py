@@ -797,8 +797,8 @@ MUTATIONS = [
         edits=(
             (
                 "replica.py",
-                "        if msg.more_from:\n            # Rule 18: ask",
-                "        if False:\n            # Rule 18: ask",
+                "        if msg.more_from:\n            # Ask for the next part",
+                "        if False:\n            # Ask for the next part",
             ),
         ),
         tests=(ROOT / "tests/unit/paxos/test_promise_vote_bound.py", *PAXOS_TESTS),

@@ -344,3 +344,68 @@ def test_a_part_dropped_by_rule_15_leaves_the_group_a_leader(
             g.deliver(keep=between(2, 3))
             g.process_all()
     assert g.r(2).role is Role.LEADER, f"no leader by {now} s"
+
+
+def test_a_lost_part_is_asked_for_again_after_two_heartbeat_intervals() -> None:
+    g = group_with_a_stalled_learner(BOUND)
+    campaign_of_3(g)
+    g.deliver(keep=between(2, 3))
+    g.process(3)
+    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
+    g.inflight.clear()  # the ask is lost
+    asked_at = g.now[3]
+    g.tick(3, asked_at + 0.09)
+    g.process(3)
+    assert not [m for m in g.inflight if isinstance(m, Prepare)]
+    assert g.r(3).next_deadline() <= asked_at + 0.1
+    g.tick(3, asked_at + 0.1)
+    g.process(3)
+    (again,) = [m for m in g.inflight if isinstance(m, Prepare)]
+    assert (again.dst, again.ballot, again.from_slot) == (2, ask.ballot, ask.from_slot)
+    g.stabilize(keep=between(2, 3))
+    assert g.r(3).role is Role.LEADER
+
+
+def test_parts_go_by_slot_whatever_order_the_votes_came_in() -> None:
+    g = one_command_slots(BOUND)
+    acceptor = g.r(2)
+    for slot in (9, 3, 7, 1, 5, 2, 8, 4, 6):
+        acceptor._log[slot] = (Ballot(1, 1), (VALUE + bytes([slot]),))
+    slots, start = [], 1
+    while True:
+        part = acceptor._make_promise(3, acceptor.status().promised, start)
+        slots += [e.slot for e in part.accepted]
+        if not part.more_from:
+            break
+        start = part.more_from
+    assert slots == list(range(1, 10))
+
+
+def test_a_phase_1_in_parts_is_not_cut_short_by_the_replicas_it_does_not_ask() -> None:
+    """Found by review: 5 voters, 1 (the old leader) and 5 dead, replica 3 holding 20 votes
+    of one part each. Replicas 2 and 4 promise at once, and their timers then run out
+    while 2 or 4 still asks 3 for parts: they took turns cutting each other's Phase 1
+    short, and 3, whose timer every ask reset, never campaigned (79 campaigns, no leader
+    in 10 s). Now whoever takes part in a Phase 1 in parts refuses the others' pre-votes
+    meanwhile."""
+    g = Group(5, fast=(2, 3, 4), max_promise_bytes=200, pre_vote=True)
+    g.crash(1)
+    g.crash(5)
+    g.tick_all(0.0)
+    entries = tuple(SlotValue(slot=s, value=(b"x" * 100,)) for s in range(1, 21))
+    g.r(3).step(Accept(src=1, dst=3, ballot=Ballot(1, 1), entries=entries, chosen_watermark=0))
+    g.process_all()
+    g.inflight.clear()
+    alive = (2, 3, 4)
+    campaigns: set[Ballot] = set()
+    now = 0.0
+    while now < 10.0 and not any(g.r(i).role is Role.LEADER for i in alive):
+        now = round(now + 0.01, 2)  # a message takes 10 ms
+        for i in alive:
+            g.tick(i, now)
+        g.process_all()
+        campaigns |= {g.r(i).status().promised for i in alive if g.r(i).role is Role.CANDIDATE}
+        g.deliver(keep=between(*alive))
+        g.process_all()
+    assert any(g.r(i).role is Role.LEADER for i in alive), f"no leader in 10 s: {campaigns}"
+    assert now < 1.0 and max(b.round for b in campaigns) <= 3, (now, campaigns)
