@@ -151,13 +151,15 @@ Rules
    the one Paxos requires, and parts of promises still coming may count too (a superset of
    a quorum's promises). Live because a Phase 1 in parts getting on is not cut short: each
    part that comes resets the candidate's election timer, each ask for a further part (not
-   a copy of an earlier ask) the acceptor's; and for an election timeout after either,
-   that candidate and that acceptor refuse the pre-votes of every other replica (rule 13),
+   a copy of an earlier ask) the acceptor's; and for the shortest election timeout after
+   either, that candidate and that acceptor refuse the pre-votes of every other replica
+   (rule 13; a role change, a leader heard or a higher promise ends that at once),
    so a replica that promised at once and is not asked any more cannot take over (found
    by review: five replicas, two dead, the two with nothing to report cut each other's
    Phase 1 short in turn while the one with twenty parts to send, whose timer every ask
    reset, never campaigned). A candidate that stops asking loses all of that within an
-   election timeout; one whose part was dropped (rule 15) does not ask for it again.
+   election timeout; one whose part was dropped (rule 15) does not ask for it again, and
+   one whose timer runs out asks no more at that ballot.
    Usually a promise's votes are what leaders keep in flight (rule 17), but a follower
    whose learning stalled (a slot it missed stops rule 4 at the gap, and catch-up is
    paced) goes on voting under heavy writes, and its promise could grow past the 64 MiB a
@@ -320,10 +322,11 @@ class Replica:
         # Acceptor state: the furthest slot a candidate asked a promise part from at the
         # ballot promised (rule 18), so that only an ask that moves on counts as progress.
         self._part_asked_from = 0
-        # Rule 18: until then, pre-votes of replicas other than `_parts_for` are refused (a
-        # Phase 1 in parts is getting on: as its candidate, or as an acceptor it asks).
-        self._parts_busy_until = 0.0
-        self._parts_for = 0
+        # Rule 18: until then, pre-votes of replicas other than `_parts_candidate` are
+        # refused (a Phase 1 in parts is getting on: this replica is its candidate, or an
+        # acceptor it asks for parts).
+        self._parts_block_until = 0.0
+        self._parts_candidate = 0
         self._lease_refusals: set[int] = set()
         self._from_slot = 0
 
@@ -797,6 +800,7 @@ class Replica:
         """Rule 13: ask the peers whether they would promise us, before raising any round."""
         self._pre_vote_seq += 1
         self._pre_votes = {self.id}
+        self._part_ask_again_at.clear()  # rule 18: this Phase 1 timed out, asks end with it
         self._reset_election_deadline()
         for peer in self._peers:
             self._out.messages.append(
@@ -832,10 +836,12 @@ class Replica:
         self._maybe_become_leader()
 
     def _clear_phase1(self) -> None:
+        """Candidate state, and rule 18's pre-vote block: a role change ends any Phase 1."""
         self._promised_by.clear()
         self._promise_next.clear()
         self._part_ask_again_at.clear()
         self._phase1_best.clear()
+        self._parts_block_until = 0.0
 
     def _ask_for_part(self, peer: int) -> None:
         """Rule 18: ask `peer` for the next part of its promise; again after two heartbeat
@@ -851,9 +857,10 @@ class Replica:
                 self._ask_for_part(peer)
 
     def _busy_with_parts(self, for_id: int) -> None:
-        """Rule 18: refuse other replicas' pre-votes for an election timeout."""
-        self._parts_busy_until = self._now + self.config.election_timeout_min_s
-        self._parts_for = for_id
+        """Rule 18: refuse the pre-votes of replicas other than `for_id` for the shortest
+        election timeout."""
+        self._parts_block_until = self._now + self.config.election_timeout_min_s
+        self._parts_candidate = for_id
 
     def _merge_votes(self, entries: Sequence[AcceptedEntry]) -> None:
         """Rule 3, part by part: the best vote per slot of every promise so far. Parts of a
@@ -908,7 +915,8 @@ class Replica:
     # ------------------------------------------------------------------ handlers
 
     def _handle_pre_vote(self, msg: PreVote) -> None:
-        # Rule 13: yes exactly when our lease promise would let the asker's Prepare through.
+        # Rule 13: yes exactly when our lease promise would let the asker's Prepare through,
+        # unless that would cut short a Phase 1 in parts getting on (rule 18).
         self._out.messages.append(
             PreVoteReply(
                 src=self.id,
@@ -1216,6 +1224,8 @@ class Replica:
         if self._role is not Role.FOLLOWER:
             self._become_follower(src)
         self._pre_votes.clear()
+        self._parts_block_until = 0.0  # rule 18: a leader is heard, its lease takes over
+        self._part_asked_from = 0
         self._leader_hint = src
         self._handoff_allowed = None
         self._reset_election_deadline()
@@ -1241,7 +1251,7 @@ class Replica:
 
     def _parts_block(self, asker: int) -> bool:
         """Rule 18: a pre-vote of `asker` would cut short a Phase 1 in parts getting on."""
-        return self._now < self._parts_busy_until and asker != self._parts_for
+        return self._now < self._parts_block_until and asker != self._parts_candidate
 
     def _past_restart_block(self) -> bool:
         """Rule 6 for a transfer's target itself: a restarted replica promises nobody,
@@ -1276,12 +1286,15 @@ class Replica:
     ) -> tuple[list[AcceptedEntry], int]:
         """This acceptor's votes from `from_slot` on, by slot, and the first slot left out
         (0 if none): without the chosen ones if `omit_chosen`, and cut once past `bound`
-        bytes as encoded, at least one vote going (rule 18). Slot by slot, not sorted: a
-        part costs what it carries, not what the log holds."""
+        bytes as encoded, at least one vote going (rule 18). Slot by slot from the first
+        one held, not sorted: beyond one pass over the log's keys for its last slot, a part
+        costs what it carries."""
         entries: list[AcceptedEntry] = []
         size = 0
-        start = self._chosen_watermark + 1 if omit_chosen else from_slot
-        for slot in range(max(start, from_slot), max(self._log, default=0) + 1):
+        start = max(from_slot, self._log_start)
+        if omit_chosen:
+            start = max(start, self._chosen_watermark + 1)
+        for slot in range(start, max(self._log, default=0) + 1):
             vote = self._log.get(slot)
             if vote is None:
                 continue

@@ -12,7 +12,11 @@ same ballot.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import paxos.replica as replica_module
 import tests.unit.paxos.test_replica_paths as paths
@@ -27,9 +31,12 @@ from paxos.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
 )
+from paxos.replica import _wire_bytes as wire_bytes
 from tests.unit.paxos.test_replica_paths import Group, between
 
 BOUND = 2_400  # two votes of about 1,060 bytes each
@@ -41,7 +48,7 @@ def no_catchup(m: Message) -> bool:
     return not isinstance(m, (CatchUpRequest, CatchUpReply))
 
 
-def one_command_slots(bound: int) -> Group:
+def one_command_slots(bound: int, **extra: object) -> Group:
     """Three replicas, leader 1 elected, one command of up to 1,100 bytes per slot."""
     g = Group(
         3,
@@ -50,15 +57,16 @@ def one_command_slots(bound: int) -> Group:
         max_batch_bytes=1_100,
         max_inflight_bytes=2_000,
         max_promise_bytes=bound,
+        **extra,
     )
     g.elect(1)
     return g
 
 
-def group_with_a_stalled_learner(bound: int) -> Group:
+def group_with_a_stalled_learner(bound: int, **extra: object) -> Group:
     """Leader 1. Replica 2 misses the first write (chosen by 1 and 3), then 3 is cut off
     and 2 votes for SLOTS more writes without learning any (no catch-up reaches it)."""
-    g = one_command_slots(bound)
+    g = one_command_slots(bound, **extra)
     g.r(1).propose(VALUE + b"first")
     g.stabilize(keep=between(1, 3))
     g.heartbeat(1, keep=between(1, 3))
@@ -409,3 +417,104 @@ def test_a_phase_1_in_parts_is_not_cut_short_by_the_replicas_it_does_not_ask() -
         g.process_all()
     assert any(g.r(i).role is Role.LEADER for i in alive), f"no leader in 10 s: {campaigns}"
     assert now < 1.0 and max(b.round for b in campaigns) <= 3, (now, campaigns)
+
+
+def asked_for_a_further_part(**extra: object) -> tuple[Group, Prepare]:
+    """Replica 3 campaigns; replica 2's first part came and 3 asked for the next (lost)."""
+    g = group_with_a_stalled_learner(BOUND, **extra)
+    campaign_of_3(g)
+    g.deliver(keep=between(2, 3))
+    g.process(3)
+    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
+    g.inflight.clear()
+    return g, ask
+
+
+def pre_vote_granted(g: Group, voter: int, asker: int) -> bool:
+    g.inflight.clear()
+    g.r(voter).step(PreVote(src=asker, dst=voter, ballot=g.r(asker).status().promised, seq=9))
+    g.process(voter)
+    (reply,) = [m for m in g.inflight if isinstance(m, PreVoteReply)]
+    g.inflight.clear()
+    return reply.granted
+
+
+def test_the_candidate_and_the_acceptor_of_a_phase_1_in_parts_refuse_a_third_pre_vote() -> None:
+    g, ask = asked_for_a_further_part()
+    assert not pre_vote_granted(g, 3, asker=1)  # the candidate, once a part came
+    g.r(2).step(ask)
+    g.process(2)
+    g.inflight.clear()
+    assert not pre_vote_granted(g, 2, asker=1)  # the acceptor, once asked for more
+    assert pre_vote_granted(g, 2, asker=3)  # but not its own candidate's
+    # For the shortest election timeout only (50 s here: replicas 2 and 3 are SLOW).
+    g.tick(2, g.now[2] + 50.0)
+    assert pre_vote_granted(g, 2, asker=1)
+
+
+def test_a_higher_promise_ends_the_acceptors_refusal_at_once() -> None:
+    g, ask = asked_for_a_further_part()
+    g.r(2).step(ask)
+    g.process(2)
+    higher = Ballot(ask.ballot.round + 1, 1)
+    g.r(2).step(Prepare(src=1, dst=2, ballot=higher, from_slot=1))
+    g.process(2)
+    assert pre_vote_granted(g, 2, asker=1)
+
+
+def test_a_candidate_whose_timer_runs_out_asks_no_more_at_that_ballot() -> None:
+    """With pre-vote, a candidate whose timer ran out keeps its ballot while it asks whether
+    it may campaign again; its part asks end there (found by review: a candidate whose
+    pre-votes kept failing asked every 100 ms for good, each ask a part built)."""
+    g, ask = asked_for_a_further_part()
+    g.r(3).config = replace(g.r(3).config, pre_vote=True)
+    g.idle(3, g.r(3)._election_deadline - 0.001)  # asking again, as it should
+    g.process(3)
+    g.inflight.clear()
+    g.idle(3, g.now[3] + 0.5)  # its pre-vote starts; nobody answers
+    g.process(3)
+    assert g.r(3).status().promised == ask.ballot
+    assert any(isinstance(m, PreVote) for m in g.inflight)
+    assert not [m for m in g.inflight if isinstance(m, Prepare)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    slots=st.sets(st.integers(min_value=1, max_value=60), max_size=40),
+    log_start=st.integers(min_value=1, max_value=30),
+    watermark=st.integers(min_value=0, max_value=60),
+    from_slot=st.integers(min_value=0, max_value=70),
+    omit_chosen=st.booleans(),
+    bound=st.integers(min_value=1, max_value=3_000),
+)
+def test_a_part_is_the_sorted_votes_from_its_slot_cut_at_the_bound(
+    slots: set[int],
+    log_start: int,
+    watermark: int,
+    from_slot: int,
+    omit_chosen: bool,
+    bound: int,
+) -> None:
+    """`_votes_from` goes slot by slot from the first held; the reference sorts the log."""
+    g = Group(3, fast=(1,))
+    acceptor = g.r(2)
+    acceptor._log = {
+        s: (Ballot(1, 1 + s % 3), (b"v" * (s * 7 % 200),)) for s in slots if s >= log_start
+    }
+    acceptor._log_start = log_start
+    acceptor._chosen_watermark = max(watermark, log_start - 1)
+    wanted = [
+        s
+        for s in sorted(acceptor._log)
+        if s >= from_slot and not (omit_chosen and s <= acceptor._chosen_watermark)
+    ]
+    entries, more_from = acceptor._votes_from(from_slot, omit_chosen, bound)
+    taken, size = [], 0
+    for s in wanted:
+        size += wire_bytes(acceptor._log[s][1])
+        if size > bound and taken:
+            break
+        taken.append(s)
+    assert [e.slot for e in entries] == taken
+    assert more_from == (wanted[len(taken)] if len(taken) < len(wanted) else 0)
+    assert all(e.chosen == (e.slot <= acceptor._chosen_watermark) for e in entries)
