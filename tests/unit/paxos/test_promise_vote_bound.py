@@ -90,17 +90,24 @@ def campaign_of_3(g: Group) -> None:
     g.process(2)
 
 
+def asked_for_a_further_part(**extra: object) -> tuple[Group, Prepare]:
+    """Replica 3 campaigns; replica 2's first part came and 3 asked for the next (lost)."""
+    g = group_with_a_stalled_learner(BOUND, **extra)
+    campaign_of_3(g)
+    g.deliver(keep=between(2, 3))
+    g.process(3)
+    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
+    g.inflight.clear()
+    return g, ask
+
+
 def promises_from(g: Group, src: int) -> list[Promise]:
     return [m for m in g.inflight if isinstance(m, Promise) and m.src == src]
 
 
 def votes_bytes(promise: Promise) -> int:
     """The encoded bytes of the promise's votes (the message less its empty form)."""
-    return len(encode(promise)) - len(encode(Promise(**{**_fields(promise), "accepted": ()})))
-
-
-def _fields(promise: Promise) -> dict[str, object]:
-    return {name: getattr(promise, name) for name in promise.__slots__}
+    return len(encode(promise)) - len(encode(replace(promise, accepted=())))
 
 
 def assert_every_value_kept(g: Group, written: list[tuple[bytes, ...]], *alive: int) -> None:
@@ -225,18 +232,13 @@ def test_two_followers_stalled_at_different_gaps_elect_a_leader() -> None:
 def test_a_part_asked_under_a_ballot_the_acceptor_no_longer_holds_is_refused() -> None:
     """Between two parts the acceptor promised a higher ballot: its votes may have changed
     since the first part, so it sends no second one, and the candidate stands down."""
-    g = group_with_a_stalled_learner(BOUND)
-    campaign_of_3(g)
-    (first,) = promises_from(g, 2)
-    g.deliver(keep=between(2, 3))
-    g.process(3)
-    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
-    assert ask.from_slot == first.more_from and ask.ballot == first.ballot
-    higher = Ballot(first.ballot.round + 1, 1)
+    g, ask = asked_for_a_further_part()
+    assert ask.ballot == g.r(3).status().promised and ask.from_slot > 1
+    higher = Ballot(ask.ballot.round + 1, 1)
     g.r(2).step(Prepare(src=1, dst=2, ballot=higher, from_slot=1))
     g.process(2)
-    g.inflight = [m for m in g.inflight if m.dst != 1]
-    g.deliver(keep=between(2, 3))
+    g.inflight.clear()
+    g.r(2).step(ask)
     g.process(2)
     assert not promises_from(g, 2)
     (nack,) = [m for m in g.inflight if isinstance(m, Nack)]
@@ -293,12 +295,7 @@ def test_a_candidate_counts_a_promiser_once_its_last_part_came_and_drops_bad_par
 def test_an_acceptors_timer_moves_on_with_each_ask_for_a_further_part_not_with_a_copy() -> None:
     """A big Phase 1 runs part by part: each new ask shows the candidate getting on, so the
     acceptor does not campaign meanwhile; a copy of an old ask shows nothing."""
-    g = group_with_a_stalled_learner(BOUND)
-    campaign_of_3(g)
-    g.deliver(keep=between(2, 3))
-    g.process(3)
-    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
-    g.inflight.clear()
+    g, ask = asked_for_a_further_part()
     # Replica 2's timer runs 50-60 s (SLOW); 20 s on, a reset lands past the old deadline.
     g.tick(2, g.now[2] + 20.0)
     before = g.r(2).next_deadline()
@@ -355,12 +352,7 @@ def test_a_part_dropped_by_rule_15_leaves_the_group_a_leader(
 
 
 def test_a_lost_part_is_asked_for_again_after_two_heartbeat_intervals() -> None:
-    g = group_with_a_stalled_learner(BOUND)
-    campaign_of_3(g)
-    g.deliver(keep=between(2, 3))
-    g.process(3)
-    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
-    g.inflight.clear()  # the ask is lost
+    g, ask = asked_for_a_further_part()  # the ask is lost
     asked_at = g.now[3]
     g.tick(3, asked_at + 0.09)
     g.process(3)
@@ -417,17 +409,6 @@ def test_a_phase_1_in_parts_is_not_cut_short_by_the_replicas_it_does_not_ask() -
         g.process_all()
     assert any(g.r(i).role is Role.LEADER for i in alive), f"no leader in 10 s: {campaigns}"
     assert now < 1.0 and max(b.round for b in campaigns) <= 3, (now, campaigns)
-
-
-def asked_for_a_further_part(**extra: object) -> tuple[Group, Prepare]:
-    """Replica 3 campaigns; replica 2's first part came and 3 asked for the next (lost)."""
-    g = group_with_a_stalled_learner(BOUND, **extra)
-    campaign_of_3(g)
-    g.deliver(keep=between(2, 3))
-    g.process(3)
-    (ask,) = [m for m in g.inflight if isinstance(m, Prepare) and m.dst == 2]
-    g.inflight.clear()
-    return g, ask
 
 
 def pre_vote_granted(g: Group, voter: int, asker: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -152,19 +151,6 @@ def test_a_commit_that_cannot_record_its_abort_ends_at_the_timeout(
     assert err.startswith("paxoskv: error: the commit's outcome is unknown; settle it before ")
     assert "client.txn_status" not in err and "the prepare:" not in err
     assert err.count("\n") == 1 and len(err) < 600, err
-
-
-@pytest.fixture
-def python_sigint() -> Iterator[None]:
-    """Python's own SIGINT handler, whatever the run inherited or an earlier test left: a
-    test run started in the background by a shell without job control has SIGINT ignored
-    (POSIX), and the Ctrl-C below was then dropped and the transaction committed (a
-    session 39 CI run, `(nohup bash .ci/run &)`)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.usefixtures("python_sigint")

@@ -283,6 +283,7 @@ def test_close_leaves_no_task_pending_on_the_clients_loop(fake: FakeKV) -> None:
     assert not asyncio.all_tasks(loop)
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_during_a_commit_leaves_a_truthful_state(fake: FakeKV) -> None:
     """Found by review: after KeyboardInterrupt in tx.commit() the user's handler looks at
     tx.state at once. It said COMMITTING until the loop thread got round to the cancellation;
@@ -308,15 +309,8 @@ def test_ctrl_c_during_a_commit_leaves_a_truthful_state(fake: FakeKV) -> None:
         tx.put(A1, b"1")
         killer = threading.Thread(target=interrupt_main_thread)
         killer.start()
-        # Python's own SIGINT handler, whatever the run inherited: a test run started in the
-        # background by a shell without job control (`bash .ci/run &`) has SIGINT ignored
-        # (POSIX), and the commit then waited out its deadline for a signal that was dropped.
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                tx.commit()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        with pytest.raises(KeyboardInterrupt):
+            tx.commit()
         state = tx.state
         killer.join()
         fake.hook = None
