@@ -241,6 +241,9 @@ class ReplicaStatus:
     next_slot: int
     lease_until: float
     rebuilding: bool = False
+    #: Promise parts of cut promises (rule 18) the Phase 1 that made this replica leader
+    #: took; 0 when no promise was cut (or it is not leading).
+    phase1_parts: int = 0
 
 
 class Replica:
@@ -319,6 +322,9 @@ class Replica:
         self._promise_next: dict[int, int] = {}
         self._part_ask_again_at: dict[int, float] = {}
         self._phase1_best: dict[int, AcceptedEntry] = {}
+        # Parts of cut promises merged in this Phase 1, and in the one that made us leader.
+        self._phase1_parts = 0
+        self._won_with_parts = 0
         # Acceptor state: the furthest slot a candidate asked a promise part from at the
         # ballot promised (rule 18), so that only an ask that moves on counts as progress.
         self._part_asked_from = 0
@@ -755,6 +761,7 @@ class Replica:
             next_slot=self._next_slot,
             lease_until=self._lease_until,
             rebuilding=self._rebuilding,
+            phase1_parts=self._won_with_parts if self._role is Role.LEADER else 0,
         )
 
     # ------------------------------------------------------------------ roles
@@ -841,6 +848,7 @@ class Replica:
         self._promise_next.clear()
         self._part_ask_again_at.clear()
         self._phase1_best.clear()
+        self._phase1_parts = 0
         self._parts_block_until = 0.0
 
     def _ask_for_part(self, peer: int) -> None:
@@ -898,6 +906,7 @@ class Replica:
             self._votes[slot] = set()
             self._sent_at[slot] = self._now
             recovered.append(SlotValue(slot=slot, value=value))
+        self._won_with_parts = self._phase1_parts
         self._clear_phase1()  # the votes are in the log now; a leader holds no second copy
         self._next_slot = last + 1
         self._recovered_until = last
@@ -995,6 +1004,7 @@ class Replica:
         self._merge_votes(msg.accepted)
         if msg.from_slot != self._from_slot or msg.more_from:
             # Rule 18: a Phase 1 in parts is getting on.
+            self._phase1_parts += 1
             self._reset_election_deadline()
             self._busy_with_parts(self.id)
         if msg.more_from:

@@ -28,6 +28,7 @@ Example::
     thrifty_accepts = true                 # Accepts to a quorum only (paxos/config.py)
     max_apply_bytes = 262144               # chosen bytes applied per cycle (a backlog: more cycles)
     pre_vote = true                        # ask before campaigning (paxos/config.py)
+    max_promise_bytes = 1048576            # votes per promise part in an election (paxos/config.py)
 
     [client]
     request_timeout_ms = 5000
@@ -104,6 +105,7 @@ class PaxosSettings:
     thrifty_accepts: bool = True
     max_apply_bytes: int = 256 * 1024
     pre_vote: bool = True
+    max_promise_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,6 +339,12 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         raise ConfigError(
             f"paxos.pipeline_window must be at most {MAX_PIPELINE_WINDOW}, "
             f"got {paxos_kwargs['pipeline_window']}"
+        )
+    if paxos_kwargs["max_promise_bytes"] > MAX_SLOT_BYTES:
+        raise ConfigError(
+            f"paxos.max_promise_bytes must be at most {MAX_SLOT_BYTES} (8 MiB: each promise "
+            f"part must arrive well within an election timeout), "
+            f"got {paxos_kwargs['max_promise_bytes']}"
         )
     settings = PaxosSettings(**paxos_kwargs)
     if not settings.election_timeout_min_ms < settings.election_timeout_max_ms:

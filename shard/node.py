@@ -266,6 +266,7 @@ def replica_config(node_id: int, voters: Sequence[int], settings: Any) -> Replic
         thrifty_accepts=settings.thrifty_accepts,
         max_apply_bytes=settings.max_apply_bytes,
         pre_vote=settings.pre_vote,
+        max_promise_bytes=settings.max_promise_bytes,
         # Commands carry timestamps fixed when proposed; snapshot reads need the fence.
         election_fence=True,
     )

@@ -523,15 +523,14 @@ class NodeRuntime:
             now = (host.replica.role.value, host.replica.leader_hint)
             if self._roles.get(group_id) != now:
                 self._roles[group_id] = now
-                log.info(
-                    "group role",
-                    extra={
-                        "group": group_id,
-                        "role": now[0],
-                        "leader": now[1],
-                        "ballot": str(host.replica.status().promised),
-                    },
-                )
+                status = host.replica.status()
+                fields = {"group": group_id, "role": now[0], "leader": now[1]}
+                fields["ballot"] = str(status.promised)
+                if status.phase1_parts:
+                    # An election that took promises in parts (paxos replica rule 18) is
+                    # slower; say why.
+                    fields["promise_parts"] = status.phase1_parts
+                log.info("group role", extra=fields)
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Drain: refuse new requests, answer those in flight (up to grace_s), close."""

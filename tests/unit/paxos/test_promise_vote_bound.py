@@ -139,6 +139,7 @@ def test_an_acceptor_past_the_bound_promises_in_parts_and_the_candidate_elects()
 
     g.stabilize(keep=count_parts)
     assert g.r(3).role is Role.LEADER
+    assert g.r(3).status().phase1_parts == len(parts)  # what the node logs of its election
     assert not g.r(3)._phase1_best  # the votes went to the log, not kept twice
     assert len(parts) >= SLOTS // 2
     assert [p.from_slot for p in parts[1:]] == [p.more_from for p in parts[:-1]]
@@ -156,6 +157,7 @@ def test_under_the_bound_the_same_acceptor_promises_in_one_message() -> None:
     assert sum(1 for e in promise.accepted if not e.chosen) >= SLOTS
     g.stabilize(keep=between(2, 3))
     assert g.r(3).role is Role.LEADER
+    assert g.r(3).status().phase1_parts == 0
 
 
 def test_a_new_leaders_recovery_goes_in_accepts_of_at_most_a_slots_bytes() -> None:

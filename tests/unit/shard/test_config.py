@@ -19,6 +19,7 @@ from shard.config import (
     parse_config,
     render_config,
 )
+from shard.node import replica_config
 from shard.runtime import bootstrap_map
 from shard.tls_certs import make_local_pki
 
@@ -146,6 +147,8 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("txn.max_clock_offset_ms", 10**12, "txn.max_clock_offset_ms"),
         ("paxos.compact_keep", 5_000, "paxos.compact_keep"),
         ("paxos.max_batch_count", 4097, "paxos.max_batch_count must be at most 4096"),
+        ("paxos.max_promise_bytes", 0, "paxos.max_promise_bytes must be positive"),
+        ("paxos.max_promise_bytes", 8 * 1024 * 1024 + 1, "paxos.max_promise_bytes must be at"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:
@@ -262,3 +265,23 @@ def test_the_bootstrap_map_is_cut_at_the_configured_split_points() -> None:
     assert [r.end for r in shard_map.ranges] == [b"g", b"p", None]
     for replicas in [r.replicas for r in shard_map.ranges] + [shard_map.meta_replicas]:
         assert len(replicas) == 3 and set(replicas) <= {1, 2, 3, 4}, replicas
+
+
+def test_every_paxos_setting_reaches_the_replica_config() -> None:
+    """A setting the node parses but never hands to its replicas would be ignored without a
+    word: every field, set away from its default, shows in `replica_config`'s result."""
+    defaults = PaxosSettings()
+    changed = {
+        f.name: (not getattr(defaults, f.name))
+        if isinstance(getattr(defaults, f.name), bool)
+        else getattr(defaults, f.name) + 7
+        for f in dataclasses.fields(PaxosSettings)
+    }
+    config = replica_config(1, (1, 2, 3), PaxosSettings(**changed))
+    renamed = {"lease_ms": "lease_duration_s"}
+    for name, value in changed.items():
+        target = renamed.get(
+            name, name.removesuffix("_ms") + "_s" if name.endswith("_ms") else name
+        )
+        expected = value / 1000 if name.endswith("_ms") else value
+        assert getattr(config, target) == expected, name
