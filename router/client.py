@@ -288,6 +288,10 @@ def _describe_rpc_error(exc: BaseException) -> str:
         details = _GRPC_ADDRESS.sub("", exc.details() or "")
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return "no answer before the deadline"
+        if code is grpc.StatusCode.UNAVAILABLE and "timed out" in details:
+            # gRPC's "connection attempt timed out before receiving SETTINGS frame": the
+            # port accepts, the process does not answer (found by a README walk-through).
+            return "no answer: the connection timed out (the node may be paused or overloaded)"
         if len(details) > 120:
             details = details[:117].rsplit(" ", 1)[0] + "..."  # at a word boundary
         return f"{code.name}: {details}".rstrip(": ")

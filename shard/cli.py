@@ -112,8 +112,29 @@ def _run_node(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What may stand before the command; every other option is a command's own.
+_TOP_LEVEL_OPTIONS = frozenset({"--debug", "--version", "-h", "--help"})
+
+
+def _misplaced_option(argv: Sequence[str]) -> str | None:
+    """An option given before the command that only commands take (`paxoskv --cluster A
+    get k`), which argparse reported as an invalid command (found by a README walk-through)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return None
+        if arg.split("=", 1)[0] not in _TOP_LEVEL_OPTIONS:
+            return arg.split("=", 1)[0]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    misplaced = _misplaced_option(sys.argv[1:] if argv is None else argv)
+    if misplaced:
+        parser.error(
+            f"{misplaced} goes after the command (paxoskv COMMAND {misplaced} ...); "
+            f"before it only --debug and --version"
+        )
     args = parser.parse_args(argv)
     handler: Handler | None = args.handler
     if handler is None:

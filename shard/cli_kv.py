@@ -45,6 +45,9 @@ def usage_error(parser: argparse.ArgumentParser) -> int:
     """A command that needs a subcommand and got none: its help on stderr, exit status 2 (a
     usage error, as argparse's own), so a script that forgot the command does not go on."""
     parser.print_help(sys.stderr)
+    # The last line says what was wrong, as argparse's own usage errors do (found by a
+    # README walk-through: the help alone read as if nothing had failed).
+    print(f"{parser.prog}: error: a command is required", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -41,8 +41,8 @@ steps (each argument is one step, or several separated by ';'):
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
-items" then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, W
-writes)", or "nothing to commit (...)" when the steps read, scanned and wrote nothing. With
+items" then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R reads, S
+scans, W writes)", or "nothing to commit (...)" when the steps read, scanned and wrote nothing. With
 --snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
 are not UTF-8 in keys and values are printed escaped (as `paxoskv scan` does); use --hex for
 binary data. Exit status: 0 committed (or nothing to commit), 1 error (one line on stderr; a
@@ -75,8 +75,14 @@ option, option value or REF.
 
 def _commit_line(tx: Transaction) -> str:
     """The last line of `paxoskv txn`: the commit, or that there was nothing to commit."""
-    reads, writes = len(tx.read_set), len(tx.write_set)
-    counts = f"{reads} read{'s' if reads != 1 else ''}, {writes} write{'s' if writes != 1 else ''}"
+    counts = ", ".join(
+        f"{n} {what}{'s' if n != 1 else ''}"
+        for n, what in (
+            (len(tx.read_set), "read"),
+            (len(tx.scanned_ranges), "scan"),
+            (len(tx.write_set), "write"),
+        )
+    )
     if tx.ref is None:
         # Nothing read, scanned or written: no decision group recorded anything, so there is no
         # timestamp and no REF for txn-status (found by review: it printed "committed at ts 0").

@@ -167,7 +167,11 @@ def load_config(path: str | Path) -> ClusterConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(raw, base_dir=Path(path).absolute().parent)
+    try:
+        return parse_config(raw, base_dir=Path(path).absolute().parent)
+    except ConfigError as exc:
+        # Found by a README walk-through: the bad field was named, the file was not.
+        raise ConfigError(f"config file {path}: {exc}") from None
 
 
 def check_not_left_behind(config_path: str | Path, config: ClusterConfig, node: NodeConfig) -> None:
@@ -199,8 +203,11 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any =
         return default
     value = table[key]
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"{where}{key} must be a {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{where}{key} must be {_KIND_NAMES[kind]}, got {value!r}")
     return value
+
+
+_KIND_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list"}
 
 
 def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:

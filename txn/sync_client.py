@@ -76,6 +76,11 @@ class Transaction:
         """A copy of the buffered writes (None: delete)."""
         return self._inner.write_set
 
+    @property
+    def scanned_ranges(self) -> list[tuple[bytes, bytes | None]]:
+        """A copy of the key ranges [start, end) scanned so far (end None: to the last key)."""
+        return self._inner.scanned_ranges
+
     def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
         """See `AsyncTransaction.get`."""
         return self._client._call(self._inner.get(key, for_update=for_update), writes=False)

@@ -88,6 +88,12 @@ class AsyncTransaction:
         """A copy of the buffered writes (None: delete), in first-write order."""
         return dict(self._writes)
 
+    @property
+    def scanned_ranges(self) -> list[tuple[bytes, bytes | None]]:
+        """A copy of the key ranges [start, end) scanned so far (end None: to the last key),
+        which commit validates as the reads are."""
+        return list(self._scanned)
+
     def _check_open(self) -> None:
         if self._state is not TransactionState.OPEN:
             raise TransactionClosed(

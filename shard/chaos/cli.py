@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shard.cli_kv import bounded_int, non_negative_seconds, positive_seconds, shard_count
+from shard.cli_kv import (
+    UsageError,
+    bounded_int,
+    non_negative_seconds,
+    positive_seconds,
+    shard_count,
+)
 
 #: Exit status of `--recheck` when DIR cannot be read as a run (not an anomaly: 1 is that).
 
@@ -36,8 +42,8 @@ output: OUT/history.jsonl (every operation, Jepsen conventions), OUT/report.json
 ok/fail/info counts, faults with timestamps, recovery times, anomalies, acknowledged writes
 lost), OUT/cluster/ (config, node logs and data). Exit status: 0 valid; 3 anomalies or lost
 acknowledged writes; 4 the cluster did not recover or final reads failed; 5 the checker was
-inconclusive; 1 no verdict (an error: no --workload, OUT is not empty, --recheck DIR is
-not a run, ...); 2 an unknown option or value.
+inconclusive; 1 no verdict (an error: OUT is not empty, --recheck DIR is not a run, ...);
+2 a usage error (an unknown option or value, no --workload or --out).
 
 partitions: with --net auto, `partition` and `mix` put every node in its own Linux network
 namespace when that works (root, iproute2); otherwise they fall back to an in-node fault
@@ -133,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.recheck:
         given = [f"--{name}" for name in ("workload", "out", "seed") if getattr(args, name)]
         if given:
-            raise ValueError(f"--recheck runs nothing: drop {', '.join(given)}")
+            raise UsageError(f"--recheck runs nothing: drop {', '.join(given)}")
         try:
             report = recheck(Path(args.recheck), say=lambda line: print(line, flush=True))
         except ChaosError as exc:
@@ -141,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         return int(report["exit_code"])
     if not args.workload or not args.out:
-        raise ValueError("--workload and --out are required (or --recheck DIR)")
+        raise UsageError("--workload and --out are required (or --recheck DIR)")
     options = ChaosOptions(
         workload=args.workload,
         nemesis=args.nemesis,

@@ -23,7 +23,7 @@ import txn
 from router import NodeAddress, RangeDescriptor, ShardMap, bootstrap, kv_pb2_grpc
 from router import kv_pb2 as kv
 from router import router_pb2 as rpb
-from router.client import _NOT_LEADER_FREE_HOPS, RoutingClient
+from router.client import _NOT_LEADER_FREE_HOPS, RoutingClient, _describe_rpc_error
 from router.client_errors import (
     OUTCOME_ADVICE,
     DeadlineExceeded,
@@ -1970,3 +1970,30 @@ def test_a_failed_stream_write_is_a_maybe_applied_write_unless_the_node_refused_
         assert b"a" not in cluster.store  # only the failing stream reached the leader
 
     scenario()
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "said"),
+    [
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: "
+            "UNKNOWN: ipv4:127.0.0.1:7001: Failed to connect to remote host: Connection refused",
+            "connection refused",
+        ),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: UNKNOWN: "
+            "connection attempt timed out before receiving SETTINGS frame",
+            "no answer: the connection timed out (the node may be paused or overloaded)",
+        ),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", "no answer before the deadline"),
+    ],
+)
+def test_a_failed_call_is_described_in_one_short_reason(
+    code: grpc.StatusCode, details: str, said: str
+) -> None:
+    """What `paxoskv status` shows of a node it cannot reach (found by a README walk-through:
+    a paused node's row carried gRPC's whole message)."""
+    error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+    assert _describe_rpc_error(error) == said

@@ -175,6 +175,14 @@ def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(render_config(sample()))
     assert load_config(good) == sample()
+    # Found by a README walk-through: a bad field was named, its file was not.
+    bad = tmp_path / "bad.toml"
+    bad.write_text(render_config(sample()).replace("replication = 3", 'replication = "three"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value) == (
+        f"config file {bad}: shards.replication must be an integer, got 'three'"
+    )
 
 
 def _with_tls(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -206,7 +214,7 @@ def test_a_tls_table_parses_renders_back_and_requires_client_certificates_by_def
     [
         ({"ca_file": "/nonexistent/ca.pem"}, "cannot read tls.ca_file /nonexistent/ca.pem"),
         ({"key_file": None}, "tls.key_file is required"),
-        ({"require_client_cert": "yes"}, "tls.require_client_cert must be a bool"),
+        ({"require_client_cert": "yes"}, "tls.require_client_cert must be true or false"),
         ({"cafile": "x"}, "unknown settings ['cafile']"),
     ],
 )

@@ -23,6 +23,7 @@ def test_a_missing_command_is_a_usage_error(argv: list[str], capsys: Any) -> Non
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("usage: paxoskv")
+    assert err.endswith(f"{' '.join(['paxoskv', *argv])}: error: a command is required\n")
 
 
 def test_bench_json_into_a_missing_directory_is_refused_before_running(
@@ -106,3 +107,23 @@ def test_cluster_start_makes_the_shape_asked_and_prints_every_address(
     listed = capsys.readouterr().out.split("client addresses:\n")[1]
     for node in config.nodes:
         assert f"{node.name}  {node.address}" in listed
+
+
+def test_chaos_without_its_required_options_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
+    """Found by a README walk-through: it exited 1, which the README keeps for failures."""
+    assert main(["chaos"]) == 2
+    assert "--workload and --out are required" in capsys.readouterr().err
+    assert main(["chaos", "--recheck", str(tmp_path), "--workload", "bank"]) == 2
+    assert "--recheck runs nothing: drop --workload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("before", [["--cluster", NOWHERE], [f"--cluster={NOWHERE}"]])
+def test_a_commands_option_before_the_command_says_where_it_goes(
+    before: list[str], capsys: Any
+) -> None:
+    """Found by a README walk-through: `paxoskv --cluster A get k` was refused as an invalid
+    command named 'A'."""
+    with pytest.raises(SystemExit) as info:
+        main([*before, "get", "k"])
+    assert info.value.code == 2
+    assert "--cluster goes after the command" in capsys.readouterr().err
