@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from txn.errors import InvalidArgument
 
-__all__ = ["DEFAULT_SCAN_LIMIT"]
-
-DEFAULT_SCAN_LIMIT = 1000
+#: What a scan without a limit asks for: every key of its range (fetched page by page).
+NO_LIMIT = 2**62
 
 
 def _as_key(key: object, what: str = "key") -> bytes:
@@ -43,9 +42,18 @@ def _as_u64(value: object, what: str) -> int:
 
 
 def _as_limit(limit: object) -> int:
-    """A scan limit: an int (<= 0 returns nothing)."""
+    """A scan limit: a positive int, or None for every key of the range (NO_LIMIT).
+
+    Found by a client-API review: a default of 1,000 cut longer ranges without a word, and
+    0 or a negative limit returned nothing where FoundationDB reads 0 as no limit."""
+    if limit is None:
+        return NO_LIMIT
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidArgument(f"a scan limit is an int, got {type(limit).__name__}")
+        raise InvalidArgument(f"a scan limit is an int or None, got {type(limit).__name__}")
+    if limit < 1:
+        raise InvalidArgument(
+            f"a scan limit is at least 1 (None: every key of the range), got {limit}"
+        )
     return limit
 
 

@@ -160,7 +160,7 @@ from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
-from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_limit, _as_timeout, _as_u64, _as_value
+from txn.args import _as_key, _as_limit, _as_timeout, _as_u64, _as_value
 from txn.commit import Committer
 from txn.errors import (
     ClientClosed,
@@ -176,7 +176,13 @@ from txn.errors import (
 )
 from txn.hlc import HybridClock
 from txn.resend import _NoAnswer, send_idempotent
-from txn.retry import _refuse_generator, _RetryPolicy, checked_body_error
+from txn.retry import (
+    _refuse_generator,
+    _RetryPolicy,
+    body_with_transaction_at,
+    checked_body_error,
+    transaction_position,
+)
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.transaction import AsyncTransaction
@@ -373,14 +379,11 @@ class AsyncClient:
         await self._routing.close()
 
     async def __aenter__(self) -> AsyncClient:
-        try:
-            return await self.connect()
-        except BaseException:
-            # `async with` runs no __aexit__ when __aenter__ raises: close here, or the
-            # channels stay open (found by review); but not a client in use on another loop.
-            if self._loop in (None, asyncio.get_running_loop()):
-                await self.close()
-            raise
+        """No I/O: the client connects on its first call, as `Client` does, and retries
+        within that call's timeout while the nodes start (found by a client-API review:
+        `async with` connected at once and failed on the first refusal). `connect()`
+        checks the addresses at once."""
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -467,8 +470,9 @@ class AsyncClient:
         """Run `fn(tx, *args, **kwargs)` in a transaction and commit; on a retryable error
         run it again from the start with a fresh transaction.
 
-        `fn` may be a coroutine function or a plain function; it must not commit (its
-        transaction is committed after it returns) and must not be a generator. Only its
+        `fn` may be a coroutine function or a plain function, not a generator. It need not
+        commit: its transaction is committed after it returns (if `fn` committed it
+        itself, `run` does not commit again). Only its
         transaction's writes are undone by a retry: anything else `fn` does (appending to a
         list, sending a message) happens once per attempt, so keep such effects out of it
         or make them idempotent, as FoundationDB advises for its retry loop. An attempt must
@@ -582,25 +586,28 @@ class AsyncClient:
     ) -> AsyncTransactional[P, T]: ...
 
     def transactional(self, fn: Callable[..., Awaitable[T] | T]) -> AsyncTransactional[..., T]:
-        """Decorator: a function whose first parameter is a transaction becomes retried.
+        """Decorator: a function that takes a transaction becomes retried.
 
-        Called with an `AsyncTransaction` as first argument, the function just runs in it
-        (no commit): transactional functions compose into one transaction. Called without,
-        it runs through `run` (fresh transaction, commit, retries).
+        The transaction is its parameter named `tx` or `tr`, else its first (so a method,
+        `def m(self, tx, ...)`, works too). Called with an `AsyncTransaction` there, the
+        function just runs in it (no commit): transactional functions compose into one
+        transaction. Called without, it runs through `run` (fresh transaction, commit,
+        retries).
 
         Raises:
             TypeError: `fn` is a generator function.
         """
         _refuse_generator(fn)
+        at = transaction_position(fn)
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> T:
-            if args and isinstance(args[0], AsyncTransaction):
+            if len(args) > at and isinstance(args[at], AsyncTransaction):
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     return await result
                 return result
-            return await self._run(fn, *args, **kwargs)
+            return await self._run(body_with_transaction_at(fn, args[:at]), *args[at:], **kwargs)
 
         return wrapper
 
@@ -651,7 +658,8 @@ class AsyncClient:
             # was refused as "a transaction id is bytes, got NoneType").
             raise InvalidArgument(
                 "no transaction ref: tx.ref is None until the transaction's commit starts, "
-                "and stays None for a transaction that wrote nothing (it commits nothing)"
+                "and stays None for one that read, scanned and wrote nothing (it commits "
+                "nothing)"
             )
         if isinstance(ref, str):
             # The text the README says to log (found by review: it was refused as "a
@@ -897,11 +905,12 @@ class AsyncClient:
         self,
         start: bytes,
         end: bytes | None = None,
-        limit: int = DEFAULT_SCAN_LIMIT,
+        limit: int | None = None,
         *,
         timeout_s: float | None = None,
     ) -> list[tuple[bytes, bytes]]:
-        """Up to `limit` (key, value) with start <= key < end, outside any transaction.
+        """The (key, value) with start <= key < end, in key order, outside any transaction:
+        every one, or the first `limit` (None: no limit; the range is read page by page).
 
         Each shard's part is linearizable; the whole is not one snapshot across shards (use
         `snapshot().scan` for that).
@@ -911,9 +920,10 @@ class AsyncClient:
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
-        if _as_limit(limit) <= 0 or (end is not None and end <= start):
+        count = _as_limit(limit)
+        if end is not None and end <= start:
             return []
-        items, _ = await self._scan_range(start, end, limit, timeout_s=timeout_s)
+        items, _ = await self._scan_range(start, end, count, timeout_s=timeout_s)
         return [(k, v) for k, v, _ in items]
 
     async def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:

@@ -226,7 +226,10 @@ class Unavailable(PaxosKVError, routing.Unavailable):
 
 
 class DeadlineExceeded(Unavailable, routing.DeadlineExceeded):
-    """No answer before the deadline; nothing was committed (retryable)."""
+    """No answer before the deadline; nothing was committed, so trying again later is safe
+    (`retryable`). `run` does not retry it: its attempt already waited a whole `timeout_s`,
+    and another would wait as long while the cluster does not answer (as FoundationDB's
+    transaction_timed_out)."""
 
     code = "DEADLINE_EXCEEDED"
     retryable = True

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from router.cache import Backoff
 from txn.errors import DeadlineExceeded, PaxosKVError, TooManyRetries
@@ -15,6 +16,8 @@ from txn.status import TransactionState
 if TYPE_CHECKING:
     from txn.transaction import AsyncTransaction
 
+
+R = TypeVar("R")
 
 #: How long `checked_body_error` may re-read before the body's own error is raised as it
 #: is: with the cluster unreachable it held that error back a whole `timeout_s` (10 s by
@@ -30,6 +33,34 @@ def _refuse_generator(fn: Callable[..., Any]) -> None:
             f"{getattr(fn, '__qualname__', fn)!r} is a generator function; a transactional "
             "function may run several times, so it must return its result instead of yielding"
         )
+
+
+def transaction_position(fn: Callable[..., Any]) -> int:
+    """Where `fn` takes its transaction: its parameter named `tx` or `tr` (as FoundationDB's
+    decorator finds `tr`), else its first. So a decorated method (`def m(self, tx, ...)`)
+    gets its instance first and its transaction second (found by a client-API review: the
+    transaction came first and the instance second)."""
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return 0
+    for name in ("tx", "tr"):
+        if name in names:
+            return names.index(name)
+    return 0
+
+
+def body_with_transaction_at(fn: Callable[..., R], head: tuple[Any, ...]) -> Callable[..., R]:
+    """`fn` as a body that takes its transaction first (what `run` calls), with the
+    arguments that stand before the transaction (`head`, a method's instance) put back."""
+    if not head:
+        return fn
+
+    @functools.wraps(fn)
+    def body(tx: Any, *args: Any, **kwargs: Any) -> R:
+        return fn(*head, tx, *args, **kwargs)
+
+    return body
 
 
 class _RetryPolicy:

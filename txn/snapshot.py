@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_limit
+from txn.args import _as_key, _as_limit
 from txn.errors import TransactionClosed
 
 if TYPE_CHECKING:
@@ -70,9 +70,10 @@ class AsyncSnapshot:
         return value
 
     async def scan(
-        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]:
-        """Up to `limit` (key, value) with start <= key < end at the snapshot's timestamp.
+        """The (key, value) with start <= key < end at the snapshot's timestamp, in key
+        order: every one, or the first `limit` (None: no limit).
 
         Unlike a client-level scan, the whole result is one consistent snapshot, also
         across shards.
@@ -82,10 +83,11 @@ class AsyncSnapshot:
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
+        count = _as_limit(limit)
         ts = await self.timestamp()
-        if _as_limit(limit) <= 0 or (end is not None and end <= start):
+        if end is not None and end <= start:
             return []
-        items, _ = await self._client._scan_range(start, end, limit, at_ts=ts)
+        items, _ = await self._client._scan_range(start, end, count, at_ts=ts)
         return [(k, v) for k, v, _ in items]
 
     def close(self) -> None:

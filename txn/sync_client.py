@@ -18,10 +18,14 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 from router.cache import Backoff
 from router.client import CasResult
 from router.tls import ClientTls
-from txn.args import DEFAULT_SCAN_LIMIT
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.errors import ClientClosed, CommitUnknown, TxnRef
-from txn.retry import _refuse_generator, checked_body_error
+from txn.retry import (
+    _refuse_generator,
+    body_with_transaction_at,
+    checked_body_error,
+    transaction_position,
+)
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
@@ -89,7 +93,7 @@ class Transaction:
         self,
         start: bytes,
         end: bytes | None = None,
-        limit: int = DEFAULT_SCAN_LIMIT,
+        limit: int | None = None,
         *,
         for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
@@ -185,7 +189,7 @@ class Snapshot:
         return self._client._call(self._inner.get(key), writes=False)
 
     def scan(
-        self, start: bytes, end: bytes | None = None, limit: int = DEFAULT_SCAN_LIMIT
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncSnapshot.scan` (one consistent snapshot across shards)."""
         return self._client._call(self._inner.scan(start, end, limit), writes=False)
@@ -219,8 +223,8 @@ class Client:
 
     It runs an `AsyncClient` on a private event loop in a background thread, so it works
     from plain scripts and from many threads at once (each thread with its own
-    transactions). Do not call it from inside its own callbacks; from asyncio code use
-    `AsyncClient`.
+    transactions). From asyncio code use `AsyncClient`: a `Client` call blocks its thread
+    until the answer.
 
     Args:
         seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
@@ -490,19 +494,21 @@ class Client:
             time.sleep(delay)
 
     def transactional(self, fn: Callable[Concatenate[Transaction, P], T]) -> Transactional[P, T]:
-        """Decorator: see `AsyncClient.transactional` (first argument a `Transaction`:
-        compose without committing; otherwise run, commit and retry).
+        """Decorator: see `AsyncClient.transactional` (a `Transaction` where `fn` takes
+        it, its parameter `tx` or `tr`, else its first: compose without committing;
+        otherwise run, commit and retry).
 
         Raises:
             TypeError: `fn` is a generator function.
         """
         _refuse_generator(fn)
+        at = transaction_position(fn)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> T:
-            if args and isinstance(args[0], Transaction):
+            if len(args) > at and isinstance(args[at], Transaction):
                 return fn(*args, **kwargs)
-            return self.run(fn, *args, **kwargs)
+            return self.run(body_with_transaction_at(fn, args[:at]), *args[at:], **kwargs)
 
         return wrapper
 
@@ -566,7 +572,7 @@ class Client:
         self,
         start: bytes,
         end: bytes | None = None,
-        limit: int = DEFAULT_SCAN_LIMIT,
+        limit: int | None = None,
         *,
         timeout_s: float | None = None,
     ) -> list[tuple[bytes, bytes]]:
@@ -625,7 +631,8 @@ def transactional(
 
 
 def transactional(fn: Callable[..., Any]) -> Any:
-    """FoundationDB's `@fdb.transactional`: the first argument picks what happens.
+    """FoundationDB's `@fdb.transactional`: the argument in the transaction's place (the
+    parameter named `tx` or `tr`, else the first; so methods work too) picks what happens.
 
     - a `Client` / `AsyncClient`: run `fn` in a fresh transaction, commit, retry on
       retryable errors (`client.run`); with an `AsyncClient` the call returns an awaitable;
@@ -650,15 +657,19 @@ def transactional(fn: Callable[..., Any]) -> Any:
     """
     _refuse_generator(fn)
 
+    at = transaction_position(fn)
+
     @functools.wraps(fn)
-    def wrapper(db_or_tx: Any, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        db_or_tx = args[at] if len(args) > at else None
         if isinstance(db_or_tx, Transaction | AsyncTransaction):
-            return fn(db_or_tx, *args, **kwargs)
+            return fn(*args, **kwargs)
         if isinstance(db_or_tx, Client | AsyncClient):
-            return db_or_tx.run(fn, *args, **kwargs)
+            return db_or_tx.run(body_with_transaction_at(fn, args[:at]), *args[at + 1 :], **kwargs)
         raise TypeError(
             f"{getattr(fn, '__qualname__', fn)}() needs a Client, AsyncClient, Transaction or "
-            f"AsyncTransaction as its first argument, got {type(db_or_tx).__name__}"
+            f"AsyncTransaction as its argument {'tx' if at else 'first'} (position {at}), "
+            f"got {type(db_or_tx).__name__}"
         )
 
     return wrapper

@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from router.limits import key_oversized, value_oversized
-from txn.args import DEFAULT_SCAN_LIMIT, _as_key, _as_limit, _as_value
+from txn.args import _as_key, _as_limit, _as_value
 from txn.errors import (
     Conflict,
     FencingTokenRejected,
@@ -151,12 +151,12 @@ class AsyncTransaction:
         self,
         start: bytes,
         end: bytes | None = None,
-        limit: int = DEFAULT_SCAN_LIMIT,
+        limit: int | None = None,
         *,
         for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
-        """Up to `limit` (key, value) with start <= key < end, in key order, as this
-        transaction sees them (its buffered writes and deletes applied).
+        """The (key, value) with start <= key < end, in key order, as this transaction sees
+        them (its buffered writes and deletes applied): every one, or the first `limit`.
 
         Every key returned from the store is recorded in the read set with its version, and
         the range itself (up to the last key returned when `limit` cut the scan) is recorded
@@ -169,7 +169,9 @@ class AsyncTransaction:
         Args:
             start: the first key of the range (inclusive).
             end: the end of the range (exclusive); None: to the end of the key space.
-            limit: at most this many items.
+            limit: at most this many items; None: every item of the range (a transaction
+                reads at most MAX_TXN_ITEMS keys per group, so a longer range is refused
+                with LimitExceeded, not cut).
             for_update: take the update lock of every key the scan returns from the store,
                 as `get(key, for_update=True)` does, and read each again under its lock
                 (the values returned are those; a key deleted meanwhile is left out), so
@@ -179,18 +181,23 @@ class AsyncTransaction:
 
         Raises:
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
-            LimitExceeded: `for_update` with a `limit` over MAX_TXN_ITEMS.
+            LimitExceeded: `for_update` with a `limit` over MAX_TXN_ITEMS, or without a
+                limit over a range of more keys than that.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
+        unlimited = limit is None
         limit = _as_limit(limit)
         self._check_open()
         if for_update and limit > MAX_TXN_ITEMS:
-            raise LimitExceeded(
-                f"a scan for update locks every key it returns: its limit {limit} is over "
-                f"MAX_TXN_ITEMS ({MAX_TXN_ITEMS}), the most one transaction may read per group"
-            )
-        if limit <= 0 or (end is not None and end <= start):
+            if not unlimited:
+                raise LimitExceeded(
+                    f"a scan for update locks every key it returns: its limit {limit} is "
+                    f"over MAX_TXN_ITEMS ({MAX_TXN_ITEMS}), the most one transaction may "
+                    "read per group"
+                )
+            limit = MAX_TXN_ITEMS + 1  # one more than it may lock: a longer range is refused
+        if end is not None and end <= start:
             return []
         buffered = sorted(
             (k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)
@@ -211,6 +218,12 @@ class AsyncTransaction:
                 merged[k] = v
         ordered = sorted(merged.items())
         result = ordered[:limit]
+        if for_update and unlimited and len(result) > MAX_TXN_ITEMS:
+            raise LimitExceeded(
+                f"a scan for update locks every key it returns, and [{start!r}, {end!r}) "
+                f"holds more than MAX_TXN_ITEMS ({MAX_TXN_ITEMS}) keys: give a limit, or "
+                "split the work over several transactions"
+            )
         horizon = result[-1][0] if result else last
         # The whole range was seen when the store had no more and the limit cut nothing.
         whole = exhausted and len(ordered) <= limit

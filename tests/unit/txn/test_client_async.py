@@ -32,6 +32,7 @@ from txn import (
     AsyncTransaction,
     CommitUnknown,
     Conflict,
+    InvalidArgument,
     LimitExceeded,
     TooManyRetries,
     TransactionClosed,
@@ -1134,6 +1135,29 @@ async def test_transactional_functions_compose_into_one_transaction(fake: FakeKV
 
 
 @with_fake
+async def test_a_decorated_async_method_gets_its_instance_and_its_transaction(
+    fake: FakeKV,
+) -> None:
+    """Found by a client-API review: `self` and the transaction were swapped."""
+    async with fast_client(fake) as client:
+
+        class Counter:
+            key = A1
+
+            @client.transactional
+            async def add(self, tx: AsyncTransaction, n: int) -> int:
+                total = int(await tx.get(self.key) or b"0") + n
+                tx.put(self.key, b"%d" % total)
+                return total
+
+        counter = Counter()
+        assert await counter.add(2) == 2
+        async with client.transaction() as tx:
+            assert await counter.add(tx, 3) == 5
+        assert await client.get(A1) == b"5"
+
+
+@with_fake
 async def test_module_level_transactional_takes_a_client_or_a_transaction(fake: FakeKV) -> None:
     @txn.transactional
     async def put_two(tx: AsyncTransaction, value: bytes) -> str:
@@ -1450,14 +1474,16 @@ async def test_bad_arguments_are_invalid_argument_not_bare_python_errors(fake: F
 
 
 def test_async_with_a_client_that_cannot_connect_closes_it() -> None:
-    """`async with` runs no __aexit__ when __aenter__ raises: the client's channels stayed
-    open (found by review)."""
+    """`async with` connects on the first call, as `with Client(...)` does (found by a
+    client-API review: it connected at once and failed on the first refusal, where the
+    first call retries within its timeout), and a failed call leaves nothing open."""
 
     async def main() -> txn.AsyncClient:
         client = txn.AsyncClient("127.0.0.1:1", timeout_s=0.3)
-        with pytest.raises(txn.PaxosKVError):
-            async with client:
-                pass
+        async with client:
+            assert not client.routing._conns  # entering made no connection
+            with pytest.raises(txn.DeadlineExceeded):
+                await client.get(b"k")
         return client
 
     client = asyncio.run(main())
@@ -1705,6 +1731,35 @@ async def test_a_scan_cut_by_its_limit_reads_nothing_past_what_it_returned(fake:
         assert b"a2" not in tx.read_set
         await client.put(b"a2", b"changed")
         assert await tx.commit() > 0
+
+
+@with_fake
+async def test_a_scan_without_a_limit_returns_every_key_of_its_range(fake: FakeKV) -> None:
+    """Found by a client-API review: a default limit of 1,000 cut a listing of 1,100 keys
+    without a word (as client.scan, snapshot().scan and tx.scan alike). Now the default is
+    every key, read page by page across the shards; a limit must be at least 1."""
+    # 2,500 keys on both sides of the fake's split point "p": two shards, several pages.
+    keys = [b"o%05d" % i for i in range(1_250)] + [b"p%05d" % i for i in range(1_250)]
+    for key in keys:
+        fake.store.write(key, b"v", fake.store.tick())
+    expected = [(k, b"v") for k in keys]
+    async with fast_client(fake) as client:
+        assert await client.scan(b"o", b"q") == expected
+        async with client.snapshot() as snap:
+            assert await snap.scan(b"o", b"q") == expected
+        tx = client.transaction()
+        assert await tx.scan(b"o", b"q") == expected
+        assert tx.scanned_ranges == [(b"o", b"q")]  # the whole range is validated
+        tx.abort()
+        for bad in (0, -1):
+            with pytest.raises(InvalidArgument, match="at least 1"):
+                await client.scan(b"o", b"q", bad)
+        for i in range(MAX_TXN_ITEMS + 1 - len(keys)):
+            fake.store.write(b"q%05d" % i, b"v", fake.store.tick())
+        tx = client.transaction()
+        with pytest.raises(LimitExceeded, match="give a limit"):
+            await tx.scan(b"o", b"r", for_update=True)  # it may lock MAX_TXN_ITEMS at most
+        tx.abort()
 
 
 @with_fake

@@ -28,7 +28,7 @@ ops = st.one_of(
         st.just("scan"),
         st.sampled_from(BOUNDS),
         st.one_of(st.none(), st.sampled_from(BOUNDS)),
-        st.integers(min_value=0, max_value=6),
+        st.one_of(st.none(), st.integers(min_value=1, max_value=6)),
     ),
 )
 
@@ -40,10 +40,10 @@ def setup() -> Iterator[tuple[FakeKV, Client]]:
 
 
 def model_scan(
-    data: dict[bytes, bytes], start: bytes, end: bytes | None, limit: int
+    data: dict[bytes, bytes], start: bytes, end: bytes | None, limit: int | None
 ) -> list[tuple[bytes, bytes]]:
     items = sorted((k, v) for k, v in data.items() if k >= start and (end is None or k < end))
-    return items[:limit]
+    return items if limit is None else items[:limit]
 
 
 @settings(max_examples=60)

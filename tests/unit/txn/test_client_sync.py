@@ -163,6 +163,41 @@ def test_run_retries_and_composes(fake: FakeKV) -> None:
         assert client.get(C1) == b"c"
 
 
+def test_decorated_methods_take_their_instance_then_their_transaction(fake: FakeKV) -> None:
+    """Found by a client-API review: a decorated method ran as `fn(tx, self, ...)`, and its
+    error surfaced in the user's code ('Repo' object has no attribute 'get'). The
+    transaction is the parameter named `tx` (or `tr`), as FoundationDB finds `tr`."""
+    with sync_client(fake) as client:
+
+        class Repo:
+            def __init__(self) -> None:
+                self.prefix = b"repo/"
+
+            @client.transactional
+            def bump(self, tx: Transaction, key: bytes) -> int:
+                n = int(tx.get(self.prefix + key) or b"0") + 1
+                tx.put(self.prefix + key, b"%d" % n)
+                return n
+
+            @txn.transactional
+            def reset(self, tx: Transaction, key: bytes) -> None:
+                tx.put(self.prefix + key, b"0")
+
+        repo = Repo()
+        assert repo.bump(A1) == 1  # its own transaction, committed
+        with client.transaction() as tx:
+            assert repo.bump(tx, A1) == 2  # composed into tx
+            assert repo.bump(tx, A1) == 3
+        assert client.get(b"repo/" + A1) == b"3"
+        repo.reset(client, A1)
+        assert client.get(b"repo/" + A1) == b"0"
+        with client.transaction() as tx:
+            repo.reset(tx, B1)
+        assert client.get(b"repo/" + B1) == b"0"
+        with pytest.raises(TypeError, match=r"argument tx \(position 1\), got bytes"):
+            repo.reset(A1)
+
+
 def test_commit_unknown_is_raised_not_retried(fake: FakeKV) -> None:
     fake.hook = on_kind("commit_one_phase", LOSE)
     calls = 0
