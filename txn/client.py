@@ -472,10 +472,10 @@ class AsyncClient:
 
         `fn` may be a coroutine function or a plain function, not a generator. It need not
         commit: its transaction is committed after it returns (if `fn` committed it
-        itself, `run` does not commit again). Only its
-        transaction's writes are undone by a retry: anything else `fn` does (appending to a
-        list, sending a message) happens once per attempt, so keep such effects out of it
-        or make them idempotent, as FoundationDB advises for its retry loop. An attempt must
+        itself, `run` does not commit again). Only its transaction's writes are undone by
+        a retry: anything else `fn` does (appending to a list, sending a message) happens
+        once per attempt, so keep such effects out of it or make them idempotent, as
+        FoundationDB advises for its retry loop. An attempt must
         reach its commit within `txn.commit.MAX_TXN_AGE_S` (20 s), or it is retried
         (`TransactionTooOld`): a body that always takes longer ends in `TooManyRetries`.
         Bound it with `timeout_s` / `retry_timeout_s`, not by cancelling it
