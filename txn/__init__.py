@@ -37,6 +37,7 @@ from txn.errors import (
     Unavailable,
     WrongCluster,
 )
+from txn.hlc import ts_at_wall_ns, wall_ns_of
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.sync_client import Client, Snapshot, Transaction, transactional
@@ -72,4 +73,6 @@ __all__ = [
     "Unavailable",
     "WrongCluster",
     "transactional",
+    "ts_at_wall_ns",
+    "wall_ns_of",
 ]

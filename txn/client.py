@@ -441,7 +441,8 @@ class AsyncClient:
         """Read-only, lock-free reads at one timestamp.
 
         Args:
-            read_ts: read at this timestamp (e.g. an earlier `commit_ts`); default: a fresh
+            read_ts: read at this timestamp (e.g. an earlier `commit_ts`, or
+                `txn.ts_at_wall_ns(ns)` for a wall-clock time); default: a fresh
                 timestamp from the cluster, at or above everything this client has seen.
 
         Returns:

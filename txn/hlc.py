@@ -15,6 +15,19 @@ def physical_us(ts: int) -> int:
     return ts >> LOGICAL_BITS
 
 
+def wall_ns_of(ts: int) -> int:
+    """The wall-clock time (ns since the epoch, to the microsecond) a timestamp stands for:
+    of a `commit_ts`, a version, a snapshot's `read_ts`."""
+    return physical_us(ts) * 1000
+
+
+def ts_at_wall_ns(wall_ns: int) -> int:
+    """The first timestamp at wall-clock time `wall_ns` (ns since the epoch): what
+    `client.snapshot(read_ts=...)` takes to read the store as it was then (found by a
+    client-API review: a time in ns passed as a timestamp was refused as garbage-collected)."""
+    return (wall_ns // 1000) << LOGICAL_BITS
+
+
 class HybridClock:
     """A node's HLC. The caller passes wall time in; the clock never reads one."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+import txn
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 
 WALL_NS = st.integers(min_value=0, max_value=2**50)
@@ -31,3 +32,16 @@ def test_a_stalled_wall_clock_advances_the_logical_part() -> None:
     clock = HybridClock()
     first = clock.now(5_000)
     assert clock.now(5_000) == first + 1 and first == 5 << LOGICAL_BITS
+
+
+@given(
+    st.integers(min_value=1_000, max_value=2**50),
+    st.integers(min_value=0, max_value=(1 << LOGICAL_BITS) - 1),
+)
+def test_wall_time_and_timestamps_convert_both_ways(wall_ns: int, logical: int) -> None:
+    """The public helpers (txn.ts_at_wall_ns, txn.wall_ns_of): a timestamp stands for its
+    wall time to the microsecond, and the first one at a wall time is what a clock at that
+    time hands out first."""
+    ts = txn.ts_at_wall_ns(wall_ns)
+    assert ts == HybridClock().now(wall_ns)
+    assert txn.wall_ns_of(ts | logical) == wall_ns // 1000 * 1000
