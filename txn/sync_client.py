@@ -668,7 +668,7 @@ def transactional(fn: Callable[..., Any]) -> Any:
             return db_or_tx.run(body_with_transaction_at(fn, args[:at]), *args[at + 1 :], **kwargs)
         raise TypeError(
             f"{getattr(fn, '__qualname__', fn)}() needs a Client, AsyncClient, Transaction or "
-            f"AsyncTransaction as its argument {'tx' if at else 'first'} (position {at}), "
+            f"AsyncTransaction as its transaction argument (position {at}), "
             f"got {type(db_or_tx).__name__}"
         )
 

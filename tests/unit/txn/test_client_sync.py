@@ -194,7 +194,7 @@ def test_decorated_methods_take_their_instance_then_their_transaction(fake: Fake
         with client.transaction() as tx:
             repo.reset(tx, B1)
         assert client.get(b"repo/" + B1) == b"0"
-        with pytest.raises(TypeError, match=r"argument tx \(position 1\), got bytes"):
+        with pytest.raises(TypeError, match=r"transaction argument \(position 1\), got bytes"):
             repo.reset(A1)
 
 
