@@ -305,6 +305,11 @@ class AsyncClient:
             raise InvalidArgument("timeout_s is a number of seconds, got None")
         _as_timeout(retry_timeout_s, "retry_timeout_s")
         _as_timeout(attempt_timeout_s, "attempt_timeout_s")
+        if cluster_id is not None and (not isinstance(cluster_id, str) or not cluster_id):
+            # Found by a client-API review: "" was taken, and meant no check at all.
+            raise InvalidArgument(
+                f"cluster_id is the cluster's id (a non-empty str) or None, got {cluster_id!r}"
+            )
         self._rng = rng or random.Random()
         with _translated():
             self._routing = RoutingClient(

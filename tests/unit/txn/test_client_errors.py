@@ -181,6 +181,9 @@ def test_bad_settings_and_arguments_are_invalid_argument() -> None:
         txn.AsyncClient(["127.0.0.1:1"], max_attempts=0)
     with pytest.raises(txn.InvalidArgument):
         txn.AsyncClient(["127.0.0.1:1"], timeout_s=0)
+    # Found by a client-API review: "" was taken, and meant no cluster check at all.
+    with pytest.raises(txn.InvalidArgument, match="cluster_id"):
+        txn.AsyncClient(["127.0.0.1:1"], cluster_id="")
     client = txn.AsyncClient("127.0.0.1:1,127.0.0.1:2")
     with pytest.raises(txn.InvalidArgument):
         client.snapshot(read_ts=0)
