@@ -272,6 +272,11 @@ def _connection_refused(exc: BaseException) -> bool:
     )
 
 
+#: What `connect` says of a seed it ran out of time for, not one that failed.
+_OUT_OF_TIME = frozenset({"no answer before the deadline", "not tried (deadline)"})
+#: Below this a timeout_s that ran out is said to be too short (connecting takes a few ms).
+SHORT_TIMEOUT_S = 0.1
+
 #: The address gRPC puts in its details ("last error: UNAVAILABLE: ipv4:127.0.0.1:7001:
 #: Socket closed"), which every caller names already.
 _GRPC_ADDRESS = re.compile(r"\b(?:ipv4|ipv6|unix):\S+: ")
@@ -860,6 +865,14 @@ class RoutingClient:
         where = "; ".join(f"{', '.join(seeds)}: {reason}" for reason, seeds in failures.items())
         if wrong_cluster is not None:
             raise WrongCluster(f"no node of cluster {self._cluster_id!r} answered: {where}")
+        if set(failures) <= _OUT_OF_TIME and self._timeout_s < SHORT_TIMEOUT_S:
+            # Found by a client-API review: a 4 ms timeout_s got the advice to check the
+            # addresses, while the cluster was fine and only the time ran out.
+            raise Unavailable(
+                f"no node answered at {where} within the timeout of {self._timeout_s:g} s, "
+                f"too short to connect (a first connection takes a few ms): give a "
+                f"timeout_s of {SHORT_TIMEOUT_S:g} s or more"
+            )
         raise Unavailable(
             f"no node answered at {where} (check the cluster addresses and that the nodes are "
             f"running{tls_hint})"

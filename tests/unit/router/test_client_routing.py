@@ -1997,3 +1997,25 @@ def test_a_failed_call_is_described_in_one_short_reason(
     a paused node's row carried gRPC's whole message)."""
     error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
     assert _describe_rpc_error(error) == said
+
+
+def test_a_timeout_too_short_to_connect_says_so_not_to_check_the_addresses() -> None:
+    """Found by a client-API review: a client with a 4 ms timeout_s never connected, and
+    was told to check its addresses and that the nodes run, which were fine. A listener
+    that never answers stands in for a node slower than the timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+
+        async def scenario() -> str:
+            client = RoutingClient([address], timeout_s=0.05)
+            try:
+                with pytest.raises(Unavailable) as info:
+                    await client.connect()
+            finally:
+                await client.close()
+            return str(info.value)
+
+        said = asyncio.run(scenario())
+    assert "too short to connect" in said and "check the cluster addresses" not in said
