@@ -838,7 +838,10 @@ class RoutingClient:
                 # A seed of another cluster is no seed of ours (a port taken over after our
                 # node stopped): the next one may be; refused only if none is.
                 wrong_cluster = exc
-                failures.setdefault(f"another cluster ({exc})", []).append(seed)
+                # Without the seed's own address, which `where` names (found by a
+                # client-API review: each address stood twice).
+                reason = str(exc).removeprefix(f"{seed}: ")
+                failures.setdefault(f"another cluster ({reason})", []).append(seed)
             except ClientClosed:
                 raise
             except (grpc.aio.AioRpcError, RouterError, TimeoutError, ValueError) as exc:

@@ -339,9 +339,12 @@ async def test_connect_learns_cluster_id_and_map(cluster: FakeCluster) -> None:
 @with_cluster
 async def test_connect_refuses_another_cluster(cluster: FakeCluster) -> None:
     client = client_for(cluster, cluster_id="prod")
-    with pytest.raises(WrongCluster, match="this is cluster 'test'"):
+    with pytest.raises(WrongCluster, match="this is cluster 'test'") as info:
         await client.connect()
     await client.close()
+    # Each seed's address once (found by a client-API review: it stood twice per seed).
+    for seed in cluster.seeds():
+        assert str(info.value).count(seed) == 1, str(info.value)
 
 
 @run
