@@ -458,7 +458,7 @@ class GroupStatus(_message.Message):
     def __init__(self, group_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., role: _Optional[str] = ..., leader_id: _Optional[int] = ..., ballot: _Optional[str] = ..., chosen_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., lease_valid: _Optional[bool] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("cluster_id", "node_id", "node_name", "map_version", "groups", "software_version", "client_bytes_held", "client_bytes_limit", "answers_shed")
+    __slots__ = ("cluster_id", "node_id", "node_name", "map_version", "groups", "software_version", "client_bytes_held", "client_bytes_limit", "answers_shed", "refused_by")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -468,6 +468,7 @@ class StatusResponse(_message.Message):
     CLIENT_BYTES_HELD_FIELD_NUMBER: _ClassVar[int]
     CLIENT_BYTES_LIMIT_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_SHED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_BY_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     node_id: int
     node_name: str
@@ -477,7 +478,16 @@ class StatusResponse(_message.Message):
     client_bytes_held: int
     client_bytes_limit: int
     answers_shed: int
-    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., node_name: _Optional[str] = ..., map_version: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[GroupStatus, _Mapping]]] = ..., software_version: _Optional[str] = ..., client_bytes_held: _Optional[int] = ..., client_bytes_limit: _Optional[int] = ..., answers_shed: _Optional[int] = ...) -> None: ...
+    refused_by: _containers.RepeatedCompositeFieldContainer[PeerRefusal]
+    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., node_name: _Optional[str] = ..., map_version: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[GroupStatus, _Mapping]]] = ..., software_version: _Optional[str] = ..., client_bytes_held: _Optional[int] = ..., client_bytes_limit: _Optional[int] = ..., answers_shed: _Optional[int] = ..., refused_by: _Optional[_Iterable[_Union[PeerRefusal, _Mapping]]] = ...) -> None: ...
+
+class PeerRefusal(_message.Message):
+    __slots__ = ("node_id", "reason")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    reason: str
+    def __init__(self, node_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TxnStatusesRequest(_message.Message):
     __slots__ = ("header", "txn_ids")

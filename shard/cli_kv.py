@@ -613,7 +613,16 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
     out = _table(["GROUP", "RANGE", "REPLICAS", "LEADER", "BALLOT", "CHOSEN", "APPLIED"], rows)
     node_rows = []
     for node in nodes:
-        if node.status is not None:
+        if node.status is not None and node.status.refused_by:
+            # Found by an operations review: a node its peers refuse (another secret or
+            # shard map, lost data) answered Status and showed "up", exit status 0.
+            memory = _client_memory(node.status)
+            refusers = ", ".join(
+                names.get(r.node_id, str(r.node_id)) for r in node.status.refused_by
+            )
+            state = f"REFUSED by {refusers}: {node.status.refused_by[0].reason}"
+            healthy = False
+        elif node.status is not None:
             memory = _client_memory(node.status)
             state = f"up (map v{node.status.map_version})"
         else:

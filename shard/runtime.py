@@ -192,7 +192,13 @@ class NodeRuntime:
         self.server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
         # Chaos harness only: fault hooks, None unless PAXOSKV_FAULTS=1 (shard/faults.py).
         self.faults = maybe_install_faults(self)
-        self._kv = KVServicer(self.core, self.submit, node.name, config.request_timeout_ms / 1000)
+        self._kv = KVServicer(
+            self.core,
+            self.submit,
+            node.name,
+            config.request_timeout_ms / 1000,
+            refusals=self._peer_refusals,
+        )
         add_servicer(kv_pb2_grpc.add_KVServicer_to_server, self._kv, self.server)
         add_servicer(
             peer_pb2_grpc.add_PeerServicer_to_server,
@@ -248,6 +254,10 @@ class NodeRuntime:
             unanswered=[n.id for n, digest in zip(others, answers, strict=True) if digest is None],
         )
         return admit_peer(self.disk.db, node_id, incarnation, records)
+
+    def _peer_refusals(self) -> list[tuple[int, str]]:
+        """The peers refusing this node's streams, with their reasons (for Status)."""
+        return [(p, link.refusal) for p, link in sorted(self.links.items()) if link.refusal]
 
     def _peer_seen(self, src: int) -> None:
         link = self.links.get(src)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import grpc
 
@@ -111,8 +111,10 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         node_name: str,
         timeout_s: float,
         memory: ClientMemory | None = None,
+        refusals: Callable[[], Iterable[tuple[int, str]]] = tuple,
     ) -> None:
         self._core = core
+        self._refusals = refusals
         self._submit = submit
         self._node_name = node_name
         self._timeout_s = timeout_s
@@ -231,6 +233,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         status.client_bytes_held = self._memory.held
         status.client_bytes_limit = self._memory.limit
         status.answers_shed = self._memory.shed
+        status.refused_by.extend(
+            kv.PeerRefusal(node_id=node_id, reason=reason) for node_id, reason in self._refusals()
+        )
         return status
 
     async def GetShardMap(

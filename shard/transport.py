@@ -152,6 +152,9 @@ class PeerLink:
         self.connected = False
         #: Streams opened so far (each dial of the peer opens one).
         self.dials = 0
+        #: The reason the peer gave for refusing our newest stream, until it accepts one
+        #: (shown by Status: a node its peers refuse takes no part in consensus).
+        self.refusal: str | None = None
         self._last_failure: str | None = None
 
     def send(self, group_id: int, msgs: Sequence[Message]) -> None:
@@ -249,8 +252,10 @@ class PeerLink:
                     try:
                         async for reply in call:
                             if reply.refusal:
+                                self.refusal = reply.refusal
                                 self._log_refusal(reply.refusal, for_now=reply.for_now)
                             elif reply.protocol == PROTOCOL:
+                                self.refusal = None
                                 self._accepted.set()
                                 self._wake.set()
                     finally:

@@ -125,3 +125,21 @@ def test_a_group_without_a_leader_makes_the_status_unhealthy() -> None:
     text, healthy = status_table(cluster_map(4, [b"m"]), four_nodes("candidate"))
     assert group_rows(text)["1"]["LEADER"] == "none"
     assert not healthy
+
+
+def test_a_node_its_peers_refuse_is_shown_refused_and_the_cluster_unhealthy() -> None:
+    """Found by an operations review: a node started with another peer secret (or shard
+    map, or after losing its data without --rebuild) answered Status, showed "up" and
+    `paxoskv status` exited 0, while it took no part in consensus."""
+    shard_map = cluster_map(3, [b"m"])
+    roles = {0: "follower", 1: "follower", 2: "follower"}
+    nodes = [node(1, {0: "leader", 1: "leader", 2: "leader"}), node(2, roles), node(3, roles)]
+    assert status_table(shard_map, nodes)[1]
+    reason = "missing or wrong peer secret: every node of the cluster needs the same"
+    nodes[2].status.refused_by.extend(
+        [kv.PeerRefusal(node_id=1, reason=reason), kv.PeerRefusal(node_id=2, reason=reason)]
+    )
+    text, healthy = status_table(shard_map, nodes)
+    assert not healthy
+    (row,) = [line for line in text.splitlines() if line.startswith("3 ")]
+    assert f"REFUSED by n1, n2: {reason}" in row

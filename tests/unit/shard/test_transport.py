@@ -122,7 +122,7 @@ def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
 
     secret = "s" * 16
 
-    async def run() -> int:
+    async def run() -> tuple[int, str | None, str | None]:
         p1, p2 = free_ports(2)
         links: dict[int, PeerLink] = {}
         servers = []
@@ -145,7 +145,7 @@ def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
                 hb = Heartbeat(src=2, dst=1, ballot=Ballot(1, 2), chosen_watermark=0, seq=1)
                 links[2].send(1, [hb])
                 await asyncio.sleep(0.02)
-            return links[1].dials
+            return links[1].dials, links[1].refusal, links[2].refusal
         finally:
             for link in links.values():
                 await link.stop()
@@ -154,7 +154,11 @@ def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
 
     # One dial at the start, then one per 0.5-1 s of backoff (and one cut short by node 2's
     # new stream): at most 5 in 2 s. Poked by every heartbeat it made about 40.
-    assert asyncio.run(run()) <= 6
+    dials, refused, accepted = asyncio.run(run())
+    assert dials <= 6
+    # What Status shows (`refused_by`): node 2's reason at node 1; nothing at node 2.
+    assert refused is not None and "peer secret" in refused
+    assert accepted is None
 
 
 def test_a_peer_that_does_not_read_holds_a_bounded_number_of_bytes_in_our_queue(
