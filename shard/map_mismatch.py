@@ -16,9 +16,12 @@ class ConfigMismatch(ValueError):
 def config_mismatch(config: ShardMap, stored: ShardMap) -> ConfigMismatch:
     """The error for a config whose map is not the one stored at the first start."""
     return ConfigMismatch(
-        f"the config does not match the shard map this cluster stored when it was "
-        f"bootstrapped ({_map_difference(config, stored)}): nodes' addresses, split points "
-        f"and replication cannot change after the first start; restore the config"
+        f"the config does not match the shard map stored at the first start "
+        f"({_map_difference(config, stored)}): nodes' addresses, split points and "
+        f"replication cannot change after the first start. Restore the config; or, if the "
+        f"other nodes run this one, this node was first started on a wrong config: move "
+        f"its data directory aside and start it with --rebuild (--bootstrap only if the "
+        f"cluster was never started)"
     )
 
 

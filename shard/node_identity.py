@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,8 @@ from router.codec import decode_shard_map, encode_shard_map
 from router.shard_map import ShardMap
 from shard.disk import DataDirInUse, RocksNodeDisk
 from shard.map_mismatch import ConfigMismatch, config_mismatch
+
+log = logging.getLogger("paxoskv.node")
 
 __all__ = [
     "CLUSTER_MAP_KEY",
@@ -322,6 +325,16 @@ def _claim(
             )
         if db.get(INCARNATION_KEY) is None:  # data from before incarnations
             db.put(INCARNATION_KEY, Incarnation.new(rebuilt=False).encode(), _synced())
+        elif rebuild_groups is not None and not node_incarnation(db).rebuilt:
+            # Found by an operations review: the flag was ignored without a word, and a
+            # node its peers refused as "came back with new data" stayed refused.
+            log.warning(
+                "--rebuild changes nothing: this node's data directory holds data it did "
+                "not rebuild; if its peers refuse it (a node that lost its data and was "
+                "started with --bootstrap), move the directory aside and start it with "
+                "--rebuild on an empty one",
+                extra={"data_dir": str(path)},
+            )
         if cluster_map is not None:
             recorded = db.get(CLUSTER_MAP_KEY)
             if recorded is None:  # data from before the record

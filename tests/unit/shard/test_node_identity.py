@@ -135,7 +135,7 @@ def test_the_record_is_written_before_the_open_writes_anything_else(tmp_path: Pa
 
 
 def test_a_rebuild_takes_an_empty_directory_and_marks_every_group_rebuilding(
-    tmp_path: Path,
+    tmp_path: Path, caplog: Any
 ) -> None:
     path = tmp_path / "db"
     with pytest.raises(NodeDataMissing, match=r"start it with --rebuild"):
@@ -148,16 +148,20 @@ def test_a_rebuild_takes_an_empty_directory_and_marks_every_group_rebuilding(
         assert not disk.load(1).rebuilding  # not hosted here
     finally:
         disk.close()
-    # A restart (with or without the flag again) goes on rebuilding from the marks.
+    # A restart (with or without the flag again) goes on rebuilding from the marks, and
+    # the flag given again is no mistake: nothing is logged of it.
     for rebuild_groups in (None, [0, 2]):
         again = open_node_disk(path, N1, first_start=False, rebuild_groups=rebuild_groups)
         try:
             assert again.load(0).rebuilding and again.load(2).rebuilding
         finally:
             again.close()
+    assert not [r for r in caplog.records if "--rebuild changes nothing" in r.getMessage()]
 
 
-def test_a_rebuild_of_a_directory_holding_the_nodes_data_changes_nothing(tmp_path: Path) -> None:
+def test_a_rebuild_of_a_directory_holding_the_nodes_data_changes_nothing(
+    tmp_path: Path, caplog: Any
+) -> None:
     path = tmp_path / "db"
     disk = open_node_disk(path, N1, first_start=True)
     disk.persist([(1, VOTE)])
@@ -168,6 +172,10 @@ def test_a_rebuild_of_a_directory_holding_the_nodes_data_changes_nothing(tmp_pat
         assert not state.rebuilding and state.accepted == VOTE.accepted
     finally:
         again.close()
+    # Said, not silent (found by an operations review): a node its peers refuse as "came
+    # back with new data" stayed refused while the operator thought it rebuilt.
+    (warning,) = [r for r in caplog.records if "--rebuild changes nothing" in r.getMessage()]
+    assert "move the directory aside" in warning.getMessage()
     with pytest.raises(NodeDataMismatch):
         open_node_disk(path, NodeIdentity("c1", 2, "n2"), first_start=False, rebuild_groups=[1])
 
