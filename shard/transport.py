@@ -258,6 +258,12 @@ class PeerLink:
                                 self.refusal = None
                                 self._accepted.set()
                                 self._wake.set()
+                                # Found by an operations review: the log showed a peer's
+                                # streams failing, never one coming back.
+                                log.info(
+                                    "peer stream accepted",
+                                    extra={"peer": self.peer_id, "address": self.address},
+                                )
                     finally:
                         warn.cancel()
                         call.cancel()
@@ -378,7 +384,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     ) -> AsyncIterator[peer_pb2.PeerReply]:
         refusal = self._check_secret(context)
         if refusal:
-            yield self._refuse(refusal)
+            yield self._refuse(refusal, context)
             return
         assembler = SnapshotAssembler()
         # The node the stream's first batch (its hello) named and had admitted: every later
@@ -394,7 +400,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             except DecodeError:
                 # Refused as any bad stream, its log line rate-limited (found by review:
                 # grpc answered UNKNOWN and logged a traceback per such stream).
-                yield self._refuse("undecodable peer batch: the bytes are not a PeerBatch")
+                yield self._refuse("undecodable peer batch: the bytes are not a PeerBatch", context)
                 return
             refusal = self._check(batch)
             if not refusal and sender is not None and batch.from_node != sender:
@@ -408,7 +414,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                     f"more than a node ever sends in one (BATCH_MESSAGES, {BATCH_MESSAGES})"
                 )
             if refusal:
-                yield self._refuse(refusal)
+                yield self._refuse(refusal, context)
                 return
             if sender is None and batch.map_digest != self._map_digest:
                 # Found by review: a node restarted (or rebuilt) with moved split points took
@@ -416,7 +422,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 yield self._refuse(
                     f"node {batch.from_node}'s config gives another shard map (nodes, "
                     f"addresses, split points or replication) than node {self._my_id}'s: run "
-                    "every node on the cluster's config"
+                    "every node on the cluster's config",
+                    context,
                 )
                 return
             if sender is None:
@@ -424,7 +431,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                     batch.from_node, Incarnation(batch.incarnation, batch.rebuilt)
                 )
                 if admission.refusal:
-                    yield self._refuse(admission.refusal, for_now=admission.for_now)
+                    yield self._refuse(admission.refusal, context, for_now=admission.for_now)
                     return
                 # Once per stream (its hello): a peer whose stream we accept while it
                 # refuses ours must not cut our backoff at each of its heartbeats.
@@ -484,14 +491,18 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             return peer_pb2.IncarnationAnswer(refusal=refusal)
         return peer_pb2.IncarnationAnswer(digest=self._recorded(request.node_id) or b"")
 
-    def _refuse(self, reason: str, *, for_now: bool = False) -> peer_pb2.PeerReply:
+    def _refuse(
+        self, reason: str, context: grpc.aio.ServicerContext, *, for_now: bool = False
+    ) -> peer_pb2.PeerReply:
         """Count and log a refused stream; the reply that ends it."""
         self.refused += 1
         if self._log_due(reason):
             log.log(
                 logging.INFO if for_now else logging.WARNING,
                 "refused peer stream for now" if for_now else "refused peer stream",
-                extra={"reason": reason, "refused": self.refused},
+                # Where it came from (found by an operations review: a wrong secret's
+                # refusal named no peer); the reason names the node when it is known.
+                extra={"reason": reason, "refused": self.refused, "from": context.peer()},
             )
         return peer_pb2.PeerReply(refusal=reason, for_now=for_now)
 

@@ -9,6 +9,7 @@ could hear each other (1.1-1.6 s without a leader, where an election takes 0.2 s
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -73,6 +74,15 @@ async def _until(condition: Any, deadline_s: float) -> bool:
     return True
 
 
+class FakeContext:
+    """What the Peer service asks of a call's context outside gRPC: its peer's address."""
+
+    PEER = "ipv4:127.0.0.1:50000"
+
+    def peer(self) -> str:
+        return self.PEER
+
+
 def test_a_new_stream_says_hello_before_it_has_anything_to_send() -> None:
     async def run() -> list[int]:
         peer = _Peer(f"127.0.0.1:{free_ports(1)[0]}")
@@ -112,7 +122,7 @@ def test_a_link_in_backoff_redials_as_soon_as_its_peer_is_up() -> None:
     assert reopened and dials == 2
 
 
-def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
+def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us(caplog: Any) -> None:
     """Found by review: node 2 refuses node 1's stream (it has the peer secret, node 1 not
     yet: a secret rolled out node by node) while node 1 accepts node 2's. When every batch
     from node 2 cut node 1's backoff short, node 1 redialled about 20 times a second; now
@@ -154,8 +164,13 @@ def test_a_refused_link_keeps_its_backoff_while_the_peer_talks_to_us() -> None:
 
     # One dial at the start, then one per 0.5-1 s of backoff (and one cut short by node 2's
     # new stream): at most 5 in 2 s. Poked by every heartbeat it made about 40.
+    caplog.set_level(logging.INFO, logger="paxoskv.transport")
     dials, refused, accepted = asyncio.run(run())
     assert dials <= 6
+    # The link that was accepted says so once (found by an operations review: the log
+    # showed streams failing, never one coming back); the refused one never does.
+    ups = [r.__dict__["peer"] for r in caplog.records if r.getMessage() == "peer stream accepted"]
+    assert ups == [1]
     # What Status shows (`refused_by`): node 2's reason at node 1; nothing at node 2.
     assert refused is not None and "peer secret" in refused
     assert accepted is None
@@ -468,7 +483,7 @@ def test_a_refusal_is_logged_once_per_reason_not_at_every_redial(caplog: Any) ->
         async def batches() -> Any:
             yield peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=version)
 
-        return [r async for r in servicer.Exchange(batches(), None)]
+        return [r async for r in servicer.Exchange(batches(), FakeContext())]  # type: ignore[arg-type]
 
     async def run() -> None:
         for version in (0, 0, 0, PROTOCOL + 1):
@@ -478,6 +493,8 @@ def test_a_refusal_is_logged_once_per_reason_not_at_every_redial(caplog: Any) ->
     asyncio.run(run())
     logged = [r for r in caplog.records if r.getMessage() == "refused peer stream"]
     assert servicer.refused == 4 and len(logged) == 2
+    # Where each came from (found by an operations review: no peer was named).
+    assert all(r.__dict__["from"] == FakeContext.PEER for r in logged)
 
 
 def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
@@ -654,7 +671,7 @@ async def _exchange(servicer: PeerServicer, batches: Sequence[Any]) -> list[Any]
         for batch in batches:
             yield batch
 
-    return [reply async for reply in servicer.Exchange(requests(), None)]  # type: ignore[arg-type]
+    return [reply async for reply in servicer.Exchange(requests(), FakeContext())]  # type: ignore[arg-type]
 
 
 def test_a_stream_speaks_for_the_node_of_its_hello_only() -> None:

@@ -1032,12 +1032,16 @@ def exchange(
     peers = {i for i in cluster.cores if i != node_id}
     servicer = PeerServicer(CLUSTER, node_id, peers, deliver)
 
+    class _NoGrpcContext:
+        def peer(self) -> str:
+            return "ipv4:127.0.0.1:50000"
+
     async def stream() -> AsyncIterator[peer_pb2.PeerBatch]:
         for batch in batches:
             yield batch
 
     async def run() -> None:
-        async for _ in servicer.Exchange(stream(), None):
+        async for _ in servicer.Exchange(stream(), _NoGrpcContext()):  # type: ignore[arg-type]
             pass
 
     asyncio.run(run())
