@@ -122,8 +122,9 @@ def _misplaced_option(argv: Sequence[str]) -> str | None:
     for arg in argv:
         if not arg.startswith("-"):
             return None
-        if arg.split("=", 1)[0] not in _TOP_LEVEL_OPTIONS:
-            return arg.split("=", 1)[0]
+        option = arg.split("=", 1)[0]
+        if option not in _TOP_LEVEL_OPTIONS:
+            return option
     return None
 
 

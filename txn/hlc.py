@@ -48,7 +48,7 @@ class HybridClock:
 
     def peek(self, wall_ns: int) -> int:
         """What `now` would return, without moving the clock (only reads it)."""
-        return max(self._last + 1, (wall_ns // 1000) << LOGICAL_BITS)
+        return max(self._last + 1, ts_at_wall_ns(wall_ns))
 
     def observe(self, ts: int) -> None:
         """Absorb a timestamp received from elsewhere (a message, a read)."""

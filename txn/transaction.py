@@ -169,9 +169,10 @@ class AsyncTransaction:
         Args:
             start: the first key of the range (inclusive).
             end: the end of the range (exclusive); None: to the end of the key space.
-            limit: at most this many items; None: every item of the range (a transaction
-                reads at most MAX_TXN_ITEMS keys per group, so a longer range is refused
-                with LimitExceeded, not cut).
+            limit: at most this many items; None: every item of the range, never cut (a
+                transaction reads at most MAX_TXN_ITEMS keys per group, so its commit
+                refuses a longer range with LimitExceeded; with `for_update`, this scan
+                does).
             for_update: take the update lock of every key the scan returns from the store,
                 as `get(key, for_update=True)` does, and read each again under its lock
                 (the values returned are those; a key deleted meanwhile is left out), so

@@ -31,6 +31,15 @@ class AbortingContext:
         raise Aborted(details)
 
 
+class PeerContext:
+    """The part of a gRPC servicer context the Peer service uses: its peer's address."""
+
+    PEER = "ipv4:127.0.0.1:50000"
+
+    def peer(self) -> str:
+        return self.PEER
+
+
 def three_node_config(cluster_id: str, data_dir: Path) -> ClusterConfig:
     """Nodes 1-3 (n1-n3, addresses nobody listens on), every group on all three."""
     return ClusterConfig(

@@ -33,7 +33,7 @@ from shard.transport import (
     ask_recorded_incarnation,
     map_digest,
 )
-from tests.unit.shard.runtime_support import DEADLINE_S
+from tests.unit.shard.runtime_support import DEADLINE_S, PeerContext
 
 
 class _Peer:
@@ -72,15 +72,6 @@ async def _until(condition: Any, deadline_s: float) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
-
-
-class FakeContext:
-    """What the Peer service asks of a call's context outside gRPC: its peer's address."""
-
-    PEER = "ipv4:127.0.0.1:50000"
-
-    def peer(self) -> str:
-        return self.PEER
 
 
 def test_a_new_stream_says_hello_before_it_has_anything_to_send() -> None:
@@ -483,7 +474,7 @@ def test_a_refusal_is_logged_once_per_reason_not_at_every_redial(caplog: Any) ->
         async def batches() -> Any:
             yield peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=version)
 
-        return [r async for r in servicer.Exchange(batches(), FakeContext())]  # type: ignore[arg-type]
+        return [r async for r in servicer.Exchange(batches(), PeerContext())]  # type: ignore[arg-type]
 
     async def run() -> None:
         for version in (0, 0, 0, PROTOCOL + 1):
@@ -494,7 +485,7 @@ def test_a_refusal_is_logged_once_per_reason_not_at_every_redial(caplog: Any) ->
     logged = [r for r in caplog.records if r.getMessage() == "refused peer stream"]
     assert servicer.refused == 4 and len(logged) == 2
     # Where each came from (found by an operations review: no peer was named).
-    assert all(r.__dict__["from"] == FakeContext.PEER for r in logged)
+    assert all(r.__dict__["from"] == PeerContext.PEER for r in logged)
 
 
 def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
@@ -671,7 +662,7 @@ async def _exchange(servicer: PeerServicer, batches: Sequence[Any]) -> list[Any]
         for batch in batches:
             yield batch
 
-    return [reply async for reply in servicer.Exchange(requests(), FakeContext())]  # type: ignore[arg-type]
+    return [reply async for reply in servicer.Exchange(requests(), PeerContext())]  # type: ignore[arg-type]
 
 
 def test_a_stream_speaks_for_the_node_of_its_hello_only() -> None:

@@ -56,7 +56,7 @@ from shard.node import NodeCore
 from shard.server import KVServicer
 from shard.state_machine import ShardStateMachine
 from shard.transport import PROTOCOL, PeerServicer
-from tests.unit.shard.runtime_support import Aborted, AbortingContext
+from tests.unit.shard.runtime_support import Aborted, AbortingContext, PeerContext
 from tests.unit.shard.test_node_core import CLUSTER, WALL0, OneNode, ThreeNodes, tid
 from txn import txn_pb2
 from txn.hlc import LOGICAL_BITS
@@ -1032,16 +1032,12 @@ def exchange(
     peers = {i for i in cluster.cores if i != node_id}
     servicer = PeerServicer(CLUSTER, node_id, peers, deliver)
 
-    class _NoGrpcContext:
-        def peer(self) -> str:
-            return "ipv4:127.0.0.1:50000"
-
     async def stream() -> AsyncIterator[peer_pb2.PeerBatch]:
         for batch in batches:
             yield batch
 
     async def run() -> None:
-        async for _ in servicer.Exchange(stream(), _NoGrpcContext()):  # type: ignore[arg-type]
+        async for _ in servicer.Exchange(stream(), PeerContext()):  # type: ignore[arg-type]
             pass
 
     asyncio.run(run())

@@ -43,5 +43,7 @@ def test_wall_time_and_timestamps_convert_both_ways(wall_ns: int, logical: int) 
     wall time to the microsecond, and the first one at a wall time is what a clock at that
     time hands out first."""
     ts = txn.ts_at_wall_ns(wall_ns)
+    assert physical_us(ts) == wall_ns // 1000 and ts & ((1 << LOGICAL_BITS) - 1) == 0
     assert ts == HybridClock().now(wall_ns)
+    assert txn.ts_at_wall_ns(wall_ns + 1000) > ts | logical
     assert txn.wall_ns_of(ts | logical) == wall_ns // 1000 * 1000
