@@ -93,6 +93,7 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
             out.heartbeat_ack.seq = msg.seq
             out.heartbeat_ack.chosen_watermark = msg.chosen_watermark
             out.heartbeat_ack.rebuilding = msg.rebuilding
+            out.heartbeat_ack.retiring = msg.retiring
         case CatchUpRequest():
             out.catch_up_request.from_slot = msg.from_slot
             out.catch_up_request.to_slot = msg.to_slot
@@ -177,6 +178,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             seq=k.seq,
             chosen_watermark=k.chosen_watermark,
             rebuilding=k.rebuilding,
+            retiring=k.retiring,
         )
     if kind == "catch_up_request":
         c = m.catch_up_request

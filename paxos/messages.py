@@ -159,7 +159,8 @@ class Heartbeat:
 class HeartbeatAck:
     """A follower still follows `ballot`; `chosen_watermark` tells the leader how far it got.
     `rebuilding`: the follower does not vote yet (rule 14), so the leader sends it no Accepts
-    and hands it no leadership."""
+    and hands it no leadership. `retiring`: the follower's node is stopping (rule 19), so
+    the leader hands it no leadership."""
 
     src: int
     dst: int
@@ -167,6 +168,7 @@ class HeartbeatAck:
     seq: int
     chosen_watermark: int
     rebuilding: bool = False
+    retiring: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

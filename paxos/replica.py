@@ -171,6 +171,15 @@ Rules
    messages of at most `max_batch_bytes` of values each, counted as encoded: a new
    leader's first Accept re-proposes every slot a quorum's promises showed, and its
    re-sends every slot a follower has not voted for.
+19. Retiring (a planned stop, as etcd's leadership transfer on shutdown): a replica whose
+   node is about to stop is told `retire()`. From then on it never campaigns (no election
+   timer, no pre-vote, no transfer target, no rule 12), so it takes no leadership it would
+   lose again at once; it still votes, so the group keeps its quorum until it is gone. Its
+   heartbeat acks say so, and a leader then never hands it leadership nor prefers it for
+   thrifty Accepts: without that, another node spreading leaders (a driver's rebalancing)
+   would name it as a transfer target again and again, each try holding that group's
+   proposals back until the transfer timed out. The driver hands the retiring replica's
+   leadership to a peer (rule 9) before the node stops.
 """
 
 from __future__ import annotations
@@ -401,6 +410,9 @@ class Replica:
         self._floor_first_seq = self._pre_vote_seq + 1
         # Leader side: the followers whose last heartbeat ack said they are rebuilding.
         self._rebuilding_peers: set[int] = set()
+        # Rule 19: this replica's node is stopping; the peers whose acks said theirs is.
+        self._retiring = False
+        self._retiring_peers: set[int] = set()
 
     # ------------------------------------------------------------------ inputs
 
@@ -445,8 +457,8 @@ class Replica:
             if self._role is Role.CANDIDATE:
                 self._ask_parts_again()
         else:
-            if self._rebuilding:
-                self._reset_election_deadline()  # rule 14: no campaign
+            if self._rebuilding or self._retiring:
+                self._reset_election_deadline()  # rules 14 and 19: no campaign
             elif self.config.pre_vote:
                 self._pre_campaign()
             else:
@@ -591,6 +603,7 @@ class Replica:
             self._role is not Role.LEADER
             or target not in self._peers
             or target in self._rebuilding_peers
+            or target in self._retiring_peers  # rule 19
             or self._handoff_target is not None
             # Acknowledged this leader, lately: a stopped target's old acknowledgement must
             # not make each retry of the driver hold proposals back for a handoff that
@@ -610,6 +623,17 @@ class Replica:
         self._lease_until = 0.0
         self._broadcast_heartbeat()
         return True
+
+    def retire(self) -> None:
+        """Rule 19: campaign no more (this replica's node is about to stop), and say so to
+        the leader; as leader, the driver hands leadership on with `transfer_leadership`."""
+        self._retiring = True
+        self._pre_votes.clear()
+
+    @property
+    def handoff_target(self) -> int | None:
+        """The peer this leader is handing leadership to (rule 9), if a transfer is on."""
+        return self._handoff_target if self._role is Role.LEADER else None
 
     def send_snapshot(self, peer: int, index: int, data: bytes) -> None:
         """Answer a `Ready.snapshot_requests` entry with the application state at `index`."""
@@ -816,7 +840,7 @@ class Replica:
         self._maybe_campaign_after_pre_vote()
 
     def _maybe_campaign_after_pre_vote(self) -> None:
-        if len(self._pre_votes) >= self._quorum:
+        if len(self._pre_votes) >= self._quorum and not self._retiring:
             self._campaign()
 
     def _campaign(self) -> None:
@@ -1035,7 +1059,7 @@ class Replica:
             rejoined = msg.leader_hint in (None, self.id)
             lease = self._role is Role.LEADER and self._now < self._lease_until
             self._become_follower(msg.leader_hint)
-            if rejoined and lease:
+            if rejoined and lease and not self._retiring:
                 # Rule 12: the nacker names no other leader, and this leader's lease says a
                 # quorum follows it: a replica back from a partition, whose round ran up in
                 # campaigns nobody could grant. Take a higher ballot at once rather than
@@ -1083,7 +1107,7 @@ class Replica:
             self._newest_heartbeat = round_key
         if msg.handoff_to and fresh:
             self._handoff_allowed = msg.handoff_to
-            if msg.handoff_to == self.id and not self._rebuilding:
+            if msg.handoff_to == self.id and not self._rebuilding and not self._retiring:
                 if self._chosen_watermark >= msg.chosen_watermark and self._past_restart_block():
                     self._campaign()
                     return
@@ -1097,6 +1121,7 @@ class Replica:
                 seq=msg.seq,
                 chosen_watermark=self._chosen_watermark,
                 rebuilding=self._rebuilding,
+                retiring=self._retiring,
             )
         )
 
@@ -1115,6 +1140,10 @@ class Replica:
         if self._role is not Role.LEADER or msg.ballot != self._ballot:
             return
         self._peer_watermark[msg.src] = msg.chosen_watermark
+        if msg.retiring:
+            self._retiring_peers.add(msg.src)
+        else:
+            self._retiring_peers.discard(msg.src)
         if msg.rebuilding:
             # Rule 14: its ack vouches for no promise of its previous life (it may have
             # helped elect a higher ballot, then lost that), so it counts for no lease,
@@ -1186,6 +1215,7 @@ class Replica:
             if (
                 self._handoff_allowed == self.id
                 and not self._rebuilding
+                and not self._retiring
                 and self._role is Role.FOLLOWER
                 and self._promised == self._handoff_ballot
                 and self._chosen_watermark >= self._handoff_watermark
@@ -1513,7 +1543,12 @@ class Replica:
         if not self.config.thrifty_accepts:
             return self._peers
         voters = [p for p in self._peers if p not in self._rebuilding_peers]
-        ranked = sorted(voters, key=lambda p: (-self._last_ack.get(p, 0.0), p))
+        # Rule 19: a retiring peer's vote still counts, but it is about to go, and a slot
+        # whose Accept went to it would wait for the re-send to everyone.
+        ranked = sorted(
+            voters,
+            key=lambda p: (p in self._retiring_peers, -self._last_ack.get(p, 0.0), p),
+        )
         return ranked[: self._quorum - 1]
 
     def _send_accepts(self, entries: tuple[SlotValue, ...], everyone: bool = False) -> None:

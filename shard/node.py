@@ -128,6 +128,10 @@ Rules
    wait for it goes to the log, behind the Resolve (held ones ride just ahead of it, rule
    8). Before, each waited for the Resolve's own Paxos round. Scans still wait. Only this
    leader knows, and only while it leads.
+15. A node about to stop (`retire`) hands every group it leads to a peer before it goes,
+   its preferred leader first, trying again at every tick while it leads: its replicas
+   campaign no more (paxos replica rule 19), so a client waits one transfer (a few
+   milliseconds), not an election timeout, and no rebalancing hands a group back.
 """
 
 from __future__ import annotations
@@ -337,6 +341,7 @@ class NodeCore:
         self._wall_ns = 0
         self._next_sweep = 0.0
         self._next_rebalance = 0.0
+        self._retiring = False
         self._next_txn_duty = 0.0
         self._next_purge = self._txn.purge_interval_s
         self._next_gc = self._txn.gc_interval_s
@@ -464,7 +469,9 @@ class NodeCore:
         if now >= self._next_sweep:
             self._next_sweep = now + EXPIRY_SWEEP_S
             self._expire(now)
-        if now >= self._next_rebalance:
+        if self._retiring:
+            self._hand_off_leaders()
+        elif now >= self._next_rebalance:
             self._next_rebalance = now + REBALANCE_S
             self._spread_leaders()
         if now >= self._next_txn_duty:
@@ -1230,6 +1237,41 @@ class NodeCore:
             preferred = shard_map.preferred_leader(group_id)
             if preferred != self.node_id:
                 host.replica.transfer_leadership(preferred)
+
+    def retire(self) -> None:
+        """Rule 15: this node is about to stop; hand every group it leads to a peer."""
+        self._retiring = True
+        for host in self.hosts.values():
+            host.replica.retire()
+        self._hand_off_leaders()
+
+    def led_groups(self) -> list[int]:
+        """The groups (the meta group included) this node leads now."""
+        return [g for g, h in self.hosts.items() if h.replica.role is Role.LEADER]
+
+    def handing_off(self) -> list[int]:
+        """The groups a retiring node still leads with a transfer under way or startable:
+        its stop waits for these (a group no peer can take, all of them down or retiring,
+        is not among them)."""
+        if not self._retiring:
+            return []
+        self._hand_off_leaders()
+        return [g for g, h in self.hosts.items() if h.replica.handoff_target is not None]
+
+    def _hand_off_leaders(self) -> None:
+        shard_map = self.shard_map
+        for group_id, host in self.hosts.items():
+            replica = host.replica
+            if replica.role is not Role.LEADER or replica.handoff_target is not None:
+                continue
+            preferred = shard_map.preferred_leader(group_id)
+            peers = sorted(
+                (p for p in replica.config.voters if p != self.node_id),
+                key=lambda p: (p != preferred, p),
+            )
+            for peer in peers:
+                if replica.transfer_leadership(peer):
+                    break
 
     def _data_hosts(self) -> list[GroupHost]:
         """The hosts of this node's data groups (every group but the meta group)."""

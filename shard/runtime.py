@@ -74,6 +74,9 @@ MAX_CYCLES_PER_WAKE = 16
 # On stop, once the core has answered: how long the client streams get to write their last
 # answers (one whose client does not read them is cut off then).
 STOP_GRACE_S = 1.0
+# On stop, first: how many transfer attempts (each up to the longest election timeout) the
+# groups this node leads get to move to a peer (node rule 15).
+HANDOFF_ATTEMPTS = 2
 # At the end of a stop: how long the tasks still ending (gRPC's stream handlers) get.
 TASKS_END_S = 1.0
 # Then the server's grace, in which a client stream opened meanwhile still meets a handler
@@ -542,9 +545,12 @@ class NodeRuntime:
                     fields["promise_parts"] = status.phase1_parts
                 log.info("group role", extra=fields)
 
-    async def stop(self, grace_s: float = 2.0) -> None:
-        """Drain: refuse new requests, answer those in flight (up to grace_s), close."""
+    async def stop(self, grace_s: float = 2.0, *, hand_off: bool = True) -> None:
+        """Hand the groups led here to peers (unless the loop died: `hand_off=False`),
+        then drain: refuse new requests, answer those in flight (up to grace_s), close."""
         log.info("node stopping", extra={"node": self.node.name})
+        if hand_off:
+            await self._hand_off_leadership()
         self._draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
@@ -579,6 +585,35 @@ class NodeRuntime:
         self.core.close()
         self.disk.close()
         log.info("node stopped", extra={"node": self.node.name})
+
+    async def _hand_off_leadership(self) -> None:
+        """Node rule 15: move every group led here to a peer before the node goes, so its
+        clients wait one transfer, not an election timeout. Requests keep coming meanwhile:
+        a group being handed over answers NotLeader naming the peer taking it."""
+        led = self.core.led_groups()
+        if not led:
+            return
+        self.core.observe_time(time.monotonic(), time.time_ns())
+        self.core.retire()
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        timeout_s = self.config.paxos.election_timeout_max_ms / 1000
+        deadline = loop.time() + HANDOFF_ATTEMPTS * timeout_s
+        while loop.time() < deadline:
+            self.core.observe_time(time.monotonic(), time.time_ns())
+            if not self.core.handing_off():
+                break
+            self._wake.set()
+            await asyncio.sleep(DRAIN_POLL_S)
+        kept = self.core.led_groups()
+        fields: dict[str, Any] = {"groups": [g for g in led if g not in kept], "kept": kept}
+        if kept:
+            # Info, not a warning: a whole cluster stopping keeps every group, as it should.
+            fields["kept_why"] = (
+                "no peer could take them (down, stopping too, or behind): "
+                "their peers elect a leader once the election timeout runs out"
+            )
+        log.info("leadership handed off", extra=fields)
 
 
 class _WakeTiming:
@@ -694,7 +729,7 @@ async def serve(
     if runner.done() and not runner.cancelled() and runner.exception() is not None:
         # Fail-stop: a node whose loop died must not stay up answering Status as a zombie.
         log.critical("node loop crashed", exc_info=runner.exception())
-        await runtime.stop()
+        await runtime.stop(hand_off=False)
         raise SystemExit(70)
     stopping.cancel()
     await runtime.stop()

@@ -1516,10 +1516,12 @@ class Fault:
     point: str = ""
     #: "redeliver": messages sent this long before are delivered again (0: any).
     lookback_s: float = 0.0
+    #: "planned_stop": how long the node stays down once stopped.
+    restart_after: float = 0.0
 
     def describe(self) -> str:
         parts = [f"{self.at:.3f}s {self.kind}"]
-        if self.kind in ("crash", "cycle_crash", "isolate", "lose_disk"):
+        if self.kind in ("crash", "cycle_crash", "isolate", "lose_disk", "planned_stop"):
             parts.append(f"host={self.target or 'leader'}")
         if self.sides:
             parts.append("sides=" + "|".join(",".join(map(str, s)) for s in self.sides))
@@ -1533,6 +1535,8 @@ class Fault:
             parts.append(f"at={self.point}")
         if self.kind == "redeliver":
             parts.append(describe_lookback(self.lookback_s))
+        if self.restart_after:
+            parts.append(f"restart_after={self.restart_after:.3f}s")
         return " ".join(parts)
 
 
@@ -1629,6 +1633,7 @@ PROFILES = (
     "torn",
     "purge-forgery",
     "redeliver",
+    "planned",
 )
 
 # The profiles whose faults the real client meets (real_client.py): all but those whose
@@ -1806,6 +1811,12 @@ def draw_knobs(workload: str, profile: str, rng: random.Random) -> Knobs:
         k.net = replace(k.net, keep_sent=True)
         weights = {"redeliver": 3, "crash": 2, "isolate": 1, "partition": 1, "heal": 1}
         rate = 4
+    elif profile == "planned":
+        # Rolling restarts under transactions: a node told to stop hands the groups it leads
+        # to peers (node rule 15, paxos replica rule 19), then stops once none is left or
+        # its bound runs out, and comes back; among crashes and a cut-off leader.
+        weights = {"planned_stop": 4, "crash": 1, "isolate": 1, "heal": 1}
+        rate = 3
     elif profile == "chaos":
         # Its faults leave clients waiting out deadlines longer than its phase (a median of
         # 5 acknowledged writers in seeds 0-29, 8 with 3 or fewer): the clients work on
@@ -1919,6 +1930,17 @@ def plan_faults(
             faults.append(Fault(t, kind, mode=mode, duration=rng.uniform(0.05, 0.5)))
         elif kind == "lose_disk":
             faults.append(Fault(t, kind, target=target, duration=rng.uniform(0.05, 0.5)))
+        elif kind == "planned_stop":
+            # `duration`: the bound on the handoff (the runtime's: two election timeouts).
+            faults.append(
+                Fault(
+                    t,
+                    kind,
+                    target=target,
+                    duration=rng.choice((0.05, 0.6)),
+                    restart_after=rng.uniform(0.05, 1.0),
+                )
+            )
         elif kind == "redeliver":
             lookback = rng.choice(REDELIVER_LOOKBACKS_S)
             faults.append(Fault(t, kind, duration=rng.uniform(0.05, 0.5), lookback_s=lookback))
@@ -2135,6 +2157,28 @@ class ClusterSim:
         marks = PersistBatch(rebuilding=True)
         node.disk.inner.persist([(g, marks) for g in self.shard_map.groups_of_node(node.id)])
 
+    def _planned_stop_poll(
+        self, node_id: int, core: NodeCore, deadline: float, restart_after: float
+    ) -> None:
+        """A stopping node's handoff wait (shard/runtime.py `_hand_off_leadership`): stop
+        (a kill: a clean stop loses nothing) once no group is being handed over, or at the
+        bound; moot if the node crashed meanwhile."""
+        node = self.nodes[node_id]
+        if node.core is not core:
+            return
+        if core.handing_off() and self.world.now < deadline:
+            self.world.schedule(
+                self.world.now + 0.005,
+                self._planned_stop_poll,
+                node_id,
+                core,
+                deadline,
+                restart_after,
+            )
+            return
+        self.stats_add("planned_stop:kept" if core.led_groups() else "planned_stop:handed_off")
+        self._crash(node, CrashMode.KILL, restart_after, "planned_stop")
+
     def _restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
         if not node.up:
@@ -2168,6 +2212,13 @@ class ClusterSim:
                 self._crash(node, fault.mode, fault.duration, "all")
         elif fault.kind == "lose_disk":
             self._lose_disk(fault)
+        elif fault.kind == "planned_stop":
+            target = self._resolve_target(fault.target)
+            if target is not None and self.nodes[target].up:
+                core = self.nodes[target].core
+                assert core is not None
+                core.retire()
+                self._planned_stop_poll(target, core, now + fault.duration, fault.restart_after)
         elif fault.kind == "redeliver":
             net.redeliver_until(now + fault.duration, REDELIVER_COUNT, fault.lookback_s)
         elif fault.kind == "cycle_crash":

@@ -61,7 +61,14 @@ messages = st.one_of(
     st.builds(
         Heartbeat, chosen_watermark=ints, seq=ints, handoff_to=ints, next_slot=ints, **common
     ),
-    st.builds(HeartbeatAck, seq=ints, chosen_watermark=ints, rebuilding=st.booleans(), **common),
+    st.builds(
+        HeartbeatAck,
+        seq=ints,
+        chosen_watermark=ints,
+        rebuilding=st.booleans(),
+        retiring=st.booleans(),
+        **common,
+    ),
     st.builds(CatchUpRequest, from_slot=ints, to_slot=ints, **common),
     st.builds(CatchUpReply, entries=slot_values, chosen_watermark=ints, **common),
     st.builds(InstallSnapshot, index=ints, data=st.binary(max_size=50), **common),
