@@ -410,6 +410,8 @@ class Replica:
         self._floor_first_seq = self._pre_vote_seq + 1
         # Leader side: the followers whose last heartbeat ack said they are rebuilding.
         self._rebuilding_peers: set[int] = set()
+        # When a leader was last heard (a follower's `hears_leader`).
+        self._leader_heard_at = float("-inf")
         # Rule 19: this replica's node is stopping; the peers whose acks said theirs is.
         self._retiring = False
         self._retiring_peers: set[int] = set()
@@ -763,6 +765,17 @@ class Replica:
     def peer_watermark(self, peer: int) -> int:
         """The chosen watermark `peer` last acknowledged to this leader (-1: none)."""
         return self._peer_watermark.get(peer, -1)
+
+    def hears_leader(self, now: float) -> bool:
+        """Whether this replica knows a leader that is alive, for health checks: as leader,
+        a quorum acknowledged it within the longest election timeout (rule 8); as follower,
+        it heard its leader within that timeout. A replica cut off from its group says no."""
+        if self._role is Role.LEADER:
+            return self._has_quorum_contact()
+        return (
+            self._leader_hint is not None
+            and now - self._leader_heard_at <= self.config.election_timeout_max_s
+        )
 
     def has_valid_lease(self, now: float) -> bool:
         return self._role is Role.LEADER and now < self._lease_until
@@ -1267,6 +1280,7 @@ class Replica:
         self._parts_block_until = 0.0  # rule 18: a leader is heard, its lease takes over
         self._part_asked_from = 0
         self._leader_hint = src
+        self._leader_heard_at = self._now
         self._handoff_allowed = None
         self._reset_election_deadline()
         self._lease_block_until = max(

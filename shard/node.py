@@ -1245,6 +1245,11 @@ class NodeCore:
             host.replica.retire()
         self._hand_off_leaders()
 
+    def groups_without_leader(self) -> list[int]:
+        """The groups hosted here whose replica knows no live leader (`Replica.hears_leader`):
+        requests for them would wait or fail here. For the node's health service."""
+        return [g for g, h in self.hosts.items() if not h.replica.hears_leader(self._now)]
+
     def led_groups(self) -> list[int]:
         """The groups (the meta group included) this node leads now."""
         return [g for g, h in self.hosts.items() if h.replica.role is Role.LEADER]

@@ -38,6 +38,7 @@ from shard.execute import (
 )
 from shard.faults import maybe_install_faults
 from shard.grpc_handlers import add_servicer
+from shard.health import OBSERVE_INTERVAL_S, NodeHealth
 from shard.node import NodeCore, TxnSettings
 from shard.node_identity import (
     Admission,
@@ -203,6 +204,8 @@ class NodeRuntime:
             refusals=self._peer_refusals,
         )
         add_servicer(kv_pb2_grpc.add_KVServicer_to_server, self._kv, self.server)
+        self._health = NodeHealth()
+        self._health.add_to(self.server)
         add_servicer(
             peer_pb2_grpc.add_PeerServicer_to_server,
             PeerServicer(
@@ -304,6 +307,8 @@ class NodeRuntime:
         if self._tls is not None:
             self._spawn(self._watch_tls(self._tls))
         await self.server.start()
+        await self._health.started(self.core.groups_without_leader())
+        self._spawn(self._watch_health())
         for link in self.links.values():
             link.start()
         for group_id, host in self.core.hosts.items():
@@ -549,6 +554,7 @@ class NodeRuntime:
         """Hand the groups led here to peers (unless the loop died: `hand_off=False`),
         then drain: refuse new requests, answer those in flight (up to grace_s), close."""
         log.info("node stopping", extra={"node": self.node.name})
+        await self._health.stopping()
         if hand_off:
             await self._hand_off_leadership()
         self._draining = True
@@ -585,6 +591,13 @@ class NodeRuntime:
         self.core.close()
         self.disk.close()
         log.info("node stopped", extra={"node": self.node.name})
+
+    async def _watch_health(self) -> None:
+        """Publish the client service's health (shard/health.py) as the groups' leaders
+        come and go."""
+        while True:
+            await asyncio.sleep(OBSERVE_INTERVAL_S)
+            await self._health.observe(self.core.groups_without_leader())
 
     async def _hand_off_leadership(self) -> None:
         """Node rule 15: move every group led here to a peer before the node goes, so its

@@ -1,5 +1,6 @@
 """Rule 19 (retiring): a replica whose node is about to stop campaigns no more, and its
-leader neither hands it leadership nor prefers it for thrifty Accepts, while it still votes."""
+leader neither hands it leadership nor prefers it for thrifty Accepts, while it still votes.
+And `hears_leader`, which tells the node's health service whether a live leader is known."""
 
 from __future__ import annotations
 
@@ -103,3 +104,18 @@ def test_thrifty_accepts_go_to_a_follower_that_is_not_retiring() -> None:
     assert [m.dst for m in accepts] == [3]
     g.stabilize()
     assert g.chosen(1) == [(b"v",)]
+
+
+def test_hears_leader_says_whether_a_live_leader_is_known() -> None:
+    """For the node's health service: a leader with a quorum and its followers say yes; a
+    follower that has not heard its leader for the longest election timeout, and a leader
+    cut off from its quorum, say no."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    assert g.r(1).hears_leader(g.now[1])
+    assert g.r(2).hears_leader(g.now[1])
+    silence = g.now[1] + 61.0  # replica 2's timeout is SLOW (50-60 s): still a follower
+    assert not g.r(2).hears_leader(silence)
+    g.idle(1, g.now[1] + 0.5)  # nobody acknowledges: check-quorum
+    assert not g.r(1).hears_leader(g.now[1])
