@@ -628,7 +628,9 @@ class Replica:
 
     def retire(self) -> None:
         """Rule 19: campaign no more (this replica's node is about to stop), and say so to
-        the leader; as leader, the driver hands leadership on with `transfer_leadership`."""
+        the leader; as leader, the driver hands leadership on with `transfer_leadership`.
+        A campaign already sent its Prepares and may still win: the driver hands that
+        leadership on too."""
         self._retiring = True
         self._pre_votes.clear()
 
@@ -771,7 +773,7 @@ class Replica:
         a quorum acknowledged it within the longest election timeout (rule 8); as follower,
         it heard its leader within that timeout. A replica cut off from its group says no."""
         if self._role is Role.LEADER:
-            return self._has_quorum_contact()
+            return self._has_quorum_contact(now)
         return (
             self._leader_hint is not None
             and now - self._leader_heard_at <= self.config.election_timeout_max_s
@@ -853,7 +855,7 @@ class Replica:
         self._maybe_campaign_after_pre_vote()
 
     def _maybe_campaign_after_pre_vote(self) -> None:
-        if len(self._pre_votes) >= self._quorum and not self._retiring:
+        if len(self._pre_votes) >= self._quorum:
             self._campaign()
 
     def _campaign(self) -> None:
@@ -1155,6 +1157,11 @@ class Replica:
         self._peer_watermark[msg.src] = msg.chosen_watermark
         if msg.retiring:
             self._retiring_peers.add(msg.src)
+            if msg.src == self._handoff_target:
+                # Rule 19: it will not take over; end the transfer now, as its timeout would
+                # (a restart of the target meets rule 9's restart block), rather than hold
+                # proposals back until then.
+                self._handoff_target = None
         else:
             self._retiring_peers.discard(msg.src)
         if msg.rebuilding:
@@ -1499,8 +1506,8 @@ class Replica:
             del self._hb_acks[old]
         self._hb_handoff_rounds = {s for s in self._hb_handoff_rounds if s > seq}
 
-    def _has_quorum_contact(self) -> bool:
-        horizon = self._now - self.config.election_timeout_max_s
+    def _has_quorum_contact(self, now: float | None = None) -> bool:
+        horizon = (self._now if now is None else now) - self.config.election_timeout_max_s
         alive = 1 + sum(1 for peer in self._peers if self._last_ack.get(peer, 0.0) > horizon)
         return alive >= self._quorum
 
@@ -1558,10 +1565,17 @@ class Replica:
             return self._peers
         voters = [p for p in self._peers if p not in self._rebuilding_peers]
         # Rule 19: a retiring peer's vote still counts, but it is about to go, and a slot
-        # whose Accept went to it would wait for the re-send to everyone.
+        # whose Accept went to it would wait for the re-send to everyone. It yields only to
+        # peers that answer: one silent for a heartbeat interval may be down.
+        fresh_since = self._now - self.config.heartbeat_interval_s
         ranked = sorted(
             voters,
-            key=lambda p: (p in self._retiring_peers, -self._last_ack.get(p, 0.0), p),
+            key=lambda p: (
+                self._last_ack.get(p, 0.0) < fresh_since,
+                p in self._retiring_peers,
+                -self._last_ack.get(p, 0.0),
+                p,
+            ),
         )
         return ranked[: self._quorum - 1]
 

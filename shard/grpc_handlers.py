@@ -5,12 +5,14 @@ type's `FromString`; bytes that do not parse made grpc.aio log an error with a t
 and answer UNKNOWN "Unexpected DecodeError" (found by review: 5,000 one-byte requests added
 2.7 MB to a node's log in 4 s). `add_servicer` registers the same handlers with a parser
 that never raises, and the call is refused INVALID_ARGUMENT before the servicer sees it.
-Streaming methods keep their parser: their handlers catch a bad message themselves
+So does a unary-stream method's request (the health service's Watch: found by review).
+Client-streaming methods keep their parser: their handlers catch a bad message themselves
 (`shard.server.KVServicer.Batch`, `shard.transport.PeerServicer`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -36,16 +38,38 @@ def _tolerant(parse: Callable[[bytes], Any], message_name: str) -> Callable[[byt
     return parse_or_mark
 
 
+async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"undecodable request: the bytes are not a {request.message_name}",
+        )
+
+
 def _refusing(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Undecodable):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"undecodable request: the bytes are not a {request.message_name}",
-            )
+        await _refuse_undecodable(request, context)
         return await behavior(request, context)
+
+    return call
+
+
+def _refusing_stream(
+    behavior: Callable[[Any, grpc.aio.ServicerContext], Any],
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+    """A unary-stream method, written either as an async generator or as a coroutine that
+    writes to its context."""
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await _refuse_undecodable(request, context)
+        answers = behavior(request, context)
+        if inspect.isasyncgen(answers):
+            async for answer in answers:
+                await context.write(answer)
+        else:
+            await answers
 
     return call
 
@@ -71,8 +95,8 @@ class _Registrar:
 def add_servicer(
     add_to_server: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server
 ) -> None:
-    """`add_to_server(servicer, server)` (a generated function), with undecodable unary
-    requests refused INVALID_ARGUMENT.
+    """`add_to_server(servicer, server)` (a generated function), with undecodable requests
+    of unary-unary and unary-stream methods refused INVALID_ARGUMENT.
 
     Raises:
         RuntimeError: the generated function registered no named method handlers.
@@ -88,14 +112,15 @@ def add_servicer(
         )
     handlers = {}
     for method, handler in registrar.handlers.items():
-        if handler.unary_unary is not None:
-            parse = handler.request_deserializer
+        parse = handler.request_deserializer
+        if handler.unary_unary is not None or handler.unary_stream is not None:
             assert parse is not None
             name = getattr(getattr(parse, "__self__", None), "__name__", method)
-            handler = handler._replace(
-                request_deserializer=_tolerant(parse, name),
-                unary_unary=_refusing(handler.unary_unary),
-            )
+            handler = handler._replace(request_deserializer=_tolerant(parse, name))
+        if handler.unary_unary is not None:
+            handler = handler._replace(unary_unary=_refusing(handler.unary_unary))
+        elif handler.unary_stream is not None:
+            handler = handler._replace(unary_stream=_refusing_stream(handler.unary_stream))
         handlers[method] = handler
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(registrar.service, handlers),)

@@ -307,7 +307,7 @@ class NodeRuntime:
         if self._tls is not None:
             self._spawn(self._watch_tls(self._tls))
         await self.server.start()
-        await self._health.started(self.core.groups_without_leader())
+        self._health.started(self.core.groups_without_leader())
         self._spawn(self._watch_health())
         for link in self.links.values():
             link.start()
@@ -554,7 +554,7 @@ class NodeRuntime:
         """Hand the groups led here to peers (unless the loop died: `hand_off=False`),
         then drain: refuse new requests, answer those in flight (up to grace_s), close."""
         log.info("node stopping", extra={"node": self.node.name})
-        await self._health.stopping()
+        self._health.stopping()
         if hand_off:
             await self._hand_off_leadership()
         self._draining = True
@@ -597,18 +597,20 @@ class NodeRuntime:
         come and go."""
         while True:
             await asyncio.sleep(OBSERVE_INTERVAL_S)
-            await self._health.observe(self.core.groups_without_leader())
+            self._health.observe(self.core.groups_without_leader())
 
     async def _hand_off_leadership(self) -> None:
         """Node rule 15: move every group led here to a peer before the node goes, so its
         clients wait one transfer, not an election timeout. Requests keep coming meanwhile:
         a group being handed over answers NotLeader naming the peer taking it."""
         led = self.core.led_groups()
-        if not led:
-            return
         self.core.observe_time(time.monotonic(), time.time_ns())
+        # Also when it leads nothing: while it drains, rebalancing would hand it back the
+        # groups it is the preferred leader of, and an election could pick it.
         self.core.retire()
         self._wake.set()
+        if not led:
+            return
         loop = asyncio.get_running_loop()
         timeout_s = self.config.paxos.election_timeout_max_ms / 1000
         deadline = loop.time() + HANDOFF_ATTEMPTS * timeout_s
@@ -623,8 +625,9 @@ class NodeRuntime:
         if kept:
             # Info, not a warning: a whole cluster stopping keeps every group, as it should.
             fields["kept_why"] = (
-                "no peer could take them (down, stopping too, or behind): "
-                "their peers elect a leader once the election timeout runs out"
+                "no peer could take them (down, stopping too, or behind) or their transfer "
+                "did not end in time: their peers elect a leader once the election timeout "
+                "runs out"
             )
         log.info("leadership handed off", extra=fields)
 

@@ -2158,7 +2158,7 @@ class ClusterSim:
         node.disk.inner.persist([(g, marks) for g in self.shard_map.groups_of_node(node.id)])
 
     def _planned_stop_poll(
-        self, node_id: int, core: NodeCore, deadline: float, restart_after: float
+        self, node_id: int, core: NodeCore, deadline: float, restart_after: float, led: bool
     ) -> None:
         """A stopping node's handoff wait (shard/runtime.py `_hand_off_leadership`): stop
         (a kill: a clean stop loses nothing) once no group is being handed over, or at the
@@ -2174,9 +2174,14 @@ class ClusterSim:
                 core,
                 deadline,
                 restart_after,
+                led,
             )
             return
-        self.stats_add("planned_stop:kept" if core.led_groups() else "planned_stop:handed_off")
+        if not led:
+            self.stats_add("planned_stop:led_nothing")
+        else:
+            kept = core.led_groups()
+            self.stats_add("planned_stop:kept" if kept else "planned_stop:handed_off")
         self._crash(node, CrashMode.KILL, restart_after, "planned_stop")
 
     def _restart(self, node_id: int) -> None:
@@ -2217,8 +2222,11 @@ class ClusterSim:
             if target is not None and self.nodes[target].up:
                 core = self.nodes[target].core
                 assert core is not None
+                led = bool(core.led_groups())
                 core.retire()
-                self._planned_stop_poll(target, core, now + fault.duration, fault.restart_after)
+                self._planned_stop_poll(
+                    target, core, now + fault.duration, fault.restart_after, led
+                )
         elif fault.kind == "redeliver":
             net.redeliver_until(now + fault.duration, REDELIVER_COUNT, fault.lookback_s)
         elif fault.kind == "cycle_crash":

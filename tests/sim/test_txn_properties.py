@@ -1073,11 +1073,13 @@ def test_atomic_commit_holds_through_planned_stops(seed: int, workload: str) -> 
 
 
 def test_the_planned_profile_hands_leadership_over_before_stopping() -> None:
-    """Its seed 0 stops a leading node five times; three of those stops found every group
-    it led handed to a peer (a transfer, not an election) before the node went."""
+    """Its seed 0 draws five planned stops; three of them stop a node that leads groups,
+    and each hands every one of them to a peer (a transfer, not an election) before the
+    node goes (the other two met a node already down)."""
     stats = dict(run_cluster("append", "planned", 0).stats)
     assert stats["fault:planned_stop"] == 5
     assert stats["planned_stop:handed_off"] == 3
+    assert "planned_stop:kept" not in stats
 
 
 # ---------------------------------------------------------------------- the checkers bite

@@ -5,7 +5,8 @@ And `hears_leader`, which tells the node's health service whether a live leader 
 from __future__ import annotations
 
 from paxos import Role
-from paxos.messages import Accept, Heartbeat, HeartbeatAck, Prepare
+from paxos.ballot import Ballot
+from paxos.messages import Accept, CatchUpRequest, Heartbeat, HeartbeatAck, Nack, Prepare
 from tests.unit.paxos.test_replica_paths import Group, between
 
 
@@ -70,11 +71,12 @@ def test_a_retiring_transfer_target_does_not_take_over() -> None:
     g.stabilize()
     assert g.r(3).role is Role.FOLLOWER
     assert not [m for r in g.readies[3] for m in r.messages_after_persist if isinstance(m, Prepare)]
-    # The transfer times out and the leader leads on.
-    for _ in range(4):
-        g.heartbeat(1)
+    # Its ack says it is retiring: the leader ends the transfer at once, not at its timeout.
     assert g.r(1).role is Role.LEADER
     assert g.r(1).handoff_target is None
+    g.r(1).propose(b"v")
+    g.stabilize()
+    assert g.chosen(1) == [(b"v",)]
 
 
 def test_a_retiring_leader_hands_over_and_never_takes_the_group_back() -> None:
@@ -117,5 +119,72 @@ def test_hears_leader_says_whether_a_live_leader_is_known() -> None:
     assert g.r(2).hears_leader(g.now[1])
     silence = g.now[1] + 61.0  # replica 2's timeout is SLOW (50-60 s): still a follower
     assert not g.r(2).hears_leader(silence)
-    g.idle(1, g.now[1] + 0.5)  # nobody acknowledges: check-quorum
+    # Still leader (no tick yet ran check-quorum), but nobody acknowledged it lately.
+    assert g.r(1).role is Role.LEADER
+    assert not g.r(1).hears_leader(g.now[1] + 0.5)
+    g.idle(1, g.now[1] + 0.5)  # check-quorum: it steps down
     assert not g.r(1).hears_leader(g.now[1])
+
+
+def test_a_lone_replica_hears_itself() -> None:
+    g = Group(1, fast=(1,))
+    g.tick(1, 0.0)
+    g.idle(1, 1.0)
+    g.process_all()
+    assert g.r(1).role is Role.LEADER
+    assert g.r(1).hears_leader(g.now[1] + 100.0)
+
+
+def test_a_live_retiring_follower_gets_the_accept_before_a_silent_one() -> None:
+    """Rule 19 demotes a retiring peer only among peers that answer: with the other
+    follower down, the Accept goes to the retiring one, and the slot is chosen at once."""
+    g = Group(3, fast=(1,), thrifty_accepts=True)
+    g.elect(1)
+    g.heartbeat(1)
+    g.crash(3)
+    for _ in range(3):
+        g.heartbeat(1, keep=between(1, 2))
+    g.r(2).retire()
+    g.heartbeat(1, keep=between(1, 2))
+    g.r(1).propose(b"v")
+    accepts = [m for m in g.process(1).messages if isinstance(m, Accept)]
+    assert [m.dst for m in accepts] == [2]
+    g.stabilize(keep=between(1, 2))
+    assert g.chosen(1) == [(b"v",)]
+
+
+def test_a_retiring_follower_does_not_take_over_through_a_caught_up_handoff() -> None:
+    """Named as target while behind, it catches up (the path where a target campaigns once
+    its catch-up reply arrives), and still does not campaign."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    for i in range(3):
+        g.r(1).propose(b"x%d" % i)
+        g.stabilize(keep=between(1, 2))  # node 3 falls behind
+    g.heartbeat(1, keep=between(1, 2))
+    g.r(1)._peer_watermark[3] = g.r(1).chosen_watermark  # let the transfer start
+    g.r(1)._last_ack[3] = g.now[1]
+    assert g.r(1).transfer_leadership(3)
+    g.process(1)
+    g.deliver(keep=lambda m: isinstance(m, Heartbeat) and m.dst == 3)
+    g.process_all()  # node 3 asks to catch up before it campaigns
+    assert any(isinstance(m, CatchUpRequest) and m.src == 3 for m in g.inflight)
+    g.r(3).retire()  # ... and is told to stop before the reply comes
+    g.stabilize()
+    assert g.r(3).role is Role.FOLLOWER
+    assert g.chosen(3) == g.chosen(1)
+
+
+def test_a_leader_nacked_while_retiring_steps_down_instead_of_campaigning_again() -> None:
+    """Rule 12 is a campaign: a retiring leader nacked by a rejoining replica does not take
+    a higher ballot."""
+    g = Group(3, fast=(1,))
+    g.elect(1)
+    g.heartbeat(1)
+    g.r(1).retire()
+    ballot = g.r(1).status().promised
+    higher = Ballot(ballot.round + 5, 3)
+    g.r(1).step(Nack(src=3, dst=1, ballot=ballot, promised=higher, leader_hint=None))
+    assert g.r(1).role is Role.FOLLOWER
+    assert g.r(1).status().promised.round <= higher.round

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
@@ -26,22 +27,22 @@ def test_the_health_service_follows_the_node_from_start_to_stop() -> None:
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
-                await health.started([2])
+                health.started([2])
                 assert await _check(stub, SERVER) == SERVING
                 assert await _check(stub, KV_SERVICE) == NOT_SERVING  # group 2: no leader
                 watch = stub.Watch(health_pb2.HealthCheckRequest(service=KV_SERVICE))
                 assert (await watch.read()).status == NOT_SERVING
-                await health.observe([])
+                health.observe([])
                 assert await _check(stub, KV_SERVICE) == SERVING
                 assert (await watch.read()).status == SERVING
                 with pytest.raises(grpc.aio.AioRpcError) as unknown:
                     await _check(stub, "no.such.Service")
                 assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
-                await health.stopping()
+                health.stopping()
                 assert await _check(stub, SERVER) == NOT_SERVING
                 assert await _check(stub, KV_SERVICE) == NOT_SERVING
                 assert (await watch.read()).status == NOT_SERVING
-                await health.observe([])  # the groups' leaders no longer count
+                health.observe([])  # the groups' leaders no longer count
                 assert await _check(stub, KV_SERVICE) == NOT_SERVING
                 watch.cancel()
         finally:
@@ -50,7 +51,43 @@ def test_the_health_service_follows_the_node_from_start_to_stop() -> None:
     asyncio.run(main())
 
 
-def test_a_malformed_health_request_is_refused_invalid_argument() -> None:
+def test_every_watcher_hears_a_change_after_another_watcher_left() -> None:
+    """grpcio-health-checking's asyncio Watch forgot the other watchers of a service once
+    one ended (found by review): they never heard another change."""
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        health = NodeHealth()
+        health.add_to(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                health.started([])
+                request = health_pb2.HealthCheckRequest(service=KV_SERVICE)
+                first, second = stub.Watch(request), stub.Watch(request)
+                assert (await first.read()).status == SERVING
+                assert (await second.read()).status == SERVING
+                first.cancel()
+                await asyncio.sleep(0)  # let the server see the cancellation first
+                health.observe([1])
+                update = await asyncio.wait_for(second.read(), timeout=5.0)
+                assert update.status == NOT_SERVING
+                second.cancel()
+        finally:
+            await server.stop(None)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"),
+    [("Check", "unary_unary"), ("Watch", "unary_stream"), ("List", "unary_unary")],
+)
+def test_a_malformed_health_request_is_refused_invalid_argument(
+    method: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def main() -> None:
         server = grpc.aio.server()
         NodeHealth().add_to(server)
@@ -58,11 +95,36 @@ def test_a_malformed_health_request_is_refused_invalid_argument() -> None:
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                raw = channel.unary_unary("/grpc.health.v1.Health/Check")
+                call = getattr(channel, kind)(f"/grpc.health.v1.Health/{method}")
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await raw(b"\xff\xff\xff", timeout=5.0)
+                    if kind == "unary_unary":
+                        await call(b"\xff\xff\xff", timeout=5.0)
+                    else:
+                        async for _ in call(b"\xff\xff\xff", timeout=5.0):
+                            pass
                 assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         finally:
             await server.stop(None)
 
-    asyncio.run(main())
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_list_names_every_service_with_its_status() -> None:
+    async def main() -> dict[str, int]:
+        server = grpc.aio.server()
+        health = NodeHealth()
+        health.add_to(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                health.started([3])
+                stub = health_pb2_grpc.HealthStub(channel)
+                listed = await stub.List(health_pb2.HealthListRequest(), timeout=5.0)
+                return {name: int(r.status) for name, r in listed.statuses.items()}
+        finally:
+            await server.stop(None)
+
+    assert asyncio.run(main()) == {SERVER: SERVING, KV_SERVICE: NOT_SERVING}
