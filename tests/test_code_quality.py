@@ -203,3 +203,13 @@ def _global_randomness(path: Path) -> list[str]:
             elif not node.args and not node.keywords:
                 found.append(f"line {node.lineno}: random.Random() seeded by the OS")
     return found
+
+
+def test_test_modules_have_unique_names() -> None:
+    """tests/ has no packages, so pytest imports each test file by its basename: two files
+    of one name end the whole run at collection ("import file mismatch"), which only a
+    run of the whole suite shows (found when a fresh clone's CI stopped at it)."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        other = seen.setdefault(path.name, path)
+        assert other == path, f"{path} and {other} have one name"
