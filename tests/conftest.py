@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
@@ -27,3 +28,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 for _name in (ENV_CLUSTER, ENV_CA, ENV_CERT, ENV_KEY):
     os.environ.pop(_name, None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every real-process test goes to one pytest-xdist worker (`--dist loadgroup`), so
+    that no two clusters of node processes share the two cores at once, and a cluster
+    never shares them with more than one CPU-bound simulation."""
+    for item in items:
+        if item.get_closest_marker("cluster") is not None:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
