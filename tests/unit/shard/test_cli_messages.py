@@ -116,6 +116,7 @@ def test_settle_with_the_ref_of_a_commit_line_says_which_ref_it_needs(capsys: An
             "--settle needs the transaction's group: give --group instead of --key",
         ),
     ],
+    ids=["no-start", "no-group"],  # one id is random: pytest-xdist's workers must agree
 )
 def test_settle_with_a_bare_id_says_what_it_lacks(
     capsys: Any, txn_id: str, where: list[str], lacks: str

@@ -33,6 +33,9 @@ def test_the_simulators_ids_are_its_nonces() -> None:
         new_txn_id(9) + b"!",  # the tag, but not its length
         TAG + bytes(8 + RANDOM_BYTES),  # the form, with start 0
     ],
+    # Named, not shown: two of them are random, and pytest-xdist's workers must collect the
+    # same test names.
+    ids=["short", "older-client", "not-the-tag", "too-long", "start-0"],
 )
 def test_an_id_of_any_other_form_carries_no_start(txn_id: bytes) -> None:
     assert start_ts_of(txn_id) == 0
