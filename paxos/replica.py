@@ -175,8 +175,9 @@ Rules
    node is about to stop is told `retire()`. From then on it never campaigns (no election
    timer, no pre-vote, no transfer target, no rule 12), so it takes no leadership it would
    lose again at once; it still votes, so the group keeps its quorum until it is gone. Its
-   heartbeat acks say so, and a leader then never hands it leadership nor prefers it for
-   thrifty Accepts: without that, another node spreading leaders (a driver's rebalancing)
+   heartbeat acks say so, and a leader then never hands it leadership (a transfer already
+   aimed at it ends at that ack, as at its timeout) nor prefers it for thrifty Accepts over
+   a peer that answers: without that, another node spreading leaders (a driver's rebalancing)
    would name it as a transfer target again and again, each try holding that group's
    proposals back until the transfer timed out. The driver hands the retiring replica's
    leadership to a peer (rule 9) before the node stops.

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shard.health import KV_SERVICE, NOT_SERVING, SERVER, SERVING, NodeHealth
+
+
+@contextlib.asynccontextmanager
+async def _served(health: NodeHealth) -> AsyncIterator[grpc.aio.Channel]:
+    """A loopback server carrying `health`, and a channel to it."""
+    server = grpc.aio.server()
+    health.add_to(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        await server.stop(None)
 
 
 async def _check(stub: health_pb2_grpc.HealthStub, service: str) -> int:
@@ -19,34 +35,27 @@ async def _check(stub: health_pb2_grpc.HealthStub, service: str) -> int:
 
 def test_the_health_service_follows_the_node_from_start_to_stop() -> None:
     async def main() -> None:
-        server = grpc.aio.server()
         health = NodeHealth()
-        health.add_to(server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = health_pb2_grpc.HealthStub(channel)
-                health.started([2])
-                assert await _check(stub, SERVER) == SERVING
-                assert await _check(stub, KV_SERVICE) == NOT_SERVING  # group 2: no leader
-                watch = stub.Watch(health_pb2.HealthCheckRequest(service=KV_SERVICE))
-                assert (await watch.read()).status == NOT_SERVING
-                health.observe([])
-                assert await _check(stub, KV_SERVICE) == SERVING
-                assert (await watch.read()).status == SERVING
-                with pytest.raises(grpc.aio.AioRpcError) as unknown:
-                    await _check(stub, "no.such.Service")
-                assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
-                health.stopping()
-                assert await _check(stub, SERVER) == NOT_SERVING
-                assert await _check(stub, KV_SERVICE) == NOT_SERVING
-                assert (await watch.read()).status == NOT_SERVING
-                health.observe([])  # the groups' leaders no longer count
-                assert await _check(stub, KV_SERVICE) == NOT_SERVING
-                watch.cancel()
-        finally:
-            await server.stop(None)
+        async with _served(health) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            health.started([2])
+            assert await _check(stub, SERVER) == SERVING
+            assert await _check(stub, KV_SERVICE) == NOT_SERVING  # group 2: no leader
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service=KV_SERVICE))
+            assert (await watch.read()).status == NOT_SERVING
+            health.observe([])
+            assert await _check(stub, KV_SERVICE) == SERVING
+            assert (await watch.read()).status == SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await _check(stub, "no.such.Service")
+            assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+            health.stopping()
+            assert await _check(stub, SERVER) == NOT_SERVING
+            assert await _check(stub, KV_SERVICE) == NOT_SERVING
+            assert (await watch.read()).status == NOT_SERVING
+            health.observe([])  # the groups' leaders no longer count
+            assert await _check(stub, KV_SERVICE) == NOT_SERVING
+            watch.cancel()
 
     asyncio.run(main())
 
@@ -56,27 +65,20 @@ def test_every_watcher_hears_a_change_after_another_watcher_left() -> None:
     one ended (found by review): they never heard another change."""
 
     async def main() -> None:
-        server = grpc.aio.server()
         health = NodeHealth()
-        health.add_to(server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = health_pb2_grpc.HealthStub(channel)
-                health.started([])
-                request = health_pb2.HealthCheckRequest(service=KV_SERVICE)
-                first, second = stub.Watch(request), stub.Watch(request)
-                assert (await first.read()).status == SERVING
-                assert (await second.read()).status == SERVING
-                first.cancel()
-                await asyncio.sleep(0)  # let the server see the cancellation first
-                health.observe([1])
-                update = await asyncio.wait_for(second.read(), timeout=5.0)
-                assert update.status == NOT_SERVING
-                second.cancel()
-        finally:
-            await server.stop(None)
+        async with _served(health) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            health.started([])
+            request = health_pb2.HealthCheckRequest(service=KV_SERVICE)
+            first, second = stub.Watch(request), stub.Watch(request)
+            assert (await first.read()).status == SERVING
+            assert (await second.read()).status == SERVING
+            first.cancel()
+            await asyncio.sleep(0)  # let the server see the cancellation first
+            health.observe([1])
+            update = await asyncio.wait_for(second.read(), timeout=5.0)
+            assert update.status == NOT_SERVING
+            second.cancel()
 
     asyncio.run(main())
 
@@ -89,22 +91,15 @@ def test_a_malformed_health_request_is_refused_invalid_argument(
     method: str, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> None:
-        server = grpc.aio.server()
-        NodeHealth().add_to(server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                call = getattr(channel, kind)(f"/grpc.health.v1.Health/{method}")
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    if kind == "unary_unary":
-                        await call(b"\xff\xff\xff", timeout=5.0)
-                    else:
-                        async for _ in call(b"\xff\xff\xff", timeout=5.0):
-                            pass
-                assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        finally:
-            await server.stop(None)
+        async with _served(NodeHealth()) as channel:
+            call = getattr(channel, kind)(f"/grpc.health.v1.Health/{method}")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                if kind == "unary_unary":
+                    await call(b"\xff\xff\xff", timeout=5.0)
+                else:
+                    async for _ in call(b"\xff\xff\xff", timeout=5.0):
+                        pass
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
     with caplog.at_level(logging.DEBUG):
         asyncio.run(main())
@@ -113,18 +108,11 @@ def test_a_malformed_health_request_is_refused_invalid_argument(
 
 def test_list_names_every_service_with_its_status() -> None:
     async def main() -> dict[str, int]:
-        server = grpc.aio.server()
         health = NodeHealth()
-        health.add_to(server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                health.started([3])
-                stub = health_pb2_grpc.HealthStub(channel)
-                listed = await stub.List(health_pb2.HealthListRequest(), timeout=5.0)
-                return {name: int(r.status) for name, r in listed.statuses.items()}
-        finally:
-            await server.stop(None)
+        async with _served(health) as channel:
+            health.started([3])
+            stub = health_pb2_grpc.HealthStub(channel)
+            listed = await stub.List(health_pb2.HealthListRequest(), timeout=5.0)
+            return {name: int(r.status) for name, r in listed.statuses.items()}
 
     assert asyncio.run(main()) == {SERVER: SERVING, KV_SERVICE: NOT_SERVING}
