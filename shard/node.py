@@ -1255,13 +1255,18 @@ class NodeCore:
         return [g for g, h in self.hosts.items() if h.replica.role is Role.LEADER]
 
     def handing_off(self) -> list[int]:
-        """The groups a retiring node still leads with a transfer under way or startable:
-        its stop waits for these (a group no peer can take, all of them down or retiring,
-        is not among them)."""
+        """The groups a retiring node still leads with a transfer under way or startable,
+        or still campaigns for (a campaign sent before the retirement may win, and is then
+        handed over): its stop waits for these. A group no peer can take, all of them down
+        or retiring, is not among them."""
         if not self._retiring:
             return []
         self._hand_off_leaders()
-        return [g for g, h in self.hosts.items() if h.replica.handoff_target is not None]
+        return [
+            g
+            for g, h in self.hosts.items()
+            if h.replica.handoff_target is not None or h.replica.role is Role.CANDIDATE
+        ]
 
     def _hand_off_leaders(self) -> None:
         shard_map = self.shard_map

@@ -189,6 +189,7 @@ class NodeRuntime:
         self._slow_wake_s = SLOW_WAKE_SHARE * config.paxos.election_timeout_min_ms / 1000
         self._client: RoutingClient | None = None
         self._draining = False
+        self._stop_task: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # Not gRPC's default SO_REUSEPORT: with it a node started on a port another server
         # (a node of another cluster) listens on, and the kernel split the connections
@@ -500,7 +501,18 @@ class NodeRuntime:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._background_task_done)
+
+    def _background_task_done(self, task: asyncio.Task[None]) -> None:
+        """Forget the task; log its failure at once, as a structured line (asyncio's own
+        report comes only when the task is garbage-collected, if ever)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "background task failed",
+                exc_info=task.exception(),
+                extra={"task": getattr(task.get_coro(), "__qualname__", task.get_name())},
+            )
 
     async def _watch_tls(self, tls: ReloadingTls) -> None:
         """Take up TLS files that changed: new connections use them (certificate rotation)."""
@@ -552,7 +564,15 @@ class NodeRuntime:
 
     async def stop(self, grace_s: float = 2.0, *, hand_off: bool = True) -> None:
         """Hand the groups led here to peers (unless the loop died: `hand_off=False`),
-        then drain: refuse new requests, answer those in flight (up to grace_s), close."""
+        then drain: refuse new requests, answer those in flight (up to grace_s), close.
+
+        Idempotent: a later call, concurrent or not, waits for the first one's stop (its
+        arguments are ignored). A caller cancelled meanwhile does not cancel the stop."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop(grace_s, hand_off=hand_off))
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace_s: float, *, hand_off: bool) -> None:
         log.info("node stopping", extra={"node": self.node.name})
         self._health.stopping()
         if hand_off:
@@ -597,7 +617,12 @@ class NodeRuntime:
         come and go."""
         while True:
             await asyncio.sleep(OBSERVE_INTERVAL_S)
-            self._health.observe(self.core.groups_without_leader())
+            try:
+                without_leader = self.core.groups_without_leader()
+            except Exception:  # never let the watch end: the status would stay as it was
+                log.exception("reading the groups' leaders for the health service failed")
+                without_leader = list(self.core.hosts)  # not known: not serving
+            self._health.observe(without_leader)
 
     async def _hand_off_leadership(self) -> None:
         """Node rule 15: move every group led here to a peer before the node goes, so its

@@ -21,6 +21,7 @@ from router import kv_pb2 as kv
 from shard import execute as execute_module
 from shard import runtime as runtime_module
 from shard.config import ClusterConfig, NodeConfig
+from shard.health import KV_SERVICE, NOT_SERVING, SERVING
 from shard.runtime import MAX_CYCLES_PER_WAKE, NodeRuntime
 from tests.unit.shard.runtime_support import (
     DEADLINE_S,
@@ -498,3 +499,84 @@ def test_a_request_that_arrives_once_the_stop_began_is_refused_unavailable(
     answers = asyncio.run(main())
     assert [a.put.error.code for a in answers] == [kv.UNAVAILABLE], answers
     assert "shutting down" in answers[0].put.error.message
+
+
+def test_stop_is_idempotent_and_a_cancelled_caller_does_not_cut_it_short(
+    config: ClusterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second SIGTERM, or a supervisor calling stop again, waits for the stop under way:
+    the disk is closed once, and a caller given up on (cancelled) leaves the stop running."""
+
+    async def main() -> None:
+        runtime = await elected(config)
+        runner = asyncio.create_task(runtime.run())
+        first = asyncio.create_task(runtime.stop(grace_s=1.0))
+        second = asyncio.create_task(runtime.stop(grace_s=0))
+        await until(lambda: runtime._draining)
+        first.cancel()
+        await asyncio.wait_for(second, DEADLINE_S)
+        await asyncio.wait_for(runtime.stop(), DEADLINE_S)
+        await asyncio.wait_for(runner, DEADLINE_S)
+
+    with caplog.at_level(logging.INFO, logger="paxoskv.node"):
+        asyncio.run(main())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("node stopping") == 1, messages
+    assert messages.count("node stopped") == 1, messages
+
+
+def test_the_health_watch_outlives_a_failing_look_and_says_not_serving_meanwhile(
+    config: ClusterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A watch that died would leave the health service SERVING for good."""
+
+    async def main() -> list[int]:
+        runtime = await elected(config)
+        statuses = runtime._health._servicer.statuses
+        looks = runtime.core.groups_without_leader
+        failing = True
+
+        def look() -> list[int]:
+            if failing:
+                raise RuntimeError("a bug in the core")
+            return looks()
+
+        runtime.core.groups_without_leader = look  # type: ignore[method-assign]
+        runner = asyncio.create_task(runtime.run())
+        watch = asyncio.create_task(runtime._watch_health())
+        seen = []
+        await until(lambda: statuses.get(KV_SERVICE) == NOT_SERVING)
+        seen.append(statuses[KV_SERVICE])
+        failing = False
+        await until(lambda: statuses.get(KV_SERVICE) == SERVING)
+        seen.append(statuses[KV_SERVICE])
+        watch.cancel()
+        await asyncio.wait_for(runtime.stop(grace_s=0), DEADLINE_S)
+        await asyncio.wait_for(runner, DEADLINE_S)
+        return seen
+
+    with caplog.at_level(logging.INFO, logger="paxoskv.node"):
+        assert asyncio.run(main()) == [NOT_SERVING, SERVING]
+    assert any("health service failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_background_task_is_logged_when_it_ends(
+    config: ClusterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
+
+        async def broken() -> None:
+            raise RuntimeError("broken duty")
+
+        runtime._spawn(broken())
+        await until(lambda: not runtime._tasks)
+        runtime.core.close()
+        runtime.disk.close()
+
+    with caplog.at_level(logging.INFO, logger="paxoskv.node"):
+        asyncio.run(main())
+    failed = [r for r in caplog.records if r.getMessage() == "background task failed"]
+    assert len(failed) == 1
+    assert "broken duty" in str(failed[0].exc_info[1])
+    assert failed[0].task.endswith("broken")
