@@ -19,6 +19,7 @@ import pytest
 
 from router import kv_pb2 as kv
 from shard.cluster import LocalCluster, wait_for
+from tests.cluster.rejoin import restart_and_settle
 
 pytestmark = pytest.mark.cluster
 
@@ -146,15 +147,7 @@ def test_kill9_leader_during_writes(
                 window_s=round(window, 4),
                 acked_so_far=len(writer.acks),
             )
-            cluster.restart(old)
-            cluster.wait_healthy(20.0)
-            # The restarted node takes its preferred groups back by leadership transfer; let
-            # that finish, or the next round may read a leader that is one no more and kill
-            # a follower (seen: a round that measured nothing).
-            assert cluster.wait_settled(10.0), (
-                f"round {round_}: {old} restarted but did not lead its preferred groups "
-                f"again within 10 s: {cluster.leaders()}"
-            )
+            restart_and_settle(cluster, old)
     assert writer.acks, "nothing was acknowledged"
     for ack in writer.acks:
         assert kv_.get(ack.key) == ack.value, f"acknowledged write {ack.key!r} was lost"

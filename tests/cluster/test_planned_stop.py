@@ -15,6 +15,7 @@ import pytest
 
 import txn
 from shard.cluster import LocalCluster, wait_for
+from tests.cluster.rejoin import restart_and_settle
 
 pytestmark = pytest.mark.cluster
 
@@ -127,12 +128,7 @@ def test_sigterm_of_a_leader_hands_its_groups_over_during_writes(
             assert len(handed) == 1, f"{old} logged {handed} when stopping"
             assert handed[0]["kept"] == [], f"{old} kept groups {handed[0]['kept']}"
             assert set(led) <= set(handed[0]["groups"]), (led, handed[0])
-            cluster.restart(old)
-            cluster.wait_healthy(20.0)
-            assert cluster.wait_settled(10.0), (
-                f"round {round_}: {old} restarted but did not lead its preferred groups "
-                f"again within 10 s: {cluster.leaders()}"
-            )
+            restart_and_settle(cluster, old)
         assert writer.acked, "nothing was acknowledged"
         for key, value, _ in writer.acked:
             assert client.get(key) == value, f"acknowledged write {key!r} was lost"
