@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from shard import __version__  # first: it sets gRPC's process-wide options
 from shard.bench_cmd import register_bench_command
+from shard.cli_backup import register_backup_commands
 from shard.cli_kv import (
     EXIT_USAGE,
     UsageError,
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_cluster_commands(commands)
     register_kv_commands(commands)
     register_txn_command(commands)
+    register_backup_commands(commands)
     register_bench_command(commands)
     from shard.chaos.cli import register_chaos_command  # one contiguous edit (chaos harness)
 

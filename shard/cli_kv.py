@@ -344,13 +344,14 @@ def tls_from(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def _arg_bytes(args: argparse.Namespace, text: str, what: str) -> bytes:
-    if getattr(args, "hex", False):
+def arg_bytes(text: str, hex_mode: bool, what: str) -> bytes:
+    """A key or value from the command line: hex when `hex_mode`, else the bytes as given
+    (argv bytes that are not UTF-8 came in as surrogate escapes)."""
+    if hex_mode:
         try:
             return bytes.fromhex(text)
         except ValueError:
             raise UsageError(f"{what} {text!r} is not valid hex") from None
-    # The bytes as given: argv bytes that are not UTF-8 came in as surrogate escapes.
     return os.fsencode(text)
 
 
@@ -404,7 +405,7 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    key = _arg_bytes(args, args.key, "key")
+    key = arg_bytes(args.key, args.hex, "key")
 
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
@@ -423,15 +424,15 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
-    key = _arg_bytes(args, args.key, "key")
+    key = arg_bytes(args.key, args.hex, "key")
     if args.value is None:
         if sys.stdin.isatty():  # a forgotten VALUE must not look like a hang
             print("paxoskv put: reading the value from stdin; end it with Ctrl-D", file=sys.stderr)
         raw = sys.stdin.buffer.read()
         text = raw.decode("ascii", errors="backslashreplace").strip()
-        value = _arg_bytes(args, text, "value") if args.hex else raw
+        value = arg_bytes(text, args.hex, "value") if args.hex else raw
     else:
-        value = _arg_bytes(args, args.value, "value")
+        value = arg_bytes(args.value, args.hex, "value")
 
     async def body(client: Any) -> int:
         print(await client.put(key, value))
@@ -441,7 +442,7 @@ def _cmd_put(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    key = _arg_bytes(args, args.key, "key")
+    key = arg_bytes(args.key, args.hex, "key")
 
     async def body(client: Any) -> int:
         print(await client.delete(key))
@@ -451,10 +452,10 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_cas(args: argparse.Namespace) -> int:
-    key = _arg_bytes(args, args.key, "key")
+    key = arg_bytes(args.key, args.hex, "key")
     kwargs: dict[str, Any] = {}
     if args.expect_value is not None:
-        kwargs["expected_value"] = _arg_bytes(args, args.expect_value, "--expect-value")
+        kwargs["expected_value"] = arg_bytes(args.expect_value, args.hex, "--expect-value")
     elif args.expect_version is not None:
         kwargs["expected_version"] = args.expect_version
     else:
@@ -462,7 +463,7 @@ def _cmd_cas(args: argparse.Namespace) -> int:
     if args.delete:
         kwargs["delete"] = True
     else:
-        kwargs["new_value"] = _arg_bytes(args, args.new_value, "--new-value")
+        kwargs["new_value"] = arg_bytes(args.new_value, args.hex, "--new-value")
 
     async def body(client: Any) -> int:
         result = await client.cas(key, **kwargs)
@@ -496,10 +497,10 @@ def _prefix_end(prefix: bytes) -> bytes | None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    start = _arg_bytes(args, args.start, "--start")
-    end = None if args.end is None else _arg_bytes(args, args.end, "--end")
+    start = arg_bytes(args.start, args.hex, "--start")
+    end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
     if args.prefix is not None:
-        prefix = _arg_bytes(args, args.prefix, "--prefix")
+        prefix = arg_bytes(args.prefix, args.hex, "--prefix")
         start = max(start, prefix)
         prefix_end = _prefix_end(prefix)
         if prefix_end is not None:

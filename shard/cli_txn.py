@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shard.cli_kv import (
     CommandError,
     UsageError,
+    arg_bytes,
     bounded_int,
     connection_options,
     escape,
@@ -179,15 +180,6 @@ def register_txn_command(subparsers: Any) -> None:
 # ---------------------------------------------------------------------------- parsing
 
 
-def _arg_bytes(text: str, hex_mode: bool, what: str) -> bytes:
-    if hex_mode:
-        try:
-            return bytes.fromhex(text)
-        except ValueError:
-            raise UsageError(f"{what} {text!r} is not valid hex") from None
-    return os.fsencode(text)  # the bytes as given, UTF-8 or not
-
-
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
     """Parse step arguments ("get K", "put K V...", "delete K", "scan A [B]"; ';' splits).
 
@@ -212,7 +204,7 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
             if op in ("get", "delete"):
                 if not rest or len(rest.split()) != 1:
                     raise UsageError(f"{text!r}: expected '{op} KEY'{unquoted}")
-                steps.append(Step(op, _arg_bytes(rest, hex_mode, "key"), text=text))
+                steps.append(Step(op, arg_bytes(rest, hex_mode, "key"), text=text))
             elif op == "put":
                 key, _, value = rest.partition(" ")
                 if not key or not value:
@@ -220,8 +212,8 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 steps.append(
                     Step(
                         op,
-                        _arg_bytes(key, hex_mode, "key"),
-                        _arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
+                        arg_bytes(key, hex_mode, "key"),
+                        arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
                         text=text,
                     )
                 )
@@ -229,8 +221,8 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 bounds = rest.split()
                 if len(bounds) not in (1, 2):
                     raise UsageError(f"{text!r}: expected 'scan START [END]'{unquoted}")
-                start = _arg_bytes(bounds[0], hex_mode, "scan start")
-                end = _arg_bytes(bounds[1], hex_mode, "scan end") if len(bounds) == 2 else None
+                start = arg_bytes(bounds[0], hex_mode, "scan start")
+                end = arg_bytes(bounds[1], hex_mode, "scan end") if len(bounds) == 2 else None
                 steps.append(Step(op, start, end=end, text=text))
             else:
                 raise UsageError(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -521,22 +522,26 @@ async def until(condition: Callable[[], bool], what: str, deadline_s: float = 5.
         await asyncio.sleep(0.005)
 
 
-def with_fake(fn: Callable[..., Awaitable[None]]) -> Callable[[], None]:
-    """Run an async test with a started FakeKV (stopped afterwards) in a fresh event loop."""
+def with_fake(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test with a started FakeKV (stopped afterwards) in a fresh event loop;
+    the test's other parameters are pytest fixtures, as usual."""
 
     @functools.wraps(fn)
-    def wrapper() -> None:
+    def wrapper(**fixtures: Any) -> None:
         async def main() -> None:
             fake = FakeKV()
             await fake.start()
             try:
-                await fn(fake)
+                await fn(fake, **fixtures)
             finally:
                 await fake.stop()
 
         asyncio.run(asyncio.wait_for(main(), 60))
 
-    del wrapper.__wrapped__  # pytest must not see fn's `fake` parameter as a fixture
+    # pytest must see fn's fixtures, not its `fake` parameter.
+    del wrapper.__wrapped__
+    fixtures = list(inspect.signature(fn).parameters.values())[1:]
+    wrapper.__signature__ = inspect.Signature(fixtures)  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -1,0 +1,143 @@
+"""txn/backup_file.py: a backup reads back exactly as written, and every damage to the file
+(a flipped byte, a cut, bytes appended, another kind of file) is refused by name."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.limits import MAX_KEY_BYTES
+from txn.backup_file import (
+    MAGIC,
+    BackupCorrupt,
+    BackupError,
+    BackupHeader,
+    BackupReader,
+    BackupWriter,
+)
+
+HEADER = BackupHeader(cluster_id="c1", read_ts=123456789, start=b"a", end=b"z", created_unix_s=1.5)
+RECORDS = [(b"apple", b"1"), (b"banana", b""), (b"cherry", b"\x00\xff" * 50)]
+
+
+def _written(path: Path, records: list[tuple[bytes, bytes]] = RECORDS) -> Path:
+    writer = BackupWriter(path, HEADER)
+    for key, value in records:
+        writer.add(key, value)
+    writer.finish()
+    return path
+
+
+def _read_all(path: Path) -> list[tuple[bytes, bytes]]:
+    with BackupReader(path) as reader:
+        return list(reader.records())
+
+
+def test_a_backup_reads_back_as_written_with_its_summary(tmp_path: Path) -> None:
+    path = tmp_path / "b.pkvb"
+    writer = BackupWriter(path, HEADER)
+    for key, value in RECORDS:
+        writer.add(key, value)
+    summary = writer.finish()
+    data = path.read_bytes()
+    assert summary.keys == 3
+    assert summary.data_bytes == sum(len(k) + len(v) for k, v in RECORDS)
+    assert summary.file_bytes == len(data)
+    assert summary.sha256 == hashlib.sha256(data[:-32]).hexdigest() == data[-32:].hex()
+    assert not (tmp_path / "b.pkvb.part").exists()
+    with BackupReader(path) as reader:
+        assert reader.header == HEADER
+        assert reader.verify() == summary
+    assert _read_all(path) == RECORDS
+
+
+def test_an_empty_backup_is_valid(tmp_path: Path) -> None:
+    path = _written(tmp_path / "empty", [])
+    with BackupReader(path) as reader:
+        assert reader.verify().keys == 0
+
+
+def test_the_writer_refuses_keys_out_of_order_or_outside_its_range(tmp_path: Path) -> None:
+    writer = BackupWriter(tmp_path / "b", HEADER)
+    writer.add(b"m", b"")
+    for bad in (b"m", b"b", b"zz", b""):
+        with pytest.raises(BackupError):
+            writer.add(bad, b"")
+    writer.discard()
+
+
+def test_a_discarded_backup_leaves_the_previous_file_as_it_was(tmp_path: Path) -> None:
+    path = _written(tmp_path / "b")
+    before = path.read_bytes()
+    writer = BackupWriter(path, HEADER)
+    writer.add(b"new", b"value")
+    writer.discard()
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_any_flipped_byte_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    path = _written(tmp_path_factory.mktemp("flip") / "b")
+    raw = bytearray(path.read_bytes())
+    at = data.draw(st.integers(0, len(raw) - 1), label="offset")
+    raw[at] ^= data.draw(st.integers(1, 255), label="xor")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BackupCorrupt, match="not an intact backup"):
+        _read_all(path)
+
+
+def test_every_truncation_and_any_appended_byte_is_refused(tmp_path: Path) -> None:
+    whole = _written(tmp_path / "b").read_bytes()
+    cut = tmp_path / "cut"
+    for length in range(len(whole)):
+        cut.write_bytes(whole[:length])
+        with pytest.raises(BackupCorrupt, match="truncated"):
+            _read_all(cut)
+    cut.write_bytes(whole + b"\x00")
+    with pytest.raises(BackupCorrupt, match="bytes after the end"):
+        _read_all(cut)
+
+
+def test_another_kind_of_file_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"hello, this is not a backup at all\n")
+    with pytest.raises(BackupCorrupt, match="not a paxoskv backup"):
+        BackupReader(path)
+
+
+def _raw_backup(header: BackupHeader, records: list[tuple[bytes, bytes]]) -> bytes:
+    """A file with a valid digest, whatever its records: for the checks after the digest's."""
+    encoded = header.encode()
+    body = MAGIC + b"\x01" + len(encoded).to_bytes(4, "big") + encoded
+    for key, value in records:
+        body += b"\x01" + len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value
+    body += b"\x00" + len(records).to_bytes(8, "big")
+    return body + hashlib.sha256(body).digest()
+
+
+@pytest.mark.parametrize(
+    ("records", "fault"),
+    [
+        ([(b"b", b""), (b"a", b"")], "strictly rising"),
+        ([(b"b", b""), (b"b", b"")], "strictly rising"),
+        ([(b"", b"")], "strictly rising"),
+        ([(b"zz", b"")], "outside the header's range"),
+        ([(b"k" * (MAX_KEY_BYTES + 1), b"")], "over the limit"),
+    ],
+    ids=["falling", "repeated", "empty-key", "outside-range", "oversized-key"],
+)
+def test_a_well_sealed_file_with_bad_records_is_refused(
+    tmp_path: Path, records: list[tuple[bytes, bytes]], fault: str
+) -> None:
+    path = tmp_path / "b"
+    path.write_bytes(_raw_backup(HEADER, records))
+    with pytest.raises(BackupCorrupt, match=fault):
+        _read_all(path)

@@ -1,0 +1,231 @@
+"""Backup and restore, over the transaction client.
+
+`backup` writes one snapshot of a key range, across every shard at one timestamp (a
+read-only snapshot transaction: nothing is locked or logged, writers go on), to a file
+(`txn.backup_file`). `restore` checks a whole file, then writes its keys into a cluster in
+transactions of at most RESTORE_BATCH_ITEMS keys and RESTORE_BATCH_BYTES bytes each.
+
+What a user should know (the README's "Backup and restore" says it too):
+- a backup must end within the shards' MVCC retention (10 minutes), or its reads fail
+  with SnapshotTooOld and no file is written;
+- a restore is not one transaction: each batch is atomic, the whole is not, so restore
+  into a cluster (or a key range) nobody writes meanwhile. Restoring the same file again
+  writes the same values (so a restore cut short is finished by running it again with
+  `overwrite=True`);
+- restored keys get new versions: the commit timestamps of the restore, not the versions
+  they had. Fencing tokens taken from versions keep growing only if the target cluster's
+  clock is past the backup's `read_ts`; `restore` refuses otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from router.limits import MAX_COMMAND_BYTES, MAX_TXN_ITEMS
+from txn.backup_file import (
+    BackupError,
+    BackupHeader,
+    BackupReader,
+    BackupSummary,
+    BackupWriter,
+)
+from txn.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from txn.client import AsyncClient
+    from txn.transaction import AsyncTransaction
+
+__all__ = ["RestoreSummary", "backup", "restore"]
+
+DEFAULT_PAGE_KEYS = 1000
+"""Keys read per snapshot scan of a backup."""
+
+RESTORE_BATCH_ITEMS = 1000
+"""Most keys one restore transaction writes (a transaction's part in one group may hold
+MAX_TXN_ITEMS)."""
+
+RESTORE_BATCH_BYTES = MAX_COMMAND_BYTES // 2
+"""Most key and value bytes one restore transaction writes, before the key that crosses it
+(at most one more key and value): under what one group's part of a transaction may carry."""
+
+assert RESTORE_BATCH_ITEMS <= MAX_TXN_ITEMS
+
+Progress = Callable[[int, int], None]
+"""Called as a backup or restore goes: (keys so far, key and value bytes so far)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSummary:
+    """What `restore` wrote: the keys of `header`'s backup, in `transactions` commits whose
+    timestamps run from `first_commit_ts` to `last_commit_ts` (0 when it wrote nothing)."""
+
+    path: Path
+    header: BackupHeader
+    keys: int
+    data_bytes: int
+    transactions: int
+    first_commit_ts: int
+    last_commit_ts: int
+
+
+async def backup(
+    client: AsyncClient,
+    path: str | os.PathLike[str],
+    *,
+    start: bytes = b"",
+    end: bytes | None = None,
+    page_keys: int = DEFAULT_PAGE_KEYS,
+    progress: Progress | None = None,
+) -> BackupSummary:
+    """Write the keys start <= key < end (end None: to the last key) as of one snapshot to
+    `path`, atomically: the file appears complete or not at all.
+
+    Raises:
+        SnapshotTooOld: the backup took longer than the shards' MVCC retention.
+        Unavailable, DeadlineExceeded: a shard could not serve a read in time.
+        InvalidArgument: `end` not above `start`, or `page_keys` below 1.
+        OSError: the file could not be written.
+    """
+    if end is not None and end <= start:
+        raise InvalidArgument(f"the end {end!r} must be above the start {start!r}")
+    if page_keys < 1:
+        raise InvalidArgument(f"page_keys must be >= 1, got {page_keys}")
+    await client.connect()
+    snap = client.snapshot()
+    header = BackupHeader(
+        cluster_id=client.cluster_id or "",
+        read_ts=await snap.timestamp(),
+        start=start,
+        end=end,
+        created_unix_s=time.time(),
+    )
+    writer = BackupWriter(path, header)
+    try:
+        cursor = start or b"\x00"  # keys are never empty: b"\x00" is the first there is
+        while True:
+            page = await snap.scan(cursor, end, page_keys)
+            for key, value in page:
+                writer.add(key, value)
+            if progress is not None:
+                progress(writer.keys, writer.data_bytes)
+            if len(page) < page_keys:
+                return writer.finish()
+            cursor = page[-1][0] + b"\x00"  # the next key there can be
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        snap.close()
+
+
+async def restore(
+    client: AsyncClient,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RestoreSummary:
+    """Write every key of the backup at `path` into the cluster, after checking the whole
+    file (a damaged one writes nothing).
+
+    Args:
+        overwrite: write over keys the cluster holds in the backup's range; without it a
+            cluster with any key there is refused before anything is written.
+
+    Raises:
+        BackupCorrupt: the file is not an intact backup; nothing was written.
+        BackupError: the range holds keys and `overwrite` is off, or the cluster's clock is
+            not past the backup's timestamp; nothing was written.
+        Others as `AsyncClient.run` (a batch's error; the batches before it are written).
+    """
+    with BackupReader(path) as reader:
+        reader.verify()
+    with BackupReader(path) as reader:
+        header = reader.header
+        await client.connect()
+        await _check_target(client, header, overwrite)
+        batches = _Batches(client, progress)
+        for key, value in reader.records():
+            await batches.add(key, value)
+        await batches.flush()
+    return RestoreSummary(
+        path=Path(path),
+        header=header,
+        keys=batches.keys,
+        data_bytes=batches.data_bytes,
+        transactions=batches.transactions,
+        first_commit_ts=batches.first_ts,
+        last_commit_ts=batches.last_ts,
+    )
+
+
+class _Batches:
+    """A restore's writes, gathered into transactions of at most RESTORE_BATCH_ITEMS keys
+    and about RESTORE_BATCH_BYTES bytes; counts what was committed."""
+
+    def __init__(self, client: AsyncClient, progress: Progress | None) -> None:
+        self._client = client
+        self._progress = progress
+        self._batch: list[tuple[bytes, bytes]] = []
+        self._batch_bytes = 0
+        self.keys = self.data_bytes = self.transactions = self.first_ts = self.last_ts = 0
+
+    async def add(self, key: bytes, value: bytes) -> None:
+        size = len(key) + len(value)
+        full = len(self._batch) >= RESTORE_BATCH_ITEMS
+        if self._batch and (full or self._batch_bytes + size > RESTORE_BATCH_BYTES):
+            await self.flush()
+        self._batch.append((key, value))
+        self._batch_bytes += size
+
+    async def flush(self) -> None:
+        """Commit the gathered keys, if any, in one transaction."""
+        if not self._batch:
+            return
+        batch = self._batch
+
+        def write(tx: AsyncTransaction) -> AsyncTransaction:
+            for key, value in batch:
+                tx.put(key, value)
+            return tx
+
+        tx = await self._client.run(write)
+        assert tx.commit_ts is not None
+        self.last_ts = tx.commit_ts
+        self.first_ts = self.first_ts or tx.commit_ts
+        self.transactions += 1
+        self.keys += len(batch)
+        self.data_bytes += self._batch_bytes
+        self._batch, self._batch_bytes = [], 0
+        if self._progress is not None:
+            self._progress(self.keys, self.data_bytes)
+
+
+async def _check_target(client: AsyncClient, header: BackupHeader, overwrite: bool) -> None:
+    """Refuse, before any write, a range that holds keys (unless `overwrite`) and a cluster
+    whose clock is not past the backup's timestamp."""
+    snap = client.snapshot()
+    try:
+        now_ts = await snap.timestamp()
+        if now_ts <= header.read_ts:
+            raise BackupError(
+                f"the cluster's clock (ts {now_ts}) is not past the backup's timestamp "
+                f"({header.read_ts}): restored keys would get versions below the ones they "
+                "had; wait until it is, or check the nodes' clocks"
+            )
+        if overwrite:
+            return
+        found = await snap.scan(header.start or b"\x00", header.end, 1)
+    finally:
+        snap.close()
+    if found:
+        raise BackupError(
+            f"the cluster already holds keys in the backup's range (the first: {found[0][0]!r}); "
+            "restore into an empty range, or pass overwrite=True (--overwrite) to write over "
+            "them"
+        )
