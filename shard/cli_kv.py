@@ -561,7 +561,8 @@ def _ballot_key(ballot: str) -> tuple[int, ...]:
 def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
     """The text of `paxoskv status` and whether every node answered and every group has a
     leader. Each group's row comes from the view of the replica that reports itself leader
-    (the highest ballot if several do); without one, from the most advanced replica."""
+    (the highest ballot if several do); without one, from the most advanced replica. Its
+    BEHIND column compares every replica's own applied index with that view's chosen one."""
     names = {n.node_id: n.name for n in nodes}
     views: dict[int, list[tuple[int, Any]]] = {}
     for node in nodes:
@@ -597,9 +598,10 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
             leader = "none"
             healthy = False
         else:
-            rows.append([str(group_id), key_range, replica_text, "unknown", "-", "-", "-"])
+            rows.append([str(group_id), key_range, replica_text, "unknown", "-", "-", "-", "-"])
             healthy = False
             continue
+        applied = {nid: g.applied_index for nid, g in seen}
         rows.append(
             [
                 str(group_id),
@@ -609,9 +611,12 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
                 view.ballot,
                 str(view.chosen_index),
                 str(view.applied_index),
+                _behind(replicas, applied, view.chosen_index, names),
             ]
         )
-    out = _table(["GROUP", "RANGE", "REPLICAS", "LEADER", "BALLOT", "CHOSEN", "APPLIED"], rows)
+    out = _table(
+        ["GROUP", "RANGE", "REPLICAS", "LEADER", "BALLOT", "CHOSEN", "APPLIED", "BEHIND"], rows
+    )
     node_rows = []
     for node in nodes:
         if node.status is not None and node.status.refused_by:
@@ -632,6 +637,23 @@ def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
         node_rows.append([str(node.node_id), node.name, node.address, memory, state])
     out += "\n" + _table(["NODE", "NAME", "ADDRESS", "CLIENT MEMORY", "STATE"], node_rows)
     return out, healthy
+
+
+def _behind(
+    replicas: list[int], applied: dict[int, int], chosen: int, names: dict[int, str]
+) -> str:
+    """The replicas whose applied index trails the group's chosen index, with by how many
+    slots (`n3:1024`; `n3:?` when n3 did not answer), or "-": a replica far behind catches
+    up or is about to be sent a snapshot. The nodes answer a few ms apart, so under writes a
+    follower trails by a few slots as a matter of course."""
+    parts = []
+    for replica in replicas:
+        name = names.get(replica, str(replica))
+        if replica not in applied:
+            parts.append(f"{name}:?")
+        elif applied[replica] < chosen:
+            parts.append(f"{name}:{chosen - applied[replica]}")
+    return ",".join(parts) or "-"
 
 
 def _client_memory(status: Any) -> str:

@@ -176,6 +176,7 @@ def test_status_table(gp_cluster: LocalCluster) -> None:
         "BALLOT",
         "CHOSEN",
         "APPLIED",
+        "BEHIND",
     ]
     rows = {line.split()[0]: line.split() for line in lines[1:5]}
     assert rows["0"][1] == "(meta)"
@@ -183,7 +184,7 @@ def test_status_table(gp_cluster: LocalCluster) -> None:
     assert rows["2"][1:3] == ["[g,", "p)"]
     assert rows["3"][1:3] == ["[p,", "+inf)"]
     for row in rows.values():
-        assert row[-4] in {"n1", "n2", "n3"}  # a leader
+        assert row[-5] in {"n1", "n2", "n3"}  # a leader
     node_lines = lines[lines.index("") + 2 :]
     assert len(node_lines) == 3 and all(" up " in line for line in node_lines)
 
@@ -196,6 +197,7 @@ def test_status_reports_an_unreachable_node(gp_cluster: LocalCluster) -> None:
         assert result.returncode == 1
         text = result.stdout.decode()
         assert "UNREACHABLE" in text and gp_cluster.addresses[name] in text
+        assert f"{name}:?" in text  # BEHIND: its replicas' progress is not known
         # Two of three replicas still make progress: writes to every shard succeed.
         for key in ("a-down", "h-down", "q-down"):
             ok(paxoskv("put", key, "v", cluster=gp_cluster))

@@ -143,3 +143,16 @@ def test_a_node_its_peers_refuse_is_shown_refused_and_the_cluster_unhealthy() ->
     assert not healthy
     (row,) = [line for line in text.splitlines() if line.startswith("3 ")]
     assert f"REFUSED by n1, n2: {reason}" in row
+
+
+def test_behind_names_each_replica_trailing_the_chosen_index_and_by_how_much() -> None:
+    """For an operator: which follower lags (catching up, about to need a snapshot), and
+    which one did not answer at all."""
+    text, _ = status_table(cluster_map(4, [b"m"]), four_nodes("leader"))
+    rows = group_rows(text)
+    assert rows["0"]["BEHIND"] == "-"  # n1-n3 all at 9
+    assert rows["1"]["BEHIND"] == "n2:5,n3:10,n4:10"  # chosen 80 at n2
+    assert rows["2"]["BEHIND"] == "n1:2,n3:6,n4:6"  # chosen 50 at n3; n1 at 48
+    nodes = [*four_nodes("leader")[:3], NodeStatus(4, "n4", "127.0.0.1:7004", None, "refused")]
+    rows = group_rows(status_table(cluster_map(4, [b"m"]), nodes)[0])
+    assert rows["1"]["BEHIND"] == "n2:5,n3:10,n4:?"
