@@ -180,7 +180,9 @@ Rules
    a peer that answers: without that, another node spreading leaders (a driver's rebalancing)
    would name it as a transfer target again and again, each try holding that group's
    proposals back until the transfer timed out. The driver hands the retiring replica's
-   leadership to a peer (rule 9) before the node stops.
+   leadership to a peer (rule 9) before the node stops. A campaign already out when it
+   retired may still win (and is then handed on); once its election timeout runs out
+   unwon, the replica gives it up and is a follower, so the stop waits no longer for it.
 """
 
 from __future__ import annotations
@@ -460,7 +462,11 @@ class Replica:
             if self._role is Role.CANDIDATE:
                 self._ask_parts_again()
         else:
-            if self._rebuilding or self._retiring:
+            if self._retiring and self._role is Role.CANDIDATE:
+                # Rule 19: a campaign sent before the retirement had its time; given up, it
+                # leaves the node's stop nothing to wait for (it waited its whole budget).
+                self._become_follower(None)
+            elif self._rebuilding or self._retiring:
                 self._reset_election_deadline()  # rules 14 and 19: no campaign
             elif self.config.pre_vote:
                 self._pre_campaign()

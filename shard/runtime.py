@@ -634,19 +634,21 @@ class NodeRuntime:
         # groups it is the preferred leader of, and an election could pick it.
         self.core.retire()
         self._wake.set()
-        if not led:
+        if not led and not self.core.handing_off():
             return
         loop = asyncio.get_running_loop()
         timeout_s = self.config.paxos.election_timeout_max_ms / 1000
         deadline = loop.time() + HANDOFF_ATTEMPTS * timeout_s
+        ever_led = set(led)
         while loop.time() < deadline:
             self.core.observe_time(time.monotonic(), time.time_ns())
             if not self.core.handing_off():
                 break
+            ever_led.update(self.core.led_groups())  # a campaign out at the retirement won
             self._wake.set()
             await asyncio.sleep(DRAIN_POLL_S)
         kept = self.core.led_groups()
-        fields: dict[str, Any] = {"groups": [g for g in led if g not in kept], "kept": kept}
+        fields: dict[str, Any] = {"groups": sorted(ever_led - set(kept)), "kept": kept}
         if kept:
             # Info, not a warning: a whole cluster stopping keeps every group, as it should.
             fields["kept_why"] = (

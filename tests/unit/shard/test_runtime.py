@@ -580,3 +580,35 @@ def test_a_failed_background_task_is_logged_when_it_ends(
     assert len(failed) == 1
     assert "broken duty" in str(failed[0].exc_info[1])
     assert failed[0].task.endswith("broken")
+
+
+def test_a_node_that_leads_nothing_still_waits_out_a_campaign_before_it_stops(
+    config: ClusterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Node rule 15: a campaign out when the node retired may win; the stop waits for it
+    to be handed over, also when the node led nothing at the retirement (it returned at
+    once, and the group it then won waited an election timeout for a leader)."""
+    outcomes = iter([[1], [1], [1], []])  # campaigning, won and handing over, handed over
+    led_answers = iter([[], [1], [1]])
+    looks: list[str] = []
+
+    def handing_off() -> list[int]:
+        looks.append("handing_off")
+        return next(outcomes)
+
+    def led_groups() -> list[int]:
+        return next(led_answers, [])
+
+    async def main() -> None:
+        runtime = NodeRuntime(config, config.nodes[0], first_start=True)
+        runtime.core.handing_off = handing_off  # type: ignore[method-assign]
+        runtime.core.led_groups = led_groups  # type: ignore[method-assign]
+        await asyncio.wait_for(runtime._hand_off_leadership(), DEADLINE_S)
+        runtime.core.close()
+        runtime.disk.close()
+
+    with caplog.at_level(logging.INFO, logger="paxoskv.node"):
+        asyncio.run(main())
+    assert len(looks) == 4, "the stop returned before the campaign's group was handed over"
+    done = [r for r in caplog.records if r.getMessage() == "leadership handed off"]
+    assert [(r.groups, r.kept) for r in done] == [([1], [])]
