@@ -615,14 +615,20 @@ class NodeRuntime:
     async def _watch_health(self) -> None:
         """Publish the client service's health (shard/health.py) as the groups' leaders
         come and go."""
+        failing = False
         while True:
             await asyncio.sleep(OBSERVE_INTERVAL_S)
             try:
-                without_leader = self.core.groups_without_leader()
+                self._health.observe(self.core.groups_without_leader())
             except Exception:  # never let the watch end: the status would stay as it was
-                log.exception("reading the groups' leaders for the health service failed")
-                without_leader = list(self.core.hosts)  # not known: not serving
-            self._health.observe(without_leader)
+                if not failing:  # once, not at every look while it lasts
+                    log.exception("reading the groups' leaders for the health service failed")
+                failing = True
+                self._health.observe(list(self.core.hosts))  # not known: not serving
+                continue
+            if failing:
+                log.info("reading the groups' leaders for the health service works again")
+            failing = False
 
     async def _hand_off_leadership(self) -> None:
         """Node rule 15: move every group led here to a peer before the node goes, so its

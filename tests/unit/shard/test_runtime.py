@@ -535,9 +535,11 @@ def test_the_health_watch_outlives_a_failing_look_and_says_not_serving_meanwhile
         statuses = runtime._health._servicer.statuses
         looks = runtime.core.groups_without_leader
         failing = True
+        failures: list[int] = []
 
         def look() -> list[int]:
             if failing:
+                failures.append(1)
                 raise RuntimeError("a bug in the core")
             return looks()
 
@@ -547,6 +549,8 @@ def test_the_health_watch_outlives_a_failing_look_and_says_not_serving_meanwhile
         seen = []
         await until(lambda: statuses.get(KV_SERVICE) == NOT_SERVING)
         seen.append(statuses[KV_SERVICE])
+        calls = len(failures)
+        await until(lambda: len(failures) >= calls + 2)  # it went on failing meanwhile
         failing = False
         await until(lambda: statuses.get(KV_SERVICE) == SERVING)
         seen.append(statuses[KV_SERVICE])
@@ -557,7 +561,9 @@ def test_the_health_watch_outlives_a_failing_look_and_says_not_serving_meanwhile
 
     with caplog.at_level(logging.INFO, logger="paxoskv.node"):
         assert asyncio.run(main()) == [NOT_SERVING, SERVING]
-    assert any("health service failed" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("health service failed" in m for m in messages) == 1, "logged at every look"
+    assert sum("health service works again" in m for m in messages) == 1
 
 
 def test_a_failed_background_task_is_logged_when_it_ends(
