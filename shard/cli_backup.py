@@ -42,7 +42,7 @@ def register_backup_commands(subparsers: Any) -> None:
         parents=[conn],
         help="write a consistent snapshot of the keys to a file",
         description="Write every key of [--start, --end) as of one snapshot timestamp, "
-        "across all shards, to FILE (written as FILE.part, then renamed: FILE is complete or "
+        "across all shards, to FILE (written aside as FILE.*.part, then renamed: FILE is complete or "
         "untouched). Writers go on meanwhile; nothing is locked. The backup must end within "
         "the shards' MVCC retention (10 minutes), or it fails with SnapshotTooOld.",
     )
@@ -64,7 +64,7 @@ def register_backup_commands(subparsers: Any) -> None:
         parents=[conn],
         help="write a backup file's keys into a cluster",
         description="Check all of FILE, then write its keys in transactions of at most "
-        "1,000 keys and 1 MiB. Without --overwrite a cluster holding any key in the backup's "
+        "1,000 keys and about 1 MiB. Without --overwrite a cluster holding any key in the backup's "
         "range is refused before anything is written. Each batch is atomic, the whole "
         "restore is not: restore while nobody writes the range; after a failure, run it "
         "again with --overwrite. Keys get new versions (the restore's commit timestamps).",
@@ -96,8 +96,10 @@ class _Progress:
     def __init__(self, verb: str) -> None:
         self._verb = verb
         self._next = time.monotonic() + PROGRESS_EVERY_S
+        self.keys = 0
 
     def __call__(self, keys: int, data_bytes: int) -> None:
+        self.keys = keys
         now = time.monotonic()
         if now >= self._next:
             self._next = now + PROGRESS_EVERY_S
@@ -107,11 +109,11 @@ class _Progress:
 
 
 def _size(count: int) -> str:
-    for unit in ("bytes", "KiB", "MiB"):
-        if count < 1024 or unit == "MiB":
-            return f"{count:,} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
+    if count < 1024:
+        return f"{count:,} bytes"
+    if count < 1024 * 1024:
+        return f"{count / 1024:,.1f} KiB"
+    return f"{count / (1024 * 1024):,.1f} MiB"
 
 
 def _range(header: BackupHeader) -> str:
@@ -167,20 +169,33 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
     from txn.backup import restore
 
+    progress = _Progress("restore")
+
     async def main() -> int:
         async with _client(args) as client:
-            summary = await restore(
-                client, args.file, overwrite=args.overwrite, progress=_Progress("restore")
-            )
+            summary = await restore(client, args.file, overwrite=args.overwrite, progress=progress)
+        committed = (
+            f" in {summary.transactions:,} transactions, committed at ts "
+            f"{summary.first_commit_ts}..{summary.last_commit_ts}"
+            if summary.transactions
+            else ""
+        )
         print(
             f"restored {summary.keys:,} keys ({_size(summary.data_bytes)}) of "
-            f"{_range(summary.header)} from ts {summary.header.read_ts} in "
-            f"{summary.transactions:,} transactions, committed at ts "
-            f"{summary.first_commit_ts}..{summary.last_commit_ts}"
+            f"{_range(summary.header)} from ts {summary.header.read_ts}{committed}"
         )
         return 0
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        # Not the single write's advice: batches are written, one may be under way.
+        print(
+            f"paxoskv: interrupted after restoring {progress.keys:,} keys; the batch under way "
+            f"may or may not be written; finish with: paxoskv restore {args.file} --overwrite",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ What a user should know (the README's "Backup and restore" says it too):
   with SnapshotTooOld and no file is written;
 - a restore is not one transaction: each batch is atomic, the whole is not, so restore
   into a cluster (or a key range) nobody writes meanwhile. Restoring the same file again
-  writes the same values (so a restore cut short is finished by running it again with
-  `overwrite=True`);
+  writes the same values, so a restore cut short (RestoreIncomplete, or interrupted) is
+  finished by running it again with `overwrite=True`;
 - restored keys get new versions: the commit timestamps of the restore, not the versions
   they had. Fencing tokens taken from versions keep growing only if the target cluster's
   clock is past the backup's `read_ts`; `restore` refuses otherwise.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from router.limits import MAX_COMMAND_BYTES, MAX_TXN_ITEMS
+from router.limits import MAX_COMMAND_BYTES
 from txn.backup_file import (
     BackupError,
     BackupHeader,
@@ -40,23 +40,48 @@ if TYPE_CHECKING:
     from txn.client import AsyncClient
     from txn.transaction import AsyncTransaction
 
-__all__ = ["RestoreSummary", "backup", "restore"]
+__all__ = ["RestoreIncomplete", "RestoreSummary", "backup", "restore"]
 
 DEFAULT_PAGE_KEYS = 1000
-"""Keys read per snapshot scan of a backup."""
+"""Most keys read per snapshot scan of a backup."""
+
+PAGE_BYTES = 4 * 1024 * 1024
+"""About the most key and value bytes a backup holds in memory (a page ends once it has
+read this many, a shard's reply more, whatever `page_keys` allows)."""
 
 RESTORE_BATCH_ITEMS = 1000
 """Most keys one restore transaction writes (a transaction's part in one group may hold
 MAX_TXN_ITEMS)."""
 
 RESTORE_BATCH_BYTES = MAX_COMMAND_BYTES // 2
-"""Most key and value bytes one restore transaction writes, before the key that crosses it
-(at most one more key and value): under what one group's part of a transaction may carry."""
-
-assert RESTORE_BATCH_ITEMS <= MAX_TXN_ITEMS
+"""Most key and value bytes one restore transaction writes: a largest key and value fit,
+and it is well under what one group's part of a transaction may carry (MAX_COMMAND_BYTES)."""
 
 Progress = Callable[[int, int], None]
 """Called as a backup or restore goes: (keys so far, key and value bytes so far)."""
+
+
+class RestoreIncomplete(BackupError):
+    """A restore stopped part-way: the first `keys` keys of the backup (up to `last_key`)
+    are written, in `transactions` commits; the batch that failed may or may not be.
+    Running the restore again with `overwrite=True` finishes it."""
+
+    def __init__(
+        self, path: Path, keys: int, transactions: int, last_key: bytes | None, cause: BaseException
+    ) -> None:
+        self.keys = keys
+        self.transactions = transactions
+        self.last_key = last_key
+        written = (
+            "nothing was written"
+            if last_key is None
+            else f"{keys:,} keys up to {last_key!r} are written, in {transactions:,} transactions"
+        )
+        super().__init__(
+            f"the restore stopped part-way ({type(cause).__name__}: {cause}); {written}, "
+            f"the batch under way may be; finish it by running the restore again over them: "
+            f"paxoskv restore {path} --overwrite (overwrite=True)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +131,14 @@ async def backup(
     )
     writer = BackupWriter(path, header)
     try:
-        cursor = start or b"\x00"  # keys are never empty: b"\x00" is the first there is
+        cursor = start
         while True:
-            page = await snap.scan(cursor, end, page_keys)
+            page, exhausted = await snap._scan_page(cursor, end, page_keys, PAGE_BYTES)
             for key, value in page:
                 writer.add(key, value)
             if progress is not None:
                 progress(writer.keys, writer.data_bytes)
-            if len(page) < page_keys:
+            if exhausted or not page:
                 return writer.finish()
             cursor = page[-1][0] + b"\x00"  # the next key there can be
     except BaseException:
@@ -141,18 +166,24 @@ async def restore(
         BackupCorrupt: the file is not an intact backup; nothing was written.
         BackupError: the range holds keys and `overwrite` is off, or the cluster's clock is
             not past the backup's timestamp; nothing was written.
-        Others as `AsyncClient.run` (a batch's error; the batches before it are written).
+        RestoreIncomplete: a batch failed (its error is the `__cause__`, as
+            `AsyncClient.run` raises it); the batches before it are written.
     """
     with BackupReader(path) as reader:
         reader.verify()
-    with BackupReader(path) as reader:
+        reader.rewind()  # one open file: the one checked is the one written
         header = reader.header
         await client.connect()
         await _check_target(client, header, overwrite)
         batches = _Batches(client, progress)
-        for key, value in reader.records():
-            await batches.add(key, value)
-        await batches.flush()
+        try:
+            for key, value in reader.records():
+                await batches.add(key, value)
+            await batches.flush()
+        except Exception as exc:
+            raise RestoreIncomplete(
+                Path(path), batches.keys, batches.transactions, batches.last_key, exc
+            ) from exc
     return RestoreSummary(
         path=Path(path),
         header=header,
@@ -166,7 +197,7 @@ async def restore(
 
 class _Batches:
     """A restore's writes, gathered into transactions of at most RESTORE_BATCH_ITEMS keys
-    and about RESTORE_BATCH_BYTES bytes; counts what was committed."""
+    and RESTORE_BATCH_BYTES bytes; counts what was committed."""
 
     def __init__(self, client: AsyncClient, progress: Progress | None) -> None:
         self._client = client
@@ -174,6 +205,7 @@ class _Batches:
         self._batch: list[tuple[bytes, bytes]] = []
         self._batch_bytes = 0
         self.keys = self.data_bytes = self.transactions = self.first_ts = self.last_ts = 0
+        self.last_key: bytes | None = None
 
     async def add(self, key: bytes, value: bytes) -> None:
         size = len(key) + len(value)
@@ -201,6 +233,7 @@ class _Batches:
         self.transactions += 1
         self.keys += len(batch)
         self.data_bytes += self._batch_bytes
+        self.last_key = batch[-1][0]
         self._batch, self._batch_bytes = [], 0
         if self._progress is not None:
             self._progress(self.keys, self.data_bytes)

@@ -12,8 +12,9 @@ A reader checks all of it (lengths against the store's limits, key order, count,
 trailing bytes) and names the byte offset of the first fault: `restore` reads a file through
 once before it writes anything, so a damaged or truncated backup restores nothing.
 
-A writer writes `PATH.part`, fsyncs it, renames it over PATH and fsyncs the directory: PATH
-is either absent, an older complete backup, or this one complete.
+A writer writes a temporary file beside PATH (`PATH.<random>.part`, so two backups to one
+PATH never write one file), fsyncs it, renames it over PATH and fsyncs the directory: PATH
+is either absent, an older complete backup, or one of them complete.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import struct
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,10 @@ class BackupHeader:
             raise ValueError("cluster_id must be a string and read_ts an integer")
         if not isinstance(header.created_unix_s, int | float):
             raise ValueError("created_unix_s must be a number")
+        if max(len(header.start), len(header.end or b"")) > MAX_KEY_BYTES:
+            raise ValueError(f"start and end must be keys of at most {MAX_KEY_BYTES} bytes")
+        if header.end is not None and header.end <= header.start:
+            raise ValueError("end must be above start")
         return header
 
 
@@ -118,8 +124,11 @@ class BackupWriter:
     def __init__(self, path: str | os.PathLike[str], header: BackupHeader) -> None:
         self.path = Path(path)
         self.header = header
-        self._part = self.path.with_name(self.path.name + ".part")
-        self._file: BinaryIO = open(self._part, "wb")  # noqa: SIM115  (closed by finish/discard)
+        fd, part = tempfile.mkstemp(
+            dir=self.path.parent, prefix=self.path.name + ".", suffix=".part"
+        )
+        self._part = Path(part)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
         self._keys = 0
         self._data_bytes = 0
@@ -134,7 +143,9 @@ class BackupWriter:
         self._size += len(data)
 
     def add(self, key: bytes, value: bytes) -> None:
-        if not key or (self._last is not None and key <= self._last):
+        if not key:
+            raise BackupError("an empty key: the store holds none")
+        if self._last is not None and key <= self._last:
             raise BackupError(f"keys out of order: {key!r} after {self._last!r}")
         header = self.header
         if key < header.start or (header.end is not None and key >= header.end):
@@ -190,29 +201,35 @@ class BackupReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115  (closed by close)
+        try:
+            self.rewind()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def rewind(self) -> None:
+        """Go back to the first record (reading the header again): so a restore writes from
+        the very file it checked, even if another backup was renamed over its path since."""
+        self._file.seek(0)
         self._digest = hashlib.sha256()
         self._offset = 0
         self.keys = 0
         self.data_bytes = 0
+        if self._read(len(MAGIC), "the file's start") != MAGIC:
+            raise self._corrupt(0, "not a paxoskv backup (its first bytes differ)")
+        version = self._read(1, "the format version")[0]
+        if version != FORMAT_VERSION:
+            raise self._corrupt(
+                len(MAGIC), f"format {version}; this paxoskv reads format {FORMAT_VERSION}"
+            )
+        length = int.from_bytes(self._read(4, "the header's length"), "big")
+        if length > MAX_HEADER_BYTES:
+            raise self._corrupt(self._offset - 4, f"a header of {length} bytes")
+        at = self._offset
         try:
-            if self._read(len(MAGIC), "the file's start") != MAGIC:
-                raise self._corrupt(0, "not a paxoskv backup (its first bytes differ)")
-            version = self._read(1, "the format version")[0]
-            if version != FORMAT_VERSION:
-                raise self._corrupt(
-                    len(MAGIC), f"format {version}; this paxoskv reads format {FORMAT_VERSION}"
-                )
-            length = int.from_bytes(self._read(4, "the header's length"), "big")
-            if length > MAX_HEADER_BYTES:
-                raise self._corrupt(self._offset - 4, f"a header of {length} bytes")
-            at = self._offset
-            try:
-                self.header = BackupHeader.decode(self._read(length, "the header"))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise self._corrupt(at, f"the header is malformed ({exc})") from None
-        except BaseException:
-            self._file.close()
-            raise
+            self.header = BackupHeader.decode(self._read(length, "the header"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._corrupt(at, f"the header is malformed ({exc})") from None
 
     def _corrupt(self, offset: int, what: str) -> BackupCorrupt:
         return BackupCorrupt(f"{self.path}: not an intact backup at byte {offset}: {what}")
@@ -238,7 +255,9 @@ class BackupReader:
                 raise self._corrupt(at, f"an unknown record tag {tag}")
             key = self._read(self._length(MAX_KEY_BYTES, "key"), "a key")
             value = self._read(self._length(MAX_VALUE_BYTES, "value"), "a value")
-            if not key or (last is not None and key <= last):
+            if not key:
+                raise self._corrupt(at, "an empty key")
+            if last is not None and key <= last:
                 raise self._corrupt(at, "keys are not strictly rising")
             if key < header.start or (header.end is not None and key >= header.end):
                 raise self._corrupt(at, "a key outside the header's range")

@@ -1175,17 +1175,22 @@ class AsyncClient:
         at_ts: int = 0,
         txn_id: bytes = b"",
         timeout_s: float | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[list[tuple[bytes, bytes, int]], bool]:
-        """Up to `limit` (key, value, version) of [start, end), shard by shard.
+        """Up to `limit` (key, value, version) of [start, end), shard by shard; with
+        `max_bytes`, no more server replies once that many key and value bytes are in.
 
         Returns:
-            The items, and whether the range was exhausted (fewer than `limit` exist).
+            The items, and whether the range was exhausted (no key follows them).
         """
         deadline = self._deadline(timeout_s)
         await self._ready(deadline)
         out: list[tuple[bytes, bytes, int]] = []
+        size = 0
         cursor = start
         while len(out) < limit and (end is None or cursor < end):
+            if max_bytes is not None and size >= max_bytes:
+                return out, False
             parts = self._routing.routing.plan_scan(cursor, end)
             if not parts:
                 break
@@ -1210,6 +1215,7 @@ class AsyncClient:
             for item in items:
                 self._clock.observe(item.version)
                 out.append((item.key, item.value, item.version))
+                size += len(item.key) + len(item.value)
             if len(items) < want and not response.scan.more:
                 if sub_end is None:
                     return out, True

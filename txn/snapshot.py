@@ -90,6 +90,18 @@ class AsyncSnapshot:
         items, _ = await self._client._scan_range(start, end, count, at_ts=ts)
         return [(k, v) for k, v, _ in items]
 
+    async def _scan_page(
+        self, start: bytes, end: bytes | None, limit: int, max_bytes: int
+    ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """For txn.backup: as `scan`, ending also once about `max_bytes` of keys and values
+        are read (a server reply more), so a page's memory is bounded whatever the values'
+        sizes; and whether [start, end) has no key past the page."""
+        ts = await self.timestamp()
+        items, exhausted = await self._client._scan_range(
+            start, end, limit, at_ts=ts, max_bytes=max_bytes
+        )
+        return [(k, v) for k, v, _ in items], exhausted
+
     def close(self) -> None:
         """Further reads raise TransactionClosed."""
         self._closed = True

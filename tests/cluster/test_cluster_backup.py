@@ -117,6 +117,12 @@ def test_a_backup_under_transfers_restores_into_an_empty_cluster(
     again = paxoskv(target, "restore", str(backup_file))
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and "already holds keys" in again.stderr
+    assert paxoskv(target, "put", ACCOUNTS[0].decode(), "changed").returncode == 0
+    over = paxoskv(target, "restore", str(backup_file), "--overwrite")
+    assert over.returncode == 0, over.stderr
+    assert (
+        paxoskv(target, "get", ACCOUNTS[0].decode()).stdout.strip() == saved[ACCOUNTS[0]].decode()
+    )
 
 
 def test_a_damaged_backup_is_refused_and_restores_nothing(

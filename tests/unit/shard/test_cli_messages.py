@@ -366,3 +366,34 @@ def test_the_txn_commands_pointed_at_no_cluster_fail_at_once(argv: list[str], ca
     assert main(argv) != 0
     assert "no node answered at 127.0.0.1:1" in capsys.readouterr().err
     assert time.monotonic() - started < 5.0
+
+
+def test_ctrl_c_during_a_restore_says_how_far_it_got_and_how_to_finish(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not the single write's advice: a restore is many transactions, one maybe under way."""
+    from txn import backup as backup_module
+
+    async def interrupted_restore(*_args: Any, progress: Any, **_kwargs: Any) -> None:
+        progress(2000, 1 << 20)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup_module, "restore", interrupted_restore)
+    assert main(["restore", "kv.pkvb", "--cluster", NOWHERE]) == 130
+    assert capsys.readouterr().err == (
+        "paxoskv: interrupted after restoring 2,000 keys; the batch under way may or may "
+        "not be written; finish with: paxoskv restore kv.pkvb --overwrite\n"
+    )
+
+
+def test_the_backup_commands_help_states_the_library_s_sizes() -> None:
+    """The CLI does not import txn.backup for its help (it stays fast): its figures are
+    copies, checked here."""
+    from shard.cli import build_parser
+    from txn.backup import DEFAULT_PAGE_KEYS, RESTORE_BATCH_BYTES, RESTORE_BATCH_ITEMS
+
+    parser = build_parser()
+    assert parser.parse_args(["backup", "f"]).page_keys == DEFAULT_PAGE_KEYS
+    restore_help = parser._subparsers._group_actions[0].choices["restore"].description
+    assert f"{RESTORE_BATCH_ITEMS:,} keys and about 1 MiB" in restore_help
+    assert round(RESTORE_BATCH_BYTES / (1 << 20)) == 1

@@ -64,10 +64,54 @@ def test_an_empty_backup_is_valid(tmp_path: Path) -> None:
 def test_the_writer_refuses_keys_out_of_order_or_outside_its_range(tmp_path: Path) -> None:
     writer = BackupWriter(tmp_path / "b", HEADER)
     writer.add(b"m", b"")
-    for bad in (b"m", b"b", b"zz", b""):
-        with pytest.raises(BackupError):
+    for bad, why in ((b"m", "out of order"), (b"b", "out of order"), (b"zz", "outside")):
+        with pytest.raises(BackupError, match=why):
             writer.add(bad, b"")
+    with pytest.raises(BackupError, match="an empty key"):
+        writer.add(b"", b"")
     writer.discard()
+
+
+def test_two_backups_to_one_path_write_apart_and_the_last_to_finish_stands(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b"
+    first, second = BackupWriter(path, HEADER), BackupWriter(path, HEADER)
+    first.add(b"from-first", b"1")
+    second.add(b"from-second", b"2")
+    first.finish()
+    assert _read_all(path) == [(b"from-first", b"1")]
+    second.finish()
+    assert _read_all(path) == [(b"from-second", b"2")]
+    assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "fault"),
+    [
+        (b"m", b"m", "end must be above start"),
+        (b"m", b"a", "end must be above start"),
+        (b"k" * (MAX_KEY_BYTES + 1), None, "at most"),
+    ],
+    ids=["empty-range", "falling-range", "oversized-start"],
+)
+def test_a_header_with_a_bad_range_is_refused(
+    tmp_path: Path, start: bytes, end: bytes | None, fault: str
+) -> None:
+    path = tmp_path / "b"
+    header = BackupHeader(cluster_id="c1", read_ts=1, start=start, end=end, created_unix_s=0.0)
+    path.write_bytes(_raw_backup(header, []))
+    with pytest.raises(BackupCorrupt, match=fault):
+        BackupReader(path)
+
+
+def test_a_reader_rewound_reads_the_same_records_and_checks_them_again(tmp_path: Path) -> None:
+    with BackupReader(_written(tmp_path / "b")) as reader:
+        first = reader.verify()
+        reader.rewind()
+        assert (reader.keys, reader.data_bytes) == (0, 0)
+        assert list(reader.records()) == RECORDS
+        assert (reader.keys, reader.data_bytes) == (first.keys, first.data_bytes)
 
 
 def test_a_discarded_backup_leaves_the_previous_file_as_it_was(tmp_path: Path) -> None:
@@ -128,7 +172,7 @@ def _raw_backup(header: BackupHeader, records: list[tuple[bytes, bytes]]) -> byt
     [
         ([(b"b", b""), (b"a", b"")], "strictly rising"),
         ([(b"b", b""), (b"b", b"")], "strictly rising"),
-        ([(b"", b"")], "strictly rising"),
+        ([(b"", b"")], "an empty key"),
         ([(b"zz", b"")], "outside the header's range"),
         ([(b"k" * (MAX_KEY_BYTES + 1), b"")], "over the limit"),
     ],

@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_client_fakekv import FakeKV, fast_client, with_fake
+from test_client_fakekv import FakeKV, error_response, fast_client, with_fake
 
 from router import kv_pb2 as kv
+from router.limits import MAX_KEY_BYTES, MAX_TXN_ITEMS, MAX_VALUE_BYTES, txn_part_refusal
 from txn import backup as backup_module
-from txn.backup import backup, restore
+from txn import client as client_module
+from txn.backup import (
+    RESTORE_BATCH_BYTES,
+    RESTORE_BATCH_ITEMS,
+    RestoreIncomplete,
+    backup,
+    restore,
+)
 from txn.backup_file import BackupCorrupt, BackupError, BackupHeader, BackupReader, BackupWriter
 
 # Split points "g" and "p": keys on all three groups.
@@ -141,3 +149,84 @@ async def test_a_damaged_backup_restores_nothing(fake: FakeKV, tmp_path: Path) -
             await restore(client, path)
         assert _writes(fake) == 0
         assert await client.get(b"x00") is None
+
+
+@with_fake
+async def test_a_backup_pages_over_keys_that_differ_only_by_a_trailing_zero_byte(
+    fake: FakeKV, tmp_path: Path
+) -> None:
+    """A page ending at K resumes at K + b"\\x00", itself a key; and one ending at the
+    largest key there can be."""
+    keys = [b"\x00", b"\x00\x00", b"q", b"q\x00", b"q\x00\x00", b"r", b"\xff" * MAX_KEY_BYTES]
+    async with fast_client(fake) as client:
+        for key in keys:
+            await client.put(key, b"v")
+        for page_keys in (1, 2, 3):
+            path = tmp_path / f"b{page_keys}"
+            await backup(client, path, page_keys=page_keys)
+            assert list(_records(path)) == keys, page_keys
+
+
+@with_fake
+async def test_a_backup_page_is_bounded_by_bytes_whatever_its_key_count(
+    fake: FakeKV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its memory is the budget and a shard's reply more, however large the values."""
+    monkeypatch.setattr(backup_module, "PAGE_BYTES", 250)
+    monkeypatch.setattr(client_module, "SCAN_PAGE", 2)  # a shard's reply: 2 keys
+    records = {b"x%02d" % i: b"." * 97 for i in range(12)}  # 100 bytes each
+    async with fast_client(fake) as client:
+        for key, value in records.items():
+            await client.put(key, value)
+        pages: list[int] = []
+        summary = await backup(
+            client, tmp_path / "b", page_keys=1000, progress=lambda k, b: pages.append(k)
+        )
+    assert _records(tmp_path / "b") == records
+    assert summary.keys == 12
+    sizes = [b - a for a, b in zip([0, *pages], pages, strict=False)]
+    assert max(sizes) == 4, f"a page went on past its byte budget: {sizes}"
+
+
+def test_the_largest_restore_batch_is_one_a_node_accepts() -> None:
+    assert RESTORE_BATCH_ITEMS <= MAX_TXN_ITEMS
+    assert MAX_KEY_BYTES + MAX_VALUE_BYTES <= RESTORE_BATCH_BYTES, "a largest record goes alone"
+    largest_one = [kv.WriteItem(key=b"k" * MAX_KEY_BYTES, value=b"v" * MAX_VALUE_BYTES)]
+    each = RESTORE_BATCH_BYTES // RESTORE_BATCH_ITEMS
+    fullest = [
+        kv.WriteItem(key=b"%08d" % i, value=b"v" * (each - 8)) for i in range(RESTORE_BATCH_ITEMS)
+    ]
+    for writes in (largest_one, fullest):
+        assert txn_part_refusal([], writes, []) is None
+
+
+@with_fake
+async def test_a_restore_cut_short_says_what_is_written_and_a_rerun_over_it_finishes(
+    fake: FakeKV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backup_module, "RESTORE_BATCH_ITEMS", 4)
+    records = [(b"x%02d" % i, b"value %d" % i) for i in range(10)]
+    path = _backup_file(tmp_path / "b", records)
+    commits = 0
+
+    def fail_the_second_batch(node: int, request: kv.Request) -> Any:
+        nonlocal commits
+        if request.WhichOneof("op") != "commit_one_phase":
+            return None
+        commits += 1
+        return error_response(request, kv.INTERNAL) if commits == 2 else None
+
+    async with fast_client(fake) as client:
+        fake.hook = fail_the_second_batch
+        with pytest.raises(RestoreIncomplete) as cut:
+            await restore(client, path)
+        fake.hook = None
+        assert (cut.value.keys, cut.value.transactions, cut.value.last_key) == (4, 1, b"x03")
+        assert "paxoskv restore" in str(cut.value) and "--overwrite" in str(cut.value)
+        assert [await client.get(k) for k, _ in records[3:5]] == [b"value 3", None]
+        with pytest.raises(BackupError, match="already holds keys"):
+            await restore(client, path)
+        summary = await restore(client, path, overwrite=True)
+        assert summary.keys == 10
+        for key, value in records:
+            assert await client.get(key) == value
