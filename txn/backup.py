@@ -19,6 +19,7 @@ What a user should know (the README's "Backup and restore" says it too):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -35,19 +36,13 @@ from txn.backup_file import (
     BackupWriter,
 )
 from txn.errors import InvalidArgument
+from txn.snapshot import DEFAULT_PAGE_KEYS
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
     from txn.transaction import AsyncTransaction
 
 __all__ = ["RestoreIncomplete", "RestoreSummary", "backup", "restore"]
-
-DEFAULT_PAGE_KEYS = 1000
-"""Most keys read per snapshot scan of a backup."""
-
-PAGE_BYTES = 4 * 1024 * 1024
-"""About the most key and value bytes a backup holds in memory (a page ends once it has
-read this many, a shard's reply more, whatever `page_keys` allows)."""
 
 RESTORE_BATCH_ITEMS = 1000
 """Most keys one restore transaction writes (a transaction's part in one group may hold
@@ -131,16 +126,14 @@ async def backup(
     )
     writer = BackupWriter(path, header)
     try:
-        cursor = start
-        while True:
-            page, exhausted = await snap._scan_page(cursor, end, page_keys, PAGE_BYTES)
-            for key, value in page:
-                writer.add(key, value)
-            if progress is not None:
-                progress(writer.keys, writer.data_bytes)
-            if exhausted or not page:
-                return writer.finish()
-            cursor = page[-1][0] + b"\x00"  # the next key there can be
+        # A page at a time (txn.snapshot.PAGE_BYTES bounds its memory), as `iterate` reads.
+        async with contextlib.aclosing(snap._pages(start, end, page_keys)) as pages:
+            async for page in pages:
+                for key, value in page:
+                    writer.add(key, value)
+                if progress is not None:
+                    progress(writer.keys, writer.data_bytes)
+        return writer.finish()
     except BaseException:
         writer.discard()
         raise

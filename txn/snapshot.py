@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from txn.args import _as_key, _as_limit
-from txn.errors import TransactionClosed
+from txn.errors import InvalidArgument, TransactionClosed
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
 
-__all__ = ["AsyncSnapshot"]
+__all__ = ["DEFAULT_PAGE_KEYS", "PAGE_BYTES", "AsyncSnapshot"]
+
+DEFAULT_PAGE_KEYS = 1000
+"""Most keys `iterate` reads per page."""
+
+PAGE_BYTES = 4 * 1024 * 1024
+"""About the most key and value bytes a page of `iterate` holds: a page ends once it has
+read this many (a shard's reply more), whatever its key count allows."""
 
 
 class AsyncSnapshot:
@@ -90,17 +98,47 @@ class AsyncSnapshot:
         items, _ = await self._client._scan_range(start, end, count, at_ts=ts)
         return [(k, v) for k, v, _ in items]
 
-    async def _scan_page(
-        self, start: bytes, end: bytes | None, limit: int, max_bytes: int
-    ) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """For txn.backup: as `scan`, ending also once about `max_bytes` of keys and values
-        are read (a server reply more), so a page's memory is bounded whatever the values'
-        sizes; and whether [start, end) has no key past the page."""
+    async def iterate(
+        self, start: bytes, end: bytes | None = None, *, page_keys: int = DEFAULT_PAGE_KEYS
+    ) -> AsyncGenerator[tuple[bytes, bytes], None]:
+        """Every (key, value) with start <= key < end at the snapshot's timestamp, in key
+        order, read lazily a page at a time: `async for key, value in snap.iterate(a, b):`.
+
+        For ranges too large for one list. A page holds at most `page_keys` keys and about
+        4 MiB (PAGE_BYTES) of keys and values; the next is read when the loop reaches it.
+        The whole iteration is one snapshot, so it must end within the shards' MVCC
+        retention (10 minutes) or a page read raises SnapshotTooOld.
+
+        Raises:
+            InvalidArgument: a bad `start`, `end` or `page_keys` (below 1).
+            Unavailable, DeadlineExceeded, SnapshotTooOld, TransactionClosed: as `get`,
+                from the page read that met it.
+        """
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        if isinstance(page_keys, bool) or not isinstance(page_keys, int) or page_keys < 1:
+            raise InvalidArgument(f"page_keys is an int of at least 1, got {page_keys!r}")
+        async for page in self._pages(start, end, page_keys):
+            for item in page:
+                yield item
+
+    async def _pages(
+        self, start: bytes, end: bytes | None, page_keys: int
+    ) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
+        """The pages `iterate` reads, each a list (txn.backup writes them a page at a time)."""
         ts = await self.timestamp()
-        items, exhausted = await self._client._scan_range(
-            start, end, limit, at_ts=ts, max_bytes=max_bytes
-        )
-        return [(k, v) for k, v, _ in items], exhausted
+        cursor = start
+        while end is None or cursor < end:
+            if self._closed:
+                raise TransactionClosed("the snapshot is closed")
+            items, exhausted = await self._client._scan_range(
+                cursor, end, page_keys, at_ts=ts, max_bytes=PAGE_BYTES
+            )
+            if items:
+                yield [(k, v) for k, v, _ in items]
+            if exhausted or not items:
+                return
+            cursor = items[-1][0] + b"\x00"  # the next key there can be
 
     def close(self) -> None:
         """Further reads raise TransactionClosed."""

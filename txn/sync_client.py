@@ -11,7 +11,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -26,7 +26,7 @@ from txn.retry import (
     checked_body_error,
     transaction_position,
 )
-from txn.snapshot import AsyncSnapshot
+from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
 from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
 
@@ -194,6 +194,22 @@ class Snapshot:
         """See `AsyncSnapshot.scan` (one consistent snapshot across shards)."""
         return self._client._call(self._inner.scan(start, end, limit), writes=False)
 
+    def iterate(
+        self, start: bytes, end: bytes | None = None, *, page_keys: int = DEFAULT_PAGE_KEYS
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """See `AsyncSnapshot.iterate`: `for key, value in snap.iterate(a, b):`, a page
+        read at a time."""
+        items = self._inner.iterate(start, end, page_keys=page_keys)
+        try:
+            while True:
+                try:
+                    yield self._client._call(_next_item(items), writes=False)
+                except StopAsyncIteration:
+                    return
+        finally:
+            with contextlib.suppress(ClientClosed):
+                self._client._call(items.aclose(), writes=False)
+
     def close(self) -> None:
         """Further reads raise TransactionClosed."""
         self._inner.close()
@@ -204,6 +220,10 @@ class Snapshot:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _next_item(items: AsyncIterator[T]) -> T:
+    return await anext(items)
 
 
 async def _finish_loop_tasks() -> None:

@@ -13,6 +13,7 @@ from router import kv_pb2 as kv
 from router.limits import MAX_KEY_BYTES, MAX_TXN_ITEMS, MAX_VALUE_BYTES, txn_part_refusal
 from txn import backup as backup_module
 from txn import client as client_module
+from txn import snapshot as snapshot_module
 from txn.backup import (
     RESTORE_BATCH_BYTES,
     RESTORE_BATCH_ITEMS,
@@ -172,7 +173,7 @@ async def test_a_backup_page_is_bounded_by_bytes_whatever_its_key_count(
     fake: FakeKV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its memory is the budget and a shard's reply more, however large the values."""
-    monkeypatch.setattr(backup_module, "PAGE_BYTES", 250)
+    monkeypatch.setattr(snapshot_module, "PAGE_BYTES", 250)
     monkeypatch.setattr(client_module, "SCAN_PAGE", 2)  # a shard's reply: 2 keys
     records = {b"x%02d" % i: b"." * 97 for i in range(12)}  # 100 bytes each
     async with fast_client(fake) as client:
