@@ -137,12 +137,15 @@ def _client(args: argparse.Namespace) -> AsyncClient:
 def _cmd_backup(args: argparse.Namespace) -> int:
     import asyncio
 
-    from txn.backup import backup
+    from txn.backup import backup, backup_range
+    from txn.errors import InvalidArgument
 
     start = b"" if args.start is None else arg_bytes(args.start, args.hex, "--start")
     end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
-    if end is not None and end <= start:
-        raise UsageError("--end must be above --start")
+    try:
+        start, end = backup_range(start, end)
+    except InvalidArgument as exc:
+        raise UsageError(f"--start/--end: {exc}") from None
 
     async def main() -> int:
         async with _client(args) as client:

@@ -97,6 +97,13 @@ class NodeHealth:
         if not self._stopping:
             self._servicer.set(KV_SERVICE, NOT_SERVING if groups_without_leader else SERVING)
 
+    def unknown(self) -> None:
+        """The groups' leaders could not be read: the client service is NOT_SERVING, not
+        known to serve (found by review: reporting every hosted group leaderless said
+        SERVING on a node that hosts none)."""
+        if not self._stopping:
+            self._servicer.set(KV_SERVICE, NOT_SERVING)
+
     def stopping(self) -> None:
         """Every service NOT_SERVING, for good: the node is stopping."""
         self._stopping = True

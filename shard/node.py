@@ -1257,8 +1257,9 @@ class NodeCore:
     def handing_off(self) -> list[int]:
         """The groups a retiring node still leads with a transfer under way or startable,
         or still campaigns for (a campaign sent before the retirement may win, and is then
-        handed over): its stop waits for these. A group no peer can take, all of them down
-        or retiring, is not among them."""
+        handed over; one unanswered is given up at its election timeout, paxos rule 19):
+        its stop waits for these. A group no peer can take, all of them down or retiring,
+        is not among them."""
         if not self._retiring:
             return []
         self._hand_off_leaders()

@@ -624,7 +624,7 @@ class NodeRuntime:
                 if not failing:  # once, not at every look while it lasts
                     log.exception("reading the groups' leaders for the health service failed")
                 failing = True
-                self._health.observe(list(self.core.hosts))  # not known: not serving
+                self._health.unknown()
                 continue
             if failing:
                 log.info("reading the groups' leaders for the health service works again")
@@ -648,9 +648,9 @@ class NodeRuntime:
         ever_led = set(led)
         while loop.time() < deadline:
             self.core.observe_time(time.monotonic(), time.time_ns())
+            ever_led.update(self.core.led_groups())  # a campaign out at the retirement won
             if not self.core.handing_off():
                 break
-            ever_led.update(self.core.led_groups())  # a campaign out at the retirement won
             self._wake.set()
             await asyncio.sleep(DRAIN_POLL_S)
         kept = self.core.led_groups()

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from router.limits import MAX_COMMAND_BYTES
+from router.limits import MAX_COMMAND_BYTES, range_oversized
+from txn.args import _as_key
 from txn.backup_file import (
     BackupError,
     BackupHeader,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from txn.client import AsyncClient
     from txn.transaction import AsyncTransaction
 
-__all__ = ["RestoreIncomplete", "RestoreSummary", "backup", "restore"]
+__all__ = ["RestoreIncomplete", "RestoreSummary", "backup", "backup_range", "restore"]
 
 RESTORE_BATCH_ITEMS = 1000
 """Most keys one restore transaction writes (a transaction's part in one group may hold
@@ -108,11 +109,10 @@ async def backup(
     Raises:
         SnapshotTooOld: the backup took longer than the shards' MVCC retention.
         Unavailable, DeadlineExceeded: a shard could not serve a read in time.
-        InvalidArgument: `end` not above `start`, or `page_keys` below 1.
+        InvalidArgument: a bad range (see `backup_range`), or `page_keys` below 1.
         OSError: the file could not be written.
     """
-    if end is not None and end <= start:
-        raise InvalidArgument(f"the end {end!r} must be above the start {start!r}")
+    start, end = backup_range(start, end)
     if page_keys < 1:
         raise InvalidArgument(f"page_keys must be >= 1, got {page_keys}")
     await client.connect()
@@ -139,6 +139,20 @@ async def backup(
         raise
     finally:
         snap.close()
+
+
+def backup_range(start: object, end: object) -> tuple[bytes, bytes | None]:
+    """`start` and `end` checked as a backup's range: bytes, `end` above `start`, each at
+    most a byte longer than a key (a range cut after key K ends at K + b"\\0"), so that the
+    file's header is one a reader accepts. Raises InvalidArgument otherwise."""
+    start = _as_key(start, "start key")
+    end = None if end is None else _as_key(end, "end key")
+    if end is not None and end <= start:
+        raise InvalidArgument(f"the end {end!r} must be above the start {start!r}")
+    oversized = range_oversized(start, end or b"")
+    if oversized is not None:
+        raise InvalidArgument(str(oversized))
+    return start, end
 
 
 async def restore(
@@ -246,7 +260,7 @@ async def _check_target(client: AsyncClient, header: BackupHeader, overwrite: bo
             )
         if overwrite:
             return
-        found = await snap.scan(header.start or b"\x00", header.end, 1)
+        found = await snap.scan(header.start, header.end, 1)
     finally:
         snap.close()
     if found:

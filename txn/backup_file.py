@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from router.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from router.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES, range_oversized
 
 __all__ = [
     "BackupCorrupt",
@@ -98,8 +98,10 @@ class BackupHeader:
             raise ValueError("cluster_id must be a string and read_ts an integer")
         if not isinstance(header.created_unix_s, int | float):
             raise ValueError("created_unix_s must be a number")
-        if max(len(header.start), len(header.end or b"")) > MAX_KEY_BYTES:
-            raise ValueError(f"start and end must be keys of at most {MAX_KEY_BYTES} bytes")
+        # A bound may be a byte longer than a key: a range cut after key K ends at K + b"\0".
+        oversized = range_oversized(header.start, header.end or b"")
+        if oversized is not None:
+            raise ValueError(str(oversized))
         if header.end is not None and header.end <= header.start:
             raise ValueError("end must be above start")
         return header
@@ -134,8 +136,12 @@ class BackupWriter:
         self._data_bytes = 0
         self._size = 0
         self._last: bytes | None = None
-        encoded = header.encode()
-        self._write(MAGIC + _U8.pack(FORMAT_VERSION) + _U32.pack(len(encoded)) + encoded)
+        try:
+            encoded = header.encode()
+            self._write(MAGIC + _U8.pack(FORMAT_VERSION) + _U32.pack(len(encoded)) + encoded)
+        except BaseException:
+            self.discard()
+            raise
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)

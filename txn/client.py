@@ -1176,12 +1176,14 @@ class AsyncClient:
         txn_id: bytes = b"",
         timeout_s: float | None = None,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[bytes, bytes, int]], bool]:
+    ) -> tuple[list[tuple[bytes, bytes, int]], bytes | None]:
         """Up to `limit` (key, value, version) of [start, end), shard by shard; with
         `max_bytes`, no more server replies once that many key and value bytes are in.
 
         Returns:
-            The items, and whether the range was exhausted (no key follows them).
+            The items, and where a further read of the range starts: None when it is
+            exhausted (no key follows them); past a shard the items ended, the next one's
+            start (so a reader going on does not ask that shard again for nothing).
         """
         deadline = self._deadline(timeout_s)
         await self._ready(deadline)
@@ -1190,7 +1192,7 @@ class AsyncClient:
         cursor = start
         while len(out) < limit and (end is None or cursor < end):
             if max_bytes is not None and size >= max_bytes:
-                return out, False
+                return out, cursor
             parts = self._routing.routing.plan_scan(cursor, end)
             if not parts:
                 break
@@ -1218,11 +1220,11 @@ class AsyncClient:
                 size += len(item.key) + len(item.value)
             if len(items) < want and not response.scan.more:
                 if sub_end is None:
-                    return out, True
+                    return out, None
                 cursor = sub_end
             else:
                 cursor = items[-1].key + b"\x00"
-        return out, len(out) < limit
+        return out, None if len(out) < limit else cursor
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closed and not self._draining:

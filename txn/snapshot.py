@@ -131,14 +131,14 @@ class AsyncSnapshot:
         while end is None or cursor < end:
             if self._closed:
                 raise TransactionClosed("the snapshot is closed")
-            items, exhausted = await self._client._scan_range(
+            items, resume = await self._client._scan_range(
                 cursor, end, page_keys, at_ts=ts, max_bytes=PAGE_BYTES
             )
             if items:
                 yield [(k, v) for k, v, _ in items]
-            if exhausted or not items:
+            if resume is None:
                 return
-            cursor = items[-1][0] + b"\x00"  # the next key there can be
+            cursor = resume
 
     def close(self) -> None:
         """Further reads raise TransactionClosed."""

@@ -204,9 +204,10 @@ class AsyncTransaction:
             (k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)
         )
         deletes = sum(1 for _, v in buffered if v is None)
-        items, exhausted = await self._client._scan_range(
+        items, resume = await self._client._scan_range(
             start, end, limit + deletes, txn_id=self.txn_id
         )
+        exhausted = resume is None
         self._check_open()  # commit() began meanwhile: it did not validate this scan
         merged = {k: v for k, v, _ in items}
         last = items[-1][0] if items else None

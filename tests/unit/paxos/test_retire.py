@@ -188,3 +188,36 @@ def test_a_leader_nacked_while_retiring_steps_down_instead_of_campaigning_again(
     g.r(1).step(Nack(src=3, dst=1, ballot=ballot, promised=higher, leader_hint=None))
     assert g.r(1).role is Role.FOLLOWER
     assert g.r(1).status().promised.round <= higher.round
+
+
+def _campaign_unanswered(retire: bool) -> Group:
+    """Replica 1 campaigns at 0.2 s, its Prepares lost; retired at once if `retire`, then
+    left alone past two election timeouts (0.15-0.16 s each)."""
+    g = Group(3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(1, 0.2)
+    assert g.r(1).role is Role.CANDIDATE
+    g.process_all()
+    g.inflight.clear()
+    if retire:
+        g.r(1).retire()
+        g.tick(1, 0.25)
+        assert g.r(1).role is Role.CANDIDATE, "a campaign out at the retirement may still win"
+    g.idle(1, 0.55)
+    g.process_all()
+    return g
+
+
+def test_a_retiring_candidate_gives_its_campaign_up_at_its_election_timeout() -> None:
+    """Rule 19: a campaign sent before the retirement is not renewed; once its time runs out
+    the replica is a follower (the node's stop no longer waits for it)."""
+    g = _campaign_unanswered(retire=True)
+    assert g.r(1).role is Role.FOLLOWER
+    assert not [m for m in g.inflight if isinstance(m, Prepare)], "it campaigned again"
+
+
+def test_an_unanswered_candidate_that_is_not_retiring_campaigns_again() -> None:
+    """The control: without the retirement the same schedule starts a new campaign."""
+    g = _campaign_unanswered(retire=False)
+    assert g.r(1).role is Role.CANDIDATE
+    assert [m for m in g.inflight if isinstance(m, Prepare)]

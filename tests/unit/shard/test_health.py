@@ -60,6 +60,25 @@ def test_the_health_service_follows_the_node_from_start_to_stop() -> None:
     asyncio.run(main())
 
 
+def test_a_status_that_cannot_be_read_is_not_serving_even_on_a_node_hosting_no_group() -> None:
+    async def main() -> list[int]:
+        health = NodeHealth()
+        async with _served(health) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            health.started([])  # hosts no group: every one it hosts has a leader
+            seen = [await _check(stub, KV_SERVICE)]
+            health.unknown()
+            seen.append(await _check(stub, KV_SERVICE))
+            health.observe([])
+            seen.append(await _check(stub, KV_SERVICE))
+            health.stopping()
+            health.unknown()
+            seen.append(await _check(stub, SERVER))
+            return seen
+
+    assert asyncio.run(main()) == [SERVING, NOT_SERVING, SERVING, NOT_SERVING]
+
+
 def test_every_watcher_hears_a_change_after_another_watcher_left() -> None:
     """grpcio-health-checking's asyncio Watch forgot the other watchers of a service once
     one ended (found by review): they never heard another change."""

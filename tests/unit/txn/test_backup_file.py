@@ -91,9 +91,10 @@ def test_two_backups_to_one_path_write_apart_and_the_last_to_finish_stands(
     [
         (b"m", b"m", "end must be above start"),
         (b"m", b"a", "end must be above start"),
-        (b"k" * (MAX_KEY_BYTES + 1), None, "at most"),
+        (b"k" * (MAX_KEY_BYTES + 2), None, "range start is 4098 bytes"),
+        (b"a", b"k" * (MAX_KEY_BYTES + 2), "range end is 4098 bytes"),
     ],
-    ids=["empty-range", "falling-range", "oversized-start"],
+    ids=["empty-range", "falling-range", "oversized-start", "oversized-end"],
 )
 def test_a_header_with_a_bad_range_is_refused(
     tmp_path: Path, start: bytes, end: bytes | None, fault: str
@@ -103,6 +104,28 @@ def test_a_header_with_a_bad_range_is_refused(
     path.write_bytes(_raw_backup(header, []))
     with pytest.raises(BackupCorrupt, match=fault):
         BackupReader(path)
+
+
+def test_a_header_ending_a_byte_past_the_largest_key_reads_back(tmp_path: Path) -> None:
+    """A range cut after key K ends at K + b"\\x00", as scans allow (found by review: such
+    a backup was written and then refused by its own reader)."""
+    largest = b"\xff" * MAX_KEY_BYTES
+    header = BackupHeader(
+        cluster_id="c1", read_ts=1, start=b"a", end=largest + b"\x00", created_unix_s=0.0
+    )
+    writer = BackupWriter(tmp_path / "b", header)
+    writer.add(largest, b"v")
+    writer.finish()
+    with BackupReader(tmp_path / "b") as reader:
+        assert reader.header == header
+        assert list(reader.records()) == [(largest, b"v")]
+
+
+def test_a_writer_whose_header_cannot_be_written_leaves_no_file(tmp_path: Path) -> None:
+    bad = BackupHeader(cluster_id="c1", read_ts=1, start="a", end=None, created_unix_s=0.0)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        BackupWriter(tmp_path / "b", bad)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_reader_rewound_reads_the_same_records_and_checks_them_again(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ reads, and a restore writes nothing unless the whole file is intact and the targ
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from txn.backup import (
     restore,
 )
 from txn.backup_file import BackupCorrupt, BackupError, BackupHeader, BackupReader, BackupWriter
+from txn.errors import InvalidArgument
 
 # Split points "g" and "p": keys on all three groups.
 KEYS = [b"apple", b"fig", b"grape", b"kiwi", b"lemon", b"pear", b"plum", b"quince"]
@@ -187,6 +189,89 @@ async def test_a_backup_page_is_bounded_by_bytes_whatever_its_key_count(
     assert summary.keys == 12
     sizes = [b - a for a, b in zip([0, *pages], pages, strict=False)]
     assert max(sizes) == 4, f"a page went on past its byte budget: {sizes}"
+
+
+@with_fake
+async def test_a_page_that_ends_where_a_shard_does_goes_on_at_the_next_shard(
+    fake: FakeKV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte-bounded pages across the "g" and "p" splits: every key once, in order, and no
+    shard asked again past its last key (found by review: each such page cost a read
+    of the shard it had just finished, which returned nothing)."""
+    monkeypatch.setattr(snapshot_module, "PAGE_BYTES", 250)
+    monkeypatch.setattr(client_module, "SCAN_PAGE", 2)
+    records = {key: b"." * 98 for key in (b"f1", b"f2", b"f3", b"h1", b"h2", b"h3", b"q1", b"q2")}
+    async with fast_client(fake) as client:
+        for key, value in records.items():
+            await client.put(key, value)
+        starts: list[bytes] = []
+
+        def record_scans(node: int, request: kv.Request) -> Any:
+            if request.WhichOneof("op") == "scan":
+                starts.append(request.scan.start)
+            return None
+
+        fake.hook = record_scans
+        pages: list[int] = []
+        await backup(client, tmp_path / "b", progress=lambda k, b: pages.append(k))
+    assert _records(tmp_path / "b") == records
+    assert pages == [3, 6, 8]
+    assert starts == [b"", b"f2\x00", b"g", b"h2\x00", b"p", b"q2\x00"]
+
+
+@with_fake
+async def test_a_backup_may_end_a_byte_past_the_largest_key_and_reads_back(
+    fake: FakeKV, tmp_path: Path
+) -> None:
+    """A range end of K + b"\\x00", as a scan cut after K gives (found by review: such a
+    backup was written, then refused by its own reader)."""
+    largest = b"\xff" * MAX_KEY_BYTES
+    async with fast_client(fake) as client:
+        await client.put(largest, b"v")
+        summary = await backup(client, tmp_path / "b", end=largest + b"\x00")
+    assert summary.header.end == largest + b"\x00"
+    assert _records(tmp_path / "b") == {largest: b"v"}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "fault"),
+    [
+        (b"m", b"m", "must be above"),
+        (b"m", b"a", "must be above"),
+        (b"k" * (MAX_KEY_BYTES + 2), None, "range start is 4098 bytes"),
+        (b"a", b"k" * (MAX_KEY_BYTES + 2), "range end is 4098 bytes"),
+        ("a", None, "encode a str start key"),
+    ],
+    ids=["empty", "falling", "oversized-start", "oversized-end", "str-start"],
+)
+@with_fake
+async def test_a_backup_of_a_bad_range_is_refused_before_any_file(
+    fake: FakeKV, tmp_path: Path, start: Any, end: Any, fault: str
+) -> None:
+    async with fast_client(fake) as client:
+        with pytest.raises(InvalidArgument, match=fault):
+            await backup(client, tmp_path / "b", start=start, end=end)
+    assert list(tmp_path.iterdir()) == []
+
+
+@with_fake
+async def test_a_restore_writes_the_file_it_checked_when_another_is_renamed_over_its_path(
+    fake: FakeKV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _backup_file(tmp_path / "b", [(b"xa", b"checked")])
+    other = _backup_file(tmp_path / "other", [(b"xb", b"never checked")])
+    verify = BackupReader.verify
+
+    def verify_then_rename(reader: BackupReader) -> Any:
+        summary = verify(reader)
+        os.replace(other, path)  # a second backup lands on the path meanwhile
+        return summary
+
+    monkeypatch.setattr(BackupReader, "verify", verify_then_rename)
+    async with fast_client(fake) as client:
+        summary = await restore(client, path)
+        assert summary.keys == 1
+        assert [await client.get(k) for k in (b"xa", b"xb")] == [b"checked", None]
 
 
 def test_the_largest_restore_batch_is_one_a_node_accepts() -> None:
