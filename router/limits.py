@@ -75,9 +75,13 @@ class Oversized:
     limit_name: str
 
     def __str__(self) -> str:
+        if self.what.startswith("range"):
+            advice = "a range bound is at most a largest key and one more byte"
+        else:
+            advice = f"split it or store a smaller {self.what}"
         return (
             f"{self.what} is {self.size} bytes, over the limit of {self.limit} bytes "
-            f"({self.limit_name}); split it or store a smaller {self.what}"
+            f"({self.limit_name}); {advice}"
         )
 
 
