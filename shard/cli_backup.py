@@ -142,7 +142,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
     start = b"" if args.start is None else arg_bytes(args.start, args.hex, "--start")
     end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
-    try:
+    try:  # here too, so a bad range is a usage error (exit 2), not a failed backup
         start, end = backup_range(start, end)
     except InvalidArgument as exc:
         raise UsageError(f"--start/--end: {exc}") from None

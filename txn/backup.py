@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from router.limits import MAX_COMMAND_BYTES, range_oversized
+from router.limits import MAX_COMMAND_BYTES
 from txn.args import _as_key
 from txn.backup_file import (
     BackupError,
@@ -35,6 +35,7 @@ from txn.backup_file import (
     BackupReader,
     BackupSummary,
     BackupWriter,
+    range_fault,
 )
 from txn.errors import InvalidArgument
 from txn.snapshot import DEFAULT_PAGE_KEYS
@@ -147,11 +148,9 @@ def backup_range(start: object, end: object) -> tuple[bytes, bytes | None]:
     file's header is one a reader accepts. Raises InvalidArgument otherwise."""
     start = _as_key(start, "start key")
     end = None if end is None else _as_key(end, "end key")
-    if end is not None and end <= start:
-        raise InvalidArgument(f"the end {end!r} must be above the start {start!r}")
-    oversized = range_oversized(start, end or b"")
-    if oversized is not None:
-        raise InvalidArgument(str(oversized))
+    fault = range_fault(start, end)
+    if fault is not None:
+        raise InvalidArgument(fault)
     return start, end
 
 

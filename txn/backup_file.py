@@ -38,6 +38,7 @@ __all__ = [
     "BackupReader",
     "BackupSummary",
     "BackupWriter",
+    "range_fault",
 ]
 
 MAGIC = b"PAXOSKV-BACKUP\n"
@@ -58,6 +59,16 @@ class BackupError(Exception):
 class BackupCorrupt(BackupError):
     """The file is not a complete, intact paxoskv backup (truncated, damaged or another
     kind of file); nothing was restored from it."""
+
+
+def range_fault(start: bytes, end: bytes | None) -> str | None:
+    """What is wrong with [start, end) as a backup's range, or None: `end` must be above
+    `start`, and a bound may be a byte longer than a key (a range cut after key K ends at
+    K + b"\\0"). Writer, reader and `txn.backup.backup` all hold a range to it."""
+    if end is not None and end <= start:
+        return f"the end {end!r} must be above the start {start!r}"
+    oversized = range_oversized(start, end or b"")
+    return None if oversized is None else str(oversized)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +109,9 @@ class BackupHeader:
             raise ValueError("cluster_id must be a string and read_ts an integer")
         if not isinstance(header.created_unix_s, int | float):
             raise ValueError("created_unix_s must be a number")
-        # A bound may be a byte longer than a key: a range cut after key K ends at K + b"\0".
-        oversized = range_oversized(header.start, header.end or b"")
-        if oversized is not None:
-            raise ValueError(str(oversized))
-        if header.end is not None and header.end <= header.start:
-            raise ValueError("end must be above start")
+        fault = range_fault(header.start, header.end)
+        if fault is not None:
+            raise ValueError(fault)
         return header
 
 
@@ -124,6 +132,9 @@ class BackupWriter:
     """Writes one backup file; `add` the records in key order, then `finish` (or `discard`)."""
 
     def __init__(self, path: str | os.PathLike[str], header: BackupHeader) -> None:
+        fault = range_fault(header.start, header.end)
+        if fault is not None:
+            raise BackupError(f"a backup's range: {fault}")  # its reader would refuse it
         self.path = Path(path)
         self.header = header
         fd, part = tempfile.mkstemp(

@@ -1182,8 +1182,10 @@ class AsyncClient:
 
         Returns:
             The items, and where a further read of the range starts: None when it is
-            exhausted (no key follows them); past a shard the items ended, the next one's
-            start (so a reader going on does not ask that shard again for nothing).
+            exhausted (no key follows them). When the byte budget cut them just as a shard
+            had answered its last key, the next shard's start, so a reader going on does not
+            ask that shard again for nothing (a cut by `limit` cannot tell: a full answer
+            does not say whether the shard holds more).
         """
         deadline = self._deadline(timeout_s)
         await self._ready(deadline)

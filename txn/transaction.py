@@ -207,12 +207,11 @@ class AsyncTransaction:
         items, resume = await self._client._scan_range(
             start, end, limit + deletes, txn_id=self.txn_id
         )
-        exhausted = resume is None
         self._check_open()  # commit() began meanwhile: it did not validate this scan
         merged = {k: v for k, v, _ in items}
         last = items[-1][0] if items else None
         for k, v in buffered:
-            if not exhausted and last is not None and k > last:
+            if resume is not None and last is not None and k > last:
                 break  # beyond what the store returned: keys in between are unknown
             if v is None:
                 merged.pop(k, None)
@@ -228,7 +227,7 @@ class AsyncTransaction:
             )
         horizon = result[-1][0] if result else last
         # The whole range was seen when the store had no more and the limit cut nothing.
-        whole = exhausted and len(ordered) <= limit
+        whole = resume is None and len(ordered) <= limit
         # Read again under their locks (below): what the scan saw of them is not the read.
         relock = {k for k, _ in result if k not in self._writes} if for_update else set()
         for k, v, version in items:

@@ -17,6 +17,7 @@ import txn
 from router.client import RoutingClient
 from router.client_errors import InvalidArgument
 from router.env import ENV_CLUSTER
+from router.limits import MAX_KEY_BYTES
 from shard.cli import main
 from shard.cli_kv import escape
 from shard.cli_txn import Step, parse_steps
@@ -316,6 +317,16 @@ def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, caps
         ),
         (["get", "--hex", "--cluster", NOWHERE, "zz"], None, "key 'zz' is not valid hex"),
         (["txn-status", "--cluster", NOWHERE, "ab:x"], None, "'ab:x' is not a transaction ref"),
+        (
+            ["backup", "/nonexistent/b", "--cluster", NOWHERE, "--start", "m", "--end", "a"],
+            None,
+            "--start/--end: the end b'a' must be above the start b'm'",
+        ),
+        (
+            ["backup", "/nonexistent/b", "--cluster", NOWHERE, "--end", "k" * (MAX_KEY_BYTES + 2)],
+            None,
+            f"--start/--end: range end is {MAX_KEY_BYTES + 2} bytes",
+        ),
     ],
 )
 def test_a_bad_argument_a_command_finds_itself_is_a_usage_error_too(

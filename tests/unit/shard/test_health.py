@@ -73,7 +73,7 @@ def test_a_status_that_cannot_be_read_is_not_serving_even_on_a_node_hosting_no_g
             seen.append(await _check(stub, KV_SERVICE))
             health.stopping()
             health.unknown()
-            seen.append(await _check(stub, SERVER))
+            seen.append(await _check(stub, KV_SERVICE))
             return seen
 
     assert asyncio.run(main()) == [SERVING, NOT_SERVING, SERVING, NOT_SERVING]

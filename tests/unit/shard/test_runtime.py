@@ -566,6 +566,34 @@ def test_the_health_watch_outlives_a_failing_look_and_says_not_serving_meanwhile
     assert sum("health service works again" in m for m in messages) == 1
 
 
+def test_a_health_watch_that_cannot_look_says_not_serving_on_a_node_hosting_no_group(
+    config: ClusterConfig,
+) -> None:
+    """Found by review: the fallback reported every hosted group leaderless, which for a
+    node hosting none said SERVING."""
+
+    async def main() -> int:
+        runtime = await elected(config)
+        statuses = runtime._health._servicer.statuses
+        runtime._health.observe([])  # what a look says of a node whose groups have leaders
+        assert statuses[KV_SERVICE] == SERVING
+        hosts = runtime.core.hosts
+
+        def look() -> list[int]:
+            raise RuntimeError("a bug in the core")
+
+        runtime.core.groups_without_leader = look  # type: ignore[method-assign]
+        runtime.core.hosts = {}
+        watch = asyncio.create_task(runtime._watch_health())
+        await until(lambda: statuses.get(KV_SERVICE) == NOT_SERVING)
+        watch.cancel()
+        runtime.core.hosts = hosts
+        await asyncio.wait_for(runtime.stop(grace_s=0), DEADLINE_S)
+        return statuses[KV_SERVICE]
+
+    assert asyncio.run(main()) == NOT_SERVING
+
+
 def test_a_failed_background_task_is_logged_when_it_ends(
     config: ClusterConfig, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -89,18 +89,23 @@ def test_two_backups_to_one_path_write_apart_and_the_last_to_finish_stands(
 @pytest.mark.parametrize(
     ("start", "end", "fault"),
     [
-        (b"m", b"m", "end must be above start"),
-        (b"m", b"a", "end must be above start"),
-        (b"k" * (MAX_KEY_BYTES + 2), None, "range start is 4098 bytes"),
-        (b"a", b"k" * (MAX_KEY_BYTES + 2), "range end is 4098 bytes"),
+        (b"m", b"m", "must be above the start"),
+        (b"m", b"a", "must be above the start"),
+        (b"k" * (MAX_KEY_BYTES + 2), None, f"range start is {MAX_KEY_BYTES + 2} bytes"),
+        (b"a", b"k" * (MAX_KEY_BYTES + 2), f"range end is {MAX_KEY_BYTES + 2} bytes"),
     ],
     ids=["empty-range", "falling-range", "oversized-start", "oversized-end"],
 )
 def test_a_header_with_a_bad_range_is_refused(
     tmp_path: Path, start: bytes, end: bytes | None, fault: str
 ) -> None:
+    """By the reader, and by the writer before it writes anything (it wrote files its own
+    reader refused)."""
     path = tmp_path / "b"
     header = BackupHeader(cluster_id="c1", read_ts=1, start=start, end=end, created_unix_s=0.0)
+    with pytest.raises(BackupError, match=fault):
+        BackupWriter(path, header)
+    assert list(tmp_path.iterdir()) == []
     path.write_bytes(_raw_backup(header, []))
     with pytest.raises(BackupCorrupt, match=fault):
         BackupReader(path)

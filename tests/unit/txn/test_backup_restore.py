@@ -238,11 +238,11 @@ async def test_a_backup_may_end_a_byte_past_the_largest_key_and_reads_back(
     [
         (b"m", b"m", "must be above"),
         (b"m", b"a", "must be above"),
-        (b"k" * (MAX_KEY_BYTES + 2), None, "range start is 4098 bytes"),
+        (b"k" * (MAX_KEY_BYTES + 2), None, f"range start is {MAX_KEY_BYTES + 2} bytes"),
         (
             b"a",
             b"k" * (MAX_KEY_BYTES + 2),
-            "range end is 4098 bytes.*a largest key and one more byte",
+            "range end is .* a largest key and one more byte",
         ),
         ("a", None, "encode a str start key"),
     ],
