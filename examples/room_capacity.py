@@ -59,10 +59,9 @@ def book(tx: Transaction, room: str, who: str) -> None:
     if tx.get(booking_key(room, who)) is not None:
         return
     prefix = room_prefix(room)
-    # limit=CAPACITY, never the default (1,000): a scan stops at its limit, so a larger
-    # capacity would never look full. A scan that did not reach the limit covered the whole
-    # room, and that range is checked again at commit (phantom-safe); one that reached it
-    # says the room is full.
+    # limit=CAPACITY: enough to decide (without a limit a scan reads every key of the
+    # room). A scan that did not reach the limit covered the whole room, and that range is
+    # checked again at commit (phantom-safe); one that reached it says the room is full.
     bookings = tx.scan(prefix, prefix_end(prefix), limit=CAPACITY)
     if len(bookings) >= CAPACITY:
         raise Full(f"room {room} is full ({len(bookings)} of {CAPACITY} booked)")

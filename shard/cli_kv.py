@@ -355,6 +355,15 @@ def arg_bytes(text: str, hex_mode: bool, what: str) -> bytes:
     return os.fsencode(text)
 
 
+def arg_key(text: str, hex_mode: bool) -> bytes:
+    """A key from the command line (as `arg_bytes`); an empty one is a usage error here,
+    not a node's refusal after a round trip."""
+    key = arg_bytes(text, hex_mode, "key")
+    if not key:
+        raise UsageError("empty key: keys are at least 1 byte")
+    return key
+
+
 _CONTROL_ESCAPES = {
     **{code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]},
     ord("\t"): "\\t",
@@ -405,7 +414,7 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    key = arg_bytes(args.key, args.hex, "key")
+    key = arg_key(args.key, args.hex)
 
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
@@ -424,7 +433,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
-    key = arg_bytes(args.key, args.hex, "key")
+    key = arg_key(args.key, args.hex)
     if args.value is None:
         if sys.stdin.isatty():  # a forgotten VALUE must not look like a hang
             print("paxoskv put: reading the value from stdin; end it with Ctrl-D", file=sys.stderr)
@@ -442,7 +451,7 @@ def _cmd_put(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    key = arg_bytes(args.key, args.hex, "key")
+    key = arg_key(args.key, args.hex)
 
     async def body(client: Any) -> int:
         print(await client.delete(key))
@@ -452,7 +461,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_cas(args: argparse.Namespace) -> int:
-    key = arg_bytes(args.key, args.hex, "key")
+    key = arg_key(args.key, args.hex)
     kwargs: dict[str, Any] = {}
     if args.expect_value is not None:
         kwargs["expected_value"] = arg_bytes(args.expect_value, args.hex, "--expect-value")

@@ -327,6 +327,10 @@ class ClusterProcesses:
         with self.exclusive():
             return self._stop_names(self.recorded_names(), grace_s, progress)
 
+    def _gone(self, name: str) -> None:
+        """Forget a node process that has exited."""
+        self.pid_file(name).unlink(missing_ok=True)
+
     def _stop_names(
         self, names: Sequence[str], grace_s: float, progress: Progress | None = None
     ) -> list[str]:
@@ -355,7 +359,7 @@ class ClusterProcesses:
         for name, pid in targets.items():
             if not self._wait_gone(name, pid, time.monotonic() + 10.0):
                 raise ClusterError(f"{name} (pid {pid}) survived SIGKILL")
-            self.pid_file(name).unlink(missing_ok=True)
+            self._gone(name)
         return killed
 
     def _wait_gone(self, name: str, pid: int, end: float) -> bool:
@@ -1024,7 +1028,7 @@ class LocalCluster(ClusterProcesses):
                     os.kill(pid, signal.SIGCONT)
             if not self._wait_gone(name, pid, time.monotonic() + wait_s):
                 raise ClusterError(f"{name} (pid {pid}) did not exit within {wait_s} s")
-            self.pid_file(name).unlink(missing_ok=True)
+            self._gone(name)
 
     def kill_all(self, sig: int = signal.SIGKILL, *, wait_s: float = 10.0) -> list[str]:
         """Signal every running node at once (SIGKILL: a whole-cluster crash), then wait until
@@ -1040,7 +1044,7 @@ class LocalCluster(ClusterProcesses):
         for name, pid in signalled.items():
             if not self._wait_gone(name, pid, end):
                 raise ClusterError(f"{name} (pid {pid}) did not exit within {wait_s} s")
-            self.pid_file(name).unlink(missing_ok=True)
+            self._gone(name)
         return list(signalled)
 
     def pause(self, name: str) -> None:
@@ -1087,6 +1091,13 @@ class LocalCluster(ClusterProcesses):
 
     def stub(self, name: str) -> kv_pb2_grpc.KVStub:
         return kv_pb2_grpc.KVStub(self.channel(name))
+
+    def _gone(self, name: str) -> None:
+        """Also its channel: an idle channel may not have noticed that its connection's
+        process died (found so: the first call after a restart failed with "Stream removed
+        (sendmsg: Broken pipe)")."""
+        super()._gone(name)
+        self._drop_channel(name)
 
     def _drop_channel(self, name: str) -> None:
         ch = self._channels.pop(name, None)

@@ -109,7 +109,8 @@ def register_cluster_commands(subparsers: Any) -> None:
         description="Per node: pid, state, address. Per group: key range, leader, ballot, "
         "chosen and applied index on each replica. Exits 3 when no node is running (as "
         "`systemctl status` does), and 1 when a node is stopped or does not answer or a group "
-        "has no leader (as `paxoskv status` does), so scripts can tell.",
+        "has no leader (as `paxoskv status` does), or when DIR holds no cluster at all, so "
+        "scripts can tell.",
     )
     status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     status.set_defaults(handler=_status)

@@ -138,7 +138,11 @@ def run_demo(args: argparse.Namespace) -> int:
         cluster.start(deadline_s=60.0, progress=lambda msg: out.line(f"  {msg}"))
         for state in cluster.node_states():
             out.line(f"  node {state.name} pid {state.pid} at {state.address}")
-        out.line(f"  export PAXOSKV_CLUSTER={cluster.env_value()}")
+        # The cluster goes when the demo ends: the line is for a second terminal meanwhile.
+        out.line(
+            f"  while the demo runs, from another terminal: "
+            f"export PAXOSKV_CLUSTER={cluster.env_value()}"
+        )
         demo = _Demo(cluster, args.duration, out)
         result = asyncio.run(demo.run())
     finally:

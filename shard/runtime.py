@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -128,6 +129,15 @@ class NodeRuntime:
         shard/node_identity.py)."""
         self.config = config
         self.node = node
+        # A node dials its peers and its groups' leaders as a client of their port, with its
+        # own certificate; files that change are taken up again (shard/tls_reload.py).
+        # Read before the disk is opened: a first start refused for a missing file must
+        # leave no data behind, or the corrected retry is refused as a changed cluster.
+        self._tls = (
+            None
+            if config.tls is None
+            else ReloadingTls(config.tls.files, require_client_cert=config.tls.require_client_cert)
+        )
         shard_map = bootstrap_map(config)
         digest = map_digest(shard_map)
         self.disk = open_node_disk(
@@ -154,13 +164,6 @@ class NodeRuntime:
         )
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)
-        # A node dials its peers and its groups' leaders as a client of their port, with its
-        # own certificate; files that change are taken up again (shard/tls_reload.py).
-        self._tls = (
-            None
-            if config.tls is None
-            else ReloadingTls(config.tls.files, require_client_cert=config.tls.require_client_cert)
-        )
         self.links = {
             n.id: PeerLink(
                 config.cluster_id,
@@ -301,10 +304,7 @@ class NodeRuntime:
         except RuntimeError:  # newer gRPC raises where older returned 0
             bound = 0
         if bound == 0:
-            raise OSError(
-                f"cannot listen on {self.node.address}: address in use (another process "
-                "listens on the port) or not an address of this machine"
-            )
+            raise OSError(_cannot_listen(self.node.address))
         if self._tls is not None:
             self._spawn(self._watch_tls(self._tls))
         await self.server.start()
@@ -755,10 +755,40 @@ def setup_logging(level: str = "info") -> None:
         grpc_logger.addFilter(PeerGoneFilter())
 
 
+def _cannot_listen(address: str) -> str:
+    return (
+        f"cannot listen on {address}: address in use (another process listens on the port) "
+        "or not an address of this machine"
+    )
+
+
+def check_can_listen(address: str) -> None:
+    """Raise OSError unless `address` (HOST:PORT) can be listened on now, as the node's
+    gRPC server binds it (SO_REUSEADDR, no SO_REUSEPORT). Checked before the data directory
+    is touched: found by a user's walk-through, a `--bootstrap` on a busy port or a
+    mistyped address created the node's data, and the corrected retry was refused as a
+    cluster whose addresses had changed."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(where)
+        except OSError:
+            raise OSError(_cannot_listen(address)) from None
+
+
 async def serve(
     config: ClusterConfig, node: NodeConfig, *, first_start: bool = False, rebuild: bool = False
 ) -> None:
     """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
+    check_can_listen(node.address)
     runtime = NodeRuntime(config, node, first_start=first_start, rebuild=rebuild)
     await runtime.start()
     # The data directory as a full path (load_config takes a relative data_dir against the

@@ -35,6 +35,7 @@ from txn.backup_file import (
     BackupReader,
     BackupSummary,
     BackupWriter,
+    check_backup_path,
     range_fault,
 )
 from txn.errors import InvalidArgument
@@ -111,9 +112,12 @@ async def backup(
         SnapshotTooOld: the backup took longer than the shards' MVCC retention.
         Unavailable, DeadlineExceeded: a shard could not serve a read in time.
         InvalidArgument: a bad range (see `backup_range`), or `page_keys` below 1.
+        BackupError: `path` is a directory, or in one that does not exist; or the file
+            could not be created.
         OSError: the file could not be written.
     """
     start, end = backup_range(start, end)
+    check_backup_path(path)
     if page_keys < 1:
         raise InvalidArgument(f"page_keys must be >= 1, got {page_keys}")
     await client.connect()
@@ -265,6 +269,6 @@ async def _check_target(client: AsyncClient, header: BackupHeader, overwrite: bo
     if found:
         raise BackupError(
             f"the cluster already holds keys in the backup's range (the first: {found[0][0]!r}); "
-            "restore into an empty range, or pass overwrite=True (--overwrite) to write over "
-            "them"
+            "restore into an empty range, or write over them: paxoskv restore FILE "
+            "--overwrite (overwrite=True in Python)"
         )

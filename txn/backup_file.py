@@ -38,6 +38,7 @@ __all__ = [
     "BackupReader",
     "BackupSummary",
     "BackupWriter",
+    "check_backup_path",
     "range_fault",
 ]
 
@@ -59,6 +60,27 @@ class BackupError(Exception):
 class BackupCorrupt(BackupError):
     """The file is not a complete, intact paxoskv backup (truncated, damaged or another
     kind of file); nothing was restored from it."""
+
+
+def _why(exc: OSError, path: Path) -> str:
+    """An OSError on `path` in words (without the errno, or a temporary file's name)."""
+    if isinstance(exc, FileNotFoundError) and not path.parent.is_dir():
+        return f"the directory {path.parent} does not exist"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return "it is a directory; give a file's path"
+    return exc.strerror or str(exc)
+
+
+def check_backup_path(path: str | os.PathLike[str]) -> None:
+    """Raise BackupError now if a backup could not be written at `path` (a directory, or in
+    a directory that does not exist): before a backup reads anything."""
+    where = Path(path)
+    if where.is_dir():
+        raise BackupError(f"cannot write {where}: it is a directory; give a file's path")
+    if not where.parent.is_dir():
+        raise BackupError(f"cannot write {where}: the directory {where.parent} does not exist")
 
 
 def range_fault(start: bytes, end: bytes | None) -> str | None:
@@ -137,9 +159,12 @@ class BackupWriter:
             raise BackupError(f"a backup's range: {fault}")  # its reader would refuse it
         self.path = Path(path)
         self.header = header
-        fd, part = tempfile.mkstemp(
-            dir=self.path.parent, prefix=self.path.name + ".", suffix=".part"
-        )
+        try:
+            fd, part = tempfile.mkstemp(
+                dir=self.path.parent, prefix=self.path.name + ".", suffix=".part"
+            )
+        except OSError as exc:  # it named the temporary file, which the user never typed
+            raise BackupError(f"cannot write {self.path}: {_why(exc, self.path)}") from None
         self._part = Path(part)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
@@ -217,7 +242,10 @@ class BackupReader:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115  (closed by close)
+        try:
+            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115  (closed by close)
+        except OSError as exc:
+            raise BackupError(f"cannot read {self.path}: {_why(exc, self.path)}") from None
         try:
             self.rewind()
         except BaseException:

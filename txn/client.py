@@ -689,8 +689,10 @@ class AsyncClient:
         group's answer names none (it has no record: only the caller knows them, and an
         abort recorded for nobody leaves their intents until their own recovery asks)."""
         deadline = self._deadline(timeout_s)  # one for every step: the caller's bound
-        # The loop time by which a settle must be recorded (its window's end).
-        settle_by = self._deadline(self._settle_window_left(ref)) if settle else 0.0
+        # Seconds left to settle in, from now; an outcome already final is answered however
+        # old the ref (found by a user's walk-through: a commit was refused as too old).
+        settle_left = self._settle_window_left(ref) if settle else 0.0
+        settle_by = asyncio.get_running_loop().time() + settle_left
         gid: int | None
         if isinstance(ref, TxnRef):
             if group_id is not None or key is not None:
@@ -735,6 +737,14 @@ class AsyncClient:
             state = TxnState(body.state)
         if settle and state in (TxnState.UNKNOWN, TxnState.IN_PROGRESS):
             assert isinstance(ref, TxnRef)  # checked above
+            if settle_left <= 0:
+                raise InvalidArgument(
+                    f"transaction {ref.txn_id.hex()} began "
+                    f"{SETTLE_WINDOW_S - settle_left:.0f} s ago: too old to settle (at most "
+                    f"{SETTLE_WINDOW_S:g} s), as its decision record may have been purged and "
+                    f"settling would record an abort over it; txn_status reports it "
+                    f"{state.name.lower().replace('_', ' ')}"
+                )
             groups = list(body.participants or participants)
             return await self._committer.settle(ref, groups, min(deadline, settle_by))
         if state is TxnState.COMMITTED:
@@ -743,7 +753,8 @@ class AsyncClient:
         return TxnStatus(state)
 
     def _settle_window_left(self, ref: TxnRef | bytes) -> float:
-        """Seconds `ref` may still be settled in; InvalidArgument if none.
+        """Seconds `ref` may still be settled in (at most 0: too old); InvalidArgument
+        when `ref` does not say when its transaction began.
 
         Settling records an abort where no record is found, so it must be sure that no
         record was ever purged: only refs of transactions that began within
@@ -755,15 +766,7 @@ class AsyncClient:
                 "settle=True needs the TxnRef of the transaction (tx.ref or CommitUnknown.ref), "
                 "which says when it began"
             )
-        age_s = (self._wall_ns() - ref.started_ns) / 1e9
-        if age_s > SETTLE_WINDOW_S:
-            raise InvalidArgument(
-                f"transaction {ref.txn_id.hex()} began {age_s:.0f} s ago: too old to settle "
-                f"(at most {SETTLE_WINDOW_S:g} s), as its decision record may have been purged "
-                "and settling would record an abort over it; its outcome is what "
-                "txn_status reports"
-            )
-        return SETTLE_WINDOW_S - age_s
+        return SETTLE_WINDOW_S - (self._wall_ns() - ref.started_ns) / 1e9
 
     async def _group_txn_status(
         self, txn_id: bytes, group_id: int, timeout_s: float | None

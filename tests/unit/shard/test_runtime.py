@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +19,10 @@ import pytest
 from paxos import Ballot, Role
 from paxos.messages import Heartbeat
 from router import kv_pb2 as kv
+from router.tls import TlsFiles, TlsSetupError
 from shard import execute as execute_module
 from shard import runtime as runtime_module
-from shard.config import ClusterConfig, NodeConfig
+from shard.config import ClusterConfig, NodeConfig, NodeTls
 from shard.health import KV_SERVICE, NOT_SERVING, SERVING
 from shard.runtime import MAX_CYCLES_PER_WAKE, NodeRuntime
 from tests.unit.shard.runtime_support import (
@@ -283,6 +285,33 @@ def test_a_node_does_not_share_its_port_with_another_server(config: ClusterConfi
             await other.stop(0)
 
     asyncio.run(main())
+
+
+def test_a_first_start_that_cannot_listen_leaves_no_data_behind(config: ClusterConfig) -> None:
+    """Found by a user's walk-through: `paxoskv node --bootstrap` on a busy port created the
+    node's data, and the retry on the corrected address was refused as a changed cluster."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        node = NodeConfig(id=1, name="n1", address=f"127.0.0.1:{busy.getsockname()[1]}")
+        on_busy_port = dataclasses.replace(config, nodes=(node,))
+        with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1:.*address in use"):
+            asyncio.run(runtime_module.serve(on_busy_port, node, first_start=True))
+    assert not on_busy_port.node_data_dir(node).exists()
+
+
+def test_a_first_start_refused_for_its_tls_files_leaves_no_data_behind(
+    config: ClusterConfig, tmp_path: Path
+) -> None:
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    for name in ("ca.pem", "n1.pem", "n1.key"):
+        (pems / name).write_text("not a PEM\n")
+    files = TlsFiles(ca_file=pems / "ca.pem", cert_file=pems / "n1.pem", key_file=pems / "n1.key")
+    with_tls = dataclasses.replace(config, tls=NodeTls(files=files))
+    with pytest.raises(TlsSetupError):
+        NodeRuntime(with_tls, with_tls.nodes[0], first_start=True)
+    assert not with_tls.node_data_dir(with_tls.nodes[0]).exists()
 
 
 def _record_repeats(runtime: NodeRuntime, monkeypatch: pytest.MonkeyPatch) -> list[int]:

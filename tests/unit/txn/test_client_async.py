@@ -6,6 +6,7 @@ Each test names the client rule (txn/client.py module docstring) or protocol cla
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from typing import Any
@@ -862,12 +863,29 @@ async def test_settling_needs_a_recent_ref_whose_record_cannot_have_been_purged(
     fake: FakeKV,
 ) -> None:
     """UNKNOWN also means "purged after the retention window": settling an old or undated
-    transaction could record an abort over a commit, so it is refused without a request."""
+    transaction could record an abort over a commit, so it is refused, and nothing is
+    recorded."""
     async with fast_client(fake) as client:
         old = TxnRef(b"t" * 16, 1, time.time_ns() - int(SETTLE_WINDOW_S * 1e9) - 10**9)
         for ref, kwargs in ((old, {}), (b"t" * 16, {"group_id": 1}), (TxnRef(b"t" * 16, 1), {})):
             with pytest.raises(txn.InvalidArgument, match=r"settle|too old"):
                 await client.txn_status(ref, settle=True, **kwargs)
+    assert fake.requests("decide") == []
+
+
+@with_fake
+async def test_settling_an_old_ref_whose_outcome_is_final_answers_it(fake: FakeKV) -> None:
+    """Found by a user's walk-through: `txn-status REF --settle` refused a commit of four
+    minutes ago as too old to settle, where without --settle it said committed."""
+    async with fast_client(fake) as client:
+        tx = two_group_writes(client)
+        fake.hook = on_kind("resolve", DROP)  # committed by its logged prepares alone
+        commit_ts = await tx.commit()
+        assert tx.ref is not None
+        old = dataclasses.replace(
+            tx.ref, started_ns=time.time_ns() - int(SETTLE_WINDOW_S * 1e9) - 10**9
+        )
+        assert await client.txn_status(old, settle=True) == TxnStatus(TxnState.COMMITTED, commit_ts)
     assert fake.requests("decide") == []
 
 

@@ -50,7 +50,7 @@ def test_txn_command_prints_reads_and_commit(fake: FakeKV, capsys: Any) -> None:
     assert run_cli(fake, "put apple 1; put plum 2") == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith("committed at ts ")
-    assert "0 reads, 0 scans, 2 writes" in out[0]
+    assert "0 keys read, 0 scans, 2 keys written" in out[0]
     assert fake.count("prepare") == 2  # apple and plum live in two groups
 
     assert run_cli(fake, "get apple", "get nope", "put kiwi a\tb", "scan a z") == 0
@@ -216,14 +216,16 @@ def test_an_empty_transaction_says_there_was_nothing_to_commit(fake: FakeKV, cap
     assert run_cli(fake, "scan z a") == 0
     assert capsys.readouterr().out.splitlines() == [
         "scan z a: 0 items",
-        "nothing to commit (0 reads, 0 scans, 0 writes): no transaction was recorded",
+        "nothing to commit (0 keys read, 0 scans, 0 keys written): no transaction was recorded",
     ]
     # Found by a README walk-through: a scan alone commits (its range is validated), and
     # the commit line said "0 reads, 0 writes" as the empty transaction's did.
     assert run_cli(fake, "scan a z") == 0
     assert "(txn " in capsys.readouterr().out.splitlines()[-1]
     assert run_cli(fake, "scan a z") == 0
-    assert capsys.readouterr().out.splitlines()[-1].endswith(", 0 reads, 1 scan, 0 writes)")
+    assert (
+        capsys.readouterr().out.splitlines()[-1].endswith(", 0 keys read, 1 scan, 0 keys written)")
+    )
 
 
 def test_a_bench_in_which_nothing_completes_says_so(fake: FakeKV, capsys: Any) -> None:
