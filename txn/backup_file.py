@@ -157,6 +157,7 @@ class BackupWriter:
         fault = range_fault(header.start, header.end)
         if fault is not None:
             raise BackupError(f"a backup's range: {fault}")  # its reader would refuse it
+        check_backup_path(path)
         self.path = Path(path)
         self.header = header
         try:

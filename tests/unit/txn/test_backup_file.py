@@ -18,6 +18,7 @@ from txn.backup_file import (
     BackupHeader,
     BackupReader,
     BackupWriter,
+    check_backup_path,
 )
 
 HEADER = BackupHeader(cluster_id="c1", read_ts=123456789, start=b"a", end=b"z", created_unix_s=1.5)
@@ -213,3 +214,21 @@ def test_a_well_sealed_file_with_bad_records_is_refused(
     path.write_bytes(_raw_backup(HEADER, records))
     with pytest.raises(BackupCorrupt, match=fault):
         _read_all(path)
+
+
+def test_paths_that_cannot_be_a_backup_are_refused_in_words(tmp_path: Path) -> None:
+    """Found by a user's walk-through: these printed an errno, one naming the temporary file
+    the user never typed."""
+    missing_dir = tmp_path / "nope" / "b.pkvb"
+    cases = [
+        (lambda: BackupWriter(missing_dir, HEADER), f"the directory {missing_dir.parent} does"),
+        (lambda: check_backup_path(missing_dir), f"the directory {missing_dir.parent} does"),
+        (lambda: check_backup_path(tmp_path), "it is a directory"),
+        (lambda: BackupWriter(tmp_path, HEADER), "it is a directory"),
+        (lambda: BackupReader(tmp_path), "it is a directory"),
+        (lambda: BackupReader(tmp_path / "absent"), "no such file"),
+    ]
+    for attempt, words in cases:
+        with pytest.raises(BackupError, match=words) as refused:
+            attempt()
+        assert "Errno" not in str(refused.value) and ".part" not in str(refused.value)
