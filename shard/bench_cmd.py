@@ -33,12 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from shard.cli_kv import (
-    CONNECT_HELP,
     UsageError,
-    add_tls_options,
     bounded_int,
-    cluster_option,
-    debug_option,
+    connection_options,
     non_negative_seconds,
     positive_seconds,
 )
@@ -52,6 +49,7 @@ def register_bench_command(subparsers: Any) -> None:
     """Add `bench` to the `paxoskv` parser's subcommands."""
     bench = subparsers.add_parser(
         "bench",
+        parents=[connection_options("deadline per operation in seconds (10)")],
         help="measure throughput and latency against a running cluster",
         description="Closed-loop load against a running cluster: N client coroutines share "
         "one client (its Batch streams batch their requests); prints throughput and "
@@ -68,9 +66,6 @@ def register_bench_command(subparsers: Any) -> None:
         "(seconds x cores), of which other's share is given. Once the nodes are named, a high "
         "other share means other processes disturbed the run.",
     )
-    cluster_option(bench)
-    debug_option(bench)
-    add_tls_options(bench)
     bench.add_argument(
         "--workload",
         choices=(*KV_WORKLOADS, *TXN_WORKLOADS),
@@ -111,12 +106,6 @@ def register_bench_command(subparsers: Any) -> None:
     )
     bench.add_argument(
         "--seed", type=int, default=0, help="seed of the keys and values drawn (default 0)"
-    )
-    bench.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        default=10.0,
-        help="deadline per operation in seconds (10)" + CONNECT_HELP,
     )
     bench.add_argument(
         "--retry-timeout",
@@ -230,7 +219,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     async def main() -> Any:
         client = AsyncClient(
-            seeds, timeout_s=args.timeout, retry_timeout_s=args.retry_timeout, tls=tls
+            seeds,
+            cluster_id=args.cluster_id,
+            timeout_s=args.timeout,
+            retry_timeout_s=args.retry_timeout,
+            tls=tls,
         )
         meter: list[CpuMeter] = []
         try:

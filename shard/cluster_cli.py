@@ -235,6 +235,24 @@ def _stop_without_config(args: argparse.Namespace, error: Exception) -> int:
     return 0
 
 
+def _status_without_config(args: argparse.Namespace, error: Exception) -> int:
+    """A broken cluster.toml: say so, and which nodes its pid files name still run (found
+    by a user's walk-through: only the TOML error was printed, as if nothing ran)."""
+    from shard.cluster import ClusterProcesses
+
+    processes = ClusterProcesses(args.data_dir)
+    _progress(f"the config did not load ({error}); the nodes its pid files name:")
+    running = False
+    for name in processes.recorded_names():
+        pid = processes.pid(name)
+        running = running or pid is not None
+        print(f"  {name}: " + ("not running" if pid is None else f"pid {pid}, running"))
+    if not running:
+        print("no node is running")
+        return NOT_RUNNING_EXIT
+    return UNHEALTHY_EXIT
+
+
 def _say_stopped(what: str, was_running: bool, killed: list[str]) -> None:
     suffix = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
     if not was_running:
@@ -243,7 +261,12 @@ def _say_stopped(what: str, was_running: bool, killed: list[str]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    cluster = _open(args.data_dir)
+    from shard.config import ConfigError
+
+    try:
+        cluster = _open(args.data_dir)
+    except ConfigError as exc:
+        return _status_without_config(args, exc)
     with _closing(cluster):
         for line in cluster.describe():
             print(line)

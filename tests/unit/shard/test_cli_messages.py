@@ -242,6 +242,14 @@ def test_bench_refuses_a_json_path_that_is_a_directory_before_running(
     assert f"--json {tmp_path} is a directory: give a file name" in capsys.readouterr().err
 
 
+def test_bench_takes_the_connection_options_every_command_takes(capsys: Any) -> None:
+    """Found by a user's walk-through: bench alone had no --cluster-id."""
+    argv = ["bench", "--cluster", "127.0.0.1:1", "--cluster-id", "c1", "--timeout", "0.5"]
+    assert main([*argv, "--duration", "0.1", "--warmup", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "no node answered at 127.0.0.1:1" in err and "unrecognized" not in err
+
+
 def test_a_config_path_that_is_a_directory_is_one_clear_line(tmp_path: Path, capsys: Any) -> None:
     assert main(["node", "--config", str(tmp_path), "--node-id", "n1"]) == 1
     err = capsys.readouterr().err

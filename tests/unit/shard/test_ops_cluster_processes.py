@@ -145,6 +145,27 @@ def test_stop_works_from_the_pid_files_when_the_config_does_not_load(
     assert out == f"the cluster in {cluster.data_dir} stopped\n"
 
 
+def test_status_names_the_running_nodes_when_the_config_does_not_load(
+    tmp_path: Path, capsys: Any, children: list[subprocess.Popen[bytes]]
+) -> None:
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    node = _fake_node(cluster, "n1", children)
+    foreign = subprocess.Popen([sys.executable, "-c", SLEEP])
+    children.append(foreign)
+    cluster.pid_file("n2").write_text(f"{foreign.pid}\n")
+    with cluster.config_path.open("a") as config:
+        config.write("\n[paxos]\nlease_ms = 100\n")
+    assert main(["cluster", "status", "--data-dir", str(cluster.data_dir)]) == 1
+    out, err = capsys.readouterr()
+    assert "the config did not load (" in err and "not valid TOML" in err
+    assert out == f"  n1: pid {node.pid}, running\n  n2: not running\n"
+    node.kill()
+    node.wait()
+    assert main(["cluster", "status", "--data-dir", str(cluster.data_dir)]) == 3
+    assert capsys.readouterr().out.endswith("no node is running\n")
+
+
 def test_a_relative_data_dir_is_the_config_files_not_the_working_directorys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
