@@ -15,7 +15,6 @@ Imports of grpc and the client stay inside the handler, so `paxoskv --help` stay
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,8 +67,9 @@ output: one line, its first word the state:
 
 --settle makes the answer final, as `client.txn_status(ref, settle=True)`: with no decision
 yet it records one (ABORT, or COMMIT when every participant turns out prepared), and a late
-copy of the commit is then refused. It needs the full REF of a transaction begun at most
-60 s ago. Settle before re-running the work of a commit whose outcome is unknown.
+copy of the commit is then refused. It needs the full REF; it records an outcome only for
+a transaction begun at most 60 s ago (an outcome already final is printed however old).
+Settle before re-running the work of a commit whose outcome is unknown.
 
 exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error, 2 a bad
 option, option value or REF.
@@ -368,7 +368,7 @@ def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             )
         return TxnRef(txn_id, args.group), {}
     if args.key is not None:
-        return txn_id, {"key": os.fsencode(args.key)}
+        return txn_id, {"key": arg_key(args.key, False)}
     return txn_id, {"group_id": args.group}
 
 

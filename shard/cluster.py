@@ -414,6 +414,7 @@ class LocalCluster(ClusterProcesses):
         self._host = host
         self._base_port = base_port
         self._channels: dict[str, grpc.Channel] = {}
+        self._retired_channels: list[grpc.Channel] = []
         self._ready_offset: dict[str, int] = {}
         # True only while start() launches a cluster's first start (rule 6).
         self._bootstrapping = False
@@ -1079,8 +1080,9 @@ class LocalCluster(ClusterProcesses):
     # ------------------------------------------------------------------ gRPC
 
     def channel(self, name: str) -> grpc.Channel:
-        """A cached channel to the node; it outlives kills and restarts (it reconnects within
-        CHANNEL_OPTIONS' short backoff), so other threads may keep using it."""
+        """A cached channel to the node. Once the node's process is gone (a kill or stop
+        through this object) the next call gets a new one; the old one stays open until
+        `close`, so another thread holding it gets RPC errors, never a closed channel."""
         ch = self._channels.get(name)
         if ch is None:
             tls = self.client_tls
@@ -1093,21 +1095,20 @@ class LocalCluster(ClusterProcesses):
         return kv_pb2_grpc.KVStub(self.channel(name))
 
     def _gone(self, name: str) -> None:
-        """Also its channel: an idle channel may not have noticed that its connection's
-        process died (found so: the first call after a restart failed with "Stream removed
-        (sendmsg: Broken pipe)")."""
+        """Also its channel, retired: an idle channel may not have noticed that its
+        connection's process died (found so: the first call after a restart failed with
+        "Stream removed (sendmsg: Broken pipe)")."""
         super()._gone(name)
-        self._drop_channel(name)
-
-    def _drop_channel(self, name: str) -> None:
-        ch = self._channels.pop(name, None)
-        if ch is not None:
-            ch.close()
+        retired = self._channels.pop(name, None)
+        if retired is not None:
+            self._retired_channels.append(retired)
 
     def close(self) -> None:
         """Close the gRPC channels (the processes are left alone)."""
-        for name in list(self._channels):
-            self._drop_channel(name)
+        for ch in [*self._channels.values(), *self._retired_channels]:
+            ch.close()
+        self._channels.clear()
+        self._retired_channels.clear()
 
     def status(self, name: str, timeout_s: float = 1.0) -> kv.StatusResponse:
         """The node's Status; raises grpc.RpcError when it does not answer in time."""

@@ -771,17 +771,24 @@ def check_can_listen(address: str) -> None:
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     try:
-        family, kind, proto, _, where = socket.getaddrinfo(
+        found = socket.getaddrinfo(
             host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot listen on {address}: {exc}") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        )
+    except (OSError, ValueError):
+        raise OSError(
+            f"cannot listen on {address}: {host!r} is not an address or a name this machine "
+            "resolves"
+        ) from None
+    # As gRPC: it listens on every address the name resolves to, and starts if one binds.
+    for family, kind, proto, _, where in found:
         try:
-            probe.bind(where)
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(where)
+                return
         except OSError:
-            raise OSError(_cannot_listen(address)) from None
+            continue
+    raise OSError(_cannot_listen(address))
 
 
 async def serve(

@@ -79,6 +79,8 @@ def check_backup_path(path: str | os.PathLike[str]) -> None:
     where = Path(path)
     if where.is_dir():
         raise BackupError(f"cannot write {where}: it is a directory; give a file's path")
+    if where.parent.exists() and not where.parent.is_dir():
+        raise BackupError(f"cannot write {where}: {where.parent} is not a directory")
     if not where.parent.is_dir():
         raise BackupError(f"cannot write {where}: the directory {where.parent} does not exist")
 

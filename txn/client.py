@@ -642,9 +642,11 @@ class AsyncClient:
             group_id, key: where to ask, with a bare transaction id.
             timeout_s: the deadline (default: the client's).
             settle: record an outcome if there is none yet: the answer is then COMMITTED or
-                ABORTED, and stays so. Needs `tx.ref` / `CommitUnknown.ref` of a transaction
-                begun at most SETTLE_WINDOW_S (60 s) ago: an older one's record may have been
-                purged, and an abort recorded then would contradict its real outcome.
+                ABORTED, and stays so. Needs `tx.ref` / `CommitUnknown.ref`; an outcome is
+                recorded only for a transaction begun at most SETTLE_WINDOW_S (60 s) ago: an
+                older one's record may have been purged, and an abort recorded then would
+                contradict its real outcome (an outcome already final is answered however
+                old the transaction).
 
         Returns:
             A `TxnStatus`: UNKNOWN, IN_PROGRESS, COMMITTED (with commit_ts) or ABORTED;
@@ -652,8 +654,8 @@ class AsyncClient:
 
         Raises:
             InvalidArgument: not exactly one of a TxnRef, group_id or key; a str that is
-                not a ref's text; or `settle` with a bare id or a transaction older than
-                SETTLE_WINDOW_S.
+                not a ref's text; or `settle` with a bare id, or of a transaction older
+                than SETTLE_WINDOW_S whose outcome is not final.
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
             ClientClosed: the client was closed meanwhile.
@@ -737,6 +739,8 @@ class AsyncClient:
             state = TxnState(body.state)
         if settle and state in (TxnState.UNKNOWN, TxnState.IN_PROGRESS):
             assert isinstance(ref, TxnRef)  # checked above
+            # Again now: the window may have run out while the groups answered.
+            settle_left = settle_by - asyncio.get_running_loop().time()
             if settle_left <= 0:
                 raise InvalidArgument(
                     f"transaction {ref.txn_id.hex()} began "

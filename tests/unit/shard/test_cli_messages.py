@@ -327,6 +327,17 @@ def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, caps
         (["txn-status", "--cluster", NOWHERE, "ab:x"], None, "'ab:x' is not a transaction ref"),
         (["get", "--cluster", NOWHERE, ""], None, "empty key: keys are at least 1 byte"),
         (["put", "--cluster", NOWHERE, "", "v"], None, "empty key: keys are at least 1 byte"),
+        (["delete", "--cluster", NOWHERE, ""], None, "empty key: keys are at least 1 byte"),
+        (
+            ["cas", "--cluster", NOWHERE, "", "--expect-absent", "--new-value", "v"],
+            None,
+            "empty key: keys are at least 1 byte",
+        ),
+        (
+            ["txn-status", "--cluster", NOWHERE, "ab" * 24, "--key", ""],
+            None,
+            "empty key: keys are at least 1 byte",
+        ),
         (
             ["backup", "/nonexistent/b", "--cluster", NOWHERE, "--start", "m", "--end", "a"],
             None,

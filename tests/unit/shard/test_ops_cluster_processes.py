@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from router import kv_pb2 as kv
+from router import kv_pb2_grpc
 from shard import cluster as cluster_module
 from shard.chaos.netns import write_config
 from shard.cli import main
@@ -143,6 +145,25 @@ def test_stop_works_from_the_pid_files_when_the_config_does_not_load(
     assert not list(cluster.pids_dir.glob("*.pid"))
     assert err.count("the config did not load (") == 1 and "not valid TOML" in err
     assert out == f"the cluster in {cluster.data_dir} stopped\n"
+
+
+def test_a_killed_nodes_channel_is_replaced_and_the_old_one_still_fails_as_rpcs_do(
+    tmp_path: Path, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """A channel that outlived its node's process could fail the first call to the restarted
+    node ("Stream removed (sendmsg: Broken pipe)"); closing it under another thread would
+    raise ValueError there, where RPC errors are caught."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    _fake_node(cluster, "n1", children)
+    old = cluster.channel("n1")
+    cluster.kill("n1")
+    try:
+        assert cluster.channel("n1") is not old
+        with pytest.raises(grpc.RpcError):
+            kv_pb2_grpc.KVStub(old).Status(kv.StatusRequest(), timeout=0.2)
+    finally:
+        cluster.close()
 
 
 def test_status_names_the_running_nodes_when_the_config_does_not_load(

@@ -220,10 +220,13 @@ def test_paths_that_cannot_be_a_backup_are_refused_in_words(tmp_path: Path) -> N
     """Found by a user's walk-through: these printed an errno, one naming the temporary file
     the user never typed."""
     missing_dir = tmp_path / "nope" / "b.pkvb"
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
     cases = [
         (lambda: BackupWriter(missing_dir, HEADER), f"the directory {missing_dir.parent} does"),
         (lambda: check_backup_path(missing_dir), f"the directory {missing_dir.parent} does"),
         (lambda: check_backup_path(tmp_path), "it is a directory"),
+        (lambda: check_backup_path(a_file / "b.pkvb"), f"{a_file} is not a directory"),
         (lambda: BackupWriter(tmp_path, HEADER), "it is a directory"),
         (lambda: BackupReader(tmp_path), "it is a directory"),
         (lambda: BackupReader(tmp_path / "absent"), "no such file"),

@@ -890,6 +890,29 @@ async def test_settling_an_old_ref_whose_outcome_is_final_answers_it(fake: FakeK
 
 
 @with_fake
+async def test_a_settle_whose_window_runs_out_while_the_groups_answer_records_nothing(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window is checked again before the Decide: a ref 50 ms inside it whose status
+    takes 200 ms is refused as too old, and nothing is recorded."""
+    async with fast_client(fake) as client:
+        ask = client._group_txn_status
+
+        async def slow_status(*args: Any) -> Any:
+            await asyncio.sleep(0.2)
+            return await ask(*args)
+
+        monkeypatch.setattr(client, "_group_txn_status", slow_status)
+        nearly = TxnRef(b"t" * 16, 1, time.time_ns() - int((SETTLE_WINDOW_S - 0.05) * 1e9))
+        with pytest.raises(txn.InvalidArgument, match="too old to settle"):
+            await client.txn_status(nearly, settle=True)
+        assert fake.requests("decide") == []
+        young = TxnRef(b"u" * 16, 1, time.time_ns())
+        assert (await client.txn_status(young, settle=True)).state is TxnState.ABORTED
+        assert len(fake.requests("decide")) >= 1, "the control: a young one is settled"
+
+
+@with_fake
 async def test_settling_a_commit_whose_every_prepare_is_logged_records_nothing(
     fake: FakeKV,
 ) -> None:
