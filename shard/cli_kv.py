@@ -302,7 +302,8 @@ def register_kv_commands(subparsers: Any) -> None:
         help="show every group's leader, ballot and progress, and node reachability",
         description="One row per group from its leader's view (key range, replicas, leader, "
         "ballot, chosen and applied index), then one row per node (reachable or why not). "
-        "Exits 1 when a node is unreachable or a group has no leader.",
+        "Exits 1 when a node is unreachable or refused by its peers, or a group has no "
+        "leader.",
     )
     status.set_defaults(handler=_cmd_status)
 

@@ -67,8 +67,10 @@ output: one line, its first word the state:
 
 --settle makes the answer final, as `client.txn_status(ref, settle=True)`: with no decision
 yet it records one (ABORT, or COMMIT when every participant turns out prepared), and a late
-copy of the commit is then refused. It needs the full REF; it records an outcome only for
-a transaction begun at most 60 s ago (an outcome already final is printed however old).
+copy of the commit is then refused. It needs the decision group (a REF, the ID:GROUP of a
+commit line, or an id with --group) and an id that says when it began (every id this
+client makes does); it records an outcome only for a transaction begun at most 60 s ago
+(an outcome already final is printed however old).
 Settle before re-running the work of a commit whose outcome is unknown.
 
 exit status: 0 committed, 3 aborted, 4 not final (in-progress, unknown), 1 error, 2 a bad

@@ -71,7 +71,8 @@ Rules
 1. The transaction id is fixed before the first commit request and every commit request is
    idempotent under it (Prepare, CommitOnePhase, Decide, Resolve), so a lost answer is
    answered by re-sending the SAME request. Only when no answer comes before the deadline
-   does the commit raise `CommitUnknown` — never a guess (PITFALLS.md, jetcd 0.8.2). A
+   does the commit raise `CommitUnknown` — never a guess (jetcd 0.8.2, in the project's
+   shared PITFALLS.md, kept outside this repository). A
    Prepare or one-phase commit is re-sent for at most `txn.commit.RESEND_WINDOW_S` (60 s,
    half the minimum decision retention) whatever the deadline: later, a group may refuse it
    by its timestamp (participant rules P7, O5) after its first copy committed, and that
@@ -82,8 +83,8 @@ Rules
    cannot record it raises `CommitUnknown`, never a guess.
 3. `run` / `@transactional` retry the WHOLE function with a fresh transaction (new id, fresh
    reads) on retryable errors, with capped exponential backoff and full jitter, bounded by
-   `max_attempts` and `retry_timeout_s` (PITFALLS.md, TiDB 2.1.7: retry the function, not the
-   commit). `CommitUnknown` is never retried automatically, nor `DeadlineExceeded`: an
+   `max_attempts` and `retry_timeout_s` (TiDB 2.1.7 in the shared PITFALLS.md: retry the
+   function, not the commit). `CommitUnknown` is never retried automatically, nor `DeadlineExceeded`: an
    attempt that waited out a whole `timeout_s` raises it at once (another would wait as long).
 4. A read that meets a prepared transaction's write intent waits at the leader for the
    intent's release (up to a second), and if still refused is re-sent after a short

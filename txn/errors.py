@@ -13,31 +13,33 @@ predicates):
   automatically: check with `client.txn_status(err.ref)` or make the transaction idempotent
   (FoundationDB developer guide, "Transactions with unknown results").
 
-=====================  ===================  =========  ===============  ==========================
-class                  code                 retryable  maybe_committed  meaning
-=====================  ===================  =========  ===============  ==========================
-PaxosKVError           ERROR                no         no               base class
-Conflict               CONFLICT             yes        no               a key changed or is held
-                                                                        by another transaction
-Unavailable            UNAVAILABLE          yes        no               no leader / node down /
-                                                                        shard map changed
-DeadlineExceeded       DEADLINE_EXCEEDED    yes        no               no answer before deadline
-OutcomeUnknown         OUTCOME_UNKNOWN      no         yes              a single-key write's answer
-                                                                        was lost
-CommitUnknown          COMMIT_UNKNOWN       no         yes              a commit's answer was lost
-LimitExceeded          LIMIT_EXCEEDED       no         no               key/value/txn too large
-InvalidArgument        INVALID_ARGUMENT     no         no               malformed request
-WrongCluster           WRONG_CLUSTER        no         no               seeds of another cluster
-ServerError            INTERNAL             no         per instance     a node reported a bug
-ClientClosed           CLIENT_CLOSED        no         per instance     the client was closed
-                                                                        (mid-write: maybe)
-TransactionClosed      TRANSACTION_CLOSED   no         no               use after commit/abort
-TransactionTooOld      TRANSACTION_TOO_OLD  yes        no               committed too long after
-                                                                        its start
-SnapshotTooOld         SNAPSHOT_TOO_OLD     yes        no               a snapshot read older than
-                                                                        the MVCC retention
-TooManyRetries         TOO_MANY_RETRIES     no         no               retry budget used up
-=====================  ===================  =========  ===============  ==========================
+=====================  ======================  =========  ===============  ==========================
+class                  code                    retryable  maybe_committed  meaning
+=====================  ======================  =========  ===============  ==========================
+PaxosKVError           ERROR                   no         no               base class
+Conflict               CONFLICT                yes        no               a key changed or is held
+                                                                           by another transaction
+FencingTokenRejected   FENCING_TOKEN_REJECTED  no         no               a fenced write's token is
+                                                                           not the lock's latest
+Unavailable            UNAVAILABLE             yes        no               no leader / node down /
+                                                                           shard map changed
+DeadlineExceeded       DEADLINE_EXCEEDED       yes        no               no answer before deadline
+OutcomeUnknown         OUTCOME_UNKNOWN         no         yes              a single-key write's answer
+                                                                           was lost
+CommitUnknown          COMMIT_UNKNOWN          no         yes              a commit's answer was lost
+LimitExceeded          LIMIT_EXCEEDED          no         no               key/value/txn too large
+InvalidArgument        INVALID_ARGUMENT        no         no               malformed request
+WrongCluster           WRONG_CLUSTER           no         no               seeds of another cluster
+ServerError            INTERNAL                no         per instance     a node reported a bug
+ClientClosed           CLIENT_CLOSED           no         per instance     the client was closed
+                                                                           (mid-write: maybe)
+TransactionClosed      TRANSACTION_CLOSED      no         no               use after commit/abort
+TransactionTooOld      TRANSACTION_TOO_OLD     yes        no               committed too long after
+                                                                           its start
+SnapshotTooOld         SNAPSHOT_TOO_OLD        yes        no               a snapshot read older than
+                                                                           the MVCC retention
+TooManyRetries         TOO_MANY_RETRIES        no         no               retry budget used up
+=====================  ======================  =========  ===============  ==========================
 
 Routing errors. The routing layer (`router.client_errors`) has its own classes with the same
 flags. Each class here that has a routing counterpart *also* subclasses it, and the
@@ -45,7 +47,8 @@ transaction client translates every routing error it meets into the class here. 
 `except txn.Unavailable` and `except router.client_errors.Unavailable` catch what the
 transaction client raises, and `except txn.PaxosKVError` catches all of it.
 
-This module is pure: no I/O, importable anywhere (it imports only `router.client_errors`).
+This module is pure: no I/O, importable anywhere (it imports only `router.client_errors`
+and the pure `txn.hlc` and `txn.txn_ids`).
 """
 
 from __future__ import annotations

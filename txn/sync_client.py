@@ -672,8 +672,8 @@ def transactional(fn: Callable[..., Any]) -> Any:
             add(tx, b"a", 1); add(tx, b"b", 1)   # both in one
 
     Raises:
-        TypeError: `fn` is a generator function, or the first argument is neither a client
-            nor a transaction.
+        TypeError: `fn` is a generator function, or the argument in the transaction's place
+            (its `tx`/`tr` parameter, else the first) is neither a client nor a transaction.
     """
     _refuse_generator(fn)
 

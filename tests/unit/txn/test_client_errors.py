@@ -45,6 +45,24 @@ def test_table_flags_and_unique_codes() -> None:
     assert len(codes) == len(set(codes))
 
 
+def test_the_module_docstrings_table_names_every_class_with_its_code_and_flags() -> None:
+    """Found by a docs audit: the table lacked FencingTokenRejected while ERRORS, "in the
+    order of the table", had it."""
+    import txn.errors as errors_module
+
+    doc = errors_module.__doc__ or ""
+    border = next(line for line in doc.splitlines() if line.startswith("====="))
+    rows = doc.split(border)[2].strip().splitlines()
+    flag = {"yes": True, "no": False}
+    table = [row.split()[:5] for row in rows if row and not row.startswith(" ")]
+    assert [name for name, *_ in table] == [cls.__name__ for cls in ERRORS]
+    for (name, code, retryable, maybe, *_), cls in zip(table, ERRORS, strict=True):
+        assert code == cls.code, name
+        assert flag[retryable] == cls.retryable, name
+        if maybe != "per":  # "per instance": set on each error raised
+            assert flag[maybe] == cls.maybe_committed, name
+
+
 @pytest.mark.parametrize(
     ("source", "target"),
     [
