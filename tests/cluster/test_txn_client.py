@@ -247,6 +247,38 @@ def test_increments_through_scans_for_update_across_two_shards(
     assert tries < 40, f"{tries} attempts for 20 increments: the locks did not queue them"
 
 
+def test_more_hot_reads_for_update_than_a_stream_has_get_slots_all_commit(
+    gp_cluster: LocalCluster,
+) -> None:
+    """Found by a client trial: 200 transactions of one AsyncClient, each an increment of one
+    hot key read for update, filled the stream's 128 get slots with reads queued on the
+    key's lock, and the node read nothing behind them, the lock holder's commit included:
+    14 of 200 committed in 67 s, the rest TooManyRetries. Now every one commits."""
+    from shard.server import MAX_STREAM_GETS
+
+    clients = MAX_STREAM_GETS + 72
+    key = b"hot-for-update"
+
+    async def main() -> tuple[list[BaseException], bytes | None]:
+        async with txn.AsyncClient(gp_cluster.env_value(), timeout_s=10.0) as client:
+            await client.put(key, b"0")
+
+            @client.transactional
+            async def increment(tx: txn.AsyncTransaction) -> None:
+                value = await tx.get(key, for_update=True)
+                tx.put(key, b"%d" % (int(value or b"0") + 1))
+
+            results = await asyncio.gather(
+                *(increment() for _ in range(clients)), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            return errors, await client.get(key)
+
+    errors, value = asyncio.run(main())
+    assert not errors, errors[:3]
+    assert value == b"%d" % clients
+
+
 def test_snapshot_reads(client: txn.Client) -> None:
     client.put(b"snap-a", b"v1")
     client.put(b"qsnap", b"v1")

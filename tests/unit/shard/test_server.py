@@ -384,6 +384,67 @@ def test_a_stream_holds_at_most_max_stream_gets_unanswered(
     assert len(submitted) == 7
 
 
+def test_gets_waiting_for_a_slot_do_not_hold_up_the_streams_other_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a client trial: the reader waited for a get slot, and so did everything
+    behind it; with the slots full of reads queued on a hot key's lock, the lock holder's
+    commit on the same stream waited until they timed out."""
+    gets = [kv.Request(id=i, get=kv.GetRequest(key=b"hot")) for i in range(10)]
+    commit = kv.Request(id=10, put=kv.PutRequest(key=b"other", value=b"v"))
+    submitted = _submitted_while_the_core_holds_everything(
+        [*gets, commit], monkeypatch, MAX_STREAM_GETS=3
+    )
+    assert [r.id for r in submitted] == [0, 1, 2, 10]
+
+
+def test_waiting_gets_are_submitted_in_order_as_answers_are_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shard import server
+
+    monkeypatch.setattr(server, "MAX_STREAM_GETS", 2)
+    held: list[tuple[kv.Request, Any]] = []
+    received: list[int] = []
+    most_open = 0
+
+    def submit(request: kv.Request, reply: Any) -> None:
+        nonlocal most_open
+        held.append((request, reply))
+        most_open = max(most_open, len({r.id for r, _ in held} - set(received)))
+
+    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(7)])
+
+    async def run() -> None:
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
+
+        async def consume() -> None:
+            async for batch in stream:
+                received.extend(r.id for r in batch.responses)
+                if len(received) == 7:
+                    return
+
+        async def answer() -> None:
+            answered = 0
+            while len(received) < 7:
+                if answered < len(held):
+                    request, reply = held[answered]
+                    answered += 1
+                    reply(kv.Response(id=request.id, get=kv.GetResponse()))
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(asyncio.gather(consume(), answer()), 10)
+        await stream.aclose()
+
+    asyncio.run(run())
+    assert [r.id for r, _ in held] == list(range(7))
+    assert sorted(received) == list(range(7))
+    assert most_open == 2
+
+
 MIB = 1 << 20
 
 
