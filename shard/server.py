@@ -35,6 +35,10 @@ MAX_UNWRITTEN = 65_536
 MAX_STREAM_SCANS = 16
 #: Gets one stream may have unanswered or unwritten; the others wait in line.
 MAX_STREAM_GETS = 128
+#: Gets (or scans) one stream may have waiting in line; past this the reader waits, and
+#: gRPC's flow control holds the client back: a request in line costs the node a few hundred
+#: bytes of Python objects that its byte budget does not see.
+MAX_STREAM_WAITING = 4096
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
 #: put holds its value until chosen) and its answers not yet written. Past this, or past
 #: the node's budget for all streams (shard.client_memory), the reader waits and gRPC's flow
@@ -60,6 +64,9 @@ class _KindSlots:
     def __init__(self, limit: int) -> None:
         self._free = limit
         self._waiting: deque[Callable[[], None]] = deque()
+
+    def line_full(self) -> bool:
+        return len(self._waiting) >= MAX_STREAM_WAITING
 
     def submit(self, start: Callable[[], None]) -> None:
         """Run `start` now if a slot is free and nobody waits, else once one frees."""
@@ -324,10 +331,12 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         )
                         return
                     for n, request in enumerate(batch.requests):
+                        slot = slots.get(request.WhichOneof("op"))
                         while (
                             unwritten >= MAX_UNWRITTEN
                             or held_bytes >= MAX_STREAM_BYTES
                             or not memory.allows(held_bytes, unwritten)
+                            or (slot is not None and slot.line_full())
                         ):
                             await memory.wait(written)
                         # Counted once nothing awaits before its submit: a drain that stops
@@ -340,7 +349,6 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                             start = partial(replier(size), self._refuse_excess(request))
                         else:
                             start = partial(self._submit, request, replier(size))
-                        slot = slots.get(request.WhichOneof("op"))
                         if slot is None:
                             start()
                         else:

@@ -398,6 +398,17 @@ def test_gets_waiting_for_a_slot_do_not_hold_up_the_streams_other_requests(
     assert [r.id for r in submitted] == [0, 1, 2, 10]
 
 
+def test_a_full_line_of_waiting_gets_stops_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line is bounded too: past MAX_STREAM_WAITING the reader waits (gRPC's flow
+    control then holds the client back), as it did for every get past the slots before."""
+    gets = [kv.Request(id=i, get=kv.GetRequest(key=b"hot")) for i in range(10)]
+    commit = kv.Request(id=10, put=kv.PutRequest(key=b"other", value=b"v"))
+    submitted = _submitted_while_the_core_holds_everything(
+        [*gets, commit], monkeypatch, MAX_STREAM_GETS=2, MAX_STREAM_WAITING=3
+    )
+    assert [r.id for r in submitted] == [0, 1]
+
+
 def test_waiting_gets_are_submitted_in_order_as_answers_are_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
