@@ -36,9 +36,10 @@ MAX_STREAM_SCANS = 16
 #: Gets one stream may have unanswered or unwritten; the others wait in line.
 MAX_STREAM_GETS = 128
 #: Gets (or scans) one stream may have waiting in line; past this the reader waits, and
-#: gRPC's flow control holds the client back: a request in line costs the node a few hundred
-#: bytes of Python objects that its byte budget does not see.
-MAX_STREAM_WAITING = 4096
+#: gRPC's flow control holds the client back: a request in line costs the node about 530
+#: bytes of Python objects that its byte budget does not see (review), so two full lines
+#: hold about 1 MB, what one parsed message of WRITE_REQUESTS requests held before.
+MAX_STREAM_WAITING = 1024
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
 #: put holds its value until chosen) and its answers not yet written. Past this, or past
 #: the node's budget for all streams (shard.client_memory), the reader waits and gRPC's flow
