@@ -62,27 +62,34 @@ class BackupCorrupt(BackupError):
     kind of file); nothing was restored from it."""
 
 
+def _path_fault(path: Path) -> str | None:
+    """Why `path` cannot be a backup file's path (a directory, or under no directory), or
+    None."""
+    if path.is_dir():
+        return "it is a directory; give a file's path"
+    if path.parent.exists() and not path.parent.is_dir():
+        return f"{path.parent} is not a directory"
+    if not path.parent.is_dir():
+        return f"the directory {path.parent} does not exist"
+    return None
+
+
 def _why(exc: OSError, path: Path) -> str:
     """An OSError on `path` in words (without the errno, or a temporary file's name)."""
-    if isinstance(exc, FileNotFoundError) and not path.parent.is_dir():
-        return f"the directory {path.parent} does not exist"
+    fault = _path_fault(path)
+    if fault is not None:
+        return fault
     if isinstance(exc, FileNotFoundError):
         return "no such file"
-    if isinstance(exc, IsADirectoryError) or path.is_dir():
-        return "it is a directory; give a file's path"
     return exc.strerror or str(exc)
 
 
 def check_backup_path(path: str | os.PathLike[str]) -> None:
     """Raise BackupError now if a backup could not be written at `path` (a directory, or in
     a directory that does not exist): before a backup reads anything."""
-    where = Path(path)
-    if where.is_dir():
-        raise BackupError(f"cannot write {where}: it is a directory; give a file's path")
-    if where.parent.exists() and not where.parent.is_dir():
-        raise BackupError(f"cannot write {where}: {where.parent} is not a directory")
-    if not where.parent.is_dir():
-        raise BackupError(f"cannot write {where}: the directory {where.parent} does not exist")
+    fault = _path_fault(Path(path))
+    if fault is not None:
+        raise BackupError(f"cannot write {path}: {fault}")
 
 
 def range_fault(start: bytes, end: bytes | None) -> str | None:
