@@ -229,6 +229,54 @@ def _refusal(request: kv.Request, code: int, message: str) -> kv.Response:
     return response
 
 
+def _answered_in_turn(requests: list[kv.Request], kind: str) -> tuple[list[int], list[int], int]:
+    """Stream `requests` in one message to a core that answers what it was given, one at a
+    time in the order given: (the ids in the order submitted, the ids answered, the most
+    requests of `kind` submitted and not answered at once)."""
+    held: list[tuple[kv.Request, Any]] = []
+    received: list[int] = []
+    most_open = 0
+
+    def submit(request: kv.Request, reply: Any) -> None:
+        nonlocal most_open
+        held.append((request, reply))
+        open_ids = {r.id for r, _ in held if r.WhichOneof("op") == kind} - set(received)
+        most_open = max(most_open, len(open_ids))
+
+    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
+
+    async def stream_requests() -> Any:
+        yield kv.RequestBatch(requests=requests)
+
+    async def run() -> None:
+        stream = servicer.Batch(stream_requests(), AbortingContext())  # type: ignore[arg-type]
+
+        async def consume() -> None:
+            async for batch in stream:
+                received.extend(r.id for r in batch.responses)
+                if len(received) == len(requests):
+                    return
+
+        async def answer() -> None:
+            answered = 0
+            while len(received) < len(requests):
+                if answered < len(held):
+                    request, reply = held[answered]
+                    answered += 1
+                    op = request.WhichOneof("op")
+                    reply(
+                        kv.Response(id=request.id, **{op: getattr(kv, op.title() + "Response")()})
+                    )
+                for _ in range(5):
+                    await asyncio.sleep(0)
+
+        await asyncio.wait_for(asyncio.gather(consume(), answer()), 10)
+        await stream.aclose()
+
+    asyncio.run(run())
+    return [r.id for r, _ in held], received, most_open
+
+
 def test_a_stream_holds_at_most_max_stream_scans_unanswered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -237,47 +285,10 @@ def test_a_stream_holds_at_most_max_stream_scans_unanswered(
     from shard import server
 
     monkeypatch.setattr(server, "MAX_STREAM_SCANS", 2)
-    held: list[tuple[kv.Request, Any]] = []
-    received: list[int] = []
-    most_open = 0
-
-    def submit(request: kv.Request, reply: Any) -> None:
-        nonlocal most_open
-        held.append((request, reply))
-        scans = {r.id for r, _ in held if r.WhichOneof("op") == "scan"}
-        most_open = max(most_open, len(scans - set(received)))
-
-    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
-
-    async def requests() -> Any:
-        scans = [kv.Request(id=i, scan=kv.ScanRequest(start=b"a")) for i in range(8)]
-        yield kv.RequestBatch(requests=[*scans, kv.Request(id=9, get=kv.GetRequest())])
-
-    async def run() -> None:
-        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
-
-        async def consume() -> None:
-            async for batch in stream:
-                received.extend(r.id for r in batch.responses)
-
-        async def answer() -> None:
-            answered = 0
-            while len(received) < 9:
-                if answered < len(held):
-                    request, reply = held[answered]
-                    answered += 1
-                    kind = request.WhichOneof("op")
-                    reply(
-                        kv.Response(
-                            id=request.id, **{kind: getattr(kv, kind.title() + "Response")()}
-                        )
-                    )
-                for _ in range(5):
-                    await asyncio.sleep(0)
-
-        await asyncio.wait_for(asyncio.gather(consume(), answer()), 10)
-
-    asyncio.run(run())
+    scans = [kv.Request(id=i, scan=kv.ScanRequest(start=b"a")) for i in range(8)]
+    _, received, most_open = _answered_in_turn(
+        [*scans, kv.Request(id=9, get=kv.GetRequest())], "scan"
+    )
     assert sorted(received) == [0, 1, 2, 3, 4, 5, 6, 7, 9]
     assert most_open == 2
 
@@ -415,43 +426,9 @@ def test_waiting_gets_are_submitted_in_order_as_answers_are_written(
     from shard import server
 
     monkeypatch.setattr(server, "MAX_STREAM_GETS", 2)
-    held: list[tuple[kv.Request, Any]] = []
-    received: list[int] = []
-    most_open = 0
-
-    def submit(request: kv.Request, reply: Any) -> None:
-        nonlocal most_open
-        held.append((request, reply))
-        most_open = max(most_open, len({r.id for r, _ in held} - set(received)))
-
-    servicer = KVServicer(core=None, submit=submit, node_name="n1", timeout_s=1.0)  # type: ignore[arg-type]
-
-    async def requests() -> Any:
-        yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(7)])
-
-    async def run() -> None:
-        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
-
-        async def consume() -> None:
-            async for batch in stream:
-                received.extend(r.id for r in batch.responses)
-                if len(received) == 7:
-                    return
-
-        async def answer() -> None:
-            answered = 0
-            while len(received) < 7:
-                if answered < len(held):
-                    request, reply = held[answered]
-                    answered += 1
-                    reply(kv.Response(id=request.id, get=kv.GetResponse()))
-                await asyncio.sleep(0)
-
-        await asyncio.wait_for(asyncio.gather(consume(), answer()), 10)
-        await stream.aclose()
-
-    asyncio.run(run())
-    assert [r.id for r, _ in held] == list(range(7))
+    gets = [kv.Request(id=i, get=kv.GetRequest()) for i in range(7)]
+    submitted, received, most_open = _answered_in_turn(gets, "get")
+    assert submitted == list(range(7))
     assert sorted(received) == list(range(7))
     assert most_open == 2
 
