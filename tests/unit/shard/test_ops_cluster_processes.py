@@ -124,20 +124,29 @@ def test_a_pid_that_is_not_our_child_still_needs_the_cmdline_check(
     assert cluster.pid("n1") is None
 
 
+def _broken_config(
+    tmp_path: Path, children: list[subprocess.Popen[bytes]], nodes: list[str], foreign_as: str
+) -> tuple[LocalCluster, list[subprocess.Popen[bytes]], subprocess.Popen[bytes]]:
+    """A cluster directory whose cluster.toml no longer loads (a table declared twice),
+    with fake nodes `nodes` running and a foreign process recorded as `foreign_as`."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    running = [_fake_node(cluster, name, children) for name in nodes]
+    foreign = subprocess.Popen([sys.executable, "-c", SLEEP])
+    children.append(foreign)
+    cluster.pid_file(foreign_as).write_text(f"{foreign.pid}\n")
+    with cluster.config_path.open("a") as config:
+        config.write("\n[paxos]\nlease_ms = 100\n")
+    return cluster, running, foreign
+
+
 def test_stop_works_from_the_pid_files_when_the_config_does_not_load(
     tmp_path: Path, capsys: Any, children: list[subprocess.Popen[bytes]]
 ) -> None:
     """An edit that broke cluster.toml (here a table declared twice) kept `cluster stop`
     from stopping the running nodes. Each pid is still checked against the config's path and
     the node's name: the foreign process is left alone."""
-    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
-    cluster._write_config()
-    nodes = [_fake_node(cluster, name, children) for name in ("n1", "n2")]
-    foreign = subprocess.Popen([sys.executable, "-c", SLEEP])
-    children.append(foreign)
-    cluster.pid_file("n3").write_text(f"{foreign.pid}\n")
-    with cluster.config_path.open("a") as config:
-        config.write("\n[paxos]\nlease_ms = 100\n")
+    cluster, nodes, foreign = _broken_config(tmp_path, children, ["n1", "n2"], "n3")
     assert main(["cluster", "stop", "--data-dir", str(cluster.data_dir)]) == 0
     out, err = capsys.readouterr()
     assert all(_gone(proc) for proc in nodes)
@@ -169,14 +178,7 @@ def test_a_killed_nodes_channel_is_replaced_and_the_old_one_still_fails_as_rpcs_
 def test_status_names_the_running_nodes_when_the_config_does_not_load(
     tmp_path: Path, capsys: Any, children: list[subprocess.Popen[bytes]]
 ) -> None:
-    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
-    cluster._write_config()
-    node = _fake_node(cluster, "n1", children)
-    foreign = subprocess.Popen([sys.executable, "-c", SLEEP])
-    children.append(foreign)
-    cluster.pid_file("n2").write_text(f"{foreign.pid}\n")
-    with cluster.config_path.open("a") as config:
-        config.write("\n[paxos]\nlease_ms = 100\n")
+    cluster, [node], _ = _broken_config(tmp_path, children, ["n1"], "n2")
     assert main(["cluster", "status", "--data-dir", str(cluster.data_dir)]) == 1
     out, err = capsys.readouterr()
     assert "the config did not load (" in err and "not valid TOML" in err
