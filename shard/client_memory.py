@@ -17,10 +17,23 @@ from __future__ import annotations
 
 import asyncio
 
+from google.protobuf.message import Message
+
 #: Bytes all Batch streams of a node may hold together.
 MAX_CLIENT_BYTES = 1 << 30
 #: What a stream with no answer waiting to be written may hold whatever the others hold.
 STREAM_FLOOR_BYTES = 4 << 20
+#: What a request or an answer held costs in Python objects besides its encoded bytes (a
+#: parsed get, its reply closure and its place in line measured 440 bytes). Found by
+#: review: counting encoded bytes alone, a stream's 65,536 unanswered gets of 20 bytes
+#: held some 30 MB that no budget saw.
+MESSAGE_OVERHEAD_BYTES = 512
+
+
+def memory_cost(message: Message) -> int:
+    """What holding `message` costs the node, as its budget counts it."""
+    size: int = message.ByteSize()
+    return size + MESSAGE_OVERHEAD_BYTES
 
 
 class ClientMemory:

@@ -15,7 +15,7 @@ from router.client import WRITE_BYTES, WRITE_REQUESTS
 from router.client_errors import OUTCOME_ADVICE
 from router.codec import encode_shard_map
 from shard import __version__
-from shard.client_memory import ClientMemory
+from shard.client_memory import ClientMemory, memory_cost
 from shard.node import READ_KINDS, NodeCore
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
@@ -36,9 +36,7 @@ MAX_STREAM_SCANS = 16
 #: Gets one stream may have unanswered or unwritten; the others wait in line.
 MAX_STREAM_GETS = 128
 #: Gets (or scans) one stream may have waiting in line; past this the reader waits, and
-#: gRPC's flow control holds the client back: a request in line costs the node about 530
-#: bytes of Python objects that its byte budget does not see (review), so two full lines
-#: hold about 1 MB, what one parsed message of WRITE_REQUESTS requests held before.
+#: gRPC's flow control holds the client back (each counts in the stream's bytes too).
 MAX_STREAM_WAITING = 1024
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
 #: put holds its value until chosen) and its answers not yet written. Past this, or past
@@ -116,12 +114,12 @@ def _held_answer(
     """The answer to hold in place of the `held` bytes of its request, and its size: shed
     (`_shed`, counted in `memory`) when it reports nothing done and the bytes it adds do not
     `fits`."""
-    size = response.ByteSize()
+    size = memory_cost(response)
     if size > held and not fits(size - held):
         shed = _shed(response)
         if shed is not None:
             memory.shed += 1
-            return shed, shed.ByteSize()
+            return shed, memory_cost(shed)
     return response, size
 
 
@@ -197,7 +195,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         memory = self._memory
         request = kv.Request()
         getattr(request, kind).CopyFrom(op)
-        held = request.ByteSize()
+        held = memory_cost(request)
         if not memory.takes(held):
             # Refused, not held until chosen (found by review: unary calls were counted but
             # never bounded, so enough concurrent 1 MiB puts held past the budget).
@@ -344,7 +342,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         # the reader leaves no request counted that will never be answered
                         # (one waiting for a slot is submitted when an answer is written).
                         outstanding += 1
-                        size = request.ByteSize()
+                        size = memory_cost(request)
                         hold(size)
                         if outstanding > MAX_OUTSTANDING:
                             start = partial(replier(size), self._refuse_excess(request))

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from router import kv_pb2 as kv
-from shard.client_memory import ClientMemory
+from shard.client_memory import MESSAGE_OVERHEAD_BYTES, ClientMemory
 from shard.node import NodeCore
 from shard.server import KVServicer
 from tests.unit.shard.runtime_support import Aborted, AbortingContext
+
+T = TypeVar("T")
+#: A test whose stream stops answering fails at this deadline instead of hanging.
+DEADLINE_S = 20.0
+
+
+def run_within(main: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(main, DEADLINE_S))
 
 
 def silent_servicer() -> KVServicer:
@@ -38,7 +46,7 @@ class _UnaryContext:
 
 
 def call(method: str, request: Any) -> Any:
-    return asyncio.run(getattr(silent_servicer(), method)(request, _UnaryContext()))
+    return run_within(getattr(silent_servicer(), method)(request, _UnaryContext()))
 
 
 def test_a_unary_calls_bytes_count_until_the_call_ends() -> None:
@@ -51,7 +59,7 @@ def test_a_unary_calls_bytes_count_until_the_call_ends() -> None:
 
     servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
     context = _UnaryContext()
-    got = asyncio.run(servicer.Get(kv.GetRequest(key=b"k"), context))  # type: ignore[arg-type]
+    got = run_within(servicer.Get(kv.GetRequest(key=b"k"), context))  # type: ignore[arg-type]
     assert got.value == value
     assert memory.held >= len(value)
     context.end()
@@ -61,7 +69,7 @@ def test_a_unary_calls_bytes_count_until_the_call_ends() -> None:
 def test_a_unary_reads_answer_past_the_budget_is_shed() -> None:
     """Unary calls have no floor: each would be one more stream's worth, unbounded."""
     memory = ClientMemory(limit=1 << 20, floor=1 << 20)
-    memory.adjust((1 << 20) - 1024)  # others hold all but room for small requests
+    memory.adjust((1 << 20) - 3 * MESSAGE_OVERHEAD_BYTES)  # all but room for small requests
     big = b"v" * 4096
 
     def answer(request: kv.Request, reply: Any) -> None:
@@ -72,22 +80,26 @@ def test_a_unary_reads_answer_past_the_budget_is_shed() -> None:
             reply(kv.Response(put=kv.PutResponse(version=7)))
 
     servicer = KVServicer(core=None, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
-    got = asyncio.run(servicer.Get(kv.GetRequest(key=b"k"), _UnaryContext()))  # type: ignore[arg-type]
+    got = run_within(servicer.Get(kv.GetRequest(key=b"k"), _UnaryContext()))  # type: ignore[arg-type]
     assert got.error.code == kv.UNAVAILABLE and not got.value
-    put = asyncio.run(servicer.Put(kv.PutRequest(key=b"k", value=b"v"), _UnaryContext()))  # type: ignore[arg-type]
+    put = run_within(servicer.Put(kv.PutRequest(key=b"k", value=b"v"), _UnaryContext()))  # type: ignore[arg-type]
     assert put.error.code == kv.OK and put.version == 7  # a write's answer is never shed
     # The node's Status says what it sheds, for `paxoskv status`.
     servicer._core = SimpleNamespace(status=kv.StatusResponse)  # type: ignore[assignment]
-    status = asyncio.run(servicer.Status(kv.StatusRequest(), None))
+    status = run_within(servicer.Status(kv.StatusRequest(), None))
     assert status.answers_shed == 1
-    assert status.client_bytes_limit == 1 << 20 and status.client_bytes_held >= (1 << 20) - 1024
+    assert (
+        status.client_bytes_limit == 1 << 20
+        and status.client_bytes_held >= (1 << 20) - 3 * MESSAGE_OVERHEAD_BYTES
+    )
 
 
 def test_a_unary_request_past_the_budget_is_refused_not_held() -> None:
     """Found by review: unary calls were counted but never bounded, so enough concurrent
     1 MiB puts held past the node's budget until each was chosen."""
     memory = ClientMemory(limit=1 << 20, floor=1 << 20)
-    memory.adjust((1 << 20) - 100)  # others hold nearly all of it
+    room = 2 * MESSAGE_OVERHEAD_BYTES
+    memory.adjust((1 << 20) - room)  # others hold nearly all of it
     submitted: list[kv.Request] = []
 
     def answer(request: kv.Request, reply: Any) -> None:
@@ -97,11 +109,11 @@ def test_a_unary_request_past_the_budget_is_refused_not_held() -> None:
     core = SimpleNamespace(refusal=NodeCore.refusal)
     servicer = KVServicer(core=core, submit=answer, node_name="n1", timeout_s=1.0, memory=memory)  # type: ignore[arg-type]
     big = kv.PutRequest(key=b"k", value=b"v" * 4096)
-    got = asyncio.run(servicer.Put(big, _UnaryContext()))  # type: ignore[arg-type]
+    got = run_within(servicer.Put(big, _UnaryContext()))  # type: ignore[arg-type]
     assert got.error.code == kv.UNAVAILABLE and not submitted  # nothing done: retryable
-    assert memory.held == (1 << 20) - 100 and memory.shed == 1
+    assert memory.held == (1 << 20) - room and memory.shed == 1
     small = kv.PutRequest(key=b"k", value=b"v")
-    assert asyncio.run(servicer.Put(small, _UnaryContext())).version == 7  # type: ignore[arg-type]
+    assert run_within(servicer.Put(small, _UnaryContext())).version == 7  # type: ignore[arg-type]
 
 
 def test_an_unanswered_write_is_outcome_unknown() -> None:
@@ -138,7 +150,7 @@ def test_answers_of_large_values_go_in_writes_under_the_message_limit() -> None:
     async def run() -> list[kv.ResponseBatch]:
         return [batch async for batch in servicer.Batch(requests(), None)]  # type: ignore[arg-type]
 
-    batches = asyncio.run(run())
+    batches = run_within(run())
     assert sorted(r.id for b in batches for r in b.responses) == list(range(1, 81))
     assert max(b.ByteSize() for b in batches) < 10 << 20
 
@@ -180,12 +192,12 @@ def test_a_huge_request_batch_lets_the_loop_run_and_is_cut_at_its_limit() -> Non
         finally:
             tick.cancel()
 
-    responses = asyncio.run(run(WRITE_REQUESTS))
+    responses = run_within(run(WRITE_REQUESTS))
     assert len(responses) == len(submitted_at) == WRITE_REQUESTS
     assert len(set(submitted_at)) >= WRITE_REQUESTS // SUBMIT_SLICE  # the loop ran between
     submitted_at.clear()
     with pytest.raises(Aborted, match="at most 4096 requests, this one 4097"):
-        asyncio.run(run(WRITE_REQUESTS + 1))
+        run_within(run(WRITE_REQUESTS + 1))
     assert submitted_at == []
 
 
@@ -216,7 +228,7 @@ def test_a_stream_past_its_unanswered_limit_is_told_to_retry(
         rest = [r async for b in stream for r in b.responses]
         return list(first.responses) + rest
 
-    responses = asyncio.run(run())
+    responses = run_within(run())
     refused = [r.id for r in responses if r.get.error.code == kv.UNAVAILABLE]
     assert refused == [3, 4] and len(responses) == 5
     assert "retry once some are answered" in responses[0].get.error.message
@@ -273,7 +285,7 @@ def _answered_in_turn(requests: list[kv.Request], kind: str) -> tuple[list[int],
         await asyncio.wait_for(asyncio.gather(consume(), answer()), 10)
         await stream.aclose()
 
-    asyncio.run(run())
+    run_within(run())
     return [r.id for r, _ in held], received, most_open
 
 
@@ -332,7 +344,7 @@ def test_a_client_that_never_reads_its_answers_is_not_read_from_without_bound(
         return seen
 
     # 3 held + 8 unwritten refusals + the batch being written, a batch read ahead.
-    assert asyncio.run(run()) <= 32
+    assert run_within(run()) <= 32
 
 
 def _submitted_while_the_core_holds_everything(
@@ -367,7 +379,7 @@ def _submitted_while_the_core_holds_everything(
             await pending
         await batches.aclose()
 
-    asyncio.run(run())
+    run_within(run())
     return submitted
 
 
@@ -433,6 +445,116 @@ def test_waiting_gets_are_submitted_in_order_as_answers_are_written(
     assert most_open == 2
 
 
+def test_scans_waiting_for_a_slot_do_not_hold_up_the_streams_gets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each kind has its own slots and its own line: a get is not behind waiting scans."""
+    scans = [kv.Request(id=i, scan=kv.ScanRequest(start=b"a")) for i in range(5)]
+    get = kv.Request(id=5, get=kv.GetRequest(key=b"k"))
+    submitted = _submitted_while_the_core_holds_everything(
+        [*scans, get], monkeypatch, MAX_STREAM_SCANS=2
+    )
+    assert [r.id for r in submitted] == [0, 1, 5]
+
+
+def test_a_drain_while_the_reader_waits_on_a_full_line_answers_every_request_in_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A get in line was read, so it is answered before `drained`; the one the reader
+    waits to put in line was not, and the client re-sends it. A request counted before
+    the reader waited would never be answered, and the stream would never say `drained`."""
+    from shard import server
+
+    monkeypatch.setattr(server, "MAX_STREAM_GETS", 1)
+    monkeypatch.setattr(server, "MAX_STREAM_WAITING", 1)
+    held: list[tuple[kv.Request, Any]] = []
+    servicer = KVServicer(
+        core=None,  # type: ignore[arg-type]
+        submit=lambda request, reply: held.append((request, reply)),
+        node_name="n1",
+        timeout_s=1.0,
+    )
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in (1, 2, 3)])
+        await asyncio.Future()  # the client sends no more
+
+    async def run() -> list[kv.ResponseBatch]:
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
+        batches: list[kv.ResponseBatch] = []
+        pending = asyncio.ensure_future(stream.__anext__())
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert [r.id for r, _ in held] == [1]  # 2 in line, 3 not yet read into it
+        servicer.drain()
+
+        async def answer() -> None:  # the core answers each get once submitted
+            answered = 0
+            while True:
+                while answered < len(held):
+                    request, reply = held[answered]
+                    answered += 1
+                    reply(kv.Response(id=request.id, get=kv.GetResponse()))
+                await asyncio.sleep(0)
+
+        core = asyncio.ensure_future(answer())
+        batches.append(await pending)
+        while not batches[-1].drained:
+            batches.append(await stream.__anext__())
+        core.cancel()
+        await stream.aclose()
+        return batches
+
+    batches = run_within(run())
+    assert [r.id for b in batches for r in b.responses] == [1, 2]
+    assert [r.id for r, _ in held] == [1, 2]
+
+
+def test_a_stream_cancelled_with_gets_in_line_gives_back_all_it_held() -> None:
+    """The client goes away while gets wait in line: answers that come after are dropped,
+    and every byte the stream held goes back to the node's budget. Found by review: a get
+    in line cost the node some 500 bytes that its budget did not count."""
+    from shard import server
+
+    memory = ClientMemory()
+    held: list[tuple[kv.Request, Any]] = []
+    servicer = KVServicer(
+        core=None,  # type: ignore[arg-type]
+        submit=lambda request, reply: held.append((request, reply)),
+        node_name="n1",
+        timeout_s=1.0,
+        memory=memory,
+    )
+    count = server.MAX_STREAM_GETS + 10
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(
+            requests=[kv.Request(id=i, get=kv.GetRequest(key=b"k")) for i in range(count)]
+        )
+        await asyncio.Future()
+
+    async def run() -> None:
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
+        pending = asyncio.ensure_future(stream.__anext__())
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert len(held) == server.MAX_STREAM_GETS
+        # Each get read, in line or not, counts its Python objects too, not its 5 bytes.
+        assert memory.held >= count * MESSAGE_OVERHEAD_BYTES
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+        await stream.aclose()
+        for request, reply in held:  # the core answers after the stream ended
+            reply(kv.Response(id=request.id, get=kv.GetResponse(found=True, value=b"v")))
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    run_within(run())
+    assert len(held) == server.MAX_STREAM_GETS  # nothing in line was submitted
+    assert memory.held == 0
+
+
 MIB = 1 << 20
 
 
@@ -490,7 +612,7 @@ def _hogs_and_a_reader(
             await hog.aclose()
         return answered
 
-    answered = asyncio.run(run())
+    answered = run_within(run())
     return most_held, answered
 
 
@@ -571,7 +693,7 @@ def test_small_gets_of_many_clients_are_not_held_back() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    asyncio.run(main())
+    run_within(main())
     assert submitted == dict.fromkeys(range(1, 19), 64)
 
 
@@ -619,7 +741,7 @@ def test_a_drained_stream_answers_what_it_read_then_says_it_read_no_more() -> No
             await after
         return batches
 
-    batches = asyncio.run(run())
+    batches = run_within(run())
     assert sorted(r.id for b in batches for r in b.responses) == [1, 2]
     assert batches[-1].drained and not any(b.drained for b in batches[:-1])
     assert [r.id for r, _ in held] == [1, 2], "a request read after the drain"
