@@ -913,6 +913,32 @@ async def test_a_settle_whose_window_runs_out_while_the_groups_answer_records_no
 
 
 @with_fake
+async def test_a_settle_sends_no_decide_after_its_window_ends(fake: FakeKV) -> None:
+    """The Decide's re-sends stop at the window's end, not at the caller's later deadline:
+    past it the decision record may have been purged, and an abort recorded then could
+    stand over a commit."""
+    sent_ns: list[int] = []
+
+    def drop_decides(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "decide":
+            return None
+        sent_ns.append(time.time_ns())
+        return DROP  # the coordinator never answers: the client re-sends
+
+    async with fast_client(fake, timeout_s=10.0, attempt_timeout_s=0.1) as client:
+        fake.hook = drop_decides
+        window_ends_ns = time.time_ns() + int(0.8e9)
+        ref = TxnRef(b"t" * 16, 1, window_ends_ns - int(SETTLE_WINDOW_S * 1e9))
+        started = time.monotonic()
+        with pytest.raises(txn.DeadlineExceeded):
+            await client.txn_status(ref, settle=True)
+        assert time.monotonic() - started < 5.0, "it went on to the 10 s deadline"
+    assert len(sent_ns) >= 2, "the control: the Decide was re-sent within the window"
+    late = [(ns - window_ends_ns) / 1e6 for ns in sent_ns if ns > window_ends_ns + 50_000_000]
+    assert late == [], f"Decides sent this many ms after the window ended: {late}"
+
+
+@with_fake
 async def test_settling_a_commit_whose_every_prepare_is_logged_records_nothing(
     fake: FakeKV,
 ) -> None:
