@@ -27,7 +27,7 @@ import secrets
 import sys
 import threading
 
-from txn import Client, PaxosKVError, Transaction
+from txn import Client, PaxosKVError, Transaction, prefix_end
 
 RUN = secrets.token_hex(3)
 CAPACITY = 3
@@ -43,11 +43,6 @@ def room_prefix(room: str) -> bytes:
 
 def booking_key(room: str, who: str) -> bytes:
     return room_prefix(room) + who.encode()
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The first key after every key that starts with `prefix` (which ends in '/')."""
-    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 class Full(Exception):

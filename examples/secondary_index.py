@@ -33,7 +33,7 @@ import sys
 import threading
 from typing import Any
 
-from txn import Client, PaxosKVError, Snapshot, Transaction
+from txn import Client, PaxosKVError, Snapshot, Transaction, prefix_end
 
 RUN = secrets.token_hex(3)
 CATEGORIES = ["books", "games", "music", "tools"]
@@ -53,11 +53,6 @@ def index_prefix(category: str) -> bytes:
 
 def index_key(category: str, pid: str) -> bytes:
     return index_prefix(category) + pid.encode()
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The first key after every key that starts with `prefix` (prefix ends in "/")."""
-    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 # ---------------------------------------------------------------------------- writes

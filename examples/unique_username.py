@@ -30,7 +30,7 @@ import secrets
 import sys
 import threading
 
-from txn import Client, PaxosKVError, Transaction
+from txn import Client, PaxosKVError, Transaction, prefix_end
 
 RUN = secrets.token_hex(3)
 
@@ -114,9 +114,6 @@ def check_consistency(client: Client) -> int:
     """Read users and both indexes in ONE snapshot (one timestamp, all shards) and check:
     no two users share a username or email, every index entry points to a user that has
     that username/email, and every user has both entries. Returns the user count."""
-
-    def prefix_end(prefix: bytes) -> bytes:
-        return prefix[:-1] + bytes([prefix[-1] + 1])
 
     with client.snapshot() as snap:
         ranges = {}

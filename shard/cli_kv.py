@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
+from router.keys import prefix_end
 
 EXIT_NO = 3
 """Exit status of `get` for a missing key and of `cas` when its condition did not hold."""
@@ -498,23 +499,15 @@ def _cmd_cas(args: argparse.Namespace) -> int:
     return _with_client(args, body)
 
 
-def _prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with `prefix` (None: no bound)."""
-    trimmed = prefix.rstrip(b"\xff")
-    if not trimmed:
-        return None
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
-
-
 def _cmd_scan(args: argparse.Namespace) -> int:
     start = arg_bytes(args.start, args.hex, "--start")
     end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
     if args.prefix is not None:
         prefix = arg_bytes(args.prefix, args.hex, "--prefix")
         start = max(start, prefix)
-        prefix_end = _prefix_end(prefix)
-        if prefix_end is not None:
-            end = prefix_end if end is None else min(end, prefix_end)
+        after = prefix_end(prefix)
+        if after is not None:
+            end = after if end is None else min(end, after)
 
     async def body(client: Any) -> int:
         # One item over the limit says whether the listing was cut short.

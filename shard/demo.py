@@ -50,6 +50,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from router.keys import prefix_end
 from shard.demo_view import (
     CheckState,
     DemoState,
@@ -278,10 +279,6 @@ def _ballot_key(ballot: str) -> tuple[int, ...]:
         return tuple(int(part) for part in ballot.split("."))
     except ValueError:
         return (0,)
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 # ---------------------------------------------------------------------------- the run
@@ -609,7 +606,7 @@ class _Demo:
         transaction, so it must still be there, unchanged, when the transaction commits."""
         prefix = self.user_key("w")
         async with self.client.snapshot() as snap:
-            rows = await snap.scan(prefix, _prefix_end(prefix), limit=100)
+            rows = await snap.scan(prefix, prefix_end(prefix), limit=100)
         if not rows:
             return "", None
         key = rng.choice(rows)[0]
@@ -712,7 +709,7 @@ class _Demo:
                     values = await asyncio.gather(*(snap.get(k) for k in self.accounts))
                     scans = await asyncio.gather(
                         *(
-                            snap.scan(p, _prefix_end(p), limit=1_000_000)
+                            snap.scan(p, prefix_end(p), limit=1_000_000)
                             for p in (self.user_key(""), self.name_key(""), self.email_key(""))
                         )
                     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from router.keys import prefix_end as scan_end
+
 DATA_TAG = b"d"
 """First byte of every shard data key (the Paxos library uses b"p")."""
 
@@ -73,11 +75,12 @@ def restore_prefix(group_id: int) -> bytes:
 
 
 def prefix_end(prefix: bytes) -> bytes:
-    """The smallest key greater than every key starting with `prefix`."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
+    """The smallest key greater than every key starting with `prefix` (a storage prefix:
+    always has one)."""
+    end = scan_end(prefix)
+    if end is None:
         raise ValueError("a prefix of only 0xFF bytes has no finite end")
-    return stripped[:-1] + bytes([stripped[-1] + 1])
+    return end
 
 
 def escape_key(key: bytes) -> bytes:

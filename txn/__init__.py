@@ -10,12 +10,14 @@ The supported client surface; import from here::
 - `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `commit`, `abort`,
   `txn_id`, `commit_ts`, `ref`.
 - Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`.
+- `prefix_end(prefix)`: the end of a scan of every key with that prefix.
 
 The 2PC rules themselves (`txn.records`, `txn.store`, the participant and coordinator) are
 imported by the shard from their modules.
 """
 
 from router.client import CasResult
+from router.keys import prefix_end
 from txn.client import AsyncClient
 from txn.errors import (
     ERRORS,
@@ -72,6 +74,7 @@ __all__ = [
     "TxnStatus",
     "Unavailable",
     "WrongCluster",
+    "prefix_end",
     "transactional",
     "ts_at_wall_ns",
     "wall_ns_of",
