@@ -14,9 +14,13 @@ transaction: nothing is written) and writes both new balances; it also refuses a
 the same account, a non-positive amount and an account that does not exist (each would
 create or destroy money). Threads run transfers concurrently; conflicting ones are re-run
 from fresh reads by `client.run`, and the client settles a commit whose answer was lost
-(`settle_unknown=True`) instead of raising `CommitUnknown`, so no transfer is applied twice.
-Meanwhile, and at the end, a read-only snapshot (one timestamp across all shards) must
-always sum to the initial total and show no negative balance.
+(`settle_unknown=True`) instead of raising `CommitUnknown`, so one `run()` applies its
+transfer at most once. Each transfer also carries an id, recorded in the same transaction
+(under the source account's key, so in its shard): a caller that sends a transfer again
+with the same id (after a crash, or after `run()` raised because it could not settle a
+lost commit in time) finds it done and changes nothing. Meanwhile, and at the end, a
+read-only snapshot (one timestamp across all shards) must always sum to the initial total
+and show no negative balance.
 
 Exit status: 0 when every check held, 1 when one failed, 2 on a usage error.
 """
@@ -29,6 +33,7 @@ import random
 import secrets
 import sys
 import threading
+import uuid
 
 from txn import Client, PaxosKVError, Transaction
 
@@ -41,6 +46,13 @@ def account(name: str) -> bytes:
     return f"{name}/{RUN}/balance".encode()
 
 
+def transfer_record(src: str, transfer_id: str) -> bytes:
+    """Where a done transfer is recorded: beside its source account, so in the same shard
+    (no extra participant). A real system also deletes old records, once no caller can send
+    their ids again."""
+    return f"{src}/{RUN}/transfer/{transfer_id}".encode()
+
+
 class Overdraft(Exception):
     """The source account holds less than the amount. Not a paxoskv error, so `client.run`
     does not retry it; the transaction is aborted and nothing is written."""
@@ -51,12 +63,20 @@ class InvalidTransfer(ValueError):
     unknown account); refused before anything is written."""
 
 
-def transfer(tx: Transaction, src: str, dst: str, amount: int) -> None:
-    """Move `amount` from `src` to `dst`, all or nothing.
+class NoAccount(LookupError):
+    """An account that should exist does not (an audit must not count it as 0)."""
+
+
+def transfer(tx: Transaction, src: str, dst: str, amount: int, transfer_id: str) -> bool:
+    """Move `amount` from `src` to `dst`, all or nothing, once per `transfer_id`: returns
+    False, changing nothing, when that id is already done.
 
     Balances are hot keys that every transfer writes: reading them for update makes
     concurrent transfers of the same account queue at its leader instead of racing.
     """
+    record = transfer_record(src, transfer_id)
+    if tx.get(record) is not None:
+        return False  # sent before and committed: done
     if src == dst:  # both writes would go to one key, the second one winning: +amount
         raise InvalidTransfer(f"a transfer from {src} to itself")
     if amount <= 0:  # a negative amount would pass the overdraft check the other way
@@ -70,12 +90,33 @@ def transfer(tx: Transaction, src: str, dst: str, amount: int) -> None:
         raise Overdraft(f"{src} has {a}, cannot send {amount}")
     tx.put(account(src), b"%d" % (a - amount))
     tx.put(account(dst), b"%d" % (b + amount))
+    tx.put(record, f"{dst} {amount}".encode())
+    return True
+
+
+def open_accounts(tx: Transaction, names: list[str], balance: int) -> None:
+    """Open every account in one transaction: all appear at once. An account that exists
+    already keeps its balance: opening it again would reset it."""
+    for name in names:
+        if tx.get(account(name)) is not None:
+            raise InvalidTransfer(f"account {name} exists")
+        tx.put(account(name), b"%d" % balance)
 
 
 def balances(client: Client) -> dict[str, int]:
     """Every balance at ONE timestamp (a read-only snapshot across all shards)."""
     with client.snapshot() as snap:
-        return {name: int(snap.get(account(name)) or b"0") for name in NAMES}
+        raw = {name: snap.get(account(name)) for name in NAMES}
+    missing = [name for name, value in raw.items() if value is None]
+    if missing:
+        raise NoAccount(f"no account {', '.join(missing)}")
+    return {name: int(value) for name, value in raw.items() if value is not None}
+
+
+def new_id() -> str:
+    """A transfer's id: made once by whoever asks for the transfer, and sent with every
+    retry of it (here a random one; an order number or request id in a real system)."""
+    return uuid.uuid4().hex
 
 
 def expect(condition: bool, what: str) -> None:
@@ -105,17 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no cluster: pass --cluster HOST:PORT[,...] or set PAXOSKV_CLUSTER")
 
     # settle_unknown: a commit whose answer was lost is settled (committed, or aborted for
-    # good and run again) before run() returns, so no transfer is applied twice.
+    # good and run again) before run() returns, so one run() applies its transfer once.
     with Client(args.cluster, max_attempts=200, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
-
-        # Open every account in one transaction: all appear at once. Through run(), so a
-        # lost commit answer is settled too (the writes are the same at every run).
-        def open_accounts(tx: Transaction) -> None:
-            for name in NAMES:
-                tx.put(account(name), b"%d" % INITIAL)
-
-        client.run(open_accounts)
+        client.run(open_accounts, NAMES, INITIAL)
         total = INITIAL * len(NAMES)
         shard_map = client.async_client.routing.shard_map
         assert shard_map is not None
@@ -125,17 +159,32 @@ def main(argv: list[str] | None = None) -> int:
         # An overdraft is refused and changes nothing.
         before = audit(client, total)
         try:
-            client.run(transfer, "alice", "bob", INITIAL + 1)
+            client.run(transfer, "alice", "bob", INITIAL + 1, new_id())
             raise AssertionError("an overdraft was allowed")
         except Overdraft as exc:
             print(f"refused as expected: {exc}")
         for src, dst, amount in (("alice", "alice", 40), ("bob", "judy", -150), ("bob", "bobb", 1)):
             try:
-                client.run(transfer, src, dst, amount)
+                client.run(transfer, src, dst, amount, new_id())
                 raise AssertionError(f"transfer({src}, {dst}, {amount}) was allowed")
             except InvalidTransfer as exc:
                 print(f"refused as expected: {exc}")
+        try:
+            client.run(open_accounts, ["alice"], INITIAL)
+            raise AssertionError("an open account was opened again")
+        except InvalidTransfer as exc:
+            print(f"refused as expected: {exc}")
         expect(balances(client) == before, "a refused transfer changed a balance")
+
+        # The same transfer sent twice (as after a crash) moves the money once.
+        again = new_id()
+        expect(client.run(transfer, "carol", "trent", 5, again), "the first send applies")
+        expect(not client.run(transfer, "carol", "trent", 5, again), "a second send must not")
+        seen = audit(client, total)
+        expect(
+            seen["carol"] == before["carol"] - 5, f"carol moved {before['carol'] - seen['carol']}"
+        )
+        print("the same transfer id sent twice moved the money once")
 
         # Concurrent random transfers; an auditor checks snapshots meanwhile.
         done = {"committed": 0, "overdrafts": 0, "audits": 0}
@@ -149,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.transfers):
                     src, dst = rng.sample(NAMES, 2)
                     try:
-                        client.run(transfer, src, dst, rng.randint(1, 60))
+                        client.run(transfer, src, dst, rng.randint(1, 60), new_id())
                         key = "committed"
                     except Overdraft:
                         key = "overdrafts"

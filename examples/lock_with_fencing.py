@@ -13,19 +13,25 @@ is taken, sent with every write, so the storage refuses a write with an older to
 it has already seen.
 
 Here the token is the commit timestamp of the transaction that wrote the lock record, which
-is exactly the version of the lock key. The lock record itself is plain data:
+is exactly the version of the lock key. The lock is two plain keys:
 
-    lock/RUN/report  -> {"owner": "A", "expires_at": 1717171717.5}
+    lock/RUN/report        -> {"owner": "A"}              its version is the token
+    lock/RUN/report/lease  -> {"expires_at": 1717171717.5}
 
-- acquire: a transaction reads the record; if it is absent, expired, or our own, it writes
-  a new record. The commit timestamp is the token. Tokens increase (every write of the lock
-  key gets a higher version).
+- acquire: a transaction reads the record; if it is absent or its lease has run out, it
+  writes both keys. The commit timestamp is the token. Tokens increase (every write of the
+  lock key gets a higher version). The owner's name is for people reading the record: two
+  processes given the same name still get different tokens, and only the token counts.
+- renew: a fenced write of the lease key alone, with the token. The lock key is not
+  written, so the token stays the same and the holder's writes in flight keep landing; a
+  holder that lost the lock learns it there (`FencingTokenRejected`).
 - expiry is ADVISORY: it is data that acquirers compare with their clock. The store does not
-  expire anything, and a renewal writes a new version, so renewing yields a new token.
-- a fenced write, `client.put_fenced(key, value, lock=LOCK, token=T)`, commits only while
+  expire anything. A holder checks its own lease (`Lease.valid`) before it starts work.
+- a fenced write, `tx.put_fenced(key, value, lock=LOCK, token=T)`, commits only while
   the lock key's latest version is still T: the check runs inside the replicated PREPARE of
   the write's own transaction, so there is no window between "check" and "write", and no
   caller-side check is needed. A stale token raises `FencingTokenRejected`.
+- release: fenced deletes of both keys; the token is stale from then on.
 - a resource outside the store (here a small in-process class) must do its own check:
   remember the highest token seen and refuse lower ones (Kleppmann's storage service).
 
@@ -38,19 +44,25 @@ Exit status: 0 when every check held, 1 when one failed, 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from txn import Client, FencingTokenRejected, PaxosKVError, Transaction
 
 RUN = secrets.token_hex(3)
 LOCK = f"lock/{RUN}/report".encode()  # with 3 default shards: the second shard
+LEASE = LOCK + b"/lease"  # when the lease runs out: renewals write this key only
 REPORT = f"report/{RUN}/latest".encode()  # the third shard: a cross-shard fenced write
 TTL_S = 10.0
+
+
+# ---------------------------------------------------------------------------- the lock (copy this)
 
 
 class Clock:
@@ -67,7 +79,7 @@ class Clock:
 
 
 class LockHeld(Exception):
-    """Someone else holds an unexpired lock (not retried by `client.run`)."""
+    """Someone holds an unexpired lease (not retried by `client.run`)."""
 
 
 @dataclass(frozen=True)
@@ -76,41 +88,80 @@ class Lease:
     token: int
     expires_at: float
 
+    def valid(self, clock: Clock) -> bool:
+        """Whether the lease has not run out: check before starting work it guards (the
+        store refuses stale writes either way; this saves doing work that will be lost)."""
+        return clock.now() < self.expires_at
+
 
 def acquire(client: Client, owner: str, clock: Clock, ttl_s: float = TTL_S) -> Lease:
-    """Take (or renew) the lock; the commit timestamp of this transaction is the token.
+    """Take the lock if it is free or its lease has run out: a new token, this
+    transaction's commit timestamp.
 
-    Raises `LockHeld` while another owner's record is unexpired. Racing acquirers conflict
-    on the lock key: `client.run` re-runs the loser from fresh reads, where it finds the
-    winner's record and gets `LockHeld` (not a `Conflict`). Reading for update queues the
-    acquirers at the key's leader, so one whose holder keeps making fenced writes (each
-    reads the lock key) is not starved either. Give the client `settle_unknown=True` (as
-    main() does): an acquire whose commit answer was lost is then settled, so the caller
-    learns whether it holds the lock, with its token.
+    Raises `LockHeld` while a lease is unexpired, the caller's own included (a holder
+    extends its lease with `renew`, keeping its token). Racing acquirers conflict on the
+    lock key: `client.run` re-runs the loser from fresh reads, where it finds the winner's
+    lease and gets `LockHeld` (not a `Conflict`). Reading for update queues the acquirers at
+    the key's leader, so one whose holder keeps making fenced writes (each reads the lock
+    key) is not starved either. Give the client `settle_unknown=True` (as main() does): an
+    acquire whose commit answer was lost is then settled, so the caller learns whether it
+    holds the lock, with its token.
     """
-    expires_at = clock.now() + ttl_s
 
-    def take(tx: Transaction) -> Transaction:
-        raw = tx.get(LOCK, for_update=True)
-        if raw is not None:
-            record = json.loads(raw)
-            if record["owner"] != owner and record["expires_at"] > clock.now():
-                left = record["expires_at"] - clock.now()
-                raise LockHeld(f"{record['owner']} holds the lock for {left:.1f} s more")
-        tx.put(LOCK, json.dumps({"owner": owner, "expires_at": expires_at}).encode())
-        return tx  # committed by run(); its commit_ts is the token
+    def take(tx: Transaction) -> tuple[Transaction, float]:
+        held = tx.get(LOCK, for_update=True)
+        lease = tx.get(LEASE)
+        now = clock.now()  # in the body: a re-run after a conflict reads the clock again
+        if held is not None and lease is not None:
+            left = json.loads(lease)["expires_at"] - now
+            if left > 0:
+                raise LockHeld(f"{json.loads(held)['owner']} holds the lock for {left:.1f} s more")
+        tx.put(LOCK, json.dumps({"owner": owner}).encode())
+        tx.put(LEASE, json.dumps({"expires_at": now + ttl_s}).encode())
+        return tx, now + ttl_s  # committed by run(); its commit_ts is the token
 
-    tx = client.run(take)
+    tx, expires_at = client.run(take)
     assert tx.commit_ts is not None
     return Lease(owner, tx.commit_ts, expires_at)
 
 
+def renew(client: Client, lease: Lease, clock: Clock, ttl_s: float = TTL_S) -> Lease:
+    """Extend `lease`, keeping its token. Raises `FencingTokenRejected` when someone else
+    has taken the lock since (or it was released): the caller no longer holds it."""
+
+    expires_at = clock.now() + ttl_s
+    client.put_fenced(LEASE, json.dumps({"expires_at": expires_at}).encode(), **fence(lease))
+    return dataclasses.replace(lease, expires_at=expires_at)
+
+
+def release(client: Client, lease: Lease) -> None:
+    """Free the lock: every token so far is stale from here on. Raises
+    `FencingTokenRejected` when the caller did not hold it any more."""
+
+    def free(tx: Transaction) -> None:
+        tx.delete_fenced(LEASE, **fence(lease))
+        tx.delete_fenced(LOCK, **fence(lease))
+
+    client.run(free)
+
+
+def fence(lease: Lease) -> dict[str, Any]:
+    """The keyword arguments that fence a write with `lease`: `tx.put_fenced(k, v, **fence(l))`."""
+    return {"lock": LOCK, "token": lease.token}
+
+
 def current_holder(client: Client) -> tuple[str, int] | None:
-    """(owner, token) of the lock record as stored now: the token is the key's version."""
-    with client.transaction() as tx:
+    """(owner, token) of the lock record as stored now (the token is the key's version),
+    whether or not its lease has run out; None when the lock is free."""
+
+    def read(tx: Transaction) -> tuple[str, int] | None:
         raw = tx.get(LOCK)
-        version = tx.read_set[LOCK]
-    return None if raw is None else (json.loads(raw)["owner"], version)
+        return None if raw is None else (json.loads(raw)["owner"], tx.read_set[LOCK])
+
+    return client.run(read)  # run(): a read that meets a concurrent renewal is re-run
+
+
+# ---------------------------------------------------------------------------- the demo
 
 
 class ExternalStorage:
@@ -160,59 +211,69 @@ def main(argv: list[str] | None = None) -> int:
         lease_a = acquire(a, "A", clock)
         print(f"A acquired the lock: token {lease_a.token}")
         expect(current_holder(b) == ("A", lease_a.token), "the token is the lock's version")
-        a.put_fenced(REPORT, b"draft by A", lock=LOCK, token=lease_a.token)
+        a.put_fenced(REPORT, b"draft by A", **fence(lease_a))
         storage.write(lease_a.token, "draft by A")
-        try:
-            acquire(b, "B", clock)
-            raise AssertionError("B took an unexpired lock")
-        except LockHeld as exc:
-            print(f"B must wait: {exc}")
+        # The name is no identity: a second process calling itself A gets no token either.
+        for who, name in (("B", "B"), ("a second process named A", "A")):
+            try:
+                acquire(b, name, clock)
+                raise AssertionError(f"{who} took an unexpired lock")
+            except LockHeld as exc:
+                print(f"{who} must wait: {exc}")
 
         # 2. A pauses past the expiry; B sees the lock expired, acquires, and writes.
         clock.pause(TTL_S + 5)
         print(f"A pauses for {TTL_S + 5:.0f} s (simulated); its lease has expired")
+        expect(not lease_a.valid(clock), "A can tell its lease ran out")
         lease_b = acquire(b, "B", clock)
         expect(lease_b.token > lease_a.token, "tokens must increase")
         print(f"B acquired the lock: token {lease_b.token} (> {lease_a.token})")
-        b.put_fenced(REPORT, b"final by B", lock=LOCK, token=lease_b.token)
+        b.put_fenced(REPORT, b"final by B", **fence(lease_b))
         storage.write(lease_b.token, "final by B")
         print("B wrote the report (store and external storage)")
 
         # 3. A wakes up and writes with its old token: the store refuses it...
         try:
-            a.put_fenced(REPORT, b"late write by A", lock=LOCK, token=lease_a.token)
+            a.put_fenced(REPORT, b"late write by A", **fence(lease_a))
             raise AssertionError("the store accepted A's stale token")
         except FencingTokenRejected as exc:
             print(f"store refused A: {exc}")
             expect(not exc.retryable, "a stale token must not be retried")
-        # ... and so does the external storage, by its own check.
+        # ... and so does the external storage, by its own check...
         try:
             storage.write(lease_a.token, "late write by A")
             raise AssertionError("the external storage accepted A's stale token")
         except PermissionError as exc:
             print(f"external storage refused A: {exc}")
+        # ... and A's renewal tells A it lost the lock.
+        try:
+            renew(a, lease_a, clock)
+            raise AssertionError("A renewed a lock B holds")
+        except FencingTokenRejected:
+            print("A's renewal is refused: A knows it lost the lock")
         expect(b.get(REPORT) == b"final by B", "the report must be B's")
         expect(storage.data[-1] == (lease_b.token, "final by B"), "external data must be B's")
 
-        # 4. Renewal writes a new version: a new token, and the old one stops working.
-        renewed = acquire(b, "B", clock)
-        expect(renewed.token > lease_b.token, "a renewal is a new token")
-        try:
-            b.put_fenced(REPORT, b"with the pre-renewal token", lock=LOCK, token=lease_b.token)
-            raise AssertionError("a pre-renewal token was accepted")
-        except FencingTokenRejected:
-            print(f"after B renewed (token {renewed.token}) its old token is refused too")
-        # Several fenced writes in one transaction, with the current token: accepted.
-        with b.transaction() as tx:
-            tx.put_fenced(REPORT, b"final by B, v2", lock=LOCK, token=renewed.token)
-            tx.put_fenced(REPORT + b"/audit", b"B", lock=LOCK, token=renewed.token)
-        expect(b.get(REPORT) == b"final by B, v2", "B's renewed write must land")
+        # 4. B renews: the same token, so its writes go on landing.
+        renewed = renew(b, lease_b, clock)
+        expect(renewed.token == lease_b.token, "a renewal keeps the token")
+        expect(renewed.expires_at > lease_b.expires_at, "a renewal extends the lease")
+        expect(current_holder(a) == ("B", lease_b.token), "the lock record is unchanged")
+        print(f"B renewed its lease; its token {renewed.token} still works")
 
-        # 5. Release: a fenced delete of the lock record; afterwards no token is current.
-        b.delete_fenced(LOCK, lock=LOCK, token=renewed.token)
+        # Several fenced writes in one transaction: all or none.
+        def publish(tx: Transaction) -> None:
+            tx.put_fenced(REPORT, b"final by B, v2", **fence(renewed))
+            tx.put_fenced(REPORT + b"/audit", b"B", **fence(renewed))
+
+        b.run(publish)
+        expect(b.get(REPORT) == b"final by B, v2", "B's write after renewing must land")
+
+        # 5. Release: fenced deletes of the record; afterwards no token is current.
+        release(b, renewed)
         expect(current_holder(a) is None, "the lock must be free")
         try:
-            b.put_fenced(REPORT, b"after release", lock=LOCK, token=renewed.token)
+            b.put_fenced(REPORT, b"after release", **fence(renewed))
             raise AssertionError("a released lock's token was accepted")
         except FencingTokenRejected:
             print("after release, B's token is refused as well")
