@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
         client.run(open_accounts, NAMES, INITIAL)
         total = INITIAL * len(NAMES)
-        shard_map = client.async_client.routing.shard_map
-        assert shard_map is not None
-        groups = sorted({shard_map.locate(account(n)).group_id for n in NAMES})
+        groups = sorted({client.group_of(account(n)) for n in NAMES})
         print(f"run {RUN}: {len(NAMES)} accounts of {INITIAL} in groups {groups}, total {total}")
 
         # An overdraft is refused and changes nothing.

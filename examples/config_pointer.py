@@ -15,10 +15,12 @@ see, and a random id, so that no two publishes write the same bytes:
     config/RUN/serving-model -> {"id": "9f1c...", "model": "ranker-2024-06-01", "seq": 7}
 
 A CAS whose answer was lost (OutcomeUnknown: a leader failed over) is sent again unchanged.
-Its value is unique, so the copy cannot apply twice: if the first copy landed, the second
-fails and shows our own bytes as the current value. If someone else published in between,
-`decide` sees their value, as after any lost race (whether our lost copy had landed first
-cannot be told then, and it no longer matters: theirs is what is served).
+Its value is unique, so no copy applies twice: if the first copy landed, the second fails
+and shows our own bytes as the current value. If someone else published in between,
+`decide` sees their value, as after any lost race, and whether our lost copy had been
+served before theirs cannot be told: so a publish may take effect twice (`decide` chose to
+publish again), and a deployer that gives up is told that ours may have been served for a
+while (`GaveUp.ours_maybe_served`).
 
 Readers use linearizable reads (`client.get`, served by the shard's leader): once a publish
 was acknowledged, every read that starts afterwards — from any client — sees it or something
@@ -70,6 +72,13 @@ class Published:
     resent: int  # copies of a CAS sent again after a lost answer
 
 
+@dataclass(frozen=True)
+class GaveUp:
+    """`decide` chose not to publish over what another deployer published."""
+
+    ours_maybe_served: bool  # a copy of ours whose answer was lost may have landed first
+
+
 def publish_anyway(current_model: str, mine: str) -> str:
     """A `decide` that publishes ours whatever won the race (the racing deployers below)."""
     return mine
@@ -85,11 +94,12 @@ def publish(
     model: str,
     decide: Decide = publish_anyway,
     based_on: bytes | None = None,
-) -> Published | None:
+) -> Published | GaveUp:
     """Point the fleet at `model` with CAS on the pointer value `based_on` (default: the
     value read now); when another publish came first, `decide` chooses again from the value
-    now served. None if `decide` gave up."""
+    now served, or gives up."""
     attempts = resent = 0
+    maybe_served = False
     current = client.get(POINTER) if based_on is None else based_on
     while True:
         attempts += 1
@@ -99,10 +109,11 @@ def publish(
         resent += copies
         if result.succeeded or result.current_value == new:  # ours (its answer maybe lost)
             return Published(seq + 1, attempts, resent)
-        current = result.current_value  # someone else published first
+        current = result.current_value  # someone else published first...
+        maybe_served = maybe_served or copies > 0  # ...or over a lost copy of ours
         chosen = decide(decode(current)[1], model)
         if chosen is None:
-            return None
+            return GaveUp(maybe_served)
         model = chosen
 
 
@@ -121,8 +132,8 @@ def cas_once(client: Client, expected: bytes | None, new: bytes) -> tuple[CasRes
     raise OutcomeUnknown(f"{RESENDS} copies of a CAS on {POINTER!r} went unanswered")
 
 
-def published(result: Published | None) -> Published:
-    if result is None:
+def published(result: Published | GaveUp) -> Published:
+    if isinstance(result, GaveUp):
         raise AssertionError("publish_anyway never gives up")
     return result
 
@@ -242,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         with read_client.snapshot() as snap:
             expect(decode(snap.get(POINTER)) == (seq, "ranker-v2"), "snapshot sees rollback")
         late = publish(deploy_client, "ranker-v9", decide=give_way, based_on=reviewed)
-        expect(late is None, "a deploy reviewed before the rollback must give way")
+        expect(late == GaveUp(False), "a deploy reviewed before the rollback must give way")
         expect(decode(read_client.get(POINTER)) == (seq, "ranker-v2"), "rollback still served")
         print(f"rolled back to ranker-v2 (seq {seq}); a deploy reviewed before it gave way")
     print("OK")

@@ -14,8 +14,8 @@ sign-ups racing for the same username cannot both commit — the second one's re
 PREPARE, it is re-run from fresh reads, and then it sees the name taken.
 
     user/RUN/ID            -> {"id": ID, "username": ..., "email": ...}
-    name/RUN/USERNAME      -> ID
-    email/RUN/EMAIL        -> ID
+    name/RUN/USERNAME      -> ID      USERNAME and EMAIL in canonical form (`canonical`):
+    email/RUN/EMAIL        -> ID      "Ada" and "ada" are one name, as users expect
 
 RUN is a random tag per run, so the example can run many times against one cluster.
 Exit status: 0 when every check held, 1 when one failed, 2 on a usage error.
@@ -29,6 +29,7 @@ import os
 import secrets
 import sys
 import threading
+import unicodedata
 
 from txn import Client, PaxosKVError, Transaction, prefix_end
 
@@ -42,16 +43,24 @@ def user_key(user_id: str) -> bytes:
     return f"user/{RUN}/{user_id}".encode()
 
 
+def canonical(text: str) -> str:
+    """The form two spellings of one name share: Unicode NFKC, then case folded ("Ada",
+    "ADA" and "ada" in fullwidth letters are one username). Uniqueness is of this form; the
+    record keeps the spelling the user gave."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
 def name_key(username: str) -> bytes:
-    return f"name/{RUN}/{username}".encode()
+    return f"name/{RUN}/{canonical(username)}".encode()
 
 
 def email_key(email: str) -> bytes:
-    return f"email/{RUN}/{email}".encode()
+    return f"email/{RUN}/{canonical(email)}".encode()
 
 
 class Taken(Exception):
-    """A sign-up or rename asked for a username or email someone else has.
+    """A sign-up or rename asked for a username or email someone else has. Its message
+    names what is taken, not by whom: it may be shown to the user who asked.
 
     An ordinary exception, not a paxoskv error: `client.run` does not retry it, and the
     transaction it was raised in is aborted (nothing written)."""
@@ -70,12 +79,10 @@ def create_user(tx: Transaction, user_id: str, username: str, email: str) -> Non
         if json.loads(existing) == {"id": user_id, "username": username, "email": email}:
             return  # an earlier attempt committed
         raise Taken(f"user id {user_id} exists")
-    owner = tx.get(name_key(username))
-    if owner is not None:
-        raise Taken(f"username {username!r} is taken (by user {owner.decode()})")
-    owner = tx.get(email_key(email))
-    if owner is not None:
-        raise Taken(f"email {email!r} is taken (by user {owner.decode()})")
+    if tx.get(name_key(username)) is not None:
+        raise Taken(f"username {username!r} is taken")
+    if tx.get(email_key(email)) is not None:
+        raise Taken(f"email {email!r} is taken")
     record = {"id": user_id, "username": username, "email": email}
     tx.put(user_key(user_id), json.dumps(record).encode())
     tx.put(name_key(username), user_id.encode())
@@ -90,11 +97,12 @@ def rename_user(tx: Transaction, user_id: str, new_username: str) -> None:
     record = json.loads(raw)
     if record["username"] == new_username:
         return
-    owner = tx.get(name_key(new_username))
-    if owner is not None:
-        raise Taken(f"username {new_username!r} is taken (by user {owner.decode()})")
-    tx.delete(name_key(record["username"]))
-    tx.put(name_key(new_username), user_id.encode())
+    old_key, new_key = name_key(record["username"]), name_key(new_username)
+    if new_key != old_key:  # not only a new spelling of the user's own name ("ada" -> "Ada")
+        if tx.get(new_key) is not None:
+            raise Taken(f"username {new_username!r} is taken")
+        tx.delete(old_key)
+        tx.put(new_key, user_id.encode())
     record["username"] = new_username
     tx.put(user_key(user_id), json.dumps(record).encode())
 
@@ -119,20 +127,20 @@ def check_consistency(client: Client) -> int:
         ranges = {}
         for name in ("user", "name", "email"):
             prefix = f"{name}/{RUN}/".encode()
+            # iterate: every key, a page at a time, all at the snapshot's one timestamp.
             ranges[name] = {
-                k[len(prefix) :].decode(): v
-                for k, v in snap.scan(prefix, prefix_end(prefix), limit=100_000)
+                k[len(prefix) :].decode(): v for k, v in snap.iterate(prefix, prefix_end(prefix))
             }
     users = {uid: json.loads(v) for uid, v in ranges["user"].items()}
-    usernames = [u["username"] for u in users.values()]
-    emails = [u["email"] for u in users.values()]
+    usernames = [canonical(u["username"]) for u in users.values()]
+    emails = [canonical(u["email"]) for u in users.values()]
     expect(len(set(usernames)) == len(usernames), f"two users share a username: {usernames}")
     expect(len(set(emails)) == len(emails), f"two users share an email: {emails}")
     for field, index in (("username", ranges["name"]), ("email", ranges["email"])):
         for value, uid in index.items():
             user = users.get(uid.decode())
             expect(
-                user is not None and user[field] == value,
+                user is not None and canonical(user[field]) == value,
                 f"index entry {field} {value!r} -> user {uid!r}, but that user is {user}",
             )
         expect(len(index) == len(users), f"{len(users)} users but {len(index)} {field}s")
@@ -154,7 +162,7 @@ def race_for(client: Client, attempts: list[tuple[str, str]]) -> tuple[list[str]
     barrier = threading.Barrier(len(attempts))
     won: list[str] = []
     lost: list[str] = []
-    failed: list[PaxosKVError] = []
+    failed: list[BaseException] = []
     lock = threading.Lock()
 
     def sign_up(i: int, username: str, email: str) -> None:
@@ -167,7 +175,7 @@ def race_for(client: Client, attempts: list[tuple[str, str]]) -> tuple[list[str]
         except Taken as exc:
             with lock:
                 lost.append(str(exc))
-        except PaxosKVError as exc:
+        except BaseException as exc:  # raised by race_for, not lost with the thread
             with lock:
                 failed.append(exc)
 
@@ -201,21 +209,23 @@ def main(argv: list[str] | None = None) -> int:
 
     with Client(args.cluster, max_attempts=100, settle_unknown=True) as client:
         client.connect()  # a wrong address fails here at once, not after run()'s retries
-        # Where the three tables live (the client's cached shard map; for the printout).
-        shard_map = client.connect().async_client.routing.shard_map
-        assert shard_map is not None
-        where = {
-            table: shard_map.locate(key).group_id
-            for table, key in (("users", user_key("x")), ("usernames", name_key("x")))
-        }
-        where["emails"] = shard_map.locate(email_key("x")).group_id
-        print(f"run {RUN}: " + ", ".join(f"{t} in group {g}" for t, g in where.items()))
+        where = {"users": user_key("x"), "usernames": name_key("x"), "emails": email_key("x")}
+        print(
+            f"run {RUN}: "
+            + ", ".join(f"{table} in group {client.group_of(key)}" for table, key in where.items())
+        )
 
         # 1. Create, and refuse duplicates with a clear error.
         client.run(create_user, "u1", "ada", "ada@example.com")
         client.run(create_user, "u2", "grace", "grace@example.com")
         print("created u1 ada, u2 grace")
-        for username, email in (("ada", "other@example.com"), ("ada2", "grace@example.com")):
+        for username, email in (
+            ("ada", "other@example.com"),
+            ("ada2", "grace@example.com"),
+            ("ADA", "ada3@example.com"),  # one name in another case: the same username
+            ("\uff41\uff44\uff41", "ada5@example.com"),  # "ada" in fullwidth letters: the same
+            ("ada4", "Grace@Example.com"),
+        ):
             try:
                 client.run(create_user, "u3", username, email)
             except Taken as exc:
@@ -229,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         client.run(rename_user, "u1", "lovelace")
         expect(client.get(name_key("ada")) is None, "old username still indexed")
         expect(client.get(name_key("lovelace")) == b"u1", "new username not indexed")
+        client.run(rename_user, "u1", "Lovelace")  # a new spelling of the user's own name
+        expect(client.get(name_key("lovelace")) == b"u1", "a respelled name lost its entry")
         try:
             client.run(rename_user, "u2", "lovelace")
             raise AssertionError("renaming onto a taken username should fail")

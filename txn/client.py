@@ -347,6 +347,17 @@ class AsyncClient:
         """The cluster's id (None until connected, unless given)."""
         return self._routing.cluster_id
 
+    def group_of(self, key: bytes) -> int:
+        """The id of the shard group that holds `key` by the shard map cached at `connect`
+        (the groups `paxoskv status` lists): for placement and printouts; requests find
+        their groups themselves.
+
+        Raises:
+            Unavailable: not connected yet (no shard map).
+            InvalidArgument: `key` is not bytes of a valid key.
+        """
+        return int(self._map().locate(_as_key(key)).group_id)
+
     @property
     def last_seen_ts(self) -> int:
         """The newest timestamp this client has seen or proposed (its hybrid clock)."""

@@ -390,6 +390,10 @@ class Client:
         """The cluster's id (None until connected, unless given)."""
         return self._async.cluster_id
 
+    def group_of(self, key: bytes) -> int:
+        """As `AsyncClient.group_of`: the shard group holding `key`, by the cached map."""
+        return self._async.group_of(key)
+
     def connect(self) -> Client:
         """Fetch the shard map now instead of on first use.
 

@@ -1942,3 +1942,19 @@ async def test_a_snapshot_older_than_the_retention_is_refused_as_snapshot_too_ol
         assert caught.value.retryable and not caught.value.maybe_committed
         assert refused == 1
         assert await client.snapshot().get(A1) == b"v"
+
+
+@with_fake
+async def test_group_of_names_the_group_holding_a_key_by_the_cached_map(fake: FakeKV) -> None:
+    """For placement and printouts (the examples print where their tables live) without
+    reaching into the routing client."""
+    async with fast_client(fake) as client:
+        with pytest.raises(txn.Unavailable, match="no shard map yet"):
+            client.group_of(A1)
+        await client.connect()
+        assert [client.group_of(k) for k in (A1, B1, C1)] == [1, 2, 3]
+        assert [client.group_of(k) for k in (A1, B1, C1)] == [
+            fake.group_of(k) for k in (A1, B1, C1)
+        ]
+        with pytest.raises(txn.InvalidArgument):
+            client.group_of("apple")  # type: ignore[arg-type]

@@ -381,3 +381,8 @@ def test_the_clock_moves_only_on_the_clients_loop_thread(fake: FakeKV) -> None:
         for _ in range(3):
             client.run(add)
         assert threads and threading.get_ident() not in threads, "moved from the caller's thread"
+
+
+def test_group_of_from_the_sync_client(fake: FakeKV) -> None:
+    with sync_client(fake) as client:
+        assert [client.connect().group_of(k) for k in (A1, B1, C1)] == [1, 2, 3]
