@@ -47,9 +47,9 @@ def account(name: str) -> bytes:
 
 
 def transfer_record(src: str, transfer_id: str) -> bytes:
-    """Where a done transfer is recorded: beside its source account, so in the same shard
-    (no extra participant). A real system also deletes old records, once no caller can send
-    their ids again."""
+    """Where a done transfer is recorded: beside its source account, so in its shard unless
+    a split point falls between them (then one more participant: still correct). A real
+    system also deletes old records, once no caller can send their ids again."""
     return f"{src}/{RUN}/transfer/{transfer_id}".encode()
 
 
@@ -67,6 +67,10 @@ class NoAccount(LookupError):
     """An account that should exist does not (an audit must not count it as 0)."""
 
 
+class AccountExists(ValueError):
+    """Opening an account that is open already: opening it again would reset its balance."""
+
+
 def transfer(tx: Transaction, src: str, dst: str, amount: int, transfer_id: str) -> bool:
     """Move `amount` from `src` to `dst`, all or nothing, once per `transfer_id`: returns
     False, changing nothing, when that id is already done.
@@ -75,7 +79,11 @@ def transfer(tx: Transaction, src: str, dst: str, amount: int, transfer_id: str)
     concurrent transfers of the same account queue at its leader instead of racing.
     """
     record = transfer_record(src, transfer_id)
-    if tx.get(record) is not None:
+    what = f"{dst} {amount}".encode()
+    done = tx.get(record)
+    if done is not None:
+        if done != what:  # a caller bug: the id was made once, for one transfer
+            raise InvalidTransfer(f"transfer id {transfer_id} was used for another transfer")
         return False  # sent before and committed: done
     if src == dst:  # both writes would go to one key, the second one winning: +amount
         raise InvalidTransfer(f"a transfer from {src} to itself")
@@ -90,7 +98,7 @@ def transfer(tx: Transaction, src: str, dst: str, amount: int, transfer_id: str)
         raise Overdraft(f"{src} has {a}, cannot send {amount}")
     tx.put(account(src), b"%d" % (a - amount))
     tx.put(account(dst), b"%d" % (b + amount))
-    tx.put(record, f"{dst} {amount}".encode())
+    tx.put(record, what)
     return True
 
 
@@ -99,7 +107,7 @@ def open_accounts(tx: Transaction, names: list[str], balance: int) -> None:
     already keeps its balance: opening it again would reset it."""
     for name in names:
         if tx.get(account(name)) is not None:
-            raise InvalidTransfer(f"account {name} exists")
+            raise AccountExists(f"account {name} exists")
         tx.put(account(name), b"%d" % balance)
 
 
@@ -170,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             client.run(open_accounts, ["alice"], INITIAL)
             raise AssertionError("an open account was opened again")
-        except InvalidTransfer as exc:
+        except AccountExists as exc:
             print(f"refused as expected: {exc}")
         expect(balances(client) == before, "a refused transfer changed a balance")
 
@@ -178,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         again = new_id()
         expect(client.run(transfer, "carol", "trent", 5, again), "the first send applies")
         expect(not client.run(transfer, "carol", "trent", 5, again), "a second send must not")
+        try:
+            client.run(transfer, "carol", "trent", 6, again)
+            raise AssertionError("a transfer id was taken for another transfer")
+        except InvalidTransfer as exc:
+            print(f"refused as expected: {exc}")
         seen = audit(client, total)
         expect(
             seen["carol"] == before["carol"] - 5, f"carol moved {before['carol'] - seen['carol']}"
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except AssertionError as exc:
+    except (AssertionError, NoAccount) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         sys.exit(1)
     except PaxosKVError as exc:

@@ -44,10 +44,12 @@ def user_key(user_id: str) -> bytes:
 
 
 def canonical(text: str) -> str:
-    """The form two spellings of one name share: Unicode NFKC, then case folded ("Ada",
-    "ADA" and "ada" in fullwidth letters are one username). Uniqueness is of this form; the
-    record keeps the spelling the user gave."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """The form two spellings of one name share, Unicode's NFKC_Casefold: NFKC, case
+    folded, NFKC again (folding can undo the normalization: "\u03aa\u0300" and "\u1fd2"
+    differ after one pass). "Ada", "ADA" and "ada" in fullwidth letters are one username,
+    and so are "straße" and "strasse". Uniqueness is of this form; the record keeps the
+    spelling the user gave."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 def name_key(username: str) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from router.keys import prefix_end as scan_end
+from router import keys
 
 DATA_TAG = b"d"
 """First byte of every shard data key (the Paxos library uses b"p")."""
@@ -74,12 +74,12 @@ def restore_prefix(group_id: int) -> bytes:
     return RESTORE_TAG + group_prefix(group_id)[len(DATA_TAG) :]
 
 
-def prefix_end(prefix: bytes) -> bytes:
-    """The smallest key greater than every key starting with `prefix` (a storage prefix:
-    always has one)."""
-    end = scan_end(prefix)
+def storage_prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix`, a storage prefix,
+    which always has one (`router.keys.prefix_end` is None past a user prefix with none)."""
+    end = keys.prefix_end(prefix)
     if end is None:
-        raise ValueError("a prefix of only 0xFF bytes has no finite end")
+        raise ValueError(f"the prefix {prefix!r} has no finite end (empty, or only 0xFF bytes)")
     return end
 
 

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from shard.engine import KV, Engine, EngineBatch
 from shard.errors import SnapshotCorrupt
-from shard.mvcc import META_TAG, pack_meta, prefix_end, unpack_meta
+from shard.mvcc import META_TAG, pack_meta, storage_prefix_end, unpack_meta
 
 MAGIC = b"PKVSNAP\x01"
 _HEADER = struct.Struct(">QQQ")
@@ -183,13 +183,13 @@ class ShardRestore:
             return False
         if not self._started:
             self._started = True
-            batch.delete_range(self._prefix, prefix_end(self._prefix))
+            batch.delete_range(self._prefix, storage_prefix_end(self._prefix))
             batch.put(self._stage + _MARKER, _PART.pack(self._parts))
             self._sink.restore_started()
         self._pos = self._write_records(batch, self._pos, max_records, max_bytes)
         if self._pos < stop:
             return False
-        batch.delete_range(self._stage, prefix_end(self._stage))
+        batch.delete_range(self._stage, storage_prefix_end(self._stage))
         self._finish(batch)
         return True
 
@@ -217,7 +217,7 @@ class ShardRestore:
     def _begin_at_once(self, batch: EngineBatch) -> None:
         """Check every frame, then replace the group's keys (`run`, `redo`: no staging)."""
         _walk_frames(self._data, _HEAD, len(self._data), len(self._data), self._sink)
-        batch.delete_range(self._prefix, prefix_end(self._prefix))
+        batch.delete_range(self._prefix, storage_prefix_end(self._prefix))
         self._sink.restore_started()
 
     def abandon(self, batch: EngineBatch) -> None:
@@ -265,13 +265,13 @@ def interrupted_restore(engine: Engine, stage_prefix: bytes) -> bytes | None:
     marker = engine.get(stage_prefix + _MARKER)
     parts_lo = stage_prefix + _PART_TAG
     if marker is None:
-        if engine.scan(stage_prefix, prefix_end(stage_prefix), 1):
+        if engine.scan(stage_prefix, storage_prefix_end(stage_prefix), 1):
             batch = engine.new_batch()
-            batch.delete_range(stage_prefix, prefix_end(stage_prefix))
+            batch.delete_range(stage_prefix, storage_prefix_end(stage_prefix))
             engine.write(batch, sync=False)
         return None
     (count,) = _PART.unpack(marker)
-    parts = engine.scan(parts_lo, prefix_end(parts_lo), None)
+    parts = engine.scan(parts_lo, storage_prefix_end(parts_lo), None)
     if len(parts) != count:
         raise SnapshotCorrupt(f"interrupted restore staged {len(parts)} parts of {count}")
     return b"".join(value for _, value in parts)
@@ -279,4 +279,4 @@ def interrupted_restore(engine: Engine, stage_prefix: bytes) -> bytes | None:
 
 def stage_cleared(batch: EngineBatch, stage_prefix: bytes) -> None:
     """Drop a restore's staging (an abandoned restore)."""
-    batch.delete_range(stage_prefix, prefix_end(stage_prefix))
+    batch.delete_range(stage_prefix, storage_prefix_end(stage_prefix))

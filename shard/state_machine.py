@@ -10,8 +10,9 @@ handed, so every replica computes the same results and the same bytes.
 
 Keyspace layout (one engine per node, shared by every group and by the Paxos storage)
 -------------------------------------------------------------------------------------
-``P = b"d" + group_id.to_bytes(4, "big")``; all of a group's keys lie in [P, prefix_end(P)),
-so a snapshot is one range scan and a restore is one range delete. Paxos uses first byte b"p".
+``P = b"d" + group_id.to_bytes(4, "big")``; all of a group's keys lie in
+[P, storage_prefix_end(P)), so a snapshot is one range scan and a restore is one range
+delete. Paxos uses first byte b"p".
 
 =========================================  ==========================================
 key                                        value
@@ -115,8 +116,8 @@ from shard.mvcc import (
     pack_latest,
     pack_meta,
     pack_seq,
-    prefix_end,
     restore_prefix,
+    storage_prefix_end,
     unescape_key,
     unpack_counters,
     unpack_latest,
@@ -182,13 +183,13 @@ class ShardStateMachine:
         self._end = end
         self._engine = engine
         self._prefix = group_prefix(group_id)
-        self._prefix_end = prefix_end(self._prefix)
+        self._prefix_end = storage_prefix_end(self._prefix)
         self._meta_key = self._prefix + META_TAG
         self._latest_prefix = self._prefix + LATEST_TAG
         self._version_prefix = self._prefix + VERSION_TAG
-        self._version_end = prefix_end(self._version_prefix)
+        self._version_end = storage_prefix_end(self._version_prefix)
         self._intent_prefix = self._prefix + INTENT_TAG
-        self._intent_end = prefix_end(self._intent_prefix)
+        self._intent_end = storage_prefix_end(self._intent_prefix)
         self._prepared_prefix = self._prefix + PREPARED_TAG
         self._decision_prefix = self._prefix + DECISION_TAG
         self._unfinished_prefix = self._prefix + UNFINISHED_TAG
@@ -534,7 +535,7 @@ class ShardStateMachine:
         prefix = self._prepared_prefix
         infos = [
             self._decode_prepared(data)
-            for _, data in self._engine.scan(prefix, prefix_end(prefix), None)
+            for _, data in self._engine.scan(prefix, storage_prefix_end(prefix), None)
         ]
         return (
             {i.txn_id for i in infos},
@@ -544,7 +545,9 @@ class ShardStateMachine:
 
     def _load_ids(self, prefix: bytes) -> set[bytes]:
         strip = len(prefix)
-        return {key[strip:] for key, _ in self._engine.scan(prefix, prefix_end(prefix), None)}
+        return {
+            key[strip:] for key, _ in self._engine.scan(prefix, storage_prefix_end(prefix), None)
+        }
 
     def prepared(self, txn_id: bytes) -> PreparedInfo | None:
         """This group's prepared record of `txn_id`, or None."""
@@ -978,7 +981,7 @@ class _BatchTxnStore:
     def live_keys(self, key_range: KeyRange) -> Iterator[tuple[bytes, int]]:
         sm = self._sm
         prefix = sm._latest_prefix
-        hi = prefix + key_range.end if key_range.end else prefix_end(prefix)
+        hi = prefix + key_range.end if key_range.end else storage_prefix_end(prefix)
         for record_key, latest in self._batch.iterate(prefix + key_range.start, hi):
             version, kind = unpack_latest(latest)
             if kind == KIND_VALUE:

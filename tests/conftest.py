@@ -26,6 +26,8 @@ settings.register_profile("ci", max_examples=60, derandomize=True, **_COMMON)
 settings.register_profile("dev", max_examples=100, **_COMMON)
 settings.register_profile("nightly", max_examples=5000, **_COMMON)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+#: A nightly property test's bound: hours, not unbounded, so a hung one still ends the run.
+NIGHTLY_TIMEOUT_S = 6 * 3600
 settings.load_profile(PROFILE)
 
 for _name in (ENV_CLUSTER, ENV_CA, ENV_CERT, ENV_KEY):
@@ -44,4 +46,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         ):
             # 5,000 examples of a cluster property take an hour, not the 300 s per test that
             # bounds a hung test otherwise: the nightly run stopped every such test there.
-            item.add_marker(pytest.mark.timeout(0))
+            # Appended, so a test's own timeout marker, if it has one, still wins.
+            item.add_marker(pytest.mark.timeout(NIGHTLY_TIMEOUT_S))

@@ -17,7 +17,7 @@ imported by the shard from their modules.
 """
 
 from router.client import CasResult
-from router.keys import prefix_end
+from txn.args import prefix_end
 from txn.client import AsyncClient
 from txn.errors import (
     ERRORS,

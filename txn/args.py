@@ -3,6 +3,7 @@ ValueError or TypeError from deeper down), and the default scan limit."""
 
 from __future__ import annotations
 
+from router import keys
 from txn.errors import InvalidArgument
 
 #: What a scan without a limit asks for: every key of its range (fetched page by page).
@@ -15,7 +16,7 @@ def _as_key(key: object, what: str = "key") -> bytes:
     elif isinstance(key, bytearray | memoryview):
         data = bytes(key)
     else:
-        example = "'user/1'" if what == "key" else "'100'"
+        example = "'100'" if what == "value" else "'user/1'"
         hint = (
             f" (encode a str {what} first, e.g. {example}.encode())" if isinstance(key, str) else ""
         )
@@ -27,6 +28,16 @@ def _as_key(key: object, what: str = "key") -> bytes:
 
 def _as_value(value: object) -> bytes:
     return _as_key(value, "value")
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The end of a scan of every key that starts with `prefix`: `tx.scan(p, prefix_end(p))`.
+    None ("no end" to a scan) for a prefix of only 0xff bytes, or an empty one.
+
+    Raises:
+        InvalidArgument: `prefix` is not bytes.
+    """
+    return keys.prefix_end(_as_key(prefix, "prefix"))
 
 
 _U64_END = 1 << 64

@@ -348,9 +348,10 @@ class AsyncClient:
         return self._routing.cluster_id
 
     def group_of(self, key: bytes) -> int:
-        """The id of the shard group that holds `key` by the shard map cached at `connect`
-        (the groups `paxoskv status` lists): for placement and printouts; requests find
-        their groups themselves.
+        """The id of the shard group that holds `key` by the shard map the client holds
+        (fetched by `connect`, refreshed when the cluster says it changed; the groups
+        `paxoskv status` lists): for placement and printouts, as requests find their groups
+        themselves.
 
         Raises:
             Unavailable: not connected yet (no shard map).

@@ -3,6 +3,7 @@ prefix, including prefixes that end in 0xff bytes (the examples' own copies over
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,7 +21,16 @@ def test_prefix_end_examples() -> None:
     assert prefix_end(b"a\xfe\xff\xff") == b"a\xff"
     assert prefix_end(b"\xff\xff") is None  # no key is past every such key: no end
     assert prefix_end(b"") is None
-    assert txn.prefix_end is prefix_end  # the client's import
+    assert txn.prefix_end(b"user/") == b"user0"  # the client's, which checks its argument
+
+
+def test_the_clients_prefix_end_refuses_what_is_not_bytes() -> None:
+    with pytest.raises(txn.InvalidArgument, match=r"encode a str prefix first"):
+        txn.prefix_end("user/")  # type: ignore[arg-type]
+    with pytest.raises(txn.InvalidArgument, match="a prefix is bytes, got int"):
+        txn.prefix_end(3)  # type: ignore[arg-type]
+    assert txn.prefix_end(bytearray(b"a")) == b"b"
+    assert txn.prefix_end(b"") is None
 
 
 # Short keys over a tiny alphabet, so that keys with the prefix (and near misses) come up.

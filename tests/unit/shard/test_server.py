@@ -61,8 +61,37 @@ def test_a_unary_calls_bytes_count_until_the_call_ends() -> None:
     context = _UnaryContext()
     got = run_within(servicer.Get(kv.GetRequest(key=b"k"), context))  # type: ignore[arg-type]
     assert got.value == value
-    assert memory.held >= len(value)
+    assert memory.held >= len(value) + MESSAGE_OVERHEAD_BYTES  # its objects count too
     context.end()
+    assert memory.held == 0
+
+
+def test_answers_waiting_to_be_written_count_their_python_objects_too() -> None:
+    """Three small answers handed to gRPC but not yet written hold three objects' worth
+    of the budget, not their few encoded bytes (review: a get in line cost ~500 bytes)."""
+    memory = ClientMemory()
+    servicer = KVServicer(
+        core=None,  # type: ignore[arg-type]
+        submit=lambda request, reply: reply(kv.Response(id=request.id, get=kv.GetResponse())),
+        node_name="n1",
+        timeout_s=1.0,
+        memory=memory,
+    )
+
+    async def requests() -> Any:
+        yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(3)])
+        await asyncio.Future()
+
+    async def run() -> tuple[kv.ResponseBatch, int]:
+        stream = servicer.Batch(requests(), AbortingContext())  # type: ignore[arg-type]
+        batch = await stream.__anext__()  # handed over, not yet written
+        held = memory.held
+        await stream.aclose()
+        return batch, held
+
+    batch, held = run_within(run())
+    assert len(batch.responses) == 3
+    assert held >= 3 * MESSAGE_OVERHEAD_BYTES
     assert memory.held == 0
 
 

@@ -137,12 +137,12 @@ def test_key_encoding_preserves_order_and_is_prefix_free(a: bytes, b: bytes, v: 
 
 def test_prefixes() -> None:
     assert mvcc.group_prefix(1) == b"d\x00\x00\x00\x01"
-    assert mvcc.prefix_end(b"d\x00\x00\x00\xff") == b"d\x00\x00\x01"
-    assert mvcc.prefix_end(mvcc.group_prefix(2**32 - 1)) == b"e"
+    assert mvcc.storage_prefix_end(b"d\x00\x00\x00\xff") == b"d\x00\x00\x01"
+    assert mvcc.storage_prefix_end(mvcc.group_prefix(2**32 - 1)) == b"e"
     with pytest.raises(ValueError):
         mvcc.group_prefix(2**32)
     with pytest.raises(ValueError):
-        mvcc.prefix_end(b"\xff")
+        mvcc.storage_prefix_end(b"\xff")
 
 
 def test_the_command_limit_is_inclusive() -> None:

@@ -28,7 +28,7 @@ from shard.config import PaxosSettings
 from shard.engine import Engine, EngineBatch, MemBatch, MemEngine
 from shard.errors import SnapshotCorrupt, Status, VersionCompacted
 from shard.execute import background_cycle
-from shard.mvcc import group_prefix, prefix_end, restore_prefix
+from shard.mvcc import group_prefix, restore_prefix, storage_prefix_end
 from shard.node import TxnSettings
 from shard.rocks_engine import RocksEngine
 from shard.snapshots import MAGIC, ShardRestore
@@ -75,7 +75,7 @@ def build_in_steps(sm: ShardStateMachine, max_records: int) -> tuple[int, bytes,
 
 def group_keys(engine: Engine, group: int = GROUP) -> list[tuple[bytes, bytes]]:
     prefix = group_prefix(group)
-    return engine.scan(prefix, prefix_end(prefix), None)
+    return engine.scan(prefix, storage_prefix_end(prefix), None)
 
 
 @pytest.mark.parametrize("which", [0, 1])
