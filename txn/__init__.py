@@ -7,8 +7,9 @@ The supported client surface; import from here::
 - `Client` (synchronous) / `AsyncClient` (asyncio): `transaction()`, `run(fn, ...)`,
   `@client.transactional`, `snapshot()`, `txn_status(ref)`, single-key `get/put/delete/
   cas/scan`, `close()`.
-- `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `put_fenced`,
-  `delete_fenced`, `commit`, `abort`, `txn_id`, `commit_ts`, `ref`, `read_set`.
+- `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `delete_range`,
+  `put_fenced`, `delete_fenced`, `commit`, `abort`, `txn_id`, `commit_ts`, `ref`,
+  `read_set`.
 - Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`.
 - `prefix_end(prefix)`: the end of a scan of every key with that prefix.
 

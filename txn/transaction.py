@@ -377,6 +377,36 @@ class AsyncTransaction:
         self._check_open()
         self._writes[key] = None
 
+    async def delete_range(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> int:
+        """Delete every key with start <= key < end as this transaction sees it (or the first
+        `limit`); returns how many. FoundationDB's `clear_range`, etcd's `DeleteRange`.
+
+        It scans the range first, as `scan` does, so it is phantom-safe: a key that another
+        transaction adds to the range before this one commits makes the commit raise
+        `Conflict` (retryable; `run` re-runs the body and deletes it too). A transaction
+        writes at most MAX_TXN_ITEMS (4,096) keys per group: clear a larger range a part
+        per transaction, `while client.run(lambda tx: tx.delete_range(a, b, 1000)): pass`
+        (each run returns how many it deleted).
+
+        Raises:
+            LimitExceeded: without a `limit`, the range holds more than MAX_TXN_ITEMS keys.
+            Conflict, Unavailable, DeadlineExceeded, TransactionClosed, InvalidArgument: as
+                `scan`.
+        """
+        unlimited = limit is None
+        items = await self.scan(start, end, MAX_TXN_ITEMS + 1 if unlimited else limit)
+        if unlimited and len(items) > MAX_TXN_ITEMS:
+            raise LimitExceeded(
+                f"[{start!r}, {end!r}) holds more than MAX_TXN_ITEMS ({MAX_TXN_ITEMS}) keys, "
+                "more than one transaction may write: give a limit and delete it a part per "
+                "transaction"
+            )
+        for key, _ in items:
+            self.delete(key)
+        return len(items)
+
     def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
         """Buffer a write that commits only while `lock`'s latest version is `token`.
 

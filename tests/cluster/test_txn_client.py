@@ -176,6 +176,37 @@ def test_an_insert_into_a_scanned_range_aborts_the_scanner(
     assert client.get(b"ozz-scan-mine") is None
 
 
+def test_delete_range_is_phantom_safe_across_shards(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """A key added to the range after delete_range scanned it makes the commit a Conflict;
+    run() re-runs the body, and the range ends empty."""
+    start, end = b"ozz-clear", b"p-clear~"  # across the split point "p"
+    for key in (b"ozz-clear-1", b"p-clear-1"):
+        client.put(key, b"v")
+    tx = client.transaction()
+    assert tx.delete_range(start, end) == 2
+    client.put(b"p-clear-2", b"added")
+    with pytest.raises(txn.Conflict, match="phantom"):
+        tx.commit()
+    assert client.scan(start, end) == [
+        (b"ozz-clear-1", b"v"),
+        (b"p-clear-1", b"v"),
+        (b"p-clear-2", b"added"),
+    ]
+    runs = []
+
+    def clear(tx: txn.Transaction) -> int:
+        runs.append(tx.delete_range(start, end))
+        if len(runs) == 1:
+            client.put(b"ozz-clear-2", b"added")  # a phantom for the first run only
+        return runs[-1]
+
+    assert client.run(clear) == 4
+    assert runs == [3, 4]
+    assert client.scan(start, end) == []
+
+
 def test_uniqueness_by_scan_holds_under_concurrent_claims(client: txn.Client) -> None:
     """Eight threads each claim a name by scanning its prefix and inserting a key of their
     own if the prefix is empty (a constraint no single key expresses): exactly one wins."""

@@ -1,0 +1,77 @@
+"""`tx.delete_range`: every key of a range, as the transaction sees it, deleted atomically
+and phantom-safe; bounded by what one transaction may write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from test_client_fakekv import FakeKV, fake_in_thread, fast_client, sync_client, with_fake
+
+import txn
+from txn import LimitExceeded
+
+A1, A2 = b"apple", b"banana"  # group 1
+B1, B2 = b"grape", b"kiwi"  # group 2
+C1 = b"plum"  # group 3
+
+
+@with_fake
+async def test_delete_range_deletes_the_keys_of_the_range_across_shards(fake: FakeKV) -> None:
+    async with fast_client(fake) as client:
+        for key in (A1, A2, B1, B2, C1):
+            await client.put(key, b"v")
+        async with client.transaction() as tx:
+            tx.put(b"cherry", b"new")  # its own write in the range is deleted too
+            tx.delete(A2)  # and its own delete is not counted twice
+            assert await tx.delete_range(b"b", b"l") == 3  # cherry, grape, kiwi
+            assert await tx.scan(b"a") == [(A1, b"v"), (C1, b"v")]
+        assert await client.scan(b"a") == [(A1, b"v"), (C1, b"v")]
+
+
+@with_fake
+async def test_the_commit_carries_the_deleted_range_for_the_phantom_check(fake: FakeKV) -> None:
+    """The nodes refuse a commit whose scanned range gained a key (rule P6; end to end in
+    tests/cluster/test_txn_client.py): delete_range's commit must carry its range."""
+    async with fast_client(fake) as client:
+        await client.put(B1, b"v")
+        async with client.transaction() as tx:
+            assert await tx.delete_range(b"g", b"l") == 1
+        ((_, commit),) = fake.requests("commit_one_phase")
+        op = commit.commit_one_phase
+        assert [(r.start, r.end) for r in op.read_ranges] == [(b"g", b"l")]
+        assert [(w.key, w.delete) for w in op.writes] == [(B1, True)]
+
+
+@with_fake
+async def test_a_range_past_one_transactions_writes_is_deleted_a_part_at_a_time(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(txn.transaction, "MAX_TXN_ITEMS", 3)
+    async with fast_client(fake) as client:
+        keys = [b"k%02d" % i for i in range(8)]  # all in group 2
+        for key in keys:
+            await client.put(key, b"v")
+        tx = client.transaction()
+        with pytest.raises(LimitExceeded, match="give a limit"):
+            await tx.delete_range(b"k", b"l")
+        tx.abort()
+        parts = []
+        while deleted := await client.run(lambda tx: tx.delete_range(b"k", b"l", 3)):
+            parts.append(deleted)
+        assert parts == [3, 3, 2]
+        assert await client.scan(b"k", b"l") == []
+
+
+@pytest.fixture
+def fake_sync() -> Iterator[FakeKV]:
+    with fake_in_thread() as fake:
+        yield fake
+
+
+def test_the_sync_client_deletes_a_range(fake_sync: FakeKV) -> None:
+    with sync_client(fake_sync) as client:
+        client.put(A1, b"v")
+        client.put(A2, b"v")
+        assert client.run(lambda tx: tx.delete_range(b"a", b"c")) == 2
+        assert client.scan(b"a") == []
