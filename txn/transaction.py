@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["AsyncTransaction"]
 
 
+#: The most keys one `delete_range` deletes in a group: each is read and written, and with
+#: the range that fits MAX_TXN_ITEMS items, what one transaction may have there.
+DELETE_RANGE_KEYS = (MAX_TXN_ITEMS - 1) // 2
+
+
 class AsyncTransaction:
     """A read-write transaction of an `AsyncClient`; create it with `client.transaction()`.
 
@@ -385,22 +390,25 @@ class AsyncTransaction:
 
         It scans the range first, as `scan` does, so it is phantom-safe: a key that another
         transaction adds to the range before this one commits makes the commit raise
-        `Conflict` (retryable; `run` re-runs the body and deletes it too). A transaction
-        writes at most MAX_TXN_ITEMS (4,096) keys per group: clear a larger range a part
+        `Conflict` (retryable; `run` re-runs the body and deletes it too). Each key is read
+        and written, so one transaction deletes at most DELETE_RANGE_KEYS (2,047) keys in a
+        group (MAX_TXN_ITEMS items: reads, writes and ranges): clear a larger range a part
         per transaction, `while client.run(lambda tx: tx.delete_range(a, b, 1000)): pass`
         (each run returns how many it deleted).
 
         Raises:
-            LimitExceeded: without a `limit`, the range holds more than MAX_TXN_ITEMS keys.
+            LimitExceeded: without a `limit`, the range holds more than DELETE_RANGE_KEYS
+                keys.
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed, InvalidArgument: as
                 `scan`.
         """
         unlimited = limit is None
-        items = await self.scan(start, end, MAX_TXN_ITEMS + 1 if unlimited else limit)
-        if unlimited and len(items) > MAX_TXN_ITEMS:
+        most = DELETE_RANGE_KEYS
+        items = await self.scan(start, end, most + 1 if unlimited else limit)
+        if unlimited and len(items) > most:
             raise LimitExceeded(
-                f"[{start!r}, {end!r}) holds more than MAX_TXN_ITEMS ({MAX_TXN_ITEMS}) keys, "
-                "more than one transaction may write: give a limit and delete it a part per "
+                f"[{start!r}, {end!r}) holds more than {most} keys, more than one transaction "
+                "may read and delete in a group: give a limit and delete it a part per "
                 "transaction"
             )
         for key, _ in items:

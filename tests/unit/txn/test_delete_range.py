@@ -9,6 +9,7 @@ import pytest
 from test_client_fakekv import FakeKV, fake_in_thread, fast_client, sync_client, with_fake
 
 import txn
+from router.limits import MAX_TXN_ITEMS, txn_part_refusal
 from txn import LimitExceeded
 
 A1, A2 = b"apple", b"banana"  # group 1
@@ -47,7 +48,7 @@ async def test_the_commit_carries_the_deleted_range_for_the_phantom_check(fake: 
 async def test_a_range_past_one_transactions_writes_is_deleted_a_part_at_a_time(
     fake: FakeKV, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(txn.transaction, "MAX_TXN_ITEMS", 3)
+    monkeypatch.setattr(txn.transaction, "DELETE_RANGE_KEYS", 3)
     async with fast_client(fake) as client:
         keys = [b"k%02d" % i for i in range(8)]  # all in group 2
         for key in keys:
@@ -75,3 +76,28 @@ def test_the_sync_client_deletes_a_range(fake_sync: FakeKV) -> None:
         client.put(A2, b"v")
         assert client.run(lambda tx: tx.delete_range(b"a", b"c")) == 2
         assert client.scan(b"a") == []
+
+
+@with_fake
+async def test_the_most_keys_one_delete_range_takes_is_a_part_the_nodes_accept(
+    fake: FakeKV,
+) -> None:
+    """Each key deleted is read and written: DELETE_RANGE_KEYS keys and the range are within
+    MAX_TXN_ITEMS items, the most a node accepts of one transaction in a group, and one key
+    more would not be; delete_range refuses it itself, before the commit."""
+    most = txn.transaction.DELETE_RANGE_KEYS
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            for i in range(most + 1):
+                tx.put(b"k%05d" % i, b"v")  # all in group 2
+        tx = client.transaction()
+        with pytest.raises(LimitExceeded):
+            await tx.delete_range(b"k", b"l")
+        tx.abort()
+        await client.delete(b"k%05d" % most)
+        async with client.transaction() as tx:
+            assert await tx.delete_range(b"k", b"l") == most
+        op = fake.requests("commit_one_phase")[-1][1].commit_one_phase
+        assert txn_part_refusal(op.reads, op.writes, op.read_ranges) is None
+        assert len(op.reads) + len(op.writes) + len(op.read_ranges) <= MAX_TXN_ITEMS
+        assert 2 * (most + 1) + 1 > MAX_TXN_ITEMS  # one key more would not be accepted
