@@ -398,7 +398,7 @@ class AsyncTransaction:
 
         Raises:
             LimitExceeded: without a `limit`, the range holds more than DELETE_RANGE_KEYS
-                keys.
+                keys (counted over the whole range, also when it spans groups).
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed, InvalidArgument: as
                 `scan`.
         """
@@ -407,9 +407,9 @@ class AsyncTransaction:
         items = await self.scan(start, end, most + 1 if unlimited else limit)
         if unlimited and len(items) > most:
             raise LimitExceeded(
-                f"[{start!r}, {end!r}) holds more than {most} keys, more than one transaction "
-                "may read and delete in a group: give a limit and delete it a part per "
-                "transaction"
+                f"[{start!r}, {end!r}) holds more than {most} keys, the most one delete_range "
+                "takes (what one transaction may read and delete in a group): give a limit "
+                "and delete the range a part per transaction"
             )
         for key, _ in items:
             self.delete(key)
