@@ -3,6 +3,7 @@
     paxoskv txn --cluster 127.0.0.1:7001 "get alice" "put bob 10" "delete carol"
     paxoskv txn "get a; get b; put c hello world"          # ';' separates steps too
     paxoskv txn --snapshot "get a" "scan a z"              # read-only, one timestamp
+    paxoskv txn "delete-range tmp/ tmp0"                   # every key of [tmp/, tmp0)
     paxoskv txn-status 6dba2be8de444790a9f8bbda4720b0d8:3:1764412345678901234 --settle
 
 The steps run in order inside one transaction (reads see the transaction's own writes), which
@@ -40,9 +41,11 @@ steps (each argument is one step, or several separated by ';'):
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
   delete KEY              delete KEY (also: del)
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
+  delete-range START END  delete every key in [START, END), as tx.delete_range (at most
+                          2,047 keys a shard: more is an error, and nothing is deleted)
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
-items" then "  KEY<TAB>VALUE" lines), then "committed at ts T (txn ID:GROUP, R keys read,
+items" then "  KEY<TAB>VALUE" lines; "delete-range START END: N keys deleted"), then "committed at ts T (txn ID:GROUP, R keys read,
 S scans, W keys written)" (R counts the keys scans returned too), or "nothing to commit
 (...)" when the steps read, scanned and wrote nothing. With
 --snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
@@ -187,7 +190,8 @@ def register_txn_command(subparsers: Any) -> None:
 
 
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
-    """Parse step arguments ("get K", "put K V...", "delete K", "scan A [B]"; ';' splits).
+    """Parse step arguments ("get K", "put K V...", "delete K", "scan A [B]",
+    "delete-range A B"; ';' splits).
 
     Raises:
         UsageError: an unknown operation or a missing key/value.
@@ -230,9 +234,19 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 start = arg_bytes(bounds[0], hex_mode, "scan start")
                 end = arg_bytes(bounds[1], hex_mode, "scan end") if len(bounds) == 2 else None
                 steps.append(Step(op, start, end=end, text=text))
+            elif op == "delete-range":
+                # Both bounds: a mistyped step must not delete to the end of the key space.
+                bounds = rest.split()
+                if len(bounds) != 2:
+                    raise UsageError(f"{text!r}: expected 'delete-range START END'{unquoted}")
+                start, end = (arg_bytes(b, hex_mode, "delete-range bound") for b in bounds)
+                if end <= start:
+                    raise UsageError(f"{text!r}: END must come after START")
+                steps.append(Step(op, start, end=end, text=text))
             else:
                 raise UsageError(
-                    f"{text!r}: unknown step {op!r} (expected get, put, delete or scan)"
+                    f"{text!r}: unknown step {op!r} (expected get, put, delete, scan or "
+                    "delete-range)"
                 )
     if not steps:
         raise UsageError("no steps given")
@@ -265,6 +279,12 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
                 )
             lines.append(f"scan {where}: {len(items)} item{'s' if len(items) != 1 else ''}")
             lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
+        elif step.op == "delete-range":
+            deleted = reader.delete_range(step.key, step.end)
+            lines.append(
+                f"delete-range {show(step.key)} {show(step.end)}: {deleted} "
+                f"key{'s' if deleted != 1 else ''} deleted"
+            )
         elif step.op == "put":
             reader.put(step.key, step.value)
         else:
@@ -274,8 +294,8 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
 
 def _cmd_txn(args: argparse.Namespace) -> int:
     steps = parse_steps(args.steps, hex_mode=args.hex)
-    if args.snapshot and any(s.op in ("put", "delete") for s in steps):
-        raise UsageError("--snapshot is read-only: put and delete are not allowed")
+    if args.snapshot and any(s.op in ("put", "delete", "delete-range") for s in steps):
+        raise UsageError("--snapshot is read-only: put, delete and delete-range are not allowed")
     seeds = seeds_from(args)
 
     from txn import Client, CommitUnknown, TransactionState

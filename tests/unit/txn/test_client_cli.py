@@ -40,8 +40,23 @@ def test_parse_steps() -> None:
         Step("scan", b"a", end=b"z", text="scan a z"),
         Step("scan", b"q", text="scan q"),
     ]
+    assert parse_steps(["delete-range a c"]) == [
+        Step("delete-range", b"a", end=b"c", text="delete-range a c")
+    ]
     assert parse_steps(["put 6b 00ff"], hex_mode=True)[0].value == b"\x00\xff"
-    for bad in (["frob a"], ["get"], ["put k"], ["get a b"], ["scan"], [";"], ["put zz 00"]):
+    # delete-range needs both bounds, in order: a mistyped step must not clear to the end.
+    for bad in (
+        ["frob a"],
+        ["get"],
+        ["put k"],
+        ["get a b"],
+        ["scan"],
+        [";"],
+        ["put zz 00"],
+        ["delete-range a"],
+        ["delete-range c a"],
+        ["delete-range a a"],
+    ):
         with pytest.raises(UsageError):
             parse_steps(bad, hex_mode=bad == ["put zz 00"])
 
@@ -58,6 +73,17 @@ def test_txn_command_prints_reads_and_commit(fake: FakeKV, capsys: Any) -> None:
     assert out[:3] == ["get apple: 1", "get nope: (not found)", "scan a z: 3 items"]
     assert out[3:6] == ["  apple\t1", "  kiwi\ta\\tb", "  plum\t2"]
     assert out[6].startswith("committed at ts ")
+
+
+def test_txn_command_deletes_a_range_in_the_transaction(fake: FakeKV, capsys: Any) -> None:
+    assert run_cli(fake, "put apple 1; put banana 2; put kiwi 3") == 0
+    capsys.readouterr()
+    assert run_cli(fake, "delete-range a c", "scan a z") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["delete-range a c: 2 keys deleted", "scan a z: 1 item", "  kiwi\t3"]
+    assert out[3].startswith("committed at ts ") and "2 keys written" in out[3]
+    assert run_cli(fake, "--snapshot", "delete-range a z") == 2
+    assert "read-only" in capsys.readouterr().err
 
 
 def test_txn_command_retries_conflicts_and_prints_the_last_attempt(
