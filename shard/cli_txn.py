@@ -41,8 +41,10 @@ steps (each argument is one step, or several separated by ';'):
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
   delete KEY              delete KEY (also: del)
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
-  delete-range START END  delete every key in [START, END), as tx.delete_range (at most
-                          2,047 keys a shard: more is an error, and nothing is deleted)
+  delete-range START END [LIMIT]
+                          delete every key in [START, END) (or the first LIMIT), as
+                          tx.delete_range: at most 2,047 keys a shard (more is an
+                          error, and nothing is deleted; give a LIMIT and run it again)
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
 items" then "  KEY<TAB>VALUE" lines; "delete-range START END: N keys deleted"), then "committed at ts T (txn ID:GROUP, R keys read,
@@ -107,12 +109,14 @@ EXIT_UNDECIDED = 4
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One parsed step: `op` is get/put/delete/scan; `end` is set for a bounded scan."""
+    """One parsed step: `op` is get/put/delete/scan/delete-range; `end` is set for a
+    bounded scan and for a delete-range, `limit` for a delete-range given one."""
 
     op: str
     key: bytes
     value: bytes = b""
     end: bytes | None = None
+    limit: int | None = None
     text: str = ""
 
 
@@ -237,12 +241,19 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
             elif op == "delete-range":
                 # Both bounds: a mistyped step must not delete to the end of the key space.
                 bounds = rest.split()
-                if len(bounds) != 2:
-                    raise UsageError(f"{text!r}: expected 'delete-range START END'{unquoted}")
-                start, end = (arg_bytes(b, hex_mode, "delete-range bound") for b in bounds)
+                if len(bounds) not in (2, 3):
+                    raise UsageError(
+                        f"{text!r}: expected 'delete-range START END [LIMIT]'{unquoted}"
+                    )
+                start, end = (arg_bytes(b, hex_mode, "delete-range bound") for b in bounds[:2])
                 if end <= start:
                     raise UsageError(f"{text!r}: END must come after START")
-                steps.append(Step(op, start, end=end, text=text))
+                limit = None
+                if len(bounds) == 3:
+                    if not bounds[2].isdigit() or int(bounds[2]) < 1:
+                        raise UsageError(f"{text!r}: LIMIT is a whole number of at least 1")
+                    limit = int(bounds[2])
+                steps.append(Step(op, start, end=end, limit=limit, text=text))
             else:
                 raise UsageError(
                     f"{text!r}: unknown step {op!r} (expected get, put, delete, scan or "
@@ -280,7 +291,7 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             lines.append(f"scan {where}: {len(items)} item{'s' if len(items) != 1 else ''}")
             lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
         elif step.op == "delete-range":
-            deleted = reader.delete_range(step.key, step.end)
+            deleted = reader.delete_range(step.key, step.end, step.limit)
             lines.append(
                 f"delete-range {show(step.key)} {show(step.end)}: {deleted} "
                 f"key{'s' if deleted != 1 else ''} deleted"

@@ -44,9 +44,10 @@ from txn.hlc import ts_at_wall_ns, wall_ns_of
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.sync_client import Client, Snapshot, Transaction, transactional
-from txn.transaction import AsyncTransaction
+from txn.transaction import DELETE_RANGE_KEYS, AsyncTransaction
 
 __all__ = [
+    "DELETE_RANGE_KEYS",
     "ERRORS",
     "AsyncClient",
     "AsyncSnapshot",

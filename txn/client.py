@@ -159,6 +159,7 @@ from router.client import (
 )
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
+from router.limits import key_oversized
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
 from txn.args import _as_key, _as_limit, _as_timeout, _as_u64, _as_value
@@ -169,6 +170,7 @@ from txn.errors import (
     Conflict,
     DeadlineExceeded,
     InvalidArgument,
+    LimitExceeded,
     PaxosKVError,
     TxnRef,
     Unavailable,
@@ -354,10 +356,20 @@ class AsyncClient:
         themselves.
 
         Raises:
-            Unavailable: not connected yet (no shard map).
-            InvalidArgument: `key` is not bytes of a valid key.
+            Unavailable: no shard map yet: call `connect()` first.
+            InvalidArgument, LimitExceeded: `key` is not a valid key.
         """
-        return int(self._map().locate(_as_key(key)).group_id)
+        key = _as_key(key)
+        oversized = key_oversized(key)
+        if oversized is not None:
+            raise LimitExceeded(str(oversized))
+        return int(self._connected_map().locate(key).group_id)
+
+    def _connected_map(self) -> ShardMap:
+        shard_map = self._routing.shard_map
+        if shard_map is None:
+            raise Unavailable("no shard map yet: call connect() first")
+        return shard_map
 
     @property
     def last_seen_ts(self) -> int:

@@ -110,7 +110,7 @@ class Transaction:
         """Buffer a delete (sent at commit). See `AsyncTransaction.delete`."""
         self._inner.delete(key)
 
-    def delete_range(self, start: bytes, end: bytes | None = None, limit: int | None = None) -> int:
+    def delete_range(self, start: bytes, end: bytes | None, limit: int | None = None) -> int:
         """Delete the keys of [start, end) (the first `limit`); returns how many. See
         `AsyncTransaction.delete_range` (phantom-safe: it scans the range first)."""
         return self._client._call(self._inner.delete_range(start, end, limit), writes=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -382,34 +383,44 @@ class AsyncTransaction:
         self._check_open()
         self._writes[key] = None
 
-    async def delete_range(
-        self, start: bytes, end: bytes | None = None, limit: int | None = None
-    ) -> int:
+    async def delete_range(self, start: bytes, end: bytes | None, limit: int | None = None) -> int:
         """Delete every key with start <= key < end as this transaction sees it (or the first
-        `limit`); returns how many. FoundationDB's `clear_range`, etcd's `DeleteRange`.
+        `limit`); returns how many. `end` None is the end of the key space, given
+        explicitly. FoundationDB's `clear_range`, etcd's `DeleteRange`, but not blind.
 
-        It scans the range first, as `scan` does, so it is phantom-safe: a key that another
+        It reads the range first, as `scan` does: phantom-safe, a key that another
         transaction adds to the range before this one commits makes the commit raise
-        `Conflict` (retryable; `run` re-runs the body and deletes it too). Each key is read
-        and written, so one transaction deletes at most DELETE_RANGE_KEYS (2,047) keys in a
-        group (MAX_TXN_ITEMS items: reads, writes and ranges): clear a larger range a part
-        per transaction, `while client.run(lambda tx: tx.delete_range(a, b, 1000)): pass`
+        `Conflict` (retryable; `run` re-runs the body and deletes it too), and so does a
+        change to a key it deletes (FoundationDB's clear_range reads nothing and conflicts
+        with nothing). Each key is read and written, so one transaction deletes at most
+        DELETE_RANGE_KEYS (2,047) keys in a group (MAX_TXN_ITEMS items there; fewer when
+        it also reads or writes other keys of that group): clear a larger range a part per
+        transaction, `while client.run(lambda tx: tx.delete_range(a, b, 1000)): pass`
         (each run returns how many it deleted).
 
         Raises:
-            LimitExceeded: without a `limit`, the range holds more than DELETE_RANGE_KEYS
-                keys (counted over the whole range, also when it spans groups).
-            Conflict, Unavailable, DeadlineExceeded, TransactionClosed, InvalidArgument: as
-                `scan`.
+            LimitExceeded: the keys to delete in one group are more than DELETE_RANGE_KEYS;
+                nothing is buffered.
+            InvalidArgument: `end` is not after `start`, or a bad argument as for `scan`.
+            Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `scan`.
         """
-        unlimited = limit is None
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        if end is not None and end <= start:
+            raise InvalidArgument(f"delete_range of [{start!r}, {end!r}): end must be after start")
         most = DELETE_RANGE_KEYS
-        items = await self.scan(start, end, most + 1 if unlimited else limit)
-        if unlimited and len(items) > most:
+        if limit is None:
+            await self._client._ready(self._client._deadline())  # the shard map, below
+            # Enough to see any group hold one key too many, however the range spreads.
+            limit = (most + 1) * len(self._client._connected_map().group_ids())
+        items = await self.scan(start, end, limit)
+        per_group = Counter(self._client.group_of(key) for key, _ in items)
+        over = [group for group, count in per_group.items() if count > most]
+        if over:
             raise LimitExceeded(
-                f"[{start!r}, {end!r}) holds more than {most} keys, the most one delete_range "
-                "takes (what one transaction may read and delete in a group): give a limit "
-                "and delete the range a part per transaction"
+                f"delete_range holds more than {most} keys in group {over[0]}, more than one "
+                "transaction may read and delete there: give a limit and delete the range a "
+                "part per transaction"
             )
         for key, _ in items:
             self.delete(key)

@@ -1949,7 +1949,7 @@ async def test_group_of_names_the_group_holding_a_key_by_the_cached_map(fake: Fa
     """For placement and printouts (the examples print where their tables live) without
     reaching into the routing client."""
     async with fast_client(fake) as client:
-        with pytest.raises(txn.Unavailable, match="no shard map yet"):
+        with pytest.raises(txn.Unavailable, match="call connect"):
             client.group_of(A1)
         await client.connect()
         assert [client.group_of(k) for k in (A1, B1, C1)] == [1, 2, 3]
@@ -1958,3 +1958,5 @@ async def test_group_of_names_the_group_holding_a_key_by_the_cached_map(fake: Fa
         ]
         with pytest.raises(txn.InvalidArgument):
             client.group_of("apple")  # type: ignore[arg-type]
+        with pytest.raises(txn.LimitExceeded):
+            client.group_of(b"k" * (MAX_KEY_BYTES + 1))  # no key this long can exist

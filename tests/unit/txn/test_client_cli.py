@@ -40,8 +40,9 @@ def test_parse_steps() -> None:
         Step("scan", b"a", end=b"z", text="scan a z"),
         Step("scan", b"q", text="scan q"),
     ]
-    assert parse_steps(["delete-range a c"]) == [
-        Step("delete-range", b"a", end=b"c", text="delete-range a c")
+    assert parse_steps(["delete-range a c", "delete-range a c 5"]) == [
+        Step("delete-range", b"a", end=b"c", text="delete-range a c"),
+        Step("delete-range", b"a", end=b"c", limit=5, text="delete-range a c 5"),
     ]
     assert parse_steps(["put 6b 00ff"], hex_mode=True)[0].value == b"\x00\xff"
     # delete-range needs both bounds, in order: a mistyped step must not clear to the end.
@@ -56,6 +57,9 @@ def test_parse_steps() -> None:
         ["delete-range a"],
         ["delete-range c a"],
         ["delete-range a a"],
+        ["delete-range a c 0"],
+        ["delete-range a c x"],
+        ["delete-range a c 1 2"],
     ):
         with pytest.raises(UsageError):
             parse_steps(bad, hex_mode=bad == ["put zz 00"])

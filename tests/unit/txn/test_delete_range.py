@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_client_fakekv import FakeKV, fake_in_thread, fast_client, sync_client, with_fake
+from test_client_fakekv import (
+    FakeKV,
+    decided,
+    fake_in_thread,
+    fast_client,
+    sync_client,
+    with_fake,
+)
 
 import txn
 from router.limits import MAX_TXN_ITEMS, txn_part_refusal
@@ -101,3 +108,40 @@ async def test_the_most_keys_one_delete_range_takes_is_a_part_the_nodes_accept(
         assert txn_part_refusal(op.reads, op.writes, op.read_ranges) is None
         assert len(op.reads) + len(op.writes) + len(op.read_ranges) <= MAX_TXN_ITEMS
         assert 2 * (most + 1) + 1 > MAX_TXN_ITEMS  # one key more would not be accepted
+
+
+@with_fake
+async def test_the_bound_is_per_group_and_holds_with_a_limit_too(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: the bound counted the whole range, so 1,500 keys in each of two
+    groups were refused although each group's part was within it; and a limit past the
+    bound was refused only by the nodes at commit, in other words."""
+    monkeypatch.setattr(txn.transaction, "DELETE_RANGE_KEYS", 3)
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            for key in (b"a1", b"a2", b"a3", b"k1", b"k2", b"k3"):  # groups 1 and 2
+                tx.put(key, b"v")
+        await decided(fake)  # resolved: the fake's scans see them
+        async with client.transaction() as tx:
+            assert await tx.delete_range(b"a", b"l") == 6
+        await decided(fake)
+        async with client.transaction() as tx:
+            for i in range(5):
+                tx.put(b"k%d" % i, b"v")
+        tx = client.transaction()
+        with pytest.raises(LimitExceeded, match="more than 3 keys in group 2"):
+            await tx.delete_range(b"k", b"l", limit=10)
+        assert tx.write_set == {}  # nothing buffered
+        tx.abort()
+
+
+@with_fake
+async def test_a_range_whose_end_is_not_after_its_start_is_refused(fake: FakeKV) -> None:
+    """FoundationDB refuses an inverted range; quietly deleting nothing hid a swapped pair."""
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        for start, end in ((b"b", b"a"), (b"a", b"a")):
+            with pytest.raises(txn.InvalidArgument, match="end must be after start"):
+                await tx.delete_range(start, end)
+        tx.abort()
