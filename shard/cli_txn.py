@@ -47,7 +47,8 @@ steps (each argument is one step, or several separated by ';'):
                           error, and nothing is deleted; give a LIMIT and run it again)
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
-items" then "  KEY<TAB>VALUE" lines; "delete-range START END: N keys deleted"), then "committed at ts T (txn ID:GROUP, R keys read,
+items" then "  KEY<TAB>VALUE" lines) and per delete-range ("delete-range START END: N keys
+deleted"), then "committed at ts T (txn ID:GROUP, R keys read,
 S scans, W keys written)" (R counts the keys scans returned too), or "nothing to commit
 (...)" when the steps read, scanned and wrote nothing. With
 --snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
@@ -149,7 +150,7 @@ def register_txn_command(subparsers: Any) -> None:
     cmd.add_argument(
         "--snapshot",
         action="store_true",
-        help="read-only: every read at one timestamp, lock-free (no put/delete)",
+        help="read-only: every read at one timestamp, lock-free (no put/delete/delete-range)",
     )
     cmd.add_argument(
         "--hex", action="store_true", help="keys and values are hex, in the steps and output"
@@ -250,7 +251,8 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                     raise UsageError(f"{text!r}: END must come after START")
                 limit = None
                 if len(bounds) == 3:
-                    if not bounds[2].isdigit() or int(bounds[2]) < 1:
+                    # isascii: str.isdigit() takes "²", which int() refuses.
+                    if not (bounds[2].isascii() and bounds[2].isdigit()) or int(bounds[2]) < 1:
                         raise UsageError(f"{text!r}: LIMIT is a whole number of at least 1")
                     limit = int(bounds[2])
                 steps.append(Step(op, start, end=end, limit=limit, text=text))

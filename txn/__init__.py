@@ -11,7 +11,8 @@ The supported client surface; import from here::
   `put_fenced`, `delete_fenced`, `commit`, `abort`, `txn_id`, `commit_ts`, `ref`,
   `read_set`.
 - Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`.
-- `prefix_end(prefix)`: the end of a scan of every key with that prefix.
+- `prefix_end(prefix)`: the end of a scan of every key with that prefix;
+  `DELETE_RANGE_KEYS`: the most keys one `delete_range` deletes in a group.
 
 The 2PC rules themselves (`txn.records`, `txn.store`, the participant and coordinator) are
 imported by the shard from their modules.

@@ -7,7 +7,7 @@ from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from router.limits import key_oversized, value_oversized
+from router.limits import MAX_COMMAND_BYTES, key_oversized, value_oversized
 from txn.args import _as_key, _as_limit, _as_value
 from txn.errors import (
     Conflict,
@@ -394,13 +394,14 @@ class AsyncTransaction:
         change to a key it deletes (FoundationDB's clear_range reads nothing and conflicts
         with nothing). Each key is read and written, so one transaction deletes at most
         DELETE_RANGE_KEYS (2,047) keys in a group (MAX_TXN_ITEMS items there; fewer when
-        it also reads or writes other keys of that group): clear a larger range a part per
+        the transaction also reads, writes or scans more there): clear a larger range a part per
         transaction, `while client.run(lambda tx: tx.delete_range(a, b, 1000)): pass`
         (each run returns how many it deleted).
 
         Raises:
-            LimitExceeded: the keys to delete in one group are more than DELETE_RANGE_KEYS;
-                nothing is buffered.
+            LimitExceeded: the keys to delete in one group are more than DELETE_RANGE_KEYS,
+                or their bytes, read and written, more than MAX_COMMAND_BYTES; nothing is
+                deleted, but the keys read stay in the read set: abort the transaction.
             InvalidArgument: `end` is not after `start`, or a bad argument as for `scan`.
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `scan`.
         """
@@ -408,23 +409,47 @@ class AsyncTransaction:
         end = None if end is None else _as_key(end, "end key")
         if end is not None and end <= start:
             raise InvalidArgument(f"delete_range of [{start!r}, {end!r}): end must be after start")
-        most = DELETE_RANGE_KEYS
+        cap = None
         if limit is None:
             await self._client._ready(self._client._deadline())  # the shard map, below
             # Enough to see any group hold one key too many, however the range spreads.
-            limit = (most + 1) * len(self._client._connected_map().group_ids())
-        items = await self.scan(start, end, limit)
-        per_group = Counter(self._client.group_of(key) for key, _ in items)
-        over = [group for group, count in per_group.items() if count > most]
-        if over:
+            cap = (DELETE_RANGE_KEYS + 1) * len(self._client._connected_map().group_ids())
+        items = await self.scan(start, end, limit if cap is None else cap)
+        refusal = self._delete_range_refusal(start, end, [key for key, _ in items])
+        if refusal is None and cap is not None and len(items) >= cap:
+            # Cut by the cap with no group over it: the shard map gained groups while the
+            # range was read (review), so the keys past the cut were never looked at.
+            refusal = f"delete_range read {cap} keys of the range and more may follow"
+        if refusal is not None:
             raise LimitExceeded(
-                f"delete_range holds more than {most} keys in group {over[0]}, more than one "
-                "transaction may read and delete there: give a limit and delete the range a "
-                "part per transaction"
+                f"{refusal}: give a limit and delete the range a part per transaction (the "
+                "keys read stay in this transaction's read set: abort it first)"
             )
         for key, _ in items:
             self.delete(key)
         return len(items)
+
+    def _delete_range_refusal(
+        self, start: bytes, end: bytes | None, keys: list[bytes]
+    ) -> str | None:
+        """Why deleting `keys` (each read and written) is more than a transaction may carry
+        in one group (router.limits.txn_part_refusal's bounds), or None."""
+        count: Counter[int] = Counter()
+        size: Counter[int] = Counter()
+        for key in keys:
+            group = self._client.group_of(key)
+            count[group] += 1
+            size[group] += 2 * len(key)
+        bounds = len(start) + len(end or b"")
+        for group in count:
+            if count[group] > DELETE_RANGE_KEYS:
+                return f"delete_range holds more than {DELETE_RANGE_KEYS} keys in group {group}"
+            if size[group] + bounds > MAX_COMMAND_BYTES:
+                return (
+                    f"delete_range's keys in group {group}, read and deleted, are "
+                    f"{size[group] + bounds} bytes, over {MAX_COMMAND_BYTES} (MAX_COMMAND_BYTES)"
+                )
+        return None
 
     def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
         """Buffer a write that commits only while `lock`'s latest version is `token`.

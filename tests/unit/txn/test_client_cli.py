@@ -60,6 +60,7 @@ def test_parse_steps() -> None:
         ["delete-range a c 0"],
         ["delete-range a c x"],
         ["delete-range a c 1 2"],
+        ["delete-range a c \u00b2"],  # a digit to str.isdigit, not to int()
     ):
         with pytest.raises(UsageError):
             parse_steps(bad, hex_mode=bad == ["put zz 00"])

@@ -145,3 +145,45 @@ async def test_a_range_whose_end_is_not_after_its_start_is_refused(fake: FakeKV)
             with pytest.raises(txn.InvalidArgument, match="end must be after start"):
                 await tx.delete_range(start, end)
         tx.abort()
+
+
+@with_fake
+async def test_a_read_cut_by_the_cap_with_no_group_over_is_refused_not_half_done(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the cap comes from the map before the read, the count from the map
+    after it; a map that gained groups meanwhile left every group under the bound while
+    the read stopped at the cap, and 16 keys of 24 were deleted with no error. Here every
+    key counts in a group of its own, as if the map had split between each."""
+    monkeypatch.setattr(txn.transaction, "DELETE_RANGE_KEYS", 1)
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            for i in range(12):
+                tx.put(b"a%02d" % i, b"v")  # group 1
+        cap = 2 * len(client._connected_map().group_ids())
+        assert cap < 12
+        monkeypatch.setattr(client, "group_of", lambda key: int(key[1:]))
+        tx = client.transaction()
+        with pytest.raises(LimitExceeded, match=f"read {cap} keys of the range and more may"):
+            await tx.delete_range(b"a", b"b")
+        assert tx.write_set == {}
+        tx.abort()
+
+
+@with_fake
+async def test_the_bytes_of_the_keys_count_twice_against_a_groups_bound(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key deleted is read and written: 2,047 keys of 515 bytes are within the count but
+    over MAX_COMMAND_BYTES, which the nodes would refuse at commit (review)."""
+    monkeypatch.setattr(txn.transaction, "MAX_COMMAND_BYTES", 60)
+    async with fast_client(fake) as client:
+        async with client.transaction() as tx:
+            for i in range(3):
+                tx.put(b"k-%08d" % i, b"v")  # 10-byte keys in group 2
+        tx = client.transaction()
+        with pytest.raises(LimitExceeded, match="are 62 bytes, over 60"):
+            await tx.delete_range(b"k", b"l")  # 2 x 30 + the bounds: 2
+        tx.abort()
+        async with client.transaction() as tx:
+            assert await tx.delete_range(b"k", b"l", limit=2) == 2  # 40 + 2
