@@ -48,8 +48,10 @@ def account(name: str) -> bytes:
 
 def transfer_record(src: str, transfer_id: str) -> bytes:
     """Where a done transfer is recorded: beside its source account, so in its shard unless
-    a split point falls between them (then one more participant: still correct). A real
-    system also deletes old records, once no caller can send their ids again."""
+    a split point falls between them (then one more participant: still correct). So an id
+    is unique per source account: make ids unique overall (uuid4, as `new_id`), since the
+    same id from another source is another record. A real system also deletes old records,
+    once no caller can send their ids again."""
     return f"{src}/{RUN}/transfer/{transfer_id}".encode()
 
 

@@ -18,8 +18,8 @@ is exactly the version of the lock key. The lock is two plain keys:
     lock/RUN/report        -> {"owner": "A"}              its version is the token
     lock/RUN/report/lease  -> {"expires_at": 1717171717.5}
 
-- acquire: a transaction reads the record; if it is absent or its lease has run out, it
-  writes both keys. The commit timestamp is the token. Tokens increase (every write of the
+- acquire: a transaction reads the record; if it is absent, or its lease has run out (or
+  is missing, which release, deleting both keys at once, never leaves), it writes both keys. The commit timestamp is the token. Tokens increase (every write of the
   lock key gets a higher version). The owner's name is for people reading the record: two
   processes given the same name still get different tokens, and only the token counts.
 - renew: a fenced write of the lease key alone, with the token. The lock key is not

@@ -114,7 +114,8 @@ Fenced writes
 writes only while the lock key's latest version is still exactly `T`: the transaction's read
 set gets `(LOCK, version=T)`, and every participant validates read versions inside the
 replicated PREPARE / one-phase commit, so the STORE refuses the write once the lock was
-re-acquired, renewed or released (each of those writes a new version of the lock key). The
+re-acquired or released, or its record rewritten (each writes a new version of the lock
+key). The
 refusal raises `FencingTokenRejected` (a `Conflict` that `run` does not retry: the token
 can never become current again) and leaves nothing behind. The token of a lock is the
 commit timestamp of the transaction that wrote the lock record (`tx.commit_ts`, the

@@ -382,7 +382,8 @@ class TooManyRetries(PaxosKVError):
 
 class FencingTokenRejected(Conflict):
     """A fenced write was refused: the lock key no longer has the token's version (someone
-    re-acquired, renewed or released the lock). Nothing of the transaction was written.
+    re-acquired or released the lock, or rewrote its record). Nothing of the transaction
+    was written.
 
     Not retryable: a newer version never goes away, so re-running cannot succeed with this
     token. Re-acquire the lock for a new token instead.
@@ -408,8 +409,9 @@ class FencingTokenRejected(Conflict):
         self.token = token
         self.latest_version = latest_version
         self.args = (
-            f"{reason}: the lock was re-acquired, renewed or released, so the store refused "
-            "the fenced write; nothing was written. Acquire the lock again for a new token",
+            f"{reason}: the lock was re-acquired or released (or its record rewritten), so the "
+            "store refused the fenced write; nothing was written. Acquire the lock again for a "
+            "new token",
         )
 
 
