@@ -26,6 +26,22 @@ def run_within(main: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(main, DEADLINE_S))
 
 
+def _holding_servicer(
+    memory: ClientMemory | None = None, core: Any = None
+) -> tuple[KVServicer, list[tuple[kv.Request, Any]]]:
+    """A service whose core holds every request it is given, with its reply, in the list
+    returned beside it, for the test to answer when it likes."""
+    held: list[tuple[kv.Request, Any]] = []
+    servicer = KVServicer(
+        core=core,
+        submit=lambda request, reply: held.append((request, reply)),
+        node_name="n1",
+        timeout_s=1.0,
+        memory=memory,
+    )
+    return servicer, held
+
+
 def silent_servicer() -> KVServicer:
     """A service whose core takes every request and never answers (a stuck node)."""
     return KVServicer(core=None, submit=lambda request, reply: None, node_name="n1", timeout_s=0.01)  # type: ignore[arg-type]
@@ -238,13 +254,7 @@ def test_a_stream_past_its_unanswered_limit_is_told_to_retry(
     from shard import server
 
     monkeypatch.setattr(server, "MAX_OUTSTANDING", 3)
-    held: list[tuple[kv.Request, Any]] = []
-    servicer = KVServicer(
-        core=SimpleNamespace(refusal=_refusal),  # type: ignore[arg-type]
-        submit=lambda request, reply: held.append((request, reply)),
-        node_name="n1",
-        timeout_s=1.0,
-    )
+    servicer, held = _holding_servicer(core=SimpleNamespace(refusal=_refusal))
 
     async def requests() -> Any:
         yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in range(5)])
@@ -496,13 +506,7 @@ def test_a_drain_while_the_reader_waits_on_a_full_line_answers_every_request_in_
 
     monkeypatch.setattr(server, "MAX_STREAM_GETS", 1)
     monkeypatch.setattr(server, "MAX_STREAM_WAITING", 1)
-    held: list[tuple[kv.Request, Any]] = []
-    servicer = KVServicer(
-        core=None,  # type: ignore[arg-type]
-        submit=lambda request, reply: held.append((request, reply)),
-        node_name="n1",
-        timeout_s=1.0,
-    )
+    servicer, held = _holding_servicer()
 
     async def requests() -> Any:
         yield kv.RequestBatch(requests=[kv.Request(id=i, get=kv.GetRequest()) for i in (1, 2, 3)])
@@ -546,14 +550,7 @@ def test_a_stream_cancelled_with_gets_in_line_gives_back_all_it_held() -> None:
     from shard import server
 
     memory = ClientMemory()
-    held: list[tuple[kv.Request, Any]] = []
-    servicer = KVServicer(
-        core=None,  # type: ignore[arg-type]
-        submit=lambda request, reply: held.append((request, reply)),
-        node_name="n1",
-        timeout_s=1.0,
-        memory=memory,
-    )
+    servicer, held = _holding_servicer(memory)
     count = server.MAX_STREAM_GETS + 10
 
     async def requests() -> Any:
@@ -731,13 +728,7 @@ def test_a_drained_stream_answers_what_it_read_then_says_it_read_no_more() -> No
     then a `drained` batch: the client re-sends the rest, which this node never read.
     Before, the server's stop cancelled the streams, and the client reported every write in
     flight OutcomeUnknown (found by review)."""
-    held: list[tuple[kv.Request, Any]] = []
-    servicer = KVServicer(
-        core=None,  # type: ignore[arg-type]
-        submit=lambda request, reply: held.append((request, reply)),
-        node_name="n1",
-        timeout_s=1.0,
-    )
+    servicer, held = _holding_servicer()
     more = asyncio.Event()
 
     async def requests() -> Any:
