@@ -10,7 +10,7 @@ from shard import codec
 from shard.admission_checks import _conflict_error, _error
 from shard.errors import ShardError, Status, VersionCompacted, WrongShard
 from shard.limits import MAX_SCAN_RESPONSE_BYTES
-from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page
+from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page, within
 from shard.node_records import GroupHost, _Pending
 from shard.state_machine import ShardStateMachine
 from txn.records import (
@@ -55,7 +55,7 @@ def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
         # its error. Raised here, it stopped the node (found by review, for a GC horizon
         # that passed `at` while the read waited, now refused above).
         return True
-    return all(covered is not None and key >= covered for key in held)
+    return not any(within(key, covered) for key in held)
 
 
 def _undecided_at(host: GroupHost, pending: _Pending, intent: IntentInfo, at: int) -> bool:
@@ -143,7 +143,7 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
         items, limit, covered, pending.absent_since = scan_page(shard, op, end, at)
         if not op.snapshot:
             # Only the part of the range the answer covers (rule L1 of shard.lock_wait).
-            for key, intent in shard.intents_in_range(op.start, covered):
+            for key, intent in shard.intents_in_range(*covered):
                 if intent.is_write:
                     return _conflict_error(
                         Conflict(

@@ -19,7 +19,8 @@ L1. A request that holds nothing may wait for any intent: a linearizable read, a
     P6) counts as a read intent on every key of it; a write intent inside a range a request
     scanned counts as one on a key it read. A linearizable scan waits only for the write
     intents in the part of its range its answer covers (`scan_covers`: up to just past its
-    last item when its limit cut it; the client reads on from there).
+    last item when its limit cut it, or down to it for a reverse scan; the client reads on
+    from there).
 L2. A two-phase Prepare holds intents on its other participants while it waits, so it waits
     only for YOUNGER holders (wait-die, Rosenkrantz et al. 1978): waits point from older to
     younger, hence never form a cycle. Age is the client's `priority` (the timestamp of the
@@ -259,7 +260,7 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
         if not held:
             return False
         covered = scan_page(shard, op, end, None)[2]
-        return any(covered is None or key < covered for key in held)
+        return any(within(key, covered) for key in held)
     if kind in ("put", "delete", "cas"):
         holders = [i.txn_id for i in shard.intents_on(op.key)] + shard.scanners(op.key)
         return any(not proven.resolves(shard, t) for t in holders)
@@ -286,27 +287,42 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
 
 def scan_page(
     shard: Any, op: Any, end: bytes | None, at: int | None
-) -> tuple[list[tuple[bytes, bytes, int]], int, bytes | None, int]:
+) -> tuple[list[tuple[bytes, bytes, int]], int, tuple[bytes, bytes | None], int]:
     """The page a scan request `op` of [op.start, end) gets at version `at` (None: the
-    latest): its items, the item limit in force, the end of what it covers
+    latest): its items, the item limit in force, the part of the range it covers
     (`scan_covers`), and the newest deletion it shows (`scan_with_deletions`)."""
     limit = min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS)
-    items, deleted_at = shard.scan_with_deletions(op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES)
-    return items, limit, scan_covers(end, items, limit), deleted_at
+    items, deleted_at = shard.scan_with_deletions(
+        op.start, end, limit, at, MAX_SCAN_RESPONSE_BYTES, op.reverse
+    )
+    return items, limit, scan_covers(op.start, end, items, limit, op.reverse), deleted_at
 
 
 def scan_covers(
-    end: bytes | None, items: list[tuple[bytes, bytes, int]], limit: int
-) -> bytes | None:
-    """The end of the part of a scan's range its answer `items` covers (None: no end):
-    just past the last item when its item `limit` or the byte budget cut the answer, since
-    the client reads on from there (and a transaction records its range only up to there,
-    txn.participant rule P6); else the whole range. A write intent past it is nothing the
-    answer shows, so the scan neither waits for it nor is refused for it (rule L1)."""
+    start: bytes,
+    end: bytes | None,
+    items: list[tuple[bytes, bytes, int]],
+    limit: int,
+    reverse: bool = False,
+) -> tuple[bytes, bytes | None]:
+    """The part [lo, hi) of a scan's range [start, end) its answer `items` covers (hi None:
+    no end): when its item `limit` or the byte budget cut the answer, up to just past its
+    last item (reverse: down to its last item, the lowest key), since the client reads on
+    from there (and a transaction records its range only that far, txn.participant rule
+    P6); else the whole range. A write intent outside it is nothing the answer shows, so
+    the scan neither waits for it nor is refused for it (rule L1)."""
     size = sum(len(k) + len(v) for k, v, _ in items)
-    if items and (len(items) >= limit or size >= MAX_SCAN_RESPONSE_BYTES):
-        return items[-1][0] + b"\x00"
-    return end
+    if not items or (len(items) < limit and size < MAX_SCAN_RESPONSE_BYTES):
+        return start, end
+    if reverse:
+        return items[-1][0], end
+    return start, items[-1][0] + b"\x00"
+
+
+def within(key: bytes, key_range: tuple[bytes, bytes | None]) -> bool:
+    """`key` lies in [lo, hi) (hi None: no end)."""
+    lo, hi = key_range
+    return lo <= key and (hi is None or key < hi)
 
 
 def _stale(shard: Any, reads: Iterable[Any]) -> bool:

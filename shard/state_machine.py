@@ -660,9 +660,11 @@ class ShardStateMachine:
         limit: int,
         at_version: int | None = None,
         max_bytes: int | None = None,
+        reverse: bool = False,
     ) -> list[tuple[bytes, bytes, int]]:
         """Up to `limit` live (key, value, version) with start <= key < end, as of `at_version`,
-        stopping once their keys and values reach `max_bytes` (at least one item).
+        stopping once their keys and values reach `max_bytes` (at least one item); in key
+        order, or from the last key down when `reverse`.
 
         `end` None is +inf and is allowed only when the shard's range is unbounded above.
 
@@ -670,7 +672,7 @@ class ShardStateMachine:
             WrongShard: [start, end) is not inside the shard's range;
             VersionCompacted: `at_version` below the GC horizon.
         """
-        return self.scan_with_deletions(start, end, limit, at_version, max_bytes)[0]
+        return self.scan_with_deletions(start, end, limit, at_version, max_bytes, reverse)[0]
 
     def scan_with_deletions(
         self,
@@ -679,6 +681,7 @@ class ShardStateMachine:
         limit: int,
         at_version: int | None = None,
         max_bytes: int | None = None,
+        reverse: bool = False,
     ) -> tuple[list[tuple[bytes, bytes, int]], int]:
         """`scan`, and the newest version of the deletions it passed over (0: none): its
         answer shows those keys absent, which node rule 2 must not let it outrun."""
@@ -696,38 +699,29 @@ class ShardStateMachine:
             if end is None
             else vp + end.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
         )
-        prefix_len = len(vp)
-        out: list[tuple[bytes, bytes, int]] = []
-        deleted_at = 0
-        done_body = b""  # the encoded key whose visible version was already decided
-        engine = self._engine
-        budget = max_bytes if max_bytes is not None else -1
+        visible = _VisibleRecords(len(vp), limit, at_version, max_bytes)
         # Old versions and tombstones are skipped, so read a little more than `limit`.
         page = max(16, min(_SCAN_PAGE, 2 * limit))
+        engine = self._engine
         while True:
-            records = engine.scan(lo, hi, page)
-            for record_key, value in records:
-                body = record_key[:-9]
-                if body == done_body:
-                    continue
-                version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
-                if at_version is not None and version > at_version:
-                    continue
-                done_body = body
-                if record_key[-1] == KIND_TOMBSTONE_INT:
-                    deleted_at = max(deleted_at, version)
-                    continue
-                key = unescape_key(body[prefix_len:])
-                out.append((key, value, version))
-                if len(out) >= limit:
-                    return out, deleted_at
-                if budget >= 0:
-                    budget -= len(key) + len(value)
-                    if budget <= 0:
-                        return out, deleted_at
+            records = engine.scan(lo, hi, page, reverse)
+            if reverse:
+                # A key's records come oldest first: its visible one is known only at the
+                # next key (or the range's end).
+                for record_key, value in records:
+                    if visible.offer_ascending(record_key, value):
+                        return visible.out, visible.deleted_at
+            else:
+                for record_key, value in records:
+                    if visible.offer_newest_first(record_key, value):
+                        return visible.out, visible.deleted_at
             if len(records) < page:
-                return out, deleted_at
-            lo = records[-1][0] + b"\x00"
+                visible.flush()
+                return visible.out, visible.deleted_at
+            if reverse:
+                hi = records[-1][0]
+            else:
+                lo = records[-1][0] + b"\x00"
             page = _SCAN_PAGE
 
     # ----------------------------------------------------------------------------------------
@@ -1136,3 +1130,66 @@ def _oversized_command_result(data: bytes) -> CommandResult:
     except LimitExceeded as exc:
         return CommandResult(exc.status, message=str(exc))
     raise InvariantViolation("command size check disagrees with its validator")
+
+
+class _VisibleRecords:
+    """What a scan shows of the version records it passes, key by key: the newest record
+    at or below the read's version of each key, when it is no deletion (`out`), up to the
+    scan's item limit and byte budget; and the newest deletion it passed (`deleted_at`)."""
+
+    def __init__(
+        self, prefix_len: int, limit: int, at_version: int | None, max_bytes: int | None
+    ) -> None:
+        self._prefix_len = prefix_len
+        self._limit = limit
+        self._at_version = at_version
+        self._budget = max_bytes if max_bytes is not None else -1
+        self._done_body = b""  # the encoded key whose visible version was already decided
+        self._held: tuple[bytes, bytes] | None = None  # reverse: the newest record so far
+        self.out: list[tuple[bytes, bytes, int]] = []
+        self.deleted_at = 0
+
+    def offer_newest_first(self, record_key: bytes, value: bytes) -> bool:
+        """Take the next record of a forward scan (a key's records newest first); True
+        once the answer is full."""
+        body = record_key[:-9]
+        if body == self._done_body or not self._readable(record_key):
+            return False
+        self._done_body = body
+        return self._show(record_key, value)
+
+    def offer_ascending(self, record_key: bytes, value: bytes) -> bool:
+        """Take the next record of a reverse scan (a key's records oldest first); True
+        once the answer is full."""
+        held = self._held
+        if held is not None and held[0][:-9] != record_key[:-9]:
+            self._held = None
+            if self._show(*held):
+                return True
+        if self._readable(record_key):
+            self._held = (record_key, value)
+        return False
+
+    def flush(self) -> None:
+        """The scan passed its last record: decide the key a reverse scan still holds."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._show(*held)
+
+    def _readable(self, record_key: bytes) -> bool:
+        at = self._at_version
+        return at is None or MAX_U64 - int.from_bytes(record_key[-9:-1], "big") <= at
+
+    def _show(self, record_key: bytes, value: bytes) -> bool:
+        version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+        if record_key[-1] == KIND_TOMBSTONE_INT:
+            self.deleted_at = max(self.deleted_at, version)
+            return False
+        key = unescape_key(record_key[self._prefix_len : -9])
+        self.out.append((key, value, version))
+        if len(self.out) >= self._limit:
+            return True
+        if self._budget >= 0:
+            self._budget -= len(key) + len(value)
+            return self._budget <= 0
+        return False

@@ -803,6 +803,37 @@ def test_a_scan_cut_by_its_limit_does_not_wait_for_an_intent_past_its_last_key(
     assert cut == []
 
 
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_a_reverse_scan_cut_by_its_limit_does_not_wait_for_an_intent_below_its_last_key(
+    node: OneNode, snapshot: bool
+) -> None:
+    """Rule L1 (and rule 3) for a reverse scan: it covers its range from its end down to
+    the last (lowest) key it returns, so a prepared write below that key is nothing the
+    answer shows, and one above it is."""
+    for key in (b"b1", b"b2", b"b3"):
+        node.call(put(key, b"v"))
+    hold_intent(node, tid(b"t1"), b"a5", priority=1)
+
+    def reverse_scan(limit: int) -> list[kv.Response]:
+        kw: dict[str, Any] = {"reverse": True}
+        if snapshot:  # at a timestamp above every prepare so far
+            at = node.call(kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+            kw.update(snapshot=True, at_version=at)
+        answers: list[kv.Response] = []
+        node.core.submit(scan(b"a", b"d", limit=limit, **kw), answers.append)
+        node.advance(0.05)
+        return answers
+
+    answers = reverse_scan(2)
+    assert len(answers) == 1, "answered at once"
+    assert answers[0].scan.error.code == kv.OK, answers[0].scan.error
+    assert [item.key for item in answers[0].scan.items] == [b"b3", b"b2"]
+    assert reverse_scan(10) == []  # the whole range: the intent is in what it covers
+    hold_intent(node, tid(b"t2"), b"b25", priority=1)
+    cut = reverse_scan(2)
+    assert cut == []  # an insert in flight between the keys it returns
+
+
 def test_a_lock_released_by_a_refused_prepare_goes_to_its_waiter_without_a_tick(
     node: OneNode,
 ) -> None:

@@ -204,6 +204,8 @@ class Harness:
     def check_latest(self) -> None:
         for key in KEYS[:-1]:
             assert self.sm.get(key) == self.model.latest(key), key
+        live = [(k, *found) for k in sorted(KEYS[:-1]) if (found := self.model.latest(k))]
+        assert self.sm.scan(*RANGE, 100, reverse=True) == live[::-1]
 
     def check_history(self) -> None:
         model = self.model
@@ -213,6 +215,11 @@ class Harness:
             ]
             assert self.sm.scan(RANGE[0], RANGE[1], 100, at_version=at) == want, at
             assert self.sm.scan(RANGE[0], RANGE[1], 2, at_version=at) == want[:2], at
+            backwards = want[::-1]
+            assert self.sm.scan(*RANGE, 100, at_version=at, reverse=True) == backwards, at
+            assert self.sm.scan(*RANGE, 2, at_version=at, reverse=True) == backwards[:2], at
+            inner = [item for item in backwards if b"a\x00" <= item[0] < b"c\x00\xff"]
+            assert self.sm.scan(b"a\x00", b"c\x00\xff", 100, at, reverse=True) == inner, at
             for k in KEYS[:-1]:
                 assert self.sm.get(k, at_version=at) == model.at(k, at)
         if model.horizon > 0:

@@ -184,6 +184,32 @@ def test_scan_with_limit_across_many_keys_and_tombstones() -> None:
     assert d.sm.scan(b"k", b"l", 1000, at_version=0) == []
 
 
+def test_a_reverse_scan_pages_through_old_versions_and_tombstones(tmp_path: Path) -> None:
+    """From the last key down, a key's records come oldest first, so its visible version is
+    the last one read of it, also when a page of records ends inside the key."""
+    for engine in (MemEngine(), RocksEngine(str(tmp_path / "db"))):
+        d = Driver(engine)
+        for round_ in range(40):  # 40 versions of each key: pages end inside keys
+            d.run(*[encode_put(b"k%02d" % j, b"%d.%d" % (j, round_), 1) for j in range(30)])
+        cut = d.sm.max_version
+        d.run(*[encode_delete(b"k%02d" % j, 1) for j in range(0, 30, 3)])
+        live = [(b"k%02d" % j, b"%d.39" % j) for j in range(29, -1, -1) if j % 3]
+        assert [(k, v) for k, v, _ in d.sm.scan(b"k", b"l", 1000, reverse=True)] == live
+        assert [k for k, _, _ in d.sm.scan(b"k", b"k20", 3, reverse=True)] == [
+            b"k19",
+            b"k17",
+            b"k16",
+        ]
+        items, deleted_at = d.sm.scan_with_deletions(b"k", b"l", 1000, reverse=True)
+        assert deleted_at == d.sm.max_version and len(items) == 20
+        assert len(d.sm.scan(b"k", b"l", 1000, at_version=cut, reverse=True)) == 30
+        size = len(b"k29") + len(b"29.39")
+        assert [k for k, _, _ in d.sm.scan(b"", None, 10, max_bytes=size, reverse=True)] == [b"k29"]
+        assert d.sm.scan(b"k", b"l", 1000, at_version=0, reverse=True) == []
+        if isinstance(engine, RocksEngine):
+            engine.close()
+
+
 def test_reapplying_a_slot_is_a_no_op() -> None:
     d = Driver()
     d.run(encode_put(b"k", b"1", 5))

@@ -142,7 +142,7 @@ class FakeStore:
         elif kind == "scan":
             end = op.end if op.HasField("end") else None
             keys = sorted(k for k in self.versions if k >= op.start and (end is None or k < end))
-            for key in keys:
+            for key in reversed(keys) if op.reverse else keys:
                 if not op.snapshot and key in self.intents:
                     body.error.CopyFrom(
                         conflict(key, self.intents[key], "read", "a prepared write")
