@@ -87,6 +87,7 @@ from router.client_errors import (
 from router.codec import decode_shard_map
 from router.errors import RouterError, UnknownGroup, WrongShard
 from router.limits import MAX_REQUEST_BYTES, request_refusal
+from router.scan_cursor import ScanCursor
 from router.seeds import check_address, parse_seeds
 from router.shard_map import ShardMap
 from router.tls import ClientTls, TlsFiles, TlsSetupError, aio_channel, resolve_client_tls
@@ -1503,11 +1504,13 @@ class RoutingClient:
         end: bytes | None = None,
         limit: int = 1000,
         *,
+        reverse: bool = False,
         stale_ok: bool = False,
         at_version: int = 0,
         timeout_s: float | None = None,
     ) -> list[tuple[bytes, bytes, int]]:
-        """Up to `limit` (key, value, version) with start <= key < end, in key order.
+        """Up to `limit` (key, value, version) with start <= key < end, in key order (with
+        `reverse`, the last `limit` keys, highest first).
 
         The range is cut at shard boundaries and read shard by shard (each part linearizable
         on its own; the whole is not one snapshot across shards — use a transaction for that).
@@ -1519,14 +1522,14 @@ class RoutingClient:
         deadline = self._deadline(timeout_s)
         await self.ready(deadline)
         out: list[tuple[bytes, bytes, int]] = []
-        cursor = start
-        while len(out) < limit and (end is None or cursor < end):
-            parts = self._cache.plan_scan(cursor, end)
-            if not parts:
+        cursor = ScanCursor(start, end, reverse)
+        while len(out) < limit:
+            part = cursor.next_part(self._cache.plan_scan)
+            if part is None:
                 break
-            descriptor, sub_start, sub_end = parts[0]
+            descriptor, sub_start, sub_end = part
             want = min(limit - len(out), SCAN_PAGE)
-            op = kv.ScanRequest(start=sub_start, limit=want, stale_ok=stale_ok)
+            op = kv.ScanRequest(start=sub_start, limit=want, stale_ok=stale_ok, reverse=reverse)
             op.at_version = at_version
             if sub_end is not None:
                 op.end = sub_end
@@ -1537,18 +1540,8 @@ class RoutingClient:
             except (WrongShard, UnknownGroup):
                 continue  # the map changed under us: re-plan from the cursor
             items = response.scan.items
-            if response.scan.more and not items:
-                raise ServerError(
-                    f"group {descriptor.group_id} answered a scan page with no items that "
-                    "says there are more (a node bug)"
-                )
+            cursor.advance(part, [item.key for item in items], want, response.scan.more)
             out.extend((item.key, item.value, item.version) for item in items)
-            if len(items) < want and not response.scan.more:
-                if sub_end is None:
-                    break
-                cursor = sub_end
-            else:
-                cursor = items[-1].key + b"\x00"
         return out[:limit]
 
     async def status_all(self, *, timeout_s: float = _STATUS_TIMEOUT_S) -> list[NodeStatus]:

@@ -161,6 +161,7 @@ from router.client import (
 from router.client_errors import ClientError
 from router.errors import UnknownGroup, WrongShard
 from router.limits import key_oversized
+from router.scan_cursor import ScanCursor
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
 from txn.args import _as_key, _as_limit, _as_timeout, _as_u64, _as_value
@@ -946,10 +947,12 @@ class AsyncClient:
         end: bytes | None = None,
         limit: int | None = None,
         *,
+        reverse: bool = False,
         timeout_s: float | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """The (key, value) with start <= key < end, in key order, outside any transaction:
         every one, or the first `limit` (None: no limit; the range is read page by page).
+        With `reverse`, from the last key down: `limit=1` gives the range's last key.
 
         Each shard's part is linearizable; the whole is not one snapshot across shards (use
         `snapshot().scan` for that).
@@ -962,7 +965,7 @@ class AsyncClient:
         count = _as_limit(limit)
         if end is not None and end <= start:
             return []
-        items, _ = await self._scan_range(start, end, count, timeout_s=timeout_s)
+        items, _ = await self._scan_range(start, end, count, reverse=reverse, timeout_s=timeout_s)
         return [(k, v) for k, v, _ in items]
 
     async def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
@@ -1205,35 +1208,38 @@ class AsyncClient:
         end: bytes | None,
         limit: int,
         *,
+        reverse: bool = False,
         at_ts: int = 0,
         txn_id: bytes = b"",
         timeout_s: float | None = None,
         max_bytes: int | None = None,
     ) -> tuple[list[tuple[bytes, bytes, int]], bytes | None]:
-        """Up to `limit` (key, value, version) of [start, end), shard by shard; with
-        `max_bytes`, no more server replies once that many key and value bytes are in.
+        """Up to `limit` (key, value, version) of [start, end), shard by shard, in key order
+        (`reverse`: from the end down); with `max_bytes`, no more server replies once that
+        many key and value bytes are in.
 
         Returns:
-            The items, and where a further read of the range starts: None when it is
-            exhausted (no key follows them). When the byte budget cut them just as a shard
-            had answered its last key, the next shard's start, so a reader going on does not
-            ask that shard again for nothing (a cut by `limit` cannot tell: a full answer
-            does not say whether the shard holds more).
+            The items, and where a further read of the range begins (its start, or in
+            reverse its end): None when it is exhausted (no key follows them). When the
+            byte budget cut them just as a shard had answered its last key, the next
+            shard's bound, so a reader going on does not ask that shard again for nothing
+            (a cut by `limit` cannot tell: a full answer does not say whether the shard
+            holds more).
         """
         deadline = self._deadline(timeout_s)
         await self._ready(deadline)
         out: list[tuple[bytes, bytes, int]] = []
         size = 0
-        cursor = start
-        while len(out) < limit and (end is None or cursor < end):
+        cursor = ScanCursor(start, end, reverse)
+        while len(out) < limit:
             if max_bytes is not None and size >= max_bytes:
-                return out, cursor
-            parts = self._routing.routing.plan_scan(cursor, end)
-            if not parts:
                 break
-            descriptor, sub_start, sub_end = parts[0]
+            part = cursor.next_part(self._routing.routing.plan_scan)
+            if part is None:
+                break
+            descriptor, sub_start, sub_end = part
             want = min(limit - len(out), SCAN_PAGE)
-            op = kv.ScanRequest(start=sub_start, limit=want)
+            op = kv.ScanRequest(start=sub_start, limit=want, reverse=reverse)
             if at_ts:
                 op.snapshot = True
                 op.at_version = at_ts
@@ -1253,13 +1259,8 @@ class AsyncClient:
                 self._clock.observe(item.version)
                 out.append((item.key, item.value, item.version))
                 size += len(item.key) + len(item.value)
-            if len(items) < want and not response.scan.more:
-                if sub_end is None:
-                    return out, None
-                cursor = sub_end
-            else:
-                cursor = items[-1].key + b"\x00"
-        return out, None if len(out) < limit else cursor
+            cursor.advance(part, [item.key for item in items], want, response.scan.more)
+        return out, cursor.resume
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closed and not self._draining:

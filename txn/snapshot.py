@@ -78,10 +78,16 @@ class AsyncSnapshot:
         return value
 
     async def scan(
-        self, start: bytes, end: bytes | None = None, limit: int | None = None
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """The (key, value) with start <= key < end at the snapshot's timestamp, in key
-        order: every one, or the first `limit` (None: no limit).
+        order (`reverse`: from the last key down): every one, or the first `limit` (None: no
+        limit).
 
         Unlike a client-level scan, the whole result is one consistent snapshot, also
         across shards.
@@ -95,14 +101,20 @@ class AsyncSnapshot:
         ts = await self.timestamp()
         if end is not None and end <= start:
             return []
-        items, _ = await self._client._scan_range(start, end, count, at_ts=ts)
+        items, _ = await self._client._scan_range(start, end, count, reverse=reverse, at_ts=ts)
         return [(k, v) for k, v, _ in items]
 
     async def iterate(
-        self, start: bytes, end: bytes | None = None, *, page_keys: int = DEFAULT_PAGE_KEYS
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        *,
+        reverse: bool = False,
+        page_keys: int = DEFAULT_PAGE_KEYS,
     ) -> AsyncGenerator[tuple[bytes, bytes], None]:
         """Every (key, value) with start <= key < end at the snapshot's timestamp, in key
-        order, read lazily a page at a time: `async for key, value in snap.iterate(a, b):`.
+        order (`reverse`: from the last key down), read lazily a page at a time:
+        `async for key, value in snap.iterate(a, b):`.
 
         For ranges too large for one list. A page holds at most `page_keys` keys and about
         4 MiB (PAGE_BYTES) of keys and values; the next is read when the loop reaches it.
@@ -118,27 +130,29 @@ class AsyncSnapshot:
         end = None if end is None else _as_key(end, "end key")
         if isinstance(page_keys, bool) or not isinstance(page_keys, int) or page_keys < 1:
             raise InvalidArgument(f"page_keys is an int of at least 1, got {page_keys!r}")
-        async for page in self._pages(start, end, page_keys):
+        async for page in self._pages(start, end, page_keys, reverse):
             for item in page:
                 yield item
 
     async def _pages(
-        self, start: bytes, end: bytes | None, page_keys: int
+        self, start: bytes, end: bytes | None, page_keys: int, reverse: bool = False
     ) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
         """The pages `iterate` reads, each a list (txn.backup writes them a page at a time)."""
         ts = await self.timestamp()
-        cursor = start
-        while end is None or cursor < end:
+        while end is None or start < end:
             if self._closed:
                 raise TransactionClosed("the snapshot is closed")
             items, resume = await self._client._scan_range(
-                cursor, end, page_keys, at_ts=ts, max_bytes=PAGE_BYTES
+                start, end, page_keys, reverse=reverse, at_ts=ts, max_bytes=PAGE_BYTES
             )
             if items:
                 yield [(k, v) for k, v, _ in items]
             if resume is None:
                 return
-            cursor = resume
+            if reverse:
+                end = resume
+            else:
+                start = resume
 
     def close(self) -> None:
         """Further reads raise TransactionClosed."""

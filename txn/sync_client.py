@@ -95,11 +95,13 @@ class Transaction:
         end: bytes | None = None,
         limit: int | None = None,
         *,
+        reverse: bool = False,
         for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncTransaction.scan` (the range is protected against phantoms)."""
         return self._client._call(
-            self._inner.scan(start, end, limit, for_update=for_update), writes=False
+            self._inner.scan(start, end, limit, reverse=reverse, for_update=for_update),
+            writes=False,
         )
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -194,17 +196,29 @@ class Snapshot:
         return self._client._call(self._inner.get(key), writes=False)
 
     def scan(
-        self, start: bytes, end: bytes | None = None, limit: int | None = None
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncSnapshot.scan` (one consistent snapshot across shards)."""
-        return self._client._call(self._inner.scan(start, end, limit), writes=False)
+        return self._client._call(
+            self._inner.scan(start, end, limit, reverse=reverse), writes=False
+        )
 
     def iterate(
-        self, start: bytes, end: bytes | None = None, *, page_keys: int = DEFAULT_PAGE_KEYS
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        *,
+        reverse: bool = False,
+        page_keys: int = DEFAULT_PAGE_KEYS,
     ) -> Iterator[tuple[bytes, bytes]]:
         """See `AsyncSnapshot.iterate`: `for key, value in snap.iterate(a, b):`, a page
         read at a time."""
-        items = self._inner.iterate(start, end, page_keys=page_keys)
+        items = self._inner.iterate(start, end, reverse=reverse, page_keys=page_keys)
         try:
             while True:
                 try:
@@ -603,10 +617,13 @@ class Client:
         end: bytes | None = None,
         limit: int | None = None,
         *,
+        reverse: bool = False,
         timeout_s: float | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """See `AsyncClient.scan`."""
-        return self._call(self._async.scan(start, end, limit, timeout_s=timeout_s), writes=False)
+        return self._call(
+            self._async.scan(start, end, limit, reverse=reverse, timeout_s=timeout_s), writes=False
+        )
 
     def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
         """See `AsyncClient.put_fenced`; returns the commit timestamp."""

@@ -159,15 +159,17 @@ class AsyncTransaction:
         end: bytes | None = None,
         limit: int | None = None,
         *,
+        reverse: bool = False,
         for_update: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """The (key, value) with start <= key < end, in key order, as this transaction sees
-        them (its buffered writes and deletes applied): every one, or the first `limit`.
+        them (its buffered writes and deletes applied): every one, or the first `limit`
+        (with `reverse`: from the last key down, so `limit=1` is the range's last key).
 
         Every key returned from the store is recorded in the read set with its version, and
         the range itself (up to the last key returned when `limit` cut the scan) is recorded
-        too: a key that another transaction adds to the range before this one commits is a
-        phantom, and the commit raises `Conflict` (retryable), so "scan a prefix, then insert
+        too (a reverse scan cut by `limit`: down to the last key returned): a key that
+        another transaction adds to the range before this one commits is a phantom, and the commit raises `Conflict` (retryable), so "scan a prefix, then insert
         if nothing is there" is serializable. Until this transaction's commit is resolved,
         writes of others into the range wait at the shard leader (bounded; then they meet a
         retryable conflict).
@@ -179,6 +181,7 @@ class AsyncTransaction:
                 transaction reads at most MAX_TXN_ITEMS keys per group, so its commit
                 refuses a longer range with LimitExceeded; with `for_update`, this scan
                 does).
+            reverse: descending key order; the first `limit` items are the range's last.
             for_update: take the update lock of every key the scan returns from the store,
                 as `get(key, for_update=True)` does, and read each again under its lock
                 (the values returned are those; a key deleted meanwhile is left out), so
@@ -207,23 +210,29 @@ class AsyncTransaction:
         if end is not None and end <= start:
             return []
         buffered = sorted(
-            (k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)
+            ((k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)),
+            reverse=reverse,
         )
         deletes = sum(1 for _, v in buffered if v is None)
         items, resume = await self._client._scan_range(
-            start, end, limit + deletes, txn_id=self.txn_id
+            start, end, limit + deletes, reverse=reverse, txn_id=self.txn_id
         )
         self._check_open()  # commit() began meanwhile: it did not validate this scan
+
+        def past(key: bytes, bound: bytes) -> bool:
+            """`key` comes after `bound` in the scan's order."""
+            return key < bound if reverse else key > bound
+
         merged = {k: v for k, v, _ in items}
         last = items[-1][0] if items else None
         for k, v in buffered:
-            if resume is not None and last is not None and k > last:
+            if resume is not None and last is not None and past(k, last):
                 break  # beyond what the store returned: keys in between are unknown
             if v is None:
                 merged.pop(k, None)
             else:
                 merged[k] = v
-        ordered = sorted(merged.items())
+        ordered = sorted(merged.items(), reverse=reverse)
         result = ordered[:limit]
         if for_update and unlimited and len(result) > MAX_TXN_ITEMS:
             raise LimitExceeded(
@@ -237,7 +246,7 @@ class AsyncTransaction:
         # Read again under their locks (below): what the scan saw of them is not the read.
         relock = {k for k, _ in result if k not in self._writes} if for_update else set()
         for k, v, version in items:
-            if not whole and horizon is not None and k > horizon:
+            if not whole and horizon is not None and past(k, horizon):
                 break
             # Every key the store returned, also one this transaction overwrites or deletes
             # (even past the last key shown): the range's content is what the commit
@@ -253,15 +262,19 @@ class AsyncTransaction:
             ]
         if whole:
             covered: tuple[bytes, bytes | None] | None = (start, end)
+        elif horizon is None:
+            covered = None
+        elif reverse:
+            covered = (horizon, end)  # seen down to `horizon` only
         else:
-            # Seen up to `horizon` only: the range ends just after it.
-            covered = None if horizon is None else (start, horizon + b"\x00")
+            covered = (start, horizon + b"\x00")  # seen up to `horizon` only
         if covered is not None and covered not in self._scanned:
             self._scanned.append(covered)
         if relock and not whole and horizon is not None and len(result) < limit:
             # Keys deleted before their locked read left the page short although the range
             # goes on past `horizon`: fill it up, as a plain scan's page would be full.
-            result += await self.scan(horizon + b"\x00", end, limit - len(result), for_update=True)
+            rest = (start, horizon) if reverse else (horizon + b"\x00", end)
+            result += await self.scan(*rest, limit - len(result), reverse=reverse, for_update=True)
         return result
 
     async def _read_for_update(self, keys: list[bytes]) -> dict[bytes, bytes | None]:

@@ -248,6 +248,8 @@ class FakeCluster:
         else:  # scan
             end = op.end if op.HasField("end") else None
             keys = sorted(k for k in self.store if k >= op.start and (end is None or k < end))
+            if op.reverse:
+                keys.reverse()
             items = [
                 kv.KeyValue(key=k, value=self.store[k][0], version=self.store[k][1])
                 for k in keys[: op.limit or 1000]
@@ -640,6 +642,35 @@ async def test_scan_spans_shards_in_key_order_with_limit(cluster: FakeCluster) -
         client_module.SCAN_PAGE = 2  # force paging inside one shard
         try:
             assert [k for k, _, _ in await client.scan(b"a", None, limit=7)] == keys[:7]
+        finally:
+            client_module.SCAN_PAGE = old_page
+
+
+@with_cluster
+async def test_a_reverse_scan_reads_the_shards_from_the_last_down(cluster: FakeCluster) -> None:
+    import router.client as client_module
+
+    keys = [b"a", b"b", b"f", b"g", b"h", b"o", b"p", b"q", b"z"]
+    async with client_for(cluster) as client:
+        for k in keys:
+            await client.put(k, k.upper())
+        assert [k for k, _, _ in await client.scan(reverse=True)] == keys[::-1]
+        assert [k for k, _, _ in await client.scan(b"c", b"q", reverse=True)] == [
+            b"p",
+            b"o",
+            b"h",
+            b"g",
+            b"f",
+        ]
+        assert [k for k, _, _ in await client.scan(limit=1, reverse=True)] == [b"z"]
+        assert await client.scan(b"x", b"c", reverse=True) == []
+        old_page = client_module.SCAN_PAGE
+        client_module.SCAN_PAGE = 2  # force paging inside one shard
+        cluster.scan_budget = 1  # and answers cut by the node's byte budget
+        try:
+            for limit in range(1, len(keys) + 2):
+                got = await client.scan(b"", None, limit=limit, reverse=True)
+                assert [k for k, _, _ in got] == keys[::-1][:limit], limit
         finally:
             client_module.SCAN_PAGE = old_page
 
