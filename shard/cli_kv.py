@@ -276,9 +276,10 @@ def register_kv_commands(subparsers: Any) -> None:
     scan = subparsers.add_parser(
         "scan",
         parents=parents,
-        help="list keys in a range, in key order",
+        help="list keys in a range, in key order (or reverse)",
         description="Print KEY<TAB>VALUE lines (-v: KEY<TAB>VERSION<TAB>VALUE) for keys in "
-        "[--start, --end), in key order, across shards. In text mode a backslash, tab, "
+        "[--start, --end), in key order (--reverse: from the last key down), across shards. "
+        "In text mode a backslash, tab, "
         "newline or carriage return inside a key or value is printed escaped (\\\\, \\t, "
         "\\n, \\r), and other control bytes and bytes that are not UTF-8 as \\xNN; use "
         "--hex for binary data.",
@@ -292,6 +293,11 @@ def register_kv_commands(subparsers: Any) -> None:
         default=1000,
         help="at most N items (default 1000; 0: no limit, as etcdctl's); a note on stderr "
         "says when more follow",
+    )
+    scan.add_argument(
+        "--reverse",
+        action="store_true",
+        help="from the last key of the range down (with --limit 1: the range's last key)",
     )
     scan.add_argument("-v", "--verbose", action="store_true", help="add each item's version")
     scan.add_argument("--stale", action="store_true", help="allow possibly stale reads")
@@ -512,7 +518,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     async def body(client: Any) -> int:
         # One item over the limit says whether the listing was cut short.
         want = args.limit + 1 if args.limit else sys.maxsize
-        items = await client.scan(start, end, want, stale_ok=args.stale)
+        items = await client.scan(start, end, want, reverse=args.reverse, stale_ok=args.stale)
         # Found by review: --limit 0 fetched everything and printed nothing.
         more = bool(args.limit) and len(items) > args.limit
         items = items[: args.limit] if args.limit else items
@@ -529,7 +535,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         if more:
             print(
                 f"paxoskv: scan: stopped at --limit {args.limit}; more keys follow the last "
-                "one printed (raise --limit, or scan again from there)",
+                "one printed (raise --limit, or scan again from there"
+                + (" with it as --end)" if args.reverse else ")"),
                 file=sys.stderr,
             )
         return 0

@@ -35,3 +35,16 @@ def test_a_cut_short_listing_says_so(fake: FakeKV, capsys: Any) -> None:
         assert scan(fake, "--limit", limit) == 0
         out, err = capsys.readouterr()
         assert out.count("\n") == 3 and err == ""
+
+
+def test_a_reverse_listing_runs_from_the_last_key_down(fake: FakeKV, capsys: Any) -> None:
+    for key in ("apple", "kiwi", "plum"):  # three groups
+        assert main(["put", "--cluster", fake.seeds[0], key, key.upper()]) == 0
+    capsys.readouterr()
+    assert scan(fake, "--reverse") == 0
+    assert capsys.readouterr() == ("plum\tPLUM\nkiwi\tKIWI\napple\tAPPLE\n", "")
+    assert scan(fake, "--reverse", "--end", "plum", "--limit", "1") == 0
+    out, err = capsys.readouterr()
+    assert out == "kiwi\tKIWI\n"
+    assert err.startswith("paxoskv: scan: stopped at --limit 1; more keys follow")
+    assert err.rstrip().endswith("with it as --end)")

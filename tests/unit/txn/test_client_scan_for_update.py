@@ -123,6 +123,24 @@ async def test_a_key_deleted_before_its_locked_read_does_not_shrink_a_limited_pa
 
 
 @with_fake
+async def test_a_reverse_page_short_of_a_key_deleted_before_its_locked_read_is_filled(
+    fake: FakeKV,
+) -> None:
+    """The same from the end down: a3, a2, a1 with a2 deleted before its locked read; the
+    page is filled from below a2's neighbour, not left one short."""
+    async with fast_client(fake) as client:
+        for key in (K1, K2, K3):
+            await client.put(key, b"v")
+        fake.hook = delete_on_locked_read(fake, K2)
+        tx = client.transaction()
+        got = await tx.scan(b"a", b"b", 2, reverse=True, for_update=True)
+        fake.hook = None
+        assert got in ([(K3, b"v"), (K1, b"v")], [(K3, b"v"), (K2, b"v")]), got
+        assert locked_reads(fake, tx.txn_id) == sorted({K3, K2} | {k for k, _ in got})
+        tx.abort()
+
+
+@with_fake
 async def test_paging_with_for_update_sees_every_key(fake: FakeKV) -> None:
     """The usual paging loop over a range; one key deleted between the scan and its locked
     read. The loop must still see every key that exists."""
@@ -296,7 +314,7 @@ def test_sync_scan_for_update() -> None:
 @with_fake
 async def test_for_update_scan_equals_plain_scan_on_a_quiet_store(fake: FakeKV) -> None:
     """Random stores over three groups, random buffered puts/deletes, random limits and
-    ranges: with nothing changing meanwhile, scan(for_update) == scan()."""
+    ranges, either direction: with nothing changing meanwhile, scan(for_update) == scan()."""
     rng = random.Random(11)
     alphabet = [bytes([c]) + bytes([d]) for c in b"adhmqz" for d in b"0123"]
     async with fast_client(fake) as client:
@@ -312,9 +330,10 @@ async def test_for_update_scan_equals_plain_scan_on_a_quiet_store(fake: FakeKV) 
             lo, hi = sorted(rng.sample(alphabet, 2))
             end = None if rng.random() < 0.3 else hi
             limit = rng.randint(1, 12)
-            want = await plain.scan(lo, end, limit)
-            got = await upd.scan(lo, end, limit, for_update=True)
-            assert got == want, (lo, end, limit)
+            reverse = rng.random() < 0.5
+            want = await plain.scan(lo, end, limit, reverse=reverse)
+            got = await upd.scan(lo, end, limit, reverse=reverse, for_update=True)
+            assert got == want, (lo, end, limit, reverse)
             assert set(plain.read_set) <= set(upd.read_set) | set(upd.write_set)
             plain.abort()
             upd.abort()

@@ -212,6 +212,7 @@ def test_random_reverse_scans_commit_under_the_real_rules(harness: Any) -> None:
     alphabet = [b"a%d" % i for i in range(10)]
     out: dict[str, Any] = {}
     for round_ in range(25):
+
         @with_fake
         async def run(fake: FakeKV) -> None:
             fake.store.write(b"0", b"outside the scans", fake.store.tick())

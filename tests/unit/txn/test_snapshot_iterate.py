@@ -52,6 +52,28 @@ async def test_iterate_reads_page_by_page_and_sees_one_snapshot(fake: FakeKV) ->
 
 
 @with_fake
+async def test_a_reverse_iterate_reads_from_the_last_key_down_at_one_timestamp(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "SCAN_PAGE", 2)  # a shard's reply: 2 keys
+    async with fast_client(fake) as client:
+        for key in KEYS:
+            await client.put(key, b"old")
+        fake.hook = _write_between_pages(fake)
+        async with client.snapshot() as snap:
+            got = [item async for item in snap.iterate(b"a", reverse=True, page_keys=3)]
+            assert got == [(key, b"old") for key in reversed(KEYS)]
+            assert await snap.scan(b"b", b"p", reverse=True) == [
+                (key, b"old") for key in reversed(KEYS[1:5])
+            ]
+            assert await snap.scan(b"", None, 1, reverse=True) == [(KEYS[-1], b"old")]
+        assert (await client.scan(b"", None, 2, reverse=True)) == [
+            (b"quince", b"new"),
+            (b"plum", b"new"),
+        ]
+
+
+@with_fake
 async def test_iterate_stops_before_its_end_and_refuses_a_bad_page_size(fake: FakeKV) -> None:
     async with fast_client(fake) as client:
         for key in KEYS:
@@ -83,3 +105,6 @@ def test_the_sync_iterate_reads_lazily_and_a_loop_left_early_leaves_the_snapshot
                 if key == b"fig":
                     break
             assert snap.get(b"kiwi") == b"v"
+            assert [k for k, _ in snap.iterate(b"a", reverse=True, page_keys=3)] == KEYS[::-1]
+            assert snap.scan(b"a", None, 2, reverse=True) == [(KEYS[-1], b"v"), (KEYS[-2], b"v")]
+        assert client.scan(b"a", b"kiwi", 1, reverse=True) == [(b"grape", b"v")]
