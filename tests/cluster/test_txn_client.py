@@ -207,6 +207,67 @@ def test_delete_range_is_phantom_safe_across_shards(
     assert client.scan(start, end) == []
 
 
+def test_a_reverse_scan_reads_down_across_shards_and_guards_what_it_saw(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """Reverse scans on real nodes: the range read from its end down across the split point
+    "p" (client, snapshot, transaction); a transaction's reverse scan cut by its limit
+    conflicts with an insert inside what it saw (rule P6 down to its last key) and not with
+    one below it."""
+    start, end = b"ozz-rev", b"p-rev~"
+    keys = [b"ozz-rev-1", b"ozz-rev-2", b"p-rev-1", b"p-rev-2"]
+    assert [gp_cluster.group_of(k) for k in keys] == [2, 2, 3, 3]
+    for key in keys:
+        client.put(key, key.upper())
+    backwards = [(k, k.upper()) for k in reversed(keys)]
+    assert client.scan(start, end, reverse=True) == backwards
+    assert client.scan(start, end, 1, reverse=True) == backwards[:1]
+    with client.snapshot() as snap:
+        assert snap.scan(start, end, reverse=True) == backwards
+        assert list(snap.iterate(start, end, reverse=True, page_keys=1)) == backwards
+    for inserted, conflicts in ((b"ozz-rev-0", False), (b"p-rev-15", True)):
+        tx = client.transaction()
+        assert tx.scan(start, end, 3, reverse=True) == backwards[:3]
+        client.put(inserted, b"theirs")
+        tx.put(b"ozz-mine", b"1")  # below the range
+        if conflicts:
+            with pytest.raises(txn.Conflict, match="phantom"):
+                tx.commit()
+        else:
+            tx.commit()
+        client.delete(inserted)
+
+
+def test_the_next_number_by_a_reverse_scan_is_taken_once(client: txn.Client) -> None:
+    """Six threads each take the next number of a sequence kept as keys (read the last key
+    by a reverse scan of limit 1, write the one after it): a number is taken once, none is
+    skipped."""
+    prefix = b"hseq/"
+    taken: list[int] = []
+    errors: list[BaseException] = []
+
+    @client.transactional
+    def take(tx: txn.Transaction) -> int:
+        last = tx.scan(prefix, txn.prefix_end(prefix), 1, reverse=True)
+        number = int(last[0][0][len(prefix) :]) + 1 if last else 1
+        tx.put(prefix + b"%08d" % number, b"taken")
+        return number
+
+    def run() -> None:
+        try:
+            taken.append(take())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sorted(taken) == [1, 2, 3, 4, 5, 6]
+
+
 def test_uniqueness_by_scan_holds_under_concurrent_claims(client: txn.Client) -> None:
     """Eight threads each claim a name by scanning its prefix and inserting a key of their
     own if the prefix is empty (a constraint no single key expresses): exactly one wins."""
