@@ -62,7 +62,8 @@ points: its outcome is ``info``, and what it had sent is left to the nodes' reco
 Plain gets, snapshot gets and scans outside transactions run the code of
 `AsyncClient.get`, `AsyncSnapshot.get` and `scan` one level down (`_get_versioned`,
 `_read_at`, `_scan_range`), which keeps the version each read that the public calls drop
-and the checkers judge. Not covered: the model's forged Resolves. Transaction ids come
+and the checkers judge. Every other scan, in a transaction or not, reads its range in
+reverse (the nodes' reverse MVCC reads, the client's reverse paging and rule P6's range). Not covered: the model's forged Resolves. Transaction ids come
 from the world's RNG (`deterministic_txn_ids`), and a transaction's age from the world's
 clock (`AsyncClient(monotonic=)`), so that a seed replays.
 """
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -327,6 +329,7 @@ class RealTxnClient:
             tls=None,
             settle_unknown=settle_unknown,
         )
+        self._scans = itertools.count()  # every other scan reads its range in reverse
         routing = self.client.routing
 
         def connect(address: str) -> _Connection:
@@ -454,7 +457,9 @@ class RealTxnClient:
             attempt.tx = tx
             values = attempt.values
             for start, end in scans:
-                values.update(await tx.scan(start, end, limit=SCAN_LIMIT))
+                values.update(
+                    await tx.scan(start, end, limit=SCAN_LIMIT, reverse=self._reverse_next())
+                )
             for key in keys:
                 if key not in values:
                     values[key] = await tx.get(key)
@@ -539,13 +544,17 @@ class RealTxnClient:
                 result.snapshot_ts = await self.client.snapshot().timestamp()
             for start, end in ranges:
                 items, _ = await self.client._scan_range(
-                    start, end, SCAN_LIMIT, at_ts=result.snapshot_ts
+                    start, end, SCAN_LIMIT, reverse=self._reverse_next(), at_ts=result.snapshot_ts
                 )
                 result.reads.update((k, (v, version)) for k, v, version in items)
         except PaxosKVError as exc:
             return self._concluded(result, exc)
         result.status = "ok"
         return result
+
+    def _reverse_next(self) -> bool:
+        """Whether the next scan reads its range from the end down (every other one)."""
+        return next(self._scans) % 2 == 1
 
     def _concluded(
         self,
