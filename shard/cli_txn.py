@@ -41,6 +41,8 @@ steps (each argument is one step, or several separated by ';'):
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
   delete KEY              delete KEY (also: del)
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
+  scan-reverse START [END]
+                          the same from the last key down (with --limit 1: the last key)
   delete-range START END [LIMIT]
                           delete every key in [START, END) (or the first LIMIT), as
                           tx.delete_range: at most 2,047 keys a shard (more is an
@@ -110,7 +112,7 @@ EXIT_UNDECIDED = 4
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One parsed step: `op` is get/put/delete/scan/delete-range; `end` is set for a
+    """One parsed step: `op` is get/put/delete/scan/scan-reverse/delete-range; `end` is set for a
     bounded scan and for a delete-range, `limit` for a delete-range given one."""
 
     op: str
@@ -196,7 +198,7 @@ def register_txn_command(subparsers: Any) -> None:
 
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
     """Parse step arguments ("get K", "put K V...", "delete K", "scan A [B]",
-    "delete-range A B"; ';' splits).
+    "scan-reverse A [B]", "delete-range A B"; ';' splits).
 
     Raises:
         UsageError: an unknown operation or a missing key/value.
@@ -232,10 +234,10 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                         text=text,
                     )
                 )
-            elif op == "scan":
+            elif op in ("scan", "scan-reverse"):
                 bounds = rest.split()
                 if len(bounds) not in (1, 2):
-                    raise UsageError(f"{text!r}: expected 'scan START [END]'{unquoted}")
+                    raise UsageError(f"{text!r}: expected '{op} START [END]'{unquoted}")
                 start = arg_bytes(bounds[0], hex_mode, "scan start")
                 end = arg_bytes(bounds[1], hex_mode, "scan end") if len(bounds) == 2 else None
                 steps.append(Step(op, start, end=end, text=text))
@@ -258,8 +260,8 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 steps.append(Step(op, start, end=end, limit=limit, text=text))
             else:
                 raise UsageError(
-                    f"{text!r}: unknown step {op!r} (expected get, put, delete, scan or "
-                    "delete-range)"
+                    f"{text!r}: unknown step {op!r} (expected get, put, delete, scan, "
+                    "scan-reverse or delete-range)"
                 )
     if not steps:
         raise UsageError("no steps given")
@@ -279,18 +281,20 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             value = reader.get(step.key)
             shown = "(not found)" if value is None else show(value)
             lines.append(f"get {show(step.key)}: {shown}")
-        elif step.op == "scan":
+        elif step.op in ("scan", "scan-reverse"):
             # One item over the limit says whether the scan was cut short (as `paxoskv scan`);
             # the transaction's read set then covers that one key more.
-            items = reader.scan(step.key, step.end, limit + 1)
+            reverse = step.op == "scan-reverse"
+            items = reader.scan(step.key, step.end, limit + 1, reverse=reverse)
             where = show(step.key) + (f" {show(step.end)}" if step.end is not None else "")
             if len(items) > limit:
                 items = items[:limit]
                 notes.append(
-                    f"paxoskv: txn: scan {where} stopped at --limit {limit}; more keys follow "
-                    "the last one printed (raise --limit)"
+                    f"paxoskv: txn: {step.op} {where} stopped at --limit {limit}; more keys "
+                    "follow the last one printed (raise --limit)"
                 )
-            lines.append(f"scan {where}: {len(items)} item{'s' if len(items) != 1 else ''}")
+            plural = "s" if len(items) != 1 else ""
+            lines.append(f"{step.op} {where}: {len(items)} item{plural}")
             lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
         elif step.op == "delete-range":
             deleted = reader.delete_range(step.key, step.end, step.limit)

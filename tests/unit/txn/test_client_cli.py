@@ -40,6 +40,9 @@ def test_parse_steps() -> None:
         Step("scan", b"a", end=b"z", text="scan a z"),
         Step("scan", b"q", text="scan q"),
     ]
+    assert parse_steps(["scan-reverse a z"]) == [
+        Step("scan-reverse", b"a", end=b"z", text="scan-reverse a z")
+    ]
     assert parse_steps(["delete-range a c", "delete-range a c 5"]) == [
         Step("delete-range", b"a", end=b"c", text="delete-range a c"),
         Step("delete-range", b"a", end=b"c", limit=5, text="delete-range a c 5"),
@@ -52,6 +55,7 @@ def test_parse_steps() -> None:
         ["put k"],
         ["get a b"],
         ["scan"],
+        ["scan-reverse a b c"],
         [";"],
         ["put zz 00"],
         ["delete-range a"],
@@ -78,6 +82,15 @@ def test_txn_command_prints_reads_and_commit(fake: FakeKV, capsys: Any) -> None:
     assert out[:3] == ["get apple: 1", "get nope: (not found)", "scan a z: 3 items"]
     assert out[3:6] == ["  apple\t1", "  kiwi\ta\\tb", "  plum\t2"]
     assert out[6].startswith("committed at ts ")
+
+
+def test_txn_command_scans_in_reverse(fake: FakeKV, capsys: Any) -> None:
+    assert run_cli(fake, "put apple 1; put kiwi 2; put plum 3") == 0
+    capsys.readouterr()
+    assert run_cli(fake, "--limit", "2", "--snapshot", "scan-reverse a z") == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:3] == ["scan-reverse a z: 2 items", "  plum\t3", "  kiwi\t2"]
+    assert err.startswith("paxoskv: txn: scan-reverse a z stopped at --limit 2")
 
 
 def test_txn_command_deletes_a_range_in_the_transaction(fake: FakeKV, capsys: Any) -> None:
