@@ -33,6 +33,7 @@ EXAMPLES = [
     "lock_with_fencing",
     "config_pointer",
     "room_capacity",
+    "invoice_numbers",
 ]
 EXAMPLE_TIMEOUT_S = 40.0
 
