@@ -57,7 +57,6 @@ from txn import Client, FencingTokenRejected, PaxosKVError, Transaction
 
 RUN = secrets.token_hex(3)
 LOCK = f"lock/{RUN}/report".encode()  # with 3 default shards: the second shard
-LEASE = LOCK + b"/lease"  # when the lease runs out: renewals write this key only
 REPORT = f"report/{RUN}/latest".encode()  # the third shard: a cross-shard fenced write
 TTL_S = 10.0
 
@@ -82,8 +81,14 @@ class LockHeld(Exception):
     """Someone holds an unexpired lease (not retried by `client.run`)."""
 
 
+def lease_key(lock: bytes) -> bytes:
+    """Where the lease of `lock` says when it runs out: renewals write this key only."""
+    return lock + b"/lease"
+
+
 @dataclass(frozen=True)
 class Lease:
+    lock: bytes
     owner: str
     token: int
     expires_at: float
@@ -94,9 +99,9 @@ class Lease:
         return clock.now() < self.expires_at
 
 
-def acquire(client: Client, owner: str, clock: Clock, ttl_s: float = TTL_S) -> Lease:
-    """Take the lock if it is free or its lease has run out: a new token, this
-    transaction's commit timestamp.
+def acquire(client: Client, lock: bytes, owner: str, clock: Clock, ttl_s: float = TTL_S) -> Lease:
+    """Take `lock` if it is free or its lease has run out: a new token, this transaction's
+    commit timestamp.
 
     Raises `LockHeld` while a lease is unexpired, the caller's own included (a holder
     extends its lease with `renew`, keeping its token). Racing acquirers conflict on the
@@ -109,20 +114,20 @@ def acquire(client: Client, owner: str, clock: Clock, ttl_s: float = TTL_S) -> L
     """
 
     def take(tx: Transaction) -> tuple[Transaction, float]:
-        held = tx.get(LOCK, for_update=True)
-        lease = tx.get(LEASE)
+        held = tx.get(lock, for_update=True)
+        lease = tx.get(lease_key(lock))
         now = clock.now()  # in the body: a re-run after a conflict reads the clock again
         if held is not None and lease is not None:
             left = json.loads(lease)["expires_at"] - now
             if left > 0:
                 raise LockHeld(f"{json.loads(held)['owner']} holds the lock for {left:.1f} s more")
-        tx.put(LOCK, json.dumps({"owner": owner}).encode())
-        tx.put(LEASE, json.dumps({"expires_at": now + ttl_s}).encode())
+        tx.put(lock, json.dumps({"owner": owner}).encode())
+        tx.put(lease_key(lock), json.dumps({"expires_at": now + ttl_s}).encode())
         return tx, now + ttl_s  # committed by run(); its commit_ts is the token
 
     tx, expires_at = client.run(take)
     assert tx.commit_ts is not None
-    return Lease(owner, tx.commit_ts, expires_at)
+    return Lease(lock, owner, tx.commit_ts, expires_at)
 
 
 def renew(client: Client, lease: Lease, clock: Clock, ttl_s: float = TTL_S) -> Lease:
@@ -130,7 +135,8 @@ def renew(client: Client, lease: Lease, clock: Clock, ttl_s: float = TTL_S) -> L
     has taken the lock since (or it was released): the caller no longer holds it."""
 
     expires_at = clock.now() + ttl_s
-    client.put_fenced(LEASE, json.dumps({"expires_at": expires_at}).encode(), **fence(lease))
+    record = json.dumps({"expires_at": expires_at}).encode()
+    client.put_fenced(lease_key(lease.lock), record, **fence(lease))
     return dataclasses.replace(lease, expires_at=expires_at)
 
 
@@ -139,24 +145,24 @@ def release(client: Client, lease: Lease) -> None:
     `FencingTokenRejected` when the caller did not hold it any more."""
 
     def free(tx: Transaction) -> None:
-        tx.delete_fenced(LEASE, **fence(lease))
-        tx.delete_fenced(LOCK, **fence(lease))
+        tx.delete_fenced(lease_key(lease.lock), **fence(lease))
+        tx.delete_fenced(lease.lock, **fence(lease))
 
     client.run(free)
 
 
 def fence(lease: Lease) -> dict[str, Any]:
     """The keyword arguments that fence a write with `lease`: `tx.put_fenced(k, v, **fence(l))`."""
-    return {"lock": LOCK, "token": lease.token}
+    return {"lock": lease.lock, "token": lease.token}
 
 
-def current_holder(client: Client) -> tuple[str, int] | None:
-    """(owner, token) of the lock record as stored now (the token is the key's version),
+def current_holder(client: Client, lock: bytes) -> tuple[str, int] | None:
+    """(owner, token) of `lock`'s record as stored now (the token is the key's version),
     whether or not its lease has run out; None when the lock is free."""
 
     def read(tx: Transaction) -> tuple[str, int] | None:
-        raw = tx.get(LOCK)
-        return None if raw is None else (json.loads(raw)["owner"], tx.read_set[LOCK])
+        raw = tx.get(lock)
+        return None if raw is None else (json.loads(raw)["owner"], tx.read_set[lock])
 
     return client.run(read)  # run(): a read that meets a concurrent renewal is re-run
 
@@ -208,15 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         a.connect()  # a wrong address fails here at once, not after run()'s retries
         b.connect()
         # 1. A acquires the lock and writes with its token.
-        lease_a = acquire(a, "A", clock)
+        lease_a = acquire(a, LOCK, "A", clock)
         print(f"A acquired the lock: token {lease_a.token}")
-        expect(current_holder(b) == ("A", lease_a.token), "the token is the lock's version")
+        expect(current_holder(b, LOCK) == ("A", lease_a.token), "the token is the lock's version")
         a.put_fenced(REPORT, b"draft by A", **fence(lease_a))
         storage.write(lease_a.token, "draft by A")
         # The name is no identity: a second process calling itself A gets no token either.
         for who, name in (("B", "B"), ("a second process named A", "A")):
             try:
-                acquire(b, name, clock)
+                acquire(b, LOCK, name, clock)
                 raise AssertionError(f"{who} took an unexpired lock")
             except LockHeld as exc:
                 print(f"{who} must wait: {exc}")
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         clock.pause(TTL_S + 5)
         print(f"A pauses for {TTL_S + 5:.0f} s (simulated); its lease has expired")
         expect(not lease_a.valid(clock), "A can tell its lease ran out")
-        lease_b = acquire(b, "B", clock)
+        lease_b = acquire(b, LOCK, "B", clock)
         expect(lease_b.token > lease_a.token, "tokens must increase")
         print(f"B acquired the lock: token {lease_b.token} (> {lease_a.token})")
         b.put_fenced(REPORT, b"final by B", **fence(lease_b))
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         renewed = renew(b, lease_b, clock)
         expect(renewed.token == lease_b.token, "a renewal keeps the token")
         expect(renewed.expires_at > lease_b.expires_at, "a renewal extends the lease")
-        expect(current_holder(a) == ("B", lease_b.token), "the lock record is unchanged")
+        expect(current_holder(a, LOCK) == ("B", lease_b.token), "the lock record is unchanged")
         print(f"B renewed its lease; its token {renewed.token} still works")
 
         # Several fenced writes in one transaction: all or none.
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 5. Release: fenced deletes of the record; afterwards no token is current.
         release(b, renewed)
-        expect(current_holder(a) is None, "the lock must be free")
+        expect(current_holder(a, LOCK) is None, "the lock must be free")
         try:
             b.put_fenced(REPORT, b"after release", **fence(renewed))
             raise AssertionError("a released lock's token was accepted")
