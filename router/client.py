@@ -1540,7 +1540,7 @@ class RoutingClient:
             except (WrongShard, UnknownGroup):
                 continue  # the map changed under us: re-plan from the cursor
             items = response.scan.items
-            cursor.advance(part, [item.key for item in items], want, response.scan.more)
+            cursor.advance(part, response.scan, want)
             out.extend((item.key, item.value, item.version) for item in items)
         return out[:limit]
 

@@ -9,8 +9,9 @@ last key returned is the next page's exclusive end.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+from router import kv_pb2 as kv
 from router.cache import ScanPart
 from router.client_errors import ServerError
 
@@ -46,21 +47,28 @@ class ScanCursor:
             return None
         return parts[-1] if self.reverse else parts[0]
 
-    def advance(self, part: ScanPart, keys: Sequence[bytes], asked: int, more: bool) -> None:
-        """After a page of `part` answered `keys` for a request of `asked` items, saying
-        `more` when the node's byte budget cut it: more may follow its last key when it is
-        full or cut, else the part is read to its end.
+    def advance(self, part: ScanPart, answer: kv.ScanResponse, asked: int) -> None:
+        """After `answer`, a page of `part` for a request of `asked` items: more may follow
+        its last key when it is full or the node's byte budget cut it (`more`), else the
+        part is read to its end.
 
         Raises:
-            ServerError: a page with no keys that says there are more (a node bug).
+            ServerError: a page with no keys that says there are more (a node bug), or a
+                page in key order for a reverse scan (a node too old for reverse scans).
         """
         descriptor, part_start, part_end = part
-        if more and not keys:
+        items, more = answer.items, answer.more
+        if more and not items:
             raise ServerError(
                 f"group {descriptor.group_id} answered a scan page with no items that says "
                 "there are more (a node bug)"
             )
-        last_key = keys[-1] if more or len(keys) >= asked else None
+        if self.reverse and not answer.reverse:
+            raise ServerError(
+                f"group {descriptor.group_id}'s leader answered a reverse scan in key order: "
+                "it predates reverse scans; upgrade the nodes before reading in reverse"
+            )
+        last_key = items[-1].key if more or len(items) >= asked else None
         if self.reverse:
             self.end = part_start if last_key is None else last_key
         elif last_key is not None:

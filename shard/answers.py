@@ -160,6 +160,7 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
             scan=kv.ScanResponse(
                 items=[kv.KeyValue(key=k, value=v, version=ver) for k, v, ver in items],
                 more=len(items) < asked and cut,
+                reverse=op.reverse,
             ),
         )
     except WrongShard as exc:

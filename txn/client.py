@@ -1254,12 +1254,11 @@ class AsyncClient:
                 )
             except (WrongShard, UnknownGroup):
                 continue  # the map changed under us: re-plan from the cursor
-            items = response.scan.items
-            for item in items:
+            cursor.advance(part, response.scan, want)
+            for item in response.scan.items:
                 self._clock.observe(item.version)
                 out.append((item.key, item.value, item.version))
                 size += len(item.key) + len(item.value)
-            cursor.advance(part, [item.key for item in items], want, response.scan.more)
         return out, cursor.resume
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

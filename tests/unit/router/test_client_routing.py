@@ -154,6 +154,8 @@ class FakeCluster:
         self.map_asked: list[int] = []  # the node of every GetShardMap
         # As a node's MAX_SCAN_RESPONSE_BYTES: a scan answer stops at this many bytes.
         self.scan_budget: int | None = None
+        # As a node of a version before reverse scans: ScanRequest.reverse is unknown to it.
+        self.predates_reverse_scans = False
 
     async def start(self) -> None:
         for node in self.nodes.values():
@@ -248,8 +250,9 @@ class FakeCluster:
         else:  # scan
             end = op.end if op.HasField("end") else None
             keys = sorted(k for k in self.store if k >= op.start and (end is None or k < end))
-            if op.reverse:
+            if op.reverse and not self.predates_reverse_scans:
                 keys.reverse()
+                response.scan.reverse = True
             items = [
                 kv.KeyValue(key=k, value=self.store[k][0], version=self.store[k][1])
                 for k in keys[: op.limit or 1000]
@@ -673,6 +676,22 @@ async def test_a_reverse_scan_reads_the_shards_from_the_last_down(cluster: FakeC
                 assert [k for k, _, _ in got] == keys[::-1][:limit], limit
         finally:
             client_module.SCAN_PAGE = old_page
+
+
+@with_cluster
+async def test_a_reverse_scan_answered_in_key_order_by_an_old_node_is_refused(
+    cluster: FakeCluster,
+) -> None:
+    """A node older than reverse scans ignores the request's field and answers the range's
+    first keys in key order; taken for a reverse page, `limit=1` would give the first key
+    as the last (found by review). The answer does not echo `reverse`: refused."""
+    async with client_for(cluster) as client:
+        for k in (b"a", b"b"):
+            await client.put(k, k)
+        cluster.predates_reverse_scans = True
+        with pytest.raises(ServerError, match="predates reverse scans; upgrade the nodes"):
+            await client.scan(limit=1, reverse=True)
+        assert [k for k, _, _ in await client.scan()] == [b"a", b"b"]
 
 
 @with_cluster

@@ -828,6 +828,7 @@ def test_a_reverse_scan_cut_by_its_limit_does_not_wait_for_an_intent_below_its_l
     assert len(answers) == 1, "answered at once"
     assert answers[0].scan.error.code == kv.OK, answers[0].scan.error
     assert [item.key for item in answers[0].scan.items] == [b"b3", b"b2"]
+    assert answers[0].scan.reverse  # echoed: the client refuses an answer that is not
     assert reverse_scan(10) == []  # the whole range: the intent is in what it covers
     hold_intent(node, tid(b"t2"), b"b25", priority=1)
     cut = reverse_scan(2)

@@ -142,6 +142,7 @@ class FakeStore:
         elif kind == "scan":
             end = op.end if op.HasField("end") else None
             keys = sorted(k for k in self.versions if k >= op.start and (end is None or k < end))
+            body.reverse = op.reverse
             for key in reversed(keys) if op.reverse else keys:
                 if not op.snapshot and key in self.intents:
                     body.error.CopyFrom(
