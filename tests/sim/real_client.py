@@ -63,7 +63,10 @@ Plain gets, snapshot gets and scans outside transactions run the code of
 `AsyncClient.get`, `AsyncSnapshot.get` and `scan` one level down (`_get_versioned`,
 `_read_at`, `_scan_range`), which keeps the version each read that the public calls drop
 and the checkers judge. Every other scan, in a transaction or not, reads its range in
-reverse (the nodes' reverse MVCC reads, the client's reverse paging and rule P6's range). Not covered: the model's forged Resolves. Transaction ids come
+reverse (the nodes' reverse MVCC reads, the client's reverse paging and rule P6's range),
+and snapshot scans and scans in transactions read theirs in pages of `PAGE_KEYS` keys
+(pages cut by their limit inside a shard, each page of a transaction recording its part of
+the range). Not covered: the model's forged Resolves. Transaction ids come
 from the world's RNG (`deterministic_txn_ids`), and a transaction's age from the world's
 clock (`AsyncClient(monotonic=)`), so that a seed replays.
 """
@@ -100,6 +103,10 @@ from txn.txn_ids import RANDOM_BYTES, txn_id_with_start
 
 if TYPE_CHECKING:
     from cluster_sim import ClientHost
+
+#: Items per page of a scan the real client reads in pages (snapshot scans and scans in
+#: transactions): small, so that pages end inside shards.
+PAGE_KEYS = 2
 
 __all__ = ["RealTxnClient", "deterministic_txn_ids"]
 
@@ -457,9 +464,7 @@ class RealTxnClient:
             attempt.tx = tx
             values = attempt.values
             for start, end in scans:
-                values.update(
-                    await tx.scan(start, end, limit=SCAN_LIMIT, reverse=self._reverse_next())
-                )
+                values.update(await self._scan_in_pages(tx, start, end))
             for key in keys:
                 if key not in values:
                     values[key] = await tx.get(key)
@@ -543,10 +548,7 @@ class RealTxnClient:
             if snapshot:
                 result.snapshot_ts = await self.client.snapshot().timestamp()
             for start, end in ranges:
-                items, _ = await self.client._scan_range(
-                    start, end, SCAN_LIMIT, reverse=self._reverse_next(), at_ts=result.snapshot_ts
-                )
-                result.reads.update((k, (v, version)) for k, v, version in items)
+                result.reads.update(await self._scan_versions(start, end, result.snapshot_ts))
         except PaxosKVError as exc:
             return self._concluded(result, exc)
         result.status = "ok"
@@ -555,6 +557,47 @@ class RealTxnClient:
     def _reverse_next(self) -> bool:
         """Whether the next scan reads its range from the end down (every other one)."""
         return next(self._scans) % 2 == 1
+
+    async def _scan_in_pages(
+        self, tx: AsyncTransaction, start: bytes, end: bytes
+    ) -> dict[bytes, bytes]:
+        """Every key of [start, end) by `tx.scan`s of PAGE_KEYS items each, as a caller
+        paging through a range does: each page cut by its limit, so the transaction records
+        each page's part of the range (rule P6), in key order or in reverse."""
+        reverse = self._reverse_next()
+        out: dict[bytes, bytes] = {}
+        while True:
+            page = await tx.scan(start, end, PAGE_KEYS, reverse=reverse)
+            out.update(page)
+            if len(page) < PAGE_KEYS:
+                return out
+            if reverse:
+                end = page[-1][0]
+            else:
+                start = page[-1][0] + b"\x00"
+
+    async def _scan_versions(
+        self, start: bytes, end: bytes, snapshot_ts: int
+    ) -> dict[bytes, tuple[bytes, int]]:
+        """Every key of [start, end) with its version, by `_scan_range`: a snapshot scan
+        (`snapshot_ts` > 0) in pages of PAGE_KEYS, each page cut by its limit inside a
+        shard and the next begun where the last one stopped, in key order or in reverse;
+        a plain scan in one call (a part paged at two moments would show its group at no
+        one version, which the checker holds each part to)."""
+        reverse = self._reverse_next()
+        limit = PAGE_KEYS if snapshot_ts else SCAN_LIMIT
+        out: dict[bytes, tuple[bytes, int]] = {}
+        while True:
+            items, resume = await self.client._scan_range(
+                start, end, limit, reverse=reverse, at_ts=snapshot_ts
+            )
+            out.update((k, (v, version)) for k, v, version in items)
+            if resume is None:
+                return out
+            if reverse:
+                end = resume
+            else:
+                start = resume
 
     def _concluded(
         self,
