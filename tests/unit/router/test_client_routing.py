@@ -679,6 +679,41 @@ async def test_a_reverse_scan_reads_the_shards_from_the_last_down(cluster: FakeC
 
 
 @with_cluster
+async def test_a_reverse_scan_replans_after_splits_mid_scan(cluster: FakeCluster) -> None:
+    """Groups split under a reverse scan (review): the pages after the split meet
+    WrongShard or an unknown group, the client re-plans from where it stopped, and the
+    result is whole and in order."""
+    import router.client as client_module
+
+    keys = [b"a", b"b", b"f", b"g", b"h", b"o", b"p", b"q", b"r", b"s", b"t", b"z"]
+    async with client_for(cluster) as client:
+        for k in keys:
+            await client.put(k, k)
+        scans = 0
+
+        def split_after_the_first_page(node: int, request: kv.Request) -> None:
+            nonlocal scans
+            if request.WhichOneof("op") == "scan":
+                scans += 1
+                if scans == 2:
+                    cluster.map = cluster.map.split(3, b"r", 4, (1, 2, 3), preferred_leader=2)
+                    cluster.leaders[4] = 2
+                    cluster.map = cluster.map.split(1, b"c", 5, (1, 2, 3), preferred_leader=3)
+                    cluster.leaders[5] = 3
+
+        old_page = client_module.SCAN_PAGE
+        client_module.SCAN_PAGE = 2
+        cluster.hook = split_after_the_first_page
+        try:
+            got = await client.scan(b"", None, limit=100, reverse=True)
+            assert [k for k, _, _ in got] == keys[::-1]
+            got = await client.scan(b"b", b"s", limit=5, reverse=True)
+            assert [k for k, _, _ in got] == [b"r", b"q", b"p", b"o", b"h"]
+        finally:
+            client_module.SCAN_PAGE = old_page
+
+
+@with_cluster
 async def test_a_reverse_scan_answered_in_key_order_by_an_old_node_is_refused(
     cluster: FakeCluster,
 ) -> None:

@@ -835,6 +835,31 @@ def test_a_reverse_scan_cut_by_its_limit_does_not_wait_for_an_intent_below_its_l
     assert cut == []  # an insert in flight between the keys it returns
 
 
+def test_a_reverse_scan_cut_by_the_byte_budget_covers_down_to_its_last_key(
+    node: OneNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The byte budget cuts a reverse answer as its limit does (review): b4, b3 then `more`;
+    an intent below b3 is nothing it shows, one between its keys holds it up."""
+    import shard.answers
+    import shard.lock_wait
+
+    for module in (shard.answers, shard.lock_wait):
+        monkeypatch.setattr(module, "MAX_SCAN_RESPONSE_BYTES", 8)
+    for key in (b"b1", b"b2", b"b3", b"b4"):
+        node.call(put(key, b"vv"))
+    hold_intent(node, tid(b"t1"), b"b15", priority=1)
+    answers: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", 10, reverse=True), answers.append)
+    node.advance(0.05)
+    assert len(answers) == 1 and answers[0].scan.error.code == kv.OK, answers
+    assert [i.key for i in answers[0].scan.items] == [b"b4", b"b3"] and answers[0].scan.more
+    hold_intent(node, tid(b"t2"), b"b35", priority=1)
+    waiting: list[kv.Response] = []
+    node.core.submit(scan(b"a", b"d", 10, reverse=True), waiting.append)
+    node.advance(0.05)
+    assert waiting == []
+
+
 def test_a_lock_released_by_a_refused_prepare_goes_to_its_waiter_without_a_tick(
     node: OneNode,
 ) -> None:
