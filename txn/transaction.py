@@ -169,8 +169,9 @@ class AsyncTransaction:
         Every key returned from the store is recorded in the read set with its version, and
         the range itself (up to the last key returned when `limit` cut the scan) is recorded
         too (a reverse scan cut by `limit`: down to the last key returned): a key that
-        another transaction adds to the range before this one commits is a phantom, and the commit raises `Conflict` (retryable), so "scan a prefix, then insert
-        if nothing is there" is serializable. Until this transaction's commit is resolved,
+        another transaction adds to the range before this one commits is a phantom, and the
+        commit raises `Conflict` (retryable), so "scan a prefix, then insert if nothing is
+        there" is serializable. Until this transaction's commit is resolved,
         writes of others into the range wait at the shard leader (bounded; then they meet a
         retryable conflict).
 
