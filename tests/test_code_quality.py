@@ -38,6 +38,7 @@ SANS_IO_CORES = [
     "router/seeds.py",
     "router/client_errors.py",
     "router/env.py",
+    "router/scan_cursor.py",
     "txn/hlc.py",
     "txn/records.py",
     "txn/store.py",
