@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -285,6 +286,12 @@ def register_kv_commands(subparsers: Any) -> None:
         "--hex for binary data.",
     )
     scan.add_argument("--start", default="", help="first key (inclusive; default: the start)")
+    scan.add_argument(
+        "--after",
+        default=None,
+        metavar="KEY",
+        help="only keys after KEY (exclusive; the next page of a forward listing)",
+    )
     scan.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
     scan.add_argument("--prefix", default=None, help="only keys with this prefix")
     scan.add_argument(
@@ -508,6 +515,14 @@ def _cmd_cas(args: argparse.Namespace) -> int:
 def _cmd_scan(args: argparse.Namespace) -> int:
     start = arg_bytes(args.start, args.hex, "--start")
     end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
+    if end is not None and end <= start:
+        # Found by a user trial: `--reverse --start z --end a` listed nothing without a word.
+        raise UsageError(
+            "--end must come after --start: the range is [--start, --end), also with "
+            "--reverse, which reads it from its end down"
+        )
+    if args.after is not None:
+        start = max(start, arg_bytes(args.after, args.hex, "--after") + b"\x00")
     if args.prefix is not None:
         prefix = arg_bytes(args.prefix, args.hex, "--prefix")
         start = max(start, prefix)
@@ -534,14 +549,25 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         if more:
             print(
-                f"paxoskv: scan: stopped at --limit {args.limit}; more keys follow the last "
-                "one printed (raise --limit, or scan again from there"
-                + (" with it as --end)" if args.reverse else ")"),
+                f"paxoskv: scan: stopped at --limit {args.limit}; more keys follow "
+                f"(raise --limit, or read on with {_next_page(args, items[-1][0])})",
                 file=sys.stderr,
             )
         return 0
 
     return _with_client(args, body)
+
+
+def _next_page(args: argparse.Namespace, last: bytes) -> str:
+    """The option that reads on from the last key printed: --after it, or --end it in
+    reverse; in hex when its text form is escaped (found by a user trial: an escaped key
+    pasted back is other bytes)."""
+    flag = "--end" if args.reverse else "--after"
+    if args.hex:
+        return f"{flag} {last.hex()}"
+    if escape(last) == os.fsdecode(last):
+        return f"{flag} {shlex.quote(os.fsdecode(last))}"
+    return f"--hex (every key option in hex) and {flag} {last.hex()}"
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -52,6 +52,13 @@ def _as_u64(value: object, what: str) -> int:
     return value
 
 
+def _as_flag(value: object, what: str) -> bool:
+    """A keyword switch such as `reverse`: a bool, so that a str "false" is not read as true."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{what} is a bool, got {type(value).__name__}")
+    return value
+
+
 def _as_limit(limit: object) -> int:
     """A scan limit: a positive int, or None for every key of the range (NO_LIMIT).
 

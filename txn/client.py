@@ -164,7 +164,7 @@ from router.limits import key_oversized
 from router.scan_cursor import ScanCursor
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
-from txn.args import _as_key, _as_limit, _as_timeout, _as_u64, _as_value
+from txn.args import _as_flag, _as_key, _as_limit, _as_timeout, _as_u64, _as_value
 from txn.commit import Committer
 from txn.errors import (
     ClientClosed,
@@ -963,6 +963,7 @@ class AsyncClient:
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
         count = _as_limit(limit)
+        reverse = _as_flag(reverse, "reverse")
         if end is not None and end <= start:
             return []
         items, _ = await self._scan_range(start, end, count, reverse=reverse, timeout_s=timeout_s)
@@ -1254,7 +1255,8 @@ class AsyncClient:
                 )
             except (WrongShard, UnknownGroup):
                 continue  # the map changed under us: re-plan from the cursor
-            cursor.advance(part, response.scan, want)
+            with _translated():
+                cursor.advance(part, response.scan, want)
             for item in response.scan.items:
                 self._clock.observe(item.version)
                 out.append((item.key, item.value, item.version))

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from txn.args import _as_key, _as_limit
+from txn.args import _as_flag, _as_key, _as_limit
 from txn.errors import InvalidArgument, TransactionClosed
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class AsyncSnapshot:
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
         count = _as_limit(limit)
+        reverse = _as_flag(reverse, "reverse")
         ts = await self.timestamp()
         if end is not None and end <= start:
             return []
@@ -122,7 +123,7 @@ class AsyncSnapshot:
         retention (10 minutes) or a page read raises SnapshotTooOld.
 
         Raises:
-            InvalidArgument: a bad `start`, `end` or `page_keys` (below 1).
+            InvalidArgument: a bad `start`, `end`, `reverse` or `page_keys` (below 1).
             Unavailable, DeadlineExceeded, SnapshotTooOld, TransactionClosed: as `get`,
                 from the page read that met it.
         """
@@ -130,6 +131,7 @@ class AsyncSnapshot:
         end = None if end is None else _as_key(end, "end key")
         if isinstance(page_keys, bool) or not isinstance(page_keys, int) or page_keys < 1:
             raise InvalidArgument(f"page_keys is an int of at least 1, got {page_keys!r}")
+        reverse = _as_flag(reverse, "reverse")
         async for page in self._pages(start, end, page_keys, reverse):
             for item in page:
                 yield item

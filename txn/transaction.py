@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from router.limits import MAX_COMMAND_BYTES, key_oversized, value_oversized
-from txn.args import _as_key, _as_limit, _as_value
+from txn.args import _as_flag, _as_key, _as_limit, _as_value
 from txn.errors import (
     Conflict,
     FencingTokenRejected,
@@ -199,6 +199,8 @@ class AsyncTransaction:
         end = None if end is None else _as_key(end, "end key")
         unlimited = limit is None
         limit = _as_limit(limit)
+        reverse = _as_flag(reverse, "reverse")
+        for_update = _as_flag(for_update, "for_update")
         self._check_open()
         if for_update and limit > MAX_TXN_ITEMS:
             if not unlimited:

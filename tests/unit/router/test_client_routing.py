@@ -727,6 +727,11 @@ async def test_a_reverse_scan_answered_in_key_order_by_an_old_node_is_refused(
         with pytest.raises(ServerError, match="predates reverse scans; upgrade the nodes"):
             await client.scan(limit=1, reverse=True)
         assert [k for k, _, _ in await client.scan()] == [b"a", b"b"]
+    # Found by a user trial: the transaction client let the routing error through, not a
+    # PaxosKVError, so `except txn.PaxosKVError` missed it.
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as tclient:
+        with pytest.raises(txn.ServerError, match="predates reverse scans"):
+            await tclient.scan(b"a", limit=1, reverse=True)
 
 
 @with_cluster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from typing import Any
@@ -214,6 +215,30 @@ def test_bad_settings_and_arguments_are_invalid_argument() -> None:
         tx.delete(b"")
     tx.put(bytearray(b"k"), memoryview(b"v"))  # type: ignore[arg-type]
     assert tx.write_set == {b"k": b"v"}
+
+
+def test_a_scan_switch_that_is_not_a_bool_is_invalid_argument() -> None:
+    """Found by a user trial: `reverse="false"` (a str, from a config or a CLI flag) was
+    truthy and scanned backwards without a word. Every scan refuses it before any I/O (the
+    seeds here answer nothing)."""
+
+    async def scans() -> None:
+        client = txn.AsyncClient("127.0.0.1:1", timeout_s=0.5)
+        bad: Any = "false"
+        calls = [
+            lambda: client.scan(b"a", reverse=bad),
+            lambda: client.transaction().scan(b"a", reverse=bad),
+            lambda: client.snapshot().scan(b"a", reverse=bad),
+            lambda: client.snapshot().iterate(b"a", reverse=bad).__anext__(),
+        ]
+        for call in calls:
+            with pytest.raises(txn.InvalidArgument, match="reverse is a bool, got str"):
+                await call()
+        with pytest.raises(txn.InvalidArgument, match="for_update is a bool, got int"):
+            await client.transaction().scan(b"a", for_update=1)  # type: ignore[arg-type]
+        await client.close()
+
+    asyncio.run(scans())
 
 
 def test_every_error_survives_pickling_with_its_fields() -> None:
