@@ -151,7 +151,11 @@ def test_scan_across_shard_boundaries(gp_cluster: LocalCluster) -> None:
     verbose = ok(paxoskv("scan", "-v", "--prefix", "o-scan", cluster=gp_cluster))
     key, version, value = verbose.strip().split("\t")
     assert (key, value) == ("o-scan", "O-SCAN") and int(version) > 0
-    assert ok(paxoskv("scan", "--start", "x", "--end", "c", cluster=gp_cluster)) == ""
+    # An end before the start is a usage error, not an empty listing (found by a user
+    # trial: `--reverse --start z --end a` printed nothing without a word).
+    swapped = paxoskv("scan", "--start", "x", "--end", "c", cluster=gp_cluster)
+    assert swapped.returncode == 2 and swapped.stdout == b""
+    assert b"--end must come after --start" in swapped.stderr
     # --limit 0 is no limit, as etcdctl's (found by review: it printed nothing).
     unlimited = ok(
         paxoskv("scan", "--start", "f-scan", "--end", "z-scan~", "--limit", "0", cluster=gp_cluster)
