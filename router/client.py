@@ -1513,7 +1513,8 @@ class RoutingClient:
         `reverse`, the last `limit` keys, highest first).
 
         The range is cut at shard boundaries and read shard by shard (each part linearizable
-        on its own; the whole is not one snapshot across shards — use a transaction for that).
+        on its own; the whole is not one snapshot across shards — for that, give `at_version`,
+        as `txn.AsyncClient.snapshot().scan` does).
         `at_version` > 0 reads every part at that version (`SnapshotTooOld` when a shard's
         MVCC collection has passed it).
         """

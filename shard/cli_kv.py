@@ -529,6 +529,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         after = prefix_end(prefix)
         if after is not None:
             end = after if end is None else min(end, after)
+    if end is not None and end <= start:
+        raise UsageError("--start, --after, --prefix and --end together leave an empty range")
 
     async def body(client: Any) -> int:
         # One item over the limit says whether the listing was cut short.
@@ -561,13 +563,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 def _next_page(args: argparse.Namespace, last: bytes) -> str:
     """The option that reads on from the last key printed: --after it, or --end it in
     reverse; in hex when its text form is escaped (found by a user trial: an escaped key
-    pasted back is other bytes)."""
+    pasted back is other bytes). One word `--after=KEY`, so a key that starts with "-" is
+    not taken for an option (found by review)."""
     flag = "--end" if args.reverse else "--after"
     if args.hex:
-        return f"{flag} {last.hex()}"
+        return f"{flag}={last.hex()}"
     if escape(last) == os.fsdecode(last):
-        return f"{flag} {shlex.quote(os.fsdecode(last))}"
-    return f"--hex (every key option in hex) and {flag} {last.hex()}"
+        return shlex.quote(f"{flag}={os.fsdecode(last)}")
+    return f"--hex (every key option in hex) and {flag}={last.hex()}"
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -958,12 +958,15 @@ class AsyncClient:
         `snapshot().scan` for that).
 
         Raises:
+            InvalidArgument: a bad `start`, `end`, `limit`, `reverse` or `timeout_s`.
             Unavailable, DeadlineExceeded, Conflict: as `get`.
+            ServerError: a node too old for reverse scans answered one.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
         count = _as_limit(limit)
         reverse = _as_flag(reverse, "reverse")
+        timeout_s = _as_timeout(timeout_s)
         if end is not None and end <= start:
             return []
         items, _ = await self._scan_range(start, end, count, reverse=reverse, timeout_s=timeout_s)

@@ -93,7 +93,9 @@ class AsyncSnapshot:
         across shards.
 
         Raises:
+            InvalidArgument: a bad `start`, `end`, `limit` or `reverse`.
             Unavailable, DeadlineExceeded, SnapshotTooOld, TransactionClosed: as `get`.
+            ServerError: a node too old for reverse scans answered one.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
@@ -105,7 +107,7 @@ class AsyncSnapshot:
         items, _ = await self._client._scan_range(start, end, count, reverse=reverse, at_ts=ts)
         return [(k, v) for k, v, _ in items]
 
-    async def iterate(
+    def iterate(
         self,
         start: bytes,
         end: bytes | None = None,
@@ -123,15 +125,22 @@ class AsyncSnapshot:
         retention (10 minutes) or a page read raises SnapshotTooOld.
 
         Raises:
-            InvalidArgument: a bad `start`, `end`, `reverse` or `page_keys` (below 1).
+            InvalidArgument: a bad `start`, `end`, `reverse` or `page_keys` (below 1), at
+                the call itself (found by review: it came at the first read).
             Unavailable, DeadlineExceeded, SnapshotTooOld, TransactionClosed: as `get`,
                 from the page read that met it.
+            ServerError: a node too old for reverse scans answered one.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
         if isinstance(page_keys, bool) or not isinstance(page_keys, int) or page_keys < 1:
             raise InvalidArgument(f"page_keys is an int of at least 1, got {page_keys!r}")
         reverse = _as_flag(reverse, "reverse")
+        return self._items(start, end, page_keys, reverse)
+
+    async def _items(
+        self, start: bytes, end: bytes | None, page_keys: int, reverse: bool
+    ) -> AsyncGenerator[tuple[bytes, bytes], None]:
         async for page in self._pages(start, end, page_keys, reverse):
             for item in page:
                 yield item

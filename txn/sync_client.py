@@ -11,7 +11,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -218,7 +218,12 @@ class Snapshot:
     ) -> Iterator[tuple[bytes, bytes]]:
         """See `AsyncSnapshot.iterate`: `for key, value in snap.iterate(a, b):`, a page
         read at a time."""
-        items = self._inner.iterate(start, end, reverse=reverse, page_keys=page_keys)
+        return self._items(self._inner.iterate(start, end, reverse=reverse, page_keys=page_keys))
+
+    def _items(
+        self, items: AsyncGenerator[tuple[bytes, bytes], None]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """`items` read one at a time on the client's loop, closed there when done."""
         try:
             while True:
                 try:

@@ -191,9 +191,11 @@ class AsyncTransaction:
                 phantoms. At most MAX_TXN_ITEMS (4,096) items.
 
         Raises:
+            InvalidArgument: a bad `start`, `end`, `limit`, `reverse` or `for_update`.
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
             LimitExceeded: `for_update` with a `limit` over MAX_TXN_ITEMS, or without a
                 limit over a range of more keys than that.
+            ServerError: a node too old for reverse scans answered one.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")

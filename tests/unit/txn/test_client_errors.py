@@ -234,6 +234,10 @@ def test_a_scan_switch_that_is_not_a_bool_is_invalid_argument() -> None:
         for call in calls:
             with pytest.raises(txn.InvalidArgument, match="reverse is a bool, got str"):
                 await call()
+        # Found by review: an empty range returned [] before its timeout was checked.
+        for end in (b"b", b"a"):
+            with pytest.raises(txn.InvalidArgument, match="timeout_s is a number"):
+                await client.scan(b"a", end, timeout_s="x")  # type: ignore[arg-type]
         with pytest.raises(txn.InvalidArgument, match="for_update is a bool, got int"):
             await client.transaction().scan(b"a", for_update=1)  # type: ignore[arg-type]
         await client.close()

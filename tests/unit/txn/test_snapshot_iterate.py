@@ -83,7 +83,12 @@ async def test_iterate_stops_before_its_end_and_refuses_a_bad_page_size(fake: Fa
         assert [k async for k, _ in snap.iterate(b"zz")] == []
         for bad in (0, -1, True, 1.5):
             with pytest.raises(InvalidArgument, match="page_keys"):
-                await anext(snap.iterate(b"a", page_keys=bad))  # type: ignore[arg-type]
+                snap.iterate(b"a", page_keys=bad)  # type: ignore[arg-type]
+        # At the call, not at the first read (found by review).
+        with pytest.raises(InvalidArgument, match="start key"):
+            snap.iterate("a")  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument, match="reverse is a bool"):
+            snap.iterate(b"a", reverse=None)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -100,6 +105,8 @@ def test_the_sync_iterate_reads_lazily_and_a_loop_left_early_leaves_the_snapshot
         for key in KEYS:
             client.put(key, b"v")
         with client.snapshot() as snap:
+            with pytest.raises(InvalidArgument, match="page_keys"):
+                snap.iterate(b"a", page_keys=0)  # at the call, as the async one
             assert [k for k, _ in snap.iterate(b"a", page_keys=3)] == KEYS
             for key, _ in snap.iterate(b"a", page_keys=2):
                 if key == b"fig":
