@@ -439,8 +439,16 @@ def _cmd_txn_status(args: argparse.Namespace) -> int:
     if status.state is TxnState.IN_PROGRESS:
         print("in-progress: prepared at its decision group, not at every participant yet")
     else:
+        # Found by a fault trial: a user a minute after a CommitUnknown read "purged" and
+        # did not learn that --settle was the next step.
+        hint = (
+            ""
+            if args.settle
+            else "; to decide it now, run this again with --settle (an undecided "
+            "transaction begun in the last 60 s is then recorded aborted)"
+        )
         print(
             "unknown: no record at its decision group (never prepared there, or purged after "
-            "the retention window)"
+            f"the retention window){hint}"
         )
     return EXIT_UNDECIDED

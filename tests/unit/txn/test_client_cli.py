@@ -166,7 +166,8 @@ def test_a_lost_commit_prints_the_command_that_settles_it(fake: FakeKV, capsys: 
     fake.hook = None
     status = ["txn-status", "--cluster", fake.seeds[0], "--timeout", "5", command[2]]
     assert main(status) == EXIT_UNDECIDED
-    assert capsys.readouterr().out.startswith("unknown: no record")
+    out = capsys.readouterr().out
+    assert out.startswith("unknown: no record") and "run this again with --settle" in out
     # Settling records the abort for good: the dropped commit can never apply now.
     assert main([*status, "--settle"]) == EXIT_ABORTED
     assert main(status) == EXIT_ABORTED
