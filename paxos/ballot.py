@@ -21,3 +21,12 @@ class Ballot:
 
 
 ZERO_BALLOT = Ballot(0, 0)
+
+
+def ballot_from_text(text: str) -> Ballot:
+    """The ballot a node printed as "ROUND.NODE" (in a Status answer); ZERO_BALLOT, the
+    lowest, when `text` is not one, so that any real ballot compares above it."""
+    round_text, dot, node_text = text.partition(".")
+    if not (dot and round_text.isdigit() and node_text.isdigit()):
+        return ZERO_BALLOT
+    return Ballot(int(round_text), int(node_text))

@@ -14,6 +14,7 @@ Imports of grpc and the client stay inside the handlers, so `paxoskv --help` sta
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.keys import prefix_end
+from shard.cli_status import status_report, status_table
 
 EXIT_NO = 3
 """Exit status of `get` for a missing key and of `cas` when its condition did not hold."""
@@ -319,6 +321,11 @@ def register_kv_commands(subparsers: Any) -> None:
         "Exits 1 when a node is unreachable or refused by its peers, or a group has no "
         "leader.",
     )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print the groups and nodes as one JSON object (for scripts: fields, not columns)",
+    )
     status.set_defaults(handler=_cmd_status)
 
 
@@ -576,130 +583,12 @@ def _next_page(args: argparse.Namespace, last: bytes) -> str:
 def _cmd_status(args: argparse.Namespace) -> int:
     async def body(client: Any) -> int:
         nodes = await client.status_all(timeout_s=min(args.timeout, 2.0))
+        if args.json:
+            report = status_report(client.shard_map, nodes)
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            return 0 if report["healthy"] else 1
         rows, healthy = status_table(client.shard_map, nodes)
         sys.stdout.write(rows)
         return 0 if healthy else 1
 
     return _with_client(args, body)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    head = "  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))
-    return "\n".join(line.rstrip() for line in [head, *lines]) + "\n"
-
-
-def _ballot_key(ballot: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in ballot.split("."))
-    except ValueError:
-        return (0,)
-
-
-def status_table(shard_map: Any, nodes: list[Any]) -> tuple[str, bool]:
-    """The text of `paxoskv status` and whether every node answered and every group has a
-    leader. Each group's row comes from the view of the replica that reports itself leader
-    (the highest ballot if several do); without one, from the most advanced replica. Its
-    BEHIND column compares every replica's own applied index with that view's chosen one."""
-    names = {n.node_id: n.name for n in nodes}
-    views: dict[int, list[tuple[int, Any]]] = {}
-    for node in nodes:
-        if node.status is None:
-            continue
-        for group in node.status.groups:
-            views.setdefault(group.group_id, []).append((node.node_id, group))
-    healthy = all(n.reachable for n in nodes)
-    rows = []
-    group_ids = sorted(set(shard_map.group_ids()) | {0})
-    for group_id in group_ids:
-        seen = views.get(group_id, [])
-        leaders = [(nid, g) for nid, g in seen if g.role == "leader"]
-        if group_id == 0:
-            key_range = "(meta)"
-            replicas = shard_map.meta_replicas
-        else:
-            desc = shard_map.group(group_id)
-            key_range = desc.label
-            replicas = desc.replicas
-        # A replica in an unusual role says so: "n3:restoring" (a snapshot), "n2:candidate".
-        roles = {nid: g.role for nid, g in seen}
-        replica_text = ",".join(
-            names.get(r, str(r))
-            + (f":{roles[r]}" if roles.get(r, "follower") not in ("leader", "follower") else "")
-            for r in replicas
-        )
-        if leaders:
-            node_id, view = max(leaders, key=lambda item: _ballot_key(item[1].ballot))
-            leader = names.get(node_id, str(node_id))
-        elif seen:
-            node_id, view = max(seen, key=lambda item: item[1].applied_index)
-            leader = "none"
-            healthy = False
-        else:
-            rows.append([str(group_id), key_range, replica_text, "unknown", "-", "-", "-", "-"])
-            healthy = False
-            continue
-        applied = {nid: g.applied_index for nid, g in seen}
-        rows.append(
-            [
-                str(group_id),
-                key_range,
-                replica_text,
-                leader,
-                view.ballot,
-                str(view.chosen_index),
-                str(view.applied_index),
-                _behind(replicas, applied, view.chosen_index, names),
-            ]
-        )
-    out = _table(
-        ["GROUP", "RANGE", "REPLICAS", "LEADER", "BALLOT", "CHOSEN", "APPLIED", "BEHIND"], rows
-    )
-    node_rows = []
-    for node in nodes:
-        if node.status is not None and node.status.refused_by:
-            # Found by an operations review: a node its peers refuse (another secret or
-            # shard map, lost data) answered Status and showed "up", exit status 0.
-            memory = _client_memory(node.status)
-            refusers = ", ".join(
-                names.get(r.node_id, str(r.node_id)) for r in node.status.refused_by
-            )
-            state = f"REFUSED by {refusers}: {node.status.refused_by[0].reason}"
-            healthy = False
-        elif node.status is not None:
-            memory = _client_memory(node.status)
-            state = f"up (map v{node.status.map_version})"
-        else:
-            memory = "-"
-            state = f"UNREACHABLE: {node.error}"
-        node_rows.append([str(node.node_id), node.name, node.address, memory, state])
-    out += "\n" + _table(["NODE", "NAME", "ADDRESS", "CLIENT MEMORY", "STATE"], node_rows)
-    return out, healthy
-
-
-def _behind(
-    replicas: list[int], applied: dict[int, int], chosen: int, names: dict[int, str]
-) -> str:
-    """The replicas whose applied index trails the group's chosen index, with by how many
-    slots (`n3:1024`; `n3:?` when n3 did not answer), or "-": a replica far behind catches
-    up or is about to be sent a snapshot. The nodes answer a few ms apart, so under writes a
-    follower trails by a few slots as a matter of course."""
-    parts = []
-    for replica in replicas:
-        name = names.get(replica, str(replica))
-        if replica not in applied:
-            parts.append(f"{name}:?")
-        elif applied[replica] < chosen:
-            parts.append(f"{name}:{chosen - applied[replica]}")
-    return ",".join(parts) or "-"
-
-
-def _client_memory(status: Any) -> str:
-    """What a node's client streams hold of its budget, and the read answers it shed
-    (retried by clients): a node that sheds is short of memory for its clients. A node that
-    reports no budget (an older version) shows "-"."""
-    if not status.client_bytes_limit:
-        return "-"
-    text = f"{status.client_bytes_held / (1 << 20):.1f}/{status.client_bytes_limit / (1 << 20):.0f} MiB"
-    return text + (f", {status.answers_shed} shed" if status.answers_shed else "")

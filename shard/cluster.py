@@ -66,6 +66,7 @@ from typing import NoReturn
 
 import grpc
 
+from paxos.ballot import ballot_from_text
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
@@ -1156,7 +1157,7 @@ class LocalCluster(ClusterProcesses):
             for leader_id, ballot in claims.items():
                 acks = tuple(sorted(follows.get(leader_id, [])))
                 if len(acks) >= quorum and (
-                    best.leader is None or _ballot_key(ballot) > _ballot_key(best.ballot)
+                    best.leader is None or ballot_from_text(ballot) > ballot_from_text(best.ballot)
                 ):
                     best = GroupLeader(group_id, self.name_of(leader_id), ballot, acks)
             out[group_id] = best
@@ -1249,13 +1250,6 @@ def _raise_noting_stopped(exc: BaseException, stopped: Sequence[str]) -> NoRetur
     first, newline, rest = str(exc).partition("\n")
     note = f"; the start stopped {', '.join(stopped)} again"
     raise ClusterError(f"{first}{note}{newline}{rest}") from exc
-
-
-def _ballot_key(ballot: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in ballot.split("."))
-    except ValueError:
-        return (0,)
 
 
 def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:

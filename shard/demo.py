@@ -50,6 +50,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from paxos.ballot import ballot_from_text
 from router.keys import prefix_end
 from shard.demo_view import (
     CheckState,
@@ -272,13 +273,6 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[min(len(sorted_values) - 1, int(q * (len(sorted_values) - 1) + 0.5))]
-
-
-def _ballot_key(ballot: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in ballot.split("."))
-    except ValueError:
-        return (0,)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -809,7 +803,7 @@ class _Demo:
             for name, claimed in claims.items():
                 node_id = cluster.node(name).id
                 if follows[node_id] >= quorum and (
-                    leader is None or _ballot_key(claimed) > _ballot_key(ballot)
+                    leader is None or ballot_from_text(claimed) > ballot_from_text(ballot)
                 ):
                     leader, ballot = name, claimed
             chosen = max((r.chosen for r in replicas if r.name == leader), default=0)

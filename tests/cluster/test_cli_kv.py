@@ -7,6 +7,7 @@ do not see each other's keys. Every CLI call is a subprocess, as a user or scrip
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -191,6 +192,15 @@ def test_status_table(gp_cluster: LocalCluster) -> None:
         assert row[-5] in {"n1", "n2", "n3"}  # a leader
     node_lines = lines[lines.index("") + 2 :]
     assert len(node_lines) == 3 and all(" up " in line for line in node_lines)
+    report = json.loads(ok(paxoskv("status", "--json", cluster=gp_cluster)))
+    assert report["healthy"] is True
+    assert [(g["group_id"], g["start_hex"], g["end_hex"]) for g in report["groups"][1:]] == [
+        (1, "", b"g".hex()),
+        (2, b"g".hex(), b"p".hex()),
+        (3, b"p".hex(), None),
+    ]
+    assert all(g["leader"] in {"n1", "n2", "n3"} for g in report["groups"])
+    assert [n["state"] for n in report["nodes"]] == ["up", "up", "up"]
 
 
 def test_status_reports_an_unreachable_node(gp_cluster: LocalCluster) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+from paxos.ballot import ZERO_BALLOT, Ballot, ballot_from_text
 from router import kv_pb2 as kv
 from router.client import NodeStatus
 from router.shard_map import NodeAddress, ShardMap, bootstrap
-from shard.cli_kv import status_table
+from shard.cli_status import status_report, status_table
 
 NAMES = {1: "n1", 2: "n2", 3: "n3", 4: "n4"}
 
@@ -156,3 +157,50 @@ def test_behind_names_each_replica_trailing_the_chosen_index_and_by_how_much() -
     nodes = [*four_nodes("leader")[:3], NodeStatus(4, "n4", "127.0.0.1:7004", None, "refused")]
     rows = group_rows(status_table(cluster_map(4, [b"m"]), nodes)[0])
     assert rows["1"]["BEHIND"] == "n2:5,n3:10,n4:?"
+
+
+def test_the_json_report_holds_the_tables_facts_as_fields() -> None:
+    """Found by a fault trial: a script read the leader with awk '{print $4}', and the
+    range "[-inf, j)" holds a space, so it read the replicas. `status --json` gives fields."""
+    nodes = [*four_nodes("leader")[:3], NodeStatus(4, "n4", "127.0.0.1:7004", None, "refused")]
+    nodes[0].status.client_bytes_limit = 1 << 30
+    report = status_report(cluster_map(4, [b"m"]), nodes)
+    groups = {g["group_id"]: g for g in report["groups"]}
+    assert groups[1] == {
+        "group_id": 1,
+        "range": "[-inf, m)",
+        "start_hex": "",
+        "end_hex": b"m".hex(),
+        "replicas": [
+            {"name": "n2", "role": "leader"},
+            {"name": "n3", "role": "follower"},
+            {"name": "n4", "role": "unknown"},
+        ],
+        "leader": "n2",
+        "leadership": "leader",
+        "ballot": "4.2",
+        "chosen_index": 80,
+        "applied_index": 75,
+        "behind": {"n2": 5, "n3": 10, "n4": None},
+    }
+    assert groups[2]["range"] == "[m, +inf)" and groups[2]["end_hex"] is None  # no end
+    assert groups[0]["range"] == "(meta)" and groups[0]["behind"] == {}
+    assert groups[2]["leader"] == "n3"  # the highest ballot, not n1's older claim
+    assert [n["state"] for n in report["nodes"]] == ["up", "up", "up", "unreachable"]
+    assert report["nodes"][0]["client_bytes_limit"] == 1 << 30
+    assert report["nodes"][1]["client_bytes_limit"] is None  # none reported: not 0
+    assert report["nodes"][3]["detail"] == "refused"
+    assert report["healthy"] is False  # n4 unreachable
+    candidate = status_report(cluster_map(4, [b"m"]), four_nodes("candidate"))
+    group_1 = candidate["groups"][1]
+    assert (group_1["leader"], group_1["leadership"]) == (None, "none")
+    assert not candidate["healthy"]
+    unseen = status_report(cluster_map(3, [b"m"]), [node(1, {0: "leader"})])
+    assert unseen["groups"][1]["leadership"] == "unknown" and not unseen["healthy"]
+
+
+def test_a_ballot_read_from_its_text_orders_as_ballots_do() -> None:
+    assert ballot_from_text("10.1") == Ballot(10, 1) > ballot_from_text("9.3")
+    assert ballot_from_text(str(Ballot(4, 2))) == Ballot(4, 2)
+    for bad in ("", "3", "3.", "a.1", "1.2.3", "-1.2"):
+        assert ballot_from_text(bad) == ZERO_BALLOT
