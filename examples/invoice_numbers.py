@@ -16,8 +16,7 @@ the numbers come out 1, 2, 3, ... with none missing and none twice.
 `for_update=True` would not spare the retry here: it locks the keys a scan returns, and
 the next number is a key that does not exist yet, so the second writer waits on the lock
 of the last invoice, reads that same invoice when it gets it, and its commit still meets
-the first writer's new invoice as a phantom.
-Under heavy contention, hand out numbers from a counter key read with
+the first writer's new invoice as a phantom. Under heavy contention, hand out numbers from a counter key read with
 `tx.get(counter, for_update=True)` instead (writers queue on its lock), at the price of
 one hot key.
 

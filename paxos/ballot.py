@@ -27,6 +27,7 @@ def ballot_from_text(text: str) -> Ballot:
     """The ballot a node printed as "ROUND.NODE" (in a Status answer); ZERO_BALLOT, the
     lowest, when `text` is not one, so that any real ballot compares above it."""
     round_text, dot, node_text = text.partition(".")
-    if not (dot and round_text.isdigit() and node_text.isdigit()):
+    # isascii: str.isdigit() also takes digits such as "²", which int() refuses.
+    if not (dot and all(t.isascii() and t.isdigit() for t in (round_text, node_text))):
         return ZERO_BALLOT
     return Ballot(int(round_text), int(node_text))

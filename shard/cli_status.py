@@ -19,8 +19,8 @@ def status_report(shard_map: Any, nodes: list[Any]) -> dict[str, Any]:
     """The groups and nodes of `paxoskv status --json`, and `healthy`: every node answered,
     none is refused by its peers, and every group has a leader.
 
-    A group's `leader` is a node name, or None (`role` "none": replicas answered, none
-    leads; "unknown": none answered); `behind` maps each replica whose applied index
+    A group's `leader` is a node name, or None (`leadership` "none": replicas answered,
+    none leads; "unknown": none answered); `behind` maps each replica whose applied index
     trails the chosen one to by how many slots (None: it did not answer).
     """
     names = {n.node_id: n.name for n in nodes}
@@ -172,7 +172,9 @@ def _client_memory(node: dict[str, Any]) -> str:
 def _node_state(node: dict[str, Any]) -> str:
     if node["state"] == "up":
         return f"up (map v{node['map_version']})"
-    return f"{node['state'].upper()}{' ' if node['state'] == 'refused' else ': '}{node['detail']}"
+    if node["state"] == "refused":
+        return f"REFUSED {node['detail']}"  # the detail reads "by n1, n2: REASON"
+    return f"UNREACHABLE: {node['detail']}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -202,5 +202,5 @@ def test_the_json_report_holds_the_tables_facts_as_fields() -> None:
 def test_a_ballot_read_from_its_text_orders_as_ballots_do() -> None:
     assert ballot_from_text("10.1") == Ballot(10, 1) > ballot_from_text("9.3")
     assert ballot_from_text(str(Ballot(4, 2))) == Ballot(4, 2)
-    for bad in ("", "3", "3.", "a.1", "1.2.3", "-1.2"):
+    for bad in ("", "3", "3.", "a.1", "1.2.3", "-1.2", "\u00b2.1", "1.\u00b2"):
         assert ballot_from_text(bad) == ZERO_BALLOT
