@@ -68,6 +68,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 
+from shard.changes import ChangesCollector, ChangesPage
 from shard.codec import Command, CommandResult, Expect, Op, decode_command
 from shard.engine import Engine, EngineBatch
 from shard.errors import (
@@ -603,6 +604,13 @@ class ShardStateMachine:
         if self._end is not None and (not key_range.end or key_range.end > self._end):
             raise WrongShard(key_range.end, self._start, self._end)
 
+    def _check_range(self, start: bytes, end: bytes | None) -> None:
+        """WrongShard unless [start, end) lies inside the shard's range."""
+        if start < self._start:
+            raise WrongShard(start, self._start, self._end)
+        if self._end is not None and (end is None or end > self._end):
+            raise WrongShard(b"" if end is None else end, self._start, self._end)
+
     def _check_at_version(self, at_version: int | None) -> None:
         if at_version is not None:
             if at_version < 0:
@@ -685,10 +693,7 @@ class ShardStateMachine:
     ) -> tuple[list[tuple[bytes, bytes, int]], int]:
         """`scan`, and the newest version of the deletions it passed over (0: none): its
         answer shows those keys absent, which node rule 2 must not let it outrun."""
-        if start < self._start:
-            raise WrongShard(start, self._start, self._end)
-        if self._end is not None and (end is None or end > self._end):
-            raise WrongShard(b"" if end is None else end, self._start, self._end)
+        self._check_range(start, end)
         self._check_at_version(at_version)
         if limit <= 0 or (end is not None and end <= start):
             return [], 0
@@ -723,6 +728,52 @@ class ShardStateMachine:
             else:
                 lo = records[-1][0] + b"\x00"
             page = _SCAN_PAGE
+
+    def changes(
+        self,
+        start: bytes,
+        end: bytes | None,
+        after: int,
+        at: int,
+        limit: int,
+        max_bytes: int,
+        max_records: int,
+    ) -> ChangesPage:
+        """Every version and deletion of [start, end) with `after < version <= at`, oldest
+        first, as a page of `shard.changes` (cut by `limit` changes, `max_bytes` and
+        `max_records` examined).
+
+        Raises:
+            WrongShard: [start, end) is not inside the shard's range;
+            VersionCompacted: `after` below the GC horizon (changes just above it may have
+                been collected).
+        """
+        self._check_range(start, end)
+        self._check_at_version(after)
+        collector = ChangesCollector(after, at, limit, max_bytes, max_records)
+        if end is not None and end <= start:
+            return collector.end()
+        vp = self._version_prefix
+        lo = vp + start.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+        hi = (
+            self._version_end
+            if end is None
+            else vp + end.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+        )
+        body = b""
+        while True:
+            records = self._engine.scan(lo, hi, _SCAN_PAGE)
+            for record_key, value in records:
+                if record_key[:-9] != body:
+                    body = record_key[:-9]
+                    page = collector.start_key(unescape_key(body[len(vp) :]))
+                    if page is not None:
+                        return page
+                version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+                collector.offer(version, None if record_key[-1] == KIND_TOMBSTONE_INT else value)
+            if len(records) < _SCAN_PAGE:
+                return collector.end()
+            lo = records[-1][0] + b"\x00"
 
     # ----------------------------------------------------------------------------------------
     # Garbage collection

@@ -16,6 +16,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.watch_lanes import Change, ChangesRound
 from shard.codec import CommandResult, encode_cas, encode_delete, encode_put
 from shard.engine import Engine, MemEngine
 from shard.errors import Status, VersionCompacted
@@ -207,6 +208,35 @@ class Harness:
         live = [(k, *found) for k in sorted(KEYS[:-1]) if (found := self.model.latest(k))]
         assert self.sm.scan(*RANGE, 100, reverse=True) == live[::-1]
 
+    def check_changes(self, after: int) -> None:
+        """Every change in (after, max_version + 1], read in pages of every budget shape
+        (a change, a key's worth, a byte, a record examined), delivered in version order."""
+        at = self.model.max_version + 1
+        want = sorted(
+            Change(version, key, value)
+            for key, history in self.model.versions.items()
+            for version, value in history
+            if after < version <= at
+        )
+        for limit, max_bytes, max_records in (
+            (100, 1 << 20, 1000),
+            (1, 1 << 20, 1000),
+            (2, 1, 1000),
+            (3, 1 << 20, 1),
+            (2, 4, 2),
+        ):
+            changes_round = ChangesRound([RANGE], after, at)
+            got: list[Change] = []
+            while (lane := changes_round.next_lane()) is not None:
+                page = self.sm.changes(
+                    lane.start, lane.end, lane.after, at, limit, max_bytes, max_records
+                )
+                assert page.changes == sorted(page.changes)
+                changes_round.take(lane, page.changes, page.covered_end, page.through)
+                got += changes_round.deliver()
+            got += changes_round.deliver()
+            assert got == want, (after, limit, max_bytes, max_records)
+
     def check_history(self) -> None:
         model = self.model
         for at in range(model.horizon, model.max_version + 2):
@@ -222,7 +252,14 @@ class Harness:
             assert self.sm.scan(b"a\x00", b"c\x00\xff", 100, at, reverse=True) == inner, at
             for k in KEYS[:-1]:
                 assert self.sm.get(k, at_version=at) == model.at(k, at)
+            self.check_changes(at)
         if model.horizon > 0:
+            try:
+                self.sm.changes(*RANGE, model.horizon - 1, model.max_version, 10, 100, 100)
+            except VersionCompacted:
+                pass
+            else:
+                raise AssertionError("changes from below the GC horizon were served")
             try:
                 self.sm.get(b"a", at_version=model.horizon - 1)
             except VersionCompacted:

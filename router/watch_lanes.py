@@ -1,0 +1,107 @@
+"""One round of a watch: which parts of (keys x versions) are still to be read, and which
+changes may be delivered, in version order, without a later answer slipping in before them.
+
+A round reads every change of the watched range in the versions (after, at]. It starts
+with one lane per shard part of the range; a lane is a key range read up to some version.
+A node's page of changes (`shard.changes`) covers the keys [start, covered_end) up to a
+version `through`: the lane splits there, the covered part moves up to `through` and the
+rest stays where it was. A change is delivered once every lane has been read up to its
+version, so changes leave in (version, key) order whatever order the pages came in. The
+round is done when every lane is at `at`. Sans-I/O: `router.client` sends the requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Change:
+    """`key` got `value` (None: deleted) at `version`; ordered as a watch delivers them."""
+
+    version: int
+    key: bytes
+    value: bytes | None = field(compare=False)
+
+    @property
+    def size(self) -> int:
+        """Bytes of its key and value (a page's budget counts them)."""
+        return len(self.key) + len(self.value or b"")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """The keys [start, end) (end None: no end), read up to version `after`."""
+
+    start: bytes
+    end: bytes | None
+    after: int
+
+
+class ChangesRound:
+    """The lanes of one round over versions (after, at] and the changes read so far."""
+
+    def __init__(self, parts: list[tuple[bytes, bytes | None]], after: int, at: int) -> None:
+        """`parts`: the range cut at shard boundaries (each lane must lie in one shard)."""
+        if at < after:
+            raise ValueError(f"a round's end {at} is below its start {after}")
+        self.at = at
+        self._lanes = [Lane(start, end, after) for start, end in parts]
+        self._held: list[Change] = []
+
+    @property
+    def done(self) -> bool:
+        """Every lane is read up to `at` (and `deliver` has nothing held back for it)."""
+        return all(lane.after >= self.at for lane in self._lanes)
+
+    def next_lane(self) -> Lane | None:
+        """The lane to read next: the one read least far (None once `done`)."""
+        behind = [lane for lane in self._lanes if lane.after < self.at]
+        return min(behind, key=lambda lane: lane.after) if behind else None
+
+    def take(
+        self, lane: Lane, changes: list[Change], covered_end: bytes | None, through: int
+    ) -> None:
+        """A page answering `lane`: its `changes` cover [lane.start, covered_end) (None: the
+        whole lane) in versions (lane.after, through].
+
+        Raises:
+            ValueError: a page that covers nothing, or changes outside what it claims to
+                cover (a node bug; taken, it would deliver out of order or twice).
+        """
+        whole = covered_end is None or (lane.end is not None and covered_end >= lane.end)
+        if (
+            through <= lane.after
+            or through > self.at
+            or (not whole and covered_end is not None and covered_end <= lane.start)
+        ):
+            raise ValueError(
+                f"a page of changes covering nothing new: through {through} for a lane read "
+                f"up to {lane.after} in a round ending at {self.at}"
+            )
+        for change in changes:
+            inside = lane.start <= change.key and (
+                whole or (covered_end is not None and change.key < covered_end)
+            )
+            if not inside or not lane.after < change.version <= through:
+                raise ValueError(
+                    f"a change at version {change.version} of key {change.key!r} lies outside "
+                    "the part of the lane its page covers"
+                )
+        i = self._lanes.index(lane)
+        if whole:
+            self._lanes[i] = Lane(lane.start, lane.end, through)
+        else:
+            assert covered_end is not None
+            self._lanes[i : i + 1] = [
+                Lane(lane.start, covered_end, through),
+                Lane(covered_end, lane.end, lane.after),
+            ]
+        self._held.extend(changes)
+
+    def deliver(self) -> list[Change]:
+        """The changes no later page can precede, in (version, key) order; each once."""
+        upto = min(lane.after for lane in self._lanes) if self._lanes else self.at
+        ready = sorted(c for c in self._held if c.version <= upto)
+        self._held = [c for c in self._held if c.version > upto]
+        return ready
