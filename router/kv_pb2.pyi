@@ -174,7 +174,7 @@ class CasResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse")
+    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse", "changes_after")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +183,7 @@ class ScanRequest(_message.Message):
     AT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     REVERSE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_AFTER_FIELD_NUMBER: _ClassVar[int]
     header: Header
     start: bytes
     end: bytes
@@ -191,29 +192,38 @@ class ScanRequest(_message.Message):
     at_version: int
     snapshot: bool
     reverse: bool
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., reverse: _Optional[bool] = ...) -> None: ...
+    changes_after: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes_after: _Optional[int] = ...) -> None: ...
 
 class KeyValue(_message.Message):
-    __slots__ = ("key", "value", "version")
+    __slots__ = ("key", "value", "version", "deleted")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     version: int
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+    deleted: bool
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
-    __slots__ = ("error", "items", "more", "reverse")
+    __slots__ = ("error", "items", "more", "reverse", "changes", "covered_end", "through")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
     REVERSE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    COVERED_END_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_FIELD_NUMBER: _ClassVar[int]
     error: Error
     items: _containers.RepeatedCompositeFieldContainer[KeyValue]
     more: bool
     reverse: bool
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., reverse: _Optional[bool] = ...) -> None: ...
+    changes: bool
+    covered_end: bytes
+    through: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes: _Optional[bool] = ..., covered_end: _Optional[bytes] = ..., through: _Optional[int] = ...) -> None: ...
 
 class ReadItem(_message.Message):
     __slots__ = ("key", "version")

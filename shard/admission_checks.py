@@ -78,6 +78,30 @@ def _check_scan_range(op: kv.ScanRequest) -> None:
         )
 
 
+def _check_changes(op: kv.ScanRequest) -> None:
+    """A read of changes is a snapshot read up to at_version, in key order, at the leader:
+    without at_version it has no window, a reverse one has no order the client could page
+    on, and a stale_ok one could miss changes not applied at that replica yet."""
+    if not op.HasField("changes_after"):
+        return
+    if op.at_version <= 0 or op.stale_ok or op.reverse:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                "a read of changes needs at_version (the window's end), and takes neither "
+                "reverse nor stale_ok",
+            )
+        )
+    if op.changes_after > op.at_version:
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                f"changes_after {op.changes_after} is above at_version {op.at_version}: the "
+                "window (changes_after, at_version] is empty",
+            )
+        )
+
+
 def _check_writes(writes: Sequence[kv.WriteItem]) -> None:
     """A transaction's write either puts a value or deletes (found by review: delete and a
     value were taken as a delete, the value dropped without a word; a CasRequest with

@@ -9,7 +9,7 @@ from router import kv_pb2 as kv
 from shard import codec
 from shard.admission_checks import _conflict_error, _error
 from shard.errors import ShardError, Status, VersionCompacted, WrongShard
-from shard.limits import MAX_SCAN_RESPONSE_BYTES
+from shard.limits import MAX_CHANGES_RECORDS, MAX_SCAN_ITEMS, MAX_SCAN_RESPONSE_BYTES
 from shard.lock_wait import DEFAULT_SCAN_ITEMS, scan_page, within
 from shard.node_records import GroupHost, _Pending
 from shard.state_machine import ShardStateMachine
@@ -44,7 +44,8 @@ def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
     held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]
     if held and host.proven:
         held = [key for key, i in intents if _undecided_at(host, pending, i, at)]
-    if not held or pending.kind == "get":
+    if not held or pending.kind == "get" or op.HasField("changes_after"):
+        # A read of changes shows every version of the whole range up to `at`.
         return not held
     # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
     # intent past a page's last item changes nothing the page shows.
@@ -139,6 +140,8 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                 )
             return _found(pending, *found)
         end = op.end if op.HasField("end") else shard.key_range[1]
+        if op.HasField("changes_after"):
+            return _changes(pending, shard, end)
         asked = op.limit or DEFAULT_SCAN_ITEMS
         items, limit, covered, pending.absent_since = scan_page(shard, op, end, at)
         if not op.snapshot:
@@ -169,6 +172,33 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
         return _error(kv.SNAPSHOT_TOO_OLD, str(exc))
     except ShardError as exc:
         return _error(kv.INVALID_ARGUMENT, str(exc))
+
+
+def _changes(pending: _Pending, shard: ShardStateMachine, end: bytes | None) -> kv.Response:
+    """A read of changes (`shard.changes`): its deletions are items, so rule 2 waits for
+    them through the items' versions."""
+    op = pending.request
+    page = shard.changes(
+        op.start,
+        end,
+        op.changes_after,
+        op.at_version,
+        min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS),
+        MAX_SCAN_RESPONSE_BYTES,
+        MAX_CHANGES_RECORDS,
+    )
+    scan = kv.ScanResponse(
+        items=[
+            kv.KeyValue(key=c.key, value=c.value or b"", version=c.version, deleted=c.value is None)
+            for c in page.changes
+        ],
+        changes=True,
+        through=page.through,
+    )
+    if page.covered_end is not None:
+        scan.covered_end = page.covered_end
+    scan.more = page.covered_end is not None or page.through < op.at_version
+    return kv.Response(id=pending.request_id, scan=scan)
 
 
 def _fill_txn_status(shard: ShardStateMachine, txn_id: bytes, status: kv.TxnStatusResponse) -> None:

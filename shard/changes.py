@@ -124,7 +124,8 @@ class ChangesCollector:
             return ChangesPage(sorted(self._taken), self._key, self._at)
         # The first key alone does not fit: its oldest changes, whole versions (one
         # change per version of a key), as many as the byte budget takes (at least one).
-        kept, used = [], 0
+        kept: list[Change] = []
+        used = 0
         for change in changes:
             if kept and used + change.size > self._max_bytes:
                 break

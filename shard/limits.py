@@ -20,6 +20,7 @@ from router.limits import (
 from shard.errors import InvalidArgument, LimitExceeded
 
 __all__ = [
+    "MAX_CHANGES_RECORDS",
     "MAX_COMMAND_BYTES",
     "MAX_KEY_BYTES",
     "MAX_SCAN_ITEMS",
@@ -41,6 +42,11 @@ large values would otherwise pass gRPC's 64 MiB message limit and never be answe
 MAX_SCAN_ITEMS = 10_000
 """Items one scan answer carries at most, whatever its limit (it says `more` when cut): a
 limit of millions of small keys held a node's loop for seconds (found by review)."""
+
+MAX_CHANGES_RECORDS = 10_000
+"""Version records one read of changes examines before it closes its page at the next key
+(`shard.changes`): a watch of a range holding millions of versions would otherwise hold a
+node's loop for as long as the walk over all of them takes."""
 
 MAX_TS = (1 << 63) - 1
 """Largest command timestamp; keeps every version below 2**64 with room to spare."""

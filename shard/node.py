@@ -156,6 +156,7 @@ from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
 from shard.admission_checks import (
     _already_aborted,
+    _check_changes,
     _check_disjoint,
     _check_new_txn_id,
     _check_participants,
@@ -692,6 +693,7 @@ class NodeCore:
         try:
             if kind == "scan":
                 _check_scan_range(op)
+                _check_changes(op)
                 end = op.end if op.HasField("end") else None
                 # The whole scan inside the group's range, or WRONG_SHARD: a client
                 # planning on an older map (the range since split) must re-plan, not take a
