@@ -48,6 +48,7 @@ class ChangesRound:
         self.at = at
         self._lanes = [Lane(start, end, after) for start, end in parts]
         self._held: list[Change] = []
+        self.delivered_through = after
 
     @property
     def done(self) -> bool:
@@ -58,6 +59,12 @@ class ChangesRound:
         """The lane to read next: the one read least far (None once `done`)."""
         behind = [lane for lane in self._lanes if lane.after < self.at]
         return min(behind, key=lambda lane: lane.after) if behind else None
+
+    def split(self, lane: Lane, parts: list[tuple[bytes, bytes | None]]) -> None:
+        """`lane` now lies across shards (the map changed): one lane per shard part, each
+        read as far as `lane` was."""
+        i = self._lanes.index(lane)
+        self._lanes[i : i + 1] = [Lane(start, end, lane.after) for start, end in parts]
 
     def take(
         self, lane: Lane, changes: list[Change], covered_end: bytes | None, through: int
@@ -100,8 +107,10 @@ class ChangesRound:
         self._held.extend(changes)
 
     def deliver(self) -> list[Change]:
-        """The changes no later page can precede, in (version, key) order; each once."""
+        """The changes no later page can precede, in (version, key) order; each once.
+        Afterwards every change up to `delivered_through` has been delivered."""
         upto = min(lane.after for lane in self._lanes) if self._lanes else self.at
         ready = sorted(c for c in self._held if c.version <= upto)
         self._held = [c for c in self._held if c.version > upto]
+        self.delivered_through = upto
         return ready

@@ -5,8 +5,10 @@ The supported client surface; import from here::
     from txn import Client, AsyncClient, Conflict, CommitUnknown, transactional
 
 - `Client` (synchronous) / `AsyncClient` (asyncio): `transaction()`, `run(fn, ...)`,
-  `@client.transactional`, `snapshot()`, `txn_status(ref)`, single-key `get/put/delete/
-  cas/scan`, `close()`.
+  `@client.transactional`, `snapshot()`, `watch(start, end)`, `txn_status(ref)`,
+  single-key `get/put/delete/cas/scan`, `close()`.
+- `AsyncWatch` / `Watch`: batches of `Change(version, key, value)` in commit order, and
+  `through`, the version to resume after.
 - `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `delete_range`,
   `put_fenced`, `delete_fenced`, `commit`, `abort`, `txn_id`, `commit_ts`, `ref`,
   `read_set`.
@@ -19,6 +21,7 @@ imported by the shard from their modules.
 """
 
 from router.client import CasResult
+from router.watch_lanes import Change
 from txn.args import prefix_end
 from txn.client import AsyncClient
 from txn.errors import (
@@ -44,8 +47,9 @@ from txn.errors import (
 from txn.hlc import ts_at_wall_ns, wall_ns_of
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
-from txn.sync_client import Client, Snapshot, Transaction, transactional
+from txn.sync_client import Client, Snapshot, Transaction, Watch, transactional
 from txn.transaction import DELETE_RANGE_KEYS, AsyncTransaction
+from txn.watch import AsyncWatch
 
 __all__ = [
     "DELETE_RANGE_KEYS",
@@ -53,7 +57,9 @@ __all__ = [
     "AsyncClient",
     "AsyncSnapshot",
     "AsyncTransaction",
+    "AsyncWatch",
     "CasResult",
+    "Change",
     "Client",
     "ClientClosed",
     "CommitUnknown",
@@ -76,6 +82,7 @@ __all__ = [
     "TxnState",
     "TxnStatus",
     "Unavailable",
+    "Watch",
     "WrongCluster",
     "prefix_end",
     "transactional",

@@ -192,6 +192,7 @@ from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.transaction import AsyncTransaction
 from txn.txn_ids import new_txn_id
+from txn.watch import DEFAULT_POLL_S, AsyncWatch
 
 __all__ = ["AsyncClient"]
 
@@ -483,6 +484,41 @@ class AsyncClient:
         if read_ts is not None and _as_u64(read_ts, "read_ts") == 0:
             raise InvalidArgument("read_ts must be > 0, got 0")
         return AsyncSnapshot(self, read_ts)
+
+    def watch(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        *,
+        after: int | None = None,
+        poll_s: float = DEFAULT_POLL_S,
+    ) -> AsyncWatch:
+        """Every change of the keys [start, end) (end None: no end) from now on, or after
+        version `after`, in commit order: `async for changes in client.watch(a, b):`, each
+        batch a list of `Change(version, key, value)` (value None: deleted) holding whole
+        commits. A prefix's range is `(prefix, txn.prefix_end(prefix))`.
+
+        Args:
+            after: deliver the changes above this version (a commit timestamp, a change's
+                version, or an earlier watch's `through`), if the shards still hold them
+                (their MVCC retention, 10 minutes by default); None: from now.
+            poll_s: the pause after a round of reads that found no change.
+
+        Raises:
+            InvalidArgument: a bad `start`, `end`, `after` or `poll_s`, or an empty range,
+                at the call. The watch's reads raise as `AsyncWatch.__anext__` says.
+        """
+        start = _as_key(start, "start key")
+        end = None if end is None else _as_key(end, "end key")
+        if end is not None and end <= start:
+            raise InvalidArgument(
+                f"the watched range [{start!r}, {end!r}) is empty: end must come after start"
+            )
+        if after is not None:
+            after = _as_u64(after, "after")
+        if isinstance(poll_s, bool) or not isinstance(poll_s, int | float) or not 0 < poll_s <= 60:
+            raise InvalidArgument(f"poll_s is a number of seconds in (0, 60], got {poll_s!r}")
+        return AsyncWatch(self, start, end, after, float(poll_s))
 
     # Overloads so that mypy infers T from a coroutine function and from a plain one alike
     # (found by review: one `Awaitable[T] | T` rejected the README's usage).

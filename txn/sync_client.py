@@ -18,6 +18,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 from router.cache import Backoff
 from router.client import CasResult
 from router.tls import ClientTls
+from router.watch_lanes import Change
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.errors import ClientClosed, CommitUnknown, TxnRef
 from txn.retry import (
@@ -29,6 +30,7 @@ from txn.retry import (
 from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
 from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
+from txn.watch import DEFAULT_POLL_S, AsyncWatch
 
 __all__ = ["Client", "Snapshot", "Transaction", "transactional"]
 
@@ -241,6 +243,47 @@ class Snapshot:
     def __enter__(self) -> Snapshot:
         self._client._call(self._inner.timestamp(), writes=False)
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Watch:
+    """See `AsyncWatch`: `for changes in client.watch(a, b):`, each a list of `Change`;
+    `with client.watch(a, b) as watch:` stops it on leaving."""
+
+    def __init__(self, client: Client, inner: AsyncWatch) -> None:
+        self._client = client
+        self._inner = inner
+
+    @property
+    def through(self) -> int | None:
+        """See `AsyncWatch.through`: resume with `after=watch.through`."""
+        return self._inner.through
+
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> list[Change]:
+        """The next batch, waiting until there is one (see `next_batch`)."""
+        return self.next_batch()
+
+    def next_batch(self, timeout_s: float | None = None) -> list[Change]:
+        """See `AsyncWatch.next_batch`: the next batch, or [] after `timeout_s`."""
+        return self._client._call(self._inner.next_batch(timeout_s), writes=False)
+
+    def close(self) -> None:
+        """Stop the watch."""
+        with contextlib.suppress(ClientClosed):
+            self._client._call(self._inner.aclose(), writes=False)
+
+    def __enter__(self) -> Watch:
+        self.start()
+        return self
+
+    def start(self) -> int:
+        """See `AsyncWatch.start`: from now on, every change committed is delivered."""
+        return self._client._call(self._inner.start(), writes=False)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -466,6 +509,18 @@ class Client:
             read_ts: as `AsyncClient.snapshot`.
         """
         return Snapshot(self, self._async.snapshot(read_ts))
+
+    def watch(
+        self,
+        start: bytes,
+        end: bytes | None = None,
+        *,
+        after: int | None = None,
+        poll_s: float = DEFAULT_POLL_S,
+    ) -> Watch:
+        """Every change of [start, end) from now on (or after version `after`), in commit
+        order: `for changes in client.watch(a, b):`. See `AsyncClient.watch`."""
+        return Watch(self, self._async.watch(start, end, after=after, poll_s=poll_s))
 
     def run(
         self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs

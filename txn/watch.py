@@ -1,0 +1,203 @@
+"""Watching a key range: every change, in commit order, as batches of whole versions.
+
+A watch reads in rounds. Each round takes a fresh timestamp `at` and reads every change of
+the range in (through, at] from the shards' MVCC history (`router.watch_lanes`: the
+shards' pages, delivered in version order), then `through` becomes `at`. A round that
+found nothing is followed by a pause of `poll_s` (the price of a watch built on reads: a
+change is seen within about `poll_s` plus one round, not pushed). Because a round reads
+at a snapshot timestamp, every change at or below it is final when delivered: a
+transaction's writes arrive together, in its commit's version, and nothing delivered is
+ever taken back or reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+from router import kv_pb2 as kv
+from router.cache import ScanPart
+from router.errors import UnknownGroup, WrongShard
+from router.watch_lanes import Change, ChangesRound, Lane
+from txn.errors import ServerError
+
+if TYPE_CHECKING:
+    from txn.client import AsyncClient
+
+DEFAULT_POLL_S = 0.1
+"""How long a watch waits after a round that found no change before it reads again."""
+
+PAGE_CHANGES = 1000
+"""Changes one page of a shard's answer holds at most (the node also cuts at 4 MiB)."""
+
+
+class AsyncWatch:
+    """Every change of [start, end) after version `through`, in version order, as batches:
+    `async with client.watch(a, b) as watch: async for changes in watch:` (each a list of
+    `Change`). Without `after`, it starts when entered (or at its first read): every change
+    committed from then on is delivered.
+
+    A batch holds whole versions: every change of one commit in the range is in the same
+    batch. `through` is the version up to which every change has been delivered; it
+    advances while nothing changes too. To resume after an error or a restart, start a new
+    watch with `after=watch.through` (or the last batch's `[-1].version`): it delivers
+    exactly what came after, provided that is within the shards' MVCC retention (10
+    minutes by default; else SnapshotTooOld).
+    """
+
+    def __init__(
+        self, client: AsyncClient, start: bytes, end: bytes | None, after: int | None, poll_s: float
+    ) -> None:
+        self._client = client
+        self._start = start
+        self._end = end
+        self._poll_s = poll_s
+        self._through = after
+        self._batches = self._rounds()
+        # The read of the next batch, kept across a `next_batch` that timed out.
+        self._pending: asyncio.Future[list[Change]] | None = None
+
+    @property
+    def through(self) -> int | None:
+        """Every change up to this version has been delivered (None before the first read
+        of a watch started without `after`)."""
+        return self._through
+
+    def __aiter__(self) -> AsyncWatch:
+        return self
+
+    async def __anext__(self) -> list[Change]:
+        """The next batch of changes, waiting until there is one (see `next_batch`)."""
+        return await self.next_batch()
+
+    async def next_batch(self, timeout_s: float | None = None) -> list[Change]:
+        """The next batch of changes, or [] when none came within `timeout_s` (None: wait
+        as long as it takes). A timeout loses nothing: the read goes on for the next call.
+
+        Raises:
+            Unavailable, DeadlineExceeded: a shard could not be read within the client's
+                timeout; resume with `after=watch.through`.
+            SnapshotTooOld: the watch fell further behind than the MVCC retention.
+            ServerError: a node too old for watches answered.
+        """
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(anext(self._batches))
+        done, _ = await asyncio.wait({self._pending}, timeout=timeout_s)
+        if not done:
+            return []
+        pending, self._pending = self._pending, None
+        return pending.result()
+
+    async def aclose(self) -> None:
+        """Stop the watch (a read in progress is abandoned)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+        await self._batches.aclose()
+
+    async def start(self) -> int:
+        """Fix where the watch starts, if it has no `after`: every change committed from
+        now on is delivered. Entering the watch (`async with`) calls it, or else its first
+        read. Returns `through`."""
+        if self._through is None:
+            at = await self._client._timestamp()
+            await self._pin(at)
+            self._through = at
+        return self._through
+
+    async def _pin(self, at: int) -> None:
+        """Have every shard of the range stamp its later writes above `at`: a read of the
+        empty window (at, at] there, a snapshot read at `at` (node rule 3). Without it a
+        shard whose clock was behind the one `at` came from could stamp a write made after
+        the watch started at or below `at`, and no round would show it."""
+        pending = self._plan(self._start, self._end)
+        while pending:
+            descriptor, start, end = pending.pop()
+            op = kv.ScanRequest(
+                start=start, limit=1, snapshot=True, at_version=at, changes_after=at
+            )
+            if end is not None:
+                op.end = end
+            try:
+                await self._client._read(
+                    kv.Request(scan=op),
+                    group_id=descriptor.group_id,
+                    deadline=self._client._deadline(),
+                )
+            except (WrongShard, UnknownGroup):
+                pending.extend(self._plan(start, end))  # the map changed: plan again
+
+    async def __aenter__(self) -> AsyncWatch:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _rounds(self) -> AsyncGenerator[list[Change], None]:
+        client = self._client
+        await self.start()
+        assert self._through is not None
+        while True:
+            at = await client._timestamp()
+            parts = [(start, end) for _, start, end in self._plan(self._start, self._end)]
+            changes_round = ChangesRound(parts, self._through, at)
+            found = False
+            while (lane := changes_round.next_lane()) is not None:
+                batch = await self._read_lane(changes_round, lane)
+                self._through = changes_round.delivered_through
+                if batch:
+                    found = True
+                    yield batch
+            self._through = at
+            if not found:
+                await asyncio.sleep(self._poll_s)
+
+    def _plan(self, start: bytes, end: bytes | None) -> list[ScanPart]:
+        return self._client._routing.routing.plan_scan(start, end)
+
+    async def _read_lane(self, changes_round: ChangesRound, lane: Lane) -> list[Change]:
+        """Read one page of `lane` into the round; the changes it lets the round deliver."""
+        client = self._client
+        parts = self._plan(lane.start, lane.end)
+        if len(parts) != 1:
+            # The map changed: one lane per shard now.
+            changes_round.split(lane, [(start, end) for _, start, end in parts])
+            return []
+        group_id = parts[0][0].group_id
+        op = kv.ScanRequest(
+            start=lane.start,
+            limit=PAGE_CHANGES,
+            snapshot=True,
+            at_version=changes_round.at,
+            changes_after=lane.after,
+        )
+        if lane.end is not None:
+            op.end = lane.end
+        try:
+            response = await client._read(
+                kv.Request(scan=op), group_id=group_id, deadline=client._deadline()
+            )
+        except (WrongShard, UnknownGroup):
+            return []  # the map changed under us: the lane is planned again
+        answer = response.scan
+        if not answer.changes:
+            raise ServerError(
+                f"group {group_id}'s leader answered a read of changes with values: it "
+                "predates watches; upgrade the nodes before watching"
+            )
+        changes = [Change(i.version, i.key, None if i.deleted else i.value) for i in answer.items]
+        covered_end = answer.covered_end if answer.HasField("covered_end") else None
+        try:
+            changes_round.take(lane, changes, covered_end, answer.through)
+        except ValueError as exc:
+            raise ServerError(
+                f"group {group_id} answered a read of changes wrongly: {exc}"
+            ) from None
+        for change in changes:
+            client._clock.observe(change.version)
+        return changes_round.deliver()
