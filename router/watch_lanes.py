@@ -87,9 +87,8 @@ class ChangesRound:
                 f"up to {lane.after} in a round ending at {self.at}"
             )
         for change in changes:
-            inside = lane.start <= change.key and (
-                whole or (covered_end is not None and change.key < covered_end)
-            )
+            bound = lane.end if whole else covered_end
+            inside = lane.start <= change.key and (bound is None or change.key < bound)
             if not inside or not lane.after < change.version <= through:
                 raise ValueError(
                     f"a change at version {change.version} of key {change.key!r} lies outside "

@@ -123,13 +123,15 @@ class AsyncWatch:
             if end is not None:
                 op.end = end
             try:
-                await self._client._read(
+                response = await self._client._read(
                     kv.Request(scan=op),
                     group_id=descriptor.group_id,
                     deadline=self._client._deadline(),
                 )
             except (WrongShard, UnknownGroup):
                 pending.extend(self._plan(start, end))  # the map changed: plan again
+                continue
+            _check_changes(response.scan, descriptor.group_id)
 
     async def __aenter__(self) -> AsyncWatch:
         await self.start()
@@ -185,11 +187,7 @@ class AsyncWatch:
         except (WrongShard, UnknownGroup):
             return []  # the map changed under us: the lane is planned again
         answer = response.scan
-        if not answer.changes:
-            raise ServerError(
-                f"group {group_id}'s leader answered a read of changes with values: it "
-                "predates watches; upgrade the nodes before watching"
-            )
+        _check_changes(answer, group_id)
         changes = [Change(i.version, i.key, None if i.deleted else i.value) for i in answer.items]
         covered_end = answer.covered_end if answer.HasField("covered_end") else None
         try:
@@ -201,3 +199,12 @@ class AsyncWatch:
         for change in changes:
             client._clock.observe(change.version)
         return changes_round.deliver()
+
+
+def _check_changes(answer: kv.ScanResponse, group_id: int) -> None:
+    """A node that does not know reads of changes ignores the field and answers values."""
+    if not answer.changes:
+        raise ServerError(
+            f"group {group_id}'s leader answered a read of changes with values: it predates "
+            "watches; upgrade the nodes before watching"
+        )

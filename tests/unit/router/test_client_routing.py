@@ -156,6 +156,12 @@ class FakeCluster:
         self.scan_budget: int | None = None
         # As a node of a version before reverse scans: ScanRequest.reverse is unknown to it.
         self.predates_reverse_scans = False
+        # Every write, (version, key, value or None for a deletion), for reads of changes.
+        self.history: list[tuple[int, bytes, bytes | None]] = []
+        # As a node of a version before watches: ScanRequest.changes_after is unknown to it.
+        self.predates_watches = False
+        # A read of changes covers at most this many keys (its page ends at the next one).
+        self.changes_keys_per_page = 1000
 
     async def start(self) -> None:
         for node in self.nodes.values():
@@ -183,6 +189,9 @@ class FakeCluster:
     def handle(self, node: FakeNode, request: kv.Request) -> Any:
         kind = request.WhichOneof("op")
         op = getattr(request, kind)
+        if kind == "timestamp":
+            self.clock += 1
+            return kv.Response(id=request.id, timestamp=kv.TimestampResponse(ts=self.clock))
         key = op.start if kind == "scan" else op.key
         self.seen.append((node.node_id, kind, key))
         if self.hook is not None:
@@ -217,6 +226,7 @@ class FakeCluster:
     def apply(self, kind: str, op: Any, request_id: int) -> kv.Response:
         self.clock += 1
         response = kv.Response(id=request_id)
+        before = dict(self.store)
         if kind == "put":
             self.store[op.key] = (op.value, self.clock)
             response.put.version = self.clock
@@ -247,6 +257,8 @@ class FakeCluster:
             elif current is not None:
                 response.cas.found = True
                 response.cas.current_value, response.cas.current_version = current
+        elif op.HasField("changes_after") and not self.predates_watches:
+            self._changes(op, response.scan)
         else:  # scan
             end = op.end if op.HasField("end") else None
             keys = sorted(k for k in self.store if k >= op.start and (end is None or k < end))
@@ -266,7 +278,30 @@ class FakeCluster:
                         response.scan.more = True
                         break
             response.scan.items.extend(items)
+        for key in before.keys() | self.store.keys():
+            if before.get(key) != self.store.get(key):
+                now = self.store.get(key)
+                self.history.append((self.clock, key, None if now is None else now[0]))
         return response
+
+    def _changes(self, op: kv.ScanRequest, answer: kv.ScanResponse) -> None:
+        """As `ShardStateMachine.changes`, cutting only at keys (`changes_keys_per_page`)."""
+        end = op.end if op.HasField("end") else None
+        window = [
+            (version, key, value)
+            for version, key, value in self.history
+            if op.changes_after < version <= op.at_version
+            and key >= op.start
+            and (end is None or key < end)
+        ]
+        keys = sorted({key for _, key, _ in window})
+        if len(keys) > self.changes_keys_per_page:
+            answer.covered_end = keys[self.changes_keys_per_page]
+            window = [c for c in window if c[1] < answer.covered_end]
+        for version, key, value in sorted(window):
+            answer.items.add(key=key, value=value or b"", version=version, deleted=value is None)
+        answer.changes = True
+        answer.through = op.at_version
 
 
 def with_cluster(fn: Callable[..., Awaitable[None]] | None = None, *, count: int = 3) -> Any:

@@ -1,0 +1,131 @@
+"""`txn.AsyncClient.watch` against fake nodes (`test_client_routing.FakeCluster`, split at
+g and p): pages cut at keys, a split under a watch, an old node, timeouts that lose nothing,
+resuming from `through`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from test_client_routing import FakeCluster, with_cluster
+
+import txn
+from router.watch_lanes import Change, ChangesRound
+
+
+async def _writes(client: txn.AsyncClient, keys: list[bytes]) -> list[Change]:
+    """Put each key (a deletion for a key seen before), the changes they make in order."""
+    made = []
+    seen: set[bytes] = set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            made.append(Change(await client.delete(key), key, None))
+        else:
+            made.append(Change(await client.put(key, b"%d" % i), key, b"%d" % i))
+        seen.add(key)
+    return made
+
+
+async def _batches(watch: txn.AsyncWatch, want: int) -> list[list[Change]]:
+    batches: list[list[Change]] = []
+    while sum(len(b) for b in batches) < want:
+        batch = await watch.next_batch(timeout_s=5)
+        assert batch, f"no batch after {batches}"
+        batches.append(batch)
+    return batches
+
+
+@with_cluster
+async def test_changes_of_every_shard_arrive_in_version_order(cluster: FakeCluster) -> None:
+    cluster.changes_keys_per_page = 1  # every page ends after one key: many lanes
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        async with client.watch(b"a", b"z", poll_s=0.01) as watch:
+            # Entering pinned every shard of the range at the start (a read there).
+            assert cluster.count("scan") == 3
+            made = await _writes(client, [b"q", b"b", b"h", b"c", b"b", b"y", b"zz", b"h"])
+            batches = await _batches(watch, 7)
+        got = [c for batch in batches for c in batch]
+        assert got == [c for c in made if c.key != b"zz"]
+        assert watch.through is not None and watch.through >= got[-1].version
+
+
+@with_cluster
+async def test_a_watch_goes_on_across_a_split(cluster: FakeCluster) -> None:
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        async with client.watch(b"", None, poll_s=0.01) as watch:
+            made = await _writes(client, [b"a", b"k", b"t"])
+            assert await _batches(watch, 3) == [made]
+            cluster.map = cluster.map.split(2, b"m", 4, (1, 2, 3), preferred_leader=1)
+            cluster.leaders[4] = 1
+            later = await _writes(client, [b"n", b"h", b"a"])
+            got = [c for batch in await _batches(watch, 3) for c in batch]
+        assert got == later
+
+
+@with_cluster
+async def test_an_old_node_answering_values_is_refused(cluster: FakeCluster) -> None:
+    cluster.predates_watches = True
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        watch = client.watch(b"a", b"b")
+        with pytest.raises(txn.ServerError, match="predates watches; upgrade the nodes"):
+            await watch.start()
+
+
+@with_cluster
+async def test_a_timed_out_wait_loses_nothing_and_a_watch_resumes_from_through(
+    cluster: FakeCluster,
+) -> None:
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        async with client.watch(b"a", b"z", poll_s=0.01) as watch:
+            assert await watch.next_batch(timeout_s=0.05) == []
+            first = await _writes(client, [b"b"])
+            assert await watch.next_batch(timeout_s=5) == first
+            through = watch.through
+        assert through is not None
+        later = await _writes(client, [b"c", b"d"])
+        async with client.watch(b"a", b"z", after=through, poll_s=0.01) as resumed:
+            assert [c for b in await _batches(resumed, 2) for c in b] == later
+
+
+@with_cluster
+async def test_closing_a_watch_with_a_read_waiting_ends_it(cluster: FakeCluster) -> None:
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        watch = client.watch(b"a", b"z", poll_s=0.01)
+        waiting = asyncio.ensure_future(watch.next_batch())
+        await asyncio.sleep(0.05)  # let the watch run a few empty rounds
+        assert not waiting.done()
+        await watch.aclose()
+        waiting.cancel()
+        with pytest.raises(StopAsyncIteration):
+            await watch.next_batch()
+
+
+def test_a_round_refuses_pages_that_break_its_order() -> None:
+    """A node bug must not reorder or repeat changes: pages covering nothing new, or
+    holding changes outside what they cover, are refused."""
+    changes_round = ChangesRound([(b"a", b"m")], 10, 20)
+    lane = changes_round.next_lane()
+    assert lane is not None
+    for changes, covered_end, through in (
+        ([], None, 10),  # through not above the lane
+        ([], None, 21),  # past the round
+        ([], b"a", 20),  # covers no key
+        ([Change(15, b"n", b"")], None, 20),  # key outside the lane
+        ([Change(15, b"f", b"")], b"e", 20),  # key past covered_end
+        ([Change(18, b"b", b"")], None, 17),  # version above through
+        ([Change(10, b"b", b"")], None, 20),  # version not above the lane's start
+    ):
+        with pytest.raises(ValueError):
+            changes_round.take(lane, changes, covered_end, through)
+    changes_round.take(lane, [Change(12, b"c", b"x"), Change(11, b"b", None)], b"d", 20)
+    # The rest of the lane is still at 10: nothing above it can be delivered yet.
+    assert changes_round.deliver() == [] and changes_round.delivered_through == 10
+    rest = changes_round.next_lane()
+    assert rest is not None and (rest.start, rest.end, rest.after) == (b"d", b"m", 10)
+    changes_round.take(rest, [Change(11, b"k", b"y")], None, 20)
+    assert changes_round.deliver() == [
+        Change(11, b"b", None),
+        Change(11, b"k", b"y"),
+        Change(12, b"c", b"x"),
+    ]
+    assert changes_round.done and changes_round.next_lane() is None
