@@ -22,6 +22,7 @@ from shard.cli_kv import (
     usage_error,
 )
 from shard.cli_txn import register_txn_command
+from shard.cli_watch import register_watch_command
 from shard.cluster_cli import register_cluster_commands
 
 Handler = Callable[[argparse.Namespace], int]
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_cluster_commands(commands)
     register_kv_commands(commands)
     register_txn_command(commands)
+    register_watch_command(commands)
     register_backup_commands(commands)
     register_bench_command(commands)
     from shard.chaos.cli import register_chaos_command  # one contiguous edit (chaos harness)

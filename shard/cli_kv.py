@@ -195,7 +195,8 @@ def add_tls_options(group: Any) -> None:
     )
 
 
-def _codec_options() -> argparse.ArgumentParser:
+def codec_options() -> argparse.ArgumentParser:
+    """--hex (an argparse parent)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--hex",
@@ -205,10 +206,41 @@ def _codec_options() -> argparse.ArgumentParser:
     return common
 
 
+def add_range_options(parser: Any) -> None:
+    """--start, --end and --prefix: a key range (read by `key_range`)."""
+    parser.add_argument("--start", default="", help="first key (inclusive; default: the start)")
+    parser.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
+    parser.add_argument("--prefix", default=None, help="only keys with this prefix")
+
+
+def key_range(args: argparse.Namespace, after: bytes | None = None) -> tuple[bytes, bytes | None]:
+    """[start, end) of the range options, narrowed to the keys after `after` if given;
+    UsageError for an --end not after --start, or options that leave nothing."""
+    start = arg_bytes(args.start, args.hex, "--start")
+    end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
+    if end is not None and end <= start:
+        # Found by a user trial: `scan --reverse --start z --end a` listed nothing silently.
+        raise UsageError(
+            "--end must come after --start: the range is [--start, --end), also with "
+            "--reverse, which reads it from its end down"
+        )
+    if after is not None:
+        start = max(start, after + b"\x00")
+    if args.prefix is not None:
+        prefix = arg_bytes(args.prefix, args.hex, "--prefix")
+        start = max(start, prefix)
+        past = prefix_end(prefix)
+        if past is not None:
+            end = past if end is None else min(end, past)
+    if end is not None and end <= start:
+        raise UsageError("--start, --after, --prefix and --end together leave an empty range")
+    return start, end
+
+
 def register_kv_commands(subparsers: Any) -> None:
     """Add get/put/delete/cas/scan/status to the `paxoskv` parser's subcommands."""
     conn = connection_options()
-    codec = _codec_options()
+    codec = codec_options()
     parents = [conn, codec]
 
     get = subparsers.add_parser(
@@ -287,15 +319,13 @@ def register_kv_commands(subparsers: Any) -> None:
         "\\n, \\r), and other control bytes and bytes that are not UTF-8 as \\xNN; use "
         "--hex for binary data.",
     )
-    scan.add_argument("--start", default="", help="first key (inclusive; default: the start)")
+    add_range_options(scan)
     scan.add_argument(
         "--after",
         default=None,
         metavar="KEY",
         help="only keys after KEY (exclusive; the next page of a forward listing)",
     )
-    scan.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
-    scan.add_argument("--prefix", default=None, help="only keys with this prefix")
     scan.add_argument(
         "--limit",
         type=bounded_int(0, why=" (0: no limit)"),
@@ -520,24 +550,8 @@ def _cmd_cas(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    start = arg_bytes(args.start, args.hex, "--start")
-    end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
-    if end is not None and end <= start:
-        # Found by a user trial: `--reverse --start z --end a` listed nothing without a word.
-        raise UsageError(
-            "--end must come after --start: the range is [--start, --end), also with "
-            "--reverse, which reads it from its end down"
-        )
-    if args.after is not None:
-        start = max(start, arg_bytes(args.after, args.hex, "--after") + b"\x00")
-    if args.prefix is not None:
-        prefix = arg_bytes(args.prefix, args.hex, "--prefix")
-        start = max(start, prefix)
-        after = prefix_end(prefix)
-        if after is not None:
-            end = after if end is None else min(end, after)
-    if end is not None and end <= start:
-        raise UsageError("--start, --after, --prefix and --end together leave an empty range")
+    after = None if args.after is None else arg_bytes(args.after, args.hex, "--after")
+    start, end = key_range(args, after)
 
     async def body(client: Any) -> int:
         # One item over the limit says whether the listing was cut short.

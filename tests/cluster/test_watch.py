@@ -3,7 +3,11 @@ across shards, in commit order, whole commits per batch, resumable from any vers
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -134,3 +138,63 @@ def test_bad_watch_arguments_are_refused_at_the_call(client: txn.Client) -> None
     ):
         with pytest.raises(txn.InvalidArgument):
             client.watch(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _watch_cli(cluster: LocalCluster, *args: str) -> subprocess.Popen[bytes]:
+    """`paxoskv watch ARGS` started, once it says it is watching (its start is fixed)."""
+    env = {**os.environ, "PAXOSKV_CLUSTER": cluster.env_value()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shard.cli", "watch", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # blocks until the note, or EOF if it failed
+    assert line.startswith(b"paxoskv: watching ["), (line, proc.poll())
+    return proc
+
+
+def test_the_watch_command_prints_changes_and_resumes(
+    shared_cluster: LocalCluster, client: txn.Client
+) -> None:
+    run = secrets.token_hex(3)
+    prefix = f"cli/{run}/"
+    proc = _watch_cli(shared_cluster, "--prefix", prefix, "--count", "3")
+    try:
+        first = client.put(f"{prefix}a".encode(), b"one\ttab")
+        with client.transaction() as tx:
+            tx.put(f"{prefix}b".encode(), b"2")
+            tx.put(f"{prefix}c".encode(), b"3")
+            tx.put(f"other/{run}".encode(), b"outside")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert lines == [
+        f"{first}\tput\t{prefix}a\tone\\ttab",
+        f"{tx.commit_ts}\tput\t{prefix}b\t2",
+        f"{tx.commit_ts}\tput\t{prefix}c\t3",
+    ]
+    deleted = client.delete(f"{prefix}a".encode())
+    resumed = _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", str(first))
+    try:
+        assert resumed.stdout is not None
+        got = [resumed.stdout.readline().decode().rstrip("\n") for _ in range(3)]
+        resumed.send_signal(signal.SIGINT)
+        _, err = resumed.communicate(timeout=60)
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+            resumed.wait(timeout=10)
+    assert got == [*lines[1:], f"{deleted}\tdelete\t{prefix}a"]
+    assert resumed.returncode == 130
+    # The note names a version up to which every change was printed: the commit's before
+    # the deletion when the interrupt came as the last line went out, else at least the
+    # deletion's (the watch read on past it).
+    note = err.decode().strip().rsplit(" ", 1)
+    assert note[0].endswith("resume with --after-version"), err
+    assert tx.commit_ts is not None and int(note[1]) >= tx.commit_ts
