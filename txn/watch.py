@@ -57,7 +57,7 @@ class AsyncWatch:
         self._through = after
         self._batches = self._rounds()
         # The read of the next batch, kept across a `next_batch` that timed out.
-        self._pending: asyncio.Future[list[Change]] | None = None
+        self._pending: asyncio.Future[tuple[list[Change], int]] | None = None
 
     @property
     def through(self) -> int | None:
@@ -88,7 +88,8 @@ class AsyncWatch:
         if not done:
             return []
         pending, self._pending = self._pending, None
-        return pending.result()
+        batch, self._through = pending.result()
+        return batch
 
     async def aclose(self) -> None:
         """Stop the watch (a read in progress is abandoned)."""
@@ -140,7 +141,8 @@ class AsyncWatch:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _rounds(self) -> AsyncGenerator[list[Change], None]:
+    async def _rounds(self) -> AsyncGenerator[tuple[list[Change], int], None]:
+        """Batches, each with the version up to which it completes the delivery."""
         client = self._client
         await self.start()
         assert self._through is not None
@@ -151,10 +153,15 @@ class AsyncWatch:
             found = False
             while (lane := changes_round.next_lane()) is not None:
                 batch = await self._read_lane(changes_round, lane)
-                self._through = changes_round.delivered_through
                 if batch:
                     found = True
-                    yield batch
+                    # `through` moves when the caller gets the batch (`next_batch`), not
+                    # now: a batch left waiting by a timed-out `next_batch` is not
+                    # delivered, and a watch resumed from `through` must read it again
+                    # (found by the simulator's watcher).
+                    yield batch, changes_round.delivered_through
+                else:
+                    self._through = changes_round.delivered_through
             self._through = at
             if not found:
                 await asyncio.sleep(self._poll_s)

@@ -90,7 +90,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from real_client import RealTxnClient, deterministic_txn_ids
+from real_client import RealTxnClient, SimWatcher, deterministic_txn_ids, watch_problems
 from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
 from world import (
     REDELIVER_LOOKBACKS_S,
@@ -458,7 +458,7 @@ class NodeHost(Host):
     # ------------------------------------------------------------------ life cycle
 
     def boot(self) -> None:
-        for client in self.sim.clients:
+        for client in self.sim.client_hosts():
             client.node_restarted(self.id)
         k = self.sim.knobs
         self.core = NodeCore(
@@ -477,7 +477,7 @@ class NodeHost(Host):
     def on_crash(self, mode: str) -> None:
         self.down_mode = mode
         self.disk.crash(mode, self.world.rng)
-        for client in self.sim.clients:
+        for client in self.sim.client_hosts():
             client.node_crashed(self.id, mode)
         if self.rpc is not None:
             self.rpc.alive = False
@@ -600,6 +600,10 @@ class NodeHost(Host):
 
 
 # ---------------------------------------------------------------------- clients
+
+
+#: The host id (and process number) of the watcher's machine, apart from the clients'.
+WATCHER_HOST_ID = 199
 
 
 class ClientHost(Host):
@@ -1998,6 +2002,7 @@ class ClusterSim:
         mutations: frozenset[str] = frozenset(),
         real_client: bool = False,
         node_request_timeout_s: float | None = None,
+        watch: bool = False,
     ) -> None:
         if workload not in WORKLOADS:
             raise ValueError(f"unknown workload {workload!r}; choose from {sorted(WORKLOADS)}")
@@ -2007,6 +2012,11 @@ class ClusterSim:
         self.mutations = mutations
         #: The clients run the real `txn.AsyncClient` (real_client.py), not the model.
         self.real_client = real_client
+        if watch and not real_client:
+            raise ValueError("a watcher runs the real client: watch needs real_client")
+        #: A process watches every key for the run (real_client.SimWatcher), judged at the end.
+        self.watch = watch
+        self.watcher: SimWatcher | None = None
         self.rng = random.Random(seed)
         self.knobs = knobs if knobs is not None else draw_knobs(workload, profile, self.rng)
         if node_request_timeout_s is not None:
@@ -2051,6 +2061,11 @@ class ClusterSim:
 
     # ------------------------------------------------------------------ helpers
 
+    def client_hosts(self) -> list[ClientHost]:
+        """Every client machine, the watcher's included: each sees nodes crash and restart."""
+        extra = [] if self.watcher is None else [self.watcher.host]
+        return self.clients + extra
+
     def stats_add(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
 
@@ -2062,6 +2077,7 @@ class ClusterSim:
             self.seed,
             self.real_client,
             None if timeout == NODE_REQUEST_TIMEOUT_S else timeout,
+            self.watch,
         )
         return REPLAY_HINT.format(run=run)
 
@@ -2396,6 +2412,11 @@ class ClusterSim:
         ):
             raise LivenessViolation(self._fail_text("no leader for every group after warm-up"))
         self._setup()
+        if self.watch:
+            host = ClientHost(self, WATCHER_HOST_ID, WATCHER_HOST_ID, 0.0)
+            host.start()
+            self.watcher = SimWatcher(host)
+            self.watcher.start()
         # Chaos.
         self.chaos = self.clients_running = True
         self.triggers = [Trigger(t.kind, t.mode, t.restart_after, t.remaining) for t in k.triggers]
@@ -2417,7 +2438,20 @@ class ClusterSim:
             raise LivenessViolation(self._fail_text("clients still busy after heal"))
         self._final_read()
         self._quiesce()
+        if self.watcher is not None:
+            self._catch_up_watcher(self.watcher)
         return self._result()
+
+    def _catch_up_watcher(self, watcher: SimWatcher) -> None:
+        """Run until the watcher has delivered every version applied, then stop it."""
+        newest = max((v for applied in self.versions_applied.values() for v in applied), default=0)
+        if not self.world.run_until(
+            self.world.now + self.FINAL_READ_BOUND_S, lambda: watcher.through >= newest
+        ):
+            raise LivenessViolation(
+                self._fail_text(f"the watch stayed at {watcher.through} below {newest}")
+            )
+        watcher.stop()
 
     def _setup(self) -> None:
         """The workload's setup, retried until it commits; a retry runs in a new process
@@ -2588,6 +2622,8 @@ class ClusterSim:
         problems: list[str] = self.workload.check(self.final)
         problems += self.apply_conflicts
         problems += [f"the real client reported: {e}" for e in self.real_client_errors]
+        if self.watcher is not None:
+            problems += watch_problems(self.watcher.segments, self.versions_applied)
         # The versions applied are the history every later check judges, collected or not;
         # each replica must store exactly them from its group's collection horizon on.
         chains = self.applied_chains()
@@ -2868,12 +2904,16 @@ class Replay:
     real_client: bool = False
     #: `Knobs.node_request_timeout_s` when the run set it (None: as drawn).
     node_request_timeout_s: float | None = None
+    #: A watcher ran (`ClusterSim.watch`).
+    watch: bool = False
 
     def __str__(self) -> str:
         """The form `parse_replay` reads."""
         text = f"{self.workload}:{self.profile}:{self.seed}"
         if self.real_client:
             text += ":real"
+        if self.watch:
+            text += ":watch"
         if self.node_request_timeout_s is not None:
             text += f":nodes={self.node_request_timeout_s:g}"
         return text
@@ -2885,21 +2925,25 @@ class Replay:
             self.seed,
             real_client=self.real_client,
             node_request_timeout_s=self.node_request_timeout_s,
+            watch=self.watch,
         )
 
 
 def parse_replay(text: str) -> Replay:
-    """`workload:profile:seed[:real][:nodes=S]` (as printed by a failing run): `real`, the
-    clients were the real one (`real_client`); `nodes=S`, the nodes' request deadline."""
+    """`workload:profile:seed[:real][:watch][:nodes=S]` (as printed by a failing run):
+    `real`, the clients were the real one (`real_client`); `watch`, a watcher ran;
+    `nodes=S`, the nodes' request deadline."""
     workload, profile, seed, *rest = text.split(":")
     real = rest[:1] == ["real"]
     rest = rest[1:] if real else rest
+    watch = rest[:1] == ["watch"]
+    rest = rest[1:] if watch else rest
     timeout: float | None = None
     if rest[:1] and rest[0].startswith("nodes="):
         timeout = float(rest.pop(0).removeprefix("nodes="))
     if rest:
-        raise ValueError(f"expected workload:profile:seed[:real][:nodes=S], got {text!r}")
-    return Replay(workload, profile, int(seed), real, timeout)
+        raise ValueError(f"expected workload:profile:seed[:real][:watch][:nodes=S], got {text!r}")
+    return Replay(workload, profile, int(seed), real, timeout, watch)
 
 
 def run_cluster(
@@ -2908,6 +2952,9 @@ def run_cluster(
     seed: int,
     mutations: frozenset[str] = frozenset(),
     real_client: bool = False,
+    watch: bool = False,
 ) -> ClusterResult:
     """Build, run and verify one seeded simulation; raises on any violation."""
-    return ClusterSim(workload, profile, seed, mutations=mutations, real_client=real_client).run()
+    return ClusterSim(
+        workload, profile, seed, mutations=mutations, real_client=real_client, watch=watch
+    ).run()

@@ -88,7 +88,8 @@ from world import CrashMode
 import txn.client as txn_client
 from router import kv_pb2 as kv
 from router.client import _Connection
-from txn import AsyncClient, AsyncTransaction
+from router.watch_lanes import Change
+from txn import AsyncClient, AsyncTransaction, AsyncWatch
 from txn.errors import (
     Conflict,
     OutcomeUnknown,
@@ -108,7 +109,7 @@ if TYPE_CHECKING:
 #: transactions): small, so that pages end inside shards.
 PAGE_KEYS = 2
 
-__all__ = ["RealTxnClient", "deterministic_txn_ids"]
+__all__ = ["RealTxnClient", "SimWatcher", "deterministic_txn_ids", "watch_problems"]
 
 OnResult = Callable[[TxnResult], None]
 
@@ -667,3 +668,97 @@ class _Attempt:
 def _unknown_write(key: bytes, value: bytes | None) -> TxnResult:
     """A single-key write whose process died: it may have been applied."""
     return TxnResult(txn_id=b"", status="info", writes={key: value})
+
+
+#: How long the watcher's rounds wait after finding nothing (virtual seconds).
+WATCH_POLL_S = 0.05
+
+
+class WatchSegment:
+    """An unbroken stretch of a watch: every change above `start` up to its watch's
+    `through`, as delivered (a SnapshotTooOld ends it; an Unavailable one resumes it)."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.changes: list[Change] = []
+        self.watch: AsyncWatch | None = None
+        self.resumed = 0
+
+    @property
+    def through(self) -> int:
+        through = None if self.watch is None else self.watch.through
+        return self.start if through is None else through
+
+
+class SimWatcher:
+    """A client process that watches every key for the whole run (the real `AsyncWatch`)
+    and keeps what it delivers, for `ClusterSim.verify`: each segment must hold every
+    version applied in (start, through], once each, in (version, key) order."""
+
+    def __init__(self, host: ClientHost) -> None:
+        assert isinstance(host.client, RealTxnClient)
+        self.host = host
+        self.real = host.client
+        self.sim = host.sim
+        self.segments: list[WatchSegment] = []
+
+    def start(self) -> None:
+        loop = self.real.loop
+        loop.call_soon(lambda: loop.create_task(self._run()))
+
+    def stop(self) -> None:
+        self.real.kill()
+
+    @property
+    def through(self) -> int:
+        """Every change up to this version is delivered (0 before the watch started)."""
+        return self.segments[-1].through if self.segments else 0
+
+    async def _run(self) -> None:
+        segment: WatchSegment | None = None
+        while True:
+            after = None if segment is None else segment.through
+            watch = self.real.client.watch(b"", None, after=after, poll_s=WATCH_POLL_S)
+            try:
+                start = await watch.start()
+                if segment is None:
+                    segment = WatchSegment(start)
+                    self.segments.append(segment)
+                segment.watch = watch
+                async for batch in watch:
+                    segment.changes.extend(batch)
+            except Unavailable:  # DeadlineExceeded too: resume where it stopped
+                self.sim.stats_add("watch_resumed")
+                if segment is not None:
+                    segment.resumed += 1
+            except SnapshotTooOld:  # fell behind the collection: a new segment from now
+                self.sim.stats_add("watch_too_old")
+                segment = None
+            except PaxosKVError as exc:
+                self.sim.real_client_errors.append(f"the watch raised {exc!r}")
+                return
+
+
+def watch_problems(
+    segments: list[WatchSegment], versions_applied: dict[bytes, dict[int, bytes | None]]
+) -> list[str]:
+    """Each segment's changes against every version any replica applied in its window."""
+    problems = []
+    for n, segment in enumerate(segments):
+        got = [(c.version, c.key, c.value) for c in segment.changes]
+        if got != sorted(set(got)):
+            problems.append(f"watch segment {n}: changes out of order or repeated")
+        want = sorted(
+            (version, key, value)
+            for key, applied in versions_applied.items()
+            for version, value in applied.items()
+            if segment.start < version <= segment.through
+        )
+        if got != want:
+            missing = sorted(set(want) - set(got))[:3]
+            extra = sorted(set(got) - set(want))[:3]
+            problems.append(
+                f"watch segment {n} (start {segment.start}, through {segment.through}, "
+                f"resumed {segment.resumed}x): missing {missing}, not applied {extra}"
+            )
+    return problems

@@ -1,11 +1,12 @@
 """Soak a simulator: random (workload, fault profile, seed) runs for a while.
 
-    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos | --real-client [--nodes S]]
+    python tests/sim/soak.py --seconds 600 [--seed N] [--paxos | --real-client [--nodes S] [--watch]]
 
 Each run is one whole-cluster run (`cluster_sim.Replay(...).sim().run()`; with
 `--real-client`, the clients are `txn.AsyncClient` itself, tests/sim/real_client.py, and
 `--nodes S` sets the nodes' request deadline to S seconds, as the property of nodes that
-give up first does; with `--paxos`, one Paxos group: `paxos_sim.run_group(profile, seed)`)
+give up first does, and `--watch` adds a process watching every key, whose deliveries
+are checked too (`real_client.SimWatcher`); with `--paxos`, one Paxos group: `paxos_sim.run_group(profile, seed)`)
 with every checker on, as the property tests run them, but for as long as you give it
 rather than a fixed count: about 5 cluster runs or 25 group runs a second on one core. A
 failure prints its replay line (the same one the property tests print); the exit code is 1
@@ -43,9 +44,12 @@ def main() -> int:
         metavar="S",
         help="with --real-client: the nodes' request deadline in seconds (default as drawn)",
     )
+    parser.add_argument(
+        "--watch", action="store_true", help="with --real-client: a watcher in every run"
+    )
     args = parser.parse_args()
-    if args.nodes is not None and not args.real_client:
-        parser.error("--nodes needs --real-client")
+    if (args.nodes is not None or args.watch) and not args.real_client:
+        parser.error("--nodes and --watch need --real-client")
     profiles = sorted(REAL_CLIENT_PROFILES if args.real_client else PROFILES)
     rng = random.Random(args.seed)
     end = time.monotonic() + args.seconds
@@ -60,7 +64,7 @@ def main() -> int:
             else:
                 workload = rng.choice(sorted(WORKLOADS))
                 profile = rng.choice(profiles)
-                run = Replay(workload, profile, seed, args.real_client, args.nodes)
+                run = Replay(workload, profile, seed, args.real_client, args.nodes, args.watch)
                 name = str(run)
                 run.sim().run()
         except AssertionError as exc:  # SafetyViolation and the Paxos checkers' failures

@@ -36,7 +36,7 @@ virtual time (`real_client.py`), held to what it tells its callers.
 Hypothesis draws the seeds (the simulator's only RNG); the profile fixes the fault mix. A
 failure prints its seed and a one-line replay command:
 
-    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:nodes=S] python -m pytest tests/sim/test_txn_properties.py -k replay
+    PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:watch][:nodes=S] python -m pytest tests/sim/test_txn_properties.py -k replay
 
 `HYPOTHESIS_PROFILE=ci` bounds every test to a few examples (the file stays well under two
 minutes); `nightly` runs the profile's thousands.
@@ -667,6 +667,99 @@ def test_a_nodes_give_up_first_run_replays_from_the_hint_it_prints() -> None:
     assert parse_replay(hint.split()[0].split("=", 1)[1]).sim().run() == sim.run()
 
 
+# ---------------------------------------------------------------------- watches
+
+
+def _run_watched(workload: str, profile: str, seed: int) -> ClusterResult:
+    note(
+        f"replay: PAXOSKV_TXN_SEED={workload}:{profile}:{seed}:real:watch "
+        f"python -m pytest {__file__} -k replay"
+    )
+    return run_cluster(workload, profile, seed, real_client=True, watch=True)
+
+
+@budget(10)
+@given(
+    seed=SEEDS,
+    workload=st.sampled_from(sorted(WORKLOADS)),
+    profile=st.sampled_from(REAL_CLIENT_PROFILES),
+)
+def test_a_watch_delivers_every_version_once_in_order(
+    seed: int, workload: str, profile: str
+) -> None:
+    """A client process watches every key through the whole run (`txn.AsyncWatch` itself,
+    real_client.SimWatcher), under the profile's faults, resuming from `through` after an
+    Unavailable and starting a new segment after a SnapshotTooOld (the collecting
+    profiles): each segment holds exactly the versions the replicas applied in its window,
+    transactions' and single-key writes' and deletions alike, each once, in (version, key)
+    order."""
+    _run_watched(workload, profile, seed)
+
+
+def test_a_watch_run_replays_from_the_hint_it_prints() -> None:
+    sim = Replay("registers", "calm", 1, True, None, True).sim()
+    hint = sim.replay_hint()
+    assert "PAXOSKV_TXN_SEED=registers:calm:1:real:watch " in hint
+    assert parse_replay(hint.split()[0].split("=", 1)[1]).sim().run() == sim.run()
+
+
+def test_a_node_that_serves_changes_past_a_prepared_writer_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read of changes judged safe as a value scan's page is (only intents on the keys the
+    page shows hold it, here a page of one key): a transaction prepared at or below the
+    window's end on a later key commits into the window after the read, and the watch
+    never shows it (bank:calm seeds 0-2 all)."""
+    import shard.node as node_module
+    from shard.answers import snapshot_safe
+
+    def first_key_only(host: Any, pending: Any) -> bool:
+        op = pending.request
+        if pending.kind != "scan" or not op.HasField("changes_after"):
+            return snapshot_safe(host, pending)
+        as_page = type(op)()
+        as_page.CopyFrom(op)
+        as_page.ClearField("changes_after")
+        as_page.limit = 1
+        pending.request = as_page
+        try:
+            return snapshot_safe(host, pending)
+        finally:
+            pending.request = op
+
+    monkeypatch.setattr(node_module, "snapshot_safe", first_key_only)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("bank", "calm", seed, real_client=True, watch=True),
+        r"watch segment \d+ .*missing \[\(",
+        SafetyViolation,
+    )
+
+
+def test_a_watch_that_delivers_before_every_shard_is_read_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ChangesRound.deliver` releasing changes up to the furthest lane instead of the
+    least far: a shard read later still holds older changes (every one of seeds 0-2 of
+    registers:calm)."""
+    from router.watch_lanes import ChangesRound
+
+    def too_early(self: ChangesRound) -> list[Any]:
+        upto = max(lane.after for lane in self._lanes)
+        ready = sorted(c for c in self._held if c.version <= upto)
+        self._held = [c for c in self._held if c.version > upto]
+        self.delivered_through = upto
+        return ready
+
+    monkeypatch.setattr(ChangesRound, "deliver", too_early)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("registers", "calm", seed, real_client=True, watch=True),
+        r"watch segment \d+: changes out of order or repeated",
+        SafetyViolation,
+    )
+
+
 def test_a_real_client_that_reports_a_nodes_outcome_unknown_as_unavailable_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1038,13 +1131,14 @@ def test_same_seed_same_digest_under_another_hash_seed() -> None:
 
 
 def test_replay() -> None:
-    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:nodes=S] (a bare seed
-    means append:chaos; `:real`, a run of the real client; `:nodes=S`, with the nodes'
-    request deadline at S seconds)."""
+    """Replays PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:watch][:nodes=S] (a
+    bare seed means append:chaos; `:real`, a run of the real client; `:watch`, with a
+    watcher; `:nodes=S`, with the nodes' request deadline at S seconds)."""
     text = os.environ.get("PAXOSKV_TXN_SEED")
     if not text:
         pytest.skip(
-            "set PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:nodes=S] to replay a "
+            "set PAXOSKV_TXN_SEED=<workload>:<profile>:<seed>[:real][:watch][:nodes=S] to "
+            "replay a "
             "failing run"
         )
     sim = parse_replay(text if ":" in text else f"append:chaos:{text}").sim()
