@@ -34,6 +34,7 @@ EXAMPLES = [
     "config_pointer",
     "room_capacity",
     "invoice_numbers",
+    "leader_watch",
 ]
 EXAMPLE_TIMEOUT_S = 40.0
 
