@@ -604,6 +604,14 @@ class ShardStateMachine:
         if self._end is not None and (not key_range.end or key_range.end > self._end):
             raise WrongShard(key_range.end, self._start, self._end)
 
+    def _version_records(self, start: bytes, end: bytes | None) -> tuple[bytes, bytes]:
+        """The engine range of the version records of the keys [start, end) (None: no end)."""
+        vp = self._version_prefix
+        lo = vp + start.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+        if end is None:
+            return lo, self._version_end
+        return lo, vp + end.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
+
     def _check_range(self, start: bytes, end: bytes | None) -> None:
         """WrongShard unless [start, end) lies inside the shard's range."""
         if start < self._start:
@@ -697,14 +705,8 @@ class ShardStateMachine:
         self._check_at_version(at_version)
         if limit <= 0 or (end is not None and end <= start):
             return [], 0
-        vp = self._version_prefix
-        lo = vp + start.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
-        hi = (
-            self._version_end
-            if end is None
-            else vp + end.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
-        )
-        visible = _VisibleRecords(len(vp), limit, at_version, max_bytes)
+        lo, hi = self._version_records(start, end)
+        visible = _VisibleRecords(len(self._version_prefix), limit, at_version, max_bytes)
         # Old versions and tombstones are skipped, so read a little more than `limit`.
         page = max(16, min(_SCAN_PAGE, 2 * limit))
         engine = self._engine
@@ -753,20 +755,15 @@ class ShardStateMachine:
         collector = ChangesCollector(after, at, limit, max_bytes, max_records)
         if end is not None and end <= start:
             return collector.end()
-        vp = self._version_prefix
-        lo = vp + start.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
-        hi = (
-            self._version_end
-            if end is None
-            else vp + end.replace(b"\x00", b"\x00\xff") + KEY_TERMINATOR
-        )
+        lo, hi = self._version_records(start, end)
+        prefix_len = len(self._version_prefix)
         body = b""
         while True:
             records = self._engine.scan(lo, hi, _SCAN_PAGE)
             for record_key, value in records:
                 if record_key[:-9] != body:
                     body = record_key[:-9]
-                    page = collector.start_key(unescape_key(body[len(vp) :]))
+                    page = collector.start_key(unescape_key(body[prefix_len:]))
                     if page is not None:
                         return page
                 version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")

@@ -5,7 +5,7 @@ add a change to the window, and cut into pages that say what they cover."""
 from __future__ import annotations
 
 import pytest
-from test_node_core import OneNode, header, put, tid, vouched
+from test_node_core import OneNode, header, prepare_request, put, tid, vouched
 
 from router import kv_pb2 as kv
 from shard import answers
@@ -87,17 +87,7 @@ def test_a_read_of_changes_waits_for_a_prepared_writer_anywhere_in_its_range() -
     node = OneNode()
     before = now_ts(node)
     node.call(put(b"a", b"1"))
-    prepare = kv.Request(
-        prepare=kv.PrepareRequest(
-            header=header(),
-            txn_id=tid(b"t1"),
-            coordinator_group=1,
-            participants=[1, 2],
-            ts=1,
-            writes=[kv.WriteItem(key=b"k", value=b"txn")],
-        )
-    )
-    prepared = node.call(prepare).prepare
+    prepared = node.call(prepare_request(1, b"k")).prepare
     assert prepared.error.code == kv.OK
     at = now_ts(node)
     waiting: list[kv.Response] = []
@@ -116,9 +106,7 @@ def test_a_read_of_changes_waits_for_a_prepared_writer_anywhere_in_its_range() -
     assert [i.key for i in first.items] == [b"a"] and first.more
     assert first.covered_end == b"k" and first.through == at
     rest = node.call(changes(before, at, start=first.covered_end)).scan
-    assert [(i.key, i.value, i.version) for i in rest.items] == [
-        (b"k", b"txn", prepared.prepare_ts)
-    ]
+    assert [(i.key, i.value, i.version) for i in rest.items] == [(b"k", b"v", prepared.prepare_ts)]
 
 
 def test_a_page_stops_at_a_key_once_it_examined_its_records(
