@@ -429,3 +429,25 @@ def test_the_backup_commands_help_states_the_library_s_sizes() -> None:
     restore_help = parser._subparsers._group_actions[0].choices["restore"].description
     assert f"{RESTORE_BATCH_ITEMS:,} keys and about 1 MiB" in restore_help
     assert round(RESTORE_BATCH_BYTES / (1 << 20)) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--start", "b", "--end", "a"], "--end must come after --start"),
+        (["--start", "x", "--prefix", "a"], "leave an empty range"),
+        (["--count", "0"], "--count: must be >= 1"),
+        (["--after-version", "-1"], "--after-version: must be 0 to"),
+        (["--poll", "0"], "--poll: must be > 0 seconds"),
+    ],
+)
+def test_a_watch_of_an_empty_range_or_bad_option_is_a_usage_error(
+    args: list[str], words: str, capsys: Any
+) -> None:
+    """Refused before connecting (NOWHERE answers nothing): exit 2 and a line naming it."""
+    try:
+        code = main(["watch", "--cluster", NOWHERE, *args])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code or 0)
+    assert code == 2
+    assert words in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""shard.changes.ChangesCollector: where a page of changes ends, and what it says it covers."""
+
+from __future__ import annotations
+
+from router.watch_lanes import Change
+from shard.changes import ChangesCollector, ChangesPage
+
+
+def _page(
+    records: list[tuple[bytes, list[tuple[int, bytes | None]]]],
+    after: int = 0,
+    at: int = 100,
+    limit: int = 100,
+    max_bytes: int = 1 << 20,
+    max_records: int = 1000,
+) -> ChangesPage:
+    """Offer `records` (per key, its versions newest first, as the engine holds them)."""
+    collector = ChangesCollector(after, at, limit, max_bytes, max_records)
+    for key, versions in records:
+        page = collector.start_key(key)
+        if page is not None:
+            return page
+        for version, value in versions:
+            collector.offer(version, value)
+    return collector.end()
+
+
+def test_the_window_is_after_exclusive_at_inclusive_oldest_first() -> None:
+    page = _page([(b"a", [(30, b"a3"), (20, None), (10, b"a1")]), (b"b", [(20, b"b2")])], 10, 30)
+    assert page == ChangesPage(
+        [Change(20, b"a", None), Change(20, b"b", b"b2"), Change(30, b"a", b"a3")], None, 30
+    )
+
+
+def test_a_page_ends_before_the_key_that_does_not_fit() -> None:
+    records: list[tuple[bytes, list[tuple[int, bytes | None]]]] = [
+        (b"a", [(2, b"x")]),
+        (b"b", [(4, b"x"), (3, b"x")]),
+        (b"c", [(5, b"x")]),
+    ]
+    by_count = _page(records, limit=2)
+    assert [c.key for c in by_count.changes] == [b"a"] and by_count.covered_end == b"b"
+    assert by_count.through == 100  # every change of [start, b) up to `at`
+    by_records = _page(records, max_records=1)
+    assert [c.key for c in by_records.changes] == [b"a"] and by_records.covered_end == b"b"
+    by_bytes = _page(records, max_bytes=5)  # a: 2 bytes; a and b: 6
+    assert [c.key for c in by_bytes.changes] == [b"a"] and by_bytes.covered_end == b"b"
+
+
+def test_a_first_key_too_big_for_the_page_is_cut_by_version_keeping_the_oldest() -> None:
+    versions: list[tuple[int, bytes | None]] = [(v, b"v%d" % v) for v in (50, 40, 30, 20, 10)]
+    by_count = _page([(b"hot", versions), (b"next", [(60, b"x")])], limit=2)
+    assert [c.version for c in by_count.changes] == [10, 20]
+    assert by_count.covered_end == b"hot\x00" and by_count.through == 29
+    by_bytes = _page([(b"hot", versions)], max_bytes=12)  # 6 bytes a change
+    assert [c.version for c in by_bytes.changes] == [10, 20]
+    assert by_bytes.covered_end == b"hot\x00" and by_bytes.through == 20
+
+
+def test_one_change_over_the_byte_budget_is_a_page_of_its_own() -> None:
+    page = _page([(b"big", [(7, b"x" * 100)]), (b"more", [(8, b"y")])], max_bytes=10)
+    assert [c.key for c in page.changes] == [b"big"] and page.covered_end == b"more"
+    assert page.through == 100
