@@ -84,6 +84,7 @@ class AsyncWatch:
         """
         if self._pending is None:
             self._pending = asyncio.ensure_future(anext(self._batches))
+            self._pending.add_done_callback(_mark_retrieved)
         done, _ = await asyncio.wait({self._pending}, timeout=timeout_s)
         if not done:
             return []
@@ -215,3 +216,10 @@ def _check_changes(answer: kv.ScanResponse, group_id: int) -> None:
             f"group {group_id}'s leader answered a read of changes with values: it predates "
             "watches; upgrade the nodes before watching"
         )
+
+
+def _mark_retrieved(read: asyncio.Future[tuple[list[Change], int]]) -> None:
+    """A read's error is raised by the next `next_batch`, if one comes: a watch left
+    without one (its client closed under it) must not log "exception never retrieved"."""
+    if not read.cancelled():
+        read.exception()
