@@ -47,6 +47,7 @@ class FakeSim(ClusterSim):
         self.prepares_logged = {}
         self.apply_conflicts = []
         self.real_client_errors = []
+        self.watcher = None
         self.shard_map = SimpleNamespace(
             replicas=lambda g: [1, 2, 3], locate=lambda key: SimpleNamespace(group_id=GROUP)
         )

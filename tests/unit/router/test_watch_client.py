@@ -94,17 +94,19 @@ async def test_a_batch_left_by_a_timed_out_wait_is_not_counted_as_delivered(
     """Found by the simulator's watcher: `through` moved when a batch was read, not when
     the caller got it, so a caller that gave up waiting and resumed from `through` never
     saw that batch."""
-    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
-        async with client.watch(b"a", b"z", poll_s=0.01) as watch:
-            assert await watch.next_batch(timeout_s=0.01) == []  # the read goes on
-            made = await _writes(client, [b"b"])
-            pending = watch._pending
-            assert pending is not None
-            await asyncio.wait({pending}, timeout=5)  # the read found the change
-            assert pending.done()
-            assert watch.through is not None and watch.through < made[0].version
-            assert await watch.next_batch(timeout_s=0) == made
-            assert watch.through >= made[0].version
+    async with (
+        txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
+        client.watch(b"a", b"z", poll_s=0.01) as watch,
+    ):
+        assert await watch.next_batch(timeout_s=0.01) == []  # the read goes on
+        made = await _writes(client, [b"b"])
+        pending = watch._pending
+        assert pending is not None
+        await asyncio.wait({pending}, timeout=5)  # the read found the change
+        assert pending.done()
+        assert watch.through is not None and watch.through < made[0].version
+        assert await watch.next_batch(timeout_s=0) == made
+        assert watch.through >= made[0].version
 
 
 @with_cluster
