@@ -12,7 +12,7 @@ round is done when every lane is at `at`. Sans-I/O: `router.client` sends the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, order=True)
@@ -21,7 +21,9 @@ class Change:
 
     version: int
     key: bytes
-    value: bytes | None = field(compare=False)
+    # Compared too (found by review: a deletion equalled a put of the same key and version);
+    # one stream never holds two changes of one key at one version, so order never needs it.
+    value: bytes | None
 
     @property
     def size(self) -> int:

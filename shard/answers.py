@@ -26,7 +26,10 @@ from txn.records import (
 def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
     """Rule 3: whether a parked snapshot read's timestamp is safe time for its keys."""
     at = pending.request.at_version
-    if at < host.shard.gc_horizon:
+    # A read of changes needs the versions above its `changes_after` (found by review: one
+    # below the horizon waited out its deadline on intents, then was UNAVAILABLE).
+    oldest = pending.request.changes_after if _reads_changes(pending) else at
+    if oldest < host.shard.gc_horizon:
         # Refused whatever it waits for: serve_read answers with the error now.
         return True
     for waiting in host.proposals.values():
@@ -44,7 +47,7 @@ def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
     held = [key for key, i in intents if i.is_write and i.prepare_ts <= at]
     if held and host.proven:
         held = [key for key, i in intents if _undecided_at(host, pending, i, at)]
-    if not held or pending.kind == "get" or op.HasField("changes_after"):
+    if not held or pending.kind == "get" or _reads_changes(pending):
         # A read of changes shows every version of the whole range up to `at`.
         return not held
     # Only the part of the range the answer covers (rule L1 of shard.lock_wait): an
@@ -57,6 +60,10 @@ def snapshot_safe(host: GroupHost, pending: _Pending) -> bool:
         # that passed `at` while the read waited, now refused above).
         return True
     return not any(within(key, covered) for key in held)
+
+
+def _reads_changes(pending: _Pending) -> bool:
+    return pending.kind == "scan" and pending.request.HasField("changes_after")
 
 
 def _undecided_at(host: GroupHost, pending: _Pending, intent: IntentInfo, at: int) -> bool:

@@ -103,12 +103,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                                 return 0
                     done = watch.through
         except KeyboardInterrupt:
-            print(
-                f"paxoskv: watch: interrupted; resume with --after-version {done}", file=sys.stderr
-            )
+            print(f"paxoskv: watch: interrupted{_resume(done)}", file=sys.stderr)
             return 130
         except PaxosKVError as exc:
-            raise CommandError(f"{exc}; resume with --after-version {done}") from None
+            raise CommandError(f"{exc}{_resume(done)}") from None
     return 0
 
 
@@ -121,3 +119,8 @@ def _print_change(change: Any, show: Any) -> None:
     out = sys.stdout.buffer
     out.write(b"\t".join(fields) + b"\n")
     out.flush()
+
+
+def _resume(done: int | None) -> str:
+    """How to go on without a gap (nothing, when it stopped before its start was fixed)."""
+    return "" if done is None else f"; resume with --after-version {done}"

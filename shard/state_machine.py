@@ -753,13 +753,14 @@ class ShardStateMachine:
         self._check_range(start, end)
         self._check_at_version(after)
         collector = ChangesCollector(after, at, limit, max_bytes, max_records)
-        if end is not None and end <= start:
-            return collector.end()
+        if (end is not None and end <= start) or after >= at:
+            return collector.end()  # an empty window (a watch's start pin): nothing to read
         lo, hi = self._version_records(start, end)
         prefix_len = len(self._version_prefix)
         body = b""
         while True:
             records = self._engine.scan(lo, hi, _SCAN_PAGE)
+            skip_to = None
             for record_key, value in records:
                 if record_key[:-9] != body:
                     body = record_key[:-9]
@@ -767,7 +768,16 @@ class ShardStateMachine:
                     if page is not None:
                         return page
                 version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+                if version <= after:
+                    # A key's records come newest first: the rest are older still. Skip
+                    # them (found by review: a hot key's whole history, every version the
+                    # retention keeps, was read on every poll).
+                    skip_to = body[:-2] + KEY_TERMINATOR_END
+                    break
                 collector.offer(version, None if record_key[-1] == KIND_TOMBSTONE_INT else value)
+            if skip_to is not None:
+                lo = skip_to
+                continue
             if len(records) < _SCAN_PAGE:
                 return collector.end()
             lo = records[-1][0] + b"\x00"

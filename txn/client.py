@@ -493,8 +493,9 @@ class AsyncClient:
         after: int | None = None,
         poll_s: float = DEFAULT_POLL_S,
     ) -> AsyncWatch:
-        """Every change of the keys [start, end) (end None: no end) from now on, or after
-        version `after`, in commit order: `async for changes in client.watch(a, b):`, each
+        """Every change of the keys [start, end) (end None: no end) committed after the
+        watch is entered (`async with`, or `await watch.start()`; else its first read), or
+        after version `after`, in commit order: `async for changes in client.watch(a, b):`, each
         batch a list of `Change(version, key, value)` (value None: deleted) holding whole
         commits. A prefix's range is `(prefix, txn.prefix_end(prefix))`.
 

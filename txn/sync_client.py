@@ -32,7 +32,7 @@ from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
 from txn.watch import DEFAULT_POLL_S, AsyncWatch
 
-__all__ = ["Client", "Snapshot", "Transaction", "transactional"]
+__all__ = ["Client", "Snapshot", "Transaction", "Watch", "transactional"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -265,8 +265,12 @@ class Watch:
         return self
 
     def __next__(self) -> list[Change]:
-        """The next batch, waiting until there is one (see `next_batch`)."""
-        return self.next_batch()
+        """The next batch, waiting until there is one (see `next_batch`); the loop ends
+        once the watch is closed."""
+        try:
+            return self.next_batch()
+        except StopAsyncIteration:
+            raise StopIteration from None
 
     def next_batch(self, timeout_s: float | None = None) -> list[Change]:
         """See `AsyncWatch.next_batch`: the next batch, or [] after `timeout_s`."""

@@ -22,12 +22,17 @@ from router.cache import ScanPart
 from router.errors import UnknownGroup, WrongShard
 from router.watch_lanes import Change, ChangesRound, Lane
 from txn.errors import ServerError
+from txn.hlc import LOGICAL_BITS
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
 
 DEFAULT_POLL_S = 0.1
 """How long a watch waits after a round that found no change before it reads again."""
+
+ROUND_WINDOW = 1_000_000 << LOGICAL_BITS
+"""The most history one round reads: 1 s of hybrid-clock time (a watch far behind catches
+up a second at a time, each round's changes delivered before the next is read)."""
 
 PAGE_CHANGES = 1000
 """Changes one page of a shard's answer holds at most (the node also cuts at 4 MiB)."""
@@ -58,6 +63,11 @@ class AsyncWatch:
         self._batches = self._rounds()
         # The read of the next batch, kept across a `next_batch` that timed out.
         self._pending: asyncio.Future[tuple[list[Change], int]] | None = None
+        self._closed = False
+        self._failed: BaseException | None = None
+        if after is not None:
+            # Its rounds read up to fresh timestamps, which must not fall below it.
+            client._clock.observe(after)
 
     @property
     def through(self) -> int | None:
@@ -81,19 +91,42 @@ class AsyncWatch:
                 timeout; resume with `after=watch.through`.
             SnapshotTooOld: the watch fell further behind than the MVCC retention.
             ServerError: a node too old for watches answered.
+            ClientClosed, InvalidArgument: the client was closed; an `after` too far
+                ahead of the nodes' clocks.
+            StopAsyncIteration: the watch was closed.
+        A watch that raised raises the same error again: resume with a new watch from
+        `through`.
         """
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(anext(self._batches))
-            self._pending.add_done_callback(_mark_retrieved)
-        done, _ = await asyncio.wait({self._pending}, timeout=timeout_s)
-        if not done:
+        if self._failed is not None:
+            raise self._failed  # a watch that failed stays failed: resume from `through`
+        if self._closed:
+            raise StopAsyncIteration
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = asyncio.ensure_future(anext(self._batches))
+            pending.add_done_callback(_mark_retrieved)
+        # The read is ours to take only while it is still the watch's (found by review: a
+        # close, or another waiter, took it meanwhile and this one met None).
+        done, _ = await asyncio.wait({pending}, timeout=timeout_s)
+        if not done or self._pending is not pending:
+            if self._closed:
+                raise StopAsyncIteration
             return []
-        pending, self._pending = self._pending, None
+        self._pending = None
+        if pending.cancelled():
+            raise StopAsyncIteration
+        error = pending.exception()
+        if error is not None:
+            if not isinstance(error, StopAsyncIteration):
+                self._failed = error
+            raise error
         batch, self._through = pending.result()
         return batch
 
     async def aclose(self) -> None:
-        """Stop the watch (a read in progress is abandoned)."""
+        """Stop the watch (a read in progress is abandoned; a `next_batch` waiting on it
+        ends with StopAsyncIteration)."""
+        self._closed = True
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.cancel()
@@ -148,7 +181,11 @@ class AsyncWatch:
         await self.start()
         assert self._through is not None
         while True:
-            at = await client._timestamp()
+            now = await client._timestamp()
+            # A round reads at most ROUND_WINDOW of history (found by review: a watch
+            # resumed after a long pause held the whole backlog in memory and handed it
+            # over as one batch, its `through` moving only at the end).
+            at = max(self._through, min(now, self._through + ROUND_WINDOW))
             parts = [(start, end) for _, start, end in self._plan(self._start, self._end)]
             changes_round = ChangesRound(parts, self._through, at)
             found = False
@@ -164,7 +201,7 @@ class AsyncWatch:
                 else:
                     self._through = changes_round.delivered_through
             self._through = at
-            if not found:
+            if not found and at == now:
                 await asyncio.sleep(self._poll_s)
 
     def _plan(self, start: bytes, end: bytes | None) -> list[ScanPart]:

@@ -113,13 +113,36 @@ async def test_a_batch_left_by_a_timed_out_wait_is_not_counted_as_delivered(
 async def test_closing_a_watch_with_a_read_waiting_ends_it(cluster: FakeCluster) -> None:
     async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
         watch = client.watch(b"a", b"z", poll_s=0.01)
+        await watch.start()
         waiting = asyncio.ensure_future(watch.next_batch())
-        await asyncio.sleep(0.05)  # let the watch run a few empty rounds
+        await asyncio.sleep(0)  # it waits on the watch's read now
         assert not waiting.done()
         await watch.aclose()
-        waiting.cancel()
+        # Found by review: the waiter took the read the close had taken, and met None.
+        with pytest.raises(StopAsyncIteration):
+            await waiting
         with pytest.raises(StopAsyncIteration):
             await watch.next_batch()
+
+
+@with_cluster
+async def test_a_watch_that_failed_raises_its_error_again(cluster: FakeCluster) -> None:
+    """Found by review: the failed generator ended, so a loop that caught the error and
+    went on ended as if the watch were done. An `after` ahead of the cluster's clock is no
+    bare ValueError either: the client's clock takes it."""
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=1) as client:
+        watch = client.watch(b"a", b"z", poll_s=0.01)
+        await watch.start()
+        await _writes(client, [b"b"])  # the fake's clock moves with its writes
+        cluster.predates_watches = True  # every read now answers values: ServerError
+        for _ in range(2):
+            with pytest.raises(txn.ServerError, match="predates watches"):
+                await watch.next_batch(timeout_s=5)
+        await watch.aclose()
+        cluster.predates_watches = False
+        ahead = client.watch(b"a", b"z", after=cluster.clock + 1000, poll_s=0.01)
+        assert await ahead.next_batch(timeout_s=0.2) == []
+        await ahead.aclose()
 
 
 def test_a_round_refuses_pages_that_break_its_order() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from router.watch_lanes import Change
 from shard.changes import ChangesCollector, ChangesPage
 
@@ -61,3 +63,33 @@ def test_one_change_over_the_byte_budget_is_a_page_of_its_own() -> None:
     page = _page([(b"big", [(7, b"x" * 100)]), (b"more", [(8, b"y")])], max_bytes=10)
     assert [c.key for c in page.changes] == [b"big"] and page.covered_end == b"more"
     assert page.through == 100
+
+
+def test_a_read_of_changes_stops_at_each_keys_first_version_below_its_window() -> None:
+    """Found by review: a hot key's whole history (every version the retention keeps) was
+    read on every poll; a key's records come newest first, so the rest are skipped."""
+    from shard.codec import encode_put
+    from shard.engine import MemEngine
+    from shard.state_machine import ShardStateMachine
+
+    engine = MemEngine()
+    sm = ShardStateMachine(1, (b"", None), engine)
+    for slot in range(1, 2001):
+        batch = engine.new_batch()
+        sm.apply(slot, [encode_put(b"hot", b"%d" % slot, slot)], batch)
+        engine.write(batch, sync=False)
+    read: list[int] = []
+    scan = engine.scan
+
+    def counted(lo: bytes, hi: bytes, limit: int | None = None, reverse: bool = False) -> Any:
+        records = scan(lo, hi, limit, reverse)
+        read.append(len(records))
+        return records
+
+    engine.scan = counted  # type: ignore[method-assign]
+    page = sm.changes(b"", None, 1998, 2000, 100, 1 << 20, 1000)
+    assert [c.value for c in page.changes] == [b"1999", b"2000"]
+    assert sum(read) <= 256 + 1  # one page of the engine, not 2,000 records
+    read.clear()
+    assert sm.changes(b"", None, 2000, 2000, 100, 1 << 20, 1000).changes == []
+    assert read == []  # an empty window (a watch's start pin) reads nothing
