@@ -79,7 +79,7 @@ class ChangesCollector:
         """The records of `key` follow; a page when it must end before `key`."""
         page = self._close_key()
         if page is None and self._key is not None and self._full():
-            page = ChangesPage(sorted(self._taken), key, self._at)
+            page = self._page_before(key)
         self._key = key
         return page
 
@@ -93,7 +93,11 @@ class ChangesCollector:
     def end(self) -> ChangesPage:
         """The range's records are done: the page (covering the whole range, unless its
         last key had to be cut)."""
-        return self._close_key() or ChangesPage(sorted(self._taken), None, self._at)
+        return self._close_key() or self._page_before(None)
+
+    def _page_before(self, key: bytes | None) -> ChangesPage:
+        """The changes taken, covering the whole window up to `key` (None: the range's end)."""
+        return ChangesPage(sorted(self._taken), key, self._at)
 
     def _full(self) -> bool:
         return (
@@ -121,7 +125,7 @@ class ChangesCollector:
             self._bytes += size
             return None
         if self._taken:
-            return ChangesPage(sorted(self._taken), self._key, self._at)
+            return self._page_before(self._key)
         # The first key alone does not fit: its oldest changes, whole versions (one
         # change per version of a key), as many as the byte budget takes (at least one).
         kept: list[Change] = []

@@ -758,29 +758,29 @@ class ShardStateMachine:
         lo, hi = self._version_records(start, end)
         prefix_len = len(self._version_prefix)
         body = b""
+        below_window = False  # the current key's records left are all at or below `after`
         while True:
             records = self._engine.scan(lo, hi, _SCAN_PAGE)
-            skip_to = None
             for record_key, value in records:
                 if record_key[:-9] != body:
                     body = record_key[:-9]
+                    below_window = False
                     page = collector.start_key(unescape_key(body[prefix_len:]))
                     if page is not None:
                         return page
+                if below_window:
+                    continue
                 version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
                 if version <= after:
-                    # A key's records come newest first: the rest are older still. Skip
-                    # them (found by review: a hot key's whole history, every version the
-                    # retention keeps, was read on every poll).
-                    skip_to = body[:-2] + KEY_TERMINATOR_END
-                    break
+                    # A key's records come newest first: the rest are older still.
+                    below_window = True
+                    continue
                 collector.offer(version, None if record_key[-1] == KIND_TOMBSTONE_INT else value)
-            if skip_to is not None:
-                lo = skip_to
-                continue
             if len(records) < _SCAN_PAGE:
                 return collector.end()
-            lo = records[-1][0] + b"\x00"
+            # A page that ends inside a key's old history goes on past all of it (found by
+            # review: a hot key's every retained version was read on every poll).
+            lo = body[:-2] + KEY_TERMINATOR_END if below_window else records[-1][0] + b"\x00"
 
     # ----------------------------------------------------------------------------------------
     # Garbage collection

@@ -152,21 +152,8 @@ class AsyncWatch:
         pending = self._plan(self._start, self._end)
         while pending:
             descriptor, start, end = pending.pop()
-            op = kv.ScanRequest(
-                start=start, limit=1, snapshot=True, at_version=at, changes_after=at
-            )
-            if end is not None:
-                op.end = end
-            try:
-                response = await self._client._read(
-                    kv.Request(scan=op),
-                    group_id=descriptor.group_id,
-                    deadline=self._client._deadline(),
-                )
-            except (WrongShard, UnknownGroup):
+            if await self._read_changes(descriptor.group_id, start, end, at, at, 1) is None:
                 pending.extend(self._plan(start, end))  # the map changed: plan again
-                continue
-            _check_changes(response.scan, descriptor.group_id)
 
     async def __aenter__(self) -> AsyncWatch:
         await self.start()
@@ -209,30 +196,17 @@ class AsyncWatch:
 
     async def _read_lane(self, changes_round: ChangesRound, lane: Lane) -> list[Change]:
         """Read one page of `lane` into the round; the changes it lets the round deliver."""
-        client = self._client
         parts = self._plan(lane.start, lane.end)
         if len(parts) != 1:
             # The map changed: one lane per shard now.
             changes_round.split(lane, [(start, end) for _, start, end in parts])
             return []
         group_id = parts[0][0].group_id
-        op = kv.ScanRequest(
-            start=lane.start,
-            limit=PAGE_CHANGES,
-            snapshot=True,
-            at_version=changes_round.at,
-            changes_after=lane.after,
+        answer = await self._read_changes(
+            group_id, lane.start, lane.end, lane.after, changes_round.at, PAGE_CHANGES
         )
-        if lane.end is not None:
-            op.end = lane.end
-        try:
-            response = await client._read(
-                kv.Request(scan=op), group_id=group_id, deadline=client._deadline()
-            )
-        except (WrongShard, UnknownGroup):
-            return []  # the map changed under us: the lane is planned again
-        answer = response.scan
-        _check_changes(answer, group_id)
+        if answer is None:
+            return []  # the lane is planned again
         changes = [Change(i.version, i.key, None if i.deleted else i.value) for i in answer.items]
         covered_end = answer.covered_end if answer.HasField("covered_end") else None
         try:
@@ -241,9 +215,27 @@ class AsyncWatch:
             raise ServerError(
                 f"group {group_id} answered a read of changes wrongly: {exc}"
             ) from None
-        for change in changes:
-            client._clock.observe(change.version)
         return changes_round.deliver()
+
+    async def _read_changes(
+        self, group_id: int, start: bytes, end: bytes | None, after: int, at: int, limit: int
+    ) -> kv.ScanResponse | None:
+        """Group `group_id`'s page of the changes of [start, end) in (after, at]; None when
+        the shard map changed under the read. (No clock to observe: `at` came from it.)"""
+        op = kv.ScanRequest(
+            start=start, limit=limit, snapshot=True, at_version=at, changes_after=after
+        )
+        if end is not None:
+            op.end = end
+        client = self._client
+        try:
+            response = await client._read(
+                kv.Request(scan=op), group_id=group_id, deadline=client._deadline()
+            )
+        except (WrongShard, UnknownGroup):
+            return None
+        _check_changes(response.scan, group_id)
+        return response.scan
 
 
 def _check_changes(answer: kv.ScanResponse, group_id: int) -> None:

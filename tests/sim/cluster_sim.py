@@ -2623,7 +2623,12 @@ class ClusterSim:
         problems += self.apply_conflicts
         problems += [f"the real client reported: {e}" for e in self.real_client_errors]
         if self.watcher is not None:
-            problems += watch_problems(self.watcher.segments, self.versions_applied)
+            commits = [
+                (r.invoke, r.result.commit_ts)
+                for r in self.workload.records
+                if r.result is not None and r.result.status == "ok" and r.result.commit_ts
+            ]
+            problems += watch_problems(self.watcher.segments, self.versions_applied, commits)
         # The versions applied are the history every later check judges, collected or not;
         # each replica must store exactly them from its group's collection horizon on.
         chains = self.applied_chains()

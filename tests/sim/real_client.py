@@ -678,8 +678,10 @@ class WatchSegment:
     """An unbroken stretch of a watch: every change above `start` up to its watch's
     `through`, as delivered (a SnapshotTooOld ends it; an Unavailable one resumes it)."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, started_at: float) -> None:
         self.start = start
+        #: World time when `start()` returned: a write invoked after it lands above `start`.
+        self.started_at = started_at
         self.changes: list[Change] = []
         self.watch: AsyncWatch | None = None
         self.resumed = 0
@@ -722,7 +724,7 @@ class SimWatcher:
             try:
                 start = await watch.start()
                 if segment is None:
-                    segment = WatchSegment(start)
+                    segment = WatchSegment(start, self.sim.world.now)
                     self.segments.append(segment)
                 segment.watch = watch
                 async for batch in watch:
@@ -740,11 +742,23 @@ class SimWatcher:
 
 
 def watch_problems(
-    segments: list[WatchSegment], versions_applied: dict[bytes, dict[int, bytes | None]]
+    segments: list[WatchSegment],
+    versions_applied: dict[bytes, dict[int, bytes | None]],
+    commits: list[tuple[float, int]],
 ) -> list[str]:
-    """Each segment's changes against every version any replica applied in its window."""
+    """Each segment's changes against every version any replica applied in its window,
+    and its start against `commits` ((invoked at, commit timestamp) of every write the
+    client was told committed): one invoked after the start was fixed lands above it."""
     problems = []
     for n, segment in enumerate(segments):
+        below = [
+            ts for invoked, ts in commits if invoked > segment.started_at and ts <= segment.start
+        ]
+        if below:
+            problems.append(
+                f"watch segment {n}: {len(below)} writes invoked after its start was fixed "
+                f"committed at or below it ({segment.start}), e.g. at {below[0]}"
+            )
         got = [(c.version, c.key, c.value) for c in segment.changes]
         if got != sorted(set(got)):
             problems.append(f"watch segment {n}: changes out of order or repeated")

@@ -736,6 +736,24 @@ def test_a_node_that_serves_changes_past_a_prepared_writer_is_caught(
     )
 
 
+def test_a_watch_that_does_not_pin_its_start_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`AsyncWatch._pin` skipped: a shard whose clock was behind the timestamp the watch
+    started at stamps a write invoked after the start at or below it, and no round reads it
+    (rare: seed 1 of registers:chaos 0-29)."""
+    from txn.watch import AsyncWatch
+
+    async def no_pin(self: AsyncWatch, at: int) -> None:
+        return None
+
+    monkeypatch.setattr(AsyncWatch, "_pin", no_pin)
+    caught_in_one_of(
+        (1,),
+        lambda seed: run_cluster("registers", "chaos", seed, real_client=True, watch=True),
+        r"watch segment \d+: \d+ writes invoked after its start was fixed committed at or below",
+        SafetyViolation,
+    )
+
+
 def test_a_watch_that_delivers_before_every_shard_is_read_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

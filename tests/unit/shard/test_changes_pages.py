@@ -93,3 +93,13 @@ def test_a_read_of_changes_stops_at_each_keys_first_version_below_its_window() -
     read.clear()
     assert sm.changes(b"", None, 2000, 2000, 100, 1 << 20, 1000).changes == []
     assert read == []  # an empty window (a watch's start pin) reads nothing
+    # Past the skipped history the keys after it are read as before.
+    batch = engine.new_batch()
+    sm.apply(2001, [encode_put(b"next", b"n", 2001), encode_put(b"a", b"a", 2001)], batch)
+    engine.write(batch, sync=False)
+    page = sm.changes(b"", None, 1999, 2002, 100, 1 << 20, 1000)
+    assert [(c.key, c.value) for c in page.changes] == [
+        (b"hot", b"2000"),
+        (b"next", b"n"),  # versions 2001 and 2002: one command after the other
+        (b"a", b"a"),
+    ]
