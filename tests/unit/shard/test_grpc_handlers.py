@@ -17,6 +17,7 @@ from shard import peer_pb2, peer_pb2_grpc
 from shard.grpc_handlers import add_servicer
 from shard.server import KVServicer
 from shard.transport import SECRET_HEADER, PeerServicer
+from tests.unit.shard.grpc_log_support import complaints
 
 GARBAGE = b"\xff\xff\xff"  # a field tag whose varint never ends
 
@@ -74,7 +75,7 @@ def test_undecodable_unary_requests_are_refused_invalid_argument_without_a_trace
     assert isinstance(answer, grpc.aio.AioRpcError)
     assert answer.code() is grpc.StatusCode.INVALID_ARGUMENT, answer
     assert answer.details() == f"undecodable request: the bytes are not a {message}"
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not complaints(caplog.records, logging.WARNING)
 
 
 def test_a_well_formed_request_still_reaches_the_servicer() -> None:
@@ -106,7 +107,7 @@ def test_undecodable_bytes_on_the_peer_stream_are_refused_without_a_traceback(
     caplog.set_level(logging.DEBUG)
     (reply,) = asyncio.run(_exchange_garbage())
     assert peer_pb2.PeerReply.FromString(reply).refusal.startswith("undecodable peer batch")
-    assert not [r for r in caplog.records if r.exc_info]
+    assert not complaints(caplog.records)
 
 
 def test_generated_code_that_registers_no_named_handlers_is_refused_at_start() -> None:
