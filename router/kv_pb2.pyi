@@ -174,7 +174,7 @@ class CasResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse", "changes_after")
+    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse", "changes_after", "await_change")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,7 @@ class ScanRequest(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     REVERSE_FIELD_NUMBER: _ClassVar[int]
     CHANGES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    AWAIT_CHANGE_FIELD_NUMBER: _ClassVar[int]
     header: Header
     start: bytes
     end: bytes
@@ -193,7 +194,8 @@ class ScanRequest(_message.Message):
     snapshot: bool
     reverse: bool
     changes_after: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes_after: _Optional[int] = ...) -> None: ...
+    await_change: bool
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes_after: _Optional[int] = ..., await_change: _Optional[bool] = ...) -> None: ...
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "value", "version", "deleted")
@@ -208,7 +210,7 @@ class KeyValue(_message.Message):
     def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
-    __slots__ = ("error", "items", "more", "reverse", "changes", "covered_end", "through")
+    __slots__ = ("error", "items", "more", "reverse", "changes", "covered_end", "through", "changed", "waited")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +218,8 @@ class ScanResponse(_message.Message):
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     COVERED_END_FIELD_NUMBER: _ClassVar[int]
     THROUGH_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    WAITED_FIELD_NUMBER: _ClassVar[int]
     error: Error
     items: _containers.RepeatedCompositeFieldContainer[KeyValue]
     more: bool
@@ -223,7 +227,9 @@ class ScanResponse(_message.Message):
     changes: bool
     covered_end: bytes
     through: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes: _Optional[bool] = ..., covered_end: _Optional[bytes] = ..., through: _Optional[int] = ...) -> None: ...
+    changed: bool
+    waited: bool
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes: _Optional[bool] = ..., covered_end: _Optional[bytes] = ..., through: _Optional[int] = ..., changed: _Optional[bool] = ..., waited: _Optional[bool] = ...) -> None: ...
 
 class ReadItem(_message.Message):
     __slots__ = ("key", "version")

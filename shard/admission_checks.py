@@ -81,7 +81,18 @@ def _check_scan_range(op: kv.ScanRequest) -> None:
 def _check_changes(op: kv.ScanRequest) -> None:
     """A read of changes is a snapshot read up to at_version, in key order, at the leader:
     without at_version it has no window, a reverse one has no order the client could page
-    on, and a stale_ok one could miss changes not applied at that replica yet."""
+    on, and a stale_ok one could miss changes not applied at that replica yet. A wait for a
+    change (node rule 16) reads no window: it has changes_after alone."""
+    if op.await_change:
+        if not op.HasField("changes_after") or op.at_version or op.reverse or op.snapshot:
+            raise _Refusal(
+                _error(
+                    kv.INVALID_ARGUMENT,
+                    "a wait for a change needs changes_after, and takes neither at_version, "
+                    "reverse nor snapshot",
+                )
+            )
+        return
     if not op.HasField("changes_after"):
         return
     if op.at_version <= 0 or op.stale_ok or op.reverse:

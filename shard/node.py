@@ -132,6 +132,11 @@ Rules
    its preferred leader first, trying again at every tick while it leads: its replicas
    campaign no more (paxos replica rule 19), so a client waits one transfer (a few
    milliseconds), not an election timeout, and no rebalancing hands a group back.
+16. A wait for a change (a watch between rounds, `shard.change_waits`) is a hint, never a
+   read: it is answered from what this replica has applied, changed as soon as a version
+   of its range above its `changes_after` is (checked when it parks, then against every
+   version applied), unchanged once half its time is up (so the answer reaches a client
+   still waiting for it), or at a stop. It holds nothing and blocks no write.
 """
 
 from __future__ import annotations
@@ -171,6 +176,7 @@ from shard.admission_checks import (
 )
 from shard.answers import _newest_version_read, _result_response, serve_read, snapshot_safe
 from shard.apps import App, MetaApp, RestoreJob, _restorable
+from shard.change_waits import ChangeWaits, changed_since
 from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.limits import MAX_STATUS_IDS, MAX_TS, validate_command_size, validate_key
@@ -373,6 +379,7 @@ class NodeCore:
         self._read_bytes_left = READ_BYTES_PER_WAKE
         # Snapshot reads waiting for safe time (rule 3), and replies held for the commit wait.
         self._parked: list[tuple[GroupHost, _Pending]] = []
+        self._change_waits: ChangeWaits[_Pending] = ChangeWaits()  # rule 16
         # Snapshot reads whose timestamp is ahead of the wall clock (rule 3): their lease
         # read starts only once the clock is within the offset of it.
         self._clock_waits: list[tuple[GroupHost, _Pending]] = []
@@ -937,6 +944,9 @@ class NodeCore:
 
     def _start_read(self, host: GroupHost, pending: _Pending) -> None:
         op = pending.request
+        if pending.kind == "scan" and op.await_change:
+            self._await_change(host, pending)
+            return
         if pending.kind in ("get", "scan"):
             if op.at_version > 0 and not op.stale_ok:
                 # A read at a version is a snapshot read: only safe time makes it repeatable.
@@ -965,6 +975,40 @@ class NodeCore:
         except NotLeader as exc:
             raise _Refusal(self._not_leader(exc)) from None
         host.reads[read_id] = pending
+
+    def _await_change(self, host: GroupHost, pending: _Pending) -> None:
+        """Rule 16: answer a wait for a change now if its range changed, else park it."""
+        op = pending.request
+        end = op.end if op.HasField("end") else host.shard.key_range[1]
+        # A replica restoring a snapshot parks it unchecked: the restore's end wakes it.
+        if host.restore is None and changed_since(host.shard, op.start, end, op.changes_after):
+            self._reply_wait(pending, changed=True)
+            return
+        until = self._now + (pending.deadline - self._now) / 2
+        self._change_waits.park(host.group_id, op.start, end, op.changes_after, until, pending)
+
+    def _reply_wait(self, pending: _Pending, *, changed: bool) -> None:
+        pending.reply(
+            kv.Response(id=pending.request_id, scan=kv.ScanResponse(changed=changed, waited=True))
+        )
+
+    def _wake_change_waits(self, host: GroupHost) -> None:
+        """Rule 16: answer the waits a version this group just applied ends."""
+        if isinstance(host.app, ShardStateMachine):
+            written = host.app.take_written()
+            if written:
+                for pending in self._change_waits.woken(host.group_id, written):
+                    self._reply_wait(pending, changed=True)
+
+    def _wake_restored(self, host: GroupHost) -> None:
+        """Rule 16: a snapshot replaced the group's state; its waits all look again."""
+        for pending in self._change_waits.woken_all(host.group_id):
+            self._reply_wait(pending, changed=True)
+
+    def end_change_waits(self) -> None:
+        """Rule 16: answer every wait for a change unchanged (the node is stopping)."""
+        for pending in self._change_waits.take_all():
+            self._reply_wait(pending, changed=False)
 
     def _begin_commit(
         self,
@@ -1331,6 +1375,8 @@ class NodeCore:
         self._parked = self._unexpired(
             self._parked, now, "the snapshot read waited too long for a prepared transaction"
         )
+        for pending in self._change_waits.due(now):
+            self._reply_wait(pending, changed=False)
         self._clock_waits = self._unexpired(
             self._clock_waits, now, "the snapshot timestamp stayed ahead of this node's clock"
         )
@@ -1388,6 +1434,7 @@ class NodeCore:
                         self._abandon_restore(host, restore, batch)
                         continue
                     self._observe_newest(host)
+                    self._wake_restored(host)
                 else:
                     host.restore = restore
                     host.after_restore = list(ready.committed)
@@ -1410,6 +1457,7 @@ class NodeCore:
                     self._answers.append((pending, result))
         if committed:
             self._observe_newest(host)
+            self._wake_change_waits(host)
 
     # ------------------------------------------------------------------ background work
 
@@ -1459,6 +1507,7 @@ class NodeCore:
         if finished:
             host.restore = None
             self._observe_newest(host)
+            self._wake_restored(host)
             host.replica.defer_election(self._now)
             committed, host.after_restore = host.after_restore, []
             self._apply_committed(host, committed, batch)

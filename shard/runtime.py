@@ -578,6 +578,7 @@ class NodeRuntime:
         if hand_off:
             await self._hand_off_leadership()
         self._draining = True
+        self.core.end_change_waits()  # hints only: a client waits on elsewhere
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         while self.core.has_client_requests() and loop.time() < deadline:

@@ -209,6 +209,8 @@ class ShardStateMachine:
         #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
         #: request waiting for an intent re-checks only after something was released.
         self.intent_releases = 0
+        # The versions staged since `take_written` last ran (what wakes a watch's wait).
+        self._written: list[tuple[bytes, int]] = []
         meta = engine.get(self._meta_key)
         if meta is None:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
@@ -265,6 +267,11 @@ class ShardStateMachine:
         timestamps (a client may report a commit at one on the votes alone), decisions, and
         the GC horizon (reads below it are refused, so a clock below it is of no use)."""
         return max(self._max_version, self._newest_txn_ts, self._gc_horizon)
+
+    def take_written(self) -> list[tuple[bytes, int]]:
+        """The (key, version) of every version and tombstone staged since the last call."""
+        written, self._written = self._written, []
+        return written
 
     def _saw_timestamps(self, *stamps: int) -> None:
         """A prepare, commit or decision timestamp the group holds (see newest_timestamp)."""
@@ -382,6 +389,7 @@ class ShardStateMachine:
         max_version = self._max_version
         version = ts if ts > max_version else max_version + 1
         self._max_version = version
+        self._written.append((key, version))
         if value is None:
             batch.put(self._version_key(key, version, KIND_TOMBSTONE), b"")
             batch.put(self._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))
@@ -1080,6 +1088,7 @@ class _BatchTxnStore:
     def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
         sm = self._sm
         batch = self._batch
+        sm._written.append((key, version))
         if value is None:
             batch.put(sm._version_key(key, version, KIND_TOMBSTONE), b"")
             batch.put(sm._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))
