@@ -20,7 +20,6 @@ from shard.cli_kv import (
     connection_options,
     escape,
     key_range,
-    positive_seconds,
     seeds_from,
     tls_from,
     version,
@@ -57,13 +56,6 @@ def register_watch_command(subparsers: Any) -> None:
         metavar="N",
         help="stop after N changes (and the rest of the commit the Nth belongs to)",
     )
-    cmd.add_argument(
-        "--poll",
-        type=positive_seconds,
-        default=0.1,
-        metavar="SECONDS",
-        help="pause after a read that found no change (default 0.1): how soon one is seen",
-    )
     cmd.set_defaults(handler=_cmd_watch)
 
 
@@ -80,7 +72,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, tls=tls_from(args)
     ) as client:
         client.connect()  # a wrong address fails here at once, not at --timeout
-        watch = client.watch(start, end, after=args.after_version, poll_s=args.poll)
+        watch = client.watch(start, end, after=args.after_version)
         printed = 0
         # Every change up to this version is printed: where a resumed watch starts.
         done = args.after_version

@@ -192,7 +192,7 @@ from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.transaction import AsyncTransaction
 from txn.txn_ids import new_txn_id
-from txn.watch import DEFAULT_POLL_S, AsyncWatch
+from txn.watch import DEFAULT_PROGRESS_S, AsyncWatch
 
 __all__ = ["AsyncClient"]
 
@@ -491,7 +491,7 @@ class AsyncClient:
         end: bytes | None = None,
         *,
         after: int | None = None,
-        poll_s: float = DEFAULT_POLL_S,
+        progress_s: float = DEFAULT_PROGRESS_S,
     ) -> AsyncWatch:
         """Every change of the keys [start, end) (end None: no end) committed after the
         watch is entered (`async with`, or `await watch.start()`; else its first read), or
@@ -503,10 +503,13 @@ class AsyncClient:
             after: deliver the changes above this version (a commit timestamp, a change's
                 version, or an earlier watch's `through`), if the shards still hold them
                 (their MVCC retention, 10 minutes by default); None: from now.
-            poll_s: the pause after a round of reads that found no change.
+            progress_s: while nothing changes, the watch still reads a round this often
+                (a change itself is pushed: each shard's leader answers the watch's wait
+                as soon as it applies one), so `through` moves and a lost wait costs at
+                most this much delay.
 
         Raises:
-            InvalidArgument: a bad `start`, `end`, `after` or `poll_s`, or an empty range,
+            InvalidArgument: a bad `start`, `end`, `after` or `progress_s`, or an empty range,
                 at the call. The watch's reads raise as `AsyncWatch.__anext__` says.
         """
         start = _as_key(start, "start key")
@@ -517,9 +520,15 @@ class AsyncClient:
             )
         if after is not None:
             after = _as_u64(after, "after")
-        if isinstance(poll_s, bool) or not isinstance(poll_s, int | float) or not 0 < poll_s <= 60:
-            raise InvalidArgument(f"poll_s is a number of seconds in (0, 60], got {poll_s!r}")
-        return AsyncWatch(self, start, end, after, float(poll_s))
+        if (
+            isinstance(progress_s, bool)
+            or not isinstance(progress_s, int | float)
+            or not 0 < progress_s <= 60
+        ):
+            raise InvalidArgument(
+                f"progress_s is a number of seconds in (0, 60], got {progress_s!r}"
+            )
+        return AsyncWatch(self, start, end, after, float(progress_s))
 
     # Overloads so that mypy infers T from a coroutine function and from a plain one alike
     # (found by review: one `Awaitable[T] | T` rejected the README's usage).

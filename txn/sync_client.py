@@ -30,7 +30,7 @@ from txn.retry import (
 from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
 from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
-from txn.watch import DEFAULT_POLL_S, AsyncWatch
+from txn.watch import DEFAULT_PROGRESS_S, AsyncWatch
 
 __all__ = ["Client", "Snapshot", "Transaction", "Watch", "transactional"]
 
@@ -520,11 +520,11 @@ class Client:
         end: bytes | None = None,
         *,
         after: int | None = None,
-        poll_s: float = DEFAULT_POLL_S,
+        progress_s: float = DEFAULT_PROGRESS_S,
     ) -> Watch:
         """Every change of [start, end) from now on (or after version `after`), in commit
         order: `for changes in client.watch(a, b):`. See `AsyncClient.watch`."""
-        return Watch(self, self._async.watch(start, end, after=after, poll_s=poll_s))
+        return Watch(self, self._async.watch(start, end, after=after, progress_s=progress_s))
 
     def run(
         self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs

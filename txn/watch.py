@@ -2,12 +2,18 @@
 
 A watch reads in rounds. Each round takes a fresh timestamp `at` and reads every change of
 the range in (through, at] from the shards' MVCC history (`router.watch_lanes`: the
-shards' pages, delivered in version order), then `through` becomes `at`. A round that
-found nothing is followed by a pause of `poll_s` (the price of a watch built on reads: a
-change is seen within about `poll_s` plus one round, not pushed). Because a round reads
-at a snapshot timestamp, every change at or below it is final when delivered: a
+shards' pages, delivered in version order), then `through` becomes `at`. Because a round
+reads at a snapshot timestamp, every change at or below it is final when delivered: a
 transaction's writes arrive together, in its commit's version, and nothing delivered is
 ever taken back or reordered.
+
+A round that found nothing is followed by waits: one per shard of the range, parked at
+the shard's leader until it applies a version of the range above `through` (node rule 16,
+`shard.change_waits`). The first that answers changed starts the next round, so a change
+is pushed, not polled for. A wait is only a hint (the round decides what is delivered),
+so one lost, refused or answered late costs a round at the next `progress_s` at worst:
+the watch reads a round at least that often, which also moves `through` while nothing
+changes (etcd's progress notifications).
 """
 
 from __future__ import annotations
@@ -21,14 +27,20 @@ from router import kv_pb2 as kv
 from router.cache import ScanPart
 from router.errors import UnknownGroup, WrongShard
 from router.watch_lanes import Change, ChangesRound, Lane
-from txn.errors import ServerError
+from txn.errors import DeadlineExceeded, ServerError, Unavailable
 from txn.hlc import LOGICAL_BITS
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
 
-DEFAULT_POLL_S = 0.1
-"""How long a watch waits after a round that found no change before it reads again."""
+DEFAULT_PROGRESS_S = 1.0
+"""The longest a watch with nothing to deliver waits for a shard's word before it reads a
+round anyway (and moves `through`)."""
+
+WAIT_S = 2.0
+"""How long one wait for a change asks to be held at a node (which answers unchanged at
+half the request's time, at most half its own request timeout): twice this is its
+request's timeout."""
 
 ROUND_WINDOW = 1_000_000 << LOGICAL_BITS
 """The most history one round reads: 1 s of hybrid-clock time (a watch far behind catches
@@ -53,12 +65,20 @@ class AsyncWatch:
     """
 
     def __init__(
-        self, client: AsyncClient, start: bytes, end: bytes | None, after: int | None, poll_s: float
+        self,
+        client: AsyncClient,
+        start: bytes,
+        end: bytes | None,
+        after: int | None,
+        progress_s: float,
     ) -> None:
         self._client = client
         self._start = start
         self._end = end
-        self._poll_s = poll_s
+        self._progress_s = progress_s
+        # The waits for a change in flight, by the shard part they wait on: one still
+        # parked when a round starts is kept for the next idle time (it has seen nothing).
+        self._waits: dict[tuple[int, bytes, bytes | None], asyncio.Task[bool]] = {}
         self._through = after
         self._batches = self._rounds()
         # The read of the next batch, kept across a `next_batch` that timed out.
@@ -127,6 +147,9 @@ class AsyncWatch:
         """Stop the watch (a read in progress is abandoned; a `next_batch` waiting on it
         ends with StopAsyncIteration)."""
         self._closed = True
+        for task in self._waits.values():
+            task.cancel()
+        self._waits.clear()
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.cancel()
@@ -189,7 +212,53 @@ class AsyncWatch:
                     self._through = changes_round.delivered_through
             self._through = at
             if not found and at == now:
-                await asyncio.sleep(self._poll_s)
+                await self._wait_for_change()
+
+    async def _wait_for_change(self) -> None:
+        """Until a shard of the range says a version above `through` was applied there, or
+        `progress_s` passed."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._progress_s
+        while (left := until - loop.time()) > 0:
+            parts = {
+                (d.group_id, start, end) for d, start, end in self._plan(self._start, self._end)
+            }
+            for part in self._waits.keys() - parts:
+                self._waits.pop(part).cancel()  # the map changed: not a part any more
+            for part in parts - self._waits.keys():
+                self._waits[part] = asyncio.ensure_future(self._await_change(*part))
+            done, _ = await asyncio.wait(
+                self._waits.values(), timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            changed = False
+            for part, task in list(self._waits.items()):
+                if task in done:
+                    del self._waits[part]
+                    changed = task.result() or changed
+            if changed:
+                return
+
+    async def _await_change(self, group_id: int, start: bytes, end: bytes | None) -> bool:
+        """Whether group `group_id` applied a version of [start, end) above `through`
+        within WAIT_S; True too when it cannot say (the round finds out)."""
+        assert self._through is not None
+        op = kv.ScanRequest(start=start, changes_after=self._through, await_change=True)
+        if end is not None:
+            op.end = end
+        try:
+            response = await self._client._send(
+                kv.Request(scan=op), group_id=group_id, write=False, timeout_s=2 * WAIT_S
+            )
+        except (WrongShard, UnknownGroup, Unavailable, DeadlineExceeded):
+            # The map changed, or no replica answered in time: a round plans again and
+            # reads with the client's whole timeout, raising what it meets.
+            return True
+        if not response.scan.waited:
+            raise ServerError(
+                f"group {group_id}'s leader answered a wait for a change with a read: it "
+                "predates push watches; upgrade the nodes before watching"
+            )
+        return response.scan.changed
 
     def _plan(self, start: bytes, end: bytes | None) -> list[ScanPart]:
         return self._client._routing.routing.plan_scan(start, end)

@@ -63,6 +63,17 @@ def test_a_watch_across_shards_sees_every_change_in_commit_order(client: txn.Cli
     assert watch.through is not None and watch.through >= last
 
 
+def test_changes_are_pushed_to_a_watch_with_nothing_to_poll_for(client: txn.Client) -> None:
+    """A progress interval of a minute: each change still arrives within seconds, because
+    the shard's leader answers the watch's parked wait when it applies the write."""
+    run = secrets.token_hex(3).encode()
+    with client.watch(b"p/" + run, b"p/" + run + b"\xff", progress_s=60) as watch:
+        assert watch.next_batch(timeout_s=0.5) == []  # idle: its waits are parked now
+        for i in range(3):
+            version = client.put(b"p/" + run + b"%d" % i, b"v")
+            assert [c.version for c in watch.next_batch(timeout_s=15)] == [version]
+
+
 def test_a_watch_resumes_after_any_version(client: txn.Client) -> None:
     run = secrets.token_hex(3).encode()
     with client.snapshot() as snap:
@@ -133,8 +144,8 @@ def test_bad_watch_arguments_are_refused_at_the_call(client: txn.Client) -> None
         ((b"a", b"a"), {}),
         (("a",), {}),
         ((b"a",), {"after": -1}),
-        ((b"a",), {"poll_s": 0}),
-        ((b"a",), {"poll_s": True}),
+        ((b"a",), {"progress_s": 0}),
+        ((b"a",), {"progress_s": True}),
     ):
         with pytest.raises(txn.InvalidArgument):
             client.watch(*args, **kwargs)  # type: ignore[arg-type]

@@ -670,8 +670,9 @@ def _unknown_write(key: bytes, value: bytes | None) -> TxnResult:
     return TxnResult(txn_id=b"", status="info", writes={key: value})
 
 
-#: How long the watcher's rounds wait after finding nothing (virtual seconds).
-WATCH_POLL_S = 0.05
+#: The watcher's progress interval (virtual seconds): long enough that most rounds are
+#: started by a shard's answer to a wait for a change, short enough that a lost wait shows.
+WATCH_PROGRESS_S = 0.3
 
 
 class WatchSegment:
@@ -720,7 +721,7 @@ class SimWatcher:
         segment: WatchSegment | None = None
         while True:
             after = None if segment is None else segment.through
-            watch = self.real.client.watch(b"", None, after=after, poll_s=WATCH_POLL_S)
+            watch = self.real.client.watch(b"", None, after=after, progress_s=WATCH_PROGRESS_S)
             try:
                 start = await watch.start()
                 if segment is None:

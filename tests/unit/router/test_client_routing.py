@@ -41,6 +41,9 @@ CLUSTER = "test"
 DROP = "drop"  # swallow the request: no answer
 BREAK = "break"  # abort the stream
 DRAINED = "drained"  # a stopping node: answer nothing more, say `drained`, keep the stream
+HELD = "held"  # a wait for a change (node rule 16): answered by the stream once it changed
+#: How often a stream looks again at the waits it holds.
+HELD_CHECK_S = 0.005
 
 Hook = Callable[["FakeNode", kv.Request], Any]
 
@@ -115,22 +118,39 @@ class FakeNode(kv_pb2_grpc.KVServicer):
         return kv.ShardMapResponse(shard_map=shard_map)
 
     async def Batch(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        async for batch in request_iterator:
-            self.batches_received += 1
-            responses = []
-            for request in batch.requests:
-                outcome = self.cluster.handle(self, request)
-                if outcome == BREAK:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "injected stream break")
-                if outcome == DRAINED:
-                    yield kv.ResponseBatch(responses=responses, drained=True)
-                    await asyncio.Future()  # as shard.server: open until the client ends it
-                if isinstance(outcome, kv.Response):
-                    responses.append(outcome)
-                elif isinstance(outcome, list):  # answers to this request and earlier ones
-                    responses.extend(outcome)
-            if responses:
-                yield kv.ResponseBatch(responses=responses)
+        held: list[kv.Request] = []  # waits for a change, answered once their range changed
+        incoming = aiter(request_iterator)
+        reading = asyncio.ensure_future(anext(incoming, None))
+        try:
+            while True:
+                await asyncio.wait({reading}, timeout=HELD_CHECK_S if held else None)
+                responses = [
+                    self.cluster.wait_answer(r.id) for r in held if self.cluster.changed(r.scan)
+                ]
+                held = [r for r in held if not self.cluster.changed(r.scan)]
+                if reading.done():
+                    batch = reading.result()
+                    if batch is None:
+                        return
+                    reading = asyncio.ensure_future(anext(incoming, None))
+                    self.batches_received += 1
+                    for request in batch.requests:
+                        outcome = self.cluster.handle(self, request)
+                        if outcome == BREAK:
+                            await context.abort(grpc.StatusCode.UNAVAILABLE, "injected break")
+                        if outcome == DRAINED:
+                            yield kv.ResponseBatch(responses=responses, drained=True)
+                            await asyncio.Future()  # as shard.server: open until the end
+                        if outcome == HELD:
+                            held.append(request)
+                        elif isinstance(outcome, kv.Response):
+                            responses.append(outcome)
+                        elif isinstance(outcome, list):  # to this request and earlier ones
+                            responses.extend(outcome)
+                if responses:
+                    yield kv.ResponseBatch(responses=responses)
+        finally:
+            reading.cancel()
 
 
 class FakeCluster:
@@ -221,6 +241,8 @@ class FakeCluster:
             inside = desc.contains(op.key)
         if not inside:
             return error_response(request, kv.WRONG_SHARD, map_version=self.map.version)
+        if kind == "scan" and op.await_change and not self.predates_watches:
+            return self.wait_answer(request.id) if self.changed(op) else HELD
         return self.apply(kind, op, request.id)
 
     def apply(self, kind: str, op: Any, request_id: int) -> kv.Response:
@@ -283,6 +305,19 @@ class FakeCluster:
                 now = self.store.get(key)
                 self.history.append((self.clock, key, None if now is None else now[0]))
         return response
+
+    def changed(self, op: kv.ScanRequest) -> bool:
+        """Whether the range of a wait for a change holds a version above its after."""
+        end = op.end if op.HasField("end") else None
+        return any(
+            version > op.changes_after and key >= op.start and (end is None or key < end)
+            for version, key, _ in self.history
+        )
+
+    @staticmethod
+    def wait_answer(request_id: int) -> kv.Response:
+        """A wait's answer: changed (a held one is answered only once it is)."""
+        return kv.Response(id=request_id, scan=kv.ScanResponse(changed=True, waited=True))
 
     def _changes(self, op: kv.ScanRequest, answer: kv.ScanResponse) -> None:
         """As `ShardStateMachine.changes`, cutting only at keys (`changes_keys_per_page`)."""

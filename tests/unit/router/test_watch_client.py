@@ -1,6 +1,6 @@
 """`txn.AsyncClient.watch` against fake nodes (`test_client_routing.FakeCluster`, split at
 g and p): pages cut at keys, a split under a watch, an old node, timeouts that lose nothing,
-resuming from `through`."""
+resuming from `through`, changes pushed by the shards' waits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from test_client_routing import FakeCluster, with_cluster
 
 import txn
+from router import kv_pb2 as kv
 from router.watch_lanes import Change, ChangesRound
 
 
@@ -39,7 +40,7 @@ async def _batches(watch: txn.AsyncWatch, want: int) -> list[list[Change]]:
 async def test_changes_of_every_shard_arrive_in_version_order(cluster: FakeCluster) -> None:
     cluster.changes_keys_per_page = 1  # every page ends after one key: many lanes
     async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
-        async with client.watch(b"a", b"z", poll_s=0.01) as watch:
+        async with client.watch(b"a", b"z", progress_s=5) as watch:
             # Entering pinned every shard of the range at the start (a read there).
             assert cluster.count("scan") == 3
             made = await _writes(client, [b"q", b"b", b"h", b"c", b"b", b"y", b"zz", b"h"])
@@ -52,7 +53,7 @@ async def test_changes_of_every_shard_arrive_in_version_order(cluster: FakeClust
 @with_cluster
 async def test_a_watch_goes_on_across_a_split(cluster: FakeCluster) -> None:
     async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
-        async with client.watch(b"", None, poll_s=0.01) as watch:
+        async with client.watch(b"", None, progress_s=5) as watch:
             made = await _writes(client, [b"a", b"k", b"t"])
             assert await _batches(watch, 3) == [made]
             cluster.map = cluster.map.split(2, b"m", 4, (1, 2, 3), preferred_leader=1)
@@ -76,14 +77,14 @@ async def test_a_timed_out_wait_loses_nothing_and_a_watch_resumes_from_through(
     cluster: FakeCluster,
 ) -> None:
     async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
-        async with client.watch(b"a", b"z", poll_s=0.01) as watch:
+        async with client.watch(b"a", b"z", progress_s=5) as watch:
             assert await watch.next_batch(timeout_s=0.05) == []
             first = await _writes(client, [b"b"])
             assert await watch.next_batch(timeout_s=5) == first
             through = watch.through
         assert through is not None
         later = await _writes(client, [b"c", b"d"])
-        async with client.watch(b"a", b"z", after=through, poll_s=0.01) as resumed:
+        async with client.watch(b"a", b"z", after=through, progress_s=5) as resumed:
             assert [c for b in await _batches(resumed, 2) for c in b] == later
 
 
@@ -96,7 +97,7 @@ async def test_a_batch_left_by_a_timed_out_wait_is_not_counted_as_delivered(
     saw that batch."""
     async with (
         txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
-        client.watch(b"a", b"z", poll_s=0.01) as watch,
+        client.watch(b"a", b"z", progress_s=5) as watch,
     ):
         assert await watch.next_batch(timeout_s=0.01) == []  # the read goes on
         made = await _writes(client, [b"b"])
@@ -112,7 +113,7 @@ async def test_a_batch_left_by_a_timed_out_wait_is_not_counted_as_delivered(
 @with_cluster
 async def test_closing_a_watch_with_a_read_waiting_ends_it(cluster: FakeCluster) -> None:
     async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
-        watch = client.watch(b"a", b"z", poll_s=0.01)
+        watch = client.watch(b"a", b"z", progress_s=5)
         await watch.start()
         waiting = asyncio.ensure_future(watch.next_batch())
         await asyncio.sleep(0)  # it waits on the watch's read now
@@ -131,7 +132,7 @@ async def test_a_watch_that_failed_raises_its_error_again(cluster: FakeCluster) 
     went on ended as if the watch were done. An `after` ahead of the cluster's clock is no
     bare ValueError either: the client's clock takes it."""
     async with txn.AsyncClient(cluster.seeds(), timeout_s=1) as client:
-        watch = client.watch(b"a", b"z", poll_s=0.01)
+        watch = client.watch(b"a", b"z", progress_s=5)
         await watch.start()
         await _writes(client, [b"b"])  # the fake's clock moves with its writes
         cluster.predates_watches = True  # every read now answers values: ServerError
@@ -140,7 +141,7 @@ async def test_a_watch_that_failed_raises_its_error_again(cluster: FakeCluster) 
                 await watch.next_batch(timeout_s=5)
         await watch.aclose()
         cluster.predates_watches = False
-        ahead = client.watch(b"a", b"z", after=cluster.clock + 1000, poll_s=0.01)
+        ahead = client.watch(b"a", b"z", after=cluster.clock + 1000, progress_s=5)
         assert await ahead.next_batch(timeout_s=0.2) == []
         await ahead.aclose()
 
@@ -174,3 +175,62 @@ def test_a_round_refuses_pages_that_break_its_order() -> None:
         Change(12, b"c", b"x"),
     ]
     assert changes_round.done and changes_round.next_lane() is None
+
+
+@with_cluster
+async def test_a_change_is_pushed_not_polled_for(cluster: FakeCluster) -> None:
+    """With a progress interval of a minute, a change still arrives at once: the shard's
+    wait answers and starts a round. Without one, the watch would wait out the minute."""
+    waits: list[bytes] = []
+
+    def note_waits(node: object, request: kv.Request) -> None:
+        if request.WhichOneof("op") == "scan" and request.scan.await_change:
+            waits.append(request.scan.start)
+
+    cluster.hook = note_waits
+    async with (
+        txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
+        client.watch(b"a", b"z", progress_s=60) as watch,
+    ):
+        assert await watch.next_batch(timeout_s=0.05) == []
+        assert sorted(waits) == [b"a", b"g", b"p"]  # one wait per shard, parked
+        made = await _writes(client, [b"h"])
+        assert await watch.next_batch(timeout_s=5) == made
+        assert await watch.next_batch(timeout_s=0.05) == []
+        # The shard that changed was asked again; the two others' waits are still parked.
+        assert sorted(waits) == [b"a", b"g", b"g", b"p"]
+    assert watch._waits == {}
+
+
+@with_cluster
+async def test_while_nothing_changes_through_still_moves_every_progress_interval(
+    cluster: FakeCluster,
+) -> None:
+    async with (
+        txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
+        client.watch(b"a", b"z", progress_s=0.02) as watch,
+    ):
+        first = watch.through
+        assert first is not None
+        deadline = asyncio.get_running_loop().time() + 5
+        while watch.through == first and asyncio.get_running_loop().time() < deadline:
+            assert await watch.next_batch(timeout_s=0.05) == []
+        assert watch.through > first
+
+
+@with_cluster
+async def test_a_node_that_answers_a_wait_with_a_read_is_refused(cluster: FakeCluster) -> None:
+    """A node that predates push watches would not hold the wait: refused, not polled."""
+
+    def as_a_read(node: object, request: kv.Request) -> kv.Response | None:
+        if request.WhichOneof("op") == "scan" and request.scan.await_change:
+            return kv.Response(id=request.id, scan=kv.ScanResponse(changes=True))
+        return None
+
+    cluster.hook = as_a_read
+    async with (
+        txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
+        client.watch(b"a", b"z", progress_s=5) as watch,
+    ):
+        with pytest.raises(txn.ServerError, match="predates push watches"):
+            await watch.next_batch(timeout_s=5)

@@ -438,7 +438,6 @@ def test_the_backup_commands_help_states_the_library_s_sizes() -> None:
         (["--start", "x", "--prefix", "a"], "leave an empty range"),
         (["--count", "0"], "--count: must be >= 1"),
         (["--after-version", "-1"], "--after-version: must be 0 to"),
-        (["--poll", "0"], "--poll: must be > 0 seconds"),
     ],
 )
 def test_a_watch_of_an_empty_range_or_bad_option_is_a_usage_error(
