@@ -57,10 +57,10 @@ class ChangesRound:
         """Every lane is read up to `at` (and `deliver` has nothing held back for it)."""
         return all(lane.after >= self.at for lane in self._lanes)
 
-    def next_lane(self) -> Lane | None:
-        """The lane to read next: the one read least far (None once `done`)."""
-        behind = [lane for lane in self._lanes if lane.after < self.at]
-        return min(behind, key=lambda lane: lane.after) if behind else None
+    def behind(self) -> list[Lane]:
+        """The lanes still to be read (none once `done`): each may be read at once, in any
+        order, as `take` and `split` change only the lane they are given."""
+        return [lane for lane in self._lanes if lane.after < self.at]
 
     def split(self, lane: Lane, parts: list[tuple[bytes, bytes | None]]) -> None:
         """`lane` now lies across shards (the map changed): one lane per shard part, each

@@ -76,6 +76,7 @@ class AsyncWatch:
         self._start = start
         self._end = end
         self._progress_s = progress_s
+        self._page_changes = PAGE_CHANGES  # the simulator's watcher reads smaller pages
         # The waits for a change in flight, by the shard part they wait on: one still
         # parked when a round starts is kept for the next idle time (it has seen nothing).
         self._waits: dict[tuple[int, bytes, bytes | None], asyncio.Task[bool]] = {}
@@ -199,8 +200,8 @@ class AsyncWatch:
             parts = [(start, end) for _, start, end in self._plan(self._start, self._end)]
             changes_round = ChangesRound(parts, self._through, at)
             found = False
-            while (lane := changes_round.next_lane()) is not None:
-                batch = await self._read_lane(changes_round, lane)
+            while not changes_round.done:
+                batch = await self._read_pages(changes_round)
                 if batch:
                     found = True
                     # `through` moves when the caller gets the batch (`next_batch`), not
@@ -263,19 +264,32 @@ class AsyncWatch:
     def _plan(self, start: bytes, end: bytes | None) -> list[ScanPart]:
         return self._client._routing.routing.plan_scan(start, end)
 
-    async def _read_lane(self, changes_round: ChangesRound, lane: Lane) -> list[Change]:
-        """Read one page of `lane` into the round; the changes it lets the round deliver."""
+    async def _read_pages(self, changes_round: ChangesRound) -> list[Change]:
+        """Read a page of every lane still behind, all at once, into the round; the changes
+        it may deliver then (asked once every page is taken, so the order the pages came
+        in changes nothing)."""
+        reads = await asyncio.gather(
+            *(self._read_lane(changes_round, lane) for lane in changes_round.behind()),
+            return_exceptions=True,
+        )
+        for outcome in reads:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return changes_round.deliver()
+
+    async def _read_lane(self, changes_round: ChangesRound, lane: Lane) -> None:
+        """Read one page of `lane` into the round."""
         parts = self._plan(lane.start, lane.end)
         if len(parts) != 1:
             # The map changed: one lane per shard now.
             changes_round.split(lane, [(start, end) for _, start, end in parts])
-            return []
+            return
         group_id = parts[0][0].group_id
         answer = await self._read_changes(
-            group_id, lane.start, lane.end, lane.after, changes_round.at, PAGE_CHANGES
+            group_id, lane.start, lane.end, lane.after, changes_round.at, self._page_changes
         )
         if answer is None:
-            return []  # the lane is planned again
+            return  # the lane is planned again
         changes = [Change(i.version, i.key, None if i.deleted else i.value) for i in answer.items]
         covered_end = answer.covered_end if answer.HasField("covered_end") else None
         try:
@@ -284,7 +298,6 @@ class AsyncWatch:
             raise ServerError(
                 f"group {group_id} answered a read of changes wrongly: {exc}"
             ) from None
-        return changes_round.deliver()
 
     async def _read_changes(
         self, group_id: int, start: bytes, end: bytes | None, after: int, at: int, limit: int

@@ -673,6 +673,9 @@ def _unknown_write(key: bytes, value: bytes | None) -> TxnResult:
 #: The watcher's progress interval (virtual seconds): long enough that most rounds are
 #: started by a shard's answer to a wait for a change, short enough that a lost wait shows.
 WATCH_PROGRESS_S = 0.3
+#: Changes per page the watcher asks for: small, so its rounds read lanes cut into pages
+#: (and at once), as a watch of a busy range does with the default thousand.
+WATCH_PAGE_CHANGES = 2
 
 
 class WatchSegment:
@@ -722,6 +725,7 @@ class SimWatcher:
         while True:
             after = None if segment is None else segment.through
             watch = self.real.client.watch(b"", None, after=after, progress_s=WATCH_PROGRESS_S)
+            watch._page_changes = WATCH_PAGE_CHANGES
             try:
                 start = await watch.start()
                 if segment is None:

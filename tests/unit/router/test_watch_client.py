@@ -150,8 +150,7 @@ def test_a_round_refuses_pages_that_break_its_order() -> None:
     """A node bug must not reorder or repeat changes: pages covering nothing new, or
     holding changes outside what they cover, are refused."""
     changes_round = ChangesRound([(b"a", b"m")], 10, 20)
-    lane = changes_round.next_lane()
-    assert lane is not None
+    (lane,) = changes_round.behind()
     for changes, covered_end, through in (
         ([], None, 10),  # through not above the lane
         ([], None, 21),  # past the round
@@ -166,15 +165,15 @@ def test_a_round_refuses_pages_that_break_its_order() -> None:
     changes_round.take(lane, [Change(12, b"c", b"x"), Change(11, b"b", None)], b"d", 20)
     # The rest of the lane is still at 10: nothing above it can be delivered yet.
     assert changes_round.deliver() == [] and changes_round.delivered_through == 10
-    rest = changes_round.next_lane()
-    assert rest is not None and (rest.start, rest.end, rest.after) == (b"d", b"m", 10)
+    (rest,) = changes_round.behind()
+    assert (rest.start, rest.end, rest.after) == (b"d", b"m", 10)
     changes_round.take(rest, [Change(11, b"k", b"y")], None, 20)
     assert changes_round.deliver() == [
         Change(11, b"b", None),
         Change(11, b"k", b"y"),
         Change(12, b"c", b"x"),
     ]
-    assert changes_round.done and changes_round.next_lane() is None
+    assert changes_round.done and changes_round.behind() == []
 
 
 @with_cluster
