@@ -141,7 +141,7 @@ def _delay_row(name: str, delays: list[float], writes: int) -> dict[str, float]:
 
 async def _round_cost(client: AsyncClient, n: int, node_pids: list[int]) -> dict[str, Any]:
     """p50 seconds of an idle round over a range holding `n` keys, and node CPU per round."""
-    prefix = b"r-" + secrets.token_hex(3).encode() + b"/"
+    prefix = b"w-" + secrets.token_hex(3).encode() + b"/"  # outside the delay's range
     for start in range(0, n, 500):
         async with client.transaction() as tx:
             for i in range(start, min(n, start + 500)):
