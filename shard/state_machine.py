@@ -65,6 +65,7 @@ Rules
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Iterator, Sequence
 
@@ -163,6 +164,14 @@ _SCAN_PAGE = 256
 #: A restore a crash interrupted is redone at open in batches of about this many bytes.
 REDO_STEP_BYTES = 8 * 1024 * 1024
 
+RECENT_VERSIONS = 100_000
+"""Versions a shard lists in memory by version, newest kept (`changes`): a read of changes
+above the oldest one listed visits only the keys that changed, so a watch's round costs
+what changed, not what its range holds. When the list grows past this many versions, or
+its keys past RECENT_KEY_BYTES, its older half is dropped."""
+
+RECENT_KEY_BYTES = 16 * 1024 * 1024
+
 _OK_NO_WRITE = CommandResult(Status.OK, 0)
 
 
@@ -175,6 +184,7 @@ class ShardStateMachine:
         key_range: tuple[bytes, bytes | None],
         engine: Engine,
         redo_step_bytes: int = REDO_STEP_BYTES,
+        recent_versions: int = RECENT_VERSIONS,
     ) -> None:
         start, end = key_range
         if end is not None and end <= start:
@@ -216,6 +226,13 @@ class ShardStateMachine:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
         else:
             self._applied_index, self._max_version, self._gc_horizon = unpack_meta(meta)
+        # (version, key) of the versions staged since this state was opened or restored,
+        # sorted (a commit may stage a version below the newest): every version above
+        # `_recent_floor` is listed. Derived, never stored: a restart starts it empty.
+        self._recent: list[tuple[int, bytes]] = []
+        self._recent_bytes = 0
+        self._recent_floor = self._max_version
+        self._recent_max = max(2, recent_versions)
         # A collection pass in progress (start_gc / gc_step): the next version record to
         # read, and the escaped key it was reading with whether that key's newest version at
         # or below the horizon was met and, if that version is a tombstone, its record.
@@ -267,6 +284,22 @@ class ShardStateMachine:
         timestamps (a client may report a commit at one on the votes alone), decisions, and
         the GC horizon (reads below it are refused, so a clock below it is of no use)."""
         return max(self._max_version, self._newest_txn_ts, self._gc_horizon)
+
+    def _staged_version(self, key: bytes, version: int) -> None:
+        """List a version just staged (for `take_written` and `changes`)."""
+        self._written.append((key, version))
+        recent = self._recent
+        entry = (version, key)
+        if not recent or recent[-1] < entry:
+            recent.append(entry)
+        else:
+            bisect.insort(recent, entry)
+        self._recent_bytes += len(key)
+        if len(recent) > self._recent_max or self._recent_bytes > RECENT_KEY_BYTES:
+            dropped = (len(recent) + 1) // 2
+            self._recent_floor = max(self._recent_floor, recent[dropped - 1][0])
+            del recent[:dropped]
+            self._recent_bytes = sum(len(k) for _, k in recent)
 
     def take_written(self) -> list[tuple[bytes, int]]:
         """The (key, version) of every version and tombstone staged since the last call."""
@@ -389,7 +422,7 @@ class ShardStateMachine:
         max_version = self._max_version
         version = ts if ts > max_version else max_version + 1
         self._max_version = version
-        self._written.append((key, version))
+        self._staged_version(key, version)
         if value is None:
             batch.put(self._version_key(key, version, KIND_TOMBSTONE), b"")
             batch.put(self._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))
@@ -763,7 +796,33 @@ class ShardStateMachine:
         collector = ChangesCollector(after, at, limit, max_bytes, max_records)
         if (end is not None and end <= start) or after >= at:
             return collector.end()  # an empty window (a watch's start pin): nothing to read
-        lo, hi = self._version_records(start, end)
+        if after >= self._recent_floor:
+            # Every version above `after` is listed: read only the keys that changed.
+            spans = [
+                self._version_records(k, k + b"\x00") for k in self._changed(start, end, after, at)
+            ]
+        else:
+            spans = [self._version_records(start, end)]
+        for lo, hi in spans:
+            page = self._offer_changes(collector, lo, hi, after)
+            if page is not None:
+                return page
+        return collector.end()
+
+    def _changed(self, start: bytes, end: bytes | None, after: int, at: int) -> list[bytes]:
+        """The keys of [start, end) with a listed version in (after, at], in order."""
+        recent = self._recent
+        lo = bisect.bisect_left(recent, (after + 1, b""))
+        hi = bisect.bisect_left(recent, (at + 1, b""), lo)
+        return sorted(
+            {key for _, key in recent[lo:hi] if start <= key and (end is None or key < end)}
+        )
+
+    def _offer_changes(
+        self, collector: ChangesCollector, lo: bytes, hi: bytes, after: int
+    ) -> ChangesPage | None:
+        """Offer the version records in [lo, hi) above `after` to `collector`, key by key;
+        the page it returns when it must end before a key (else None)."""
         prefix_len = len(self._version_prefix)
         body = b""
         below_window = False  # the current key's records left are all at or below `after`
@@ -785,7 +844,7 @@ class ShardStateMachine:
                     continue
                 collector.offer(version, None if record_key[-1] == KIND_TOMBSTONE_INT else value)
             if len(records) < _SCAN_PAGE:
-                return collector.end()
+                return None
             # A page that ends inside a key's old history goes on past all of it (found by
             # review: a hot key's every retained version was read on every poll).
             lo = body[:-2] + KEY_TERMINATOR_END if below_window else records[-1][0] + b"\x00"
@@ -1011,6 +1070,9 @@ class ShardStateMachine:
         self._applied_index = applied_index
         self._max_version = max_version
         self._gc_horizon = gc_horizon
+        self._recent.clear()
+        self._recent_bytes = 0
+        self._recent_floor = max_version
 
 
 class _BatchTxnStore:
@@ -1088,7 +1150,7 @@ class _BatchTxnStore:
     def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
         sm = self._sm
         batch = self._batch
-        sm._written.append((key, version))
+        sm._staged_version(key, version)
         if value is None:
             batch.put(sm._version_key(key, version, KIND_TOMBSTONE), b"")
             batch.put(sm._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))

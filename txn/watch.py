@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from router import kv_pb2 as kv
 from router.cache import ScanPart
@@ -227,7 +227,8 @@ class AsyncWatch:
             for part in self._waits.keys() - parts:
                 self._waits.pop(part).cancel()  # the map changed: not a part any more
             for part in parts - self._waits.keys():
-                self._waits[part] = asyncio.ensure_future(self._await_change(*part))
+                task = self._waits[part] = asyncio.ensure_future(self._await_change(*part))
+                task.add_done_callback(_mark_retrieved)
             done, _ = await asyncio.wait(
                 self._waits.values(), timeout=left, return_when=asyncio.FIRST_COMPLETED
             )
@@ -329,8 +330,9 @@ def _check_changes(answer: kv.ScanResponse, group_id: int) -> None:
         )
 
 
-def _mark_retrieved(read: asyncio.Future[tuple[list[Change], int]]) -> None:
-    """A read's error is raised by the next `next_batch`, if one comes: a watch left
-    without one (its client closed under it) must not log "exception never retrieved"."""
+def _mark_retrieved(read: asyncio.Future[Any]) -> None:
+    """A read's error is raised by the next `next_batch`, if one comes, and a wait's by the
+    round that takes its answer: a watch left without one (failed, or its client closed
+    under it) must not log "exception never retrieved"."""
     if not read.cancelled():
         read.exception()

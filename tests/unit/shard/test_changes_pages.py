@@ -6,6 +6,9 @@ from typing import Any
 
 from router.watch_lanes import Change
 from shard.changes import ChangesCollector, ChangesPage
+from shard.codec import encode_put
+from shard.engine import MemEngine
+from shard.state_machine import ShardStateMachine
 
 
 def _page(
@@ -67,13 +70,10 @@ def test_one_change_over_the_byte_budget_is_a_page_of_its_own() -> None:
 
 def test_a_read_of_changes_stops_at_each_keys_first_version_below_its_window() -> None:
     """Found by review: a hot key's whole history (every version the retention keeps) was
-    read on every poll; a key's records come newest first, so the rest are skipped."""
-    from shard.codec import encode_put
-    from shard.engine import MemEngine
-    from shard.state_machine import ShardStateMachine
-
+    read on every poll; a key's records come newest first, so the rest are skipped. (A
+    shard listing two versions: these windows lie below them, so every key is visited.)"""
     engine = MemEngine()
-    sm = ShardStateMachine(1, (b"", None), engine)
+    sm = ShardStateMachine(1, (b"", None), engine, recent_versions=2)
     for slot in range(1, 2001):
         batch = engine.new_batch()
         sm.apply(slot, [encode_put(b"hot", b"%d" % slot, slot)], batch)
@@ -103,3 +103,42 @@ def test_a_read_of_changes_stops_at_each_keys_first_version_below_its_window() -
         (b"next", b"n"),  # versions 2001 and 2002: one command after the other
         (b"a", b"a"),
     ]
+
+
+def test_a_read_of_changes_visits_only_the_keys_that_changed_in_its_window() -> None:
+    """A shard lists the versions it staged (`RECENT_VERSIONS`): a window above the oldest
+    listed reads the records of the keys changed in it alone, so a watch's round over a
+    large range costs what changed; a window below it (versions from before a restart, or
+    dropped from the list) reads every key of the range, with the same answer."""
+    engine = MemEngine()
+    sm = ShardStateMachine(1, (b"", None), engine)
+    batch = engine.new_batch()
+    sm.apply(1, [encode_put(b"k%04d" % i, b"v", 1) for i in range(1000)], batch)
+    engine.write(batch, sync=False)
+    sm = ShardStateMachine(1, (b"", None), engine)  # reopened: nothing listed
+    before = sm.max_version
+    batch = engine.new_batch()
+    sm.apply(2, [encode_put(b"k0500", b"new", 2), encode_put(b"k0007", b"new", 2)], batch)
+    engine.write(batch, sync=False)
+    read: list[int] = []
+    scan = engine.scan
+
+    def counted(lo: bytes, hi: bytes, limit: int | None = None, reverse: bool = False) -> Any:
+        records = scan(lo, hi, limit, reverse)
+        read.append(len(records))
+        return records
+
+    engine.scan = counted  # type: ignore[method-assign]
+    changed = sm.changes(b"", None, before, sm.max_version, 100, 1 << 20, 10_000)
+    assert [(c.key, c.value) for c in changed.changes] == [(b"k0500", b"new"), (b"k0007", b"new")]
+    assert sum(read) <= 4  # two keys, two versions each at most
+    read.clear()
+    everything = sm.changes(b"", None, 0, sm.max_version, 2000, 1 << 20, 10_000)
+    assert len(everything.changes) == 1002 and sum(read) >= 1002  # below the list: all keys
+    read.clear()
+    last_before = sm.changes(b"", None, before - 1, sm.max_version, 100, 1 << 20, 10_000)
+    assert [c.key for c in last_before.changes] == [b"k0999", b"k0500", b"k0007"]
+    assert sum(read) >= 1000
+    read.clear()
+    narrow = sm.changes(b"k0100", b"k0600", before, sm.max_version, 100, 1 << 20, 10_000)
+    assert [c.key for c in narrow.changes] == [b"k0500"] and sum(read) <= 2
