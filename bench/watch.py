@@ -9,7 +9,8 @@
    (default `progress_s`: changes pushed by the shards' waits); per write, the time from the
    put's answer to the watch handing its change over. Printed as p50 / p99 / max. The same
    against a 3-member etcd started from Debian's `etcd-server` in the same run (unless
-   `--no-etcd`): KV.Put and a Watch stream, both to its leader.
+   `--no-etcd`): KV.Put and a Watch stream, both to its leader. Last, the same with the
+   whole key space watched, once part 2 stored its keys.
 2. Round cost: a watch reads its whole range every round (`shard/changes.py`: every
    version record of the range, up to 10,000 a page). For ranges holding N keys (one
    version each, written first), the time of one round that finds nothing new: a fresh
@@ -92,8 +93,10 @@ async def _delays(
     return [seen[k] - acked[k] for k in keys]
 
 
-async def _paxoskv_delays(client: AsyncClient, writes: int, gap_s: float) -> list[float]:
-    async with client.watch(b"c", b"u") as watch:
+async def _paxoskv_delays(
+    client: AsyncClient, writes: int, gap_s: float, start: bytes = b"c", end: bytes | None = b"u"
+) -> list[float]:
+    async with client.watch(start, end) as watch:
 
         async def watched() -> AsyncIterator[list[bytes]]:
             async for batch in watch:
@@ -188,8 +191,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             cpu = row.get("node_cpu_ms_per_round")
             print(
                 f"idle round over {n} keys: p50 {row['round_p50_ms']:.2f} ms"
-                + ("" if cpu is None else f", node CPU {cpu:.2f} ms per round")
+                + ("" if cpu is None else f", node CPU {cpu:.2f} ms per round"),
+                flush=True,
             )
+        stored = sum(row["keys"] for row in out["rounds"])
+        delays = await _paxoskv_delays(client, args.writes, gap_s, b"", None)
+        name = f"paxoskv, the whole key space watched ({stored:,} keys more stored)"
+        out["delay"]["paxoskv_whole"] = _delay_row(name, delays, args.writes)
     return out
 
 

@@ -221,14 +221,15 @@ class AsyncWatch:
         loop = asyncio.get_running_loop()
         until = loop.time() + self._progress_s
         while (left := until - loop.time()) > 0:
-            parts = {
-                (d.group_id, start, end) for d, start, end in self._plan(self._start, self._end)
-            }
-            for part in self._waits.keys() - parts:
+            # In the plan's order, never a set's: the simulator replays a run from its
+            # seed only if the waits go out in the same order in every process.
+            parts = [(d.group_id, s, e) for d, s, e in self._plan(self._start, self._end)]
+            for part in [p for p in self._waits if p not in parts]:
                 self._waits.pop(part).cancel()  # the map changed: not a part any more
-            for part in parts - self._waits.keys():
-                task = self._waits[part] = asyncio.ensure_future(self._await_change(*part))
-                task.add_done_callback(_mark_retrieved)
+            for part in parts:
+                if part not in self._waits:
+                    task = self._waits[part] = asyncio.ensure_future(self._await_change(*part))
+                    task.add_done_callback(_mark_retrieved)
             done, _ = await asyncio.wait(
                 self._waits.values(), timeout=left, return_when=asyncio.FIRST_COMPLETED
             )
