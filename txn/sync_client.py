@@ -87,9 +87,11 @@ class Transaction:
         """A copy of the key ranges [start, end) scanned so far (end None: to the last key)."""
         return self._inner.scanned_ranges
 
-    def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
+    def get(self, key: bytes, *, for_update: bool = False, snapshot: bool = False) -> bytes | None:
         """See `AsyncTransaction.get`."""
-        return self._client._call(self._inner.get(key, for_update=for_update), writes=False)
+        return self._client._call(
+            self._inner.get(key, for_update=for_update, snapshot=snapshot), writes=False
+        )
 
     def scan(
         self,
@@ -99,10 +101,14 @@ class Transaction:
         *,
         reverse: bool = False,
         for_update: bool = False,
+        snapshot: bool = False,
     ) -> list[tuple[bytes, bytes]]:
-        """See `AsyncTransaction.scan` (the range is protected against phantoms)."""
+        """See `AsyncTransaction.scan` (the range is protected against phantoms, unless
+        `snapshot`)."""
         return self._client._call(
-            self._inner.scan(start, end, limit, reverse=reverse, for_update=for_update),
+            self._inner.scan(
+                start, end, limit, reverse=reverse, for_update=for_update, snapshot=snapshot
+            ),
             writes=False,
         )
 

@@ -108,9 +108,11 @@ class AsyncTransaction:
 
     # -- reads
 
-    async def get(self, key: bytes, *, for_update: bool = False) -> bytes | None:
+    async def get(
+        self, key: bytes, *, for_update: bool = False, snapshot: bool = False
+    ) -> bytes | None:
         """The value of `key` as this transaction sees it: its own buffered write, else the
-        latest committed value (recorded in the read set).
+        latest committed value (recorded in the read set, unless `snapshot`).
 
         Args:
             key: the key (non-empty bytes).
@@ -121,6 +123,12 @@ class AsyncTransaction:
                 lock is a scheduling hint (wound-wait by age: an older transaction takes
                 it from a younger one, which then aborts and retries); correctness never
                 depends on it. Released when the commit or abort reaches the leader.
+            snapshot: read without recording the read (FoundationDB's snapshot reads):
+                the commit does not check it, so a change of the key by another
+                transaction meanwhile aborts nothing. For what the transaction only
+                reports or uses as a hint (a counter shown, a configuration value); the
+                transaction is no longer serializable with respect to that key. A key the
+                transaction read before is answered from that read.
 
         Returns:
             The value, or None when the key does not exist.
@@ -134,11 +142,20 @@ class AsyncTransaction:
                 began while this read was in flight (it did not validate the read).
         """
         key = _as_key(key)
+        snapshot = _as_flag(snapshot, "snapshot")
+        if snapshot and for_update:
+            raise InvalidArgument(
+                "for_update and snapshot exclude each other: a snapshot read takes no lock"
+            )
         self._check_open()
         if key in self._writes:
             return self._writes[key]
         if key in self._values and (not for_update or key in self._locked):
             return self._values[key]
+        if snapshot:
+            value, _version = await self._client._read_latest(key, self.txn_id)
+            self._check_open()
+            return value
         if for_update:
             await self._client._ready(self._client._deadline())
             self._check_open()  # closed while connecting: its abort knew no lock group here
@@ -161,6 +178,7 @@ class AsyncTransaction:
         *,
         reverse: bool = False,
         for_update: bool = False,
+        snapshot: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """The (key, value) with start <= key < end, in key order, as this transaction sees
         them (its buffered writes and deletes applied): every one, or the first `limit`
@@ -189,9 +207,12 @@ class AsyncTransaction:
                 transactions that update the same rows queue instead of aborting. Keys
                 added to the range later are not locked: the commit still refuses them as
                 phantoms. At most MAX_TXN_ITEMS (4,096) items.
+            snapshot: record neither the keys nor the range (as `get(snapshot=True)`):
+                keys added, changed or deleted in it by others meanwhile abort nothing.
 
         Raises:
-            InvalidArgument: a bad `start`, `end`, `limit`, `reverse` or `for_update`.
+            InvalidArgument: a bad `start`, `end`, `limit`, `reverse`, `for_update` or
+                `snapshot`, or both of the last two.
             Conflict, Unavailable, DeadlineExceeded, TransactionClosed: as `get`.
             LimitExceeded: `for_update` with a `limit` over MAX_TXN_ITEMS, or without a
                 limit over a range of more keys than that.
@@ -203,6 +224,11 @@ class AsyncTransaction:
         limit = _as_limit(limit)
         reverse = _as_flag(reverse, "reverse")
         for_update = _as_flag(for_update, "for_update")
+        snapshot = _as_flag(snapshot, "snapshot")
+        if snapshot and for_update:
+            raise InvalidArgument(
+                "for_update and snapshot exclude each other: a snapshot scan takes no locks"
+            )
         self._check_open()
         if for_update and limit > MAX_TXN_ITEMS:
             if not unlimited:
@@ -245,6 +271,8 @@ class AsyncTransaction:
                 f"holds more than MAX_TXN_ITEMS ({MAX_TXN_ITEMS}) keys: give a limit, or "
                 "split the work over several transactions"
             )
+        if snapshot:
+            return result
         horizon = result[-1][0] if result else last
         # The whole range was seen when the store had no more and the limit cut nothing.
         whole = resume is None and len(ordered) <= limit

@@ -176,6 +176,33 @@ def test_an_insert_into_a_scanned_range_aborts_the_scanner(
     assert client.get(b"ozz-scan-mine") is None
 
 
+def test_snapshot_reads_inside_a_transaction_abort_nothing(client: txn.Client) -> None:
+    """FoundationDB's snapshot reads: a key read, or a range scanned, with snapshot=True is
+    not checked at commit, so what others change there meanwhile aborts nothing; the same
+    read without it does (the control). Reads see the transaction's own writes either way."""
+    counter, mine, listed = b"snap-counter", b"snap-mine", b"snap-list/"
+    client.put(counter, b"1")
+    checked = client.transaction()
+    assert checked.get(counter) == b"1"
+    client.put(counter, b"2")
+    checked.put(mine, b"x")
+    with pytest.raises(txn.Conflict):
+        checked.commit()
+    tx = client.transaction()
+    assert tx.get(counter, snapshot=True) == b"2"
+    assert tx.scan(listed, listed + b"~", snapshot=True) == []
+    client.put(counter, b"3")
+    client.put(listed + b"new", b"1")
+    tx.put(mine, b"y")
+    assert tx.get(mine, snapshot=True) == b"y"
+    assert tx.scan(listed, listed + b"~", snapshot=True) == [(listed + b"new", b"1")]
+    tx.commit()
+    assert tx.read_set == {} and tx.scanned_ranges == []
+    assert client.get(mine) == b"y"
+    with pytest.raises(txn.InvalidArgument, match="exclude each other"):
+        client.transaction().get(counter, snapshot=True, for_update=True)
+
+
 def test_delete_range_is_phantom_safe_across_shards(
     gp_cluster: LocalCluster, client: txn.Client
 ) -> None:
