@@ -30,6 +30,20 @@ def _page(
     return collector.end()
 
 
+def _count_records_read(engine: MemEngine) -> list[int]:
+    """From now on, the number of records each of `engine`'s scans returns."""
+    read: list[int] = []
+    scan = engine.scan
+
+    def counted(lo: bytes, hi: bytes, limit: int | None = None, reverse: bool = False) -> Any:
+        records = scan(lo, hi, limit, reverse)
+        read.append(len(records))
+        return records
+
+    engine.scan = counted  # type: ignore[method-assign]
+    return read
+
+
 def test_the_window_is_after_exclusive_at_inclusive_oldest_first() -> None:
     page = _page([(b"a", [(30, b"a3"), (20, None), (10, b"a1")]), (b"b", [(20, b"b2")])], 10, 30)
     assert page == ChangesPage(
@@ -78,15 +92,7 @@ def test_a_read_of_changes_stops_at_each_keys_first_version_below_its_window() -
         batch = engine.new_batch()
         sm.apply(slot, [encode_put(b"hot", b"%d" % slot, slot)], batch)
         engine.write(batch, sync=False)
-    read: list[int] = []
-    scan = engine.scan
-
-    def counted(lo: bytes, hi: bytes, limit: int | None = None, reverse: bool = False) -> Any:
-        records = scan(lo, hi, limit, reverse)
-        read.append(len(records))
-        return records
-
-    engine.scan = counted  # type: ignore[method-assign]
+    read = _count_records_read(engine)
     page = sm.changes(b"", None, 1998, 2000, 100, 1 << 20, 1000)
     assert [c.value for c in page.changes] == [b"1999", b"2000"]
     assert sum(read) <= 256 + 1  # one page of the engine, not 2,000 records
@@ -120,15 +126,7 @@ def test_a_read_of_changes_visits_only_the_keys_that_changed_in_its_window() -> 
     batch = engine.new_batch()
     sm.apply(2, [encode_put(b"k0500", b"new", 2), encode_put(b"k0007", b"new", 2)], batch)
     engine.write(batch, sync=False)
-    read: list[int] = []
-    scan = engine.scan
-
-    def counted(lo: bytes, hi: bytes, limit: int | None = None, reverse: bool = False) -> Any:
-        records = scan(lo, hi, limit, reverse)
-        read.append(len(records))
-        return records
-
-    engine.scan = counted  # type: ignore[method-assign]
+    read = _count_records_read(engine)
     changed = sm.changes(b"", None, before, sm.max_version, 100, 1 << 20, 10_000)
     assert [(c.key, c.value) for c in changed.changes] == [(b"k0500", b"new"), (b"k0007", b"new")]
     assert sum(read) <= 4  # two keys, two versions each at most
