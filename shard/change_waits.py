@@ -12,27 +12,25 @@ shard when it parks, and then against every version the group applies.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from shard.errors import ShardError
+from shard.errors import VersionCompacted, WrongShard
 from shard.limits import MAX_CHANGES_RECORDS
 from shard.state_machine import ShardStateMachine
 
 P = TypeVar("P")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Wait(Generic[P]):
     start: bytes
     end: bytes | None
     after: int
     until: float
     pending: P
-
-    def sees(self, key: bytes, version: int) -> bool:
-        return version > self.after and self.start <= key and (self.end is None or key < self.end)
 
 
 class ChangeWaits(Generic[P]):
@@ -51,16 +49,27 @@ class ChangeWaits(Generic[P]):
         `group_id`, or until `until` (the core's clock)."""
         self._by_group.setdefault(group_id, []).append(_Wait(start, end, after, until, pending))
 
-    def woken(self, group_id: int, written: Iterable[tuple[bytes, int]]) -> list[P]:
-        """The waits of `group_id` that one of the (key, version) pairs it applied ends."""
+    def woken(self, group_id: int, written: Iterable[tuple[bytes, int]]) -> list[tuple[P, int]]:
+        """The waits of `group_id` that a (key, version) pair it applied ends, each with the
+        newest such version (its answer's `through`)."""
         waits = self._by_group.get(group_id)
         if not waits:
             return []
-        written = list(written)
-        ended = [w for w in waits if any(w.sees(key, version) for key, version in written)]
+        pairs = sorted(written)
+        keys = [key for key, _ in pairs]
+        ended: list[tuple[P, int]] = []
+        kept: list[_Wait[P]] = []
+        for wait in waits:
+            lo = bisect.bisect_left(keys, wait.start)
+            hi = len(keys) if wait.end is None else bisect.bisect_left(keys, wait.end, lo)
+            newest = max((version for _, version in pairs[lo:hi]), default=0)
+            if newest > wait.after:
+                ended.append((wait.pending, newest))
+            else:
+                kept.append(wait)
         if ended:
-            self._keep(group_id, [w for w in waits if w not in ended])
-        return [w.pending for w in ended]
+            self._keep(group_id, kept)
+        return ended
 
     def woken_all(self, group_id: int) -> list[P]:
         """Every wait of `group_id` (its state was replaced by a snapshot)."""
@@ -88,14 +97,17 @@ class ChangeWaits(Generic[P]):
             del self._by_group[group_id]
 
 
-def changed_since(shard: ShardStateMachine, start: bytes, end: bytes | None, after: int) -> bool:
-    """Whether [start, end) of `shard` holds a version above `after`, or may: a look cut by
-    its record budget, or refused (below the GC horizon: the round's read says why)."""
+def changed_since(shard: ShardStateMachine, start: bytes, end: bytes | None, after: int) -> int:
+    """A version of [start, end) in `shard` above `after`, or the shard's newest when there
+    may be one (a look cut by its record budget, or refused below the GC horizon: the
+    round's read says why); 0 when there is none."""
     newest = shard.max_version
     if newest <= after:
-        return False
+        return 0
     try:
         page = shard.changes(start, end, after, newest, 1, 1 << 20, MAX_CHANGES_RECORDS)
-    except ShardError:
-        return True
-    return bool(page.changes) or page.covered_end is not None or page.through < newest
+    except (VersionCompacted, WrongShard):
+        return newest
+    if page.changes:
+        return page.changes[0].version
+    return newest if page.covered_end is not None or page.through < newest else 0

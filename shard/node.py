@@ -135,8 +135,9 @@ Rules
 16. A wait for a change (a watch between rounds, `shard.change_waits`) is a hint, never a
    read: it is answered from what this replica has applied, changed as soon as a version
    of its range above its `changes_after` is (checked when it parks, then against every
-   version applied), unchanged once half its time is up (so the answer reaches a client
-   still waiting for it), or at a stop. It holds nothing and blocks no write.
+   version applied; the answer names that version), unchanged once half its time is up
+   (so the answer reaches a client still waiting for it), or at a stop. It holds nothing
+   and blocks no write.
 """
 
 from __future__ import annotations
@@ -370,6 +371,7 @@ class NodeCore:
             else:
                 desc = bootstrap_map.group(group_id)
                 app = ShardStateMachine(group_id, (desc.start, desc.end), disk.engine)
+                app.record_written()  # rule 16: what wakes the waits
             self.hosts[group_id] = GroupHost(group_id, self._load_replica(group_id, app), app)
         # Rule 10: the clock starts above every timestamp the stored groups show.
         self._hlc.observe(self._stored_timestamps_floor())
@@ -980,35 +982,37 @@ class NodeCore:
         """Rule 16: answer a wait for a change now if its range changed, else park it."""
         op = pending.request
         end = op.end if op.HasField("end") else host.shard.key_range[1]
-        # A replica restoring a snapshot parks it unchecked: the restore's end wakes it.
-        if host.restore is None and changed_since(host.shard, op.start, end, op.changes_after):
-            self._reply_wait(pending, changed=True)
+        # (A replica restoring a snapshot refused it at admission.)
+        version = changed_since(host.shard, op.start, end, op.changes_after)
+        if version:
+            self._reply_wait(pending, version)
             return
         until = self._now + (pending.deadline - self._now) / 2
         self._change_waits.park(host.group_id, op.start, end, op.changes_after, until, pending)
 
-    def _reply_wait(self, pending: _Pending, *, changed: bool) -> None:
-        pending.reply(
-            kv.Response(id=pending.request_id, scan=kv.ScanResponse(changed=changed, waited=True))
-        )
+    def _reply_wait(self, pending: _Pending, version: int = 0) -> None:
+        """Answer a wait: changed at `version` (the client's next round reads at least up
+        to it, or a clock behind it would have it read below it again and again), or not."""
+        answer = kv.ScanResponse(changed=version > 0, through=version, waited=True)
+        pending.reply(kv.Response(id=pending.request_id, scan=answer))
 
     def _wake_change_waits(self, host: GroupHost) -> None:
         """Rule 16: answer the waits a version this group just applied ends."""
         if isinstance(host.app, ShardStateMachine):
             written = host.app.take_written()
             if written:
-                for pending in self._change_waits.woken(host.group_id, written):
-                    self._reply_wait(pending, changed=True)
+                for pending, version in self._change_waits.woken(host.group_id, written):
+                    self._reply_wait(pending, version)
 
     def _wake_restored(self, host: GroupHost) -> None:
         """Rule 16: a snapshot replaced the group's state; its waits all look again."""
         for pending in self._change_waits.woken_all(host.group_id):
-            self._reply_wait(pending, changed=True)
+            self._reply_wait(pending, max(host.shard.max_version, 1))
 
     def end_change_waits(self) -> None:
         """Rule 16: answer every wait for a change unchanged (the node is stopping)."""
         for pending in self._change_waits.take_all():
-            self._reply_wait(pending, changed=False)
+            self._reply_wait(pending)
 
     def _begin_commit(
         self,
@@ -1376,7 +1380,7 @@ class NodeCore:
             self._parked, now, "the snapshot read waited too long for a prepared transaction"
         )
         for pending in self._change_waits.due(now):
-            self._reply_wait(pending, changed=False)
+            self._reply_wait(pending)
         self._clock_waits = self._unexpired(
             self._clock_waits, now, "the snapshot timestamp stayed ahead of this node's clock"
         )

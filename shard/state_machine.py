@@ -165,12 +165,15 @@ _SCAN_PAGE = 256
 REDO_STEP_BYTES = 8 * 1024 * 1024
 
 RECENT_VERSIONS = 100_000
-"""Versions a shard lists in memory by version, newest kept (`changes`): a read of changes
-above the oldest one listed visits only the keys that changed, so a watch's round costs
-what changed, not what its range holds. When the list grows past this many versions, or
-its keys past RECENT_KEY_BYTES, its older half is dropped."""
+"""Versions a replica lists in memory by version, newest kept (`changes`): a read of
+changes above the oldest one listed visits only the keys that changed in the shard, so a
+watch's round costs what changed, not what its range holds. When the list grows past this
+many versions, or past RECENT_BYTES, its older half is dropped."""
 
-RECENT_KEY_BYTES = 16 * 1024 * 1024
+RECENT_BYTES = 8 * 1024 * 1024
+"""About the memory one replica's list may take: its keys and ENTRY_OVERHEAD per entry."""
+
+ENTRY_OVERHEAD = 100  # a tuple, an int and a bytes header, as CPython 3.11 lays them out
 
 _OK_NO_WRITE = CommandResult(Status.OK, 0)
 
@@ -219,8 +222,9 @@ class ShardStateMachine:
         #: Bumped whenever an intent is released (or a snapshot replaces the state), so a
         #: request waiting for an intent re-checks only after something was released.
         self.intent_releases = 0
-        # The versions staged since `take_written` last ran (what wakes a watch's wait).
-        self._written: list[tuple[bytes, int]] = []
+        # The versions staged since `take_written` last ran (what wakes a watch's wait),
+        # once a node asked for them (`record_written`): no one else drains the list.
+        self._written: list[tuple[bytes, int]] | None = None
         meta = engine.get(self._meta_key)
         if meta is None:
             self._applied_index, self._max_version, self._gc_horizon = 0, 0, 0
@@ -287,23 +291,32 @@ class ShardStateMachine:
 
     def _staged_version(self, key: bytes, version: int) -> None:
         """List a version just staged (for `take_written` and `changes`)."""
-        self._written.append((key, version))
+        if self._written is not None:
+            self._written.append((key, version))
         recent = self._recent
         entry = (version, key)
         if not recent or recent[-1] < entry:
             recent.append(entry)
         else:
             bisect.insort(recent, entry)
-        self._recent_bytes += len(key)
-        if len(recent) > self._recent_max or self._recent_bytes > RECENT_KEY_BYTES:
+        self._recent_bytes += len(key) + ENTRY_OVERHEAD
+        if len(recent) > self._recent_max or self._recent_bytes > RECENT_BYTES:
             dropped = (len(recent) + 1) // 2
             self._recent_floor = max(self._recent_floor, recent[dropped - 1][0])
             del recent[:dropped]
-            self._recent_bytes = sum(len(k) for _, k in recent)
+            self._recent_bytes = sum(len(k) + ENTRY_OVERHEAD for _, k in recent)
+
+    def record_written(self) -> None:
+        """From now on, note what `take_written` returns (a node's waits use it)."""
+        if self._written is None:
+            self._written = []
 
     def take_written(self) -> list[tuple[bytes, int]]:
-        """The (key, version) of every version and tombstone staged since the last call."""
-        written, self._written = self._written, []
+        """The (key, version) of every version and tombstone staged since the last call
+        (none before `record_written`)."""
+        written = self._written or []
+        if self._written is not None:
+            self._written = []
         return written
 
     def _saw_timestamps(self, *stamps: int) -> None:
@@ -1010,6 +1023,9 @@ class ShardStateMachine:
 
     def restore_started(self) -> None:
         """The group's keys are being replaced: forget what was derived from them."""
+        self._recent.clear()
+        self._recent_bytes = 0
+        self._recent_floor = MAX_U64  # until restore_finished, no version is listed
         self._intent_keys = 0
         self._prepared_ids = set()
         self._scanned = {}

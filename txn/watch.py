@@ -27,7 +27,7 @@ from router import kv_pb2 as kv
 from router.cache import ScanPart
 from router.errors import UnknownGroup, WrongShard
 from router.watch_lanes import Change, ChangesRound, Lane
-from txn.errors import DeadlineExceeded, ServerError, Unavailable
+from txn.errors import DeadlineExceeded, InvalidArgument, ServerError, Unavailable
 from txn.hlc import LOGICAL_BITS
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ class AsyncWatch:
         if error is not None:
             if not isinstance(error, StopAsyncIteration):
                 self._failed = error
+                self._cancel_waits()  # the watch reads no more: its waits are of no use
             raise error
         batch, self._through = pending.result()
         return batch
@@ -148,15 +149,18 @@ class AsyncWatch:
         """Stop the watch (a read in progress is abandoned; a `next_batch` waiting on it
         ends with StopAsyncIteration)."""
         self._closed = True
-        for task in self._waits.values():
-            task.cancel()
-        self._waits.clear()
+        self._cancel_waits()
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pending
         await self._batches.aclose()
+
+    def _cancel_waits(self) -> None:
+        for task in self._waits.values():
+            task.cancel()
+        self._waits.clear()
 
     async def start(self) -> int:
         """Fix where the watch starts, if it has no `after`: every change committed from
@@ -256,12 +260,18 @@ class AsyncWatch:
             # The map changed, or no replica answered in time: a round plans again and
             # reads with the client's whole timeout, raising what it meets.
             return True
-        if not response.scan.waited:
-            raise ServerError(
-                f"group {group_id}'s leader answered a wait for a change with a read: it "
-                "predates push watches; upgrade the nodes before watching"
-            )
-        return response.scan.changed
+        except InvalidArgument as exc:
+            # A node that reads changes but knows no waits takes one for a malformed read.
+            raise _predates_waits(group_id, f"it refused a wait: {exc}") from None
+        answer = response.scan
+        if not answer.waited:
+            raise _predates_waits(group_id, "it answered a wait with a read")
+        if answer.changed:
+            # The next round reads at least up to the version that changed: a round at a
+            # timestamp from a clock behind it would find nothing, and this wait would
+            # answer again at once, round after round, until that clock passed it.
+            self._client._clock.observe(answer.through)
+        return answer.changed
 
     def _plan(self, start: bytes, end: bytes | None) -> list[ScanPart]:
         return self._client._routing.routing.plan_scan(start, end)
@@ -320,6 +330,13 @@ class AsyncWatch:
             return None
         _check_changes(response.scan, group_id)
         return response.scan
+
+
+def _predates_waits(group_id: int, what: str) -> ServerError:
+    return ServerError(
+        f"group {group_id}'s leader predates push watches ({what}); upgrade the nodes "
+        "before watching"
+    )
 
 
 def _check_changes(answer: kv.ScanResponse, group_id: int) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_client_routing import FakeCluster, with_cluster
+from test_client_routing import FakeCluster, error_response, with_cluster
 
 import txn
 from router import kv_pb2 as kv
@@ -233,3 +233,52 @@ async def test_a_node_that_answers_a_wait_with_a_read_is_refused(cluster: FakeCl
     ):
         with pytest.raises(txn.ServerError, match="predates push watches"):
             await watch.next_batch(timeout_s=5)
+
+
+@with_cluster
+async def test_a_wait_answered_changed_has_the_next_round_read_up_to_its_version(
+    cluster: FakeCluster,
+) -> None:
+    """A version stamped by a clock ahead of the one the watch's timestamps come from: the
+    next round reads up to it, not at a timestamp below it (found by review: such rounds
+    found nothing, and the wait answered changed again at once, round after round)."""
+    ahead: list[int] = []
+    reads: list[int] = []
+
+    def hook(node: object, request: kv.Request) -> kv.Response | None:
+        if request.WhichOneof("op") != "scan":
+            return None
+        if request.scan.await_change and not ahead:
+            ahead.append(cluster.clock + 1000)
+            answer = kv.ScanResponse(changed=True, through=ahead[0], waited=True)
+            return kv.Response(id=request.id, scan=answer)
+        if ahead and not request.scan.await_change:
+            reads.append(request.scan.at_version)
+        return None
+
+    async with (
+        txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
+        client.watch(b"a", b"z", progress_s=60) as watch,
+    ):
+        cluster.hook = hook
+        assert await watch.next_batch(timeout_s=0.1) == []
+    assert ahead and reads and min(reads) >= ahead[0]
+
+
+@with_cluster
+async def test_a_node_that_refuses_a_wait_as_malformed_is_named_too_old(
+    cluster: FakeCluster,
+) -> None:
+    def refuse(node: object, request: kv.Request) -> kv.Response | None:
+        if request.WhichOneof("op") == "scan" and request.scan.await_change:
+            return error_response(request, kv.INVALID_ARGUMENT)
+        return None
+
+    cluster.hook = refuse
+    async with (
+        txn.AsyncClient(cluster.seeds(), timeout_s=5) as client,
+        client.watch(b"a", b"z", progress_s=5) as watch,
+    ):
+        with pytest.raises(txn.ServerError, match=r"predates push watches \(it refused a wait"):
+            await watch.next_batch(timeout_s=5)
+        assert watch._waits == {}  # a failed watch waits no more

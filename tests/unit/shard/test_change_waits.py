@@ -34,12 +34,16 @@ def parked(node: OneNode, request: kv.Request) -> list[kv.Response]:
 
 
 def test_a_wait_is_answered_at_once_when_its_range_changed_after_its_version() -> None:
+    """With the version that changed: the client's next round reads at least up to it
+    (found by review: from a clock behind it, rounds found nothing and the wait answered
+    again at once, round after round)."""
     node = OneNode()
     after = now_ts(node)
-    node.call(put(b"d", b"1"))
+    version = node.call(put(b"d", b"1")).put.version
+    node.call(put(b"x", b"other range"))
     answer = node.call(wait(after)).scan
     assert answer.error.code == kv.OK and answer.waited and answer.changed
-    assert not answer.items
+    assert answer.through == version and not answer.items
 
 
 def test_a_wait_sleeps_through_writes_outside_its_range_and_wakes_on_one_inside() -> None:
@@ -51,9 +55,10 @@ def test_a_wait_sleeps_through_writes_outside_its_range_and_wakes_on_one_inside(
         node.call(put(key, b"1"))
     node.call(put(b"x", b"1", group=2))
     assert answers == []
-    node.call(put(b"e", b"1"))
+    version = node.call(put(b"e", b"1")).put.version
     assert len(answers) == 1
     assert answers[0].scan.changed and answers[0].scan.waited
+    assert answers[0].scan.through == version
 
 
 def test_a_wait_on_a_range_without_an_end_covers_the_group_to_its_end() -> None:
@@ -192,7 +197,7 @@ def test_waits_end_once_each() -> None:
     waits.park(1, b"c", None, 10, 1.0, "c+")
     waits.park(2, b"a", b"c", 10, 5.0, "other group")
     assert waits.woken(1, [(b"b", 10), (b"z", 9)]) == []  # at or below `after`
-    assert waits.woken(1, [(b"z", 11)]) == ["c+"]
+    assert waits.woken(1, [(b"z", 11), (b"c", 13)]) == [("c+", 13)]  # the newest it sees
     assert waits.woken(1, [(b"z", 12)]) == []
     assert waits.due(4.9) == [] and len(waits) == 2
     assert waits.due(5.0) == ["ab", "other group"] and len(waits) == 0
