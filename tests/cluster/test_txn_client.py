@@ -180,7 +180,7 @@ def test_snapshot_reads_inside_a_transaction_abort_nothing(client: txn.Client) -
     """FoundationDB's snapshot reads: a key read, or a range scanned, with snapshot=True is
     not checked at commit, so what others change there meanwhile aborts nothing; the same
     read without it does (the control). Reads see the transaction's own writes either way."""
-    counter, mine, listed = b"snap-counter", b"snap-mine", b"snap-list/"
+    counter, mine, listed = b"rsnap-counter", b"rsnap-mine", b"rsnap-list/"
     client.put(counter, b"1")
     checked = client.transaction()
     assert checked.get(counter) == b"1"
