@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -50,6 +51,16 @@ class SimLoop(asyncio.AbstractEventLoop):
     def kill(self) -> None:
         """The process dies: nothing it scheduled, or schedules later, runs."""
         self.dead = True
+        # A task created just before the death never took its first step: its coroutine,
+        # never started, would warn "never awaited" when collected (seen in CI once a
+        # watch's round read its lanes as tasks). Closing it runs none of its code.
+        for task in asyncio.all_tasks(self):
+            coro = task.get_coro()
+            if (
+                inspect.iscoroutine(coro)
+                and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+            ):
+                coro.close()
 
     def _schedule(self, at: float, handle: asyncio.Handle) -> None:
         # A dead process's coroutines are closed when the garbage collector finds them,
