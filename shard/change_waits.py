@@ -39,9 +39,6 @@ class ChangeWaits(Generic[P]):
     def __init__(self) -> None:
         self._by_group: dict[int, list[_Wait[P]]] = {}
 
-    def __len__(self) -> int:
-        return sum(len(waits) for waits in self._by_group.values())
-
     def park(
         self, group_id: int, start: bytes, end: bytes | None, after: int, until: float, pending: P
     ) -> None:

@@ -314,10 +314,16 @@ class ShardStateMachine:
     def take_written(self) -> list[tuple[bytes, int]]:
         """The (key, version) of every version and tombstone staged since the last call
         (none before `record_written`)."""
-        written = self._written or []
-        if self._written is not None:
-            self._written = []
+        if self._written is None:
+            return []
+        written, self._written = self._written, []
         return written
+
+    def _forget_recent(self, floor: int) -> None:
+        """List no version: every version above `floor` staged from now on will be."""
+        self._recent.clear()
+        self._recent_bytes = 0
+        self._recent_floor = floor
 
     def _saw_timestamps(self, *stamps: int) -> None:
         """A prepare, commit or decision timestamp the group holds (see newest_timestamp)."""
@@ -435,6 +441,13 @@ class ShardStateMachine:
         max_version = self._max_version
         version = ts if ts > max_version else max_version + 1
         self._max_version = version
+        self._stage_version(key, value, version, batch)
+        return version
+
+    def _stage_version(
+        self, key: bytes, value: bytes | None, version: int, batch: EngineBatch
+    ) -> None:
+        """Stage `key`'s version record (None: a tombstone) and its latest record."""
         self._staged_version(key, version)
         if value is None:
             batch.put(self._version_key(key, version, KIND_TOMBSTONE), b"")
@@ -442,7 +455,6 @@ class ShardStateMachine:
         else:
             batch.put(self._version_key(key, version, KIND_VALUE), value)
             batch.put(self._latest_prefix + key, pack_latest(version, KIND_VALUE))
-        return version
 
     def _version_key(self, key: bytes, version: int, kind: bytes) -> bytes:
         return (
@@ -1023,9 +1035,7 @@ class ShardStateMachine:
 
     def restore_started(self) -> None:
         """The group's keys are being replaced: forget what was derived from them."""
-        self._recent.clear()
-        self._recent_bytes = 0
-        self._recent_floor = MAX_U64  # until restore_finished, no version is listed
+        self._forget_recent(MAX_U64)  # until restore_finished, no read relies on the list
         self._intent_keys = 0
         self._prepared_ids = set()
         self._scanned = {}
@@ -1086,9 +1096,7 @@ class ShardStateMachine:
         self._applied_index = applied_index
         self._max_version = max_version
         self._gc_horizon = gc_horizon
-        self._recent.clear()
-        self._recent_bytes = 0
-        self._recent_floor = max_version
+        self._forget_recent(max_version)
 
 
 class _BatchTxnStore:
@@ -1164,15 +1172,7 @@ class _BatchTxnStore:
             self._batch.put(record_key, encode_intents(kept))
 
     def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
-        sm = self._sm
-        batch = self._batch
-        sm._staged_version(key, version)
-        if value is None:
-            batch.put(sm._version_key(key, version, KIND_TOMBSTONE), b"")
-            batch.put(sm._latest_prefix + key, pack_latest(version, KIND_TOMBSTONE))
-        else:
-            batch.put(sm._version_key(key, version, KIND_VALUE), value)
-            batch.put(sm._latest_prefix + key, pack_latest(version, KIND_VALUE))
+        self._sm._stage_version(key, value, version, self._batch)
 
     def max_version(self) -> int:
         return self._sm._max_version

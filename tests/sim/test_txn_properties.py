@@ -678,6 +678,16 @@ def _run_watched(workload: str, profile: str, seed: int) -> ClusterResult:
     return run_cluster(workload, profile, seed, real_client=True, watch=True)
 
 
+def _watch_mutant_caught(workload: str, profile: str, seeds: tuple[int, ...], match: str) -> None:
+    """A watched run of one of `seeds` fails with a SafetyViolation matching `match`."""
+    caught_in_one_of(
+        seeds,
+        lambda seed: run_cluster(workload, profile, seed, real_client=True, watch=True),
+        match,
+        SafetyViolation,
+    )
+
+
 @budget(10)
 @given(
     seed=SEEDS,
@@ -728,12 +738,7 @@ def test_a_node_that_serves_changes_past_a_prepared_writer_is_caught(
             pending.request = op
 
     monkeypatch.setattr(node_module, "snapshot_safe", first_key_only)
-    caught_in_one_of(
-        (0, 1, 2),
-        lambda seed: run_cluster("bank", "calm", seed, real_client=True, watch=True),
-        r"watch segment \d+ .*missing \[\(",
-        SafetyViolation,
-    )
+    _watch_mutant_caught("bank", "calm", (0, 1, 2), r"watch segment \d+ .*missing \[\(")
 
 
 def test_a_watch_that_does_not_pin_its_start_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -746,11 +751,11 @@ def test_a_watch_that_does_not_pin_its_start_is_caught(monkeypatch: pytest.Monke
         return None
 
     monkeypatch.setattr(AsyncWatch, "_pin", no_pin)
-    caught_in_one_of(
+    _watch_mutant_caught(
+        "registers",
+        "chaos",
         (1,),
-        lambda seed: run_cluster("registers", "chaos", seed, real_client=True, watch=True),
         r"watch segment \d+: \d+ writes invoked after its start was fixed committed at or below",
-        SafetyViolation,
     )
 
 
@@ -768,12 +773,7 @@ def test_a_shard_that_lists_its_versions_out_of_order_is_caught(
         self._recent.append((version, key))
 
     monkeypatch.setattr(ShardStateMachine, "_staged_version", appended)
-    caught_in_one_of(
-        (0, 1, 3),
-        lambda seed: run_cluster("registers", "calm", seed, real_client=True, watch=True),
-        r"watch segment \d+ .*missing \[\(",
-        SafetyViolation,
-    )
+    _watch_mutant_caught("registers", "calm", (0, 1, 3), r"watch segment \d+ .*missing \[\(")
 
 
 def test_a_watch_that_delivers_before_every_shard_is_read_is_caught(
@@ -792,11 +792,8 @@ def test_a_watch_that_delivers_before_every_shard_is_read_is_caught(
         return ready
 
     monkeypatch.setattr(ChangesRound, "deliver", too_early)
-    caught_in_one_of(
-        (0, 1, 2),
-        lambda seed: run_cluster("registers", "calm", seed, real_client=True, watch=True),
-        r"watch segment \d+: changes out of order or repeated",
-        SafetyViolation,
+    _watch_mutant_caught(
+        "registers", "calm", (0, 1, 2), r"watch segment \d+: changes out of order or repeated"
     )
 
 
