@@ -239,15 +239,25 @@ class ReadItem(_message.Message):
     version: int
     def __init__(self, key: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
 
+class AtomicOp(_message.Message):
+    __slots__ = ("kind", "operand")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OPERAND_FIELD_NUMBER: _ClassVar[int]
+    kind: int
+    operand: bytes
+    def __init__(self, kind: _Optional[int] = ..., operand: _Optional[bytes] = ...) -> None: ...
+
 class WriteItem(_message.Message):
-    __slots__ = ("key", "value", "delete")
+    __slots__ = ("key", "value", "delete", "ops")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     delete: bool
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
+    ops: _containers.RepeatedCompositeFieldContainer[AtomicOp]
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ops: _Optional[_Iterable[_Union[AtomicOp, _Mapping]]] = ...) -> None: ...
 
 class KeyRange(_message.Message):
     __slots__ = ("start", "end")

@@ -141,7 +141,7 @@ def txn_part_refusal(
     """Why a node refuses a transaction's part in one group (a Prepare or one-phase commit
     of these reads, writes and scanned ranges) for its size, or None."""
     # Counted before any per-item work: that work is what the limit bounds.
-    items = len(reads) + len(writes) + len(ranges)
+    items = len(reads) + len(writes) + len(ranges) + sum(len(write.ops) for write in writes)
     if items > MAX_TXN_ITEMS:
         return (
             f"transaction part has {items} keys and ranges, over the limit of "
@@ -154,10 +154,11 @@ def txn_part_refusal(
             return str(oversized)
         size += len(key)
     for write in writes:
-        oversized = value_oversized(write.value)
-        if oversized is not None:
-            return str(oversized)
-        size += len(write.value)
+        for value in itertools.chain((write.value,), (op.operand for op in write.ops)):
+            oversized = value_oversized(value)
+            if oversized is not None:
+                return str(oversized)
+            size += len(value)
     for key_range in ranges:
         oversized = range_oversized(key_range.start, key_range.end)
         if oversized is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
+from txn.codec import write_item_refusal
 from txn.records import MAX_TXN_ID_BYTES, Conflict, quote_key
 from txn.txn_ids import start_ts_of
 
@@ -113,19 +114,21 @@ def _check_changes(op: kv.ScanRequest) -> None:
         )
 
 
+#: What a transaction's write may be, for the refusal of one that is none of them.
+WRITE_FORMS = (
+    "a write puts a value, deletes the key (delete: true, no value), or applies atomic "
+    'operations (ops, with delete: true and value "atomic")'
+)
+
+
 def _check_writes(writes: Sequence[kv.WriteItem]) -> None:
-    """A transaction's write either puts a value or deletes (found by review: delete and a
-    value were taken as a delete, the value dropped without a word; a CasRequest with
-    both is refused likewise)."""
+    """A transaction's write puts a value, deletes, or applies known atomic operations
+    (found by review: delete and a value were taken as a delete, the value dropped without
+    a word; a CasRequest with both is refused likewise)."""
     for write in writes:
-        if write.delete and write.value:
-            raise _Refusal(
-                _error(
-                    kv.INVALID_ARGUMENT,
-                    f"the write of key {quote_key(write.key)} has delete: true and a value: "
-                    "a write either puts a value or deletes the key (delete: true, no value)",
-                )
-            )
+        refusal = write_item_refusal(write)
+        if refusal is not None:
+            raise _Refusal(_error(kv.INVALID_ARGUMENT, f"{refusal}: {WRITE_FORMS}"))
 
 
 def _check_participants(shard_map: ShardMap, participants: Sequence[int], group_id: int) -> None:

@@ -186,6 +186,7 @@ from shard.map_mismatch import config_mismatch
 from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
 from shard.txn_duties import Outbound, TxnDuties
+from txn.codec import write_item
 from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
 from txn.proofs import decision_proves, proof_key, vote_mac, votes_prove_commit
 from txn.records import (
@@ -1875,7 +1876,7 @@ def _ranges(items: Sequence[Any]) -> tuple[KeyRange, ...]:
 
 
 def _writes(items: Sequence[Any]) -> tuple[WriteItem, ...]:
-    return tuple(WriteItem(key=w.key, value=None if w.delete else w.value) for w in items)
+    return tuple(write_item(w) for w in items)
 
 
 def _wire_decide(op: kv.DecideRequest) -> Decide:

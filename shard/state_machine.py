@@ -405,22 +405,26 @@ class ShardStateMachine:
             return CommandResult(Status.OK, self._write(key, None, cmd.ts, batch))
         return self._compare_and_set(cmd, batch)
 
+    def _latest(self, key: bytes, batch: EngineBatch) -> tuple[int, bytes | None]:
+        """(version, value) of `key`'s latest record through `batch`: (0, None) when never
+        written, (the deletion's version, None) when its latest record is a tombstone."""
+        latest = batch.get(self._latest_prefix + key)
+        if latest is None:
+            return 0, None
+        version, kind = unpack_latest(latest)
+        if kind != KIND_VALUE:
+            return version, None
+        value = batch.get(self._version_key(key, version, KIND_VALUE))
+        if value is None:
+            raise InvariantViolation(f"latest version {version} of {key!r} is missing")
+        return version, value
+
     def _compare_and_set(self, cmd: Command, batch: EngineBatch) -> CommandResult:
         key = cmd.key
-        latest = batch.get(self._latest_prefix + key)
-        absent_since = 0  # the deletion's version, when the key was deleted
-        if latest is None:
-            cur_version, live = 0, False
-        else:
-            cur_version, kind = unpack_latest(latest)
-            live = kind == KIND_VALUE
-            if not live:
-                cur_version, absent_since = 0, cur_version
-        cur_value: bytes | None = None
-        if live:
-            cur_value = batch.get(self._version_key(key, cur_version, KIND_VALUE))
-            if cur_value is None:
-                raise InvariantViolation(f"latest version {cur_version} of {key!r} is missing")
+        latest_version, cur_value = self._latest(key, batch)
+        live = cur_value is not None
+        cur_version = latest_version if live else 0
+        absent_since = 0 if live else latest_version  # the deletion's version, if deleted
         expect = cmd.expect
         if expect is Expect.VALUE:
             holds = cur_value is not None and cur_value == cmd.expected_value
@@ -1119,6 +1123,9 @@ class _BatchTxnStore:
             return 0, True
         version, kind = unpack_latest(latest)
         return version, kind == KIND_TOMBSTONE
+
+    def latest_value(self, key: bytes) -> bytes | None:
+        return self._sm._latest(key, self._batch)[1]
 
     def intents(self, key: bytes) -> list[IntentInfo]:
         data = self._batch.get(self._sm._intent_prefix + key)

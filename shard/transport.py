@@ -92,8 +92,10 @@ MAX_LOGGED_REASON = 300
 #: slots nobody voted for; 4: the hello carries the digest of the sender's config map
 #: (`map_digest`), which a node of version 3 leaves empty; 5: a Promise may come in parts
 #: (`more_from`, Paxos replica rule 18), which a candidate of version 4 would read as a whole
-#: promise missing the votes of its later parts.
-PROTOCOL = 5
+#: promise missing the votes of its later parts; 6: a transaction's write may carry atomic
+#: operations (`WriteItem.ops`, txn/atomic.py), which a replica of version 5 would refuse
+#: while the others apply it.
+PROTOCOL = 6
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long

@@ -10,8 +10,9 @@ The supported client surface; import from here::
 - `AsyncWatch` / `Watch`: batches of `Change(version, key, value)` in commit order, and
   `through`, the version to resume after.
 - `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `delete_range`,
-  `put_fenced`, `delete_fenced`, `commit`, `abort`, `txn_id`, `commit_ts`, `ref`,
-  `read_set`.
+  `put_fenced`, `delete_fenced`, `atomic`, `add`, `commit`, `abort`, `txn_id`,
+  `commit_ts`, `ref`, `read_set`.
+- `AtomicOp` (the operations of `atomic`), `encode_int` / `decode_int` (a counter's bytes).
 - Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`.
 - `prefix_end(prefix)`: the end of a scan of every key with that prefix;
   `DELETE_RANGE_KEYS`: the most keys one `delete_range` deletes in a group.
@@ -23,6 +24,7 @@ imported by the shard from their modules.
 from router.client import CasResult
 from router.watch_lanes import Change
 from txn.args import prefix_end
+from txn.atomic import AtomicOp, decode_int, encode_int
 from txn.client import AsyncClient
 from txn.errors import (
     ERRORS,
@@ -58,6 +60,7 @@ __all__ = [
     "AsyncSnapshot",
     "AsyncTransaction",
     "AsyncWatch",
+    "AtomicOp",
     "CasResult",
     "Change",
     "Client",
@@ -84,6 +87,8 @@ __all__ = [
     "Unavailable",
     "Watch",
     "WrongCluster",
+    "decode_int",
+    "encode_int",
     "prefix_end",
     "transactional",
     "ts_at_wall_ns",

@@ -14,8 +14,10 @@ deterministic (no map fields), so every replica stores the same bytes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from txn import txn_pb2 as pb
+from txn.atomic import ATOMIC_MARKER, MAX_OPS_PER_KEY, AtomicOp
 from txn.records import (
     CommitOnePhase,
     Decide,
@@ -44,6 +46,9 @@ __all__ = [
     "encode_decision",
     "encode_intents",
     "encode_prepared",
+    "write_item",
+    "write_item_fields",
+    "write_item_refusal",
 ]
 
 
@@ -59,13 +64,48 @@ def _reads_pb(reads: Sequence[ReadItem]) -> list[pb.ReadItem]:
     return [pb.ReadItem(key=r.key, version=r.version) for r in reads]
 
 
+def write_item_fields(write: WriteItem) -> dict[str, Any]:
+    """The fields of `write` as a WriteItem message (txn.proto's or kv.proto's) carries
+    them: an atomic write's operations with the delete-and-marker pair older nodes refuse."""
+    if write.ops:
+        ops = [{"kind": int(op), "operand": operand} for op, operand in write.ops]
+        return {"key": write.key, "delete": True, "value": ATOMIC_MARKER, "ops": ops}
+    if write.value is None:
+        return {"key": write.key, "delete": True}
+    return {"key": write.key, "value": write.value}
+
+
+def write_item_refusal(w: Any) -> str | None:
+    """Why a WriteItem message (txn.proto's or kv.proto's) is no write, or None."""
+    if w.ops:
+        if not (w.delete and w.value == ATOMIC_MARKER):
+            return (
+                f"the atomic write of {w.key!r} lacks delete: true and value "
+                f"{ATOMIC_MARKER!r} (txn.atomic.ATOMIC_MARKER)"
+            )
+        if len(w.ops) > MAX_OPS_PER_KEY:
+            return f"the write of {w.key!r} has over {MAX_OPS_PER_KEY} atomic operations"
+        known = {int(op) for op in AtomicOp}
+        for op in w.ops:
+            if op.kind not in known:
+                return f"the write of {w.key!r} has an unknown atomic operation {op.kind}"
+        return None
+    if w.delete and w.value:
+        return f"the write of {w.key!r} has delete: true and a value"
+    return None
+
+
+def write_item(w: Any) -> WriteItem:
+    """The WriteItem message `w` (txn.proto's or kv.proto's), which `write_item_refusal`
+    passed, as a record."""
+    if w.ops:
+        ops = tuple((AtomicOp(op.kind), op.operand) for op in w.ops)
+        return WriteItem(key=w.key, value=None, ops=ops)
+    return WriteItem(key=w.key, value=None if w.delete else w.value)
+
+
 def _writes_pb(writes: Sequence[WriteItem]) -> list[pb.WriteItem]:
-    return [
-        pb.WriteItem(key=w.key, delete=True)
-        if w.value is None
-        else pb.WriteItem(key=w.key, value=w.value)
-        for w in writes
-    ]
+    return [pb.WriteItem(**write_item_fields(w)) for w in writes]
 
 
 def _ranges_pb(ranges: Sequence[KeyRange]) -> list[pb.KeyRange]:
@@ -152,9 +192,10 @@ def _ranges(items: Sequence[pb.KeyRange]) -> tuple[KeyRange, ...]:
 def _writes(items: Sequence[pb.WriteItem]) -> tuple[WriteItem, ...]:
     out = []
     for w in items:
-        if w.delete and w.value:
-            raise MalformedTxnRecord(f"write of {w.key!r} both deletes and sets a value")
-        out.append(WriteItem(key=w.key, value=None if w.delete else w.value))
+        refusal = write_item_refusal(w)
+        if refusal is not None:
+            raise MalformedTxnRecord(refusal)
+        out.append(write_item(w))
     return tuple(out)
 
 

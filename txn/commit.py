@@ -13,6 +13,7 @@ from router.client import response_error
 from router.client_errors import OUTCOME_ADVICE
 from router.errors import UnknownGroup, WrongShard
 from router.limits import txn_part_refusal
+from txn.codec import write_item_fields
 from txn.errors import (
     ClientClosed,
     CommitUnknown,
@@ -28,6 +29,7 @@ from txn.errors import (
     _conflict,
 )
 from txn.hlc import LOGICAL_BITS, physical_us
+from txn.records import WriteItem
 from txn.resend import RESEND_BACKOFF, _NoAnswer, send_idempotent
 from txn.status import TxnState, TxnStatus
 from txn.txn_ids import start_ts_of
@@ -101,7 +103,10 @@ class Committer:
 
     async def commit(self, tx: AsyncTransaction) -> int:
         reads = list(tx._reads.items())
-        writes = list(tx._writes.items())
+        writes = [
+            *(WriteItem(key=key, value=value) for key, value in tx._writes.items()),
+            *(WriteItem(key=key, value=None, ops=tuple(ops)) for key, ops in tx._ops.items()),
+        ]
         if not reads and not writes and not tx._scanned:
             return 0
         deadline = self._client._deadline()
@@ -111,9 +116,9 @@ class Committer:
         for key, version in reads:
             group = shard_map.locate(key).group_id
             parts.setdefault(group, _Part()).reads.append(kv.ReadItem(key=key, version=version))
-        for key, value in writes:
-            group = shard_map.locate(key).group_id
-            item = kv.WriteItem(key=key, value=value or b"", delete=value is None)
+        for write in writes:
+            group = shard_map.locate(write.key).group_id
+            item = kv.WriteItem(**write_item_fields(write))
             parts.setdefault(group, _Part()).writes.append(item)
         for start, end in tx._scanned:
             for desc, lo, hi in shard_map.split_range(start, end):
@@ -136,7 +141,7 @@ class Committer:
                     "nothing was written: re-run it"
                 ),
             )
-        first_key = writes[0][0] if writes else reads[0][0] if reads else tx._scanned[0][0]
+        first_key = writes[0].key if writes else reads[0][0] if reads else tx._scanned[0][0]
         coordinator = shard_map.locate(first_key).group_id
         # At or above the start the id carries, or the nodes refuse it (node rule 13).
         self._client._clock.observe(start_ts_of(tx.txn_id))

@@ -40,7 +40,9 @@ P3. For each read: a foreign WRITE intent on the key refuses; so does a latest v
     matches a tombstone: the transaction saw the key absent, and absent it still is.
 P4. For each write: any foreign intent (read or write) refuses.
 P5. Valid: prepare_ts = max(ts, max_version + 1); a write intent on each written key, a read
-    intent on each key only read, and a prepared record listing those keys.
+    intent on each key only read, and a prepared record listing those keys. An atomic write's
+    intent carries the value its operations leave on the key's latest value (txn.atomic):
+    that value is the one at commit_ts, as R2 says.
 P7. A Prepare whose `began_ts` (at or below the timestamp of every record any group keeps
     of the txn and every prepare_ts, so at or below the `asker_ts` of every Prevent and
     every participant's recovery Decide) is below this group's purge mark is refused,
@@ -88,7 +90,8 @@ O1. CommitOnePhase is idempotent by decision record: an existing one is the answ
 O2. A txn prepared here by two-phase commit cannot also commit in one phase: refused.
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
     late copy of the same request is refused too instead of committing.
-O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts;
+O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts (an
+    atomic write's value computed from the key's latest value, as in P5);
     max_version = commit_ts; a finished decision record (committed, marked one-phase) is
     stored.
 O5. As P7, after O1 and O2: a CommitOnePhase whose `began_ts` (at or below the decided_ts
@@ -167,6 +170,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from txn.atomic import apply_ops
 from txn.records import (
     CommitOnePhase,
     Conflict,
@@ -340,7 +344,10 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
         store.put_intent(
             write.key,
             IntentInfo(
-                txn_id=txn_id, kind=IntentKind.WRITE, prepare_ts=prepare_ts, value=write.value
+                txn_id=txn_id,
+                kind=IntentKind.WRITE,
+                prepare_ts=prepare_ts,
+                value=_value_written(store, write),
             ),
         )
     for key in read_keys:
@@ -406,6 +413,15 @@ def _record_outcome(
             late=late,
         )
     )
+
+
+def _value_written(store: TxnStore, write: WriteItem) -> bytes | None:
+    """Rules P5 and O4: the value `write` leaves (None: deleted); an atomic write's is its
+    operations applied to the key's latest value, the value at commit_ts (no other writer
+    gets in until this transaction's decision is applied, rule P4)."""
+    if not write.ops:
+        return write.value
+    return apply_ops(store.latest_value(write.key), write.ops)
 
 
 def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts: int) -> int:
@@ -506,7 +522,7 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
     max_version = store.max_version()
     commit_ts = ts if ts > max_version else max_version + 1
     for write in cmd.writes:
-        _write_committed(store, write.key, write.value, commit_ts)
+        _write_committed(store, write.key, _value_written(store, write), commit_ts)
     store.set_max_version(commit_ts)
     _record_outcome(store, txn_id, True, commit_ts, ts, one_phase=True)
     return OnePhaseResult(commit_ts=commit_ts)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 # Re-exported: the limit belongs to the request check nodes and clients share.
 from router.limits import MAX_TXN_ITEMS
+from txn.atomic import MAX_OPS_PER_KEY, AtomicOp
 
 __all__ = [
     "MAX_TXN_ID_BYTES",
@@ -148,16 +149,26 @@ class KeyRange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteItem:
-    """A key the transaction writes: `value` None deletes it."""
+    """A key the transaction writes: `value` None deletes it, unless `ops` is given: then
+    the value is the key's latest value after those atomic operations, in order
+    (`txn.atomic`; computed where the PREPARE or one-phase commit is applied)."""
 
     key: bytes
     value: bytes | None
+    ops: tuple[tuple[AtomicOp, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, bytes):
             raise ValueError("a write key is bytes")
         if self.value is not None and not isinstance(self.value, bytes):
             raise ValueError("a write value is bytes or None (delete)")
+        if self.ops and self.value is not None:
+            raise ValueError("an atomic write carries operations, not a value")
+        if len(self.ops) > MAX_OPS_PER_KEY:
+            raise ValueError(f"more than {MAX_OPS_PER_KEY} atomic operations on one key")
+        for op, operand in self.ops:
+            if not isinstance(op, AtomicOp) or not isinstance(operand, bytes):
+                raise ValueError("an atomic operation is an AtomicOp and a bytes operand")
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ class TxnStore(Protocol):
         """(version, is_tombstone) of the key's latest record; (0, True) if never written."""
         ...
 
+    def latest_value(self, key: bytes) -> bytes | None:
+        """The value of the key's latest record (None: never written, or a tombstone)."""
+        ...
+
     def intents(self, key: bytes) -> list[IntentInfo]:
         """Every intent on `key`, ordered by txn_id (empty when none)."""
         ...
@@ -152,7 +156,7 @@ class MemTxnStore:
         return version, value is None
 
     def latest_value(self, key: bytes) -> bytes | None:
-        """The newest value of `key` (None: absent or deleted). Test helper."""
+        """The newest value of `key` (None: absent or deleted)."""
         versions = self.versions.get(key)
         return versions[-1][1] if versions else None
 

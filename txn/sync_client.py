@@ -19,6 +19,7 @@ from router.cache import Backoff
 from router.client import CasResult
 from router.tls import ClientTls
 from router.watch_lanes import Change
+from txn.atomic import AtomicOp
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.errors import ClientClosed, CommitUnknown, TxnRef
 from txn.retry import (
@@ -83,6 +84,12 @@ class Transaction:
         return self._inner.write_set
 
     @property
+    def atomic_ops(self) -> dict[bytes, list[tuple[AtomicOp, bytes]]]:
+        """A copy of the buffered atomic operations, per key. See
+        `AsyncTransaction.atomic_ops`."""
+        return self._inner.atomic_ops
+
+    @property
     def scanned_ranges(self) -> list[tuple[bytes, bytes | None]]:
         """A copy of the key ranges [start, end) scanned so far (end None: to the last key)."""
         return self._inner.scanned_ranges
@@ -124,6 +131,15 @@ class Transaction:
         """Delete the keys of [start, end) (the first `limit`); returns how many. See
         `AsyncTransaction.delete_range` (phantom-safe: it scans the range first)."""
         return self._client._call(self._inner.delete_range(start, end, limit), writes=False)
+
+    def atomic(self, key: bytes, op: AtomicOp, operand: bytes) -> None:
+        """Buffer an atomic operation on `key` (applied at commit to its value then). See
+        `AsyncTransaction.atomic`."""
+        self._inner.atomic(key, op, operand)
+
+    def add(self, key: bytes, delta: int) -> None:
+        """Buffer an addition to the 8-byte counter at `key`. See `AsyncTransaction.add`."""
+        self._inner.add(key, delta)
 
     def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
         """Buffer a write fenced by `lock`'s token. See `AsyncTransaction.put_fenced`."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from router.limits import MAX_COMMAND_BYTES, key_oversized, value_oversized
 from txn.args import _as_flag, _as_key, _as_limit, _as_value
+from txn.atomic import MAX_OPS_PER_KEY, AtomicOp, apply_op, apply_ops, encode_int
 from txn.errors import (
     Conflict,
     FencingTokenRejected,
@@ -51,6 +53,8 @@ class AsyncTransaction:
         # Its age for MAX_TXN_AGE_S: a clock no wall-clock step moves.
         self._started_mono = client._monotonic()
         self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
+        # Atomic operations on keys not in _writes, applied at commit to the stored value.
+        self._ops: dict[bytes, list[tuple[AtomicOp, bytes]]] = {}
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
         self._values: dict[bytes, bytes | None] = {}  # what each read returned
         self._fences: dict[bytes, int] = {}  # lock key -> fencing token (also in _reads)
@@ -95,6 +99,12 @@ class AsyncTransaction:
         return dict(self._writes)
 
     @property
+    def atomic_ops(self) -> dict[bytes, list[tuple[AtomicOp, bytes]]]:
+        """A copy of the buffered atomic operations of keys not in `write_set`, per key in
+        the order given (an operation on a key in `write_set` is applied to that write)."""
+        return {key: list(ops) for key, ops in self._ops.items()}
+
+    @property
     def scanned_ranges(self) -> list[tuple[bytes, bytes | None]]:
         """A copy of the key ranges [start, end) scanned so far (end None: to the last key),
         which commit validates as the reads are."""
@@ -131,7 +141,10 @@ class AsyncTransaction:
                 transaction read before is answered from that read.
 
         Returns:
-            The value, or None when the key does not exist.
+            The value, or None when the key does not exist. A key with buffered atomic
+            operations (`atomic`, `add`) is read from the store, recorded as any read
+            (so, unless `snapshot`, its operations no longer spare it conflicts), and
+            answered with the operations applied.
 
         Raises:
             Conflict: the key is held by a prepared transaction past the read's deadline,
@@ -150,6 +163,12 @@ class AsyncTransaction:
         self._check_open()
         if key in self._writes:
             return self._writes[key]
+        stored = await self._get_stored(key, for_update, snapshot)
+        ops = self._ops.get(key)
+        return stored if ops is None else apply_ops(stored, ops)
+
+    async def _get_stored(self, key: bytes, for_update: bool, snapshot: bool) -> bytes | None:
+        """`get` of a key without a buffered write: its committed value."""
         if key in self._values and (not for_update or key in self._locked):
             return self._values[key]
         if snapshot:
@@ -241,12 +260,17 @@ class AsyncTransaction:
         if end is not None and end <= start:
             return []
         buffered = sorted(
-            ((k, v) for k, v in self._writes.items() if k >= start and (end is None or k < end)),
+            (
+                k
+                for k in itertools.chain(self._writes, self._ops)
+                if k >= start and (end is None or k < end)
+            ),
             reverse=reverse,
         )
-        deletes = sum(1 for _, v in buffered if v is None)
+        # Buffered writes that may take a stored key out of the result.
+        removals = sum(1 for k in buffered if self._writes.get(k, b"") is None or k in self._ops)
         items, resume = await self._client._scan_range(
-            start, end, limit + deletes, reverse=reverse, txn_id=self.txn_id
+            start, end, limit + removals, reverse=reverse, txn_id=self.txn_id
         )
         self._check_open()  # commit() began meanwhile: it did not validate this scan
 
@@ -256,9 +280,10 @@ class AsyncTransaction:
 
         merged = {k: v for k, v, _ in items}
         last = items[-1][0] if items else None
-        for k, v in buffered:
+        for k in buffered:
             if resume is not None and last is not None and past(k, last):
                 break  # beyond what the store returned: keys in between are unknown
+            v = self._writes[k] if k in self._writes else apply_ops(merged.get(k), self._ops[k])
             if v is None:
                 merged.pop(k, None)
             else:
@@ -412,6 +437,7 @@ class AsyncTransaction:
         if over is not None:
             raise LimitExceeded(str(over))
         self._check_open()
+        self._ops.pop(key, None)
         self._writes[key] = value
 
     def delete(self, key: bytes) -> None:
@@ -427,7 +453,62 @@ class AsyncTransaction:
         if over is not None:
             raise LimitExceeded(str(over))
         self._check_open()
+        self._ops.pop(key, None)
         self._writes[key] = None
+
+    def atomic(self, key: bytes, op: AtomicOp, operand: bytes) -> None:
+        """Buffer an atomic operation on `key` (FoundationDB's atomic mutations; no I/O).
+
+        The shard applies it at commit to the key's value then, so the transaction reads
+        nothing: transactions that only add to one counter never conflict over a read of
+        it, and each operation is applied exactly once. Operations on one key apply in
+        order; one after this transaction's own put or delete of the key applies to that
+        write. `txn.atomic.AtomicOp` documents each operation.
+
+        Args:
+            key: the key.
+            op: the operation, an `AtomicOp`.
+            operand: its operand (bytes, at most the value size limit).
+
+        Raises:
+            InvalidArgument: a bad key, operation or operand.
+            LimitExceeded: the key or operand is over its size limit, or the key has more
+                than MAX_OPS_PER_KEY (64) operations.
+            TransactionClosed: the transaction is committed or aborted.
+        """
+        key, operand = _as_key(key), _as_key(operand, "operand")
+        if not isinstance(op, AtomicOp):
+            raise InvalidArgument(f"an atomic operation is a txn.AtomicOp, got {op!r}")
+        over = key_oversized(key) or value_oversized(operand)
+        if over is not None:
+            raise LimitExceeded(str(over))
+        self._check_open()
+        if key in self._writes:
+            self._writes[key] = apply_op(op, self._writes[key], operand)
+            return
+        ops = self._ops.setdefault(key, [])
+        if len(ops) >= MAX_OPS_PER_KEY:
+            raise LimitExceeded(
+                f"key {key!r} has {MAX_OPS_PER_KEY} atomic operations in this transaction, "
+                "the most one key takes (MAX_OPS_PER_KEY)"
+            )
+        ops.append((op, operand))
+
+    def add(self, key: bytes, delta: int) -> None:
+        """Buffer an addition of `delta` to the counter at `key`: `atomic(key, AtomicOp.ADD,
+        encode_int(delta))`. The counter is 8 bytes, little-endian (an absent key counts
+        0); read it with `txn.decode_int`. Two transactions adding to one counter do not
+        conflict, on one shard or across shards.
+
+        Raises:
+            InvalidArgument: a bad key, or `delta` not an int in [-2**63, 2**64).
+            LimitExceeded, TransactionClosed: as `atomic`.
+        """
+        try:
+            operand = encode_int(delta)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        self.atomic(key, AtomicOp.ADD, operand)
 
     async def delete_range(self, start: bytes, end: bytes | None, limit: int | None = None) -> int:
         """Delete every key with start <= key < end as this transaction sees it (or the first
@@ -629,6 +710,7 @@ class AsyncTransaction:
                 self._client._committer.resolve_all(self.txn_id, self._lock_groups, False, 0)
             self._state = TransactionState.ABORTED
             self._writes.clear()
+            self._ops.clear()
             return
         if self._state in (TransactionState.COMMITTED, TransactionState.UNKNOWN):
             # As SQLAlchemy's rollback() after a commit. Raising here replaced the error in
@@ -656,5 +738,5 @@ class AsyncTransaction:
     def __repr__(self) -> str:
         return (
             f"<AsyncTransaction {self.txn_id.hex()} {self._state.value} "
-            f"reads={len(self._reads)} writes={len(self._writes)}>"
+            f"reads={len(self._reads)} writes={len(self._writes) + len(self._ops)}>"
         )
