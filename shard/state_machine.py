@@ -502,6 +502,8 @@ class ShardStateMachine:
                     self._check_key_in_range(write.key)
                     if write.value is not None:
                         validate_value(write.value)
+                    for _op, operand in write.ops:
+                        validate_value(operand)
             elif isinstance(record, Resolve | Decide):
                 validate_ts(record.commit_ts)
         except ShardError as exc:

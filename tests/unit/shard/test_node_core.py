@@ -24,9 +24,11 @@ from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_STATUS_IDS, MAX_VALUE_BYTES
 from shard.node import RESOLVE_HOLD_S, TXN_DUTY_S, NodeCore, TxnSettings
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
+from txn.atomic import ATOMIC_MARKER, AtomicOp, decode_int, encode_int
+from txn.codec import write_item_fields
 from txn.hlc import LOGICAL_BITS
 from txn.proofs import decision_mac, proof_key
-from txn.records import PurgeDecisions
+from txn.records import PurgeDecisions, WriteItem
 from txn.txn_ids import RANDOM_BYTES, txn_id_with_start
 
 CLUSTER = "unit"
@@ -204,6 +206,48 @@ def test_a_transaction_write_that_deletes_and_has_a_value_is_invalid(
     )
     assert node.call(request).commit_one_phase.error.code == kv.OK
     assert node.call(get(b"apple")).get.found is False
+
+
+def one_phase(label: bytes, *writes: kv.WriteItem) -> kv.Request:
+    return kv.Request(
+        commit_one_phase=kv.CommitOnePhaseRequest(
+            header=header(), txn_id=tid(label), ts=1, writes=writes
+        )
+    )
+
+
+def test_an_atomic_write_adds_to_the_stored_value(node: OneNode) -> None:
+    assert node.call(put(b"apple", encode_int(40))).put.error.code == kv.OK
+    add = write_item_fields(
+        WriteItem(key=b"apple", value=None, ops=((AtomicOp.ADD, encode_int(2)),))
+    )
+    for label in (b"t1", b"t2"):
+        answer = node.call(one_phase(label, kv.WriteItem(**add))).commit_one_phase
+        assert answer.error.code == kv.OK, answer.error
+    assert decode_int(node.call(get(b"apple")).get.value) == 44
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"),
+    [
+        # What a node before protocol version 6 sees of an atomic write: refused, not a put.
+        (kv.WriteItem(key=b"apple", delete=True, value=ATOMIC_MARKER), "has delete: true"),
+        (kv.WriteItem(key=b"apple", ops=[kv.AtomicOp(kind=1, operand=b"x")]), "lacks delete"),
+        (
+            kv.WriteItem(
+                key=b"apple", delete=True, value=ATOMIC_MARKER, ops=[kv.AtomicOp(kind=77)]
+            ),
+            "unknown atomic operation 77",
+        ),
+    ],
+)
+def test_a_malformed_atomic_write_is_invalid_and_changes_nothing(
+    node: OneNode, write: kv.WriteItem, reason: str
+) -> None:
+    assert node.call(put(b"apple", b"old")).put.error.code == kv.OK
+    error = node.call(one_phase(b"t", write)).commit_one_phase.error
+    assert error.code == kv.INVALID_ARGUMENT and reason in error.message, error
+    assert node.call(get(b"apple")).get.value == b"old"
 
 
 def test_commit_wait_holds_the_reply_until_clocks_pass_the_version() -> None:

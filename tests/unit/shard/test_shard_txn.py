@@ -27,6 +27,7 @@ from shard.limits import MAX_KEY_BYTES, MAX_TS, MAX_VALUE_BYTES
 from shard.mvcc import PURGE_COUNTERS_TAG, PurgeCounters, group_prefix, unpack_counters
 from shard.rocks_engine import RocksEngine
 from shard.state_machine import ShardStateMachine
+from txn.atomic import AtomicOp, encode_int
 from txn.codec import encode_command as encode_txn_record
 from txn.records import (
     CommitOnePhase,
@@ -90,6 +91,10 @@ def prep(txn_id: bytes, reads: dict[bytes, int], writes: dict[bytes, bytes | Non
         reads=tuple(ReadItem(key=k, version=v) for k, v in reads.items()),
         writes=tuple(WriteItem(key=k, value=v) for k, v in writes.items()),
     )
+
+
+def one_phase_ops(key: bytes, *ops: tuple[AtomicOp, bytes], txn_id: bytes = b"t") -> CommitOnePhase:
+    return CommitOnePhase(txn_id=txn_id, writes=(WriteItem(key=key, value=None, ops=ops),))
 
 
 def busy(node: Node) -> None:
@@ -185,6 +190,36 @@ def test_commands_of_one_slot_see_each_other() -> None:
     assert a.sm.get(b"c") == (b"q", 13)
 
 
+def test_atomic_writes_apply_to_the_latest_value_also_one_written_earlier_in_the_slot() -> None:
+    """txn.participant rules P5 and O4 over the state machine's own store (its latest
+    record and version record, read through the slot's batch)."""
+    a = Node()
+    add = (AtomicOp.ADD, encode_int(5))
+    results = a.run(
+        encode_put(b"c", encode_int(10), 10),
+        encode_txn(one_phase_ops(b"c", add, txn_id=b"t1"), 11),
+        encode_txn(one_phase_ops(b"d", add, add, txn_id=b"t2"), 12),
+    )
+    assert [r.status for r in results] == [Status.OK] * 3
+    assert a.sm.get(b"c") == (encode_int(15), 11)
+    assert a.sm.get(b"d") == (encode_int(10), 12)
+    # Two-phase: the intent carries the value; the commit writes it at commit_ts.
+    prepared = Prepare(
+        txn_id=b"t3",
+        coordinator_group=GROUP,
+        participants=(GROUP,),
+        writes=(WriteItem(key=b"c", value=None, ops=((AtomicOp.BYTE_MIN, b"\x00"),)),),
+    )
+    assert a.txn(prepared, 20).ok
+    assert a.put(b"c", b"in between", 21).status is Status.CONFLICT
+    assert a.txn(Resolve(txn_id=b"t3", commit=True, commit_ts=30)).ok
+    assert a.sm.get(b"c") == (b"\x00", 30)
+    # A replica restored from a snapshot holds the same values.
+    b = Node()
+    b.restore_from(a)
+    assert b.sm.get(b"c") == a.sm.get(b"c") and b.sm.get(b"d") == a.sm.get(b"d")
+
+
 @pytest.mark.parametrize(
     ("record", "ts", "status"),
     [
@@ -193,6 +228,11 @@ def test_commands_of_one_slot_see_each_other() -> None:
         (prep(b"t", {b"": 0}, {}), 1, Status.INVALID_ARGUMENT),
         (prep(b"t", {}, {b"c" * (MAX_KEY_BYTES + 1): b"1"}), 1, Status.LIMIT_EXCEEDED),
         (prep(b"t", {}, {b"c": b"v" * (MAX_VALUE_BYTES + 1)}), 1, Status.LIMIT_EXCEEDED),
+        (
+            one_phase_ops(b"c", (AtomicOp.ADD, b"v" * (MAX_VALUE_BYTES + 1))),
+            1,
+            Status.LIMIT_EXCEEDED,
+        ),
         (prep(b"t", {}, {b"c": b"1"}), MAX_TS + 1, Status.INVALID_ARGUMENT),
         (CommitOnePhase(txn_id=b"t", writes=(WriteItem(key=b"z", value=b"1"),)), 1, None),
         (Resolve(txn_id=b"t", commit=True, commit_ts=MAX_TS + 1), 1, Status.INVALID_ARGUMENT),
