@@ -366,6 +366,84 @@ def test_increments_through_scans_for_update_across_two_shards(
     assert tries < 40, f"{tries} attempts for 20 increments: the locks did not queue them"
 
 
+def test_atomic_adds_from_many_threads_all_land_once_without_conflicts(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """Four threads each commit ten additions to a counter on one shard (one-phase) and ten
+    to two counters on two shards (two-phase): every addition lands once. On one shard no
+    attempt is refused: an atomic write reads nothing, so nothing it read can change."""
+    one, left, right = b"aop-solo", b"aop-left", b"haop-right"
+    assert [gp_cluster.group_of(k) for k in (one, left, right)] == [1, 1, 2]
+    attempts = itertools.count()
+
+    @client.transactional
+    def add_one(tx: txn.Transaction) -> None:
+        next(attempts)
+        tx.add(one, 1)
+
+    @client.transactional
+    def add_both(tx: txn.Transaction) -> None:
+        tx.add(left, 1)
+        tx.add(right, -1)
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(10):
+                add_one()
+                add_both()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert [txn.decode_int(client.get(k)) for k in (one, left, right)] == [40, 40, -40]
+    assert next(attempts) == 40, "an atomic add on one shard was refused and retried"
+
+
+def test_atomic_operations_inside_a_transaction(client: txn.Client) -> None:
+    """What a transaction sees of its own atomic operations, and what commits."""
+    client.put(b"aop-seen", txn.encode_int(7))
+    client.put(b"aop-clear", b"token")
+    with client.transaction() as tx:
+        tx.add(b"aop-seen", 3)
+        tx.atomic(b"aop-new", txn.AtomicOp.APPEND_IF_FITS, b"a")
+        tx.atomic(b"aop-new", txn.AtomicOp.APPEND_IF_FITS, b"b")
+        tx.atomic(b"aop-clear", txn.AtomicOp.COMPARE_AND_CLEAR, b"token")
+        assert tx.atomic_ops[b"aop-new"] == [
+            (txn.AtomicOp.APPEND_IF_FITS, b"a"),
+            (txn.AtomicOp.APPEND_IF_FITS, b"b"),
+        ]
+        assert tx.read_set == {}  # nothing read yet: nothing for the commit to check
+        assert txn.decode_int(tx.get(b"aop-seen", snapshot=True)) == 10
+        assert tx.read_set == {}
+        assert tx.scan(b"aop-", b"aop-~") == [
+            (b"aop-new", b"ab"),
+            (b"aop-seen", txn.encode_int(10)),
+        ]
+        assert b"aop-seen" in tx.read_set  # a scan reads what it returns, as always
+        tx.put(b"aop-put", b"x")
+        tx.atomic(b"aop-put", txn.AtomicOp.BYTE_MAX, b"y")  # applied to the buffered write
+        assert tx.write_set[b"aop-put"] == b"y" and b"aop-put" not in tx.atomic_ops
+    assert [client.get(k) for k in (b"aop-new", b"aop-clear", b"aop-put")] == [b"ab", None, b"y"]
+    assert txn.decode_int(client.get(b"aop-seen")) == 10
+    # A put after an atomic operation replaces it; a bad operation is refused at once.
+    with client.transaction() as tx:
+        tx.add(b"aop-seen", 100)
+        tx.put(b"aop-seen", txn.encode_int(1))
+        assert tx.atomic_ops == {}
+        with pytest.raises(txn.InvalidArgument, match="AtomicOp"):
+            tx.atomic(b"aop-seen", 1, b"x")  # type: ignore[arg-type]
+        with pytest.raises(txn.InvalidArgument, match="8-byte"):
+            tx.add(b"aop-seen", 2**64)
+    assert txn.decode_int(client.get(b"aop-seen")) == 1
+
+
 def test_more_hot_reads_for_update_than_a_stream_has_get_slots_all_commit(
     gp_cluster: LocalCluster,
 ) -> None:
