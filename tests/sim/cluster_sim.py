@@ -91,7 +91,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from real_client import RealTxnClient, SimWatcher, deterministic_txn_ids, watch_problems
-from sim_client import ABANDON_POINTS, SimTxnClient, TxnResult, error_of
+from sim_client import ABANDON_POINTS, Atomic, SimTxnClient, TxnResult, Write, error_of
 from world import (
     REDELIVER_LOOKBACKS_S,
     CrashMode,
@@ -114,6 +114,7 @@ from shard.execute import background_cycle, execute_cycle
 from shard.mvcc import KEY_TERMINATOR, KEY_TERMINATOR_END, KIND_TOMBSTONE_INT, MAX_U64
 from shard.node import NodeCore, TxnSettings
 from shard.server import shard_map_response
+from txn.atomic import AtomicOp, apply_ops, decode_int, encode_int
 from txn.hlc import physical_us
 from txn.records import DecisionInfo
 
@@ -1106,6 +1107,86 @@ class Claims(Workload):
         return problems
 
 
+class Counters(Workload):
+    """Atomic adds (txn/atomic.py): transfers between counters that read nothing.
+
+    A transfer adds d to one counter and -d to another (`AtomicOp.ADD`, often on two
+    shards); reads are snapshots and read-write reads of every counter. The checks, beside
+    `ClusterSim.verify`'s (which recomputes every version an acknowledged or committed
+    transaction's atomic write left from the version just below it: the replicas applied
+    the operations to the value at the commit timestamp):
+
+    - every read of all counters, snapshot or read-write, sums to 0 (no partial transfer
+      visible);
+    - every counter's final value lies between what the acknowledged transfers and those
+      whose outcome is unknown add up to (each acknowledged add applied exactly once, none
+      the client was told failed).
+    """
+
+    name = "counters"
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
+
+    def all_keys(self) -> list[bytes]:
+        return self._keys
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        rng = self.rng
+        if rng.random() < 0.3:
+            kind = "snapshot" if rng.random() < 0.7 else "rw"
+            self._run_rw(client, kind, [["read"]], list(self._keys), lambda _v: {}, done)
+            return
+        a, b = rng.sample(self._keys, 2)
+        amount = rng.randint(1, 5)
+        writes: dict[bytes, Write] = {
+            a: Atomic(((AtomicOp.ADD, encode_int(amount)),)),
+            b: Atomic(((AtomicOp.ADD, encode_int(-amount)),)),
+        }
+        self._run_rw(client, "rw", [["add", a, b, amount]], [], lambda _v: writes, done)
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
+
+    def check(self, final: TxnRecord) -> list[str]:
+        problems: list[str] = []
+        for rec in [*self.records, final]:
+            res = rec.result
+            if res is None or res.status != "ok" or rec.mops[0][0] != "read":
+                continue
+            values = {k: decode_int(v) for k, (v, _ver) in res.reads.items()}
+            if sum(values.values()) != 0:
+                problems.append(
+                    f"counters sum to {sum(values.values())}, not 0, in a {rec.kind} read "
+                    f"(txn {res.txn_id.hex()}, t={rec.complete:.3f}): {values}"
+                )
+        if final.result is None or final.result.status != "ok":
+            return problems
+        low = dict.fromkeys(self._keys, 0)
+        high = dict.fromkeys(self._keys, 0)
+        for rec in self.records:
+            res = rec.result
+            if res is None or rec.mops[0][0] != "add" or res.status == "fail":
+                continue
+            _, a, b, amount = rec.mops[0]
+            for key, delta in ((a, amount), (b, -amount)):
+                if res.status == "ok":
+                    low[key] += delta
+                    high[key] += delta
+                elif delta > 0:
+                    high[key] += delta
+                else:
+                    low[key] += delta
+        for key, (value, _ver) in final.result.reads.items():
+            if not low[key] <= decode_int(value) <= high[key]:
+                problems.append(
+                    f"counter {key!r} is {decode_int(value)} at the end, outside [{low[key]}, "
+                    f"{high[key]}], what acknowledged and unknown transfers add up to"
+                )
+        return problems
+
+
 class Registers(Workload):
     """Registers (one per key) written by transactions and by single-key writes at once.
 
@@ -1499,6 +1580,7 @@ WORKLOADS: dict[str, type[Workload]] = {
     "append": ListAppend,
     "bank": Bank,
     "claims": Claims,
+    "counters": Counters,
     "registers": Registers,
 }
 
@@ -2653,7 +2735,7 @@ class ClusterSim:
                         f"horizon {horizon} on, but its replicas applied {applied}"
                     )
         # The truth of every transaction: its coordinator group's decision record.
-        expected: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}
+        expected: dict[tuple[bytes, int], tuple[Write, bytes]] = {}
         records = list(self.workload.records)
         for rec in records:
             res = rec.result
@@ -2688,8 +2770,13 @@ class ClusterSim:
                         )
                     expected[where] = (value, res.txn_id)
                 problems.extend(self._reads_current_at(res, decision.commit_ts, chains))
-        for (key, ts), (value, txn_id) in sorted(expected.items(), key=lambda e: e[0]):
+        for (key, ts), (written, txn_id) in sorted(expected.items(), key=lambda e: e[0]):
             got = self.versions_applied.get(key, {}).get(ts, _NOTHING)
+            value = written
+            if isinstance(written, Atomic):
+                # Its operations on the value just below (participant rules P5, O4).
+                below = next((v for version, v in chains.get(key, []) if version < ts), None)
+                value = apply_ops(below, written.ops)
             if value is None and got is _NOTHING and _absent_below(chains.get(key, []), ts):
                 continue  # a deletion of an absent key writes nothing (participant rule R2)
             if got != value:

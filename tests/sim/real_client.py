@@ -81,7 +81,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from sim_client import SCAN_LIMIT, Body, TxnResult
+from sim_client import SCAN_LIMIT, Atomic, Body, TxnResult
 from sim_loop import SimLoop
 from world import CrashMode
 
@@ -470,7 +470,10 @@ class RealTxnClient:
                 if key not in values:
                     values[key] = await tx.get(key)
             for key, value in body(values).items():
-                if value is None:
+                if isinstance(value, Atomic):
+                    for op, operand in value.ops:
+                        tx.atomic(key, op, operand)
+                elif value is None:
                     tx.delete(key)
                 else:
                     tx.put(key, value)
@@ -658,7 +661,10 @@ class _Attempt:
         result.reads = {k: (v, read_set[k]) for k, v in self.values.items() if k in read_set}
         if tx.ref is None:
             return result  # no commit request was sent: nothing can be applied
-        result.writes = tx.write_set
+        result.writes = {
+            **tx.write_set,
+            **{key: Atomic(tuple(ops)) for key, ops in tx.atomic_ops.items()},
+        }
         result.coordinator = tx.ref.group_id
         result.participants = tuple(tx._participants)
         result.one_phase = len(tx._participants) == 1

@@ -74,15 +74,37 @@ from typing import Protocol
 
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
+from txn.atomic import AtomicOp
+from txn.codec import write_item_fields
 from txn.hlc import HybridClock
 from txn.proofs import MAC_BYTES
+from txn.records import WriteItem
 from txn.txn_ids import RANDOM_BYTES, start_ts_of, txn_id_with_start
 
-__all__ = ["ABANDON_POINTS", "MUTATIONS", "SimTxnClient", "Transport", "TxnResult", "error_of"]
+__all__ = [
+    "ABANDON_POINTS",
+    "MUTATIONS",
+    "Atomic",
+    "SimTxnClient",
+    "Transport",
+    "TxnResult",
+    "error_of",
+]
 
 OnAnswer = Callable[[kv.Response | None, bool], None]
-#: The writes of a transaction from what it read; a None value deletes the key.
-Body = Callable[[dict[bytes, bytes | None]], dict[bytes, bytes | None]]
+
+
+@dataclass(frozen=True)
+class Atomic:
+    """A body's atomic write of a key: these operations, applied at commit to its value."""
+
+    ops: tuple[tuple[AtomicOp, bytes], ...]
+
+
+#: A transaction's write of one key: a value, None (delete) or atomic operations.
+Write = bytes | None | Atomic
+#: The writes of a transaction from what it read.
+Body = Callable[[dict[bytes, bytes | None]], dict[bytes, Write]]
 
 #: Deliberate client bugs the property tests must catch (never set outside those proofs):
 #: commit without the read set (no validation: lost updates), read the latest versions in a
@@ -155,7 +177,7 @@ class TxnResult:
     #: key -> value written (None: a deletion). For a single-key write (`SimTxnClient.put`,
     #: `delete`, `cas`): what it wrote when ok (nothing for a delete of an absent key or a
     #: compare-and-set that failed), what it meant to write when info.
-    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    writes: dict[bytes, Write] = field(default_factory=dict)
     commit_ts: int = 0
     coordinator: int = 0
     participants: tuple[int, ...] = ()
@@ -476,7 +498,10 @@ class _Txn:
             part[0].append(kv.ReadItem(key=key, version=version))
         for key, value in writes.items():
             part = self.parts.setdefault(self.c._group(key), ([], [], []))
-            if value is None:
+            if isinstance(value, Atomic):
+                atomic = WriteItem(key=key, value=None, ops=value.ops)
+                part[1].append(kv.WriteItem(**write_item_fields(atomic)))
+            elif value is None:
                 part[1].append(kv.WriteItem(key=key, delete=True))
             else:
                 part[1].append(kv.WriteItem(key=key, value=value))

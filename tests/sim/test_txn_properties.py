@@ -20,6 +20,9 @@ commit. After the faults heal, the run checks (see `ClusterSim.verify`):
 - list-append: Elle finds no G0/G1a/G1b/G1c/G-single/G2 anomaly, also with real-time edges
   (strict serializability), and every acknowledged append is read back at the end;
 - bank: every successful snapshot read, and the final state, sum to the constant total;
+- counters: transfers by atomic adds (no reads) keep every read of all counters at a sum of
+  0, each counter ends between what acknowledged and unknown transfers add up to, and
+  every version an atomic write left is its operations applied to the version below;
 - claims: transactions that scan a range across a shard boundary and claim a key in it only
   when none is held leave at most one held key per range at every timestamp (phantoms);
 - registers: single-key Put, Delete and compare-and-set race transactions that read, write
@@ -305,6 +308,58 @@ def test_resolves_recorded_below_the_purge_mark_are_caught(
         lambda seed: run_cluster("bank", "purge-forgery", seed),
         r"changed its decision|recorded abort|bank total",
         SafetyViolation,
+    )
+
+
+# ---------------------------------------------------------------------- counters (atomic adds)
+
+
+@budget(4)
+@given(seed=SEEDS, profile=st.sampled_from(["crashes", "2pc", "dups", "partitions", "chaos"]))
+def test_atomic_adds_apply_once_to_the_value_at_commit_under_faults(
+    seed: int, profile: str
+) -> None:
+    _run("counters", profile, seed)
+
+
+def test_atomic_writes_computed_from_no_value_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A participant that applies an atomic write's operations to nothing instead of the
+    key's latest value (txn.participant rules P5, O4): every counter is then its last
+    transfer (counters:calm seeds 0-2 all)."""
+    import txn.participant
+    from txn.atomic import apply_ops
+
+    def from_nothing(store: Any, write: Any) -> Any:
+        return apply_ops(None, write.ops) if write.ops else write.value
+
+    monkeypatch.setattr(txn.participant, "_value_written", from_nothing)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("counters", "calm", seed),
+        r"atomicity: committed txn .* wrote|counters sum to",
+        SafetyViolation,
+    )
+
+
+def test_a_real_client_that_sends_each_atomic_operation_twice_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit's requests carry every atomic operation twice (what a client that lost
+    count of its buffered operations would send): transfers still sum to 0, but the
+    counters leave the bounds of the transfers made, and the versions are not what the
+    transaction's own operations give (counters:calm seeds 0-2 all)."""
+    import txn.commit
+    from txn.codec import write_item_fields
+
+    def doubled(write: Any) -> dict[str, Any]:
+        fields = write_item_fields(write)
+        if "ops" in fields:
+            fields["ops"] = fields["ops"] * 2
+        return fields
+
+    monkeypatch.setattr(txn.commit, "write_item_fields", doubled)
+    caught_with_the_real_client(
+        "counters", "calm", (0, 1, 2), r"atomicity: committed txn .* wrote|outside \["
     )
 
 
