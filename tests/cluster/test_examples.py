@@ -35,6 +35,7 @@ EXAMPLES = [
     "room_capacity",
     "invoice_numbers",
     "leader_watch",
+    "page_counters",
 ]
 EXAMPLE_TIMEOUT_S = 40.0
 

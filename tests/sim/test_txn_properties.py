@@ -1250,7 +1250,7 @@ def test_profiles_and_workloads_are_known() -> None:
     assert "clocks" in PROFILES
     assert "forgery" in PROFILES
     assert {"torn", "purge-forgery"} <= set(PROFILES)
-    assert set(WORKLOADS) == {"append", "bank", "claims", "registers"}
+    assert set(WORKLOADS) == {"append", "bank", "claims", "counters", "registers"}
     assert set(REAL_CLIENT_PROFILES) == set(PROFILES) - {"forgery", "purge-forgery"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
