@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -45,6 +45,24 @@ def gp_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluste
                     proc.kill()
                     proc.wait(timeout=10)
             cluster.close()
+
+
+def in_threads(count: int, work: Callable[[], object]) -> None:
+    """Run `work` in `count` threads at once; raise the first error any of them met."""
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            work()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
 
 
 @pytest.fixture
@@ -345,21 +363,7 @@ def test_increments_through_scans_for_update_across_two_shards(
         for key, value in tx.scan(lo, hi, for_update=True):
             tx.put(key, b"%d" % (int(value) + 1))
 
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            for _ in range(5):
-                add_one()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    in_threads(4, lambda: [add_one() for _ in range(5)])
     assert [client.get(k) for k in keys] == [b"20"] * 3
     tries = next(attempts)
     print(f"\n20 increments took {tries} attempts")
@@ -386,62 +390,47 @@ def test_atomic_adds_from_many_threads_all_land_once_without_conflicts(
         tx.add(left, 1)
         tx.add(right, -1)
 
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            for _ in range(10):
-                add_one()
-                add_both()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    in_threads(4, lambda: [(add_one(), add_both()) for _ in range(10)])
     assert [txn.decode_int(client.get(k)) for k in (one, left, right)] == [40, 40, -40]
     assert next(attempts) == 40, "an atomic add on one shard was refused and retried"
 
 
 def test_atomic_operations_inside_a_transaction(client: txn.Client) -> None:
     """What a transaction sees of its own atomic operations, and what commits."""
-    client.put(b"aop-seen", txn.encode_int(7))
-    client.put(b"aop-clear", b"token")
+    client.put(b"aopx-seen", txn.encode_int(7))
+    client.put(b"aopx-clear", b"token")
     with client.transaction() as tx:
-        tx.add(b"aop-seen", 3)
-        tx.atomic(b"aop-new", txn.AtomicOp.APPEND_IF_FITS, b"a")
-        tx.atomic(b"aop-new", txn.AtomicOp.APPEND_IF_FITS, b"b")
-        tx.atomic(b"aop-clear", txn.AtomicOp.COMPARE_AND_CLEAR, b"token")
-        assert tx.atomic_ops[b"aop-new"] == [
+        tx.add(b"aopx-seen", 3)
+        tx.atomic(b"aopx-new", txn.AtomicOp.APPEND_IF_FITS, b"a")
+        tx.atomic(b"aopx-new", txn.AtomicOp.APPEND_IF_FITS, b"b")
+        tx.atomic(b"aopx-clear", txn.AtomicOp.COMPARE_AND_CLEAR, b"token")
+        assert tx.atomic_ops[b"aopx-new"] == [
             (txn.AtomicOp.APPEND_IF_FITS, b"a"),
             (txn.AtomicOp.APPEND_IF_FITS, b"b"),
         ]
         assert tx.read_set == {}  # nothing read yet: nothing for the commit to check
-        assert txn.decode_int(tx.get(b"aop-seen", snapshot=True)) == 10
+        assert txn.decode_int(tx.get(b"aopx-seen", snapshot=True)) == 10
         assert tx.read_set == {}
-        assert tx.scan(b"aop-", b"aop-~") == [
-            (b"aop-new", b"ab"),
-            (b"aop-seen", txn.encode_int(10)),
+        assert tx.scan(b"aopx-", b"aopx-~") == [
+            (b"aopx-new", b"ab"),
+            (b"aopx-seen", txn.encode_int(10)),
         ]
-        assert b"aop-seen" in tx.read_set  # a scan reads what it returns, as always
-        tx.put(b"aop-put", b"x")
-        tx.atomic(b"aop-put", txn.AtomicOp.BYTE_MAX, b"y")  # applied to the buffered write
-        assert tx.write_set[b"aop-put"] == b"y" and b"aop-put" not in tx.atomic_ops
-    assert [client.get(k) for k in (b"aop-new", b"aop-clear", b"aop-put")] == [b"ab", None, b"y"]
-    assert txn.decode_int(client.get(b"aop-seen")) == 10
+        assert b"aopx-seen" in tx.read_set  # a scan reads what it returns, as always
+        tx.put(b"aopx-put", b"x")
+        tx.atomic(b"aopx-put", txn.AtomicOp.BYTE_MAX, b"y")  # applied to the buffered write
+        assert tx.write_set[b"aopx-put"] == b"y" and b"aopx-put" not in tx.atomic_ops
+    assert [client.get(k) for k in (b"aopx-new", b"aopx-clear", b"aopx-put")] == [b"ab", None, b"y"]
+    assert txn.decode_int(client.get(b"aopx-seen")) == 10
     # A put after an atomic operation replaces it; a bad operation is refused at once.
     with client.transaction() as tx:
-        tx.add(b"aop-seen", 100)
-        tx.put(b"aop-seen", txn.encode_int(1))
+        tx.add(b"aopx-seen", 100)
+        tx.put(b"aopx-seen", txn.encode_int(1))
         assert tx.atomic_ops == {}
         with pytest.raises(txn.InvalidArgument, match="AtomicOp"):
-            tx.atomic(b"aop-seen", 1, b"x")  # type: ignore[arg-type]
+            tx.atomic(b"aopx-seen", 1, b"x")  # type: ignore[arg-type]
         with pytest.raises(txn.InvalidArgument, match="8-byte"):
-            tx.add(b"aop-seen", 2**64)
-    assert txn.decode_int(client.get(b"aop-seen")) == 1
+            tx.add(b"aopx-seen", 2**64)
+    assert txn.decode_int(client.get(b"aopx-seen")) == 1
 
 
 def test_more_hot_reads_for_update_than_a_stream_has_get_slots_all_commit(

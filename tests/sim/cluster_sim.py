@@ -952,19 +952,69 @@ class ListAppend(Workload):
         return problems
 
 
-class Bank(Workload):
-    """Transfers between accounts over every shard; snapshot reads keep a constant total."""
+class _Transfers(Workload):
+    """Transfers between keys over every shard, read whole: every read of all keys, snapshot
+    or read-write, sums to `total` (no partial transfer visible)."""
 
-    name = "bank"
-    INITIAL = 100
+    total = 0
+    #: Whether a transfer never takes a key below 0 (so a negative one is a violation).
+    _negative_refused = False
 
     def __init__(self, sim: ClusterSim) -> None:
         super().__init__(sim)
         self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
-        self.total = self.INITIAL * len(self._keys)
 
     def all_keys(self) -> list[bytes]:
         return self._keys
+
+    def _amount(self, value: bytes | None) -> int:
+        """What a key holding `value` counts for the sum."""
+        raise NotImplementedError
+
+    def _maybe_read_all(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> bool:
+        """Read every key instead of a transfer, three times in ten (mostly snapshots)."""
+        rng = self.rng
+        if rng.random() >= 0.3:
+            return False
+        kind = "snapshot" if rng.random() < 0.7 else "rw"
+        self._run_rw(client, kind, [["read"]], list(self._keys), lambda _v: {}, done)
+        return True
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
+
+    def _read_problems(self, final: TxnRecord) -> list[str]:
+        problems: list[str] = []
+        for rec in [*self.records, final]:
+            res = rec.result
+            if res is None or res.status != "ok" or rec.mops[0][0] != "read":
+                continue
+            amounts = {k: self._amount(v) for k, (v, _ver) in res.reads.items()}
+            total = sum(amounts.values())
+            if total != self.total:
+                where = f"snapshot at {res.snapshot_ts}" if rec.kind == "snapshot" else "rw read"
+                problems.append(
+                    f"{self.name} total {total} != {self.total} in {where} "
+                    f"(txn {res.txn_id.hex()}, t={rec.complete:.3f}): {amounts}"
+                )
+            if self._negative_refused and any(v < 0 for v in amounts.values()):
+                problems.append(f"negative balance in txn {res.txn_id.hex()}: {amounts}")
+        return problems
+
+
+class Bank(_Transfers):
+    """Transfers between accounts over every shard; snapshot reads keep a constant total."""
+
+    name = "bank"
+    INITIAL = 100
+    _negative_refused = True
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        self.total = self.INITIAL * len(self._keys)
+
+    def _amount(self, value: bytes | None) -> int:
+        return int(value or b"0")
 
     def setup(self, client: ClientHost, done: Callable[[bool], None]) -> None:
         def body(values: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
@@ -977,11 +1027,9 @@ class Bank(Workload):
         self._run_rw(client, "rw", [["setup"]], list(self._keys), body, finished)
 
     def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
-        rng = self.rng
-        if rng.random() < 0.3:
-            kind = "snapshot" if rng.random() < 0.7 else "rw"
-            self._run_rw(client, kind, [["read"]], list(self._keys), lambda _v: {}, done)
+        if self._maybe_read_all(client, done):
             return
+        rng = self.rng
         a, b = rng.sample(self._keys, 2)
         amount = rng.randint(1, 30)
 
@@ -994,26 +1042,8 @@ class Bank(Workload):
 
         self._run_rw(client, "rw", [["transfer", a, b, amount]], [a, b], body, done)
 
-    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
-        self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
-
     def check(self, final: TxnRecord) -> list[str]:
-        problems: list[str] = []
-        for rec in [*self.records, final]:
-            res = rec.result
-            if res is None or res.status != "ok" or rec.mops[0][0] != "read":
-                continue
-            balances = {k: int(v or b"0") for k, (v, _ver) in res.reads.items()}
-            total = sum(balances.values())
-            if total != self.total:
-                where = f"snapshot at {res.snapshot_ts}" if rec.kind == "snapshot" else "rw read"
-                problems.append(
-                    f"bank total {total} != {self.total} in {where} "
-                    f"(txn {res.txn_id.hex()}, t={rec.complete:.3f}): {balances}"
-                )
-            if any(v < 0 for v in balances.values()):
-                problems.append(f"negative balance in txn {res.txn_id.hex()}: {balances}")
-        return problems
+        return self._read_problems(final)
 
 
 class Claims(Workload):
@@ -1107,7 +1137,7 @@ class Claims(Workload):
         return problems
 
 
-class Counters(Workload):
+class Counters(_Transfers):
     """Atomic adds (txn/atomic.py): transfers between counters that read nothing.
 
     A transfer adds d to one counter and -d to another (`AtomicOp.ADD`, often on two
@@ -1125,19 +1155,13 @@ class Counters(Workload):
 
     name = "counters"
 
-    def __init__(self, sim: ClusterSim) -> None:
-        super().__init__(sim)
-        self._keys = [b"k%02d" % i for i in range(sim.knobs.keys)]
-
-    def all_keys(self) -> list[bytes]:
-        return self._keys
+    def _amount(self, value: bytes | None) -> int:
+        return decode_int(value)
 
     def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
-        rng = self.rng
-        if rng.random() < 0.3:
-            kind = "snapshot" if rng.random() < 0.7 else "rw"
-            self._run_rw(client, kind, [["read"]], list(self._keys), lambda _v: {}, done)
+        if self._maybe_read_all(client, done):
             return
+        rng = self.rng
         a, b = rng.sample(self._keys, 2)
         amount = rng.randint(1, 5)
         writes: dict[bytes, Write] = {
@@ -1146,21 +1170,8 @@ class Counters(Workload):
         }
         self._run_rw(client, "rw", [["add", a, b, amount]], [], lambda _v: writes, done)
 
-    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
-        self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
-
     def check(self, final: TxnRecord) -> list[str]:
-        problems: list[str] = []
-        for rec in [*self.records, final]:
-            res = rec.result
-            if res is None or res.status != "ok" or rec.mops[0][0] != "read":
-                continue
-            values = {k: decode_int(v) for k, (v, _ver) in res.reads.items()}
-            if sum(values.values()) != 0:
-                problems.append(
-                    f"counters sum to {sum(values.values())}, not 0, in a {rec.kind} read "
-                    f"(txn {res.txn_id.hex()}, t={rec.complete:.3f}): {values}"
-                )
+        problems = self._read_problems(final)
         if final.result is None or final.result.status != "ok":
             return problems
         low = dict.fromkeys(self._keys, 0)

@@ -336,7 +336,7 @@ def test_atomic_writes_computed_from_no_value_are_caught(monkeypatch: pytest.Mon
     caught_in_one_of(
         (0, 1, 2),
         lambda seed: run_cluster("counters", "calm", seed),
-        r"atomicity: committed txn .* wrote|counters sum to",
+        r"atomicity: committed txn .* wrote|counters total",
         SafetyViolation,
     )
 
