@@ -12,17 +12,20 @@ Workloads: `put`, `get`, `mixed` (single-key operations through the routing clie
 transactions of shard/bench_txn.py through the AsyncClient's retry loop (`client.run`):
 `txn1` (read-modify-write of one key of one shard, 1PC), `txn2` / `txn3` (one key read and
 written on each of 2 / 3 shards, 2PC), `ro` (snapshot reading one key on each of 3 shards)
-and `bank` (transfers between accounts over all shards; `--hot-keys N` limits them to N
-accounts). For transactions `--keys` is the key space over all shards (the bank: the number
+`bank` (transfers between accounts over all shards; `--hot-keys N` limits them to N
+accounts) and `counter` (increments of `--hot-keys N` counters, default 1, in one shard, by
+atomic adds, or by a read and a write with `--read-modify-write`). For transactions `--keys` is the key space over all shards (the bank: the number
 of accounts), the latency is per committed transaction including its retries, and the
 report adds `committed`, `aborts` (tries that hit a conflict), `retries` and `abort_rate`.
-The bank run ends with a snapshot audit of the total (exit status 1 if it is wrong).
+The bank and counter runs end with a snapshot audit of the total (exit status 1 if it is
+wrong).
 
 Example::
 
     paxoskv bench --cluster 127.0.0.1:7001 --workload put --clients 64 --duration 10 \\
         --json /tmp/put64.json
     paxoskv bench --workload bank --hot-keys 4 --clients 16 --duration 5
+    paxoskv bench --workload counter --clients 64 --duration 5
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from shard.cli_kv import (
 
 KV_WORKLOADS = ("put", "get", "mixed")
 # shard.bench_txn.TXN_WORKLOADS, repeated so the CLI starts without importing the client.
-TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank")
+TXN_WORKLOADS = ("txn1", "txn2", "txn3", "ro", "bank", "counter")
 
 
 def register_bench_command(subparsers: Any) -> None:
@@ -56,7 +59,8 @@ def register_bench_command(subparsers: Any) -> None:
         "p50/p99/p99.9 latency, progress once a second on stderr for runs over 3 s, and "
         "writes the full report as JSON with --json. It writes (and leaves) its own keys: "
         "bench/NNNNNNNNNN for put, get and mixed, and under each shard's start key "
-        "<start>bench/txn/... and <start>bench/bank/... for the transaction workloads: run "
+        "<start>bench/txn/..., <start>bench/bank/... and <start>bench/counter/... for the "
+        "transaction workloads: run "
         "it against a cluster whose data may take them.",
         # Found by a new user's review: "other=3.74s (94%)" said nothing of what it counts.
         epilog="The cpu: line is CPU seconds during the measured run: client is this "
@@ -71,7 +75,8 @@ def register_bench_command(subparsers: Any) -> None:
         choices=(*KV_WORKLOADS, *TXN_WORKLOADS),
         default="put",
         help="put, get, mixed: single keys; txn1, txn2, txn3: transactions on 1-3 shards; "
-        "ro: read-only snapshots; bank: transfers (default put)",
+        "ro: read-only snapshots; bank: transfers; counter: increments of hot counters "
+        "(default put)",
     )
     bench.add_argument(
         "--clients", type=bounded_int(1), default=1, help="operations outstanding (1)"
@@ -91,15 +96,22 @@ def register_bench_command(subparsers: Any) -> None:
     )
     bench.add_argument(
         "--hot-keys",
-        type=bounded_int(2),
+        type=bounded_int(1),
         default=None,
         metavar="N",
-        help="bank: every transfer uses only these N accounts (contention)",
+        help="bank: every transfer uses only these N accounts (at least 2; contention); "
+        "counter: the number of counters (default 1)",
     )
     bench.add_argument(
         "--optimistic",
         action="store_true",
-        help="bank: plain optimistic reads instead of reads for update (update locks)",
+        help="bank, counter with --read-modify-write: plain optimistic reads instead of "
+        "reads for update (update locks)",
+    )
+    bench.add_argument(
+        "--read-modify-write",
+        action="store_true",
+        help="counter: read the counter and write it back plus one, instead of an atomic add",
     )
     bench.add_argument(
         "--read-fraction", type=_fraction, default=0.5, help="share of gets in 'mixed' (0.5)"
@@ -191,15 +203,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
 
     from shard.bench_harness import ProgressSample, run_workload
-    from shard.bench_txn import TxnDriver, bank_expected_total, bank_total, build_txn_workload
+    from shard.bench_txn import (
+        TxnDriver,
+        bank_expected_total,
+        bank_total,
+        build_txn_workload,
+        counter_expected_total,
+        counter_total,
+    )
     from shard.cli_kv import seeds_from, tls_from
     from shard.cpu_meter import CpuMeter
     from txn.client import AsyncClient
 
     seeds = seeds_from(args)
     tls = tls_from(args)
-    if args.hot_keys is not None and args.workload != "bank":
-        raise UsageError("--hot-keys is for --workload bank")
+    if args.hot_keys is not None and args.workload not in ("bank", "counter"):
+        raise UsageError("--hot-keys is for --workload bank or counter")
+    if args.read_modify_write and args.workload != "counter":
+        raise UsageError("--read-modify-write is for --workload counter")
     if args.json:
         _check_json_path(Path(args.json))
     node_pids = args.node_pids
@@ -244,6 +265,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                         accounts=args.keys,
                         hot_keys=args.hot_keys,
                         lock_reads=not args.optimistic,
+                        read_modify_write=args.read_modify_write,
                     )
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
@@ -285,9 +307,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     "found": found,
                     "ok": found == expected,
                 }
+            if args.workload == "counter":
+                counters, least, most = counter_expected_total(workload)
+                found = await counter_total(client, counters)
+                report.extra["counter_total"] = {
+                    "counters": len(counters),
+                    "committed": least,
+                    "most": most,
+                    "found": found,
+                    "ok": least <= found <= most,
+                }
+                report.extra["increments"] = (
+                    "read-modify-write" if args.read_modify_write else "atomic"
+                )
             if args.hot_keys is not None:
                 report.extra["hot_keys"] = args.hot_keys
-            if args.workload == "bank":
+            if args.workload == "bank" or args.read_modify_write:
                 report.extra["reads"] = "optimistic" if args.optimistic else "for_update"
             return report
         finally:
@@ -324,6 +359,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"{audit['accounts']} accounts): {verdict}"
         )
         if not audit["ok"]:
+            return 1
+    counted = report.extra.get("counter_total")
+    if counted is not None:
+        verdict = "ok" if counted["ok"] else "WRONG"
+        unsure = counted["most"] - counted["committed"]
+        maybe = f", {unsure} more maybe" if unsure else ""
+        print(
+            f"  counters after the run: {counted['found']} (increments committed "
+            f"{counted['committed']}{maybe}, {counted['counters']} counters): {verdict}"
+        )
+        if not counted["ok"]:
             return 1
     if report.ops == 0:
         # Found by review: the run ended with exit 1, errors=0 and no word of why.

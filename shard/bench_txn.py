@@ -25,10 +25,16 @@ Workloads (S = the number of data shards of the cluster's shard map):
   for update (`tx.get(key, for_update=True)`: conflicting transfers queue at the leaders
   instead of racing to commit), or with plain optimistic reads when `lock_reads=False`.
   The total is checked by a snapshot after the run (`bank_total`).
+- `counter`: add 1 to one of N counters (`hot_keys`, default 1) in the first data shard, by
+  an atomic add (`tx.add`: the transaction reads nothing, so it never conflicts over a
+  read), or with `read_modify_write` by a get (for update unless `lock_reads=False`) and a
+  put: the same increments, to compare. One-phase commits. After the run a snapshot checks
+  that the counters sum to the increments that committed (`counter_total`).
 
 Keys are chosen so the shard placement is what the name says: for each data group, keys are
 built under its range's start key and checked with `ShardMap.locate`. Keys of these
-workloads: `<range start>bench/txn/NNNNNNNN` and `<range start>bench/bank/NNNNNNNN`, so with
+workloads: `<range start>bench/txn/NNNNNNNN`, `<range start>bench/bank/NNNNNNNN` and
+`<range start>bench/counter/NNNNNNNN`, so with
 the default 3-shard split points ("j", "r") `bench/txn/..`, `jbench/txn/..`, `rbench/txn/..`.
 
 Each workload's `setup` writes its keys first (blind-write transactions of up to
@@ -46,8 +52,9 @@ from typing import Any
 
 from router.shard_map import ShardMap
 from shard.bench_harness import CustomWorkload, OpTally
+from txn.atomic import decode_int, encode_int
 from txn.client import AsyncClient
-from txn.errors import Conflict
+from txn.errors import Conflict, PaxosKVError
 from txn.transaction import AsyncTransaction
 
 __all__ = [
@@ -58,12 +65,14 @@ __all__ = [
     "bank_total",
     "build_put_workload",
     "build_txn_workload",
+    "counter_expected_total",
+    "counter_total",
     "data_groups",
     "keys_in_group",
     "run_counted",
 ]
 
-TXN_WORKLOADS: tuple[str, ...] = ("txn1", "txn2", "txn3", "ro", "bank")
+TXN_WORKLOADS: tuple[str, ...] = ("txn1", "txn2", "txn3", "ro", "bank", "counter")
 SHARDS_TOUCHED = {"txn1": 1, "txn2": 2, "txn3": 3, "ro": 3}
 PRELOAD_BATCH = 100  # keys per preload transaction (all of one shard: 1PC)
 PRELOAD_CONCURRENCY = 8
@@ -198,24 +207,29 @@ def build_txn_workload(
     accounts: int = 1000,
     hot_keys: int | None = None,
     lock_reads: bool = True,
+    read_modify_write: bool = False,
     loaded: set[str] | None = None,
 ) -> CustomWorkload:
     """One of `TXN_WORKLOADS` over `shard_map`; the driver must be a `TxnDriver`.
 
     Args:
-        name: txn1, txn2, txn3, ro or bank.
+        name: txn1, txn2, txn3, ro, bank or counter.
         shard_map: the cluster's map (the client's, `client.routing.shard_map`).
         keys_per_shard: key space of txn*/ro per data shard.
         value_size: bytes per txn*/ro value (a 20-digit counter, padded).
         accounts: bank accounts when `hot_keys` is None.
-        hot_keys: bank: every transfer uses only this many accounts (>= 2).
-        lock_reads: bank: read the accounts for update (False: optimistic reads).
+        hot_keys: bank: every transfer uses only this many accounts (>= 2); counter: the
+            number of counters (default 1).
+        lock_reads: bank, counter with `read_modify_write`: read for update (False:
+            optimistic reads).
+        read_modify_write: counter: a get and a put instead of an atomic add.
         loaded: key spaces already written (shared between runs); setup adds to it.
 
     Returns:
         A `CustomWorkload` (transactional) whose `setup` preloads its keys (the bank's
-        resets every balance); `bank_expected_total(workload)` gives the bank's accounts and
-        the total `bank_total` must find after a run.
+        resets every balance, the counter's every counter); `bank_expected_total(workload)`
+        gives the bank's accounts and the total `bank_total` must find after a run,
+        `counter_expected_total(workload)` the counters and the range their sum must be in.
 
     Raises:
         ValueError: unknown name, too few shards for the name, or bad sizes.
@@ -229,6 +243,12 @@ def build_txn_workload(
         if n < 2:
             raise ValueError(f"bank needs at least 2 accounts, got {n}")
         return _bank(bank_accounts(shard_map, n), lock_reads, loaded)
+    if name == "counter":
+        n = 1 if hot_keys is None else hot_keys
+        if n < 1:
+            raise ValueError(f"counter needs at least 1 counter, got {n}")
+        counters = keys_in_group(shard_map, groups[0], n, b"counter")
+        return _counters(counters, None if not read_modify_write else lock_reads)
     touched = SHARDS_TOUCHED[name]
     if len(groups) < touched:
         raise ValueError(
@@ -297,6 +317,63 @@ class _BankTransfer:
             tx.put(dst, b"%d" % (have_b + moved))
 
         await run_counted(driver.client, tally, body)
+
+
+class _CounterIncrement:
+    """The counter operation: add 1 to one of `counters` (all in one shard: one-phase
+    commits) by an atomic add, or (`lock_reads` not None) by a get, for update when True,
+    and a put. Counts what committed, and what may have, for the audit."""
+
+    def __init__(self, counters: list[bytes], lock_reads: bool | None) -> None:
+        self.counters = counters
+        self.lock_reads = lock_reads
+        self.committed = 0
+        self.unsure = 0
+
+    async def __call__(self, driver: TxnDriver, rng: random.Random, tally: OpTally) -> None:
+        key = rng.choice(self.counters)
+        lock_reads = self.lock_reads
+
+        async def body(tx: AsyncTransaction) -> None:
+            if lock_reads is None:
+                tx.add(key, 1)
+                return
+            value = await tx.get(key, for_update=lock_reads)
+            tx.put(key, encode_int(decode_int(value) + 1))
+
+        try:
+            await run_counted(driver.client, tally, body)
+        except PaxosKVError as exc:
+            self.unsure += exc.maybe_committed
+            raise
+        self.committed += 1
+
+
+def _counters(counters: list[bytes], lock_reads: bool | None) -> CustomWorkload:
+    increment = _CounterIncrement(counters, lock_reads)
+
+    async def setup(drivers: Sequence[Any]) -> None:
+        # Always reset, so the audit knows what every run's increments must sum to.
+        await _write_all(drivers[0].client, [(k, encode_int(0)) for k in counters])
+
+    return CustomWorkload("counter", increment, setup)
+
+
+def counter_expected_total(workload: CustomWorkload) -> tuple[list[bytes], int, int]:
+    """(counters, least, most) of a counter workload built by `build_txn_workload`: their
+    sum after a run counts every increment that committed, and at most those whose outcome
+    the client could not learn besides."""
+    op = workload.operation
+    if not isinstance(op, _CounterIncrement):
+        raise ValueError(f"{workload.name} is not a counter workload")
+    return op.counters, op.committed, op.committed + op.unsure
+
+
+async def counter_total(client: AsyncClient, counters: Sequence[bytes]) -> int:
+    """The sum of `counters` at one snapshot."""
+    async with client.snapshot() as snap:
+        values = await asyncio.gather(*(snap.get(k) for k in counters))
+    return sum(decode_int(v) for v in values)
 
 
 def build_put_workload(

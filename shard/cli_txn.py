@@ -4,6 +4,7 @@
     paxoskv txn "get a; get b; put c hello world"          # ';' separates steps too
     paxoskv txn --snapshot "get a" "scan a z"              # read-only, one timestamp
     paxoskv txn "delete-range tmp/ tmp0"                   # every key of [tmp/, tmp0)
+    paxoskv txn "add views/home 1" "add views/total 1"      # atomic adds: no read, no conflict
     paxoskv txn-status 6dba2be8de444790a9f8bbda4720b0d8:3:1764412345678901234 --settle
 
 The steps run in order inside one transaction (reads see the transaction's own writes), which
@@ -40,6 +41,9 @@ steps (each argument is one step, or several separated by ';'):
   get KEY                 print KEY's value as the transaction sees it
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
   delete KEY              delete KEY (also: del)
+  add KEY N               add the integer N to the 8-byte counter at KEY (tx.add: an
+                          atomic add, applied at commit to the value then; reads nothing);
+                          a get of KEY after it shows the counter's new value as a number
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
   scan-reverse START [END]
                           the same from the last key down (with --limit 1: the last key)
@@ -95,7 +99,7 @@ def _commit_line(tx: Transaction) -> str:
         for n, one, many in (
             (len(tx.read_set), "1 key read", "keys read"),
             (len(tx.scanned_ranges), "1 scan", "scans"),
-            (len(tx.write_set), "1 key written", "keys written"),
+            (len(tx.write_set) + len(tx.atomic_ops), "1 key written", "keys written"),
         )
     )
     if tx.ref is None:
@@ -112,14 +116,16 @@ EXIT_UNDECIDED = 4
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One parsed step: `op` is get/put/delete/scan/scan-reverse/delete-range; `end` is set for a
-    bounded scan and for a delete-range, `limit` for a delete-range given one."""
+    """One parsed step: `op` is get/put/delete/add/scan/scan-reverse/delete-range; `end` is set
+    for a bounded scan and for a delete-range, `limit` for a delete-range given one, `delta`
+    for an add."""
 
     op: str
     key: bytes
     value: bytes = b""
     end: bytes | None = None
     limit: int | None = None
+    delta: int = 0
     text: str = ""
 
 
@@ -197,7 +203,7 @@ def register_txn_command(subparsers: Any) -> None:
 
 
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
-    """Parse step arguments ("get K", "put K V...", "delete K", "scan A [B]",
+    """Parse step arguments ("get K", "put K V...", "delete K", "add K N", "scan A [B]",
     "scan-reverse A [B]", "delete-range A B"; ';' splits).
 
     Raises:
@@ -234,6 +240,12 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                         text=text,
                     )
                 )
+            elif op == "add":
+                parts = rest.split()
+                if len(parts) != 2:
+                    raise UsageError(f"{text!r}: expected 'add KEY N'{unquoted}")
+                delta = _counter_delta(text, parts[1])
+                steps.append(Step(op, arg_key(parts[0], hex_mode), delta=delta, text=text))
             elif op in ("scan", "scan-reverse"):
                 bounds = rest.split()
                 if len(bounds) not in (1, 2):
@@ -260,12 +272,23 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 steps.append(Step(op, start, end=end, limit=limit, text=text))
             else:
                 raise UsageError(
-                    f"{text!r}: unknown step {op!r} (expected get, put, delete, scan, "
+                    f"{text!r}: unknown step {op!r} (expected get, put, delete, add, scan, "
                     "scan-reverse or delete-range)"
                 )
     if not steps:
         raise UsageError("no steps given")
     return steps
+
+
+def _counter_delta(text: str, word: str) -> int:
+    """The N of an "add KEY N" step: an integer an 8-byte counter's addend can be."""
+    try:
+        delta = int(word) if word.lstrip("+-").isascii() else None
+    except ValueError:
+        delta = None
+    if delta is None or not -(2**63) <= delta < 2**63:
+        raise UsageError(f"{text!r}: N is a whole number in [-2**63, 2**63)")
+    return delta
 
 
 # ---------------------------------------------------------------------------- running
@@ -274,12 +297,20 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
 def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[list[str], list[str]]:
     """Run `steps` on a transaction or snapshot; returns the output lines of the reads and
     the notes for stderr (printed once, after the run: a retried run repeats the steps)."""
+    from txn import decode_int
+
     lines: list[str] = []
     notes: list[str] = []
+    counters: set[bytes] = set()  # keys an add step made counters: their gets show numbers
     for step in steps:
         if step.op == "get":
             value = reader.get(step.key)
-            shown = "(not found)" if value is None else show(value)
+            if value is None:
+                shown = "(not found)"
+            elif step.key in counters:
+                shown = str(decode_int(value))
+            else:
+                shown = show(value)
             lines.append(f"get {show(step.key)}: {shown}")
         elif step.op in ("scan", "scan-reverse"):
             # One item over the limit says whether the scan was cut short (as `paxoskv scan`);
@@ -303,16 +334,23 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
                 f"key{'s' if deleted != 1 else ''} deleted"
             )
         elif step.op == "put":
+            counters.discard(step.key)
             reader.put(step.key, step.value)
+        elif step.op == "add":
+            counters.add(step.key)
+            reader.add(step.key, step.delta)
         else:
+            counters.discard(step.key)
             reader.delete(step.key)
     return lines, notes
 
 
 def _cmd_txn(args: argparse.Namespace) -> int:
     steps = parse_steps(args.steps, hex_mode=args.hex)
-    if args.snapshot and any(s.op in ("put", "delete", "delete-range") for s in steps):
-        raise UsageError("--snapshot is read-only: put, delete and delete-range are not allowed")
+    if args.snapshot and any(s.op in ("put", "delete", "add", "delete-range") for s in steps):
+        raise UsageError(
+            "--snapshot is read-only: put, delete, add and delete-range are not allowed"
+        )
     seeds = seeds_from(args)
 
     from txn import Client, CommitUnknown, TransactionState

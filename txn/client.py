@@ -1030,24 +1030,34 @@ class AsyncClient:
             FencingTokenRejected: the store refused the token; nothing was written.
             Others as `run`.
         """
-
-        def write(tx: AsyncTransaction) -> AsyncTransaction:
-            tx.put_fenced(key, value, lock=lock, token=token)
-            return tx
-
-        tx = await self.run(write)
-        assert tx.commit_ts is not None
-        return tx.commit_ts
+        return await self._alone(lambda tx: tx.put_fenced(key, value, lock=lock, token=token))
 
     async def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
         """Delete one key in its own transaction, only while `lock`'s latest version is
         `token`; returns the commit timestamp. Raises as `put_fenced`."""
+        return await self._alone(lambda tx: tx.delete_fenced(key, lock=lock, token=token))
 
-        def remove(tx: AsyncTransaction) -> AsyncTransaction:
-            tx.delete_fenced(key, lock=lock, token=token)
+    async def add(self, key: bytes, delta: int) -> int:
+        """Add `delta` to the 8-byte counter at `key` (`AsyncTransaction.add`: an atomic add,
+        reading nothing) in a transaction of its own; returns the commit timestamp. Retried
+        as `run` retries; a commit whose outcome is unknown is not sent again unless the
+        client settles unknown outcomes (`settle_unknown`), so the addition lands at most
+        once.
+
+        Raises:
+            InvalidArgument: a bad key, or `delta` not an int in [-2**63, 2**64).
+            Others as `run`.
+        """
+        return await self._alone(lambda tx: tx.add(key, delta))
+
+    async def _alone(self, write: Callable[[AsyncTransaction], None]) -> int:
+        """Run `write` in a transaction of its own (as `run`); returns its commit timestamp."""
+
+        def body(tx: AsyncTransaction) -> AsyncTransaction:
+            write(tx)
             return tx
 
-        tx = await self.run(remove)
+        tx = await self.run(body)
         assert tx.commit_ts is not None
         return tx.commit_ts
 

@@ -719,6 +719,11 @@ class Client:
         """See `AsyncClient.delete_fenced`; returns the commit timestamp."""
         return self._call(self._async.delete_fenced(key, lock=lock, token=token), writes=True)
 
+    def add(self, key: bytes, delta: int) -> int:
+        """Add `delta` to the counter at `key` in a transaction of its own (an atomic add);
+        returns the commit timestamp. See `AsyncClient.add`."""
+        return self._call(self._async.add(key, delta), writes=True)
+
 
 # ---------------------------------------------------------------------------- decorator
 

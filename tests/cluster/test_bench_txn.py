@@ -59,12 +59,14 @@ def bench(cluster: LocalCluster, path: Path, *args: str) -> subprocess.Completed
         ("txn3", ()),
         ("ro", ()),
         ("bank", ("--hot-keys", "4")),
+        ("counter", ()),
+        ("counter", ("--hot-keys", "2", "--read-modify-write")),
     ],
 )
 def test_txn_workload_reports(
     shared_cluster: LocalCluster, tmp_path: Path, workload: str, extra: tuple[str, ...]
 ) -> None:
-    path = tmp_path / f"{workload}.json"
+    path = tmp_path / f"{workload}{len(extra)}.json"
     result = bench(shared_cluster, path, "--workload", workload, "--clients", "4", *extra)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "committed=" in result.stdout
@@ -98,6 +100,33 @@ def test_txn_workload_reports(
     if workload == "bank":
         audit = report["extra"]["bank_total"]
         assert audit["ok"] and audit["accounts"] == 4 and report["extra"]["hot_keys"] == 4
+    if workload == "counter":
+        counted = report["extra"]["counter_total"]
+        # Every increment that committed, warmup included, is in the counters, once.
+        assert counted["ok"] and counted["found"] == counted["committed"] >= report["ops"]
+        assert "counters after the run" in result.stdout
+    if workload == "counter" and not extra:
+        # Atomic adds on one shard read nothing: no attempt is refused.
+        assert report["extra"]["increments"] == "atomic" and report["aborts"] == 0
+        assert counted["counters"] == 1
+    elif workload == "counter":
+        assert report["extra"]["increments"] == "read-modify-write"
+        assert counted["counters"] == 2 and report["extra"]["reads"] == "for_update"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--workload", "put", "--hot-keys", "2"), "--hot-keys is for --workload bank or counter"),
+        (("--workload", "bank", "--read-modify-write"), "--read-modify-write is for"),
+        (("--workload", "bank", "--hot-keys", "1"), "bank needs at least 2 accounts"),
+    ],
+)
+def test_bench_options_of_another_workload_are_refused(
+    shared_cluster: LocalCluster, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = bench(shared_cluster, tmp_path / "x.json", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_cpu_per_op_reports_every_mode(shared_cluster: LocalCluster, tmp_path: Path) -> None:

@@ -431,6 +431,11 @@ def test_atomic_operations_inside_a_transaction(client: txn.Client) -> None:
         with pytest.raises(txn.InvalidArgument, match="8-byte"):
             tx.add(b"aopx-seen", 2**64)
     assert txn.decode_int(client.get(b"aopx-seen")) == 1
+    # The single-key helper: one transaction of its own, its commit timestamp the version.
+    ts = client.add(b"aopx-seen", 41)
+    with client.transaction() as check:
+        assert check.get(b"aopx-seen") == txn.encode_int(42)
+        assert check.read_set[b"aopx-seen"] == ts
 
 
 def test_more_hot_reads_for_update_than_a_stream_has_get_slots_all_commit(
@@ -534,6 +539,24 @@ def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.
         tx.abort()
     assert client.get(b"abig") is None and client.get(b"hbig") is None
     assert client.put(b"abig", b"small") > 0  # the client's streams still serve
+
+
+def test_txn_cli_adds_to_a_counter(gp_cluster: LocalCluster) -> None:
+    def add(*steps: str) -> list[str]:
+        run = subprocess.run(
+            [sys.executable, "-m", "shard.cli", "txn", "--cluster", gp_cluster.env_value(), *steps],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.decode().splitlines()
+
+    first = add("add clictr 5", "add clictr -2")
+    assert first[0].startswith("committed at ts ") and "0 keys read" in first[0]
+    assert "1 key written" in first[0]
+    again = add("add clictr 4; get clictr")
+    assert again[0] == "get clictr: 7" and "1 key read" in again[1]
 
 
 def test_txn_cli(gp_cluster: LocalCluster) -> None:

@@ -47,6 +47,10 @@ def test_parse_steps() -> None:
         Step("delete-range", b"a", end=b"c", text="delete-range a c"),
         Step("delete-range", b"a", end=b"c", limit=5, text="delete-range a c 5"),
     ]
+    assert parse_steps(["add n 5; add n -3"]) == [
+        Step("add", b"n", delta=5, text="add n 5"),
+        Step("add", b"n", delta=-3, text="add n -3"),
+    ]
     assert parse_steps(["put 6b 00ff"], hex_mode=True)[0].value == b"\x00\xff"
     # delete-range needs both bounds, in order: a mistyped step must not clear to the end.
     for bad in (
@@ -65,6 +69,11 @@ def test_parse_steps() -> None:
         ["delete-range a c x"],
         ["delete-range a c 1 2"],
         ["delete-range a c \u00b2"],  # a digit to str.isdigit, not to int()
+        ["add n"],
+        ["add n x"],
+        ["add n 1 2"],
+        ["add n 9223372036854775808"],  # 2**63: over what a signed 8-byte addend holds
+        ["add n \u0663"],  # ARABIC-INDIC DIGIT THREE: a number to int(), not here
     ):
         with pytest.raises(UsageError):
             parse_steps(bad, hex_mode=bad == ["put zz 00"])
