@@ -13,7 +13,10 @@ nodes' loops, while a poller asks every node for its Status every 10 ms:
   largest a transaction part may be;
 - `scans`: 256 scans (`--scans`) in one Batch message over a shard holding four 1 MiB values (each
   answer up to 4 MiB);
-- `stale_scans`: 128 `stale_ok` scans (`--stale-scans`) of the same shard at a follower.
+- `stale_scans`: 128 `stale_ok` scans (`--stale-scans`) of the same shard at a follower;
+- `atomic`: a Prepare of MAX_ATOMIC_OPS (64) atomic appends on 64 keys each holding a value
+  one byte short of 1 MiB: each reads its key's value and copies it where the PREPARE is
+  applied, on every replica (the most a part may ask of that path).
 
 For each: the answer (code and seconds), the worst Status latency of any node while it ran,
 the largest node RSS, and how many groups took a new ballot (an election). Before the
@@ -43,8 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.compare import local_cluster
 from router import kv_pb2 as kv
+from router.limits import MAX_ATOMIC_OPS
 from shard.cluster import LocalCluster
-from txn.records import MAX_TXN_ITEMS
+from txn.atomic import AtomicOp
+from txn.codec import write_item_fields
+from txn.records import MAX_TXN_ITEMS, WriteItem
+from txn.txn_ids import new_txn_id
 
 SPLITS = [b"j", b"r"]
 MIB = 1 << 20
@@ -91,6 +98,7 @@ class Attacks:
         self.cluster_id = cluster.cluster_id
         self.scan_count = scans
         self.stale_scan_count = stale_scans
+        self.atomic_keys: list[bytes] = []
 
     def header(self, group: int) -> kv.Header:
         return kv.Header(cluster_id=self.cluster_id, group_id=group)
@@ -172,6 +180,27 @@ class Attacks:
         answers = self.batch(self.leader(2), scans)
         return _summary(answers, "scan")
 
+    def atomic_values(self) -> None:
+        self.atomic_keys = [b"s-atomic-%02d" % i for i in range(MAX_ATOMIC_OPS)]
+        for i in range(0, MAX_ATOMIC_OPS, 8):  # 8 MiB a message, under MAX_REQUEST_BYTES
+            self.load(3, self.atomic_keys[i : i + 8], os.urandom(MIB - 1))
+
+    def atomic(self) -> Any:
+        append = ((AtomicOp.APPEND_IF_FITS, b"x"),)
+        writes = [
+            kv.WriteItem(**write_item_fields(WriteItem(key=k, value=None, ops=append)))
+            for k in self.atomic_keys
+        ]
+        op = kv.PrepareRequest(
+            header=self.header(3),
+            txn_id=new_txn_id(self.now_ts()),
+            coordinator_group=3,
+            participants=[3],
+            ts=self.now_ts(),
+            writes=writes,
+        )
+        return self.batch(self.leader(3), [kv.Request(prepare=op)])[0].prepare
+
     def stale_scans(self) -> Any:
         leader = self.leader(2)
         follower = next(n for n in self.cluster.names if n != leader)
@@ -246,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with local_cluster(root, "cluster", split_points=SPLITS) as cluster:
         attacks = Attacks(cluster, args.scans, args.stale_scans)
-        for name in ("ranges", "reads", "big_txn", "scans", "stale_scans"):
+        for name in ("ranges", "reads", "big_txn", "scans", "stale_scans", "atomic"):
             if name == "scans":
                 attacks.big_values()  # after `ranges`, whose reads must cover group 2
+            if name == "atomic":
+                attacks.atomic_values()
             print(f"{name} ...", flush=True)
             results.append(measure(cluster, name, getattr(attacks, name)))
     print("| attack | answer | answer s | worst Status s | max RSS MiB | new ballots |")

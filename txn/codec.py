@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from router.limits import MAX_ATOMIC_OPS
 from txn import txn_pb2 as pb
-from txn.atomic import ATOMIC_MARKER, MAX_OPS_PER_KEY, AtomicOp
+from txn.atomic import ATOMIC_MARKER, AtomicOp
 from txn.records import (
     CommitOnePhase,
     Decide,
@@ -83,8 +84,8 @@ def write_item_refusal(w: Any) -> str | None:
                 f"the atomic write of {w.key!r} lacks delete: true and value "
                 f"{ATOMIC_MARKER!r} (txn.atomic.ATOMIC_MARKER)"
             )
-        if len(w.ops) > MAX_OPS_PER_KEY:
-            return f"the write of {w.key!r} has over {MAX_OPS_PER_KEY} atomic operations"
+        if len(w.ops) > MAX_ATOMIC_OPS:
+            return f"the write of {w.key!r} has over {MAX_ATOMIC_OPS} atomic operations"
         known = {int(op) for op in AtomicOp}
         for op in w.ops:
             if op.kind not in known:

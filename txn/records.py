@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Re-exported: the limit belongs to the request check nodes and clients share.
-from router.limits import MAX_TXN_ITEMS
-from txn.atomic import MAX_OPS_PER_KEY, AtomicOp
+from router.limits import MAX_ATOMIC_OPS, MAX_TXN_ITEMS
+from txn.atomic import AtomicOp
 
 __all__ = [
     "MAX_TXN_ID_BYTES",
@@ -164,8 +164,8 @@ class WriteItem:
             raise ValueError("a write value is bytes or None (delete)")
         if self.ops and self.value is not None:
             raise ValueError("an atomic write carries operations, not a value")
-        if len(self.ops) > MAX_OPS_PER_KEY:
-            raise ValueError(f"more than {MAX_OPS_PER_KEY} atomic operations on one key")
+        if len(self.ops) > MAX_ATOMIC_OPS:
+            raise ValueError(f"more than {MAX_ATOMIC_OPS} atomic operations on one key")
         for op, operand in self.ops:
             if not isinstance(op, AtomicOp) or not isinstance(operand, bytes):
                 raise ValueError("an atomic operation is an AtomicOp and a bytes operand")

@@ -8,9 +8,9 @@ from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from router.limits import MAX_COMMAND_BYTES, key_oversized, value_oversized
+from router.limits import MAX_ATOMIC_OPS, MAX_COMMAND_BYTES, key_oversized, value_oversized
 from txn.args import _as_flag, _as_key, _as_limit, _as_value
-from txn.atomic import MAX_OPS_PER_KEY, AtomicOp, apply_op, apply_ops, encode_int
+from txn.atomic import AtomicOp, apply_op, apply_ops, encode_int
 from txn.errors import (
     Conflict,
     FencingTokenRejected,
@@ -472,8 +472,10 @@ class AsyncTransaction:
 
         Raises:
             InvalidArgument: a bad key, operation or operand.
-            LimitExceeded: the key or operand is over its size limit, or the key has more
-                than MAX_OPS_PER_KEY (64) operations.
+            LimitExceeded: the key or operand is over its size limit, or the key has
+                MAX_ATOMIC_OPS (64) operations already. (The commit refuses more than
+                MAX_ATOMIC_OPS in one shard, over all keys: each reads its key's value
+                where the commit is applied.)
             TransactionClosed: the transaction is committed or aborted.
         """
         key, operand = _as_key(key), _as_key(operand, "operand")
@@ -487,10 +489,10 @@ class AsyncTransaction:
             self._writes[key] = apply_op(op, self._writes[key], operand)
             return
         ops = self._ops.setdefault(key, [])
-        if len(ops) >= MAX_OPS_PER_KEY:
+        if len(ops) >= MAX_ATOMIC_OPS:
             raise LimitExceeded(
-                f"key {key!r} has {MAX_OPS_PER_KEY} atomic operations in this transaction, "
-                "the most one key takes (MAX_OPS_PER_KEY)"
+                f"key {key!r} has {MAX_ATOMIC_OPS} atomic operations in this transaction, "
+                "the most one shard takes (MAX_ATOMIC_OPS)"
             )
         ops.append((op, operand))
 

@@ -41,4 +41,5 @@ def test_every_bad_request_is_answered_and_bounded(tmp_path: Path) -> None:
             assert refused and row["new_ballots"] > 0, row
             codes = {part.split(" ")[1] for part in refused.group(1).split(", ")}
             assert codes <= {"UNAVAILABLE", "NOT_LEADER"}, row
+    assert results["atomic"]["answer"] == "OK", results["atomic"]  # the most atomic ops a part may
     assert "| attack | answer |" in done.stdout

@@ -11,14 +11,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from router import kv_pb2 as kv
+from router.limits import MAX_ATOMIC_OPS
 from shard.engine import KV, MemEngine
 from tests.unit.shard.test_node_core import OneNode, header, put, tid
-from txn.records import MAX_TXN_ITEMS
+from txn.atomic import AtomicOp, encode_int
+from txn.codec import write_item_fields
+from txn.records import MAX_TXN_ITEMS, WriteItem
 
 
 def prepare(txn_id: bytes, **fields: object) -> kv.Request:
@@ -57,6 +61,23 @@ def test_a_part_over_max_txn_items_is_refused_and_nothing_changes() -> None:
     assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
     assert node.call(put(b"a00001", b"x")).put.error.code == kv.OK  # no intent left
     assert error_of(node.call(prepare(tid(b"t2"), writes=writes))).code == kv.OK  # at the limit
+
+
+def test_a_part_over_max_atomic_ops_is_refused_and_nothing_changes() -> None:
+    """Each atomic operation reads its key's value (up to 1 MiB) where the part is applied,
+    which no other write does: 64 of them in a part, over all its keys, and no more."""
+    node = OneNode()
+    add = WriteItem(key=b"", value=None, ops=((AtomicOp.ADD, encode_int(1)),))
+
+    def adds(count: int) -> list[kv.WriteItem]:
+        return [
+            kv.WriteItem(**write_item_fields(replace(add, key=b"c%03d" % i))) for i in range(count)
+        ]
+
+    error = error_of(node.call(prepare(tid(b"t1"), writes=adds(MAX_ATOMIC_OPS + 1))))
+    assert error.code == kv.LIMIT_EXCEEDED and "MAX_ATOMIC_OPS" in error.message
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
+    assert error_of(node.call(prepare(tid(b"t2"), writes=adds(MAX_ATOMIC_OPS)))).code == kv.OK
 
 
 def test_the_phantom_check_stops_at_the_first_key_not_read() -> None:

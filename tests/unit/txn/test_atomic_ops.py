@@ -8,10 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router import kv_pb2 as kv
-from router.limits import MAX_VALUE_BYTES
+from router.limits import MAX_ATOMIC_OPS, MAX_VALUE_BYTES
 from txn.atomic import (
     ATOMIC_MARKER,
-    MAX_OPS_PER_KEY,
     AtomicOp,
     apply_op,
     apply_ops,
@@ -130,7 +129,7 @@ def test_an_atomic_write_round_trips_through_both_protos_with_the_marker() -> No
         ({"ops": [{"kind": 0}], "delete": True, "value": ATOMIC_MARKER}, "unknown atomic"),
         ({"ops": [{"kind": 11}], "delete": True, "value": ATOMIC_MARKER}, "unknown atomic"),
         (
-            {"ops": [{"kind": 1}] * (MAX_OPS_PER_KEY + 1), "delete": True, "value": ATOMIC_MARKER},
+            {"ops": [{"kind": 1}] * (MAX_ATOMIC_OPS + 1), "delete": True, "value": ATOMIC_MARKER},
             "atomic operations",
         ),
         ({"delete": True, "value": ATOMIC_MARKER}, "has delete: true and a value"),
@@ -160,7 +159,7 @@ def test_a_write_record_takes_ops_or_a_value_not_both() -> None:
     with pytest.raises(ValueError, match="not a value"):
         WriteItem(key=b"k", value=b"v", ops=((A.ADD, b"\x01"),))
     with pytest.raises(ValueError, match="more than"):
-        WriteItem(key=b"k", value=None, ops=((A.ADD, b"\x01"),) * (MAX_OPS_PER_KEY + 1))
+        WriteItem(key=b"k", value=None, ops=((A.ADD, b"\x01"),) * (MAX_ATOMIC_OPS + 1))
 
 
 # ------------------------------------------------------------------ participant rules
