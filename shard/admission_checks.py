@@ -9,6 +9,7 @@ from typing import Any
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
 from txn.codec import write_item_refusal
+from txn.participant import PHASE_LIMIT
 from txn.records import MAX_TXN_ID_BYTES, Conflict, quote_key
 from txn.txn_ids import start_ts_of
 
@@ -32,6 +33,8 @@ def _already_aborted(key: bytes, txn_id: bytes, phase: str) -> _Refusal:
 
 
 def _conflict_error(conflict: Conflict) -> kv.Error:
+    if conflict.phase == PHASE_LIMIT:  # txn.participant rule A1: a limit, not retryable
+        return kv.Error(code=kv.LIMIT_EXCEEDED, message=conflict.reason)
     return kv.Error(
         code=kv.CONFLICT,
         message=(

@@ -57,6 +57,14 @@ P7. A Prepare whose `began_ts` (at or below the timestamp of every record any gr
     behind, or (`began_ts` derives from the start a txn id carries, shard/node.py rule 13)
     of a transaction that began that long ago, which the client refuses to commit first
     (txn.commit.MAX_TXN_AGE_S); 0 (an older client) claims nothing.
+A1. The atomic writes of a Prepare or one-phase commit may read and write at most
+    ATOMIC_VALUE_BYTES (MAX_COMMAND_BYTES) of values in all (each reads its key's value,
+    up to 1 MiB, and leaves one): more is refused, phase "limit" (LIMIT_EXCEEDED to the
+    client, not retryable), before anything is written. The request's own bytes are
+    bounded by MAX_COMMAND_BYTES at admission; these bytes come from the store, so only the
+    apply can count them, the same on every replica. Without it a part of 64 appends of one
+    byte to 1 MiB values wrote 64 MiB of intents on every replica, held them 0.8 s and made
+    four groups elect (bench/bad_requests.py, found by its `atomic` attack).
 R1. Resolve without a prepared record releases and writes nothing (a duplicate, or never
     prepared here); it may still leave a decision record (R5).
 R2. Commit: each write intent becomes the version AT commit_ts (above every version of the
@@ -91,7 +99,8 @@ O2. A txn prepared here by two-phase commit cannot also commit in one phase: ref
 O3. Validation as P3 and P4, phase "commit"; a refusal records an abort decision, so a
     late copy of the same request is refused too instead of committing.
 O4. commit_ts = max(ts, max_version + 1); every write becomes a version at commit_ts (an
-    atomic write's value computed from the key's latest value, as in P5);
+    atomic write's value computed from the key's latest value, as in P5, refused as A1
+    says, recorded as O3's);
     max_version = commit_ts; a finished decision record (committed, marked one-phase) is
     stored.
 O5. As P7, after O1 and O2: a CommitOnePhase whose `began_ts` (at or below the decided_ts
@@ -170,6 +179,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from router.limits import MAX_COMMAND_BYTES
 from txn.atomic import apply_ops
 from txn.records import (
     CommitOnePhase,
@@ -204,6 +214,11 @@ __all__ = [
 PHASE_PREPARE = "prepare"
 PHASE_COMMIT = "commit"
 PHASE_WRITE = "write"
+#: A refusal for what the part would cost, not a conflict (rule A1): not retryable.
+PHASE_LIMIT = "limit"
+
+#: Rule A1: the most bytes of values the atomic writes of one part read and write.
+ATOMIC_VALUE_BYTES = MAX_COMMAND_BYTES
 
 
 def validate(
@@ -335,6 +350,9 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
     conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_PREPARE, cmd.read_ranges)
     if conflict is not None:
         return PrepareResult(conflict=conflict)
+    values = _written_values(store, cmd.writes)
+    if isinstance(values, Conflict):
+        return PrepareResult(conflict=values)
     max_version = store.max_version()
     prepare_ts = ts if ts > max_version else max_version + 1
     write_keys = tuple(w.key for w in cmd.writes)
@@ -347,7 +365,7 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
                 txn_id=txn_id,
                 kind=IntentKind.WRITE,
                 prepare_ts=prepare_ts,
-                value=_value_written(store, write),
+                value=values[write.key],
             ),
         )
     for key in read_keys:
@@ -415,13 +433,35 @@ def _record_outcome(
     )
 
 
-def _value_written(store: TxnStore, write: WriteItem) -> bytes | None:
-    """Rules P5 and O4: the value `write` leaves (None: deleted); an atomic write's is its
-    operations applied to the key's latest value, the value at commit_ts (no other writer
-    gets in until this transaction's decision is applied, rule P4)."""
-    if not write.ops:
-        return write.value
-    return apply_ops(store.latest_value(write.key), write.ops)
+def _written_values(
+    store: TxnStore, writes: Sequence[WriteItem]
+) -> dict[bytes, bytes | None] | Conflict:
+    """Rules P5, O4 and A1: the value each write leaves (None: deleted), or the refusal of
+    atomic writes whose values read and written come to over ATOMIC_VALUE_BYTES."""
+    values: dict[bytes, bytes | None] = {}
+    spent = 0
+    for write in writes:
+        if not write.ops:
+            values[write.key] = write.value
+            continue
+        # The latest value is the one at commit_ts: no other writer gets in until this
+        # transaction's decision is applied (rule P4).
+        current = store.latest_value(write.key)
+        value = apply_ops(current, write.ops)
+        spent += len(current or b"") + len(value or b"")
+        if spent > ATOMIC_VALUE_BYTES:
+            return Conflict(
+                key=write.key,
+                other_txn=b"",
+                phase=PHASE_LIMIT,
+                reason=(
+                    f"the atomic operations of this transaction's part read and write over "
+                    f"{ATOMIC_VALUE_BYTES} bytes of values (ATOMIC_VALUE_BYTES): the values "
+                    "they apply to are too large; split the transaction"
+                ),
+            )
+        values[write.key] = value
+    return values
 
 
 def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts: int) -> int:
@@ -513,16 +553,17 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
     if may_be_purged(store, cmd.began_ts):  # O5: nothing recorded, the commit may be purged
         return OnePhaseResult(conflict=_began_before_purge(txn_id, PHASE_COMMIT))
     conflict = validate(store, txn_id, cmd.reads, cmd.writes, PHASE_COMMIT, cmd.read_ranges)
-    if conflict is not None:
+    values = _written_values(store, cmd.writes) if conflict is None else conflict
+    if isinstance(values, Conflict):
         # Recorded, so a late duplicate of this request (retried after a lost answer) finds
         # the abort instead of validating again and committing what the client was told
         # had failed.
         _record_outcome(store, txn_id, False, 0, ts)
-        return OnePhaseResult(conflict=conflict)
+        return OnePhaseResult(conflict=values)
     max_version = store.max_version()
     commit_ts = ts if ts > max_version else max_version + 1
     for write in cmd.writes:
-        _write_committed(store, write.key, _value_written(store, write), commit_ts)
+        _write_committed(store, write.key, values[write.key], commit_ts)
     store.set_max_version(commit_ts)
     _record_outcome(store, txn_id, True, commit_ts, ts, one_phase=True)
     return OnePhaseResult(commit_ts=commit_ts)

@@ -329,10 +329,10 @@ def test_atomic_writes_computed_from_no_value_are_caught(monkeypatch: pytest.Mon
     import txn.participant
     from txn.atomic import apply_ops
 
-    def from_nothing(store: Any, write: Any) -> Any:
-        return apply_ops(None, write.ops) if write.ops else write.value
+    def from_nothing(current: Any, ops: Any) -> Any:
+        return apply_ops(None, ops)
 
-    monkeypatch.setattr(txn.participant, "_value_written", from_nothing)
+    monkeypatch.setattr(txn.participant, "apply_ops", from_nothing)
     caught_in_one_of(
         (0, 1, 2),
         lambda seed: run_cluster("counters", "calm", seed),

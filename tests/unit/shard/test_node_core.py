@@ -250,6 +250,23 @@ def test_a_malformed_atomic_write_is_invalid_and_changes_nothing(
     assert node.call(get(b"apple")).get.value == b"old"
 
 
+def test_atomic_writes_over_their_value_budget_are_limit_exceeded(node: OneNode) -> None:
+    """txn.participant rule A1 as a client sees it: LIMIT_EXCEEDED (not retryable), nothing
+    written, and a copy of the request refused the same way (its abort is recorded)."""
+    big = b"v" * (MAX_VALUE_BYTES - 1)
+    for key in (b"apple", b"avocado"):
+        assert node.call(put(key, big)).put.error.code == kv.OK
+    append = ((AtomicOp.APPEND_IF_FITS, b"x"),)
+    writes = [
+        kv.WriteItem(**write_item_fields(WriteItem(key=key, value=None, ops=append)))
+        for key in (b"apple", b"avocado")
+    ]
+    error = node.call(one_phase(b"t", *writes)).commit_one_phase.error
+    assert error.code == kv.LIMIT_EXCEEDED and "ATOMIC_VALUE_BYTES" in error.message, error
+    assert node.call(get(b"apple")).get.value == big
+    assert node.call(one_phase(b"t", *writes)).commit_one_phase.error.code == kv.CONFLICT
+
+
 def test_commit_wait_holds_the_reply_until_clocks_pass_the_version() -> None:
     node = OneNode(max_clock_offset_s=0.2)
     answers: list[kv.Response] = []

@@ -25,7 +25,13 @@ from txn.codec import (
     write_item_fields,
     write_item_refusal,
 )
-from txn.participant import commit_one_phase, prepare, resolve
+from txn.participant import (
+    ATOMIC_VALUE_BYTES,
+    PHASE_LIMIT,
+    commit_one_phase,
+    prepare,
+    resolve,
+)
 from txn.records import CommitOnePhase, Prepare, ReadItem, Resolve, WriteItem
 from txn.store import MemTxnStore
 
@@ -231,3 +237,35 @@ def test_another_transactions_intent_still_refuses_an_atomic_write() -> None:
     second = Prepare(txn_id=b"t2", coordinator_group=1, participants=(1,), writes=(_add(b"c", 1),))
     conflict = prepare(store, second, 11).conflict
     assert conflict is not None and conflict.other_txn == b"t1"
+
+
+def _big_values(store: MemTxnStore, count: int) -> list[WriteItem]:
+    """`count` keys holding values one byte short of MAX_VALUE_BYTES, and a one-byte append
+    to each (it fits: each reads and writes a whole value)."""
+    for i in range(count):
+        store.write_version(b"big%d" % i, b"v" * (MAX_VALUE_BYTES - 1), 10)
+    store.set_max_version(10)
+    append = ((A.APPEND_IF_FITS, b"x"),)
+    return [WriteItem(key=b"big%d" % i, value=None, ops=append) for i in range(count)]
+
+
+def test_atomic_writes_reading_and_writing_too_many_bytes_are_refused_before_any_write() -> None:
+    """Rule A1: the values an atomic part reads and writes come from the store, so only the
+    apply can count them; over ATOMIC_VALUE_BYTES it is refused, phase "limit"."""
+    assert ATOMIC_VALUE_BYTES < 4 * MAX_VALUE_BYTES  # two appends to 1 MiB values: 4 MiB
+    store = MemTxnStore()
+    writes = _big_values(store, 2)
+    cmd = Prepare(txn_id=b"t1", coordinator_group=1, participants=(1,), writes=tuple(writes))
+    refused = prepare(store, cmd, 20).conflict
+    assert refused is not None and refused.phase == PHASE_LIMIT and refused.key == b"big1"
+    assert store.intents(b"big0") == [] and store.prepared(b"t1") is None
+    # The same in one phase: refused, and recorded, so a late copy is refused too (O3).
+    one = CommitOnePhase(txn_id=b"t2", writes=tuple(writes))
+    assert commit_one_phase(store, one, 30).conflict.phase == PHASE_LIMIT  # type: ignore[union-attr]
+    again = commit_one_phase(store, one, 40).conflict
+    assert again is not None and "already aborted" in again.reason
+    assert store.latest_version(b"big0") == (10, False)
+    # One such key fits: it reads and writes 2 MiB.
+    single = CommitOnePhase(txn_id=b"t3", writes=(writes[0],))
+    assert commit_one_phase(store, single, 50).commit_ts == 50
+    assert store.latest_value(b"big0") == b"v" * (MAX_VALUE_BYTES - 1) + b"x"
