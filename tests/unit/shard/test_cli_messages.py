@@ -274,7 +274,7 @@ VERSION = "must be 0 to 18446744073709551615 (a version, as `put` prints one)"
         (["bench", "--retry-timeout", "0"], "argument --retry-timeout: must be > 0 seconds"),
         (["bench", "--keys", "0"], "argument --keys: must be >= 1, got '0'"),
         (["bench", "--value-size", "2000000"], "must be 0 to 1048576 bytes (the value limit)"),
-        (["bench", "--hot-keys", "1"], "argument --hot-keys: must be >= 2, got '1'"),
+        (["bench", "--hot-keys", "0"], "argument --hot-keys: must be >= 1, got '0'"),
         (["bench", "--node-pids", "1,x"], "argument --node-pids: not comma-separated integers"),
         (["bench", "--read-fraction", "2"], "argument --read-fraction: must be from 0 to 1"),
         (["bench", "--warmup", "-1"], "argument --warmup: must be >= 0 seconds, got '-1'"),
