@@ -375,8 +375,8 @@ MUTATIONS = [
             (
                 "participant.py",
                 "        _record_outcome(store, txn_id, False, 0, ts)\n"
-                "        return OnePhaseResult(conflict=conflict)",
-                "        return OnePhaseResult(conflict=conflict)",
+                "        return OnePhaseResult(conflict=values)",
+                "        return OnePhaseResult(conflict=values)",
             ),
         ),
         package="txn",
