@@ -3,7 +3,8 @@
 FoundationDB's atomic mutations, with its semantics (API version 510 and later). A
 transaction that adds to a counter with `tx.add(key, 1)` reads nothing: two transactions
 adding to the same key never make each other's commit fail for a changed read, and each
-addition is applied exactly once, to the value the key has when the transaction commits.
+addition is applied at most once (exactly once when the commit is acknowledged), to the
+value the key has when the transaction commits.
 
 Where the value is computed: in the replicated apply of the transaction's PREPARE (or its
 one-phase commit), from the key's latest committed value (`txn.participant`, rules P5 and
@@ -67,7 +68,8 @@ class AtomicOp(enum.IntEnum):
     #: the result would be over the value size limit: then the value stays as it is, and
     #: nothing says so (the commit already succeeded when the shard finds out).
     APPEND_IF_FITS = 9
-    #: Delete the key if its value equals the operand; else leave it.
+    #: Delete the key if its value equals the operand; else the value stays (a version with
+    #: the same value is still written, as for every operation).
     COMPARE_AND_CLEAR = 10
 
 

@@ -65,6 +65,9 @@ def _reads_pb(reads: Sequence[ReadItem]) -> list[pb.ReadItem]:
     return [pb.ReadItem(key=r.key, version=r.version) for r in reads]
 
 
+_KNOWN_OPS = frozenset(int(op) for op in AtomicOp)
+
+
 def write_item_fields(write: WriteItem) -> dict[str, Any]:
     """The fields of `write` as a WriteItem message (txn.proto's or kv.proto's) carries
     them: an atomic write's operations with the delete-and-marker pair older nodes refuse."""
@@ -86,9 +89,8 @@ def write_item_refusal(w: Any) -> str | None:
             )
         if len(w.ops) > MAX_ATOMIC_OPS:
             return f"the write of {w.key!r} has over {MAX_ATOMIC_OPS} atomic operations"
-        known = {int(op) for op in AtomicOp}
         for op in w.ops:
-            if op.kind not in known:
+            if op.kind not in _KNOWN_OPS:
                 return f"the write of {w.key!r} has an unknown atomic operation {op.kind}"
         return None
     if w.delete and w.value:

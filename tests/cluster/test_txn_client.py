@@ -431,6 +431,24 @@ def test_atomic_operations_inside_a_transaction(client: txn.Client) -> None:
         with pytest.raises(txn.InvalidArgument, match="8-byte"):
             tx.add(b"aopx-seen", 2**64)
     assert txn.decode_int(client.get(b"aopx-seen")) == 1
+    # A limited scan over a key a buffered compare-and-clear removes still fills its page;
+    # a read for update and delete_range see the buffered operations too; a delete drops
+    # them.
+    for key in (b"aopx-r1", b"aopx-r2", b"aopx-r3"):
+        client.put(key, b"x")
+    with client.transaction() as tx:
+        tx.atomic(b"aopx-r1", txn.AtomicOp.COMPARE_AND_CLEAR, b"x")
+        tx.add(b"aopx-r0", 5)
+        assert tx.scan(b"aopx-r", b"aopx-s", 2) == [
+            (b"aopx-r0", txn.encode_int(5)),
+            (b"aopx-r2", b"x"),
+        ]
+        assert tx.get(b"aopx-r0", for_update=True) == txn.encode_int(5)
+        assert tx.delete_range(b"aopx-r", b"aopx-s") == 3  # r0 (only by its add), r2, r3
+        assert tx.atomic_ops == {b"aopx-r1": [(txn.AtomicOp.COMPARE_AND_CLEAR, b"x")]}
+        tx.delete(b"aopx-r1")
+        assert tx.atomic_ops == {}
+    assert client.scan(b"aopx-r", b"aopx-s") == []
     # The single-key helper: one transaction of its own, its commit timestamp the version.
     ts = client.add(b"aopx-seen", 41)
     with client.transaction() as check:

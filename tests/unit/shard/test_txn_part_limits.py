@@ -80,6 +80,24 @@ def test_a_part_over_max_atomic_ops_is_refused_and_nothing_changes() -> None:
     assert error_of(node.call(prepare(tid(b"t2"), writes=adds(MAX_ATOMIC_OPS)))).code == kv.OK
 
 
+def test_atomic_operands_count_in_a_parts_bytes() -> None:
+    """A part's bytes (MAX_COMMAND_BYTES) count the operands of its atomic writes, as they
+    count values: 40 operands of 64 KiB are 2.5 MiB."""
+    node = OneNode()
+    operand = b"\x01" * (64 << 10)
+    writes = [
+        kv.WriteItem(
+            **write_item_fields(
+                WriteItem(key=b"c%03d" % i, value=None, ops=((AtomicOp.BIT_OR, operand),))
+            )
+        )
+        for i in range(40)
+    ]
+    error = error_of(node.call(prepare(tid(b"t1"), writes=writes)))
+    assert error.code == kv.LIMIT_EXCEEDED and "MAX_COMMAND_BYTES" in error.message
+    assert node.core.hosts[1].shard.prepared(tid(b"t1")) is None
+
+
 def test_the_phantom_check_stops_at_the_first_key_not_read() -> None:
     node = OneNode()
     writes = [kv.WriteItem(key=b"a%05d" % i, value=b"v") for i in range(3000)]
