@@ -1302,7 +1302,9 @@ class Registers(Workload):
                 value = self._value(b"t")
             plan.append((key, mode, value))
         reads = [k for k, mode, _v in plan if mode != "w"]
-        writes = {k: v for k, mode, v in plan if mode != "r"}
+        writes = {
+            k: self._blind_write(v) if mode == "w" else v for k, mode, v in plan if mode != "r"
+        }
         mops: list[list[Any]] = [[mode, k, v] for k, mode, v in plan]
         self._run_rw(client, "rw", mops, reads, lambda _v: dict(writes), done)
 
@@ -1336,6 +1338,10 @@ class Registers(Workload):
             )
 
         self._run_rw(client, "get", [["r", key]], [key], lambda _v: {}, got)
+
+    def _blind_write(self, value: bytes | None) -> Write:
+        """What a transaction writes to a key it did not read (`AtomicRegisters` draws)."""
+        return value
 
     def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
         self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
@@ -1587,8 +1593,31 @@ def _version_time(version: int) -> float:
     return physical_us(version) / 1e6 - WALL_EPOCH_S + 1.0
 
 
+class AtomicRegisters(Registers):
+    """`Registers` whose transactions also write by atomic operations, among the single-key
+    Puts, Deletes and compare-and-sets and the scans on the same keys: half of the blind
+    writes append a value never written before (`APPEND_IF_FITS`, so every version still
+    names its writer) or clear the key if it holds a value drawn from those written before
+    (`COMPARE_AND_CLEAR`: a tombstone when it matches, the same value again when not).
+    Its checks are `Registers`' with `ClusterSim.verify` recomputing every version an atomic
+    write left from the version below it: the single-key writes' refusal over intents (rule
+    W1) and the deletion of an absent key writing nothing (R2) now meet atomic writes."""
+
+    name = "atomics"
+
+    def _blind_write(self, value: bytes | None) -> Write:
+        rng = self.rng
+        if rng.random() < 0.5:
+            return value
+        if value is not None and rng.random() < 0.7:
+            return Atomic(((AtomicOp.APPEND_IF_FITS, value),))
+        older = b"%s%d" % (rng.choice((b"p", b"c", b"t")), rng.randint(1, self._next_value))
+        return Atomic(((AtomicOp.COMPARE_AND_CLEAR, older),))
+
+
 WORKLOADS: dict[str, type[Workload]] = {
     "append": ListAppend,
+    "atomics": AtomicRegisters,
     "bank": Bank,
     "claims": Claims,
     "counters": Counters,

@@ -23,6 +23,9 @@ commit. After the faults heal, the run checks (see `ClusterSim.verify`):
 - counters: transfers by atomic adds (no reads) keep every read of all counters at a sum of
   0, each counter ends between what acknowledged and unknown transfers add up to, and
   every version an atomic write left is its operations applied to the version below;
+- atomics: registers whose blind transactional writes are half atomic (appends and
+  compare-and-clears among the single-key writes, deletes and scans), held to registers'
+  checks and to that recomputation;
 - claims: transactions that scan a range across a shard boundary and claim a key in it only
   when none is held leave at most one held key per range at every timestamp (phantoms);
 - registers: single-key Put, Delete and compare-and-set race transactions that read, write
@@ -320,6 +323,15 @@ def test_atomic_adds_apply_once_to_the_value_at_commit_under_faults(
     seed: int, profile: str
 ) -> None:
     _run("counters", profile, seed)
+
+
+@budget(4)
+@given(seed=SEEDS, profile=st.sampled_from(["calm", "crashes", "2pc", "clocks", "chaos"]))
+def test_atomic_writes_among_single_key_writes_deletes_and_scans(seed: int, profile: str) -> None:
+    """The registers workload with half its blind writes atomic (appends, compare-and-clears
+    that delete or keep the value): every version still named by its writer, snapshot
+    scans exact, real time kept, each atomic version its operations on the one below."""
+    _run("atomics", profile, seed)
 
 
 def test_atomic_writes_computed_from_no_value_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1250,7 +1262,7 @@ def test_profiles_and_workloads_are_known() -> None:
     assert "clocks" in PROFILES
     assert "forgery" in PROFILES
     assert {"torn", "purge-forgery"} <= set(PROFILES)
-    assert set(WORKLOADS) == {"append", "bank", "claims", "counters", "registers"}
+    assert set(WORKLOADS) == {"append", "atomics", "bank", "claims", "counters", "registers"}
     assert set(REAL_CLIENT_PROFILES) == set(PROFILES) - {"forgery", "purge-forgery"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
