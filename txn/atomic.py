@@ -33,8 +33,9 @@ __all__ = [
 ]
 
 #: The value of an atomic write on the wire, beside delete: true (router/kv.proto's
-#: WriteItem.ops): nodes before protocol version 6, which know no `ops`, refuse a delete
-#: with a value instead of taking the write as a plain put or delete.
+#: WriteItem.ops): nodes that know no `ops` but refuse a delete with a value (from commit
+#: a548a7d, protocol version 3, on) refuse it instead of taking it as a plain write; nodes
+#: from before that commit take it as a delete (README, "What is not there yet").
 ATOMIC_MARKER = b"atomic"
 
 

@@ -70,7 +70,7 @@ _KNOWN_OPS = frozenset(int(op) for op in AtomicOp)
 
 def write_item_fields(write: WriteItem) -> dict[str, Any]:
     """The fields of `write` as a WriteItem message (txn.proto's or kv.proto's) carries
-    them: an atomic write's operations with the delete-and-marker pair older nodes refuse."""
+    them: an atomic write's operations with the delete-and-marker pair (ATOMIC_MARKER)."""
     if write.ops:
         ops = [{"kind": int(op), "operand": operand} for op, operand in write.ops]
         return {"key": write.key, "delete": True, "value": ATOMIC_MARKER, "ops": ops}

@@ -2815,8 +2815,7 @@ class ClusterSim:
             value = written
             if isinstance(written, Atomic):
                 # Its operations on the value just below (participant rules P5, O4).
-                below = next((v for version, v in chains.get(key, []) if version < ts), None)
-                value = apply_ops(below, written.ops)
+                value = apply_ops(_value_below(chains.get(key, []), ts), written.ops)
             if value is None and got is _NOTHING and _absent_below(chains.get(key, []), ts):
                 continue  # a deletion of an absent key writes nothing (participant rule R2)
             if got != value:
@@ -2996,11 +2995,15 @@ class ClusterSim:
 _NOTHING: Any = object()
 
 
+def _value_below(chain: list[tuple[int, bytes | None]], ts: int) -> bytes | None:
+    """The value the key of `chain` (newest first) held just below `ts` (None: absent)."""
+    return next((value for v, value in chain if v < ts), None)
+
+
 def _absent_below(chain: list[tuple[int, bytes | None]], ts: int) -> bool:
     """Whether the key of `chain` (newest first) was absent (deleted or never written)
     just below `ts`."""
-    found = next((value for v, value in chain if v < ts), None)
-    return found is None
+    return _value_below(chain, ts) is None
 
 
 def _kept_at(chain: list[tuple[int, bytes | None]], horizon: int) -> list[tuple[int, bytes | None]]:
