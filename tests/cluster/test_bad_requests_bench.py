@@ -20,7 +20,18 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bad_requests.py"
 def test_every_bad_request_is_answered_and_bounded(tmp_path: Path) -> None:
     out = tmp_path / "bad.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--scans", "20", "--stale-scans", "20", "--json", str(out)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--scans",
+            "20",
+            "--stale-scans",
+            "20",
+            "--atomic-keys",
+            "4",
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -41,6 +52,6 @@ def test_every_bad_request_is_answered_and_bounded(tmp_path: Path) -> None:
             assert refused and row["new_ballots"] > 0, row
             codes = {part.split(" ")[1] for part in refused.group(1).split(", ")}
             assert codes <= {"UNAVAILABLE", "NOT_LEADER"}, row
-    # Appends to 64 values of 1 MiB: refused by rule A1 once 2 MiB are read and written.
+    # Appends to 4 values of 1 MiB: refused by rule A1 once 2 MiB are read and written.
     assert results["atomic"]["answer"] == "LIMIT_EXCEEDED", results["atomic"]
     assert "| attack | answer |" in done.stdout
