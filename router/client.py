@@ -875,7 +875,8 @@ class RoutingClient:
             raise Unavailable(
                 f"no node answered at {where} within the timeout of {self._timeout_s:g} s, "
                 f"too short to connect (a first connection takes a few ms): give a "
-                f"timeout_s of {SHORT_TIMEOUT_S:g} s or more"
+                f"timeout of {SHORT_TIMEOUT_S:g} s or more (timeout_s=, or --timeout on the "
+                "command line)"
             )
         raise Unavailable(
             f"no node answered at {where} (check the cluster addresses and that the nodes are "

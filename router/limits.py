@@ -21,6 +21,7 @@ from typing import Any
 from router import kv_pb2 as kv
 
 __all__ = [
+    "DELETE_RANGE_KEYS",
     "MAX_ATOMIC_OPS",
     "MAX_COMMAND_BYTES",
     "MAX_KEY_BYTES",
@@ -51,6 +52,10 @@ MAX_TXN_ITEMS = 4096
 part there): a node validates, encodes and applies a part in one turn of its loop, so a part
 of 100,000 small keys held a node for seconds and made every group elect (found by review).
 Larger loads are split over several transactions (etcd allows 128 operations per txn)."""
+
+DELETE_RANGE_KEYS = (MAX_TXN_ITEMS - 1) // 2
+"""The most keys one `delete_range` deletes in a group: each is read and written, and with
+the range that fits MAX_TXN_ITEMS items, what one transaction may have there."""
 
 MAX_ATOMIC_OPS = 64
 """Atomic operations (txn/atomic.py) one transaction applies in one group, over all its

@@ -13,25 +13,24 @@ Imports of grpc and the client stay inside the handlers, so `paxoskv --help` sta
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from shard.cli_kv import (
+    PROGRESS_EVERY_S,
     UsageError,
     arg_bytes,
     bounded_int,
     connection_options,
     debug_option,
-    seeds_from,
-    tls_from,
+    escape,
+    txn_client,
 )
 
 if TYPE_CHECKING:
-    from txn import AsyncClient
     from txn.backup_file import BackupHeader
-
-PROGRESS_EVERY_S = 1.0
 
 
 def register_backup_commands(subparsers: Any) -> None:
@@ -104,7 +103,7 @@ class _Progress:
         if now >= self._next:
             self._next = now + PROGRESS_EVERY_S
             print(
-                f"paxoskv {self._verb}: {keys:,} keys, {_size(data_bytes)} so far", file=sys.stderr
+                f"paxoskv {self._verb}: {_keys(keys)}, {_size(data_bytes)} so far", file=sys.stderr
             )
 
 
@@ -117,21 +116,13 @@ def _size(count: int) -> str:
 
 
 def _range(header: BackupHeader) -> str:
-    end = "(no end)" if header.end is None else repr(header.end)
-    return f"[{header.start!r}, {end})"
+    """The backup's key range as `paxoskv scan` prints keys: ['a', 'b'), ['', +inf)."""
+    end = "+inf" if header.end is None else f"'{escape(header.end)}'"
+    return f"['{escape(header.start)}', {end})"
 
 
-def _client(args: argparse.Namespace) -> AsyncClient:
-    from txn import AsyncClient
-
-    return AsyncClient(
-        seeds_from(args),
-        cluster_id=args.cluster_id,
-        timeout_s=args.timeout,
-        retry_timeout_s=args.timeout,
-        tls=tls_from(args),
-        settle_unknown=True,
-    )
+def _keys(count: int) -> str:
+    return f"{count:,} key" if count == 1 else f"{count:,} keys"
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
@@ -148,7 +139,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         raise UsageError(f"--start/--end: {exc}") from None
 
     async def main() -> int:
-        async with _client(args) as client:
+        async with txn_client(args) as client:
             summary = await backup(
                 client,
                 args.file,
@@ -158,7 +149,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
                 progress=_Progress("backup"),
             )
         print(
-            f"backed up {summary.keys:,} keys ({_size(summary.data_bytes)}) of "
+            f"backed up {_keys(summary.keys)} ({_size(summary.data_bytes)}) of "
             f"{_range(summary.header)} at ts {summary.header.read_ts} to {summary.path} "
             f"(sha256 {summary.sha256})"
         )
@@ -175,7 +166,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     progress = _Progress("restore")
 
     async def main() -> int:
-        async with _client(args) as client:
+        async with txn_client(args) as client:
             summary = await restore(client, args.file, overwrite=args.overwrite, progress=progress)
         committed = (
             f" in {summary.transactions:,} transactions, committed at ts "
@@ -184,7 +175,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             else ""
         )
         print(
-            f"restored {summary.keys:,} keys ({_size(summary.data_bytes)}) of "
+            f"restored {_keys(summary.keys)} ({_size(summary.data_bytes)}) of "
             f"{_range(summary.header)} from ts {summary.header.read_ts}{committed}"
         )
         return 0
@@ -194,8 +185,9 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Not the single write's advice: batches are written, one may be under way.
         print(
-            f"paxoskv: interrupted after restoring {progress.keys:,} keys; the batch under way "
-            f"may or may not be written; finish with: paxoskv restore {args.file} --overwrite",
+            f"paxoskv: interrupted after restoring {_keys(progress.keys)}; the batch under way "
+            "may or may not be written; finish with: paxoskv restore "
+            f"{shlex.quote(args.file)} --overwrite",
             file=sys.stderr,
         )
         return 130
@@ -208,7 +200,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         summary = reader.verify()
     header = summary.header
     print(
-        f"intact: {summary.keys:,} keys ({_size(summary.data_bytes)}) of {_range(header)} "
+        f"intact: {_keys(summary.keys)} ({_size(summary.data_bytes)}) of {_range(header)} "
         f"from cluster {header.cluster_id!r} at ts {header.read_ts}, sha256 {summary.sha256}"
     )
     return 0

@@ -1,4 +1,4 @@
-"""`paxoskv get|put|delete|cas|scan|status`: the data commands, over `router.client`.
+"""`paxoskv get|put|delete|cas|add|scan|status`: the data commands, over `router.client`.
 
 Output is plain and script-friendly: a command prints exactly its result on stdout (a
 value, a version, `KEY<TAB>VALUE` lines) and nothing else. Keys and values are UTF-8 text
@@ -23,6 +23,7 @@ from typing import Any
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.keys import prefix_end
+from router.limits import DELETE_RANGE_KEYS
 from shard.cli_status import status_report, status_table
 
 EXIT_NO = 3
@@ -30,6 +31,9 @@ EXIT_NO = 3
 
 EXIT_USAGE = 2
 """Exit status of a usage error, argparse's own and `UsageError` alike."""
+
+PROGRESS_EVERY_S = 1.0
+"""How often a long command notes its progress on stderr."""
 
 
 class UsageError(Exception):
@@ -110,6 +114,19 @@ def shard_count(text: str) -> int:
 version = bounded_int(0, 2**64 - 1, " (a version, as `put` prints one)")
 """argparse type of a version option (versions are unsigned 64-bit: past 2**64-1 protobuf
 said only "Value out of range")."""
+
+
+def counter_delta(text: str) -> int:
+    """argparse type of the N added to an 8-byte counter: a whole number in [-2**63, 2**63)."""
+    try:
+        delta = int(text) if text.lstrip("+-").isascii() else None  # no "٣" or "1_0"
+    except ValueError:
+        delta = None
+    if delta is None or "_" in text or not -(2**63) <= delta < 2**63:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number in [-2**63, 2**63) (an 8-byte counter's addend)"
+        )
+    return delta
 
 
 def cluster_addresses(text: str) -> list[str]:
@@ -263,6 +280,11 @@ def register_kv_commands(subparsers: Any) -> None:
         metavar="VERSION",
         help="read the newest version <= this one (a version `put` printed)",
     )
+    get.add_argument(
+        "--int",
+        action="store_true",
+        help="print the value as the number of an 8-byte counter (`paxoskv add`, tx.add)",
+    )
     get.set_defaults(handler=_cmd_get)
 
     put = subparsers.add_parser(
@@ -279,10 +301,26 @@ def register_kv_commands(subparsers: Any) -> None:
     delete = subparsers.add_parser(
         "delete",
         parents=parents,
-        help="delete a key; print the deletion's version",
-        description="Delete KEY and print the deletion's version (0 when the key was absent).",
+        help="delete a key, or the keys of a range; print the version, or how many",
+        description="Delete KEY and print the deletion's version (0 when the key was absent). "
+        "With --prefix, or --start and --end, instead of KEY: delete every key of the range "
+        "in transactions of at most --batch keys each (tx.delete_range) until none is left, "
+        "and print how many were deleted. Each batch is atomic, the whole range is not: a "
+        "reader may see it part-deleted, and a key written into it meanwhile may be deleted "
+        "too or outlive the command. --prefix '' deletes every key.",
     )
-    delete.add_argument("key")
+    delete.add_argument("key", nargs="?", default=None)
+    delete_range = delete.add_argument_group("a range instead of KEY")
+    delete_range.add_argument("--prefix", default=None, help="the keys with this prefix")
+    delete_range.add_argument("--start", default=None, help="first key (inclusive)")
+    delete_range.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
+    delete_range.add_argument(
+        "--batch",
+        type=bounded_int(1, DELETE_RANGE_KEYS, " (keys a transaction may delete in a shard)"),
+        default=1000,
+        metavar="N",
+        help="keys per transaction (default 1000)",
+    )
     delete.set_defaults(handler=_cmd_delete, writes=True)
 
     cas = subparsers.add_parser(
@@ -307,6 +345,19 @@ def register_kv_commands(subparsers: Any) -> None:
     action.add_argument("--new-value", metavar="V", help="write V")
     action.add_argument("--delete", action="store_true", help="delete the key")
     cas.set_defaults(handler=_cmd_cas, writes=True)
+
+    add = subparsers.add_parser(
+        "add",
+        parents=parents,
+        help="add N to an 8-byte counter; print the commit's version",
+        description="Add the integer N (negative to subtract) to the little-endian 8-byte "
+        "counter at KEY, an absent key counting as 0, and print the version written: an "
+        "atomic add (client.add), which reads nothing, so concurrent adds never conflict. "
+        "Read it back with `paxoskv get --int KEY`.",
+    )
+    add.add_argument("key")
+    add.add_argument("n", metavar="N", type=counter_delta)
+    add.set_defaults(handler=_cmd_add, writes=True)
 
     scan = subparsers.add_parser(
         "scan",
@@ -462,6 +513,22 @@ def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
     return asyncio.run(main())
 
 
+def txn_client(args: argparse.Namespace) -> Any:
+    """An AsyncClient of the connection options: retries within --timeout, and a commit
+    whose answer was lost is settled (committed: done; aborted: run again), so a command
+    that commits in batches never applies one twice."""
+    from txn import AsyncClient
+
+    return AsyncClient(
+        seeds_from(args),
+        cluster_id=args.cluster_id,
+        timeout_s=args.timeout,
+        retry_timeout_s=args.timeout,
+        tls=tls_from(args),
+        settle_unknown=True,
+    )
+
+
 # ---------------------------------------------------------------------------- commands
 
 
@@ -474,7 +541,10 @@ def _cmd_get(args: argparse.Namespace) -> int:
             print(f"paxoskv: key '{_show(args, key)}' not found", file=sys.stderr)
             return EXIT_NO
         value, version = found
-        shown = value.hex().encode() if args.hex else value
+        if args.int:
+            shown = str(_counter_value(args, key, value)).encode()
+        else:
+            shown = value.hex().encode() if args.hex else value
         if args.verbose:
             _write_line(str(version).encode(), shown)
         else:
@@ -482,6 +552,18 @@ def _cmd_get(args: argparse.Namespace) -> int:
         return 0
 
     return _with_client(args, body)
+
+
+def _counter_value(args: argparse.Namespace, key: bytes, value: bytes) -> int:
+    """`value` read as an 8-byte counter; CommandError for a value that cannot be one."""
+    from txn import decode_int
+
+    if len(value) != 8:  # a short text value would read as a number that means nothing
+        raise CommandError(
+            f"--int: the value of '{_show(args, key)}' is {len(value):,} byte{'' if len(value) == 1 else 's'}, not an 8-byte "
+            "counter; read it without --int"
+        )
+    return decode_int(value)
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
@@ -503,13 +585,74 @@ def _cmd_put(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
+    ranged = args.prefix is not None or args.start is not None or args.end is not None
+    if args.key is not None and ranged:
+        raise UsageError("give KEY or a range (--prefix, --start, --end), not both")
+    if not ranged:
+        if args.key is None:
+            raise UsageError("give the KEY to delete, or a range: --prefix P, --start A --end B")
+        key = arg_key(args.key, args.hex)
+
+        async def body(client: Any) -> int:
+            print(await client.delete(key))
+            return 0
+
+        return _with_client(args, body)
+    args.start = "" if args.start is None else args.start
+    start, end = key_range(args)
+    return _delete_range(args, start, end)
+
+
+def _delete_range(args: argparse.Namespace, start: bytes, end: bytes | None) -> int:
+    """Delete [start, end) a batch per transaction until a batch finds fewer keys than it
+    may delete: as of that commit the range was empty."""
+    import asyncio
+    import time
+
+    deleted = 0
+
+    async def main() -> None:
+        nonlocal deleted
+        next_note = time.monotonic() + PROGRESS_EVERY_S
+        async with txn_client(args) as client:
+            while True:
+                count: int = await client.run(lambda tx: tx.delete_range(start, end, args.batch))
+                deleted += count
+                if count < args.batch:
+                    return
+                if time.monotonic() >= next_note:
+                    next_note = time.monotonic() + PROGRESS_EVERY_S
+                    print(f"paxoskv delete: {deleted:,} keys so far", file=sys.stderr)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print(
+            f"paxoskv: interrupted after deleting {deleted:,} keys; the batch under way may or "
+            "may not be deleted: run the command again to finish",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as exc:
+        if deleted:  # not lost in the error: the batches before it are committed
+            raise CommandError(f"{exc} (after deleting {deleted:,} keys)") from exc
+        raise
+    print(deleted)
+    return 0
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
     key = arg_key(args.key, args.hex)
 
-    async def body(client: Any) -> int:
-        print(await client.delete(key))
+    async def main() -> int:
+        async with txn_client(args) as client:
+            version: int = await client.add(key, args.n)
+        print(version)
         return 0
 
-    return _with_client(args, body)
+    import asyncio
+
+    return asyncio.run(main())
 
 
 def _cmd_cas(args: argparse.Namespace) -> int:

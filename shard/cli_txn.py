@@ -28,6 +28,7 @@ from shard.cli_kv import (
     arg_key,
     bounded_int,
     connection_options,
+    counter_delta,
     escape,
     seeds_from,
     tls_from,
@@ -283,12 +284,9 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
 def _counter_delta(text: str, word: str) -> int:
     """The N of an "add KEY N" step: an integer an 8-byte counter's addend can be."""
     try:
-        delta = int(word) if word.lstrip("+-").isascii() else None
-    except ValueError:
-        delta = None
-    if delta is None or not -(2**63) <= delta < 2**63:
-        raise UsageError(f"{text!r}: N is a whole number in [-2**63, 2**63)")
-    return delta
+        return counter_delta(word)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{text!r}: N {exc}") from None
 
 
 # ---------------------------------------------------------------------------- running

@@ -22,6 +22,7 @@ imported by the shard from their modules.
 """
 
 from router.client import CasResult
+from router.limits import DELETE_RANGE_KEYS
 from router.watch_lanes import Change
 from txn.args import prefix_end
 from txn.atomic import AtomicOp, decode_int, encode_int
@@ -50,7 +51,7 @@ from txn.hlc import ts_at_wall_ns, wall_ns_of
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.sync_client import Client, Snapshot, Transaction, Watch, transactional
-from txn.transaction import DELETE_RANGE_KEYS, AsyncTransaction
+from txn.transaction import AsyncTransaction
 from txn.watch import AsyncWatch
 
 __all__ = [

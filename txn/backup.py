@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ class RestoreIncomplete(BackupError):
         super().__init__(
             f"the restore stopped part-way ({type(cause).__name__}: {cause}); {written}, "
             f"the batch under way may be; finish it by running the restore again over them: "
-            f"paxoskv restore {path} --overwrite (overwrite=True)"
+            f"paxoskv restore {shlex.quote(str(path))} --overwrite (overwrite=True)"
         )
 
 
@@ -184,7 +185,7 @@ async def restore(
         reader.rewind()  # one open file: the one checked is the one written
         header = reader.header
         await client.connect()
-        await _check_target(client, header, overwrite)
+        await _check_target(client, Path(path), header, overwrite)
         batches = _Batches(client, progress)
         try:
             for key, value in reader.records():
@@ -249,7 +250,9 @@ class _Batches:
             self._progress(self.keys, self.data_bytes)
 
 
-async def _check_target(client: AsyncClient, header: BackupHeader, overwrite: bool) -> None:
+async def _check_target(
+    client: AsyncClient, path: Path, header: BackupHeader, overwrite: bool
+) -> None:
     """Refuse, before any write, a range that holds keys (unless `overwrite`) and a cluster
     whose clock is not past the backup's timestamp."""
     snap = client.snapshot()
@@ -269,6 +272,6 @@ async def _check_target(client: AsyncClient, header: BackupHeader, overwrite: bo
     if found:
         raise BackupError(
             f"the cluster already holds keys in the backup's range (the first: {found[0][0]!r}); "
-            "restore into an empty range, or write over them: paxoskv restore FILE "
-            "--overwrite (overwrite=True in Python)"
+            "restore into an empty range, or write over them: paxoskv restore "
+            f"{shlex.quote(str(path))} --overwrite (overwrite=True)"
         )

@@ -8,7 +8,13 @@ from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from router.limits import MAX_ATOMIC_OPS, MAX_COMMAND_BYTES, key_oversized, value_oversized
+from router.limits import (
+    DELETE_RANGE_KEYS,
+    MAX_ATOMIC_OPS,
+    MAX_COMMAND_BYTES,
+    key_oversized,
+    value_oversized,
+)
 from txn.args import _as_flag, _as_key, _as_limit, _as_value
 from txn.atomic import AtomicOp, apply_op, apply_ops, encode_int
 from txn.errors import (
@@ -27,11 +33,6 @@ if TYPE_CHECKING:
     from txn.client import AsyncClient
 
 __all__ = ["AsyncTransaction"]
-
-
-#: The most keys one `delete_range` deletes in a group: each is read and written, and with
-#: the range that fits MAX_TXN_ITEMS items, what one transaction may have there.
-DELETE_RANGE_KEYS = (MAX_TXN_ITEMS - 1) // 2
 
 
 class AsyncTransaction:

@@ -133,6 +133,53 @@ def test_compare_and_set(gp_cluster: LocalCluster) -> None:
     assert usage.returncode == 2
 
 
+def test_add_and_get_int_count_a_counter(gp_cluster: LocalCluster) -> None:
+    first = int(ok(paxoskv("add", "h-ctr", "5", cluster=gp_cluster)))
+    second = int(ok(paxoskv("add", "h-ctr", "-7", cluster=gp_cluster)))
+    assert second > first > 0  # each add prints the version it wrote
+    assert ok(paxoskv("get", "--int", "h-ctr", cluster=gp_cluster)) == "-2\n"
+    assert ok(paxoskv("get", "--int", "-v", "h-ctr", cluster=gp_cluster)) == f"{second}\t-2\n"
+    # A value that is not an 8-byte counter is refused, not shown as a meaningless number.
+    ok(paxoskv("put", "h-ctr-text", "12", cluster=gp_cluster))
+    text = paxoskv("get", "--int", "h-ctr-text", cluster=gp_cluster)
+    assert text.returncode == 1 and b"is 2 bytes, not an 8-byte counter" in text.stderr
+    for bad in ("1.5", "x", str(2**63)):
+        refused = paxoskv("add", "h-ctr", bad, cluster=gp_cluster)
+        assert refused.returncode == 2 and b"not a whole number" in refused.stderr
+    assert ok(paxoskv("get", "--int", "h-ctr", cluster=gp_cluster)) == "-2\n"
+
+
+def test_delete_a_prefix_and_a_range_across_shards_in_batches(gp_cluster: LocalCluster) -> None:
+    from txn import Client
+
+    # 12 keys under q-dp/ (group 3), 12 under fz-dp/ (group 1) and g-dp/ (group 2) each,
+    # which nothing else in this module writes between, and keys beside them.
+    doomed = [b"%s-dp/%02d" % (p, i) for p in (b"q", b"fz", b"g") for i in range(12)]
+    kept = [b"q-dp0", b"q-dp", b"g-dp0"]
+    with Client(gp_cluster.env_value(), timeout_s=20.0) as client, client.transaction() as tx:
+        for key in doomed + kept:
+            tx.put(key, b"v")
+    ok(paxoskv("put", "q-dp/x", "also", cluster=gp_cluster))
+    # --batch 5: several transactions, the last one finding fewer keys than it may delete.
+    deleted = ok(paxoskv("delete", "--prefix", "q-dp/", "--batch", "5", cluster=gp_cluster))
+    assert deleted == "13\n"
+    across = ok(paxoskv("delete", "--start", "fz-dp/", "--end", "g-dp0", cluster=gp_cluster))
+    assert across == "24\n"  # two shards' keys in each transaction
+    for prefix in ("q-dp/", "fz-dp/", "g-dp/"):
+        assert ok(paxoskv("scan", "--prefix", prefix, cluster=gp_cluster)) == ""
+    for key in kept:  # beside the ranges: untouched
+        assert ok(paxoskv("get", key.decode(), cluster=gp_cluster)) == "v\n"
+    assert ok(paxoskv("delete", "--prefix", "q-dp/", cluster=gp_cluster)) == "0\n"
+    for args, said in (
+        (("delete",), b"give the KEY to delete"),
+        (("delete", "q-dp", "--prefix", "q-"), b"not both"),
+        (("delete", "--start", "q", "--end", "h"), b"--end must come after --start"),
+        (("delete", "--prefix", "q", "--batch", "3000"), b"--batch"),
+    ):
+        refused = paxoskv(*args, cluster=gp_cluster)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+
+
 def test_scan_across_shard_boundaries(gp_cluster: LocalCluster) -> None:
     # Both boundaries (g and p) are crossed; other tests' keys may sit in between.
     keys = [b"f-scan1", b"f-scan2", b"g-scan", b"o-scan", b"p-scan", b"z-scan"]
@@ -300,5 +347,6 @@ def test_bench_writes_its_json_report(gp_cluster: LocalCluster, tmp_path: Path) 
 
 def test_help_lists_every_command() -> None:
     out = ok(paxoskv("--help"))
-    for command in ("node", "cluster", "get", "put", "delete", "cas", "scan", "status", "bench"):
+    commands = ("node", "cluster", "get", "put", "delete", "cas", "add", "scan", "status", "bench")
+    for command in commands:
         assert f"    {command} " in out

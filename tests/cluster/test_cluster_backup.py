@@ -101,6 +101,7 @@ def test_a_backup_under_transfers_restores_into_an_empty_cluster(
     assert sum(int(saved[a]) for a in ACCOUNTS) == START_BALANCE * len(ACCOUNTS)
     assert sorted(saved) == sorted(ACCOUNTS + FILLER)
     assert f"backed up {len(saved)} keys" in backed_up.stdout
+    assert "of ['', +inf) at ts" in backed_up.stdout
 
     verified = paxoskv(source, "verify-backup", str(backup_file))
     assert verified.returncode == 0, verified.stderr
@@ -117,6 +118,8 @@ def test_a_backup_under_transfers_restores_into_an_empty_cluster(
     again = paxoskv(target, "restore", str(backup_file))
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and "already holds keys" in again.stderr
+    # The advice is a command to paste: this file's name, not a placeholder.
+    assert f"paxoskv restore {backup_file} --overwrite" in again.stderr
     assert paxoskv(target, "put", ACCOUNTS[0].decode(), "changed").returncode == 0
     over = paxoskv(target, "restore", str(backup_file), "--overwrite")
     assert over.returncode == 0, over.stderr

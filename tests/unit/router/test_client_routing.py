@@ -2182,3 +2182,6 @@ def test_a_timeout_too_short_to_connect_says_so_not_to_check_the_addresses() -> 
 
         said = asyncio.run(scenario())
     assert "too short to connect" in said and "check the cluster addresses" not in said
+    # Said to Python callers and command-line users alike (found by a UX review: the
+    # command line has no timeout_s).
+    assert "timeout_s=, or --timeout" in said

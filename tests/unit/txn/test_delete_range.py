@@ -92,7 +92,7 @@ async def test_the_most_keys_one_delete_range_takes_is_a_part_the_nodes_accept(
     """Each key deleted is read and written: DELETE_RANGE_KEYS keys and the range are within
     MAX_TXN_ITEMS items, the most a node accepts of one transaction in a group, and one key
     more would not be; delete_range refuses it itself, before the commit."""
-    most = txn.transaction.DELETE_RANGE_KEYS
+    most = txn.DELETE_RANGE_KEYS
     async with fast_client(fake) as client:
         async with client.transaction() as tx:
             for i in range(most + 1):
