@@ -91,6 +91,7 @@ from router.scan_cursor import ScanCursor
 from router.seeds import check_address, parse_seeds
 from router.shard_map import ShardMap
 from router.tls import ClientTls, TlsFiles, TlsSetupError, aio_channel, resolve_client_tls
+from router.ttl import cas_ttl_ms, check_expiry, ttl_ms_of
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -1440,10 +1441,20 @@ class RoutingClient:
         got = response.get
         return (got.value, got.version) if got.found else None
 
-    async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
-        """Write `value` under `key`; returns the new version."""
-        request = kv.Request(put=kv.PutRequest(key=key, value=value))
+    async def put(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Write `value` under `key` (living `ttl_s` seconds, if given); returns the new
+        version."""
+        ttl_ms = ttl_ms_of(ttl_s)
+        request = kv.Request(put=kv.PutRequest(key=key, value=value, ttl_ms=ttl_ms))
         response = await self.send(request, key=key, write=True, timeout_s=timeout_s)
+        check_expiry(ttl_ms, response.put.expires_at, key)
         return response.put.version
 
     async def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
@@ -1461,15 +1472,16 @@ class RoutingClient:
         expect_absent: bool = False,
         new_value: bytes | None = None,
         delete: bool = False,
+        ttl_s: float | None = None,
         timeout_s: float | None = None,
     ) -> CasResult:
         """Compare-and-set: if the key matches exactly one condition, apply one action.
 
         Conditions: `expected_value`, `expected_version` or `expect_absent`. Actions:
-        `new_value` or `delete`.
+        `new_value` (living `ttl_s` seconds, if given) or `delete`.
 
         Raises:
-            InvalidArgument: not exactly one condition and one action.
+            InvalidArgument: not exactly one condition and one action, or a ttl_s with delete.
         """
         conditions = (expected_value is not None) + (expected_version is not None) + expect_absent
         if conditions != 1:
@@ -1479,7 +1491,7 @@ class RoutingClient:
             )
         if (new_value is not None) == delete:
             raise InvalidArgument("compare-and-set needs exactly one action: new_value or delete")
-        op = kv.CasRequest(key=key)
+        op = kv.CasRequest(key=key, ttl_ms=cas_ttl_ms(ttl_s, delete))
         if expected_value is not None:
             op.expected_value = expected_value
         elif expected_version is not None:
@@ -1492,6 +1504,8 @@ class RoutingClient:
             op.delete = True
         response = await self.send(kv.Request(cas=op), key=key, write=True, timeout_s=timeout_s)
         cas = response.cas
+        if cas.succeeded:
+            check_expiry(op.ttl_ms, cas.expires_at, key)
         return CasResult(
             succeeded=cas.succeeded,
             version=cas.version,

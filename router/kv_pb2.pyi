@@ -106,22 +106,26 @@ class GetResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
 
 class PutRequest(_message.Message):
-    __slots__ = ("header", "key", "value")
+    __slots__ = ("header", "key", "value", "ttl_ms")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     key: bytes
     value: bytes
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+    ttl_ms: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class PutResponse(_message.Message):
-    __slots__ = ("error", "version")
+    __slots__ = ("error", "version", "expires_at")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     error: Error
     version: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    expires_at: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., version: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("header", "key")
@@ -140,7 +144,7 @@ class DeleteResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CasRequest(_message.Message):
-    __slots__ = ("header", "key", "expected_value", "expected_version", "expect_absent", "new_value", "delete")
+    __slots__ = ("header", "key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "ttl_ms")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +152,7 @@ class CasRequest(_message.Message):
     EXPECT_ABSENT_FIELD_NUMBER: _ClassVar[int]
     NEW_VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     key: bytes
     expected_value: bytes
@@ -155,23 +160,26 @@ class CasRequest(_message.Message):
     expect_absent: bool
     new_value: bytes
     delete: bool
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
+    ttl_ms: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class CasResponse(_message.Message):
-    __slots__ = ("error", "succeeded", "version", "found", "current_value", "current_version")
+    __slots__ = ("error", "succeeded", "version", "found", "current_value", "current_version", "expires_at")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FOUND_FIELD_NUMBER: _ClassVar[int]
     CURRENT_VALUE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     error: Error
     succeeded: bool
     version: int
     found: bool
     current_value: bytes
     current_version: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ...) -> None: ...
+    expires_at: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse", "changes_after", "await_change")

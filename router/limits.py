@@ -27,6 +27,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_PARTICIPANTS",
     "MAX_REQUEST_BYTES",
+    "MAX_TTL_MS",
     "MAX_TXN_ITEMS",
     "MAX_VALUE_BYTES",
     "Oversized",
@@ -52,6 +53,10 @@ MAX_TXN_ITEMS = 4096
 part there): a node validates, encodes and applies a part in one turn of its loop, so a part
 of 100,000 small keys held a node for seconds and made every group elect (found by review).
 Larger loads are split over several transactions (etcd allows 128 operations per txn)."""
+
+MAX_TTL_MS = 366 * 24 * 3600 * 1000
+"""Longest time to live of a value, in milliseconds (a year and a day): its deadline, a
+hybrid timestamp, must stay within the timestamps' range."""
 
 DELETE_RANGE_KEYS = (MAX_TXN_ITEMS - 1) // 2
 """The most keys one `delete_range` deletes in a group: each is read and written, and with

@@ -264,10 +264,13 @@ def _result_response(pending: _Pending, result: codec.CommandResult) -> tuple[kv
     txn = result.txn
     if kind in ("put", "delete"):
         body.version = result.version
+        if result.expires_at:
+            body.expires_at = result.expires_at
         return response, max(result.version, result.absent_since)
     if kind == "cas":
         body.succeeded = result.ok
         body.version = result.version
+        body.expires_at = result.expires_at
         if not result.ok:
             body.found = result.current_value is not None
             body.current_value = result.current_value or b""

@@ -212,6 +212,18 @@ def add_tls_options(group: Any) -> None:
     )
 
 
+def ttl_option(parser: Any) -> None:
+    """--ttl SECONDS: how long the value written lives."""
+    parser.add_argument(
+        "--ttl",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="the value lives SECONDS after it is written, then its shard's leader deletes "
+        "it (within about 0.1 s while the shard has a leader); write it again to keep it",
+    )
+
+
 def codec_options() -> argparse.ArgumentParser:
     """--hex (an argparse parent)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -296,6 +308,7 @@ def register_kv_commands(subparsers: Any) -> None:
     )
     put.add_argument("key")
     put.add_argument("value", nargs="?", default=None)
+    ttl_option(put)
     put.set_defaults(handler=_cmd_put, writes=True)
 
     delete = subparsers.add_parser(
@@ -344,6 +357,7 @@ def register_kv_commands(subparsers: Any) -> None:
     action = cas.add_mutually_exclusive_group(required=True)
     action.add_argument("--new-value", metavar="V", help="write V")
     action.add_argument("--delete", action="store_true", help="delete the key")
+    ttl_option(cas)
     cas.set_defaults(handler=_cmd_cas, writes=True)
 
     add = subparsers.add_parser(
@@ -578,7 +592,7 @@ def _cmd_put(args: argparse.Namespace) -> int:
         value = arg_bytes(args.value, args.hex, "value")
 
     async def body(client: Any) -> int:
-        print(await client.put(key, value))
+        print(await client.put(key, value, ttl_s=args.ttl))
         return 0
 
     return _with_client(args, body)
@@ -665,9 +679,12 @@ def _cmd_cas(args: argparse.Namespace) -> int:
     else:
         kwargs["expect_absent"] = True
     if args.delete:
+        if args.ttl is not None:
+            raise UsageError("--ttl is for --new-value: a delete leaves nothing to expire")
         kwargs["delete"] = True
     else:
         kwargs["new_value"] = arg_bytes(args.new_value, args.hex, "--new-value")
+        kwargs["ttl_s"] = args.ttl
 
     async def body(client: Any) -> int:
         result = await client.cas(key, **kwargs)

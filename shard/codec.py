@@ -27,6 +27,7 @@ class Op(enum.IntEnum):
     DELETE = 2
     CAS = 3
     TXN = 4  # a transaction record: `Command.txn`, key empty
+    EXPIRE = 5  # a leader's deletion of a value whose time to live ran out
 
 
 class Expect(enum.IntEnum):
@@ -41,7 +42,10 @@ class Expect(enum.IntEnum):
 class Command:
     """One decoded command: `value` is the Put value or the CAS new value (None: CAS deletes).
 
-    For `Op.TXN`, `txn` is the transaction record and `key` is empty.
+    For `Op.TXN`, `txn` is the transaction record and `key` is empty. `ttl_ms` (Put, CAS)
+    is how long the value written lives after its version (0: for ever). For `Op.EXPIRE`,
+    `expected_version` is the version that must still be the key's latest, `deadline` the
+    expiry record's.
     """
 
     op: Op
@@ -52,6 +56,8 @@ class Command:
     expected_value: bytes | None = None
     expected_version: int = 0
     txn: TxnCommand | None = None
+    ttl_ms: int = 0
+    deadline: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,7 @@ class CommandResult:
     txn: TxnResult | None = None
     conflict: Conflict | None = None
     absent_since: int = 0
+    expires_at: int = 0  # a write with a time to live: the deadline of what it wrote
 
     @property
     def ok(self) -> bool:
@@ -89,9 +96,10 @@ class CommandResult:
 # Commands
 
 
-def encode_put(key: bytes, value: bytes, ts: int) -> bytes:
-    """Encode a Put."""
-    data: bytes = pb.Command(ts=ts, put=pb.Put(key=key, value=value)).SerializeToString()
+def encode_put(key: bytes, value: bytes, ts: int, ttl_ms: int = 0) -> bytes:
+    """Encode a Put (`ttl_ms` > 0: the value lives that long after its version)."""
+    put = pb.Put(key=key, value=value, ttl_ms=ttl_ms)
+    data: bytes = pb.Command(ts=ts, put=put).SerializeToString()
     return data
 
 
@@ -110,11 +118,14 @@ def encode_cas(
     expect_absent: bool = False,
     new_value: bytes | None = None,
     delete: bool = False,
+    ttl_ms: int = 0,
 ) -> bytes:
-    """Encode a CompareAndSet: exactly one condition, and exactly one of new_value / delete.
+    """Encode a CompareAndSet: exactly one condition, and exactly one of new_value / delete
+    (`ttl_ms` > 0: the new value lives that long after its version).
 
     Raises:
-        InvalidArgument: not exactly one condition or not exactly one action.
+        InvalidArgument: not exactly one condition or not exactly one action, or a ttl_ms
+            with delete.
     """
     conditions = (expected_value is not None) + (expected_version is not None) + expect_absent
     if conditions != 1:
@@ -123,7 +134,9 @@ def encode_cas(
         )
     if (new_value is not None) == delete:
         raise InvalidArgument("compare-and-set needs exactly one of new_value, delete=True")
-    cas = pb.CompareAndSet(key=key)
+    if delete and ttl_ms:
+        raise InvalidArgument("a compare-and-set that deletes takes no ttl")
+    cas = pb.CompareAndSet(key=key, ttl_ms=ttl_ms)
     if expected_value is not None:
         cas.expected_value = expected_value
     elif expected_version is not None:
@@ -135,6 +148,13 @@ def encode_cas(
     else:
         cas.delete = True
     data: bytes = pb.Command(ts=ts, cas=cas).SerializeToString()
+    return data
+
+
+def encode_expire(key: bytes, version: int, deadline: int, ts: int) -> bytes:
+    """Encode an Expire of `key`'s `version` whose expiry record has `deadline`."""
+    expire = pb.Expire(key=key, version=version, deadline=deadline)
+    data: bytes = pb.Command(ts=ts, expire=expire).SerializeToString()
     return data
 
 
@@ -156,9 +176,11 @@ def encode_command(command: Command) -> bytes:
         assert command.txn is not None
         return encode_txn(command.txn, command.ts)
     if command.op is Op.PUT:
-        return encode_put(command.key, command.value or b"", command.ts)
+        return encode_put(command.key, command.value or b"", command.ts, command.ttl_ms)
     if command.op is Op.DELETE:
         return encode_delete(command.key, command.ts)
+    if command.op is Op.EXPIRE:
+        return encode_expire(command.key, command.expected_version, command.deadline, command.ts)
     return encode_cas(
         command.key,
         command.ts,
@@ -167,6 +189,7 @@ def encode_command(command: Command) -> bytes:
         expect_absent=command.expect is Expect.ABSENT,
         new_value=command.value,
         delete=command.value is None,
+        ttl_ms=command.ttl_ms,
     )
 
 
@@ -190,7 +213,7 @@ def decode_command(data: bytes) -> Command:
     which = msg.WhichOneof("op")
     if which == "put":
         put = msg.put
-        return Command(Op.PUT, put.key, msg.ts, put.value)
+        return Command(Op.PUT, put.key, msg.ts, put.value, ttl_ms=put.ttl_ms)
     if which == "delete":
         return Command(Op.DELETE, msg.delete.key, msg.ts)
     if which == "cas":
@@ -205,6 +228,8 @@ def decode_command(data: bytes) -> Command:
             action == "delete" and not cas.delete
         ):
             raise MalformedCommand("compare-and-set flag set to false")
+        if action == "delete" and cas.ttl_ms:
+            raise MalformedCommand("compare-and-set that deletes with a ttl")
         return Command(
             Op.CAS,
             cas.key,
@@ -213,6 +238,7 @@ def decode_command(data: bytes) -> Command:
             _EXPECT_OF_FIELD[cond],
             cas.expected_value if cond == "expected_value" else None,
             cas.expected_version,
+            ttl_ms=cas.ttl_ms,
         )
     if which == "txn":
         try:
@@ -220,4 +246,13 @@ def decode_command(data: bytes) -> Command:
         except txn_codec.MalformedTxnRecord as exc:
             raise MalformedCommand(str(exc)) from None
         return Command(Op.TXN, b"", msg.ts, txn=record)
+    if which == "expire":
+        expire = msg.expire
+        return Command(
+            Op.EXPIRE,
+            expire.key,
+            msg.ts,
+            expected_version=expire.version,
+            deadline=expire.deadline,
+        )
     raise MalformedCommand("command without an operation")

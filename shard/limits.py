@@ -11,6 +11,7 @@ from __future__ import annotations
 from router.limits import (
     MAX_COMMAND_BYTES,
     MAX_KEY_BYTES,
+    MAX_TTL_MS,
     MAX_VALUE_BYTES,
     Oversized,
     key_oversized,
@@ -27,11 +28,13 @@ __all__ = [
     "MAX_SCAN_RESPONSE_BYTES",
     "MAX_STATUS_IDS",
     "MAX_TS",
+    "MAX_TTL_MS",
     "MAX_VALUE_BYTES",
     "validate_command_size",
     "validate_key",
     "validate_range",
     "validate_ts",
+    "validate_ttl",
     "validate_value",
 ]
 
@@ -84,6 +87,14 @@ def validate_command_size(command: bytes) -> None:
     if len(command) > MAX_COMMAND_BYTES:
         raise LimitExceeded(
             Oversized("command", len(command), MAX_COMMAND_BYTES, "MAX_COMMAND_BYTES")
+        )
+
+
+def validate_ttl(ttl_ms: int) -> None:
+    """Raise `InvalidArgument` for a time to live over MAX_TTL_MS."""
+    if ttl_ms > MAX_TTL_MS:
+        raise InvalidArgument(
+            f"a time to live of {ttl_ms} ms is over MAX_TTL_MS ({MAX_TTL_MS} ms, a year and a day)"
         )
 
 

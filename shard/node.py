@@ -138,6 +138,9 @@ Rules
    version applied; the answer names that version), unchanged once half its time is up
    (so the answer reaches a client still waiting for it), or at a stop. It holds nothing
    and blocks no write.
+17. A value written with a time to live is deleted by its group's leader, by an Expire
+   command through the group's log, once the leader's clock is past its deadline
+   (`shard.expiry_duty`; state machine rule 7 decides on every replica).
 """
 
 from __future__ import annotations
@@ -180,7 +183,14 @@ from shard.apps import App, MetaApp, RestoreJob, _restorable
 from shard.change_waits import ChangeWaits, changed_since
 from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
-from shard.limits import MAX_STATUS_IDS, MAX_TS, validate_command_size, validate_key
+from shard.expiry_duty import EXPIRY_CHECK_S, KeyExpiry
+from shard.limits import (
+    MAX_STATUS_IDS,
+    MAX_TS,
+    validate_command_size,
+    validate_key,
+    validate_ttl,
+)
 from shard.lock_wait import LOCK_QUEUE_MAX_S, LOCK_WAIT_MAX_S, Grant, blocked, request_age
 from shard.map_mismatch import config_mismatch
 from shard.node_records import GroupHost, _LockWait, _Pending
@@ -406,6 +416,8 @@ class NodeCore:
             # Looked up on each send: the shell takes the list away by replacing it.
             send=lambda out: self.outbound.append(out),
         )
+        self._key_expiry = KeyExpiry(self._propose_command)  # rule 17
+        self._next_expiry_check = 0.0
         # InstallSnapshot messages dropped because their snapshot would not restore.
         self.snapshots_refused = 0
         self._check_config_matches_stored_map()
@@ -492,6 +504,9 @@ class NodeCore:
         if now >= self._next_purge:
             self._next_purge = now + self._txn.purge_interval_s
             self._duties.purge_decisions(self._data_leaders())
+        if now >= self._next_expiry_check:
+            self._next_expiry_check = now + EXPIRY_CHECK_S
+            self._key_expiry.check(self._data_leaders(), now, self._hlc.now(wall_ns))
         self._release_delayed()
         self._release_clock_waits()
         self._wake_lock_waits()
@@ -803,7 +818,8 @@ class NodeCore:
     def _command_for(self, kind: str, op: Any) -> Callable[[int], bytes]:
         """The command a write request proposes, as a function of its timestamp."""
         if kind == "put":
-            return lambda ts: codec.encode_put(op.key, op.value, ts)
+            _check_ttl(op.ttl_ms)
+            return lambda ts: codec.encode_put(op.key, op.value, ts, op.ttl_ms)
         if kind == "delete":
             return lambda ts: codec.encode_delete(op.key, ts)
         if kind == "cas":
@@ -824,6 +840,11 @@ class NodeCore:
                         "or expect_absent: true) and one action (new_value or delete: true)",
                     )
                 )
+            if action == "delete" and op.ttl_ms:
+                raise _Refusal(
+                    _error(kv.INVALID_ARGUMENT, "a compare-and-set that deletes takes no ttl_ms")
+                )
+            _check_ttl(op.ttl_ms)
             return lambda ts: codec.encode_cas(
                 op.key,
                 ts,
@@ -832,6 +853,7 @@ class NodeCore:
                 expect_absent=expect == "expect_absent",
                 new_value=op.new_value if action == "new_value" else None,
                 delete=action == "delete",
+                ttl_ms=op.ttl_ms,
             )
         if kind == "prepare":
             self._observe_from_request(op.ts, "the transaction timestamp")
@@ -1236,14 +1258,21 @@ class NodeCore:
         self, host: GroupHost, record: Any, on_result: Callable[[Any], None]
     ) -> None:
         """Propose a transaction record the node itself needs (recovery, delivery, purge)."""
-        if host.held_resolves:
-            self._propose_held_resolves(host)
-        pending = _Pending("internal", record, on_result, self._now + self._timeout_s, 0)
         # A recorded commit is stamped above its commit timestamp (txn.coordinator rule D4).
         self._hlc.observe(getattr(record, "commit_ts", 0))
+        self._propose_command(host, partial(_encode_txn_at, record), on_result)
+
+    def _propose_command(
+        self, host: GroupHost, encode: Callable[[int], bytes], on_result: Callable[[Any], None]
+    ) -> None:
+        """Propose the command `encode(ts)` the node itself needs, stamped now; `on_result`
+        gets its applied `CommandResult`, or None when it was not applied here."""
+        if host.held_resolves:
+            self._propose_held_resolves(host)
+        pending = _Pending("internal", None, on_result, self._now + self._timeout_s, 0)
         pending.ts = self._hlc.now(self._wall_ns)
         try:
-            proposal_id = host.replica.propose(codec.encode_txn(record, pending.ts))
+            proposal_id = host.replica.propose(encode(pending.ts))
         except NotLeader:
             on_result(None)
             return
@@ -1893,6 +1922,18 @@ def _wire_decide(op: kv.DecideRequest) -> Decide:
 def asker_ts(txn_id: bytes, claimed: int) -> int:
     """Rule 13: the timestamp a recovery Decide or Prevent of `txn_id` is judged by."""
     return start_ts_of(txn_id) or claimed
+
+
+def _encode_txn_at(record: Any, ts: int) -> bytes:
+    return codec.encode_txn(record, ts)
+
+
+def _check_ttl(ttl_ms: int) -> None:
+    """A time to live the state machine takes (`shard.limits.validate_ttl`)."""
+    try:
+        validate_ttl(ttl_ms)
+    except ShardError as exc:
+        raise _Refusal(_error(kv.INVALID_ARGUMENT, str(exc))) from None
 
 
 def _refuse_started_after(op: kv.PrepareRequest | kv.CommitOnePhaseRequest) -> None:

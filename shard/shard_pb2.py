@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from txn import txn_pb2 as txn_dot_txn__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11shard/shard.proto\x12\rpaxoskv.shard\x1a\rtxn/txn.proto\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\xa6\x01\n\rCompareAndSet\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x02 \x01(\x0cH\x00\x12\x1a\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x12\x17\n\rexpect_absent\x18\x04 \x01(\x08H\x00\x12\x13\n\tnew_value\x18\x05 \x01(\x0cH\x01\x12\x10\n\x06\x64\x65lete\x18\x06 \x01(\x08H\x01\x42\x08\n\x06\x65xpectB\x08\n\x06\x61\x63tion\"\xbc\x01\n\x07\x43ommand\x12\n\n\x02ts\x18\x01 \x01(\x04\x12!\n\x03put\x18\x02 \x01(\x0b\x32\x12.paxoskv.shard.PutH\x00\x12\'\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x15.paxoskv.shard.DeleteH\x00\x12+\n\x03\x63\x61s\x18\x04 \x01(\x0b\x32\x1c.paxoskv.shard.CompareAndSetH\x00\x12&\n\x03txn\x18\x05 \x01(\x0b\x32\x17.paxoskv.txn.TxnCommandH\x00\x42\x04\n\x02opb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11shard/shard.proto\x12\rpaxoskv.shard\x1a\rtxn/txn.proto\"1\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0e\n\x06ttl_ms\x18\x03 \x01(\x04\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\xb6\x01\n\rCompareAndSet\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x02 \x01(\x0cH\x00\x12\x1a\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x12\x17\n\rexpect_absent\x18\x04 \x01(\x08H\x00\x12\x13\n\tnew_value\x18\x05 \x01(\x0cH\x01\x12\x10\n\x06\x64\x65lete\x18\x06 \x01(\x08H\x01\x12\x0e\n\x06ttl_ms\x18\x07 \x01(\x04\x42\x08\n\x06\x65xpectB\x08\n\x06\x61\x63tion\"8\n\x06\x45xpire\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x10\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x04\"\xe5\x01\n\x07\x43ommand\x12\n\n\x02ts\x18\x01 \x01(\x04\x12!\n\x03put\x18\x02 \x01(\x0b\x32\x12.paxoskv.shard.PutH\x00\x12\'\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x15.paxoskv.shard.DeleteH\x00\x12+\n\x03\x63\x61s\x18\x04 \x01(\x0b\x32\x1c.paxoskv.shard.CompareAndSetH\x00\x12&\n\x03txn\x18\x05 \x01(\x0b\x32\x17.paxoskv.txn.TxnCommandH\x00\x12\'\n\x06\x65xpire\x18\x06 \x01(\x0b\x32\x15.paxoskv.shard.ExpireH\x00\x42\x04\n\x02opb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shard.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PUT']._serialized_start=51
-  _globals['_PUT']._serialized_end=84
-  _globals['_DELETE']._serialized_start=86
-  _globals['_DELETE']._serialized_end=107
-  _globals['_COMPAREANDSET']._serialized_start=110
-  _globals['_COMPAREANDSET']._serialized_end=276
-  _globals['_COMMAND']._serialized_start=279
-  _globals['_COMMAND']._serialized_end=467
+  _globals['_PUT']._serialized_end=100
+  _globals['_DELETE']._serialized_start=102
+  _globals['_DELETE']._serialized_end=123
+  _globals['_COMPAREANDSET']._serialized_start=126
+  _globals['_COMPAREANDSET']._serialized_end=308
+  _globals['_EXPIRE']._serialized_start=310
+  _globals['_EXPIRE']._serialized_end=366
+  _globals['_COMMAND']._serialized_start=369
+  _globals['_COMMAND']._serialized_end=598
 # @@protoc_insertion_point(module_scope)

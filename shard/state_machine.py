@@ -30,6 +30,8 @@ key                                        value
 ``P + b"tq" + >Q seq``                     txn id of the seq-th decision to finish
 ``P + b"tc"``                              ``>QQQQ`` head, tail of that queue, purge
                                            mark, unverified purge mark
+``P + b"e" + >Q deadline + key``           ``>Q`` version: a value with a time to live,
+                                           due at deadline (`shard.ttl`)
 =========================================  ==========================================
 
 ``esc`` is the order-preserving escape of `shard.mvcc` (0x00 -> 0x00 0xFF, then 0x00 0x01),
@@ -61,6 +63,11 @@ Rules
    `latest_record`, `intents_on`, `prepared`, `decision`, ...) read the written engine state.
 6. A transaction command writes nothing unless every key and value in it is valid and inside
    the shard's range; a refused one (CONFLICT) writes nothing either.
+7. A Put or CAS with a time to live stages an expiry record with the version it writes. An
+   Expire applies only at or past its deadline (ts >= deadline, else INVALID_ARGUMENT and
+   nothing written), like any single-key write only on a key without intents (else
+   CONFLICT, and the record stays for a later Expire); it drops its record, and deletes
+   the key only if the key's latest version is still the live version the record names.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ import bisect
 import struct
 from collections.abc import Iterator, Sequence
 
+from router.limits import MAX_TTL_MS
 from shard.changes import ChangesCollector, ChangesPage
 from shard.codec import Command, CommandResult, Expect, Op, decode_command
 from shard.engine import Engine, EngineBatch
@@ -93,6 +101,7 @@ from shard.limits import (
     validate_key,
     validate_range,
     validate_ts,
+    validate_ttl,
     validate_value,
 )
 from shard.mvcc import (
@@ -130,6 +139,14 @@ from shard.snapshots import (
     ShardSnapshotBuild,
     check_header,
     interrupted_restore,
+)
+from shard.ttl import (
+    EXPIRY_TAG,
+    deadline_of,
+    expiry_suffix,
+    pack_version,
+    split_expiry_suffix,
+    unpack_version,
 )
 from txn import coordinator, participant
 from txn.codec import (
@@ -204,6 +221,8 @@ class ShardStateMachine:
         self._version_end = storage_prefix_end(self._version_prefix)
         self._intent_prefix = self._prefix + INTENT_TAG
         self._intent_end = storage_prefix_end(self._intent_prefix)
+        self._expiry_prefix = self._prefix + EXPIRY_TAG
+        self._expiry_end = storage_prefix_end(self._expiry_prefix)
         self._prepared_prefix = self._prefix + PREPARED_TAG
         self._decision_prefix = self._prefix + DECISION_TAG
         self._unfinished_prefix = self._prefix + UNFINISHED_TAG
@@ -382,6 +401,8 @@ class ShardStateMachine:
             or (end is not None and key >= end)
             or cmd.ts > MAX_TS
             or (value is not None and len(value) > MAX_VALUE_BYTES)
+            or cmd.ttl_ms > MAX_TTL_MS
+            or cmd.deadline > cmd.ts  # rule 7: an Expire never runs before its deadline
         ):
             return self._invalid_command_result(cmd)
         if self._intent_keys or self._scanned:
@@ -394,7 +415,9 @@ class ShardStateMachine:
         op = cmd.op
         if op is Op.PUT:
             assert value is not None
-            return CommandResult(Status.OK, self._write(key, value, cmd.ts, batch))
+            return self._write_living(key, value, cmd.ts, cmd.ttl_ms, batch)
+        if op is Op.EXPIRE:
+            return self._expire(cmd, batch)
         if op is Op.DELETE:
             latest = batch.get(self._latest_prefix + key)
             if latest is None:
@@ -436,9 +459,45 @@ class ShardStateMachine:
             return CommandResult(
                 Status.CAS_FAILED, 0, cur_value, cur_version, absent_since=absent_since
             )
-        if cmd.value is None and not live:
-            return CommandResult(Status.OK, absent_since=absent_since)
-        return CommandResult(Status.OK, self._write(key, cmd.value, cmd.ts, batch))
+        if cmd.value is None:
+            if not live:
+                return CommandResult(Status.OK, absent_since=absent_since)
+            return CommandResult(Status.OK, self._write(key, None, cmd.ts, batch))
+        return self._write_living(key, cmd.value, cmd.ts, cmd.ttl_ms, batch)
+
+    def _write_living(
+        self, key: bytes, value: bytes, ts: int, ttl_ms: int, batch: EngineBatch
+    ) -> CommandResult:
+        """Write `value`, and with a time to live its expiry record (rule 7)."""
+        version = self._write(key, value, ts, batch)
+        if not ttl_ms:
+            return CommandResult(Status.OK, version)
+        deadline = deadline_of(version, ttl_ms)
+        batch.put(self._expiry_prefix + expiry_suffix(deadline, key), pack_version(version))
+        return CommandResult(Status.OK, version, expires_at=deadline)
+
+    def _expire(self, cmd: Command, batch: EngineBatch) -> CommandResult:
+        """Rule 7: drop the expiry record; delete the key if it still holds that version."""
+        key = cmd.key
+        record = self._expiry_prefix + expiry_suffix(cmd.deadline, key)
+        if batch.get(record) is None:
+            return _OK_NO_WRITE  # an Expire proposed twice: the first one dropped it
+        batch.delete(record)
+        latest_version, value = self._latest(key, batch)
+        if value is None or latest_version != cmd.expected_version:
+            return _OK_NO_WRITE  # written again (or deleted) since: not this value's to end
+        return CommandResult(Status.OK, self._write(key, None, cmd.ts, batch))
+
+    def due_expiries(self, now_ts: int, limit: int) -> list[tuple[int, bytes, int]]:
+        """(deadline, key, version) of the first `limit` expiry records due at `now_ts`,
+        soonest first."""
+        hi = self._expiry_prefix + expiry_suffix(now_ts + 1, b"")
+        strip = len(self._expiry_prefix)
+        due = []
+        for record, data in self._engine.scan(self._expiry_prefix, hi, limit):
+            deadline, key = split_expiry_suffix(record[strip:])
+            due.append((deadline, key, unpack_version(data)))
+        return due
 
     def _write(self, key: bytes, value: bytes | None, ts: int, batch: EngineBatch) -> int:
         """Stage a new version of `key` (None: a tombstone) and return its version."""
@@ -476,6 +535,11 @@ class ShardStateMachine:
             if cmd.value is not None:
                 validate_value(cmd.value)
             validate_ts(cmd.ts)
+            validate_ttl(cmd.ttl_ms)
+            if cmd.deadline > cmd.ts:
+                raise InvalidArgument(
+                    f"an Expire at ts {cmd.ts} before its deadline {cmd.deadline}"
+                )
             self._check_key_in_range(cmd.key)
         except ShardError as exc:
             return CommandResult(exc.status, message=str(exc))

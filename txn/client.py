@@ -164,6 +164,7 @@ from router.limits import key_oversized
 from router.scan_cursor import ScanCursor
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
+from router.ttl import cas_ttl_ms, check_expiry, ttl_ms_of
 from txn.args import _as_flag, _as_key, _as_limit, _as_timeout, _as_u64, _as_value
 from txn.commit import Committer
 from txn.errors import (
@@ -904,18 +905,34 @@ class AsyncClient:
         response = await self._single(kv.Request(get=kv.GetRequest(key=key)), key, False, timeout_s)
         return self._observed(response.get)
 
-    async def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
+    async def put(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
         """Write one key outside any transaction; returns the new version.
+
+        With `ttl_s` the value lives that many seconds after its version (a lease, as
+        etcd's): the key's leader then deletes it (a delete any watch sees), unless the key
+        was written again meanwhile; write it again to keep it (README, "Time to live").
 
         Raises:
             Conflict: a prepared transaction held the key until the deadline (not written).
             OutcomeUnknown: the answer was lost; the write may have been applied.
             Unavailable, DeadlineExceeded, LimitExceeded, InvalidArgument: not written.
+            ServerError: a `ttl_s` reached a node too old for it (written without one).
         """
         key, value = _as_key(key), _as_value(value)
-        request = kv.Request(put=kv.PutRequest(key=key, value=value))
+        with _translated():
+            ttl_ms = ttl_ms_of(ttl_s)
+        request = kv.Request(put=kv.PutRequest(key=key, value=value, ttl_ms=ttl_ms))
         response = await self._single(request, key, True, timeout_s)
         self._clock.observe(response.put.version)
+        with _translated():
+            check_expiry(ttl_ms, response.put.expires_at, key)
         return response.put.version
 
     async def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
@@ -940,6 +957,7 @@ class AsyncClient:
         expect_absent: bool = False,
         new_value: bytes | None = None,
         delete: bool = False,
+        ttl_s: float | None = None,
         timeout_s: float | None = None,
     ) -> CasResult:
         """Compare-and-set one key: if it matches exactly one condition, apply one action.
@@ -948,6 +966,7 @@ class AsyncClient:
             key: the key.
             expected_value, expected_version, expect_absent: the condition (exactly one).
             new_value, delete: the action (exactly one).
+            ttl_s: how long `new_value` lives (as `put`'s); not with `delete`.
             timeout_s: the deadline (default: the client's).
 
         Returns:
@@ -966,7 +985,8 @@ class AsyncClient:
             )
         if (new_value is not None) == delete:
             raise InvalidArgument("compare-and-set needs exactly one action: new_value or delete")
-        op = kv.CasRequest(key=key)
+        with _translated():
+            op = kv.CasRequest(key=key, ttl_ms=cas_ttl_ms(ttl_s, delete))
         if expected_value is not None:
             op.expected_value = _as_value(expected_value)
         elif expected_version is not None:
@@ -980,6 +1000,9 @@ class AsyncClient:
         response = await self._single(kv.Request(cas=op), key, True, timeout_s)
         body = response.cas
         self._clock.observe(max(body.version, body.current_version))
+        if body.succeeded:
+            with _translated():
+                check_expiry(op.ttl_ms, body.expires_at, key)
         return CasResult(
             succeeded=body.succeeded,
             version=body.version,

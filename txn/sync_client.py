@@ -664,9 +664,18 @@ class Client:
         """See `AsyncClient.get`."""
         return self._call(self._async.get(key, timeout_s=timeout_s), writes=False)
 
-    def put(self, key: bytes, value: bytes, *, timeout_s: float | None = None) -> int:
+    def put(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
         """See `AsyncClient.put`."""
-        return self._call(self._async.put(key, value, timeout_s=timeout_s), writes=True)
+        return self._call(
+            self._async.put(key, value, ttl_s=ttl_s, timeout_s=timeout_s), writes=True
+        )
 
     def delete(self, key: bytes, *, timeout_s: float | None = None) -> int:
         """See `AsyncClient.delete`."""
@@ -681,6 +690,7 @@ class Client:
         expect_absent: bool = False,
         new_value: bytes | None = None,
         delete: bool = False,
+        ttl_s: float | None = None,
         timeout_s: float | None = None,
     ) -> CasResult:
         """See `AsyncClient.cas`."""
@@ -692,6 +702,7 @@ class Client:
                 expect_absent=expect_absent,
                 new_value=new_value,
                 delete=delete,
+                ttl_s=ttl_s,
                 timeout_s=timeout_s,
             ),
             writes=True,

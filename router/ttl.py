@@ -1,0 +1,55 @@
+"""A time to live, on the client's side: the `ttl_s` a write takes, and the node's answer."""
+
+from __future__ import annotations
+
+import math
+
+from router.client_errors import InvalidArgument, ServerError
+from router.limits import MAX_TTL_MS
+
+
+def ttl_ms_of(ttl_s: object) -> int:
+    """The `ttl_ms` a write request carries for `ttl_s` seconds, rounded up to a whole
+    millisecond (None: 0, the value lives for ever).
+
+    Raises:
+        InvalidArgument: not a number of seconds above 0, or over MAX_TTL_MS.
+    """
+    if ttl_s is None:
+        return 0
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+        raise InvalidArgument(f"ttl_s is a number of seconds, got {type(ttl_s).__name__}")
+    if not 0 < ttl_s < math.inf:  # also refuses nan
+        raise InvalidArgument(f"ttl_s must be a number of seconds above 0, got {ttl_s!r}")
+    ttl_ms = math.ceil(ttl_s * 1000)
+    if ttl_ms > MAX_TTL_MS:
+        raise InvalidArgument(
+            f"ttl_s of {ttl_s:g} s is over the longest time to live, {MAX_TTL_MS // 1000:,} s "
+            "(MAX_TTL_MS: a year and a day)"
+        )
+    return ttl_ms
+
+
+def check_expiry(ttl_ms: int, expires_at: int, key: bytes) -> None:
+    """A write with a time to live must come back with the deadline the node recorded.
+
+    Raises:
+        ServerError: it did not: the node predates values with a time to live (peer protocol
+            7) and wrote the value without one.
+    """
+    if ttl_ms and not expires_at:
+        raise ServerError(
+            f"the leader of {key!r} predates values with a time to live: the value was written "
+            "without one and will not expire; upgrade the nodes, then write it again"
+        )
+
+
+def cas_ttl_ms(ttl_s: object, delete: bool) -> int:
+    """`ttl_ms_of` for a compare-and-set, whose delete takes no time to live.
+
+    Raises:
+        InvalidArgument: as `ttl_ms_of`, or a `ttl_s` with `delete`.
+    """
+    if delete and ttl_s is not None:
+        raise InvalidArgument("a compare-and-set that deletes takes no ttl_s")
+    return ttl_ms_of(ttl_s)

@@ -1,0 +1,195 @@
+"""Values with a time to live: state machine rule 7 (expiry records, the Expire command) and
+node rule 17 (the leader's expiry duty, `shard.expiry_duty`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router import kv_pb2 as kv
+from router.limits import MAX_TTL_MS
+from shard import shard_pb2 as pb
+from shard.codec import (
+    Op,
+    decode_command,
+    encode_cas,
+    encode_command,
+    encode_expire,
+    encode_put,
+)
+from shard.errors import InvalidArgument, Status
+from shard.expiry_duty import EXPIRE_RETRY_S, KeyExpiry
+from shard.ttl import deadline_of
+from tests.unit.shard.test_node_core import (
+    OneNode,
+    get,
+    header,
+    prepare_request,
+    put,
+    recover_until_decided,
+    tid,
+)
+from tests.unit.shard.test_shard_state_machine import Driver
+from txn.hlc import LOGICAL_BITS, physical_us
+
+MS = 1000 << LOGICAL_BITS  # one millisecond of hybrid timestamps
+T0 = 1_000_000 * MS
+
+
+# ---------------------------------------------------------------------------- state machine
+
+
+def test_a_value_with_a_ttl_is_due_at_its_version_plus_the_ttl() -> None:
+    d = Driver()
+    written = d.run1(encode_put(b"k", b"v", ts=T0 + 7, ttl_ms=500))
+    assert written.ok and written.expires_at == deadline_of(T0 + 7, 500) == T0 + 500 * MS
+    assert physical_us(written.expires_at) - physical_us(written.version) == 500_000
+    assert d.sm.due_expiries(written.expires_at - 1, 10) == []
+    assert d.sm.due_expiries(written.expires_at, 10) == [(written.expires_at, b"k", T0 + 7)]
+    # Without a ttl nothing is recorded.
+    assert d.run1(encode_put(b"plain", b"v", ts=T0 + 9)).expires_at == 0
+    assert [key for _, key, _ in d.sm.due_expiries(T0 * 2, 10)] == [b"k"]
+
+
+def test_an_expire_deletes_the_version_it_names_at_or_after_its_deadline() -> None:
+    d = Driver()
+    written = d.run1(encode_put(b"k", b"v", ts=T0, ttl_ms=100))
+    deadline = written.expires_at
+    early = d.run1(encode_expire(b"k", written.version, deadline, ts=deadline - 1))
+    assert early.status is Status.INVALID_ARGUMENT and "before its deadline" in early.message
+    assert d.sm.get(b"k") == (b"v", T0) and d.sm.due_expiries(deadline, 10) != []
+    expired = d.run1(encode_expire(b"k", written.version, deadline, ts=deadline))
+    assert expired.ok and expired.version >= deadline
+    assert d.sm.get(b"k") is None and d.sm.due_expiries(deadline * 2, 10) == []
+    # The same Expire again (proposed twice) changes nothing.
+    again = d.run1(encode_expire(b"k", written.version, deadline, ts=deadline + MS))
+    assert again.ok and again.version == 0 and d.sm.max_version == expired.version
+
+
+def test_a_value_written_again_outlives_the_old_record() -> None:
+    d = Driver()
+    first = d.run1(encode_put(b"k", b"old", ts=T0, ttl_ms=100))
+    kept = d.run1(encode_put(b"k", b"kept", ts=T0 + 50 * MS))  # no ttl: lives for ever
+    dropped = d.run1(encode_expire(b"k", first.version, first.expires_at, ts=first.expires_at))
+    assert dropped.ok and dropped.version == 0
+    assert d.sm.get(b"k") == (b"kept", kept.version)
+    assert d.sm.due_expiries(T0 * 2, 10) == []
+    # Renewed with a ttl: the newer record ends it, at its own deadline.
+    renewed = d.run1(encode_put(b"r", b"1", ts=T0, ttl_ms=100))
+    later = d.run1(encode_put(b"r", b"2", ts=T0 + 80 * MS, ttl_ms=100))
+    assert d.run1(encode_expire(b"r", renewed.version, renewed.expires_at, ts=later.version + 1))
+    assert d.sm.get(b"r") == (b"2", later.version)
+    gone = d.run1(encode_expire(b"r", later.version, later.expires_at, ts=later.expires_at))
+    assert gone.version > 0 and d.sm.get(b"r") is None
+
+
+def test_a_compare_and_set_takes_a_ttl_for_the_value_it_writes() -> None:
+    d = Driver()
+    created = d.run1(encode_cas(b"leader", T0, expect_absent=True, new_value=b"n1", ttl_ms=300))
+    assert created.ok and created.expires_at == deadline_of(created.version, 300)
+    refused = d.run1(encode_cas(b"leader", T0, expect_absent=True, new_value=b"n2", ttl_ms=300))
+    assert refused.status is Status.CAS_FAILED and refused.expires_at == 0
+    assert len(d.sm.due_expiries(T0 * 2, 10)) == 1
+    with pytest.raises(InvalidArgument, match="deletes takes no ttl"):
+        encode_cas(b"leader", T0, expect_absent=True, delete=True, ttl_ms=300)
+
+
+def test_ttl_commands_round_trip_and_bad_ones_are_refused() -> None:
+    for command in (
+        encode_put(b"k", b"v", T0, ttl_ms=5),
+        encode_cas(b"k", T0, expected_version=3, new_value=b"v", ttl_ms=5),
+        encode_expire(b"k", 3, T0, T0 + 1),
+    ):
+        assert encode_command(decode_command(command)) == command
+    assert decode_command(encode_expire(b"k", 3, T0, T0 + 1)).op is Op.EXPIRE
+    d = Driver()
+    too_long = d.run1(encode_put(b"k", b"v", T0, ttl_ms=MAX_TTL_MS + 1))
+    assert too_long.status is Status.INVALID_ARGUMENT and "MAX_TTL_MS" in too_long.message
+    cas = pb.CompareAndSet(key=b"k", expect_absent=True, delete=True, ttl_ms=5)
+    forged = d.run1(pb.Command(ts=T0, cas=cas).SerializeToString())
+    assert forged.status is Status.MALFORMED
+    assert d.sm.get(b"k") is None and d.sm.max_version == 0
+
+
+def test_expiry_records_survive_a_restart_of_the_state_machine() -> None:
+    d = Driver()
+    written = d.run1(encode_put(b"k", b"v", ts=T0, ttl_ms=100))
+    restarted = Driver(d.engine)
+    assert restarted.sm.due_expiries(written.expires_at, 10) == [
+        (written.expires_at, b"k", written.version)
+    ]
+
+
+# ---------------------------------------------------------------------------- the duty
+
+
+class _Host:
+    def __init__(self, group_id: int, driver: Driver) -> None:
+        self.group_id = group_id
+        self.shard = driver.sm
+
+
+def test_the_duty_proposes_each_due_record_once_until_its_retry() -> None:
+    d = Driver()
+    written = d.run1(encode_put(b"k", b"v", ts=T0, ttl_ms=100))
+    proposed: list[bytes] = []
+    duty = KeyExpiry(lambda host, encode, on_result: proposed.append(encode(written.expires_at)))
+    hosts: list[Any] = [_Host(1, d)]
+    duty.check(hosts, now=0.0, now_ts=written.expires_at - 1)
+    assert proposed == [] and duty.in_flight == 0
+    duty.check(hosts, now=0.1, now_ts=written.expires_at)
+    (command,) = proposed
+    assert decode_command(command).expected_version == written.version
+    duty.check(hosts, now=0.2, now_ts=written.expires_at + MS)  # under way: not again
+    assert len(proposed) == 1 and duty.in_flight == 1
+    duty.check(hosts, now=0.1 + EXPIRE_RETRY_S, now_ts=written.expires_at + MS)  # no result
+    assert len(proposed) == 2
+    assert d.run1(proposed[-1]).ok and d.sm.get(b"k") is None
+    duty.check(hosts, now=5.0, now_ts=written.expires_at + 9 * MS)
+    assert len(proposed) == 2 and duty.in_flight == 0
+
+
+# ---------------------------------------------------------------------------- a node
+
+
+def ttl_put(key: bytes, value: bytes, ttl_ms: int) -> kv.Request:
+    return kv.Request(put=kv.PutRequest(header=header(), key=key, value=value, ttl_ms=ttl_ms))
+
+
+def test_a_node_deletes_a_value_once_its_ttl_ran_out() -> None:
+    node = OneNode()
+    written = node.call(ttl_put(b"apple", b"red", 500)).put
+    assert written.error.code == kv.OK and written.expires_at == deadline_of(written.version, 500)
+    node.advance(0.3)
+    assert node.call(get(b"apple")).get.value == b"red"
+    node.advance(0.4)
+    assert not node.call(get(b"apple")).get.found
+    deleted = node.core.hosts[1].shard.latest_record(b"apple")
+    assert deleted is not None and deleted[1]  # a tombstone, written at or past the deadline
+    assert deleted[0] >= written.expires_at
+
+
+def test_an_intent_holds_off_the_expiry_until_it_is_resolved() -> None:
+    node = OneNode(resolve_after_s=1.0)
+    written = node.call(ttl_put(b"apple", b"red", 200)).put
+    assert node.call(prepare_request(1, b"apple")).prepare.error.code == kv.OK
+    node.advance(0.5)  # past the deadline: the Expire meets the intent
+    shard = node.core.hosts[1].shard
+    assert shard.get(b"apple") == (b"red", written.version) and shard.intents_on(b"apple")
+    recover_until_decided(node, tid(b"t1"))  # no client: recovery aborts the transaction
+    assert not shard.intents_on(b"apple")
+    node.advance(EXPIRE_RETRY_S + 0.2)
+    assert shard.get(b"apple") is None
+
+
+def test_a_node_refuses_a_ttl_it_cannot_keep() -> None:
+    node = OneNode()
+    too_long = node.call(ttl_put(b"apple", b"red", MAX_TTL_MS + 1)).put
+    assert too_long.error.code == kv.INVALID_ARGUMENT and "MAX_TTL_MS" in too_long.error.message
+    cas = kv.CasRequest(header=header(), key=b"apple", expect_absent=True, delete=True, ttl_ms=5)
+    refused = node.call(kv.Request(cas=cas)).cas
+    assert refused.error.code == kv.INVALID_ARGUMENT and "takes no ttl" in refused.error.message
+    assert node.core.hosts[1].shard.get(b"apple") is None
+    plain = node.call(put(b"apple", b"red")).put
+    assert plain.error.code == kv.OK and plain.expires_at == 0
