@@ -256,16 +256,18 @@ class AtomicOp(_message.Message):
     def __init__(self, kind: _Optional[int] = ..., operand: _Optional[bytes] = ...) -> None: ...
 
 class WriteItem(_message.Message):
-    __slots__ = ("key", "value", "delete", "ops")
+    __slots__ = ("key", "value", "delete", "ops", "ttl_ms")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     delete: bool
     ops: _containers.RepeatedCompositeFieldContainer[AtomicOp]
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ops: _Optional[_Iterable[_Union[AtomicOp, _Mapping]]] = ...) -> None: ...
+    ttl_ms: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ops: _Optional[_Iterable[_Union[AtomicOp, _Mapping]]] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class KeyRange(_message.Message):
     __slots__ = ("start", "end")

@@ -472,9 +472,14 @@ class ShardStateMachine:
         version = self._write(key, value, ts, batch)
         if not ttl_ms:
             return CommandResult(Status.OK, version)
+        deadline = self._stage_expiry(key, version, ttl_ms, batch)
+        return CommandResult(Status.OK, version, expires_at=deadline)
+
+    def _stage_expiry(self, key: bytes, version: int, ttl_ms: int, batch: EngineBatch) -> int:
+        """Stage the expiry record of `key`'s `version` (rule 7); returns its deadline."""
         deadline = deadline_of(version, ttl_ms)
         batch.put(self._expiry_prefix + expiry_suffix(deadline, key), pack_version(version))
-        return CommandResult(Status.OK, version, expires_at=deadline)
+        return deadline
 
     def _expire(self, cmd: Command, batch: EngineBatch) -> CommandResult:
         """Rule 7: drop the expiry record; delete the key if it still holds that version."""
@@ -1244,8 +1249,10 @@ class _BatchTxnStore:
         elif len(kept) != len(intents):
             self._batch.put(record_key, encode_intents(kept))
 
-    def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
+    def write_version(self, key: bytes, value: bytes | None, version: int, ttl_ms: int = 0) -> None:
         self._sm._stage_version(key, value, version, self._batch)
+        if ttl_ms and value is not None:
+            self._sm._stage_expiry(key, version, ttl_ms, self._batch)
 
     def max_version(self) -> int:
         return self._sm._max_version

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from router.limits import MAX_ATOMIC_OPS
+from router.limits import MAX_ATOMIC_OPS, MAX_TTL_MS
 from txn import txn_pb2 as pb
 from txn.atomic import ATOMIC_MARKER, AtomicOp
 from txn.records import (
@@ -71,12 +71,13 @@ _KNOWN_OPS = frozenset(int(op) for op in AtomicOp)
 def write_item_fields(write: WriteItem) -> dict[str, Any]:
     """The fields of `write` as a WriteItem message (txn.proto's or kv.proto's) carries
     them: an atomic write's operations with the delete-and-marker pair (ATOMIC_MARKER)."""
+    ttl = {"ttl_ms": write.ttl_ms} if write.ttl_ms else {}
     if write.ops:
         ops = [{"kind": int(op), "operand": operand} for op, operand in write.ops]
-        return {"key": write.key, "delete": True, "value": ATOMIC_MARKER, "ops": ops}
+        return {"key": write.key, "delete": True, "value": ATOMIC_MARKER, "ops": ops, **ttl}
     if write.value is None:
         return {"key": write.key, "delete": True}
-    return {"key": write.key, "value": write.value}
+    return {"key": write.key, "value": write.value, **ttl}
 
 
 def write_item_refusal(w: Any) -> str | None:
@@ -87,6 +88,8 @@ def write_item_refusal(w: Any) -> str | None:
                 f"the atomic write of {w.key!r} lacks delete: true and value "
                 f"{ATOMIC_MARKER!r} (txn.atomic.ATOMIC_MARKER)"
             )
+        if w.ttl_ms > MAX_TTL_MS:
+            return f"the write of {w.key!r} has a ttl_ms over MAX_TTL_MS ({MAX_TTL_MS})"
         if len(w.ops) > MAX_ATOMIC_OPS:
             return f"the write of {w.key!r} has over {MAX_ATOMIC_OPS} atomic operations"
         for op in w.ops:
@@ -95,6 +98,10 @@ def write_item_refusal(w: Any) -> str | None:
         return None
     if w.delete and w.value:
         return f"the write of {w.key!r} has delete: true and a value"
+    if w.delete and w.ttl_ms:
+        return f"the delete of {w.key!r} has a ttl_ms: a delete leaves nothing to expire"
+    if w.ttl_ms > MAX_TTL_MS:
+        return f"the write of {w.key!r} has a ttl_ms over MAX_TTL_MS ({MAX_TTL_MS})"
     return None
 
 
@@ -103,8 +110,10 @@ def write_item(w: Any) -> WriteItem:
     passed, as a record."""
     if w.ops:
         ops = tuple((AtomicOp(op.kind), op.operand) for op in w.ops)
-        return WriteItem(key=w.key, value=None, ops=ops)
-    return WriteItem(key=w.key, value=None if w.delete else w.value)
+        return WriteItem(key=w.key, value=None, ops=ops, ttl_ms=w.ttl_ms)
+    if w.delete:
+        return WriteItem(key=w.key, value=None)
+    return WriteItem(key=w.key, value=w.value, ttl_ms=w.ttl_ms)
 
 
 def _writes_pb(writes: Sequence[WriteItem]) -> list[pb.WriteItem]:
@@ -298,6 +307,7 @@ def encode_intents(intents: Sequence[IntentInfo]) -> bytes:
                 value=i.value or b"",
                 delete=i.kind is IntentKind.WRITE and i.value is None,
                 prepare_ts=i.prepare_ts,
+                ttl_ms=i.ttl_ms,
             )
             for i in intents
         ]
@@ -322,6 +332,7 @@ def decode_intents(data: bytes) -> list[IntentInfo]:
             kind=IntentKind.WRITE if i.write else IntentKind.READ,
             prepare_ts=i.prepare_ts,
             value=None if (i.delete or not i.write) else i.value,
+            ttl_ms=i.ttl_ms,
         )
         for i in msg.intents
     ]

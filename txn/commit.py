@@ -103,8 +103,12 @@ class Committer:
 
     async def commit(self, tx: AsyncTransaction) -> int:
         reads = list(tx._reads.items())
+        ttls = tx._ttls
         writes = [
-            *(WriteItem(key=key, value=value) for key, value in tx._writes.items()),
+            *(
+                WriteItem(key=key, value=value, ttl_ms=0 if value is None else ttls.get(key, 0))
+                for key, value in tx._writes.items()
+            ),
             *(WriteItem(key=key, value=None, ops=tuple(ops)) for key, ops in tx._ops.items()),
         ]
         if not reads and not writes and not tx._scanned:

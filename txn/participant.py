@@ -366,6 +366,7 @@ def prepare(store: TxnStore, cmd: Prepare, ts: int) -> PrepareResult:
                 kind=IntentKind.WRITE,
                 prepare_ts=prepare_ts,
                 value=values[write.key],
+                ttl_ms=write.ttl_ms,
             ),
         )
     for key in read_keys:
@@ -464,11 +465,14 @@ def _written_values(
     return values
 
 
-def _write_committed(store: TxnStore, key: bytes, value: bytes | None, commit_ts: int) -> int:
-    """Write one committed value at commit_ts; returns 1, or 0 for a delete of an absent key."""
+def _write_committed(
+    store: TxnStore, key: bytes, value: bytes | None, commit_ts: int, ttl_ms: int
+) -> int:
+    """Write one committed value at commit_ts (living `ttl_ms`, if any); returns 1, or 0 for
+    a delete of an absent key."""
     if value is None and store.latest_version(key)[1]:
         return 0
-    store.write_version(key, value, commit_ts)
+    store.write_version(key, value, commit_ts, ttl_ms)
     return 1
 
 
@@ -520,7 +524,8 @@ def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
                 raise StoreInvariantError(
                     f"txn {txn_id!r} is prepared but holds no write intent on {key!r}"
                 )
-            written += _write_committed(store, key, mine[0].value, cmd.commit_ts)
+            intent = mine[0]
+            written += _write_committed(store, key, intent.value, cmd.commit_ts, intent.ttl_ms)
         store.delete_intent(key, txn_id)
     for key in info.read_keys:
         store.delete_intent(key, txn_id)
@@ -563,7 +568,7 @@ def commit_one_phase(store: TxnStore, cmd: CommitOnePhase, ts: int) -> OnePhaseR
     max_version = store.max_version()
     commit_ts = ts if ts > max_version else max_version + 1
     for write in cmd.writes:
-        _write_committed(store, write.key, values[write.key], commit_ts)
+        _write_committed(store, write.key, values[write.key], commit_ts, write.ttl_ms)
     store.set_max_version(commit_ts)
     _record_outcome(store, txn_id, True, commit_ts, ts, one_phase=True)
     return OnePhaseResult(commit_ts=commit_ts)

@@ -156,6 +156,7 @@ class WriteItem:
     key: bytes
     value: bytes | None
     ops: tuple[tuple[AtomicOp, bytes], ...] = ()
+    ttl_ms: int = 0  # the value lives this long after the commit (0: for ever; shard.ttl)
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, bytes):
@@ -166,6 +167,8 @@ class WriteItem:
             raise ValueError("an atomic write carries operations, not a value")
         if len(self.ops) > MAX_ATOMIC_OPS:
             raise ValueError(f"more than {MAX_ATOMIC_OPS} atomic operations on one key")
+        if self.ttl_ms and self.value is None and not self.ops:
+            raise ValueError("a delete takes no time to live")
         for op, operand in self.ops:
             if not isinstance(op, AtomicOp) or not isinstance(operand, bytes):
                 raise ValueError("an atomic operation is an AtomicOp and a bytes operand")
@@ -434,6 +437,7 @@ class IntentInfo:
     kind: IntentKind
     prepare_ts: int
     value: bytes | None = None  # WRITE: the new value, None = delete; READ: always None
+    ttl_ms: int = 0  # WRITE: the new value's time to live (0: for ever)
 
     @property
     def is_write(self) -> bool:

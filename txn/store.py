@@ -67,8 +67,9 @@ class TxnStore(Protocol):
         """Remove `txn_id`'s intent on `key` (absent is fine)."""
         ...
 
-    def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
-        """Write `value` (None: a tombstone) as `key`'s newest version, exactly at `version`.
+    def write_version(self, key: bytes, value: bytes | None, version: int, ttl_ms: int = 0) -> None:
+        """Write `value` (None: a tombstone) as `key`'s newest version, exactly at `version`;
+        a value with `ttl_ms` lives that long after it (`shard.ttl`).
 
         The caller guarantees `version` is above every existing version of `key`; the store
         does not move max_version (the rules do).
@@ -139,6 +140,7 @@ class MemTxnStore:
 
     def __init__(self) -> None:
         self.versions: dict[bytes, list[tuple[int, bytes | None]]] = {}
+        self.ttls: dict[tuple[bytes, int], int] = {}  # (key, version) -> its time to live
         self.intent_map: dict[bytes, dict[bytes, IntentInfo]] = {}
         self.prepared_map: dict[bytes, PreparedInfo] = {}
         self.decision_map: dict[bytes, DecisionInfo] = {}
@@ -206,12 +208,15 @@ class MemTxnStore:
             if not on_key:
                 del self.intent_map[key]
 
-    def write_version(self, key: bytes, value: bytes | None, version: int) -> None:
-        """Append a version; refuses one at or below the newest (a broken caller)."""
+    def write_version(self, key: bytes, value: bytes | None, version: int, ttl_ms: int = 0) -> None:
+        """Append a version (and its time to live, in `ttls`); refuses one at or below the
+        newest (a broken caller)."""
         versions = self.versions.setdefault(key, [])
         if versions and versions[-1][0] >= version:
             raise AssertionError(f"version {version} of {key!r} is not above {versions[-1][0]}")
         versions.append((version, value))
+        if ttl_ms and value is not None:
+            self.ttls[(key, version)] = ttl_ms
 
     def max_version(self) -> int:
         """The shard's max version."""

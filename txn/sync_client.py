@@ -119,9 +119,9 @@ class Transaction:
             writes=False,
         )
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, *, ttl_s: float | None = None) -> None:
         """Buffer a write (sent at commit). See `AsyncTransaction.put`."""
-        self._inner.put(key, value)
+        self._inner.put(key, value, ttl_s=ttl_s)
 
     def delete(self, key: bytes) -> None:
         """Buffer a delete (sent at commit). See `AsyncTransaction.delete`."""

@@ -8,6 +8,7 @@ from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from router.client_errors import InvalidArgument as RoutingInvalidArgument
 from router.limits import (
     DELETE_RANGE_KEYS,
     MAX_ATOMIC_OPS,
@@ -15,6 +16,7 @@ from router.limits import (
     key_oversized,
     value_oversized,
 )
+from router.ttl import ttl_ms_of
 from txn.args import _as_flag, _as_key, _as_limit, _as_value
 from txn.atomic import AtomicOp, apply_op, apply_ops, encode_int
 from txn.errors import (
@@ -54,6 +56,7 @@ class AsyncTransaction:
         # Its age for MAX_TXN_AGE_S: a clock no wall-clock step moves.
         self._started_mono = client._monotonic()
         self._writes: dict[bytes, bytes | None] = {}  # insertion order: first write first
+        self._ttls: dict[bytes, int] = {}  # key in _writes -> its value's ttl_ms, if it has one
         # Atomic operations on keys not in _writes, applied at commit to the stored value.
         self._ops: dict[bytes, list[tuple[AtomicOp, bytes]]] = {}
         self._reads: dict[bytes, int] = {}  # key -> version read, in read order
@@ -424,11 +427,14 @@ class AsyncTransaction:
 
     # -- writes
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, *, ttl_s: float | None = None) -> None:
         """Buffer a write of `value` under `key` (sent at commit; no I/O, no await).
 
+        With `ttl_s` the value lives that many seconds after the commit's timestamp, then
+        the key's leader deletes it unless it was written again (as `AsyncClient.put`).
+
         Raises:
-            InvalidArgument: key or value is not bytes, or the key is empty.
+            InvalidArgument: key or value is not bytes, or the key is empty; a bad `ttl_s`.
             LimitExceeded: the key or the value is over its size limit (here, as
                 FoundationDB's set() does, not only at commit: found by review).
             TransactionClosed: the transaction is committed or aborted.
@@ -437,9 +443,17 @@ class AsyncTransaction:
         over = key_oversized(key) or value_oversized(value)
         if over is not None:
             raise LimitExceeded(str(over))
+        try:
+            ttl_ms = ttl_ms_of(ttl_s)
+        except RoutingInvalidArgument as exc:
+            raise InvalidArgument(str(exc)) from None
         self._check_open()
         self._ops.pop(key, None)
         self._writes[key] = value
+        if ttl_ms:
+            self._ttls[key] = ttl_ms
+        else:
+            self._ttls.pop(key, None)
 
     def delete(self, key: bytes) -> None:
         """Buffer a delete of `key` (sent at commit; no I/O, no await).
@@ -456,6 +470,7 @@ class AsyncTransaction:
         self._check_open()
         self._ops.pop(key, None)
         self._writes[key] = None
+        self._ttls.pop(key, None)
 
     def atomic(self, key: bytes, op: AtomicOp, operand: bytes) -> None:
         """Buffer an atomic operation on `key` (FoundationDB's atomic mutations; no I/O).
@@ -713,6 +728,7 @@ class AsyncTransaction:
                 self._client._committer.resolve_all(self.txn_id, self._lock_groups, False, 0)
             self._state = TransactionState.ABORTED
             self._writes.clear()
+            self._ttls.clear()
             self._ops.clear()
             return
         if self._state in (TransactionState.COMMITTED, TransactionState.UNKNOWN):

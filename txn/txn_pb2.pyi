@@ -23,16 +23,18 @@ class AtomicOp(_message.Message):
     def __init__(self, kind: _Optional[int] = ..., operand: _Optional[bytes] = ...) -> None: ...
 
 class WriteItem(_message.Message):
-    __slots__ = ("key", "value", "delete", "ops")
+    __slots__ = ("key", "value", "delete", "ops", "ttl_ms")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     delete: bool
     ops: _containers.RepeatedCompositeFieldContainer[AtomicOp]
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ops: _Optional[_Iterable[_Union[AtomicOp, _Mapping]]] = ...) -> None: ...
+    ttl_ms: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ops: _Optional[_Iterable[_Union[AtomicOp, _Mapping]]] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class KeyRange(_message.Message):
     __slots__ = ("start", "end")
@@ -149,18 +151,20 @@ class TxnCommand(_message.Message):
     def __init__(self, prepare: _Optional[_Union[Prepare, _Mapping]] = ..., resolve: _Optional[_Union[Resolve, _Mapping]] = ..., decide: _Optional[_Union[Decide, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., purge_decisions: _Optional[_Union[PurgeDecisions, _Mapping]] = ..., commit_one_phase: _Optional[_Union[CommitOnePhase, _Mapping]] = ..., prevent: _Optional[_Union[Prevent, _Mapping]] = ...) -> None: ...
 
 class IntentRecord(_message.Message):
-    __slots__ = ("txn_id", "write", "value", "delete", "prepare_ts")
+    __slots__ = ("txn_id", "write", "value", "delete", "prepare_ts", "ttl_ms")
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     WRITE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TS_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     write: bool
     value: bytes
     delete: bool
     prepare_ts: int
-    def __init__(self, txn_id: _Optional[bytes] = ..., write: _Optional[bool] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., prepare_ts: _Optional[int] = ...) -> None: ...
+    ttl_ms: int
+    def __init__(self, txn_id: _Optional[bytes] = ..., write: _Optional[bool] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., prepare_ts: _Optional[int] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class KeyIntents(_message.Message):
     __slots__ = ("intents",)

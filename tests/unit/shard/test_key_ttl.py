@@ -31,7 +31,10 @@ from tests.unit.shard.test_node_core import (
     tid,
 )
 from tests.unit.shard.test_shard_state_machine import Driver
+from tests.unit.shard.test_shard_txn import GROUP
+from tests.unit.shard.test_shard_txn import Node as TxnNode
 from txn.hlc import LOGICAL_BITS, physical_us
+from txn.records import CommitOnePhase, OnePhaseResult, Prepare, Resolve, WriteItem
 
 MS = 1000 << LOGICAL_BITS  # one millisecond of hybrid timestamps
 T0 = 1_000_000 * MS
@@ -119,6 +122,42 @@ def test_expiry_records_survive_a_restart_of_the_state_machine() -> None:
     assert restarted.sm.due_expiries(written.expires_at, 10) == [
         (written.expires_at, b"k", written.version)
     ]
+
+
+def test_a_transaction_s_value_lives_its_ttl_after_the_commit() -> None:
+    node = TxnNode()
+    prepared = node.txn(
+        Prepare(
+            txn_id=b"t1",
+            coordinator_group=GROUP,
+            participants=(GROUP,),
+            writes=(
+                WriteItem(key=b"lock", value=b"me", ttl_ms=100),
+                WriteItem(key=b"data", value=b"d"),
+            ),
+        ),
+        T0,
+    )
+    assert prepared.ok and node.sm.due_expiries(T0 * 2, 10) == []  # nothing before the commit
+    commit_ts = T0 + 5 * MS
+    assert node.txn(Resolve(txn_id=b"t1", commit=True, commit_ts=commit_ts)).ok
+    assert node.sm.due_expiries(T0 * 2, 10) == [(deadline_of(commit_ts, 100), b"lock", commit_ts)]
+    one_phase = node.txn(
+        CommitOnePhase(txn_id=b"t2", writes=(WriteItem(key=b"lease", value=b"x", ttl_ms=50),)),
+        T0 + 9 * MS,
+    )
+    assert isinstance(one_phase.txn, OnePhaseResult) and one_phase.txn.commit_ts
+    lease = (deadline_of(one_phase.txn.commit_ts, 50), b"lease", one_phase.txn.commit_ts)
+    assert lease in node.sm.due_expiries(T0 * 2, 10)
+    # A replica that catches up by snapshot holds the same records.
+    replica = TxnNode()
+    replica.restore_from(node)
+    assert replica.sm.due_expiries(T0 * 2, 10) == node.sm.due_expiries(T0 * 2, 10)
+
+
+def test_a_delete_in_a_transaction_takes_no_ttl() -> None:
+    with pytest.raises(ValueError, match="a delete takes no time to live"):
+        WriteItem(key=b"k", value=None, ttl_ms=5)
 
 
 # ---------------------------------------------------------------------------- the duty
