@@ -85,13 +85,24 @@ from __future__ import annotations
 import bisect
 import contextlib
 import gc
+import itertools
+import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from real_client import RealTxnClient, SimWatcher, deterministic_txn_ids, watch_problems
-from sim_client import ABANDON_POINTS, Atomic, SimTxnClient, TxnResult, Write, error_of
+from sim_client import (
+    ABANDON_POINTS,
+    Atomic,
+    Leased,
+    SimTxnClient,
+    TxnResult,
+    Write,
+    error_of,
+    written_value,
+)
 from world import (
     REDELIVER_LOOKBACKS_S,
     CrashMode,
@@ -111,10 +122,12 @@ from shard.chaos import elle
 from shard.config import PaxosSettings
 from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
+from shard.expiry_duty import EXPIRE_RETRY_S
 from shard.mvcc import KEY_TERMINATOR, KEY_TERMINATOR_END, KIND_TOMBSTONE_INT, MAX_U64
 from shard.node import NodeCore, TxnSettings
 from shard.server import shard_map_response
-from txn.atomic import AtomicOp, apply_ops, decode_int, encode_int
+from shard.ttl import deadline_of
+from txn.atomic import AtomicOp, decode_int, encode_int
 from txn.hlc import physical_us
 from txn.records import DecisionInfo
 
@@ -1256,11 +1269,12 @@ class Registers(Workload):
             self._transaction(client, done)
         elif x < 0.42:
             value = self._value(b"p")
+            ttl_ms = self._ttl_ms(value)
             self._run_op(
                 client,
                 "put",
                 [["put", key, value]],
-                lambda f: client.client.put(key, value, f),
+                lambda f: client.client.put(key, value, f, ttl_ms),
                 done,
             )
         elif x < 0.48:
@@ -1303,7 +1317,9 @@ class Registers(Workload):
             plan.append((key, mode, value))
         reads = [k for k, mode, _v in plan if mode != "w"]
         writes = {
-            k: self._blind_write(v) if mode == "w" else v for k, mode, v in plan if mode != "r"
+            k: self._blind_write(v) if mode == "w" else self._leased(v)
+            for k, mode, v in plan
+            if mode != "r"
         }
         mops: list[list[Any]] = [[mode, k, v] for k, mode, v in plan]
         self._run_rw(client, "rw", mops, reads, lambda _v: dict(writes), done)
@@ -1329,11 +1345,12 @@ class Registers(Workload):
             elif value is not None:
                 expect = {"expected_version": version}
             mops = [["cas", key, expect, new_value]]
+            ttl_ms = 0 if new_value is None else self._ttl_ms(new_value)
             self._run_op(
                 client,
                 "cas",
                 mops,
-                lambda f: client.client.cas(key, f, new_value=new_value, **expect),
+                lambda f: client.client.cas(key, f, new_value=new_value, ttl_ms=ttl_ms, **expect),
                 done,
             )
 
@@ -1341,7 +1358,17 @@ class Registers(Workload):
 
     def _blind_write(self, value: bytes | None) -> Write:
         """What a transaction writes to a key it did not read (`AtomicRegisters` draws)."""
-        return value
+        return self._leased(value)
+
+    def _leased(self, value: bytes | None) -> Write:
+        """A transaction's write of `value`, with a time to live if `_ttl_ms` draws one."""
+        ttl_ms = 0 if value is None else self._ttl_ms(value)
+        return Leased(value, ttl_ms) if value is not None and ttl_ms else value
+
+    def _ttl_ms(self, value: bytes) -> int:
+        """The time to live `value` is written with (`LeaseRegisters` draws one; no draw
+        here, so the other workloads' seeds replay as before)."""
+        return 0
 
     def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
         self._run_rw(client, "rw", [["read"]], list(self._keys), lambda _v: {}, done)
@@ -1615,9 +1642,111 @@ class AtomicRegisters(Registers):
         return Atomic(((AtomicOp.COMPARE_AND_CLEAR, older),))
 
 
+#: After the heal, how long past its deadline a value with a time to live may still be read:
+#: an Expire that met an intent is proposed again after EXPIRE_RETRY_S, a new leader's
+#: first check comes after its election, and nodes' clocks are offset.
+EXPIRY_SLACK_S = EXPIRE_RETRY_S + 1.0
+
+
+class LeaseRegisters(Registers):
+    """`Registers` whose values half live a time to live (20-400 ms): single-key Puts and
+    compare-and-sets with `ttl_ms`, transactions' writes with it (`Leased`), so the leaders'
+    Expires (node rule 17) race every other write, intents, scans, crashes and new leaders.
+    Beside `Registers`' checks, every version no write accounts for must be an expiry: a
+    tombstone just above a value with a time to live, at or past its deadline (state
+    machine rule 7); and the final read, after the heal, finds no value more than
+    EXPIRY_SLACK_S past its deadline."""
+
+    name = "leases"
+    MAX_TTL_MS = 400
+
+    def __init__(self, sim: ClusterSim) -> None:
+        super().__init__(sim)
+        self._ttls: dict[bytes, int] = {}  # value -> its time to live, in ms
+
+    def _ttl_ms(self, value: bytes) -> int:
+        if self.rng.random() < 0.5:
+            return 0
+        ttl_ms = self.rng.randint(20, self.MAX_TTL_MS)
+        self._ttls[value] = ttl_ms
+        return ttl_ms
+
+    def final_read(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        """Once every value written has run out its time to live and the slack: the read
+        must then find none of them."""
+        world = self.sim.world
+        wait_s = EXPIRY_SLACK_S + self.MAX_TTL_MS / 1000
+        world.schedule(world.now + wait_s, super().final_read, client, done)
+
+    def check(self, final: TxnRecord) -> list[str]:
+        problems = super().check(final)
+        res = final.result
+        if res is None or res.status != "ok":
+            return problems
+        for key, (value, version) in sorted(res.reads.items()):
+            ttl_ms = self._ttls.get(value, 0) if value is not None else 0
+            due = _world_time(deadline_of(version, ttl_ms)) if ttl_ms else math.inf
+            if due + EXPIRY_SLACK_S < final.invoke:
+                problems.append(
+                    f"expiry: the final read at t={final.invoke:.3f} found {key!r}@{version}="
+                    f"{value!r}, whose {ttl_ms} ms ran out at t={due:.3f}"
+                )
+        return problems
+
+    def _match_single_writes(
+        self,
+        chains: dict[bytes, list[tuple[int, bytes | None]]],
+        txn_versions: dict[tuple[bytes, int], tuple[float, float, str]],
+        writer_invoke: dict[tuple[bytes, int], float],
+        events: dict[bytes, list[tuple[float, float, int, str]]],
+    ) -> list[str]:
+        """`Registers`' matching, with the expiries set apart first: a tombstone no
+        transaction wrote and no delete was told, just above a value whose deadline it is
+        at or past, is the leader's Expire (matched to a delete of unknown outcome instead,
+        it made that delete look applied, and the real delete look unaccounted for). A
+        tombstone still unaccounted for above a value with a time to live came early."""
+        told = {
+            (rec.mops[0][1], rec.result.commit_ts)
+            for rec in self.records
+            if rec.kind in SINGLE_WRITES and rec.result is not None and rec.result.status == "ok"
+        }
+        expired: dict[tuple[bytes, int], tuple[float, float, str]] = {}
+        early: list[tuple[bytes, int, bytes, int]] = []
+        for key, chain in sorted(chains.items()):
+            for (below, below_value), (version, value) in itertools.pairwise(sorted(chain)):
+                where = (key, version)
+                if value is not None or below_value is None or where in txn_versions:
+                    continue
+                ttl_ms = self._ttls.get(below_value, 0)
+                if not ttl_ms or where in told:
+                    continue
+                if version >= deadline_of(below, ttl_ms):
+                    expired[where] = (math.inf, math.inf, "expiry")
+                else:
+                    early.append((key, below, below_value, ttl_ms))
+        problems = super()._match_single_writes(
+            chains, {**txn_versions, **expired}, writer_invoke, events
+        )
+        self.single_key_versions.update(expired)
+        for key, below, below_value, ttl_ms in early:
+            at = next(v for v, value in sorted(chains[key]) if v > below)
+            if (key, at) not in self.single_key_versions:
+                problems.append(
+                    f"expiry: {key!r}@{below}={below_value!r} ({ttl_ms} ms) was deleted at "
+                    f"{at}, before its deadline {deadline_of(below, ttl_ms)}"
+                )
+        return problems
+
+
+def _world_time(ts: int) -> float:
+    """The world time (the simulator's clock) a hybrid timestamp's physical part stands for."""
+    return physical_us(ts) / 1e6 - WALL_EPOCH_S
+
+
 WORKLOADS: dict[str, type[Workload]] = {
     "append": ListAppend,
     "atomics": AtomicRegisters,
+    "leases": LeaseRegisters,
     "bank": Bank,
     "claims": Claims,
     "counters": Counters,
@@ -2488,10 +2617,10 @@ class ClusterSim:
             put_decision(store, info)
 
         def recording_write_version(
-            store: Any, key: bytes, value: bytes | None, version: int
+            store: Any, key: bytes, value: bytes | None, version: int, ttl_ms: int = 0
         ) -> None:
             record_version(store._sm._group_id, key, value, version)
-            write_version(store, key, value, version)
+            write_version(store, key, value, version, ttl_ms)
 
         def record_version(group_id: int, key: bytes, value: bytes | None, version: int) -> None:
             applied = self.versions_applied.setdefault(key, {})
@@ -2812,10 +2941,9 @@ class ClusterSim:
                 problems.extend(self._reads_current_at(res, decision.commit_ts, chains))
         for (key, ts), (written, txn_id) in sorted(expected.items(), key=lambda e: e[0]):
             got = self.versions_applied.get(key, {}).get(ts, _NOTHING)
-            value = written
-            if isinstance(written, Atomic):
-                # Its operations on the value just below (participant rules P5, O4).
-                value = apply_ops(_value_below(chains.get(key, []), ts), written.ops)
+            # An atomic write's operations apply to the value just below (participant rules
+            # P5, O4).
+            value = written_value(written, _value_below(chains.get(key, []), ts))
             if value is None and got is _NOTHING and _absent_below(chains.get(key, []), ts):
                 continue  # a deletion of an absent key writes nothing (participant rule R2)
             if got != value:

@@ -81,7 +81,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from sim_client import SCAN_LIMIT, Atomic, Body, TxnResult
+from sim_client import SCAN_LIMIT, Atomic, Body, Leased, TxnResult
 from sim_loop import SimLoop
 from world import CrashMode
 
@@ -380,9 +380,9 @@ class RealTxnClient:
     def get(self, key: bytes, done: OnResult) -> None:
         self._start(lambda: self._get(key), done)
 
-    def put(self, key: bytes, value: bytes, done: OnResult) -> None:
+    def put(self, key: bytes, value: bytes, done: OnResult, ttl_ms: int = 0) -> None:
         self._start(
-            lambda: self._write(key, value, self.client.put(key, value)),
+            lambda: self._write(key, value, self.client.put(key, value, ttl_s=_ttl_s(ttl_ms))),
             done,
             lambda: _unknown_write(key, value),
         )
@@ -402,9 +402,10 @@ class RealTxnClient:
         expected_value: bytes | None = None,
         expected_version: int = 0,
         new_value: bytes | None = None,
+        ttl_ms: int = 0,
     ) -> None:
         """As the model's: expect `expected_value`, else `expected_version` when not 0, else
-        the key absent; write `new_value`, or delete when None."""
+        the key absent; write `new_value` (living `ttl_ms`, if any), or delete when None."""
         if expected_value is not None:
             condition: dict[str, Any] = {"expected_value": expected_value}
         elif expected_version:
@@ -412,7 +413,7 @@ class RealTxnClient:
         else:
             condition = {"expect_absent": True}
         self._start(
-            lambda: self._cas(key, condition, new_value),
+            lambda: self._cas(key, condition, new_value, ttl_ms),
             done,
             lambda: _unknown_write(key, new_value),
         )
@@ -473,6 +474,8 @@ class RealTxnClient:
                 if isinstance(value, Atomic):
                     for op, operand in value.ops:
                         tx.atomic(key, op, operand)
+                elif isinstance(value, Leased):
+                    tx.put(key, value.value, ttl_s=_ttl_s(value.ttl_ms))
                 elif value is None:
                     tx.delete(key)
                 else:
@@ -521,10 +524,12 @@ class RealTxnClient:
         return result
 
     async def _cas(
-        self, key: bytes, condition: dict[str, Any], new_value: bytes | None
+        self, key: bytes, condition: dict[str, Any], new_value: bytes | None, ttl_ms: int
     ) -> TxnResult:
         result = TxnResult(txn_id=b"")
-        action: dict[str, Any] = {"delete": True} if new_value is None else {"new_value": new_value}
+        action: dict[str, Any] = {"delete": True}
+        if new_value is not None:
+            action = {"new_value": new_value, "ttl_s": _ttl_s(ttl_ms)}
         try:
             answer = await self.client.cas(key, **condition, **action)
         except PaxosKVError as exc:
@@ -787,3 +792,8 @@ def watch_problems(
                 f"resumed {segment.resumed}x): missing {missing}, not applied {extra}"
             )
     return problems
+
+
+def _ttl_s(ttl_ms: int) -> float | None:
+    """The `ttl_s` a client call takes for the model's `ttl_ms` (0: none)."""
+    return ttl_ms / 1000 if ttl_ms else None

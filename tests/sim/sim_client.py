@@ -74,7 +74,7 @@ from typing import Protocol
 
 from router import kv_pb2 as kv
 from router.shard_map import META_GROUP_ID, ShardMap
-from txn.atomic import AtomicOp
+from txn.atomic import AtomicOp, apply_ops
 from txn.codec import write_item_fields
 from txn.hlc import HybridClock
 from txn.proofs import MAC_BYTES
@@ -85,10 +85,12 @@ __all__ = [
     "ABANDON_POINTS",
     "MUTATIONS",
     "Atomic",
+    "Leased",
     "SimTxnClient",
     "Transport",
     "TxnResult",
     "error_of",
+    "written_value",
 ]
 
 OnAnswer = Callable[[kv.Response | None, bool], None]
@@ -101,8 +103,28 @@ class Atomic:
     ops: tuple[tuple[AtomicOp, bytes], ...]
 
 
-#: A transaction's write of one key: a value, None (delete) or atomic operations.
-Write = bytes | None | Atomic
+@dataclass(frozen=True)
+class Leased:
+    """A body's write of a value that lives `ttl_ms` after the commit (`tx.put(ttl_s=)`)."""
+
+    value: bytes
+    ttl_ms: int
+
+
+#: A transaction's write of one key: a value, None (delete), atomic operations or a value
+#: with a time to live.
+Write = bytes | None | Atomic | Leased
+
+
+def written_value(write: Write, below: bytes | None) -> bytes | None:
+    """The value `write` leaves over `below`, the key's value just under it."""
+    if isinstance(write, Atomic):
+        return apply_ops(below, write.ops)
+    if isinstance(write, Leased):
+        return write.value
+    return write
+
+
 #: The writes of a transaction from what it read.
 Body = Callable[[dict[bytes, bytes | None]], dict[bytes, Write]]
 
@@ -310,9 +332,11 @@ class SimTxnClient:
 
     # ------------------------------------------------------------------ single-key writes
 
-    def put(self, key: bytes, value: bytes, done: Callable[[TxnResult], None]) -> None:
+    def put(
+        self, key: bytes, value: bytes, done: Callable[[TxnResult], None], ttl_ms: int = 0
+    ) -> None:
         """A single-key Put outside any transaction (`client.put`); `done(result)` once."""
-        request = kv.Request(put=kv.PutRequest(key=key, value=value))
+        request = kv.Request(put=kv.PutRequest(key=key, value=value, ttl_ms=ttl_ms))
         _Single(self, key, request, value, done).start()
 
     def delete(self, key: bytes, done: Callable[[TxnResult], None]) -> None:
@@ -327,11 +351,13 @@ class SimTxnClient:
         expected_value: bytes | None = None,
         expected_version: int = 0,
         new_value: bytes | None = None,
+        ttl_ms: int = 0,
     ) -> None:
         """A compare-and-set (`client.cas`): expect `expected_value`, else `expected_version`
-        when not 0, else the key absent; write `new_value`, or delete when None. A failed
-        comparison is ``fail``, with the key's state it reported in `reads`."""
-        op = kv.CasRequest(key=key)
+        when not 0, else the key absent; write `new_value` (living `ttl_ms`, if any), or
+        delete when None. A failed comparison is ``fail``, with the key's state it reported
+        in `reads`."""
+        op = kv.CasRequest(key=key, ttl_ms=ttl_ms)
         if expected_value is not None:
             op.expected_value = expected_value
         elif expected_version:
@@ -501,6 +527,8 @@ class _Txn:
             if isinstance(value, Atomic):
                 atomic = WriteItem(key=key, value=None, ops=value.ops)
                 part[1].append(kv.WriteItem(**write_item_fields(atomic)))
+            elif isinstance(value, Leased):
+                part[1].append(kv.WriteItem(key=key, value=value.value, ttl_ms=value.ttl_ms))
             elif value is None:
                 part[1].append(kv.WriteItem(key=key, delete=True))
             else:

@@ -26,6 +26,9 @@ commit. After the faults heal, the run checks (see `ClusterSim.verify`):
 - atomics: registers whose blind transactional writes are half atomic (appends and
   compare-and-clears among the single-key writes, deletes and scans), held to registers'
   checks and to that recomputation;
+- leases: registers whose values half live a time to live; every tombstone no write
+  accounts for is a leader's Expire at or past the deadline of the value below it, and
+  after the heal no value outlives its deadline by more than the slack;
 - claims: transactions that scan a range across a shard boundary and claim a key in it only
   when none is held leave at most one held key per range at every timestamp (phantoms);
 - registers: single-key Put, Delete and compare-and-set race transactions that read, write
@@ -332,6 +335,52 @@ def test_atomic_writes_among_single_key_writes_deletes_and_scans(seed: int, prof
     that delete or keep the value): every version still named by its writer, snapshot
     scans exact, real time kept, each atomic version its operations on the one below."""
     _run("atomics", profile, seed)
+
+
+# ---------------------------------------------------------------------- leases (time to live)
+
+
+@budget(4)
+@given(
+    seed=SEEDS,
+    profile=st.sampled_from(["calm", "crashes", "2pc", "clocks", "partitions", "chaos"]),
+)
+def test_values_with_a_ttl_expire_never_early_and_always_after_the_heal(
+    seed: int, profile: str
+) -> None:
+    """The registers workload with half its values written with a time to live (single-key
+    Puts and compare-and-sets, transactions' writes): every tombstone no write accounts for
+    is a leader's Expire at or past the deadline of the value just below it (state machine
+    rule 7), and once every deadline and the slack passed after the heal, no such value is
+    left (node rule 17, through crashes and new leaders)."""
+    _run("leases", profile, seed)
+
+
+def test_a_deadline_recorded_without_the_ttl_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state machine that records a value's deadline as its version, leaving out the time
+    to live: the leaders expire values at once (leases:calm seeds 0-2 all)."""
+    import shard.state_machine
+
+    monkeypatch.setattr(shard.state_machine, "deadline_of", lambda version, _ttl_ms: version)
+    caught_in_one_of(
+        (0, 1, 2),
+        lambda seed: run_cluster("leases", "calm", seed),
+        r"before its deadline",
+        SafetyViolation,
+    )
+
+
+def test_leaders_that_never_expire_anything_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node rule 17 left out: values outlive their time to live (leases:calm seeds 1, 2)."""
+    import shard.expiry_duty
+
+    monkeypatch.setattr(shard.expiry_duty.KeyExpiry, "check", lambda *_args: None)
+    caught_in_one_of(
+        (1, 2, 3),
+        lambda seed: run_cluster("leases", "calm", seed),
+        r"expiry: the final read",
+        SafetyViolation,
+    )
 
 
 def test_atomic_writes_computed_from_no_value_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1262,7 +1311,15 @@ def test_profiles_and_workloads_are_known() -> None:
     assert "clocks" in PROFILES
     assert "forgery" in PROFILES
     assert {"torn", "purge-forgery"} <= set(PROFILES)
-    assert set(WORKLOADS) == {"append", "atomics", "bank", "claims", "counters", "registers"}
+    assert set(WORKLOADS) == {
+        "append",
+        "atomics",
+        "bank",
+        "claims",
+        "counters",
+        "leases",
+        "registers",
+    }
     assert set(REAL_CLIENT_PROFILES) == set(PROFILES) - {"forgery", "purge-forgery"}
     with pytest.raises(ValueError):
         ClusterSim("append", "nope", 1)
