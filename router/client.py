@@ -206,14 +206,17 @@ def _seed_list(seeds: str | Sequence[str]) -> list[str]:
 class CasResult:
     """The outcome of a compare-and-set.
 
-    `version` is the version written when `succeeded`. When not: `current_value` and
-    `current_version` describe the key as the node saw it (None and 0 when absent).
+    `version` is the version written when `succeeded` (a touch: the version it kept).
+    When not: `current_value` and `current_version` describe the key as the node saw it
+    (None and 0 when absent). `expires_at` is the timestamp from which the value's leader
+    deletes it, when it succeeded with a `ttl_s` (0: it lives for ever).
     """
 
     succeeded: bool
     version: int
     current_value: bytes | None
     current_version: int
+    expires_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -1472,6 +1475,7 @@ class RoutingClient:
         expect_absent: bool = False,
         new_value: bytes | None = None,
         delete: bool = False,
+        touch: bool = False,
         ttl_s: float | None = None,
         timeout_s: float | None = None,
     ) -> CasResult:
@@ -1489,9 +1493,13 @@ class RoutingClient:
                 "compare-and-set needs exactly one condition: expected_value, "
                 "expected_version or expect_absent"
             )
-        if (new_value is not None) == delete:
-            raise InvalidArgument("compare-and-set needs exactly one action: new_value or delete")
-        op = kv.CasRequest(key=key, ttl_ms=cas_ttl_ms(ttl_s, delete))
+        if (new_value is not None) + delete + touch != 1:
+            raise InvalidArgument(
+                "compare-and-set needs exactly one action: new_value, delete or touch"
+            )
+        if touch and expect_absent:
+            raise InvalidArgument("a touch keeps a value: expect its value or version")
+        op = kv.CasRequest(key=key, ttl_ms=cas_ttl_ms(ttl_s, delete, touch))
         if expected_value is not None:
             op.expected_value = expected_value
         elif expected_version is not None:
@@ -1500,17 +1508,20 @@ class RoutingClient:
             op.expect_absent = True
         if new_value is not None:
             op.new_value = new_value
+        elif touch:
+            op.touch = True
         else:
             op.delete = True
         response = await self.send(kv.Request(cas=op), key=key, write=True, timeout_s=timeout_s)
         cas = response.cas
-        if cas.succeeded:
+        if cas.succeeded and not touch:  # a touch of a value with no ttl leaves none
             check_expiry(op.ttl_ms, cas.expires_at, key)
         return CasResult(
             succeeded=cas.succeeded,
             version=cas.version,
             current_value=cas.current_value if cas.found else None,
             current_version=cas.current_version,
+            expires_at=cas.expires_at,
         )
 
     async def scan(

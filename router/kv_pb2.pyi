@@ -144,7 +144,7 @@ class DeleteResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CasRequest(_message.Message):
-    __slots__ = ("header", "key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "ttl_ms")
+    __slots__ = ("header", "key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "touch", "ttl_ms")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,7 @@ class CasRequest(_message.Message):
     EXPECT_ABSENT_FIELD_NUMBER: _ClassVar[int]
     NEW_VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    TOUCH_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     key: bytes
@@ -160,8 +161,9 @@ class CasRequest(_message.Message):
     expect_absent: bool
     new_value: bytes
     delete: bool
+    touch: bool
     ttl_ms: int
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., touch: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class CasResponse(_message.Message):
     __slots__ = ("error", "succeeded", "version", "found", "current_value", "current_version", "expires_at")

@@ -45,12 +45,15 @@ def check_expiry(ttl_ms: int, expires_at: int, key: bytes) -> None:
         )
 
 
-def cas_ttl_ms(ttl_s: object, delete: bool) -> int:
-    """`ttl_ms_of` for a compare-and-set, whose delete takes no time to live.
+def cas_ttl_ms(ttl_s: object, delete: bool, touch: bool) -> int:
+    """`ttl_ms_of` for a compare-and-set, whose delete takes no time to live and whose
+    touch needs one.
 
     Raises:
-        InvalidArgument: as `ttl_ms_of`, or a `ttl_s` with `delete`.
+        InvalidArgument: as `ttl_ms_of`, a `ttl_s` with `delete`, or none with `touch`.
     """
     if delete and ttl_s is not None:
         raise InvalidArgument("a compare-and-set that deletes takes no ttl_s")
+    if touch and ttl_s is None:
+        raise InvalidArgument("a touch needs the ttl_s the value lives from now on")
     return ttl_ms_of(ttl_s)

@@ -341,7 +341,8 @@ def register_kv_commands(subparsers: Any) -> None:
         parents=parents,
         help="compare-and-set: write or delete only if a condition holds",
         description="If KEY matches the condition, apply the action and print the new "
-        f"version. Otherwise exit with status {EXIT_NO}, printing the key's current "
+        f"version (--touch: the version it kept). Otherwise exit with status {EXIT_NO}, "
+        "printing the key's current "
         "VERSION<TAB>VALUE (nothing when absent) and the reason on stderr.",
     )
     cas.add_argument("key")
@@ -357,6 +358,12 @@ def register_kv_commands(subparsers: Any) -> None:
     action = cas.add_mutually_exclusive_group(required=True)
     action.add_argument("--new-value", metavar="V", help="write V")
     action.add_argument("--delete", action="store_true", help="delete the key")
+    action.add_argument(
+        "--touch",
+        action="store_true",
+        help="keep the value and its version, and let it live --ttl SECONDS from now on "
+        "(a lease's renewal; never shortening what it had)",
+    )
     ttl_option(cas)
     cas.set_defaults(handler=_cmd_cas, writes=True)
 
@@ -682,6 +689,11 @@ def _cmd_cas(args: argparse.Namespace) -> int:
         if args.ttl is not None:
             raise UsageError("--ttl is for --new-value: a delete leaves nothing to expire")
         kwargs["delete"] = True
+    elif args.touch:
+        if args.ttl is None or args.expect_absent:
+            raise UsageError("--touch needs --ttl and --expect-value or --expect-version")
+        kwargs["touch"] = True
+        kwargs["ttl_s"] = args.ttl
     else:
         kwargs["new_value"] = arg_bytes(args.new_value, args.hex, "--new-value")
         kwargs["ttl_s"] = args.ttl

@@ -43,9 +43,10 @@ class Command:
     """One decoded command: `value` is the Put value or the CAS new value (None: CAS deletes).
 
     For `Op.TXN`, `txn` is the transaction record and `key` is empty. `ttl_ms` (Put, CAS)
-    is how long the value written lives after its version (0: for ever). For `Op.EXPIRE`,
-    `expected_version` is the version that must still be the key's latest, `deadline` the
-    expiry record's.
+    is how long the value written lives after its version (0: for ever); a CAS that
+    `touch`es writes nothing but lets the key's value live `ttl_ms` from `ts`. For
+    `Op.EXPIRE`, `expected_version` is the version that must still be the key's latest,
+    `deadline` the expiry record's.
     """
 
     op: Op
@@ -58,6 +59,7 @@ class Command:
     txn: TxnCommand | None = None
     ttl_ms: int = 0
     deadline: int = 0
+    touch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,23 +121,27 @@ def encode_cas(
     new_value: bytes | None = None,
     delete: bool = False,
     ttl_ms: int = 0,
+    touch: bool = False,
 ) -> bytes:
     """Encode a CompareAndSet: exactly one condition, and exactly one of new_value / delete
-    (`ttl_ms` > 0: the new value lives that long after its version).
+    / touch (`ttl_ms` > 0: the new value lives that long after its version; a touch's
+    value lives that long from the command's timestamp on).
 
     Raises:
-        InvalidArgument: not exactly one condition or not exactly one action, or a ttl_ms
-            with delete.
+        InvalidArgument: not exactly one condition or not exactly one action, a ttl_ms
+            with delete, a touch without one or expecting the key absent.
     """
     conditions = (expected_value is not None) + (expected_version is not None) + expect_absent
     if conditions != 1:
         raise InvalidArgument(
             "compare-and-set needs exactly one of expected_value, expected_version, expect_absent"
         )
-    if (new_value is not None) == delete:
-        raise InvalidArgument("compare-and-set needs exactly one of new_value, delete=True")
+    if (new_value is not None) + delete + touch != 1:
+        raise InvalidArgument("compare-and-set needs exactly one of new_value, delete, touch")
     if delete and ttl_ms:
         raise InvalidArgument("a compare-and-set that deletes takes no ttl")
+    if touch and (not ttl_ms or expect_absent):
+        raise InvalidArgument("a touch needs a ttl and a value or version to expect")
     cas = pb.CompareAndSet(key=key, ttl_ms=ttl_ms)
     if expected_value is not None:
         cas.expected_value = expected_value
@@ -145,6 +151,8 @@ def encode_cas(
         cas.expect_absent = True
     if new_value is not None:
         cas.new_value = new_value
+    elif touch:
+        cas.touch = True
     else:
         cas.delete = True
     data: bytes = pb.Command(ts=ts, cas=cas).SerializeToString()
@@ -188,8 +196,9 @@ def encode_command(command: Command) -> bytes:
         expected_version=command.expected_version if command.expect is Expect.VERSION else None,
         expect_absent=command.expect is Expect.ABSENT,
         new_value=command.value,
-        delete=command.value is None,
+        delete=command.value is None and not command.touch,
         ttl_ms=command.ttl_ms,
+        touch=command.touch,
     )
 
 
@@ -224,12 +233,16 @@ def decode_command(data: bytes) -> Command:
         action = cas.WhichOneof("action")
         if action is None:
             raise MalformedCommand("compare-and-set without an action")
-        if (cond == "expect_absent" and not cas.expect_absent) or (
-            action == "delete" and not cas.delete
+        if (
+            (cond == "expect_absent" and not cas.expect_absent)
+            or (action == "delete" and not cas.delete)
+            or (action == "touch" and not cas.touch)
         ):
             raise MalformedCommand("compare-and-set flag set to false")
         if action == "delete" and cas.ttl_ms:
             raise MalformedCommand("compare-and-set that deletes with a ttl")
+        if action == "touch" and (not cas.ttl_ms or cond == "expect_absent"):
+            raise MalformedCommand("compare-and-set touch without a ttl or on an absent key")
         return Command(
             Op.CAS,
             cas.key,
@@ -239,6 +252,7 @@ def decode_command(data: bytes) -> Command:
             cas.expected_value if cond == "expected_value" else None,
             cas.expected_version,
             ttl_ms=cas.ttl_ms,
+            touch=action == "touch",
         )
     if which == "txn":
         try:

@@ -832,17 +832,26 @@ class NodeCore:
                 or action is None
                 or (expect == "expect_absent" and not op.expect_absent)
                 or (action == "delete" and not op.delete)
+                or (action == "touch" and not op.touch)
             ):
                 raise _Refusal(
                     _error(
                         kv.INVALID_ARGUMENT,
                         "compare-and-set needs one condition (expected_value, expected_version "
-                        "or expect_absent: true) and one action (new_value or delete: true)",
+                        "or expect_absent: true) and one action (new_value, delete: true or "
+                        "touch: true)",
                     )
                 )
             if action == "delete" and op.ttl_ms:
                 raise _Refusal(
                     _error(kv.INVALID_ARGUMENT, "a compare-and-set that deletes takes no ttl_ms")
+                )
+            if action == "touch" and (not op.ttl_ms or expect == "expect_absent"):
+                raise _Refusal(
+                    _error(
+                        kv.INVALID_ARGUMENT,
+                        "a touch needs a ttl_ms and a condition on the key's value or version",
+                    )
                 )
             _check_ttl(op.ttl_ms)
             return lambda ts: codec.encode_cas(
@@ -854,6 +863,7 @@ class NodeCore:
                 new_value=op.new_value if action == "new_value" else None,
                 delete=action == "delete",
                 ttl_ms=op.ttl_ms,
+                touch=action == "touch",
             )
         if kind == "prepare":
             self._observe_from_request(op.ts, "the transaction timestamp")

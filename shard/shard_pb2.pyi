@@ -23,13 +23,14 @@ class Delete(_message.Message):
     def __init__(self, key: _Optional[bytes] = ...) -> None: ...
 
 class CompareAndSet(_message.Message):
-    __slots__ = ("key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "ttl_ms")
+    __slots__ = ("key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "touch", "ttl_ms")
     KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPECT_ABSENT_FIELD_NUMBER: _ClassVar[int]
     NEW_VALUE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    TOUCH_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     expected_value: bytes
@@ -37,8 +38,9 @@ class CompareAndSet(_message.Message):
     expect_absent: bool
     new_value: bytes
     delete: bool
+    touch: bool
     ttl_ms: int
-    def __init__(self, key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., touch: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class Expire(_message.Message):
     __slots__ = ("key", "version", "deadline")

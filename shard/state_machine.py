@@ -32,6 +32,8 @@ key                                        value
                                            mark, unverified purge mark
 ``P + b"e" + >Q deadline + key``           ``>Q`` version: a value with a time to live,
                                            due at deadline (`shard.ttl`)
+``P + b"x" + key``                         ``>QQ`` version, deadline: the key's own
+                                           expiry record
 =========================================  ==========================================
 
 ``esc`` is the order-preserving escape of `shard.mvcc` (0x00 -> 0x00 0xFF, then 0x00 0x01),
@@ -63,11 +65,17 @@ Rules
    `latest_record`, `intents_on`, `prepared`, `decision`, ...) read the written engine state.
 6. A transaction command writes nothing unless every key and value in it is valid and inside
    the shard's range; a refused one (CONFLICT) writes nothing either.
-7. A Put or CAS with a time to live stages an expiry record with the version it writes. An
+7. A Put or CAS with a time to live (or a transaction's write with one, at its commit)
+   stages an expiry record with the version it writes, and notes it as the key's own. An
    Expire applies only at or past its deadline (ts >= deadline, else INVALID_ARGUMENT and
    nothing written), like any single-key write only on a key without intents (else
    CONFLICT, and the record stays for a later Expire); it drops its record, and deletes
-   the key only if the key's latest version is still the live version the record names.
+   the key only if the record is still the key's own and the key's latest version is
+   still the live version the record names.
+8. A CAS that touches (its condition held, on a live value) writes no version: it stages
+   an expiry record for the key's latest version at max(its own deadline, ts + ttl) and
+   notes that one as the key's own; a value without a time to live is left as it is, and
+   a touch of an absent key fails as a CAS whose condition did not hold.
 """
 
 from __future__ import annotations
@@ -142,10 +150,13 @@ from shard.snapshots import (
 )
 from shard.ttl import (
     EXPIRY_TAG,
+    LIVES_TAG,
     deadline_of,
     expiry_suffix,
+    pack_lives,
     pack_version,
     split_expiry_suffix,
+    unpack_lives,
     unpack_version,
 )
 from txn import coordinator, participant
@@ -222,7 +233,7 @@ class ShardStateMachine:
         self._intent_prefix = self._prefix + INTENT_TAG
         self._intent_end = storage_prefix_end(self._intent_prefix)
         self._expiry_prefix = self._prefix + EXPIRY_TAG
-        self._expiry_end = storage_prefix_end(self._expiry_prefix)
+        self._lives_prefix = self._prefix + LIVES_TAG
         self._prepared_prefix = self._prefix + PREPARED_TAG
         self._decision_prefix = self._prefix + DECISION_TAG
         self._unfinished_prefix = self._prefix + UNFINISHED_TAG
@@ -455,10 +466,12 @@ class ShardStateMachine:
             holds = cur_version == cmd.expected_version
         else:
             holds = not live
-        if not holds:
+        if not holds or (cmd.touch and not live):  # a touch needs a value to keep
             return CommandResult(
                 Status.CAS_FAILED, 0, cur_value, cur_version, absent_since=absent_since
             )
+        if cmd.touch:
+            return self._touch(key, cur_version, cmd.ts, cmd.ttl_ms, batch)
         if cmd.value is None:
             if not live:
                 return CommandResult(Status.OK, absent_since=absent_since)
@@ -472,22 +485,41 @@ class ShardStateMachine:
         version = self._write(key, value, ts, batch)
         if not ttl_ms:
             return CommandResult(Status.OK, version)
-        deadline = self._stage_expiry(key, version, ttl_ms, batch)
+        deadline = deadline_of(version, ttl_ms)
+        self._stage_expiry(key, version, deadline, batch)
         return CommandResult(Status.OK, version, expires_at=deadline)
 
-    def _stage_expiry(self, key: bytes, version: int, ttl_ms: int, batch: EngineBatch) -> int:
-        """Stage the expiry record of `key`'s `version` (rule 7); returns its deadline."""
-        deadline = deadline_of(version, ttl_ms)
+    def _touch(
+        self, key: bytes, version: int, ts: int, ttl_ms: int, batch: EngineBatch
+    ) -> CommandResult:
+        """Rule 8: the live `version` of `key` lives `ttl_ms` from `ts` on, if that is
+        longer than it had (a value without a time to live keeps living for ever)."""
+        lives = batch.get(self._lives_prefix + key)
+        if lives is None or unpack_lives(lives)[0] != version:
+            return CommandResult(Status.OK, version)
+        deadline = max(unpack_lives(lives)[1], deadline_of(ts, ttl_ms))
+        self._stage_expiry(key, version, deadline, batch)
+        return CommandResult(Status.OK, version, expires_at=deadline)
+
+    def _stage_expiry(self, key: bytes, version: int, deadline: int, batch: EngineBatch) -> None:
+        """Stage the expiry record of `key`'s `version` at `deadline`, and note it as the
+        key's own (rule 7)."""
         batch.put(self._expiry_prefix + expiry_suffix(deadline, key), pack_version(version))
-        return deadline
+        batch.put(self._lives_prefix + key, pack_lives(version, deadline))
 
     def _expire(self, cmd: Command, batch: EngineBatch) -> CommandResult:
-        """Rule 7: drop the expiry record; delete the key if it still holds that version."""
+        """Rule 7: drop the expiry record; delete the key if its latest version is still
+        the record's and the record is still the key's own (no touch moved it on)."""
         key = cmd.key
         record = self._expiry_prefix + expiry_suffix(cmd.deadline, key)
         if batch.get(record) is None:
             return _OK_NO_WRITE  # an Expire proposed twice: the first one dropped it
         batch.delete(record)
+        lives_key = self._lives_prefix + key
+        lives = batch.get(lives_key)
+        if lives is None or unpack_lives(lives) != (cmd.expected_version, cmd.deadline):
+            return _OK_NO_WRITE  # touched since: a later record of the key ends it
+        batch.delete(lives_key)
         latest_version, value = self._latest(key, batch)
         if value is None or latest_version != cmd.expected_version:
             return _OK_NO_WRITE  # written again (or deleted) since: not this value's to end
@@ -1252,7 +1284,7 @@ class _BatchTxnStore:
     def write_version(self, key: bytes, value: bytes | None, version: int, ttl_ms: int = 0) -> None:
         self._sm._stage_version(key, value, version, self._batch)
         if ttl_ms and value is not None:
-            self._sm._stage_expiry(key, version, ttl_ms, self._batch)
+            self._sm._stage_expiry(key, version, deadline_of(version, ttl_ms), self._batch)
 
     def max_version(self) -> int:
         return self._sm._max_version

@@ -957,6 +957,7 @@ class AsyncClient:
         expect_absent: bool = False,
         new_value: bytes | None = None,
         delete: bool = False,
+        touch: bool = False,
         ttl_s: float | None = None,
         timeout_s: float | None = None,
     ) -> CasResult:
@@ -965,15 +966,20 @@ class AsyncClient:
         Args:
             key: the key.
             expected_value, expected_version, expect_absent: the condition (exactly one).
-            new_value, delete: the action (exactly one).
-            ttl_s: how long `new_value` lives (as `put`'s); not with `delete`.
+            new_value, delete, touch: the action (exactly one). `touch` writes nothing: it
+                keeps the value and its version (a fencing token stays the same) and lets
+                it live `ttl_s` from now on, never shortening the time it had (a lease's
+                renewal; a value without a time to live keeps living for ever).
+            ttl_s: how long `new_value` lives (as `put`'s), or a touched value from now on;
+                not with `delete`.
             timeout_s: the deadline (default: the client's).
 
         Returns:
             A `CasResult` (`succeeded`, the new `version`, or the key's current state).
 
         Raises:
-            InvalidArgument: not exactly one condition and one action.
+            InvalidArgument: not exactly one condition and one action; a `ttl_s` with
+                `delete`, or a `touch` without one or with `expect_absent`.
             Others as `put`.
         """
         key = _as_key(key)
@@ -983,10 +989,14 @@ class AsyncClient:
                 "compare-and-set needs exactly one condition: expected_value, "
                 "expected_version or expect_absent"
             )
-        if (new_value is not None) == delete:
-            raise InvalidArgument("compare-and-set needs exactly one action: new_value or delete")
+        if (new_value is not None) + delete + touch != 1:
+            raise InvalidArgument(
+                "compare-and-set needs exactly one action: new_value, delete or touch"
+            )
+        if touch and expect_absent:
+            raise InvalidArgument("a touch keeps a value: expect its value or version")
         with _translated():
-            op = kv.CasRequest(key=key, ttl_ms=cas_ttl_ms(ttl_s, delete))
+            op = kv.CasRequest(key=key, ttl_ms=cas_ttl_ms(ttl_s, delete, touch))
         if expected_value is not None:
             op.expected_value = _as_value(expected_value)
         elif expected_version is not None:
@@ -995,12 +1005,14 @@ class AsyncClient:
             op.expect_absent = True
         if new_value is not None:
             op.new_value = _as_value(new_value)
+        elif touch:
+            op.touch = True
         else:
             op.delete = True
         response = await self._single(kv.Request(cas=op), key, True, timeout_s)
         body = response.cas
         self._clock.observe(max(body.version, body.current_version))
-        if body.succeeded:
+        if body.succeeded and not touch:  # a touch of a value with no ttl leaves none
             with _translated():
                 check_expiry(op.ttl_ms, body.expires_at, key)
         return CasResult(
@@ -1008,6 +1020,7 @@ class AsyncClient:
             version=body.version,
             current_value=body.current_value if body.found else None,
             current_version=body.current_version,
+            expires_at=body.expires_at,
         )
 
     async def scan(

@@ -690,6 +690,7 @@ class Client:
         expect_absent: bool = False,
         new_value: bytes | None = None,
         delete: bool = False,
+        touch: bool = False,
         ttl_s: float | None = None,
         timeout_s: float | None = None,
     ) -> CasResult:
@@ -702,6 +703,7 @@ class Client:
                 expect_absent=expect_absent,
                 new_value=new_value,
                 delete=delete,
+                touch=touch,
                 ttl_s=ttl_s,
                 timeout_s=timeout_s,
             ),

@@ -83,6 +83,26 @@ def test_a_rewrite_keeps_the_key_and_a_plain_write_ends_its_ttl(client: txn.Clie
     assert client.get(plain) == b"2"
 
 
+def test_a_lease_renewed_by_touch_keeps_its_version_until_renewals_stop(
+    client: txn.Client,
+) -> None:
+    key = b"t/ttl/lease/" + secrets.token_hex(3).encode()
+    with client.watch(key, key + b"\x00") as watch:
+        token = client.put(key, b"holder", ttl_s=0.6)
+        answered = 0
+        for since in (0.3, 0.6, 0.9, 1.2):  # past the first deadline, renewed each time
+            wait_for(lambda s=since: _since_s(client, token) > s, 10.0, f"{since} s")
+            renewed = client.cas(key, expected_version=token, touch=True, ttl_s=0.6)
+            assert renewed.succeeded and renewed.version == token  # the token stays
+            assert renewed.expires_at > answered
+            answered = renewed.expires_at
+        assert client.get(key) == b"holder"
+        deleted = _deleted_version(watch, key)
+    assert deleted >= answered
+    lost = client.cas(key, expected_version=token, touch=True, ttl_s=0.6)
+    assert not lost.succeeded and lost.current_value is None
+
+
 def test_a_transaction_writes_a_lock_with_a_ttl_beside_plain_keys(client: txn.Client) -> None:
     run = secrets.token_hex(3).encode()
     lock, data = b"c/ttl/lock/" + run, b"t/ttl/data/" + run  # two shards: two-phase commit
@@ -127,6 +147,11 @@ def test_the_command_line_writes_with_a_ttl(shared_cluster: LocalCluster) -> Non
     assert refused.returncode == 2 and "--ttl is for --new-value" in refused.stderr
     bad = paxoskv("put", key, "v", "--ttl", "0")
     assert bad.returncode == 2 and "--ttl" in bad.stderr
+    version = paxoskv("put", key, "v", "--ttl", "30").stdout.strip()
+    touched = paxoskv("cas", key, "--expect-version", version, "--touch", "--ttl", "60")
+    assert touched.returncode == 0 and touched.stdout.strip() == version, touched.stderr
+    untimed = paxoskv("cas", key, "--expect-version", version, "--touch")
+    assert untimed.returncode == 2 and "--touch needs --ttl" in untimed.stderr
 
 
 def test_a_new_leader_expires_what_a_killed_one_was_to(make_cluster: MakeCluster) -> None:

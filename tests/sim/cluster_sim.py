@@ -1651,11 +1651,14 @@ EXPIRY_SLACK_S = EXPIRE_RETRY_S + 1.0
 class LeaseRegisters(Registers):
     """`Registers` whose values half live a time to live (20-400 ms): single-key Puts and
     compare-and-sets with `ttl_ms`, transactions' writes with it (`Leased`), so the leaders'
-    Expires (node rule 17) race every other write, intents, scans, crashes and new leaders.
+    Expires (node rule 17) race every other write, intents, scans, crashes and new leaders;
+    and renewals (touches, state machine rule 8) of the version a plain get just read.
     Beside `Registers`' checks, every version no write accounts for must be an expiry: a
     tombstone just above a value with a time to live, at or past its deadline (state
-    machine rule 7); and the final read, after the heal, finds no value more than
-    EXPIRY_SLACK_S past its deadline."""
+    machine rule 7) and every deadline an acknowledged touch of that value answered; and
+    the final read, after the heal, finds no value more than EXPIRY_SLACK_S past its
+    deadline (its latest touch's, when acknowledged; a value touched with an unknown
+    outcome is not judged)."""
 
     name = "leases"
     MAX_TTL_MS = 400
@@ -1663,6 +1666,40 @@ class LeaseRegisters(Registers):
     def __init__(self, sim: ClusterSim) -> None:
         super().__init__(sim)
         self._ttls: dict[bytes, int] = {}  # value -> its time to live, in ms
+
+    def start_one(self, client: ClientHost, done: Callable[[TxnRecord], None]) -> None:
+        if self.rng.random() >= 0.15:
+            super().start_one(client, done)
+            return
+        key = self.rng.choice(self._keys)
+        ttl_ms = self.rng.randint(20, self.MAX_TTL_MS)
+
+        def got(record: TxnRecord) -> None:
+            res = record.result
+            assert res is not None
+            value, version = res.reads.get(key, (None, 0))
+            if res.status != "ok" or value is None:
+                done(record)
+                return
+            self._run_op(
+                client,
+                "touch",
+                [["touch", key, version, ttl_ms]],
+                lambda f: client.client.touch(key, version, ttl_ms, f),
+                done,
+            )
+
+        self._run_rw(client, "get", [["r", key]], [key], lambda _v: {}, got)
+
+    def _touches(self, status: str) -> dict[tuple[bytes, int], list[int]]:
+        """(key, version) -> the deadlines the touches of that version with `status`
+        answered (``info`` ones: none known)."""
+        out: dict[tuple[bytes, int], list[int]] = {}
+        for rec in self.records:
+            if rec.kind == "touch" and rec.result is not None and rec.result.status == status:
+                _op, key, version, _ttl = rec.mops[0]
+                out.setdefault((key, version), []).append(rec.result.expires_at)
+        return out
 
     def _ttl_ms(self, value: bytes) -> int:
         if self.rng.random() < 0.5:
@@ -1683,9 +1720,13 @@ class LeaseRegisters(Registers):
         res = final.result
         if res is None or res.status != "ok":
             return problems
+        touched, unknown = self._touches("ok"), self._touches("info")
         for key, (value, version) in sorted(res.reads.items()):
             ttl_ms = self._ttls.get(value, 0) if value is not None else 0
-            due = _world_time(deadline_of(version, ttl_ms)) if ttl_ms else math.inf
+            if not ttl_ms or (key, version) in unknown:
+                continue
+            deadline = max(deadline_of(version, ttl_ms), *touched.get((key, version), [0]))
+            due = _world_time(deadline)
             if due + EXPIRY_SLACK_S < final.invoke:
                 problems.append(
                     f"expiry: the final read at t={final.invoke:.3f} found {key!r}@{version}="
@@ -1728,6 +1769,15 @@ class LeaseRegisters(Registers):
             chains, {**txn_versions, **expired}, writer_invoke, events
         )
         self.single_key_versions.update(expired)
+        touched = self._touches("ok")
+        for key, version in sorted(expired):
+            below = max(v for v, _value in chains[key] if v < version)
+            answered = max(touched.get((key, below), [0]))
+            if version < answered:
+                problems.append(
+                    f"expiry: {key!r}@{below} was deleted at {version}, before the deadline "
+                    f"{answered} an acknowledged touch of it answered"
+                )
         for key, below, below_value, ttl_ms in early:
             at = next(v for v, value in sorted(chains[key]) if v > below)
             if (key, at) not in self.single_key_versions:

@@ -418,6 +418,10 @@ class RealTxnClient:
             lambda: _unknown_write(key, new_value),
         )
 
+    def touch(self, key: bytes, version: int, ttl_ms: int, done: OnResult) -> None:
+        """As the model's: a renewal of `version`'s time to live; writes nothing."""
+        self._start(lambda: self._touch(key, version, ttl_ms), done)
+
     def scan(self, ranges: Sequence[tuple[bytes, bytes]], done: OnResult, snapshot: bool) -> None:
         self._start(lambda: self._scan(ranges, snapshot), done)
 
@@ -540,6 +544,22 @@ class RealTxnClient:
             return result
         result.status, result.commit_ts = "ok", answer.version
         result.writes = {key: new_value}
+        return result
+
+    async def _touch(self, key: bytes, version: int, ttl_ms: int) -> TxnResult:
+        result = TxnResult(txn_id=b"")
+        try:
+            answer = await self.client.cas(
+                key, expected_version=version, touch=True, ttl_s=_ttl_s(ttl_ms)
+            )
+        except PaxosKVError as exc:
+            return self._concluded(result, exc, {})
+        if not answer.succeeded:
+            result.reads[key] = (answer.current_value, answer.current_version)
+            result.status, result.why = "fail", "touch: the key no longer holds that version"
+            return result
+        result.status = "ok"  # no commit: the version it names is the one it kept
+        result.expires_at = answer.expires_at
         return result
 
     async def _scan(self, ranges: Sequence[tuple[bytes, bytes]], snapshot: bool) -> TxnResult:

@@ -208,6 +208,8 @@ class TxnResult:
     #: The parts [start, end) of a scan (`SimTxnClient.scan`), each answered by one group.
     scanned: tuple[tuple[bytes, bytes | None], ...] = ()
     why: str = ""
+    #: A touch's answer (`SimTxnClient.touch`): the deadline the value lives to now.
+    expires_at: int = 0
 
 
 ScanPart = tuple[int, bytes, bytes | None]
@@ -371,6 +373,15 @@ class SimTxnClient:
         _Single(self, key, kv.Request(cas=op), new_value, done).start()
 
     # ------------------------------------------------------------------ scans
+
+    def touch(
+        self, key: bytes, version: int, ttl_ms: int, done: Callable[[TxnResult], None]
+    ) -> None:
+        """A lease's renewal (`client.cas(expected_version=, touch=True, ttl_s=)`): the live
+        `version` of `key` lives `ttl_ms` from now on; ``ok`` with `expires_at`, or ``fail``
+        with the key's state when it no longer holds that version. Writes nothing."""
+        op = kv.CasRequest(key=key, expected_version=version, touch=True, ttl_ms=ttl_ms)
+        _Single(self, key, kv.Request(cas=op), None, done).start()
 
     def scan(
         self,
@@ -861,6 +872,8 @@ class _Single(_Operation):
         self.request = request
         self.kind = request.WhichOneof("op")
         self.value = value
+        # A touch keeps the value and version: it writes nothing, whatever its outcome.
+        self.touch = self.kind == "cas" and request.cas.touch
         super().__init__(client, done)
         self.group = client._group(key)
         client._header(getattr(request, self.kind).header, self.group)
@@ -881,7 +894,7 @@ class _Single(_Operation):
 
     def _on_answer(self, response: kv.Response | None, ambiguous: bool) -> None:
         if response is None:
-            if ambiguous:
+            if ambiguous and not self.touch:
                 self.result.writes = {self.key: self.value}
                 self.finish("info", f"{self.kind} of {self.key!r} unanswered (OutcomeUnknown)")
             else:
@@ -904,9 +917,12 @@ class _Single(_Operation):
             return
         version = int(body.version)
         self.c.clock.observe(version)
-        self.result.commit_ts = version
-        # A delete of an absent key (version 0) writes nothing.
-        self.result.writes = {self.key: self.value} if version else {}
+        if self.touch:  # no commit: the version it names is the one it kept
+            self.result.expires_at = body.expires_at
+        else:
+            self.result.commit_ts = version
+            if version:  # a delete of an absent key (version 0) writes nothing
+                self.result.writes = {self.key: self.value}
         self.finish("ok")
 
 

@@ -370,6 +370,38 @@ def test_a_deadline_recorded_without_the_ttl_is_caught(monkeypatch: pytest.Monke
     )
 
 
+def test_a_touch_that_leaves_the_old_deadline_in_force_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """State machine rule 8 without its note of the key's own record: the touch's later
+    record is written, but the first one still deletes the value at the old deadline, before
+    the one the touch answered (leases:calm seed 1, leases:crashes seeds 1 and 3)."""
+    import shard.state_machine
+    from shard.ttl import deadline_of, expiry_suffix, pack_version, unpack_lives
+
+    def touch_leaving_the_old_record(
+        machine: Any, key: bytes, version: int, ts: int, ttl_ms: int, batch: Any
+    ) -> Any:
+        lives = batch.get(machine._lives_prefix + key)
+        if lives is None or unpack_lives(lives)[0] != version:
+            return shard.state_machine.CommandResult(shard.state_machine.Status.OK, version)
+        deadline = max(unpack_lives(lives)[1], deadline_of(ts, ttl_ms))
+        batch.put(machine._expiry_prefix + expiry_suffix(deadline, key), pack_version(version))
+        return shard.state_machine.CommandResult(
+            shard.state_machine.Status.OK, version, expires_at=deadline
+        )
+
+    monkeypatch.setattr(
+        shard.state_machine.ShardStateMachine, "_touch", touch_leaving_the_old_record
+    )
+    caught_in_one_of(
+        (("calm", 1), ("crashes", 1), ("crashes", 3)),
+        lambda run: run_cluster("leases", run[0], run[1]),
+        r"an acknowledged touch of it answered",
+        SafetyViolation,
+    )
+
+
 def test_leaders_that_never_expire_anything_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Node rule 17 left out: values outlive their time to live (leases:calm seeds 1, 2)."""
     import shard.expiry_duty

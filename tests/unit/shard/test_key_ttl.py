@@ -98,10 +98,50 @@ def test_a_compare_and_set_takes_a_ttl_for_the_value_it_writes() -> None:
         encode_cas(b"leader", T0, expect_absent=True, delete=True, ttl_ms=300)
 
 
+def test_a_touch_moves_the_deadline_on_and_keeps_the_version() -> None:
+    d = Driver()
+    written = d.run1(encode_put(b"k", b"v", ts=T0, ttl_ms=100))
+    touched = d.run1(
+        encode_cas(b"k", T0 + 50 * MS, expected_version=written.version, touch=True, ttl_ms=100)
+    )
+    assert touched.ok and touched.version == written.version  # no new version: same token
+    assert touched.expires_at == deadline_of(T0 + 50 * MS, 100) == T0 + 150 * MS
+    assert d.sm.max_version == written.version
+    # The first record comes due and deletes nothing: the touch made another the key's own.
+    old = d.run1(encode_expire(b"k", written.version, written.expires_at, written.expires_at))
+    assert old.ok and old.version == 0 and d.sm.get(b"k") == (b"v", written.version)
+    # A shorter touch never shortens it.
+    short = d.run1(encode_cas(b"k", T0 + 60 * MS, expected_value=b"v", touch=True, ttl_ms=1))
+    assert short.ok and short.expires_at == touched.expires_at
+    assert [r[0] for r in d.sm.due_expiries(T0 * 2, 10)] == [touched.expires_at]
+    gone = d.run1(encode_expire(b"k", written.version, touched.expires_at, touched.expires_at))
+    assert gone.version >= touched.expires_at and d.sm.get(b"k") is None
+
+
+def test_a_touch_needs_the_live_value_it_expects() -> None:
+    d = Driver()
+    plain = d.run1(encode_put(b"plain", b"v", ts=T0))
+    kept = d.run1(
+        encode_cas(b"plain", T0 + MS, expected_version=plain.version, touch=True, ttl_ms=9)
+    )
+    assert kept.ok and kept.expires_at == 0  # no time to live: it keeps living for ever
+    assert d.sm.due_expiries(T0 * 2, 10) == []
+    absent = d.run1(encode_cas(b"never", T0 + MS, expected_version=0, touch=True, ttl_ms=9))
+    assert absent.status is Status.CAS_FAILED
+    leased = d.run1(encode_put(b"k", b"v2", ts=T0 + 2 * MS, ttl_ms=50))
+    stale = d.run1(encode_cas(b"k", T0 + 3 * MS, expected_version=1, touch=True, ttl_ms=50))
+    assert stale.status is Status.CAS_FAILED and stale.current_version == leased.version
+    with pytest.raises(InvalidArgument, match="a touch needs"):
+        encode_cas(b"k", T0, expected_version=3, touch=True)
+    with pytest.raises(InvalidArgument, match="a touch needs"):
+        encode_cas(b"k", T0, expect_absent=True, touch=True, ttl_ms=5)
+
+
 def test_ttl_commands_round_trip_and_bad_ones_are_refused() -> None:
     for command in (
         encode_put(b"k", b"v", T0, ttl_ms=5),
         encode_cas(b"k", T0, expected_version=3, new_value=b"v", ttl_ms=5),
+        encode_cas(b"k", T0, expected_value=b"v", touch=True, ttl_ms=5),
         encode_expire(b"k", 3, T0, T0 + 1),
     ):
         assert encode_command(decode_command(command)) == command
@@ -109,9 +149,13 @@ def test_ttl_commands_round_trip_and_bad_ones_are_refused() -> None:
     d = Driver()
     too_long = d.run1(encode_put(b"k", b"v", T0, ttl_ms=MAX_TTL_MS + 1))
     assert too_long.status is Status.INVALID_ARGUMENT and "MAX_TTL_MS" in too_long.message
-    cas = pb.CompareAndSet(key=b"k", expect_absent=True, delete=True, ttl_ms=5)
-    forged = d.run1(pb.Command(ts=T0, cas=cas).SerializeToString())
-    assert forged.status is Status.MALFORMED
+    for cas in (
+        pb.CompareAndSet(key=b"k", expect_absent=True, delete=True, ttl_ms=5),
+        pb.CompareAndSet(key=b"k", expected_version=3, touch=True),
+        pb.CompareAndSet(key=b"k", expect_absent=True, touch=True, ttl_ms=5),
+    ):
+        forged = d.run1(pb.Command(ts=T0, cas=cas).SerializeToString())
+        assert forged.status is Status.MALFORMED
     assert d.sm.get(b"k") is None and d.sm.max_version == 0
 
 
@@ -229,6 +273,9 @@ def test_a_node_refuses_a_ttl_it_cannot_keep() -> None:
     cas = kv.CasRequest(header=header(), key=b"apple", expect_absent=True, delete=True, ttl_ms=5)
     refused = node.call(kv.Request(cas=cas)).cas
     assert refused.error.code == kv.INVALID_ARGUMENT and "takes no ttl" in refused.error.message
+    touch = kv.CasRequest(header=header(), key=b"apple", expected_version=1, touch=True)
+    refused = node.call(kv.Request(cas=touch)).cas
+    assert refused.error.code == kv.INVALID_ARGUMENT and "a touch needs" in refused.error.message
     assert node.core.hosts[1].shard.get(b"apple") is None
     plain = node.call(put(b"apple", b"red")).put
     assert plain.error.code == kv.OK and plain.expires_at == 0
