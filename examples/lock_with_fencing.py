@@ -25,8 +25,10 @@ is exactly the version of the lock key. The lock is two plain keys:
 - renew: a fenced write of the lease key alone, with the token. The lock key is not
   written, so the token stays the same and the holder's writes in flight keep landing; a
   holder that lost the lock learns it there (`FencingTokenRejected`).
-- expiry is ADVISORY: it is data that acquirers compare with their clock. The store does not
-  expire anything. A holder checks its own lease (`Lease.valid`) before it starts work.
+- expiry is ADVISORY here: it is data that acquirers compare with their clock, so that
+  the example can move that clock to simulate a pause. A holder checks its own lease
+  (`Lease.valid`) before it starts work. For a lease the store ends by itself, a value
+  with a time to live, see leader_lease.py.
 - a fenced write, `tx.put_fenced(key, value, lock=LOCK, token=T)`, commits only while
   the lock key's latest version is still T: the check runs inside the replicated PREPARE of
   the write's own transaction, so there is no window between "check" and "write", and no

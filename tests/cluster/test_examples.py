@@ -36,6 +36,7 @@ EXAMPLES = [
     "invoice_numbers",
     "leader_watch",
     "page_counters",
+    "leader_lease",
 ]
 EXAMPLE_TIMEOUT_S = 40.0
 
