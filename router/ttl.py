@@ -21,8 +21,9 @@ def ttl_ms_of(ttl_s: object) -> int:
         raise InvalidArgument(f"ttl_s is a number of seconds, got {type(ttl_s).__name__}")
     if not 0 < ttl_s < math.inf:  # also refuses nan
         raise InvalidArgument(f"ttl_s must be a number of seconds above 0, got {ttl_s!r}")
-    # Rounded to the microsecond first: 0.57 * 1000 is 570.0000000000001, not 571 ms.
-    ttl_ms = math.ceil(round(ttl_s * 1000, 3))
+    # Rounded to the microsecond first (0.57 * 1000 is 570.0000000000001, not 571 ms), and
+    # at least 1 ms: 0 would mean for ever (found by review: ttl_s=1e-7 was that).
+    ttl_ms = max(1, math.ceil(round(ttl_s * 1000, 3)))
     if ttl_ms > MAX_TTL_MS:
         raise InvalidArgument(
             f"ttl_s of {ttl_s:g} s is over the longest time to live, {MAX_TTL_MS // 1000:,} s "

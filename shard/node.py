@@ -506,7 +506,7 @@ class NodeCore:
             self._duties.purge_decisions(self._data_leaders())
         if now >= self._next_expiry_check:
             self._next_expiry_check = now + EXPIRY_CHECK_S
-            self._key_expiry.check(self._data_leaders(), now, self._hlc.now(wall_ns))
+            self._key_expiry.check(self._data_leaders(), now, self._expiry_due_ts(wall_ns))
         self._release_delayed()
         self._release_clock_waits()
         self._wake_lock_waits()
@@ -514,6 +514,11 @@ class NodeCore:
         self._serve_read_backlog()
         # Also the answers of reads served outside a cycle (stale_ok ones, on arrival).
         self._flush_answers()
+
+    def _expiry_due_ts(self, wall_ns: int) -> int:
+        """Rule 17: values due by the wall clock less twice the offset, never by the HLC,
+        which a new leadership or a request's timestamp may push ahead of real time."""
+        return (wall_ns // 1000 - 2 * self._offset_us) << LOGICAL_BITS
 
     def _serve_read_backlog(self) -> None:
         """A new wake's READ_BYTES_PER_WAKE, first for the reads the last ones left."""

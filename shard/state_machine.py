@@ -502,18 +502,28 @@ class ShardStateMachine:
         return CommandResult(Status.OK, version, expires_at=deadline)
 
     def _stage_expiry(self, key: bytes, version: int, deadline: int, batch: EngineBatch) -> None:
-        """Stage the expiry record of `key`'s `version` at `deadline`, and note it as the
-        key's own (rule 7)."""
+        """Stage the expiry record of `key`'s `version` at `deadline`, note it as the key's
+        own, and drop the record it replaces (rule 7): a lease renewed every few seconds
+        for a day left thousands of dead records behind, each a wasted Expire later."""
+        lives_key = self._lives_prefix + key
+        replaced = batch.get(lives_key)
+        if replaced is not None:
+            old_deadline = unpack_lives(replaced)[1]
+            if old_deadline != deadline:
+                batch.delete(self._expiry_prefix + expiry_suffix(old_deadline, key))
         batch.put(self._expiry_prefix + expiry_suffix(deadline, key), pack_version(version))
-        batch.put(self._lives_prefix + key, pack_lives(version, deadline))
+        batch.put(lives_key, pack_lives(version, deadline))
 
     def _expire(self, cmd: Command, batch: EngineBatch) -> CommandResult:
         """Rule 7: drop the expiry record; delete the key if its latest version is still
         the record's and the record is still the key's own (no touch moved it on)."""
         key = cmd.key
         record = self._expiry_prefix + expiry_suffix(cmd.deadline, key)
-        if batch.get(record) is None:
-            return _OK_NO_WRITE  # an Expire proposed twice: the first one dropped it
+        if batch.get(record) != pack_version(cmd.expected_version):
+            # Proposed twice (the first one dropped it), or the record now names a later
+            # version written with the same deadline: that one is not this Expire's to drop
+            # (found by review: the later value then had no record and lived for ever).
+            return _OK_NO_WRITE
         batch.delete(record)
         lives_key = self._lives_prefix + key
         lives = batch.get(lives_key)
@@ -525,13 +535,18 @@ class ShardStateMachine:
             return _OK_NO_WRITE  # written again (or deleted) since: not this value's to end
         return CommandResult(Status.OK, self._write(key, None, cmd.ts, batch))
 
-    def due_expiries(self, now_ts: int, limit: int) -> list[tuple[int, bytes, int]]:
-        """(deadline, key, version) of the first `limit` expiry records due at `now_ts`,
-        soonest first."""
+    def due_expiries(
+        self, now_ts: int, limit: int, after: tuple[int, bytes] | None = None
+    ) -> list[tuple[int, bytes, int]]:
+        """(deadline, key, version) of the first `limit` expiry records due at `now_ts`
+        (after the record (deadline, key) `after`, if given), soonest first."""
         hi = self._expiry_prefix + expiry_suffix(now_ts + 1, b"")
+        lo = self._expiry_prefix
+        if after is not None:
+            lo += expiry_suffix(*after) + b"\x00"
         strip = len(self._expiry_prefix)
         due = []
-        for record, data in self._engine.scan(self._expiry_prefix, hi, limit):
+        for record, data in self._engine.scan(lo, hi, limit):
             deadline, key = split_expiry_suffix(record[strip:])
             due.append((deadline, key, unpack_version(data)))
         return due
@@ -1151,7 +1166,7 @@ class ShardStateMachine:
 
     #: The records `check_record` decodes (latest records, intents, transaction records)
     #: and the meta record, which belongs in a snapshot's header only.
-    checked_tags = frozenset(LATEST_TAG + INTENT_TAG + TXN_TAG + META_TAG)
+    checked_tags = frozenset(LATEST_TAG + INTENT_TAG + TXN_TAG + META_TAG + EXPIRY_TAG + LIVES_TAG)
 
     def check_record(self, suffix: bytes, value: bytes) -> None:
         """A record a restore would write that this state machine decodes: refused as a
@@ -1174,6 +1189,11 @@ class ShardStateMachine:
                 decode_decision(value)
             elif suffix.startswith(PURGE_COUNTERS_TAG):
                 unpack_counters(value)
+            elif suffix[:1] == EXPIRY_TAG:
+                split_expiry_suffix(suffix[1:])
+                unpack_version(value)
+            elif suffix[:1] == LIVES_TAG:
+                unpack_lives(value)
         except (MalformedTxnRecord, struct.error) as exc:
             raise SnapshotCorrupt(
                 f"group {self._group_id}: record {suffix[:2]!r} of the shard snapshot does not "

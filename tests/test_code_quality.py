@@ -39,6 +39,7 @@ SANS_IO_CORES = [
     "router/client_errors.py",
     "router/env.py",
     "router/scan_cursor.py",
+    "router/ttl.py",
     "txn/hlc.py",
     "txn/records.py",
     "txn/store.py",

@@ -9,6 +9,7 @@ import pytest
 
 from router import kv_pb2 as kv
 from router.limits import MAX_TTL_MS
+from shard import expiry_duty
 from shard import shard_pb2 as pb
 from shard.codec import (
     Op,
@@ -81,10 +82,26 @@ def test_a_value_written_again_outlives_the_old_record() -> None:
     # Renewed with a ttl: the newer record ends it, at its own deadline.
     renewed = d.run1(encode_put(b"r", b"1", ts=T0, ttl_ms=100))
     later = d.run1(encode_put(b"r", b"2", ts=T0 + 80 * MS, ttl_ms=100))
-    assert d.run1(encode_expire(b"r", renewed.version, renewed.expires_at, ts=later.version + 1))
-    assert d.sm.get(b"r") == (b"2", later.version)
+    # The renewal replaced the first record: nothing is left of it to come due.
+    assert [v for _, _, v in d.sm.due_expiries(T0 * 2, 10)] == [later.version]
+    stale = d.run1(encode_expire(b"r", renewed.version, renewed.expires_at, renewed.expires_at))
+    assert stale.ok and stale.version == 0 and d.sm.get(b"r") == (b"2", later.version)
     gone = d.run1(encode_expire(b"r", later.version, later.expires_at, ts=later.expires_at))
     assert gone.version > 0 and d.sm.get(b"r") is None
+
+
+def test_a_stale_expire_leaves_a_record_that_now_names_a_later_version() -> None:
+    """Found by review: v2 written with the very deadline of v1's record took that record
+    over; the Expire of v1, proposed before, dropped it, and v2 lived for ever."""
+    d = Driver()
+    first = d.run1(encode_put(b"k", b"1", ts=T0, ttl_ms=100))
+    second = d.run1(encode_put(b"k", b"2", ts=T0 + 5 * MS, ttl_ms=95))
+    assert first.expires_at == second.expires_at  # the same record key
+    stale = d.run1(encode_expire(b"k", first.version, first.expires_at, ts=first.expires_at))
+    assert stale.ok and stale.version == 0 and d.sm.get(b"k") == (b"2", second.version)
+    assert d.sm.due_expiries(T0 * 2, 10) == [(second.expires_at, b"k", second.version)]
+    gone = d.run1(encode_expire(b"k", second.version, second.expires_at, ts=second.expires_at))
+    assert gone.version > 0 and d.sm.get(b"k") is None
 
 
 def test_a_compare_and_set_takes_a_ttl_for_the_value_it_writes() -> None:
@@ -107,12 +124,13 @@ def test_a_touch_moves_the_deadline_on_and_keeps_the_version() -> None:
     assert touched.ok and touched.version == written.version  # no new version: same token
     assert touched.expires_at == deadline_of(T0 + 50 * MS, 100) == T0 + 150 * MS
     assert d.sm.max_version == written.version
-    # The first record comes due and deletes nothing: the touch made another the key's own.
+    # An Expire of the first record, proposed before the touch, deletes nothing.
     old = d.run1(encode_expire(b"k", written.version, written.expires_at, written.expires_at))
     assert old.ok and old.version == 0 and d.sm.get(b"k") == (b"v", written.version)
     # A shorter touch never shortens it.
     short = d.run1(encode_cas(b"k", T0 + 60 * MS, expected_value=b"v", touch=True, ttl_ms=1))
     assert short.ok and short.expires_at == touched.expires_at
+    # One record is left, the touch's: the first one was dropped when it was replaced.
     assert [r[0] for r in d.sm.due_expiries(T0 * 2, 10)] == [touched.expires_at]
     gone = d.run1(encode_expire(b"k", written.version, touched.expires_at, touched.expires_at))
     assert gone.version >= touched.expires_at and d.sm.get(b"k") is None
@@ -208,7 +226,7 @@ def test_a_delete_in_a_transaction_takes_no_ttl() -> None:
 
 
 class _Host:
-    def __init__(self, group_id: int, driver: Driver) -> None:
+    def __init__(self, group_id: int, driver: Driver | TxnNode) -> None:
         self.group_id = group_id
         self.shard = driver.sm
 
@@ -219,18 +237,45 @@ def test_the_duty_proposes_each_due_record_once_until_its_retry() -> None:
     proposed: list[bytes] = []
     duty = KeyExpiry(lambda host, encode, on_result: proposed.append(encode(written.expires_at)))
     hosts: list[Any] = [_Host(1, d)]
-    duty.check(hosts, now=0.0, now_ts=written.expires_at - 1)
+    duty.check(hosts, now=0.0, due_ts=written.expires_at - 1)
     assert proposed == [] and duty.in_flight == 0
-    duty.check(hosts, now=0.1, now_ts=written.expires_at)
+    duty.check(hosts, now=0.1, due_ts=written.expires_at)
     (command,) = proposed
     assert decode_command(command).expected_version == written.version
-    duty.check(hosts, now=0.2, now_ts=written.expires_at + MS)  # under way: not again
+    duty.check(hosts, now=0.2, due_ts=written.expires_at + MS)  # under way: not again
     assert len(proposed) == 1 and duty.in_flight == 1
-    duty.check(hosts, now=0.1 + EXPIRE_RETRY_S, now_ts=written.expires_at + MS)  # no result
+    duty.check(hosts, now=0.1 + EXPIRE_RETRY_S, due_ts=written.expires_at + MS)  # no result
     assert len(proposed) == 2
     assert d.run1(proposed[-1]).ok and d.sm.get(b"k") is None
-    duty.check(hosts, now=5.0, now_ts=written.expires_at + 9 * MS)
+    duty.check(hosts, now=5.0, due_ts=written.expires_at + 9 * MS)
     assert len(proposed) == 2 and duty.in_flight == 0
+
+
+def test_the_duty_passes_over_keys_under_intents_and_pages_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: the first EXPIRES_PER_CHECK records, all under one prepared
+    transaction's intents, held every record behind them for as long as it was in doubt."""
+    monkeypatch.setattr(expiry_duty, "EXPIRES_PER_CHECK", 2)
+    node = TxnNode()
+    for key in (b"c1", b"c2", b"c3"):
+        assert node.run(encode_put(key, b"v", T0, ttl_ms=1))[0].ok
+    blocked = Prepare(
+        txn_id=b"t1",
+        coordinator_group=GROUP,
+        participants=(GROUP,),
+        writes=(WriteItem(key=b"c1", value=b"x"), WriteItem(key=b"c2", value=b"y")),
+    )
+    assert node.txn(blocked, T0 + MS).ok
+    proposed: list[bytes] = []
+    duty = KeyExpiry(lambda host, encode, on_result: proposed.append(encode(T0 * 2)))
+    hosts: list[Any] = [_Host(GROUP, node)]
+    duty.check(hosts, now=0.0, due_ts=T0 * 2)  # a full page, both keys held: nothing
+    assert proposed == []
+    duty.check(hosts, now=0.1, due_ts=T0 * 2)  # the next page
+    assert [decode_command(c).key for c in proposed] == [b"c3"]
+    duty.check(hosts, now=0.2, due_ts=T0 * 2)  # from the start again: c1, c2 still held
+    assert len(proposed) == 1
 
 
 # ---------------------------------------------------------------------------- a node
@@ -264,6 +309,22 @@ def test_an_intent_holds_off_the_expiry_until_it_is_resolved() -> None:
     assert not shard.intents_on(b"apple")
     node.advance(EXPIRE_RETRY_S + 0.2)
     assert shard.get(b"apple") is None
+
+
+def test_a_clock_pushed_ahead_expires_nothing_early() -> None:
+    """Found by review: due was judged by the hybrid clock, which a request's timestamp may
+    push ahead of the wall clock (rule 9 takes one up to 4 offsets + 0.5 s ahead): a 1 s
+    lease went after 0.72 s. Due is the wall clock's, less twice the offset."""
+    node = OneNode(max_clock_offset_s=0.05)
+    written = node.call(ttl_put(b"apple", b"red", 500)).put
+    written_at = node.wall
+    ahead = prepare_request(2, b"zebra", ts=written.version + 600 * MS)  # 0.6 s ahead
+    node.core.submit(ahead, lambda _answer: None)  # its answer waits out its commit wait
+    node.advance(0.4)  # the HLC is past the deadline; the wall clock is not
+    assert node.core.hosts[1].shard.get(b"apple") == (b"red", written.version)
+    assert (node.wall - written_at) / 1e9 < 0.5
+    node.advance(0.3)  # the wall clock is past the deadline and twice the offset
+    assert node.core.hosts[1].shard.get(b"apple") is None
 
 
 def test_a_node_refuses_a_ttl_it_cannot_keep() -> None:
