@@ -3,13 +3,20 @@
 One line per change on stdout, in commit order: `VERSION<TAB>put<TAB>KEY<TAB>VALUE` or
 `VERSION<TAB>delete<TAB>KEY` (text escaped as `scan` prints it, or hex with --hex). The
 changes of one transaction share its VERSION. A note on stderr says where the watch starts
-and, when it stops on an error or Ctrl-C, the option that resumes it without a gap.
+and, when it stops on an error, Ctrl-C (exit 130) or SIGTERM (exit 143), the option that
+resumes it without a gap. Except after SnapshotTooOld: the changes after that point are no
+longer kept, so the note says to read the current state and watch from now instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from shard.cli_kv import (
@@ -38,7 +45,8 @@ def register_watch_command(subparsers: Any) -> None:
         description="Print every put and delete of keys in [--start, --end) (or --prefix) "
         "from now on, in commit order, across shards: VERSION<TAB>put<TAB>KEY<TAB>VALUE or "
         "VERSION<TAB>delete<TAB>KEY per line; a transaction's changes share its VERSION. "
-        "Runs until Ctrl-C or --count.",
+        "Runs until Ctrl-C, SIGTERM or --count; then, or after an error, a note on stderr "
+        "names the --after-version that resumes without a gap.",
     )
     add_range_options(cmd)
     cmd.add_argument(
@@ -47,7 +55,8 @@ def register_watch_command(subparsers: Any) -> None:
         default=None,
         metavar="VERSION",
         help="start after this version instead of now (a version `put` printed, or a "
-        "printed line's): the changes since, if younger than the MVCC retention (10 min)",
+        "printed line's): the changes since, if younger than the MVCC retention (10 min; "
+        "older fails: then scan the current state and watch from now)",
     )
     cmd.add_argument(
         "--count",
@@ -59,11 +68,25 @@ def register_watch_command(subparsers: Any) -> None:
     cmd.set_defaults(handler=_cmd_watch)
 
 
+#: The exit status after SIGTERM: 128 + the signal's number, what a shell reports for a
+#: process the signal killed (and 130 after Ctrl-C).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: a BaseException, as KeyboardInterrupt is, so no `except Exception`
+    on the way takes it for an error of the watch."""
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     start, end = key_range(args)
     seeds = seeds_from(args)
+    with _sigterm_raises():
+        return _watch(args, start, end, seeds)
 
-    from txn import Client, PaxosKVError
+
+def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: list[str]) -> int:
+    from txn import Client, PaxosKVError, SnapshotTooOld
 
     def show(data: bytes) -> bytes:
         return (data.hex() if args.hex else escape(data)).encode()
@@ -97,9 +120,36 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(f"paxoskv: watch: interrupted{_resume(done)}", file=sys.stderr)
             return 130
+        except _Terminated:
+            # A service manager stops a watch with SIGTERM: without the resume point Ctrl-C
+            # prints, the watch started again after it would have nowhere to go on from.
+            print(f"paxoskv: watch: terminated{_resume(done)}", file=sys.stderr)
+            return EXIT_TERMINATED
+        except SnapshotTooOld as exc:
+            # Resuming from the too-old version could only fail again: say what works.
+            raise CommandError(f"{exc}{_start_over(args, done)}") from None
         except PaxosKVError as exc:
             raise CommandError(f"{exc}{_resume(done)}") from None
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises _Terminated in the block, once (a second SIGTERM kills as usual), so
+    the watch can print its resume point as it does on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (a caller's thread: nothing to do)
+        return
+
+    def terminated(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise _Terminated
+
+    saved = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, saved)
 
 
 def _print_change(change: Any, show: Any) -> None:
@@ -116,3 +166,30 @@ def _print_change(change: Any, show: Any) -> None:
 def _resume(done: int | None) -> str:
     """How to go on without a gap (nothing, when it stopped before its start was fixed)."""
     return "" if done is None else f"; resume with --after-version {done}"
+
+
+def _start_over(args: argparse.Namespace, done: int | None) -> str:
+    """What works after SnapshotTooOld: the changes after `done` are gone, so read the
+    current state and watch from now. Watch first, then scan: a change made in between
+    shows in both (replayed over the scanned state, it leaves the same state); scanning
+    first would miss it."""
+    after = "" if done is None else f" after version {done}"
+    return (
+        f"; the changes{after} are no longer kept (they are older than the shards' MVCC "
+        f"retention, 10 minutes): watch from now (without --after-version), then read the "
+        f"current state with: {_scan_command(args)}"
+    )
+
+
+def _scan_command(args: argparse.Namespace) -> str:
+    """`paxoskv scan` of the whole range the watch's own options name, as they were given."""
+    words = ["paxoskv", "scan"]
+    if args.prefix is not None:
+        words += ["--prefix", args.prefix]
+    if args.start:
+        words += ["--start", args.start]
+    if args.end is not None:
+        words += ["--end", args.end]
+    if args.hex:
+        words.append("--hex")
+    return shlex.join([*words, "--limit", "0"])  # 0: every key, not the first 1000

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 import txn
-from shard.cluster import LocalCluster
+from shard.cluster import LocalCluster, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +209,70 @@ def test_the_watch_command_prints_changes_and_resumes(
     note = err.decode().strip().rsplit(" ", 1)
     assert note[0].endswith("resume with --after-version"), err
     assert tx.commit_ts is not None and int(note[1]) >= tx.commit_ts
+
+
+def test_sigterm_stops_the_watch_command_with_its_resume_point(
+    shared_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """As Ctrl-C does (a service manager stops with SIGTERM): the `--after-version` that
+    goes on without a gap on stderr, and exit status 143 (128 + SIGTERM)."""
+    prefix = f"term/{secrets.token_hex(3)}/"
+    first = client.put(f"{prefix}a".encode(), b"0")
+    proc = _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", str(first))
+    try:
+        version = client.put(f"{prefix}b".encode(), b"1")
+        assert proc.stdout is not None
+        printed = proc.stdout.readline().decode()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert printed == f"{version}\tput\t{prefix}b\t1\n"
+    assert proc.returncode == 143, err
+    note = err.decode().strip().rsplit(" ", 1)
+    assert note[0] == "paxoskv: watch: terminated; resume with --after-version", err
+    # Every change up to it was printed: the start when the signal came as the line went
+    # out (before the watch counted it as printed), else at least the change's version.
+    assert int(note[1]) == first or int(note[1]) >= version, err
+
+
+def _history_collected_below(client: txn.Client, version: int, key: bytes) -> bool:
+    """Whether a snapshot read of `key` at `version` is refused: the shard has collected
+    the versions below its horizon (the nodes' first collection, just after they start)."""
+    try:
+        with client.snapshot(read_ts=version) as snap:
+            snap.get(key)
+    except txn.SnapshotTooOld:
+        return True
+    return False
+
+
+def test_the_watch_command_says_to_start_over_when_the_changes_are_gone(
+    shared_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """A watch resumed from further back than the shards' MVCC retention fails, and the
+    note says what works instead of naming the same too-old version to resume from."""
+    prefix = f"old/{secrets.token_hex(3)}/"
+    wait_for(
+        lambda: _history_collected_below(client, 1, prefix.encode()),
+        60.0,
+        "the shard to collect its first versions",
+    )
+    proc = _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", "1")
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 1, err
+    line = err.decode().strip()
+    assert line.startswith("paxoskv: error: ") and "garbage-collected" in line, err
+    assert "resume with" not in line, err
+    assert line.endswith(
+        "; the changes after version 1 are no longer kept (they are older than the shards' "
+        "MVCC retention, 10 minutes): watch from now (without --after-version), then read "
+        f"the current state with: paxoskv scan --prefix {prefix} --limit 0"
+    ), err
