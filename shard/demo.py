@@ -4,6 +4,9 @@ Theory of operation
 -------------------
 1. Start a `LocalCluster` (3 node processes, the meta group plus 3 data shards, 3 replicas
    each) in a temporary directory (or `--data-dir`) and wait until every group has a leader.
+   A `--data-dir` must be new or empty: one that holds a cluster (stopped or running) or
+   other files is refused before any node starts, so the demo's keys never mix with the
+   user's (`paxoskv cluster start --data-dir DIR` is how to look at a cluster there).
 2. Run a workload through one `txn.AsyncClient` on one event loop:
    - bank transfers between 26 accounts spread over every shard (cross-shard transactions,
      no overdraft), starting from a known total;
@@ -38,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -121,6 +125,7 @@ def run_demo(args: argparse.Namespace) -> int:
         temporary = True
     else:
         data_dir = Path(args.data_dir)
+        _refuse_used_directory(data_dir)
         temporary = False
     cluster: LocalCluster | None = None  # set once we may have started node processes
     result: _Result | None = None
@@ -129,12 +134,6 @@ def run_demo(args: argparse.Namespace) -> int:
         candidate = LocalCluster(data_dir, nodes=args.nodes, shards=args.shards)
         if candidate.config.replication < 3:
             raise DemoError("the demo needs 3 replicas per group (at least 3 nodes)")
-        running = [f"{s.name} (pid {s.pid})" for s in candidate.node_states() if s.pid]
-        if running:  # not ours to run a workload on, kill or stop
-            raise DemoError(
-                f"a cluster is already running in {data_dir}: {', '.join(running)}; stop it "
-                f"first with: paxoskv cluster stop --data-dir {data_dir}"
-            )
         cluster = candidate
         out.line(f"paxoskv demo: starting {len(cluster.names)} nodes in {cluster.data_dir}")
         cluster.start(deadline_s=60.0, progress=lambda msg: out.line(f"  {msg}"))
@@ -158,7 +157,10 @@ def run_demo(args: argparse.Namespace) -> int:
                     shutil.rmtree(data_dir, ignore_errors=True)
                     cleanup.append(f"removed the temporary directory {data_dir}")
             else:
-                cleanup.append(f"kept the cluster's data in {data_dir}")
+                cleanup.append(
+                    f"kept the cluster's data in {data_dir} (to look at it again: paxoskv "
+                    f"cluster start --data-dir {shlex.quote(str(data_dir))})"
+                )
             if result is None and cluster is not None:  # the CLI prints the error next
                 for line in cleanup:
                     out.line(f"paxoskv demo: {line}")
@@ -172,6 +174,36 @@ def run_demo(args: argparse.Namespace) -> int:
     ):
         out.line(line)
     return 0 if all(check.ok for check in result.state.checks) else 1
+
+
+def _refuse_used_directory(data_dir: Path) -> None:
+    """DemoError unless `data_dir` is new or empty. The demo writes its workload into its
+    cluster and stops the cluster at the end: in a directory that holds a cluster, stopped
+    or running, it would mix its keys with the user's (a stopped one would be restarted and
+    written to); in one that holds other files, its files with those."""
+    from shard.cluster import CONFIG_NAME, ClusterProcesses, holds_other_files
+
+    fresh = "the demo needs a new or empty directory (or no --data-dir: a temporary one)"
+    if (data_dir / CONFIG_NAME).exists():
+        processes = ClusterProcesses(data_dir)  # the pid files: the config may not load
+        running = [
+            f"{name} (pid {pid})"
+            for name in processes.recorded_names()
+            if (pid := processes.pid(name)) is not None
+        ]
+        shown = shlex.quote(str(data_dir))
+        if running:
+            what = f"a running cluster ({', '.join(running)})"
+            look = f"paxoskv cluster status --data-dir {shown}"
+        else:
+            what = "a cluster"
+            look = f"paxoskv cluster start --data-dir {shown}"
+        raise DemoError(
+            f"{data_dir} already holds {what}, and the demo would run its workload among "
+            f"that cluster's data: {fresh}; to inspect that cluster: {look}"
+        )
+    if holds_other_files(data_dir):
+        raise DemoError(f"{data_dir} holds files of something else: {fresh}")
 
 
 def _stop_cluster(cluster: LocalCluster, out: _Printer) -> list[str]:

@@ -59,8 +59,9 @@ def register_demo_command(subparsers: Any) -> None:
     demo.add_argument(
         "--data-dir",
         default=None,
-        help="keep the cluster in this directory (default: a temporary directory, removed "
-        "at the end)",
+        help="keep the cluster in this directory, which must be new or empty (one that "
+        "holds a cluster is refused: the demo's keys would mix with its data; default: a "
+        "temporary directory, removed at the end)",
     )
     demo.add_argument(
         "--nodes",

@@ -25,6 +25,7 @@ import pytest
 
 from shard.cluster import CONFIG_NAME, LocalCluster, is_node_process
 from shard.demo import uniqueness_problems
+from tests.cluster.conftest import MakeCluster
 from tests.cluster.node_procs import live_node_pids
 
 DEMO_TIMEOUT_S = 90.0  # a safety net; a run takes about --duration plus 10 s
@@ -118,7 +119,9 @@ def test_demo_in_a_temporary_directory_removes_it(tmp_path: Path) -> None:
 @pytest.mark.cluster
 def test_ctrl_c_ends_a_plain_run_cleanly(demo_dir: Path) -> None:
     """Without --duration the demo runs until SIGINT; then it stops the workload, checks,
-    stops the nodes and prints the summary, exiting 0 when the invariants held."""
+    stops the nodes and prints the summary, exiting 0 when the invariants held. Its
+    --data-dir exists and is empty: the demo's to use, as a new one is."""
+    demo_dir.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "shard.cli", "demo", "--data-dir", str(demo_dir)],
         stdout=subprocess.PIPE,
@@ -153,6 +156,62 @@ def test_ctrl_c_ends_a_plain_run_cleanly(demo_dir: Path) -> None:
     assert "failover: none (the run ended before the kill)" in out
     assert "result: PASS" in out
     assert node_processes_of((demo_dir / CONFIG_NAME).resolve()) == []
+
+
+def _files_under(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `directory`: its size and modification time, by relative path."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.cluster
+def test_demo_refuses_a_directory_that_holds_a_cluster(make_cluster: MakeCluster) -> None:
+    """Its workload would mix with that cluster's data: one line naming the directory and
+    how to inspect the cluster instead; no node started, nothing written (a stopped cluster
+    was restarted and the workload run in it), and a running cluster is left running."""
+    cluster = make_cluster()  # the demo's own shape: only the data in it is in the way
+    data_dir = cluster.data_dir
+    cluster.stop(grace_s=3.0)
+    before = _files_under(data_dir)
+    stopped = demo("--duration", "5", "--data-dir", str(data_dir), timeout_s=60.0)
+    assert stopped.returncode == 1, stopped.stdout
+    assert stopped.stdout == ""
+    assert stopped.stderr.splitlines() == [
+        f"paxoskv: error: {data_dir} already holds a cluster, and the demo would run its "
+        "workload among that cluster's data: the demo needs a new or empty directory (or no "
+        "--data-dir: a temporary one); to inspect that cluster: paxoskv cluster start "
+        f"--data-dir {data_dir}"
+    ]
+    assert node_processes_of(cluster.config_path) == []
+    assert _files_under(data_dir) == before
+
+    cluster.start(deadline_s=60.0)
+    pids = {s.name: s.pid for s in cluster.node_states()}
+    running = demo("--duration", "5", "--data-dir", str(data_dir), timeout_s=60.0)
+    assert running.returncode == 1, running.stdout
+    listed = ", ".join(f"{name} (pid {pid})" for name, pid in pids.items())
+    assert running.stderr.splitlines() == [
+        f"paxoskv: error: {data_dir} already holds a running cluster ({listed}), and the "
+        "demo would run its workload among that cluster's data: the demo needs a new or "
+        "empty directory (or no --data-dir: a temporary one); to inspect that cluster: "
+        f"paxoskv cluster status --data-dir {data_dir}"
+    ]
+    assert {s.name: s.pid for s in cluster.node_states()} == pids  # left running
+
+
+def test_demo_refuses_a_directory_of_other_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    done = demo("--data-dir", str(tmp_path), timeout_s=30.0)
+    assert done.returncode == 1, done.stdout
+    assert done.stdout == ""  # refused before it says it starts anything
+    assert done.stderr.splitlines() == [
+        f"paxoskv: error: {tmp_path} holds files of something else: the demo needs a new or "
+        "empty directory (or no --data-dir: a temporary one)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_demo_refuses_bad_arguments_as_usage_errors() -> None:
