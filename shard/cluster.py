@@ -43,6 +43,11 @@ Rules
    the file copied alone (or its directory emptied of everything else) is refused too; a
    config written by hand or by a tool (shard/chaos) is never changed, so for it DIR/logs is
    the only trace of a start.
+7. A node whose pid file is left while its process is gone did not go through `stop`: if
+   its log's last record is not the "node stopped" a clean stop ends with (a SIGTERM from
+   elsewhere), it was killed or crashed, and `status` says so ("exited", with the pid it
+   had and its log) instead of "stopped" (found by a user: after `kill -9` it printed
+   `pid -  stopped`, as after `cluster stop`). Only the log's tail is read.
 
 This module needs Linux (/proc).
 """
@@ -51,8 +56,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -62,7 +69,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -87,6 +94,7 @@ __all__ = [
     "ClusterProcesses",
     "GroupLeader",
     "LocalCluster",
+    "NodeExit",
     "NodeState",
     "default_split_points",
     "free_ports",
@@ -110,6 +118,12 @@ TLS_DIR_NAME = "tls"
 SPLIT_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 MAX_SHARDS = len(SPLIT_ALPHABET)
 READY_MARK = "serving on"
+#: Starts the line `_spawn` writes into a node's log before each start.
+START_LINE_PREFIX = "--- "
+#: The record a node logs last when it stops cleanly (shard/runtime.py `_stop`).
+CLEAN_STOP_MSG = "node stopped"
+#: How much of a log's end is read for its last record (rule 7): logs grow without bound.
+LOG_TAIL_BYTES = 64 * 1024
 POLL_S = 0.02
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHANNEL_OPTIONS = [
@@ -226,6 +240,65 @@ def is_node_process(pid: int, config_path: Path, name: str) -> bool:
     )
 
 
+def _log_tail_lines(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> list[str]:
+    """The whole lines among the last `max_bytes` of a log (none when it is missing)."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - max_bytes))
+            tail = f.read()
+    except FileNotFoundError:
+        return []
+    lines = tail.decode(errors="replace").splitlines()
+    return lines[1:] if size > max_bytes else lines  # the first one may be cut
+
+
+def _is_start_line(line: str) -> bool:
+    return line.startswith(START_LINE_PREFIX) and " starting " in line
+
+
+def _last_log_record(path: Path) -> dict[str, Any] | None:
+    """The last JSON record a node's latest run wrote into its log, or None when that run
+    wrote none within the log's tail. The plain lines between records (the ready line,
+    gRPC's C core, a line cut short by a kill) are skipped; a start line ends the search,
+    so a record of an earlier run never counts for the latest one."""
+    for line in reversed(_log_tail_lines(path)):
+        if _is_start_line(line):
+            return None
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def _error_msg(record: dict[str, Any] | None) -> str | None:
+    """The message of an error-level record (what a crash logs last), else None."""
+    if record is None or record.get("level") not in ("error", "critical"):
+        return None
+    return str(record.get("msg", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeExit:
+    """A node process gone without stopping cleanly (killed or crashed, rule 7)."""
+
+    pid: int  # the pid its pid file still names
+    log_path: Path
+    last_error: str | None  # the message of its log's last record, when that is an error
+
+    def summary(self) -> str:
+        """`exited without stopping (WHY): see LOG`, to follow the pid."""
+        why = "killed or crashed"
+        if self.last_error is not None:
+            why += f"; its log ends with the error {self.last_error!r}"
+        return f"exited without stopping ({why}): see {self.log_path}"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeState:
     """What `status` reports about one node process."""
@@ -233,8 +306,9 @@ class NodeState:
     name: str
     node_id: int
     address: str
-    pid: int | None
-    state: str  # "running", "paused", "stopped"
+    pid: int | None  # the running (or paused) process; None when none runs
+    state: str  # "running", "paused", "stopped", "exited" (gone without stopping, see `exited`)
+    exited: NodeExit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +377,28 @@ class ClusterProcesses:
         proc = self._procs.get(name)
         if proc is not None:
             proc.poll()  # reap our own child if it exited
+        pid = self._recorded_pid(name)
+        return pid if pid is not None and self._is_ours(name, pid) else None
+
+    def _recorded_pid(self, name: str) -> int | None:
         try:
-            pid = int(self.pid_file(name).read_text().strip())
+            return int(self.pid_file(name).read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if self._is_ours(name, pid) else None
+
+    def exit_of(self, name: str) -> NodeExit | None:
+        """Rule 7: how `name` went when its pid file is left but its process is gone and its
+        log does not end with a clean stop. None when it runs, when no pid file is left
+        (`stop` removes it; never started), when it stopped cleanly (a SIGTERM from
+        elsewhere), or when its log is gone too (nothing tells)."""
+        recorded = self._recorded_pid(name)
+        log_path = self.log_file(name)
+        if recorded is None or self._is_ours(name, recorded) or not log_path.exists():
+            return None  # running, stopped by `stop`, or nothing tells how it went
+        record = _last_log_record(log_path)
+        if record is not None and record.get("msg") == CLEAN_STOP_MSG:
+            return None
+        return NodeExit(recorded, log_path, _error_msg(record))
 
     def _is_ours(self, name: str, pid: int) -> bool:
         """Rule 1, except that a live child this object started is ours without asking /proc:
@@ -340,6 +431,9 @@ class ClusterProcesses:
         for name in names:
             pid = self.pid(name)
             if pid is None:
+                exited = self.exit_of(name)
+                if exited is not None:  # the pid file, its trace, goes next: say it first
+                    say(f"{name} was not running: pid {exited.pid} {exited.summary()}")
                 self.pid_file(name).unlink(missing_ok=True)
                 continue
             targets[name] = pid
@@ -569,11 +663,13 @@ class LocalCluster(ClusterProcesses):
         out = []
         for node in self.config.nodes:
             pid = self.pid(node.name)
-            if pid is None:
-                state = "stopped"
-            else:
+            exited = None
+            if pid is not None:
                 state = "paused" if _proc_state(pid) == "T" else "running"
-            out.append(NodeState(node.name, node.id, node.address, pid, state))
+            else:
+                exited = self.exit_of(node.name)
+                state = "stopped" if exited is None else "exited"
+            out.append(NodeState(node.name, node.id, node.address, pid, state, exited))
         return out
 
     def start(
@@ -926,7 +1022,8 @@ class LocalCluster(ClusterProcesses):
         env["PYTHONUNBUFFERED"] = "1"
         argv, where = self._node_launch(name, env)
         with log_path.open("ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}{where}\n".encode())
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            log.write(f"{START_LINE_PREFIX}{stamp} starting {name}{where}\n".encode())
             log.flush()
             self._ready_offset[name] = log.tell()
             proc = subprocess.Popen(
@@ -1229,11 +1326,21 @@ class LocalCluster(ClusterProcesses):
         """Human-readable lines: nodes, shards, the client export line."""
         yield f"cluster {self.cluster_id!r} in {self.data_dir}"
         for state in self.node_states():
-            pid = "-" if state.pid is None else str(state.pid)
-            yield f"  {state.name} (id {state.node_id})  {state.address}  pid {pid}  {state.state}"
+            yield f"  {state.name} (id {state.node_id})  {state.address}  {self._process_text(state)}"
         for desc in self.shard_map.ranges:
             replicas = ", ".join(self.name_of(r) for r in desc.replicas)
             yield f"  group {desc.group_id}: keys {desc.label} on {replicas}"
+
+    def _process_text(self, state: NodeState) -> str:
+        """A node's pid and state; for one that exited without stopping (rule 7), its log
+        and the command that brings it back."""
+        if state.exited is None:
+            return f"pid {'-' if state.pid is None else state.pid}  {state.state}"
+        where = shlex.quote(str(self.data_dir))
+        return (
+            f"pid {state.exited.pid}  {state.exited.summary()}; restart it with paxoskv "
+            f"cluster start --data-dir {where} (which starts only the nodes not running)"
+        )
 
 
 class _BindFailed(ClusterError):

@@ -106,11 +106,13 @@ def register_cluster_commands(subparsers: Any) -> None:
     status = commands.add_parser(
         "status",
         help="show nodes and group leaders of a local cluster",
-        description="Per node: pid, state, address. Per group: key range, leader, ballot, "
-        "chosen and applied index on each replica. Exits 3 when no node is running (as "
-        "`systemctl status` does), and 1 when a node is stopped or does not answer or a group "
-        "has no leader (as `paxoskv status` does), or when DIR holds no cluster at all, so "
-        "scripts can tell.",
+        description="Per node: address, pid and state: running, paused, stopped, or exited "
+        "(its process went without stopping: killed or crashed; shown with the pid it had, "
+        "the log to read and the command that restarts it). Per group: key range, leader, "
+        "ballot, chosen and applied index on each replica. Exits 3 when no node is running "
+        "(as `systemctl status` does), and 1 when a node is stopped or exited or does not "
+        "answer or a group has no leader (as `paxoskv status` does), or when DIR holds no "
+        "cluster at all, so scripts can tell.",
     )
     status.add_argument("--data-dir", required=True, help=DATA_DIR_HELP)
     status.set_defaults(handler=_status)
@@ -246,11 +248,18 @@ def _status_without_config(args: argparse.Namespace, error: Exception) -> int:
     for name in processes.recorded_names():
         pid = processes.pid(name)
         running = running or pid is not None
-        print(f"  {name}: " + ("not running" if pid is None else f"pid {pid}, running"))
+        print(f"  {name}: {_recorded_node_text(processes, name, pid)}")
     if not running:
         print("no node is running")
         return NOT_RUNNING_EXIT
     return UNHEALTHY_EXIT
+
+
+def _recorded_node_text(processes: Any, name: str, pid: int | None) -> str:
+    if pid is not None:
+        return f"pid {pid}, running"
+    exited = processes.exit_of(name)
+    return "not running" if exited is None else f"pid {exited.pid} {exited.summary()}"
 
 
 def _say_stopped(what: str, was_running: bool, killed: list[str]) -> None:
@@ -270,14 +279,15 @@ def _status(args: argparse.Namespace) -> int:
     with _closing(cluster):
         for line in cluster.describe():
             print(line)
-        states = {s.name: s.state for s in cluster.node_states()}
-        if all(state == "stopped" for state in states.values()):
+        states = {s.name: s for s in cluster.node_states()}
+        # A node is down when stopped or exited without stopping (pid None either way).
+        if all(state.pid is None for state in states.values()):
             print("no node is running")
             return NOT_RUNNING_EXIT
         statuses = cluster.status_all(timeout_s=1.0)
         for name, st in statuses.items():
-            if states[name] != "stopped" and st is None:
-                print(f"  {name} does not answer Status ({states[name]})")
+            if states[name].pid is not None and st is None:
+                print(f"  {name} does not answer Status ({states[name].state})")
         leaders = cluster.leaders(timeout_s=1.0)
         healthy = all(st is not None for st in statuses.values()) and all(
             leader.leader is not None for leader in leaders.values()

@@ -84,6 +84,8 @@ TASKS_END_S = 1.0
 # Then the server's grace, in which a client stream opened meanwhile still meets a handler
 # that says `drained` at once (the peers' streams hold it this long: keep it short).
 SERVER_GRACE_S = 0.2
+# The exit status of a node whose loop crashed (fail-stop; EX_SOFTWARE of sysexits.h).
+CRASH_EXIT = 70
 # A wake runs no more cycles once it has held the loop this long, not counting its waits on
 # an fsync aside, or after a cycle whose fsync ran aside (it comes back at once).
 WAKE_BUDGET_S = 0.02
@@ -817,7 +819,12 @@ async def serve(
         # Fail-stop: a node whose loop died must not stay up answering Status as a zombie.
         log.critical("node loop crashed", exc_info=runner.exception())
         await runtime.stop(hand_off=False)
-        raise SystemExit(70)
+        # The last record, after stop's "node stopped": `paxoskv cluster status` takes a log
+        # ending with that for a clean stop (shard/cluster.py, rule 7).
+        log.critical(
+            "node exits: its loop crashed", extra={"node": node.name, "exit_code": CRASH_EXIT}
+        )
+        raise SystemExit(CRASH_EXIT)
     stopping.cancel()
     await runtime.stop()
     runner.cancel()

@@ -172,7 +172,7 @@ def _restart_stopped(ctx: Context) -> list[str]:
         if state.state == "paused":
             ctx.cluster.resume(state.name)
             acted.append(state.name)
-        elif state.state == "stopped":
+        elif state.pid is None:  # stopped, or exited without stopping (crashed)
             _restart(ctx.cluster, state.name)
             acted.append(state.name)
     return acted
@@ -225,7 +225,7 @@ class RestartAllNemesis(Nemesis):
     def stop(self, ctx: Context, detail: dict[str, Any]) -> dict[str, Any]:
         from concurrent.futures import ThreadPoolExecutor
 
-        names = [s.name for s in ctx.cluster.node_states() if s.state == "stopped"]
+        names = [s.name for s in ctx.cluster.node_states() if s.pid is None]
         with ThreadPoolExecutor(len(names) or 1) as pool:
             list(pool.map(lambda n: _restart(ctx.cluster, n), names))
         return {"restarted": names}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from router import kv_pb2 as kv
-from shard.cluster import ClusterError, LocalCluster, default_split_points, is_node_process
+from shard.cluster import (
+    ClusterError,
+    LocalCluster,
+    default_split_points,
+    is_node_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -125,6 +132,51 @@ def test_start_status_stop_and_restart_from_data(data_dir: Path) -> None:
         kv.GetRequest(header=header, key=b"apple", stale_ok=True), timeout=5
     )
     assert (got.found, got.value) == (True, b"red"), got
+    cluster.close()
+
+
+def _status_line(status: str, name: str) -> str:
+    [line] = [line for line in status.splitlines() if line.startswith(f"  {name} (id ")]
+    return line
+
+
+def test_status_tells_a_killed_node_from_a_stopped_one(data_dir: Path) -> None:
+    """After `kill -9` of a node, `cluster status` printed `pid -  stopped`, exactly as after
+    `cluster stop`. Now a node gone without its clean stop exited (its pid file is left and
+    its log does not end with "node stopped"), one stopped by a SIGTERM from elsewhere stays
+    stopped, and the hint's `cluster start` brings back both, leaving the running one be."""
+    cluster = LocalCluster(data_dir, nodes=3, shards=1)
+    cluster.start(deadline_s=60.0, settle_s=0)
+    pids = _pids(data_dir)
+    os.kill(pids["n3"], signal.SIGKILL)
+    os.kill(pids["n2"], signal.SIGTERM)
+    wait_for(
+        lambda: not cluster.is_running("n2") and not cluster.is_running("n3"),
+        20.0,
+        "n2 to stop and n3 to die",
+    )
+
+    status = paxoskv("cluster", "status", "--data-dir", str(data_dir))
+    assert status.returncode == 1, status.stdout + status.stderr
+    where = cluster.data_dir
+    killed = _status_line(status.stdout, "n3")
+    assert killed.endswith(
+        f"  pid {pids['n3']}  exited without stopping (killed or crashed): see "
+        f"{where}/logs/n3.log; restart it with paxoskv cluster start --data-dir {where} "
+        "(which starts only the nodes not running)"
+    ), killed
+    stopped = _status_line(status.stdout, "n2")
+    assert stopped.endswith("  pid -  stopped"), stopped
+    assert _status_line(status.stdout, "n1").endswith(f"  pid {pids['n1']}  running")
+
+    restarted = paxoskv("cluster", "start", "--data-dir", str(data_dir))
+    assert restarted.returncode == 0, restarted.stderr
+    for name in ("n2", "n3"):
+        assert f"restarting {name} from its data" in restarted.stderr
+    assert _pids(data_dir)["n1"] == pids["n1"]  # the running node was left alone
+    status = paxoskv("cluster", "status", "--data-dir", str(data_dir))
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("  running") == 3
     cluster.close()
 
 

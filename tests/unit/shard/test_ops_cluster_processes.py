@@ -1,10 +1,12 @@
 """LocalCluster's process bookkeeping without real nodes (found by the CLI review): the
 directory lock that keeps two `paxoskv cluster` commands apart, a just-started child whose
 /proc cmdline still reads empty, `cluster stop` with a config that no longer loads, the
-cluster directory's paths relative to cluster.toml, and --bootstrap only on a first start."""
+cluster directory's paths relative to cluster.toml, --bootstrap only on a first start, and
+a node gone without stopping told from a stopped one."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from shard.cluster import (
     ClusterProcesses,
     GroupLeader,
     LocalCluster,
+    NodeExit,
     is_node_process,
     wait_for,
 )
@@ -185,8 +188,12 @@ def test_status_names_the_running_nodes_when_the_config_does_not_load(
     assert out == f"  n1: pid {node.pid}, running\n  n2: not running\n"
     node.kill()
     node.wait()
+    cluster.logs_dir.mkdir()
+    cluster.log_file("n1").write_text(_START_LINE + _record("info", "group role"))
     assert main(["cluster", "status", "--data-dir", str(cluster.data_dir)]) == 3
-    assert capsys.readouterr().out.endswith("no node is running\n")
+    out = capsys.readouterr().out
+    assert f"  n1: pid {node.pid} exited without stopping (killed or crashed): see " in out
+    assert out.endswith("no node is running\n")
 
 
 def test_a_relative_data_dir_is_the_config_files_not_the_working_directorys(
@@ -500,3 +507,78 @@ def test_a_group_has_a_leader_only_when_a_majority_follows_it(
     assert cluster.leaders()[1] == GroupLeader(1, "n1", "2.1", ("n1", "n2"))
     answering(_statuses({"n1": 1, "n2": 2, "n3": 2}, {"n1": "2.1"}))
     assert cluster.leaders()[1].leader is None
+
+
+_START_LINE = "--- 2026-01-01T00:00:00 starting n\n"  # as `_spawn` writes it
+_READY_LINE = "paxoskv node n (id 1) serving on 127.0.0.1:1, data in /d\n"
+
+
+def _record(level: str, msg: str) -> str:
+    """A log line as shard.runtime.JsonFormatter writes it."""
+    return json.dumps({"ts": 1.5, "level": level, "logger": "paxoskv.node", "msg": msg}) + "\n"
+
+
+def _gone_node(
+    cluster: LocalCluster, name: str, children: list[subprocess.Popen[bytes]], log: str
+) -> int:
+    """A fake node that wrote `log` and is gone with its pid file left (as after kill -9);
+    returns the pid it had."""
+    proc = _fake_node(cluster, name, children)
+    proc.kill()
+    proc.wait()
+    cluster.logs_dir.mkdir(exist_ok=True)
+    cluster.log_file(name).write_text(log)
+    return proc.pid
+
+
+def test_status_tells_a_node_gone_without_stopping_from_a_stopped_one(
+    tmp_path: Path, capsys: Any, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """After `kill -9` of a node, `cluster status` printed `pid -  stopped`, as after `cluster
+    stop`. A node whose pid file is left and whose log's last record is not the clean stop's
+    (rule 7) exited: a crash's last error is quoted, an earlier run's clean stop does not
+    count, a clean stop by a SIGTERM from elsewhere stays "stopped" (in a log larger than the
+    tail read, a gRPC line after its last record), and `cluster stop` says what it forgets."""
+    cluster = LocalCluster(tmp_path / "c", nodes=3, shards=1)
+    cluster._write_config()
+    ran = _START_LINE + _READY_LINE + _record("info", "group role")
+    earlier_runs = ran * (cluster_module.LOG_TAIL_BYTES // len(ran) + 1)
+    stopped_log = earlier_runs + ran + _record("info", "node stopped") + "E0101 grpc says\n"
+    _gone_node(cluster, "n1", children, stopped_log)
+    crash = [_record("critical", "node loop crashed"), _record("info", "node stopped")]
+    crash_log = ran + "".join(crash) + _record("critical", "node exits: its loop crashed")
+    crashed = _gone_node(cluster, "n2", children, crash_log)
+    cut_short = '{"ts": 2.5, "level": "in'  # killed while it wrote a record
+    killed = _gone_node(
+        cluster, "n3", children, ran + _record("info", "node stopped") + ran + cut_short
+    )
+
+    states = {s.name: s for s in cluster.node_states()}
+    assert [s.state for s in states.values()] == ["stopped", "exited", "exited"]
+    assert states["n1"].exited is None and states["n1"].pid is None
+    exit_msg = "node exits: its loop crashed"
+    assert states["n2"].exited == NodeExit(crashed, cluster.log_file("n2"), exit_msg)
+    assert states["n3"].exited == NodeExit(killed, cluster.log_file("n3"), None)
+    assert states["n3"].pid is None  # no process runs: start and stop treat it as stopped
+
+    where = cluster.data_dir
+    assert main(["cluster", "status", "--data-dir", str(where)]) == 3
+    out = capsys.readouterr().out
+    addresses = cluster.addresses
+    assert f"  n1 (id 1)  {addresses['n1']}  pid -  stopped\n" in out
+    assert (
+        f"  n3 (id 3)  {addresses['n3']}  pid {killed}  exited without stopping (killed or "
+        f"crashed): see {where}/logs/n3.log; restart it with paxoskv cluster start --data-dir "
+        f"{where} (which starts only the nodes not running)\n"
+    ) in out
+    assert (
+        f"  n2 (id 2)  {addresses['n2']}  pid {crashed}  exited without stopping (killed or "
+        f"crashed; its log ends with the error '{exit_msg}'): see {where}/logs/n2.log; "
+    ) in out
+    assert out.endswith("no node is running\n")
+
+    assert main(["cluster", "stop", "--data-dir", str(where)]) == 0
+    err = capsys.readouterr().err
+    assert f"n3 was not running: pid {killed} exited without stopping (killed or crashed)" in err
+    assert "n1 was not running" not in err
+    assert [s.state for s in cluster.node_states()] == ["stopped"] * 3

@@ -300,6 +300,29 @@ def test_a_first_start_that_cannot_listen_leaves_no_data_behind(config: ClusterC
     assert not on_busy_port.node_data_dir(node).exists()
 
 
+def test_a_node_whose_loop_crashed_logs_its_exit_after_the_stop(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node whose loop crashed stops (fail-stop), and the stop logs "node stopped", which
+    `paxoskv cluster status` takes for a clean stop when it is a log's last record
+    (shard/cluster.py, rule 7): the crashed node logs why it exits after it."""
+
+    async def crash(_self: NodeRuntime) -> None:
+        raise RuntimeError("a bug in the loop")
+
+    monkeypatch.setattr(NodeRuntime, "run", crash)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        node = NodeConfig(id=1, name="n1", address=f"127.0.0.1:{probe.getsockname()[1]}")
+    crashing = dataclasses.replace(config, nodes=(node,))
+    with caplog.at_level(logging.INFO, logger="paxoskv.node"), pytest.raises(SystemExit) as exited:
+        asyncio.run(runtime_module.serve(crashing, node, first_start=True))
+    assert exited.value.code == runtime_module.CRASH_EXIT
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "paxoskv.node"]
+    assert records[-2:] == [("INFO", "node stopped"), ("CRITICAL", "node exits: its loop crashed")]
+    assert ("CRITICAL", "node loop crashed") in records
+
+
 def test_a_first_start_refused_for_its_tls_files_leaves_no_data_behind(
     config: ClusterConfig, tmp_path: Path
 ) -> None:
