@@ -11,6 +11,10 @@ Theory of operation
     DIR/pids/NAME.pid       the pid of each running node
     DIR/.lock               flock'ed by `start` and `stop`, so two of them never interleave
 
+The directories are created owner-only (0700, as etcd creates its data directory): the data
+holds every key, the logs the nodes' errors, and cluster.toml (0600) the peer secret. A
+directory that exists is left as its owner made it.
+
 Starting a directory that holds no config creates a new cluster: node names n1..nN, ids 1..N,
 ports the OS reported free just now (bind-tested together, so distinct) or consecutive ports
 from `base_port`, and split points from `default_split_points`. Starting a directory that
@@ -87,6 +91,7 @@ from shard.config import (
     load_config,
     render_config,
 )
+from shard.private_dirs import make_private_dir
 from shard.tls_certs import LOCAL_HOSTS, make_local_pki
 
 __all__ = [
@@ -712,7 +717,7 @@ class LocalCluster(ClusterProcesses):
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ClusterError(f"{self.data_dir} is not a directory; choose another --data-dir")
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.data_dir)
         except OSError as exc:
             raise ClusterError(
                 f"cannot create the cluster directory {self.data_dir}: {exc.strerror}; "
@@ -1012,8 +1017,8 @@ class LocalCluster(ClusterProcesses):
         """Launch one node process in its own session; records its pid."""
         if self.is_running(name):
             raise ClusterError(f"{name} is already running (pid {self.pid(name)})")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.pids_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.logs_dir)
+        make_private_dir(self.pids_dir)
         log_path = self.log_file(name)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(

@@ -31,6 +31,7 @@ from paxos import MemoryStorage, PersistBatch
 from paxos.rocks import RocksStorage
 from paxos.storage import DurableState
 from shard.engine import MemEngine
+from shard.private_dirs import make_private_dir
 from shard.rocks_engine import RocksEngine
 
 # Logs kept for reuse; the memtable size, which is also how much of a log the warm-up at
@@ -63,7 +64,7 @@ class RocksNodeDisk:
     def __init__(self, path: str | Path, *, claim: Callable[[Rdict], None] | None = None) -> None:
         """Open (or create) the database at `path`; `claim`, if given, checks whose it is
         (and may record it) before the open writes anything (shard/node_identity.py)."""
-        Path(path).mkdir(parents=True, exist_ok=True)
+        make_private_dir(Path(path))  # every key is in there: owner-only
         options = Options(raw_mode=True)
         # With recycling RocksDB refuses writes with the WAL disabled: every write here,
         # synced or not, goes through the log (and must, for the crash rules in execute.py).

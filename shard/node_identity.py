@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import secrets
+import stat
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ from router.codec import decode_shard_map, encode_shard_map
 from router.shard_map import ShardMap
 from shard.disk import DataDirInUse, RocksNodeDisk
 from shard.map_mismatch import ConfigMismatch, config_mismatch
+from shard.private_dirs import open_to_others
 
 log = logging.getLogger("paxoskv.node")
 
@@ -273,6 +275,7 @@ def open_node_disk(
     creates = first_start or rebuild_groups is not None
     if not creates and not (path / "CURRENT").exists():
         raise NodeDataMissing(_missing(path, identity))  # and leave no empty database behind
+    _warn_if_open_to_others(path)
     try:
         return RocksNodeDisk(
             path,
@@ -297,6 +300,18 @@ def open_node_disk(
             "from them and votes again once that is safe (docs/ARCHITECTURE.md, 'A node's "
             "data')"
         ) from exc
+
+
+def _warn_if_open_to_others(path: Path) -> None:
+    """A data directory that exists with a mode letting other users in (one made before
+    nodes created theirs 0700, or by hand) is left as it is, but said once per start."""
+    if path.is_dir() and open_to_others(path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        log.warning(
+            "the node's data directory is open to other users (anyone on this machine can "
+            "read every key): `chmod 700` it; nodes create theirs 0700",
+            extra={"data_dir": str(path), "mode": f"{mode:04o}"},
+        )
 
 
 def _claim(

@@ -7,6 +7,7 @@ import bisect
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -178,6 +179,18 @@ def test_status_tells_a_killed_node_from_a_stopped_one(data_dir: Path) -> None:
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("  running") == 3
     cluster.close()
+
+
+def test_start_creates_the_cluster_directories_owner_only(data_dir: Path) -> None:
+    """The data holds every key and the logs the nodes' errors: they were created 0755,
+    so any user of the machine could read them (cluster.toml, with the peer secret, was
+    already 0600)."""
+    started = paxoskv("cluster", "start", "--data-dir", str(data_dir), "--nodes", "1")
+    assert started.returncode == 0, started.stderr
+    owner_only = [".", "data", "data/n1", "data/n1/db", "logs", "pids"]
+    modes = {path: stat.S_IMODE((data_dir / path).stat().st_mode) for path in owner_only}
+    assert modes == dict.fromkeys(owner_only, 0o700)
+    assert stat.S_IMODE((data_dir / "cluster.toml").stat().st_mode) == 0o600
 
 
 def test_stop_signals_only_our_node_processes(data_dir: Path) -> None:
