@@ -184,7 +184,7 @@ class CasResponse(_message.Message):
     def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., succeeded: _Optional[bool] = ..., version: _Optional[int] = ..., found: _Optional[bool] = ..., current_value: _Optional[bytes] = ..., current_version: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse", "changes_after", "await_change")
+    __slots__ = ("header", "start", "end", "limit", "stale_ok", "at_version", "snapshot", "reverse", "changes_after", "await_change", "prev_values")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +195,7 @@ class ScanRequest(_message.Message):
     REVERSE_FIELD_NUMBER: _ClassVar[int]
     CHANGES_AFTER_FIELD_NUMBER: _ClassVar[int]
     AWAIT_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    PREV_VALUES_FIELD_NUMBER: _ClassVar[int]
     header: Header
     start: bytes
     end: bytes
@@ -205,22 +206,27 @@ class ScanRequest(_message.Message):
     reverse: bool
     changes_after: int
     await_change: bool
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes_after: _Optional[int] = ..., await_change: _Optional[bool] = ...) -> None: ...
+    prev_values: bool
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes_after: _Optional[int] = ..., await_change: _Optional[bool] = ..., prev_values: _Optional[bool] = ...) -> None: ...
 
 class KeyValue(_message.Message):
-    __slots__ = ("key", "value", "version", "deleted")
+    __slots__ = ("key", "value", "version", "deleted", "prev_value", "prev_version")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
+    PREV_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PREV_VERSION_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     version: int
     deleted: bool
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
+    prev_value: bytes
+    prev_version: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., deleted: _Optional[bool] = ..., prev_value: _Optional[bytes] = ..., prev_version: _Optional[int] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
-    __slots__ = ("error", "items", "more", "reverse", "changes", "covered_end", "through", "changed", "waited")
+    __slots__ = ("error", "items", "more", "reverse", "changes", "covered_end", "through", "changed", "waited", "prev_values")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +236,7 @@ class ScanResponse(_message.Message):
     THROUGH_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELD_NUMBER: _ClassVar[int]
     WAITED_FIELD_NUMBER: _ClassVar[int]
+    PREV_VALUES_FIELD_NUMBER: _ClassVar[int]
     error: Error
     items: _containers.RepeatedCompositeFieldContainer[KeyValue]
     more: bool
@@ -239,7 +246,8 @@ class ScanResponse(_message.Message):
     through: int
     changed: bool
     waited: bool
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes: _Optional[bool] = ..., covered_end: _Optional[bytes] = ..., through: _Optional[int] = ..., changed: _Optional[bool] = ..., waited: _Optional[bool] = ...) -> None: ...
+    prev_values: bool
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., items: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., reverse: _Optional[bool] = ..., changes: _Optional[bool] = ..., covered_end: _Optional[bytes] = ..., through: _Optional[int] = ..., changed: _Optional[bool] = ..., waited: _Optional[bool] = ..., prev_values: _Optional[bool] = ...) -> None: ...
 
 class ReadItem(_message.Message):
     __slots__ = ("key", "version")

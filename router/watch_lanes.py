@@ -17,18 +17,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, order=True)
 class Change:
-    """`key` got `value` (None: deleted) at `version`; ordered as a watch delivers them."""
+    """`key` got `value` (None: deleted) at `version`; ordered as a watch delivers them.
+
+    From a watch with `prev_values`, `prev_value` is the value the key held just before
+    (None: none, as never written, deleted or expired) and `prev_version` its version (0:
+    none); without it, both are always None and 0."""
 
     version: int
     key: bytes
     # Compared too (found by review: a deletion equalled a put of the same key and version);
     # one stream never holds two changes of one key at one version, so order never needs it.
     value: bytes | None
+    prev_value: bytes | None = None
+    prev_version: int = 0
 
     @property
     def size(self) -> int:
-        """Bytes of its key and value (a page's budget counts them)."""
-        return len(self.key) + len(self.value or b"")
+        """Bytes of its key and values (a page's budget counts them)."""
+        return len(self.key) + len(self.value or b"") + len(self.prev_value or b"")
 
 
 @dataclass(frozen=True)

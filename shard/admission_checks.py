@@ -86,7 +86,16 @@ def _check_changes(op: kv.ScanRequest) -> None:
     """A read of changes is a snapshot read up to at_version, in key order, at the leader:
     without at_version it has no window, a reverse one has no order the client could page
     on, and a stale_ok one could miss changes not applied at that replica yet. A wait for a
-    change (node rule 16) reads no window: it has changes_after alone."""
+    change (node rule 16) reads no window: it has changes_after alone, and no previous
+    values (nor has a read of values: it returns the values)."""
+    if op.prev_values and (op.await_change or not op.HasField("changes_after")):
+        raise _Refusal(
+            _error(
+                kv.INVALID_ARGUMENT,
+                "prev_values is for a read of changes (changes_after and at_version): a "
+                "scan returns values, and a wait for a change returns none",
+            )
+        )
     if op.await_change:
         if not op.HasField("changes_after") or op.at_version or op.reverse or op.snapshot:
             raise _Refusal(

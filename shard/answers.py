@@ -193,14 +193,23 @@ def _changes(pending: _Pending, shard: ShardStateMachine, end: bytes | None) -> 
         min(op.limit or DEFAULT_SCAN_ITEMS, MAX_SCAN_ITEMS),
         MAX_SCAN_RESPONSE_BYTES,
         MAX_CHANGES_RECORDS,
+        op.prev_values,
     )
     scan = kv.ScanResponse(
         items=[
-            kv.KeyValue(key=c.key, value=c.value or b"", version=c.version, deleted=c.value is None)
+            kv.KeyValue(
+                key=c.key,
+                value=c.value or b"",
+                version=c.version,
+                deleted=c.value is None,
+                prev_value=c.prev_value,
+                prev_version=c.prev_version,
+            )
             for c in page.changes
         ],
         changes=True,
         through=page.through,
+        prev_values=op.prev_values,
     )
     if page.covered_end is not None:
         scan.covered_end = page.covered_end

@@ -12,10 +12,17 @@ every page covers something and a client asking again from the page's edges make
 
 The client (`router.watch_lanes.ChangesRound`) tracks those rectangles and delivers the changes of all of
 them in version order.
+
+With `prev_values`, each change also carries the value its key held just before it: the
+key's next older record, which for its oldest change in the window is the newest record at
+or below `after` (the reader offers it as the key's floor). It is never collected: the
+collector keeps each key's newest version at or below its horizon, and `after` is not below
+the horizon.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass
 
@@ -63,9 +70,19 @@ class ChangesCollector:
     Use: `start_key(key)` before each key's records (a page returned means the page ends
     there: stop), `offer` each record, and `end()` once the range's records are done."""
 
-    def __init__(self, after: int, at: int, limit: int, max_bytes: int, max_records: int) -> None:
+    def __init__(
+        self,
+        after: int,
+        at: int,
+        limit: int,
+        max_bytes: int,
+        max_records: int,
+        prev_values: bool = False,
+    ) -> None:
         self._after = after
         self._at = at
+        self._prev_values = prev_values
+        self._floor: Change | None = None  # the current key's newest record at or below after
         self._limit = max(1, limit)
         self._max_bytes = max(1, max_bytes)
         self._max_records = max(1, max_records)
@@ -90,6 +107,13 @@ class ChangesCollector:
         if self._after < version <= self._at:
             self._of_key.offer(Change(version, self._key, value))
 
+    def offer_floor(self, version: int, value: bytes | None) -> None:
+        """The current key's newest record at or below `after` (the value its oldest change
+        in the window replaced); records older than it need not be offered."""
+        assert self._key is not None and version <= self._after, "a floor below the window"
+        self._examined += 1
+        self._floor = Change(version, self._key, value)
+
     def end(self) -> ChangesPage:
         """The range's records are done: the page (covering the whole range, unless its
         last key had to be cut)."""
@@ -110,10 +134,13 @@ class ChangesCollector:
         """Take the current key's changes into the page, or end the page before it (when
         it has changes already) or inside it (its first key, cut by version)."""
         of_key, self._of_key = self._of_key, _OldestOfKey(self._limit)
+        floor, self._floor = self._floor, None
         if not len(of_key):
             return None
         assert self._key is not None
         changes = of_key.oldest_first()
+        if self._prev_values:
+            changes = _with_previous(changes, floor)
         size = sum(c.size for c in changes)
         fits = (
             of_key.cut is None
@@ -144,3 +171,18 @@ class ChangesCollector:
             self._bytes += used
             return None
         return ChangesPage(kept, self._key + b"\x00", through)
+
+
+def _with_previous(changes: list[Change], floor: Change | None) -> list[Change]:
+    """One key's changes, oldest first and without gaps, each with the value before it."""
+    out = []
+    before = floor
+    for change in changes:
+        if before is None or before.value is None:
+            out.append(change)  # the key held no value just before
+        else:
+            out.append(
+                dataclasses.replace(change, prev_value=before.value, prev_version=before.version)
+            )
+        before = change
+    return out

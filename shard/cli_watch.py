@@ -1,8 +1,9 @@
 """`paxoskv watch`: print every change of a key range as it commits (`txn.Client.watch`).
 
 One line per change on stdout, in commit order: `VERSION<TAB>put<TAB>KEY<TAB>VALUE` or
-`VERSION<TAB>delete<TAB>KEY` (text escaped as `scan` prints it, or hex with --hex). The
-changes of one transaction share its VERSION. A note on stderr says where the watch starts
+`VERSION<TAB>delete<TAB>KEY` (text escaped as `scan` prints it, or hex with --hex); with
+--prev-kv, each line goes on with `<TAB>PREV_VERSION<TAB>PREV_VALUE`, the value the key held
+before (just `<TAB>0` when it held none). The changes of one transaction share its VERSION. A note on stderr says where the watch starts
 and, when it stops on an error, Ctrl-C (exit 130) or SIGTERM (exit 143), the option that
 resumes it without a gap. Except after SnapshotTooOld: the changes after that point are no
 longer kept, so the note says to read the current state and watch from now instead.
@@ -44,7 +45,8 @@ def register_watch_command(subparsers: Any) -> None:
         help="print every change of a key range as it commits",
         description="Print every put and delete of keys in [--start, --end) (or --prefix) "
         "from now on, in commit order, across shards: VERSION<TAB>put<TAB>KEY<TAB>VALUE or "
-        "VERSION<TAB>delete<TAB>KEY per line; a transaction's changes share its VERSION. "
+        "VERSION<TAB>delete<TAB>KEY per line (with --prev-kv, then <TAB>PREV_VERSION<TAB>"
+        "PREV_VALUE); a transaction's changes share its VERSION. "
         "Runs until Ctrl-C, SIGTERM or --count; then, or after an error, a note on stderr "
         "names the --after-version that resumes without a gap.",
     )
@@ -57,6 +59,13 @@ def register_watch_command(subparsers: Any) -> None:
         help="start after this version instead of now (a version `put` printed, or a "
         "printed line's): the changes since, if younger than the MVCC retention (10 min; "
         "older fails: then scan the current state and watch from now)",
+    )
+    cmd.add_argument(
+        "--prev-kv",
+        action="store_true",
+        help="also print the value each key held before the change, as etcdctl watch "
+        "--prev-kv: <TAB>PREV_VERSION<TAB>PREV_VALUE at the end of each line (<TAB>0 when "
+        "the key held none: never written, deleted or expired)",
     )
     cmd.add_argument(
         "--count",
@@ -95,7 +104,7 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
         seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, tls=tls_from(args)
     ) as client:
         client.connect()  # a wrong address fails here at once, not at --timeout
-        watch = client.watch(start, end, after=args.after_version)
+        watch = client.watch(start, end, after=args.after_version, prev_values=args.prev_kv)
         printed = 0
         # Every change up to this version is printed: where a resumed watch starts.
         done = args.after_version
@@ -110,7 +119,7 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
                 )
                 for batch in watch:
                     for i, change in enumerate(batch):
-                        _print_change(change, show)
+                        _print_change(change, show, args.prev_kv)
                         printed += 1
                         if i + 1 == len(batch) or batch[i + 1].version != change.version:
                             done = change.version  # the commit's changes are all printed
@@ -152,12 +161,16 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, saved)
 
 
-def _print_change(change: Any, show: Any) -> None:
+def _print_change(change: Any, show: Any, previous: bool) -> None:
     fields = [str(change.version).encode()]
     if change.value is None:
         fields += [b"delete", show(change.key)]
     else:
         fields += [b"put", show(change.key), show(change.value)]
+    if previous:
+        fields.append(str(change.prev_version).encode())
+        if change.prev_value is not None:
+            fields.append(show(change.prev_value))
     out = sys.stdout.buffer
     out.write(b"\t".join(fields) + b"\n")
     out.flush()

@@ -928,10 +928,11 @@ class ShardStateMachine:
         limit: int,
         max_bytes: int,
         max_records: int,
+        prev_values: bool = False,
     ) -> ChangesPage:
         """Every version and deletion of [start, end) with `after < version <= at`, oldest
         first, as a page of `shard.changes` (cut by `limit` changes, `max_bytes` and
-        `max_records` examined).
+        `max_records` examined); with `prev_values`, each with the value before it.
 
         Raises:
             WrongShard: [start, end) is not inside the shard's range;
@@ -940,7 +941,7 @@ class ShardStateMachine:
         """
         self._check_range(start, end)
         self._check_at_version(after)
-        collector = ChangesCollector(after, at, limit, max_bytes, max_records)
+        collector = ChangesCollector(after, at, limit, max_bytes, max_records, prev_values)
         if (end is not None and end <= start) or after >= at:
             return collector.end()  # an empty window (a watch's start pin): nothing to read
         if after >= self._recent_floor:
@@ -985,11 +986,13 @@ class ShardStateMachine:
                 if below_window:
                     continue
                 version = MAX_U64 - int.from_bytes(record_key[-9:-1], "big")
+                held = None if record_key[-1] == KIND_TOMBSTONE_INT else value
                 if version <= after:
                     # A key's records come newest first: the rest are older still.
                     below_window = True
+                    collector.offer_floor(version, held)
                     continue
-                collector.offer(version, None if record_key[-1] == KIND_TOMBSTONE_INT else value)
+                collector.offer(version, held)
             if len(records) < _SCAN_PAGE:
                 return None
             # A page that ends inside a key's old history goes on past all of it (found by

@@ -7,8 +7,9 @@ The supported client surface; import from here::
 - `Client` (synchronous) / `AsyncClient` (asyncio): `transaction()`, `run(fn, ...)`,
   `@client.transactional`, `snapshot()`, `watch(start, end)`, `txn_status(ref)`,
   single-key `get/put/delete/cas/scan`, `close()`.
-- `AsyncWatch` / `Watch`: batches of `Change(version, key, value)` in commit order, and
-  `through`, the version to resume after.
+- `AsyncWatch` / `Watch`: batches of `Change(version, key, value)` in commit order (with
+  `watch(..., prev_values=True)`, also `prev_value` and `prev_version`), and `through`, the
+  version to resume after.
 - `Transaction` / `AsyncTransaction`: `get`, `scan`, `put`, `delete`, `delete_range`,
   `put_fenced`, `delete_fenced`, `atomic`, `add`, `commit`, `abort`, `txn_id`,
   `commit_ts`, `ref`, `read_set`.

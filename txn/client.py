@@ -493,6 +493,7 @@ class AsyncClient:
         *,
         after: int | None = None,
         progress_s: float = DEFAULT_PROGRESS_S,
+        prev_values: bool = False,
     ) -> AsyncWatch:
         """Every change of the keys [start, end) (end None: no end) committed after the
         watch is entered (`async with`, or `await watch.start()`; else its first read), or
@@ -508,10 +509,14 @@ class AsyncClient:
                 (a change itself is pushed: each shard's leader answers the watch's wait
                 as soon as it applies one), so `through` moves and a lost wait costs at
                 most this much delay.
+            prev_values: each change also carries the value its key held just before it,
+                `Change.prev_value` (None: it held none) and `prev_version`, as etcd's
+                prev_kv: what a deletion removed, or what a put replaced.
 
         Raises:
-            InvalidArgument: a bad `start`, `end`, `after` or `progress_s`, or an empty range,
-                at the call. The watch's reads raise as `AsyncWatch.__anext__` says.
+            InvalidArgument: a bad `start`, `end`, `after`, `progress_s` or `prev_values`, or
+                an empty range, at the call. The watch's reads raise as
+                `AsyncWatch.__anext__` says.
         """
         start = _as_key(start, "start key")
         end = None if end is None else _as_key(end, "end key")
@@ -529,7 +534,8 @@ class AsyncClient:
             raise InvalidArgument(
                 f"progress_s is a number of seconds in (0, 60], got {progress_s!r}"
             )
-        return AsyncWatch(self, start, end, after, float(progress_s))
+        prev_values = _as_flag(prev_values, "prev_values")
+        return AsyncWatch(self, start, end, after, float(progress_s), prev_values)
 
     # Overloads so that mypy infers T from a coroutine function and from a plain one alike
     # (found by review: one `Awaitable[T] | T` rejected the README's usage).

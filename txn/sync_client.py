@@ -543,10 +543,17 @@ class Client:
         *,
         after: int | None = None,
         progress_s: float = DEFAULT_PROGRESS_S,
+        prev_values: bool = False,
     ) -> Watch:
         """Every change of [start, end) from now on (or after version `after`), in commit
-        order: `for changes in client.watch(a, b):`. See `AsyncClient.watch`."""
-        return Watch(self, self._async.watch(start, end, after=after, progress_s=progress_s))
+        order: `for changes in client.watch(a, b):`; with `prev_values`, each with the value
+        its key held before. See `AsyncClient.watch`."""
+        return Watch(
+            self,
+            self._async.watch(
+                start, end, after=after, progress_s=progress_s, prev_values=prev_values
+            ),
+        )
 
     def run(
         self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs

@@ -71,11 +71,13 @@ class AsyncWatch:
         end: bytes | None,
         after: int | None,
         progress_s: float,
+        prev_values: bool = False,
     ) -> None:
         self._client = client
         self._start = start
         self._end = end
         self._progress_s = progress_s
+        self._prev_values = prev_values
         self._page_changes = PAGE_CHANGES  # the simulator's watcher reads smaller pages
         # The waits for a change in flight, by the shard part they wait on: one still
         # parked when a round starts is kept for the next idle time (it has seen nothing).
@@ -302,7 +304,16 @@ class AsyncWatch:
         )
         if answer is None:
             return  # the lane is planned again
-        changes = [Change(i.version, i.key, None if i.deleted else i.value) for i in answer.items]
+        changes = [
+            Change(
+                i.version,
+                i.key,
+                None if i.deleted else i.value,
+                i.prev_value if i.HasField("prev_value") else None,
+                i.prev_version,
+            )
+            for i in answer.items
+        ]
         covered_end = answer.covered_end if answer.HasField("covered_end") else None
         try:
             changes_round.take(lane, changes, covered_end, answer.through)
@@ -317,7 +328,12 @@ class AsyncWatch:
         """Group `group_id`'s page of the changes of [start, end) in (after, at]; None when
         the shard map changed under the read. (No clock to observe: `at` came from it.)"""
         op = kv.ScanRequest(
-            start=start, limit=limit, snapshot=True, at_version=at, changes_after=after
+            start=start,
+            limit=limit,
+            snapshot=True,
+            at_version=at,
+            changes_after=after,
+            prev_values=self._prev_values,
         )
         if end is not None:
             op.end = end
@@ -328,7 +344,7 @@ class AsyncWatch:
             )
         except (WrongShard, UnknownGroup):
             return None
-        _check_changes(response.scan, group_id)
+        _check_changes(response.scan, group_id, self._prev_values)
         return response.scan
 
 
@@ -339,12 +355,18 @@ def _predates_waits(group_id: int, what: str) -> ServerError:
     )
 
 
-def _check_changes(answer: kv.ScanResponse, group_id: int) -> None:
-    """A node that does not know reads of changes ignores the field and answers values."""
+def _check_changes(answer: kv.ScanResponse, group_id: int, prev_values: bool) -> None:
+    """A node that does not know reads of changes ignores the field and answers values;
+    one that does not know previous values answers changes without them."""
     if not answer.changes:
         raise ServerError(
             f"group {group_id}'s leader answered a read of changes with values: it predates "
             "watches; upgrade the nodes before watching"
+        )
+    if prev_values and not answer.prev_values:
+        raise ServerError(
+            f"group {group_id}'s leader answered a read of changes without previous values: "
+            "it predates them; upgrade the nodes before watching with prev_values"
         )
 
 

@@ -146,6 +146,7 @@ def test_bad_watch_arguments_are_refused_at_the_call(client: txn.Client) -> None
         ((b"a",), {"after": -1}),
         ((b"a",), {"progress_s": 0}),
         ((b"a",), {"progress_s": True}),
+        ((b"a",), {"prev_values": 1}),
     ):
         with pytest.raises(txn.InvalidArgument):
             client.watch(*args, **kwargs)  # type: ignore[arg-type]
@@ -209,6 +210,38 @@ def test_the_watch_command_prints_changes_and_resumes(
     note = err.decode().strip().rsplit(" ", 1)
     assert note[0].endswith("resume with --after-version"), err
     assert tx.commit_ts is not None and int(note[1]) >= tx.commit_ts
+
+
+def test_prev_values_show_what_each_change_replaced(
+    shared_cluster: LocalCluster, client: txn.Client
+) -> None:
+    run = secrets.token_hex(3)
+    key = f"prev/{run}".encode()
+    first = client.put(key, b"one")
+    with client.watch(key, key + b"\x00", prev_values=True) as watch:
+        second = client.put(key, b"two")
+        gone = client.delete(key)
+        again = client.put(key, b"three")
+        got = [c for batch in _collect(watch, 3) for c in batch]
+    assert [(c.version, c.value, c.prev_version, c.prev_value) for c in got] == [
+        (second, b"two", first, b"one"),  # the value from before the watch began
+        (gone, None, second, b"two"),  # what the deletion removed
+        (again, b"three", 0, None),  # after a deletion the key held nothing
+    ]
+    proc = _watch_cli(
+        shared_cluster, "--prefix", key.decode(), "--prev-kv", "--after-version", str(first)
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().decode().rstrip("\n") for _ in range(3)]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert lines == [
+        f"{second}\tput\t{key.decode()}\ttwo\t{first}\tone",
+        f"{gone}\tdelete\t{key.decode()}\t{second}\ttwo",
+        f"{again}\tput\t{key.decode()}\tthree\t0",
+    ]
 
 
 def test_sigterm_stops_the_watch_command_with_its_resume_point(

@@ -755,7 +755,9 @@ class SimWatcher:
         segment: WatchSegment | None = None
         while True:
             after = None if segment is None else segment.through
-            watch = self.real.client.watch(b"", None, after=after, progress_s=WATCH_PROGRESS_S)
+            watch = self.real.client.watch(
+                b"", None, after=after, progress_s=WATCH_PROGRESS_S, prev_values=True
+            )
             watch._page_changes = WATCH_PAGE_CHANGES
             try:
                 start = await watch.start()
@@ -783,8 +785,9 @@ def watch_problems(
     commits: list[tuple[float, int]],
 ) -> list[str]:
     """Each segment's changes against every version any replica applied in its window,
-    and its start against `commits` ((invoked at, commit timestamp) of every write the
-    client was told committed): one invoked after the start was fixed lands above it."""
+    each change's previous value against the version before it, and the segment's start
+    against `commits` ((invoked at, commit timestamp) of every write the client was told
+    committed): one invoked after the start was fixed lands above it."""
     problems = []
     for n, segment in enumerate(segments):
         below = [
@@ -811,7 +814,28 @@ def watch_problems(
                 f"watch segment {n} (start {segment.start}, through {segment.through}, "
                 f"resumed {segment.resumed}x): missing {missing}, not applied {extra}"
             )
+        wrong = [
+            (c.version, c.key, (c.prev_version, c.prev_value), held)
+            for c in segment.changes
+            if (c.prev_version, c.prev_value) != (held := _held_before(versions_applied, c))
+        ]
+        if wrong:
+            problems.append(
+                f"watch segment {n}: {len(wrong)} changes with a wrong previous value, e.g. "
+                f"(version, key, got, applied before) {wrong[:3]}"
+            )
     return problems
+
+
+def _held_before(
+    versions_applied: dict[bytes, dict[int, bytes | None]], change: Change
+) -> tuple[int, bytes | None]:
+    """(version, value) of what `change.key` held just before `change` ((0, None): none)."""
+    applied = versions_applied.get(change.key, {})
+    older = [v for v in applied if v < change.version]
+    if not older or applied[max(older)] is None:
+        return 0, None
+    return max(older), applied[max(older)]
 
 
 def _ttl_s(ttl_ms: int) -> float | None:

@@ -906,6 +906,20 @@ def test_a_node_that_serves_changes_past_a_prepared_writer_is_caught(
     _watch_mutant_caught("bank", "calm", (0, 1, 2), r"watch segment \d+ .*missing \[\(")
 
 
+def test_a_node_that_forgets_the_value_before_a_window_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ChangesCollector.offer_floor` ignored: a key's first change in a round's window
+    carries no previous value although the key held one before the window (the watcher
+    asks for previous values: `real_client.SimWatcher`)."""
+    from shard.changes import ChangesCollector
+
+    monkeypatch.setattr(ChangesCollector, "offer_floor", lambda self, version, value: None)
+    _watch_mutant_caught(
+        "registers", "calm", (0, 1, 2), r"watch segment \d+: \d+ changes with a wrong previous"
+    )
+
+
 def test_a_watch_that_does_not_pin_its_start_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """`AsyncWatch._pin` skipped: a shard whose clock was behind the timestamp the watch
     started at stamps a write invoked after the start at or below it, and no round reads it

@@ -182,6 +182,8 @@ class FakeCluster:
         self.predates_watches = False
         # A read of changes covers at most this many keys (its page ends at the next one).
         self.changes_keys_per_page = 1000
+        # As a node of a version before previous values: ScanRequest.prev_values is unknown.
+        self.predates_prev_values = False
 
     async def start(self) -> None:
         for node in self.nodes.values():
@@ -333,8 +335,15 @@ class FakeCluster:
         if len(keys) > self.changes_keys_per_page:
             answer.covered_end = keys[self.changes_keys_per_page]
             window = [c for c in window if c[1] < answer.covered_end]
+        previous = op.prev_values and not self.predates_prev_values
         for version, key, value in sorted(window):
-            answer.items.add(key=key, value=value or b"", version=version, deleted=value is None)
+            item = answer.items.add(
+                key=key, value=value or b"", version=version, deleted=value is None
+            )
+            before = [(v, x) for v, k, x in self.history if k == key and v < version]
+            if previous and before and before[-1][1] is not None:
+                item.prev_version, item.prev_value = before[-1]
+        answer.prev_values = previous
         answer.changes = True
         answer.through = op.at_version
 

@@ -73,6 +73,39 @@ async def test_an_old_node_answering_values_is_refused(cluster: FakeCluster) -> 
 
 
 @with_cluster
+async def test_a_watch_with_prev_values_gets_what_each_change_replaced(
+    cluster: FakeCluster,
+) -> None:
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        first = await client.put(b"a", b"1")
+        async with client.watch(b"a", b"z", progress_s=5, prev_values=True) as watch:
+            second = await client.put(b"a", b"2")
+            gone = await client.delete(b"a")
+            fresh = await client.put(b"q", b"x")
+            got = [c for batch in await _batches(watch, 3) for c in batch]
+    assert got == [
+        Change(second, b"a", b"2", b"1", first),
+        Change(gone, b"a", None, b"2", second),
+        Change(fresh, b"q", b"x", None, 0),
+    ]
+
+
+@with_cluster
+async def test_a_node_without_prev_values_is_refused_when_they_are_asked_for(
+    cluster: FakeCluster,
+) -> None:
+    cluster.predates_prev_values = True
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        async with client.watch(b"a", b"z", progress_s=5) as plain:
+            await client.put(b"a", b"1")
+            # Without prev_values, such a node serves a watch as before.
+            assert [c.prev_value for b in await _batches(plain, 1) for c in b] == [None]
+        watch = client.watch(b"a", b"b", prev_values=True)
+        with pytest.raises(txn.ServerError, match="predates them; upgrade the nodes"):
+            await watch.start()
+
+
+@with_cluster
 async def test_a_timed_out_wait_loses_nothing_and_a_watch_resumes_from_through(
     cluster: FakeCluster,
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from router.watch_lanes import Change
 from shard.changes import ChangesCollector, ChangesPage
-from shard.codec import encode_put
+from shard.codec import encode_delete, encode_put
 from shard.engine import MemEngine
 from shard.state_machine import ShardStateMachine
 
@@ -140,3 +140,93 @@ def test_a_read_of_changes_visits_only_the_keys_that_changed_in_its_window() -> 
     read.clear()
     narrow = sm.changes(b"k0100", b"k0600", before, sm.max_version, 100, 1 << 20, 10_000)
     assert [c.key for c in narrow.changes] == [b"k0500"] and sum(read) <= 2
+
+
+def _prev_page(
+    records: list[tuple[bytes, list[tuple[int, bytes | None]]]],
+    after: int,
+    limit: int = 100,
+    max_bytes: int = 1 << 20,
+) -> ChangesPage:
+    """As `_page` with previous values: a key's records at or below `after` give its floor
+    (the newest of them), as the shard's reader offers it."""
+    collector = ChangesCollector(after, 100, limit, max_bytes, 1000, prev_values=True)
+    for key, versions in records:
+        page = collector.start_key(key)
+        if page is not None:
+            return page
+        for version, value in versions:
+            if version <= after:
+                collector.offer_floor(version, value)
+                break
+            collector.offer(version, value)
+    return collector.end()
+
+
+def test_each_change_carries_the_value_its_key_held_just_before() -> None:
+    page = _prev_page(
+        [
+            (b"a", [(40, b"a4"), (30, None), (20, b"a2"), (10, b"a1")]),
+            (b"b", [(35, b"b3"), (5, None)]),  # deleted before the window: held nothing
+            (b"c", [(25, b"c2")]),  # never written before
+            (b"d", [(15, b"d1")]),  # nothing in the window: no change, whatever its floor
+        ],
+        after=15,
+    )
+    assert page.changes == [
+        Change(20, b"a", b"a2", b"a1", 10),  # the floor, from below the window
+        Change(25, b"c", b"c2", None, 0),
+        Change(30, b"a", None, b"a2", 20),  # a deletion: what it removed
+        Change(35, b"b", b"b3", None, 0),
+        Change(40, b"a", b"a4", None, 0),  # after a deletion: held nothing
+    ]
+    plain = _page([(b"a", [(40, b"a4"), (30, None), (20, b"a2"), (10, b"a1")])], after=15)
+    assert [(c.prev_value, c.prev_version) for c in plain.changes] == [(None, 0)] * 3
+
+
+def test_previous_values_count_in_a_pages_bytes_and_survive_a_cut_by_version() -> None:
+    versions: list[tuple[int, bytes | None]] = [(v, b"%03d" % v) for v in (50, 40, 30, 20, 10)]
+    cut = _prev_page([(b"hot", versions), (b"next", [(60, b"x")])], after=10, limit=2)
+    assert cut.changes == [
+        Change(20, b"hot", b"020", b"010", 10),
+        Change(30, b"hot", b"030", b"020", 20),
+    ]
+    assert cut.covered_end == b"hot\x00" and cut.through == 39
+    # k's change: 1 + 3 bytes of key and value, and 3 of the previous value; l's: 2.
+    records: list[tuple[bytes, list[tuple[int, bytes | None]]]] = [
+        (b"k", [(20, b"bbb"), (10, b"aaa")]),
+        (b"l", [(30, b"x")]),
+    ]
+    by_bytes = _prev_page(records, 10, max_bytes=8)
+    assert [c.key for c in by_bytes.changes] == [b"k"] and by_bytes.covered_end == b"l"
+    assert [c.key for c in _page(records, 10, max_bytes=8).changes] == [b"k", b"l"]
+
+
+def test_a_shard_reads_previous_values_also_across_its_collection() -> None:
+    """The value before a window's first change may be older than the collection horizon:
+    collection keeps each key's newest version at or below it, which is that value (a
+    deletion there is collected, and the key held nothing then anyway)."""
+    engine = MemEngine()
+    sm = ShardStateMachine(1, (b"", None), engine)
+    writes = [
+        encode_put(b"a", b"a10", 10),
+        encode_put(b"a", b"a20", 20),
+        encode_put(b"b", b"b30", 30),
+        encode_delete(b"b", 40),
+        encode_put(b"a", b"a50", 50),
+        encode_put(b"b", b"b60", 60),
+    ]
+    for slot, command in enumerate(writes, 1):
+        batch = engine.new_batch()
+        sm.apply(slot, [command], batch)
+        engine.write(batch, sync=False)
+    batch = engine.new_batch()
+    assert sm.gc_below(45, batch) > 0  # a10 and b30 collected, b's deletion at 40 too
+    engine.write(batch, sync=False)
+    reopened = ShardStateMachine(1, (b"", None), engine)  # nothing listed: every key read
+    for shard in (sm, reopened):
+        page = shard.changes(b"", None, 45, 60, 100, 1 << 20, 1000, prev_values=True)
+        assert page.changes == [
+            Change(50, b"a", b"a50", b"a20", 20),
+            Change(60, b"b", b"b60", None, 0),
+        ]

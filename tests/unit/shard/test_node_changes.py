@@ -121,3 +121,44 @@ def test_a_page_stops_at_a_key_once_it_examined_its_records(
     page = node.call(changes(before, at)).scan
     assert [i.key for i in page.items] == [b"a", b"b"] and page.covered_end == b"c"
     assert page.through == at and page.more
+
+
+def test_a_read_of_changes_with_prev_values_says_so_and_carries_them() -> None:
+    node = OneNode()
+    v1 = node.call(put(b"a", b"1")).put.version
+    before = now_ts(node)
+    v2 = node.call(put(b"a", b"2")).put.version
+    v3 = node.call(delete(b"a")).delete.version
+    answer = node.call(changes(before, now_ts(node), prev_values=True)).scan
+    assert answer.error.code == kv.OK and answer.prev_values
+    assert [
+        (i.version, i.HasField("prev_value"), i.prev_value, i.prev_version) for i in answer.items
+    ] == [
+        (v2, True, b"1", v1),
+        (v3, True, b"2", v2),
+    ]
+    plain = node.call(changes(before, now_ts(node))).scan
+    assert not plain.prev_values
+    assert not any(i.HasField("prev_value") or i.prev_version for i in plain.items)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        kv.Request(scan=kv.ScanRequest(header=header(), start=b"a", prev_values=True)),
+        kv.Request(
+            scan=kv.ScanRequest(
+                header=header(), start=b"a", changes_after=1, await_change=True, prev_values=True
+            )
+        ),
+    ],
+    ids=["a scan of values", "a wait for a change"],
+)
+def test_prev_values_outside_a_read_of_changes_is_refused(request_: kv.Request) -> None:
+    node = OneNode()
+    node.call(put(b"a", b"1"))
+    error = node.call(request_).scan.error
+    assert (
+        error.code == kv.INVALID_ARGUMENT
+        and "prev_values is for a read of changes" in error.message
+    )
