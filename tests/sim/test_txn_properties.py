@@ -26,8 +26,8 @@ commit. After the faults heal, the run checks (see `ClusterSim.verify`):
 - atomics: registers whose blind transactional writes are half atomic (appends and
   compare-and-clears among the single-key writes, deletes and scans), held to registers'
   checks and to that recomputation;
-- leases: registers whose values half live a time to live; every tombstone no write
-  accounts for is a leader's Expire at or past the deadline of the value below it, and
+- leases: registers whose values half live a time to live; every tombstone a leader's
+  Expire wrote ends a value with a TTL at or past its deadline (hybrid and real time), and
   after the heal no value outlives its deadline by more than the slack;
 - claims: transactions that scan a range across a shard boundary and claim a key in it only
   when none is held leave at most one held key per range at every timestamp (phantoms);
@@ -349,9 +349,9 @@ def test_values_with_a_ttl_expire_never_early_and_always_after_the_heal(
     seed: int, profile: str
 ) -> None:
     """The registers workload with half its values written with a time to live (single-key
-    Puts and compare-and-sets, transactions' writes): every tombstone no write accounts for
-    is a leader's Expire at or past the deadline of the value just below it (state machine
-    rule 7), and once every deadline and the slack passed after the heal, no such value is
+    Puts and compare-and-sets, transactions' writes): every tombstone a leader's Expire
+    wrote ends a value with a time to live at or past its deadline (state machine rule 7)
+    and no earlier in real time than its write's invocation plus its TTL, and once every deadline and the slack passed after the heal, no such value is
     left (node rule 17, through crashes and new leaders)."""
     _run("leases", profile, seed)
 
