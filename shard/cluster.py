@@ -17,7 +17,8 @@ directory that exists is left as its owner made it.
 
 Starting a directory that holds no config creates a new cluster: node names n1..nN, ids 1..N,
 ports the OS reported free just now (bind-tested together, so distinct) or consecutive ports
-from `base_port`, and split points from `default_split_points`. Starting a directory that
+from `base_port` (the nodes' gRPC ports, then their metrics endpoints' ports,
+`shard.metrics_server`), and split points from `default_split_points`. Starting a directory that
 holds a stopped cluster restarts it from its data (recovery); starting one whose nodes still
 run is refused. `start` returns once every node printed its ready line and every group has a
 leader that a majority of the group's replicas acknowledge (polled through Status with a
@@ -538,10 +539,7 @@ class LocalCluster(ClusterProcesses):
         self.config = ClusterConfig(
             cluster_id=cluster_id or f"local-{secrets.token_hex(3)}",
             peer_secret=secrets.token_hex(16),
-            nodes=tuple(
-                NodeConfig(id=i, name=f"n{i}", address=f"{host}:{port}")
-                for i, port in enumerate(self._pick_ports(node_count), start=1)
-            ),
+            nodes=_local_nodes(host, self._pick_ports(2 * node_count)),
             split_points=tuple(split_points),
             replication=min(3, node_count),
             data_dir=str(self.data_dir / DATA_DIR_NAME),
@@ -793,12 +791,7 @@ class LocalCluster(ClusterProcesses):
                 shutil.rmtree(self.data_dir / DATA_DIR_NAME, ignore_errors=True)
                 self.config = replace(
                     self.config,
-                    nodes=tuple(
-                        replace(n, address=f"{self._host}:{p}")
-                        for n, p in zip(
-                            self.config.nodes, free_ports(len(self.config.nodes)), strict=True
-                        )
-                    ),
+                    nodes=_local_nodes(self._host, free_ports(2 * len(self.config.nodes))),
                 )
             except BaseException as exc:
                 _raise_noting_stopped(exc, self._stop_started(self.names))
@@ -972,7 +965,8 @@ class LocalCluster(ClusterProcesses):
         for name in names:
             self._wait_ready(name, end)
             node = self.node(name)
-            say(f"{name} (id {node.id}) listening on {node.address}")
+            metrics = "" if node.metrics_address is None else f", metrics on {node.metrics_address}"
+            say(f"{name} (id {node.id}) listening on {node.address}{metrics}")
 
     def _write_config(self) -> None:
         self._make_dir()
@@ -1346,6 +1340,21 @@ class LocalCluster(ClusterProcesses):
             f"pid {state.exited.pid}  {state.exited.summary()}; restart it with paxoskv "
             f"cluster start --data-dir {where} (which starts only the nodes not running)"
         )
+
+
+def _local_nodes(host: str, ports: list[int]) -> tuple[NodeConfig, ...]:
+    """Nodes n1, n2, ... on `host`: the first half of `ports` for gRPC, the second half for
+    their metrics endpoints."""
+    count = len(ports) // 2
+    return tuple(
+        NodeConfig(
+            id=i,
+            name=f"n{i}",
+            address=f"{host}:{ports[i - 1]}",
+            metrics_address=f"{host}:{ports[count + i - 1]}",
+        )
+        for i in range(1, count + 1)
+    )
 
 
 class _BindFailed(ClusterError):

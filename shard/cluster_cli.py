@@ -61,7 +61,8 @@ def register_cluster_commands(subparsers: Any) -> None:
         "--base-port",
         type=bounded_int(1, 65535),
         default=None,
-        help="node i listens on BASE_PORT+i-1 (default: free ports picked by bind-testing)",
+        help="node i listens on BASE_PORT+i-1, and serves its Prometheus metrics on "
+        "BASE_PORT+N+i-1 for N nodes (default: free ports picked by bind-testing)",
     )
     start.add_argument(
         "--timeout",
@@ -189,6 +190,11 @@ def _start(args: argparse.Namespace) -> int:
         print("client addresses:")
         for name, address in cluster.addresses.items():
             print(f"  {name}  {address}")
+        scraped = [n for n in cluster.config.nodes if n.metrics_address is not None]
+        if scraped:
+            print("metrics (Prometheus):")
+            for node in scraped:
+                print(f"  {node.name}  http://{node.metrics_address}/metrics")
         _print_exports(cluster)
     return 0
 

@@ -12,6 +12,7 @@ Example::
     id = 1
     name = "n1"
     address = "10.0.0.1:7001"              # gRPC address for peers and clients
+    metrics_address = "10.0.0.1:9101"      # optional: Prometheus scrapes GET /metrics here
 
     [shards]
     split_points = ["g", "p"]              # 3 shards: [, g) [g, p) [p, +inf)
@@ -87,6 +88,8 @@ class NodeConfig:
     name: str
     address: str
     data_dir: str | None = None
+    # HOST:PORT of the node's Prometheus endpoint (GET /metrics); None: none.
+    metrics_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,13 +269,16 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         where = f"nodes[{i}]."
         if not isinstance(table, dict):
             raise ConfigError(f"nodes[{i}] must be a [[nodes]] table, got {table!r}")
-        _refuse_unknown(table, {"id", "name", "address", "data_dir"}, f"nodes[{i}]")
+        _refuse_unknown(
+            table, {"id", "name", "address", "data_dir", "metrics_address"}, f"nodes[{i}]"
+        )
         node_data_dir = _get(table, "data_dir", str, where, "")
         node = NodeConfig(
             id=_get(table, "id", int, where),
             name=_get(table, "name", str, where),
             address=_get(table, "address", str, where),
             data_dir=path(node_data_dir) if node_data_dir else None,
+            metrics_address=_get(table, "metrics_address", str, where, "") or None,
         )
         if not 0 < node.id < MAX_NODE_ID:
             raise ConfigError(f"{where}id must be a positive integer below 2**64, got {node.id}")
@@ -287,19 +293,20 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
                 "'.' or '-' and not a number alone "
                 f"(it names the node's data directory and its --node-id), got {node.name!r}"
             )
-        host, _, port = node.address.rpartition(":")
-        if (
-            not host
-            or "/" in host
-            or not (port.isascii() and port.isdigit())
-            or not 0 < int(port) < 65536
-        ):
-            raise ConfigError(f"{where}address must be HOST:PORT, got {node.address!r}")
+        _check_host_port(node.address, f"{where}address")
+        if node.metrics_address is not None:
+            _check_host_port(node.metrics_address, f"{where}metrics_address")
         nodes.append(node)
     for attr in ("id", "name", "address"):
         values = [getattr(n, attr) for n in nodes]
         if len(set(values)) != len(values):
             raise ConfigError(f"nodes[].{attr} must be unique, got {values}")
+    listened = [n.address for n in nodes] + [n.metrics_address for n in nodes if n.metrics_address]
+    if len(set(listened)) != len(listened):
+        raise ConfigError(
+            "nodes[].address and nodes[].metrics_address must all differ, got "
+            f"{sorted({a for a in listened if listened.count(a) > 1})} twice"
+        )
     shards = _table(raw, "shards")
     _refuse_unknown(shards, {"split_points", "replication"}, "shards")
     splits_raw = _get(shards, "split_points", list, "shards.", [])
@@ -439,6 +446,17 @@ def _parse_tls(raw: dict[str, Any], peer_secret: str, path: Callable[[str], str]
     )
 
 
+def _check_host_port(value: str, field_name: str) -> None:
+    host, _, port = value.rpartition(":")
+    if (
+        not host
+        or "/" in host
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+    ):
+        raise ConfigError(f"{field_name} must be HOST:PORT, got {value!r}")
+
+
 def render_config(config: ClusterConfig) -> str:
     """The TOML text of a config (what `paxoskv cluster start` writes)."""
     lines = [f"cluster_id = {config.cluster_id!r}", f"data_dir = {config.data_dir!r}"]
@@ -450,6 +468,8 @@ def render_config(config: ClusterConfig) -> str:
         lines += [f"address = {node.address!r}"]
         if node.data_dir:
             lines.append(f"data_dir = {node.data_dir!r}")
+        if node.metrics_address:
+            lines.append(f"metrics_address = {node.metrics_address!r}")
         lines.append("")
     splits = ", ".join(repr(s.decode()) for s in config.split_points)
     lines += ["[shards]", f"split_points = [{splits}]", f"replication = {config.replication}", ""]

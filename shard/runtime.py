@@ -40,6 +40,8 @@ from shard.execute import (
 from shard.faults import maybe_install_faults
 from shard.grpc_handlers import add_servicer
 from shard.health import OBSERVE_INTERVAL_S, NodeHealth
+from shard.metrics import NodeMetrics
+from shard.metrics_server import MetricsServer
 from shard.node import NodeCore, TxnSettings
 from shard.node_identity import (
     Admission,
@@ -210,6 +212,10 @@ class NodeRuntime:
             refusals=self._peer_refusals,
         )
         add_servicer(kv_pb2_grpc.add_KVServicer_to_server, self._kv, self.server)
+        self.metrics = None if node.metrics_address is None else NodeMetrics(self._kv.node_status)
+        self._metrics_server = (
+            None if self.metrics is None else MetricsServer(self.metrics.registry)
+        )
         self._health = NodeHealth()
         self._health.add_to(self.server)
         add_servicer(
@@ -277,12 +283,28 @@ class NodeRuntime:
             link.peer_up()
 
     def submit(self, request: kv.Request, reply: Callable[[kv.Response], None]) -> None:
+        if self.metrics is not None:
+            reply = self._timed(request, reply, self.metrics)
         if self._draining:
             reply(self.core.refusal(request, kv.UNAVAILABLE, "the node is shutting down; retry"))
             return
         self.core.observe_time(time.monotonic(), time.time_ns())
         self.core.submit(request, reply)
         self._wake.set()
+
+    @staticmethod
+    def _timed(
+        request: kv.Request, reply: Callable[[kv.Response], None], metrics: NodeMetrics
+    ) -> Callable[[kv.Response], None]:
+        """`reply`, counting and timing the request in `metrics` when it is answered."""
+        op = request.WhichOneof("op") or "none"
+        arrived = time.perf_counter()
+
+        def timed_reply(response: kv.Response) -> None:
+            metrics.observe_request(op, response, time.perf_counter() - arrived)
+            reply(response)
+
+        return timed_reply
 
     def _send(self, group_id: int, msgs: Sequence[Message]) -> None:
         by_peer: dict[int, list[Message]] = {}
@@ -310,6 +332,11 @@ class NodeRuntime:
         if self._tls is not None:
             self._spawn(self._watch_tls(self._tls))
         await self.server.start()
+        if self._metrics_server is not None and self.node.metrics_address is not None:
+            try:
+                await self._metrics_server.start(self.node.metrics_address)
+            except OSError:
+                raise OSError(_cannot_listen(self.node.metrics_address)) from None
         self._health.started(self.core.groups_without_leader())
         self._spawn(self._watch_health())
         for link in self.links.values():
@@ -435,14 +462,20 @@ class NodeRuntime:
         self._send_outbound()
         self._log_role_changes()
         timing.log_if_slow(self._slow_wake_s, self.config.paxos.election_timeout_min_ms)
+        if self.metrics is not None:
+            self.metrics.observe_wake(timing.held_s())
 
     async def _persist(self, readies: list[tuple[GroupHost, Ready]], timing: _WakeTiming) -> bool:
         """`execute.persist_cycle`, except that a large write's fsync runs aside."""
         batches = cycle_persists(readies)
-        if batches and self.disk.persist_owing_sync(batches, SYNC_ASIDE_BYTES):
+        if batches:
             started = time.perf_counter()
-            await self._sync_aside()
-            timing.aside_s += time.perf_counter() - started
+            if self.disk.persist_owing_sync(batches, SYNC_ASIDE_BYTES):
+                aside = time.perf_counter()
+                await self._sync_aside()
+                timing.aside_s += time.perf_counter() - aside
+            if self.metrics is not None and any(b.needs_sync() for _, b in batches):
+                self.metrics.observe_persist(time.perf_counter() - started)
         return send_votes(self._send, readies)
 
     async def _sync_aside(self) -> None:
@@ -553,8 +586,12 @@ class NodeRuntime:
     def _log_role_changes(self) -> None:
         for group_id, host in self.core.hosts.items():
             now = (host.replica.role.value, host.replica.leader_hint)
-            if self._roles.get(group_id) != now:
+            before = self._roles.get(group_id)
+            if before != now:
                 self._roles[group_id] = now
+                learned = now[1] is not None and (before is None or before[1] != now[1])
+                if self.metrics is not None and learned:
+                    self.metrics.count_leader_change(group_id)
                 status = host.replica.status()
                 fields = {"group": group_id, "role": now[0], "leader": now[1]}
                 fields["ballot"] = str(status.promised)
@@ -596,6 +633,8 @@ class NodeRuntime:
         while self._kv.open_streams() and loop.time() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
         await self.server.stop(min(grace_s, SERVER_GRACE_S))
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
         self._stopped.set()
         self._wake.set()
         await asyncio.gather(*(link.stop() for link in self.links.values()))
@@ -799,6 +838,8 @@ async def serve(
 ) -> None:
     """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
     check_can_listen(node.address)
+    if node.metrics_address is not None:
+        check_can_listen(node.metrics_address)
     runtime = NodeRuntime(config, node, first_start=first_start, rebuild=rebuild)
     await runtime.start()
     # The data directory as a full path (load_config takes a relative data_dir against the

@@ -264,6 +264,11 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         return (await self._call("scan", request, context)).scan
 
     async def Status(self, request: kv.StatusRequest, context: object) -> kv.StatusResponse:
+        return self.node_status()
+
+    def node_status(self) -> kv.StatusResponse:
+        """What Status answers (and the metrics show): the core's groups and the server's
+        own state."""
         status = self._core.status()
         status.node_name = self._node_name
         status.software_version = __version__

@@ -29,7 +29,7 @@ def sample() -> ClusterConfig:
         cluster_id="prod-1",
         peer_secret="0123456789abcdef0123",
         nodes=(
-            NodeConfig(id=1, name="n1", address="10.0.0.1:7001"),
+            NodeConfig(id=1, name="n1", address="10.0.0.1:7001", metrics_address="10.0.0.1:9101"),
             NodeConfig(id=2, name="n2", address="10.0.0.2:7001", data_dir="/srv/n2"),
             NodeConfig(id=3, name="n3", address="10.0.0.3:7001"),
         ),
@@ -149,6 +149,10 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("paxos.max_batch_count", 4097, "paxos.max_batch_count must be at most 4096"),
         ("paxos.max_promise_bytes", 0, "paxos.max_promise_bytes must be positive"),
         ("paxos.max_promise_bytes", 8 * 1024 * 1024 + 1, "paxos.max_promise_bytes must be at"),
+        ("nodes.1.metrics_address", "9101", "nodes[1].metrics_address must be HOST:PORT"),
+        ("nodes.1.metrics_address", 9101, "nodes[1].metrics_address"),
+        ("nodes.1.metrics_address", "10.0.0.2:7001", "must all differ, got ['10.0.0.2:7001']"),
+        ("nodes.1.metrics_address", "10.0.0.1:9101", "must all differ, got ['10.0.0.1:9101']"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: str) -> None:
