@@ -426,14 +426,19 @@ class Client:
                 finished.set()
 
         job = tracked()
-        with self._close_lock:
-            if self._closed or (self._closing and not closing):
-                # Found by review: submitted while close() wound the loop down, the call
-                # never ran, and its cancellation called into the closed loop.
+        future: concurrent.futures.Future[T] | None = None
+        try:
+            with self._close_lock:
+                if self._closed or (self._closing and not closing):
+                    # Found by review: submitted while close() wound the loop down, the call
+                    # never ran, and its cancellation called into the closed loop.
+                    raise ClientClosed("the client is closed")
+                future = asyncio.run_coroutine_threadsafe(job, self._loop)
+        finally:
+            if future is None:  # refused, or interrupted (a signal's exception) before
                 job.close()
                 coro.close()
-                raise ClientClosed("the client is closed")
-            future = asyncio.run_coroutine_threadsafe(job, self._loop)
+        assert future is not None  # else the block above raised
         try:
             return self._wait(future)
         except concurrent.futures.CancelledError:
@@ -457,6 +462,12 @@ class Client:
                 # Let the loop run the cancellation (a commit then records UNKNOWN) before
                 # the caller looks at the transaction's state.
                 finished.wait(1.0)
+            else:
+                # Cancelled before it began, the task never runs `coro` (found by a SIGTERM
+                # to `paxoskv watch`: "coroutine ... was never awaited" on stderr). This
+                # runs on the loop after the task is made and before its first step.
+                with contextlib.suppress(RuntimeError):  # the loop is closed already
+                    self._loop.call_soon_threadsafe(_close_unstarted, started, coro)
             raise
 
     def _wait(self, future: concurrent.futures.Future[T]) -> T:
@@ -830,3 +841,9 @@ def transactional(fn: Callable[..., Any]) -> Any:
         )
 
     return wrapper
+
+
+def _close_unstarted(started: threading.Event, coro: Coroutine[Any, Any, Any]) -> None:
+    """On the loop: close a cancelled call's coroutine that never began."""
+    if not started.is_set():
+        coro.close()

@@ -238,3 +238,60 @@ def test_a_fenced_write_cut_off_by_close_may_have_committed(fake: FakeKV, op: st
     # failed the commit's request first: either way it may have been applied.
     assert isinstance(exc, ClientClosed | CommitUnknown), repr(exc)
     assert exc.maybe_committed, "a cut-off write must say it may have been applied"
+
+
+def _interrupted_before_it_began(fake: FakeKV, monkeypatch: pytest.MonkeyPatch, where: str) -> Any:
+    """A call interrupted (KeyboardInterrupt, as a signal handler's exception) before its
+    coroutine began: at the submission (`where` "submit") or in the wait while the loop is
+    held (`where` "wait"). Returns the call's coroutine."""
+    import txn.sync_client as sync_module
+
+    client = sync_client(fake, timeout_s=30.0)
+    client.put(b"apple", b"1")  # connected
+    coro = client._async.get(b"apple")
+    held, release = threading.Event(), threading.Event()
+    if where == "submit":
+
+        def interrupted(*_args: Any) -> Any:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(sync_module.asyncio, "run_coroutine_threadsafe", interrupted)
+    else:
+
+        def hold() -> None:
+            held.set()
+            release.wait(DEADLINE_S)
+
+        client._loop.call_soon_threadsafe(hold)
+        assert held.wait(DEADLINE_S)
+
+        def interrupted_wait(_future: Any) -> Any:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(client, "_wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        client._call(coro, writes=False)
+    release.set()
+    monkeypatch.undo()
+    assert client.get(b"apple") == b"1"  # the loop serves on
+    client.close()
+    return coro
+
+
+@pytest.mark.parametrize("where", ["submit", "wait"])
+def test_a_call_interrupted_before_it_began_leaves_no_coroutine_unawaited(
+    fake: FakeKV, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Found by a SIGTERM to `paxoskv watch`: "RuntimeWarning: coroutine ... was never
+    awaited" on its stderr, after its resume note. The coroutine is closed instead."""
+    import gc
+    import inspect
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coro = _interrupted_before_it_began(fake, monkeypatch, where)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        del coro
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
