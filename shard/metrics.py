@@ -28,18 +28,17 @@ from router import kv_pb2 as kv
 LATENCY_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
 
 
-def _code_name(code: int) -> str:
-    return kv.ErrorCode.Name(code) if code in kv.ErrorCode.values() else str(code)
+_CODE_NAMES = {number: name for name, number in kv.ErrorCode.items()}
 
 
 def response_code(response: kv.Response) -> str:
-    """The answer's error code name (OK when it succeeded)."""
+    """The answer's error code name (OK when it succeeded; a number a newer node sent as
+    it is)."""
     body = response.WhichOneof("result")
     if body is None:
         return "OK"
-    if body == "error":
-        return _code_name(response.error.code)
-    return _code_name(getattr(response, body).error.code)
+    code = response.error.code if body == "error" else getattr(response, body).error.code
+    return _CODE_NAMES.get(code) or str(code)
 
 
 class _StatusCollector(Collector):
@@ -157,13 +156,24 @@ class NodeMetrics:
             ["group"],
             registry=self.registry,
         )
+        self._request_counts: dict[tuple[str, str], Counter] = {}
+        self._request_timers: dict[str, Histogram] = {}
         self.registry.register(_StatusCollector(status))
         ProcessCollector(registry=self.registry)
 
     def observe_request(self, op: str, response: kv.Response, seconds: float) -> None:
         """A client request of operation `op` answered with `response` after `seconds`."""
-        self._requests.labels(op, response_code(response)).inc()
-        self._request_seconds.labels(op).observe(seconds)
+        # The labelled children, looked up once each: `labels()` costs microseconds, and
+        # this runs for every request a node answers.
+        code = response_code(response)
+        counter = self._request_counts.get((op, code))
+        if counter is None:
+            counter = self._request_counts[(op, code)] = self._requests.labels(op, code)
+        counter.inc()
+        timer = self._request_timers.get(op)
+        if timer is None:
+            timer = self._request_timers[op] = self._request_seconds.labels(op)
+        timer.observe(seconds)
 
     def observe_persist(self, seconds: float) -> None:
         self._persist_seconds.observe(seconds)
