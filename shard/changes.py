@@ -111,8 +111,10 @@ class ChangesCollector:
         """The current key's newest record at or below `after` (the value its oldest change
         in the window replaced); records older than it need not be offered."""
         assert self._key is not None and version <= self._after, "a floor below the window"
-        self._examined += 1
-        self._floor = Change(version, self._key, value)
+        if self._prev_values:  # else it examines nothing (found by review: counted, a read
+            # over many unchanged keys was cut into pages, and a wait woke for nothing)
+            self._examined += 1
+            self._floor = Change(version, self._key, value)
 
     def end(self) -> ChangesPage:
         """The range's records are done: the page (covering the whole range, unless its

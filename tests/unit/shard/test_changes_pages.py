@@ -230,3 +230,20 @@ def test_a_shard_reads_previous_values_also_across_its_collection() -> None:
             Change(50, b"a", b"a50", b"a20", 20),
             Change(60, b"b", b"b60", None, 0),
         ]
+
+
+def test_without_previous_values_a_keys_floor_examines_nothing() -> None:
+    """Found by review: the floor counted toward `max_records` also when no previous value
+    was asked for, so a read over many keys unchanged in its window was cut into pages
+    (and a wait for a change answered at once, for nothing)."""
+    collector = ChangesCollector(50, 100, 100, 1 << 20, max_records=2)
+    for key in (b"a", b"b", b"c", b"d"):
+        assert collector.start_key(key) is None
+        collector.offer_floor(10, b"old")
+    assert collector.end() == ChangesPage([], None, 100)
+    counted = ChangesCollector(50, 100, 100, 1 << 20, max_records=2, prev_values=True)
+    for key in (b"a", b"b"):
+        assert counted.start_key(key) is None
+        counted.offer_floor(10, b"old")
+    # Two floors examined: the page ends before c.
+    assert counted.start_key(b"c") == ChangesPage([], b"c", 100)
