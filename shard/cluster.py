@@ -63,6 +63,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -1079,7 +1080,11 @@ class LocalCluster(ClusterProcesses):
                 self.pid_file(name).unlink(missing_ok=True)
                 tail = "\n".join(text.splitlines()[-8:])
                 if "cannot listen on" in text or "address in use" in text.lower():
-                    raise _BindFailed(f"{name} could not listen on {self.node(name).address}")
+                    # The address the node's own error names: its gRPC port or its metrics
+                    # one (found by review: a taken metrics port was named as the other).
+                    named = re.search(r"cannot listen on (\S+?):? ", text)
+                    address = named.group(1) if named else self.node(name).address
+                    raise _BindFailed(f"{name} could not listen on {address}")
                 # The log tail on lines of their own: a start that fails adds to the first.
                 raise ClusterError(
                     f"{name} exited with code {code} before it was ready\nits log "

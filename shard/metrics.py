@@ -44,11 +44,20 @@ def response_code(response: kv.Response) -> str:
 class _StatusCollector(Collector):
     """Gauges read from the node's status when scraped (on the loop's thread)."""
 
-    def __init__(self, status: Callable[[], kv.StatusResponse]) -> None:
+    def __init__(
+        self,
+        status: Callable[[], kv.StatusResponse],
+        groups_without_leader: Callable[[], list[int]],
+    ) -> None:
         self._status = status
+        self._groups_without_leader = groups_without_leader
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
+        # As the health service judges it (a live leader heard within the election
+        # timeout), not by the leader last named, which a replica cut off keeps (found by
+        # review: 1 on a node whose peers were all stopped).
+        leaderless = set(self._groups_without_leader())
         info = GaugeMetricFamily(
             "paxoskv_node_info",
             "This node: its name, id, cluster and software version (always 1).",
@@ -71,8 +80,9 @@ class _StatusCollector(Collector):
         )
         has_leader = GaugeMetricFamily(
             "paxoskv_group_has_leader",
-            "1 while this node's replica knows a leader of the group (0: an election, or "
-            "cut off from the others).",
+            "1 while this node's replica hears a live leader of the group (one a quorum "
+            "acknowledged, or heard within the election timeout); 0 during an election or "
+            "when cut off from the others.",
             labels=["group"],
         )
         chosen = GaugeMetricFamily(
@@ -88,7 +98,7 @@ class _StatusCollector(Collector):
         for group in status.groups:
             label = [str(group.group_id)]
             leader.add_metric(label, 1 if group.leader_id == status.node_id else 0)
-            has_leader.add_metric(label, 1 if group.leader_id else 0)
+            has_leader.add_metric(label, 0 if group.group_id in leaderless else 1)
             chosen.add_metric(label, group.chosen_index)
             applied.add_metric(label, group.applied_index)
         yield from (leader, has_leader, chosen, applied)
@@ -104,8 +114,8 @@ class _StatusCollector(Collector):
         )
         yield CounterMetricFamily(
             "paxoskv_answers_shed",
-            "Read answers shed (answered UNAVAILABLE, which clients retry) for want of "
-            "client memory, since the node started.",
+            "Requests and answers shed (answered UNAVAILABLE, which clients retry) for "
+            "want of client memory, since the node started.",
             value=status.answers_shed,
         )
         yield GaugeMetricFamily(
@@ -119,18 +129,27 @@ class _StatusCollector(Collector):
 class NodeMetrics:
     """A node's metrics in a registry of their own (one per node, also in one process)."""
 
-    def __init__(self, status: Callable[[], kv.StatusResponse]) -> None:
+    def __init__(
+        self,
+        status: Callable[[], kv.StatusResponse],
+        groups_without_leader: Callable[[], list[int]],
+    ) -> None:
         # Not auto_describe: it would read the status at registration, before the node runs.
         self.registry = CollectorRegistry(auto_describe=False)
         self._requests = Counter(
             "paxoskv_requests",
-            "Client requests answered, by operation and answer code.",
+            "Client requests the node answered, by operation and the answer code it gave "
+            "(a read answer shed afterwards for want of client memory counts with its code "
+            "and in paxoskv_answers_shed_total; requests the server refused before taking "
+            "them, past its memory or outstanding-request bounds, are not counted).",
             ["op", "code"],
             registry=self.registry,
         )
         self._request_seconds = Histogram(
             "paxoskv_request_duration_seconds",
-            "Time from a client request's arrival at the node to its answer, by operation.",
+            "Time from a client request's submission to the node's core to its answer, by "
+            "operation (a stream's queueing before it, for its kind's slots or client "
+            "memory, not included).",
             ["op"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -158,7 +177,7 @@ class NodeMetrics:
         )
         self._request_counts: dict[tuple[str, str], Counter] = {}
         self._request_timers: dict[str, Histogram] = {}
-        self.registry.register(_StatusCollector(status))
+        self.registry.register(_StatusCollector(status, groups_without_leader))
         ProcessCollector(registry=self.registry)
 
     def observe_request(self, op: str, response: kv.Response, seconds: float) -> None:

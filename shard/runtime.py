@@ -212,7 +212,11 @@ class NodeRuntime:
             refusals=self._peer_refusals,
         )
         add_servicer(kv_pb2_grpc.add_KVServicer_to_server, self._kv, self.server)
-        self.metrics = None if node.metrics_address is None else NodeMetrics(self._kv.node_status)
+        self.metrics = (
+            None
+            if node.metrics_address is None
+            else NodeMetrics(self._kv.node_status, self.core.groups_without_leader)
+        )
         self._metrics_server = (
             None if self.metrics is None else MetricsServer(self.metrics.registry)
         )
