@@ -156,6 +156,14 @@ async def _served(
         await server.close()
 
 
+async def _until_serving(server: MetricsServer, connections: int) -> None:
+    """Wait (10 s at most) until the server has taken `connections` connections."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while server.open_connections < connections:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.001)
+
+
 async def _exchange(port: int, data: bytes) -> bytes:
     """Send `data` to the endpoint; everything it answers before closing (a connection
     closed unread, so reset, answered nothing)."""
@@ -219,10 +227,7 @@ async def test_a_silent_client_is_dropped_and_too_many_at_once_are_closed(
     monkeypatch.setattr(metrics_server, "MAX_CONNECTIONS", 2)
     async with _served() as (server, port):
         silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        deadline = asyncio.get_running_loop().time() + 10
-        while server.open_connections < 2:  # the server took both
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.001)
+        await _until_serving(server, 2)
         # A third while both are held: closed without an answer.
         assert await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n") == b""
         for reader, writer in silent:  # each dropped after the request timeout, with a 400
@@ -279,10 +284,7 @@ async def test_a_stop_drops_the_connections_it_serves() -> None:
     (5 s of a node's stop), and on 3.11 a scrape was answered after the node stopped."""
     async with _served() as (server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        deadline = asyncio.get_running_loop().time() + 10
-        while server.open_connections < 1:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.001)
+        await _until_serving(server, 1)
         started = asyncio.get_running_loop().time()
         await server.close()
         assert asyncio.get_running_loop().time() - started < 1.0
