@@ -2785,6 +2785,10 @@ class ClusterSim:
         self._quiesce()
         if self.watcher is not None:
             self._catch_up_watcher(self.watcher)
+            # The nodes' duties ran on meanwhile (a purge of decisions, say): settle again,
+            # or a replica a slot behind was taken for one disagreeing with the others (a
+            # soak: bank:purge:1196128472:real:watch, a purge applied on one of three).
+            self._quiesce()
         return self._result()
 
     def _catch_up_watcher(self, watcher: SimWatcher) -> None:
