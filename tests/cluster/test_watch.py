@@ -3,6 +3,7 @@ across shards, in commit order, whole commits per batch, resumable from any vers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -152,8 +153,10 @@ def test_bad_watch_arguments_are_refused_at_the_call(client: txn.Client) -> None
             client.watch(*args, **kwargs)  # type: ignore[arg-type]
 
 
-def _watch_cli(cluster: LocalCluster, *args: str) -> subprocess.Popen[bytes]:
-    """`paxoskv watch ARGS` started, once it says it is watching (its start is fixed)."""
+@contextlib.contextmanager
+def _watch_cli(cluster: LocalCluster, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`paxoskv watch ARGS` started, once it says it is watching (its start is fixed);
+    killed on the way out if it still runs."""
     env = {**os.environ, "PAXOSKV_CLUSTER": cluster.env_value()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shard.cli", "watch", *args],
@@ -161,10 +164,15 @@ def _watch_cli(cluster: LocalCluster, *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()  # blocks until the note, or EOF if it failed
-    assert line.startswith(b"paxoskv: watching ["), (line, proc.poll())
-    return proc
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # blocks until the note, or EOF if it failed
+        assert line.startswith(b"paxoskv: watching ["), (line, proc.poll())
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def test_the_watch_command_prints_changes_and_resumes(
@@ -172,18 +180,13 @@ def test_the_watch_command_prints_changes_and_resumes(
 ) -> None:
     run = secrets.token_hex(3)
     prefix = f"cli/{run}/"
-    proc = _watch_cli(shared_cluster, "--prefix", prefix, "--count", "3")
-    try:
+    with _watch_cli(shared_cluster, "--prefix", prefix, "--count", "3") as proc:
         first = client.put(f"{prefix}a".encode(), b"one\ttab")
         with client.transaction() as tx:
             tx.put(f"{prefix}b".encode(), b"2")
             tx.put(f"{prefix}c".encode(), b"3")
             tx.put(f"other/{run}".encode(), b"outside")
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     assert proc.returncode == 0, err
     lines = out.decode().splitlines()
     assert lines == [
@@ -192,16 +195,11 @@ def test_the_watch_command_prints_changes_and_resumes(
         f"{tx.commit_ts}\tput\t{prefix}c\t3",
     ]
     deleted = client.delete(f"{prefix}a".encode())
-    resumed = _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", str(first))
-    try:
+    with _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", str(first)) as resumed:
         assert resumed.stdout is not None
         got = [resumed.stdout.readline().decode().rstrip("\n") for _ in range(3)]
         resumed.send_signal(signal.SIGINT)
         _, err = resumed.communicate(timeout=60)
-    finally:
-        if resumed.poll() is None:
-            resumed.kill()
-            resumed.wait(timeout=10)
     assert got == [*lines[1:], f"{deleted}\tdelete\t{prefix}a"]
     assert resumed.returncode == 130
     # The note names a version up to which every change was printed: the commit's before
@@ -228,15 +226,11 @@ def test_prev_values_show_what_each_change_replaced(
         (gone, None, second, b"two"),  # what the deletion removed
         (again, b"three", 0, None),  # after a deletion the key held nothing
     ]
-    proc = _watch_cli(
+    with _watch_cli(
         shared_cluster, "--prefix", key.decode(), "--prev-kv", "--after-version", str(first)
-    )
-    try:
+    ) as proc:
         assert proc.stdout is not None
         lines = [proc.stdout.readline().decode().rstrip("\n") for _ in range(3)]
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
     assert lines == [
         f"{second}\tput\t{key.decode()}\ttwo\t{first}\tone",
         f"{gone}\tdelete\t{key.decode()}\t{second}\ttwo",
@@ -251,17 +245,12 @@ def test_sigterm_stops_the_watch_command_with_its_resume_point(
     goes on without a gap on stderr, and exit status 143 (128 + SIGTERM)."""
     prefix = f"term/{secrets.token_hex(3)}/"
     first = client.put(f"{prefix}a".encode(), b"0")
-    proc = _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", str(first))
-    try:
+    with _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", str(first)) as proc:
         version = client.put(f"{prefix}b".encode(), b"1")
         assert proc.stdout is not None
         printed = proc.stdout.readline().decode()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     assert printed == f"{version}\tput\t{prefix}b\t1\n"
     assert proc.returncode == 143, err
     note = err.decode().strip().rsplit(" ", 1)
@@ -293,13 +282,8 @@ def test_the_watch_command_says_to_start_over_when_the_changes_are_gone(
         60.0,
         "the shard to collect its first versions",
     )
-    proc = _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", "1")
-    try:
+    with _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", "1") as proc:
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     assert proc.returncode == 1, err
     line = err.decode().strip()
     assert line.startswith("paxoskv: error: ") and "garbage-collected" in line, err
