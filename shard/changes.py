@@ -15,9 +15,10 @@ them in version order.
 
 With `prev_values`, each change also carries the value its key held just before it: the
 key's next older record, which for its oldest change in the window is the newest record at
-or below `after` (the reader offers it as the key's floor). It is never collected: the
-collector keeps each key's newest version at or below its horizon, and `after` is not below
-the horizon.
+or below `after` (the reader offers it as the key's floor). A value there is never
+collected: collection keeps each key's newest version at or below its horizon (a tombstone
+there may go, and the key held nothing then either), and `after` is not below the horizon.
+Without `prev_values` the floor is neither kept nor counted among the records examined.
 """
 
 from __future__ import annotations
