@@ -45,11 +45,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # `python bench/compare.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,8 +57,11 @@ if __package__ in (None, ""):  # `python bench/compare.py`: make the repository 
 import shard  # noqa: F401 - first: it picks gRPC's I/O before grpc loads, for both drivers
 from bench.etcd_cluster import EtcdCluster, EtcdClusterError, find_etcd
 from bench.etcd_driver import etcd_driver_factory
+from router.loop_end import finish_loop_tasks
 from shard.bench_harness import BenchReport, CustomWorkload, machine_info, run_workload
 from shard.cpu_meter import CpuMeter
+
+T = TypeVar("T")
 
 KV_PLAN: tuple[tuple[str, int], ...] = (("put", 1), ("put", 64), ("put", 256), ("get", 64))
 TXN_WORKLOADS: tuple[str, ...] = ("put", "txn1", "txn2", "txn3", "ro")
@@ -587,6 +590,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
+async def _to_the_end(phase: Awaitable[T]) -> T:
+    """`phase`, then its loop's last tasks finished (`router.loop_end`): the next phase runs
+    on a loop of its own, and gRPC work left on this one printed tracebacks there."""
+    try:
+        return await phase
+    finally:
+        await finish_loop_tasks()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
@@ -644,7 +656,7 @@ def _compare(args: argparse.Namespace, argv: list[str] | None) -> int:
                     f"(1 shard) pids={_node_pids(pkv)}",
                     flush=True,
                 )
-                reports, rows = asyncio.run(kv_phase(args, etcd, pkv))
+                reports, rows = asyncio.run(_to_the_end(kv_phase(args, etcd, pkv)))
             doc["kv"] = {"medians": rows, "runs": [r.to_dict() for r in reports]}
             failed |= any(r.errors or r.misses for r in reports)
             table = kv_table(rows)
@@ -656,7 +668,7 @@ def _compare(args: argparse.Namespace, argv: list[str] | None) -> int:
                 root, "txn", nodes=3, shards=3, paxos=paxos_settings(args.paxos_timeouts)
             ) as pkv3:
                 print(f"paxoskv (3 shards) pids={_node_pids(pkv3)}", flush=True)
-                reports, rows = asyncio.run(txn_phase(args, pkv3))
+                reports, rows = asyncio.run(_to_the_end(txn_phase(args, pkv3)))
             doc["txn"] = {"medians": rows, "runs": [r.to_dict() for r in reports]}
             failed |= any(r.errors or r.misses for r in reports)
             table = txn_tables(rows, args.hot_keys)

@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from router.cache import Backoff
 from router.client import CasResult
+from router.loop_end import finish_loop_tasks
 from router.tls import ClientTls
 from router.watch_lanes import Change
 from txn.atomic import AtomicOp
@@ -319,18 +320,6 @@ async def _next_item(items: AsyncIterator[T]) -> T:
     return await anext(items)
 
 
-async def _finish_loop_tasks() -> None:
-    """Cancel and await every other task of the loop, as `asyncio.run` does at its end:
-    gRPC's own tasks left pending when the loop stops print "Task was destroyed but it is
-    pending!" when they are collected (seen after successful runs)."""
-    current = asyncio.current_task()
-    pending = [task for task in asyncio.all_tasks() if task is not current]
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    await asyncio.get_running_loop().shutdown_asyncgens()
-
-
 class Client:
     """A synchronous client of a paxoskv cluster: the `AsyncClient` API without `await`.
 
@@ -517,7 +506,7 @@ class Client:
                 with contextlib.suppress(Exception):
                     self._call(self._async.close(), writes=False, closing=True)
                 with contextlib.suppress(Exception):
-                    self._call(_finish_loop_tasks(), writes=False, closing=True)
+                    self._call(finish_loop_tasks(), writes=False, closing=True)
             self._closed = True
             self._loop.call_soon_threadsafe(self._loop.stop)
         if threading.current_thread() is not self._thread:
