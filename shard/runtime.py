@@ -808,12 +808,15 @@ def _cannot_listen(address: str) -> str:
     )
 
 
-def check_can_listen(address: str) -> None:
+def check_can_listen(address: str, *, every: bool = False) -> None:
     """Raise OSError unless `address` (HOST:PORT) can be listened on now, as the node's
     gRPC server binds it (SO_REUSEADDR, no SO_REUSEPORT). Checked before the data directory
     is touched: found by a user's walk-through, a `--bootstrap` on a busy port or a
     mistyped address created the node's data, and the corrected retry was refused as a
-    cluster whose addresses had changed."""
+    cluster whose addresses had changed.
+
+    gRPC listens on every address a name resolves to and starts if one binds; with `every`,
+    each must bind, as an asyncio server (the metrics endpoint) needs."""
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     try:
@@ -825,16 +828,23 @@ def check_can_listen(address: str) -> None:
             f"cannot listen on {address}: {host!r} is not an address or a name this machine "
             "resolves"
         ) from None
-    # As gRPC: it listens on every address the name resolves to, and starts if one binds.
+    bound = 0
     for family, kind, proto, _, where in found:
         try:
             with socket.socket(family, kind, proto) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if every and family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio
                 probe.bind(where)
-                return
         except OSError:
+            if every:
+                break
             continue
-    raise OSError(_cannot_listen(address))
+        bound += 1
+        if not every:
+            return
+    if bound == 0 or (every and bound < len(found)):
+        raise OSError(_cannot_listen(address))
 
 
 async def serve(
@@ -843,7 +853,7 @@ async def serve(
     """Run one node until SIGTERM or SIGINT, then drain and stop cleanly."""
     check_can_listen(node.address)
     if node.metrics_address is not None:
-        check_can_listen(node.metrics_address)
+        check_can_listen(node.metrics_address, every=True)
     runtime = NodeRuntime(config, node, first_start=first_start, rebuild=rebuild)
     await runtime.start()
     # The data directory as a full path (load_config takes a relative data_dir against the

@@ -300,6 +300,41 @@ def test_a_first_start_that_cannot_listen_leaves_no_data_behind(config: ClusterC
     assert not on_busy_port.node_data_dir(node).exists()
 
 
+def test_a_metrics_address_must_bind_on_every_address_its_name_resolves_to(
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the pre-check took a name if one of its addresses bound, as gRPC
+    does; the metrics endpoint (an asyncio server) binds every one, so a name with one busy
+    address passed the check and the node failed after touching its data."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        free_then_busy = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+            for ip in ("127.0.0.2", "127.0.0.1")
+        ]
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: free_then_busy)
+
+        async def asyncio_server() -> None:
+            server = await asyncio.start_server(lambda r, w: None, ["127.0.0.2", "127.0.0.1"], port)
+            server.close()
+
+        with pytest.raises(OSError):
+            asyncio.run(asyncio_server())  # why: an asyncio server needs every address
+        runtime_module.check_can_listen(f"both:{port}")  # gRPC needs one
+        with pytest.raises(OSError, match=f"cannot listen on both:{port}: address in use"):
+            runtime_module.check_can_listen(f"both:{port}", every=True)
+        node = NodeConfig(id=1, name="n1", address="127.0.0.1:0", metrics_address=f"both:{port}")
+        with pytest.raises(OSError, match=f"cannot listen on both:{port}"):
+            asyncio.run(
+                runtime_module.serve(
+                    dataclasses.replace(config, nodes=(node,)), node, first_start=True
+                )
+            )
+    assert not config.node_data_dir(node).exists()
+
+
 def test_a_node_whose_loop_crashed_logs_its_exit_after_the_stop(
     config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
