@@ -21,15 +21,17 @@ def ttl_ms_of(ttl_s: object) -> int:
         raise InvalidArgument(f"ttl_s is a number of seconds, got {type(ttl_s).__name__}")
     if not 0 < ttl_s < math.inf:  # also refuses nan
         raise InvalidArgument(f"ttl_s must be a number of seconds above 0, got {ttl_s!r}")
-    # Rounded to the microsecond first (0.57 * 1000 is 570.0000000000001, not 571 ms), and
-    # at least 1 ms: 0 would mean for ever (found by review: ttl_s=1e-7 was that).
-    ttl_ms = max(1, math.ceil(round(ttl_s * 1000, 3)))
-    if ttl_ms > MAX_TTL_MS:
+    # Compared before it is multiplied (found by review: ttl_s=1e306 overflowed to
+    # infinity, an OverflowError); shown as given (a huge int has no float form).
+    if ttl_s > MAX_TTL_MS / 1000:
+        shown = f"{ttl_s:g}" if isinstance(ttl_s, float) else str(ttl_s)
         raise InvalidArgument(
-            f"ttl_s of {ttl_s:g} s is over the longest time to live, {MAX_TTL_MS // 1000:,} s "
+            f"ttl_s of {shown} s is over the longest time to live, {MAX_TTL_MS // 1000:,} s "
             "(MAX_TTL_MS: a year and a day)"
         )
-    return ttl_ms
+    # Rounded to the microsecond first (0.57 * 1000 is 570.0000000000001, not 571 ms), and
+    # at least 1 ms: 0 would mean for ever (found by review: ttl_s=1e-7 was that).
+    return max(1, math.ceil(round(ttl_s * 1000, 3)))
 
 
 def check_expiry(ttl_ms: int, expires_at: int, key: bytes) -> None:

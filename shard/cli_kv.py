@@ -23,7 +23,7 @@ from typing import Any
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.keys import prefix_end
-from router.limits import DELETE_RANGE_KEYS
+from router.limits import DELETE_RANGE_KEYS, MAX_TTL_MS
 from shard.cli_status import status_report, status_table
 
 EXIT_NO = 3
@@ -76,6 +76,16 @@ def positive_seconds(text: str) -> float:
     seconds = _seconds(text)
     if not seconds > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return seconds
+
+
+def ttl_seconds(text: str) -> float:
+    """argparse type of a --ttl: a number of seconds above 0, at most MAX_TTL_MS."""
+    seconds = positive_seconds(text)
+    if seconds > MAX_TTL_MS / 1000:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TTL_MS // 1000} seconds (a year and a day), got {text!r}"
+        )
     return seconds
 
 
@@ -216,7 +226,7 @@ def ttl_option(parser: Any) -> None:
     """--ttl SECONDS: how long the value written lives."""
     parser.add_argument(
         "--ttl",
-        type=positive_seconds,
+        type=ttl_seconds,
         default=None,
         metavar="SECONDS",
         help="the value lives SECONDS after it is written, then its shard's leader deletes "

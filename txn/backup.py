@@ -79,7 +79,7 @@ class RestoreIncomplete(BackupError):
         super().__init__(
             f"the restore stopped part-way ({type(cause).__name__}: {cause}); {written}, "
             f"the batch under way may be; finish it by running the restore again over them: "
-            f"paxoskv restore {shlex.quote(str(path))} --overwrite (overwrite=True)"
+            f"paxoskv restore {shlex.quote(str(path))} --overwrite (in Python: overwrite=True)"
         )
 
 
@@ -273,5 +273,5 @@ async def _check_target(
         raise BackupError(
             f"the cluster already holds keys in the backup's range (the first: {found[0][0]!r}); "
             "restore into an empty range, or write over them: paxoskv restore "
-            f"{shlex.quote(str(path))} --overwrite (overwrite=True)"
+            f"{shlex.quote(str(path))} --overwrite (in Python: overwrite=True)"
         )

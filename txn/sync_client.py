@@ -309,7 +309,7 @@ class Watch:
         return self
 
     def start(self) -> int:
-        """See `AsyncWatch.start`: from now on, every change committed is delivered."""
+        """See `AsyncWatch.start`: fix where the watch starts (its `after`, or now)."""
         return self._client._call(self._inner.start(), writes=False)
 
     def __exit__(self, *exc: object) -> None:

@@ -88,9 +88,7 @@ class AsyncWatch:
         self._pending: asyncio.Future[tuple[list[Change], int]] | None = None
         self._closed = False
         self._failed: BaseException | None = None
-        if after is not None:
-            # Its rounds read up to fresh timestamps, which must not fall below it.
-            client._clock.observe(after)
+        self._started = False
 
     @property
     def through(self) -> int | None:
@@ -165,14 +163,32 @@ class AsyncWatch:
         self._waits.clear()
 
     async def start(self) -> int:
-        """Fix where the watch starts, if it has no `after`: every change committed from
-        now on is delivered. Entering the watch (`async with`) calls it, or else its first
-        read. Returns `through`."""
+        """Fix where the watch starts: every change committed after `after`, or, without
+        one, from now on is delivered. Entering the watch (`async with`) calls it, or else
+        its first read. Returns `through`.
+
+        Raises:
+            SnapshotTooOld: `after` is older than the shards' MVCC retention.
+            InvalidArgument: `after` is further ahead of the nodes' clocks than they allow.
+            Unavailable, DeadlineExceeded, ClientClosed: as `next_batch`.
+        """
+        if self._started:
+            assert self._through is not None  # set when it started
+            return self._through
+        client = self._client
         if self._through is None:
-            at = await self._client._timestamp()
-            await self._pin(at)
-            self._through = at
-        return self._through
+            at = await client._timestamp()
+        else:
+            await client._ready(client._deadline())  # `_pin` plans by the shard map
+            at = self._through
+        await self._pin(at)
+        # The rounds read up to fresh timestamps, which must not fall below `at`; the
+        # client's clock takes it only now that the shards did (found by review: an
+        # `after` of 2**64-1, taken at the call, broke every later transaction).
+        client._clock.observe(at)
+        self._through = at
+        self._started = True
+        return at
 
     async def _pin(self, at: int) -> None:
         """Have every shard of the range stamp its later writes above `at`: a read of the

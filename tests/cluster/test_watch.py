@@ -153,6 +153,28 @@ def test_bad_watch_arguments_are_refused_at_the_call(client: txn.Client) -> None
             client.watch(*args, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("after", [2**63, 2**64 - 1])
+def test_a_watch_from_the_far_future_is_refused_and_leaves_the_client_working(
+    shared_cluster: LocalCluster, after: int
+) -> None:
+    """The nodes refuse an `after` far ahead of their clocks; the client must not have taken
+    it as a time it saw (found by review: 2**64-1 broke every later transaction, 2**63 had
+    all of them refused)."""
+    with txn.Client(shared_cluster.env_value(), timeout_s=10.0) as own:
+        # Refused on entering the watch, whose start reads at `after`.
+        with (
+            pytest.raises(txn.InvalidArgument, match="ahead of node"),
+            own.watch(b"a", after=after),
+        ):
+            pass
+        key = b"far/" + secrets.token_hex(3).encode()
+        with own.transaction() as tx:
+            tx.put(key, b"1")
+        with own.snapshot() as snap:
+            assert snap.get(key) == b"1"
+            assert snap.read_ts < 2**63
+
+
 @contextlib.contextmanager
 def _watch_cli(cluster: LocalCluster, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """`paxoskv watch ARGS` started, once it says it is watching (its start is fixed);
@@ -282,8 +304,15 @@ def test_the_watch_command_says_to_start_over_when_the_changes_are_gone(
         60.0,
         "the shard to collect its first versions",
     )
-    with _watch_cli(shared_cluster, "--prefix", prefix, "--after-version", "1") as proc:
-        _, err = proc.communicate(timeout=60)
+    # It fails on its start, a read at version 1, before it says it is watching.
+    proc = subprocess.run(
+        [sys.executable, "-m", "shard.cli", "watch", "--prefix", prefix, "--after-version", "1"],
+        env={**os.environ, "PAXOSKV_CLUSTER": shared_cluster.env_value()},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    err = proc.stderr
     assert proc.returncode == 1, err
     line = err.decode().strip()
     assert line.startswith("paxoskv: error: ") and "garbage-collected" in line, err

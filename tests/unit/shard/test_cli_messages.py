@@ -266,6 +266,7 @@ VERSION = "must be 0 to 18446744073709551615 (a version, as `put` prints one)"
         (["get", "--timeout", "-1", "k"], "argument --timeout: must be > 0 seconds, got '-1'"),
         (["scan", "--limit", "x"], "argument --limit: not an integer: 'x'"),
         # Found by review: each of these exited 1 after the command's own check.
+        (["put", "--ttl", "1e8", "k", "v"], "argument --ttl: must be at most 31622400 seconds"),
         (["scan", "--limit", "-5"], "argument --limit: must be >= 0 (0: no limit), got '-5'"),
         (["txn", "--limit", "0", "get a"], "argument --limit: must be >= 1 (a transaction's "),
         (["txn", "--attempts", "0", "get a"], "argument --attempts: must be >= 1, got '0'"),
