@@ -95,7 +95,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: list[str]) -> int:
-    from txn import Client, PaxosKVError, SnapshotTooOld
+    from txn import Client, InvalidArgument, PaxosKVError, SnapshotTooOld
 
     def show(data: bytes) -> bytes:
         return (data.hex() if args.hex else escape(data)).encode()
@@ -137,6 +137,10 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
         except SnapshotTooOld as exc:
             # Resuming from the too-old version could only fail again: say what works.
             raise CommandError(f"{exc}{_start_over(args, done)}") from None
+        except InvalidArgument as exc:
+            # Refused as asked (an --after-version far ahead of the nodes' clocks): the
+            # same version would be refused again, so no resume point (found by review).
+            raise CommandError(str(exc)) from None
         except PaxosKVError as exc:
             raise CommandError(f"{exc}{_resume(done)}") from None
     return 0

@@ -89,6 +89,9 @@ class AsyncWatch:
         self._closed = False
         self._failed: BaseException | None = None
         self._started = False
+        # One start at a time (found by review: a `start` awaited beside the first
+        # `next_batch`'s set `through` back below a batch already delivered).
+        self._starting = asyncio.Lock()
 
     @property
     def through(self) -> int | None:
@@ -172,23 +175,25 @@ class AsyncWatch:
             InvalidArgument: `after` is further ahead of the nodes' clocks than they allow.
             Unavailable, DeadlineExceeded, ClientClosed: as `next_batch`.
         """
-        if self._started:
-            assert self._through is not None  # set when it started
-            return self._through
-        client = self._client
-        if self._through is None:
-            at = await client._timestamp()
-        else:
-            await client._ready(client._deadline())  # `_pin` plans by the shard map
-            at = self._through
-        await self._pin(at)
-        # The rounds read up to fresh timestamps, which must not fall below `at`; the
-        # client's clock takes it only now that the shards did (found by review: an
-        # `after` of 2**64-1, taken at the call, broke every later transaction).
-        client._clock.observe(at)
-        self._through = at
-        self._started = True
-        return at
+        async with self._starting:
+            if self._started:
+                assert self._through is not None  # set when it started
+                return self._through
+            client = self._client
+            if self._through is None:
+                at = await client._timestamp()
+            else:
+                await client._ready(client._deadline())  # `_pin` plans by the shard map
+                at = self._through
+            if at:  # every write is stamped above 0: nothing to pin (nodes refuse a read at 0)
+                await self._pin(at)
+            # The rounds read up to fresh timestamps, which must not fall below `at`; the
+            # client's clock takes it only now that the shards did (found by review: an
+            # `after` of 2**64-1, taken at the call, broke every later transaction).
+            client._clock.observe(at)
+            self._through = at
+            self._started = True
+            return at
 
     async def _pin(self, at: int) -> None:
         """Have every shard of the range stamp its later writes above `at`: a read of the

@@ -175,6 +175,24 @@ def test_a_watch_from_the_far_future_is_refused_and_leaves_the_client_working(
             assert snap.read_ts < 2**63
 
 
+def test_the_watch_command_names_no_resume_point_for_a_version_from_the_far_future(
+    shared_cluster: LocalCluster,
+) -> None:
+    """Found by review: the refusal said to resume with the same refused version."""
+    far = str(2**64 - 1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shard.cli", "watch", "--prefix", "far/", "--after-version", far],
+        env={**os.environ, "PAXOSKV_CLUSTER": shared_cluster.env_value()},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert err.startswith("paxoskv: error: ") and "ahead of node" in err, err
+    assert "resume with" not in err and err.count("\n") == 1, err
+
+
 @contextlib.contextmanager
 def _watch_cli(cluster: LocalCluster, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """`paxoskv watch ARGS` started, once it says it is watching (its start is fixed);
@@ -293,20 +311,22 @@ def _history_collected_below(client: txn.Client, version: int, key: bytes) -> bo
     return False
 
 
+@pytest.mark.parametrize("after", ["1", "0"])
 def test_the_watch_command_says_to_start_over_when_the_changes_are_gone(
-    shared_cluster: LocalCluster, client: txn.Client
+    shared_cluster: LocalCluster, client: txn.Client, after: str
 ) -> None:
     """A watch resumed from further back than the shards' MVCC retention fails, and the
-    note says what works instead of naming the same too-old version to resume from."""
+    note says what works instead of naming the same too-old version to resume from. From
+    version 0 too, which has nothing to pin (found by review: the pin's read at 0 was
+    refused as malformed)."""
     prefix = f"old/{secrets.token_hex(3)}/"
     wait_for(
         lambda: _history_collected_below(client, 1, prefix.encode()),
         60.0,
         "the shard to collect its first versions",
     )
-    # It fails on its start, a read at version 1, before it says it is watching.
     proc = subprocess.run(
-        [sys.executable, "-m", "shard.cli", "watch", "--prefix", prefix, "--after-version", "1"],
+        [sys.executable, "-m", "shard.cli", "watch", "--prefix", prefix, "--after-version", after],
         env={**os.environ, "PAXOSKV_CLUSTER": shared_cluster.env_value()},
         capture_output=True,
         timeout=60,
@@ -314,11 +334,11 @@ def test_the_watch_command_says_to_start_over_when_the_changes_are_gone(
     )
     err = proc.stderr
     assert proc.returncode == 1, err
-    line = err.decode().strip()
+    line = err.decode().strip().splitlines()[-1]
     assert line.startswith("paxoskv: error: ") and "garbage-collected" in line, err
     assert "resume with" not in line, err
     assert line.endswith(
-        "; the changes after version 1 are no longer kept (they are older than the shards' "
+        f"; the changes after version {after} are no longer kept (they are older than the shards' "
         "MVCC retention, 10 minutes): watch from now (without --after-version), then read "
         f"the current state with: paxoskv scan --prefix {prefix} --limit 0"
     ), err

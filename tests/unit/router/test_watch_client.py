@@ -144,6 +144,43 @@ async def test_a_batch_left_by_a_timed_out_wait_is_not_counted_as_delivered(
 
 
 @with_cluster
+async def test_a_start_beside_the_first_read_never_moves_through_back(
+    cluster: FakeCluster,
+) -> None:
+    """Found by review: a `start` awaited while the first `next_batch` started the watch
+    pinned again, slower, and set `through` back to `after`, below the batch delivered
+    meanwhile (a caller saving `through` then would get it twice)."""
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        after = await client.put(b"a", b"0")
+        later = await client.put(b"b", b"1")
+        watch = client.watch(b"a", b"z", after=after, progress_s=5)
+        real_pin = watch._pin
+        first_pin, delivered = asyncio.Event(), asyncio.Event()
+        pins = 0
+
+        async def pin(at: int) -> None:
+            nonlocal pins
+            pins += 1
+            if pins == 1:
+                first_pin.set()
+            else:
+                await delivered.wait()  # a second start's pins, slower than the first's
+            await real_pin(at)
+
+        watch._pin = pin  # type: ignore[method-assign]
+        reader = asyncio.ensure_future(watch.next_batch(timeout_s=5))
+        await first_pin.wait()
+        starter = asyncio.ensure_future(watch.start())
+        batch = await reader
+        delivered.set()
+        await starter
+        assert [c.version for c in batch] == [later]
+        assert watch.through is not None and watch.through >= later
+        assert pins == 1
+        await watch.aclose()
+
+
+@with_cluster
 async def test_closing_a_watch_with_a_read_waiting_ends_it(cluster: FakeCluster) -> None:
     async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
         watch = client.watch(b"a", b"z", progress_s=5)

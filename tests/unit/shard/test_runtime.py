@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import socket
 import time
@@ -333,6 +334,31 @@ def test_a_metrics_address_must_bind_on_every_address_its_name_resolves_to(
                 )
             )
     assert not config.node_data_dir(node).exists()
+
+
+def test_an_address_of_a_family_without_sockets_is_passed_over_as_asyncio_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: with IPv6 disabled and "::1" still a name of localhost, the metrics
+    check refused "localhost", which an asyncio server serves on 127.0.0.1 alone."""
+    v6_then_v4 = [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+    ]
+    real_socket = socket.socket
+
+    def no_ipv6(family: int = socket.AF_INET, *args: object, **kwargs: object) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real_socket(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: v6_then_v4)
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    runtime_module.check_can_listen("localhost:0", every=True)
+    runtime_module.check_can_listen("localhost:0")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: v6_then_v4[:1])
+    with pytest.raises(OSError, match="cannot listen on localhost:0"):
+        runtime_module.check_can_listen("localhost:0", every=True)
 
 
 def test_a_node_whose_loop_crashed_logs_its_exit_after_the_stop(
