@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from router.cache import Backoff
 from router.client import CasResult
-from router.loop_end import finish_loop_tasks
+from router.loop_end import finish_loop_tasks, pass_over_closed_loop_handovers
 from router.tls import ClientTls
 from router.watch_lanes import Change
 from txn.atomic import AtomicOp
@@ -373,6 +373,7 @@ class Client:
         self._close_lock = threading.RLock()
         self._closing = False  # close() began: a cancelled call is ClientClosed
         self._loop = asyncio.new_event_loop()
+        pass_over_closed_loop_handovers(self._loop)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="paxoskv-client", daemon=True
         )

@@ -26,6 +26,7 @@ from test_client_fakekv import (
 )
 
 from router import kv_pb2 as kv
+from router.loop_end import PASSED_OVER
 from txn import Client, ClientClosed, CommitUnknown, TransactionState
 
 DEADLINE_S = 10.0
@@ -305,14 +306,20 @@ def test_clients_closed_one_after_another_leave_no_grpc_work_to_a_closed_loop(
     printed "Exception in callback PollerCompletionQueue._handle_events ... RuntimeError:
     Event loop is closed" (the closed client's cancelled stream finished in the gRPC core
     after its loop had closed, and the next loop polling for gRPC took the completion). A
-    close lets grpc.aio's tasks take their completions before the loop ends."""
+    close lets grpc.aio's tasks take their completions before the loop ends (and the next
+    Client's loop, which would pass over one, logs it: none may come)."""
     caplog.set_level(logging.ERROR, logger="asyncio")
+    caplog.set_level(logging.DEBUG, logger="paxoskv.client")
     for _ in range(600):  # one close in 50 to 100 printed it
         with sync_client(fake) as client:
             client.put(b"apple", b"1")
-    late = [
-        r.getMessage()
-        for r in caplog.records
-        if r.exc_info and "Event loop is closed" in str(r.exc_info[1])
-    ]
+    late = [r.getMessage() for r in caplog.records if _handed_to_a_closed_loop(r)]
     assert not late, late
+
+
+def _handed_to_a_closed_loop(record: logging.LogRecord) -> bool:
+    """A completion of an ended loop's gRPC call reached a living loop: printed with its
+    traceback by asyncio, or passed over by a Client's loop."""
+    if record.exc_info and "Event loop is closed" in str(record.exc_info[1]):
+        return True
+    return record.getMessage() == PASSED_OVER
