@@ -108,9 +108,11 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
         printed = 0
         # Every change up to this version is printed: where a resumed watch starts.
         done = args.after_version
+        started = False  # the nodes took the start: a refusal after it is not of the start
         try:
             with watch:
                 done = watch.through
+                started = True
                 shown_end = "+inf" if end is None else show(end).decode()
                 print(
                     f"paxoskv: watching [{show(start).decode()}, {shown_end}) after version "
@@ -138,9 +140,10 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
             # Resuming from the too-old version could only fail again: say what works.
             raise CommandError(f"{exc}{_start_over(args, done)}") from None
         except InvalidArgument as exc:
-            # Refused as asked (an --after-version far ahead of the nodes' clocks): the
-            # same version would be refused again, so no resume point (found by review).
-            raise CommandError(str(exc)) from None
+            # A start refused (an --after-version far ahead of the nodes' clocks) would be
+            # refused again from the same version: no resume point then (found by review).
+            # Later, a round's timestamp refused (clocks apart) resumes from `done`.
+            raise CommandError(f"{exc}{_resume(done) if started else ''}") from None
         except PaxosKVError as exc:
             raise CommandError(f"{exc}{_resume(done)}") from None
     return 0

@@ -171,7 +171,8 @@ class AsyncWatch:
         its first read. Returns `through`.
 
         Raises:
-            SnapshotTooOld: `after` is older than the shards' MVCC retention.
+            SnapshotTooOld: `after` is older than the shards' MVCC retention (`after=0`,
+                which has nothing to pin: at the first read instead).
             InvalidArgument: `after` is further ahead of the nodes' clocks than they allow.
             Unavailable, DeadlineExceeded, ClientClosed: as `next_batch`.
         """

@@ -451,3 +451,47 @@ def test_a_watch_of_an_empty_range_or_bad_option_is_a_usage_error(
         code = int(exc.code or 0)
     assert code == 2
     assert words in capsys.readouterr().err
+
+
+class _WatchRefusedAfterItsStart:
+    """A watch whose start the nodes took (its `through` is 42) and whose next round they
+    refuse: a round's timestamp ahead of a lagging leader's clock."""
+
+    through = 42
+
+    def __enter__(self) -> _WatchRefusedAfterItsStart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __iter__(self) -> Any:
+        raise txn.InvalidArgument("the snapshot timestamp 43 is 0.995 s ahead of node 1's clock")
+
+
+class _ClientOfARefusedWatch:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __enter__(self) -> _ClientOfARefusedWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def connect(self) -> None:
+        pass
+
+    def watch(self, *args: object, **kwargs: object) -> _WatchRefusedAfterItsStart:
+        return _WatchRefusedAfterItsStart()
+
+
+def test_a_watch_refused_after_its_start_names_where_to_resume(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Found by review: only a refused start (a far-future --after-version, which the
+    cluster tests cover) has no resume point; a refusal after it resumes without a gap."""
+    monkeypatch.setattr(txn, "Client", _ClientOfARefusedWatch)
+    assert main(["watch", "--cluster", NOWHERE, "--prefix", "p/"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().endswith("ahead of node 1's clock; resume with --after-version 42"), err
