@@ -53,10 +53,13 @@ def _fake_node(
     cluster: ClusterProcesses, name: str, children: list[subprocess.Popen[bytes]]
 ) -> subprocess.Popen[bytes]:
     """A sleeping process whose argv reads as `node --config DIR/cluster.toml --node-id NAME`
-    (rule 1's check), recorded in DIR/pids/NAME.pid as `_spawn` records a node."""
+    (rule 1's check), recorded in DIR/pids/NAME.pid as `_spawn` records a node; returned
+    once /proc shows that argv (right after Popen it can read empty: CI, under load, found
+    a fake node "not running" to the cluster that was to kill it)."""
     argv = [sys.executable, "-c", SLEEP, "node", "--config", str(cluster.config_path)]
     proc = subprocess.Popen([*argv, "--node-id", name])
     children.append(proc)
+    wait_for(lambda: is_node_process(proc.pid, cluster.config_path, name), 10.0, f"{name}'s argv")
     cluster.pids_dir.mkdir(parents=True, exist_ok=True)
     cluster.pid_file(name).write_text(f"{proc.pid}\n")
     return proc
