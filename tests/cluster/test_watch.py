@@ -180,29 +180,35 @@ def test_the_watch_command_names_no_resume_point_for_a_version_from_the_far_futu
 ) -> None:
     """Found by review: the refusal said to resume with the same refused version."""
     far = str(2**64 - 1)
+    err = _watch_cli_failure(shared_cluster, "--prefix", "far/", "--after-version", far)
+    assert err.startswith("paxoskv: error: ") and "ahead of node" in err, err
+    assert "resume with" not in err and err.count("\n") == 1, err
+
+
+def _watch_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shard.cli", "watch", *args]
+
+
+def _cli_env(cluster: LocalCluster) -> dict[str, str]:
+    return {**os.environ, "PAXOSKV_CLUSTER": cluster.env_value()}
+
+
+def _watch_cli_failure(cluster: LocalCluster, *args: str) -> str:
+    """The stderr of `paxoskv watch ARGS`, which must exit 1 (an error) within 60 s."""
     proc = subprocess.run(
-        [sys.executable, "-m", "shard.cli", "watch", "--prefix", "far/", "--after-version", far],
-        env={**os.environ, "PAXOSKV_CLUSTER": shared_cluster.env_value()},
-        capture_output=True,
-        timeout=60,
-        check=False,
+        _watch_argv(*args), env=_cli_env(cluster), capture_output=True, timeout=60, check=False
     )
     err = proc.stderr.decode()
     assert proc.returncode == 1, err
-    assert err.startswith("paxoskv: error: ") and "ahead of node" in err, err
-    assert "resume with" not in err and err.count("\n") == 1, err
+    return err
 
 
 @contextlib.contextmanager
 def _watch_cli(cluster: LocalCluster, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """`paxoskv watch ARGS` started, once it says it is watching (its start is fixed);
     killed on the way out if it still runs."""
-    env = {**os.environ, "PAXOSKV_CLUSTER": cluster.env_value()}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shard.cli", "watch", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        _watch_argv(*args), env=_cli_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         assert proc.stderr is not None
@@ -325,16 +331,8 @@ def test_the_watch_command_says_to_start_over_when_the_changes_are_gone(
         60.0,
         "the shard to collect its first versions",
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "shard.cli", "watch", "--prefix", prefix, "--after-version", after],
-        env={**os.environ, "PAXOSKV_CLUSTER": shared_cluster.env_value()},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    err = proc.stderr
-    assert proc.returncode == 1, err
-    line = err.decode().strip().splitlines()[-1]
+    err = _watch_cli_failure(shared_cluster, "--prefix", prefix, "--after-version", after)
+    line = err.strip().splitlines()[-1]
     assert line.startswith("paxoskv: error: ") and "garbage-collected" in line, err
     assert "resume with" not in line, err
     assert line.endswith(
