@@ -21,7 +21,8 @@ nodes' loops, while a poller asks every node for its Status every 10 ms:
   intents, held the nodes 0.8 s and made four groups elect.
 
 For each: the answer (code and seconds), the worst Status latency of any node while it ran,
-the largest node RSS, and how many groups took a new ballot (an election). Before the
+the largest node RSS, and how many groups took a new ballot (an election); for the scans,
+also each refusal's code and message with its count (JSON `refused`). Before the
 bounds of session 13, `ranges` held every replica 14-19 s, `reads` its leader 1.4 s,
 `scans` a leader 15 s and 800 MB, and `stale_scans` a follower 7.7 s, each with elections.
 Every process it started is stopped by pid at the end, also on errors.
@@ -41,6 +42,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +219,28 @@ class Attacks:
         return _summary(self.batch(follower, scans), "scan")
 
 
-def _summary(answers: list[Any], kind: str) -> kv.Error:
-    codes = Counter(kv.ErrorCode.Name(getattr(a, kind).error.code) for a in answers)
-    ok = codes.pop("OK", 0)
-    message = f"{ok} of {len(answers)} OK"
+@dataclass
+class Answers:
+    """The answers of one Batch of requests: how many were OK (`error`), and each refusal's
+    code and message with how many answers had it (`refused`), for the report."""
+
+    error: kv.Error
+    refused: list[dict[str, Any]]
+
+
+def _summary(answers: list[Any], kind: str) -> Answers:
+    errors = [getattr(a, kind).error for a in answers]
+    refusals = Counter((kv.ErrorCode.Name(e.code), e.message) for e in errors if e.code != kv.OK)
+    codes: Counter[str] = Counter()
+    for (code, _), n in refusals.items():
+        codes[code] += n
+    message = f"{len(answers) - codes.total()} of {len(answers)} OK"
     if codes:
         message += "; others: " + ", ".join(f"{n} {name}" for name, n in sorted(codes.items()))
-    return kv.Error(code=kv.UNAVAILABLE if codes else kv.OK, message=message)
+    refused = [
+        {"code": code, "message": text, "count": n} for (code, text), n in sorted(refusals.items())
+    ]
+    return Answers(kv.Error(code=kv.UNAVAILABLE if codes else kv.OK, message=message), refused)
 
 
 def _error_of(result: Any) -> kv.Error:
@@ -254,7 +271,8 @@ def measure(cluster: LocalCluster, name: str, attack: Callable[[], Any]) -> dict
     peak_rss = _rss_mib(cluster)
     with probe.running():
         started = time.monotonic()
-        error = _error_of(attack())
+        result = attack()
+        error = _error_of(result)
         answered_s = time.monotonic() - started
         peak_rss = max(peak_rss, _rss_mib(cluster))
     after = _ballots(cluster)
@@ -266,6 +284,7 @@ def measure(cluster: LocalCluster, name: str, attack: Callable[[], Any]) -> dict
         "worst_status_s": round(probe.worst_s, 2),
         "max_rss_mib": peak_rss,
         "new_ballots": sum(1 for g in after if after[g] != before.get(g)),
+        "refused": result.refused if isinstance(result, Answers) else [],
     }
 
 
