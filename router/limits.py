@@ -28,6 +28,7 @@ __all__ = [
     "MAX_PARTICIPANTS",
     "MAX_REQUEST_BYTES",
     "MAX_TTL_MS",
+    "MAX_TTL_S",
     "MAX_TXN_ITEMS",
     "MAX_VALUE_BYTES",
     "Oversized",
@@ -57,6 +58,9 @@ Larger loads are split over several transactions (etcd allows 128 operations per
 MAX_TTL_MS = 366 * 24 * 3600 * 1000
 """Longest time to live of a value, in milliseconds (a year and a day): its deadline, a
 hybrid timestamp, must stay within the timestamps' range."""
+
+MAX_TTL_S = MAX_TTL_MS // 1000
+"""MAX_TTL_MS in seconds, the unit of a client's `ttl_s` and the CLI's --ttl."""
 
 DELETE_RANGE_KEYS = (MAX_TXN_ITEMS - 1) // 2
 """The most keys one `delete_range` deletes in a group: each is read and written, and with

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from router.client_errors import InvalidArgument, ServerError
-from router.limits import MAX_TTL_MS
+from router.limits import MAX_TTL_S
 
 
 def ttl_ms_of(ttl_s: object) -> int:
@@ -13,7 +13,7 @@ def ttl_ms_of(ttl_s: object) -> int:
     millisecond (None: 0, the value lives for ever).
 
     Raises:
-        InvalidArgument: not a number of seconds above 0, or over MAX_TTL_MS.
+        InvalidArgument: not a number of seconds above 0, or over MAX_TTL_S.
     """
     if ttl_s is None:
         return 0
@@ -23,11 +23,11 @@ def ttl_ms_of(ttl_s: object) -> int:
         raise InvalidArgument(f"ttl_s must be a number of seconds above 0, got {ttl_s!r}")
     # Compared before it is multiplied (found by review: ttl_s=1e306 overflowed to
     # infinity, an OverflowError); shown as given (a huge int has no float form).
-    if ttl_s > MAX_TTL_MS / 1000:
+    if ttl_s > MAX_TTL_S:
         shown = f"{ttl_s:g}" if isinstance(ttl_s, float) else str(ttl_s)
         raise InvalidArgument(
-            f"ttl_s of {shown} s is over the longest time to live, {MAX_TTL_MS // 1000:,} s "
-            "(MAX_TTL_MS: a year and a day)"
+            f"ttl_s of {shown} s is over the longest time to live, {MAX_TTL_S:,} s "
+            "(MAX_TTL_S: a year and a day)"
         )
     # Rounded to the microsecond first (0.57 * 1000 is 570.0000000000001, not 571 ms), and
     # at least 1 ms: 0 would mean for ever (found by review: ttl_s=1e-7 was that).

@@ -23,7 +23,7 @@ from typing import Any
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.keys import prefix_end
-from router.limits import DELETE_RANGE_KEYS, MAX_TTL_MS
+from router.limits import DELETE_RANGE_KEYS, MAX_TTL_S
 from shard.cli_status import status_report, status_table
 
 EXIT_NO = 3
@@ -80,11 +80,11 @@ def positive_seconds(text: str) -> float:
 
 
 def ttl_seconds(text: str) -> float:
-    """argparse type of a --ttl: a number of seconds above 0, at most MAX_TTL_MS."""
+    """argparse type of a --ttl: a number of seconds above 0, at most MAX_TTL_S."""
     seconds = positive_seconds(text)
-    if seconds > MAX_TTL_MS / 1000:
+    if seconds > MAX_TTL_S:
         raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_TTL_MS // 1000} seconds (a year and a day), got {text!r}"
+            f"must be at most {MAX_TTL_S} seconds (a year and a day), got {text!r}"
         )
     return seconds
 

@@ -82,14 +82,14 @@ def write_item_fields(write: WriteItem) -> dict[str, Any]:
 
 def write_item_refusal(w: Any) -> str | None:
     """Why a WriteItem message (txn.proto's or kv.proto's) is no write, or None."""
+    if w.ttl_ms > MAX_TTL_MS:
+        return f"the write of {w.key!r} has a ttl_ms over MAX_TTL_MS ({MAX_TTL_MS})"
     if w.ops:
         if not (w.delete and w.value == ATOMIC_MARKER):
             return (
                 f"the atomic write of {w.key!r} lacks delete: true and value "
                 f"{ATOMIC_MARKER!r} (txn.atomic.ATOMIC_MARKER)"
             )
-        if w.ttl_ms > MAX_TTL_MS:
-            return f"the write of {w.key!r} has a ttl_ms over MAX_TTL_MS ({MAX_TTL_MS})"
         if len(w.ops) > MAX_ATOMIC_OPS:
             return f"the write of {w.key!r} has over {MAX_ATOMIC_OPS} atomic operations"
         for op in w.ops:
@@ -100,8 +100,6 @@ def write_item_refusal(w: Any) -> str | None:
         return f"the write of {w.key!r} has delete: true and a value"
     if w.delete and w.ttl_ms:
         return f"the delete of {w.key!r} has a ttl_ms: a delete leaves nothing to expire"
-    if w.ttl_ms > MAX_TTL_MS:
-        return f"the write of {w.key!r} has a ttl_ms over MAX_TTL_MS ({MAX_TTL_MS})"
     return None
 
 
