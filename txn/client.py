@@ -712,7 +712,10 @@ class AsyncClient:
         may yet be chosen. `settle=True` makes the answer final: without a decision, it
         records ABORT at the decision group (a recovery Decide: a transaction whose every
         PREPARE is logged is recorded COMMITTED instead), and a late copy of the commit is
-        then refused. Settle before re-running the work of a `CommitUnknown`.
+        then refused. Settle before re-running the work of a `CommitUnknown`. Where the
+        named group has no record, the other data groups are asked too: a commit found
+        there is the answer, and a PREPARE there whose groups leave the named one out
+        makes the ref a wrong one (InvalidArgument), not an abort to record.
 
         Args:
             ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`) or its text (`str(ref)`, as
@@ -734,8 +737,9 @@ class AsyncClient:
 
         Raises:
             InvalidArgument: not exactly one of a TxnRef, group_id or key; a str that is
-                not a ref's text; or `settle` with a bare id, or of a transaction older
-                than SETTLE_WINDOW_S whose outcome is not final.
+                not a ref's text; a group the transaction's PREPARE records leave out; or
+                `settle` with a bare id, or of a transaction older than SETTLE_WINDOW_S
+                whose outcome is not final.
             Unavailable, DeadlineExceeded: the group could not answer (or, with `settle`,
                 record the outcome) in time; asking again is safe.
             ClientClosed: the client was closed meanwhile.
@@ -813,6 +817,9 @@ class AsyncClient:
                 f"group {gid} is {what} (its data groups: {', '.join(map(str, data_groups))})"
             )
         body = await self._group_txn_status(txn_id, gid, self._left_s(deadline))
+        if body.state == kv.TxnStatusResponse.UNKNOWN and not participants:
+            others = [g for g in data_groups if g != gid]
+            body = await self._known_elsewhere(txn_id, gid, others, body, self._left_s(deadline))
         state = TxnState(body.state)
         if state is TxnState.IN_PROGRESS:
             body = await self._implicit_commit(txn_id, gid, body, self._left_s(deadline))
@@ -869,6 +876,41 @@ class AsyncClient:
             return await self._send_read(request, group_id=group_id, deadline=deadline)
         except (WrongShard, UnknownGroup) as exc:
             raise Unavailable(f"the shard map changed; ask again ({exc})") from exc
+
+    async def _known_elsewhere(
+        self,
+        txn_id: bytes,
+        group_id: int,
+        others: Sequence[int],
+        body: kv.TxnStatusResponse,
+        timeout_s: float | None,
+    ) -> kv.TxnStatusResponse:
+        """`body` (group `group_id` has no record of `txn_id`), unless another data group
+        tells more: a commit (final wherever it is learnt, also a parallel commit's, every
+        participant prepared), or a PREPARE whose participants leave `group_id` out. Found
+        by a user trial: `txn-status ID:2 --settle`, a mistyped group, recorded an abort in
+        a group the transaction never touched and reported "aborted" for a committed
+        transaction.
+
+        Raises:
+            InvalidArgument: `group_id` is not one of the transaction's groups.
+        """
+        answers = await asyncio.gather(
+            *(self._group_txn_status(txn_id, g, timeout_s) for g in others)
+        )
+        for group, answer in zip(others, answers, strict=True):
+            if answer.state == kv.TxnStatusResponse.IN_PROGRESS:
+                answer = await self._implicit_commit(txn_id, group, answer, timeout_s)
+            if answer.state == kv.TxnStatusResponse.COMMITTED:
+                return answer
+            if answer.participants and group_id not in answer.participants:
+                groups = ", ".join(map(str, sorted(answer.participants)))
+                raise InvalidArgument(
+                    f"group {group_id} has no record of transaction {txn_id.hex()}, which is "
+                    f"prepared in groups {groups}: check the group of its ref "
+                    f"({txn_id.hex()}:GROUP, the group that decides it)"
+                )
+        return body
 
     async def _implicit_commit(
         self, txn_id: bytes, coordinator: int, body: kv.TxnStatusResponse, timeout_s: float | None

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import txn
+from router import kv_pb2 as kv
 from shard.cli_txn import EXIT_ABORTED, EXIT_UNDECIDED
 from shard.cluster import LocalCluster, is_node_process
 from shard.limits import MAX_VALUE_BYTES
@@ -536,6 +537,62 @@ def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
     assert loser.ref is not None
     assert client.txn_status(loser.ref).state is txn.TxnState.ABORTED
     assert client.get(b"status-a") == b"1"
+
+
+def _ask_group_2(cluster: LocalCluster, request: kv.Request) -> kv.Response:
+    """`request`'s answer from group 2's leader, over a Batch stream of its own."""
+    leader = cluster.wait_for_leader(2, deadline_s=30.0)
+    assert leader is not None
+    request.id = 1
+    stream = cluster.stub(leader).Batch(iter([kv.RequestBatch(requests=[request])]), timeout=10)
+    answer: kv.Response = next(stream).responses[0]
+    stream.cancel()
+    return answer
+
+
+def _prepare_in_one_group(cluster: LocalCluster) -> bytes:
+    """The id of a transaction coordinated by group 3 (participants 3 and 2) whose PREPARE is
+    logged in group 2 alone: as if its client stopped before its coordinator's was sent."""
+    ts = _ask_group_2(cluster, kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
+    txn_id = new_txn_id(ts)
+    op = kv.PrepareRequest(
+        header=kv.Header(cluster_id=cluster.cluster_id, group_id=2),
+        txn_id=txn_id,
+        coordinator_group=3,
+        participants=[3, 2],
+        ts=ts,
+        writes=[kv.WriteItem(key=b"hwrongref-prepared", value=b"v")],
+    )
+    answer = _ask_group_2(cluster, kv.Request(prepare=op))
+    assert answer.prepare.error.code == kv.OK, answer
+    return txn_id
+
+
+def test_txn_status_of_a_ref_naming_a_group_the_transaction_never_touched(
+    gp_cluster: LocalCluster, client: txn.Client
+) -> None:
+    """Found by a user trial: `txn-status ID:2 --settle`, group 2 mistyped for 1, recorded an
+    abort in a group the transaction never touched and reported "aborted" for a committed
+    transaction. Another group's commit is the answer; another group's PREPARE that leaves
+    the named group out makes the ref a wrong one."""
+    with client.transaction() as tx:
+        tx.put(b"wrongref-a", b"1")  # group 3, the coordinator
+        tx.put(b"hwrongref", b"1")  # group 2
+    assert tx.ref is not None and tx.ref.group_id == 3
+    committed = txn.TxnStatus(txn.TxnState.COMMITTED, tx.commit_ts)
+    untouched = txn.TxnRef(tx.ref.txn_id, 1, tx.ref.started_ns)
+    assert client.txn_status(untouched) == committed
+    assert client.txn_status(untouched, settle=True) == committed
+    assert client.txn_status(tx.ref) == committed
+
+    txn_id = _prepare_in_one_group(gp_cluster)
+    with pytest.raises(txn.InvalidArgument, match="prepared in groups 2, 3: check the group"):
+        client.txn_status(txn.TxnRef(txn_id, 1), settle=True)
+    # Its coordinator has no record: settled there, it is aborted for good, and its intent in
+    # group 2 goes (the participant's recovery learns the abort).
+    assert client.txn_status(txn.TxnRef(txn_id, 3), settle=True).state is txn.TxnState.ABORTED
+    client.put(b"hwrongref-prepared", b"after")
+    assert client.get(b"hwrongref-prepared") == b"after"
 
 
 def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.Client) -> None:
