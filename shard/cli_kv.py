@@ -326,7 +326,8 @@ def register_kv_commands(subparsers: Any) -> None:
         parents=parents,
         help="delete a key, or the keys of a range; print the version, or how many",
         description="Delete KEY and print the deletion's version (0 when the key was absent). "
-        "With --prefix, or --start and --end, instead of KEY: delete every key of the range "
+        "With --prefix, or --start and --end (or --to-end), instead of KEY: delete every key "
+        "of the range "
         "in transactions of at most --batch keys each (tx.delete_range) until none is left, "
         "and print how many were deleted. Each batch is atomic, the whole range is not: a "
         "reader may see it part-deleted, and a key written into it meanwhile may be deleted "
@@ -335,8 +336,15 @@ def register_kv_commands(subparsers: Any) -> None:
     delete.add_argument("key", nargs="?", default=None)
     delete_range = delete.add_argument_group("a range instead of KEY")
     delete_range.add_argument("--prefix", default=None, help="the keys with this prefix")
-    delete_range.add_argument("--start", default=None, help="first key (inclusive)")
-    delete_range.add_argument("--end", default=None, help="end key (exclusive; default: the end)")
+    delete_range.add_argument(
+        "--start", default=None, help="first key (inclusive; '' for the first of all)"
+    )
+    delete_range.add_argument("--end", default=None, help="end key (exclusive)")
+    delete_range.add_argument(
+        "--to-end",
+        action="store_true",
+        help="with --start instead of --end: through the last key of all (etcd's --from-key)",
+    )
     delete_range.add_argument(
         "--batch",
         type=bounded_int(1, DELETE_RANGE_KEYS, " (keys a transaction may delete in a shard)"),
@@ -616,7 +624,8 @@ def _cmd_put(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    ranged = args.prefix is not None or args.start is not None or args.end is not None
+    bounds = (args.prefix, args.start, args.end)
+    ranged = any(b is not None for b in bounds) or args.to_end
     if args.key is not None and ranged:
         raise UsageError("give KEY or a range (--prefix, --start, --end), not both")
     if not ranged:
@@ -629,9 +638,22 @@ def _cmd_delete(args: argparse.Namespace) -> int:
             return 0
 
         return _with_client(args, body)
+    _check_delete_bounds(args)
     args.start = "" if args.start is None else args.start
     start, end = key_range(args)
     return _delete_range(args, start, end)
+
+
+def _check_delete_bounds(args: argparse.Namespace) -> None:
+    """UsageError unless the range is bounded on both sides by what was typed: found by a
+    user trial, `delete --start d/` without --end deleted every key from d/ to the end."""
+    if args.to_end and (args.end is not None or args.prefix is not None):
+        raise UsageError("--to-end replaces --end, and a --prefix has its own end")
+    if args.prefix is None and (args.start is None or (args.end is None and not args.to_end)):
+        raise UsageError(
+            "a range to delete needs --prefix P, or --start A with --end B (--to-end: through "
+            "the last key; --start '': from the first)"
+        )
 
 
 def _delete_range(args: argparse.Namespace, start: bytes, end: bytes | None) -> int:

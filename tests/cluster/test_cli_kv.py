@@ -170,14 +170,26 @@ def test_delete_a_prefix_and_a_range_across_shards_in_batches(gp_cluster: LocalC
     for key in kept:  # beside the ranges: untouched
         assert ok(paxoskv("get", key.decode(), cluster=gp_cluster)) == "v\n"
     assert ok(paxoskv("delete", "--prefix", "q-dp/", cluster=gp_cluster)) == "0\n"
+    # Through the last key only when asked (keys after "zzz-dp/" are this test's alone).
+    ok(paxoskv("put", "zzz-dp/a", "v", cluster=gp_cluster))
+    ok(paxoskv("put", "zzzz", "v", cluster=gp_cluster))
+    assert ok(paxoskv("delete", "--start", "zzz-dp/", "--to-end", cluster=gp_cluster)) == "2\n"
+    whole = b"needs --prefix P, or --start A with --end B"
     for args, said in (
         (("delete",), b"give the KEY to delete"),
         (("delete", "q-dp", "--prefix", "q-"), b"not both"),
         (("delete", "--start", "q", "--end", "h"), b"--end must come after --start"),
+        # Found by a user trial: --start alone deleted every key from it to the end.
+        (("delete", "--start", "q-dp0"), whole),
+        (("delete", "--end", "q-dp0"), whole),
+        (("delete", "--to-end"), whole),
+        (("delete", "--start", "q", "--end", "r", "--to-end"), b"--to-end replaces --end"),
+        (("delete", "--prefix", "q", "--to-end"), b"--to-end replaces --end"),
         (("delete", "--prefix", "q", "--batch", "3000"), b"--batch"),
     ):
         refused = paxoskv(*args, cluster=gp_cluster)
         assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+    assert ok(paxoskv("get", "q-dp0", cluster=gp_cluster)) == "v\n"  # the refusals deleted nothing
 
 
 def test_scan_across_shard_boundaries(gp_cluster: LocalCluster) -> None:
