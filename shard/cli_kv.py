@@ -391,8 +391,10 @@ def register_kv_commands(subparsers: Any) -> None:
         help="add N to an 8-byte counter; print the commit's version",
         description="Add the integer N (negative to subtract) to the little-endian 8-byte "
         "counter at KEY, an absent key counting as 0, and print the version written: an "
-        "atomic add (client.add), which reads nothing, so concurrent adds never conflict. "
-        "Read it back with `paxoskv get --int KEY`.",
+        "atomic add (tx.add), applied to the value the key holds at commit, so concurrent "
+        "adds never conflict. A value that is not 8 bytes is refused (a snapshot read "
+        "first, which takes no conflict; tx.add in Python would cut or pad it). Read it "
+        "back with `paxoskv get --int KEY`.",
     )
     add.add_argument("key")
     add.add_argument("n", metavar="N", type=counter_delta)
@@ -593,16 +595,28 @@ def _cmd_get(args: argparse.Namespace) -> int:
     return _with_client(args, body)
 
 
+def not_a_counter(shown_key: str, value: bytes | None) -> str | None:
+    """Why `value` (None: absent, a counter at 0) is no 8-byte counter, or None."""
+    if value is None or len(value) == 8:
+        return None
+    size = f"{len(value):,} byte{'' if len(value) == 1 else 's'}"
+    return f"the value of '{shown_key}' is {size}, not an 8-byte counter"
+
+
 def _counter_value(args: argparse.Namespace, key: bytes, value: bytes) -> int:
     """`value` read as an 8-byte counter; CommandError for a value that cannot be one."""
     from txn import decode_int
 
-    if len(value) != 8:  # a short text value would read as a number that means nothing
-        raise CommandError(
-            f"--int: the value of '{_show(args, key)}' is {len(value):,} byte{'' if len(value) == 1 else 's'}, not an 8-byte "
-            "counter; read it without --int"
-        )
+    # A short text value would read as a number that means nothing.
+    if (why := not_a_counter(_show(args, key), value)) is not None:
+        raise CommandError(f"--int: {why}; read it without --int")
     return decode_int(value)
+
+
+ADD_REFUSAL = (
+    "; add would cut or pad it to 8 bytes (FoundationDB's add, as tx.add does): replace it "
+    "with put, or delete it, first"
+)
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
@@ -697,10 +711,20 @@ def _delete_range(args: argparse.Namespace, start: bytes, end: bytes | None) -> 
 def _cmd_add(args: argparse.Namespace) -> int:
     key = arg_key(args.key, args.hex)
 
+    async def add(tx: Any) -> Any:
+        # A snapshot read: checked without a read conflict, so concurrent adds still commit
+        # side by side (found by a user trial: `add` on a text value silently cut it to 8
+        # bytes, which `get --int` then refused to read).
+        why = not_a_counter(_show(args, key), await tx.get(key, snapshot=True))
+        if why is not None:
+            raise CommandError(why + ADD_REFUSAL)
+        tx.add(key, args.n)
+        return tx
+
     async def main() -> int:
         async with txn_client(args) as client:
-            version: int = await client.add(key, args.n)
-        print(version)
+            tx = await client.run(add)
+        print(tx.commit_ts)
         return 0
 
     import asyncio

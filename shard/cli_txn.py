@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shard.cli_kv import (
+    ADD_REFUSAL,
     CommandError,
     UsageError,
     arg_bytes,
@@ -30,6 +31,7 @@ from shard.cli_kv import (
     connection_options,
     counter_delta,
     escape,
+    not_a_counter,
     seeds_from,
     tls_from,
 )
@@ -43,8 +45,9 @@ steps (each argument is one step, or several separated by ';'):
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
   delete KEY              delete KEY (also: del)
   add KEY N               add the integer N to the 8-byte counter at KEY (tx.add: an
-                          atomic add, applied at commit to the value then; reads nothing);
-                          a get of KEY after it shows the counter's new value as a number
+                          atomic add, applied at commit to the value then; a snapshot
+                          read first refuses a value that is not 8 bytes, with no
+                          conflict); a get of KEY after it shows the new value as a number
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
   scan-reverse START [END]
                           the same from the last key down (with --limit 1: the last key)
@@ -335,6 +338,9 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             counters.discard(step.key)
             reader.put(step.key, step.value)
         elif step.op == "add":
+            why = not_a_counter(show(step.key), reader.get(step.key, snapshot=True))
+            if why is not None:
+                raise CommandError(f"{step.text!r}: {why}{ADD_REFUSAL}")
             counters.add(step.key)
             reader.add(step.key, step.delta)
         else:

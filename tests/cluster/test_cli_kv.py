@@ -147,6 +147,14 @@ def test_add_and_get_int_count_a_counter(gp_cluster: LocalCluster) -> None:
         refused = paxoskv("add", "h-ctr", bad, cluster=gp_cluster)
         assert refused.returncode == 2 and b"not a whole number" in refused.stderr
     assert ok(paxoskv("get", "--int", "h-ctr", cluster=gp_cluster)) == "-2\n"
+    # Found by a user trial: add cut a text value to 8 bytes (or padded it) without a word.
+    ok(paxoskv("put", "h-ctr-doc", '{"name": "alice", "age": 30}', cluster=gp_cluster))
+    for key, size in (("h-ctr-text", b"2 bytes"), ("h-ctr-doc", b"28 bytes")):
+        refused = paxoskv("add", key, "1", cluster=gp_cluster)
+        assert refused.returncode == 1, refused.stderr
+        assert b"is " + size + b", not an 8-byte counter; add would cut or pad" in refused.stderr
+    assert ok(paxoskv("get", "h-ctr-text", cluster=gp_cluster)) == "12\n"
+    assert ok(paxoskv("get", "h-ctr-doc", cluster=gp_cluster)) == '{"name": "alice", "age": 30}\n'
 
 
 def test_delete_a_prefix_and_a_range_across_shards_in_batches(gp_cluster: LocalCluster) -> None:

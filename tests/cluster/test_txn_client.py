@@ -617,13 +617,16 @@ def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.
 
 
 def test_txn_cli_adds_to_a_counter(gp_cluster: LocalCluster) -> None:
-    def add(*steps: str) -> list[str]:
-        run = subprocess.run(
+    def txn_cli(*steps: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
             [sys.executable, "-m", "shard.cli", "txn", "--cluster", gp_cluster.env_value(), *steps],
             capture_output=True,
             timeout=60,
             check=False,
         )
+
+    def add(*steps: str) -> list[str]:
+        run = txn_cli(*steps)
         assert run.returncode == 0, run.stderr
         return run.stdout.decode().splitlines()
 
@@ -632,6 +635,13 @@ def test_txn_cli_adds_to_a_counter(gp_cluster: LocalCluster) -> None:
     assert "1 key written" in first[0]
     again = add("add clictr 4; get clictr")
     assert again[0] == "get clictr: 7" and "1 key read" in again[1]
+    # A value that is not an 8-byte counter is refused, as by `paxoskv add`: nothing commits.
+    refused = txn_cli("put clitext 12; add clitext 1")
+    assert refused.returncode == 1, refused.stderr
+    assert b"'add clitext 1': the value of 'clitext' is 2 bytes, not an 8-byte counter" in (
+        refused.stderr
+    )
+    assert add("get clitext")[0] == "get clitext: (not found)"
 
 
 def test_txn_cli(gp_cluster: LocalCluster) -> None:
