@@ -169,7 +169,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         async with txn_client(args) as client:
             summary = await restore(client, args.file, overwrite=args.overwrite, progress=progress)
         committed = (
-            f" in {summary.transactions:,} transactions, committed at ts "
+            f" in {summary.transactions:,} transaction{'' if summary.transactions == 1 else 's'}, "
+            "committed at ts "
             f"{summary.first_commit_ts}..{summary.last_commit_ts}"
             if summary.transactions
             else ""

@@ -74,7 +74,8 @@ class RestoreIncomplete(BackupError):
         written = (
             "nothing was written"
             if last_key is None
-            else f"{keys:,} keys up to {last_key!r} are written, in {transactions:,} transactions"
+            else f"{keys:,} key{'' if keys == 1 else 's'} up to {last_key!r} written, in "
+            f"{transactions:,} transaction{'' if transactions == 1 else 's'}"
         )
         super().__init__(
             f"the restore stopped part-way ({type(cause).__name__}: {cause}); {written}, "

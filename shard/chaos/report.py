@@ -173,8 +173,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"  faults injected: {report['faults_injected']} "
         f"({', '.join(sorted({f['kind'] for f in report['faults']})) or 'none'}); "
         f"{network_text(net, opts['nemesis'])}",
-        f"  recovery: max {_s(rec['max_after_fault_s'])} after a fault, "
-        f"{_s(rec['after_final_heal_s'])} after the final heal"
+        f"  recovery: max {seconds_text(rec['max_after_fault_s'])} after a fault, "
+        f"{seconds_text(rec['after_final_heal_s'])} after the final heal"
         + (f", {rec['not_recovered']} faults without recovery" if rec["not_recovered"] else ""),
         f"  leader elections (node logs): {(report.get('leader_churn') or {}).get('elections', '-')}",
         f"  checker: {report['check']['summary'] if report['check'] else '-'}",
@@ -217,7 +217,8 @@ def leader_churn(logs_dir: Path) -> dict[str, Any]:
     }
 
 
-def _s(value: float | None) -> str:
+def seconds_text(value: float | None) -> str:
+    """`value` seconds as the run's lines and its summary show them ("-": none)."""
     return "-" if value is None else f"{value:.2f} s"
 
 

@@ -312,7 +312,8 @@ async def _drive(
                 if all(lead.leader for lead in leaders.values()):
                     for _group, key in probe_keys:
                         await probe_client.put(key.encode(), b"probe", timeout_s=2.0)
-                    return time.monotonic() - since
+                    # Rounded as the report keeps it, so the line said now and its summary agree.
+                    return round(time.monotonic() - since, 3)
             except Exception:
                 pass
             await asyncio.sleep(0.1)
@@ -370,7 +371,7 @@ async def _drive(
             fault.recovery_s = await recovered(ended)
             say(
                 f"  {fault.ended_at:7.2f}s nemesis stop {chosen.name} {fault.stop_detail}; "
-                f"recovered in {_s(fault.recovery_s)}"
+                f"recovered in {reports.seconds_text(fault.recovery_s)}"
             )
 
     try:
@@ -411,7 +412,3 @@ async def _drive(
         for client in [*clients, probe_client]:
             with contextlib.suppress(Exception):
                 await client.close()
-
-
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
