@@ -955,8 +955,9 @@ class NodeCore:
                 _error(
                     kv.INVALID_ARGUMENT,
                     f"{what} {ts} is {ahead_us / 1e6:.3f} s ahead of node {self.node_id}'s "
-                    f"clock (at most {self._max_ahead_us / 1e6:.3f} s): keep the clocks of "
-                    f"nodes and clients within max_clock_offset_ms "
+                    f"clock (at most {self._max_ahead_us / 1e6:.3f} s): no version this "
+                    "cluster wrote is, so check where it came from; one a client's clock "
+                    "gave needs the clocks of nodes and clients within max_clock_offset_ms "
                     f"({self._offset_us // 1000} ms) of each other",
                 )
             )
