@@ -636,8 +636,10 @@ class _Connection:
                 return "the channel is shut down"
             if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
                 # Fail fast: the caller tries another replica or backs off. gRPC reconnects
-                # in the background (CHANNEL_OPTIONS bound its backoff to 1 s).
-                return "cannot connect (connection refused or node down)"
+                # in the background (CHANNEL_OPTIONS bound its backoff to 1 s). The state
+                # does not say why: a paused node's handshake timing out lands here too
+                # (found by a user trial: a SIGSTOPped majority read "connection refused").
+                return "cannot connect (refused, or the node is down, paused or unreachable)"
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return f"not connected after {CONNECT_TIMEOUT_S:g} s"
