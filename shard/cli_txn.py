@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from txn import Transaction
 
 STEPS_HELP = """\
-steps (each argument is one step, or several separated by ';'):
+steps (each argument is one step, or several separated by ';'; keys and values are taken
+as typed, quotes included, so a key with a space, or a value with a ';', needs --hex):
   get KEY                 print KEY's value as the transaction sees it
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
   delete KEY              delete KEY (also: del)
