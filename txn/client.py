@@ -713,9 +713,10 @@ class AsyncClient:
         records ABORT at the decision group (a recovery Decide: a transaction whose every
         PREPARE is logged is recorded COMMITTED instead), and a late copy of the commit is
         then refused. Settle before re-running the work of a `CommitUnknown`. Where the
-        named group has no record, the other data groups are asked too: a commit found
-        there is the answer, and a PREPARE there whose groups leave the named one out
-        makes the ref a wrong one (InvalidArgument), not an abort to record.
+        named group has no record, the other data groups that answer within
+        CONNECT_TIMEOUT_S (2 s) are asked too: a commit found there is the answer, and a
+        PREPARE there whose groups leave the named one out makes the ref a wrong one
+        (InvalidArgument), not an abort to record.
 
         Args:
             ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`) or its text (`str(ref)`, as
@@ -819,7 +820,10 @@ class AsyncClient:
         body = await self._group_txn_status(txn_id, gid, self._left_s(deadline))
         if body.state == kv.TxnStatusResponse.UNKNOWN and not participants:
             others = [g for g in data_groups if g != gid]
-            body = await self._known_elsewhere(txn_id, gid, others, body, self._left_s(deadline))
+            # Best effort, bounded as a connection: a group that cannot answer soon (down,
+            # leaderless) tells nothing, and must not hold up a settle at the right group.
+            asking_s = min(self._left_s(deadline), CONNECT_TIMEOUT_S)
+            body = await self._known_elsewhere(txn_id, gid, others, body, asking_s)
         state = TxnState(body.state)
         if state is TxnState.IN_PROGRESS:
             body = await self._implicit_commit(txn_id, gid, body, self._left_s(deadline))
@@ -896,11 +900,17 @@ class AsyncClient:
             InvalidArgument: `group_id` is not one of the transaction's groups.
         """
         answers = await asyncio.gather(
-            *(self._group_txn_status(txn_id, g, timeout_s) for g in others)
+            *(self._group_txn_status(txn_id, g, timeout_s) for g in others),
+            return_exceptions=True,
         )
         for group, answer in zip(others, answers, strict=True):
+            if isinstance(answer, Unavailable | DeadlineExceeded):
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
             if answer.state == kv.TxnStatusResponse.IN_PROGRESS:
-                answer = await self._implicit_commit(txn_id, group, answer, timeout_s)
+                with contextlib.suppress(Unavailable, DeadlineExceeded):
+                    answer = await self._implicit_commit(txn_id, group, answer, timeout_s)
             if answer.state == kv.TxnStatusResponse.COMMITTED:
                 return answer
             if answer.participants and group_id not in answer.participants:

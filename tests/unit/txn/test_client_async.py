@@ -890,6 +890,26 @@ async def test_settling_an_old_ref_whose_outcome_is_final_answers_it(fake: FakeK
 
 
 @with_fake
+async def test_a_settle_at_the_right_group_does_not_wait_for_a_silent_other_group(
+    fake: FakeKV,
+) -> None:
+    """Where the named group has no record, the others are asked whether they know the
+    transaction (a mistyped group must not record an abort over a commit), but only as a
+    best effort: a group that does not answer within CONNECT_TIMEOUT_S tells nothing, and
+    the settle goes on (before the bound, it waited the whole deadline and failed)."""
+
+    def silent_group_2(node: int, request: kv.Request) -> Any:
+        asked = request.WhichOneof("op") == "txn_status"
+        return DROP if asked and request.txn_status.header.group_id == 2 else None
+
+    fake.hook = silent_group_2
+    async with fast_client(fake, timeout_s=6.0) as client:
+        ref = TxnRef(b"s" * 16, 1, time.time_ns())
+        assert await client.txn_status(ref, settle=True) == TxnStatus(TxnState.ABORTED)
+        assert len(fake.requests("decide")) >= 1
+
+
+@with_fake
 async def test_a_settle_whose_window_runs_out_while_the_groups_answer_records_nothing(
     fake: FakeKV, monkeypatch: pytest.MonkeyPatch
 ) -> None:
