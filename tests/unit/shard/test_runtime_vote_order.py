@@ -6,7 +6,8 @@ Accepted in `messages_after_persist`, but the shell decides when those are sent,
 node does not run `shard.execute.persist_cycle`: `NodeRuntime._persist` writes the cycle's
 batches itself and, for a large write, fsyncs aside in a worker thread while the loop runs on
 (`_sync_aside`). Here a runtime of node 2 of three (one that votes, unlike test_runtime.py's
-one-node cluster) steps an Accept from node 1, and its votes must not reach the send function
+one-node cluster) steps an Accept from node 1, or a Prepare (a review of session 56 found
+only the Accepted covered), and its vote (Accepted, Promise) must not reach the send function
 before the synced write returned, nor before the fsync aside ended.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from paxos import Ballot, PersistBatch
-from paxos.messages import Accept, Accepted, Message, SlotValue
+from paxos.messages import Accept, Accepted, Message, Prepare, Promise, SlotValue
 from shard import runtime as runtime_module
 from shard.config import ClusterConfig
 from shard.runtime import NodeRuntime
@@ -48,16 +49,33 @@ def _accept(slot: int = 1) -> Accept:
     )
 
 
-def _is_vote(event: object, slot: int = 1) -> bool:
-    return (
-        isinstance(event, tuple)
-        and event[0] == "send"
-        and event[1] == GROUP
-        and isinstance(event[2], Accepted)
-        and event[2].dst == LEADER
-        and event[2].ballot == BALLOT
-        and slot in event[2].slots
-    )
+PREPARE_BALLOT = Ballot(7, LEADER)
+
+
+def _prepare() -> Prepare:
+    """Node 1's Prepare at a ballot above any the follower knows: it owes a Promise."""
+    return Prepare(src=LEADER, dst=FOLLOWER, ballot=PREPARE_BALLOT, from_slot=1)
+
+
+async def _deliver(runtime: NodeRuntime, kind: str) -> None:
+    """Hand the follower node 1's Accept, or its Prepare (after a first cycle, with the
+    restart's lease block, rule 6, ended: a block would rightly refuse the Promise)."""
+    if kind == "Accept":
+        runtime._deliver(LEADER, GROUP, _accept())
+        return
+    await asyncio.wait_for(runtime._run_cycles(), DEADLINE_S)
+    runtime.core.hosts[GROUP].replica._lease_block_until = 0.0
+    runtime._deliver(LEADER, GROUP, _prepare())
+
+
+def _is_vote(event: object) -> bool:
+    """Event `event` hands send the vote for the Accept or the Prepare."""
+    if not (isinstance(event, tuple) and event[0] == "send" and event[1] == GROUP):
+        return False
+    vote = event[2]
+    if isinstance(vote, Accepted):
+        return vote.dst == LEADER and vote.ballot == BALLOT and 1 in vote.slots
+    return isinstance(vote, Promise) and vote.dst == LEADER and vote.ballot == PREPARE_BALLOT
 
 
 class _Recorder:
@@ -93,7 +111,7 @@ class _Recorder:
         monkeypatch.setattr(runtime, "_send", recorded_send)
 
     def votes(self) -> list[int]:
-        """Where in the timeline the vote for slot 1 was handed to send."""
+        """Where in the timeline the vote was handed to send."""
         return [i for i, event in enumerate(self.events) if _is_vote(event)]
 
     def first(self, event: tuple[object, ...]) -> int:
@@ -101,17 +119,18 @@ class _Recorder:
         return self.events.index(event)
 
 
+@pytest.mark.parametrize("kind", ["Accept", "Prepare"])
 def test_a_followers_vote_waits_for_its_synced_write(
-    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    """The normal path: a small write is a synced write, and the Accepted is handed to send
+    """The normal path: a small write is a synced write, and the vote is handed to send
     only after that write returned."""
 
     async def main() -> None:
         runtime = NodeRuntime(config, config.nodes[FOLLOWER - 1], first_start=True)
         try:
+            await _deliver(runtime, kind)
             recorder = _Recorder(runtime, monkeypatch)
-            runtime._deliver(LEADER, GROUP, _accept())
             await asyncio.wait_for(runtime._run_cycles(), DEADLINE_S)
             votes = recorder.votes()
             assert len(votes) == 1, f"one vote for the Accept: {recorder.events}"
@@ -125,8 +144,9 @@ def test_a_followers_vote_waits_for_its_synced_write(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("kind", ["Accept", "Prepare"])
 def test_a_followers_vote_waits_for_its_fsync_aside(
-    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch
+    config: ClusterConfig, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """The aside path: the write is unsynced and its fsync held in the worker thread. While
     it is held (and the loop runs on, a heartbeat interval and more) no vote leaves; once it
@@ -139,9 +159,9 @@ def test_a_followers_vote_waits_for_its_fsync_aside(
         held: HeldSync | None = None
         wake: asyncio.Task[None] | None = None
         try:
+            await _deliver(runtime, kind)
             recorder = _Recorder(runtime, monkeypatch)
             held = HeldSync(runtime)  # wraps the recording sync: held, then recorded
-            runtime._deliver(LEADER, GROUP, _accept())
             wake = asyncio.create_task(runtime._run_cycles())
             await until(held.started)
             assert ("persist", False) in recorder.events, "the write was not left owing a sync"
