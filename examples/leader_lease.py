@@ -14,7 +14,10 @@ election API keeps one):
   vacancy. Its version is the term's fencing token (`put_fenced` writes with it).
 - renew: `cas(expected_version=token, touch=True, ttl_s=TTL)` before the lease runs out:
   the value and the version stay (the token stays valid), the deadline moves on. A renewal
-  that fails tells the holder it lost the lease: it stops acting as leader.
+  that fails tells the holder it lost the lease: it stops acting as leader. A holder acts
+  outside the store only until it sent its last successful claim or renewal plus TTL, by
+  its monotonic clock (an answer can come late: README, "Time to live"); its writes inside
+  the store are fenced by the token whatever its clock says.
 - crash: a holder that stops renewing (a crash, a pause, a partition) needs no one to clean
   up after it: its shard's leader deletes the key at the deadline, the delete is a change
   a watch sees, and the next candidate's campaign wins.
