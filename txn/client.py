@@ -956,6 +956,22 @@ class AsyncClient:
         value, _version = await self._get_versioned(_as_key(key), timeout_s)
         return value
 
+    async def get_versioned(
+        self, key: bytes, *, timeout_s: float | None = None
+    ) -> tuple[bytes | None, int]:
+        """The latest value of `key` and its version (linearizable), or (None, 0) when absent.
+
+        The version is what `cas(expected_version=...)` compares (etcd's mod_revision): a
+        read-modify-write without a transaction is `value, version = get_versioned(key)`,
+        then `cas(key, expected_version=version, new_value=...)`, which fails if anything
+        wrote the key between (version 0 expects it absent).
+
+        Raises:
+            As `get`.
+        """
+        value, version = await self._get_versioned(_as_key(key), timeout_s)
+        return value, version if value is not None else 0
+
     async def _get_versioned(
         self, key: bytes, timeout_s: float | None = None
     ) -> tuple[bytes | None, int]:

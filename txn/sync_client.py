@@ -672,6 +672,13 @@ class Client:
         """See `AsyncClient.get`."""
         return self._call(self._async.get(key, timeout_s=timeout_s), writes=False)
 
+    def get_versioned(
+        self, key: bytes, *, timeout_s: float | None = None
+    ) -> tuple[bytes | None, int]:
+        """The latest value of `key` and its version, or (None, 0); see
+        `AsyncClient.get_versioned`."""
+        return self._call(self._async.get_versioned(key, timeout_s=timeout_s), writes=False)
+
     def put(
         self,
         key: bytes,

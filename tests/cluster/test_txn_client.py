@@ -595,6 +595,25 @@ def test_txn_status_of_a_ref_naming_a_group_the_transaction_never_touched(
     assert client.get(b"hwrongref-prepared") == b"after"
 
 
+def test_get_versioned_gives_what_cas_compares(client: txn.Client) -> None:
+    """A read-modify-write without a transaction (asked for by an application trial: `get`
+    gave no version, so a cas on it needed one). Absent, never written or deleted, is
+    (None, 0), and 0 is what cas expects of an absent key."""
+    key = b"hversioned"
+    assert client.get_versioned(key) == (None, 0)
+    first = client.put(key, b"1")
+    assert client.get_versioned(key) == (b"1", first)
+    value, version = client.get_versioned(key)
+    assert client.cas(key, expected_version=version, new_value=value + b"+").succeeded
+    stale = client.cas(key, expected_version=version, new_value=b"lost")
+    assert not stale.succeeded and client.get(key) == b"1+"
+    client.delete(key)
+    assert client.get_versioned(key) == (None, 0)
+    assert client.cas(key, expected_version=0, new_value=b"again").succeeded
+    with pytest.raises(txn.InvalidArgument, match="bytes"):
+        client.get_versioned("hversioned")  # type: ignore[arg-type]
+
+
 def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.Client) -> None:
     """Found by review: a value over gRPC's 64 MiB message limit failed the client's shared
     stream at its write, so the put was reported OutcomeUnknown and a transaction
