@@ -494,6 +494,7 @@ class AsyncClient:
         after: int | None = None,
         progress_s: float = DEFAULT_PROGRESS_S,
         prev_values: bool = False,
+        resume: bool = False,
     ) -> AsyncWatch:
         """Every change of the keys [start, end) (end None: no end) committed after the
         watch is entered (`async with`, or `await watch.start()`; else its first read), or
@@ -512,6 +513,12 @@ class AsyncClient:
             prev_values: each change also carries the value its key held just before it,
                 `Change.prev_value` (None: it held none) and `prev_version`, as etcd's
                 prev_kv: what a deletion removed, or what a put replaced.
+            resume: after a shard could not be read in time (Unavailable,
+                DeadlineExceeded: a node down or paused, no majority for a while), read
+                again from `through` after a pause (0.05 s, growing to 1 s), as etcd's
+                clients do, instead of raising; the watch then waits out any outage that
+                ends within the MVCC retention (past it: SnapshotTooOld). `watch.resumed`
+                counts the times.
 
         Raises:
             InvalidArgument: a bad `start`, `end`, `after`, `progress_s` or `prev_values`, or
@@ -535,7 +542,8 @@ class AsyncClient:
                 f"progress_s is a number of seconds in (0, 60], got {progress_s!r}"
             )
         prev_values = _as_flag(prev_values, "prev_values")
-        return AsyncWatch(self, start, end, after, float(progress_s), prev_values)
+        resume = _as_flag(resume, "resume")
+        return AsyncWatch(self, start, end, after, float(progress_s), prev_values, resume)
 
     # Overloads so that mypy infers T from a coroutine function and from a plain one alike
     # (found by review: one `Awaitable[T] | T` rejected the README's usage).

@@ -284,6 +284,11 @@ class Watch:
         """See `AsyncWatch.through`: resume with `after=watch.through`."""
         return self._inner.through
 
+    @property
+    def resumed(self) -> int:
+        """See `AsyncWatch.resumed`: how many times a `resume` watch read again."""
+        return self._inner.resumed
+
     def __iter__(self) -> Watch:
         return self
 
@@ -545,16 +550,16 @@ class Client:
         after: int | None = None,
         progress_s: float = DEFAULT_PROGRESS_S,
         prev_values: bool = False,
+        resume: bool = False,
     ) -> Watch:
         """Every change of [start, end) from now on (or after version `after`), in commit
         order: `for changes in client.watch(a, b):`; with `prev_values`, each with the value
-        its key held before. See `AsyncClient.watch`."""
-        return Watch(
-            self,
-            self._async.watch(
-                start, end, after=after, progress_s=progress_s, prev_values=prev_values
-            ),
+        its key held before; with `resume`, reading on through outages. See
+        `AsyncClient.watch`."""
+        inner = self._async.watch(
+            start, end, after=after, progress_s=progress_s, prev_values=prev_values, resume=resume
         )
+        return Watch(self, inner)
 
     def run(
         self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs

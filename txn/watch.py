@@ -49,6 +49,10 @@ up a second at a time, each round's changes delivered before the next is read)."
 PAGE_CHANGES = 1000
 """Changes one page of a shard's answer holds at most (the node also cuts at 4 MiB)."""
 
+RESUME_PAUSES_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+"""A resuming watch's pause before its next read after a failed one, by how many failed in
+a row (the last one from then on): a shard down for a while is asked once a second."""
+
 
 class AsyncWatch:
     """Every change of [start, end) after version `through`, in version order, as batches:
@@ -61,7 +65,9 @@ class AsyncWatch:
     advances while nothing changes too. To resume after an error or a restart, start a new
     watch with `after=watch.through` (or the last batch's `[-1].version`): it delivers
     exactly what came after, provided that is within the shards' MVCC retention (10
-    minutes by default; else SnapshotTooOld).
+    minutes by default; else SnapshotTooOld). With `resume`, the watch does that itself
+    after Unavailable and DeadlineExceeded, as etcd's clients do: it reads again from
+    `through` after a pause, as long as it takes.
     """
 
     def __init__(
@@ -72,8 +78,13 @@ class AsyncWatch:
         after: int | None,
         progress_s: float,
         prev_values: bool = False,
+        resume: bool = False,
     ) -> None:
         self._client = client
+        self._resume = resume
+        self._failed_in_a_row = 0
+        self.resumed = 0
+        """How many times this watch read again after a shard could not be read."""
         self._start = start
         self._end = end
         self._progress_s = progress_s
@@ -112,7 +123,8 @@ class AsyncWatch:
 
         Raises:
             Unavailable, DeadlineExceeded: a shard could not be read within the client's
-                timeout; resume with `after=watch.through`.
+                timeout; resume with `after=watch.through` (a watch made with `resume`
+                reads again from there itself, and never raises these).
             SnapshotTooOld: the watch fell further behind than the MVCC retention.
             ServerError: a node too old for watches answered.
             ClientClosed, InvalidArgument: the client was closed; an `after` too far
@@ -123,30 +135,51 @@ class AsyncWatch:
         """
         if self._failed is not None:
             raise self._failed  # a watch that failed stays failed: resume from `through`
-        if self._closed:
-            raise StopAsyncIteration
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = asyncio.ensure_future(anext(self._batches))
-            pending.add_done_callback(_mark_retrieved)
-        # The read is ours to take only while it is still the watch's (found by review: a
-        # close, or another waiter, took it meanwhile and this one met None).
-        done, _ = await asyncio.wait({pending}, timeout=timeout_s)
-        if not done or self._pending is not pending:
+        loop = asyncio.get_running_loop()
+        until = None if timeout_s is None else loop.time() + timeout_s
+        while True:
             if self._closed:
                 raise StopAsyncIteration
-            return []
-        self._pending = None
-        if pending.cancelled():
-            raise StopAsyncIteration
-        error = pending.exception()
-        if error is not None:
-            if not isinstance(error, StopAsyncIteration):
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = asyncio.ensure_future(anext(self._batches))
+                pending.add_done_callback(_mark_retrieved)
+            # The read is ours to take only while it is still the watch's (found by review:
+            # a close, or another waiter, took it meanwhile and this one met None).
+            left = None if until is None else max(until - loop.time(), 0.0)
+            done, _ = await asyncio.wait({pending}, timeout=left)
+            if not done or self._pending is not pending:
+                if self._closed:
+                    raise StopAsyncIteration
+                return []
+            self._pending = None
+            if pending.cancelled():
+                raise StopAsyncIteration
+            error = pending.exception()
+            if error is None:
+                self._failed_in_a_row = 0
+                batch, self._through = pending.result()
+                return batch
+            if isinstance(error, StopAsyncIteration):
+                raise error
+            self._cancel_waits()  # the rounds that parked them ended
+            if not (self._resume and self._started and isinstance(error, _RESUMABLE)):
                 self._failed = error
-                self._cancel_waits()  # the watch reads no more: its waits are of no use
-            raise error
-        batch, self._through = pending.result()
-        return batch
+                raise error
+            await self._pause_to_resume(until)
+
+    async def _pause_to_resume(self, until: float | None) -> None:
+        """Pause (at most until `until`), then read again from `through`, as a new watch
+        with `after=through` would (no pin again: every shard already read at or above
+        `through`, so it stamps its later writes above it)."""
+        pause = RESUME_PAUSES_S[min(self._failed_in_a_row, len(RESUME_PAUSES_S) - 1)]
+        self._failed_in_a_row += 1
+        self.resumed += 1
+        loop = asyncio.get_running_loop()
+        if until is not None:
+            pause = min(pause, max(until - loop.time(), 0.0))
+        await asyncio.sleep(pause)  # a retry's backoff, as the client's own
+        self._batches = self._rounds()
 
     async def aclose(self) -> None:
         """Stop the watch (a read in progress is abandoned; a `next_batch` waiting on it
@@ -368,6 +401,12 @@ class AsyncWatch:
             return None
         _check_changes(response.scan, group_id, self._prev_values)
         return response.scan
+
+
+_RESUMABLE = (Unavailable, DeadlineExceeded)
+"""What a watch made with `resume` reads again after: a shard that could not be read in time
+(down, leaderless, paused, partitioned). Others (SnapshotTooOld: the history is gone;
+ServerError; ClientClosed) still end it."""
 
 
 def _predates_waits(group_id: int, what: str) -> ServerError:

@@ -76,6 +76,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -707,6 +708,9 @@ WATCH_PROGRESS_S = 0.3
 #: Changes per page the watcher asks for: small, so its rounds read lanes cut into pages
 #: (and at once), as a watch of a busy range does with the default thousand.
 WATCH_PAGE_CHANGES = 2
+#: Set to "1": the watcher's watch reads on through outages itself (`resume=True`) instead of
+#: being started again from `through` after an Unavailable, its segments unbroken by them.
+WATCH_RESUME_ENV = "PAXOSKV_SIM_WATCH_RESUME"
 
 
 class WatchSegment:
@@ -753,10 +757,11 @@ class SimWatcher:
 
     async def _run(self) -> None:
         segment: WatchSegment | None = None
+        resume = os.environ.get(WATCH_RESUME_ENV) == "1"
         while True:
             after = None if segment is None else segment.through
             watch = self.real.client.watch(
-                b"", None, after=after, progress_s=WATCH_PROGRESS_S, prev_values=True
+                b"", None, after=after, progress_s=WATCH_PROGRESS_S, prev_values=True, resume=resume
             )
             watch._page_changes = WATCH_PAGE_CHANGES
             try:
@@ -767,6 +772,9 @@ class SimWatcher:
                 segment.watch = watch
                 async for batch in watch:
                     segment.changes.extend(batch)
+                    if watch.resumed > segment.resumed:
+                        self.sim.stats_add("watch_read_again", watch.resumed - segment.resumed)
+                        segment.resumed = watch.resumed
             except Unavailable:  # DeadlineExceeded too: resume where it stopped
                 self.sim.stats_add("watch_resumed")
                 if segment is not None:

@@ -59,6 +59,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from cluster_sim import (
@@ -83,6 +84,7 @@ from cluster_sim import (
 from hypothesis import Phase, given, note, settings
 from hypothesis import strategies as st
 from kept_seeds import caught_in_one_of
+from real_client import WATCH_RESUME_ENV
 from sim_client import ABANDON_POINTS, MUTATIONS
 from world import CrashMode
 
@@ -835,12 +837,15 @@ def test_a_nodes_give_up_first_run_replays_from_the_hint_it_prints() -> None:
 # ---------------------------------------------------------------------- watches
 
 
-def _run_watched(workload: str, profile: str, seed: int) -> ClusterResult:
+def _run_watched(workload: str, profile: str, seed: int, *, resume: bool = False) -> ClusterResult:
+    """A watched run; with `resume`, the watcher's watch reads on through outages itself."""
+    env = f"{WATCH_RESUME_ENV}=1 " if resume else ""
     note(
-        f"replay: PAXOSKV_TXN_SEED={workload}:{profile}:{seed}:real:watch "
+        f"replay: {env}PAXOSKV_TXN_SEED={workload}:{profile}:{seed}:real:watch "
         f"python -m pytest {__file__} -k replay"
     )
-    return run_cluster(workload, profile, seed, real_client=True, watch=True)
+    with mock.patch.dict(os.environ, {WATCH_RESUME_ENV: "1" if resume else ""}):
+        return run_cluster(workload, profile, seed, real_client=True, watch=True)
 
 
 def _watch_mutant_caught(workload: str, profile: str, seeds: tuple[int, ...], match: str) -> None:
@@ -869,6 +874,30 @@ def test_a_watch_delivers_every_version_once_in_order(
     transactions' and single-key writes' and deletions alike, each once, in (version, key)
     order."""
     _run_watched(workload, profile, seed)
+
+
+@budget(6)
+@given(
+    seed=SEEDS,
+    workload=st.sampled_from(sorted(WORKLOADS)),
+    profile=st.sampled_from(REAL_CLIENT_PROFILES),
+)
+def test_a_resuming_watch_delivers_every_version_once_in_order(
+    seed: int, workload: str, profile: str
+) -> None:
+    """`client.watch(..., resume=True)`: the watcher's watch reads again from `through`
+    itself after an Unavailable (a new one only after a failed start or a
+    SnapshotTooOld), so its segments run unbroken through the faults, and each must still
+    hold exactly the versions the replicas applied in its window, once each, in order."""
+    _run_watched(workload, profile, seed, resume=True)
+
+
+def test_a_resuming_watch_reads_again_in_a_kept_run() -> None:
+    """The property above reaches a read again: bank:chaos seed 6 (its watch met an
+    Unavailable after it started, `watch_read_again`) passes every check."""
+    with mock.patch.dict(os.environ, {WATCH_RESUME_ENV: "1"}):
+        result = run_cluster("bank", "chaos", 6, real_client=True, watch=True)
+    assert dict(result.stats).get("watch_read_again", 0) >= 1, result.stats
 
 
 def test_a_watch_run_replays_from_the_hint_it_prints() -> None:
