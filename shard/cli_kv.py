@@ -331,7 +331,7 @@ def register_kv_commands(subparsers: Any) -> None:
         "in transactions of at most --batch keys each (tx.delete_range) until none is left, "
         "and print how many were deleted. Each batch is atomic, the whole range is not: a "
         "reader may see it part-deleted, and a key written into it meanwhile may be deleted "
-        "too or outlive the command. --prefix '' deletes every key.",
+        "too or outlive the command. --start '' --to-end deletes every key.",
     )
     delete.add_argument("key", nargs="?", default=None)
     delete_range = delete.add_argument_group("a range instead of KEY")
@@ -392,9 +392,10 @@ def register_kv_commands(subparsers: Any) -> None:
         description="Add the integer N (negative to subtract) to the little-endian 8-byte "
         "counter at KEY, an absent key counting as 0, and print the version written: an "
         "atomic add (tx.add), applied to the value the key holds at commit, so concurrent "
-        "adds never conflict. A value that is not 8 bytes is refused (a snapshot read "
-        "first, which takes no conflict; tx.add in Python would cut or pad it). Read it "
-        "back with `paxoskv get --int KEY`.",
+        "adds never conflict. A value that is not 8 bytes when read first is refused (a "
+        "snapshot read, which takes no conflict: one written between that read and the "
+        "commit is still cut or padded, as tx.add in Python does). Read it back with "
+        "`paxoskv get --int KEY`.",
     )
     add.add_argument("key")
     add.add_argument("n", metavar="N", type=counter_delta)
@@ -644,7 +645,9 @@ def _cmd_delete(args: argparse.Namespace) -> int:
         raise UsageError("give KEY or a range (--prefix, --start, --end), not both")
     if not ranged:
         if args.key is None:
-            raise UsageError("give the KEY to delete, or a range: --prefix P, --start A --end B")
+            raise UsageError(
+                "give the KEY to delete, or a range: --prefix P, --start A --end B (or --to-end)"
+            )
         key = arg_key(args.key, args.hex)
 
         async def body(client: Any) -> int:
@@ -663,6 +666,8 @@ def _check_delete_bounds(args: argparse.Namespace) -> None:
     user trial, `delete --start d/` without --end deleted every key from d/ to the end."""
     if args.to_end and (args.end is not None or args.prefix is not None):
         raise UsageError("--to-end replaces --end, and a --prefix has its own end")
+    if args.prefix == "":  # found by review: also what an unset "$P" gives
+        raise UsageError("--prefix '' is every key: to delete them all, give --start '' --to-end")
     if args.prefix is None and (args.start is None or (args.end is None and not args.to_end)):
         raise UsageError(
             "a range to delete needs --prefix P, or --start A with --end B (--to-end: through "

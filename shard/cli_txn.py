@@ -47,7 +47,7 @@ as typed, quotes included, so a key with a space, or a value with a ';', needs -
   delete KEY              delete KEY (also: del)
   add KEY N               add the integer N to the 8-byte counter at KEY (tx.add: an
                           atomic add, applied at commit to the value then; a snapshot
-                          read first refuses a value that is not 8 bytes, with no
+                          read first refuses a value that is not 8 bytes then, with no
                           conflict); a get of KEY after it shows the new value as a number
   scan START [END]        print the keys in [START, END) (END omitted: to the end)
   scan-reverse START [END]

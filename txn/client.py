@@ -721,10 +721,11 @@ class AsyncClient:
         records ABORT at the decision group (a recovery Decide: a transaction whose every
         PREPARE is logged is recorded COMMITTED instead), and a late copy of the commit is
         then refused. Settle before re-running the work of a `CommitUnknown`. Where the
-        named group has no record, the other data groups that answer within
-        CONNECT_TIMEOUT_S (2 s) are asked too: a commit found there is the answer, and a
-        PREPARE there whose groups leave the named one out makes the ref a wrong one
-        (InvalidArgument), not an abort to record.
+        named group has no record, the other data groups are asked too (for at most
+        CONNECT_TIMEOUT_S, 2 s): a commit found there is the answer, and a PREPARE there
+        whose groups leave the named one out makes the ref a wrong one (InvalidArgument),
+        not an abort to record; a settle records nothing while one of them cannot be
+        asked (Unavailable).
 
         Args:
             ref: a `TxnRef` (`tx.ref`, `CommitUnknown.ref`) or its text (`str(ref)`, as
@@ -828,10 +829,10 @@ class AsyncClient:
         body = await self._group_txn_status(txn_id, gid, self._left_s(deadline))
         if body.state == kv.TxnStatusResponse.UNKNOWN and not participants:
             others = [g for g in data_groups if g != gid]
-            # Best effort, bounded as a connection: a group that cannot answer soon (down,
-            # leaderless) tells nothing, and must not hold up a settle at the right group.
-            asking_s = min(self._left_s(deadline), CONNECT_TIMEOUT_S)
-            body = await self._known_elsewhere(txn_id, gid, others, body, asking_s)
+            # Bounded as a connection: a group that cannot answer soon (down, leaderless)
+            # must not hold the caller up for the whole deadline.
+            asking_by = min(deadline, asyncio.get_running_loop().time() + CONNECT_TIMEOUT_S)
+            body = await self._known_elsewhere(txn_id, gid, others, body, asking_by, settle)
         state = TxnState(body.state)
         if state is TxnState.IN_PROGRESS:
             body = await self._implicit_commit(txn_id, gid, body, self._left_s(deadline))
@@ -895,30 +896,41 @@ class AsyncClient:
         group_id: int,
         others: Sequence[int],
         body: kv.TxnStatusResponse,
-        timeout_s: float | None,
+        asking_by: float,
+        settle: bool,
     ) -> kv.TxnStatusResponse:
         """`body` (group `group_id` has no record of `txn_id`), unless another data group
-        tells more: a commit (final wherever it is learnt, also a parallel commit's, every
-        participant prepared), or a PREPARE whose participants leave `group_id` out. Found
-        by a user trial: `txn-status ID:2 --settle`, a mistyped group, recorded an abort in
-        a group the transaction never touched and reported "aborted" for a committed
-        transaction.
+        tells more by `asking_by` (loop time): a commit (final wherever it is learnt, also
+        a parallel commit's, every participant prepared), or a PREPARE whose participants
+        leave `group_id` out. Found by a user trial: `txn-status ID:2 --settle`, a mistyped
+        group, recorded an abort in a group the transaction never touched and reported
+        "aborted" for a committed transaction.
 
         Raises:
             InvalidArgument: `group_id` is not one of the transaction's groups.
+            Unavailable: with `settle`, a group did not answer by `asking_by` (it may be
+                the one that decided the transaction; a review found that skipping it
+                let the mistyped group record its abort again).
         """
+        loop = asyncio.get_running_loop()
+
+        def left_s() -> float:
+            return max(asking_by - loop.time(), 0.001)
+
         answers = await asyncio.gather(
-            *(self._group_txn_status(txn_id, g, timeout_s) for g in others),
+            *(self._group_txn_status(txn_id, g, left_s()) for g in others),
             return_exceptions=True,
         )
+        silent = []
         for group, answer in zip(others, answers, strict=True):
-            if isinstance(answer, Unavailable | DeadlineExceeded):
+            if isinstance(answer, Unavailable):  # DeadlineExceeded too
+                silent.append(group)
                 continue
             if isinstance(answer, BaseException):
                 raise answer
             if answer.state == kv.TxnStatusResponse.IN_PROGRESS:
-                with contextlib.suppress(Unavailable, DeadlineExceeded):
-                    answer = await self._implicit_commit(txn_id, group, answer, timeout_s)
+                with contextlib.suppress(Unavailable):
+                    answer = await self._implicit_commit(txn_id, group, answer, left_s())
             if answer.state == kv.TxnStatusResponse.COMMITTED:
                 return answer
             if answer.participants and group_id not in answer.participants:
@@ -928,6 +940,14 @@ class AsyncClient:
                     f"prepared in groups {groups}: check the group of its ref "
                     f"({txn_id.hex()}:GROUP, the group that decides it)"
                 )
+        if settle and silent:
+            raise Unavailable(
+                f"group {group_id} has no record of transaction {txn_id.hex()}, and group"
+                f"{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} could not "
+                f"be asked within {CONNECT_TIMEOUT_S:g} s whether {'they' if len(silent) > 1 else 'it'} "
+                f"decided it: nothing was recorded (an abort recorded in a group not the "
+                f"transaction's would be wrong); ask again"
+            )
         return body
 
     async def _implicit_commit(
@@ -972,7 +992,8 @@ class AsyncClient:
         The version is what `cas(expected_version=...)` compares (etcd's mod_revision): a
         read-modify-write without a transaction is `value, version = get_versioned(key)`,
         then `cas(key, expected_version=version, new_value=...)`, which fails if anything
-        wrote the key between (version 0 expects it absent).
+        wrote the key between. Version 0 expects the key absent, whatever happened
+        between (a put and a delete since go unseen).
 
         Raises:
             As `get`.

@@ -50,8 +50,9 @@ PAGE_CHANGES = 1000
 """Changes one page of a shard's answer holds at most (the node also cuts at 4 MiB)."""
 
 RESUME_PAUSES_S = (0.05, 0.1, 0.2, 0.5, 1.0)
-"""A resuming watch's pause before its next read after a failed one, by how many failed in
-a row (the last one from then on): a shard down for a while is asked once a second."""
+"""A resuming watch's pause before its next read after a failed one, by how many failed
+since it last read a whole round (the last one from then on): a shard down for a while is
+asked once a second."""
 
 
 class AsyncWatch:
@@ -82,9 +83,8 @@ class AsyncWatch:
     ) -> None:
         self._client = client
         self._resume = resume
-        self._failed_in_a_row = 0
-        self.resumed = 0
-        """How many times this watch read again after a shard could not be read."""
+        self._failed_in_a_row = 0  # of reads, since the last whole round: the pause's step
+        self._resumed = 0
         self._start = start
         self._end = end
         self._progress_s = progress_s
@@ -124,7 +124,8 @@ class AsyncWatch:
         Raises:
             Unavailable, DeadlineExceeded: a shard could not be read within the client's
                 timeout; resume with `after=watch.through` (a watch made with `resume`
-                reads again from there itself, and never raises these).
+                reads again from there itself once started, and raises these only from
+                a start that failed).
             SnapshotTooOld: the watch fell further behind than the MVCC retention.
             ServerError: a node too old for watches answered.
             ClientClosed, InvalidArgument: the client was closed; an `after` too far
@@ -135,51 +136,35 @@ class AsyncWatch:
         """
         if self._failed is not None:
             raise self._failed  # a watch that failed stays failed: resume from `through`
-        loop = asyncio.get_running_loop()
-        until = None if timeout_s is None else loop.time() + timeout_s
-        while True:
+        if self._closed:
+            raise StopAsyncIteration
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = asyncio.ensure_future(anext(self._batches))
+            pending.add_done_callback(_mark_retrieved)
+        # The read is ours to take only while it is still the watch's (found by review: a
+        # close, or another waiter, took it meanwhile and this one met None).
+        done, _ = await asyncio.wait({pending}, timeout=timeout_s)
+        if not done or self._pending is not pending:
             if self._closed:
                 raise StopAsyncIteration
-            pending = self._pending
-            if pending is None:
-                pending = self._pending = asyncio.ensure_future(anext(self._batches))
-                pending.add_done_callback(_mark_retrieved)
-            # The read is ours to take only while it is still the watch's (found by review:
-            # a close, or another waiter, took it meanwhile and this one met None).
-            left = None if until is None else max(until - loop.time(), 0.0)
-            done, _ = await asyncio.wait({pending}, timeout=left)
-            if not done or self._pending is not pending:
-                if self._closed:
-                    raise StopAsyncIteration
-                return []
-            self._pending = None
-            if pending.cancelled():
-                raise StopAsyncIteration
-            error = pending.exception()
-            if error is None:
-                self._failed_in_a_row = 0
-                batch, self._through = pending.result()
-                return batch
-            if isinstance(error, StopAsyncIteration):
-                raise error
-            self._cancel_waits()  # the rounds that parked them ended
-            if not (self._resume and self._started and isinstance(error, _RESUMABLE)):
+            return []
+        self._pending = None
+        if pending.cancelled():
+            raise StopAsyncIteration
+        error = pending.exception()
+        if error is not None:
+            if not isinstance(error, StopAsyncIteration):
                 self._failed = error
-                raise error
-            await self._pause_to_resume(until)
+                self._cancel_waits()  # the watch reads no more: its waits are of no use
+            raise error
+        batch, self._through = pending.result()
+        return batch
 
-    async def _pause_to_resume(self, until: float | None) -> None:
-        """Pause (at most until `until`), then read again from `through`, as a new watch
-        with `after=through` would (no pin again: every shard already read at or above
-        `through`, so it stamps its later writes above it)."""
-        pause = RESUME_PAUSES_S[min(self._failed_in_a_row, len(RESUME_PAUSES_S) - 1)]
-        self._failed_in_a_row += 1
-        self.resumed += 1
-        loop = asyncio.get_running_loop()
-        if until is not None:
-            pause = min(pause, max(until - loop.time(), 0.0))
-        await asyncio.sleep(pause)  # a retry's backoff, as the client's own
-        self._batches = self._rounds()
+    @property
+    def resumed(self) -> int:
+        """How many times a watch made with `resume` read again after a failed read."""
+        return self._resumed
 
     async def aclose(self) -> None:
         """Stop the watch (a read in progress is abandoned; a `next_batch` waiting on it
@@ -248,33 +233,52 @@ class AsyncWatch:
         await self.aclose()
 
     async def _rounds(self) -> AsyncGenerator[tuple[list[Change], int], None]:
-        """Batches, each with the version up to which it completes the delivery."""
+        """Batches, each with the version up to which it completes the delivery; with
+        `resume`, a round whose read failed for want of an answer in time is read again
+        from `through` after a pause. The pause is part of the read `next_batch` shares
+        (found by review: paused in `next_batch` itself, a caller's cancel or a second
+        caller met the failed rounds' end, and the watch ended without a word). No pin
+        again: every shard part was read at or above `through` (a lane is delivered up to
+        a version only once read there), so it stamps its later writes above it."""
         client = self._client
         await self.start()
         assert self._through is not None
         while True:
-            now = await client._timestamp()
-            # A round reads at most ROUND_WINDOW of history (found by review: a watch
-            # resumed after a long pause held the whole backlog in memory and handed it
-            # over as one batch, its `through` moving only at the end).
-            at = max(self._through, min(now, self._through + ROUND_WINDOW))
-            parts = [(start, end) for _, start, end in self._plan(self._start, self._end)]
-            changes_round = ChangesRound(parts, self._through, at)
-            found = False
-            while not changes_round.done:
-                batch = await self._read_pages(changes_round)
-                if batch:
-                    found = True
-                    # `through` moves when the caller gets the batch (`next_batch`), not
-                    # now: a batch left waiting by a timed-out `next_batch` is not
-                    # delivered, and a watch resumed from `through` must read it again
-                    # (found by the simulator's watcher).
-                    yield batch, changes_round.delivered_through
-                else:
-                    self._through = changes_round.delivered_through
-            self._through = at
-            if not found and at == now:
-                await self._wait_for_change()
+            try:
+                now = await client._timestamp()
+                # A round reads at most ROUND_WINDOW of history (found by review: a watch
+                # resumed after a long pause held the whole backlog in memory and handed it
+                # over as one batch, its `through` moving only at the end).
+                at = max(self._through, min(now, self._through + ROUND_WINDOW))
+                parts = [(start, end) for _, start, end in self._plan(self._start, self._end)]
+                changes_round = ChangesRound(parts, self._through, at)
+                found = False
+                while not changes_round.done:
+                    batch = await self._read_pages(changes_round)
+                    if batch:
+                        found = True
+                        # `through` moves when the caller gets the batch (`next_batch`),
+                        # not now: a batch left waiting by a timed-out `next_batch` is not
+                        # delivered, and a watch resumed from `through` must read it again
+                        # (found by the simulator's watcher).
+                        yield batch, changes_round.delivered_through
+                    else:
+                        self._through = changes_round.delivered_through
+                self._through = at
+                self._failed_in_a_row = 0  # a whole round read: a next outage pauses briefly
+                if not found and at == now:
+                    await self._wait_for_change()
+            except _RESUMABLE:
+                if not self._resume:
+                    raise
+                await self._pause_to_read_again()
+
+    async def _pause_to_read_again(self) -> None:
+        self._cancel_waits()  # the round that parked them ended
+        pause = RESUME_PAUSES_S[min(self._failed_in_a_row, len(RESUME_PAUSES_S) - 1)]
+        self._failed_in_a_row += 1
+        self._resumed += 1
+        await asyncio.sleep(pause)  # a retry's backoff, as the client's own
 
     async def _wait_for_change(self) -> None:
         """Until a shard of the range says a version above `through` was applied there, or

@@ -193,6 +193,7 @@ def test_delete_a_prefix_and_a_range_across_shards_in_batches(gp_cluster: LocalC
         (("delete", "--to-end"), whole),
         (("delete", "--start", "q", "--end", "r", "--to-end"), b"--to-end replaces --end"),
         (("delete", "--prefix", "q", "--to-end"), b"--to-end replaces --end"),
+        (("delete", "--prefix", ""), b"--prefix '' is every key"),
         (("delete", "--prefix", "q", "--batch", "3000"), b"--batch"),
     ):
         refused = paxoskv(*args, cluster=gp_cluster)

@@ -723,7 +723,8 @@ class WatchSegment:
         self.started_at = started_at
         self.changes: list[Change] = []
         self.watch: AsyncWatch | None = None
-        self.resumed = 0
+        self.resumed = 0  # new watches started from its `through` after an Unavailable
+        self.read_again = 0  # reads again by a `resume` watch itself, over all its watches
 
     @property
     def through(self) -> int:
@@ -764,6 +765,7 @@ class SimWatcher:
                 b"", None, after=after, progress_s=WATCH_PROGRESS_S, prev_values=True, resume=resume
             )
             watch._page_changes = WATCH_PAGE_CHANGES
+            counted = 0  # this watch's reads again already added to the segment
             try:
                 start = await watch.start()
                 if segment is None:
@@ -772,9 +774,10 @@ class SimWatcher:
                 segment.watch = watch
                 async for batch in watch:
                     segment.changes.extend(batch)
-                    if watch.resumed > segment.resumed:
-                        self.sim.stats_add("watch_read_again", watch.resumed - segment.resumed)
-                        segment.resumed = watch.resumed
+                    if watch.resumed > counted:
+                        self.sim.stats_add("watch_read_again", watch.resumed - counted)
+                        segment.read_again += watch.resumed - counted
+                        counted = watch.resumed
             except Unavailable:  # DeadlineExceeded too: resume where it stopped
                 self.sim.stats_add("watch_resumed")
                 if segment is not None:
@@ -820,7 +823,8 @@ def watch_problems(
             extra = sorted(set(got) - set(want))[:3]
             problems.append(
                 f"watch segment {n} (start {segment.start}, through {segment.through}, "
-                f"resumed {segment.resumed}x): missing {missing}, not applied {extra}"
+                f"resumed {segment.resumed}x, read again {segment.read_again}x): missing "
+                f"{missing}, not applied {extra}"
             )
         wrong = [
             (c.version, c.key, (c.prev_version, c.prev_value), held)

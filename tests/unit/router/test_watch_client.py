@@ -5,11 +5,14 @@ resuming from `through`, changes pushed by the shards' waits."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from unittest import mock
 
 import pytest
 from test_client_routing import FakeCluster, error_response, with_cluster
 
 import txn
+import txn.watch as watch_module
 from router import kv_pb2 as kv
 from router.watch_lanes import Change, ChangesRound
 
@@ -352,3 +355,72 @@ async def test_a_node_that_refuses_a_wait_as_malformed_is_named_too_old(
         with pytest.raises(txn.ServerError, match=r"predates push watches \(it refused a wait"):
             await watch.next_batch(timeout_s=5)
         assert watch._waits == {}  # a failed watch waits no more
+
+
+class _Outage:
+    """A FakeCluster hook: while `on`, every read of changes (not a wait) is answered
+    UNAVAILABLE, so a round fails once the client's timeout runs out."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self, node: object, request: kv.Request) -> kv.Response | None:
+        reading = request.WhichOneof("op") == "scan" and request.scan.HasField("changes_after")
+        if self.on and reading and not request.scan.await_change:
+            return error_response(request, kv.UNAVAILABLE)
+        return None
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (10 s at most) until `condition()` holds."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 10
+    while not condition():
+        assert loop.time() < give_up, what
+        await asyncio.sleep(0.01)
+
+
+@with_cluster
+async def test_a_resuming_watch_reads_on_through_an_outage(cluster: FakeCluster) -> None:
+    """`resume=True`: a round that failed is read again from `through` after a pause (a
+    plain watch raises), whatever the caller does meanwhile: a `next_batch` cancelled
+    during the pause, a second caller during it (found by review: with the pause in
+    `next_batch`, both met the failed rounds' end and the watch ended without a word)."""
+    outage = _Outage()
+    cluster.hook = outage
+    with mock.patch.object(watch_module, "RESUME_PAUSES_S", (1.0,)):
+        async with txn.AsyncClient(cluster.seeds(), timeout_s=0.3) as client:
+            plain = client.watch(b"a", b"z", progress_s=0.1)
+            resuming = client.watch(b"a", b"z", progress_s=0.1, resume=True)
+            await plain.start()
+            await resuming.start()
+            outage.on = True
+            with pytest.raises(txn.Unavailable):
+                await plain.next_batch(timeout_s=5)
+            reader = asyncio.ensure_future(resuming.next_batch())
+            await _until(lambda: resuming.resumed == 1, "no read failed")  # now it pauses
+            reader.cancel()
+            assert await resuming.next_batch(timeout_s=0.2) == []  # a caller in the pause
+            made = await _writes(client, [b"b", b"q"])
+            outage.on = False
+            got = [c for batch in await _batches(resuming, 2) for c in batch]
+            assert got == made
+            await plain.aclose()
+            await resuming.aclose()
+
+
+@with_cluster
+async def test_closing_a_resuming_watch_during_an_outage_ends_its_reader(
+    cluster: FakeCluster,
+) -> None:
+    outage = _Outage()
+    cluster.hook = outage
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=0.3) as client:
+        watch = client.watch(b"a", b"z", progress_s=0.1, resume=True)
+        await watch.start()
+        outage.on = True
+        waiting = asyncio.ensure_future(watch.next_batch())
+        await _until(lambda: watch.resumed >= 2, "the watch never read again")
+        await watch.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, 5.0)
