@@ -93,7 +93,7 @@ def test_workload_under_nemesis(tmp_path: Path, workload: str, nemesis: str) -> 
     assert report["recovery"]["after_final_heal_s"] is not None
     if nemesis == "partition":
         expected = "netns" if NETNS else "fault-hook"
-        assert report["network"]["partitions"].startswith(expected)
+        assert report["network"]["partitions"].startswith(expected), report["network"]
 
 
 @pytest.mark.parametrize(("workload", "nemesis"), HOOK_ONLY)
