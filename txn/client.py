@@ -225,6 +225,25 @@ _CLOSE_GRACE_S = 1.0  # close() lets background resolves finish this long
 _CONFLICT_BACKOFF = Backoff(base_s=0.002, max_s=0.1)  # re-reads past an intent
 
 
+def _parallel_commit_outcome(
+    answers: Sequence[kv.TxnStatusResponse | None],
+) -> kv.TxnStatusResponse | None:
+    """The COMMITTED answer of a transaction whose participants answered `answers`: one
+    already resolved it so, or every one holds its PREPARE (parallel commits: committed at
+    the largest prepare_ts); None when that is not known (a participant not prepared, or
+    unheard)."""
+    stamps = []
+    for answer in answers:
+        if answer is None:
+            return None
+        if answer.state == kv.TxnStatusResponse.COMMITTED:
+            return answer  # a participant already resolved it with the decision
+        if answer.state != kv.TxnStatusResponse.IN_PROGRESS:
+            return None
+        stamps.append(answer.prepare_ts)
+    return kv.TxnStatusResponse(state=kv.TxnStatusResponse.COMMITTED, commit_ts=max(stamps))
+
+
 def _value_and_version(got: kv.GetResponse) -> tuple[bytes | None, int]:
     """(value, version) of a get's answer; the value None when the key was absent."""
     return (got.value if got.found else None), got.version
@@ -921,19 +940,24 @@ class AsyncClient:
             *(self._group_txn_status(txn_id, g, left_s()) for g in others),
             return_exceptions=True,
         )
+        known: dict[int, kv.TxnStatusResponse] = {}
         silent = []
         for group, answer in zip(others, answers, strict=True):
             if isinstance(answer, Unavailable):  # DeadlineExceeded too
                 silent.append(group)
-                continue
-            if isinstance(answer, BaseException):
+            elif isinstance(answer, BaseException):
                 raise answer
-            if answer.state == kv.TxnStatusResponse.IN_PROGRESS:
-                with contextlib.suppress(Unavailable):
-                    answer = await self._implicit_commit(txn_id, group, answer, left_s())
+            else:
+                known[group] = answer
+        for answer in known.values():
             if answer.state == kv.TxnStatusResponse.COMMITTED:
                 return answer
             if answer.participants and group_id not in answer.participants:
+                # Every participant was asked above (all but `group_id`): a parallel
+                # commit whose PREPAREs are all logged is decided without asking again.
+                committed = _parallel_commit_outcome([known.get(g) for g in answer.participants])
+                if committed is not None:
+                    return committed
                 groups = ", ".join(map(str, sorted(answer.participants)))
                 raise InvalidArgument(
                     f"group {group_id} has no record of transaction {txn_id.hex()}, which is "
@@ -963,14 +987,7 @@ class AsyncClient:
         answers = await asyncio.gather(
             *(self._group_txn_status(txn_id, g, timeout_s) for g in others)
         )
-        stamps = [body.prepare_ts]
-        for answer in answers:
-            if answer.state == kv.TxnStatusResponse.COMMITTED:
-                return answer  # a participant already resolved it with the decision
-            if answer.state != kv.TxnStatusResponse.IN_PROGRESS:
-                return body
-            stamps.append(answer.prepare_ts)
-        return kv.TxnStatusResponse(state=kv.TxnStatusResponse.COMMITTED, commit_ts=max(stamps))
+        return _parallel_commit_outcome([body, *answers]) or body
 
     # ------------------------------------------------------------------ single-key helpers
 

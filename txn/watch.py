@@ -268,7 +268,10 @@ class AsyncWatch:
                 self._failed_in_a_row = 0  # a whole round read: a next outage pauses briefly
                 if not found and at == now:
                     await self._wait_for_change()
-            except _RESUMABLE:
+            # A shard not read in time (down, leaderless, paused, partitioned; DeadlineExceeded
+            # is one too). Others (SnapshotTooOld: the history is gone; ServerError;
+            # ClientClosed) still end the watch.
+            except Unavailable:
                 if not self._resume:
                     raise
                 await self._pause_to_read_again()
@@ -405,12 +408,6 @@ class AsyncWatch:
             return None
         _check_changes(response.scan, group_id, self._prev_values)
         return response.scan
-
-
-_RESUMABLE = (Unavailable, DeadlineExceeded)
-"""What a watch made with `resume` reads again after: a shard that could not be read in time
-(down, leaderless, paused, partitioned). Others (SnapshotTooOld: the history is gone;
-ServerError; ClientClosed) still end it."""
 
 
 def _predates_waits(group_id: int, what: str) -> ServerError:

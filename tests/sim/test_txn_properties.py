@@ -93,6 +93,12 @@ from shard.proven_commits import ProvenCommits
 from txn.records import Decide
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+#: A real-client run: any seed, workload and profile the real client runs under.
+REAL_CLIENT_RUNS = given(
+    seed=SEEDS,
+    workload=st.sampled_from(sorted(WORKLOADS)),
+    profile=st.sampled_from(REAL_CLIENT_PROFILES),
+)
 # Runs of the "purge" profile that reach the mutants of participant rules P7 and O5.
 P7_SEEDS = (450, 1015, 1718)
 O5_SEEDS = (56, 57, 68)
@@ -774,11 +780,7 @@ def _run_real(workload: str, profile: str, seed: int) -> ClusterResult:
 
 
 @budget(30)
-@given(
-    seed=SEEDS,
-    workload=st.sampled_from(sorted(WORKLOADS)),
-    profile=st.sampled_from(REAL_CLIENT_PROFILES),
-)
+@REAL_CLIENT_RUNS
 def test_the_real_client_keeps_every_property(seed: int, workload: str, profile: str) -> None:
     """The clients are `txn.AsyncClient` itself (its commit protocol, retries, routing and
     silence detection; only gRPC is simulated, real_client.py), not the model: every check
@@ -814,11 +816,7 @@ def _nodes_give_up_first(workload: str, profile: str, seed: int) -> ClusterSim:
 
 
 @budget(10)
-@given(
-    seed=SEEDS,
-    workload=st.sampled_from(sorted(WORKLOADS)),
-    profile=st.sampled_from(REAL_CLIENT_PROFILES),
-)
+@REAL_CLIENT_RUNS
 def test_the_real_client_keeps_every_property_when_nodes_give_up_first(
     seed: int, workload: str, profile: str
 ) -> None:
@@ -859,11 +857,7 @@ def _watch_mutant_caught(workload: str, profile: str, seeds: tuple[int, ...], ma
 
 
 @budget(10)
-@given(
-    seed=SEEDS,
-    workload=st.sampled_from(sorted(WORKLOADS)),
-    profile=st.sampled_from(REAL_CLIENT_PROFILES),
-)
+@REAL_CLIENT_RUNS
 def test_a_watch_delivers_every_version_once_in_order(
     seed: int, workload: str, profile: str
 ) -> None:
@@ -877,11 +871,7 @@ def test_a_watch_delivers_every_version_once_in_order(
 
 
 @budget(6)
-@given(
-    seed=SEEDS,
-    workload=st.sampled_from(sorted(WORKLOADS)),
-    profile=st.sampled_from(REAL_CLIENT_PROFILES),
-)
+@REAL_CLIENT_RUNS
 def test_a_resuming_watch_delivers_every_version_once_in_order(
     seed: int, workload: str, profile: str
 ) -> None:
