@@ -6,7 +6,10 @@ One line per change on stdout, in commit order: `VERSION<TAB>put<TAB>KEY<TAB>VAL
 before (just `<TAB>0` when it held none). The changes of one transaction share its VERSION. A note on stderr says where the watch starts
 and, when it stops on an error, Ctrl-C (exit 130) or SIGTERM (exit 143), the option that
 resumes it without a gap. Except after SnapshotTooOld: the changes after that point are no
-longer kept, so the note says to read the current state and watch from now instead.
+longer kept, so the note says to read the current state and watch from now instead. With
+--resume, a shard that does not answer in time (down, leaderless, partitioned) no longer
+ends the watch: it reads again from where it was, as `client.watch(resume=True)` does, and
+says so on stderr.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def register_watch_command(subparsers: Any) -> None:
         "VERSION<TAB>delete<TAB>KEY per line (with --prev-kv, then <TAB>PREV_VERSION<TAB>"
         "PREV_VALUE); a transaction's changes share its VERSION. "
         "Runs until Ctrl-C, SIGTERM or --count; then, or after an error, a note on stderr "
-        "names the --after-version that resumes without a gap.",
+        "names the --after-version that resumes without a gap (with --resume, an outage "
+        "does not end it).",
     )
     add_range_options(cmd)
     cmd.add_argument(
@@ -66,6 +70,13 @@ def register_watch_command(subparsers: Any) -> None:
         help="also print the value each key held before the change, as etcdctl watch "
         "--prev-kv: <TAB>PREV_VERSION<TAB>PREV_VALUE at the end of each line (<TAB>0 when "
         "the key held none: never written, deleted or expired)",
+    )
+    cmd.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on through outages: when a shard does not answer within --timeout, read "
+        "again from the last version printed (after a pause of up to 1 s) instead of "
+        "exiting, with a note on stderr each time; nothing is missed or printed twice",
     )
     cmd.add_argument(
         "--count",
@@ -104,7 +115,9 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
         seeds, cluster_id=args.cluster_id, timeout_s=args.timeout, tls=tls_from(args)
     ) as client:
         client.connect()  # a wrong address fails here at once, not at --timeout
-        watch = client.watch(start, end, after=args.after_version, prev_values=args.prev_kv)
+        watch = client.watch(
+            start, end, after=args.after_version, prev_values=args.prev_kv, resume=args.resume
+        )
         printed = 0
         # Every change up to this version is printed: where a resumed watch starts.
         done = args.after_version
@@ -119,7 +132,7 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
                     f"{done}; Ctrl-C to stop",
                     file=sys.stderr,
                 )
-                for batch in watch:
+                for batch in _batches(watch, args.resume):
                     for i, change in enumerate(batch):
                         _print_change(change, show, args.prev_kv)
                         printed += 1
@@ -147,6 +160,30 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
         except PaxosKVError as exc:
             raise CommandError(f"{exc}{_resume(done)}") from None
     return 0
+
+
+#: How often a --resume watch looks whether it read again, to say so (it waits for a batch
+#: meanwhile, so a change is printed as soon as it comes).
+RESUME_NOTE_POLL_S = 0.5
+
+
+def _batches(watch: Any, note_resumes: bool) -> Iterator[list[Any]]:
+    """The watch's batches; with `note_resumes`, a note on stderr whenever it read again."""
+    if not note_resumes:
+        yield from watch
+        return
+    noted = 0
+    while True:
+        batch = watch.next_batch(timeout_s=RESUME_NOTE_POLL_S)
+        if watch.resumed > noted:
+            noted = watch.resumed
+            print(
+                f"paxoskv: watch: a shard did not answer within --timeout; reading again "
+                f"after version {watch.through} ({noted} so far)",
+                file=sys.stderr,
+            )
+        if batch:
+            yield batch
 
 
 @contextlib.contextmanager

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -304,6 +306,59 @@ def test_sigterm_stops_the_watch_command_with_its_resume_point(
     # Every change up to it was printed: the start when the signal came as the line went
     # out (before the watch counted it as printed), else at least the change's version.
     assert int(note[1]) == first or int(note[1]) >= version, err
+
+
+class _Lines:
+    """The lines of a pipe, read by a thread as they come, so a test waits for one with a
+    deadline instead of blocking on `readline`."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe: Any) -> None:
+        for line in iter(pipe.readline, b""):
+            self._lines.put(line)
+
+    def next_line(self, deadline_s: float = 60.0) -> bytes:
+        try:
+            return self._lines.get(timeout=deadline_s)
+        except queue.Empty:
+            raise AssertionError(f"no line within {deadline_s} s") from None
+
+
+def test_the_watch_command_with_resume_goes_on_through_an_outage(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    """A majority frozen for longer than --timeout ends a watch with its resume point; with
+    --resume the watch says it reads again, and prints the first change after the outage."""
+    cluster = make_cluster(shards=1)
+    prefix = "outage/"
+    with (
+        _watch_cli(cluster, "--prefix", prefix, "--timeout", "1", "--resume") as resuming,
+        _watch_cli(cluster, "--prefix", prefix, "--timeout", "1") as plain,
+    ):
+        notes, printed = _Lines(resuming.stderr), _Lines(resuming.stdout)
+        frozen = cluster.names[1:]
+        for name in frozen:
+            cluster.pause(name)
+        try:
+            _, plain_err = plain.communicate(timeout=60)
+            note = notes.next_line().decode()
+        finally:
+            for name in frozen:
+                cluster.resume(name)
+        assert plain.returncode == 1, plain_err
+        assert "resume with --after-version" in plain_err.decode(), plain_err
+        assert note.startswith(
+            "paxoskv: watch: a shard did not answer within --timeout; reading again after version "
+        ), note
+        assert resuming.poll() is None
+        with txn.Client(cluster.env_value(), timeout_s=10.0, max_attempts=100) as client:
+            version = client.put(b"outage/a", b"1")
+        while (line := printed.next_line()) == b"":
+            pass
+        assert line == f"{version}\tput\toutage/a\t1\n".encode()
 
 
 def _history_collected_below(client: txn.Client, version: int, key: bytes) -> bool:
