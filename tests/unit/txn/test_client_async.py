@@ -1722,7 +1722,7 @@ async def test_a_server_error_at_a_prepare_is_not_maybe_committed_once_the_abort
             await tx.commit()
     assert not info.value.maybe_committed
     assert tx.state is TransactionState.ABORTED
-    assert fake.store.decisions[tx.txn_id][0] is False
+    assert fake.store.decided(tx.txn_id) == {1: False}
 
 
 # ---------------------------------------------------------------------------- txn_status

@@ -78,8 +78,10 @@ class FakeStore:
     versions: dict[bytes, list[tuple[int, bytes | None]]] = field(default_factory=dict)
     intents: dict[bytes, bytes] = field(default_factory=dict)  # write intents: key -> txn
     prepared: dict[tuple[bytes, int], Prepared] = field(default_factory=dict)
-    decisions: dict[bytes, tuple[bool, int, int]] = field(default_factory=dict)  # committed,ts,g
-    one_phase: dict[bytes, kv.CommitOnePhaseResponse] = field(default_factory=dict)
+    # Each group's own records, as real nodes keep them: a decision recorded in one group
+    # says nothing in another (rule P2 there, TxnStatus there).
+    decisions: dict[tuple[bytes, int], tuple[bool, int]] = field(default_factory=dict)
+    one_phase: dict[tuple[bytes, int], kv.CommitOnePhaseResponse] = field(default_factory=dict)
     deliver: bool = True  # the coordinator delivers decisions itself (as real nodes do)
 
     def tick(self, at_least: int = 0) -> int:
@@ -104,6 +106,10 @@ class FakeStore:
 
     def value(self, key: bytes) -> bytes | None:
         return self.latest(key)[1]
+
+    def decided(self, txn_id: bytes) -> dict[int, bool]:
+        """Whether each group that recorded a decision of `txn_id` recorded a commit."""
+        return {g: d[0] for (t, g), d in self.decisions.items() if t == txn_id}
 
     # -- validation shared by Prepare and CommitOnePhase
 
@@ -191,7 +197,7 @@ class FakeStore:
                 body.prepare_ts = known.prepare_ts
                 return
             error = self.validate(op.txn_id, op.reads, op.writes, "prepare")
-            if op.txn_id in self.decisions:  # rule P2: decided here, too late to prepare
+            if (op.txn_id, group) in self.decisions:  # rule P2: decided here, too late
                 error = conflict(b"", op.txn_id, "prepare", "already decided")
             if error is not None:
                 body.error.CopyFrom(error)
@@ -213,7 +219,7 @@ class FakeStore:
             self.observe(op.commit_ts)
             if (
                 op.recover
-                and op.txn_id not in self.decisions
+                and (op.txn_id, group) not in self.decisions
                 and (op.txn_id, group) in self.prepared
             ):
                 # Rule D3: record nothing, answer pending; the prevent round (done here at
@@ -222,37 +228,37 @@ class FakeStore:
                 votes = [self.prepared.get((op.txn_id, g)) for g in op.participants]
                 if all(votes):
                     commit_ts = max(v.prepare_ts for v in votes if v is not None)
-                    self.decisions[op.txn_id] = (True, commit_ts, group)
+                    self.decisions[(op.txn_id, group)] = (True, commit_ts)
                 else:
                     commit_ts = 0
-                    self.decisions[op.txn_id] = (False, 0, group)
+                    self.decisions[(op.txn_id, group)] = (False, 0)
                 if self.deliver:
                     for g in op.participants:
                         self.resolve(op.txn_id, g, commit_ts > 0, commit_ts)
                 body.pending = True
                 return
-            if op.txn_id not in self.decisions:
+            if (op.txn_id, group) not in self.decisions:
                 commit_ts = op.commit_ts if op.commit else 0
-                self.decisions[op.txn_id] = (op.commit, commit_ts, group)
+                self.decisions[(op.txn_id, group)] = (op.commit, commit_ts)
                 if self.deliver:
                     for g in op.participants:
                         self.resolve(op.txn_id, g, op.commit, commit_ts)
-            committed, commit_ts, _ = self.decisions[op.txn_id]
+            committed, commit_ts = self.decisions[(op.txn_id, group)]
             body.committed, body.commit_ts = committed, commit_ts
         elif kind == "resolve":
             record = self.prepared.get((op.txn_id, group))
             if record is not None and record.coordinator == group:
                 # Rule R5: the coordinator group keeps the outcome its Resolve applied.
                 commit_ts = op.commit_ts if op.commit else 0
-                self.decisions.setdefault(op.txn_id, (op.commit, commit_ts, group))
+                self.decisions.setdefault((op.txn_id, group), (op.commit, commit_ts))
             self.resolve(op.txn_id, group, op.commit, op.commit_ts)
         elif kind == "commit_one_phase":
             self.observe(op.ts)
-            known = self.one_phase.get(op.txn_id)
+            known = self.one_phase.get((op.txn_id, group))
             if known is not None:
                 body.CopyFrom(known)
                 return
-            if op.txn_id in self.decisions:  # rule O1: an abort recorded first (settled)
+            if (op.txn_id, group) in self.decisions:  # rule O1: an abort recorded first (settled)
                 body.error.CopyFrom(conflict(b"", op.txn_id, "commit", "already aborted"))
                 return
             error = self.validate(op.txn_id, op.reads, op.writes, "commit")
@@ -262,13 +268,13 @@ class FakeStore:
                 body.commit_ts = self.tick(op.ts)
                 for w in op.writes:
                     self.write(w.key, None if w.delete else w.value, body.commit_ts)
-                self.decisions[op.txn_id] = (True, body.commit_ts, group)
-            self.one_phase[op.txn_id] = kv.CommitOnePhaseResponse()
-            self.one_phase[op.txn_id].CopyFrom(body)
+                self.decisions[(op.txn_id, group)] = (True, body.commit_ts)
+            self.one_phase[(op.txn_id, group)] = kv.CommitOnePhaseResponse()
+            self.one_phase[(op.txn_id, group)].CopyFrom(body)
         elif kind == "txn_status":
-            decision = self.decisions.get(op.txn_id)
-            if decision is not None and decision[2] == group:
-                committed, commit_ts, _ = decision
+            decision = self.decisions.get((op.txn_id, group))
+            if decision is not None:
+                committed, commit_ts = decision
                 body.state = (
                     kv.TxnStatusResponse.COMMITTED if committed else (kv.TxnStatusResponse.ABORTED)
                 )
