@@ -71,6 +71,7 @@ import grpc
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
 from router.cache import Backoff, RoutingCache
+from router.cancelling import cancel_and_wait
 from router.client_errors import (
     OUTCOME_ADVICE,
     ClientClosed,
@@ -490,14 +491,10 @@ class _Connection:
         self._closed = True
         self.silence.stop()
         if self._probe is not None and not self._probe.done():
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+            await cancel_and_wait(self._probe)
         session = self._session
         if session is not None and not session.done():
-            session.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await session
+            await cancel_and_wait(session)
         self._fail_all(ClientClosed("the client is closed"))
         await self.channel.close()
 

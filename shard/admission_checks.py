@@ -32,6 +32,15 @@ def _already_aborted(key: bytes, txn_id: bytes, phase: str) -> _Refusal:
     )
 
 
+def _already_finished(key: bytes, txn_id: bytes) -> _Refusal:
+    """The refusal of a read for update of a transaction that already committed or is
+    committing here (its Prepare or one-phase commit ended, or its Resolve(commit) came)."""
+    reason = "this transaction already committed or is committing: it reads nothing more"
+    return _Refusal(
+        _conflict_error(Conflict(key=key, other_txn=txn_id, phase="read", reason=reason))
+    )
+
+
 def _conflict_error(conflict: Conflict) -> kv.Error:
     if conflict.phase == PHASE_LIMIT:  # txn.participant rule A1: a limit, not retryable
         return kv.Error(code=kv.LIMIT_EXCEEDED, message=conflict.reason)

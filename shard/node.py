@@ -165,6 +165,7 @@ from router.shard_map import META_GROUP_ID, ShardMap
 from shard import codec
 from shard.admission_checks import (
     _already_aborted,
+    _already_finished,
     _check_changes,
     _check_disjoint,
     _check_new_txn_id,
@@ -636,7 +637,7 @@ class NodeCore:
         group parks nothing), its releases, the aborts noted (both only grow) and whether
         this replica leads it (`_park` covers a role that changes back and forth)."""
         return tuple(
-            (host.group_id, _releases(host), host.aborts_noted, host.replica.role is Role.LEADER)
+            (host.group_id, _releases(host), host.ends_noted, host.replica.role is Role.LEADER)
             for host in self._data_hosts()
         )
 
@@ -670,6 +671,7 @@ class NodeCore:
                 elif kind == "resolve":
                     host.locks.release(op.txn_id)
                     if op.commit:
+                        _note_finished(host, op.txn_id, self._now)
                         if host.replica.role is Role.LEADER:
                             # Rule 14 (vouched at admission, rule 12).
                             host.proven.add(op.txn_id, op.commit_ts, op.participants, pending)
@@ -1112,7 +1114,7 @@ class NodeCore:
     def _submit_write(
         self, host: GroupHost, pending: _Pending, command_for: Callable[[int], bytes]
     ) -> None:
-        if _aborted_here(host, pending):
+        if _ended_here(host, pending):
             # Its abort arrived first (e.g. while this Prepare waited for a lock): a no vote
             # needs no log entry, and proposing it would only take intents nobody resolves
             # until the recovery query.
@@ -1193,7 +1195,7 @@ class NodeCore:
         # request may park in (found by review): its abort noted before it parked (a read for
         # update parked on an intent after its read index), and a group last seen not led
         # by this replica, which a step-down after this park would leave looking the same.
-        if _aborted_here(host, pending):
+        if _ended_here(host, pending):
             self._waits_due_at = self._now
         if any(group == host.group_id and not leads for group, _, _, leads in self._waits_seen):
             self._waits_seen = ()
@@ -1211,6 +1213,11 @@ class NodeCore:
             # Its abort (Resolve) already arrived, e.g. the client gave up on this read
             # while it queued: a lock granted now would be held by nobody until its TTL.
             raise _already_aborted(op.key, op.lock_txn_id, "read")
+        if op.lock_txn_id in host.finished:
+            # So did its commit (found by a cancellation trial: a read given up on, or
+            # another task's, still queued when the transaction committed took the freed
+            # lock for nobody, and the next reader for update waited for LOCK_TTL_S).
+            raise _already_finished(op.key, op.lock_txn_id)
         age = (op.lock_priority, op.lock_txn_id)
         queue_until = pending.wait_until or self._wait_end(pending, LOCK_QUEUE_MAX_S)
         grant = host.locks.acquire(op.key, age, self._now, queue_until)
@@ -1252,7 +1259,7 @@ class NodeCore:
                 and self._now < wait.pending.wait_until
                 and (wait.wake_at is None or self._now < wait.wake_at)
                 and host.replica.role is Role.LEADER
-                and not _aborted_here(host, wait.pending)
+                and not _ended_here(host, wait.pending)
             ):
                 waiting.append(wait)
             else:
@@ -1462,6 +1469,7 @@ class NodeCore:
                 host.proven.clear()
                 host.ages.clear()
                 host.aborted.clear()
+                host.finished.clear()
                 host.locks.clear()
                 host.preventing.clear()
 
@@ -1855,6 +1863,7 @@ class NodeCore:
             host.proven.discard(pending.request.txn_id, pending)
         else:
             host.locks.release(pending.request.txn_id)
+            _note_finished(host, pending.request.txn_id, self._now)
 
     def has_client_requests(self) -> bool:
         """True while some client request is not answered yet (used to drain on stop)."""
@@ -1985,7 +1994,14 @@ def _note_abort(host: GroupHost, txn_id: bytes, now: float) -> None:
     """A Resolve(abort) of `txn_id` reached this leader (its later Prepare and reads for
     update are refused)."""
     host.aborted[txn_id] = now
-    host.aborts_noted += 1
+    host.ends_noted += 1
+
+
+def _note_finished(host: GroupHost, txn_id: bytes, now: float) -> None:
+    """`txn_id` committed or is committing here (its later reads for update are refused)."""
+    host.finished[txn_id] = now
+    host.finished.move_to_end(txn_id)
+    host.ends_noted += 1
 
 
 def _wait_due_at(wait: _LockWait) -> float:
@@ -1998,11 +2014,12 @@ def _wait_due_at(wait: _LockWait) -> float:
     )
 
 
-def _aborted_here(host: GroupHost, pending: _Pending) -> bool:
-    """A Prepare or a read for update whose transaction's abort (Resolve) already reached
-    this leader."""
+def _ended_here(host: GroupHost, pending: _Pending) -> bool:
+    """A Prepare whose transaction's abort (Resolve) already reached this leader, or a read
+    for update whose transaction's abort or commit did."""
     if pending.kind == "get" and pending.request.lock_txn_id:
-        return pending.request.lock_txn_id in host.aborted
+        txn_id = pending.request.lock_txn_id
+        return txn_id in host.aborted or txn_id in host.finished
     return pending.kind == "prepare" and pending.request.txn_id in host.aborted
 
 

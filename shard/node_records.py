@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,9 +84,14 @@ class GroupHost:
     # Leader side: transactions a Resolve(abort) reached before their Prepare (or a read for
     # update of theirs) did, and when.
     aborted: dict[bytes, float] = field(default_factory=dict)
-    # How many were ever noted in `aborted` (which is pruned): parked requests re-check
-    # once it moves.
-    aborts_noted: int = 0
+    # Leader side: transactions whose Prepare or one-phase commit ended here, or whose
+    # Resolve(commit) reached here, and when: their reads for update are refused (a read
+    # still queued when its transaction committed took the lock after it, for nobody).
+    # In the order noted (one per transaction: pruned from the front).
+    finished: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
+    # How many were ever noted in `aborted` or `finished` (both pruned): parked requests
+    # re-check once it moves.
+    ends_noted: int = 0
     # Leader side: Resolve(commit)s held for a ride in another proposal's slot (rule 8).
     held_resolves: list[tuple[_Pending, Callable[[int], bytes]]] = field(default_factory=list)
     held_until: float = 0.0

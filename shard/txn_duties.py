@@ -231,14 +231,18 @@ class TxnDuties:
         self._propose(host, record, decided)
 
     def _forget_old_notes(self, host: GroupHost, prepared: Collection[bytes]) -> None:
-        """Drop the leader's notes (ages, early aborts) no request can need any more: an age
-        is kept while its transaction may still prepare here or holds intents."""
+        """Drop the leader's notes (ages, early aborts, ends) no request can need any more:
+        an age is kept while its transaction may still prepare here or holds intents."""
         stale_before = self._now() - (self._timeout_s + LOCK_WAIT_MAX_S)
         for txn_id in [t for t, (_, since) in host.ages.items() if since < stale_before]:
             if txn_id not in prepared:
                 del host.ages[txn_id]
         for txn_id in [t for t, since in host.aborted.items() if since < stale_before]:
             del host.aborted[txn_id]
+        # One per transaction, not rare as aborts: pruned from the oldest, never scanned.
+        finished = host.finished
+        while finished and next(iter(finished.values())) < stale_before:
+            finished.popitem(last=False)
 
     def _on_recovery_answer(
         self, host: GroupHost, txn_id: bytes

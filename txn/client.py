@@ -357,6 +357,7 @@ class AsyncClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._draining = False  # closed, but the background tasks may still send
+        self._closing: asyncio.Future[None] | None = None  # the one close, once begun
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of its first use
         self._committer = Committer(self)
 
@@ -410,26 +411,36 @@ class AsyncClient:
         return self
 
     async def close(self) -> None:
-        """Let background resolves finish briefly, then close every connection."""
-        if self._closed:
-            return
-        # New work is refused from here, but the background Decides and Resolves already
-        # spawned may still send (they record decisions recovery would otherwise wait for).
-        self._closed = True
-        self._draining = True
-        loop = asyncio.get_running_loop()
-        end = loop.time() + _CLOSE_GRACE_S
-        # Also the Resolves of a commit that ends during the drain (found by review: they
-        # were dropped, and its keys stayed locked until recovery, about a second).
-        while self._tasks and (left := end - loop.time()) > 0:
-            await asyncio.wait(set(self._tasks), timeout=left)
-        pending = set(self._tasks)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._draining = False
-        await self._routing.close()
+        """Let background resolves finish briefly, then close every connection. A second
+        call waits for the first; a caller cancelled meanwhile (a timeout around `close`)
+        leaves the closing to finish on its own."""
+        if self._closing is None:
+            # New work is refused from here, but the background Decides and Resolves
+            # already spawned may still send (they record decisions recovery would
+            # otherwise wait for).
+            self._closed = True
+            self._draining = True
+            self._closing = asyncio.ensure_future(self._drain_and_close())
+        # Shielded (found by a cancellation trial: a close cancelled during the drain left
+        # the connections open for good, and a later close returned at once).
+        await asyncio.shield(self._closing)
+
+    async def _drain_and_close(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + _CLOSE_GRACE_S
+            # Also the Resolves of a commit that ends during the drain (found by review:
+            # they were dropped, and its keys stayed locked until recovery, about a second).
+            while self._tasks and (left := end - loop.time()) > 0:
+                await asyncio.wait(set(self._tasks), timeout=left)
+            pending = set(self._tasks)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            self._draining = False
+            await self._routing.close()
 
     async def __aenter__(self) -> AsyncClient:
         """No I/O: the client connects on its first call, as `Client` does, and retries

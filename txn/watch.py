@@ -19,12 +19,12 @@ changes (etcd's progress notifications).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from router import kv_pb2 as kv
 from router.cache import ScanPart
+from router.cancelling import cancel_and_wait
 from router.errors import UnknownGroup, WrongShard
 from router.watch_lanes import Change, ChangesRound, Lane
 from txn.errors import DeadlineExceeded, InvalidArgument, ServerError, Unavailable
@@ -134,21 +134,29 @@ class AsyncWatch:
         A watch that raised raises the same error again: resume with a new watch from
         `through`.
         """
-        if self._failed is not None:
-            raise self._failed  # a watch that failed stays failed: resume from `through`
-        if self._closed:
-            raise StopAsyncIteration
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = asyncio.ensure_future(anext(self._batches))
-            pending.add_done_callback(_mark_retrieved)
-        # The read is ours to take only while it is still the watch's (found by review: a
-        # close, or another waiter, took it meanwhile and this one met None).
-        done, _ = await asyncio.wait({pending}, timeout=timeout_s)
-        if not done or self._pending is not pending:
+        loop = asyncio.get_running_loop()
+        until = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            if self._failed is not None:
+                raise self._failed  # a watch that failed stays failed: resume from `through`
             if self._closed:
                 raise StopAsyncIteration
-            return []
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = asyncio.ensure_future(anext(self._batches))
+                pending.add_done_callback(_mark_retrieved)
+            left = None if until is None else max(0.0, until - loop.time())
+            done, _ = await asyncio.wait({pending}, timeout=left)
+            # The read is ours to take only while it is still the watch's (found by review:
+            # a close, or another waiter, took it meanwhile and this one met None).
+            if done and self._pending is pending:
+                break
+            if self._pending is pending or (until is not None and loop.time() >= until):
+                if self._closed:
+                    raise StopAsyncIteration
+                return []  # no batch in time: the read goes on for the next call
+            # Another waiter took that batch (found by a cancellation trial: this one got []
+            # at once although it had asked to wait as long as it takes): wait for the next.
         self._pending = None
         if pending.cancelled():
             raise StopAsyncIteration
@@ -173,9 +181,7 @@ class AsyncWatch:
         self._cancel_waits()
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pending
+            await cancel_and_wait(pending)
         await self._batches.aclose()
 
     def _cancel_waits(self) -> None:

@@ -200,6 +200,46 @@ async def test_closing_a_watch_with_a_read_waiting_ends_it(cluster: FakeCluster)
 
 
 @with_cluster
+async def test_a_task_cancelled_while_it_closes_a_watch_is_cancelled(
+    cluster: FakeCluster,
+) -> None:
+    """Found by a cancellation trial: the close waited for the watch's own read with
+    CancelledError suppressed, which swallowed a cancellation of the closing task too, so
+    it ran on past its `async with` (and `asyncio.timeout` raised nothing)."""
+    ran_on: list[str] = []
+
+    async def watcher(client: txn.AsyncClient) -> None:
+        async with client.watch(b"a", b"z", progress_s=5) as watch:
+            await watch.next_batch(timeout_s=0.01)  # leaves its read pending
+            task = asyncio.current_task()
+            assert task is not None
+            asyncio.get_running_loop().call_soon(task.cancel)  # arrives in the close
+        ran_on.append("past the block")
+
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        task = asyncio.ensure_future(watcher(client))
+        await asyncio.wait({task})
+    assert task.cancelled() and ran_on == []
+
+
+@with_cluster
+async def test_two_callers_waiting_without_a_timeout_each_get_a_batch(
+    cluster: FakeCluster,
+) -> None:
+    """Found by a cancellation trial: when one waiter took the read's batch, the other,
+    which had asked to wait as long as it takes, got [] at once."""
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        async with client.watch(b"a", b"z", progress_s=5) as watch:
+            waiters = [asyncio.ensure_future(watch.next_batch()) for _ in range(2)]
+            first = await _writes(client, [b"b"])
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            assert [t.result() for t in done] == [first]
+            second = await _writes(client, [b"c"])
+            got = await asyncio.gather(*waiters)
+        assert sorted(got, key=lambda b: b[0].version) == [first, second]
+
+
+@with_cluster
 async def test_a_watch_that_failed_raises_its_error_again(cluster: FakeCluster) -> None:
     """Found by review: the failed generator ended, so a loop that caught the error and
     went on ended as if the watch were done. An `after` ahead of the cluster's clock is no

@@ -3,6 +3,7 @@ real shard, and NodeCore parking requests behind intents and locks (one-node clu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -432,13 +433,13 @@ def test_parked_requests_are_not_checked_again_until_something_they_wait_for_cha
         node.core.submit(read_for_update(b"apple", tid(b"w%d" % i), 200 + i), answers[i].append)
     node.advance(0.02)
     checks: list[str] = []  # one per parked request looked at
-    real_check = node_module._aborted_here
+    real_check = node_module._ended_here
 
     def counted(host: Any, pending: Any) -> bool:
         checks.append(pending.kind)
         return real_check(host, pending)
 
-    monkeypatch.setattr(node_module, "_aborted_here", counted)
+    monkeypatch.setattr(node_module, "_ended_here", counted)
     node.advance(0.2)  # ticks, heartbeats; nothing released, no wait over
     assert checks == [] and all(a == [] for a in answers.values())
     # An abort of a waiter that holds no lock (nothing released) is still seen at once.
@@ -585,6 +586,53 @@ def test_a_read_for_update_whose_abort_arrived_first_takes_no_lock(node: OneNode
     assert node.core.hosts[1].locks.holder(b"apple") == tid(b"t3")
 
 
+@pytest.mark.parametrize(
+    "its_end",
+    [
+        pytest.param(lambda: one_phase(tid(b"t2"), writes=(b"banana",)), id="one-phase commit"),
+        pytest.param(lambda: prepare(tid(b"t2"), writes=(b"banana",)), id="prepare"),
+        pytest.param(lambda: resolve(tid(b"t2"), True, commit_ts=5), id="resolve of a lock"),
+    ],
+)
+def test_a_read_for_update_queued_when_its_transaction_committed_takes_no_lock(
+    node: OneNode, its_end: Callable[[], kv.Request]
+) -> None:
+    """Found by a cancellation trial: a read for update given up on while it queued (or
+    another task's), then the transaction committed without it: its one-phase commit or
+    Prepare here, or, where it only locked, its Resolve(commit). The lock freed next went
+    to the committed transaction, and the next reader for update waited LOCK_TTL_S."""
+    node.call(put(b"apple", b"red"))
+    node.call(read_for_update(b"apple", tid(b"t1"), priority=100))
+    answers: list[kv.Response] = []
+    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), answers.append)
+    node.advance(0.05)
+    assert answers == []
+    node.core.submit(its_end(), lambda _r: None)
+    node.advance(0.02)
+    assert node.call(one_phase(tid(b"t1"), writes=(b"apple",))).commit_one_phase.error.code == kv.OK
+    node.advance(0.02)
+    assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT, answers
+    assert "already committed or is committing" in answers[0].get.error.message
+    assert node.core.hosts[1].locks.holder(b"apple") is None
+    third = node.call(read_for_update(b"apple", tid(b"t3"), priority=300)).get
+    assert third.error.code == kv.OK and third.value == b"w"
+
+
+def test_the_notes_of_ended_transactions_are_forgotten_after_their_use(node: OneNode) -> None:
+    """One note per transaction that prepared or committed here: kept while a request of
+    it could still arrive (the request timeout and a lock wait), then dropped."""
+    for i in range(3):
+        node.call(one_phase(tid(b"t%d" % i), writes=(b"apple",)))
+    node.call(resolve(tid(b"gone"), False))
+    host = node.core.hosts[1]
+    assert list(host.finished) == [tid(b"t0"), tid(b"t1"), tid(b"t2")]
+    assert list(host.aborted) == [tid(b"gone")]
+    node.advance(1.0)
+    assert len(host.finished) == 3 and len(host.aborted) == 1
+    node.advance(node.core._duties._timeout_s + LOCK_WAIT_MAX_S)
+    assert not host.finished and not host.aborted
+
+
 def one_phase_rw(txn: bytes, key: bytes, version: int, value: bytes) -> kv.Request:
     return kv.Request(
         commit_one_phase=kv.CommitOnePhaseRequest(
@@ -651,6 +699,9 @@ def test_a_resent_committed_one_phase_commit_gets_its_commit_answer_after_a_woun
     young = node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get
     first = node.call(one_phase_rw(tid(b"young"), b"apple", young.version, b"y")).commit_one_phase
     assert first.error.code == kv.OK and first.commit_ts > 0, first.error  # its answer lost
+    # A leader that did not see the commit end (a new one) grants a late read for update
+    # (this one refuses it: test_a_read_for_update_queued_when_its_transaction_committed...).
+    node.core.hosts[1].finished.clear()
     late = node.call(read_for_update(b"apple", tid(b"young"), priority=300)).get
     assert late.error.code == kv.OK and node.core.hosts[1].locks.holder(b"apple") == tid(b"young")
     node.advance(WOUND_GRACE_S * 2)

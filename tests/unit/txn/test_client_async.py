@@ -1521,6 +1521,24 @@ async def test_close_sends_the_resolves_of_a_commit_that_ends_while_it_drains(
 
 
 @with_fake
+async def test_a_close_cancelled_while_it_drains_still_closes(fake: FakeKV) -> None:
+    """Found by a cancellation trial: a close cancelled while it waited for background
+    Resolves (a timeout around it) left the client draining for good: every connection
+    open, plain reads still served, and a later close returned at once. Now the closing
+    goes on, and a later or concurrent close waits for it."""
+    client = fast_client(fake)
+    fake.hook = on_kind("resolve", DROP)  # the commit's Resolves outlive close()'s start
+    tx = two_group_writes(client)
+    await tx.commit()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.close(), 0.01)
+    second, third = client.close(), client.close()
+    await asyncio.gather(second, third)
+    with pytest.raises(txn.ClientClosed):
+        await client.get(b"apple")
+
+
+@with_fake
 async def test_bad_arguments_are_invalid_argument_not_bare_python_errors(fake: FakeKV) -> None:
     """Out-of-range numbers and wrong types were ValueError / TypeError from deep inside
     (protobuf, comparisons), or surfaced only at commit (found by review)."""
