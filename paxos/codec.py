@@ -94,6 +94,9 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
             out.heartbeat_ack.chosen_watermark = msg.chosen_watermark
             out.heartbeat_ack.rebuilding = msg.rebuilding
             out.heartbeat_ack.retiring = msg.retiring
+            # Rounded down (after float noise): a promise said shorter only shortens the lease.
+            promise_us = int(round(msg.lease_promise_s * 1e6, 3))
+            out.heartbeat_ack.lease_promise_us = min(promise_us, 2**32 - 1)
         case CatchUpRequest():
             out.catch_up_request.from_slot = msg.from_slot
             out.catch_up_request.to_slot = msg.to_slot
@@ -179,6 +182,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             chosen_watermark=k.chosen_watermark,
             rebuilding=k.rebuilding,
             retiring=k.retiring,
+            lease_promise_s=k.lease_promise_us / 1e6,
         )
     if kind == "catch_up_request":
         c = m.catch_up_request

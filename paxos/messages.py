@@ -160,7 +160,9 @@ class HeartbeatAck:
     """A follower still follows `ballot`; `chosen_watermark` tells the leader how far it got.
     `rebuilding`: the follower does not vote yet (rule 14), so the leader sends it no Accepts
     and hands it no leadership. `retiring`: the follower's node is stopping (rule 19), so
-    the leader hands it no leadership."""
+    the leader hands it no leadership. `lease_promise_s`: how long from hearing the round
+    the follower promises nobody else (its lease_duration, rule 6), which bounds the lease
+    the round gives the leader; 0 when not said (a node from before: the leader's own)."""
 
     src: int
     dst: int
@@ -169,6 +171,7 @@ class HeartbeatAck:
     chosen_watermark: int
     rebuilding: bool = False
     retiring: bool = False
+    lease_promise_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,16 +115,18 @@ class Heartbeat(_message.Message):
     def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ..., handoff_to: _Optional[int] = ..., next_slot: _Optional[int] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
-    __slots__ = ("seq", "chosen_watermark", "rebuilding", "retiring")
+    __slots__ = ("seq", "chosen_watermark", "rebuilding", "retiring", "lease_promise_us")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     REBUILDING_FIELD_NUMBER: _ClassVar[int]
     RETIRING_FIELD_NUMBER: _ClassVar[int]
+    LEASE_PROMISE_US_FIELD_NUMBER: _ClassVar[int]
     seq: int
     chosen_watermark: int
     rebuilding: bool
     retiring: bool
-    def __init__(self, seq: _Optional[int] = ..., chosen_watermark: _Optional[int] = ..., rebuilding: _Optional[bool] = ..., retiring: _Optional[bool] = ...) -> None: ...
+    lease_promise_us: int
+    def __init__(self, seq: _Optional[int] = ..., chosen_watermark: _Optional[int] = ..., rebuilding: _Optional[bool] = ..., retiring: _Optional[bool] = ..., lease_promise_us: _Optional[int] = ...) -> None: ...
 
 class CatchUpRequest(_message.Message):
     __slots__ = ("from_slot", "to_slot")

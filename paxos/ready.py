@@ -35,6 +35,9 @@ class PersistBatch:
     log_start: int | None = None
     # Whether the replica is rebuilding lost data and must not vote yet (replica rule 14).
     rebuilding: bool | None = None
+    # The longest lease the replica may have promised its leaders whose end a restart must
+    # still wait for (replica rule 6).
+    lease_promise_s: float | None = None
 
     def is_empty(self) -> bool:
         return not self.accepted and not self.touches_meta()
@@ -47,6 +50,7 @@ class PersistBatch:
             or self.chosen_watermark is not None
             or self.log_start is not None
             or self.rebuilding is not None
+            or self.lease_promise_s is not None
         )
 
     def with_votes(self, accepted: dict[int, tuple[Ballot, Value]]) -> PersistBatch:
@@ -70,6 +74,7 @@ class PersistBatch:
             or bool(self.accepted)
             or self.log_start is not None
             or self.rebuilding is not None
+            or self.lease_promise_s is not None  # heartbeat acks vouch for it
         )
 
 

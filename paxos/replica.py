@@ -28,12 +28,18 @@ Rules
 6. Leases (Paxos Made Live §5.2, "master leases"): a follower that heard the leader at local
    time t refuses to promise any other proposer until t + lease_duration. The leader, having
    sent heartbeat round n at t_n and heard a quorum acknowledge it, holds a lease until
-   t_n + lease_duration - lease_drift. The follower's window starts after t_n and lasts at
-   least as long, so two leases never overlap. The follower measures its window from the
+   t_n + d - lease_drift, d the shortest of its own lease_duration and the ones the acks of
+   the quorum say (`HeartbeatAck.lease_promise_s`: nodes configured differently, as in a
+   rolling change of the setting, must not let the leader's outlast the followers'). The
+   follower's window starts after t_n and lasts at least as long, so two leases never
+   overlap. The follower measures its window from the
    first tick after it heard the leader (while the driver steps messages, `now` is the last
    tick's, which may be older than the message). A restarted replica may have forgotten a
    lease promise, so it promises nobody (itself included) for lease_duration after its first
-   tick, and nobody at all before that tick.
+   tick, and nobody at all before that tick; for longer when an earlier life promised longer
+   leases: each replica records, durably and before its first ack, the longest lease it or
+   an earlier life may have promised (`DurableState.lease_promise_s`), and lowers the record
+   to its own once the block has passed.
 7. Linearizable reads are answered as "may be served at index X" (`Ready.reads`): at once
    under a valid lease, otherwise after one heartbeat round confirms the leadership
    (read-index). X covers every slot the leader recovered in Phase 1.
@@ -192,7 +198,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paxos.ballot import ZERO_BALLOT, Ballot
 from paxos.config import (
@@ -237,6 +243,15 @@ class Role(enum.Enum):
     FOLLOWER = "follower"
     CANDIDATE = "candidate"
     LEADER = "leader"
+
+
+@dataclass(slots=True)
+class _RoundAcks:
+    """The followers that acknowledged a heartbeat round, and the shortest lease promise
+    among them: the round's lease lasts no longer (rule 6)."""
+
+    peers: set[int] = field(default_factory=set)
+    promise_s: float = float("inf")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,7 +377,7 @@ class Replica:
         self._last_ack: dict[int, float] = {}
         self._hb_seq = 0
         self._hb_sent: dict[int, float] = {}
-        self._hb_acks: dict[int, set[int]] = {}
+        self._hb_acks: dict[int, _RoundAcks] = {}
         self._confirmed_seq = 0
         self._lease_until = 0.0
         self._read_round_wanted = False
@@ -397,6 +412,11 @@ class Replica:
         # A follower's lease promise must be measured from a fresh `now` (rule 6).
         self._lease_refresh = False
         self._out = Ready()
+        # Rule 6: the longest lease this life or an earlier one may have promised, as
+        # recorded: raised with the first heartbeat ack that promises a longer one (acks
+        # wait for the persist), so a restart under a shorter lease still waits out an
+        # earlier life's longer promises.
+        self._recorded_lease_s = state.lease_promise_s
         self._outcome_unknown: list[int] = []
 
         # Rule 14. Rebuilding side: the peers' promises reported so far, the floor once every
@@ -438,9 +458,14 @@ class Replica:
         if not self._started:
             self._started = True
             # Rule 6: we may have promised a lease before a restart and forgotten it.
-            self._lease_block_until = now + self.config.lease_duration_s
+            self._lease_block_until = now + max(
+                self.config.lease_duration_s, self._recorded_lease_s
+            )
             self._restart_block_until = self._lease_block_until
             self._reset_election_deadline()
+        elif self._recorded_lease_s > self.config.lease_duration_s and self._past_restart_block():
+            # The earlier lives' longer promises have run out: only ours remain.
+            self._record_lease(self.config.lease_duration_s)
         if self._lease_refresh:
             # Rule 6: the leader was heard at some time after the previous tick; this `now` is
             # not earlier than that, so the promise measured from it covers the leader's lease.
@@ -1135,6 +1160,8 @@ class Replica:
                     return
                 self._handoff_watermark = msg.chosen_watermark  # see _handle_catchup_reply
                 self._handoff_ballot = msg.ballot
+        if self._recorded_lease_s < self.config.lease_duration_s:
+            self._record_lease(self.config.lease_duration_s)  # before the ack promises it
         self._out.messages_after_persist.append(
             HeartbeatAck(
                 src=self.id,
@@ -1144,6 +1171,7 @@ class Replica:
                 chosen_watermark=self._chosen_watermark,
                 rebuilding=self._rebuilding,
                 retiring=self._retiring,
+                lease_promise_s=self.config.lease_duration_s,
             )
         )
 
@@ -1182,8 +1210,10 @@ class Replica:
         acks = self._hb_acks.get(msg.seq)
         if acks is None:
             return
-        acks.add(msg.src)
-        if len(acks) + 1 >= self._quorum:
+        acks.peers.add(msg.src)
+        # A node that does not say how long it promises (from before) is taken at ours.
+        acks.promise_s = min(acks.promise_s, msg.lease_promise_s or self.config.lease_duration_s)
+        if len(acks.peers) + 1 >= self._quorum:
             self._confirm_round(msg.seq)
 
     def _handle_catchup_request(self, msg: CatchUpRequest) -> None:
@@ -1478,7 +1508,7 @@ class Replica:
         self._hb_seq += 1
         seq = self._hb_seq
         self._hb_sent[seq] = self._now
-        self._hb_acks[seq] = set()
+        self._hb_acks[seq] = _RoundAcks()
         if self._handoff_target is not None:
             self._hb_handoff_rounds.add(seq)
         self._last_round = [
@@ -1504,7 +1534,13 @@ class Replica:
             return
         self._confirmed_seq = max(self._confirmed_seq, seq)
         if self._handoff_target is None and seq not in self._hb_handoff_rounds:
-            lease = sent + self.config.lease_duration_s - self.config.lease_drift_s
+            # Found by an operator trial: nodes configured with different leases (a rolling
+            # change) served stale reads when the leader's lease outlasted the followers'
+            # promises. The round's lease lasts the shortest promise of the quorum that
+            # acknowledged it, the leader's own included.
+            acks = self._hb_acks.get(seq)
+            duration = min(self.config.lease_duration_s, acks.promise_s if acks else float("inf"))
+            lease = sent + duration - self.config.lease_drift_s
             self._lease_until = max(self._lease_until, lease)
         # Keep only the newest round's send time, so the heartbeat timer still has a base.
         for old in [s for s in self._hb_sent if s < seq]:
@@ -1733,6 +1769,10 @@ class Replica:
                 continue
             floor = need if floor is None else min(floor, need)
         return floor
+
+    def _record_lease(self, lease_s: float) -> None:
+        self._recorded_lease_s = lease_s
+        self._out.persist.lease_promise_s = lease_s
 
     def _merge_persist(self, batch: PersistBatch) -> None:
         out = self._out.persist

@@ -1,7 +1,7 @@
 """Acceptor state in RocksDB (rocksdict, raw mode), shared by every group of a node.
 
 Keyspace of group g (g as 4 bytes big-endian):
-    b"p" g b"m"            -> promised ballot, chosen watermark, log start, flags
+    b"p" g b"m"            -> promised ballot, chosen watermark, log start, flags, lease
     b"p" g b"s" slot(8 BE) -> accepted (ballot, value)
 
 `stage()` adds a group's persist batch to a caller's WriteBatch so that a node writes the
@@ -12,6 +12,7 @@ write returns.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -22,9 +23,10 @@ from paxos.messages import Value
 from paxos.ready import PersistBatch
 from paxos.storage import DurableState
 
-# Promised round, promised node, chosen watermark, log start, flags. Written before the
-# flags existed: the first four alone.
-_META = struct.Struct(">QQQQB")
+# Promised round, promised node, chosen watermark, log start, flags, lease promise (µs).
+# Written before the lease promise existed: without it; before the flags: the first four.
+_META = struct.Struct(">QQQQBI")
+_META_NO_LEASE = struct.Struct(">QQQQB")
 _META_NO_FLAGS = struct.Struct(">QQQQ")
 _REBUILDING = 1
 _VOTE_HEAD = struct.Struct(">QQI")  # ballot round, ballot node, command count
@@ -74,16 +76,19 @@ class RocksStorage:
         meta = self._db.get(self._meta_key)
         if meta is None:
             return DurableState()
+        lease_us = flags = 0
         if len(meta) == _META_NO_FLAGS.size:
             round_, node, watermark, log_start = _META_NO_FLAGS.unpack(meta)
-            flags = 0
+        elif len(meta) == _META_NO_LEASE.size:
+            round_, node, watermark, log_start, flags = _META_NO_LEASE.unpack(meta)
         else:
-            round_, node, watermark, log_start, flags = _META.unpack(meta)
+            round_, node, watermark, log_start, flags, lease_us = _META.unpack(meta)
         return DurableState(
             promised=Ballot(round_, node),
             chosen_watermark=watermark,
             log_start=log_start,
             rebuilding=bool(flags & _REBUILDING),
+            lease_promise_s=lease_us / 1e6,
         )
 
     def load(self) -> DurableState:
@@ -116,6 +121,8 @@ class RocksStorage:
                     meta.chosen_watermark,
                     meta.log_start,
                     _REBUILDING if meta.rebuilding else 0,
+                    # Rounded up: a restart waits at least as long as was promised.
+                    min(math.ceil(meta.lease_promise_s * 1e6), 2**32 - 1),
                 ),
             )
 

@@ -28,6 +28,8 @@ class DurableState:
     # A replica whose data was lost and is being rebuilt: it votes again only once replica
     # rule 14 says it is safe.
     rebuilding: bool = False
+    # The longest lease promise a restart must wait out (replica rule 6); 0: none recorded.
+    lease_promise_s: float = 0.0
 
     def apply(self, batch: PersistBatch) -> None:
         """Fold a persist batch into this state (the same rule every storage implements)."""
@@ -44,6 +46,8 @@ class DurableState:
             self.chosen_watermark = max(self.chosen_watermark, batch.chosen_watermark)
         if batch.rebuilding is not None:
             self.rebuilding = batch.rebuilding
+        if batch.lease_promise_s is not None:
+            self.lease_promise_s = batch.lease_promise_s
 
 
 class Storage(Protocol):

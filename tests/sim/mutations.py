@@ -107,7 +107,9 @@ MUTATIONS = [
         edits=(
             (
                 "replica.py",
-                "            self._lease_block_until = now + self.config.lease_duration_s\n"
+                "            self._lease_block_until = now + max(\n"
+                "                self.config.lease_duration_s, self._recorded_lease_s\n"
+                "            )\n"
                 "            self._restart_block_until = self._lease_block_until\n",
                 "            self._restart_block_until = now + self.config.lease_duration_s\n"
                 "            self._lease_block_until = now\n",
@@ -132,13 +134,39 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "lease_ignores_follower_promises",
+        "a leader's lease lasts its own lease_duration, whatever its acks promised (rule 6)",
+        edits=(
+            (
+                "replica.py",
+                'duration = min(self.config.lease_duration_s, acks.promise_s if acks else float("inf"))',
+                "duration = self.config.lease_duration_s",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
+    ),
+    Mutation(
+        "restart_block_ignores_recorded_lease",
+        "a restarted replica waits out only its own lease, not a longer one it promised before",
+        edits=(
+            (
+                "replica.py",
+                "            self._lease_block_until = now + max(\n"
+                "                self.config.lease_duration_s, self._recorded_lease_s\n"
+                "            )\n",
+                "            self._lease_block_until = now + self.config.lease_duration_s\n",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
+    ),
+    Mutation(
         "lease_without_drift",
         "the leader's lease lasts lease_duration + 30 ms (no drift margin, and then some)",
         edits=(
             (
                 "replica.py",
-                "lease = sent + self.config.lease_duration_s - self.config.lease_drift_s",
-                "lease = sent + self.config.lease_duration_s + 0.03",
+                "lease = sent + duration - self.config.lease_drift_s",
+                "lease = sent + duration + 0.03",
             ),
         ),
     ),

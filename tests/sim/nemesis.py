@@ -70,6 +70,9 @@ class FaultMix:
     #: Cut the leader from one replica only, then restart a replica that still hears both
     #: quickly: the restarted bridge must not promise the cut-off candidate inside the lease.
     lease_attack: float = 0.0
+    #: `lease_attack` whose bridge restarts with a shorter lease than it promised before
+    #: (GroupSim's `mixed_leases` profile): its restart must still wait out the longer one.
+    lease_shrink: float = 0.0
     #: For a while, messages on one link (or all links from the leader) take up to 0.4 s
     #: longer: later messages overtake them.
     slow: float = 0.0
@@ -130,6 +133,7 @@ def plan_faults(
             ("transfer", mix.transfer),
             ("pause", mix.pause),
             ("lease_attack", mix.lease_attack),
+            ("lease_shrink", mix.lease_shrink),
             ("slow", mix.slow),
             ("slow_transfer", mix.slow_transfer),
             ("leader_churn", mix.leader_churn),
@@ -205,7 +209,7 @@ def plan_faults(
                     other=rng.randint(0, 20),
                 )
             )
-        elif kind == "lease_attack":
+        elif kind in ("lease_attack", "lease_shrink"):
             faults.append(
                 Fault(
                     at=t,

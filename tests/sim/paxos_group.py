@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import random
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from world import Host, HostTiming, SimDisk, World
 
@@ -146,13 +146,9 @@ def _fold(state: GroupDiskState, record: tuple[object, ...]) -> None:
 def _copy(state: GroupDiskState) -> GroupDiskState:
     p = state.paxos
     return GroupDiskState(
-        paxos=DurableState(
-            promised=p.promised,
-            accepted=dict(p.accepted),
-            chosen_watermark=p.chosen_watermark,
-            log_start=p.log_start,
-            rebuilding=p.rebuilding,
-        ),
+        # Every field, the votes copied (found when the lease record was added: a copy
+        # field by field left it out, and restarts forgot it).
+        paxos=replace(p, accepted=dict(p.accepted)),
         app_index=state.app_index,
         app_log=list(state.app_log),
     )

@@ -74,11 +74,17 @@ class Knobs:
     write_share: float = 0.65
     keys: int = 3
     heal_drop: float | None = None
+    #: Per replica, settings over `replica`: nodes configured differently, as during a
+    #: rolling change of the setting.
+    per_node: dict[int, dict[str, object]] = field(default_factory=dict)
+    #: A restarted replica takes a newly drawn lease setting (the rolling change itself).
+    new_lease_on_restart: bool = False
 
     def describe(self) -> str:
         return (
             f"voters={self.voters} net={self.net} faults={self.faults} chaos={self.chaos_s}s "
             f"rates={self.rates} timing={self.timing} replica={self.replica} "
+            f"per_node={self.per_node} new_lease_on_restart={self.new_lease_on_restart} "
             f"clients={self.clients} think={self.think_s}s writes={self.write_share}"
         )
 
@@ -97,6 +103,15 @@ PROFILES = (
     "rebuild_stale",
     "redeliver",
     "parts",
+    "mixed_leases",
+)
+
+#: The lease settings the `mixed_leases` profile draws from, each with election timeouts
+#: that allow it (a lease at most the shortest election timeout).
+LEASE_SETTINGS = (
+    {"lease_duration_s": 0.06, "election_timeout_min_s": 0.15, "election_timeout_max_s": 0.3},
+    {"lease_duration_s": 0.12, "election_timeout_min_s": 0.15, "election_timeout_max_s": 0.3},
+    {"lease_duration_s": 0.4, "election_timeout_min_s": 0.45, "election_timeout_max_s": 0.9},
 )
 
 
@@ -299,6 +314,30 @@ def draw_knobs(profile: str, rng: random.Random) -> Knobs:
             slow=1,
         )
         k.heal_drop = 0.02
+    elif profile == "mixed_leases":
+        # Replicas with different leases and election timeouts (a rolling change of the
+        # setting), changed again at restarts: a leader's lease must end before any replica
+        # of the quorum that renewed it may promise another, whichever it is configured with,
+        # and a replica restarted with a shorter lease must still wait out its longer
+        # promises (replica rule 6).
+        k.per_node = {n: dict(rng.choice(LEASE_SETTINGS)) for n in voters}
+        k.new_lease_on_restart = True
+        k.chaos_s = 4.0
+        k.faults = FaultMix(
+            rate_per_s=6,
+            isolate=3,
+            partition=2,
+            cut=1,
+            clog=1,
+            heal=2,
+            crash=2,
+            crash_all=0.3,
+            transfer=1,
+            pause=1,
+            lease_attack=2,
+            lease_shrink=4,
+            lease_race=3,
+        )
     return k
 
 
@@ -358,7 +397,8 @@ class GroupSim(Listener):
         self.oracle = GroupOracle(quorum=len(k.voters) // 2 + 1)
         self.hosts: dict[int, PaxosHost] = {}
         for node_id, rate in zip(k.voters, k.rates, strict=True):
-            config = ReplicaConfig(node_id=node_id, voters=k.voters, **k.replica)  # type: ignore[arg-type]
+            settings = {**k.replica, **k.per_node.get(node_id, {})}
+            config = ReplicaConfig(node_id=node_id, voters=k.voters, **settings)  # type: ignore[arg-type]
             self.hosts[node_id] = PaxosHost(self.world, config, k.timing, self, rate=rate)
         self.writes: list[WriteOp] = []
         self.reads: list[ReadOp] = []
@@ -368,6 +408,8 @@ class GroupSim(Listener):
         self._guess: int | None = None
         self.faults: list[Fault] = []
         self.fault_log: list[str] = []
+        #: The lease setting a host takes at its next restart (`lease_shrink`).
+        self._next_lease: dict[int, dict[str, float]] = {}
         self.healed_at: float | None = None
         self.stats = Stats()
         host_list = list(self.hosts.values())
@@ -541,7 +583,7 @@ class GroupSim(Listener):
                     cover = SYNC_COVER_ELECTION_TIMEOUTS * host.config.election_timeout_max_s
                     until = world.now + min(fault.duration, cover / host.rate)
                     self._repeat_heartbeats(host, host.incarnation, until)
-        elif fault.kind == "lease_attack":
+        elif fault.kind in ("lease_attack", "lease_shrink"):
             self._lease_attack(fault)
         elif fault.kind == "lease_race":
             self._lease_race(fault)
@@ -649,14 +691,23 @@ class GroupSim(Listener):
         bridge = others[(fault.k // len(others)) % len(others)]
         if bridge == candidate:
             bridge = others[(others.index(candidate) + 1) % len(others)]
+        shrink = fault.kind == "lease_shrink"
+        shortest = LEASE_SETTINGS[0]["lease_duration_s"]
+        if shrink and shortest in (
+            leader.config.lease_duration_s,
+            self.hosts[bridge].config.lease_duration_s,
+        ):
+            return  # the bridge's restart could shorten no lease it promised
         net = self.world.net
         net.cut(leader.id, candidate)
         net.cut(candidate, leader.id)
         at = self.world.now + fault.duration
-        self.world.schedule(at, self._lease_attack_strike, leader.id, candidate, bridge, fault.mode)
+        self.world.schedule(
+            at, self._lease_attack_strike, leader.id, candidate, bridge, fault.mode, shrink
+        )
 
     def _lease_attack_strike(
-        self, leader_id: int, candidate_id: int, bridge_id: int, mode: str
+        self, leader_id: int, candidate_id: int, bridge_id: int, mode: str, shrink: bool
     ) -> None:
         # The nemesis may look inside: time the bridge's restart to land just before the
         # candidate's next campaign, while the leader's lease (renewed by the bridge) holds.
@@ -665,17 +716,26 @@ class GroupSim(Listener):
         if self.healed_at is not None or replica is None or not candidate.up:
             return
         local = max(replica._election_deadline, replica._lease_block_until)
-        when = max(self.world.now, candidate.clock.to_world(local) - self.rng.uniform(0, 0.01))
-        self.world.schedule(when, self._lease_attack_bounce, leader_id, bridge_id, mode)
+        # A shrinking bridge restarts one short lease earlier: a block of only the new
+        # setting would have just ended when the candidate asks.
+        early = LEASE_SETTINGS[0]["lease_duration_s"] if shrink else 0.0
+        campaign_at = candidate.clock.to_world(local)
+        when = max(self.world.now, campaign_at - early - self.rng.uniform(0, 0.01))
+        self.world.schedule(when, self._lease_attack_bounce, leader_id, bridge_id, mode, shrink)
 
-    def _lease_attack_bounce(self, leader_id: int, bridge_id: int, mode: str) -> None:
+    def _lease_attack_bounce(self, leader_id: int, bridge_id: int, mode: str, shrink: bool) -> None:
         if self.healed_at is not None:
             return
+        if shrink:
+            self._next_lease[bridge_id] = LEASE_SETTINGS[0]
         # The bridge restarts and, for a moment, misses the leader's heartbeats: only its
-        # restart lease block stands between the candidate and the leader's lease.
+        # restart lease block stands between the candidate and the leader's lease (a
+        # shrinking one until the candidate's campaign has come).
         net = self.world.net
         net.cut(leader_id, bridge_id)
-        self.world.schedule(self.world.now + 0.08, net.uncut, leader_id, bridge_id)
+        self.world.schedule(
+            self.world.now + (0.3 if shrink else 0.08), net.uncut, leader_id, bridge_id
+        )
         self._crash(self.hosts[bridge_id], mode, 0.0005)
 
     def _lose_disk(self, fault: Fault) -> None:
@@ -777,6 +837,13 @@ class GroupSim(Listener):
 
     def _restart(self, host: PaxosHost) -> None:
         if not host.up:
+            if self.knobs.new_lease_on_restart:
+                setting = self._next_lease.pop(host.id, None) or self.rng.choice(LEASE_SETTINGS)
+                host.config = replace(host.config, **setting)  # type: ignore[arg-type]
+                self.fault_log.append(
+                    f"t={self.world.now:.3f} restart {host.id} with lease "
+                    f"{setting['lease_duration_s']}"
+                )
             host.start()
 
     # ------------------------------------------------------------------ run

@@ -67,6 +67,7 @@ messages = st.one_of(
         chosen_watermark=ints,
         rebuilding=st.booleans(),
         retiring=st.booleans(),
+        lease_promise_s=st.integers(0, 2**32 - 1).map(lambda us: us / 1e6),
         **common,
     ),
     st.builds(CatchUpRequest, from_slot=ints, to_slot=ints, **common),

@@ -52,9 +52,8 @@ def config(node_id: int, voters: tuple[int, ...], fast: bool, **extra: object) -
     """The paths below follow each Accept, so they send to every follower unless a test asks
     for thrifty Accepts (`thrifty_accepts=True`); and a timer that runs out starts a campaign
     at once unless a test asks for a pre-vote first (`pre_vote=True`)."""
-    timing = FAST if fast else SLOW
-    extra = {"thrifty_accepts": False, "pre_vote": False, **extra}
-    return ReplicaConfig(node_id=node_id, voters=voters, **timing, **extra)  # type: ignore[arg-type]
+    settings = {**(FAST if fast else SLOW), "thrifty_accepts": False, "pre_vote": False, **extra}
+    return ReplicaConfig(node_id=node_id, voters=voters, **settings)  # type: ignore[arg-type]
 
 
 class Group:

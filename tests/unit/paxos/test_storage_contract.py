@@ -48,6 +48,14 @@ def check_storage(storage: Storage, reopen: Callable[[], Storage]) -> None:
     assert reopen().load().rebuilding is True
     storage.save(PersistBatch(promised=B2, rebuilding=False))
     assert reopen().load().rebuilding is False
+    # So is the longest lease promise a restart must wait out (replica rule 6).
+    assert reopen().load().lease_promise_s == 0.0
+    storage.save(PersistBatch(lease_promise_s=0.4))
+    storage.save(PersistBatch(promised=B2, accepted={5: (B2, (b"x",))}))
+    state = reopen().load()
+    assert state.lease_promise_s == 0.4 and state.rebuilding is False
+    storage.save(PersistBatch(lease_promise_s=0.12))
+    assert reopen().load().lease_promise_s == 0.12
 
 
 def test_memory_storage_contract() -> None:
@@ -114,3 +122,17 @@ def test_rocks_state_survives_process_kill(tmp_path: Path) -> None:
     assert state.promised == Ballot(7, 2)
     assert state.accepted == {4: (Ballot(7, 2), (b"v",))}
     assert state.chosen_watermark == 3
+
+
+def test_rocks_storage_reads_the_meta_written_before_the_lease_record(tmp_path: Path) -> None:
+    """A database from before the lease record holds a 33-byte meta record: no lease
+    recorded (a restart waits for its own), the flags as they were."""
+    storage = RocksStorage.open(str(tmp_path / "db"), group_id=5)
+    meta_key = b"p" + (5).to_bytes(4, "big") + b"m"
+    storage._db[meta_key] = struct.pack(">QQQQB", 2, 3, 7, 4, 1)
+    state = RocksStorage(storage._db, group_id=5).load()
+    assert (state.promised, state.chosen_watermark, state.log_start) == (B2, 7, 4)
+    assert state.rebuilding is True and state.lease_promise_s == 0.0
+    # Stored in whole microseconds, rounded up: a restart never waits less than promised.
+    storage.save(PersistBatch(lease_promise_s=0.1234567))
+    assert RocksStorage(storage._db, group_id=5).load().lease_promise_s == 0.123457

@@ -1,0 +1,95 @@
+"""Replicas configured with different leases (rule 6), as during a rolling change of the
+setting: found by an operator trial, a leader whose lease outlasted its followers' promises
+served stale linearizable reads for half a second after they had elected another leader.
+The simulator's `mixed_leases` profile runs the same under faults."""
+
+from __future__ import annotations
+
+from test_replica_paths import Group
+
+from paxos import Ballot, Role
+from paxos.messages import HeartbeatAck, Nack, Prepare, Promise
+
+LONG = {"lease_duration_s": 0.4, "election_timeout_min_s": 0.45, "election_timeout_max_s": 0.5}
+SHORT = {"lease_duration_s": 0.06}
+DRIFT = 0.02  # the default lease_drift_s
+
+
+class MixedGroup(Group):
+    """A Group whose replicas each have their own settings (`settings[i]`), which a test
+    may change before a restart."""
+
+    def __init__(self, settings: dict[int, dict[str, float]], **kwargs: object) -> None:
+        self.settings = settings
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def _extra(self, i: int) -> dict[str, object]:
+        return {**self.extra, **self.settings.get(i, {})}
+
+
+def test_a_leaders_lease_lasts_no_longer_than_the_promises_of_its_quorum() -> None:
+    g = MixedGroup({1: LONG}, n=3, fast=(1,))
+    g.elect(1, now=0.6)
+    g.r(1).propose(b"w")
+    g.stabilize()
+    # The followers promise 0.12 s (the default), not the leader's 0.4.
+    assert g.r(1).has_valid_lease(0.6 + 0.12 - DRIFT - 0.001)
+    assert not g.r(1).has_valid_lease(0.6 + 0.12 - DRIFT)
+
+
+def test_a_quorum_that_promises_the_long_lease_gives_it() -> None:
+    g = MixedGroup({1: LONG, 2: LONG, 3: LONG}, n=3, fast=(1,))
+    g.tick_all(0.0)
+    for j in (2, 3):
+        g.tick(j, 0.41)  # past their restart block (0.4 s), before their election timeout
+    g.tick(1, 0.6)
+    g.stabilize()
+    assert g.r(1).role is Role.LEADER
+    g.r(1).propose(b"w")
+    g.stabilize()
+    assert g.r(1).has_valid_lease(0.6 + 0.4 - DRIFT - 0.001)
+    assert not g.r(1).has_valid_lease(0.6 + 0.4 - DRIFT)
+
+
+def test_an_ack_that_says_no_promise_is_taken_at_the_leaders_own() -> None:
+    """A node from before `lease_promise_s` says 0: the leader counts its own lease, as
+    every node did before."""
+    g = MixedGroup({}, n=3, fast=(1,))
+    g.elect(1, now=0.2)
+    g.tick(1, 0.3)  # a heartbeat round goes out
+    g.process(1)
+    seq = max(m.seq for m in g.inflight if hasattr(m, "seq"))
+    ballot = g.r(1).status().promised
+    g.inflight.clear()
+    g.r(1).step(HeartbeatAck(src=2, dst=1, ballot=ballot, seq=seq, chosen_watermark=0))
+    g.process(1)
+    assert g.r(1).has_valid_lease(0.3 + 0.12 - DRIFT - 0.001)
+
+
+def test_a_replica_restarted_with_a_shorter_lease_waits_out_its_longer_promise() -> None:
+    g = MixedGroup({2: LONG}, n=3, fast=(1,))
+    g.elect(1, now=0.2)
+    g.heartbeat(1)  # node 2 acknowledges a round: it promised the leader 0.4 s
+    acked = [
+        r
+        for r in g.readies[2]
+        if any(isinstance(m, HeartbeatAck) for m in r.messages_after_persist)
+    ]
+    # Recorded in the very Ready whose ack promises it, so before the ack leaves.
+    assert acked and acked[0].persist.lease_promise_s == 0.4
+    assert g.storage[2].load().lease_promise_s == 0.4
+    g.crash(2)
+    g.settings[2] = SHORT  # restarted under a 0.06 s lease
+    g.restart(2, now=10.0)
+    ballot = Ballot(g.r(1).status().promised.round + 1, 3)
+    g.tick(2, 10.0 + 0.1)  # past its own 0.06 s, inside the 0.4 s it promised before
+    g.r(2).step(Prepare(src=3, dst=2, ballot=ballot, from_slot=1))
+    assert any(isinstance(m, Nack) and m.lease_held for m in g.r(2).ready().messages)
+    g.tick(2, 10.0 + 0.4 + 0.001)
+    # Its block has passed: the record comes down to its own lease, and it promises.
+    ready = g.process(2)
+    assert ready.persist.lease_promise_s == 0.06
+    assert g.storage[2].load().lease_promise_s == 0.06
+    g.r(2).step(Prepare(src=3, dst=2, ballot=ballot, from_slot=1))
+    assert any(isinstance(m, Promise) for m in g.r(2).ready().messages_after_persist)
+    assert g.r(2).role is Role.FOLLOWER
