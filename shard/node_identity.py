@@ -35,6 +35,16 @@ etcd refuses such a member for the same reason). So:
   first, and with the nodes that knew the earlier one down, the two could choose a second
   value for a slot (found by review). The price: two nodes' first contact needs every other
   node up, so a cluster's first start needs all its nodes once;
+- every start of a node begins a run: random bytes put in front of the list of its earlier
+  runs (the newest MAX_RUNS), written synced before it dials a peer, and sent in every hello.
+  Each peer keeps (synced) the newest run it accepted of the node's incarnation, and
+  refuses a hello whose runs do not include it: the node's data is older than when the
+  peer last saw it, as when its directory was put back from a copy (a VM or disk snapshot,
+  `cp -a` of a stopped node), which may have forgotten votes it cast since (found by an
+  operator trial: a node put back from a copy lost an acknowledged write, and the replicas
+  then answered differently by which one led). A copy taken while the node ran and put
+  back before it started again is not caught: never put a node's directory back from a
+  copy; rebuild it (`--rebuild`) instead;
 - the record comes with the cluster's map as the config gave it at the node's first start
   (nodes and addresses, split points, replication), and every later start refuses a config
   that gives another (`ConfigMismatch`). The meta group's stored map is checked too
@@ -82,10 +92,12 @@ __all__ = [
     "NodeIdentity",
     "PeerRecords",
     "admit_peer",
+    "begin_run",
     "first_contact",
     "node_incarnation",
     "open_node_disk",
     "recorded_incarnation",
+    "split_runs",
     "token_digest",
 ]
 
@@ -96,6 +108,14 @@ INCARNATION_KEY = b"~node-incarnation"
 CLUSTER_MAP_KEY = b"~cluster-map"
 # + the peer's node id (decimal): the incarnation of that peer this node accepted.
 PEER_INCARNATION_PREFIX = b"~peer-incarnation/"
+#: This node's runs, newest first (module doc): RUN_BYTES each, at most MAX_RUNS.
+RUNS_KEY = b"~node-runs"
+# + the peer's node id (decimal): its incarnation token and the newest run of it accepted.
+PEER_RUN_PREFIX = b"~peer-run/"
+RUN_BYTES = 8
+#: Runs a node remembers: a peer that slept through more restarts of it than this refuses
+#: it as if its data were old (8 KiB in each hello).
+MAX_RUNS = 1024
 
 
 class NodeDataMissing(RuntimeError):
@@ -135,10 +155,12 @@ class NodeIdentity:
 
 @dataclass(frozen=True)
 class Incarnation:
-    """Which life of a node's data this is (module doc)."""
+    """Which life of a node's data this is (module doc), and, when its hello said them,
+    its runs, newest first (kept apart from the record: `begin_run`)."""
 
     token: bytes
     rebuilt: bool  # made by a rebuild (--rebuild), not by a first start
+    runs: tuple[bytes, ...] = ()
 
     def encode(self) -> bytes:
         return self.token + (b"\x01" if self.rebuilt else b"\x00")
@@ -150,6 +172,24 @@ class Incarnation:
     @classmethod
     def new(cls, *, rebuilt: bool) -> Incarnation:
         return cls(secrets.token_bytes(16), rebuilt)
+
+
+def begin_run(db: Rdict) -> Incarnation:
+    """This node's incarnation with a new run in front of its earlier ones, written synced
+    (before any hello says it: module doc)."""
+    raw = db.get(RUNS_KEY) or b""
+    earlier = [raw[i : i + RUN_BYTES] for i in range(0, len(raw), RUN_BYTES)]
+    runs = (secrets.token_bytes(RUN_BYTES), *earlier[: MAX_RUNS - 1])
+    db.put(RUNS_KEY, b"".join(runs), _synced())
+    incarnation = node_incarnation(db)
+    return Incarnation(incarnation.token, incarnation.rebuilt, runs)
+
+
+def split_runs(raw: bytes) -> tuple[bytes, ...] | None:
+    """The runs a hello carries (`PeerBatch.runs`), or None when they are malformed."""
+    if len(raw) % RUN_BYTES or len(raw) > MAX_RUNS * RUN_BYTES:
+        return None
+    return tuple(raw[i : i + RUN_BYTES] for i in range(0, len(raw), RUN_BYTES))
 
 
 def node_incarnation(db: Rdict) -> Incarnation:
@@ -217,7 +257,7 @@ def admit_peer(
     key = _peer_key(node_id)
     known = db.get(key)
     if known == incarnation.token:
-        return Admission()
+        return _admit_run(db, node_id, incarnation)
     if known is not None and not incarnation.rebuilt:
         return Admission(_changed(node_id, "this node knew another one"))
     if known is None and not incarnation.rebuilt:
@@ -234,6 +274,32 @@ def admit_peer(
                 for_now=True,
             )
     db.put(key, incarnation.token, _synced())
+    return _admit_run(db, node_id, incarnation)
+
+
+def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
+    """The run check of a peer whose incarnation is taken (module doc); the newest run is
+    recorded, synced, when it is new."""
+    if not incarnation.runs:
+        return Admission()  # a version before runs: nothing to check
+    key = PEER_RUN_PREFIX + str(node_id).encode()
+    record = db.get(key)
+    newest = incarnation.token + incarnation.runs[0]
+    if record == newest:
+        return Admission()
+    if (
+        record is not None
+        and record[:-RUN_BYTES] == incarnation.token
+        and record[-RUN_BYTES:] not in incarnation.runs
+    ):
+        return Admission(
+            f"node {node_id}'s data is older than when this node last saw it (its latest "
+            "run is not among the runs it knows): its data directory was put back from a "
+            "copy or snapshot, and it may have forgotten votes it cast since, so it is "
+            "refused; stop it and start it with --rebuild on an empty directory (`paxoskv "
+            "cluster start --rebuild NAME` for a local cluster)"
+        )
+    db.put(key, newest, _synced())
     return Admission()
 
 

@@ -28,7 +28,7 @@ class SnapshotPart(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., total: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster_id", "from_node", "messages", "protocol", "incarnation", "rebuilt", "map_digest")
+    __slots__ = ("cluster_id", "from_node", "messages", "protocol", "incarnation", "rebuilt", "map_digest", "runs")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class PeerBatch(_message.Message):
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     REBUILT_FIELD_NUMBER: _ClassVar[int]
     MAP_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[GroupMessage]
@@ -43,7 +44,8 @@ class PeerBatch(_message.Message):
     incarnation: bytes
     rebuilt: bool
     map_digest: bytes
-    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ..., map_digest: _Optional[bytes] = ...) -> None: ...
+    runs: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ..., map_digest: _Optional[bytes] = ..., runs: _Optional[bytes] = ...) -> None: ...
 
 class PeerReply(_message.Message):
     __slots__ = ("refusal", "protocol", "for_now")

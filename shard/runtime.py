@@ -49,8 +49,8 @@ from shard.node_identity import (
     NodeIdentity,
     PeerRecords,
     admit_peer,
+    begin_run,
     first_contact,
-    node_incarnation,
     open_node_disk,
     recorded_incarnation,
 )
@@ -168,6 +168,7 @@ class NodeRuntime:
         )
         peer_ids = {peer for h in self.core.hosts.values() for peer in h.replica.config.voters}
         peer_ids.discard(node.id)
+        incarnation = begin_run(self.disk.db)  # before any hello says it
         self.links = {
             n.id: PeerLink(
                 config.cluster_id,
@@ -176,7 +177,7 @@ class NodeRuntime:
                 n.address,
                 config.peer_secret,
                 credentials=None if self._tls is None else self._tls.channel_credentials,
-                incarnation=node_incarnation(self.disk.db),
+                incarnation=incarnation,
                 map_digest=digest,
             )
             for n in config.nodes

@@ -41,7 +41,7 @@ from router.codec import encode_shard_map
 from router.shard_map import ShardMap
 from router.tls import aio_channel
 from shard import peer_pb2, peer_pb2_grpc
-from shard.node_identity import Admission, Incarnation
+from shard.node_identity import MAX_RUNS, RUN_BYTES, Admission, Incarnation, split_runs
 from shard.peer_parts import (
     BATCH_MESSAGES,
     Queued,
@@ -215,6 +215,7 @@ class PeerLink:
             incarnation=self._incarnation.token,
             rebuilt=self._incarnation.rebuilt,
             map_digest=self._map_digest,
+            runs=b"".join(self._incarnation.runs),
         )
         # Also ended by stop(): gRPC's task consuming this generator outlived the call, and
         # the node's last wait for its tasks waited on it in vain.
@@ -430,8 +431,17 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 )
                 return
             if sender is None:
+                runs = split_runs(batch.runs)
+                if runs is None:
+                    yield self._refuse(
+                        f"node {batch.from_node} sent malformed runs in its hello "
+                        f"({len(batch.runs)} bytes: a multiple of {RUN_BYTES}, at most "
+                        f"{MAX_RUNS * RUN_BYTES})",
+                        context,
+                    )
+                    return
                 admission = await self._admit(
-                    batch.from_node, Incarnation(batch.incarnation, batch.rebuilt)
+                    batch.from_node, Incarnation(batch.incarnation, batch.rebuilt, runs)
                 )
                 if admission.refusal:
                     yield self._refuse(admission.refusal, context, for_now=admission.for_now)

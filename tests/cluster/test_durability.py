@@ -147,6 +147,46 @@ def test_a_node_whose_data_was_lost_gets_no_vote_when_started_with_bootstrap(
         cluster.close()
 
 
+def test_a_node_put_back_from_an_older_copy_of_its_data_is_refused(
+    tmp_path: Path, kv_of: Any
+) -> None:
+    """Found by an operator trial: a node's directory put back from a copy made before its
+    last restart had forgotten a vote that chose an acknowledged write, and the replicas
+    then answered by which one led. Its peers keep the newest run they took of it, and the
+    copy's runs leave that one out: refused, its vote counts for nothing until rebuilt."""
+    cluster = LocalCluster(tmp_path / "c", nodes=3, shards=1)
+    try:
+        cluster.start(deadline_s=60.0)
+        kv_ = kv_of(cluster)
+        before = kv_.put(b"o-before", b"1")
+        victim, other = cluster.names[-1], cluster.names[0]
+        data = cluster.config.node_data_dir(cluster.node(victim)) / "db"
+        cluster.stop_node(victim)
+        shutil.copytree(data, tmp_path / "copy")
+        cluster.restart(victim)  # a new run, which its peers take once it votes
+        cluster.kill(other)
+        after = kv_.put(b"o-after-the-copy", b"2")  # chosen with the victim's vote
+        cluster.restart(other)
+        cluster.stop_node(victim)
+        shutil.rmtree(data)
+        shutil.copytree(tmp_path / "copy", data)
+        cluster.restart(victim)
+        wait_for(
+            lambda: "data is older than when this node last saw it" in cluster.log_tail(victim, 50),
+            30.0,
+            f"{victim}'s peers refusing its old data",
+        )
+        cluster.kill(other)  # a quorum now needs the victim's vote, which is refused
+        with pytest.raises(Exception, match=r"no answer in|outcome is unknown") as refused:
+            kv_.put(b"o-without-a-quorum", b"3", deadline_s=3.0)
+        assert type(refused.value).__name__ == "Indeterminate"
+        cluster.restart(other)
+        assert kv_.get(before.key) == b"1" and kv_.get(after.key) == b"2"
+    finally:
+        cluster.stop(grace_s=3.0)
+        cluster.close()
+
+
 class _FirstStartWithOneNodeLate(LocalCluster):
     """A first start in which the last node comes up only once the others have refused each
     other's streams for want of its answer."""

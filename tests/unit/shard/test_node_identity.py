@@ -16,6 +16,7 @@ from shard.map_mismatch import ConfigMismatch
 from shard.node_identity import (
     IDENTITY_KEY,
     INCARNATION_KEY,
+    MAX_RUNS,
     NO_OTHERS,
     Incarnation,
     NodeDataCorrupt,
@@ -25,10 +26,12 @@ from shard.node_identity import (
     NodeIdentity,
     PeerRecords,
     admit_peer,
+    begin_run,
     first_contact,
     node_incarnation,
     open_node_disk,
     recorded_incarnation,
+    split_runs,
     token_digest,
 )
 
@@ -249,6 +252,69 @@ def test_a_peer_that_came_back_with_new_data_is_refused_unless_rebuilt(tmp_path:
         assert not _taken(reopened.db, 2, bootstrapped)
     finally:
         reopened.close()
+
+
+def test_each_start_begins_a_run_in_front_of_the_earlier_ones(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    open_node_disk(path, N1, first_start=True).close()
+    runs: list[tuple[bytes, ...]] = []
+    for _ in range(3):
+        disk = open_node_disk(path, N1, first_start=False)
+        try:
+            incarnation = begin_run(disk.db)
+            assert incarnation.token == node_incarnation(disk.db).token
+            runs.append(incarnation.runs)
+        finally:
+            disk.close()
+    assert [len(r) for r in runs] == [1, 2, 3]
+    assert runs[2][1:] == runs[1] and runs[1][1:] == runs[0]  # kept, synced, newest first
+    disk = open_node_disk(path, N1, first_start=False)
+    try:
+        for _ in range(MAX_RUNS + 5):
+            newest = begin_run(disk.db)
+        assert len(newest.runs) == MAX_RUNS  # bounded: the oldest go
+    finally:
+        disk.close()
+
+
+def test_a_peer_put_back_from_an_older_copy_is_refused(tmp_path: Path) -> None:
+    """Found by an operator trial: a node's directory put back from a copy made before its
+    last restart lost an acknowledged write (its vote was one of the two), and the
+    replicas then answered by which one led. Its peers keep the newest run they saw."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        token = Incarnation.new(rebuilt=False).token
+        r1, r2, r3 = b"run-1...", b"run-2...", b"run-3..."
+
+        def hello(*runs: bytes, rebuilt: bool = False) -> Incarnation:
+            return Incarnation(token, rebuilt, runs)
+
+        assert _taken(disk.db, 2, hello(r1))
+        assert _taken(disk.db, 2, hello(r1))  # a reconnect within the run
+        assert _taken(disk.db, 2, hello(r2, r1))  # restarted since
+        copied = hello(r3, r1)  # the copy knew r1 only: r2 and its votes are gone
+        refusal = admit_peer(disk.db, 2, copied).refusal
+        assert "node 2's data is older than when this node last saw it" in refusal
+        assert "--rebuild" in refusal
+        assert _taken(disk.db, 2, hello(r3, r2, r1))  # a run this node never saw: fine
+        assert not _taken(disk.db, 2, hello(b"run-4...", r2, r1))  # r3 is gone
+        assert _taken(disk.db, 2, hello())  # a version before runs says none: unchecked
+        rebuilt = Incarnation(Incarnation.new(rebuilt=True).token, True, (b"rebuilt.",))
+        assert _taken(disk.db, 2, rebuilt)  # a new incarnation starts its own runs
+    finally:
+        disk.close()
+    reopened = open_node_disk(tmp_path / "db", N1, first_start=False)  # kept, synced
+    try:
+        assert not _taken(reopened.db, 2, Incarnation(rebuilt.token, True, (b"other...",)))
+    finally:
+        reopened.close()
+
+
+def test_malformed_runs_are_told_apart() -> None:
+    assert split_runs(b"") == ()
+    assert split_runs(b"a" * 16) == (b"a" * 8, b"a" * 8)
+    assert split_runs(b"a" * 9) is None
+    assert split_runs(b"a" * 8 * (MAX_RUNS + 1)) is None
 
 
 def _taken(

@@ -21,7 +21,7 @@ from paxos import codec as paxos_codec
 from router.shard_map import NodeAddress, bootstrap
 from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import free_ports
-from shard.node_identity import Admission, Incarnation
+from shard.node_identity import MAX_RUNS, Admission, Incarnation
 from shard.peer_parts import BATCH_MESSAGES
 from shard.transport import (
     GRPC_OPTIONS,
@@ -261,6 +261,26 @@ def test_a_peer_stream_in_another_protocol_version_is_refused() -> None:
     assert f"protocol version {PROTOCOL + 1}" in new[0].refusal and "upgrade" in new[0].refusal
 
 
+def test_a_hello_with_malformed_runs_is_refused() -> None:
+    """Runs are 8 bytes each, at most MAX_RUNS: anything else is refused, naming it, before
+    the peer is even asked about (the stream's incarnation is not taken)."""
+    asked: list[Incarnation] = []
+
+    async def admit(node_id: int, incarnation: Incarnation) -> Admission:
+        asked.append(incarnation)
+        return Admission()
+
+    servicer = PeerServicer("c", 2, {1}, lambda *a: None, admit=admit)
+    hellos = [
+        peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=PROTOCOL, runs=runs)
+        for runs in (b"x" * 9, b"x" * 8 * (MAX_RUNS + 1), b"x" * 16)
+    ]
+    odd, long, good = [r[0].refusal for r in asyncio.run(_replies_to_hellos(servicer, hellos))]
+    assert "node 1 sent malformed runs in its hello (9 bytes" in odd
+    assert "malformed runs" in long and good == ""
+    assert [i.runs for i in asked] == [(b"x" * 8, b"x" * 8)]
+
+
 def _digest_of_split(split_points: list[bytes]) -> bytes:
     node = NodeAddress(node_id=1, name="n1", client_addr="h:1", peer_addr="h:1")
     return map_digest(bootstrap([node], split_points, 1))
@@ -492,7 +512,7 @@ def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
     """Node rule of shard/node_identity.py: the hello carries the sender's incarnation, and
     a refusal by `admit` ends the stream before anything of it is delivered; the link is
     never accepted (its gate stays closed)."""
-    mine = Incarnation(b"n1-life-2", rebuilt=False)
+    mine = Incarnation(b"n1-life-2", rebuilt=False, runs=(b"run-2...", b"run-1..."))
 
     async def run() -> tuple[list[tuple[int, Incarnation]], bool, int]:
         asked: list[tuple[int, Incarnation]] = []
