@@ -896,6 +896,18 @@ class LocalCluster(ClusterProcesses):
                 "--rebuild brings back a node whose data was lost while the others kept "
                 f"theirs; no node of the cluster in {self.data_dir} has data yet"
             )
+        for name in names:
+            if self._has_data([name]):
+                # Found by an operator trial: the node logged that the flag changed
+                # nothing, and this command still said it was rebuilt.
+                where = self.config.node_data_dir(self.node(name)) / "db"
+                raise ClusterError(
+                    f"--rebuild {name}: its data is still in {where}, and a rebuild brings "
+                    "back a node whose data was lost. If its peers refuse it (came back "
+                    "with new data, or data older than they saw), move that directory aside "
+                    "first; a rebuild that stopped half-way goes on with a plain `paxoskv "
+                    "cluster start`"
+                )
 
     def wait_rebuilt(
         self, names: Collection[str], deadline_s: float = 60.0, *, progress: Progress | None = None
@@ -1233,6 +1245,22 @@ class LocalCluster(ClusterProcesses):
             except grpc.RpcError:
                 out[name] = None
         return out
+
+    def refused(self, settle_s: float = 0.0) -> dict[str, str]:
+        """The running nodes their peers refuse, each with who refuses it and why ("n1, n3:
+        REASON"); with `settle_s`, only those still refused after up to that long (a first
+        start's refusals "for now" clear once every node has answered)."""
+        end = time.monotonic() + settle_s
+        while True:
+            found = {
+                name: ", ".join(self.name_of(r.node_id) for r in st.refused_by)
+                + f": {st.refused_by[0].reason}"
+                for name, st in self.status_all(timeout_s=1.0).items()
+                if st is not None and st.refused_by
+            }
+            if not found or time.monotonic() >= end:
+                return found
+            time.sleep(0.1)
 
     def leaders(self, timeout_s: float = 1.0) -> dict[int, GroupLeader]:
         """Every group's leader: the replica claiming leadership that a majority follows."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,24 @@ def test_a_node_put_back_from_an_older_copy_of_its_data_is_refused(
             30.0,
             f"{victim}'s peers refusing its old data",
         )
+        # `paxoskv cluster status` says so, and exits 1 (it said "running", exit 0).
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shard.cli",
+                "cluster",
+                "status",
+                "--data-dir",
+                str(cluster.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert shown.returncode == 1, shown
+        assert f"{victim} is REFUSED by" in shown.stdout and "data is older" in shown.stdout
         cluster.kill(other)  # a quorum now needs the victim's vote, which is refused
         with pytest.raises(Exception, match=r"no answer in|outcome is unknown") as refused:
             kv_.put(b"o-without-a-quorum", b"3", deadline_s=3.0)

@@ -109,6 +109,18 @@ def test_cluster_start_makes_the_shape_asked_and_prints_every_address(
         assert f"{node.name}  {node.address}" in listed
 
 
+def test_cluster_start_fails_when_peers_refuse_a_node_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Found by an operator trial: every peer refused n2 (its data put back from a copy)
+    and `cluster start` still exited 0 with nothing said."""
+    why = "n1, n3: node 2's data is older than when this node last saw it"
+    monkeypatch.setattr(LocalCluster, "start", lambda self, **_: None)
+    monkeypatch.setattr(LocalCluster, "refused", lambda self, settle_s=0.0: {"n2": why})
+    assert main(["cluster", "start", "--data-dir", str(tmp_path / "c")]) == 1
+    assert f"error: n2 runs but its peers refuse it ({why})" in capsys.readouterr().err
+
+
 def test_chaos_without_its_required_options_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
     """Found by a README walk-through: it exited 1, which the README keeps for failures."""
     assert main(["chaos"]) == 2

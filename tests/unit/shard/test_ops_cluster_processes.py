@@ -275,6 +275,21 @@ def test_a_first_start_cut_short_still_bootstraps(
     assert argvs and all("--bootstrap" in argv for argv in argvs)
 
 
+def test_a_rebuild_of_a_node_that_still_has_its_data_is_refused_before_any_node_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an operator trial: `cluster start --rebuild n2` on intact data said "n2
+    rebuilt" while the node had logged that the flag changed nothing."""
+    cluster = LocalCluster(tmp_path / "c", nodes=2, shards=1)
+    cluster._write_config()
+    cluster.logs_dir.mkdir()
+    for name in cluster.names:
+        (cluster.config.node_data_dir(cluster.node(name)) / "db").mkdir(parents=True)
+    monkeypatch.setattr(LocalCluster, "_spawn", lambda *_args: pytest.fail("a node was started"))
+    with pytest.raises(ClusterError, match=r"--rebuild n2: its data is still in .*move that"):
+        LocalCluster(cluster.data_dir).start(rebuild=["n2"])
+
+
 def test_a_node_being_rebuilt_gets_rebuild_even_while_a_first_start_is_pending(
     tmp_path: Path,
 ) -> None:
