@@ -6,6 +6,7 @@ Failures print one line to stderr and exit non-zero; `--debug` shows the traceba
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import select
 import sys
@@ -107,12 +108,20 @@ def _run_node(args: argparse.Namespace) -> int:
     from shard.proc_name import set_process_name
     from shard.runtime import serve, setup_logging
 
-    config = load_config(args.config)
-    node = config.node(args.node_id)
-    check_not_left_behind(args.config, config, node)
-    set_process_name(f"paxoskv-{node.name}")  # before any thread starts: they inherit it
-    setup_logging(args.log_level)
-    asyncio.run(serve(config, node, first_start=args.bootstrap, rebuild=args.rebuild))
+    setup_logging(args.log_level)  # starts no thread
+    try:
+        config = load_config(args.config)
+        node = config.node(args.node_id)
+        check_not_left_behind(args.config, config, node)
+        set_process_name(f"paxoskv-{node.name}")  # before any thread starts: they inherit it
+        asyncio.run(serve(config, node, first_start=args.bootstrap, rebuild=args.rebuild))
+    except Exception as exc:
+        # Found by an operator trial: a log shipper keeping the JSON lines, as the README
+        # says, lost the one plain line saying why a node did not start or stopped.
+        logging.getLogger("paxoskv.node").error(
+            "node stopped on an error", extra={"error": str(exc), "node_id": args.node_id}
+        )
+        raise
     return 0
 
 

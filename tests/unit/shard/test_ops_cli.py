@@ -4,6 +4,7 @@ anything runs, in one line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ def test_a_cluster_directory_that_cannot_be_one_is_one_line(
     assert err.startswith(expected) and err.count("\n") == 1 and "Errno" not in err
 
 
+@pytest.mark.usefixtures("node_logging")
 def test_a_node_whose_data_is_where_a_relative_data_dir_used_to_point_is_told_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -85,7 +87,8 @@ def test_a_node_whose_data_is_where_a_relative_data_dir_used_to_point_is_told_so
     assert main(["node", "--config", str(conf / "node.toml"), "--node-id", "n1"]) == 1
     err = capsys.readouterr().err
     assert f"data is in {work / 'pkv-data' / 'n1'}" in err and "full path" in err, err
-    assert len(err.strip().splitlines()) == 1
+    # One line for a person; the same error as a JSON record for a log shipper.
+    assert len([line for line in err.splitlines() if not line.startswith("{")]) == 1
 
 
 def test_the_cluster_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,6 +122,19 @@ def test_cluster_start_fails_when_peers_refuse_a_node_it_started(
     monkeypatch.setattr(LocalCluster, "refused", lambda self, settle_s=0.0: {"n2": why})
     assert main(["cluster", "start", "--data-dir", str(tmp_path / "c")]) == 1
     assert f"error: n2 runs but its peers refuse it ({why})" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("node_logging")
+def test_a_node_that_cannot_start_says_why_in_a_json_line_too(tmp_path: Path, capsys: Any) -> None:
+    """Found by an operator trial: the README tells a log shipper to keep the JSON lines,
+    and the one plain line saying why a node did not start was lost."""
+    code = main(["node", "--config", str(tmp_path / "missing.toml"), "--node-id", "n1"])
+    assert code == 1
+    lines = capsys.readouterr().err.splitlines()
+    [record] = [json.loads(line) for line in lines if line.startswith("{")]
+    assert record["level"] == "error" and record["msg"] == "node stopped on an error"
+    assert "missing.toml" in record["error"]
+    assert any(line.startswith("paxoskv: error: ") for line in lines)
 
 
 def test_chaos_without_its_required_options_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
