@@ -302,10 +302,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         if len(set(values)) != len(values):
             raise ConfigError(f"nodes[].{attr} must be unique, got {values}")
     listened = [n.address for n in nodes] + [n.metrics_address for n in nodes if n.metrics_address]
-    if len(set(listened)) != len(listened):
+    # Found by an operator trial: localhost:7001 beside 127.0.0.1:7001 was taken, and the
+    # node dialled itself as its peer.
+    same = [a for a in listened if [_listen_key(b) for b in listened].count(_listen_key(a)) > 1]
+    if same:
         raise ConfigError(
             "nodes[].address and nodes[].metrics_address must all differ, got "
-            f"{sorted({a for a in listened if listened.count(a) > 1})} twice"
+            f"{sorted(set(same))}: the same address"
         )
     shards = _table(raw, "shards")
     _refuse_unknown(shards, {"split_points", "replication"}, "shards")
@@ -444,6 +447,18 @@ def _parse_tls(raw: dict[str, Any], peer_secret: str, path: Callable[[str], str]
         files=TlsFiles(paths["ca_file"], paths["cert_file"], paths["key_file"]),
         require_client_cert=_get(table, "require_client_cert", bool, "tls.", True),
     )
+
+
+#: Names of one loopback address, as written in configs.
+_LOOPBACK_NAMES = {"localhost": "127.0.0.1", "[::1]": "::1", "ip6-localhost": "::1"}
+
+
+def _listen_key(address: str) -> tuple[str, str]:
+    """What two addresses share when they are the same socket: host names are case-free,
+    and the loopback has several names (no DNS is asked: a config is checked offline)."""
+    host, _, port = address.rpartition(":")
+    host = host.lower()
+    return _LOOPBACK_NAMES.get(host, host), port
 
 
 def _check_host_port(value: str, field_name: str) -> None:

@@ -297,3 +297,16 @@ def test_every_paxos_setting_reaches_the_replica_config() -> None:
         )
         expected = value / 1000 if name.endswith("_ms") else value
         assert getattr(config, target) == expected, name
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("localhost:7001", "127.0.0.1:7001"), ("[::1]:7001", "ip6-localhost:7001"), ("H:1", "h:1")],
+)
+def test_one_address_written_two_ways_is_refused(first: str, second: str) -> None:
+    """Found by an operator trial: localhost:7001 beside 127.0.0.1:7001 was taken, and the
+    node dialled itself as its peer."""
+    doc = _set("nodes.0.address", first)
+    doc["nodes"][1]["address"] = second
+    with pytest.raises(ConfigError, match="must all differ.*the same address"):
+        parse_config(doc)
