@@ -308,5 +308,5 @@ def test_one_address_written_two_ways_is_refused(first: str, second: str) -> Non
     node dialled itself as its peer."""
     doc = _set("nodes.0.address", first)
     doc["nodes"][1]["address"] = second
-    with pytest.raises(ConfigError, match="must all differ.*the same address"):
+    with pytest.raises(ConfigError, match=r"must all differ.*the same address"):
         parse_config(doc)
