@@ -197,9 +197,17 @@ class AsyncWatch:
         Raises:
             SnapshotTooOld: `after` is older than the shards' MVCC retention (`after=0`,
                 which has nothing to pin: at the first read instead).
-            InvalidArgument: `after` is further ahead of the nodes' clocks than they allow.
+            InvalidArgument: `after` is further ahead of the nodes' clocks than they allow;
+                the watch was closed.
             Unavailable, DeadlineExceeded, ClientClosed: as `next_batch`.
         """
+        if self._closed:
+            # Found by a cancellation trial: `async with` a closed watch delivered nothing
+            # without a word.
+            raise InvalidArgument(
+                "this watch is closed: make a new one (after=watch.through goes on from "
+                "where it ended)"
+            )
         async with self._starting:
             if self._started:
                 assert self._through is not None  # set when it started

@@ -240,6 +240,18 @@ async def test_two_callers_waiting_without_a_timeout_each_get_a_batch(
 
 
 @with_cluster
+async def test_entering_a_closed_watch_is_refused(cluster: FakeCluster) -> None:
+    """Found by a cancellation trial: it delivered nothing without a word."""
+    async with txn.AsyncClient(cluster.seeds(), timeout_s=5) as client:
+        watch = client.watch(b"a", b"z")
+        async with watch:
+            pass
+        with pytest.raises(txn.InvalidArgument, match="this watch is closed"):
+            async with watch:
+                pass
+
+
+@with_cluster
 async def test_a_watch_that_failed_raises_its_error_again(cluster: FakeCluster) -> None:
     """Found by review: the failed generator ended, so a loop that caught the error and
     went on ended as if the watch were done. An `after` ahead of the cluster's clock is no
