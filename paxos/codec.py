@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf.message import DecodeError
 
 from paxos import paxos_pb2 as pb
@@ -89,6 +91,9 @@ def to_proto(msg: Message) -> pb.PaxosMessage:
             out.heartbeat.seq = msg.seq
             out.heartbeat.handoff_to = msg.handoff_to
             out.heartbeat.next_slot = msg.next_slot
+            # Rounded up (after float noise): a follower blocks at least as long as said.
+            remaining_us = math.ceil(round(msg.lease_remaining_s * 1e6, 3))
+            out.heartbeat.lease_remaining_us = min(remaining_us, 2**32 - 1)
         case HeartbeatAck():
             out.heartbeat_ack.seq = msg.seq
             out.heartbeat_ack.chosen_watermark = msg.chosen_watermark
@@ -171,6 +176,7 @@ def from_proto(m: pb.PaxosMessage) -> Message:
             seq=h.seq,
             handoff_to=h.handoff_to,
             next_slot=h.next_slot,
+            lease_remaining_s=h.lease_remaining_us / 1e6,
         )
     if kind == "heartbeat_ack":
         k = m.heartbeat_ack

@@ -143,7 +143,10 @@ class Heartbeat:
     `handoff_to` (0 = none) names the replica the leader hands its leadership to: the leader
     has already given up its lease, so followers may promise that replica at once.
     `next_slot` is the first slot the leader has not proposed yet (a rebuilding follower's
-    target, rule 14).
+    target, rule 14). `lease_remaining_s`: how long the leader's lease still ran as it sent
+    the round (0: none, or a node from before): a follower promises nobody else for at least
+    that long after hearing it (rule 6), which a follower that forgot a promise it made in
+    an earlier life under a longer lease (a rebuilt one) learns this way.
     """
 
     src: int
@@ -153,6 +156,7 @@ class Heartbeat:
     seq: int
     handoff_to: int = 0
     next_slot: int = 0
+    lease_remaining_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

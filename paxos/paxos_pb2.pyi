@@ -103,16 +103,18 @@ class Accepted(_message.Message):
     def __init__(self, slots: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("chosen_watermark", "seq", "handoff_to", "next_slot")
+    __slots__ = ("chosen_watermark", "seq", "handoff_to", "next_slot", "lease_remaining_us")
     CHOSEN_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_TO_FIELD_NUMBER: _ClassVar[int]
     NEXT_SLOT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_REMAINING_US_FIELD_NUMBER: _ClassVar[int]
     chosen_watermark: int
     seq: int
     handoff_to: int
     next_slot: int
-    def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ..., handoff_to: _Optional[int] = ..., next_slot: _Optional[int] = ...) -> None: ...
+    lease_remaining_us: int
+    def __init__(self, chosen_watermark: _Optional[int] = ..., seq: _Optional[int] = ..., handoff_to: _Optional[int] = ..., next_slot: _Optional[int] = ..., lease_remaining_us: _Optional[int] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ("seq", "chosen_watermark", "rebuilding", "retiring", "lease_promise_us")

@@ -39,7 +39,10 @@ Rules
    tick, and nobody at all before that tick; for longer when an earlier life promised longer
    leases: each replica records, durably and before its first ack, the longest lease it or
    an earlier life may have promised (`DurableState.lease_promise_s`), and lowers the record
-   to its own once the block has passed.
+   to its own once the block has passed. A heartbeat also says how long the leader's lease
+   still runs (`Heartbeat.lease_remaining_s`), and a follower promises nobody else for at
+   least that long after hearing it: a replica rebuilt on a new disk (rule 14), which has
+   no record, learns it from the leader it must hear before it votes again.
 7. Linearizable reads are answered as "may be served at index X" (`Ready.reads`): at once
    under a valid lease, otherwise after one heartbeat round confirms the leadership
    (read-index). X covers every slot the leader recovered in Phase 1.
@@ -409,8 +412,10 @@ class Replica:
         # Set by an InstallSnapshot: its truncation, held back until the next Ready (rule 11).
         self._install_persist: PersistBatch | None = None
         self._installing = False
-        # A follower's lease promise must be measured from a fresh `now` (rule 6).
+        # A follower's lease promise must be measured from a fresh `now` (rule 6), and so
+        # must the longest lease a leader said it still held (`Heartbeat.lease_remaining_s`).
         self._lease_refresh = False
+        self._heard_lease_s = 0.0
         self._out = Ready()
         # Rule 6: the longest lease this life or an earlier one may have promised, as
         # recorded: raised with the first heartbeat ack that promises a longer one (acks
@@ -471,8 +476,10 @@ class Replica:
             # not earlier than that, so the promise measured from it covers the leader's lease.
             self._lease_refresh = False
             self._lease_block_until = max(
-                self._lease_block_until, now + self.config.lease_duration_s
+                self._lease_block_until,
+                now + max(self.config.lease_duration_s, self._heard_lease_s),
             )
+            self._heard_lease_s = 0.0
         if self._rebuilding and self._floor is None and now >= self._floor_ask_at:
             self._ask_floor()
         if self._role is Role.LEADER:
@@ -1134,6 +1141,11 @@ class Replica:
         if not self._follow(msg.src, msg.ballot):
             return
         self._learn(msg.src, msg.ballot, msg.chosen_watermark)
+        # Rule 6: also the leader's own lease, as long as it still runs (found by review: a
+        # replica rebuilt under a shorter lease forgot the longer one it had promised, and
+        # a new leader was elected while the old lease ran).
+        self._heard_lease_s = max(self._heard_lease_s, msg.lease_remaining_s)
+        self._lease_block_until = max(self._lease_block_until, self._now + msg.lease_remaining_s)
         if (
             self._rebuilding
             and self._floor is not None
@@ -1520,6 +1532,7 @@ class Replica:
                 seq=seq,
                 handoff_to=self._handoff_target or 0,
                 next_slot=self._next_slot,
+                lease_remaining_s=max(0.0, self._lease_until - self._now),
             )
             for peer in self._peers
         ]

@@ -146,6 +146,23 @@ MUTATIONS = [
         tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
     ),
     Mutation(
+        "followers_ignore_the_leaders_remaining_lease",
+        "a follower blocks candidates for its own lease only, not the leader's said remainder",
+        edits=(
+            (
+                "replica.py",
+                "        self._heard_lease_s = max(self._heard_lease_s, msg.lease_remaining_s)\n",
+                "",
+            ),
+            (
+                "replica.py",
+                "        self._lease_block_until = max(self._lease_block_until, self._now + msg.lease_remaining_s)\n",
+                "",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
+    ),
+    Mutation(
         "restart_block_ignores_recorded_lease",
         "a restarted replica waits out only its own lease, not a longer one it promised before",
         edits=(

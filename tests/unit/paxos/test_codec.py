@@ -59,7 +59,13 @@ messages = st.one_of(
     st.builds(Accept, entries=slot_values, chosen_watermark=ints, **common),
     st.builds(Accepted, slots=st.lists(ints, max_size=5).map(tuple), **common),
     st.builds(
-        Heartbeat, chosen_watermark=ints, seq=ints, handoff_to=ints, next_slot=ints, **common
+        Heartbeat,
+        chosen_watermark=ints,
+        seq=ints,
+        handoff_to=ints,
+        next_slot=ints,
+        lease_remaining_s=st.integers(0, 2**32 - 1).map(lambda us: us / 1e6),
+        **common,
     ),
     st.builds(
         HeartbeatAck,

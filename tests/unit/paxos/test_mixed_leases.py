@@ -5,7 +5,9 @@ The simulator's `mixed_leases` profile runs the same under faults."""
 
 from __future__ import annotations
 
-from test_replica_paths import Group
+import pytest
+from test_rebuild import lose_disk
+from test_replica_paths import Group, between
 
 from paxos import Ballot, Role
 from paxos.messages import HeartbeatAck, Nack, Prepare, Promise
@@ -93,3 +95,45 @@ def test_a_replica_restarted_with_a_shorter_lease_waits_out_its_longer_promise()
     g.r(2).step(Prepare(src=3, dst=2, ballot=ballot, from_slot=1))
     assert any(isinstance(m, Promise) for m in g.r(2).ready().messages_after_persist)
     assert g.r(2).role is Role.FOLLOWER
+
+
+@pytest.mark.parametrize("rebuilt_with", [SHORT, LONG], ids=["shorter lease", "same lease"])
+def test_a_replica_rebuilt_under_a_shorter_lease_still_blocks_for_the_leaders(
+    rebuilt_with: dict[str, float],
+) -> None:
+    """Found by review: node 2 alone renewed node 1's 0.4 s lease, lost its disk and came
+    back (rule 14) under a 0.06 s lease, forgetting its record; once cut off from node 1 it
+    promised node 3, which led while node 1's lease ran. A heartbeat now says how long the
+    leader's lease still runs, and a follower blocks other candidates that long too."""
+    n3 = {"lease_duration_s": 0.06, "election_timeout_min_s": 0.15, "election_timeout_max_s": 0.16}
+    g = MixedGroup({1: LONG, 2: LONG, 3: n3}, n=3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(2, 0.41)
+    g.tick(3, 0.07)
+    g.tick(1, 0.6)
+    g.stabilize()
+    assert g.r(1).role is Role.LEADER
+    g.r(1).propose(b"w")
+    g.stabilize()
+
+    def not_1_3(m: object) -> bool:  # nodes 1 and 3 no longer hear each other
+        return {m.src, m.dst} != {1, 3}  # type: ignore[attr-defined]
+
+    g.heartbeat(1, keep=not_1_3)  # a round only node 2 acknowledges, promising 0.4 s
+    t_n = g.now[1]
+    g.tick(3, t_n)
+    assert g.r(1).has_valid_lease(t_n + 0.37)
+    g.settings[2] = rebuilt_with
+    lose_disk(g, 2, t_n + 0.01)
+    g.tick(2, t_n + 0.02)  # it asks for the floor
+    g.stabilize(keep=not_1_3)
+    for _ in range(3):
+        g.heartbeat(1, keep=not_1_3)
+        g.tick(2, g.now[1])
+        g.stabilize(keep=not_1_3)
+    assert not g.r(2).status().rebuilding
+    t = t_n + 0.33  # node 2 is cut off from node 1 too; node 3 campaigns
+    g.tick(2, t)
+    g.tick(3, t)
+    g.stabilize(keep=between(2, 3))
+    assert not (g.r(3).role is Role.LEADER and g.r(1).has_valid_lease(t))
