@@ -36,15 +36,19 @@ etcd refuses such a member for the same reason). So:
   value for a slot (found by review). The price: two nodes' first contact needs every other
   node up, so a cluster's first start needs all its nodes once;
 - every start of a node begins a run: random bytes put in front of the list of its earlier
-  runs (the newest MAX_RUNS), written synced before it dials a peer, and sent in every hello.
-  Each peer keeps (synced) the newest run it accepted of the node's incarnation, and
-  refuses a hello whose runs do not include it: the node's data is older than when the
-  peer last saw it, as when its directory was put back from a copy (a VM or disk snapshot,
-  `cp -a` of a stopped node), which may have forgotten votes it cast since (found by an
-  operator trial: a node put back from a copy lost an acknowledged write, and the replicas
-  then answered differently by which one led). A copy taken while the node ran and put
-  back before it started again is not caught: never put a node's directory back from a
-  copy; rebuild it (`--rebuild`) instead;
+  runs (the newest MAX_RUNS) and counted, written synced before it dials a peer, and sent
+  with the count in every hello. Each peer keeps (synced) the count and bytes of the newest
+  run it accepted of the node's incarnation, and refuses a hello whose count is lower or
+  whose run of that count differs: the node's data is older than when the peer last saw
+  it, as when its directory was put back from a copy (a VM or disk snapshot, `cp -a` of a
+  stopped node), which may have forgotten votes it cast since (found by an operator trial:
+  a node put back from a copy lost an acknowledged write, and the replicas then answered
+  differently by which one led). Not caught (found by review): a copy taken while the node
+  ran and put back before it started again; a copy put back while the only peers that saw
+  its later runs are down (the others take it); a peer that slept through more than
+  MAX_RUNS restarts takes the node unchecked (logged). Never put a node's directory back
+  from a copy; rebuild it (`--rebuild`) instead. An incarnation a rebuild replaced is kept
+  too, and refused if it comes back (a copy of an earlier rebuild's data);
 - the record comes with the cluster's map as the config gave it at the node's first start
   (nodes and addresses, split points, replication), and every later start refuses a config
   that gives another (`ConfigMismatch`). The meta group's stored map is checked too
@@ -108,13 +112,17 @@ INCARNATION_KEY = b"~node-incarnation"
 CLUSTER_MAP_KEY = b"~cluster-map"
 # + the peer's node id (decimal): the incarnation of that peer this node accepted.
 PEER_INCARNATION_PREFIX = b"~peer-incarnation/"
-#: This node's runs, newest first (module doc): RUN_BYTES each, at most MAX_RUNS.
+#: How many runs this node began (8 bytes), then its runs, newest first (module doc):
+#: RUN_BYTES each, at most MAX_RUNS.
 RUNS_KEY = b"~node-runs"
-# + the peer's node id (decimal): its incarnation token and the newest run of it accepted.
+# + the peer's node id (decimal): its incarnation token, and the count and id of the newest
+# run of it accepted.
 PEER_RUN_PREFIX = b"~peer-run/"
+# + the peer's node id (decimal) + "/" + a token: an incarnation of it a rebuild replaced.
+PEER_RETIRED_PREFIX = b"~peer-retired/"
 RUN_BYTES = 8
-#: Runs a node remembers: a peer that slept through more restarts of it than this refuses
-#: it as if its data were old (8 KiB in each hello).
+#: Runs a node remembers (8 KiB in each hello): a peer that slept through more restarts
+#: of it than this takes it unchecked, with a warning.
 MAX_RUNS = 1024
 
 
@@ -161,6 +169,7 @@ class Incarnation:
     token: bytes
     rebuilt: bool  # made by a rebuild (--rebuild), not by a first start
     runs: tuple[bytes, ...] = ()
+    run_count: int = 0  # how many runs the node began, this one included (runs[0])
 
     def encode(self) -> bytes:
         return self.token + (b"\x01" if self.rebuilt else b"\x00")
@@ -175,14 +184,15 @@ class Incarnation:
 
 
 def begin_run(db: Rdict) -> Incarnation:
-    """This node's incarnation with a new run in front of its earlier ones, written synced
-    (before any hello says it: module doc)."""
-    raw = db.get(RUNS_KEY) or b""
-    earlier = [raw[i : i + RUN_BYTES] for i in range(0, len(raw), RUN_BYTES)]
+    """This node's incarnation with a new run in front of its earlier ones, counted, written
+    synced (before any hello says it: module doc)."""
+    raw = db.get(RUNS_KEY)
+    count = 0 if raw is None else int.from_bytes(raw[:8], "big")
+    earlier = split_runs(b"" if raw is None else raw[8:]) or ()
     runs = (secrets.token_bytes(RUN_BYTES), *earlier[: MAX_RUNS - 1])
-    db.put(RUNS_KEY, b"".join(runs), _synced())
+    db.put(RUNS_KEY, (count + 1).to_bytes(8, "big") + b"".join(runs), _synced())
     incarnation = node_incarnation(db)
-    return Incarnation(incarnation.token, incarnation.rebuilt, runs)
+    return Incarnation(incarnation.token, incarnation.rebuilt, runs, count + 1)
 
 
 def split_runs(raw: bytes) -> tuple[bytes, ...] | None:
@@ -260,6 +270,10 @@ def admit_peer(
         return _admit_run(db, node_id, incarnation)
     if known is not None and not incarnation.rebuilt:
         return Admission(_changed(node_id, "this node knew another one"))
+    if db.get(_retired_key(node_id, incarnation.token)) is not None:
+        # Found by review: a copy of the data of an earlier rebuild, put back after a later
+        # one, was taken again (it has a rebuilt incarnation, which let it in).
+        return Admission(_changed(node_id, "this one was replaced by a later rebuild, and is back"))
     if known is None and not incarnation.rebuilt:
         mine = token_digest(incarnation.token)
         knew = sorted(n for n, digest in others.recorded.items() if digest != mine)
@@ -273,7 +287,11 @@ def admit_peer(
                 "start needs every node of the cluster up)",
                 for_now=True,
             )
-    db.put(key, incarnation.token, _synced())
+    batch = WriteBatch(raw_mode=True)
+    if known is not None:
+        batch.put(_retired_key(node_id, known), b"")  # a rebuild replaced it for good
+    batch.put(key, incarnation.token)
+    db.write(batch, _synced())
     return _admit_run(db, node_id, incarnation)
 
 
@@ -284,27 +302,38 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
         return Admission()  # a version before runs: nothing to check
     key = PEER_RUN_PREFIX + str(node_id).encode()
     record = db.get(key)
-    newest = incarnation.token + incarnation.runs[0]
+    newest = incarnation.token + incarnation.run_count.to_bytes(8, "big") + incarnation.runs[0]
     if record == newest:
         return Admission()
-    if (
-        record is not None
-        and record[:-RUN_BYTES] == incarnation.token
-        and record[-RUN_BYTES:] not in incarnation.runs
-    ):
-        return Admission(
-            f"node {node_id}'s data is older than when this node last saw it (its latest "
-            "run is not among the runs it knows): its data directory was put back from a "
-            "copy or snapshot, and it may have forgotten votes it cast since, so it is "
-            "refused; stop it and start it with --rebuild on an empty directory (`paxoskv "
-            "cluster start --rebuild NAME` for a local cluster)"
-        )
+    if record is not None and record[: -8 - RUN_BYTES] == incarnation.token:
+        seen_count = int.from_bytes(record[-8 - RUN_BYTES : -RUN_BYTES], "big")
+        seen_run = record[-RUN_BYTES:]
+        back = incarnation.run_count - seen_count
+        if back < 0 or (back < len(incarnation.runs) and incarnation.runs[back] != seen_run):
+            return Admission(
+                f"node {node_id}'s data is older than when this node last saw it (it does "
+                "not know its latest run): its data directory was put back from a copy or "
+                "snapshot, and it may have forgotten votes it cast since, so it is refused; "
+                "stop it and start it with --rebuild on an empty directory (`paxoskv "
+                "cluster start --rebuild NAME` for a local cluster)"
+            )
+        if back >= len(incarnation.runs):
+            # Found by review: refused as old, it would have needed a rebuild for nothing.
+            log.warning(
+                "peer restarted more times than it remembers since this node last saw it: "
+                "its data is taken unchecked",
+                extra={"peer": node_id, "runs_since": back},
+            )
     db.put(key, newest, _synced())
     return Admission()
 
 
 def _peer_key(node_id: int) -> bytes:
     return PEER_INCARNATION_PREFIX + str(node_id).encode()
+
+
+def _retired_key(node_id: int, token: bytes) -> bytes:
+    return PEER_RETIRED_PREFIX + str(node_id).encode() + b"/" + token
 
 
 def _changed(node_id: int, who_knew: str) -> str:

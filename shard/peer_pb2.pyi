@@ -28,7 +28,7 @@ class SnapshotPart(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., total: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster_id", "from_node", "messages", "protocol", "incarnation", "rebuilt", "map_digest", "runs")
+    __slots__ = ("cluster_id", "from_node", "messages", "protocol", "incarnation", "rebuilt", "map_digest", "runs", "run_count")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class PeerBatch(_message.Message):
     REBUILT_FIELD_NUMBER: _ClassVar[int]
     MAP_DIGEST_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[GroupMessage]
@@ -45,7 +46,8 @@ class PeerBatch(_message.Message):
     rebuilt: bool
     map_digest: bytes
     runs: bytes
-    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ..., map_digest: _Optional[bytes] = ..., runs: _Optional[bytes] = ...) -> None: ...
+    run_count: int
+    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., protocol: _Optional[int] = ..., incarnation: _Optional[bytes] = ..., rebuilt: _Optional[bool] = ..., map_digest: _Optional[bytes] = ..., runs: _Optional[bytes] = ..., run_count: _Optional[int] = ...) -> None: ...
 
 class PeerReply(_message.Message):
     __slots__ = ("refusal", "protocol", "for_now")

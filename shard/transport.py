@@ -216,6 +216,7 @@ class PeerLink:
             rebuilt=self._incarnation.rebuilt,
             map_digest=self._map_digest,
             runs=b"".join(self._incarnation.runs),
+            run_count=self._incarnation.run_count,
         )
         # Also ended by stop(): gRPC's task consuming this generator outlived the call, and
         # the node's last wait for its tasks waited on it in vain.
@@ -432,17 +433,17 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 return
             if sender is None:
                 runs = split_runs(batch.runs)
-                if runs is None:
+                if runs is None or batch.run_count < len(runs):
                     yield self._refuse(
                         f"node {batch.from_node} sent malformed runs in its hello "
                         f"({len(batch.runs)} bytes: a multiple of {RUN_BYTES}, at most "
-                        f"{MAX_RUNS * RUN_BYTES})",
+                        f"{MAX_RUNS * RUN_BYTES}, and no more runs than its count, "
+                        f"{batch.run_count})",
                         context,
                     )
                     return
-                admission = await self._admit(
-                    batch.from_node, Incarnation(batch.incarnation, batch.rebuilt, runs)
-                )
+                incarnation = Incarnation(batch.incarnation, batch.rebuilt, runs, batch.run_count)
+                admission = await self._admit(batch.from_node, incarnation)
                 if admission.refusal:
                     yield self._refuse(admission.refusal, context, for_now=admission.for_now)
                     return

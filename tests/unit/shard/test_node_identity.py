@@ -257,22 +257,22 @@ def test_a_peer_that_came_back_with_new_data_is_refused_unless_rebuilt(tmp_path:
 def test_each_start_begins_a_run_in_front_of_the_earlier_ones(tmp_path: Path) -> None:
     path = tmp_path / "db"
     open_node_disk(path, N1, first_start=True).close()
-    runs: list[tuple[bytes, ...]] = []
+    runs: list[Incarnation] = []
     for _ in range(3):
         disk = open_node_disk(path, N1, first_start=False)
         try:
             incarnation = begin_run(disk.db)
             assert incarnation.token == node_incarnation(disk.db).token
-            runs.append(incarnation.runs)
+            runs.append(incarnation)
         finally:
             disk.close()
-    assert [len(r) for r in runs] == [1, 2, 3]
-    assert runs[2][1:] == runs[1] and runs[1][1:] == runs[0]  # kept, synced, newest first
+    assert [(len(r.runs), r.run_count) for r in runs] == [(1, 1), (2, 2), (3, 3)]
+    assert runs[2].runs[1:] == runs[1].runs and runs[1].runs[1:] == runs[0].runs  # synced
     disk = open_node_disk(path, N1, first_start=False)
     try:
         for _ in range(MAX_RUNS + 5):
             newest = begin_run(disk.db)
-        assert len(newest.runs) == MAX_RUNS  # bounded: the oldest go
+        assert len(newest.runs) == MAX_RUNS and newest.run_count == MAX_RUNS + 8  # bounded
     finally:
         disk.close()
 
@@ -284,30 +284,44 @@ def test_a_peer_put_back_from_an_older_copy_is_refused(tmp_path: Path) -> None:
     disk = open_node_disk(tmp_path / "db", N1, first_start=True)
     try:
         token = Incarnation.new(rebuilt=False).token
-        r1, r2, r3 = b"run-1...", b"run-2...", b"run-3..."
+        r1, r2, r3, r4 = b"run-1...", b"run-2...", b"run-3...", b"run-4..."
 
-        def hello(*runs: bytes, rebuilt: bool = False) -> Incarnation:
-            return Incarnation(token, rebuilt, runs)
+        def hello(*runs: bytes, count: int | None = None) -> Incarnation:
+            return Incarnation(token, False, runs, len(runs) if count is None else count)
 
         assert _taken(disk.db, 2, hello(r1))
         assert _taken(disk.db, 2, hello(r1))  # a reconnect within the run
         assert _taken(disk.db, 2, hello(r2, r1))  # restarted since
-        copied = hello(r3, r1)  # the copy knew r1 only: r2 and its votes are gone
-        refusal = admit_peer(disk.db, 2, copied).refusal
+        refusal = admit_peer(disk.db, 2, hello(r3, r1)).refusal  # the copy knew r1 only
         assert "node 2's data is older than when this node last saw it" in refusal
         assert "--rebuild" in refusal
+        assert not _taken(disk.db, 2, hello(r1))  # its count is lower
         assert _taken(disk.db, 2, hello(r3, r2, r1))  # a run this node never saw: fine
-        assert not _taken(disk.db, 2, hello(b"run-4...", r2, r1))  # r3 is gone
+        assert not _taken(disk.db, 2, hello(r4, r2, r1))  # r3 is gone
+        # Found by review: restarted more often than it remembers while this node slept,
+        # it was refused as old; it is taken unchecked now.
+        assert _taken(disk.db, 2, hello(r4, count=3 + MAX_RUNS))
         assert _taken(disk.db, 2, hello())  # a version before runs says none: unchecked
-        rebuilt = Incarnation(Incarnation.new(rebuilt=True).token, True, (b"rebuilt.",))
-        assert _taken(disk.db, 2, rebuilt)  # a new incarnation starts its own runs
     finally:
         disk.close()
-    reopened = open_node_disk(tmp_path / "db", N1, first_start=False)  # kept, synced
+
+
+def test_an_incarnation_a_rebuild_replaced_is_refused_if_it_comes_back(tmp_path: Path) -> None:
+    """Found by review: a copy of an earlier rebuild's data, put back after a later
+    rebuild, was taken again (a rebuilt incarnation is let in)."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
     try:
-        assert not _taken(reopened.db, 2, Incarnation(rebuilt.token, True, (b"other...",)))
+        first = Incarnation.new(rebuilt=False)
+        rebuilt, rebuilt_again = Incarnation.new(rebuilt=True), Incarnation.new(rebuilt=True)
+        assert _taken(disk.db, 2, first)
+        assert _taken(disk.db, 2, rebuilt)
+        assert _taken(disk.db, 2, rebuilt_again)
+        refusal = admit_peer(disk.db, 2, rebuilt).refusal
+        assert "replaced by a later rebuild" in refusal and "--rebuild" in refusal
+        assert not _taken(disk.db, 2, first)
+        assert _taken(disk.db, 2, rebuilt_again)
     finally:
-        reopened.close()
+        disk.close()
 
 
 def test_malformed_runs_are_told_apart() -> None:

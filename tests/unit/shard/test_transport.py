@@ -272,13 +272,21 @@ def test_a_hello_with_malformed_runs_is_refused() -> None:
 
     servicer = PeerServicer("c", 2, {1}, lambda *a: None, admit=admit)
     hellos = [
-        peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=PROTOCOL, runs=runs)
-        for runs in (b"x" * 9, b"x" * 8 * (MAX_RUNS + 1), b"x" * 16)
+        peer_pb2.PeerBatch(
+            cluster_id="c", from_node=1, protocol=PROTOCOL, runs=runs, run_count=count
+        )
+        for runs, count in (
+            (b"x" * 9, 9),
+            (b"x" * 8 * (MAX_RUNS + 1), 2000),
+            (b"x" * 16, 1),  # more runs than it began
+            (b"x" * 16, 5),
+        )
     ]
-    odd, long, good = [r[0].refusal for r in asyncio.run(_replies_to_hellos(servicer, hellos))]
+    replies = asyncio.run(_replies_to_hellos(servicer, hellos))
+    odd, long, uncounted, good = [r[0].refusal for r in replies]
     assert "node 1 sent malformed runs in its hello (9 bytes" in odd
-    assert "malformed runs" in long and good == ""
-    assert [i.runs for i in asked] == [(b"x" * 8, b"x" * 8)]
+    assert "malformed runs" in long and "malformed runs" in uncounted and good == ""
+    assert [(i.runs, i.run_count) for i in asked] == [((b"x" * 8, b"x" * 8), 5)]
 
 
 def _digest_of_split(split_points: list[bytes]) -> bytes:
@@ -512,7 +520,7 @@ def test_a_link_says_its_incarnation_and_a_peer_may_refuse_it() -> None:
     """Node rule of shard/node_identity.py: the hello carries the sender's incarnation, and
     a refusal by `admit` ends the stream before anything of it is delivered; the link is
     never accepted (its gate stays closed)."""
-    mine = Incarnation(b"n1-life-2", rebuilt=False, runs=(b"run-2...", b"run-1..."))
+    mine = Incarnation(b"n1-life-2", rebuilt=False, runs=(b"run-2...", b"run-1..."), run_count=2)
 
     async def run() -> tuple[list[tuple[int, Incarnation]], bool, int]:
         asked: list[tuple[int, Incarnation]] = []
