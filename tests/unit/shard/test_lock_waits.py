@@ -561,16 +561,22 @@ def test_a_prepare_whose_abort_arrived_first_is_refused_and_takes_no_intent(
     assert node.core.hosts[1].shard.prepared(tid(b"old")) is None
 
 
-def test_a_read_for_update_whose_abort_arrived_first_takes_no_lock(node: OneNode) -> None:
-    """Found by review: a client cancelled its queued read for update and sent the abort;
-    when the holder committed, the leader still granted the lock to the aborted
-    transaction, and the next reader for update waited LOCK_TTL_S for nobody."""
+def t2_queued_behind_t1(node: OneNode) -> list[kv.Response]:
+    """t1 holds apple's update lock; t2's read for update of it waits: its answers."""
     node.call(put(b"apple", b"red"))
     node.call(read_for_update(b"apple", tid(b"t1"), priority=100))
     answers: list[kv.Response] = []
     node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), answers.append)
     node.advance(0.05)
     assert answers == []
+    return answers
+
+
+def test_a_read_for_update_whose_abort_arrived_first_takes_no_lock(node: OneNode) -> None:
+    """Found by review: a client cancelled its queued read for update and sent the abort;
+    when the holder committed, the leader still granted the lock to the aborted
+    transaction, and the next reader for update waited LOCK_TTL_S for nobody."""
+    answers = t2_queued_behind_t1(node)
     assert node.call(resolve(tid(b"t2"), False)).resolve.error.code == kv.OK
     node.advance(0.02)
     assert len(answers) == 1 and answers[0].get.error.code == kv.CONFLICT
@@ -601,12 +607,7 @@ def test_a_read_for_update_queued_when_its_transaction_committed_takes_no_lock(
     another task's), then the transaction committed without it: its one-phase commit or
     Prepare here, or, where it only locked, its Resolve(commit). The lock freed next went
     to the committed transaction, and the next reader for update waited LOCK_TTL_S."""
-    node.call(put(b"apple", b"red"))
-    node.call(read_for_update(b"apple", tid(b"t1"), priority=100))
-    answers: list[kv.Response] = []
-    node.core.submit(read_for_update(b"apple", tid(b"t2"), priority=200), answers.append)
-    node.advance(0.05)
-    assert answers == []
+    answers = t2_queued_behind_t1(node)
     node.core.submit(its_end(), lambda _r: None)
     node.advance(0.02)
     assert node.call(one_phase(tid(b"t1"), writes=(b"apple",))).commit_one_phase.error.code == kv.OK
