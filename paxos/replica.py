@@ -40,9 +40,11 @@ Rules
    leases: each replica records, durably and before its first ack, the longest lease it or
    an earlier life may have promised (`DurableState.lease_promise_s`), and lowers the record
    to its own once the block has passed. A heartbeat also says how long the leader's lease
-   still runs (`Heartbeat.lease_remaining_s`), and a follower promises nobody else for at
-   least that long after hearing it: a replica rebuilt on a new disk (rule 14), which has
-   no record, learns it from the leader it must hear before it votes again.
+   may still run (`Heartbeat.lease_remaining_s`: with the drift margin, and counting rounds
+   sent but not yet confirmed), and a follower promises nobody else for at least that long
+   after hearing it, and records it like its own until it has run out: a replica rebuilt
+   on a new disk (rule 14), which has no record, learns it from the leader it must hear
+   before it votes again, and keeps it across a restart.
 7. Linearizable reads are answered as "may be served at index X" (`Ready.reads`): at once
    under a valid lease, otherwise after one heartbeat round confirms the leadership
    (read-index). X covers every slot the leader recovered in Phase 1.
@@ -416,6 +418,8 @@ class Replica:
         # must the longest lease a leader said it still held (`Heartbeat.lease_remaining_s`).
         self._lease_refresh = False
         self._heard_lease_s = 0.0
+        # Until when the longest lease a leader said it held runs (its record stays till then).
+        self._heard_lease_until = float("-inf")
         self._out = Ready()
         # Rule 6: the longest lease this life or an earlier one may have promised, as
         # recorded: raised with the first heartbeat ack that promises a longer one (acks
@@ -468,9 +472,6 @@ class Replica:
             )
             self._restart_block_until = self._lease_block_until
             self._reset_election_deadline()
-        elif self._recorded_lease_s > self.config.lease_duration_s and self._past_restart_block():
-            # The earlier lives' longer promises have run out: only ours remain.
-            self._record_lease(self.config.lease_duration_s)
         if self._lease_refresh:
             # Rule 6: the leader was heard at some time after the previous tick; this `now` is
             # not earlier than that, so the promise measured from it covers the leader's lease.
@@ -479,7 +480,16 @@ class Replica:
                 self._lease_block_until,
                 now + max(self.config.lease_duration_s, self._heard_lease_s),
             )
+            self._heard_lease_until = max(self._heard_lease_until, now + self._heard_lease_s)
             self._heard_lease_s = 0.0
+        if (
+            self._recorded_lease_s > self.config.lease_duration_s
+            and self._past_restart_block()
+            and now >= self._heard_lease_until
+        ):
+            # The earlier lives' longer promises and the leases heard have run out: only
+            # ours remain.
+            self._record_lease(self.config.lease_duration_s)
         if self._rebuilding and self._floor is None and now >= self._floor_ask_at:
             self._ask_floor()
         if self._role is Role.LEADER:
@@ -1146,6 +1156,10 @@ class Replica:
         # a new leader was elected while the old lease ran).
         self._heard_lease_s = max(self._heard_lease_s, msg.lease_remaining_s)
         self._lease_block_until = max(self._lease_block_until, self._now + msg.lease_remaining_s)
+        if msg.lease_remaining_s > self._recorded_lease_s:
+            # Durably too (found by review: a rebuilt replica restarted while the heard lease
+            # ran, blocked for its own shorter lease only, and voted inside the leader's).
+            self._record_lease(msg.lease_remaining_s)
         if (
             self._rebuilding
             and self._floor is not None
@@ -1517,6 +1531,7 @@ class Replica:
         self._retransmit_accepts()
 
     def _broadcast_heartbeat(self) -> None:
+        remaining = self._lease_bound() - self._now
         self._hb_seq += 1
         seq = self._hb_seq
         self._hb_sent[seq] = self._now
@@ -1532,13 +1547,23 @@ class Replica:
                 seq=seq,
                 handoff_to=self._handoff_target or 0,
                 next_slot=self._next_slot,
-                lease_remaining_s=max(0.0, self._lease_until - self._now),
+                lease_remaining_s=max(0.0, remaining),
             )
             for peer in self._peers
         ]
         self._out.messages.extend(self._last_round)
         if self._quorum == 1:
             self._confirm_round(seq)
+
+    def _lease_bound(self) -> float:
+        """Rule 6: the latest this leader's lease may run until as a follower's clock may
+        count it: its lease, or the one a round sent but not yet confirmed would give (found
+        by review: its acks may still arrive), plus the drift margin."""
+        unconfirmed = [sent for seq, sent in self._hb_sent.items() if seq > self._confirmed_seq]
+        pending = max(unconfirmed, default=float("-inf")) + self.config.lease_duration_s
+        return max(self._lease_until, pending - self.config.lease_drift_s) + (
+            self.config.lease_drift_s
+        )
 
     def _confirm_round(self, seq: int) -> None:
         """A quorum acknowledged heartbeat round `seq`: renew the lease, release reads."""

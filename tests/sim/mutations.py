@@ -163,6 +163,30 @@ MUTATIONS = [
         tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
     ),
     Mutation(
+        "heard_lease_forgotten_at_restart",
+        "a follower keeps the leader's said remaining lease in memory only, not in its record",
+        edits=(
+            (
+                "replica.py",
+                "        if msg.lease_remaining_s > self._recorded_lease_s:\n",
+                "        if False:\n",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
+    ),
+    Mutation(
+        "heartbeat_lease_without_margin",
+        "a heartbeat says the leader's confirmed lease only: no drift margin, no pending round",
+        edits=(
+            (
+                "replica.py",
+                "        remaining = self._lease_bound() - self._now\n",
+                "        remaining = self._lease_until - self._now\n",
+            ),
+        ),
+        tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),
+    ),
+    Mutation(
         "restart_block_ignores_recorded_lease",
         "a restarted replica waits out only its own lease, not a longer one it promised before",
         edits=(

@@ -9,8 +9,8 @@ import pytest
 from test_rebuild import lose_disk
 from test_replica_paths import Group, between
 
-from paxos import Ballot, Role
-from paxos.messages import HeartbeatAck, Nack, Prepare, Promise
+from paxos import Ballot, Ready, Role
+from paxos.messages import Heartbeat, HeartbeatAck, Nack, Prepare, Promise
 
 LONG = {"lease_duration_s": 0.4, "election_timeout_min_s": 0.45, "election_timeout_max_s": 0.5}
 SHORT = {"lease_duration_s": 0.06}
@@ -97,14 +97,17 @@ def test_a_replica_restarted_with_a_shorter_lease_waits_out_its_longer_promise()
     assert g.r(2).role is Role.FOLLOWER
 
 
+@pytest.mark.parametrize("restarts", [False, True], ids=["runs on", "restarts after rebuild"])
 @pytest.mark.parametrize("rebuilt_with", [SHORT, LONG], ids=["shorter lease", "same lease"])
 def test_a_replica_rebuilt_under_a_shorter_lease_still_blocks_for_the_leaders(
-    rebuilt_with: dict[str, float],
+    rebuilt_with: dict[str, float], restarts: bool
 ) -> None:
     """Found by review: node 2 alone renewed node 1's 0.4 s lease, lost its disk and came
     back (rule 14) under a 0.06 s lease, forgetting its record; once cut off from node 1 it
     promised node 3, which led while node 1's lease ran. A heartbeat now says how long the
-    leader's lease still runs, and a follower blocks other candidates that long too."""
+    leader's lease still runs, and a follower blocks other candidates that long too; and
+    records it (found by review: restarted after its rebuild, it blocked for its own
+    lease only)."""
     n3 = {"lease_duration_s": 0.06, "election_timeout_min_s": 0.15, "election_timeout_max_s": 0.16}
     g = MixedGroup({1: LONG, 2: LONG, 3: n3}, n=3, fast=(1,))
     g.tick_all(0.0)
@@ -132,8 +135,78 @@ def test_a_replica_rebuilt_under_a_shorter_lease_still_blocks_for_the_leaders(
         g.tick(2, g.now[1])
         g.stabilize(keep=not_1_3)
     assert not g.r(2).status().rebuilding
+    if restarts:
+        g.crash(2)
+        g.restart(2, g.now[1] + 0.01)
     t = t_n + 0.33  # node 2 is cut off from node 1 too; node 3 campaigns
     g.tick(2, t)
     g.tick(3, t)
     g.stabilize(keep=between(2, 3))
     assert not (g.r(3).role is Role.LEADER and g.r(1).has_valid_lease(t))
+
+
+def _heartbeats(ready: Ready) -> list[Heartbeat]:
+    return [m for m in ready.messages if isinstance(m, Heartbeat)]
+
+
+def test_a_heartbeat_says_the_leaders_lease_with_the_drift_margin() -> None:
+    """Found by review: a follower counts the remaining lease on its own clock, which may
+    run fast by up to the drift; the leader adds the margin its own lease keeps."""
+    g = MixedGroup({1: LONG}, n=3, fast=(1,))
+    g.elect(1, now=0.6)
+    g.r(1).propose(b"w")
+    g.stabilize()
+    lease_end = 0.6 + 0.12 - DRIFT  # the followers promised 0.12 s
+    assert g.r(1).has_valid_lease(lease_end - 0.001)
+    g.tick(1, 0.66)
+    (beat, *_) = _heartbeats(g.process(1))
+    assert beat.lease_remaining_s == pytest.approx(lease_end + DRIFT - 0.66)
+
+
+def test_a_heartbeat_covers_the_lease_a_round_still_unconfirmed_may_give() -> None:
+    """Found by review: a round's acks may reach the leader after its next heartbeat left,
+    and renew the lease past what that heartbeat said."""
+    g = MixedGroup({1: LONG, 2: LONG, 3: LONG}, n=3, fast=(1,))
+    g.tick_all(0.0)
+    for j in (2, 3):
+        g.tick(j, 0.41)
+    g.tick(1, 0.6)
+    g.stabilize()
+    g.r(1).propose(b"w")
+    g.stabilize()
+    g.tick(1, 0.7)  # round A goes out; its acks are held back
+    g.process(1)
+    held, g.inflight = g.inflight, []
+    g.tick(1, 0.8)  # round B goes out before A is confirmed
+    (beat, *_) = _heartbeats(g.process(1))
+    g.inflight = held
+    g.stabilize(keep=lambda m: not isinstance(m, Heartbeat) or m.seq != beat.seq)
+    assert g.r(1).has_valid_lease(0.7 + 0.4 - DRIFT - 0.001)  # A renewed the lease after B
+    assert beat.lease_remaining_s >= 0.7 + 0.4 - 0.8
+
+
+def test_a_heard_lease_is_recorded_until_it_runs_out() -> None:
+    """A follower under a shorter lease records the leader's longer remaining lease before
+    its ack, keeps it while that leader's lease may run, and lowers it after."""
+    g = MixedGroup({1: LONG, 3: LONG}, n=3, fast=(1,))
+    g.tick_all(0.0)
+    g.tick(3, 0.41)
+    g.tick(2, 0.13)
+    g.tick(1, 0.6)
+    g.stabilize()
+    g.r(1).propose(b"w")
+
+    def no_acks_of_2(m: object) -> bool:  # node 3's acks give the leader its 0.4 s lease
+        return not (isinstance(m, HeartbeatAck) and m.src == 2)
+
+    g.stabilize(keep=no_acks_of_2)
+    g.heartbeat(1, keep=no_acks_of_2)
+    g.heartbeat(1, keep=no_acks_of_2)
+    assert g.storage[2].load().lease_promise_s > 0.12
+    g.crash(1)
+    g.tick(2, g.now[1] + 0.01)  # the heard lease still runs: the record stays
+    g.process(2)
+    assert g.storage[2].load().lease_promise_s > 0.12
+    g.tick(2, g.now[1] + 0.45)
+    g.process(2)
+    assert g.storage[2].load().lease_promise_s == 0.12
