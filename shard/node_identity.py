@@ -46,9 +46,13 @@ etcd refuses such a member for the same reason). So:
   differently by which one led). Not caught (found by review): a copy taken while the node
   ran and put back before it started again; a copy put back while the only peers that saw
   its later runs are down (the others take it); a peer that slept through more than
-  MAX_RUNS restarts takes the node unchecked (logged). Never put a node's directory back
-  from a copy; rebuild it (`--rebuild`) instead. An incarnation a rebuild replaced is kept
-  too, and refused if it comes back (a copy of an earlier rebuild's data);
+  MAX_RUNS restarts takes the node unchecked (logged), unless its runs descend from the
+  newest fork the peer refused (found by review: a refused copy in a restart loop was
+  taken after MAX_RUNS restarts). A hello without runs (a version before them) is refused
+  once the peer saw runs of that incarnation (a copy from before an upgrade, old version
+  and data together). Never put a node's directory back from a copy; rebuild it
+  (`--rebuild`) instead. An incarnation a rebuild replaced is kept too, and refused if it
+  comes back (a copy of an earlier rebuild's data);
 - the record comes with the cluster's map as the config gave it at the node's first start
   (nodes and addresses, split points, replication), and every later start refuses a config
   that gives another (`ConfigMismatch`). The meta group's stored map is checked too
@@ -118,6 +122,8 @@ RUNS_KEY = b"~node-runs"
 # + the peer's node id (decimal): its incarnation token, and the count and id of the newest
 # run of it accepted.
 PEER_RUN_PREFIX = b"~peer-run/"
+# + the peer's node id (decimal): the same of the newest run of it refused as old.
+PEER_REFUSED_RUN_PREFIX = b"~peer-refused-run/"
 # + the peer's node id (decimal) + "/" + a token: an incarnation of it a rebuild replaced.
 PEER_RETIRED_PREFIX = b"~peer-retired/"
 RUN_BYTES = 8
@@ -297,35 +303,67 @@ def admit_peer(
 
 def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
     """The run check of a peer whose incarnation is taken (module doc); the newest run is
-    recorded, synced, when it is new."""
-    if not incarnation.runs:
-        return Admission()  # a version before runs: nothing to check
+    recorded, synced, when it is new, and so is the newest refused one."""
     key = PEER_RUN_PREFIX + str(node_id).encode()
     record = db.get(key)
+    if record is not None and record[: -8 - RUN_BYTES] != incarnation.token:
+        record = None  # another incarnation's: this one's runs start afresh
+    if not incarnation.runs:
+        if record is not None:
+            # Found by review: a copy from before the upgrade (a VM snapshot, old version
+            # and data together) was taken unchecked.
+            return Admission(
+                f"node {node_id} sent no runs, though this node saw runs of its data before: "
+                "it runs a paxoskv version from before runs (run one version on every node), "
+                f"or its data was put back from a copy or snapshot; {_REBUILD}"
+            )
+        return Admission()  # a version before runs: nothing to check
     newest = incarnation.token + incarnation.run_count.to_bytes(8, "big") + incarnation.runs[0]
     if record == newest:
         return Admission()
-    if record is not None and record[: -8 - RUN_BYTES] == incarnation.token:
-        seen_count = int.from_bytes(record[-8 - RUN_BYTES : -RUN_BYTES], "big")
-        seen_run = record[-RUN_BYTES:]
-        back = incarnation.run_count - seen_count
-        if back < 0 or (back < len(incarnation.runs) and incarnation.runs[back] != seen_run):
-            return Admission(
-                f"node {node_id}'s data is older than when this node last saw it (it does "
-                "not know its latest run): its data directory was put back from a copy or "
-                "snapshot, and it may have forgotten votes it cast since, so it is refused; "
-                "stop it and start it with --rebuild on an empty directory (`paxoskv "
-                "cluster start --rebuild NAME` for a local cluster)"
-            )
-        if back >= len(incarnation.runs):
-            # Found by review: refused as old, it would have needed a rebuild for nothing.
-            log.warning(
-                "peer restarted more times than it remembers since this node last saw it: "
-                "its data is taken unchecked",
-                extra={"peer": node_id, "runs_since": back},
-            )
+    refused_key = PEER_REFUSED_RUN_PREFIX + str(node_id).encode()
+    seen = _holds_run(incarnation, record)
+    older = record is not None and _run_count(record) > incarnation.run_count
+    # A fork: a run this node saw is not among the hello's, at its count (an older hello
+    # may be of the very runs this node saw). Found by review: a refused copy restarted
+    # more often than a hello's runs reach back was taken unchecked; so the newest fork
+    # refused is kept, and a hello that descends from it stays refused.
+    forked = (seen is False and not older) or _holds_run(incarnation, db.get(refused_key))
+    if older or forked:
+        if forked:
+            db.put(refused_key, newest, _synced())
+        return Admission(
+            f"node {node_id}'s data is older than when this node last saw it (it does "
+            "not know its latest run): its data directory was put back from a copy or "
+            f"snapshot, and it may have forgotten votes it cast since, so it is refused; {_REBUILD}"
+        )
+    if seen is None and record is not None:
+        # Found by review: refused as old, it would have needed a rebuild for nothing.
+        log.warning(
+            "peer restarted more times than it remembers since this node last saw it: "
+            "its data is taken unchecked",
+            extra={"peer": node_id},
+        )
     db.put(key, newest, _synced())
     return Admission()
+
+
+def _run_count(record: bytes) -> int:
+    return int.from_bytes(record[-8 - RUN_BYTES : -RUN_BYTES], "big")
+
+
+def _holds_run(incarnation: Incarnation, record: bytes | None) -> bool | None:
+    """Whether `incarnation`'s runs hold the run `record` names (its token, count and run
+    id); None when they cannot tell: no record, another incarnation's, or one older than
+    the runs reach back."""
+    if record is None or record[: -8 - RUN_BYTES] != incarnation.token:
+        return None
+    back = incarnation.run_count - _run_count(record)
+    if back < 0:
+        return False
+    if back >= len(incarnation.runs):
+        return None
+    return incarnation.runs[back] == record[-RUN_BYTES:]
 
 
 def _peer_key(node_id: int) -> bytes:
@@ -336,12 +374,17 @@ def _retired_key(node_id: int, token: bytes) -> bytes:
     return PEER_RETIRED_PREFIX + str(node_id).encode() + b"/" + token
 
 
+_REBUILD = (
+    "stop it and start it with --rebuild on an empty directory (`paxoskv cluster start "
+    "--rebuild NAME` for a local cluster)"
+)
+
+
 def _changed(node_id: int, who_knew: str) -> str:
     return (
         f"node {node_id} came back with new data (its incarnation changed: {who_knew}) that "
         "no rebuild made, as a node whose data was lost and that was started with --bootstrap: "
-        "it may have forgotten votes, so it is refused; stop it and start it with --rebuild "
-        "on an empty directory (`paxoskv cluster start --rebuild NAME` for a local cluster)"
+        f"it may have forgotten votes, so it is refused; {_REBUILD}"
     )
 
 

@@ -18,6 +18,7 @@ from shard.node_identity import (
     INCARNATION_KEY,
     MAX_RUNS,
     NO_OTHERS,
+    RUN_BYTES,
     Incarnation,
     NodeDataCorrupt,
     NodeDataMismatch,
@@ -301,7 +302,32 @@ def test_a_peer_put_back_from_an_older_copy_is_refused(tmp_path: Path) -> None:
         # Found by review: restarted more often than it remembers while this node slept,
         # it was refused as old; it is taken unchecked now.
         assert _taken(disk.db, 2, hello(r4, count=3 + MAX_RUNS))
-        assert _taken(disk.db, 2, hello())  # a version before runs says none: unchecked
+        # Found by review: a hello without runs (a version before them) of data whose runs
+        # this node saw is a copy from before the upgrade, or an old version: refused.
+        refusal = admit_peer(disk.db, 2, hello()).refusal
+        assert "sent no runs, though this node saw runs of its data before" in refusal
+        stranger = Incarnation(Incarnation.new(rebuilt=False).token, False)
+        assert _taken(disk.db, 3, stranger)  # of a node never seen with runs: unchecked
+    finally:
+        disk.close()
+
+
+def test_a_refused_copy_stays_refused_however_often_it_restarts(tmp_path: Path) -> None:
+    """Found by review: a copy refused as old, restarted (a restart loop) more often than
+    a hello's runs reach back, was taken unchecked. The newest refused fork is kept, and a
+    hello that descends from it stays refused."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        token = Incarnation.new(rebuilt=False).token
+        seen = (b"seen-r3.", b"seen-r2.", b"seen-r1.")
+        assert _taken(disk.db, 2, Incarnation(token, False, seen, 3))
+        runs: tuple[bytes, ...] = seen[1:]  # the copy was made during run 2
+        for count in range(3, 3 + MAX_RUNS + 8):
+            runs = ((count % 2**64).to_bytes(RUN_BYTES, "big"), *runs[: MAX_RUNS - 1])
+            assert not _taken(disk.db, 2, Incarnation(token, False, runs, count)), count
+        # The real node, restarted as often while this node did not see it, is taken.
+        real = tuple(i.to_bytes(RUN_BYTES, "little") for i in range(MAX_RUNS))
+        assert _taken(disk.db, 2, Incarnation(token, False, real, 3 + MAX_RUNS + 9))
     finally:
         disk.close()
 
