@@ -52,7 +52,10 @@ etcd refuses such a member for the same reason). So:
   once the peer saw runs of that incarnation (a copy from before an upgrade, old version
   and data together). Never put a node's directory back from a copy; rebuild it
   (`--rebuild`) instead. An incarnation a rebuild replaced is kept too, and refused if it
-  comes back (a copy of an earlier rebuild's data);
+  comes back (a copy of an earlier rebuild's data), also by a node that never saw it
+  replaced when a node that answers its question did (`retired_here`: a rebuilt
+  incarnation new to a node is a `first_contact` too, but nodes that do not answer do not
+  hold it up);
 - the record comes with the cluster's map as the config gave it at the node's first start
   (nodes and addresses, split points, replication), and every later start refuses a config
   that gives another (`ConfigMismatch`). The meta group's stored map is checked too
@@ -72,6 +75,7 @@ import secrets
 import stat
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import takewhile
 from pathlib import Path
 from typing import cast
 
@@ -105,6 +109,7 @@ __all__ = [
     "node_incarnation",
     "open_node_disk",
     "recorded_incarnation",
+    "retired_here",
     "split_runs",
     "token_digest",
 ]
@@ -225,6 +230,8 @@ class PeerRecords:
     recorded: Mapping[int, bytes] = field(default_factory=dict)
     #: the nodes that did not answer
     unanswered: Collection[int] = ()
+    #: the nodes where a later rebuild replaced the incarnation asked about
+    retired: Collection[int] = ()
 
 
 #: A cluster with no other node: no one to ask.
@@ -251,12 +258,25 @@ def token_digest(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
 
+def retired_here(db: Rdict, node_id: int, digest: bytes) -> bool:
+    """Whether a rebuild replaced, at this node, the incarnation of peer `node_id` whose
+    `token_digest` is `digest`."""
+    prefix = _retired_key(node_id, b"")
+    keys = takewhile(
+        lambda key: key.startswith(prefix), cast("Iterator[bytes]", db.keys(from_key=prefix))
+    )
+    return any(token_digest(key[len(prefix) :]) == digest for key in keys)
+
+
 def first_contact(db: Rdict, node_id: int, incarnation: Incarnation) -> bool:
     """Whether `admit_peer` needs the other nodes' `PeerRecords` for this incarnation: one
-    no rebuild made, of a node this node recorded nothing of."""
-    return (
-        bool(incarnation.token) and not incarnation.rebuilt and db.get(_peer_key(node_id)) is None
-    )
+    this node has not taken of peer `node_id`, and either no rebuild made it and this node
+    recorded nothing of the node, or a rebuild made it (whether a rebuild replaced it
+    elsewhere)."""
+    if not incarnation.token:
+        return False
+    known = db.get(_peer_key(node_id))
+    return known is None if not incarnation.rebuilt else known != incarnation.token
 
 
 def admit_peer(
@@ -280,6 +300,12 @@ def admit_peer(
         # Found by review: a copy of the data of an earlier rebuild, put back after a later
         # one, was taken again (it has a rebuilt incarnation, which let it in).
         return Admission(_changed(node_id, "this one was replaced by a later rebuild, and is back"))
+    if incarnation.rebuilt and others.retired:
+        # Found by review: the nodes that never saw the later rebuild took it.
+        first = sorted(others.retired)[0]
+        return Admission(
+            _changed(node_id, f"node {first} saw a later rebuild replace this one, and it is back")
+        )
     if known is None and not incarnation.rebuilt:
         mine = token_digest(incarnation.token)
         knew = sorted(n for n, digest in others.recorded.items() if digest != mine)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from paxos import paxos_pb2 as paxos_dot_paxos__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10shard/peer.proto\x12\x0cpaxoskv.peer\x1a\x11paxos/paxos.proto\"x\n\x0cGroupMessage\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12,\n\x07message\x18\x02 \x01(\x0b\x32\x1b.paxoskv.paxos.PaxosMessage\x12(\n\x04part\x18\x03 \x01(\x0b\x32\x1a.paxoskv.peer.SnapshotPart\";\n\x0cSnapshotPart\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xcd\x01\n\tPeerBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12,\n\x08messages\x18\x03 \x03(\x0b\x32\x1a.paxoskv.peer.GroupMessage\x12\x10\n\x08protocol\x18\x04 \x01(\r\x12\x13\n\x0bincarnation\x18\x05 \x01(\x0c\x12\x0f\n\x07rebuilt\x18\x06 \x01(\x08\x12\x12\n\nmap_digest\x18\x07 \x01(\x0c\x12\x0c\n\x04runs\x18\x08 \x01(\x0c\x12\x11\n\trun_count\x18\t \x01(\x04\"?\n\tPeerReply\x12\x0f\n\x07refusal\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\r\x12\x0f\n\x07\x66or_now\x18\x03 \x01(\x08\"\\\n\x10IncarnationQuery\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12\x10\n\x08protocol\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\x04\"4\n\x11IncarnationAnswer\x12\x0f\n\x07refusal\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x32\xa0\x01\n\x04Peer\x12@\n\x08\x45xchange\x12\x17.paxoskv.peer.PeerBatch\x1a\x17.paxoskv.peer.PeerReply(\x01\x30\x01\x12V\n\x13RecordedIncarnation\x12\x1e.paxoskv.peer.IncarnationQuery\x1a\x1f.paxoskv.peer.IncarnationAnswerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10shard/peer.proto\x12\x0cpaxoskv.peer\x1a\x11paxos/paxos.proto\"x\n\x0cGroupMessage\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12,\n\x07message\x18\x02 \x01(\x0b\x32\x1b.paxoskv.paxos.PaxosMessage\x12(\n\x04part\x18\x03 \x01(\x0b\x32\x1a.paxoskv.peer.SnapshotPart\";\n\x0cSnapshotPart\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xcd\x01\n\tPeerBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12,\n\x08messages\x18\x03 \x03(\x0b\x32\x1a.paxoskv.peer.GroupMessage\x12\x10\n\x08protocol\x18\x04 \x01(\r\x12\x13\n\x0bincarnation\x18\x05 \x01(\x0c\x12\x0f\n\x07rebuilt\x18\x06 \x01(\x08\x12\x12\n\nmap_digest\x18\x07 \x01(\x0c\x12\x0c\n\x04runs\x18\x08 \x01(\x0c\x12\x11\n\trun_count\x18\t \x01(\x04\"?\n\tPeerReply\x12\x0f\n\x07refusal\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\r\x12\x0f\n\x07\x66or_now\x18\x03 \x01(\x08\"o\n\x10IncarnationQuery\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12\x10\n\x08protocol\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\x04\x12\x11\n\tcandidate\x18\x05 \x01(\x0c\"E\n\x11IncarnationAnswer\x12\x0f\n\x07refusal\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x12\x0f\n\x07retired\x18\x03 \x01(\x08\x32\xa0\x01\n\x04Peer\x12@\n\x08\x45xchange\x12\x17.paxoskv.peer.PeerBatch\x1a\x17.paxoskv.peer.PeerReply(\x01\x30\x01\x12V\n\x13RecordedIncarnation\x12\x1e.paxoskv.peer.IncarnationQuery\x1a\x1f.paxoskv.peer.IncarnationAnswerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEERREPLY']._serialized_start=444
   _globals['_PEERREPLY']._serialized_end=507
   _globals['_INCARNATIONQUERY']._serialized_start=509
-  _globals['_INCARNATIONQUERY']._serialized_end=601
-  _globals['_INCARNATIONANSWER']._serialized_start=603
-  _globals['_INCARNATIONANSWER']._serialized_end=655
-  _globals['_PEER']._serialized_start=658
-  _globals['_PEER']._serialized_end=818
+  _globals['_INCARNATIONQUERY']._serialized_end=620
+  _globals['_INCARNATIONANSWER']._serialized_start=622
+  _globals['_INCARNATIONANSWER']._serialized_end=691
+  _globals['_PEER']._serialized_start=694
+  _globals['_PEER']._serialized_end=854
 # @@protoc_insertion_point(module_scope)

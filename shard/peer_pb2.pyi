@@ -60,21 +60,25 @@ class PeerReply(_message.Message):
     def __init__(self, refusal: _Optional[str] = ..., protocol: _Optional[int] = ..., for_now: _Optional[bool] = ...) -> None: ...
 
 class IncarnationQuery(_message.Message):
-    __slots__ = ("cluster_id", "from_node", "protocol", "node_id")
+    __slots__ = ("cluster_id", "from_node", "protocol", "node_id", "candidate")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     from_node: int
     protocol: int
     node_id: int
-    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., protocol: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
+    candidate: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., protocol: _Optional[int] = ..., node_id: _Optional[int] = ..., candidate: _Optional[bytes] = ...) -> None: ...
 
 class IncarnationAnswer(_message.Message):
-    __slots__ = ("refusal", "digest")
+    __slots__ = ("refusal", "digest", "retired")
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
     refusal: str
     digest: bytes
-    def __init__(self, refusal: _Optional[str] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    retired: bool
+    def __init__(self, refusal: _Optional[str] = ..., digest: _Optional[bytes] = ..., retired: _Optional[bool] = ...) -> None: ...

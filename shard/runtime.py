@@ -53,6 +53,8 @@ from shard.node_identity import (
     first_contact,
     open_node_disk,
     recorded_incarnation,
+    retired_here,
+    token_digest,
 )
 from shard.node_records import GroupHost
 from shard.server import KVServicer
@@ -234,6 +236,7 @@ class NodeRuntime:
                 seen=self._peer_seen,
                 admit=self._admit_peer,
                 recorded=partial(recorded_incarnation, self.disk.db),
+                retired=partial(retired_here, self.disk.db),
                 nodes={n.id for n in config.nodes if n.id != node.id},
                 # Before the inbox: the core would drop them (`NodeCore.step`), but only
                 # after the loop held them (found by review: a million heartbeats for a
@@ -252,7 +255,8 @@ class NodeRuntime:
 
     async def _admit_peer(self, node_id: int, incarnation: Incarnation) -> Admission:
         """shard/node_identity.py: at a first contact, ask every other node what it recorded
-        of the peer before taking its stream."""
+        of the peer (and whether a rebuild replaced this incarnation) before taking its
+        stream."""
         if not first_contact(self.disk.db, node_id, incarnation):
             return admit_peer(self.disk.db, node_id, incarnation)
         others = [n for n in self.config.nodes if n.id not in (self.node.id, node_id)]
@@ -264,6 +268,7 @@ class NodeRuntime:
                     cluster_id=self.config.cluster_id,
                     my_id=self.node.id,
                     node_id=node_id,
+                    candidate=token_digest(incarnation.token),
                     secret=self.config.peer_secret,
                     credentials=credentials,
                 )
@@ -272,9 +277,11 @@ class NodeRuntime:
         )
         if self._stopped.is_set():  # the disk may be closed by now
             return Admission("the node is stopping", for_now=True)
+        answered = [(n.id, a) for n, a in zip(others, answers, strict=True) if a is not None]
         records = PeerRecords(
-            recorded={n.id: digest for n, digest in zip(others, answers, strict=True) if digest},
-            unanswered=[n.id for n, digest in zip(others, answers, strict=True) if digest is None],
+            recorded={n: a.digest for n, a in answered if a.digest},
+            unanswered=[n.id for n, a in zip(others, answers, strict=True) if a is None],
+            retired=[n for n, a in answered if a.retired],
         )
         return admit_peer(self.disk.db, node_id, incarnation, records)
 

@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -57,6 +58,9 @@ log = logging.getLogger("paxoskv.transport")
 Admit = Callable[[int, Incarnation], Awaitable[Admission]]
 #: Called with a node id: the digest of its incarnation this node recorded (None: none).
 Recorded = Callable[[int], "bytes | None"]
+#: Called with a node id and the digest of an incarnation of it: whether a rebuild replaced
+#: that one here (shard.node_identity.retired_here).
+Retired = Callable[[int, bytes], bool]
 #: A link that sends none (tests of the transport alone).
 NO_INCARNATION = Incarnation(b"", rebuilt=False)
 
@@ -355,6 +359,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         seen: PeerSeen = lambda node_id: None,
         admit: Admit | None = None,
         recorded: Recorded = lambda node_id: None,
+        retired: Retired = lambda node_id, digest: False,
         nodes: set[int] | None = None,
         hosts: Callable[[int], bool] = lambda group_id: True,
         map_digest: bytes = b"",
@@ -368,6 +373,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self._map_digest = map_digest
         self._admit = admit if admit is not None else _admit_all
         self._recorded = recorded
+        self._retired = retired
         self._nodes = peers if nodes is None else nodes
         self._secret = secret.encode()
         self._my_id = my_id
@@ -503,7 +509,10 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             refusal = f"node {request.node_id} is not a node of this cluster"
         if refusal:
             return peer_pb2.IncarnationAnswer(refusal=refusal)
-        return peer_pb2.IncarnationAnswer(digest=self._recorded(request.node_id) or b"")
+        return peer_pb2.IncarnationAnswer(
+            digest=self._recorded(request.node_id) or b"",
+            retired=bool(request.candidate) and self._retired(request.node_id, request.candidate),
+        )
 
     def _refuse(
         self, reason: str, context: grpc.aio.ServicerContext, *, for_now: bool = False
@@ -574,20 +583,34 @@ async def _admit_all(node_id: int, incarnation: Incarnation) -> Admission:
     return Admission()
 
 
+@dataclass(frozen=True)
+class RecordAnswer:
+    """A node's answer to `ask_recorded_incarnation`."""
+
+    digest: bytes  # of the incarnation it recorded (b"": none)
+    retired: bool  # a later rebuild replaced the candidate there
+
+
 async def ask_recorded_incarnation(
     address: str,
     *,
     cluster_id: str,
     my_id: int,
     node_id: int,
+    candidate: bytes = b"",
     secret: str = "",
     credentials: grpc.ChannelCredentials | None = None,
     timeout_s: float = 1.0,
-) -> bytes | None:
-    """The digest of the incarnation of `node_id` the node at `address` recorded (b"": none),
-    or None when it did not answer (down, unreachable, or it refused the question)."""
+) -> RecordAnswer | None:
+    """What the node at `address` recorded of node `node_id`, and whether a rebuild replaced
+    there the incarnation whose digest is `candidate`; None when it did not answer (down,
+    unreachable, or it refused the question)."""
     query = peer_pb2.IncarnationQuery(
-        cluster_id=cluster_id, from_node=my_id, protocol=PROTOCOL, node_id=node_id
+        cluster_id=cluster_id,
+        from_node=my_id,
+        protocol=PROTOCOL,
+        node_id=node_id,
+        candidate=candidate,
     )
     try:
         async with aio_channel(address, credentials, CHANNEL_OPTIONS) as ch:
@@ -606,4 +629,4 @@ async def ask_recorded_incarnation(
             extra={"address": address, "peer": node_id, "reason": answer.refusal},
         )
         return None
-    return bytes(answer.digest)
+    return RecordAnswer(bytes(answer.digest), answer.retired)

@@ -32,6 +32,7 @@ from shard.node_identity import (
     node_incarnation,
     open_node_disk,
     recorded_incarnation,
+    retired_here,
     split_runs,
     token_digest,
 )
@@ -350,6 +351,32 @@ def test_an_incarnation_a_rebuild_replaced_is_refused_if_it_comes_back(tmp_path:
         disk.close()
 
 
+def test_a_rebuild_another_node_saw_replaced_is_refused(tmp_path: Path) -> None:
+    """Found by review: a copy of an earlier rebuild's data was refused only by the nodes
+    that had seen the later rebuild replace it; one that never saw the earlier rebuild took
+    it (rebuilt incarnations are let in). A rebuilt incarnation new to a node is now taken
+    once no node that answers says a rebuild replaced it there; the nodes that do not
+    answer do not hold a rebuild up."""
+    mine = open_node_disk(tmp_path / "n1", N1, first_start=True)
+    other = open_node_disk(tmp_path / "n3", NodeIdentity("c1", 3, "n3"), first_start=True)
+    try:
+        earlier, later = Incarnation.new(rebuilt=True), Incarnation.new(rebuilt=True)
+        assert _taken(other.db, 2, earlier) and _taken(other.db, 2, later)
+        assert retired_here(other.db, 2, token_digest(earlier.token))
+        assert not retired_here(other.db, 2, token_digest(later.token))
+        assert not retired_here(other.db, 4, token_digest(earlier.token))
+        assert _taken(mine.db, 2, Incarnation.new(rebuilt=False))
+        assert first_contact(mine.db, 2, earlier)  # new here: ask whether it was replaced
+        refusal = admit_peer(mine.db, 2, earlier, PeerRecords(retired=[3])).refusal
+        assert "node 3 saw a later rebuild replace this one" in refusal
+        assert "--rebuild" in refusal
+        assert _taken(mine.db, 2, later, PeerRecords(unanswered=[3]))
+        assert not first_contact(mine.db, 2, later)
+    finally:
+        mine.close()
+        other.close()
+
+
 def test_malformed_runs_are_told_apart() -> None:
     assert split_runs(b"") == ()
     assert split_runs(b"a" * 16) == (b"a" * 8, b"a" * 8)
@@ -390,10 +417,11 @@ def test_a_first_contact_is_taken_only_once_every_other_node_knew_no_other_data(
         assert not first_contact(disk.db, 2, fresh)  # known now: no question at a restart
         # Every other node answered and none recorded anything (a cluster's first start).
         assert _taken(disk.db, 3, Incarnation.new(rebuilt=False), PeerRecords(unanswered=()))
-        # A rebuild made it: it votes only once Paxos rule 14 says so, whatever others knew.
+        # A rebuild made it: it votes only once Paxos rule 14 says so, whatever others knew
+        # (they are asked only whether a later rebuild replaced it: the next test).
         rebuilt = Incarnation.new(rebuilt=True)
-        assert not first_contact(disk.db, 5, rebuilt)
         assert _taken(disk.db, 5, rebuilt, PeerRecords({3: earlier}, unanswered=[4]))
+        assert not first_contact(disk.db, 5, rebuilt)
     finally:
         disk.close()
 

@@ -30,6 +30,7 @@ from shard.transport import (
     YIELD_EVERY,
     PeerLink,
     PeerServicer,
+    RecordAnswer,
     ask_recorded_incarnation,
     map_digest,
 )
@@ -574,17 +575,28 @@ def test_stop_ends_the_request_generator_grpc_may_still_be_consuming() -> None:
 
 def test_a_node_answers_what_it_recorded_of_a_peer_and_refuses_impostors() -> None:
     """`RecordedIncarnation`, asked at a first contact (shard/node_identity.py): the answer
-    is the token recorded (b"" for none); a question without the peer secret, from another
+    is the token recorded (b"" for none), and whether a rebuild replaced the candidate
+    asked about; a question without the peer secret, from another
     cluster, from a node not in the cluster, of another version, or about an unknown node
     is refused, which the asker takes as no answer (None)."""
     from shard import peer_pb2
 
     recorded = {3: b"n3-life-1"}
 
-    async def run() -> tuple[list[bytes | None], list[str]]:
+    def retired(node_id: int, digest: bytes) -> bool:
+        return (node_id, digest) == (3, b"n3-life-0")
+
+    async def run() -> tuple[list[RecordAnswer | None], list[str]]:
         server = grpc.aio.server(options=GRPC_OPTIONS)
         servicer = PeerServicer(
-            "c", 2, {1}, lambda *a: None, "s3cret", recorded=recorded.get, nodes={1, 3}
+            "c",
+            2,
+            {1},
+            lambda *a: None,
+            "s3cret",
+            recorded=recorded.get,
+            retired=retired,
+            nodes={1, 3},
         )
         peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
         address = f"127.0.0.1:{free_ports(1)[0]}"
@@ -592,12 +604,13 @@ def test_a_node_answers_what_it_recorded_of_a_peer_and_refuses_impostors() -> No
         await server.start()
         try:
 
-            async def ask(node_id: int, **kw: Any) -> bytes | None:
+            async def ask(node_id: int, **kw: Any) -> RecordAnswer | None:
                 args = {"cluster_id": "c", "my_id": 1, "secret": "s3cret", **kw}
                 return await ask_recorded_incarnation(address, node_id=node_id, **args)
 
             answers = [
                 await ask(3),
+                await ask(3, candidate=b"n3-life-0"),  # a rebuild replaced it at node 2
                 await ask(1),  # node 2 recorded nothing of node 1
                 await ask(3, secret="wrong"),
                 await ask(3, cluster_id="other"),
@@ -615,7 +628,16 @@ def test_a_node_answers_what_it_recorded_of_a_peer_and_refuses_impostors() -> No
             await server.stop(0)
 
     answers, refusals = asyncio.run(run())
-    assert answers == [b"n3-life-1", b"", None, None, None, None]
+    recorded_3 = RecordAnswer(b"n3-life-1", retired=False)
+    assert answers == [
+        recorded_3,
+        RecordAnswer(b"n3-life-1", retired=True),
+        RecordAnswer(b"", retired=False),
+        None,
+        None,
+        None,
+        None,
+    ]
     assert "speaks protocol version 1" in refusals[0]
     down = asyncio.run(
         ask_recorded_incarnation(
