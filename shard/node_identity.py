@@ -232,6 +232,8 @@ class PeerRecords:
     unanswered: Collection[int] = ()
     #: the nodes where a later rebuild replaced the incarnation asked about
     retired: Collection[int] = ()
+    #: node id -> why it refused the question (it is among `unanswered`)
+    refusals: Mapping[int, str] = field(default_factory=dict)
 
 
 #: A cluster with no other node: no one to ask.
@@ -313,10 +315,16 @@ def admit_peer(
             return Admission(_changed(node_id, f"node {knew[0]} knew another one"))
         if others.unanswered:
             waiting = ", ".join(str(n) for n in sorted(others.unanswered))
+            # Found by an operator trial: a node with another cluster_id was only "did not
+            # answer"; its refusal names the setting.
+            refused = "".join(
+                f"; node {n} refused the question: {why}"
+                for n, why in sorted(others.refusals.items())
+            )
             return Admission(
                 f"node {node_id} is new to this node: it is taken once every other node says "
                 f"it knew no other data of it, and node(s) {waiting} did not answer (a first "
-                "start needs every node of the cluster up)",
+                f"start needs every node of the cluster up){refused}",
                 for_now=True,
             )
     batch = WriteBatch(raw_mode=True)

@@ -277,11 +277,13 @@ class NodeRuntime:
         )
         if self._stopped.is_set():  # the disk may be closed by now
             return Admission("the node is stopping", for_now=True)
-        answered = [(n.id, a) for n, a in zip(others, answers, strict=True) if a is not None]
+        by_node = {n.id: a for n, a in zip(others, answers, strict=True)}
+        answered = {n: a for n, a in by_node.items() if a is not None and not a.refusal}
         records = PeerRecords(
-            recorded={n: a.digest for n, a in answered if a.digest},
-            unanswered=[n.id for n, a in zip(others, answers, strict=True) if a is None],
-            retired=[n for n, a in answered if a.retired],
+            recorded={n: a.digest for n, a in answered.items() if a.digest},
+            unanswered=[n for n in by_node if n not in answered],
+            retired=[n for n, a in answered.items() if a.retired],
+            refusals={n: a.refusal for n, a in by_node.items() if a is not None and a.refusal},
         )
         return admit_peer(self.disk.db, node_id, incarnation, records)
 

@@ -587,8 +587,9 @@ async def _admit_all(node_id: int, incarnation: Incarnation) -> Admission:
 class RecordAnswer:
     """A node's answer to `ask_recorded_incarnation`."""
 
-    digest: bytes  # of the incarnation it recorded (b"": none)
-    retired: bool  # a later rebuild replaced the candidate there
+    digest: bytes = b""  # of the incarnation it recorded (b"": none)
+    retired: bool = False  # a later rebuild replaced the candidate there
+    refusal: str = ""  # why it refused the question (then nothing else is said)
 
 
 async def ask_recorded_incarnation(
@@ -603,8 +604,8 @@ async def ask_recorded_incarnation(
     timeout_s: float = 1.0,
 ) -> RecordAnswer | None:
     """What the node at `address` recorded of node `node_id`, and whether a rebuild replaced
-    there the incarnation whose digest is `candidate`; None when it did not answer (down,
-    unreachable, or it refused the question)."""
+    there the incarnation whose digest is `candidate`, or why it refused the question
+    (another cluster, secret or version); None when it did not answer (down, unreachable)."""
     query = peer_pb2.IncarnationQuery(
         cluster_id=cluster_id,
         from_node=my_id,
@@ -628,5 +629,5 @@ async def ask_recorded_incarnation(
             "question about a peer's incarnation refused",
             extra={"address": address, "peer": node_id, "reason": answer.refusal},
         )
-        return None
+        return RecordAnswer(refusal=answer.refusal)
     return RecordAnswer(bytes(answer.digest), answer.retired)

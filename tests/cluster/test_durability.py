@@ -227,11 +227,15 @@ class _FirstStartWithOneNodeLate(LocalCluster):
             30.0,
             "the early nodes refusing each other for now",
         )
+        self._before_late(early, late_id)
         for st in self.status_all(names=early).values():
             assert st is not None
             for g in st.groups:
                 self.roles_before_it.setdefault(g.group_id, set()).add(g.role)
         super()._launch([self.late], end, say)
+
+    def _before_late(self, early: list[str], late_id: int) -> None:
+        """What happens before the late node comes up (nothing here)."""
 
 
 def test_a_first_start_needs_every_node_once(tmp_path: Path, kv_of: Any) -> None:
@@ -249,6 +253,48 @@ def test_a_first_start_needs_every_node_once(tmp_path: Path, kv_of: Any) -> None
         )
         kv_ = kv_of(cluster)
         assert kv_.get(kv_.put(b"m-first", b"1").key) == b"1"
+    finally:
+        cluster.stop(grace_s=3.0)
+        cluster.close()
+
+
+class _FirstStartWithTheLateNodeOfAnotherCluster(_FirstStartWithOneNodeLate):
+    """The late node is first started on a config with another cluster_id (and its own
+    data directory), and stopped by PID once the early nodes said why it did not answer."""
+
+    def _before_late(self, early: list[str], late_id: int) -> None:
+        text = self.config_path.read_text()
+        other = self.config_path.with_name("other-cluster.toml")
+        other.write_text(
+            text.replace(f"cluster_id = '{self.cluster_id}'", "cluster_id = 'other'").replace(
+                "data_dir = 'data'", "data_dir = 'other-data'"
+            )
+        )
+        argv = ["node", "--config", str(other), "--node-id", self.late, "--bootstrap"]
+        with open(self.logs_dir / "other-cluster.log", "wb") as log:
+            node = subprocess.Popen(
+                [sys.executable, "-m", "shard.cli", *argv], stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            said = f"node {late_id} refused the question: cluster id '{self.cluster_id}' does "
+            wait_for(
+                lambda: all(said in self.log_tail(n, 200) for n in early),
+                30.0,
+                "the early nodes naming the late node's other cluster_id",
+            )
+        finally:
+            node.kill()
+            node.wait(10)
+
+
+def test_a_first_start_names_a_node_of_another_cluster(tmp_path: Path) -> None:
+    """Found by an operator trial: a node configured with another cluster_id at a first
+    start was only "did not answer" in the others' logs; they now say what it answered,
+    and the cluster starts once the node runs on the cluster's config."""
+    cluster = _FirstStartWithTheLateNodeOfAnotherCluster(tmp_path / "c", nodes=3, shards=1)
+    try:
+        cluster.start(deadline_s=90.0, settle_s=0)
+        assert cluster.status_all()
     finally:
         cluster.stop(grace_s=3.0)
         cluster.close()

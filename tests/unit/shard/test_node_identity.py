@@ -411,6 +411,12 @@ def test_a_first_contact_is_taken_only_once_every_other_node_knew_no_other_data(
         assert not knew.for_now
         waiting = admit_peer(disk.db, 2, fresh, PeerRecords({3: seen}, unanswered=[4]))
         assert waiting.for_now and "node(s) 4 did not answer" in waiting.refusal
+        other_cluster = "cluster id 'c1' does not match this node's cluster 'c2'"
+        refused = PeerRecords({3: seen}, unanswered=[4], refusals={4: other_cluster})
+        waiting = admit_peer(disk.db, 2, fresh, refused)
+        assert waiting.for_now and f"node 4 refused the question: {other_cluster}" in (
+            waiting.refusal
+        )
         assert recorded_incarnation(disk.db, 2) is None and first_contact(disk.db, 2, fresh)
         assert _taken(disk.db, 2, fresh, PeerRecords({3: seen}))
         assert recorded_incarnation(disk.db, 2) == seen  # the token itself stays here

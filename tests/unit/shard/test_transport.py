@@ -578,7 +578,7 @@ def test_a_node_answers_what_it_recorded_of_a_peer_and_refuses_impostors() -> No
     is the token recorded (b"" for none), and whether a rebuild replaced the candidate
     asked about; a question without the peer secret, from another
     cluster, from a node not in the cluster, of another version, or about an unknown node
-    is refused, which the asker takes as no answer (None)."""
+    is refused, with the reason; a node that does not answer gives None."""
     from shard import peer_pb2
 
     recorded = {3: b"n3-life-1"}
@@ -628,15 +628,19 @@ def test_a_node_answers_what_it_recorded_of_a_peer_and_refuses_impostors() -> No
             await server.stop(0)
 
     answers, refusals = asyncio.run(run())
-    recorded_3 = RecordAnswer(b"n3-life-1", retired=False)
-    assert answers == [
-        recorded_3,
+    assert answers[:3] == [
+        RecordAnswer(b"n3-life-1", retired=False),
         RecordAnswer(b"n3-life-1", retired=True),
         RecordAnswer(b"", retired=False),
-        None,
-        None,
-        None,
-        None,
+    ]
+    # Refused questions say why (found by an operator trial: a node of another cluster_id
+    # was only "did not answer"), and nothing else.
+    refused = [(a.refusal, a.digest) if a else None for a in answers[3:]]
+    assert refused == [
+        ("missing or wrong peer secret (peer_secret in the cluster config)", b""),
+        ("cluster id 'other' does not match this node's cluster 'c'", b""),
+        ("node 9 is not a peer of node 2", b""),
+        ("node 7 is not a node of this cluster", b""),
     ]
     assert "speaks protocol version 1" in refusals[0]
     down = asyncio.run(
