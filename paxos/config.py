@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 #: The largest pipeline window a node may use, and the length of every election fence.
 MAX_PIPELINE_WINDOW = 64
+#: The longest lease a replica may hold, and the most a follower takes of a leader's said
+#: remaining lease (`Heartbeat.lease_remaining_s`): a peer's figure is recorded durably and
+#: blocks elections after each restart (rule 6 of paxos.replica), so it is bounded.
+MAX_LEASE_S = 60.0
 #: The largest `max_batch_bytes`: a slot, an Accept message (paxos.replica cuts them at
 #: max_batch_bytes) and a catch-up reply stay far within the 64 MiB of a peer message.
 MAX_SLOT_BYTES = 8 * 1024 * 1024
@@ -107,6 +111,8 @@ class ReplicaConfig:
             raise ValueError("heartbeat_interval_s must be positive and below the election timeout")
         if not 0 <= self.lease_drift_s < self.lease_duration_s <= self.election_timeout_min_s:
             raise ValueError("need 0 <= lease_drift_s < lease_duration_s <= election_timeout_min_s")
+        if self.lease_duration_s > MAX_LEASE_S:
+            raise ValueError(f"lease_duration_s must be at most {MAX_LEASE_S:g}")
         if self.max_batch_count < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_count and max_batch_bytes must be at least 1")
         if self.max_batch_bytes > MAX_SLOT_BYTES:

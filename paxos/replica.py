@@ -208,6 +208,7 @@ from dataclasses import dataclass, field
 from paxos.ballot import ZERO_BALLOT, Ballot
 from paxos.config import (
     COMMAND_FRAMING_BYTES,
+    MAX_LEASE_S,
     MAX_PIPELINE_WINDOW,
     VOTE_FRAMING_BYTES,
     ReplicaConfig,
@@ -485,10 +486,13 @@ class Replica:
         if (
             self._recorded_lease_s > self.config.lease_duration_s
             and self._past_restart_block()
-            and now >= self._heard_lease_until
+            and now >= self._heard_lease_until + self.config.election_timeout_max_s
         ):
             # The earlier lives' longer promises and the leases heard have run out: only
-            # ours remain.
+            # ours remain. Not at once after a heard lease ran out (found by review: a
+            # leader's lease that ran out between its heartbeats was raised and lowered,
+            # each a synced write, at every heartbeat): a leader that still leads is heard
+            # again within an election timeout.
             self._record_lease(self.config.lease_duration_s)
         if self._rebuilding and self._floor is None and now >= self._floor_ask_at:
             self._ask_floor()
@@ -1154,12 +1158,15 @@ class Replica:
         # Rule 6: also the leader's own lease, as long as it still runs (found by review: a
         # replica rebuilt under a shorter lease forgot the longer one it had promised, and
         # a new leader was elected while the old lease ran).
-        self._heard_lease_s = max(self._heard_lease_s, msg.lease_remaining_s)
-        self._lease_block_until = max(self._lease_block_until, self._now + msg.lease_remaining_s)
-        if msg.lease_remaining_s > self._recorded_lease_s:
+        # Bounded (found by review: a peer's 71 minutes, recorded, blocked every election
+        # after each restart of this replica).
+        heard = min(msg.lease_remaining_s, MAX_LEASE_S)
+        self._heard_lease_s = max(self._heard_lease_s, heard)
+        self._lease_block_until = max(self._lease_block_until, self._now + heard)
+        if heard > self._recorded_lease_s:
             # Durably too (found by review: a rebuilt replica restarted while the heard lease
             # ran, blocked for its own shorter lease only, and voted inside the leader's).
-            self._record_lease(msg.lease_remaining_s)
+            self._record_lease(heard)
         if (
             self._rebuilding
             and self._floor is not None
@@ -1531,7 +1538,7 @@ class Replica:
         self._retransmit_accepts()
 
     def _broadcast_heartbeat(self) -> None:
-        remaining = self._lease_bound() - self._now
+        remaining = self._lease_remaining()
         self._hb_seq += 1
         seq = self._hb_seq
         self._hb_sent[seq] = self._now
@@ -1547,7 +1554,7 @@ class Replica:
                 seq=seq,
                 handoff_to=self._handoff_target or 0,
                 next_slot=self._next_slot,
-                lease_remaining_s=max(0.0, remaining),
+                lease_remaining_s=remaining,
             )
             for peer in self._peers
         ]
@@ -1555,15 +1562,19 @@ class Replica:
         if self._quorum == 1:
             self._confirm_round(seq)
 
-    def _lease_bound(self) -> float:
-        """Rule 6: the latest this leader's lease may run until as a follower's clock may
-        count it: its lease, or the one a round sent but not yet confirmed would give (found
-        by review: its acks may still arrive), plus the drift margin."""
+    def _lease_remaining(self) -> float:
+        """Rule 6: how long this leader's lease may still run as a follower's clock may count
+        it: its lease, or the one a round sent but not yet confirmed would give (found by
+        review: its acks may still arrive), plus the drift margin; never above its own
+        lease (found by review: float rounding said 1 µs more, which every follower
+        recorded, synced, in a cluster of one lease setting)."""
+        drift = self.config.lease_drift_s
         unconfirmed = [sent for seq, sent in self._hb_sent.items() if seq > self._confirmed_seq]
-        pending = max(unconfirmed, default=float("-inf")) + self.config.lease_duration_s
-        return max(self._lease_until, pending - self.config.lease_drift_s) + (
-            self.config.lease_drift_s
+        remaining = max(
+            self._lease_until - self._now + drift,
+            max(unconfirmed, default=float("-inf")) - self._now + self.config.lease_duration_s,
         )
+        return min(max(0.0, remaining), self.config.lease_duration_s)
 
     def _confirm_round(self, seq: int) -> None:
         """A quorum acknowledged heartbeat round `seq`: renew the lease, release reads."""

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paxos.config import MAX_PIPELINE_WINDOW, MAX_SLOT_BYTES
+from paxos.config import MAX_LEASE_S, MAX_PIPELINE_WINDOW, MAX_SLOT_BYTES
 from router.limits import MAX_KEY_BYTES
 from router.tls import TlsFiles, TlsSetupError
 from shard.tls_certs import read_node_pems
@@ -368,6 +368,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         raise ConfigError("paxos.election_timeout_min_ms must be below election_timeout_max_ms")
     if not settings.heartbeat_interval_ms < settings.election_timeout_min_ms:
         raise ConfigError("paxos.heartbeat_interval_ms must be below election_timeout_min_ms")
+    if settings.lease_ms > MAX_LEASE_S * 1000:
+        raise ConfigError(f"paxos.lease_ms must be at most {MAX_LEASE_S * 1000:.0f}")
     if not settings.lease_drift_ms < settings.lease_ms <= settings.election_timeout_min_ms:
         raise ConfigError(
             "paxos.lease_ms must be above lease_drift_ms and at most election_timeout_min_ms"

@@ -46,16 +46,18 @@ etcd refuses such a member for the same reason). So:
   differently by which one led). Not caught (found by review): a copy taken while the node
   ran and put back before it started again; a copy put back while the only peers that saw
   its later runs are down (the others take it); a peer that slept through more than
-  MAX_RUNS restarts takes the node unchecked (logged), unless its runs descend from the
-  newest fork the peer refused (found by review: a refused copy in a restart loop was
-  taken after MAX_RUNS restarts). A hello without runs (a version before them) is refused
-  once the peer saw runs of that incarnation (a copy from before an upgrade, old version
-  and data together). Never put a node's directory back from a copy; rebuild it
-  (`--rebuild`) instead. An incarnation a rebuild replaced is kept too, and refused if it
-  comes back (a copy of an earlier rebuild's data), also by a node that never saw it
-  replaced when a node that answers its question did (`retired_here`: a rebuilt
-  incarnation new to a node is a `first_contact` too, but nodes that do not answer do not
-  hold it up);
+  MAX_RUNS restarts takes the node unchecked (logged), unless it refused a fork of the
+  node (a copy) newer than the run it took last, or the runs descend from that fork (found
+  by review: a refused copy in a restart loop was taken after MAX_RUNS restarts). A hello
+  without runs (a version before them) is refused once the peer saw runs of that
+  incarnation (a copy from before an upgrade, old version and data together). Never put a
+  node's directory back from a copy; rebuild it (`--rebuild`) instead. An incarnation a
+  rebuild replaced is kept too, and refused if it comes back (a copy of an earlier
+  rebuild's or the first data), also by a node that never saw it replaced when a node
+  that answers its question did: every incarnation and every run a node has not taken yet
+  is asked about at the other nodes (`asks_others`, `retired_here`; found by review: a
+  node down through the rebuild took the copy back), but only a first contact waits for
+  every node to answer;
 - the record comes with the cluster's map as the config gave it at the node's first start
   (nodes and addresses, split points, replication), and every later start refuses a config
   that gives another (`ConfigMismatch`). The meta group's stored map is checked too
@@ -104,8 +106,8 @@ __all__ = [
     "NodeIdentity",
     "PeerRecords",
     "admit_peer",
+    "asks_others",
     "begin_run",
-    "first_contact",
     "node_incarnation",
     "open_node_disk",
     "recorded_incarnation",
@@ -270,15 +272,18 @@ def retired_here(db: Rdict, node_id: int, digest: bytes) -> bool:
     return any(token_digest(key[len(prefix) :]) == digest for key in keys)
 
 
-def first_contact(db: Rdict, node_id: int, incarnation: Incarnation) -> bool:
-    """Whether `admit_peer` needs the other nodes' `PeerRecords` for this incarnation: one
-    this node has not taken of peer `node_id`, and either no rebuild made it and this node
-    recorded nothing of the node, or a rebuild made it (whether a rebuild replaced it
-    elsewhere)."""
+def asks_others(db: Rdict, node_id: int, incarnation: Incarnation) -> bool:
+    """Whether `admit_peer` needs the other nodes' `PeerRecords` for this incarnation of peer
+    `node_id`: one this node has not taken (a first contact, or a rebuilt one), or a run of
+    it this node has not taken. Each is asked whether a rebuild replaced it elsewhere (found
+    by review: a node down through a rebuild took a copy of the replaced data back), and a
+    first contact whether the node had other data."""
     if not incarnation.token:
         return False
     known = db.get(_peer_key(node_id))
-    return known is None if not incarnation.rebuilt else known != incarnation.token
+    if known != incarnation.token:
+        return known is None or incarnation.rebuilt  # any other is refused here
+    return bool(incarnation.runs) and db.get(_run_key(node_id)) != _newest_run(incarnation)
 
 
 def admit_peer(
@@ -294,20 +299,17 @@ def admit_peer(
         )
     key = _peer_key(node_id)
     known = db.get(key)
+    if db.get(_retired_key(node_id, incarnation.token)) is not None:
+        # Found by review: a copy of the data of an earlier rebuild, put back after a later
+        # one, was taken again (it has a rebuilt incarnation, which let it in).
+        return Admission(_replaced(node_id, "this node"))
+    if others.retired:
+        # Found by review: the nodes that never saw the later rebuild took it.
+        return Admission(_replaced(node_id, f"node {sorted(others.retired)[0]}"))
     if known == incarnation.token:
         return _admit_run(db, node_id, incarnation)
     if known is not None and not incarnation.rebuilt:
         return Admission(_changed(node_id, "this node knew another one"))
-    if db.get(_retired_key(node_id, incarnation.token)) is not None:
-        # Found by review: a copy of the data of an earlier rebuild, put back after a later
-        # one, was taken again (it has a rebuilt incarnation, which let it in).
-        return Admission(_changed(node_id, "this one was replaced by a later rebuild, and is back"))
-    if incarnation.rebuilt and others.retired:
-        # Found by review: the nodes that never saw the later rebuild took it.
-        first = sorted(others.retired)[0]
-        return Admission(
-            _changed(node_id, f"node {first} saw a later rebuild replace this one, and it is back")
-        )
     if known is None and not incarnation.rebuilt:
         mine = token_digest(incarnation.token)
         knew = sorted(n for n, digest in others.recorded.items() if digest != mine)
@@ -338,7 +340,7 @@ def admit_peer(
 def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
     """The run check of a peer whose incarnation is taken (module doc); the newest run is
     recorded, synced, when it is new, and so is the newest refused one."""
-    key = PEER_RUN_PREFIX + str(node_id).encode()
+    key = _run_key(node_id)
     record = db.get(key)
     if record is not None and record[: -8 - RUN_BYTES] != incarnation.token:
         record = None  # another incarnation's: this one's runs start afresh
@@ -352,19 +354,33 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
                 f"or its data was put back from a copy or snapshot; {_REBUILD}"
             )
         return Admission()  # a version before runs: nothing to check
-    newest = incarnation.token + incarnation.run_count.to_bytes(8, "big") + incarnation.runs[0]
+    newest = _newest_run(incarnation)
     if record == newest:
         return Admission()
     refused_key = PEER_REFUSED_RUN_PREFIX + str(node_id).encode()
+    refused = db.get(refused_key)
     seen = _holds_run(incarnation, record)
     older = record is not None and _run_count(record) > incarnation.run_count
     # A fork: a run this node saw is not among the hello's, at its count (an older hello
     # may be of the very runs this node saw). Found by review: a refused copy restarted
     # more often than a hello's runs reach back was taken unchecked; so the newest fork
-    # refused is kept, and a hello that descends from it stays refused.
-    forked = (seen is False and not older) or _holds_run(incarnation, db.get(refused_key))
+    # refused is kept, and a hello that descends from it stays refused, as does one that
+    # cannot tell while that fork is newer than the run this node took last (the copy
+    # took the node's place, as a put-back copy does).
+    forked = (
+        (seen is False and not older)
+        or _holds_run(incarnation, refused) is True
+        or (
+            seen is None
+            and _holds_run(incarnation, refused) is None
+            and refused is not None
+            and record is not None
+            and refused[: -8 - RUN_BYTES] == incarnation.token
+            and _run_count(refused) >= _run_count(record)
+        )
+    )
     if older or forked:
-        if forked:
+        if forked and refused != newest:  # a refused node redials: write only what is new
             db.put(refused_key, newest, _synced())
         return Admission(
             f"node {node_id}'s data is older than when this node last saw it (it does "
@@ -380,6 +396,15 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
         )
     db.put(key, newest, _synced())
     return Admission()
+
+
+def _run_key(node_id: int) -> bytes:
+    return PEER_RUN_PREFIX + str(node_id).encode()
+
+
+def _newest_run(incarnation: Incarnation) -> bytes:
+    """What a peer records of the newest run of `incarnation` (its token, count and run)."""
+    return incarnation.token + incarnation.run_count.to_bytes(8, "big") + incarnation.runs[0]
 
 
 def _run_count(record: bytes) -> int:
@@ -412,6 +437,14 @@ _REBUILD = (
     "stop it and start it with --rebuild on an empty directory (`paxoskv cluster start "
     "--rebuild NAME` for a local cluster)"
 )
+
+
+def _replaced(node_id: int, who_saw: str) -> str:
+    return (
+        f"node {node_id}'s data is from before a rebuild that replaced it ({who_saw} saw the "
+        "rebuild): it was put back from a copy or snapshot and may have forgotten votes, so "
+        f"it is refused; {_REBUILD}"
+    )
 
 
 def _changed(node_id: int, who_knew: str) -> str:

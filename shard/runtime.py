@@ -49,8 +49,8 @@ from shard.node_identity import (
     NodeIdentity,
     PeerRecords,
     admit_peer,
+    asks_others,
     begin_run,
-    first_contact,
     open_node_disk,
     recorded_incarnation,
     retired_here,
@@ -254,10 +254,10 @@ class NodeRuntime:
         self._wake.set()
 
     async def _admit_peer(self, node_id: int, incarnation: Incarnation) -> Admission:
-        """shard/node_identity.py: at a first contact, ask every other node what it recorded
-        of the peer (and whether a rebuild replaced this incarnation) before taking its
-        stream."""
-        if not first_contact(self.disk.db, node_id, incarnation):
+        """shard/node_identity.py: for an incarnation or a run of the peer not taken yet,
+        ask every other node what it recorded of the peer and whether a rebuild replaced
+        this incarnation there, before taking its stream."""
+        if not asks_others(self.disk.db, node_id, incarnation):
             return admit_peer(self.disk.db, node_id, incarnation)
         others = [n for n in self.config.nodes if n.id not in (self.node.id, node_id)]
         credentials = None if self._tls is None else self._tls.channel_credentials()

@@ -180,8 +180,8 @@ MUTATIONS = [
         edits=(
             (
                 "replica.py",
-                "        remaining = self._lease_bound() - self._now\n",
-                "        remaining = self._lease_until - self._now\n",
+                "        remaining = self._lease_remaining()\n",
+                "        remaining = max(0.0, self._lease_until - self._now)\n",
             ),
         ),
         tests=(ROOT / "tests/unit/paxos/test_mixed_leases.py", *PAXOS_TESTS),

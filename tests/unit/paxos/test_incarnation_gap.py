@@ -19,7 +19,7 @@ from shard.node_identity import (
     NodeIdentity,
     PeerRecords,
     admit_peer,
-    first_contact,
+    asks_others,
     node_incarnation,
     open_node_disk,
     recorded_incarnation,
@@ -59,7 +59,7 @@ def test_a_wiped_node_bootstrapped_again_gets_no_vote_counted(
     # Z refuses X's new incarnation: it knew another one.
     assert admit_peer(disks[Z].db, X, x1).refusal != ""
     # Y asks Z at a first contact (as the runtime does, shard/runtime.py `_admit_peer`).
-    assert first_contact(disks[Y].db, X, x1) is not y_saw_x0
+    assert asks_others(disks[Y].db, X, x1) is not y_saw_x0
     z_record = recorded_incarnation(disks[Z].db, X)
     assert z_record == token_digest(x0.token)
     others = PeerRecords({Z: z_record}) if z_answers else PeerRecords(unanswered=[Z])

@@ -5,11 +5,14 @@ The simulator's `mixed_leases` profile runs the same under faults."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from test_rebuild import lose_disk
 from test_replica_paths import Group, between
 
-from paxos import Ballot, Ready, Role
+from paxos import Ballot, Ready, Role, codec
+from paxos.config import MAX_LEASE_S
 from paxos.messages import Heartbeat, HeartbeatAck, Nack, Prepare, Promise
 
 LONG = {"lease_duration_s": 0.4, "election_timeout_min_s": 0.45, "election_timeout_max_s": 0.5}
@@ -182,7 +185,7 @@ def test_a_heartbeat_covers_the_lease_a_round_still_unconfirmed_may_give() -> No
     g.inflight = held
     g.stabilize(keep=lambda m: not isinstance(m, Heartbeat) or m.seq != beat.seq)
     assert g.r(1).has_valid_lease(0.7 + 0.4 - DRIFT - 0.001)  # A renewed the lease after B
-    assert beat.lease_remaining_s >= 0.7 + 0.4 - 0.8
+    assert beat.lease_remaining_s == pytest.approx(0.7 + 0.4 - 0.8)
 
 
 def test_a_heard_lease_is_recorded_until_it_runs_out() -> None:
@@ -207,6 +210,83 @@ def test_a_heard_lease_is_recorded_until_it_runs_out() -> None:
     g.tick(2, g.now[1] + 0.01)  # the heard lease still runs: the record stays
     g.process(2)
     assert g.storage[2].load().lease_promise_s > 0.12
-    g.tick(2, g.now[1] + 0.45)
+    timeout = g.r(2).config.election_timeout_max_s
+    g.tick(2, g.now[1] + 0.45)  # it ran out, but not yet an election timeout ago
+    g.process(2)
+    assert g.storage[2].load().lease_promise_s > 0.12
+    g.tick(2, g.now[1] + 0.45 + timeout)
     g.process(2)
     assert g.storage[2].load().lease_promise_s == 0.12
+
+
+def _wire(g: Group) -> None:
+    """What the peers receive: each message through the codec (microseconds, rounded up)."""
+    g.inflight = [codec.decode(codec.encode(m)) for m in g.inflight]
+
+
+def test_one_lease_setting_makes_no_lease_record_writes_late_in_a_clocks_life() -> None:
+    """Found by review: with `now` near 2e7 (a monotonic clock after ~231 days), two rounds
+    sent at the same `now` said the lease ran 1 µs more than the lease setting, and every
+    follower recorded that, synced, then lowered it again."""
+    t = 20_000_000.0
+    g = Group(n=3, fast=(1,))
+    g.tick_all(t)
+    for j in (2, 3):
+        g.tick(j, t + 0.13)
+    g.tick(1, t + 0.2)
+    g.stabilize()
+    g.r(1).propose(b"w")
+    g.stabilize()
+    now = t + 0.35  # the lease ran out: a read needs a round of its own
+    g.tick(1, now)
+    g.r(1).read(1, now)
+    g.process(1)
+    assert len({m.seq for m in g.inflight if isinstance(m, Heartbeat)}) == 2
+    _wire(g)
+    g.deliver()
+    g.process_all()
+    for j in (2, 3):
+        assert g.storage[j].load().lease_promise_s == 0.12, j
+
+
+def test_a_follower_with_a_shorter_lease_does_not_rewrite_its_record_at_each_heartbeat() -> None:
+    """Found by review: the leader's lease (90 ms) ran out between its heartbeats (50 ms
+    apart) at a follower with 30 ms, which raised its record at each heartbeat and lowered
+    it before the next, each a synced write."""
+    g = MixedGroup(
+        {
+            1: {"lease_duration_s": 0.09},
+            2: {"lease_duration_s": 0.09},
+            3: {"lease_duration_s": 0.03},
+        },
+        n=3,
+        fast=(1,),
+    )
+    g.tick_all(0.0)
+    g.tick(2, 0.13)
+    g.tick(3, 0.13)
+    g.tick(1, 0.2)
+    g.stabilize()
+    start, t = len(g.readies[3]), 0.2
+    for _ in range(200):  # 1 s: 20 heartbeat rounds
+        t += 0.005
+        g.tick_all(t)
+        g.stabilize()
+    writes = [r for r in g.readies[3][start:] if r.persist.lease_promise_s is not None]
+    assert len(writes) <= 3, [r.persist.lease_promise_s for r in writes]
+
+
+def test_a_heard_remaining_lease_is_bounded_before_it_is_recorded() -> None:
+    """Found by review: a heartbeat saying 71 minutes (the codec's most), from a bug or a
+    misconfigured peer, was recorded, and the follower then refused every candidate for
+    71 minutes after each restart."""
+    g = Group(n=3, fast=(1,))
+    g.elect(1, now=0.2)
+    g.tick(1, 0.26)
+    g.process(1)
+    g.inflight = [
+        replace(m, lease_remaining_s=(2**32 - 1) / 1e6) if isinstance(m, Heartbeat) else m
+        for m in g.inflight
+    ]
+    g.stabilize()
+    assert g.storage[2].load().lease_promise_s == MAX_LEASE_S

@@ -124,6 +124,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("paxos.heartbeat_interval_ms", 0, "paxos.heartbeat_interval_ms"),
         ("paxos.election_timeout_max_ms", 900, "election_timeout_min_ms"),
         ("paxos.lease_ms", 5000, "paxos.lease_ms"),
+        ("paxos.lease_ms", 60_001, "paxos.lease_ms must be at most 60000"),
         ("paxos.thrifty_accepts", 1, "paxos.thrifty_accepts"),
         ("paxos.pre_vote", "yes", "paxos.pre_vote"),
         ("client.request_timeout_ms", -1, "client.request_timeout_ms"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from shard.node_identity import (
     MAX_RUNS,
     NO_OTHERS,
     RUN_BYTES,
+    Admission,
     Incarnation,
     NodeDataCorrupt,
     NodeDataMismatch,
@@ -27,8 +29,8 @@ from shard.node_identity import (
     NodeIdentity,
     PeerRecords,
     admit_peer,
+    asks_others,
     begin_run,
-    first_contact,
     node_incarnation,
     open_node_disk,
     recorded_incarnation,
@@ -301,8 +303,11 @@ def test_a_peer_put_back_from_an_older_copy_is_refused(tmp_path: Path) -> None:
         assert _taken(disk.db, 2, hello(r3, r2, r1))  # a run this node never saw: fine
         assert not _taken(disk.db, 2, hello(r4, r2, r1))  # r3 is gone
         # Found by review: restarted more often than it remembers while this node slept,
-        # it was refused as old; it is taken unchecked now.
-        assert _taken(disk.db, 2, hello(r4, count=3 + MAX_RUNS))
+        # it was refused as old; it is taken unchecked now (node 4), unless this node
+        # refused a fork of it since it took it last (node 2, found by review too).
+        assert _taken(disk.db, 4, hello(r1))
+        assert _taken(disk.db, 4, hello(r4, count=2 + MAX_RUNS))
+        assert not _taken(disk.db, 2, hello(r4, count=3 + MAX_RUNS))
         # Found by review: a hello without runs (a version before them) of data whose runs
         # this node saw is a copy from before the upgrade, or an old version: refused.
         refusal = admit_peer(disk.db, 2, hello()).refusal
@@ -344,7 +349,8 @@ def test_an_incarnation_a_rebuild_replaced_is_refused_if_it_comes_back(tmp_path:
         assert _taken(disk.db, 2, rebuilt)
         assert _taken(disk.db, 2, rebuilt_again)
         refusal = admit_peer(disk.db, 2, rebuilt).refusal
-        assert "replaced by a later rebuild" in refusal and "--rebuild" in refusal
+        assert "from before a rebuild that replaced it (this node saw" in refusal
+        assert "--rebuild" in refusal
         assert not _taken(disk.db, 2, first)
         assert _taken(disk.db, 2, rebuilt_again)
     finally:
@@ -366,12 +372,12 @@ def test_a_rebuild_another_node_saw_replaced_is_refused(tmp_path: Path) -> None:
         assert not retired_here(other.db, 2, token_digest(later.token))
         assert not retired_here(other.db, 4, token_digest(earlier.token))
         assert _taken(mine.db, 2, Incarnation.new(rebuilt=False))
-        assert first_contact(mine.db, 2, earlier)  # new here: ask whether it was replaced
+        assert asks_others(mine.db, 2, earlier)  # new here: ask whether it was replaced
         refusal = admit_peer(mine.db, 2, earlier, PeerRecords(retired=[3])).refusal
-        assert "node 3 saw a later rebuild replace this one" in refusal
+        assert "from before a rebuild that replaced it (node 3 saw the rebuild)" in refusal
         assert "--rebuild" in refusal
         assert _taken(mine.db, 2, later, PeerRecords(unanswered=[3]))
-        assert not first_contact(mine.db, 2, later)
+        assert not asks_others(mine.db, 2, later)
     finally:
         mine.close()
         other.close()
@@ -405,7 +411,7 @@ def test_a_first_contact_is_taken_only_once_every_other_node_knew_no_other_data(
         fresh = Incarnation.new(rebuilt=False)
         earlier = token_digest(Incarnation.new(rebuilt=False).token)
         seen = token_digest(fresh.token)  # what a node that recorded it answers
-        assert first_contact(disk.db, 2, fresh)
+        assert asks_others(disk.db, 2, fresh)
         knew = admit_peer(disk.db, 2, fresh, PeerRecords({3: earlier}, unanswered=[4]))
         assert "node 2 came back with new data" in knew.refusal and "node 3 knew" in knew.refusal
         assert not knew.for_now
@@ -417,17 +423,17 @@ def test_a_first_contact_is_taken_only_once_every_other_node_knew_no_other_data(
         assert waiting.for_now and f"node 4 refused the question: {other_cluster}" in (
             waiting.refusal
         )
-        assert recorded_incarnation(disk.db, 2) is None and first_contact(disk.db, 2, fresh)
+        assert recorded_incarnation(disk.db, 2) is None and asks_others(disk.db, 2, fresh)
         assert _taken(disk.db, 2, fresh, PeerRecords({3: seen}))
         assert recorded_incarnation(disk.db, 2) == seen  # the token itself stays here
-        assert not first_contact(disk.db, 2, fresh)  # known now: no question at a restart
+        assert not asks_others(disk.db, 2, fresh)  # known now: no question at a restart
         # Every other node answered and none recorded anything (a cluster's first start).
         assert _taken(disk.db, 3, Incarnation.new(rebuilt=False), PeerRecords(unanswered=()))
         # A rebuild made it: it votes only once Paxos rule 14 says so, whatever others knew
         # (they are asked only whether a later rebuild replaced it: the next test).
         rebuilt = Incarnation.new(rebuilt=True)
         assert _taken(disk.db, 5, rebuilt, PeerRecords({3: earlier}, unanswered=[4]))
-        assert not first_contact(disk.db, 5, rebuilt)
+        assert not asks_others(disk.db, 5, rebuilt)
     finally:
         disk.close()
 
@@ -487,3 +493,98 @@ def test_data_from_before_the_map_record_gets_one_at_its_next_start(tmp_path: Pa
     open_node_disk(path, N1, first_start=False, cluster_map=first).close()
     with pytest.raises(ConfigMismatch):
         open_node_disk(path, N1, first_start=False, cluster_map=four_node_map([b"k"]))
+
+
+def _run(i: int) -> bytes:
+    return i.to_bytes(RUN_BYTES, "big")
+
+
+def _as_the_runtime_asks(db: Any, other_db: Any, node_id: int, inc: Incarnation) -> Admission:
+    """NodeRuntime._admit_peer with one other node (`other_db`) answering its question."""
+    if not asks_others(db, node_id, inc):
+        return admit_peer(db, node_id, inc)
+    known = recorded_incarnation(other_db, node_id)
+    retired = [3] if retired_here(other_db, node_id, token_digest(inc.token)) else []
+    return admit_peer(db, node_id, inc, PeerRecords({3: known} if known else {}, retired=retired))
+
+
+@pytest.mark.parametrize("put_back", ["earlier rebuild", "first data"])
+def test_a_copy_of_replaced_data_is_refused_by_a_node_that_knew_it_as_current(
+    tmp_path: Path, put_back: str
+) -> None:
+    """Found by review: node 1 was down while node 2 was rebuilt, and took a copy of node
+    2's replaced data back (it knew that incarnation as current, so it asked nobody); the
+    copy and node 1 were a majority. A run a node has not taken is now asked about too."""
+    mine = open_node_disk(tmp_path / "n1", N1, first_start=True)
+    other = open_node_disk(tmp_path / "n3", NodeIdentity("c1", 3, "n3"), first_start=True)
+    try:
+        seen = (_run(3), _run(2), _run(1))
+        first = Incarnation.new(rebuilt=False)
+        replaced = Incarnation(Incarnation.new(rebuilt=True).token, True, seen, 3)
+        if put_back == "first data":
+            replaced = Incarnation(first.token, False, seen, 3)
+        for db in (mine.db, other.db):
+            assert _taken(db, 2, first)
+            assert _taken(db, 2, replaced)
+        assert _taken(other.db, 2, Incarnation.new(rebuilt=True))  # node 1 is down
+        copy = replace(replaced, runs=(_run(40), *seen), run_count=4)
+        assert admit_peer(other.db, 2, copy).refusal
+        assert asks_others(mine.db, 2, copy)
+        refusal = _as_the_runtime_asks(mine.db, other.db, 2, copy).refusal
+        assert "from before a rebuild that replaced it (node 3 saw the rebuild)" in refusal
+        assert not asks_others(mine.db, 2, replace(replaced, runs=seen, run_count=3))
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_a_refused_fork_stays_refused_after_the_peer_slept_through_max_runs_restarts(
+    tmp_path: Path,
+) -> None:
+    """Found by review: a peer that refused a copy, then missed more than MAX_RUNS of its
+    restarts, took it unchecked. While the newest fork it refused is newer than the run it
+    took last, a hello that cannot tell which it descends from is refused."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        token = Incarnation.new(rebuilt=False).token
+        seen = (b"seen-r3.", b"seen-r2.", b"seen-r1.")
+        assert _taken(disk.db, 2, Incarnation(token, False, seen, 3))
+        fork = (b"fork-r3.", *seen[1:])
+        assert not _taken(disk.db, 2, Incarnation(token, False, fork, 3))
+        runs = fork
+        for count in range(4, 4 + MAX_RUNS + 1):  # restarts this node did not see
+            runs = (_run(count), *runs[: MAX_RUNS - 1])
+        assert not _taken(disk.db, 2, Incarnation(token, False, runs, 3 + MAX_RUNS + 1))
+    finally:
+        disk.close()
+
+
+class _CountingDb:
+    """A database that counts its single (synced) puts."""
+
+    def __init__(self, db: Any) -> None:
+        self._db, self.puts = db, 0
+
+    def put(self, *args: Any) -> None:
+        self.puts += 1
+        self._db.put(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_refused_copy_redialling_writes_its_refusal_once(tmp_path: Path) -> None:
+    """Found by review: a refused link redials about once a second, and each hello wrote
+    the same refused run again, synced."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        token = Incarnation.new(rebuilt=False).token
+        seen = (b"seen-r3.", b"seen-r2.", b"seen-r1.")
+        assert _taken(disk.db, 2, Incarnation(token, False, seen, 3))
+        fork = Incarnation(token, False, (b"fork-r4.", *seen[1:]), 4)
+        db = _CountingDb(disk.db)
+        for _ in range(10):
+            assert admit_peer(db, 2, fork).refusal
+        assert db.puts == 1
+    finally:
+        disk.close()
