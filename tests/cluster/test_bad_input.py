@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -20,7 +21,7 @@ from router import kv_pb2 as kv
 from shard import peer_pb2, peer_pb2_grpc
 from shard.cluster import LocalCluster, wait_for
 from shard.limits import MAX_KEY_BYTES, MAX_VALUE_BYTES
-from shard.node_identity import Incarnation, node_incarnation
+from shard.node_identity import RUNS_KEY, Incarnation, node_incarnation, split_runs
 from shard.runtime import bootstrap_map
 from shard.transport import PROTOCOL, SECRET_HEADER, map_digest
 
@@ -234,10 +235,13 @@ def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalClust
     assert len(replies) == 1 and "came back with new data" in replies[0].refusal, replies
     # Right cluster and a real peer in its incarnation, but messages that do not decode:
     # dropped, not applied (the one reply accepts the stream's first batch).
+    real = _incarnation_of(c, c.names[1])
     junk = peer_pb2.PeerBatch(
         messages=[peer_pb2.GroupMessage(group_id=1), peer_pb2.GroupMessage(group_id=99)],
         from_node=peer,
-        incarnation=_incarnation_of(c, c.names[1]).token,
+        incarnation=real.token,
+        runs=b"".join(real.runs),
+        run_count=real.run_count,
         **ours,
     )
     replies = list(stub.Exchange(iter([junk]), timeout=5, metadata=secret))
@@ -246,13 +250,18 @@ def test_peer_stream_with_wrong_cluster_or_unknown_node_is_refused(c: LocalClust
 
 
 def _incarnation_of(c: LocalCluster, name: str) -> Incarnation:
-    """A running node's incarnation, read from its RocksDB opened read-only beside it."""
+    """A running node's incarnation and runs, read from its RocksDB opened read-only beside
+    it (a hello without the runs its peers saw is refused)."""
     path = c.config.node_data_dir(c.node(name)) / "db"
     db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
     try:
-        return node_incarnation(db)
+        incarnation = node_incarnation(db)
+        raw = db[RUNS_KEY]
     finally:
         db.close()
+    runs = split_runs(raw[8:])
+    assert runs is not None
+    return replace(incarnation, runs=runs, run_count=int.from_bytes(raw[:8], "big"))
 
 
 def test_request_to_a_stopped_or_frozen_node_fails_fast(c: LocalCluster, kv_of: Any) -> None:
