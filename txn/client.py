@@ -174,6 +174,7 @@ from txn.errors import (
     DeadlineExceeded,
     InvalidArgument,
     LimitExceeded,
+    OutcomeUnknown,
     PaxosKVError,
     TxnRef,
     Unavailable,
@@ -283,9 +284,10 @@ class AsyncClient:
         rng: randomness for jitter (default: a fresh `random.Random()`).
         attempt_timeout_s: how long a node may stay silent (answering nothing, not even a
             probe) while a request waits there before it stops being its group's leader
-            guess, a read or idempotent commit request there is sent to another replica,
-            and a copy unanswered at a live node gets one more beside it (default: a quarter
-            of `timeout_s`, at least 0.5 s; `txn.resend`).
+            guess, a read, a renewal (`cas(touch=True)`) or an idempotent commit request
+            there is sent to another replica, and a copy unanswered at a live node gets one
+            more beside it (default: a quarter of `timeout_s`, at least 0.5 s;
+            `txn.resend`).
         wall_ns: the wall clock, in ns (default `time.time_ns`).
         monotonic: the clock a transaction's age is measured on, in seconds (default
             `time.monotonic`): the age bounds when it may commit (`MAX_TXN_AGE_S`) and
@@ -1140,7 +1142,11 @@ class AsyncClient:
             op.touch = True
         else:
             op.delete = True
-        response = await self._single(kv.Request(cas=op), key, True, timeout_s)
+        # A touch applied twice changes nothing but its deadline, from the later copy's
+        # time: so it is re-sent where the guess moves off a silent leader (found by an
+        # application trial: a renewal waiting the whole timeout at a frozen leader lost
+        # a lease the cluster's new leader, elected in 0.3 s, would have renewed).
+        response = await self._single(kv.Request(cas=op), key, True, timeout_s, idempotent=touch)
         body = response.cas
         self._clock.observe(max(body.version, body.current_version))
         if body.succeeded and not touch:  # a touch of a value with no ttl leaves none
@@ -1354,9 +1360,16 @@ class AsyncClient:
             attempt += 1
 
     async def _single(
-        self, request: kv.Request, key: bytes, write: bool, timeout_s: float | None
+        self,
+        request: kv.Request,
+        key: bytes,
+        write: bool,
+        timeout_s: float | None,
+        *,
+        idempotent: bool = False,
     ) -> kv.Response:
-        """A single-key operation; a CONFLICT (nothing applied) is re-sent until the deadline."""
+        """A single-key operation; a CONFLICT (nothing applied) is re-sent until the deadline.
+        An `idempotent` write (a touch) is also re-sent as a read is (`txn.resend`)."""
         if not write:
             return await self._read(request, key=key, deadline=self._deadline(timeout_s))
         loop = asyncio.get_running_loop()
@@ -1366,13 +1379,16 @@ class AsyncClient:
         refused: Conflict | None = None
         while True:
             try:
-                response = await self._send(
-                    request,
-                    key=key,
-                    write=True,
-                    timeout_s=max(deadline - loop.time(), 0.001),
-                    passthrough=(kv.CONFLICT,),
-                )
+                if idempotent:
+                    response = await self._send_again_until(request, key, deadline)
+                else:
+                    response = await self._send(
+                        request,
+                        key=key,
+                        write=True,
+                        timeout_s=max(deadline - loop.time(), 0.001),
+                        passthrough=(kv.CONFLICT,),
+                    )
             except Unavailable:
                 if refused is not None:
                     raise refused from None  # the earlier refusals say more; nothing applied
@@ -1386,6 +1402,27 @@ class AsyncClient:
             if not await self._pause(_CONFLICT_BACKOFF, attempt, deadline - margin):
                 raise refused
             attempt += 1
+
+    async def _send_again_until(
+        self, request: kv.Request, key: bytes, deadline: float
+    ) -> kv.Response:
+        """An idempotent single-key write, re-sent while its answer is lost or its node
+        silent, until `deadline` (`txn.resend.send_idempotent`).
+
+        Raises:
+            OutcomeUnknown: no answer, and a copy may have been applied.
+            Others as `_send`, when no copy was applied.
+        """
+        try:
+            return await send_idempotent(
+                self, request, key=key, write=True, deadline=deadline, passthrough=(kv.CONFLICT,)
+            )
+        except _NoAnswer as exc:
+            if exc.ambiguous:
+                raise OutcomeUnknown(
+                    f"no answer before the deadline, and a copy may have been applied ({exc.last})"
+                ) from exc.last
+            raise exc.last from None
 
     async def _read_latest(
         self, key: bytes, txn_id: bytes, lock_priority: int = 0

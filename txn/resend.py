@@ -43,10 +43,18 @@ Which requests may be sent again (the caller says so by calling `send_idempotent
   lost or its node went silent (`OutcomeUnknown`): then a refusal of a later copy, and
   the deadline, are `_NoAnswer(ambiguous=True)`, never "nothing was applied".
 
-Never sent again: a single-key put, delete or cas. Not idempotent, it waits for its answer
-until its deadline (OutcomeUnknown after that, once written to the node); it still moves
-the leader guess off a silent node after the attempt timeout (router.client), so the
-requests that follow it go elsewhere.
+- A lease's renewal, `cas(..., touch=True)`: it keeps the value and its version, and lets
+  the value live `ttl_s` from the time it is applied, never less than it had. Applied twice,
+  the second copy changes nothing but the deadline, from its own later time, which the
+  caller asked for too; a copy applied late finds the version gone once the lease was
+  released or taken over, and changes nothing. Found by an application trial: a renewal
+  waiting its whole timeout at a frozen leader lost a lease the group's new leader,
+  elected in 0.3 s, would have renewed.
+
+Never sent again: a single-key put, delete or any other cas. Not idempotent, it waits for
+its answer until its deadline (OutcomeUnknown after that, once written to the node); it
+still moves the leader guess off a silent node after the attempt timeout (router.client),
+so the requests that follow it go elsewhere.
 
 Each copy's header carries the operation's deadline (`Header.timeout_ms`), so a leader that
 parks it for a lock or an intent answers in time (it waits at most half of it,

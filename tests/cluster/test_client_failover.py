@@ -85,3 +85,27 @@ def test_reads_and_new_writes_fail_over_from_a_frozen_leader_within_the_attempt_
         10.0,
         f"{old} to answer after SIGCONT",
     )
+
+
+def test_a_lease_renewal_fails_over_from_a_frozen_leader(cluster: LocalCluster) -> None:
+    """Found by an application trial: a renewal (`cas(touch=True)`) sent to a frozen leader
+    waited its whole timeout, and a lease shorter than that ran out although the group had
+    a new leader within 0.3 s. A touch applied twice changes nothing but its deadline, so
+    it is re-sent as a read is; the lease and its token are kept."""
+    cluster.wait_settled(deadline_s=15.0)
+    key = PREFIX + b"lease"
+    with txn.Client(
+        cluster.env_value(), timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S
+    ) as client:
+        token = client.cas(key, expect_absent=True, new_value=b"me", ttl_s=5.0).version
+        old = cluster.wait_for_leader(GROUP)
+        cluster.pause(old)
+        try:
+            started = time.monotonic()
+            renewed = client.cas(key, expected_version=token, touch=True, ttl_s=5.0)
+            took = time.monotonic() - started
+        finally:
+            cluster.resume(old)
+        assert renewed.succeeded and renewed.version == token, renewed
+        assert took < WITHIN_S, f"the renewal took {took:.2f} s"
+        assert client.get_versioned(key) == (b"me", token)
