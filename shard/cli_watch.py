@@ -119,7 +119,10 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
             start, end, after=args.after_version, prev_values=args.prev_kv, resume=args.resume
         )
         printed = 0
-        # Every change up to this version is printed: where a resumed watch starts.
+        # Every change up to this version is printed: where a resumed watch starts. After
+        # each batch, empty ones included, the watch's own `through`, read as its batch
+        # came (found by an application trial: on a quiet range the resume point stayed at
+        # the start, and was garbage-collected after 10 minutes).
         done = args.after_version
         started = False  # the nodes took the start: a refusal after it is not of the start
         try:
@@ -132,7 +135,7 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
                     f"{done}; Ctrl-C to stop",
                     file=sys.stderr,
                 )
-                for batch in _batches(watch, args.resume):
+                for batch, through in _batches(watch, args.resume):
                     for i, change in enumerate(batch):
                         _print_change(change, show, args.prev_kv)
                         printed += 1
@@ -140,7 +143,7 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
                             done = change.version  # the commit's changes are all printed
                             if args.count is not None and printed >= args.count:
                                 return 0
-                    done = watch.through
+                    done = through
         except KeyboardInterrupt:
             print(f"paxoskv: watch: interrupted{_resume(done)}", file=sys.stderr)
             return 130
@@ -162,28 +165,29 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
     return 0
 
 
-#: How often a --resume watch looks whether it read again, to say so (it waits for a batch
-#: meanwhile, so a change is printed as soon as it comes).
-RESUME_NOTE_POLL_S = 0.5
+#: How often the watch looks whether it read again (to say so, with --resume) and moves its
+#: resume point while nothing changes (it waits for a batch meanwhile, so a change is
+#: printed as soon as it comes).
+POLL_S = 0.5
 
 
-def _batches(watch: Any, note_resumes: bool) -> Iterator[list[Any]]:
-    """The watch's batches; with `note_resumes`, a note on stderr whenever it read again."""
-    if not note_resumes:
-        yield from watch
-        return
+def _batches(watch: Any, note_resumes: bool) -> Iterator[tuple[list[Any], int]]:
+    """The watch's batches, empty ones included, each with the watch's `through` as it
+    came (read here, between batches: a batch taken while an interrupt ended the wait for
+    it moved `through` past changes never printed); with `note_resumes`, a note on stderr
+    whenever it read again."""
     noted = 0
     while True:
-        batch = watch.next_batch(timeout_s=RESUME_NOTE_POLL_S)
-        if watch.resumed > noted:
+        batch = watch.next_batch(timeout_s=POLL_S)
+        through = watch.through
+        if note_resumes and watch.resumed > noted:
             noted = watch.resumed
             print(
                 f"paxoskv: watch: a shard did not answer within --timeout; reading again "
-                f"after version {watch.through} ({noted} so far)",
+                f"after version {through} ({noted} so far)",
                 file=sys.stderr,
             )
-        if batch:
-            yield batch
+        yield batch, through
 
 
 @contextlib.contextmanager

@@ -466,11 +466,32 @@ class _WatchRefusedAfterItsStart:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def __iter__(self) -> Any:
+    resumed = 0
+
+    def next_batch(self, timeout_s: float | None = None) -> list[txn.Change]:
         raise txn.InvalidArgument("the snapshot timestamp 43 is 0.995 s ahead of node 1's clock")
 
 
+class _QuietWatch(_WatchRefusedAfterItsStart):
+    """A watch of a quiet range: its rounds move `through` with no change (50, then 60);
+    then an interrupt ends the wait for the next batch just after the watch took it
+    (`through` 70, its change never returned)."""
+
+    def __init__(self) -> None:
+        self.rounds = iter([50, 60])
+
+    def next_batch(self, timeout_s: float | None = None) -> list[txn.Change]:
+        through = next(self.rounds, None)
+        if through is None:
+            self.through = 70
+            raise KeyboardInterrupt
+        self.through = through
+        return []
+
+
 class _ClientOfARefusedWatch:
+    made: type[_WatchRefusedAfterItsStart] = _WatchRefusedAfterItsStart
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
@@ -484,7 +505,11 @@ class _ClientOfARefusedWatch:
         pass
 
     def watch(self, *args: object, **kwargs: object) -> _WatchRefusedAfterItsStart:
-        return _WatchRefusedAfterItsStart()
+        return self.made()
+
+
+class _ClientOfAQuietWatch(_ClientOfARefusedWatch):
+    made = _QuietWatch
 
 
 def test_a_watch_refused_after_its_start_names_where_to_resume(
@@ -496,3 +521,15 @@ def test_a_watch_refused_after_its_start_names_where_to_resume(
     assert main(["watch", "--cluster", NOWHERE, "--prefix", "p/"]) == 1
     err = capsys.readouterr().err
     assert err.strip().endswith("ahead of node 1's clock; resume with --after-version 42"), err
+
+
+def test_a_quiet_watch_interrupted_names_where_its_rounds_got_to(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Found by an application trial: the resume point moved only with a printed change, so
+    a quiet range's stayed at the start, and was garbage-collected 10 minutes on. It moves
+    with the watch's rounds now, but not past a batch taken and never printed."""
+    monkeypatch.setattr(txn, "Client", _ClientOfAQuietWatch)
+    assert main(["watch", "--cluster", NOWHERE, "--prefix", "p/"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().endswith("interrupted; resume with --after-version 60"), err
