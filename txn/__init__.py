@@ -46,6 +46,7 @@ from txn.errors import (
     TransactionTooOld,
     TxnRef,
     Unavailable,
+    WatchClosed,
     WrongCluster,
 )
 from txn.hlc import ts_at_wall_ns, wall_ns_of
@@ -88,6 +89,7 @@ __all__ = [
     "TxnStatus",
     "Unavailable",
     "Watch",
+    "WatchClosed",
     "WrongCluster",
     "decode_int",
     "encode_int",

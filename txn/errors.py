@@ -29,6 +29,8 @@ OutcomeUnknown         OUTCOME_UNKNOWN         no         yes              a sin
 CommitUnknown          COMMIT_UNKNOWN          no         yes              a commit's answer was lost
 LimitExceeded          LIMIT_EXCEEDED          no         no               key/value/txn too large
 InvalidArgument        INVALID_ARGUMENT        no         no               malformed request
+WatchClosed            WATCH_CLOSED            no         no               a closed watch read or
+                                                                           entered
 WrongCluster           WRONG_CLUSTER           no         no               seeds of another cluster
 ServerError            INTERNAL                no         per instance     a node reported a bug
 ClientClosed           CLIENT_CLOSED           no         per instance     the client was closed
@@ -299,6 +301,15 @@ class InvalidArgument(PaxosKVError, routing.InvalidArgument):
     maybe_committed = False
 
 
+class WatchClosed(InvalidArgument):
+    """The watch was closed (by `close()`, leaving its `with`, or another thread): make a new
+    one, `after=watch.through` to go on without a gap. Iterating a watch ends instead."""
+
+    code = "WATCH_CLOSED"
+    retryable = False
+    maybe_committed = False
+
+
 class SnapshotTooOld(PaxosKVError, routing.SnapshotTooOld):
     """A snapshot read (or scan) at a timestamp older than the shard's MVCC retention
     (`mvcc_retention_s`, 10 minutes by default): its versions may be collected. Nothing
@@ -425,6 +436,7 @@ ERRORS: tuple[type[PaxosKVError], ...] = (
     CommitUnknown,
     LimitExceeded,
     InvalidArgument,
+    WatchClosed,
     WrongCluster,
     ServerError,
     ClientClosed,

@@ -22,7 +22,7 @@ from router.tls import ClientTls
 from router.watch_lanes import Change
 from txn.atomic import AtomicOp
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
-from txn.errors import ClientClosed, CommitUnknown, TxnRef
+from txn.errors import ClientClosed, CommitUnknown, TxnRef, WatchClosed
 from txn.retry import (
     _refuse_generator,
     body_with_transaction_at,
@@ -32,7 +32,7 @@ from txn.retry import (
 from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
 from txn.status import TransactionState, TxnStatus
 from txn.transaction import AsyncTransaction
-from txn.watch import DEFAULT_PROGRESS_S, AsyncWatch
+from txn.watch import CLOSED, DEFAULT_PROGRESS_S, AsyncWatch
 
 __all__ = ["Client", "Snapshot", "Transaction", "Watch", "transactional"]
 
@@ -297,12 +297,20 @@ class Watch:
         once the watch is closed."""
         try:
             return self.next_batch()
-        except StopAsyncIteration:
+        except WatchClosed:
             raise StopIteration from None
 
     def next_batch(self, timeout_s: float | None = None) -> list[Change]:
-        """See `AsyncWatch.next_batch`: the next batch, or [] after `timeout_s`."""
-        return self._client._call(self._inner.next_batch(timeout_s), writes=False)
+        """See `AsyncWatch.next_batch`: the next batch, or [] after `timeout_s`.
+
+        Raises:
+            WatchClosed: the watch was closed (found by an application trial: a reader
+                thread met the async StopAsyncIteration); others as `AsyncWatch.next_batch`.
+        """
+        try:
+            return self._client._call(self._inner.next_batch(timeout_s), writes=False)
+        except StopAsyncIteration:
+            raise WatchClosed(CLOSED) from None
 
     def close(self) -> None:
         """Stop the watch."""

@@ -27,8 +27,11 @@ from router.cache import ScanPart
 from router.cancelling import cancel_and_wait
 from router.errors import UnknownGroup, WrongShard
 from router.watch_lanes import Change, ChangesRound, Lane
-from txn.errors import DeadlineExceeded, InvalidArgument, ServerError, Unavailable
+from txn.errors import DeadlineExceeded, InvalidArgument, ServerError, Unavailable, WatchClosed
 from txn.hlc import LOGICAL_BITS
+
+#: What a closed watch says when it is entered or read (synchronously).
+CLOSED = "this watch is closed: make a new one (after=watch.through goes on from where it ended)"
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
@@ -197,17 +200,14 @@ class AsyncWatch:
         Raises:
             SnapshotTooOld: `after` is older than the shards' MVCC retention (`after=0`,
                 which has nothing to pin: at the first read instead).
-            InvalidArgument: `after` is further ahead of the nodes' clocks than they allow;
-                the watch was closed.
+            InvalidArgument: `after` is further ahead of the nodes' clocks than they allow.
+            WatchClosed: the watch was closed.
             Unavailable, DeadlineExceeded, ClientClosed: as `next_batch`.
         """
         if self._closed:
             # Found by a cancellation trial: `async with` a closed watch delivered nothing
             # without a word.
-            raise InvalidArgument(
-                "this watch is closed: make a new one (after=watch.through goes on from "
-                "where it ended)"
-            )
+            raise WatchClosed(CLOSED)
         async with self._starting:
             if self._started:
                 assert self._through is not None  # set when it started

@@ -141,6 +141,19 @@ def test_a_watch_replays_transfers_with_the_total_intact(client: txn.Client) -> 
     assert not errors, errors
 
 
+def test_a_closed_watch_ends_its_loop_and_refuses_reads(client: txn.Client) -> None:
+    """Found by an application trial: a reader thread whose watch the `with` block closed
+    met the async API's StopAsyncIteration from `next_batch`."""
+    watch = client.watch(b"closed/", b"closed0")
+    watch.start()
+    watch.close()
+    with pytest.raises(txn.WatchClosed, match="this watch is closed"):
+        watch.next_batch(timeout_s=0.1)
+    assert list(watch) == []
+    with pytest.raises(txn.WatchClosed), watch:
+        pass
+
+
 def test_bad_watch_arguments_are_refused_at_the_call(client: txn.Client) -> None:
     for args, kwargs in (
         ((b"b", b"a"), {}),

@@ -246,7 +246,7 @@ async def test_entering_a_closed_watch_is_refused(cluster: FakeCluster) -> None:
         watch = client.watch(b"a", b"z")
         async with watch:
             pass
-        with pytest.raises(txn.InvalidArgument, match="this watch is closed"):
+        with pytest.raises(txn.WatchClosed, match="this watch is closed"):
             async with watch:
                 pass
 

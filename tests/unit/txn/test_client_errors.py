@@ -27,6 +27,7 @@ EXPECTED = {
     txn.CommitUnknown: (False, True),
     txn.LimitExceeded: (False, False),
     txn.InvalidArgument: (False, False),
+    txn.WatchClosed: (False, False),
     txn.WrongCluster: (False, False),
     txn.ServerError: (False, False),
     txn.ClientClosed: (False, False),
