@@ -11,7 +11,9 @@ election API keeps one):
     lease/RUN/leader -> b"cand-1"     deleted by the store TTL seconds after its last renewal
 
 - campaign: `cas(expect_absent=True, new_value=me, ttl_s=TTL)`; one candidate wins each
-  vacancy. Its version is the term's fencing token (`put_fenced` writes with it).
+  vacancy. Its version is the term's fencing token (`put_fenced` writes with it). Each
+  candidate's value is its own, so a claim whose answer was lost (OutcomeUnknown) is sent
+  again, and a failure that finds our value means the lost one won.
 - renew: `cas(expected_version=token, touch=True, ttl_s=TTL)` before the lease runs out:
   the value and the version stay (the token stays valid), the deadline moves on. A renewal
   that fails tells the holder it lost the lease: it stops acting as leader. A holder acts
@@ -42,7 +44,15 @@ import sys
 import threading
 import time
 
-from txn import Change, Client, FencingTokenRejected, PaxosKVError, Watch, wall_ns_of
+from txn import (
+    Change,
+    Client,
+    FencingTokenRejected,
+    OutcomeUnknown,
+    PaxosKVError,
+    Watch,
+    wall_ns_of,
+)
 
 RUN = secrets.token_hex(3).encode()
 LEADER = b"lease/" + RUN + b"/leader"  # with 3 default shards: the second shard
@@ -60,9 +70,14 @@ def campaign(client: Client, me: bytes, deadline_s: float) -> int:
     """Wait until this candidate holds the lease; returns its token (the key's version)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        won = client.cas(LEADER, expect_absent=True, new_value=me, ttl_s=TTL_S)
+        try:
+            won = client.cas(LEADER, expect_absent=True, new_value=me, ttl_s=TTL_S)
+        except OutcomeUnknown:
+            continue  # it may have won: the next claim finds our own value if it did
         if won.succeeded:
             return won.version
+        if won.current_value == me:  # a claim whose answer was lost had won
+            return won.current_version
         time.sleep(RENEW_EVERY_S / 4)  # a candidate's pause between tries, not a wait on state
     raise AssertionError(f"{me.decode()} never won the lease in {deadline_s} s")
 

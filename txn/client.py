@@ -528,11 +528,13 @@ class AsyncClient:
         prev_values: bool = False,
         resume: bool = False,
     ) -> AsyncWatch:
-        """Every change of the keys [start, end) (end None: no end) committed after the
-        watch is entered (`async with`, or `await watch.start()`; else its first read), or
-        after version `after`, in commit order: `async for changes in client.watch(a, b):`, each
-        batch a list of `Change(version, key, value)` (value None: deleted) holding whole
-        commits. A prefix's range is `(prefix, txn.prefix_end(prefix))`.
+        """Every change of the keys [start, end) committed after the watch is entered
+        (`async with`, or `await watch.start()`; else its first read), or after version
+        `after`, in commit order: `async for changes in client.watch(a, b):`, each batch a
+        list of `Change(version, key, value)` (value None: deleted) holding whole commits.
+        `end` None is no end (as `scan`'s), so `watch(key)` is not one key (found by an
+        application trial, used to etcd's): one key is `(key, key + b"\x00")`, a prefix
+        `(prefix, txn.prefix_end(prefix))`.
 
         Args:
             after: deliver the changes above this version (a commit timestamp, a change's
