@@ -89,7 +89,11 @@ def lead(client: Client, me: bytes, token: int, renewals: int) -> None:
             lambda tx, i=i: tx.put_fenced(WORK, b"%s:%d" % (me, i), lock=LEADER, token=token)
         )
         time.sleep(RENEW_EVERY_S)  # the work between renewals
-        renewed = client.cas(LEADER, expected_version=token, touch=True, ttl_s=TTL_S)
+        # A renewal not confirmed within the lease ends (OutcomeUnknown) while it may
+        # still be held; one at a silent leader is sent again to the new one.
+        renewed = client.cas(
+            LEADER, expected_version=token, touch=True, ttl_s=TTL_S, timeout_s=0.9 * TTL_S
+        )
         expect(renewed.succeeded and renewed.version == token, f"{me.decode()} lost its lease")
 
 

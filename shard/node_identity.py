@@ -47,8 +47,9 @@ etcd refuses such a member for the same reason). So:
   ran and put back before it started again; a copy put back while the only peers that saw
   its later runs are down (the others take it); a peer that slept through more than
   MAX_RUNS restarts takes the node unchecked (logged), unless it refused a fork of the
-  node (a copy) newer than the run it took last, or the runs descend from that fork (found
-  by review: a refused copy in a restart loop was taken after MAX_RUNS restarts). A hello
+  node (a copy) since it took a run that descends from the one it took before, or the
+  runs descend from that fork (found by review: a refused copy in a restart loop was taken
+  after MAX_RUNS restarts). A hello
   without runs (a version before them) is refused once the peer saw runs of that
   incarnation (a copy from before an upgrade, old version and data together). Never put a
   node's directory back from a copy; rebuild it (`--rebuild`) instead. An incarnation a
@@ -394,7 +395,15 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
             "its data is taken unchecked",
             extra={"peer": node_id},
         )
-    db.put(key, newest, _synced())
+    batch = WriteBatch(raw_mode=True)
+    batch.put(key, newest)
+    if seen and refused is not None:
+        # Its runs reach back to the one taken last: the real node goes on, and the fork
+        # refused before no longer stands for it (found by review: a fork refused before
+        # the node's last run taken refused the node for good once it restarted more
+        # often than its runs reach back while this node was down).
+        batch.delete(refused_key)
+    db.write(batch, _synced())
     return Admission()
 
 

@@ -182,7 +182,7 @@ from txn.errors import (
     from_routing_error,
 )
 from txn.hlc import HybridClock
-from txn.resend import _NoAnswer, send_idempotent
+from txn.resend import Copies, _NoAnswer, send_idempotent
 from txn.retry import (
     _refuse_generator,
     _RetryPolicy,
@@ -243,6 +243,14 @@ def _parallel_commit_outcome(
             return None
         stamps.append(answer.prepare_ts)
     return kv.TxnStatusResponse(state=kv.TxnStatusResponse.COMMITTED, commit_ts=max(stamps))
+
+
+def _outcome_unknown(last: Exception) -> OutcomeUnknown:
+    """A single-key write one of whose copies may have been applied, and no later copy
+    answered for it."""
+    return OutcomeUnknown(
+        f"no answer before the deadline, and a copy may have been applied ({last})"
+    )
 
 
 def _value_and_version(got: kv.GetResponse) -> tuple[bytes | None, int]:
@@ -1379,10 +1387,11 @@ class AsyncClient:
         margin = min(0.5, (self._timeout_s if timeout_s is None else timeout_s) / 4)
         attempt = 0
         refused: Conflict | None = None
+        copies = Copies()
         while True:
             try:
                 if idempotent:
-                    response = await self._send_again_until(request, key, deadline)
+                    response = await self._send_again_until(request, key, deadline, copies)
                 else:
                     response = await self._send(
                         request,
@@ -1391,7 +1400,9 @@ class AsyncClient:
                         timeout_s=max(deadline - loop.time(), 0.001),
                         passthrough=(kv.CONFLICT,),
                     )
-            except Unavailable:
+            except Unavailable as exc:
+                if copies.maybe_applied:
+                    raise _outcome_unknown(exc) from exc
                 if refused is not None:
                     raise refused from None  # the earlier refusals say more; nothing applied
                 raise
@@ -1402,14 +1413,17 @@ class AsyncClient:
             # Re-send only with time left for an answer: a re-sent write still in flight at
             # the deadline could only be reported as OutcomeUnknown.
             if not await self._pause(_CONFLICT_BACKOFF, attempt, deadline - margin):
+                if copies.maybe_applied:
+                    raise _outcome_unknown(refused) from refused
                 raise refused
             attempt += 1
 
     async def _send_again_until(
-        self, request: kv.Request, key: bytes, deadline: float
+        self, request: kv.Request, key: bytes, deadline: float, copies: Copies
     ) -> kv.Response:
         """An idempotent single-key write, re-sent while its answer is lost or its node
-        silent, until `deadline` (`txn.resend.send_idempotent`).
+        silent, until `deadline` (`txn.resend.send_idempotent`); `copies` records whether
+        one may have been applied, over the caller's calls.
 
         Raises:
             OutcomeUnknown: no answer, and a copy may have been applied.
@@ -1417,13 +1431,17 @@ class AsyncClient:
         """
         try:
             return await send_idempotent(
-                self, request, key=key, write=True, deadline=deadline, passthrough=(kv.CONFLICT,)
+                self,
+                request,
+                key=key,
+                write=True,
+                deadline=deadline,
+                passthrough=(kv.CONFLICT,),
+                copies=copies,
             )
         except _NoAnswer as exc:
             if exc.ambiguous:
-                raise OutcomeUnknown(
-                    f"no answer before the deadline, and a copy may have been applied ({exc.last})"
-                ) from exc.last
+                raise _outcome_unknown(exc.last) from exc.last
             raise exc.last from None
 
     async def _read_latest(

@@ -47,7 +47,8 @@ Which requests may be sent again (the caller says so by calling `send_idempotent
   the value live `ttl_s` from the time it is applied, never less than it had. Applied twice,
   the second copy changes nothing but the deadline, from its own later time, which the
   caller asked for too; a copy applied late finds the version gone once the lease was
-  released or taken over, and changes nothing. Found by an application trial: a renewal
+  released or taken over, and changes nothing (a renewal on `expected_value` instead may
+  extend a later holder's lease of the same value: a delay, never an overlap). Found by an application trial: a renewal
   waiting its whole timeout at a frozen leader lost a lease the group's new leader,
   elected in 0.3 s, would have renewed.
 
@@ -65,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from router import kv_pb2 as kv
@@ -82,6 +84,16 @@ if TYPE_CHECKING:
 
 #: The pause before each re-send (the guess already moved off the node that failed).
 RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)
+
+
+@dataclass
+class Copies:
+    """What the copies of one request sent so far left: whether one may have been applied.
+    A caller that sends the request again over several calls keeps one (found by review:
+    a renewal's copy lost at a silent leader, then a later call's refusal, read as
+    "nothing was applied")."""
+
+    maybe_applied: bool = False
 
 
 class _NoAnswer(Exception):
@@ -103,6 +115,7 @@ async def send_idempotent(
     write: bool,
     deadline: float,
     passthrough: Collection[int] = (),
+    copies: Copies | None = None,
 ) -> kv.Response:
     """Send `request` (to the group owning `key`, or to `group_id`), re-sending the SAME
     request while its answer is lost, its node silent or its group unavailable, until
@@ -111,6 +124,7 @@ async def send_idempotent(
     Args:
         write: the request changes state (a commit request): a copy whose answer was lost
             may have been applied, which makes the outcome `ambiguous`.
+        copies: the earlier copies' record, kept up to date (default: a fresh one).
 
     Raises:
         _NoAnswer: no answer before the deadline; or, after a copy that may have been
@@ -128,7 +142,7 @@ async def send_idempotent(
     except Unavailable as exc:
         raise _NoAnswer(False, exc) from None
     loop = asyncio.get_running_loop()
-    ambiguous = False
+    copies = Copies() if copies is None else copies
     last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
     attempt = 0
     while (remaining := deadline - loop.time()) > 0:
@@ -143,11 +157,11 @@ async def send_idempotent(
                 idempotent=True,
             )
         except OutcomeUnknown as exc:
-            ambiguous, last = True, exc
+            copies.maybe_applied, last = True, exc
         except Unavailable as exc:
             last = exc
         except (WrongShard, UnknownGroup) as exc:
-            if ambiguous:  # an earlier copy may have been applied before the change
+            if copies.maybe_applied:  # an earlier copy may have been applied before it
                 moved = Unavailable(f"the shard map changed under the request ({exc})")
                 raise _NoAnswer(True, moved) from exc
             raise
@@ -155,10 +169,10 @@ async def send_idempotent(
             # LimitExceeded, InvalidArgument, WrongCluster... of this copy say nothing of an
             # earlier one that may have been applied (found by review: a re-send reaching a
             # new leader whose clock lags, refused by rule 9, read as "not committed").
-            if ambiguous:
+            if copies.maybe_applied:
                 raise _NoAnswer(True, exc) from exc
             raise
         if not await client._pause(RESEND_BACKOFF, attempt, deadline):
             break
         attempt += 1
-    raise _NoAnswer(ambiguous, last)
+    raise _NoAnswer(copies.maybe_applied, last)

@@ -151,12 +151,12 @@ MUTATIONS = [
         edits=(
             (
                 "replica.py",
-                "        self._heard_lease_s = max(self._heard_lease_s, msg.lease_remaining_s)\n",
+                "        self._heard_lease_s = max(self._heard_lease_s, heard)\n",
                 "",
             ),
             (
                 "replica.py",
-                "        self._lease_block_until = max(self._lease_block_until, self._now + msg.lease_remaining_s)\n",
+                "        self._lease_block_until = max(self._lease_block_until, self._now + heard)\n",
                 "",
             ),
         ),
@@ -168,7 +168,7 @@ MUTATIONS = [
         edits=(
             (
                 "replica.py",
-                "        if msg.lease_remaining_s > self._recorded_lease_s:\n",
+                "        if heard > self._recorded_lease_s:\n",
                 "        if False:\n",
             ),
         ),

@@ -290,3 +290,29 @@ def test_a_heard_remaining_lease_is_bounded_before_it_is_recorded() -> None:
     ]
     g.stabilize()
     assert g.storage[2].load().lease_promise_s == MAX_LEASE_S
+
+
+def test_a_heartbeat_never_says_more_than_the_leaders_lease_late_in_a_clocks_life() -> None:
+    """Found by review: near `now` = 2e7, `lease_until - now + drift` of a round confirmed
+    at `now` came out above the lease (0.12000000149), which the codec rounds up to
+    120001 µs; the figure is capped at the leader's own lease."""
+    t = 20_000_000.0
+    g = Group(n=3, fast=(1,))
+    g.elect(1, now=t + 0.2)
+    leader = g.r(1)
+    lease, drift = leader.config.lease_duration_s, leader.config.lease_drift_s
+    for now in (t + 0.35, t + 0.352, t + 0.361):
+        leader._now = now
+        leader._lease_until = now + lease - drift  # a round confirmed at `now`
+        leader._confirmed_seq = max(leader._hb_sent, default=0)
+        remaining = leader._lease_remaining()
+        assert remaining <= lease
+        beat = Heartbeat(
+            src=1,
+            dst=2,
+            ballot=leader.status().promised,
+            chosen_watermark=0,
+            seq=1,
+            lease_remaining_s=remaining,
+        )
+        assert codec.decode(codec.encode(beat)).lease_remaining_s <= lease

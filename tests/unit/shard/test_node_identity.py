@@ -588,3 +588,33 @@ def test_a_refused_copy_redialling_writes_its_refusal_once(tmp_path: Path) -> No
         assert db.puts == 1
     finally:
         disk.close()
+
+
+def test_a_fork_refused_before_the_run_taken_last_does_not_refuse_the_node_for_good(
+    tmp_path: Path,
+) -> None:
+    """Found by review: a copy refused at a higher count than the real node's next runs,
+    taken after it, then more than MAX_RUNS restarts unseen: the node was refused for
+    good. A run taken that descends from the one taken before clears the refused fork."""
+    disk = open_node_disk(tmp_path / "db", N1, first_start=True)
+    try:
+        token = Incarnation.new(rebuilt=False).token
+
+        def run(tag: bytes, i: int) -> bytes:
+            return tag + i.to_bytes(RUN_BYTES - 1, "big")
+
+        def hello(runs: list[tuple[bytes, int]]) -> Incarnation:
+            return Incarnation(token, False, tuple(run(t, i) for t, i in runs), runs[0][1])
+
+        history = [(b"L", i) for i in range(100, 0, -1)]
+        assert _taken(disk.db, 2, hello(history))
+        copy = [(b"C", i) for i in range(105, 90, -1)] + history[10:]
+        assert not _taken(disk.db, 2, hello(copy))
+        for n in (101, 102, 103):
+            history = [(b"L", n), *history]
+            assert _taken(disk.db, 2, hello(history))
+        for n in range(104, 104 + MAX_RUNS + 3):  # this node was down meanwhile
+            history = [(b"L", n), *history][:MAX_RUNS]
+        assert _taken(disk.db, 2, hello(history))
+    finally:
+        disk.close()
