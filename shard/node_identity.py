@@ -29,7 +29,7 @@ etcd refuses such a member for the same reason). So:
   (found by review: it became a leader within half a second);
 - a peer that has no record of a node (a first contact) takes a non-rebuilt incarnation only
   once every other node of the cluster answered that it recorded no other one of that node
-  (`first_contact`, `PeerRecords`). Every node that ever took a message of the earlier
+  (`asks_others`, `PeerRecords`). Every node that ever took a message of the earlier
   incarnation recorded it first, so one of them would say so; before this, a peer whose own
   first start came after the node had lost its data took the new incarnation as the node's
   first, and with the nodes that knew the earlier one down, the two could choose a second
@@ -292,7 +292,8 @@ def admit_peer(
 ) -> Admission:
     """Whether this node takes peer `node_id`'s streams in `incarnation` (module doc); an
     incarnation taken is recorded, synced. `others`: what every other node of the cluster
-    recorded, needed at a `first_contact` (the default: the cluster has no other node)."""
+    recorded, needed when `asks_others` says so (the default: the cluster has no other
+    node)."""
     if not incarnation.token:
         return Admission(
             f"node {node_id} sent no incarnation (a paxoskv version before incarnations): run "
@@ -342,9 +343,8 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
     """The run check of a peer whose incarnation is taken (module doc); the newest run is
     recorded, synced, when it is new, and so is the newest refused one."""
     key = _run_key(node_id)
-    record = db.get(key)
-    if record is not None and record[: -8 - RUN_BYTES] != incarnation.token:
-        record = None  # another incarnation's: this one's runs start afresh
+    # Another incarnation's records stand for nothing: this one's runs start afresh.
+    record = _own_record(db.get(key), incarnation)
     if not incarnation.runs:
         if record is not None:
             # Found by review: a copy from before the upgrade (a VM snapshot, old version
@@ -359,8 +359,9 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
     if record == newest:
         return Admission()
     refused_key = PEER_REFUSED_RUN_PREFIX + str(node_id).encode()
-    refused = db.get(refused_key)
+    refused = _own_record(db.get(refused_key), incarnation)
     seen = _holds_run(incarnation, record)
+    from_refused = _holds_run(incarnation, refused)
     older = record is not None and _run_count(record) > incarnation.run_count
     # A fork: a run this node saw is not among the hello's, at its count (an older hello
     # may be of the very runs this node saw). Found by review: a refused copy restarted
@@ -370,13 +371,12 @@ def _admit_run(db: Rdict, node_id: int, incarnation: Incarnation) -> Admission:
     # took the node's place, as a put-back copy does).
     forked = (
         (seen is False and not older)
-        or _holds_run(incarnation, refused) is True
+        or from_refused is True
         or (
             seen is None
-            and _holds_run(incarnation, refused) is None
+            and from_refused is None
             and refused is not None
             and record is not None
-            and refused[: -8 - RUN_BYTES] == incarnation.token
             and _run_count(refused) >= _run_count(record)
         )
     )
@@ -420,18 +420,26 @@ def _run_count(record: bytes) -> int:
     return int.from_bytes(record[-8 - RUN_BYTES : -RUN_BYTES], "big")
 
 
+def _own_record(record: bytes | None, incarnation: Incarnation) -> bytes | None:
+    """`record` (a run's token, count and id) if it is of `incarnation`, else None."""
+    if record is None or record[: -8 - RUN_BYTES] != incarnation.token:
+        return None
+    return record
+
+
 def _holds_run(incarnation: Incarnation, record: bytes | None) -> bool | None:
     """Whether `incarnation`'s runs hold the run `record` names (its token, count and run
     id); None when they cannot tell: no record, another incarnation's, or one older than
     the runs reach back."""
-    if record is None or record[: -8 - RUN_BYTES] != incarnation.token:
+    own = _own_record(record, incarnation)
+    if own is None:
         return None
-    back = incarnation.run_count - _run_count(record)
+    back = incarnation.run_count - _run_count(own)
     if back < 0:
         return False
     if back >= len(incarnation.runs):
         return None
-    return incarnation.runs[back] == record[-RUN_BYTES:]
+    return incarnation.runs[back] == own[-RUN_BYTES:]
 
 
 def _peer_key(node_id: int) -> bytes:

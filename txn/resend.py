@@ -48,9 +48,9 @@ Which requests may be sent again (the caller says so by calling `send_idempotent
   the second copy changes nothing but the deadline, from its own later time, which the
   caller asked for too; a copy applied late finds the version gone once the lease was
   released or taken over, and changes nothing (a renewal on `expected_value` instead may
-  extend a later holder's lease of the same value: a delay, never an overlap). Found by an application trial: a renewal
-  waiting its whole timeout at a frozen leader lost a lease the group's new leader,
-  elected in 0.3 s, would have renewed.
+  extend a later holder's lease of the same value: a delay, never an overlap). Found by an
+  application trial: a renewal waiting its whole timeout at a frozen leader lost a lease
+  the group's new leader, elected in 0.3 s, would have renewed.
 
 Never sent again: a single-key put, delete or any other cas. Not idempotent, it waits for
 its answer until its deadline (OutcomeUnknown after that, once written to the node); it

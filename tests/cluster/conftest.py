@@ -22,6 +22,7 @@ import pytest
 
 from router import kv_pb2 as kv
 from router import kv_pb2_grpc
+from shard.chaos.netns import ChaosCluster
 from shard.cluster import CHANNEL_OPTIONS, LocalCluster, is_node_process, wait_for
 
 __all__ = ["Indeterminate", "Kv", "wait_for"]
@@ -74,6 +75,19 @@ def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mak
     failed = rep is None or rep.failed
     for cluster in made:
         _stop_cluster(cluster, failed)
+
+
+@pytest.fixture
+def faulty_cluster(tmp_path: Path) -> Iterator[ChaosCluster]:
+    """A fresh 3-node cluster of one data shard whose nodes serve the fault hook
+    (shard/faults.py)."""
+    cluster = ChaosCluster(tmp_path / "faulty", nodes=3, shards=1, faults=True)
+    try:
+        cluster.start(deadline_s=60.0)
+        yield cluster
+    finally:
+        cluster.stop(grace_s=3.0)
+        cluster.close()
 
 
 @pytest.fixture
@@ -258,6 +272,22 @@ class Kv:
         request = kv.GetRequest(header=self.header(self.group_of(key)), key=key, stale_ok=stale_ok)
         response: kv.GetResponse = self.stub(name).Get(request, timeout=timeout_s)
         return response
+
+    def reads_at(
+        self, name: str, key: bytes, *, for_s: float, timeout_s: float
+    ) -> list[kv.GetResponse]:
+        """Linearizable Gets sent to one node back to back for `for_s` seconds, each
+        answer kept; a call that fails (a timeout: fine, where a stale value is not) is
+        kept as UNAVAILABLE."""
+        answers = []
+        end = time.monotonic() + for_s
+        while time.monotonic() < end:
+            try:
+                answers.append(self.get_at(name, key, timeout_s=timeout_s))
+            except grpc.RpcError as exc:
+                failed = kv.Error(code=kv.UNAVAILABLE, message=str(exc))
+                answers.append(kv.GetResponse(error=failed))
+        return answers
 
     def scan_at(
         self,

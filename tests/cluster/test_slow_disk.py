@@ -9,8 +9,6 @@ leader's synced writes slower than the election timeout, deterministically.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,17 +21,6 @@ from shard.runtime import SYNC_ASIDE_BYTES
 pytestmark = pytest.mark.cluster
 
 STALL_MS = 450  # over the default election timeout (150-300 ms), under the cover (900 ms)
-
-
-@pytest.fixture
-def faulty_cluster(tmp_path: Path) -> Iterator[ChaosCluster]:
-    cluster = ChaosCluster(tmp_path / "c", nodes=3, shards=1, faults=True)
-    try:
-        cluster.start(deadline_s=60.0)
-        yield cluster
-    finally:
-        cluster.stop(grace_s=3.0)
-        cluster.close()
 
 
 def _ballots(cluster: ChaosCluster, name: str) -> dict[int, str]:
