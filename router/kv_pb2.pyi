@@ -94,16 +94,18 @@ class GetRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ..., at_version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., lock_txn_id: _Optional[bytes] = ..., lock_priority: _Optional[int] = ...) -> None: ...
 
 class GetResponse(_message.Message):
-    __slots__ = ("error", "found", "value", "version")
+    __slots__ = ("error", "found", "value", "version", "expires_at")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FOUND_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     error: Error
     found: bool
     value: bytes
     version: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+    expires_at: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class PutRequest(_message.Message):
     __slots__ = ("header", "key", "value", "ttl_ms")

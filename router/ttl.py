@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from router import kv_pb2 as kv
 from router.client_errors import InvalidArgument, ServerError
 from router.limits import MAX_TTL_S
 
@@ -46,6 +47,20 @@ def check_expiry(ttl_ms: int, expires_at: int, key: bytes) -> None:
             f"the leader of {key!r} predates values with a time to live: the value was written "
             "without one and will not expire; upgrade the nodes, then write it again"
         )
+
+
+def found_expiry(got: kv.GetResponse, key: bytes) -> int:
+    """The expiry deadline of the value a get found (0: it lives for ever).
+
+    Raises:
+        ServerError: the answer has none: the node predates reading it.
+    """
+    if not got.HasField("expires_at"):
+        raise ServerError(
+            f"the node that answered for {key!r} predates reading a value's time to live; "
+            "upgrade the nodes"
+        )
+    return got.expires_at
 
 
 def cas_ttl_ms(ttl_s: object, delete: bool, touch: bool) -> int:

@@ -79,11 +79,10 @@ def _undecided_at(host: GroupHost, pending: _Pending, intent: IntentInfo, at: in
     return commit_ts <= at and (pending.kind != "get" or intent.value is None)
 
 
-def _found(pending: _Pending, value: bytes, version: int) -> kv.Response:
-    """A get's answer with the value it found."""
-    return kv.Response(
-        id=pending.request_id, get=kv.GetResponse(found=True, value=value, version=version)
-    )
+def _found(pending: _Pending, value: bytes, version: int, expires_at: int) -> kv.Response:
+    """A get's answer with the value it found and that value's expiry deadline (0: none)."""
+    found = kv.GetResponse(found=True, value=value, version=version, expires_at=expires_at)
+    return kv.Response(id=pending.request_id, get=found)
 
 
 def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Response | kv.Error:
@@ -145,7 +144,8 @@ def serve_read(host: GroupHost, pending: _Pending, map_version: int) -> kv.Respo
                 return kv.Response(
                     id=pending.request_id, get=kv.GetResponse(found=False, version=version)
                 )
-            return _found(pending, *found)
+            value, version = found
+            return _found(pending, value, version, shard.expiry_of(op.key, version))
         end = op.end if op.HasField("end") else shard.key_range[1]
         if op.HasField("changes_after"):
             return _changes(pending, shard, end)

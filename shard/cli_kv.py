@@ -1,11 +1,11 @@
-"""`paxoskv get|put|delete|cas|add|scan|status`: the data commands, over `router.client`.
+"""`paxoskv get|ttl|put|delete|cas|add|scan|status`: the data commands, over `router.client`.
 
 Output is plain and script-friendly: a command prints exactly its result on stdout (a
 value, a version, `KEY<TAB>VALUE` lines) and nothing else. Keys and values are UTF-8 text
 on the command line, or hex with `--hex` (then printed as hex too). Exit status: 0 success,
 1 error (one line on stderr, `paxoskv: error: ...`), 2 a usage error: a bad option or option
 value (argparse's usage and error line) or a bad argument a command finds itself (a
-`UsageError`: one line, as other errors), 3 "no": a key not found by `get`, a
+`UsageError`: one line, as other errors), 3 "no": a key not found by `get` or `ttl`, a
 compare-and-set whose condition did not hold.
 
 Imports of grpc and the client stay inside the handlers, so `paxoskv --help` stays fast.
@@ -309,6 +309,19 @@ def register_kv_commands(subparsers: Any) -> None:
     )
     get.set_defaults(handler=_cmd_get)
 
+    ttl = subparsers.add_parser(
+        "ttl",
+        parents=parents,
+        help="print how many seconds a key has left to live",
+        description="Print the seconds KEY's value has left to live (a value written with "
+        "--ttl; linearizable read through the shard's leader), by this machine's clock, or "
+        "-1 when it lives for ever (as Redis's TTL). 0 means due: its leader deletes it "
+        f"shortly. A missing key prints nothing on stdout (a note on stderr) and exits with "
+        f"status {EXIT_NO}.",
+    )
+    ttl.add_argument("key")
+    ttl.set_defaults(handler=_cmd_ttl)
+
     put = subparsers.add_parser(
         "put",
         parents=parents,
@@ -594,6 +607,24 @@ def _cmd_get(args: argparse.Namespace) -> int:
         return 0
 
     return _with_client(args, body)
+
+
+def _cmd_ttl(args: argparse.Namespace) -> int:
+    key = arg_key(args.key, args.hex)
+
+    async def main() -> int:
+        async with txn_client(args) as client:
+            entry = await client.get_entry(key)
+        if entry is None:
+            print(f"paxoskv: key '{_show(args, key)}' not found", file=sys.stderr)
+            return EXIT_NO
+        left = entry.ttl_left_s()
+        print(-1 if left is None else f"{left:.3f}")
+        return 0
+
+    import asyncio
+
+    return asyncio.run(main())
 
 
 def not_a_counter(shown_key: str, value: bytes | None) -> str | None:

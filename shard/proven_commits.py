@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shard.state_machine import ShardStateMachine
+from shard.ttl import deadline_of
 from txn.participant import commit_writes_here
 from txn.records import IntentInfo
 
@@ -68,23 +69,23 @@ class ProvenCommits:
 
     def read_through(
         self, shard: ShardStateMachine, intents: Sequence[IntentInfo], at: int | None = None
-    ) -> tuple[bytes, int] | None:
-        """(value, version) that a read of the key holding `intents` (the latest, or at
-        timestamp `at`) shows once the proven commit of the transaction holding its one
-        write intent is applied here; None when there is no such intent, its commit is not
-        proven here, it deletes the key, or it lands above `at`."""
+    ) -> tuple[bytes, int, int] | None:
+        """(value, version, expiry deadline or 0) that a read of the key holding `intents`
+        (the latest, or at timestamp `at`) shows once the proven commit of the transaction
+        holding its one write intent is applied here; None when there is no such intent, its
+        commit is not proven here, it deletes the key, or it lands above `at`."""
         if not self._by_txn:
             return None  # the common case: no lookups
         writes = [i for i in intents if i.is_write]
         if len(writes) != 1:
             return None
-        txn_id, value = writes[0].txn_id, writes[0].value
+        txn_id, value, ttl_ms = writes[0].txn_id, writes[0].value, writes[0].ttl_ms
         if value is None:
             return None
         commit_ts = self.commit_ts(shard, txn_id)
         if commit_ts is None or (at is not None and commit_ts > at):
             return None
-        return value, commit_ts
+        return value, commit_ts, deadline_of(commit_ts, ttl_ms) if ttl_ms else 0
 
     def __len__(self) -> int:
         return len(self._by_txn)

@@ -686,6 +686,17 @@ class ShardStateMachine:
         version, kind = unpack_latest(latest)
         return version, kind == KIND_TOMBSTONE
 
+    def expiry_of(self, key: bytes, version: int) -> int:
+        """The deadline from which `key`'s `version` is deleted (rule 7), or 0 when it
+        lives for ever or is no longer the key's live version (its deadline left with it)."""
+        lives = self._engine.get(self._lives_prefix + key)
+        if lives is None:
+            return 0
+        lives_version, deadline = unpack_lives(lives)
+        # A write without a TTL leaves the record behind it (its Expire drops it).
+        latest = self.latest_record(key)
+        return deadline if latest is not None and lives_version == version == latest[0] else 0
+
     def intents_on(self, key: bytes) -> list[IntentInfo]:
         """Every intent on `key`, ordered by txn id (empty when none)."""
         data = self._engine.get(self._intent_prefix + key)

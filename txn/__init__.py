@@ -6,7 +6,8 @@ The supported client surface; import from here::
 
 - `Client` (synchronous) / `AsyncClient` (asyncio): `transaction()`, `run(fn, ...)`,
   `@client.transactional`, `snapshot()`, `watch(start, end)`, `txn_status(ref)`,
-  single-key `get/put/delete/cas/scan`, `close()`.
+  single-key `get/get_versioned/get_entry/put/delete/cas/scan`, `close()`; `Entry` is
+  what `get_entry` returns (value, version, `expires_at`, `ttl_left_s()`).
 - `AsyncWatch` / `Watch`: batches of `Change(version, key, value)` in commit order (with
   `watch(..., prev_values=True)`, also `prev_value` and `prev_version`), and `through`, the
   version to resume after.
@@ -28,6 +29,7 @@ from router.watch_lanes import Change
 from txn.args import prefix_end
 from txn.atomic import AtomicOp, decode_int, encode_int
 from txn.client import AsyncClient
+from txn.entry import Entry
 from txn.errors import (
     ERRORS,
     ClientClosed,
@@ -71,6 +73,7 @@ __all__ = [
     "CommitUnknown",
     "Conflict",
     "DeadlineExceeded",
+    "Entry",
     "FencingTokenRejected",
     "InvalidArgument",
     "LimitExceeded",

@@ -164,9 +164,10 @@ from router.limits import key_oversized
 from router.scan_cursor import ScanCursor
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
-from router.ttl import cas_ttl_ms, check_expiry, ttl_ms_of
+from router.ttl import cas_ttl_ms, check_expiry, found_expiry, ttl_ms_of
 from txn.args import _as_flag, _as_key, _as_limit, _as_timeout, _as_u64, _as_value
 from txn.commit import Committer
+from txn.entry import Entry
 from txn.errors import (
     ClientClosed,
     CommitUnknown,
@@ -1041,12 +1042,34 @@ class AsyncClient:
         value, version = await self._get_versioned(_as_key(key), timeout_s)
         return value, version if value is not None else 0
 
+    async def get_entry(self, key: bytes, *, timeout_s: float | None = None) -> Entry | None:
+        """The latest value of `key` with its version and its time to live (linearizable), or
+        None when absent: etcd's Range with the key's lease and TimeToLive, in one read.
+
+        `entry.expires_at` is when the key's leader deletes the value (0: it lives for
+        ever), and `entry.ttl_left_s()` the seconds left until then by this machine's clock.
+
+        Raises:
+            As `get`; ServerError: the key's leader predates this read (upgrade the nodes).
+        """
+        key = _as_key(key)
+        got = await self._get_response(key, timeout_s)
+        value, version = self._observed(got)
+        if value is None:
+            return None
+        with _translated():
+            return Entry(value, version, found_expiry(got, key))
+
     async def _get_versioned(
         self, key: bytes, timeout_s: float | None = None
     ) -> tuple[bytes | None, int]:
         """`get`, with the version it read (0: never written)."""
+        return self._observed(await self._get_response(key, timeout_s))
+
+    async def _get_response(self, key: bytes, timeout_s: float | None) -> kv.GetResponse:
+        """A linearizable get's answer from `key`'s leader."""
         response = await self._single(kv.Request(get=kv.GetRequest(key=key)), key, False, timeout_s)
-        return self._observed(response.get)
+        return response.get
 
     async def put(
         self,

@@ -22,6 +22,7 @@ from router.tls import ClientTls
 from router.watch_lanes import Change
 from txn.atomic import AtomicOp
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
+from txn.entry import Entry
 from txn.errors import ClientClosed, CommitUnknown, TxnRef, WatchClosed
 from txn.retry import (
     _refuse_generator,
@@ -691,6 +692,11 @@ class Client:
         """The latest value of `key` and its version, or (None, 0); see
         `AsyncClient.get_versioned`."""
         return self._call(self._async.get_versioned(key, timeout_s=timeout_s), writes=False)
+
+    def get_entry(self, key: bytes, *, timeout_s: float | None = None) -> Entry | None:
+        """The latest value of `key` with its version and time to live, or None; see
+        `AsyncClient.get_entry`."""
+        return self._call(self._async.get_entry(key, timeout_s=timeout_s), writes=False)
 
     def put(
         self,

@@ -116,6 +116,27 @@ def test_a_transaction_writes_a_lock_with_a_ttl_beside_plain_keys(client: txn.Cl
     assert cas.succeeded and client.get(lock) == b"next"
 
 
+def test_a_read_tells_how_long_a_value_has_left_to_live(client: txn.Client) -> None:
+    run = secrets.token_hex(3).encode()
+    key, plain = b"m/ttl/entry/" + run, b"t/ttl/entry/" + run
+    version = client.put(key, b"lease", ttl_s=30)
+    entry = client.get_entry(key)
+    assert entry is not None and (entry.value, entry.version) == (b"lease", version)
+    assert entry.expires_at == deadline_of(version, 30_000)
+    left = entry.ttl_left_s()
+    assert left is not None and 0 < left <= 30
+    renewed = client.cas(key, expected_version=version, touch=True, ttl_s=300)
+    assert client.get_entry(key) == txn.Entry(b"lease", version, renewed.expires_at)
+    with client.transaction() as tx:  # two shards: read through the commit's proof or not
+        tx.put(plain, b"for ever")
+        tx.put(key, b"again", ttl_s=60)
+    assert client.get_entry(plain) == txn.Entry(b"for ever", tx.commit_ts or 0, 0)
+    again = client.get_entry(key)
+    assert again is not None and again.expires_at == deadline_of(again.version, 60_000)
+    client.delete(key)
+    assert client.get_entry(key) is None
+
+
 def test_bad_ttls_are_refused_before_anything_is_written(client: txn.Client) -> None:
     key = b"c/ttl/bad/" + secrets.token_hex(3).encode()
     for bad in (0, -1, float("nan"), "5", 10**9, 1e306, 10**400):
@@ -152,6 +173,13 @@ def test_the_command_line_writes_with_a_ttl(shared_cluster: LocalCluster) -> Non
     assert touched.returncode == 0 and touched.stdout.strip() == version, touched.stderr
     untimed = paxoskv("cas", key, "--expect-version", version, "--touch")
     assert untimed.returncode == 2 and "--touch needs --ttl" in untimed.stderr
+    left = paxoskv("ttl", key)
+    assert left.returncode == 0 and 0 < float(left.stdout) <= 60, left.stderr
+    paxoskv("put", key, "for ever")
+    assert paxoskv("ttl", key).stdout == "-1\n"
+    paxoskv("delete", key)
+    missing = paxoskv("ttl", key)
+    assert missing.returncode == 3 and missing.stdout == "" and "not found" in missing.stderr
 
 
 def test_a_new_leader_expires_what_a_killed_one_was_to(make_cluster: MakeCluster) -> None:

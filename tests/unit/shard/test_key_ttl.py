@@ -136,6 +136,18 @@ def test_a_touch_moves_the_deadline_on_and_keeps_the_version() -> None:
     assert gone.version >= touched.expires_at and d.sm.get(b"k") is None
 
 
+def test_a_value_s_deadline_is_read_while_it_is_the_live_version() -> None:
+    d = Driver()
+    written = d.run1(encode_put(b"k", b"v", ts=T0, ttl_ms=100))
+    assert d.sm.expiry_of(b"k", written.version) == written.expires_at
+    touched = d.run1(encode_cas(b"k", T0 + 50 * MS, expected_value=b"v", touch=True, ttl_ms=100))
+    assert d.sm.expiry_of(b"k", written.version) == touched.expires_at > written.expires_at
+    plain = d.run1(encode_put(b"k", b"w", ts=T0 + 60 * MS))  # lives for ever
+    assert d.sm.expiry_of(b"k", plain.version) == 0
+    assert d.sm.expiry_of(b"k", written.version) == 0  # replaced: its deadline left with it
+    assert d.sm.expiry_of(b"never", 1) == 0
+
+
 def test_a_touch_needs_the_live_value_it_expects() -> None:
     d = Driver()
     plain = d.run1(encode_put(b"plain", b"v", ts=T0))
@@ -296,6 +308,19 @@ def test_a_node_deletes_a_value_once_its_ttl_ran_out() -> None:
     deleted = node.core.hosts[1].shard.latest_record(b"apple")
     assert deleted is not None and deleted[1]  # a tombstone, written at or past the deadline
     assert deleted[0] >= written.expires_at
+
+
+def test_a_get_answers_with_the_value_s_deadline() -> None:
+    node = OneNode()
+    written = node.call(ttl_put(b"apple", b"red", 500)).put
+    for request in (get(b"apple"), get(b"apple", stale_ok=True)):
+        got = node.call(request).get
+        assert got.HasField("expires_at") and got.expires_at == written.expires_at, got
+    node.call(put(b"apple", b"green"))
+    got = node.call(get(b"apple")).get
+    assert got.value == b"green" and got.HasField("expires_at") and got.expires_at == 0
+    older = node.call(get(b"apple", at_version=written.version)).get
+    assert older.value == b"red" and older.expires_at == 0  # no longer the live version
 
 
 def test_an_intent_holds_off_the_expiry_until_it_is_resolved() -> None:

@@ -23,6 +23,7 @@ from shard.lock_wait import (
     blocked,
 )
 from shard.proven_commits import ProvenCommits
+from shard.ttl import deadline_of
 from tests.unit.shard.test_node_core import OneNode, get, header, put, tid, vouched
 
 OLD = (100, tid(b"old"))
@@ -126,6 +127,7 @@ def prepare(
     writes: tuple[bytes, ...] = (),
     priority: int = 0,
     ts: int = 1,
+    ttl_ms: int = 0,
 ) -> kv.Request:
     return kv.Request(
         prepare=kv.PrepareRequest(
@@ -136,7 +138,7 @@ def prepare(
             ts=ts,
             priority=priority,
             reads=[kv.ReadItem(key=k, version=v) for k, v in reads],
-            writes=[kv.WriteItem(key=k, value=b"v") for k in writes],
+            writes=[kv.WriteItem(key=k, value=b"v", ttl_ms=ttl_ms) for k in writes],
         )
     )
 
@@ -1133,6 +1135,19 @@ def test_a_read_through_shows_the_commit_timestamp_not_the_prepare_timestamp(
     resolve_held(node, tid(b"t1"), commit_ts)
     answers = submit_and_step(node, get(b"apple"))
     assert len(answers) == 1 and answers[0].get.version == commit_ts, answers
+
+
+def test_a_read_through_answers_with_the_deadline_the_commit_will_write(node: OneNode) -> None:
+    answer = node.call(prepare(tid(b"t1"), writes=(b"apple",), priority=1, ttl_ms=700)).prepare
+    assert answer.error.code == kv.OK, answer.error
+    commit_ts = answer.prepare_ts + 1000
+    resolved = resolve_held(node, tid(b"t1"), commit_ts)
+    got = submit_and_step(node, get(b"apple"))[0].get
+    assert (got.value, got.version) == (b"v", commit_ts) and resolved == []
+    assert got.expires_at == deadline_of(commit_ts, 700)
+    node.advance(0.05)
+    assert len(resolved) == 1 and resolved[0].resolve.error.code == kv.OK
+    assert node.call(get(b"apple")).get.expires_at == deadline_of(commit_ts, 700)  # applied
 
 
 def test_a_refused_copy_of_a_resolve_leaves_the_held_ones_proof(node: OneNode) -> None:
