@@ -63,11 +63,9 @@ from typing import Any
 from paxos.config import MAX_LEASE_S, MAX_PIPELINE_WINDOW, MAX_SLOT_BYTES
 from router.limits import MAX_KEY_BYTES
 from router.tls import TlsFiles, TlsSetupError
+from shard.clock_limits import MIN_DECISION_RETENTION_S, fewest_decision_retention_s
 from shard.tls_certs import read_node_pems
 
-#: txn_status(settle=True) records an abort where it finds no decision, for transactions up
-#: to txn.client.SETTLE_WINDOW_S old: their records must still be there.
-MIN_DECISION_RETENTION_S = 120
 MIN_PEER_SECRET_CHARS = 16
 #: Node ids are uint64 on the wire, 0 meaning none.
 MAX_NODE_ID = 2**64
@@ -399,6 +397,14 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         raise ConfigError(
             f"txn.decision_retention_s must be at least {MIN_DECISION_RETENTION_S} (clients "
             f"settle outcomes of transactions up to a minute old), got {retention}"
+        )
+    fewest = fewest_decision_retention_s(0 if offset is None else offset)
+    if retention < fewest:
+        raise ConfigError(
+            f"txn.decision_retention_s must be at least {fewest} with txn.max_clock_offset_ms "
+            f"= {offset} (16 offsets + 2 s: a transaction's records may be stamped up to 4 "
+            f"offsets + 0.5 s below its requests' timestamps, which must stay within a "
+            f"quarter of the window), got {retention}"
         )
     config = ClusterConfig(
         cluster_id=cluster_id,

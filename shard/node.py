@@ -182,6 +182,7 @@ from shard.admission_checks import (
 from shard.answers import _newest_version_read, _result_response, serve_read, snapshot_safe
 from shard.apps import App, MetaApp, RestoreJob, _restorable
 from shard.change_waits import ChangeWaits, changed_since
+from shard.clock_limits import FUTURE_TS_MARGIN_S
 from shard.engine import EngineBatch
 from shard.errors import LimitExceeded, ShardError, SnapshotCorrupt, Status, WrongShard
 from shard.expiry_duty import EXPIRY_CHECK_S, KeyExpiry
@@ -241,10 +242,6 @@ GC_BYTES_PER_STEP = 1 << 20
 # a second per shard. A pass still going when the next is due is behind: the node then steps
 # in every apply cycle until it ends, as garbage must not outgrow the collection.
 GC_STEP_INTERVAL_S = 0.02
-# Rule 9: a timestamp from a request may run ahead of this node's wall clock by four clock
-# offsets (a client's clock, another node's, and a new leader's raise by two, rule 3) plus
-# this margin for a loaded machine; anything further is a broken clock or a forged request.
-FUTURE_TS_MARGIN_S = 0.5
 # Bytes of read answers (gets and scans) a node serves per wake of its loop (per `tick`); the
 # reads past it wait in order for the next wake, which comes at once. Found by review: 256
 # scans of 4 MiB answers in one Batch message were served in one wake, which held the loop
@@ -353,7 +350,8 @@ class NodeCore:
         self._max_ahead_us = 4 * self._offset_us + int(FUTURE_TS_MARGIN_S * 1_000_000)
         # Rules P7, O5: how far below a request's ts a record of its transaction may be
         # stamped. At most a quarter of the retention window, or a fresh request would be
-        # refused: only the simulator's windows are that short (nodes refuse under 120 s).
+        # refused: only the simulator's windows are that short (a node's config refuses a
+        # window under `fewest_decision_retention_s`, where the cap never binds).
         retention_us = int(self._txn.decision_retention_s * 1_000_000)
         self._began_margin = min(self._max_ahead_us, retention_us // 4) << LOGICAL_BITS
         self._hlc = HybridClock()
@@ -413,6 +411,7 @@ class NodeCore:
             resolve_after_s=self._txn.resolve_after_s,
             decision_retention_s=self._txn.decision_retention_s,
             now=lambda: self._now,
+            wall_us=lambda: self._wall_ns // 1000,
             propose=self._propose_internal,
             # Looked up on each send: the shell takes the list away by replacing it.
             send=lambda out: self.outbound.append(out),

@@ -51,6 +51,7 @@ class TxnDuties:
         resolve_after_s: float,
         decision_retention_s: float,
         now: Callable[[], float],
+        wall_us: Callable[[], int],
         propose: Callable[[GroupHost, Any, Callable[[Any], None]], None],
         send: Callable[[Outbound], None],
     ) -> None:
@@ -62,6 +63,8 @@ class TxnDuties:
         self._decision_retention_s = decision_retention_s
         #: The node's time (tick's clock), read when a duty runs or an answer arrives.
         self._now = now
+        #: The node's wall clock (tick's), in µs since the epoch.
+        self._wall_us = wall_us
         #: Propose a transaction record the node itself needs (`NodeCore._propose_internal`).
         self._propose = propose
         #: Queue a request for another group (`NodeCore.outbound`).
@@ -269,7 +272,11 @@ class TxnDuties:
         return done
 
     def purge_decisions(self, leaders: list[GroupHost]) -> None:
-        horizon_us = max(0, physical_us(self._hlc.last) - int(self._decision_retention_s * 1e6))
+        # By the wall clock when it is behind the hybrid one, as the MVCC horizon (found by
+        # review: a request's timestamp from a clock ahead, which node rule 9 takes, purged
+        # records well before the retention ran out).
+        now_us = min(physical_us(self._hlc.last), self._wall_us())
+        horizon_us = max(0, now_us - int(self._decision_retention_s * 1e6))
         for host in leaders:
             check = self._purging.get(host.group_id)
             if check is None or self._now() - check.heard > PURGE_PASS_TIMEOUTS * self._timeout_s:

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from shard.config import (
+    MIN_DECISION_RETENTION_S,
     ClusterConfig,
     ConfigError,
     NodeConfig,
     PaxosSettings,
+    fewest_decision_retention_s,
     load_config,
     parse_config,
     render_config,
@@ -160,6 +162,19 @@ def test_a_bad_value_is_refused_naming_the_field(path: str, value: Any, named: s
     with pytest.raises(ConfigError) as info:
         parse_config(_set(path, value))
     assert named in str(info.value)
+
+
+def test_a_retention_window_must_outlast_how_far_timestamps_may_run_ahead() -> None:
+    """Found by review: a 60 s offset with a 120 s window let a late Prepare vote yes after
+    its transaction's abort was recorded and purged (tests/unit/shard/test_purge_clocks.py)."""
+    assert fewest_decision_retention_s(250) == MIN_DECISION_RETENTION_S
+    assert fewest_decision_retention_s(60_000) == 962  # 4 x (4 x 60 s + 0.5 s)
+    doc = _set("txn.max_clock_offset_ms", 60_000)
+    doc["txn"]["decision_retention_s"] = 961
+    with pytest.raises(ConfigError, match=r"decision_retention_s must be at least 962 with txn"):
+        parse_config(doc)
+    doc["txn"]["decision_retention_s"] = 962
+    assert parse_config(doc).decision_retention_s == 962
 
 
 @pytest.mark.parametrize(("key", "value"), [("nodes", []), ("nodes", [5]), ("shards", 3)])

@@ -1,0 +1,75 @@
+"""Decision records and clocks ahead (node rules 9, P7, O5 and the purge horizon): found by
+review, each with a clock offset far above the default and a short retention window."""
+
+from __future__ import annotations
+
+from router import kv_pb2 as kv
+from shard.clock_limits import fewest_decision_retention_s
+from tests.unit.shard.test_node_core import OneNode, header, prepare_request, tid
+from txn.hlc import LOGICAL_BITS
+from txn.records import PurgeDecisions
+
+S = 1_000_000  # one second, in µs
+
+
+def _wall_ts(node: OneNode, ahead_s: float = 0.0) -> int:
+    """A hybrid timestamp at the node's wall clock, `ahead_s` seconds ahead."""
+    return (node.wall // 1000 + int(ahead_s * S)) << LOGICAL_BITS
+
+
+def test_a_late_prepare_from_a_client_ahead_is_refused_after_its_abort_was_purged() -> None:
+    """Rule P7 with the largest offset, at the shortest window the config takes with it
+    (`fewest_decision_retention_s`): at 120 s the margin was capped at 30 s, and a copy of
+    a Prepare from a client 40 s ahead voted yes after the coordinator's Prevent recorded
+    the transaction's abort at this group and the record was purged."""
+    node = OneNode(
+        max_clock_offset_s=60.0, decision_retention_s=float(fewest_decision_retention_s(60_000))
+    )
+    node.advance(130.0, step=0.5)  # past the new leader's raise of two offsets (rule 3)
+    start = _wall_ts(node, ahead_s=40.0)  # the client's clock, within the offset
+    txn = tid(b"t1", start=start)
+    prevent = kv.PreventRequest(header=header(2), txn_id=txn, participants=[1, 2])
+    answer = node.call(kv.Request(prevent=prevent)).prevent
+    assert answer.error.code == kv.OK and not answer.prepared and not answer.unknown
+    recorded = node.core.hosts[2].shard.decision(txn)
+    assert recorded is not None and not recorded.committed
+    purge = PurgeDecisions(before_ts=recorded.decided_ts + 1)
+    node.core._propose_internal(node.core.hosts[2], purge, lambda _result: None)
+    node.advance(0.05)
+    assert node.core.hosts[2].shard.decision(txn) is None
+    node.core.hosts[2].aborted.clear()  # as after a leader change: only the log remembers
+    answers: list[kv.Response] = []
+    node.core.submit(prepare_request(2, b"zebra", txn_id=txn, ts=start), answers.append)
+    node.advance(0.5)
+    assert node.core.hosts[2].shard.prepared(txn) is None
+    assert [a.prepare.error.code for a in answers] == [kv.CONFLICT], answers
+
+
+def test_a_clock_pushed_ahead_purges_no_decision_before_its_retention_ran_out() -> None:
+    """The purge horizon is behind the wall clock as well as the hybrid one: a request's
+    timestamp 40 s ahead (rule 9 takes 4 offsets + 0.5 s) moved the hybrid clock, and with
+    it the horizon, 40 s ahead, purging a committed one-phase commit's record 40 s early."""
+    retention_s = fewest_decision_retention_s(10_000)  # 162 s
+    node = OneNode(max_clock_offset_s=10.0, decision_retention_s=float(retention_s))
+    node.advance(25.0, step=0.5)  # past the new leader's raise of two offsets (rule 3)
+    start = _wall_ts(node)
+    txn = tid(b"t1", start=start)
+    commit = kv.CommitOnePhaseRequest(
+        header=header(1), txn_id=txn, ts=start, writes=[kv.WriteItem(key=b"apple", value=b"v")]
+    )
+    node.core.submit(kv.Request(commit_one_phase=commit), lambda _answer: None)
+    node.advance(0.5)  # applied (its answer waits out the commit wait)
+    shard = node.core.hosts[1].shard
+    recorded = shard.decision(txn)
+    assert recorded is not None and recorded.committed
+    # Purge passes run every 60 s of node time: the third, at 180 s, sees the wall clock
+    # 155 s past the commit, and a hybrid clock a request has just pushed 40 s ahead.
+    node.advance(170.0 - node.now, step=0.5)
+    ahead = _wall_ts(node, ahead_s=40.0)
+    other = prepare_request(2, b"zebra", txn_id=tid(b"t2", start=ahead), ts=ahead)
+    node.core.submit(other, lambda _answer: None)
+    node.advance(185.0 - node.now, step=0.5)
+    assert node.wall // 1000 - (start >> LOGICAL_BITS) < retention_s * S
+    assert shard.decision(txn) is not None, "purged before its retention ran out"
+    node.advance(245.0 - node.now, step=0.5)  # the next pass, past the retention
+    assert shard.decision(txn) is None
