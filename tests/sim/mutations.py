@@ -955,6 +955,20 @@ MUTATIONS = [
         package="shard",
         tests=TXN_TESTS,
     ),
+    Mutation(
+        "purge_horizon_by_the_hybrid_clock",
+        "the purge horizon runs from the hybrid clock alone, which a request's timestamp "
+        "from a clock ahead pushes ahead of real time",
+        edits=(
+            (
+                "txn_duties.py",
+                "        now_us = min(physical_us(self._hlc.last), self._wall_us())\n",
+                "        now_us = physical_us(self._hlc.last)\n",
+            ),
+        ),
+        package="shard",
+        tests=(ROOT / "tests/unit/shard/test_purge_clocks.py", *TXN_TESTS),
+    ),
 ]
 
 
