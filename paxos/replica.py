@@ -125,7 +125,11 @@ Rules
    ballot round is above MAX_ROUND is dropped: its round became the replica's next
    campaign's minus one, and a round of 2**64 - 1 made that campaign's Prepare
    unencodable, which stopped the node; a Nack's reported promise above it counts for
-   nothing either (found by a later review). An acceptor stores no Accept entry more than
+   nothing either (found by a later review). So is one more than MAX_ROUND_STEP (2**32)
+   above every round the replica holds (found by a fuzzer: one Prepare at MAX_ROUND left
+   every campaign at a round the peers drop, and the group without a leader for good, a
+   restart included, as the promise is durable); a peer that holds the secret can still
+   run rounds up, but by 2**32 a message, not to the end at once. An acceptor stores no Accept entry more than
    MAX_SLOTS_AHEAD above its chosen watermark (nor votes for it), and a candidate drops a
    Promise showing a slot that far above its first slot: Phase 1 proposes every slot up to
    the highest one promised, so one made-up slot near 2**63 meant a Phase 1 without end.
@@ -239,6 +243,9 @@ from paxos.storage import DurableState
 MAX_ROUND = 1 << 62
 """Rule 15: the highest ballot round a peer may show (no group holds that many elections;
 its campaign's round + 1 stays a uint64)."""
+MAX_ROUND_STEP = 1 << 32
+"""Rule 15: how far above every round a replica holds a peer's round may be (no group holds
+that many elections, so a rebuilt replica, which holds none, still takes every real one)."""
 
 MAX_SLOTS_AHEAD = 1 << 18
 """Rule 15: how far above a replica's chosen watermark a vote may lie. A follower further
@@ -570,6 +577,11 @@ class Replica:
             due = min(due, *self._part_ask_again_at.values())
         return due
 
+    def _highest_round_taken(self) -> int:
+        """Rule 15: the highest ballot round a peer's message may show to count."""
+        held = max(self._max_seen_round, self._promised.round)
+        return min(MAX_ROUND, held + MAX_ROUND_STEP)
+
     def step(self, msg: Message) -> None:
         """Handle one message from a peer. Stale or foreign messages are ignored or refused."""
         if msg.dst != self.id or msg.src not in self._peers:
@@ -579,7 +591,7 @@ class Replica:
             # snapshot (a later watermark would outrun both the old log and the restore if
             # the restore were lost). Dropping a message is always allowed.
             return
-        if msg.ballot.round > MAX_ROUND:  # rule 15
+        if msg.ballot.round > self._highest_round_taken():  # rule 15
             return
         self._max_seen_round = max(self._max_seen_round, msg.ballot.round)
         match msg:
@@ -1122,7 +1134,7 @@ class Replica:
                     self._become_follower(msg.leader_hint)
             return
         if msg.promised > self._ballot:
-            if msg.promised.round <= MAX_ROUND:  # rule 15, for the promise it reports too
+            if msg.promised.round <= self._highest_round_taken():  # rule 15, for its promise
                 self._max_seen_round = max(self._max_seen_round, msg.promised.round)
             rejoined = msg.leader_hint in (None, self.id)
             lease = self._role is Role.LEADER and self._now < self._lease_until

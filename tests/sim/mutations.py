@@ -956,6 +956,20 @@ MUTATIONS = [
         tests=TXN_TESTS,
     ),
     Mutation(
+        "peer_round_bounded_by_max_round_alone",
+        "replica rule 15: a peer's round counts up to MAX_ROUND, however far above every "
+        "round the replica holds",
+        edits=(
+            (
+                "replica.py",
+                "        return min(MAX_ROUND, held + MAX_ROUND_STEP)\n",
+                "        return MAX_ROUND\n",
+            ),
+        ),
+        package="paxos",
+        tests=(ROOT / "tests/unit/paxos/test_peer_number_bounds.py", *PAXOS_TESTS),
+    ),
+    Mutation(
         "purge_horizon_by_the_hybrid_clock",
         "the purge horizon runs from the hybrid clock alone, which a request's timestamp "
         "from a clock ahead pushes ahead of real time",

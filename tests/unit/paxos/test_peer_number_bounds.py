@@ -15,7 +15,7 @@ from paxos.messages import (
     PreVote,
     Promise,
 )
-from paxos.replica import MAX_ROUND, MAX_SLOTS_AHEAD
+from paxos.replica import MAX_ROUND, MAX_ROUND_STEP, MAX_SLOTS_AHEAD
 from tests.unit.paxos.test_replica_paths import Group, one_slot_accept
 
 U64_MAX = 2**64 - 1
@@ -24,6 +24,7 @@ U64_MAX = 2**64 - 1
 def test_a_round_above_max_round_is_dropped_so_the_next_campaign_stays_encodable() -> None:
     g = Group(3, fast=(2,))
     g.tick_all(0.0)
+    g.r(2)._max_seen_round = MAX_ROUND - 1  # as after 2**30 steps up (next test)
     g.r(2).step(PreVote(src=1, dst=2, ballot=Ballot(U64_MAX, 1), seq=1))
     g.r(2).step(PreVote(src=3, dst=2, ballot=Ballot(MAX_ROUND, 3), seq=1))  # the highest taken
     g.process(2)
@@ -31,6 +32,24 @@ def test_a_round_above_max_round_is_dropped_so_the_next_campaign_stays_encodable
     # Its election timer runs out: it campaigns above every round it counted.
     prepares = _next_campaign(g, 2, until=1.0)
     assert all(MAX_ROUND < m.ballot.round <= U64_MAX for m in prepares)
+
+
+def test_a_round_far_above_every_round_held_counts_for_nothing() -> None:
+    """Found by a fuzzer: one Prepare at MAX_ROUND from a peer with the secret left every
+    campaign at a round the others drop, the group without a leader for good (the promise
+    is durable, so a restart kept it)."""
+    g = Group(3, fast=(2,))
+    g.tick_all(0.0)
+    held = max(g.r(2).status().promised.round, g.r(2)._max_seen_round)
+    for round_ in (MAX_ROUND, held + MAX_ROUND_STEP + 1):
+        g.r(2).step(Prepare(src=3, dst=2, ballot=Ballot(round_, 3), from_slot=1))
+        assert g.r(2).status().promised.round == held and g.r(2)._max_seen_round == held
+    g.r(2).step(PreVote(src=3, dst=2, ballot=Ballot(held + MAX_ROUND_STEP, 3), seq=1))
+    assert g.r(2)._max_seen_round == held + MAX_ROUND_STEP  # within the step: taken
+    g.process(2)
+    g.inflight.clear()
+    first = min(m.ballot.round for m in _next_campaign(g, 2, until=1.0))
+    assert first == held + MAX_ROUND_STEP + 1
 
 
 def test_a_nacks_promised_round_above_max_round_counts_for_nothing() -> None:
