@@ -211,6 +211,7 @@ from txn.records import (
     ReadItem,
     Resolve,
     WriteItem,
+    quote_key,
 )
 from txn.txn_ids import start_ts_of
 
@@ -700,7 +701,7 @@ class NodeCore:
             raise _Refusal(
                 _error(
                     kv.WRONG_CLUSTER,
-                    f"request for cluster {header.cluster_id!r} reached a node of cluster "
+                    f"request for cluster {quote_key(header.cluster_id)} reached a node of cluster "
                     f"{self.cluster_id!r}",
                 )
             )

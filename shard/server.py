@@ -17,6 +17,7 @@ from router.codec import encode_shard_map
 from shard import __version__
 from shard.client_memory import ClientMemory, memory_cost
 from shard.node import READ_KINDS, NodeCore
+from txn.records import quote_key
 
 Submit = Callable[[kv.Request, Callable[[kv.Response], None]], None]
 
@@ -130,7 +131,7 @@ def shard_map_response(core: NodeCore, request: kv.ShardMapRequest) -> kv.ShardM
             error=kv.Error(
                 code=kv.WRONG_CLUSTER,
                 message=f"this node belongs to cluster {core.cluster_id!r}, "
-                f"not {request.cluster_id!r}",
+                f"not {quote_key(request.cluster_id)}",
             )
         )
     shard_map = router_pb2.ShardMap()

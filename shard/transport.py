@@ -50,6 +50,7 @@ from shard.peer_parts import (
     group_messages,
     take_batch,
 )
+from txn.records import quote_key
 
 log = logging.getLogger("paxoskv.transport")
 
@@ -555,7 +556,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     def _check_node(self, cluster_id: str, from_node: int, protocol: int, known: set[int]) -> str:
         if cluster_id != self._cluster_id:
             return (
-                f"cluster id {cluster_id!r} does not match this node's cluster {self._cluster_id!r}"
+                f"cluster id {quote_key(cluster_id)} does not match this node's cluster "
+                f"{self._cluster_id!r}"
             )
         if from_node not in known:
             return f"node {from_node} is not a peer of node {self._my_id}"

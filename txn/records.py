@@ -72,12 +72,15 @@ def _check_u64(name: str, value: int) -> None:
         raise ValueError(f"{name} {value} is outside [0, 2**64)")
 
 
-def quote_key(raw: bytes, limit: int = 64) -> str:
-    """`raw` for an error message, cut at `limit` bytes: a refusal must not echo a request's
-    megabytes back (found by a wire fuzz: a 16 MiB request drew a 64 MiB answer)."""
+def quote_key(raw: bytes | str, limit: int = 64) -> str:
+    """`raw` (a key, or other text a request carries) for an error message, cut at `limit`
+    bytes or characters: a refusal must not echo a request's megabytes back (found by wire
+    fuzzes: a 16 MiB request drew a 64 MiB answer; later, a 16 MiB cluster id came back
+    whole in every refusal, and in the log lines of refused peer streams)."""
     if len(raw) <= limit:
         return repr(raw)
-    return f"{raw[:limit]!r}... ({len(raw)} bytes)"
+    unit = "bytes" if isinstance(raw, bytes) else "characters"
+    return f"{raw[:limit]!r}... ({len(raw)} {unit})"
 
 
 def _check_group_ids(participants: Sequence[int]) -> None:

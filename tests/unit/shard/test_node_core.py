@@ -23,6 +23,7 @@ from shard.disk import MemoryNodeDisk
 from shard.execute import background_cycle, execute_cycle
 from shard.limits import MAX_KEY_BYTES, MAX_STATUS_IDS, MAX_VALUE_BYTES
 from shard.node import RESOLVE_HOLD_S, TXN_DUTY_S, NodeCore, TxnSettings
+from shard.server import shard_map_response
 from tests.unit.txn.txn_harness import rewrite_as_before_g2
 from txn.atomic import ATOMIC_MARKER, AtomicOp, decode_int, encode_int
 from txn.codec import write_item_fields
@@ -164,6 +165,17 @@ def test_bad_requests_are_refused_and_change_nothing(
     assert body.error.code == code, body.error
     assert node.core.hosts[1].shard.applied_index == before
     assert node.call(get(b"apple")).get.found is False
+
+
+def test_a_huge_cluster_id_is_not_quoted_back_whole(node: OneNode) -> None:
+    """Found by a wire fuzz: a 16 MiB cluster id came back whole in the refusal, as it did
+    from GetShardMap (`shard_map_response`)."""
+    refused = node.call(put(b"apple", b"x", cluster="x" * 100_000)).put.error
+    assert refused.code == kv.WRONG_CLUSTER and "(100000 characters)" in refused.message
+    assert len(refused.message) < 300
+    request = kv.ShardMapRequest(cluster_id="x" * 100_000)
+    answer = shard_map_response(node.core, request).error
+    assert answer.code == kv.WRONG_CLUSTER and len(answer.message) < 300
 
 
 def test_duplicate_keys_in_a_transaction_are_invalid(node: OneNode) -> None:

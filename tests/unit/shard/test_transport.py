@@ -245,6 +245,18 @@ async def _replies_to_hellos(
         await server.stop(0)
 
 
+def test_a_huge_cluster_id_is_not_quoted_back_whole(caplog: Any) -> None:
+    """Found by a wire fuzz: a hello's 1 MiB cluster id came back in the refusal and went
+    into the log line whole, a megabyte a stream."""
+    servicer = PeerServicer("c", 2, {1}, lambda *a: None)
+    hello = peer_pb2.PeerBatch(cluster_id="x" * 1_048_576, from_node=1, protocol=PROTOCOL)
+    with caplog.at_level("INFO", logger="paxoskv.transport"):
+        [refused] = asyncio.run(_replies_to_hellos(servicer, [hello]))
+    assert len(refused) == 1 and "(1048576 characters) does not match" in refused[0].refusal
+    assert len(refused[0].refusal) < 300
+    assert all(len(str(getattr(r, "reason", ""))) < 300 for r in caplog.records)
+
+
 def test_a_peer_stream_in_another_protocol_version_is_refused() -> None:
     """A node of an older version (protocol 0: before versions existed) or a newer one: its
     stream is refused with both versions named, before anything of it is applied."""
