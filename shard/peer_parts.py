@@ -13,8 +13,9 @@ What a stream holds is bounded by what an honest sender does, since a peer with 
 may still send anything (found by review: 2 GiB of parts for two groups no node hosts
 grew the receiver to 3 GB). A sender queues a snapshot's parts together and its batches
 keep queue order, so parts of two snapshots never interleave: a stream gathers one
-snapshot at a time (a new first part replaces it), the servicer hands it only parts of
-groups its node hosts, and a part beyond the claimed total is dropped before it is kept.
+snapshot at a time (a new first part replaces it), a node one stream at a time (its newer
+stream supersedes the older one's gathering), the servicer hands it only parts of groups
+its node hosts, and a part beyond the claimed total is dropped before it is kept.
 A batch carries at most BATCH_MESSAGES messages, which the receiver enforces.
 """
 
@@ -87,6 +88,15 @@ class SnapshotAssembler:
     def __init__(self) -> None:
         self._gathering: _Gathering | None = None
         self.dropped = 0
+        #: A newer stream of the same node took over: nothing more is gathered here.
+        self.superseded = False
+
+    def supersede(self) -> None:
+        """Drop what was gathered and gather nothing more: the node's newer stream has its
+        own assembler (found by a fuzzer: a peer's streams, each gathering up to
+        MAX_SNAPSHOT_BYTES, grew the receiver by a gigabyte in 4 s)."""
+        self.superseded = True
+        self._gathering = None
 
     @property
     def gathered_bytes(self) -> int:
@@ -100,6 +110,9 @@ class SnapshotAssembler:
         0) replaces whatever was gathered, of any group; a part that does not continue
         what is gathered (another snapshot, a gap, data past the claimed total) drops it
         and itself, before keeping any of its bytes."""
+        if self.superseded:
+            self.dropped += 1
+            return None
         state = self._gathering
         if part.offset == 0:
             self._gathering = None

@@ -388,6 +388,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.unhosted = 0
         # When each refusal reason (and the unhosted drops) was last logged: `_log_due`.
         self._logged_at: dict[str, float] = {}
+        # Each peer's newest admitted stream's assembler: one snapshot gathered per peer.
+        self._assemblers: dict[int, SnapshotAssembler] = {}
 
     async def Exchange(
         self,
@@ -398,7 +400,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         if refusal:
             yield self._refuse(refusal, context)
             return
-        assembler = SnapshotAssembler()
+        assembler = SnapshotAssembler()  # this stream's, once its hello is admitted
         # The node the stream's first batch (its hello) named and had admitted: every later
         # batch must name the same (found by review: only the hello was checked, and later
         # batches could speak as any other node; the cluster id is ours on every batch).
@@ -415,6 +417,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 yield self._refuse("undecodable peer batch: the bytes are not a PeerBatch", context)
                 return
             refusal = self._check(batch)
+            if not refusal and assembler.superseded:
+                refusal = f"node {sender} opened a newer stream, which replaces this one"
             if not refusal and sender is not None and batch.from_node != sender:
                 refusal = (
                     f"a stream of node {sender} sent a batch as node {batch.from_node}: a "
@@ -457,6 +461,10 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 # Once per stream (its hello): a peer whose stream we accept while it
                 # refuses ours must not cut our backoff at each of its heartbeats.
                 sender = batch.from_node
+                older = self._assemblers.get(sender)
+                if older is not None:
+                    older.supersede()
+                self._assemblers[sender] = assembler
                 self._seen(batch.from_node)
                 yield peer_pb2.PeerReply(protocol=PROTOCOL)  # accepted: it may send now
             await self._take(batch, assembler)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 
 from paxos.ballot import Ballot
 from paxos.messages import Accept, Heartbeat, InstallSnapshot, Message, SlotValue
 from shard import peer_pb2, peer_pb2_grpc
+from shard.cluster import free_ports
 from shard.peer_parts import (
     BATCH_BYTES,
     BATCH_MESSAGES,
@@ -18,7 +20,7 @@ from shard.peer_parts import (
     group_messages,
     take_batch,
 )
-from shard.transport import GRPC_OPTIONS, PeerLink, PeerServicer
+from shard.transport import GRPC_OPTIONS, PROTOCOL, PeerLink, PeerServicer
 
 MIB = 1 << 20
 BALLOT = Ballot(3, 1)
@@ -153,3 +155,57 @@ def test_a_snapshot_over_the_grpc_message_limit_reaches_the_follower() -> None:
     got = asyncio.run(run())
     assert [g for g, _ in got] == [7] + [1] * 30 + [8]
     assert got[0][1] == big
+
+
+def test_a_newer_stream_of_a_node_drops_what_its_older_stream_gathered() -> None:
+    """Found by a fuzzer: a peer opened many streams, each gathering parts of a snapshot it
+    claimed was up to 64 GiB, and grew the receiver by a gigabyte in 4 s. A node gathers
+    one snapshot per peer: a newer stream supersedes the older one, which is then refused."""
+    delivered: list[tuple[int, int, Message]] = []
+    servicer = PeerServicer("c", 2, {1}, lambda *a: delivered.append(a))
+    parts = group_messages(7, snapshot(2 * PART_BYTES + 1))
+
+    def batch(*messages: peer_pb2.GroupMessage) -> peer_pb2.PeerBatch:
+        return peer_pb2.PeerBatch(cluster_id="c", from_node=1, protocol=PROTOCOL, messages=messages)
+
+    async def accepted(call: Any) -> None:
+        await call.write(batch())
+        reply = await call.read()
+        assert reply.refusal == "", reply
+
+    async def run() -> tuple[int, str]:
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        peer_pb2_grpc.add_PeerServicer_to_server(servicer, server)
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        server.add_insecure_port(address)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:
+                stub = peer_pb2_grpc.PeerStub(channel)
+                older = stub.Exchange()
+                await accepted(older)
+                await older.write(batch(parts[0]))
+                gathering = servicer._assemblers[1]
+                end = time.monotonic() + 10.0
+                while gathering.gathered_bytes < PART_BYTES and time.monotonic() < end:
+                    await asyncio.sleep(0.01)
+                held = gathering.gathered_bytes
+                newer = stub.Exchange()
+                await accepted(newer)
+                assert gathering.superseded and gathering.gathered_bytes == 0
+                await older.write(batch(parts[1]))
+                refusal = (await older.read()).refusal
+                for part in parts:  # the newer stream gathers the whole snapshot
+                    await newer.write(batch(part))
+                end = time.monotonic() + 10.0
+                while not delivered and time.monotonic() < end:
+                    await asyncio.sleep(0.01)
+                await newer.done_writing()
+                return held, refusal
+        finally:
+            await server.stop(0)
+
+    held, refusal = asyncio.run(run())
+    assert held == PART_BYTES
+    assert refusal == "node 1 opened a newer stream, which replaces this one"
+    assert [(node, group) for node, group, _ in delivered] == [(1, 7)]
