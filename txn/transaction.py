@@ -30,6 +30,7 @@ from txn.errors import (
 )
 from txn.records import MAX_TXN_ITEMS
 from txn.status import TransactionState
+from txn.unawaited import HandedOutReads, awaited_before_commit
 
 if TYPE_CHECKING:
     from txn.client import AsyncClient
@@ -73,6 +74,7 @@ class AsyncTransaction:
         self._priority = 0
         self._locked: set[bytes] = set()  # keys read for update
         self._lock_groups: set[int] = set()  # groups whose leaders hold those locks
+        self._handed_out = HandedOutReads()  # read coroutines, checked at commit
 
     # -- state
 
@@ -122,6 +124,7 @@ class AsyncTransaction:
 
     # -- reads
 
+    @awaited_before_commit
     async def get(
         self, key: bytes, *, for_update: bool = False, snapshot: bool = False
     ) -> bytes | None:
@@ -193,6 +196,7 @@ class AsyncTransaction:
         self._record_read(key, version, value)
         return value
 
+    @awaited_before_commit
     async def scan(
         self,
         start: bytes,
@@ -528,6 +532,7 @@ class AsyncTransaction:
             raise InvalidArgument(str(exc)) from None
         self.atomic(key, AtomicOp.ADD, operand)
 
+    @awaited_before_commit
     async def delete_range(self, start: bytes, end: bytes | None, limit: int | None = None) -> int:
         """Delete every key with start <= key < end as this transaction sees it (or the first
         `limit`); returns how many. `end` None is the end of the key space, given
@@ -670,6 +675,15 @@ class AsyncTransaction:
             TransactionClosed: already committed or aborted.
         """
         self._check_open()
+        never_awaited = self._handed_out.never_awaited()
+        if never_awaited:
+            self._abort(release_locks=True)
+            more = f" (and {len(never_awaited) - 1} more)" if len(never_awaited) > 1 else ""
+            raise InvalidArgument(
+                f"{never_awaited[0]}{more} was never awaited, so the transaction would commit "
+                "without that read (a coroutine, not its value, reached the code after it): "
+                "add await; the transaction is aborted"
+            )
         self._state = TransactionState.COMMITTING
         try:
             commit_ts = await self._client._committer.commit(self)
