@@ -189,6 +189,7 @@ from txn.retry import (
     _RetryPolicy,
     body_with_transaction_at,
     checked_body_error,
+    run_again_if_it_wrote_nothing,
     transaction_position,
 )
 from txn.snapshot import AsyncSnapshot
@@ -628,7 +629,8 @@ class AsyncClient:
             DeadlineExceeded: a call of the attempt waited out its whole `timeout_s` (the
                 cluster down or cut off): not retried, another attempt would wait as long.
             CommitUnknown: the last commit's outcome is unknown (not retried; with
-                `settle_unknown`, only when it could not be settled in time).
+                `settle_unknown`, only when it could not be settled in time; a transaction
+                that wrote nothing runs again instead: nothing of it can apply twice).
             Whatever `fn` raises that is not retryable, or that it raises after its
                 transaction committed (or may have), unchanged; but an error `fn` raises
                 while what it read has changed since (its reads are not one snapshot, so it
@@ -662,6 +664,7 @@ class AsyncClient:
                     try:
                         await tx.commit()
                     except CommitUnknown as lost:
+                        run_again_if_it_wrote_nothing(tx, lost)
                         if not self.settle_unknown:
                             raise
                         await self._settle_lost_commit(tx, lost)

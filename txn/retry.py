@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from router.cache import Backoff
-from txn.errors import DeadlineExceeded, PaxosKVError, TooManyRetries
+from txn.errors import CommitUnknown, Conflict, DeadlineExceeded, PaxosKVError, TooManyRetries
 from txn.status import TransactionState
 
 if TYPE_CHECKING:
@@ -149,3 +149,23 @@ async def checked_body_error(tx: AsyncTransaction, exc: Exception) -> Exception:
         return exc
     changed.__cause__ = exc
     return changed
+
+
+def run_again_if_it_wrote_nothing(tx: AsyncTransaction, lost: CommitUnknown) -> None:
+    """`run`, when `tx`'s commit answer was lost: a transaction that wrote nothing has
+    nothing to apply twice, so its body runs again (found by an application trial: a lookup
+    that found nothing to do ended in a CommitUnknown that no txn_status could settle once
+    the settle window was past). Returns for one that wrote something.
+
+    Raises:
+        Conflict: it wrote nothing; retryable, so `run` runs the body again.
+    """
+    if tx._writes or tx._ops:
+        return
+    tx._state = TransactionState.ABORTED  # nothing written: running it again is safe
+    raise Conflict(
+        b"",
+        phase="commit",
+        reason="the commit's answer was lost, and the transaction wrote nothing: run again",
+        txn_id=tx.txn_id,
+    ) from lost

@@ -28,6 +28,7 @@ from txn.retry import (
     _refuse_generator,
     body_with_transaction_at,
     checked_body_error,
+    run_again_if_it_wrote_nothing,
     transaction_position,
 )
 from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
@@ -620,6 +621,7 @@ class Client:
                     try:
                         tx.commit()
                     except CommitUnknown as lost:
+                        run_again_if_it_wrote_nothing(inner, lost)
                         if not self._async.settle_unknown:
                             raise
                         try:

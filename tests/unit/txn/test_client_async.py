@@ -2005,3 +2005,35 @@ async def test_group_of_names_the_group_holding_a_key_by_the_cached_map(fake: Fa
             client.group_of("apple")  # type: ignore[arg-type]
         with pytest.raises(txn.LimitExceeded):
             client.group_of(b"k" * (MAX_KEY_BYTES + 1))  # no key this long can exist
+
+
+@with_fake
+async def test_run_runs_a_transaction_that_wrote_nothing_again_when_its_commit_is_lost(
+    fake: FakeKV,
+) -> None:
+    """Found by an application trial: a lookup that found nothing to do ended in a
+    CommitUnknown no txn_status could settle; with nothing written, running it again is
+    safe. A transaction that wrote something still raises it."""
+    attempts: list[bytes] = []
+
+    def lose_the_first_attempts(node: int, request: kv.Request) -> Any:
+        first = request.WhichOneof("op") == "commit_one_phase" and len(attempts) == 1
+        return DROP if first else None
+
+    fake.hook = lose_the_first_attempts
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+
+        async def look(tx: AsyncTransaction) -> bytes | None:
+            attempts.append(tx.txn_id)
+            return await tx.get(A1)
+
+        assert await client.run(look) is None
+        assert len(attempts) == 2 and fake.count("commit_one_phase") > 2
+        fake.hook = on_kind("commit_one_phase", DROP)
+
+        async def write(tx: AsyncTransaction) -> None:
+            await tx.get(A1)
+            tx.put(A2, b"x")
+
+        with pytest.raises(CommitUnknown):
+            await client.run(write)

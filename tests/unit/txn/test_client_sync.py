@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from test_client_fakekv import (
+    DROP,
     LOSE,
     FakeKV,
     error_response,
@@ -386,3 +387,21 @@ def test_the_clock_moves_only_on_the_clients_loop_thread(fake: FakeKV) -> None:
 def test_group_of_from_the_sync_client(fake: FakeKV) -> None:
     with sync_client(fake) as client:
         assert [client.connect().group_of(k) for k in (A1, B1, C1)] == [1, 2, 3]
+
+
+def test_run_runs_a_transaction_that_wrote_nothing_again_when_its_commit_is_lost() -> None:
+    """As `AsyncClient.run` (test_client_async.py): nothing written, nothing to apply twice."""
+    attempts: list[bytes] = []
+
+    def lose_the_first_attempts(node: int, request: kv.Request) -> Any:
+        first = request.WhichOneof("op") == "commit_one_phase" and len(attempts) == 1
+        return DROP if first else None
+
+    def look(tx: Transaction) -> bytes | None:
+        attempts.append(tx.txn_id)
+        return tx.get(A1)
+
+    with fake_in_thread() as fake, sync_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as c:
+        fake.hook = lose_the_first_attempts
+        assert c.run(look) is None
+    assert len(attempts) == 2 and fake.count("commit_one_phase") > 2
