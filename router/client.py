@@ -1122,7 +1122,7 @@ class RoutingClient:
         # Replicas whose address answered as another cluster (the empty frozenset is one
         # shared object: nothing allocated per request on the way that never meets one).
         foreign: frozenset[int] = frozenset()
-        last = "no attempt made"
+        last = ""  # what the last try met ("": no try yet)
         started = loop.time()
         target = "the cluster"
         back_off = False  # whether the next try waits for its backoff first
@@ -1132,6 +1132,14 @@ class RoutingClient:
                 attempt += 1
             back_off = True  # a retry below waits unless its branch says otherwise
             if loop.time() >= deadline:
+                if not last:
+                    # Found by an application trial: "last: no attempt made" after the
+                    # process was paused said nothing of why.
+                    raise DeadlineExceeded(
+                        f"the deadline passed {loop.time() - started:.1f} s in, before a try "
+                        f"was sent to {target} (a timeout shorter than the wait for a "
+                        "connection, or a process paused or starved of CPU)"
+                    )
                 raise DeadlineExceeded(
                     f"gave up at the deadline, after {loop.time() - started:.1f} s of tries "
                     f"at {target}; last: {last}. A group has a leader to answer once a "
@@ -1206,8 +1214,9 @@ class RoutingClient:
                     # at a frozen leader while another replica led).
                     last = silence
                     continue
+                before = f" (the try before met: {last})" if last else ""
                 raise DeadlineExceeded(
-                    f"gave up: no answer from {address} before the deadline (last: {last})"
+                    f"gave up: no answer from {address} before the deadline{before}"
                 ) from None
             error = response_error(response, request.WhichOneof("op"))
             if error is None or error.code in passthrough:

@@ -482,16 +482,36 @@ def _cmd_txn_status(args: argparse.Namespace) -> int:
     if status.state is TxnState.IN_PROGRESS:
         print("in-progress: prepared at its decision group, not at every participant yet")
     else:
-        # Found by a fault trial: a user a minute after a CommitUnknown read "purged" and
-        # did not learn that --settle was the next step.
-        hint = (
-            ""
-            if args.settle
-            else "; to decide it now, run this again with --settle (an undecided "
-            "transaction begun in the last 60 s is then recorded aborted)"
-        )
+        hint = "" if args.settle else _settle_hint(ref)
         print(
             "unknown: no record at its decision group (never prepared there, or purged after "
             f"the retention window){hint}"
         )
     return EXIT_UNDECIDED
+
+
+def _settle_hint(ref: Any) -> str:
+    """What to do about an unknown outcome: settle it while its ref may still be settled
+    (found by a fault trial: a user a minute after a CommitUnknown did not learn that
+    --settle was the next step; found by an application trial: the hint was also given for
+    a 25-minute-old ref, which --settle then refused)."""
+    import time
+
+    from txn import TxnRef
+    from txn.client import SETTLE_WINDOW_S
+
+    if not isinstance(ref, TxnRef) or not ref.started_ns:
+        return (
+            "; --settle needs the full REF (TXN_ID_HEX:GROUP:STARTED_NS), which says when the "
+            "transaction began"
+        )
+    age_s = (time.time_ns() - ref.started_ns) / 1e9
+    if age_s > SETTLE_WINDOW_S:
+        return (
+            f"; it began {age_s:.0f} s ago, too long ago to settle (--settle works for "
+            f"{SETTLE_WINDOW_S:.0f} s after the start): it stays unknown"
+        )
+    return (
+        "; to decide it now, run this again with --settle (an undecided transaction begun "
+        f"in the last {SETTLE_WINDOW_S:.0f} s is then recorded aborted)"
+    )

@@ -2194,3 +2194,19 @@ def test_a_timeout_too_short_to_connect_says_so_not_to_check_the_addresses() -> 
     # Said to Python callers and command-line users alike (found by a UX review: the
     # command line has no timeout_s).
     assert "timeout_s=, or --timeout" in said
+
+
+@with_cluster
+async def test_a_deadline_that_passed_before_any_try_says_so(cluster: FakeCluster) -> None:
+    """Found by an application trial: after a client process was paused past its deadline,
+    DeadlineExceeded said "last: no attempt made", which explained nothing."""
+    async with client_for(cluster) as client:
+        await client.get(b"a")  # connected
+        with pytest.raises(
+            DeadlineExceeded, match=r"passed .* before a try was sent to the cluster"
+        ):
+            await client.get(b"a", timeout_s=1e-9)
+        cluster.hook = lambda node, request: DROP if request.WhichOneof("op") == "get" else None
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.get(b"a", timeout_s=0.3)
+        assert "no attempt" not in str(info.value) and "last: " not in str(info.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from router.env import ENV_CLUSTER
 from router.limits import MAX_KEY_BYTES
 from shard.cli import main
 from shard.cli_kv import escape
-from shard.cli_txn import Step, parse_steps
+from shard.cli_txn import Step, _settle_hint, parse_steps
 from txn.txn_ids import new_txn_id
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -533,3 +534,14 @@ def test_a_quiet_watch_interrupted_names_where_its_rounds_got_to(
     assert main(["watch", "--cluster", NOWHERE, "--prefix", "p/"]) == 130
     err = capsys.readouterr().err
     assert err.strip().endswith("interrupted; resume with --after-version 60"), err
+
+
+def test_txn_status_suggests_settle_only_while_the_ref_may_be_settled() -> None:
+    """Found by an application trial: the hint to run again with --settle was given for a
+    25-minute-old ref, which --settle then refused as too old."""
+    now = time.time_ns()
+    fresh = _settle_hint(txn.TxnRef(b"t" * 24, 1, now - 10 * 10**9))
+    assert "run this again with --settle" in fresh
+    old = _settle_hint(txn.TxnRef(b"t" * 24, 1, now - 1500 * 10**9))
+    assert "it began 1500 s ago, too long ago to settle" in old and "again" not in old
+    assert "--settle needs the full REF" in _settle_hint(txn.TxnRef(b"t" * 24, 1))
