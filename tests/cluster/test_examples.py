@@ -28,6 +28,7 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [
     "unique_username",
+    "async_signup",
     "bank_transfer",
     "secondary_index",
     "lock_with_fencing",
