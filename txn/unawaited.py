@@ -20,26 +20,31 @@ class HandedOutReads:
     """The read coroutines one transaction returned, until its commit checks them."""
 
     def __init__(self) -> None:
-        self._reads: list[tuple[Coroutine[Any, Any, Any], str]] = []
+        # Each coroutine with its method's name and first argument: the call is shown only
+        # when refused, so a read pays no formatting.
+        self._reads: list[tuple[Coroutine[Any, Any, Any], str, object]] = []
         self._prune_at = 32
 
-    def track(self, coro: Coroutine[Any, Any, T], call: str) -> Coroutine[Any, Any, T]:
-        """Keep `coro` (shown as `call`) to check at commit; returns it."""
+    def track(
+        self, coro: Coroutine[Any, Any, T], method: str, first: object
+    ) -> Coroutine[Any, Any, T]:
+        """Keep `coro`, from `method` called with `first`, to check at commit; returns it."""
         if len(self._reads) >= self._prune_at:
             # Only the unstarted ones matter; pruned in amortized O(1) per read.
-            self._reads = [(c, text) for c, text in self._reads if _unstarted(c)]
+            self._reads = [read for read in self._reads if _unstarted(read[0])]
             self._prune_at = 2 * len(self._reads) + 32
-        self._reads.append((coro, call))
+        self._reads.append((coro, method, first))
         return coro
 
     def never_awaited(self) -> list[str]:
         """The calls whose coroutine never started, each closed now (no RuntimeWarning:
         the commit's refusal says it); forgets them all."""
         calls = []
-        for coro, call in self._reads:
+        for coro, method, first in self._reads:
             if _unstarted(coro):
                 coro.close()
-                calls.append(call)
+                shown = quote_key(first, 40) if isinstance(first, bytes) else ""
+                calls.append(f"tx.{method}({shown})")
         self._reads = []
         self._prune_at = 32
         return calls
@@ -64,9 +69,6 @@ def awaited_before_commit(
     @functools.wraps(method)
     def read(self: R, /, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T]:
         first = args[0] if args else None
-        shown = quote_key(first, 40) if isinstance(first, bytes) else ""
-        return self._handed_out.track(
-            method(self, *args, **kwargs), f"tx.{method.__name__}({shown})"
-        )
+        return self._handed_out.track(method(self, *args, **kwargs), method.__name__, first)
 
     return read

@@ -54,12 +54,12 @@ def test_handed_out_reads_keep_only_the_unstarted_ones_as_they_grow() -> None:
 
     reads = HandedOutReads()
     for n in range(1000):
-        coro = reads.track(read(), f"r{n}")
+        coro = reads.track(read(), "get", b"r%d" % n)
         if n == 7:
             unawaited = coro
         else:
             asyncio.run(coro)  # awaited: started and done
     assert len(reads._reads) < 100
-    assert reads.never_awaited() == ["r7"] and reads.never_awaited() == []
+    assert reads.never_awaited() == ["tx.get(b'r7')"] and reads.never_awaited() == []
     # Closed by the check, so no "never awaited" RuntimeWarning follows the refusal.
     assert inspect.getcoroutinestate(unawaited) == inspect.CORO_CLOSED
