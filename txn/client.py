@@ -189,7 +189,7 @@ from txn.retry import (
     _RetryPolicy,
     body_with_transaction_at,
     checked_body_error,
-    run_again_if_it_wrote_nothing,
+    delay_to_run_again,
     transaction_position,
 )
 from txn.snapshot import AsyncSnapshot
@@ -664,7 +664,12 @@ class AsyncClient:
                     try:
                         await tx.commit()
                     except CommitUnknown as lost:
-                        run_again_if_it_wrote_nothing(tx, lost)
+                        again = delay_to_run_again(
+                            self._policy, tx, attempts, loop.time() - started
+                        )
+                        if again is not None:
+                            await asyncio.sleep(again)
+                            continue
                         if not self.settle_unknown:
                             raise
                         await self._settle_lost_commit(tx, lost)

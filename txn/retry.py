@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from router.cache import Backoff
-from txn.errors import CommitUnknown, Conflict, DeadlineExceeded, PaxosKVError, TooManyRetries
+from txn.errors import DeadlineExceeded, PaxosKVError, TooManyRetries
 from txn.status import TransactionState
 
 if TYPE_CHECKING:
@@ -83,12 +83,19 @@ class _RetryPolicy:
         leaf = _retryable_leaf(exc)
         if leaf is None:
             return None
-        exc = leaf
+        delay = self.delay_within_budget(attempts, elapsed_s)
+        if delay is None:
+            raise TooManyRetries(leaf, attempts) from leaf
+        return delay
+
+    def delay_within_budget(self, attempts: int, elapsed_s: float) -> float | None:
+        """The pause before attempt `attempts + 1`, or None when `max_attempts` or
+        `timeout_s` is used up."""
         if attempts >= self.max_attempts:
-            raise TooManyRetries(exc, attempts) from exc
-        delay = self.backoff.delay(attempts - 1, self.rng)
+            return None
+        delay: float = self.backoff.delay(attempts - 1, self.rng)
         if self.timeout_s is not None and elapsed_s + delay >= self.timeout_s:
-            raise TooManyRetries(exc, attempts) from exc
+            return None
         return delay
 
 
@@ -151,21 +158,16 @@ async def checked_body_error(tx: AsyncTransaction, exc: Exception) -> Exception:
     return changed
 
 
-def run_again_if_it_wrote_nothing(tx: AsyncTransaction, lost: CommitUnknown) -> None:
-    """`run`, when `tx`'s commit answer was lost: a transaction that wrote nothing has
-    nothing to apply twice, so its body runs again (found by an application trial: a lookup
-    that found nothing to do ended in a CommitUnknown that no txn_status could settle once
-    the settle window was past). Returns for one that wrote something.
-
-    Raises:
-        Conflict: it wrote nothing; retryable, so `run` runs the body again.
-    """
+def delay_to_run_again(
+    policy: _RetryPolicy, tx: AsyncTransaction, attempts: int, elapsed_s: float
+) -> float | None:
+    """`run`, when `tx`'s commit answer was lost: the pause before running the body again,
+    when `tx` wrote nothing (nothing of it can apply twice) and the retry budget allows;
+    None when the CommitUnknown stands (found by an application trial: a lookup that found
+    nothing to do ended in a CommitUnknown that no txn_status could settle once the settle
+    window was past). Never reported as anything but CommitUnknown: the commit may have
+    been chosen, and `txn_status` of its ref would say so (found by the simulator, when a
+    Conflict stood in for it)."""
     if tx._writes or tx._ops:
-        return
-    tx._state = TransactionState.ABORTED  # nothing written: running it again is safe
-    raise Conflict(
-        b"",
-        phase="commit",
-        reason="the commit's answer was lost, and the transaction wrote nothing: run again",
-        txn_id=tx.txn_id,
-    ) from lost
+        return None
+    return policy.delay_within_budget(attempts, elapsed_s)

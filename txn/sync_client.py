@@ -28,7 +28,7 @@ from txn.retry import (
     _refuse_generator,
     body_with_transaction_at,
     checked_body_error,
-    run_again_if_it_wrote_nothing,
+    delay_to_run_again,
     transaction_position,
 )
 from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
@@ -621,7 +621,12 @@ class Client:
                     try:
                         tx.commit()
                     except CommitUnknown as lost:
-                        run_again_if_it_wrote_nothing(inner, lost)
+                        again = delay_to_run_again(
+                            self._policy, inner, attempts, time.monotonic() - started
+                        )
+                        if again is not None:
+                            time.sleep(again)
+                            continue
                         if not self._async.settle_unknown:
                             raise
                         try:
