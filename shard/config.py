@@ -393,19 +393,6 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
     retention = _get(txn, "decision_retention_s", int, "txn.", 600)
     if resolve_after <= 0:
         raise ConfigError("txn.resolve_after_ms must be positive")
-    if retention < MIN_DECISION_RETENTION_S:
-        raise ConfigError(
-            f"txn.decision_retention_s must be at least {MIN_DECISION_RETENTION_S} (clients "
-            f"settle outcomes of transactions up to a minute old), got {retention}"
-        )
-    fewest = fewest_decision_retention_s(0 if offset is None else offset)
-    if retention < fewest:
-        raise ConfigError(
-            f"txn.decision_retention_s must be at least {fewest} with txn.max_clock_offset_ms "
-            f"= {offset} (16 offsets + 2 s: a transaction's records may be stamped up to 4 "
-            f"offsets + 0.5 s below its requests' timestamps, which must stay within a "
-            f"quarter of the window), got {retention}"
-        )
     config = ClusterConfig(
         cluster_id=cluster_id,
         peer_secret=peer_secret,
@@ -420,6 +407,19 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> ClusterCo
         paxos=settings,
         request_timeout_ms=timeout,
     )
+    fewest = fewest_decision_retention_s(config.clock_offset_ms)
+    if retention < fewest:
+        why = (
+            "clients settle outcomes of transactions up to a minute old"
+            if fewest == MIN_DECISION_RETENTION_S
+            else f"16 clock offsets + 2 s with txn.max_clock_offset_ms = "
+            f"{config.clock_offset_ms}: a transaction's records may be stamped up to 4 "
+            "offsets + 0.5 s below its requests' timestamps, which must stay within a "
+            "quarter of the window"
+        )
+        raise ConfigError(
+            f"txn.decision_retention_s must be at least {fewest} ({why}), got {retention}"
+        )
     dirs = [config.node_data_dir(n).resolve() for n in config.nodes]
     if len(set(dirs)) != len(dirs):
         # Found by review: two nodes on one directory (the second is refused only at start,

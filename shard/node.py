@@ -407,12 +407,11 @@ class NodeCore:
         self._duties = TxnDuties(
             cluster_id=cluster_id,
             proof_key=self._proof_key,
-            hlc=self._hlc,
             request_timeout_s=request_timeout_s,
             resolve_after_s=self._txn.resolve_after_s,
             decision_retention_s=self._txn.decision_retention_s,
             now=lambda: self._now,
-            wall_us=lambda: self._wall_ns // 1000,
+            retention_now_us=self._retention_now_us,
             propose=self._propose_internal,
             # Looked up on each send: the shell takes the list away by replacing it.
             send=lambda out: self.outbound.append(out),
@@ -701,8 +700,8 @@ class NodeCore:
             raise _Refusal(
                 _error(
                     kv.WRONG_CLUSTER,
-                    f"request for cluster {quote_key(header.cluster_id)} reached a node of cluster "
-                    f"{self.cluster_id!r}",
+                    f"request for cluster {quote_key(header.cluster_id)} reached a node of "
+                    f"cluster {self.cluster_id!r}",
                 )
             )
         shard_map = self.shard_map
@@ -1394,6 +1393,15 @@ class NodeCore:
     def _data_leaders(self) -> list[GroupHost]:
         return [h for h in self._data_hosts() if h.replica.role is Role.LEADER]
 
+    def _retention_now_us(self) -> int:
+        """The time retention windows (MVCC versions, decision records) run to: the wall
+        clock when it is behind the hybrid one, as a request's timestamp from a clock ahead
+        (node rule 9 takes them up to 4 offsets + 0.5 s ahead) pushes the hybrid clock ahead
+        of real time, which would cut a retention short by as much (found by a soak:
+        snapshots 0.15 s younger than a 0.3 s retention refused; found by review: decision
+        records purged as early)."""
+        return min(physical_us(self._hlc.last), self._wall_ns // 1000)
+
     def _start_garbage_collection(self, batch: EngineBatch) -> None:
         """Begin dropping MVCC versions shadowed before the retention horizon, on every
         replica; apply cycles then collect, one step per GC_STEP_INTERVAL_S at most unless a
@@ -1401,11 +1409,7 @@ class NodeCore:
         shard, whichever comes first, so a large store is never swept in one go while
         heartbeats wait."""
         retention_us = int(self._txn.mvcc_retention_s * 1_000_000)
-        # By the wall clock when it is behind the hybrid one: a request's timestamp from a
-        # clock ahead (node rule 9 takes them up to 4 offsets + 0.5 s ahead) pushes the
-        # hybrid clock ahead of real time, which would cut the retention short by as much
-        # (found by a soak: snapshots 0.15 s younger than a 0.3 s retention refused).
-        horizon_us = min(physical_us(self._hlc.last), self._wall_ns // 1000) - retention_us
+        horizon_us = self._retention_now_us() - retention_us
         if horizon_us <= 0:
             return
         for host in self._data_hosts():

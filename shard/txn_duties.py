@@ -14,7 +14,7 @@ from paxos import Role
 from router import kv_pb2 as kv
 from shard.lock_wait import LOCK_WAIT_MAX_S
 from shard.node_records import GroupHost, _Prevention, _Resolving
-from txn.hlc import LOGICAL_BITS, HybridClock, physical_us
+from txn.hlc import LOGICAL_BITS
 from txn.proofs import decision_mac
 from txn.records import Decide, DecisionInfo, Finish, PurgeDecisions, Resolve
 from txn.store import MAX_PURGE_PER_COMMAND
@@ -46,25 +46,23 @@ class TxnDuties:
         *,
         cluster_id: str,
         proof_key: bytes,
-        hlc: HybridClock,
         request_timeout_s: float,
         resolve_after_s: float,
         decision_retention_s: float,
         now: Callable[[], float],
-        wall_us: Callable[[], int],
+        retention_now_us: Callable[[], int],
         propose: Callable[[GroupHost, Any, Callable[[Any], None]], None],
         send: Callable[[Outbound], None],
     ) -> None:
         self._cluster_id = cluster_id
         self._proof_key = proof_key
-        self._hlc = hlc
         self._timeout_s = request_timeout_s
         self._resolve_after_s = resolve_after_s
         self._decision_retention_s = decision_retention_s
         #: The node's time (tick's clock), read when a duty runs or an answer arrives.
         self._now = now
-        #: The node's wall clock (tick's), in µs since the epoch.
-        self._wall_us = wall_us
+        #: The time retention windows run to, in µs (`NodeCore._retention_now_us`).
+        self._retention_now_us = retention_now_us
         #: Propose a transaction record the node itself needs (`NodeCore._propose_internal`).
         self._propose = propose
         #: Queue a request for another group (`NodeCore.outbound`).
@@ -272,11 +270,8 @@ class TxnDuties:
         return done
 
     def purge_decisions(self, leaders: list[GroupHost]) -> None:
-        # By the wall clock when it is behind the hybrid one, as the MVCC horizon (found by
-        # review: a request's timestamp from a clock ahead, which node rule 9 takes, purged
-        # records well before the retention ran out).
-        now_us = min(physical_us(self._hlc.last), self._wall_us())
-        horizon_us = max(0, now_us - int(self._decision_retention_s * 1e6))
+        retention_us = int(self._decision_retention_s * 1e6)
+        horizon_us = max(0, self._retention_now_us() - retention_us)
         for host in leaders:
             check = self._purging.get(host.group_id)
             if check is None or self._now() - check.heard > PURGE_PASS_TIMEOUTS * self._timeout_s:

@@ -15,6 +15,9 @@ from txn.records import quote_key
 P = ParamSpec("P")
 T = TypeVar("T")
 
+#: Tracked reads kept before the first pruning of those already started.
+_FIRST_PRUNE = 32
+
 
 class HandedOutReads:
     """The read coroutines one transaction returned, until its commit checks them."""
@@ -23,7 +26,7 @@ class HandedOutReads:
         # Each coroutine with its method's name and first argument: the call is shown only
         # when refused, so a read pays no formatting.
         self._reads: list[tuple[Coroutine[Any, Any, Any], str, object]] = []
-        self._prune_at = 32
+        self._prune_at = _FIRST_PRUNE
 
     def track(
         self, coro: Coroutine[Any, Any, T], method: str, first: object
@@ -32,7 +35,7 @@ class HandedOutReads:
         if len(self._reads) >= self._prune_at:
             # Only the unstarted ones matter; pruned in amortized O(1) per read.
             self._reads = [read for read in self._reads if _unstarted(read[0])]
-            self._prune_at = 2 * len(self._reads) + 32
+            self._prune_at = 2 * len(self._reads) + _FIRST_PRUNE
         self._reads.append((coro, method, first))
         return coro
 
@@ -46,7 +49,7 @@ class HandedOutReads:
                 shown = quote_key(first, 40) if isinstance(first, bytes) else ""
                 calls.append(f"tx.{method}({shown})")
         self._reads = []
-        self._prune_at = 32
+        self._prune_at = _FIRST_PRUNE
         return calls
 
 

@@ -970,14 +970,14 @@ MUTATIONS = [
         tests=(ROOT / "tests/unit/paxos/test_peer_number_bounds.py", *PAXOS_TESTS),
     ),
     Mutation(
-        "purge_horizon_by_the_hybrid_clock",
-        "the purge horizon runs from the hybrid clock alone, which a request's timestamp "
-        "from a clock ahead pushes ahead of real time",
+        "retention_by_the_hybrid_clock",
+        "retention horizons (MVCC versions, decision records) run from the hybrid clock "
+        "alone, which a request's timestamp from a clock ahead pushes ahead of real time",
         edits=(
             (
-                "txn_duties.py",
-                "        now_us = min(physical_us(self._hlc.last), self._wall_us())\n",
-                "        now_us = physical_us(self._hlc.last)\n",
+                "node.py",
+                "        return min(physical_us(self._hlc.last), self._wall_ns // 1000)\n",
+                "        return physical_us(self._hlc.last)\n",
             ),
         ),
         package="shard",

@@ -3,6 +3,8 @@ review, each with a clock offset far above the default and a short retention win
 
 from __future__ import annotations
 
+import pytest
+
 from router import kv_pb2 as kv
 from shard.clock_limits import fewest_decision_retention_s
 from tests.unit.shard.test_node_core import OneNode, header, prepare_request, tid
@@ -15,6 +17,17 @@ S = 1_000_000  # one second, in µs
 def _wall_ts(node: OneNode, ahead_s: float = 0.0) -> int:
     """A hybrid timestamp at the node's wall clock, `ahead_s` seconds ahead."""
     return (node.wall // 1000 + int(ahead_s * S)) << LOGICAL_BITS
+
+
+@pytest.mark.parametrize("offset_ms", [0, 250, 7_375, 10_000, 60_000])
+def test_at_the_shortest_window_a_node_takes_rule_p7s_margin_is_uncapped(offset_ms: int) -> None:
+    """`fewest_decision_retention_s` is what keeps the node's cap of the P7 margin (a
+    quarter of the window, for the simulator's short ones) from binding on a real node."""
+    retention_s = fewest_decision_retention_s(offset_ms)
+    node = OneNode(max_clock_offset_s=offset_ms / 1000, decision_retention_s=float(retention_s))
+    assert node.core._began_margin == node.core._max_ahead_us << LOGICAL_BITS
+    shorter = OneNode(max_clock_offset_s=offset_ms / 1000, decision_retention_s=retention_s - 5.0)
+    assert offset_ms < 7_500 or shorter.core._began_margin < node.core._began_margin
 
 
 def test_a_late_prepare_from_a_client_ahead_is_refused_after_its_abort_was_purged() -> None:
