@@ -290,6 +290,49 @@ def test_the_duty_passes_over_keys_under_intents_and_pages_on(
     assert len(proposed) == 1
 
 
+def test_a_leader_back_from_a_lost_leadership_reaches_the_records_behind_its_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A leader keeps its paging point while another node leads the group; back in the lead
+    it goes on from there, but once a page is not full it starts again from the first record:
+    the records behind the point (its own Expires lost with the leadership, a transaction's
+    value committed meanwhile with an earlier deadline) are proposed a sweep later, never
+    passed over for good (review of node rule 17)."""
+    monkeypatch.setattr(expiry_duty, "EXPIRES_PER_CHECK", 2)
+    node = TxnNode()
+    for i, key in enumerate((b"k1", b"k2", b"k3", b"k4")):
+        assert node.run(encode_put(key, b"v", T0 + i, ttl_ms=1000))[0].ok
+    in_doubt = Prepare(
+        txn_id=b"t1",
+        coordinator_group=GROUP,
+        participants=(GROUP,),
+        writes=(WriteItem(key=b"late", value=b"x", ttl_ms=100),),
+    )
+    assert node.txn(in_doubt, T0).ok
+    proposed: list[bytes] = []
+    duty = KeyExpiry(lambda host, encode, on_result: proposed.append(encode(T0 * 2)))
+    hosts: list[Any] = [_Host(GROUP, node)]
+
+    def check(now: float, leading: bool = True) -> list[bytes]:
+        proposed.clear()
+        duty.check(hosts if leading else [], now=now, due_ts=T0 * 2)
+        return [decode_command(c).key for c in proposed]
+
+    assert check(0.0) == [b"k1", b"k2"]  # a full page: it stops at k2; both Expires get lost
+    for tick in range(1, 20):  # another node leads: this one proposes nothing
+        assert check(0.1 * tick, leading=False) == []
+    # Meanwhile the transaction commits: its value's deadline is below the paging point.
+    assert node.txn(Resolve(txn_id=b"t1", commit=True, commit_ts=T0 + 5 * MS)).ok
+    assert node.sm.due_expiries(T0 * 2, 1)[0][1] == b"late"
+    # Back in the lead: on from k2, then from the start, the lost Expires proposed again.
+    assert check(2.0) == [b"k3", b"k4"]
+    assert check(2.1) == []  # nothing after k4: not a full page, so from the start next
+    assert check(2.2) == [b"late", b"k1"]
+    assert check(2.3) == [b"k2"]  # k3 is under way (proposed at 2.0)
+    for key in (b"late", b"k1", b"k2", b"k3", b"k4"):
+        assert node.sm.get(key) is not None  # no Expire applied: all still due
+
+
 # ---------------------------------------------------------------------------- a node
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from router import kv_pb2 as kv
 from shard.clock_limits import fewest_decision_retention_s
-from tests.unit.shard.test_node_core import OneNode, header, prepare_request, tid
+from tests.unit.shard.test_node_core import OneNode, header, prepare_request, tid, vouched
 from txn.hlc import LOGICAL_BITS
-from txn.records import PurgeDecisions
+from txn.records import Finish, PurgeDecisions
 
 S = 1_000_000  # one second, in µs
 
@@ -56,6 +56,52 @@ def test_a_late_prepare_from_a_client_ahead_is_refused_after_its_abort_was_purge
     node.advance(0.5)
     assert node.core.hosts[2].shard.prepared(txn) is None
     assert [a.prepare.error.code for a in answers] == [kv.CONFLICT], answers
+
+
+@pytest.mark.parametrize("kind", ["decide", "resolve"])
+def test_an_abort_stamped_below_its_start_is_purged_only_with_its_late_prepare_refused(
+    kind: str,
+) -> None:
+    """As the Prevent above, for the other abort records a request from the wire leaves
+    stamped by the recording node's clock, below the start its id carries (the start is
+    not observed): a recovery Decide at the coordinator group (1), a vouched
+    Resolve(abort) at a participant (2) holding nothing prepared. Once the record is
+    purged, a late Prepare there is refused by rule P7, which judges it by the start less
+    the margin of rule 9 (`NodeCore._began_bound`), not by the start itself."""
+    node = OneNode(
+        max_clock_offset_s=60.0, decision_retention_s=float(fewest_decision_retention_s(60_000))
+    )
+    node.advance(130.0, step=0.5)  # past the new leader's raise of two offsets (rule 3)
+    start = _wall_ts(node, ahead_s=40.0)  # the client's clock, within the offset
+    txn = tid(b"t1", start=start)
+    group = 1 if kind == "decide" else 2
+    if kind == "decide":
+        decide = kv.DecideRequest(header=header(1), txn_id=txn, participants=[1, 2])
+        answer = node.call(kv.Request(decide=decide)).decide
+        assert answer.error.code == kv.OK and not answer.committed and not answer.pending
+        node.core._propose_internal(node.core.hosts[1], Finish(txn_id=txn), lambda _r: None)
+        node.advance(0.05)
+    else:
+        resolve = vouched(kv.ResolveRequest(header=header(2), txn_id=txn, commit=False))
+        assert node.call(kv.Request(resolve=resolve)).resolve.error.code == kv.OK
+    host = node.core.hosts[group]
+    recorded = host.shard.decision(txn)
+    assert recorded is not None and not recorded.committed and recorded.finished
+    assert recorded.decided_ts < start  # the premise: stamped below the txn's start
+    purge = PurgeDecisions(before_ts=recorded.decided_ts + 1)
+    node.core._propose_internal(host, purge, lambda _result: None)
+    node.advance(0.05)
+    assert host.shard.decision(txn) is None
+    # Judged by its start alone, the late Prepare would be taken: the mark is below it.
+    assert 0 < host.shard.purge_counters().mark < start
+    host.aborted.clear()  # as after a leader change: only the log remembers
+    answers: list[kv.Response] = []
+    late = prepare_request(group, b"apple" if group == 1 else b"zebra", txn_id=txn, ts=start)
+    node.core.submit(late, answers.append)
+    node.advance(0.5)
+    assert host.shard.prepared(txn) is None
+    assert [a.prepare.error.code for a in answers] == [kv.CONFLICT], answers
+    assert "purge mark" in answers[0].prepare.error.message
 
 
 def test_a_clock_pushed_ahead_purges_no_decision_before_its_retention_ran_out() -> None:
