@@ -641,15 +641,29 @@ class AsyncClient:
 
     async def _run(self, fn: Callable[..., Awaitable[T] | T], *args: Any, **kwargs: Any) -> T:
         """`run`, for a function of either kind (the overloads of `run` type its callers)."""
+        return await self._run_within(None, fn, args, kwargs)
+
+    async def _run_within(
+        self,
+        timeout_s: float | None,
+        fn: Callable[..., Awaitable[T] | T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        """`run`; with `timeout_s`, every commit and the retries end within that many
+        seconds from now (the retries' budget is the shorter of it and `retry_timeout_s`)."""
         _refuse_generator(fn)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        policy = self._policy if timeout_s is None else self._policy.within(timeout_s)
         attempts = 0
         priority = 0
         while True:
             attempts += 1
             tx = self._attempt(priority)
             priority = tx._priority
+            if timeout_s is not None:
+                tx._commit_deadline_at = started + timeout_s
             try:
                 try:
                     result = fn(tx, *args, **kwargs)
@@ -664,9 +678,7 @@ class AsyncClient:
                     try:
                         await tx.commit()
                     except CommitUnknown as lost:
-                        again = delay_to_run_again(
-                            self._policy, tx, attempts, loop.time() - started
-                        )
+                        again = delay_to_run_again(policy, tx, attempts, loop.time() - started)
                         if again is not None:
                             await asyncio.sleep(again)
                             continue
@@ -679,7 +691,7 @@ class AsyncClient:
                     tx.abort()
                 if tx.state is not TransactionState.ABORTED:
                     raise  # committed (or may have): running the body again applies it twice
-                delay = self._policy.next_delay(exc, attempts, loop.time() - started)
+                delay = policy.next_delay(exc, attempts, loop.time() - started)
                 if delay is None:
                     raise
             except BaseException:
@@ -697,12 +709,13 @@ class AsyncClient:
             Conflict: it is aborted for good; retryable, so `run` runs the body again.
             CommitUnknown: `lost`, when the outcome could not be settled.
         """
+        end = tx._commit_deadline_at  # a one-transaction helper's: the settle ends by it too
         try:
             status = await self._txn_status(
                 lost.ref,
                 group_id=None,
                 key=None,
-                timeout_s=None,
+                timeout_s=None if end is None else self._left_s(end),
                 settle=True,
                 participants=tx._participants,
             )
@@ -1232,46 +1245,75 @@ class AsyncClient:
         items, _ = await self._scan_range(start, end, count, reverse=reverse, timeout_s=timeout_s)
         return [(k, v) for k, v, _ in items]
 
-    async def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
+    async def put_fenced(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        lock: bytes,
+        token: int,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
         """Write one key in its own transaction, only while `lock`'s latest version is
         `token` (see `AsyncTransaction.put_fenced`); other conflicts are retried as `run`
         retries them.
+
+        Args:
+            ttl_s: how long the value lives after the commit (as `put`'s).
+            timeout_s: the whole call's deadline, retries included (default: each commit
+                gets the client's `timeout_s`, and `run`'s retry budget bounds the rest).
 
         Returns:
             The commit timestamp (the new version of `key`).
 
         Raises:
             FencingTokenRejected: the store refused the token; nothing was written.
+            DeadlineExceeded: `timeout_s` passed before a try committed; nothing was written
+                (the last try's refusal is its `__cause__`).
+            CommitUnknown: it passed during a commit that may have applied (as any
+                commit's deadline: a two-phase commit's refused prepare is "not committed"
+                only once its abort is recorded).
             Others as `run`.
         """
-        return await self._alone(lambda tx: tx.put_fenced(key, value, lock=lock, token=token))
+        return await self._alone(
+            lambda tx: tx.put_fenced(key, value, lock=lock, token=token, ttl_s=ttl_s), timeout_s
+        )
 
-    async def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
+    async def delete_fenced(
+        self, key: bytes, *, lock: bytes, token: int, timeout_s: float | None = None
+    ) -> int:
         """Delete one key in its own transaction, only while `lock`'s latest version is
         `token`; returns the commit timestamp. Raises as `put_fenced`."""
-        return await self._alone(lambda tx: tx.delete_fenced(key, lock=lock, token=token))
+        return await self._alone(
+            lambda tx: tx.delete_fenced(key, lock=lock, token=token), timeout_s
+        )
 
-    async def add(self, key: bytes, delta: int) -> int:
+    async def add(self, key: bytes, delta: int, *, timeout_s: float | None = None) -> int:
         """Add `delta` to the 8-byte counter at `key` (`AsyncTransaction.add`: an atomic add,
         reading nothing) in a transaction of its own; returns the commit timestamp. Retried
-        as `run` retries; a commit whose outcome is unknown is not sent again unless the
-        client settles unknown outcomes (`settle_unknown`), so the addition lands at most
-        once.
+        as `run` retries, within `timeout_s` when given (as `put_fenced`'s); a commit whose
+        outcome is unknown is not sent again unless the client settles unknown outcomes
+        (`settle_unknown`), so the addition lands at most once.
 
         Raises:
             InvalidArgument: a bad key, or `delta` not an int in [-2**63, 2**64).
             Others as `run`.
         """
-        return await self._alone(lambda tx: tx.add(key, delta))
+        return await self._alone(lambda tx: tx.add(key, delta), timeout_s)
 
-    async def _alone(self, write: Callable[[AsyncTransaction], None]) -> int:
-        """Run `write` in a transaction of its own (as `run`); returns its commit timestamp."""
+    async def _alone(
+        self, write: Callable[[AsyncTransaction], None], timeout_s: float | None
+    ) -> int:
+        """Run `write` in a transaction of its own (as `run`, within `timeout_s` when given);
+        returns its commit timestamp."""
+        timeout_s = _as_timeout(timeout_s)
 
         def body(tx: AsyncTransaction) -> AsyncTransaction:
             write(tx)
             return tx
 
-        tx = await self.run(body)
+        tx = await self._run_within(timeout_s, body, (), {})
         assert tx.commit_ts is not None
         return tx.commit_ts
 

@@ -62,6 +62,13 @@ MAX_TXN_AGE_S = 20.0
 that): the commit's copies then have RESEND_WINDOW_S - MAX_TXN_AGE_S left to be sent in."""
 
 
+def _commit_deadline(tx: AsyncTransaction) -> float:
+    """The loop time `tx`'s commit ends by: the client's timeout from now, or the earlier
+    deadline of the call that runs `tx` (a one-transaction helper's `timeout_s`)."""
+    deadline = tx._client._deadline()
+    return deadline if tx._commit_deadline_at is None else min(deadline, tx._commit_deadline_at)
+
+
 def _cause(exc: BaseException) -> str:
     """`exc`'s message without the advice a single write's OutcomeUnknown ends with (re-send
     only a compare-and-set...): a commit's CommitUnknown gives its own (found by review:
@@ -87,8 +94,7 @@ class Committer:
         version means the store refused (or would now refuse) the token. When the lock
         cannot be read in time the refusal stays an ordinary, retryable Conflict.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(self._client._timeout_s, _FENCE_CHECK_TIMEOUT_S)
+        deadline = min(self._client._deadline(_FENCE_CHECK_TIMEOUT_S), _commit_deadline(tx))
         for lock, token in tx._fences.items():
             request = kv.Request(get=kv.GetRequest(key=lock))
             try:
@@ -113,7 +119,7 @@ class Committer:
         ]
         if not reads and not writes and not tx._scanned:
             return 0
-        deadline = self._client._deadline()
+        deadline = _commit_deadline(tx)
         await self._client._ready(deadline)
         shard_map = self._client._map()
         parts: dict[int, _Part] = {}

@@ -67,36 +67,62 @@ class _RetryPolicy:
     """FoundationDB's `Transaction.on_error`: decide whether and when to run again."""
 
     def __init__(
-        self, max_attempts: int, timeout_s: float | None, backoff: Backoff, rng: random.Random
+        self,
+        max_attempts: int,
+        timeout_s: float | None,
+        backoff: Backoff,
+        rng: random.Random,
+        deadline_s: float | None = None,
     ) -> None:
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self.backoff = backoff
         self.rng = rng
+        # A call's own `timeout_s` (the one-transaction helpers'): when it ends the retries
+        # they end in DeadlineExceeded, as a single write's deadline does.
+        self.deadline_s = deadline_s
+
+    def within(self, timeout_s: float) -> _RetryPolicy:
+        """This policy for a call that must end within `timeout_s` seconds."""
+        return _RetryPolicy(self.max_attempts, self.timeout_s, self.backoff, self.rng, timeout_s)
 
     def next_delay(self, exc: BaseException, attempts: int, elapsed_s: float) -> float | None:
         """The pause before attempt `attempts + 1`, or None: re-raise `exc` as it is.
 
         Raises:
             TooManyRetries: `exc` is retryable but the budget is used up.
+            DeadlineExceeded: `exc` is retryable but the call's deadline leaves no time.
         """
         leaf = _retryable_leaf(exc)
         if leaf is None:
             return None
-        delay = self.delay_within_budget(attempts, elapsed_s)
-        if delay is None:
+        delay, end = self._pause(attempts, elapsed_s)
+        if end == "deadline":
+            raise DeadlineExceeded(
+                f"timeout_s ({self.deadline_s:g} s) passed before attempt {attempts + 1}; "
+                f"the last ended: {leaf}"
+            ) from leaf
+        if end is not None:
             raise TooManyRetries(leaf, attempts) from leaf
         return delay
 
     def delay_within_budget(self, attempts: int, elapsed_s: float) -> float | None:
-        """The pause before attempt `attempts + 1`, or None when `max_attempts` or
-        `timeout_s` is used up."""
+        """The pause before attempt `attempts + 1`, or None when `max_attempts`, `timeout_s`
+        or the call's deadline is used up."""
+        delay, end = self._pause(attempts, elapsed_s)
+        return None if end is not None else delay
+
+    def _pause(self, attempts: int, elapsed_s: float) -> tuple[float, str | None]:
+        """The pause before attempt `attempts + 1`, and what ends the retries instead:
+        "attempts", "timeout" (`retry_timeout_s`), "deadline" (the call's), or None."""
         if attempts >= self.max_attempts:
-            return None
+            return 0.0, "attempts"
         delay: float = self.backoff.delay(attempts - 1, self.rng)
+        if self.deadline_s is not None and elapsed_s + delay >= self.deadline_s:
+            return delay, "deadline"
         if self.timeout_s is not None and elapsed_s + delay >= self.timeout_s:
-            return None
-        return delay
+            return delay, "timeout"
+        return delay, None
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -144,9 +144,17 @@ class Transaction:
         """Buffer an addition to the 8-byte counter at `key`. See `AsyncTransaction.add`."""
         self._inner.add(key, delta)
 
-    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
+    def put_fenced(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        lock: bytes,
+        token: int,
+        ttl_s: float | None = None,
+    ) -> None:
         """Buffer a write fenced by `lock`'s token. See `AsyncTransaction.put_fenced`."""
-        self._inner.put_fenced(key, value, lock=lock, token=token)
+        self._inner.put_fenced(key, value, lock=lock, token=token, ttl_s=ttl_s)
 
     def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> None:
         """Buffer a delete fenced by `lock`'s token. See `AsyncTransaction.delete_fenced`."""
@@ -765,18 +773,33 @@ class Client:
             self._async.scan(start, end, limit, reverse=reverse, timeout_s=timeout_s), writes=False
         )
 
-    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> int:
+    def put_fenced(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        lock: bytes,
+        token: int,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
         """See `AsyncClient.put_fenced`; returns the commit timestamp."""
-        return self._call(self._async.put_fenced(key, value, lock=lock, token=token), writes=True)
+        write = self._async.put_fenced(
+            key, value, lock=lock, token=token, ttl_s=ttl_s, timeout_s=timeout_s
+        )
+        return self._call(write, writes=True)
 
-    def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> int:
+    def delete_fenced(
+        self, key: bytes, *, lock: bytes, token: int, timeout_s: float | None = None
+    ) -> int:
         """See `AsyncClient.delete_fenced`; returns the commit timestamp."""
-        return self._call(self._async.delete_fenced(key, lock=lock, token=token), writes=True)
+        write = self._async.delete_fenced(key, lock=lock, token=token, timeout_s=timeout_s)
+        return self._call(write, writes=True)
 
-    def add(self, key: bytes, delta: int) -> int:
+    def add(self, key: bytes, delta: int, *, timeout_s: float | None = None) -> int:
         """Add `delta` to the counter at `key` in a transaction of its own (an atomic add);
         returns the commit timestamp. See `AsyncClient.add`."""
-        return self._call(self._async.add(key, delta), writes=True)
+        return self._call(self._async.add(key, delta, timeout_s=timeout_s), writes=True)
 
 
 # ---------------------------------------------------------------------------- decorator

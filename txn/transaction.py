@@ -75,6 +75,9 @@ class AsyncTransaction:
         self._locked: set[bytes] = set()  # keys read for update
         self._lock_groups: set[int] = set()  # groups whose leaders hold those locks
         self._handed_out = HandedOutReads()  # read coroutines, checked at commit
+        # The loop time its commit must end by, when earlier than the client's timeout
+        # (the one-transaction helpers' `timeout_s`).
+        self._commit_deadline_at: float | None = None
 
     # -- state
 
@@ -443,15 +446,12 @@ class AsyncTransaction:
                 FoundationDB's set() does, not only at commit: found by review).
             TransactionClosed: the transaction is committed or aborted.
         """
-        key, value = _as_key(key), _as_value(value)
-        over = key_oversized(key) or value_oversized(value)
-        if over is not None:
-            raise LimitExceeded(str(over))
-        try:
-            ttl_ms = ttl_ms_of(ttl_s)
-        except RoutingInvalidArgument as exc:
-            raise InvalidArgument(str(exc)) from None
+        key, value, ttl_ms = _checked_put(key, value, ttl_s)
         self._check_open()
+        self._buffer_write(key, value, ttl_ms)
+
+    def _buffer_write(self, key: bytes, value: bytes | None, ttl_ms: int) -> None:
+        """Buffer a checked write (`value` None: a delete), replacing any earlier one."""
         self._ops.pop(key, None)
         self._writes[key] = value
         if ttl_ms:
@@ -467,14 +467,9 @@ class AsyncTransaction:
             LimitExceeded: the key is over its size limit.
             TransactionClosed: the transaction is committed or aborted.
         """
-        key = _as_key(key)
-        over = key_oversized(key)
-        if over is not None:
-            raise LimitExceeded(str(over))
+        key = _checked_delete(key)
         self._check_open()
-        self._ops.pop(key, None)
-        self._writes[key] = None
-        self._ttls.pop(key, None)
+        self._buffer_write(key, None, 0)
 
     def atomic(self, key: bytes, op: AtomicOp, operand: bytes) -> None:
         """Buffer an atomic operation on `key` (FoundationDB's atomic mutations; no I/O).
@@ -601,7 +596,15 @@ class AsyncTransaction:
                 )
         return None
 
-    def put_fenced(self, key: bytes, value: bytes, *, lock: bytes, token: int) -> None:
+    def put_fenced(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        lock: bytes,
+        token: int,
+        ttl_s: float | None = None,
+    ) -> None:
         """Buffer a write that commits only while `lock`'s latest version is `token`.
 
         The lock key joins the read set at version `token` (no I/O here), so the store
@@ -613,15 +616,20 @@ class AsyncTransaction:
             lock: the lock key whose record the token came from.
             token: the lock's fencing token: the commit timestamp of the transaction that
                 wrote the lock record (> 0).
+            ttl_s: how long the value lives after the commit (as `put`'s): a leader
+                pointer or a lease written under the lock goes away on its own when its
+                holder stops renewing it.
 
         Raises:
             FencingTokenRejected: this transaction already read `lock` at another version,
                 or (at commit) the store refused the token.
-            InvalidArgument: a bad key, value or token, or two tokens for one lock.
+            InvalidArgument: a bad key, value, token or `ttl_s`, or two tokens for one lock.
+            LimitExceeded: the key or the value is over its size limit.
             TransactionClosed: the transaction is committed or aborted.
         """
+        key, value, ttl_ms = _checked_put(key, value, ttl_s)  # a bad write leaves no fence
         self._fence(lock, token)
-        self.put(key, value)
+        self._buffer_write(key, value, ttl_ms)
 
     def delete_fenced(self, key: bytes, *, lock: bytes, token: int) -> None:
         """Buffer a delete that commits only while `lock`'s latest version is `token`.
@@ -629,8 +637,9 @@ class AsyncTransaction:
         Raises:
             As `put_fenced`.
         """
+        key = _checked_delete(key)
         self._fence(lock, token)
-        self.delete(key)
+        self._buffer_write(key, None, 0)
 
     def _fence(self, lock: bytes, token: int) -> None:
         lock = _as_key(lock, "key")
@@ -773,3 +782,29 @@ class AsyncTransaction:
             f"<AsyncTransaction {self.txn_id.hex()} {self._state.value} "
             f"reads={len(self._reads)} writes={len(self._writes) + len(self._ops)}>"
         )
+
+
+def _checked_put(key: bytes, value: bytes, ttl_s: float | None) -> tuple[bytes, bytes, int]:
+    """A write's key, value and ttl_ms, checked before anything is buffered.
+
+    Raises:
+        InvalidArgument: a key or value not bytes, an empty key, a bad `ttl_s`.
+        LimitExceeded: the key or the value over its size limit.
+    """
+    key, value = _as_key(key), _as_value(value)
+    over = key_oversized(key) or value_oversized(value)
+    if over is not None:
+        raise LimitExceeded(str(over))
+    try:
+        return key, value, ttl_ms_of(ttl_s)
+    except RoutingInvalidArgument as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def _checked_delete(key: bytes) -> bytes:
+    """A delete's key, checked before anything is buffered (raises as `_checked_put`)."""
+    key = _as_key(key)
+    over = key_oversized(key)
+    if over is not None:
+        raise LimitExceeded(str(over))
+    return key

@@ -148,6 +148,25 @@ def test_retry_policy() -> None:
         timed.next_delay(txn.Unavailable("down"), 5, 1.0)
 
 
+def test_a_call_deadline_ends_the_retries_as_a_deadline() -> None:
+    """`within` (the one-transaction helpers' `timeout_s`): a pause that would pass the
+    call's deadline ends in DeadlineExceeded caused by the last error, as a single write's
+    deadline does; the attempt budget and a shorter retry_timeout_s stay TooManyRetries."""
+    conflict = txn.Conflict(b"k")
+    call = _RetryPolicy(100, None, Backoff(base_s=0.01, max_s=0.02), random.Random(1)).within(1.0)
+    assert 0 <= (call.next_delay(conflict, 1, 0.5) or 0) < 0.02
+    with pytest.raises(txn.DeadlineExceeded) as info:
+        call.next_delay(conflict, 7, 0.999)
+    assert info.value.__cause__ is conflict and not info.value.maybe_committed
+    assert "timeout_s (1 s) passed before attempt 8" in str(info.value)
+    assert call.delay_within_budget(7, 0.999) is None  # the lost commit's re-run, too
+    with pytest.raises(txn.TooManyRetries):
+        call.next_delay(conflict, 100, 0.0)
+    shorter = _RetryPolicy(100, 0.5, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
+    with pytest.raises(txn.TooManyRetries):
+        shorter.within(1.0).next_delay(conflict, 2, 0.5)
+
+
 class FixedRng(random.Random):
     """Draws `value` every time: the jitter's fraction of the ceiling, fixed."""
 
