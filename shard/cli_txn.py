@@ -5,6 +5,7 @@
     paxoskv txn --snapshot "get a" "scan a z"              # read-only, one timestamp
     paxoskv txn "delete-range tmp/ tmp0"                   # every key of [tmp/, tmp0)
     paxoskv txn "add views/home 1" "add views/total 1"      # atomic adds: no read, no conflict
+    paxoskv txn "expect-absent email/ann@x.org" "put email/ann@x.org u7" "put user/u7 ann"
     paxoskv txn-status 6dba2be8de444790a9f8bbda4720b0d8:3:1764412345678901234 --settle
 
 The steps run in order inside one transaction (reads see the transaction's own writes), which
@@ -56,6 +57,13 @@ as typed, quotes included, so a key with a space, or a value with a ';', needs -
                           delete every key in [START, END) (or the first LIMIT), as
                           tx.delete_range: at most 2,047 keys a shard (more is an
                           error, and nothing is deleted; give a LIMIT and run it again)
+  expect KEY VALUE...     a guard (etcd's txn compare): KEY's value must be VALUE (as
+                          the transaction sees it, so after its own writes), else
+                          nothing is committed and the command exits 3
+  expect-absent KEY       a guard: KEY must not exist (a uniqueness check)
+  expect-present KEY      a guard: KEY must exist
+                          A guard is a read of the transaction: a write of KEY by
+                          another transaction before the commit re-runs every step.
 
 output: one line per read ("get KEY: VALUE" or "get KEY: (not found)"; "scan START END: N
 items" then "  KEY<TAB>VALUE" lines) and per delete-range ("delete-range START END: N keys
@@ -66,7 +74,9 @@ S scans, W keys written)" (R counts the keys scans returned too), or "nothing to
 are not UTF-8 in keys and values are printed escaped (as `paxoskv scan` does); use --hex for
 binary data. Exit status: 0 committed (or nothing to commit), 1 error (one line on stderr; a
 commit whose outcome is unknown says so and prints the command that settles it, `paxoskv
-txn-status REF --settle`), 2 a bad option or option value.
+txn-status REF --settle`), 2 a bad option or option value, 3 a guard failed (the reads
+before it printed, then one line on stderr naming the guard and what it found; nothing
+was written).
 """
 
 STATUS_HELP = """\
@@ -114,16 +124,28 @@ def _commit_line(tx: Transaction) -> str:
     return f"committed at ts {tx.commit_ts} (txn {tx.txn_id.hex()}:{tx.ref.group_id}, {counts})"
 
 
-#: `paxoskv txn-status` exit codes past 0 (committed) and 1 (error).
+#: `paxoskv txn-status` exit codes past 0 (committed) and 1 (error); `paxoskv txn` exits
+#: EXIT_ABORTED when a guard failed.
 EXIT_ABORTED = 3
 EXIT_UNDECIDED = 4
+
+#: The guard steps: what each expects of its key's value (None: absent).
+GUARDS = ("expect", "expect-absent", "expect-present")
+
+
+class GuardFailed(Exception):
+    """A guard step found its key otherwise; `lines` are the reads printed before it."""
+
+    def __init__(self, message: str, lines: list[str]) -> None:
+        super().__init__(message)
+        self.lines = lines
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One parsed step: `op` is get/put/delete/add/scan/scan-reverse/delete-range; `end` is set
-    for a bounded scan and for a delete-range, `limit` for a delete-range given one, `delta`
-    for an add."""
+    """One parsed step: `op` is get/put/delete/add/scan/scan-reverse/delete-range or a guard
+    (GUARDS); `value` is set for a put and an expect, `end` for a bounded scan and for a
+    delete-range, `limit` for a delete-range given one, `delta` for an add."""
 
     op: str
     key: bytes
@@ -209,7 +231,8 @@ def register_txn_command(subparsers: Any) -> None:
 
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
     """Parse step arguments ("get K", "put K V...", "delete K", "add K N", "scan A [B]",
-    "scan-reverse A [B]", "delete-range A B"; ';' splits).
+    "scan-reverse A [B]", "delete-range A B", "expect K V...", "expect-absent K",
+    "expect-present K"; ';' splits).
 
     Raises:
         UsageError: an unknown operation or a missing key/value.
@@ -229,14 +252,14 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 if not rest and len(args) > 1
                 else ""
             )
-            if op in ("get", "delete"):
+            if op in ("get", "delete", "expect-absent", "expect-present"):
                 if not rest or len(rest.split()) != 1:
                     raise UsageError(f"{text!r}: expected '{op} KEY'{unquoted}")
                 steps.append(Step(op, arg_key(rest, hex_mode), text=text))
-            elif op == "put":
+            elif op in ("put", "expect"):
                 key, _, value = rest.partition(" ")
                 if not key or not value:
-                    raise UsageError(f"{text!r}: expected 'put KEY VALUE'{unquoted}")
+                    raise UsageError(f"{text!r}: expected '{op} KEY VALUE'{unquoted}")
                 steps.append(
                     Step(
                         op,
@@ -278,7 +301,7 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
             else:
                 raise UsageError(
                     f"{text!r}: unknown step {op!r} (expected get, put, delete, add, scan, "
-                    "scan-reverse or delete-range)"
+                    "scan-reverse, delete-range, expect, expect-absent or expect-present)"
                 )
     if not steps:
         raise UsageError("no steps given")
@@ -335,6 +358,15 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
                 f"delete-range {show(step.key)} {show(step.end)}: {deleted} "
                 f"key{'s' if deleted != 1 else ''} deleted"
             )
+        elif step.op in GUARDS:
+            found = reader.get(step.key)
+            if not _guard_holds(step, found):
+                seen = "(not found)" if found is None else show(found)
+                raise GuardFailed(
+                    f"guard {step.text!r} failed: {show(step.key)} is {seen}; nothing was "
+                    "committed",
+                    lines,
+                )
         elif step.op == "put":
             counters.discard(step.key)
             reader.put(step.key, step.value)
@@ -348,6 +380,15 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             counters.discard(step.key)
             reader.delete(step.key)
     return lines, notes
+
+
+def _guard_holds(step: Step, found: bytes | None) -> bool:
+    """Whether a guard step's key, found `found` (None: absent), is as the step expects."""
+    if step.op == "expect-absent":
+        return found is None
+    if step.op == "expect-present":
+        return found is not None
+    return found == step.value
 
 
 def _cmd_txn(args: argparse.Namespace) -> int:
@@ -375,9 +416,12 @@ def _cmd_txn(args: argparse.Namespace) -> int:
     ) as client:
         client.connect()  # a wrong address fails here at once, not at --timeout
         if args.snapshot:
-            with client.snapshot() as snap:
-                lines, notes = run_steps(snap, steps, show, args.limit)
-                lines.append(f"snapshot at ts {snap.read_ts}")
+            try:
+                with client.snapshot() as snap:
+                    lines, notes = run_steps(snap, steps, show, args.limit)
+                    lines.append(f"snapshot at ts {snap.read_ts}")
+            except GuardFailed as failed:
+                return _report_guard(failed)
         else:
             result: dict[str, Any] = {}
 
@@ -388,6 +432,8 @@ def _cmd_txn(args: argparse.Namespace) -> int:
 
             try:
                 lines, notes = client.run(body)
+            except GuardFailed as failed:
+                return _report_guard(failed)
             except CommitUnknown as exc:
                 # Its reason only: its message ends with the Python advice (found by review).
                 # Not a UsageError, whose exit status is 2.
@@ -413,6 +459,14 @@ def _cmd_txn(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     return 0
+
+
+def _report_guard(failed: GuardFailed) -> int:
+    """Print the reads before a failed guard and the failure; the exit status."""
+    sys.stdout.write("".join(line + "\n" for line in failed.lines))
+    sys.stdout.flush()
+    print(f"paxoskv: txn: {failed}", file=sys.stderr)
+    return EXIT_ABORTED
 
 
 def _status_ref(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

@@ -663,6 +663,32 @@ def test_txn_cli_adds_to_a_counter(gp_cluster: LocalCluster) -> None:
     assert add("get clitext")[0] == "get clitext: (not found)"
 
 
+def test_txn_cli_guards_a_unique_signup_across_shards(gp_cluster: LocalCluster) -> None:
+    """`expect-absent` from the shell: the email (group 1) and the user (group 3) commit
+    together once; a second signup for the email commits nothing and exits 3."""
+
+    def txn_cli(*steps: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "shard.cli", "txn", "--cluster", gp_cluster.env_value(), *steps],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = txn_cli("expect-absent email/cli", "put email/cli u1", "put user/u1 cli")
+    assert first.returncode == 0, first.stderr
+    assert b"1 key read, 0 scans, 2 keys written" in first.stdout
+    second = txn_cli("expect-absent email/cli", "put email/cli u2", "put user/u2 cli")
+    assert second.returncode == 3, second.stderr
+    assert second.stderr == (
+        b"paxoskv: txn: guard 'expect-absent email/cli' failed: email/cli is u1; nothing was "
+        b"committed\n"
+    )
+    check = txn_cli("get user/u2", "expect email/cli u1", "expect-present user/u1")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.decode().splitlines()[0] == "get user/u2: (not found)"
+
+
 def test_txn_cli(gp_cluster: LocalCluster) -> None:
     run = subprocess.run(
         [

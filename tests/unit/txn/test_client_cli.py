@@ -51,6 +51,11 @@ def test_parse_steps() -> None:
         Step("add", b"n", delta=5, text="add n 5"),
         Step("add", b"n", delta=-3, text="add n -3"),
     ]
+    assert parse_steps(["expect k two words; expect-absent a", "expect-present b"]) == [
+        Step("expect", b"k", b"two words", text="expect k two words"),
+        Step("expect-absent", b"a", text="expect-absent a"),
+        Step("expect-present", b"b", text="expect-present b"),
+    ]
     assert parse_steps(["put 6b 00ff"], hex_mode=True)[0].value == b"\x00\xff"
     # delete-range needs both bounds, in order: a mistyped step must not clear to the end.
     for bad in (
@@ -69,6 +74,9 @@ def test_parse_steps() -> None:
         ["delete-range a c x"],
         ["delete-range a c 1 2"],
         ["delete-range a c \u00b2"],  # a digit to str.isdigit, not to int()
+        ["expect k"],
+        ["expect-absent"],
+        ["expect-present a b"],
         ["add n"],
         ["add n x"],
         ["add n 1 2"],
@@ -131,6 +139,55 @@ def test_txn_command_retries_conflicts_and_prints_the_last_attempt(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "get apple: changed"
     assert fake.count("commit_one_phase") == 2
+
+
+def test_guard_steps_commit_only_when_they_hold(fake: FakeKV, capsys: Any) -> None:
+    """etcd's txn compares: a uniqueness check from the shell. A failed guard commits
+    nothing, prints the reads before it and one line naming it, and exits 3."""
+    signup = ("expect-absent email/ann", "put email/ann u7", "put user/u7 ann")
+    assert run_cli(fake, *signup) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and "1 key read" in out[0] and "2 keys written" in out[0]
+    commits = fake.count("prepare") + fake.count("commit_one_phase")
+    assert (
+        run_cli(fake, "get user/u7", "expect-absent email/ann", "put user/u8 ann") == EXIT_ABORTED
+    )
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["get user/u7: ann"]
+    assert err == (
+        "paxoskv: txn: guard 'expect-absent email/ann' failed: email/ann is u7; nothing was "
+        "committed\n"
+    )
+    assert fake.store.value(b"user/u8") is None
+    assert fake.count("prepare") + fake.count("commit_one_phase") == commits  # none sent
+    assert run_cli(fake, "expect email/ann u7; expect-present user/u7; delete email/ann") == 0
+    capsys.readouterr()
+    assert fake.store.value(b"email/ann") is None
+    assert run_cli(fake, "expect user/u7 bob; put user/u7 carol") == EXIT_ABORTED
+    assert "user/u7 is ann" in capsys.readouterr().err
+    assert run_cli(fake, "--snapshot", "expect-present email/ann") == EXIT_ABORTED
+    assert "email/ann is (not found)" in capsys.readouterr().err
+    # A guard sees the transaction's own writes before it.
+    assert run_cli(fake, "put k v; expect k v; expect-present k") == 0
+    assert fake.store.value(b"k") == b"v"
+
+
+def test_a_guard_that_held_until_another_write_runs_again(fake: FakeKV, capsys: Any) -> None:
+    """A guard is a read: a write of its key before the commit makes the commit conflict,
+    and the re-run's guard sees the new value (so a failed guard is a consistent view)."""
+    raced = []
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "prepare" and not raced:
+            raced.append(request)
+            fake.store.write(b"email/bo", b"u1", fake.store.tick())  # another signup won
+            return conflict_response(request, b"email/bo", "prepare")
+        return None
+
+    fake.hook = hook
+    assert run_cli(fake, "expect-absent email/bo", "put email/bo u2", "put user/u2 bo") == 3
+    assert "email/bo is u1" in capsys.readouterr().err
+    assert raced and fake.store.value(b"user/u2") is None
 
 
 def test_txn_command_snapshot_and_errors(fake: FakeKV, capsys: Any) -> None:
