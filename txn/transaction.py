@@ -392,6 +392,10 @@ class AsyncTransaction:
         current from its read to its check), so the body's view was consistent.
         """
         keys = list(self._values)  # what the body read (a fenced lock is in the read set only)
+        if len(keys) <= 1 and not self._scanned:
+            # One read is a view of one moment by itself: a uniqueness check's refusal
+            # ("taken") costs no second read round (found by an application trial).
+            return None
         versions = await asyncio.gather(*(self._client._read_latest(k, self.txn_id) for k in keys))
         for key, (_value, version) in zip(keys, versions, strict=True):
             if version != self._reads[key]:

@@ -1826,6 +1826,27 @@ async def test_a_key_read_absent_in_a_scanned_range_does_not_make_the_view_chang
     assert calls == 1
 
 
+@with_fake
+async def test_a_body_error_after_one_read_is_raised_without_reading_again(fake: FakeKV) -> None:
+    """One read is a view of one moment: nothing to check, so a refusal after a single
+    lookup (a uniqueness check's "taken") costs no second read round; two reads are
+    checked (mutant: no check at all, caught by the straddling-commit tests)."""
+    fake.store.write(b"email/ann", b"u1", fake.store.tick())
+
+    async def signup(tx: AsyncTransaction, *keys: bytes) -> None:
+        for key in keys:
+            if await tx.get(key) is not None:
+                raise KeyError(key)
+
+    async with fast_client(fake) as client:
+        with pytest.raises(KeyError):
+            await client.run(signup, b"email/ann")
+        assert fake.count("get") == 1
+        with pytest.raises(KeyError):
+            await client.run(signup, b"user/none", b"email/ann")
+        assert fake.count("get") == 1 + 2 + 2  # the two reads, then their check
+
+
 # ---------------------------------------------------------------------------- scans
 
 
