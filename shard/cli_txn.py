@@ -58,8 +58,9 @@ as typed, quotes included, so a key with a space, or a value with a ';', needs -
                           tx.delete_range: at most 2,047 keys a shard (more is an
                           error, and nothing is deleted; give a LIMIT and run it again)
   expect KEY VALUE...     a guard (etcd's txn compare): KEY's value must be VALUE (as
-                          the transaction sees it, so after its own writes), else
-                          nothing is committed and the command exits 3
+                          the transaction sees it, so after its own writes; after an
+                          add step, the number a get shows), else nothing is
+                          committed and the command exits 3
   expect-absent KEY       a guard: KEY must not exist (a uniqueness check)
   expect-present KEY      a guard: KEY must exist
                           A guard is a read of the transaction: a write of KEY by
@@ -134,11 +135,13 @@ GUARDS = ("expect", "expect-absent", "expect-present")
 
 
 class GuardFailed(Exception):
-    """A guard step found its key otherwise; `lines` are the reads printed before it."""
+    """A guard step found its key otherwise; `lines` and `notes` are the output of the
+    steps before it."""
 
-    def __init__(self, message: str, lines: list[str]) -> None:
+    def __init__(self, message: str, lines: list[str], notes: list[str]) -> None:
         super().__init__(message)
         self.lines = lines
+        self.notes = notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,16 +330,15 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
     lines: list[str] = []
     notes: list[str] = []
     counters: set[bytes] = set()  # keys an add step made counters: their gets show numbers
+
+    def shown(value: bytes | None, key: bytes) -> str:
+        if value is None:
+            return "(not found)"
+        return str(decode_int(value)) if key in counters else show(value)
+
     for step in steps:
         if step.op == "get":
-            value = reader.get(step.key)
-            if value is None:
-                shown = "(not found)"
-            elif step.key in counters:
-                shown = str(decode_int(value))
-            else:
-                shown = show(value)
-            lines.append(f"get {show(step.key)}: {shown}")
+            lines.append(f"get {show(step.key)}: {shown(reader.get(step.key), step.key)}")
         elif step.op in ("scan", "scan-reverse"):
             # One item over the limit says whether the scan was cut short (as `paxoskv scan`);
             # the transaction's read set then covers that one key more.
@@ -360,12 +362,12 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             )
         elif step.op in GUARDS:
             found = reader.get(step.key)
-            if not _guard_holds(step, found):
-                seen = "(not found)" if found is None else show(found)
+            if not _guard_holds(step, found, step.key in counters):
                 raise GuardFailed(
-                    f"guard {step.text!r} failed: {show(step.key)} is {seen}; nothing was "
-                    "committed",
+                    f"guard {step.text!r} failed: {show(step.key)} is "
+                    f"{shown(found, step.key)}; nothing was committed",
                     lines,
+                    notes,
                 )
         elif step.op == "put":
             counters.discard(step.key)
@@ -382,12 +384,17 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
     return lines, notes
 
 
-def _guard_holds(step: Step, found: bytes | None) -> bool:
-    """Whether a guard step's key, found `found` (None: absent), is as the step expects."""
+def _guard_holds(step: Step, found: bytes | None, counter: bool) -> bool:
+    """Whether a guard step's key, found `found` (None: absent), is as the step expects;
+    `counter`: an add step made it one, so an expect compares the number a get shows."""
+    from txn import decode_int
+
     if step.op == "expect-absent":
         return found is None
     if step.op == "expect-present":
         return found is not None
+    if counter and found is not None:
+        return str(decode_int(found)).encode() == step.value
     return found == step.value
 
 
@@ -465,6 +472,8 @@ def _report_guard(failed: GuardFailed) -> int:
     """Print the reads before a failed guard and the failure; the exit status."""
     sys.stdout.write("".join(line + "\n" for line in failed.lines))
     sys.stdout.flush()
+    for note in failed.notes:
+        print(note, file=sys.stderr)
     print(f"paxoskv: txn: {failed}", file=sys.stderr)
     return EXIT_ABORTED
 

@@ -44,7 +44,8 @@ them (read-your-writes, scans included). Nothing is locked while the transaction
 (optimistic concurrency, docs/ARCHITECTURE.md "Transactions"). The reads are not one
 snapshot: each sees the latest committed data when it is made, and the commit validates
 them all. So `run` checks a body's error against what the body read
-(`txn.retry.checked_body_error`): changed data makes it a retryable `Conflict`.
+(`txn.retry.checked_body_error`): changed data makes it a retryable `Conflict` (a body
+that read one key and scanned nothing saw one moment: its error stands unchecked).
 
 Commit sends the read and write sets to the participants, the groups owning those keys:
 
@@ -635,7 +636,8 @@ class AsyncClient:
                 transaction committed (or may have), unchanged; but an error `fn` raises
                 while what it read has changed since (its reads are not one snapshot, so it
                 may have seen part of another commit) is retried as a `Conflict` whose
-                `__cause__` is that error.
+                `__cause__` is that error, unless it read one key and scanned nothing (one
+                read is one moment's view).
         """
         return await self._run(fn, *args, **kwargs)
 
@@ -1261,16 +1263,21 @@ class AsyncClient:
 
         Args:
             ttl_s: how long the value lives after the commit (as `put`'s).
-            timeout_s: the whole call's deadline, retries included (default: each commit
-                gets the client's `timeout_s`, and `run`'s retry budget bounds the rest).
+            timeout_s: the whole call's deadline, retries and commit included, and with
+                `settle_unknown` the settle of a lost commit too; no retry starts with
+                less than a tenth of it left (default: each commit gets the client's
+                `timeout_s`, and `run`'s retry budget bounds the rest; a shorter
+                `retry_timeout_s` or `max_attempts` still ends the retries first, in
+                TooManyRetries).
 
         Returns:
             The commit timestamp (the new version of `key`).
 
         Raises:
             FencingTokenRejected: the store refused the token; nothing was written.
-            DeadlineExceeded: `timeout_s` passed before a try committed; nothing was written
-                (the last try's refusal is its `__cause__`).
+            InvalidArgument: a bad key, value, token, `ttl_s` or `timeout_s`.
+            DeadlineExceeded: `timeout_s` left no time for a try to commit; nothing was
+                written (the last try's refusal is its `__cause__`).
             CommitUnknown: it passed during a commit that may have applied (as any
                 commit's deadline: a two-phase commit's refused prepare is "not committed"
                 only once its abort is recorded).

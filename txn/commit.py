@@ -30,7 +30,7 @@ from txn.errors import (
 )
 from txn.hlc import LOGICAL_BITS, physical_us
 from txn.records import WriteItem
-from txn.resend import RESEND_BACKOFF, _NoAnswer, send_idempotent
+from txn.resend import RESEND_BACKOFF, Copies, _NoAnswer, send_idempotent
 from txn.status import TxnState, TxnStatus
 from txn.txn_ids import start_ts_of
 
@@ -184,6 +184,7 @@ class Committer:
         group_id: int,
         deadline: float,
         passthrough: Collection[int] = (),
+        copies: Copies | None = None,
     ) -> kv.Response:
         """Send a commit request, idempotent under its transaction id (rule 1): the SAME
         request is re-sent while its answer is lost, its node silent or its group
@@ -202,6 +203,7 @@ class Committer:
                 write=True,
                 deadline=deadline,
                 passthrough=passthrough,
+                copies=copies,
             )
         except (WrongShard, UnknownGroup) as exc:
             raise Unavailable(
@@ -325,14 +327,16 @@ class Committer:
             writes=part.writes,
             read_ranges=part.ranges,
         )
+        copies = Copies()
         try:
             response = await self._send_idempotent(
-                kv.Request(prepare=op), group_id, deadline, passthrough=(kv.CONFLICT,)
+                kv.Request(prepare=op), group_id, deadline, (kv.CONFLICT,), copies
             )
         except _NoAnswer as exc:
             raise _PrepareUnanswered(
                 f"group {group_id} did not answer the prepare before the deadline "
-                f"({_cause(exc.last)})"
+                f"({_cause(exc.last)})",
+                never_sent=not copies.tried,
             ) from exc.last
         refused = response_error(response, "prepare")  # CONFLICT, as in the one-phase commit
         if refused is not None:
@@ -358,10 +362,13 @@ class Committer:
         PREPARE it records nothing and answers `pending`, and its leader asks the other
         participants to prevent the txn, recording COMMIT if every one had prepared. The
         Decide is re-sent while the answer is not a recorded decision, up to the commit's
-        `deadline` (the prepares left it time: _ABORT_SHARE).
+        `deadline` (the prepares left it time: _ABORT_SHARE). When it cannot be recorded
+        but a Prepare was never sent, the transaction did not commit all the same (its
+        group never votes): that answer is definite, the abort left to recovery.
         """
         unknown = f"group {ref.group_id} could not record the abort after a failed prepare"
         prepare = f"the prepare: {failures[0][1]}"
+        cause: BaseException | None = None
         try:
             body = await self._record_abort(ref, participants, deadline)
         except asyncio.CancelledError:
@@ -372,24 +379,32 @@ class Committer:
             )
             raise
         except _NoAnswer as exc:
-            raise CommitUnknown(
+            unrecorded = CommitUnknown(
                 f"{unknown} (last: {_cause(exc.last)})",
                 ref=ref,
                 details=f"it may still commit if every participant prepared; {prepare}",
-            ) from exc.last
+            )
+            cause = exc.last
         except (PaxosKVError, ClientClosed) as exc:
-            raise CommitUnknown(f"{unknown} ({exc})", ref=ref, details=prepare) from exc
-        if body is None:
-            raise CommitUnknown(
+            unrecorded = CommitUnknown(f"{unknown} ({exc})", ref=ref, details=prepare)
+            cause = exc
+        else:
+            if body is not None and body.committed:
+                self._client._clock.observe(body.commit_ts)
+                return body.commit_ts
+            if body is not None:
+                raise _prepare_failure(ref, failures)
+            unrecorded = CommitUnknown(
                 f"{unknown}: it is still asking the participants whether every one prepared "
                 "(then the transaction committed)",
                 ref=ref,
                 details=prepare,
             )
-        if body.committed:
-            self._client._clock.observe(body.commit_ts)
-            return body.commit_ts
-        raise _prepare_failure(ref, failures)
+        unsent = [f for f in failures if isinstance(f[1], _PrepareUnanswered) and f[1].never_sent]
+        if unsent:
+            error = _prepare_failure(ref, unsent)
+            raise error from error.__cause__
+        raise unrecorded from cause
 
     async def _record_abort(
         self, ref: TxnRef, participants: list[int], end: float
@@ -510,7 +525,15 @@ def _abort_request(ref: TxnRef, participants: list[int]) -> kv.Request:
 class _PrepareUnanswered(Unavailable):
     """A prepare got no answer; raised as a plain Unavailable saying the transaction was
     aborted once that abort is recorded (`_prepare_failure`), and not before (next to
-    "could not record the abort" it would contradict the outcome)."""
+    "could not record the abort" it would contradict the outcome), unless `never_sent`:
+    no copy of it was ever handed to the routing client (the commit's deadline left no
+    time, or no node could be reached), so its group never votes and the transaction
+    never commits (rule 2), abort recorded or not. A Prepare that was sent and refused
+    does not count: a copy a network delivered twice could still be taken later."""
+
+    def __init__(self, message: str, *, never_sent: bool) -> None:
+        super().__init__(message)
+        self.never_sent = never_sent
 
 
 def _prepare_failure(ref: TxnRef, failures: list[tuple[int, BaseException]]) -> BaseException:

@@ -88,12 +88,15 @@ RESEND_BACKOFF = Backoff(base_s=0.005, max_s=0.2)
 
 @dataclass
 class Copies:
-    """What the copies of one request sent so far left: whether one may have been applied.
-    A caller that sends the request again over several calls keeps one (found by review:
-    a renewal's copy lost at a silent leader, then a later call's refusal, read as
-    "nothing was applied")."""
+    """What the copies of one request sent so far left: whether one may have been applied,
+    and whether one was handed to the routing client at all (`tried`: none was, so no
+    copy of it exists anywhere, not even one a network could deliver twice). A caller
+    that sends the request again over several calls keeps one (found by review: a
+    renewal's copy lost at a silent leader, then a later call's refusal, read as "nothing
+    was applied")."""
 
     maybe_applied: bool = False
+    tried: bool = False
 
 
 class _NoAnswer(Exception):
@@ -146,6 +149,7 @@ async def send_idempotent(
     last: PaxosKVError = DeadlineExceeded("no time was left to send the request")
     attempt = 0
     while (remaining := deadline - loop.time()) > 0:
+        copies.tried = True
         try:
             return await client._send(
                 request,

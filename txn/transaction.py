@@ -383,7 +383,8 @@ class AsyncTransaction:
 
     async def _view_changed(self) -> Conflict | None:
         """A Conflict naming a key this transaction read that changed since (or a range it
-        scanned that holds other keys now), or None when every read is still current.
+        scanned that holds other keys now), or None when every read is still current, or
+        when there was one read and no scan (one moment's view: nothing to check).
 
         Reads of a read-write transaction see the latest data when each is made, not one
         snapshot: a body can read half before and half after another commit (the commit

@@ -687,6 +687,12 @@ def test_txn_cli_guards_a_unique_signup_across_shards(gp_cluster: LocalCluster) 
     check = txn_cli("get user/u2", "expect email/cli u1", "expect-present user/u1")
     assert check.returncode == 0, check.stderr
     assert check.stdout.decode().splitlines()[0] == "get user/u2: (not found)"
+    # After an add step, an expect compares the number a get shows.
+    counted = txn_cli("add guardctr 2; expect guardctr 2; add guardctr 1; expect guardctr 3")
+    assert counted.returncode == 0, counted.stderr
+    over = txn_cli("add guardctr 1; expect guardctr 3")
+    assert over.returncode == 3
+    assert b"guard 'expect guardctr 3' failed: guardctr is 4;" in over.stderr
 
 
 def test_txn_cli(gp_cluster: LocalCluster) -> None:

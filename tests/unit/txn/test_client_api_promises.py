@@ -29,12 +29,15 @@ async def test_cas_on_an_absent_key_reports_no_current_value(fake: FakeKV) -> No
 
 @with_fake
 async def test_run_retries_a_body_error_raised_after_what_it_read_changed(fake: FakeKV) -> None:
+    """Two reads (one read alone is one moment's view: its error stands,
+    test_a_body_error_after_one_read_is_raised_without_reading_again)."""
     calls = 0
     async with fast_client(fake) as client:
 
         async def body(tx: AsyncTransaction) -> bytes | None:
             nonlocal calls
             calls += 1
+            await tx.get(C1)
             seen = await tx.get(A1)
             if calls == 1:
                 await client.put(A1, b"changed")  # another writer, between read and error

@@ -159,6 +159,11 @@ def test_guard_steps_commit_only_when_they_hold(fake: FakeKV, capsys: Any) -> No
         "committed\n"
     )
     assert fake.store.value(b"user/u8") is None
+    assert run_cli(fake, "--limit", "1", "scan a z", "expect-absent user/u7") == EXIT_ABORTED
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["scan a z: 1 item", "  email/ann\tu7"]
+    assert err.splitlines()[0].startswith("paxoskv: txn: scan a z stopped at --limit 1")
+    assert err.splitlines()[1].startswith("paxoskv: txn: guard 'expect-absent user/u7' failed")
     assert fake.count("prepare") + fake.count("commit_one_phase") == commits  # none sent
     assert run_cli(fake, "expect email/ann u7; expect-present user/u7; delete email/ann") == 0
     capsys.readouterr()
@@ -167,7 +172,7 @@ def test_guard_steps_commit_only_when_they_hold(fake: FakeKV, capsys: Any) -> No
     assert "user/u7 is ann" in capsys.readouterr().err
     assert run_cli(fake, "--snapshot", "expect-present email/ann") == EXIT_ABORTED
     assert "email/ann is (not found)" in capsys.readouterr().err
-    # A guard sees the transaction's own writes before it.
+    # A guard sees the transaction's own writes before it (an add's: the cluster test).
     assert run_cli(fake, "put k v; expect k v; expect-present k") == 0
     assert fake.store.value(b"k") == b"v"
 
@@ -368,3 +373,21 @@ def test_txn_command_makes_at_most_its_attempts(fake: FakeKV, capsys: Any) -> No
     )
     assert run_cli(fake, "--attempts", "2", "put apple 1") == 1
     assert fake.count("commit_one_phase") == 2
+
+
+def test_a_guard_is_validated_by_the_commit(fake: FakeKV, capsys: Any) -> None:
+    """As above, but the store's own validation refuses the commit: the guard's read is in
+    the read set (mutant: a snapshot read for the guard committed the second signup)."""
+    raced: list[int] = []
+
+    def hook(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "prepare" and not raced:
+            raced.append(node)
+            fake.store.write(b"email/cy", b"u1", fake.store.tick())  # another signup won
+        return None
+
+    fake.hook = hook
+    assert run_cli(fake, "expect-absent email/cy", "put email/cy u2", "put user/u2 cy") == 3
+    assert "email/cy is u1" in capsys.readouterr().err
+    assert raced and fake.store.value(b"email/cy") == b"u1"
+    assert fake.store.value(b"user/u2") is None

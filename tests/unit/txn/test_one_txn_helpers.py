@@ -6,11 +6,13 @@ may carry a time to live; a write refused by its own checks leaves no fence behi
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 from test_client_fakekv import (
     DROP,
+    LOSE,
     FakeKV,
     conflict_response,
     decided,
@@ -27,6 +29,7 @@ from router.limits import MAX_VALUE_BYTES
 from txn import (
     AsyncClient,
     CommitUnknown,
+    Conflict,
     DeadlineExceeded,
     InvalidArgument,
     LimitExceeded,
@@ -158,3 +161,78 @@ def test_sync_helpers_take_ttl_s_and_timeout_s() -> None:
         fake.hook = None
         assert client.delete_fenced(DATA, lock=LOCK, token=token, timeout_s=2) > 0
         assert client.get(DATA) is None
+
+
+class _Half(random.Random):
+    """Jitter fixed at half the ceiling: the pause before a retry is known."""
+
+    def random(self) -> float:  # type: ignore[override]
+        return 0.5
+
+
+@with_fake
+async def test_no_pause_outlasts_timeout_s(fake: FakeKV) -> None:
+    """A pause that would end past the call's deadline is not taken: the call ends at the
+    first refusal, as DeadlineExceeded caused by it (mutant: run's loop pausing by the
+    client's own policy slept 0.5 s past a 0.2 s timeout_s)."""
+    slow = Backoff(base_s=1.0, max_s=1.0, multiplier=1)
+    async with fast_client(fake, backoff=slow, rng=_Half(0), max_attempts=100) as client:
+        fake.hook = on_kind("commit_one_phase", lambda r: conflict_response(r, COUNTER, "commit"))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.add(COUNTER, 1, timeout_s=0.2)
+        assert loop.time() - started < 0.2
+        assert isinstance(info.value.__cause__, Conflict)
+        assert fake.count("commit_one_phase") == 1
+
+
+@with_fake
+async def test_timeout_s_bounds_the_stale_fence_check(fake: FakeKV) -> None:
+    """A refused fenced commit reads its lock (is the token stale?) within the call's
+    deadline, not for _FENCE_CHECK_TIMEOUT_S (2 s) (mutant: the old bound)."""
+    async with fast_client(fake, **PATIENT) as client:
+        token = await _token(client)
+
+        def hook(node: int, r: kv.Request) -> Any:
+            kind = r.WhichOneof("op")
+            return (
+                conflict_response(r, DATA, "prepare")
+                if kind == "prepare"
+                else (DROP if kind == "get" else None)
+            )
+
+        fake.hook = hook
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises((DeadlineExceeded, CommitUnknown)):
+            await client.put_fenced(DATA, b"v", lock=LOCK, token=token, timeout_s=0.3)
+        assert loop.time() - started < 0.3 + 0.5
+
+
+@with_fake
+async def test_timeout_s_bounds_the_settle_of_a_lost_commit(fake: FakeKV) -> None:
+    """settle_unknown: the settle of a commit whose answer was lost ends by the call's
+    deadline too (mutant: the client's 5 s), and the loss stands."""
+    async with fast_client(fake, settle_unknown=True, **PATIENT) as client:
+        fake.hook = on_kind("commit_one_phase", LOSE)
+        fake.answer_delay_s["txn_status"] = 3.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(CommitUnknown):
+            await client.add(COUNTER, 1, timeout_s=0.3)
+        assert loop.time() - started < 0.3 + 0.5
+
+
+@with_fake
+async def test_a_commit_with_no_time_to_send_its_prepares_did_not_commit(fake: FakeKV) -> None:
+    """A deadline too short to send anything: no Prepare left the client, so no group can
+    vote and the transaction cannot commit; the answer is definite (DeadlineExceeded), not
+    CommitUnknown (found by review: it said "could not record the abort" with nothing
+    sent)."""
+    async with fast_client(fake, **PATIENT) as client:
+        token = await _token(client)
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.put_fenced(DATA, b"v", lock=LOCK, token=token, timeout_s=1e-4)
+    assert not info.value.maybe_committed
+    assert fake.count("prepare") == 0  # none sent
