@@ -635,14 +635,19 @@ def test_a_value_over_a_limit_is_limit_exceeded_and_nothing_is_sent(client: txn.
     assert client.put(b"abig", b"small") > 0  # the client's streams still serve
 
 
+def _txn_cli(cluster: LocalCluster, *steps: str) -> subprocess.CompletedProcess[bytes]:
+    """`paxoskv txn STEP...` against `cluster`, as a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "shard.cli", "txn", "--cluster", cluster.env_value(), *steps],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_txn_cli_adds_to_a_counter(gp_cluster: LocalCluster) -> None:
     def txn_cli(*steps: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "shard.cli", "txn", "--cluster", gp_cluster.env_value(), *steps],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        return _txn_cli(gp_cluster, *steps)
 
     def add(*steps: str) -> list[str]:
         run = txn_cli(*steps)
@@ -668,12 +673,7 @@ def test_txn_cli_guards_a_unique_signup_across_shards(gp_cluster: LocalCluster) 
     together once; a second signup for the email commits nothing and exits 3."""
 
     def txn_cli(*steps: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "shard.cli", "txn", "--cluster", gp_cluster.env_value(), *steps],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        return _txn_cli(gp_cluster, *steps)
 
     first = txn_cli("expect-absent email/cli", "put email/cli u1", "put user/u1 cli")
     assert first.returncode == 0, first.stderr
