@@ -121,11 +121,16 @@ refusal raises `FencingTokenRejected` (a `Conflict` that `run` does not retry: t
 can never become current again) and leaves nothing behind. The token of a lock is the
 commit timestamp of the transaction that wrote the lock record (`tx.commit_ts`, the
 version it wrote to the lock key; also `tx.read_set[LOCK]` after reading the record, when
-it is present and names you: for a released lock that is the deletion's version). Tokens
-increase: every later write of the lock key gets a higher version. Renewing writes a new
-version, so a renewal is a new token. An expiry stored in the lock record is advisory data
-for acquirers to check; the store knows nothing of it. (Kleppmann, "How to do distributed
-locking", 2016; examples/lock_with_fencing.py.)
+it is present and names you: for a released lock that is the deletion's version, so a
+token read from an absent lock fences nothing anyone holds). Tokens increase: every later
+write of the lock key gets a higher version. A renewal that rewrites the record is a new
+token; `cas(..., touch=True, ttl_s=...)` renews a lock written with a time to live and
+keeps its version, so the token stays. A lock whose time to live ran out is deleted by its
+leader, a new version that refuses the old token from then on; until that delete runs
+(its leader's expiry check, a fraction of a second after the deadline) the old token is
+still accepted, so a holder stops writing once its lease may have run out by its own
+clock (README, "Time to live"). (Kleppmann, "How to do distributed locking", 2016;
+examples/lock_with_fencing.py.)
 
 Scans are protected against phantoms (rule P6 of `txn.participant`): a scan records the
 versions of the keys it returned AND the range it covered (up to its last key when `limit`
@@ -1268,7 +1273,9 @@ class AsyncClient:
                 less than a tenth of it left (default: each commit gets the client's
                 `timeout_s`, and `run`'s retry budget bounds the rest; a shorter
                 `retry_timeout_s` or `max_attempts` still ends the retries first, in
-                TooManyRetries).
+                TooManyRetries). A frozen leader is left after the client's
+                `attempt_timeout_s`, whatever this is: keep this above about one and a
+                half of those, or the call cannot get past one.
 
         Returns:
             The commit timestamp (the new version of `key`).

@@ -393,8 +393,8 @@ class TooManyRetries(PaxosKVError):
 
 class FencingTokenRejected(Conflict):
     """A fenced write was refused: the lock key no longer has the token's version (someone
-    re-acquired or released the lock, or rewrote its record). Nothing of the transaction
-    was written.
+    re-acquired or released the lock, it expired, or its record was rewritten). Nothing of
+    the transaction was written.
 
     Not retryable: a newer version never goes away, so re-running cannot succeed with this
     token. Re-acquire the lock for a new token instead.
@@ -419,10 +419,16 @@ class FencingTokenRejected(Conflict):
         self.lock = lock
         self.token = token
         self.latest_version = latest_version
+        if latest_version == 0:
+            why = "the lock key was never written, so no token fences it"
+        else:
+            why = (
+                "the lock was re-acquired, released or expired (its time to live ran out), "
+                "or its record rewritten"
+            )
         self.args = (
-            f"{reason}: the lock was re-acquired or released (or its record rewritten), so the "
-            "store refused the fenced write; nothing was written. Acquire the lock again for a "
-            "new token",
+            f"{reason}: {why}, so the store refused the fenced write; nothing was written. "
+            "Acquire the lock again for a new token",
         )
 
 

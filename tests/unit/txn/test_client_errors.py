@@ -171,6 +171,16 @@ def test_a_call_deadline_ends_the_retries_as_a_deadline() -> None:
         shorter.within(1.0).next_delay(conflict, 2, 0.5)
 
 
+def test_a_refused_token_says_why_it_may_be_stale() -> None:
+    """Found by an application trial: a lock never written was "re-acquired", and a lock
+    whose time to live ran out was not mentioned."""
+    never = txn.FencingTokenRejected(b"lock/a", 5, 0)
+    assert "never written" in str(never) and "re-acquired" not in str(never)
+    moved = txn.FencingTokenRejected(b"lock/a", 5, 9)
+    assert "expired" in str(moved) and "latest version is 9" in str(moved)
+    assert not moved.retryable and not moved.maybe_committed
+
+
 class FixedRng(random.Random):
     """Draws `value` every time: the jitter's fraction of the ceiling, fixed."""
 
