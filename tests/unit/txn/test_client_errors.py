@@ -164,6 +164,10 @@ def test_a_call_deadline_ends_the_retries_as_a_deadline() -> None:
     assert call.next_delay(conflict, 1, 0.85) is not None
     with pytest.raises(txn.DeadlineExceeded):
         call.next_delay(conflict, 1, 0.91)
+    # ... and at least MIN_TRY_S (20 ms) of a short one, more than its tenth (5 ms).
+    short = _RetryPolicy(100, None, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
+    with pytest.raises(txn.DeadlineExceeded):
+        short.within(0.05).next_delay(conflict, 1, 0.035)
     with pytest.raises(txn.TooManyRetries):
         call.next_delay(conflict, 100, 0.0)
     shorter = _RetryPolicy(100, 0.5, Backoff(base_s=0.01, max_s=0.02), random.Random(1))
