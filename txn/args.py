@@ -84,3 +84,11 @@ def _as_timeout(timeout_s: object, what: str = "timeout_s") -> float | None:
     if not timeout_s > 0:
         raise InvalidArgument(f"{what} must be > 0, got {timeout_s}")
     return float(timeout_s)
+
+
+def _as_run_timeout(timeout_s: object) -> float:
+    """`run_within`'s timeout in seconds (> 0): unlike a call's, it has no default."""
+    bound = _as_timeout(timeout_s)
+    if bound is None:
+        raise InvalidArgument("run_within needs a timeout_s in seconds, got None: use run")
+    return bound

@@ -171,7 +171,7 @@ from router.scan_cursor import ScanCursor
 from router.shard_map import META_GROUP_ID, ShardMap
 from router.tls import ClientTls
 from router.ttl import cas_ttl_ms, check_expiry, found_expiry, ttl_ms_of
-from txn.args import _as_flag, _as_key, _as_limit, _as_timeout, _as_u64, _as_value
+from txn.args import _as_flag, _as_key, _as_limit, _as_run_timeout, _as_timeout, _as_u64, _as_value
 from txn.commit import Committer
 from txn.entry import Entry
 from txn.errors import (
@@ -491,28 +491,44 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ transactions
 
-    def transaction(self) -> AsyncTransaction:
+    def transaction(self, *, timeout_s: float | None = None) -> AsyncTransaction:
         """A new read-write transaction with a fresh id (no I/O until the first read). It
         must commit within `txn.commit.MAX_TXN_AGE_S` (20 s) of this call, or its commit
         raises the retryable `TransactionTooOld`.
 
+        Args:
+            timeout_s: its own deadline, as FoundationDB's transaction timeout: every read
+                and the commit end within this many seconds of this call (each also within
+                the client's `timeout_s`). Past it, a read or the commit raises
+                `DeadlineExceeded` and nothing of the transaction is written; a commit
+                still under way when it ends raises `CommitUnknown` (ask `txn_status`).
+                None: only the client's per-call `timeout_s`.
+
         Returns:
             An `AsyncTransaction`; use it as `async with client.transaction() as tx:`.
         """
+        timeout_s = _as_timeout(timeout_s)
         if self._closed:
             raise ClientClosed("the client is closed")
         # peek, as in _attempt: the sync Client calls this from its caller's thread. The
         # commit's clock reading observes this start first (shard/node.py rule 13).
-        return AsyncTransaction(self, new_txn_id(self._clock.peek(self._wall_ns())))
+        return AsyncTransaction(self, new_txn_id(self._clock.peek(self._wall_ns())), timeout_s)
 
-    def _attempt(self, priority: int) -> AsyncTransaction:
-        """A transaction for one attempt of a retry loop, `priority` 0 on the first.
+    def _attempt(
+        self, priority: int, timeout_s: float | None, started_mono: float
+    ) -> AsyncTransaction:
+        """A transaction for one attempt of a retry loop, `priority` 0 on the first; with
+        `timeout_s`, it ends that long after `started_mono` (the loop's start), whenever
+        the attempt begins.
 
         Every attempt carries the first attempt's timestamp as its age, so the leaders'
         wait-die (shard.lock_wait) lets a transaction that lost a conflict win once it is
         the oldest: retries cannot starve.
         """
         tx = self.transaction()
+        if timeout_s is not None:
+            tx._timeout_s = timeout_s
+            tx._ends_mono = started_mono + timeout_s
         # peek, not now: the sync Client calls this from its caller's thread, where moving
         # the clock would race the loop thread's observe() (a lost update moves it back).
         # An age needs no uniqueness: ties go by transaction id.
@@ -622,7 +638,8 @@ class AsyncClient:
         FoundationDB advises for its retry loop. An attempt must
         reach its commit within `txn.commit.MAX_TXN_AGE_S` (20 s), or it is retried
         (`TransactionTooOld`): a body that always takes longer ends in `TooManyRetries`.
-        Bound it with `timeout_s` / `retry_timeout_s`, not by cancelling it
+        Bound it with `run_within` (or the client's `timeout_s` / `retry_timeout_s`), not
+        by cancelling it
         (`asyncio.timeout`): a cancellation in the middle of a commit cannot say whether
         it committed, while a deadline ends in `CommitUnknown` with the `ref` to ask
         `txn_status` (in a review, 154 of 264 runs cancelled mid-commit had committed).
@@ -646,6 +663,52 @@ class AsyncClient:
         """
         return await self._run(fn, *args, **kwargs)
 
+    @overload
+    async def run_within(
+        self,
+        timeout_s: float,
+        fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+
+    @overload
+    async def run_within(
+        self,
+        timeout_s: float,
+        fn: Callable[Concatenate[AsyncTransaction, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+
+    async def run_within(
+        self, timeout_s: float, fn: Callable[..., Awaitable[T] | T], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """`run(fn, *args, **kwargs)`, all of it within `timeout_s` seconds from now: every
+        attempt's reads and commit, and the pauses between attempts (FoundationDB's
+        transaction timeout, which its retries do not reset). Arguments reach `fn` as in
+        `run`, `timeout_s` included if given twice: `run_within(2, fn, timeout_s=1)` calls
+        `fn(tx, timeout_s=1)`.
+
+        No attempt starts with less than a tenth of `timeout_s` (at least 20 ms) left.
+
+        Returns:
+            What `fn` returned (in the attempt that committed).
+
+        Raises:
+            DeadlineExceeded: `timeout_s` ran out before a commit was sent (nothing of any
+                attempt was committed; the last attempt's error is its `__cause__` when the
+                retries ran out of time).
+            CommitUnknown: `timeout_s` ran out while a commit was under way (with
+                `settle_unknown`, only when it could not be settled in that time).
+            InvalidArgument: `timeout_s` is not a positive number of seconds.
+            Otherwise as `run`.
+        """
+        bound = _as_run_timeout(timeout_s)
+        return await self._run_within(bound, fn, args, kwargs)
+
     async def _run(self, fn: Callable[..., Awaitable[T] | T], *args: Any, **kwargs: Any) -> T:
         """`run`, for a function of either kind (the overloads of `run` type its callers)."""
         return await self._run_within(None, fn, args, kwargs)
@@ -662,15 +725,14 @@ class AsyncClient:
         _refuse_generator(fn)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        started_mono = self._monotonic()
         policy = self._policy if timeout_s is None else self._policy.within(timeout_s)
         attempts = 0
         priority = 0
         while True:
             attempts += 1
-            tx = self._attempt(priority)
+            tx = self._attempt(priority, timeout_s, started_mono)
             priority = tx._priority
-            if timeout_s is not None:
-                tx._commit_deadline_at = started + timeout_s
             try:
                 try:
                     result = fn(tx, *args, **kwargs)
@@ -716,13 +778,17 @@ class AsyncClient:
             Conflict: it is aborted for good; retryable, so `run` runs the body again.
             CommitUnknown: `lost`, when the outcome could not be settled.
         """
-        end = tx._commit_deadline_at  # a one-transaction helper's: the settle ends by it too
+        try:
+            # Within the transaction's own timeout_s, if it has one (a call's, in run_within).
+            timeout_s = tx._timeout_for("settle of its lost commit")
+        except DeadlineExceeded:
+            raise lost from None
         try:
             status = await self._txn_status(
                 lost.ref,
                 group_id=None,
                 key=None,
-                timeout_s=None if end is None else self._left_s(end),
+                timeout_s=timeout_s,
                 settle=True,
                 participants=tx._participants,
             )
@@ -1532,7 +1598,7 @@ class AsyncClient:
             raise exc.last from None
 
     async def _read_latest(
-        self, key: bytes, txn_id: bytes, lock_priority: int = 0
+        self, key: bytes, txn_id: bytes, lock_priority: int = 0, *, timeout_s: float | None = None
     ) -> tuple[bytes | None, int]:
         """(value or None, version) of `key` for a read-write transaction; with a
         `lock_priority`, a read for update (the leader gives `txn_id` the key's lock)."""
@@ -1544,7 +1610,7 @@ class AsyncClient:
         response = await self._read(
             request,
             key=key,
-            deadline=self._deadline(),
+            deadline=self._deadline(timeout_s),
             txn_id=txn_id,
             resend_conflicts=not lock_priority,
         )

@@ -62,13 +62,6 @@ MAX_TXN_AGE_S = 20.0
 that): the commit's copies then have RESEND_WINDOW_S - MAX_TXN_AGE_S left to be sent in."""
 
 
-def _commit_deadline(tx: AsyncTransaction) -> float:
-    """The loop time `tx`'s commit ends by: the client's timeout from now, or the earlier
-    deadline of the call that runs `tx` (a one-transaction helper's `timeout_s`)."""
-    deadline = tx._client._deadline()
-    return deadline if tx._commit_deadline_at is None else min(deadline, tx._commit_deadline_at)
-
-
 def _cause(exc: BaseException) -> str:
     """`exc`'s message without the advice a single write's OutcomeUnknown ends with (re-send
     only a compare-and-set...): a commit's CommitUnknown gives its own (found by review:
@@ -94,7 +87,13 @@ class Committer:
         version means the store refused (or would now refuse) the token. When the lock
         cannot be read in time the refusal stays an ordinary, retryable Conflict.
         """
-        deadline = min(self._client._deadline(_FENCE_CHECK_TIMEOUT_S), _commit_deadline(tx))
+        try:
+            timeout_s = tx._timeout_for("check of its fencing tokens")
+        except DeadlineExceeded:
+            return None
+        if timeout_s is None or timeout_s > _FENCE_CHECK_TIMEOUT_S:
+            timeout_s = _FENCE_CHECK_TIMEOUT_S
+        deadline = self._client._deadline(timeout_s)
         for lock, token in tx._fences.items():
             request = kv.Request(get=kv.GetRequest(key=lock))
             try:
@@ -119,7 +118,11 @@ class Committer:
         ]
         if not reads and not writes and not tx._scanned:
             return 0
-        deadline = _commit_deadline(tx)
+        try:
+            timeout_s = tx._timeout_for("commit")
+        except DeadlineExceeded as late:
+            raise self._refused_unsent(tx, late) from None
+        deadline = self._client._deadline(timeout_s)
         await self._client._ready(deadline)
         shard_map = self._client._map()
         parts: dict[int, _Part] = {}

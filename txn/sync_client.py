@@ -20,6 +20,7 @@ from router.client import CasResult
 from router.loop_end import finish_loop_tasks, pass_over_closed_loop_handovers
 from router.tls import ClientTls
 from router.watch_lanes import Change
+from txn.args import _as_run_timeout
 from txn.atomic import AtomicOp
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.entry import Entry
@@ -546,11 +547,13 @@ class Client:
 
     # ------------------------------------------------------------------ transactions
 
-    def transaction(self) -> Transaction:
-        """A new read-write transaction; use as `with client.transaction() as tx:`."""
+    def transaction(self, *, timeout_s: float | None = None) -> Transaction:
+        """A new read-write transaction; use as `with client.transaction() as tx:`. With
+        `timeout_s`, its reads and commit end within that many seconds of this call (see
+        `AsyncClient.transaction`)."""
         if self._closed:
             raise ClientClosed("the client is closed")
-        return Transaction(self, self._async.transaction())
+        return Transaction(self, self._async.transaction(timeout_s=timeout_s))
 
     def snapshot(self, read_ts: int | None = None) -> Snapshot:
         """Read-only reads at one timestamp; use as `with client.snapshot() as snap:`.
@@ -590,19 +593,50 @@ class Client:
                 (nothing is committed).
             TooManyRetries, CommitUnknown: as `AsyncClient.run`.
         """
+        return self._run_within(None, fn, args, kwargs)
+
+    def run_within(
+        self,
+        timeout_s: float,
+        fn: Callable[Concatenate[Transaction, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`run(fn, *args, **kwargs)`, all of it (every attempt's reads and commit, and the
+        pauses between attempts) within `timeout_s` seconds from now. See
+        `AsyncClient.run_within`.
+
+        Raises:
+            DeadlineExceeded, CommitUnknown, InvalidArgument: as `AsyncClient.run_within`.
+            Otherwise as `run`.
+        """
+        bound = _as_run_timeout(timeout_s)
+        return self._run_within(bound, fn, args, kwargs)
+
+    def _run_within(
+        self,
+        timeout_s: float | None,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        """`run`; with `timeout_s`, all of it within that many seconds from now."""
         _refuse_generator(fn)
         if inspect.iscoroutinefunction(inspect.unwrap(fn)):
             raise TypeError(
                 f"{getattr(fn, '__qualname__', fn)!r} is a coroutine function; use AsyncClient"
             )
         started = time.monotonic()
+        started_mono = self._async._monotonic()
+        policy = self._policy if timeout_s is None else self._policy.within(timeout_s)
         attempts = 0
         priority = 0
         while True:
             attempts += 1
             if self._closed:
                 raise ClientClosed("the client is closed")
-            inner = self._async._attempt(priority)
+            inner = self._async._attempt(priority, timeout_s, started_mono)
             priority = inner._priority
             tx = Transaction(self, inner)
             try:
@@ -630,7 +664,7 @@ class Client:
                         tx.commit()
                     except CommitUnknown as lost:
                         again = delay_to_run_again(
-                            self._policy, inner, attempts, time.monotonic() - started
+                            policy, inner, attempts, time.monotonic() - started
                         )
                         if again is not None:
                             time.sleep(again)
@@ -650,7 +684,7 @@ class Client:
                     tx.abort()
                 if tx.state is not TransactionState.ABORTED:
                     raise  # committed (or may have): running the body again applies it twice
-                delay = self._policy.next_delay(exc, attempts, time.monotonic() - started)
+                delay = policy.next_delay(exc, attempts, time.monotonic() - started)
                 if delay is None:
                     raise
             except BaseException:

@@ -21,6 +21,7 @@ from txn.args import _as_flag, _as_key, _as_limit, _as_value
 from txn.atomic import AtomicOp, apply_op, apply_ops, encode_int
 from txn.errors import (
     Conflict,
+    DeadlineExceeded,
     FencingTokenRejected,
     InvalidArgument,
     LimitExceeded,
@@ -50,7 +51,7 @@ class AsyncTransaction:
             bytes (txn/txn_ids.py).
     """
 
-    def __init__(self, client: AsyncClient, txn_id: bytes) -> None:
+    def __init__(self, client: AsyncClient, txn_id: bytes, timeout_s: float | None = None) -> None:
         self._client = client
         self.txn_id = txn_id
         self._started_ns = client._wall_ns()
@@ -75,9 +76,11 @@ class AsyncTransaction:
         self._locked: set[bytes] = set()  # keys read for update
         self._lock_groups: set[int] = set()  # groups whose leaders hold those locks
         self._handed_out = HandedOutReads()  # read coroutines, checked at commit
-        # The loop time its commit must end by, when earlier than the client's timeout
-        # (the one-transaction helpers' `timeout_s`).
-        self._commit_deadline_at: float | None = None
+        # Its own bound (`client.transaction(timeout_s=)`; `run_within` and the one-transaction
+        # helpers set it for the whole call): every read and the commit end by `_ends_mono`
+        # on the client's monotonic clock, the only clock the sync Client's callers share.
+        self._timeout_s = timeout_s
+        self._ends_mono = None if timeout_s is None else self._started_mono + timeout_s
 
     # -- state
 
@@ -118,6 +121,23 @@ class AsyncTransaction:
         """A copy of the key ranges [start, end) scanned so far (end None: to the last key),
         which commit validates as the reads are."""
         return list(self._scanned)
+
+    def _timeout_for(self, what: str) -> float | None:
+        """The timeout of its next call (`what`, for the error): None (the client's) unless
+        its own `timeout_s` ends sooner.
+
+        Raises:
+            DeadlineExceeded: its `timeout_s` has run out (nothing was sent).
+        """
+        if self._ends_mono is None:
+            return None
+        left = self._ends_mono - self._client._monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(
+                f"transaction {self.txn_id.hex()} ran out of its timeout_s "
+                f"({self._timeout_s:g} s) before its {what}: nothing of it was committed"
+            )
+        return min(left, self._client._timeout_s)
 
     def _check_open(self) -> None:
         if self._state is not TransactionState.OPEN:
@@ -181,17 +201,18 @@ class AsyncTransaction:
         """`get` of a key without a buffered write: its committed value."""
         if key in self._values and (not for_update or key in self._locked):
             return self._values[key]
+        timeout_s = self._timeout_for(f"read of {key!r}")
         if snapshot:
-            value, _version = await self._client._read_latest(key, self.txn_id)
+            value, _version = await self._client._read_latest(key, self.txn_id, timeout_s=timeout_s)
             self._check_open()
             return value
         if for_update:
-            await self._client._ready(self._client._deadline())
+            await self._client._ready(self._client._deadline(timeout_s))
             self._check_open()  # closed while connecting: its abort knew no lock group here
             self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
             self._lock_groups.add(self._client._map().locate(key).group_id)
         value, version = await self._client._read_latest(
-            key, self.txn_id, self._priority if for_update else 0
+            key, self.txn_id, self._priority if for_update else 0, timeout_s=timeout_s
         )
         self._check_open()  # commit() began meanwhile: it did not validate this read
         if for_update:
@@ -281,7 +302,12 @@ class AsyncTransaction:
         # Buffered writes that may take a stored key out of the result.
         removals = sum(1 for k in buffered if self._writes.get(k, b"") is None or k in self._ops)
         items, resume = await self._client._scan_range(
-            start, end, limit + removals, reverse=reverse, txn_id=self.txn_id
+            start,
+            end,
+            limit + removals,
+            reverse=reverse,
+            txn_id=self.txn_id,
+            timeout_s=self._timeout_for(f"scan from {start!r}"),
         )
         self._check_open()  # commit() began meanwhile: it did not validate this scan
 
@@ -397,7 +423,10 @@ class AsyncTransaction:
             # One read is a view of one moment by itself: a uniqueness check's refusal
             # ("taken") costs no second read round (found by an application trial).
             return None
-        versions = await asyncio.gather(*(self._client._read_latest(k, self.txn_id) for k in keys))
+        timeout_s = self._timeout_for("check of its reads")
+        versions = await asyncio.gather(
+            *(self._client._read_latest(k, self.txn_id, timeout_s=timeout_s) for k in keys)
+        )
         for key, (_value, version) in zip(keys, versions, strict=True):
             if version != self._reads[key]:
                 return self._changed(key, f"version {self._reads[key]}, now {version}")
@@ -407,7 +436,9 @@ class AsyncTransaction:
                 for k, v in self._reads.items()
                 if self._values.get(k) is not None and k >= start and (end is None or k < end)
             }
-            items, _ = await self._client._scan_range(start, end, len(seen) + 1, txn_id=self.txn_id)
+            items, _ = await self._client._scan_range(
+                start, end, len(seen) + 1, txn_id=self.txn_id, timeout_s=timeout_s
+            )
             now = {k: version for k, _value, version in items}
             if now != seen:
                 key = min(k for k in now.keys() | seen.keys() if now.get(k) != seen.get(k))
@@ -561,7 +592,8 @@ class AsyncTransaction:
             raise InvalidArgument(f"delete_range of [{start!r}, {end!r}): end must be after start")
         cap = None
         if limit is None:
-            await self._client._ready(self._client._deadline())  # the shard map, below
+            # The shard map, below.
+            await self._client._ready(self._client._deadline(self._timeout_for("delete_range")))
             # Enough to see any group hold one key too many, however the range spreads.
             cap = (DELETE_RANGE_KEYS + 1) * len(self._client._connected_map().group_ids())
         items = await self.scan(start, end, limit if cap is None else cap)

@@ -58,6 +58,12 @@ def test_reads_and_new_writes_fail_over_from_a_frozen_leader_within_the_attempt_
         try:
             # Written to the frozen leader: never re-sent, so OutcomeUnknown at its deadline.
             stuck = pool.submit(client.put, keys[0], b"lost?", timeout_s=4.0)
+            # A call's own deadline, shorter than the attempt timeout: it ends at it.
+            started = time.monotonic()
+            with pytest.raises(txn.DeadlineExceeded):
+                client.run_within(0.5, lambda tx: tx.get(keys[1]))
+            timings["run_within(0.5)"] = took = time.monotonic() - started
+            assert took < 0.5 + 1.0, f"run_within(0.5) took {took:.2f} s"
             timed("first get", lambda: client.get(keys[1]) == b"v0" or pytest.fail("value"))
             # The stuck put's silence (or the get's timeout) moved the client's guess.
             assert cluster.name_of(routing.leader_for(GROUP) or 0) != old

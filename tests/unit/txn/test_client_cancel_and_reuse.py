@@ -298,12 +298,12 @@ async def test_a_failed_read_for_update_leaves_the_key_unlocked_for_the_next_one
         read_latest = client._read_latest
         calls = 0
 
-        async def lock_taken_once(*args: Any) -> Any:
+        async def lock_taken_once(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise txn.Conflict(B1, b"older", "read", "an older transaction took the lock")
-            return await read_latest(*args)
+            return await read_latest(*args, **kwargs)
 
         client._read_latest = lock_taken_once  # type: ignore[method-assign]
         with pytest.raises(txn.Conflict):
