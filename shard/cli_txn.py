@@ -6,6 +6,7 @@
     paxoskv txn "delete-range tmp/ tmp0"                   # every key of [tmp/, tmp0)
     paxoskv txn "add views/home 1" "add views/total 1"      # atomic adds: no read, no conflict
     paxoskv txn "expect-absent email/ann@x.org" "put email/ann@x.org u7" "put user/u7 ann"
+    paxoskv txn "expect-version leader 1764412345678901234" "put-ttl leader 10 n2"
     paxoskv txn-status 6dba2be8de444790a9f8bbda4720b0d8:3:1764412345678901234 --settle
 
 The steps run in order inside one transaction (reads see the transaction's own writes), which
@@ -35,6 +36,8 @@ from shard.cli_kv import (
     not_a_counter,
     seeds_from,
     tls_from,
+    ttl_seconds,
+    version,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +48,9 @@ steps (each argument is one step, or several separated by ';'; keys and values a
 as typed, quotes included, so a key with a space, or a value with a ';', needs --hex):
   get KEY                 print KEY's value as the transaction sees it
   put KEY VALUE...        write VALUE (the rest of the step, spaces included)
+  put-ttl KEY SECONDS VALUE...
+                          the same, and the value lives SECONDS after the commit (as
+                          `paxoskv put --ttl`), then its shard's leader deletes it
   delete KEY              delete KEY (also: del)
   add KEY N               add the integer N to the 8-byte counter at KEY (tx.add: an
                           atomic add, applied at commit to the value then; a snapshot
@@ -63,6 +69,9 @@ as typed, quotes included, so a key with a space, or a value with a ';', needs -
                           committed and the command exits 3
   expect-absent KEY       a guard: KEY must not exist (a uniqueness check)
   expect-present KEY      a guard: KEY must exist
+  expect-version KEY N    a guard: KEY's version must be N (as `paxoskv put` prints
+                          one; 0: KEY must not exist), as `paxoskv cas --expect-version`;
+                          not after a write of KEY in the same transaction
                           A guard is a read of the transaction: a write of KEY by
                           another transaction before the commit re-runs every step.
 
@@ -130,8 +139,11 @@ def _commit_line(tx: Transaction) -> str:
 EXIT_ABORTED = 3
 EXIT_UNDECIDED = 4
 
-#: The guard steps: what each expects of its key's value (None: absent).
-GUARDS = ("expect", "expect-absent", "expect-present")
+#: The guard steps: what each expects of its key's value (None: absent) or version.
+GUARDS = ("expect", "expect-absent", "expect-present", "expect-version")
+
+#: The steps that write, which a read-only --snapshot refuses.
+WRITES = ("put", "put-ttl", "delete", "add", "delete-range")
 
 
 class GuardFailed(Exception):
@@ -146,16 +158,19 @@ class GuardFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One parsed step: `op` is get/put/delete/add/scan/scan-reverse/delete-range or a guard
-    (GUARDS); `value` is set for a put and an expect, `end` for a bounded scan and for a
-    delete-range, `limit` for a delete-range given one, `delta` for an add."""
+    """One parsed step: `op` is get/put/put-ttl/delete/add/scan/scan-reverse/delete-range or
+    a guard (GUARDS); `value` is set for a put and an expect, `ttl_s` for a put-ttl, `end`
+    for a bounded scan and for a delete-range, `limit` for a delete-range given one, `delta`
+    for an add, `version` for an expect-version."""
 
     op: str
     key: bytes
     value: bytes = b""
+    ttl_s: float | None = None
     end: bytes | None = None
     limit: int | None = None
     delta: int = 0
+    version: int = 0
     text: str = ""
 
 
@@ -169,8 +184,7 @@ def register_txn_command(subparsers: Any) -> None:
         "commit).",
         parents=[
             connection_options(
-                "deadline per read and per commit, retries included; no new attempt of the "
-                "transaction starts once it has passed (default 10)"
+                "deadline of the whole transaction, every read, commit and retry of it (default 10)"
             )
         ],
         epilog=STEPS_HELP,
@@ -233,9 +247,9 @@ def register_txn_command(subparsers: Any) -> None:
 
 
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
-    """Parse step arguments ("get K", "put K V...", "delete K", "add K N", "scan A [B]",
-    "scan-reverse A [B]", "delete-range A B", "expect K V...", "expect-absent K",
-    "expect-present K"; ';' splits).
+    """Parse step arguments ("get K", "put K V...", "put-ttl K S V...", "delete K", "add K N",
+    "scan A [B]", "scan-reverse A [B]", "delete-range A B", "expect K V...", "expect-absent
+    K", "expect-present K", "expect-version K N"; ';' splits).
 
     Raises:
         UsageError: an unknown operation or a missing key/value.
@@ -271,6 +285,26 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                         text=text,
                     )
                 )
+            elif op == "put-ttl":
+                key, _, more = rest.partition(" ")
+                seconds, _, value = more.strip().partition(" ")
+                if not key or not seconds or not value:
+                    raise UsageError(f"{text!r}: expected 'put-ttl KEY SECONDS VALUE'{unquoted}")
+                steps.append(
+                    Step(
+                        op,
+                        arg_key(key, hex_mode),
+                        arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
+                        ttl_s=_step_ttl(text, seconds),
+                        text=text,
+                    )
+                )
+            elif op == "expect-version":
+                parts = rest.split()
+                if len(parts) != 2:
+                    raise UsageError(f"{text!r}: expected 'expect-version KEY N'{unquoted}")
+                expected = _step_version(text, parts[1])
+                steps.append(Step(op, arg_key(parts[0], hex_mode), version=expected, text=text))
             elif op == "add":
                 parts = rest.split()
                 if len(parts) != 2:
@@ -303,12 +337,29 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 steps.append(Step(op, start, end=end, limit=limit, text=text))
             else:
                 raise UsageError(
-                    f"{text!r}: unknown step {op!r} (expected get, put, delete, add, scan, "
-                    "scan-reverse, delete-range, expect, expect-absent or expect-present)"
+                    f"{text!r}: unknown step {op!r} (expected get, put, put-ttl, delete, add, "
+                    "scan, scan-reverse, delete-range, expect, expect-absent, expect-present "
+                    "or expect-version)"
                 )
     if not steps:
         raise UsageError("no steps given")
     return steps
+
+
+def _step_ttl(text: str, word: str) -> float:
+    """The SECONDS of a "put-ttl KEY SECONDS VALUE" step, as `paxoskv put --ttl` takes it."""
+    try:
+        return ttl_seconds(word)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{text!r}: SECONDS {exc}") from None
+
+
+def _step_version(text: str, word: str) -> int:
+    """The N of an "expect-version KEY N" step: a version (unsigned 64-bit), 0 for absent."""
+    try:
+        return version(word)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{text!r}: N {exc}") from None
 
 
 def _counter_delta(text: str, word: str) -> int:
@@ -360,6 +411,23 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
                 f"delete-range {show(step.key)} {show(step.end)}: {deleted} "
                 f"key{'s' if deleted != 1 else ''} deleted"
             )
+        elif step.op == "expect-version":
+            if step.key in reader.write_set or step.key in reader.atomic_ops:
+                raise CommandError(
+                    f"{step.text!r}: an earlier step of this transaction wrote "
+                    f"{show(step.key)}, which has no version until the commit: put the "
+                    "guard before the write"
+                )
+            found = reader.get(step.key)
+            at = reader.read_set[step.key] if found is not None else 0
+            if at != step.version:
+                where = f"at version {at}" if found is not None else "(not found)"
+                raise GuardFailed(
+                    f"guard {step.text!r} failed: {show(step.key)} is {where}; nothing was "
+                    "committed",
+                    lines,
+                    notes,
+                )
         elif step.op in GUARDS:
             found = reader.get(step.key)
             if not _guard_holds(step, found, step.key in counters):
@@ -369,9 +437,9 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
                     lines,
                     notes,
                 )
-        elif step.op == "put":
+        elif step.op in ("put", "put-ttl"):
             counters.discard(step.key)
-            reader.put(step.key, step.value)
+            reader.put(step.key, step.value, ttl_s=step.ttl_s)
         elif step.op == "add":
             why = not_a_counter(show(step.key), reader.get(step.key, snapshot=True))
             if why is not None:
@@ -400,9 +468,14 @@ def _guard_holds(step: Step, found: bytes | None, counter: bool) -> bool:
 
 def _cmd_txn(args: argparse.Namespace) -> int:
     steps = parse_steps(args.steps, hex_mode=args.hex)
-    if args.snapshot and any(s.op in ("put", "delete", "add", "delete-range") for s in steps):
+    if args.snapshot and any(s.op in WRITES for s in steps):
         raise UsageError(
-            "--snapshot is read-only: put, delete, add and delete-range are not allowed"
+            "--snapshot is read-only: put, put-ttl, delete, add and delete-range are not allowed"
+        )
+    if args.snapshot and any(s.op == "expect-version" for s in steps):
+        raise UsageError(
+            "expect-version needs a read-write transaction (a snapshot's reads carry no "
+            "versions): drop --snapshot"
         )
     seeds = seeds_from(args)
 
@@ -416,9 +489,6 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         cluster_id=args.cluster_id,
         timeout_s=args.timeout,
         max_attempts=args.attempts,
-        # Without it a leaderless group's DeadlineExceeded (retryable) re-ran the whole
-        # transaction --attempts times: 10 x --timeout of silence where `get` gives up at it.
-        retry_timeout_s=args.timeout,
         tls=tls_from(args),
     ) as client:
         client.connect()  # a wrong address fails here at once, not at --timeout
@@ -438,7 +508,9 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                 return out
 
             try:
-                lines, notes = client.run(body)
+                # One deadline for all of it: a leaderless group's DeadlineExceeded
+                # (retryable) once re-ran the whole transaction --attempts times.
+                lines, notes = client.run_within(args.timeout, body)
             except GuardFailed as failed:
                 return _report_guard(failed)
             except CommitUnknown as exc:

@@ -56,6 +56,10 @@ def test_parse_steps() -> None:
         Step("expect-absent", b"a", text="expect-absent a"),
         Step("expect-present", b"b", text="expect-present b"),
     ]
+    assert parse_steps(["put-ttl lease 2.5 n1 at 9", "expect-version lease 0"]) == [
+        Step("put-ttl", b"lease", b"n1 at 9", ttl_s=2.5, text="put-ttl lease 2.5 n1 at 9"),
+        Step("expect-version", b"lease", version=0, text="expect-version lease 0"),
+    ]
     assert parse_steps(["put 6b 00ff"], hex_mode=True)[0].value == b"\x00\xff"
     # delete-range needs both bounds, in order: a mistyped step must not clear to the end.
     for bad in (
@@ -77,6 +81,14 @@ def test_parse_steps() -> None:
         ["expect k"],
         ["expect-absent"],
         ["expect-present a b"],
+        ["put-ttl k 5"],
+        ["put-ttl k v 5"],  # SECONDS before the value
+        ["put-ttl k 0 v"],
+        ["put-ttl k 40000000 v"],  # over MAX_TTL_S
+        ["expect-version k"],
+        ["expect-version k -1"],
+        ["expect-version k v7"],
+        ["expect-version k 18446744073709551616"],  # 2**64
         ["add n"],
         ["add n x"],
         ["add n 1 2"],
@@ -175,6 +187,33 @@ def test_guard_steps_commit_only_when_they_hold(fake: FakeKV, capsys: Any) -> No
     # A guard sees the transaction's own writes before it (an add's: the cluster test).
     assert run_cli(fake, "put k v; expect k v; expect-present k") == 0
     assert fake.store.value(b"k") == b"v"
+
+
+def test_put_ttl_and_expect_version_steps(fake: FakeKV, capsys: Any) -> None:
+    """A leader pointer from the shell: take it only while absent (version 0), hand it
+    over only from the version read, each value with a time to live."""
+    assert run_cli(fake, "expect-version leader 0", "put-ttl leader 10 n1") == 0
+    taken = int(capsys.readouterr().out.split("committed at ts ")[1].split()[0])  # its version
+    [item] = [w for _, r in fake.requests("commit_one_phase") for w in r.commit_one_phase.writes]
+    assert (item.key, item.value, item.ttl_ms) == (b"leader", b"n1", 10_000)
+    assert run_cli(fake, "expect-version leader 0", "put-ttl leader 10 n2") == EXIT_ABORTED
+    assert capsys.readouterr().err == (
+        f"paxoskv: txn: guard 'expect-version leader 0' failed: leader is at version {taken}; "
+        "nothing was committed\n"
+    )
+    assert run_cli(fake, f"expect-version leader {taken}; put leader n2") == 0
+    capsys.readouterr()
+    assert fake.store.value(b"leader") == b"n2"
+    assert run_cli(fake, f"expect-version leader {taken}; delete leader") == EXIT_ABORTED
+    assert "leader is at version" in capsys.readouterr().err
+    assert run_cli(fake, "expect-version nobody 1") == EXIT_ABORTED
+    assert "nobody is (not found)" in capsys.readouterr().err
+    # Its own write has no version yet, and a snapshot's reads carry none: refused.
+    assert run_cli(fake, "put k v; expect-version k 0") == 1
+    assert "put the guard before the write" in capsys.readouterr().err
+    assert run_cli(fake, "--snapshot", "expect-version leader 0") == 2
+    assert "drop --snapshot" in capsys.readouterr().err
+    assert run_cli(fake, "--snapshot", "put-ttl k 5 v") == 2
 
 
 def test_a_guard_that_held_until_another_write_runs_again(fake: FakeKV, capsys: Any) -> None:
