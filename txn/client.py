@@ -306,8 +306,10 @@ class AsyncClient:
             `txn.resend`).
         wall_ns: the wall clock, in ns (default `time.time_ns`).
         monotonic: the clock a transaction's age is measured on, in seconds (default
-            `time.monotonic`): the age bounds when it may commit (`MAX_TXN_AGE_S`) and
-            until when its commit's copies are sent (`RESEND_WINDOW_S`).
+            `time.monotonic`): the age bounds when it may commit (`MAX_TXN_AGE_S`), until
+            when its commit's copies are sent (`RESEND_WINDOW_S`), and the reads and commit
+            of a transaction given a `timeout_s` (`transaction`, `run_within`; the pauses
+            between `run_within`'s attempts are measured on the event loop's clock).
         tls: the CA to trust and the certificate to present (`router.tls.TlsFiles`), or
             None for plaintext; by default the files PAXOSKV_TLS_CA/CERT/KEY name, if set.
         settle_unknown: `run` / `transactional` settle a commit whose answer was lost

@@ -211,6 +211,8 @@ class AsyncTransaction:
             self._check_open()  # closed while connecting: its abort knew no lock group here
             self._priority = self._priority or self._client._clock.now(self._client._wall_ns())
             self._lock_groups.add(self._client._map().locate(key).group_id)
+            # What connecting left (found by review: the read had the whole time again).
+            timeout_s = self._timeout_for(f"read of {key!r}")
         value, version = await self._client._read_latest(
             key, self.txn_id, self._priority if for_update else 0, timeout_s=timeout_s
         )
@@ -437,7 +439,11 @@ class AsyncTransaction:
                 if self._values.get(k) is not None and k >= start and (end is None or k < end)
             }
             items, _ = await self._client._scan_range(
-                start, end, len(seen) + 1, txn_id=self.txn_id, timeout_s=timeout_s
+                start,
+                end,
+                len(seen) + 1,
+                txn_id=self.txn_id,
+                timeout_s=self._timeout_for("check of its reads"),  # what the reads before left
             )
             now = {k: version for k, _value, version in items}
             if now != seen:

@@ -40,6 +40,9 @@ def test_reads_and_new_writes_fail_over_from_a_frozen_leader_within_the_attempt_
     timings: dict[str, float] = {}
     with (
         txn.Client(cluster.env_value(), timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S) as client,
+        txn.Client(
+            cluster.env_value(), timeout_s=TIMEOUT_S, attempt_timeout_s=ATTEMPT_S
+        ) as hurried,
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         for key in keys:
@@ -47,6 +50,9 @@ def test_reads_and_new_writes_fail_over_from_a_frozen_leader_within_the_attempt_
         old = cluster.wait_for_leader(GROUP)
         routing = client.async_client.routing.routing
         assert cluster.name_of(routing.leader_for(GROUP) or 0) == old  # the client's guess
+        assert hurried.get(keys[1]) == b"v0"
+        guess = hurried.async_client.routing.routing.leader_for(GROUP)
+        assert cluster.name_of(guess or 0) == old
 
         def timed(what: str, op: Callable[[], object]) -> None:
             started = time.monotonic()
@@ -58,10 +64,11 @@ def test_reads_and_new_writes_fail_over_from_a_frozen_leader_within_the_attempt_
         try:
             # Written to the frozen leader: never re-sent, so OutcomeUnknown at its deadline.
             stuck = pool.submit(client.put, keys[0], b"lost?", timeout_s=4.0)
-            # A call's own deadline, shorter than the attempt timeout: it ends at it.
+            # A call's own deadline, shorter than the attempt timeout, ends it (another
+            # client: its silence would move this one's leader guess before the get below).
             started = time.monotonic()
             with pytest.raises(txn.DeadlineExceeded):
-                client.run_within(0.5, lambda tx: tx.get(keys[1]))
+                hurried.run_within(0.5, lambda tx: tx.get(keys[1]))
             timings["run_within(0.5)"] = took = time.monotonic() - started
             assert took < 0.5 + 1.0, f"run_within(0.5) took {took:.2f} s"
             timed("first get", lambda: client.get(keys[1]) == b"v0" or pytest.fail("value"))

@@ -6,6 +6,7 @@ and the pauses between them), as FoundationDB's transaction timeout does.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from test_client_fakekv import (
     DROP,
     FakeKV,
     conflict_response,
+    error_response,
     fake_in_thread,
     fast_client,
     on_kind,
@@ -20,6 +22,7 @@ from test_client_fakekv import (
     with_fake,
 )
 
+from router import kv_pb2 as kv
 from router.cache import Backoff
 from txn import (
     AsyncTransaction,
@@ -112,6 +115,70 @@ async def test_a_read_nobody_answers_ends_at_the_transactions_deadline(fake: Fak
             await tx.get(APPLE)
         assert loop.time() - started < 0.3 + SLACK_S
         tx.abort()
+
+
+@with_fake
+async def test_the_clients_timeout_still_bounds_each_call(fake: FakeKV) -> None:
+    """A transaction's longer timeout_s does not lengthen a call past the client's
+    (mutant: `_timeout_for` without the client's cap)."""
+    async with fast_client(fake, timeout_s=0.3) as client:
+        await client.put(APPLE, b"1")
+        fake.hook = on_kind("get", DROP)
+        tx = client.transaction(timeout_s=5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DeadlineExceeded):
+            await tx.get(APPLE)
+        assert loop.time() - started < 0.3 + SLACK_S
+        tx.abort()
+
+
+@with_fake
+async def test_a_read_for_update_on_first_use_ends_at_the_transactions_deadline(
+    fake: FakeKV,
+) -> None:
+    """Connecting and the read share one budget (found by review: a 0.4 s first connection
+    then a dropped read for update took 0.91 s of a 0.5 s timeout_s)."""
+    async with fast_client(fake) as client:
+        ready = client._routing.ready
+        calls: list[float] = []
+
+        async def slow_first_ready(deadline: float) -> None:
+            calls.append(deadline)
+            if len(calls) == 1:
+                await asyncio.sleep(0.4)
+            await ready(deadline)
+
+        client._routing.ready = slow_first_ready  # type: ignore[method-assign]
+        fake.hook = on_kind("get", DROP)
+        tx = client.transaction(timeout_s=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DeadlineExceeded):
+            await tx.get(APPLE, for_update=True)
+        tx.abort()
+        assert loop.time() - started < 0.5 + 0.25
+
+
+@with_fake
+async def test_run_within_bounds_the_settle_of_a_lost_commit(fake: FakeKV) -> None:
+    """settle_unknown: a commit that fails fast with its outcome unknown leaves most of the
+    time to its settle, which ends at run_within's deadline too, not the client's 5 s; the
+    loss stands (mutant: the settle given the client's timeout_s)."""
+
+    def hook(node: int, r: kv.Request) -> Any:
+        kind = r.WhichOneof("op")
+        if kind == "commit_one_phase":
+            return error_response(r, kv.INTERNAL)
+        return DROP if kind == "decide" else None
+
+    async with fast_client(fake, settle_unknown=True) as client:
+        fake.hook = hook
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(CommitUnknown):
+            await client.run_within(0.5, lambda tx: tx.put(APPLE, b"x"))
+        assert loop.time() - started < 0.5 + 0.25
 
 
 @with_fake
@@ -223,10 +290,17 @@ def test_the_sync_client_takes_the_same_deadlines() -> None:
         with pytest.raises(DeadlineExceeded) as info:
             client.run_within(0.3, body, b"3")
         assert isinstance(info.value.__cause__, Conflict)
+        # The client's timeout_s is 5 s: each of these ends at its own 0.3 s.
         fake.hook = on_kind("get", DROP)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            client.run_within(0.3, body, b"3")
+        assert time.monotonic() - started < 0.3 + SLACK_S
         tx = client.transaction(timeout_s=0.3)
+        started = time.monotonic()
         with pytest.raises(DeadlineExceeded):
             tx.get(LEMON)
+        assert time.monotonic() - started < 0.3 + SLACK_S
         tx.abort()
         fake.hook = None
         assert client.get(APPLE) == b"2"
