@@ -261,6 +261,9 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
             return False
         covered = scan_page(shard, op, end, None)[2]
         return any(within(key, covered) for key in held)
+    if kind == "cas" and op.touch:  # rule W1: a touch meets only write intents
+        holders = [i.txn_id for i in shard.intents_on(op.key) if i.is_write]
+        return any(not proven.resolves(shard, t) for t in holders)
     if kind in ("put", "delete", "cas"):
         holders = [i.txn_id for i in shard.intents_on(op.key)] + shard.scanners(op.key)
         return any(not proven.resolves(shard, t) for t in holders)

@@ -419,7 +419,10 @@ class ShardStateMachine:
         if self._intent_keys or self._scanned:
             held = batch.get(self._intent_prefix + key) if self._intent_keys else None
             conflict = participant.single_key_conflict(
-                key, [] if held is None else self._decode_intents(held), self.scanners(key)
+                key,
+                [] if held is None else self._decode_intents(held),
+                self.scanners(key),
+                touch=cmd.touch,
             )
             if conflict is not None:
                 return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)

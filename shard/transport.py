@@ -100,8 +100,10 @@ MAX_LOGGED_REASON = 300
 #: promise missing the votes of its later parts; 6: a transaction's write may carry atomic
 #: operations (`WriteItem.ops`, txn/atomic.py), which a replica of version 5 would refuse
 #: while the others apply it; 7: a Put or CAS may carry a time to live, and a group's log
-#: an Expire (`shard.ttl`), which a replica of version 6 would ignore and refuse.
-PROTOCOL = 7
+#: an Expire (`shard.ttl`), which a replica of version 6 would ignore and refuse; 8: a touch
+#: passes read intents and scanned ranges (participant rule W1), which a replica of
+#: version 7 would refuse while the others apply it.
+PROTOCOL = 8
 #: Until the peer accepted the stream (one round trip, or for good with a peer of an older
 #: version, which never does) a link queues at most this many messages and bytes: they only
 #: leave once it does, so the full bounds would hold up to 256 MB per such peer for as long

@@ -155,7 +155,11 @@ R7. A Resolve from the wire names the participants its proof vouches for (node r
     every PREPARE is logged, and an abort only when some participant cannot prepare (rules
     D3, D5), itself included.
 W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a prepared
-    transaction scanned (P6), is refused (phase "write").
+    transaction scanned (P6), is refused (phase "write"). A touch (a CAS that renews a
+    value's time to live, keeping its value and version) meets only write intents: what a
+    prepared transaction read, or saw of a range, it leaves as it was (found by an
+    application trial: in-doubt fenced writes, which read the lock key, made the lock's
+    holder lose its lease while their coordinator's leader was frozen).
 
 Scanned ranges (phantoms)
 -------------------------
@@ -613,10 +617,18 @@ def purges_checked(store: TxnStore, asker_ts: int) -> bool:
 
 
 def single_key_conflict(
-    key: bytes, intents: Sequence[IntentInfo], scanners: Sequence[bytes] = ()
+    key: bytes,
+    intents: Sequence[IntentInfo],
+    scanners: Sequence[bytes] = (),
+    *,
+    touch: bool = False,
 ) -> Conflict | None:
     """Rule W1: the conflict of a single-key write on `key` given its intents and the
-    prepared transactions that scanned a range holding it, or None."""
+    prepared transactions that scanned a range holding it, or None; a `touch` meets only
+    the write intents."""
+    if touch:
+        intents = [i for i in intents if i.is_write]
+        scanners = ()
     if not intents:
         if scanners:
             return Conflict(

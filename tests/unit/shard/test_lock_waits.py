@@ -1321,3 +1321,66 @@ def test_a_short_queue_wait_does_not_cut_the_life_of_the_locks_held() -> None:
     assert table.acquire(b"a", YOUNG, 0.5) is Grant.WAIT
     table.expire(LOCK_TTL_S)
     assert table.holder(b"a") is None
+
+
+def _touch(key: bytes, version: int) -> kv.Request:
+    return kv.Request(
+        cas=kv.CasRequest(
+            header=header(), key=key, expected_version=version, touch=True, ttl_ms=5000
+        )
+    )
+
+
+def test_a_touch_passes_read_intents_and_scanned_ranges_not_write_intents(
+    node: OneNode,
+) -> None:
+    """Participant rule W1 for a lease's renewal: a prepared transaction that read the lease
+    key (an in-doubt fenced write) or scanned over it neither parks nor refuses a touch,
+    which keeps the value and version it saw (found by an application trial: a frozen
+    coordinator's in-doubt fenced writes cost the lock's holder its lease); any other
+    single-key write still waits, and a write intent still holds the touch."""
+    lease = node.call(
+        kv.Request(
+            cas=kv.CasRequest(
+                header=header(), key=b"lease", expect_absent=True, new_value=b"me", ttl_ms=1000
+            )
+        )
+    ).cas
+    assert lease.succeeded
+    fenced = prepare(tid(b"fenced"), reads=((b"lease", lease.version),), priority=200)
+    assert node.call(fenced).prepare.error.code == kv.OK
+    scanner = prepare(tid(b"scanner"), reads=((b"lease", lease.version),), priority=200)
+    scanner.prepare.read_ranges.append(kv.KeyRange(start=b"l", end=b"m"))
+    assert node.call(scanner).prepare.error.code == kv.OK
+    shard = node.core.hosts[1].shard
+    ages = {tid(b"fenced"): (200, tid(b"fenced")), tid(b"scanner"): (200, tid(b"scanner"))}
+
+    def is_blocked(request: kv.Request) -> bool:
+        kind = request.WhichOneof("op")
+        assert kind is not None
+        return blocked(shard, kind, getattr(request, kind), ages.get, ProvenCommits())
+
+    assert not is_blocked(_touch(b"lease", lease.version))
+    assert is_blocked(put(b"lease", b"other"))
+    renewed = node.call(_touch(b"lease", lease.version)).cas
+    assert renewed.error.code == kv.OK and renewed.succeeded, renewed
+    assert renewed.version == lease.version and renewed.expires_at > lease.expires_at
+    # The apply agrees (rule W1 in the state machine), for a touch proposed as it is.
+    replaced = kv.Request(
+        cas=kv.CasRequest(
+            header=header(), key=b"lease", expected_version=lease.version, new_value=b"x"
+        )
+    )
+    answers: list[kv.Response] = []
+    node.core.submit(replaced, answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 1.2)
+    assert answers and answers[0].cas.error.code == kv.CONFLICT  # waited, then refused
+    # A write intent on the key holds a touch as it holds any write.
+    other = node.call(put(b"kite", b"v")).put.version
+    hold_intent(node, tid(b"writer"), b"kite", priority=300)
+    ages[tid(b"writer")] = (300, tid(b"writer"))
+    assert other and is_blocked(_touch(b"kite", other))
+    answers.clear()
+    node.core.submit(_touch(b"kite", other), answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 1.2)
+    assert answers and answers[0].cas.error.code == kv.CONFLICT
