@@ -19,6 +19,7 @@ import pytest
 
 import txn
 from shard.cluster import LocalCluster, wait_for
+from tests.cluster.raw_txn import prepare_in_one_group
 
 pytestmark = pytest.mark.cluster
 
@@ -122,3 +123,39 @@ def test_a_lease_renewal_fails_over_from_a_frozen_leader(cluster: LocalCluster) 
         assert renewed.succeeded and renewed.version == token, renewed
         assert took < WITHIN_S, f"the renewal took {took:.2f} s"
         assert client.get_versioned(key) == (b"me", token)
+
+
+@pytest.mark.parametrize("frozen", ["coordinator", "participant"])
+def test_an_in_doubt_intent_goes_soon_after_the_other_groups_leader_froze(
+    cluster: LocalCluster, frozen: str
+) -> None:
+    """A PREPARE logged in group 2 alone, its other group's leader frozen: the node duties
+    that settle it (a participant's recovery Decide to its coordinator group 3, or a
+    coordinator's Prevent to its participant group 3) reach that group's new leader, and
+    the intent goes within resolve_after (1 s) and an election or an attempt timeout of the
+    node's client (1.25 s), not the node's request timeout (5 s). Asked by an application
+    trial, whose frozen lock shard held fenced writes in doubt; measured 1.2-1.3 s."""
+    cluster.wait_settled(deadline_s=15.0)
+    other = cluster.wait_for_leader(3)
+    assert other is not None and cluster.wait_for_leader(2) != other
+    key = b"m-in-doubt"  # group 2
+    assert cluster.group_of(key) == 2
+    coordinator = 3 if frozen == "coordinator" else 2
+    prepare_in_one_group(cluster, key, coordinator=coordinator)
+    with txn.Client(cluster.env_value(), timeout_s=TIMEOUT_S) as client:
+        # A decision group 2's leader delivers to group 3's: its node's leader guess for
+        # group 3 is then the node about to freeze.
+        with client.transaction() as tx:
+            tx.put(b"m-warm", b"1")  # group 2 coordinates
+            tx.put(b"s-warm", b"1")  # group 3
+        cluster.pause(other)
+        try:
+            started = time.monotonic()
+            client.put(key, b"after")  # refused while the intent lasts: re-sent until then
+            took = time.monotonic() - started
+            new = cluster.wait_for_leader(3, not_on=other, deadline_s=5.0)
+        finally:
+            cluster.resume(other)
+        assert client.get(key) == b"after"
+    print(f"\ngroup 3's leader {other} frozen, {new} took over; the intent went in {took:.2f} s")
+    assert took < 4.0, f"the in-doubt intent held the key {took:.2f} s"

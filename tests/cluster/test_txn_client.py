@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import txn
-from router import kv_pb2 as kv
 from shard.cli_txn import EXIT_ABORTED, EXIT_UNDECIDED
 from shard.cluster import LocalCluster, is_node_process
 from shard.limits import MAX_VALUE_BYTES
+from tests.cluster.raw_txn import prepare_in_one_group
 from txn.hlc import LOGICAL_BITS
 from txn.txn_ids import new_txn_id
 
@@ -539,35 +539,6 @@ def test_txn_status(gp_cluster: LocalCluster, client: txn.Client) -> None:
     assert client.get(b"status-a") == b"1"
 
 
-def _ask_group_2(cluster: LocalCluster, request: kv.Request) -> kv.Response:
-    """`request`'s answer from group 2's leader, over a Batch stream of its own."""
-    leader = cluster.wait_for_leader(2, deadline_s=30.0)
-    assert leader is not None
-    request.id = 1
-    stream = cluster.stub(leader).Batch(iter([kv.RequestBatch(requests=[request])]), timeout=10)
-    answer: kv.Response = next(stream).responses[0]
-    stream.cancel()
-    return answer
-
-
-def _prepare_in_one_group(cluster: LocalCluster) -> bytes:
-    """The id of a transaction coordinated by group 3 (participants 3 and 2) whose PREPARE is
-    logged in group 2 alone: as if its client stopped before its coordinator's was sent."""
-    ts = _ask_group_2(cluster, kv.Request(timestamp=kv.TimestampRequest())).timestamp.ts
-    txn_id = new_txn_id(ts)
-    op = kv.PrepareRequest(
-        header=kv.Header(cluster_id=cluster.cluster_id, group_id=2),
-        txn_id=txn_id,
-        coordinator_group=3,
-        participants=[3, 2],
-        ts=ts,
-        writes=[kv.WriteItem(key=b"hwrongref-prepared", value=b"v")],
-    )
-    answer = _ask_group_2(cluster, kv.Request(prepare=op))
-    assert answer.prepare.error.code == kv.OK, answer
-    return txn_id
-
-
 def test_txn_status_of_a_ref_naming_a_group_the_transaction_never_touched(
     gp_cluster: LocalCluster, client: txn.Client
 ) -> None:
@@ -585,7 +556,7 @@ def test_txn_status_of_a_ref_naming_a_group_the_transaction_never_touched(
     assert client.txn_status(untouched, settle=True) == committed
     assert client.txn_status(tx.ref) == committed
 
-    txn_id = _prepare_in_one_group(gp_cluster)
+    txn_id = prepare_in_one_group(gp_cluster, b"hwrongref-prepared")
     with pytest.raises(txn.InvalidArgument, match="prepared in groups 2, 3: check the group"):
         client.txn_status(txn.TxnRef(txn_id, 1), settle=True)
     # Its coordinator has no record: settled there, it is aborted for good, and its intent in
