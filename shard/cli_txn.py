@@ -413,7 +413,7 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             )
         elif step.op == "expect-version":
             if step.key in reader.write_set or step.key in reader.atomic_ops:
-                raise CommandError(
+                raise UsageError(
                     f"{step.text!r}: an earlier step of this transaction wrote "
                     f"{show(step.key)}, which has no version until the commit: put the "
                     "guard before the write"

@@ -567,7 +567,7 @@ class AsyncClient:
         `after`, in commit order: `async for changes in client.watch(a, b):`, each batch a
         list of `Change(version, key, value)` (value None: deleted) holding whole commits.
         `end` None is no end (as `scan`'s), so `watch(key)` is not one key (found by an
-        application trial, used to etcd's): one key is `(key, key + b"\x00")`, a prefix
+        application trial, used to etcd's): one key is `(key, key + b"\\x00")`, a prefix
         `(prefix, txn.prefix_end(prefix))`.
 
         Args:

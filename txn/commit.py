@@ -63,12 +63,16 @@ that): the commit's copies then have RESEND_WINDOW_S - MAX_TXN_AGE_S left to be 
 
 
 def _cause(exc: BaseException) -> str:
-    """`exc`'s message without the advice a single write's OutcomeUnknown ends with (re-send
-    only a compare-and-set...): a commit's CommitUnknown gives its own (found by review:
-    a commit's message carried both, one contradicting the other)."""
+    """`exc`'s message without what a single write's OutcomeUnknown says of its outcome (it
+    may or may not have been applied; re-send only a compare-and-set...): a commit says its
+    own (found by review: a commit's message carried both, one contradicting the other; by
+    an application trial: "...may or may not have been applied); the transaction was
+    aborted")."""
     text = str(exc)
     for joint in ("; ", ", and "):
         text = text.removesuffix(joint + OUTCOME_ADVICE)
+    for maybe in ("the write", "it"):
+        text = text.removesuffix(f"; {maybe} may or may not have been applied")
     return text
 
 

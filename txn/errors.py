@@ -217,7 +217,10 @@ class Conflict(PaxosKVError):
         text += f" ({who}"
         if txn_id:
             text += f"; this transaction {txn_id.hex()}"
-        text += "); nothing was written, re-run the transaction from fresh reads"
+        if phase == "write":  # a single-key write's (found by an application trial)
+            text += "); nothing was written, send the write again"
+        else:
+            text += "); nothing was written, re-run the transaction from fresh reads"
         super().__init__(text)
 
 

@@ -576,7 +576,7 @@ class Client:
         """Every change of [start, end) from now on (or after version `after`), in commit
         order: `for changes in client.watch(a, b):`; with `prev_values`, each with the value
         its key held before; with `resume`, reading on through outages. `end` None is no
-        end: one key is `(key, key + b"\x00")`. See `AsyncClient.watch`."""
+        end: one key is `(key, key + b"\\x00")`. See `AsyncClient.watch`."""
         inner = self._async.watch(
             start, end, after=after, progress_s=progress_s, prev_values=prev_values, resume=resume
         )

@@ -97,3 +97,19 @@ async def test_run_retries_a_body_error_raised_after_a_key_appeared_in_what_it_s
 
         assert await client.run(body) == 3
     assert calls == 3
+
+
+def test_public_docstrings_print_as_written() -> None:
+    """No control character in a docstring of the public API (found by an application
+    trial: `b"\\x00"` in a plain docstring showed as ^@ in help())."""
+    import inspect
+
+    import txn
+
+    for name in txn.__all__:
+        obj = getattr(txn, name)
+        members = [obj, *(m for _, m in inspect.getmembers(obj))] if inspect.isclass(obj) else [obj]
+        for member in members:
+            doc = getattr(member, "__doc__", None) or ""
+            bad = sorted({c for c in doc if c < " " and c != "\n"})
+            assert not bad, f"txn.{name}: {getattr(member, '__qualname__', member)!r} has {bad}"

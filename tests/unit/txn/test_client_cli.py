@@ -209,7 +209,7 @@ def test_put_ttl_and_expect_version_steps(fake: FakeKV, capsys: Any) -> None:
     assert run_cli(fake, "expect-version nobody 1") == EXIT_ABORTED
     assert "nobody is (not found)" in capsys.readouterr().err
     # Its own write has no version yet, and a snapshot's reads carry none: refused.
-    assert run_cli(fake, "put k v; expect-version k 0") == 1
+    assert run_cli(fake, "put k v; expect-version k 0") == 2  # a usage error
     assert "put the guard before the write" in capsys.readouterr().err
     assert run_cli(fake, "--snapshot", "expect-version leader 0") == 2
     assert "drop --snapshot" in capsys.readouterr().err

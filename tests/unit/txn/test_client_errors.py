@@ -107,6 +107,9 @@ def test_conflict_message_names_key_other_transaction_and_phase() -> None:
         "prepare",
         "held by an intent",
     )
+    # A single-key write's conflict names no transaction to re-run (an application trial).
+    single = str(txn.Conflict(b"lease", b"\xab", "write", "locked by a write intent"))
+    assert single.endswith("nothing was written, send the write again") and "re-run" not in single
 
 
 def test_commit_unknown_carries_its_ref_and_is_an_outcome_unknown() -> None:
