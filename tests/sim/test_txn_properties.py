@@ -596,7 +596,7 @@ def test_single_key_writes_over_intents_are_caught(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(
         participant,
         "single_key_conflict",
-        lambda key, intents, scanners=(): original(key, [], scanners),
+        lambda key, intents, scanners=(), **kw: original(key, [], scanners, **kw),
     )
     caught_in_one_of(
         W1_SEEDS,
