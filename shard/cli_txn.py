@@ -7,6 +7,7 @@
     paxoskv txn "add views/home 1" "add views/total 1"      # atomic adds: no read, no conflict
     paxoskv txn "expect-absent email/ann@x.org" "put email/ann@x.org u7" "put user/u7 ann"
     paxoskv txn "expect-version leader 1764412345678901234" "put-ttl leader 10 n2"
+    paxoskv txn --json "get leader" "put-ttl leader 10 n3"  # fields for scripts
     paxoskv txn-status 6dba2be8de444790a9f8bbda4720b0d8:3:1764412345678901234 --settle
 
 The steps run in order inside one transaction (reads see the transaction's own writes), which
@@ -19,8 +20,9 @@ Imports of grpc and the client stay inside the handler, so `paxoskv --help` stay
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shard.cli_kv import (
@@ -80,7 +82,12 @@ items" then "  KEY<TAB>VALUE" lines) and per delete-range ("delete-range START E
 deleted"), then "committed at ts T (txn ID:GROUP, R keys read,
 S scans, W keys written)" (R counts the keys scans returned too), or "nothing to commit
 (...)" when the steps read, scanned and wrote nothing. With
---snapshot: "snapshot at ts T" instead. Tabs, newlines, backslashes, other control bytes and bytes that
+--snapshot: "snapshot at ts T" instead. With --json, one JSON object instead: {"steps":
+[...], "commit_ts", "ref" (both null when there was nothing to commit), "keys_read",
+"scans", "keys_written"}, or {"steps", "read_ts"} with --snapshot, or {"steps",
+"guard_failed": {"step", "key", "found"}} after a failed guard; a step is {"step", "key",
+"value"} for a get (value null: not found), {"step", "items", "more"} for a scan and
+{"step", "deleted"} for a delete-range. Tabs, newlines, backslashes, other control bytes and bytes that
 are not UTF-8 in keys and values are printed escaped (as `paxoskv scan` does); use --hex for
 binary data. Exit status: 0 committed (or nothing to commit), 1 error (one line on stderr; a
 commit whose outcome is unknown says so and prints the command that settles it, `paxoskv
@@ -115,16 +122,26 @@ option, option value or REF.
 """
 
 
+def _counts(tx: Transaction) -> dict[str, int]:
+    """What a transaction's commit covered. Keys, not steps: a scan's keys are read too, and
+    the commit checks each (found by a user's walk-through: "3 reads" after one scan step
+    read as a miscount)."""
+    return {
+        "keys_read": len(tx.read_set),
+        "scans": len(tx.scanned_ranges),
+        "keys_written": len(tx.write_set) + len(tx.atomic_ops),
+    }
+
+
 def _commit_line(tx: Transaction) -> str:
     """The last line of `paxoskv txn`: the commit, or that there was nothing to commit."""
-    # Keys, not steps: a scan's keys are read too, and the commit checks each (found by a
-    # user's walk-through: "3 reads" after one scan step read as a miscount).
+    n = _counts(tx)
     counts = ", ".join(
-        one if n == 1 else f"{n} {many}"
-        for n, one, many in (
-            (len(tx.read_set), "1 key read", "keys read"),
-            (len(tx.scanned_ranges), "1 scan", "scans"),
-            (len(tx.write_set) + len(tx.atomic_ops), "1 key written", "keys written"),
+        one if n[what] == 1 else f"{n[what]} {many}"
+        for what, one, many in (
+            ("keys_read", "1 key read", "keys read"),
+            ("scans", "1 scan", "scans"),
+            ("keys_written", "1 key written", "keys written"),
         )
     )
     if tx.ref is None:
@@ -146,14 +163,24 @@ GUARDS = ("expect", "expect-absent", "expect-present", "expect-version")
 WRITES = ("put", "put-ttl", "delete", "add", "delete-range")
 
 
-class GuardFailed(Exception):
-    """A guard step found its key otherwise; `lines` and `notes` are the output of the
-    steps before it."""
+@dataclass
+class StepOutput:
+    """What the steps print: `lines` for stdout, `notes` for stderr (once, after the run),
+    and the same reads as `records` for --json."""
 
-    def __init__(self, message: str, lines: list[str], notes: list[str]) -> None:
+    lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+class GuardFailed(Exception):
+    """A guard step found its key otherwise: `output` is the output of the steps before it,
+    `found` the guard's record for --json."""
+
+    def __init__(self, message: str, output: StepOutput, found: dict[str, Any]) -> None:
         super().__init__(message)
-        self.lines = lines
-        self.notes = notes
+        self.output = output
+        self.found = found
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +233,12 @@ def register_txn_command(subparsers: Any) -> None:
     )
     cmd.add_argument(
         "--hex", action="store_true", help="keys and values are hex, in the steps and output"
+    )
+    cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="print the reads and the commit (timestamp, REF, counts) as one JSON object, "
+        "for scripts; notes and errors still go to stderr",
     )
     cmd.add_argument(
         "--limit",
@@ -373,44 +406,56 @@ def _counter_delta(text: str, word: str) -> int:
 # ---------------------------------------------------------------------------- running
 
 
-def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[list[str], list[str]]:
-    """Run `steps` on a transaction or snapshot; returns the output lines of the reads and
-    the notes for stderr (printed once, after the run: a retried run repeats the steps)."""
+def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> StepOutput:
+    """Run `steps` on a transaction or snapshot; returns what they print (a retried run
+    repeats the steps, so only the last attempt's output is printed)."""
     from txn import decode_int
 
-    lines: list[str] = []
-    notes: list[str] = []
+    out = StepOutput()
     counters: set[bytes] = set()  # keys an add step made counters: their gets show numbers
 
-    def shown(value: bytes | None, key: bytes) -> str:
+    def shown(value: bytes | None, key: bytes) -> str | None:
         if value is None:
-            return "(not found)"
+            return None
         return str(decode_int(value)) if key in counters else show(value)
+
+    def guard_failed(step: Step, found: str | None, detail: str, **more: Any) -> GuardFailed:
+        return GuardFailed(
+            f"guard {step.text!r} failed: {show(step.key)} is {detail}; nothing was committed",
+            out,
+            {"step": step.text, "key": show(step.key), "found": found, **more},
+        )
 
     for step in steps:
         if step.op == "get":
-            lines.append(f"get {show(step.key)}: {shown(reader.get(step.key), step.key)}")
+            value = shown(reader.get(step.key), step.key)
+            out.lines.append(f"get {show(step.key)}: {_or_not_found(value)}")
+            out.records.append({"step": step.text, "key": show(step.key), "value": value})
         elif step.op in ("scan", "scan-reverse"):
             # One item over the limit says whether the scan was cut short (as `paxoskv scan`);
             # the transaction's read set then covers that one key more.
             reverse = step.op == "scan-reverse"
             items = reader.scan(step.key, step.end, limit + 1, reverse=reverse)
             where = show(step.key) + (f" {show(step.end)}" if step.end is not None else "")
-            if len(items) > limit:
+            more = len(items) > limit
+            if more:
                 items = items[:limit]
-                notes.append(
+                out.notes.append(
                     f"paxoskv: txn: {step.op} {where} stopped at --limit {limit}; more keys "
                     "follow the last one printed (raise --limit)"
                 )
             plural = "s" if len(items) != 1 else ""
-            lines.append(f"{step.op} {where}: {len(items)} item{plural}")
-            lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
+            out.lines.append(f"{step.op} {where}: {len(items)} item{plural}")
+            out.lines.extend(f"  {show(k)}\t{show(v)}" for k, v in items)
+            pairs = [{"key": show(k), "value": show(v)} for k, v in items]
+            out.records.append({"step": step.text, "items": pairs, "more": more})
         elif step.op == "delete-range":
             deleted = reader.delete_range(step.key, step.end, step.limit)
-            lines.append(
+            out.lines.append(
                 f"delete-range {show(step.key)} {show(step.end)}: {deleted} "
                 f"key{'s' if deleted != 1 else ''} deleted"
             )
+            out.records.append({"step": step.text, "deleted": deleted})
         elif step.op == "expect-version":
             if step.key in reader.write_set or step.key in reader.atomic_ops:
                 raise UsageError(
@@ -421,22 +466,13 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
             found = reader.get(step.key)
             at = reader.read_set[step.key] if found is not None else 0
             if at != step.version:
-                where = f"at version {at}" if found is not None else "(not found)"
-                raise GuardFailed(
-                    f"guard {step.text!r} failed: {show(step.key)} is {where}; nothing was "
-                    "committed",
-                    lines,
-                    notes,
-                )
+                detail = f"at version {at}" if found is not None else "(not found)"
+                raise guard_failed(step, shown(found, step.key), detail, version=at)
         elif step.op in GUARDS:
             found = reader.get(step.key)
             if not _guard_holds(step, found, step.key in counters):
-                raise GuardFailed(
-                    f"guard {step.text!r} failed: {show(step.key)} is "
-                    f"{shown(found, step.key)}; nothing was committed",
-                    lines,
-                    notes,
-                )
+                value = shown(found, step.key)
+                raise guard_failed(step, value, _or_not_found(value))
         elif step.op in ("put", "put-ttl"):
             counters.discard(step.key)
             reader.put(step.key, step.value, ttl_s=step.ttl_s)
@@ -449,7 +485,11 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> tuple[li
         else:
             counters.discard(step.key)
             reader.delete(step.key)
-    return lines, notes
+    return out
+
+
+def _or_not_found(value: str | None) -> str:
+    return "(not found)" if value is None else value
 
 
 def _guard_holds(step: Step, found: bytes | None, counter: bool) -> bool:
@@ -495,14 +535,15 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         if args.snapshot:
             try:
                 with client.snapshot() as snap:
-                    lines, notes = run_steps(snap, steps, show, args.limit)
-                    lines.append(f"snapshot at ts {snap.read_ts}")
+                    out = run_steps(snap, steps, show, args.limit)
+                    out.lines.append(f"snapshot at ts {snap.read_ts}")
+                    summary: dict[str, Any] = {"read_ts": snap.read_ts}
             except GuardFailed as failed:
-                return _report_guard(failed)
+                return _report_guard(failed, args.json)
         else:
             result: dict[str, Any] = {}
 
-            def body(tx: Any) -> tuple[list[str], list[str]]:
+            def body(tx: Any) -> StepOutput:
                 out = run_steps(tx, steps, show, args.limit)
                 result["tx"] = tx
                 return out
@@ -510,9 +551,9 @@ def _cmd_txn(args: argparse.Namespace) -> int:
             try:
                 # One deadline for all of it: a leaderless group's DeadlineExceeded
                 # (retryable) once re-ran the whole transaction --attempts times.
-                lines, notes = client.run_within(args.timeout, body)
+                out = client.run_within(args.timeout, body)
             except GuardFailed as failed:
-                return _report_guard(failed)
+                return _report_guard(failed, args.json)
             except CommitUnknown as exc:
                 # Its reason only: its message ends with the Python advice (found by review).
                 # Not a UsageError, whose exit status is 2.
@@ -532,20 +573,31 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 130
-            lines.append(_commit_line(result["tx"]))
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
-    for note in notes:
-        print(note, file=sys.stderr)
+            tx = result["tx"]
+            out.lines.append(_commit_line(tx))
+            summary = {
+                # None: nothing was read, scanned or written, so nothing was recorded.
+                "commit_ts": None if tx.ref is None else tx.commit_ts,
+                "ref": None if tx.ref is None else str(tx.ref),
+                **_counts(tx),
+            }
+    _print_output(out, {"steps": out.records, **summary} if args.json else None)
     return 0
 
 
-def _report_guard(failed: GuardFailed) -> int:
-    """Print the reads before a failed guard and the failure; the exit status."""
-    sys.stdout.write("".join(line + "\n" for line in failed.lines))
+def _print_output(out: StepOutput, document: dict[str, Any] | None) -> None:
+    """The steps' lines (or, with --json, `document`) on stdout, then the notes on stderr."""
+    text = "\n".join(out.lines) if document is None else json.dumps(document)
+    sys.stdout.write(text + "\n" if text else "")
     sys.stdout.flush()
-    for note in failed.notes:
+    for note in out.notes:
         print(note, file=sys.stderr)
+
+
+def _report_guard(failed: GuardFailed, as_json: bool) -> int:
+    """Print the reads before a failed guard and the failure; the exit status."""
+    document = {"steps": failed.output.records, "guard_failed": failed.found}
+    _print_output(failed.output, document if as_json else None)
     print(f"paxoskv: txn: {failed}", file=sys.stderr)
     return EXIT_ABORTED
 

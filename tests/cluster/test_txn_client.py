@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import subprocess
 import sys
@@ -637,6 +638,18 @@ def test_txn_cli_adds_to_a_counter(gp_cluster: LocalCluster) -> None:
         refused.stderr
     )
     assert add("get clitext")[0] == "get clitext: (not found)"
+    # --json: a counter's get is its number there too, and the commit's ts is the version
+    # it wrote (a fencing token a script takes from the field).
+    document = json.loads(txn_cli("--json", "add clictr 1; get clictr").stdout)
+    assert document["steps"] == [{"step": "get clictr", "key": "clictr", "value": "8"}]
+    version = _version_of(gp_cluster, b"clictr")
+    assert document["commit_ts"] == version and document["keys_written"] == 1
+
+
+def _version_of(cluster: LocalCluster, key: bytes) -> int:
+    """`key`'s version, read through a client of its own."""
+    with txn.Client(cluster.env_value()) as client:
+        return client.get_versioned(key)[1]
 
 
 def test_txn_cli_guards_a_unique_signup_across_shards(gp_cluster: LocalCluster) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -214,6 +215,44 @@ def test_put_ttl_and_expect_version_steps(fake: FakeKV, capsys: Any) -> None:
     assert run_cli(fake, "--snapshot", "expect-version leader 0") == 2
     assert "drop --snapshot" in capsys.readouterr().err
     assert run_cli(fake, "--snapshot", "put-ttl k 5 v") == 2
+
+
+def test_json_output_gives_the_reads_and_the_commit_as_fields(fake: FakeKV, capsys: Any) -> None:
+    """--json, for scripts (asked by an application trial: the new version, a fencing
+    token, was only inside the prose of the commit line)."""
+    assert run_cli(fake, "--json", "put apple 1; put plum 2; put n 5") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["steps"] == [] and first["keys_written"] == 3
+    assert isinstance(first["commit_ts"], int) and first["commit_ts"] > 0
+    assert TxnRef.parse(first["ref"]).txn_id.hex() in first["ref"]
+    argv = ("--json", "--limit", "1", "get apple", "get nope", "get n", "scan a z")
+    assert run_cli(fake, *argv, "delete-range q r") == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["steps"] == [
+        {"step": "get apple", "key": "apple", "value": "1"},
+        {"step": "get nope", "key": "nope", "value": None},
+        {"step": "get n", "key": "n", "value": "5"},
+        {"step": "scan a z", "items": [{"key": "apple", "value": "1"}], "more": True},
+        {"step": "delete-range q r", "deleted": 0},
+    ]
+    assert document["keys_read"] == 3 and document["scans"] == 2  # the scan read apple, n
+    assert "stopped at --limit 1" in err  # notes stay on stderr
+    assert run_cli(fake, "--json", "get nope") == 0
+    assert json.loads(capsys.readouterr().out)["commit_ts"] > 0
+    assert run_cli(fake, "--json", "--snapshot", "get apple") == 0
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["steps"][0]["value"] == "1" and snap["read_ts"] > 0
+    assert run_cli(fake, "--json", "get apple", "expect-absent plum", "put x 1") == EXIT_ABORTED
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {
+        "steps": [{"step": "get apple", "key": "apple", "value": "1"}],
+        "guard_failed": {"step": "expect-absent plum", "key": "plum", "found": "2"},
+    }
+    assert "guard 'expect-absent plum' failed" in err
+    assert run_cli(fake, "--json", "expect-version plum 1") == EXIT_ABORTED
+    failed = json.loads(capsys.readouterr().out)["guard_failed"]
+    assert failed["found"] == "2" and failed["version"] > 1
 
 
 def test_a_guard_that_held_until_another_write_runs_again(fake: FakeKV, capsys: Any) -> None:
