@@ -211,7 +211,8 @@ def register_txn_command(subparsers: Any) -> None:
         "commit).",
         parents=[
             connection_options(
-                "deadline of the whole transaction, every read, commit and retry of it (default 10)"
+                "deadline of the whole transaction, every read, commit and retry of it "
+                "(with --snapshot: of each read) (default 10)"
             )
         ],
         epilog=STEPS_HELP,

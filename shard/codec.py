@@ -60,6 +60,9 @@ class Command:
     ttl_ms: int = 0
     deadline: int = 0
     touch: bool = False
+    # A touch that meets only write intents (participant rule W1): one proposed since peer
+    # protocol 8, whose proto field says so (shard.proto, CompareAndSet).
+    touch_past_read_intents: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ def encode_cas(
         cas.new_value = new_value
     elif touch:
         cas.touch = True
+        cas.touch_past_read_intents = True
     else:
         cas.delete = True
     data: bytes = pb.Command(ts=ts, cas=cas).SerializeToString()
@@ -243,6 +247,8 @@ def decode_command(data: bytes) -> Command:
             raise MalformedCommand("compare-and-set that deletes with a ttl")
         if action == "touch" and (not cas.ttl_ms or cond == "expect_absent"):
             raise MalformedCommand("compare-and-set touch without a ttl or on an absent key")
+        if cas.touch_past_read_intents and action != "touch":
+            raise MalformedCommand("touch_past_read_intents on a compare-and-set that writes")
         return Command(
             Op.CAS,
             cas.key,
@@ -253,6 +259,7 @@ def decode_command(data: bytes) -> Command:
             cas.expected_version,
             ttl_ms=cas.ttl_ms,
             touch=action == "touch",
+            touch_past_read_intents=cas.touch_past_read_intents,
         )
     if which == "txn":
         try:

@@ -64,7 +64,8 @@ U2. Wound-wait (Rosenkrantz et al. 1978; Spanner §4.2.1): an older requester ta
 U3. A lock is released when the holder's Prepare or one-phase commit is applied there (its
     intents, or its committed versions, take over), when its abort (Resolve) arrives, when
     it is wounded, or when it expires.
-U4. A single-key Put, Delete or CAS of a locked key waits for the lock's release (rule L1:
+U4. A single-key Put, Delete or CAS of a locked key (not a touch, which keeps what the
+    holder read: participant rule W1) waits for the lock's release (rule L1:
     it holds nothing, so no cycle passes through it), bounded as L4, then meets the holder's
     intents if its Prepare took over, and waits for those (L1) as well: so a plain write
     lands after the holder's commit instead of making it abort, as SQL's SELECT FOR UPDATE

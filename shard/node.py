@@ -2038,7 +2038,12 @@ def _wait_age(wait: _LockWait) -> tuple[bool, int, bytes]:
 
 
 def _behind_update_lock(host: GroupHost, pending: _Pending) -> bool:
-    """Rule U4 (shard.lock_wait): a single-key write to a key locked for update waits."""
+    """Rule U4 (shard.lock_wait): a single-key write to a key locked for update waits; a
+    touch does not, as it passes read intents (participant rule W1): it keeps the value and
+    version the holder read, so it cannot make the holder's commit abort (found by review:
+    a lease's renewal parked behind its holder's own read for update of the lease key)."""
+    if pending.kind == "cas" and pending.request.touch:
+        return False
     return pending.kind in WRITE_KINDS and host.locks.holder(pending.request.key) is not None
 
 

@@ -23,7 +23,7 @@ class Delete(_message.Message):
     def __init__(self, key: _Optional[bytes] = ...) -> None: ...
 
 class CompareAndSet(_message.Message):
-    __slots__ = ("key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "touch", "ttl_ms")
+    __slots__ = ("key", "expected_value", "expected_version", "expect_absent", "new_value", "delete", "touch", "ttl_ms", "touch_past_read_intents")
     KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class CompareAndSet(_message.Message):
     DELETE_FIELD_NUMBER: _ClassVar[int]
     TOUCH_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    TOUCH_PAST_READ_INTENTS_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     expected_value: bytes
     expected_version: int
@@ -40,7 +41,8 @@ class CompareAndSet(_message.Message):
     delete: bool
     touch: bool
     ttl_ms: int
-    def __init__(self, key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., touch: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+    touch_past_read_intents: bool
+    def __init__(self, key: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., expect_absent: _Optional[bool] = ..., new_value: _Optional[bytes] = ..., delete: _Optional[bool] = ..., touch: _Optional[bool] = ..., ttl_ms: _Optional[int] = ..., touch_past_read_intents: _Optional[bool] = ...) -> None: ...
 
 class Expire(_message.Message):
     __slots__ = ("key", "version", "deadline")

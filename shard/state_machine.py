@@ -422,7 +422,7 @@ class ShardStateMachine:
                 key,
                 [] if held is None else self._decode_intents(held),
                 self.scanners(key),
-                touch=cmd.touch,
+                touch=cmd.touch_past_read_intents,
             )
             if conflict is not None:
                 return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)

@@ -35,7 +35,7 @@ from tests.unit.shard.test_shard_state_machine import Driver
 from tests.unit.shard.test_shard_txn import GROUP
 from tests.unit.shard.test_shard_txn import Node as TxnNode
 from txn.hlc import LOGICAL_BITS, physical_us
-from txn.records import CommitOnePhase, OnePhaseResult, Prepare, Resolve, WriteItem
+from txn.records import CommitOnePhase, OnePhaseResult, Prepare, ReadItem, Resolve, WriteItem
 
 MS = 1000 << LOGICAL_BITS  # one millisecond of hybrid timestamps
 T0 = 1_000_000 * MS
@@ -227,6 +227,44 @@ def test_a_transaction_s_value_lives_its_ttl_after_the_commit() -> None:
     replica = TxnNode()
     replica.restore_from(node)
     assert replica.sm.due_expiries(T0 * 2, 10) == node.sm.due_expiries(T0 * 2, 10)
+
+
+def test_a_touch_passes_a_read_intent_only_when_proposed_so() -> None:
+    """Participant rule W1 for a touch, on the state machine: one proposed since peer
+    protocol 8 (the flag `encode_cas` sets) passes a prepared transaction's read intent on
+    the key and keeps the version it read; one an older node proposed meets it, applied
+    again from a log after an upgrade as it was before (found by review: replicas that
+    applied it on each side of the upgrade would hold different expiry records)."""
+    node = TxnNode()
+    (written,) = node.run(encode_put(b"lease", b"me", ts=T0, ttl_ms=100))
+    read = Prepare(
+        txn_id=b"t1",
+        coordinator_group=GROUP,
+        participants=(GROUP, GROUP + 1),
+        reads=(ReadItem(key=b"lease", version=written.version),),
+        writes=(WriteItem(key=b"data", value=b"d"),),
+    )
+    assert node.txn(read, T0 + MS).ok
+    touch = encode_cas(
+        b"lease", T0 + 50 * MS, expected_version=written.version, touch=True, ttl_ms=100
+    )
+    older = pb.Command.FromString(touch)
+    older.cas.touch_past_read_intents = False
+    (refused,) = node.run(older.SerializeToString())
+    assert refused.status is Status.CONFLICT and "read intent" in refused.message
+    (touched,) = node.run(touch)
+    assert touched.ok and touched.version == written.version
+    assert touched.expires_at == deadline_of(T0 + 50 * MS, 100)
+    # The read stays valid: the transaction commits over the touch.
+    assert node.txn(Resolve(txn_id=b"t1", commit=True, commit_ts=T0 + 60 * MS)).ok
+    assert node.sm.get(b"data") == (b"d", T0 + 60 * MS)
+    # Only a touch carries the flag.
+    plain = pb.Command.FromString(
+        encode_cas(b"lease", T0, expected_version=written.version, new_value=b"x")
+    )
+    plain.cas.touch_past_read_intents = True
+    (malformed,) = node.run(plain.SerializeToString())
+    assert malformed.status is Status.MALFORMED
 
 
 def test_a_delete_in_a_transaction_takes_no_ttl() -> None:

@@ -1384,3 +1384,25 @@ def test_a_touch_passes_read_intents_and_scanned_ranges_not_write_intents(
     node.core.submit(_touch(b"kite", other), answers.append)
     node.advance(LOCK_WAIT_MAX_S * 1.2)
     assert answers and answers[0].cas.error.code == kv.CONFLICT
+
+
+def test_a_touch_is_not_parked_behind_a_read_for_update(node: OneNode) -> None:
+    """Rule U4 spares a touch (found by review): the holder's own read for update of its
+    lease key kept its renewal parked; the touch keeps what the holder read."""
+    lease = node.call(
+        kv.Request(
+            cas=kv.CasRequest(
+                header=header(), key=b"lease", expect_absent=True, new_value=b"me", ttl_ms=1000
+            )
+        )
+    ).cas
+    assert node.call(read_for_update(b"lease", tid(b"t1"), priority=100)).get.value == b"me"
+    answers: list[kv.Response] = []
+    node.core.submit(_touch(b"lease", lease.version), answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 0.1)
+    assert answers and answers[0].cas.succeeded, answers
+    assert answers[0].cas.version == lease.version
+    # A plain write still waits for the lock (U4).
+    node.core.submit(put(b"lease", b"other"), answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 0.1)
+    assert len(answers) == 1
