@@ -533,8 +533,17 @@ class NodeRuntime:
         response: kv.Response | None = None
         try:
             client = await self._group_client()
+            # Idempotent (a Resolve, a recovery Decide, a Prevent, a status question: each
+            # applies once per transaction however often it arrives), so given up at a
+            # silent leader after an attempt timeout, and the duty's next round goes to the
+            # new one (found by an application trial: it waited out the whole request
+            # timeout at a frozen leader, and the in-doubt intents held their keys).
             response = await client.send(
-                request, group_id=group_id, write=True, passthrough=(kv.CONFLICT,)
+                request,
+                group_id=group_id,
+                write=True,
+                idempotent=True,
+                passthrough=(kv.CONFLICT,),
             )
         except Exception as exc:
             log.debug("outbound request failed", extra={"group": group_id, "error": str(exc)})

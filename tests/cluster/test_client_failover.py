@@ -131,23 +131,24 @@ def test_an_in_doubt_intent_goes_soon_after_the_other_groups_leader_froze(
 ) -> None:
     """A PREPARE logged in group 2 alone, its other group's leader frozen: the node duties
     that settle it (a participant's recovery Decide to its coordinator group 3, or a
-    coordinator's Prevent to its participant group 3) reach that group's new leader, and
-    the intent goes within resolve_after (1 s) and an election or an attempt timeout of the
-    node's client (1.25 s), not the node's request timeout (5 s). Asked by an application
-    trial, whose frozen lock shard held fenced writes in doubt; measured 1.2-1.3 s."""
+    coordinator's Prevent to its participant group 3) are idempotent, so the node gives
+    them up at the silent leader after an attempt timeout of its client (1.25 s) and the
+    next round reaches the new leader. Found by an application trial: they waited out the
+    node's whole request timeout (5 s) at the frozen leader while the in-doubt intent held
+    its key (6.2 s here; 3.1 s since)."""
     cluster.wait_settled(deadline_s=15.0)
     other = cluster.wait_for_leader(3)
     assert other is not None and cluster.wait_for_leader(2) != other
     key = b"m-in-doubt"  # group 2
     assert cluster.group_of(key) == 2
     coordinator = 3 if frozen == "coordinator" else 2
-    prepare_in_one_group(cluster, key, coordinator=coordinator)
     with txn.Client(cluster.env_value(), timeout_s=TIMEOUT_S) as client:
-        # A decision group 2's leader delivers to group 3's: its node's leader guess for
-        # group 3 is then the node about to freeze.
-        with client.transaction() as tx:
-            tx.put(b"m-warm", b"1")  # group 2 coordinates
-            tx.put(b"s-warm", b"1")  # group 3
+        # The same settled once while group 3's leader is up: group 2's leader then asked
+        # it itself, so its node's leader guess for group 3 is the node about to freeze
+        # (a client's commit does not do that: it resolves its transaction itself).
+        prepare_in_one_group(cluster, b"m-warm", coordinator=coordinator)
+        client.put(b"m-warm", b"1")
+        prepare_in_one_group(cluster, key, coordinator=coordinator)
         cluster.pause(other)
         try:
             started = time.monotonic()
@@ -158,4 +159,5 @@ def test_an_in_doubt_intent_goes_soon_after_the_other_groups_leader_froze(
             cluster.resume(other)
         assert client.get(key) == b"after"
     print(f"\ngroup 3's leader {other} frozen, {new} took over; the intent went in {took:.2f} s")
-    assert took < 4.0, f"the in-doubt intent held the key {took:.2f} s"
+    # resolve_after (1 s) + the request timeout (5 s) before; well under it now.
+    assert took < 5.0, f"the in-doubt intent held the key {took:.2f} s"
