@@ -68,6 +68,8 @@ def _cause(exc: BaseException) -> str:
     own (found by review: a commit's message carried both, one contradicting the other; by
     an application trial: "...may or may not have been applied); the transaction was
     aborted")."""
+    if isinstance(exc, Conflict):  # its advice (re-run) is not the commit's either
+        return exc.summary
     text = str(exc)
     for joint in ("; ", ", and "):
         text = text.removesuffix(joint + OUTCOME_ADVICE)
@@ -374,7 +376,7 @@ class Committer:
         group never votes): that answer is definite, the abort left to recovery.
         """
         unknown = f"group {ref.group_id} could not record the abort after a failed prepare"
-        prepare = f"the prepare: {failures[0][1]}"
+        prepare = f"the prepare: {_cause(failures[0][1])}"
         cause: BaseException | None = None
         try:
             body = await self._record_abort(ref, participants, deadline)

@@ -217,6 +217,7 @@ class Conflict(PaxosKVError):
         text += f" ({who}"
         if txn_id:
             text += f"; this transaction {txn_id.hex()}"
+        self.summary = text + ")"  # without the advice: for messages that embed this one
         if phase == "write":  # a single-key write's (found by an application trial)
             text += "); nothing was written, send the write again"
         else:

@@ -1082,6 +1082,30 @@ async def test_an_abort_that_could_not_be_recorded_is_not_called_an_abort(fake: 
     assert "the transaction was aborted" not in str(unknown)
 
 
+@with_fake
+async def test_a_refused_prepare_in_a_commit_unknown_gives_no_advice_of_its_own(
+    fake: FakeKV,
+) -> None:
+    """Found by an application trial: the CommitUnknown of a refused Prepare whose abort
+    could not be recorded carried the Conflict's "nothing was written, re-run the
+    transaction" next to "it may still commit" and "settle it before re-running"."""
+
+    def hook(node: int, r: kv.Request) -> Any:
+        kind = r.WhichOneof("op")
+        if kind == "prepare" and r.prepare.header.group_id == 3:
+            return conflict_response(r, C1, "prepare")
+        return DROP if kind == "decide" else None
+
+    fake.hook = hook
+    async with fast_client(fake, timeout_s=0.8, attempt_timeout_s=0.2) as client:
+        with pytest.raises(CommitUnknown) as info:
+            await two_group_writes(client).commit()
+        fake.hook = None
+    text = str(info.value)
+    assert "could not record the abort" in text and "the prepare: conflict on key" in text
+    assert "nothing was written" not in text and "re-run the transaction from" not in text
+
+
 async def _commit_with_the_abort_unrecorded(fake: FakeKV, client: txn.AsyncClient) -> CommitUnknown:
     """`two_group_writes` committed while group 3's Prepares and every Decide are lost: no
     vote from group 3, and the abort cannot be recorded. Its CommitUnknown; the fake answers
