@@ -280,6 +280,19 @@ def register_txn_command(subparsers: Any) -> None:
 # ---------------------------------------------------------------------------- parsing
 
 
+def _value_step(
+    op: str, key: str, value: str, text: str, hex_mode: bool, ttl_s: float | None = None
+) -> Step:
+    """A step that carries a value (put, put-ttl, expect)."""
+    return Step(
+        op,
+        arg_key(key, hex_mode),
+        arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
+        ttl_s=ttl_s,
+        text=text,
+    )
+
+
 def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
     """Parse step arguments ("get K", "put K V...", "put-ttl K S V...", "delete K", "add K N",
     "scan A [B]", "scan-reverse A [B]", "delete-range A B", "expect K V...", "expect-absent
@@ -311,28 +324,13 @@ def parse_steps(args: list[str], *, hex_mode: bool = False) -> list[Step]:
                 key, _, value = rest.partition(" ")
                 if not key or not value:
                     raise UsageError(f"{text!r}: expected '{op} KEY VALUE'{unquoted}")
-                steps.append(
-                    Step(
-                        op,
-                        arg_key(key, hex_mode),
-                        arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
-                        text=text,
-                    )
-                )
+                steps.append(_value_step(op, key, value, text, hex_mode))
             elif op == "put-ttl":
                 key, _, more = rest.partition(" ")
                 seconds, _, value = more.strip().partition(" ")
                 if not key or not seconds or not value:
                     raise UsageError(f"{text!r}: expected 'put-ttl KEY SECONDS VALUE'{unquoted}")
-                steps.append(
-                    Step(
-                        op,
-                        arg_key(key, hex_mode),
-                        arg_bytes(value.strip() if hex_mode else value, hex_mode, "value"),
-                        ttl_s=_step_ttl(text, seconds),
-                        text=text,
-                    )
-                )
+                steps.append(_value_step(op, key, value, text, hex_mode, _step_ttl(text, seconds)))
             elif op == "expect-version":
                 parts = rest.split()
                 if len(parts) != 2:

@@ -258,7 +258,7 @@ def _outcome_unknown(last: Exception) -> OutcomeUnknown:
     answered for it."""
     # A later copy's refusal says nothing of the lost one: not its "nothing was written"
     # (found by an application trial: a renewal's OutcomeUnknown read as a conflict).
-    detail = f"a later copy was refused: {last.reason}" if isinstance(last, Conflict) else last
+    detail = f"a later copy was refused: {last.summary}" if isinstance(last, Conflict) else last
     return OutcomeUnknown(
         f"no answer before the deadline, and a copy may have been applied ({detail})"
     )

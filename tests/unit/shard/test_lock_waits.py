@@ -178,37 +178,40 @@ def hold_intent(node: OneNode, txn: bytes, key: bytes, priority: int) -> int:
     return answer.prepare_ts
 
 
+def is_blocked(shard: Any, ages: dict[bytes, tuple[int, bytes]], request: kv.Request) -> bool:
+    """Whether `request` would wait at `shard`, with `ages` as the transactions' ages."""
+    kind = request.WhichOneof("op")
+    assert kind is not None
+    return blocked(shard, kind, getattr(request, kind), ages.get, ProvenCommits())
+
+
 def test_blocked_rules_on_a_real_shard(node: OneNode) -> None:
     version = node.call(put(b"apple", b"red")).put.version
     hold_intent(node, tid(b"holder"), b"apple", priority=200)
     shard = node.core.hosts[1].shard
     ages = {tid(b"holder"): (200, tid(b"holder"))}
 
-    def age_of(txn: bytes) -> tuple[int, bytes] | None:
-        return ages.get(txn)
-
-    def is_blocked(request: kv.Request) -> bool:
-        kind = request.WhichOneof("op")
-        assert kind is not None
-        return blocked(shard, kind, getattr(request, kind), age_of, ProvenCommits())
-
-    assert is_blocked(get(b"apple"))  # L1: a read waits for a write intent
-    assert not is_blocked(get(b"apple", snapshot=True, at_version=1))  # parked elsewhere
-    assert not is_blocked(get(b"apple", stale_ok=True))
-    assert is_blocked(put(b"apple", b"x"))  # L1: a single-key write waits
-    assert not is_blocked(put(b"banana", b"x"))
-    assert is_blocked(one_phase(tid(b"t1"), writes=(b"apple",)))  # L1: holds nothing, waits
+    assert is_blocked(shard, ages, get(b"apple"))  # L1: a read waits for a write intent
+    assert not is_blocked(
+        shard, ages, get(b"apple", snapshot=True, at_version=1)
+    )  # parked elsewhere
+    assert not is_blocked(shard, ages, get(b"apple", stale_ok=True))
+    assert is_blocked(shard, ages, put(b"apple", b"x"))  # L1: a single-key write waits
+    assert not is_blocked(shard, ages, put(b"banana", b"x"))
+    assert is_blocked(
+        shard, ages, one_phase(tid(b"t1"), writes=(b"apple",))
+    )  # L1: holds nothing, waits
     # L2 (wait-die): an older Prepare waits, a younger one does not, nor one facing a
     # holder of unknown age.
-    assert is_blocked(prepare(tid(b"old"), writes=(b"apple",), priority=100))
-    assert not is_blocked(prepare(tid(b"young"), writes=(b"apple",), priority=300))
+    assert is_blocked(shard, ages, prepare(tid(b"old"), writes=(b"apple",), priority=100))
+    assert not is_blocked(shard, ages, prepare(tid(b"young"), writes=(b"apple",), priority=300))
     ages.clear()
-    assert not is_blocked(prepare(tid(b"old"), writes=(b"apple",), priority=100))
+    assert not is_blocked(shard, ages, prepare(tid(b"old"), writes=(b"apple",), priority=100))
     ages[tid(b"holder")] = (200, tid(b"holder"))
     # L3: a read version already stale is refused at once, waiting would not help.
     stale = prepare(tid(b"old"), reads=((b"apple", version - 1),), priority=100)
-    assert not is_blocked(stale)
-    assert is_blocked(prepare(tid(b"old"), reads=((b"apple", version),), priority=100))
+    assert not is_blocked(shard, ages, stale)
+    assert is_blocked(shard, ages, prepare(tid(b"old"), reads=((b"apple", version),), priority=100))
 
 
 def test_blocked_rules_for_scanned_ranges(node: OneNode) -> None:
@@ -221,22 +224,21 @@ def test_blocked_rules_for_scanned_ranges(node: OneNode) -> None:
     shard = node.core.hosts[1].shard
     ages = {tid(b"scanner"): (200, tid(b"scanner")), tid(b"holder"): (200, tid(b"holder"))}
 
-    def is_blocked(request: kv.Request) -> bool:
-        kind = request.WhichOneof("op")
-        assert kind is not None
-        return blocked(shard, kind, getattr(request, kind), ages.get, ProvenCommits())
-
-    assert is_blocked(put(b"cherry", b"x"))  # a single-key write into the scanned range
-    assert not is_blocked(get(b"cherry"))  # reads share a range, as read intents
-    assert is_blocked(one_phase(tid(b"t1"), writes=(b"cherry",)))
-    assert is_blocked(prepare(tid(b"old"), writes=(b"cherry",), priority=100))  # wait-die
-    assert not is_blocked(prepare(tid(b"young"), writes=(b"cherry",), priority=300))
+    assert is_blocked(
+        shard, ages, put(b"cherry", b"x")
+    )  # a single-key write into the scanned range
+    assert not is_blocked(shard, ages, get(b"cherry"))  # reads share a range, as read intents
+    assert is_blocked(shard, ages, one_phase(tid(b"t1"), writes=(b"cherry",)))
+    assert is_blocked(
+        shard, ages, prepare(tid(b"old"), writes=(b"cherry",), priority=100)
+    )  # wait-die
+    assert not is_blocked(shard, ages, prepare(tid(b"young"), writes=(b"cherry",), priority=300))
     older_scan = prepare(tid(b"old"), priority=100)  # scanned over the holder's write intent
     older_scan.prepare.read_ranges.append(kv.KeyRange(start=b"a", end=b"b"))
-    assert is_blocked(older_scan)
+    assert is_blocked(shard, ages, older_scan)
     clear_scan = prepare(tid(b"old"), priority=100)
     clear_scan.prepare.read_ranges.append(kv.KeyRange(start=b"b", end=b"c"))
-    assert not is_blocked(clear_scan)
+    assert not is_blocked(shard, ages, clear_scan)
 
 
 def test_a_read_behind_an_intent_is_answered_when_it_is_resolved(node: OneNode) -> None:
@@ -1355,13 +1357,8 @@ def test_a_touch_passes_read_intents_and_scanned_ranges_not_write_intents(
     shard = node.core.hosts[1].shard
     ages = {tid(b"fenced"): (200, tid(b"fenced")), tid(b"scanner"): (200, tid(b"scanner"))}
 
-    def is_blocked(request: kv.Request) -> bool:
-        kind = request.WhichOneof("op")
-        assert kind is not None
-        return blocked(shard, kind, getattr(request, kind), ages.get, ProvenCommits())
-
-    assert not is_blocked(_touch(b"lease", lease.version))
-    assert is_blocked(put(b"lease", b"other"))
+    assert not is_blocked(shard, ages, _touch(b"lease", lease.version))
+    assert is_blocked(shard, ages, put(b"lease", b"other"))
     renewed = node.call(_touch(b"lease", lease.version)).cas
     assert renewed.error.code == kv.OK and renewed.succeeded, renewed
     assert renewed.version == lease.version and renewed.expires_at > lease.expires_at
@@ -1379,7 +1376,7 @@ def test_a_touch_passes_read_intents_and_scanned_ranges_not_write_intents(
     other = node.call(put(b"kite", b"v")).put.version
     hold_intent(node, tid(b"writer"), b"kite", priority=300)
     ages[tid(b"writer")] = (300, tid(b"writer"))
-    assert other and is_blocked(_touch(b"kite", other))
+    assert other and is_blocked(shard, ages, _touch(b"kite", other))
     answers.clear()
     node.core.submit(_touch(b"kite", other), answers.append)
     node.advance(LOCK_WAIT_MAX_S * 1.2)

@@ -58,6 +58,8 @@ def test_a_renewal_whose_copy_was_lost_is_never_reported_as_not_written(then: st
     with pytest.raises(txn.OutcomeUnknown, match="a copy may have been applied") as info:
         _renew(script)
     assert "nothing was written" not in str(info.value)  # the refusal was a later copy's
+    if then == "deadline":  # the refusal is named as the Conflict says it, without advice
+        assert "refused: conflict in the write phase: an intent on the key (" in str(info.value)
 
 
 def test_a_renewal_refused_with_no_copy_lost_is_a_conflict() -> None:

@@ -14,7 +14,7 @@ from txn_harness import Harness, MemHarness, ShardHarness
 
 from shard.codec import encode_txn
 from shard.errors import Status
-from txn import coordinator
+from txn import coordinator, participant
 from txn.coordinator import TRANSITIONS, DecisionState, decision_state
 from txn.records import (
     CommitOnePhase,
@@ -22,6 +22,7 @@ from txn.records import (
     DecisionInfo,
     DecisionResult,
     Finish,
+    IntentInfo,
     IntentKind,
     KeyRange,
     OnePhaseResult,
@@ -777,6 +778,21 @@ def test_w1_single_key_put_and_delete_blocked_by_an_intent(h: Harness, kind: Int
     assert h.put(b"b", b"1", 31).ok
     h.txn(Resolve(txn_id=T1, commit=False))
     assert h.put(b"a", b"4", 40).ok
+
+
+def test_w1_a_touch_meets_only_write_intents() -> None:
+    """A touch keeps the value and version read intents and scans saw, so only a write
+    intent holds it; any other single-key write meets all three, first intent named."""
+    read = IntentInfo(txn_id=T1, kind=IntentKind.READ, prepare_ts=20)
+    write = IntentInfo(txn_id=T2, kind=IntentKind.WRITE, prepare_ts=21, value=b"v")
+    assert participant.single_key_conflict(b"a", [read], [T3], touch=True) is None
+    assert participant.single_key_conflict(b"a", [], [T3], touch=True) is None
+    for intents, scanners, other in (([read], [T3], T1), ([], [T3], T3), ([write], [], T2)):
+        conflict = participant.single_key_conflict(b"a", intents, scanners)
+        assert conflict is not None and conflict.other_txn == other
+    held = participant.single_key_conflict(b"a", [read, write], [T3], touch=True)
+    assert held is not None and (held.key, held.other_txn, held.phase) == (b"a", T2, "write")
+    assert "write intent" in held.reason
 
 
 # --------------------------------------------------------------------------------------------
