@@ -262,6 +262,30 @@ async def test_run_within_passes_its_arguments_on(fake: FakeKV) -> None:
                 client.transaction(timeout_s=bad if bad is not None else 0)  # type: ignore[arg-type]
 
 
+@with_fake
+async def test_run_within_bounds_a_transactional_function(fake: FakeKV) -> None:
+    """A `@client.transactional` function given to run_within runs in each attempt's
+    transaction (not a retry loop of its own inside), so the deadline bounds it all."""
+    async with fast_client(fake, **PATIENT) as client:
+
+        @client.transactional
+        async def bump(tx: AsyncTransaction, key: bytes) -> bytes | None:
+            before = await tx.get(key)
+            tx.put(key, (before or b"") + b"+")
+            return before
+
+        assert await client.run_within(5, bump, APPLE) is None
+        assert await client.get(APPLE) == b"+"
+        fake.hook = on_kind("commit_one_phase", lambda r: conflict_response(r, APPLE, "commit"))
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.run_within(0.3, bump, APPLE)
+        assert time.monotonic() - started < 0.3 + SLACK_S
+        assert isinstance(info.value.__cause__, Conflict)
+        fake.hook = None
+        assert await client.get(APPLE) == b"+"
+
+
 def test_the_sync_client_takes_the_same_deadlines() -> None:
     with fake_in_thread() as fake, sync_client(fake, **PATIENT) as client:
         with client.transaction(timeout_s=5) as tx:
