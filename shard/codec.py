@@ -125,10 +125,13 @@ def encode_cas(
     delete: bool = False,
     ttl_ms: int = 0,
     touch: bool = False,
+    touch_past_read_intents: bool = True,
 ) -> bytes:
     """Encode a CompareAndSet: exactly one condition, and exactly one of new_value / delete
     / touch (`ttl_ms` > 0: the new value lives that long after its version; a touch's
-    value lives that long from the command's timestamp on).
+    value lives that long from the command's timestamp on). A touch passes read intents
+    (participant rule W1) unless `touch_past_read_intents` is False, as a touch an older
+    node logged says.
 
     Raises:
         InvalidArgument: not exactly one condition or not exactly one action, a ttl_ms
@@ -156,7 +159,7 @@ def encode_cas(
         cas.new_value = new_value
     elif touch:
         cas.touch = True
-        cas.touch_past_read_intents = True
+        cas.touch_past_read_intents = touch_past_read_intents
     else:
         cas.delete = True
     data: bytes = pb.Command(ts=ts, cas=cas).SerializeToString()
@@ -203,6 +206,7 @@ def encode_command(command: Command) -> bytes:
         delete=command.value is None and not command.touch,
         ttl_ms=command.ttl_ms,
         touch=command.touch,
+        touch_past_read_intents=command.touch_past_read_intents,
     )
 
 

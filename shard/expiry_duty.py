@@ -9,8 +9,11 @@ Expire is an ordinary command of the group's log, so every replica applies the s
 decision (state machine rule 7): it deletes the key only if the key still holds the
 version the record names, never at a timestamp before the deadline, never under an
 intent. An Expire that got no result (the leadership moved, the proposal timed out) is
-proposed again EXPIRE_RETRY_S later; a new leader finds the records in its own state and
-carries on.
+proposed again EXPIRE_RETRY_S later, one refused for an intent at the next check that finds
+none; a new leader finds the records in its own state and carries on. Every key found due is
+noted (`GroupHost.due`, shard.due_keys) until its Expire deleted it: a Prepare that would read
+it waits meanwhile (shard.lock_wait rule L5), so readers that keep overlapping cannot hold an
+expired value for ever.
 
 "Due" is judged by the leader's wall clock less twice the cluster's max clock offset, not
 by its hybrid clock, which a new leadership or a request's timestamp may push ahead of
@@ -28,6 +31,7 @@ from functools import partial
 from typing import Any
 
 from shard import codec
+from shard.errors import Status
 from shard.node_records import GroupHost
 
 EXPIRY_CHECK_S = 0.1
@@ -70,15 +74,23 @@ class KeyExpiry:
             due = shard.due_expiries(due_ts, EXPIRES_PER_CHECK, self._resume_after.pop(group, None))
             if len(due) == EXPIRES_PER_CHECK:
                 self._resume_after[group] = due[-1][:2]
+            host.due.prune(shard)
             for deadline, key, version in due:
+                # Held for its Expire: no new Prepare reads it meanwhile (rule L5).
+                host.due.add(key, deadline, version)
                 record = (group, deadline, key)
                 if record in self._retry_at or shard.intents_on(key) or shard.scanners(key):
                     continue
                 self._retry_at[record] = now + EXPIRE_RETRY_S
-                # Its result needs no handling: applied, the record is gone from the
-                # group's state, so no check sees it again; else it is proposed again.
-                self._propose(host, partial(codec.encode_expire, key, version, deadline), _ignore)
+                encode = partial(codec.encode_expire, key, version, deadline)
+                self._propose(host, encode, partial(self._settled, host, record))
 
-
-def _ignore(_result: Any) -> None:
-    return None
+    def _settled(self, host: GroupHost, record: _Record, result: Any) -> None:
+        """An Expire's result: applied, its record is gone from the group's state, so no
+        check sees it again; refused (an intent came first), the next check proposes it
+        again once no intent holds the key; not applied here, EXPIRE_RETRY_S later."""
+        if result is None:
+            return
+        host.due.settle(host.shard, record[2])
+        if result.status is Status.CONFLICT:
+            self._retry_at.pop(record, None)

@@ -40,6 +40,14 @@ L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update
     recorded in its group (the client's Decide at the coordinator group, a Prevent at a
     participant) is refused (shard.node).
 
+L5. A Prepare that reads a key, or scans a range holding one, whose value the leader found
+    due for expiry (node rule 17) waits until its Expire deleted it or it is no longer due
+    (touched, written over), bounded as L4 (shard.due_keys): an Expire is refused under a
+    read intent (participant rule W1), so readers that kept overlapping held an expired
+    value for ever (found by review). The Prepare holds intents elsewhere while it waits;
+    the Expire waits for no one but the intents already logged, and every wait is bounded,
+    so no wait lasts past L4's bound.
+
 Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
 a hot key all race to prepare and all but one abort, which wastes a commit's worth of work
 per loser. A read for update instead takes the key's update lock at the group leader, so
@@ -83,6 +91,7 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shard.due_keys import DueKeys
 from shard.limits import MAX_SCAN_ITEMS, MAX_SCAN_RESPONSE_BYTES
 from shard.proven_commits import ProvenCommits
 
@@ -233,8 +242,15 @@ def request_age(op: Any) -> Age:
     return (op.priority or op.ts, op.txn_id)
 
 
-def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits) -> bool:
-    """Whether the request should wait now (rules L0-L3).
+def blocked(
+    shard: Any,
+    kind: str,
+    op: Any,
+    age_of: AgeOf,
+    proven: ProvenCommits,
+    due: DueKeys | None = None,
+) -> bool:
+    """Whether the request should wait now (rules L0-L3, L5).
 
     Args:
         shard: the group's `ShardStateMachine` (applied state).
@@ -244,7 +260,14 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
         age_of: ages of the prepared transactions this leader knows.
         proven: the transactions whose commit is proven at this leader (node rule 14):
             their intents hold up nothing proposed from now on, and a get reads through.
+        due: the keys the leader found due for expiry (shard.due_keys; rule L5).
     """
+    if kind == "prepare" and due and _reads_due(shard, op, due):
+        return (
+            shard.prepared(op.txn_id) is None
+            and shard.decision(op.txn_id) is None
+            and not _stale(shard, op.reads)
+        )
     if not shard.has_intents:
         return False  # the common case: nothing to wait for, no lookups
     if kind == "get":
@@ -337,6 +360,13 @@ def _stale(shard: Any, reads: Iterable[Any]) -> bool:
         if version != read.version and not (read.version == 0 and tombstone):
             return True
     return False
+
+
+def _reads_due(shard: Any, op: Any, due: DueKeys) -> bool:
+    """Whether a Prepare reads a key due for expiry, or scans a range holding one (L5)."""
+    return any(due.holds(shard, read.key) for read in op.reads) or any(
+        due.holds_any_in(shard, r.start, r.end or shard.key_range[1]) for r in op.read_ranges
+    )
 
 
 def _holders(shard: Any, op: Any, proven: ProvenCommits) -> list[bytes]:

@@ -140,7 +140,8 @@ Rules
    and blocks no write.
 17. A value written with a time to live is deleted by its group's leader, by an Expire
    command through the group's log, once the leader's clock is past its deadline
-   (`shard.expiry_duty`; state machine rule 7 decides on every replica).
+   (`shard.expiry_duty`; state machine rule 7 decides on every replica). Until then a
+   Prepare that reads the due key waits (`shard.lock_wait` rule L5, `shard.due_keys`).
 """
 
 from __future__ import annotations
@@ -1169,7 +1170,12 @@ class NodeCore:
         if pending.wait_until and self._now >= pending.wait_until:
             return False
         on_intents = blocked(
-            host.shard, pending.kind, pending.request, lambda t: _age(host, t), host.proven
+            host.shard,
+            pending.kind,
+            pending.request,
+            lambda t: _age(host, t),
+            host.proven,
+            host.due,
         )
         if not on_intents and not _behind_update_lock(host, pending):
             return False
@@ -1476,6 +1482,7 @@ class NodeCore:
                 host.finished.clear()
                 host.locks.clear()
                 host.preventing.clear()
+                host.due.clear()
 
     def apply(self, readies: Sequence[tuple[GroupHost, Ready]], batch: EngineBatch) -> None:
         """Restore snapshots and apply chosen slots into `batch`; stage the answers."""
@@ -2048,9 +2055,9 @@ def _behind_update_lock(host: GroupHost, pending: _Pending) -> bool:
 
 
 def _releases(host: GroupHost) -> int:
-    """How often intents or update locks were released in the group, or a commit proven
-    (rule 14) (waiters re-check)."""
-    return host.shard.intent_releases + host.locks.releases + host.proven.added
+    """How often intents or update locks were released in the group, a commit proven (rule
+    14) or a key due for expiry deleted (rule 17) (waiters re-check)."""
+    return host.shard.intent_releases + host.locks.releases + host.proven.added + host.due.changes
 
 
 def _age(host: GroupHost, txn_id: bytes) -> tuple[int, bytes] | None:

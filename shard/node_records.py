@@ -10,6 +10,7 @@ from typing import Any
 from paxos import Replica
 from paxos.ready import CommittedEntry
 from shard.apps import App, RestoreJob, SnapshotBuild
+from shard.due_keys import DueKeys
 from shard.lock_wait import LockTable
 from shard.proven_commits import ProvenCommits
 from shard.state_machine import ShardStateMachine
@@ -102,6 +103,9 @@ class GroupHost:
     # until the replica says what became of their slot: they may still be chosen below a
     # parked snapshot read's timestamp (rule 3).
     expired: dict[int, int] = field(default_factory=dict)
+    # Leader side: keys the expiry duty found due, held for their Expire (rule 17; a Prepare
+    # that reads one waits, shard.lock_wait rule L5).
+    due: DueKeys = field(default_factory=DueKeys)
     # Snapshots being built for lagging peers; a peer sent one is sent no other before
     # (until, index): that time, or its acknowledging the snapshot's index.
     builds: dict[int, tuple[SnapshotBuild, float]] = field(default_factory=dict)

@@ -15,7 +15,8 @@ The supported client surface; import from here::
   `put_fenced`, `delete_fenced`, `atomic`, `add`, `commit`, `abort`, `txn_id`,
   `commit_ts`, `ref`, `read_set`.
 - `AtomicOp` (the operations of `atomic`), `encode_int` / `decode_int` (a counter's bytes).
-- Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`.
+- Errors: one table in `txn.errors`, each with `code`, `retryable` and `maybe_committed`;
+  `RetryEvent`, what a client's `on_retry` gets each time `run` runs a function again.
 - `prefix_end(prefix)`: the end of a scan of every key with that prefix;
   `DELETE_RANGE_KEYS`: the most keys one `delete_range` deletes in a group.
 
@@ -52,6 +53,7 @@ from txn.errors import (
     WrongCluster,
 )
 from txn.hlc import ts_at_wall_ns, wall_ns_of
+from txn.retry import RetryEvent
 from txn.snapshot import AsyncSnapshot
 from txn.status import TransactionState, TxnState, TxnStatus
 from txn.sync_client import Client, Snapshot, Transaction, Watch, transactional
@@ -79,6 +81,7 @@ __all__ = [
     "LimitExceeded",
     "OutcomeUnknown",
     "PaxosKVError",
+    "RetryEvent",
     "ServerError",
     "Snapshot",
     "SnapshotTooOld",

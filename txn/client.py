@@ -191,6 +191,7 @@ from txn.errors import (
 from txn.hlc import HybridClock
 from txn.resend import Copies, _NoAnswer, send_idempotent
 from txn.retry import (
+    OnRetry,
     _refuse_generator,
     _RetryPolicy,
     body_with_transaction_at,
@@ -322,6 +323,10 @@ class AsyncClient:
             transfer) is applied exactly once. `CommitUnknown` is still raised when the
             outcome cannot be settled before the deadline (the settle's own: `timeout_s`
             more, after the commit's).
+        on_retry: called with a `RetryEvent` (the attempt, its retryable error, the pause
+            before the next one) each time `run` / `run_within` / `transactional` is about
+            to run a function again, in the client's event loop, before the pause: to log
+            or count why transactions retry. An exception it raises ends that call.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -342,6 +347,7 @@ class AsyncClient:
         monotonic: Callable[[], float] = time.monotonic,
         tls: ClientTls = "env",
         settle_unknown: bool = False,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self.settle_unknown = settle_unknown
         # Checked here, so that a setting of the wrong type (timeout_s="5") is an
@@ -371,8 +377,14 @@ class AsyncClient:
             )
         self._timeout_s = timeout_s
         self._attempt_timeout_s = attempt_timeout_s or default_attempt_timeout(timeout_s)
+        if on_retry is not None and not callable(on_retry):
+            raise InvalidArgument(f"on_retry is a function or None, got {on_retry!r}")
         self._policy = _RetryPolicy(
-            max_attempts, retry_timeout_s, backoff or Backoff(base_s=0.01, max_s=1.0), self._rng
+            max_attempts,
+            retry_timeout_s,
+            backoff or Backoff(base_s=0.01, max_s=1.0),
+            self._rng,
+            on_retry=on_retry,
         )
         self._wall_ns = wall_ns
         self._monotonic = monotonic
@@ -752,7 +764,8 @@ class AsyncClient:
                     try:
                         await tx.commit()
                     except CommitUnknown as lost:
-                        again = delay_to_run_again(policy, tx, attempts, loop.time() - started)
+                        elapsed_s = loop.time() - started
+                        again = delay_to_run_again(policy, tx, lost, attempts, elapsed_s)
                         if again is not None:
                             await asyncio.sleep(again)
                             continue

@@ -375,7 +375,13 @@ class Committer:
         but a Prepare was never sent, the transaction did not commit all the same (its
         group never votes): that answer is definite, the abort left to recovery.
         """
-        unknown = f"group {ref.group_id} could not record the abort after a failed prepare"
+        # An unanswered prepare may have been logged, and been the last yes vote: not a
+        # "failed" one (found by an application trial, whose transaction had committed).
+        if any(isinstance(exc, _PrepareUnanswered) for _, exc in failures):
+            after = "a prepare went unanswered (it may have been logged, and then committed it)"
+        else:
+            after = "a failed prepare"
+        unknown = f"group {ref.group_id} could not record the abort after {after}"
         prepare = f"the prepare: {_cause(failures[0][1])}"
         cause: BaseException | None = None
         try:

@@ -7,10 +7,11 @@ import functools
 import inspect
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from router.cache import Backoff
-from txn.errors import DeadlineExceeded, PaxosKVError, TooManyRetries
+from txn.errors import CommitUnknown, DeadlineExceeded, PaxosKVError, TooManyRetries
 from txn.status import TransactionState
 
 if TYPE_CHECKING:
@@ -70,6 +71,29 @@ def body_with_transaction_at(fn: Callable[..., R], head: tuple[Any, ...]) -> Cal
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """Why `run` (`run_within`, `transactional`) runs a function again: given to the
+    client's `on_retry` before the pause.
+
+    Attributes:
+        attempt: the attempt that just ended (1 for the first).
+        error: the retryable error it ended with (a `Conflict` names the key, the other
+            transaction and the phase; a `CommitUnknown` of a transaction that wrote
+            nothing is run again too).
+        pause_s: how long `run` now waits before the next attempt.
+        elapsed_s: time since the call began.
+    """
+
+    attempt: int
+    error: PaxosKVError
+    pause_s: float
+    elapsed_s: float
+
+
+OnRetry = Callable[[RetryEvent], None]
+
+
 class _RetryPolicy:
     """FoundationDB's `Transaction.on_error`: decide whether and when to run again."""
 
@@ -80,6 +104,7 @@ class _RetryPolicy:
         backoff: Backoff,
         rng: random.Random,
         deadline_s: float | None = None,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
@@ -88,11 +113,14 @@ class _RetryPolicy:
         # A call's own `timeout_s` (the one-transaction helpers'): when it ends the retries
         # they end in DeadlineExceeded, as a single write's deadline does.
         self.deadline_s = deadline_s
+        self.on_retry = on_retry
 
     def within(self, timeout_s: float) -> _RetryPolicy:
         """This policy for a call that must end within `timeout_s` seconds: no retry
         starts with less than MIN_TRY_SHARE of it (at least MIN_TRY_S) left."""
-        return _RetryPolicy(self.max_attempts, self.timeout_s, self.backoff, self.rng, timeout_s)
+        return _RetryPolicy(
+            self.max_attempts, self.timeout_s, self.backoff, self.rng, timeout_s, self.on_retry
+        )
 
     def next_delay(self, exc: BaseException, attempts: int, elapsed_s: float) -> float | None:
         """The pause before attempt `attempts + 1`, or None: re-raise `exc` as it is.
@@ -112,13 +140,23 @@ class _RetryPolicy:
             ) from leaf
         if end is not None:
             raise TooManyRetries(leaf, attempts) from leaf
-        return delay
+        return self._retrying(leaf, attempts, delay, elapsed_s)
 
-    def delay_within_budget(self, attempts: int, elapsed_s: float) -> float | None:
-        """The pause before attempt `attempts + 1`, or None when `max_attempts`, `timeout_s`
-        or the call's deadline is used up."""
+    def delay_within_budget(
+        self, error: PaxosKVError, attempts: int, elapsed_s: float
+    ) -> float | None:
+        """The pause before attempt `attempts + 1` after `error`, or None when
+        `max_attempts`, `timeout_s` or the call's deadline is used up."""
         delay, end = self._pause(attempts, elapsed_s)
-        return None if end is not None else delay
+        return None if end is not None else self._retrying(error, attempts, delay, elapsed_s)
+
+    def _retrying(
+        self, error: PaxosKVError, attempts: int, delay: float, elapsed_s: float
+    ) -> float:
+        """Tell `on_retry` (its exception, if any, ends the call) and return `delay`."""
+        if self.on_retry is not None:
+            self.on_retry(RetryEvent(attempts, error, delay, elapsed_s))
+        return delay
 
     def _pause(self, attempts: int, elapsed_s: float) -> tuple[float, str | None]:
         """The pause before attempt `attempts + 1`, and what ends the retries instead:
@@ -196,7 +234,11 @@ async def checked_body_error(tx: AsyncTransaction, exc: Exception) -> Exception:
 
 
 def delay_to_run_again(
-    policy: _RetryPolicy, tx: AsyncTransaction, attempts: int, elapsed_s: float
+    policy: _RetryPolicy,
+    tx: AsyncTransaction,
+    lost: CommitUnknown,
+    attempts: int,
+    elapsed_s: float,
 ) -> float | None:
     """`run`, when `tx`'s commit answer was lost: the pause before running the body again,
     when `tx` wrote nothing (nothing of it can apply twice) and the retry budget allows;
@@ -207,4 +249,4 @@ def delay_to_run_again(
     Conflict stood in for it)."""
     if tx._writes or tx._ops:
         return None
-    return policy.delay_within_budget(attempts, elapsed_s)
+    return policy.delay_within_budget(lost, attempts, elapsed_s)

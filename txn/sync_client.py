@@ -26,6 +26,7 @@ from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.entry import Entry
 from txn.errors import ClientClosed, CommitUnknown, TxnRef, WatchClosed
 from txn.retry import (
+    OnRetry,
     _refuse_generator,
     body_with_transaction_at,
     checked_body_error,
@@ -355,6 +356,7 @@ class Client:
     Args:
         seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
         attempt_timeout_s, wall_ns, monotonic, tls, settle_unknown: as `AsyncClient`.
+        on_retry: as `AsyncClient`'s, but called in the thread that runs `run`.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -375,6 +377,7 @@ class Client:
         monotonic: Callable[[], float] = time.monotonic,
         tls: ClientTls = "env",
         settle_unknown: bool = False,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._async = AsyncClient(
             seeds,
@@ -389,6 +392,7 @@ class Client:
             monotonic=monotonic,
             tls=tls,
             settle_unknown=settle_unknown,
+            on_retry=on_retry,
         )
         self._policy = self._async._policy
         self._closed = False
@@ -664,7 +668,7 @@ class Client:
                         tx.commit()
                     except CommitUnknown as lost:
                         again = delay_to_run_again(
-                            policy, inner, attempts, time.monotonic() - started
+                            policy, inner, lost, attempts, time.monotonic() - started
                         )
                         if again is not None:
                             time.sleep(again)

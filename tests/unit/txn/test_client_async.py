@@ -1080,6 +1080,9 @@ async def test_an_abort_that_could_not_be_recorded_is_not_called_an_abort(fake: 
         unknown = await _commit_with_the_abort_unrecorded(fake, client)
     assert "could not record the abort" in str(unknown)
     assert "the transaction was aborted" not in str(unknown)
+    # The prepare was unanswered, not refused: it may have committed the transaction.
+    assert "after a prepare went unanswered (it may have been logged" in str(unknown)
+    assert "failed prepare" not in str(unknown)
 
 
 @with_fake
@@ -1102,7 +1105,8 @@ async def test_a_refused_prepare_in_a_commit_unknown_gives_no_advice_of_its_own(
             await two_group_writes(client).commit()
         fake.hook = None
     text = str(info.value)
-    assert "could not record the abort" in text and "the prepare: conflict on key" in text
+    assert "could not record the abort after a failed prepare" in text
+    assert "the prepare: conflict on key" in text
     assert "nothing was written" not in text and "re-run the transaction from" not in text
 
 

@@ -162,7 +162,7 @@ def test_a_call_deadline_ends_the_retries_as_a_deadline() -> None:
         call.next_delay(conflict, 7, 0.999)
     assert info.value.__cause__ is conflict and not info.value.maybe_committed
     assert "timeout_s (1 s) left no time for attempt 8 after 0.999 s" in str(info.value)
-    assert call.delay_within_budget(7, 0.999) is None  # the lost commit's re-run, too
+    assert call.delay_within_budget(conflict, 7, 0.999) is None  # the lost commit's re-run, too
     # A retry starts with a tenth of the deadline left at least (MIN_TRY_SHARE).
     assert call.next_delay(conflict, 1, 0.85) is not None
     with pytest.raises(txn.DeadlineExceeded):
