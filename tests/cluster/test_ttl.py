@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -196,3 +197,47 @@ def test_a_new_leader_expires_what_a_killed_one_was_to(make_cluster: MakeCluster
         deadline = deadline_of(version, 2000)
         assert _value_at(client, key, deadline - 1) == b"v"
         assert _value_at(client, key, _now_ts(client)) is None
+
+
+def test_a_leader_pointer_that_transactions_keep_reading_expires(client: txn.Client) -> None:
+    """Found by review: cross-shard transactions that keep reading a leader pointer, each
+    Prepare overlapping another, held it for ever once its holder stopped renewing (an
+    Expire is refused under a read intent). Readers now wait at the leader for its Expire
+    (shard.lock_wait rule L5), so it goes about as soon as it is due, and a new holder
+    takes it while the readers go on."""
+    run = secrets.token_hex(3).encode()
+    pointer = b"c/ttl/pointer/" + run  # shard 1; each reader also writes in shard 3
+    token = client.put(pointer, b"holder-a", ttl_s=0.5)
+    stop = threading.Event()
+    seen: list[bytes | None] = []
+    errors: list[BaseException] = []
+
+    def reader(n: int) -> None:
+        mine = b"t/ttl/reader/%s/%d" % (run, n)
+
+        def body(tx: txn.Transaction) -> None:
+            seen.append(tx.get(pointer))
+            tx.put(mine, b"seen")
+
+        try:
+            while not stop.is_set():
+                client.run(body)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: client.get(pointer) is None, 10.0, "the pointer to expire")
+        expired_s = _since_s(client, token)
+        claimed = client.cas(pointer, expect_absent=True, new_value=b"holder-b", ttl_s=30)
+        assert claimed.succeeded
+        wait_for(lambda: seen[-1:] == [b"holder-b"], 10.0, "the readers to see the new holder")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30.0)
+    assert not errors, errors
+    assert expired_s < 5.0, f"the pointer lived {expired_s:.1f} s past its write (TTL 0.5 s)"
+    assert len(seen) > 50  # the readers kept reading throughout
