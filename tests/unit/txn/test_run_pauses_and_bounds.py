@@ -5,8 +5,10 @@ and the policy's arguments are recorded, nothing is timed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -54,9 +56,9 @@ def _record_policy(client: Any) -> list[tuple[int, float, float]]:
     return calls
 
 
-@with_fake
-async def test_async_run_sleeps_each_delay_and_reports_elapsed_time(fake: FakeKV) -> None:
-    _always_conflict(fake)
+@contextlib.contextmanager
+def _recorded_async_sleeps() -> Iterator[list[float]]:
+    """Every delay `asyncio.sleep` is called with meanwhile (and still taken)."""
     slept: list[float] = []
     real_sleep = asyncio.sleep
 
@@ -64,18 +66,25 @@ async def test_async_run_sleeps_each_delay_and_reports_elapsed_time(fake: FakeKV
         slept.append(delay)
         return await real_sleep(delay, *args)
 
+    asyncio.sleep = recording_sleep  # type: ignore[assignment]
+    try:
+        yield slept
+    finally:
+        asyncio.sleep = real_sleep  # type: ignore[assignment]
+
+
+@with_fake
+async def test_async_run_sleeps_each_delay_and_reports_elapsed_time(fake: FakeKV) -> None:
+    _always_conflict(fake)
+
     async def body(tx: AsyncTransaction) -> None:
         tx.put(A1, b"x")
 
     client = fast_client(fake, max_attempts=4, backoff=Backoff(base_s=0.02, max_s=0.02))
     async with client:
         calls = _record_policy(client)
-        asyncio.sleep = recording_sleep  # type: ignore[assignment]
-        try:
-            with pytest.raises(TooManyRetries) as info:
-                await client.run(body)
-        finally:
-            asyncio.sleep = real_sleep  # type: ignore[assignment]
+        with _recorded_async_sleeps() as slept, pytest.raises(TooManyRetries) as info:
+            await client.run(body)
     assert info.value.attempts == 4
     delays = [d for _, _, d in calls]
     assert len(delays) == 3
@@ -138,23 +147,14 @@ async def test_on_retry_is_told_each_attempt_its_error_and_pause(fake: FakeKV) -
     that took 16 attempts could not be explained. `on_retry` gets every retry's reason."""
     _conflicts_first(fake, 2)
     events: list[RetryEvent] = []
-    slept: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def recording_sleep(delay: float, *args: Any) -> Any:
-        slept.append(delay)
-        return await real_sleep(delay, *args)
 
     async def body(tx: AsyncTransaction) -> str:
         tx.put(A1, b"x")
         return "done"
 
     async with fast_client(fake, on_retry=events.append) as client:
-        asyncio.sleep = recording_sleep  # type: ignore[assignment]
-        try:
+        with _recorded_async_sleeps() as slept:
             assert await client.run(body) == "done"
-        finally:
-            asyncio.sleep = real_sleep  # type: ignore[assignment]
         assert [e.attempt for e in events] == [1, 2]
         for event in events:
             assert isinstance(event.error, Conflict) and event.error.key == A1
