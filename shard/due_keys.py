@@ -6,9 +6,9 @@ rule 17). So a value with a time to live that transactions keep reading, each Pr
 overlapping the one before (a leader pointer every request looks up), was never deleted
 after its holder stopped renewing it (found by review). The leader therefore notes every
 key its duty found due, and a Prepare that would read one, or scan a range holding one,
-waits (bounded as every wait, rule L4) until the Expire has deleted it or the key is no
-longer due: the read intents already there drain as their transactions end, the Expire
-goes through, and the waiting Prepare finds its read stale and is refused as any.
+takes no new intent on it while it is due: it waits for the Expire, or is refused (rule
+L5). The intents already there end with their transactions, the Expire goes through, and
+the readers' retries find the key gone.
 
 Leader-local, never replicated: a new leader's duty finds the due records in its own state.
 """
@@ -16,7 +16,12 @@ Leader-local, never replicated: a new leader's duty finds the due records in its
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from typing import Any
+
+MAX_DUE_KEYS = 1024
+"""Keys noted per group at most (four pages of the duty's): a key found due past it is
+noted once earlier ones are deleted, and its readers are not held meanwhile."""
 
 
 class DueKeys:
@@ -25,7 +30,8 @@ class DueKeys:
     asked about, so a key written over, touched or expired since holds nothing up."""
 
     def __init__(self) -> None:
-        self._records: dict[bytes, tuple[int, int]] = {}
+        # In the order they were last checked (`prune` goes round from the front).
+        self._records: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self._sorted: list[bytes] | None = []
         #: Bumped whenever a key leaves, so requests waiting for one decide again.
         self.changes = 0
@@ -34,8 +40,10 @@ class DueKeys:
         return len(self._records)
 
     def add(self, key: bytes, deadline: int, version: int) -> None:
-        """Note `key`'s expiry record (deadline, version) found due."""
+        """Note `key`'s expiry record (deadline, version) found due (up to MAX_DUE_KEYS)."""
         if key not in self._records:
+            if len(self._records) >= MAX_DUE_KEYS:
+                return
             self._sorted = None
         self._records[key] = (deadline, version)
 
@@ -45,22 +53,30 @@ class DueKeys:
         if key in self._records and not self._still_due(shard, key):
             self._drop(key)
 
-    def prune(self, shard: Any) -> None:
-        """`settle` every key."""
-        for key in [k for k in self._records if not self._still_due(shard, k)]:
-            self._drop(key)
+    def prune(self, shard: Any, limit: int) -> None:
+        """`settle` up to `limit` keys, going on from where the last prune stopped (a
+        check's cost stays a page, however many keys are noted)."""
+        for _ in range(min(limit, len(self._records))):
+            key, record = self._records.popitem(last=False)
+            self._records[key] = record
+            if not self._still_due(shard, key):
+                self._drop(key)
 
     def holds(self, shard: Any, key: bytes) -> bool:
         """Whether `key`'s value is due and not yet deleted."""
         return key in self._records and self._still_due(shard, key)
 
-    def holds_any_in(self, shard: Any, start: bytes, end: bytes | None) -> bool:
-        """Whether a key of [start, end) (`end` None: no end) is due and not yet deleted."""
+    def first_in(self, shard: Any, start: bytes, end: bytes | None) -> bytes | None:
+        """The first key of [start, end) (`end` None: no end) whose value is due and not
+        yet deleted, or None."""
         if self._sorted is None:
             self._sorted = sorted(self._records)
         keys = self._sorted
         stop = len(keys) if end is None else bisect.bisect_left(keys, end)
-        return any(self.holds(shard, keys[i]) for i in range(bisect.bisect_left(keys, start), stop))
+        for i in range(bisect.bisect_left(keys, start), stop):
+            if self.holds(shard, keys[i]):
+                return keys[i]
+        return None
 
     def clear(self) -> None:
         """Forget every key (this replica stopped leading)."""

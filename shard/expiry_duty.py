@@ -11,9 +11,9 @@ version the record names, never at a timestamp before the deadline, never under 
 intent. An Expire that got no result (the leadership moved, the proposal timed out) is
 proposed again EXPIRE_RETRY_S later, one refused for an intent at the next check that finds
 none; a new leader finds the records in its own state and carries on. Every key found due is
-noted (`GroupHost.due`, shard.due_keys) until its Expire deleted it: a Prepare that would read
-it waits meanwhile (shard.lock_wait rule L5), so readers that keep overlapping cannot hold an
-expired value for ever.
+noted (`GroupHost.due`, shard.due_keys) until its Expire deleted it: no Prepare takes a new
+intent on it meanwhile (shard.lock_wait rule L5), so readers that keep overlapping cannot
+hold an expired value for ever.
 
 "Due" is judged by the leader's wall clock less twice the cluster's max clock offset, not
 by its hybrid clock, which a new leadership or a request's timestamp may push ahead of
@@ -74,7 +74,7 @@ class KeyExpiry:
             due = shard.due_expiries(due_ts, EXPIRES_PER_CHECK, self._resume_after.pop(group, None))
             if len(due) == EXPIRES_PER_CHECK:
                 self._resume_after[group] = due[-1][:2]
-            host.due.prune(shard)
+            host.due.prune(shard, EXPIRES_PER_CHECK)
             for deadline, key, version in due:
                 # Held for its Expire: no new Prepare reads it meanwhile (rule L5).
                 host.due.add(key, deadline, version)

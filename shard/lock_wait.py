@@ -41,12 +41,15 @@ L4. Every wait is bounded by `LOCK_WAIT_MAX_S` (`LOCK_QUEUE_MAX_S` for an update
     participant) is refused (shard.node).
 
 L5. A Prepare that reads a key, or scans a range holding one, whose value the leader found
-    due for expiry (node rule 17) waits until its Expire deleted it or it is no longer due
-    (touched, written over), bounded as L4 (shard.due_keys): an Expire is refused under a
-    read intent (participant rule W1), so readers that kept overlapping held an expired
-    value for ever (found by review). The Prepare holds intents elsewhere while it waits;
-    the Expire waits for no one but the intents already logged, and every wait is bounded,
-    so no wait lasts past L4's bound.
+    due for expiry (node rule 17; shard.due_keys) takes no new intent on it: an Expire is
+    refused under a read intent (participant rule W1), so readers that kept overlapping
+    held an expired value for ever (found by review). It waits until the Expire deleted
+    the key or the key is no longer due (touched, written over), and is then decided again
+    (its read now stale, it is refused in the log). The Expire waits only for the
+    transactions that hold the key already, so the Prepare waits only if it is older than
+    each of them (wait-die, as L2: a younger one is refused at once, CONFLICT), and a wait
+    that runs out (L4) is refused too rather than taking the intent. So no wait cycle
+    passes through an Expire, and no reader keeps an expired value alive.
 
 Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
 a hot key all race to prepare and all but one abort, which wastes a commit's worth of work
@@ -89,6 +92,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from shard.due_keys import DueKeys
@@ -242,15 +246,8 @@ def request_age(op: Any) -> Age:
     return (op.priority or op.ts, op.txn_id)
 
 
-def blocked(
-    shard: Any,
-    kind: str,
-    op: Any,
-    age_of: AgeOf,
-    proven: ProvenCommits,
-    due: DueKeys | None = None,
-) -> bool:
-    """Whether the request should wait now (rules L0-L3, L5).
+def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits) -> bool:
+    """Whether the request should wait now (rules L0-L3).
 
     Args:
         shard: the group's `ShardStateMachine` (applied state).
@@ -260,14 +257,7 @@ def blocked(
         age_of: ages of the prepared transactions this leader knows.
         proven: the transactions whose commit is proven at this leader (node rule 14):
             their intents hold up nothing proposed from now on, and a get reads through.
-        due: the keys the leader found due for expiry (shard.due_keys; rule L5).
     """
-    if kind == "prepare" and due and _reads_due(shard, op, due):
-        return (
-            shard.prepared(op.txn_id) is None
-            and shard.decision(op.txn_id) is None
-            and not _stale(shard, op.reads)
-        )
     if not shard.has_intents:
         return False  # the common case: nothing to wait for, no lookups
     if kind == "get":
@@ -362,11 +352,44 @@ def _stale(shard: Any, reads: Iterable[Any]) -> bool:
     return False
 
 
-def _reads_due(shard: Any, op: Any, due: DueKeys) -> bool:
-    """Whether a Prepare reads a key due for expiry, or scans a range holding one (L5)."""
-    return any(due.holds(shard, read.key) for read in op.reads) or any(
-        due.holds_any_in(shard, r.start, r.end or shard.key_range[1]) for r in op.read_ranges
-    )
+@dataclass(frozen=True, slots=True)
+class DueKeyRead:
+    """Rule L5: a Prepare reads `key`, whose value is due for expiry, or scans a range
+    holding it. `older_holder` is a transaction holding the key (an intent, a prepared
+    scan) that is not younger than the Prepare, which therefore must not wait (wait-die):
+    it is refused at once instead."""
+
+    key: bytes
+    older_holder: bytes | None
+
+
+def due_key_read(
+    shard: Any, op: Any, due: DueKeys, age_of: AgeOf, proven: ProvenCommits
+) -> DueKeyRead | None:
+    """Rule L5 for a Prepare `op`: the first key due for expiry it reads or scans, or None
+    (none, or it is bound to go to the log anyway: L3)."""
+    if not due:
+        return None
+    key = next((r.key for r in op.reads if due.holds(shard, r.key)), None)
+    for key_range in op.read_ranges:
+        if key is not None:
+            break
+        key = due.first_in(shard, key_range.start, key_range.end or shard.key_range[1])
+    if key is None:
+        return None
+    if shard.prepared(op.txn_id) is not None or shard.decision(op.txn_id) is not None:
+        return None
+    if _stale(shard, op.reads):
+        return None
+    holders = [i.txn_id for i in shard.intents_on(key)] + shard.scanners(key)
+    mine = request_age(op)
+    for holder in holders:
+        if holder == op.txn_id or proven.resolves(shard, holder):
+            continue
+        age = age_of(holder)
+        if age is None or age < mine:
+            return DueKeyRead(key, holder)
+    return DueKeyRead(key, None)
 
 
 def _holders(shard: Any, op: Any, proven: ProvenCommits) -> list[bytes]:

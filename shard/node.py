@@ -140,8 +140,8 @@ Rules
    and blocks no write.
 17. A value written with a time to live is deleted by its group's leader, by an Expire
    command through the group's log, once the leader's clock is past its deadline
-   (`shard.expiry_duty`; state machine rule 7 decides on every replica). Until then a
-   Prepare that reads the due key waits (`shard.lock_wait` rule L5, `shard.due_keys`).
+   (`shard.expiry_duty`; state machine rule 7 decides on every replica). Until then no
+   Prepare takes a new intent on the due key (`shard.lock_wait` rule L5, `shard.due_keys`).
 """
 
 from __future__ import annotations
@@ -194,7 +194,15 @@ from shard.limits import (
     validate_key,
     validate_ttl,
 )
-from shard.lock_wait import LOCK_QUEUE_MAX_S, LOCK_WAIT_MAX_S, Grant, blocked, request_age
+from shard.lock_wait import (
+    LOCK_QUEUE_MAX_S,
+    LOCK_WAIT_MAX_S,
+    DueKeyRead,
+    Grant,
+    blocked,
+    due_key_read,
+    request_age,
+)
 from shard.map_mismatch import config_mismatch
 from shard.node_records import GroupHost, _LockWait, _Pending
 from shard.state_machine import ShardStateMachine
@@ -1167,20 +1175,43 @@ class NodeCore:
         """
         if host.group_id == META_GROUP_ID or host.replica.role is not Role.LEADER:
             return False  # a follower refuses at once, with the leader's address
+        if pending.kind == "prepare":
+            due = due_key_read(
+                host.shard, pending.request, host.due, lambda t: _age(host, t), host.proven
+            )
+            if due is not None:
+                self._wait_for_expiry(host, pending, resume, due)
+                return True
         if pending.wait_until and self._now >= pending.wait_until:
             return False
         on_intents = blocked(
-            host.shard,
-            pending.kind,
-            pending.request,
-            lambda t: _age(host, t),
-            host.proven,
-            host.due,
+            host.shard, pending.kind, pending.request, lambda t: _age(host, t), host.proven
         )
         if not on_intents and not _behind_update_lock(host, pending):
             return False
         self._park(host, pending, resume, on_intents=on_intents)
         return True
+
+    def _wait_for_expiry(
+        self, host: GroupHost, pending: _Pending, resume: Callable[[], None], due: DueKeyRead
+    ) -> None:
+        """Rule L5: park a Prepare that reads a key due for expiry until the Expire deleted
+        it; refuse it (taking no intent on the key) when it is younger than a transaction
+        holding the key (wait-die) or when its wait ran out."""
+        if due.older_holder is not None:
+            reason = (
+                "the key's value is due for expiry, and its delete waits for an older "
+                "transaction that holds the key; retry"
+            )
+        elif pending.wait_until and self._now >= pending.wait_until:
+            reason = "the key's value is due for expiry and was not deleted in time; retry"
+        else:
+            self._park(host, pending, resume, on_intents=True)
+            return
+        conflict = Conflict(
+            key=due.key, other_txn=due.older_holder or b"", phase="prepare", reason=reason
+        )
+        raise _Refusal(_conflict_error(conflict))
 
     def _park(
         self,
@@ -1729,6 +1760,11 @@ class NodeCore:
             self._reply_after_commit_wait(pending, result, _newest_version_read(pending, result))
             return
         response, visible_ts = _result_response(pending, result)
+        if pending.kind in WRITE_KINDS:
+            # A touch or a write may have ended a key's being due: its waiters go on now.
+            host = self.hosts.get(pending.request.header.group_id)
+            if host is not None:
+                host.due.settle(host.shard, pending.request.key)
         if pending.kind == "prepare" and response.prepare.prepare_ts:
             op = pending.request
             response.prepare.vote_mac = vote_mac(  # rule 12

@@ -197,6 +197,7 @@ from txn.retry import (
     body_with_transaction_at,
     checked_body_error,
     delay_to_run_again,
+    returning_transaction,
     transaction_position,
 )
 from txn.snapshot import AsyncSnapshot
@@ -326,7 +327,8 @@ class AsyncClient:
         on_retry: called with a `RetryEvent` (the attempt, its retryable error, the pause
             before the next one) each time `run` / `run_within` / `transactional` is about
             to run a function again, in the client's event loop, before the pause: to log
-            or count why transactions retry. An exception it raises ends that call.
+            or count why transactions retry. An exception it raises ends that call. A plain
+            function, not a coroutine function: it runs before the pause, not awaited.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -377,8 +379,11 @@ class AsyncClient:
             )
         self._timeout_s = timeout_s
         self._attempt_timeout_s = attempt_timeout_s or default_attempt_timeout(timeout_s)
-        if on_retry is not None and not callable(on_retry):
-            raise InvalidArgument(f"on_retry is a function or None, got {on_retry!r}")
+        if on_retry is not None and (
+            not callable(on_retry) or inspect.iscoroutinefunction(inspect.unwrap(on_retry))
+        ):
+            # A coroutine function would be called and its coroutine dropped, unawaited.
+            raise InvalidArgument(f"on_retry is a plain function or None, got {on_retry!r}")
         self._policy = _RetryPolicy(
             max_attempts,
             retry_timeout_s,
@@ -1405,13 +1410,8 @@ class AsyncClient:
     ) -> int:
         """Run `write` in a transaction of its own (as `run`, within `timeout_s` when given);
         returns its commit timestamp."""
-        timeout_s = _as_timeout(timeout_s)
-
-        def body(tx: AsyncTransaction) -> AsyncTransaction:
-            write(tx)
-            return tx
-
-        tx = await self._run_within(timeout_s, body, (), {})
+        body: Callable[[AsyncTransaction], AsyncTransaction] = returning_transaction(write)
+        tx = await self._run_within(_as_timeout(timeout_s), body, (), {})
         assert tx.commit_ts is not None
         return tx.commit_ts
 

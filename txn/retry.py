@@ -94,6 +94,20 @@ class RetryEvent:
 OnRetry = Callable[[RetryEvent], None]
 
 
+Tx = TypeVar("Tx")
+
+
+def returning_transaction(write: Callable[[Tx], None]) -> Callable[[Tx], Tx]:
+    """The body of a one-transaction helper (`add`, `put_fenced`, `delete_fenced`): `write`,
+    then the transaction itself, whose `commit_ts` `run` then sets."""
+
+    def body(tx: Tx) -> Tx:
+        write(tx)
+        return tx
+
+    return body
+
+
 class _RetryPolicy:
     """FoundationDB's `Transaction.on_error`: decide whether and when to run again."""
 

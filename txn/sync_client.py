@@ -20,7 +20,7 @@ from router.client import CasResult
 from router.loop_end import finish_loop_tasks, pass_over_closed_loop_handovers
 from router.tls import ClientTls
 from router.watch_lanes import Change
-from txn.args import _as_run_timeout
+from txn.args import _as_run_timeout, _as_timeout
 from txn.atomic import AtomicOp
 from txn.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, AsyncClient
 from txn.entry import Entry
@@ -31,6 +31,7 @@ from txn.retry import (
     body_with_transaction_at,
     checked_body_error,
     delay_to_run_again,
+    returning_transaction,
     transaction_position,
 )
 from txn.snapshot import DEFAULT_PAGE_KEYS, AsyncSnapshot
@@ -356,7 +357,8 @@ class Client:
     Args:
         seeds, cluster_id, timeout_s, max_attempts, retry_timeout_s, backoff, rng,
         attempt_timeout_s, wall_ns, monotonic, tls, settle_unknown: as `AsyncClient`.
-        on_retry: as `AsyncClient`'s, but called in the thread that runs `run`.
+        on_retry: as `AsyncClient`'s, called in the thread that runs `run` (or `add`,
+            `put_fenced`, `delete_fenced`), so it may use this client.
 
     Raises:
         InvalidArgument: no seed, or a bad setting.
@@ -822,22 +824,29 @@ class Client:
         timeout_s: float | None = None,
     ) -> int:
         """See `AsyncClient.put_fenced`; returns the commit timestamp."""
-        write = self._async.put_fenced(
-            key, value, lock=lock, token=token, ttl_s=ttl_s, timeout_s=timeout_s
+        return self._alone(
+            lambda tx: tx.put_fenced(key, value, lock=lock, token=token, ttl_s=ttl_s), timeout_s
         )
-        return self._call(write, writes=True)
 
     def delete_fenced(
         self, key: bytes, *, lock: bytes, token: int, timeout_s: float | None = None
     ) -> int:
         """See `AsyncClient.delete_fenced`; returns the commit timestamp."""
-        write = self._async.delete_fenced(key, lock=lock, token=token, timeout_s=timeout_s)
-        return self._call(write, writes=True)
+        return self._alone(lambda tx: tx.delete_fenced(key, lock=lock, token=token), timeout_s)
 
     def add(self, key: bytes, delta: int, *, timeout_s: float | None = None) -> int:
         """Add `delta` to the counter at `key` in a transaction of its own (an atomic add);
         returns the commit timestamp. See `AsyncClient.add`."""
-        return self._call(self._async.add(key, delta, timeout_s=timeout_s), writes=True)
+        return self._alone(lambda tx: tx.add(key, delta), timeout_s)
+
+    def _alone(self, write: Callable[[Transaction], None], timeout_s: float | None) -> int:
+        """Run `write` in a transaction of its own, retried by this thread's `run` loop (so
+        `on_retry` runs here, as for `run`), within `timeout_s` when given; returns its
+        commit timestamp."""
+        body: Callable[[Transaction], Transaction] = returning_transaction(write)
+        tx = self._run_within(_as_timeout(timeout_s), body, (), {})
+        assert tx.commit_ts is not None
+        return tx.commit_ts
 
 
 # ---------------------------------------------------------------------------- decorator

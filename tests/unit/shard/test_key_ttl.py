@@ -300,11 +300,13 @@ def test_due_keys_hold_only_while_their_record_names_the_live_value() -> None:
     due.add(b"a", a.expires_at, a.version)
     due.add(b"c", c.expires_at, c.version)
     assert due.holds(d.sm, b"a") and not due.holds(d.sm, b"b")
-    assert due.holds_any_in(d.sm, b"b", b"d") and due.holds_any_in(d.sm, b"c", None)
-    assert not due.holds_any_in(d.sm, b"b", b"c") and not due.holds_any_in(d.sm, b"d", None)
+    assert due.first_in(d.sm, b"b", b"d") == b"c" and due.first_in(d.sm, b"", None) == b"a"
+    assert due.first_in(d.sm, b"b", b"c") is None and due.first_in(d.sm, b"d", None) is None
     assert d.run1(encode_put(b"c", b"w", ts=T0 + 2)).ok  # written over: no longer due
-    assert not due.holds_any_in(d.sm, b"b", b"d") and due.changes == 0
-    due.prune(d.sm)
+    assert due.first_in(d.sm, b"b", b"d") is None and due.changes == 0
+    due.prune(d.sm, 1)  # a page of one: "a", still due, goes to the back
+    assert len(due) == 2 and due.changes == 0
+    due.prune(d.sm, 1)
     assert len(due) == 1 and due.changes == 1
     due.settle(d.sm, b"a")  # still the live value it names
     assert due.holds(d.sm, b"a") and due.changes == 1

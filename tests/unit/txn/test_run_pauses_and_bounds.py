@@ -205,3 +205,34 @@ def test_an_on_retry_that_raises_ends_the_run_in_the_calling_thread() -> None:
             assert client.get(A1) is None  # nothing committed
             with pytest.raises(InvalidArgument, match="on_retry"):
                 sync_client(fake, on_retry="log")  # type: ignore[arg-type]
+
+            async def awaited(event: RetryEvent) -> None:
+                """Found by review: called, and its coroutine never awaited."""
+
+            with pytest.raises(InvalidArgument, match="on_retry is a plain function"):
+                sync_client(fake, on_retry=awaited)  # type: ignore[arg-type]
+
+
+def test_the_sync_helpers_call_on_retry_in_the_calling_thread() -> None:
+    """Found by review: `add`, `put_fenced` and `delete_fenced` retried on the client's
+    event loop thread, so an on_retry that used the client raised RuntimeError there."""
+    with fake_in_thread() as fake:
+        me = threading.current_thread()
+        seen: list[tuple[int, bool, bytes | None]] = []
+        holder: list[Any] = []
+
+        def on_retry(event: RetryEvent) -> None:
+            seen.append((event.attempt, threading.current_thread() is me, holder[0].get(A1)))
+
+        with sync_client(fake, on_retry=on_retry) as client:
+            holder.append(client)
+            lock = client.put(b"apple-lock", b"me")  # group 1, as A1: one-phase commits
+            for write in (
+                lambda: client.add(b"counter", 1),
+                lambda: client.put_fenced(A1, b"x", lock=b"apple-lock", token=lock),
+                lambda: client.delete_fenced(A1, lock=b"apple-lock", token=lock),
+            ):
+                seen.clear()
+                _conflicts_first(fake, 2)
+                assert write() > 0
+                assert [(a, here) for a, here, _ in seen] == [(1, True), (2, True)]
