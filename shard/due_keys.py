@@ -33,19 +33,27 @@ class DueKeys:
         # In the order they were last checked (`prune` goes round from the front).
         self._records: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self._sorted: list[bytes] | None = []
-        #: Bumped whenever a key leaves, so requests waiting for one decide again.
+        #: Bumped whenever a key leaves or is found held, so requests waiting for one
+        #: decide again.
         self.changes = 0
 
     def __len__(self) -> int:
         return len(self._records)
 
-    def add(self, key: bytes, deadline: int, version: int) -> None:
-        """Note `key`'s expiry record (deadline, version) found due (up to MAX_DUE_KEYS)."""
+    def add(self, shard: Any, key: bytes, deadline: int, version: int) -> None:
+        """Note `key`'s expiry record (deadline, version) found due, if it still names the
+        key's live value (a record left by a rewrite without a TTL does not), up to
+        MAX_DUE_KEYS."""
         if key not in self._records:
-            if len(self._records) >= MAX_DUE_KEYS:
+            if len(self._records) >= MAX_DUE_KEYS or shard.expiry_of(key, version) != deadline:
                 return
             self._sorted = None
         self._records[key] = (deadline, version)
+
+    def recheck(self) -> None:
+        """A noted key was found held (an intent, a prepared scan): the requests waiting for
+        these keys decide again, as the holder may be older than they are (wait-die)."""
+        self.changes += 1
 
     def settle(self, shard: Any, key: bytes) -> None:
         """Forget `key` if its noted record no longer names its live value (deleted,

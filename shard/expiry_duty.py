@@ -77,9 +77,14 @@ class KeyExpiry:
             host.due.prune(shard, EXPIRES_PER_CHECK)
             for deadline, key, version in due:
                 # Held for its Expire: no new Prepare reads it meanwhile (rule L5).
-                host.due.add(key, deadline, version)
+                host.due.add(shard, key, deadline, version)
                 record = (group, deadline, key)
-                if record in self._retry_at or shard.intents_on(key) or shard.scanners(key):
+                if record in self._retry_at:
+                    continue
+                if shard.intents_on(key) or shard.scanners(key):
+                    # A holder that came after a Prepare parked for this key may be older
+                    # than it (found by review: a wait cycle through the Expire for 1 s).
+                    host.due.recheck()
                     continue
                 self._retry_at[record] = now + EXPIRE_RETRY_S
                 encode = partial(codec.encode_expire, key, version, deadline)
@@ -94,3 +99,4 @@ class KeyExpiry:
         host.due.settle(host.shard, record[2])
         if result.status is Status.CONFLICT:
             self._retry_at.pop(record, None)
+            host.due.recheck()

@@ -45,11 +45,14 @@ L5. A Prepare that reads a key, or scans a range holding one, whose value the le
     refused under a read intent (participant rule W1), so readers that kept overlapping
     held an expired value for ever (found by review). It waits until the Expire deleted
     the key or the key is no longer due (touched, written over), and is then decided again
-    (its read now stale, it is refused in the log). The Expire waits only for the
-    transactions that hold the key already, so the Prepare waits only if it is older than
-    each of them (wait-die, as L2: a younger one is refused at once, CONFLICT), and a wait
-    that runs out (L4) is refused too rather than taking the intent. So no wait cycle
-    passes through an Expire, and no reader keeps an expired value alive.
+    (its read stale after a delete, it is refused in the log; still valid after a touch,
+    it goes on). The Expire is proposed once the transactions that hold the key are gone,
+    so the Prepare waits only if it is older than each of them (wait-die, as L2: a younger
+    one is refused at once, CONFLICT; a holder that comes after it parked makes it decide
+    again), and a wait that runs out (L4) is refused too rather than taking the intent.
+    So no wait cycle passes through an Expire, and no reader keeps an expired value alive;
+    the price is that readers of an expired key are refused (and retried) while a
+    transaction in doubt holds it.
 
 Update locks (`tx.get(key, for_update=True)`, SQL's SELECT FOR UPDATE): optimistic reads of
 a hot key all race to prepare and all but one abort, which wastes a commit's worth of work

@@ -7,6 +7,7 @@ and a wait regardless of age closed wait cycles through the Expire."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -106,6 +107,36 @@ def test_an_older_reader_waits_for_the_expire_and_a_younger_one_is_refused_at_on
     submit(node, abort(young, 2))
     assert until(node, old_in_2, 0.2) < 0.2
     assert old_in_2[0].prepare.error.code == kv.OK
+
+
+def test_a_holder_that_lands_after_a_prepare_parked_makes_it_decide_again() -> None:
+    """Found by review: YOUNG parked on the due lease while no applied intent held it; OLD's
+    Prepare, proposed just before the check noted the lease, landed after, and then waited
+    (L2) in group 2 for YOUNG's intent: a cycle through the Expire for YOUNG's whole wait.
+    The Expire's refusal (and every check that finds the key held) wakes the waiters."""
+    node = OneNode(resolve_after_s=5.0)
+    assert node.call(put(b"x", b"0", group=2)).put.error.code == kv.OK
+    lease = node.call(ttl_put(b"lease", b"a", 200)).put
+    young, old = tid(b"young"), tid(b"old")
+    reads = ((b"lease", lease.version),)
+    young_x = prep(young, 2, writes=(b"x",), priority=300)
+    assert node.call(young_x, settle=0.01).prepare.error.code == kv.OK
+    node.core._next_expiry_check = math.inf  # past the deadline, no check run yet
+    node.advance(0.35)
+    assert len(node.core.hosts[1].due) == 0
+    old_in_1 = submit(node, prep(old, 1, reads=reads, priority=100))  # proposed, not applied
+    node.core._next_expiry_check = node.now
+    node.now += 0.001  # one tick: the check notes the lease, nothing is applied
+    node.wall += 1_000_000
+    node.core.tick(node.now, node.wall)
+    assert len(node.core.hosts[1].due) == 1
+    young_in_1 = submit(node, prep(young, 1, reads=reads, priority=300))
+    assert not young_in_1  # parked: no applied holder yet
+    node.advance(0.01)  # OLD's Prepare applies; the Expire meets its intent
+    assert old_in_1 and old_in_1[0].prepare.error.code == kv.OK
+    assert until(node, young_in_1, 0.2) < 0.2
+    refused = young_in_1[0].prepare.error
+    assert refused.code == kv.CONFLICT and refused.conflict.other_txn == old
 
 
 def test_two_due_keys_read_in_opposite_groups_close_no_cycle() -> None:
@@ -232,9 +263,14 @@ def test_an_expiry_check_reads_a_page_of_due_keys_however_many_are_noted() -> No
 
 def test_due_keys_note_at_most_their_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(due_keys, "MAX_DUE_KEYS", 2)
-    due = DueKeys()
+
+    class AlwaysLive:
+        def expiry_of(self, key: bytes, version: int) -> int:
+            return 10 * version
+
+    due, shard = DueKeys(), AlwaysLive()
     for key in (b"a", b"b", b"c"):
-        due.add(key, 10, 1)
-    assert len(due) == 2
-    due.add(b"a", 11, 2)  # a noted key's record is updated all the same
-    assert len(due) == 2
+        due.add(shard, key, 10, 1)
+    assert len(due) == 2 and not due.holds(shard, b"c")
+    due.add(shard, b"a", 20, 2)  # a noted key's record is updated all the same
+    assert len(due) == 2 and due.holds(shard, b"a")

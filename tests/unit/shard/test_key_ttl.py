@@ -297,8 +297,8 @@ def test_due_keys_hold_only_while_their_record_names_the_live_value() -> None:
     a = d.run1(encode_put(b"a", b"v", ts=T0, ttl_ms=100))
     c = d.run1(encode_put(b"c", b"v", ts=T0 + 1, ttl_ms=100))
     due = DueKeys()
-    due.add(b"a", a.expires_at, a.version)
-    due.add(b"c", c.expires_at, c.version)
+    due.add(d.sm, b"a", a.expires_at, a.version)
+    due.add(d.sm, b"c", c.expires_at, c.version)
     assert due.holds(d.sm, b"a") and not due.holds(d.sm, b"b")
     assert due.first_in(d.sm, b"b", b"d") == b"c" and due.first_in(d.sm, b"", None) == b"a"
     assert due.first_in(d.sm, b"b", b"c") is None and due.first_in(d.sm, b"d", None) is None
@@ -313,9 +313,14 @@ def test_due_keys_hold_only_while_their_record_names_the_live_value() -> None:
     assert d.run1(encode_expire(b"a", a.version, a.expires_at, a.expires_at + 1)).ok
     due.settle(d.sm, b"a")
     assert len(due) == 0 and due.changes == 2
-    due.add(b"a", a.expires_at, a.version)
+    due.add(d.sm, b"c", c.expires_at, c.version)  # a record its key's rewrite left behind
+    assert len(due) == 0
+    e = d.run1(encode_put(b"e", b"v", ts=T0 + 3, ttl_ms=100))
+    due.add(d.sm, b"e", e.expires_at, e.version)
+    due.recheck()  # found held: waiters decide again
+    assert len(due) == 1 and due.changes == 3
     due.clear()
-    assert len(due) == 0 and due.changes == 3
+    assert len(due) == 0 and due.changes == 4
 
 
 def test_the_duty_proposes_each_due_record_once_until_its_retry() -> None:
