@@ -518,10 +518,22 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         )
     seeds = seeds_from(args)
 
-    from txn import Client, CommitUnknown, TransactionState
+    from txn import Client, CommitUnknown, RetryEvent, TransactionState
 
     def show(data: bytes) -> str:
         return data.hex() if args.hex else escape(data)
+
+    retries: list[RetryEvent] = []
+
+    def note_retry(event: RetryEvent) -> None:
+        # A transaction that retries for seconds says why as it goes (stdout stays the
+        # result's alone).
+        retries.append(event)
+        print(
+            f"paxoskv: txn: attempt {event.attempt} ended ({event.error}); "
+            f"running it again in {event.pause_s:.2f} s",
+            file=sys.stderr,
+        )
 
     with Client(
         seeds,
@@ -529,6 +541,7 @@ def _cmd_txn(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         max_attempts=args.attempts,
         tls=tls_from(args),
+        on_retry=note_retry,
     ) as client:
         client.connect()  # a wrong address fails here at once, not at --timeout
         if args.snapshot:
@@ -578,6 +591,7 @@ def _cmd_txn(args: argparse.Namespace) -> int:
                 # None: nothing was read, scanned or written, so nothing was recorded.
                 "commit_ts": None if tx.ref is None else tx.commit_ts,
                 "ref": None if tx.ref is None else str(tx.ref),
+                "attempts": len(retries) + 1,
                 **_counts(tx),
             }
     _print_output(out, {"steps": out.records, **summary} if args.json else None)

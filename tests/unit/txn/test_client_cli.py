@@ -217,6 +217,30 @@ def test_put_ttl_and_expect_version_steps(fake: FakeKV, capsys: Any) -> None:
     assert run_cli(fake, "--snapshot", "put-ttl k 5 v") == 2
 
 
+def test_a_retried_transaction_says_why_on_stderr_and_counts_its_attempts(
+    fake: FakeKV, capsys: Any
+) -> None:
+    """Each retry of `paxoskv txn` is one line on stderr, with its reason, and --json counts
+    the attempts (stdout stays the result's alone)."""
+    left = [1]
+
+    def conflict_once(node: int, request: kv.Request) -> Any:
+        if request.WhichOneof("op") == "commit_one_phase" and left[0]:
+            left[0] -= 1
+            return conflict_response(request, b"apple", "commit")
+        return None
+
+    fake.hook = conflict_once
+    assert run_cli(fake, "--json", "get apple", "put apple 1") == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["attempts"] == 2
+    assert "paxoskv: txn: attempt 1 ended (conflict on key b'apple' in the commit phase" in err
+    assert "running it again in" in err and err.count("\n") == 1
+    assert run_cli(fake, "--json", "get apple") == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["attempts"] == 1 and err == ""
+
+
 def test_json_output_gives_the_reads_and_the_commit_as_fields(fake: FakeKV, capsys: Any) -> None:
     """--json, for scripts (asked by an application trial: the new version, a fencing
     token, was only inside the prose of the commit line)."""
