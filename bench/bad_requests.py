@@ -144,14 +144,25 @@ class Attacks:
         return self.batch(self.leader(group), [kv.Request(prepare=op)])[0].prepare
 
     def load(self, group: int, keys: list[bytes], value: bytes) -> list[int]:
-        puts = [
-            kv.Request(put=kv.PutRequest(header=self.header(group), key=k, value=value))
-            for k in keys
-        ]
-        answers = self.batch(self.leader(group), puts)
-        failed = [a for a in answers if a.put.error.code != kv.OK]
-        assert not failed, failed[0]  # the first refused put, not the first answer
-        return [a.put.version for a in answers]
+        """Write `value` to every key; puts a leader refused while it handed its group to
+        another node (NOT_LEADER: a CI run met a transfer back to the preferred leader) are
+        sent again to the new one, a few times."""
+        versions: dict[bytes, int] = {}
+        for _ in range(5):
+            left = [k for k in keys if k not in versions]
+            puts = [
+                kv.Request(put=kv.PutRequest(header=self.header(group), key=k, value=value))
+                for k in left
+            ]
+            answers = self.batch(self.leader(group), puts)
+            failed = [a for a in answers if a.put.error.code != kv.OK]
+            moved = [a for a in failed if a.put.error.code == kv.NOT_LEADER]
+            assert len(moved) == len(failed), failed[0]  # the first refused put
+            versions.update((left[a.id - 1], a.put.version) for a in answers if a.put.version)
+            if not failed:
+                return [versions[k] for k in keys]
+            time.sleep(0.2)  # a back-off: the transfer takes a round or two
+        raise AssertionError(f"group {group}: puts refused NOT_LEADER five times")
 
     def ranges(self) -> Any:
         """Every range covers all 1,000 keys (the group's only keys: it runs first), and
