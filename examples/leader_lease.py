@@ -47,6 +47,7 @@ import time
 from txn import (
     Change,
     Client,
+    Conflict,
     FencingTokenRejected,
     OutcomeUnknown,
     PaxosKVError,
@@ -74,6 +75,8 @@ def campaign(client: Client, me: bytes, deadline_s: float) -> int:
             won = client.cas(LEADER, expect_absent=True, new_value=me, ttl_s=TTL_S)
         except OutcomeUnknown:
             continue  # it may have won: the next claim finds our own value if it did
+        except Conflict:
+            continue  # a transaction was writing the key: nothing was written, claim again
         if won.succeeded:
             return won.version
         if won.current_value == me:  # a claim whose answer was lost had won

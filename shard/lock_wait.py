@@ -278,7 +278,9 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
             return False
         covered = scan_page(shard, op, end, None)[2]
         return any(within(key, covered) for key in held)
-    if kind == "cas" and op.touch:  # rule W1: a touch meets only write intents
+    if kind == "cas" and (op.touch or _cas_fails(shard, op)):
+        # Rule W1: a touch, or a compare-and-set bound to fail (it writes nothing), meets
+        # only write intents.
         holders = [i.txn_id for i in shard.intents_on(op.key) if i.is_write]
         return any(not proven.resolves(shard, t) for t in holders)
     if kind in ("put", "delete", "cas"):
@@ -343,6 +345,18 @@ def within(key: bytes, key_range: tuple[bytes, bytes | None]) -> bool:
     """`key` lies in [lo, hi) (hi None: no end)."""
     lo, hi = key_range
     return lo <= key and (hi is None or key < hi)
+
+
+def _cas_fails(shard: Any, op: Any) -> bool:
+    """Whether a compare-and-set request's condition fails on the key's latest committed
+    value (the apply decides again: this only spares it a wait)."""
+    got = shard.get(op.key)  # (value, version), or None when absent
+    condition = op.WhichOneof("expect")
+    if condition == "expect_absent":
+        return got is not None
+    if condition == "expected_version":
+        return bool((got[1] if got else 0) != op.expected_version)
+    return got is None or bool(got[0] != op.expected_value)
 
 
 def _stale(shard: Any, reads: Iterable[Any]) -> bool:

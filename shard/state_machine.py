@@ -418,12 +418,16 @@ class ShardStateMachine:
             return self._invalid_command_result(cmd)
         if self._intent_keys or self._scanned:
             held = batch.get(self._intent_prefix + key) if self._intent_keys else None
+            intents = [] if held is None else self._decode_intents(held)
+            scanners = self.scanners(key)
             conflict = participant.single_key_conflict(
-                key,
-                [] if held is None else self._decode_intents(held),
-                self.scanners(key),
-                touch=cmd.touch_past_read_intents,
+                key, intents, scanners, touch=cmd.touch_past_read_intents
             )
+            if conflict is not None and cmd.op is Op.CAS and self._cas_fails(cmd, batch):
+                # It writes nothing, so it passes read intents as a read would (rule W1;
+                # found by an application trial: a claim of a held lease that readers kept
+                # reading met a Conflict, not the failed compare-and-set it is).
+                conflict = participant.single_key_conflict(key, intents, scanners, touch=True)
             if conflict is not None:
                 return CommandResult(Status.CONFLICT, message=conflict.reason, conflict=conflict)
         op = cmd.op
@@ -456,20 +460,19 @@ class ShardStateMachine:
             raise InvariantViolation(f"latest version {version} of {key!r} is missing")
         return version, value
 
+    def _cas_fails(self, cmd: Command, batch: EngineBatch) -> bool:
+        """Whether a compare-and-set's condition fails on the key's latest value (so it
+        writes nothing: a read, which read intents do not hold, participant rule W1)."""
+        latest_version, cur_value = self._latest(cmd.key, batch)
+        return not _cas_holds(cmd, cur_value, latest_version if cur_value is not None else 0)
+
     def _compare_and_set(self, cmd: Command, batch: EngineBatch) -> CommandResult:
         key = cmd.key
         latest_version, cur_value = self._latest(key, batch)
         live = cur_value is not None
         cur_version = latest_version if live else 0
         absent_since = 0 if live else latest_version  # the deletion's version, if deleted
-        expect = cmd.expect
-        if expect is Expect.VALUE:
-            holds = cur_value is not None and cur_value == cmd.expected_value
-        elif expect is Expect.VERSION:
-            holds = cur_version == cmd.expected_version
-        else:
-            holds = not live
-        if not holds or (cmd.touch and not live):  # a touch needs a value to keep
+        if not _cas_holds(cmd, cur_value, cur_version):
             return CommandResult(
                 Status.CAS_FAILED, 0, cur_value, cur_version, absent_since=absent_since
             )
@@ -1487,3 +1490,15 @@ class _VisibleRecords:
             self._budget -= len(key) + len(value)
             return self._budget <= 0
         return False
+
+
+def _cas_holds(cmd: Command, cur_value: bytes | None, cur_version: int) -> bool:
+    """A compare-and-set's condition on the key's live value and version (None, 0: absent);
+    a touch also needs a value to keep."""
+    if cmd.expect is Expect.VALUE:
+        holds = cur_value is not None and cur_value == cmd.expected_value
+    elif cmd.expect is Expect.VERSION:
+        holds = cur_version == cmd.expected_version
+    else:
+        holds = cur_value is None
+    return holds and not (cmd.touch and cur_value is None)

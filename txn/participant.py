@@ -159,7 +159,11 @@ W1. A single-key Put/Delete/CAS on a key holding any intent, or inside a range a
     value's time to live, keeping its value and version) meets only write intents: what a
     prepared transaction read, or saw of a range, it leaves as it was (found by an
     application trial: in-doubt fenced writes, which read the lock key, made the lock's
-    holder lose its lease while their coordinator's leader was frozen).
+    holder lose its lease while their coordinator's leader was frozen). So does a CAS
+    whose condition fails on the key's latest value: it writes nothing, a read (found by an
+    application trial: claiming a held lease that readers kept reading met a Conflict
+    instead of the failed CAS it is). The shard's apply decides this from the command and
+    its state alone, so every replica answers alike.
 
 Scanned ranges (phantoms)
 -------------------------

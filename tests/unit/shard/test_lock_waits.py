@@ -1383,6 +1383,38 @@ def test_a_touch_passes_read_intents_and_scanned_ranges_not_write_intents(
     assert answers and answers[0].cas.error.code == kv.CONFLICT
 
 
+def _claim(key: bytes, **condition: Any) -> kv.Request:
+    return kv.Request(cas=kv.CasRequest(header=header(), key=key, new_value=b"me", **condition))
+
+
+def test_a_compare_and_set_bound_to_fail_passes_read_intents(node: OneNode) -> None:
+    """Rule W1 (found by an application trial): a claim of a held lease that readers kept
+    reading met a Conflict after a second's wait, where it is a failed compare-and-set: it
+    writes nothing, so read intents do not hold it, at the leader or at the apply. One
+    whose condition holds still meets them, and a write intent holds either."""
+    lease = node.call(put(b"lease", b"holder")).put
+    reader = prepare(tid(b"reader"), reads=((b"lease", lease.version),), priority=200)
+    assert node.call(reader).prepare.error.code == kv.OK
+    shard = node.core.hosts[1].shard
+    ages = {tid(b"reader"): (200, tid(b"reader"))}
+    claim = _claim(b"lease", expect_absent=True)
+    assert not is_blocked(shard, ages, claim)
+    failed = node.call(claim, settle=0.01).cas
+    assert failed.error.code == kv.OK and not failed.succeeded
+    assert failed.current_value == b"holder" and failed.current_version == lease.version
+    takeover = _claim(b"lease", expected_version=lease.version)
+    assert is_blocked(shard, ages, takeover)
+    answers: list[kv.Response] = []
+    node.core.submit(takeover, answers.append)
+    node.advance(LOCK_WAIT_MAX_S * 1.2)
+    assert answers and answers[0].cas.error.code == kv.CONFLICT  # it would write: refused
+    assert node.call(get(b"lease")).get.value == b"holder"
+    node.call(put(b"kite", b"v"))
+    hold_intent(node, tid(b"writer"), b"kite", priority=300)
+    ages[tid(b"writer")] = (300, tid(b"writer"))
+    assert is_blocked(shard, ages, _claim(b"kite", expect_absent=True))  # may become absent
+
+
 def test_a_touch_is_not_parked_behind_a_read_for_update(node: OneNode) -> None:
     """Rule U4 spares a touch (found by review): the holder's own read for update of its
     lease key kept its renewal parked; the touch keeps what the holder read."""
