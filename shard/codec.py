@@ -210,7 +210,8 @@ def encode_command(command: Command) -> bytes:
     )
 
 
-_EXPECT_OF_FIELD = {
+#: The condition a compare-and-set's `expect` oneof field names.
+EXPECT_OF_FIELD = {
     "expected_value": Expect.VALUE,
     "expected_version": Expect.VERSION,
     "expect_absent": Expect.ABSENT,
@@ -258,7 +259,7 @@ def decode_command(data: bytes) -> Command:
             cas.key,
             msg.ts,
             cas.new_value if action == "new_value" else None,
-            _EXPECT_OF_FIELD[cond],
+            EXPECT_OF_FIELD[cond],
             cas.expected_value if cond == "expected_value" else None,
             cas.expected_version,
             ttl_ms=cas.ttl_ms,

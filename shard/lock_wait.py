@@ -98,9 +98,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from shard.codec import EXPECT_OF_FIELD
 from shard.due_keys import DueKeys
 from shard.limits import MAX_SCAN_ITEMS, MAX_SCAN_RESPONSE_BYTES
 from shard.proven_commits import ProvenCommits
+from shard.state_machine import cas_condition_holds
 
 # The items a scan request without a limit is answered with.
 DEFAULT_SCAN_ITEMS = 1000
@@ -296,14 +298,7 @@ def blocked(shard: Any, kind: str, op: Any, age_of: AgeOf, proven: ProvenCommits
         if _stale(shard, op.reads):
             return False
         holders = _holders(shard, op, proven)
-        if not holders:
-            return False
-        mine = request_age(op)
-        for holder in holders:
-            age = age_of(holder)
-            if age is None or age < mine:
-                return False
-        return True
+        return bool(holders) and _older_holder(op, holders, age_of) is None
     return False
 
 
@@ -350,13 +345,9 @@ def within(key: bytes, key_range: tuple[bytes, bytes | None]) -> bool:
 def _cas_fails(shard: Any, op: Any) -> bool:
     """Whether a compare-and-set request's condition fails on the key's latest committed
     value (the apply decides again: this only spares it a wait)."""
-    got = shard.get(op.key)  # (value, version), or None when absent
-    condition = op.WhichOneof("expect")
-    if condition == "expect_absent":
-        return got is not None
-    if condition == "expected_version":
-        return bool((got[1] if got else 0) != op.expected_version)
-    return got is None or bool(got[0] != op.expected_value)
+    value, version = shard.get(op.key) or (None, 0)
+    expect = EXPECT_OF_FIELD[op.WhichOneof("expect")]
+    return not cas_condition_holds(expect, op.expected_value, op.expected_version, value, version)
 
 
 def _stale(shard: Any, reads: Iterable[Any]) -> bool:
@@ -398,15 +389,23 @@ def due_key_read(
         return None
     if _stale(shard, op.reads):
         return None
-    holders = [i.txn_id for i in shard.intents_on(key)] + shard.scanners(key)
+    holders = [
+        t
+        for t in [i.txn_id for i in shard.intents_on(key)] + shard.scanners(key)
+        if t != op.txn_id and not proven.resolves(shard, t)
+    ]
+    return DueKeyRead(key, _older_holder(op, holders, age_of))
+
+
+def _older_holder(op: Any, holders: Iterable[bytes], age_of: AgeOf) -> bytes | None:
+    """Wait-die (L2, L5): the first of `holders` a Prepare `op` must not wait for, one not
+    younger than it (a holder of unknown age counts as older), or None."""
     mine = request_age(op)
     for holder in holders:
-        if holder == op.txn_id or proven.resolves(shard, holder):
-            continue
         age = age_of(holder)
         if age is None or age < mine:
-            return DueKeyRead(key, holder)
-    return DueKeyRead(key, None)
+            return holder
+    return None
 
 
 def _holders(shard: Any, op: Any, proven: ProvenCommits) -> list[bytes]:

@@ -1492,13 +1492,25 @@ class _VisibleRecords:
         return False
 
 
-def _cas_holds(cmd: Command, cur_value: bytes | None, cur_version: int) -> bool:
+def cas_condition_holds(
+    expect: Expect | None,
+    expected_value: bytes | None,
+    expected_version: int,
+    cur_value: bytes | None,
+    cur_version: int,
+) -> bool:
     """A compare-and-set's condition on the key's live value and version (None, 0: absent);
-    a touch also needs a value to keep."""
-    if cmd.expect is Expect.VALUE:
-        holds = cur_value is not None and cur_value == cmd.expected_value
-    elif cmd.expect is Expect.VERSION:
-        holds = cur_version == cmd.expected_version
-    else:
-        holds = cur_value is None
+    `expect` ABSENT (or None) wants the key absent."""
+    if expect is Expect.VALUE:
+        return cur_value is not None and cur_value == expected_value
+    if expect is Expect.VERSION:
+        return cur_version == expected_version
+    return cur_value is None
+
+
+def _cas_holds(cmd: Command, cur_value: bytes | None, cur_version: int) -> bool:
+    """`cas_condition_holds` for a decoded command; a touch also needs a value to keep."""
+    holds = cas_condition_holds(
+        cmd.expect, cmd.expected_value, cmd.expected_version, cur_value, cur_version
+    )
     return holds and not (cmd.touch and cur_value is None)

@@ -18,33 +18,16 @@ from shard.codec import encode_put
 from shard.due_keys import DueKeys
 from shard.expiry_duty import EXPIRES_PER_CHECK, KeyExpiry
 from tests.unit.shard.test_key_ttl import MS, T0, _Host, ttl_put
+from tests.unit.shard.test_lock_waits import prepare
 from tests.unit.shard.test_node_core import OneNode, header, put, resolve_request, tid, vouched
 from tests.unit.shard.test_shard_txn import GROUP
 from tests.unit.shard.test_shard_txn import Node as TxnNode
 from txn.records import Prepare, ReadItem
 
 
-def prep(
-    txn: bytes,
-    group: int,
-    *,
-    reads: tuple[tuple[bytes, int], ...] = (),
-    writes: tuple[bytes, ...] = (),
-    priority: int,
-    timeout_ms: int = 0,
-) -> kv.Request:
-    return kv.Request(
-        prepare=kv.PrepareRequest(
-            header=kv.Header(cluster_id=header().cluster_id, group_id=group, timeout_ms=timeout_ms),
-            txn_id=txn,
-            coordinator_group=1,
-            participants=[1, 2],
-            ts=priority,
-            priority=priority,
-            reads=[kv.ReadItem(key=k, version=v) for k, v in reads],
-            writes=[kv.WriteItem(key=k, value=b"v") for k in writes],
-        )
-    )
+def prep(txn: bytes, group: int, *, priority: int, **fields: Any) -> kv.Request:
+    """A Prepare in `group` whose age is `priority` (its timestamp too)."""
+    return prepare(txn, group=group, priority=priority, ts=priority, **fields)
 
 
 def abort(txn: bytes, group: int) -> kv.Request:
@@ -178,18 +161,23 @@ def test_a_waiting_prepare_goes_on_as_soon_as_the_key_is_touched() -> None:
     assert waiting[0].prepare.error.code == kv.OK  # the lease lives on: its read is valid
 
 
-def _overlapping_readers(slow_for_s: float, timeout_ms: int = 0) -> tuple[float | None, float]:
+Readers = list[tuple[bytes, list[kv.Response], list[float]]]
+
+
+def _overlapping_readers(
+    slow_for_s: float, timeout_ms: int = 0
+) -> tuple[OneNode, float | None, float, Readers]:
     """A reader every 20 ms, each resolved 30 ms after its answer (each a new, younger
     transaction, never retried), for 5 s, beside one reader that prepared before the lease
-    fell due and is resolved `slow_for_s` after the write: (when the lease was deleted or
-    None, when it was written)."""
+    fell due and is resolved `slow_for_s` after the write: the node, when the lease was
+    deleted (None: never), when it was written, and each reader with its answer and when."""
     node = OneNode(resolve_after_s=30.0)
     lease = node.call(ttl_put(b"lease", b"holder-a", 200)).put
     written_at, shard = node.now, node.core.hosts[1].shard
     reads = ((b"lease", lease.version),)
     slow = node.call(prep(tid(b"slow"), 1, reads=reads, priority=1), settle=0.01).prepare
     assert slow.error.code == kv.OK
-    readers: list[tuple[bytes, list[kv.Response], list[float]]] = []
+    readers: Readers = []
     resolved: set[bytes] = set()
     gone_at = None
     for i in range(250):
@@ -211,18 +199,25 @@ def _overlapping_readers(slow_for_s: float, timeout_ms: int = 0) -> tuple[float 
         node.advance(0.02)
         if gone_at is None and shard.get(b"lease") is None:
             gone_at = node.now
-    return gone_at, written_at
+    return node, gone_at, written_at, readers
 
 
-@pytest.mark.parametrize(("slow_for_s", "timeout_ms"), [(0.3, 0), (1.5, 0), (0.0, 120)])
+@pytest.mark.parametrize(("slow_for_s", "timeout_ms"), [(0.0, 0), (0.3, 0), (1.5, 0), (0.0, 120)])
 def test_readers_keep_no_expired_value_alive(slow_for_s: float, timeout_ms: int) -> None:
-    """Found by review: with one reader holding the key longer than the wait bound (1.5 s),
-    or readers whose Prepare had 0.12 s left (a 60 ms wait), each wait ran out and the
-    Prepare took its intent anyway: the intents overlapped again and the value never went.
-    Younger readers are refused now, and so is a wait that runs out."""
-    gone_at, written_at = _overlapping_readers(slow_for_s, timeout_ms)
+    """Found by review: readers that kept overlapping (a leader pointer every request looks
+    up) held an expired value for ever, as the duty passed over a key under any read intent
+    and an Expire met one. The first form of rule L5 (wait, then go on) failed too with one
+    reader holding the key longer than the wait bound (1.5 s), or readers whose Prepare had
+    0.12 s left (a 60 ms wait): each wait ran out and the Prepare took its intent anyway.
+    Younger readers are refused now, and so is a wait that runs out; none is left stuck,
+    and the readers after the delete find their read stale."""
+    node, gone_at, written_at, readers = _overlapping_readers(slow_for_s, timeout_ms)
     assert gone_at is not None, "the lease (TTL 0.2 s) still there 5 s after its write"
     assert gone_at - written_at < max(slow_for_s, 0.2) + 0.5
+    node.advance(2.0)
+    assert all(answers for _, answers, _ in readers)
+    late = [a[0].prepare.error.code for _, a, at in readers if at[0] > gone_at]
+    assert late and all(code == kv.CONFLICT for code in late)
 
 
 def test_an_expiry_check_reads_a_page_of_due_keys_however_many_are_noted() -> None:

@@ -23,7 +23,6 @@ from shard.due_keys import DueKeys
 from shard.errors import InvalidArgument, Status
 from shard.expiry_duty import EXPIRE_RETRY_S, KeyExpiry
 from shard.ttl import deadline_of
-from tests.unit.shard.test_lock_waits import prepare
 from tests.unit.shard.test_node_core import (
     OneNode,
     get,
@@ -31,7 +30,6 @@ from tests.unit.shard.test_node_core import (
     prepare_request,
     put,
     recover_until_decided,
-    resolve_request,
     tid,
 )
 from tests.unit.shard.test_shard_state_machine import Driver
@@ -457,42 +455,6 @@ def test_an_intent_holds_off_the_expiry_until_it_is_resolved() -> None:
     assert not shard.intents_on(b"apple")
     node.advance(EXPIRE_RETRY_S + 0.2)
     assert shard.get(b"apple") is None
-
-
-def test_readers_that_keep_overlapping_do_not_hold_an_expired_value() -> None:
-    """Found by review: a value that transactions keep reading, each Prepare overlapping the
-    one before (a leader pointer every request looks up), was never deleted after its holder
-    stopped renewing it: the duty passed over the key while any read intent held it, and an
-    Expire met one. A Prepare now waits while its key is due (shard.lock_wait rule L5), so
-    the intents drain and the Expire goes; the waiting readers find their read stale."""
-    node = OneNode(resolve_after_s=5.0)
-    lease = node.call(ttl_put(b"lease", b"holder-a", 200)).put
-    written_at, shard = node.now, node.core.hosts[1].shard
-    readers: list[tuple[bytes, list[kv.Response], list[float]]] = []
-    resolved: set[bytes] = set()
-    gone_at = None
-    for i in range(150):  # 3 s: a reader every 20 ms, each resolved 30 ms after its answer
-        txn, answers, answered_at = tid(b"r%03d" % i), [], []
-        request = prepare(txn, reads=((b"lease", lease.version),))
-        node.core.submit(
-            request, lambda a, out=answers, at=answered_at: (out.append(a), at.append(node.now))
-        )
-        readers.append((txn, answers, answered_at))
-        for txn, answers, answered_at in readers:
-            ok = answers and answers[0].prepare.error.code == kv.OK
-            if ok and txn not in resolved and node.now - answered_at[0] >= 0.03:
-                resolved.add(txn)
-                resolve = resolve_request(txn, answers[0].prepare.prepare_ts)
-                node.core.submit(resolve, lambda _a: None)
-        node.advance(0.02)
-        if gone_at is None and shard.get(b"lease") is None:
-            gone_at = node.now
-    assert gone_at is not None, f"still there: intents {shard.intents_on(b'lease')}"
-    assert gone_at - written_at < 1.0  # TTL 0.2 s, checks every 0.1 s, a 30 ms drain
-    node.advance(2.0)
-    assert all(answers for _, answers, _ in readers)  # every reader answered, none stuck
-    late = [a[0].prepare.error.code for _, a, at in readers if at[0] > gone_at]
-    assert late and all(code == kv.CONFLICT for code in late)  # stale reads, refused
 
 
 def test_a_clock_pushed_ahead_expires_nothing_early() -> None:

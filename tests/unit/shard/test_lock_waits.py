@@ -128,10 +128,14 @@ def prepare(
     priority: int = 0,
     ts: int = 1,
     ttl_ms: int = 0,
+    group: int = 1,
+    timeout_ms: int = 0,
 ) -> kv.Request:
+    head = header(group)
+    head.timeout_ms = timeout_ms
     return kv.Request(
         prepare=kv.PrepareRequest(
-            header=header(),
+            header=head,
             txn_id=txn,
             coordinator_group=1,
             participants=[1, 2],
