@@ -1179,6 +1179,7 @@ class RoutingClient:
                     deadline,
                     functools.partial(cache.on_not_leader, gid, asked),
                     idempotent,
+                    write,
                 )
             except _SendFailed as exc:
                 if exc.sent and write:
@@ -1300,13 +1301,15 @@ class RoutingClient:
         deadline: float,
         on_silence: Callable[[], None],
         idempotent: bool,
+        write: bool,
     ) -> kv.Response:
         """Send `request` to `address` and wait for its answer until `deadline`; call
         `on_silence` if the node turns out silent meanwhile (`_SilenceWatch`), and then,
         when `idempotent`, give up on it (_TimedOut, `silent`): the caller sends it
         elsewhere; otherwise it still waits (only its caller may decide to re-send it).
         An `idempotent` request a live node leaves unanswered for an attempt timeout gets
-        one more copy there; the first answer without an error is taken."""
+        one more copy there; the first answer without an error is taken, and a `write`'s
+        refusal only once no other copy written to the node is unanswered."""
         conn = self._connection(address)
         call = conn.submit(request)
         loop = asyncio.get_running_loop()
@@ -1338,7 +1341,12 @@ class RoutingClient:
 
             conn.silence.add(call, silent, another_copy if idempotent else None)
         try:
-            return await call.future
+            response = await call.future
+            if write and copies:
+                response = await _answer_of_copies(
+                    response, copies, request.WhichOneof("op") or "", deadline
+                )
+            return response
         finally:
             timer.cancel()
             if watched:
@@ -1597,6 +1605,40 @@ class RoutingClient:
                 return NodeStatus(node.node_id, node.name, node.client_addr, None, error)
 
         return list(await asyncio.gather(*(one(n) for n in nodes)))
+
+
+async def _answer_of_copies(
+    response: kv.Response, copies: list[_Call], asked: str, deadline: float
+) -> kv.Response:
+    """A write's answer, given the `copies` of it also written to the node: a refusal of
+    one copy says nothing of another still unanswered, which may yet be applied (found by
+    review: a renewal parked behind an intent was refused CONFLICT, its second copy was
+    applied once the intent went, and the client said nothing was written). So a refusal
+    waits for those copies: the first answer without an error wins; every copy refused,
+    the refusal stands; a copy lost on the way, or one unanswered by `deadline`, leaves
+    the outcome open (_SendFailed or _TimedOut, `sent`). A copy never written is
+    abandoned by the caller, unsent."""
+    if response_error(response, asked) is None:
+        return response
+    loop = asyncio.get_running_loop()
+    while True:
+        # Taken again after each wait: a copy still queued then may have been written since.
+        sent = [c.future for c in copies if c.sent]
+        for answer in sent:
+            if not answer.done() or answer.cancelled():
+                continue
+            if (exc := answer.exception()) is not None:
+                raise exc
+            if response_error(answer.result(), asked) is None:
+                return answer.result()
+        unanswered = [answer for answer in sent if not answer.done()]
+        if not unanswered:
+            return response
+        done, _ = await asyncio.wait(
+            unanswered, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            raise _TimedOut(sent=True)
 
 
 def _refuse_oversized(request: kv.Request, kind: str, op: Any) -> None:

@@ -52,7 +52,8 @@ class DeadlineExceeded(Unavailable):
 
 OUTCOME_ADVICE = (
     "it may still be applied later, so a read now settles nothing: re-send only a write "
-    "that applies at most once (compare-and-set on the version read), or use a "
+    "that applies at most once (compare-and-set on the version of a key that existed; "
+    "an expected absence or value can match again after other writes), or use a "
     "transaction, whose outcome txn_status(ref, settle=True) settles"
 )
 """What to do about a write whose outcome is unknown (found by review: the advice was to

@@ -14,6 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -46,6 +47,15 @@ HELD = "held"  # a wait for a change (node rule 16): answered by the stream once
 HELD_CHECK_S = 0.005
 
 Hook = Callable[["FakeNode", kv.Request], Any]
+
+
+@dataclass
+class Later:
+    """An answer the stream sends `after_s` from now (a request parked at the node), as a
+    hook's outcome or in the list of answers it returns."""
+
+    response: kv.Response
+    after_s: float
 
 
 def run(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
@@ -119,15 +129,19 @@ class FakeNode(kv_pb2_grpc.KVServicer):
 
     async def Batch(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         held: list[kv.Request] = []  # waits for a change, answered once their range changed
+        later: list[tuple[float, kv.Response]] = []  # (when, answer): parked requests
+        loop = asyncio.get_running_loop()
         incoming = aiter(request_iterator)
         reading = asyncio.ensure_future(anext(incoming, None))
         try:
             while True:
-                await asyncio.wait({reading}, timeout=HELD_CHECK_S if held else None)
+                await asyncio.wait({reading}, timeout=HELD_CHECK_S if held or later else None)
                 responses = [
                     self.cluster.wait_answer(r.id) for r in held if self.cluster.changed(r.scan)
                 ]
                 held = [r for r in held if not self.cluster.changed(r.scan)]
+                responses += [answer for when, answer in later if when <= loop.time()]
+                later = [(when, answer) for when, answer in later if when > loop.time()]
                 if reading.done():
                     batch = reading.result()
                     if batch is None:
@@ -143,10 +157,13 @@ class FakeNode(kv_pb2_grpc.KVServicer):
                             await asyncio.Future()  # as shard.server: open until the end
                         if outcome == HELD:
                             held.append(request)
-                        elif isinstance(outcome, kv.Response):
-                            responses.append(outcome)
-                        elif isinstance(outcome, list):  # to this request and earlier ones
-                            responses.extend(outcome)
+                            continue
+                        # A list: answers to this request and earlier ones.
+                        for answer in outcome if isinstance(outcome, list) else [outcome]:
+                            if isinstance(answer, kv.Response):
+                                responses.append(answer)
+                            elif isinstance(answer, Later):
+                                later.append((loop.time() + answer.after_s, answer.response))
                 if responses:
                     yield kv.ResponseBatch(responses=responses)
         finally:

@@ -12,6 +12,14 @@ import pytest
 
 import txn
 from router import kv_pb2 as kv
+from tests.unit.router.test_client_routing import (
+    DROP,
+    FakeCluster,
+    FakeNode,
+    Later,
+    error_response,
+    with_cluster,
+)
 
 
 def _lost() -> txn.OutcomeUnknown:
@@ -65,3 +73,78 @@ def test_a_renewal_whose_copy_was_lost_is_never_reported_as_not_written(then: st
 def test_a_renewal_refused_with_no_copy_lost_is_a_conflict() -> None:
     with pytest.raises(txn.Conflict):
         _renew([_conflict()])
+
+
+def _renewed(request: kv.Request) -> kv.Response:
+    return kv.Response(
+        id=request.id, cas=kv.CasResponse(succeeded=True, version=7, expires_at=10**18)
+    )
+
+
+@pytest.mark.parametrize("second_copy", ["applied-at-once", "applied-later", "unanswered"])
+def test_a_refused_copy_leaves_a_renewal_open_while_another_is_parked(second_copy: str) -> None:
+    """Found by review: a renewal that waited an attempt timeout at a live leader gets a
+    second copy there; the first copy's wait for an intent runs out and it is refused
+    CONFLICT while the second is still parked, to be applied once the intent goes. The
+    client took the refusal and said nothing was written. It now waits for the other
+    copy: its answer wins, and without one the outcome is unknown."""
+    touches: list[kv.Request] = []
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "cas":
+            return None
+        touches.append(request)
+        if len(touches) == 1:
+            return DROP  # parked behind a prepared transaction's intent (lock-wait rule L4)
+        if len(touches) > 2:
+            return error_response(request, kv.CONFLICT)  # a later transaction's intent
+        refused = error_response(touches[0], kv.CONFLICT)  # its wait ran out
+        if second_copy == "applied-at-once":
+            return [refused, _renewed(request)]
+        if second_copy == "applied-later":
+            return [refused, Later(_renewed(request), 0.2)]
+        return [refused]  # still parked when the deadline comes
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        cluster.store[b"a"] = (b"me", 7)
+        cluster.hook = hook
+        async with txn.AsyncClient(cluster.seeds(), timeout_s=2.0, attempt_timeout_s=0.3) as c:
+            if second_copy == "unanswered":
+                with pytest.raises(txn.OutcomeUnknown) as info:
+                    await c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
+                assert info.value.maybe_committed
+            else:
+                renewed = await c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
+                assert renewed.succeeded and renewed.version == 7
+        assert len(touches) == 2  # the second copy was sent at the same, live node
+
+    scenario()
+
+
+def test_a_renewal_whose_every_copy_was_refused_is_a_conflict() -> None:
+    """The other side: both copies refused, nothing was written, and the re-sends keep
+    meeting an intent until the deadline: a plain Conflict, as with one copy."""
+    touches: list[kv.Request] = []
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "cas":
+            return None
+        touches.append(request)
+        if len(touches) == 1:
+            return DROP
+        if len(touches) == 2:
+            return [error_response(touches[0], kv.CONFLICT), error_response(request, kv.CONFLICT)]
+        return error_response(request, kv.CONFLICT)
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        cluster.store[b"a"] = (b"me", 7)
+        cluster.hook = hook
+        async with txn.AsyncClient(cluster.seeds(), timeout_s=1.5, attempt_timeout_s=0.3) as c:
+            with pytest.raises(txn.Conflict) as info:
+                await c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
+        assert not info.value.maybe_committed
+        assert len(touches) > 2
+
+    scenario()
