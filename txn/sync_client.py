@@ -269,8 +269,7 @@ class Snapshot:
                 except StopAsyncIteration:
                     return
         finally:
-            with contextlib.suppress(ClientClosed):
-                self._client._call(items.aclose(), writes=False)
+            self._client._clean_up(items.aclose())
 
     def close(self) -> None:
         """Further reads raise TransactionClosed."""
@@ -447,6 +446,10 @@ class Client:
 
         job = tracked()
         future: concurrent.futures.Future[T] | None = None
+        # One handler from the submission on: a signal's exception (Ctrl-C) landing between
+        # the hand-over and the wait escaped both handlers of a first form, and the commit
+        # it had handed over went ahead while the caller was told it was interrupted
+        # (found by review).
         try:
             with self._close_lock:
                 if self._closed or (self._closing and not closing):
@@ -454,15 +457,9 @@ class Client:
                     # never ran, and its cancellation called into the closed loop.
                     raise ClientClosed("the client is closed")
                 future = asyncio.run_coroutine_threadsafe(job, self._loop)
-        finally:
-            if future is None:  # refused, or interrupted (a signal's exception) before
-                job.close()
-                coro.close()
-        assert future is not None  # else the block above raised
-        try:
             return self._wait(future)
         except concurrent.futures.CancelledError:
-            if not self._closing:
+            if future is None or not self._closing:
                 raise
             # close() (from another thread) cancelled what was still running on the loop;
             # a cancellation is no error of ours (found by review).
@@ -477,6 +474,10 @@ class Client:
                 maybe_committed=True,
             ) from None
         except BaseException:
+            if future is None:  # refused, or interrupted before the hand-over
+                job.close()
+                coro.close()
+                raise
             future.cancel()
             if started.is_set():
                 # Let the loop run the cancellation (a commit then records UNKNOWN) before
@@ -527,8 +528,26 @@ class Client:
         self._call(self._async.connect(), writes=False)
         return self
 
+    def _clean_up(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Run `closing` on the loop: waited for from a caller's thread, only started from
+        the loop's own thread (a generator the garbage collector finalizes there: found by
+        review, the wait raised RuntimeError into "Exception ignored" on stderr)."""
+        if threading.current_thread() is self._thread:
+            self._async._spawn(closing)
+            return
+        with contextlib.suppress(ClientClosed):
+            self._call(closing, writes=False)
+
     def close(self) -> None:
         """Close the connections and stop the background thread (idempotent)."""
+        if os.getpid() != self._pid:
+            # A forked child has no loop thread to stop, may hold the lock as a thread of the
+            # parent left it, and closing its copy of the loop would take the parent's
+            # wake-up pipe out of the epoll set they share: there is nothing to release
+            # (found by review: `with Client(...)` left in a child raised RuntimeError, or
+            # hung on the lock).
+            self._closed = True
+            return
         with self._close_lock:
             if self._closed:
                 return

@@ -27,7 +27,7 @@ from test_client_fakekv import (
 
 from router import kv_pb2 as kv
 from router.loop_end import PASSED_OVER
-from txn import Client, ClientClosed, CommitUnknown, TransactionState
+from txn import Client, ClientClosed, CommitUnknown, OutcomeUnknown, TransactionState
 
 DEADLINE_S = 10.0
 
@@ -323,3 +323,123 @@ def _handed_to_a_closed_loop(record: logging.LogRecord) -> bool:
     if record.exc_info and "Event loop is closed" in str(record.exc_info[1]):
         return True
     return record.getMessage() == PASSED_OVER
+
+
+@pytest.mark.parametrize("op", ["put", "delete", "cas"])
+def test_a_single_key_write_cut_off_by_close_is_outcome_unknown(fake: FakeKV, op: str) -> None:
+    """What the README says (found by review: it promised ClientClosed): a single-key write
+    already sent raises OutcomeUnknown, saying the client was closed, as a commit raises
+    CommitUnknown; a read raises ClientClosed."""
+
+    def hook(node: int, request: kv.Request) -> Any:
+        # Every write of `op` but the put that connects the client first.
+        dropped = request.WhichOneof("op") == op and request.put.value != b"1"
+        return DROP if dropped else None
+
+    fake.hook = hook
+
+    def write(client: Client) -> Any:
+        if op == "put":
+            return client.put(b"apple", b"x")
+        if op == "delete":
+            return client.delete(b"apple")
+        return client.cas(b"apple", expected_version=1, new_value=b"y")
+
+    exc = _close_while_in_flight(fake, write, op)
+    assert isinstance(exc, OutcomeUnknown) and exc.maybe_committed, repr(exc)
+    assert "the client is closed" in str(exc)
+
+
+class _InterruptAfterHandOver:
+    """The client's close lock; once armed, a KeyboardInterrupt (what Ctrl-C raises) comes
+    as it is let go: after the call was handed to the loop, before `_call` waits for it."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.armed = False
+
+    def __enter__(self) -> Any:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+        if self.armed and exc[0] is None:
+            self.armed = False
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_right_after_a_commit_was_handed_over_cancels_it(fake: FakeKV) -> None:
+    """Found by review: a Ctrl-C landing between the hand-over and the wait escaped both of
+    `_call`'s handlers: the caller got KeyboardInterrupt with the transaction OPEN, and the
+    commit went ahead on the loop. Now the call is cancelled as anywhere in its wait."""
+    client = sync_client(fake)
+    try:
+        client.put(b"apple", b"0")
+        lock = _InterruptAfterHandOver(client._close_lock)
+        client._close_lock = lock  # type: ignore[assignment]
+        tx = client.transaction()
+        tx.put(b"apple", b"1")
+        busy, release = threading.Event(), threading.Event()
+
+        def hold_the_loop() -> None:  # the loop busy with other threads' calls a moment
+            busy.set()
+            release.wait(DEADLINE_S)
+
+        client._loop.call_soon_threadsafe(hold_the_loop)
+        assert busy.wait(DEADLINE_S)
+        lock.armed = True
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                tx.commit()
+        finally:
+            release.set()
+        assert tx.state is TransactionState.OPEN
+        assert client.get(b"apple") == b"0"  # handed over after it: the loop ran both
+        assert fake.count("commit_one_phase") == 0
+    finally:
+        client.close()
+
+
+def test_an_iteration_finalized_on_the_clients_loop_thread_is_closed_quietly(
+    fake: FakeKV,
+) -> None:
+    """Found by review: `snap.iterate()` left unfinished in a reference cycle is finalized
+    wherever the garbage collector runs, often the client's loop thread; its clean-up
+    waited for the loop from the loop itself: RuntimeError, "Exception ignored in" on
+    stderr, and the page reader left open. It is now started there instead."""
+    import gc
+    import sys
+
+    client = sync_client(fake)
+    try:
+        client.put(b"apple", b"1")
+        client.put(b"banana", b"2")
+        unraisable: list[Any] = []
+        previous = sys.unraisablehook
+        sys.unraisablehook = unraisable.append
+
+        class Page:
+            def __init__(self) -> None:
+                self.me = self  # a cycle: only the cyclic collector frees it
+                self.rows = client.snapshot().iterate(b"a", b"z", page_keys=1)
+
+        page = Page()
+        assert next(page.rows) == (b"apple", b"1")
+        gc.disable()
+        try:
+            del page
+            collected = threading.Event()
+
+            def collect() -> None:
+                gc.collect()
+                collected.set()
+
+            client._loop.call_soon_threadsafe(collect)
+            assert collected.wait(DEADLINE_S)
+            assert client.get(b"apple") == b"1"  # the loop ran the clean-up it started
+        finally:
+            gc.enable()
+            sys.unraisablehook = previous
+        assert not unraisable, [(u.exc_type.__name__, str(u.exc_value)) for u in unraisable]
+    finally:
+        client.close()

@@ -445,6 +445,54 @@ def _call_in_a_child(client: txn.Client, messages: Any) -> None:
         messages.put(str(exc))
 
 
+@pytest.mark.parametrize("lock", ["free", "held by a thread of the parent"])
+def test_a_client_closed_in_a_forked_child_ends_quietly(lock: str) -> None:
+    """Found by review: a child forked inside `with Client(...)` that left the block raised
+    RuntimeError ("Cannot close a running event loop", its copy of the loop) instead of
+    its own exit, and hung for ever when it was forked while another thread held the
+    client's close lock (any thread handing a call over, or close() itself)."""
+    import multiprocessing
+    import threading
+
+    context = multiprocessing.get_context("fork")
+    messages = context.Queue()
+    client = txn.Client(["127.0.0.1:1"])
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with client._close_lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    if lock != "free":
+        holder.start()
+        assert holding.wait(10)
+    try:
+        child = context.Process(target=_close_in_a_child, args=(client, messages))
+        child.start()
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.join(10)
+        client.close()
+    assert child.exitcode == 0, f"the child's close hung or failed (exit {child.exitcode})"
+    assert messages.get(timeout=10) == "closed"
+
+
+def _close_in_a_child(client: txn.Client, messages: Any) -> None:
+    try:
+        client.close()
+        client.close()
+        messages.put("closed")
+    except BaseException as exc:
+        messages.put(f"{type(exc).__name__}: {exc}")
+
+
 def test_run_against_seeds_that_refuse_gives_up_at_its_deadline_once() -> None:
     """Found by review: a first call waits within its deadline for seeds that refuse; it
     then said Unavailable, which run retried with a second attempt of a whole deadline."""
