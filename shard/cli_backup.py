@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shard.cli_kv import (
     PROGRESS_EVERY_S,
+    CommandError,
     UsageError,
     arg_bytes,
     bounded_int,
@@ -28,6 +29,7 @@ from shard.cli_kv import (
     escape,
     txn_client,
 )
+from shard.cli_signals import Stopped, how_stopped, run_until_stopped
 
 if TYPE_CHECKING:
     from txn.backup_file import BackupHeader
@@ -126,10 +128,9 @@ def _keys(count: int) -> str:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    import asyncio
 
     from txn.backup import backup, backup_range
-    from txn.errors import InvalidArgument
+    from txn.errors import InvalidArgument, SnapshotTooOld
 
     start = b"" if args.start is None else arg_bytes(args.start, args.hex, "--start")
     end = None if args.end is None else arg_bytes(args.end, args.hex, "--end")
@@ -140,14 +141,21 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with txn_client(args) as client:
-            summary = await backup(
-                client,
-                args.file,
-                start=start,
-                end=end,
-                page_keys=args.page_keys,
-                progress=_Progress("backup"),
-            )
+            try:
+                summary = await backup(
+                    client,
+                    args.file,
+                    start=start,
+                    end=end,
+                    page_keys=args.page_keys,
+                    progress=_Progress("backup"),
+                )
+            except SnapshotTooOld as exc:
+                raise CommandError(
+                    f"{exc}: the backup took longer than the shards keep old versions (10 "
+                    "minutes); no file was written. Run it again, with fewer keys at a time "
+                    "(--start/--end) if it keeps taking that long"
+                ) from None
         print(
             f"backed up {_keys(summary.keys)} ({_size(summary.data_bytes)}) of "
             f"{_range(summary.header)} at ts {summary.header.read_ts} to {summary.path} "
@@ -155,11 +163,16 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(main())
+    try:
+        return run_until_stopped(main)
+    except (KeyboardInterrupt, Stopped) as stop:
+        # A backup cut short leaves FILE as it was (its FILE.*.part is dropped on the way).
+        word, status = how_stopped(stop)
+        print(f"paxoskv: backup: {word}; {args.file} was not written", file=sys.stderr)
+        return status
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    import asyncio
 
     from txn.backup import restore
 
@@ -182,16 +195,17 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         return 0
 
     try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
+        return run_until_stopped(main)
+    except (KeyboardInterrupt, Stopped) as stop:
         # Not the single write's advice: batches are written, one may be under way.
+        word, status = how_stopped(stop)
         print(
-            f"paxoskv: interrupted after restoring {_keys(progress.keys)}; the batch under way "
+            f"paxoskv: {word} after restoring {_keys(progress.keys)}; the batch under way "
             "may or may not be written; finish with: paxoskv restore "
             f"{shlex.quote(args.file)} --overwrite",
             file=sys.stderr,
         )
-        return 130
+        return status
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ One line per change on stdout, in commit order: `VERSION<TAB>put<TAB>KEY<TAB>VAL
 `VERSION<TAB>delete<TAB>KEY` (text escaped as `scan` prints it, or hex with --hex); with
 --prev-kv, each line goes on with `<TAB>PREV_VERSION<TAB>PREV_VALUE`, the value the key held
 before (just `<TAB>0` when it held none). The changes of one transaction share its VERSION. A note on stderr says where the watch starts
-and, when it stops on an error, Ctrl-C (exit 130) or SIGTERM (exit 143), the option that
+and, when it stops on an error, Ctrl-C (exit 130), SIGTERM (143) or SIGHUP (129), the option that
 resumes it without a gap. Except after SnapshotTooOld: the changes after that point are no
 longer kept, so the note says to read the current state and watch from now instead. With
 --resume, a shard that does not answer in time (down, leaderless, partitioned) no longer
@@ -15,11 +15,8 @@ says so on stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +32,7 @@ from shard.cli_kv import (
     tls_from,
     version,
 )
+from shard.cli_signals import Stopped, stop_signals_raise
 
 
 def register_watch_command(subparsers: Any) -> None:
@@ -50,7 +48,7 @@ def register_watch_command(subparsers: Any) -> None:
         "from now on, in commit order, across shards: VERSION<TAB>put<TAB>KEY<TAB>VALUE or "
         "VERSION<TAB>delete<TAB>KEY per line (with --prev-kv, then <TAB>PREV_VERSION<TAB>"
         "PREV_VALUE); a transaction's changes share its VERSION. "
-        "Runs until Ctrl-C, SIGTERM or --count; then, or after an error, a note on stderr "
+        "Runs until Ctrl-C, SIGTERM, SIGHUP or --count; then, or after an error, a note on stderr "
         "names the --after-version that resumes without a gap (with --resume, an outage "
         "does not end it).",
     )
@@ -88,20 +86,10 @@ def register_watch_command(subparsers: Any) -> None:
     cmd.set_defaults(handler=_cmd_watch)
 
 
-#: The exit status after SIGTERM: 128 + the signal's number, what a shell reports for a
-#: process the signal killed (and 130 after Ctrl-C).
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived: a BaseException, as KeyboardInterrupt is, so no `except Exception`
-    on the way takes it for an error of the watch."""
-
-
 def _cmd_watch(args: argparse.Namespace) -> int:
     start, end = key_range(args)
     seeds = seeds_from(args)
-    with _sigterm_raises():
+    with stop_signals_raise():
         return _watch(args, start, end, seeds)
 
 
@@ -147,11 +135,11 @@ def _watch(args: argparse.Namespace, start: bytes, end: bytes | None, seeds: lis
         except KeyboardInterrupt:
             print(f"paxoskv: watch: interrupted{_resume(done)}", file=sys.stderr)
             return 130
-        except _Terminated:
+        except Stopped as stop:
             # A service manager stops a watch with SIGTERM: without the resume point Ctrl-C
             # prints, the watch started again after it would have nowhere to go on from.
-            print(f"paxoskv: watch: terminated{_resume(done)}", file=sys.stderr)
-            return EXIT_TERMINATED
+            print(f"paxoskv: watch: {stop.word}{_resume(done)}", file=sys.stderr)
+            return stop.exit_status
         except SnapshotTooOld as exc:
             # Resuming from the too-old version could only fail again: say what works.
             raise CommandError(f"{exc}{_start_over(args, done)}") from None
@@ -188,25 +176,6 @@ def _batches(watch: Any, note_resumes: bool) -> Iterator[tuple[list[Any], int]]:
                 file=sys.stderr,
             )
         yield batch, through
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises _Terminated in the block, once (a second SIGTERM kills as usual), so
-    the watch can print its resume point as it does on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers (a caller's thread: nothing to do)
-        return
-
-    def terminated(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise _Terminated
-
-    saved = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, saved)
 
 
 def _print_change(change: Any, show: Any, previous: bool) -> None:

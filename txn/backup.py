@@ -273,6 +273,9 @@ async def _check_target(
     if found:
         raise BackupError(
             f"the cluster already holds keys in the backup's range (the first: {found[0][0]!r}); "
-            "restore into an empty range, or write over them: paxoskv restore "
-            f"{shlex.quote(str(path))} --overwrite (in Python: overwrite=True)"
+            "restore into an empty range; to make the range exactly the backup's, delete "
+            "it first (paxoskv delete --start/--end, or --prefix), since writing over "
+            "the keys (paxoskv restore "
+            f"{shlex.quote(str(path))} --overwrite; in Python: overwrite=True) keeps every "
+            "key the backup lacks"
         )

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,3 +146,53 @@ def test_a_damaged_backup_is_refused_and_restores_nothing(
         assert refused.returncode == 1
         assert "not an intact backup" in refused.stderr and "truncated" in refused.stderr
     assert paxoskv(cluster, "get", "k-key").returncode == 3  # still absent
+
+
+def test_a_backup_stopped_by_sigterm_or_sighup_leaves_no_file_behind(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
+    """Found by an operator trial: Ctrl-C dropped the unfinished `FILE.*.part`, but SIGTERM
+    (what `timeout`, systemd and cron's killers send) and SIGHUP left one per stopped
+    nightly backup. Now they stop it as Ctrl-C does, and the exit status names the signal."""
+    cluster = make_cluster()
+    keys = [b"s-%05d" % i for i in range(2000)]
+    with txn.Client(cluster.env_value(), timeout_s=20.0) as client:
+
+        def fill(tx: txn.Transaction) -> None:
+            for key in keys[:1000]:
+                tx.put(key, b"v")
+
+        def fill_rest(tx: txn.Transaction) -> None:
+            for key in keys[1000:]:
+                tx.put(key, b"v")
+
+        client.run(fill)
+        client.run(fill_rest)
+    env = {**os.environ, "PAXOSKV_CLUSTER": cluster.env_value()}
+    for signum, word in ((signal.SIGTERM, "terminated"), (signal.SIGHUP, "hung up")):
+        target = tmp_path / f"{word.replace(' ', '-')}.pkvb"
+        # A page a key: seconds of reads, so the signal comes while the file is written.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shard.cli", "backup", str(target), "--page-keys", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + CLI_TIMEOUT_S
+            while not list(tmp_path.glob("*.part")):
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the backup never began its file"
+                time.sleep(0.01)
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=CLI_TIMEOUT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 128 + signum, err
+        assert err.strip().endswith(f"paxoskv: backup: {word}; {target} was not written"), err
+        assert "Traceback" not in err and out == ""
+        assert not target.exists()
+        assert not list(tmp_path.glob("*.part"))

@@ -1,0 +1,115 @@
+"""Stop signals as Ctrl-C: SIGTERM (a service manager, `timeout`, `kill`) and SIGHUP (the
+terminal went away) end a long command with `Stopped`, once, so it cleans up and says where
+it stopped instead of dying mid-way (a backup left its `FILE.*.part` behind; found by an
+operator trial). A signal the process ignores (`nohup`) stays ignored; a second one acts as
+it would have.
+
+Two forms: `stop_signals_raise` for a command that waits in the main thread (the sync
+client's calls), where the handler raises; `run_until_stopped` for an asyncio one, where a
+handler raising inside the loop's callbacks is only logged (asyncio passes on no exception
+but KeyboardInterrupt and SystemExit from them), so the signal cancels the main task
+instead, as `asyncio.run` does on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: What each stop signal is called in a command's last note.
+_WORDS = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+
+
+class Stopped(BaseException):
+    """A stop signal arrived: a BaseException, as KeyboardInterrupt is, so no `except
+    Exception` on the way takes it for an error of the command."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def word(self) -> str:
+        """`terminated` or `hung up`, for the command's note."""
+        return _WORDS[signal.Signals(self.signum)]
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number: what a shell reports for a process the signal killed
+        (as 130 after Ctrl-C)."""
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """In the block, SIGTERM and SIGHUP raise `Stopped`, once (a second one acts as it would
+    have); outside the main thread, where no handler can be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stopped(signum: int, _frame: object) -> None:
+        for each in _WORDS:
+            if signal.getsignal(each) is stopped:
+                signal.signal(each, signal.SIG_DFL)
+        raise Stopped(signum)
+
+    saved = {each: signal.signal(each, stopped) for each in _heeded()}
+    try:
+        yield
+    finally:
+        for each, previous in saved.items():
+            signal.signal(each, previous)
+
+
+def how_stopped(stop: KeyboardInterrupt | Stopped) -> tuple[str, int]:
+    """The note's word and the exit status of a command stopped by `stop` (Ctrl-C:
+    `interrupted`, 130)."""
+    if isinstance(stop, Stopped):
+        return stop.word, stop.exit_status
+    return "interrupted", 130
+
+
+def _heeded() -> list[signal.Signals]:
+    """The stop signals this process does not ignore."""
+    return [each for each in _WORDS if signal.getsignal(each) is not signal.SIG_IGN]
+
+
+def run_until_stopped(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """`asyncio.run(main())`, where SIGTERM and SIGHUP cancel it, as Ctrl-C does, and then
+    raise `Stopped` (whatever the cancellation turned into on its way out)."""
+
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        got: list[int] = []
+
+        def stop(signum: int) -> None:
+            if got:  # the second: what it would have done
+                loop.remove_signal_handler(signum)
+                signal.raise_signal(signum)
+                return
+            got.append(signum)
+            task.cancel()
+
+        heeded = _heeded() if threading.current_thread() is threading.main_thread() else []
+        for each in heeded:
+            loop.add_signal_handler(each, stop, each)
+        try:
+            return await main()
+        except BaseException:
+            if got:
+                raise Stopped(got[0]) from None
+            raise
+        finally:
+            for each in heeded:
+                loop.remove_signal_handler(each)
+
+    return asyncio.run(guarded())
