@@ -380,7 +380,9 @@ class _SilenceWatch:
                 waiting.on_slow()  # an attempt timeout more at a node not (yet) silent
         if quiet:
             conn.probe(self._half_s)
-        if self._waiting:
+        # A copy sent by `on_slow` above is added to the watch, which started the timer
+        # again already (found by a test: two timers checked twice as often).
+        if self._waiting and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._half_s, self._check)
 
     def stop(self) -> None:
@@ -1338,6 +1340,14 @@ class RoutingClient:
                 sent = conn.submit(copy)
                 sent.future.add_done_callback(adopt)
                 copies.append(sent)
+                # Watched too: a refusal of the first copy waits for this one, and a node
+                # frozen meanwhile must be left as the first copy's silence leaves it
+                # (found by review: the wait ran to the deadline, the new leader unasked).
+                conn.silence.add(sent, functools.partial(copy_silent, sent), None)
+
+            def copy_silent(copy: _Call) -> None:
+                on_silence()
+                conn.expire(copy, silent=True)
 
             conn.silence.add(call, silent, another_copy if idempotent else None)
         try:
@@ -1351,6 +1361,8 @@ class RoutingClient:
             timer.cancel()
             if watched:
                 conn.silence.discard(call)
+                for copy in copies:
+                    conn.silence.discard(copy)
             if not call.future.done() or call.future.cancelled():
                 conn.abandon(call)
             for copy in copies:

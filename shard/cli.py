@@ -22,6 +22,7 @@ from shard.cli_kv import (
     register_kv_commands,
     usage_error,
 )
+from shard.cli_signals import Stopped, how_stopped
 from shard.cli_txn import register_txn_command
 from shard.cli_watch import register_watch_command
 from shard.cluster_cli import register_cluster_commands
@@ -155,19 +156,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(parser)
     try:
         return handler(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped) as stop:
+        # Stopped: a command's stop signals met outside its own handling (found by review:
+        # a SIGTERM while `paxoskv watch` connected printed a traceback).
+        word, status = how_stopped(stop)
         if getattr(args, "writes", False):
             # A write sent before the interrupt may still be chosen and applied.
             from router.client_errors import OUTCOME_ADVICE  # after shard's gRPC options
 
             print(
-                f"paxoskv: interrupted; the write may or may not have happened, and "
-                f"{OUTCOME_ADVICE}",
+                f"paxoskv: {word}; the write may or may not have happened, and {OUTCOME_ADVICE}",
                 file=sys.stderr,
             )
         else:
-            print("paxoskv: interrupted", file=sys.stderr)
-        return 130
+            print(f"paxoskv: {word}", file=sys.stderr)
+        return status
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) and _stdout_is_closed():
             # The reader went away (`paxoskv scan | head -3`): nothing to report.

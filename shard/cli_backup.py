@@ -32,7 +32,7 @@ from shard.cli_kv import (
 from shard.cli_signals import Stopped, how_stopped, run_until_stopped
 
 if TYPE_CHECKING:
-    from txn.backup_file import BackupHeader
+    from txn.backup_file import BackupHeader, BackupSummary
 
 
 def register_backup_commands(subparsers: Any) -> None:
@@ -139,16 +139,20 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     except InvalidArgument as exc:
         raise UsageError(f"--start/--end: {exc}") from None
 
+    written: list[BackupSummary] = []
+
     async def main() -> int:
         async with txn_client(args) as client:
             try:
-                summary = await backup(
-                    client,
-                    args.file,
-                    start=start,
-                    end=end,
-                    page_keys=args.page_keys,
-                    progress=_Progress("backup"),
+                written.append(
+                    await backup(
+                        client,
+                        args.file,
+                        start=start,
+                        end=end,
+                        page_keys=args.page_keys,
+                        progress=_Progress("backup"),
+                    )
                 )
             except SnapshotTooOld as exc:
                 raise CommandError(
@@ -156,20 +160,24 @@ def _cmd_backup(args: argparse.Namespace) -> int:
                     "minutes); no file was written. Run it again, with fewer keys at a time "
                     "(--start/--end) if it keeps taking that long"
                 ) from None
-        print(
-            f"backed up {_keys(summary.keys)} ({_size(summary.data_bytes)}) of "
-            f"{_range(summary.header)} at ts {summary.header.read_ts} to {summary.path} "
-            f"(sha256 {summary.sha256})"
-        )
         return 0
 
     try:
-        return run_until_stopped(main)
+        run_until_stopped(main)
     except (KeyboardInterrupt, Stopped) as stop:
-        # A backup cut short leaves FILE as it was (its FILE.*.part is dropped on the way).
-        word, status = how_stopped(stop)
-        print(f"paxoskv: backup: {word}; {args.file} was not written", file=sys.stderr)
-        return status
+        if not written:
+            # A backup cut short leaves FILE as it was (its FILE.*.part is dropped on the way).
+            word, status = how_stopped(stop)
+            print(f"paxoskv: backup: {word}; {args.file} was not written", file=sys.stderr)
+            return status
+        # Stopped while it closed its connections (found by review): FILE is in place.
+    summary = written[0]
+    print(
+        f"backed up {_keys(summary.keys)} ({_size(summary.data_bytes)}) of "
+        f"{_range(summary.header)} at ts {summary.header.read_ts} to {summary.path} "
+        f"(sha256 {summary.sha256})"
+    )
+    return 0
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:

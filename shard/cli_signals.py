@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: How long a command cancelled by a stop signal has to end before it is cancelled again.
+RECANCEL_S = 1.0
+
 #: What each stop signal is called in a command's last note.
 _WORDS = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
 
@@ -48,19 +51,22 @@ class Stopped(BaseException):
 
 @contextlib.contextmanager
 def stop_signals_raise() -> Iterator[None]:
-    """In the block, SIGTERM and SIGHUP raise `Stopped`, once (a second one acts as it would
-    have); outside the main thread, where no handler can be set, nothing changes."""
+    """In the block, SIGTERM and SIGHUP raise `Stopped`, once (a second one meets the
+    handler from before); outside the main thread, where no handler can be set, nothing
+    changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stopped(signum: int, _frame: object) -> None:
-        for each in _WORDS:
+        for each, previous in saved.items():
             if signal.getsignal(each) is stopped:
-                signal.signal(each, signal.SIG_DFL)
+                signal.signal(each, previous)
         raise Stopped(signum)
 
-    saved = {each: signal.signal(each, stopped) for each in _heeded()}
+    saved = {each: _handler(each) for each in _heeded()}
+    for each in saved:
+        signal.signal(each, stopped)
     try:
         yield
     finally:
@@ -81,35 +87,57 @@ def _heeded() -> list[signal.Signals]:
     return [each for each in _WORDS if signal.getsignal(each) is not signal.SIG_IGN]
 
 
+def _handler(each: signal.Signals) -> Any:
+    """The handler of `each` now, to put back later (one set outside Python: the default)."""
+    found = signal.getsignal(each)
+    return signal.SIG_DFL if found is None else found
+
+
 def run_until_stopped(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """`asyncio.run(main())`, where SIGTERM and SIGHUP cancel it, as Ctrl-C does, and then
-    raise `Stopped` (whatever the cancellation turned into on its way out)."""
+    raise `Stopped` (its cancellation's way out; another error it ends with stands)."""
 
     async def guarded() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         got: list[int] = []
-
-        def stop(signum: int) -> None:
-            if got:  # the second: what it would have done
-                loop.remove_signal_handler(signum)
-                signal.raise_signal(signum)
-                return
-            got.append(signum)
-            task.cancel()
-
         heeded = _heeded() if threading.current_thread() is threading.main_thread() else []
+        before = {each: _handler(each) for each in heeded}
+
+        def put_back(each: signal.Signals) -> None:
+            # remove_signal_handler leaves SIG_DFL: an embedding program's handler comes
+            # back (found by review).
+            loop.remove_signal_handler(each)
+            signal.signal(each, before[each])
+
+        def stop(each: signal.Signals) -> None:
+            if got:  # the second: what it would have done
+                put_back(each)
+                signal.raise_signal(each)
+                return
+            got.append(each)
+            cancel_until_done()
+
+        def cancel_until_done() -> None:
+            # Again while it runs: Python 3.11's asyncio.wait_for can swallow a cancellation
+            # that meets its inner call's completion (gh-86296), and a backup then read on
+            # to its end (a test under load).
+            if not task.done():
+                task.cancel()
+                loop.call_later(RECANCEL_S, cancel_until_done)
+
         for each in heeded:
             loop.add_signal_handler(each, stop, each)
         try:
             return await main()
-        except BaseException:
+        except asyncio.CancelledError:
             if got:
                 raise Stopped(got[0]) from None
             raise
         finally:
             for each in heeded:
-                loop.remove_signal_handler(each)
+                if signal.getsignal(each) is not before[each]:
+                    put_back(each)
 
     return asyncio.run(guarded())

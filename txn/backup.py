@@ -182,8 +182,7 @@ async def restore(
             `AsyncClient.run` raises it); the batches before it are written.
     """
     with BackupReader(path) as reader:
-        reader.verify()
-        reader.rewind()  # one open file: the one checked is the one written
+        reader.verify()  # one open file: the one checked is the one written
         header = reader.header
         await client.connect()
         await _check_target(client, Path(path), header, overwrite)

@@ -285,6 +285,7 @@ class BackupReader:
             self.header = BackupHeader.decode(self._read(length, "the header"))
         except (ValueError, KeyError, TypeError) as exc:
             raise self._corrupt(at, f"the header is malformed ({exc})") from None
+        self._records_at = self._offset
 
     def _corrupt(self, offset: int, what: str) -> BackupCorrupt:
         return BackupCorrupt(f"{self.path}: not an intact backup at byte {offset}: {what}")
@@ -298,7 +299,11 @@ class BackupReader:
         return data
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value), in key order; raises BackupCorrupt at the first fault."""
+        """Every (key, value), in key order, from the first record whatever was read before
+        (found by review: read after `verify`, an intact file was reported truncated);
+        raises BackupCorrupt at the first fault."""
+        if self._offset != self._records_at:
+            self.rewind()
         last: bytes | None = None
         header = self.header
         while True:

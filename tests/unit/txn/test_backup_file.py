@@ -56,6 +56,21 @@ def test_a_backup_reads_back_as_written_with_its_summary(tmp_path: Path) -> None
     assert _read_all(path) == RECORDS
 
 
+def test_the_records_read_after_verify_or_part_of_a_read_start_from_the_first(
+    tmp_path: Path,
+) -> None:
+    """Found by review: the README's `reader.verify()`, then `reader.records()`, reported an
+    intact file truncated (the reader was at its end)."""
+    path = _written(tmp_path / "b.pkvb")
+    with BackupReader(path) as reader:
+        summary = reader.verify()
+        assert list(reader.records()) == RECORDS
+        first = reader.records()
+        assert next(first) == RECORDS[0]
+        assert list(reader.records()) == RECORDS
+        assert reader.verify() == summary
+
+
 def test_an_empty_backup_is_valid(tmp_path: Path) -> None:
     path = _written(tmp_path / "empty", [])
     with BackupReader(path) as reader:

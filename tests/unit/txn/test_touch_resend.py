@@ -6,6 +6,7 @@ have renewed the lease."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -146,5 +147,47 @@ def test_a_renewal_whose_every_copy_was_refused_is_a_conflict() -> None:
                 await c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
         assert not info.value.maybe_committed
         assert len(touches) > 2
+
+    scenario()
+
+
+def test_a_leader_frozen_after_refusing_the_first_copy_is_left_for_the_new_one() -> None:
+    """Found by review of the test above's fix: the first copy refused, the leader froze
+    (SIGSTOP) with the second copy parked, and another replica took over. The wait for
+    that copy watched nothing, so it ran to the deadline and ended OutcomeUnknown; the
+    copies are watched for silence too now, and the renewal goes to the new leader within
+    an attempt timeout or two, as before the wait (a renewal waiting its whole timeout
+    at a frozen leader lost its lease: txn/resend.py)."""
+    touches: list[tuple[int, kv.Request]] = []
+    frozen: set[int] = set()
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        cluster.store[b"a"] = (b"me", 7)
+        group = cluster.map.locate(b"a").group_id
+        old = cluster.leaders[group]
+
+        def hook(node: FakeNode, request: kv.Request) -> Any:
+            if node.node_id in frozen:
+                return DROP
+            if request.WhichOneof("op") != "cas":
+                return None
+            touches.append((node.node_id, request))
+            if node.node_id != old:
+                return _renewed(request)  # the new leader renews at once
+            if len(touches) == 1:
+                return DROP  # parked behind an intent
+            frozen.add(old)  # the first copy's wait ran out; the leader freezes
+            cluster.silent.add(old)
+            cluster.leaders[group] = next(n for n in cluster.nodes if n != old)
+            return [error_response(touches[0][1], kv.CONFLICT)]
+
+        cluster.hook = hook
+        async with txn.AsyncClient(cluster.seeds(), timeout_s=4.0, attempt_timeout_s=0.3) as c:
+            started = time.monotonic()
+            renewed = await c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
+            took = time.monotonic() - started
+        assert renewed.succeeded and took < 2.0, took
+        assert [n for n, _ in touches][-1] != old
 
     scenario()
