@@ -174,7 +174,14 @@ class BackupWriter:
                 dir=self.path.parent, prefix=self.path.name + ".", suffix=".part"
             )
         except OSError as exc:  # it named the temporary file, which the user never typed
-            raise BackupError(f"cannot write {self.path}: {_why(exc, self.path)}") from None
+            # The directory exists (checked above): ENOENT then means it takes no new files
+            # (/proc; found by an operator trial, "no such file").
+            why = (
+                f"{self.path.parent} takes no new files"
+                if isinstance(exc, FileNotFoundError)
+                else _why(exc, self.path)
+            )
+            raise BackupError(f"cannot write {self.path}: {why}") from None
         self._part = Path(part)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()

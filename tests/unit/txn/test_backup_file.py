@@ -245,6 +245,8 @@ def test_paths_that_cannot_be_a_backup_are_refused_in_words(tmp_path: Path) -> N
         (lambda: BackupWriter(tmp_path, HEADER), "it is a directory"),
         (lambda: BackupReader(tmp_path), "it is a directory"),
         (lambda: BackupReader(tmp_path / "absent"), "no such file"),
+        # A directory that exists and refuses new files with ENOENT (an operator trial).
+        (lambda: BackupWriter(Path("/proc/b.pkvb"), HEADER), "/proc takes no new files"),
     ]
     for attempt, words in cases:
         with pytest.raises(BackupError, match=words) as refused:
