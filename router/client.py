@@ -1361,11 +1361,10 @@ class RoutingClient:
             timer.cancel()
             if watched:
                 conn.silence.discard(call)
-                for copy in copies:
-                    conn.silence.discard(copy)
             if not call.future.done() or call.future.cancelled():
                 conn.abandon(call)
             for copy in copies:
+                conn.silence.discard(copy)
                 if not copy.future.done():
                     conn.abandon(copy)
                     copy.future.cancel()

@@ -128,7 +128,6 @@ def _keys(count: int) -> str:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-
     from txn.backup import backup, backup_range
     from txn.errors import InvalidArgument, SnapshotTooOld
 
@@ -181,7 +180,6 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-
     from txn.backup import restore
 
     progress = _Progress("restore")
