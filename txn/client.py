@@ -1717,6 +1717,15 @@ class AsyncClient:
                 size += len(item.key) + len(item.value)
         return out, cursor.resume
 
+    def _release_dropped(self, txn_id: bytes, groups: set[int]) -> None:
+        """Free the update locks of a transaction the garbage collector found open; from
+        a finalizer, so from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed since
+            loop.call_soon_threadsafe(self._committer.resolve_all, txn_id, groups, False, 0)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closed and not self._draining:
             coro.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import warnings
 from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -804,6 +805,22 @@ class AsyncTransaction:
         raise TransactionClosed(
             f"transaction {self.txn_id.hex()} is {self._state.value}; it cannot be aborted"
         )
+
+    def __del__(self) -> None:
+        # A transaction dropped open (a handler that returned without commit or abort)
+        # would hold its update locks until they expire (2 s), every writer of those keys
+        # waiting behind them meanwhile.
+        if not getattr(self, "_lock_groups", None) or self._state is not TransactionState.OPEN:
+            return
+        warnings.warn(
+            f"transaction {self.txn_id.hex()} was dropped open holding update locks: they "
+            "are released now; end a transaction with commit() or abort(), or use "
+            "`with client.transaction() as tx:`",
+            ResourceWarning,
+            stacklevel=1,  # a finalizer: no caller of its own to point at
+            source=self,
+        )
+        self._client._release_dropped(self.txn_id, set(self._lock_groups))
 
     async def __aenter__(self) -> AsyncTransaction:
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from test_client_fakekv import (
     fake_in_thread,
     fast_client,
     on_kind,
+    until,
     with_fake,
 )
 
@@ -172,7 +174,7 @@ async def test_a_commit_too_long_after_the_start_is_refused_before_anything_is_s
             await tx.commit()
         assert caught.value.retryable and not caught.value.maybe_committed
         assert tx.state is TransactionState.ABORTED
-        await asyncio.sleep(0.05)  # the update lock's release goes out in the background
+        await until(lambda: fake.count("resolve") == 1, "the update lock's release")
         assert fake.requests("prepare") == fake.requests("commit_one_phase") == []
         [(group, release)] = fake.requests("resolve")
         assert group == 1 and release.resolve.txn_id == tx.txn_id and not release.resolve.commit
@@ -488,7 +490,7 @@ async def test_prepare_conflict_decides_abort_and_the_coordinator_resolves(fake:
         fake.store.write(C1, b"changed", 6)  # group 3 will vote no
         with pytest.raises(Conflict) as info:
             await tx.commit()
-        await asyncio.sleep(0.05)
+        await until(lambda: fake.count("decide") == 2, "the recovery Decide's second answer")
     assert info.value.phase == "prepare" and info.value.key == C1
     assert tx.state is TransactionState.ABORTED
     # A recovery Decide: the coordinator holds its PREPARE, so the first answer is pending
@@ -1063,7 +1065,7 @@ async def test_unreachable_participant_aborts_the_transaction(fake: FakeKV) -> N
         tx = two_group_writes(client)
         with pytest.raises(txn.Unavailable) as info:
             await tx.commit()
-        await asyncio.sleep(0.05)
+        await until(lambda: fake.count("decide") == 2 and not fake.store.intents, "the aborts")
     assert info.value.retryable and not info.value.maybe_committed
     assert type(info.value) is txn.Unavailable  # not the client's private subclass
     assert str(info.value).endswith("; the transaction was aborted")
@@ -1316,6 +1318,24 @@ def test_generator_functions_are_refused() -> None:
 
 
 # ---------------------------------------------------------------------------- context manager
+
+
+@with_fake
+async def test_a_transaction_dropped_open_on_the_loop_releases_its_update_locks(
+    fake: FakeKV,
+) -> None:
+    """The finalizer of an AsyncTransaction dropped open runs on the client's own loop here
+    (test_client_sync.py drops one in a caller's thread)."""
+    async with fast_client(fake) as client:
+        tx = client.transaction()
+        await tx.get(B1, for_update=True)
+        txn_id = tx.txn_id
+        with pytest.warns(ResourceWarning, match=txn_id.hex()):
+            del tx
+            gc.collect()
+        await until(lambda: fake.count("resolve") == 1, "the dropped transaction's Resolve")
+        [(group, release)] = fake.requests("resolve")
+        assert (group, release.resolve.txn_id, release.resolve.commit) == (2, txn_id, False)
 
 
 @with_fake

@@ -4,9 +4,11 @@ cluster, used from plain code and from many threads at once."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -103,6 +105,54 @@ def test_a_commit_frees_the_lock_a_failed_read_for_update_may_have_taken(fake: F
                 break
             freed.wait(0.01)
         assert freed.is_set(), fake.requests("resolve")
+
+
+def test_a_transaction_dropped_open_releases_its_update_locks_with_a_warning(
+    fake: FakeKV,
+) -> None:
+    """A handler that returns without commit or abort drops its transaction: its update
+    locks are released (one Resolve(abort) per group) instead of holding every writer of
+    those keys until they expire, and a ResourceWarning names the transaction."""
+    with sync_client(fake) as client:
+
+        def handler() -> bytes:
+            tx = client.transaction()
+            assert tx.get(A1, for_update=True) is None
+            assert tx.get(B1, for_update=True) is None
+            assert tx.get(C1) is None  # a plain read takes no lock: no Resolve to group 3
+            return tx.txn_id
+
+        with pytest.warns(ResourceWarning, match="dropped open holding update locks") as caught:
+            txn_id = handler()
+            gc.collect()
+        assert txn_id.hex() in str(caught[0].message)
+        end = time.monotonic() + 5
+        while len(fake.requests("resolve")) < 2 and time.monotonic() < end:
+            threading.Event().wait(0.01)
+        resolves = sorted(
+            (g, r.resolve.txn_id, r.resolve.commit) for g, r in fake.requests("resolve")
+        )
+        assert resolves == [(1, txn_id, False), (2, txn_id, False)]
+
+
+def test_a_transaction_ended_or_holding_no_lock_is_dropped_without_a_warning(
+    fake: FakeKV,
+) -> None:
+    with sync_client(fake) as client, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for end in ("commit", "abort", "none"):
+            tx = client.transaction()
+            tx.get(A1, for_update=end != "none")
+            if end != "none":
+                getattr(tx, end)()
+            del tx
+            gc.collect()
+        with client.transaction() as tx:
+            tx.get(B1, for_update=True)
+            tx.put(B1, b"b")
+        del tx
+        gc.collect()
+    assert [str(w.message) for w in caught if "dropped open" in str(w.message)] == []
 
 
 def test_threads_incrementing_one_counter_lose_no_update(fake: FakeKV) -> None:
