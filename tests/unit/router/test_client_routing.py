@@ -158,8 +158,12 @@ class FakeNode(kv_pb2_grpc.KVServicer):
                         if outcome == HELD:
                             held.append(request)
                             continue
-                        # A list: answers to this request and earlier ones.
+                        # A list: answers to this request and earlier ones (BREAK in it:
+                        # those before it are sent, then the stream is aborted).
                         for answer in outcome if isinstance(outcome, list) else [outcome]:
+                            if answer == BREAK:
+                                yield kv.ResponseBatch(responses=responses)
+                                await context.abort(grpc.StatusCode.UNAVAILABLE, "injected break")
                             if isinstance(answer, kv.Response):
                                 responses.append(answer)
                             elif isinstance(answer, Later):

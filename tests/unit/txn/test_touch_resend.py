@@ -14,6 +14,7 @@ import pytest
 import txn
 from router import kv_pb2 as kv
 from tests.unit.router.test_client_routing import (
+    BREAK,
     DROP,
     FakeCluster,
     FakeNode,
@@ -83,7 +84,7 @@ def _renewed(request: kv.Request) -> kv.Response:
 
 
 @pytest.mark.parametrize(
-    "second_copy", ["applied-at-once", "applied-later", "unanswered", "refused-too"]
+    "second_copy", ["applied-at-once", "applied-later", "unanswered", "lost", "refused-too"]
 )
 def test_a_refused_copy_leaves_a_renewal_open_while_another_is_parked(second_copy: str) -> None:
     """Found by review: a renewal that waited an attempt timeout at a live leader gets a
@@ -110,6 +111,8 @@ def test_a_refused_copy_leaves_a_renewal_open_while_another_is_parked(second_cop
             return [refused, Later(_renewed(request), 0.2)]
         if second_copy == "refused-too":
             return [refused, error_response(request, kv.CONFLICT)]
+        if second_copy == "lost":
+            return [refused, BREAK]  # the stream fails with the second copy unanswered
         return [refused]  # still parked when the deadline comes
 
     @with_cluster
@@ -118,10 +121,11 @@ def test_a_refused_copy_leaves_a_renewal_open_while_another_is_parked(second_cop
         cluster.hook = hook
         async with txn.AsyncClient(cluster.seeds(), timeout_s=2.0, attempt_timeout_s=0.3) as c:
             renewal = c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
-            if second_copy == "unanswered":
+            if second_copy in ("unanswered", "lost"):
                 with pytest.raises(txn.OutcomeUnknown) as info:
                     await renewal
                 assert info.value.maybe_committed
+                assert "nothing was written" not in str(info.value)
             elif second_copy == "refused-too":
                 with pytest.raises(txn.Conflict) as refused:
                     await renewal
@@ -129,8 +133,9 @@ def test_a_refused_copy_leaves_a_renewal_open_while_another_is_parked(second_cop
             else:
                 renewed = await renewal
                 assert renewed.succeeded and renewed.version == 7
-        # The second copy went to the same, live node; only refusals are sent again.
-        assert (len(touches) > 2) == (second_copy == "refused-too"), len(touches)
+        # The second copy went to the same, live node; only refusals and lost copies are
+        # sent again.
+        assert (len(touches) > 2) == (second_copy in ("lost", "refused-too")), len(touches)
 
     scenario()
 
