@@ -280,6 +280,8 @@ def _connection_refused(exc: BaseException) -> bool:
 
 #: What `connect` says of a seed it ran out of time for, not one that failed.
 _OUT_OF_TIME = frozenset({"no answer before the deadline", "not tried (deadline)"})
+#: What `connect` says of a seed that answered in another protocol than gRPC's.
+_NOT_GRPC = "not a gRPC server (it answered as an HTTP/1 one, such as a node's metrics port)"
 #: Below this a timeout_s that ran out is said to be too short (connecting takes a few ms).
 SHORT_TIMEOUT_S = 0.1
 
@@ -303,6 +305,10 @@ def _describe_rpc_error(exc: BaseException) -> str:
             # gRPC's "connection attempt timed out before receiving SETTINGS frame": the
             # port accepts, the process does not answer (found by a README walk-through).
             return "no answer: the connection timed out (the node may be paused or overloaded)"
+        if "Failed parsing HTTP/2" in details:
+            # Found by an operator trial: a node's metrics port given as the cluster
+            # address printed gRPC's parse error, cut off mid-sentence.
+            return _NOT_GRPC
         if len(details) > 120:
             details = details[:117].rsplit(" ", 1)[0] + "..."  # at a word boundary
         return f"{code.name}: {details}".rstrip(": ")
@@ -883,6 +889,11 @@ class RoutingClient:
                 f"timeout of {SHORT_TIMEOUT_S:g} s or more (timeout_s=, or --timeout on the "
                 "command line)"
             )
+        if set(failures) == {_NOT_GRPC}:
+            raise Unavailable(
+                f"no paxoskv node at {where}: give the nodes' client addresses (`paxoskv "
+                "cluster start` and `paxoskv cluster status` print them)"
+            )
         raise Unavailable(
             f"no node answered at {where} (check the cluster addresses and that the nodes are "
             f"running{tls_hint})"
@@ -1199,10 +1210,11 @@ class RoutingClient:
                 # caller's retry goes there (found by review: every retry waited out its
                 # whole deadline at the silent node while another replica led).
                 cache.on_not_leader(gid, asked)
+                short = _short_time_note(deadline - started)
                 if exc.sent and write:
                     raise OutcomeUnknown(
-                        f"no answer from {address} before the deadline; the write may or may "
-                        f"not have been applied, and {OUTCOME_ADVICE}"
+                        f"no answer from {address} before the deadline{short}; the write may "
+                        f"or may not have been applied, and {OUTCOME_ADVICE}"
                     ) from None
                 if exc.silent:
                     silence = (
@@ -1219,7 +1231,7 @@ class RoutingClient:
                     continue
                 before = f" (the try before met: {last})" if last else ""
                 raise DeadlineExceeded(
-                    f"gave up: no answer from {address} before the deadline{before}"
+                    f"gave up: no answer from {address} before the deadline{short}{before}"
                 ) from None
             error = response_error(response, request.WhichOneof("op"))
             if error is None or error.code in passthrough:
@@ -1650,6 +1662,18 @@ async def _answer_of_copies(
         )
         if not done:
             raise _TimedOut(sent=True)
+
+
+def _short_time_note(seconds: float) -> str:
+    """What to say of a request that had only `seconds` for its answer: nothing, unless
+    that was too short for any round trip (found by an operator trial: `--timeout 0.005`
+    was told only that the write may have been applied)."""
+    if seconds >= SHORT_TIMEOUT_S:
+        return ""
+    return (
+        f" (it had {seconds:.2g} s, shorter than a round trip can take: give a timeout of "
+        f"{SHORT_TIMEOUT_S:g} s or more)"
+    )
 
 
 def _refuse_oversized(request: kv.Request, kind: str, op: Any) -> None:

@@ -398,6 +398,34 @@ def client_for(cluster: FakeCluster, **kwargs: Any) -> RoutingClient:
 # ---------------------------------------------------------------------------- connect
 
 
+def test_a_seed_that_answers_as_an_http1_server_is_named_not_a_node() -> None:
+    """Found by an operator trial: a node's metrics port given as the cluster address got
+    gRPC's HTTP/2 parse error, cut off mid-sentence, and advice about TLS."""
+    from prometheus_client import CollectorRegistry
+
+    from shard.metrics_server import MetricsServer
+
+    async def scenario() -> None:
+        server = MetricsServer(CollectorRegistry())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        await server.start(f"127.0.0.1:{port}")
+        try:
+            with pytest.raises(Unavailable) as info:  # entering connects
+                async with RoutingClient([f"127.0.0.1:{port}"], timeout_s=5.0) as client:
+                    await client.get(b"a")
+        finally:
+            await server.close()
+        assert str(info.value) == (
+            f"no paxoskv node at 127.0.0.1:{port}: not a gRPC server (it answered as an "
+            "HTTP/1 one, such as a node's metrics port): give the nodes' client addresses "
+            "(`paxoskv cluster start` and `paxoskv cluster status` print them)"
+        )
+
+    asyncio.run(scenario())
+
+
 @with_cluster
 async def test_a_first_call_waits_within_its_deadline_for_seeds_that_refused(
     cluster: FakeCluster,
@@ -1214,6 +1242,14 @@ async def test_write_without_answer_is_outcome_unknown(cluster: FakeCluster) -> 
             await client.put(b"a", b"1")
         assert cluster.count("put") == 1
         assert OUTCOME_ADVICE in str(info.value)
+        assert "shorter than a round trip" not in str(info.value)  # 0.5 s is not short
+        with pytest.raises(OutcomeUnknown, match="before the deadline") as info:
+            await client.put(b"a", b"1", timeout_s=0.02)
+        # Found by an operator trial: `--timeout 0.005` was told only that the write may
+        # have been applied.
+        assert "shorter than a round trip can take: give a timeout of 0.1 s or more" in str(
+            info.value
+        )
 
 
 @with_cluster
