@@ -27,6 +27,7 @@ from shard.cli_kv import (
     connection_options,
     debug_option,
     escape,
+    show_bytes,
     txn_client,
 )
 from shard.cli_signals import Stopped, how_stopped, run_until_stopped
@@ -87,6 +88,13 @@ def register_backup_commands(subparsers: Any) -> None:
         "cluster.",
     )
     verify.add_argument("file", metavar="FILE")
+    verify.add_argument(
+        "--print",
+        action="store_true",
+        help="once FILE is checked, print its KEY<TAB>VALUE lines as `paxoskv scan` does "
+        "(the summary then goes to stderr)",
+    )
+    verify.add_argument("--hex", action="store_true", help="with --print: keys and values in hex")
     debug_option(verify)
     verify.set_defaults(handler=_cmd_verify)
 
@@ -217,11 +225,18 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from txn.backup_file import BackupReader
 
+    if args.hex and not args.print:
+        raise UsageError("--hex says how --print shows keys and values: give --print too")
     with BackupReader(args.file) as reader:
         summary = reader.verify()
+        if args.print:
+            reader.rewind()  # nothing is printed from a file not checked whole first
+            for key, value in reader.records():
+                print(f"{show_bytes(args, key)}\t{show_bytes(args, value)}")
     header = summary.header
     print(
         f"intact: {_keys(summary.keys)} ({_size(summary.data_bytes)}) of {_range(header)} "
-        f"from cluster {header.cluster_id!r} at ts {header.read_ts}, sha256 {summary.sha256}"
+        f"from cluster {header.cluster_id!r} at ts {header.read_ts}, sha256 {summary.sha256}",
+        file=sys.stderr if args.print else sys.stdout,
     )
     return 0

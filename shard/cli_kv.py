@@ -538,7 +538,8 @@ def escape(data: bytes) -> str:
     return text.translate(_CONTROL_ESCAPES)
 
 
-def _show(args: argparse.Namespace, data: bytes) -> str:
+def show_bytes(args: argparse.Namespace, data: bytes) -> str:
+    """`data` as the commands print it: hex with --hex, else `escape`d."""
     return data.hex() if args.hex else escape(data)
 
 
@@ -593,7 +594,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
     async def body(client: Any) -> int:
         found = await client.get(key, stale_ok=args.stale, at_version=args.at_version)
         if found is None:
-            print(f"paxoskv: key '{_show(args, key)}' not found", file=sys.stderr)
+            print(f"paxoskv: key '{show_bytes(args, key)}' not found", file=sys.stderr)
             return EXIT_NO
         value, version = found
         if args.int:
@@ -616,7 +617,7 @@ def _cmd_ttl(args: argparse.Namespace) -> int:
         async with txn_client(args) as client:
             entry = await client.get_entry(key)
         if entry is None:
-            print(f"paxoskv: key '{_show(args, key)}' not found", file=sys.stderr)
+            print(f"paxoskv: key '{show_bytes(args, key)}' not found", file=sys.stderr)
             return EXIT_NO
         left = entry.ttl_left_s()
         print(-1 if left is None else f"{left:.3f}")
@@ -640,7 +641,7 @@ def _counter_value(args: argparse.Namespace, key: bytes, value: bytes) -> int:
     from txn import decode_int
 
     # A short text value would read as a number that means nothing.
-    if (why := not_a_counter(_show(args, key), value)) is not None:
+    if (why := not_a_counter(show_bytes(args, key), value)) is not None:
         raise CommandError(f"--int: {why}; read it without --int")
     return decode_int(value)
 
@@ -751,7 +752,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
         # A snapshot read: checked without a read conflict, so concurrent adds still commit
         # side by side (found by a user trial: `add` on a text value silently cut it to 8
         # bytes, which `get --int` then refused to read).
-        why = not_a_counter(_show(args, key), await tx.get(key, snapshot=True))
+        why = not_a_counter(show_bytes(args, key), await tx.get(key, snapshot=True))
         if why is not None:
             raise CommandError(why + ADD_REFUSAL)
         tx.add(key, args.n)
@@ -797,12 +798,12 @@ def _cmd_cas(args: argparse.Namespace) -> int:
             return 0
         if result.current_value is None:
             print(
-                f"paxoskv: cas: condition not met: '{_show(args, key)}' is absent",
+                f"paxoskv: cas: condition not met: '{show_bytes(args, key)}' is absent",
                 file=sys.stderr,
             )
         else:
             print(
-                f"paxoskv: cas: condition not met: '{_show(args, key)}' is at version "
+                f"paxoskv: cas: condition not met: '{show_bytes(args, key)}' is at version "
                 f"{result.current_version}",
                 file=sys.stderr,
             )
@@ -826,10 +827,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         items = items[: args.limit] if args.limit else items
         lines = []
         for key, value, version in items:
-            fields = [_show(args, key)]
+            fields = [show_bytes(args, key)]
             if args.verbose:
                 fields.append(str(version))
-            fields.append(_show(args, value))
+            fields.append(show_bytes(args, value))
             lines.append("\t".join(fields))
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")

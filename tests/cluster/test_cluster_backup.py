@@ -108,6 +108,10 @@ def test_a_backup_under_transfers_restores_into_an_empty_cluster(
     verified = paxoskv(source, "verify-backup", str(backup_file))
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith(f"intact: {len(saved)} keys")
+    printed = paxoskv(source, "verify-backup", str(backup_file), "--print")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines() == [f"{k.decode()}\t{v.decode()}" for k, v in saved.items()]
+    assert printed.stderr == verified.stdout  # the summary, out of the way of the lines
 
     target = make_cluster()
     restored = paxoskv(target, "restore", str(backup_file))
@@ -141,10 +145,11 @@ def test_a_damaged_backup_is_refused_and_restores_nothing(
     assert paxoskv(cluster, "delete", "k-key").returncode == 0
     cut = tmp_path / "cut.pkvb"
     cut.write_bytes(whole.read_bytes()[:-5])
-    for command in ("verify-backup", "restore"):
-        refused = paxoskv(cluster, command, str(cut))
+    for command in (["verify-backup"], ["verify-backup", "--print"], ["restore"]):
+        refused = paxoskv(cluster, *command, str(cut))
         assert refused.returncode == 1
         assert "not an intact backup" in refused.stderr and "truncated" in refused.stderr
+        assert refused.stdout == ""  # not a line of a file that is not intact
     assert paxoskv(cluster, "get", "k-key").returncode == 3  # still absent
 
 
