@@ -545,3 +545,10 @@ def test_txn_status_suggests_settle_only_while_the_ref_may_be_settled() -> None:
     old = _settle_hint(txn.TxnRef(b"t" * 24, 1, now - 1500 * 10**9))
     assert "it began 1500 s ago, too long ago to settle" in old and "again" not in old
     assert "--settle needs the full REF" in _settle_hint(txn.TxnRef(b"t" * 24, 1))
+
+
+def test_verify_backup_hex_without_print_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["verify-backup", "/nonexistent.pkvb", "--hex"]) == 2
+    assert "give --print too" in capsys.readouterr().err
