@@ -65,6 +65,13 @@ D5. The prevent round's abort (`if_prepared`) is recorded only while this group 
     nothing and answers `pending`. The round may be stale: the txn resolved here by its
     commit since, and that record purged after its check, an abort recorded now would
     contradict the commit.
+D6. A recovery Decide naming participants other than those of the decision or PREPARE
+    this group holds for the txn answers "not committed" and records nothing, as a
+    Prevent does under participant rule V3: the asker was sent another transaction under
+    the same id (a buggy or hostile client), this group never votes for the asker's set
+    (participant rules P1, P2), so that set can never commit. Answered with this group's
+    commit, the asker committed its part of a transaction that never committed here
+    (found by review: its recovery Resolve carries no participants for rule R7 to check).
 F1. Finish marks the decision finished; without a record, or already finished, a no-op.
 G1. PurgeDecisions(before_ts) deletes finished records with decided_ts < before_ts, in the
     order they finished, stopping at the first one decided later (and after
@@ -153,10 +160,17 @@ def decision_state(info: DecisionInfo | None) -> DecisionState:
 
 
 def decide(store: TxnStore, cmd: Decide, ts: int) -> DecisionResult:
-    """Rules D1-D4: record `cmd`'s decision unless one exists (or, for a recovery abort,
+    """Rules D1-D6: record `cmd`'s decision unless one exists (or, for a recovery abort,
     this group holds the txn's PREPARE), resolve this group's own prepared part with the
     recorded decision; answer the recorded one."""
     existing = store.decision(cmd.txn_id)
+    held = existing if existing is not None else store.prepared(cmd.txn_id)
+    if (
+        cmd.recover
+        and held is not None
+        and not participant.same_participants(cmd.participants, held.participants)
+    ):  # D6
+        return DecisionResult(committed=False)
     if existing is None and cmd.recover:
         if store.prepared(cmd.txn_id) is not None:  # D3
             return DecisionResult(committed=False, pending=True)

@@ -486,13 +486,13 @@ def _write_committed(
 
 def _proof_matches(cmd: Resolve, info: PreparedInfo) -> bool:
     """Rule R7."""
-    return _same_participants(cmd.participants, info.participants)
+    return same_participants(cmd.participants, info.participants)
 
 
 def commit_writes_here(info: PreparedInfo, participants: Sequence[int], commit_ts: int) -> bool:
     """Whether a Resolve(commit) at `commit_ts` naming `participants` writes the values of
     the transaction prepared here as `info` when applied (rules R3 and R7)."""
-    return _same_participants(participants, info.participants) and commit_ts >= info.prepare_ts
+    return same_participants(participants, info.participants) and commit_ts >= info.prepare_ts
 
 
 def resolve(store: TxnStore, cmd: Resolve, ts: int) -> ResolveResult:
@@ -586,11 +586,11 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     """Rules V1-V2: report the txn's PREPARE here, or make sure it never happens here."""
     info = store.prepared(cmd.txn_id)
     if info is not None:
-        if not _same_participants(cmd.participants, info.participants):  # V3
+        if not same_participants(cmd.participants, info.participants):  # V3
             return PreventResult(prepared=False)
         return PreventResult(prepared=True, prepare_ts=info.prepare_ts)
     decided = store.decision(cmd.txn_id)
-    if decided is not None and not _same_participants(cmd.participants, decided.participants):
+    if decided is not None and not same_participants(cmd.participants, decided.participants):
         return PreventResult(prepared=False)  # V3
     if decided is None:
         if may_be_purged(store, cmd.asker_ts):
@@ -603,8 +603,8 @@ def prevent(store: TxnStore, cmd: Prevent, ts: int) -> PreventResult:
     return PreventResult(prepared=False)
 
 
-def _same_participants(asked: Sequence[int], held: Sequence[int]) -> bool:
-    """Rule V3 (either side empty: nothing to compare)."""
+def same_participants(asked: Sequence[int], held: Sequence[int]) -> bool:
+    """Rules V3 and coordinator D6 (either side empty: nothing to compare)."""
     return not asked or not held or set(asked) == set(held)
 
 

@@ -377,8 +377,8 @@ MUTATIONS = [
         edits=(
             (
                 "participant.py",
-                "    return _same_participants(participants, info.participants) and commit_ts >= info.prepare_ts",
-                "    return _same_participants(participants, info.participants)",
+                "    return same_participants(participants, info.participants) and commit_ts >= info.prepare_ts",
+                "    return same_participants(participants, info.participants)",
             ),
         ),
         package="txn",
@@ -824,7 +824,7 @@ MUTATIONS = [
         edits=(
             (
                 "participant.py",
-                "    return _same_participants(cmd.participants, info.participants)\n",
+                "    return same_participants(cmd.participants, info.participants)\n",
                 "    return True\n",
             ),
         ),
@@ -934,7 +934,7 @@ MUTATIONS = [
         edits=(
             (
                 "participant.py",
-                "    if decided is not None and not _same_participants(cmd.participants, "
+                "    if decided is not None and not same_participants(cmd.participants, "
                 "decided.participants):\n        return PreventResult(prepared=False)  # V3",
                 "    if False:\n        return PreventResult(prepared=False)  # V3",
             ),

@@ -290,3 +290,48 @@ def test_a_purged_one_phase_commit_is_not_reported_aborted_after_an_abort_elsewh
     assert node.call(get(b"apple", group=1)).get.value == b"one"
     state = _status(node, 1, txn_id).state
     assert state != kv.TxnStatusResponse.ABORTED, "a committed one-phase txn reported ABORTED"
+
+
+def _two_lists_under_one_id(node: OneNode) -> None:
+    """t1 prepared over [1, 3] at group 3, over [1, 2] at groups 1 and 2 (coordinator 1),
+    and the [1, 2] set committed with its votes; group 1 never votes for [1, 3] (P1)."""
+    other = node.call(prepare_request(3, b"zebra", participants=(1, 3))).prepare
+    assert other.error.code == kv.OK
+    votes = [_yes(node, prepare_request(1, b"apple")), _yes(node, prepare_request(2, b"kiwi"))]
+    refused = node.call(prepare_request(1, b"apple", participants=(1, 3))).prepare
+    assert refused.error.code == kv.CONFLICT
+    for group in (1, 2):
+        assert node.call(_resolve_commit(group, votes)).resolve.error.code == kv.OK
+
+
+def test_a_recovery_decide_over_other_participants_commits_no_part_of_them() -> None:
+    """Coordinator rule D6 (found by review): group 3's recovery asks group 1 about the
+    [1, 3] transaction, which can never commit; rule D1 answered with group 1's commit of
+    the [1, 2] one, and group 3 committed its part (its recovery Resolve names no
+    participants, so rule R7 had nothing to check)."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=0.2)
+    _two_lists_under_one_id(node)
+    _deliver_outbound(node, rounds=60)
+    assert node.core.hosts[3].shard.prepared(tid(b"t1")) is None  # recovery ended it
+    read = node.call(get(b"zebra", group=3)).get
+    assert not read.found, (read.value, read.version)
+    assert _values(node) == (b"v", b"v")  # the [1, 2] transaction stays committed
+
+
+@pytest.mark.parametrize("held", ["decision", "prepare"])
+def test_a_clients_abort_over_other_participants_is_answered_not_committed(held: str) -> None:
+    """The same through a client's own abort (`txn.commit._abort_request`, a recovery Decide
+    naming its participants): its [1, 3] commit had group 1's Prepare refused, and it was
+    told `committed`, a commit group 1 never prepared; with group 1 holding only its
+    PREPARE of [1, 2] (rule D3), `pending`, then the prevent round's commit."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=60.0)
+    if held == "decision":
+        _two_lists_under_one_id(node)
+    else:
+        _yes(node, prepare_request(1, b"apple"))
+    decide = kv.DecideRequest(
+        header=header(1), txn_id=tid(b"t1"), participants=[1, 3], commit=False, recover=True
+    )
+    answer = node.call(kv.Request(decide=decide)).decide
+    assert answer.error.code == kv.OK
+    assert not answer.committed and not answer.pending, answer

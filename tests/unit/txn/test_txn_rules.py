@@ -375,6 +375,30 @@ def test_d3_recovery_abort_without_a_prepare_here_is_recorded_and_forbids_it(
     assert h.prepared(T1) is None and h.intents(b"a") == []
 
 
+@pytest.mark.parametrize("held", ["prepare", "commit", "abort"])
+def test_d6_recovery_decide_over_other_participants_is_not_committed(h: Harness, held: str) -> None:
+    """A recovery Decide naming other participants than the txn's PREPARE or decision here
+    (one id, two transactions: a buggy client) is answered "not committed" and records
+    nothing; over the same ones (or none named) it is answered as D1 and D3 say."""
+    ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
+    if held == "commit":
+        h.txn(Decide(txn_id=T1, participants=(3, 4), commit=True, commit_ts=ts + 7), 31)
+    elif held == "abort":
+        h.txn(Decide(txn_id=T1, participants=(3, 4), commit=False), 31)
+    before = (h.decision(T1), h.prepared(T1), h.value(b"a"))
+    other = h.txn(Decide(txn_id=T1, participants=(3, 5), commit=False, recover=True), 40)
+    assert other.txn == DecisionResult(committed=False, commit_ts=0)
+    assert (h.decision(T1), h.prepared(T1), h.value(b"a")) == before
+    for same in ((4, 3), ()):
+        again = h.txn(Decide(txn_id=T1, participants=same, commit=False, recover=True), 41)
+        expected = {
+            "prepare": DecisionResult(committed=False, commit_ts=0, pending=True),
+            "commit": DecisionResult(committed=True, commit_ts=ts + 7),
+            "abort": DecisionResult(committed=False, commit_ts=0),
+        }[held]
+        assert again.txn == expected
+
+
 def test_v1_prevent_reports_a_prepare_and_changes_nothing(h: Harness) -> None:
     ts = prepared_ts(h, prep(T1, writes={b"a": b"new"}), 20)
     for at in (30, 31):  # idempotent
