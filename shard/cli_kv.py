@@ -23,7 +23,7 @@ from typing import Any
 
 from router.env import ENV_CA, ENV_CERT, ENV_CLUSTER, ENV_KEY
 from router.keys import prefix_end
-from router.limits import DELETE_RANGE_KEYS, MAX_TTL_S
+from router.limits import DELETE_RANGE_KEYS, MAX_KEY_BYTES, MAX_TTL_S
 from shard.cli_status import status_report, status_table
 
 EXIT_NO = 3
@@ -267,6 +267,12 @@ def key_range(args: argparse.Namespace, after: bytes | None = None) -> tuple[byt
         start = max(start, after + b"\x00")
     if args.prefix is not None:
         prefix = arg_bytes(args.prefix, args.hex, "--prefix")
+        if len(prefix) > MAX_KEY_BYTES:
+            # Found by a README trial: `watch --prefix` of such a prefix waited for ever.
+            raise UsageError(
+                f"--prefix is {len(prefix):,} bytes, longer than any key (at most "
+                f"{MAX_KEY_BYTES:,} bytes, MAX_KEY_BYTES): no key has it"
+            )
         start = max(start, prefix)
         past = prefix_end(prefix)
         if past is not None:
@@ -519,6 +525,13 @@ def arg_key(text: str, hex_mode: bool) -> bytes:
     key = arg_bytes(text, hex_mode, "key")
     if not key:
         raise UsageError("empty key: keys are at least 1 byte")
+    if len(key) > MAX_KEY_BYTES:
+        # A usage error before connecting, for reads too (found by a README trial: `get`
+        # of such a key met the node's refusal, exit 1, with advice for writes).
+        raise UsageError(
+            f"the key is {len(key):,} bytes, over the limit of {MAX_KEY_BYTES:,} bytes "
+            "(MAX_KEY_BYTES): no key is that long"
+        )
     return key
 
 

@@ -351,6 +351,29 @@ def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, caps
             None,
             f"--start/--end: range end is {MAX_KEY_BYTES + 2} bytes",
         ),
+        *(
+            (
+                [*command, "--cluster", NOWHERE, "k" * (MAX_KEY_BYTES + 1)],
+                None,
+                "the key is 4,097 bytes, over the limit of 4,096 bytes (MAX_KEY_BYTES): no key "
+                "is that long",
+            )
+            for command in (["get"], ["delete"])
+        ),
+        (
+            ["txn", "--cluster", NOWHERE, "get " + "k" * (MAX_KEY_BYTES + 1)],
+            None,
+            "the key is 4,097 bytes",
+        ),
+        *(
+            (
+                [command, "--cluster", NOWHERE, "--prefix", "k" * (MAX_KEY_BYTES + 1)],
+                None,
+                "--prefix is 4,097 bytes, longer than any key (at most 4,096 bytes, "
+                "MAX_KEY_BYTES): no key has it",
+            )
+            for command in ("scan", "watch", "delete")
+        ),
     ],
 )
 def test_a_bad_argument_a_command_finds_itself_is_a_usage_error_too(
