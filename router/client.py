@@ -1153,10 +1153,14 @@ class RoutingClient:
                         f"was sent to {target} (a timeout shorter than the wait for a "
                         "connection, or a process paused or starved of CPU)"
                     )
+                # Every try of a write was refused or never sent (one that may have been
+                # applied raised OutcomeUnknown): found by a README trial, the message left
+                # a user of a cluster without a majority wondering.
+                written = "; nothing was written" if write else ""
                 raise DeadlineExceeded(
                     f"gave up at the deadline, after {loop.time() - started:.1f} s of tries "
-                    f"at {target}; last: {last}. A group has a leader to answer once a "
-                    "majority of its replicas are up and connected"
+                    f"at {target}{written}; last: {last}. A group has a leader to answer once "
+                    "a majority of its replicas are up and connected"
                 )
             if cache.needs_refresh:
                 await self.refresh_map(deadline)

@@ -1058,14 +1058,22 @@ async def test_a_group_without_a_leader_until_the_deadline_is_named_in_the_error
     "gave up: <one node>: cannot connect", not that a group had no leader for the whole
     deadline."""
     cluster.hook = lambda node, request: (
-        error_response(request, kv.UNAVAILABLE) if request.WhichOneof("op") == "put" else None
+        error_response(request, kv.UNAVAILABLE)
+        if request.WhichOneof("op") in ("put", "get")
+        else None
     )
     async with client_for(cluster) as client:
         with pytest.raises(DeadlineExceeded) as err:
             await client.put(b"a", b"1", timeout_s=0.3)
+        # A read given up so has nothing to say of writing.
+        with pytest.raises(DeadlineExceeded) as read_err:
+            await client.get(b"a", timeout_s=0.3)
     message = str(err.value)
     assert re.search(r"gave up at the deadline, after 0\.\d s of tries at group 1's", message)
     assert "answered UNAVAILABLE" in message and "a majority of its replicas" in message
+    # Every try refused: said so (found by a README trial, a cluster without a majority).
+    assert "group 1's leader; nothing was written; last:" in message
+    assert "nothing was written" not in str(read_err.value)
 
 
 @with_cluster
