@@ -184,7 +184,7 @@ def test_guard_steps_commit_only_when_they_hold(fake: FakeKV, capsys: Any) -> No
     assert run_cli(fake, "expect user/u7 bob; put user/u7 carol") == EXIT_ABORTED
     assert "user/u7 is ann" in capsys.readouterr().err
     assert run_cli(fake, "--snapshot", "expect-present email/ann") == EXIT_ABORTED
-    assert "email/ann is (not found)" in capsys.readouterr().err
+    assert "email/ann is absent (never written, deleted, or expired)" in capsys.readouterr().err
     # A guard sees the transaction's own writes before it (an add's: the cluster test).
     assert run_cli(fake, "put k v; expect k v; expect-present k") == 0
     assert fake.store.value(b"k") == b"v"
@@ -208,7 +208,7 @@ def test_put_ttl_and_expect_version_steps(fake: FakeKV, capsys: Any) -> None:
     assert run_cli(fake, f"expect-version leader {taken}; delete leader") == EXIT_ABORTED
     assert "leader is at version" in capsys.readouterr().err
     assert run_cli(fake, "expect-version nobody 1") == EXIT_ABORTED
-    assert "nobody is (not found)" in capsys.readouterr().err
+    assert "nobody is absent (never written, deleted, or expired);" in capsys.readouterr().err
     # Its own write has no version yet, and a snapshot's reads carry none: refused.
     assert run_cli(fake, "put k v; expect-version k 0") == 2  # a usage error
     assert "put the guard before the write" in capsys.readouterr().err
