@@ -182,6 +182,21 @@ def test_any_flipped_byte_is_refused(
         _read_all(path)
 
 
+def test_a_byte_changed_inside_a_value_is_not_placed_at_the_digest(tmp_path: Path) -> None:
+    """Found by a README trial: a byte flipped near the start was reported "at byte N",
+    N the end of the file, where the digest that caught it is."""
+    path = _written(tmp_path / "b")
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"\x00\xff" * 50) + 7] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BackupCorrupt) as caught:
+        _read_all(path)
+    assert str(caught.value) == (
+        f"{path}: not an intact backup: its contents do not match the SHA-256 at its end "
+        f"(damaged somewhere in its first {len(raw) - 32:,} bytes, or in the digest)"
+    )
+
+
 def test_every_truncation_and_any_appended_byte_is_refused(tmp_path: Path) -> None:
     whole = _written(tmp_path / "b").read_bytes()
     cut = tmp_path / "cut"
