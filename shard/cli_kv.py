@@ -230,7 +230,8 @@ def ttl_option(parser: Any) -> None:
         default=None,
         metavar="SECONDS",
         help="the value lives SECONDS after it is written, then its shard's leader deletes "
-        "it (within about 0.1 s while the shard has a leader); write it again to keep it",
+        "it (within about 0.1 s while the shard has a leader); renew it, keeping its version "
+        "(a lease's fencing token), with `cas KEY --expect-version V --touch --ttl SECONDS`",
     )
 
 
@@ -333,7 +334,9 @@ def register_kv_commands(subparsers: Any) -> None:
         parents=parents,
         help="write a value; print its version",
         description="Write VALUE under KEY and print the new version. Without VALUE, the "
-        "value is read from stdin (as bytes; --hex: as hex text).",
+        "value is all of stdin, as bytes: a trailing newline is kept (`echo hi | paxoskv put "
+        "k` stores 'hi\\n'; `printf %s hi` does not add one), and an empty stdin stores "
+        "an empty value (--hex: stdin is hex text, surrounding whitespace ignored).",
     )
     put.add_argument("key")
     put.add_argument("value", nargs="?", default=None)
