@@ -420,8 +420,9 @@ class AsyncClient:
         themselves.
 
         Raises:
-            Unavailable: no shard map yet: call `connect()` first.
-            InvalidArgument, LimitExceeded: `key` is not a valid key.
+            InvalidArgument: no shard map yet (call `connect()` first: a usage mistake, so
+                not the retryable Unavailable), or `key` is not a valid key.
+            LimitExceeded: `key` is over its size limit.
         """
         key = _as_key(key)
         oversized = key_oversized(key)
@@ -432,7 +433,8 @@ class AsyncClient:
     def _connected_map(self) -> ShardMap:
         shard_map = self._routing.shard_map
         if shard_map is None:
-            raise Unavailable("no shard map yet: call connect() first")
+            # Found by a README trial: as Unavailable (retryable), a retry loop spun on it.
+            raise InvalidArgument("no shard map yet: call connect() first")
         return shard_map
 
     @property

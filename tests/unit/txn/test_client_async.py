@@ -2064,8 +2064,9 @@ async def test_group_of_names_the_group_holding_a_key_by_the_cached_map(fake: Fa
     """For placement and printouts (the examples print where their tables live) without
     reaching into the routing client."""
     async with fast_client(fake) as client:
-        with pytest.raises(txn.Unavailable, match="call connect"):
+        with pytest.raises(txn.InvalidArgument, match="call connect") as early:
             client.group_of(A1)
+        assert not early.value.retryable  # a usage mistake: no retry loop spins on it
         await client.connect()
         assert [client.group_of(k) for k in (A1, B1, C1)] == [1, 2, 3]
         assert [client.group_of(k) for k in (A1, B1, C1)] == [
