@@ -486,10 +486,13 @@ def seeds_from(args: argparse.Namespace) -> list[str]:
     if args.cluster is not None:
         seeds: list[str] = args.cluster
         return seeds
-    text = os.environ.get(ENV_CLUSTER, "")
-    if not text.strip():
+    text = os.environ.get(ENV_CLUSTER)
+    if text is None or not text.strip():
+        # Set but empty is said so (README trial: "or set it" read wrong when it was set).
+        state = "not set" if text is None else "set but empty"
         raise UsageError(
-            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}"
+            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER} "
+            f"(it is {state})"
         )
     try:
         return parse_addresses(text)

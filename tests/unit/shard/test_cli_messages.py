@@ -324,7 +324,14 @@ def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, caps
         (
             ["get", "alice"],
             "",
-            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER}",
+            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] or set {ENV_CLUSTER} "
+            "(it is set but empty)",
+        ),
+        (
+            ["get", "alice"],
+            None,
+            f"no cluster address: pass --cluster HOST:PORT[,HOST:PORT...] "
+            f"or set {ENV_CLUSTER} (it is not set)",
         ),
         (["get", "--hex", "--cluster", NOWHERE, "zz"], None, "key 'zz' is not valid hex"),
         (["txn-status", "--cluster", NOWHERE, "ab:x"], None, "'ab:x' is not a transaction ref"),
