@@ -876,7 +876,7 @@ class _Demo:
                 self.failover.new_leader = leader
                 self.failover.leader_after = asyncio.get_running_loop().time() - self.kill_at_abs
                 self.event(
-                    f"group {group} has a new leader: {leader}, "
+                    f"group {group} has a new leader: {leader}, seen by a status poll "
                     f"{self.failover.leader_after:.2f} s after the kill"
                 )
                 break

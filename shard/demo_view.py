@@ -141,7 +141,12 @@ class FailoverState:
         if self.new_leader is None:
             out.append("no new leader yet")
         else:
-            out.append(f"new leader {self.new_leader} after {self.leader_after:.2f} s")
+            # Seen by polling Status, so commits may resume before it is seen (a README
+            # trial read the order as a contradiction).
+            out.append(
+                f"new leader {self.new_leader} seen by a status poll after "
+                f"{self.leader_after:.2f} s"
+            )
         if self.resumed_after is not None:
             out.append(f"commits on group {self.group_id} resumed after {self.resumed_after:.2f} s")
         elif self.new_leader is not None:

@@ -1779,9 +1779,14 @@ class NodeCore:
             # (its own part needs no Resolve), at a participant as a Prevent. A Prepare of
             # the transaction parked here, or a queued read for update of it, is refused now
             # (the waiters wake after the answers), not at the end of its wait, holding
-            # locks an older transaction could not wound (found by review).
+            # locks an older transaction could not wound (found by review). Only if the
+            # group holds an abort: a "not prepared" or "not committed" about another
+            # participant list (participant rule V3, coordinator rule D6) records nothing,
+            # and the group's own PREPARE of the txn must still answer its re-sent copies
+            # (found by review).
             host = self.hosts.get(pending.request.header.group_id)
-            if host is not None:
+            decided = None if host is None else host.shard.decision(pending.request.txn_id)
+            if host is not None and decided is not None and not decided.committed:
                 _note_abort(host, pending.request.txn_id, self._now)
                 host.locks.release(pending.request.txn_id)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
@@ -2026,8 +2031,9 @@ def _refuse_started_after(op: kv.PrepareRequest | kv.CommitOnePhaseRequest) -> N
 
 
 def _records_abort(kind: str, response: kv.Response) -> bool:
-    """Whether an applied Decide or Prevent answer says this group recorded the
-    transaction's abort (txn.coordinator, participant rule V1)."""
+    """Whether an applied Decide or Prevent answer may say this group recorded the
+    transaction's abort (txn.coordinator, participant rule V1); the record tells (rules V3
+    and D6 answer so without one)."""
     if kind == "decide":
         body = response.decide
         return body.error.code == kv.OK and not body.committed and not body.pending

@@ -812,6 +812,9 @@ class AsyncTransaction:
         # waiting behind them meanwhile.
         if not getattr(self, "_lock_groups", None) or self._state is not TransactionState.OPEN:
             return
+        # Released first: with warnings as errors (-W error) the warning raises (found by
+        # review: the locks were then kept).
+        self._client._release_dropped(self.txn_id, set(self._lock_groups))
         warnings.warn(
             f"transaction {self.txn_id.hex()} was dropped open holding update locks: they "
             "are released now; end a transaction with commit() or abort(), or use "
@@ -820,7 +823,6 @@ class AsyncTransaction:
             stacklevel=1,  # a finalizer: no caller of its own to point at
             source=self,
         )
-        self._client._release_dropped(self.txn_id, set(self._lock_groups))
 
     async def __aenter__(self) -> AsyncTransaction:
         return self

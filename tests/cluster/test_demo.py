@@ -77,7 +77,8 @@ def test_demo_runs_kills_a_leader_and_leaves_nothing_running(demo_dir: Path) -> 
     assert committed is not None and int(committed.group(1)) > 0, summary
     failover = re.search(
         r"failover: killed (n\d) \(pid (\d+), leader of group (\d+)\) with SIGKILL at [\d.]+ s; "
-        r"new leader (n\d) after ([\d.]+) s; commits on group \3 resumed after ([\d.]+) s; "
+        r"new leader (n\d) seen by a status poll after ([\d.]+) s; commits on group \3 "
+        r"resumed after ([\d.]+) s; "
         r"\1 restarted at [\d.]+ s \(pid (\d+)\)",
         summary,
     )

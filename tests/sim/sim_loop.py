@@ -114,6 +114,24 @@ class SimLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.TimerHandle:
         return self.call_at(self.time() + delay, callback, *args, context=context)
 
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        """What a finalizer calls (`AsyncTransaction.__del__`): the garbage collector runs
+        it at moments no seed decides, maybe inside a `World.schedule`, so a live process
+        must never reach it here: its call fails the run instead of scheduling anything."""
+        handle = asyncio.Handle(callback, args, self, context)
+        handle.cancel()
+        if not self.dead:
+            self.errors.append(f"a call from outside the loop (a finalizer?): {callback!r}")
+        return handle
+
+    def is_closed(self) -> bool:
+        return self.dead
+
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
         pass  # a cancelled handle is skipped when its event comes
 

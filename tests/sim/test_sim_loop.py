@@ -114,3 +114,24 @@ def test_a_handler_set_is_called_and_the_outer_running_loop_is_restored() -> Non
     world.run_until(1.0)
     assert running == [loop] and seen == ["reported"] and loop.errors == []
     assert asyncio.events._get_running_loop() is None
+
+
+def test_a_finalizers_call_fails_a_live_process_and_is_dropped_by_a_dead_one() -> None:
+    """`AsyncTransaction.__del__` releases a dropped transaction's locks through
+    `call_soon_threadsafe` at a moment the garbage collector picks, which no seed decides:
+    a live process's run fails instead (the model never drops a transaction open), and a
+    dead one's (its coroutines closed by the collector) schedules nothing."""
+    from txn import AsyncClient
+
+    world = World(random.Random(1))
+    loop = SimLoop(world, [])
+    client = AsyncClient(["127.0.0.1:1"])
+    client._loop = loop
+    client._release_dropped(b"t" * 16, {1})
+    assert len(loop.errors) == 1 and "a call from outside the loop" in loop.errors[0]
+    assert not loop.is_closed()
+    loop.kill()
+    assert loop.is_closed()
+    client._release_dropped(b"t" * 16, {1})  # the loop is gone: nothing, and no error
+    world.run_until(1.0)
+    assert len(loop.errors) == 1

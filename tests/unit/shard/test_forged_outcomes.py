@@ -335,3 +335,21 @@ def test_a_clients_abort_over_other_participants_is_answered_not_committed(held:
     answer = node.call(kv.Request(decide=decide)).decide
     assert answer.error.code == kv.OK
     assert not answer.committed and not answer.pending, answer
+
+
+def test_a_refusal_over_other_participants_leaves_the_groups_own_prepare_answering() -> None:
+    """Found by review of D6: its answer (and V3's) read as a recorded abort at the leader,
+    which then refused a re-sent copy of the honest [1, 2] Prepare it holds ("already
+    aborted") instead of answering it with the logged yes vote (P1)."""
+    node = OneNode(splits=(b"h", b"p"), resolve_after_s=60.0)
+    first = _yes(node, prepare_request(1, b"apple"))
+    decide = kv.DecideRequest(
+        header=header(1), txn_id=tid(b"t1"), participants=[1, 3], commit=False, recover=True
+    )
+    answer = node.call(kv.Request(decide=decide)).decide
+    assert not answer.committed and not answer.pending
+    prevent = kv.PreventRequest(header=header(1), txn_id=tid(b"t1"), participants=[1, 3])
+    assert not node.call(kv.Request(prevent=prevent)).prevent.prepared  # V3
+    again = node.call(prepare_request(1, b"apple")).prepare
+    assert again.error.code == kv.OK, again.error
+    assert again.prepare_ts == first.prepare_ts

@@ -135,6 +135,27 @@ def test_a_transaction_dropped_open_releases_its_update_locks_with_a_warning(
         assert resolves == [(1, txn_id, False), (2, txn_id, False)]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_transaction_dropped_open_releases_its_locks_with_warnings_as_errors(
+    fake: FakeKV,
+) -> None:
+    """Found by review: under `-W error` the warning raised inside the finalizer before
+    the release, and the locks were kept."""
+    with sync_client(fake) as client, warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+
+        def handler() -> None:
+            tx = client.transaction()
+            tx.get(A1, for_update=True)
+
+        handler()
+        gc.collect()
+        end = time.monotonic() + 5
+        while not fake.requests("resolve") and time.monotonic() < end:
+            threading.Event().wait(0.01)
+    assert [g for g, r in fake.requests("resolve") if not r.resolve.commit] == [1]
+
+
 def test_a_transaction_ended_or_holding_no_lock_is_dropped_without_a_warning(
     fake: FakeKV,
 ) -> None:
