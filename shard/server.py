@@ -36,7 +36,12 @@ MAX_UNWRITTEN = 65_536
 MAX_STREAM_SCANS = 16
 #: Gets one stream may have unanswered or unwritten; the others wait in line.
 MAX_STREAM_GETS = 128
-#: Gets (or scans) one stream may have waiting in line; past this the reader waits, and
+#: Waits for a change (a watch's, `ScanRequest.await_change`, node rule 16) one stream may
+#: have parked; the others wait in line. Their own slots, not the scans': a parked wait
+#: holds its slot for up to half its deadline, and 16 quiet watches of one client held up
+#: its scans and its other watches' reads by up to 2 s each (found by review).
+MAX_STREAM_WAITS = 256
+#: Gets (or scans, or waits) one stream may have waiting in line; past this the reader waits, and
 #: gRPC's flow control holds the client back (each counts in the stream's bytes too).
 MAX_STREAM_WAITING = 1024
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
@@ -291,8 +296,10 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         request_iterator: AsyncIterator[kv.RequestBatch],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[kv.ResponseBatch]:
-        answers: asyncio.Queue[tuple[kv.Response, int] | None] = asyncio.Queue()
+        # Each answer with its size and the slot its request took (freed once written).
+        answers: asyncio.Queue[tuple[kv.Response, int, _KindSlots | None] | None] = asyncio.Queue()
         slots = {"scan": _KindSlots(MAX_STREAM_SCANS), "get": _KindSlots(MAX_STREAM_GETS)}
+        wait_slots = _KindSlots(MAX_STREAM_WAITS)
         memory = self._memory
         outstanding = 0
         unwritten = 0  # answers in `answers` or in the write under way
@@ -311,7 +318,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
         def stream_takes(more: int) -> bool:
             return memory.fits(held_bytes, more, MAX_STREAM_BYTES)
 
-        def replier(held_for_it: int) -> Callable[[kv.Response], None]:
+        def replier(held_for_it: int, slot: _KindSlots | None) -> Callable[[kv.Response], None]:
             def reply(response: kv.Response) -> None:
                 nonlocal unwritten
                 if closed:
@@ -319,7 +326,7 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                 response, size = _held_answer(response, held_for_it, stream_takes, memory)
                 unwritten += 1
                 hold(size - held_for_it)
-                answers.put_nowait((response, size))
+                answers.put_nowait((response, size, slot))
 
             return reply
 
@@ -336,7 +343,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         )
                         return
                     for n, request in enumerate(batch.requests):
-                        slot = slots.get(request.WhichOneof("op"))
+                        kind = request.WhichOneof("op")
+                        waits = kind == "scan" and request.scan.await_change
+                        slot = wait_slots if waits else slots.get(kind or "")
                         while (
                             unwritten >= MAX_UNWRITTEN
                             or held_bytes >= MAX_STREAM_BYTES
@@ -351,9 +360,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                         size = memory_cost(request)
                         hold(size)
                         if outstanding > MAX_OUTSTANDING:
-                            start = partial(replier(size), self._refuse_excess(request))
+                            start = partial(replier(size, slot), self._refuse_excess(request))
                         else:
-                            start = partial(self._submit, request, replier(size))
+                            start = partial(self._submit, request, replier(size, slot))
                         if slot is None:
                             start()
                         else:
@@ -385,11 +394,13 @@ class KVServicer(kv_pb2_grpc.KVServicer):
             while True:
                 item = await answers.get()
                 responses = []
+                freed: list[_KindSlots | None] = []
                 size = 0
                 while True:
                     if item is not None:
                         responses.append(item[0])
                         size += item[1]
+                        freed.append(item[2])
                     if answers.empty() or size >= WRITE_BYTES:
                         # Past WRITE_BYTES the rest waits for the next write: a batch of
                         # large values would pass gRPC's message limit and fail them all.
@@ -401,10 +412,9 @@ class KVServicer(kv_pb2_grpc.KVServicer):
                     unwritten -= len(responses)
                     hold(-size)
                     written.set()
-                    # Written (gRPC asked for the next message): their gets' and scans'
-                    # slots are free.
-                    for response in responses:
-                        slot = slots.get(response.WhichOneof("result"))
+                    # Written (gRPC asked for the next message): their gets', scans' and
+                    # waits' slots are free.
+                    for slot in freed:
                         if slot is not None:
                             slot.release()
                 if failure:

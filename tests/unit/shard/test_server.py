@@ -496,6 +496,41 @@ def test_scans_waiting_for_a_slot_do_not_hold_up_the_streams_gets(
     assert [r.id for r in submitted] == [0, 1, 5]
 
 
+def test_parked_waits_for_a_change_do_not_hold_up_the_streams_scans(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: a watch's wait (`await_change`) took a scan slot for up to half its
+    deadline, so 16 quiet watches of one client held its scans and its other watches'
+    reads up to 2 s each. Waits have their own slots (MAX_STREAM_WAITS) and line."""
+    waits = [
+        kv.Request(id=i, scan=kv.ScanRequest(start=b"a", changes_after=1, await_change=True))
+        for i in range(6)
+    ]
+    scan = kv.Request(id=6, scan=kv.ScanRequest(start=b"a"))
+    submitted = _submitted_while_the_core_holds_everything(
+        [*waits, scan], monkeypatch, MAX_STREAM_SCANS=2, MAX_STREAM_WAITS=4
+    )
+    assert [r.id for r in submitted] == [0, 1, 2, 3, 6]
+
+
+def test_waits_take_their_own_slots_until_their_answers_are_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shard import server
+
+    monkeypatch.setattr(server, "MAX_STREAM_WAITS", 2)
+    monkeypatch.setattr(server, "MAX_STREAM_SCANS", 1)
+    waits = [
+        kv.Request(id=i, scan=kv.ScanRequest(start=b"a", changes_after=1, await_change=True))
+        for i in range(5)
+    ]
+    scans = [kv.Request(id=i, scan=kv.ScanRequest(start=b"a")) for i in range(5, 8)]
+    submitted, received, _ = _answered_in_turn([*waits, *scans], "scan")
+    assert sorted(received) == list(range(8))
+    # The scans went in beside the parked waits, not after them.
+    assert submitted.index(5) < submitted.index(4)
+
+
 def test_a_drain_while_the_reader_waits_on_a_full_line_answers_every_request_in_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
