@@ -1149,18 +1149,21 @@ class RoutingClient:
                     # Found by an application trial: "last: no attempt made" after the
                     # process was paused said nothing of why.
                     raise DeadlineExceeded(
-                        f"the deadline passed {loop.time() - started:.1f} s in, before a try "
-                        f"was sent to {target} (a timeout shorter than the wait for a "
-                        "connection, or a process paused or starved of CPU)"
+                        f"the deadline of a {kind} request passed {loop.time() - started:.1f} "
+                        f"s in, before a try was sent to {target} (a timeout shorter than the "
+                        "wait for a connection, or a process paused or starved of CPU)"
                     )
                 # Every try of a write was refused or never sent (one that may have been
                 # applied raised OutcomeUnknown): found by a README trial, the message left
                 # a user of a cluster without a majority wondering.
                 written = "; nothing was written" if write else ""
+                # The request's kind named: found by an application trial, whose watchers'
+                # periodic snapshot checks read as the watches giving up.
                 raise DeadlineExceeded(
-                    f"gave up at the deadline, after {loop.time() - started:.1f} s of tries "
-                    f"at {target}{written}; last: {last}. A group has a leader to answer once "
-                    "a majority of its replicas are up and connected"
+                    f"gave up on a {kind} request at the deadline, after "
+                    f"{loop.time() - started:.1f} s of tries at {target}{written}; last: {last}. "
+                    "A group has a leader to answer once a majority of its replicas are up and "
+                    "connected"
                 )
             if cache.needs_refresh:
                 await self.refresh_map(deadline)

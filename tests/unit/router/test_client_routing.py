@@ -1069,7 +1069,10 @@ async def test_a_group_without_a_leader_until_the_deadline_is_named_in_the_error
         with pytest.raises(DeadlineExceeded) as read_err:
             await client.get(b"a", timeout_s=0.3)
     message = str(err.value)
-    assert re.search(r"gave up at the deadline, after 0\.\d s of tries at group 1's", message)
+    assert re.search(
+        r"gave up on a put request at the deadline, after 0\.\d s of tries at group 1's", message
+    )
+    assert "gave up on a get request at the deadline" in str(read_err.value)
     assert "answered UNAVAILABLE" in message and "a majority of its replicas" in message
     # Every try refused: said so (found by a README trial, a cluster without a majority).
     assert "group 1's leader; nothing was written; last:" in message
