@@ -14,7 +14,8 @@ election API keeps one):
   vacancy. Its version is the term's fencing token (`put_fenced` writes with it). Each
   candidate's value is its own, so a claim whose answer was lost (OutcomeUnknown) is sent
   again, and a failure that finds our value means the lost one won.
-- renew: `cas(expected_version=token, touch=True, ttl_s=TTL)` before the lease runs out:
+- renew: `cas(expected_version=token, touch=True, ttl_s=TTL)` before the lease runs out,
+  from a thread of its own (a step of the holder's work may stall longer than the lease):
   the value and the version stay (the token stays valid), the deadline moves on. A renewal
   that fails tells the holder it lost the lease: it stops acting as leader. A holder acts
   outside the store only until it sent its last successful claim or renewal plus TTL, by
@@ -86,18 +87,39 @@ def campaign(client: Client, me: bytes, deadline_s: float) -> int:
 
 
 def lead(client: Client, me: bytes, token: int, renewals: int) -> None:
-    """Serve a term: fenced writes, renewed `renewals` times (the token never changes)."""
-    for i in range(renewals):
+    """Serve a term: `renewals` renewals from a thread of their own, and fenced writes
+    until they end (the token never changes)."""
+    lost: list[BaseException] = []
+
+    def renew() -> None:
+        # Its own thread: renewing between steps of the work would let any slow step (one
+        # meeting a frozen leader of the shard it writes waits an attempt timeout or more)
+        # outlast the lease (found by an application trial).
+        try:
+            for _ in range(renewals):
+                time.sleep(RENEW_EVERY_S)
+                # A renewal not confirmed within the lease ends (OutcomeUnknown) while it
+                # may still be held; one at a silent leader is sent again to the new one.
+                renewed = client.cas(
+                    LEADER, expected_version=token, touch=True, ttl_s=TTL_S, timeout_s=0.9 * TTL_S
+                )
+                expect(
+                    renewed.succeeded and renewed.version == token, f"{me.decode()} lost its lease"
+                )
+        except BaseException as exc:  # the holder's loop below stops and raises it
+            lost.append(exc)
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    written = 0
+    while renewer.is_alive():
         client.run(
-            lambda tx, i=i: tx.put_fenced(WORK, b"%s:%d" % (me, i), lock=LEADER, token=token)
+            lambda tx, i=written: tx.put_fenced(WORK, b"%s:%d" % (me, i), lock=LEADER, token=token)
         )
-        time.sleep(RENEW_EVERY_S)  # the work between renewals
-        # A renewal not confirmed within the lease ends (OutcomeUnknown) while it may
-        # still be held; one at a silent leader is sent again to the new one.
-        renewed = client.cas(
-            LEADER, expected_version=token, touch=True, ttl_s=TTL_S, timeout_s=0.9 * TTL_S
-        )
-        expect(renewed.succeeded and renewed.version == token, f"{me.decode()} lost its lease")
+        written += 1
+        renewer.join(RENEW_EVERY_S / 2)  # the work's own pace
+    if lost:
+        raise lost[0]
 
 
 def follow(watch: Watch, terms: int, seen: list[Change]) -> None:
