@@ -121,6 +121,21 @@ def shard_count(text: str) -> int:
     return bounded_int(1, MAX_SHARDS)(text)
 
 
+def split_point(text: str) -> bytes:
+    """argparse type of a --split-point: a non-empty key of printable ASCII without quotes
+    or backslashes, which cluster.toml holds as a plain string (others: write the file)."""
+    if not text or len(text) > MAX_KEY_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"a split point is a key of 1 to {MAX_KEY_BYTES:,} bytes, got {len(text):,}"
+        )
+    if not all(" " <= c <= "~" and c not in "'\"\\" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a split point given here is printable ASCII without quotes or "
+            "backslashes; write another into cluster.toml's [shards] split_points"
+        )
+    return text.encode()
+
+
 version = bounded_int(0, 2**64 - 1, " (a version, as `put` prints one)")
 """argparse type of a version option (versions are unsigned 64-bit: past 2**64-1 protobuf
 said only "Value out of range")."""

@@ -569,7 +569,8 @@ class LocalCluster(ClusterProcesses):
         if shards is not None and shards != len(have.split_points) + 1:
             problems.append(f"{len(have.split_points) + 1} shards (not {shards})")
         if split_points is not None and tuple(split_points) != have.split_points:
-            problems.append(f"split points {list(have.split_points)}")
+            shown = ", ".join(repr(p.decode(errors="backslashreplace")) for p in have.split_points)
+            problems.append(f"split points [{shown}]")
         if base_port is not None and have.nodes[0].address != f"{self._host}:{base_port}":
             problems.append(f"addresses starting at {have.nodes[0].address}")
         if cluster_id is not None and cluster_id != have.cluster_id:
@@ -763,6 +764,10 @@ class LocalCluster(ClusterProcesses):
                 self._write_config()
                 pending.touch()
                 say(f"new cluster {self.cluster_id!r} in {self.data_dir}")
+            elif self._bootstrapping:
+                # A config written by hand (found by an application trial: its first start
+                # said "restarting").
+                say(f"first start of cluster {self.cluster_id!r} in {self.data_dir}")
             else:
                 say(f"restarting cluster {self.cluster_id!r} from {self.data_dir}")
             try:

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from shard.cli_kv import (
+    UsageError,
     bounded_int,
     debug_option,
     non_negative_seconds,
     positive_seconds,
     shard_count,
+    split_point,
     usage_error,
 )
 
@@ -56,6 +58,17 @@ def register_cluster_commands(subparsers: Any) -> None:
         type=shard_count,
         default=None,
         help="data shard count, at most 26 (new cluster: 3)",
+    )
+    start.add_argument(
+        "--split-point",
+        action="append",
+        type=split_point,
+        default=None,
+        metavar="KEY",
+        dest="split_points",
+        help="new cluster: a key where one shard ends and the next begins, instead of the "
+        "alphabet's (repeat it: N points make N+1 shards, in key order whatever the order "
+        "given), to spread a prefix over shards: --split-point user/g --split-point user/p",
     )
     start.add_argument(
         "--base-port",
@@ -174,6 +187,7 @@ def _start(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         shards=args.shards,
         base_port=args.base_port,
+        split_points=_sorted_points(args.split_points),
         tls=args.tls,
     )
     with _closing(cluster):
@@ -204,6 +218,16 @@ def _start(args: argparse.Namespace) -> int:
                 print(f"  {node.name}  http://{node.metrics_address}/metrics")
         _print_exports(cluster)
     return UNHEALTHY_EXIT if refused else 0
+
+
+def _sorted_points(points: list[bytes] | None) -> tuple[bytes, ...] | None:
+    """The --split-point keys in key order; a usage error for one given twice."""
+    if points is None:
+        return None
+    if len(set(points)) != len(points):
+        twice = next(p for p in points if points.count(p) > 1)
+        raise UsageError(f"--split-point {twice.decode()!r} is given twice")
+    return tuple(sorted(points))
 
 
 def _after_interrupt(cluster: Any, data_dir: str) -> str:

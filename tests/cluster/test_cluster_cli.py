@@ -254,6 +254,23 @@ def test_single_node_cluster_and_shape_mismatch(data_dir: Path) -> None:
     assert other.returncode != 0 and "already holds a cluster" in other.stderr
 
 
+def test_split_points_given_spread_one_prefix_over_the_shards(data_dir: Path) -> None:
+    """Found by an application trial: every key under `flags/` landed in one shard, and the
+    only way out was a cluster.toml written by hand (whose first start said 'restarting')."""
+    started = paxoskv(
+        "cluster", "start", "--data-dir", str(data_dir), "--nodes", "1",
+        "--split-point", "flags/m", "--split-point", "flags/acme/",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "  group 2: keys [flags/acme/, flags/m) on n1" in started.stdout
+    cluster = LocalCluster(data_dir)
+    assert [r.start for r in cluster.shard_map.ranges][1:] == [b"flags/acme/", b"flags/m"]
+    cluster.close()
+    assert paxoskv("cluster", "stop", "--data-dir", str(data_dir)).returncode == 0
+    other = paxoskv("cluster", "start", "--data-dir", str(data_dir), "--split-point", "x")
+    assert other.returncode == 1 and "split points ['flags/acme/', 'flags/m']" in other.stderr
+
+
 def test_default_split_points_spread_keys_over_the_shards() -> None:
     assert default_split_points(1) == ()
     assert default_split_points(3) == (b"j", b"r")

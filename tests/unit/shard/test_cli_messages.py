@@ -582,3 +582,26 @@ def test_verify_backup_hex_without_print_is_a_usage_error(
 ) -> None:
     assert main(["verify-backup", "/nonexistent.pkvb", "--hex"]) == 2
     assert "give --print too" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        (["x", "x"], "--split-point 'x' is given twice"),
+        (["a'b"], "a split point given here is printable ASCII without quotes or backslashes"),
+        ([""], "a split point is a key of 1 to 4,096 bytes, got 0"),
+    ],
+)
+def test_bad_split_points_are_usage_errors(
+    points: list[str], message: str, tmp_path: Any, capsys: Any
+) -> None:
+    argv = ["cluster", "start", "--data-dir", str(tmp_path / "c")]
+    for point in points:
+        argv += ["--split-point", point]
+    try:
+        status = main(argv)
+    except SystemExit as exited:  # argparse's own usage errors
+        status = exited.code
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing was created
