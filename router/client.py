@@ -1155,8 +1155,10 @@ class RoutingClient:
                     )
                 # Every try of a write was refused or never sent (one that may have been
                 # applied raised OutcomeUnknown): found by a README trial, the message left
-                # a user of a cluster without a majority wondering.
-                written = "; nothing was written" if write else ""
+                # a user of a cluster without a majority wondering. Not for an idempotent
+                # write: its caller re-sends it (txn.resend), an earlier copy may have been
+                # applied, and this message would be quoted beside that (found by review).
+                written = "; nothing was written" if write and not idempotent else ""
                 # The request's kind named: found by an application trial, whose watchers'
                 # periodic snapshot checks read as the watches giving up.
                 raise DeadlineExceeded(

@@ -215,3 +215,32 @@ def test_changed_since_looks_at_the_range_only() -> None:
     assert changed_since(shard, b"a", b"m", after)
     assert not changed_since(shard, b"a", b"k", after)
     assert not changed_since(shard, b"a", b"m", shard.max_version)
+
+
+def test_waits_past_the_node_wide_bound_are_parked_unchecked_until_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: every applied batch looked at every parked wait of its group, and
+    clients' streams may park 256 each. Past MAX_CHECKED_WAITS a wait is only answered when
+    its time is up (its watch reads a round by `progress_s` anyway), and a checked wait that
+    ends makes room for the next."""
+    from shard import change_waits
+
+    monkeypatch.setattr(change_waits, "MAX_CHECKED_WAITS", 2)
+    waits: ChangeWaits[str] = ChangeWaits()
+    waits.park(1, b"a", None, 10, 5.0, "first")
+    waits.park(1, b"a", None, 10, 5.0, "second")
+    waits.park(1, b"a", None, 10, 3.0, "over, group 1")
+    waits.park(2, b"a", None, 10, 4.0, "over, group 2")
+    assert waits.woken(1, [(b"k", 11)]) == [("first", 11), ("second", 11)]
+    assert waits.due(2.9) == []
+    assert waits.due(3.0) == ["over, group 1"]  # never checked, answered when due
+    waits.park(1, b"a", None, 10, 9.0, "checked again")  # the ended ones made room
+    assert waits.woken(1, [(b"k", 12)]) == [("checked again", 12)]
+    waits.park(2, b"x", None, 10, 9.0, "checked in group 2")
+    waits.park(2, b"x", None, 10, 9.0, "another")
+    waits.park(2, b"x", None, 10, 8.0, "over again")
+    assert sorted(waits.woken_all(2)) == [
+        "another", "checked in group 2", "over again", "over, group 2"
+    ]  # fmt: skip
+    assert waits.take_all() == []

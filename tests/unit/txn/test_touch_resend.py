@@ -180,3 +180,27 @@ def test_a_leader_frozen_after_refusing_the_first_copy_is_left_for_the_new_one()
         assert [n for n, _ in touches][-1] != old
 
     scenario()
+
+
+def test_a_renewal_whose_first_copy_was_lost_is_never_said_to_have_written_nothing() -> None:
+    """Found by review: with the first copy lost on a broken stream and every later copy
+    refused UNAVAILABLE, the last copy's 'gave up ...; nothing was written' was quoted in
+    the OutcomeUnknown that says a copy may have been applied."""
+    touches: list[kv.Request] = []
+
+    def hook(node: FakeNode, request: kv.Request) -> Any:
+        if request.WhichOneof("op") != "cas":
+            return None
+        touches.append(request)
+        return BREAK if len(touches) == 1 else error_response(request, kv.UNAVAILABLE)
+
+    @with_cluster
+    async def scenario(cluster: FakeCluster) -> None:
+        cluster.store[b"a"] = (b"me", 7)
+        cluster.hook = hook
+        async with txn.AsyncClient(cluster.seeds(), timeout_s=1.0, attempt_timeout_s=0.3) as c:
+            with pytest.raises(txn.OutcomeUnknown, match="a copy may have been applied") as info:
+                await c.cas(b"a", expected_version=7, touch=True, ttl_s=10)
+        assert "nothing was written" not in str(info.value)
+
+    scenario()
