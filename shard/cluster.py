@@ -534,8 +534,8 @@ class LocalCluster(ClusterProcesses):
             split_points = default_split_points(3 if shards is None else shards)
         elif shards is not None and len(split_points) + 1 != shards:
             raise ClusterError(
-                f"{len(split_points)} split points make {len(split_points) + 1} "
-                f"shards, not {shards}"
+                f"{len(split_points)} split point{'s make' if len(split_points) != 1 else ' makes'} "
+                f"{len(split_points) + 1} shards, not {shards}"
             )
         self.config = ClusterConfig(
             cluster_id=cluster_id or f"local-{secrets.token_hex(3)}",
