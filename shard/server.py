@@ -41,8 +41,9 @@ MAX_STREAM_GETS = 128
 #: holds its slot for up to half its deadline, and 16 quiet watches of one client held up
 #: its scans and its other watches' reads by up to 2 s each (found by review).
 MAX_STREAM_WAITS = 256
-#: Gets (or scans, or waits) one stream may have waiting in line; past this the reader waits, and
-#: gRPC's flow control holds the client back (each counts in the stream's bytes too).
+#: Gets (or scans, or waits) one stream may have waiting in line; past this the reader
+#: waits, and gRPC's flow control holds the client back (each counts in the stream's bytes
+#: too).
 MAX_STREAM_WAITING = 1024
 #: Bytes one stream may hold in the node: its requests submitted and not answered yet (a
 #: put holds its value until chosen) and its answers not yet written. Past this, or past
