@@ -3,6 +3,9 @@ with no per-test timeout for the property tests).
 
 Select with HYPOTHESIS_PROFILE=ci|dev|nightly. Long soaks are behind PAXOSKV_SOAK=1.
 
+Stop signals a run inherited ignored (nohup, a background job) are given back their
+defaults, so that the tests of Ctrl-C and SIGHUP, and the processes they start, get them.
+
 The client variables of a developer's shell (PAXOSKV_CLUSTER, PAXOSKV_TLS_*) are removed
 for the session: clients that take their defaults would otherwise dial that cluster or
 speak TLS to the tests' plaintext clusters.
@@ -11,6 +14,7 @@ speak TLS to the tests' plaintext clusters.
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -32,6 +36,16 @@ settings.load_profile(PROFILE)
 
 for _name in (ENV_CLUSTER, ENV_CA, ENV_CERT, ENV_KEY):
     os.environ.pop(_name, None)
+
+# A run started under `nohup`, or in the background by a shell without job control,
+# inherits SIGHUP or SIGINT ignored, and so do the processes its tests start; an ignored
+# stop signal stays ignored by design (shard/cli_signals.py), so the tests of Ctrl-C, SIGHUP
+# and their exit statuses failed (a session 64 CI run, `(nohup bash .ci/run &)`). The
+# session gets the default dispositions back, and its children inherit them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
