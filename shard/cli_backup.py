@@ -229,9 +229,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError("--hex says how --print shows keys and values: give --print too")
     with BackupReader(args.file) as reader:
         summary = reader.verify()
-        if args.print:
-            reader.rewind()  # nothing is printed from a file not checked whole first
-            for key, value in reader.records():
+        if args.print:  # after the check: nothing is printed of a file not intact
+            for key, value in reader.records():  # from the first record again
                 print(f"{show_bytes(args, key)}\t{show_bytes(args, value)}")
     header = summary.header
     print(

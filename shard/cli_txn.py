@@ -428,7 +428,7 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> StepOutp
     for step in steps:
         if step.op == "get":
             value = shown(reader.get(step.key), step.key)
-            out.lines.append(f"get {show(step.key)}: {_or_not_found(value)}")
+            out.lines.append(f"get {show(step.key)}: {_or(value, '(not found)')}")
             out.records.append({"step": step.text, "key": show(step.key), "value": value})
         elif step.op in ("scan", "scan-reverse"):
             # One item over the limit says whether the scan was cut short (as `paxoskv scan`);
@@ -471,7 +471,7 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> StepOutp
             found = reader.get(step.key)
             if not _guard_holds(step, found, step.key in counters):
                 value = shown(found, step.key)
-                raise guard_failed(step, value, _ABSENT if value is None else value)
+                raise guard_failed(step, value, _or(value, _ABSENT))
         elif step.op in ("put", "put-ttl"):
             counters.discard(step.key)
             reader.put(step.key, step.value, ttl_s=step.ttl_s)
@@ -492,8 +492,9 @@ def run_steps(reader: Any, steps: list[Step], show: Any, limit: int) -> StepOutp
 _ABSENT = "absent (never written, deleted, or expired)"
 
 
-def _or_not_found(value: str | None) -> str:
-    return "(not found)" if value is None else value
+def _or(value: str | None, absent: str) -> str:
+    """`value` as shown, or `absent`'s words for a key found absent."""
+    return absent if value is None else value
 
 
 def _guard_holds(step: Step, found: bytes | None, counter: bool) -> bool:

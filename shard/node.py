@@ -1785,8 +1785,7 @@ class NodeCore:
             # and the group's own PREPARE of the txn must still answer its re-sent copies
             # (found by review).
             host = self.hosts.get(pending.request.header.group_id)
-            decided = None if host is None else host.shard.decision(pending.request.txn_id)
-            if host is not None and decided is not None and not decided.committed:
+            if host is not None and _holds_abort(host, pending.request.txn_id):
                 _note_abort(host, pending.request.txn_id, self._now)
                 host.locks.release(pending.request.txn_id)
         if pending.kind == "decide" and response.decide.error.code == kv.OK:
@@ -2041,6 +2040,12 @@ def _records_abort(kind: str, response: kv.Response) -> bool:
         body = response.prevent
         return body.error.code == kv.OK and not body.prepared and not body.unknown
     return False
+
+
+def _holds_abort(host: GroupHost, txn_id: bytes) -> bool:
+    """Whether `host`'s group holds a decision record of `txn_id` that says aborted."""
+    decided = host.shard.decision(txn_id)
+    return decided is not None and not decided.committed
 
 
 def _note_abort(host: GroupHost, txn_id: bytes, now: float) -> None:

@@ -294,8 +294,10 @@ class BackupReader:
             raise self._corrupt(at, f"the header is malformed ({exc})") from None
         self._records_at = self._offset
 
-    def _corrupt(self, offset: int, what: str) -> BackupCorrupt:
-        return BackupCorrupt(f"{self.path}: not an intact backup at byte {offset}: {what}")
+    def _corrupt(self, offset: int | None, what: str) -> BackupCorrupt:
+        """`what` is wrong with the file, at byte `offset` (None: no one place)."""
+        at = "" if offset is None else f" at byte {offset}"
+        return BackupCorrupt(f"{self.path}: not an intact backup{at}: {what}")
 
     def _read(self, count: int, what: str) -> bytes:
         data = self._file.read(count)
@@ -342,10 +344,10 @@ class BackupReader:
         if digest.hex() != expected:
             # Named by where the digest is, the damage read as if it were there (found by a
             # README trial: one flipped byte early in a file was reported at its end).
-            raise BackupCorrupt(
-                f"{self.path}: not an intact backup: its contents do not match the SHA-256 "
-                f"at its end (damaged somewhere in its first {self._offset:,} bytes, or in "
-                "the digest)"
+            raise self._corrupt(
+                None,
+                f"its contents do not match the SHA-256 at its end (damaged somewhere in its "
+                f"first {self._offset:,} bytes, or in the digest)",
             )
         if self._file.read(1):
             raise self._corrupt(self._offset + _DIGEST_BYTES, "bytes after the end")

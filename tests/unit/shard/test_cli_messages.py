@@ -520,13 +520,14 @@ class _QuietWatch(_WatchRefusedAfterItsStart):
         return []
 
 
-class _ClientOfARefusedWatch:
-    made: type[_WatchRefusedAfterItsStart] = _WatchRefusedAfterItsStart
+class StubClient:
+    """A `txn.Client` stand-in for the CLI's commands: made with any arguments, used as a
+    context manager, connected at once; subclasses add what a command calls."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
-    def __enter__(self) -> _ClientOfARefusedWatch:
+    def __enter__(self) -> StubClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -534,6 +535,10 @@ class _ClientOfARefusedWatch:
 
     def connect(self) -> None:
         pass
+
+
+class _ClientOfARefusedWatch(StubClient):
+    made: type[_WatchRefusedAfterItsStart] = _WatchRefusedAfterItsStart
 
     def watch(self, *args: object, **kwargs: object) -> _WatchRefusedAfterItsStart:
         return self.made()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from shard.cli_signals import Stopped, how_stopped, run_until_stopped, stop_signals_raise
+from tests.unit.shard.test_cli_messages import StubClient
 
 pytestmark = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
@@ -145,16 +146,7 @@ def test_a_sigterm_while_the_watch_connects_exits_143_without_a_traceback(
     import txn
     from shard import cli
 
-    class Connecting:
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def __enter__(self) -> Connecting:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
+    class Connecting(StubClient):
         def connect(self) -> None:
             signal.raise_signal(signal.SIGTERM)
 
